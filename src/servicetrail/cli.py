@@ -1,0 +1,317 @@
+"""The `servicetrail` command line (SPEC section 5)."""
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.engine import Engine
+
+from .domain.ids import InvalidValue, RequestId, eui64
+from .domain.search import Search
+from .domain.times import parse_time
+from .store.engine import StoreError, database_url, open_store
+
+KINDS = ("users", "devices", "responsibilities")
+
+
+class TimeParam(click.ParamType):
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(value)
+        except InvalidValue as e:
+            self.fail(str(e), param, ctx)
+
+
+class EuiParam(click.ParamType):
+    name = "EUI-64"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            return eui64(value)
+        except InvalidValue as e:
+            self.fail(str(e), param, ctx)
+
+
+TIME = TimeParam()
+EUI = EuiParam()
+
+
+def with_db(command: Callable) -> Callable:
+    """`--db URL` on every command, as well as before the command name."""
+
+    @click.option("--db", "db_url", metavar="URL", default=None,
+                  help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).")
+    @click.pass_context
+    @functools.wraps(command)
+    def wrapper(ctx: click.Context, db_url: str | None, **kwargs: Any) -> Any:
+        ctx.obj = db_url or (ctx.obj if isinstance(ctx.obj, str) else None)
+        return command(**kwargs)
+
+    return wrapper
+
+
+def engine() -> Engine:
+    url = click.get_current_context().obj
+    try:
+        return open_store(url)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
+        raise click.ClickException(f"cannot open the store at {database_url(url)}: {e}") from None
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def progress_for(paths: list[Path]):
+    """A progress bar on a terminal; nothing when the output is a pipe or a file."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    total = sum(p.stat().st_size for path in paths for p in ([path] if path.is_file() else path.rglob("*"))
+                if p.is_file())
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("loading", total=total)
+        yield lambda done: bar.advance(task, done)
+
+
+def report_summary(summary) -> None:
+    click.echo(summary.line())
+    if summary.corrected:
+        click.echo(f"({summary.corrected} of those corrected an existing entry)", err=True)
+    for path in summary.reject_files:
+        click.echo(f"rejected records, with their line and reason: {path}", err=True)
+    if summary.rejected:
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", "db_url", metavar="URL", default=None, help="Database URL for every command.")
+@click.version_option(package_name="servicetrail")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None) -> None:
+    """servicetrail: the DCC Service Audit Trail with SEC MP141 visibility.
+
+    Load the registry (users, devices, responsibilities), ingest DUIS traffic, and see
+    what each Party may see: its own traffic in full, and as Responsible Supplier or
+    Network Operator the titles of every request and response to its devices.
+    """
+    ctx.obj = db_url
+
+
+@main.command("load")
+@click.argument("what", type=click.Choice(KINDS))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).")
+@with_db
+def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
+    """Load a registry CSV: users, devices or responsibilities (in that order).
+
+    \b
+    users.csv             user_id,party_id,party_name,role
+    devices.csv           device_id,device_type,smets
+    responsibilities.csv  device_id,party_id,relation,valid_from,valid_to
+    """
+    from .ingest import registry_csv
+    from .ingest.load import BadHeader, load_registry
+
+    spec = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
+            "responsibilities": registry_csv.RESPONSIBILITIES}[what]
+    with progress_for([file]) as progress:
+        try:
+            summary = load_registry(engine(), spec, file, rejects, progress)
+        except BadHeader as e:
+            fail(str(e))
+    report_summary(summary)
+
+
+@main.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file.")
+@click.option("--logged-at", type=TIME, help="Time a bare DUIS request .xml file was logged "
+                                              "(default: the file's modification time).")
+@with_db
+def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetime | None) -> None:
+    """Ingest SAT records: SAT JSON Lines, DUIS JSON Lines captures, or DUIS XML files and folders.
+
+    The format of each file is detected. Re-ingesting a file adds nothing; rejected
+    records go to a reject file with their line and reason, and the exit code is 1.
+    """
+    from .ingest.load import ingest
+    from .ingest.sources import UnreadableInput
+
+    with progress_for(list(paths)) as progress:
+        try:
+            summary = ingest(engine(), list(paths), rejects, logged_at, progress)
+        except UnreadableInput as e:
+            fail(str(e))
+    report_summary(summary)
+
+
+@main.group("accounts")
+def accounts_group() -> None:
+    """People who log in to the web screen for a Party."""
+
+
+@accounts_group.command("create")
+@click.argument("username")
+@click.option("--party", "party_id", required=True, help="The Party (party_id) the account acts for.")
+@with_db
+def accounts_create(username: str, party_id: str) -> None:
+    """Create an account; the password is read from standard input (asked twice on a terminal)."""
+    from .security import WeakPassword
+    from .store.accounts import AccountError, create_account
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        with engine().begin() as conn:
+            create_account(conn, username, party_id, password)
+    except (AccountError, WeakPassword) as e:
+        fail(str(e))
+    click.echo(f"account {username} created for {party_id}", err=True)
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """API tokens (Authorization: Bearer TOKEN)."""
+
+
+@tokens_group.command("create")
+@click.argument("username")
+@with_db
+def tokens_create(username: str) -> None:
+    """Create an API token for an account; it is printed once, alone on standard output."""
+    from .store.accounts import AccountError, create_token
+
+    try:
+        with engine().begin() as conn:
+            token = create_token(conn, username)
+    except AccountError as e:
+        fail(str(e))
+    click.echo("Keep this token secret; it is shown only this once.", err=True)
+    click.echo(token)
+
+
+def _viewer(conn, party_id: str):
+    from .store.queries import viewer_for
+
+    viewer = viewer_for(conn, party_id)
+    if viewer is None:
+        fail(f"unknown party {party_id!r}")
+    return viewer
+
+
+def _output(path: Path | None):
+    return open(path, "w", newline="", encoding="utf-8") if path else nullcontext(sys.stdout)
+
+
+@main.group("report")
+def report_group() -> None:
+    """Reports from the SAT. They keep the own-traffic rule (SPEC section 1, rule 7)."""
+
+
+@report_group.command("own")
+@click.option("--party", "party_id", required=True)
+@click.option("--from", "time_from", type=TIME, required=True, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=TIME, required=True, help="Exclusive end (ISO-8601).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@with_db
+def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, output: Path | None) -> None:
+    """The Party's own traffic, payload included, streamed as CSV or JSON Lines."""
+    from .output import write_csv, write_jsonl
+    from .store.queries import iter_own_report
+
+    if time_to <= time_from:
+        fail("--to must be after --from")
+    with engine().connect() as conn, _output(output) as out:
+        items = iter_own_report(conn, _viewer(conn, party_id), time_from, time_to)
+        count = (write_csv if fmt == "csv" else write_jsonl)(items, out)
+    click.echo(f"{count} records", err=True)
+
+
+@main.command("records")
+@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--device", "device_id", type=EUI, help="Device ID (EUI-64, any case).")
+@click.option("--request-id", help="Request ID (originator:target:counter).")
+@click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
+@click.option("--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="At most N records (default: all).")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@with_db
+def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: datetime | None,
+                time_to: datetime | None, scope: str, limit: int | None, fmt: str) -> None:
+    """What a Party may see, newest first, through the MP141 rule.
+
+    JSON Lines items carry the API's fields; payload only on the Party's own records.
+    """
+    from .domain.visibility import Scope
+    from .output import write_jsonl, write_table
+    from .store.limits import SearchTooBroad
+    from .store.queries import iter_search
+
+    if request_id:
+        try:
+            request_id = str(RequestId.parse(request_id))
+        except InvalidValue as e:
+            raise click.BadParameter(str(e), param_hint="--request-id") from None
+    search = Search(device_id=device_id, request_id=request_id, time_from=time_from, time_to=time_to,
+                    scope=Scope(scope))
+    with engine().connect() as conn:
+        items = iter_search(conn, _viewer(conn, party_id), search, limit)
+        try:
+            (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
+        except SearchTooBroad as e:
+            fail(str(e), 3)
+
+
+@main.group("db")
+def db_group() -> None:
+    """The store's schema."""
+
+
+@db_group.command("upgrade")
+@with_db
+def db_upgrade() -> None:
+    """Bring the schema up to the newest migration."""
+    from .store.engine import make_engine
+    from .store.migrate import upgrade_to_head
+
+    upgrade_to_head(make_engine(click.get_current_context().obj))
+    click.echo("schema is up to date")
+
+
+@db_group.command("check")
+@with_db
+def db_check() -> None:
+    """Fail when the database's tables and the migrations disagree."""
+    from .store.engine import make_engine
+    from .store.migrate import schema_differences
+
+    problems = schema_differences(make_engine(click.get_current_context().obj))
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("schema matches the migrations")

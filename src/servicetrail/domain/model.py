@@ -1,0 +1,109 @@
+"""The records and parties of a Service Audit Trail, as plain values."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+
+UTC = timezone.utc
+
+
+class Kind(StrEnum):
+    REQUEST = "request"
+    ACKNOWLEDGEMENT = "acknowledgement"
+    RESPONSE = "response"
+    DEVICE_ALERT = "device_alert"
+    DCC_ALERT = "dcc_alert"
+
+
+ALERT_KINDS = frozenset({Kind.DEVICE_ALERT, Kind.DCC_ALERT})
+KINDS = tuple(k.value for k in Kind)
+
+
+class Relation(StrEnum):
+    SUPPLIER = "supplier"
+    NETWORK_OPERATOR = "network_operator"
+
+
+KNOWN_ROLES = {
+    "IS": "Import Supplier",
+    "ES": "Export Supplier",
+    "GS": "Gas Supplier",
+    "ED": "Electricity Distributor",
+    "GT": "Gas Transporter",
+    "OU": "Other User",
+    "RSA": "Registered Supplier Agent",
+}
+
+DEVICE_TYPES = ("ESME", "GSME", "CHF", "GPF", "HCALCS", "PPMID", "IHD", "CAD", "Type2")
+
+
+def role_behaviour(role: str) -> str:
+    """The role whose rules apply: SPEC section 2 treats an unknown future code like OU."""
+    return role if role in KNOWN_ROLES else "OU"
+
+
+def role_name(role: str) -> str:
+    return KNOWN_ROLES.get(role, f"{role} (future role, treated as Other User)")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    party_id: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    party_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    device_type: str
+    smets: int
+
+
+@dataclass(frozen=True, slots=True)
+class Responsibility:
+    """`[valid_from, valid_to)`; `valid_to` None means still open."""
+
+    device_id: str
+    party_id: str
+    relation: str
+    valid_from: datetime
+    valid_to: datetime | None
+
+    def covers(self, at: datetime) -> bool:
+        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
+
+    def overlaps(self, other: Responsibility) -> bool:
+        self_ends_after = other.valid_to is None or self.valid_from < other.valid_to
+        other_ends_after = self.valid_to is None or other.valid_from < self.valid_to
+        return self_ends_after and other_ends_after
+
+    def describe(self) -> str:
+        start = self.valid_from.strftime("%Y-%m-%d")
+        end = self.valid_to.strftime("%Y-%m-%d") if self.valid_to else "now (open)"
+        return f"{start} to {end}"
+
+
+@dataclass(frozen=True, slots=True)
+class SatRecord:
+    """One message of the trail. `(request_id, kind, logged_at)` identifies it."""
+
+    logged_at: datetime
+    kind: str
+    request_id: str
+    srv: str
+    user_id: str
+    device_id: str
+    response_code: str
+    payload: str
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.request_id, self.kind, self.logged_at)

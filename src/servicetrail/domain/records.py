@@ -1,0 +1,83 @@
+"""Validation of a normalised SAT record (SPEC section 4, SAT JSON Lines) and its API shape."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .catalogue import srv_title
+from .ids import InvalidValue, RequestId, eui64
+from .model import ALERT_KINDS, KINDS, SatRecord
+from .times import format_time, parse_time
+from .visibility import Access
+
+FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
+_SRV_CHARS = set("0123456789.")
+MAX_PAYLOAD_CHARS = 1_000_000
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
+    return value.strip() if name != "payload" else value
+
+
+def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
+    """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field."""
+    if not isinstance(raw, Mapping):
+        raise InvalidValue("a record must be a JSON object")
+    missing = [f for f in ("logged_at", "kind", "request_id", "user_id") if not raw.get(f)]
+    if missing:
+        raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
+    kind = _text(raw, "kind")
+    if kind not in KINDS:
+        raise InvalidValue(f"kind must be one of {', '.join(KINDS)}: {kind!r}")
+    try:
+        logged_at = parse_time(_text(raw, "logged_at"))
+    except InvalidValue as e:
+        raise InvalidValue(f"logged_at: {e}") from None
+    request_id = str(RequestId.parse(_text(raw, "request_id")))
+    user_id = eui64(_text(raw, "user_id"))
+    device = _text(raw, "device_id")
+    device_id = eui64(device) if device else ""
+    srv = _text(raw, "srv")
+    if srv and (not set(srv) <= _SRV_CHARS or len(srv) > 12):
+        raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {srv!r}")
+    if kind == "request" and not srv:
+        raise InvalidValue("a request must name its srv")
+    if kind == "device_alert" and not device_id:
+        raise InvalidValue("a device_alert must name the device_id that raised it")
+    code = _text(raw, "response_code")
+    if code and (len(code) > 16 or not code.isalnum()):
+        raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
+    payload = _text(raw, "payload")
+    if len(payload) > MAX_PAYLOAD_CHARS:
+        raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
+    return SatRecord(logged_at, kind, request_id, srv, user_id, device_id, code, payload)
+
+
+ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",
+               "smets", "user_id", "user_role", "party_id", "response_code", "access")
+
+
+def item(record_id: int, logged_at: datetime, kind: str, request_id: str, srv: str | None,
+         device_id: str | None, device_type: str | None, smets: int | None, user_id: str,
+         user_role: str | None, party_id: str | None, response_code: str | None, access: str,
+         payload: str | None) -> dict[str, Any]:
+    """The item every interface shows (SPEC section 5): payload only when the record is the viewer's own."""
+    shown: dict[str, Any] = {
+        "id": record_id, "logged_at": format_time(logged_at), "kind": kind, "request_id": request_id,
+        "srv": srv or "", "srv_title": srv_title(srv or ""), "device_id": device_id or "",
+        "device_type": device_type, "smets": smets, "user_id": user_id, "user_role": user_role,
+        "party_id": party_id, "response_code": response_code or "", "access": access,
+    }
+    if access == Access.OWN:
+        shown["payload"] = payload or ""
+    return shown
+
+
+def is_alert(kind: str) -> bool:
+    return kind in ALERT_KINDS

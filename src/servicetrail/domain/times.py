@@ -1,0 +1,37 @@
+"""Times: ISO-8601 with an offset in, UTC stored and shown."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from .ids import InvalidValue
+
+UTC = timezone.utc
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO-8601 time with an offset (or a bare date, read as midnight UTC) as aware UTC.
+
+    A time without an offset is refused: in GB it could be GMT or BST, an hour apart.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise InvalidValue("empty time")
+    if _DATE_ONLY.match(text):
+        text += "T00:00:00+00:00"
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue(f"not an ISO-8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """UTC, `Z`-suffixed, microseconds only when there are some."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")

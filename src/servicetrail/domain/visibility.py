@@ -1,0 +1,87 @@
+"""The MP141 (Option B) visibility rule of SPEC section 3, for one record and one viewer.
+
+`store.visibility_sql` compiles the very same rule to SQL for every read; a property test
+proves the two agree. Both take their vocabulary from this module.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .model import ALERT_KINDS, Kind, Responsibility, SatRecord
+
+# Rule 3 shares titles of these kinds only; alerts stay with their addressee (rule 2).
+MP141_KINDS = frozenset({Kind.REQUEST, Kind.ACKNOWLEDGEMENT, Kind.RESPONSE})
+assert MP141_KINDS.isdisjoint(ALERT_KINDS)
+
+
+class Access(StrEnum):
+    OWN = "own"
+    MP141 = "mp141"
+
+
+class Scope(StrEnum):
+    """Which visible records a search wants: the viewer's own, other Users' (MP141), or both."""
+
+    OWN = "own"
+    OTHERS = "others"
+    ALL = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """A Party looking at the trail, with every User ID it holds (one per User Role)."""
+
+    party_id: str
+    user_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    access: Access | None
+    rule: int
+    reason: str
+    interval: Responsibility | None = None
+
+    @property
+    def visible(self) -> bool:
+        return self.access is not None
+
+    def badge(self) -> str:
+        """The short text a screen shows beside a visible record."""
+        if self.access is Access.OWN:
+            return "own"
+        if self.interval is not None:
+            role = "Responsible Supplier" if self.interval.relation == "supplier" else "Network Operator"
+            return f"visible as {role}, {self.interval.describe()}"
+        return ""
+
+
+def is_own(viewer: Viewer, record: SatRecord) -> bool:
+    """Rule 1: sent by, or addressed to, one of the viewer's User IDs. Reports use this alone."""
+    return record.user_id in viewer.user_ids
+
+
+def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]) -> Decision:
+    """Decide one record. `registry` holds Responsibilities of the record's device (others are ignored)."""
+    if is_own(viewer, record):
+        return Decision(Access.OWN, 1, "own traffic: the message came from or went to one of your User IDs")
+    if record.kind in ALERT_KINDS:
+        return Decision(None, 2, "alerts are visible only to the User they were sent to")
+    if record.kind in MP141_KINDS and record.device_id:
+        for interval in sorted(registry, key=lambda r: (r.valid_from, r.relation)):
+            if (interval.device_id == record.device_id and interval.party_id == viewer.party_id
+                    and interval.covers(record.logged_at)):
+                role = "Responsible Supplier" if interval.relation == "supplier" else "Network Operator"
+                return Decision(
+                    Access.MP141, 3,
+                    f"MP141: you were the {role} of device {record.device_id} "
+                    f"from {interval.describe()}; titles only, no payload",
+                    interval,
+                )
+    return Decision(None, 4, "not visible to you")
+
+
+def in_scope(access: Access, scope: Scope) -> bool:
+    return scope is Scope.ALL or (scope is Scope.OWN) == (access is Access.OWN)

@@ -1,0 +1,108 @@
+"""DUIS XML (SPEC section 4 and shared/duis/README.md) to SAT records, refusing hostile XML.
+
+A document with a DOCTYPE or an entity declaration is rejected outright, not defused;
+the parser never loads a DTD, expands an entity or touches the network, and documents
+over MAX_DOCUMENT_BYTES are refused before parsing.
+"""
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+
+from lxml import etree
+
+from ..domain.catalogue import is_non_device
+from ..domain.ids import InvalidValue, RequestId
+from ..domain.model import Kind, SatRecord
+from ..domain.times import parse_time
+
+NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
+MAX_DOCUMENT_BYTES = int(os.environ.get("SERVICETRAIL_MAX_DUIS_BYTES", str(4 * 1024 * 1024)))
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                          huge_tree=False, remove_comments=False)
+
+
+def _q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def _text(parent: etree._Element, path: str) -> str:
+    found = parent.find(path, namespaces={"sr": NS})
+    return (found.text or "").strip() if found is not None else ""
+
+
+def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
+    """One DUIS message. `logged_at` is the time the SAT logged a request (responses carry their own)."""
+    if len(document) > MAX_DOCUMENT_BYTES:
+        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit")
+    if _DTD.search(document):
+        raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
+    try:
+        root = etree.fromstring(document, _PARSER)
+    except etree.XMLSyntaxError as e:
+        raise InvalidValue(f"not well-formed XML: {e.msg}") from None
+    payload = document.decode("utf-8", "replace")
+    if root.tag == _q("Request"):
+        return _request(root, logged_at, payload)
+    if root.tag == _q("Response"):
+        return _response(root, payload)
+    raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {root.tag}")
+
+
+def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> SatRecord:
+    request_id = RequestId.parse(_text(root, "sr:Header/sr:RequestID"))
+    srv = _text(root, "sr:Header/sr:ServiceReferenceVariant")
+    if not srv:
+        raise InvalidValue("DUIS request without Header/ServiceReferenceVariant")
+    if logged_at is None:
+        raise InvalidValue("DUIS request without a logged_at time")
+    device_id = "" if is_non_device(srv) else request_id.target
+    return SatRecord(logged_at, Kind.REQUEST, str(request_id), srv, request_id.originator, device_id, "", payload)
+
+
+def _response(root: etree._Element, payload: str) -> SatRecord:
+    header = root.find(_q("Header"))
+    body = root.find(_q("Body"))
+    if header is None or body is None or len(body) == 0:
+        raise InvalidValue("DUIS response without Header and Body")
+    code = _text(header, "sr:ResponseCode")
+    if not code:
+        raise InvalidValue("DUIS response without Header/ResponseCode")
+    try:
+        logged_at = parse_time(_text(header, "sr:ResponseDateTime"))
+    except InvalidValue as e:
+        raise InvalidValue(f"ResponseDateTime: {e}") from None
+    raw_request_id = _text(header, "sr:RequestID")
+    raw_response_id = _text(header, "sr:ResponseID")
+    request_id = RequestId.parse(raw_request_id) if raw_request_id else None
+    response_id = RequestId.parse(raw_response_id) if raw_response_id else None
+    if request_id is None and response_id is None:
+        raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
+    message = body[0]
+    kind = _kind(message, code)
+    srv = "" if kind in (Kind.DEVICE_ALERT, Kind.DCC_ALERT) else _text(message, "sr:ServiceReferenceVariant")
+    if request_id is not None:  # a response to a request goes back to the request's sender
+        user_id = request_id.originator
+        device_id = "" if is_non_device(srv) else request_id.target
+        if kind == Kind.DCC_ALERT:
+            device_id = ""
+        elif kind == Kind.DEVICE_ALERT and response_id is not None:
+            device_id = response_id.originator
+    else:  # an alert: from the Device (or the DCC) to a User
+        user_id = response_id.target
+        device_id = response_id.originator if kind == Kind.DEVICE_ALERT else ""
+    identity = str(request_id or response_id)
+    return SatRecord(logged_at, kind, identity, srv, user_id, device_id, code, payload)
+
+
+def _kind(message: etree._Element, code: str) -> Kind:
+    name = etree.QName(message).localname
+    if name == "DeviceAlertMessage" or message.find(_q("FutureDatedDeviceAlertMessage")) is not None:
+        return Kind.DEVICE_ALERT
+    if name == "DCCAlertMessage":
+        return Kind.DCC_ALERT
+    if code == "I99":
+        return Kind.ACKNOWLEDGEMENT
+    return Kind.RESPONSE

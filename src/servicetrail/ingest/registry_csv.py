@@ -1,0 +1,69 @@
+"""The registry files: users.csv, devices.csv, responsibilities.csv (SPEC section 4)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..domain.ids import InvalidValue, eui64
+from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
+from ..domain.times import parse_time
+
+_PARTY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
+
+
+@dataclass(frozen=True)
+class RegistryFile:
+    columns: tuple[str, ...]
+    parse: Callable[[Mapping[str, str]], object]
+
+
+def _field(row: Mapping[str, str], name: str, required: bool = True) -> str:
+    value = (row.get(name) or "").strip()
+    if required and not value:
+        raise InvalidValue(f"{name} is empty")
+    return value
+
+
+def _party_id(value: str) -> str:
+    if len(value) > 32 or not set(value.upper()) <= _PARTY_CHARS:
+        raise InvalidValue(f"party_id must be a short code of letters, digits, '-' or '_': {value!r}")
+    return value
+
+
+def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
+    role = _field(row, "role").upper()
+    if len(role) > 16 or not role.isalnum():
+        raise InvalidValue(f"role must be a User Role code such as IS, ED or OU: {role!r}")
+    user = User(eui64(_field(row, "user_id")), _party_id(_field(row, "party_id")), role)
+    return user, _field(row, "party_name", required=False) or user.party_id
+
+
+def parse_device(row: Mapping[str, str]) -> Device:
+    raw_type = _field(row, "device_type")
+    device_type = _DEVICE_TYPES.get(raw_type.upper())
+    if device_type is None:
+        raise InvalidValue(f"device_type must be one of {', '.join(DEVICE_TYPES)}: {raw_type!r}")
+    smets = _field(row, "smets").upper().removeprefix("SMETS")
+    if smets not in ("1", "2"):
+        raise InvalidValue(f"smets must be 1 or 2: {row.get('smets')!r}")
+    return Device(eui64(_field(row, "device_id")), device_type, int(smets))
+
+
+def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
+    relation = _field(row, "relation").lower()
+    if relation not in {r.value for r in Relation}:
+        raise InvalidValue(f"relation must be supplier or network_operator: {relation!r}")
+    valid_from = parse_time(_field(row, "valid_from"))
+    raw_to = _field(row, "valid_to", required=False)
+    valid_to = parse_time(raw_to) if raw_to else None
+    if valid_to is not None and valid_to <= valid_from:
+        raise InvalidValue(f"valid_to {raw_to} is not after valid_from")
+    return Responsibility(eui64(_field(row, "device_id")), _party_id(_field(row, "party_id")), relation,
+                          valid_from, valid_to)
+
+
+USERS = RegistryFile(("user_id", "party_id", "party_name", "role"), parse_user)
+DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device)
+RESPONSIBILITIES = RegistryFile(("device_id", "party_id", "relation", "valid_from", "valid_to"),
+                                parse_responsibility)

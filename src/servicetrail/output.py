@@ -1,0 +1,50 @@
+"""Shaping items for the terminal and for files: CSV, JSON Lines and a streamed table."""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import orjson
+
+from .domain.records import ITEM_FIELDS
+
+REPORT_FIELDS = (*ITEM_FIELDS, "payload")
+
+
+def write_csv(items: Iterable[dict[str, Any]], out: TextIO, fields: tuple[str, ...] = REPORT_FIELDS) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(fields)
+    count = 0
+    for entry in items:
+        writer.writerow(["" if entry.get(f) is None else entry.get(f) for f in fields])
+        count += 1
+    return count
+
+
+def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:
+    count = 0
+    for entry in items:
+        out.write(orjson.dumps(entry).decode() + "\n")
+        count += 1
+    return count
+
+
+_TABLE = (("logged_at", 20), ("kind", 15), ("srv", 7), ("srv_title", 34), ("device_id", 23),
+          ("party_id", 10), ("user_role", 4), ("response_code", 4), ("access", 6))
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "" if value is None else str(value)
+    return (text[: width - 1] + "…" if len(text) > width else text).ljust(width)
+
+
+def write_table(items: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """A fixed-width table, written row by row so that any number of records streams."""
+    out.write("  ".join(_cell(name, w) for name, w in _TABLE).rstrip() + "\n")
+    out.write("  ".join("-" * w for _, w in _TABLE) + "\n")
+    count = 0
+    for entry in items:
+        out.write("  ".join(_cell(entry.get(name), w) for name, w in _TABLE).rstrip() + "\n")
+        count += 1
+    return count

@@ -1,0 +1,1 @@
+"""Storage: tables, migrations, the visibility rule compiled to SQL, and bounded queries."""

@@ -1,0 +1,67 @@
+"""Opening the store: the URL, SQLite's pragmas, and bringing the schema up to date."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, create_engine, make_url
+
+DEFAULT_URL = "sqlite:///servicetrail.db"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says why, for a person."""
+
+
+def database_url(explicit: str | None = None) -> str:
+    url = explicit or os.environ.get("SERVICETRAIL_DATABASE_URL") or DEFAULT_URL
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the loader
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic; a power cut may lose the last one
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
+    resolved = make_url(database_url(url))
+    if resolved.drivername.startswith("sqlite"):
+        if resolved.database and resolved.database != ":memory:":
+            folder = Path(resolved.database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
+        engine = create_engine(resolved, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    size = pool_size or int(os.environ.get("SERVICETRAIL_POOL_SIZE", "10"))
+    return create_engine(resolved, pool_size=size, max_overflow=size, pool_pre_ping=True)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:
+            return None
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> Engine:
+    """An engine on an up-to-date schema (migrating it first if it is behind)."""
+    from .schema import SCHEMA_HEAD
+
+    engine = make_engine(url)
+    if current_revision(engine) != SCHEMA_HEAD:
+        if not upgrade:
+            raise StoreError("the store's schema is not up to date: run 'servicetrail db upgrade'")
+        from .migrate import upgrade_to_head
+
+        upgrade_to_head(engine)
+    return engine

@@ -1,0 +1,43 @@
+"""Alembic, driven from code: `servicetrail db upgrade` and `db check` call these."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from .schema import metadata
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    command.upgrade(_config(engine), "head")
+
+
+def schema_differences(engine: Engine) -> list[str]:
+    """What the database and the migrations-built tables disagree on (empty when in step)."""
+    problems: list[str] = []
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        current = context.get_current_revision()
+        if current != head_revision():
+            problems.append(f"database is at revision {current}, migrations head is {head_revision()}")
+        for diff in compare_metadata(context, metadata):
+            problems.append(repr(diff))
+    return problems

@@ -1,0 +1,127 @@
+"""The tables, in SQLAlchemy Core. Migrations (store/migrations) build them; this mirrors them."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, SmallInteger,
+                        String, Table, Text, UniqueConstraint)
+from sqlalchemy.types import TypeDecorator
+
+UTC = timezone.utc
+SCHEMA_HEAD = "0001"  # a test checks this against Alembic's head
+
+# Fixed width, so SQLite's text comparison orders times correctly.
+SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out: `timestamptz` on PostgreSQL, fixed-width text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(27))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
+        return sqlite_time(value) if dialect.name == "sqlite" else value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.strptime(value, SQLITE_TIME_FORMAT).replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+RecordId = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+party = Table(
+    "party", metadata,
+    Column("party_id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+dcc_user = Table(
+    "dcc_user", metadata,
+    Column("user_id", String(23), primary_key=True),
+    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Index("ix_dcc_user_party_id", "party_id"),
+)
+
+device = Table(
+    "device", metadata,
+    Column("device_id", String(23), primary_key=True),
+    Column("device_type", String(16), nullable=False),
+    Column("smets", SmallInteger, nullable=False),
+)
+
+responsibility = Table(
+    "responsibility", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", String(23), nullable=False),
+    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
+    Column("relation", String(24), nullable=False),
+    Column("valid_from", UtcDateTime, nullable=False),
+    Column("valid_to", UtcDateTime, nullable=True),
+    UniqueConstraint("device_id", "relation", "valid_from"),
+    # rule 3's EXISTS probes (device, party) and walks the intervals by start
+    Index("ix_responsibility_device_party", "device_id", "party_id", "valid_from"),
+)
+
+sat_record = Table(
+    "sat_record", metadata,
+    Column("id", RecordId, primary_key=True),
+    Column("logged_at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("request_id", String(80), nullable=False),
+    Column("srv", String(12), nullable=True),
+    Column("user_id", String(23), nullable=False),
+    Column("device_id", String(23), nullable=True),
+    Column("response_code", String(16), nullable=True),
+    # the natural key makes re-loading idempotent; it also serves Request ID look-ups
+    UniqueConstraint("request_id", "kind", "logged_at"),
+    Index("ix_sat_record_device_time", "device_id", "logged_at", "id"),
+    Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
+)
+
+# Payloads live apart so the searchable table stays narrow and its hot pages small.
+sat_payload = Table(
+    "sat_payload", metadata,
+    Column("record_id", RecordId, primary_key=True),
+    Column("payload", Text, nullable=False),
+)
+
+account = Table(
+    "account", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_token = Table(
+    "api_token", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("username", String(64), ForeignKey("account.username"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
