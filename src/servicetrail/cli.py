@@ -315,3 +315,13 @@ def db_check() -> None:
     if problems:
         sys.exit(1)
     click.echo("schema matches the migrations")
+
+
+def _register_web_commands() -> None:
+    from .web.commands import demo, serve
+
+    main.add_command(serve)
+    main.add_command(demo)
+
+
+_register_web_commands()

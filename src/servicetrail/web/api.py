@@ -1,0 +1,141 @@
+"""HTTP API v1 (SPEC section 5): thin routes over store.queries, authenticated by bearer tokens."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.engine import Engine
+
+from ..domain.search import MAX_PAGE
+from ..domain.times import format_time
+from ..domain.visibility import Viewer
+from ..output import REPORT_FIELDS
+from ..store.accounts import party_for_token
+from ..store.queries import explain, get_visible, iter_own_report, search_page, viewer_for
+from .errors import NOT_FOUND, ParameterError
+from .params import build_search, cursor_of, page_size
+from .schemas import Error, Item, Page, Why
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "missing or unknown bearer token"},
+    422: {"model": Error, "description": "a parameter is invalid; `parameter` names it"},
+}
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def api_viewer(request: Request) -> Viewer:
+    """The Party behind the bearer token; 401 for anything else."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "a bearer token is required (servicetrail tokens create USERNAME)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    with engine_of(request).connect() as conn:
+        party_id = party_for_token(conn, token.strip())
+        viewer = viewer_for(conn, party_id) if party_id else None
+    if viewer is None:
+        raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return viewer
+
+
+ViewerDep = Annotated[Viewer, Depends(api_viewer)]
+
+
+@router.get("/records", response_model=None, responses={200: {"model": Page}})
+def list_records(
+    request: Request,
+    viewer: ViewerDep,
+    device_id: Annotated[str | None, Query(description="Device ID, EUI-64 (any case)")] = None,
+    request_id: Annotated[str | None, Query(description="originator:target:counter")] = None,
+    srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title")] = None,
+    kind: Annotated[str | None, Query(description="request, acknowledgement, response, device_alert, "
+                                                  "dcc_alert")] = None,
+    time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601")] = None,
+    time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601")] = None,
+    scope: Annotated[str | None, Query(description="own, others or all (default)")] = None,
+    limit: Annotated[str | None, Query(description=f"1 to {MAX_PAGE}, default 100")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSONResponse:
+    """What you may see, newest first: your own traffic, and titles under MP141."""
+    search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
+    size, after = page_size(limit), cursor_of(cursor)
+    with engine_of(request).connect() as conn:
+        items, next_cursor = search_page(conn, viewer, search, size, after)
+    return JSONResponse({"items": items, "next_cursor": next_cursor.encode() if next_cursor else None})
+
+
+def _record_id(record_id: str) -> int:
+    """Ids are positive integers; anything else cannot exist, so it is a 404 like a hidden one."""
+    if not record_id.isdigit() or not 0 < int(record_id) < 2**63:
+        raise HTTPException(404)
+    return int(record_id)
+
+
+@router.get("/records/{record_id}", response_model=None,
+            responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}})
+def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+    """One record you may see. A record you may not see is answered exactly like a missing one."""
+    with engine_of(request).connect() as conn:
+        found = get_visible(conn, viewer, _record_id(record_id))
+    if found is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return JSONResponse(found)
+
+
+@router.get("/records/{record_id}/why", response_model=None,
+            responses={200: {"model": Why}, 404: {"model": Error, "description": "no such record"}})
+def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+    """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
+    with engine_of(request).connect() as conn:
+        found = explain(conn, viewer, _record_id(record_id))
+    if found is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    record, decision = found
+    interval = decision.interval
+    return JSONResponse({
+        "id": record["id"], "access": decision.access.value if decision.access else "none",
+        "rule": decision.rule, "reason": decision.reason, "badge": decision.badge(),
+        "interval": None if interval is None else {
+            "device_id": interval.device_id, "party_id": interval.party_id, "relation": interval.relation,
+            "valid_from": format_time(interval.valid_from),
+            "valid_to": format_time(interval.valid_to) if interval.valid_to else None},
+    })
+
+
+def csv_stream(engine: Engine, viewer: Viewer, start, end) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REPORT_FIELDS)
+    with engine.connect() as conn:
+        for number, entry in enumerate(iter_own_report(conn, viewer, start, end), start=1):
+            writer.writerow(["" if entry.get(f) is None else entry.get(f) for f in REPORT_FIELDS])
+            if number % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get("/reports/own.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}, "description": "your own records, CSV"}})
+def own_report(
+    request: Request,
+    viewer: ViewerDep,
+    time_from: Annotated[str, Query(alias="from", description="inclusive, ISO-8601")],
+    time_to: Annotated[str, Query(alias="to", description="exclusive, ISO-8601")],
+) -> StreamingResponse:
+    """Your own traffic only, payload included (reports keep the own-traffic rule), streamed."""
+    search = build_search(time_from=time_from, time_to=time_to)
+    if search.time_from is None or search.time_to is None:
+        raise ParameterError("from" if search.time_from is None else "to", "is required")
+    name = f"servicetrail-own-{viewer.party_id}-{time_from[:10]}-{time_to[:10]}.csv"
+    return StreamingResponse(csv_stream(engine_of(request), viewer, search.time_from, search.time_to),
+                             media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,30 @@
+"""The ASGI application: API, web screen and OpenAPI document over one store."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from .. import __version__
+from . import api, errors
+from .headers import SecurityHeaders
+
+
+def create_app(engine: Engine) -> FastAPI:
+    app = FastAPI(
+        title="servicetrail",
+        version=__version__,
+        description="The DCC Service Audit Trail with SEC MP141 (Option B) visibility. "
+                    "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME).",
+        docs_url=None, redoc_url=None,  # no third-party scripts under our CSP
+    )
+    app.state.engine = engine
+    errors.install(app)
+    app.include_router(api.router)
+    try:
+        from . import html
+    except ImportError:  # the screens are optional while they are being built
+        html = None
+    if html is not None:
+        html.install(app)
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,51 @@
+"""The API's documented shapes (OpenAPI). Responses are built as plain dicts on the hot path."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Item(BaseModel):
+    id: int
+    logged_at: str = Field(description="UTC, ISO-8601")
+    kind: str = Field(description="request, acknowledgement, response, device_alert or dcc_alert")
+    request_id: str
+    srv: str
+    srv_title: str
+    device_id: str = Field(description="empty for non-device requests")
+    device_type: str | None
+    smets: int | None
+    user_id: str = Field(description="the DCC User the message came from or went to")
+    user_role: str | None
+    party_id: str | None
+    response_code: str
+    access: str = Field(description="own: your traffic; mp141: titles you may see as Responsible "
+                                    "Supplier or Network Operator of the device")
+    payload: str | None = Field(None, description="present only when access is own")
+
+
+class Page(BaseModel):
+    items: list[Item]
+    next_cursor: str | None = Field(description="pass as cursor= for the next page; null on the last")
+
+
+class Interval(BaseModel):
+    device_id: str
+    party_id: str
+    relation: str
+    valid_from: str
+    valid_to: str | None
+
+
+class Why(BaseModel):
+    id: int
+    access: str
+    rule: int = Field(description="the row of the visibility rule (SPEC section 3) that granted access")
+    reason: str
+    badge: str
+    interval: Interval | None = Field(description="for rule 3: the Responsibility that granted it")
+
+
+class Error(BaseModel):
+    error: str
+    message: str
+    parameter: str | None = None
