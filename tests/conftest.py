@@ -11,14 +11,38 @@ from sqlalchemy.engine import Engine
 from servicetrail.cli import main
 from servicetrail.store.engine import open_store
 
+from tests.pg_server import PgServer
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server per test worker, with a template database that the
+    migrations built; each test clones it (CREATE DATABASE ... TEMPLATE) in milliseconds."""
+    server = PgServer().start()
+    server.admin("CREATE DATABASE st_template")
+    template = open_store(server.url("st_template"))
+    template.dispose()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """A new, empty store for each test."""
+def pg_url(pg_server: PgServer) -> str:
+    return pg_server.new_database(template="st_template")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """A new, empty store for each test."""
+    return sqlite_url
 
 
 @pytest.fixture

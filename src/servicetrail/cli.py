@@ -325,3 +325,26 @@ def _register_web_commands() -> None:
 
 
 _register_web_commands()
+
+
+@main.command("retention")
+@click.option("--keep-months", type=click.IntRange(min=1), required=True,
+              help="Keep this many whole months before the current one; drop older months.")
+@click.option("--dry-run", is_flag=True, help="Say what would be dropped, drop nothing.")
+@with_db
+def retention_cmd(keep_months: int, dry_run: bool) -> None:
+    """Drop whole monthly partitions of SAT records and payloads past their retention age.
+
+    PostgreSQL only: the trail is append-only, and retention removes whole months at once.
+    """
+    from .store.partitions import drop_older_than
+
+    store = engine()
+    if store.dialect.name != "postgresql":
+        fail("retention drops monthly partitions, which only the PostgreSQL store has")
+    with store.begin() as conn:
+        dropped = drop_older_than(conn, keep_months, dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for name in dropped:
+        click.echo(f"{verb} {name}")
+    click.echo(f"{verb} {len(dropped) // 2} month(s) of SAT records and payloads", err=True)

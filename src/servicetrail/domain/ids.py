@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}$")
 _COUNTER = re.compile(r"^[0-9]{1,20}$")
@@ -12,6 +13,7 @@ class InvalidValue(ValueError):
     """A value from outside that does not have the shape the SPEC gives it."""
 
 
+@lru_cache(maxsize=1 << 16)  # a trail names the same Users and Devices over and over
 def eui64(value: str) -> str:
     """Normalise an EUI-64 (any case accepted) to its upper-case form."""
     text = value.strip() if isinstance(value, str) else ""

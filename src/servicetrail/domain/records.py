@@ -16,44 +16,41 @@ _SRV_CHARS = set("0123456789.")
 MAX_PAYLOAD_CHARS = 1_000_000
 
 
-def _text(raw: Mapping[str, Any], name: str) -> str:
-    value = raw.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
-    return value.strip() if name != "payload" else value
-
-
 def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
-    """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field."""
+    """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field.
+
+    This runs once per ingested record, so it reads each field once and checks cheaply.
+    """
     if not isinstance(raw, Mapping):
         raise InvalidValue("a record must be a JSON object")
-    missing = [f for f in ("logged_at", "kind", "request_id", "user_id") if not raw.get(f)]
+    values = [raw.get(name) for name in FIELDS]
+    for name, value in zip(FIELDS, values):
+        if value is not None and not isinstance(value, str):
+            raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
+    when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
+    missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user)) if not value.strip()]
     if missing:
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
-    kind = _text(raw, "kind")
+    kind = kind.strip()
     if kind not in KINDS:
         raise InvalidValue(f"kind must be one of {', '.join(KINDS)}: {kind!r}")
     try:
-        logged_at = parse_time(_text(raw, "logged_at"))
+        logged_at = parse_time(when)
     except InvalidValue as e:
         raise InvalidValue(f"logged_at: {e}") from None
-    request_id = str(RequestId.parse(_text(raw, "request_id")))
-    user_id = eui64(_text(raw, "user_id"))
-    device = _text(raw, "device_id")
-    device_id = eui64(device) if device else ""
-    srv = _text(raw, "srv")
-    if srv and (not set(srv) <= _SRV_CHARS or len(srv) > 12):
+    request_id = str(RequestId.parse(request))
+    user_id = eui64(user.strip())
+    device_id = eui64(device.strip()) if device.strip() else ""
+    srv = srv.strip()
+    if srv and (len(srv) > 12 or not set(srv) <= _SRV_CHARS):
         raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {srv!r}")
-    if kind == "request" and not srv:
+    if not srv and kind == "request":
         raise InvalidValue("a request must name its srv")
-    if kind == "device_alert" and not device_id:
+    if not device_id and kind == "device_alert":
         raise InvalidValue("a device_alert must name the device_id that raised it")
-    code = _text(raw, "response_code")
+    code = code.strip()
     if code and (len(code) > 16 or not code.isalnum()):
         raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
-    payload = _text(raw, "payload")
     if len(payload) > MAX_PAYLOAD_CHARS:
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
     return SatRecord(logged_at, kind, request_id, srv, user_id, device_id, code, payload)

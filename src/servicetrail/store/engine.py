@@ -28,6 +28,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA cache_size=-65536")
+    # checkpoint every 64 MB of WAL rather than 4 MB: a bulk load fsyncs far less often
+    cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.close()
 
 

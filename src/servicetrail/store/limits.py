@@ -25,10 +25,18 @@ class SearchTooBroad(RuntimeError):
 
 
 @contextmanager
-def time_limit(conn: Connection, seconds: float = DEFAULT_SECONDS) -> Iterator[None]:
-    """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout."""
+def time_limit(conn: Connection, seconds: float = DEFAULT_SECONDS,
+               settings: dict[str, str] | None = None) -> Iterator[None]:
+    """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout.
+
+    On PostgreSQL, `settings` are set for the transaction in the same round trip.
+    """
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(seconds * 1000))})
+        every = {**(settings or {}), "statement_timeout": str(int(seconds * 1000))}
+        names = list(every)
+        calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+        params = {**{f"n{i}": n for i, n in enumerate(names)}, **{f"v{i}": every[n] for i, n in enumerate(names)}}
+        conn.execute(text(f"SELECT {calls}"), params)
         try:
             yield
         except OperationalError as e:

@@ -18,6 +18,16 @@ from .visibility_sql import access_column, own_clause, visible_clause
 
 s = sat_record.c
 STREAM_PAGE = 2000
+READER_ROLE = "servicetrail_reader"
+
+
+def _bounded_as(conn: Connection, viewer: Viewer):
+    """A time limit, and on PostgreSQL the row-level-security role and viewer for this
+    transaction: a pooled connection never carries a previous viewer past its transaction."""
+    return time_limit(conn, settings={
+        "role": READER_ROLE, "servicetrail.party_id": viewer.party_id,
+        "servicetrail.user_ids": ",".join(sorted(viewer.user_ids))})
+MAX_RECORD_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 
 
 def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
@@ -41,7 +51,8 @@ def _visible_items(viewer: Viewer, scope: Scope = Scope.ALL) -> Select:
             sat_record.outerjoin(device, device.c.device_id == s.device_id)
             .outerjoin(dcc_user, dcc_user.c.user_id == s.user_id)
             # the payload join is itself guarded by rule 1: no path reads another User's payload
-            .outerjoin(sat_payload, and_(sat_payload.c.record_id == s.id, own_clause(viewer)))
+            .outerjoin(sat_payload, and_(sat_payload.c.record_id == s.id, sat_payload.c.logged_at == s.logged_at,
+                                         sat_payload.c.device_id == s.device_id, own_clause(viewer)))
         )
         .where(visible_clause(viewer, scope))
     )
@@ -79,7 +90,7 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
                 cursor: Cursor | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
     limit = max(1, min(limit, MAX_PAGE))
-    with time_limit(conn):
+    with _bounded_as(conn, viewer):
         rows = conn.execute(_after(_filtered(viewer, search), cursor).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -105,7 +116,9 @@ def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | N
 def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
     """One record if the viewer may see it: fetched and checked in one statement, so a hidden
     record and a missing one are the same None."""
-    with time_limit(conn):
+    if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
+        return None
+    with _bounded_as(conn, viewer):
         row = conn.execute(_visible_items(viewer).where(s.id == record_id)).first()
     return _as_item(row) if row else None
 

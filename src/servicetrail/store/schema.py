@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, SmallInteger,
-                        String, Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData,
+                        PrimaryKeyConstraint, SmallInteger, String, Table, Text, UniqueConstraint)
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0001"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0002"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -40,7 +40,7 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.strptime(value, SQLITE_TIME_FORMAT).replace(tzinfo=UTC)
+            return datetime.fromisoformat(value)  # C-fast; the stored text always ends in Z
         return value.astimezone(UTC)
 
 
@@ -87,28 +87,62 @@ responsibility = Table(
     Index("ix_responsibility_device_party", "device_id", "party_id", "valid_from"),
 )
 
-sat_record = Table(
-    "sat_record", metadata,
-    Column("id", RecordId, primary_key=True),
-    Column("logged_at", UtcDateTime, nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("request_id", String(80), nullable=False),
-    Column("srv", String(12), nullable=True),
-    Column("user_id", String(23), nullable=False),
-    Column("device_id", String(23), nullable=True),
-    Column("response_code", String(16), nullable=True),
-    # the natural key makes re-loading idempotent; it also serves Request ID look-ups
-    UniqueConstraint("request_id", "kind", "logged_at"),
-    Index("ix_sat_record_device_time", "device_id", "logged_at", "id"),
-    Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
-)
+def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
+    """The trail and its payloads. On PostgreSQL both are partitioned by month of `logged_at`
+    and keyed by `device_id` first, so the same tables can be distributed by device (Citus);
+    on SQLite `id` is the rowid. `device_id` is '' (never NULL) for non-device messages."""
+    if partitioned:
+        record_keys = [PrimaryKeyConstraint("device_id", "logged_at", "id"),
+                       Index("ix_sat_record_id", "id")]
+        payload_keys = [PrimaryKeyConstraint("device_id", "logged_at", "record_id")]
+    else:
+        record_keys = [PrimaryKeyConstraint("id"),
+                       Index("ix_sat_record_device_time", "device_id", "logged_at", "id")]
+        payload_keys = [PrimaryKeyConstraint("record_id")]
+    record = Table(
+        "sat_record", meta,
+        Column("id", RecordId, nullable=False, autoincrement=False),
+        Column("logged_at", UtcDateTime, nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("request_id", String(80), nullable=False),
+        Column("srv", String(12), nullable=True),
+        Column("user_id", String(23), nullable=False),
+        Column("device_id", String(23), nullable=False),
+        Column("response_code", String(16), nullable=True),
+        # the natural key makes re-loading idempotent; it also serves Request ID look-ups
+        UniqueConstraint("request_id", "kind", "logged_at", "device_id"),
+        Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
+        *record_keys,
+    )
+    # Payloads live apart so the searchable table stays narrow and its hot pages small;
+    # user_id rides along so that PostgreSQL's row-level security can keep them own-only.
+    payload = Table(
+        "sat_payload", meta,
+        Column("record_id", RecordId, nullable=False, autoincrement=False),
+        Column("logged_at", UtcDateTime, nullable=False),
+        Column("device_id", String(23), nullable=False),
+        Column("user_id", String(23), nullable=False),
+        Column("payload", Text, nullable=False),
+        *payload_keys,
+    )
+    return record, payload
 
-# Payloads live apart so the searchable table stays narrow and its hot pages small.
-sat_payload = Table(
-    "sat_payload", metadata,
-    Column("record_id", RecordId, primary_key=True),
-    Column("payload", Text, nullable=False),
-)
+
+sat_record, sat_payload = _sat_tables(metadata, partitioned=False)
+_postgres_metadata = MetaData(naming_convention=metadata.naming_convention)
+
+
+def metadata_for(dialect: str) -> MetaData:
+    """The tables as the migrations build them on this engine (for `servicetrail db check`)."""
+    if dialect != "postgresql":
+        return metadata
+    if not _postgres_metadata.tables:
+        for table in metadata.tables.values():
+            if table.name not in ("sat_record", "sat_payload"):
+                table.to_metadata(_postgres_metadata)
+        _sat_tables(_postgres_metadata, partitioned=True)
+    return _postgres_metadata
+
 
 account = Table(
     "account", metadata,
@@ -124,4 +158,30 @@ api_token = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("username", String(64), ForeignKey("account.username"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# --- 0002: the web screen's server-side sessions and login throttling ---------------------
+
+# A signed-in browser. Only the SHA-256 of the random session id is stored: a copy of this
+# table does not let anyone act as the people in it.
+web_session = Table(
+    "web_session", metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Index("ix_web_session_username", "username"),
+    Index("ix_web_session_last_seen_at", "last_seen_at"),
+)
+
+# Failed sign-ins, kept for the throttling window only.
+login_failure = Table(
+    "login_failure", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Index("ix_login_failure_username", "username", "failed_at"),
+    Index("ix_login_failure_client_ip", "client_ip", "failed_at"),
 )

@@ -24,7 +24,7 @@ def mp141_clause(viewer: Viewer) -> ColumnElement[bool]:
     s = sat_record.c
     return and_(
         s.kind.in_(sorted(k.value for k in MP141_KINDS)),
-        s.device_id.is_not(None),
+        s.device_id != "",  # non-device messages have no device to be responsible for
         exists(select(literal(1)).where(
             r.device_id == s.device_id,
             r.party_id == viewer.party_id,

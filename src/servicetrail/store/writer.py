@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, SatRecord, User
+from .partitions import ensure_months
 from .schema import dcc_user, device, party, responsibility, sat_payload, sat_record
 
 s = sat_record.c
@@ -25,6 +26,34 @@ class Outcome(StrEnum):
 
 class Conflict(ValueError):
     """A registry row that contradicts what the store holds; the message says how."""
+
+
+RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code")
+PAYLOAD_COLUMNS = ("record_id", "logged_at", "device_id", "user_id", "payload")
+
+
+def _copy_rows(conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """PostgreSQL's COPY: several times faster than INSERT for a batch (storage notes)."""
+    if not rows:
+        return
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _allocate_ids(conn: Connection, count: int) -> Sequence[int]:
+    """Ids for new records, taken before the insert so payload rows need no look-up.
+
+    SQLite has one writer: a concurrent loader that took the same ids makes our insert
+    fail on the primary key, and the caller retries the batch. PostgreSQL's sequence
+    hands out ids that are never reused.
+    """
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("SELECT nextval('sat_record_id_seq') FROM generate_series(1, :n)"),
+                            {"n": count}).scalars().all()
+    top = conn.execute(select(func.coalesce(func.max(s.id), 0))).scalar_one()
+    return range(top + 1, top + 1 + count)
 
 
 def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, int]:
@@ -41,24 +70,21 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
         fresh.pop(tuple(key), None)
     if not fresh:
         return 0, len(batch)
-    rows = [
-        {"logged_at": r.logged_at, "kind": r.kind, "request_id": r.request_id, "srv": r.srv or None,
-         "user_id": r.user_id, "device_id": r.device_id or None, "response_code": r.response_code or None}
-        for r in fresh.values()
-    ]
-    conn.execute(insert(sat_record), rows)
-    with_payload = [r for r in fresh.values() if r.payload]
-    if with_payload:
-        ids = dict(
-            ((rid, kind, at), record_id) for rid, kind, at, record_id in conn.execute(
-                select(s.request_id, s.kind, s.logged_at, s.id)
-                .where(s.request_id.in_(bindparam("ids", expanding=True))),
-                {"ids": sorted({r.request_id for r in with_payload})},
-            )
-        )
-        conn.execute(insert(sat_payload),
-                     [{"record_id": ids[r.key], "payload": r.payload} for r in with_payload])
-    return len(fresh), len(batch) - len(fresh)
+    new = list(fresh.values())
+    ids = _allocate_ids(conn, len(new))
+    records = [(record_id, r.logged_at, r.kind, r.request_id, r.srv or None, r.user_id, r.device_id,
+                r.response_code or None) for record_id, r in zip(ids, new)]
+    payloads = [(record_id, r.logged_at, r.device_id, r.user_id, r.payload)
+                for record_id, r in zip(ids, new) if r.payload]
+    if conn.dialect.name == "postgresql":
+        ensure_months(conn, {r.logged_at for r in new})
+        _copy_rows(conn, "sat_record", RECORD_COLUMNS, records)
+        _copy_rows(conn, "sat_payload", PAYLOAD_COLUMNS, payloads)
+    else:
+        conn.execute(insert(sat_record), [dict(zip(RECORD_COLUMNS, row)) for row in records])
+        if payloads:
+            conn.execute(insert(sat_payload), [dict(zip(PAYLOAD_COLUMNS, row)) for row in payloads])
+    return len(new), len(batch) - len(new)
 
 
 def load_user(conn: Connection, user: User, party_name: str) -> Outcome:

@@ -1,0 +1,23 @@
+# The two commands a newcomer needs:  make demo   and   make test
+.PHONY: demo test serve bench contract clean
+
+demo:        ## build a realistic demo SAT on SQLite and serve it on http://127.0.0.1:8000
+	@scripts/bootstrap
+	.venv/bin/servicetrail --db sqlite:///demo.db demo
+
+test:        ## the whole test suite (installs Chromium and PostgreSQL first if missing)
+	@scripts/bootstrap
+	@scripts/system-deps
+	.venv/bin/pytest -n 2
+
+contract:    ## the shared contract check, CLI and API, on SQLite
+	@scripts/bootstrap
+	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via cli --duis-samples ../shared/duis/samples
+	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via api --duis-samples ../shared/duis/samples
+
+bench:       ## the benchmarks of BENCHMARKS.md (quick size; see bench/README.md)
+	@scripts/bootstrap
+	.venv/bin/python bench/run.py --quick
+
+clean:
+	rm -rf .venv demo.db demo.db-* test-artifacts .pytest_cache

@@ -1,0 +1,73 @@
+"""PostgreSQL monthly partitions: created ahead of the data, dropped whole by retention."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+PARTITIONED = ("sat_record", "sat_payload")
+AHEAD_MONTHS = 3
+_NAME = re.compile(r"^(sat_record|sat_payload)_p(\d{4})_(\d{2})$")
+_known: dict[str, set[tuple[int, int]]] = {}  # per database URL: months known to exist
+
+
+def _next(year: int, month: int) -> tuple[int, int]:
+    return (year + month // 12, month % 12 + 1)
+
+
+def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + count
+    return index // 12, index % 12 + 1
+
+
+def existing_months(conn: Connection) -> set[tuple[int, int]]:
+    rows = conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'")).scalars()
+    return {(int(m.group(2)), int(m.group(3))) for m in map(_NAME.match, rows) if m}
+
+
+def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
+    """Make sure every month these times fall in has its partitions (and the next few months,
+    so live traffic never waits for DDL). A no-op when all are known to exist."""
+    key = str(conn.engine.url)
+    known = _known.setdefault(key, set())
+    wanted = {(t.year, t.month) for t in times}
+    if wanted <= known:
+        return
+    now = datetime.now(timezone.utc)
+    wanted |= {_add_months(now.year, now.month, i) for i in range(AHEAD_MONTHS + 1)}
+    # one creator at a time: two loaders racing to create the same month would fail
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
+    known |= existing_months(conn)
+    for year, month in sorted(wanted - known):
+        start = date(year, month, 1)
+        end = date(*_next(year, month), 1)
+        for table in PARTITIONED:
+            conn.execute(text(
+                f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF {table} "
+                f"FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"))
+        known.add((year, month))
+
+
+def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -> list[str]:
+    """Drop whole months that ended more than `keep_months` months ago; returns what went."""
+    now = datetime.now(timezone.utc)
+    cutoff = _add_months(now.year, now.month, -keep_months)
+    dropped = []
+    for year, month in sorted(existing_months(conn)):
+        if (year, month) < cutoff:
+            for table in PARTITIONED:
+                name = f"{table}_p{year:04d}_{month:02d}"
+                if not dry_run:
+                    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+                dropped.append(name)
+            _known.get(str(conn.engine.url), set()).discard((year, month))
+    return dropped
+
+
+def is_partition(name: str) -> bool:
+    return bool(_NAME.match(name))

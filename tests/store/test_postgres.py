@@ -1,0 +1,152 @@
+"""What only the PostgreSQL store does: row-level security, monthly partitions, retention,
+statement timeouts, and append-only triggers, on a real throwaway server."""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from servicetrail.domain.model import Device, Responsibility, SatRecord, User
+from servicetrail.domain.search import Search
+from servicetrail.store.engine import open_store
+from servicetrail.store.limits import SearchTooBroad, time_limit
+from servicetrail.store.migrate import schema_differences
+from servicetrail.store.partitions import drop_older_than, existing_months
+from servicetrail.store.queries import iter_search, viewer_for
+from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+
+UTC = timezone.utc
+
+
+@pytest.fixture
+def pg(pg_url):
+    engine = open_store(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def eui(prefix: int, n: int) -> str:
+    raw = f"{prefix:08X}{n:08X}"
+    return "-".join(raw[i:i + 2] for i in range(0, 16, 2))
+
+
+def random_world(engine, seed: int) -> list[str]:
+    """Parties, devices with changes of supplier, and records of every kind; returns party ids."""
+    rng = random.Random(seed)
+    parties = [f"P{i}" for i in range(6)]
+    users = []
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        for i, party in enumerate(parties):
+            for j in range(rng.randint(1, 2)):
+                user = User(eui(0x90B3D51F, i * 4 + j), party, rng.choice(["IS", "ED", "OU", "XR"]))
+                load_user(conn, user, party)
+                users.append(user.user_id)
+        devices = [eui(0x00DB0000, k) for k in range(8)]
+        for device in devices:
+            load_device(conn, Device(device, "ESME", rng.choice([1, 2])))
+            for relation in ("supplier", "network_operator"):
+                t = start + timedelta(days=rng.randint(-10, 20))
+                while t < start + timedelta(days=150):
+                    end = t + timedelta(days=rng.randint(10, 60))
+                    open_end = end > start + timedelta(days=150)
+                    load_responsibility(conn, Responsibility(device, rng.choice(parties), relation, t,
+                                                             None if open_end else end))
+                    t = end + timedelta(days=rng.choice([0, 0, 3]))
+        batch = []
+        for n in range(600):
+            user, device = rng.choice(users), rng.choice(devices + [""])
+            kind = rng.choice(["request", "acknowledgement", "response", "device_alert", "dcc_alert"])
+            if kind == "device_alert" and not device:
+                kind = "dcc_alert"
+            when = start + timedelta(seconds=rng.randint(0, 150 * 86400))
+            batch.append(SatRecord(when, kind, f"{user}:{device or eui(0x90B3D51F, 0xFFFF)}:{n}",
+                                   "" if "alert" in kind else "4.1.1", user, device,
+                                   "" if kind == "request" else "I0", f"secret-{n}"))
+        append_records(conn, batch)
+    return parties
+
+
+def test_row_level_security_hides_what_the_rule_hides_even_without_the_predicate(pg):
+    parties = random_world(pg, seed=3)
+    for party in parties:
+        with pg.connect() as conn:
+            viewer = viewer_for(conn, party)
+            expected = {item["id"] for item in iter_search(conn, viewer, Search())}
+            own_with_payload = {item["id"] for item in iter_search(conn, viewer, Search()) if item["access"] == "own"}
+        with pg.connect() as conn:
+            conn.execute(text("SELECT set_config('role', 'servicetrail_reader', true), "
+                              "set_config('servicetrail.party_id', :p, true), "
+                              "set_config('servicetrail.user_ids', :u, true)"),
+                         {"p": party, "u": ",".join(sorted(viewer.user_ids))})
+            # a careless query: no visibility predicate at all
+            rows = set(conn.execute(text("SELECT id FROM sat_record")).scalars())
+            payload_rows = set(conn.execute(text("SELECT record_id FROM sat_payload")).scalars())
+        assert rows == expected, party
+        assert payload_rows == own_with_payload, party
+        assert rows, "the scenario should give every party something to see"
+
+
+def test_the_reader_role_cannot_read_partitions_or_accounts_directly(pg):
+    random_world(pg, seed=4)
+    with pg.connect() as conn:
+        partition = sorted(existing_months(conn))[0]
+        conn.execute(text("SET LOCAL ROLE servicetrail_reader"))
+        for table in (f"sat_record_p{partition[0]:04d}_{partition[1]:02d}", "account", "api_token"):
+            with pytest.raises(DBAPIError, match="permission denied"):
+                with conn.begin_nested():
+                    conn.execute(text(f"SELECT 1 FROM {table}"))
+
+
+def test_partitions_are_made_for_the_data_and_months_ahead_without_a_default(pg):
+    random_world(pg, seed=5)
+    with pg.connect() as conn:
+        months = existing_months(conn)
+        defaults = conn.execute(text(
+            "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+            "WHERE c.relname = 'sat_record' AND p.partdefid <> 0")).scalar()
+    now = datetime.now(UTC)
+    assert {(2025, m) for m in range(1, 6)} <= months
+    assert (now.year, now.month) in months
+    assert defaults == 0
+
+
+def test_retention_drops_whole_old_months_and_says_which(pg):
+    random_world(pg, seed=6)
+    with pg.begin() as conn:
+        before = conn.execute(text("SELECT count(*) FROM sat_record")).scalar()
+        would = drop_older_than(conn, keep_months=1, dry_run=True)
+        assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == before
+    assert "sat_record_p2025_01" in would and "sat_payload_p2025_01" in would
+    with pg.begin() as conn:
+        dropped = drop_older_than(conn, keep_months=1)
+        left = conn.execute(text("SELECT count(*) FROM sat_record WHERE logged_at < '2025-12-01'")).scalar()
+        orphans = conn.execute(text("SELECT count(*) FROM sat_payload")).scalar()
+    assert dropped == would
+    assert left == 0 and orphans == 0
+
+
+def test_statement_timeout_becomes_a_narrow_your_search_error(pg):
+    with pg.connect() as conn:
+        with pytest.raises(SearchTooBroad, match="narrow"):
+            with time_limit(conn, seconds=0.2):
+                conn.execute(text("SELECT pg_sleep(3)"))
+
+
+def test_sat_records_are_append_only_in_postgresql(pg):
+    random_world(pg, seed=7)
+    for statement in ("UPDATE sat_record SET srv = '1.1.1'", "DELETE FROM sat_record",
+                      "TRUNCATE sat_record", "DELETE FROM sat_payload"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with pg.begin() as conn:
+                conn.execute(text(statement))
+
+
+def test_db_check_finds_drift_between_tables_and_migrations(pg):
+    assert schema_differences(pg) == []
+    with pg.begin() as conn:
+        conn.execute(text("ALTER TABLE device ADD COLUMN colour text"))
+    assert any("colour" in problem for problem in schema_differences(pg))
