@@ -76,13 +76,12 @@ device = Table(
 
 responsibility = Table(
     "responsibility", metadata,
-    Column("id", Integer, primary_key=True),
     Column("device_id", String(23), nullable=False),
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("relation", String(24), nullable=False),
     Column("valid_from", UtcDateTime, nullable=False),
     Column("valid_to", UtcDateTime, nullable=True),
-    UniqueConstraint("device_id", "relation", "valid_from"),
+    PrimaryKeyConstraint("device_id", "relation", "valid_from"),  # device first: distributable
     # rule 3's EXISTS probes (device, party) and walks the intervals by start
     Index("ix_responsibility_device_party", "device_id", "party_id", "valid_from"),
 )

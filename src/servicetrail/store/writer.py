@@ -129,13 +129,13 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     if conn.execute(select(device.c.device_id).where(device.c.device_id == new.device_id)).first() is None:
         raise Conflict(f"unknown device_id {new.device_id}: load it with 'servicetrail load devices' first")
     r = responsibility.c
-    rows = conn.execute(select(r.id, r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
+    rows = conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
                         .where(r.device_id == new.device_id, r.relation == new.relation)).all()
-    same_start = None
+    same_start = False
     for row in rows:
-        held = Responsibility(*row[1:])
+        held = Responsibility(*row)
         if held.valid_from == new.valid_from:
-            same_start = row.id
+            same_start = True
             if held == new:
                 return Outcome.DUPLICATE
             continue
@@ -144,8 +144,10 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
                 f"overlaps the {new.relation} interval of {held.party_id} on {new.device_id} "
                 f"({held.describe()})"
             )
-    if same_start is not None:
-        conn.execute(update(responsibility).where(r.id == same_start)
+    if same_start:
+        conn.execute(update(responsibility)
+                     .where(r.device_id == new.device_id, r.relation == new.relation,
+                            r.valid_from == new.valid_from)
                      .values(party_id=new.party_id, valid_to=new.valid_to))
         return Outcome.CORRECTED
     conn.execute(insert(responsibility), {

@@ -34,13 +34,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "responsibility",
-        sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("device_id", sa.String(23), nullable=False),
         sa.Column("party_id", sa.String(32), sa.ForeignKey("party.party_id"), nullable=False),
         sa.Column("relation", sa.String(24), nullable=False),
         sa.Column("valid_from", UtcDateTime, nullable=False),
         sa.Column("valid_to", UtcDateTime, nullable=True),
-        sa.UniqueConstraint("device_id", "relation", "valid_from"),
+        sa.PrimaryKeyConstraint("device_id", "relation", "valid_from", name="pk_responsibility"),
     )
     op.create_index("ix_responsibility_device_party", "responsibility", ["device_id", "party_id", "valid_from"])
     if op.get_bind().dialect.name == "postgresql":
