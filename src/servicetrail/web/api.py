@@ -10,15 +10,21 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
 
+from ..domain.model import KINDS
 from ..domain.search import MAX_PAGE
 from ..domain.times import format_time
-from ..domain.visibility import Viewer
+from ..domain.visibility import Scope, Viewer
 from ..output import REPORT_FIELDS
 from ..store.accounts import party_for_token
 from ..store.queries import explain, get_visible, iter_own_report, search_page, viewer_for
 from .errors import NOT_FOUND, ParameterError
 from .params import build_search, cursor_of, page_size
 from .schemas import Error, Item, Page, Why
+
+# Documented (not enforced) here: build_search is the one validator, and names the parameter.
+EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
+REQUEST_ID_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}:[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}:[0-9]{1,20}$"
+TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
@@ -52,16 +58,22 @@ ViewerDep = Annotated[Viewer, Depends(api_viewer)]
 def list_records(
     request: Request,
     viewer: ViewerDep,
-    device_id: Annotated[str | None, Query(description="Device ID, EUI-64 (any case)")] = None,
-    request_id: Annotated[str | None, Query(description="originator:target:counter")] = None,
+    device_id: Annotated[str | None, Query(description="Device ID, EUI-64 (any case)",
+                                           json_schema_extra={"pattern": EUI64_PATTERN})] = None,
+    request_id: Annotated[str | None, Query(description="originator:target:counter",
+                                            json_schema_extra={"pattern": REQUEST_ID_PATTERN})] = None,
     srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title")] = None,
-    kind: Annotated[str | None, Query(description="request, acknowledgement, response, device_alert, "
-                                                  "dcc_alert")] = None,
-    time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601")] = None,
-    time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601")] = None,
-    scope: Annotated[str | None, Query(description="own, others or all (default)")] = None,
-    limit: Annotated[str | None, Query(description=f"1 to {MAX_PAGE}, default 100")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    kind: Annotated[str | None, Query(description="the kind of message",
+                                      json_schema_extra={"enum": list(KINDS)})] = None,
+    time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601 with offset",
+                                           json_schema_extra=TIME_SCHEMA)] = None,
+    time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601 with offset",
+                                         json_schema_extra=TIME_SCHEMA)] = None,
+    scope: Annotated[str | None, Query(description="own, others (MP141) or all (default)",
+                                       json_schema_extra={"enum": [s.value for s in Scope]})] = None,
+    limit: Annotated[str | None, Query(description="page size, default 100", json_schema_extra={
+        "type": "integer", "minimum": 1, "maximum": MAX_PAGE})] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page (opaque)")] = None,
 ) -> JSONResponse:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
@@ -128,8 +140,10 @@ def csv_stream(engine: Engine, viewer: Viewer, start, end) -> Iterator[str]:
 def own_report(
     request: Request,
     viewer: ViewerDep,
-    time_from: Annotated[str, Query(alias="from", description="inclusive, ISO-8601")],
-    time_to: Annotated[str, Query(alias="to", description="exclusive, ISO-8601")],
+    time_from: Annotated[str, Query(alias="from", description="inclusive, ISO-8601 with offset",
+                                    json_schema_extra=TIME_SCHEMA)],
+    time_to: Annotated[str, Query(alias="to", description="exclusive, ISO-8601 with offset",
+                                  json_schema_extra=TIME_SCHEMA)],
 ) -> StreamingResponse:
     """Your own traffic only, payload included (reports keep the own-traffic rule), streamed."""
     search = build_search(time_from=time_from, time_to=time_to)

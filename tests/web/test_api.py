@@ -1,0 +1,184 @@
+"""The HTTP API of SPEC section 5, status code by status code, with the personas."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+
+@pytest.fixture
+def world(engine):
+    return P.load_personas(engine)
+
+
+@pytest.fixture
+def client(engine, world):
+    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def token(engine, world):
+    def make(party: str) -> dict[str, str]:
+        with engine.begin() as conn:
+            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
+            return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
+    return make
+
+
+def walk(client, headers, **params) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        response = client.get("/api/v1/records", headers=headers, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
+                                     {"Authorization": "Bearer "}])
+def test_no_valid_token_is_401_with_a_message(client, headers):
+    for path in ("/api/v1/records", "/api/v1/records/1", "/api/v1/records/1/why",
+                 "/api/v1/reports/own.csv?from=2025-01-01&to=2025-02-01"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "token" in response.json()["message"]
+
+
+def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, token, world):
+    items = walk(client, token(P.SOUTHENERGY), device_id=P.ESME_1.lower(), limit=2)
+    by_key = {(i["request_id"], i["kind"]): i for i in items}
+    lk_req = world.records["lk_cos_req"]
+    lk_resp = world.records["lk_cos_resp"]
+    assert (lk_req.request_id, "request") not in by_key  # just before the change: the predecessor's
+    assert by_key[(lk_resp.request_id, "response")]["access"] == "mp141"
+    assert "payload" not in by_key[(lk_resp.request_id, "response")]
+    assert by_key[(lk_resp.request_id, "response")]["srv_title"] == "Read Firmware Version"
+    own = [i for i in items if i["access"] == "own"]
+    assert own and all("payload" in i for i in own)
+    times = [(i["logged_at"], i["id"]) for i in items]
+    assert times == sorted(times, reverse=True)
+
+
+def test_item_fields_are_those_of_the_spec(client, token):
+    item = walk(client, token(P.NORTHPOWER), scope="own")[0]
+    assert set(item) == {"id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id",
+                         "device_type", "smets", "user_id", "user_role", "party_id", "response_code",
+                         "access", "payload"}
+
+
+def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
+    hidden = world.ids["np_device_alert"]  # NORTHPOWER's alert: private
+    headers = token(P.SOUTHENERGY)
+    for suffix in ("", "/why"):
+        hidden_response = client.get(f"/api/v1/records/{hidden}{suffix}", headers=headers)
+        missing_response = client.get(f"/api/v1/records/987654321{suffix}", headers=headers)
+        assert hidden_response.status_code == missing_response.status_code == 404
+        assert hidden_response.content == missing_response.content
+        assert hidden_response.headers.get("content-length") == missing_response.headers.get("content-length")
+    for nonsense in ("abc", "-1", "0", "99999999999999999999999"):
+        assert client.get(f"/api/v1/records/{nonsense}", headers=headers).status_code == 404
+
+
+def test_one_record_and_why_for_mp141(client, token, world):
+    headers = token(P.SOUTHENERGY)
+    record_id = world.ids["sx_req"]
+    response = client.get(f"/api/v1/records/{record_id}", headers=headers)
+    assert response.status_code == 200 and response.json()["access"] == "mp141"
+    assert "payload" not in response.json()
+    why = client.get(f"/api/v1/records/{record_id}/why", headers=headers).json()
+    assert why["rule"] == 3 and why["access"] == "mp141"
+    assert why["interval"]["relation"] == "supplier" and why["interval"]["party_id"] == P.SOUTHENERGY
+    assert why["interval"]["valid_from"] == "2025-03-01T00:00:00Z" and why["interval"]["valid_to"] is None
+    own = client.get(f"/api/v1/records/{world.ids['se_req']}/why", headers=headers).json()
+    assert own["rule"] == 1 and own["interval"] is None
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
+    ({"device_id": "zz-not-eui"}, "device_id"), ({"request_id": "nonsense"}, "request_id"),
+    ({"from": "yesterday"}, "from"), ({"to": "2025-01-01T00:00:00"}, "to"),
+    ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
+    ({"scope": "everyone"}, "scope"), ({"kind": "telepathy"}, "kind"), ({"cursor": "%%%garbage"}, "cursor"),
+    ({"cursor": "MjAyNS0wMS0wMVQwMDowMDowMFp8LTE"}, "cursor"),
+])
+def test_bad_parameters_are_422_naming_the_parameter(client, token, params, name):
+    response = client.get("/api/v1/records", headers=token(P.NORTHPOWER), params=params)
+    assert response.status_code == 422
+    assert response.json()["parameter"] == name and name in response.json()["message"]
+
+
+def test_report_parameters_are_required(client, token):
+    headers = token(P.NORTHPOWER)
+    missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
+    assert missing.status_code == 422 and missing.json()["parameter"] == "to"
+    bad = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "x", "to": "2026-01-01"})
+    assert bad.status_code == 422 and bad.json()["parameter"] == "from"
+
+
+def test_limit_one_cursor_walk_equals_one_big_page(client, token):
+    for party in P.PARTIES:
+        headers = token(party)
+        one = walk(client, headers, limit=1)
+        big = walk(client, headers, limit=1000)
+        assert [i["id"] for i in one] == [i["id"] for i in big]
+
+
+def test_scope_srv_kind_and_window_filters(client, token, world):
+    headers = token(P.SOUTHENERGY)
+    assert all(i["access"] == "own" for i in walk(client, headers, scope="own"))
+    others = walk(client, headers, scope="others")
+    assert others and all(i["access"] == "mp141" for i in others)
+    by_title = walk(client, headers, srv="firmware version")
+    assert by_title and {i["srv"] for i in by_title} == {"11.2"}
+    assert all(i["kind"] == "response" for i in walk(client, headers, kind="response"))
+    window = walk(client, headers, **{"from": "2025-03-05T12:00:00Z", "to": "2025-03-05T12:00:09Z"})
+    assert {i["kind"] for i in window} == {"request", "acknowledgement"}  # `to` is exclusive
+
+
+def test_own_report_is_own_traffic_only_as_streamed_csv(client, token, world):
+    response = client.get("/api/v1/reports/own.csv", headers=token(P.NORTHPOWER),
+                          params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    expected = {name for name, r in world.records.items()
+                if r.user_id == P.NP_IS and "2025-01-01" <= r.logged_at.isoformat() < "2026-01-01"}
+    assert {int(row["id"]) for row in rows} == {world.ids[name] for name in expected}
+    assert all(row["user_id"] == P.NP_IS for row in rows)
+    assert "<lk fw>" not in response.text and "<np registers 12345>" in response.text
+
+
+def test_openapi_document_and_security_headers(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/api/v1/records", "/api/v1/records/{record_id}", "/api/v1/records/{record_id}/why",
+            "/api/v1/reports/own.csv"} <= set(paths)
+    for header in ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy"):
+        assert header in response.headers
+    assert "server" not in {k.lower() for k in response.headers} or "uvicorn" not in response.headers["server"]
+
+
+def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, monkeypatch):
+    from servicetrail.web import api
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api, "search_page", broken)  # a fault injected into our own code path
+    response = client.get("/api/v1/records", headers=token(P.NORTHPOWER))
+    assert response.status_code == 500
+    assert "secret internals" not in response.text and "Traceback" not in response.text
