@@ -134,6 +134,8 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
 
     spec = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
             "responsibilities": registry_csv.RESPONSIBILITIES}[what]
+    if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
+        fail("--rejects must not name the input file")
     with progress_for([file]) as progress:
         try:
             summary = load_registry(engine(), spec, file, rejects, progress)
@@ -157,6 +159,8 @@ def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetim
     from .ingest.load import ingest
     from .ingest.sources import UnreadableInput
 
+    if rejects and any(rejects.resolve() == p.resolve() for p in paths):  # the reject file is emptied first
+        fail("--rejects must not name an input file")
     with progress_for(list(paths)) as progress:
         try:
             summary = ingest(engine(), list(paths), rejects, logged_at, progress)
@@ -244,9 +248,11 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
 
     if time_to <= time_from:
         fail("--to must be after --from")
-    with engine().connect() as conn, _output(output) as out:
-        items = iter_own_report(conn, _viewer(conn, party_id), time_from, time_to)
-        count = (write_csv if fmt == "csv" else write_jsonl)(items, out)
+    with engine().connect() as conn:
+        viewer = _viewer(conn, party_id)  # before --output is created: no empty report for a typo
+        with _output(output) as out:
+            count = (write_csv if fmt == "csv" else write_jsonl)(
+                iter_own_report(conn, viewer, time_from, time_to), out)
     click.echo(f"{count} records", err=True)
 
 

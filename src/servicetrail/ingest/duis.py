@@ -43,12 +43,24 @@ def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
         root = etree.fromstring(document, _PARSER)
     except etree.XMLSyntaxError as e:
         raise InvalidValue(f"not well-formed XML: {e.msg}") from None
-    payload = document.decode("utf-8", "replace")
+    if root.getroottree().docinfo.internalDTD is not None:  # e.g. a UTF-16 document hides it from _DTD
+        raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
+    payload = _as_text(document, root)
     if root.tag == _q("Request"):
         return _request(root, logged_at, payload)
     if root.tag == _q("Response"):
         return _response(root, payload)
     raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {root.tag}")
+
+
+def _as_text(document: bytes, root: etree._Element) -> str:
+    """The document as it came (signature intact); re-serialised only if it is not UTF-8."""
+    if b"\x00" not in document:
+        try:
+            return document.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return etree.tostring(root.getroottree(), encoding="unicode")
 
 
 def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> SatRecord:
@@ -65,7 +77,8 @@ def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> 
 def _response(root: etree._Element, payload: str) -> SatRecord:
     header = root.find(_q("Header"))
     body = root.find(_q("Body"))
-    if header is None or body is None or len(body) == 0:
+    messages = [child for child in body if isinstance(child.tag, str)] if body is not None else []
+    if header is None or not messages:  # comments and processing instructions are not messages
         raise InvalidValue("DUIS response without Header and Body")
     code = _text(header, "sr:ResponseCode")
     if not code:
@@ -80,7 +93,7 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
     response_id = RequestId.parse(raw_response_id) if raw_response_id else None
     if request_id is None and response_id is None:
         raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
-    message = body[0]
+    message = messages[0]
     kind = _kind(message, code)
     srv = "" if kind in (Kind.DEVICE_ALERT, Kind.DCC_ALERT) else _text(message, "sr:ServiceReferenceVariant")
     if request_id is not None:  # a response to a request goes back to the request's sender

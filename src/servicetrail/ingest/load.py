@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..domain.ids import InvalidValue
 from ..domain.model import SatRecord
@@ -85,7 +86,7 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:
     rejects.close()
     summary.rejected += rejects.count
-    if rejects.count:
+    if rejects.count and rejects.path not in summary.reject_files:
         summary.reject_files.append(rejects.path)
     return summary
 
@@ -98,18 +99,28 @@ def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
     files = list(expand(paths))
     summary = Summary()
     xml_files = [f for f in files if detect(f) is Format.DUIS_XML]
-    for path in files:
-        if path in xml_files:
-            continue
-        rejects = RejectFile(rejects_path or default_rejects_path(path))
+    targets = {path: rejects_path or default_rejects_path(path) for path in files if path not in xml_files}
+    xml_target = rejects_path or default_rejects_path(
+        xml_files[0].parent if len(xml_files) > 1 else xml_files[0]) if xml_files else None
+    # Inputs that share a reject file (--rejects, or names like sat.2025-01.jsonl and sat.2025-02.jsonl)
+    # append to it, each reject naming its file; none may wipe another's rejects.
+    sharing = Counter(t.resolve() for t in [*targets.values(), *([xml_target] if xml_target else [])])
+    started: set[Path] = set()
+
+    def rejects_for(target: Path) -> RejectFile:
+        rejects = RejectFile(target, append=target.resolve() in started)
+        started.add(target.resolve())
+        return rejects
+
+    for path, target in targets.items():
+        rejects = rejects_for(target)
+        source = str(path) if sharing[target.resolve()] > 1 else None
         reader = _sat_lines if detect(path) is Format.SAT_JSONL else _duis_lines
         with open_binary(path) as stream:
-            _append_all(engine, reader(numbered_lines(stream), rejects, None), summary, progress)
+            _append_all(engine, reader(numbered_lines(stream), rejects, source), summary, progress)
         _finish(summary, rejects)
     if xml_files:
-        target = rejects_path or default_rejects_path(
-            xml_files[0].parent if len(xml_files) > 1 else xml_files[0])
-        rejects = RejectFile(target)
+        rejects = rejects_for(xml_target)
         _append_all(engine, _xml_files(xml_files, rejects, logged_at), summary, progress)
         _finish(summary, rejects)
     return summary
@@ -118,16 +129,16 @@ def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
 Parsed = tuple[SatRecord, int]  # a record and the bytes it took
 
 
-def _sat_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, _source: str | None
+def _sat_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, source: str | None
                ) -> Iterator[Parsed]:
     for number, raw in lines:
         try:
             yield satjsonl.parse_line(raw), len(raw)
         except InvalidValue as e:
-            rejects.add(number, str(e), raw)
+            rejects.add(number, str(e), raw, source)
 
 
-def _duis_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, _source: str | None
+def _duis_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, source: str | None
                 ) -> Iterator[Parsed]:
     for number, raw in lines:
         try:
@@ -137,9 +148,9 @@ def _duis_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, _source
             when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
             yield duis.parse_document(entry["duis"].encode("utf-8"), when), len(raw)
         except orjson.JSONDecodeError as e:
-            rejects.add(number, f"not JSON: {e}", raw)
+            rejects.add(number, f"not JSON: {e}", raw, source)
         except InvalidValue as e:
-            rejects.add(number, str(e), raw)
+            rejects.add(number, str(e), raw, source)
 
 
 def _xml_files(files: list[Path], rejects: RejectFile, logged_at: datetime | None) -> Iterator[Parsed]:
@@ -178,8 +189,9 @@ def _append_batch(engine: Engine, batch: list[SatRecord], summary: Summary) -> N
             with engine.begin() as conn:
                 loaded, duplicates = append_records(conn, batch)
             break
-        except IntegrityError:
-            if attempt == 2:  # another loader keeps winning the race for the same keys
+        except (IntegrityError, OperationalError) as e:
+            # another loader won the race for the same keys or ids, or held the write lock
+            if attempt == 2 or (isinstance(e, OperationalError) and "locked" not in str(e.orig)):
                 raise
     summary.loaded += loaded
     summary.duplicates += duplicates

@@ -18,15 +18,16 @@ def default_rejects_path(source: Path) -> Path:
 class RejectFile:
     """Opened on the first reject, so a clean load leaves no empty file behind."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
         self.count = 0
         self._out: IO[bytes] | None = None
-        path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
+        if not append:  # `append`: another input of the same run already wrote to this file
+            path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
 
     def add(self, line: int, reason: str, raw: str | bytes, source: str | None = None) -> None:
         if self._out is None:
-            self._out = open(self.path, "wb")
+            self._out = open(self.path, "ab")
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         entry = {"line": line, "reason": reason, "raw": text.rstrip("\r\n")}
         if source:

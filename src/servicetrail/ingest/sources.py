@@ -43,7 +43,7 @@ def detect(path: Path) -> Format:
                 try:
                     first = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    return Format.SAT_JSONL  # the loader rejects the bad line with its number
+                    continue  # a damaged line (the loader rejects it with its number): judge by the next
                 return Format.DUIS_JSONL if isinstance(first, dict) and "duis" in first else Format.SAT_JSONL
     return Format.SAT_JSONL
 

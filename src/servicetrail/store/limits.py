@@ -12,6 +12,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 DEFAULT_SECONDS = float(os.environ.get("SERVICETRAIL_STATEMENT_TIMEOUT", "10"))
+# exports and CLI listings stream a whole answer in one statement
+EXPORT_SECONDS = float(os.environ.get("SERVICETRAIL_EXPORT_TIMEOUT", "3600"))
 
 
 class SearchTooBroad(RuntimeError):

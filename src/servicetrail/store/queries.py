@@ -12,22 +12,22 @@ from ..domain.model import Responsibility, SatRecord
 from ..domain.records import item
 from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
-from .limits import time_limit
+from .limits import DEFAULT_SECONDS, EXPORT_SECONDS, time_limit
 from .schema import dcc_user, device, responsibility, sat_payload, sat_record
 from .visibility_sql import access_column, own_clause, visible_clause
 
 s = sat_record.c
 STREAM_PAGE = 2000
+MAX_RECORD_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 READER_ROLE = "servicetrail_reader"
 
 
-def _bounded_as(conn: Connection, viewer: Viewer):
+def _bounded_as(conn: Connection, viewer: Viewer, seconds: float = DEFAULT_SECONDS):
     """A time limit, and on PostgreSQL the row-level-security role and viewer for this
     transaction: a pooled connection never carries a previous viewer past its transaction."""
-    return time_limit(conn, settings={
+    return time_limit(conn, seconds, settings={
         "role": READER_ROLE, "servicetrail.party_id": viewer.party_id,
         "servicetrail.user_ids": ",".join(sorted(viewer.user_ids))})
-MAX_RECORD_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 
 
 def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
@@ -100,17 +100,18 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
 
 def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | None = None
                 ) -> Iterator[dict[str, Any]]:
-    """Every matching item (or the first `limit`), streamed page by page so memory stays flat."""
-    cursor: Cursor | None = None
-    remaining = limit
-    while remaining is None or remaining > 0:
-        size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
-        items, cursor = search_page(conn, viewer, search, size, cursor)
-        yield from items
-        if remaining is not None:
-            remaining -= len(items)
-        if cursor is None:
-            return
+    """Every matching item (or the first `limit`), newest first, for exports and the CLI.
+
+    One statement, streamed from the server in chunks: memory stays flat and the engine
+    sorts once (keyset pages would sort again for every page). Its time limit is the
+    export limit, since a whole year of a supplier's own traffic is a legitimate ask.
+    """
+    query = _after(_filtered(viewer, search), None)
+    if limit is not None:
+        query = query.limit(limit)
+    with _bounded_as(conn, viewer, EXPORT_SECONDS):
+        for row in conn.execution_options(yield_per=STREAM_PAGE).execute(query):
+            yield _as_item(row)
 
 
 def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
@@ -144,7 +145,7 @@ def explain(conn: Connection, viewer: Viewer, record_id: int) -> tuple[dict[str,
 
 def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[str, Any]]:
     """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest first."""
-    items = list(iter_search(conn, viewer, Search(request_id=request_id), limit=200))
+    items, _ = search_page(conn, viewer, Search(request_id=request_id), 200)
     return items[::-1]
 
 

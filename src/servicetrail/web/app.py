@@ -28,3 +28,10 @@ def create_app(engine: Engine) -> FastAPI:
         html.install(app)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """For `serve --workers N`: each worker process opens the store named in the environment."""
+    from ..store.engine import open_store
+
+    return create_app(open_store())

@@ -12,21 +12,30 @@ from ..cli import engine, with_db
 def _run(host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from ..store.engine import database_url
     from .app import create_app
 
-    app = create_app(engine())
+    store = engine()  # opens (and migrates) the store before any worker starts
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
-                proxy_headers=False, server_header=False, timeout_graceful_shutdown=5)
+    options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
+                   proxy_headers=False, server_header=False, timeout_graceful_shutdown=5)
+    if workers == 1:
+        uvicorn.run(create_app(store), **options)
+        return
+    store.dispose()
+    os.environ["SERVICETRAIL_DATABASE_URL"] = database_url(click.get_current_context().obj)
+    uvicorn.run("servicetrail.web.app:app_from_environment", factory=True, workers=workers, **options)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (use about one per core in production).")
 @with_db
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the web screen and the HTTP API."""
-    _run(host, port, 1)
+    _run(host, port, workers)
 
 
 @click.command("demo")
@@ -48,14 +57,15 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
         present = conn.execute(select(func.count()).select_from(sat_record)).scalar()
     if present:
         click.echo(f"the store already holds {present} records; using it as it is", err=True)
-        logins = demo_logins()
+        logins = demo_logins(store)
     else:
         click.echo(f"building a demo SAT of {records} records ...", err=True)
         logins = build_demo(store, records=records)
-    click.echo("\nDemo logins (password for all shown beside each):", err=True)
+    click.echo(f"\nDemo logins (password: {logins[0].password}):", err=True)
     for login in logins:
-        click.echo(f"  {login.username:<14} {login.password:<24} {login.party_id:<12} {login.description}",
-                   err=True)
+        click.echo(f"  {login.username:<14} {login.party_id:<18} {login.description}", err=True)
+    click.echo(f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True)
+    click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
     sys.stderr.flush()
     if not no_serve:
         _run(host, port, 1)

@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""servicetrail benchmarks: each product figure beside the raw engine's floor for the same
+operation, measured in the same run, so the ratio holds on a noisy machine.
+
+    .venv/bin/python bench/run.py --quick                 # minutes: 200k records, both engines
+    .venv/bin/python bench/run.py --records 1000000       # the BENCHMARKS.md figures
+    .venv/bin/python bench/run.py --engines sqlite --records 1000000 --skip search,export
+
+Measures, per engine: SAT JSONL ingest (rows/s, peak memory) through `servicetrail ingest`
+vs raw bulk insert of the same rows; DUIS capture ingest (messages/s); device search through
+HTTP (`servicetrail serve`, concurrent clients: p50/p95/p99, requests/s) vs the raw SQL of
+the MP141 predicate; own-report export through `servicetrail report own` vs raw cursor+csv
+(SQLite) or COPY TO STDOUT (PostgreSQL). Results go to stdout and bench/out/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import random
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = str(Path(sys.executable).with_name("servicetrail"))
+UTC = timezone.utc
+
+import orjson  # noqa: E402
+
+from servicetrail.generate import World, write_world  # noqa: E402
+from servicetrail.store.engine import open_store  # noqa: E402
+
+MP141_SQL = """
+SELECT s.id FROM sat_record s
+WHERE s.device_id = :dev
+  AND (s.user_id IN ({ids})
+       OR (s.kind NOT IN ('device_alert','dcc_alert') AND EXISTS (
+           SELECT 1 FROM responsibility r
+           WHERE r.device_id = s.device_id AND r.party_id = :party
+             AND r.valid_from <= s.logged_at AND (r.valid_to IS NULL OR s.logged_at < r.valid_to))))
+ORDER BY s.logged_at DESC, s.id DESC LIMIT 100"""
+
+
+def timed_child(args: list[str], env: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss // 1024, subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# ------------------------------------------------------------------ stores
+
+class Store:
+    def __init__(self, kind: str, work: Path, pg=None) -> None:
+        self.kind, self.work, self.pg = kind, work, pg
+
+    def fresh(self, name: str) -> str:
+        if self.kind == "sqlite":
+            path = self.work / f"{name}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            return f"sqlite:///{path}"
+        return self.pg.new_database()
+
+    def raw(self, url: str):
+        if self.kind == "sqlite":
+            return sqlite3.connect(url.removeprefix("sqlite:///"))
+        import psycopg
+        return psycopg.connect(url, prepare_threshold=None)
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN, "--db", url, *args], capture_output=True, text=True)
+
+
+def load_registry(url: str, files: dict[str, Path]) -> None:
+    for what in ("users", "devices", "responsibilities"):
+        done = cli(url, "load", what, str(files[what]))
+        if done.returncode != 0:
+            raise SystemExit(f"load {what} failed: {done.stderr[-500:]}")
+
+
+# ------------------------------------------------------------------ ingest
+
+def parsed_rows(path: Path) -> tuple[list[tuple], list[tuple]]:
+    """The file's records as plain row tuples (the floor does no validation at all)."""
+    records, payloads = [], []
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            r = orjson.loads(line)
+            when = datetime.fromisoformat(r["logged_at"]).astimezone(UTC)
+            records.append((n, when, r["kind"], r["request_id"], r["srv"] or None, r["user_id"],
+                            r["device_id"], r["response_code"] or None))
+            if r["payload"]:
+                payloads.append((n, when, r["device_id"], r["user_id"], r["payload"]))
+    return records, payloads
+
+
+def floor_ingest(store: Store, url: str, rows: tuple[list, list]) -> float:
+    """Raw bulk load into the same migrated schema: executemany in 100k-row transactions
+    (SQLite) or binary COPY (PostgreSQL), as in the storage notes."""
+    open_store(url).dispose()
+    records, payloads = rows
+    conn = store.raw(url)
+    start = time.perf_counter()
+    if store.kind == "sqlite":
+        fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        for i in range(0, len(records), 100_000):
+            conn.executemany("INSERT INTO sat_record VALUES (?,?,?,?,?,?,?,?)",
+                             [(r[0], r[1].strftime(fmt), *r[2:]) for r in records[i:i + 100_000]])
+            conn.executemany("INSERT INTO sat_payload VALUES (?,?,?,?,?)",
+                             [(p[0], p[1].strftime(fmt), *p[2:]) for p in payloads if i < p[0] <= i + 100_000])
+            conn.commit()
+    else:
+        from servicetrail.store.partitions import ensure_months
+        from sqlalchemy import create_engine
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as sa_conn:
+            ensure_months(sa_conn, {r[1] for r in records})
+        engine.dispose()
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            with cur.copy("COPY sat_record (id, logged_at, kind, request_id, srv, user_id, device_id, "
+                          "response_code) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["bigint", "timestamptz", "varchar", "varchar", "varchar", "varchar", "varchar",
+                                "varchar"])
+                for r in records:
+                    copy.write_row(r)
+            with cur.copy("COPY sat_payload (record_id, logged_at, device_id, user_id, payload) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["bigint", "timestamptz", "varchar", "varchar", "text"])
+                for p in payloads:
+                    copy.write_row(p)
+        conn.commit()
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(records) / elapsed
+
+
+def bench_ingest(store: Store, files: dict[str, Path], n: int, rows) -> tuple[dict, str]:
+    url = store.fresh("ingest")
+    load_registry(url, files)
+    wall, rss, done = timed_child([BIN, "--db", url, "ingest", str(files["sat"])])
+    if done.returncode != 0:
+        raise SystemExit(f"ingest failed: {done.stdout[-300:]} {done.stderr[-500:]}")
+    again, _, redo = timed_child([BIN, "--db", url, "ingest", str(files["sat"])])
+    floor = floor_ingest(store, store.fresh("floor"), rows)
+    return {"records": n, "product_rows_s": round(n / wall), "floor_rows_s": round(floor),
+            "ratio": round((n / wall) / floor, 2), "peak_rss_mb": rss,
+            "reingest_s": round(again, 1), "reingest_summary": redo.stdout.strip()}, url
+
+
+def bench_duis(store: Store, files: dict[str, Path]) -> dict:
+    url = store.fresh("duis")
+    load_registry(url, files)
+    with open(files["duis"], "rb") as f:
+        count = sum(1 for _ in f)
+    wall, rss, done = timed_child([BIN, "--db", url, "ingest", str(files["duis"])])
+    if done.returncode != 0:
+        raise SystemExit(f"DUIS ingest failed: {done.stderr[-500:]}")
+    return {"messages": count, "product_msgs_s": round(count / wall), "peak_rss_mb": rss}
+
+
+# ------------------------------------------------------------------ search
+
+def search_targets(url: str, store: Store, how_many: int, rng: random.Random) -> tuple[list, list]:
+    """(party, user ids, device) triples: ordinary devices, and the busiest devices seen by a
+    supplier that may see only part of their traffic."""
+    conn = store.raw(url)
+    q = conn.execute
+    resp = q("SELECT device_id, party_id FROM responsibility WHERE relation = 'supplier'").fetchall()
+    users: dict[str, list[str]] = {}
+    for user_id, party_id in q("SELECT user_id, party_id FROM dcc_user").fetchall():
+        users.setdefault(party_id, []).append(user_id)
+    busy = [d for (d,) in q("SELECT device_id FROM sat_record WHERE device_id <> '' GROUP BY device_id "
+                            "ORDER BY count(*) DESC LIMIT 20").fetchall()]
+    conn.close()
+    ordinary = [(p, users.get(p, []), d) for d, p in rng.sample(resp, min(how_many, len(resp)))]
+    by_device: dict[str, list[str]] = {}
+    for d, p in resp:
+        by_device.setdefault(d, []).append(p)
+    busy_targets = [(p, users.get(p, []), d) for d in busy for p in by_device.get(d, [])[:1]]
+    return ordinary, busy_targets
+
+
+def floor_search(store: Store, url: str, targets: list) -> dict:
+    conn = store.raw(url)
+    latencies = []
+    for party, ids, device in targets * 3:
+        marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids) or "NULL"
+        sql = MP141_SQL.format(ids=marks)
+        if store.kind == "sqlite":
+            sql = sql.replace(":dev", "?").replace(":party", "?")
+            params = (device, *ids, party)
+        else:
+            sql = sql.replace(":dev", "%s").replace(":party", "%s")
+            params = (device, *ids, party)
+        start = time.perf_counter()
+        conn.execute(sql, params).fetchall()
+        latencies.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return {"p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3)}
+
+
+def _client(args: tuple[str, list[tuple[str, str]], float]) -> list[float]:
+    """One client process: keep-alive requests until its share is done."""
+    import http.client
+    base, requests, _ = args
+    host, port = base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    latencies = []
+    for token, path in requests:
+        start = time.perf_counter()
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path} -> {response.status}")
+        latencies.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return latencies
+
+
+def serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/openapi.json", timeout=1).read()
+            return proc, base
+        except Exception:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def bench_search(store: Store, url: str, clients: int, per_client: int, workers: int) -> dict:
+    from servicetrail.store.accounts import create_account, create_token
+    rng = random.Random(5)
+    ordinary, busy = search_targets(url, store, 400, rng)
+    engine = open_store(url)
+    tokens = {}
+    with engine.begin() as conn:
+        for party in {p for p, _, _ in ordinary + busy}:
+            create_account(conn, f"bench_{party.lower()}", party, "benchmark password 1")
+            tokens[party] = create_token(conn, f"bench_{party.lower()}")
+    engine.dispose()
+    proc, base = serve(url, workers)
+    results = {}
+    try:
+        for label, targets in (("devices", ordinary), ("busy devices", busy)):
+            if not targets:
+                continue
+            plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, _, d in targets]
+            _client((base, plan[:20], 0))  # warm up
+            shares = [[rng.choice(plan) for _ in range(per_client)] for _ in range(clients)]
+            start = time.perf_counter()
+            with ProcessPoolExecutor(clients) as pool:
+                latencies = [x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part]
+            wall = time.perf_counter() - start
+            solo = _client((base, [rng.choice(plan) for _ in range(300)], 0))
+            results[label] = {
+                "requests": len(latencies), "clients": clients,
+                "p50_ms": round(pct(latencies, 50), 2), "p95_ms": round(pct(latencies, 95), 2),
+                "p99_ms": round(pct(latencies, 99), 2), "requests_s": round(len(latencies) / wall),
+                "one_client_p50_ms": round(pct(solo, 50), 2), "one_client_p95_ms": round(pct(solo, 95), 2),
+                "floor": floor_search(store, url, targets),
+            }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return results
+
+
+# ------------------------------------------------------------------ export
+
+def bench_export(store: Store, url: str) -> dict:
+    conn = store.raw(url)
+    party = conn.execute("SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+                         "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    ids = [u for (u,) in conn.execute(
+        "SELECT user_id FROM dcc_user WHERE party_id = " + ("?" if store.kind == "sqlite" else "%s"),
+        (party,)).fetchall()]
+    out = Path(tempfile.mkstemp(suffix=".csv")[1])
+    wall, rss, done = timed_child([BIN, "--db", url, "report", "own", "--party", party, "--from", "2000-01-01",
+                                   "--to", "2100-01-01", "--output", str(out)])
+    rows = sum(1 for _ in csv.reader(open(out, newline=""))) - 1
+    marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids)
+    sql = (f"SELECT s.*, p.payload FROM sat_record s LEFT JOIN sat_payload p ON p.record_id = s.id "
+           f"WHERE s.user_id IN ({marks}) ORDER BY s.logged_at DESC, s.id DESC")
+    start = time.perf_counter()
+    if store.kind == "sqlite":
+        sink = io.StringIO()
+        writer = csv.writer(sink)
+        for row in conn.execute(sql, ids):
+            writer.writerow(row)
+            if sink.tell() > 1 << 20:
+                sink.seek(0)
+                sink.truncate()
+        floor_how = "cursor + csv"
+    else:
+        literal = ",".join("'" + i + "'" for i in ids)
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY ({sql.replace(marks, literal)}) TO STDOUT (FORMAT csv)") as copy:
+                for _ in copy:
+                    pass
+        floor_how = "COPY TO STDOUT"
+    floor = time.perf_counter() - start
+    conn.close()
+    out.unlink()
+    return {"party": party, "rows": rows, "product_rows_s": round(rows / wall), "peak_rss_mb": rss,
+            "floor_rows_s": round(rows / floor), "floor": floor_how,
+            "ratio": round((rows / wall) / (rows / floor), 2), "ok": done.returncode == 0}
+
+
+# ------------------------------------------------------------------ main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="200k records, fewer searches")
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--skip", default="", help="comma list of: ingest, duis, search, export")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--searches", type=int, default=2000, help="requests per client")
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--work", type=Path, default=None)
+    a = ap.parse_args()
+    if a.quick:
+        a.records, a.searches = 200_000, 500
+    skip = set(filter(None, a.skip.split(",")))
+    work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"generating {a.records} records in {work} ...", file=sys.stderr)
+    world = World(n_records=a.records, seed=2025)
+    written = write_world(world, work, sat=True, duis=False)
+    files = {"users": written["users.csv"], "devices": written["devices.csv"],
+             "responsibilities": written["responsibilities.csv"], "sat": written["sat.jsonl"]}
+    duis_written = write_world(World(n_records=min(a.records, 100_000), seed=2026), work / "duis",
+                               sat=False, duis=True)
+    duis_files = {"users": duis_written["users.csv"], "devices": duis_written["devices.csv"],
+                  "responsibilities": duis_written["responsibilities.csv"], "duis": duis_written["duis.jsonl"]}
+    rows = parsed_rows(files["sat"])
+    report: dict = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+                    "when": datetime.now(UTC).isoformat(timespec="seconds"), "records": a.records}
+    pg = None
+    for kind in a.engines.split(","):
+        if kind == "postgresql" and pg is None:
+            from tests.pg_server import PgServer
+            pg = PgServer().start()
+        store = Store(kind, work, pg)
+        result: dict = {}
+        print(f"[{kind}] ingest ...", file=sys.stderr)
+        result["ingest"], url = bench_ingest(store, files, a.records, rows)
+        if "duis" not in skip:
+            print(f"[{kind}] DUIS ingest ...", file=sys.stderr)
+            result["duis"] = bench_duis(store, duis_files)
+        if "search" not in skip:
+            print(f"[{kind}] HTTP device search ...", file=sys.stderr)
+            result["search"] = bench_search(store, url, a.clients, a.searches, a.workers)
+        if "export" not in skip:
+            print(f"[{kind}] own-report export ...", file=sys.stderr)
+            result["export"] = bench_export(store, url)
+        report[kind] = result
+        print(json.dumps({kind: result}, indent=2))
+    if pg is not None:
+        pg.stop()
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    print(f"written {out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

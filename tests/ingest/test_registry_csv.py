@@ -1,0 +1,347 @@
+"""`servicetrail load users|devices|responsibilities FILE` (SPEC section 4): good rows load,
+bad rows go to the reject file as they came, with their line and a reason, and a re-load adds nothing."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+UTC = timezone.utc
+
+USERS_HEADER = "user_id,party_id,party_name,role\n"
+DEVICES_HEADER = "device_id,device_type,smets\n"
+RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
+
+NORTH_IS = "90-B3-D5-1F-30-02-00-01"
+SOUTH_IS = "90-B3-D5-1F-30-02-00-11"
+WIRES_ED = "90-B3-D5-1F-30-02-00-21"
+METER = "00-DB-00-00-00-00-00-01"
+GAS = "00-DB-00-00-00-00-00-02"
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def rejects_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def rows(engine, sql: str, **params) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def stored_time(value) -> datetime:
+    """A time column read with plain SQL (SQLite keeps fixed-width UTC text)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@pytest.fixture
+def registry(cli, tmp_path):
+    """Users and devices loaded, so responsibilities can refer to them."""
+    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North Energy plc,IS\n"
+                  f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n")
+    devices = write(tmp_path / "devices.csv", DEVICES_HEADER + f"{METER},ESME,2\n{GAS},GSME,1\n")
+    assert cli("load", "users", users).exit_code == 0
+    assert cli("load", "devices", devices).exit_code == 0
+    return tmp_path
+
+
+# ------------------------------------------------------------------ users.csv
+
+def test_users_load_normalise_and_reload_as_duplicates(cli, engine, tmp_path):
+    users = write(tmp_path / "users.csv", USERS_HEADER
+                  + "90-b3-d5-1f-30-02-00-01,NORTH,North Energy plc,is\n"
+                  + "90-B3-D5-1F-30-02-00-02,NORTH,North Energy plc,GS\n"
+                  + "90-B3-D5-1F-30-02-00-11,SOUTH,South Power Ltd,IS\n")
+    first = cli("load", "users", users)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == "loaded 3, rejected 0, skipped 0 duplicates\n"
+    assert not (tmp_path / "users.rejects.jsonl").exists()  # a clean load leaves no reject file
+    assert sorted(rows(engine, "SELECT user_id, party_id, role FROM dcc_user")) == [
+        ("90-B3-D5-1F-30-02-00-01", "NORTH", "IS"),  # EUI-64 and role upper-cased
+        ("90-B3-D5-1F-30-02-00-02", "NORTH", "GS"),
+        ("90-B3-D5-1F-30-02-00-11", "SOUTH", "IS"),
+    ]
+    assert sorted(rows(engine, "SELECT party_id, name FROM party")) == [
+        ("NORTH", "North Energy plc"), ("SOUTH", "South Power Ltd")]
+
+    again = cli("load", "users", users)
+    assert again.exit_code == 0
+    assert again.stdout == "loaded 0, rejected 0, skipped 3 duplicates\n"
+    assert len(rows(engine, "SELECT user_id FROM dcc_user")) == 3
+    assert len(rows(engine, "SELECT party_id FROM party")) == 2
+
+
+def test_users_future_role_accepted_and_party_name_optional(cli, engine, tmp_path):
+    users = write(tmp_path / "users.csv", "user_id,party_id,role\n90-B3-D5-1F-30-02-00-51,NEWCO,QQ\n")
+    result = cli("load", "users", users)
+    assert result.exit_code == 0, result.output
+    assert rows(engine, "SELECT role FROM dcc_user") == [("QQ",)]
+    assert rows(engine, "SELECT party_id, name FROM party") == [("NEWCO", "NEWCO")]
+
+
+def test_users_bad_rows_rejected_as_they_came_with_line_and_reason(cli, engine, tmp_path):
+    lines = [
+        f"{NORTH_IS},NORTH,North Energy plc,IS",          # 2 good
+        "not-an-eui,NORTH,North Energy plc,IS",            # 3 bad user_id
+        "",                                                # 4 blank: skipped, still counted as a line
+        "90-B3-D5-1F-30-02-00-03,,North Energy plc,IS",    # 5 empty party_id
+        "90-B3-D5-1F-30-02-00-04,NOR TH!,Bad Code,IS",     # 6 bad party code
+        "90-B3-D5-1F-30-02-00-05,NORTH,North Energy plc,",  # 7 empty role
+        f"{NORTH_IS},SOUTH,South Power Ltd,IS",            # 8 user_id already held by NORTH
+        "90-B3-D5-1F-30-02-00-06,NORTH,North Energy plc,I S",  # 9 role with a space
+        f"{SOUTH_IS},SOUTH,South Power Ltd,IS",            # 10 good
+    ]
+    users = write(tmp_path / "users.csv", USERS_HEADER + "\n".join(lines) + "\n")
+    result = cli("load", "users", users)
+    assert result.exit_code != 0
+    assert result.stdout == "loaded 2, rejected 6, skipped 0 duplicates\n"
+    rejects_path = tmp_path / "users.rejects.jsonl"
+    assert str(rejects_path) in result.stderr  # the user is told where the rejects are
+    rejects = rejects_of(rejects_path)
+    assert [r["line"] for r in rejects] == [3, 5, 6, 7, 8, 9]
+    assert [r["raw"] for r in rejects] == [lines[i - 2] for i in (3, 5, 6, 7, 8, 9)]
+    reasons = [r["reason"] for r in rejects]
+    assert "EUI-64" in reasons[0]
+    assert "party_id" in reasons[1]
+    assert "party_id" in reasons[2]
+    assert "role" in reasons[3]
+    assert "already registered" in reasons[4] and "NORTH" in reasons[4]
+    assert "role" in reasons[5]
+    assert all(set(r) == {"line", "reason", "raw"} and "\n" not in r["reason"] for r in rejects)
+    assert sorted(rows(engine, "SELECT user_id, party_id FROM dcc_user")) == [
+        (NORTH_IS, "NORTH"), (SOUTH_IS, "SOUTH")]
+
+
+def test_rejects_option_is_honoured_and_stale_rejects_removed(cli, tmp_path):
+    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\nbad,NORTH,N,IS\n")
+    elsewhere = tmp_path / "out" / "my-rejects.jsonl"
+    elsewhere.parent.mkdir()
+    result = cli("load", "users", users, "--rejects", elsewhere)
+    assert result.exit_code == 1
+    assert [r["line"] for r in rejects_of(elsewhere)] == [3]
+    assert not (tmp_path / "users.rejects.jsonl").exists()
+
+    # fixed file, loaded again: the earlier reject file would now mislead, so it is gone
+    write(users, USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\n")
+    fixed = cli("load", "users", users, "--rejects", elsewhere)
+    assert fixed.exit_code == 0
+    assert fixed.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"
+    assert not elsewhere.exists()
+
+
+def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engine, tmp_path):
+    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\nbad,NORTH,N,IS\n")
+    before = users.read_bytes()
+    result = cli("load", "users", users, "--rejects", users)
+    assert result.exit_code != 0
+    assert "--rejects" in result.stderr
+    assert users.read_bytes() == before
+    assert rows(engine, "SELECT user_id FROM dcc_user") == []
+
+
+@pytest.mark.parametrize("header", [
+    "user_id,party,party_name,role\n",      # party_id misspelt
+    "user_id;party_id;party_name;role\n",   # wrong separator
+    f"{NORTH_IS},NORTH,North,IS\n",         # no header at all
+    "",                                      # empty file
+])
+def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_path, header):
+    users = write(tmp_path / "users.csv", header + f"{SOUTH_IS},SOUTH,South,IS\n" if header else "")
+    result = cli("load", "users", users)
+    assert result.exit_code != 0
+    assert "header" in result.stderr and "party_id" in result.stderr
+    assert "Traceback" not in result.output
+    assert rows(engine, "SELECT user_id FROM dcc_user") == []
+    assert rows(engine, "SELECT party_id FROM party") == []
+    assert not (tmp_path / "users.rejects.jsonl").exists()
+
+
+def test_header_with_bom_crlf_other_order_and_case_is_read(cli, engine, tmp_path):
+    content = ("\ufeffRole, Party_ID ,user_id,party_name\r\n"
+               f"IS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n").encode("utf-8")
+    users = write(tmp_path / "users.csv", content)
+    result = cli("load", "users", users)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert rows(engine, "SELECT user_id, party_id, role FROM dcc_user") == [(NORTH_IS, "NORTH", "IS")]
+    assert rows(engine, "SELECT name FROM party") == [("North, Energy plc",)]
+
+
+def test_non_utf8_row_rejected_others_load(cli, engine, tmp_path):
+    content = (USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n").encode() + b"90-B3-D5-1F-30-02-00-09,NORTH,Caf\xe9,IS\n"
+    users = write(tmp_path / "users.csv", content)
+    result = cli("load", "users", users)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert reject["line"] == 3 and reject["raw"].startswith("90-B3-D5-1F-30-02-00-09,NORTH,Caf")
+    assert rows(engine, "SELECT user_id FROM dcc_user") == [(NORTH_IS,)]
+
+
+# ------------------------------------------------------------------ devices.csv
+
+def test_devices_good_bad_and_reload(cli, engine, tmp_path):
+    lines = [
+        "00-db-00-00-00-00-00-01,esme,SMETS2",   # 2 good: any case, SMETS prefix
+        "00-DB-00-00-00-00-00-02,GSME,1",        # 3 good
+        "00-DB-00-00-00-00-00-03,TOASTER,2",     # 4 unknown type
+        "00-DB-00-00-00-00-00-04,ESME,3",        # 5 bad generation
+        "00-DB-00-00-00-00-00,ESME,2",           # 6 short EUI
+        "00-DB-00-00-00-00-00-01,GSME,1",        # 7 re-registers device 1 as another type
+        "00-DB-00-00-00-00-00-05,type2,2",       # 8 good (Type2, any case)
+    ]
+    devices = write(tmp_path / "devices.csv", DEVICES_HEADER + "\n".join(lines) + "\n")
+    result = cli("load", "devices", devices)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 3, rejected 4, skipped 0 duplicates\n"
+    rejects = rejects_of(tmp_path / "devices.rejects.jsonl")
+    assert [(r["line"], r["raw"]) for r in rejects] == [(n, lines[n - 2]) for n in (4, 5, 6, 7)]
+    assert "device_type" in rejects[0]["reason"]
+    assert "smets" in rejects[1]["reason"]
+    assert "EUI-64" in rejects[2]["reason"]
+    assert "already registered" in rejects[3]["reason"]
+    assert sorted(rows(engine, "SELECT device_id, device_type, smets FROM device")) == [
+        ("00-DB-00-00-00-00-00-01", "ESME", 2), ("00-DB-00-00-00-00-00-02", "GSME", 1),
+        ("00-DB-00-00-00-00-00-05", "Type2", 2)]
+
+    again = cli("load", "devices", devices)
+    assert again.stdout == "loaded 0, rejected 4, skipped 3 duplicates\n"
+    assert again.exit_code == 1  # still rejecting the same four
+    assert len(rows(engine, "SELECT device_id FROM device")) == 3
+
+
+def test_devices_bad_header(cli, engine, tmp_path):
+    devices = write(tmp_path / "devices.csv", "device_id,type,smets\n00-DB-00-00-00-00-00-01,ESME,2\n")
+    result = cli("load", "devices", devices)
+    assert result.exit_code != 0
+    assert "device_type" in result.stderr
+    assert rows(engine, "SELECT device_id FROM device") == []
+
+
+# ------------------------------------------------------------------ responsibilities.csv
+
+def test_responsibilities_load_half_open_and_reload(cli, engine, registry):
+    lines = [
+        f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",              # adjacent: [from, to) half open
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00+00:00,",  # another relation, same time
+        f"{GAS.lower()},NORTH,Supplier,2025-02-01T01:00:00+01:00,",    # any case; offset to UTC
+    ]
+    resp = write(registry / "responsibilities.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 4, rejected 0, skipped 0 duplicates\n"
+    stored = sorted((d, p, rel, stored_time(f), stored_time(t) if t else None) for d, p, rel, f, t in rows(
+        engine, "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility"))
+    assert stored == sorted([
+        (METER, "NORTH", "supplier", when("2025-01-01T00:00:00Z"), when("2025-03-01T00:00:00Z")),
+        (METER, "SOUTH", "supplier", when("2025-03-01T00:00:00Z"), None),
+        (METER, "WIRES", "network_operator", when("2025-01-01T00:00:00Z"), None),
+        (GAS, "NORTH", "supplier", when("2025-02-01T00:00:00Z"), None),
+    ])
+    again = cli("load", "responsibilities", resp)
+    assert again.exit_code == 0
+    assert again.stdout == "loaded 0, rejected 0, skipped 4 duplicates\n"
+    assert len(rows(engine, "SELECT party_id FROM responsibility")) == 4
+
+
+def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
+    lines = [
+        f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",  # 2 good
+        f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,",                      # 3 overlaps NORTH
+        f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",  # 4 overlaps by one second
+        f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",                      # 5 bad relation
+        f"{METER},NOBODY,supplier,2025-04-01T00:00:00Z,",                     # 6 unknown party
+        f"00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",      # 7 unknown device
+        f"{METER},SOUTH,supplier,2025-05-01T00:00:00Z,2025-04-01T00:00:00Z",  # 8 ends before it starts
+        f"{METER},SOUTH,supplier,2025-04-01T00:00:00,",                       # 9 no offset
+        f"{METER},SOUTH,supplier,next tuesday,",                              # 10 not a time
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",                      # 11 good, adjacent
+        f"{METER},WIRES,supplier,2025-06-01T00:00:00Z,",                      # 12 overlaps SOUTH's open one
+    ]
+    resp = write(registry / "responsibilities.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 2, rejected 9, skipped 0 duplicates\n"
+    rejects = rejects_of(registry / "responsibilities.rejects.jsonl")
+    assert [(r["line"], r["raw"]) for r in rejects] == [(n, lines[n - 2]) for n in (3, 4, 5, 6, 7, 8, 9, 10, 12)]
+    reasons = {r["line"]: r["reason"] for r in rejects}
+    assert "overlaps" in reasons[3] and "NORTH" in reasons[3]
+    assert "overlaps" in reasons[4]
+    assert "relation" in reasons[5]
+    assert "NOBODY" in reasons[6]
+    assert "00-DB-00-00-00-00-00-99" in reasons[7]
+    assert "valid_to" in reasons[8]
+    assert "offset" in reasons[9]
+    assert "ISO-8601" in reasons[10]
+    assert "overlaps" in reasons[12] and "SOUTH" in reasons[12]
+    assert sorted(rows(engine, "SELECT party_id FROM responsibility")) == [("NORTH",), ("SOUTH",)]
+
+
+def test_responsibility_correction_same_start_new_end(cli, engine, registry):
+    resp = registry / "responsibilities.csv"
+    write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,\n")
+    assert cli("load", "responsibilities", resp).exit_code == 0
+
+    # the registry closes NORTH's open interval, and SOUTH takes over: a correction plus a new row
+    write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n"
+          f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,\n")
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
+    assert "corrected" in result.stderr
+    stored = sorted((p, stored_time(f), stored_time(t) if t else None) for p, f, t in rows(
+        engine, "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d", d=METER))
+    assert stored == [("NORTH", when("2025-01-01T00:00:00Z"), when("2025-03-01T00:00:00Z")),
+                      ("SOUTH", when("2025-03-01T00:00:00Z"), None)]
+
+    # a correction that would run into SOUTH's interval is an overlap, not a correction
+    write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-04-01T00:00:00Z\n")
+    bad = cli("load", "responsibilities", resp)
+    assert bad.exit_code == 1
+    assert bad.stdout == "loaded 0, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(registry / "responsibilities.rejects.jsonl")
+    assert reject["line"] == 2 and "overlaps" in reject["reason"] and "SOUTH" in reject["reason"]
+    assert stored_time(rows(engine, "SELECT valid_to FROM responsibility WHERE party_id = 'NORTH'")[0][0]) \
+        == when("2025-03-01T00:00:00Z")
+
+
+def test_responsibilities_without_valid_to_column(cli, engine, registry):
+    resp = write(registry / "resp.csv", "device_id,party_id,relation,valid_from\n"
+                 f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z\n")
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code == 0, result.output
+    assert rows(engine, "SELECT party_id, valid_to FROM responsibility") == [("WIRES", None)]
+
+
+def test_responsibilities_bad_header(cli, engine, registry):
+    resp = write(registry / "resp.csv", "device,party_id,relation,valid_from,valid_to\n"
+                 f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,\n")
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code != 0
+    assert "device_id" in result.stderr
+    assert rows(engine, "SELECT party_id FROM responsibility") == []
+
+
+def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
+    result = cli("load", "parties", tmp_path / "x.csv")
+    assert result.exit_code == 2
+    missing = cli("load", "users", tmp_path / "nope.csv")
+    assert missing.exit_code == 2
+    assert "nope.csv" in missing.output

@@ -1,0 +1,253 @@
+"""`servicetrail ingest` of SAT JSON Lines (SPEC section 4): normalised records, validated line by line."""
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import text
+
+UTC = timezone.utc
+NORTH_IS = "90-B3-D5-1F-30-02-00-01"
+LOOK_OU = "90-B3-D5-1F-30-02-00-41"
+METER = "00-DB-00-00-00-00-00-01"
+DCC = "90-B3-D5-1F-30-00-00-02"
+
+
+def rec(logged_at="2025-02-01T10:00:00Z", kind="request", counter=1, srv="4.1.1", user=NORTH_IS,
+        device=METER, code="", payload="", request_id=None) -> dict:
+    return {"logged_at": logged_at, "kind": kind, "request_id": request_id or f"{user}:{device or DCC}:{counter}",
+            "srv": srv, "user_id": user, "device_id": device, "response_code": code, "payload": payload}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def rejects_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def stored(engine) -> list[dict]:
+    with engine.connect() as conn:
+        result = conn.execute(text(
+            "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
+            " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"))
+        return [dict(row._mapping) for row in result]
+
+
+def utc(value) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def count(engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_good_file_loads_every_field_normalised(cli, engine, tmp_path):
+    payload = 'GBCS <payload> with "quotes", commas,\nnew lines and ünïcödé  '
+    records = [
+        rec(logged_at="2025-02-01T11:00:00+01:00", counter=7, user=NORTH_IS.lower(), device=METER.lower(),
+            payload=payload, request_id=f"{NORTH_IS.lower()}:{METER.lower()}:7"),
+        rec(logged_at="2025-02-01T10:00:01Z", kind="acknowledgement", counter=7, code="I99"),
+        rec(logged_at="2025-02-01T10:00:30.250Z", kind="response", counter=7, code="E4", payload="resp"),
+        rec(logged_at="2025-02-02T10:00:00Z", counter=8, srv="8.2", device="", payload="inventory"),
+        rec(logged_at="2025-02-03T10:00:00Z", kind="device_alert", srv="", user=NORTH_IS,
+            request_id=f"{METER}:{NORTH_IS}:9", code="", payload="alert"),
+        rec(logged_at="2025-02-04", kind="dcc_alert", srv="", device="", request_id=f"{DCC}:{LOOK_OU}:10",
+            user=LOOK_OU, code="N1"),
+    ]
+    path = write_lines(tmp_path / "records.jsonl", [json.dumps(r) for r in records])
+    result = cli("ingest", path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 6, rejected 0, skipped 0 duplicates\n"
+    assert not (tmp_path / "records.rejects.jsonl").exists()
+    got = stored(engine)
+    assert [(utc(g["logged_at"]), g["kind"], g["request_id"], g["srv"] or "", g["user_id"], g["device_id"] or "",
+             g["response_code"] or "", g["payload"] or "") for g in got] == [
+        (datetime(2025, 2, 1, 10, 0, 0, tzinfo=UTC), "request", f"{NORTH_IS}:{METER}:7", "4.1.1", NORTH_IS, METER,
+         "", payload),  # UTC, upper case, payload byte for byte (trailing spaces too)
+        (datetime(2025, 2, 1, 10, 0, 1, tzinfo=UTC), "acknowledgement", f"{NORTH_IS}:{METER}:7", "4.1.1",
+         NORTH_IS, METER, "I99", ""),
+        (datetime(2025, 2, 1, 10, 0, 30, 250000, tzinfo=UTC), "response", f"{NORTH_IS}:{METER}:7", "4.1.1",
+         NORTH_IS, METER, "E4", "resp"),
+        (datetime(2025, 2, 2, 10, tzinfo=UTC), "request", f"{NORTH_IS}:{DCC}:8", "8.2", NORTH_IS, "", "",
+         "inventory"),
+        (datetime(2025, 2, 3, 10, tzinfo=UTC), "device_alert", f"{METER}:{NORTH_IS}:9", "", NORTH_IS, METER, "",
+         "alert"),
+        (datetime(2025, 2, 4, tzinfo=UTC), "dcc_alert", f"{DCC}:{LOOK_OU}:10", "", LOOK_OU, "", "N1", ""),
+    ]
+    ids = [g["id"] for g in got]
+    assert all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == 6
+
+    again = cli("ingest", path)
+    assert again.exit_code == 0
+    assert again.stdout == "loaded 0, rejected 0, skipped 6 duplicates\n"
+    assert [g["id"] for g in stored(engine)] == ids  # ids are stable; nothing doubled
+    assert count(engine, "sat_payload") == 4
+
+
+def test_bad_lines_rejected_with_line_reason_and_raw(cli, engine, tmp_path):
+    good = [json.dumps(rec(counter=n, payload=f"p{n}")) for n in range(1, 4)]
+    bad = {
+        "{not json": "JSON",
+        "[1, 2, 3]": "object",
+        json.dumps({"logged_at": "2025-02-01T10:00:00Z", "kind": "request"}): "request_id",
+        json.dumps(rec(counter=20, kind="telepathy")): "kind",
+        json.dumps(rec(counter=21, logged_at="31/02/2025")): "logged_at",
+        json.dumps(rec(counter=22, logged_at="2025-02-01T10:00:00")): "offset",
+        json.dumps(rec(request_id="nonsense")): "Request ID",
+        json.dumps(rec(counter=24, user="90-B3-D5-1F-30-02-00")): "EUI-64",
+        json.dumps(rec(counter=25, device="meter-1")): "EUI-64",
+        json.dumps(rec(counter=26, srv="")): "srv",
+        json.dumps(rec(counter=27, srv="4.1.x")): "srv",
+        json.dumps(rec(counter=28, kind="device_alert", srv="", device="")): "device_id",
+        json.dumps(rec(counter=29, payload=42)): "payload",
+        json.dumps(rec(counter=30, kind="response", code="E 4")): "response_code",
+    }
+    lines = [good[0], *list(bad)[:5], "", good[1], *list(bad)[5:], "   ", good[2]]
+    path = write_lines(tmp_path / "mixed.jsonl", lines)
+    result = cli("ingest", path)
+    assert result.exit_code != 0
+    assert result.stdout == f"loaded 3, rejected {len(bad)}, skipped 0 duplicates\n"
+    rejects = rejects_of(tmp_path / "mixed.rejects.jsonl")
+    expected_lines = [n for n, line in enumerate(lines, start=1) if line in bad]
+    assert [r["line"] for r in rejects] == expected_lines
+    assert [r["raw"] for r in rejects] == list(bad)  # untouched, as they came
+    for reject in rejects:
+        assert bad[reject["raw"]] in reject["reason"], reject
+        assert "\n" not in reject["reason"] and len(reject["reason"]) < 300
+    assert sorted(g["payload"] for g in stored(engine)) == ["p1", "p2", "p3"]
+
+    again = cli("ingest", path)
+    assert again.exit_code != 0
+    assert again.stdout == f"loaded 0, rejected {len(bad)}, skipped 3 duplicates\n"
+    assert count(engine, "sat_record") == 3
+
+
+def test_invalid_utf8_line_rejected(cli, engine, tmp_path):
+    path = tmp_path / "bytes.jsonl"
+    path.write_bytes(json.dumps(rec(counter=1)).encode() + b"\n" + b'{"kind": "caf\xe9"}\n')
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "bytes.rejects.jsonl")
+    assert reject["line"] == 2 and reject["raw"].startswith('{"kind": "caf')
+
+
+def test_duplicates_within_a_file_and_across_offsets(cli, engine, tmp_path):
+    lines = [
+        json.dumps(rec(counter=1, payload="first")),
+        json.dumps(rec(counter=1, payload="first")),                                # same line twice
+        json.dumps(rec(counter=1, logged_at="2025-02-01T11:00:00+01:00")),          # same instant, other offset
+        json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:00:30Z")),
+        json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:05:30Z")),  # later response
+    ]
+    path = write_lines(tmp_path / "dups.jsonl", lines)
+    result = cli("ingest", path)
+    assert result.exit_code == 0
+    assert result.stdout == "loaded 3, rejected 0, skipped 2 duplicates\n"
+    got = stored(engine)
+    assert [(g["kind"], g["payload"]) for g in got] == [("request", "first"), ("response", None), ("response", None)]
+
+
+def test_rejects_option_and_clean_reload_exit_zero(cli, engine, tmp_path):
+    path = write_lines(tmp_path / "r.jsonl", [json.dumps(rec(counter=1)), "oops"])
+    target = tmp_path / "elsewhere.jsonl"
+    result = cli("ingest", path, "--rejects", target)
+    assert result.exit_code == 1
+    assert [(r["line"], r["raw"]) for r in rejects_of(target)] == [(2, "oops")]
+    assert not (tmp_path / "r.rejects.jsonl").exists()
+
+    write_lines(path, [json.dumps(rec(counter=1)), json.dumps(rec(counter=2))])
+    fixed = cli("ingest", path, "--rejects", target)
+    assert fixed.exit_code == 0
+    assert fixed.stdout == "loaded 1, rejected 0, skipped 1 duplicates\n"
+    assert not target.exists()
+
+
+def test_gzip_and_ndjson_inputs(cli, engine, tmp_path):
+    gz = tmp_path / "day.jsonl.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as f:
+        f.write(json.dumps(rec(counter=1, payload="zipped")) + "\n{broken\n")
+    nd = write_lines(tmp_path / "more.ndjson", [json.dumps(rec(counter=2))])
+    result = cli("ingest", gz, nd)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "day.rejects.jsonl")
+    assert reject["line"] == 2 and reject["raw"] == "{broken"
+    assert sorted(g["payload"] or "" for g in stored(engine)) == ["", "zipped"]
+
+
+def test_empty_file_and_all_rejected(cli, engine, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = cli("ingest", empty)
+    assert result.exit_code == 0
+    assert result.stdout == "loaded 0, rejected 0, skipped 0 duplicates\n"
+
+    hopeless = write_lines(tmp_path / "hopeless.jsonl", ["nope", "{}", "[]"])
+    bad = cli("ingest", hopeless)
+    assert bad.exit_code == 1
+    assert bad.stdout == "loaded 0, rejected 3, skipped 0 duplicates\n"
+    assert count(engine, "sat_record") == 0
+
+
+def test_unreadable_inputs_are_clear_errors(cli, engine, tmp_path):
+    other = tmp_path / "records.txt"
+    other.write_text(json.dumps(rec()) + "\n")
+    result = cli("ingest", other)
+    assert result.exit_code != 0
+    assert "records.txt" in result.stderr and "Traceback" not in result.output
+    missing = cli("ingest", tmp_path / "missing.jsonl")
+    assert missing.exit_code == 2
+    assert count(engine, "sat_record") == 0
+
+
+def test_inputs_sharing_a_reject_file_keep_every_reject(cli, engine, tmp_path):
+    """--rejects with several inputs, or default names that coincide (sat.2025-01.jsonl and
+    sat.2025-02.jsonl both give sat.rejects.jsonl): no input's rejects may wipe another's."""
+    jan = write_lines(tmp_path / "sat.2025-01.jsonl", [json.dumps(rec(counter=1)), "jan-bad"])
+    feb = write_lines(tmp_path / "sat.2025-02.jsonl", [json.dumps(rec(counter=2)), "feb-bad", "feb-worse"])
+    mar = write_lines(tmp_path / "sat.2025-03.jsonl", [json.dumps(rec(counter=3))])
+    result = cli("ingest", jan, feb, mar)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 3, rejected 3, skipped 0 duplicates\n"
+    rejects = rejects_of(tmp_path / "sat.rejects.jsonl")
+    assert [(Path(r["file"]).name, r["line"], r["raw"]) for r in rejects] == [
+        ("sat.2025-01.jsonl", 2, "jan-bad"), ("sat.2025-02.jsonl", 2, "feb-bad"),
+        ("sat.2025-02.jsonl", 3, "feb-worse")]
+
+    target = tmp_path / "all-rejects.jsonl"
+    again = cli("ingest", jan, feb, mar, "--rejects", target)
+    assert again.stdout == "loaded 0, rejected 3, skipped 3 duplicates\n"
+    assert [r["raw"] for r in rejects_of(target)] == ["jan-bad", "feb-bad", "feb-worse"]
+
+
+def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path):
+    folder = tmp_path / "drop"
+    (folder / "sub").mkdir(parents=True)
+    write_lines(folder / "a.jsonl", [json.dumps(rec(counter=1)), "bad"])
+    write_lines(folder / "sub" / "b.jsonl", [json.dumps(rec(counter=2))])
+    (folder / "README.txt").write_text("not records")
+    first = cli("ingest", folder)
+    assert first.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    assert (folder / "a.rejects.jsonl").exists()
+    second = cli("ingest", folder)  # the reject file now in the folder is not read as input
+    assert second.stdout == "loaded 0, rejected 1, skipped 2 duplicates\n"
+    assert count(engine, "sat_record") == 2
+
+
+def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engine, tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", [json.dumps(rec(counter=1)), "bad"])
+    before = path.read_bytes()
+    result = cli("ingest", path, "--rejects", path)
+    assert result.exit_code != 0
+    assert "--rejects" in result.stderr
+    assert path.read_bytes() == before
+    assert count(engine, "sat_record") == 0

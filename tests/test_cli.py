@@ -1,0 +1,404 @@
+"""The `servicetrail` command line (SPEC section 5): help, accounts and tokens, the own-traffic
+report, `records` through the MP141 rule, and the schema commands."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime, timezone
+
+import click
+import pytest
+from argon2 import PasswordHasher
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from servicetrail.cli import main
+
+UTC = timezone.utc
+NORTH_IS = "90-B3-D5-1F-30-02-00-01"
+NORTH_GS = "90-B3-D5-1F-30-02-00-02"
+SOUTH_IS = "90-B3-D5-1F-30-02-00-11"
+WIRES_ED = "90-B3-D5-1F-30-02-00-21"
+LOOK_OU = "90-B3-D5-1F-30-02-00-41"
+METER = "00-DB-00-00-00-00-00-01"
+GAS = "00-DB-00-00-00-00-00-02"
+DCC = "90-B3-D5-1F-30-00-00-02"
+PASSWORD = "correct horse battery staple"
+# SPEC section 5: an item's fields, in order; the report adds the payload
+ITEM_FIELDS = ["id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type", "smets",
+               "user_id", "user_role", "party_id", "response_code", "access"]
+NORTH_FEB_PAYLOAD = 'NORTH-FEB-REQ, with "quotes"\nand a second line'
+
+
+def _record(logged_at, kind, request_id, srv, user_id, device_id, code="", payload=""):
+    return {"logged_at": logged_at, "kind": kind, "request_id": request_id, "srv": srv, "user_id": user_id,
+            "device_id": device_id, "response_code": code, "payload": payload}
+
+
+def _exchange(day_time: str, user: str, device: str, srv: str, counter: int, secret: str, target: str = ""):
+    rid = f"{user}:{target or device}:{counter}"
+    return [
+        _record(f"2025-{day_time}:00Z", "request", rid, srv, user, device, "", secret + "-REQ"),
+        _record(f"2025-{day_time}:01Z", "acknowledgement", rid, srv, user, device, "I99", ""),
+        _record(f"2025-{day_time}:30Z", "response", rid, srv, user, device, "I0", secret + "-RSP"),
+    ]
+
+
+RECORDS = [
+    *_exchange("02-01T10:00", LOOK_OU, METER, "4.8.1", 1, "LOOK-FEB"),    # NORTH supplier, WIRES NO: mp141
+    *_exchange("04-01T10:00", LOOK_OU, METER, "4.8.1", 2, "LOOK-APR"),    # SOUTH supplier by then
+    *_exchange("02-02T10:00", NORTH_IS, METER, "4.1.1", 3, "NORTH-FEB"),
+    *_exchange("02-05T10:00", NORTH_GS, GAS, "4.1.1", 4, "NORTH-GAS"),
+    _record("2025-02-03T10:00:00Z", "device_alert", f"{METER}:{NORTH_IS}:5", "", NORTH_IS, METER, "", "ALERT-NORTH"),
+    _record("2025-04-02T10:00:00Z", "device_alert", f"{METER}:{SOUTH_IS}:6", "", SOUTH_IS, METER, "", "ALERT-SOUTH"),
+    _record("2025-02-04T10:00:00Z", "dcc_alert", f"{DCC}:{LOOK_OU}:7", "", LOOK_OU, "", "", "DCCALERT-LOOK"),
+    _record("2025-02-06T10:00:00Z", "request", f"{NORTH_IS}:{DCC}:8", "8.2", NORTH_IS, "", "", "NORTH-INV"),
+    _record("2025-03-01T00:00:00Z", "request", f"{NORTH_IS}:{METER}:9", "4.1.1", NORTH_IS, METER, "", "NORTH-EDGE"),
+]
+RECORDS[6]["payload"] = NORTH_FEB_PAYLOAD  # the NORTH-FEB request: commas, quotes and a new line
+
+
+def key(r: dict) -> tuple[str, str, datetime]:
+    return (r["request_id"].upper(), r["kind"],
+            datetime.fromisoformat(r["logged_at"].replace("Z", "+00:00")).astimezone(UTC))
+
+
+def keys_where(**match) -> set:
+    return {key(r) for r in RECORDS if all(
+        (r[k] in v if isinstance(v, (set, tuple)) else r[k] == v) for k, v in match.items())}
+
+
+NORTH_OWN = keys_where(user_id={NORTH_IS, NORTH_GS})
+LOOK_FEB = keys_where(request_id=f"{LOOK_OU}:{METER}:1")
+LOOK_APR = keys_where(request_id=f"{LOOK_OU}:{METER}:2")
+NORTH_EDGE = keys_where(request_id=f"{NORTH_IS}:{METER}:9")
+
+
+@pytest.fixture
+def trail(cli, tmp_path):
+    """A small SAT: four Parties (NORTH with two User Roles), a change of supplier on METER on
+    1 March, a Network Operator, alerts, a non-device request."""
+    (tmp_path / "users.csv").write_text(
+        "user_id,party_id,party_name,role\n"
+        f"{NORTH_IS},NORTH,North Energy plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n"
+        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n")
+    (tmp_path / "devices.csv").write_text(f"device_id,device_type,smets\n{METER},ESME,2\n{GAS},GSME,1\n")
+    (tmp_path / "resp.csv").write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n"
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,\n"
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,\n"
+        f"{GAS},NORTH,supplier,2025-01-01T00:00:00Z,\n")
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    for args in (("load", "users", "users.csv"), ("load", "devices", "devices.csv"),
+                 ("load", "responsibilities", "resp.csv"), ("ingest", "records.jsonl")):
+        result = cli(*args[:-1], tmp_path / args[-1])
+        assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def jsonl(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def item_key(i: dict) -> tuple:
+    return key(i)
+
+
+# ------------------------------------------------------------------ help and global options
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths += _command_paths(command, (*prefix, name))
+    return paths
+
+
+@pytest.mark.parametrize("path", [(), *_command_paths(main)], ids=lambda p: " ".join(p) or "servicetrail")
+def test_help_on_every_command_and_group(path):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage:")
+
+
+def test_top_level_help_lists_the_commands():
+    output = CliRunner().invoke(main, ["--help"]).output
+    for name in ("load", "ingest", "accounts", "tokens", "report", "records", "db"):
+        assert f"\n  {name} " in output, name
+    assert CliRunner().invoke(main, ["--version"]).exit_code == 0
+
+
+def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):
+    after = CliRunner().invoke(main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url])
+    assert after.exit_code == 0 and len(after.stdout.splitlines()) == 7
+    monkeypatch.setenv("SERVICETRAIL_DATABASE_URL", db_url)
+    from_env = CliRunner().invoke(main, ["records", "--party", "LOOK", "--format", "jsonl"])
+    assert from_env.exit_code == 0 and len(from_env.stdout.splitlines()) == 7
+
+
+# ------------------------------------------------------------------ accounts and tokens
+
+def test_accounts_create_reads_password_from_stdin_and_stores_argon2(cli, trail, engine):
+    result = cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    with engine.connect() as conn:
+        party, stored = conn.execute(text("SELECT party_id, password_hash FROM account WHERE username = 'alice'")).one()
+        everything = " ".join(str(v) for row in conn.execute(text("SELECT * FROM account")) for v in row)
+    assert party == "NORTH"
+    assert stored.startswith("$argon2id$") and PASSWORD not in everything
+    assert PasswordHasher().verify(stored, PASSWORD)
+
+    again = cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n")
+    assert again.exit_code != 0 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize("username, party, password, message", [
+    ("bob", "NORTH", "short", "12 characters"),
+    ("bob", "NORTH", "", "12 characters"),
+    ("bob", "NOBODY", PASSWORD, "unknown party"),
+    ("bad name!", "NORTH", PASSWORD, "username"),
+])
+def test_accounts_create_refusals(cli, trail, engine, username, party, password, message):
+    result = cli("accounts", "create", username, "--party", party, input=password + "\n")
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM account")).scalar_one() == 0
+
+
+def test_tokens_create_prints_only_the_token(cli, trail, engine):
+    assert cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n").exit_code == 0
+    first = cli("tokens", "create", "alice")
+    second = cli("tokens", "create", "alice")
+    assert first.exit_code == 0 and second.exit_code == 0
+    tokens = []
+    for result in (first, second):
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and result.stdout.endswith("\n")
+        token = lines[0]
+        assert token == token.strip() and " " not in token and len(token) >= 32
+        assert result.stderr.strip()  # the advice goes to standard error
+        assert token not in result.stderr
+        tokens.append(token)
+    assert tokens[0] != tokens[1]
+    with engine.connect() as conn:
+        stored = set(conn.execute(text("SELECT token_hash FROM api_token WHERE username = 'alice'")).scalars())
+    assert stored == {hashlib.sha256(t.encode()).hexdigest() for t in tokens}  # never the token itself
+
+    unknown = cli("tokens", "create", "mallory")
+    assert unknown.exit_code != 0 and unknown.stdout == "" and "mallory" in unknown.stderr
+
+
+# ------------------------------------------------------------------ report own
+
+def parse_csv(content: str) -> tuple[list[str], list[dict]]:
+    reader = csv.reader(io.StringIO(content))
+    header = next(reader)
+    return header, [dict(zip(header, row)) for row in reader]
+
+
+def test_report_own_csv(cli, trail):
+    result = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01")
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == [*ITEM_FIELDS, "payload"]
+    assert result.stdout.count("id,logged_at,kind") == 1  # one header row
+    assert {item_key(r) for r in rows} == NORTH_OWN and len(rows) == len(NORTH_OWN)
+    assert all(r["access"] == "own" and r["party_id"] == "NORTH" for r in rows)
+    payloads = {item_key(r): r["payload"] for r in rows}
+    assert payloads == {key(r): r["payload"] for r in RECORDS if key(r) in NORTH_OWN}
+    assert NORTH_FEB_PAYLOAD in payloads.values()
+    for secret in ("LOOK-FEB", "LOOK-APR", "ALERT-SOUTH", "DCCALERT", LOOK_OU, SOUTH_IS):
+        assert secret not in result.stdout  # never another User's traffic, not even its titles
+    times = [r["logged_at"] for r in rows]
+    assert times == sorted(times, reverse=True)
+
+
+def test_report_window_from_inclusive_to_exclusive(cli, trail):
+    before = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z",
+                 "--to", "2025-03-01T00:00:00Z", "--format", "jsonl")
+    assert {item_key(i) for i in jsonl(before)} == NORTH_OWN - NORTH_EDGE
+    at = cli("report", "own", "--party", "NORTH", "--from", "2025-03-01T01:00:00+01:00",
+             "--to", "2025-03-02T00:00:00Z", "--format", "jsonl")
+    assert {item_key(i) for i in jsonl(at)} == NORTH_EDGE
+
+
+def test_report_own_jsonl_and_output_file(cli, trail):
+    target = trail / "north.jsonl"
+    result = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01",
+                 "--format", "jsonl", "--output", target)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert f"{len(NORTH_OWN)} records" in result.stderr
+    items = [json.loads(line) for line in target.read_text().splitlines()]
+    assert {item_key(i) for i in items} == NORTH_OWN
+    assert all(i["access"] == "own" and "payload" in i and list(i)[:14] == ITEM_FIELDS for i in items)
+
+    csv_target = trail / "north.csv"
+    assert cli("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01",
+               "--output", csv_target).exit_code == 0
+    header, rows = parse_csv(csv_target.read_text())
+    assert header[-1] == "payload" and len(rows) == len(NORTH_OWN)
+
+
+def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):
+    """WIRES sees ten of METER's records under MP141, but its report holds its own traffic only."""
+    result = cli("report", "own", "--party", "WIRES", "--from", "2025-01-01", "--to", "2026-01-01")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [",".join([*ITEM_FIELDS, "payload"])]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from", "2025-03-01", "--to", "2025-02-01"], "--to"),
+    (["--from", "2025-03-01", "--to", "2025-03-01"], "--to"),
+    (["--from", "yesterday", "--to", "2025-03-01"], "--from"),
+    (["--to", "2025-03-01"], "--from"),
+])
+def test_report_bad_window(cli, trail, args, message):
+    result = cli("report", "own", "--party", "NORTH", *args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_report_unknown_party(cli, trail):
+    target = trail / "report.csv"
+    result = cli("report", "own", "--party", "NOBODY", "--from", "2025-01-01", "--to", "2026-01-01",
+                 "--output", target)
+    assert result.exit_code != 0
+    assert "unknown party" in result.stderr and "Traceback" not in result.output
+    assert not target.exists()  # no empty report left behind to be mistaken for "no traffic"
+
+
+# ------------------------------------------------------------------ records
+
+def test_records_through_the_rule_newest_first(cli, trail):
+    items = jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))
+    got = {item_key(i): i for i in items}
+    assert len(got) == len(items)
+    assert set(got) == NORTH_OWN | LOOK_FEB  # not LOOK-APR (SOUTH's time), no alerts of others
+    assert all(got[k]["access"] == "own" and got[k]["payload"] == p
+               for k, p in ((key(r), r["payload"]) for r in RECORDS) if k in NORTH_OWN)
+    for k in LOOK_FEB:
+        assert got[k]["access"] == "mp141" and "payload" not in got[k]
+        assert (got[k]["srv"], got[k]["srv_title"]) == ("4.8.1", "Read Active Import Profile Data")
+        assert got[k]["party_id"] == "LOOK" and got[k]["user_role"] == "OU" and got[k]["device_type"] == "ESME"
+    assert all("LOOK-FEB" not in json.dumps(got[k]) for k in LOOK_FEB)
+    times = [(i["logged_at"], i["id"]) for i in items]
+    assert times == sorted(times, reverse=True)
+    assert list(items[0])[:14] == ITEM_FIELDS
+
+
+def test_records_for_other_parties(cli, trail):
+    south = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "SOUTH", "--format", "jsonl"))}
+    assert south == {**{k: "mp141" for k in LOOK_APR | NORTH_EDGE},
+                     **{k: "own" for k in keys_where(user_id=SOUTH_IS)}}
+    wires = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "WIRES", "--format", "jsonl"))}
+    on_meter = keys_where(device_id=METER, kind={"request", "acknowledgement", "response"})
+    assert wires == {k: "mp141" for k in on_meter}
+    look = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "LOOK", "--format", "jsonl"))}
+    assert look == {k: "own" for k in keys_where(user_id=LOOK_OU)}
+
+
+def test_records_filters(cli, trail):
+    def keys(*args):
+        return {item_key(i) for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *args))}
+
+    assert keys("--device", GAS.lower()) == keys_where(device_id=GAS)
+    assert keys("--device", METER.lower()) == (NORTH_OWN | LOOK_FEB) & keys_where(device_id=METER)
+    assert keys("--request-id", f"{LOOK_OU}:{METER}:1".lower()) == LOOK_FEB
+    assert keys("--request-id", f"{LOOK_OU}:{METER}:2") == set()  # exists, but not for NORTH
+    window = keys("--from", "2025-02-02T10:00:00Z", "--to", "2025-02-03T10:00:00Z")
+    assert window == keys_where(request_id=f"{NORTH_IS}:{METER}:3")  # to is exclusive: not the 02-03 alert
+    assert keys("--scope", "own") == NORTH_OWN
+    assert keys("--scope", "others") == LOOK_FEB
+    everything = jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))
+    limited = jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", "--limit", "3"))
+    assert limited == everything[:3]
+
+
+def test_records_table(cli, trail):
+    result = cli("records", "--party", "NORTH")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["logged_at", "kind", "srv"]
+    assert set(lines[1]) <= {"-", " "}
+    body = lines[2:]
+    assert len(body) == len(NORTH_OWN | LOOK_FEB)
+    assert sum(line.rstrip().endswith("mp141") for line in body) == len(LOOK_FEB)
+    assert body[0].startswith("2025-03-01T00:00:00Z")  # newest first
+    assert "NORTH-" not in result.stdout  # the table has no payload column
+
+
+def test_records_of_a_party_that_sees_nothing(cli, trail, tmp_path):
+    (tmp_path / "more.csv").write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-02-00-99,QUIET,Quiet,QQ\n")
+    assert cli("load", "users", tmp_path / "more.csv").exit_code == 0
+    result = cli("records", "--party", "QUIET", "--format", "jsonl")
+    assert result.exit_code == 0 and result.stdout == ""
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--party", "NOBODY"], None, "unknown party"),
+    (["--party", "NORTH", "--device", "zz-not-an-eui"], 2, "EUI-64"),
+    (["--party", "NORTH", "--request-id", "nonsense"], 2, "--request-id"),
+    (["--party", "NORTH", "--from", "yesterday"], 2, "--from"),
+    (["--party", "NORTH", "--limit", "0"], 2, "--limit"),
+    (["--party", "NORTH", "--scope", "everyone"], 2, "--scope"),
+    (["--device", METER], 2, "--party"),
+])
+def test_records_bad_arguments(cli, trail, args, code, message):
+    result = cli("records", *args)
+    assert result.exit_code != 0 if code is None else result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+# ------------------------------------------------------------------ the schema
+
+def test_db_upgrade_idempotent_and_check_passes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    runner = CliRunner()
+    first = runner.invoke(main, ["--db", url, "db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    check = runner.invoke(main, ["--db", url, "db", "check"])
+    assert check.exit_code == 0 and "matches" in check.stdout, check.output
+
+    users = tmp_path / "users.csv"
+    users.write_text(f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North,IS\n")
+    assert runner.invoke(main, ["--db", url, "load", "users", str(users)]).exit_code == 0
+    again = runner.invoke(main, ["--db", url, "db", "upgrade"])
+    assert again.exit_code == 0, again.output
+    assert runner.invoke(main, ["--db", url, "db", "check"]).exit_code == 0
+    reload = runner.invoke(main, ["--db", url, "load", "users", str(users)])
+    assert reload.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"  # the data survived
+
+
+def test_db_check_on_a_store_built_by_any_command(cli, trail):
+    result = cli("db", "check")
+    assert result.exit_code == 0, result.output
+
+
+def test_db_check_fails_on_a_store_without_the_schema(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "bare.db"
+    sqlite3.connect(path).execute("CREATE TABLE unrelated (x INTEGER)").connection.close()
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "db", "check"])
+    assert result.exit_code == 1
+    assert "revision" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_store_in_a_missing_folder_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'nope' / 'x.db'}", "records",
+                                       "--party", "NORTH"])
+    assert result.exit_code != 0
+    assert "folder" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
