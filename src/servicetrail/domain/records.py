@@ -38,9 +38,15 @@ def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
         logged_at = parse_time(when)
     except InvalidValue as e:
         raise InvalidValue(f"logged_at: {e}") from None
-    request_id = str(RequestId.parse(request))
-    user_id = eui64(user.strip())
-    device_id = eui64(device.strip()) if device.strip() else ""
+    try:  # a reason names its field: user_id and device_id are both EUI-64s
+        field = "request_id"
+        request_id = str(RequestId.parse(request))
+        field = "user_id"
+        user_id = eui64(user.strip())
+        field = "device_id"
+        device_id = eui64(device.strip()) if device.strip() else ""
+    except InvalidValue as e:
+        raise InvalidValue(f"{field}: {e}") from None
     srv = srv.strip()
     if srv and (len(srv) > 12 or not set(srv) <= _SRV_CHARS):
         raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {srv!r}")

@@ -31,7 +31,7 @@ class Cursor:
             padded = token + "=" * (-len(token) % 4)
             when, _, rid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
             record_id = int(rid)
-            if record_id < 1:
+            if not 1 <= record_id <= 2**63 - 1:  # no record has another id; the driver would overflow
                 raise ValueError
             return cls(parse_time(when), record_id)
         except (ValueError, UnicodeError, binascii.Error, InvalidValue):

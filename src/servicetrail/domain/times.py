@@ -28,12 +28,16 @@ def parse_time(value: str) -> datetime:
         raise InvalidValue(f"not an ISO-8601 time: {value!r}") from None
     if parsed.tzinfo is None:
         raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
+        raise InvalidValue(f"time out of range: {value!r}") from None
 
 
 def format_time(value: datetime) -> str:
     """UTC, `Z`-suffixed, microseconds only when there are some."""
     value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    year = f"{value.year:04d}"  # strftime's %Y does not pad years before 1000; ISO-8601 does
     if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return year + value.strftime("-%m-%dT%H:%M:%S.%fZ")
+    return year + value.strftime("-%m-%dT%H:%M:%SZ")

@@ -15,7 +15,9 @@ SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+    utc = value.astimezone(UTC)
+    # the year by hand: strftime's %Y does not pad years before 1000, which would break the order
+    return f"{utc.year:04d}" + utc.strftime(SQLITE_TIME_FORMAT.removeprefix("%Y"))
 
 
 class UtcDateTime(TypeDecorator):

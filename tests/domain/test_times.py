@@ -1,0 +1,84 @@
+"""Times: ISO-8601 with an offset in, UTC stored and shown (SPEC section 4)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.domain.times import format_time, parse_time
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("2025-03-01T10:00:00Z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+    ("2025-03-01T10:00:00z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+    ("2025-03-01T10:00:00+00:00", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+    ("2025-06-01T10:00:00+01:00", datetime(2025, 6, 1, 9, 0, tzinfo=UTC)),  # BST
+    ("2025-06-01T00:30:00+01:00", datetime(2025, 5, 31, 23, 30, tzinfo=UTC)),  # crosses midnight
+    ("2025-01-01T00:00:00-05:30", datetime(2025, 1, 1, 5, 30, tzinfo=UTC)),
+    ("2025-03-01T10:00:00.123456Z", datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)),
+    ("  2025-03-01T10:00:00Z  ", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+    ("2025-03-01", datetime(2025, 3, 1, tzinfo=UTC)),  # a bare date is midnight UTC
+])
+def test_parse_time_gives_aware_utc(raw: str, expected: datetime) -> None:
+    parsed = parse_time(raw)
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(0)
+    assert parsed.tzinfo == UTC
+
+
+@pytest.mark.parametrize("raw", ["2025-03-01T10:00:00", "2025-03-01T10:00", "2025-03-01 10:00:00"])
+def test_parse_time_refuses_a_time_without_offset(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="offset"):
+        parse_time(raw)
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "yesterday", "2025-13-01T00:00:00Z", "2025-02-30",
+                                 "2025-03-01T25:00:00Z", "2025-03-01T10:00:00+25:00", "1740823200"])
+def test_parse_time_rejects_what_is_not_a_time(raw: str) -> None:
+    with pytest.raises(InvalidValue):
+        parse_time(raw)
+
+
+@pytest.mark.parametrize("raw", [None, 1740823200, datetime(2025, 3, 1, tzinfo=UTC)])
+def test_parse_time_rejects_non_strings(raw: object) -> None:
+    with pytest.raises(InvalidValue):
+        parse_time(raw)  # type: ignore[arg-type]
+
+
+def test_format_time_is_utc_with_z() -> None:
+    assert format_time(datetime(2025, 3, 1, 10, 0, tzinfo=UTC)) == "2025-03-01T10:00:00Z"
+    bst = timezone(timedelta(hours=1))
+    assert format_time(datetime(2025, 6, 1, 10, 0, tzinfo=bst)) == "2025-06-01T09:00:00Z"
+    assert format_time(datetime(2025, 3, 1, 10, 0, 0, 5, tzinfo=UTC)) == "2025-03-01T10:00:00.000005Z"
+
+
+def test_format_time_reads_a_naive_time_as_utc() -> None:
+    assert format_time(datetime(2025, 3, 1, 10, 0)) == "2025-03-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("text", ["2025-03-01T10:00:00Z", "2025-03-01T10:00:00.000001Z",
+                                  "2024-02-29T23:59:59.999999Z"])
+def test_format_and_parse_round_trip(text: str) -> None:
+    assert format_time(parse_time(text)) == text
+
+
+@pytest.mark.parametrize("raw", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00"])
+def test_a_time_outside_the_calendar_once_in_utc_is_invalid_not_a_crash(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="out of range"):
+        parse_time(raw)
+
+
+def test_years_before_1000_are_zero_padded_and_round_trip() -> None:
+    early = datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert format_time(early) == "0999-01-02T03:04:05Z"
+    assert parse_time(format_time(early)) == early
+    assert format_time(datetime(1, 1, 1, 0, 0, 0, 7, tzinfo=UTC)) == "0001-01-01T00:00:00.000007Z"
+
+
+def test_a_very_long_time_is_refused_without_echoing_it_all() -> None:
+    with pytest.raises(InvalidValue) as raised:
+        parse_time("2025-03-01T10:00:00Z" + " " * 10 + "x" * 10_000)
+    assert len(str(raised.value)) < 200

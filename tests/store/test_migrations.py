@@ -1,0 +1,87 @@
+"""The schema comes from the Alembic migrations, and the code's tables mirror it exactly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from servicetrail.store import migrate
+from servicetrail.store.engine import StoreError, current_revision, make_engine, open_store
+from servicetrail.store.migrate import head_revision, schema_differences
+from servicetrail.store.schema import SCHEMA_HEAD
+from tests.personas import load_personas
+
+
+def test_the_code_knows_the_migrations_head() -> None:
+    assert SCHEMA_HEAD == head_revision()
+
+
+def test_a_fresh_store_matches_the_tables_in_the_code(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+
+
+def test_the_difference_check_can_see_a_drift(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE device ADD COLUMN colour VARCHAR(10)"))
+    problems = schema_differences(engine)
+    assert problems and any("colour" in p for p in problems)
+
+
+def test_the_difference_check_sees_a_store_behind_the_migrations(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    assert any("revision" in p for p in schema_differences(engine))
+
+
+def test_append_only_triggers_exist(engine: Engine) -> None:
+    with engine.connect() as conn:
+        triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+    assert {"sat_record_no_update", "sat_record_no_delete", "sat_payload_no_update",
+            "sat_payload_no_delete"} <= triggers
+
+
+def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
+    first = open_store(db_url)
+    world = load_personas(first)
+    first.dispose()
+    again = open_store(db_url)
+    try:
+        assert current_revision(again) == head_revision()
+        with again.connect() as conn:
+            count = conn.execute(text("SELECT count(*) FROM sat_record")).scalar()
+        assert count == len(world.records)
+    finally:
+        again.dispose()
+
+
+def test_a_store_that_is_behind_is_refused_without_upgrade(db_url: str) -> None:
+    with pytest.raises(StoreError, match="not up to date"):
+        open_store(db_url, upgrade=False)
+
+
+def test_an_older_store_is_upgraded_step_by_step(db_url: str) -> None:
+    """Every revision applies on top of the one before (not only a fresh build to head)."""
+    script = ScriptDirectory(str(migrate.MIGRATIONS))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert revisions[-1] == head_revision()
+    engine = make_engine(db_url)
+    try:
+        for revision in revisions:
+            command.upgrade(migrate._config(engine), revision)
+            assert current_revision(engine) == revision
+        assert schema_differences(engine) == []
+        assert "sat_record" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    upgraded = open_store(db_url, upgrade=False)  # already at head: opens without migrating
+    upgraded.dispose()
+
+
+def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="folder"):
+        open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")

@@ -1,0 +1,187 @@
+"""Reads: filters, keyset pagination (newest first, ties broken by id), and the time limit."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.domain.search import MAX_PAGE, Cursor, Search
+from servicetrail.domain.times import parse_time
+from servicetrail.domain.visibility import Scope
+from servicetrail.store.limits import SearchTooBroad, time_limit
+from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
+from servicetrail.store.writer import append_records
+from tests.personas import (ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas)
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    return load_personas(engine)
+
+
+def walk(world: World, party: str, search: Search, limit: int) -> list[int]:
+    """Every page, following next_cursor (through its encoded form, as a client would)."""
+    viewer = world.viewer(party)
+    out: list[int] = []
+    cursor = None
+    with world.engine.connect() as conn:
+        for _ in range(1000):
+            items, cursor = search_page(conn, viewer, search, limit, cursor)
+            assert len(items) <= limit
+            out += [i["id"] for i in items]
+            if cursor is None:
+                return out
+            cursor = Cursor.decode(cursor.encode())
+    raise AssertionError("pagination did not end")
+
+
+def key(world: World, record_id: int) -> tuple[datetime, int]:
+    return world.records[world.names_by_id[record_id]].logged_at, record_id
+
+
+@pytest.mark.parametrize("party", [NORTHPOWER, SOUTHENERGY, WIRESCO])
+@pytest.mark.parametrize("scope", list(Scope))
+def test_pages_of_one_walk_the_same_records_as_one_big_page(world: World, party: str, scope: Scope) -> None:
+    search = Search(scope=scope)
+    big = walk(world, party, search, MAX_PAGE)
+    assert big, "the persona world gives every one of these parties something to see"
+    assert walk(world, party, search, 1) == big
+    assert walk(world, party, search, 3) == big
+    # newest first, and equal times ordered by id (highest first)
+    keys = [key(world, i) for i in big]
+    assert keys == sorted(keys, reverse=True)
+    assert len(set(big)) == len(big)
+
+
+def test_ties_on_logged_at_are_broken_by_id(world: World) -> None:
+    # the request and acknowledgement of LOOKER's exchange share a logged_at
+    a, b = world.ids["lk_cos_req"], world.ids["lk_cos_ack"]
+    assert world.records["lk_cos_req"].logged_at == world.records["lk_cos_ack"].logged_at
+    seen = walk(world, WIRESCO, Search(), 1)
+    assert seen.index(max(a, b)) + 1 == seen.index(min(a, b))
+    # and the cursor after the first of them resumes at the second, not after both
+    with world.engine.connect() as conn:
+        at = world.records["lk_cos_req"].logged_at
+        items, _ = search_page(conn, world.viewer(WIRESCO), Search(), 1, Cursor(at, max(a, b)))
+    assert items[0]["id"] == min(a, b)
+
+
+def test_the_last_page_has_no_cursor(world: World) -> None:
+    with world.engine.connect() as conn:
+        viewer = world.viewer(WIRESCO)
+        everything, cursor = search_page(conn, viewer, Search(), MAX_PAGE)
+        assert cursor is None
+        exact, cursor = search_page(conn, viewer, Search(), len(everything))
+        assert cursor is None and len(exact) == len(everything)
+        short, cursor = search_page(conn, viewer, Search(), len(everything) - 1)
+        assert cursor is not None and len(short) == len(everything) - 1
+
+
+def test_page_size_is_clamped(world: World) -> None:
+    with world.engine.connect() as conn:
+        items, cursor = search_page(conn, world.viewer(WIRESCO), Search(), 0)
+        assert len(items) == 1 and cursor is not None
+
+
+def test_iter_search_limit(world: World) -> None:
+    with world.engine.connect() as conn:
+        viewer = world.viewer(WIRESCO)
+        everything = [i["id"] for i in iter_search(conn, viewer, Search())]
+        assert [i["id"] for i in iter_search(conn, viewer, Search(), limit=4)] == everything[:4]
+        assert list(iter_search(conn, viewer, Search(), limit=0)) == []
+
+
+def view(world: World, party: str, **filters) -> set[str]:
+    with world.engine.connect() as conn:
+        return {world.names_by_id[i["id"]] for i in iter_search(conn, world.viewer(party), Search(**filters))}
+
+
+def test_filters(world: World) -> None:
+    assert view(world, NORTHPOWER, request_id=world.records["np_req"].request_id) == {"np_req", "np_ack",
+                                                                                       "np_resp"}
+    assert view(world, LOOKER, device_id=ESME_1) == {"lk_prehistory_req", "lk_cos_req", "lk_cos_ack",
+                                                     "lk_cos_resp"}
+    assert view(world, NORTHPOWER, srvs=("8.2",)) == {"np_non_device_req", "np_non_device_resp"}
+    assert view(world, NORTHPOWER, srvs=()) == set()
+    assert view(world, NORTHPOWER, kinds=("acknowledgement",)) == {"np_ack", "lk_cos_ack"}
+    assert view(world, WIRESCO, kinds=("request",), device_id=ESME_1, scope=Scope.OWN) == {"ws_req"}
+
+
+def test_time_filters_from_inclusive_to_exclusive(world: World) -> None:
+    change = parse_time("2025-03-01T00:00:00Z")
+    before = view(world, WIRESCO, device_id=ESME_1, time_to=change)
+    after = view(world, WIRESCO, device_id=ESME_1, time_from=change)
+    assert "np_late_resp" in after and "np_late_resp" not in before
+    assert "lk_cos_resp" in after and "lk_cos_req" in before
+    assert before | after == view(world, WIRESCO, device_id=ESME_1)
+    assert not before & after
+    # an empty window
+    assert view(world, WIRESCO, time_from=change, time_to=change) == set()
+
+
+def test_viewer_for(world: World) -> None:
+    with world.engine.connect() as conn:
+        assert viewer_for(conn, "NOBODY") is None
+        assert viewer_for(conn, SOUTHENERGY).user_ids == world.user_ids[SOUTHENERGY]
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    cursor = Cursor(parse_time("2025-03-01T00:00:00.000001Z"), 42)
+    assert Cursor.decode(cursor.encode()) == cursor
+    forged = [Cursor(cursor.logged_at, n).encode() for n in (0, -5, 2**63, 10**30)]  # ids no record has
+    for bad in ("", "garbage!", "MjAyNS0wMy0wMVQwMDowMDowMFp8MA", "bm90aGluZw", *forged):  # ...|0, "nothing"
+        with pytest.raises(InvalidValue, match="cursor"):
+            Cursor.decode(bad)
+
+
+def test_the_largest_possible_id_is_a_valid_cursor(world: World) -> None:
+    cursor = Cursor.decode(Cursor(parse_time("2030-01-01"), 2**63 - 1).encode())
+    with world.engine.connect() as conn:
+        items, _ = search_page(conn, world.viewer(WIRESCO), Search(), MAX_PAGE, cursor)
+    assert len(items) == len(walk(world, WIRESCO, Search(), MAX_PAGE))
+
+
+# about 3 s uninterrupted on a quiet machine: long enough to be stopped, short enough not to hang if it is not
+SLOW = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+            "SELECT count(*) FROM c")
+
+
+def test_a_statement_past_its_time_limit_raises_search_too_broad(engine: Engine) -> None:
+    with engine.connect() as conn:
+        with pytest.raises(SearchTooBroad, match="narrow it"), time_limit(conn, 0.05):
+            conn.execute(SLOW).scalar()
+        # the connection is still usable, and the limit is gone once the block is left
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+        medium = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
+                      "SELECT count(*) FROM c")
+        assert conn.execute(medium).scalar() == 300000
+
+
+def test_a_statement_within_its_limit_runs(engine: Engine) -> None:
+    with engine.connect() as conn, time_limit(conn, 30):
+        assert conn.execute(text("SELECT 41 + 1")).scalar() == 42
+
+
+def test_times_before_year_1000_keep_their_order_in_the_store(world: World) -> None:
+    """SQLite compares times as fixed-width text: a year below 1000 must still be four digits."""
+    ancient = replace(world.records["ws_req"], logged_at=parse_time("0999-06-01T00:00:00Z"))
+    with world.engine.begin() as conn:
+        assert append_records(conn, [ancient]) == (1, 0)
+
+    def ids(**filters) -> list[int]:
+        with world.engine.connect() as conn:
+            return [i["id"] for i in iter_search(conn, world.viewer(WIRESCO), Search(scope=Scope.OWN, **filters))]
+
+    everything = ids()
+    assert len(everything) == 4
+    assert ids(time_from=parse_time("0500-01-01")) == everything
+    assert ids(time_from=parse_time("2025-01-01")) == everything[:-1]
+    assert len(ids(time_to=parse_time("1000-01-01"))) == 1
+    with world.engine.connect() as conn:
+        oldest = get_visible(conn, world.viewer(WIRESCO), everything[-1])
+    assert oldest["logged_at"] == "0999-06-01T00:00:00Z"  # oldest, so last
+    assert walk(world, WIRESCO, Search(scope=Scope.OWN), 1) == everything
