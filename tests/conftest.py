@@ -39,10 +39,24 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-@pytest.fixture
-def db_url(sqlite_url: str) -> str:
-    """A new, empty store for each test."""
-    return sqlite_url
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A new, empty store for each test, on each engine: every test that asks for a store
+    runs on SQLite and on the throwaway PostgreSQL server."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=ENGINES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no schema at all (not cloned from the migrated template)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    return request.getfixturevalue("pg_server").new_database()
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 TOTAL = 50_000
@@ -34,36 +34,40 @@ def write_records(path: Path) -> None:
                     % (when, kind, user, device, n, srv, user, device, code, payload))
 
 
-def rows(db: Path, sql: str) -> list[tuple]:
-    with closing(sqlite3.connect(db, timeout=30)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def record_count(db: Path) -> int:
-    if not db.exists():  # sqlite3.connect would create it under the loader's feet
-        return 0
+def rows(url: str, sql: str) -> list[tuple]:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
-        with closing(sqlite3.connect(db, timeout=1)) as conn:
-            return conn.execute("SELECT count(*) FROM sat_record").fetchone()[0]
-    except sqlite3.OperationalError:  # no table yet (the loader is still migrating), or busy
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def record_count(url: str) -> int:
+    if url.startswith("sqlite") and not Path(url.removeprefix("sqlite:///")).exists():
+        return 0  # connecting would create the file under the loader's feet
+    try:
+        return rows(url, "SELECT count(*) FROM sat_record")[0][0]
+    except (OperationalError, ProgrammingError):  # no table yet (the loader is migrating), or busy
         return 0
 
 
-def assert_consistent(db: Path) -> int:
-    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
-    assert rows(db, "PRAGMA foreign_key_check") == []
-    orphans = rows(db, "SELECT count(*) FROM sat_payload p LEFT JOIN sat_record r ON r.id = p.record_id"
-                       " WHERE r.id IS NULL")
+def assert_consistent(url: str) -> int:
+    if url.startswith("sqlite"):
+        assert rows(url, "PRAGMA integrity_check") == [("ok",)]
+        assert rows(url, "PRAGMA foreign_key_check") == []
+    orphans = rows(url, "SELECT count(*) FROM sat_payload p LEFT JOIN sat_record r ON r.id = p.record_id"
+                        " WHERE r.id IS NULL")
     assert orphans == [(0,)], "payload rows without their record"
-    counters = [c for (c,) in rows(db, f"SELECT CAST(substr(request_id, {COUNTER_AT}) AS INTEGER) FROM sat_record")]
+    counters = [c for (c,) in rows(url, f"SELECT CAST(substr(request_id, {COUNTER_AT}) AS INTEGER) FROM sat_record")]
     loaded = len(counters)
     # whole batches, in file order: exactly the first `loaded` records, each once
     assert sorted(counters) == list(range(loaded))
-    missing_payloads = rows(db, f"SELECT count(*) FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
-                                f" WHERE p.record_id IS NULL AND CAST(substr(r.request_id, {COUNTER_AT}) AS INTEGER)"
-                                f" % 2 = 0")
+    missing_payloads = rows(url, f"SELECT count(*) FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
+                                 f" WHERE p.record_id IS NULL AND CAST(substr(r.request_id, {COUNTER_AT}) AS INTEGER)"
+                                 f" % 2 = 0")
     assert missing_payloads == [(0,)], "records whose payload was lost"
-    payload_rows = rows(db, "SELECT count(*) FROM sat_payload")[0][0]
+    payload_rows = rows(url, "SELECT count(*) FROM sat_payload")[0][0]
     assert payload_rows == (loaded + 1) // 2
     return loaded
 
@@ -76,9 +80,9 @@ def big_file(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("kill_at", [0.1, 0.6])
-def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at):
-    db = tmp_path / "trail.db"
-    command = [str(BINARY), "--db", f"sqlite:///{db}", "ingest", str(big_file)]
+def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at, db_url):
+    db = db_url  # on each engine
+    command = [str(BINARY), "--db", db, "ingest", str(big_file)]
     env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
     child = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -40,9 +40,15 @@ def test_the_difference_check_sees_a_store_behind_the_migrations(engine: Engine)
 
 def test_append_only_triggers_exist(engine: Engine) -> None:
     with engine.connect() as conn:
-        triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
-    assert {"sat_record_no_update", "sat_record_no_delete", "sat_payload_no_update",
-            "sat_payload_no_delete"} <= triggers
+        if engine.dialect.name == "sqlite":
+            triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+            expected = {"sat_record_no_update", "sat_record_no_delete", "sat_payload_no_update",
+                        "sat_payload_no_delete"}
+        else:
+            triggers = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+            expected = {"sat_record_append_only", "sat_record_no_truncate", "sat_payload_append_only",
+                        "sat_payload_no_truncate"}
+    assert expected <= triggers
 
 
 def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
@@ -59,12 +65,13 @@ def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
         again.dispose()
 
 
-def test_a_store_that_is_behind_is_refused_without_upgrade(db_url: str) -> None:
+def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) -> None:
     with pytest.raises(StoreError, match="not up to date"):
-        open_store(db_url, upgrade=False)
+        open_store(empty_db_url, upgrade=False)
 
 
-def test_an_older_store_is_upgraded_step_by_step(db_url: str) -> None:
+def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
+    db_url = empty_db_url
     """Every revision applies on top of the one before (not only a fresh build to head)."""
     script = ScriptDirectory(str(migrate.MIGRATIONS))
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]

@@ -87,7 +87,7 @@ def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
         assert hidden_response.status_code == missing_response.status_code == 404
         assert hidden_response.content == missing_response.content
         assert hidden_response.headers.get("content-length") == missing_response.headers.get("content-length")
-    for nonsense in ("abc", "-1", "0", "99999999999999999999999"):
+    for nonsense in ("abc", "-1", "0", "99999999999999999999999", "²", "１２", "1e3"):
         assert client.get(f"/api/v1/records/{nonsense}", headers=headers).status_code == 404
 
 

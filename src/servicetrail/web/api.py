@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -85,7 +86,7 @@ def list_records(
 
 def _record_id(record_id: str) -> int:
     """Ids are positive integers; anything else cannot exist, so it is a 404 like a hidden one."""
-    if not record_id.isdigit() or not 0 < int(record_id) < 2**63:
+    if not re.fullmatch(r"[0-9]{1,19}", record_id) or not 0 < int(record_id) < 2**63:  # ASCII digits only
         raise HTTPException(404)
     return int(record_id)
 

@@ -9,7 +9,7 @@ import click
 from ..cli import engine, with_db
 
 
-def _run(host: str, port: int, workers: int) -> None:
+def _run(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
     import uvicorn
 
     from ..store.engine import database_url
@@ -18,7 +18,9 @@ def _run(host: str, port: int, workers: int) -> None:
     store = engine()  # opens (and migrates) the store before any worker starts
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
     options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
-                   proxy_headers=False, server_header=False, timeout_graceful_shutdown=5)
+                   server_header=False, timeout_graceful_shutdown=5,
+                   # only a named TLS-terminating proxy may say the client's address and https
+                   proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
     if workers == 1:
         uvicorn.run(create_app(store), **options)
         return
@@ -31,11 +33,14 @@ def _run(host: str, port: int, workers: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (use about one per core in production).")
+              help="Server processes.")
+@click.option("--trusted-proxies", metavar="IPS", default=None,
+              help="Comma list of proxy addresses whose X-Forwarded-For/-Proto headers are believed "
+                   "(needed behind a TLS proxy for Secure cookies and per-client login throttling).")
 @with_db
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> None:
     """Serve the web screen and the HTTP API."""
-    _run(host, port, workers)
+    _run(host, port, workers, trusted_proxies)
 
 
 @click.command("demo")

@@ -1,0 +1,387 @@
+"""The SSI screen in a real headless Chromium, against the real `servicetrail serve`.
+
+The store is built with the command line from files written here (users, devices,
+responsibilities, a SAT JSON Lines capture). The story, on one SMETS2 electricity meter:
+
+- BRIGHT (Import Supplier) has been its Responsible Supplier since 2025-01-01, and reads it.
+- LOOKAT (Other User) reads its firmware version; BRIGHT sees the titles, never the payload.
+- CURRENTLY (the previous supplier) sent a tariff before 2025-01-01: hidden from BRIGHT.
+- Alerts: BRIGHT's own device alert; one sent to LOOKAT stays LOOKAT's.
+
+Screenshots of every screen go to test-artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from servicetrail.cli import main
+from servicetrail.domain.search import Search
+from servicetrail.store.engine import open_store
+from servicetrail.store.queries import iter_search, viewer_for
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
+
+BRIGHT_IS = "90-B3-D5-1F-40-01-00-01"
+LOOKAT_OU = "90-B3-D5-1F-40-02-00-01"
+CURRENTLY_IS = "90-B3-D5-1F-40-03-00-01"
+WIRED_ED = "90-B3-D5-1F-40-04-00-01"
+ESME = "00-DB-12-34-56-78-A0-01"
+GSME = "00-DB-12-34-56-78-A0-02"
+PASSWORD = "a long test password 42"
+
+LOOKAT_SECRET = "LOOKAT-PRIVATE-FIRMWARE-QUERY"
+LOOKAT_SECRET_RESPONSE = "LOOKAT-PRIVATE-FIRMWARE-ANSWER"
+BRIGHT_REGISTER = "TotalActiveImportRegister"
+
+
+def rid(user: str, device: str, counter: int) -> str:
+    return f"{user}:{device}:{counter}"
+
+
+def duis_response(request_id: str, code: str, at: str, body: str) -> str:
+    return (f'<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="5.1">'
+            f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID><sr:ResponseCode>{code}</sr:ResponseCode>"
+            f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime></sr:Header><sr:Body>{body}</sr:Body></sr:Response>")
+
+
+def sat_lines() -> list[dict[str, str]]:
+    b1, b2 = rid(BRIGHT_IS, ESME, 1001), rid(BRIGHT_IS, ESME, 1002)
+    l1, l2 = rid(LOOKAT_OU, ESME, 7), rid(LOOKAT_OU, ESME, 8)
+    c1 = rid(CURRENTLY_IS, ESME, 55)
+    w1 = rid(WIRED_ED, ESME, 3)
+    g1 = rid(BRIGHT_IS, GSME, 2001)
+
+    def rec(at, kind, request_id, srv, user, device, code="", payload=""):
+        return {"logged_at": at, "kind": kind, "request_id": request_id, "srv": srv, "user_id": user,
+                "device_id": device, "response_code": code, "payload": payload}
+
+    return [
+        # the previous supplier, before BRIGHT's period: BRIGHT must never see it
+        rec("2024-12-20T09:00:00Z", "request", c1, "1.1.1", CURRENTLY_IS, ESME, payload="CURRENTLY-OLD-TARIFF"),
+        rec("2024-12-20T09:00:02Z", "response", c1, "1.1.1", CURRENTLY_IS, ESME, "I0", "CURRENTLY-TARIFF-OK"),
+        # BRIGHT's own exchange
+        rec("2025-02-10T10:00:00Z", "request", b1, "4.1.1", BRIGHT_IS, ESME,
+            payload='<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"><sr:Header>'
+                    f"<sr:RequestID>{b1}</sr:RequestID><sr:CommandVariant>1</sr:CommandVariant>"
+                    "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
+                    "</sr:ServiceReferenceVariant></sr:Header><sr:Body><sr:ReadInstantaneousImportRegisters/>"
+                    "</sr:Body></sr:Request>"),
+        rec("2025-02-10T10:00:01Z", "acknowledgement", b1, "4.1.1", BRIGHT_IS, ESME, "I99"),
+        rec("2025-02-10T10:00:05Z", "response", b1, "4.1.1", BRIGHT_IS, ESME, "I0",
+            duis_response(b1, "I0", "2025-02-10T10:00:05Z",
+                          f"<sr:MeterReadings><sr:{BRIGHT_REGISTER}>12345.678</sr:{BRIGHT_REGISTER}>"
+                          "<sr:ReadingTime>2025-02-10T10:00:04Z</sr:ReadingTime></sr:MeterReadings>")),
+        rec("2025-02-11T06:30:00Z", "device_alert", rid(BRIGHT_IS, ESME, 9001), "", BRIGHT_IS, ESME, "8F35",
+            "BRIGHT-ALERT-LOW-CREDIT"),
+        # LOOKAT, an Other User, reads the firmware version; then fails to reach the meter
+        rec("2025-02-12T14:00:00Z", "request", l1, "11.2", LOOKAT_OU, ESME, payload=LOOKAT_SECRET),
+        rec("2025-02-12T14:00:01Z", "acknowledgement", l1, "11.2", LOOKAT_OU, ESME, "I99"),
+        rec("2025-02-12T14:00:09Z", "response", l1, "11.2", LOOKAT_OU, ESME, "I0", LOOKAT_SECRET_RESPONSE),
+        rec("2025-02-13T08:15:00Z", "request", l2, "4.1.1", LOOKAT_OU, ESME, payload="LOOKAT-SECOND-READ"),
+        rec("2025-02-13T08:15:30Z", "response", l2, "4.1.1", LOOKAT_OU, ESME, "E20", "LOOKAT-E20-DETAIL"),
+        rec("2025-02-13T09:00:00Z", "device_alert", rid(LOOKAT_OU, ESME, 9002), "", LOOKAT_OU, ESME, "8F1C",
+            "LOOKAT-ALERT-PRIVATE"),
+        # the Network Operator reads the meter: BRIGHT sees its title too
+        rec("2025-02-14T11:00:00Z", "request", w1, "4.1.1", WIRED_ED, ESME, payload="WIRED-PRIVATE-READ"),
+        rec("2025-02-14T11:00:04Z", "response", w1, "4.1.1", WIRED_ED, ESME, "E4", "WIRED-E4-DETAIL"),
+        # BRIGHT's own tariff change, and its gas meter
+        rec("2025-02-15T12:00:00Z", "request", b2, "1.1.1", BRIGHT_IS, ESME, payload="plain text tariff & <notes"),
+        rec("2025-02-15T12:00:08Z", "response", b2, "1.1.1", BRIGHT_IS, ESME, "I0", "tariff applied"),
+        rec("2025-02-16T07:00:00Z", "request", g1, "4.1.1", BRIGHT_IS, GSME, payload="<gas-read/>"),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(db_url: str, *args: str, input: str | None = None) -> None:
+    result = CliRunner().invoke(main, ["--db", db_url, *args], input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+class Server(str):
+    """The base URL, with the ids of records BRIGHT must not see."""
+
+    def __new__(cls, base: str, hidden_ids: list[int]):
+        made = super().__new__(cls, base)
+        made.hidden_ids = hidden_ids
+        return made
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("browser")
+    db_url = f"sqlite:///{folder / 'sat.db'}"
+    (folder / "users.csv").write_text(
+        "user_id,party_id,party_name,role\n"
+        f"{BRIGHT_IS},BRIGHT,Bright Energy Supply Ltd,IS\n"
+        f"{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n"
+        f"{CURRENTLY_IS},CURRENTLY,Currently Energy plc,IS\n"
+        f"{WIRED_ED},WIRED,Wired Networks plc,ED\n")
+    (folder / "devices.csv").write_text(f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n")
+    (folder / "responsibilities.csv").write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        f"{ESME},CURRENTLY,supplier,2024-06-01T00:00:00Z,2025-01-01T00:00:00Z\n"
+        f"{ESME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
+        f"{ESME},WIRED,network_operator,2024-06-01T00:00:00Z,\n"
+        f"{GSME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n")
+    sat = folder / "sat.jsonl"
+    sat.write_text("".join(json.dumps(line) + "\n" for line in sat_lines()))
+    for what in ("users", "devices", "responsibilities"):
+        run_cli(db_url, "load", what, str(folder / f"{what}.csv"))
+    run_cli(db_url, "ingest", str(sat))
+    run_cli(db_url, "accounts", "create", "bright.analyst", "--party", "BRIGHT", input=PASSWORD + "\n")
+    run_cli(db_url, "accounts", "create", "lookat.analyst", "--party", "LOOKAT", input=PASSWORD + "\n")
+
+    store = open_store(db_url)  # the previous supplier's records, to ask for them by id as BRIGHT
+    with store.connect() as conn:
+        hidden_ids = [i["id"] for i in iter_search(conn, viewer_for(conn, "CURRENTLY"), Search())]
+    store.dispose()
+    assert len(hidden_ids) == 2
+
+    port = free_port()
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen([str(SERVICETRAIL), "--db", db_url, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/login", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("servicetrail serve did not start:\n" + (folder / "server.log").read_text())
+            time.sleep(0.1)
+        yield Server(base, hidden_ids)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Chromium (apt-get install chromium) to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, accept_downloads=True)
+    problems: list[str] = []
+    tab = context.new_page()
+    # a CSP violation, a script error or a missing style sheet would show up here (a page's own
+    # 401/422 status is part of the design, so documents are judged by the tests themselves)
+    tab.on("console", lambda m: problems.append(m.text)
+           if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    tab.on("pageerror", lambda e: problems.append(str(e)))
+    tab.on("response", lambda r: problems.append(f"{r.status} {r.url}")
+           if r.status >= 400 and r.request.resource_type != "document" else None)
+    tab.on("requestfailed", lambda r: problems.append(f"failed {r.url}") if r.resource_type != "document" else None)
+    yield tab
+    context.close()
+    assert not problems, problems
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, base: str, username: str) -> None:
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(base + "/")
+
+
+def search_device(page, device: str) -> None:
+    page.get_by_label("Device ID").fill(device)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_load_state()
+
+
+def row_of(page, kind: str, title: str):
+    """The one result row of this kind whose SRV title is `title`."""
+    return page.locator("table.records tbody tr").filter(
+        has=page.locator("td.c-kind", has_text=re.compile(f"^{kind}$"))).filter(has_text=title)
+
+
+def rows(page) -> list[str]:
+    return page.locator("table.records tbody tr").all_inner_texts()
+
+
+def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: str, page) -> None:
+    page.goto(server + "/")
+    shot(page, "01-login")
+    # a wrong password first: one generic message
+    page.get_by_label("Username").fill("bright.analyst")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text().strip() == "Wrong username or password."
+    shot(page, "02-login-failed")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server + "/")
+    assert "Bright Energy Supply Ltd" in page.locator("header").inner_text()
+
+    search_device(page, ESME.lower())  # any case is accepted
+    found = rows(page)
+    text = "\n".join(found)
+    assert any("Read Firmware Version" in r and "MP141" in r and "Other User" not in r for r in found)
+    assert "Lookat Analytics Ltd" in text and "Wired Networks plc" in text
+    assert "Currently Energy plc" not in text  # before BRIGHT's period
+    assert "8F1C" not in text  # LOOKAT's alert stays LOOKAT's
+    assert "8F35" in text  # BRIGHT's own alert
+    body = page.content()
+    for secret in (LOOKAT_SECRET, LOOKAT_SECRET_RESPONSE, "WIRED-PRIVATE-READ", "CURRENTLY-OLD-TARIFF"):
+        assert secret not in body
+    # newest first
+    times = page.locator("table.records tbody time").evaluate_all("els => els.map(e => e.getAttribute('datetime'))")
+    assert times == sorted(times, reverse=True) and len(times) == 13
+    assert page.get_by_role("status").inner_text().startswith("Records 1–13")
+    shot(page, "03-search-results")
+
+    # another User's request: the title and why, never its payload
+    row_of(page, "Request", "Read Firmware Version").get_by_role("link").click()
+    page.wait_for_url(f"{server}/records/*")
+    assert page.get_by_role("heading", level=1).inner_text().endswith("Read Firmware Version")
+    assert "visible as Responsible Supplier, 2025-01-01 to now (open)" in page.locator(".why").inner_text()
+    assert page.locator(".payload-withheld").count() == 3  # request, acknowledgement, response
+    assert page.locator("pre.payload-body").count() == 0
+    assert LOOKAT_SECRET not in page.content() and LOOKAT_SECRET_RESPONSE not in page.content()
+    shot(page, "05-record-mp141")
+
+    # the previous supplier's record: the same 404 page as a record that does not exist
+    hidden = page.goto(f"{server}/records/{server.hidden_ids[0]}")
+    hidden_text = page.locator("main").inner_text()
+    missing = page.goto(f"{server}/records/987654")
+    assert hidden.status == missing.status == 404
+    assert hidden_text == page.locator("main").inner_text()
+    assert "CURRENTLY" not in page.content()
+    shot(page, "11-not-found")
+
+    # an own record: the whole exchange with the payload, XML pretty-printed
+    page.goto(server + "/?device_id=" + ESME + "&srv=4.1.1&scope=own")
+    row_of(page, "Response", "Read Instantaneous Import Registers").get_by_role("link").click()
+    page.wait_for_url(f"{server}/records/*")
+    assert "own" in page.locator(".why").inner_text()
+    payload = page.locator(".message-current pre.payload-body")
+    assert payload.is_visible()
+    assert f"<sr:{BRIGHT_REGISTER}>12345.678</sr:{BRIGHT_REGISTER}>" in payload.inner_text()
+    assert "\n" in payload.inner_text()  # pretty-printed
+    assert page.locator("ol.exchange > li").count() == 3
+    shot(page, "04-record-own")
+
+    # the empty state and the error state
+    page.goto(server + "/")
+    search_device(page, GSME)
+    page.get_by_label("SRV").fill("firmware")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_load_state()
+    assert "No records match — note MP141 shows other Users' traffic only for devices you were responsible for " \
+           "at the time" in page.locator(".empty-state").inner_text()
+    shot(page, "06-empty-state")
+    page.goto(server + "/")
+    search_device(page, "00-DB-12")
+    assert page.locator("#f-device_id-error").is_visible()
+    assert "not an EUI-64" in page.locator("#f-device_id-error").inner_text()
+    assert page.get_by_label("Device ID").get_attribute("aria-invalid") == "true"
+    shot(page, "07-error-state")
+
+    # the own-traffic report: own rows only
+    page.get_by_role("link", name="Own-traffic report").click()
+    page.get_by_label("From (UTC)").fill("2024-01-01")
+    page.get_by_label("To (UTC)").fill("2026-01-01")
+    shot(page, "08-report")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    report = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+    assert len(report) == 7
+    assert {r["access"] for r in report} == {"own"} and {r["party_id"] for r in report} == {"BRIGHT"}
+    assert LOOKAT_SECRET not in json.dumps(report)
+
+    # sign out: the session is gone
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(server + "/login?signed_out=1")
+    assert "You have signed out." in page.get_by_role("status").inner_text()
+    page.goto(server + "/")
+    assert page.url.startswith(server + "/login")
+
+
+def test_other_user_sees_only_its_own(server: str, page) -> None:
+    sign_in(page, server, "lookat.analyst")
+    search_device(page, ESME)
+    text = "\n".join(rows(page))
+    assert "Bright Energy Supply Ltd" not in text and "Wired Networks plc" not in text
+    assert len(rows(page)) == 6  # its two exchanges and its alert, all own
+    assert page.locator("table.records .badge-mp141").count() == 0
+    page.get_by_label("Show").select_option("others")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_load_state()
+    assert page.locator(".empty-state").is_visible()
+    shot(page, "09-other-user-empty")
+
+
+def test_sign_in_pauses_after_repeated_failures(server: str, page) -> None:
+    page.goto(server + "/login")
+    for attempt in range(6):
+        page.get_by_label("Username").fill("mallory")
+        page.get_by_label("Password").fill(f"guess number {attempt}")
+        with page.expect_navigation() as answer:
+            page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 429
+    assert "Too many failed sign-in attempts" in page.get_by_role("alert").inner_text()
+    shot(page, "12-login-throttled")
+
+
+def test_keyboard_skip_link_and_focus(server: str, page) -> None:
+    sign_in(page, server, "bright.analyst")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to main content")
+    assert skip.evaluate("el => el === document.activeElement")
+    assert skip.is_visible()
+    shot(page, "10-skip-link")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-device_id"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
