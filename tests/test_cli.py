@@ -402,3 +402,17 @@ def test_store_in_a_missing_folder_is_a_clear_error(tmp_path):
     assert result.exit_code != 0
     assert "folder" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_generate_writes_the_same_world_for_the_same_seed_and_loads_into_the_store(cli, tmp_path):
+    first = cli("generate", tmp_path / "a", "--records", "2000", "--duis")
+    second = cli("generate", tmp_path / "b", "--records", "2000", "--duis")
+    assert first.exit_code == second.exit_code == 0
+    for name in ("users.csv", "devices.csv", "responsibilities.csv", "sat.jsonl", "duis.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert len((tmp_path / "a" / "sat.jsonl").read_text().splitlines()) == 2000
+    loaded = cli("generate", "--records", "2000", "--into-store")
+    assert loaded.exit_code == 0 and loaded.stdout.startswith("loaded 2000 records")
+    again = cli("generate", "--records", "2000", "--into-store")
+    assert "loaded 0 records" in again.stdout and "2000 duplicates skipped" in again.stdout
+    assert cli("generate", "--records", "10").exit_code != 0  # neither a folder nor --into-store

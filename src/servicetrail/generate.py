@@ -14,11 +14,10 @@
 The stream holds only the registry and a few seconds of in-flight messages in memory,
 so ten million records cost no more memory than ten.
 
-Run `python -m servicetrail.generate --help` to write a world to files.
+Run `servicetrail generate --help` to write a world to files or into the store.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import heapq
@@ -1111,22 +1110,3 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 # ==================================================================== command line
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servicetrail.generate",
-                                     description="Write a generated DCC world: registry CSVs and SAT/DUIS JSON Lines.")
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--records", type=int, default=World.n_records)
-    parser.add_argument("--devices", type=int, default=None)
-    parser.add_argument("--parties", type=int, default=World.n_parties)
-    parser.add_argument("--seed", type=int, default=World.seed)
-    parser.add_argument("--duis", action="store_true", help="also write duis.jsonl (a DUIS capture)")
-    args = parser.parse_args(argv)
-    world = World(n_records=args.records, n_devices=args.devices, n_parties=args.parties, seed=args.seed)
-    for name, path in write_world(world, args.folder, duis=args.duis).items():
-        print(f"{name}: {path}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
