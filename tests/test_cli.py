@@ -416,3 +416,40 @@ def test_generate_writes_the_same_world_for_the_same_seed_and_loads_into_the_sto
     again = cli("generate", "--records", "2000", "--into-store")
     assert "loaded 0 records" in again.stdout and "2000 duplicates skipped" in again.stdout
     assert cli("generate", "--records", "10").exit_code != 0  # neither a folder nor --into-store
+
+
+def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp_path):
+    from click.testing import CliRunner
+
+    from servicetrail.cli import main
+
+    records = tmp_path / "old.jsonl"
+    user = "90-B3-D5-1F-30-01-00-01"
+    lines = []
+    for n, month in enumerate(("2024-01", "2024-02", "2024-03")):
+        rid = f"{user}:00-DB-00-00-00-00-00-01:{n}"
+        lines.append(f'{{"logged_at": "{month}-15T10:00:00Z", "kind": "request", "request_id": "{rid}", '
+                     f'"srv": "4.1.1", "user_id": "{user}", "device_id": "00-DB-00-00-00-00-00-01", '
+                     f'"response_code": "", "payload": "p{n}"}}')
+    records.write_text("\n".join(lines) + "\n")
+    users = tmp_path / "users.csv"
+    users.write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old Co,IS\n")
+    assert cli("load", "users", users).exit_code == 0
+    assert cli("ingest", records).exit_code == 0
+
+    def visible() -> int:
+        return len(cli("records", "--party", "OLDCO", "--format", "jsonl").stdout.splitlines())
+
+    assert visible() == 3
+    if cli.db_url.startswith("sqlite"):
+        refused = CliRunner().invoke(main, ["--db", cli.db_url, "retention", "--keep-months", "1"])
+        assert refused.exit_code != 0 and "PostgreSQL" in refused.stderr
+        return
+    dry = cli("retention", "--keep-months", "1", "--dry-run")
+    assert dry.exit_code == 0 and "would drop sat_record_p2024_01" in dry.stdout
+    assert "sat_payload_p2024_03" in dry.stdout
+    assert visible() == 3  # a dry run drops nothing
+    done = cli("retention", "--keep-months", "1")
+    assert done.exit_code == 0 and "dropped sat_record_p2024_02" in done.stdout
+    assert visible() == 0
+    assert cli("ingest", records).stdout.startswith("loaded 3,")  # the months come back on demand
