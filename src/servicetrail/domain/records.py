@@ -12,24 +12,36 @@ from .times import format_time, parse_time
 from .visibility import Access
 
 FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
-_SRV_CHARS = set("0123456789.")
+_SRV_CHARS = "0123456789."
 MAX_PAYLOAD_CHARS = 1_000_000
 
 
 def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
-    """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field.
+    """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field."""
+    return SatRecord(*record_values(raw))
 
-    This runs once per ingested record, so it reads each field once and checks cheaply.
+
+def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str, str, str, str]:
+    """record_from_mapping's fields in SatRecord order, without building the record.
+
+    This runs once per ingested record (a loader turns the fields straight into a row), so
+    it reads each field once, checks the common case cheaply and only works out the exact
+    reason on the way to an error.
     """
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise InvalidValue("a record must be a JSON object")
-    values = [raw.get(name) for name in FIELDS]
-    for name, value in zip(FIELDS, values):
-        if value is not None and not isinstance(value, str):
-            raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
-    when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
-    missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user)) if not value.strip()]
-    if missing:
+    get = raw.get
+    values = when, kind, request, srv, user, device, code, payload = (
+        get("logged_at"), get("kind"), get("request_id"), get("srv"), get("user_id"), get("device_id"),
+        get("response_code"), get("payload"))
+    if not (type(when) is str and type(kind) is str and type(request) is str and type(srv) is str
+            and type(user) is str and type(device) is str and type(code) is str and type(payload) is str):
+        for name, value in zip(FIELDS, values):
+            if value is not None and not isinstance(value, str):
+                raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
+        when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
+    if not (when.strip() and kind.strip() and request.strip() and user.strip()):
+        missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user)) if not value.strip()]
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
     kind = kind.strip()
     if kind not in KINDS:
@@ -44,11 +56,13 @@ def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
         field = "user_id"
         user_id = eui64(user.strip())
         field = "device_id"
-        device_id = eui64(device.strip()) if device.strip() else ""
+        device = device.strip()
+        device_id = eui64(device) if device else ""
     except InvalidValue as e:
         raise InvalidValue(f"{field}: {e}") from None
     srv = srv.strip()
-    if srv and (len(srv) > 12 or not set(srv) <= _SRV_CHARS):
+    # strip() of the allowed characters leaves nothing exactly when every character is allowed
+    if srv and (len(srv) > 12 or srv.strip(_SRV_CHARS)):
         raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {srv!r}")
     if not srv and kind == "request":
         raise InvalidValue("a request must name its srv")
@@ -59,7 +73,7 @@ def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
         raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
     if len(payload) > MAX_PAYLOAD_CHARS:
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
-    return SatRecord(logged_at, kind, request_id, srv, user_id, device_id, code, payload)
+    return logged_at, kind, request_id, srv, user_id, device_id, code, payload
 
 
 ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",

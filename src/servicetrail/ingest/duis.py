@@ -28,13 +28,32 @@ def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
+_REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
+_FUTURE_ALERT = _q("FutureDatedDeviceAlertMessage")
+_CLARK: dict[str, str] = {}
+
+
 def _text(parent: etree._Element, path: str) -> str:
-    found = parent.find(path, namespaces={"sr": NS})
+    # a path in Clark notation ({uri}name) is found without a namespace map, which lxml
+    # would otherwise turn into a fresh path for every call
+    clark = _CLARK.get(path)
+    if clark is None:
+        clark = _CLARK[path] = "/".join(_q(step.removeprefix("sr:")) for step in path.split("/"))
+    found = parent.find(clark)
     return (found.text or "").strip() if found is not None else ""
 
 
 def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
     """One DUIS message. `logged_at` is the time the SAT logged a request (responses carry their own)."""
+    return _parse(document, logged_at, None)
+
+
+def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
+    """parse_document for a document already decoded (a JSON Lines capture), without decoding it again."""
+    return _parse(document.encode("utf-8"), logged_at, document)
+
+
+def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
     if len(document) > MAX_DOCUMENT_BYTES:
         raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit")
     if _DTD.search(document):
@@ -45,10 +64,10 @@ def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
         raise InvalidValue(f"not well-formed XML: {e.msg}") from None
     if root.getroottree().docinfo.internalDTD is not None:  # e.g. a UTF-16 document hides it from _DTD
         raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
-    payload = _as_text(document, root)
-    if root.tag == _q("Request"):
+    payload = text if text is not None and "\x00" not in text else _as_text(document, root)
+    if root.tag == _REQUEST:
         return _request(root, logged_at, payload)
-    if root.tag == _q("Response"):
+    if root.tag == _RESPONSE:
         return _response(root, payload)
     raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {root.tag}")
 
@@ -75,10 +94,11 @@ def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> 
 
 
 def _response(root: etree._Element, payload: str) -> SatRecord:
-    header = root.find(_q("Header"))
-    body = root.find(_q("Body"))
-    messages = [child for child in body if isinstance(child.tag, str)] if body is not None else []
-    if header is None or not messages:  # comments and processing instructions are not messages
+    header = root.find(_HEADER)
+    body = root.find(_BODY)
+    # comments and processing instructions are not messages
+    message = next((child for child in body if isinstance(child.tag, str)), None) if body is not None else None
+    if header is None or message is None:
         raise InvalidValue("DUIS response without Header and Body")
     code = _text(header, "sr:ResponseCode")
     if not code:
@@ -93,7 +113,6 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
     response_id = RequestId.parse(raw_response_id) if raw_response_id else None
     if request_id is None and response_id is None:
         raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
-    message = messages[0]
     kind = _kind(message, code)
     srv = "" if kind in (Kind.DEVICE_ALERT, Kind.DCC_ALERT) else _text(message, "sr:ServiceReferenceVariant")
     if request_id is not None:  # a response to a request goes back to the request's sender
@@ -111,8 +130,8 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
 
 
 def _kind(message: etree._Element, code: str) -> Kind:
-    name = etree.QName(message).localname
-    if name == "DeviceAlertMessage" or message.find(_q("FutureDatedDeviceAlertMessage")) is not None:
+    name = message.tag.rpartition("}")[2]  # the local name, whatever the namespace
+    if name == "DeviceAlertMessage" or message.find(_FUTURE_ALERT) is not None:
         return Kind.DEVICE_ALERT
     if name == "DCCAlertMessage":
         return Kind.DCC_ALERT

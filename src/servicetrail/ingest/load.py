@@ -15,18 +15,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..domain.ids import InvalidValue
-from ..domain.model import SatRecord
 from ..domain.times import parse_time
-from ..store.writer import Conflict, Outcome, append_records, load_device, load_responsibility, load_user
+from ..store.writer import (Conflict, Outcome, Row, append_rows, load_device, load_responsibility, load_user,
+                             record_row, row_maker)
 from . import duis, registry_csv, satjsonl
 from .rejects import RejectFile, default_rejects_path
 from .sources import Format, detect, expand, numbered_lines, open_binary
+from .workers import Chunk, Lines, Parser, parsed_chunks
 
-BATCH = int(os.environ.get("SERVICETRAIL_BATCH", "5000"))
+BATCH = int(os.environ.get("SERVICETRAIL_BATCH", "20000"))
+# a batch of very large payloads commits early, so that memory stays bounded for any input
+BATCH_BYTES = int(os.environ.get("SERVICETRAIL_BATCH_BYTES", str(48 << 20)))
+CHUNK_LINES = 4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
 REGISTRY_BATCH = 1000
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
@@ -106,6 +110,7 @@ def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
     # append to it, each reject naming its file; none may wipe another's rejects.
     sharing = Counter(t.resolve() for t in [*targets.values(), *([xml_target] if xml_target else [])])
     started: set[Path] = set()
+    make_row = row_maker(engine.dialect.name)
 
     def rejects_for(target: Path) -> RejectFile:
         rejects = RejectFile(target, append=target.resolve() in started)
@@ -115,83 +120,189 @@ def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
     for path, target in targets.items():
         rejects = rejects_for(target)
         source = str(path) if sharing[target.resolve()] > 1 else None
-        reader = _sat_lines if detect(path) is Format.SAT_JSONL else _duis_lines
-        with open_binary(path) as stream:
-            _append_all(engine, reader(numbered_lines(stream), rejects, source), summary, progress)
+        sat = detect(path) is Format.SAT_JSONL
+        parse = _sat_chunk(make_row) if sat else _duis_chunk(make_row)
+        chunks = parsed_chunks(path, parse, _workers_for(path, sat), CHUNK_LINES)
+        _append_all(engine, chunks, rejects, source, summary, progress)
         _finish(summary, rejects)
     if xml_files:
         rejects = rejects_for(xml_target)
-        _append_all(engine, _xml_files(xml_files, rejects, logged_at), summary, progress)
+        _append_all(engine, _xml_files(xml_files, make_row, logged_at), rejects, None, summary, progress)
         _finish(summary, rejects)
     return summary
 
 
-Parsed = tuple[SatRecord, int]  # a record and the bytes it took
+def _workers_for(path: Path, sat: bool) -> int:
+    """Parsing workers for this file: none for a small one (a fork costs more than it saves)."""
+    if path.stat().st_size < int(os.environ.get("SERVICETRAIL_WORKER_MIN_BYTES", str(1 << 20))):
+        return 0
+    configured = os.environ.get("SERVICETRAIL_PARSE_WORKERS")
+    if configured is not None:
+        return int(configured)
+    # SAT JSONL validates at about the speed the store writes: one worker balances the two cores.
+    # DUIS XML parses several times slower than it is written: every core parses.
+    return 1 if sat else max(1, os.cpu_count() or 1)
 
 
-def _sat_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, source: str | None
-               ) -> Iterator[Parsed]:
-    for number, raw in lines:
-        try:
-            yield satjsonl.parse_line(raw), len(raw)
-        except InvalidValue as e:
-            rejects.add(number, str(e), raw, source)
+def _sat_chunk(make_row: Callable[..., Row]) -> Parser:
+    def parse(lines: Lines) -> Chunk:
+        rows, rejected, size = [], [], 0
+        for number, raw in lines:
+            size += len(raw)
+            try:
+                rows.append(make_row(*satjsonl.parse_values(raw)))
+            except InvalidValue as e:
+                rejected.append((number, str(e), raw))
+        return rows, rejected, size
+    return parse
 
 
-def _duis_lines(lines: Iterator[tuple[int, bytes]], rejects: RejectFile, source: str | None
-                ) -> Iterator[Parsed]:
-    for number, raw in lines:
-        try:
-            entry = orjson.loads(raw)
-            if not isinstance(entry, dict) or not isinstance(entry.get("duis"), str):
-                raise InvalidValue('a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}')
-            when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
-            yield duis.parse_document(entry["duis"].encode("utf-8"), when), len(raw)
-        except orjson.JSONDecodeError as e:
-            rejects.add(number, f"not JSON: {e}", raw, source)
-        except InvalidValue as e:
-            rejects.add(number, str(e), raw, source)
+def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
+    def parse(lines: Lines) -> Chunk:
+        rows, rejected, size = [], [], 0
+        for number, raw in lines:
+            size += len(raw)
+            try:
+                entry = orjson.loads(raw)
+                if not isinstance(entry, dict) or not isinstance(entry.get("duis"), str):
+                    raise InvalidValue('a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}')
+                when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
+                rows.append(record_row(make_row, duis.parse_text(entry["duis"], when)))
+            except orjson.JSONDecodeError as e:
+                rejected.append((number, f"not JSON: {e}", raw))
+            except InvalidValue as e:
+                rejected.append((number, str(e), raw))
+        return rows, rejected, size
+    return parse
 
 
-def _xml_files(files: list[Path], rejects: RejectFile, logged_at: datetime | None) -> Iterator[Parsed]:
+def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None
+               ) -> Iterator[Chunk]:
+    rows: list[Row] = []
+    rejected: list[tuple] = []
+    size = 0
     for path in files:
-        size = path.stat().st_size
+        size += path.stat().st_size
         with open_binary(path) as f:
             document = f.read(duis.MAX_DOCUMENT_BYTES + 1)
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
-            yield duis.parse_document(document, when), size
+            rows.append(record_row(make_row, duis.parse_document(document, when)))
         except InvalidValue as e:
-            rejects.add(1, str(e), document, source=str(path))
+            rejected.append((1, str(e), document, str(path)))
+        if len(rows) + len(rejected) >= CHUNK_LINES:  # one statement for many small files
+            yield rows, rejected, size
+            rows, rejected, size = [], [], 0
+    if rows or rejected:
+        yield rows, rejected, size
 
 
-def _append_all(engine: Engine, parsed: Iterator[Parsed], summary: Summary, progress: Progress | None) -> None:
-    batch: list[SatRecord] = []
+def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: RejectFile, source: str | None,
+                summary: Summary, progress: Progress | None) -> None:
+    """Every BATCH rows one transaction, written chunk by chunk as the parser delivers them,
+    so that the parser works on the next chunk while this process writes."""
     consumed = 0
-    for record, size in parsed:
-        batch.append(record)
-        consumed += size
-        if len(batch) >= BATCH:
-            _append_batch(engine, batch, summary)
-            batch = []
-            if progress:
-                progress(consumed)
-                consumed = 0
-    if batch:
-        _append_batch(engine, batch, summary)
+    with engine.connect() as conn:
+        batch = _Batch(conn)
+        try:
+            for rows, rejected, size in chunks:
+                for number, reason, raw, *named in rejected:
+                    rejects.add(number, reason, raw, named[0] if named else source)
+                consumed += size
+                while rows:
+                    room = BATCH - len(batch.rows)
+                    part, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
+                    batch.add(part)
+                    if len(batch.rows) >= BATCH or batch.payload_bytes >= BATCH_BYTES:
+                        batch.commit(summary)
+                        if progress:
+                            progress(consumed)
+                            consumed = 0
+            batch.commit(summary)
+        finally:
+            batch.abandon()
     if progress and consumed:
         progress(consumed)
 
 
-def _append_batch(engine: Engine, batch: list[SatRecord], summary: Summary) -> None:
-    for attempt in range(3):
+class _Batch:
+    """One batch's transaction. Its rows are kept until the commit only so that a lost race
+    (another loader took the same keys or ids, or held the write lock) can replay it whole."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.rows: list[Row] = []
+        self.payload_bytes = 0
+        self.loaded = self.duplicates = 0
+        self.transaction = None
+
+    def add(self, part: list[Row]) -> None:
+        self.rows += part
+        self.payload_bytes += sum(len(row[7]) for row in part)
+        self._guarded(lambda: self._append(part), committing=False)
+
+    def commit(self, summary: Summary) -> None:
+        if self.transaction is None and not self.rows:
+            return
+        self._guarded(self._commit, committing=True)
+        summary.loaded += self.loaded
+        summary.duplicates += self.duplicates
+        self.rows, self.payload_bytes, self.loaded, self.duplicates = [], 0, 0, 0
+
+    def abandon(self) -> None:
+        if self.transaction is not None:
+            try:
+                self.transaction.rollback()
+            finally:
+                self.transaction = None
+
+    def _append(self, part: list[Row]) -> None:
+        if self.transaction is None:
+            self.transaction = self.conn.begin()
+        loaded, duplicates = append_rows(self.conn, part)
+        self.loaded += loaded
+        self.duplicates += duplicates
+
+    def _commit(self) -> None:
+        if self.transaction is None:
+            self.transaction = self.conn.begin()
+        self.transaction.commit()
+        self.transaction = None
+
+    def _guarded(self, step: Callable[[], None], committing: bool) -> None:
         try:
-            with engine.begin() as conn:
-                loaded, duplicates = append_records(conn, batch)
-            break
-        except (IntegrityError, OperationalError) as e:
-            # another loader won the race for the same keys or ids, or held the write lock
-            if attempt == 2 or (isinstance(e, OperationalError) and "locked" not in str(e.orig)):
+            step()
+            return
+        except Exception as e:
+            if not self._retryable(e):
                 raise
-    summary.loaded += loaded
-    summary.duplicates += duplicates
+        for attempt in range(2):
+            self._reset()
+            try:
+                self.transaction = self.conn.begin()
+                self.loaded, self.duplicates = append_rows(self.conn, self.rows)
+                if committing:
+                    self._commit()
+                return
+            except Exception as e:
+                if attempt == 1 or not self._retryable(e):
+                    raise
+
+    def _retryable(self, e: Exception) -> bool:
+        """Another loader won the race for the same keys or ids, or held the write lock. The
+        writer talks to the driver directly, so its errors come unwrapped by SQLAlchemy."""
+        dbapi = self.conn.dialect.dbapi
+        if isinstance(e, (IntegrityError, dbapi.IntegrityError)):
+            return True
+        if isinstance(e, (OperationalError, dbapi.OperationalError)):
+            return "locked" in str(getattr(e, "orig", None) or e)
+        return False
+
+    def _reset(self) -> None:
+        try:
+            self.abandon()
+        except Exception:
+            pass  # a transaction whose commit failed may be gone already
+        if self.conn.in_transaction():
+            self.conn.rollback()
+

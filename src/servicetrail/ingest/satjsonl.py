@@ -5,12 +5,17 @@ import orjson
 
 from ..domain.ids import InvalidValue
 from ..domain.model import SatRecord
-from ..domain.records import record_from_mapping
+from ..domain.records import record_values
 
 
 def parse_line(line: bytes) -> SatRecord:
+    return SatRecord(*parse_values(line))
+
+
+def parse_values(line: bytes) -> tuple:
+    """parse_line's fields in SatRecord order (a loader makes rows of them, not records)."""
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         raise InvalidValue(f"not JSON: {e}") from None
-    return record_from_mapping(raw)
+    return record_values(raw)

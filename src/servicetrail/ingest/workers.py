@@ -1,0 +1,169 @@
+"""Parsing an input file in forked worker processes, results back in file order.
+
+Validating a SAT record costs about as much CPU as storing it, and DUIS XML costs several
+times more; one process doing both leaves the second core idle. A worker reads the file
+itself (so raw lines never cross a pipe), parses its share of fixed-size chunks of lines,
+and sends each chunk's prepared rows and rejects back; the loading process only writes.
+
+A worker never touches the store, the terminal or anything but its own pipe, and leaves
+with os._exit: it shares the parent's database sockets and stdio after fork, and closing
+or flushing those from the child would disturb the parent. If the parent dies (SIGKILL
+mid-load), the worker's next write fails on the closed pipe and it exits too, so nothing
+outlives the loader holding its stdout open.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import marshal
+import os
+import pickle
+import signal
+import struct
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+from typing import IO, Any
+
+from .sources import open_binary
+
+Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
+Chunk = tuple[list, list, int]  # (prepared rows, rejects as (line, reason, raw), bytes read)
+Parser = Callable[[Lines], Chunk]
+
+_LENGTH = struct.Struct("<Q")
+CHUNK_BYTES = 8 << 20
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
+_F_SETPIPE_SZ = 1031  # Linux: a deeper pipe lets a worker run further ahead of the writer
+_PR_SET_PDEATHSIG = 1
+
+
+def chunks_of(stream: IO[bytes], size: int, index: int = 0, step: int = 1) -> Iterator[Lines]:
+    """Chunk k: the next `size` physical lines, or fewer when they reach CHUNK_BYTES (huge
+    payloads must not make a chunk huge); this yields chunks index, index+step, index+2*step...
+    Every worker reads the whole file, so each finds the same chunk boundaries."""
+    first = 1
+    for k in count():
+        block: list[bytes] = []
+        held = 0
+        for line in stream:
+            block.append(line)
+            held += len(line)
+            if len(block) >= size or held >= CHUNK_BYTES:
+                break
+        if not block:
+            return
+        if k % step == index:
+            # a line that starts with a non-space is not blank: most lines skip the copying strip()
+            yield [(first + i, line) for i, line in enumerate(block)
+                   if line and (line[0] not in _SPACE or line.strip())]
+        first += len(block)
+
+
+def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> Iterator[Chunk]:
+    """`parse` applied to every chunk of the file, in file order; `workers` 0 parses in this process."""
+    if workers <= 0:
+        with open_binary(path) as stream:
+            for lines in chunks_of(stream, chunk_lines):
+                yield parse(lines)
+        return
+    children: list[tuple[int, IO[bytes]]] = []
+    try:
+        for index in range(workers):
+            children.append(_start(path, parse, chunk_lines, index, workers, [s for _, s in children]))
+        for k in count():
+            kind, body = _receive(children[k % workers][1])
+            if kind == "end":
+                return
+            if kind == "error":
+                raise body
+            yield body
+    finally:
+        for pid, stream in children:
+            stream.close()  # a worker still writing gets EPIPE and leaves
+        for pid, _ in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def _start(path: Path, parse: Parser, chunk_lines: int, index: int, workers: int,
+           siblings: list[IO[bytes]]) -> tuple[int, IO[bytes]]:
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        try:  # the child must never return into the parent's code, which would write the store too
+            os.close(read_end)
+            for stream in siblings:  # only the parent may hold a read end, or a worker outlives it
+                os.close(stream.fileno())
+            _work(write_end, path, parse, chunk_lines, index, workers)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    return pid, os.fdopen(read_end, "rb")
+
+
+def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, workers: int) -> None:
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        _die_with_parent()
+        out = os.fdopen(fd, "wb", closefd=False)
+        try:
+            with open_binary(path) as stream:
+                for lines in chunks_of(stream, chunk_lines, index, workers):
+                    _send(out, ("chunk", parse(lines)))
+            _send(out, ("end", None))
+            code = 0
+        except BrokenPipeError:
+            pass  # the parent has gone
+        except BaseException as e:  # the parent re-raises it, as if it had parsed the line itself
+            try:
+                _send(out, ("error", _picklable(e)))
+            except BaseException:
+                pass
+    finally:
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed pipe still ends the worker
+
+
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
+    # marshal: rows are tuples of str, int and None, which it writes twice as fast as pickle
+    # (both ends are the same interpreter); pickle only for an exception
+    try:
+        data = b"m" + marshal.dumps(message)
+    except ValueError:
+        data = b"p" + pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_LENGTH.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _receive(stream: IO[bytes]) -> tuple[str, Any]:
+    head = stream.read(_LENGTH.size)
+    if len(head) == _LENGTH.size:
+        (length,) = _LENGTH.unpack(head)
+        data = stream.read(length)
+        if len(data) == length:
+            return marshal.loads(memoryview(data)[1:]) if data[:1] == b"m" else pickle.loads(memoryview(data)[1:])
+    raise RuntimeError("a parsing worker ended unexpectedly (killed, or out of memory?)")

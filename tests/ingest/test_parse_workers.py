@@ -1,0 +1,161 @@
+"""Ingest with parsing in forked worker processes gives exactly what parsing in-process gives:
+the same rows, the same rejects with the same line numbers, the same summary; and a failure
+inside a worker reaches the caller as it would have without one."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from servicetrail.ingest import load, workers
+from servicetrail.ingest.load import CHUNK_LINES, ingest
+from servicetrail.store.schema import sqlite_time
+from servicetrail.store.writer import _pg_time, _postgres_row, _sqlite_text
+
+UTC = timezone.utc
+USER = "90-B3-D5-1F-30-02-00-01"
+METER = "00-DB-00-00-00-00-00-01"
+
+
+def line(n: int) -> str:
+    when = datetime(2025, 3, 1, tzinfo=UTC) + timedelta(seconds=n)
+    return json.dumps({"logged_at": when.isoformat(), "kind": "request", "request_id": f"{USER}:{METER}:{n}",
+                       "srv": "4.1.1", "user_id": USER, "device_id": METER, "response_code": "",
+                       "payload": f"P{n}" if n % 2 else ""})
+
+
+def write_file(path: Path) -> tuple[int, int, dict[int, str]]:
+    """Over two chunks' worth of lines with bad, blank and repeated lines spread through them;
+    returns (new records, duplicates, {line number: reject reason prefix})."""
+    lines, bad, seen = [], {}, set()
+    duplicates = 0
+    for n in range(2 * CHUNK_LINES + 500):
+        number = len(lines) + 1
+        if n % 997 == 5:
+            lines.append("{not json")
+            bad[number] = "not JSON"
+        elif n % 1009 == 7:
+            lines.append(line(n).replace('"request"', '"requests"'))
+            bad[number] = "kind must be one of"
+        elif n % 1013 == 9:
+            lines.append("   ")
+        else:
+            key = n - 1 if n % 1019 == 11 else n  # now and then the line before again
+            duplicates += key in seen
+            seen.add(key)
+            lines.append(line(key))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(seen), duplicates, bad
+
+
+def stored(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT r.request_id, r.kind, r.logged_at, r.srv, r.user_id, r.device_id, p.payload"
+            " FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.request_id"))]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, monkeypatch, workers):
+    path = tmp_path / "sat.jsonl"
+    good, duplicates, bad = write_file(path)
+    assert duplicates and len(bad) > 10
+
+    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", workers)
+    monkeypatch.setattr(load, "BATCH", 1000)  # batches end inside chunks too
+    summary = ingest(engine, [path])
+    assert summary.line() == f"loaded {good}, rejected {len(bad)}, skipped {duplicates} duplicates"
+    rejects = [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rejects] == sorted(bad)
+    assert all(r["reason"].startswith(bad[r["line"]]) for r in rejects)
+    with_workers = stored(engine)
+    assert len(with_workers) == good
+
+    # the same file again, parsed in this process: nothing new, the same rejects
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    again = ingest(engine, [path])
+    assert again.line() == f"loaded 0, rejected {len(bad)}, skipped {good + duplicates} duplicates"
+    assert [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()] == rejects
+    assert stored(engine) == with_workers
+
+
+def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, monkeypatch):
+    path = tmp_path / "cut.jsonl.gz"
+    whole = gzip.compress(("\n".join(line(n) for n in range(3000)) + "\n").encode())
+    path.write_bytes(whole[: len(whole) // 2])  # a truncated download
+    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
+    for workers in ("0", "1"):
+        monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", workers)
+        with pytest.raises(EOFError):
+            ingest(engine, [path])
+
+
+def test_row_times_are_the_stores_own_forms():
+    rng = random.Random(7)
+    zones = [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]
+    samples = [datetime(1, 1, 2, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(9999, 12, 30, tzinfo=UTC), datetime(2025, 3, 30, 1, 0, tzinfo=UTC)]
+    for _ in range(5000):
+        when = datetime(1, 1, 2, tzinfo=UTC) + timedelta(microseconds=rng.randrange(3 * 10**17))
+        samples.append(when.replace(microsecond=0) if rng.random() < 0.3 else when)
+    for when in samples:
+        local = when.astimezone(rng.choice(zones)) if when.year > 1 and when.year < 9999 else when
+        assert _sqlite_text(local) == sqlite_time(local)
+        micros = _postgres_row(local, "request", "r", "", "u", "", "", "")[0]
+        assert _pg_time(micros) == when
+    with pytest.raises(ValueError, match="naive"):
+        _sqlite_text(datetime(2025, 1, 1))
+
+
+def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, monkeypatch):
+    """Chunks end at CHUNK_LINES lines or at CHUNK_BYTES, whichever comes first; each worker
+    takes every other chunk, and together they number every non-blank line as the file does."""
+    monkeypatch.setattr(workers, "CHUNK_BYTES", 300)
+    lines = [b"x" * (n % 70) + b"\n" if n % 11 else b" \t\n" for n in range(1, 400)]
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"".join(lines))
+    expected = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    with open(path, "rb") as stream:
+        alone = list(workers.chunks_of(stream, 7))
+    assert [x for chunk in alone for x in chunk] == expected
+    assert len(alone) > len(lines) // 7  # some chunks were cut short by their size
+    shared = []
+    for index in (0, 1):
+        with open(path, "rb") as stream:
+            shared.append(list(workers.chunks_of(stream, 7, index, 2)))
+    assert [c for pair in zip(*shared) for c in pair] + shared[0][len(shared[1]):] == alone
+
+
+def test_two_loaders_of_the_same_file_at_once_load_each_record_once(db_url, tmp_path):
+    """SQLite: the second loader waits for the write lock. PostgreSQL: both write; the loser of
+    a key meets the natural-key constraint, and its batch is replayed with those rows skipped."""
+    path = tmp_path / "sat.jsonl"
+    total = 6000
+    path.write_text("".join(line(n) + "\n" for n in range(total)), encoding="utf-8")
+    binary = Path(sys.executable).with_name("servicetrail")
+    env = dict(os.environ, SERVICETRAIL_BATCH="500", SERVICETRAIL_WORKER_MIN_BYTES="0")
+    subprocess.run([str(binary), "--db", db_url, "db", "upgrade"], check=True, capture_output=True)
+    loaders = [subprocess.Popen([str(binary), "--db", db_url, "ingest", str(path)], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [loader.communicate(timeout=120) for loader in loaders]
+    assert [loader.returncode for loader in loaders] == [0, 0], outcomes
+    counts = [tuple(map(int, re.findall(r"\d+", out))) for out, _ in outcomes]
+    assert sum(c[0] for c in counts) == total and sum(c[2] for c in counts) == total, counts
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*), count(DISTINCT request_id) FROM sat_record")).one() == (
+                total, total)
+            assert conn.execute(text("SELECT count(*) FROM sat_payload")).scalar_one() == total // 2
+    finally:
+        engine.dispose()
