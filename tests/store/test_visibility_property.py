@@ -160,6 +160,7 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
                 # newest first, ties broken by id
                 order = [(parse_time(i["logged_at"]), i["id"]) for i in items]
                 assert order == sorted(order, reverse=True)
+            check_device_searches(conn, viewer, spec, ids, by_id)
             everything = expected(viewer, spec, ids, Scope.ALL)
             page, _ = search_page(conn, viewer, Search(), limit=1000)
             assert len(page) == len(everything)
@@ -167,6 +168,34 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
                 for record_id in by_id:
                     found = get_visible(conn, viewer, record_id)
                     assert (found["access"] if found else None) == everything.get(record_id)
+
+
+def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int],
+                          by_id: dict[int, SatRecord]) -> None:
+    """A search of one device takes the interval-first form (store.queries._device_statement:
+    rule 1 per User ID, rule 3 per Responsibility range of that device and viewer): it must
+    give exactly the rows and order `decide()` gives, page by page through the keyset cursor
+    (small pages, so the cursor's bounds cross interval boundaries)."""
+    for scope in Scope:  # every scope, for a Party without User IDs too (NOT IN an empty set)
+        everything = expected(viewer, spec, ids, scope)
+        page, _ = search_page(conn, viewer, Search(scope=scope), 1000)  # the general form
+        assert {i["id"]: i["access"] for i in page} == everything, (viewer, scope)
+        for device in [d.device_id for d in spec.devices] + [UNKNOWN_DEVICE]:
+            want = {i: access for i, access in everything.items() if by_id[i].device_id == device}
+            got, cursor = [], None
+            while True:
+                page, cursor = search_page(conn, viewer, Search(device_id=device, scope=scope), 3, cursor)
+                got += page
+                if cursor is None:
+                    break
+            assert {i["id"]: i["access"] for i in got} == want, (viewer, scope, device)
+            assert len(got) == len(want), "a record listed twice"
+            order = [(parse_time(i["logged_at"]), i["id"]) for i in got]
+            assert order == sorted(order, reverse=True)
+            for i in got:
+                assert ("payload" in i) == (i["access"] == Access.OWN)
+                if "payload" in i:
+                    assert i["payload"] == by_id[i["id"]].payload
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

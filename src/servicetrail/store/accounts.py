@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
+from ..domain.visibility import Viewer
 from ..security import hash_password, new_token, token_digest, verify_password
-from .schema import account, api_token, party
+from .schema import account, api_token, dcc_user, party
 
 
 class AccountError(ValueError):
@@ -35,12 +36,35 @@ def create_token(conn: Connection, username: str) -> str:
     return token
 
 
+# Built once: deriving the join condition from the foreign keys on every request showed
+# up in profiles of the API.
+_PARTY_FOR_TOKEN = (
+    select(account.c.party_id)
+    .select_from(api_token.join(account, account.c.username == api_token.c.username))
+    .where(api_token.c.token_hash == bindparam("token_hash"))
+)
+# The Party and all its User IDs in one round trip (one row per User ID; one row with a
+# NULL user_id for a Party that holds none). account.party_id is a foreign key, so the
+# Party is registered.
+_VIEWER_FOR_TOKEN = (
+    select(account.c.party_id, dcc_user.c.user_id)
+    .select_from(api_token.join(account, account.c.username == api_token.c.username)
+                 .outerjoin(dcc_user, dcc_user.c.party_id == account.c.party_id))
+    .where(api_token.c.token_hash == bindparam("token_hash"))
+)
+
+
 def party_for_token(conn: Connection, token: str) -> str | None:
-    row = conn.execute(
-        select(account.c.party_id).select_from(api_token.join(account))
-        .where(api_token.c.token_hash == token_digest(token))
-    ).first()
+    row = conn.execute(_PARTY_FOR_TOKEN, {"token_hash": token_digest(token)}).first()
     return row.party_id if row else None
+
+
+def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
+    """The Party behind an API token, with every User ID it holds; None for an unknown token."""
+    rows = conn.execute(_VIEWER_FOR_TOKEN, {"token_hash": token_digest(token)}).all()
+    if not rows:
+        return None
+    return Viewer(rows[0].party_id, frozenset(r.user_id for r in rows if r.user_id is not None))
 
 
 def check_login(conn: Connection, username: str, password: str) -> str | None:

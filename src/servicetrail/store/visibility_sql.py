@@ -1,47 +1,137 @@
-"""The visibility rule of `domain.visibility`, compiled to one SQL predicate.
+"""The visibility rule of `domain.visibility`, compiled to SQL.
 
 Every read of SAT records (lists, look-ups, counts, exports) filters through these
 clauses; `tests/store/test_visibility_property.py` proves they agree with `decide()`.
+
+The viewer enters as named bind parameters (`viewer_params`), never as literals: a
+statement built once from these clauses has the same structure for every viewer, so it
+is built once per shape and SQLAlchemy compiles it once (store.queries caches them).
+A statement that is executed without the viewer's parameters fails; it cannot fall back
+to another viewer.
+
+Two forms of the same rule:
+- `visible_clause`: a predicate on any SAT record (the general form, and the authority);
+- `own_rows` / `mp141_range`: the rule read interval by interval, for a device search
+  (rule 1 per User ID, rule 3 per Responsibility interval of that device and viewer),
+  so that the engine reads only rows the viewer may see. store.queries re-applies
+  `visible_clause` on top, so this form can only narrow the candidates, never widen them.
 """
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, literal, or_, select
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, exists, literal, or_, select
+
+from ..domain.model import Responsibility
 from ..domain.visibility import MP141_KINDS, Access, Scope, Viewer
-from .schema import responsibility, sat_record
+from .schema import UtcDateTime, responsibility, sat_record
+
+VIEWER_PARTY = "viewer_party_id"
+VIEWER_USER_IDS = "viewer_user_ids"
+# The same User IDs under another name, for NOT IN. SQLAlchemy expands an expanding
+# parameter once per name: when one name served both IN and NOT IN in a statement, an
+# empty set rendered NOT IN as the empty IN ("... AND (1 != 1)", false), so a Party with no
+# User IDs lost its MP141 rows. The property test's Party without User IDs caught it.
+VIEWER_USER_IDS_NOT = "viewer_user_ids_not"
+_MP141_KINDS = sorted(k.value for k in MP141_KINDS)
 
 
-def own_clause(viewer: Viewer) -> ColumnElement[bool]:
-    """Rule 1: the message came from or went to one of the viewer's User IDs."""
-    if not viewer.user_ids:
-        return false()
-    return sat_record.c.user_id.in_(sorted(viewer.user_ids))
+def viewer_params(viewer: Viewer) -> dict[str, Any]:
+    """The bind parameters every clause of this module needs."""
+    ids = sorted(viewer.user_ids)
+    return {VIEWER_PARTY: viewer.party_id, VIEWER_USER_IDS: ids, VIEWER_USER_IDS_NOT: ids}
 
 
-def mp141_clause(viewer: Viewer) -> ColumnElement[bool]:
+def _party() -> BindParameter:
+    return bindparam(VIEWER_PARTY, type_=responsibility.c.party_id.type)
+
+
+def own_clause() -> ColumnElement[bool]:
+    """Rule 1: the message came from or went to one of the viewer's User IDs.
+
+    An expanding parameter: an empty set of User IDs renders the engine's empty IN, false."""
+    return sat_record.c.user_id.in_(bindparam(VIEWER_USER_IDS, expanding=True, type_=sat_record.c.user_id.type))
+
+
+def not_own_clause() -> ColumnElement[bool]:
+    """Rule 1 does not hold (see VIEWER_USER_IDS_NOT for why this is not `~own_clause()`)."""
+    return sat_record.c.user_id.not_in(bindparam(VIEWER_USER_IDS_NOT, expanding=True,
+                                                 type_=sat_record.c.user_id.type))
+
+
+def mp141_kinds_clause() -> ColumnElement[bool]:
+    """Rule 2 (and the kinds rule 3 speaks of): only requests, acknowledgements and responses
+    of a device are shared; alerts never are, nor non-device messages."""
+    s = sat_record.c
+    return and_(s.kind.in_(_MP141_KINDS), s.device_id != "")
+
+
+def mp141_clause() -> ColumnElement[bool]:
     """Rule 3 (rule 2 is the kind filter): the viewer held the device at the record's time."""
     r = responsibility.c
     s = sat_record.c
     return and_(
-        s.kind.in_(sorted(k.value for k in MP141_KINDS)),
-        s.device_id != "",  # non-device messages have no device to be responsible for
+        mp141_kinds_clause(),
         exists(select(literal(1)).where(
             r.device_id == s.device_id,
-            r.party_id == viewer.party_id,
+            r.party_id == _party(),
             r.valid_from <= s.logged_at,
             or_(r.valid_to.is_(None), s.logged_at < r.valid_to),
         )),
     )
 
 
-def visible_clause(viewer: Viewer, scope: Scope = Scope.ALL) -> ColumnElement[bool]:
+def visible_clause(scope: Scope = Scope.ALL) -> ColumnElement[bool]:
     if scope is Scope.OWN:
-        return own_clause(viewer)
+        return own_clause()
     if scope is Scope.OTHERS:
-        return and_(~own_clause(viewer), mp141_clause(viewer))
-    return or_(own_clause(viewer), mp141_clause(viewer))
+        return and_(not_own_clause(), mp141_clause())
+    return or_(own_clause(), mp141_clause())
 
 
-def access_column(viewer: Viewer) -> ColumnElement[str]:
+def access_column() -> ColumnElement[str]:
     """The access level of a row already known to be visible."""
-    return case((own_clause(viewer), literal(Access.OWN.value)), else_=literal(Access.MP141.value))
+    return case((own_clause(), literal(Access.OWN.value)), else_=literal(Access.MP141.value))
+
+
+# --- the interval-first form, for a search of one device ------------------------------
+
+def intervals_query():
+    """The Responsibility intervals of one device held by the viewer (any relation): the
+    only ones rule 3 can grant by, for that device."""
+    r = responsibility.c
+    return select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to).where(
+        r.device_id == bindparam("device_id"), r.party_id == _party())
+
+
+def merged_ranges(intervals: list[Responsibility]) -> list[tuple[datetime, datetime | None]]:
+    """The union of half-open intervals as disjoint half-open ranges (None: open end).
+
+    Overlapping intervals (the same Party as supplier and network operator) and adjacent
+    ones become one range, so no record falls in two ranges and none is listed twice."""
+    merged: list[list[Any]] = []
+    for interval in sorted(intervals, key=lambda i: i.valid_from):
+        if merged and (merged[-1][1] is None or interval.valid_from <= merged[-1][1]):
+            last = merged[-1]
+            last[1] = None if last[1] is None or interval.valid_to is None else max(last[1], interval.valid_to)
+        else:
+            merged.append([interval.valid_from, interval.valid_to])
+    return [(start, end) for start, end in merged]
+
+
+def own_rows(user_param: str) -> ColumnElement[bool]:
+    """Rule 1 for one of the viewer's User IDs (one index range per User ID keeps the rows
+    in time order, which an IN list of several would not)."""
+    return sat_record.c.user_id == bindparam(user_param, type_=sat_record.c.user_id.type)
+
+
+def mp141_range(from_param: str, to_param: str | None) -> ColumnElement[bool]:
+    """Rule 3 within one merged Responsibility range [from, to) of the searched device:
+    rule 2's kinds, the record's own time inside the range, and not the viewer's own
+    (those come from `own_rows`, so no record is listed twice)."""
+    s = sat_record.c
+    when = [s.logged_at >= bindparam(from_param, type_=UtcDateTime)]
+    if to_param is not None:
+        when.append(s.logged_at < bindparam(to_param, type_=UtcDateTime))
+    return and_(mp141_kinds_clause(), *when, not_own_clause())

@@ -18,6 +18,7 @@ def create_app(engine: Engine) -> FastAPI:
         docs_url=None, redoc_url=None,  # no third-party scripts under our CSP
     )
     app.state.engine = engine
+    app.state.viewers = api.ViewerCache()  # per process: see api.TOKEN_CACHE_SECONDS
     errors.install(app)
     app.include_router(api.router)
     try:

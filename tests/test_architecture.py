@@ -1,0 +1,59 @@
+"""The shape of the code that the rule's safety depends on (shared/notes/architecture.md):
+domain/ is pure, and SAT records are read only through the store's rule-bound query layer."""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "servicetrail"
+
+# Modules that may name the SAT tables: their definition and migrations, the rule compiled to
+# SQL, the one query builder (and the export built on it), the writer (idempotency by natural
+# key) and partition DDL. Every other module reads records through store.queries.
+MAY_TOUCH_SAT_TABLES = {
+    "store/schema.py", "store/visibility_sql.py", "store/queries.py", "store/export.py",
+    "store/writer.py", "store/partitions.py",
+}
+
+
+def modules(folder: Path = PACKAGE):
+    for path in sorted(folder.rglob("*.py")):
+        yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(), str(path))
+
+
+def test_domain_imports_only_the_standard_library_and_itself():
+    offenders = []
+    for name, tree in modules(PACKAGE / "domain"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 0 and node.module.split(".")[0] not in sys.stdlib_module_names:
+                    offenders.append(f"domain/{name}: from {node.module}")
+                if node.level > 1:  # reaches out of domain/ into store/, web/, ingest/ ...
+                    offenders.append(f"domain/{name}: from {'.' * node.level}{node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"domain/{name}: import {a.name}" for a in node.names
+                              if a.name.split(".")[0] not in sys.stdlib_module_names]
+    assert offenders == []
+
+
+def test_only_the_store_layer_names_the_sat_tables():
+    offenders = []
+    for name, tree in modules():
+        if name in MAY_TOUCH_SAT_TABLES or name.startswith("store/migrations/"):
+            continue
+        for node in ast.walk(tree):
+            named = (isinstance(node, ast.Name) and node.id in ("sat_record", "sat_payload")) or (
+                isinstance(node, ast.alias) and node.name in ("sat_record", "sat_payload")) or (
+                isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and ("sat_record" in node.value or "sat_payload" in node.value))
+            if named:
+                offenders.append(f"{name}:{getattr(node, 'lineno', '?')}")
+    assert offenders == [], "read SAT records through store.queries (the rule), not directly"
+
+
+def test_the_interfaces_read_records_through_store_queries():
+    """The CLI, the API and the screen all import their reads from the same query layer."""
+    for interface in ("cli.py", "web/api.py", "web/html.py"):
+        source = (PACKAGE / interface).read_text()
+        assert "store.queries import" in source or "from ..store.queries import" in source, interface
