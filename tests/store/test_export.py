@@ -1,0 +1,163 @@
+"""The own-traffic report as the engine formats it (store.export), on both engines.
+
+The report must be byte for byte the CSV that the item-by-item path gives
+(`iter_own_report` -> `domain.records.item` -> `output.write_csv`): same header, same
+values, same quoting, same times; and it holds the viewer's own records only (SPEC
+section 1 rule 7), whatever else the viewer may see under MP141.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.times import parse_time
+from servicetrail.domain.visibility import Viewer
+from servicetrail.output import REPORT_FIELDS, write_csv
+from servicetrail.store.export import CHUNK_BYTES, csv_field, csv_header, own_report_csv
+from servicetrail.store.queries import iter_own_report
+from servicetrail.store.writer import append_records
+
+from tests import personas as P
+
+EVER = (parse_time("2000-01-01"), parse_time("2100-01-01"))
+
+# Values that CSV quoting and the engines' text handling can get wrong.
+AWKWARD_PAYLOADS = {
+    "comma": "a,b",
+    "quote": 'say "hi"',
+    "lf": "line 1\nline 2",
+    "crlf": "line 1\r\nline 2\r\n",
+    "unicode": "Zähler ✓ 😀",
+    "spaces": "  padded  ",
+    "backslash": "C:\\path\\to \\. \\N",
+    "tab": "a\tb",
+    "empty": "",
+    "only_quote": '"',
+    "xml": '<?xml version="1.0" encoding="UTF-8"?>\n<sr:Request schemaVersion="5.1">x</sr:Request>',
+}
+
+
+def _awkward_records() -> list[SatRecord]:
+    """NORTHPOWER's own records with awkward payloads, times and SRVs, and one of LOOKER's."""
+    records = []
+    for n, (name, payload) in enumerate(sorted(AWKWARD_PAYLOADS.items()), start=1):
+        rid = f"{P.NP_IS}:{P.ESME_1}:{100 + n}"
+        when = parse_time(f"2025-04-{n:02d}T10:00:00Z")
+        records.append(SatRecord(when, "request", rid, "4.1.1", P.NP_IS, P.ESME_1, "", payload))
+    np_odd = f"{P.NP_IS}:{P.UNKNOWN_DEVICE}:200"
+    records += [
+        # microseconds kept, whole seconds without a fraction; an SRV the catalogue lacks;
+        # a device the registry never heard of (no type, no SMETS generation)
+        SatRecord(parse_time("2025-05-01T10:00:00.123456Z"), "request", np_odd, "99.9", P.NP_IS,
+                  P.UNKNOWN_DEVICE, "", "odd srv"),
+        SatRecord(parse_time("2025-05-01T10:00:00.000001Z"), "acknowledgement", np_odd, "99.9", P.NP_IS,
+                  P.UNKNOWN_DEVICE, "I99", ""),
+        SatRecord(parse_time("2025-05-01T10:00:01Z"), "response", np_odd, "99.9", P.NP_IS,
+                  P.UNKNOWN_DEVICE, "E4", "failed, \"badly\""),
+        # another User's traffic to NORTHPOWER's SMETS1 meter: MP141-visible to NORTHPOWER,
+        # never in its report
+        SatRecord(parse_time("2025-05-02T10:00:00Z"), "request", f"{P.LK_OU}:{P.ESME_S1}:300", "4.1.1",
+                  P.LK_OU, P.ESME_S1, "", "looker's secret, \"payload\""),
+    ]
+    return records
+
+
+@pytest.fixture
+def world(engine):
+    world = P.load_personas(engine)
+    with engine.begin() as conn:
+        append_records(conn, _awkward_records())
+    return world
+
+
+def exported(engine, viewer: Viewer, start=EVER[0], end=EVER[1]) -> tuple[bytes, int, list[bytes]]:
+    with engine.connect() as conn:
+        report = own_report_csv(conn, viewer, start, end)
+        chunks = list(report)
+    return b"".join(chunks), report.rows, chunks
+
+
+def item_by_item(engine, viewer: Viewer, start=EVER[0], end=EVER[1]) -> tuple[bytes, int]:
+    out = io.StringIO()
+    with engine.connect() as conn:
+        count = write_csv(iter_own_report(conn, viewer, start, end), out)
+    return out.getvalue().encode(), count
+
+
+@pytest.mark.parametrize("party", P.PARTIES)
+def test_export_is_byte_for_byte_the_item_csv(engine, world, party):
+    viewer = world.viewer(party)
+    got, rows, _ = exported(engine, viewer)
+    want, count = item_by_item(engine, viewer)
+    assert got == want
+    assert rows == count
+
+
+def test_awkward_values_survive_and_only_own_records_are_there(engine, world):
+    viewer = world.viewer(P.NORTHPOWER)
+    got, rows, _ = exported(engine, viewer)
+    parsed = list(csv.reader(io.StringIO(got.decode(), newline="")))
+    assert tuple(parsed[0]) == REPORT_FIELDS and rows == len(parsed) - 1
+    items = [dict(zip(REPORT_FIELDS, row)) for row in parsed[1:]]
+    assert {i["user_id"] for i in items} == {P.NP_IS} and {i["access"] for i in items} == {"own"}
+    assert set(AWKWARD_PAYLOADS.values()) <= {i["payload"] for i in items}
+    assert "looker's secret" not in got.decode()  # MP141-visible to NORTHPOWER, but not its own
+    by_time = {i["logged_at"]: i for i in items}
+    assert set(by_time) >= {"2025-05-01T10:00:00.123456Z", "2025-05-01T10:00:00.000001Z", "2025-05-01T10:00:01Z"}
+    odd = by_time["2025-05-01T10:00:01Z"]
+    assert odd["srv_title"] == "SRV 99.9 (not in the DUIS 5.x catalogue)"
+    assert odd["device_type"] == "" and odd["smets"] == "" and odd["response_code"] == "E4"
+    assert [i["logged_at"] for i in items] == sorted((i["logged_at"] for i in items), reverse=True)
+
+
+def test_window_is_from_inclusive_to_exclusive(engine, world):
+    viewer = world.viewer(P.NORTHPOWER)
+    start, end = parse_time("2025-04-02T10:00:00Z"), parse_time("2025-04-05T10:00:00Z")
+    got, rows, _ = exported(engine, viewer, start, end)
+    assert (got, rows) == item_by_item(engine, viewer, start, end)
+    assert rows == 3
+
+
+def test_a_viewer_without_user_ids_gets_the_header_only(engine, world):
+    got, rows, _ = exported(engine, Viewer("NOBODY", frozenset()))
+    assert (got, rows) == (csv_header(), 0)
+    assert got == item_by_item(engine, Viewer("NOBODY", frozenset()))[0]
+
+
+def test_a_bare_carriage_return_is_quoted(engine, world):
+    """Python's csv module before 3.11.9 left a lone CR unquoted (the row then split on
+    reading); CPython gh-67044 quotes it, as PostgreSQL's COPY does: so does the report."""
+    rid = f"{P.NP_IS}:{P.ESME_1}:400"
+    with engine.begin() as conn:
+        append_records(conn, [SatRecord(parse_time("2025-06-01T00:00:00Z"), "request", rid, "4.1.1", P.NP_IS,
+                                        P.ESME_1, "", "old mac\rline")])
+    got, _, _ = exported(engine, world.viewer(P.NORTHPOWER), parse_time("2025-06-01"), parse_time("2025-06-02"))
+    assert b',"old mac\rline"\n' in got
+    row = list(csv.reader(io.StringIO(got.decode(), newline="")))[1]
+    assert row[-1] == "old mac\rline"
+
+
+def test_large_reports_stream_in_whole_row_chunks(engine, world):
+    payload = "<x>" + "é" * 1000 + "</x>"
+    batch = [SatRecord(parse_time("2025-07-01T00:00:00Z").replace(second=n % 60, minute=n // 60 % 60,
+                                                                  hour=n // 3600), "request",
+                       f"{P.NP_IS}:{P.ESME_1}:{1000 + n}", "4.1.1", P.NP_IS, P.ESME_1, "", payload)
+             for n in range(1500)]
+    with engine.begin() as conn:
+        append_records(conn, batch)
+    viewer = world.viewer(P.NORTHPOWER)
+    got, rows, chunks = exported(engine, viewer)
+    assert got == item_by_item(engine, viewer)[0]
+    assert len(chunks) > 1 and all(c.endswith(b"\n") for c in chunks)
+    assert max(len(c) for c in chunks) < CHUNK_BYTES + 10_000  # bounded: at most a row past the mark
+
+
+@pytest.mark.parametrize("value, field", [
+    (None, ""), ("", ""), ("plain", "plain"), (7, "7"), ("a,b", '"a,b"'), ('a"b', '"a""b"'),
+    ("a\nb", '"a\nb"'), ("a\rb", '"a\rb"'), (" a ", " a "),
+])
+def test_csv_field(value, field):
+    assert csv_field(value) == field
