@@ -345,3 +345,13 @@ def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     missing = cli("load", "users", tmp_path / "nope.csv")
     assert missing.exit_code == 2
     assert "nope.csv" in missing.output
+
+
+def test_an_overlong_party_name_is_rejected_on_every_engine(cli, tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_text("user_id,party_id,party_name,role\n"
+                    f"90-B3-D5-1F-30-01-00-01,LONG,{'x' * 201},IS\n"
+                    "90-B3-D5-1F-30-01-00-02,SHORT,Short plc,IS\n")
+    result = cli("load", "users", path)
+    assert result.exit_code == 1
+    assert "loaded 1, rejected 1, skipped 0 duplicates" in result.stdout

@@ -251,3 +251,19 @@ def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engi
     assert "--rejects" in result.stderr
     assert path.read_bytes() == before
     assert count(engine, "sat_record") == 0
+
+
+def test_a_nul_in_a_payload_is_rejected_on_every_engine(cli, tmp_path):
+    """PostgreSQL text cannot hold NUL: it must be a clean reject, not a failed load."""
+    good = {"logged_at": "2025-01-01T00:00:00Z", "kind": "request", "srv": "4.1.1",
+            "request_id": "90-B3-D5-1F-30-01-00-01:00-DB-00-00-00-00-00-01:1",
+            "user_id": "90-B3-D5-1F-30-01-00-01", "device_id": "00-DB-00-00-00-00-00-01",
+            "response_code": "", "payload": "fine"}
+    bad = dict(good, request_id=good["request_id"][:-1] + "2", payload="a\x00b")
+    path = tmp_path / "nul.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    assert "loaded 1, rejected 1, skipped 0 duplicates" in result.stdout
+    reject = json.loads((tmp_path / "nul.rejects.jsonl").read_text())
+    assert reject["line"] == 2 and "NUL" in reject["reason"]

@@ -73,6 +73,8 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
         raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
     if len(payload) > MAX_PAYLOAD_CHARS:
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
+    if "\x00" in payload:  # PostgreSQL text cannot hold it, and no DUIS message contains one
+        raise InvalidValue("payload contains a NUL character")
     return logged_at, kind, request_id, srv, user_id, device_id, code, payload
 
 

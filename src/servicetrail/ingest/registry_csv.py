@@ -36,7 +36,10 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
     if len(role) > 16 or not role.isalnum():
         raise InvalidValue(f"role must be a User Role code such as IS, ED or OU: {role!r}")
     user = User(eui64(_field(row, "user_id")), _party_id(_field(row, "party_id")), role)
-    return user, _field(row, "party_name", required=False) or user.party_id
+    name = _field(row, "party_name", required=False) or user.party_id
+    if len(name) > 200 or "\x00" in name:
+        raise InvalidValue("party_name must be at most 200 characters of text")
+    return user, name
 
 
 def parse_device(row: Mapping[str, str]) -> Device:
