@@ -1,25 +1,13 @@
-"""Shaping items for the terminal and for files: CSV, JSON Lines and a streamed table."""
+"""Shaping items for the terminal and for files: JSON Lines and a streamed table.
+
+CSV reports come from store.export, which lets the database build the lines."""
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 import orjson
 
-from .domain.records import ITEM_FIELDS
-
-REPORT_FIELDS = (*ITEM_FIELDS, "payload")
-
-
-def write_csv(items: Iterable[dict[str, Any]], out: TextIO, fields: tuple[str, ...] = REPORT_FIELDS) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(fields)
-    count = 0
-    for entry in items:
-        writer.writerow(["" if entry.get(f) is None else entry.get(f) for f in fields])
-        count += 1
-    return count
 
 
 def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:

@@ -1,7 +1,7 @@
 """The own-traffic report as the engine formats it (store.export), on both engines.
 
 The report must be byte for byte the CSV that the item-by-item path gives
-(`iter_own_report` -> `domain.records.item` -> `output.write_csv`): same header, same
+(`iter_own_report` -> `domain.records.item` -> `write_csv` below): same header, same
 values, same quoting, same times; and it holds the viewer's own records only (SPEC
 section 1 rule 7), whatever else the viewer may see under MP141.
 """
@@ -15,7 +15,7 @@ import pytest
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Viewer
-from servicetrail.output import REPORT_FIELDS, write_csv
+from servicetrail.domain.records import REPORT_FIELDS
 from servicetrail.store.export import CHUNK_BYTES, csv_field, csv_header, own_report_csv
 from servicetrail.store.queries import iter_own_report
 from servicetrail.store.writer import append_records
@@ -38,6 +38,17 @@ AWKWARD_PAYLOADS = {
     "only_quote": '"',
     "xml": '<?xml version="1.0" encoding="UTF-8"?>\n<sr:Request schemaVersion="5.1">x</sr:Request>',
 }
+
+
+def write_csv(items, out, fields=REPORT_FIELDS) -> int:
+    """The reference: items as the API shows them, written by Python's csv module."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(fields)
+    count = 0
+    for entry in items:
+        writer.writerow(["" if entry.get(f) is None else entry.get(f) for f in fields])
+        count += 1
+    return count
 
 
 def _awkward_records() -> list[SatRecord]:

@@ -80,6 +80,8 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
 
 ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",
                "smets", "user_id", "user_role", "party_id", "response_code", "access")
+# a report's columns: every row is the viewer's own, so the payload is always there
+REPORT_FIELDS = (*ITEM_FIELDS, "payload")
 
 
 def item(record_id: int, logged_at: datetime, kind: str, request_id: str, srv: str | None,

@@ -4,7 +4,7 @@ The rows are those of `iter_own_report`: the statement comes from `queries._visi
 with `Scope.OWN`, the one builder every read of SAT records goes through, so rule 1
 (`visibility_sql.own_clause`) is the only rule applied and the payload join keeps its own
 guard. This module adds the time window and the order, and has the engine turn each row
-into the bytes that `domain.records.item` and `output.write_csv` would give (the tests
+into the bytes that `domain.records.item` written with Python's csv module would give (the tests
 compare the two byte for byte, on both engines). Python does no per-row work:
 
 - PostgreSQL: `COPY (SELECT ...) TO STDOUT (FORMAT csv)`: the server writes the CSV and the
@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.catalogue import CATALOGUE, srv_title
 from ..domain.visibility import Access, Scope, Viewer
-from ..output import REPORT_FIELDS
+from ..domain.records import REPORT_FIELDS
 from .limits import EXPORT_SECONDS, SearchTooBroad
 from .queries import _bounded_as, _visible_items
 from .schema import UtcDateTime, sat_record
@@ -116,12 +116,12 @@ def _catalogue():
 @lru_cache(maxsize=1)
 def postgres_statement() -> Select:
     """The report's SELECT for COPY: the columns of REPORT_FIELDS, in order, as the values
-    COPY writes the way write_csv does."""
+    COPY writes the way Python's csv module does."""
     query = _own_rows()
     col = query.selected_columns
 
     def blank_as_null(value: ColumnElement) -> ColumnElement:
-        # COPY writes an empty string as "" and only NULL as nothing; write_csv writes both
+        # COPY writes an empty string as "" and only NULL as nothing; the csv module writes both
         # as nothing, so every text column turns '' into NULL first
         return func.nullif(value, "", type_=String)
 
