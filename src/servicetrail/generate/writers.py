@@ -1,0 +1,157 @@
+"""Writers: the World as SAT and DUIS JSON Lines, as registry CSVs, or straight into the store."""
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from .registry import population
+from .stream import messages, records
+from .world import World, format_ms
+
+SAT_FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
+
+
+def sat_jsonl_lines(world: World) -> Iterator[bytes]:
+    """SAT JSON Lines (SPEC section 4), one record a line, newline included."""
+    dumps = orjson.dumps
+    for t, _, kind, rid, srv, user, device, code, doc in messages(world):
+        yield dumps({"logged_at": format_ms(t), "kind": kind, "request_id": rid, "srv": srv, "user_id": user,
+                     "device_id": device, "response_code": code,
+                     "payload": "" if kind == "acknowledgement" else doc}) + b"\n"
+
+
+def duis_jsonl_lines(world: World) -> Iterator[bytes]:
+    """A DUIS capture: {"logged_at": ..., "duis": "<sr:Request ...>"} a line, newline included."""
+    dumps = orjson.dumps
+    for m in messages(world):
+        yield dumps({"logged_at": format_ms(m[0]), "duis": m[8]}) + b"\n"
+
+
+def _write_lines(lines: Iterable[bytes], out: str | Path | IO[bytes], chunk: int = 2000) -> int:
+    count = 0
+    lines = iter(lines)
+    with (open(out, "wb") if isinstance(out, (str, Path)) else nullcontext(out)) as f:
+        while block := list(islice(lines, chunk)):
+            f.write(b"".join(block))
+            count += len(block)
+    return count
+
+
+def write_sat_jsonl(world: World, out: str | Path | IO[bytes]) -> int:
+    """Write the SAT JSON Lines form to a path or a binary stream; returns the number of records."""
+    return _write_lines(sat_jsonl_lines(world), out)
+
+
+def write_duis_jsonl(world: World, out: str | Path | IO[bytes]) -> int:
+    """Write the DUIS JSON Lines capture to a path or a binary stream; returns the number of messages."""
+    return _write_lines(duis_jsonl_lines(world), out)
+
+
+USERS_HEADER = ("user_id", "party_id", "party_name", "role")
+DEVICES_HEADER = ("device_id", "device_type", "smets")
+RESPONSIBILITIES_HEADER = ("device_id", "party_id", "relation", "valid_from", "valid_to")
+
+
+def user_rows(world: World) -> Iterator[tuple[str, str, str, str]]:
+    """Rows of users.csv: user_id, party_id, party_name, role."""
+    for p in population(world).parties:
+        for role, ids in p.roles.items():
+            for uid in ids:
+                yield uid, p.party_id, p.name, role
+
+
+def device_rows(world: World) -> Iterator[tuple[str, str, str]]:
+    """Rows of devices.csv: device_id, device_type, smets."""
+    for d in population(world).devices:
+        yield d.device_id, d.device_type, str(d.smets)
+
+
+def responsibility_rows(world: World) -> Iterator[tuple[str, str, str, str, str]]:
+    """Rows of responsibilities.csv: device_id, party_id, relation, valid_from, valid_to ('' = open)."""
+    for r in population(world).responsibilities():
+        yield (r.device_id, r.party_id, r.relation, r.valid_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
+               r.valid_to.strftime("%Y-%m-%dT%H:%M:%SZ") if r.valid_to else "")
+
+
+def write_registry(world: World, folder: str | Path) -> dict[str, Path]:
+    """users.csv, devices.csv and responsibilities.csv in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, header, rows in (("users.csv", USERS_HEADER, user_rows(world)),
+                               ("devices.csv", DEVICES_HEADER, device_rows(world)),
+                               ("responsibilities.csv", RESPONSIBILITIES_HEADER, responsibility_rows(world))):
+        path = folder / name
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rows)
+        written[name] = path
+    return written
+
+
+def write_world(world: World, folder: str | Path, *, sat: bool = True, duis: bool = False) -> dict[str, Path]:
+    """The registry CSVs plus `sat.jsonl` (and `duis.jsonl` when asked) in `folder`."""
+    written = write_registry(world, folder)
+    if sat:
+        written["sat.jsonl"] = Path(folder) / "sat.jsonl"
+        write_sat_jsonl(world, written["sat.jsonl"])
+    if duis:
+        written["duis.jsonl"] = Path(folder) / "duis.jsonl"
+        write_duis_jsonl(world, written["duis.jsonl"])
+    return written
+
+
+# ==================================================================== straight into the store
+
+@dataclass
+class LoadCounts:
+    users: int = 0
+    devices: int = 0
+    responsibilities: int = 0
+    records: int = 0
+    duplicates: int = 0
+
+
+def load_into(engine: Any, world: World, batch: int = 5000,
+              progress: Callable[[int], None] | None = None) -> LoadCounts:
+    """Write the World into the store through the store writers, one transaction per batch.
+
+    Idempotent like every loader: loading the same World again adds nothing.
+    `progress`, if given, is called with the number of SAT records appended after each batch.
+    """
+    from ..store.writer import Outcome, append_records, load_device, load_responsibility, load_user
+
+    pop = population(world)
+    counts = LoadCounts()
+    names = {p.party_id: p.name for p in pop.parties}
+    for chunk in _chunks(pop.users, batch):
+        with engine.begin() as conn:
+            counts.users += sum(load_user(conn, u, names[u.party_id]) is Outcome.LOADED for u in chunk)
+    for chunk in _chunks(pop.devices, batch):
+        with engine.begin() as conn:
+            counts.devices += sum(load_device(conn, d) is Outcome.LOADED for d in chunk)
+    for chunk in _chunks(pop.responsibilities(), batch):
+        with engine.begin() as conn:
+            counts.responsibilities += sum(load_responsibility(conn, r) is Outcome.LOADED for r in chunk)
+    for chunk in _chunks(records(world), batch):
+        with engine.begin() as conn:
+            loaded, duplicates = append_records(conn, chunk)
+        counts.records += loaded
+        counts.duplicates += duplicates
+        if progress:
+            progress(len(chunk))
+    return counts
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while block := list(islice(it, size)):
+        yield block
