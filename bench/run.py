@@ -217,6 +217,25 @@ def bench_ingest(store: Store, files: dict[str, Path], n: int) -> tuple[dict, st
             "reingest_s": round(again, 1), "reingest_summary": redo.stdout.strip()}, url
 
 
+def build_store(store: Store, n: int) -> tuple[dict, str]:
+    """The same world (seed 2025) loaded by `servicetrail generate --into-store`, with no
+    SAT JSONL file on disk: ten million records with DUIS-sized payloads need about 16 GB as a
+    file, and the ingest figures do not change with the store's size (see BENCHMARKS.md)."""
+    url = store.fresh("search")
+    open_store(url).dispose()
+    wall, rss, done = timed_child([BIN, "--db", url, "generate", "--records", str(n), "--seed", "2025",
+                                   "--into-store"])
+    if done.returncode != 0:
+        raise SystemExit(f"generate --into-store failed: {done.stderr[-500:]}")
+    if store.kind == "postgresql":
+        conn = store.raw(url)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")  # as autovacuum would have, over hours of real traffic
+        conn.close()
+    return {"records": n, "rows_s": round(n / wall), "seconds": round(wall), "peak_rss_mb": rss,
+            "summary": done.stdout.strip()}, url
+
+
 def bench_duis(store: Store, files: dict[str, Path]) -> dict:
     url = store.fresh("duis")
     load_registry(url, files)
@@ -313,8 +332,9 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
     tokens = {}
     with engine.begin() as conn:
         for party in {p for p, _, _ in ordinary + busy}:
-            create_account(conn, f"bench_{party.lower()}", party, "benchmark password 1")
-            tokens[party] = create_token(conn, f"bench_{party.lower()}")
+            username = f"bench{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            create_account(conn, username, party, "benchmark password 1")
+            tokens[party] = create_token(conn, username)
     engine.dispose()
     proc, base = serve(url, workers)
     results = {}
@@ -389,6 +409,21 @@ def bench_export(store: Store, url: str) -> dict:
 
 # ------------------------------------------------------------------ main
 
+def measure_existing(a: argparse.Namespace) -> int:
+    """Search and export on a store that is already loaded, e.g. one that
+    `servicetrail generate --into-store` built: for trying a change without reloading."""
+    kind = "postgresql" if a.store.startswith("postgres") else "sqlite"
+    store = Store(kind, Path(tempfile.mkdtemp(prefix="servicetrail-bench-")))
+    skip = set(filter(None, a.skip.split(",")))
+    result: dict = {}
+    if "search" not in skip:
+        result["search"] = bench_search(store, a.store, a.clients, a.searches, a.workers)
+    if "export" not in skip:
+        result["export"] = bench_export(store, a.store)
+    print(json.dumps({kind: result}, indent=2))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -399,21 +434,28 @@ def main() -> int:
     ap.add_argument("--searches", type=int, default=2000, help="requests per client")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--store", default=None,
+                    help="measure search and export on this existing store (no generation, no ingest)")
     a = ap.parse_args()
+    if a.store:
+        return measure_existing(a)
     if a.quick:
         a.records, a.searches = 200_000, 500
     skip = set(filter(None, a.skip.split(",")))
     work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"generating {a.records} records in {work} ...", file=sys.stderr)
-    world = World(n_records=a.records, seed=2025)
-    written = write_world(world, work, sat=True, duis=False)
-    files = {"users": written["users.csv"], "devices": written["devices.csv"],
-             "responsibilities": written["responsibilities.csv"], "sat": written["sat.jsonl"]}
-    duis_written = write_world(World(n_records=min(a.records, 100_000), seed=2026), work / "duis",
-                               sat=False, duis=True)
-    duis_files = {"users": duis_written["users.csv"], "devices": duis_written["devices.csv"],
-                  "responsibilities": duis_written["responsibilities.csv"], "duis": duis_written["duis.jsonl"]}
+    files: dict[str, Path] = {}
+    if "ingest" not in skip:
+        print(f"generating {a.records} records in {work} ...", file=sys.stderr)
+        written = write_world(World(n_records=a.records, seed=2025), work, sat=True, duis=False)
+        files = {"users": written["users.csv"], "devices": written["devices.csv"],
+                 "responsibilities": written["responsibilities.csv"], "sat": written["sat.jsonl"]}
+    duis_files: dict[str, Path] = {}
+    if "duis" not in skip:
+        duis_written = write_world(World(n_records=min(a.records, 100_000), seed=2026), work / "duis",
+                                   sat=False, duis=True)
+        duis_files = {"users": duis_written["users.csv"], "devices": duis_written["devices.csv"],
+                      "responsibilities": duis_written["responsibilities.csv"], "duis": duis_written["duis.jsonl"]}
     report: dict = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
                     "when": datetime.now(UTC).isoformat(timespec="seconds"), "records": a.records}
     pg = None
@@ -423,8 +465,12 @@ def main() -> int:
             pg = PgServer().start()
         store = Store(kind, work, pg)
         result: dict = {}
-        print(f"[{kind}] ingest ...", file=sys.stderr)
-        result["ingest"], url = bench_ingest(store, files, a.records)
+        if "ingest" in skip:  # the store for search and export, built by the generator itself
+            print(f"[{kind}] generate --into-store ...", file=sys.stderr)
+            result["generate_into_store"], url = build_store(store, a.records)
+        else:
+            print(f"[{kind}] ingest ...", file=sys.stderr)
+            result["ingest"], url = bench_ingest(store, files, a.records)
         if "duis" not in skip:
             print(f"[{kind}] DUIS ingest ...", file=sys.stderr)
             result["duis"] = bench_duis(store, duis_files)

@@ -187,3 +187,32 @@ def test_times_before_year_1000_keep_their_order_in_the_store(world: World) -> N
         oldest = get_visible(conn, world.viewer(WIRESCO), everything[-1])
     assert oldest["logged_at"] == "0999-06-01T00:00:00Z"  # oldest, so last
     assert walk(world, WIRESCO, Search(scope=Scope.OWN), 1) == everything
+
+
+def device_pages(world: World, viewer, search: Search) -> list[tuple[int, str]]:
+    got, cursor = [], None
+    with world.engine.connect() as conn:
+        while True:
+            items, cursor = search_page(conn, viewer, search, 2, cursor)
+            got += [(i["id"], i["access"]) for i in items]
+            if cursor is None:
+                return got
+
+
+@pytest.mark.parametrize("party", [NORTHPOWER, SOUTHENERGY, WIRESCO, LOOKER])
+@pytest.mark.parametrize("scope", list(Scope))
+def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_answer(
+        world: World, party: str, scope: Scope, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Party with more User IDs (or Responsibility ranges on the device) than the
+    interval-first form takes branches for is answered by the general form, with the
+    same rows, in the same order, on every engine."""
+    viewer = world.viewer(party)
+    search = Search(device_id=ESME_1, scope=scope)
+    usual = device_pages(world, viewer, search)
+    # User IDs that sent nothing change no answer, but push the Party past the branch limit
+    crowded = replace(viewer, user_ids=viewer.user_ids | {f"00-00-00-00-00-00-00-{n:02X}" for n in range(9)})
+    assert device_pages(world, crowded, search) == usual
+    monkeypatch.setattr("servicetrail.store.queries.MAX_RANGE_BRANCHES", 0)
+    assert device_pages(world, viewer, search) == usual
+    if scope is Scope.ALL:
+        assert usual, "the persona world shows each of these parties something on ESME_1"

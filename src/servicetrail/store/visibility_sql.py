@@ -19,6 +19,7 @@ Two forms of the same rule:
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, exists, literal, or_, select
@@ -97,8 +98,11 @@ def access_column() -> ColumnElement[str]:
 
 # --- the interval-first form, for a search of one device ------------------------------
 
+@lru_cache(maxsize=1)
 def intervals_query():
-    """The Responsibility intervals of one device held by the viewer (any relation): the
+    """Built once (the driver-level pipeline that sends it compiles it once per object).
+
+    The Responsibility intervals of one device held by the viewer (any relation): the
     only ones rule 3 can grant by, for that device."""
     r = responsibility.c
     return select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to).where(
