@@ -6,7 +6,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import FromClause, Integer, Select, and_, bindparam, case, false, null, or_, select, text, union_all
+from sqlalchemy import (ColumnElement, FromClause, Integer, Select, and_, bindparam, case, false, null, or_, select, text,
+                        union_all)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -62,25 +63,39 @@ def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
 # parameters, and executed with the values: building them per request cost more than the
 # query itself, and a stable structure lets SQLAlchemy reuse its compiled SQL.
 
-def _item_columns() -> list:
-    return [s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, device.c.device_type, device.c.smets,
-            s.user_id, dcc_user.c.role, dcc_user.c.party_id, s.response_code, access_column().label("access"),
-            sat_payload.c.payload]
+def _item_columns(with_payload: bool = True) -> list:
+    columns = [s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, device.c.device_type, device.c.smets,
+               s.user_id, dcc_user.c.role, dcc_user.c.party_id, s.response_code, access_column().label("access")]
+    return columns + [sat_payload.c.payload] if with_payload else columns
 
 
-def _with_item_joins(base: FromClause) -> FromClause:
-    return (
-        base.outerjoin(device, device.c.device_id == s.device_id)
-        .outerjoin(dcc_user, dcc_user.c.user_id == s.user_id)
-        # the payload join is itself guarded by rule 1: no path reads another User's payload
-        .outerjoin(sat_payload, and_(sat_payload.c.record_id == s.id, sat_payload.c.logged_at == s.logged_at,
-                                     sat_payload.c.device_id == s.device_id, own_clause()))
-    )
+def _with_item_joins(base: FromClause, with_payload: bool = True) -> FromClause:
+    joined = (base.outerjoin(device, device.c.device_id == s.device_id)
+              .outerjoin(dcc_user, dcc_user.c.user_id == s.user_id))
+    if not with_payload:
+        return joined
+    # the payload join is itself guarded by rule 1: no path reads another User's payload
+    return joined.outerjoin(sat_payload, and_(sat_payload.c.record_id == s.id, sat_payload.c.logged_at == s.logged_at,
+                                              sat_payload.c.device_id == s.device_id, own_clause()))
 
 
-def _visible_items(scope: Scope = Scope.ALL) -> Select:
-    """The only way to select SAT records: filtered by the rule, shaped as items."""
-    return select(*_item_columns()).select_from(_with_item_joins(sat_record)).where(visible_clause(scope))
+def _visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select:
+    """The only way to select SAT records: filtered by the rule, shaped as items (without the
+    payload column when the caller reads payloads itself, through `own_payload`)."""
+    return (select(*_item_columns(with_payload)).select_from(_with_item_joins(sat_record, with_payload))
+            .where(visible_clause(scope)))
+
+
+def own_payload(rows: FromClause) -> ColumnElement:
+    """The payload of each of `rows` (records selected through `_visible_items`), read only
+    where rule 1 holds: a correlated read per row, so payloads are fetched for the rows a
+    caller keeps, after its filtering and sorting, never for other Users' rows."""
+    c = rows.c
+    payload = (select(sat_payload.c.payload)
+               .where(sat_payload.c.record_id == c.id, sat_payload.c.logged_at == c.logged_at,
+                      sat_payload.c.device_id == c.device_id)
+               .scalar_subquery())
+    return case((ClauseAdapter(rows).traverse(own_clause()), payload), else_=null())
 
 
 Shape = tuple[bool, bool, bool, bool, bool, bool]  # device, request, srvs, kinds, from, to
@@ -164,16 +179,10 @@ def _device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branche
     candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
     c = candidate.c
     on_candidate = ClauseAdapter(candidate).traverse  # the rule's own clauses, read off the candidates
-    own = on_candidate(own_clause())
-    payload = (select(sat_payload.c.payload)
-               .where(sat_payload.c.record_id == c.id, sat_payload.c.logged_at == c.logged_at,
-                      sat_payload.c.device_id == c.device_id)
-               .scalar_subquery())
     query = (
         select(c.id, c.logged_at, c.kind, c.request_id, c.srv, c.device_id, device.c.device_type, device.c.smets,
                c.user_id, dcc_user.c.role, dcc_user.c.party_id, c.response_code,
-               on_candidate(access_column()).label("access"),
-               case((own, payload), else_=null()).label("payload"))  # rule 1 again: no other User's payload
+               on_candidate(access_column()).label("access"), own_payload(candidate).label("payload"))
         .select_from(candidate.outerjoin(device, device.c.device_id == c.device_id)
                      .outerjoin(dcc_user, dcc_user.c.user_id == c.user_id))
         .where(on_candidate(visible_clause(scope)))
