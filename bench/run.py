@@ -324,6 +324,43 @@ def serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("server did not start")
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def cpu_split(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server (its worker processes), the database server's
+    processes (PostgreSQL; SQLite runs inside the server) and this benchmark's clients."""
+    server = sum(_cpu_seconds(p) for p in [server_pid, *_descendants(server_pid)])
+    database = 0.0
+    for status in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if status.read_text().strip() == "postgres":
+                database += _cpu_seconds(int(status.parent.name))
+        except OSError:
+            continue
+    children = os.times()
+    return {"server": server, "database": database, "clients": children.children_user + children.children_system}
+
+
 def bench_search(store: Store, url: str, clients: int, per_client: int, workers: int) -> dict:
     from servicetrail.store.accounts import create_account, create_token
     rng = random.Random(5)
@@ -345,10 +382,12 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
             plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, _, d in targets]
             _client((base, plan[:20], 0))  # warm up
             shares = [[rng.choice(plan) for _ in range(per_client)] for _ in range(clients)]
+            cpu_before = cpu_split(proc.pid)
             start = time.perf_counter()
             with ProcessPoolExecutor(clients) as pool:
                 latencies = [x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part]
             wall = time.perf_counter() - start
+            cpu_after = cpu_split(proc.pid)
             solo = _client((base, [rng.choice(plan) for _ in range(300)], 0))
             results[label] = {
                 "requests": len(latencies), "clients": clients,
@@ -356,6 +395,10 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
                 "p99_ms": round(pct(latencies, 99), 2), "requests_s": round(len(latencies) / wall),
                 "one_client_p50_ms": round(pct(solo, 50), 2), "one_client_p95_ms": round(pct(solo, 95), 2),
                 "floor": floor_search(store, url, targets),
+                # where two cores' worth of CPU went, per request: 2000 ms / their sum is the
+                # most requests/s this machine can serve, before any waiting
+                "cpu_ms_per_request": {part: round((cpu_after[part] - cpu_before[part]) * 1000 / len(latencies), 2)
+                                       for part in cpu_after},
             }
     finally:
         proc.terminate()

@@ -36,8 +36,8 @@ def parse_time(value: str) -> datetime:
 
 def format_time(value: datetime) -> str:
     """UTC, `Z`-suffixed, microseconds only when there are some."""
-    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    year = f"{value.year:04d}"  # strftime's %Y does not pad years before 1000; ISO-8601 does
-    if value.microsecond:
-        return year + value.strftime("-%m-%dT%H:%M:%S.%fZ")
-    return year + value.strftime("-%m-%dT%H:%M:%SZ")
+    if value.utcoffset():  # naive times are UTC already, as are most aware ones
+        value = value.astimezone(UTC)
+    # isoformat pads the year to four digits and leaves out zero microseconds, as wanted,
+    # in a quarter less time than strftime: this runs for every item of every page
+    return value.replace(tzinfo=None).isoformat() + "Z"
