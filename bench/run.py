@@ -505,7 +505,9 @@ def main() -> int:
     for kind in a.engines.split(","):
         if kind == "postgresql" and pg is None:
             from tests.pg_server import PgServer
-            pg = PgServer().start()
+            # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for a
+            # dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
+            pg = PgServer(shared_buffers="4GB").start()
         store = Store(kind, work, pg)
         result: dict = {}
         if "ingest" in skip:  # the store for search and export, built by the generator itself

@@ -33,7 +33,8 @@ def _free_port() -> int:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, shared_buffers: str = "128MB") -> None:
+        self.shared_buffers = shared_buffers  # tests: small; benchmarks: as a tuned server would
         self.bin = _bin_dir()
         self.folder = Path(tempfile.mkdtemp(prefix="servicetrail-pg-"))
         self.data = self.folder / "data"
@@ -54,7 +55,7 @@ class PgServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync", "--locale=C")
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB")
+                   f"-c full_page_writes=off -c max_connections=200 -c shared_buffers={self.shared_buffers}")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
         return self
 
