@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from .. import __version__
-from . import api, errors
+from . import api, errors, html
 from .headers import SecurityHeaders
 
 
@@ -21,12 +21,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.viewers = api.ViewerCache()  # per process: see api.TOKEN_CACHE_SECONDS
     errors.install(app)
     app.include_router(api.router)
-    try:
-        from . import html
-    except ImportError:  # the screens are optional while they are being built
-        html = None
-    if html is not None:
-        html.install(app)
+    html.install(app)
     app.add_middleware(SecurityHeaders)
     return app
 
