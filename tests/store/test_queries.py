@@ -216,3 +216,17 @@ def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_a
     assert device_pages(world, viewer, search) == usual
     if scope is Scope.ALL:
         assert usual, "the persona world shows each of these parties something on ESME_1"
+
+
+def test_a_driver_without_pipeline_mode_gives_the_same_device_search(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL sends BEGIN, the viewer's settings and the Responsibility read in one
+    pipeline; a libpq without pipeline mode sends them one by one, with the same answer."""
+    import psycopg
+
+    viewer = world.viewer(WIRESCO)
+    search = Search(device_id=ESME_1)
+    pipelined = device_pages(world, viewer, search)
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    assert device_pages(world, viewer, search) == pipelined
+    assert pipelined

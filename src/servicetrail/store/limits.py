@@ -5,7 +5,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
@@ -70,7 +70,8 @@ def _pipelined(conn: Connection, settings_sql: str, settings: dict[str, str],
     """The settings (and the prefetch) through the driver, in one pipeline. SQLAlchemy's next
     statement joins the transaction this opens, and its COMMIT (or the pool's ROLLBACK) ends it."""
     driver = conn.connection.driver_connection
-    with driver.pipeline():
+    # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
+    with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
         driver.execute(settings_sql, settings)
         if prefetch is None:
             return None
