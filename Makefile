@@ -1,5 +1,5 @@
 # The two commands a newcomer needs:  make demo   and   make test
-.PHONY: demo test serve bench contract clean
+.PHONY: demo test serve bench bench-full contract clean
 
 demo:        ## build a realistic demo SAT on SQLite and serve it on http://127.0.0.1:8000
 	@scripts/bootstrap
@@ -15,9 +15,15 @@ contract:    ## the shared contract check, CLI and API, on SQLite
 	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via cli --duis-samples ../shared/duis/samples
 	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via api --duis-samples ../shared/duis/samples
 
-bench:       ## the benchmarks of BENCHMARKS.md (quick size; see bench/README.md)
+bench:       ## the benchmarks of BENCHMARKS.md at a quick size (minutes)
 	@scripts/bootstrap
 	.venv/bin/python bench/run.py --quick
+
+bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 45 minutes, 50 GB of disk)
+	@scripts/bootstrap
+	.venv/bin/python bench/run.py --records 1000000
+	.venv/bin/python bench/run.py --records 10000000 --skip ingest,duis
+	.venv/bin/python bench/demo_search.py
 
 clean:
 	rm -rf .venv demo.db demo.db-* test-artifacts .pytest_cache

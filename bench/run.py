@@ -10,7 +10,7 @@ Measures, per engine: SAT JSONL ingest (rows/s, peak memory) through `servicetra
 vs raw bulk insert of the same rows; DUIS capture ingest (messages/s); device search through
 HTTP (`servicetrail serve`, concurrent clients: p50/p95/p99, requests/s) vs the raw SQL of
 the MP141 predicate; own-report export through `servicetrail report own` vs raw cursor+csv
-(SQLite) or COPY TO STDOUT (PostgreSQL). Results go to stdout and bench/out/results.json.
+(SQLite) or COPY TO STDOUT (PostgreSQL). Results go to stdout and bench/out/results-N.json.
 """
 from __future__ import annotations
 
@@ -536,8 +536,9 @@ def main() -> int:
         pg.stop()
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2))
-    print(f"written {out / 'results.json'}", file=sys.stderr)
+    written = out / f"results-{a.records}.json"  # one file per size: bench-full runs two
+    written.write_text(json.dumps(report, indent=2))
+    print(f"written {written}", file=sys.stderr)
     return 0
 
 
