@@ -20,6 +20,7 @@ import io
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -457,6 +458,28 @@ def bench_export(store: Store, url: str) -> dict:
 
 # ------------------------------------------------------------------ main
 
+def measure_engine(store: Store, a: argparse.Namespace, skip: set[str], files: dict[str, Path],
+                   duis_files: dict[str, Path]) -> dict:
+    kind = store.kind
+    result: dict = {}
+    if "ingest" in skip:  # the store for search and export, built by the generator itself
+        print(f"[{kind}] generate --into-store ...", file=sys.stderr)
+        result["generate_into_store"], url = build_store(store, a.records)
+    else:
+        print(f"[{kind}] ingest ...", file=sys.stderr)
+        result["ingest"], url = bench_ingest(store, files, a.records)
+    if "duis" not in skip:
+        print(f"[{kind}] DUIS ingest ...", file=sys.stderr)
+        result["duis"] = bench_duis(store, duis_files)
+    if "search" not in skip:
+        print(f"[{kind}] HTTP device search ...", file=sys.stderr)
+        result["search"] = bench_search(store, url, a.clients, a.searches, a.workers)
+    if "export" not in skip:
+        print(f"[{kind}] own-report export ...", file=sys.stderr)
+        result["export"] = bench_export(store, url)
+    return result
+
+
 def measure_existing(a: argparse.Namespace) -> int:
     """Search and export on a store that is already loaded, e.g. one that
     `servicetrail generate --into-store` built: for trying a change without reloading."""
@@ -507,33 +530,22 @@ def main() -> int:
     report: dict = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
                     "when": datetime.now(UTC).isoformat(timespec="seconds"), "records": a.records}
     pg = None
-    for kind in a.engines.split(","):
-        if kind == "postgresql" and pg is None:
-            from tests.pg_server import PgServer
-            # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for a
-            # dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
-            pg = PgServer(shared_buffers="4GB").start()
-        store = Store(kind, work, pg)
-        result: dict = {}
-        if "ingest" in skip:  # the store for search and export, built by the generator itself
-            print(f"[{kind}] generate --into-store ...", file=sys.stderr)
-            result["generate_into_store"], url = build_store(store, a.records)
-        else:
-            print(f"[{kind}] ingest ...", file=sys.stderr)
-            result["ingest"], url = bench_ingest(store, files, a.records)
-        if "duis" not in skip:
-            print(f"[{kind}] DUIS ingest ...", file=sys.stderr)
-            result["duis"] = bench_duis(store, duis_files)
-        if "search" not in skip:
-            print(f"[{kind}] HTTP device search ...", file=sys.stderr)
-            result["search"] = bench_search(store, url, a.clients, a.searches, a.workers)
-        if "export" not in skip:
-            print(f"[{kind}] own-report export ...", file=sys.stderr)
-            result["export"] = bench_export(store, url)
-        report[kind] = result
-        print(json.dumps({kind: result}, indent=2))
-    if pg is not None:
-        pg.stop()
+    try:
+        for kind in a.engines.split(","):
+            if kind == "postgresql" and pg is None:
+                from tests.pg_server import PgServer
+                # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for
+                # a dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
+                pg = PgServer(shared_buffers="4GB").start()
+            report[kind] = measure_engine(Store(kind, work, pg), a, skip, files, duis_files)
+            print(json.dumps({kind: report[kind]}, indent=2))
+            for stale in work.glob("*.db*"):  # 22 GB at 10M: gone before the next engine's store
+                stale.unlink()
+    finally:
+        if pg is not None:
+            pg.stop()
+        if a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     written = out / f"results-{a.records}.json"  # one file per size: bench-full runs two
