@@ -19,7 +19,7 @@ bench:       ## the benchmarks of BENCHMARKS.md at a quick size (minutes)
 	@scripts/bootstrap
 	.venv/bin/python bench/run.py --quick
 
-bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 45 minutes, 50 GB of disk)
+bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 45 minutes, 30 GB of free disk)
 	@scripts/bootstrap
 	.venv/bin/python bench/run.py --records 1000000
 	.venv/bin/python bench/run.py --records 10000000 --skip ingest,duis
