@@ -17,10 +17,12 @@ contract:    ## the shared contract check, CLI and API, on SQLite
 
 bench:       ## the benchmarks of BENCHMARKS.md at a quick size (minutes)
 	@scripts/bootstrap
+	@scripts/system-deps
 	.venv/bin/python bench/run.py --quick
 
 bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 45 minutes, 30 GB of free disk)
 	@scripts/bootstrap
+	@scripts/system-deps
 	.venv/bin/python bench/run.py --records 1000000
 	.venv/bin/python bench/run.py --records 10000000 --skip ingest,duis
 	.venv/bin/python bench/demo_search.py
