@@ -20,7 +20,7 @@ bench:       ## the benchmarks of BENCHMARKS.md at a quick size (minutes)
 	@scripts/system-deps
 	.venv/bin/python bench/run.py --quick
 
-bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 45 minutes, 30 GB of free disk)
+bench-full:  ## every figure of BENCHMARKS.md: 1M records, then 10M (about 35 minutes, 30 GB of free disk)
 	@scripts/bootstrap
 	@scripts/system-deps
 	.venv/bin/python bench/run.py --records 1000000
