@@ -2,8 +2,8 @@
 
 The rows are those of `iter_own_report`: the statement comes from `queries._visible_items`
 with `Scope.OWN`, the one builder every read of SAT records goes through, so rule 1
-(`visibility_sql.own_clause`) is the only rule applied and the payload join keeps its own
-guard. This module adds the time window and the order, and has the engine turn each row
+(`visibility_sql.own_clause`) is the only rule applied, and the payload read (the join on
+SQLite, `queries.own_payload` after the sort on PostgreSQL) keeps its own guard. This module adds the time window and the order, and has the engine turn each row
 into the bytes that `domain.records.item` written with Python's csv module would give (the tests
 compare the two byte for byte, on both engines). Python does no per-row work:
 
