@@ -3,9 +3,10 @@
 The rows are those of `iter_own_report`: the statement comes from `queries._visible_items`
 with `Scope.OWN`, the one builder every read of SAT records goes through, so rule 1
 (`visibility_sql.own_clause`) is the only rule applied, and the payload read (the join on
-SQLite, `queries.own_payload` after the sort on PostgreSQL) keeps its own guard. This module adds the time window and the order, and has the engine turn each row
-into the bytes that `domain.records.item` written with Python's csv module would give (the tests
-compare the two byte for byte, on both engines). Python does no per-row work:
+SQLite, `queries.own_payload` after the sort on PostgreSQL) keeps its own guard. This
+module adds the time window and the order, and has the engine turn each row into the bytes
+that `domain.records.item` written with Python's csv module would give (the tests compare
+the two byte for byte, on both engines). Python does no per-row work:
 
 - PostgreSQL: `COPY (SELECT ...) TO STDOUT (FORMAT csv)`: the server writes the CSV and the
   bytes are passed on in large chunks (storage notes: 300-600k rows/s, against 80k for a
