@@ -76,22 +76,23 @@ def _pipelined(conn: Connection, settings_sql: str, settings: dict[str, str],
         if prefetch is None:
             return None
         statement, values = prefetch
-        compiled = _compiled(statement, conn.dialect)
+        compiled, processors = _compiled(statement, conn.dialect)
         cursor = driver.execute(compiled.string, {name: values[name] for name in compiled.params})
-    processors = [column.type.result_processor(conn.dialect, None) for column in statement.selected_columns]
     return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
 
 
-_compiled_statements: dict[tuple[int, str], Any] = {}
+_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list]] = {}
 
 
-def _compiled(statement: Executable, dialect: Any) -> Any:
-    """Compiled once per statement object: callers pass statements they build once, and the
-    identity check (and the bound) keep a caller that does not from being wrong or costly."""
+def _compiled(statement: Executable, dialect: Any) -> tuple[Any, list]:
+    """The SQL and the result processors (UTC times, ...), made once per statement object:
+    callers pass statements they build once, and the identity check (and the bound) keep a
+    caller that does not from being wrong or costly."""
     key = (id(statement), dialect.name)
     found = _compiled_statements.get(key)
     if found is None or found[0] is not statement:
         if len(_compiled_statements) >= 64:
             _compiled_statements.clear()
-        found = _compiled_statements[key] = (statement, statement.compile(dialect=dialect))
-    return found[1]
+        processors = [column.type.result_processor(dialect, None) for column in statement.selected_columns]
+        found = _compiled_statements[key] = (statement, statement.compile(dialect=dialect), processors)
+    return found[1], found[2]
