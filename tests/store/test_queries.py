@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.domain.search import MAX_PAGE, Cursor, Search
 from servicetrail.domain.times import parse_time
-from servicetrail.domain.visibility import Scope
+from servicetrail.domain.visibility import Scope, Viewer
 from servicetrail.store.limits import SearchTooBroad, time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
@@ -23,20 +23,23 @@ def world(engine: Engine) -> World:
     return load_personas(engine)
 
 
-def walk(world: World, party: str, search: Search, limit: int) -> list[int]:
-    """Every page, following next_cursor (through its encoded form, as a client would)."""
-    viewer = world.viewer(party)
-    out: list[int] = []
+def pages(world: World, viewer: Viewer, search: Search, limit: int) -> list[dict]:
+    """Every page's items, following next_cursor (through its encoded form, as a client would)."""
+    out: list[dict] = []
     cursor = None
     with world.engine.connect() as conn:
         for _ in range(1000):
             items, cursor = search_page(conn, viewer, search, limit, cursor)
             assert len(items) <= limit
-            out += [i["id"] for i in items]
+            out += items
             if cursor is None:
                 return out
             cursor = Cursor.decode(cursor.encode())
     raise AssertionError("pagination did not end")
+
+
+def walk(world: World, party: str, search: Search, limit: int) -> list[int]:
+    return [i["id"] for i in pages(world, world.viewer(party), search, limit)]
 
 
 def key(world: World, record_id: int) -> tuple[datetime, int]:
@@ -189,14 +192,8 @@ def test_times_before_year_1000_keep_their_order_in_the_store(world: World) -> N
     assert walk(world, WIRESCO, Search(scope=Scope.OWN), 1) == everything
 
 
-def device_pages(world: World, viewer, search: Search) -> list[tuple[int, str]]:
-    got, cursor = [], None
-    with world.engine.connect() as conn:
-        while True:
-            items, cursor = search_page(conn, viewer, search, 2, cursor)
-            got += [(i["id"], i["access"]) for i in items]
-            if cursor is None:
-                return got
+def device_pages(world: World, viewer: Viewer, search: Search) -> list[tuple[int, str]]:
+    return [(i["id"], i["access"]) for i in pages(world, viewer, search, 2)]
 
 
 @pytest.mark.parametrize("party", [NORTHPOWER, SOUTHENERGY, WIRESCO, LOOKER])
