@@ -85,10 +85,10 @@ def _unknown_srv_label() -> tuple[str, str]:
     return prefix, suffix
 
 
-def _own_rows() -> Select:
+def _own_rows(with_payload: bool = True) -> Select:
     """The rows of the report: the viewer's own records in [time_from, time_to), as
     `iter_own_report` selects them (each engine's statement adds the columns and the order)."""
-    return _visible_items(Scope.OWN).where(
+    return _visible_items(Scope.OWN, with_payload).where(
         s.logged_at >= bindparam("time_from", type_=UtcDateTime),
         s.logged_at < bindparam("time_to", type_=UtcDateTime))
 
@@ -123,12 +123,10 @@ def postgres_statement() -> Select:
     sorting whole rows, payloads and all (~1.9 KB each), spilled ~100 MB to disk for a
     78k-row report, and made the sort carry every payload through it."""
     catalogue = _catalogue()
-    narrow = (_newest_first(_visible_items(Scope.OWN, with_payload=False).where(
-        s.logged_at >= bindparam("time_from", type_=UtcDateTime),
-        s.logged_at < bindparam("time_to", type_=UtcDateTime)))
-        .outerjoin(catalogue, catalogue.c.srv == s.srv)
-        .add_columns(catalogue.c.title.label("catalogue_title"))
-        .subquery("own_row"))
+    narrow = (_newest_first(_own_rows(with_payload=False))
+              .outerjoin(catalogue, catalogue.c.srv == s.srv)
+              .add_columns(catalogue.c.title.label("catalogue_title"))
+              .subquery("own_row"))
     col = narrow.c
 
     def blank_as_null(value: ColumnElement) -> ColumnElement:
