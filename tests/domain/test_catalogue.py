@@ -52,3 +52,32 @@ def test_search_srvs_by_number_and_words() -> None:
     family = search_srvs("4.1")
     assert {"4.1.1", "4.1.2", "4.1.3", "4.1.4"} <= set(family)
     assert all(s.startswith("4.1.") for s in family)
+
+
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"
+
+
+def test_every_title_uses_the_ascii_hyphen_and_single_spaces() -> None:
+    for s in CATALOGUE.values():
+        assert not set(s.title) & set(DASHES), s.srv
+        assert s.title == " ".join(s.title.split()), s.srv
+    # DUIS wrote these two with an en dash and their siblings with a hyphen
+    assert srv_title("8.14.3") == "Communications Hub Status Update - Fault Return"
+    assert srv_title("8.14.1") == "Communications Hub Status Update - Install Success"
+
+
+def test_a_title_is_found_whatever_dash_case_or_spacing_the_analyst_types() -> None:
+    fault_returns = {"8.14.3", "8.14.4"}
+    for dash in "-" + DASHES:
+        for typed in (f"Status Update {dash} Fault Return", f"status update{dash}fault return",
+                      f"STATUS  UPDATE {dash}FAULT RETURN"):
+            assert set(search_srvs(typed)) == {"8.14.3"}, typed
+        assert set(search_srvs(f"update {dash} install")) == {"8.14.1", "8.14.2"}, dash
+    assert set(search_srvs("fault return")) == fault_returns
+    # a hyphen inside a word is folded the same way on both sides
+    assert search_srvs("pre–notification") == search_srvs("Pre-notification") != []
+
+
+def test_title_search_matches_nothing_it_should_not() -> None:
+    assert search_srvs("Status Update - Nothing Like This") == []
+    assert search_srvs("\u2013") == [s for s in CATALOGUE if "-" in CATALOGUE[s].title]

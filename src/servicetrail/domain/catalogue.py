@@ -1,6 +1,8 @@
 """The SRV catalogue: every record shows its SRV's title."""
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from .srv_data import SRV_ROWS
@@ -36,11 +38,26 @@ def is_non_device(srv: str) -> bool:
     return bool(known and known.non_device)
 
 
+# Every dash an analyst may type (or paste from a DUIS document): hyphen, non-breaking
+# hyphen, figure dash, en dash, em dash, horizontal bar, minus sign, small hyphen-minus.
+_DASH = re.compile("[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63]")
+_SPACED_DASH = re.compile(r"\s*-\s*")
+
+
+def _searchable(text: str) -> str:
+    """Case, width, dash style and spacing folded away: `Update – Fault` finds `update-fault`."""
+    folded = _DASH.sub("-", unicodedata.normalize("NFKC", text)).casefold()
+    return _SPACED_DASH.sub("-", " ".join(folded.split()))
+
+
+_SEARCHABLE_TITLES = tuple((s.srv, _searchable(s.title)) for s in CATALOGUE.values())
+
+
 def search_srvs(text: str) -> list[str]:
     """SRV numbers matching a number or any words of a title, for the search box."""
-    needle = text.strip().lower()
+    needle = _searchable(text)
     if not needle:
         return []
     if needle in CATALOGUE:
         return [needle]
-    return [s.srv for s in CATALOGUE.values() if needle in s.title.lower() or s.srv.startswith(needle + ".")]
+    return [srv for srv, title in _SEARCHABLE_TITLES if needle in title or srv.startswith(needle + ".")]
