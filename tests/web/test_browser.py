@@ -278,7 +278,17 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     times = page.locator("table.records tbody time").evaluate_all("els => els.map(e => e.getAttribute('datetime'))")
     assert times == sorted(times, reverse=True) and len(times) == 13
     assert page.get_by_role("status").inner_text().startswith("Records 1–13")
+    assert "GBCS" in page.locator("abbr.rc", has_text="8F35").get_attribute("title")
     shot(page, "03-search-results")
+
+    # what every response code means, grouped I / W / E, behind a disclosure
+    legend = page.locator("#code-legend")
+    assert not legend.get_by_role("heading", name="E: errors").is_visible()
+    legend.get_by_text("What the response codes mean").click()
+    assert legend.get_by_role("heading", name="E: errors").is_visible()
+    assert "User Role not authorised for the Device at the required date and time" in legend.inner_text()
+    assert "5.1 Create Schedule" in legend.inner_text() and "E050112" in legend.inner_text()
+    shot(page, "12-response-codes")
 
     # another User's request: the title and why, never its payload
     row_of(page, "Request", "Read Firmware Version").get_by_role("link").click()

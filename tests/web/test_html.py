@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.domain.response_code_data import MEANINGS, RESPONSE_CODES
+from servicetrail.domain.response_codes import explain_code
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import login_failure, web_session
@@ -27,7 +29,7 @@ from servicetrail.store.sessions import (ABSOLUTE_LIMIT, IDLE_LIMIT, MAX_FAILURE
                                          MAX_FAILURES_PER_USERNAME, now_utc)
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
-from servicetrail.web.html import pretty_payload
+from servicetrail.web.html import code_class, code_help, pretty_payload
 from tests import personas as P
 
 PASSWORD = "correct horse battery staple"
@@ -412,6 +414,29 @@ def test_search_shows_mp141_titles_without_payloads(np: TestClient, world) -> No
     assert "8F35" not in page  # SOUTHENERGY's alert
     assert '<abbr class="rc rc-ok" title="I99: Acknowledgement' in page
     assert 'aria-live="polite"' in page and "<caption" in page
+
+
+def test_the_search_page_explains_every_duis_response_code(np: TestClient, world) -> None:
+    page = np.get("/").text
+    legend = page[page.index('<details class="legend" id="code-legend">'):]
+    legend = legend[:legend.index("</details>")]
+    assert "<summary>What the response codes mean</summary>" in legend
+    for code in RESPONSE_CODES:
+        assert legend.count(f">{code}<") == 1, code
+    for meaning in MEANINGS.values():
+        assert meaning in unescape(legend)
+    assert "5.1 Create Schedule" in legend and "8.14 Communications Hub Status Update" in legend
+    # each group is a section named by its heading
+    for n, title in enumerate(("I: information and success", "W: warnings", "E: errors", "Alert codes"), 1):
+        assert f'aria-labelledby="codes-{n}"' in legend and f'<h3 id="codes-{n}">{title}</h3>' in legend
+
+
+def test_codes_are_styled_and_explained_by_what_they_are() -> None:
+    assert (code_class("I0"), code_class("W050201"), code_class("E4"), code_class("8F66")) == (
+        "rc-ok", "rc-warn", "rc-error", "rc-other")
+    assert code_class("E100") == "rc-error" and code_class("E100", "device_alert") == "rc-other"
+    assert code_help("E19") == explain_code("E19") and "Device does not exist" in code_help("E19")
+    assert code_help("") == code_help(None) == code_class(None) == ""
 
 
 def test_search_scopes_and_srv_words(np: TestClient, world) -> None:

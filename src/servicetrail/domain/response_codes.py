@@ -149,6 +149,7 @@ class LegendGroup:
     """One prefix's codes: those with a known meaning one by one, the rest listed compactly."""
 
     title: str
+    noun: str  # what the group's codes are, e.g. "errors"
     explained: tuple[tuple[str, str], ...]  # (code, meaning)
     general: tuple[str, ...]  # DUIS codes of this prefix whose meaning DUIS gives
     by_service: tuple[tuple[str, tuple[str, ...]], ...]  # (Service Request, its codes)
@@ -158,21 +159,21 @@ class LegendGroup:
 def legend() -> tuple[LegendGroup, ...]:
     """Every code DUIS defines, grouped by what it is (I, W, E, alerts), for the search page."""
     groups = []
-    for category, title in ((INFORMATION, "I: information and success"), (WARNING, "W: warnings"),
-                            (ERROR, "E: errors")):
+    for category, title, noun in ((INFORMATION, "I: information and success", "information codes"),
+                                  (WARNING, "W: warnings", "warnings"), (ERROR, "E: errors", "errors")):
         codes = [c for c in RESPONSE_CODES if code_category(c) == category]
         services: dict[str, list[str]] = {}
         for code in codes:
             if code not in MEANINGS and service_reference_of(code):
                 services.setdefault(service_name(service_reference_of(code)), []).append(code)
         groups.append(LegendGroup(
-            title,
+            title, noun,
             tuple((c, MEANINGS[c]) for c in codes if c in MEANINGS),
             tuple(c for c in codes if c not in MEANINGS and not service_reference_of(c)),
             tuple((name, tuple(found)) for name, found in services.items()),
         ))
     groups.append(LegendGroup(
-        "Alert codes",
+        "Alert codes", "alert codes",
         tuple((c, MEANINGS[c]) for c in FUTURE_DATED_ALERT_CODES),
         (), (),
         note=(f"Any other four hexadecimal digits are a GBCS Device Alert code (its meaning is in GBCS); "

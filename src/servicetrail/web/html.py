@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..domain.catalogue import srv_title
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
+from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import DEFAULT_PAGE
 from ..domain.visibility import Access, Viewer, decide
 from ..store import sessions as store
@@ -43,15 +44,7 @@ PAGE_SIZE = min(50, DEFAULT_PAGE)
 MAX_USERNAME = 64
 MAX_PASSWORD = 1024
 
-RESPONSE_CODES = {
-    "I0": "Success",
-    "I99": "Acknowledgement: the DCC accepted the request for processing",
-    "E4": "User Role not authorised for the Device at the required date and time",
-    "E19": "Device does not exist",
-    "E20": "Unable to communicate with the Device",
-    "E21": "No response from the Device",
-    "E30": "Future-dated command time-out",
-}
+CODE_CLASSES = {INFORMATION: "rc-ok", WARNING: "rc-warn", ERROR: "rc-error"}
 KIND_LABELS = {"request": "Request", "acknowledgement": "Acknowledgement", "response": "Response",
                "device_alert": "Device alert", "dcc_alert": "DCC alert"}
 SCOPES = (("all", "All I may see"), ("own", "Mine only"), ("others", "Others (MP141)"))
@@ -68,18 +61,12 @@ env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, 
 
 # --- small pure helpers --------------------------------------------------------------------
 
-def code_help(code: str | None) -> str:
-    if not code:
-        return ""
-    return RESPONSE_CODES.get(code, f"DUIS code {code}: see the DUIS specification for its meaning")
+def code_help(code: str | None, kind: str = "") -> str:
+    return explain_code(code, kind) if code else ""
 
 
-def code_class(code: str | None) -> str:
-    if not code:
-        return ""
-    if code.startswith("E"):
-        return "rc-error"
-    return "rc-ok" if code.startswith("I") else "rc-other"
+def code_class(code: str | None, kind: str = "") -> str:
+    return CODE_CLASSES.get(code_category(code, kind), "rc-other") if code else ""
 
 
 def show_time(iso: str) -> str:
@@ -96,7 +83,8 @@ def role_label(role: str | None) -> str:
     return f"{KNOWN_ROLES[role]} ({role})" if role in KNOWN_ROLES else role_name(role)
 
 
-env.globals.update(code_help=code_help, code_class=code_class, show_time=show_time, kind_labels=KIND_LABELS,
+env.globals.update(code_help=code_help, code_class=code_class, code_legend=legend(), show_time=show_time,
+                   kind_labels=KIND_LABELS,
                    role_name=role_name, role_label=role_label, version=__version__, relation_labels=RELATION_LABELS)
 
 _NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
