@@ -215,3 +215,19 @@ def test_shown_quotes_and_bounds_any_value() -> None:
     assert shown(None) == "nothing" and shown(7) == "a value of type int" and shown("") == "an empty value"
     for value in HOSTILE:
         assert len(shown(value)) <= 90 and shown(value).isprintable()
+
+
+@pytest.mark.skipif(not (SHARED / "duis").exists(), reason="no ../shared/duis beside this checkout")
+def test_every_real_duis_message_passes_the_checks() -> None:
+    """The DCC's own samples and the 297 request templates: nothing real is refused."""
+    files = sorted((SHARED / "duis").glob("samples/*")) + sorted((SHARED / "duis").glob("templates/**/*.XML"))
+    checked = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for srv in re.findall(r"<(?:\w+:)?ServiceReferenceVariant>([^<]*)<", text):
+            assert check_srv(srv) == srv, path.name
+            checked += 1
+        for code in re.findall(r"<(?:\w+:)?ResponseCode>([^<]*)<", text):
+            assert check_response_code(code) == code, path.name
+            checked += 1
+    assert checked > 300
