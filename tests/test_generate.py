@@ -29,7 +29,7 @@ from servicetrail.generate import (
     population, records, responsibility_rows, sat_jsonl_lines, user_rows, write_duis_jsonl, write_registry,
     write_sat_jsonl,
 )
-from servicetrail.generate.documents import CANCEL, _Documents
+from servicetrail.generate.documents import CANCEL, DCC_ALERTS, _Documents
 from servicetrail.generate.duis_bodies import ALWAYS_DATED
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.duis import parse_document
@@ -39,7 +39,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.schema import device, responsibility, sat_record
 
-from tests.conftest import FIXTURES
+from tests.conftest import DUIS_SCHEMA, FIXTURES, SHARED_DUIS_SAMPLES
 
 UTC = timezone.utc
 EUI64_UPPER = re.compile(r"^[0-9A-F]{2}(-[0-9A-F]{2}){7}$")
@@ -346,7 +346,8 @@ def test_every_srv_is_schema_valid_in_every_shape_the_generator_makes(duis_schem
         for document in documents:
             if not duis_schema.validate(etree.fromstring(document.encode())):
                 invalid.append(f"{s.srv}: {duis_schema.error_log.last_error.message}")
-    for message in (docs.device_alert("8F1C"), docs.smets1_device_alert(device, user, "1001", at, "8F1C")):
+    alerts = [docs.dcc_alert(code, device, rid, at, 1001) for code in DCC_ALERTS]
+    for message in (docs.device_alert("8F1C"), docs.smets1_device_alert(device, user, "1001", at, "8F1C"), *alerts):
         if not duis_schema.validate(etree.fromstring(docs.response("", response_id, "I0", at, message).encode())):
             invalid.append(duis_schema.error_log.last_error.message)
     assert not invalid, invalid[:5]
@@ -366,6 +367,15 @@ def test_the_repos_own_duis_fixtures_are_valid_against_the_5_4_schema(duis_schem
         if not duis_schema.validate(etree.parse(str(path))):
             invalid[str(path.relative_to(FIXTURES))] = duis_schema.error_log.last_error.message
     assert not invalid, f"invalid DUIS fixtures (list a deliberate one in DELIBERATELY_INVALID, with why): {invalid}"
+
+
+@pytest.mark.skipif(not (SHARED_DUIS_SAMPLES.parent / "schema").is_dir(), reason="no ../shared/duis beside the repo")
+def test_the_vendored_schema_is_the_shared_one() -> None:
+    shared = SHARED_DUIS_SAMPLES.parent / "schema"
+    vendored = DUIS_SCHEMA.parent
+    assert sorted(p.name for p in vendored.iterdir()) == sorted(p.name for p in shared.iterdir())
+    for path in shared.iterdir():
+        assert (vendored / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_the_sat_lines_are_what_spec_4_1_makes_of_the_duis_capture(small_lines, small_duis) -> None:

@@ -43,6 +43,21 @@ def _signature(rng: random.Random) -> str:
         '</ds:Signature>')
 
 
+# the DCC alerts the generator sends, by code: AD1 names a comms hub (CommsHubDeviceID), N12, N16
+# and N56 a Device (DeviceID); N24, a change of supplier's outcome, names only the request
+DCC_ALERTS = {
+    "AD1": ("<sr:PowerOutageEvent><sr:CommsHubDeviceID>{device}</sr:CommsHubDeviceID><sr:StartDateTime>{since}"
+            "</sr:StartDateTime><sr:MPxN>{mpxn}</sr:MPxN></sr:PowerOutageEvent>"),
+    "N12": ("<sr:CommandFailure><sr:CommandRequestID>{request_id}</sr:CommandRequestID><sr:DeviceID>{device}"
+            "</sr:DeviceID></sr:CommandFailure>"),
+    "N16": ("<sr:DeviceStatusChangeEvent><sr:DeviceID>{device}</sr:DeviceID><sr:DeviceStatusChange>"
+            "<sr:DeviceSuspended/></sr:DeviceStatusChange></sr:DeviceStatusChangeEvent>"),
+    "N24": ("<sr:ChangeOfSupplier><sr:ChangeOfSupplierServiceRequestID>{request_id}"
+            "</sr:ChangeOfSupplierServiceRequestID></sr:ChangeOfSupplier>"),
+    "N56": ("<sr:DSPScheduleRemoval><sr:DeviceID>{device}</sr:DeviceID><sr:DSPScheduleID>{schedule_id}"
+            "</sr:DSPScheduleID></sr:DSPScheduleRemoval>"),
+}
+
 _REQUEST_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<sr:Request xmlns:sr="' + NS + '" '
                  'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" schemaVersion="5.4"><sr:Header><sr:RequestID>')
 _RESPONSE_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?><sr:Response xmlns:sr="' + NS + '" '
@@ -173,7 +188,9 @@ class _Documents:
                      'type="gbcs">', self._pick(self.alert_payloads), "</ra:GBCSData></sr:DeviceAlertMessage>")))
 
     @staticmethod
-    def dcc_alert(code: str, alert: str) -> str:
-        """`alert` is the DCCAlert's one child element, e.g. <sr:CommandFailure>...</sr:CommandFailure>."""
+    def dcc_alert(code: str, device: str, request_id: str, since: str, schedule_id: int) -> str:
+        """A DCC alert of one of DCC_ALERTS' codes, about `device` (not named by N24) and `request_id`."""
+        alert = DCC_ALERTS[code].format(device=device, request_id=request_id, since=since, schedule_id=schedule_id,
+                                        mpxn=f"{int(device.replace('-', '') or '0', 16) % 10**13:013d}")
         return "".join(("<sr:DCCAlertMessage><sr:DCCAlertCode>", code, "</sr:DCCAlertCode><sr:DCCAlert>", alert,
                         "</sr:DCCAlert></sr:DCCAlertMessage>"))

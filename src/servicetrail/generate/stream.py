@@ -40,11 +40,6 @@ _FUTURE_SHARE = {
 _NAMES_A_DEVICE = frozenset(srv for srv, bodies in BODIES.items() if DEVICE in bodies[0])
 
 
-def _mpan(device_id: str) -> str:
-    """A 13-digit meter point number, the same for a Device every time."""
-    return f"{int(device_id.replace('-', ''), 16) % 10**13:013d}"
-
-
 def _at(timeline: list[tuple[int, int, int]], t: int) -> int | None:
     for start, end, p in timeline:
         if start <= t < end:
@@ -221,41 +216,25 @@ class _Stream:
         rand, pop = self.rand, self.pop
         d = None if rand() < _P_DCC_ALERT_NO_DEVICE else self._installed_device(t)
         supplier = _at(pop.supplier_timeline[d], t) if d is not None else None
-        if d is None or supplier is None:
+        if d is None or supplier is None:  # the outcome of a change of supplier: names its request only
             user = self.users[int(rand() * len(self.users))][0]
-            about = self.pop.devices[int(rand() * len(pop.devices))].device_id
-            code, device_id = "N24", ""
-            alert = (f"<sr:ChangeOfSupplier><sr:ChangeOfSupplierServiceRequestID>{user}:{about}:"
-                     f"{self.counters.get(user, 1000)}</sr:ChangeOfSupplierServiceRequestID></sr:ChangeOfSupplier>")
+            about = pop.devices[int(rand() * len(pop.devices))].device_id
+            code, device_id, d = "N24", "", 0
         else:
-            device = pop.devices[d]
-            device_id = device.device_id
-            operator = _at(pop.operator_timeline[d], t) if device.device_type == "CHF" else None
+            device_id = pop.devices[d].device_id
+            operator = _at(pop.operator_timeline[d], t) if pop.devices[d].device_type == "CHF" else None
             if operator is not None:
-                user = self.parties[operator].user("ED")
-                code = "AD1"
-                alert = (f"<sr:PowerOutageEvent><sr:CommsHubDeviceID>{device_id}</sr:CommsHubDeviceID>"
-                         f"<sr:StartDateTime>{format_ms(t - 180_000)}</sr:StartDateTime>"
-                         f"<sr:MPxN>{_mpan(device_id)}</sr:MPxN></sr:PowerOutageEvent>")
+                user, code = self.parties[operator].user("ED"), "AD1"
             else:
-                user = self.parties[supplier].user("GS" if pop.fuel[d] else "IS")
-                code = _DEVICE_DCC_ALERTS.pick(rand)
-                if code == "N12":
-                    alert = (f"<sr:CommandFailure><sr:CommandRequestID>{user}:{device_id}:"
-                             f"{self.counters.get(user, 1000)}</sr:CommandRequestID><sr:DeviceID>{device_id}"
-                             "</sr:DeviceID></sr:CommandFailure>")
-                elif code == "N16":
-                    alert = (f"<sr:DeviceStatusChangeEvent><sr:DeviceID>{device_id}</sr:DeviceID>"
-                             "<sr:DeviceStatusChange><sr:DeviceSuspended/></sr:DeviceStatusChange>"
-                             "</sr:DeviceStatusChangeEvent>")
-                else:
-                    alert = (f"<sr:DSPScheduleRemoval><sr:DeviceID>{device_id}</sr:DeviceID><sr:DSPScheduleID>"
-                             f"{1000 + d}</sr:DSPScheduleID></sr:DSPScheduleRemoval>")
+                user, code = self.parties[supplier].user("GS" if pop.fuel[d] else "IS"), _DEVICE_DCC_ALERTS.pick(rand)
+            about = device_id
         self.alert_counter += 1
         rid = f"{DCC_ID}:{user}:{self.alert_counter}"
         docs = self.docs
+        alert = docs.dcc_alert(code, device_id, f"{user}:{about}:{self.counters.get(user, 1000)}",
+                               format_ms(t - 180_000), 1000 + d)
         self._push(heap, t, "dcc_alert", rid, "", user, device_id, code,
-                   docs.response("", rid, "I0", format_ms(t), docs.dcc_alert(code, alert)))
+                   docs.response("", rid, "I0", format_ms(t), alert))
         return 1
 
     def _scheduled(self, heap: list, t: int) -> int:
