@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner, Result
+from lxml import etree
 from sqlalchemy.engine import Engine
 
 from servicetrail.cli import main
@@ -15,6 +17,18 @@ from tests.pg_server import PgServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
+DUIS_SCHEMA = FIXTURES / "duis-schema" / "DUIS Schema V5.4.xsd"
+
+
+@pytest.fixture(scope="session")
+def duis_schema() -> etree.XMLSchema:
+    """DUIS Schema V5.4 (with the MMC and XML-DSig schemas it imports), parsed once per worker."""
+    document = etree.parse(str(DUIS_SCHEMA))
+    # libxml2 silently skips an xs:import whose schemaLocation holds spaces ("MMC Schema V5.4.xsd"),
+    # and the schema then fails to build; the same location percent-encoded is found
+    for imported in document.getroot().iter("{http://www.w3.org/2001/XMLSchema}import"):
+        imported.set("schemaLocation", quote(imported.get("schemaLocation")))
+    return etree.XMLSchema(document)
 
 
 @pytest.fixture(scope="session")

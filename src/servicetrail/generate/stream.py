@@ -8,23 +8,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..domain.model import SatRecord, role_behaviour
-from .documents import _Documents
+from ..domain.catalogue import CATALOGUE
+from ..domain.model import Device, SatRecord, role_behaviour
+from .documents import CANCEL, _Documents
+from .duis_bodies import ALWAYS_DATED, BODIES, DEVICE, EXECUTION
 from .registry import population
 from .traffic import (
     _ALERT_CODES, _CODES_NON_DEVICE, _CODES_RESPONSIBLE, _CODES_RESPONSIBLE_S1, _CODES_THIRD_PARTY,
-    _CODES_UNAUTHORISED, _DCC_ALERTS, _DEVICE_SRVS, _NON_DEVICE_SRVS, _P_DCC_ALERT, _P_DEVICE_ALERT,
-    _P_NON_DEVICE, _SENDERS, _TRAFFIC, _ZIPF, AGENT, EXPORT, FUTURE, OPERATOR, OTHER_OPERATOR, OTHER_SUPPLIER,
-    OTHER_USER, _diurnal,
+    _CODES_UNAUTHORISED, _DEVICE_DCC_ALERTS, _DEVICE_SRVS, _NON_DEVICE_SRVS, _P_CANCEL, _P_DCC_ALERT,
+    _P_DCC_ALERT_NO_DEVICE, _P_DEVICE_ALERT, _P_FUTURE_CRITICAL, _P_FUTURE_FAILS, _P_FUTURE_OTHER,
+    _P_FUTURE_READ, _P_NON_DEVICE, _P_SCHEDULED, _REFUSED_BY_DCC, _SCHEDULED_SRVS, _SENDERS, _TRAFFIC, _ZIPF,
+    AGENT, EXPORT, FUTURE, OPERATOR, OTHER_OPERATOR, OTHER_SUPPLIER, OTHER_USER, _diurnal,
 )
 from .world import _DAY, _EPOCH, DCC_ID, FUTURE_ROLE, World, _Picker, _day_text, _midnight, _to_ms, format_ms
 
-_MARGIN = 15 * 60_000  # the last request leaves room for its response before World.end
+_MARGIN = 15 * 60_000  # the last request leaves room for its responses before World.end
 
 # Message tuples, as the stream yields them (plain tuples: they are made millions of times).
-T, SEQ, KIND, REQUEST_ID, SRV, USER_ID, DEVICE_ID, CODE, DOCUMENT = range(9)
-Message = tuple[int, int, str, str, str, str, str, str, str]
-"""(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS document)"""
+T, SEQ, KIND, REQUEST_ID, SRV, USER_ID, DEVICE_ID, CODE, DOCUMENT, COMMAND_VARIANT = range(10)
+Message = tuple[int, int, str, str, str, str, str, str, str, int | None]
+"""(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS document,
+command_variant): the SAT record of SPEC section 4.1 that the DUIS document becomes, plus the document."""
+
+# how likely a request of each SRV is to be future-dated (none for an SRV that cannot be)
+_FUTURE_SHARE = {
+    s.srv: (0.0 if s.non_device or s.srv in ALWAYS_DATED or not any(EXECUTION in b for b in BODIES[s.srv])
+            else _P_FUTURE_CRITICAL if s.critical
+            else _P_FUTURE_READ if s.title.startswith(("Read", "Retrieve"))
+            else _P_FUTURE_OTHER)
+    for s in CATALOGUE.values()}
+_NAMES_A_DEVICE = frozenset(srv for srv, bodies in BODIES.items() if DEVICE in bodies[0])
 
 
 def _at(timeline: list[tuple[int, int, int]], t: int) -> int | None:
@@ -48,10 +61,11 @@ class _Scripted:
 class _Stream:
     def __init__(self, world: World) -> None:
         self.world = world
+        self.last = world.end_ms - _MARGIN
         self.pop = pop = population(world)
         self.rng = rng = random.Random(f"servicetrail:{world.seed}:traffic")
         self.rand = rng.random
-        self.docs = _Documents(random.Random(f"servicetrail:{world.seed}:documents"))
+        self.docs = _Documents(random.Random(f"servicetrail:{world.seed}:documents"), self.rand)
         self.parties = pop.parties
         self.counters: dict[str, int] = {}
         self.seq = 0
@@ -78,31 +92,85 @@ class _Stream:
         return n
 
     def _push(self, heap: list, t: int, kind: str, rid: str, srv: str, user: str, device: str, code: str,
-              doc: str) -> None:
+              doc: str, variant: int | None = None) -> None:
         self.seq += 1
-        heapq.heappush(heap, (t, self.seq, kind, rid, srv, user, device, code, doc))
+        heapq.heappush(heap, (t, self.seq, kind, rid, srv, user, device, code, doc, variant))
 
-    def _request(self, heap: list, t: int, user: str, device_id: str, srv: str, code: str, smets: int,
+    def _installed_device(self, t: int) -> int | None:
+        for _ in range(4):
+            d = self.device_picker.pick(self.rand)
+            if self.pop.installed[d] <= t:
+                return d
+        return None
+
+    def _execution(self, srv: str, t: int) -> tuple[str, int | None]:
+        """(ExecutionDateTime or "", when a future-dated command falls due or None)."""
+        if srv in ALWAYS_DATED:  # a date the SRV must carry: today's, so it runs at once
+            return format_ms(_midnight(t)), None
+        rand = self.rand
+        if rand() >= _FUTURE_SHARE[srv]:
+            return "", None
+        if rand() < _P_CANCEL:
+            return CANCEL, None
+        due = _midnight(t) + (1 + int(rand() * 14)) * _DAY + int(rand() * 4) * 3 * 3_600_000
+        return format_ms(due), due
+
+    def _subject(self, srv: str, t: int) -> str:
+        """The Device a non-device request names: a new one for a pre-notification, else a known one."""
+        if srv not in _NAMES_A_DEVICE:
+            return ""
+        rng = self.rng
+        if srv == "12.2":
+            return "-".join(f"{rng.getrandbits(8):02X}" for _ in range(8))
+        d = self._installed_device(t)
+        return self.pop.devices[d if d is not None else 0].device_id
+
+    def _request(self, heap: list, t: int, user: str, device: Device | None, srv: str, code: str,
                  delay: int = 0) -> int:
-        """request -> acknowledgement (+1 s) -> response; returns the number of records."""
-        docs, rand = self.docs, self.rand
+        """One Service Request and what follows it; returns the number of records.
+
+        Non-device (Command Variant 8): request -> response, synchronous. Device, non-critical (1):
+        request -> acknowledgement (+1 s) -> response. Critical: request (4, a pre-command to the DCC)
+        -> the DCC's response carrying the command to sign -> the signed command (5, same RequestID)
+        -> acknowledgement -> response. A future-dated command's Device reports 8F66/8F67 when it
+        falls due.
+        """
+        docs, rand, push = self.docs, self.rand, self._push
+        device_id = device.device_id if device is not None else ""
         counter = str(self._counter(user))
         rid = f"{user}:{device_id or DCC_ID}:{counter}"
-        before, after = docs.request_bodies[srv][int(rand() * 4)]
-        request = "".join((docs.request_head, rid, docs.request_header[srv], before, _day_text(t // _DAY), after,
-                           "</sr:Body>", docs.signatures[int(rand() * 48)], "</sr:Request>"))
-        self._push(heap, t, "request", rid, srv, user, device_id, "", request)
+        day = _day_text(t // _DAY)
+        execution, due = self._execution(srv, t) if device is not None else ("", None)
+        body = docs.body(srv, device.device_type if device is not None else "", day, execution,
+                         self._subject(srv, t) if device is None else "")
+        if device is None:
+            push(heap, t, "request", rid, srv, user, "", "", docs.request(rid, 8, srv, body), 8)
+            answered = t + 500 + int(rand() * 4000)
+            push(heap, answered, "response", rid, srv, user, "", code,
+                 docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)))
+            return 2
+        records = 3
+        if CATALOGUE[srv].critical:
+            push(heap, t, "request", rid, srv, user, device_id, "", docs.request(rid, 4, srv, body), 4)
+            answered = t + 800 + int(rand() * 2500)
+            if code in _REFUSED_BY_DCC:
+                push(heap, answered, "response", rid, srv, user, device_id, code,
+                     docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)))
+                return 2
+            push(heap, answered, "response", rid, srv, user, device_id, "I0",
+                 docs.response(rid, "", "I0", format_ms(answered), docs.pre_command(srv)))
+            t = answered + 5000 + int(rand() * 120_000)  # the User signs the pre-command and sends it
+            push(heap, t, "request", rid, srv, user, device_id, "",
+                 docs.request(rid, 5, srv, docs.signed_pre_command(execution)), 5)
+            records = 5
+        else:
+            push(heap, t, "request", rid, srv, user, device_id, "", docs.request(rid, 1, srv, body), 1)
         ack_t = t + 1000
-        ack = "".join((docs.response_head, "<sr:RequestID>", rid, "</sr:RequestID><sr:ResponseCode>I99"
-                       "</sr:ResponseCode><sr:ResponseDateTime>", format_ms(ack_t),
-                       "</sr:ResponseDateTime></sr:Header><sr:Body><sr:ResponseMessage>", docs.reference[srv],
-                       "</sr:ResponseMessage></sr:Body></sr:Response>"))
-        self._push(heap, ack_t, "acknowledgement", rid, srv, user, device_id, "I99", ack)
+        push(heap, ack_t, "acknowledgement", rid, srv, user, device_id, "I99",
+             docs.response(rid, "", "I99", format_ms(ack_t), docs.titles_only(srv), signed=False))
         if not delay:
             if code == "I0":
-                delay = (2000 + int(rand() * 25_000)) if smets == 2 else (8000 + int(rand() * 90_000))
-                if not device_id:
-                    delay = 500 + int(rand() * 4000)
+                delay = (2000 + int(rand() * 25_000)) if device.smets == 2 else (8000 + int(rand() * 90_000))
             elif code == "E21":
                 delay = 120_000 + int(rand() * 180_000)
             elif code == "E20":
@@ -110,55 +178,89 @@ class _Stream:
             else:
                 delay = 1000 + int(rand() * 2000)
         resp_t = ack_t + delay
-        origin = device_id or DCC_ID
-        if code != "I0" or not device_id:
-            body = "".join(("<sr:ResponseMessage>", docs.reference[srv], "</sr:ResponseMessage>"))
-        elif smets == 1:
-            body = "".join((
-                "<sr:SMETS1ResponseMessage>", docs.reference[srv], '<sr:SMETS1SignedResponse schemaVersion="5.1">'
-                "<sr:SMETS1Response><sr:Header><ra:RequestID>", rid, "</ra:RequestID><ra:ResponseCode>I0"
-                "</ra:ResponseCode></sr:Header><sr:Body><sr:ResponseMessage><ra:Payload>",
-                docs.smets1_payloads[int(rand() * 48)], "</ra:Payload></sr:ResponseMessage></sr:Body>"
-                "</sr:SMETS1Response>", docs.signatures[int(rand() * 48)],
-                "</sr:SMETS1SignedResponse></sr:SMETS1ResponseMessage>"))
+        at = format_ms(resp_t)
+        if code != "I0":  # the DCC answers for the Device
+            response = docs.response(rid, "", code, at, docs.titles_only(srv))
         else:
-            body = "".join(("<sr:ResponseMessage>", docs.reference[srv], "<sr:GBCSPayload>",
-                            docs.device_payloads[int(rand() * 96)], "</sr:GBCSPayload></sr:ResponseMessage>"))
-        response = "".join((
-            docs.response_head, "<sr:RequestID>", rid, "</sr:RequestID><sr:ResponseID>", origin, ":", user,
-            ":", counter, "</sr:ResponseID><sr:ResponseCode>", code,
-            "</sr:ResponseCode><sr:ResponseDateTime>", format_ms(resp_t), "</sr:ResponseDateTime></sr:Header>"
-            "<sr:Body>", body, "</sr:Body>", docs.signatures[int(rand() * 48)], "</sr:Response>"))
-        self._push(heap, resp_t, "response", rid, srv, user, device_id, code, response)
-        return 3
+            response_id = f"{device_id}:{user}:{counter}"
+            message = (docs.smets1_data(srv, device_id, user, counter, at) if device.smets == 1
+                       else docs.device_data(srv))
+            response = docs.response(rid, response_id, code, at, message)
+        push(heap, resp_t, "response", rid, srv, user, device_id, code, response)
+        if due is not None and code == "I0":
+            falls_due = due + 1000 + int(rand() * 60_000)
+            if falls_due <= self.last:
+                outcome = "8F67" if rand() < _P_FUTURE_FAILS else "8F66"
+                self.alert_counter += 1
+                push(heap, falls_due, "device_alert", rid, srv, user, device_id, outcome, docs.response(
+                    rid, f"{device_id}:{user}:{self.alert_counter}", "I0", format_ms(falls_due),
+                    docs.future_dated_outcome(srv, outcome)))
+                records += 1
+        return records
 
-    def _device_alert(self, heap: list, t: int, device_id: str, user: str, code: str | None = None) -> int:
-        docs, rand = self.docs, self.rand
+    def _device_alert(self, heap: list, t: int, device: Device, user: str, code: str | None = None) -> int:
+        docs = self.docs
         self.alert_counter += 1
-        rid = f"{device_id}:{user}:{self.alert_counter}"
-        alert = "".join((
-            docs.response_head, "<sr:ResponseID>", rid, "</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
-            "<sr:ResponseDateTime>", format_ms(t), "</sr:ResponseDateTime></sr:Header><sr:Body>"
-            "<sr:DeviceAlertMessage><sr:AlertCode>", code or _ALERT_CODES[int(rand() * len(_ALERT_CODES))],
-            "</sr:AlertCode><sr:GBCSPayload>", docs.alert_payloads[int(rand() * 32)],
-            "</sr:GBCSPayload></sr:DeviceAlertMessage></sr:Body>", docs.signatures[int(rand() * 48)],
-            "</sr:Response>"))
-        self._push(heap, t, "device_alert", rid, "", user, device_id, "I0", alert)
+        counter = str(self.alert_counter)
+        device_id = device.device_id
+        rid = f"{device_id}:{user}:{counter}"
+        code = code or _ALERT_CODES[int(self.rand() * len(_ALERT_CODES))]
+        at = format_ms(t)
+        message = (docs.smets1_device_alert(device_id, user, counter, at, code) if device.smets == 1
+                   else docs.device_alert(code))
+        self._push(heap, t, "device_alert", rid, "", user, device_id, code, docs.response("", rid, "I0", at, message))
         return 1
 
-    def _dcc_alert(self, heap: list, t: int, user: str) -> int:
-        docs, rand = self.docs, self.rand
+    def _dcc_alert(self, heap: list, t: int) -> int:
+        """A DCC alert: most name a Device and go to its supplier (a comms hub's outage to its network operator)."""
+        rand, pop = self.rand, self.pop
+        d = None if rand() < _P_DCC_ALERT_NO_DEVICE else self._installed_device(t)
+        supplier = _at(pop.supplier_timeline[d], t) if d is not None else None
+        if d is None or supplier is None:  # the outcome of a change of supplier: names its request only
+            user = self.users[int(rand() * len(self.users))][0]
+            about = pop.devices[int(rand() * len(pop.devices))].device_id
+            code, device_id, d = "N24", "", 0
+        else:
+            device_id = pop.devices[d].device_id
+            operator = _at(pop.operator_timeline[d], t) if pop.devices[d].device_type == "CHF" else None
+            if operator is not None:
+                user, code = self.parties[operator].user("ED"), "AD1"
+            else:
+                user, code = self.parties[supplier].user("GS" if pop.fuel[d] else "IS"), _DEVICE_DCC_ALERTS.pick(rand)
+            about = device_id
         self.alert_counter += 1
         rid = f"{DCC_ID}:{user}:{self.alert_counter}"
-        code, element = _DCC_ALERTS[int(rand() * len(_DCC_ALERTS))]
-        alert = "".join((
-            docs.response_head, "<sr:ResponseID>", rid, "</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
-            "<sr:ResponseDateTime>", format_ms(t), "</sr:ResponseDateTime></sr:Header><sr:Body>"
-            "<sr:DCCAlertMessage><sr:DCCAlertCode>", code, "</sr:DCCAlertCode><sr:DCCAlert><sr:", element,
-            "><sr:DateTime>", format_ms(t - 60_000), "</sr:DateTime></sr:", element,
-            "></sr:DCCAlert></sr:DCCAlertMessage></sr:Body>", docs.signatures[int(rand() * 48)],
-            "</sr:Response>"))
-        self._push(heap, t, "dcc_alert", rid, "", user, "", "I0", alert)
+        docs = self.docs
+        alert = docs.dcc_alert(code, device_id, f"{user}:{about}:{self.counters.get(user, 1000)}",
+                               format_ms(t - 180_000), 1000 + d)
+        self._push(heap, t, "dcc_alert", rid, "", user, device_id, code,
+                   docs.response("", rid, "I0", format_ms(t), alert))
+        return 1
+
+    def _scheduled(self, heap: list, t: int) -> int:
+        """A DCC-scheduled read's data for the Device's supplier: a response with no RequestID."""
+        pop = self.pop
+        d = self._installed_device(t)
+        supplier = _at(pop.supplier_timeline[d], t) if d is not None else None
+        if supplier is None:
+            return 0
+        device = pop.devices[d]
+        role = "GS" if pop.fuel[d] else "IS"
+        srvs = _DEVICE_SRVS.get((role, device.device_type))
+        choices = [srv for srv in srvs.items if srv in _SCHEDULED_SRVS] if srvs else []
+        if not choices:
+            return 0
+        srv = choices[int(self.rand() * len(choices))]
+        user = self.parties[supplier].user(role)
+        self.alert_counter += 1
+        counter = str(self.alert_counter)
+        response_id = f"{device.device_id}:{user}:{counter}"
+        at = format_ms(t)
+        docs = self.docs
+        message = (docs.smets1_data(srv, device.device_id, user, counter, at, schedule_id=1000 + d)
+                   if device.smets == 1 else docs.scheduled_data(srv, 1000 + d))
+        self._push(heap, t, "response", "", srv, user, device.device_id, "I0",
+                   docs.response("", response_id, "I0", at, message))
         return 1
 
     def _random_exchange(self, heap: list, t: int) -> int:
@@ -169,14 +271,13 @@ class _Stream:
             srvs = _NON_DEVICE_SRVS.get(role_behaviour(role))
             if not srvs:
                 return 0
-            return self._request(heap, t, user, "", srvs.pick(rand), _CODES_NON_DEVICE.pick(rand), 2)
+            return self._request(heap, t, user, None, srvs.pick(rand), _CODES_NON_DEVICE.pick(rand))
         if r >= _P_DEVICE_ALERT and r < _P_DCC_ALERT:
-            return self._dcc_alert(heap, t, self.users[int(rand() * len(self.users))][0])
-        for _ in range(4):
-            d = self.device_picker.pick(rand)
-            if pop.installed[d] <= t:
-                break
-        else:
+            return self._dcc_alert(heap, t)
+        if r >= _P_NON_DEVICE and r < _P_SCHEDULED:
+            return self._scheduled(heap, t)
+        d = self._installed_device(t)
+        if d is None:
             return 0
         device = pop.devices[d]
         fuel_role = "GS" if pop.fuel[d] else "IS"
@@ -184,7 +285,7 @@ class _Stream:
         if r < _P_DEVICE_ALERT:  # an alert goes to the device's Responsible Supplier
             if supplier is None:
                 return 0
-            return self._device_alert(heap, t, device.device_id, parties[supplier].user(fuel_role))
+            return self._device_alert(heap, t, device, parties[supplier].user(fuel_role))
         sender = _SENDERS.pick(rand)
         operator_role = "GT" if pop.fuel[d] else "ED"
         party, role, codes = None, fuel_role, _CODES_RESPONSIBLE
@@ -221,7 +322,7 @@ class _Stream:
             codes = _CODES_RESPONSIBLE_S1
         ids = parties[party].roles[role]
         user = ids[0] if len(ids) == 1 else ids[int(rand() * len(ids))]
-        return self._request(heap, t, user, device.device_id, srvs.pick(rand), codes.pick(rand), device.smets)
+        return self._request(heap, t, user, device, srvs.pick(rand), codes.pick(rand))
 
     # ------------------------------------------------------------ the showcase story
 
@@ -269,9 +370,10 @@ class _Stream:
         assert show is not None
         party, role = step.sender
         user = self.parties[party].user(role)
+        device = next(d for d in self.pop.devices if d.device_id == show.device_id)
         if not step.srv:
-            return self._device_alert(heap, step.at, show.device_id, user, step.code)
-        return self._request(heap, step.at, user, show.device_id, step.srv, step.code, show.smets, step.delay)
+            return self._device_alert(heap, step.at, device, user, step.code)
+        return self._request(heap, step.at, user, device, step.srv, step.code, step.delay)
 
     # ------------------------------------------------------------ the loop
 
@@ -279,7 +381,7 @@ class _Stream:
         world = self.world
         n = world.n_records
         start = world.start_ms
-        last = world.end_ms - _MARGIN
+        last = self.last
         span = last - start
         heap: list = []
         script = self._script()

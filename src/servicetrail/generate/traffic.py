@@ -15,17 +15,28 @@ _TRAFFIC = {"ESME": 1.0, "GSME": 0.8, "CHF": 0.25, "GPF": 0.2, "HCALCS": 0.08, "
             "CAD": 0.06, "Type2": 0.03}
 _ZIPF = 0.9
 
-# exchange types: device alert, DCC alert, non-device request, else a device request
-_P_DEVICE_ALERT, _P_DCC_ALERT, _P_NON_DEVICE = 0.09, 0.105, 0.15
+# exchange types: device alert, DCC alert, non-device request, a DCC-scheduled read's data, else a
+# device request
+_P_DEVICE_ALERT, _P_DCC_ALERT, _P_NON_DEVICE, _P_SCHEDULED = 0.09, 0.105, 0.15, 0.158
 
 # who sends a device request, relative to the device at that time
 SUPPLIER, OPERATOR, OTHER_USER, AGENT, OTHER_SUPPLIER, OTHER_OPERATOR, EXPORT, FUTURE = range(8)
 _SENDERS = _Picker(range(8), (0.66, 0.09, 0.09, 0.05, 0.04, 0.015, 0.025, 0.015))
 
 _ALERT_CODES = ("8F1C", "8F35", "8F0A", "8F12", "8F19", "8F20", "8F3E", "8F11", "8F0F", "8F84")
-_DCC_ALERTS = (("N12", "CommandFailure"), ("N24", "ChangeOfSupplier"), ("AD1", "PowerOutageEvent"),
-               ("N16", "DeviceStatusChangeEvent"), ("N42", "FirmwareDistributionFailure"),
-               ("N37", "SecurityCredentialsUpdated"), ("N56", "DSPScheduleRemoval"))
+# DCC alerts about a Device (other than a comms hub's power outage, AD1, which goes to the network
+# operator); the rest report a change of supplier's outcome and name no Device
+_P_DCC_ALERT_NO_DEVICE = 0.25
+_DEVICE_DCC_ALERTS = _Picker(("N12", "N16", "N56"), (0.5, 0.25, 0.25))
+
+# future-dated commands: the share of future-datable requests sent with an ExecutionDateTime ahead,
+# by kind of SRV, and the share of those that cancel a pending command instead
+_P_FUTURE_CRITICAL, _P_FUTURE_READ, _P_FUTURE_OTHER, _P_CANCEL = 0.3, 0.01, 0.1, 0.1
+_P_FUTURE_FAILS = 0.05  # 8F67 rather than 8F66 when the command falls due
+# refused by the DCC itself, before a critical request becomes a command: no command to sign
+_REFUSED_BY_DCC = frozenset({"E1", "E2", "E3", "E4", "E5", "E11", "E12", "E13", "E19"})
+# what the DCC reads on a schedule (5.1) and sends without a request of the moment
+_SCHEDULED_SRVS = frozenset({"4.1.1", "4.6.1", "4.8.1", "4.17"})
 
 
 def _codes(pairs: Sequence[tuple[str, float]]) -> _Picker:

@@ -15,16 +15,18 @@ from .registry import population
 from .stream import messages, records
 from .world import World, format_ms
 
-SAT_FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
+SAT_FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload",
+              "command_variant")
 
 
 def sat_jsonl_lines(world: World) -> Iterator[bytes]:
-    """SAT JSON Lines (SPEC section 4), one record a line, newline included."""
+    """SAT JSON Lines (SPEC section 4), one record a line, newline included: each message as SPEC
+    section 4.1 says its DUIS form becomes, plus its command_variant (null but for requests)."""
     dumps = orjson.dumps
-    for t, _, kind, rid, srv, user, device, code, doc in messages(world):
+    for t, _, kind, rid, srv, user, device, code, doc, variant in messages(world):
         yield dumps({"logged_at": format_ms(t), "kind": kind, "request_id": rid, "srv": srv, "user_id": user,
                      "device_id": device, "response_code": code,
-                     "payload": "" if kind == "acknowledgement" else doc}) + b"\n"
+                     "payload": "" if kind == "acknowledgement" else doc, "command_variant": variant}) + b"\n"
 
 
 def duis_jsonl_lines(world: World) -> Iterator[bytes]:
