@@ -26,9 +26,10 @@ METER = "00-DB-00-00-00-00-00-01"
 GAS = "00-DB-00-00-00-00-00-02"
 DCC = "90-B3-D5-1F-30-00-00-02"
 PASSWORD = "correct horse battery staple"
-# SPEC section 5: an item's fields, in order; the report adds the payload
-ITEM_FIELDS = ["id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type", "smets",
-               "user_id", "user_role", "party_id", "response_code", "access"]
+# SPEC section 5: an item's fields, in order; the report adds the own-only ones
+ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type", "smets",
+               "user_id", "user_role", "party_id", "response_code", "command_variant", "access")
+REPORT_FIELDS = (*ITEM_FIELDS, "payload", "execution_at", "subject_device_id")
 NORTH_FEB_PAYLOAD = 'NORTH-FEB-REQ, with "quotes"\nand a second line'
 
 
@@ -208,7 +209,7 @@ def test_report_own_csv(cli, trail):
     result = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01")
     assert result.exit_code == 0, result.output
     header, rows = parse_csv(result.stdout)
-    assert header == [*ITEM_FIELDS, "payload"]
+    assert header == list(REPORT_FIELDS)
     assert result.stdout.count("id,logged_at,kind") == 1  # one header row
     assert {item_key(r) for r in rows} == NORTH_OWN and len(rows) == len(NORTH_OWN)
     assert all(r["access"] == "own" and r["party_id"] == "NORTH" for r in rows)
@@ -239,20 +240,20 @@ def test_report_own_jsonl_and_output_file(cli, trail):
     assert f"{len(NORTH_OWN)} records" in result.stderr
     items = [json.loads(line) for line in target.read_text().splitlines()]
     assert {item_key(i) for i in items} == NORTH_OWN
-    assert all(i["access"] == "own" and "payload" in i and list(i)[:14] == ITEM_FIELDS for i in items)
+    assert all(i["access"] == "own" and "payload" in i and tuple(i)[:15] == ITEM_FIELDS for i in items)
 
     csv_target = trail / "north.csv"
     assert cli("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01",
                "--output", csv_target).exit_code == 0
     header, rows = parse_csv(csv_target.read_text())
-    assert header[-1] == "payload" and len(rows) == len(NORTH_OWN)
+    assert tuple(header) == REPORT_FIELDS and len(rows) == len(NORTH_OWN)
 
 
 def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):
     """WIRES sees ten of METER's records under MP141, but its report holds its own traffic only."""
     result = cli("report", "own", "--party", "WIRES", "--from", "2025-01-01", "--to", "2026-01-01")
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [",".join([*ITEM_FIELDS, "payload"])]
+    assert result.stdout.splitlines() == [",".join(REPORT_FIELDS)]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -293,7 +294,7 @@ def test_records_through_the_rule_newest_first(cli, trail):
     assert all("LOOK-FEB" not in json.dumps(got[k]) for k in LOOK_FEB)
     times = [(i["logged_at"], i["id"]) for i in items]
     assert times == sorted(times, reverse=True)
-    assert list(items[0])[:14] == ITEM_FIELDS
+    assert tuple(items[0])[:15] == ITEM_FIELDS
 
 
 def test_records_for_other_parties(cli, trail):

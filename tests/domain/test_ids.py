@@ -52,9 +52,18 @@ def test_request_id_to_a_dcc_id_for_a_non_device_request() -> None:
     assert rid.target == "90-B3-D5-1F-30-00-00-02"
 
 
-def test_request_id_counter_keeps_its_digits() -> None:
-    assert RequestId.parse("90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:0007").counter == "0007"
-    assert RequestId.parse("90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:" + "9" * 20).counter == "9" * 20
+PAIR = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:"
+
+
+def test_request_id_counter_follows_the_xsd() -> None:
+    assert RequestId.parse(PAIR + "0").counter == "0"
+    assert RequestId.parse(PAIR + str(2**64 - 1)).counter == "18446744073709551615"
+
+
+@pytest.mark.parametrize("counter", ["0007", "00", str(2**64), "9" * 20, "１２", "1_0", "+1", "1 2", "-1"])
+def test_request_id_counter_out_of_the_xsd_is_refused(counter: str) -> None:
+    with pytest.raises(InvalidValue, match="Request ID"):
+        RequestId.parse(PAIR + counter)
 
 
 @pytest.mark.parametrize("raw", [

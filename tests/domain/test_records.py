@@ -76,13 +76,22 @@ def test_a_bad_field_is_rejected_with_a_message_naming_it(field: str, value: str
 @pytest.mark.parametrize("field", ["logged_at", "kind", "request_id", "user_id"])
 @pytest.mark.parametrize("absent", [None, "", "   ", "drop"])
 def test_a_missing_required_field_is_named(field: str, absent) -> None:
-    raw = dict(GOOD)
+    raw = dict(GOOD, kind="acknowledgement")  # (a response may lack its request_id: below)
     if absent == "drop":
         del raw[field]
     else:
         raw[field] = absent
     with pytest.raises(InvalidValue, match=f"missing required field.*{field}"):
         record_from_mapping(raw)
+
+
+@pytest.mark.parametrize("absent", [None, "", "   "])
+def test_only_a_response_may_have_no_request_id(absent) -> None:
+    """SPEC 4.1: a Device's response without a RequestID is stored with an empty one."""
+    assert record_from_mapping({**GOOD, "request_id": absent}).request_id == ""
+    for kind in ("request", "acknowledgement", "device_alert", "dcc_alert"):
+        with pytest.raises(InvalidValue, match="request_id"):
+            record_from_mapping({**GOOD, "kind": kind, "srv": "4.1.1", "request_id": absent})
 
 
 @pytest.mark.parametrize("field", ["logged_at", "kind", "request_id", "srv", "user_id", "device_id",
@@ -116,28 +125,31 @@ def test_a_record_must_be_an_object(raw) -> None:
 
 
 def _item(access: str, payload: str | None = "<secret>") -> dict:
-    return item(7, datetime(2025, 3, 1, 9, 0, tzinfo=UTC), "response", "R", "4.1.1", "D", "ESME", 2, "U",
-                "IS", "NORTHPOWER", "I0", access, payload)
+    return item(7, datetime(2025, 3, 1, 9, 0, tzinfo=UTC), "request", "R", "6.14.2", "D", "ESME", 2, "U",
+                "IS", "NORTHPOWER", "", 4, access, payload, datetime(3000, 12, 31, tzinfo=UTC), "SUBJECT")
 
 
-def test_an_own_item_carries_its_payload() -> None:
+def test_an_own_item_carries_its_payload_and_body_fields() -> None:
     shown = _item("own")
-    assert list(shown) == [*ITEM_FIELDS, "payload"]
+    assert list(shown) == [*ITEM_FIELDS, "payload", "execution_at", "subject_device_id"]
     assert shown["payload"] == "<secret>"
+    assert (shown["command_variant"], shown["execution_at"], shown["subject_device_id"]) == \
+        (4, "3000-12-31T00:00:00Z", "SUBJECT")
     assert shown["logged_at"] == "2025-03-01T09:00:00Z"
-    assert shown["srv_title"] == "Read Instantaneous Import Registers"
+    assert shown["srv_title"] == "Update Device Configuration (Auxiliary Load Control Scheduler)"
     assert _item("own", None)["payload"] == ""
 
 
 def test_an_mp141_item_has_no_payload_key_at_all() -> None:
     shown = _item("mp141")
     assert list(shown) == list(ITEM_FIELDS)
-    assert "payload" not in shown
-    assert "<secret>" not in repr(shown)
+    assert shown["command_variant"] == 4  # a title field
+    assert "payload" not in shown and "execution_at" not in shown and "subject_device_id" not in shown
+    assert "<secret>" not in repr(shown) and "SUBJECT" not in repr(shown) and "3000" not in repr(shown)
 
 
 def test_an_item_without_srv_or_device() -> None:
     shown = item(1, datetime(2025, 3, 1, tzinfo=UTC), "dcc_alert", "R", None, None, None, None, "U", None,
-                 None, None, "own", "")
+                 None, None, None, "own", "", None, None)
     assert (shown["srv"], shown["srv_title"], shown["device_id"], shown["device_type"], shown["response_code"]) \
         == ("", "", "", None, "")

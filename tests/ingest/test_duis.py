@@ -58,15 +58,15 @@ EXTRA_EXPECTED = {
     "acknowledgement-i99.xml":
         ("acknowledgement", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000", "11.2", SUPPLIER, "00-DB-12-34-56-78-90-A0",
          "I99", t("2025-03-04T07:00:01Z")),
-    "device-alert.xml":  # from the Device (ResponseID originator) to the User (ResponseID target)
+    "device-alert.xml":  # from the Device (ResponseID originator) to the User (ResponseID target); its AlertCode
         ("device_alert", f"00-DB-12-34-56-78-90-A0:{SUPPLIER}:1700000000001", "", SUPPLIER, "00-DB-12-34-56-78-90-A0",
-         "I0", t("2025-03-04T05:06:07Z")),
-    "dcc-alert.xml":  # from the DCC: no device; its time had a +01:00 offset
-        ("dcc_alert", f"90-B3-D5-1F-30-00-00-02:{SUPPLIER}:1700000000002", "", SUPPLIER, "", "I0",
-         t("2025-03-04T05:00:00Z")),
-    "future-dated-alert.xml":
-        ("device_alert", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1002", "", SUPPLIER, "00-DB-12-34-56-78-90-A0", "I0",
-         t("2025-03-05T00:00:05Z")),
+         "8F3E", t("2025-03-04T05:06:07Z")),
+    "dcc-alert.xml":  # from the DCC, about the comms hub it names; its time had a +01:00 offset
+        ("dcc_alert", f"90-B3-D5-1F-30-00-00-02:{SUPPLIER}:1700000000002", "", SUPPLIER, "00-DB-12-34-56-78-90-A3",
+         "N1", t("2025-03-04T05:00:00Z")),
+    "future-dated-alert.xml":  # a Device Alert, kept beside its command by the command's SRV and Request ID
+        ("device_alert", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1002", "1.1.1", SUPPLIER, "00-DB-12-34-56-78-90-A0",
+         "8F66", t("2025-03-05T00:00:05Z")),
     "smets1-response.xml":
         ("response", f"{SUPPLIER}:00-DB-12-34-56-78-90-B1:1001", "4.1.1", SUPPLIER, "00-DB-12-34-56-78-90-B1", "I0",
          t("2025-03-04T08:00:00Z")),

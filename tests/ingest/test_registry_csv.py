@@ -123,7 +123,8 @@ def test_users_bad_rows_rejected_as_they_came_with_line_and_reason(cli, engine, 
     assert "role" in reasons[3]
     assert "already registered" in reasons[4] and "NORTH" in reasons[4]
     assert "role" in reasons[5]
-    assert all(set(r) == {"line", "reason", "raw"} and "\n" not in r["reason"] for r in rejects)
+    assert all(set(r) == {"file", "line", "reason", "raw"} and "\n" not in r["reason"] for r in rejects)
+    assert {r["file"] for r in rejects} == {str(users)}
     assert sorted(rows(engine, "SELECT user_id, party_id FROM dcc_user")) == [
         (NORTH_IS, "NORTH"), (SOUTH_IS, "SOUTH")]
 

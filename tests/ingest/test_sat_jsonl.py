@@ -144,7 +144,7 @@ def test_duplicates_within_a_file_and_across_offsets(cli, engine, tmp_path):
     lines = [
         json.dumps(rec(counter=1, payload="first")),
         json.dumps(rec(counter=1, payload="first")),                                # same line twice
-        json.dumps(rec(counter=1, logged_at="2025-02-01T11:00:00+01:00")),          # same instant, other offset
+        json.dumps(rec(counter=1, payload="first", logged_at="2025-02-01T11:00:00+01:00")),  # same instant
         json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:00:30Z")),
         json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:05:30Z")),  # later response
     ]
@@ -209,24 +209,55 @@ def test_unreadable_inputs_are_clear_errors(cli, engine, tmp_path):
     assert count(engine, "sat_record") == 0
 
 
-def test_inputs_sharing_a_reject_file_keep_every_reject(cli, engine, tmp_path):
-    """--rejects with several inputs, or default names that coincide (sat.2025-01.jsonl and
-    sat.2025-02.jsonl both give sat.rejects.jsonl): no input's rejects may wipe another's."""
+def test_reject_files_are_named_after_their_input_whole(cli, engine, tmp_path):
+    """Only the last extension goes: sat.2025-01.jsonl and sat.2025-02.jsonl have reject
+    files of their own (cut at the first dot, they once shared sat.rejects.jsonl)."""
     jan = write_lines(tmp_path / "sat.2025-01.jsonl", [json.dumps(rec(counter=1)), "jan-bad"])
     feb = write_lines(tmp_path / "sat.2025-02.jsonl", [json.dumps(rec(counter=2)), "feb-bad", "feb-worse"])
     mar = write_lines(tmp_path / "sat.2025-03.jsonl", [json.dumps(rec(counter=3))])
     result = cli("ingest", jan, feb, mar)
     assert result.exit_code == 1
     assert result.stdout == "loaded 3, rejected 3, skipped 0 duplicates\n"
-    rejects = rejects_of(tmp_path / "sat.rejects.jsonl")
-    assert [(Path(r["file"]).name, r["line"], r["raw"]) for r in rejects] == [
-        ("sat.2025-01.jsonl", 2, "jan-bad"), ("sat.2025-02.jsonl", 2, "feb-bad"),
-        ("sat.2025-02.jsonl", 3, "feb-worse")]
+    assert [(Path(r["file"]), r["line"], r["raw"]) for r in rejects_of(tmp_path / "sat.2025-01.rejects.jsonl")] \
+        == [(jan, 2, "jan-bad")]
+    assert [(Path(r["file"]), r["line"], r["raw"]) for r in rejects_of(tmp_path / "sat.2025-02.rejects.jsonl")] \
+        == [(feb, 2, "feb-bad"), (feb, 3, "feb-worse")]
+    assert not (tmp_path / "sat.2025-03.rejects.jsonl").exists() and not (tmp_path / "sat.rejects.jsonl").exists()
 
     target = tmp_path / "all-rejects.jsonl"
     again = cli("ingest", jan, feb, mar, "--rejects", target)
     assert again.stdout == "loaded 0, rejected 3, skipped 3 duplicates\n"
     assert [r["raw"] for r in rejects_of(target)] == ["jan-bad", "feb-bad", "feb-worse"]
+
+
+def test_a_run_replaces_its_own_rejects_and_keeps_another_inputs(cli, engine, tmp_path):
+    shared = tmp_path / "shared.rejects.jsonl"
+    jan = write_lines(tmp_path / "jan.jsonl", [json.dumps(rec(counter=1)), "jan-bad"])
+    feb = write_lines(tmp_path / "feb.jsonl", ["feb-bad"])
+    cli("ingest", jan, "--rejects", shared)
+    cli("ingest", feb, "--rejects", shared)  # another input: jan's entry stays
+    assert [(Path(r["file"]).name, r["raw"]) for r in rejects_of(shared)] == [("jan.jsonl", "jan-bad"),
+                                                                             ("feb.jsonl", "feb-bad")]
+    write_lines(jan, [json.dumps(rec(counter=1)), "jan-worse"])
+    cli("ingest", jan, "--rejects", shared)  # jan again: its old entry is replaced, feb's kept
+    assert sorted(r["raw"] for r in rejects_of(shared)) == ["feb-bad", "jan-worse"]
+    write_lines(jan, [json.dumps(rec(counter=1))])
+    clean = cli("ingest", jan, "--rejects", shared)  # fixed: no stale entry of jan is left
+    assert clean.exit_code == 0
+    assert [r["raw"] for r in rejects_of(shared)] == ["feb-bad"]
+
+
+def test_a_reject_file_given_as_input_is_never_overwritten(cli, engine, tmp_path):
+    path = write_lines(tmp_path / "traffic.jsonl", [json.dumps(rec(counter=1)), "bad"])
+    cli("ingest", path)
+    rejects = tmp_path / "traffic.rejects.jsonl"
+    before = rejects.read_bytes()
+    result = cli("ingest", rejects)  # its lines are not SAT records: all rejected, to its own reject file
+    assert result.exit_code == 1
+    assert rejects.read_bytes() == before
+    assert (tmp_path / "traffic.rejects.rejects.jsonl").exists()
+    refused = cli("ingest", path, "--rejects", rejects.with_name("traffic.jsonl"))
+    assert refused.exit_code != 0 and path.exists()
 
 
 def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path):
@@ -237,7 +268,8 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     (folder / "README.txt").write_text("not records")
     first = cli("ingest", folder)
     assert first.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
-    assert (folder / "a.rejects.jsonl").exists()
+    # a folder's rejects go beside it, each naming its file
+    assert [(Path(r["file"]), r["raw"]) for r in rejects_of(tmp_path / "drop.rejects.jsonl")] == [(folder / "a.jsonl", "bad")]
     second = cli("ingest", folder)  # the reject file now in the folder is not read as input
     assert second.stdout == "loaded 0, rejected 1, skipped 2 duplicates\n"
     assert count(engine, "sat_record") == 2
@@ -267,3 +299,44 @@ def test_a_nul_in_a_payload_is_rejected_on_every_engine(cli, tmp_path):
     assert "loaded 1, rejected 1, skipped 0 duplicates" in result.stdout
     reject = json.loads((tmp_path / "nul.rejects.jsonl").read_text())
     assert reject["line"] == 2 and "NUL" in reject["reason"]
+
+
+def test_a_conflicting_resend_is_rejected_naming_the_stored_record(cli, engine, tmp_path):
+    """SPEC section 4: the same identity with other content is a conflict, never a silent skip."""
+    first = write_lines(tmp_path / "first.jsonl", [json.dumps(rec(counter=7, payload="<original/>"))])
+    assert cli("ingest", first).exit_code == 0
+    [original] = stored(engine)
+    resend = write_lines(tmp_path / "resend.jsonl", [
+        json.dumps(rec(counter=7, payload="<original/>")),                 # 1 the same message: a duplicate
+        json.dumps(rec(counter=7, payload="<tampered/>")),                 # 2 same identity, other payload
+        json.dumps(rec(counter=7, payload="<original/>", srv="4.1.2")),    # 3 same identity, other SRV
+        json.dumps(rec(counter=8, payload="a")),                           # 4 new
+        json.dumps(rec(counter=8, payload="b")),                           # 5 conflicts with line 4, same batch
+    ])
+    result = cli("ingest", resend)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 3, skipped 1 duplicates\n"
+    rejects = rejects_of(tmp_path / "resend.rejects.jsonl")
+    assert [r["line"] for r in rejects] == [2, 3, 5]
+    assert all(f"stored record {original['id']}" in r["reason"] for r in rejects[:2])
+    assert [r["raw"] for r in rejects] == resend.read_text().splitlines()[1:3] + resend.read_text().splitlines()[4:]
+    after = stored(engine)
+    assert after[0] == original  # nothing stored changed
+    assert [(a["request_id"].rsplit(":", 1)[1], a["payload"]) for a in after] == [("7", "<original/>"), ("8", "a")]
+    assert f"stored record {after[1]['id']}" in rejects[2]["reason"]
+
+
+def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
+    path = write_lines(tmp_path / "cv.jsonl", [
+        json.dumps({**rec(counter=1), "command_variant": 4}),
+        json.dumps({**rec(counter=2), "command_variant": 9}),
+        json.dumps({**rec(counter=3), "command_variant": "4"}),
+        json.dumps({**rec(counter=4, kind="response", code="I0"), "command_variant": 1}),
+        json.dumps({**rec(counter=5), "command_variant": None}),
+    ])
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 2, rejected 3, skipped 0 duplicates\n"
+    assert [r["line"] for r in rejects_of(tmp_path / "cv.rejects.jsonl")] == [2, 3, 4]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(text("SELECT command_variant FROM sat_record")).scalars(),
+                      key=str) == [4, None]

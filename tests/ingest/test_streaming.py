@@ -74,7 +74,7 @@ def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
     assert peak < PEAK_RSS_MB, f"report own of {own} records peaked at {peak} MB"
     with open(out, encoding="utf-8") as f:
         header = f.readline()
-        assert header.startswith("id,logged_at,kind,request_id") and header.rstrip().endswith(",payload")
+        assert header.startswith("id,logged_at,kind,request_id") and ",payload," in header
         assert sum(1 for _ in f) == own
     assert out.stat().st_size > own * len(PAYLOAD)  # payloads included
 

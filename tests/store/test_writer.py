@@ -58,8 +58,10 @@ def test_duplicates_inside_one_batch_are_counted_once_loaded(engine: Engine) -> 
 def test_the_natural_key_is_request_id_kind_and_time(world: World) -> None:
     req = world.records["np_req"]
     with world.engine.begin() as conn:
-        # a different payload for the same message is still the same message: the first one stays
-        assert append_records(conn, [replace(req, payload="<forged>")]) == (0, 1)
+        # the same message again is a duplicate; other content under its identity a conflict
+        assert append_records(conn, [req]) == (0, 1)
+        with pytest.raises(Conflict, match=f"stored record {world.ids['np_req']}"):
+            append_records(conn, [replace(req, payload="<forged>")])
         # another kind, or another time, is another message
         assert append_records(conn, [replace(req, kind="response", logged_at=t("2025-02-10T10:00:07Z"))]) == (1, 0)
         assert append_records(conn, [replace(req, logged_at=t("2025-02-10T11:00:00Z"))]) == (1, 0)

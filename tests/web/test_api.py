@@ -75,7 +75,7 @@ def test_item_fields_are_those_of_the_spec(client, token):
     item = walk(client, token(P.NORTHPOWER), scope="own")[0]
     assert set(item) == {"id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id",
                          "device_type", "smets", "user_id", "user_role", "party_id", "response_code",
-                         "access", "payload"}
+                         "command_variant", "access", "payload", "execution_at", "subject_device_id"}
 
 
 def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):

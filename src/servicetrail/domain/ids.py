@@ -5,8 +5,10 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-_EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}$")
-_COUNTER = re.compile(r"^[0-9]{1,20}$")
+_EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\Z")
+# the XSD's counter: a decimal with no leading zero, at most 2^64 - 1 (checked after the match)
+_COUNTER = re.compile(r"^(?:0|[1-9][0-9]{0,19})\Z")
+MAX_COUNTER = 2**64 - 1
 
 
 class InvalidValue(ValueError):
@@ -20,6 +22,23 @@ def eui64(value: str) -> str:
     if not _EUI64.match(text):
         raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {value!r}")
     return text.upper()
+
+
+SHOWN_LIMIT = 60  # characters of a rejected value's repr() a reason may quote
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """A value from outside as a reason may quote it: repr() (quotes, escaped control and
+    invisible characters, so it stays one line and cannot start a spreadsheet formula),
+    truncated so that no value makes a reason long."""
+    if not isinstance(value, str):
+        return "nothing" if value is None else f"a value of type {type(value).__name__}"
+    if not value:
+        return "an empty value"
+    head = value[:limit]
+    while len(repr(head)) > limit and len(head) > 1:
+        head = head[:-1]
+    return repr(value) if head == value else f"{head!r}... ({len(value)} characters)"
 
 
 def is_eui64(value: str) -> bool:
@@ -37,13 +56,16 @@ class RequestId:
     @classmethod
     def parse(cls, value: str) -> RequestId:
         parts = value.strip().split(":") if isinstance(value, str) else []
-        if len(parts) != 3 or not _COUNTER.match(parts[2]):
-            raise InvalidValue(f"not a Request ID (originator:target:counter): {value!r}")
+        if len(parts) != 3 or not parts[2].isascii() or not _COUNTER.match(parts[2]):
+            raise InvalidValue(f"not a Request ID (originator:target:counter, the counter a decimal with "
+                               f"no leading zero): {shown(value)}")
+        if int(parts[2]) > MAX_COUNTER:
+            raise InvalidValue(f"not a Request ID (its counter is over 2^64 - 1): {shown(value)}")
         try:
             return cls(eui64(parts[0]), eui64(parts[1]), parts[2])
         except InvalidValue:
             raise InvalidValue(
-                f"not a Request ID (originator and target must be EUI-64s): {value!r}"
+                f"not a Request ID (originator and target must be EUI-64s): {shown(value)}"
             ) from None
 
     def __str__(self) -> str:

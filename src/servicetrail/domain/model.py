@@ -93,7 +93,13 @@ class Responsibility:
 
 @dataclass(frozen=True, slots=True)
 class SatRecord:
-    """One message of the trail. `(request_id, kind, logged_at)` identifies it."""
+    """One message of the trail. `key` identifies it (SPEC section 4, "Identity").
+
+    The fields after `payload` come from DUIS (SPEC section 4.1): `command_variant` is a
+    title field every viewer of the record sees; `execution_at` and `subject_device_id` are
+    read from the body, so only the record's own User sees them, like the payload;
+    `response_id` is the DUIS ResponseID of a response or alert, which tells apart two
+    messages of one Request ID, kind and time."""
 
     logged_at: datetime
     kind: str
@@ -103,6 +109,10 @@ class SatRecord:
     device_id: str
     response_code: str
     payload: str
+    command_variant: int | None = None
+    execution_at: datetime | None = None
+    subject_device_id: str = ""
+    response_id: str = ""
 
     @property
     def key(self) -> tuple[str, str, datetime]:

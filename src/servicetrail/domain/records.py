@@ -1,6 +1,7 @@
 """Validation of a normalised SAT record (SPEC section 4, SAT JSON Lines) and its API shape."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,9 @@ from .visibility import Access
 
 FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
 _SRV_CHARS = "0123456789."
-MAX_PAYLOAD_CHARS = 1_000_000
+# as large as the largest DUIS document (an 11.1 firmware image), so SAT JSONL can carry any of them
+MAX_PAYLOAD_CHARS = 16 * 1024 * 1024
+DIGEST_BYTES = 16  # 128 bits of SHA-256: a collision between two messages is not a practical worry
 
 
 def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
@@ -21,7 +24,7 @@ def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
     return SatRecord(*record_values(raw))
 
 
-def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str, str, str, str]:
+def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str, str, str, str, int | None]:
     """record_from_mapping's fields in SatRecord order, without building the record.
 
     This runs once per ingested record (a loader turns the fields straight into a row), so
@@ -40,8 +43,10 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
             if value is not None and not isinstance(value, str):
                 raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
         when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
-    if not (when.strip() and kind.strip() and request.strip() and user.strip()):
-        missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user)) if not value.strip()]
+    # SPEC 4.1: a response the Device sent without a RequestID has an empty request_id
+    if not (when.strip() and kind.strip() and (request.strip() or kind.strip() == "response") and user.strip()):
+        missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user))
+                   if not value.strip() and not (name == "request_id" and kind.strip() == "response")]
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
     kind = kind.strip()
     if kind not in KINDS:
@@ -52,7 +57,7 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
         raise InvalidValue(f"logged_at: {e}") from None
     try:  # a reason names its field: user_id and device_id are both EUI-64s
         field = "request_id"
-        request_id = str(RequestId.parse(request))
+        request_id = str(RequestId.parse(request)) if request.strip() else ""
         field = "user_id"
         user_id = eui64(user.strip())
         field = "device_id"
@@ -75,28 +80,67 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
     if "\x00" in payload:  # PostgreSQL text cannot hold it, and no DUIS message contains one
         raise InvalidValue("payload contains a NUL character")
-    return logged_at, kind, request_id, srv, user_id, device_id, code, payload
+    return (logged_at, kind, request_id, srv, user_id, device_id, code, payload,
+            command_variant(get("command_variant"), kind))
+
+
+def command_variant(value: Any, kind: str) -> int | None:
+    """SPEC section 4.1: an integer 1-8 on a request, null on every other kind."""
+    if value is None:
+        return None
+    if type(value) is not int:  # bool is an int subclass, and "4" is not a number
+        raise InvalidValue(f"command_variant must be an integer 1-8 or null: {value!r}"[:120])
+    if kind != "request":
+        raise InvalidValue(f"command_variant is a request's; a {kind} has none")
+    if not 1 <= value <= 8:
+        raise InvalidValue(f"command_variant must be 1-8: {value}")
+    return value
+
+
+def content_digest(kind: str, request_id: str, srv: str, user_id: str, device_id: str, response_code: str,
+                   payload: str, command_variant: int | None, execution_at: datetime | None,
+                   subject_device_id: str, response_id: str) -> bytes:
+    """What tells a re-sent message from a different one under the same identity (SPEC
+    section 4, "Identity"): every stored field after normalisation except the time, which
+    is part of the identity itself. The fields are length-prefixed, so no two different
+    records can run together into the same bytes."""
+    parts = (kind, request_id, srv, user_id, device_id, response_code,
+             "" if command_variant is None else str(command_variant),
+             "" if execution_at is None else format_time(execution_at), subject_device_id, response_id)
+    digest = hashlib.sha256()
+    for part in parts:
+        encoded = part.encode("utf-8")
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+    digest.update(payload.encode("utf-8"))  # the last field needs no length
+    return digest.digest()[:DIGEST_BYTES]
 
 
 ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",
-               "smets", "user_id", "user_role", "party_id", "response_code", "access")
-# a report's columns: every row is the viewer's own, so the payload is always there
-REPORT_FIELDS = (*ITEM_FIELDS, "payload")
+               "smets", "user_id", "user_role", "party_id", "response_code", "command_variant", "access")
+# read from the message's body: shown only to the record's own User (SPEC section 5)
+OWN_ONLY_FIELDS = ("payload", "execution_at", "subject_device_id")
+# a report's columns: every row is the viewer's own, so the own-only fields are always there
+REPORT_FIELDS = (*ITEM_FIELDS, *OWN_ONLY_FIELDS)
 
 
 def item(record_id: int, logged_at: datetime, kind: str, request_id: str, srv: str | None,
          device_id: str | None, device_type: str | None, smets: int | None, user_id: str,
-         user_role: str | None, party_id: str | None, response_code: str | None, access: str,
-         payload: str | None) -> dict[str, Any]:
-    """The item every interface shows (SPEC section 5): payload only when the record is the viewer's own."""
+         user_role: str | None, party_id: str | None, response_code: str | None,
+         command_variant: int | None, access: str, payload: str | None,
+         execution_at: datetime | None, subject_device_id: str | None) -> dict[str, Any]:
+    """The item every interface shows (SPEC section 5): the body-derived fields only when
+    the record is the viewer's own."""
     shown: dict[str, Any] = {
         "id": record_id, "logged_at": format_time(logged_at), "kind": kind, "request_id": request_id,
         "srv": srv or "", "srv_title": srv_title(srv or ""), "device_id": device_id or "",
         "device_type": device_type, "smets": smets, "user_id": user_id, "user_role": user_role,
-        "party_id": party_id, "response_code": response_code or "", "access": access,
+        "party_id": party_id, "response_code": response_code or "", "command_variant": command_variant,
+        "access": access,
     }
     if access == Access.OWN:
         shown["payload"] = payload or ""
+        shown["execution_at"] = format_time(execution_at) if execution_at is not None else None
+        shown["subject_device_id"] = subject_device_id or ""
     return shown
 
 

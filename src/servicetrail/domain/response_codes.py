@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .catalogue import CATALOGUE
-from .ids import InvalidValue
+from .ids import InvalidValue, shown
 from .response_code_data import DCC_ALERT_CODES, FUTURE_DATED_ALERT_CODES, MEANINGS, RESPONSE_CODES
 
 INFORMATION, WARNING, ERROR, DEVICE_ALERT, DCC_ALERT, UNKNOWN = (
@@ -108,23 +108,6 @@ def explain_code(code: str, kind: str = "") -> str:
 
 
 # --- validation of DUIS documents ------------------------------------------------------------
-
-SHOWN_LIMIT = 60  # characters of a rejected value's repr() a reason may quote
-
-
-def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
-    """A value from outside as a reason may quote it: repr() (quotes, escaped control and
-    invisible characters, so it stays one line and cannot start a spreadsheet formula),
-    truncated so that no value makes a reason long."""
-    if not isinstance(value, str):
-        return "nothing" if value is None else f"a value of type {type(value).__name__}"
-    if not value:
-        return "an empty value"
-    head = value[:limit]
-    while len(repr(head)) > limit and len(head) > 1:
-        head = head[:-1]
-    return repr(value) if head == value else f"{head!r}... ({len(value)} characters)"
-
 
 def check_srv(srv: object) -> str:
     """A DUIS ServiceReferenceVariant, which must be one of the catalogue's SRVs."""

@@ -412,7 +412,11 @@ def messages(world: World) -> Iterator[Message]:
 
 
 def records(world: World) -> Iterator[SatRecord]:
-    """The World's SAT records, lazily and in time order."""
+    """The World's SAT records, lazily and in time order: each DUIS document read by the
+    ingest's own parser, so that a store built from them (`generate --into-store`, the demo)
+    holds exactly what ingesting the DUIS capture would (command variants, execution times,
+    subject Devices and ResponseIDs included)."""
+    from ..ingest.duis import parse_text  # the generator's one use of ingest: the parser itself
+
     for m in messages(world):
-        yield SatRecord(_EPOCH + timedelta(milliseconds=m[0]), m[2], m[3], m[4], m[5], m[6], m[7],
-                        "" if m[2] == "acknowledgement" else m[8])
+        yield parse_text(m[8], _EPOCH + timedelta(milliseconds=m[0]))

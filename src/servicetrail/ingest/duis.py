@@ -1,27 +1,39 @@
-"""DUIS XML (SPEC section 4 and shared/duis/README.md) to SAT records, refusing hostile XML.
+"""DUIS XML to SAT records by the table of SPEC section 4.1, refusing hostile XML.
 
-A document with a DOCTYPE or an entity declaration is rejected outright, not defused;
-the parser never loads a DTD, expands an entity or touches the network, and documents
-over MAX_DOCUMENT_BYTES are refused before parsing.
+A document with a DOCTYPE or an entity declaration is rejected outright, not defused; the
+parser never loads a DTD, expands an entity or touches the network. Documents over
+MAX_DOCUMENT_BYTES are refused before parsing; below it, large text nodes (an 11.1
+firmware image is up to 10,240,000 octets of base64) parse.
+
+Every field is checked against the schema's rules before it becomes a record (SRVs against
+the catalogue, response codes against the XSD's list, Request IDs against its pattern), so
+a value no writer can hold is a reject with a reason, never a failure of its batch.
 """
 from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timezone
 
 from lxml import etree
 
 from ..domain.catalogue import is_non_device
-from ..domain.ids import InvalidValue, RequestId
+from ..domain.ids import InvalidValue, RequestId, eui64, is_eui64, shown
 from ..domain.model import Kind, SatRecord
-from ..domain.times import parse_time
+from ..domain.response_code_data import DCC_ALERT_CODES
+from ..domain.response_codes import check_response_code, check_srv
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
-MAX_DOCUMENT_BYTES = int(os.environ.get("SERVICETRAIL_MAX_DUIS_BYTES", str(4 * 1024 * 1024)))
+MAX_DOCUMENT_BYTES = int(os.environ.get("SERVICETRAIL_MAX_DUIS_BYTES", str(16 * 1024 * 1024)))
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# huge_tree lifts libxml2's 10 MB cap on one text node (a firmware image); DTDs, entities
+# and the network stay off, and the size limit above bounds the whole document
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=False, remove_comments=False)
+                          huge_tree=True, remove_comments=False)
+_ALERT_CODE = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,8}\Z")  # xs:hexBinary, as short as codes are
+_DCC_ALERT_CODES = frozenset(DCC_ALERT_CODES)
+UTC = timezone.utc
 
 
 def _q(name: str) -> str:
@@ -29,7 +41,6 @@ def _q(name: str) -> str:
 
 
 _REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
-_FUTURE_ALERT = _q("FutureDatedDeviceAlertMessage")
 _CLARK: dict[str, str] = {}
 
 
@@ -41,6 +52,50 @@ def _text(parent: etree._Element, path: str) -> str:
         clark = _CLARK[path] = "/".join(_q(step.removeprefix("sr:")) for step in path.split("/"))
     found = parent.find(clark)
     return (found.text or "").strip() if found is not None else ""
+
+
+def _local(element: etree._Element) -> str:
+    return element.tag.rpartition("}")[2] if isinstance(element.tag, str) else ""
+
+
+def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
+    """The child of that local name, whatever its namespace (SMETS1's inner parts mix two)."""
+    if parent is None:
+        return None
+    return next((c for c in parent if _local(c) == name), None)
+
+
+def _child_text(parent: etree._Element | None, name: str) -> str:
+    found = _child(parent, name)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _first_element(parent: etree._Element | None) -> etree._Element | None:
+    # comments and processing instructions are not messages
+    return next((c for c in parent if isinstance(c.tag, str)), None) if parent is not None else None
+
+
+def _descendants(parent: etree._Element, name: str) -> Iterator[etree._Element]:
+    return (e for e in parent.iter() if _local(e) == name)
+
+
+def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
+    """An xs:dateTime with an offset, as every time of a record's identity must be (SPEC
+    section 4). `naive_is_utc`: for a time that only informs (ExecutionDateTime), one
+    written without an offset is read as UTC, the DUIS default, rather than losing the request."""
+    text = value.strip()
+    if not text or len(text) > 40:
+        raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}") from None
+    if parsed.tzinfo is None and not naive_is_utc:
+        raise InvalidValue(f"{field}: time without a UTC offset (add Z): {shown(text)}")
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidValue(f"{field}: time out of range: {shown(text)}") from None
 
 
 def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
@@ -55,7 +110,8 @@ def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
 
 def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
     if len(document) > MAX_DOCUMENT_BYTES:
-        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit")
+        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit "
+                           f"(SERVICETRAIL_MAX_DUIS_BYTES)")
     if _DTD.search(document):
         raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
     try:
@@ -69,7 +125,7 @@ def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> Sat
         return _request(root, logged_at, payload)
     if root.tag == _RESPONSE:
         return _response(root, payload)
-    raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {root.tag}")
+    raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {shown(root.tag)}")
 
 
 def _as_text(document: bytes, root: etree._Element) -> str:
@@ -82,59 +138,151 @@ def _as_text(document: bytes, root: etree._Element) -> str:
     return etree.tostring(root.getroottree(), encoding="unicode")
 
 
+def _command_variant(root: etree._Element) -> int:
+    raw = _text(root, "sr:Header/sr:CommandVariant")
+    if not (len(raw) == 1 and raw in "12345678"):
+        raise InvalidValue(f"CommandVariant must be 1-8, not {shown(raw)}")
+    return int(raw)
+
+
 def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> SatRecord:
     request_id = RequestId.parse(_text(root, "sr:Header/sr:RequestID"))
-    srv = _text(root, "sr:Header/sr:ServiceReferenceVariant")
-    if not srv:
-        raise InvalidValue("DUIS request without Header/ServiceReferenceVariant")
+    srv = check_srv(_text(root, "sr:Header/sr:ServiceReferenceVariant"))
+    variant = _command_variant(root)
     if logged_at is None:
         raise InvalidValue("DUIS request without a logged_at time")
-    device_id = "" if is_non_device(srv) else request_id.target
-    return SatRecord(logged_at, Kind.REQUEST, str(request_id), srv, request_id.originator, device_id, "", payload)
+    body = root.find(_BODY)
+    non_device = is_non_device(srv)
+    return SatRecord(
+        logged_at, Kind.REQUEST, str(request_id), srv, request_id.originator,
+        "" if non_device else request_id.target, "", payload,
+        command_variant=variant,
+        execution_at=_execution_at(body),
+        subject_device_id=_named_device(body) if non_device else "",
+    )
+
+
+def _execution_at(body: etree._Element | None) -> datetime | None:
+    """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command)."""
+    if body is None:
+        return None
+    found = next(_descendants(body, "ExecutionDateTime"), None)
+    return duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True) if found is not None else None
+
+
+def _named_device(within: etree._Element | None) -> str:
+    """The first Device a body names (DeviceID, DeviceIDList, CommsHubDeviceID ...)."""
+    if within is None:
+        return ""
+    for element in within.iter():
+        if "DeviceID" in _local(element) and element.text and is_eui64(element.text):
+            return eui64(element.text)
+    return ""
 
 
 def _response(root: etree._Element, payload: str) -> SatRecord:
     header = root.find(_HEADER)
-    body = root.find(_BODY)
-    # comments and processing instructions are not messages
-    message = next((child for child in body if isinstance(child.tag, str)), None) if body is not None else None
+    message = _first_element(root.find(_BODY))
     if header is None or message is None:
         raise InvalidValue("DUIS response without Header and Body")
-    code = _text(header, "sr:ResponseCode")
-    if not code:
-        raise InvalidValue("DUIS response without Header/ResponseCode")
-    try:
-        logged_at = parse_time(_text(header, "sr:ResponseDateTime"))
-    except InvalidValue as e:
-        raise InvalidValue(f"ResponseDateTime: {e}") from None
+    code = check_response_code(_text(header, "sr:ResponseCode"))
+    logged_at = duis_time(_text(header, "sr:ResponseDateTime"), "ResponseDateTime")
     raw_request_id = _text(header, "sr:RequestID")
     raw_response_id = _text(header, "sr:ResponseID")
     request_id = RequestId.parse(raw_request_id) if raw_request_id else None
     response_id = RequestId.parse(raw_response_id) if raw_response_id else None
     if request_id is None and response_id is None:
         raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
-    kind = _kind(message, code)
-    srv = "" if kind in (Kind.DEVICE_ALERT, Kind.DCC_ALERT) else _text(message, "sr:ServiceReferenceVariant")
-    if request_id is not None:  # a response to a request goes back to the request's sender
-        user_id = request_id.originator
-        device_id = "" if is_non_device(srv) else request_id.target
-        if kind == Kind.DCC_ALERT:
-            device_id = ""
-        elif kind == Kind.DEVICE_ALERT and response_id is not None:
-            device_id = response_id.originator
-    else:  # an alert: from the Device (or the DCC) to a User
-        user_id = response_id.target
-        device_id = response_id.originator if kind == Kind.DEVICE_ALERT else ""
-    identity = str(request_id or response_id)
-    return SatRecord(logged_at, kind, identity, srv, user_id, device_id, code, payload)
-
-
-def _kind(message: etree._Element, code: str) -> Kind:
-    name = message.tag.rpartition("}")[2]  # the local name, whatever the namespace
-    if name == "DeviceAlertMessage" or message.find(_FUTURE_ALERT) is not None:
-        return Kind.DEVICE_ALERT
+    parts = _Parts(logged_at, code, request_id, response_id, payload)
+    name = _local(message)
+    if name == "ResponseMessage":
+        return parts.response_message(message, check_srv(_child_text(message, "ServiceReferenceVariant")))
+    if name == "DeviceAlertMessage":
+        return parts.alert(Kind.DEVICE_ALERT, _hex_code(_child_text(message, "AlertCode"), "AlertCode"),
+                           parts.alerting_device())
     if name == "DCCAlertMessage":
-        return Kind.DCC_ALERT
-    if code == "I99":
-        return Kind.ACKNOWLEDGEMENT
-    return Kind.RESPONSE
+        dcc_code = _child_text(message, "DCCAlertCode")
+        if dcc_code not in _DCC_ALERT_CODES:
+            raise InvalidValue(f"DCCAlertCode must be one of the DUIS schema's DCC Alert codes, not {shown(dcc_code)}")
+        return parts.alert(Kind.DCC_ALERT, dcc_code, _named_device(_child(message, "DCCAlert")))
+    if name == "SMETS1ResponseMessage":
+        return parts.smets1(message)
+    raise InvalidValue(f"DUIS response Body holds an unknown message: {shown(name)}")
+
+
+def _hex_code(value: str, field: str) -> str:
+    if not _ALERT_CODE.match(value):
+        raise InvalidValue(f"{field} must be a hexadecimal alert code such as 8F66, not {shown(value)}")
+    return value.upper()
+
+
+class _Parts:
+    """The header's parts of one response, and the records SPEC section 4.1 makes of them."""
+
+    def __init__(self, logged_at: datetime, code: str, request_id: RequestId | None,
+                 response_id: RequestId | None, payload: str) -> None:
+        self.logged_at, self.code, self.payload = logged_at, code, payload
+        self.request_id, self.response_id = request_id, response_id
+
+    @property
+    def _addressee(self) -> str:
+        """An alert goes to the ResponseID's target; a response to its request's sender."""
+        if self.response_id is not None:
+            return self.response_id.target
+        return self.request_id.originator  # type: ignore[union-attr]
+
+    def alerting_device(self) -> str:
+        if self.response_id is None:
+            raise InvalidValue("DUIS device alert without a ResponseID (its originator is the Device)")
+        return self.response_id.originator
+
+    def alert(self, kind: Kind, code: str, device_id: str, srv: str = "", request_id: str = "") -> SatRecord:
+        if self.response_id is None and not request_id:
+            raise InvalidValue(f"DUIS {kind.value.replace('_', ' ')} without a ResponseID")
+        return SatRecord(self.logged_at, kind, request_id or str(self.response_id), srv, self._addressee,
+                         device_id, code, self.payload, response_id=self._response_id_text)
+
+    @property
+    def _response_id_text(self) -> str:
+        return str(self.response_id) if self.response_id is not None else ""
+
+    def response_message(self, message: etree._Element, srv: str) -> SatRecord:
+        future = _child(message, "FutureDatedDeviceAlertMessage")
+        if future is not None:
+            # the outcome of a future-dated command: a Device Alert (outside MP141), kept
+            # beside its command by the command's SRV and Request ID
+            if self.request_id is None:
+                raise InvalidValue("DUIS future-dated alert without the command's RequestID")
+            code = _hex_code(_child_text(future, "FutureDatedAlertCode"), "FutureDatedAlertCode")
+            return self.alert(Kind.DEVICE_ALERT, code, self.request_id.target, srv, str(self.request_id))
+        kind = Kind.ACKNOWLEDGEMENT if self.code == "I99" else Kind.RESPONSE
+        return self._response(kind, srv)
+
+    def _response(self, kind: Kind, srv: str) -> SatRecord:
+        if self.request_id is not None:
+            user_id, device_id, request_id = self.request_id.originator, self.request_id.target, str(self.request_id)
+        else:  # the Device answered with no RequestID: its ResponseID names the Device and the User
+            user_id, device_id, request_id = self.response_id.target, self.response_id.originator, ""  # type: ignore[union-attr]
+        if is_non_device(srv):
+            device_id = ""
+        return SatRecord(self.logged_at, kind, request_id, srv, user_id, device_id, self.code, self.payload,
+                         response_id=self._response_id_text)
+
+    def smets1(self, message: etree._Element) -> SatRecord:
+        """Classified by what is inside SMETS1SignedResponse/SMETS1Response/Body."""
+        inner = _child(_child(message, "SMETS1SignedResponse"), "SMETS1Response")
+        inner_header = _child(inner, "Header")
+        inner_message = _first_element(_child(inner, "Body"))
+        if inner_header is None or inner_message is None:
+            raise InvalidValue("SMETS1ResponseMessage without SMETS1SignedResponse/SMETS1Response Header and Body")
+        if _local(inner_message) == "DeviceAlertMessage":
+            device = _child_text(inner_header, "BusinessOriginatorID")
+            if not is_eui64(device):
+                raise InvalidValue(f"SMETS1 alert: BusinessOriginatorID is not an EUI-64: {shown(device)}")
+            code = _hex_code(_child_text(inner_header, "GBCSHexadecimalMessageCode"), "GBCSHexadecimalMessageCode")
+            return self.alert(Kind.DEVICE_ALERT, code, eui64(device))
+        if _local(inner_message) != "ResponseMessage":
+            raise InvalidValue(f"SMETS1Response Body holds an unknown message: {shown(_local(inner_message))}")
+        srv = _child_text(message, "ServiceReferenceVariant") or _child_text(inner_header, "ServiceReferenceVariant")
+        kind = Kind.ACKNOWLEDGEMENT if self.code == "I99" else Kind.RESPONSE
+        return self._response(kind, check_srv(srv))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -41,10 +40,14 @@ class Summary:
     rejected: int = 0
     duplicates: int = 0
     corrected: int = 0
+    times_from_mtime: int = 0  # bare request files timed by their modification time
     reject_files: list[Path] = field(default_factory=list)
 
     def line(self) -> str:
-        return f"loaded {self.loaded}, rejected {self.rejected}, skipped {self.duplicates} duplicates"
+        said = f"loaded {self.loaded}, rejected {self.rejected}, skipped {self.duplicates} duplicates"
+        if self.times_from_mtime:
+            said += f"; {self.times_from_mtime} times taken from file modification times"
+        return said
 
 
 class BadHeader(ValueError):
@@ -55,7 +58,7 @@ class BadHeader(ValueError):
 
 def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, rejects_path: Path | None,
                   progress: Progress | None = None) -> Summary:
-    rejects = RejectFile(rejects_path or default_rejects_path(path))
+    rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     summary = Summary()
     store = {registry_csv.USERS: lambda c, v: load_user(c, *v), registry_csv.DEVICES: load_device,
              registry_csv.RESPONSIBILITIES: load_responsibility}[what]
@@ -75,7 +78,7 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
                         values = next(csv.reader([raw.decode("utf-8")]))
                         outcome = store(conn, what.parse(dict(zip(header, values))))
                     except (InvalidValue, Conflict, UnicodeDecodeError, StopIteration) as e:
-                        rejects.add(number, str(e) or "empty row", raw)
+                        rejects.add(number, str(e) or "empty row", raw, path)
                         continue
                     if outcome is Outcome.DUPLICATE:
                         summary.duplicates += 1
@@ -99,37 +102,50 @@ def _finish(summary: Summary, rejects: RejectFile) -> Summary:
 
 def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
            logged_at: datetime | None = None, progress: Progress | None = None) -> Summary:
-    """Ingest files or folders of SAT JSONL, DUIS JSONL captures or DUIS XML files."""
-    files = list(expand(paths))
+    """Ingest files or folders of SAT JSONL, DUIS JSONL captures or DUIS XML files.
+
+    Each input named (a file, or a folder with all it holds) has its reject file beside
+    it, named after it (`--rejects` gives one for all); see ingest.rejects for how inputs
+    that share one keep each other's entries."""
+    named = [(path, list(expand([path]))) for path in paths]
+    files = list(dict.fromkeys(f for _, found in named for f in found))
+    rejects = _Rejects(named, rejects_path)
     summary = Summary()
-    xml_files = [f for f in files if detect(f) is Format.DUIS_XML]
-    targets = {path: rejects_path or default_rejects_path(path) for path in files if path not in xml_files}
-    xml_target = rejects_path or default_rejects_path(
-        xml_files[0].parent if len(xml_files) > 1 else xml_files[0]) if xml_files else None
-    # Inputs that share a reject file (--rejects, or names like sat.2025-01.jsonl and sat.2025-02.jsonl)
-    # append to it, each reject naming its file; none may wipe another's rejects.
-    sharing = Counter(t.resolve() for t in [*targets.values(), *([xml_target] if xml_target else [])])
-    started: set[Path] = set()
     make_row = row_maker(engine.dialect.name)
-
-    def rejects_for(target: Path) -> RejectFile:
-        rejects = RejectFile(target, append=target.resolve() in started)
-        started.add(target.resolve())
-        return rejects
-
-    for path, target in targets.items():
-        rejects = rejects_for(target)
-        source = str(path) if sharing[target.resolve()] > 1 else None
-        sat = detect(path) is Format.SAT_JSONL
-        parse = _sat_chunk(make_row) if sat else _duis_chunk(make_row)
-        chunks = parsed_chunks(path, parse, _workers_for(path, sat), CHUNK_LINES)
-        _append_all(engine, chunks, rejects, source, summary, progress)
-        _finish(summary, rejects)
-    if xml_files:
-        rejects = rejects_for(xml_target)
-        _append_all(engine, _xml_files(xml_files, make_row, logged_at), rejects, None, summary, progress)
-        _finish(summary, rejects)
+    xml_files = [f for f in files if detect(f) is Format.DUIS_XML]
+    try:
+        for path in files:
+            if path in xml_files:
+                continue
+            sat = detect(path) is Format.SAT_JSONL
+            parse = _sat_chunk(make_row) if sat else _duis_chunk(make_row)
+            chunks = parsed_chunks(path, parse, _workers_for(path, sat), CHUNK_LINES)
+            _append_all(engine, chunks, rejects, path, summary, progress)
+        if xml_files:  # many small documents share each batch, whatever their reject files
+            _append_all(engine, _xml_files(xml_files, make_row, logged_at, summary), rejects, None, summary, progress)
+    finally:
+        rejects.finish(summary)
     return summary
+
+
+class _Rejects:
+    """The reject files of one run: each file's rejects to the reject file of the input that
+    named it."""
+
+    def __init__(self, named: list[tuple[Path, list[Path]]], rejects_path: Path | None) -> None:
+        owners: dict[Path, list[Path]] = {}
+        for path, found in named:
+            owners.setdefault((rejects_path or default_rejects_path(path)).resolve(), []).extend(found)
+        files = [f for _, found in named for f in found]
+        self.files = {target: RejectFile(target, sources=sources, inputs=files) for target, sources in owners.items()}
+        self.target_of = {str(path): target for target, sources in owners.items() for path in sources}
+
+    def add(self, source: Path | str, line: int, reason: str, raw: str | bytes, whole: bool = False) -> None:
+        self.files[self.target_of[str(source)]].add(line, reason, raw, source, whole)
+
+    def finish(self, summary: Summary) -> None:
+        for rejects in self.files.values():
+            _finish(summary, rejects)
 
 
 def _workers_for(path: Path, sat: bool) -> int:
@@ -150,7 +166,7 @@ def _sat_chunk(make_row: Callable[..., Row]) -> Parser:
         for number, raw in lines:
             size += len(raw)
             try:
-                rows.append(make_row(*satjsonl.parse_values(raw)))
+                rows.append(make_row(*satjsonl.parse_values(raw), origin=number))
             except InvalidValue as e:
                 rejected.append((number, str(e), raw))
         return rows, rejected, size
@@ -167,7 +183,7 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
                 if not isinstance(entry, dict) or not isinstance(entry.get("duis"), str):
                     raise InvalidValue('a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}')
                 when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
-                rows.append(record_row(make_row, duis.parse_text(entry["duis"], when)))
+                rows.append(record_row(make_row, duis.parse_text(entry["duis"], when), origin=number))
             except orjson.JSONDecodeError as e:
                 rejected.append((number, f"not JSON: {e}", raw))
             except InvalidValue as e:
@@ -176,8 +192,11 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
     return parse
 
 
-def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None
+def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None, summary: Summary
                ) -> Iterator[Chunk]:
+    """Bare DUIS documents, one a file. A request in one carries no time of its own: it is
+    timed by --logged-at or the file's modification time, and identified by its content
+    (SPEC section 4), so touching the file and ingesting it again adds nothing."""
     rows: list[Row] = []
     rejected: list[tuple] = []
     size = 0
@@ -187,9 +206,12 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
             document = f.read(duis.MAX_DOCUMENT_BYTES + 1)
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
-            rows.append(record_row(make_row, duis.parse_document(document, when)))
+            record = duis.parse_document(document, when)
+            rows.append(record_row(make_row, record, timeless=record.kind == "request", origin=str(path)))
+            if logged_at is None and record.kind == "request":
+                summary.times_from_mtime += 1
         except InvalidValue as e:
-            rejected.append((1, str(e), document, str(path)))
+            rejected.append((1, str(e), _whole(path, document), str(path)))
         if len(rows) + len(rejected) >= CHUNK_LINES:  # one statement for many small files
             yield rows, rejected, size
             rows, rejected, size = [], [], 0
@@ -197,32 +219,59 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
         yield rows, rejected, size
 
 
-def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: RejectFile, source: str | None,
+def _whole(path: Path, document: bytes) -> bytes:
+    """A rejected document as it came: the parser was handed at most the size limit and a
+    byte, so an over-size one is read again in full for its reject entry."""
+    if len(document) <= duis.MAX_DOCUMENT_BYTES:
+        return document
+    with open_binary(path) as f:
+        return f.read()
+
+
+def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: _Rejects, source: Path | None,
                 summary: Summary, progress: Progress | None) -> None:
     """Every BATCH rows one transaction, written chunk by chunk as the parser delivers them,
-    so that the parser works on the next chunk while this process writes."""
+    so that the parser works on the next chunk while this process writes. `source`: the
+    file the chunks' lines come from (None: each reject names its own file)."""
     consumed = 0
+    conflicts: list[tuple[int | str, str]] = []
     with engine.connect() as conn:
         batch = _Batch(conn)
         try:
             for rows, rejected, size in chunks:
                 for number, reason, raw, *named in rejected:
-                    rejects.add(number, reason, raw, named[0] if named else source)
+                    rejects.add(named[0] if named else source, number, reason, raw, whole=bool(named))
                 consumed += size
                 while rows:
                     room = BATCH - len(batch.rows)
                     part, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
                     batch.add(part)
                     if len(batch.rows) >= BATCH or batch.payload_bytes >= BATCH_BYTES:
-                        batch.commit(summary)
+                        conflicts += batch.commit(summary)
                         if progress:
                             progress(consumed)
                             consumed = 0
-            batch.commit(summary)
+            conflicts += batch.commit(summary)
         finally:
             batch.abandon()
     if progress and consumed:
         progress(consumed)
+    _reject_conflicts(conflicts, rejects, source)
+
+
+def _reject_conflicts(conflicts: list[tuple[int | str, str]], rejects: _Rejects, source: Path | None) -> None:
+    """Conflicts are found when a batch is written, after the raw input has gone: read back
+    from the file (a line by its number, or a whole document), which a conflict makes rare."""
+    by_line = {origin: reason for origin, reason in conflicts if isinstance(origin, int)}
+    if by_line and source is not None:
+        with open_binary(source) as f:
+            for number, raw in numbered_lines(f):
+                if number in by_line:
+                    rejects.add(source, number, by_line[number], raw)
+    for origin, reason in conflicts:
+        if isinstance(origin, str):
+            with open_binary(Path(origin)) as f:
+                rejects.add(origin, 1, reason, f.read(), whole=True)
 
 
 class _Batch:
@@ -234,6 +283,7 @@ class _Batch:
         self.rows: list[Row] = []
         self.payload_bytes = 0
         self.loaded = self.duplicates = 0
+        self.conflicts: list[tuple[int | str, str]] = []
         self.transaction = None
 
     def add(self, part: list[Row]) -> None:
@@ -241,13 +291,16 @@ class _Batch:
         self.payload_bytes += sum(len(row[7]) for row in part)
         self._guarded(lambda: self._append(part), committing=False)
 
-    def commit(self, summary: Summary) -> None:
+    def commit(self, summary: Summary) -> list[tuple[int | str, str]]:
+        """Commit the batch; returns its conflicts (origin, reason), for the reject file."""
         if self.transaction is None and not self.rows:
-            return
+            return []
         self._guarded(self._commit, committing=True)
         summary.loaded += self.loaded
         summary.duplicates += self.duplicates
-        self.rows, self.payload_bytes, self.loaded, self.duplicates = [], 0, 0, 0
+        conflicts = self.conflicts
+        self.rows, self.payload_bytes, self.loaded, self.duplicates, self.conflicts = [], 0, 0, 0, []
+        return conflicts
 
     def abandon(self) -> None:
         if self.transaction is not None:
@@ -259,9 +312,10 @@ class _Batch:
     def _append(self, part: list[Row]) -> None:
         if self.transaction is None:
             self.transaction = self.conn.begin()
-        loaded, duplicates = append_rows(self.conn, part)
-        self.loaded += loaded
-        self.duplicates += duplicates
+        done = append_rows(self.conn, part)
+        self.loaded += done.loaded
+        self.duplicates += done.duplicates
+        self.conflicts += done.conflicts
 
     def _commit(self) -> None:
         if self.transaction is None:
@@ -280,7 +334,8 @@ class _Batch:
             self._reset()
             try:
                 self.transaction = self.conn.begin()
-                self.loaded, self.duplicates = append_rows(self.conn, self.rows)
+                done = append_rows(self.conn, self.rows)
+                self.loaded, self.duplicates, self.conflicts = done.loaded, done.duplicates, done.conflicts
                 if committing:
                     self._commit()
                 return

@@ -1,37 +1,89 @@
-"""The reject file: every refused record, as it came, with its line and a one-line reason."""
+"""Reject files: every refused record, as it came, with its file, line and a one-line reason.
+
+SPEC section 4: a reject file is named after its input (the name without its last
+extension, plus `.rejects.jsonl`) and written beside it. A run replaces the entries of its
+own inputs and keeps those of any other input that shares the file, so that no run loses
+another's rejects; it never writes over an input.
+"""
 from __future__ import annotations
 
+import base64
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 import orjson
 
+from .sources import UnreadableInput
+
+
+class RejectsOverInput(UnreadableInput):
+    """The reject file would be one of the inputs."""
+
 
 def default_rejects_path(source: Path) -> Path:
-    """`records.jsonl` -> `records.rejects.jsonl` beside it, or in the working folder if that is read-only."""
-    name = (source.name.split(".")[0] or source.name) + ".rejects.jsonl"
+    """`records.jsonl` -> `records.rejects.jsonl` (and `ECS17b_4.1.1_X.XML` ->
+    `ECS17b_4.1.1_X.rejects.jsonl`, `day.jsonl.gz` -> `day.rejects.jsonl`) beside it. In
+    the working folder when the input's folder is read-only."""
+    plain = source.with_suffix("") if source.suffix.lower() == ".gz" else source  # day.jsonl.gz: day
+    name = (source.name if source.is_dir() else plain.stem or plain.name) + ".rejects.jsonl"
     beside = source.resolve().parent / name
     return beside if os.access(beside.parent, os.W_OK) else Path.cwd() / name
 
 
-class RejectFile:
-    """Opened on the first reject, so a clean load leaves no empty file behind."""
+def _owner(entry: bytes) -> str | None:
+    try:
+        found = orjson.loads(entry).get("file")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
 
-    def __init__(self, path: Path, append: bool = False) -> None:
+
+class RejectFile:
+    """The reject file of one or more inputs (`sources`, as their entries name them).
+
+    Entries an earlier run wrote for these sources are dropped when it opens; entries of
+    other inputs stay. Nothing is created for a run without rejects."""
+
+    def __init__(self, path: Path, sources: Iterable[str | Path] = (), inputs: Iterable[Path] = ()) -> None:
         self.path = path
         self.count = 0
         self._out: IO[bytes] | None = None
-        if not append:  # `append`: another input of the same run already wrote to this file
-            path.unlink(missing_ok=True)  # a stale file from an earlier run would mislead
+        if any(path.resolve() == Path(p).resolve() for p in inputs):
+            raise RejectsOverInput(f"the reject file {path} would overwrite an input; name another with --rejects")
+        self._keep_other_inputs({str(Path(s).resolve()) for s in sources})
 
-    def add(self, line: int, reason: str, raw: str | bytes, source: str | None = None) -> None:
+    def _keep_other_inputs(self, ours: set[str]) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as old:
+            kept = [line for line in old if (owner := _owner(line)) is not None
+                    and str(Path(owner).resolve()) not in ours]
+        if not kept:
+            self.path.unlink()
+            return
+        fresh = self.path.with_name(self.path.name + ".tmp")
+        with open(fresh, "wb") as out:
+            out.writelines(line if line.endswith(b"\n") else line + b"\n" for line in kept)
+        os.replace(fresh, self.path)
+
+    def add(self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool = False) -> None:
+        """One reject. `raw` is a line of its input (its line end is the separator, not part
+        of the record) or, with `whole`, a whole document, kept byte for byte."""
         if self._out is None:
             self._out = open(self.path, "ab")
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        entry = {"line": line, "reason": reason, "raw": text.rstrip("\r\n")}
-        if source:
-            entry["file"] = source
+        if isinstance(raw, bytes):
+            exact = raw if whole else raw.removesuffix(b"\n").removesuffix(b"\r")
+            try:
+                text, undecodable = exact.decode("utf-8"), None
+            except UnicodeDecodeError:  # JSON holds text: the exact bytes ride along in base64
+                text, undecodable = exact.decode("utf-8", "replace"), base64.b64encode(exact).decode("ascii")
+        else:
+            text, undecodable = (raw if whole else raw.removesuffix("\n").removesuffix("\r")), None
+        entry = {"file": str(source), "line": line, "reason": reason, "raw": text}
+        if undecodable is not None:
+            entry["raw_base64"] = undecodable
         self._out.write(orjson.dumps(entry) + b"\n")
         self.count += 1
 

@@ -150,9 +150,12 @@ def postgres_statement() -> Select:
         "user_role": blank_as_null(col.role),
         "party_id": blank_as_null(col.party_id),
         "response_code": blank_as_null(col.response_code),
+        "command_variant": col.command_variant,
         "access": col.access,
         # the item holds a payload only for the viewer's own records (all of a report's)
         "payload": blank_as_null(own_payload(narrow)),
+        "execution_at": _pg_time_text(col.execution_at),
+        "subject_device_id": blank_as_null(col.subject_device_id),
     }
     assert tuple(columns) == REPORT_FIELDS, "the report's columns must follow REPORT_FIELDS"
     # the same order again: PostgreSQL sees the subquery is sorted so and does not sort twice
@@ -169,11 +172,12 @@ def _sqlite_field(value: ColumnElement) -> ColumnElement[str]:
     return case((needs_quotes, '"' + func.replace(value, '"', '""') + '"'), else_=func.coalesce(value, ""))
 
 
-def _sqlite_time_text() -> ColumnElement[str]:
+def _sqlite_time_text(time: ColumnElement) -> ColumnElement[str]:
     """`domain.times.format_time`: SQLite keeps times as fixed-width UTC text
     (schema.sqlite_time, ...THH:MM:SS.ffffffZ), so only whole seconds need a change."""
-    stored = type_coerce(s.logged_at, String)
-    return case((func.substr(stored, 21, 6) == "000000", func.substr(stored, 1, 19) + "Z"), else_=stored)
+    stored = type_coerce(time, String)
+    return func.coalesce(case((func.substr(stored, 21, 6) == "000000", func.substr(stored, 1, 19) + "Z"),
+                              else_=stored), "")
 
 
 @lru_cache(maxsize=1)
@@ -187,7 +191,7 @@ def sqlite_statement() -> Select:
 
     fields = {
         "id": plain(col.id),
-        "logged_at": _sqlite_time_text(),
+        "logged_at": _sqlite_time_text(col.logged_at),
         "kind": _sqlite_field(col.kind),
         "request_id": _sqlite_field(col.request_id),
         "srv": _sqlite_field(col.srv),
@@ -199,8 +203,11 @@ def sqlite_statement() -> Select:
         "user_role": _sqlite_field(col.role),
         "party_id": _sqlite_field(col.party_id),
         "response_code": _sqlite_field(col.response_code),
+        "command_variant": plain(col.command_variant),
         "access": _sqlite_field(col.access),
         "payload": case((col.access == Access.OWN.value, _sqlite_field(col.payload)), else_=""),
+        "execution_at": _sqlite_time_text(col.execution_at),
+        "subject_device_id": _sqlite_field(col.subject_device_id),
     }
     assert tuple(fields) == REPORT_FIELDS, "the report's columns must follow REPORT_FIELDS"
     line = fields["id"]

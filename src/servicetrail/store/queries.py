@@ -6,8 +6,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (ColumnElement, FromClause, Integer, Select, and_, bindparam, case, false, null, or_, select, text,
-                        union_all)
+from sqlalchemy import (BindParameter, ColumnElement, FromClause, Integer, Select, and_, bindparam, case, false, null,
+                        or_, select, text, union_all)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -63,10 +63,21 @@ def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
 # parameters, and executed with the values: building them per request cost more than the
 # query itself, and a stable structure lets SQLAlchemy reuse its compiled SQL.
 
+def own_only(column: ColumnElement) -> ColumnElement:
+    """A field read from a message's body: NULL unless rule 1 holds, so the query itself never
+    returns it for another User's record (SPEC section 5: only with access "own")."""
+    return case((own_clause(), column), else_=null())
+
+
 def _item_columns(with_payload: bool = True) -> list:
+    """The columns of `domain.records.item`, in its order (the payload last but two, when read
+    here)."""
     columns = [s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, device.c.device_type, device.c.smets,
-               s.user_id, dcc_user.c.role, dcc_user.c.party_id, s.response_code, access_column().label("access")]
-    return columns + [sat_payload.c.payload] if with_payload else columns
+               s.user_id, dcc_user.c.role, dcc_user.c.party_id, s.response_code, s.command_variant,
+               access_column().label("access")]
+    body_fields = [own_only(s.execution_at).label("execution_at"),
+                   own_only(s.subject_device_id).label("subject_device_id")]
+    return columns + ([sat_payload.c.payload] if with_payload else []) + body_fields
 
 
 def _with_item_joins(base: FromClause, with_payload: bool = True) -> FromClause:
@@ -116,11 +127,24 @@ def _params(viewer: Viewer, search: Search, cursor: Cursor | None) -> dict[str, 
     return params
 
 
-def _conditions(shape: Shape, with_cursor: bool) -> list:
+def _device_param() -> BindParameter:
+    return bindparam("device_id", type_=s.device_id.type)
+
+
+def device_match() -> ColumnElement[bool]:
+    """A record of the Device: its own `device_id`, or, for the viewer's own non-device
+    requests only, the Device their body is about (SPEC 4.1 `subject_device_id`, which never
+    widens rule 3)."""
+    return or_(s.device_id == _device_param(), and_(s.subject_device_id == _device_param(), own_clause()))
+
+
+def _conditions(shape: Shape, with_cursor: bool, device: ColumnElement[bool] | None = None) -> list:
+    """The search's filters; `device` replaces the device filter (the interval-first branches
+    each read one index, so they say which column they match)."""
     has_device, has_request, has_srvs, has_kinds, has_from, has_to = shape
     when = []
     if has_device:
-        when.append(s.device_id == bindparam("device_id", type_=s.device_id.type))
+        when.append(device_match() if device is None else device)
     if has_request:
         when.append(s.request_id == bindparam("request_id", type_=s.request_id.type))
     if has_srvs:
@@ -152,7 +176,8 @@ def _page_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
     return _filtered_search(scope, shape, with_cursor).limit(bindparam("lim", type_=Integer))
 
 
-_RECORD_COLUMNS = (s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, s.user_id, s.response_code)
+_RECORD_COLUMNS = (s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, s.user_id, s.response_code,
+                   s.command_variant, s.execution_at, s.subject_device_id)
 
 
 @lru_cache(maxsize=512)
@@ -168,21 +193,27 @@ def _device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branche
     probing payloads for every row cost 1.2 ms of a search against 0.45 ms this way
     (EXPLAIN ANALYZE, 1M records, monthly partitions).
 
-    `ranges` says, per range, whether it has an end."""
-    where = _conditions(shape, with_cursor)
+    `ranges` says, per range, whether it has an end. The viewer's own non-device requests
+    about the device (`subject_device_id`) come through one more branch per User ID."""
+    on_device = _conditions(shape, with_cursor, device=s.device_id == _device_param())
+    on_subject = _conditions(shape, with_cursor, device=s.subject_device_id == _device_param())
     lim = bindparam("lim", type_=Integer)
-    branches = [own_rows(f"own_{i}") for i in range(own_branches)]
-    branches += [mp141_range(f"from_{j}", f"to_{j}" if has_end else None) for j, has_end in enumerate(ranges)]
+    branches = [(on_device, own_rows(f"own_{i}")) for i in range(own_branches)]
+    branches += [(on_subject, own_rows(f"own_{i}")) for i in range(own_branches)]
+    branches += [(on_device, mp141_range(f"from_{j}", f"to_{j}" if has_end else None))
+                 for j, has_end in enumerate(ranges)]
     # each branch is wrapped in a subquery: SQLite allows ORDER BY / LIMIT only on a whole compound
     parts = [select(*b.c).select_from(b) for b in (
-        _newest_first(select(*_RECORD_COLUMNS).where(*where, rule)).limit(lim).subquery() for rule in branches)]
+        _newest_first(select(*_RECORD_COLUMNS).where(*where, rule)).limit(lim).subquery() for where, rule in branches)]
     candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
     c = candidate.c
     on_candidate = ClauseAdapter(candidate).traverse  # the rule's own clauses, read off the candidates
     query = (
         select(c.id, c.logged_at, c.kind, c.request_id, c.srv, c.device_id, device.c.device_type, device.c.smets,
-               c.user_id, dcc_user.c.role, dcc_user.c.party_id, c.response_code,
-               on_candidate(access_column()).label("access"), own_payload(candidate).label("payload"))
+               c.user_id, dcc_user.c.role, dcc_user.c.party_id, c.response_code, c.command_variant,
+               on_candidate(access_column()).label("access"), own_payload(candidate).label("payload"),
+               on_candidate(own_only(s.execution_at)).label("execution_at"),
+               on_candidate(own_only(s.subject_device_id)).label("subject_device_id"))
         .select_from(candidate.outerjoin(device, device.c.device_id == c.device_id)
                      .outerjoin(dcc_user, dcc_user.c.user_id == c.user_id))
         .where(on_candidate(visible_clause(scope)))
@@ -292,7 +323,10 @@ def explain(conn: Connection, viewer: Viewer, record_id: int) -> tuple[dict[str,
 
 
 def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[str, Any]]:
-    """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest first."""
+    """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest first.
+    A response without a RequestID (empty) shares it with nothing."""
+    if not request_id:
+        return []
     items, _ = search_page(conn, viewer, Search(request_id=request_id), 200)
     return items[::-1]
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData,
-                        PrimaryKeyConstraint, SmallInteger, String, Table, Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        PrimaryKeyConstraint, SmallInteger, String, Table, Text, UniqueConstraint, text)
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0003"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0004"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -110,11 +110,27 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         Column("user_id", String(23), nullable=False),
         Column("device_id", String(23), nullable=False),
         Column("response_code", String(16), nullable=True),
-        # the natural key makes re-loading idempotent; it also serves Request ID look-ups
-        UniqueConstraint("request_id", "kind", "logged_at", "device_id"),
+        # 0004 (SPEC section 4.1). A title field every viewer of the record sees:
+        Column("command_variant", SmallInteger, nullable=True),
+        # read from the body, so only the record's own User is shown them (store.queries):
+        Column("execution_at", UtcDateTime, nullable=True),
+        Column("subject_device_id", String(23), nullable=True),
+        # identity (SPEC section 4): a DUIS response's or alert's ResponseID ('' otherwise),
+        # and the content digest that tells a re-sent message from a conflicting one
+        Column("response_id", String(80), nullable=False, server_default=""),
+        Column("digest", LargeBinary(16), nullable=True),  # NULL: stored before 0004
+        # the natural key makes re-loading idempotent; it also serves Request ID look-ups.
+        # The digest is in it because a request read from a bare XML file has no time of its
+        # own: several different requests of one Request ID may share the --logged-at time.
+        UniqueConstraint("request_id", "kind", "logged_at", "response_id", "digest", "device_id",
+                         name="uq_sat_record_identity"),
         Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
         # 0003: a device's rows per User ID in time order (the interval-first device search)
         Index("ix_sat_record_device_user_time", "device_id", "user_id", "logged_at", "id"),
+        # 0004: the non-device requests about a Device, for a search of one's own traffic by it
+        Index("ix_sat_record_subject_device", "subject_device_id", "logged_at", "id",
+              sqlite_where=text("subject_device_id IS NOT NULL"),
+              postgresql_where=text("subject_device_id IS NOT NULL")),
         *record_keys,
     )
     # Payloads live apart so the searchable table stays narrow and its hot pages small;

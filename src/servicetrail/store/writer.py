@@ -6,14 +6,17 @@ behind; running it again skips what is there (the natural key) and adds the rest
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from typing import Any
 
 import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, SatRecord, User
+from ..domain.records import content_digest
 from .partitions import ensure_months
 from .schema import dcc_user, device, party, responsibility
 
@@ -30,33 +33,41 @@ class Conflict(ValueError):
     """A registry row that contradicts what the store holds; the message says how."""
 
 
-RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code")
+RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code",
+                  "command_variant", "execution_at", "subject_device_id", "response_id", "digest")
 PAYLOAD_COLUMNS = ("record_id", "logged_at", "device_id", "user_id", "payload")
-# logged_at goes to PostgreSQL as "int8": binary COPY carries no types, and timestamptz's binary
+# Times go to PostgreSQL as "int8": binary COPY carries no types, and timestamptz's binary
 # form is exactly an int8 of microseconds since 2000-01-01 UTC. An int crosses the pipe from
 # the parsing worker several times cheaper than a datetime, and needs no conversion here.
-_RECORD_TYPES = ["int8", "int8", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar"]
+_RECORD_TYPES = ["int8", "int8", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
+                 "int2", "int8", "varchar", "varchar", "bytea"]
 _PAYLOAD_TYPES = ["int8", "int8", "varchar", "varchar", "text"]
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
-_SQLITE_INSERT_RECORD = f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' * 8)})"
+_SQLITE_INSERT_RECORD = (f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
 _SQLITE_INSERT_PAYLOAD = f"INSERT INTO sat_payload ({', '.join(PAYLOAD_COLUMNS)}) VALUES ({', '.join('?' * 5)})"
+_STORED = "SELECT request_id, kind, logged_at, response_id, digest, id FROM sat_record "
 # json_each keeps the statement the same whatever the batch size, and the planner still
 # probes the natural-key index once per Request ID
-_SQLITE_EXISTING = ("SELECT request_id, kind, logged_at FROM sat_record "
-                    "WHERE request_id IN (SELECT value FROM json_each(?))")
-# the time range lets PostgreSQL skip every monthly partition the batch cannot be in
+_SQLITE_EXISTING = _STORED + "WHERE request_id IN (SELECT value FROM json_each(?))"
 # Request IDs are EUI-64s, colons and digits, never commas: one text parameter is far cheaper
-# to send than an array of thousands
-_PG_EXISTING = ("SELECT request_id, kind, logged_at FROM sat_record "
-                "WHERE request_id = ANY(string_to_array(%s, ',')) AND logged_at BETWEEN %s AND %s")
+# to send than an array of thousands. The time range lets PostgreSQL skip every monthly
+# partition the batch cannot be in; a request from a bare XML file, whose identity has no
+# time, is looked for in every month.
+_PG_EXISTING = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',')) AND logged_at BETWEEN %s AND %s"
+_PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ','))"
 
-# A record as the store takes it: (logged_at, kind, request_id, srv or None, user_id, device_id,
-# response_code or None, payload), logged_at already in the engine's form: SQLite's fixed-width
-# text, or PostgreSQL's microseconds since 2000. Rows are made where the parsing happens, in an
-# ingest worker, so the writing process does no conversion.
+# A record as the store takes it, made where the parsing happens (an ingest worker), so the
+# writing process does no conversion. Times are already in the engine's form: SQLite's
+# fixed-width text, or PostgreSQL's microseconds since 2000. The fields by position:
+#  0 logged_at  1 kind  2 request_id  3 srv or None  4 user_id  5 device_id  6 response_code or None
+#  7 payload  8 command_variant  9 execution_at  10 subject_device_id or None  11 response_id
+#  12 digest (bytes)  13 timeless: identity without time (a request from a bare XML file)
+#  14 origin: where it came from (a line number, or a file's path), to name it in a reject
 Row = tuple
+_STORED_FIELDS = slice(0, 7), slice(8, 13)  # a Row's columns of sat_record after the id
 
 
 def _sqlite_text(value: datetime) -> str:
@@ -68,18 +79,27 @@ def _sqlite_text(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def _sqlite_row(logged_at: datetime, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
-                response_code: str, payload: str) -> Row:
-    return (_sqlite_text(logged_at), kind, request_id, srv or None, user_id, device_id, response_code or None,
-            payload)
-
-
-def _postgres_row(logged_at: datetime, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
-                  response_code: str, payload: str) -> Row:
-    if logged_at.tzinfo is None:
+def _pg_micros(value: datetime) -> int:
+    if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
-    return ((logged_at - _PG_EPOCH) // _MICROSECOND, kind, request_id, srv or None, user_id, device_id,
-            response_code or None, payload)
+    return (value - _PG_EPOCH) // _MICROSECOND
+
+
+def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
+    def make(logged_at: datetime, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
+             response_code: str, payload: str, command_variant: int | None = None,
+             execution_at: datetime | None = None, subject_device_id: str = "", response_id: str = "",
+             timeless: bool = False, origin: int | str = 0) -> Row:
+        digest = content_digest(kind, request_id, srv, user_id, device_id, response_code, payload, command_variant,
+                                execution_at, subject_device_id, response_id)
+        return (engine_time(logged_at), kind, request_id, srv or None, user_id, device_id, response_code or None,
+                payload, command_variant, engine_time(execution_at) if execution_at is not None else None,
+                subject_device_id or None, response_id, digest, timeless, origin)
+    return make
+
+
+_sqlite_row = _row_maker(_sqlite_text)
+_postgres_row = _row_maker(_pg_micros)
 
 
 def _pg_time(micros: int) -> datetime:
@@ -87,51 +107,122 @@ def _pg_time(micros: int) -> datetime:
 
 
 def row_maker(dialect: str) -> Callable[..., Row]:
-    """A function of a record's eight fields, in SatRecord order, that gives this engine's Row."""
+    """A function of a record's fields, in SatRecord order (then `timeless` and `origin`),
+    that gives this engine's Row."""
     return _postgres_row if dialect == "postgresql" else _sqlite_row
 
 
-def record_row(make: Callable[..., Row], r: SatRecord) -> Row:
+def record_row(make: Callable[..., Row], r: SatRecord, timeless: bool = False, origin: int | str = 0) -> Row:
     # str(): a Kind member is a str subclass, which the parsing worker's transport does not carry
-    return make(r.logged_at, str(r.kind), r.request_id, r.srv, r.user_id, r.device_id, r.response_code, r.payload)
+    return make(r.logged_at, str(r.kind), r.request_id, r.srv, r.user_id, r.device_id, r.response_code, r.payload,
+                r.command_variant, r.execution_at, r.subject_device_id, r.response_id, timeless, origin)
+
+
+@dataclass
+class Appended:
+    """What one append did: rows stored, rows already there, and rows refused as conflicts,
+    each as (origin, reason)."""
+
+    loaded: int = 0
+    duplicates: int = 0
+    conflicts: list[tuple[int | str, str]] = field(default_factory=list)
 
 
 def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, int]:
-    """Append the batch's new records in the caller's transaction; returns (loaded, duplicates)."""
+    """Append the batch's new records in the caller's transaction; returns (loaded, duplicates).
+    For callers that make their own records (the generator, tests): a conflict is an error."""
     make = row_maker(conn.dialect.name)
-    return append_rows(conn, [record_row(make, r) for r in batch])
+    done = append_rows(conn, [record_row(make, r, origin=i) for i, r in enumerate(batch)])
+    if done.conflicts:
+        raise Conflict(f"record {done.conflicts[0][0]} of the batch: {done.conflicts[0][1]}")
+    return done.loaded, done.duplicates
 
 
-def append_rows(conn: Connection, rows: Sequence[Row]) -> tuple[int, int]:
+def _identity(row: Row) -> tuple:
+    """SPEC section 4's identity: (request_id, kind, logged_at) and the ResponseID; for a
+    request from a bare XML file, which has no time of its own, its content instead."""
+    if row[13]:
+        return ("content", row[2], row[1], row[12])
+    return ("time", row[2], row[1], row[0], row[11])
+
+
+def _conflict(stored_id: int) -> str:
+    return (f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
+            f"but different content; a re-send must be identical")
+
+
+def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     """append_records for rows made by row_maker: the loader's hot path, on the raw driver.
 
-    SQLAlchemy's per-row parameter processing cost more than the insert itself, so the
-    statements go to the DBAPI connection of the caller's transaction directly.
+    A row whose identity a stored record (or an earlier row of the batch) has is a
+    duplicate when its content is the same and a conflict when it is not; neither is
+    written. SQLAlchemy's per-row parameter processing cost more than the insert itself,
+    so the statements go to the DBAPI connection of the caller's transaction directly.
     """
+    done = Appended()
     fresh: dict[tuple, Row] = {}
+    repeats: list[Row] = []  # rows whose identity an earlier row of the batch has
     for row in rows:
-        fresh.setdefault((row[2], row[1], row[0]), row)  # the natural key: request_id, kind, logged_at
+        key = _identity(row)
+        if key in fresh:
+            repeats.append(row)
+        else:
+            fresh[key] = row
     if not fresh:
-        return 0, len(rows)
+        return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    request_ids = {key[0] for key in fresh}
+    standing = _stored_identities(driver, postgres, fresh)  # identity -> (digest, id) of what is stored
+    new: list[Row] = []
+    for key, row in fresh.items():
+        held = standing.get(key)
+        if held is None:
+            new.append(row)
+        elif held[0] is None or held[0] == row[12]:  # no digest: stored before 0004, taken as the same
+            done.duplicates += 1
+        else:
+            done.conflicts.append((row[14], _conflict(held[1])))
+    if new:
+        ids = _insert(conn, driver, postgres, new)
+        standing.update((_identity(row), (row[12], record_id)) for record_id, row in zip(ids, new))
+    for row in repeats:
+        held = standing[_identity(row)] if _identity(row) in standing else None
+        if held is None or held[0] is None or held[0] == row[12]:
+            done.duplicates += 1
+        else:
+            done.conflicts.append((row[14], _conflict(held[1])))
+    done.loaded = len(new)
+    return done
+
+
+def _stored_identities(driver: Any, postgres: bool, fresh: dict[tuple, Row]) -> dict[tuple, tuple[Any, int]]:
+    """The stored records that share an identity with the batch's rows, as identity -> (digest, id)."""
+    request_ids = {key[1] for key in fresh}
     if postgres:
-        times = [key[2] for key in fresh]
+        timed = [row[0] for row in fresh.values() if not row[13]]
         with driver.cursor() as cursor:
-            cursor.execute(_PG_EXISTING, (",".join(request_ids), _pg_time(min(times)), _pg_time(max(times))))
-            existing = [(r, k, (t - _PG_EPOCH) // _MICROSECOND) for r, k, t in cursor.fetchall()]
+            if len(timed) == len(fresh):
+                cursor.execute(_PG_EXISTING, (",".join(request_ids), _pg_time(min(timed)), _pg_time(max(timed))))
+            else:
+                cursor.execute(_PG_EXISTING_ANY_TIME, (",".join(request_ids),))
+            stored = [(r, k, (t - _PG_EPOCH) // _MICROSECOND, resp, bytes(d) if d is not None else None, i)
+                      for r, k, t, resp, d, i in cursor.fetchall()]
     else:
         if not driver.in_transaction:
             # take the write lock before reading max(id) and the existing keys: a concurrent
             # loader then waits (busy_timeout) instead of colliding on ids or keys later
             driver.execute("BEGIN IMMEDIATE")
-        existing = driver.execute(_SQLITE_EXISTING, (orjson.dumps(list(request_ids)).decode(),)).fetchall()
-    for key in existing:
-        fresh.pop(tuple(key), None)
-    if not fresh:
-        return 0, len(rows)
-    new = list(fresh.values())
+        stored = driver.execute(_SQLITE_EXISTING, (orjson.dumps(list(request_ids)).decode(),)).fetchall()
+    standing: dict[tuple, tuple[Any, int]] = {}
+    for request_id, kind, logged_at, response_id, digest, record_id in stored:
+        standing[("time", request_id, kind, logged_at, response_id)] = (digest, record_id)
+        if digest is not None:
+            standing.setdefault(("content", request_id, kind, digest), (digest, record_id))
+    return standing
+
+
+def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> list[int]:
+    head, tail = _STORED_FIELDS
     if postgres:
         ensure_months(conn, [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in new}])
         with driver.cursor() as cursor:
@@ -140,7 +231,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> tuple[int, int]:
             with cursor.copy(f"COPY sat_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_RECORD_TYPES)
                 for record_id, row in zip(ids, new):
-                    copy.write_row((record_id, *row[:7]))
+                    copy.write_row((record_id, *row[head], *row[tail]))
             if any(row[7] for row in new):
                 with cursor.copy(f"COPY sat_payload ({', '.join(PAYLOAD_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
                                  ) as copy:
@@ -148,14 +239,14 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> tuple[int, int]:
                     for record_id, row in zip(ids, new):
                         if row[7]:
                             copy.write_row((record_id, row[0], row[5], row[4], row[7]))
-    else:
-        # ids from max(id): the write lock taken above keeps any other writer out until commit
-        top = driver.execute("SELECT coalesce(max(id), 0) FROM sat_record").fetchone()[0]
-        ids = range(top + 1, top + 1 + len(new))
-        driver.executemany(_SQLITE_INSERT_RECORD, [(record_id, *row[:7]) for record_id, row in zip(ids, new)])
-        driver.executemany(_SQLITE_INSERT_PAYLOAD, [(record_id, row[0], row[5], row[4], row[7])
-                                                    for record_id, row in zip(ids, new) if row[7]])
-    return len(new), len(rows) - len(new)
+        return ids
+    # ids from max(id): the write lock taken above keeps any other writer out until commit
+    top = driver.execute("SELECT coalesce(max(id), 0) FROM sat_record").fetchone()[0]
+    ids = list(range(top + 1, top + 1 + len(new)))
+    driver.executemany(_SQLITE_INSERT_RECORD, [(record_id, *row[head], *row[tail]) for record_id, row in zip(ids, new)])
+    driver.executemany(_SQLITE_INSERT_PAYLOAD, [(record_id, row[0], row[5], row[4], row[7])
+                                                for record_id, row in zip(ids, new) if row[7]])
+    return ids
 
 
 def load_user(conn: Connection, user: User, party_name: str) -> Outcome:
@@ -227,4 +318,4 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     return Outcome.LOADED
 
 
-__all__ = ["Conflict", "Outcome", "Row", "append_records", "append_rows", "record_row", "row_maker", "load_device", "load_responsibility", "load_user"]
+__all__ = ["Appended", "Conflict", "Outcome", "Row", "append_records", "append_rows", "record_row", "row_maker", "load_device", "load_responsibility", "load_user"]

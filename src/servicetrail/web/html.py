@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..domain.catalogue import srv_title
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
+from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import DEFAULT_PAGE
 from ..domain.visibility import Access, Viewer, decide
@@ -84,7 +85,7 @@ def role_label(role: str | None) -> str:
 
 
 env.globals.update(code_help=code_help, code_class=code_class, code_legend=legend(), show_time=show_time,
-                   kind_labels=KIND_LABELS,
+                   kind_labels=KIND_LABELS, command_variant_text=command_variant_text, execution_text=execution_text,
                    role_name=role_name, role_label=role_label, version=__version__, relation_labels=RELATION_LABELS)
 
 _NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")

@@ -1,0 +1,40 @@
+"""DUIS header values in the words a DCC analyst uses, for every screen and the CLI."""
+from __future__ import annotations
+
+from datetime import datetime
+
+# DUIS's CommandVariant (the XSD's table): what the DCC did with the request
+COMMAND_VARIANTS: dict[int, str] = {
+    1: "a command the DCC sends to the Device over the SM WAN",
+    2: "a command returned to the User for local delivery at the premises (not sent over the SM WAN)",
+    3: "a command sent to the Device over the SM WAN and also returned for local delivery",
+    4: "a critical request sent to the DCC to be turned into a pre-command: nothing reached the Device",
+    5: "a signed critical command (from a pre-command) sent to the Device over the SM WAN",
+    6: "a signed critical command (from a pre-command) returned to the User for local delivery",
+    7: "a signed critical command sent to the Device over the SM WAN and returned for local delivery",
+    8: "a non-device request, answered by the DCC itself",
+}
+# DUIS's way to cancel a pending future-dated command: a request dated 3000-12-31
+CANCEL_EXECUTION = datetime(3000, 12, 31).date()
+
+
+def command_variant_text(variant: int | None) -> str:
+    if variant is None:
+        return ""
+    return COMMAND_VARIANTS.get(variant, f"command variant {variant}")
+
+
+def reached_device(variant: int | None) -> bool:
+    """Whether a request of this variant can have reached a Device (4 and 8 cannot)."""
+    return variant not in (4, 8)
+
+
+def execution_text(execution_at: datetime | str | None) -> str:
+    """A future-dated request's ExecutionDateTime in words; 3000-12-31 cancels."""
+    if execution_at is None or execution_at == "":
+        return ""
+    when = datetime.fromisoformat(execution_at.replace("Z", "+00:00")) if isinstance(execution_at, str) \
+        else execution_at
+    if when.date() == CANCEL_EXECUTION:
+        return "cancels the pending future-dated command (DUIS dates a cancellation 3000-12-31)"
+    return f"future-dated: to run at {when.strftime('%Y-%m-%d %H:%M:%S')} UTC"
