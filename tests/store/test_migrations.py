@@ -92,3 +92,45 @@ def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
 def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="folder"):
         open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+
+
+def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: str) -> None:
+    """0004 changes the trail's unique key (SQLite rebuilds the table for it): the records
+    written at 0003 survive with their ids, and the append-only guard still holds."""
+    from sqlalchemy import text
+
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.domain.times import parse_time
+    from servicetrail.store.partitions import ensure_months
+    from servicetrail.store.writer import append_records
+
+    at = parse_time("2025-03-01T10:00:00Z")
+    rid = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:"
+    engine = make_engine(empty_db_url)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        command.upgrade(migrate._config(engine), "0003")
+        with engine.begin() as conn:
+            if not sqlite:
+                ensure_months(conn, [at])
+            for i in (1, 2):
+                conn.execute(text(
+                    "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, device_id, response_code)"
+                    " VALUES (:id, :at, 'request', :rid, '4.1.1', '90-B3-D5-1F-30-01-00-00', "
+                    "'00-DB-12-34-56-78-90-A0', NULL)"),
+                    {"id": i, "rid": f"{rid}{i}", "at": "2025-03-01T10:00:00.000000Z" if sqlite else at})
+        command.upgrade(migrate._config(engine), "head")
+        assert schema_differences(engine) == []
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, request_id, response_id, digest FROM sat_record ORDER BY id")).all()
+        assert [(r.id, r.request_id, r.response_id, r.digest) for r in rows] == [
+            (1, f"{rid}1", "", None), (2, f"{rid}2", "", None)]
+        for statement in ("UPDATE sat_record SET srv = '4.1.2'", "DELETE FROM sat_record"):
+            with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+        with engine.begin() as conn:  # a record stored before 0004 (no digest) sent again: a duplicate
+            again = SatRecord(at, "request", f"{rid}1", "4.1.1", "90-B3-D5-1F-30-01-00-00",
+                              "00-DB-12-34-56-78-90-A0", "", "")
+            assert append_records(conn, [again]) == (0, 1)
+    finally:
+        engine.dispose()

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import DEVICE_TYPES, KINDS, Device, Responsibility, SatRecord, User
 from servicetrail.domain.search import Search
-from servicetrail.domain.times import parse_time
+from servicetrail.domain.times import format_time, parse_time
 from servicetrail.domain.visibility import Access, Scope, Viewer, decide, in_scope
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
@@ -49,6 +49,7 @@ ROLES = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "XR", "ZZ9")
 DCC_ID = "90-B3-D5-1F-30-00-00-02"
 UNREGISTERED = ("90-B3-D5-1F-30-EE-00-01", "90-B3-D5-1F-30-EE-00-02")
 UNKNOWN_DEVICE = "00-DB-12-34-56-78-FF-FF"
+CANCEL = parse_time("3000-12-31T00:00:00Z")
 
 
 @dataclass
@@ -115,7 +116,15 @@ def worlds(draw) -> WorldSpec:
         code = "" if kind == "request" else draw(st.sampled_from(["I0", "I99", "E4"]))
         payload = draw(st.sampled_from(["", f"<payload {counter}>"]))
         request_id = f"{sender}:{target or DCC_ID}:{counter}"
-        records.append(SatRecord(draw(record_time), kind, request_id, srv, sender, target, code, payload))
+        # SPEC 4.1's fields: the command variant a title; the execution time and the Device a
+        # non-device request names are read from the body, so own-only like the payload
+        request = kind == "request"
+        variant = draw(st.sampled_from([None, 1, 4, 5, 8])) if request else None
+        execution = draw(st.sampled_from([None, GRID[3], CANCEL])) if request else None
+        subject = draw(st.sampled_from(["", *(d.device_id for d in devices)])) if request and not target else ""
+        response_id = f"{target or DCC_ID}:{sender}:{counter}" if not request and draw(st.booleans()) else ""
+        records.append(SatRecord(draw(record_time), kind, request_id, srv, sender, target, code, payload,
+                                 variant, execution, subject, response_id))
     return WorldSpec(users, devices, registry, records)
 
 
@@ -153,10 +162,7 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
                 assert len(got) == len(items), "a record listed twice"
                 assert got == expected(viewer, spec, ids, scope), (viewer, scope)
                 for i in items:
-                    if i["access"] == Access.OWN:
-                        assert i["payload"] == by_id[i["id"]].payload
-                    else:
-                        assert "payload" not in i
+                    check_fields(i, by_id[i["id"]])
                 # newest first, ties broken by id
                 order = [(parse_time(i["logged_at"]), i["id"]) for i in items]
                 assert order == sorted(order, reverse=True)
@@ -181,7 +187,9 @@ def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple
         page, _ = search_page(conn, viewer, Search(scope=scope), 1000)  # the general form
         assert {i["id"]: i["access"] for i in page} == everything, (viewer, scope)
         for device in [d.device_id for d in spec.devices] + [UNKNOWN_DEVICE]:
-            want = {i: access for i, access in everything.items() if by_id[i].device_id == device}
+            # a Device's records, and the viewer's own non-device requests that name it
+            want = {i: access for i, access in everything.items() if by_id[i].device_id == device
+                    or (access == Access.OWN and by_id[i].subject_device_id == device)}
             got, cursor = [], None
             while True:
                 page, cursor = search_page(conn, viewer, Search(device_id=device, scope=scope), 3, cursor)
@@ -193,9 +201,19 @@ def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple
             order = [(parse_time(i["logged_at"]), i["id"]) for i in got]
             assert order == sorted(order, reverse=True)
             for i in got:
-                assert ("payload" in i) == (i["access"] == Access.OWN)
-                if "payload" in i:
-                    assert i["payload"] == by_id[i["id"]].payload
+                check_fields(i, by_id[i["id"]])
+
+
+def check_fields(item: dict, record: SatRecord) -> None:
+    """Every viewer sees the title fields, command_variant among them; only the record's own
+    User sees what is read from its body (SPEC section 5)."""
+    assert item["command_variant"] == record.command_variant
+    if item["access"] == Access.OWN:
+        assert item["payload"] == record.payload
+        assert item["execution_at"] == (format_time(record.execution_at) if record.execution_at else None)
+        assert item["subject_device_id"] == record.subject_device_id
+    else:
+        assert not {"payload", "execution_at", "subject_device_id"} & set(item)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -249,9 +267,13 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
                 seen.add("unknown device")
             if record.user_id in UNREGISTERED:
                 seen.add("unregistered user")
+            if record.subject_device_id:
+                seen.add("non-device request naming a device")
+            if record.execution_at:
+                seen.add("future-dated request")
             seen.add(record.kind)
 
     look()
     assert seen >= {"adjacent intervals", "open interval", "several holders", "party with several user ids",
                     "record on a boundary", "non-device record", "unknown device", "unregistered user",
-                    *KINDS}
+                    "non-device request naming a device", "future-dated request", *KINDS}

@@ -34,6 +34,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 _ALERT_CODE = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,8}\Z")  # xs:hexBinary, as short as codes are
 _DCC_ALERT_CODES = frozenset(DCC_ALERT_CODES)
 UTC = timezone.utc
+XML_SPACE = " \t\r\n"  # what XML calls white space; str.strip() would also eat a no-break space
 
 
 def _q(name: str) -> str:
@@ -51,7 +52,7 @@ def _text(parent: etree._Element, path: str) -> str:
     if clark is None:
         clark = _CLARK[path] = "/".join(_q(step.removeprefix("sr:")) for step in path.split("/"))
     found = parent.find(clark)
-    return (found.text or "").strip() if found is not None else ""
+    return (found.text or "").strip(XML_SPACE) if found is not None else ""
 
 
 def _local(element: etree._Element) -> str:
@@ -67,7 +68,7 @@ def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
 
 def _child_text(parent: etree._Element | None, name: str) -> str:
     found = _child(parent, name)
-    return (found.text or "").strip() if found is not None else ""
+    return (found.text or "").strip(XML_SPACE) if found is not None else ""
 
 
 def _first_element(parent: etree._Element | None) -> etree._Element | None:
@@ -83,7 +84,7 @@ def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
     """An xs:dateTime with an offset, as every time of a record's identity must be (SPEC
     section 4). `naive_is_utc`: for a time that only informs (ExecutionDateTime), one
     written without an offset is read as UTC, the DUIS default, rather than losing the request."""
-    text = value.strip()
+    text = value.strip(XML_SPACE)
     if not text or len(text) > 40:
         raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}")
     try:
@@ -175,8 +176,11 @@ def _named_device(within: etree._Element | None) -> str:
     if within is None:
         return ""
     for element in within.iter():
-        if "DeviceID" in _local(element) and element.text and is_eui64(element.text):
-            return eui64(element.text)
+        if "DeviceID" in _local(element) and element.text:
+            # a DeviceIDList is one text of EUI-64s joined by commas: its first is the subject
+            first = element.text.strip(XML_SPACE).split(",", 1)[0].strip(XML_SPACE)
+            if is_eui64(first):
+                return eui64(first)
     return ""
 
 
