@@ -32,7 +32,7 @@ from ..store import sessions as store
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
-from .api import csv_stream
+from .api import csv_stream, report_download_headers
 from .errors import ParameterError
 from .params import build_search, cursor_of
 
@@ -445,11 +445,10 @@ def install(app: FastAPI) -> None:
         if wanted is None or wanted.time_from is None or wanted.time_to is None:
             return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
                           errors=errors or {"from": "is required"})
-        name = (f"servicetrail-own-{who.viewer.party_id}-{wanted.time_from:%Y%m%dT%H%M}-"
-                f"{wanted.time_to:%Y%m%dT%H%M}.csv")
         return StreamingResponse(csv_stream(engine_of(request), who.viewer, wanted.time_from, wanted.time_to),
                                  media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                                 headers=report_download_headers(who.viewer.party_id, wanted.time_from,
+                                                                 wanted.time_to))
 
     _install_error_pages(app)
 
