@@ -12,7 +12,7 @@ from typing import Any
 import click
 from sqlalchemy.engine import Engine
 
-from .domain.ids import InvalidValue, RequestId, eui64
+from .domain.ids import InvalidValue, RequestId, eui64, whole_number
 from .domain.search import Search
 from .domain.times import parse_time
 from .store.engine import StoreError, database_url, open_store
@@ -42,8 +42,26 @@ class EuiParam(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class CountParam(click.ParamType):
+    """A count of 1 or more in the digits 0-9: click's INT takes anything int() does ('٣', '1_0')."""
+
+    name = "N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            count = whole_number(value)
+        except InvalidValue:
+            self.fail(f"{value!r} is not a whole number written in the digits 0-9", param, ctx)
+        if count < 1:
+            self.fail(f"{value} is not 1 or more", param, ctx)
+        return count
+
+
 TIME = TimeParam()
 EUI = EuiParam()
+COUNT = CountParam()
 
 
 def with_db(command: Callable) -> Callable:
@@ -277,7 +295,7 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
 @click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
 @click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
 @click.option("--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="At most N records (default: all).")
+@click.option("--limit", type=COUNT, help="At most N records (default: all).")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @with_db
 def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: datetime | None,

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..domain.catalogue import srv_title
+from ..domain.ids import InvalidValue, whole_number
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.search import DEFAULT_PAGE
 from ..domain.visibility import Access, Viewer, decide
@@ -348,8 +349,8 @@ def install(app: FastAPI) -> None:
         items: list[dict[str, Any]] = []
         next_link = ""
         try:
-            page = max(1, min(int(request.query_params.get("page", "1")), 10**6))
-        except ValueError:
+            page = max(1, min(whole_number(request.query_params.get("page", "1")), 10**6))
+        except InvalidValue:
             page = 1
         try:
             wanted = build_search(values["device_id"] or None, values["request_id"] or None,
