@@ -1,8 +1,10 @@
 """The registry files: users.csv, devices.csv, responsibilities.csv (SPEC section 4)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import csv
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import IO
 
 from ..domain.ids import InvalidValue, eui64, party_id, role_code
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
@@ -68,3 +70,85 @@ USERS = RegistryFile(("user_id", "party_id", "party_name", "role"), parse_user)
 DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device)
 RESPONSIBILITIES = RegistryFile(("device_id", "party_id", "relation", "valid_from", "valid_to"),
                                 parse_responsibility)
+
+
+class BadHeader(ValueError):
+    """A registry file whose first line is not a header naming the columns SPEC section 4 gives it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRecord:
+    """One record of a registry file: the line it starts on, its bytes as they came (several
+    lines when a quoted field holds a line break), and its fields, or why it has none."""
+
+    line: int
+    raw: bytes
+    values: list[str] | None
+    problem: str = ""
+
+
+class _Lines:
+    """The file's lines as text for the csv module, keeping the bytes and the count of the
+    lines it has handed out, so that every record can be rejected as it came, with its line.
+
+    Bytes that are not UTF-8 are carried through as surrogates (a record holding any is
+    refused), so one bad line never stops the file being read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.count = 0
+        self.taken: list[bytes] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._stream:
+            self.count += 1
+            self.taken.append(raw)
+            yield raw.decode("utf-8", "surrogateescape")
+
+    def take(self) -> bytes:
+        raw, self.taken = b"".join(self.taken), []
+        return raw
+
+
+def _has_surrogates(values: list[str]) -> bool:
+    return any(not value.isascii() and any("\udc80" <= ch <= "\udcff" for ch in value) for value in values)
+
+
+def read_header(stream: IO[bytes], what: RegistryFile, name: str) -> tuple[list[str], Iterator[CsvRecord]]:
+    """The header's column names (lower case) and the records after it; BadHeader, with one
+    clear reason, for a first line that is not a UTF-8 header naming the required columns."""
+    lines = _Lines(stream)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, [])
+    except csv.Error as e:
+        raise BadHeader(f"{name}: the first line is not a CSV header ({e})") from None
+    header = [h.strip().lower() for h in header]
+    if header:
+        header[0] = header[0].removeprefix("\ufeff")  # a byte order mark, as spreadsheets write it
+    if _has_surrogates(header):
+        raise BadHeader(f"{name}: the header is not UTF-8 text")
+    missing = [c for c in what.columns if c not in header and c not in ("party_name", "valid_to")]
+    if missing:
+        raise BadHeader(f"{name}: header must name the columns {','.join(what.columns)}; missing {missing}")
+    lines.take()
+    return header, _records(reader, lines)
+
+
+def _records(reader, lines: _Lines) -> Iterator[CsvRecord]:
+    while True:
+        start = lines.count + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. a field over the csv module's 131,072 characters
+            yield CsvRecord(start, lines.take(), None, f"not a CSV record: {e}")
+            continue
+        raw = lines.take()
+        if not raw.strip():
+            continue  # a blank line: nothing to load or reject
+        if _has_surrogates(values):
+            yield CsvRecord(start, raw, None, "not UTF-8 text")
+            continue
+        yield CsvRecord(start, raw, values)
