@@ -8,6 +8,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # the sign-in form verifies nothing longer (argon2 hashes any length, slowly)
 TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
 # verifying against this keeps an unknown username as slow as a wrong password

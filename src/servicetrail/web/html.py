@@ -30,6 +30,7 @@ from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.search import DEFAULT_PAGE
 from ..domain.visibility import Access, Viewer, decide
 from ..store import sessions as store
+from ..security import MAX_PASSWORD_LENGTH
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
@@ -40,9 +41,9 @@ from .params import build_search, cursor_of
 HERE = Path(__file__).parent
 SESSION_COOKIE = "st_session"
 LOGIN_COOKIE = "st_login"  # the sign-in form's own CSRF token (double submit), before any session exists
+DEVICE_COOKIE = "st_device"  # a browser that has signed in before: throttled apart (store.sessions)
 PAGE_SIZE = min(50, DEFAULT_PAGE)
 MAX_USERNAME = 64
-MAX_PASSWORD = 1024
 
 RESPONSE_CODES = {
     "I0": "Success",
@@ -292,9 +293,10 @@ def install(app: FastAPI) -> None:
         engine = engine_of(request)
         with engine.begin() as conn:
             store.purge_expired(conn)
-            until = store.throttled_until(conn, username, client)
-        if until is not None:
-            minutes = max(1, -(-int((until - store.now_utc()).total_seconds()) // 60))
+        # the attempt's place is claimed before its password is verified: see store.sessions
+        claim = store.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
+        if claim.refused_until is not None:
+            minutes = max(1, -(-int((claim.refused_until - store.now_utc()).total_seconds()) // 60))
             return _login_page(
                 request, status=429, username=username, next_path=next_path,
                 headers={"Retry-After": str(minutes * 60)},
@@ -302,18 +304,20 @@ def install(app: FastAPI) -> None:
                       f"Sign-in is paused: try again in {minutes} minute{'s' if minutes != 1 else ''}.")
         with engine.connect() as conn:
             party_id = (check_login(conn, username, password)
-                        if username and password and len(password) <= MAX_PASSWORD else None)
-        if party_id is None:
-            with engine.begin() as conn:
-                store.record_failure(conn, username, client)
+                        if username and password and len(password) <= MAX_PASSWORD_LENGTH else None)
+        if party_id is None:  # the claim stays, as a failure
             return _login_page(request, status=401, username=username, next_path=next_path,
                                error="Wrong username or password.")
         with engine.begin() as conn:
-            store.clear_failures(conn, username)
+            store.forgive(conn, claim)
+            device_token = None if claim.trusted_device else store.remember_device(conn, username)
             store.delete_session(conn, request.cookies.get(SESSION_COOKIE))  # never reuse a prior id
             session_id = store.create_session(conn, username)
         response = RedirectResponse(next_path, status_code=303)
         _set_cookie(response, request, SESSION_COOKIE, session_id)
+        if device_token is not None:
+            _set_cookie(response, request, DEVICE_COOKIE, device_token, path="/login",
+                        max_age=int(store.DEVICE_LIFETIME.total_seconds()))
         _drop_cookie(response, request, LOGIN_COOKIE, path="/login")
         return response
 
