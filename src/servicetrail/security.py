@@ -22,6 +22,8 @@ class WeakPassword(ValueError):
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:  # it could be set, but never used to sign in
+        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)")
     return _hasher.hash(password)
 
 

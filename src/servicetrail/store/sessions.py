@@ -88,7 +88,7 @@ def load_session(conn: Connection, session_id: str | None, now: datetime | None 
     row = conn.execute(
         select(w.id_hash, w.username, account.c.party_id, w.csrf_token, w.created_at, w.last_seen_at)
         .select_from(web_session.join(account, account.c.username == w.username))
-        .where(w.id_hash == digest)
+        .where(w.id_hash == digest, account.c.disabled_at.is_(None))
     ).first()
     if row is None:
         return None
