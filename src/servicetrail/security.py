@@ -8,6 +8,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # the sign-in form verifies nothing longer (argon2 hashes any length, slowly)
 TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
 # verifying against this keeps an unknown username as slow as a wrong password
@@ -21,6 +22,8 @@ class WeakPassword(ValueError):
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:  # it could be set, but never used to sign in
+        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)")
     return _hasher.hash(password)
 
 

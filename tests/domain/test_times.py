@@ -82,3 +82,22 @@ def test_a_very_long_time_is_refused_without_echoing_it_all() -> None:
     with pytest.raises(InvalidValue) as raised:
         parse_time("2025-03-01T10:00:00Z" + " " * 10 + "x" * 10_000)
     assert len(str(raised.value)) < 200
+
+
+@pytest.mark.parametrize("raw", [
+    "2025-03-01T10:00:00Z\x00garbage",  # fromisoformat stops reading at a NUL
+    "2025-03-01T10:00:00Z\x00",
+    "2025-03-01\x00",
+    "\x0b2025-03-01T10:00:00Z",  # a vertical tab, which str.strip() would have taken away
+    "\u30002025-03-01T10:00:00Z",  # an ideographic space, likewise
+    "2025-03-01T10:00:00Z\u2028",
+    "2025-03-01T10:00:00\u00a0Z",
+    "\u0662\u0660\u0662\u0665-\u0660\u0663-\u0660\u0661",  # Arabic-Indic digits
+])
+def test_parse_time_refuses_control_and_non_ascii_characters(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="ISO-8601"):
+        parse_time(raw)
+
+
+def test_parse_time_still_forgives_spaces_tabs_and_line_ends_around_a_time() -> None:
+    assert parse_time("\t2025-03-01T10:00:00Z\r\n") == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)

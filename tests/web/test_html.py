@@ -25,8 +25,8 @@ from servicetrail.domain.response_codes import explain_code
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import login_failure, web_session
-from servicetrail.store.sessions import (ABSOLUTE_LIMIT, IDLE_LIMIT, MAX_FAILURES_PER_CLIENT,
-                                         MAX_FAILURES_PER_USERNAME, now_utc)
+from servicetrail.store.sessions import (ABSOLUTE_LIMIT, IDLE_LIMIT, MAX_FAILURES_PER_ADDRESS,
+                                         MAX_FAILURES_PER_KEY, now_utc)
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.web.html import code_class, code_help, pretty_payload
@@ -288,7 +288,7 @@ def test_a_csrf_token_belongs_to_its_own_session(app) -> None:
 # --- throttling ----------------------------------------------------------------------------
 
 def test_sign_in_pauses_after_repeated_failures_for_a_username(client: TestClient, engine) -> None:
-    for _ in range(MAX_FAILURES_PER_USERNAME):
+    for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(client, NP_USER, "a wrong password!").status_code == 401
     refused = sign_in(client, NP_USER, PASSWORD)  # even the right password waits
     assert refused.status_code == 429
@@ -296,7 +296,7 @@ def test_sign_in_pauses_after_repeated_failures_for_a_username(client: TestClien
     assert int(refused.headers["retry-after"]) == 15 * 60
     assert "st_session" not in refused.headers.get("set-cookie", "")
     # an unknown username is throttled the same way, so throttling tells nothing about accounts
-    for _ in range(MAX_FAILURES_PER_USERNAME):
+    for _ in range(MAX_FAILURES_PER_KEY):
         sign_in(client, "ghost.user", "a wrong password!")
     assert sign_in(client, "ghost.user", "a wrong password!").status_code == 429
     # once the failures have left the window, sign-in works again
@@ -306,16 +306,16 @@ def test_sign_in_pauses_after_repeated_failures_for_a_username(client: TestClien
 
 
 def test_sign_in_pauses_for_a_client_address_trying_many_usernames(client: TestClient) -> None:
-    for n in range(MAX_FAILURES_PER_CLIENT):
+    for n in range(MAX_FAILURES_PER_ADDRESS):
         assert sign_in(client, f"guess{n}", "a wrong password!").status_code == 401
     assert sign_in(client, LK_USER, PASSWORD).status_code == 429
 
 
 def test_a_correct_sign_in_forgives_that_usernames_failures(client: TestClient) -> None:
-    for _ in range(MAX_FAILURES_PER_USERNAME - 1):
+    for _ in range(MAX_FAILURES_PER_KEY - 1):
         sign_in(client, NP_USER, "a wrong password!")
     assert sign_in(TestClient(client.app), NP_USER).status_code == 303
-    for _ in range(MAX_FAILURES_PER_USERNAME - 1):
+    for _ in range(MAX_FAILURES_PER_KEY - 1):
         assert sign_in(client, NP_USER, "a wrong password!").status_code == 401
     assert sign_in(client, NP_USER).status_code == 303
 

@@ -70,3 +70,39 @@ class RequestId:
 
     def __str__(self) -> str:
         return f"{self.originator}:{self.target}:{self.counter}"
+
+
+# Codes and numbers from outside are checked on exactly the text that is stored, in ASCII:
+# str.upper(), str.isalnum() and int() know all of Unicode ('ı'.upper() is 'I', 'ß'.upper()
+# is 'SS', fullwidth 'Ｅ４' is alphanumeric, int('٣') is 3, int('1_0') is 10), so checking
+# an upper-cased or Unicode-aware form let other strings in beside the ones it meant.
+_PARTY_ID = re.compile(r"[A-Z0-9_-]{1,32}")
+_CODE = re.compile(r"[A-Za-z0-9]{1,16}")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # 2**63 - 1 has 19 digits
+
+
+def party_id(value: str) -> str:
+    """A Party ID as SPEC section 4 gives it: 1-32 ASCII upper-case letters, digits, '_' or '-'."""
+    if not isinstance(value, str) or not _PARTY_ID.fullmatch(value):
+        raise InvalidValue(f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {value!r}")
+    return value
+
+
+def role_code(value: str) -> str:
+    """A User Role code (IS, ED, OU, or a future one): 1-16 ASCII letters or digits, upper-cased."""
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
+        raise InvalidValue(f"role must be a User Role code of 1-16 ASCII letters or digits, such as IS, ED "
+                           f"or OU: {value!r}")
+    return value.upper()
+
+
+def is_response_code(value: str) -> bool:
+    """1-16 ASCII letters and digits (SPEC section 4, SAT JSON Lines)."""
+    return isinstance(value, str) and bool(_CODE.fullmatch(value))
+
+
+def whole_number(value: str) -> int:
+    """A non-negative whole number written in ASCII digits, nothing else (no sign, '_' or space)."""
+    if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
+        raise InvalidValue(f"not a whole number in the digits 0-9: {value!r}")
+    return int(value)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from .catalogue import srv_title
-from .ids import InvalidValue, RequestId, eui64
+from .ids import InvalidValue, RequestId, eui64, is_response_code
 from .model import ALERT_KINDS, KINDS, SatRecord
 from .times import format_time, parse_time
 from .visibility import Access
@@ -74,7 +74,7 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
     if not device_id and kind == "device_alert":
         raise InvalidValue("a device_alert must name the device_id that raised it")
     code = code.strip()
-    if code and (len(code) > 16 or not code.isalnum()):
+    if code and not is_response_code(code):
         raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
     if len(payload) > MAX_PAYLOAD_CHARS:
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")

@@ -6,7 +6,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
-from .ids import InvalidValue
+from .ids import InvalidValue, whole_number
 from .times import format_time, parse_time
 from .visibility import Scope
 
@@ -30,7 +30,7 @@ class Cursor:
         try:
             padded = token + "=" * (-len(token) % 4)
             when, _, rid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
-            record_id = int(rid)
+            record_id = whole_number(rid)
             if not 1 <= record_id <= 2**63 - 1:  # no record has another id; the driver would overflow
                 raise ValueError
             return cls(parse_time(when), record_id)

@@ -7,7 +7,11 @@ from datetime import datetime, timezone
 from .ids import InvalidValue
 
 UTC = timezone.utc
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+# Space, tab and line ends around a time are forgiven (a CSV cell, a form field); any other
+# character outside printable ASCII is refused: Python's fromisoformat stops reading at a NUL
+# and accepts whatever follows it, and no ISO-8601 time needs one.
+_SURROUNDING_SPACE = " \t\r\n"
 
 
 def parse_time(value: str) -> datetime:
@@ -15,11 +19,13 @@ def parse_time(value: str) -> datetime:
 
     A time without an offset is refused: in GB it could be GMT or BST, an hour apart.
     """
-    text = value.strip() if isinstance(value, str) else ""
+    text = value.strip(_SURROUNDING_SPACE) if isinstance(value, str) else ""
     if len(text) > 40:
         raise InvalidValue(f"not an ISO-8601 time: {value[:40]!r}...")
     if not text:
         raise InvalidValue("empty time")
+    if not (text.isascii() and text.isprintable()):
+        raise InvalidValue(f"not an ISO-8601 time (printable ASCII only): {value!r}")
     if _DATE_ONLY.match(text):
         text += "T00:00:00+00:00"
     try:

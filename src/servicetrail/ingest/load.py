@@ -5,7 +5,6 @@ and the same command run again skips them (natural keys) and loads the rest.
 """
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from ..domain.times import parse_time
 from ..store.writer import (Conflict, Outcome, Row, append_rows, load_device, load_responsibility, load_user,
                              record_row, row_maker)
 from . import duis, registry_csv, satjsonl
+from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
-from .sources import Format, detect, expand, numbered_lines, open_binary
+from .sources import Format, detect, expand, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks
 
 BATCH = int(os.environ.get("SERVICETRAIL_BATCH", "20000"))
@@ -50,35 +50,32 @@ class Summary:
         return said
 
 
-class BadHeader(ValueError):
-    """A registry file whose header lacks the columns SPEC section 4 gives it."""
-
-
 # ------------------------------------------------------------------ registry CSV files
 
 def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, rejects_path: Path | None,
                   progress: Progress | None = None) -> Summary:
-    rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
+    """Every record of a registry CSV loaded or rejected with its line and reason; a header
+    that is not one raises BadHeader before anything is written."""
     summary = Summary()
     store = {registry_csv.USERS: lambda c, v: load_user(c, *v), registry_csv.DEVICES: load_device,
              registry_csv.RESPONSIBILITIES: load_responsibility}[what]
+    rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     with open(path, "rb") as raw_file:
-        lines = numbered_lines(raw_file)
-        header_line = next(lines, None)
-        header = next(csv.reader([header_line[1].decode("utf-8-sig")])) if header_line else []
-        header = [h.strip().lower() for h in header]
-        missing = [c for c in what.columns if c not in header and c not in ("party_name", "valid_to")]
-        if missing:
+        try:
+            header, records = registry_csv.read_header(raw_file, what, str(path))
+        except BadHeader:
             rejects.close()
-            raise BadHeader(f"{path}: header must name the columns {','.join(what.columns)}; missing {missing}")
-        while chunk := list(islice(lines, REGISTRY_BATCH)):
+            raise
+        while chunk := list(islice(records, REGISTRY_BATCH)):
             with engine.begin() as conn:
-                for number, raw in chunk:
+                for record in chunk:
+                    if record.values is None:
+                        rejects.add(record.line, record.problem, record.raw, path)
+                        continue
                     try:
-                        values = next(csv.reader([raw.decode("utf-8")]))
-                        outcome = store(conn, what.parse(dict(zip(header, values))))
-                    except (InvalidValue, Conflict, UnicodeDecodeError, StopIteration) as e:
-                        rejects.add(number, str(e) or "empty row", raw, path)
+                        outcome = store(conn, what.parse(dict(zip(header, record.values))))
+                    except (InvalidValue, Conflict) as e:
+                        rejects.add(record.line, str(e) or "empty row", record.raw, path)
                         continue
                     if outcome is Outcome.DUPLICATE:
                         summary.duplicates += 1
@@ -86,7 +83,7 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
                         summary.loaded += 1
                         summary.corrected += outcome is Outcome.CORRECTED
             if progress:
-                progress(sum(len(raw) for _, raw in chunk))
+                progress(sum(len(record.raw) for record in chunk))
     return _finish(summary, rejects)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0004"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0005"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -169,6 +169,7 @@ account = Table(
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime, nullable=True),  # 0005: no sign-in, no API token while set
 )
 
 api_token = Table(
@@ -203,4 +204,17 @@ login_failure = Table(
     Column("failed_at", UtcDateTime, nullable=False),
     Index("ix_login_failure_username", "username", "failed_at"),
     Index("ix_login_failure_client_ip", "client_ip", "failed_at"),
+)
+
+# --- 0005: the browsers an account has signed in from ------------------------------------
+
+# A device token's SHA-256 (the token itself lives only in the browser's cookie): sign-in
+# attempts that present it are throttled apart from everyone else's (store.sessions).
+login_device = Table(
+    "login_device", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_login_device_username", "username"),
+    Index("ix_login_device_created_at", "created_at"),
 )

@@ -4,9 +4,15 @@ A session id is 256 random bits that live only in the browser's cookie; the stor
 its SHA-256, so reading this table does not let anyone sign in as anybody. A session ends
 after IDLE_LIMIT without a request, after ABSOLUTE_LIMIT in any case, or at sign-out.
 
-Failed sign-ins are counted per username and per client address over a sliding window;
-past a limit, sign-in is refused (without checking the password) until enough of those
-failures are older than the window.
+Sign-in is throttled over a sliding window, keyed so that nobody elsewhere can lock a User
+out (README, "Security"). An attempt is keyed by its username and its client: the browser's
+device token when it presents one this account was given at an earlier successful sign-in,
+else the network address. Each attempt claims its place before the password is verified
+(one row in login_failure, claims of one client made one at a time): of any number arriving
+at once, MAX_FAILURES_PER_KEY per key go on to be verified and the rest are refused at once.
+A claim whose password was wrong stays as a failure for the window; a correct sign-in
+forgives its key's failures. Attempts without a device token are also limited per address
+(MAX_FAILURES_PER_ADDRESS, across usernames), against guessing one password for many Users.
 """
 from __future__ import annotations
 
@@ -17,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from .schema import account, login_failure, party, web_session
+from .schema import account, login_device, login_failure, party, web_session
 
 UTC = timezone.utc
 IDLE_LIMIT = timedelta(minutes=30)
@@ -27,11 +33,14 @@ ABSOLUTE_LIMIT = timedelta(hours=12)
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is rewritten at most once a minute
 
 THROTTLE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USERNAME = 5
-MAX_FAILURES_PER_CLIENT = 20  # a supplier's whole office may sit behind one address
+MAX_FAILURES_PER_KEY = 5  # passwords verified per (username, client) in the window
+MAX_FAILURES_PER_ADDRESS = 20  # failed sign-ins without a device token, from one address, any username
+DEVICE_LIFETIME = timedelta(days=90)  # a browser is remembered this long after signing in
+DEVICE_PREFIX = "device:"  # marks a device key in login_failure.client_ip (no address starts so)
 
 w = web_session.c
 f = login_failure.c
+d = login_device.c
 
 
 def now_utc() -> datetime:
@@ -79,7 +88,7 @@ def load_session(conn: Connection, session_id: str | None, now: datetime | None 
     row = conn.execute(
         select(w.id_hash, w.username, account.c.party_id, w.csrf_token, w.created_at, w.last_seen_at)
         .select_from(web_session.join(account, account.c.username == w.username))
-        .where(w.id_hash == digest)
+        .where(w.id_hash == digest, account.c.disabled_at.is_(None))
     ).first()
     if row is None:
         return None
@@ -97,46 +106,100 @@ def delete_session(conn: Connection, session_id: str | None) -> None:
 
 
 def purge_expired(conn: Connection, now: datetime | None = None) -> None:
-    """Drop ended sessions and failures older than the window (called on each sign-in)."""
+    """Drop ended sessions, attempts older than the window and forgotten devices (called on
+    each sign-in)."""
     now = now or now_utc()
     conn.execute(delete(web_session).where(
         (w.last_seen_at <= now - IDLE_LIMIT) | (w.created_at <= now - ABSOLUTE_LIMIT)))
     conn.execute(delete(login_failure).where(f.failed_at <= now - THROTTLE_WINDOW))
+    conn.execute(delete(login_device).where(d.created_at <= now - DEVICE_LIFETIME))
 
 
 def normal_username(username: str) -> str:
     return username.strip().lower()[:64]
 
 
-def record_failure(conn: Connection, username: str, client_ip: str, now: datetime | None = None) -> None:
-    conn.execute(insert(login_failure), {"username": normal_username(username), "client_ip": client_ip[:64],
-                                         "failed_at": now or now_utc()})
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A sign-in attempt's place in the throttle: `refused_until` is None when its password
+    may be verified, else when sign-in opens again for it."""
+
+    attempt_id: int | None
+    username: str
+    key: str
+    trusted_device: bool
+    refused_until: datetime | None = None
 
 
-def clear_failures(conn: Connection, username: str) -> None:
-    """After a correct sign-in: that username's failures are forgiven (the address's are not)."""
-    conn.execute(delete(login_failure).where(f.username == normal_username(username)))
-
-
-def _free_at(conn: Connection, column, value: str, limit: int, now: datetime) -> datetime | None:
-    since = now - THROTTLE_WINDOW
-    times = conn.execute(select(f.failed_at).where(column == value, f.failed_at > since)
-                         .order_by(f.failed_at)).scalars().all()
-    if len(times) < limit:
+def device_key(conn: Connection, username: str, device_token: str | None, now: datetime | None = None
+               ) -> str | None:
+    """The throttle key of a device token this account was given, or None for no valid one."""
+    if not device_token or len(device_token) > 200:
         return None
-    # sign-in opens again when all but limit-1 of these failures have left the window
-    return times[len(times) - limit] + THROTTLE_WINDOW
+    digest = session_digest(device_token)
+    created = conn.execute(select(d.created_at).where(d.token_hash == digest, d.username == username)).scalar()
+    if created is None or (now or now_utc()) - created >= DEVICE_LIFETIME:
+        return None
+    return DEVICE_PREFIX + digest[:32]
 
 
-def throttled_until(conn: Connection, username: str, client_ip: str, now: datetime | None = None
-                    ) -> datetime | None:
-    """When sign-in for this username from this address opens again, or None if it is open now."""
+def remember_device(conn: Connection, username: str, now: datetime | None = None) -> str:
+    """A new device token for a browser that has just signed in (for its cookie; never stored)."""
+    token = secrets.token_urlsafe(32)
+    conn.execute(insert(login_device), {"token_hash": session_digest(token), "username": username,
+                                        "created_at": now or now_utc()})
+    return token
+
+
+def claim_attempt(engine: Engine, username: str, address: str, device_token: str | None = None,
+                  now: datetime | None = None) -> Claim:
+    """Claims a sign-in attempt before its password is verified.
+
+    Claims that count against the same limits are made one at a time: on PostgreSQL under a
+    transaction-scoped advisory lock on the client (its address, or its device token), on
+    SQLite under the database's write lock, which the claim's INSERT, coming first, takes.
+    So the count each claim sees includes every claim made before it, and of any number of
+    attempts arriving together exactly the limit go on to be verified. A refused claim is
+    withdrawn, so refused attempts do not extend the pause.
+    """
     now = now or now_utc()
-    waits = [t for t in (
-        _free_at(conn, f.username, normal_username(username), MAX_FAILURES_PER_USERNAME, now),
-        _free_at(conn, f.client_ip, client_ip[:64], MAX_FAILURES_PER_CLIENT, now),
-    ) if t is not None]
-    return max(waits) if waits else None
+    name = normal_username(username)
+    address = address[:64]
+    with engine.connect() as conn:
+        key = device_key(conn, username, device_token, now)
+        conn.commit()
+    trusted = key is not None
+    key = key or address
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            lock = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+            conn.execute(select(func.pg_advisory_xact_lock(lock)))
+        attempt_id = conn.execute(insert(login_failure).returning(f.id),
+                                  {"username": name, "client_ip": key, "failed_at": now}).scalar_one()
+        waits = [_free_at(conn, (f.username == name) & (f.client_ip == key), MAX_FAILURES_PER_KEY, now)]
+        if not trusted:
+            waits.append(_free_at(conn, f.client_ip == address, MAX_FAILURES_PER_ADDRESS, now))
+        waits = [t for t in waits if t is not None]
+        if not waits:
+            return Claim(attempt_id, name, key, trusted)
+        conn.execute(delete(login_failure).where(f.id == attempt_id))
+    return Claim(None, name, key, trusted, max(waits))
+
+
+def forgive(conn: Connection, claim: Claim) -> None:
+    """After a correct sign-in: the failures of its key are forgiven (the address's others are not)."""
+    conn.execute(delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key))
+
+
+def _free_at(conn: Connection, condition, limit: int, now: datetime) -> datetime | None:
+    """When fewer than `limit` attempts matching `condition` (this one's claim among them)
+    remain in the window, or None if that is so now."""
+    times = conn.execute(select(f.failed_at).where(condition, f.failed_at > now - THROTTLE_WINDOW)
+                         .order_by(f.failed_at)).scalars().all()
+    if len(times) <= limit:
+        return None
+    # with this claim withdrawn, it opens when all but limit-1 of the others have left the window
+    return times[len(times) - 1 - limit] + THROTTLE_WINDOW
 
 
 def party_name(conn: Connection, party_id: str) -> str:

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -181,6 +182,16 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     })
 
 
+def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:
+    """The own report's Content-Disposition, made only of the parsed times and a Party ID cut
+    down to header-safe characters: a raw query value can hold control or non-Latin-1
+    characters, which drop the connection or fail to encode (and stores loaded before Party
+    IDs were checked to be ASCII may hold such IDs)."""
+    party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
+    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
 def csv_stream(engine: Engine, viewer: Viewer, start, end) -> Iterator[bytes]:
     """The own-traffic report (API and web screen alike): CSV that the engine formats,
     in chunks of about 1 MB, so each trip through the server's thread pool carries many rows."""
@@ -202,7 +213,6 @@ def own_report(
     search = build_search(time_from=time_from, time_to=time_to)
     if search.time_from is None or search.time_to is None:
         raise ParameterError("from" if search.time_from is None else "to", "is required")
-    name = f"servicetrail-own-{viewer.party_id}-{time_from[:10]}-{time_to[:10]}.csv"
     return StreamingResponse(csv_stream(engine_of(request), viewer, search.time_from, search.time_to),
                              media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                             headers=report_download_headers(viewer.party_id, search.time_from, search.time_to))

@@ -15,11 +15,13 @@ def _run(host: str, port: int, workers: int, trusted_proxies: str | None = None)
 
     from ..store.engine import database_url
     from .app import create_app
+    from .http_limits import CappedHeadProtocol
 
     store = engine()  # opens (and migrates) the store before any worker starts
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
     options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
                    server_header=False, timeout_graceful_shutdown=5,
+                   http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
                    # only a named TLS-terminating proxy may say the client's address and https
                    proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
     if workers == 1:
@@ -64,7 +66,11 @@ def listening_socket(config) -> socket.socket:
                    "(needed behind a TLS proxy for Secure cookies and per-client login throttling).")
 @with_db
 def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> None:
-    """Serve the web screen and the HTTP API."""
+    """Serve the web screen and the HTTP API.
+
+    A request whose head (request line and headers) is over 16 KiB is answered 431 and its
+    connection closed ($SERVICETRAIL_MAX_HEADER_BYTES changes the cap).
+    """
     _run(host, port, workers, trusted_proxies)
 
 

@@ -25,25 +25,27 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..domain.catalogue import srv_title
+from ..domain.ids import InvalidValue, whole_number
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import DEFAULT_PAGE
 from ..domain.visibility import Access, Viewer, decide
 from ..store import sessions as store
+from ..security import MAX_PASSWORD_LENGTH
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
-from .api import csv_stream
+from .api import csv_stream, report_download_headers
 from .errors import ParameterError
 from .params import build_search, cursor_of
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "st_session"
 LOGIN_COOKIE = "st_login"  # the sign-in form's own CSRF token (double submit), before any session exists
+DEVICE_COOKIE = "st_device"  # a browser that has signed in before: throttled apart (store.sessions)
 PAGE_SIZE = min(50, DEFAULT_PAGE)
 MAX_USERNAME = 64
-MAX_PASSWORD = 1024
 
 CODE_CLASSES = {INFORMATION: "rc-ok", WARNING: "rc-warn", ERROR: "rc-error"}
 KIND_LABELS = {"request": "Request", "acknowledgement": "Acknowledgement", "response": "Response",
@@ -280,9 +282,10 @@ def install(app: FastAPI) -> None:
         engine = engine_of(request)
         with engine.begin() as conn:
             store.purge_expired(conn)
-            until = store.throttled_until(conn, username, client)
-        if until is not None:
-            minutes = max(1, -(-int((until - store.now_utc()).total_seconds()) // 60))
+        # the attempt's place is claimed before its password is verified: see store.sessions
+        claim = store.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
+        if claim.refused_until is not None:
+            minutes = max(1, -(-int((claim.refused_until - store.now_utc()).total_seconds()) // 60))
             return _login_page(
                 request, status=429, username=username, next_path=next_path,
                 headers={"Retry-After": str(minutes * 60)},
@@ -290,18 +293,20 @@ def install(app: FastAPI) -> None:
                       f"Sign-in is paused: try again in {minutes} minute{'s' if minutes != 1 else ''}.")
         with engine.connect() as conn:
             party_id = (check_login(conn, username, password)
-                        if username and password and len(password) <= MAX_PASSWORD else None)
-        if party_id is None:
-            with engine.begin() as conn:
-                store.record_failure(conn, username, client)
+                        if username and password and len(password) <= MAX_PASSWORD_LENGTH else None)
+        if party_id is None:  # the claim stays, as a failure
             return _login_page(request, status=401, username=username, next_path=next_path,
                                error="Wrong username or password.")
         with engine.begin() as conn:
-            store.clear_failures(conn, username)
+            store.forgive(conn, claim)
+            device_token = None if claim.trusted_device else store.remember_device(conn, username)
             store.delete_session(conn, request.cookies.get(SESSION_COOKIE))  # never reuse a prior id
             session_id = store.create_session(conn, username)
         response = RedirectResponse(next_path, status_code=303)
         _set_cookie(response, request, SESSION_COOKIE, session_id)
+        if device_token is not None:
+            _set_cookie(response, request, DEVICE_COOKIE, device_token, path="/login",
+                        max_age=int(store.DEVICE_LIFETIME.total_seconds()))
         _drop_cookie(response, request, LOGIN_COOKIE, path="/login")
         return response
 
@@ -337,8 +342,8 @@ def install(app: FastAPI) -> None:
         items: list[dict[str, Any]] = []
         next_link = ""
         try:
-            page = max(1, min(int(request.query_params.get("page", "1")), 10**6))
-        except ValueError:
+            page = max(1, min(whole_number(request.query_params.get("page", "1")), 10**6))
+        except InvalidValue:
             page = 1
         try:
             wanted = build_search(values["device_id"] or None, values["request_id"] or None,
@@ -434,11 +439,10 @@ def install(app: FastAPI) -> None:
         if wanted is None or wanted.time_from is None or wanted.time_to is None:
             return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
                           errors=errors or {"from": "is required"})
-        name = (f"servicetrail-own-{who.viewer.party_id}-{wanted.time_from:%Y%m%dT%H%M}-"
-                f"{wanted.time_to:%Y%m%dT%H%M}.csv")
         return StreamingResponse(csv_stream(engine_of(request), who.viewer, wanted.time_from, wanted.time_to),
                                  media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                                 headers=report_download_headers(who.viewer.party_id, wanted.time_from,
+                                                                 wanted.time_to))
 
     _install_error_pages(app)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..domain.catalogue import search_srvs
-from ..domain.ids import InvalidValue, RequestId, eui64
+from ..domain.ids import InvalidValue, RequestId, eui64, whole_number
 from ..domain.model import KINDS
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, Search
 from ..domain.times import parse_time
@@ -50,8 +50,8 @@ def page_size(limit: str | int | None) -> int:
     if limit in (None, ""):
         return DEFAULT_PAGE
     try:
-        value = int(limit)
-    except (TypeError, ValueError):
+        value = limit if isinstance(limit, int) else whole_number(limit)
+    except InvalidValue:
         raise ParameterError("limit", f"must be a whole number from 1 to {MAX_PAGE}") from None
     if not 1 <= value <= MAX_PAGE:
         raise ParameterError("limit", f"must be from 1 to {MAX_PAGE}")

@@ -1,0 +1,72 @@
+"""A cap on the size of a request's head (request line and headers) for `servicetrail serve`.
+
+uvicorn's httptools protocol, which the server uses for speed, buffers a request head of any
+size (a 200 KB header was accepted), and h11's limit only applies while a head is still
+arriving. This protocol answers 431 and closes the connection once a head grows past
+MAX_HEAD_BYTES: while it arrives (so an endless head is never buffered) and when it is
+complete (a large head that arrived in one read).
+"""
+from __future__ import annotations
+
+import os
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Browsers send a few KB (our cookies are under 200 bytes); 16 KiB is also Node's and h11's limit.
+MAX_HEAD_BYTES = int(os.environ.get("SERVICETRAIL_MAX_HEADER_BYTES", str(16 * 1024)))
+_MESSAGE = b"Request header fields too large\n"
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+              b"content-type: text/plain; charset=utf-8\r\n"
+              b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
+              b"connection: close\r\n\r\n" + _MESSAGE)
+
+
+class CappedHeadProtocol(HttpToolsProtocol):
+    max_head_bytes = MAX_HEAD_BYTES
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._in_head = False
+        self._head_bytes = 0
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # whatever else the client sends on a refused connection is dropped
+        super().data_received(data)
+        if self._in_head and not self._refused:
+            # counted after parsing, so only reads that leave a head unfinished count toward it
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return  # a request pipelined behind the refused one is not served either
+        self._in_head = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_head_bytes:
+            self._refuse()
+            return  # the application never sees the request
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self._in_head = False
+        self.logger.warning("Request head over %d bytes refused with 431.", self.max_head_bytes)
+        if not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()

@@ -1,0 +1,48 @@
+"""Codes and numbers from outside are ASCII, checked exactly as they are stored (issue 10,
+finding 6): Unicode case mapping and digit parsing let other strings pass for valid ones."""
+from __future__ import annotations
+
+import pytest
+
+from servicetrail.domain.ids import InvalidValue, is_response_code, party_id, role_code, whole_number
+
+
+@pytest.mark.parametrize("raw", ["NORTHPOWER", "N0RTH_POWER-2", "X", "A" * 32])
+def test_party_id_accepts_ascii_upper_case_codes(raw: str) -> None:
+    assert party_id(raw) == raw
+
+
+@pytest.mark.parametrize("raw", [
+    "\u0131NC",        # dotless i: its upper case is I
+    "STRA\u00dfE",     # sharp s: its upper case is SS
+    "supa", "Supa",    # lower case would be a second Party beside SUPA
+    "\uff29\uff33",    # fullwidth IS
+    "NORTH POWER", "NORTH!", "", "A" * 33, "NORTH\n",
+])
+def test_party_id_refuses_anything_but_what_the_spec_allows(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="party_id"):
+        party_id(raw)
+
+
+@pytest.mark.parametrize("raw,stored", [("IS", "IS"), ("is", "IS"), ("Rsa", "RSA"), ("X9", "X9")])
+def test_role_code_is_ascii_upper_cased(raw: str, stored: str) -> None:
+    assert role_code(raw) == stored
+
+
+@pytest.mark.parametrize("raw", ["\uff29\uff33", "\u0131s", "I S", "", "A" * 17, "I-S"])
+def test_role_code_refuses_non_ascii_and_other_shapes(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="role"):
+        role_code(raw)
+
+
+def test_response_codes_are_ascii_letters_and_digits() -> None:
+    assert is_response_code("E4") and is_response_code("I99") and is_response_code("A" * 16)
+    for bad in ("\uff25\uff14", "E\u0664", "E-4", "", "A" * 17, "E4\n"):
+        assert not is_response_code(bad), bad
+
+
+def test_whole_numbers_are_ascii_digits_only() -> None:
+    assert whole_number("0") == 0 and whole_number("1000") == 1000
+    for bad in ("\u0663", "1_0", "+5", "-5", " 5", "5 ", "1e3", "", "\uff15", "1" * 20):
+        with pytest.raises(InvalidValue):
+            whole_number(bad)

@@ -1,0 +1,188 @@
+"""Account and token management on the command line (issue 10, finding 8): tokens list and
+revoke, accounts disable, enable and passwd, and password limits at creation; revocation
+reaches every server process within the documented cache time. On both engines."""
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.security import MAX_PASSWORD_LENGTH
+from servicetrail.store.engine import open_store
+from servicetrail.web.app import create_app
+from tests import personas as P
+from tests.web.live_server import live_server
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a different horse, battery and staple"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def store(cli, db_url):
+    """The persona registry, and accounts np (NORTHPOWER) and lk (LOOKER)."""
+    engine = open_store(db_url)
+    P.load_personas(engine)
+    assert cli("accounts", "create", "np", "--party", P.NORTHPOWER, input=PASSWORD + "\n").exit_code == 0
+    assert cli("accounts", "create", "lk", "--party", P.LOOKER, input=PASSWORD + "\n").exit_code == 0
+    yield engine
+    engine.dispose()
+
+
+def new_token(cli, username: str) -> str:
+    result = cli("tokens", "create", username)
+    assert result.exit_code == 0
+    return result.stdout.strip()
+
+
+def api_status(engine, token: str) -> int:
+    """A fresh app: no process-local token cache stands between the store and the answer."""
+    with TestClient(create_app(engine)) as client:
+        return client.get("/api/v1/records", params={"limit": "1"},
+                          headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def screen(engine) -> TestClient:
+    return TestClient(create_app(engine))
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> int:
+    form = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": CSRF.search(form.text).group(1)},
+                       follow_redirects=False).status_code
+
+
+def listed_ids(cli, *args: str) -> list[int]:
+    result = cli("tokens", "list", *args)
+    assert result.exit_code == 0
+    return [int(line.split()[0]) for line in result.stdout.splitlines()[1:]]
+
+
+def test_tokens_are_listed_without_their_values_and_revoked_by_id(cli, store):
+    first, second, other = new_token(cli, "np"), new_token(cli, "np"), new_token(cli, "lk")
+    listing = cli("tokens", "list")
+    assert listing.stdout.splitlines()[0].split() == ["ID", "ACCOUNT", "PARTY", "CREATED", "STATUS"]
+    assert [line.split()[1:3] for line in listing.stdout.splitlines()[1:]] == [
+        ["np", P.NORTHPOWER], ["np", P.NORTHPOWER], ["lk", P.LOOKER]]
+    assert all(value not in listing.output for value in (first, second, other))
+    ids = listed_ids(cli, "--account", "np")
+    assert len(ids) == 2
+
+    revoked = cli("tokens", "revoke", str(ids[0]))
+    assert revoked.exit_code == 0 and revoked.stdout == f"revoked token {ids[0]} of np\n"
+    assert api_status(store, first) == 401
+    assert api_status(store, second) == 200 and api_status(store, other) == 200
+    assert listed_ids(cli, "--account", "np") == [ids[1]]
+
+
+def test_tokens_are_revoked_by_account_or_by_value(cli, store):
+    np_tokens = [new_token(cli, "np") for _ in range(2)]
+    lk_token, leaked = new_token(cli, "lk"), new_token(cli, "lk")
+    assert cli("tokens", "revoke", "--account", "np").stdout.count("revoked token") == 2
+    assert [api_status(store, t) for t in np_tokens] == [401, 401]
+    by_value = cli("tokens", "revoke", "--stdin", input=leaked + "\n")
+    assert by_value.exit_code == 0 and by_value.stdout.count("revoked token") == 1
+    assert api_status(store, leaked) == 401 and api_status(store, lk_token) == 200
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--account", "nobody"), "no account 'nobody'"),
+    ((), "name the tokens to revoke"),
+    (("\u0661",), "digits 0-9"),
+])
+def test_revoking_without_naming_a_token_is_a_clear_error(cli, store, args, message):
+    token = new_token(cli, "np")
+    result = cli("tokens", "revoke", *args)
+    assert result.exit_code == 2 and message in result.stderr
+    assert api_status(store, token) == 200
+
+
+def test_an_unknown_token_id_revokes_nothing(cli, store):
+    token = new_token(cli, "np")
+    result = cli("tokens", "revoke", str(listed_ids(cli)[0]), "999")
+    assert result.exit_code == 2 and "no API token with id 999" in result.stderr
+    assert api_status(store, token) == 200
+    wrong_value = cli("tokens", "revoke", "--stdin", input=token + "\nst_not-a-token\n")
+    assert wrong_value.exit_code == 2 and "not a current API token" in wrong_value.stderr
+    assert api_status(store, token) == 200
+
+
+def test_a_disabled_account_cannot_sign_in_or_use_its_tokens_until_enabled(cli, store):
+    token = new_token(cli, "np")
+    browser = screen(store)
+    assert sign_in(browser, "np") == 303
+    assert browser.get("/", follow_redirects=False).status_code == 200
+
+    result = cli("accounts", "disable", "np")
+    assert result.exit_code == 0 and "1 web session(s) ended" in result.stderr
+    assert browser.get("/", follow_redirects=False).status_code == 303  # signed out at once
+    assert sign_in(screen(store), "np") == 401  # answered like a wrong password
+    assert api_status(store, token) == 401
+    assert "account disabled" in cli("tokens", "list").stdout
+    assert sign_in(screen(store), "lk") == 303  # nobody else is touched
+
+    assert cli("accounts", "enable", "np").exit_code == 0
+    assert sign_in(screen(store), "np") == 303
+    assert api_status(store, token) == 200
+
+
+def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):
+    token = new_token(cli, "np")
+    browser = screen(store)
+    assert sign_in(browser, "np") == 303
+    result = cli("accounts", "passwd", "np", input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 0 and "1 web session(s) ended" in result.stderr
+    assert browser.get("/", follow_redirects=False).status_code == 303
+    assert sign_in(screen(store), "np") == 401
+    assert sign_in(screen(store), "np", NEW_PASSWORD) == 303
+    assert api_status(store, token) == 200  # API tokens are revoked on their own
+
+
+@pytest.mark.parametrize("command", [("accounts", "create", "newbie", "--party", P.NORTHPOWER),
+                                     ("accounts", "passwd", "np")])
+@pytest.mark.parametrize("length,refused", [(MAX_PASSWORD_LENGTH, False), (MAX_PASSWORD_LENGTH + 1, True),
+                                            (11, True)])
+def test_a_password_the_sign_in_form_would_not_take_is_refused(cli, store, command, length, refused):
+    result = cli(*command, input="p" * length + "\n")
+    assert (result.exit_code == 2) is refused
+    if length > MAX_PASSWORD_LENGTH:
+        assert f"at most {MAX_PASSWORD_LENGTH} characters" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("accounts", "disable", "ghost"), ("accounts", "enable", "ghost"),
+                                     ("accounts", "passwd", "ghost")])
+def test_an_unknown_account_is_a_clear_error(cli, store, command):
+    result = cli(*command, input=NEW_PASSWORD + "\n")
+    assert result.exit_code == 2 and "no account 'ghost'" in result.stderr
+
+
+def test_a_username_is_ascii(cli, store):
+    result = cli("accounts", "create", "\u0430lice", "--party", P.NORTHPOWER, input=PASSWORD + "\n")
+    assert result.exit_code == 2 and "ASCII" in result.stderr
+
+
+def test_revocation_reaches_every_server_process_within_the_cache_time(cli, store, db_url, tmp_path):
+    """Two server processes, each of which has looked the token up (and so remembers it):
+    after 'tokens revoke', both refuse it once the documented cache time has passed."""
+    token = new_token(cli, "np")
+    cache_seconds = 1.0
+    with live_server(db_url, tmp_path, "--workers", "2",
+                     env={"SERVICETRAIL_TOKEN_CACHE_SECONDS": str(cache_seconds)}) as base:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def statuses(count: int) -> set[int]:
+            answers = set()
+            for _ in range(count):  # a new connection each time: the two processes share them out
+                with httpx.Client(base_url=base, headers=headers) as client:
+                    answers.add(client.get("/api/v1/records", params={"limit": "1"}).status_code)
+            return answers
+
+        assert statuses(20) == {200}
+        assert cli("tokens", "revoke", "--account", "np").exit_code == 0
+        # every process looked the token up before the revocation, so it has forgotten it by now
+        time.sleep(cache_seconds + 0.2)
+        assert statuses(20) == {401}

@@ -1,0 +1,55 @@
+"""`servicetrail serve` run for real on 127.0.0.1, for tests that need the HTTP server itself
+(its parser, its connection handling, requests arriving at the same time)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The base URL of a server on the store, stopped on exit."""
+    port = free_port()
+    log_path = folder / f"server-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(SERVICETRAIL), "--db", db_url, "serve", "--host", "127.0.0.1", "--port", str(port), *options],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(base + "/login", timeout=2):
+                        break
+                except urllib.error.HTTPError:
+                    break  # it answers
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("servicetrail serve did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

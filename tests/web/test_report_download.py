@@ -1,0 +1,95 @@
+"""The own-traffic report's download (issue 10, finding 5): its Content-Disposition is built
+from the parsed times only, and a time with control or non-ASCII characters is a 422 naming
+the parameter, never a dropped connection or a 500. API and web screen, on both engines."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HEADER_SAFE = re.compile(r'attachment; filename="[A-Za-z0-9_.-]+"')
+HOSTILE_TIMES = [
+    "\x0b2025-01-01T00:00:00Z",          # a vertical tab: once copied into the header raw
+    "\u30002025-01-01T00:00:00Z",        # an ideographic space: not Latin-1, once a 500
+    "2025-01-01T00:00:00Z\x00garbage",   # fromisoformat stops at the NUL and took the rest
+    "2025-01-01\x00T00:00:00Z",
+    "2025-01-01T00:00:00Z\x1b[31m",
+]
+
+
+@pytest.fixture
+def client(engine):
+    P.load_personas(engine)
+    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def bearer(engine, username: str, party_id: str) -> dict[str, str]:
+    with engine.begin() as conn:
+        create_account(conn, username, party_id, PASSWORD)
+        return {"Authorization": f"Bearer {create_token(conn, username)}"}
+
+
+def signed_in(client: TestClient, engine, username: str, party_id: str) -> str:
+    """Signs the client in; returns its session's CSRF token."""
+    with engine.begin() as conn:
+        create_account(conn, username, party_id, PASSWORD)
+    form = client.get("/login")
+    answer = client.post("/login", data={"username": username, "password": PASSWORD,
+                                         "csrf_token": CSRF.search(form.text).group(1)}, follow_redirects=False)
+    assert answer.status_code == 303
+    return CSRF.search(client.get("/report").text).group(1)
+
+
+def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine):
+    response = client.get("/api/v1/reports/own.csv", headers=bearer(engine, "np", P.NORTHPOWER),
+                          params={"from": "2025-01-01T00:00:00+01:00", "to": " 2025-02-01 "})
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="servicetrail-own-NORTHPOWER-20241231T230000Z-20250201T000000Z.csv"')
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TIMES)
+@pytest.mark.parametrize("name", ["from", "to"])
+def test_the_api_refuses_a_time_with_control_or_non_ascii_characters(client, engine, hostile, name):
+    params = {"from": "2024-12-01T00:00:00Z", "to": "2025-03-01T00:00:00Z", name: hostile}
+    response = client.get("/api/v1/reports/own.csv", headers=bearer(engine, "np", P.NORTHPOWER), params=params)
+    assert response.status_code == 422
+    assert response.json()["parameter"] == name
+    assert "content-disposition" not in response.headers
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_TIMES)
+def test_the_screen_never_puts_a_raw_time_in_the_header(client, engine, hostile):
+    """The form forgives whitespace around a field (a vertical tab included); what is left
+    must be a time, and the file is named after the parsed time either way."""
+    csrf = signed_in(client, engine, "np", P.NORTHPOWER)
+    answer = client.post("/report", data={"csrf_token": csrf, "from": hostile, "to": "2025-03-01"})
+    if hostile.strip() != hostile:
+        assert answer.status_code == 200
+        assert answer.headers["content-disposition"] == (
+            'attachment; filename="servicetrail-own-NORTHPOWER-20250101T000000Z-20250301T000000Z.csv"')
+    else:
+        assert answer.status_code == 422
+        assert "text/html" in answer.headers["content-type"] and "content-disposition" not in answer.headers
+
+
+def test_a_party_id_stored_before_ids_were_checked_still_gets_its_report(client, engine):
+    """A store loaded by an earlier version may hold a Party ID such as 'ıNC' (dotless i):
+    its report downloads, under a header-safe file name."""
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO party (party_id, name) VALUES (:p, 'Legacy Inc')"), {"p": "\u0131NC"})
+    headers = bearer(engine, "legacy", "\u0131NC")
+    response = client.get("/api/v1/reports/own.csv", headers=headers,
+                          params={"from": "2025-01-01", "to": "2025-02-01"})
+    assert response.status_code == 200
+    assert HEADER_SAFE.fullmatch(response.headers["content-disposition"])
+    assert response.text.splitlines()[0].startswith("id,")

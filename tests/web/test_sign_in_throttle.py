@@ -1,0 +1,129 @@
+"""Sign-in throttling (issue 10, finding 4): the attempt is claimed before the password is
+verified, so at most MAX_FAILURES_PER_KEY passwords are verified per (username, client)
+however many attempts arrive at once; and the limits are keyed so that an attacker
+elsewhere, or behind the same proxy, cannot lock a User out of a browser that has signed in
+before. On both engines."""
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from servicetrail.store.accounts import create_account
+from servicetrail.store.schema import login_device
+from servicetrail.store.sessions import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_KEY, session_digest
+from servicetrail.web.app import create_app
+from servicetrail.web.html import DEVICE_COOKIE
+from tests import personas as P
+from tests.web.live_server import live_server
+
+PASSWORD = "correct horse battery staple"
+WRONG = "not the password at all"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+ATTACKER, OFFICE, HOME = ("203.0.113.66", 40000), ("198.51.100.7", 40000), ("192.0.2.20", 40000)
+
+
+@pytest.fixture
+def accounts(engine):
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
+        create_account(conn, "lk.analyst", P.LOOKER, PASSWORD)
+
+
+@pytest.fixture
+def app(engine, accounts):
+    return create_app(engine)
+
+
+def browser(app, address: tuple[str, int]) -> TestClient:
+    return TestClient(app, client=address)
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD):
+    form = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": TOKEN.search(form.text).group(1)}, follow_redirects=False)
+
+
+def sign_out(client: TestClient) -> None:
+    assert client.post("/logout", data={"csrf_token": TOKEN.search(client.get("/").text).group(1)},
+                       follow_redirects=False).status_code == 303
+
+
+def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once(db_url, tmp_path, cli):
+    users = tmp_path / "users.csv"
+    users.write_text(f"user_id,party_id,party_name,role\n{P.NP_IS},{P.NORTHPOWER},North Power,IS\n")
+    assert cli("load", "users", users).exit_code == 0
+    assert cli("accounts", "create", "np.analyst", "--party", P.NORTHPOWER, input=PASSWORD + "\n").exit_code == 0
+    with live_server(db_url, tmp_path) as base:
+        with httpx.Client(base_url=base) as first:
+            form = first.get("/login")
+            token, cookie = TOKEN.search(form.text).group(1), form.cookies["st_login"]
+        start = threading.Barrier(30)
+
+        def attempt(_: int) -> httpx.Response:
+            with httpx.Client(base_url=base, cookies={"st_login": cookie}, timeout=60) as client:
+                start.wait()
+                return client.post("/login", data={"username": "np.analyst", "password": WRONG,
+                                                   "csrf_token": token})
+
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(attempt, range(30)))
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [401] * MAX_FAILURES_PER_KEY + [429] * (30 - MAX_FAILURES_PER_KEY)
+        assert all(int(a.headers["retry-after"]) == 15 * 60 for a in answers if a.status_code == 429)
+        with httpx.Client(base_url=base) as late:  # and the right password now waits too
+            form = late.get("/login")
+            again = late.post("/login", data={"username": "np.analyst", "password": PASSWORD,
+                                              "csrf_token": TOKEN.search(form.text).group(1)})
+            assert again.status_code == 429
+
+
+def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
+    attacker = browser(app, ATTACKER)
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
+    assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # the attacker is paused ...
+    assert sign_in(browser(app, OFFICE), "np.analyst").status_code == 303  # ... the User is not
+    assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # nor forgiven by the User
+
+
+def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked_out(app, engine):
+    """Without --trusted-proxies every client has the proxy's address: an attacker behind it
+    who fails for many usernames, and for this User's, pauses new browsers only."""
+    users_browser = browser(app, OFFICE)
+    first = sign_in(users_browser, "np.analyst")
+    assert first.status_code == 303
+    device = first.cookies[DEVICE_COOKIE]
+    cookie_header = next(h for h in first.headers.get_list("set-cookie") if h.startswith(DEVICE_COOKIE + "="))
+    assert "HttpOnly" in cookie_header and "SameSite=strict" in cookie_header and "Path=/login" in cookie_header
+    with engine.connect() as conn:  # the store keeps only its digest
+        assert conn.execute(select(login_device.c.username).where(
+            login_device.c.token_hash == session_digest(device))).scalar() == "np.analyst"
+    sign_out(users_browser)
+
+    attacker = browser(app, OFFICE)  # the same address
+    for n in range(MAX_FAILURES_PER_ADDRESS - MAX_FAILURES_PER_KEY):
+        assert sign_in(attacker, f"guess{n}", WRONG).status_code == 401
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
+    assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429
+    assert sign_in(browser(app, OFFICE), "lk.analyst").status_code == 429  # a new browser there waits
+    assert sign_in(users_browser, "np.analyst").status_code == 303  # the User's own browser does not
+
+
+def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
+    attacker = browser(app, ATTACKER)
+    assert sign_in(attacker, "lk.analyst").status_code == 303  # the attacker's own account
+    sign_out(attacker)  # its browser keeps the device token lk.analyst was given
+    assert attacker.cookies.get(DEVICE_COOKIE)
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
+    assert sign_in(attacker, "np.analyst", WRONG).status_code == 429
+    assert sign_in(browser(app, ATTACKER), "np.analyst", WRONG).status_code == 429  # same key: the address
