@@ -23,7 +23,7 @@ from ..store.writer import (Conflict, Outcome, Row, append_rows, load_device, lo
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
-from .sources import Format, detect, expand, open_binary
+from .sources import Format, detect, expand, numbered_lines, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks
 
 BATCH = int(os.environ.get("SERVICETRAIL_BATCH", "20000"))

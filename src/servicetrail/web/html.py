@@ -24,7 +24,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from ..domain.catalogue import srv_title
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.duis_terms import command_variant_text, execution_text
