@@ -9,7 +9,6 @@ from typing import Any, TextIO
 import orjson
 
 
-
 def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:
     count = 0
     for entry in items:
@@ -18,8 +17,10 @@ def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:
     return count
 
 
-_TABLE = (("logged_at", 20), ("kind", 15), ("srv", 7), ("srv_title", 34), ("device_id", 23),
-          ("party_id", 10), ("user_role", 4), ("response_code", 4), ("access", 6))
+# (item field, column heading, width)
+_TABLE = (("logged_at", "logged_at", 20), ("kind", "kind", 15), ("srv", "srv", 7), ("command_variant", "cv", 2),
+          ("srv_title", "srv_title", 34), ("device_id", "device_id", 23), ("party_id", "party_id", 10),
+          ("user_role", "user_role", 4), ("response_code", "response_code", 4), ("access", "access", 6))
 
 
 def _cell(value: Any, width: int) -> str:
@@ -29,10 +30,10 @@ def _cell(value: Any, width: int) -> str:
 
 def write_table(items: Iterable[dict[str, Any]], out: TextIO) -> int:
     """A fixed-width table, written row by row so that any number of records streams."""
-    out.write("  ".join(_cell(name, w) for name, w in _TABLE).rstrip() + "\n")
-    out.write("  ".join("-" * w for _, w in _TABLE) + "\n")
+    out.write("  ".join(_cell(heading, w) for _, heading, w in _TABLE).rstrip() + "\n")
+    out.write("  ".join("-" * w for _, _, w in _TABLE) + "\n")
     count = 0
     for entry in items:
-        out.write("  ".join(_cell(entry.get(name), w) for name, w in _TABLE).rstrip() + "\n")
+        out.write("  ".join(_cell(entry.get(name), w) for name, _, w in _TABLE).rstrip() + "\n")
         count += 1
     return count

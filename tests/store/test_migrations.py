@@ -122,8 +122,8 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
         command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, request_id, response_id, digest FROM sat_record ORDER BY id")).all()
-        assert [(r.id, r.request_id, r.response_id, r.digest) for r in rows] == [
+            rows = conn.execute(text("SELECT id, request_id, identity_key, digest FROM sat_record ORDER BY id")).all()
+        assert [(r.id, r.request_id, r.identity_key, r.digest) for r in rows] == [
             (1, f"{rid}1", "", None), (2, f"{rid}2", "", None)]
         for statement in ("UPDATE sat_record SET srv = '4.1.2'", "DELETE FROM sat_record"):
             with pytest.raises(Exception, match="append-only"), engine.begin() as conn:

@@ -47,6 +47,8 @@ CURRENTLY_IS = "90-B3-D5-1F-40-03-00-01"
 WIRED_ED = "90-B3-D5-1F-40-04-00-01"
 ESME = "00-DB-12-34-56-78-A0-01"
 GSME = "00-DB-12-34-56-78-A0-02"
+ESME2 = "00-DB-12-34-56-78-A0-03"  # BRIGHT's: a future-dated critical command, in DUIS
+DCC = "90-B3-D5-1F-30-00-00-02"
 PASSWORD = "a long test password 42"
 
 LOOKAT_SECRET = "LOOKAT-PRIVATE-FIRMWARE-QUERY"
@@ -111,6 +113,41 @@ def sat_lines() -> list[dict[str, str]]:
     ]
 
 
+def duis_capture() -> list[dict[str, str]]:
+    """DUIS documents: BRIGHT's future-dated payment-mode change on ESME2 (the pre-command
+    request, CommandVariant 4; the signed command, 5; its 8F66 outcome), and LOOKAT's request
+    to the DCC to decommission that meter (a non-device request, 8.3, naming it)."""
+    sr = 'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"'
+    fd = rid(BRIGHT_IS, ESME2, 3001)
+
+    def request(request_id: str, variant: int, srv: str, body: str) -> str:
+        return (f'<sr:Request {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{request_id}</sr:RequestID>'
+                f"<sr:CommandVariant>{variant}</sr:CommandVariant><sr:ServiceReference>{srv}</sr:ServiceReference>"
+                f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header><sr:Body>{body}"
+                "</sr:Body></sr:Request>")
+
+    when = "<sr:ExecutionDateTime>2025-03-01T00:00:00Z</sr:ExecutionDateTime>"
+    outcome = (f'<sr:Response {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{fd}</sr:RequestID>'
+               f"<sr:ResponseID>{ESME2}:{BRIGHT_IS}:5</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
+               "<sr:ResponseDateTime>2025-03-01T00:00:04Z</sr:ResponseDateTime></sr:Header><sr:Body>"
+               "<sr:ResponseMessage><sr:ServiceReference>1.6</sr:ServiceReference><sr:ServiceReferenceVariant>1.6"
+               "</sr:ServiceReferenceVariant><sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F66"
+               "</sr:FutureDatedAlertCode><sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1"
+               "</sr:InstructionNumber><sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
+               "</sr:FutureDatedDeviceAlertMessage></sr:ResponseMessage></sr:Body></sr:Response>")
+    return [
+        {"logged_at": "2025-02-20T09:00:00Z",
+         "duis": request(fd, 4, "1.6", f"<sr:UpdatePaymentMode>{when}<sr:Credit/></sr:UpdatePaymentMode>")},
+        {"logged_at": "2025-02-20T09:05:00Z",
+         "duis": request(fd, 5, "1.6", f"<sr:SignedPreCommand>{when}<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload>"
+                                       "</sr:SignedPreCommand>")},
+        {"duis": outcome},
+        {"logged_at": "2025-02-21T10:00:00Z",
+         "duis": request(rid(LOOKAT_OU, DCC, 40), 8, "8.3",
+                         f"<sr:DecommissionDevice><sr:DeviceID>{ESME2}</sr:DeviceID></sr:DecommissionDevice>")},
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,18 +178,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f"{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n"
         f"{CURRENTLY_IS},CURRENTLY,Currently Energy plc,IS\n"
         f"{WIRED_ED},WIRED,Wired Networks plc,ED\n")
-    (folder / "devices.csv").write_text(f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n")
+    (folder / "devices.csv").write_text(f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n"
+                                        f"{ESME2},ESME,2\n")
     (folder / "responsibilities.csv").write_text(
         "device_id,party_id,relation,valid_from,valid_to\n"
         f"{ESME},CURRENTLY,supplier,2024-06-01T00:00:00Z,2025-01-01T00:00:00Z\n"
         f"{ESME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
         f"{ESME},WIRED,network_operator,2024-06-01T00:00:00Z,\n"
-        f"{GSME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n")
+        f"{GSME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
+        f"{ESME2},BRIGHT,supplier,2025-01-01T00:00:00Z,\n")
     sat = folder / "sat.jsonl"
     sat.write_text("".join(json.dumps(line) + "\n" for line in sat_lines()))
     for what in ("users", "devices", "responsibilities"):
         run_cli(db_url, "load", what, str(folder / f"{what}.csv"))
     run_cli(db_url, "ingest", str(sat))
+    capture = folder / "duis.jsonl"
+    capture.write_text("".join(json.dumps(line) + "\n" for line in duis_capture()))
+    run_cli(db_url, "ingest", str(capture))
     run_cli(db_url, "accounts", "create", "bright.analyst", "--party", "BRIGHT", input=PASSWORD + "\n")
     run_cli(db_url, "accounts", "create", "lookat.analyst", "--party", "LOOKAT", input=PASSWORD + "\n")
 
@@ -369,6 +411,34 @@ def test_other_user_sees_only_its_own(server: str, page) -> None:
     page.wait_for_load_state()
     assert page.locator(".empty-state").is_visible()
     shot(page, "09-other-user-empty")
+
+
+def test_a_future_dated_pre_command_is_explained_in_words(server: str, page) -> None:
+    sign_in(page, server, "bright.analyst")
+    search_device(page, ESME2)
+    assert len(rows(page)) == 3  # the pre-command, the signed command, the outcome; not LOOKAT's 8.3
+    pre = page.locator("table.records tbody tr").filter(has_text="pre-command: did not reach the Device")
+    assert pre.count() == 1
+    assert "Device alert" in "\n".join(rows(page))  # the 8F66 outcome keeps its command's SRV
+    shot(page, "13-future-dated-search")
+    pre.locator("td.c-srv a").click()
+    page.wait_for_load_state()
+    details = page.locator("dl.details").inner_text()
+    assert "CV 4" in details and "nothing reached the Device" in details
+    assert "future-dated: to run at 2025-03-01 00:00:00 UTC" in details
+    shot(page, "14-pre-command-record")
+
+
+def test_a_request_to_the_dcc_is_found_by_the_device_it_names(server: str, page) -> None:
+    sign_in(page, server, "lookat.analyst")
+    search_device(page, ESME2)
+    assert len(rows(page)) == 1
+    page.locator("table.records tbody tr td.c-srv a").click()
+    page.wait_for_load_state()
+    details = page.locator("dl.details").inner_text()
+    assert "8.3" in page.locator("h1").inner_text() and "About Device" in details and ESME2 in details
+    assert "non-device request, answered by the DCC itself" in details
+    shot(page, "15-non-device-request-about-a-device")
 
 
 def test_sign_in_pauses_after_repeated_failures(server: str, page) -> None:

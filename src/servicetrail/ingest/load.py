@@ -204,7 +204,7 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
             record = duis.parse_document(document, when)
-            rows.append(record_row(make_row, record, timeless=record.kind == "request", origin=str(path)))
+            rows.append(record_row(make_row, record, bare_file=record.kind == "request", origin=str(path)))
             if logged_at is None and record.kind == "request":
                 summary.times_from_mtime += 1
         except InvalidValue as e:

@@ -115,14 +115,13 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         # read from the body, so only the record's own User is shown them (store.queries):
         Column("execution_at", UtcDateTime, nullable=True),
         Column("subject_device_id", String(23), nullable=True),
-        # identity (SPEC section 4): a DUIS response's or alert's ResponseID ('' otherwise),
-        # and the content digest that tells a re-sent message from a conflicting one
-        Column("response_id", String(80), nullable=False, server_default=""),
+        # identity (SPEC section 4): what besides Request ID, kind and time tells two messages
+        # apart (store.writer.identity_key), and the content digest that tells a re-sent
+        # message from a conflicting one
+        Column("identity_key", String(80), nullable=False, server_default=""),
         Column("digest", LargeBinary(16), nullable=True),  # NULL: stored before 0004
-        # the natural key makes re-loading idempotent; it also serves Request ID look-ups.
-        # The digest is in it because a request read from a bare XML file has no time of its
-        # own: several different requests of one Request ID may share the --logged-at time.
-        UniqueConstraint("request_id", "kind", "logged_at", "response_id", "digest", "device_id",
+        # the natural key makes re-loading idempotent; it also serves Request ID look-ups
+        UniqueConstraint("request_id", "kind", "logged_at", "identity_key", "device_id",
                          name="uq_sat_record_identity"),
         Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
         # 0003: a device's rows per User ID in time order (the interval-first device search)

@@ -36,7 +36,7 @@ class Conflict(ValueError):
 
 
 RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code",
-                  "command_variant", "execution_at", "subject_device_id", "response_id", "digest")
+                  "command_variant", "execution_at", "subject_device_id", "identity_key", "digest")
 PAYLOAD_COLUMNS = ("record_id", "logged_at", "device_id", "user_id", "payload")
 # Times go to PostgreSQL as "int8": binary COPY carries no types, and timestamptz's binary
 # form is exactly an int8 of microseconds since 2000-01-01 UTC. An int crosses the pipe from
@@ -50,7 +50,7 @@ _DAY_US = 86_400_000_000
 _SQLITE_INSERT_RECORD = (f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
 _SQLITE_INSERT_PAYLOAD = f"INSERT INTO sat_payload ({', '.join(PAYLOAD_COLUMNS)}) VALUES ({', '.join('?' * 5)})"
-_STORED = "SELECT request_id, kind, logged_at, response_id, digest, id FROM sat_record "
+_STORED = "SELECT request_id, kind, logged_at, identity_key, digest, id FROM sat_record "
 # json_each keeps the statement the same whatever the batch size, and the planner still
 # probes the natural-key index once per Request ID
 _SQLITE_EXISTING = _STORED + "WHERE request_id IN (SELECT value FROM json_each(?))"
@@ -65,11 +65,11 @@ _PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',
 # writing process does no conversion. Times are already in the engine's form: SQLite's
 # fixed-width text, or PostgreSQL's microseconds since 2000. The fields by position:
 #  0 logged_at  1 kind  2 request_id  3 srv or None  4 user_id  5 device_id  6 response_code or None
-#  7 payload  8 command_variant  9 execution_at  10 subject_device_id or None  11 response_id
-#  12 digest (bytes)  13 timeless: identity without time (a request from a bare XML file)
-#  14 origin: where it came from (a line number, or a file's path), to name it in a reject
+#  7 payload  8 command_variant  9 execution_at  10 subject_device_id or None  11 identity_key
+#  12 digest (bytes)  13 origin: where it came from (a line number, or a file's path), for a reject
 Row = tuple
 _STORED_FIELDS = slice(0, 7), slice(8, 13)  # a Row's columns of sat_record after the id
+BARE_FILE = "file:"  # the identity key of a request read from a bare XML file starts so
 
 
 def _sqlite_text(value: datetime) -> str:
@@ -91,14 +91,13 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
     def make(logged_at: datetime, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
              response_code: str, payload: str, command_variant: int | None = None,
              execution_at: datetime | None = None, subject_device_id: str = "", response_id: str = "",
-             timeless: bool = False, origin: int | str = 0) -> Row:
+             bare_file: bool = False, origin: int | str = 0) -> Row:
         digest = content_digest(kind, request_id, srv, user_id, device_id, response_code, payload, command_variant,
                                 execution_at, subject_device_id, response_id)
-        if timeless:
-            digest = _with_file_name(digest, origin)
+        key = identity_key(digest, origin) if bare_file else response_id
         return (engine_time(logged_at), kind, request_id, srv or None, user_id, device_id, response_code or None,
                 payload, command_variant, engine_time(execution_at) if execution_at is not None else None,
-                subject_device_id or None, response_id, digest, timeless, origin)
+                subject_device_id or None, key, digest, origin)
     return make
 
 
@@ -106,13 +105,15 @@ _sqlite_row = _row_maker(_sqlite_text)
 _postgres_row = _row_maker(_pg_micros)
 
 
-def _with_file_name(digest: bytes, origin: int | str) -> bytes:
-    """A bare XML file's request is identified by its content and the file's name: the same
-    file ingested again (touched, moved, or from a copy of its folder) is a duplicate, while
-    two files that happen to hold the same bytes (the DCC's templates have 12 such pairs)
-    are two documents, each a record."""
-    name = os.path.basename(str(origin)).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(digest + b"\x00" + name).digest()[:len(digest)]
+def identity_key(digest: bytes, file_name: int | str) -> str:
+    """What besides Request ID, kind and time identifies a record (SPEC section 4): a DUIS
+    response's or alert's ResponseID (the record's `response_id`, used as it is), or for a
+    request read from a bare XML file, which has no time of its own, its content and its
+    file's name. So the same file ingested again (touched, moved, a copy of its folder) is a
+    duplicate, while two files that hold the same bytes (the DCC's templates have 12 such
+    pairs) are two documents, each a record."""
+    name = os.path.basename(str(file_name)).encode("utf-8", "surrogateescape")
+    return BARE_FILE + hashlib.sha256(digest + b"\x00" + name).hexdigest()[:32]
 
 
 def _pg_time(micros: int) -> datetime:
@@ -120,15 +121,15 @@ def _pg_time(micros: int) -> datetime:
 
 
 def row_maker(dialect: str) -> Callable[..., Row]:
-    """A function of a record's fields, in SatRecord order (then `timeless` and `origin`),
+    """A function of a record's fields, in SatRecord order (then `bare_file` and `origin`),
     that gives this engine's Row."""
     return _postgres_row if dialect == "postgresql" else _sqlite_row
 
 
-def record_row(make: Callable[..., Row], r: SatRecord, timeless: bool = False, origin: int | str = 0) -> Row:
+def record_row(make: Callable[..., Row], r: SatRecord, bare_file: bool = False, origin: int | str = 0) -> Row:
     # str(): a Kind member is a str subclass, which the parsing worker's transport does not carry
     return make(r.logged_at, str(r.kind), r.request_id, r.srv, r.user_id, r.device_id, r.response_code, r.payload,
-                r.command_variant, r.execution_at, r.subject_device_id, r.response_id, timeless, origin)
+                r.command_variant, r.execution_at, r.subject_device_id, r.response_id, bare_file, origin)
 
 
 @dataclass
@@ -152,16 +153,44 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
 
 
 def _identity(row: Row) -> tuple:
-    """SPEC section 4's identity: (request_id, kind, logged_at) and the ResponseID; for a
-    request from a bare XML file, which has no time of its own, its content instead."""
-    if row[13]:
-        return ("content", row[2], row[1], row[12])
-    return ("time", row[2], row[1], row[0], row[11])
+    return (row[2], row[1], row[0], row[11])  # request_id, kind, logged_at, identity_key
 
 
 def _conflict(stored_id: int) -> str:
     return (f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
             f"but different content; a re-send must be identical")
+
+
+class _Standing:
+    """The records a batch's rows are judged against: those stored with the batch's Request
+    IDs, then the batch's own rows as they are written."""
+
+    def __init__(self, stored: list[tuple]) -> None:
+        self.by_identity: dict[tuple, tuple[bytes | None, int]] = {}
+        self.bare_copies: dict[tuple, list[str]] = {}  # (request_id, kind, digest) -> identity keys
+        for request_id, kind, logged_at, key, digest, record_id in stored:
+            self.add((request_id, kind, logged_at, key), digest, record_id)
+
+    def add(self, identity: tuple, digest: bytes | None, record_id: int) -> None:
+        self.by_identity.setdefault(identity, (digest, record_id))
+        if digest is not None:
+            self.bare_copies.setdefault((identity[0], identity[1], digest), []).append(identity[3])
+
+    def judge(self, row: Row) -> tuple[str, int | None]:
+        """("new", None), ("duplicate", None) or ("conflict", the stored record's id)."""
+        held = self.by_identity.get(_identity(row))
+        if held is not None:
+            # no digest: stored before 0004, taken to be the same
+            return ("duplicate", None) if held[0] is None or held[0] == row[12] else ("conflict", held[1])
+        if row[1] == "request":
+            # a bare file's request has no time of its own: the same file again at another
+            # time is a duplicate, and so is the same request read from a capture (either way
+            # round); two files of the same bytes are two documents (their keys differ by name)
+            mine = row[11]
+            for key in self.bare_copies.get((row[2], row[1], row[12]), ()):
+                if (mine.startswith(BARE_FILE) and key in (mine, "")) or (key.startswith(BARE_FILE) and mine == ""):
+                    return "duplicate", None
+        return "new", None
 
 
 def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
@@ -173,65 +202,56 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     so the statements go to the DBAPI connection of the caller's transaction directly.
     """
     done = Appended()
-    fresh: dict[tuple, Row] = {}
-    repeats: list[Row] = []  # rows whose identity an earlier row of the batch has
-    for row in rows:
-        key = _identity(row)
-        if key in fresh:
-            repeats.append(row)
-        else:
-            fresh[key] = row
-    if not fresh:
+    if not rows:
         return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    standing = _stored_identities(driver, postgres, fresh)  # identity -> (digest, id) of what is stored
+    standing = _Standing(_stored(driver, postgres, rows))
     new: list[Row] = []
-    for key, row in fresh.items():
-        held = standing.get(key)
-        if held is None:
+    pending: dict[tuple, Row] = {}  # the batch's new rows by identity, until they have ids
+    for row in rows:
+        verdict, stored_id = standing.judge(row)
+        first = pending.get(_identity(row))
+        if verdict == "new" and first is not None:  # an earlier row of the batch has its identity
+            verdict = "duplicate" if first[12] == row[12] else "conflict"
+        if verdict == "new":
             new.append(row)
-        elif held[0] is None or held[0] == row[12]:  # no digest: stored before 0004, taken as the same
+            pending[_identity(row)] = row
+            if row[1] == "request":  # a later copy of it in the batch, from another form, is a duplicate
+                standing.bare_copies.setdefault((row[2], row[1], row[12]), []).append(row[11])
+        elif verdict == "duplicate":
             done.duplicates += 1
         else:
-            done.conflicts.append((row[14], _conflict(held[1])))
+            done.conflicts.append((row[13], stored_id if stored_id is not None else row))
     if new:
         ids = _insert(conn, driver, postgres, new)
-        standing.update((_identity(row), (row[12], record_id)) for record_id, row in zip(ids, new))
-    for row in repeats:
-        held = standing[_identity(row)] if _identity(row) in standing else None
-        if held is None or held[0] is None or held[0] == row[12]:
-            done.duplicates += 1
-        else:
-            done.conflicts.append((row[14], _conflict(held[1])))
+        id_of = {_identity(row): record_id for record_id, row in zip(ids, new)}
+        done.conflicts = [(origin, _conflict(id_of[_identity(held)] if isinstance(held, tuple) else held))
+                          for origin, held in done.conflicts]
+    else:
+        done.conflicts = [(origin, _conflict(held)) for origin, held in done.conflicts]
     done.loaded = len(new)
     return done
 
 
-def _stored_identities(driver: Any, postgres: bool, fresh: dict[tuple, Row]) -> dict[tuple, tuple[Any, int]]:
-    """The stored records that share an identity with the batch's rows, as identity -> (digest, id)."""
-    request_ids = {key[1] for key in fresh}
+def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple]:
+    """The stored records sharing a Request ID with the batch: (request_id, kind, logged_at in
+    the engine's form, identity_key, digest, id)."""
+    request_ids = {row[2] for row in rows}
     if postgres:
-        timed = [row[0] for row in fresh.values() if not row[13]]
+        timed = [row[0] for row in rows if not row[11].startswith(BARE_FILE)]
         with driver.cursor() as cursor:
-            if len(timed) == len(fresh):
+            if len(timed) == len(rows):
                 cursor.execute(_PG_EXISTING, (",".join(request_ids), _pg_time(min(timed)), _pg_time(max(timed))))
             else:
                 cursor.execute(_PG_EXISTING_ANY_TIME, (",".join(request_ids),))
-            stored = [(r, k, (t - _PG_EPOCH) // _MICROSECOND, resp, bytes(d) if d is not None else None, i)
-                      for r, k, t, resp, d, i in cursor.fetchall()]
-    else:
-        if not driver.in_transaction:
-            # take the write lock before reading max(id) and the existing keys: a concurrent
-            # loader then waits (busy_timeout) instead of colliding on ids or keys later
-            driver.execute("BEGIN IMMEDIATE")
-        stored = driver.execute(_SQLITE_EXISTING, (orjson.dumps(list(request_ids)).decode(),)).fetchall()
-    standing: dict[tuple, tuple[Any, int]] = {}
-    for request_id, kind, logged_at, response_id, digest, record_id in stored:
-        standing[("time", request_id, kind, logged_at, response_id)] = (digest, record_id)
-        if digest is not None:
-            standing.setdefault(("content", request_id, kind, digest), (digest, record_id))
-    return standing
+            return [(r, k, (t - _PG_EPOCH) // _MICROSECOND, key, bytes(d) if d is not None else None, i)
+                    for r, k, t, key, d, i in cursor.fetchall()]
+    if not driver.in_transaction:
+        # take the write lock before reading max(id) and the existing keys: a concurrent
+        # loader then waits (busy_timeout) instead of colliding on ids or keys later
+        driver.execute("BEGIN IMMEDIATE")
+    return driver.execute(_SQLITE_EXISTING, (orjson.dumps(list(request_ids)).decode(),)).fetchall()
 
 
 def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> list[int]:

@@ -17,10 +17,19 @@ class Item(BaseModel):
     user_id: str = Field(description="the DCC User the message came from or went to")
     user_role: str | None
     party_id: str | None
-    response_code: str
+    response_code: str = Field(description="a response's DUIS ResponseCode; an alert's alert code (e.g. 8F66, N12)")
+    command_variant: int | None = Field(description="a request's DUIS CommandVariant (1-8): 4 is a critical "
+                                                    "request sent to the DCC as a pre-command (nothing reached "
+                                                    "the Device), 5-7 the signed command that does, 8 a "
+                                                    "non-device request; null for other kinds")
     access: str = Field(description="own: your traffic; mp141: titles you may see as Responsible "
                                     "Supplier or Network Operator of the device")
     payload: str | None = Field(None, description="present only when access is own")
+    execution_at: str | None = Field(None, description="present only when access is own: a future-dated "
+                                                       "request's ExecutionDateTime (3000-12-31T00:00:00Z "
+                                                       "cancels the pending command)")
+    subject_device_id: str | None = Field(None, description="present only when access is own: the Device a "
+                                                            "non-device request's body names")
 
 
 class Page(BaseModel):

@@ -1,5 +1,6 @@
 """DUIS as it is (SPEC section 4.1): command variant, execution time and subject Device;
-identity by ResponseID and content digest, so a conflicting re-send is told from a duplicate.
+identity by ResponseID (or a bare file's name and content) and a content digest, so a
+conflicting re-send is told from a duplicate.
 
 On SQLite a unique constraint cannot be changed in place: the trail's table is rebuilt
 (rows copied in id order), with its indexes and its append-only triggers. On PostgreSQL the
@@ -18,7 +19,7 @@ down_revision = "0003"
 
 OLD_KEY = "uq_sat_record_request_id_kind_logged_at_device_id"
 NEW_KEY = "uq_sat_record_identity"
-KEY_COLUMNS = ("request_id", "kind", "logged_at", "response_id", "digest", "device_id")
+KEY_COLUMNS = ("request_id", "kind", "logged_at", "identity_key", "device_id")
 OLD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code")
 
 
@@ -27,7 +28,7 @@ def _new_columns() -> list[sa.Column]:
         sa.Column("command_variant", sa.SmallInteger, nullable=True),
         sa.Column("execution_at", UtcDateTime, nullable=True),
         sa.Column("subject_device_id", sa.String(23), nullable=True),
-        sa.Column("response_id", sa.String(80), nullable=False, server_default=""),
+        sa.Column("identity_key", sa.String(80), nullable=False, server_default=""),
         sa.Column("digest", sa.LargeBinary(16), nullable=True),
     ]
 
