@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 _EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\Z")
-# the XSD's counter: a decimal with no leading zero, at most 2^64 - 1 (checked after the match)
-_COUNTER = re.compile(r"^(?:0|[1-9][0-9]{0,19})\Z")
-MAX_COUNTER = 2**64 - 1
+# the XSD's RequestIDType counter, as its pattern writes it: a decimal with no leading zero,
+# at most 2^64 - 1 (shared with the API's OpenAPI document)
+COUNTER_PATTERN = ("(0|[1-9][0-9]{0,18}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|"
+                   "1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|"
+                   "184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|"
+                   "1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|"
+                   "18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]|"
+                   "1844674407370955161[0-5])")
+_COUNTER = re.compile(f"^(?:{COUNTER_PATTERN})\\Z")
 
 
 class InvalidValue(ValueError):
@@ -56,11 +62,9 @@ class RequestId:
     @classmethod
     def parse(cls, value: str) -> RequestId:
         parts = value.strip().split(":") if isinstance(value, str) else []
-        if len(parts) != 3 or not parts[2].isascii() or not _COUNTER.match(parts[2]):
+        if len(parts) != 3 or not _COUNTER.match(parts[2]):
             raise InvalidValue(f"not a Request ID (originator:target:counter, the counter a decimal with "
-                               f"no leading zero): {shown(value)}")
-        if int(parts[2]) > MAX_COUNTER:
-            raise InvalidValue(f"not a Request ID (its counter is over 2^64 - 1): {shown(value)}")
+                               f"no leading zero, at most 2^64 - 1): {shown(value)}")
         try:
             return cls(eui64(parts[0]), eui64(parts[1]), parts[2])
         except InvalidValue:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
 
+from ..domain.ids import COUNTER_PATTERN
 from ..domain.model import KINDS
 from ..domain.search import MAX_PAGE
 from ..domain.times import format_time
@@ -28,7 +29,7 @@ from .schemas import Error, Item, Page, Why
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
-REQUEST_ID_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}:[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}:[0-9]{1,20}$"
+REQUEST_ID_PATTERN = f"^[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:({COUNTER_PATTERN})$"
 TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
