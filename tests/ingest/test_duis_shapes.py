@@ -262,3 +262,12 @@ def test_the_future_dated_exchange_keeps_its_variants_and_outcome_together(loade
         ("device_alert", None, "8F66"), ("request", 5, ""), ("request", 4, "")]
     # LOOK, an Other User, sees none of it
     assert _all(client, tokens["LOOK"], request_id=R_FD) == []
+
+
+def test_the_command_line_shows_each_party_what_the_api_does(loaded, cli) -> None:
+    client, tokens = loaded
+    for party in ("NORTH", "LOOK"):
+        result = cli("records", "--party", party, "--format", "jsonl")
+        assert result.exit_code == 0, result.output
+        from_cli = [json.loads(line) for line in result.stdout.splitlines()]
+        assert from_cli == _all(client, tokens[party])

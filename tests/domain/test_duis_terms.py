@@ -1,0 +1,23 @@
+"""DUIS header values in words (the screen and README use them)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from servicetrail.domain.duis_terms import command_variant_text, execution_text, reached_device
+
+
+def test_every_command_variant_is_explained_and_4_says_nothing_reached_the_device() -> None:
+    texts = {v: command_variant_text(v) for v in range(1, 9)}
+    assert len(set(texts.values())) == 8
+    assert "nothing reached the Device" in texts[4]
+    assert all("signed" in texts[v] for v in (5, 6, 7))
+    assert "DCC itself" in texts[8]
+    assert command_variant_text(None) == ""
+    assert [v for v in range(1, 9) if not reached_device(v)] == [4, 8]
+
+
+def test_the_year_3000_execution_time_is_a_cancellation() -> None:
+    assert execution_text("3000-12-31T00:00:00Z").startswith("cancels the pending future-dated command")
+    assert execution_text(datetime(3000, 12, 31, tzinfo=timezone.utc)).startswith("cancels")
+    assert execution_text("2025-03-10T06:30:00Z") == "future-dated: to run at 2025-03-10 06:30:00 UTC"
+    assert execution_text(None) == execution_text("") == ""
