@@ -60,10 +60,9 @@ def _local(element: etree._Element) -> str:
 
 
 def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
-    """The child of that local name, whatever its namespace (SMETS1's inner parts mix two)."""
-    if parent is None:
-        return None
-    return next((c for c in parent if _local(c) == name), None)
+    """The child of that local name, whatever its namespace (SMETS1's inner parts mix two);
+    lxml matches `{*}name` in C."""
+    return parent.find("{*}" + name) if parent is not None else None
 
 
 def _child_text(parent: etree._Element | None, name: str) -> str:
@@ -74,10 +73,6 @@ def _child_text(parent: etree._Element | None, name: str) -> str:
 def _first_element(parent: etree._Element | None) -> etree._Element | None:
     # comments and processing instructions are not messages
     return next((c for c in parent if isinstance(c.tag, str)), None) if parent is not None else None
-
-
-def _descendants(parent: etree._Element, name: str) -> Iterator[etree._Element]:
-    return (e for e in parent.iter() if _local(e) == name)
 
 
 def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
@@ -167,7 +162,7 @@ def _execution_at(body: etree._Element | None) -> datetime | None:
     """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command)."""
     if body is None:
         return None
-    found = next(_descendants(body, "ExecutionDateTime"), None)
+    found = next(body.iter("{*}ExecutionDateTime"), None)
     return duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True) if found is not None else None
 
 

@@ -152,45 +152,19 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
     return done.loaded, done.duplicates
 
 
-def _identity(row: Row) -> tuple:
-    return (row[2], row[1], row[0], row[11])  # request_id, kind, logged_at, identity_key
-
-
 def _conflict(stored_id: int) -> str:
     return (f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
             f"but different content; a re-send must be identical")
 
 
-class _Standing:
-    """The records a batch's rows are judged against: those stored with the batch's Request
-    IDs, then the batch's own rows as they are written."""
-
-    def __init__(self, stored: list[tuple]) -> None:
-        self.by_identity: dict[tuple, tuple[bytes | None, int]] = {}
-        self.bare_copies: dict[tuple, list[str]] = {}  # (request_id, kind, digest) -> identity keys
-        for request_id, kind, logged_at, key, digest, record_id in stored:
-            self.add((request_id, kind, logged_at, key), digest, record_id)
-
-    def add(self, identity: tuple, digest: bytes | None, record_id: int) -> None:
-        self.by_identity.setdefault(identity, (digest, record_id))
-        if digest is not None:
-            self.bare_copies.setdefault((identity[0], identity[1], digest), []).append(identity[3])
-
-    def judge(self, row: Row) -> tuple[str, int | None]:
-        """("new", None), ("duplicate", None) or ("conflict", the stored record's id)."""
-        held = self.by_identity.get(_identity(row))
-        if held is not None:
-            # no digest: stored before 0004, taken to be the same
-            return ("duplicate", None) if held[0] is None or held[0] == row[12] else ("conflict", held[1])
-        if row[1] == "request":
-            # a bare file's request has no time of its own: the same file again at another
-            # time is a duplicate, and so is the same request read from a capture (either way
-            # round); two files of the same bytes are two documents (their keys differ by name)
-            mine = row[11]
-            for key in self.bare_copies.get((row[2], row[1], row[12]), ()):
-                if (mine.startswith(BARE_FILE) and key in (mine, "")) or (key.startswith(BARE_FILE) and mine == ""):
-                    return "duplicate", None
-        return "new", None
+def _is_bare_copy(keys: list[str], mine: str) -> bool:
+    """Whether a request with this identity key is one already held under `keys` (the same
+    Request ID and content): a bare file's request has no time of its own, so the same file
+    at another time is the same message, and so is the same request read from a capture
+    (either way round); two files of the same bytes are two documents (keys differ by name)."""
+    if mine.startswith(BARE_FILE):
+        return any(key in (mine, "") for key in keys)
+    return mine == "" and any(key.startswith(BARE_FILE) for key in keys)
 
 
 def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
@@ -206,30 +180,39 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    standing = _Standing(_stored(driver, postgres, rows))
+    # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
+    held: dict[tuple, tuple[bytes | None, int | None]] = {}
+    copies: dict[tuple, list[str]] = {}  # (request_id, kind, digest) -> identity keys, for bare files
+    for request_id, kind, logged_at, key, digest, record_id in _stored(driver, postgres, rows):
+        held.setdefault((request_id, kind, logged_at, key), (digest, record_id))
+        if digest is not None and kind == "request":
+            copies.setdefault((request_id, kind, digest), []).append(key)
+    # bare files are rare: a batch with none, against a store with none of its Request IDs from
+    # one, skips the look-up by content
+    by_content = bool(copies) or any(row[11].startswith(BARE_FILE) for row in rows)
     new: list[Row] = []
-    pending: dict[tuple, Row] = {}  # the batch's new rows by identity, until they have ids
+    conflicts: list[tuple[int | str, tuple | int]] = []  # (origin, the stored id, or the identity of a new row)
     for row in rows:
-        verdict, stored_id = standing.judge(row)
-        first = pending.get(_identity(row))
-        if verdict == "new" and first is not None:  # an earlier row of the batch has its identity
-            verdict = "duplicate" if first[12] == row[12] else "conflict"
-        if verdict == "new":
-            new.append(row)
-            pending[_identity(row)] = row
-            if row[1] == "request":  # a later copy of it in the batch, from another form, is a duplicate
-                standing.bare_copies.setdefault((row[2], row[1], row[12]), []).append(row[11])
-        elif verdict == "duplicate":
-            done.duplicates += 1
-        else:
-            done.conflicts.append((row[13], stored_id if stored_id is not None else row))
-    if new:
-        ids = _insert(conn, driver, postgres, new)
-        id_of = {_identity(row): record_id for record_id, row in zip(ids, new)}
-        done.conflicts = [(origin, _conflict(id_of[_identity(held)] if isinstance(held, tuple) else held))
-                          for origin, held in done.conflicts]
-    else:
-        done.conflicts = [(origin, _conflict(held)) for origin, held in done.conflicts]
+        identity = (row[2], row[1], row[0], row[11])
+        found = held.get(identity)
+        if found is not None:
+            if found[0] is None or found[0] == row[12]:  # no digest: stored before 0004, taken as the same
+                done.duplicates += 1
+            else:
+                conflicts.append((row[13], found[1] if found[1] is not None else identity))
+            continue
+        if by_content and row[1] == "request":
+            content = (row[2], row[1], row[12])
+            if _is_bare_copy(copies.get(content, []), row[11]):
+                done.duplicates += 1
+                continue
+            copies.setdefault(content, []).append(row[11])
+        held[identity] = (row[12], None)
+        new.append(row)
+    ids = _insert(conn, driver, postgres, new) if new else []
+    written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
+    done.conflicts = [(origin, _conflict(written[other] if isinstance(other, tuple) else other))
+                      for origin, other in conflicts]
     done.loaded = len(new)
     return done
 
