@@ -192,8 +192,9 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
 def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None, summary: Summary
                ) -> Iterator[Chunk]:
     """Bare DUIS documents, one a file. A request in one carries no time of its own: it is
-    timed by --logged-at or the file's modification time, and identified by its content
-    (SPEC section 4), so touching the file and ingesting it again adds nothing."""
+    timed by --logged-at or the file's modification time, and identified by its content and
+    file name (store.writer.identity_key), so touching the file and ingesting it again adds
+    nothing."""
     rows: list[Row] = []
     rejected: list[tuple] = []
     size = 0
