@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..store.limits import SearchTooBroad
+from .fairness import Busy
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
@@ -26,6 +27,11 @@ def bad_parameter(parameter: str, message: str) -> JSONResponse:
         "error": "invalid_parameter", "parameter": parameter, "message": f"{parameter}: {message}"})
 
 
+def busy_answer(exc: Busy) -> JSONResponse:
+    return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
+                        headers={"Retry-After": str(exc.retry_after)})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ParameterError)
     async def _parameter(_: Request, exc: ParameterError) -> JSONResponse:
@@ -41,6 +47,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SearchTooBroad)
     async def _too_broad(_: Request, exc: SearchTooBroad) -> JSONResponse:
         return JSONResponse(status_code=422, content={"error": "search_too_broad", "message": str(exc)})
+
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, exc: Busy) -> JSONResponse:
+        return busy_answer(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

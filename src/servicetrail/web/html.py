@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from lxml import etree
 from sqlalchemy.engine import Engine
@@ -32,8 +32,9 @@ from ..store import sessions as store
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
-from .api import csv_stream
+from .downloads import ReportDownload
 from .errors import ParameterError
+from .fairness import Busy, limits_of
 from .params import build_search, cursor_of
 
 HERE = Path(__file__).parent
@@ -203,6 +204,11 @@ def forbidden(request: Request, who: SignedIn | None, message: str) -> HTMLRespo
                   message=message)
 
 
+def too_busy(request: Request, who: SignedIn | None, busy: Busy) -> HTMLResponse:
+    return render(request, "error.html", who, status=429, title="Too much at once", heading="Too much at once",
+                  message=busy.sentence(), headers={"Retry-After": str(busy.retry_after)})
+
+
 def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
     return render(request, "error.html", who, status=404, title="Not found", heading="Not found",
                   message="There is no record or page here that you can see. Check the address, or search "
@@ -363,22 +369,26 @@ def install(app: FastAPI) -> None:
             wanted = after = None
         relations: dict[int, str] = {}
         names: dict[str, str] = {}
+        busy: Busy | None = None
         if wanted is not None:
             try:
-                with engine_of(request).connect() as conn:
+                with limits_of(request).search(who.viewer.party_id, wanted), engine_of(request).connect() as conn:
                     items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
                     relations = _relations(conn, who.viewer, items)
                     names = store.party_names(conn, (i["party_id"] for i in items))
             except SearchTooBroad as e:
                 problem = str(e)
+            except Busy as e:
+                busy, problem = e, e.sentence()
             else:
                 if more is not None:
                     next_link = _page_link(values, cursor=more.encode(), page=str(page + 1))
         if "cursor" in errors:
             problem, errors = "That page link is no longer valid. Start again from the first page.", {}
-        status = 422 if errors or problem else 200
+        status = 429 if busy else 422 if errors or problem else 200
         first = (page - 1) * PAGE_SIZE + 1 if after is not None else 1
         return render(request, "search.html", who, status=status, title="Search the trail", values=values,
+                      headers={"Retry-After": str(busy.retry_after)} if busy else None,
                       errors=errors, field_labels=FIELD_LABELS, problem=problem, items=items,
                       relations=relations, names=names, kinds=KINDS, scopes=SCOPES, next_link=next_link,
                       first_link=_page_link(values) if after is not None else "", first=first,
@@ -392,7 +402,7 @@ def install(app: FastAPI) -> None:
         # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
         if not re.fullmatch(r"[0-9]{1,19}", record_id) or not 0 < int(record_id) < 2**63:
             return not_found(request, who)
-        with engine_of(request).connect() as conn:
+        with limits_of(request).search(who.viewer.party_id), engine_of(request).connect() as conn:
             found = explain(conn, who.viewer, int(record_id))
             if found is None:
                 return not_found(request, who)
@@ -447,9 +457,18 @@ def install(app: FastAPI) -> None:
                           errors=errors or {"from": "is required"})
         name = (f"servicetrail-own-{who.viewer.party_id}-{wanted.time_from:%Y%m%dT%H%M}-"
                 f"{wanted.time_to:%Y%m%dT%H%M}.csv")
-        return StreamingResponse(csv_stream(engine_of(request), who.viewer, wanted.time_from, wanted.time_to),
-                                 media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+        def shown_on_the_form(failure: Exception) -> Response | None:
+            if isinstance(failure, Busy):
+                return too_busy(request, who, failure)
+            if isinstance(failure, SearchTooBroad):
+                return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
+                              errors={"from": f"{failure} (a shorter period)"})
+            return None
+
+        return ReportDownload(engine_of(request), limits_of(request), who.viewer, wanted.time_from, wanted.time_to,
+                              headers={"Content-Disposition": f'attachment; filename="{name}"'},
+                              on_error=shown_on_the_form)
 
     _install_error_pages(app)
 
@@ -475,6 +494,13 @@ def _install_error_pages(app: FastAPI) -> None:
         return render(request, "error.html", who, status=405, title="Not allowed", heading="Not allowed",
                       message="That address does not accept this kind of request.")
 
+    api_busy = app.exception_handlers.get(Busy)
+
+    async def _busy(request: Request, exc: Busy) -> Response:
+        if not _wants_html(request) and api_busy is not None:
+            return await api_busy(request, exc)
+        return too_busy(request, await run_in_threadpool(signed_in, request), exc)
+
     async def _unexpected(request: Request, exc: Exception) -> Response:
         if not _wants_html(request) and api_unexpected is not None:
             return await api_unexpected(request, exc)
@@ -487,4 +513,5 @@ def _install_error_pages(app: FastAPI) -> None:
                               "servicetrail administrator.")
 
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Busy, _busy)
     app.add_exception_handler(Exception, _unexpected)
