@@ -27,11 +27,6 @@ def bad_parameter(parameter: str, message: str) -> JSONResponse:
         "error": "invalid_parameter", "parameter": parameter, "message": f"{parameter}: {message}"})
 
 
-def busy_answer(exc: Busy) -> JSONResponse:
-    return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
-                        headers={"Retry-After": str(exc.retry_after)})
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ParameterError)
     async def _parameter(_: Request, exc: ParameterError) -> JSONResponse:
@@ -50,7 +45,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Busy)
     async def _busy(_: Request, exc: Busy) -> JSONResponse:
-        return busy_answer(exc)
+        return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -34,7 +34,7 @@ class Bounds:
     """How much one Party may have in flight in one server process."""
 
     request: int = _setting("SERVICETRAIL_PARTY_REQUESTS", 6)
-    heavy: int = _setting("SERVICETRAIL_PARTY_HEAVY", 2)
+    heavy: int = _setting("SERVICETRAIL_PARTY_HEAVY", 1)
     download: int = _setting("SERVICETRAIL_PARTY_DOWNLOADS", 2)
 
 
