@@ -42,12 +42,13 @@ class Bounds:
 # statement time limit); a download lasts as long as its client takes.
 RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10}
 MESSAGES = {
-    "request": "your Party already has {n} searches running on this server: retry in {s} s",
-    "heavy": "your Party already has {n} broad searches or reports running on this server: name a Device ID "
-             "or a Request ID to narrow the search, or retry in {s} s",
+    "request": "your Party already has as many searches running on this server as it may ({n}): "
+               "retry in {s} s",
+    "heavy": "your Party already has as many broad searches or reports running on this server as it may "
+             "({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
-    "download": "your Party already has {n} report downloads open on this server: let one finish, "
-                "or retry in {s} s",
+    "download": "your Party already has as many report downloads open on this server as it may ({n}): "
+                "let one finish, or retry in {s} s",
 }
 
 
