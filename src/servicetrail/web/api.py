@@ -5,13 +5,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
 from ..domain.ids import COUNTER_PATTERN
@@ -21,9 +20,10 @@ from ..domain.times import format_time
 from ..domain.visibility import Scope, Viewer
 from ..security import token_digest
 from ..store.accounts import viewer_for_token
-from ..store.export import own_report_csv
 from ..store.queries import explain, get_visible, search_page
+from .downloads import ReportDownload
 from .errors import NOT_FOUND, ParameterError
+from .fairness import limits_of
 from .params import build_search, cursor_of, page_size
 from .schemas import Error, Item, Page, Why
 
@@ -35,6 +35,7 @@ TIME_SCHEMA = {"format": "date-time"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
     422: {"model": Error, "description": "a parameter is invalid; `parameter` names it"},
+    429: {"model": Error, "description": "your Party has too much running on this server; see Retry-After"},
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -134,7 +135,7 @@ def list_records(
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
     size, after = page_size(limit), cursor_of(cursor)
-    with engine_of(request).connect() as conn:
+    with limits_of(request).search(viewer.party_id, search), engine_of(request).connect() as conn:
         items, next_cursor = search_page(conn, viewer, search, size, after)
         # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
         # ROLLBACK, which the pool would otherwise send, and the device search relies on
@@ -156,7 +157,7 @@ def _record_id(record_id: str) -> int:
             responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}})
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
-    with engine_of(request).connect() as conn:
+    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
         found = get_visible(conn, viewer, _record_id(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
@@ -167,7 +168,7 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
             responses={200: {"model": Why}, 404: {"model": Error, "description": "no such record"}})
 def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
-    with engine_of(request).connect() as conn:
+    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
         found = explain(conn, viewer, _record_id(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
@@ -193,15 +194,10 @@ def report_download_headers(party_id: str, start: datetime, end: datetime) -> di
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-def csv_stream(engine: Engine, viewer: Viewer, start, end) -> Iterator[bytes]:
-    """The own-traffic report (API and web screen alike): CSV that the engine formats,
-    in chunks of about 1 MB, so each trip through the server's thread pool carries many rows."""
-    with engine.connect() as conn:
-        yield from own_report_csv(conn, viewer, start, end)
-
-
-@router.get("/reports/own.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}, "description": "your own records, CSV"}})
+@router.get("/reports/own.csv", response_class=Response, response_model=None,
+            responses={200: {"content": {"text/csv": {}}, "description": "your own records, CSV"},
+                       422: {"model": Error, "description": "a parameter is invalid, or the report ran past "
+                                                            "its time limit"}})
 def own_report(
     request: Request,
     viewer: ViewerDep,
@@ -209,11 +205,12 @@ def own_report(
                                     json_schema_extra=TIME_SCHEMA)],
     time_to: Annotated[str, Query(alias="to", description="exclusive, ISO-8601 with offset",
                                   json_schema_extra=TIME_SCHEMA)],
-) -> StreamingResponse:
-    """Your own traffic only, payload included (reports keep the own-traffic rule), streamed."""
+) -> ReportDownload:
+    """Your own traffic only, payload included (reports keep the own-traffic rule), streamed.
+    In the CSV a cell that begins with =, +, -, @, tab or carriage return gets a leading '
+    so that no spreadsheet runs it as a formula."""
     search = build_search(time_from=time_from, time_to=time_to)
     if search.time_from is None or search.time_to is None:
         raise ParameterError("from" if search.time_from is None else "to", "is required")
-    return StreamingResponse(csv_stream(engine_of(request), viewer, search.time_from, search.time_to),
-                             media_type="text/csv; charset=utf-8",
-                             headers=report_download_headers(viewer.party_id, search.time_from, search.time_to))
+    return ReportDownload(engine_of(request), limits_of(request), viewer, search.time_from, search.time_to,
+                          headers=report_download_headers(viewer.party_id, search.time_from, search.time_to))

@@ -5,7 +5,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from .. import __version__
+from ..store.engine import pool_capacity
 from . import api, errors, html
+from .fairness import PartyLimits
 from .headers import SecurityHeaders
 
 
@@ -19,6 +21,8 @@ def create_app(engine: Engine) -> FastAPI:
     )
     app.state.engine = engine
     app.state.viewers = api.ViewerCache()  # per process: see api.TOKEN_CACHE_SECONDS
+    # heavy work of all Parties together leaves half the pool to the quick searches
+    app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     errors.install(app)
     app.include_router(api.router)
     html.install(app)

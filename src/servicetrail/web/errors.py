@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..store.limits import SearchTooBroad
+from .fairness import Busy
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
@@ -41,6 +42,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SearchTooBroad)
     async def _too_broad(_: Request, exc: SearchTooBroad) -> JSONResponse:
         return JSONResponse(status_code=422, content={"error": "search_too_broad", "message": str(exc)})
+
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

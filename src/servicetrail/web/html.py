@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from lxml import etree
 from sqlalchemy.engine import Engine
@@ -35,8 +35,10 @@ from ..security import MAX_PASSWORD_LENGTH
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
-from .api import csv_stream, report_download_headers
+from .api import report_download_headers
+from .downloads import ReportDownload
 from .errors import ParameterError
+from .fairness import Busy, limits_of
 from .params import build_search, cursor_of
 
 HERE = Path(__file__).parent
@@ -191,6 +193,11 @@ def render(request: Request, template: str, who: SignedIn | None = None, status:
 def forbidden(request: Request, who: SignedIn | None, message: str) -> HTMLResponse:
     return render(request, "error.html", who, status=403, title="Form expired", heading="This form has expired",
                   message=message)
+
+
+def too_busy(request: Request, who: SignedIn | None, busy: Busy) -> HTMLResponse:
+    return render(request, "error.html", who, status=429, title="Too much at once", heading="Too much at once",
+                  message=busy.sentence(), headers={"Retry-After": str(busy.retry_after)})
 
 
 def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
@@ -356,22 +363,26 @@ def install(app: FastAPI) -> None:
             wanted = after = None
         relations: dict[int, str] = {}
         names: dict[str, str] = {}
+        busy: Busy | None = None
         if wanted is not None:
             try:
-                with engine_of(request).connect() as conn:
+                with limits_of(request).search(who.viewer.party_id, wanted), engine_of(request).connect() as conn:
                     items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
                     relations = _relations(conn, who.viewer, items)
                     names = store.party_names(conn, (i["party_id"] for i in items))
             except SearchTooBroad as e:
                 problem = str(e)
+            except Busy as e:
+                busy, problem = e, e.sentence()
             else:
                 if more is not None:
                     next_link = _page_link(values, cursor=more.encode(), page=str(page + 1))
         if "cursor" in errors:
             problem, errors = "That page link is no longer valid. Start again from the first page.", {}
-        status = 422 if errors or problem else 200
+        status = 429 if busy else 422 if errors or problem else 200
         first = (page - 1) * PAGE_SIZE + 1 if after is not None else 1
         return render(request, "search.html", who, status=status, title="Search the trail", values=values,
+                      headers={"Retry-After": str(busy.retry_after)} if busy else None,
                       errors=errors, field_labels=FIELD_LABELS, problem=problem, items=items,
                       relations=relations, names=names, kinds=KINDS, scopes=SCOPES, next_link=next_link,
                       first_link=_page_link(values) if after is not None else "", first=first,
@@ -385,7 +396,7 @@ def install(app: FastAPI) -> None:
         # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
         if not re.fullmatch(r"[0-9]{1,19}", record_id) or not 0 < int(record_id) < 2**63:
             return not_found(request, who)
-        with engine_of(request).connect() as conn:
+        with limits_of(request).search(who.viewer.party_id), engine_of(request).connect() as conn:
             found = explain(conn, who.viewer, int(record_id))
             if found is None:
                 return not_found(request, who)
@@ -438,10 +449,18 @@ def install(app: FastAPI) -> None:
         if wanted is None or wanted.time_from is None or wanted.time_to is None:
             return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
                           errors=errors or {"from": "is required"})
-        return StreamingResponse(csv_stream(engine_of(request), who.viewer, wanted.time_from, wanted.time_to),
-                                 media_type="text/csv; charset=utf-8",
-                                 headers=report_download_headers(who.viewer.party_id, wanted.time_from,
-                                                                 wanted.time_to))
+        def shown_on_the_form(failure: Exception) -> Response | None:
+            if isinstance(failure, Busy):
+                return too_busy(request, who, failure)
+            if isinstance(failure, SearchTooBroad):
+                return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
+                              errors={"from": f"{failure} (a shorter period)"})
+            return None
+
+        return ReportDownload(engine_of(request), limits_of(request), who.viewer, wanted.time_from, wanted.time_to,
+                              headers=report_download_headers(who.viewer.party_id, wanted.time_from,
+                                                              wanted.time_to),
+                              on_error=shown_on_the_form)
 
     _install_error_pages(app)
 
@@ -467,6 +486,13 @@ def _install_error_pages(app: FastAPI) -> None:
         return render(request, "error.html", who, status=405, title="Not allowed", heading="Not allowed",
                       message="That address does not accept this kind of request.")
 
+    api_busy = app.exception_handlers.get(Busy)
+
+    async def _busy(request: Request, exc: Busy) -> Response:
+        if not _wants_html(request) and api_busy is not None:
+            return await api_busy(request, exc)
+        return too_busy(request, await run_in_threadpool(signed_in, request), exc)
+
     async def _unexpected(request: Request, exc: Exception) -> Response:
         if not _wants_html(request) and api_unexpected is not None:
             return await api_unexpected(request, exc)
@@ -479,4 +505,5 @@ def _install_error_pages(app: FastAPI) -> None:
                               "servicetrail administrator.")
 
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Busy, _busy)
     app.add_exception_handler(Exception, _unexpected)

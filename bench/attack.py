@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Issue 10's attacks on a running `servicetrail serve`, measured from another Party's side.
+
+    .venv/bin/python bench/attack.py --store URL                  # both scenarios on a store you have
+    .venv/bin/python bench/attack.py --records 1000000            # build SQLite and PostgreSQL stores first
+    .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src   # the same against other code
+
+- `stalled` (finding 1): one Party asks for its own-traffic report on 20 sockets with a 4 KB
+  receive buffer that read 100 bytes and then stop reading, holds them for --hold seconds,
+  and closes them. Meanwhile one client of other Parties searches by Device ID without a
+  pause. Prints those searches' p50/p95 before and during the attack (and any that failed),
+  the recovery time (from the close until 20 searches in a row answer 200 within twice the
+  usual p95), what the 20 sockets got, and on PostgreSQL the sessions held in a transaction
+  for more than a second during the attack.
+- `heavy` (finding 9): one Party runs 8 broad searches in parallel, again and again (a client
+  told 429 waits its Retry-After); the other Parties' device searches are measured before and
+  during.
+
+`--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
+fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (the benchmark suite's helpers: Store, search_targets, pct)
+
+from servicetrail.store.accounts import create_account, create_token  # noqa: E402
+from servicetrail.store.engine import open_store  # noqa: E402
+
+STALLED_SOCKETS = 20  # the pool of one server process on PostgreSQL (10 + 10 overflow); SQLite's is 15
+HEAVY_CLIENTS = 8
+
+
+def serve(url: str, pythonpath: str | None, workers: int) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.Popen([run.BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()
+            return proc, port
+        except Exception:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+class Searches:
+    """One client of other Parties searching by Device ID without a pause, in a thread:
+    (start, seconds, status) for every search; status 0 for no answer within the timeout."""
+
+    def __init__(self, port: int, plan: list[tuple[str, str]], timeout: float = 60.0) -> None:
+        self.port, self.plan, self.timeout = port, plan, timeout
+        self.log: list[tuple[float, float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn = None
+        rng = random.Random(7)
+        while not self._stop.is_set():
+            token, path = rng.choice(self.plan)
+            start = time.monotonic()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                status = 0
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.log.append((start, time.monotonic() - start, status))
+
+    def start(self) -> Searches:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    def between(self, start: float, end: float) -> list[tuple[float, float, int]]:
+        return [entry for entry in self.log if start <= entry[0] < end]
+
+
+def summary(entries: list[tuple[float, float, int]]) -> dict:
+    good = [seconds * 1000 for _, seconds, status in entries if status == 200]
+    failed = [status for _, _, status in entries if status != 200]
+    if not good:
+        return {"searches": len(entries), "failed": len(failed)}
+    return {"searches": len(entries), "failed": len(failed), "statuses_failed": sorted(set(failed)),
+            "p50_ms": round(run.pct(good, 50), 2), "p95_ms": round(run.pct(good, 95), 2),
+            "max_ms": round(max(good), 1)}
+
+
+def stalled_socket(port: int, path: str, token: str, results: list, lock: threading.Lock) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(120)
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        head = sock.recv(100)
+        status = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    except OSError:
+        status = 0
+    with lock:
+        results.append((sock, status))
+
+
+def held_sessions(store: run.Store, url: str) -> int | None:
+    """PostgreSQL sessions in a transaction for more than a second: held, not passing through
+    (a report's COPY waiting on its reader is 'active'; a suspended one 'idle in transaction')."""
+    if store.kind != "postgresql":
+        return None
+    conn = store.raw(url)
+    try:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND pid <> pg_backend_pid() AND now() - xact_start > interval '1 second'"
+                            ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def scenario_stalled(store: run.Store, url: str, port: int, victims: list, attacker: tuple[str, str],
+                     hold: float, recovery_limit: float) -> dict:
+    token, party = attacker
+    report = "/api/v1/reports/own.csv?from=2025-03-01T00:00:00Z&to=2025-04-01T00:00:00Z"
+    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{report}",
+                                                       headers={"Authorization": f"Bearer {token}"})) as whole:
+        report_bytes = len(whole.read())
+    searches = Searches(port, victims).start()
+    time.sleep(10)
+    attack_at = time.monotonic()
+    sockets: list = []
+    lock = threading.Lock()
+    openers = [threading.Thread(target=stalled_socket, args=(port, report, token, sockets, lock))
+               for _ in range(STALLED_SOCKETS)]
+    for opener in openers:
+        opener.start()
+    time.sleep(hold)
+    held = held_sessions(store, url)
+    closed_at = time.monotonic()
+    for opener in openers:
+        opener.join(1)
+    with lock:
+        for sock, _ in sockets:
+            sock.close()
+    usual = summary(searches.between(0, attack_at))
+    good_enough = 2 * usual["p95_ms"] / 1000
+    recovered_at = None
+    while time.monotonic() < closed_at + recovery_limit and recovered_at is None:
+        time.sleep(1)
+        after = searches.between(closed_at, time.monotonic())
+        for i in range(len(after) - 19):
+            if all(status == 200 and seconds <= good_enough for _, seconds, status in after[i:i + 20]):
+                recovered_at = after[i][0]
+                break
+    searches.stop()
+    statuses = [status for _, status in sockets]
+    return {
+        "attacker": party, "report_bytes": report_bytes, "sockets": STALLED_SOCKETS, "hold_s": hold,
+        "socket_statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+        "postgresql_sessions_held_during": held,
+        "others_before": usual, "others_during": summary(searches.between(attack_at, closed_at)),
+        "recovery_s": round(recovered_at - closed_at, 2) if recovered_at is not None else f"> {recovery_limit}",
+    }
+
+
+def scenario_heavy(port: int, victims: list, attacker: tuple[str, str], query: str, seconds: float) -> dict:
+    token, party = attacker
+    searches = Searches(port, victims).start()
+    time.sleep(seconds)
+    attack_at = time.monotonic()
+    stop = threading.Event()
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def broad_searches() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while not stop.is_set():
+            conn.request("GET", query, headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            response.read()
+            with lock:
+                counts[response.status] = counts.get(response.status, 0) + 1
+            if response.status == 429:
+                stop.wait(float(response.getheader("retry-after", "1")))
+        conn.close()
+
+    clients = [threading.Thread(target=broad_searches) for _ in range(HEAVY_CLIENTS)]
+    for client in clients:
+        client.start()
+    time.sleep(seconds)
+    ended_at = time.monotonic()
+    stop.set()
+    for client in clients:
+        client.join(130)
+    searches.stop()
+    return {"attacker": party, "query": query, "clients": HEAVY_CLIENTS, "attacker_statuses": counts,
+            "others_before": summary(searches.between(0, attack_at)),
+            "others_during": summary(searches.between(attack_at, ended_at))}
+
+
+def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
+    engine = open_store(url)
+    made = {}
+    with engine.begin() as conn:
+        for party in parties:
+            username = f"attack{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            create_account(conn, username, party, "benchmark password 1")
+            made[party] = create_token(conn, username)
+    engine.dispose()
+    return made
+
+
+def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
+    rng = random.Random(5)
+    ordinary, _ = run.search_targets(url, store, 200, rng)
+    conn = store.raw(url)
+    busiest = conn.execute("SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+                           "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    conn.close()
+    victims = [(p, d) for p, _, d in ordinary if p != busiest]
+    tokens = tokens_for(url, {p for p, _ in victims} | {busiest})
+    plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, d in victims]
+    results = {}
+    for name in a.scenarios.split(","):
+        proc, port = serve(url, a.pythonpath, a.workers)
+        try:
+            print(f"[{store.kind}] {name} ...", file=sys.stderr)
+            if name == "stalled":
+                results[name] = scenario_stalled(store, url, port, plan, (tokens[busiest], busiest), a.hold,
+                                                 a.recovery_limit)
+            else:
+                results[name] = scenario_heavy(port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(json.dumps({store.kind: {name: results[name]}}, indent=2))
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", help="an existing store (else one is generated per engine)")
+    ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--scenarios", default="stalled,heavy")
+    ap.add_argument("--pythonpath", help="run the server on the code in this folder")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (the bounds are per process)")
+    ap.add_argument("--hold", type=float, default=40.0, help="seconds the stalled sockets are held")
+    ap.add_argument("--recovery-limit", type=float, default=300.0)
+    ap.add_argument("--seconds", type=float, default=20.0, help="heavy: seconds before and during the attack")
+    ap.add_argument("--heavy-query", default="/api/v1/records?srv=11.2&limit=100")
+    a = ap.parse_args()
+    if a.store:
+        kind = "postgresql" if a.store.startswith("postgres") else "sqlite"
+        measure(run.Store(kind, Path(tempfile.gettempdir())), a.store, a)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="servicetrail-attack-"))
+    pg = None
+    try:
+        for kind in a.engines.split(","):
+            if kind == "postgresql":
+                from tests.pg_server import PgServer
+                pg = PgServer(shared_buffers="1GB").start()
+            store = run.Store(kind, work, pg)
+            _, url = run.build_store(store, a.records)
+            measure(store, url, a)
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

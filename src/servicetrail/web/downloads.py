@@ -1,0 +1,235 @@
+"""The own-traffic report over HTTP, sent at the client's pace without holding the database.
+
+A thread generates the report (`store.export`) into an unnamed temporary file, the spool, as
+fast as the database gives it; the response sends it from there as fast as the client takes
+it. So the database connection is held only while the database works, never while a client
+is slow to read: before, a client that stopped reading left the report's generator suspended
+with its connection (on PostgreSQL a session idle in transaction), and fifteen such clients
+took the whole pool.
+
+A client that goes, or that leaves a piece unread for SEND_TIMEOUT seconds, ends everything
+at once: the running statement is interrupted, its connection is dropped rather than pooled
+(so that an interruption still on its way cannot reach the next request to use it), the
+spool is deleted and the Party's slots are given back.
+
+Nothing is sent until the first piece of the report exists, so a report that fails early
+(its time limit, a busy bound) is answered with a status and a message like any request;
+one that fails later is cut off, and the missing end of its chunked body tells the client.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+from sqlalchemy.engine import Engine
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..domain.visibility import Viewer
+from ..store.export import own_report_csv
+from .fairness import Busy, PartyLimits, Slots
+
+log = logging.getLogger("servicetrail.web")
+
+# A piece the client has not taken within this many seconds ends the download: with 64 KB
+# pieces, a client slower than about 1 KB/s (or one that stopped reading) is cut off.
+SEND_TIMEOUT = float(os.environ.get("SERVICETRAIL_SEND_TIMEOUT", "60"))
+SEND_BYTES = 64 * 1024
+
+
+class Spool:
+    """One report on its way: written by the generating thread, read by the response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._file = tempfile.TemporaryFile(buffering=0)  # unnamed: gone with its last descriptor
+        self._fd = self._file.fileno()
+        self._loop = loop
+        self._progress = asyncio.Event()
+        self._lock = threading.Lock()
+        self.written = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self._stopping = False
+        self._statement_on: object | None = None  # the DBAPI connection while a statement may run
+        self._interrupted = False
+        self._read_done = False
+
+    # --- the generating thread ---------------------------------------------------------------
+
+    def generate(self, engine: Engine, viewer: Viewer, time_from: datetime, time_to: datetime,
+                 slots: Slots) -> None:
+        try:
+            with engine.connect() as conn:
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._statement_on = conn.connection.dbapi_connection
+                chunks = iter(own_report_csv(conn, viewer, time_from, time_to))
+                try:
+                    for chunk in chunks:
+                        if self._stopping:
+                            break
+                        self._append(chunk)
+                finally:
+                    chunks.close()  # ends the statement (a COPY is cancelled) inside its transaction
+                    with self._lock:
+                        self._statement_on = None
+                        if self._interrupted:
+                            conn.invalidate()
+        except Exception as e:  # given to the response, which answers or cuts off the download
+            if not self._stopping:
+                self.error = e
+        finally:
+            slots.release()
+            with self._lock:
+                self.done = True
+                if self._read_done:
+                    self._file.close()
+            self._wake()
+
+    def _append(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.written += len(chunk)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._progress.set)
+        except RuntimeError:  # the server's loop has closed: nobody is reading
+            pass
+
+    # --- the response ------------------------------------------------------------------------
+
+    async def read(self, position: int, size: int) -> bytes:
+        """Up to `size` bytes from `position`, once generated; b"" at the end of the report.
+        Raises what ended the generation, if it failed."""
+        while True:
+            self._progress.clear()
+            if self.written > position:
+                return await anyio.to_thread.run_sync(os.pread, self._fd, min(size, self.written - position),
+                                                      position)
+            if self.done:
+                if self.error is not None:
+                    raise self.error
+                return b""
+            await self._progress.wait()
+
+    def stop(self) -> None:
+        """End the generation now; may block while PostgreSQL is sent its cancel request."""
+        with self._lock:
+            if self.done:
+                return
+            self._stopping = True
+            if self._statement_on is not None:
+                self._interrupted = True
+                _interrupt(self._statement_on)
+
+    def close(self) -> None:
+        """The response is done with the spool: it goes as soon as the generation has ended."""
+        with self._lock:
+            self._read_done = True
+            if self.done:
+                self._file.close()
+                return
+        threading.Thread(target=self.stop, name="report-stop", daemon=True).start()
+
+
+def _interrupt(dbapi_connection: object) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.interrupt()
+    else:
+        dbapi_connection.cancel_safe(timeout=5.0)  # type: ignore[attr-defined]
+
+
+class ReportDownload(Response):
+    """The own-traffic report as an ASGI response: slots first (429 past a bound), then the
+    spool. `on_error` may turn an error raised before anything was sent into a response
+    (the web screen shows its form again); otherwise the app's error handlers answer."""
+
+    media_type = "text/csv; charset=utf-8"
+
+    def __init__(self, engine: Engine, limits: PartyLimits, viewer: Viewer, time_from: datetime,
+                 time_to: datetime, headers: dict[str, str],
+                 on_error: Callable[[Exception], Response | None] | None = None) -> None:
+        self.engine, self.limits, self.viewer = engine, limits, viewer
+        self.time_from, self.time_to = time_from, time_to
+        self.on_error = on_error
+        self.status_code, self.background = 200, None
+        self.init_headers(headers)  # no body: sent chunked, as it is generated
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        party = self.viewer.party_id
+        try:
+            download = self.limits.take(party, "download")
+        except Busy as e:
+            await self._answer(e, scope, receive, send)
+            return
+        spool: Spool | None = None
+        failure: Exception | None = None
+        started = False
+        try:
+            generating = self.limits.take(party, "request", "heavy")
+            try:
+                spool = Spool(asyncio.get_running_loop())
+                threading.Thread(target=spool.generate, name=f"report-{party}", daemon=True,
+                                 args=(self.engine, self.viewer, self.time_from, self.time_to, generating)).start()
+            except BaseException:
+                generating.release()
+                raise
+
+            async def send_report(cancel: anyio.CancelScope) -> None:
+                nonlocal failure, started
+                try:
+                    piece = await spool.read(0, SEND_BYTES)
+                    await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                    started = True
+                    position = 0
+                    while piece:
+                        with anyio.fail_after(SEND_TIMEOUT):
+                            await send({"type": "http.response.body", "body": piece, "more_body": True})
+                        position += len(piece)
+                        piece = await spool.read(position, SEND_BYTES)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except Exception as e:
+                    failure = e
+                finally:
+                    cancel.cancel()
+
+            async def watch_for_disconnect(cancel: anyio.CancelScope) -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                cancel.cancel()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(send_report, group.cancel_scope)
+                group.start_soon(watch_for_disconnect, group.cancel_scope)
+        except Busy as e:
+            failure = e
+        finally:
+            if spool is not None:
+                spool.close()
+            download.release()
+        if failure is None:
+            if self.background is not None:
+                await self.background()
+            return
+        if started:  # cut off: the client sees the chunked body end without its last chunk
+            log.warning("own report of %s cut off: %s", party, failure)
+            return
+        await self._answer(failure, scope, receive, send)
+
+    async def _answer(self, failure: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Nothing sent yet: the caller's page, or the app's error handlers (429, 422, 500)."""
+        answer = self.on_error(failure) if self.on_error is not None else None
+        if answer is None:
+            raise failure
+        await answer(scope, receive, send)

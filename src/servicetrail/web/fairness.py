@@ -1,0 +1,143 @@
+"""Bounds on what one Party may have in flight in a server process (issue 10, findings 1 and 9).
+
+Each request of a Party that reads the trail holds a *request* slot while it runs. A search
+that names no Device ID and no Request ID scans the trail, and generating a report reads a
+whole period: both also hold a *heavy* slot, of which all Parties together have half the
+connection pool, so heavy work never leaves the quick searches without a connection. A
+report being sent holds a *download* slot until its last byte has gone or the client has.
+
+Past a bound the request is answered at once with 429 and Retry-After, never queued: a
+queued request would hold a thread and, in time, a connection, which is what the bounds are
+there to prevent. The bounds are per server process (`serve --workers N` allows N times
+each), and each can be set in the environment.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from ..domain.search import Search
+
+
+def _setting(name: str, default: int) -> int:
+    return max(1, int(os.environ.get(name, default)))
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How much one Party may have in flight in one server process."""
+
+    request: int = _setting("SERVICETRAIL_PARTY_REQUESTS", 6)
+    heavy: int = _setting("SERVICETRAIL_PARTY_HEAVY", 1)
+    download: int = _setting("SERVICETRAIL_PARTY_DOWNLOADS", 2)
+
+
+# Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
+# statement time limit); a download lasts as long as its client takes.
+RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10}
+MESSAGES = {
+    "request": "your Party already has as many searches running on this server as it may ({n}): "
+               "retry in {s} s",
+    "heavy": "your Party already has as many broad searches or reports running on this server as it may "
+             "({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
+    "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
+    "download": "your Party already has as many report downloads open on this server as it may ({n}): "
+                "let one finish, or retry in {s} s",
+}
+
+
+class Busy(RuntimeError):
+    """A bound is reached; the request is refused without running."""
+
+    def __init__(self, bound: str, limit: int, retry_after: int) -> None:
+        super().__init__(MESSAGES[bound].format(n=limit, s=retry_after))
+        self.retry_after = retry_after
+
+    def sentence(self) -> str:
+        text = str(self)
+        return text[:1].upper() + text[1:] + "."
+
+
+def is_heavy(search: Search) -> bool:
+    """A search that names a Device ID or a Request ID reads a few short index ranges; any
+    other one may scan the trail for seconds."""
+    return not (search.device_id or search.request_id)
+
+
+class Slots:
+    """Slots taken together, given back together (once, whoever calls release first)."""
+
+    def __init__(self, owner: PartyLimits, party_id: str, kinds: tuple[str, ...]) -> None:
+        self._owner, self._party_id, self._kinds = owner, party_id, kinds
+        self._held = True
+
+    def release(self) -> None:
+        self._owner._give_back(self)
+
+
+class PartyLimits:
+    """The slots held now, per Party and in all; thread-safe (sync routes run on a thread pool)."""
+
+    def __init__(self, bounds: Bounds | None = None, heavy_total: int = 8) -> None:
+        self.bounds = bounds or Bounds()
+        self.heavy_total = max(1, heavy_total)
+        self._held: Counter[tuple[str, str]] = Counter()
+        self._heavy_now = 0
+        self._lock = threading.Lock()
+
+    def take(self, party_id: str, *kinds: str) -> Slots:
+        """All of `kinds` for the Party, or Busy (naming the first bound reached) and none."""
+        with self._lock:
+            for kind in kinds:
+                limit = getattr(self.bounds, kind)
+                if self._held[kind, party_id] >= limit:
+                    raise Busy(kind, limit, RETRY_AFTER[kind])
+            if "heavy" in kinds and self._heavy_now >= self.heavy_total:
+                raise Busy("heavy_total", self.heavy_total, RETRY_AFTER["heavy"])
+            for kind in kinds:
+                self._held[kind, party_id] += 1
+            self._heavy_now += "heavy" in kinds
+        return Slots(self, party_id, kinds)
+
+    @contextmanager
+    def holding(self, party_id: str, *kinds: str) -> Iterator[None]:
+        slots = self.take(party_id, *kinds)
+        try:
+            yield
+        finally:
+            slots.release()
+
+    def search(self, party_id: str, search: Search | None = None):
+        """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
+        heavy = search is not None and is_heavy(search)
+        return self.holding(party_id, "request", "heavy") if heavy else self.holding(party_id, "request")
+
+    def held(self, party_id: str | None = None) -> dict[str, int]:
+        """What is held now: by one Party, or by all (for the operator and the tests)."""
+        with self._lock:
+            found: Counter[str] = Counter()
+            for (kind, party), count in self._held.items():
+                if party_id is None or party == party_id:
+                    found[kind] += count
+            return {kind: count for kind, count in found.items() if count}
+
+    def _give_back(self, slots: Slots) -> None:
+        with self._lock:
+            if not slots._held:
+                return
+            slots._held = False
+            for kind in slots._kinds:
+                self._held[kind, slots._party_id] -= 1
+                if not self._held[kind, slots._party_id]:
+                    del self._held[kind, slots._party_id]
+            self._heavy_now -= "heavy" in slots._kinds
+
+
+def limits_of(request: Request) -> PartyLimits:
+    return request.app.state.limits

@@ -1,0 +1,70 @@
+"""The app under a real uvicorn server on 127.0.0.1, in a thread of the test process, for
+tests that need real sockets (slow readers, disconnects) and still want to look inside the
+server: its engine's pool and its Party limits."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class LiveServer:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                                     timeout_graceful_shutdown=1))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._server.should_exit = True
+        self._thread.join(15)
+        self._socket.close()
+
+    def get(self, path: str, token: str, timeout: float = 10.0) -> tuple[int, bytes, float]:
+        """(status, body, seconds) of one GET on a new connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            start = time.perf_counter()
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, body, time.perf_counter() - start
+        finally:
+            conn.close()
+
+    def stalled_get(self, path: str, token: str, receive_buffer: int = 4096, first_read: int = 100) -> tuple[
+            socket.socket, bytes]:
+        """A client that asks for `path`, reads `first_read` bytes and then reads no more: its
+        socket is returned open, with a receive buffer of `receive_buffer` bytes."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", self.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        return sock, sock.recv(first_read)
+
+
+def wait_until(condition, seconds: float, every: float = 0.02) -> bool:
+    """Whether `condition()` became true within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()

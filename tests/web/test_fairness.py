@@ -1,0 +1,187 @@
+"""Per-Party bounds on work in flight (issue 10, finding 9, and the bounded share of the pool
+of finding 1): past a bound a request is answered 429 with Retry-After at once, and other
+Parties are not held back. The bounds first, then through the API and the screen on both
+engines, with the slots held by the test itself (a search in flight, deterministically)."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.web.app import create_app
+from servicetrail.web.fairness import Bounds, Busy, PartyLimits
+
+from tests import personas as P
+
+BROAD = "/api/v1/records?srv=4.1.1"
+PASSWORD = "correct horse battery staple"
+
+
+# --- the bounds ------------------------------------------------------------------------------
+
+def test_a_party_gets_at_most_its_bounds_and_other_parties_are_not_held_back():
+    limits = PartyLimits(Bounds(request=3, heavy=2, download=1), heavy_total=10)
+    heavy = [limits.take("A", "request", "heavy") for _ in range(2)]
+    with pytest.raises(Busy) as refused:
+        limits.take("A", "request", "heavy")
+    assert refused.value.retry_after == 2 and "broad searches or reports running" in str(refused.value)
+    assert "as it may (2)" in str(refused.value)
+    light = limits.take("A", "request")  # a search by Device ID still fits: 3 requests in all
+    with pytest.raises(Busy) as refused:
+        limits.take("A", "request")
+    assert refused.value.retry_after == 1
+    other = limits.take("B", "request", "heavy")
+    assert limits.held("A") == {"request": 3, "heavy": 2} and limits.held("B") == {"request": 1, "heavy": 1}
+    heavy[0].release()
+    heavy[0].release()  # once only, whoever calls it again
+    assert limits.held("A") == {"request": 2, "heavy": 1}
+    for slots in (heavy[1], light, other):
+        slots.release()
+    assert limits.held() == {}
+
+
+def test_a_refused_request_holds_nothing():
+    limits = PartyLimits(Bounds(request=5, heavy=1, download=1), heavy_total=10)
+    limits.take("A", "heavy")
+    with pytest.raises(Busy):
+        limits.take("A", "request", "heavy")  # the request slot is free, the heavy one is not
+    assert limits.held("A") == {"heavy": 1}
+
+
+def test_all_parties_together_hold_at_most_the_servers_heavy_bound():
+    limits = PartyLimits(Bounds(request=5, heavy=2, download=1), heavy_total=3)
+    for party in "ABC":
+        limits.take(party, "request", "heavy")
+    with pytest.raises(Busy) as refused:
+        limits.take("D", "request", "heavy")
+    assert "server is busy" in str(refused.value)
+    limits.take("D", "request")  # light work is never refused for others' heavy work
+
+
+def test_concurrent_requests_never_run_past_the_bound():
+    limits = PartyLimits(Bounds(request=3, heavy=3, download=1), heavy_total=10)
+    running, most, refused, lock = [0], [0], [0], threading.Lock()
+
+    def search() -> None:
+        for _ in range(200):
+            try:
+                with limits.holding("A", "request", "heavy"):
+                    with lock:
+                        running[0] += 1
+                        most[0] = max(most[0], running[0])
+                    time.sleep(0.0001)
+                    with lock:
+                        running[0] -= 1
+            except Busy:
+                with lock:
+                    refused[0] += 1
+
+    threads = [threading.Thread(target=search) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 3 and refused[0] > 0 and limits.held() == {}
+
+
+# --- through the API and the screen -----------------------------------------------------------
+
+@pytest.fixture
+def world(engine):
+    return P.load_personas(engine)
+
+
+@pytest.fixture
+def app(engine, world):
+    return create_app(engine)
+
+
+@pytest.fixture
+def api(app, engine):
+    tokens = {}
+    with engine.begin() as conn:
+        for party in (P.NORTHPOWER, P.LOOKER):
+            create_account(conn, party.lower(), party, PASSWORD)
+            tokens[party] = {"Authorization": f"Bearer {create_token(conn, party.lower())}"}
+    with TestClient(app) as client:
+        yield client, tokens
+
+
+def hold(app, party: str, *kinds: str, times: int | None = None) -> list:
+    """Slots held as a request in flight would hold them, up to the Party's bound."""
+    bound = times or min(getattr(app.state.limits.bounds, kind) for kind in kinds)
+    return [app.state.limits.take(party, *kinds) for _ in range(bound)]
+
+
+def test_past_its_heavy_bound_a_party_is_answered_429_and_others_are_served(app, api, world):
+    client, tokens = api
+    held = hold(app, P.NORTHPOWER, "request", "heavy", times=app.state.limits.bounds.heavy)
+    started = time.perf_counter()
+    refused = client.get(BROAD, headers=tokens[P.NORTHPOWER])
+    assert refused.status_code == 429 and time.perf_counter() - started < 2
+    assert refused.headers["retry-after"] == "2"
+    assert refused.json()["error"] == "too_many_requests" and "Device ID" in refused.json()["message"]
+    report = client.get("/api/v1/reports/own.csv", headers=tokens[P.NORTHPOWER],
+                        params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    assert report.status_code == 429 and report.headers["retry-after"] == "2"
+    # a search by Device ID or Request ID, one record, another Party's broad search: served
+    own = world.records["np_req"]
+    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert client.get(f"/api/v1/records?request_id={own.request_id}", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert client.get(f"/api/v1/records/{world.ids['np_req']}/why", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert client.get(BROAD, headers=tokens[P.LOOKER]).status_code == 200
+    for slots in held:
+        slots.release()
+    assert client.get(BROAD, headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert app.state.limits.held() == {}
+
+
+def test_past_its_request_bound_every_read_of_a_party_is_answered_429(app, api, world):
+    client, tokens = api
+    hold(app, P.NORTHPOWER, "request")
+    record = world.ids["np_req"]
+    for path in (f"/api/v1/records?device_id={P.ESME_1}", f"/api/v1/records/{record}",
+                 f"/api/v1/records/{record}/why", BROAD):
+        answer = client.get(path, headers=tokens[P.NORTHPOWER])
+        assert answer.status_code == 429 and answer.headers["retry-after"] == "1", path
+    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.LOOKER]).status_code == 200
+
+
+def test_heavy_work_of_all_parties_together_is_bounded_by_the_pool(app, api, engine):
+    from servicetrail.store.engine import pool_capacity
+
+    client, tokens = api
+    assert app.state.limits.heavy_total == pool_capacity(engine) // 2
+    app.state.limits = PartyLimits(heavy_total=1)
+    app.state.limits.take(P.WIRESCO, "request", "heavy")
+    refused = client.get(BROAD, headers=tokens[P.NORTHPOWER])
+    assert refused.status_code == 429 and "server is busy" in refused.json()["message"]
+    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]).status_code == 200
+
+
+def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
+    with engine.begin() as conn:
+        create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
+    with TestClient(app) as client:
+        form = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed = client.post("/login", data={"username": "np.analyst", "password": PASSWORD, "csrf_token": token},
+                             follow_redirects=False)
+        assert signed.status_code == 303
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
+        held = hold(app, P.NORTHPOWER, "request", "heavy", times=app.state.limits.bounds.heavy)
+        page = client.get("/", params={"srv": "4.1.1"})
+        assert page.status_code == 429 and page.headers["retry-after"] == "2"
+        assert "broad searches or reports running" in page.text and 'name="device_id"' in page.text  # the form
+        report = client.post("/report", data={"csrf_token": csrf, "from": "2025-01-01", "to": "2026-01-01"})
+        assert report.status_code == 429 and "Too much at once" in report.text
+        for slots in held:
+            slots.release()
+        hold(app, P.NORTHPOWER, "request")
+        record = client.get(f"/records/{world.ids['np_req']}")
+        assert record.status_code == 429 and "Too much at once" in record.text
+        assert record.headers["retry-after"] == "1"

@@ -1,0 +1,183 @@
+"""Stalled report downloads (issue 10, finding 1), against a real uvicorn server on 127.0.0.1.
+
+Clients ask for their own-traffic report and stop reading (a 4 KB receive buffer, 100
+bytes read). Before the fix each one left the report's generator suspended with its
+database connection: 15 of them (20 on PostgreSQL) took the whole pool, and every request of
+every Party answered 500 after 30 s, for minutes after the clients had gone. Now a report
+is generated into a spool and sent from there: no connection waits on a slow client, other
+Parties' searches answer in their usual time, a client that goes gives everything back at
+once, and one Party has a bounded number of downloads open.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.times import parse_time
+from servicetrail.store import export
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.writer import append_records
+from servicetrail.web import downloads
+from servicetrail.web.app import create_app
+from servicetrail.web.fairness import Bounds, PartyLimits
+
+from tests import personas as P
+from tests.live_server import LiveServer, wait_until
+
+ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
+VICTIM = P.SOUTHENERGY
+REPORT = "/api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
+VICTIM_SEARCH = f"/api/v1/records?device_id={P.ESME_1}&limit=20"
+PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 rows make a 4 MB report
+
+
+@pytest.fixture
+def world(engine):
+    world = P.load_personas(engine)
+    with engine.begin() as conn:
+        for party, user in ATTACKERS.items():
+            append_records(conn, [
+                SatRecord(parse_time("2025-06-01T00:00:00Z").replace(minute=n // 60 % 60, second=n % 60,
+                                                                     hour=n // 3600), "request",
+                          f"{user}:{P.PPMID_1}:{5000 + n}", "11.2", user, P.PPMID_1, "", PAYLOAD)
+                for n in range(2000)])
+    return world
+
+
+@pytest.fixture
+def tokens(engine, world) -> dict[str, str]:
+    made = {}
+    with engine.begin() as conn:
+        for party in (*ATTACKERS, VICTIM):
+            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
+            made[party] = create_token(conn, f"user_{party.lower()}")
+    return made
+
+
+def victim_searches(server: LiveServer, token: str, count: int = 20) -> list[float]:
+    seconds = []
+    for _ in range(count):
+        status, _, took = server.get(VICTIM_SEARCH, token)
+        assert status == 200
+        seconds.append(took)
+    return seconds
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def generating(app) -> int:
+    held = app.state.limits.held()
+    return held.get("heavy", 0) + held.get("request", 0)
+
+
+def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed(engine, tokens):
+    app = create_app(engine)
+    # bounds high enough for all 20 downloads to run: here only the spool protects the pool
+    app.state.limits = PartyLimits(Bounds(request=50, heavy=50, download=50), heavy_total=50)
+    with LiveServer(app) as server:
+        usual = victim_searches(server, tokens[VICTIM])
+        stalled = [server.stalled_get(REPORT, tokens[party]) for party in ATTACKERS for _ in range(5)]
+        try:
+            assert all(head.startswith(b"HTTP/1.1 200") for _, head in stalled)
+            # every report has been generated and every connection is back in the pool, though
+            # not one client has read its report
+            assert wait_until(lambda: generating(app) == 0 and engine.pool.checkedout() == 0, 20), (
+                app.state.limits.held(), engine.pool.status())
+            assert app.state.limits.held() == {"download": 20}
+            during = victim_searches(server, tokens[VICTIM])
+            assert p95(during) <= 5 * p95(usual) + 0.25, (usual, during)
+        finally:
+            for sock, _ in stalled:
+                sock.close()
+        # a client that goes gives back everything at once
+        assert wait_until(lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 0, 2), (
+            app.state.limits.held(), engine.pool.status())
+        status, body, _ = server.get(REPORT, tokens[P.NORTHPOWER])
+        assert status == 200 and body.count(PAYLOAD.encode()) == 2000
+
+
+def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
+    app = create_app(engine)
+    bound = app.state.limits.bounds.download
+    with LiveServer(app) as server:
+        stalled = []
+        for _ in range(bound):  # one after the other: generating a report is the Party's one heavy piece of work
+            stalled.append(server.stalled_get(REPORT, tokens[P.NORTHPOWER]))
+            assert wait_until(lambda: generating(app) == 0, 10)
+        try:
+            assert all(head.startswith(b"HTTP/1.1 200") for _, head in stalled)
+            status, body, took = server.get(REPORT, tokens[P.NORTHPOWER])
+            assert status == 429 and b"report downloads open" in body and took < 2  # at once, not queued
+            refused = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=4096)[1]
+            assert b"\r\nretry-after: 10\r\n" in refused.lower()
+            status, _, _ = server.get(REPORT, tokens[P.WIRESCO])  # another Party is not held back
+            assert status == 200
+        finally:
+            for sock, _ in stalled:
+                sock.close()
+        assert wait_until(lambda: app.state.limits.held() == {}, 2)
+        assert server.get(REPORT, tokens[P.NORTHPOWER])[0] == 200
+
+
+def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_once(engine, tokens, db_url):
+    """The report's statement is held up (a lock on PostgreSQL); its client goes. The
+    statement is cancelled and its connection let go at once, not when the lock is lifted.
+    (SQLite cannot be held up like this: a reader in WAL mode never waits for a writer, and
+    sqlite3_interrupt does not end a busy wait.)"""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL can hold a reader up")
+    app = create_app(engine)
+    with LiveServer(app) as server, engine.connect() as locker:
+        locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
+        sock, _ = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=0)
+        assert wait_until(lambda: generating(app) == 2 and engine.pool.checkedout() == 2, 10), (
+            app.state.limits.held(), engine.pool.status())  # the report's connection and the lock's
+        sock.close()
+        assert wait_until(lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 1, 2), (
+            app.state.limits.held(), engine.pool.status())
+        waiting = locker.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+        assert waiting.scalar() == 0
+        locker.rollback()
+
+
+def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tokens, monkeypatch):
+    monkeypatch.setattr(downloads, "SEND_TIMEOUT", 1.0)
+    app = create_app(engine)
+    with LiveServer(app) as server:
+        sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
+        try:
+            assert head.startswith(b"HTTP/1.1 200")
+            assert wait_until(lambda: app.state.limits.held() == {"download": 1}, 10)  # generated, not taken
+            assert wait_until(lambda: app.state.limits.held() == {}, 10)  # then cut off: the slot is back
+        finally:
+            sock.close()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports/own.csv", "/report"])
+def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(engine, tokens, monkeypatch, path):
+    """Nothing is sent before the report's first piece exists, so a report that runs out of
+    time is answered with a status and a message, not a download that stops short."""
+    monkeypatch.setattr(export, "EXPORT_SECONDS", 0.001)
+    app = create_app(engine)
+    with TestClient(app) as client:
+        if path.startswith("/api"):
+            answer = client.get(REPORT, headers={"Authorization": f"Bearer {tokens[P.NORTHPOWER]}"})
+            assert answer.status_code == 422 and answer.json()["error"] == "search_too_broad"
+        else:
+            with engine.begin() as conn:
+                create_account(conn, "np.analyst", P.NORTHPOWER, "correct horse battery staple")
+            form = client.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+            client.post("/login", data={"username": "np.analyst", "password": "correct horse battery staple",
+                                        "csrf_token": token})
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/report").text).group(1)
+            answer = client.post("/report", data={"csrf_token": csrf, "from": "2020-01-01", "to": "2030-01-01"})
+            assert answer.status_code == 422 and "narrow it" in answer.text and "Download CSV" in answer.text
+    assert app.state.limits.held() == {} and engine.pool.checkedout() == 0
