@@ -179,7 +179,8 @@ def postgres_statement() -> Select:
     # every place that names it and read every payload twice (a quarter more time per row).
     row = (select(*(expr.label(name) for name, expr in columns.items()), col.logged_at.label("sort_at"))
            .select_from(narrow).order_by(col.logged_at.desc(), col.id.desc()).offset(0).subquery("report_row"))
-    ours = {"id", "logged_at", "smets", "srv_title", "access"}  # written by us: never a formula
+    # written by us (numbers, times, titles): never a formula
+    ours = {"id", "logged_at", "smets", "srv_title", "command_variant", "access", "execution_at"}
     # the same order again: PostgreSQL sees the subquery is sorted so and does not sort twice
     return (select(*(row.c[name] if name in ours else _pg_neutralised(row.c[name]).label(name)
                      for name in REPORT_FIELDS))
