@@ -47,8 +47,9 @@ def trail(cli, tmp_path):
 
 def payload_cells(text: str) -> list[str]:
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0][-1] == "payload" and len(rows) == len(PAYLOADS) + 1  # one header row, then data rows
-    return [row[-1] for row in rows[1:]]
+    assert "payload" in rows[0] and len(rows) == len(PAYLOADS) + 1  # one header row, then data rows
+    column = rows[0].index("payload")
+    return [row[column] for row in rows[1:]]
 
 
 def assert_neutralised(cells: list[str]) -> None:
