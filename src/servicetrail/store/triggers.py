@@ -27,6 +27,13 @@ def triggers_of(conn: Connection, viewer: Viewer, record_id: int, minutes: int,
     record = get_visible(conn, viewer, record_id)
     if record is None:
         return None
+    return record, triggers_for(conn, viewer, record, minutes, limit)
+
+
+def triggers_for(conn: Connection, viewer: Viewer, record: dict[str, Any], minutes: int,
+                 limit: int = MAX_TRIGGERS) -> list[dict[str, Any]]:
+    """The possible triggers of `record`, an item the viewer was just shown (read through the
+    rule; its id, time, Request ID and Device are all that is used)."""
     linked: list[dict[str, Any]] = []
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # one more than the cap: the record itself may be among them (a request)
@@ -37,4 +44,4 @@ def triggers_of(conn: Connection, viewer: Viewer, record_id: int, minutes: int,
         search = Search(device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end)
         # room for the record itself and for the linked requests, which may also be in the window
         on_device, _ = search_page(conn, viewer, search, limit + 1 + len(linked))
-    return record, possible_triggers(record, linked, on_device, limit)
+    return possible_triggers(record, linked, on_device, limit)
