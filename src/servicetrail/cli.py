@@ -434,6 +434,50 @@ def records_cmd(party_id: str, device_id: str | None, request_id: str | None, ti
             fail(str(e), 3)
 
 
+class WindowParam(click.ParamType):
+    """Minutes, 1..10080, in the digits 0-9 (as the API's `window`)."""
+
+    name = "MINUTES"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from .domain.triggers import window_minutes
+
+        try:
+            return window_minutes(value)
+        except InvalidValue as e:
+            self.fail(str(e), param, ctx)
+
+
+@main.command("triggers")
+@click.argument("record_id", type=COUNT)
+@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--window", type=WindowParam(), default="1440", show_default=True,
+              help="Minutes before the record to look back (1..10080).")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@with_db
+def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
+    """What may have caused a record: the requests the Party may see on its Device in the
+    window before it, newest first, the one sharing its Request ID first (at most 100).
+
+    JSON Lines: one {"record", "seconds_before", "link"} per line, as the API's items; another
+    User's request shows its title only. A record the Party may not see is "no such record",
+    exactly like a missing one (exit 1).
+    """
+    from .output import write_jsonl, write_triggers_table
+    from .store.limits import SearchTooBroad
+    from .store.triggers import triggers_of
+
+    with engine().connect() as conn:
+        viewer = _viewer(conn, party_id)
+        try:
+            found = triggers_of(conn, viewer, record_id, window)
+        except SearchTooBroad as e:
+            fail(str(e), 3)
+    if found is None:
+        fail(f"no such record: {record_id}", 1)
+    (write_jsonl if fmt == "jsonl" else write_triggers_table)(found[1], sys.stdout)
+
+
 @main.group("db")
 def db_group() -> None:
     """The store's schema."""

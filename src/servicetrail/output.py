@@ -37,3 +37,22 @@ def write_table(items: Iterable[dict[str, Any]], out: TextIO) -> int:
         out.write("  ".join(_cell(entry.get(name), w) for name, _, w in _TABLE).rstrip() + "\n")
         count += 1
     return count
+
+
+# a trigger's own columns, before the request's
+_TRIGGER_TABLE = (("link", "link", 11), ("seconds_before", "seconds_before", 14))
+
+
+def write_triggers_table(triggers: Iterable[dict[str, Any]], out: TextIO) -> int:
+    """Possible triggers (SPEC section 6) as the records table, with how they link and how
+    long before the record each came."""
+    columns = _TRIGGER_TABLE + _TABLE
+    out.write("  ".join(_cell(heading, w) for _, heading, w in columns).rstrip() + "\n")
+    out.write("  ".join("-" * w for _, _, w in columns) + "\n")
+    count = 0
+    for trigger in triggers:
+        cells = [_cell(trigger[name], w) for name, _, w in _TRIGGER_TABLE]
+        cells += [_cell(trigger["record"].get(name), w) for name, _, w in _TABLE]
+        out.write("  ".join(cells).rstrip() + "\n")
+        count += 1
+    return count

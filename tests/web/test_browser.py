@@ -465,3 +465,50 @@ def test_keyboard_skip_link_and_focus(server: str, page) -> None:
     assert page.evaluate("document.activeElement.id") == "f-device_id"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_possible_triggers_of_a_response_and_of_an_alert(server: str, page) -> None:
+    sign_in(page, server, "bright.analyst")
+    search_device(page, ESME)
+    # WIRED's failed read (E4): its own request first, then what else reached the meter
+    page.locator("table.records tbody tr").filter(has_text="E4").locator("td.c-srv a").first.click()
+    page.wait_for_load_state()
+    panel = page.locator("section[aria-labelledby=triggers-title]")
+    assert panel.get_by_role("heading", name=re.compile("Possible triggers")).is_visible()
+    entries = panel.locator("ol.triggers > li")
+    assert entries.count() == 1  # a day: only WIRED's own request, 4 seconds before
+    assert "Same Request ID" in entries.first.inner_text() and "4 s before" in entries.first.inner_text()
+    panel.get_by_label("Look back").select_option("10080")
+    panel.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
+    assert "window=10080" in page.url
+    texts = page.locator("section[aria-labelledby=triggers-title] ol.triggers > li").all_inner_texts()
+    assert [t.split("\n")[0].strip() for t in texts] == ["Same Request ID", "Same Device", "Same Device",
+                                                         "Same Device"]
+    joined = "\n".join(texts)
+    assert "Wired Networks plc" in joined and "Lookat Analytics Ltd" in joined and "Bright Energy" in joined
+    page_text = page.content()
+    for secret in (LOOKAT_SECRET, "LOOKAT-SECOND-READ", "WIRED-PRIVATE-READ"):
+        assert secret not in page_text
+    shot(page, "16-possible-triggers-of-a-response")
+
+    # the 8F66 outcome of BRIGHT's future-dated command: the pre-command and the signed command
+    # share its Request ID; the pre-command never reached the meter, and says so
+    page.goto(server + "/")
+    search_device(page, ESME2)
+    page.locator("table.records tbody tr").filter(has_text="Device alert").locator("td.c-srv a").first.click()
+    page.wait_for_load_state()
+    entries = page.locator("section[aria-labelledby=triggers-title] ol.triggers > li")
+    assert entries.count() == 2
+    assert "CV 5" in entries.nth(0).inner_text() and "CV 4" in entries.nth(1).inner_text()
+    note = entries.nth(1).locator(".pre-command-note")
+    assert note.is_visible() and "never reached the Device" in note.inner_text()
+    assert entries.nth(0).locator(".pre-command-note").count() == 0
+    panel = page.locator("section[aria-labelledby=triggers-title]")
+    panel.scroll_into_view_if_needed()
+    shot(page, "17-possible-triggers-pre-command")
+    DOCS.mkdir(exist_ok=True)
+    panel.screenshot(path=str(DOCS / "screenshot-triggers.png"))

@@ -13,19 +13,21 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
-from ..domain.ids import COUNTER_PATTERN
+from ..domain.ids import COUNTER_PATTERN, InvalidValue
 from ..domain.model import KINDS
 from ..domain.search import MAX_PAGE
 from ..domain.times import format_time
+from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, MAX_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Scope, Viewer
 from ..security import token_digest
 from ..store.accounts import viewer_for_token
 from ..store.queries import explain, get_visible, search_page
+from ..store.triggers import triggers_of
 from .downloads import ReportDownload
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
 from .params import build_search, cursor_of, page_size
-from .schemas import Error, Item, Page, Why
+from .schemas import Error, Item, Page, Triggers, Why
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
@@ -182,6 +184,42 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
             "valid_from": format_time(interval.valid_from),
             "valid_to": format_time(interval.valid_to) if interval.valid_to else None},
     })
+
+
+TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on its Device logged in
+[t - window, t] (t: the record's `logged_at`, both ends included), newest first. A request with
+the record's Request ID comes first (link `request_id`), whatever its time; the record itself is
+never listed; a record without a Device lists only that request, if any.
+
+At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device
+(older ones: `/records?device_id=&kind=request&to=`). Another User's request shows its title
+only, as everywhere. `seconds_before` is the whole seconds from the request to the record,
+rounded down; it is negative only for a request sharing the Request ID that was logged after
+the record (-3: three seconds after). A record you may not see is 404, like a missing one."""
+
+
+@router.get("/records/{record_id}/triggers", response_model=None, description=TRIGGERS_DOC,
+            responses={200: {"model": Triggers}, 404: {"model": Error, "description": "no such record"}})
+def triggers(
+    request: Request,
+    viewer: ViewerDep,
+    record_id: str,
+    window: Annotated[str | None, Query(description=f"minutes to look back from the record, "
+                                                    f"1..{MAX_WINDOW_MINUTES} (default {DEFAULT_WINDOW_MINUTES})",
+                                        json_schema_extra={"type": "integer", "minimum": 1,
+                                                           "maximum": MAX_WINDOW_MINUTES})] = None,
+) -> Response:
+    """The possible triggers of a record (SPEC section 6)."""
+    try:
+        minutes = window_minutes(window)
+    except InvalidValue as e:
+        raise ParameterError("window", str(e)) from None
+    with engine_of(request).connect() as conn:
+        found = triggers_of(conn, viewer, _record_id(record_id), minutes)
+        conn.commit()  # read only; see list_records
+    if found is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
 
 
 def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:

@@ -29,12 +29,14 @@ from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import DEFAULT_PAGE
+from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, window_minutes
 from ..domain.visibility import Access, Viewer, decide
 from ..store import sessions as store
 from ..security import MAX_PASSWORD_LENGTH
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
+from ..store.triggers import triggers_for
 from .api import report_download_headers
 from .downloads import ReportDownload
 from .errors import ParameterError
@@ -100,6 +102,26 @@ def utc_field(value: str) -> str:
     if _NAIVE_TIME.match(value):
         return value.replace(" ", "T") + "Z"
     return value
+
+
+def before_text(seconds: int) -> str:
+    """A trigger's `seconds_before` in words: "2 h 5 min before", "3 s after"."""
+    remaining = abs(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if remaining >= size:
+            parts.append(f"{remaining // size} {unit}")
+            remaining %= size
+    if remaining or not parts:
+        parts.append(f"{remaining} s")
+    return " ".join(parts[:2]) + (" after" if seconds < 0 else " before")
+
+
+# the windows offered on a record page; the API takes any 1..10080 minutes
+TRIGGER_WINDOWS = ((60, "1 hour"), (360, "6 hours"), (DEFAULT_WINDOW_MINUTES, "24 hours"), (10080, "7 days"))
+# an alert or a response is what a viewer asks "what caused this?" about
+TRIGGERED_KINDS = ("response", "device_alert", "dcc_alert")
+env.globals["before_text"] = before_text
 
 
 def safe_next(target: str | None) -> str:
@@ -228,6 +250,14 @@ def _relations(conn, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, s
         if decision.interval is not None:
             found[entry["id"]] = decision.interval.relation
     return found
+
+
+def _trigger_window(value: str | None) -> tuple[int, str]:
+    """The record page's `window` (minutes): a bad one falls back to the default, and says so."""
+    try:
+        return window_minutes(value), ""
+    except InvalidValue as e:
+        return DEFAULT_WINDOW_MINUTES, f"Window {e}; showing 24 hours."
 
 
 def _search_values(request: Request) -> dict[str, str]:
@@ -414,9 +444,18 @@ def install(app: FastAPI) -> None:
                 payload = pretty_payload(current["payload"]) if "payload" in current else None
                 exchange.append({"item": current, "badge": decision.badge(), "payload": payload,
                                  "relation": decision.interval.relation if decision.interval else ""})
-            names = store.party_names(conn, [e["item"]["party_id"] for e in exchange])
+            triggers = window = window_error = None
+            if current["kind"] in TRIGGERED_KINDS:
+                window, window_error = _trigger_window(request.query_params.get("window"))
+                triggers = triggers_for(conn, who.viewer, current, window)
+                relations = _relations(conn, who.viewer, [t["record"] for t in triggers])
+                for trigger in triggers:
+                    trigger["relation"] = relations.get(trigger["record"]["id"], "")
+            names = store.party_names(conn, [e["item"]["party_id"] for e in exchange]
+                                      + [t["record"]["party_id"] for t in triggers or ()])
         return render(request, "record.html", who, title=f"Record {current['id']}", record=current,
-                      decision=decision, exchange=exchange, names=names)
+                      decision=decision, exchange=exchange, names=names, triggers=triggers, window=window,
+                      window_error=window_error, windows=TRIGGER_WINDOWS, max_triggers=MAX_TRIGGERS)
 
     @app.get("/report", include_in_schema=False)
     def report_form(request: Request) -> Response:

@@ -1,6 +1,8 @@
 """The API's documented shapes (OpenAPI). Responses are built as plain dicts on the hot path."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -35,6 +37,21 @@ class Item(BaseModel):
 class Page(BaseModel):
     items: list[Item]
     next_cursor: str | None = Field(description="pass as cursor= for the next page; null on the last")
+
+
+class Trigger(BaseModel):
+    record: Item = Field(description="the request, shaped as every item: another User's without payload, "
+                                     "execution_at or subject_device_id")
+    seconds_before: int = Field(description="whole seconds from this request to the record, rounded down; "
+                                            "negative only for a request sharing the Request ID that was "
+                                            "logged after the record (-3: 3 seconds after)")
+    link: Literal["request_id", "same_device"] = Field(
+        description="request_id: it has the record's Request ID (listed first, whatever its time); "
+                    "same_device: another request on the record's Device in the window")
+
+
+class Triggers(BaseModel):
+    items: list[Trigger]
 
 
 class Interval(BaseModel):

@@ -1,0 +1,69 @@
+"""`servicetrail triggers RECORD_ID --party P` (SPEC section 6): what the API answers, on the
+command line, on both engines."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import personas as P
+
+
+@pytest.fixture
+def world(engine):
+    return P.load_personas(engine)
+
+
+def jsonl(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_jsonl_gives_the_api_shape_with_the_request_id_link_first(cli, world):
+    lines = jsonl(cli("triggers", world.ids["np_resp"], "--party", P.NORTHPOWER, "--format", "jsonl"))
+    assert [(x["record"]["id"], x["link"], x["seconds_before"]) for x in lines] == [
+        (world.ids["np_req"], "request_id", 5)]
+    assert lines[0]["record"]["payload"] == "<np read>"  # NORTHPOWER's own request
+
+
+def test_another_users_request_shows_its_title_only(cli, world):
+    # SOUTHENERGY, supplier since the change: the Export Supplier's read, then its response
+    lines = jsonl(cli("triggers", world.ids["sx_resp"], "--party", P.SOUTHENERGY, "--format", "jsonl"))
+    assert [(x["record"]["id"], x["link"]) for x in lines] == [(world.ids["sx_req"], "request_id")]
+    assert lines[0]["record"]["access"] == "mp141"
+    assert not {"payload", "execution_at", "subject_device_id"} & set(lines[0]["record"])
+
+
+def test_the_window_narrows_the_same_device_requests(cli, world):
+    alert = world.ids["se_device_alert"]  # 19 hours after SOUTHENERGY's own request
+    assert [x["seconds_before"] for x in jsonl(cli("triggers", alert, "--party", P.SOUTHENERGY,
+                                                   "--window", "1140", "--format", "jsonl"))] == [19 * 3600]
+    assert jsonl(cli("triggers", alert, "--party", P.SOUTHENERGY, "--window", "1139", "--format", "jsonl")) == []
+
+
+def test_the_table_has_the_link_and_the_seconds(cli, world):
+    result = cli("triggers", world.ids["se_device_alert"], "--party", P.SOUTHENERGY)
+    assert result.exit_code == 0, result.output
+    header, rule, row = result.stdout.splitlines()
+    assert header.split()[:3] == ["link", "seconds_before", "logged_at"]
+    assert row.split()[:4] == ["same_device", str(19 * 3600), "2025-03-05T12:00:00Z", "request"]
+
+
+def test_a_hidden_record_is_answered_like_a_missing_one(cli, world):
+    hidden = cli("triggers", world.ids["se_device_alert"], "--party", P.LOOKER)
+    missing = cli("triggers", "987654321", "--party", P.LOOKER)
+    assert hidden.exit_code == missing.exit_code == 1
+    assert hidden.stderr.replace(str(world.ids["se_device_alert"]), "N") == missing.stderr.replace("987654321", "N")
+    assert hidden.stdout == missing.stdout == ""
+
+
+@pytest.mark.parametrize("window", ["0", "10081", "abc", "١٠"])
+def test_a_bad_window_is_a_usage_error_naming_it(cli, world, window):
+    result = cli("triggers", world.ids["np_resp"], "--party", P.NORTHPOWER, "--window", window)
+    assert result.exit_code == 2
+    assert "--window" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_unknown_party_and_a_bad_record_id_are_errors(cli, world):
+    assert cli("triggers", world.ids["np_resp"], "--party", "NOBODY").exit_code == 2
+    assert cli("triggers", "abc", "--party", P.NORTHPOWER).exit_code == 2

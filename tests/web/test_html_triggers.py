@@ -1,0 +1,106 @@
+"""The "possible triggers" panel of the record page (SPEC section 6), server side, on both engines."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from html import unescape
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.store.accounts import create_account
+from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from servicetrail.web.html import before_text
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+ALERT_AT = P.t("2025-04-01T12:00:00Z")
+# WIRESCO (Network Operator of ESME-1) gets an alert; before it, SUNEXPORT's CV 4 pre-command
+# and its signed command, and LOOKER's read
+EXTRA = {
+    "ws_alert": SatRecord(ALERT_AT, "device_alert", P._rid(P.WS_ED, P.ESME_1, 77), "", P.WS_ED, P.ESME_1, "8F1C",
+                          "<ws alert>"),
+    "sx_pre_command": SatRecord(ALERT_AT - timedelta(minutes=20), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
+                                P.SX_ES, P.ESME_1, "", "<sx secret pre>", 4),
+    "sx_command": SatRecord(ALERT_AT - timedelta(minutes=19), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
+                            P.SX_ES, P.ESME_1, "", "<sx secret signed>", 5),
+    "lk_read": SatRecord(ALERT_AT - timedelta(hours=3), "request", P._rid(P.LK_OU, P.ESME_1, 9), "11.2", P.LK_OU,
+                         P.ESME_1, "", "<lk secret>"),
+}
+
+
+@pytest.fixture
+def world(engine):
+    built = P.load_personas(engine)
+    with engine.begin() as conn:
+        append_records(conn, list(EXTRA.values()))
+        keys = P.record_ids(conn)
+        for party in (P.WIRESCO, P.LOOKER, P.NORTHPOWER):
+            create_account(conn, party.lower(), party, PASSWORD)
+    built.ids.update({name: keys[rec.key] for name, rec in EXTRA.items()})
+    return built
+
+
+def signed_in(engine, party: str) -> TestClient:
+    client = TestClient(create_app(engine))
+    form = client.get("/login")
+    answer = client.post("/login", follow_redirects=False, data={
+        "username": party.lower(), "password": PASSWORD, "csrf_token": TOKEN.search(form.text).group(1)})
+    assert answer.status_code == 303
+    return client
+
+
+def panel(page: str) -> str:
+    match = re.search(r'<section class="panel" aria-labelledby="triggers-title">(.*?)</section>', page, re.S)
+    return unescape(match.group(1)) if match else ""
+
+
+def test_an_alert_shows_its_possible_triggers_titles_only(engine, world):
+    page = signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}")
+    assert page.status_code == 200
+    shown = panel(page.text)
+    opened = re.findall(r'href="/records/(\d+)"', shown)
+    assert opened == [str(world.ids[n]) for n in ("sx_command", "sx_pre_command", "lk_read")]  # 24 hours
+    assert "Possible triggers" in shown and "3 requests" in shown
+    assert "Cannot have triggered this" in shown  # the CV 4 pre-command is marked
+    assert shown.count("trigger-pre-command") == 1
+    assert "19 min before" in shown and "20 min before" in shown
+    assert "secret" not in page.text  # never another User's payload
+
+
+def test_the_window_is_chosen_on_the_page(engine, world):
+    client = signed_in(engine, P.WIRESCO)
+    wide = panel(client.get(f"/records/{world.ids['ws_alert']}?window=360").text)
+    assert f'href="/records/{world.ids["lk_read"]}"' in wide and "3 h before" in wide
+    hour = panel(client.get(f"/records/{world.ids['ws_alert']}?window=60").text)
+    assert f'href="/records/{world.ids["lk_read"]}"' not in hour and "2 requests" in hour
+    narrow = panel(client.get(f"/records/{world.ids['ws_alert']}?window=10").text)
+    assert "No request you may see on this Device in that window" in narrow
+
+
+def test_a_bad_window_falls_back_to_a_day_and_says_so(engine, world):
+    shown = panel(signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=١٠").text)
+    assert "showing 24 hours" in shown
+    assert shown.count('href="/records/') == 3
+
+
+def test_a_response_links_its_request_first_and_a_request_has_no_panel(engine, world):
+    client = signed_in(engine, P.NORTHPOWER)
+    shown = panel(client.get(f"/records/{world.ids['np_resp']}").text)
+    assert re.findall(r'href="/records/(\d+)"', shown) == [str(world.ids["np_req"])]
+    assert "Same Request ID" in shown and "5 s before" in shown
+    assert panel(client.get(f"/records/{world.ids['np_req']}").text) == ""
+
+
+def test_a_hidden_alert_is_still_not_found(engine, world):
+    answer = signed_in(engine, P.LOOKER).get(f"/records/{world.ids['ws_alert']}")
+    assert answer.status_code == 404
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0 s before"), (5, "5 s before"), (1200, "20 min before"),
+                                           (68400, "19 h before"), (90061, "1 d 1 h before"), (-3, "3 s after")])
+def test_seconds_before_in_words(seconds, text):
+    assert before_text(seconds) == text
