@@ -102,17 +102,13 @@ def content_digest(kind: str, request_id: str, srv: str, user_id: str, device_id
                    subject_device_id: str, response_id: str) -> bytes:
     """What tells a re-sent message from a different one under the same identity (SPEC
     section 4, "Identity"): every stored field after normalisation except the time, which
-    is part of the identity itself. The fields are length-prefixed, so no two different
-    records can run together into the same bytes."""
-    parts = (kind, request_id, srv, user_id, device_id, response_code,
-             "" if command_variant is None else str(command_variant),
-             "" if execution_at is None else format_time(execution_at), subject_device_id, response_id)
-    digest = hashlib.sha256()
-    for part in parts:
-        encoded = part.encode("utf-8")
-        digest.update(len(encoded).to_bytes(4, "big") + encoded)
-    digest.update(payload.encode("utf-8"))  # the last field needs no length
-    return digest.digest()[:DIGEST_BYTES]
+    is part of the identity itself. The fields are joined by NUL, which none of them can
+    hold (each is checked to its form; only the payload, last, is free text), so no two
+    different records run together into the same bytes."""
+    fields = (kind, request_id, srv, user_id, device_id, response_code,
+              "" if command_variant is None else str(command_variant),
+              "" if execution_at is None else format_time(execution_at), subject_device_id, response_id, payload)
+    return hashlib.sha256("\x00".join(fields).encode("utf-8", "surrogatepass")).digest()[:DIGEST_BYTES]
 
 
 ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",

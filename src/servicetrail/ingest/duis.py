@@ -41,6 +41,7 @@ def _q(name: str) -> str:
 
 
 _REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
+_EXECUTION = "*/" + _q("ExecutionDateTime")
 _CLARK: dict[str, str] = {}
 
 
@@ -59,9 +60,12 @@ def _local(element: etree._Element) -> str:
 
 
 def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
-    """The child of that local name, whatever its namespace (SMETS1's inner parts mix two);
-    lxml matches `{*}name` in C."""
-    return parent.find("{*}" + name) if parent is not None else None
+    """The child of that local name in DUIS's namespace, else in any (SMETS1's inner parts
+    mix two)."""
+    if parent is None:
+        return None
+    found = parent.find(_q(name))
+    return found if found is not None else parent.find("{*}" + name)
 
 
 def _child_text(parent: etree._Element | None, name: str) -> str:
@@ -161,7 +165,8 @@ def _execution_at(body: etree._Element | None) -> datetime | None:
     """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command)."""
     if body is None:
         return None
-    found = next(body.iter("{*}ExecutionDateTime"), None)
+    # the XSD declares it once, first in the future-datable types of a request's body element
+    found = body.find(_EXECUTION)
     return duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True) if found is not None else None
 
 

@@ -118,7 +118,7 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         # identity (SPEC section 4): what besides Request ID, kind and time tells two messages
         # apart (store.writer.identity_key), and the content digest that tells a re-sent
         # message from a conflicting one
-        Column("identity_key", String(80), nullable=False, server_default=""),
+        Column("identity_key", String(24), nullable=False, server_default=""),
         Column("digest", LargeBinary(16), nullable=True),  # NULL: stored before 0004
         # the natural key makes re-loading idempotent; it also serves Request ID look-ups
         UniqueConstraint("request_id", "kind", "logged_at", "identity_key", "device_id",

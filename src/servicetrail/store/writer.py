@@ -69,7 +69,8 @@ _PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',
 #  12 digest (bytes)  13 origin: where it came from (a line number, or a file's path), for a reject
 Row = tuple
 _STORED_FIELDS = slice(0, 7), slice(8, 13)  # a Row's columns of sat_record after the id
-BARE_FILE = "file:"  # the identity key of a request read from a bare XML file starts so
+BARE_FILE = "f:"  # the identity key of a request read from a bare XML file starts so
+RESPONSE = "r:"  # and that of a DUIS response or alert with a ResponseID so
 
 
 def _sqlite_text(value: datetime) -> str:
@@ -94,7 +95,7 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
              bare_file: bool = False, origin: int | str = 0) -> Row:
         digest = content_digest(kind, request_id, srv, user_id, device_id, response_code, payload, command_variant,
                                 execution_at, subject_device_id, response_id)
-        key = identity_key(digest, origin) if bare_file else response_id
+        key = bare_file_key(digest, origin) if bare_file else response_key(response_id)
         return (engine_time(logged_at), kind, request_id, srv or None, user_id, device_id, response_code or None,
                 payload, command_variant, engine_time(execution_at) if execution_at is not None else None,
                 subject_device_id or None, key, digest, origin)
@@ -105,15 +106,21 @@ _sqlite_row = _row_maker(_sqlite_text)
 _postgres_row = _row_maker(_pg_micros)
 
 
-def identity_key(digest: bytes, file_name: int | str) -> str:
+def response_key(response_id: str) -> str:
     """What besides Request ID, kind and time identifies a record (SPEC section 4): a DUIS
-    response's or alert's ResponseID (the record's `response_id`, used as it is), or for a
-    request read from a bare XML file, which has no time of its own, its content and its
-    file's name. So the same file ingested again (touched, moved, a copy of its folder) is a
-    duplicate, while two files that hold the same bytes (the DCC's templates have 12 such
-    pairs) are two documents, each a record."""
+    response's or alert's ResponseID. Stored as 64 bits of its hash, not whole: the key is
+    in the trail's unique index, whose width every ingested row pays for, and it only has to
+    tell apart messages of one Request ID, kind and time."""
+    return RESPONSE + hashlib.sha256(response_id.encode()).hexdigest()[:16] if response_id else ""
+
+
+def bare_file_key(digest: bytes, file_name: int | str) -> str:
+    """The identity key of a request read from a bare XML file, which has no time of its
+    own: its content and its file's name. So the same file ingested again (touched, moved, a
+    copy of its folder) is a duplicate, while two files that hold the same bytes (the DCC's
+    templates have 12 such pairs) are two documents, each a record."""
     name = os.path.basename(str(file_name)).encode("utf-8", "surrogateescape")
-    return BARE_FILE + hashlib.sha256(digest + b"\x00" + name).hexdigest()[:32]
+    return BARE_FILE + hashlib.sha256(digest + b"\x00" + name).hexdigest()[:16]
 
 
 def _pg_time(micros: int) -> datetime:

@@ -28,7 +28,7 @@ def _new_columns() -> list[sa.Column]:
         sa.Column("command_variant", sa.SmallInteger, nullable=True),
         sa.Column("execution_at", UtcDateTime, nullable=True),
         sa.Column("subject_device_id", sa.String(23), nullable=True),
-        sa.Column("identity_key", sa.String(80), nullable=False, server_default=""),
+        sa.Column("identity_key", sa.String(24), nullable=False, server_default=""),
         sa.Column("digest", sa.LargeBinary(16), nullable=True),
     ]
 
