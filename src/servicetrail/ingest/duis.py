@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timezone
+from typing import Any
 
 from lxml import etree
 
@@ -41,17 +42,19 @@ def _q(name: str) -> str:
 
 
 _REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
-_EXECUTION = "*/" + _q("ExecutionDateTime")
-_CLARK: dict[str, str] = {}
+_REQUEST_ID, _RESPONSE_ID, _CODE, _TIME = _q("RequestID"), _q("ResponseID"), _q("ResponseCode"), _q("ResponseDateTime")
+_VARIANT, _SRV, _EXECUTION = _q("CommandVariant"), _q("ServiceReferenceVariant"), _q("ExecutionDateTime")
+_MESSAGE, _FUTURE = _q("ResponseMessage"), _q("FutureDatedDeviceAlertMessage")
 
 
-def _text(parent: etree._Element, path: str) -> str:
-    # a path in Clark notation ({uri}name) is found without a namespace map, which lxml
-    # would otherwise turn into a fresh path for every call
-    clark = _CLARK.get(path)
-    if clark is None:
-        clark = _CLARK[path] = "/".join(_q(step.removeprefix("sr:")) for step in path.split("/"))
-    found = parent.find(clark)
+def _children(element: etree._Element | None) -> dict[Any, etree._Element]:
+    """An element's children by tag: one pass over them costs less than one lxml find(),
+    and a message reads several (comments and processing instructions key by a function)."""
+    return {child.tag: child for child in element} if element is not None else {}
+
+
+def _value(children: dict[Any, etree._Element], tag: str) -> str:
+    found = children.get(tag)
     return (found.text or "").strip(XML_SPACE) if found is not None else ""
 
 
@@ -137,36 +140,36 @@ def _as_text(document: bytes, root: etree._Element) -> str:
     return etree.tostring(root.getroottree(), encoding="unicode")
 
 
-def _command_variant(root: etree._Element) -> int:
-    raw = _text(root, "sr:Header/sr:CommandVariant")
+def _command_variant(header: dict[Any, etree._Element]) -> int:
+    raw = _value(header, _VARIANT)
     if not (len(raw) == 1 and raw in "12345678"):
         raise InvalidValue(f"CommandVariant must be 1-8, not {shown(raw)}")
     return int(raw)
 
 
 def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> SatRecord:
-    request_id = RequestId.parse(_text(root, "sr:Header/sr:RequestID"))
-    srv = check_srv(_text(root, "sr:Header/sr:ServiceReferenceVariant"))
-    variant = _command_variant(root)
+    top = _children(root)
+    header = _children(top.get(_HEADER))
+    request_id = RequestId.parse(_value(header, _REQUEST_ID))
+    srv = check_srv(_value(header, _SRV))
+    variant = _command_variant(header)
     if logged_at is None:
         raise InvalidValue("DUIS request without a logged_at time")
-    body = root.find(_BODY)
+    message = _first_element(top.get(_BODY))
     non_device = is_non_device(srv)
     return SatRecord(
         logged_at, Kind.REQUEST, str(request_id), srv, request_id.originator,
         "" if non_device else request_id.target, "", payload,
         command_variant=variant,
-        execution_at=_execution_at(body),
-        subject_device_id=_named_device(body) if non_device else "",
+        execution_at=_execution_at(message),
+        subject_device_id=_named_device(message) if non_device else "",
     )
 
 
-def _execution_at(body: etree._Element | None) -> datetime | None:
-    """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command)."""
-    if body is None:
-        return None
-    # the XSD declares it once, first in the future-datable types of a request's body element
-    found = body.find(_EXECUTION)
+def _execution_at(message: etree._Element | None) -> datetime | None:
+    """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command).
+    The XSD declares it in one place: first in the future-datable types of a request's body."""
+    found = next(message.iterchildren(_EXECUTION), None) if message is not None else None
     return duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True) if found is not None else None
 
 
@@ -184,22 +187,24 @@ def _named_device(within: etree._Element | None) -> str:
 
 
 def _response(root: etree._Element, payload: str) -> SatRecord:
-    header = root.find(_HEADER)
-    message = _first_element(root.find(_BODY))
-    if header is None or message is None:
+    top = _children(root)
+    message = _first_element(top.get(_BODY))
+    if _HEADER not in top or message is None:
         raise InvalidValue("DUIS response without Header and Body")
-    code = check_response_code(_text(header, "sr:ResponseCode"))
-    logged_at = duis_time(_text(header, "sr:ResponseDateTime"), "ResponseDateTime")
-    raw_request_id = _text(header, "sr:RequestID")
-    raw_response_id = _text(header, "sr:ResponseID")
+    header = _children(top[_HEADER])
+    code = check_response_code(_value(header, _CODE))
+    logged_at = duis_time(_value(header, _TIME), "ResponseDateTime")
+    raw_request_id = _value(header, _REQUEST_ID)
+    raw_response_id = _value(header, _RESPONSE_ID)
     request_id = RequestId.parse(raw_request_id) if raw_request_id else None
     response_id = RequestId.parse(raw_response_id) if raw_response_id else None
     if request_id is None and response_id is None:
         raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
     parts = _Parts(logged_at, code, request_id, response_id, payload)
+    if message.tag == _MESSAGE:  # by far the most common: a response or an acknowledgement
+        fields = _children(message)
+        return parts.response_message(fields.get(_FUTURE), check_srv(_value(fields, _SRV)))
     name = _local(message)
-    if name == "ResponseMessage":
-        return parts.response_message(message, check_srv(_child_text(message, "ServiceReferenceVariant")))
     if name == "DeviceAlertMessage":
         return parts.alert(Kind.DEVICE_ALERT, _hex_code(_child_text(message, "AlertCode"), "AlertCode"),
                            parts.alerting_device())
@@ -249,8 +254,8 @@ class _Parts:
     def _response_id_text(self) -> str:
         return str(self.response_id) if self.response_id is not None else ""
 
-    def response_message(self, message: etree._Element, srv: str) -> SatRecord:
-        future = _child(message, "FutureDatedDeviceAlertMessage")
+    def response_message(self, future: etree._Element | None, srv: str) -> SatRecord:
+        """A ResponseMessage's record; `future` its FutureDatedDeviceAlertMessage, if any."""
         if future is not None:
             # the outcome of a future-dated command: a Device Alert (outside MP141), kept
             # beside its command by the command's SRV and Request ID
