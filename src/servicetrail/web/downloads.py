@@ -24,6 +24,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -42,6 +43,7 @@ log = logging.getLogger("servicetrail.web")
 # pieces, a client slower than about 1 KB/s (or one that stopped reading) is cut off.
 SEND_TIMEOUT = float(os.environ.get("SERVICETRAIL_SEND_TIMEOUT", "60"))
 SEND_BYTES = 64 * 1024
+STOP_ATTEMPTS, STOP_PAUSE = 100, 0.05  # cancels sent to a report being stopped, and the pause between
 
 
 class Spool:
@@ -124,14 +126,22 @@ class Spool:
             await self._progress.wait()
 
     def stop(self) -> None:
-        """End the generation now; may block while PostgreSQL is sent its cancel request."""
+        """End the generation now; may block while PostgreSQL is sent its cancel request.
+
+        A cancel that lands between two statements of the report's transaction (its settings,
+        then the COPY) cancels nothing, and the next statement may then wait on a lock for as
+        long as the lock is held: so the cancel is sent again until the generation has ended."""
         with self._lock:
             if self.done:
                 return
             self._stopping = True
-            if self._statement_on is not None:
+        for _ in range(STOP_ATTEMPTS):
+            with self._lock:
+                if self.done or self._statement_on is None:
+                    return
                 self._interrupted = True
                 _interrupt(self._statement_on)
+            time.sleep(STOP_PAUSE)
 
     def close(self) -> None:
         """The response is done with the spool: it goes as soon as the generation has ended."""
