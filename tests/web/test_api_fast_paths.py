@@ -14,7 +14,7 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.schema import api_token
 from servicetrail.web.api import ViewerCache
 from servicetrail.web.app import create_app
-from servicetrail.web.commands import listening_socket
+from servicetrail.web.server import listening_socket
 from tests import personas as P
 
 

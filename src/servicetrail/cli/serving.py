@@ -1,59 +1,19 @@
 """`servicetrail serve` and `servicetrail demo`."""
 from __future__ import annotations
 
-import os
-import socket
 import sys
 
 import click
 
-from ..cli import engine, with_db
+from ..store.engine import database_url
+from ..web.server import run
+from .common import engine, with_db
 
 
-def _run(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
-    import uvicorn
-
-    from ..store.engine import database_url
-    from .app import create_app
-    from .http_limits import CappedHeadProtocol
-
+def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
     store = engine()  # opens (and migrates) the store before any worker starts
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
-    options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
-                   server_header=False, timeout_graceful_shutdown=5,
-                   http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
-                   # only a named TLS-terminating proxy may say the client's address and https
-                   proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
-    if workers == 1:
-        uvicorn.run(create_app(store), **options)
-        return
-    store.dispose()
-    os.environ["SERVICETRAIL_DATABASE_URL"] = database_url(click.get_current_context().obj)
-    _run_workers(uvicorn.Config("servicetrail.web.app:app_from_environment", factory=True, workers=workers,
-                                **options))
-
-
-def _run_workers(config) -> None:
-    """uvicorn.run's multi-process path, with TCP_NODELAY on the shared listening socket.
-
-    uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
-    asyncio's `_set_nodelay` (which checks `proto == IPPROTO_TCP`) never disables Nagle on
-    the accepted connections. A response then goes out as two writes (headers, body) and
-    the second one waits for the client's delayed ACK: every API answer took ~45 ms with
-    `--workers 2` while the processes sat idle. Linux copies TCP_NODELAY from a listening
-    socket to the connections it accepts, so setting it once here fixes every worker.
-    """
-    from uvicorn.supervisors import Multiprocess
-
-    Multiprocess(config, sockets=[listening_socket(config)]).run()
-
-
-def listening_socket(config) -> socket.socket:
-    """uvicorn's shared listening socket, with TCP_NODELAY for the connections it accepts."""
-    sock = config.bind_socket()
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    run(store, database_url(click.get_current_context().obj), host, port, workers, trusted_proxies)
 
 
 @click.command("serve")
@@ -71,7 +31,7 @@ def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> No
     A request whose head (request line and headers) is over 16 KiB is answered 431 and its
     connection closed ($SERVICETRAIL_MAX_HEADER_BYTES changes the cap).
     """
-    _run(host, port, workers, trusted_proxies)
+    _serve(host, port, workers, trusted_proxies)
 
 
 @click.command("demo")
@@ -102,4 +62,4 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
     sys.stderr.flush()
     if not no_serve:
-        _run(host, port, 1)
+        _serve(host, port, 1)

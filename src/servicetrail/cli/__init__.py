@@ -1,0 +1,18 @@
+"""The `servicetrail` command line (SPEC section 5): the group in `app`, one module per
+family of commands, each added here, and what they share in `common`. Nothing below `cli`
+imports from it, so any module of the package can be imported first."""
+from __future__ import annotations
+
+from .serving import demo, serve
+from .access import accounts_group, tokens_group
+from .app import main
+from .database import db_group, retention_cmd
+from .generating import generate_cmd
+from .loading import ingest_cmd, load_cmd
+from .reads import records_cmd, report_group, triggers_cmd
+
+for command in (load_cmd, ingest_cmd, accounts_group, tokens_group, report_group, records_cmd, triggers_cmd,
+                db_group, serve, demo, retention_cmd, generate_cmd):
+    main.add_command(command)
+
+__all__ = ["main"]

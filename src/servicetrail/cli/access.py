@@ -1,0 +1,160 @@
+"""`servicetrail accounts` and `servicetrail tokens`: who may sign in and call the API."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+from .common import COUNT, engine, fail, with_db
+
+
+@click.group("accounts")
+def accounts_group() -> None:
+    """People who log in to the web screen for a Party."""
+
+
+# Said in the help of every command that revokes access to the API.
+TOKEN_CACHE_NOTE = ("A running server may accept a token for up to SERVICETRAIL_TOKEN_CACHE_SECONDS (default 5) "
+                    "seconds after this: each server process remembers a token it has looked up that long.")
+
+
+def _read_password() -> str:
+    """The password from standard input (asked twice on a terminal)."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@accounts_group.command("create")
+@click.argument("username")
+@click.option("--party", "party_id", required=True, help="The Party (party_id) the account acts for.")
+@with_db
+def accounts_create(username: str, party_id: str) -> None:
+    """Create an account; the password (12-1024 characters) is read from standard input
+    (asked twice on a terminal)."""
+    from ..security import WeakPassword
+    from ..store.accounts import AccountError, create_account
+
+    password = _read_password()
+    try:
+        with engine().begin() as conn:
+            create_account(conn, username, party_id, password)
+    except (AccountError, WeakPassword) as e:
+        fail(str(e))
+    click.echo(f"account {username} created for {party_id}", err=True)
+
+
+@accounts_group.command("disable", epilog=TOKEN_CACHE_NOTE)
+@click.argument("username")
+@with_db
+def accounts_disable(username: str) -> None:
+    """Stop an account: it can no longer sign in, its web sessions end at once, and its API
+    tokens stop working (they work again after 'accounts enable'; revoke them with
+    'tokens revoke --account USERNAME' to end them for good)."""
+    from ..store.accounts import AccountError, set_disabled
+
+    try:
+        with engine().begin() as conn:
+            ended = set_disabled(conn, username, True)
+    except AccountError as e:
+        fail(str(e))
+    click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
+
+
+@accounts_group.command("enable")
+@click.argument("username")
+@with_db
+def accounts_enable(username: str) -> None:
+    """Let a disabled account sign in and use its API tokens again."""
+    from ..store.accounts import AccountError, set_disabled
+
+    try:
+        with engine().begin() as conn:
+            set_disabled(conn, username, False)
+    except AccountError as e:
+        fail(str(e))
+    click.echo(f"account {username} enabled", err=True)
+
+
+@accounts_group.command("passwd")
+@click.argument("username")
+@with_db
+def accounts_passwd(username: str) -> None:
+    """Set a new password (12-1024 characters, read from standard input, asked twice on a
+    terminal). The account's web sessions end; its API tokens are not affected."""
+    from ..security import WeakPassword
+    from ..store.accounts import AccountError, change_password
+
+    password = _read_password()
+    try:
+        with engine().begin() as conn:
+            ended = change_password(conn, username, password)
+    except (AccountError, WeakPassword) as e:
+        fail(str(e))
+    click.echo(f"password of {username} changed; {ended} web session(s) ended", err=True)
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """API tokens (Authorization: Bearer TOKEN). A token is valid until it is revoked, and not
+    while its account is disabled; only its SHA-256 is stored."""
+
+
+@tokens_group.command("create")
+@click.argument("username")
+@with_db
+def tokens_create(username: str) -> None:
+    """Create an API token for an account; it is printed once, alone on standard output."""
+    from ..store.accounts import AccountError, create_token
+
+    try:
+        with engine().begin() as conn:
+            token = create_token(conn, username)
+    except AccountError as e:
+        fail(str(e))
+    click.echo("Keep this token secret; it is shown only this once.", err=True)
+    click.echo(token)
+
+
+@tokens_group.command("list")
+@click.option("--account", "username", metavar="USERNAME", help="Only this account's tokens.")
+@with_db
+def tokens_list(username: str | None) -> None:
+    """The API tokens: id (for 'tokens revoke'), account, Party, when created (UTC), and
+    whether the account is disabled. Token values are never stored, so never shown."""
+    from ..domain.times import format_time
+    from ..store.accounts import list_tokens
+
+    with engine().connect() as conn:
+        tokens = list_tokens(conn, username)
+    click.echo(f"{'ID':>6}  {'ACCOUNT':<24} {'PARTY':<32} {'CREATED':<20}  STATUS")
+    for t in tokens:
+        status = "account disabled" if t.account_disabled else "active"
+        click.echo(f"{t.id:>6}  {t.username:<24} {t.party_id:<32} {format_time(t.created_at)[:19] + 'Z':<20}  "
+                   f"{status}")
+    click.echo(f"{len(tokens)} token(s)", err=True)
+
+
+@tokens_group.command("revoke", epilog=TOKEN_CACHE_NOTE)
+@click.argument("token_ids", nargs=-1, type=COUNT, metavar="[TOKEN_ID]...")
+@click.option("--account", "username", metavar="USERNAME", help="Revoke every token of this account.")
+@click.option("--stdin", "from_stdin", is_flag=True,
+              help="Revoke the tokens whose values are read from standard input, one a line "
+                   "(e.g. a token found where it should not be).")
+@with_db
+def tokens_revoke(token_ids: tuple[int, ...], username: str | None, from_stdin: bool) -> None:
+    """Revoke API tokens for good, by id (see 'tokens list'), by account, or by value."""
+    from ..store.accounts import AccountError, revoke_tokens
+
+    if not (token_ids or username or from_stdin):
+        fail("name the tokens to revoke: TOKEN_ID..., --account USERNAME or --stdin")
+    values = [line.strip() for line in sys.stdin if line.strip()] if from_stdin else []
+    try:
+        with engine().begin() as conn:
+            revoked = revoke_tokens(conn, token_ids, username, values)
+    except AccountError as e:
+        fail(str(e))
+    for t in revoked:
+        click.echo(f"revoked token {t.id} of {t.username}")
+    click.echo(f"{len(revoked)} token(s) revoked", err=True)

@@ -1,0 +1,63 @@
+"""`servicetrail db` (migrations) and `servicetrail retention`."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+from .common import engine, fail, with_db
+
+
+@click.group("db")
+def db_group() -> None:
+    """The store's schema."""
+
+
+@db_group.command("upgrade")
+@with_db
+def db_upgrade() -> None:
+    """Bring the schema up to the newest migration."""
+    from ..store.engine import make_engine
+    from ..store.migrate import upgrade_to_head
+
+    upgrade_to_head(make_engine(click.get_current_context().obj))
+    click.echo("schema is up to date")
+
+
+@db_group.command("check")
+@with_db
+def db_check() -> None:
+    """Fail when the database's tables and the migrations disagree."""
+    from ..store.engine import make_engine
+    from ..store.migrate import schema_differences
+
+    problems = schema_differences(make_engine(click.get_current_context().obj))
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("schema matches the migrations")
+
+
+@click.command("retention")
+@click.option("--keep-months", type=click.IntRange(min=1), required=True,
+              help="Keep this many whole months before the current one; drop older months.")
+@click.option("--dry-run", is_flag=True, help="Say what would be dropped, drop nothing.")
+@with_db
+def retention_cmd(keep_months: int, dry_run: bool) -> None:
+    """Drop whole monthly partitions of SAT records and payloads past their retention age.
+
+    PostgreSQL only: the trail is append-only, and retention removes whole months at once.
+    """
+    from ..store.partitions import drop_older_than
+
+    store = engine()
+    if store.dialect.name != "postgresql":
+        fail("retention drops monthly partitions, which only the PostgreSQL store has")
+    with store.begin() as conn:
+        dropped = drop_older_than(conn, keep_months, dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    for name in dropped:
+        click.echo(f"{verb} {name}")
+    click.echo(f"{verb} {len(dropped) // 2} month(s) of SAT records and payloads", err=True)

@@ -1,0 +1,64 @@
+"""`servicetrail load` (the registry) and `servicetrail ingest` (SAT records)."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+
+from .common import KINDS, TIME, engine, fail, progress_for, report_summary, with_db
+
+
+@click.command("load")
+@click.argument("what", type=click.Choice(KINDS))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).")
+@with_db
+def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
+    """Load a registry CSV: users, devices or responsibilities (in that order).
+
+    \b
+    users.csv             user_id,party_id,party_name,role
+    devices.csv           device_id,device_type,smets
+    responsibilities.csv  device_id,party_id,relation,valid_from,valid_to
+    """
+    from ..ingest import registry_csv
+    from ..ingest.load import BadHeader, load_registry
+
+    spec = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
+            "responsibilities": registry_csv.RESPONSIBILITIES}[what]
+    if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
+        fail("--rejects must not name the input file")
+    with progress_for([file]) as progress:
+        try:
+            summary = load_registry(engine(), spec, file, rejects, progress)
+        except BadHeader as e:
+            fail(str(e))
+    report_summary(summary)
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file.")
+@click.option("--logged-at", type=TIME, help="Time a bare DUIS request .xml file was logged "
+                                              "(default: the file's modification time).")
+@with_db
+def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetime | None) -> None:
+    """Ingest SAT records: SAT JSON Lines, DUIS JSON Lines captures, or DUIS XML files and folders.
+
+    The format of each file is detected. Re-ingesting a file adds nothing; rejected
+    records go to a reject file with their line and reason, and the exit code is 1.
+    """
+    from ..ingest.load import ingest
+    from ..ingest.sources import UnreadableInput
+
+    if rejects and any(rejects.resolve() == p.resolve() for p in paths):  # the reject file is emptied first
+        fail("--rejects must not name an input file")
+    with progress_for(list(paths)) as progress:
+        try:
+            summary = ingest(engine(), list(paths), rejects, logged_at, progress)
+        except UnreadableInput as e:
+            fail(str(e))
+    report_summary(summary)

@@ -1,0 +1,142 @@
+"""`servicetrail records`, `report own` and `triggers`: the trail through the visibility rule."""
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..domain.ids import InvalidValue, RequestId
+from ..domain.search import Search
+
+from .common import COUNT, EUI, TIME, engine, fail, viewer_of, output_to, with_db
+
+
+@click.group("report")
+def report_group() -> None:
+    """Reports from the SAT. They keep the own-traffic rule (SPEC section 1, rule 7)."""
+
+
+@report_group.command("own")
+@click.option("--party", "party_id", required=True)
+@click.option("--from", "time_from", type=TIME, required=True, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=TIME, required=True, help="Exclusive end (ISO-8601).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@with_db
+def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, output: Path | None) -> None:
+    """The Party's own traffic, payload included, streamed as CSV or JSON Lines.
+
+    \b
+    CSV: one header row, then one row per record. A cell that begins with =, +, -, @,
+    a tab or a carriage return gets a leading ' (OWASP's rule against CSV injection), so
+    that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
+    """
+    from ..output import write_jsonl
+    from ..store.export import own_report_csv
+    from ..store.limits import SearchTooBroad
+    from ..store.queries import iter_own_report
+
+    if time_to <= time_from:
+        fail("--to must be after --from")
+    with engine().connect() as conn:
+        viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
+        try:
+            if fmt == "jsonl":
+                with output_to(output) as out:
+                    count = write_jsonl(iter_own_report(conn, viewer, time_from, time_to), out)
+            else:
+                # the CSV comes from the engine as UTF-8 bytes in large chunks: written as they are
+                report = own_report_csv(conn, viewer, time_from, time_to)
+                with open(output, "wb") if output else nullcontext(sys.stdout.buffer) as out:
+                    for chunk in report:
+                        out.write(chunk)
+                count = report.rows
+        except SearchTooBroad as e:
+            if output:
+                output.unlink(missing_ok=True)  # a cut-off report must not pass for a whole one
+            fail(str(e), 3)
+    click.echo(f"{count} records", err=True)
+
+
+@click.command("records")
+@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--device", "device_id", type=EUI, help="Device ID (EUI-64, any case).")
+@click.option("--request-id", help="Request ID (originator:target:counter).")
+@click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
+@click.option("--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True)
+@click.option("--limit", type=COUNT, help="At most N records (default: all).")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@with_db
+def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: datetime | None,
+                time_to: datetime | None, scope: str, limit: int | None, fmt: str) -> None:
+    """What a Party may see, newest first, through the MP141 rule.
+
+    JSON Lines items carry the API's fields; payload only on the Party's own records.
+    """
+    from ..domain.visibility import Scope
+    from ..output import write_jsonl, write_table
+    from ..store.limits import SearchTooBroad
+    from ..store.queries import iter_search
+
+    if request_id:
+        try:
+            request_id = str(RequestId.parse(request_id))
+        except InvalidValue as e:
+            raise click.BadParameter(str(e), param_hint="--request-id") from None
+    search = Search(device_id=device_id, request_id=request_id, time_from=time_from, time_to=time_to,
+                    scope=Scope(scope))
+    with engine().connect() as conn:
+        items = iter_search(conn, viewer_of(conn, party_id), search, limit)
+        try:
+            (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
+        except SearchTooBroad as e:
+            fail(str(e), 3)
+
+
+class WindowParam(click.ParamType):
+    """Minutes, 1..10080, in the digits 0-9 (as the API's `window`)."""
+
+    name = "MINUTES"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from ..domain.triggers import window_minutes
+
+        try:
+            return window_minutes(value)
+        except InvalidValue as e:
+            self.fail(str(e), param, ctx)
+
+
+@click.command("triggers")
+@click.argument("record_id", type=COUNT)
+@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--window", type=WindowParam(), default="1440", show_default=True,
+              help="Minutes before the record to look back (1..10080).")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@with_db
+def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
+    """What may have caused a record: the requests the Party may see on its Device in the
+    window before it, newest first, the one sharing its Request ID first (at most 100).
+
+    JSON Lines: one {"record", "seconds_before", "link"} per line, as the API's items; another
+    User's request shows its title only. A record the Party may not see is "no such record",
+    exactly like a missing one (exit 1).
+    """
+    from ..output import write_jsonl, write_triggers_table
+    from ..store.limits import SearchTooBroad
+    from ..store.triggers import triggers_of
+
+    with engine().connect() as conn:
+        viewer = viewer_of(conn, party_id)
+        try:
+            found = triggers_of(conn, viewer, record_id, window)
+        except SearchTooBroad as e:
+            fail(str(e), 3)
+    if found is None:
+        fail(f"no such record: {record_id}", 1)
+    (write_jsonl if fmt == "jsonl" else write_triggers_table)(found[1], sys.stdout)

@@ -1,0 +1,55 @@
+"""Running the web app under uvicorn: in this process, or in several worker processes
+sharing one listening socket."""
+from __future__ import annotations
+
+import os
+import socket
+
+from sqlalchemy.engine import Engine
+
+
+def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
+    """Serve `store` (already open, so a migration runs before any worker starts); `url` is
+    how worker processes open it for themselves."""
+    import uvicorn
+
+    from .app import create_app
+    from .http_limits import CappedHeadProtocol
+
+    options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
+                   server_header=False, timeout_graceful_shutdown=5,
+                   http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
+                   # only a named TLS-terminating proxy may say the client's address and https
+                   proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
+    if workers == 1:
+        uvicorn.run(create_app(store), **options)
+        return
+    store.dispose()
+    # uvicorn's worker processes build the app through a factory that takes no arguments: it
+    # reads the store's URL from the environment they inherit
+    os.environ["SERVICETRAIL_DATABASE_URL"] = url
+    _run_workers(uvicorn.Config("servicetrail.web.app:app_from_environment", factory=True, workers=workers,
+                                **options))
+
+
+def _run_workers(config) -> None:
+    """uvicorn.run's multi-process path, with TCP_NODELAY on the shared listening socket.
+
+    uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
+    asyncio's `_set_nodelay` (which checks `proto == IPPROTO_TCP`) never disables Nagle on
+    the accepted connections. A response then goes out as two writes (headers, body) and
+    the second one waits for the client's delayed ACK: every API answer took ~45 ms with
+    `--workers 2` while the processes sat idle. Linux copies TCP_NODELAY from a listening
+    socket to the connections it accepts, so setting it once here fixes every worker.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[listening_socket(config)]).run()
+
+
+def listening_socket(config) -> socket.socket:
+    """uvicorn's shared listening socket, with TCP_NODELAY for the connections it accepts."""
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
