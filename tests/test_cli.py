@@ -454,3 +454,20 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     assert done.exit_code == 0 and "dropped sat_record_p2024_02" in done.stdout
     assert visible() == 0
     assert cli("ingest", records).stdout.startswith("loaded 3,")  # the months come back on demand
+
+
+def test_records_filters_by_srv_and_kind_as_the_api_reads_them(cli, trail):
+    """SPEC section 5: `records ... [--srv S] [--kind K]`, read by the same code as the API."""
+    everything = {item_key(i): i for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))}
+    for options, wanted in (
+            (["--kind", "request"], lambda i: i["kind"] == "request"),
+            (["--srv", "4.8.1"], lambda i: i["srv"] == "4.8.1"),
+            (["--srv", "active import profile"], lambda i: i["srv"] == "4.8.1"),  # words of its title
+            (["--kind", "response", "--srv", "4.8.1"], lambda i: i["kind"] == "response" and i["srv"] == "4.8.1")):
+        got = {item_key(i) for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *options))}
+        assert got == {k for k, i in everything.items() if wanted(i)}, options
+        assert got, options  # the trail has some of each, or the test proves nothing
+    for options, option in ((["--kind", "alert"], "--kind"), (["--from", "2025-02-01", "--to", "2025-01-01"], "--to"),
+                            (["--device", "00-DB"], "--device"), (["--request-id", "x:y:1"], "--request-id")):
+        refused = cli("records", "--party", "NORTH", *options)
+        assert refused.exit_code == 2 and option in refused.stderr, (options, refused.stderr)

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from ..domain.ids import InvalidValue, RequestId
-from ..domain.search import Search
-
-from .common import COUNT, EUI, TIME, engine, fail, viewer_of, output_to, with_db
+from ..domain.ids import InvalidValue
+from ..domain.model import KINDS as KINDS_OF_RECORD
+from ..domain.search import InvalidField, build_search
+from .common import COUNT, TIME, engine, fail, viewer_of, output_to, with_db
 
 
 @click.group("report")
@@ -64,38 +64,43 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
 
 @click.command("records")
 @click.option("--party", "party_id", required=True, help="The viewing Party.")
-@click.option("--device", "device_id", type=EUI, help="Device ID (EUI-64, any case).")
+@click.option("--device", "device_id", help="Device ID (EUI-64, any case).")
 @click.option("--request-id", help="Request ID (originator:target:counter).")
-@click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", help="Exclusive end (ISO-8601).")
+@click.option("--srv", help="An SRV number such as 4.1.1, or words of its title.")
+@click.option("--kind", help=f"One of {', '.join(KINDS_OF_RECORD)}.")
 @click.option("--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True)
 @click.option("--limit", type=COUNT, help="At most N records (default: all).")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @with_db
-def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: datetime | None,
-                time_to: datetime | None, scope: str, limit: int | None, fmt: str) -> None:
+def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: str | None,
+                time_to: str | None, srv: str | None, kind: str | None, scope: str, limit: int | None,
+                fmt: str) -> None:
     """What a Party may see, newest first, through the MP141 rule.
 
-    JSON Lines items carry the API's fields; payload only on the Party's own records.
+    The filters are read as the API reads its parameters. JSON Lines items carry the API's
+    fields; payload only on the Party's own records.
     """
-    from ..domain.visibility import Scope
     from ..output import write_jsonl, write_table
     from ..store.limits import SearchTooBroad
     from ..store.queries import iter_search
 
-    if request_id:
-        try:
-            request_id = str(RequestId.parse(request_id))
-        except InvalidValue as e:
-            raise click.BadParameter(str(e), param_hint="--request-id") from None
-    search = Search(device_id=device_id, request_id=request_id, time_from=time_from, time_to=time_to,
-                    scope=Scope(scope))
+    try:
+        search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
+    except InvalidField as e:
+        raise click.BadParameter(e.message, param_hint=OPTION_OF.get(e.field, e.field)) from None
     with engine().connect() as conn:
         items = iter_search(conn, viewer_of(conn, party_id), search, limit)
         try:
             (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
         except SearchTooBroad as e:
             fail(str(e), 3)
+
+
+# the option that carries each field of a search
+OPTION_OF = {"device_id": "--device", "request_id": "--request-id", "from": "--from", "to": "--to",
+             "srv": "--srv", "kind": "--kind", "scope": "--scope"}
 
 
 class WindowParam(click.ParamType):

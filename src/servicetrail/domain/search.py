@@ -6,7 +6,9 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
-from .ids import InvalidValue, whole_number
+from .catalogue import search_srvs
+from .ids import InvalidValue, RequestId, eui64, whole_number
+from .model import KINDS
 from .times import format_time, parse_time
 from .visibility import Scope
 
@@ -47,3 +49,52 @@ class Search:
     time_from: datetime | None = None  # inclusive
     time_to: datetime | None = None  # exclusive
     scope: Scope = Scope.ALL
+
+
+class InvalidField(InvalidValue):
+    """A search parameter that does not have its form; `field` names it as the API does."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _time(name: str, value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except InvalidValue as e:
+        raise InvalidField(name, str(e)) from None
+
+
+def build_search(device_id: str | None = None, request_id: str | None = None, srv: str | None = None,
+                 kind: str | None = None, time_from: str | datetime | None = None,
+                 time_to: str | datetime | None = None, scope: str | None = None) -> Search:
+    """A search from values as they came (query parameters, form fields, command options):
+    one reading for the API, the screen and the command line, naming the field on any error."""
+    try:
+        device = eui64(device_id) if device_id else None
+    except InvalidValue as e:
+        raise InvalidField("device_id", str(e)) from None
+    try:
+        request = str(RequestId.parse(request_id)) if request_id else None
+    except InvalidValue as e:
+        raise InvalidField("request_id", str(e)) from None
+    if kind and kind not in KINDS:
+        raise InvalidField("kind", f"must be one of {', '.join(KINDS)}")
+    try:
+        chosen_scope = Scope(scope or "all")
+    except ValueError:
+        raise InvalidField("scope", "must be own, others or all") from None
+    start, end = _time("from", time_from), _time("to", time_to)
+    if start and end and end <= start:
+        raise InvalidField("to", "must be after from")
+    srvs = None
+    if srv and srv.strip():
+        srvs = tuple(search_srvs(srv)) or (srv.strip(),)  # a number, or words of a title
+    return Search(device_id=device, request_id=request, srvs=srvs, kinds=(kind,) if kind else None,
+                  time_from=start, time_to=end, scope=chosen_scope)
