@@ -25,12 +25,16 @@ CATALOGUE: dict[str, Srv] = {
 }
 
 
+# the label of an SRV the catalogue lacks, around its number (the report builds it in SQL too)
+UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX = "SRV ", " (not in the DUIS 5.x catalogue)"
+
+
 def srv_title(srv: str) -> str:
     """The title DUIS gives an SRV; an SRV the catalogue lacks still gets a readable label."""
     if not srv:
         return ""
     known = CATALOGUE.get(srv)
-    return known.title if known else f"SRV {srv} (not in the DUIS 5.x catalogue)"
+    return known.title if known else UNKNOWN_SRV_PREFIX + srv + UNKNOWN_SRV_SUFFIX
 
 
 def is_non_device(srv: str) -> bool:

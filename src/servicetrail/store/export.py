@@ -40,7 +40,7 @@ from sqlalchemy import (ColumnElement, LargeBinary, Select, String, bindparam, c
                         select, text, type_coerce, values)
 from sqlalchemy.engine import Connection
 
-from ..domain.catalogue import CATALOGUE, srv_title
+from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
 from .limits import EXPORT_SECONDS, SearchTooBroad
@@ -86,14 +86,6 @@ def srv_title_field(srv: str | None) -> str:
     to the 129-row catalogue would scan it for every row, since SQLite does not index it."""
     known = _known_titles().get(srv)  # type: ignore[arg-type]
     return known if known is not None else csv_field(srv_title(srv or ""))
-
-
-def _unknown_srv_label() -> tuple[str, str]:
-    """The text around an SRV the catalogue lacks, taken from `srv_title` itself so the
-    two can never drift apart."""
-    marker = "\x00"
-    prefix, suffix = srv_title(marker).split(marker)
-    return prefix, suffix
 
 
 def _own_rows(with_payload: bool = True) -> Select:
@@ -150,8 +142,8 @@ def postgres_statement() -> Select:
         # as nothing, so every text column turns '' into NULL first
         return func.nullif(value, "", type_=String)
 
-    prefix, suffix = _unknown_srv_label()
-    unknown = case((func.coalesce(col.srv, "") == "", None), else_=literal(prefix) + col.srv + literal(suffix))
+    unknown = case((func.coalesce(col.srv, "") == "", None),
+                   else_=literal(UNKNOWN_SRV_PREFIX) + col.srv + literal(UNKNOWN_SRV_SUFFIX))
     columns = {
         "id": col.id,
         "logged_at": _pg_time_text(col.logged_at),
