@@ -159,3 +159,15 @@ def test_not_well_formed_or_not_duis(cli, engine, tmp_path, document, reason):
     [reject] = rejects_of(tmp_path / "odd.rejects.jsonl")
     assert reason in reject["reason"] and reject["line"] == 1
     assert count(engine) == 0
+
+
+def test_a_multitude_of_tiny_elements_is_refused_before_parsing(cli, engine, tmp_path):
+    """16 MiB of `<a/>` would parse into millions of elements and hundreds of MB; a firmware
+    image of the same size (one text node) is welcome (tests/ingest/test_duis_identity.py)."""
+    path = tmp_path / "swarm.xml"
+    path.write_bytes(b'<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+                     + b"<a/>" * 200_000 + b"</sr:Request>")
+    result = cli("ingest", "--logged-at", "2025-01-01T00:00:00Z", path)
+    assert result.exit_code == 1
+    [reject] = [json.loads(line) for line in (tmp_path / "swarm.rejects.jsonl").read_text().splitlines()]
+    assert "elements" in reject["reason"] and reject["raw"] == path.read_text()

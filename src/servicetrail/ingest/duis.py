@@ -27,6 +27,10 @@ from ..domain.response_codes import check_response_code, check_srv
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 MAX_DOCUMENT_BYTES = int(os.environ.get("SERVICETRAIL_MAX_DUIS_BYTES", str(16 * 1024 * 1024)))
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# Large text (a firmware image) is welcome, a multitude of tiny elements is not: 16 MiB of
+# `<a/>` parses into 4 million elements and half a gigabyte. Counting `<` is a C scan, and
+# base64, a DUIS document's bulk, never holds one.
+MAX_MARKUP = 100_000
 # huge_tree lifts libxml2's 10 MB cap on one text node (a firmware image); DTDs, entities
 # and the network stay off, and the size limit above bounds the whole document
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
@@ -116,6 +120,9 @@ def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> Sat
                            f"(SERVICETRAIL_MAX_DUIS_BYTES)")
     if _DTD.search(document):
         raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
+    if document.count(b"<") > MAX_MARKUP:
+        raise InvalidValue(f"DUIS document with over {MAX_MARKUP} elements refused (XML hardening): no DUIS "
+                           f"message has that many, and a parsed tree costs about 130 bytes an element")
     try:
         root = etree.fromstring(document, _PARSER)
     except etree.XMLSyntaxError as e:
