@@ -333,7 +333,7 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     shot(page, "12-response-codes")
 
     # another User's request: the title and why, never its payload
-    row_of(page, "Request", "Read Firmware Version").get_by_role("link").click()
+    row_of(page, "Request", "Read Firmware Version").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
     assert page.get_by_role("heading", level=1).inner_text().endswith("Read Firmware Version")
     assert "visible as Responsible Supplier, 2025-01-01 to now (open)" in page.locator(".why").inner_text()
@@ -353,7 +353,7 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
 
     # an own record: the whole exchange with the payload, XML pretty-printed
     page.goto(server + "/?device_id=" + ESME + "&srv=4.1.1&scope=own")
-    row_of(page, "Response", "Read Instantaneous Import Registers").get_by_role("link").click()
+    row_of(page, "Response", "Read Instantaneous Import Registers").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
     assert "own" in page.locator(".why").inner_text()
     payload = page.locator(".message-current pre.payload-body")
