@@ -333,7 +333,7 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     shot(page, "12-response-codes")
 
     # another User's request: the title and why, never its payload
-    row_of(page, "Request", "Read Firmware Version").get_by_role("link").click()
+    row_of(page, "Request", "Read Firmware Version").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
     assert page.get_by_role("heading", level=1).inner_text().endswith("Read Firmware Version")
     assert "visible as Responsible Supplier, 2025-01-01 to now (open)" in page.locator(".why").inner_text()
@@ -353,7 +353,7 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
 
     # an own record: the whole exchange with the payload, XML pretty-printed
     page.goto(server + "/?device_id=" + ESME + "&srv=4.1.1&scope=own")
-    row_of(page, "Response", "Read Instantaneous Import Registers").get_by_role("link").click()
+    row_of(page, "Response", "Read Instantaneous Import Registers").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
     assert "own" in page.locator(".why").inner_text()
     payload = page.locator(".message-current pre.payload-body")
@@ -512,3 +512,44 @@ def test_possible_triggers_of_a_response_and_of_an_alert(server: str, page) -> N
     shot(page, "17-possible-triggers-pre-command")
     DOCS.mkdir(exist_ok=True)
     panel.screenshot(path=str(DOCS / "screenshot-triggers.png"))
+
+
+def test_the_device_page_from_a_search_result(server: str, page) -> None:
+    sign_in(page, server, "bright.analyst")
+    search_device(page, ESME)
+    page.locator("table.records tbody tr").first.locator("td.c-device a").click()
+    page.wait_for_url(f"{server}/devices/{ESME}")
+    assert page.get_by_role("heading", level=1).inner_text() == f"Device {ESME}"
+    intervals = page.locator("section[aria-labelledby=intervals-title]").inner_text()
+    assert "Responsible Supplier, 2025-01-01 00:00 to now (open)" in intervals
+    rows = page.locator("ol.device-timeline > li")
+    # BRIGHT's two exchanges and its alert; LOOKAT's two exchanges and WIRED's, as MP141
+    assert rows.count() == 6
+    assert page.locator("ol.device-timeline > li.row-mp141").count() == 3
+    assert page.locator("ol.device-timeline > li.timeline-alert").count() == 1
+    times = page.locator("ol.device-timeline > li summary time").evaluate_all(
+        "els => els.map(e => e.getAttribute('datetime'))")
+    assert times == sorted(times, reverse=True)
+    lookat = rows.filter(has_text="Read Firmware Version")
+    assert "Lookat Analytics Ltd" in lookat.inner_text() and "another User’s activity" in lookat.inner_text()
+    messages = lookat.locator("ol.timeline-messages > li")
+    assert not messages.first.is_visible()  # an exchange opens on demand
+    lookat.locator("summary").click()
+    assert messages.count() == 3 and messages.first.is_visible()
+    assert [m.split("\n")[0].split()[0] for m in messages.all_inner_texts()] == ["Request", "Acknowledgement",
+                                                                                 "Response"]
+    body = page.content()
+    for secret in (LOOKAT_SECRET, LOOKAT_SECRET_RESPONSE, "WIRED-PRIVATE-READ", "LOOKAT-ALERT-PRIVATE",
+                   "CURRENTLY", BRIGHT_REGISTER):
+        assert secret not in body
+    shot(page, "18-device-page")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "screenshot-device.png"), full_page=True)
+
+    # the future-dated command: the pre-command and its signed command are one exchange
+    page.goto(f"{server}/devices/{ESME2.lower()}")
+    exchange = page.locator("ol.device-timeline > li").filter(has_text="CV 4")
+    exchange.locator("summary").click()
+    assert "pre-command, did not reach the Device" in exchange.inner_text()
+    assert "its signed command did" in exchange.inner_text()
+    shot(page, "19-device-page-pre-command")

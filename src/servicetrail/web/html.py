@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from ..domain.ids import InvalidValue, whole_number
+from ..domain.ids import InvalidValue, eui64, whole_number
 from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
@@ -38,6 +38,7 @@ from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
 from ..store.triggers import triggers_for
 from .api import report_download_headers
+from .device_page import own_intervals, timeline
 from .downloads import ReportDownload
 from .errors import ParameterError
 from .fairness import Busy, limits_of
@@ -456,6 +457,41 @@ def install(app: FastAPI) -> None:
         return render(request, "record.html", who, title=f"Record {current['id']}", record=current,
                       decision=decision, exchange=exchange, names=names, triggers=triggers, window=window,
                       window_error=window_error, windows=TRIGGER_WINDOWS, max_triggers=MAX_TRIGGERS)
+
+    @app.get("/devices/{device_id}", include_in_schema=False)
+    def device(request: Request, device_id: str) -> Response:
+        who = signed_in(request)
+        if who is None:
+            return to_login(request)
+        try:
+            device_id = eui64(device_id[:64])
+        except InvalidValue:
+            return not_found(request, who)
+        try:
+            after = cursor_of(request.query_params.get("cursor") or None)
+        except ParameterError:
+            after, problem = None, "That page link is no longer valid. Start again from the newest records."
+        else:
+            problem = ""
+        wanted = build_search(device_id=device_id)
+        items: list[dict[str, Any]] = []
+        more = None
+        # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
+        with limits_of(request).search(who.viewer.party_id, wanted), engine_of(request).connect() as conn:
+            intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
+            if not problem:
+                try:
+                    items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
+                except SearchTooBroad as e:
+                    problem = str(e)
+            relations = _relations(conn, who.viewer, items)
+            names = store.party_names(conn, [i["party_id"] for i in items])
+        here = f"/devices/{device_id}"
+        return render(request, "devices.html", who, status=422 if problem else 200, title=f"Device {device_id}",
+                      device_id=device_id, intervals=intervals, rows=timeline(items), relations=relations,
+                      names=names, problem=problem, older_link=f"{here}?{urlencode({'cursor': more.encode()})}"
+                      if more is not None else "", newest_link=here if after is not None else "",
+                      described=next((i for i in items if i["device_type"]), None))
 
     @app.get("/report", include_in_schema=False)
     def report_form(request: Request) -> Response:

@@ -1,0 +1,170 @@
+"""The Device page (SPEC section 6): the viewer's intervals, exchanges as rows, alerts on the
+same time line, other Users' activity marked; server side, on both engines."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from html import unescape
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.store.accounts import create_account
+from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from servicetrail.web.device_page import timeline
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+SIGNED_AT = P.t("2025-04-01T12:00:00Z")
+# SUNEXPORT's CV 4 pre-command and its signed command share a Request ID; a lone pre-command
+EXTRA = {
+    "sx_pre_command": SatRecord(SIGNED_AT - timedelta(minutes=2), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
+                                P.SX_ES, P.ESME_1, "", "<sx secret pre>", 4),
+    "sx_command": SatRecord(SIGNED_AT, "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1", P.SX_ES, P.ESME_1, "",
+                            "<sx secret signed>", 5),
+    "sx_lone_pre_command": SatRecord(SIGNED_AT + timedelta(hours=1), "request", P._rid(P.SX_ES, P.ESME_1, 10),
+                                     "6.15.1", P.SX_ES, P.ESME_1, "", "<sx secret lone>", 4),
+}
+SECRETS = ("lk fw", "ag read fw", "ws read", "ws regs", "se tariff", "se ok", "alert: low credit", "sx secret",
+           "<np read>", "np registers")
+
+
+@pytest.fixture
+def world(engine):
+    built = P.load_personas(engine)
+    with engine.begin() as conn:
+        append_records(conn, list(EXTRA.values()))
+        keys = P.record_ids(conn)
+        for party in (P.NORTHPOWER, P.WIRESCO, P.SUNEXPORT):
+            create_account(conn, party.lower(), party, PASSWORD)
+    built.ids.update({name: keys[rec.key] for name, rec in EXTRA.items()})
+    return built
+
+
+def signed_in(engine, party: str) -> TestClient:
+    client = TestClient(create_app(engine))
+    form = client.get("/login")
+    answer = client.post("/login", follow_redirects=False, data={
+        "username": party.lower(), "password": PASSWORD, "csrf_token": TOKEN.search(form.text).group(1)})
+    assert answer.status_code == 303
+    return client
+
+
+def rows_of(page: str) -> list[str]:
+    return re.findall(r'<li class="timeline-row (.*?)</details>', page, re.S)
+
+
+def record_ids(row: str) -> list[int]:
+    return [int(i) for i in re.findall(r'href="/records/(\d+)"', row)]
+
+
+def test_exchanges_are_one_row_alerts_their_own_and_others_marked(engine, world) -> None:
+    page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{P.ESME_1.lower()}")  # any case is accepted
+    assert page.status_code == 200
+    rows = rows_of(page.text)
+    ids = world.ids
+    grouped = {tuple(record_ids(row)): row for row in rows}
+    # NORTHPOWER's own exchange: request, acknowledgement, response in one row, oldest first
+    assert (ids["np_req"], ids["np_ack"], ids["np_resp"]) in grouped
+    # the change of supplier: LOOKER's response fell in SOUTHENERGY's period, so it is not here
+    lk_row = grouped[(ids["lk_cos_req"], ids["lk_cos_ack"])]
+    assert "row-mp141" in lk_row and "Looker Analytics" in lk_row and "another User’s activity" in lk_row
+    assert "as Responsible Supplier" in lk_row
+    own_row = grouped[(ids["np_req"], ids["np_ack"], ids["np_resp"])]
+    assert "row-own" in own_row and "another User" not in own_row
+    # the two own alerts, each a row of its own, on the same time line
+    assert sum("timeline-alert" in row for row in rows) == 2
+    assert (ids["np_device_alert"],) in grouped and (ids["np_dcc_alert"],) in grouped
+    # everything NORTHPOWER may see on the Device, each record once
+    shown = [i for row in rows for i in record_ids(row)]
+    assert len(shown) == len(set(shown)) == 12 and len(rows) == 7
+    times = re.findall(r'<summary>\s*<time datetime="([^"]+)"', page.text)
+    assert times == sorted(times, key=lambda t: P.t(t), reverse=True)
+    text = unescape(page.text)
+    for secret in SECRETS:
+        assert secret not in text
+    assert "8F35" not in text  # SOUTHENERGY's alert stays SOUTHENERGY's
+
+
+def test_only_the_viewers_own_intervals_are_shown(engine, world) -> None:
+    def intervals(party: str) -> str:
+        page = signed_in(engine, party).get(f"/devices/{P.ESME_1}").text
+        return unescape(re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1))
+
+    northpower, wiresco, sunexport = intervals(P.NORTHPOWER), intervals(P.WIRESCO), intervals(P.SUNEXPORT)
+    assert "Responsible Supplier" in northpower and "2025-01-01 00:00" in northpower
+    assert "2025-03-01 00:00" in northpower and "Network Operator" not in northpower
+    assert "now (open)" not in northpower  # SOUTHENERGY's and WIRESCO's intervals are theirs
+    assert "Network Operator" in wiresco and "now (open)" in wiresco and "Responsible Supplier" not in wiresco
+    assert "You have not been this Device’s Responsible Supplier" in sunexport
+
+
+def test_a_pre_command_is_marked_as_not_reaching_the_device(engine, world) -> None:
+    page = signed_in(engine, P.SUNEXPORT).get(f"/devices/{P.ESME_1}").text
+    rows = {tuple(record_ids(row)): row for row in rows_of(page)}
+    ids = world.ids
+    pair = rows[(ids["sx_pre_command"], ids["sx_command"])]
+    assert "timeline-pre-command" not in pair and "its signed command did" in pair
+    assert "pre-command, did not reach the Device" in pair and "CV 5: signed command" in pair
+    lone = rows[(ids["sx_lone_pre_command"],)]
+    assert "timeline-pre-command" in lone and "Did not reach the Device." in lone
+    assert "sx secret" not in unescape(page)  # own, but the Device page shows titles only
+
+
+def test_a_device_you_may_see_nothing_of_reads_like_an_empty_one(engine, world) -> None:
+    c = signed_in(engine, P.NORTHPOWER)
+    never_seen = "00-DB-12-34-56-78-99-99"
+    answers = {device: c.get(f"/devices/{device}") for device in (
+        P.GSME_1,  # SOUTHENERGY's gas meter, with traffic NORTHPOWER may not see
+        P.PPMID_1,  # a HAN device nobody is responsible for, with LOOKER's traffic
+        never_seen)}
+    assert {a.status_code for a in answers.values()} == {200}
+    texts = {a.text.replace(device, "DEVICE") for device, a in answers.items()}
+    assert len(texts) == 1 and "Nothing on this Device that you may see." in texts.pop()
+    for bad in ("nonsense", "00-DB-12-34-56-78-90", "00-db-12-34-56-78-90-01-02", "%00", "²"):
+        answer = c.get(f"/devices/{bad}")
+        assert answer.status_code == 404 and answer.text == c.get("/records/999999").text
+
+
+def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None:
+    with engine.begin() as conn:
+        append_records(conn, [
+            SatRecord(P.t("2025-04-01T00:00:00Z") + timedelta(minutes=n, seconds=s), kind,
+                      f"{P.NP_IS}:{P.ESME_S1}:{1000 + n}", "4.1.1", P.NP_IS, P.ESME_S1, code, f"<p{n}/>")
+            for n in range(40) for s, kind, code in ((0, "request", ""), (5, "response", "I0"))])
+    c = signed_in(engine, P.NORTHPOWER)
+    first = c.get(f"/devices/{P.ESME_S1}")
+    older = re.search(r'href="([^"]+)" rel="next"', first.text).group(1)
+    second = c.get(unescape(older))
+    assert second.status_code == 200 and "« Newest" in second.text
+    pages = [[i for row in rows_of(p.text) for i in record_ids(row)] for p in (first, second)]
+    assert len(pages[0]) == 50 and not set(pages[0]) & set(pages[1])
+    # 40 exchanges of two, NORTHPOWER's request and AGENTCO's exchange (MP141) before them
+    assert len(pages[0]) + len(pages[1]) == 80 + 1 + 2 and 'rel="next"' not in second.text
+    assert len(rows_of(first.text)) == 25
+    broken = c.get(f"/devices/{P.ESME_S1}", params={"cursor": "not-a-cursor"})
+    assert broken.status_code == 422 and "That page link is no longer valid" in broken.text
+
+
+def test_every_device_id_links_to_its_device_page(engine, world) -> None:
+    c = signed_in(engine, P.NORTHPOWER)
+    link = f'href="/devices/{P.ESME_1}"'
+    assert link in c.get("/", params={"device_id": P.ESME_1}).text
+    record = c.get(f"/records/{world.ids['np_device_alert']}").text
+    assert record.count(link) >= 3  # the breadcrumb, the details and the triggers panel
+
+
+def test_rows_follow_the_time_they_show() -> None:
+    def entry(i: int, at: str, kind: str, request_id: str) -> dict:
+        return {"id": i, "logged_at": at, "kind": kind, "request_id": request_id, "access": "own",
+                "response_code": "", "command_variant": None}
+
+    newest_first = [entry(4, "2025-03-01T00:00:00Z", "response", "a"),
+                    entry(3, "2025-02-28T23:59:59.999999Z", "request", "b"),
+                    entry(2, "2025-02-28T23:59:59Z", "request", "a"),
+                    entry(1, "2025-02-28T00:00:00Z", "response", "")]
+    rows = timeline(newest_first)
+    assert [[m["id"] for m in row.messages] for row in rows] == [[3], [2, 4], [1]]
