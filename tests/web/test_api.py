@@ -182,3 +182,17 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
     response = client.get("/api/v1/records", headers=token(P.NORTHPOWER))
     assert response.status_code == 500
     assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("x" * 201, 422),
+                                         ("no such title words", 200), ("99.9", 200)])
+def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(client, token, srv, status):
+    """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
+    headers = token(P.NORTHPOWER)
+    for device in ("", f"&device_id={P.ESME_1}"):  # the general form and the device fast path
+        response = client.get(f"/api/v1/records?srv={srv}{device}", headers=headers)
+        assert response.status_code == status, response.text
+        if status == 422:
+            assert response.json()["parameter"] == "srv"
+        else:
+            assert response.json()["items"] == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from .times import format_time, parse_time
 from .visibility import Scope
 
 MAX_PAGE = 1000
+MAX_SRV_TEXT = 200
+_SRV_FORM = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){0,3}")
 DEFAULT_PAGE = 100
 
 
@@ -95,6 +98,12 @@ def build_search(device_id: str | None = None, request_id: str | None = None, sr
         raise InvalidField("to", "must be after from")
     srvs = None
     if srv and srv.strip():
-        srvs = tuple(search_srvs(srv)) or (srv.strip(),)  # a number, or words of a title
+        text = srv.strip()
+        if not text.isprintable() or len(text) > MAX_SRV_TEXT:  # a NUL would fail PostgreSQL's bind
+            raise InvalidField("srv", f"must be an SRV number such as 4.1.1 or words of its title, at most "
+                                      f"{MAX_SRV_TEXT} printable characters")
+        # a number or words of a title; an SRV-shaped number the catalogue lacks is looked for
+        # as it is (a SAT JSONL record may carry one), and words that match no title find nothing
+        srvs = tuple(search_srvs(text)) or ((text,) if _SRV_FORM.fullmatch(text) else ())
     return Search(device_id=device, request_id=request, srvs=srvs, kinds=(kind,) if kind else None,
                   time_from=start, time_to=end, scope=chosen_scope)
