@@ -15,6 +15,8 @@ from .visibility import Scope
 
 MAX_PAGE = 1000
 MAX_SRV_TEXT = 200
+SRV_TEXT_PATTERN = "^[^\u0000-\u001f\u007f-\u009f]*$"  # no control character (Unicode Cc)
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
 _SRV_FORM = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){0,3}")
 DEFAULT_PAGE = 100
 
@@ -99,9 +101,9 @@ def build_search(device_id: str | None = None, request_id: str | None = None, sr
     srvs = None
     if srv and srv.strip():
         text = srv.strip()
-        if not text.isprintable() or len(text) > MAX_SRV_TEXT:  # a NUL would fail PostgreSQL's bind
+        if _CONTROL.search(text) or len(text) > MAX_SRV_TEXT:  # a NUL would fail PostgreSQL's bind
             raise InvalidField("srv", f"must be an SRV number such as 4.1.1 or words of its title, at most "
-                                      f"{MAX_SRV_TEXT} printable characters")
+                                      f"{MAX_SRV_TEXT} characters and no control character")
         # a number or words of a title; an SRV-shaped number the catalogue lacks is looked for
         # as it is (a SAT JSONL record may carry one), and words that match no title find nothing
         srvs = tuple(search_srvs(text)) or ((text,) if _SRV_FORM.fullmatch(text) else ())

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
 from ..domain.model import KINDS
-from ..domain.search import MAX_PAGE
+from ..domain.search import MAX_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, MAX_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Scope, Viewer
@@ -121,7 +121,9 @@ def list_records(
                                            json_schema_extra={"pattern": EUI64_PATTERN})] = None,
     request_id: Annotated[str | None, Query(description="originator:target:counter",
                                             json_schema_extra={"pattern": REQUEST_ID_PATTERN})] = None,
-    srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title")] = None,
+    srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title",
+                                     json_schema_extra={"pattern": SRV_TEXT_PATTERN,
+                                                        "maxLength": MAX_SRV_TEXT})] = None,
     kind: Annotated[str | None, Query(description="the kind of message",
                                       json_schema_extra={"enum": list(KINDS)})] = None,
     time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601 with offset",
