@@ -6,17 +6,12 @@ from datetime import timedelta
 from html import unescape
 
 import pytest
-from fastapi.testclient import TestClient
 
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.accounts import create_account
-from servicetrail.store.writer import append_records
-from servicetrail.web.app import create_app
 from servicetrail.web.html import before_text
 from tests import personas as P
+from tests.web.screen import personas_with, signed_in
 
-PASSWORD = "correct horse battery staple"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 ALERT_AT = P.t("2025-04-01T12:00:00Z")
 # WIRESCO (Network Operator of ESME-1) gets an alert; before it, SUNEXPORT's CV 4 pre-command
 # and its signed command, and LOOKER's read
@@ -34,23 +29,7 @@ EXTRA = {
 
 @pytest.fixture
 def world(engine):
-    built = P.load_personas(engine)
-    with engine.begin() as conn:
-        append_records(conn, list(EXTRA.values()))
-        keys = P.record_ids(conn)
-        for party in (P.WIRESCO, P.LOOKER, P.NORTHPOWER):
-            create_account(conn, party.lower(), party, PASSWORD)
-    built.ids.update({name: keys[rec.key] for name, rec in EXTRA.items()})
-    return built
-
-
-def signed_in(engine, party: str) -> TestClient:
-    client = TestClient(create_app(engine))
-    form = client.get("/login")
-    answer = client.post("/login", follow_redirects=False, data={
-        "username": party.lower(), "password": PASSWORD, "csrf_token": TOKEN.search(form.text).group(1)})
-    assert answer.status_code == 303
-    return client
+    return personas_with(engine, EXTRA, (P.WIRESCO, P.LOOKER, P.NORTHPOWER))
 
 
 def panel(page: str) -> str:

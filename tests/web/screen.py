@@ -1,0 +1,40 @@
+"""Signing in to the web screen in-process: a TestClient with a session, for screen tests
+that build their own world of personas and extra records."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.store.accounts import create_account
+from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def personas_with(engine: Engine, extra: Mapping[str, SatRecord], parties: Iterable[str]) -> P.World:
+    """The personas, `extra` records (their ids by name in the world's `ids`), and an account,
+    named after it in lower case, for each of `parties`."""
+    built = P.load_personas(engine)
+    with engine.begin() as conn:
+        append_records(conn, list(extra.values()))
+        keys = P.record_ids(conn)
+        for party in parties:
+            create_account(conn, party.lower(), party, PASSWORD)
+    built.ids.update({name: keys[rec.key] for name, rec in extra.items()})
+    return built
+
+
+def signed_in(engine: Engine, party: str) -> TestClient:
+    client = TestClient(create_app(engine))
+    form = client.get("/login")
+    answer = client.post("/login", follow_redirects=False, data={
+        "username": party.lower(), "password": PASSWORD, "csrf_token": TOKEN.search(form.text).group(1)})
+    assert answer.status_code == 303
+    return client
