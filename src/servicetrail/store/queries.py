@@ -25,7 +25,8 @@ from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
 from .device_search import device_search
 from .filters import Shape, conditions, params_of, shape_of
-from .index_search import index_statement, record_statement, request_statement
+from .index_search import (ROW_BUCKETS, index_keys_statement, index_records_statement, record_statement,
+                           request_statement, rows_bucket)
 from .items import newest_first, visible_items
 from .limits import EXPORT_SECONDS
 from .read_transaction import custom_plans, read_as
@@ -71,15 +72,30 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
             if query is None:  # too many branches for the interval-first form: back to custom plans
                 custom_plans(conn)
                 query = _general_page(search.scope, shape_of(search), cursor is not None)
+            rows = conn.execute(query, params).all()
         elif search.request_id:
-            query = request_statement(search.scope, shape_of(search), cursor is not None)
+            query = request_statement(search.scope, shape_of(search), cursor is not None, rows_bucket(limit + 1))
+            rows = conn.execute(query, params).all()
         else:
-            query = index_statement(search.scope, shape_of(search), cursor is not None)
-        rows = conn.execute(query, params).all()
+            rows = _through_the_index(conn, search, cursor is not None, params, rows_bucket(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = Cursor(rows[-1].logged_at, rows[-1].id) if more and rows else None
     return [item(*r) for r in rows], next_cursor
+
+
+def _through_the_index(conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any],
+                       bucket: int) -> list:
+    """A device-less page: the candidates' keys from the visibility index, then the records
+    themselves (see index_search), each statement planned as suits it."""
+    shape = shape_of(search)
+    keys = conn.execute(index_keys_statement(search.scope, shape, with_cursor, bucket), params).all()
+    if not keys:
+        return []
+    custom_plans(conn)
+    return conn.execute(index_records_statement(search.scope, shape, with_cursor),
+                        {**params, "record_ids": [k[0] for k in keys],
+                         "record_times": sorted({k[1] for k in keys})}).all()
 
 
 def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | None = None
@@ -91,14 +107,16 @@ def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | N
     export limit, since a whole year of a supplier's own traffic is a legitimate ask.
     """
     params = params_of(viewer, search, None)
-    if limit is not None and not search.device_id and not search.request_id:
+    if limit is not None and limit <= ROW_BUCKETS[-1] and not search.device_id and not search.request_id:
         # the first `limit` of a device-less search: the index walk of a page, however large
-        query = index_statement(search.scope, shape_of(search), False)
         params["lim"] = limit
-    else:
-        query = _general_search(search.scope, shape_of(search), False)
-        if limit is not None:
-            query = query.limit(limit)
+        with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True):
+            rows = _through_the_index(conn, search, False, params, rows_bucket(limit))
+        yield from (item(*row) for row in rows)
+        return
+    query = _general_search(search.scope, shape_of(search), False)
+    if limit is not None:
+        query = query.limit(limit)
     with read_as(conn, viewer, EXPORT_SECONDS):
         for row in conn.execution_options(yield_per=STREAM_PAGE).execute(query, params):
             yield item(*row)
