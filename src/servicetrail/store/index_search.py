@@ -76,11 +76,14 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
     what the viewer may see alone; so a Request ID in use by someone else costs about what an
     unused one does. The page's LIMIT also keeps the engine from merging the rule into the
     probe."""
+    # EXISTS, not a join: a join let SQLite walk all of the viewer's index rows and probe the
+    # trail for each (250 ms at 1M records); this way the identity index leads, on both engines
+    seen = (select(literal_column("1")).where(
+        v.party_id == _party(), v.access.in_(SCOPE_ACCESS[scope]), v.logged_at == s.logged_at, v.record_id == s.id)
+        .exists())
     candidate = (select(*RECORD_COLUMNS)
-                 .select_from(sat_record.join(sat_visibility, and_(
-                     v.party_id == _party(), v.access.in_(SCOPE_ACCESS[scope]),
-                     v.logged_at == s.logged_at, v.record_id == s.id)))
-                 .where(*conditions(shape, with_cursor))
+                 .where(s.request_id == bindparam("request_id", type_=s.request_id.type), seen,
+                        *conditions(shape, with_cursor))
                  .order_by(s.logged_at.desc(), s.id.desc())
                  .limit(literal_column(str(int(bucket)))).subquery("candidate"))
     return page_of_candidates(candidate, scope)

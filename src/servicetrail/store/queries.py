@@ -74,6 +74,8 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
                 query = _general_page(search.scope, shape_of(search), cursor is not None)
             rows = conn.execute(query, params).all()
         elif search.request_id:
+            # planned for its Request ID: a generic plan hashed all of the viewer's index rows
+            custom_plans(conn)
             query = request_statement(search.scope, shape_of(search), cursor is not None, rows_bucket(limit + 1))
             rows = conn.execute(query, params).all()
         else:
