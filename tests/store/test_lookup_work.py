@@ -22,7 +22,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.visibility import Viewer
-from servicetrail.store.queries import _bounded_as, get_visible
+from servicetrail.store.queries import get_visible
+from servicetrail.store.read_transaction import read_as
 from tests.personas import LOOKER, NORTHPOWER, SOUTHENERGY, SUNEXPORT, World, load_personas
 
 MISSING = 10**9  # no persona record has this id
@@ -79,7 +80,7 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
 def postgres_nodes(engine: Engine, viewer: Viewer, statement: str, parameters: object) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran and
     the rows it produced (no times, no costs: those vary from run to run)."""
-    with engine.connect() as conn, _bounded_as(conn, viewer, generic_plan=True):
+    with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
         plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
                                     + statement, parameters).scalar()
     plan = json.loads(plan) if isinstance(plan, str) else plan
