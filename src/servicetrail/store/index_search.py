@@ -92,12 +92,19 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
 @lru_cache(maxsize=1)
 def record_statement() -> Select:
     """One record, read only past the viewer's index row for it: a record the viewer may not
-    see costs what a missing one does (an index probe that finds nothing), so the answer's
-    time does not tell one from the other. The LIMIT keeps the engine from merging the rule
-    on top into this probe (and so evaluating it for hidden records)."""
-    candidate = (select(*RECORD_COLUMNS)
-                 .select_from(sat_record.join(sat_visibility, and_(
-                     v.party_id == _party(), v.access.in_((OWN, MP141)),
-                     v.logged_at == s.logged_at, v.record_id == s.id)))
-                 .where(s.id == bindparam("record_id", type_=s.id.type)).limit(1).subquery("candidate"))
+    see costs what a missing one does (a probe of the viewer's own index rows that finds
+    nothing), so the answer's time does not tell one from the other (issue 10 finding 7).
+
+    The probe comes first and alone: when the record's row was read first (for the time
+    that keys the index), a hidden record cost a row read and an index probe more than a
+    missing one, and on PostgreSQL the row-level-security rule over that row, which reads
+    `responsibility` (bench/timing.py, tests/store/test_lookup_work.py). Its LIMIT keeps
+    either engine from merging it into the join and starting from the record again."""
+    found = (select(v.record_id, v.logged_at)
+             .where(v.party_id == _party(), v.record_id == bindparam("record_id", type_=v.record_id.type),
+                    v.access.in_((OWN, MP141)))
+             .limit(1).subquery("found"))  # a Party has one index row per record it may see
+    # the record by id and time (the time selects the month's partition)
+    candidate = (select(*RECORD_COLUMNS).select_from(found.join(
+        sat_record, and_(s.id == found.c.record_id, s.logged_at == found.c.logged_at)))).subquery("candidate")
     return page_of_candidates(candidate, Scope.ALL)
