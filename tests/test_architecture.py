@@ -14,6 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "servicetrail"
 MAY_TOUCH_SAT_TABLES = {
     "store/schema.py", "store/visibility_sql.py", "store/queries.py", "store/export.py",
     "store/writer.py", "store/partitions.py",
+    # watches: the rule's own clauses with the viewer as a column, for many Parties at once
+    "store/watch_sql.py",
 }
 
 

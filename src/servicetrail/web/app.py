@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..store.engine import pool_capacity
-from . import api, errors, html
+from . import api, errors, html, watches_api
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
 
@@ -25,6 +25,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(watches_api.router)
     html.install(app)
     app.add_middleware(SecurityHeaders)
     return app
