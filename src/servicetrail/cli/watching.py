@@ -135,3 +135,38 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
         fail(str(e), 3)
     except KeyboardInterrupt:
         return
+
+
+@click.command("deliver")
+@with_db
+def deliver_cmd() -> None:
+    """Match new records into watches' events and deliver webhooks, until stopped.
+
+    `servicetrail serve` does the same beside the server; run this for a worker alone (any
+    number of them, and servers, may run at once: each delivery is leased to one). Pending
+    deliveries live in the store: a killed worker loses none, and the next one picks them
+    up. Retries follow $SERVICETRAIL_WEBHOOK_RETRY_SECONDS (comma-separated seconds; default
+    Standard Webhooks': 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h).
+    """
+    import asyncio
+    import signal
+
+    from ..webhooks.deliver import Deliverer, retry_schedule
+
+    try:
+        schedule = retry_schedule()
+    except ValueError as e:
+        fail(str(e))
+    deliverer = Deliverer(engine(), schedule=schedule)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await deliverer.run(stop)
+
+    click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
+    asyncio.run(main())
+    s = deliverer.stats
+    click.echo(f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up {s.given_up}", err=True)

@@ -1,6 +1,9 @@
 """The ASGI application: API, web screen and OpenAPI document over one store."""
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
@@ -9,10 +12,23 @@ from ..store.engine import pool_capacity
 from . import api, errors, html, watches_api
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
+from ..webhooks.deliver import BackgroundDeliverer
 
 
-def create_app(engine: Engine) -> FastAPI:
+@asynccontextmanager
+async def _deliveries(app: FastAPI):
+    """Watches' matching and webhook deliveries run beside the server (webhooks.deliver)."""
+    worker = BackgroundDeliverer(app.state.engine).start()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+
+def create_app(engine: Engine, deliveries: bool = False) -> FastAPI:
+    """`deliveries`: also run the webhook worker (serve does; tests of the API need not)."""
     app = FastAPI(
+        lifespan=_deliveries if deliveries else None,
         title="servicetrail",
         version=__version__,
         description="The DCC Service Audit Trail with SEC MP141 (Option B) visibility. "
@@ -35,4 +51,4 @@ def app_from_environment() -> FastAPI:
     """For `serve --workers N`: each worker process opens the store named in the environment."""
     from ..store.engine import open_store
 
-    return create_app(open_store())
+    return create_app(open_store(), deliveries=True)
