@@ -2,17 +2,21 @@
 their events as a page or as Server-Sent Events. Thin: store.watches does the work."""
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
-from ..store.watches import WatchLimit, create_watch, delete_watch, events_after, list_watches
+from ..store.watches import WatchLimit, create_watch, delete_watch, events_after, get_watch, list_watches
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .api import ERRORS, ViewerDep, engine_of
@@ -125,3 +129,70 @@ def watch_events(
     if page is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
     return Response(orjson.dumps({"events": page[0], "next_after": page[1]}), media_type="application/json")
+
+
+# How often an open stream looks for new events, and how long it may stay silent before a
+# comment line tells proxies (and the client) the connection is alive.
+STREAM_POLL_SECONDS = float(os.environ.get("SERVICETRAIL_STREAM_POLL_SECONDS", "1"))
+STREAM_KEEPALIVE_SECONDS = 15.0
+STREAM_PAGE = 200
+
+
+def sse_event(event: dict[str, Any]) -> bytes:
+    """One Server-Sent Event: `id:` the event_id (what Last-Event-ID resumes from), its type,
+    and the event as one line of JSON (orjson escapes every line break inside strings)."""
+    return (f"id: {event['event_id']}\nevent: record.matched\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+
+
+@router.get("/watches/{watch_id}/stream", response_model=None, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "the events as Server-Sent Events"},
+    404: {"model": Error, "description": "no such watch"}})
+def watch_stream(
+    request: Request,
+    viewer: ViewerDep,
+    watch_id: str,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="resume after this event_id")]
+    = None,
+    after: Annotated[str | None, Query(description="resume after this event_id (when no Last-Event-ID)",
+                                       json_schema_extra={"type": "integer", "minimum": 0})] = None,
+) -> Response:
+    """The watch's events as Server-Sent Events (`id:` event_id, `event: record.matched`,
+    `data:` the event), from after Last-Event-ID on; the same events as `/events`. A Party
+    may hold a few streams open on a server (429 past that)."""
+    start = event_id_of(last_event_id, "Last-Event-ID") if last_event_id else event_id_of(after)
+    found = watch_id_of(watch_id)
+    engine = engine_of(request)
+    with engine.connect() as conn:
+        if found is None or get_watch(conn, viewer.party_id, found) is None:
+            return JSONResponse(NOT_A_WATCH, status_code=404)
+    slots = limits_of(request).take(viewer.party_id, "stream")
+
+    def page(position: int):
+        with engine.connect() as conn:
+            got = events_after(conn, viewer, found, position, STREAM_PAGE)
+            conn.commit()
+            return got
+
+    async def stream():
+        try:
+            position, quiet_since = start, time.monotonic()
+            yield b"retry: 2000\n\n"
+            while not await request.is_disconnected():
+                got = await run_in_threadpool(page, position)
+                if got is None:  # the watch was deleted
+                    return
+                events, next_after = got
+                if events:
+                    yield b"".join(sse_event(e) for e in events)
+                    position, quiet_since = next_after, time.monotonic()
+                    continue
+                if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_SECONDS:
+                    yield b": keep-alive\n\n"
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+        finally:
+            slots.release()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(slots.release))
