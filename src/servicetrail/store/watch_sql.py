@@ -125,3 +125,25 @@ def due_deliveries() -> Select:
                  .order_by(o.next_attempt_at, o.watch_id, o.event_id)
                  .limit(bindparam("lim", type_=Integer)))
     return for_party(statement, w.party_id)
+
+
+@lru_cache(maxsize=1)
+def recent_events() -> Select:
+    """One watch's newest events that its Party may see, newest first (the Watches page)."""
+    e = watch_event.c
+    return (_events_of_watches([e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()], False)
+            .order_by(e.event_id.desc()).limit(bindparam("lim", type_=Integer)))
+
+
+@lru_cache(maxsize=1)
+def unread_events() -> Select:
+    """The Party's events past what it has read, that it may see, at most `lim` of them (the
+    count in the navigation says "99+" rather than counting a backlog whole)."""
+    e = watch_event.c
+    w = watch.c
+    joined = watch_event.join(watch, w.id == e.watch_id).join(
+        sat_record, and_(s.id == e.record_id, s.logged_at == e.record_logged_at, s.device_id == e.record_device_id))
+    capped = (select(e.event_id).select_from(joined)
+              .where(w.party_id == bindparam("party_id"), e.event_id > w.read_event_id, visible_clause())
+              .limit(bindparam("lim", type_=Integer)).subquery())
+    return select(func.count()).select_from(capped)

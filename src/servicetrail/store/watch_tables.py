@@ -26,6 +26,8 @@ watch = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("after_record_id", RecordId, nullable=False),
     Column("last_event_id", BigInteger, nullable=False, server_default="0"),
+    # the newest event the Party has seen on the Watches page: later ones count as unread
+    Column("read_event_id", BigInteger, nullable=False, server_default="0"),
     Column("webhook_url", String(2000), nullable=True),
     # the signing key: the receiver's copy was shown once; this one signs every delivery
     Column("webhook_secret", String(100), nullable=True),

@@ -26,7 +26,8 @@ from ..domain.watches import (MAX_WATCHES_PER_PARTY, Candidate, PartyWatches, Wa
                               titles_only)
 from .queries import _bounded_as
 from .visibility_sql import viewer_params
-from .watch_sql import candidates, events_page as events_page_statement, newest_record_id, record_ids_between
+from .watch_sql import (candidates, events_page as events_page_statement, newest_record_id, recent_events as
+                        recent_events_statement, record_ids_between, unread_events as unread_events_statement)
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 
 UTC = timezone.utc
@@ -140,6 +141,35 @@ def events_after(conn: Connection, viewer: Viewer, watch_id: int, after: int, li
         rows = conn.execute(events_page_statement(), params).all()
     events = [event_json(row) for row in rows]
     return events, events[-1]["event_id"] if events else None
+
+
+def recent_events(conn: Connection, viewer: Viewer, watch_id: int, limit: int) -> list[dict[str, Any]] | None:
+    """The watch's newest events the Party may see, newest first; None if not the Party's."""
+    if _owned(conn, viewer.party_id, watch_id) is None:
+        return None
+    params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit}
+    with _bounded_as(conn, viewer):
+        return [event_json(row) for row in conn.execute(recent_events_statement(), params)]
+
+
+def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
+    """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
+    params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
+    with _bounded_as(conn, viewer):
+        return conn.execute(unread_events_statement(), params).scalar_one()
+
+
+def read_position(conn: Connection, party_id: str, watch_id: int) -> int:
+    """The newest event the Party had read of the watch (0 if none, or not its watch)."""
+    row = _owned(conn, party_id, watch_id)
+    return row.read_event_id if row is not None else 0
+
+
+def mark_read(conn: Connection, party_id: str, watch_id: int, event_id: int) -> None:
+    """The Party has seen the watch's events up to `event_id` (never moves back)."""
+    w = watch.c
+    conn.execute(update(watch).where(w.id == watch_id, w.party_id == party_id, w.read_event_id < event_id)
+                 .values(read_event_id=event_id))
 
 
 # --- the matcher --------------------------------------------------------------------------
@@ -295,4 +325,4 @@ def unmatched_backlog(conn: Connection) -> int:
 
 
 __all__ = ["WatchLimit", "catch_up", "create_watch", "cursor_position", "delete_watch", "events_after", "get_watch",
-           "list_watches", "match_new_records", "unmatched_backlog", "watch_json"]
+           "list_watches", "mark_read", "match_new_records", "read_position", "recent_events", "unread_count", "unmatched_backlog", "watch_json"]

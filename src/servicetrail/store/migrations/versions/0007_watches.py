@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("after_record_id", RecordId, nullable=False),
         sa.Column("last_event_id", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("read_event_id", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("webhook_url", sa.String(2000), nullable=True),
         sa.Column("webhook_secret", sa.String(100), nullable=True),
         sa.Column("webhook_disabled_at", UtcDateTime, nullable=True),
