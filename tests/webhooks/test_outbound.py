@@ -116,18 +116,16 @@ def attempt(url: str, timeout: float = 5.0):
     """One delivery attempt of the worker to `url`: its (status, error)."""
     import asyncio
 
-    import httpx
-
     from servicetrail.store.outbox import Due
-    from servicetrail.webhooks.deliver import Deliverer
+    from servicetrail.webhooks.deliver import Deliverer, client_session
     from servicetrail.webhooks.signing import new_secret
 
     deliverer = Deliverer(engine=None, schedule=[1], timeout=timeout)  # type: ignore[arg-type]
     due = Due(1, 1, 0, url, new_secret(), {"event_id": 1})
 
     async def main():
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-            return await asyncio.wait_for(deliverer._post(client, due), timeout)
+        async with client_session(4, timeout) as session:
+            return await asyncio.wait_for(deliverer._post(session, due), timeout)
     return asyncio.run(main())
 
 

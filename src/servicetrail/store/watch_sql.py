@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import (BigInteger, BindParameter, ColumnElement, Integer, Select, and_, bindparam, exists, func,
-                        literal, or_, select, union)
+from sqlalchemy import (BigInteger, BindParameter, ColumnElement, Integer, Select, String, and_, bindparam, exists,
+                        func, literal, or_, select, type_coerce, union)
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
@@ -77,11 +77,13 @@ def candidates() -> Select:
     held = exists(select(literal(1)).where(
         r.device_id == new.c.device_id, r.party_id == party, r.valid_from <= new.c.logged_at,
         or_(r.valid_to.is_(None), new.c.logged_at < r.valid_to)))
-    return (select(new.c.id, new.c.logged_at, new.c.kind, new.c.srv, new.c.device_id, party,
+    # the time as the engine holds it (SQLite's text; a datetime from psycopg), unconverted:
+    # the matcher writes it straight back into the events
+    logged_at = type_coerce(new.c.logged_at, String)
+    return (select(new.c.id, logged_at, new.c.kind, new.c.srv, new.c.device_id, party,
                    for_party(on_new(own_clause()), party).label("own"), held.label("held"))
             .select_from(new.join(pairs, pairs.c.id == new.c.id))
-            .where(for_party(on_new(visible_clause()), party))
-            .order_by(new.c.id, party))
+            .where(for_party(on_new(visible_clause()), party)))
 
 
 def _events_of_watches(base_where: list, with_party_column: bool) -> Select:

@@ -25,6 +25,7 @@ from ..domain.visibility import Viewer
 from ..domain.watches import (MAX_WATCHES_PER_PARTY, Candidate, PartyWatches, Watch, WatchSpec, index_by_party,
                               titles_only)
 from .queries import _bounded_as
+from .schema import sqlite_time
 from .visibility_sql import viewer_params
 from .watch_sql import (candidates, events_page as events_page_statement, newest_record_id, recent_events as
                         recent_events_statement, record_ids_between, unread_events as unread_events_statement)
@@ -252,41 +253,66 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     cached = _watch_index(conn)
     if not cached.index:
         return 0
-    found: dict[int, list[tuple[int, datetime, str]]] = defaultdict(list)  # watch -> records, in id order
-    for row in conn.execute(candidates(), {"after": after, "upto": upto}):
-        party_watches = cached.index.get(row.party_id)
+    found: dict[int, list[tuple]] = defaultdict(list)  # watch -> (record id, its time, its Device)
+    index, after_of = cached.index, cached.after
+    for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
+            candidates(), {"after": after, "upto": upto}):
+        party_watches = index.get(party_id)
         if party_watches is None:
             continue
-        record = Candidate(row.id, row.kind, row.srv or "", row.device_id, bool(row.own), bool(row.held))
-        for matched in party_watches.matching(record):
-            if row.id > cached.after.get(matched.watch_id, 2**63):
-                found[matched.watch_id].append((row.id, row.logged_at, row.device_id))
+        for matched in party_watches.matching(Candidate(record_id, kind, srv or "", device_id, bool(own), bool(held))):
+            if record_id > after_of.get(matched.watch_id, 2**63):
+                found[matched.watch_id].append((record_id, logged_at, device_id))
     if not found:
         return 0
     if after < seen:
         _drop_known(conn, found, after, seen)
     events, outbox, counters = [], [], []
+    stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
     w = watch.c
     for chunk in _chunks(sorted(found)):
-        current = conn.execute(select(w.id, w.last_event_id, w.webhook_url, w.webhook_disabled_at)
+        current = conn.execute(select(w.id, w.last_event_id, w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None))
                                .where(w.id.in_(chunk))).all()
-        for watch_id, last, url, disabled_at in current:  # a watch deleted meanwhile is not here
-            records = found[watch_id]
+        for watch_id, last, hooked in current:  # a watch deleted meanwhile is not here
+            records = sorted(found[watch_id])  # event ids follow record ids
             if not records:
                 continue
-            for offset, (record_id, logged_at, device_id) in enumerate(records, start=1):
-                events.append({"watch_id": watch_id, "event_id": last + offset, "record_id": record_id,
-                               "record_logged_at": logged_at, "record_device_id": device_id, "matched_at": now})
-                if url is not None and disabled_at is None:
-                    outbox.append({"watch_id": watch_id, "event_id": last + offset, "next_attempt_at": now})
-            counters.append({"wid": watch_id, "last": last + len(records)})
-    if events:
-        conn.execute(insert(watch_event), events)
-        conn.execute(update(watch).where(w.id == bindparam("wid", type_=BigInteger))
-                     .values(last_event_id=bindparam("last", type_=BigInteger)), counters)
-    if outbox:
-        conn.execute(insert(webhook_outbox), outbox)
+            events += [(watch_id, last + n, record_id, logged_at, device_id, stamp)
+                       for n, (record_id, logged_at, device_id) in enumerate(records, start=1)]
+            if hooked:
+                outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
+            counters.append((last + len(records), watch_id))
+    _write_events(conn, events, outbox, counters)
     return len(events)
+
+
+_EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device_id, matched_at"
+
+
+def _write_events(conn: Connection, events: list[tuple], outbox: list[tuple], counters: list[tuple]) -> None:
+    """The step's rows, through the driver: SQLAlchemy's per-row parameter processing cost
+    several times the inserts themselves (a step can make hundreds of thousands of events).
+    Times are already in the engine's form (the candidates read them unconverted)."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            if events:
+                with cursor.copy(f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                    for row in events:
+                        copy.write_row(row)
+            if outbox:
+                with cursor.copy("COPY webhook_outbox (watch_id, event_id, next_attempt_at) FROM STDIN") as copy:
+                    for row in outbox:
+                        copy.write_row(row)
+            if counters:
+                cursor.executemany("UPDATE watch SET last_event_id = %s WHERE id = %s", counters)
+        return
+    if events:
+        driver.executemany(f"INSERT INTO watch_event ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", events)
+    if outbox:
+        driver.executemany("INSERT INTO webhook_outbox (watch_id, event_id, next_attempt_at) VALUES (?, ?, ?)", outbox)
+    if counters:
+        driver.executemany("UPDATE watch SET last_event_id = ? WHERE id = ?", counters)
 
 
 def _drop_known(conn: Connection, found: dict[int, list], after: int, seen: int) -> None:

@@ -3,12 +3,14 @@ to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetra
 
 Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port);
-  a receiver's watches are left out of the next lease while it has its share in flight, so
-  a slow one cannot fill the worker;
+  deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times its share), and
+  a receiver whose queue is full is left out of the next lease, so a slow one cannot fill
+  the worker or its queue;
 - each attempt ends within TIMEOUT_SECONDS (connect, send, answer, all together), reads at
   most MAX_RESPONSE_BYTES of the answer, and follows no redirect;
-- the address is resolved and checked (webhooks.outbound) before every connection, and the
-  connection goes to that checked address, not to a second resolution of the name.
+- the address is resolved and checked (webhooks.outbound) before every connection (an
+  answer is reused for RESOLVE_SECONDS), and the connection goes to that checked address,
+  not to a second resolution of the name.
 """
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import httpx
+import aiohttp
 import orjson
 from sqlalchemy.engine import Engine
 
@@ -40,7 +42,9 @@ TIMEOUT_SECONDS = float(os.environ.get("SERVICETRAIL_WEBHOOK_TIMEOUT", "15"))
 CONCURRENCY = int(os.environ.get("SERVICETRAIL_WEBHOOK_CONCURRENCY", "64"))
 PER_HOST = int(os.environ.get("SERVICETRAIL_WEBHOOK_PER_HOST", "16"))
 MAX_RESPONSE_BYTES = 64 * 1024
-IDLE_SECONDS = 0.1  # how often an idle worker looks for new records and due deliveries
+IDLE_SECONDS = 0.1  # how often an idle worker looks for due deliveries
+MATCH_EVERY_SECONDS = 0.1  # and for new records to match
+QUEUE_FACTOR = 4  # deliveries leased ahead per receiver, in multiples of what it may have in flight
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 
 
@@ -78,26 +82,43 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
         self.timeout = timeout
-        # a lease outlives any attempt: a row comes due again only if its worker died
-        self.lease = timedelta(seconds=timeout * 2 + 5)
+        # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
+        # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
+        # and the attempt: a row comes due again only if its worker died.
+        self.queue_depth = self.per_host * QUEUE_FACTOR
+        self.lease = timedelta(seconds=timeout * (QUEUE_FACTOR + 2) + 5)
         self.stats = Stats()
         self._in_flight: Counter[tuple[str, int]] = Counter()
+        self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
+        self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
         self._host_of_watch: dict[int, tuple[str, int]] = {}
         self._outcomes: list[Outcome] = []
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
 
     def _busy_watches(self) -> frozenset[int]:
-        full = {host for host, n in self._in_flight.items() if n >= self.per_host}
+        """Watches whose receiver has its whole share queued here already: not leased now."""
+        full = {host for host, queued in self._queued.items() if len(queued) >= self.queue_depth}
         return frozenset(w for w, host in self._host_of_watch.items() if host in full)
 
     async def run(self, stop: asyncio.Event) -> None:
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False,
-                                     timeout=httpx.Timeout(self.timeout)) as client:
+        async with client_session(self.concurrency, self.timeout) as session:
             tasks: set[asyncio.Task] = set()
+            last_match = 0.0
             while not stop.is_set():
-                worked = await self.step(client, tasks)
-                if not worked:
+                if time.monotonic() - last_match >= MATCH_EVERY_SECONDS:
+                    self.stats.matched_records += await asyncio.to_thread(catch_up, self.engine, 20)
+                    last_match = time.monotonic()
+                await asyncio.to_thread(self._record)
+                room = self.concurrency * QUEUE_FACTOR - sum(len(q) for q in self._queued.values())
+                leased = 0
+                # one lease transaction for many deliveries, once there is room for a round of
+                # them (a receiver whose queue is full is left out of it: see _busy_watches)
+                if room >= self.concurrency:
+                    leased = len(await asyncio.to_thread(self._lease, room))
+                self._dispatch(session, tasks)
+                if tasks:
+                    await asyncio.wait(tasks, timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                elif not leased:
                     try:
                         await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
                     except asyncio.TimeoutError:
@@ -105,27 +126,23 @@ class Deliverer:
             if tasks:  # let what is in flight finish (each is bounded by the timeout)
                 await asyncio.wait(tasks, timeout=self.timeout + 1)
             await asyncio.to_thread(self._record)
+            # what is still queued here stays leased until its lease ends, then comes due again
 
-    async def step(self, client: httpx.AsyncClient, tasks: set[asyncio.Task]) -> bool:
-        """One round; whether it found any work."""
-        matched = await asyncio.to_thread(catch_up, self.engine, 20)
-        self.stats.matched_records += matched
-        await asyncio.to_thread(self._record)
-        free = self.concurrency - len(tasks)
-        due: list[Due] = []
-        if free > 0:
-            due = await asyncio.to_thread(self._lease, free)
-        for delivery in due:
-            task = asyncio.create_task(self._attempt(client, delivery))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if not due and tasks:
-            await asyncio.wait(tasks, timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-            return True
-        return bool(matched or due)
+    def _dispatch(self, session: aiohttp.ClientSession, tasks: set[asyncio.Task]) -> None:
+        """Start queued deliveries while slots are free: in all, and to each receiver."""
+        for host, queued in list(self._queued.items()):
+            while queued and len(tasks) < self.concurrency and self._in_flight[host] < self.per_host:
+                delivery = queued.popleft()
+                self._in_flight[host] += 1
+                task = asyncio.create_task(self._attempt(session, delivery, host))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if not queued:
+                del self._queued[host]
 
-    def _lease(self, free: int) -> list[Due]:
-        """Lease what is due, at most PER_HOST in flight to any one receiver."""
+    def _lease(self, room: int) -> list[Due]:
+        """Lease up to `room` due deliveries into the per-receiver queues (each at most
+        `queue_depth` long), none already held here."""
         taken: Counter[tuple[str, int]] = Counter()
 
         def accept(delivery: Due) -> bool:
@@ -135,13 +152,18 @@ class Deliverer:
             except UnsafeUrl:
                 host = ("", 0)  # refused when attempted, and retried on the schedule
             self._host_of_watch[delivery.watch_id] = host
-            if self._in_flight[host] + taken[host] >= self.per_host:
+            key = (delivery.watch_id, delivery.event_id)
+            if key in self._held or len(self._queued.get(host, ())) + taken[host] >= self.queue_depth:
                 return False
             taken[host] += 1
             return True
 
         with self.engine.begin() as conn:
-            return lease_due(conn, datetime.now(UTC), free, self.lease, self._busy_watches(), accept)
+            due = lease_due(conn, datetime.now(UTC), room, self.lease, self._busy_watches(), accept)
+        for delivery in due:
+            self._held.add((delivery.watch_id, delivery.event_id))
+            self._queued[self._host_of_watch[delivery.watch_id]].append(delivery)
+        return due
 
     def _record(self) -> None:
         if not self._outcomes:
@@ -161,17 +183,17 @@ class Deliverer:
         self._resolved[key] = (time.monotonic() + RESOLVE_SECONDS, address)
         return address
 
-    async def _attempt(self, client: httpx.AsyncClient, delivery: Due) -> None:
-        host = self._host_of_watch.get(delivery.watch_id, ("", 0))
-        self._in_flight[host] += 1
+    async def _attempt(self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]) -> None:
+        """One attempt (its slot to `host` already taken by _dispatch)."""
         try:
-            status, error = await asyncio.wait_for(self._post(client, delivery), self.timeout)
+            status, error = await asyncio.wait_for(self._post(session, delivery), self.timeout)
         except asyncio.TimeoutError:
             status, error = None, f"no answer in {self.timeout:g} s"
         finally:
             self._in_flight[host] -= 1
             if not self._in_flight[host]:
                 del self._in_flight[host]
+            self._held.discard((delivery.watch_id, delivery.event_id))
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
         elif status == 410:
@@ -184,7 +206,7 @@ class Deliverer:
             self.stats.errors[error[:60]] += 1
         self._outcomes.append(Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error))
 
-    async def _post(self, client: httpx.AsyncClient, delivery: Due) -> tuple[int | None, str]:
+    async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
         try:
             target = parse_url(delivery.url)
             address = await self._address(target)
@@ -199,21 +221,22 @@ class Deliverer:
         shown = f"[{address}]" if address.version == 6 else str(address)
         url = f"{target.scheme}://{shown}:{target.port}{target.target}"
         # the connection goes to the checked address; TLS still checks the certificate against the name
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        tls = {"server_hostname": target.host} if target.scheme == "https" else {}
         try:
-            request = client.build_request("POST", url, content=body, headers=headers, extensions=extensions)
-            response = await client.send(request, stream=True)
-            try:
-                read = 0
-                async for chunk in response.aiter_raw():  # the answer matters by its status; read a little
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE_BYTES:
-                        break
-            finally:
-                await response.aclose()
-            return response.status_code, ""
-        except httpx.HTTPError as e:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False, **tls) as response:
+                await response.content.read(MAX_RESPONSE_BYTES)  # the answer matters by its status
+                return response.status, ""
+        except (aiohttp.ClientError, ValueError, OSError) as e:
             return None, f"{type(e).__name__}: {e}"[:200]
+
+
+def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
+    """The outbound client: no proxies or netrc from the environment, no cookies kept, no
+    redirects (per request), connections kept alive up to the worker's concurrency."""
+    connector = aiohttp.TCPConnector(limit=concurrency, use_dns_cache=False, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                 timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
+                                 skip_auto_headers=("User-Agent",))
 
 
 class BackgroundDeliverer:
