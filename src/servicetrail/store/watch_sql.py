@@ -54,7 +54,7 @@ def record_ids_between() -> Select:
 
 @lru_cache(maxsize=1)
 def candidates() -> Select:
-    """Each record in (after, upto] with each watching Party that may see it (the rule, per
+    """Each record in (after, upto] of the `kinds` watched, with each watching Party that may see it (the rule, per
     pair), and what the filters need: `own` (rule 1) and `held` (devices "mine": the Party
     was supplier or network operator of the record's Device at its time, whatever its kind).
 
@@ -62,7 +62,9 @@ def candidates() -> Select:
     Party of its User) or rule 3 (a Party with any interval on its Device); the rule itself
     then decides, so this narrowing can drop pairs but never add one."""
     new = (select(s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id)
-           .where(s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger))
+           .where(s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger),
+                  # the kinds some watch asks for: acknowledgements, a third of the trail, are rarely
+                  s.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)))
            .cte("new"))
     watching = select(watch.c.party_id).distinct()
     r = responsibility.c

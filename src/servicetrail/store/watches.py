@@ -180,6 +180,7 @@ class _Cached:
     key: tuple
     index: dict[str, PartyWatches]
     after: dict[int, int]
+    kinds: list[str]  # every kind some watch asks for
 
 
 _watch_cache: dict[str, _Cached] = {}
@@ -193,8 +194,9 @@ def _watch_index(conn: Connection) -> _Cached:
     cached = _watch_cache.get(url)
     if cached is None or cached.key != key:
         rows = conn.execute(select(watch)).all()
-        cached = _Cached(key, index_by_party(Watch(r.id, r.party_id, _spec_of(r)) for r in rows),
-                         {r.id: r.after_record_id for r in rows})
+        watches = [Watch(r.id, r.party_id, _spec_of(r)) for r in rows]
+        cached = _Cached(key, index_by_party(watches), {r.id: r.after_record_id for r in rows},
+                         sorted({kind for w in watches for kind in w.spec.kinds}))
         _watch_cache[url] = cached
     return cached
 
@@ -256,7 +258,7 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     found: dict[int, list[tuple]] = defaultdict(list)  # watch -> (record id, its time, its Device)
     index, after_of = cached.index, cached.after
     for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
-            candidates(), {"after": after, "upto": upto}):
+            candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}):
         party_watches = index.get(party_id)
         if party_watches is None:
             continue
