@@ -1,10 +1,7 @@
 """Watches, their events, the matcher's cursor and the webhook outbox (SPEC section 6).
 
-Chained on 0005 while the lead's 0006 (the visibility index) is not on main; renumber the
-`down_revision` to "0006" at merge.
-
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
@@ -12,7 +9,7 @@ from alembic import op
 from servicetrail.store.schema import UtcDateTime
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 
 READER = "servicetrail_reader"
 WatchId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
