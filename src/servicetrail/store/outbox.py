@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, update
+from sqlalchemy import BigInteger, bindparam, delete, literal, select, update
 from sqlalchemy.engine import Connection
 
 from ..domain.records import item
@@ -49,6 +49,8 @@ def lease_due(conn: Connection, now: datetime, limit: int, lease: timedelta,
     receiver already has all it may in flight), those `accept` takes leased until
     `now + lease`, in the caller's transaction; the others stay due. Deliveries whose record
     the Party may no longer see are dropped on the way."""
+    if conn.execute(select(literal(1)).where(webhook_outbox.c.next_attempt_at <= now).limit(1)).first() is None:
+        return []  # nothing due: no lock taken (the worker asks ten times a second)
     statement = due_deliveries()
     if busy_watches:
         statement = statement.where(webhook_outbox.c.watch_id.not_in(sorted(busy_watches)))
@@ -126,7 +128,7 @@ def record_outcomes(conn: Connection, outcomes: list[Outcome], now: datetime, sc
 
 
 def pending_count(conn: Connection, watch_id: int | None = None) -> int:
-    from sqlalchemy import func, select
+    from sqlalchemy import func
 
     query = select(func.count()).select_from(webhook_outbox)
     if watch_id is not None:

@@ -331,12 +331,25 @@ def catch_up(engine: Engine, steps: int = 1000) -> int:
     returns how many records were read."""
     read = 0
     for _ in range(steps):
+        if not _anything_new(engine):  # a plain read: no write lock taken for nothing
+            break
         with engine.begin() as conn:
             found = match_new_records(conn)
         if not found:
             break
         read += found
     return read
+
+
+def _anything_new(engine: Engine) -> bool:
+    """Whether a matching step could do anything: a record past the newest one read, or a gap
+    still waited for. False before any watch was made."""
+    c = watch_cursor.c
+    with engine.connect() as conn:
+        cursor = conn.execute(select(c.seen_id, c.gap_since).where(c.name == CURSOR)).first()
+        if cursor is None:
+            return False
+        return cursor.gap_since is not None or conn.execute(newest_record_id()).scalar_one() > cursor.seen_id
 
 
 def cursor_position(conn: Connection) -> int | None:
