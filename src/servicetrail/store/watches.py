@@ -238,7 +238,8 @@ def match_new_records(conn: Connection, batch: int = MATCH_BATCH, now: datetime 
     elif gap_since is not None and (now - gap_since).total_seconds() >= GAP_SECONDS:
         new_done, gap_since = upto, None  # the gap's transaction rolled back, or never was
     else:
-        new_done, gap_since = done + whole, gap_since or now
+        # the wait is timed from when this gap was first met: progress means a new gap
+        new_done, gap_since = done + whole, (now if whole else gap_since or now)
         if upto <= seen and whole == 0:
             # nothing new since the last step: the same gap, still open
             conn.execute(update(watch_cursor).where(watch_cursor.c.name == CURSOR).values(gap_since=gap_since))
