@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from .queries import _item_columns, _with_item_joins
+from .items import item_columns, with_item_joins
 from .schema import dcc_user, responsibility, sat_record
 from .visibility_sql import (VIEWER_PARTY, VIEWER_USER_IDS, VIEWER_USER_IDS_NOT, own_clause, visible_clause)
 from .watch_tables import watch, watch_event, webhook_outbox
@@ -94,8 +94,8 @@ def _events_of_watches(base_where: list, with_party_column: bool) -> Select:
                                                s.device_id == e.record_device_id))
     if with_party_column:
         joined = joined.join(watch, watch.c.id == e.watch_id)
-    return (select(e.watch_id, e.event_id, e.matched_at, *_item_columns(with_payload=False))
-            .select_from(_with_item_joins(joined, with_payload=False))
+    return (select(e.watch_id, e.event_id, e.matched_at, *item_columns(with_payload=False))
+            .select_from(with_item_joins(joined, with_payload=False))
             .where(*base_where))
 
 
@@ -122,8 +122,8 @@ def due_deliveries() -> Select:
               .join(sat_record, and_(s.id == e.record_id, s.logged_at == e.record_logged_at,
                                      s.device_id == e.record_device_id)))
     statement = (select(o.watch_id, o.event_id, o.attempts, e.matched_at, w.webhook_url, w.webhook_secret,
-                        visible_clause().label("visible"), *_item_columns(with_payload=False))
-                 .select_from(_with_item_joins(joined, with_payload=False))
+                        visible_clause().label("visible"), *item_columns(with_payload=False))
+                 .select_from(with_item_joins(joined, with_payload=False))
                  .where(o.next_attempt_at <= bindparam("now"), w.webhook_disabled_at.is_(None),
                         w.webhook_url.is_not(None))
                  .order_by(o.next_attempt_at, o.watch_id, o.event_id)

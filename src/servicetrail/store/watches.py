@@ -24,7 +24,7 @@ from ..domain.times import format_time
 from ..domain.visibility import Viewer
 from ..domain.watches import (MAX_WATCHES_PER_PARTY, Candidate, PartyWatches, Watch, WatchSpec, index_by_party,
                               titles_only)
-from .queries import _bounded_as
+from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
 from .watch_sql import (candidates, events_page as events_page_statement, newest_record_id, recent_events as
@@ -138,7 +138,7 @@ def events_after(conn: Connection, viewer: Viewer, watch_id: int, after: int, li
     if _owned(conn, viewer.party_id, watch_id) is None:
         return None
     params = {**viewer_params(viewer), "watch_id": watch_id, "after": after, "lim": limit}
-    with _bounded_as(conn, viewer):
+    with read_as(conn, viewer):
         rows = conn.execute(events_page_statement(), params).all()
     events = [event_json(row) for row in rows]
     return events, events[-1]["event_id"] if events else None
@@ -149,14 +149,14 @@ def recent_events(conn: Connection, viewer: Viewer, watch_id: int, limit: int) -
     if _owned(conn, viewer.party_id, watch_id) is None:
         return None
     params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit}
-    with _bounded_as(conn, viewer):
+    with read_as(conn, viewer):
         return [event_json(row) for row in conn.execute(recent_events_statement(), params)]
 
 
 def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
     """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
-    with _bounded_as(conn, viewer):
+    with read_as(conn, viewer):
         return conn.execute(unread_events_statement(), params).scalar_one()
 
 
