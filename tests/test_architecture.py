@@ -15,6 +15,8 @@ MAY_TOUCH_SAT_TABLES = {
     "store/schema.py", "store/visibility_sql.py", "store/queries.py", "store/export.py",
     "store/writer.py", "store/partitions.py", "store/visibility_index.py", "store/items.py", "store/filters.py",
     "store/device_search.py", "store/index_search.py",
+    # watches: the rule's own clauses with the viewer as a column, for many Parties at once
+    "store/watch_sql.py",
 }
 SAT_TABLES = ("sat_record", "sat_payload", "sat_visibility")
 

@@ -36,11 +36,14 @@ class Bounds:
     request: int = _setting("SERVICETRAIL_PARTY_REQUESTS", 6)
     heavy: int = _setting("SERVICETRAIL_PARTY_HEAVY", 1)
     download: int = _setting("SERVICETRAIL_PARTY_DOWNLOADS", 2)
+    # open event streams (a watch's Server-Sent Events): each holds a connection for as long
+    # as its client stays, so one Party's many cannot take the server's
+    stream: int = _setting("SERVICETRAIL_PARTY_STREAMS", 4)
 
 
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
 # statement time limit); a download lasts as long as its client takes.
-RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10}
+RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
                "retry in {s} s",
@@ -49,6 +52,8 @@ MESSAGES = {
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
     "download": "your Party already has as many report downloads open on this server as it may ({n}): "
                 "let one finish, or retry in {s} s",
+    "stream": "your Party already has as many event streams open on this server as it may ({n}): "
+              "close one, or retry in {s} s",
 }
 
 

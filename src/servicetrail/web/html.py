@@ -37,6 +37,7 @@ from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
 from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for, why_many
 from ..store.triggers import triggers_for
+from ..store.watches import unread_count
 from .api import report_download_headers
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload
@@ -162,6 +163,7 @@ class SignedIn:
     session: store.WebSession
     viewer: Viewer
     party_name: str
+    unread: int = 0  # the Party's watch events not yet seen on the Watches page (capped: "99+")
 
 
 def engine_of(request: Request) -> Engine:
@@ -192,7 +194,10 @@ def signed_in(request: Request) -> SignedIn | None:
         name = store.party_name(conn, session.party_id) if session and viewer else ""
     if session is None or viewer is None:
         return None
-    return SignedIn(session, viewer, name)
+    with engine_of(request).connect() as conn:  # apart: it reads as the viewer (store.queries)
+        unread = unread_count(conn, viewer)
+        conn.commit()
+    return SignedIn(session, viewer, name, unread)
 
 
 def to_login(request: Request) -> RedirectResponse:
@@ -521,6 +526,8 @@ def install(app: FastAPI) -> None:
                                                               wanted.time_to),
                               on_error=shown_on_the_form)
 
+    from .watches_page import install as install_watches_page
+    install_watches_page(app)
     _install_error_pages(app)
 
 

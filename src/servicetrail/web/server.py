@@ -22,7 +22,7 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
                    # only a named TLS-terminating proxy may say the client's address and https
                    proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
     if workers == 1:
-        uvicorn.run(create_app(store), **options)
+        uvicorn.run(create_app(store, deliveries=True), **options)
         return
     store.dispose()
     # uvicorn's worker processes build the app through a factory that takes no arguments: it
