@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .. import settings
+from .common import Failure
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--db", "db_url", metavar="URL", default=None, help="Database URL for every command.")
@@ -16,4 +18,8 @@ def main(ctx: click.Context, db_url: str | None) -> None:
     what each Party may see: its own traffic in full, and as Responsible Supplier or
     Network Operator the titles of every request and response to its devices.
     """
+    try:
+        settings.reload()  # this invocation's environment, checked before any command runs
+    except settings.SettingError as e:
+        raise Failure(str(e)) from None
     ctx.obj = db_url

@@ -77,14 +77,23 @@ def with_db(command: Callable) -> Callable:
     return wrapper
 
 
-def engine() -> Engine:
+class Failure(click.ClickException):
+    """The one way a command fails: click prints "Error: message" and exits with `code`."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def engine(*, upgrade: bool = False) -> Engine:
+    """The store at the current schema; `upgrade`: migrate one at an older schema (else refused)."""
     url = click.get_current_context().obj
     try:
-        return open_store(url)
+        return open_store(url, upgrade=upgrade)
     except StoreError as e:
-        raise click.ClickException(str(e)) from None
+        raise Failure(str(e)) from None
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
-        raise click.ClickException(f"cannot open the store at {database_url(url)}: {e}") from None
+        raise Failure(f"cannot open the store at {database_url(url)}: {e}") from None
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -46,7 +46,7 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     from ..demo import build_demo, demo_logins
     from ..store.queries import stored_record_count
 
-    store = engine()
+    store = engine(upgrade=True)  # the demo's store is the program's own: brought up to date
     with store.connect() as conn:
         present = stored_record_count(conn)
     if present:

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection
 from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
-from .limits import EXPORT_SECONDS, SearchTooBroad
+from .limits import Budget, SearchTooBroad
 from .queries import _bounded_as, _visible_items, own_payload
 from .schema import UtcDateTime, sat_record
 from .visibility_sql import viewer_params
@@ -264,7 +264,7 @@ class OwnReport:
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        with _bounded_as(self.conn, self.viewer, EXPORT_SECONDS):
+        with _bounded_as(self.conn, self.viewer, Budget.EXPORT):
             if self.conn.dialect.name == "postgresql":
                 yield from self._copy()
             else:
@@ -297,7 +297,7 @@ class OwnReport:
                 self.rows = cursor.rowcount
         except psycopg.errors.QueryCanceled:
             # statement_timeout, the export limit: said the way the other reads say it
-            raise SearchTooBroad(EXPORT_SECONDS) from None
+            raise SearchTooBroad(Budget.EXPORT.seconds()) from None
         if chunk:
             yield bytes(chunk)
 

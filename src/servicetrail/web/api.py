@@ -1,7 +1,6 @@
 """HTTP API v1 (SPEC section 5): thin routes over store.queries, authenticated by bearer tokens."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
+from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
 from ..domain.model import KINDS
 from ..domain.search import MAX_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
@@ -46,21 +46,20 @@ def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
-# How long a token's Party and User IDs are remembered by a server process. Deleting a
-# token (or a registry change to the Party's User IDs) takes effect within this many
-# seconds; an unknown token is never remembered, so a new one works at once.
-# SERVICETRAIL_TOKEN_CACHE_SECONDS=0 turns the cache off (every request reads the store).
-TOKEN_CACHE_SECONDS = float(os.environ.get("SERVICETRAIL_TOKEN_CACHE_SECONDS", "5"))
 
 
 class ViewerCache:
     """token digest -> (Viewer, expiry): saves the auth round trip on most requests, which
-    at a few milliseconds a search was a third of the database work."""
+    at a few milliseconds a search was a third of the database work.
+
+    A token's Party and User IDs are remembered SERVICETRAIL_TOKEN_CACHE_SECONDS: deleting a
+    token (or a registry change to the Party's User IDs) takes effect within that; an
+    unknown token is never remembered, so a new one works at once; 0 turns the cache off."""
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = settings.current().token_cache_seconds if seconds is None else seconds
         self._entries: dict[str, tuple[Viewer, float]] = {}
         self._lock = threading.Lock()  # requests run on a thread pool
 

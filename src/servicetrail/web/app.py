@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from .. import __version__
-from ..store.engine import pool_capacity
+from ..store.engine import open_store, pool_capacity
 from . import api, errors, html
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
@@ -20,7 +20,7 @@ def create_app(engine: Engine) -> FastAPI:
         docs_url=None, redoc_url=None,  # no third-party scripts under our CSP
     )
     app.state.engine = engine
-    app.state.viewers = api.ViewerCache()  # per process: see api.TOKEN_CACHE_SECONDS
+    app.state.viewers = api.ViewerCache()  # per process: see api.ViewerCache
     # heavy work of all Parties together leaves half the pool to the quick searches
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     errors.install(app)
@@ -30,8 +30,7 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def app_from_environment() -> FastAPI:
-    """For `serve --workers N`: each worker process opens the store named in the environment."""
-    from ..store.engine import open_store
-
-    return create_app(open_store())
+def app_for_store(url: str) -> FastAPI:
+    """For `serve --workers N`: each worker process opens the store for itself (the parent
+    has already brought it to the current schema)."""
+    return create_app(open_store(url))

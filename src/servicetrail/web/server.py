@@ -2,10 +2,12 @@
 sharing one listening socket."""
 from __future__ import annotations
 
-import os
+import functools
 import socket
 
 from sqlalchemy.engine import Engine
+
+from .. import settings
 
 
 def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
@@ -13,10 +15,10 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
     how worker processes open it for themselves."""
     import uvicorn
 
-    from .app import create_app
+    from .app import app_for_store, create_app
     from .http_limits import CappedHeadProtocol
 
-    options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
+    options = dict(host=host, port=port, log_level=settings.current().log_level,
                    server_header=False, timeout_graceful_shutdown=5,
                    http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
                    # only a named TLS-terminating proxy may say the client's address and https
@@ -25,11 +27,9 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
         uvicorn.run(create_app(store), **options)
         return
     store.dispose()
-    # uvicorn's worker processes build the app through a factory that takes no arguments: it
-    # reads the store's URL from the environment they inherit
-    os.environ["SERVICETRAIL_DATABASE_URL"] = url
-    _run_workers(uvicorn.Config("servicetrail.web.app:app_from_environment", factory=True, workers=workers,
-                                **options))
+    # uvicorn's worker processes are spawned, each given the config pickled: the factory
+    # travels with the store's URL bound to it, and each worker opens the store itself
+    _run_workers(uvicorn.Config(functools.partial(app_for_store, url), factory=True, workers=workers, **options))
 
 
 def _run_workers(config) -> None:
