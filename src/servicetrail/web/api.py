@@ -14,8 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
-from ..domain.model import KINDS
-from ..domain.search import MAX_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
+from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, MAX_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Scope, Viewer
@@ -26,7 +25,7 @@ from ..store.triggers import triggers_of
 from .downloads import ReportDownload
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
-from .params import build_search, cursor_of, page_size
+from .params import KindFilter, PageSize, ScopeFilter, build_search, cursor_of
 from .schemas import Error, Item, Page, Triggers, Why
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
@@ -123,23 +122,20 @@ def list_records(
     srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title",
                                      json_schema_extra={"pattern": SRV_TEXT_PATTERN,
                                                         "maxLength": MAX_SRV_TEXT})] = None,
-    kind: Annotated[str | None, Query(description="the kind of message",
-                                      json_schema_extra={"enum": list(KINDS)})] = None,
+    kind: KindFilter = None,
     time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601 with offset",
                                            json_schema_extra=TIME_SCHEMA)] = None,
     time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601 with offset",
                                          json_schema_extra=TIME_SCHEMA)] = None,
-    scope: Annotated[str | None, Query(description="own, others (MP141) or all (default)",
-                                       json_schema_extra={"enum": [s.value for s in Scope]})] = None,
-    limit: Annotated[str | None, Query(description="page size, default 100", json_schema_extra={
-        "type": "integer", "minimum": 1, "maximum": MAX_PAGE})] = None,
+    scope: ScopeFilter = Scope.ALL,
+    limit: PageSize = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page (opaque)")] = None,
 ) -> Response:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
-    size, after = page_size(limit), cursor_of(cursor)
+    after = cursor_of(cursor)
     with limits_of(request).search(viewer.party_id, search), engine_of(request).connect() as conn:
-        items, next_cursor = search_page(conn, viewer, search, size, after)
+        items, next_cursor = search_page(conn, viewer, search, limit, after)
         # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
         # ROLLBACK, which the pool would otherwise send, and the device search relies on
         # them (a generic plan, see store.queries._bounded_as).
