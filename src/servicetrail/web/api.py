@@ -1,16 +1,13 @@
 """HTTP API v1 (SPEC section 5): thin routes over store.queries, authenticated by bearer tokens."""
 from __future__ import annotations
 
-import re
 import threading
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.engine import Engine
 
 from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
@@ -22,11 +19,12 @@ from ..security import token_digest
 from ..store.accounts import viewer_for_token
 from ..store.queries import explain, get_visible, search_page
 from ..store.triggers import triggers_of
-from .downloads import ReportDownload
+from .downloads import ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
-from .params import KindFilter, PageSize, ScopeFilter, build_search, cursor_of
+from .params import KindFilter, PageSize, ScopeFilter, build_search, cursor_of, record_id_or_404
 from .schemas import Error, Item, Page, Triggers, Why
+from .state import engine_of
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
@@ -39,10 +37,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": Error, "description": "your Party has too much running on this server; see Retry-After"},
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-
-
-def engine_of(request: Request) -> Engine:
-    return request.app.state.engine
 
 
 
@@ -145,19 +139,12 @@ def list_records(
                     media_type="application/json")
 
 
-def _record_id(record_id: str) -> int:
-    """Ids are positive integers; anything else cannot exist, so it is a 404 like a hidden one."""
-    if not re.fullmatch(r"[0-9]{1,19}", record_id) or not 0 < int(record_id) < 2**63:  # ASCII digits only
-        raise HTTPException(404)
-    return int(record_id)
-
-
 @router.get("/records/{record_id}", response_model=None,
             responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}})
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = get_visible(conn, viewer, _record_id(record_id))
+        found = get_visible(conn, viewer, record_id_or_404(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return JSONResponse(found)
@@ -168,7 +155,7 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
 def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = explain(conn, viewer, _record_id(record_id))
+        found = explain(conn, viewer, record_id_or_404(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     record, decision = found
@@ -212,21 +199,11 @@ def triggers(
     except InvalidValue as e:
         raise ParameterError("window", str(e)) from None
     with engine_of(request).connect() as conn:
-        found = triggers_of(conn, viewer, _record_id(record_id), minutes)
+        found = triggers_of(conn, viewer, record_id_or_404(record_id), minutes)
         conn.commit()  # read only; see list_records
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
-
-
-def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:
-    """The own report's Content-Disposition, made only of the parsed times and a Party ID cut
-    down to header-safe characters: a raw query value can hold control or non-Latin-1
-    characters, which drop the connection or fail to encode (and stores loaded before Party
-    IDs were checked to be ASCII may hold such IDs)."""
-    party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
-    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 @router.get("/reports/own.csv", response_class=Response, response_model=None,

@@ -6,9 +6,10 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..store.engine import open_store, pool_capacity
-from . import api, errors, html
+from . import api, auth, errors, pages
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
+from .rendering import ASSETS, Assets
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -24,8 +25,10 @@ def create_app(engine: Engine) -> FastAPI:
     # heavy work of all Parties together leaves half the pool to the quick searches
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     errors.install(app)
+    app.mount("/static", Assets(directory=ASSETS), name="static")
     app.include_router(api.router)
-    html.install(app)
+    app.include_router(auth.router)
+    app.include_router(pages.router)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -244,3 +245,13 @@ class ReportDownload(Response):
         if answer is None:
             raise failure
         await answer(scope, receive, send)
+
+
+def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:
+    """The own report's Content-Disposition, made only of the parsed times and a Party ID cut
+    down to header-safe characters: a raw query value can hold control or non-Latin-1
+    characters, which drop the connection or fail to encode (and stores loaded before Party
+    IDs were checked to be ASCII may hold such IDs)."""
+    party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
+    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
+    return {"Content-Disposition": f'attachment; filename="{name}"'}

@@ -1,9 +1,10 @@
 """Reading search parameters from outside into a `Search`, naming the parameter on any error."""
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 from pydantic import BeforeValidator
 
 from ..domain import search
@@ -39,6 +40,14 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{
                      BeforeValidator(_ascii_digits), _blank_as(DEFAULT_PAGE)]
 KindFilter = Annotated[Kind | None, Query(description="the kind of message"), _blank_as(None)]
 ScopeFilter = Annotated[Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)]
+
+
+def record_id_or_404(text: str) -> int:
+    """Ids are positive integers in ASCII digits (str.isdigit() also takes '²', which int()
+    refuses); anything else cannot exist, so it is a 404 like a record the viewer may not see."""
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) < 2**63:
+        raise HTTPException(404)
+    return int(text)
 
 
 def cursor_of(token: str | None) -> Cursor | None:
