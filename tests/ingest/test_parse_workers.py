@@ -92,8 +92,8 @@ def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings
     path = tmp_path / "cut.jsonl.gz"
     whole = gzip.compress(("\n".join(line(n) for n in range(3000)) + "\n").encode())
     path.write_bytes(whole[: len(whole) // 2])  # a truncated download
-    for workers in (0, 1):
-        use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers)
+    for count in (0, 1):
+        use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=count)
         with pytest.raises(EOFError):
             ingest(engine, [path])
 

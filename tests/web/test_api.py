@@ -208,8 +208,8 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
     assert "secret internals" not in response.text and "Traceback" not in response.text
 
 
-@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("a%C2%85b", 422), ("x" * 201, 422),
-                                         ("no such title words", 200), ("99.9", 200)])
+@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("a%C2%85b", 422),
+                                         ("x" * 201, 422), ("no such title words", 200), ("99.9", 200)])
 def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(client, token, srv, status):
     """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
     headers = token(P.NORTHPOWER)

@@ -36,7 +36,8 @@ def exchange(base: str, request: bytes) -> bytes:
 
 
 def get(path: str, *headers: bytes) -> bytes:
-    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    head = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    return head + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
 
 
 def assert_capped(base: str) -> None:

@@ -38,7 +38,7 @@ PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 row
 def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:
-        for party, user in ATTACKERS.items():
+        for user in ATTACKERS.values():
             append_records(conn, [
                 SatRecord(parse_time("2025-06-01T00:00:00Z").replace(minute=n // 60 % 60, second=n % 60,
                                                                      hour=n // 3600), "request",

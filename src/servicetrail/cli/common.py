@@ -4,9 +4,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO, TypeVar
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
@@ -19,6 +19,8 @@ from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store
 from ..store.queries import viewer_for
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class Failure(click.ClickException):
     """The one way a command fails: click prints "Error: message" and exits with `code`
@@ -27,10 +29,12 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
-        self.exit_code = code
+        # click declares exit_code per class and reads it from the instance it caught: one
+        # type carrying any code sets it per instance
+        self.exit_code = code  # type: ignore[misc]
 
 
-class Parsed(click.ParamType):
+class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """A parameter read by the same parser as the API's: its InvalidValue is click's usage
     error naming the parameter."""
 
@@ -63,25 +67,23 @@ COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)
 
 
-def db_option(command: Callable) -> Callable:
+def db_option(command: F) -> F:
     """`--db URL`: before the command name (on the group) or after it (on every command that
     opens the store); the store's URL otherwise comes from the settings."""
     return click.option("--db", "db_url", metavar="URL", default=None,
                         help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).")(command)
 
 
-def with_db(command: Callable) -> Callable:
+def with_db(command: Callable[..., None]) -> Callable[..., None]:
     """The command takes `--db URL` as well, which wins over one given before its name."""
 
-    @db_option
-    @click.pass_context
-    @functools.wraps(command)
-    def wrapper(ctx: click.Context, db_url: str | None, **kwargs: Any) -> Any:
+    def wrapper(ctx: click.Context, /, db_url: str | None, **kwargs: Any) -> None:
         if db_url:
             ctx.obj = db_url
-        return command(**kwargs)
+        command(**kwargs)
 
-    return wrapper
+    functools.update_wrapper(wrapper, command)  # the command's name and help
+    return db_option(click.pass_context(wrapper))
 
 
 def engine(*, upgrade: bool = False) -> Engine:
@@ -140,5 +142,5 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
     return viewer
 
 
-def output_to(path: Path | None) -> IO[str] | nullcontext[IO[str]]:
+def output_to(path: Path | None) -> AbstractContextManager[TextIO]:
     return open(path, "w", newline="", encoding="utf-8") if path else nullcontext(sys.stdout)

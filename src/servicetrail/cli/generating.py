@@ -32,10 +32,9 @@ def generate_cmd(folder: Path | None, records: int, devices: int | None, parties
     responsibilities.csv and sat.jsonl (and duis.jsonl) into FOLDER, or with --into-store
     loads it through the store's own writers.
     """
-    options = {"n_records": records, "n_devices": devices, "n_parties": parties, "seed": seed}
-    options.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
     try:
-        world = World(**options)
+        world = World(n_records=records, n_devices=devices, n_parties=parties, seed=seed,
+                      start=start or World.start, end=end or World.end)
     except ValueError as e:  # sizes that make no world: said by World itself
         raise Failure(str(e)) from None
     if into_store:

@@ -10,7 +10,8 @@ from ..ingest import registry_csv
 from ..ingest.load import ingest, load_registry
 from .common import TIME, Failure, engine, progress_for, report_summary, with_db
 
-SPEC_OF = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES, "responsibilities": registry_csv.RESPONSIBILITIES}
+SPEC_OF = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
+           "responsibilities": registry_csv.RESPONSIBILITIES}
 
 
 @click.command("load")

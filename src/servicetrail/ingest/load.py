@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..domain.ids import InvalidValue
@@ -55,8 +56,10 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
     that is not one raises BadHeader before anything is written."""
     summary = Summary()
-    store = {registry_csv.USERS: lambda c, v: load_user(c, *v), registry_csv.DEVICES: load_device,
-             registry_csv.RESPONSIBILITIES: load_responsibility}[what]
+    writers: dict[registry_csv.RegistryFile, Callable[[Connection, Any], Outcome]] = {
+        registry_csv.USERS: lambda c, v: load_user(c, *v), registry_csv.DEVICES: load_device,
+        registry_csv.RESPONSIBILITIES: load_responsibility}
+    store = writers[what]
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     with open(path, "rb") as raw_file:
         try:
@@ -194,7 +197,7 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
     file name (store.writer.identity_key), so touching the file and ingesting it again adds
     nothing."""
     rows: list[Row] = []
-    rejected: list[tuple] = []
+    rejected: list[tuple[Any, ...]] = []
     size = 0
     for path in files:
         size += path.stat().st_size
@@ -238,7 +241,9 @@ def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: _Rejects, sour
         try:
             for rows, rejected, size in chunks:
                 for number, reason, raw, *named in rejected:
-                    rejects.add(named[0] if named else source, number, reason, raw, whole=bool(named))
+                    origin = named[0] if named else source
+                    assert origin is not None  # chunks read from no one file name their own
+                    rejects.add(origin, number, reason, raw, whole=bool(named))
                 consumed += size
                 while rows:
                     room = most_rows - len(batch.rows)
@@ -282,7 +287,7 @@ class _Batch:
         self.payload_bytes = 0
         self.loaded = self.duplicates = 0
         self.conflicts: list[tuple[int | str, str]] = []
-        self.transaction = None
+        self.transaction: RootTransaction | None = None
 
     def add(self, part: list[Row]) -> None:
         self.rows += part
@@ -345,6 +350,7 @@ class _Batch:
         """Another loader won the race for the same keys or ids, or held the write lock. The
         writer talks to the driver directly, so its errors come unwrapped by SQLAlchemy."""
         dbapi = self.conn.dialect.dbapi
+        assert dbapi is not None  # a connected dialect has its driver
         if isinstance(e, (IntegrityError, dbapi.IntegrityError)):
             return True
         if isinstance(e, (OperationalError, dbapi.OperationalError)):

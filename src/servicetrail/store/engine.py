@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, create_engine, make_url
@@ -20,7 +21,7 @@ def database_url(explicit: str | None = None) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the loader
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic; a power cut may lose the last one
@@ -66,7 +67,7 @@ def pool_capacity(engine: Engine) -> int:
     return 1
 
 
-def _postgres_session(dbapi_conn, _record) -> None:
+def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     """psycopg prepares a statement on the server after a few executions, and PostgreSQL then
     tends to a generic plan: for a keyset page over monthly partitions that plan sorts all of
     a device's rows (7-15x slower; busy devices took 0.3-1.7 s). Custom plans keep the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from enum import Enum
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Select
 
 from .. import settings
 
@@ -34,6 +34,10 @@ DEFAULT_SECONDS = Budget.SEARCH
 EXPORT_SECONDS = Budget.EXPORT
 
 
+# a small read sent with a time limit's settings: a statement and its parameters
+Prefetch = tuple[Select[Any], dict[str, Any]]
+
+
 class SearchTooBroad(RuntimeError):
     """A search ran past its time limit."""
 
@@ -46,7 +50,7 @@ class SearchTooBroad(RuntimeError):
 
 @contextmanager
 def time_limit(conn: Connection, seconds: float | Budget = Budget.SEARCH, settings: dict[str, str] | None = None,
-               prefetch: tuple[Executable, dict[str, Any]] | None = None) -> Iterator[list[tuple] | None]:
+               prefetch: Prefetch | None = None) -> Iterator[Sequence[Sequence[Any]] | None]:
     """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout.
 
     On PostgreSQL, `settings` are set for the transaction. `prefetch`, a small read the
@@ -71,6 +75,7 @@ def time_limit(conn: Connection, seconds: float | Budget = Budget.SEARCH, settin
             raise
         return
     raw = conn.connection.dbapi_connection
+    assert raw is not None  # a Connection in use holds its driver's connection
     deadline = time.monotonic() + seconds
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
@@ -84,10 +89,11 @@ def time_limit(conn: Connection, seconds: float | Budget = Budget.SEARCH, settin
 
 
 def _pipelined(conn: Connection, settings_sql: str, settings: dict[str, str],
-               prefetch: tuple[Executable, dict[str, Any]] | None) -> list[tuple] | None:
+               prefetch: Prefetch | None) -> list[tuple[Any, ...]] | None:
     """The settings (and the prefetch) through the driver, in one pipeline. SQLAlchemy's next
     statement joins the transaction this opens, and its COMMIT (or the pool's ROLLBACK) ends it."""
     driver = conn.connection.driver_connection
+    assert driver is not None  # a Connection in use holds its driver's connection
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
         driver.execute(settings_sql, settings)
@@ -99,10 +105,10 @@ def _pipelined(conn: Connection, settings_sql: str, settings: dict[str, str],
     return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
 
 
-_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list]] = {}
+_compiled_statements: dict[tuple[int, str], tuple[Select[Any], Any, list[Any]]] = {}
 
 
-def _compiled(statement: Executable, dialect: Any) -> tuple[Any, list]:
+def _compiled(statement: Select[Any], dialect: Any) -> tuple[Any, list[Any]]:
     """The SQL and the result processors (UTC times, ...), made once per statement object:
     callers pass statements they build once, and the identity check (and the bound) keep a
     caller that does not from being wrong or costly."""

@@ -25,7 +25,9 @@ def _config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None, "the migrations have a head"
+    return head
 
 
 def is_known(revision: str) -> bool:

@@ -28,7 +28,8 @@ from .state import engine_of
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
-REQUEST_ID_PATTERN = f"^[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:({COUNTER_PATTERN})$"
+_EUI64 = "[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}"
+REQUEST_ID_PATTERN = f"^{_EUI64}:{_EUI64}:({COUNTER_PATTERN})$"
 TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {

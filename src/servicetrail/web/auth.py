@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -42,8 +43,8 @@ def login_form(request: Request) -> Response:
     return login_page(request, notice=notice, next_path=safe_next(request.query_params.get("next")))
 
 
-def _paused(request: Request, claim: sessions.Claim, username: str, next_path: str) -> Response:
-    minutes = max(1, -(-int((claim.refused_until - sessions.now_utc()).total_seconds()) // 60))
+def _paused(request: Request, until: datetime, username: str, next_path: str) -> Response:
+    minutes = max(1, -(-int((until - sessions.now_utc()).total_seconds()) // 60))
     return login_page(request, status=429, username=username, next_path=next_path,
                       headers={"Retry-After": str(minutes * 60)},
                       error=f"Too many failed sign-in attempts for this username or from your network. "
@@ -62,7 +63,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     # the attempt's place is claimed before its password is verified: see store.sessions
     claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
     if claim.refused_until is not None:
-        return _paused(request, claim, username, next_path)
+        return _paused(request, claim.refused_until, username, next_path)
     with engine.connect() as conn:
         party_id = (check_login(conn, username, password)
                     if username and password and len(password) <= MAX_PASSWORD_LENGTH else None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -114,7 +114,7 @@ class PartyLimits:
         finally:
             slots.release()
 
-    def search(self, party_id: str, search: Search | None = None):
+    def search(self, party_id: str, search: Search | None = None) -> AbstractContextManager[None]:
         """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
         heavy = search is not None and is_heavy(search)
         return self.holding(party_id, "request", "heavy") if heavy else self.holding(party_id, "request")

@@ -8,6 +8,8 @@ complete (a large head that arrived in one read).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import settings
@@ -20,7 +22,7 @@ _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
         # Node's and h11's limit

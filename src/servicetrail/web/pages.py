@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from ..domain.ids import InvalidValue, eui64
-from ..domain.model import KINDS
+from ..domain.model import KINDS, Responsibility
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
 from ..domain.triggers import MAX_TRIGGERS
 from ..domain.visibility import Access, Viewer, decide
@@ -43,7 +43,7 @@ def relations_of(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) 
 
     Decided by the one rule (`decide`) over the viewer's registry rows for each device.
     """
-    registries: dict[str, list] = {}
+    registries: dict[str, list[Responsibility]] = {}
     found: dict[int, str] = {}
     for entry in items:
         if entry["access"] != Access.MP141 or not entry["device_id"]:

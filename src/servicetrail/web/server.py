@@ -2,12 +2,30 @@
 sharing one listening socket."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy.engine import Engine
 
 from .. import settings
+
+if TYPE_CHECKING:  # uvicorn itself is imported when a server starts, not by every CLI command
+    import uvicorn
+
+
+class Options(TypedDict):
+    """What uvicorn is given, in one process or in several."""
+
+    host: str
+    port: int
+    log_level: str
+    server_header: bool
+    timeout_graceful_shutdown: int
+    http: type[asyncio.Protocol]
+    proxy_headers: bool
+    forwarded_allow_ips: str
 
 
 def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
@@ -18,11 +36,11 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
     from .app import app_for_store, create_app
     from .http_limits import CappedHeadProtocol
 
-    options = dict(host=host, port=port, log_level=settings.current().log_level,
-                   server_header=False, timeout_graceful_shutdown=5,
-                   http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
-                   # only a named TLS-terminating proxy may say the client's address and https
-                   proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
+    options = Options(host=host, port=port, log_level=settings.current().log_level,
+                      server_header=False, timeout_graceful_shutdown=5,
+                      http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
+                      # only a named TLS-terminating proxy may say the client's address and https
+                      proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
     if workers == 1:
         uvicorn.run(create_app(store), **options)
         return
@@ -32,7 +50,7 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
     _run_workers(uvicorn.Config(functools.partial(app_for_store, url), factory=True, workers=workers, **options))
 
 
-def _run_workers(config) -> None:
+def _run_workers(config: uvicorn.Config) -> None:
     """uvicorn.run's multi-process path, with TCP_NODELAY on the shared listening socket.
 
     uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
@@ -47,7 +65,7 @@ def _run_workers(config) -> None:
     Multiprocess(config, sockets=[listening_socket(config)]).run()
 
 
-def listening_socket(config) -> socket.socket:
+def listening_socket(config: uvicorn.Config) -> socket.socket:
     """uvicorn's shared listening socket, with TCP_NODELAY for the connections it accepts."""
     sock = config.bind_socket()
     if sock.family in (socket.AF_INET, socket.AF_INET6):
