@@ -406,6 +406,97 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
     return results
 
 
+# ------------------------------------------------------------------ first screen
+
+FIRST_SCREENS = [("all", ""), ("own", "&scope=own"), ("others", "&scope=others"), ("kind=response", "&kind=response")]
+
+
+def first_screen_personas(store: Store, url: str) -> dict[str, str]:
+    """Issue 12's personas: the biggest supplier, a supplier with the fewest devices, the
+    network operator with the most devices, and an Other User (a Party holding no device)."""
+    conn = store.raw(url)
+    q = conn.execute
+    suppliers = q("SELECT party_id, count(*) FROM responsibility WHERE relation = 'supplier' "
+                  "GROUP BY party_id ORDER BY count(*) DESC, party_id").fetchall()
+    operators = q("SELECT party_id, count(*) FROM responsibility WHERE relation = 'network_operator' "
+                  "GROUP BY party_id ORDER BY count(*) DESC, party_id").fetchall()
+    holders = {p for p, _ in suppliers} | {p for p, _ in operators}
+    others = [p for (p,) in q("SELECT DISTINCT u.party_id FROM dcc_user u JOIN sat_record s ON s.user_id = u.user_id "
+                              "WHERE u.role = 'OU' ORDER BY u.party_id LIMIT 50").fetchall() if p not in holders]
+    conn.close()
+    personas = {"biggest supplier": suppliers[0][0], "smallest supplier": suppliers[-1][0],
+                "network operator": operators[0][0]}
+    if others:
+        personas["other user"] = others[0]
+    return personas
+
+
+def floor_first_screen(store: Store, url: str, party: str, repeat: int) -> dict:
+    """The raw floor of "newest first of what I may see": the same index walk and join, by hand."""
+    mark = "?" if store.kind == "sqlite" else "%s"
+    sql = (f"SELECT s.* FROM (SELECT record_id, logged_at FROM sat_visibility WHERE party_id = {mark} "
+           f"AND access IN (1, 3) ORDER BY logged_at DESC, record_id DESC LIMIT 101) v "
+           "JOIN sat_record s ON s.id = v.record_id AND s.logged_at = v.logged_at")
+    conn = store.raw(url)
+    latencies = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        conn.execute(sql, (party,)).fetchall()
+        latencies.append((time.perf_counter() - start) * 1000)
+    conn.close()
+    return {"p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3)}
+
+
+def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
+    """Device-less searches, one client, per persona: the first page of each scope and filter,
+    and the page after it (through the cursor)."""
+    from servicetrail.store.accounts import create_account, create_token
+    personas = first_screen_personas(store, url)
+    engine = open_store(url)
+    tokens = {}
+    with engine.begin() as conn:
+        for label, party in personas.items():
+            username = f"first{os.getpid()}_{party.lower()}"
+            create_account(conn, username, party, "benchmark password 1")
+            tokens[label] = create_token(conn, username)
+    engine.dispose()
+    proc, base = serve(url, 1)
+    host, port = base.split("//")[1].split(":")
+    results = {}
+    try:
+        import http.client
+        conn = http.client.HTTPConnection(host, int(port))
+
+        def get(token: str, path: str) -> tuple[float, dict]:
+            start = time.perf_counter()
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{path} -> {response.status} {body[:200]!r}")
+            return (time.perf_counter() - start) * 1000, orjson.loads(body)
+
+        for label, party in personas.items():
+            token = tokens[label]
+            row = {"party": party}
+            for name, query in FIRST_SCREENS:
+                path = f"/api/v1/records?limit=100{query}"
+                _, first = get(token, path)
+                cursor = first.get("next_cursor")
+                firsts = [get(token, path)[0] for _ in range(repeat)]
+                nexts = [get(token, f"{path}&cursor={cursor}")[0] for _ in range(repeat // 2)] if cursor else []
+                row[name] = {"p50_ms": round(pct(firsts, 50), 2), "p95_ms": round(pct(firsts, 95), 2),
+                             "items": len(first["items"]),
+                             **({"next_p95_ms": round(pct(nexts, 95), 2)} if nexts else {})}
+            row["floor"] = floor_first_screen(store, url, party, repeat)
+            results[label] = row
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return results
+
+
 # ------------------------------------------------------------------ export
 
 def bench_export(store: Store, url: str) -> dict:
@@ -470,6 +561,9 @@ def measure_engine(store: Store, a: argparse.Namespace, skip: set[str], files: d
     if "duis" not in skip:
         print(f"[{kind}] DUIS ingest ...", file=sys.stderr)
         result["duis"] = bench_duis(store, duis_files)
+    if "first" not in skip:
+        print(f"[{kind}] HTTP first screen ...", file=sys.stderr)
+        result["first_screen"] = bench_first_screen(store, url)
     if "search" not in skip:
         print(f"[{kind}] HTTP device search ...", file=sys.stderr)
         result["search"] = bench_search(store, url, a.clients, a.searches, a.workers)
@@ -486,6 +580,8 @@ def measure_existing(a: argparse.Namespace) -> int:
     store = Store(kind, Path(tempfile.mkdtemp(prefix="servicetrail-bench-")))
     skip = set(filter(None, a.skip.split(",")))
     result: dict = {}
+    if "first" not in skip:
+        result["first_screen"] = bench_first_screen(store, a.store)
     if "search" not in skip:
         result["search"] = bench_search(store, a.store, a.clients, a.searches, a.workers)
     if "export" not in skip:
@@ -499,7 +595,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="200k records, fewer searches")
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--skip", default="", help="comma list of: ingest, duis, search, export")
+    ap.add_argument("--skip", default="", help="comma list of: ingest, duis, first, search, export")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--searches", type=int, default=2000, help="requests per client")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")

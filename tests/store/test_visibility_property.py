@@ -31,6 +31,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import DEVICE_TYPES, KINDS, Device, Responsibility, SatRecord, User
@@ -39,6 +40,7 @@ from servicetrail.domain.times import format_time, parse_time
 from servicetrail.domain.visibility import Access, Scope, Viewer, decide, in_scope
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
+from servicetrail.store.schema import party, sat_visibility
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from tests.personas import record_ids
 
@@ -52,16 +54,23 @@ UNKNOWN_DEVICE = "00-DB-12-34-56-78-FF-FF"
 CANCEL = parse_time("3000-12-31T00:00:00Z")
 
 
+HOLDS_NO_USER_ID = "PZ"  # a Party with Responsibilities and no User ID: rule 1 never holds for it
+
+
 @dataclass
 class WorldSpec:
     users: list[User]
     devices: list[Device]
-    registry: list[Responsibility]
+    registry: list[Responsibility]  # as it ends up, after every correction
     records: list[SatRecord]
+    # the order of writing: ("user", User), ("interval", Responsibility, possibly a wrong version
+    # that a later ("interval", ...) of the same device, relation and start corrects) and
+    # ("records", [SatRecord]), interleaved
+    steps: list[tuple] = None  # type: ignore[assignment]
 
     @property
     def parties(self) -> list[str]:
-        return sorted({u.party_id for u in self.users})
+        return sorted({u.party_id for u in self.users} | {HOLDS_NO_USER_ID})
 
 
 def user_id(p: int, u: int) -> str:
@@ -103,7 +112,7 @@ def worlds(draw) -> WorldSpec:
     registry = []
     for dev in devices:
         for relation in ("supplier", "network_operator"):
-            registry += draw(intervals_for(dev.device_id, relation, parties))
+            registry += draw(intervals_for(dev.device_id, relation, [*parties, HOLDS_NO_USER_ID]))
     senders = [u.user_id for u in users] + list(UNREGISTERED)
     targets = [d.device_id for d in devices] + [UNKNOWN_DEVICE, ""]
     records = []
@@ -125,7 +134,40 @@ def worlds(draw) -> WorldSpec:
         response_id = f"{target or DCC_ID}:{sender}:{counter}" if not request and draw(st.booleans()) else ""
         records.append(SatRecord(draw(record_time), kind, request_id, srv, sender, target, code, payload,
                                  variant, execution, subject, response_id))
-    return WorldSpec(users, devices, registry, records)
+    return WorldSpec(users, devices, registry, records, draw(interleaving(users, registry, records)))
+
+
+@st.composite
+def interleaving(draw, users: list[User], registry: list[Responsibility], records: list[SatRecord]) -> list[tuple]:
+    """The writes in a random order: records ingested in batches before, between and after the
+    registry changes that decide who sees them, some intervals first loaded wrong (another
+    Party, or ending early) and corrected later, and User IDs registered after their traffic.
+    The index must end up as `decide()` says for the final registry, whatever the order."""
+    steps: list[tuple] = [("user", u) for u in users]
+    corrections = []
+    for interval in registry:
+        wrong = None
+        if draw(st.booleans()):
+            early_end = interval.valid_from + timedelta(minutes=30)
+            wrong = draw(st.sampled_from([
+                Responsibility(interval.device_id, draw(st.sampled_from(["P0", HOLDS_NO_USER_ID])), interval.relation,
+                               interval.valid_from, interval.valid_to),
+                Responsibility(interval.device_id, interval.party_id, interval.relation, interval.valid_from,
+                               early_end if interval.valid_to is None or early_end < interval.valid_to else interval.valid_to)]))
+        if wrong is not None and wrong != interval:
+            corrections.append((("interval", wrong), ("interval", interval)))
+        else:
+            steps.append(("interval", interval))
+    cuts = sorted(draw(st.lists(st.integers(0, len(records)), max_size=3)))
+    bounds = [0, *cuts, len(records)]
+    steps += [("records", records[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+    steps += [first for first, _ in corrections]
+    order = draw(st.permutations(steps))
+    # each correction lands somewhere after the wrong version it corrects
+    for first, then in corrections:
+        at = draw(st.integers(order.index(first) + 1, len(order)))
+        order.insert(at, then)
+    return order
 
 
 def expected(viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], scope: Scope) -> dict[int, str]:
@@ -140,23 +182,30 @@ def expected(viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], scope: Scop
 def check_world(engine: Engine, spec: WorldSpec) -> None:
     """Load `spec` into the empty store behind `engine` and compare every read with `decide()`."""
     with engine.begin() as conn:
-        for user in spec.users:
-            load_user(conn, user, f"{user.party_id} Ltd")
+        conn.execute(insert(party), [{"party_id": p, "name": f"{p} Ltd"} for p in spec.parties])
         for dev in spec.devices:
             load_device(conn, dev)
-        for interval in spec.registry:
-            load_responsibility(conn, interval)
-        loaded, duplicates = append_records(conn, spec.records)
-        assert (loaded, duplicates) == (len(spec.records), 0)
+    loaded = 0
+    for step in spec.steps:  # each write its own transaction, as the loaders do
+        with engine.begin() as conn:
+            if step[0] == "user":
+                load_user(conn, step[1], f"{step[1].party_id} Ltd")
+            elif step[0] == "interval":
+                load_responsibility(conn, step[1])
+            else:
+                done, duplicates = append_records(conn, step[1])
+                assert duplicates == 0
+                loaded += done
+    assert loaded == len(spec.records)
     with engine.connect() as conn:
         ids = record_ids(conn)
         by_id = {ids[r.key]: r for r in spec.records}
+        check_index(conn, spec, ids)
         viewers = [viewer_for(conn, party) for party in spec.parties]
         assert all(viewers)
-        # a Party seen without any User ID: rule 1 can never hold, rule 3 still can
-        viewers += [Viewer(party, frozenset()) for party in spec.parties]
+        # HOLDS_NO_USER_ID is seen without any User ID: rule 1 can never hold, rule 3 still can
         for viewer in viewers:
-            for scope in Scope if viewer.user_ids else [Scope.ALL]:
+            for scope in Scope:
                 items = list(iter_search(conn, viewer, Search(scope=scope)))
                 got = {i["id"]: i["access"] for i in items}
                 assert len(got) == len(items), "a record listed twice"
@@ -167,13 +216,53 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
                 order = [(parse_time(i["logged_at"]), i["id"]) for i in items]
                 assert order == sorted(order, reverse=True)
             check_device_searches(conn, viewer, spec, ids, by_id)
+            check_index_searches(conn, viewer, spec, ids, by_id)
             everything = expected(viewer, spec, ids, Scope.ALL)
             page, _ = search_page(conn, viewer, Search(), limit=1000)
             assert len(page) == len(everything)
-            if viewer.user_ids:
-                for record_id in by_id:
-                    found = get_visible(conn, viewer, record_id)
-                    assert (found["access"] if found else None) == everything.get(record_id)
+            for record_id in by_id:
+                found = get_visible(conn, viewer, record_id)
+                assert (found["access"] if found else None) == everything.get(record_id)
+
+
+def check_index_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int],
+                         by_id: dict[int, SatRecord]) -> None:
+    """Searches without a Device read the visibility index (store.queries._index_statement):
+    paged in twos through the keyset cursor, and by each Request ID, they give exactly what
+    `decide()` gives, in order."""
+    for scope in Scope:
+        want = expected(viewer, spec, ids, scope)
+        got, cursor = [], None
+        while True:
+            page, cursor = search_page(conn, viewer, Search(scope=scope), 2, cursor)
+            got += page
+            if cursor is None:
+                break
+        assert [(i["id"], i["access"]) for i in got] == [
+            (i, want[i]) for i in sorted(want, key=lambda i: (by_id[i].logged_at, i), reverse=True)]
+    everything = expected(viewer, spec, ids, Scope.ALL)
+    for request_id in sorted({r.request_id for r in spec.records}):
+        page, _ = search_page(conn, viewer, Search(request_id=request_id), 100)
+        assert {i["id"]: i["access"] for i in page} == {
+            i: a for i, a in everything.items() if by_id[i].request_id == request_id}
+
+
+def check_index(conn, spec: WorldSpec, ids: dict[tuple, int]) -> None:
+    """The visibility index holds exactly one row per record and Party that `decide()` lets see
+    it, with the rule that grants it, and the record's title fields."""
+    owners = {u.user_id: u.party_id for u in spec.users}
+    want = set()
+    for record in spec.records:
+        for p in spec.parties:
+            viewer = Viewer(p, frozenset(u for u, holder in owners.items() if holder == p))
+            decision = decide(viewer, record, spec.registry)
+            if decision.visible:
+                want.add((p, decision.rule, record.logged_at, ids[record.key], record.kind, record.srv or None,
+                          record.request_id))
+    v = sat_visibility.c
+    got = conn.execute(select(v.party_id, v.access, v.logged_at, v.record_id, v.kind, v.srv, v.request_id)).all()
+    assert len(got) == len(set(got)), "an index row twice"
+    assert set(map(tuple, got)) == want
 
 
 def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int],

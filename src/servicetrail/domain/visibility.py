@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .model import ALERT_KINDS, Kind, Responsibility, SatRecord
 
@@ -81,6 +82,32 @@ def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]
                     interval,
                 )
     return Decision(None, 4, "not visible to you")
+
+
+def audiences(record: SatRecord, owner_party: str | None, registry: Iterable[Responsibility]) -> dict[str, Access]:
+    """Every Party that may see `record`, and how: what `decide()` answers for each Party,
+    asked the other way round. The per-Party visibility index (store.visibility_index) holds
+    exactly these rows, and a property test holds it to `decide()`.
+
+    `owner_party` is the Party holding the record's User ID (None when no Party does): rule 1
+    holds for it alone. `registry` holds Responsibilities of the record's device."""
+    spans = ((r.party_id, r.valid_from, r.valid_to) for r in registry if r.device_id == record.device_id)
+    return audiences_at(record.kind, record.device_id, record.logged_at, owner_party, spans)
+
+
+def audiences_at(kind: str, device_id: str, at: Any, owner_party: str | None,
+                 spans: Iterable[tuple[str, Any, Any]]) -> dict[str, Access]:
+    """`audiences` on bare values, for the store's hot path: `at` and the spans' ends (None:
+    open) may be datetimes or any values that order as the times do (the store's fixed-width
+    text, or microseconds). `spans` are (party_id, valid_from, valid_to) of the record's device."""
+    seen: dict[str, Access] = {}
+    if owner_party is not None:
+        seen[owner_party] = Access.OWN
+    if kind in MP141_KINDS and device_id:
+        for party_id, valid_from, valid_to in spans:
+            if valid_from <= at and (valid_to is None or at < valid_to):
+                seen.setdefault(party_id, Access.MP141)
+    return seen
 
 
 def in_scope(access: Access, scope: Scope) -> bool:

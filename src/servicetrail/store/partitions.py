@@ -8,9 +8,9 @@ from datetime import date, datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-PARTITIONED = ("sat_record", "sat_payload")
+PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
 AHEAD_MONTHS = 3
-_NAME = re.compile(r"^(sat_record|sat_payload)_p(\d{4})_(\d{2})$")
+_NAME = re.compile(r"^(sat_record|sat_payload|sat_visibility)_p(\d{4})_(\d{2})$")
 _known: dict[str, set[tuple[int, int]]] = {}  # per database URL: months known to exist
 
 
@@ -43,10 +43,12 @@ def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
     # one creator at a time: two loaders racing to create the same month would fail
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
     known |= existing_months(conn)
+    # a store at an older schema (a migration's test, or one mid-upgrade) lacks the newer tables
+    tables = [t for t in PARTITIONED if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None]
     for year, month in sorted(wanted - known):
         start = date(year, month, 1)
         end = date(*_next(year, month), 1)
-        for table in PARTITIONED:
+        for table in tables:
             conn.execute(text(
                 f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF {table} "
                 f"FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"))

@@ -16,9 +16,10 @@ from ..domain.records import item
 from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
 from .limits import DEFAULT_SECONDS, EXPORT_SECONDS, time_limit
-from .schema import UtcDateTime, dcc_user, device, responsibility, sat_payload, sat_record
-from .visibility_sql import (access_column, intervals_query, merged_ranges, mp141_range, own_clause, own_rows,
-                             viewer_params, visible_clause)
+from .schema import UtcDateTime, dcc_user, device, responsibility, sat_payload, sat_record, sat_visibility
+from .visibility_index import MP141, OWN
+from .visibility_sql import (VIEWER_PARTY, access_column, intervals_query, merged_ranges, mp141_range, own_clause,
+                             own_rows, viewer_params, visible_clause)
 
 s = sat_record.c
 STREAM_PAGE = 2000
@@ -206,6 +207,13 @@ def _device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branche
     parts = [select(*b.c).select_from(b) for b in (
         _newest_first(select(*_RECORD_COLUMNS).where(*where, rule)).limit(lim).subquery() for where, rule in branches)]
     candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
+    return _page_of_candidates(candidate, scope)
+
+
+def _page_of_candidates(candidate: FromClause, scope: Scope, conditions: list | None = None) -> Select:
+    """The page from candidate records (whole narrow rows): the rule itself on top, then the
+    items, newest first. `conditions`: the search's filters, checked again here when the
+    candidates come from the visibility index."""
     c = candidate.c
     on_candidate = ClauseAdapter(candidate).traverse  # the rule's own clauses, read off the candidates
     query = (
@@ -216,9 +224,56 @@ def _device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branche
                on_candidate(own_only(s.subject_device_id)).label("subject_device_id"))
         .select_from(candidate.outerjoin(device, device.c.device_id == c.device_id)
                      .outerjoin(dcc_user, dcc_user.c.user_id == c.user_id))
-        .where(on_candidate(visible_clause(scope)))
+        .where(on_candidate(visible_clause(scope)), *(on_candidate(w) for w in conditions or ()))
     )
-    return query.order_by(c.logged_at.desc(), c.id.desc()).limit(lim)
+    return query.order_by(c.logged_at.desc(), c.id.desc()).limit(bindparam("lim", type_=Integer))
+
+
+# --- device-less searches: through the per-Party visibility index --------------------------
+
+_SCOPE_ACCESS = {Scope.OWN: (OWN,), Scope.OTHERS: (MP141,), Scope.ALL: (OWN, MP141)}
+
+
+def _index_conditions(shape: Shape, with_cursor: bool) -> list:
+    """The search's filters on the index's own columns (it carries the title fields)."""
+    v = sat_visibility.c
+    _, has_request, has_srvs, has_kinds, has_from, has_to = shape
+    when = [v.party_id == bindparam(VIEWER_PARTY, type_=v.party_id.type)]
+    if has_request:
+        when.append(v.request_id == bindparam("request_id", type_=v.request_id.type))
+    if has_srvs:
+        when.append(v.srv.in_(bindparam("srvs", expanding=True, type_=v.srv.type)))
+    if has_kinds:
+        when.append(v.kind.in_(bindparam("kinds", expanding=True, type_=v.kind.type)))
+    if has_from:
+        when.append(v.logged_at >= bindparam("time_from", type_=UtcDateTime))
+    if has_to:
+        when.append(v.logged_at < bindparam("time_to", type_=UtcDateTime))
+    if with_cursor:
+        at = bindparam("cursor_at", type_=UtcDateTime)
+        when.append(and_(v.logged_at <= at, or_(v.logged_at < at, and_(v.logged_at == at,
+                                                                        v.record_id < bindparam("cursor_id")))))
+    return when
+
+
+@lru_cache(maxsize=256)
+def _index_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
+    """A search without a Device: the newest `lim` index rows of the viewer's Party per rule
+    the scope wants (one ordered index range each), the records they point at, and the rule
+    and the filters again on top. The time depends on the page, not on the trail: the index
+    is read in order and stops at the page's end, whatever else is stored."""
+    v = sat_visibility.c
+    lim = bindparam("lim", type_=Integer)
+    where = _index_conditions(shape, with_cursor)
+    parts = [select(*b.c).select_from(b) for b in (
+        select(v.record_id, v.logged_at).where(v.access == code, *where)
+        .order_by(v.logged_at.desc(), v.record_id.desc()).limit(lim).subquery()
+        for code in _SCOPE_ACCESS[scope])]
+    found = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("found")
+    # the records themselves, by id and time (the time selects the month's partition)
+    candidate = (select(*_RECORD_COLUMNS).select_from(found.join(
+        sat_record, and_(s.id == found.c.record_id, s.logged_at == found.c.logged_at)))).subquery("candidate")
+    return _page_of_candidates(candidate, scope, _conditions(shape, with_cursor))
 
 
 def _device_search(viewer: Viewer, search: Search, with_cursor: bool, params: dict[str, Any],
@@ -257,14 +312,17 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
     params["lim"] = limit + 1
     # A device search reads the viewer's Responsibility intervals on the device first: they
     # decide the statement's form (and travel with the transaction's settings).
-    needs_intervals = bool(search.device_id) and search.scope is not Scope.OWN
-    with _bounded_as(conn, viewer, generic_plan=bool(search.device_id),
+    needs_intervals = bool(search.device_id) and not search.request_id and search.scope is not Scope.OWN
+    # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
+    with _bounded_as(conn, viewer, generic_plan=True,
                      prefetch=(intervals_query(), params) if needs_intervals else None) as intervals:
-        query = _device_search(viewer, search, cursor is not None, params, intervals) if search.device_id else None
-        if query is None:
-            if search.device_id:  # too many branches for the interval-first form: back to custom plans
+        if search.device_id and not search.request_id:
+            query = _device_search(viewer, search, cursor is not None, params, intervals)
+            if query is None:  # too many branches for the interval-first form: back to custom plans
                 _custom_plans(conn)
-            query = _page_statement(search.scope, _shape(search), cursor is not None)
+                query = _page_statement(search.scope, _shape(search), cursor is not None)
+        else:
+            query = _index_statement(search.scope, _shape(search), cursor is not None)
         rows = conn.execute(query, params).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -280,17 +338,33 @@ def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | N
     sorts once (keyset pages would sort again for every page). Its time limit is the
     export limit, since a whole year of a supplier's own traffic is a legitimate ask.
     """
-    query = _filtered_search(search.scope, _shape(search), False)
-    if limit is not None:
-        query = query.limit(limit)
+    params = _params(viewer, search, None)
+    if limit is not None and not search.device_id:
+        # the first `limit` of a device-less search: the index walk of a page, however large
+        query: Select = _index_statement(search.scope, _shape(search), False)
+        params["lim"] = limit
+    else:
+        query = _filtered_search(search.scope, _shape(search), False)
+        if limit is not None:
+            query = query.limit(limit)
     with _bounded_as(conn, viewer, EXPORT_SECONDS):
-        for row in conn.execution_options(yield_per=STREAM_PAGE).execute(query, _params(viewer, search, None)):
+        for row in conn.execution_options(yield_per=STREAM_PAGE).execute(query, params):
             yield _as_item(row)
 
 
 @lru_cache(maxsize=1)
 def _by_id_statement() -> Select:
-    return _visible_items().where(s.id == bindparam("record_id", type_=s.id.type))
+    """The record, read only past the viewer's index row for it: a record the viewer may not
+    see costs what a missing one does (an index probe that finds nothing), so the answer's
+    time does not tell one from the other. The LIMIT keeps the engine from merging the rule
+    on top into this probe (and so evaluating it for hidden records)."""
+    v = sat_visibility.c
+    candidate = (select(*_RECORD_COLUMNS)
+                 .select_from(sat_record.join(sat_visibility, and_(
+                     v.party_id == bindparam(VIEWER_PARTY, type_=v.party_id.type), v.access.in_((OWN, MP141)),
+                     v.logged_at == s.logged_at, v.record_id == s.id)))
+                 .where(s.id == bindparam("record_id", type_=s.id.type)).limit(1).subquery("candidate"))
+    return _page_of_candidates(candidate, Scope.ALL)
 
 
 def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
@@ -298,8 +372,8 @@ def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, A
     record and a missing one are the same None."""
     if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
         return None
-    with _bounded_as(conn, viewer):
-        row = conn.execute(_by_id_statement(), {**viewer_params(viewer), "record_id": record_id}).first()
+    with _bounded_as(conn, viewer, generic_plan=True):
+        row = conn.execute(_by_id_statement(), {**viewer_params(viewer), "record_id": record_id, "lim": 1}).first()
     return _as_item(row) if row else None
 
 
@@ -315,11 +389,26 @@ def explain(conn: Connection, viewer: Viewer, record_id: int) -> tuple[dict[str,
     found = get_visible(conn, viewer, record_id)
     if found is None:
         return None
-    record = SatRecord(datetime.fromisoformat(found["logged_at"].replace("Z", "+00:00")), found["kind"],
-                       found["request_id"], found["srv"], found["user_id"], found["device_id"],
-                       found["response_code"], "")
-    registry = registry_of(conn, record.device_id, viewer.party_id) if record.device_id else []
-    return found, decide(viewer, record, registry)
+    return found, why_many(conn, viewer, [found])[found["id"]]
+
+
+def why_many(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, Decision]:
+    """Why each of `items` (already read through the rule) is visible: `decide()` over the
+    viewer's intervals on their devices, read in one statement however many items there are."""
+    devices = sorted({i["device_id"] for i in items if i["access"] != Access.OWN and i["device_id"]})
+    registry: dict[str, list[Responsibility]] = {}
+    if devices:
+        r = responsibility.c
+        for row in conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
+                                .where(r.device_id.in_(devices), r.party_id == viewer.party_id)):
+            registry.setdefault(row.device_id, []).append(Responsibility(*row))
+    decisions = {}
+    for found in items:
+        record = SatRecord(datetime.fromisoformat(found["logged_at"].replace("Z", "+00:00")), found["kind"],
+                           found["request_id"], found["srv"], found["user_id"], found["device_id"],
+                           found["response_code"], "")
+        decisions[found["id"]] = decide(viewer, record, registry.get(record.device_id, []))
+    return decisions
 
 
 def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[str, Any]]:
@@ -345,5 +434,5 @@ def stored_record_count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(sat_record)).scalar_one()
 
 
-__all__ = ["Access", "explain", "exchange_of", "get_visible", "iter_own_report", "iter_search",
+__all__ = ["Access", "explain", "exchange_of", "get_visible", "why_many", "iter_own_report", "iter_search",
            "registry_of", "search_page", "stored_record_count", "viewer_for"]

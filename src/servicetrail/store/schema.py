@@ -8,7 +8,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0005"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0006"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -146,7 +146,35 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
     return record, payload
 
 
+def _visibility_table(meta: MetaData, partitioned: bool) -> Table:
+    """0006: the per-Party visibility index (store.visibility_index). One row per record and
+    Party that may see it, with the rule that grants it (1: own, 3: MP141), so that "newest
+    first of what I may see" walks one index range instead of the whole trail. Derived data:
+    the rule is applied on top of every read through it.
+
+    The title fields a device-less search filters on ride along, so a filter is checked on
+    the index alone; the Request ID too, so that looking one up never touches another
+    Party's records (no timing difference between a hidden Request ID and an unused one)."""
+    keys = [PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
+                                 postgresql_include=["kind", "srv"]),
+            Index("ix_sat_visibility_request", "party_id", "request_id")]
+    options = {"postgresql_partition_by": "RANGE (logged_at)"} if partitioned else {"sqlite_with_rowid": False}
+    return Table(
+        "sat_visibility", meta,
+        Column("party_id", String(32), nullable=False),
+        Column("access", SmallInteger, nullable=False),
+        Column("logged_at", UtcDateTime, nullable=False),
+        Column("record_id", RecordId, nullable=False, autoincrement=False),
+        Column("kind", String(16), nullable=False),
+        Column("srv", String(12), nullable=True),
+        Column("request_id", String(80), nullable=False),
+        *keys,
+        **options,
+    )
+
+
 sat_record, sat_payload = _sat_tables(metadata, partitioned=False)
+sat_visibility = _visibility_table(metadata, partitioned=False)
 _postgres_metadata = MetaData(naming_convention=metadata.naming_convention)
 
 
@@ -156,9 +184,10 @@ def metadata_for(dialect: str) -> MetaData:
         return metadata
     if not _postgres_metadata.tables:
         for table in metadata.tables.values():
-            if table.name not in ("sat_record", "sat_payload"):
+            if table.name not in ("sat_record", "sat_payload", "sat_visibility"):
                 table.to_metadata(_postgres_metadata)
         _sat_tables(_postgres_metadata, partitioned=True)
+        _visibility_table(_postgres_metadata, partitioned=True)
     return _postgres_metadata
 
 

@@ -21,6 +21,7 @@ from ..domain.model import Device, Responsibility, SatRecord, User
 from ..domain.records import content_digest
 from .partitions import ensure_months
 from .schema import dcc_user, device, party, responsibility
+from .visibility_index import index_new, lock_registry, refresh, refresh_user, touched_by
 
 UTC = timezone.utc
 
@@ -217,6 +218,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         held[identity] = (row[12], None)
         new.append(row)
     ids = _insert(conn, driver, postgres, new) if new else []
+    index_new(conn, [(record_id, *row[:6]) for record_id, row in zip(ids, new)])
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
     done.conflicts = [(origin, _conflict(written[other] if isinstance(other, tuple) else other))
                       for origin, other in conflicts]
@@ -274,6 +276,7 @@ def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> li
 
 def load_user(conn: Connection, user: User, party_name: str) -> Outcome:
     """Register a User ID for its Party (creating or renaming the Party). Checks before it writes."""
+    lock_registry(conn)
     held = conn.execute(select(dcc_user.c.party_id, dcc_user.c.role)
                         .where(dcc_user.c.user_id == user.user_id)).first()
     if held is not None and tuple(held) != (user.party_id, user.role):
@@ -287,6 +290,7 @@ def load_user(conn: Connection, user: User, party_name: str) -> Outcome:
     if held is not None:
         return Outcome.DUPLICATE
     conn.execute(insert(dcc_user), {"user_id": user.user_id, "party_id": user.party_id, "role": user.role})
+    refresh_user(conn, user.user_id, user.party_id)  # records sent before the User ID was known
     return Outcome.LOADED
 
 
@@ -309,6 +313,7 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     registry closes an open interval or fixes a mistake; SPEC section 3 says a late
     correction changes what is visible from then on, past records included.
     """
+    lock_registry(conn)
     if conn.execute(select(party.c.party_id).where(party.c.party_id == new.party_id)).first() is None:
         raise Conflict(f"unknown party_id {new.party_id!r}: load it with 'servicetrail load users' first")
     if conn.execute(select(device.c.device_id).where(device.c.device_id == new.device_id)).first() is None:
@@ -316,11 +321,11 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     r = responsibility.c
     rows = conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
                         .where(r.device_id == new.device_id, r.relation == new.relation)).all()
-    same_start = False
+    same_start: Responsibility | None = None
     for row in rows:
         held = Responsibility(*row)
         if held.valid_from == new.valid_from:
-            same_start = True
+            same_start = held
             if held == new:
                 return Outcome.DUPLICATE
             continue
@@ -329,16 +334,24 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
                 f"overlaps the {new.relation} interval of {held.party_id} on {new.device_id} "
                 f"({held.describe()})"
             )
-    if same_start:
+    after = (new.party_id, new.valid_from, new.valid_to)
+    if same_start is not None:
         conn.execute(update(responsibility)
                      .where(r.device_id == new.device_id, r.relation == new.relation,
                             r.valid_from == new.valid_from)
                      .values(party_id=new.party_id, valid_to=new.valid_to))
-        return Outcome.CORRECTED
-    conn.execute(insert(responsibility), {
-        "device_id": new.device_id, "party_id": new.party_id, "relation": new.relation,
-        "valid_from": new.valid_from, "valid_to": new.valid_to})
-    return Outcome.LOADED
+        before = (same_start.party_id, same_start.valid_from, same_start.valid_to)
+        outcome = Outcome.CORRECTED
+    else:
+        conn.execute(insert(responsibility), {
+            "device_id": new.device_id, "party_id": new.party_id, "relation": new.relation,
+            "valid_from": new.valid_from, "valid_to": new.valid_to})
+        before, outcome = None, Outcome.LOADED
+    # what the device's records show from then on, past records included (SPEC section 3)
+    touched = touched_by(new.device_id, before, after)
+    if touched is not None:
+        refresh(conn, [touched])
+    return outcome
 
 
 __all__ = ["Appended", "Conflict", "Outcome", "Row", "append_records", "append_rows", "record_row", "row_maker", "load_device", "load_responsibility", "load_user"]

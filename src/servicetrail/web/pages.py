@@ -13,20 +13,20 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from ..domain.ids import InvalidValue, eui64
-from ..domain.model import KINDS, Responsibility
+from ..domain.model import KINDS
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
 from ..domain.triggers import MAX_TRIGGERS
-from ..domain.visibility import Access, Viewer, decide
+from ..domain.visibility import Access, Decision, Viewer
 from ..store import sessions
 from ..store.limits import SearchTooBroad
-from ..store.queries import exchange_of, explain, registry_of, search_page
+from ..store.queries import exchange_of, explain, registry_of, search_page, why_many
 from ..store.triggers import triggers_for
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
 from .fairness import Busy, limits_of
 from .params import build_search, cursor_of, record_id_or_404
-from .presenters import (EMPTY_NOTE, FIELD_LABELS, SCOPES, TRIGGER_WINDOWS, TRIGGERED_KINDS, as_record,
+from .presenters import (EMPTY_NOTE, FIELD_LABELS, SCOPES, TRIGGER_WINDOWS, TRIGGERED_KINDS,
                          exchange_entry, page_link, page_number, search_values, trigger_window, utc_field)
 from .rendering import render, too_busy
 from .signin import SignedIn, Who, checked_form
@@ -39,22 +39,10 @@ router = APIRouter(include_in_schema=False)
 
 
 def relations_of(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, str]:
-    """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator).
-
-    Decided by the one rule (`decide`) over the viewer's registry rows for each device.
-    """
-    registries: dict[str, list[Responsibility]] = {}
-    found: dict[int, str] = {}
-    for entry in items:
-        if entry["access"] != Access.MP141 or not entry["device_id"]:
-            continue
-        device = entry["device_id"]
-        if device not in registries:
-            registries[device] = registry_of(conn, device, viewer.party_id)
-        decision = decide(viewer, as_record(entry), registries[device])
-        if decision.interval is not None:
-            found[entry["id"]] = decision.interval.relation
-    return found
+    """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator)."""
+    shared = [entry for entry in items if entry["access"] == Access.MP141]
+    return {record_id: why.interval.relation for record_id, why in why_many(conn, viewer, shared).items()
+            if why.interval is not None}
 
 
 @dataclass
@@ -114,13 +102,11 @@ def search(request: Request, who: Who) -> Response:
                   empty_note=EMPTY_NOTE, page=page if after is not None else 1)
 
 
-def _exchange(conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Any) -> list[dict[str, Any]]:
+def _exchange(conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision) -> list[dict[str, Any]]:
     """The record's exchange (its request, acknowledgement, responses), each as the viewer may see it."""
-    exchange = []
-    for entry in exchange_of(conn, viewer, current["request_id"]):
-        explained = explain(conn, viewer, entry["id"])
-        if explained is not None:  # else gone between the two reads: it is not shown
-            exchange.append(exchange_entry(*explained))
+    messages = exchange_of(conn, viewer, current["request_id"])
+    reasons = why_many(conn, viewer, messages)  # one read, however long the exchange
+    exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
     if not any(e["item"]["id"] == current["id"] for e in exchange):
         exchange.append(exchange_entry(current, decision))
     return exchange

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +11,7 @@ from lxml import etree
 from .. import __version__
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.ids import InvalidValue, whole_number
-from ..domain.model import KNOWN_ROLES, SatRecord, role_name
+from ..domain.model import KNOWN_ROLES, role_name
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
@@ -150,8 +149,3 @@ def exchange_entry(item: dict[str, Any], decision: Decision) -> dict[str, Any]:
             "payload": pretty_payload(item["payload"]) if "payload" in item else None,
             "relation": decision.interval.relation if decision.interval else ""}
 
-
-def as_record(item: dict[str, Any]) -> SatRecord:
-    """An API item back as the SatRecord the rule decides on (no payload: the rule never reads it)."""
-    return SatRecord(datetime.fromisoformat(item["logged_at"].replace("Z", "+00:00")), item["kind"],
-                     item["request_id"], item["srv"], item["user_id"], item["device_id"], item["response_code"], "")
