@@ -19,6 +19,7 @@ from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store
 from ..store.queries import viewer_for
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

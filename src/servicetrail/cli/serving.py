@@ -12,7 +12,7 @@ from .common import engine, store_url, with_db
 
 
 def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
-    store = engine()  # opens (and migrates) the store before any worker starts
+    store = engine()  # opened (a new one built) before any worker starts, which then only open it
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
     run(store, store_url(), host, port, workers, trusted_proxies)
 

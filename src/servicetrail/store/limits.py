@@ -16,7 +16,6 @@ from sqlalchemy.sql.expression import Select
 from .. import settings
 
 
-
 class Budget(Enum):
     """A time limit named rather than given in seconds: its seconds are the setting's value
     when the statement runs, so that no module holds a copy taken when it was imported."""
@@ -26,7 +25,7 @@ class Budget(Enum):
     EXPORT = "export_timeout"
 
     def seconds(self) -> float:
-        return getattr(settings.current(), self.value)
+        return float(getattr(settings.current(), self.value))
 
 
 # the names store.queries imports (the lead may move it to Budget; these keep it working meanwhile)

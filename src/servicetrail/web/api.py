@@ -40,8 +40,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
-
-
 class ViewerCache:
     """token digest -> (Viewer, expiry): saves the auth round trip on most requests, which
     at a few milliseconds a search was a third of the database work.

@@ -29,7 +29,7 @@ class Options(TypedDict):
 
 
 def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
-    """Serve `store` (already open, so a migration runs before any worker starts); `url` is
+    """Serve `store` (already open, so a new store is built before any worker starts); `url` is
     how worker processes open it for themselves."""
     import uvicorn
 
