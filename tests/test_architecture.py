@@ -93,5 +93,19 @@ def test_no_route_handler_is_longer_than_40_lines() -> None:
                     and d.func.attr in ("get", "post", "put", "delete", "patch") for d in node.decorator_list):
                 routes += 1
                 if node.end_lineno - node.lineno + 1 > 40:
-                    long.append(f"web/{name}: {node.name}")
+                    long.append(f"{name}: {node.name}")
     assert routes >= 10 and long == []
+
+
+def test_a_command_fails_one_way() -> None:
+    """cli.common.Failure carries the exit code and cli.app turns the expected errors into it:
+    no command exits by itself or raises click's own exceptions."""
+    offenders = []
+    for name, tree in modules(PACKAGE / "cli"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and (
+                    (node.attr == "exit" and isinstance(node.value, ast.Name) and node.value.id == "sys")
+                    or node.attr in ("ClickException", "BadParameter", "UsageError", "Abort")):
+                if not (name == "cli/common.py" and node.attr == "ClickException"):  # Failure's base
+                    offenders.append(f"{name}:{node.lineno} {node.attr}")
+    assert offenders == []
