@@ -1,9 +1,9 @@
 """The own-traffic report (SPEC section 1, rule 7) as CSV, formatted by the database engine.
 
-The rows are those of `iter_own_report`: the statement comes from `queries._visible_items`
+The rows are those of `iter_own_report`: the statement comes from `items.visible_items`
 with `Scope.OWN`, the one builder every read of SAT records goes through, so rule 1
 (`visibility_sql.own_clause`) is the only rule applied, and the payload read (the join on
-SQLite, `queries.own_payload` after the sort on PostgreSQL) keeps its own guard. This
+SQLite, `items.own_payload` after the sort on PostgreSQL) keeps its own guard. This
 module adds the time window and the order, and has the engine turn each row into the bytes
 that `domain.records.item` written with Python's csv module would give (the tests compare
 the two byte for byte, on both engines). Python does no per-row work:
@@ -44,8 +44,9 @@ from sqlalchemy.sql.expression import Values
 from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
+from .items import own_payload, visible_items
 from .limits import Budget, SearchTooBroad
-from .queries import _bounded_as, _visible_items, own_payload
+from .read_transaction import read_as
 from .schema import UtcDateTime, sat_record
 from .visibility_sql import viewer_params
 
@@ -92,7 +93,7 @@ def srv_title_field(srv: str | None) -> str:
 def _own_rows(with_payload: bool = True) -> Select[Any]:
     """The rows of the report: the viewer's own records in [time_from, time_to), as
     `iter_own_report` selects them (each engine's statement adds the columns and the order)."""
-    return _visible_items(Scope.OWN, with_payload).where(
+    return visible_items(Scope.OWN, with_payload).where(
         s.logged_at >= bindparam("time_from", type_=UtcDateTime),
         s.logged_at < bindparam("time_to", type_=UtcDateTime))
 
@@ -265,7 +266,7 @@ class OwnReport:
         self.rows = 0
 
     def __iter__(self) -> Generator[bytes]:
-        with _bounded_as(self.conn, self.viewer, Budget.EXPORT.seconds()):
+        with read_as(self.conn, self.viewer, Budget.EXPORT.seconds()):
             if self.conn.dialect.name == "postgresql":
                 yield from self._copy()
             else:

@@ -35,13 +35,13 @@ OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
 CODE_ACCESS = {code: access for access, code in ACCESS_CODE.items()}
 REGISTRY_LOCK = "hashtext('servicetrail.registry')"
-COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv", "request_id")
-_COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar", "varchar"]
+COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv")
+_COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar"]
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
-# A new record as index_new takes it: (id, logged_at in the engine's form, kind, request_id,
-# srv or None, user_id, device_id)
+# A new record as index_new takes it: (id, logged_at in the engine's form, kind, srv or None,
+# user_id, device_id)
 NewRecord = tuple
 
 
@@ -61,13 +61,13 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
-    owners = _owners_raw(driver, postgres, {r[5] for r in records})
-    shared = {r[6] for r in records if r[6]}
+    owners = _owners_raw(driver, postgres, {r[4] for r in records})
+    shared = {r[5] for r in records if r[5]}
     spans = _spans_raw(driver, postgres, shared) if shared else {}
     rows = []
-    for record_id, at, kind, request_id, srv, user_id, device_id in records:
+    for record_id, at, kind, srv, user_id, device_id in records:
         for party_id, access in audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ())).items():
-            rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv, request_id))
+            rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
     if postgres:
         with driver.cursor() as cursor, cursor.copy(
                 f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -75,7 +75,7 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
             for row in rows:
                 copy.write_row(row)
     else:
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
 
 
@@ -141,8 +141,8 @@ def touched_by(device_id: str, before: tuple[str, datetime, datetime | None] | N
     return Touched(device_id, start, end, frozenset(s[0] for s in spans))
 
 
-_RECORD_COLUMNS = (sat_record.c.id, sat_record.c.logged_at, sat_record.c.kind, sat_record.c.request_id,
-                   sat_record.c.srv, sat_record.c.user_id, sat_record.c.device_id)
+_RECORD_COLUMNS = (sat_record.c.id, sat_record.c.logged_at, sat_record.c.kind, sat_record.c.srv,
+                   sat_record.c.user_id, sat_record.c.device_id)
 
 
 @lru_cache(maxsize=2)
@@ -205,8 +205,7 @@ def _rederive(conn: Connection, records: dict[int, Any], parties_of: dict[int, s
         for party_id, access in granted.items():
             if party_id in parties:
                 additions.append({"party_id": party_id, "access": ACCESS_CODE[access], "logged_at": record.logged_at,
-                                  "record_id": record_id, "kind": record.kind, "srv": record.srv,
-                                  "request_id": record.request_id})
+                                  "record_id": record_id, "kind": record.kind, "srv": record.srv})
     remove, add = _statements()
     conn.execute(remove, removals)
     if additions:
