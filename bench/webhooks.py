@@ -22,7 +22,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,8 @@ def receiver_app():
                 break
         if scope["method"] == "GET":
             out = json.dumps({"arrivals": arrivals, **state}).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": out})
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -154,7 +154,8 @@ def random_watches(engine, per_party: int, mix: str, seed: int = 13) -> int:
                                                 [10, 30, 60])[0]}
                     listed = rng.random() < 0.15
                 if listed and devices_of.get(party_id):
-                    body["devices"] = rng.sample(devices_of[party_id], min(rng.randint(5, 20), len(devices_of[party_id])))
+                    held = devices_of[party_id]
+                    body["devices"] = rng.sample(held, min(rng.randint(5, 20), len(held)))
                 create_watch(conn, party_id, watch_spec({"name": f"w{n}", **body}), None)
                 made += 1
     return made
@@ -415,10 +416,11 @@ def main() -> int:
             if kind == "postgresql":
                 from tests.pg_server import PgServer
                 pg = pg or PgServer(shared_buffers="1GB").start()
-                new_store = lambda name: pg.new_database()  # noqa: E731
+                new_store = lambda name, server=pg: server.new_database()  # noqa: E731
             else:
                 new_store = lambda name, k=kind: f"sqlite:///{work / f'{k}-{name}.db'}"  # noqa: E731
-            result = {"matching": matching_overhead(new_store, files(big), a.watches_per_party, a.mixes.split(","), env)}
+            result = {"matching": matching_overhead(new_store, files(big), a.watches_per_party, a.mixes.split(","),
+                                                    env)}
             print(json.dumps({kind: result}, indent=2), flush=True)
             result.update(deliveries(new_store, files(small), work, a.hooks, env))
             report[kind] = result

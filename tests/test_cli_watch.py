@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.writer import append_records
 from tests import personas as P
@@ -53,6 +54,7 @@ def test_add_list_events_rm(cli, world, engine):
 ])
 def test_bad_options_are_usage_errors(cli, world, args, hint, monkeypatch):
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
     result = cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "x", *args)
     assert result.exit_code == 2 and hint in result.stderr and "Traceback" not in result.output
 
@@ -64,6 +66,7 @@ def test_an_unknown_party_is_an_error(cli, world):
 
 def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "hook", "--webhook",
                      "http://127.0.0.1:9/hook"))[0]
     assert made["webhook"]["secret"].startswith("whsec_")

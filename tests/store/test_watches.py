@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
+from servicetrail import settings
 from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_spec
 from servicetrail.store import watches as store_watches
@@ -216,7 +217,8 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(world: World, monkeypat
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
     with world.engine.connect() as conn:
         assert store_watches.cursor_position(conn) == before  # waiting below the gap
-    monkeypatch.setattr(store_watches, "GAP_SECONDS", 0)
+    monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
+    settings.reload()
     match_all(world)
     with world.engine.connect() as conn:
         assert store_watches.cursor_position(conn) == before + 2

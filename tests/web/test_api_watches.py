@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.watches import match_new_records
@@ -115,6 +116,7 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
 ])
 def test_bad_watches_are_422_naming_the_field(client, south, body, parameter, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
     answer = client.post("/api/v1/watches", json=body, headers=south)
     assert answer.status_code == 422, answer.text
     assert answer.json()["parameter"] == parameter
@@ -137,6 +139,7 @@ def test_bad_event_parameters_are_422(client, south, query, parameter) -> None:
 
 def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     made = client.post("/api/v1/watches", json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
                        headers=south).json()
     assert made["webhook"]["url"] == "http://127.0.0.1:9/h" and made["webhook"]["secret"].startswith("whsec_")

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watches import catch_up
 from servicetrail.store.writer import append_records
@@ -60,6 +61,7 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
 
 def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     client = signed_in(engine, P.SOUTHENERGY)
     answer = add(client, webhook_url="http://127.0.0.1:9/hook")
     assert answer.status_code == 201
@@ -74,6 +76,7 @@ def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
 ])
 def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
     answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
     assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
     assert "<script>alert(1)</script>" not in answer.text

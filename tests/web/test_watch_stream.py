@@ -6,11 +6,11 @@ import orjson
 import httpx
 import pytest
 
+from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.watches import catch_up
 from servicetrail.store.writer import append_records
-from servicetrail.web import watches_api
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
@@ -18,7 +18,8 @@ from tests.live_server import LiveServer, wait_until
 
 @pytest.fixture
 def server(engine, monkeypatch):
-    monkeypatch.setattr(watches_api, "STREAM_POLL_SECONDS", 0.05)
+    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
+    settings.reload()
     P.load_personas(engine)
     with LiveServer(create_app(engine)) as live:
         yield live

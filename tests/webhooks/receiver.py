@@ -49,7 +49,8 @@ class Receiver:
                     verified = Webhook(secret).verify(body, headers) if secret else None
                 except Exception as e:  # noqa: BLE001 - recorded for the test to assert on
                     error = f"{type(e).__name__}: {e}"
-                attempt = 1 + sum(1 for r in receiver.received if r.headers.get("webhook-id") == headers.get("webhook-id"))
+                same = headers.get("webhook-id")
+                attempt = 1 + sum(1 for r in receiver.received if r.headers.get("webhook-id") == same)
                 receiver.received.append(Received(self.path, headers, body, verified, error))
                 status, wait = receiver.answer(self.path, attempt)
                 if wait:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from servicetrail import settings
 from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.outbox import pending_count
@@ -25,6 +26,7 @@ LATER = P.t("2025-04-01T10:00:00Z")
 @pytest.fixture(autouse=True)
 def loopback(monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
 
 
 @pytest.fixture
@@ -163,6 +165,7 @@ def test_a_url_that_turns_unsafe_is_refused_at_delivery(engine, world, monkeypat
     with Receiver() as receiver:
         hook(engine, receiver, "/a")
         monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK")
+        settings.reload()
         lk_requests(engine, 1)
         deliverer = Deliverer(engine, schedule=[5])
         assert run(deliverer, lambda: deliverer.stats.failed >= 1)

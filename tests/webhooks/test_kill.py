@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.watches import create_watch
@@ -46,6 +47,7 @@ def add_requests(engine, first: int, count: int) -> None:
 @pytest.mark.slow
 def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     P.load_personas(engine)
     secret = new_secret()
     receiver = Receiver().__enter__()

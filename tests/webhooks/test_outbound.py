@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from servicetrail import settings
 from servicetrail.webhooks import outbound
 from servicetrail.webhooks.outbound import UnsafeUrl, check_url, parse_url, refusal
 
@@ -40,6 +41,7 @@ def test_allowing_loopback_allows_loopback_only() -> None:
 ])
 def test_malformed_or_plain_http_urls_are_refused(url: str, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
     with pytest.raises(UnsafeUrl):
         parse_url(url)
 
@@ -52,6 +54,7 @@ def test_http_is_allowed_only_with_loopback_allowed() -> None:
 
 def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
 
     def fake(host, port, *args, **kwargs):
         answers = {"public.test": ["93.184.216.34"], "mixed.test": ["93.184.216.34", "10.1.1.1"],
@@ -69,6 +72,7 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
 
 def test_numeric_hosts_in_odd_forms_are_resolved_then_refused(monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
     for url in ("https://2130706433/", "https://0x7f.0.0.1/", "https://0177.0.0.1/", "https://127.1/",
                 "https://[::ffff:7f00:1]/", "https://localhost./"):
         with pytest.raises(UnsafeUrl):
@@ -131,6 +135,7 @@ def attempt(url: str, timeout: float = 5.0):
 
 def test_a_redirect_is_not_followed(monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     port, seen, _ = one_shot_server(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\n"
                                     b"Content-Length: 0\r\n\r\n")
     status, _ = attempt(f"http://127.0.0.1:{port}/hook")
@@ -141,6 +146,7 @@ def test_an_endless_answer_is_read_only_a_little(monkeypatch) -> None:
     import time
 
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     port, _, _ = one_shot_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True)
     started = time.monotonic()
     status, _ = attempt(f"http://127.0.0.1:{port}/hook")
@@ -151,6 +157,7 @@ def test_the_connection_goes_to_the_checked_address(monkeypatch) -> None:
     """The name resolves once, to the checked loopback address; a second resolution would
     give a private one (DNS rebinding). The request arrives, with the name as its Host."""
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
     port, seen, _ = one_shot_server(b"HTTP/1.1 204 No Content\r\n\r\n")
     answers = iter([["127.0.0.1"]])
 

@@ -7,7 +7,7 @@ import time
 import click
 import orjson
 
-from .common import COUNT, engine, fail, viewer_of, with_db
+from .common import COUNT, Failure, engine, viewer_of, with_db
 
 
 @click.group("watch")
@@ -50,15 +50,15 @@ def watch_add(party_id: str, name: str, devices: str | None, srvs: str | None, k
         if spec.webhook_url is not None:
             check_url(spec.webhook_url)
     except InvalidWatch as e:
-        raise click.BadParameter(e.message, param_hint=f"--{e.field.split('.')[0]}") from None
+        raise Failure(f"Invalid value for '--{e.field.split('.')[0]}': {e.message}") from None
     except UnsafeUrl as e:
-        raise click.BadParameter(str(e), param_hint="--webhook") from None
+        raise Failure(f"Invalid value for '--webhook': {e}") from None
     with engine().begin() as conn:
         viewer_of(conn, party_id)
         try:
             made = create_watch(conn, party_id, spec, new_secret() if spec.webhook_url else None)
         except WatchLimit as e:
-            fail(str(e))
+            raise Failure(str(e)) from None
     click.echo(orjson.dumps(made).decode())
     if spec.webhook_url:
         click.echo("the webhook secret is shown this once: keep it to verify signatures", err=True)
@@ -88,7 +88,7 @@ def watch_rm(watch_id: int, party_id: str) -> None:
     with engine().begin() as conn:
         viewer_of(conn, party_id)
         if not delete_watch(conn, party_id, watch_id):
-            fail(f"no such watch: {watch_id}", 1)
+            raise Failure(f"no such watch: {watch_id}", 1)
     click.echo(f"deleted watch {watch_id}", err=True)
 
 
@@ -120,7 +120,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
             with store.connect() as conn:
                 page = events_after(conn, viewer, watch_id, after, 1000)
             if page is None:
-                fail(f"no such watch: {watch_id}", 1)
+                raise Failure(f"no such watch: {watch_id}", 1)
             events, next_after = page
             for event in events:
                 sys.stdout.write(orjson.dumps(event).decode() + "\n")
@@ -132,7 +132,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
                 return
             time.sleep(FOLLOW_SECONDS)
     except SearchTooBroad as e:
-        fail(str(e), 3)
+        raise Failure(str(e), 3) from None
     except KeyboardInterrupt:
         return
 
@@ -156,7 +156,7 @@ def deliver_cmd() -> None:
     try:
         schedule = retry_schedule()
     except ValueError as e:
-        fail(str(e))
+        raise Failure(str(e)) from None
     deliverer = Deliverer(engine(), schedule=schedule)
 
     async def main() -> None:

@@ -114,7 +114,8 @@ def record_outcomes(conn: Connection, outcomes: list[Outcome], now: datetime, sc
         if tried > len(schedule):
             given_up.append((o.watch_id, o.event_id))
         else:
-            retry.append({"w": o.watch_id, "e": o.event_id, "n": tried, "at": now + timedelta(seconds=schedule[tried - 1]),
+            wait = timedelta(seconds=schedule[tried - 1])
+            retry.append({"w": o.watch_id, "e": o.event_id, "n": tried, "at": now + wait,
                           "err": o.error[:200]})
     if given_up:
         _delete(conn, given_up)

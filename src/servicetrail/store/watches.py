@@ -9,16 +9,16 @@ the cursor move together.
 """
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, bindparam, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from .. import settings
 from ..domain.records import item
 from ..domain.times import format_time
 from ..domain.visibility import Viewer
@@ -33,11 +33,11 @@ from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 
 UTC = timezone.utc
 CURSOR = "watches"
-MATCH_BATCH = int(os.environ.get("SERVICETRAIL_MATCH_BATCH", "5000"))
+
 # On PostgreSQL, ids come from a sequence: a loader's transaction still open leaves a gap
 # below ids already committed. The matcher waits this long for a gap to fill (a batch of
 # 20,000 records commits in seconds) before taking it as a transaction that rolled back.
-GAP_SECONDS = float(os.environ.get("SERVICETRAIL_MATCH_GAP_SECONDS", "60"))
+
 _IN_CHUNK = 5000  # ids per IN list: well under SQLite's 32,766 bound parameters
 
 
@@ -219,11 +219,12 @@ def _chunks(values: list, size: int = _IN_CHUNK):
         yield values[start:start + size]
 
 
-def match_new_records(conn: Connection, batch: int = MATCH_BATCH, now: datetime | None = None) -> int:
+def match_new_records(conn: Connection, batch: int | None = None, now: datetime | None = None) -> int:
     """One step of the matcher, in the caller's transaction (commit it): the records after the
     cursor (at most `batch`) become events of the watches they match. Returns how many
     records it read; 0 when there was nothing new (or another matcher is at work)."""
     now = now or _now()
+    batch = settings.current().match_batch if batch is None else batch
     cursor = _lock_cursor(conn)
     if cursor is None:
         return 0
@@ -235,7 +236,7 @@ def match_new_records(conn: Connection, batch: int = MATCH_BATCH, now: datetime 
     whole = next((i for i, record_id in enumerate(ids) if record_id != done + 1 + i), len(ids))
     if whole == len(ids):
         new_done, gap_since = upto, None
-    elif gap_since is not None and (now - gap_since).total_seconds() >= GAP_SECONDS:
+    elif gap_since is not None and (now - gap_since).total_seconds() >= settings.current().match_gap_seconds:
         new_done, gap_since = upto, None  # the gap's transaction rolled back, or never was
     else:
         # the wait is timed from when this gap was first met: progress means a new gap
@@ -274,7 +275,8 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
     w = watch.c
     for chunk in _chunks(sorted(found)):
-        current = conn.execute(select(w.id, w.last_event_id, w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None))
+        delivering = w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None)
+        current = conn.execute(select(w.id, w.last_event_id, delivering)
                                .where(w.id.in_(chunk))).all()
         for watch_id, last, hooked in current:  # a watch deleted meanwhile is not here
             records = sorted(found[watch_id])  # event ids follow record ids
@@ -367,4 +369,5 @@ def unmatched_backlog(conn: Connection) -> int:
 
 
 __all__ = ["WatchLimit", "catch_up", "create_watch", "cursor_position", "delete_watch", "events_after", "get_watch",
-           "list_watches", "mark_read", "match_new_records", "read_position", "recent_events", "unread_count", "unmatched_backlog", "watch_json"]
+           "list_watches", "mark_read", "match_new_records", "read_position", "recent_events", "unread_count",
+           "unmatched_backlog", "watch_json"]

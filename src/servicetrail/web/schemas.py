@@ -1,6 +1,8 @@
 """The API's documented shapes (OpenAPI). Responses are built as plain dicts on the hot path."""
 from __future__ import annotations
 
+from typing import Any
+
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -100,7 +102,7 @@ class WatchOut(BaseModel):
     srvs: str | list[str]
     kinds: list[str]
     senders: str
-    webhook: dict | None = Field(description="{url, secret} when just made (the secret shown once); "
+    webhook: dict[str, Any] | None = Field(description="{url, secret} when just made (the secret shown once); "
                                              "{url, enabled, disabled_reason} in a list")
 
 

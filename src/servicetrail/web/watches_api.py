@@ -3,7 +3,6 @@ their events as a page or as Server-Sent Events. Thin: store.watches does the wo
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from .. import settings
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import WatchLimit, create_watch, delete_watch, events_after, get_watch, list_watches
@@ -22,7 +22,7 @@ from ..webhooks.signing import new_secret
 from .api import ERRORS, ViewerDep, engine_of
 from .errors import ParameterError
 from .fairness import limits_of
-from .params import page_size
+from .params import PageSize
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
@@ -115,12 +115,11 @@ def watch_events(
     watch_id: str,
     after: Annotated[str | None, Query(description="the last event_id you have (default 0)", json_schema_extra={
         "type": "integer", "minimum": 0})] = None,
-    limit: Annotated[str | None, Query(description="page size, 1..1000 (default 100)", json_schema_extra={
-        "type": "integer", "minimum": 1, "maximum": 1000})] = None,
+    limit: PageSize = 100,
 ) -> Response:
     """The watch's events after `after`, in event_id order. Titles only, even for your own
     records; a record you may no longer see (a registry correction) is left out."""
-    start, size, found = event_id_of(after), page_size(limit), watch_id_of(watch_id)
+    start, size, found = event_id_of(after), limit, watch_id_of(watch_id)
     if found is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
@@ -133,7 +132,7 @@ def watch_events(
 
 # How often an open stream looks for new events, and how long it may stay silent before a
 # comment line tells proxies (and the client) the connection is alive.
-STREAM_POLL_SECONDS = float(os.environ.get("SERVICETRAIL_STREAM_POLL_SECONDS", "1"))
+
 STREAM_KEEPALIVE_SECONDS = 15.0
 STREAM_PAGE = 200
 
@@ -142,6 +141,34 @@ def sse_event(event: dict[str, Any]) -> bytes:
     """One Server-Sent Event: `id:` the event_id (what Last-Event-ID resumes from), its type,
     and the event as one line of JSON (orjson escapes every line break inside strings)."""
     return (f"id: {event['event_id']}\nevent: record.matched\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+
+
+async def _event_stream(request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any):
+    """The stream's body: pages of events as they come, a keep-alive comment when quiet."""
+    def page(position: int):
+        with engine.connect() as conn:
+            got = events_after(conn, viewer, watch_id, position, STREAM_PAGE)
+            conn.commit()
+            return got
+
+    try:
+        position, quiet_since = start, time.monotonic()
+        yield b"retry: 2000\n\n"
+        while not await request.is_disconnected():
+            got = await run_in_threadpool(page, position)
+            if got is None:  # the watch was deleted
+                return
+            events, next_after = got
+            if events:
+                yield b"".join(sse_event(e) for e in events)
+                position, quiet_since = next_after, time.monotonic()
+                continue
+            if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(settings.current().stream_poll_seconds)
+    finally:
+        slots.release()
 
 
 @router.get("/watches/{watch_id}/stream", response_model=None, responses={
@@ -167,32 +194,7 @@ def watch_stream(
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
 
-    def page(position: int):
-        with engine.connect() as conn:
-            got = events_after(conn, viewer, found, position, STREAM_PAGE)
-            conn.commit()
-            return got
-
-    async def stream():
-        try:
-            position, quiet_since = start, time.monotonic()
-            yield b"retry: 2000\n\n"
-            while not await request.is_disconnected():
-                got = await run_in_threadpool(page, position)
-                if got is None:  # the watch was deleted
-                    return
-                events, next_after = got
-                if events:
-                    yield b"".join(sse_event(e) for e in events)
-                    position, quiet_since = next_after, time.monotonic()
-                    continue
-                if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_SECONDS:
-                    yield b": keep-alive\n\n"
-                    quiet_since = time.monotonic()
-                await asyncio.sleep(STREAM_POLL_SECONDS)
-        finally:
-            slots.release()
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
+    return StreamingResponse(_event_stream(request, engine, viewer, found, start, slots),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
                              background=BackgroundTask(slots.release))

@@ -16,7 +16,9 @@ from ..store.watches import (WatchLimit, create_watch, delete_watch, list_watche
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
-from .html import engine_of, forbidden, render, signed_in, to_login
+from .rendering import render
+from .signin import SignedIn, signed_in, to_login
+from .state import engine_of
 
 EVENTS_SHOWN = 50
 FORM_FIELDS = ("name", "devices", "device_list", "srvs", "srv_list", "senders", "webhook_url")
@@ -78,6 +80,11 @@ def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
 FIELD_OF = {"devices": "device_list", "srvs": "srv_list", "webhook": "webhook_url", "webhook.url": "webhook_url"}
 
 
+def forbidden(request: Request, who: SignedIn, message: str) -> Response:
+    return render(request, "error.html", who, status=403, title="Form expired", heading="This form has expired",
+                  message=message)
+
+
 def install(app: FastAPI) -> None:
     @app.get("/watches", include_in_schema=False)
     def watches_page(request: Request) -> Response:
@@ -91,8 +98,8 @@ def install(app: FastAPI) -> None:
     @app.post("/watches", include_in_schema=False)
     def add_watch(request: Request, csrf_token: str = Form(""), name: str = Form(""), devices: str = Form("mine"),
                   device_list: str = Form(""), srvs: str = Form("all"), srv_list: str = Form(""),
-                  kinds: list[str] = Form([]), senders: str = Form("others"), webhook_url: str = Form("")
-                  ) -> Response:
+                  kinds: list[str] = Form([]), senders: str = Form("others"),  # noqa: B008 - FastAPI's form
+                  webhook_url: str = Form("")) -> Response:
         who = signed_in(request)
         if who is None:
             return to_login(request)

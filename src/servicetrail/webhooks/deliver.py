@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -27,6 +26,7 @@ import aiohttp
 import orjson
 from sqlalchemy.engine import Engine
 
+from .. import settings
 from ..domain.times import format_time
 from ..store.outbox import Due, Outcome, lease_due, record_outcomes
 from ..store.watches import catch_up
@@ -38,9 +38,6 @@ UTC = timezone.utc
 
 # Standard Webhooks' schedule: the waits before attempts 2, 3, ... (then it is given up)
 STANDARD_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
-TIMEOUT_SECONDS = float(os.environ.get("SERVICETRAIL_WEBHOOK_TIMEOUT", "15"))
-CONCURRENCY = int(os.environ.get("SERVICETRAIL_WEBHOOK_CONCURRENCY", "64"))
-PER_HOST = int(os.environ.get("SERVICETRAIL_WEBHOOK_PER_HOST", "16"))
 MAX_RESPONSE_BYTES = 64 * 1024
 IDLE_SECONDS = 0.1  # how often an idle worker looks for due deliveries
 MATCH_EVERY_SECONDS = 0.1  # and for new records to match
@@ -50,7 +47,7 @@ RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved an
 
 def retry_schedule() -> list[float]:
     """SERVICETRAIL_WEBHOOK_RETRY_SECONDS (comma-separated seconds), else Standard Webhooks'."""
-    text = os.environ.get("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "").strip()
+    text = settings.current().webhook_retry_seconds
     if not text:
         return list(STANDARD_SCHEDULE)
     try:
@@ -75,8 +72,12 @@ class Stats:
 class Deliverer:
     """One worker's loop: match, lease what is due, post it, record what came of it."""
 
-    def __init__(self, engine: Engine, schedule: list[float] | None = None, concurrency: int = CONCURRENCY,
-                 per_host: int = PER_HOST, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, engine: Engine, schedule: list[float] | None = None, concurrency: int | None = None,
+                 per_host: int | None = None, timeout: float | None = None) -> None:
+        chosen = settings.current()
+        concurrency = chosen.webhook_concurrency if concurrency is None else concurrency
+        per_host = chosen.webhook_per_host if per_host is None else per_host
+        timeout = chosen.webhook_timeout if timeout is None else timeout
         self.engine = engine
         self.schedule = retry_schedule() if schedule is None else schedule
         self.concurrency = max(1, concurrency)
@@ -121,7 +122,7 @@ class Deliverer:
                 elif not leased:
                     try:
                         await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
             if tasks:  # let what is in flight finish (each is bounded by the timeout)
                 await asyncio.wait(tasks, timeout=self.timeout + 1)
@@ -187,7 +188,7 @@ class Deliverer:
         """One attempt (its slot to `host` already taken by _dispatch)."""
         try:
             status, error = await asyncio.wait_for(self._post(session, delivery), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             status, error = None, f"no answer in {self.timeout:g} s"
         finally:
             self._in_flight[host] -= 1

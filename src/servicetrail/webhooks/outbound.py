@@ -10,10 +10,11 @@ too: for local receivers and the tests. Private and link-local ranges stay refus
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from .. import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -24,7 +25,7 @@ class UnsafeUrl(ValueError):
 
 
 def loopback_allowed() -> bool:
-    return os.environ.get("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "") == "1"
+    return settings.current().webhook_allow_loopback == "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
         found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as e:
         raise UnsafeUrl(f"the host {target.host!r} does not resolve: {e}") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     if not addresses:
         raise UnsafeUrl(f"the host {target.host!r} does not resolve")
     for address in addresses:
