@@ -135,7 +135,8 @@ def worlds(draw) -> WorldSpec:
         at = draw(record_time)
         # an exchange: answers sharing an earlier Request ID (told apart from each other by their
         # ResponseIDs, and by kind or time for the test's own map of ids)
-        shareable = [r.request_id for r in records if not (r.kind == kind and r.logged_at == at)]
+        taken = {r.request_id for r in records if r.kind == kind and r.logged_at == at}
+        shareable = sorted({r.request_id for r in records} - taken)
         if response_id and shareable and draw(st.booleans()):
             request_id = draw(st.sampled_from(shareable))
         records.append(SatRecord(at, kind, request_id, srv, sender, target, code, payload,
