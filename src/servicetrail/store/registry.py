@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -78,7 +79,7 @@ class _Raw:
         """A time as this engine's driver takes it (SQLite keeps fixed-width UTC text)."""
         if value is None or self.postgres:
             return value
-        return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+        return _sqlite_text(value)
 
     def read_time(self, value: Any) -> datetime | None:
         if value is None:
@@ -86,6 +87,11 @@ class _Raw:
         if isinstance(value, str):
             return datetime.fromisoformat(value)
         return value.astimezone(UTC)
+
+
+@lru_cache(maxsize=1 << 16)  # a registry's times repeat: intervals start and end on a few thousand days
+def _sqlite_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # --- Devices ------------------------------------------------------------------------------
@@ -204,11 +210,11 @@ def _decide(new: Responsibility, parties: set[str], devices: set[str],
     if same_start == (new.party_id, new.valid_to):
         return Outcome.DUPLICATE
     for start in sorted(spans):
-        if start == new.valid_from:
-            continue
         party_id, end = spans[start]
-        held = Responsibility(new.device_id, party_id, new.relation, start, end)
-        if held.overlaps(new):
+        # Responsibility.overlaps, without making one for every interval held
+        if start != new.valid_from and (new.valid_to is None or start < new.valid_to) and (
+                end is None or new.valid_from < end):
+            held = Responsibility(new.device_id, party_id, new.relation, start, end)
             return Conflict(f"overlaps the {new.relation} interval of {party_id} on {new.device_id} "
                             f"({held.describe()})")
     return Outcome.LOADED if same_start is None else Outcome.CORRECTED
