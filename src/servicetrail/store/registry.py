@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
-from .visibility_index import Touched, lock_registry, refresh, refresh_user, touched_by
+from .visibility_index import Touched, lock_registry, pg_joined, refresh, refresh_user, touched_by
 
 UTC = timezone.utc
 
@@ -58,7 +58,8 @@ class _Raw:
         if not keys:
             return []
         if self.postgres:
-            return self.driver.execute(f"{select_sql} WHERE {column} = ANY(%s)", (keys,)).fetchall()
+            return self.driver.execute(f"{select_sql} WHERE {column} = ANY(string_to_array(%s, ','))",
+                                       (pg_joined(keys),)).fetchall()
         return self.driver.execute(f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
                                    (orjson.dumps(keys).decode(),)).fetchall()
 
