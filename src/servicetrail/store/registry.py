@@ -63,6 +63,22 @@ class _Raw:
         return self.driver.execute(f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
                                    (orjson.dumps(keys).decode(),)).fetchall()
 
+    def with_records(self, device_ids: Iterable[str]) -> set[str]:
+        """The Devices among these that have any SAT record: only theirs have index rows
+        a registry change can alter (and a first load, before any traffic, has none)."""
+        device_ids = list(device_ids)
+        if not device_ids:
+            return set()
+        if self.postgres:
+            found = self.driver.execute(
+                "SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
+                "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)", (pg_joined(device_ids),))
+        else:
+            found = self.driver.execute(
+                "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
+                (orjson.dumps(device_ids).decode(),))
+        return {d for (d,) in found.fetchall()}
+
     def insert(self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
         if not rows:
             return
@@ -180,6 +196,7 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
             "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility", "device_id", devices):
         state.setdefault((device_id, relation), {})[raw.read_time(valid_from)] = (party_id, raw.read_time(valid_to))
     stored = {(key, start): held for key, spans in state.items() for start, held in spans.items()}
+    traffic = raw.with_records(devices)
     decided: list[Decided] = []
     touched: list[Touched] = []
     for new in intervals:
@@ -189,6 +206,8 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
             spans = state.setdefault((new.device_id, new.relation), {})
             before = spans.get(new.valid_from)
             spans[new.valid_from] = (new.party_id, new.valid_to)
+            if new.device_id not in traffic:
+                continue
             change = touched_by(new.device_id, None if before is None else (before[0], new.valid_from, before[1]),
                                 (new.party_id, new.valid_from, new.valid_to))
             if change is not None:

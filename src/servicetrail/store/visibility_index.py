@@ -19,10 +19,9 @@ On SQLite the database's single writer gives the same order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -110,10 +109,10 @@ def _spans_raw(driver: Any, postgres: bool, device_ids: set[str]) -> dict[str, l
 
 # --- a registry change -------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Touched:
+class Touched(NamedTuple):
     """Records of `device_id` logged in [start, end) (end None: open) whose visibility to
-    `parties` a registry change may have changed."""
+    `parties` a registry change may have changed. (A tuple: a registry load makes one per
+    interval, and a frozen dataclass cost as much to make as the interval's validation.)"""
 
     device_id: str
     start: datetime
