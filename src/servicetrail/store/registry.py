@@ -20,7 +20,8 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
-from .visibility_index import Touched, lock_registry, pg_joined, refresh, refresh_user, touched_by
+from .visibility_index import (Touched, devices_with_records, lock_registry, pg_joined, refresh, refresh_user,
+                               touched_by)
 
 UTC = timezone.utc
 
@@ -62,22 +63,6 @@ class _Raw:
                                        (pg_joined(keys),)).fetchall()
         return self.driver.execute(f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
                                    (orjson.dumps(keys).decode(),)).fetchall()
-
-    def with_records(self, device_ids: Iterable[str]) -> set[str]:
-        """The Devices among these that have any SAT record: only theirs have index rows
-        a registry change can alter (and a first load, before any traffic, has none)."""
-        device_ids = list(device_ids)
-        if not device_ids:
-            return set()
-        if self.postgres:
-            found = self.driver.execute(
-                "SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
-                "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)", (pg_joined(device_ids),))
-        else:
-            found = self.driver.execute(
-                "SELECT value FROM json_each(?) WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
-                (orjson.dumps(device_ids).decode(),))
-        return {d for (d,) in found.fetchall()}
 
     def insert(self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
         if not rows:
@@ -196,7 +181,7 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
             "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility", "device_id", devices):
         state.setdefault((device_id, relation), {})[raw.read_time(valid_from)] = (party_id, raw.read_time(valid_to))
     stored = {(key, start): held for key, spans in state.items() for start, held in spans.items()}
-    traffic = raw.with_records(devices)
+    traffic = devices_with_records(conn, devices)
     decided: list[Decided] = []
     touched: list[Touched] = []
     for new in intervals:
@@ -299,5 +284,5 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     return _one(load_responsibilities(conn, [new]))
 
 
-__all__ = ["Conflict", "Decided", "Outcome", "load_device", "load_devices", "load_responsibilities", "load_responsibility", "load_user",
-           "load_users"]
+__all__ = ["Conflict", "Decided", "Outcome", "load_device", "load_devices", "load_responsibilities",
+           "load_responsibility", "load_user", "load_users"]

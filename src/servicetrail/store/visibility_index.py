@@ -159,7 +159,26 @@ _PG_FORGET = ("DELETE FROM sat_visibility v USING unnest(string_to_array(%s, ','
               "string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::int8[]) "
               "AS p(party_id, logged_at, record_id) WHERE v.party_id = p.party_id AND v.access IN (1, 3) "
               "AND v.logged_at = p.logged_at AND v.record_id = p.record_id")
-_SQLITE_FORGET = "DELETE FROM sat_visibility WHERE party_id = ? AND access IN (1, 3) AND logged_at = ? AND record_id = ?"
+_SQLITE_FORGET = ("DELETE FROM sat_visibility WHERE party_id = ? AND access IN (1, 3) AND logged_at = ? "
+                  "AND record_id = ?")
+
+
+def devices_with_records(conn: Connection, device_ids: Iterable[str]) -> set[str]:
+    """The Devices among these that have any SAT record: only theirs have index rows a
+    registry change can alter (and a first load, before any traffic, has none)."""
+    device_ids = list(device_ids)
+    if not device_ids:
+        return set()
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        found = driver.execute("SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
+                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)",
+                               (pg_joined(device_ids),))
+    else:
+        found = driver.execute("SELECT value FROM json_each(?) "
+                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
+                               (orjson.dumps(device_ids).decode(),))
+    return {d for (d,) in found.fetchall()}
 
 
 def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
@@ -232,7 +251,8 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
         at = (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at  # as _spans_raw gives times
         parties = parties_of[record_id]
         forget += [(party_id, logged_at, record_id) for party_id in parties]
-        for party_id, access in audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ())).items():
+        granted = audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ()))
+        for party_id, access in granted.items():
             if party_id in parties:
                 rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv, request_id))
     # the records' months, and so these partitions, exist
@@ -251,5 +271,5 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
     return len(records)
 
 
-__all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "index_new", "lock_registry", "refresh",
-           "refresh_user", "touched_by"]
+__all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "devices_with_records", "index_new",
+           "lock_registry", "pg_joined", "refresh", "refresh_user", "touched_by"]
