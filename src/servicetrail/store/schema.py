@@ -155,7 +155,8 @@ def _visibility_table(meta: MetaData, partitioned: bool) -> Table:
     The title fields a device-less search filters on ride along, so a filter is checked on
     the index alone; the Request ID too, so that looking one up never touches another
     Party's records (no timing difference between a hidden Request ID and an unused one)."""
-    keys = [PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility"),
+    keys = [PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
+                                 postgresql_include=["kind", "srv"]),
             Index("ix_sat_visibility_request", "party_id", "request_id")]
     options = {"postgresql_partition_by": "RANGE (logged_at)"} if partitioned else {"sqlite_with_rowid": False}
     return Table(

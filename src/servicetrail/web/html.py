@@ -25,17 +25,17 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..domain.ids import InvalidValue, eui64, whole_number
-from ..domain.model import KINDS, KNOWN_ROLES, SatRecord, role_name
+from ..domain.model import KINDS, KNOWN_ROLES, role_name
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import DEFAULT_PAGE
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, window_minutes
-from ..domain.visibility import Access, Viewer, decide
+from ..domain.visibility import Access, Viewer
 from ..store import sessions as store
 from ..security import MAX_PASSWORD_LENGTH
 from ..store.accounts import check_login
 from ..store.limits import SearchTooBroad
-from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for
+from ..store.queries import exchange_of, explain, registry_of, search_page, viewer_for, why_many
 from ..store.triggers import triggers_for
 from .api import report_download_headers
 from .device_page import own_intervals, timeline
@@ -232,25 +232,10 @@ def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
 # --- view models ----------------------------------------------------------------------------
 
 def _relations(conn, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, str]:
-    """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator).
-
-    Decided by the one rule (`decide`) over the viewer's registry rows for each device.
-    """
-    registries: dict[str, list] = {}
-    found: dict[int, str] = {}
-    for entry in items:
-        if entry["access"] != Access.MP141 or not entry["device_id"]:
-            continue
-        device = entry["device_id"]
-        if device not in registries:
-            registries[device] = registry_of(conn, device, viewer.party_id)
-        record = SatRecord(datetime.fromisoformat(entry["logged_at"].replace("Z", "+00:00")), entry["kind"],
-                           entry["request_id"], entry["srv"], entry["user_id"], device,
-                           entry["response_code"], "")
-        decision = decide(viewer, record, registries[device])
-        if decision.interval is not None:
-            found[entry["id"]] = decision.interval.relation
-    return found
+    """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator)."""
+    shared = [entry for entry in items if entry["access"] == Access.MP141]
+    return {record_id: why.interval.relation for record_id, why in why_many(conn, viewer, shared).items()
+            if why.interval is not None}
 
 
 def _trigger_window(value: str | None) -> tuple[int, str]:
@@ -433,11 +418,10 @@ def install(app: FastAPI) -> None:
                 return not_found(request, who)
             current, decision = found
             exchange = []
-            for entry in exchange_of(conn, who.viewer, current["request_id"]):
-                explained = explain(conn, who.viewer, entry["id"])
-                if explained is None:  # gone between the two reads: it is not shown
-                    continue
-                entry, why = explained
+            messages = exchange_of(conn, who.viewer, current["request_id"])
+            reasons = why_many(conn, who.viewer, messages)  # one read, however long the exchange
+            for entry in messages:
+                why = reasons[entry["id"]]
                 payload = pretty_payload(entry["payload"]) if "payload" in entry else None
                 exchange.append({"item": entry, "badge": why.badge(), "payload": payload,
                                  "relation": why.interval.relation if why.interval else ""})

@@ -36,7 +36,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("srv", sa.String(12), nullable=True),
         sa.Column("request_id", sa.String(80), nullable=False),
-        sa.PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility"),
+        sa.PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
+                                 postgresql_include=["kind", "srv"]),
         **({"postgresql_partition_by": "RANGE (logged_at)"} if postgres else {"sqlite_with_rowid": False}),
     )
     op.create_index("ix_sat_visibility_request", "sat_visibility", ["party_id", "request_id"])

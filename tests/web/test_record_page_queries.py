@@ -1,0 +1,56 @@
+"""The record page reads a bounded number of statements however long its exchange is
+(issue 12: it once explained each message of the exchange with a read of its own)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from servicetrail.domain.model import SatRecord
+from tests import personas as P
+from tests.web.screen import personas_with, signed_in
+
+SENT = P.t("2025-04-02T08:00:00Z")
+
+
+def exchange(counter: int, responses: int) -> dict[str, SatRecord]:
+    """LOOKER's request to ESME-1, its acknowledgement and `responses` responses: WIRESCO, the
+    Network Operator, sees all of them under MP141."""
+    rid = P._rid(P.LK_OU, P.ESME_1, counter)
+    out = {f"req{counter}": SatRecord(SENT, "request", rid, "11.2", P.LK_OU, P.ESME_1, "", "<lk>"),
+           f"ack{counter}": SatRecord(SENT + timedelta(seconds=1), "acknowledgement", rid, "11.2", P.LK_OU,
+                                      P.ESME_1, "I0", "")}
+    for i in range(responses):
+        out[f"resp{counter}_{i}"] = SatRecord(SENT + timedelta(seconds=2 + i), "response", rid, "11.2", P.LK_OU,
+                                              P.ESME_1, "I0", f"<lk {i}>", response_id=f"{P.ESME_1}:{P.LK_OU}:{i}")
+    return out
+
+
+@pytest.fixture
+def world(engine):
+    return personas_with(engine, {**exchange(801, 1), **exchange(802, 40)}, (P.WIRESCO,))
+
+
+def statements_for(engine, client, path: str) -> int:
+    seen = []
+
+    def count(*_args) -> None:
+        seen.append(1)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = client.get(path)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert page.status_code == 200
+    return len(seen)
+
+
+def test_the_record_page_reads_the_same_number_of_statements_for_3_messages_and_for_42(engine, world):
+    client = signed_in(engine, P.WIRESCO)
+    small = statements_for(engine, client, f"/records/{world.ids['req801']}")
+    large = statements_for(engine, client, f"/records/{world.ids['req802']}")
+    page = client.get(f"/records/{world.ids['req802']}").text
+    assert page.count("visible as Network Operator") >= 42  # every message of the exchange is shown
+    assert large == small
