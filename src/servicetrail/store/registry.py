@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
 from .visibility_index import (Touched, devices_with_records, lock_registry, pg_joined, refresh, refresh_user,
-                               touched_by)
+                               sqlite_text, touched_by)
 
 UTC = timezone.utc
 
@@ -35,8 +34,8 @@ class Outcome(StrEnum):
 class Conflict(ValueError):
     """A row that contradicts what the store holds; the message says how."""
 
+
 Decided = Outcome | Conflict
-Span = tuple[str, datetime, datetime | None]  # (party_id, valid_from, valid_to)
 
 
 class _Raw:
@@ -44,7 +43,6 @@ class _Raw:
     costs more than the statements themselves at registry sizes."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
         self.driver = conn.connection.driver_connection
         self.postgres = conn.dialect.name == "postgresql"
         if not self.postgres and not self.driver.in_transaction:
@@ -81,7 +79,7 @@ class _Raw:
         """A time as this engine's driver takes it (SQLite keeps fixed-width UTC text)."""
         if value is None or self.postgres:
             return value
-        return _sqlite_text(value)
+        return sqlite_text(value)
 
     def read_time(self, value: Any) -> datetime | None:
         if value is None:
@@ -89,11 +87,6 @@ class _Raw:
         if isinstance(value, str):
             return datetime.fromisoformat(value)
         return value.astimezone(UTC)
-
-
-@lru_cache(maxsize=1 << 16)  # a registry's times repeat: intervals start and end on a few thousand days
-def _sqlite_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 # --- Devices ------------------------------------------------------------------------------

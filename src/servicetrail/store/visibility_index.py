@@ -195,7 +195,7 @@ def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
         found = driver.execute(_PG_TOUCHED, (pg_joined(device_ids), ",".join(map(_iso_text, starts)),
                                              ",".join(map(_iso_text, ends)), pg_joined(parties))).fetchall()
     else:
-        entries = [(d, _sqlite_text(start), _sqlite_text(end), p) for d, start, end, p in spans]
+        entries = [(d, sqlite_text(start), sqlite_text(end), p) for d, start, end, p in spans]
         found = driver.execute(_SQLITE_TOUCHED, (orjson.dumps(entries).decode(),)).fetchall()
     return _rederive(driver, postgres, found)
 
@@ -226,8 +226,9 @@ def _iso_text(value: datetime) -> str:
 
 
 @lru_cache(maxsize=1 << 16)  # a registry's times repeat: intervals start and end on a few thousand days
-def _sqlite_text(value: datetime) -> str:
-    """schema.sqlite_time, several times faster for the UTC times the registry holds."""
+def sqlite_text(value: datetime) -> str:
+    """schema.sqlite_time, several times faster for the UTC times the registry holds (and
+    cached, as a registry's times repeat)."""
     if value.tzinfo is not timezone.utc:
         return sqlite_time(value)
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
@@ -272,4 +273,4 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
 
 
 __all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "devices_with_records", "index_new",
-           "lock_registry", "pg_joined", "refresh", "refresh_user", "touched_by"]
+           "lock_registry", "pg_joined", "refresh", "refresh_user", "sqlite_text", "touched_by"]
