@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "servicetrail"
 # key) and partition DDL. Every other module reads records through store.queries.
 MAY_TOUCH_SAT_TABLES = {
     "store/schema.py", "store/visibility_sql.py", "store/queries.py", "store/export.py",
-    "store/writer.py", "store/partitions.py", "store/visibility_index.py",
+    "store/writer.py", "store/partitions.py", "store/visibility_index.py", "store/items.py", "store/filters.py",
+    "store/device_search.py", "store/index_search.py",
 }
 SAT_TABLES = ("sat_record", "sat_payload", "sat_visibility")
 
@@ -80,3 +81,28 @@ def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         failures = [f for f in pool.map(fails, modules) if f]
     assert len(modules) > 40 and not failures, failures
+
+
+# The rule's internals and the read path's forms: the interfaces read through store.queries
+# (and the other public store modules), never around them.
+RULE_INTERNALS = {
+    "store.visibility_sql", "store.visibility_index", "store.items", "store.filters", "store.device_search",
+    "store.index_search", "store.read_transaction", "store.schema",
+}
+
+
+def test_the_interfaces_use_neither_the_rules_internals_nor_private_store_names():
+    offenders = []
+    for name, tree in modules():
+        if not name.startswith(("web/", "cli/")):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level < 2 or not node.module:
+                continue
+            module = node.module
+            for alias in node.names:
+                if module in RULE_INTERNALS or alias.name.startswith("_"):
+                    offenders.append(f"{name}:{node.lineno} {module}.{alias.name}")
+                if module == "domain.visibility" and alias.name in ("decide", "audiences", "audiences_at"):
+                    offenders.append(f"{name}:{node.lineno} {module}.{alias.name} (decisions come from store.queries)")
+    assert offenders == []

@@ -12,7 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from servicetrail.domain.model import Device, Responsibility, SatRecord, User
 from servicetrail.domain.search import Search
 from servicetrail.store.engine import open_store
-from servicetrail.store.limits import SearchTooBroad, time_limit
+from servicetrail.store.limits import SearchTooBroad
+from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.migrate import schema_differences
 from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.queries import iter_search, viewer_for

@@ -12,7 +12,8 @@ from servicetrail.domain.ids import InvalidValue
 from servicetrail.domain.search import MAX_PAGE, Cursor, Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope, Viewer
-from servicetrail.store.limits import SearchTooBroad, time_limit
+from servicetrail.store.limits import SearchTooBroad
+from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
 from tests.personas import (ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas)
@@ -209,7 +210,7 @@ def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_a
     # User IDs that sent nothing change no answer, but push the Party past the branch limit
     crowded = replace(viewer, user_ids=viewer.user_ids | {f"00-00-00-00-00-00-00-{n:02X}" for n in range(9)})
     assert device_pages(world, crowded, search) == usual
-    monkeypatch.setattr("servicetrail.store.queries.MAX_RANGE_BRANCHES", 0)
+    monkeypatch.setattr("servicetrail.store.device_search.MAX_RANGE_BRANCHES", 0)
     assert device_pages(world, viewer, search) == usual
     if scope is Scope.ALL:
         assert usual, "the persona world shows each of these parties something on ESME_1"

@@ -1,9 +1,9 @@
 """The own-traffic report (SPEC section 1, rule 7) as CSV, formatted by the database engine.
 
-The rows are those of `iter_own_report`: the statement comes from `queries._visible_items`
+The rows are those of `iter_own_report`: the statement comes from `items.visible_items`
 with `Scope.OWN`, the one builder every read of SAT records goes through, so rule 1
 (`visibility_sql.own_clause`) is the only rule applied, and the payload read (the join on
-SQLite, `queries.own_payload` after the sort on PostgreSQL) keeps its own guard. This
+SQLite, `items.own_payload` after the sort on PostgreSQL) keeps its own guard. This
 module adds the time window and the order, and has the engine turn each row into the bytes
 that `domain.records.item` written with Python's csv module would give (the tests compare
 the two byte for byte, on both engines). Python does no per-row work:
@@ -44,7 +44,8 @@ from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
 from .limits import EXPORT_SECONDS, SearchTooBroad
-from .queries import _bounded_as, _visible_items, own_payload
+from .items import own_payload, visible_items
+from .read_transaction import read_as
 from .schema import UtcDateTime, sat_record
 from .visibility_sql import viewer_params
 
@@ -91,7 +92,7 @@ def srv_title_field(srv: str | None) -> str:
 def _own_rows(with_payload: bool = True) -> Select:
     """The rows of the report: the viewer's own records in [time_from, time_to), as
     `iter_own_report` selects them (each engine's statement adds the columns and the order)."""
-    return _visible_items(Scope.OWN, with_payload).where(
+    return visible_items(Scope.OWN, with_payload).where(
         s.logged_at >= bindparam("time_from", type_=UtcDateTime),
         s.logged_at < bindparam("time_to", type_=UtcDateTime))
 
@@ -264,7 +265,7 @@ class OwnReport:
         self.rows = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        with _bounded_as(self.conn, self.viewer, EXPORT_SECONDS):
+        with read_as(self.conn, self.viewer, EXPORT_SECONDS):
             if self.conn.dialect.name == "postgresql":
                 yield from self._copy()
             else:

@@ -33,13 +33,13 @@ OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
 CODE_ACCESS = {code: access for access, code in ACCESS_CODE.items()}
 REGISTRY_LOCK = "hashtext('servicetrail.registry')"
-COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv", "request_id")
-_COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar", "varchar"]
+COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv")
+_COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar"]
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
-# A new record as index_new takes it: (id, logged_at in the engine's form, kind, request_id,
-# srv or None, user_id, device_id)
+# A new record as index_new takes it: (id, logged_at in the engine's form, kind, srv or None,
+# user_id, device_id)
 NewRecord = tuple
 
 
@@ -59,13 +59,13 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
-    owners = _owners_raw(driver, postgres, {r[5] for r in records})
-    shared = {r[6] for r in records if r[6]}
+    owners = _owners_raw(driver, postgres, {r[4] for r in records})
+    shared = {r[5] for r in records if r[5]}
     spans = _spans_raw(driver, postgres, shared) if shared else {}
     rows = []
-    for record_id, at, kind, request_id, srv, user_id, device_id in records:
+    for record_id, at, kind, srv, user_id, device_id in records:
         for party_id, access in audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ())).items():
-            rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv, request_id))
+            rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
     if postgres:
         with driver.cursor() as cursor, cursor.copy(
                 f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -73,7 +73,7 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
             for row in rows:
                 copy.write_row(row)
     else:
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
 
 
@@ -143,7 +143,7 @@ def touched_by(device_id: str, before: tuple[str, datetime, datetime | None] | N
 
 # An open interval's records run to the end of time; a bound keeps the probe one index range.
 _OPEN_END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
-_RECORD = "s.id, s.logged_at, s.kind, s.request_id, s.srv, s.user_id, s.device_id"
+_RECORD = "s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id"
 # one statement for the whole batch: each (device, start, end, party) probes the trail's
 # (device_id, logged_at) index once
 _PG_TOUCHED = (f"SELECT {_RECORD}, t.party_id FROM unnest(string_to_array(%s, ','), "
@@ -244,18 +244,18 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
     for *record, party_id in found:
         records[record[0]] = tuple(record)
         parties_of.setdefault(record[0], set()).add(party_id)
-    owners = _owners_raw(driver, postgres, {r[5] for r in records.values()})
-    devices = {r[6] for r in records.values() if r[6]}
+    owners = _owners_raw(driver, postgres, {r[4] for r in records.values()})
+    devices = {r[5] for r in records.values() if r[5]}
     spans = _spans_raw(driver, postgres, devices) if devices else {}
     forget, rows = [], []
-    for record_id, (_, logged_at, kind, request_id, srv, user_id, device_id) in records.items():
+    for record_id, (_, logged_at, kind, srv, user_id, device_id) in records.items():
         at = (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at  # as _spans_raw gives times
         parties = parties_of[record_id]
         forget += [(party_id, logged_at, record_id) for party_id in parties]
         granted = audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ()))
         for party_id, access in granted.items():
             if party_id in parties:
-                rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv, request_id))
+                rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
     # the records' months, and so these partitions, exist
     if postgres:
         parties, times, record_ids = zip(*forget)
@@ -268,7 +268,8 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
                 copy.write_row(row)
     else:
         driver.executemany(_SQLITE_FORGET, forget)
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        marks = ", ".join("?" * len(COLUMNS))
+        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
     return len(records)
 
 

@@ -207,7 +207,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         held[identity] = (row[12], None)
         new.append(row)
     ids = _insert(conn, driver, postgres, new) if new else []
-    index_new(conn, [(record_id, *row[:6]) for record_id, row in zip(ids, new)])
+    index_new(conn, [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)])
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
     done.conflicts = [(origin, _conflict(written[other] if isinstance(other, tuple) else other))
                       for origin, other in conflicts]

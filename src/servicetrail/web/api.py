@@ -143,7 +143,7 @@ def list_records(
         items, next_cursor = search_page(conn, viewer, search, size, after)
         # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
         # ROLLBACK, which the pool would otherwise send, and the device search relies on
-        # them (a generic plan, see store.queries._bounded_as).
+        # them (a generic plan, see store.read_transaction.read_as).
         conn.commit()
     # orjson: a 100-item page encodes in a tenth of the time json.dumps takes
     return Response(orjson.dumps({"items": items, "next_cursor": next_cursor.encode() if next_cursor else None}),

@@ -22,7 +22,7 @@ down_revision = "0005"
 
 READER = "servicetrail_reader"
 _MONTH = re.compile(r"^sat_record_p(\d{4})_(\d{2})$")
-COLUMNS = "party_id, access, logged_at, record_id, kind, srv, request_id"
+COLUMNS = "party_id, access, logged_at, record_id, kind, srv"
 
 
 def upgrade() -> None:
@@ -35,12 +35,10 @@ def upgrade() -> None:
         sa.Column("record_id", RecordId, nullable=False, autoincrement=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("srv", sa.String(12), nullable=True),
-        sa.Column("request_id", sa.String(80), nullable=False),
         sa.PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
                                  postgresql_include=["kind", "srv"]),
         **({"postgresql_partition_by": "RANGE (logged_at)"} if postgres else {"sqlite_with_rowid": False}),
     )
-    op.create_index("ix_sat_visibility_request", "sat_visibility", ["party_id", "request_id"])
     if postgres:
         _partitions_like_the_trail()
         op.execute(f"GRANT SELECT ON sat_visibility TO {READER}")
@@ -69,12 +67,12 @@ def _partitions_like_the_trail() -> None:
 def _build() -> None:
     # rule 1: the Party holding the record's User ID
     op.execute(f"""INSERT INTO sat_visibility ({COLUMNS})
-        SELECT u.party_id, 1, s.logged_at, s.id, s.kind, s.srv, s.request_id
+        SELECT u.party_id, 1, s.logged_at, s.id, s.kind, s.srv
         FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id""")
     # rule 3 (rule 2 is the kinds): the Parties responsible for the device at the record's
     # time, other than the one that owns it
     op.execute(f"""INSERT INTO sat_visibility ({COLUMNS})
-        SELECT DISTINCT r.party_id, 3, s.logged_at, s.id, s.kind, s.srv, s.request_id
+        SELECT DISTINCT r.party_id, 3, s.logged_at, s.id, s.kind, s.srv
         FROM sat_record s JOIN responsibility r
           ON r.device_id = s.device_id AND r.valid_from <= s.logged_at
          AND (r.valid_to IS NULL OR s.logged_at < r.valid_to)
