@@ -1,14 +1,20 @@
 # The two commands a newcomer needs:  make demo   and   make test
-.PHONY: demo test serve bench bench-full contract clean
+.PHONY: demo test lint serve bench bench-full contract clean
 
 demo:        ## build a realistic demo SAT on SQLite and serve it on http://127.0.0.1:8000
 	@scripts/bootstrap
 	.venv/bin/servicetrail --db sqlite:///demo.db demo
 
-test:        ## the whole test suite (installs Chromium and PostgreSQL first if missing)
+test:        ## the linter, the type checker, then the whole test suite (installs Chromium and PostgreSQL first if missing)
 	@scripts/bootstrap
 	@scripts/system-deps
+	$(MAKE) --no-print-directory lint
 	.venv/bin/pytest -n 2
+
+lint:        ## ruff and mypy, as configured in pyproject.toml
+	@scripts/bootstrap
+	.venv/bin/ruff check src tests bench
+	.venv/bin/mypy
 
 contract:    ## the shared contract check, CLI and API, on SQLite
 	@scripts/bootstrap

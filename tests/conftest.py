@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from lxml import etree
 from sqlalchemy.engine import Engine
 
+from servicetrail import settings
 from servicetrail.cli import main
 from servicetrail.store.engine import open_store
 
@@ -18,6 +19,25 @@ from tests.pg_server import PgServer
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
 DUIS_SCHEMA = FIXTURES / "duis-schema" / "DUIS Schema V5.4.xsd"
+
+
+@pytest.fixture(autouse=True)
+def settings_of_the_environment() -> Iterator[None]:
+    """Every test starts from the settings its environment gives: one that changed them
+    (`use_settings`) leaves nothing behind once monkeypatch has restored the environment."""
+    yield
+    settings.reload()
+
+
+@pytest.fixture
+def use_settings(monkeypatch: pytest.MonkeyPatch):
+    """Settings changed the way an operator changes them, through the environment:
+    `use_settings(SERVICETRAIL_BATCH=500)`; worker processes started after it see them too."""
+    def use(**variables: object) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, str(value))
+        settings.reload()
+    return use
 
 
 @pytest.fixture(scope="session")

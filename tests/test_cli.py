@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from servicetrail.cli import main
+from servicetrail.store.migrate import head_revision
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -379,6 +380,33 @@ def test_db_upgrade_idempotent_and_check_passes(tmp_path):
     assert runner.invoke(main, ["--db", url, "db", "check"]).exit_code == 0
     reload = runner.invoke(main, ["--db", url, "load", "users", str(users)])
     assert reload.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"  # the data survived
+
+
+def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(empty_db_url, tmp_path, monkeypatch):
+    """SPEC section 5: any command builds a new store, but only `db upgrade` (and `demo`)
+    migrates one that an older servicetrail left."""
+    from tests.store.test_migrations import older_store
+
+    monkeypatch.chdir(tmp_path)
+    previous = older_store(empty_db_url)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"Error: the store's schema is at revision {previous}, older than this servicetrail's "
+                              f"{head_revision()}: run 'servicetrail db upgrade' first\n")
+    assert runner.invoke(main, ["--db", empty_db_url, "db", "upgrade"]).exit_code == 0
+    after = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
+    assert after.exit_code == 2 and after.stderr == "Error: unknown party 'NORTH'\n"  # opened, then asked
+
+
+def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypatch):
+    from tests.store.test_migrations import older_store
+
+    monkeypatch.chdir(tmp_path)
+    older_store(empty_db_url)
+    result = CliRunner().invoke(main, ["--db", empty_db_url, "demo", "--no-serve", "--records", "1000"])
+    assert result.exit_code == 0, result.output
+    assert "Demo logins" in result.stderr
 
 
 def test_db_check_on_a_store_built_by_any_command(cli, trail):

@@ -407,7 +407,7 @@ def test_critical_requests_are_a_pre_command_then_the_signed_command(small_recor
     for r in small_records:
         by_request[r.request_id].append(r)
     critical = signed = 0
-    for rid, exchange in by_request.items():
+    for exchange in by_request.values():
         requests = [r for r in exchange if r.kind == "request"]
         if not requests:
             continue
@@ -635,7 +635,7 @@ def test_build_demo_loads_a_realistic_store_and_working_logins(engine) -> None:
     assert len({login.party_id for login in logins}) == len(logins)
     assert list(demo_logins(engine)) == list(logins)  # described again later, from the store
     again = build_demo(engine, end=datetime(2026, 6, 1, tzinfo=UTC))  # idempotent
-    assert again.loaded.records == 0 and [login.username for login in again] == [l.username for l in logins]
+    assert again.loaded.records == 0 and [login.username for login in again] == [login.username for login in logins]
 
 
 def test_load_into_writes_the_whole_world_once(engine) -> None:

@@ -1,6 +1,7 @@
 """Passwords (argon2id) and API tokens (random, stored only as a SHA-256 digest)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -11,8 +12,13 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # the sign-in form verifies nothing longer (argon2 hashes any length, slowly)
 TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
-# verifying against this keeps an unknown username as slow as a wrong password
-_DUMMY_HASH = _hasher.hash("servicetrail-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps an unknown username as slow as a wrong password; made on
+    first use, since hashing at import cost every command of the CLI 0.2 s."""
+    return _hasher.hash("servicetrail-timing-equaliser")
 
 
 class WeakPassword(ValueError):
@@ -29,7 +35,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -138,7 +138,7 @@ def test_real_and_extra_messages_as_bare_files_in_a_folder(cli, engine, tmp_path
     assert result.stdout == f"loaded {total}, rejected 0, skipped 0 duplicates\n"
     got = stored(engine)
     assert len(got) == total
-    for name, expected in {**REAL, **EXTRA_EXPECTED}.items():
+    for expected in {**REAL, **EXTRA_EXPECTED}.values():
         check(got[(expected[1], expected[0])], expected, CAPTURED)
     for name, expected in EXTRA_EXPECTED.items():
         assert got[(expected[1], expected[0])]["payload"] == (EXTRA / name).read_text(encoding="utf-8")

@@ -113,8 +113,8 @@ def test_entity_bomb_rejected_by_the_parser_function_itself():
     assert time.monotonic() - started < 1
 
 
-def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, monkeypatch):
-    monkeypatch.setattr(duis, "MAX_DOCUMENT_BYTES", 2000)
+def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, use_settings):
+    use_settings(SERVICETRAIL_MAX_DUIS_BYTES=2000)
     small = response(counter=1)
     big = response(gbcs="A" * 5000, counter=2)
     huge = response(gbcs="B" * 3_000_000, counter=3)

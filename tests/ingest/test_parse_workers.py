@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from servicetrail.ingest import load, workers
+from servicetrail.ingest import workers
 from servicetrail.ingest.load import CHUNK_LINES, ingest
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row, _sqlite_text
@@ -65,14 +65,13 @@ def stored(engine) -> list[tuple]:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, monkeypatch, workers):
+def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, use_settings, workers):
     path = tmp_path / "sat.jsonl"
     good, duplicates, bad = write_file(path)
     assert duplicates and len(bad) > 10
 
-    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
-    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", workers)
-    monkeypatch.setattr(load, "BATCH", 1000)  # batches end inside chunks too
+    # batches end inside chunks too
+    use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_BATCH=1000)
     summary = ingest(engine, [path])
     assert summary.line() == f"loaded {good}, rejected {len(bad)}, skipped {duplicates} duplicates"
     rejects = [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()]
@@ -82,20 +81,19 @@ def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, monkeyp
     assert len(with_workers) == good
 
     # the same file again, parsed in this process: nothing new, the same rejects
-    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    use_settings(SERVICETRAIL_PARSE_WORKERS=0)
     again = ingest(engine, [path])
     assert again.line() == f"loaded 0, rejected {len(bad)}, skipped {good + duplicates} duplicates"
     assert [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()] == rejects
     assert stored(engine) == with_workers
 
 
-def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, monkeypatch):
+def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings):
     path = tmp_path / "cut.jsonl.gz"
     whole = gzip.compress(("\n".join(line(n) for n in range(3000)) + "\n").encode())
     path.write_bytes(whole[: len(whole) // 2])  # a truncated download
-    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
-    for workers in ("0", "1"):
-        monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", workers)
+    for count in (0, 1):
+        use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=count)
         with pytest.raises(EOFError):
             ingest(engine, [path])
 

@@ -175,7 +175,7 @@ def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_pa
 
 def test_header_with_bom_crlf_other_order_and_case_is_read(cli, engine, tmp_path):
     content = ("\ufeffRole, Party_ID ,user_id,party_name\r\n"
-               f"IS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n").encode("utf-8")
+               f"IS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n").encode()
     users = write(tmp_path / "users.csv", content)
     result = cli("load", "users", users)
     assert result.exit_code == 0, result.output
@@ -269,7 +269,7 @@ def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
         f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",  # 4 overlaps by one second
         f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",                      # 5 bad relation
         f"{METER},NOBODY,supplier,2025-04-01T00:00:00Z,",                     # 6 unknown party
-        f"00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",      # 7 unknown device
+        "00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",      # 7 unknown device
         f"{METER},SOUTH,supplier,2025-05-01T00:00:00Z,2025-04-01T00:00:00Z",  # 8 ends before it starts
         f"{METER},SOUTH,supplier,2025-04-01T00:00:00,",                       # 9 no offset
         f"{METER},SOUTH,supplier,next tuesday,",                              # 10 not a time

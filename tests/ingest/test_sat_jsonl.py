@@ -269,7 +269,8 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     first = cli("ingest", folder)
     assert first.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
     # a folder's rejects go beside it, each naming its file
-    assert [(Path(r["file"]), r["raw"]) for r in rejects_of(tmp_path / "drop.rejects.jsonl")] == [(folder / "a.jsonl", "bad")]
+    rejected = rejects_of(tmp_path / "drop.rejects.jsonl")
+    assert [(Path(r["file"]), r["raw"]) for r in rejected] == [(folder / "a.jsonl", "bad")]
     second = cli("ingest", folder)  # the reject file now in the folder is not read as input
     assert second.stdout == "loaded 0, rejected 1, skipped 2 duplicates\n"
     assert count(engine, "sat_record") == 2

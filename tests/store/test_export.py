@@ -76,7 +76,7 @@ def write_csv(items, out, fields=REPORT_FIELDS) -> int:
 def _awkward_records() -> list[SatRecord]:
     """NORTHPOWER's own records with awkward payloads, times and SRVs, and one of LOOKER's."""
     records = []
-    for n, (name, payload) in enumerate(sorted(AWKWARD_PAYLOADS.items()), start=1):
+    for n, (_, payload) in enumerate(sorted(AWKWARD_PAYLOADS.items()), start=1):
         rid = f"{P.NP_IS}:{P.ESME_1}:{100 + n}"
         when = parse_time(f"2025-04-{n:02d}T10:00:00Z")
         records.append(SatRecord(when, "request", rid, "4.1.1", P.NP_IS, P.ESME_1, "", payload))

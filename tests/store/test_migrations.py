@@ -65,9 +65,47 @@ def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
         again.dispose()
 
 
+def older_store(db_url: str) -> str:
+    """The store at the revision before the head, as an older servicetrail left it; its revision."""
+    script = ScriptDirectory(str(migrate.MIGRATIONS))
+    previous = script.get_revision(head_revision()).down_revision
+    engine = make_engine(db_url)
+    try:
+        command.upgrade(migrate._config(engine), previous)
+    finally:
+        engine.dispose()
+    return previous
+
+
+def test_an_empty_store_is_built_at_the_current_schema_without_asking(empty_db_url: str) -> None:
+    engine = open_store(empty_db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
 def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) -> None:
-    with pytest.raises(StoreError, match="not up to date"):
-        open_store(empty_db_url, upgrade=False)
+    previous = older_store(empty_db_url)
+    with pytest.raises(StoreError, match=f"revision {previous}.*'servicetrail db upgrade'"):
+        open_store(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) == previous  # refused, not touched
+    finally:
+        engine.dispose()
+    upgraded = open_store(empty_db_url, upgrade=True)
+    try:
+        assert current_revision(upgraded) == head_revision()
+    finally:
+        upgraded.dispose()
+
+
+def test_a_store_from_a_newer_servicetrail_is_refused_even_with_upgrade(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(StoreError, match="9999_from_the_future.*does not know"):
+        open_store(engine.url.render_as_string(hide_password=False), upgrade=True)
 
 
 def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
@@ -85,7 +123,7 @@ def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
         assert "sat_record" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
-    upgraded = open_store(db_url, upgrade=False)  # already at head: opens without migrating
+    upgraded = open_store(db_url)  # already at head: opens without migrating
     upgraded.dispose()
 
 

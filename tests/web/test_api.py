@@ -107,6 +107,8 @@ def test_one_record_and_why_for_mp141(client, token, world):
 
 @pytest.mark.parametrize("params, name", [
     ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
+    ({"limit": " 5"}, "limit"), ({"limit": "1_000"}, "limit"), ({"limit": "5.0"}, "limit"), ({"limit": "٥"}, "limit"),
+    ({"scope": "ALL"}, "scope"),
     ({"device_id": "zz-not-eui"}, "device_id"), ({"request_id": "nonsense"}, "request_id"),
     ({"from": "yesterday"}, "from"), ({"to": "2025-01-01T00:00:00"}, "to"),
     ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
@@ -117,6 +119,28 @@ def test_bad_parameters_are_422_naming_the_parameter(client, token, params, name
     response = client.get("/api/v1/records", headers=token(P.NORTHPOWER), params=params)
     assert response.status_code == 422
     assert response.json()["parameter"] == name and name in response.json()["message"]
+
+
+def test_the_openapi_document_states_the_checks_the_api_makes(client):
+    """limit, scope and kind are validated by FastAPI itself, so the document says what is checked."""
+    from servicetrail.domain.model import KINDS
+    from servicetrail.domain.search import MAX_PAGE
+
+    document = client.get("/openapi.json").json()
+    parameters = {p["name"]: p["schema"] for p in document["paths"]["/api/v1/records"]["get"]["parameters"]}
+    assert (parameters["limit"]["type"], parameters["limit"]["minimum"], parameters["limit"]["maximum"]) == (
+        "integer", 1, MAX_PAGE)
+    schemas = document["components"]["schemas"]
+    assert parameters["scope"]["$ref"].endswith("/Scope") and schemas["Scope"]["enum"] == ["own", "others", "all"]
+    assert any(option.get("$ref", "").endswith("/Kind") for option in parameters["kind"]["anyOf"])
+    assert schemas["Kind"]["enum"] == list(KINDS)
+
+
+def test_empty_parameters_are_not_given(client, token):
+    headers = token(P.NORTHPOWER)
+    empty = client.get("/api/v1/records", headers=headers, params={"limit": "", "scope": "", "kind": ""})
+    assert empty.status_code == 200
+    assert empty.json() == client.get("/api/v1/records", headers=headers).json()
 
 
 def test_report_parameters_are_required(client, token):
@@ -184,8 +208,8 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
     assert "secret internals" not in response.text and "Traceback" not in response.text
 
 
-@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("a%C2%85b", 422), ("x" * 201, 422),
-                                         ("no such title words", 200), ("99.9", 200)])
+@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("a%C2%85b", 422),
+                                         ("x" * 201, 422), ("no such title words", 200), ("99.9", 200)])
 def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(client, token, srv, status):
     """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
     headers = token(P.NORTHPOWER)

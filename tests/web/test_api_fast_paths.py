@@ -74,7 +74,7 @@ def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, world) -> None
 def test_connections_accepted_by_the_workers_socket_have_nagle_off() -> None:
     """uvicorn's own socket for `--workers N` has proto 0, so asyncio never set TCP_NODELAY
     and every response waited ~40 ms for the client's delayed ACK."""
-    config = uvicorn.Config("servicetrail.web.app:app_from_environment", host="127.0.0.1", port=0, workers=2)
+    config = uvicorn.Config("servicetrail.web.app:app_for_store", host="127.0.0.1", port=0, workers=2)
     server = listening_socket(config)
     server.listen()
     try:

@@ -162,9 +162,10 @@ def run_cli(db_url: str, *args: str, input: str | None = None) -> None:
 class Server(str):
     """The base URL, with the ids of records BRIGHT must not see."""
 
-    def __new__(cls, base: str, hidden_ids: list[int]):
+    def __new__(cls, base: str, hidden_ids: list[int], db_url: str = ""):
         made = super().__new__(cls, base)
         made.hidden_ids = hidden_ids
+        made.db_url = db_url  # the store the server serves (tests/web/test_browser_watches.py adds traffic)
         return made
 
 
@@ -221,7 +222,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("servicetrail serve did not start:\n" + (folder / "server.log").read_text())
             time.sleep(0.1)
-        yield Server(base, hidden_ids)
+        yield Server(base, hidden_ids, db_url)
     finally:
         proc.terminate()
         try:

@@ -29,7 +29,7 @@ from servicetrail.store.sessions import (ABSOLUTE_LIMIT, IDLE_LIMIT, MAX_FAILURE
                                          MAX_FAILURES_PER_KEY, now_utc)
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
-from servicetrail.web.html import code_class, code_help, pretty_payload
+from servicetrail.web.presenters import code_class, code_help, pretty_payload
 from tests import personas as P
 
 PASSWORD = "correct horse battery staple"

@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 
 from servicetrail.domain.model import SatRecord
-from servicetrail.web.html import before_text
+from servicetrail.web.presenters import before_text
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 

@@ -18,7 +18,7 @@ from servicetrail.store.accounts import create_account
 from servicetrail.store.schema import login_device
 from servicetrail.store.sessions import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_KEY, session_digest
 from servicetrail.web.app import create_app
-from servicetrail.web.html import DEVICE_COOKIE
+from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
 from tests.web.live_server import live_server
 

@@ -19,10 +19,8 @@ from sqlalchemy import text
 
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
-from servicetrail.store import export
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.writer import append_records
-from servicetrail.web import downloads
 from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, PartyLimits
 
@@ -40,7 +38,7 @@ PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 row
 def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:
-        for party, user in ATTACKERS.items():
+        for user in ATTACKERS.values():
             append_records(conn, [
                 SatRecord(parse_time("2025-06-01T00:00:00Z").replace(minute=n // 60 % 60, second=n % 60,
                                                                      hour=n // 3600), "request",
@@ -146,8 +144,8 @@ def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_onc
         locker.rollback()
 
 
-def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tokens, monkeypatch):
-    monkeypatch.setattr(downloads, "SEND_TIMEOUT", 1.0)
+def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tokens, use_settings):
+    use_settings(SERVICETRAIL_SEND_TIMEOUT=1)
     app = create_app(engine)
     with LiveServer(app) as server:
         sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
@@ -160,10 +158,10 @@ def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tok
 
 
 @pytest.mark.parametrize("path", ["/api/v1/reports/own.csv", "/report"])
-def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(engine, tokens, monkeypatch, path):
+def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(engine, tokens, use_settings, path):
     """Nothing is sent before the report's first piece exists, so a report that runs out of
     time is answered with a status and a message, not a download that stops short."""
-    monkeypatch.setattr(export, "EXPORT_SECONDS", 0.001)
+    use_settings(SERVICETRAIL_EXPORT_TIMEOUT=0.001)
     app = create_app(engine)
     with TestClient(app) as client:
         if path.startswith("/api"):

@@ -10,9 +10,11 @@ from .database import db_group, retention_cmd
 from .generating import generate_cmd
 from .loading import ingest_cmd, load_cmd
 from .reads import records_cmd, report_group, triggers_cmd
+from .watching import deliver_cmd, watch_group
 
 for command in (load_cmd, ingest_cmd, accounts_group, tokens_group, report_group, records_cmd, triggers_cmd,
-                db_group, serve, demo, retention_cmd, generate_cmd):
+                db_group, serve, demo, retention_cmd, generate_cmd, watch_group,
+                deliver_cmd):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -5,8 +5,9 @@ import sys
 
 import click
 
-
-from .common import COUNT, engine, fail, with_db
+from ..domain.times import format_time
+from ..store.accounts import change_password, create_account, create_token, list_tokens, revoke_tokens, set_disabled
+from .common import COUNT, Failure, engine, with_db
 
 
 @click.group("accounts")
@@ -33,16 +34,16 @@ def _read_password() -> str:
 def accounts_create(username: str, party_id: str) -> None:
     """Create an account; the password (12-1024 characters) is read from standard input
     (asked twice on a terminal)."""
-    from ..security import WeakPassword
-    from ..store.accounts import AccountError, create_account
-
     password = _read_password()
-    try:
-        with engine().begin() as conn:
-            create_account(conn, username, party_id, password)
-    except (AccountError, WeakPassword) as e:
-        fail(str(e))
+    with engine().begin() as conn:
+        create_account(conn, username, party_id, password)
     click.echo(f"account {username} created for {party_id}", err=True)
+
+
+def _set_disabled(username: str, disabled: bool) -> int:
+    """Disable or enable the account; the number of its web sessions that ended."""
+    with engine().begin() as conn:
+        return set_disabled(conn, username, disabled)
 
 
 @accounts_group.command("disable", epilog=TOKEN_CACHE_NOTE)
@@ -52,13 +53,7 @@ def accounts_disable(username: str) -> None:
     """Stop an account: it can no longer sign in, its web sessions end at once, and its API
     tokens stop working (they work again after 'accounts enable'; revoke them with
     'tokens revoke --account USERNAME' to end them for good)."""
-    from ..store.accounts import AccountError, set_disabled
-
-    try:
-        with engine().begin() as conn:
-            ended = set_disabled(conn, username, True)
-    except AccountError as e:
-        fail(str(e))
+    ended = _set_disabled(username, True)
     click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
 
 
@@ -67,13 +62,7 @@ def accounts_disable(username: str) -> None:
 @with_db
 def accounts_enable(username: str) -> None:
     """Let a disabled account sign in and use its API tokens again."""
-    from ..store.accounts import AccountError, set_disabled
-
-    try:
-        with engine().begin() as conn:
-            set_disabled(conn, username, False)
-    except AccountError as e:
-        fail(str(e))
+    _set_disabled(username, False)
     click.echo(f"account {username} enabled", err=True)
 
 
@@ -83,15 +72,9 @@ def accounts_enable(username: str) -> None:
 def accounts_passwd(username: str) -> None:
     """Set a new password (12-1024 characters, read from standard input, asked twice on a
     terminal). The account's web sessions end; its API tokens are not affected."""
-    from ..security import WeakPassword
-    from ..store.accounts import AccountError, change_password
-
     password = _read_password()
-    try:
-        with engine().begin() as conn:
-            ended = change_password(conn, username, password)
-    except (AccountError, WeakPassword) as e:
-        fail(str(e))
+    with engine().begin() as conn:
+        ended = change_password(conn, username, password)
     click.echo(f"password of {username} changed; {ended} web session(s) ended", err=True)
 
 
@@ -106,13 +89,8 @@ def tokens_group() -> None:
 @with_db
 def tokens_create(username: str) -> None:
     """Create an API token for an account; it is printed once, alone on standard output."""
-    from ..store.accounts import AccountError, create_token
-
-    try:
-        with engine().begin() as conn:
-            token = create_token(conn, username)
-    except AccountError as e:
-        fail(str(e))
+    with engine().begin() as conn:
+        token = create_token(conn, username)
     click.echo("Keep this token secret; it is shown only this once.", err=True)
     click.echo(token)
 
@@ -123,9 +101,6 @@ def tokens_create(username: str) -> None:
 def tokens_list(username: str | None) -> None:
     """The API tokens: id (for 'tokens revoke'), account, Party, when created (UTC), and
     whether the account is disabled. Token values are never stored, so never shown."""
-    from ..domain.times import format_time
-    from ..store.accounts import list_tokens
-
     with engine().connect() as conn:
         tokens = list_tokens(conn, username)
     click.echo(f"{'ID':>6}  {'ACCOUNT':<24} {'PARTY':<32} {'CREATED':<20}  STATUS")
@@ -145,16 +120,11 @@ def tokens_list(username: str | None) -> None:
 @with_db
 def tokens_revoke(token_ids: tuple[int, ...], username: str | None, from_stdin: bool) -> None:
     """Revoke API tokens for good, by id (see 'tokens list'), by account, or by value."""
-    from ..store.accounts import AccountError, revoke_tokens
-
     if not (token_ids or username or from_stdin):
-        fail("name the tokens to revoke: TOKEN_ID..., --account USERNAME or --stdin")
+        raise Failure("name the tokens to revoke: TOKEN_ID..., --account USERNAME or --stdin")
     values = [line.strip() for line in sys.stdin if line.strip()] if from_stdin else []
-    try:
-        with engine().begin() as conn:
-            revoked = revoke_tokens(conn, token_ids, username, values)
-    except AccountError as e:
-        fail(str(e))
+    with engine().begin() as conn:
+        revoked = revoke_tokens(conn, token_ids, username, values)
     for t in revoked:
         click.echo(f"revoked token {t.id} of {t.username}")
     click.echo(f"{len(revoked)} token(s) revoked", err=True)

@@ -1,12 +1,39 @@
-"""The `servicetrail` command group itself."""
+"""The `servicetrail` command group itself, and the one place where an expected error of any
+command becomes its message and exit code."""
 from __future__ import annotations
 
+from typing import Any
 
 import click
 
+from .. import settings
+from ..ingest.registry_csv import BadHeader
+from ..ingest.sources import UnreadableInput
+from ..security import WeakPassword
+from ..store.accounts import AccountError
+from ..store.engine import StoreError
+from ..store.limits import SearchTooBroad
+from .common import Failure, db_option
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", "db_url", metavar="URL", default=None, help="Database URL for every command.")
+# What a command may meet that is the input's or the store's fault, never a bug, and the
+# exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.
+EXPECTED: dict[type[Exception], int] = {
+    settings.SettingError: 2, StoreError: 2, AccountError: 2, WeakPassword: 2, BadHeader: 2, UnreadableInput: 2,
+    SearchTooBroad: 3,
+}
+
+
+class Servicetrail(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except tuple(EXPECTED) as e:
+            code = next(code for kind, code in EXPECTED.items() if isinstance(e, kind))
+            raise Failure(str(e), code) from None
+
+
+@click.group(cls=Servicetrail, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@db_option
 @click.version_option(package_name="servicetrail")
 @click.pass_context
 def main(ctx: click.Context, db_url: str | None) -> None:
@@ -16,4 +43,5 @@ def main(ctx: click.Context, db_url: str | None) -> None:
     what each Party may see: its own traffic in full, and as Responsible Supplier or
     Network Operator the titles of every request and response to its devices.
     """
+    settings.reload()  # this invocation's environment, checked before any command runs
     ctx.obj = db_url

@@ -3,103 +3,121 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import click
-from sqlalchemy.engine import Engine
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from sqlalchemy.engine import Connection, Engine
 
-from ..domain.ids import InvalidValue, eui64, whole_number
+from ..domain.ids import InvalidValue, whole_number
 from ..domain.times import parse_time
-from ..store.engine import StoreError, database_url, open_store
+from ..domain.triggers import window_minutes
+from ..domain.visibility import Viewer
+from ..ingest.load import Summary
+from ..store.engine import StoreError, database_url, make_engine, open_store
+from ..store.queries import viewer_for
 
-KINDS = ("users", "devices", "responsibilities")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-class TimeParam(click.ParamType):
-    name = "TIME"
+class Failure(click.ClickException):
+    """The one way a command fails: click prints "Error: message" and exits with `code`
+    (2: the request cannot be done as asked; 3: the store gave up on it; 1: it was done,
+    but not all of it)."""
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
-        if isinstance(value, datetime):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        # click declares exit_code per class and reads it from the instance it caught: one
+        # type carrying any code sets it per instance
+        self.exit_code = code  # type: ignore[misc]
+
+
+class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A parameter read by the same parser as the API's: its InvalidValue is click's usage
+    error naming the parameter."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # already converted (click converts defaults too)
             return value
         try:
-            return parse_time(value)
+            return self.parse(value)
         except InvalidValue as e:
             self.fail(str(e), param, ctx)
 
 
-class EuiParam(click.ParamType):
-    name = "EUI-64"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        try:
-            return eui64(value)
-        except InvalidValue as e:
-            self.fail(str(e), param, ctx)
-
-
-class CountParam(click.ParamType):
+def count(text: str) -> int:
     """A count of 1 or more in the digits 0-9: click's INT takes anything int() does ('٣', '1_0')."""
-
-    name = "N"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            count = whole_number(value)
-        except InvalidValue:
-            self.fail(f"{value!r} is not a whole number written in the digits 0-9", param, ctx)
-        if count < 1:
-            self.fail(f"{value} is not 1 or more", param, ctx)
-        return count
+    try:
+        value = whole_number(text)
+    except InvalidValue:
+        raise InvalidValue(f"{text!r} is not a whole number written in the digits 0-9") from None
+    if value < 1:
+        raise InvalidValue(f"{text} is not 1 or more")
+    return value
 
 
-TIME = TimeParam()
-EUI = EuiParam()
-COUNT = CountParam()
+TIME = Parsed("TIME", parse_time)
+COUNT = Parsed("N", count)
+WINDOW = Parsed("MINUTES", window_minutes)
 
 
-def with_db(command: Callable) -> Callable:
-    """`--db URL` on every command, as well as before the command name."""
-
-    @click.option("--db", "db_url", metavar="URL", default=None,
-                  help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).")
-    @click.pass_context
-    @functools.wraps(command)
-    def wrapper(ctx: click.Context, db_url: str | None, **kwargs: Any) -> Any:
-        ctx.obj = db_url or (ctx.obj if isinstance(ctx.obj, str) else None)
-        return command(**kwargs)
-
-    return wrapper
+def db_option(command: F) -> F:
+    """`--db URL`: before the command name (on the group) or after it (on every command that
+    opens the store); the store's URL otherwise comes from the settings."""
+    return click.option("--db", "db_url", metavar="URL", default=None,
+                        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).")(command)
 
 
-def engine() -> Engine:
+def with_db(command: Callable[..., None]) -> Callable[..., None]:
+    """The command takes `--db URL` as well, which wins over one given before its name."""
+
+    def wrapper(ctx: click.Context, /, db_url: str | None, **kwargs: Any) -> None:
+        if db_url:
+            ctx.obj = db_url
+        command(**kwargs)
+
+    functools.update_wrapper(wrapper, command)  # the command's name and help
+    return db_option(click.pass_context(wrapper))
+
+
+def engine(*, upgrade: bool = False) -> Engine:
+    """The store at the current schema; `upgrade`: migrate one at an older schema (else refused)."""
+    return _opened(functools.partial(open_store, upgrade=upgrade))
+
+
+def engine_as_it_is() -> Engine:
+    """The store without building or checking its schema (for `db check`)."""
+    return _opened(make_engine)
+
+
+def _opened(opener: Callable[[str | None], Engine]) -> Engine:
     url = click.get_current_context().obj
     try:
-        return open_store(url)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
+        return opener(url)
+    except StoreError:
+        raise  # says what to do itself: turned into a Failure with the other expected errors
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
-        raise click.ClickException(f"cannot open the store at {database_url(url)}: {e}") from None
+        raise Failure(f"cannot open the store at {database_url(url)}: {e}") from None
 
 
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
+def store_url() -> str:
+    """The URL of the store this command works on (as given, or from the settings)."""
+    return database_url(click.get_current_context().obj)
 
 
 @contextmanager
-def progress_for(paths: list[Path]):
+def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on a terminal; nothing when the output is a pipe or a file."""
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
     total = sum(p.stat().st_size for path in paths for p in ([path] if path.is_file() else path.rglob("*"))
                 if p.is_file())
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -108,24 +126,22 @@ def progress_for(paths: list[Path]):
         yield lambda done: bar.advance(task, done)
 
 
-def report_summary(summary) -> None:
+def report_summary(summary: Summary) -> None:
     click.echo(summary.line())
     if summary.corrected:
         click.echo(f"({summary.corrected} of those corrected an existing entry)", err=True)
     for path in summary.reject_files:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:
-        sys.exit(1)
+        raise Failure(f"{summary.rejected} record(s) rejected", 1)
 
 
-def viewer_of(conn, party_id: str):
-    from ..store.queries import viewer_for
-
+def viewer_of(conn: Connection, party_id: str) -> Viewer:
     viewer = viewer_for(conn, party_id)
     if viewer is None:
-        fail(f"unknown party {party_id!r}")
+        raise Failure(f"unknown party {party_id!r}")
     return viewer
 
 
-def output_to(path: Path | None):
+def output_to(path: Path | None) -> AbstractContextManager[TextIO]:
     return open(path, "w", newline="", encoding="utf-8") if path else nullcontext(sys.stdout)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-
-from .common import TIME, engine, fail, with_db
+from ..generate import World, load_into, write_world
+from .common import TIME, Failure, engine, with_db
 
 
 @click.command("generate")
@@ -32,20 +32,17 @@ def generate_cmd(folder: Path | None, records: int, devices: int | None, parties
     responsibilities.csv and sat.jsonl (and duis.jsonl) into FOLDER, or with --into-store
     loads it through the store's own writers.
     """
-    from ..generate import World, load_into, write_world
-
-    options = {"n_records": records, "n_devices": devices, "n_parties": parties, "seed": seed}
-    options.update({k: v for k, v in (("start", start), ("end", end)) if v is not None})
     try:
-        world = World(**options)
-    except ValueError as e:
-        fail(str(e))
+        world = World(n_records=records, n_devices=devices, n_parties=parties, seed=seed,
+                      start=start or World.start, end=end or World.end)
+    except ValueError as e:  # sizes that make no world: said by World itself
+        raise Failure(str(e)) from None
     if into_store:
         counts = load_into(engine(), world)
         click.echo(f"loaded {counts.records} records, {counts.users} users, {counts.devices} devices, "
                    f"{counts.responsibilities} responsibilities ({counts.duplicates} duplicates skipped)")
         return
     if folder is None:
-        fail("name a FOLDER to write into, or give --into-store")
+        raise Failure("name a FOLDER to write into, or give --into-store")
     for name, path in write_world(world, folder, sat=not no_sat, duis=with_duis).items():
         click.echo(f"{name}: {path}", err=True)

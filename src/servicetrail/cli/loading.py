@@ -6,12 +6,16 @@ from pathlib import Path
 
 import click
 
+from ..ingest import registry_csv
+from ..ingest.load import ingest, load_registry
+from .common import TIME, Failure, engine, progress_for, report_summary, with_db
 
-from .common import KINDS, TIME, engine, fail, progress_for, report_summary, with_db
+SPEC_OF = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
+           "responsibilities": registry_csv.RESPONSIBILITIES}
 
 
 @click.command("load")
-@click.argument("what", type=click.Choice(KINDS))
+@click.argument("what", type=click.Choice(list(SPEC_OF)))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).")
@@ -24,18 +28,10 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     devices.csv           device_id,device_type,smets
     responsibilities.csv  device_id,party_id,relation,valid_from,valid_to
     """
-    from ..ingest import registry_csv
-    from ..ingest.load import BadHeader, load_registry
-
-    spec = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
-            "responsibilities": registry_csv.RESPONSIBILITIES}[what]
     if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
-        fail("--rejects must not name the input file")
+        raise Failure("--rejects must not name the input file")
     with progress_for([file]) as progress:
-        try:
-            summary = load_registry(engine(), spec, file, rejects, progress)
-        except BadHeader as e:
-            fail(str(e))
+        summary = load_registry(engine(), SPEC_OF[what], file, rejects, progress)
     report_summary(summary)
 
 
@@ -51,14 +47,8 @@ def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetim
     The format of each file is detected. Re-ingesting a file adds nothing; rejected
     records go to a reject file with their line and reason, and the exit code is 1.
     """
-    from ..ingest.load import ingest
-    from ..ingest.sources import UnreadableInput
-
     if rejects and any(rejects.resolve() == p.resolve() for p in paths):  # the reject file is emptied first
-        fail("--rejects must not name an input file")
+        raise Failure("--rejects must not name an input file")
     with progress_for(list(paths)) as progress:
-        try:
-            summary = ingest(engine(), list(paths), rejects, logged_at, progress)
-        except UnreadableInput as e:
-            fail(str(e))
+        summary = ingest(engine(), list(paths), rejects, logged_at, progress)
     report_summary(summary)

@@ -5,14 +5,17 @@ import sys
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..domain.ids import InvalidValue
 from ..domain.model import KINDS as KINDS_OF_RECORD
 from ..domain.search import InvalidField, build_search
-from .common import COUNT, TIME, engine, fail, viewer_of, output_to, with_db
+from ..output import write_jsonl, write_table, write_triggers_table
+from ..store.export import own_report_csv
+from ..store.limits import SearchTooBroad
+from ..store.queries import iter_own_report, iter_search
+from ..store.triggers import triggers_of
+from .common import COUNT, TIME, WINDOW, Failure, engine, output_to, viewer_of, with_db
 
 
 @click.group("report")
@@ -35,13 +38,8 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
     a tab or a carriage return gets a leading ' (OWASP's rule against CSV injection), so
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
-    from ..output import write_jsonl
-    from ..store.export import own_report_csv
-    from ..store.limits import SearchTooBroad
-    from ..store.queries import iter_own_report
-
     if time_to <= time_from:
-        fail("--to must be after --from")
+        raise Failure("--to must be after --from")
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
         try:
@@ -55,10 +53,10 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
                     for chunk in report:
                         out.write(chunk)
                 count = report.rows
-        except SearchTooBroad as e:
+        except SearchTooBroad:
             if output:
                 output.unlink(missing_ok=True)  # a cut-off report must not pass for a whole one
-            fail(str(e), 3)
+            raise
     click.echo(f"{count} records", err=True)
 
 
@@ -82,20 +80,13 @@ def records_cmd(party_id: str, device_id: str | None, request_id: str | None, ti
     The filters are read as the API reads its parameters. JSON Lines items carry the API's
     fields; payload only on the Party's own records.
     """
-    from ..output import write_jsonl, write_table
-    from ..store.limits import SearchTooBroad
-    from ..store.queries import iter_search
-
     try:
         search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
     except InvalidField as e:
-        raise click.BadParameter(e.message, param_hint=OPTION_OF.get(e.field, e.field)) from None
+        raise Failure(f"Invalid value for '{OPTION_OF.get(e.field, e.field)}': {e.message}") from None
     with engine().connect() as conn:
         items = iter_search(conn, viewer_of(conn, party_id), search, limit)
-        try:
-            (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
-        except SearchTooBroad as e:
-            fail(str(e), 3)
+        (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
 
 
 # the option that carries each field of a search
@@ -103,24 +94,10 @@ OPTION_OF = {"device_id": "--device", "request_id": "--request-id", "from": "--f
              "srv": "--srv", "kind": "--kind", "scope": "--scope"}
 
 
-class WindowParam(click.ParamType):
-    """Minutes, 1..10080, in the digits 0-9 (as the API's `window`)."""
-
-    name = "MINUTES"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        from ..domain.triggers import window_minutes
-
-        try:
-            return window_minutes(value)
-        except InvalidValue as e:
-            self.fail(str(e), param, ctx)
-
-
 @click.command("triggers")
 @click.argument("record_id", type=COUNT)
 @click.option("--party", "party_id", required=True, help="The viewing Party.")
-@click.option("--window", type=WindowParam(), default="1440", show_default=True,
+@click.option("--window", type=WINDOW, default="1440", show_default=True,
               help="Minutes before the record to look back (1..10080).")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 @with_db
@@ -132,16 +109,8 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     User's request shows its title only. A record the Party may not see is "no such record",
     exactly like a missing one (exit 1).
     """
-    from ..output import write_jsonl, write_triggers_table
-    from ..store.limits import SearchTooBroad
-    from ..store.triggers import triggers_of
-
     with engine().connect() as conn:
-        viewer = viewer_of(conn, party_id)
-        try:
-            found = triggers_of(conn, viewer, record_id, window)
-        except SearchTooBroad as e:
-            fail(str(e), 3)
+        found = triggers_of(conn, viewer_of(conn, party_id), record_id, window)
     if found is None:
-        fail(f"no such record: {record_id}", 1)
+        raise Failure(f"no such record: {record_id}", 1)
     (write_jsonl if fmt == "jsonl" else write_triggers_table)(found[1], sys.stdout)

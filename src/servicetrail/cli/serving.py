@@ -5,15 +5,16 @@ import sys
 
 import click
 
-from ..store.engine import database_url
+from ..demo import build_demo, demo_logins
+from ..store.queries import stored_record_count
 from ..web.server import run
-from .common import engine, with_db
+from .common import engine, store_url, with_db
 
 
 def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
-    store = engine()  # opens (and migrates) the store before any worker starts
+    store = engine()  # opened (a new one built) before any worker starts, which then only open it
     click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
-    run(store, database_url(click.get_current_context().obj), host, port, workers, trusted_proxies)
+    run(store, store_url(), host, port, workers, trusted_proxies)
 
 
 @click.command("serve")
@@ -43,10 +44,7 @@ def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> No
 @with_db
 def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     """Build a realistic demo SAT (if the store is empty), print the logins, and serve it."""
-    from ..demo import build_demo, demo_logins
-    from ..store.queries import stored_record_count
-
-    store = engine()
+    store = engine(upgrade=True)  # the demo's store is the program's own: brought up to date
     with store.connect() as conn:
         present = stored_record_count(conn)
     if present:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 
 from ..domain.catalogue import CATALOGUE
-from .duis_bodies import BODIES, DAY, DEVICE, EXECUTION
+from .duis_bodies import BODIES, DAY, DEVICE, EXECUTION, Body
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 CANCEL = "3000-12-31T00:00:00Z"  # the ExecutionDateTime that cancels a pending future-dated command
@@ -77,7 +77,7 @@ class _Documents:
         self.command_payloads = [_b64(rng, 60, 240) for _ in range(48)]
         self.reference: dict[str, str] = {}
         self.header_tail: dict[tuple[str, int], str] = {}  # (srv, command variant) -> the header after RequestID
-        self.bodies: dict[tuple[str, bool], tuple] = {}  # (srv, gas) -> the body with its open places
+        self.bodies: dict[tuple[str, bool], Body] = {}  # (srv, gas) -> the body with its open places
         self.s1_element: dict[str, str] = {}  # srv -> the name an S1 response's data goes by
         for s in CATALOGUE.values():
             ref = _service_reference(s.srv)
@@ -90,7 +90,9 @@ class _Documents:
             electricity, *gas = BODIES[s.srv]
             self.bodies[(s.srv, False)] = electricity
             self.bodies[(s.srv, True)] = gas[0] if gas else electricity
-            self.s1_element[s.srv] = _ELEMENT.match(electricity[0]).group(1) + "Rsp"
+            opening = _ELEMENT.match(str(electricity[0]))
+            assert opening is not None, f"{s.srv}: a body opens with its element"
+            self.s1_element[s.srv] = opening.group(1) + "Rsp"
 
     def _pick(self, pool: list[str]) -> str:
         return pool[int(self.rand() * len(pool))]
@@ -101,7 +103,7 @@ class _Documents:
         """The SRV's body: `execution` an ExecutionDateTime value or "", `device` what a non-device SRV names."""
         places = {EXECUTION: f"<sr:ExecutionDateTime>{execution}</sr:ExecutionDateTime>" if execution else "",
                   DEVICE: device, DAY: day}
-        return "".join(places[p] if p.__class__ is int else p
+        return "".join(places[p] if isinstance(p, int) else p
                        for p in self.bodies[(srv, device_type in _GAS_TYPES)])
 
     def signed_pre_command(self, execution: str) -> str:

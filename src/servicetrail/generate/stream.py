@@ -91,7 +91,7 @@ class _Stream:
         self.counters[user] = n
         return n
 
-    def _push(self, heap: list, t: int, kind: str, rid: str, srv: str, user: str, device: str, code: str,
+    def _push(self, heap: list[Message], t: int, kind: str, rid: str, srv: str, user: str, device: str, code: str,
               doc: str, variant: int | None = None) -> None:
         self.seq += 1
         heapq.heappush(heap, (t, self.seq, kind, rid, srv, user, device, code, doc, variant))
@@ -125,7 +125,7 @@ class _Stream:
         d = self._installed_device(t)
         return self.pop.devices[d if d is not None else 0].device_id
 
-    def _request(self, heap: list, t: int, user: str, device: Device | None, srv: str, code: str,
+    def _request(self, heap: list[Message], t: int, user: str, device: Device | None, srv: str, code: str,
                  delay: int = 0) -> int:
         """One Service Request and what follows it; returns the number of records.
 
@@ -198,7 +198,7 @@ class _Stream:
                 records += 1
         return records
 
-    def _device_alert(self, heap: list, t: int, device: Device, user: str, code: str | None = None) -> int:
+    def _device_alert(self, heap: list[Message], t: int, device: Device, user: str, code: str | None = None) -> int:
         docs = self.docs
         self.alert_counter += 1
         counter = str(self.alert_counter)
@@ -211,7 +211,7 @@ class _Stream:
         self._push(heap, t, "device_alert", rid, "", user, device_id, code, docs.response("", rid, "I0", at, message))
         return 1
 
-    def _dcc_alert(self, heap: list, t: int) -> int:
+    def _dcc_alert(self, heap: list[Message], t: int) -> int:
         """A DCC alert: most name a Device and go to its supplier (a comms hub's outage to its network operator)."""
         rand, pop = self.rand, self.pop
         d = None if rand() < _P_DCC_ALERT_NO_DEVICE else self._installed_device(t)
@@ -237,11 +237,13 @@ class _Stream:
                    docs.response("", rid, "I0", format_ms(t), alert))
         return 1
 
-    def _scheduled(self, heap: list, t: int) -> int:
+    def _scheduled(self, heap: list[Message], t: int) -> int:
         """A DCC-scheduled read's data for the Device's supplier: a response with no RequestID."""
         pop = self.pop
         d = self._installed_device(t)
-        supplier = _at(pop.supplier_timeline[d], t) if d is not None else None
+        if d is None:
+            return 0
+        supplier = _at(pop.supplier_timeline[d], t)
         if supplier is None:
             return 0
         device = pop.devices[d]
@@ -263,7 +265,7 @@ class _Stream:
                    docs.response("", response_id, "I0", at, message))
         return 1
 
-    def _random_exchange(self, heap: list, t: int) -> int:
+    def _random_exchange(self, heap: list[Message], t: int) -> int:
         rand, pop, parties, holders = self.rand, self.pop, self.parties, self.holders
         r = rand()
         if r >= _P_DCC_ALERT and r < _P_NON_DEVICE:
@@ -320,6 +322,7 @@ class _Stream:
                 return 0
         if codes is _CODES_RESPONSIBLE and device.smets == 1:
             codes = _CODES_RESPONSIBLE_S1
+        assert party is not None  # srvs are chosen only for a sender
         ids = parties[party].roles[role]
         user = ids[0] if len(ids) == 1 else ids[int(rand() * len(ids))]
         return self._request(heap, t, user, device, srvs.pick(rand), codes.pick(rand))
@@ -365,7 +368,7 @@ class _Stream:
         last = world.end_ms - _MARGIN - 10 * 60_000
         return sorted((s for s in story if start <= s.at <= last), key=lambda s: s.at)
 
-    def _scripted_exchange(self, heap: list, step: _Scripted) -> int:
+    def _scripted_exchange(self, heap: list[Message], step: _Scripted) -> int:
         show = self.pop.showcase
         assert show is not None
         party, role = step.sender
@@ -383,7 +386,7 @@ class _Stream:
         start = world.start_ms
         last = self.last
         span = last - start
-        heap: list = []
+        heap: list[Message] = []
         script = self._script()
         s_next = 0
         produced = yielded = 0

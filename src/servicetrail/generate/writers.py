@@ -1,13 +1,15 @@
 """Writers: the World as SAT and DUIS JSON Lines, as registry CSVs, or straight into the store."""
 from __future__ import annotations
 
+from typing import Any
+
 import csv
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -154,7 +156,7 @@ def load_into(engine: Any, world: World, batch: int = 5000,
     return counts
 
 
-def _loaded(decided: list) -> int:
+def _loaded(decided: list[Any]) -> int:
     """How many rows a registry batch loaded; a generated registry never conflicts with itself."""
     from ..store.registry import Conflict, Outcome
 

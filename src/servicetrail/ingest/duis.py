@@ -2,7 +2,7 @@
 
 A document with a DOCTYPE or an entity declaration is rejected outright, not defused; the
 parser never loads a DTD, expands an entity or touches the network. Documents over
-MAX_DOCUMENT_BYTES are refused before parsing; below it, large text nodes (an 11.1
+SERVICETRAIL_MAX_DUIS_BYTES (settings) are refused before parsing; below it, large text nodes (an 11.1
 firmware image is up to 10,240,000 octets of base64) parse.
 
 Every field is checked against the schema's rules before it becomes a record (SRVs against
@@ -11,13 +11,13 @@ a value no writer can hold is a reject with a reason, never a failure of its bat
 """
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime, timezone
 from typing import Any
 
 from lxml import etree
 
+from .. import settings
 from ..domain.catalogue import is_non_device
 from ..domain.ids import InvalidValue, RequestId, eui64, is_eui64, shown
 from ..domain.model import Kind, SatRecord
@@ -25,7 +25,6 @@ from ..domain.response_code_data import DCC_ALERT_CODES
 from ..domain.response_codes import check_response_code, check_srv
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
-MAX_DOCUMENT_BYTES = int(os.environ.get("SERVICETRAIL_MAX_DUIS_BYTES", str(16 * 1024 * 1024)))
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 # Large text (a firmware image) is welcome, a multitude of tiny elements is not: 16 MiB of
 # `<a/>` parses into 4 million elements and half a gigabyte. Counting `<` is a C scan, and
@@ -115,8 +114,9 @@ def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
 
 
 def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
-    if len(document) > MAX_DOCUMENT_BYTES:
-        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit "
+    limit = settings.current().max_duis_bytes
+    if len(document) > limit:
+        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {limit}-byte limit "
                            f"(SERVICETRAIL_MAX_DUIS_BYTES)")
     if _DTD.search(document):
         raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")

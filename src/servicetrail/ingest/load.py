@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..domain.ids import InvalidValue
+from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import Conflict, Outcome, load_devices, load_responsibilities, load_users
 from ..store.writer import Row, append_rows, record_row, row_maker
@@ -26,12 +28,7 @@ from .rejects import RejectFile, default_rejects_path
 from .sources import Format, detect, expand, numbered_lines, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks
 
-BATCH = int(os.environ.get("SERVICETRAIL_BATCH", "20000"))
-# a batch of very large payloads commits early, so that memory stays bounded for any input
-BATCH_BYTES = int(os.environ.get("SERVICETRAIL_BATCH_BYTES", str(48 << 20)))
 CHUNK_LINES = 4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
-# rows of a registry file per transaction: one read and a few bulk writes each
-REGISTRY_BATCH = int(os.environ.get("SERVICETRAIL_REGISTRY_BATCH", "20000"))
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
 
@@ -57,7 +54,7 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
                   progress: Progress | None = None) -> Summary:
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
     that is not one raises BadHeader before anything is written. Records are validated here
-    and stored REGISTRY_BATCH at a time, each batch one transaction (store.registry)."""
+    and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction (store.registry)."""
     summary = Summary()
     store = _REGISTRY_WRITERS[what]
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
@@ -67,7 +64,7 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
         except BadHeader:
             rejects.close()
             raise
-        while chunk := list(islice(records, REGISTRY_BATCH)):
+        while chunk := list(islice(records, settings.current().registry_batch)):
             refused: list[tuple[int, str, bytes]] = []
             parsed, origins = [], []
             for record in chunk:
@@ -97,8 +94,9 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
     return _finish(summary, rejects)
 
 
-_REGISTRY_WRITERS = {registry_csv.USERS: load_users, registry_csv.DEVICES: load_devices,
-                     registry_csv.RESPONSIBILITIES: load_responsibilities}
+_REGISTRY_WRITERS: dict[registry_csv.RegistryFile, Callable[[Connection, list[Any]], list[Any]]] = {
+    registry_csv.USERS: load_users, registry_csv.DEVICES: load_devices,
+    registry_csv.RESPONSIBILITIES: load_responsibilities}
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:
@@ -161,11 +159,11 @@ class _Rejects:
 
 def _workers_for(path: Path, sat: bool) -> int:
     """Parsing workers for this file: none for a small one (a fork costs more than it saves)."""
-    if path.stat().st_size < int(os.environ.get("SERVICETRAIL_WORKER_MIN_BYTES", str(1 << 20))):
+    if path.stat().st_size < settings.current().worker_min_bytes:
         return 0
-    configured = os.environ.get("SERVICETRAIL_PARSE_WORKERS")
+    configured = settings.current().parse_workers
     if configured is not None:
-        return int(configured)
+        return configured
     # SAT JSONL validates at about the speed the store writes: one worker balances the two cores.
     # DUIS XML parses several times slower than it is written: every core parses.
     return 1 if sat else max(1, os.cpu_count() or 1)
@@ -210,12 +208,12 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
     file name (store.writer.identity_key), so touching the file and ingesting it again adds
     nothing."""
     rows: list[Row] = []
-    rejected: list[tuple] = []
+    rejected: list[tuple[Any, ...]] = []
     size = 0
     for path in files:
         size += path.stat().st_size
         with open_binary(path) as f:
-            document = f.read(duis.MAX_DOCUMENT_BYTES + 1)
+            document = f.read(settings.current().max_duis_bytes + 1)
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
             record = duis.parse_document(document, when)
@@ -234,7 +232,7 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
 def _whole(path: Path, document: bytes) -> bytes:
     """A rejected document as it came: the parser was handed at most the size limit and a
     byte, so an over-size one is read again in full for its reject entry."""
-    if len(document) <= duis.MAX_DOCUMENT_BYTES:
+    if len(document) <= settings.current().max_duis_bytes:
         return document
     with open_binary(path) as f:
         return f.read()
@@ -242,23 +240,27 @@ def _whole(path: Path, document: bytes) -> bytes:
 
 def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: _Rejects, source: Path | None,
                 summary: Summary, progress: Progress | None) -> None:
-    """Every BATCH rows one transaction, written chunk by chunk as the parser delivers them,
+    """Every `batch` rows (settings) one transaction, written chunk by chunk as the parser delivers them,
     so that the parser works on the next chunk while this process writes. `source`: the
     file the chunks' lines come from (None: each reject names its own file)."""
     consumed = 0
     conflicts: list[tuple[int | str, str]] = []
+    # a batch of very large payloads commits early, so that memory stays bounded for any input
+    most_rows, most_bytes = settings.current().batch, settings.current().batch_bytes
     with engine.connect() as conn:
         batch = _Batch(conn)
         try:
             for rows, rejected, size in chunks:
                 for number, reason, raw, *named in rejected:
-                    rejects.add(named[0] if named else source, number, reason, raw, whole=bool(named))
+                    origin = named[0] if named else source
+                    assert origin is not None  # chunks read from no one file name their own
+                    rejects.add(origin, number, reason, raw, whole=bool(named))
                 consumed += size
                 while rows:
-                    room = BATCH - len(batch.rows)
+                    room = most_rows - len(batch.rows)
                     part, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
                     batch.add(part)
-                    if len(batch.rows) >= BATCH or batch.payload_bytes >= BATCH_BYTES:
+                    if len(batch.rows) >= most_rows or batch.payload_bytes >= most_bytes:
                         conflicts += batch.commit(summary)
                         if progress:
                             progress(consumed)
@@ -296,7 +298,7 @@ class _Batch:
         self.payload_bytes = 0
         self.loaded = self.duplicates = 0
         self.conflicts: list[tuple[int | str, str]] = []
-        self.transaction = None
+        self.transaction: RootTransaction | None = None
 
     def add(self, part: list[Row]) -> None:
         self.rows += part
@@ -359,6 +361,7 @@ class _Batch:
         """Another loader won the race for the same keys or ids, or held the write lock. The
         writer talks to the driver directly, so its errors come unwrapped by SQLAlchemy."""
         dbapi = self.conn.dialect.dbapi
+        assert dbapi is not None  # a connected dialect has its driver
         if isinstance(e, (IntegrityError, dbapi.IntegrityError)):
             return True
         if isinstance(e, (OperationalError, dbapi.OperationalError)):

@@ -152,7 +152,7 @@ def read_header(stream: IO[bytes], what: RegistryFile, name: str) -> tuple[list[
     return header, _records(reader, lines)
 
 
-def _records(reader, lines: _Lines) -> Iterator[CsvRecord]:
+def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
     while True:
         start = lines.count + 1
         try:

@@ -1,6 +1,8 @@
 """SAT JSON Lines: one normalised record a line (SPEC section 4)."""
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from ..domain.ids import InvalidValue
@@ -12,7 +14,7 @@ def parse_line(line: bytes) -> SatRecord:
     return SatRecord(*parse_values(line))
 
 
-def parse_values(line: bytes) -> tuple:
+def parse_values(line: bytes) -> tuple[Any, ...]:
     """parse_line's fields in SatRecord order (a loader makes rows of them, not records)."""
     try:
         raw = orjson.loads(line)

@@ -5,7 +5,7 @@ import gzip
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import orjson
 
@@ -21,7 +21,8 @@ class UnreadableInput(ValueError):
 
 
 def open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    # both are buffered binary streams, which typeshed does not declare IO[bytes]
+    return cast(IO[bytes], gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb"))
 
 
 def _plain_suffix(path: Path) -> str:

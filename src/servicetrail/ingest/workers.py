@@ -28,7 +28,7 @@ from typing import IO, Any
 from .sources import open_binary
 
 Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
-Chunk = tuple[list, list, int]  # (prepared rows, rejects as (line, reason, raw), bytes read)
+Chunk = tuple[list[Any], list[tuple[Any, ...]], int]  # (prepared rows, rejects as (line, reason, raw), bytes read)
 Parser = Callable[[Lines], Chunk]
 
 _LENGTH = struct.Struct("<Q")
@@ -79,7 +79,7 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
                 raise body
             yield body
     finally:
-        for pid, stream in children:
+        for _, stream in children:
             stream.close()  # a worker still writing gets EPIPE and leaves
         for pid, _ in children:
             try:

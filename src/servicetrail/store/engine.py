@@ -1,28 +1,27 @@
 """Opening the store: the URL, SQLite's pragmas, and bringing the schema up to date."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.pool import QueuePool
 
-DEFAULT_URL = "sqlite:///servicetrail.db"
-
+from .. import settings
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says why, for a person."""
 
 
 def database_url(explicit: str | None = None) -> str:
-    url = explicit or os.environ.get("SERVICETRAIL_DATABASE_URL") or DEFAULT_URL
+    url = explicit or settings.current().database_url
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the loader
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic; a power cut may lose the last one
@@ -44,7 +43,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         engine = create_engine(resolved, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    size = pool_size or int(os.environ.get("SERVICETRAIL_POOL_SIZE", "10"))
+    size = pool_size or settings.current().pool_size
     engine = create_engine(
         resolved, pool_size=size, max_overflow=size, pool_pre_ping=True,
         # LIFO: the same few warm connections serve a light load (their prepared statements
@@ -68,7 +67,7 @@ def pool_capacity(engine: Engine) -> int:
     return 1
 
 
-def _postgres_session(dbapi_conn, _record) -> None:
+def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     """psycopg prepares a statement on the server after a few executions, and PostgreSQL then
     tends to a generic plan: for a keyset page over monthly partitions that plan sorts all of
     a device's rows (7-15x slower; busy devices took 0.3-1.7 s). Custom plans keep the
@@ -92,15 +91,25 @@ def current_revision(engine: Engine) -> str | None:
             return None
 
 
-def open_store(url: str | None = None, *, upgrade: bool = True) -> Engine:
-    """An engine on an up-to-date schema (migrating it first if it is behind)."""
+def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
+    """An engine on a store at the current schema. A store that does not exist yet, or holds
+    no schema, is built at it; one at an older schema is migrated only with `upgrade`
+    (`db upgrade` and `demo`): any other command refuses it (SPEC section 5)."""
     from .schema import SCHEMA_HEAD
 
     engine = make_engine(url)
-    if current_revision(engine) != SCHEMA_HEAD:
-        if not upgrade:
-            raise StoreError("the store's schema is not up to date: run 'servicetrail db upgrade'")
-        from .migrate import upgrade_to_head
+    revision = current_revision(engine)
+    if revision == SCHEMA_HEAD:
+        return engine
+    from .migrate import is_known, upgrade_to_head
 
-        upgrade_to_head(engine)
+    if revision is not None and not is_known(revision):
+        engine.dispose()
+        raise StoreError(f"the store's schema is at revision {revision}, which this servicetrail does not know "
+                         f"(a newer version of servicetrail made it?)")
+    if revision is not None and not upgrade:
+        engine.dispose()
+        raise StoreError(f"the store's schema is at revision {revision}, older than this servicetrail's "
+                         f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first")
+    upgrade_to_head(engine)
     return engine

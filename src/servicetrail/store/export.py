@@ -31,7 +31,7 @@ CPython gh-67044 fixed that, and the report follows the fixed rule on both engin
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -39,12 +39,13 @@ from typing import Any
 from sqlalchemy import (ColumnElement, LargeBinary, Select, String, bindparam, case, cast, column, func, literal, or_,
                         select, text, type_coerce, values)
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import Values
 
 from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
-from .limits import EXPORT_SECONDS, SearchTooBroad
 from .items import own_payload, visible_items
+from .limits import Budget, SearchTooBroad
 from .read_transaction import read_as
 from .schema import UtcDateTime, sat_record
 from .visibility_sql import viewer_params
@@ -89,7 +90,7 @@ def srv_title_field(srv: str | None) -> str:
     return known if known is not None else csv_field(srv_title(srv or ""))
 
 
-def _own_rows(with_payload: bool = True) -> Select:
+def _own_rows(with_payload: bool = True) -> Select[Any]:
     """The rows of the report: the viewer's own records in [time_from, time_to), as
     `iter_own_report` selects them (each engine's statement adds the columns and the order)."""
     return visible_items(Scope.OWN, with_payload).where(
@@ -97,13 +98,13 @@ def _own_rows(with_payload: bool = True) -> Select:
         s.logged_at < bindparam("time_to", type_=UtcDateTime))
 
 
-def _newest_first(query: Select) -> Select:
+def _newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(s.logged_at.desc(), s.id.desc())
 
 
 # ------------------------------------------------------------------ PostgreSQL: COPY
 
-def _pg_time_text(logged_at: ColumnElement) -> ColumnElement[str]:
+def _pg_time_text(logged_at: ColumnElement[Any]) -> ColumnElement[str]:
     """`domain.times.format_time` in SQL: UTC, `Z`, microseconds only when there are some."""
     utc = func.timezone("UTC", logged_at)  # timestamp without time zone, in UTC
     whole = func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"', type_=String)
@@ -111,12 +112,12 @@ def _pg_time_text(logged_at: ColumnElement) -> ColumnElement[str]:
     return case((func.date_trunc("second", utc) == utc, whole), else_=fraction)
 
 
-def _pg_neutralised(value: ColumnElement) -> ColumnElement[str]:
+def _pg_neutralised(value: ColumnElement[Any]) -> ColumnElement[str]:
     """`neutralised` in PostgreSQL's SQL (NULL stays NULL)."""
     return case((func.left(value, 1).in_(FORMULA_STARTS), literal("'") + value), else_=value)
 
 
-def _catalogue():
+def _catalogue() -> Values:
     """The SRV catalogue as a VALUES list (srv, title) that PostgreSQL hashes once per
     report. (A UNION of 129 one-row SELECTs planned 129 nodes, and JIT-compiled them.)"""
     return values(column("srv", String), column("title", String), name="srv_catalogue").data(
@@ -124,7 +125,7 @@ def _catalogue():
 
 
 @lru_cache(maxsize=1)
-def postgres_statement() -> Select:
+def postgres_statement() -> Select[Any]:
     """The report's SELECT for COPY: the columns of REPORT_FIELDS, in order, as the values
     COPY writes the way Python's csv module does.
 
@@ -138,7 +139,7 @@ def postgres_statement() -> Select:
               .subquery("own_row"))
     col = narrow.c
 
-    def blank_as_null(value: ColumnElement) -> ColumnElement:
+    def blank_as_null(value: ColumnElement[Any]) -> ColumnElement[Any]:
         # COPY writes an empty string as "" and only NULL as nothing; the csv module writes both
         # as nothing, so every text column turns '' into NULL first
         return func.nullif(value, "", type_=String)
@@ -182,7 +183,7 @@ def postgres_statement() -> Select:
 
 # ------------------------------------------------------------------ SQLite: whole lines
 
-def _sqlite_field(value: ColumnElement) -> ColumnElement[str]:
+def _sqlite_field(value: ColumnElement[Any]) -> ColumnElement[str]:
     """`csv_field` in SQLite's SQL. The double quote is looked for first: XML payloads
     nearly always hold one, and SQLite stops at the first test that holds. A formula start
     is found by the first character's code point, and its `'` is written with the opening
@@ -194,7 +195,7 @@ def _sqlite_field(value: ColumnElement) -> ColumnElement[str]:
                 else_=func.coalesce(value, ""))
 
 
-def _sqlite_time_text(time: ColumnElement) -> ColumnElement[str]:
+def _sqlite_time_text(time: ColumnElement[Any]) -> ColumnElement[str]:
     """`domain.times.format_time`: SQLite keeps times as fixed-width UTC text
     (schema.sqlite_time, ...THH:MM:SS.ffffffZ), so only whole seconds need a change."""
     stored = type_coerce(time, String)
@@ -203,12 +204,12 @@ def _sqlite_time_text(time: ColumnElement) -> ColumnElement[str]:
 
 
 @lru_cache(maxsize=1)
-def sqlite_statement() -> Select:
+def sqlite_statement() -> Select[Any]:
     """The report's SELECT on SQLite: one column, each row's whole CSV line as UTF-8 bytes."""
     query = _own_rows()
     col = query.selected_columns
 
-    def plain(number: ColumnElement) -> ColumnElement[str]:  # integers: never quoted
+    def plain(number: ColumnElement[Any]) -> ColumnElement[str]:  # integers: never quoted
         return func.coalesce(type_coerce(number, String), "")
 
     fields = {
@@ -242,7 +243,7 @@ def sqlite_statement() -> Select:
 class _Bytes(LargeBinary):
     """Bytes from the driver, untouched (LargeBinary would copy each value once more)."""
 
-    def result_processor(self, dialect, coltype) -> Callable | None:
+    def result_processor(self, dialect: Any, coltype: Any) -> None:
         return None
 
 
@@ -264,8 +265,8 @@ class OwnReport:
         self.params = report_params(viewer, time_from, time_to)
         self.rows = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        with read_as(self.conn, self.viewer, EXPORT_SECONDS):
+    def __iter__(self) -> Generator[bytes]:
+        with read_as(self.conn, self.viewer, Budget.EXPORT.seconds()):
             if self.conn.dialect.name == "postgresql":
                 yield from self._copy()
             else:
@@ -285,7 +286,8 @@ class OwnReport:
         # and joined on logged_at), which took a 33k-row report from 0.95 to 0.72 s.
         self.conn.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true), "
                                "set_config('enable_partitionwise_join', 'on', true)"), {"mem": PG_SORT_MEMORY})
-        raw = self.conn.connection.dbapi_connection  # this session and transaction: role, viewer, limit
+        # this session and transaction: role, viewer, limit (psycopg's own connection, not the DBAPI protocol's)
+        raw: Any = self.conn.connection.dbapi_connection
         chunk = bytearray(csv_header())
         try:
             with raw.cursor() as cursor:
@@ -298,12 +300,12 @@ class OwnReport:
                 self.rows = cursor.rowcount
         except psycopg.errors.QueryCanceled:
             # statement_timeout, the export limit: said the way the other reads say it
-            raise SearchTooBroad(EXPORT_SECONDS) from None
+            raise SearchTooBroad(Budget.EXPORT.seconds()) from None
         if chunk:
             yield bytes(chunk)
 
     def _lines(self) -> Iterator[bytes]:
-        raw = self.conn.connection.dbapi_connection
+        raw: Any = self.conn.connection.dbapi_connection  # sqlite3's, with create_function
         raw.create_function(SRV_TITLE_FUNCTION, 1, srv_title_field, deterministic=True)
         result = self.conn.execute(sqlite_statement(), self.params)
         chunk = [csv_header()]

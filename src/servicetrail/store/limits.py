@@ -1,11 +1,30 @@
 """Statement time limits: a search that would run too long stops and says so."""
 from __future__ import annotations
 
-import os
+from enum import Enum
 
-DEFAULT_SECONDS = float(os.environ.get("SERVICETRAIL_STATEMENT_TIMEOUT", "10"))
-# exports and CLI listings stream a whole answer in one statement
-EXPORT_SECONDS = float(os.environ.get("SERVICETRAIL_EXPORT_TIMEOUT", "3600"))
+from .. import settings
+
+
+class Budget(Enum):
+    """A time limit named rather than given in seconds: its seconds are the setting's value
+    when the statement runs (read_transaction.time_limit asks), so that no module holds a
+    copy taken when it was imported, and a bad value is refused by the settings, not at import."""
+
+    SEARCH = "statement_timeout"
+    # exports and CLI listings stream a whole answer in one statement
+    EXPORT = "export_timeout"
+
+    def seconds(self) -> float:
+        return float(getattr(settings.current(), self.value))
+
+
+DEFAULT_SECONDS = Budget.SEARCH
+EXPORT_SECONDS = Budget.EXPORT
+
+
+def seconds_of(limit: float | Budget) -> float:
+    return limit.seconds() if isinstance(limit, Budget) else limit
 
 
 class SearchTooBroad(RuntimeError):

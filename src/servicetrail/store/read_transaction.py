@@ -18,12 +18,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
-from .limits import DEFAULT_SECONDS, SearchTooBroad
+from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
 
 
-def read_as(conn: Connection, viewer: Viewer, seconds: float = DEFAULT_SECONDS, generic_plan: bool = False,
+def read_as(conn: Connection, viewer: Viewer, seconds: float | Budget = DEFAULT_SECONDS, generic_plan: bool = False,
             prefetch: tuple[Any, dict[str, Any]] | None = None):
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
 
@@ -45,7 +45,7 @@ def custom_plans(conn: Connection) -> None:
 
 
 @contextmanager
-def time_limit(conn: Connection, seconds: float = DEFAULT_SECONDS, settings: dict[str, str] | None = None,
+def time_limit(conn: Connection, seconds: float | Budget = DEFAULT_SECONDS, settings: dict[str, str] | None = None,
                prefetch: tuple[Executable, dict[str, Any]] | None = None) -> Iterator[list[tuple] | None]:
     """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout.
 
@@ -55,6 +55,7 @@ def time_limit(conn: Connection, seconds: float = DEFAULT_SECONDS, settings: dic
     (psycopg's pipeline mode) instead of three, and each wait on the server is a pair of
     context switches on a busy machine.
     """
+    seconds = seconds_of(seconds)  # a Budget's seconds are the setting's value now
     if conn.dialect.name == "postgresql":
         every = {**(settings or {}), "statement_timeout": str(int(seconds * 1000))}
         names = list(every)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from .schema import account, login_device, login_failure, party, web_session
@@ -179,11 +179,11 @@ def claim_attempt(engine: Engine, username: str, address: str, device_token: str
         waits = [_free_at(conn, (f.username == name) & (f.client_ip == key), MAX_FAILURES_PER_KEY, now)]
         if not trusted:
             waits.append(_free_at(conn, f.client_ip == address, MAX_FAILURES_PER_ADDRESS, now))
-        waits = [t for t in waits if t is not None]
-        if not waits:
+        opening = [t for t in waits if t is not None]
+        if not opening:
             return Claim(attempt_id, name, key, trusted)
         conn.execute(delete(login_failure).where(f.id == attempt_id))
-    return Claim(None, name, key, trusted, max(waits))
+    return Claim(None, name, key, trusted, max(opening))
 
 
 def forgive(conn: Connection, claim: Claim) -> None:
@@ -191,7 +191,7 @@ def forgive(conn: Connection, claim: Claim) -> None:
     conn.execute(delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key))
 
 
-def _free_at(conn: Connection, condition, limit: int, now: datetime) -> datetime | None:
+def _free_at(conn: Connection, condition: ColumnElement[bool], limit: int, now: datetime) -> datetime | None:
     """When fewer than `limit` attempts matching `condition` (this one's claim among them)
     remain in the window, or None if that is so now."""
     times = conn.execute(select(f.failed_at).where(condition, f.failed_at > now - THROTTLE_WINDOW)
@@ -211,7 +211,8 @@ def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, 
     wanted = sorted({p for p in party_ids if p})
     if not wanted:
         return {}
-    return dict(conn.execute(select(party.c.party_id, party.c.name).where(party.c.party_id.in_(wanted))).all())
+    rows = conn.execute(select(party.c.party_id, party.c.name).where(party.c.party_id.in_(wanted)))
+    return {party_id: name for party_id, name in rows}
 
 
 def count_sessions(conn: Connection, username: str) -> int:

@@ -1,21 +1,17 @@
 """HTTP API v1 (SPEC section 5): thin routes over store.queries, authenticated by bearer tokens."""
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.engine import Engine
 
+from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
-from ..domain.model import KINDS
-from ..domain.search import MAX_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
+from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, MAX_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Scope, Viewer
@@ -23,15 +19,17 @@ from ..security import token_digest
 from ..store.accounts import viewer_for_token
 from ..store.queries import explain, get_visible, search_page
 from ..store.triggers import triggers_of
-from .downloads import ReportDownload
+from .downloads import ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
-from .params import build_search, cursor_of, page_size
+from .params import KindFilter, PageSize, ScopeFilter, build_search, cursor_of, record_id_or_404
 from .schemas import Error, Item, Page, Triggers, Why
+from .state import engine_of
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
-REQUEST_ID_PATTERN = f"^[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:[0-9A-Fa-f]{{2}}(-[0-9A-Fa-f]{{2}}){{7}}:({COUNTER_PATTERN})$"
+_EUI64 = "[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}"
+REQUEST_ID_PATTERN = f"^{_EUI64}:{_EUI64}:({COUNTER_PATTERN})$"
 TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -42,25 +40,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
-def engine_of(request: Request) -> Engine:
-    return request.app.state.engine
-
-
-# How long a token's Party and User IDs are remembered by a server process. Deleting a
-# token (or a registry change to the Party's User IDs) takes effect within this many
-# seconds; an unknown token is never remembered, so a new one works at once.
-# SERVICETRAIL_TOKEN_CACHE_SECONDS=0 turns the cache off (every request reads the store).
-TOKEN_CACHE_SECONDS = float(os.environ.get("SERVICETRAIL_TOKEN_CACHE_SECONDS", "5"))
-
-
 class ViewerCache:
     """token digest -> (Viewer, expiry): saves the auth round trip on most requests, which
-    at a few milliseconds a search was a third of the database work."""
+    at a few milliseconds a search was a third of the database work.
+
+    A token's Party and User IDs are remembered SERVICETRAIL_TOKEN_CACHE_SECONDS: deleting a
+    token (or a registry change to the Party's User IDs) takes effect within that; an
+    unknown token is never remembered, so a new one works at once; 0 turns the cache off."""
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = settings.current().token_cache_seconds if seconds is None else seconds
         self._entries: dict[str, tuple[Viewer, float]] = {}
         self._lock = threading.Lock()  # requests run on a thread pool
 
@@ -124,23 +115,20 @@ def list_records(
     srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title",
                                      json_schema_extra={"pattern": SRV_TEXT_PATTERN,
                                                         "maxLength": MAX_SRV_TEXT})] = None,
-    kind: Annotated[str | None, Query(description="the kind of message",
-                                      json_schema_extra={"enum": list(KINDS)})] = None,
+    kind: KindFilter = None,
     time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601 with offset",
                                            json_schema_extra=TIME_SCHEMA)] = None,
     time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601 with offset",
                                          json_schema_extra=TIME_SCHEMA)] = None,
-    scope: Annotated[str | None, Query(description="own, others (MP141) or all (default)",
-                                       json_schema_extra={"enum": [s.value for s in Scope]})] = None,
-    limit: Annotated[str | None, Query(description="page size, default 100", json_schema_extra={
-        "type": "integer", "minimum": 1, "maximum": MAX_PAGE})] = None,
+    scope: ScopeFilter = Scope.ALL,
+    limit: PageSize = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page (opaque)")] = None,
 ) -> Response:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
-    size, after = page_size(limit), cursor_of(cursor)
+    after = cursor_of(cursor)
     with limits_of(request).search(viewer.party_id, search), engine_of(request).connect() as conn:
-        items, next_cursor = search_page(conn, viewer, search, size, after)
+        items, next_cursor = search_page(conn, viewer, search, limit, after)
         # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
         # ROLLBACK, which the pool would otherwise send, and the device search relies on
         # them (a generic plan, see store.read_transaction.read_as).
@@ -150,19 +138,12 @@ def list_records(
                     media_type="application/json")
 
 
-def _record_id(record_id: str) -> int:
-    """Ids are positive integers; anything else cannot exist, so it is a 404 like a hidden one."""
-    if not re.fullmatch(r"[0-9]{1,19}", record_id) or not 0 < int(record_id) < 2**63:  # ASCII digits only
-        raise HTTPException(404)
-    return int(record_id)
-
-
 @router.get("/records/{record_id}", response_model=None,
             responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}})
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = get_visible(conn, viewer, _record_id(record_id))
+        found = get_visible(conn, viewer, record_id_or_404(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return JSONResponse(found)
@@ -173,7 +154,7 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
 def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = explain(conn, viewer, _record_id(record_id))
+        found = explain(conn, viewer, record_id_or_404(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     record, decision = found
@@ -217,21 +198,11 @@ def triggers(
     except InvalidValue as e:
         raise ParameterError("window", str(e)) from None
     with engine_of(request).connect() as conn:
-        found = triggers_of(conn, viewer, _record_id(record_id), minutes)
+        found = triggers_of(conn, viewer, record_id_or_404(record_id), minutes)
         conn.commit()  # read only; see list_records
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
-
-
-def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:
-    """The own report's Content-Disposition, made only of the parsed times and a Party ID cut
-    down to header-safe characters: a raw query value can hold control or non-Latin-1
-    characters, which drop the connection or fail to encode (and stores loaded before Party
-    IDs were checked to be ASCII may hold such IDs)."""
-    party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
-    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 @router.get("/reports/own.csv", response_class=Response, response_model=None,

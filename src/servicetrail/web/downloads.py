@@ -7,7 +7,7 @@ is slow to read: before, a client that stopped reading left the report's generat
 with its connection (on PostgreSQL a session idle in transaction), and fifteen such clients
 took the whole pool.
 
-A client that goes, or that leaves a piece unread for SEND_TIMEOUT seconds, ends everything
+A client that goes, or that leaves a piece unread for SERVICETRAIL_SEND_TIMEOUT seconds, ends everything
 at once: the running statement is interrupted, its connection is dropped rather than pooled
 (so that an interruption still on its way cannot reach the next request to use it), the
 spool is deleted and the Party's slots are given back.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -33,15 +34,13 @@ from sqlalchemy.engine import Engine
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .. import settings
 from ..domain.visibility import Viewer
 from ..store.export import own_report_csv
 from .fairness import Busy, PartyLimits, Slots
 
 log = logging.getLogger("servicetrail.web")
 
-# A piece the client has not taken within this many seconds ends the download: with 64 KB
-# pieces, a client slower than about 1 KB/s (or one that stopped reading) is cut off.
-SEND_TIMEOUT = float(os.environ.get("SERVICETRAIL_SEND_TIMEOUT", "60"))
 SEND_BYTES = 64 * 1024
 STOP_ATTEMPTS, STOP_PAUSE = 100, 0.05  # cancels sent to a report being stopped, and the pause between
 
@@ -203,8 +202,11 @@ class ReportDownload(Response):
                     await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
                     started = True
                     position = 0
+                    # with 64 KB pieces, a client slower than about 1 KB/s at the default (or one
+                    # that stopped reading) is cut off
+                    patience = settings.current().send_timeout
                     while piece:
-                        with anyio.fail_after(SEND_TIMEOUT):
+                        with anyio.fail_after(patience):
                             await send({"type": "http.response.body", "body": piece, "more_body": True})
                         position += len(piece)
                         piece = await spool.read(position, SEND_BYTES)
@@ -243,3 +245,13 @@ class ReportDownload(Response):
         if answer is None:
             raise failure
         await answer(scope, receive, send)
+
+
+def report_download_headers(party_id: str, start: datetime, end: datetime) -> dict[str, str]:
+    """The own report's Content-Disposition, made only of the parsed times and a Party ID cut
+    down to header-safe characters: a raw query value can hold control or non-Latin-1
+    characters, which drop the connection or fail to encode (and stores loaded before Party
+    IDs were checked to be ASCII may hold such IDs)."""
+    party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
+    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
+    return {"Content-Disposition": f'attachment; filename="{name}"'}

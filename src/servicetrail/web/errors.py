@@ -1,15 +1,21 @@
-"""Every error an HTTP client can get: a status and a message, never a stack."""
+"""Every error a client can get, from one handler: a status and a message, never a stack. The
+API and the OpenAPI document answer in JSON; the screen answers with a page (datasette's
+`handle_exception` is the model: one place decides what an exception becomes, then how to
+show it)."""
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..store.limits import SearchTooBroad
 from .fairness import Busy
+from .rendering import error_page, not_found, too_busy
+from .signin import FormExpired, SignInNeeded, signed_in, to_login
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
@@ -22,40 +28,74 @@ class ParameterError(ValueError):
         self.message = message
 
 
+# exceptions that are the request's doing, not a bug: answered, never logged as errors
+EXPECTED = (ParameterError, RequestValidationError, SearchTooBroad, Busy, StarletteHTTPException, SignInNeeded,
+            FormExpired)
+
+
 def bad_parameter(parameter: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=422, content={
         "error": "invalid_parameter", "parameter": parameter, "message": f"{parameter}: {message}"})
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ParameterError)
-    async def _parameter(_: Request, exc: ParameterError) -> JSONResponse:
+def as_json(exc: Exception) -> JSONResponse:
+    if isinstance(exc, ParameterError):
         return bad_parameter(exc.parameter, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
-        name = ".".join(where) or "request"
-        return bad_parameter(name, str(first.get("msg", "invalid value")))
-
-    @app.exception_handler(SearchTooBroad)
-    async def _too_broad(_: Request, exc: SearchTooBroad) -> JSONResponse:
+        return bad_parameter(".".join(where) or "request", str(first.get("msg", "invalid value")))
+    if isinstance(exc, SearchTooBroad):
         return JSONResponse(status_code=422, content={"error": "search_too_broad", "message": str(exc)})
-
-    @app.exception_handler(Busy)
-    async def _busy(_: Request, exc: Busy) -> JSONResponse:
+    if isinstance(exc, Busy):
         return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
                             headers={"Retry-After": str(exc.retry_after)})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return JSONResponse(status_code=404, content=NOT_FOUND)
         body = {"error": "unauthorized" if exc.status_code == 401 else "error", "message": str(exc.detail)}
         return JSONResponse(status_code=exc.status_code, content=body, headers=getattr(exc, "headers", None))
+    return JSONResponse(status_code=500, content={"error": "internal", "message": "internal error; it has been logged"})
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content={"error": "internal", "message": "internal error; it has been logged"})
+
+def as_page(request: Request, exc: Exception) -> Response | None:
+    """The screen's page for an exception, or None where the screen has none (the JSON answer
+    stands). Runs on a thread: naming who is signed in reads the store."""
+    if isinstance(exc, SignInNeeded):
+        return to_login(request)
+    if isinstance(exc, FormExpired):
+        return error_page(request, exc.who, 403, "Form expired", exc.message, heading="This form has expired")
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
+        return not_found(request, signed_in(request))
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+        return error_page(request, signed_in(request), 405, "Not allowed",
+                          "That address does not accept this kind of request.")
+    if isinstance(exc, Busy):
+        return too_busy(request, signed_in(request), exc)
+    if not isinstance(exc, EXPECTED):
+        return error_page(request, None, 500, "Something went wrong",
+                          "The error has been logged. Try again; if it keeps happening, tell your servicetrail "
+                          "administrator.")
+    return None
+
+
+def is_for_the_screen(request: Request) -> bool:
+    path = request.url.path
+    return not (path.startswith("/api/") or path.startswith("/openapi") or path.startswith("/static/"))
+
+
+async def handle(request: Request, exc: Exception) -> Response:
+    """The one exception handler of the app: what the exception means, said as the client
+    asked (a page for the screen, JSON for the API)."""
+    if not isinstance(exc, EXPECTED):
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if is_for_the_screen(request):
+        page = await run_in_threadpool(as_page, request, exc)
+        if page is not None:
+            return page
+    return as_json(exc)
+
+
+def install(app: FastAPI) -> None:
+    for kind in (*EXPECTED, Exception):
+        app.add_exception_handler(kind, handle)

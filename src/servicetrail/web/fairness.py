@@ -13,34 +13,38 @@ each), and each can be set in the environment.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from .. import settings
 from ..domain.search import Search
-
-
-def _setting(name: str, default: int) -> int:
-    return max(1, int(os.environ.get(name, default)))
 
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
     """How much one Party may have in flight in one server process."""
 
-    request: int = _setting("SERVICETRAIL_PARTY_REQUESTS", 6)
-    heavy: int = _setting("SERVICETRAIL_PARTY_HEAVY", 1)
-    download: int = _setting("SERVICETRAIL_PARTY_DOWNLOADS", 2)
+    request: int
+    heavy: int
+    download: int
+    # open event streams (a watch's Server-Sent Events): each holds a connection for as long
+    # as its client stays, so one Party's many cannot take the server's
+    stream: int = 4
+
+    @classmethod
+    def configured(cls) -> Bounds:
+        chosen = settings.current()
+        return cls(chosen.party_requests, chosen.party_heavy, chosen.party_downloads, chosen.party_streams)
 
 
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
 # statement time limit); a download lasts as long as its client takes.
-RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10}
+RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
                "retry in {s} s",
@@ -49,6 +53,8 @@ MESSAGES = {
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
     "download": "your Party already has as many report downloads open on this server as it may ({n}): "
                 "let one finish, or retry in {s} s",
+    "stream": "your Party already has as many event streams open on this server as it may ({n}): "
+              "close one, or retry in {s} s",
 }
 
 
@@ -85,7 +91,7 @@ class PartyLimits:
     """The slots held now, per Party and in all; thread-safe (sync routes run on a thread pool)."""
 
     def __init__(self, bounds: Bounds | None = None, heavy_total: int = 8) -> None:
-        self.bounds = bounds or Bounds()
+        self.bounds = bounds or Bounds.configured()
         self.heavy_total = max(1, heavy_total)
         self._held: Counter[tuple[str, str]] = Counter()
         self._heavy_now = 0
@@ -113,7 +119,7 @@ class PartyLimits:
         finally:
             slots.release()
 
-    def search(self, party_id: str, search: Search | None = None):
+    def search(self, party_id: str, search: Search | None = None) -> AbstractContextManager[None]:
         """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
         heavy = search is not None and is_heavy(search)
         return self.holding(party_id, "request", "heavy") if heavy else self.holding(party_id, "request")

@@ -3,17 +3,17 @@
 uvicorn's httptools protocol, which the server uses for speed, buffers a request head of any
 size (a 200 KB header was accepted), and h11's limit only applies while a head is still
 arriving. This protocol answers 431 and closes the connection once a head grows past
-MAX_HEAD_BYTES: while it arrives (so an endless head is never buffered) and when it is
+SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered) and when it is
 complete (a large head that arrived in one read).
 """
 from __future__ import annotations
 
-import os
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-# Browsers send a few KB (our cookies are under 200 bytes); 16 KiB is also Node's and h11's limit.
-MAX_HEAD_BYTES = int(os.environ.get("SERVICETRAIL_MAX_HEADER_BYTES", str(16 * 1024)))
+from .. import settings
+
 _MESSAGE = b"Request header fields too large\n"
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
               b"content-type: text/plain; charset=utf-8\r\n"
@@ -22,10 +22,11 @@ _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
-    max_head_bytes = MAX_HEAD_BYTES
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
+        # Node's and h11's limit
+        self.max_head_bytes = settings.current().max_header_bytes
         self._in_head = False
         self._head_bytes = 0
         self._refused = False

@@ -1,9 +1,17 @@
 """Reading search parameters from outside into a `Search`, naming the parameter on any error."""
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
+from fastapi import HTTPException, Query
+from pydantic import BeforeValidator
+
 from ..domain import search
-from ..domain.ids import InvalidValue, whole_number
+from ..domain.ids import InvalidValue
+from ..domain.model import Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, InvalidField, Search
+from ..domain.visibility import Scope
 from .errors import ParameterError
 
 
@@ -15,16 +23,31 @@ def build_search(*values: str | None, **named: str | None) -> Search:
         raise ParameterError(e.field, e.message) from None
 
 
-def page_size(limit: str | int | None) -> int:
-    if limit in (None, ""):
-        return DEFAULT_PAGE
-    try:
-        value = limit if isinstance(limit, int) else whole_number(limit)
-    except InvalidValue:
-        raise ParameterError("limit", f"must be a whole number from 1 to {MAX_PAGE}") from None
-    if not 1 <= value <= MAX_PAGE:
-        raise ParameterError("limit", f"must be from 1 to {MAX_PAGE}")
+def _ascii_digits(value: object) -> object:
+    """Pydantic's integers also take ' 5 ', '1_000' and '5.0' from a query string; the API's
+    counts are digits 0-9 only, as the CLI's and the record ids are."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"must be a whole number from 1 to {MAX_PAGE}, in the digits 0-9")
     return value
+
+
+def _blank_as(default: object) -> BeforeValidator:
+    """`?limit=` (a form's empty field) means the parameter was not given, as it always has."""
+    return BeforeValidator(lambda value: default if value == "" else value)
+
+
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}"),
+                     BeforeValidator(_ascii_digits), _blank_as(DEFAULT_PAGE)]
+KindFilter = Annotated[Kind | None, Query(description="the kind of message"), _blank_as(None)]
+ScopeFilter = Annotated[Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)]
+
+
+def record_id_or_404(text: str) -> int:
+    """Ids are positive integers in ASCII digits (str.isdigit() also takes '²', which int()
+    refuses); anything else cannot exist, so it is a 404 like a record the viewer may not see."""
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) < 2**63:
+        raise HTTPException(404)
+    return int(text)
 
 
 def cursor_of(token: str | None) -> Cursor | None:

@@ -1,6 +1,8 @@
 """The API's documented shapes (OpenAPI). Responses are built as plain dicts on the hot path."""
 from __future__ import annotations
 
+from typing import Any
+
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -75,3 +77,48 @@ class Error(BaseModel):
     error: str
     message: str
     parameter: str | None = None
+
+
+class Webhook(BaseModel):
+    url: str = Field(description="https:// (http:// to loopback only when the operator allows it)")
+
+
+class NewWatch(BaseModel):
+    name: str = Field(description="1-200 printable characters")
+    devices: Literal["mine"] | list[str] = Field("mine", description="\"mine\" (every Device you hold as "
+                                                 "supplier or network operator at the record's time) or "
+                                                 "Device IDs")
+    srvs: Literal["all", "critical"] | list[str] = "all"
+    kinds: list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]] = ["request"]
+    senders: Literal["others", "all"] = Field("others", description="others: records whose user_id is not "
+                                                                    "one of your User IDs")
+    webhook: Webhook | None = None
+
+
+class WatchOut(BaseModel):
+    id: int
+    name: str
+    devices: str | list[str]
+    srvs: str | list[str]
+    kinds: list[str]
+    senders: str
+    webhook: dict[str, Any] | None = Field(description="{url, secret} when just made (the secret shown once); "
+                                             "{url, enabled, disabled_reason} in a list")
+
+
+class WatchList(BaseModel):
+    items: list[WatchOut]
+
+
+class Event(BaseModel):
+    event_id: int
+    watch_id: int
+    matched_at: str
+    record: Item = Field(description="the record's titles: no payload, execution_at or subject_device_id, "
+                                     "even for your own records")
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next_after: int | None = Field(description="the last event_id on the page (pass as after=); null when "
+                                               "the page is empty")

@@ -2,37 +2,55 @@
 sharing one listening socket."""
 from __future__ import annotations
 
-import os
+import asyncio
+import functools
 import socket
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy.engine import Engine
 
+from .. import settings
+
+if TYPE_CHECKING:  # uvicorn itself is imported when a server starts, not by every CLI command
+    import uvicorn
+
+
+class Options(TypedDict):
+    """What uvicorn is given, in one process or in several."""
+
+    host: str
+    port: int
+    log_level: str
+    server_header: bool
+    timeout_graceful_shutdown: int
+    http: type[asyncio.Protocol]
+    proxy_headers: bool
+    forwarded_allow_ips: str
+
 
 def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
-    """Serve `store` (already open, so a migration runs before any worker starts); `url` is
+    """Serve `store` (already open, so a new store is built before any worker starts); `url` is
     how worker processes open it for themselves."""
     import uvicorn
 
-    from .app import create_app
+    from .app import app_for_store, create_app
     from .http_limits import CappedHeadProtocol
 
-    options = dict(host=host, port=port, log_level=os.environ.get("SERVICETRAIL_LOG_LEVEL", "warning"),
-                   server_header=False, timeout_graceful_shutdown=5,
-                   http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
-                   # only a named TLS-terminating proxy may say the client's address and https
-                   proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
+    options = Options(host=host, port=port, log_level=settings.current().log_level,
+                      server_header=False, timeout_graceful_shutdown=5,
+                      http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
+                      # only a named TLS-terminating proxy may say the client's address and https
+                      proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
     if workers == 1:
-        uvicorn.run(create_app(store), **options)
+        uvicorn.run(create_app(store, deliveries=True), **options)
         return
     store.dispose()
-    # uvicorn's worker processes build the app through a factory that takes no arguments: it
-    # reads the store's URL from the environment they inherit
-    os.environ["SERVICETRAIL_DATABASE_URL"] = url
-    _run_workers(uvicorn.Config("servicetrail.web.app:app_from_environment", factory=True, workers=workers,
-                                **options))
+    # uvicorn's worker processes are spawned, each given the config pickled: the factory
+    # travels with the store's URL bound to it, and each worker opens the store itself
+    _run_workers(uvicorn.Config(functools.partial(app_for_store, url), factory=True, workers=workers, **options))
 
 
-def _run_workers(config) -> None:
+def _run_workers(config: uvicorn.Config) -> None:
     """uvicorn.run's multi-process path, with TCP_NODELAY on the shared listening socket.
 
     uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
@@ -47,7 +65,7 @@ def _run_workers(config) -> None:
     Multiprocess(config, sockets=[listening_socket(config)]).run()
 
 
-def listening_socket(config) -> socket.socket:
+def listening_socket(config: uvicorn.Config) -> socket.socket:
     """uvicorn's shared listening socket, with TCP_NODELAY for the connections it accepts."""
     sock = config.bind_socket()
     if sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -1,0 +1,172 @@
+"""`servicetrail watch add|list|rm|events` and `servicetrail deliver` (SPEC section 6)."""
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+import orjson
+
+from .common import COUNT, Failure, engine, viewer_of, with_db
+
+
+@click.group("watch")
+def watch_group() -> None:
+    """A Party's watches: be told of new records it may see that match (titles only)."""
+
+
+def _list_option(value: str | None, words: tuple[str, ...]) -> str | list[str] | None:
+    """`mine`, `all` ... as they are; anything else a comma-separated list."""
+    if value is None:
+        return None
+    if value in words:
+        return value
+    return [part.strip() for part in value.split(",") if part.strip()] or [value]
+
+
+@watch_group.command("add")
+@click.option("--party", "party_id", required=True, help="The Party that keeps the watch.")
+@click.option("--name", required=True, help="What to call it (1-200 characters).")
+@click.option("--devices", default=None, metavar="mine|ID,...", help="mine (default) or Device IDs.")
+@click.option("--srvs", default=None, metavar="all|critical|SRV,...", help="all (default), critical or SRVs.")
+@click.option("--kinds", default=None, metavar="K,...", help="Kinds of record (default: request).")
+@click.option("--senders", type=click.Choice(["others", "all"]), default=None,
+              help="others (default): not the Party's own User IDs' records.")
+@click.option("--webhook", default=None, metavar="URL", help="https:// URL to POST each event to.")
+@with_db
+def watch_add(party_id: str, name: str, devices: str | None, srvs: str | None, kinds: str | None,
+              senders: str | None, webhook: str | None) -> None:
+    """Add a watch and print it as JSON; with --webhook, its signing secret, this once."""
+    from ..domain.watches import InvalidWatch, watch_spec
+    from ..store.watches import WatchLimit, create_watch
+    from ..webhooks.outbound import UnsafeUrl, check_url
+    from ..webhooks.signing import new_secret
+
+    raw = {"name": name, "devices": _list_option(devices, ("mine",)),
+           "srvs": _list_option(srvs, ("all", "critical")), "kinds": _list_option(kinds, ()),
+           "senders": senders, "webhook": {"url": webhook} if webhook is not None else None}
+    try:
+        spec = watch_spec({k: v for k, v in raw.items() if v is not None})
+        if spec.webhook_url is not None:
+            check_url(spec.webhook_url)
+    except InvalidWatch as e:
+        raise Failure(f"Invalid value for '--{e.field.split('.')[0]}': {e.message}") from None
+    except UnsafeUrl as e:
+        raise Failure(f"Invalid value for '--webhook': {e}") from None
+    with engine().begin() as conn:
+        viewer_of(conn, party_id)
+        try:
+            made = create_watch(conn, party_id, spec, new_secret() if spec.webhook_url else None)
+        except WatchLimit as e:
+            raise Failure(str(e)) from None
+    click.echo(orjson.dumps(made).decode())
+    if spec.webhook_url:
+        click.echo("the webhook secret is shown this once: keep it to verify signatures", err=True)
+
+
+@watch_group.command("list")
+@click.option("--party", "party_id", required=True)
+@with_db
+def watch_list(party_id: str) -> None:
+    """The Party's watches, one JSON object a line (never a secret)."""
+    from ..store.watches import list_watches
+
+    with engine().connect() as conn:
+        viewer_of(conn, party_id)
+        for made in list_watches(conn, party_id):
+            click.echo(orjson.dumps(made).decode())
+
+
+@watch_group.command("rm")
+@click.argument("watch_id", type=COUNT)
+@click.option("--party", "party_id", required=True)
+@with_db
+def watch_rm(watch_id: int, party_id: str) -> None:
+    """Delete one of the Party's watches with its events and pending deliveries."""
+    from ..store.watches import delete_watch
+
+    with engine().begin() as conn:
+        viewer_of(conn, party_id)
+        if not delete_watch(conn, party_id, watch_id):
+            raise Failure(f"no such watch: {watch_id}", 1)
+    click.echo(f"deleted watch {watch_id}", err=True)
+
+
+FOLLOW_SECONDS = 1.0
+
+
+@watch_group.command("events")
+@click.argument("watch_id", type=COUNT)
+@click.option("--party", "party_id", required=True)
+@click.option("--after", type=click.IntRange(0), default=0, show_default=True, help="The last event_id you have.")
+@click.option("--follow", is_flag=True, help="Keep waiting for new events (Ctrl-C to stop).")
+@with_db
+def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None:
+    """The watch's events after --after, one JSON object a line, in event_id order.
+
+    Titles only, even for the Party's own records; a record the Party may no longer see is
+    left out. Records not yet matched (no server or `servicetrail deliver` running) are
+    matched first.
+    """
+    from ..store.limits import SearchTooBroad
+    from ..store.watches import catch_up, events_after
+
+    store = engine()
+    with store.connect() as conn:
+        viewer = viewer_of(conn, party_id)
+    try:
+        while True:
+            catch_up(store)
+            with store.connect() as conn:
+                page = events_after(conn, viewer, watch_id, after, 1000)
+            if page is None:
+                raise Failure(f"no such watch: {watch_id}", 1)
+            events, next_after = page
+            for event in events:
+                sys.stdout.write(orjson.dumps(event).decode() + "\n")
+            sys.stdout.flush()
+            if next_after is not None:
+                after = next_after
+                continue
+            if not follow:
+                return
+            time.sleep(FOLLOW_SECONDS)
+    except SearchTooBroad as e:
+        raise Failure(str(e), 3) from None
+    except KeyboardInterrupt:
+        return
+
+
+@click.command("deliver")
+@with_db
+def deliver_cmd() -> None:
+    """Match new records into watches' events and deliver webhooks, until stopped.
+
+    `servicetrail serve` does the same beside the server; run this for a worker alone (any
+    number of them, and servers, may run at once: each delivery is leased to one). Pending
+    deliveries live in the store: a killed worker loses none, and the next one picks them
+    up. Retries follow $SERVICETRAIL_WEBHOOK_RETRY_SECONDS (comma-separated seconds; default
+    Standard Webhooks': 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h).
+    """
+    import asyncio
+    import signal
+
+    from ..webhooks.deliver import Deliverer, retry_schedule
+
+    try:
+        schedule = retry_schedule()
+    except ValueError as e:
+        raise Failure(str(e)) from None
+    deliverer = Deliverer(engine(), schedule=schedule)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await deliverer.run(stop)
+
+    click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
+    asyncio.run(main())
+    s = deliverer.stats
+    click.echo(f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up {s.given_up}", err=True)

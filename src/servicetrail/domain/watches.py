@@ -1,0 +1,234 @@
+"""Watches (SPEC section 6): a Party's standing filters over the records it may see.
+
+Pure: the store decides which (record, Party) pairs are visible, through the rule; this
+module reads a watch from outside, and decides which of a Party's watches a visible record
+matches. Visibility itself is never decided here.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .catalogue import CATALOGUE
+from .ids import InvalidValue, eui64, shown
+from .model import KINDS
+
+MINE, ALL, CRITICAL, OTHERS = "mine", "all", "critical", "others"
+DEFAULT_KINDS = ("request",)
+MAX_NAME = 200
+# A watch is a standing query paid for on every ingested record: its lists are bounded, and
+# so is how many one Party keeps (SPEC's target is 100 a Party; twice that is allowed).
+MAX_DEVICES = 1000
+MAX_SRVS = 500
+MAX_WATCHES_PER_PARTY = 200
+MAX_URL = 2000
+_SRV_CHARS = frozenset("0123456789.")
+CRITICAL_SRVS = frozenset(srv for srv, row in CATALOGUE.items() if row.critical)
+
+
+class InvalidWatch(InvalidValue):
+    """A watch from outside that is not well formed; `field` names the part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSpec:
+    """What a Party asks to be told about. `devices`/`srvs` are a word or a frozen set."""
+
+    name: str
+    devices: str | frozenset[str] = MINE
+    srvs: str | frozenset[str] = ALL
+    kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
+    senders: str = OTHERS
+    webhook_url: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The filters as the API shows them (lists sorted, so the same watch reads the same)."""
+        return {"name": self.name,
+                "devices": self.devices if isinstance(self.devices, str) else sorted(self.devices),
+                "srvs": self.srvs if isinstance(self.srvs, str) else sorted(self.srvs, key=_srv_order),
+                "kinds": [k for k in KINDS if k in self.kinds], "senders": self.senders}
+
+
+def _srv_order(srv: str) -> tuple[int, ...]:
+    return tuple(int(part) if part else -1 for part in srv.split("."))
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidWatch("name", "must be a string")
+    text = unicodedata.normalize("NFC", value.strip())
+    if not 1 <= len(text) <= MAX_NAME:
+        raise InvalidWatch("name", f"must be 1 to {MAX_NAME} characters")
+    # control, format (bidi overrides, zero-width) and unassigned characters would make a name
+    # read differently from what it is, on a screen or in a terminal
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Cs", "Co") for ch in text):
+        raise InvalidWatch("name", f"must be printable text: {shown(value)}")
+    return text
+
+
+def _string_list(field: str, value: Any, limit: int) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise InvalidWatch(field, "must be a non-empty list of strings")
+    if len(value) > limit:
+        raise InvalidWatch(field, f"at most {limit} entries")
+    if not all(isinstance(v, str) for v in value):
+        raise InvalidWatch(field, "must be a non-empty list of strings")
+    return value
+
+
+def _devices(value: Any) -> str | frozenset[str]:
+    if value is None or value == MINE:
+        return MINE
+    if isinstance(value, str):
+        raise InvalidWatch("devices", f"must be \"mine\" or a list of Device IDs: {shown(value)}")
+    try:
+        return frozenset(eui64(v) for v in _string_list("devices", value, MAX_DEVICES))
+    except InvalidWatch:
+        raise
+    except InvalidValue as e:
+        raise InvalidWatch("devices", str(e)) from None
+
+
+def _srv(value: str) -> str:
+    text = value.strip()
+    if not text or len(text) > 12 or not set(text) <= _SRV_CHARS or text.startswith(".") or ".." in text:
+        raise InvalidWatch("srvs", f"not a Service Reference Variant such as 4.1.1: {shown(value)}")
+    return text
+
+
+def _srvs(value: Any) -> str | frozenset[str]:
+    if value is None or value == ALL:
+        return ALL
+    if value == CRITICAL:
+        return CRITICAL
+    if isinstance(value, str):
+        raise InvalidWatch("srvs", f"must be \"all\", \"critical\" or a list of SRVs: {shown(value)}")
+    return frozenset(_srv(v) for v in _string_list("srvs", value, MAX_SRVS))
+
+
+def _kinds(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset(DEFAULT_KINDS)
+    kinds = _string_list("kinds", value, len(KINDS) * 4)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise InvalidWatch("kinds", f"each must be one of {', '.join(KINDS)}: {shown(unknown[0])}")
+    return frozenset(kinds)
+
+
+def _senders(value: Any) -> str:
+    if value is None:
+        return OTHERS
+    if value not in (OTHERS, ALL):
+        raise InvalidWatch("senders", f"must be \"others\" or \"all\": {shown(value)}")
+    return value
+
+
+def _webhook(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"url"} or not isinstance(value["url"], str):
+        raise InvalidWatch("webhook", "must be null or {\"url\": \"https://...\"}")
+    url = value["url"].strip()
+    if not url or len(url) > MAX_URL:
+        raise InvalidWatch("webhook.url", f"must be 1 to {MAX_URL} characters")
+    return url
+
+
+FIELDS = ("name", "devices", "srvs", "kinds", "senders", "webhook")
+
+
+def watch_spec(raw: Any) -> WatchSpec:
+    """A watch from the API's JSON (or the CLI's options made into it); InvalidWatch names
+    the field. The webhook URL is checked for form only here: its safety is outbound's."""
+    if not isinstance(raw, Mapping):
+        raise InvalidWatch("body", "must be a JSON object")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        raise InvalidWatch(unknown[0][:40], f"unknown field; the fields are {', '.join(FIELDS)}")
+    if "name" not in raw:
+        raise InvalidWatch("name", "is required")
+    return WatchSpec(_name(raw["name"]), _devices(raw.get("devices")), _srvs(raw.get("srvs")),
+                     _kinds(raw.get("kinds")), _senders(raw.get("senders")), _webhook(raw.get("webhook")))
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A stored watch: its id, its Party and its filters."""
+
+    watch_id: int
+    party_id: str
+    spec: WatchSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A record the store found visible to a Party, with what the filters need: `own` (rule
+    1 holds: the Party's User sent it or was sent it) and `held` (the Party was supplier or
+    network operator of its Device at its time, what devices "mine" means)."""
+
+    record_id: int
+    kind: str
+    srv: str
+    device_id: str
+    own: bool
+    held: bool
+
+
+def matches(spec: WatchSpec, record: Candidate) -> bool:
+    """Whether a visible record is one the watch asks for (SPEC section 6's filters)."""
+    if record.kind not in spec.kinds:
+        return False
+    if spec.senders == OTHERS and record.own:
+        return False
+    if spec.srvs == CRITICAL:
+        if record.srv not in CRITICAL_SRVS:
+            return False
+    elif spec.srvs != ALL and record.srv not in spec.srvs:
+        return False
+    if spec.devices == MINE:
+        return record.held
+    return record.device_id in spec.devices
+
+
+_ANY_SRV = object()
+
+
+class PartyWatches:
+    """A Party's watches indexed by kind and SRV, so that a record is tested against the few
+    watches that can match it rather than all of a Party's hundred."""
+
+    def __init__(self, watches: Iterable[Watch]) -> None:
+        self._by: dict[tuple[str, object], list[Watch]] = defaultdict(list)
+        for watch in watches:
+            spec = watch.spec
+            srvs = (_ANY_SRV,) if spec.srvs == ALL else CRITICAL_SRVS if spec.srvs == CRITICAL else spec.srvs
+            for kind in spec.kinds:
+                for srv in srvs:
+                    self._by[kind, srv].append(watch)
+
+    def matching(self, record: Candidate) -> list[Watch]:
+        found = [w for w in self._by.get((record.kind, record.srv), ()) if matches(w.spec, record)]
+        found += [w for w in self._by.get((record.kind, _ANY_SRV), ()) if matches(w.spec, record)]
+        return found
+
+
+def index_by_party(watches: Iterable[Watch]) -> dict[str, PartyWatches]:
+    grouped: dict[str, list[Watch]] = defaultdict(list)
+    for watch in watches:
+        grouped[watch.party_id].append(watch)
+    return {party: PartyWatches(found) for party, found in grouped.items()}
+
+
+def titles_only(record_item: dict[str, Any]) -> dict[str, Any]:
+    """An event carries titles: no payload, execution_at or subject_device_id, even for the
+    Party's own records (the payload stays behind the record's URL)."""
+    return {k: v for k, v in record_item.items() if k not in ("payload", "execution_at", "subject_device_id")}

@@ -1,0 +1,373 @@
+"""Watches in the store (SPEC section 6): keeping them, matching new records into events, and
+reading events back through the rule.
+
+Matching runs apart from ingest (`match_new_records`, called by the server's and
+`servicetrail deliver`'s background loop): it reads the trail after a durable cursor of
+record ids, so a loader pays nothing for it and a crash of either side loses nothing. Each
+step is one transaction: the events, the watches' event counters, the webhook outbox and
+the cursor move together.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from .. import settings
+from ..domain.records import item
+from ..domain.times import format_time
+from ..domain.visibility import Viewer
+from ..domain.watches import (MAX_WATCHES_PER_PARTY, Candidate, PartyWatches, Watch, WatchSpec, index_by_party,
+                              titles_only)
+from .read_transaction import read_as
+from .schema import sqlite_time
+from .visibility_sql import viewer_params
+from .watch_sql import (candidates, events_page as events_page_statement, newest_record_id, recent_events as
+                        recent_events_statement, record_ids_between, unread_events as unread_events_statement)
+from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
+
+UTC = timezone.utc
+CURSOR = "watches"
+
+# On PostgreSQL, ids come from a sequence: a loader's transaction still open leaves a gap
+# below ids already committed. The matcher waits this long for a gap to fill (a batch of
+# 20,000 records commits in seconds) before taking it as a transaction that rolled back.
+
+_IN_CHUNK = 5000  # ids per IN list: well under SQLite's 32,766 bound parameters
+
+
+class WatchLimit(ValueError):
+    """A Party already keeps as many watches as it may."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _spec_of(row: Any) -> WatchSpec:
+    devices, srvs = orjson.loads(row.devices), orjson.loads(row.srvs)
+    return WatchSpec(row.name, devices if isinstance(devices, str) else frozenset(devices),
+                     srvs if isinstance(srvs, str) else frozenset(srvs), frozenset(orjson.loads(row.kinds)),
+                     row.senders, row.webhook_url)
+
+
+def watch_json(row: Any, secret: str | None = None) -> dict[str, Any]:
+    """A watch as the API shows it; the secret only when it was just made."""
+    shown = {"id": row.id, **_spec_of(row).as_json()}
+    if row.webhook_url is None:
+        shown["webhook"] = None
+    elif secret is not None:
+        shown["webhook"] = {"url": row.webhook_url, "secret": secret}
+    else:  # whether deliveries still run: a 410 from the receiver turns them off
+        shown["webhook"] = {"url": row.webhook_url, "enabled": row.webhook_disabled_at is None,
+                            "disabled_reason": row.webhook_disabled_reason}
+    return shown
+
+
+def _ensure_cursor(conn: Connection) -> None:
+    """The matcher starts from the newest record when the first watch is made: records
+    stored before any watch existed can match none."""
+    if conn.execute(select(watch_cursor.c.name).where(watch_cursor.c.name == CURSOR)).first() is None:
+        top = conn.execute(newest_record_id()).scalar_one()
+        conn.execute(insert(watch_cursor), {"name": CURSOR, "record_id": top, "seen_id": top, "gap_since": None})
+
+
+def create_watch(conn: Connection, party_id: str, spec: WatchSpec, secret: str | None) -> dict[str, Any]:
+    """Store a watch for the Party (in the caller's transaction); only records stored after
+    it can match it."""
+    held = conn.execute(select(func.count()).select_from(watch).where(watch.c.party_id == party_id)).scalar_one()
+    if held >= MAX_WATCHES_PER_PARTY:
+        raise WatchLimit(f"a Party may keep at most {MAX_WATCHES_PER_PARTY} watches; delete one first")
+    _ensure_cursor(conn)
+    shown = spec.as_json()
+    values = {"party_id": party_id, "name": spec.name, "devices": orjson.dumps(shown["devices"]).decode(),
+              "srvs": orjson.dumps(shown["srvs"]).decode(), "kinds": orjson.dumps(shown["kinds"]).decode(),
+              "senders": spec.senders, "created_at": _now(),
+              "after_record_id": conn.execute(newest_record_id()).scalar_one(),
+              "webhook_url": spec.webhook_url, "webhook_secret": secret if spec.webhook_url else None}
+    watch_id = conn.execute(insert(watch).returning(watch.c.id), values).scalar_one()
+    row = conn.execute(select(watch).where(watch.c.id == watch_id)).one()
+    return watch_json(row, secret if spec.webhook_url else None)
+
+
+def list_watches(conn: Connection, party_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id))
+    return [watch_json(row) for row in rows]
+
+
+def _owned(conn: Connection, party_id: str, watch_id: int) -> Any | None:
+    if not 1 <= watch_id < 2**63:
+        return None
+    return conn.execute(select(watch).where(watch.c.id == watch_id, watch.c.party_id == party_id)).first()
+
+
+def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] | None:
+    """The Party's watch, or None: another Party's watch is answered as a missing one."""
+    row = _owned(conn, party_id, watch_id)
+    return watch_json(row) if row is not None else None
+
+
+def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
+    """Delete the Party's watch with its events and pending deliveries; False if it has none such."""
+    if _owned(conn, party_id, watch_id) is None:
+        return False
+    # explicit, child first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
+    conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == watch_id))
+    conn.execute(delete(watch_event).where(watch_event.c.watch_id == watch_id))
+    conn.execute(delete(watch).where(watch.c.id == watch_id))
+    return True
+
+
+def event_json(row: Any) -> dict[str, Any]:
+    """An event: the record as an item without its body's fields, even for own records.
+    `row`: watch_id, event_id, matched_at, then the item columns of store.queries."""
+    record = item(*row[3:17], None, None, None)
+    return {"event_id": row[1], "watch_id": row[0], "matched_at": format_time(row[2]), "record": titles_only(record)}
+
+
+def events_after(conn: Connection, viewer: Viewer, watch_id: int, after: int, limit: int
+                 ) -> tuple[list[dict[str, Any]], int | None] | None:
+    """A page of the watch's events after `after`, those whose record the Party may still see,
+    and the last event id on it (None for an empty page); None when the watch is not the
+    Party's. One statement, bounded by `limit` and the statement time limit."""
+    if _owned(conn, viewer.party_id, watch_id) is None:
+        return None
+    params = {**viewer_params(viewer), "watch_id": watch_id, "after": after, "lim": limit}
+    with read_as(conn, viewer):
+        rows = conn.execute(events_page_statement(), params).all()
+    events = [event_json(row) for row in rows]
+    return events, events[-1]["event_id"] if events else None
+
+
+def recent_events(conn: Connection, viewer: Viewer, watch_id: int, limit: int) -> list[dict[str, Any]] | None:
+    """The watch's newest events the Party may see, newest first; None if not the Party's."""
+    if _owned(conn, viewer.party_id, watch_id) is None:
+        return None
+    params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit}
+    with read_as(conn, viewer):
+        return [event_json(row) for row in conn.execute(recent_events_statement(), params)]
+
+
+def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
+    """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
+    params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
+    with read_as(conn, viewer):
+        return conn.execute(unread_events_statement(), params).scalar_one()
+
+
+def read_position(conn: Connection, party_id: str, watch_id: int) -> int:
+    """The newest event the Party had read of the watch (0 if none, or not its watch)."""
+    row = _owned(conn, party_id, watch_id)
+    return row.read_event_id if row is not None else 0
+
+
+def mark_read(conn: Connection, party_id: str, watch_id: int, event_id: int) -> None:
+    """The Party has seen the watch's events up to `event_id` (never moves back)."""
+    w = watch.c
+    conn.execute(update(watch).where(w.id == watch_id, w.party_id == party_id, w.read_event_id < event_id)
+                 .values(read_event_id=event_id))
+
+
+# --- the matcher --------------------------------------------------------------------------
+
+@dataclass
+class _Cached:
+    key: tuple
+    index: dict[str, PartyWatches]
+    after: dict[int, int]
+    kinds: list[str]  # every kind some watch asks for
+
+
+_watch_cache: dict[str, _Cached] = {}
+
+
+def _watch_index(conn: Connection) -> _Cached:
+    """Every watch, indexed per Party; re-read only when watches were added or deleted (a
+    watch's filters never change: the API has no update)."""
+    key = tuple(conn.execute(select(func.count(), func.max(watch.c.id), func.min(watch.c.id))).one())
+    url = str(conn.engine.url)
+    cached = _watch_cache.get(url)
+    if cached is None or cached.key != key:
+        rows = conn.execute(select(watch)).all()
+        watches = [Watch(r.id, r.party_id, _spec_of(r)) for r in rows]
+        cached = _Cached(key, index_by_party(watches), {r.id: r.after_record_id for r in rows},
+                         sorted({kind for w in watches for kind in w.spec.kinds}))
+        _watch_cache[url] = cached
+    return cached
+
+
+def _lock_cursor(conn: Connection) -> Any | None:
+    """The cursor, locked for this transaction; None when another matcher holds it (or no
+    watch was ever made)."""
+    c = watch_cursor.c
+    query = select(c.record_id, c.seen_id, c.gap_since).where(c.name == CURSOR)
+    if conn.dialect.name == "postgresql":
+        return conn.execute(query.with_for_update(skip_locked=True)).first()
+    driver = conn.connection.driver_connection
+    if not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")  # the write lock: one matcher (and no loader) at a time
+    return conn.execute(query).first()
+
+
+def _chunks(values: list, size: int = _IN_CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def match_new_records(conn: Connection, batch: int | None = None, now: datetime | None = None) -> int:
+    """One step of the matcher, in the caller's transaction (commit it): the records after the
+    cursor (at most `batch`) become events of the watches they match. Returns how many
+    records it read; 0 when there was nothing new (or another matcher is at work)."""
+    now = now or _now()
+    batch = settings.current().match_batch if batch is None else batch
+    cursor = _lock_cursor(conn)
+    if cursor is None:
+        return 0
+    done, seen, gap_since = cursor
+    ids = list(conn.execute(record_ids_between().limit(batch), {"after": done, "upto": 2**63 - 1}).scalars())
+    if not ids:
+        return 0
+    upto = ids[-1]
+    whole = next((i for i, record_id in enumerate(ids) if record_id != done + 1 + i), len(ids))
+    if whole == len(ids):
+        new_done, gap_since = upto, None
+    elif gap_since is not None and (now - gap_since).total_seconds() >= settings.current().match_gap_seconds:
+        new_done, gap_since = upto, None  # the gap's transaction rolled back, or never was
+    else:
+        # the wait is timed from when this gap was first met: progress means a new gap
+        new_done, gap_since = done + whole, (now if whole else gap_since or now)
+        if upto <= seen and whole == 0:
+            # nothing new since the last step: the same gap, still open
+            conn.execute(update(watch_cursor).where(watch_cursor.c.name == CURSOR).values(gap_since=gap_since))
+            return 0
+    _match(conn, done, upto, seen, now)
+    conn.execute(update(watch_cursor).where(watch_cursor.c.name == CURSOR)
+                 .values(record_id=new_done, seen_id=max(seen, upto), gap_since=gap_since))
+    return len(ids)
+
+
+def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) -> int:
+    """Events for the records in (after, upto]; those up to `seen` may have been matched
+    before (past a gap), and already are events are left alone."""
+    cached = _watch_index(conn)
+    if not cached.index:
+        return 0
+    found: dict[int, list[tuple]] = defaultdict(list)  # watch -> (record id, its time, its Device)
+    index, after_of = cached.index, cached.after
+    for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
+            candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}):
+        party_watches = index.get(party_id)
+        if party_watches is None:
+            continue
+        for matched in party_watches.matching(Candidate(record_id, kind, srv or "", device_id, bool(own), bool(held))):
+            if record_id > after_of.get(matched.watch_id, 2**63):
+                found[matched.watch_id].append((record_id, logged_at, device_id))
+    if not found:
+        return 0
+    if after < seen:
+        _drop_known(conn, found, after, seen)
+    events, outbox, counters = [], [], []
+    stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
+    w = watch.c
+    for chunk in _chunks(sorted(found)):
+        delivering = w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None)
+        current = conn.execute(select(w.id, w.last_event_id, delivering)
+                               .where(w.id.in_(chunk))).all()
+        for watch_id, last, hooked in current:  # a watch deleted meanwhile is not here
+            records = sorted(found[watch_id])  # event ids follow record ids
+            if not records:
+                continue
+            events += [(watch_id, last + n, record_id, logged_at, device_id, stamp)
+                       for n, (record_id, logged_at, device_id) in enumerate(records, start=1)]
+            if hooked:
+                outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
+            counters.append((last + len(records), watch_id))
+    _write_events(conn, events, outbox, counters)
+    return len(events)
+
+
+_EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device_id, matched_at"
+
+
+def _write_events(conn: Connection, events: list[tuple], outbox: list[tuple], counters: list[tuple]) -> None:
+    """The step's rows, through the driver: SQLAlchemy's per-row parameter processing cost
+    several times the inserts themselves (a step can make hundreds of thousands of events).
+    Times are already in the engine's form (the candidates read them unconverted)."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            if events:
+                with cursor.copy(f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                    for row in events:
+                        copy.write_row(row)
+            if outbox:
+                with cursor.copy("COPY webhook_outbox (watch_id, event_id, next_attempt_at) FROM STDIN") as copy:
+                    for row in outbox:
+                        copy.write_row(row)
+            if counters:
+                cursor.executemany("UPDATE watch SET last_event_id = %s WHERE id = %s", counters)
+        return
+    if events:
+        driver.executemany(f"INSERT INTO watch_event ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", events)
+    if outbox:
+        driver.executemany("INSERT INTO webhook_outbox (watch_id, event_id, next_attempt_at) VALUES (?, ?, ?)", outbox)
+    if counters:
+        driver.executemany("UPDATE watch SET last_event_id = ? WHERE id = ?", counters)
+
+
+def _drop_known(conn: Connection, found: dict[int, list], after: int, seen: int) -> None:
+    """Leave out the records a step before this one already made events of (read past a gap)."""
+    e = watch_event.c
+    known = set(conn.execute(select(e.watch_id, e.record_id).where(e.record_id > after, e.record_id <= seen))
+                .tuples())
+    for watch_id, records in found.items():
+        found[watch_id] = [r for r in records if (watch_id, r[0]) not in known]
+
+
+def catch_up(engine: Engine, steps: int = 1000) -> int:
+    """Match steps, each its own transaction, until nothing is new (or `steps` were taken);
+    returns how many records were read."""
+    read = 0
+    for _ in range(steps):
+        if not _anything_new(engine):  # a plain read: no write lock taken for nothing
+            break
+        with engine.begin() as conn:
+            found = match_new_records(conn)
+        if not found:
+            break
+        read += found
+    return read
+
+
+def _anything_new(engine: Engine) -> bool:
+    """Whether a matching step could do anything: a record past the newest one read, or a gap
+    still waited for. False before any watch was made."""
+    c = watch_cursor.c
+    with engine.connect() as conn:
+        cursor = conn.execute(select(c.seen_id, c.gap_since).where(c.name == CURSOR)).first()
+        if cursor is None:
+            return False
+        return cursor.gap_since is not None or conn.execute(newest_record_id()).scalar_one() > cursor.seen_id
+
+
+def cursor_position(conn: Connection) -> int | None:
+    """Every record up to this id is matched (None before the first watch)."""
+    return conn.execute(select(watch_cursor.c.record_id).where(watch_cursor.c.name == CURSOR)).scalar()
+
+
+def unmatched_backlog(conn: Connection) -> int:
+    """How many records are stored past the matcher's cursor (for the operator and tests)."""
+    done = cursor_position(conn)
+    if done is None:
+        return 0
+    return max(0, conn.execute(newest_record_id()).scalar_one() - done)
+
+
+__all__ = ["WatchLimit", "catch_up", "create_watch", "cursor_position", "delete_watch", "events_after", "get_watch",
+           "list_watches", "mark_read", "match_new_records", "read_position", "recent_events", "unread_count",
+           "unmatched_backlog", "watch_json"]

@@ -1,0 +1,151 @@
+"""What the screen shows, formatted: pure functions of values, no request, no store."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from lxml import etree
+
+from .. import __version__
+from ..domain.duis_terms import command_variant_text, execution_text
+from ..domain.ids import InvalidValue, whole_number
+from ..domain.model import KNOWN_ROLES, role_name
+from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
+from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
+from ..domain.visibility import Decision
+
+CODE_CLASSES = {INFORMATION: "rc-ok", WARNING: "rc-warn", ERROR: "rc-error"}
+KIND_LABELS = {"request": "Request", "acknowledgement": "Acknowledgement", "response": "Response",
+               "device_alert": "Device alert", "dcc_alert": "DCC alert"}
+SCOPES = (("all", "All I may see"), ("own", "Mine only"), ("others", "Others (MP141)"))
+RELATION_LABELS = {"supplier": "Responsible Supplier", "network_operator": "Network Operator"}
+SEARCH_FIELDS = ("device_id", "request_id", "srv", "kind", "from", "to", "scope")
+FIELD_LABELS = {"device_id": "Device ID", "request_id": "Request ID", "srv": "SRV", "kind": "Kind",
+                "from": "From", "to": "To", "scope": "Show", "cursor": "Page"}
+EMPTY_NOTE = ("No records match — note MP141 shows other Users' traffic only for devices you were "
+              "responsible for at the time.")
+# the windows offered on a record page; the API takes any 1..10080 minutes
+TRIGGER_WINDOWS = ((60, "1 hour"), (360, "6 hours"), (DEFAULT_WINDOW_MINUTES, "24 hours"), (10080, "7 days"))
+# an alert or a response is what a viewer asks "what caused this?" about
+TRIGGERED_KINDS = ("response", "device_alert", "dcc_alert")
+MAX_PAGE_NUMBER = 10**6
+
+
+def code_help(code: str | None, kind: str = "") -> str:
+    return explain_code(code, kind) if code else ""
+
+
+def code_class(code: str | None, kind: str = "") -> str:
+    return CODE_CLASSES.get(code_category(code, kind), "rc-other") if code else ""
+
+
+def show_time(iso: str) -> str:
+    """`2025-02-10T10:00:05.120000Z` as `2025-02-10 10:00:05.12` (the column says UTC; the
+    `datetime` attribute keeps the exact value)."""
+    text = iso.replace("T", " ").removesuffix("Z")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def role_label(role: str | None) -> str:
+    """`Import Supplier (IS)`; a future role code says how it is treated."""
+    if not role:
+        return ""
+    return f"{KNOWN_ROLES[role]} ({role})" if role in KNOWN_ROLES else role_name(role)
+
+
+def before_text(seconds: int) -> str:
+    """A trigger's `seconds_before` in words: "2 h 5 min before", "3 s after"."""
+    remaining = abs(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if remaining >= size:
+            parts.append(f"{remaining // size} {unit}")
+            remaining %= size
+    if remaining or not parts:
+        parts.append(f"{remaining} s")
+    return " ".join(parts[:2]) + (" after" if seconds < 0 else " before")
+
+
+# what every template may call
+TEMPLATE_GLOBALS = dict(code_help=code_help, code_class=code_class, code_legend=legend(), show_time=show_time,
+                        kind_labels=KIND_LABELS, command_variant_text=command_variant_text,
+                        execution_text=execution_text, role_name=role_name, role_label=role_label,
+                        version=__version__, relation_labels=RELATION_LABELS, before_text=before_text)
+
+_NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
+
+
+def utc_field(value: str) -> str:
+    """The form's time fields are labelled UTC, so a time typed without an offset means UTC."""
+    value = value.strip()
+    if _NAIVE_TIME.match(value):
+        return value.replace(" ", "T") + "Z"
+    return value
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site may follow a sign-in (no open redirect)."""
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(ch) < 33 for ch in target) or target.startswith(("/login", "/logout"))):
+        return "/"
+    return target[:2000]
+
+
+_XML_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_blank_text=True)
+
+
+def pretty_payload(payload: str) -> tuple[str, bool]:
+    """(text to show, is_xml): XML pretty-printed when it parses safely, else the text as it is.
+
+    No DTD, no entities, no network: a payload that declares any is shown as plain text.
+    The result is always escaped by the template.
+    """
+    text = payload.strip()
+    if not text.startswith("<") or "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+        return payload, False
+    try:
+        parser = etree.XMLParser(**_XML_PARSER_OPTIONS)
+        root = etree.fromstring(text.encode("utf-8"), parser)
+        pretty = etree.tostring(root, pretty_print=True, encoding="unicode")
+    except (etree.XMLSyntaxError, ValueError):
+        return payload, False
+    return pretty.rstrip("\n"), True
+
+
+def trigger_window(value: str | None) -> tuple[int, str]:
+    """The record page's `window` (minutes): a bad one falls back to the default, and says so."""
+    try:
+        return window_minutes(value), ""
+    except InvalidValue as e:
+        return DEFAULT_WINDOW_MINUTES, f"Window {e}; showing 24 hours."
+
+
+def search_values(query: Mapping[str, str]) -> dict[str, str]:
+    """The search form's fields as typed (trimmed, and cut short: they are shown back)."""
+    return {name: query.get(name, "").strip()[:200] for name in SEARCH_FIELDS}
+
+
+def page_number(text: str | None) -> int:
+    """The results page's number, shown beside the rows; any nonsense is page 1."""
+    try:
+        return max(1, min(whole_number(text or "1"), MAX_PAGE_NUMBER))
+    except InvalidValue:
+        return 1
+
+
+def page_link(values: dict[str, str], **extra: str) -> str:
+    query = {k: v for k, v in values.items() if v and not (k == "scope" and v == "all")}
+    query.update({k: v for k, v in extra.items() if v})
+    return "/?" + urlencode(query) if query else "/"
+
+
+def exchange_entry(item: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """One message of a record page's exchange: its badge, its payload laid out, and the
+    relation that lets the viewer see it."""
+    return {"item": item, "badge": decision.badge(),
+            "payload": pretty_payload(item["payload"]) if "payload" in item else None,
+            "relation": decision.interval.relation if decision.interval else ""}
+

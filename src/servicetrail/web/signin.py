@@ -1,0 +1,114 @@
+"""Who is signed in to the screen, as FastAPI dependencies: a route that names `Who` runs
+only for a signed-in Party (anyone else is sent to the sign-in page), and one that names
+`checked_form(...)` only when its form carries the session's CSRF token."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ..domain.visibility import Viewer
+from ..store import sessions
+from ..store.queries import viewer_for
+from ..store.watches import unread_count
+from .state import engine_of
+
+SESSION_COOKIE = "st_session"
+LOGIN_COOKIE = "st_login"  # the sign-in form's own CSRF token (double submit), before any session exists
+DEVICE_COOKIE = "st_device"  # a browser that has signed in before: throttled apart (store.sessions)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    session: sessions.WebSession
+    viewer: Viewer
+    party_name: str
+    unread: int = 0  # the Party's watch events not yet seen on the Watches page (shown capped: "99+")
+
+
+class SignInNeeded(Exception):
+    """No live session: the error handler answers with the sign-in page's address."""
+
+
+class FormExpired(Exception):
+    """A form without the token it was given: answered 403 with `message` (errors.py)."""
+
+    def __init__(self, who: SignedIn | None, message: str) -> None:
+        super().__init__(message)
+        self.who = who
+        self.message = message
+
+
+def signed_in(request: Request) -> SignedIn | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    with engine_of(request).begin() as conn:
+        session = sessions.load_session(conn, cookie)
+        viewer = viewer_for(conn, session.party_id) if session else None
+        name = sessions.party_name(conn, session.party_id) if session and viewer else ""
+    if session is None or viewer is None:
+        return None
+    with engine_of(request).connect() as conn:  # apart: it reads as the viewer (store.queries)
+        unread = unread_count(conn, viewer)
+        conn.commit()
+    return SignedIn(session, viewer, name, unread)
+
+
+def _signed_in_or_refused(request: Request) -> SignedIn:
+    who = signed_in(request)
+    if who is None:
+        raise SignInNeeded()
+    return who
+
+
+Who = Annotated[SignedIn, Depends(_signed_in_or_refused)]
+
+
+def checked_form(form: str) -> Callable[..., SignedIn]:
+    """A dependency: the signed-in Party, once the `form`'s CSRF token is the session's."""
+
+    def check(who: Who, csrf_token: str = Form("")) -> SignedIn:
+        if not who.session.csrf_ok(csrf_token):
+            raise FormExpired(who, f"The {form} form had expired. Reload the page and try again.")
+        return who
+
+    return check
+
+
+def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> None:
+    """The sign-in form's own token, against the cookie it was given with (double submit)."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        raise FormExpired(None, "The sign-in form had expired or your browser did not send its cookie. Cookies "
+                                "are needed to sign in. Go back to the sign-in page and try again.")
+
+
+def to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = {"next": target} if request.method == "GET" and target != "/" else {}
+    if request.cookies.get(SESSION_COOKIE):
+        query["expired"] = "1"
+    response = RedirectResponse("/login" + (f"?{urlencode(query)}" if query else ""), status_code=303)
+    if request.cookies.get(SESSION_COOKIE):
+        drop_cookie(response, request, SESSION_COOKIE)
+    return response
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(response: Response, request: Request, name: str, value: str, path: str = "/",
+               max_age: int | None = None) -> None:
+    response.set_cookie(name, value, path=path, max_age=max_age, httponly=True, samesite="strict",
+                        secure=_secure(request))
+
+
+def drop_cookie(response: Response, request: Request, name: str, path: str = "/") -> None:
+    response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=_secure(request))

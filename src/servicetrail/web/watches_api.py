@@ -1,0 +1,200 @@
+"""HTTP API of watches (SPEC section 6): create, list and delete a Party's watches, and read
+their events as a page or as Server-Sent Events. Thin: store.watches does the work."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from .. import settings
+from ..domain.ids import InvalidValue, whole_number
+from ..domain.watches import InvalidWatch, watch_spec
+from ..store.watches import WatchLimit, create_watch, delete_watch, events_after, get_watch, list_watches
+from ..webhooks.outbound import UnsafeUrl, check_url
+from ..webhooks.signing import new_secret
+from .api import ERRORS, ViewerDep, engine_of
+from .errors import ParameterError
+from .fairness import limits_of
+from .params import PageSize
+from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
+NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
+# a watch is a few hundred bytes; its lists are bounded (domain.watches), and so is its body
+MAX_BODY_BYTES = 256 * 1024
+MAX_ID = 2**63 - 1
+
+
+def watch_id_of(text: str) -> int | None:
+    """A watch id from a path: ASCII digits, in range; anything else is a watch that is not there."""
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) <= MAX_ID:
+        return None
+    return int(text)
+
+
+def event_id_of(text: str | None, name: str = "after") -> int:
+    if text in (None, ""):
+        return 0
+    try:
+        value = whole_number(text)
+    except InvalidValue:
+        raise ParameterError(name, "must be a whole number (an event_id), 0 or more") from None
+    if value > MAX_ID:
+        raise ParameterError(name, f"must be at most {MAX_ID}")
+    return value
+
+
+async def _json_body(request: Request) -> Any:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ParameterError("body", "must be a JSON object") from None
+
+
+@router.post("/watches", status_code=201, response_model=None, openapi_extra={
+    "requestBody": {"required": True, "content": {"application/json": {"schema": NewWatch.model_json_schema()}}}},
+    responses={201: {"model": WatchOut, "description": "the watch; `webhook.secret` is shown this once"}})
+async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
+    """Ask to be told of every new record you may see that matches. With a webhook, the
+    answer holds its signing secret (`whsec_...`), shown this once."""
+    try:
+        spec = watch_spec(await _json_body(request))
+    except InvalidWatch as e:
+        raise ParameterError(e.field, e.message) from None
+    if spec.webhook_url is not None:
+        try:
+            await run_in_threadpool(check_url, spec.webhook_url)  # resolves the name: not on the event loop
+        except UnsafeUrl as e:
+            raise ParameterError("webhook.url", str(e)) from None
+
+    def store() -> dict[str, Any]:
+        with engine_of(request).begin() as conn:
+            return create_watch(conn, viewer.party_id, spec, new_secret() if spec.webhook_url else None)
+
+    try:
+        made = await run_in_threadpool(store)
+    except WatchLimit as e:
+        raise ParameterError("watches", str(e)) from None
+    return JSONResponse(made, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/watches", response_model=None, responses={200: {"model": WatchList}})
+def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
+    """Your Party's watches (never a secret)."""
+    with engine_of(request).connect() as conn:
+        return JSONResponse({"items": list_watches(conn, viewer.party_id)})
+
+
+@router.delete("/watches/{watch_id}", status_code=204, response_model=None,
+               responses={404: {"model": Error, "description": "no such watch"}})
+def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response:
+    """Delete one of your Party's watches, its events and its pending deliveries."""
+    found = watch_id_of(watch_id)
+    with engine_of(request).begin() as conn:
+        deleted = found is not None and delete_watch(conn, viewer.party_id, found)
+    return Response(status_code=204) if deleted else JSONResponse(NOT_A_WATCH, status_code=404)
+
+
+@router.get("/watches/{watch_id}/events", response_model=None,
+            responses={200: {"model": EventPage}, 404: {"model": Error, "description": "no such watch"}})
+def watch_events(
+    request: Request,
+    viewer: ViewerDep,
+    watch_id: str,
+    after: Annotated[str | None, Query(description="the last event_id you have (default 0)", json_schema_extra={
+        "type": "integer", "minimum": 0})] = None,
+    limit: PageSize = 100,
+) -> Response:
+    """The watch's events after `after`, in event_id order. Titles only, even for your own
+    records; a record you may no longer see (a registry correction) is left out."""
+    start, size, found = event_id_of(after), limit, watch_id_of(watch_id)
+    if found is None:
+        return JSONResponse(NOT_A_WATCH, status_code=404)
+    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
+        page = events_after(conn, viewer, found, start, size)
+        conn.commit()  # read only; see api.list_records
+    if page is None:
+        return JSONResponse(NOT_A_WATCH, status_code=404)
+    return Response(orjson.dumps({"events": page[0], "next_after": page[1]}), media_type="application/json")
+
+
+# How often an open stream looks for new events, and how long it may stay silent before a
+# comment line tells proxies (and the client) the connection is alive.
+
+STREAM_KEEPALIVE_SECONDS = 15.0
+STREAM_PAGE = 200
+
+
+def sse_event(event: dict[str, Any]) -> bytes:
+    """One Server-Sent Event: `id:` the event_id (what Last-Event-ID resumes from), its type,
+    and the event as one line of JSON (orjson escapes every line break inside strings)."""
+    return (f"id: {event['event_id']}\nevent: record.matched\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+
+
+async def _event_stream(request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any):
+    """The stream's body: pages of events as they come, a keep-alive comment when quiet."""
+    def page(position: int):
+        with engine.connect() as conn:
+            got = events_after(conn, viewer, watch_id, position, STREAM_PAGE)
+            conn.commit()
+            return got
+
+    try:
+        position, quiet_since = start, time.monotonic()
+        yield b"retry: 2000\n\n"
+        while not await request.is_disconnected():
+            got = await run_in_threadpool(page, position)
+            if got is None:  # the watch was deleted
+                return
+            events, next_after = got
+            if events:
+                yield b"".join(sse_event(e) for e in events)
+                position, quiet_since = next_after, time.monotonic()
+                continue
+            if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_SECONDS:
+                yield b": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(settings.current().stream_poll_seconds)
+    finally:
+        slots.release()
+
+
+@router.get("/watches/{watch_id}/stream", response_model=None, responses={
+    200: {"content": {"text/event-stream": {}}, "description": "the events as Server-Sent Events"},
+    404: {"model": Error, "description": "no such watch"}})
+def watch_stream(
+    request: Request,
+    viewer: ViewerDep,
+    watch_id: str,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="resume after this event_id")]
+    = None,
+    after: Annotated[str | None, Query(description="resume after this event_id (when no Last-Event-ID)",
+                                       json_schema_extra={"type": "integer", "minimum": 0})] = None,
+) -> Response:
+    """The watch's events as Server-Sent Events (`id:` event_id, `event: record.matched`,
+    `data:` the event), from after Last-Event-ID on; the same events as `/events`. A Party
+    may hold a few streams open on a server (429 past that)."""
+    start = event_id_of(last_event_id, "Last-Event-ID") if last_event_id else event_id_of(after)
+    found = watch_id_of(watch_id)
+    engine = engine_of(request)
+    with engine.connect() as conn:
+        if found is None or get_watch(conn, viewer.party_id, found) is None:
+            return JSONResponse(NOT_A_WATCH, status_code=404)
+    slots = limits_of(request).take(viewer.party_id, "stream")
+
+    return StreamingResponse(_event_stream(request, engine, viewer, found, start, slots),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(slots.release))

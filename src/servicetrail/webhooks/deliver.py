@@ -1,0 +1,272 @@
+"""The delivery worker: matches new records into events, and posts the outbox's due events
+to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetrail deliver`.
+
+Bounded everywhere a receiver could hold it up:
+- at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port);
+  deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times its share), and
+  a receiver whose queue is full is left out of the next lease, so a slow one cannot fill
+  the worker or its queue;
+- each attempt ends within TIMEOUT_SECONDS (connect, send, answer, all together), reads at
+  most MAX_RESPONSE_BYTES of the answer, and follows no redirect;
+- the address is resolved and checked (webhooks.outbound) before every connection (an
+  answer is reused for RESOLVE_SECONDS), and the connection goes to that checked address,
+  not to a second resolution of the name.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import orjson
+from sqlalchemy.engine import Engine
+
+from .. import settings
+from ..domain.times import format_time
+from ..store.outbox import Due, Outcome, lease_due, record_outcomes
+from ..store.watches import catch_up
+from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
+from .signing import signed_headers
+
+log = logging.getLogger("servicetrail.webhooks")
+UTC = timezone.utc
+
+# Standard Webhooks' schedule: the waits before attempts 2, 3, ... (then it is given up)
+STANDARD_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+MAX_RESPONSE_BYTES = 64 * 1024
+IDLE_SECONDS = 0.1  # how often an idle worker looks for due deliveries
+MATCH_EVERY_SECONDS = 0.1  # and for new records to match
+QUEUE_FACTOR = 4  # deliveries leased ahead per receiver, in multiples of what it may have in flight
+RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
+
+
+def retry_schedule() -> list[float]:
+    """SERVICETRAIL_WEBHOOK_RETRY_SECONDS (comma-separated seconds), else Standard Webhooks'."""
+    text = settings.current().webhook_retry_seconds
+    if not text:
+        return list(STANDARD_SCHEDULE)
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"SERVICETRAIL_WEBHOOK_RETRY_SECONDS must be comma-separated seconds: {text!r}") from None
+    if any(v < 0 or v != v or v == float("inf") for v in values):
+        raise ValueError(f"SERVICETRAIL_WEBHOOK_RETRY_SECONDS must be seconds, 0 or more: {text!r}")
+    return values
+
+
+@dataclass
+class Stats:
+    delivered: int = 0
+    failed: int = 0
+    gone: int = 0
+    given_up: int = 0
+    matched_records: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+
+class Deliverer:
+    """One worker's loop: match, lease what is due, post it, record what came of it."""
+
+    def __init__(self, engine: Engine, schedule: list[float] | None = None, concurrency: int | None = None,
+                 per_host: int | None = None, timeout: float | None = None) -> None:
+        chosen = settings.current()
+        concurrency = chosen.webhook_concurrency if concurrency is None else concurrency
+        per_host = chosen.webhook_per_host if per_host is None else per_host
+        timeout = chosen.webhook_timeout if timeout is None else timeout
+        self.engine = engine
+        self.schedule = retry_schedule() if schedule is None else schedule
+        self.concurrency = max(1, concurrency)
+        self.per_host = max(1, per_host)
+        self.timeout = timeout
+        # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
+        # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
+        # and the attempt: a row comes due again only if its worker died.
+        self.queue_depth = self.per_host * QUEUE_FACTOR
+        self.lease = timedelta(seconds=timeout * (QUEUE_FACTOR + 2) + 5)
+        self.stats = Stats()
+        self._in_flight: Counter[tuple[str, int]] = Counter()
+        self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
+        self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
+        self._host_of_watch: dict[int, tuple[str, int]] = {}
+        self._outcomes: list[Outcome] = []
+        self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
+
+    def _busy_watches(self) -> frozenset[int]:
+        """Watches whose receiver has its whole share queued here already: not leased now."""
+        full = {host for host, queued in self._queued.items() if len(queued) >= self.queue_depth}
+        return frozenset(w for w, host in self._host_of_watch.items() if host in full)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with client_session(self.concurrency, self.timeout) as session:
+            tasks: set[asyncio.Task] = set()
+            last_match = 0.0
+            while not stop.is_set():
+                if time.monotonic() - last_match >= MATCH_EVERY_SECONDS:
+                    self.stats.matched_records += await asyncio.to_thread(catch_up, self.engine, 20)
+                    last_match = time.monotonic()
+                await asyncio.to_thread(self._record)
+                room = self.concurrency * QUEUE_FACTOR - sum(len(q) for q in self._queued.values())
+                leased = 0
+                # one lease transaction for many deliveries, once there is room for a round of
+                # them (a receiver whose queue is full is left out of it: see _busy_watches)
+                if room >= self.concurrency:
+                    leased = len(await asyncio.to_thread(self._lease, room))
+                self._dispatch(session, tasks)
+                if tasks:
+                    await asyncio.wait(tasks, timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                elif not leased:
+                    try:
+                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+                    except TimeoutError:
+                        pass
+            if tasks:  # let what is in flight finish (each is bounded by the timeout)
+                await asyncio.wait(tasks, timeout=self.timeout + 1)
+            await asyncio.to_thread(self._record)
+            # what is still queued here stays leased until its lease ends, then comes due again
+
+    def _dispatch(self, session: aiohttp.ClientSession, tasks: set[asyncio.Task]) -> None:
+        """Start queued deliveries while slots are free: in all, and to each receiver."""
+        for host, queued in list(self._queued.items()):
+            while queued and len(tasks) < self.concurrency and self._in_flight[host] < self.per_host:
+                delivery = queued.popleft()
+                self._in_flight[host] += 1
+                task = asyncio.create_task(self._attempt(session, delivery, host))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if not queued:
+                del self._queued[host]
+
+    def _lease(self, room: int) -> list[Due]:
+        """Lease up to `room` due deliveries into the per-receiver queues (each at most
+        `queue_depth` long), none already held here."""
+        taken: Counter[tuple[str, int]] = Counter()
+
+        def accept(delivery: Due) -> bool:
+            try:
+                target = parse_url(delivery.url)
+                host = (target.host, target.port)
+            except UnsafeUrl:
+                host = ("", 0)  # refused when attempted, and retried on the schedule
+            self._host_of_watch[delivery.watch_id] = host
+            key = (delivery.watch_id, delivery.event_id)
+            if key in self._held or len(self._queued.get(host, ())) + taken[host] >= self.queue_depth:
+                return False
+            taken[host] += 1
+            return True
+
+        with self.engine.begin() as conn:
+            due = lease_due(conn, datetime.now(UTC), room, self.lease, self._busy_watches(), accept)
+        for delivery in due:
+            self._held.add((delivery.watch_id, delivery.event_id))
+            self._queued[self._host_of_watch[delivery.watch_id]].append(delivery)
+        return due
+
+    def _record(self) -> None:
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        with self.engine.begin() as conn:
+            self.stats.given_up += record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
+
+    async def _address(self, target: Target) -> IPAddress:
+        key = (target.host, target.port)
+        cached = self._resolved.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        address = await asyncio.to_thread(resolve, target)
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = (time.monotonic() + RESOLVE_SECONDS, address)
+        return address
+
+    async def _attempt(self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]) -> None:
+        """One attempt (its slot to `host` already taken by _dispatch)."""
+        try:
+            status, error = await asyncio.wait_for(self._post(session, delivery), self.timeout)
+        except TimeoutError:
+            status, error = None, f"no answer in {self.timeout:g} s"
+        finally:
+            self._in_flight[host] -= 1
+            if not self._in_flight[host]:
+                del self._in_flight[host]
+            self._held.discard((delivery.watch_id, delivery.event_id))
+        if status is not None and 200 <= status < 300:
+            outcome = "delivered"
+        elif status == 410:
+            outcome = "gone"
+        else:
+            outcome = "failed"
+            error = error or f"answered {status}"
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        if error:
+            self.stats.errors[error[:60]] += 1
+        self._outcomes.append(Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error))
+
+    async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
+        try:
+            target = parse_url(delivery.url)
+            address = await self._address(target)
+        except UnsafeUrl as e:
+            return None, f"refused: {e}"
+        timestamp = int(time.time())
+        body = orjson.dumps({"type": "record.matched", "timestamp": format_time(datetime.fromtimestamp(timestamp, UTC)),
+                             "data": delivery.event})
+        headers = signed_headers(delivery.secret, delivery.watch_id, delivery.event_id, timestamp, body)
+        headers["host"] = target.host_header
+        headers["user-agent"] = "servicetrail-webhooks/1"
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        url = f"{target.scheme}://{shown}:{target.port}{target.target}"
+        # the connection goes to the checked address; TLS still checks the certificate against the name
+        tls = {"server_hostname": target.host} if target.scheme == "https" else {}
+        try:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False, **tls) as response:
+                await response.content.read(MAX_RESPONSE_BYTES)  # the answer matters by its status
+                return response.status, ""
+        except (aiohttp.ClientError, ValueError, OSError) as e:
+            return None, f"{type(e).__name__}: {e}"[:200]
+
+
+def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
+    """The outbound client: no proxies or netrc from the environment, no cookies kept, no
+    redirects (per request), connections kept alive up to the worker's concurrency."""
+    connector = aiohttp.TCPConnector(limit=concurrency, use_dns_cache=False, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                 timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
+                                 skip_auto_headers=("User-Agent",))
+
+
+class BackgroundDeliverer:
+    """The worker in a thread of its own (with its own event loop), for `servicetrail serve`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="servicetrail-deliver", daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        try:
+            self._loop.run_until_complete(Deliverer(self.engine).run(self._stop))
+        except Exception:  # the server keeps serving; the outbox keeps the work for later
+            log.exception("the webhook worker stopped")
+        finally:
+            self._loop.close()
+
+    def start(self) -> BackgroundDeliverer:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def stop(self, seconds: float = 20) -> None:
+        if self._loop is not None and self._stop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(seconds)

@@ -1,0 +1,122 @@
+"""Where a webhook may be sent (issue 13 item 4): `https://` only, and never to an address
+inside the operator's own networks (loopback, private, link-local, and every other range
+that is not globally routable), checked on the addresses the name resolves to, at creation
+and again at each delivery, which then connects to the very address it checked (a DNS
+answer that changes between the check and the connection cannot move it).
+
+SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1 lets webhooks go to loopback addresses, over `http://`
+too: for local receivers and the tests. Private and link-local ranges stay refused.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .. import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UnsafeUrl(ValueError):
+    """A webhook URL that may not be called; the message says why, for the person who gave it."""
+
+
+def loopback_allowed() -> bool:
+    return settings.current().webhook_allow_loopback == "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A webhook URL taken apart: what to resolve, and what to ask for once connected."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query, as sent in the request line
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return shown if self.port == default else f"{shown}:{self.port}"
+
+
+def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
+    """The URL's form: https (or http with loopback allowed), a host, no user or password."""
+    allow = loopback_allowed() if allow_loopback is None else allow_loopback
+    if not isinstance(url, str) or not url.isascii() or not url.isprintable() or " " in url:
+        raise UnsafeUrl("the URL must be printable ASCII without spaces (IDNA-encode a non-ASCII host)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UnsafeUrl(f"not a URL: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and allow):
+        raise UnsafeUrl("the URL must start with https://")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeUrl("the URL must not carry a user name or password")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UnsafeUrl("the URL has no host")
+    if parts.fragment:
+        raise UnsafeUrl("the URL must not have a #fragment")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(scheme, host, port or (443 if scheme == "https" else 80), target)
+
+
+def _embedded(address: IPAddress) -> IPAddress | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64), which is where it goes."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def refusal(address: IPAddress, allow_loopback: bool | None = None) -> str | None:
+    """Why a webhook may not go to this address, or None when it may."""
+    allow = loopback_allowed() if allow_loopback is None else allow_loopback
+    inner = _embedded(address)
+    if inner is not None:
+        return refusal(inner, allow)
+    if address.is_loopback:
+        return None if allow else f"{address} is a loopback address"
+    if address.is_link_local:
+        return f"{address} is a link-local address"
+    if address.is_private:
+        return f"{address} is a private address"
+    if address.is_multicast or not address.is_global:
+        return f"{address} is not a public unicast address"
+    return None
+
+
+def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
+    """The address to connect to: the name's first address, provided that every address it
+    resolves to may be called (a name with one private address among public ones is refused:
+    which one a client would pick is not ours to guess)."""
+    try:
+        found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as e:
+        raise UnsafeUrl(f"the host {target.host!r} does not resolve: {e}") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if not addresses:
+        raise UnsafeUrl(f"the host {target.host!r} does not resolve")
+    for address in addresses:
+        why = refusal(address, allow_loopback)
+        if why is not None:
+            raise UnsafeUrl(f"webhooks may not be sent to {target.host}: {why}")
+    return addresses[0]
+
+
+def check_url(url: str) -> Target:
+    """A webhook URL that may be called now, or UnsafeUrl (at creation; delivery checks again)."""
+    target = parse_url(url)
+    resolve(target)
+    return target

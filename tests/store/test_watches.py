@@ -1,0 +1,225 @@
+"""Watches in the store: matching new records into events through the rule, titles only,
+durable and idempotent matching, registry corrections, and the Party boundary. Both engines."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from servicetrail import settings
+from servicetrail.domain.model import Responsibility, SatRecord
+from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_spec
+from servicetrail.store import watches as store_watches
+from servicetrail.store.watch_tables import watch_cursor
+from servicetrail.store.watches import (WatchLimit, create_watch, delete_watch, events_after, list_watches,
+                                        match_new_records)
+from servicetrail.store.writer import append_records, load_responsibility
+from tests.personas import (ESME_1, GSME_1, LK_OU, NORTHPOWER, NP_IS, SE_IS, SOUTHENERGY, WIRESCO, World,
+                            load_personas, t)
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    return load_personas(engine)
+
+
+def add_watch(world: World, party: str, **fields) -> dict:
+    with world.engine.begin() as conn:
+        return create_watch(conn, party, watch_spec({"name": "w", **fields}), "whsec_test")
+
+
+def append(world: World, *records: SatRecord) -> None:
+    with world.engine.begin() as conn:
+        append_records(conn, list(records))
+
+
+def match_all(world: World) -> None:
+    while True:
+        with world.engine.begin() as conn:
+            if not match_new_records(conn):
+                return
+
+
+def events(world: World, party: str, watch_id: int, after: int = 0, limit: int = 100):
+    with world.engine.connect() as conn:
+        return events_after(conn, world.viewer(party), watch_id, after, limit)
+
+
+def rid(user: str, device: str, n: int) -> str:
+    return f"{user}:{device}:{n}"
+
+
+LATER = t("2025-04-01T10:00:00Z")
+
+
+def lk_request(n: int, device: str = ESME_1, at=LATER, srv: str = "4.1.1") -> SatRecord:
+    return SatRecord(at + timedelta(seconds=n), "request", rid(LK_OU, device, n + 100), srv, LK_OU, device, "",
+                     f"<secret body {n}>")
+
+
+def test_a_record_stored_after_the_watch_becomes_an_event_with_titles_only(world: World) -> None:
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(1))
+    match_all(world)
+    page, next_after = events(world, SOUTHENERGY, made["id"])
+    assert [e["event_id"] for e in page] == [1] and next_after == 1
+    record = page[0]["record"]
+    assert record["user_id"] == LK_OU and record["access"] == "mp141" and record["srv"] == "4.1.1"
+    assert "payload" not in record and "execution_at" not in record and "subject_device_id" not in record
+    assert page[0]["watch_id"] == made["id"] and page[0]["matched_at"].endswith("Z")
+
+
+def test_records_stored_before_the_watch_never_match(world: World) -> None:
+    append(world, lk_request(1))
+    made = add_watch(world, SOUTHENERGY)
+    match_all(world)
+    assert events(world, SOUTHENERGY, made["id"]) == ([], None)
+
+
+def test_own_records_are_titles_only_too_and_others_excludes_them(world: World) -> None:
+    everyone = add_watch(world, SOUTHENERGY, senders="all", kinds=["request", "response"])
+    others = add_watch(world, SOUTHENERGY)
+    mine = SatRecord(LATER, "request", rid(SE_IS, ESME_1, 500), "11.2", SE_IS, ESME_1, "", "<my own body>")
+    append(world, mine, lk_request(2))
+    match_all(world)
+    page, _ = events(world, SOUTHENERGY, everyone["id"])
+    assert [e["record"]["user_id"] for e in page] == [SE_IS, LK_OU]
+    assert page[0]["record"]["access"] == "own" and "payload" not in page[0]["record"]
+    assert [e["record"]["user_id"] for e in events(world, SOUTHENERGY, others["id"])[0]] == [LK_OU]
+
+
+def test_the_rule_decides_who_gets_an_event(world: World) -> None:
+    """NORTHPOWER's supply of ESME-1 ended at the change of supplier: a later request on it is
+    SOUTHENERGY's and WIRESCO's to see, never NORTHPOWER's, whatever its watch says."""
+    north = add_watch(world, NORTHPOWER, devices=[ESME_1])
+    south = add_watch(world, SOUTHENERGY, devices=[ESME_1])
+    wires = add_watch(world, WIRESCO)
+    append(world, lk_request(3))
+    match_all(world)
+    assert events(world, NORTHPOWER, north["id"])[0] == []
+    assert len(events(world, SOUTHENERGY, south["id"])[0]) == 1
+    assert len(events(world, WIRESCO, wires["id"])[0]) == 1
+
+
+def test_filters_srvs_kinds_devices(world: World) -> None:
+    critical = add_watch(world, SOUTHENERGY, srvs="critical")
+    listed = add_watch(world, SOUTHENERGY, srvs=["11.2"], devices=[GSME_1])
+    append(world, lk_request(4, srv="4.1.1"), lk_request(5, srv="6.15.1"), lk_request(6, device=GSME_1, srv="11.2"),
+           lk_request(7, device=ESME_1, srv="11.2"))
+    match_all(world)
+    assert [e["record"]["srv"] for e in events(world, SOUTHENERGY, critical["id"])[0]] == ["6.15.1"]
+    assert [(e["record"]["srv"], e["record"]["device_id"]) for e in events(world, SOUTHENERGY, listed["id"])[0]] \
+        == [("11.2", GSME_1)]
+
+
+def test_another_partys_watch_is_none_and_its_events_unreachable(world: World) -> None:
+    made = add_watch(world, SOUTHENERGY)
+    assert events(world, WIRESCO, made["id"]) is None
+    with world.engine.begin() as conn:
+        assert delete_watch(conn, WIRESCO, made["id"]) is False
+        assert [w["id"] for w in list_watches(conn, WIRESCO)] == []
+        assert delete_watch(conn, SOUTHENERGY, made["id"]) is True
+        assert list_watches(conn, SOUTHENERGY) == []
+
+
+def test_a_registry_correction_hides_events_already_made(world: World) -> None:
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(8), lk_request(9, at=t("2025-06-01T00:00:00Z")))
+    match_all(world)
+    assert len(events(world, SOUTHENERGY, made["id"])[0]) == 2
+    # the registry learns SOUTHENERGY's supply ended in May: the April record stays, June's goes
+    with world.engine.begin() as conn:
+        load_responsibility(conn, Responsibility(ESME_1, SOUTHENERGY, "supplier", t("2025-03-01T00:00:00Z"),
+                                                 t("2025-05-01T00:00:00Z")))
+    page, next_after = events(world, SOUTHENERGY, made["id"])
+    assert [e["event_id"] for e in page] == [1] and next_after == 1
+
+
+def test_matching_twice_makes_no_second_event_and_pages_follow_event_ids(world: World) -> None:
+    made = add_watch(world, SOUTHENERGY)
+    append(world, *[lk_request(n) for n in range(10, 25)])
+    with world.engine.begin() as conn:
+        assert match_new_records(conn, batch=4) == 4
+    match_all(world)
+    match_all(world)
+    seen, after = [], 0
+    while True:
+        page, next_after = events(world, SOUTHENERGY, made["id"], after, 4)
+        if not page:
+            assert next_after is None
+            break
+        seen += [e["event_id"] for e in page]
+        after = next_after
+    assert seen == list(range(1, 16))
+
+
+def test_a_gap_in_record_ids_is_waited_for_then_passed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL hands out ids from a sequence: an open loader's ids may commit after higher
+    ones. The matcher matches what it sees, keeps its cursor below the gap, and makes no
+    second event when it reads the records past the gap again."""
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(30))
+    match_all(world)
+    with world.engine.begin() as conn:  # pretend record cursor+1 is still being written
+        conn.execute(update(watch_cursor).values(record_id=watch_cursor.c.record_id - 1))
+    match_all(world)
+    assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
+
+
+def test_a_party_may_keep_a_bounded_number_of_watches(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_watches, "MAX_WATCHES_PER_PARTY", 3)
+    for _ in range(3):
+        add_watch(world, WIRESCO)
+    with pytest.raises(WatchLimit):
+        add_watch(world, WIRESCO)
+    assert MAX_WATCHES_PER_PARTY >= 100
+
+
+def test_a_deleted_watch_gets_no_more_events_and_ids_are_not_reused(world: World) -> None:
+    first = add_watch(world, SOUTHENERGY)
+    with world.engine.begin() as conn:
+        delete_watch(conn, SOUTHENERGY, first["id"])
+    second = add_watch(world, SOUTHENERGY, srvs=["11.2"])
+    assert second["id"] != first["id"]
+    append(world, lk_request(40, srv="4.1.1"))
+    match_all(world)
+    assert events(world, SOUTHENERGY, second["id"]) == ([], None)
+
+
+def test_the_spec_of_a_watch_is_shown_back(world: World) -> None:
+    made = add_watch(world, SOUTHENERGY, devices=[ESME_1.lower()], srvs=["11.2", "4.1.1"], kinds=["response"],
+                     senders="all")
+    assert made == {"id": made["id"], "name": "w", "devices": [ESME_1], "srvs": ["4.1.1", "11.2"],
+                    "kinds": ["response"], "senders": "all", "webhook": None}
+    assert WatchSpec("w").as_json()["devices"] == "mine"
+    _ = NP_IS
+
+
+def test_a_gap_that_never_fills_is_passed_after_the_wait(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loader that rolled back leaves ids no record will ever have (PostgreSQL's sequence;
+    on SQLite ids are max + 1, so the gap is made by hand the same way): records past it are
+    matched at once, and the cursor passes the gap only after the wait."""
+    from sqlalchemy import text
+
+    made = add_watch(world, SOUTHENERGY)
+    with world.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT nextval('sat_record_id_seq')"))
+    append(world, lk_request(50))
+    with world.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":  # move the record one id up, leaving its old id empty
+            conn.execute(text("DROP TRIGGER sat_record_no_update"))
+            conn.execute(text("UPDATE sat_record SET id = id + 1 WHERE id = (SELECT max(id) FROM sat_record)"))
+        before = store_watches.cursor_position(conn)
+    match_all(world)
+    assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
+    with world.engine.connect() as conn:
+        assert store_watches.cursor_position(conn) == before  # waiting below the gap
+    monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
+    settings.reload()
+    match_all(world)
+    with world.engine.connect() as conn:
+        assert store_watches.cursor_position(conn) == before + 2
+    assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]

@@ -1,0 +1,68 @@
+"""The Watches page in a real headless Chromium, against the real `servicetrail serve` of
+test_browser (its store and story), whose background worker matches new traffic into events.
+
+BRIGHT adds a watch from the page; LOOKAT then reads BRIGHT's meter twice (new traffic,
+ingested with the command line); the navigation counts the unread events, the page lists
+them as titles, and deleting the watch takes it away.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.web.test_browser import (BRIGHT_IS, DOCS, ESME, LOOKAT_OU, browser, page, rid, run_cli,  # noqa: F401
+                                    server, shot, sign_in)
+
+pytestmark = pytest.mark.browser
+NEW_SECRET = "LOOKAT-NEW-PRIVATE-READ"
+
+
+def new_traffic(db_url: str, folder) -> None:
+    lines = [{"logged_at": f"2025-03-0{n}T09:00:00Z", "kind": "request", "request_id": rid(LOOKAT_OU, ESME, 70 + n),
+              "srv": "11.2", "user_id": LOOKAT_OU, "device_id": ESME, "response_code": "",
+              "payload": NEW_SECRET} for n in (1, 2)]
+    lines.append({"logged_at": "2025-03-03T09:00:00Z", "kind": "request", "request_id": rid(BRIGHT_IS, ESME, 3003),
+                  "srv": "4.1.1", "user_id": BRIGHT_IS, "device_id": ESME, "response_code": "", "payload": "own"})
+    capture = folder / "new.jsonl"
+    capture.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run_cli(db_url, "ingest", str(capture))
+
+
+def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
+    sign_in(page, server, "bright.analyst")
+    page.get_by_role("link", name=re.compile("^Watches")).click()
+    page.wait_for_url(server + "/watches")
+    assert page.get_by_role("heading", level=1).inner_text() == "Watches"
+    page.get_by_label("Name").fill("Others on my meters")
+    page.get_by_role("button", name="Add watch").click()
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    assert "No events yet" in page.content()
+
+    new_traffic(server.db_url, tmp_path)
+    nav = page.get_by_role("link", name=re.compile("^Watches"))
+    for _ in range(100):  # the server's worker matches within a fraction of a second
+        page.goto(server + "/")
+        if nav.locator(".nav-count").count():
+            break
+        page.wait_for_timeout(100)
+    assert nav.locator(".nav-count").inner_text().startswith("2")  # BRIGHT's own request is not "others"
+    shot(page, "20-watches-unread-count")
+    nav.click()
+    page.wait_for_url(server + "/watches")
+    events = page.locator("ol.event-list > li")
+    assert events.count() == 2 and page.locator("ol.event-list > li.event-unread").count() == 2
+    assert all("Read Firmware Version" in text and "Lookat Analytics Ltd" in text for text in events.all_inner_texts())
+    assert NEW_SECRET not in page.content()
+    shot(page, "21-watches")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "screenshot-watches.png"), full_page=True)
+
+    page.reload()  # seen now: no longer unread, no count in the navigation
+    assert page.locator("ol.event-list > li.event-unread").count() == 0
+    assert nav.locator(".nav-count").count() == 0
+
+    page.get_by_role("button", name="Delete watch Others on my meters").click()
+    page.wait_for_url(server + "/watches")
+    assert "No watches yet" in page.content()

@@ -1,0 +1,93 @@
+"""The Watches page (SPEC section 6), server side on both engines: add by the form (the
+secret shown once), events of a watch with unread ones marked, the unread count in the
+navigation, delete, CSRF, and another Party's watch never shown."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from servicetrail import settings
+from servicetrail.domain.model import SatRecord
+from servicetrail.store.watches import catch_up
+from servicetrail.store.writer import append_records
+from tests import personas as P
+from tests.web.screen import TOKEN, personas_with, signed_in
+
+
+@pytest.fixture
+def world(engine):
+    return personas_with(engine, {}, (P.SOUTHENERGY, P.WIRESCO))
+
+
+def lk_requests(engine, first: int, count: int) -> None:
+    at = P.t("2025-04-01T10:00:00Z")
+    with engine.begin() as conn:
+        append_records(conn, [SatRecord(at.replace(second=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 600}", "11.2",
+                                        P.LK_OU, P.ESME_1, "", "<secret body>") for n in range(first, first + count)])
+    catch_up(engine)
+
+
+def nav_count(page: str) -> str | None:
+    found = re.search(r'<span class="nav-count">([^<]+)<', page)
+    return found.group(1) if found else None
+
+
+def add(client, **fields):
+    page = client.get("/watches")
+    data = {"csrf_token": TOKEN.search(page.text).group(1), "name": "on my meters", "devices": "mine", "srvs": "all",
+            "kinds": ["request"], "senders": "others", **fields}
+    return client.post("/watches", data=data, follow_redirects=False)
+
+
+def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
+    client = signed_in(engine, P.SOUTHENERGY)
+    answer = add(client)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/watches?watch=")
+    lk_requests(engine, 1, 3)
+    search = client.get("/")
+    assert nav_count(search.text) == "3"
+    page = client.get(answer.headers["location"])
+    assert page.text.count('class="event-unread"') == 3 and "<secret body>" not in page.text
+    assert "11.2" in page.text and "Looker Analytics" in page.text
+    again = client.get(answer.headers["location"])
+    assert 'class="event-unread"' not in again.text and nav_count(again.text) is None
+    watch_id = answer.headers["location"].split("=")[1]
+    deleted = client.post(f"/watches/{watch_id}/delete", data={"csrf_token": TOKEN.search(again.text).group(1)},
+                          follow_redirects=False)
+    assert deleted.status_code == 303
+    assert "on my meters" not in client.get("/watches").text
+
+
+def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    client = signed_in(engine, P.SOUTHENERGY)
+    answer = add(client, webhook_url="http://127.0.0.1:9/hook")
+    assert answer.status_code == 201
+    secret = re.search(r'id="webhook-secret">(whsec_[^<]+)<', answer.text).group(1)
+    assert secret not in client.get("/watches").text
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"name": ""}, "name"), ({"devices": "list", "device_list": "not-a-device"}, "device_list"),
+    ({"srvs": "list", "srv_list": "x"}, "srv_list"), ({"kinds": []}, "kinds"),
+    ({"webhook_url": "https://10.0.0.1/hook"}, "webhook_url"), ({"name": "<script>alert(1)</script>x\u202e"}, "name"),
+])
+def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, monkeypatch) -> None:
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+    answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
+    assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
+    assert "<script>alert(1)</script>" not in answer.text
+
+
+def test_forms_need_their_csrf_token_and_another_partys_watch_is_untouched(engine, world) -> None:
+    south = signed_in(engine, P.SOUTHENERGY)
+    made = add(south).headers["location"].split("=")[1]
+    wires = signed_in(engine, P.WIRESCO)
+    assert wires.post("/watches", data={"csrf_token": "nope", "name": "x"}).status_code == 403
+    token = TOKEN.search(wires.get("/watches").text).group(1)
+    wires.post(f"/watches/{made}/delete", data={"csrf_token": token})
+    assert "on my meters" in south.get("/watches").text
+    assert "on my meters" not in wires.get(f"/watches?watch={made}").text

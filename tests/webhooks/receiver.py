@@ -1,0 +1,85 @@
+"""A local webhook receiver for the tests: a real HTTP server on 127.0.0.1 that verifies every
+delivery's signature with `standardwebhooks` (the specification's reference library, not
+servicetrail's code) and answers as each test tells it to."""
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+from standardwebhooks import Webhook
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: dict | None
+    error: str = ""
+
+
+@dataclass
+class Receiver:
+    """`answer(path, attempt_number_of_this_webhook_id)` -> (status, seconds to wait first)."""
+
+    secrets: dict[str, str] = field(default_factory=dict)  # path -> whsec_ secret
+    answer: Callable[[str, int], tuple[int, float]] = lambda path, n: (200, 0.0)
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                secret = receiver.secrets.get(self.path)
+                verified, error = None, ""
+                try:
+                    verified = Webhook(secret).verify(body, headers) if secret else None
+                except Exception as e:  # noqa: BLE001 - recorded for the test to assert on
+                    error = f"{type(e).__name__}: {e}"
+                same = headers.get("webhook-id")
+                attempt = 1 + sum(1 for r in receiver.received if r.headers.get("webhook-id") == same)
+                receiver.received.append(Received(self.path, headers, body, verified, error))
+                status, wait = receiver.answer(self.path, attempt)
+                if wait:
+                    time.sleep(wait)
+                reply = b"ok"
+                self.send_response(status)
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def events(self, path: str | None = None) -> list[dict]:
+        """The verified deliveries' events (each a payload's `data`), in arrival order."""
+        return [r.verified["data"] for r in self.received if r.verified and (path is None or r.path == path)]
+
+    def bodies(self) -> list[dict]:
+        return [orjson.loads(r.body) for r in self.received]

@@ -1,0 +1,173 @@
+"""Webhook deliveries (SPEC section 6) on both engines, to a local receiver that verifies
+every signature with the `standardwebhooks` reference library: retries on the schedule with
+the same webhook-id, 410 disabling, a receiver that never answers, registry corrections."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from servicetrail import settings
+from servicetrail.domain.model import Responsibility, SatRecord
+from servicetrail.domain.watches import watch_spec
+from servicetrail.store.outbox import pending_count
+from servicetrail.store.watches import create_watch, list_watches
+from servicetrail.store.writer import append_records, load_responsibility
+from servicetrail.webhooks.deliver import Deliverer
+from servicetrail.webhooks.signing import new_secret
+from tests import personas as P
+from tests.webhooks.receiver import Receiver
+
+LATER = P.t("2025-04-01T10:00:00Z")
+
+
+@pytest.fixture(autouse=True)
+def loopback(monkeypatch):
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+
+
+@pytest.fixture
+def world(engine):
+    return P.load_personas(engine)
+
+
+def hook(engine, receiver: Receiver, path: str, party: str = P.SOUTHENERGY, **fields) -> dict:
+    secret = new_secret()
+    with engine.begin() as conn:
+        made = create_watch(conn, party, watch_spec({"name": path, "webhook": {"url": receiver.url(path)}, **fields}),
+                            secret)
+    receiver.secrets[path] = made["webhook"]["secret"]
+    return made
+
+
+def lk_requests(engine, *numbers: int, at=LATER) -> None:
+    with engine.begin() as conn:
+        append_records(conn, [SatRecord(at + timedelta(seconds=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 900}",
+                                        "11.2", P.LK_OU, P.ESME_1, "", "<secret body>") for n in numbers])
+
+
+def run(deliverer: Deliverer, until, seconds: float = 20) -> bool:
+    """Run the worker until `until()` holds (True) or `seconds` pass (False)."""
+    async def main() -> bool:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(deliverer.run(stop))
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                if until():
+                    return True
+                await asyncio.sleep(0.02)
+            return until()
+        finally:
+            stop.set()
+            await worker
+    return asyncio.run(main())
+
+
+def test_every_delivery_verifies_with_the_reference_library(engine, world) -> None:
+    with Receiver() as receiver:
+        made = hook(engine, receiver, "/a")
+        lk_requests(engine, 1, 2, 3)
+        assert run(Deliverer(engine, schedule=[0.1]), lambda: len(receiver.received) >= 3)
+        assert [r.error for r in receiver.received] == ["", "", ""]
+        events = receiver.events("/a")
+        assert sorted(e["event_id"] for e in events) == [1, 2, 3]
+        assert all(e["watch_id"] == made["id"] and "payload" not in e["record"] for e in events)
+        body = receiver.bodies()[0]
+        assert body["type"] == "record.matched" and body["timestamp"].endswith("Z")
+        assert {r.headers["webhook-id"] for r in receiver.received} == {f"evt_{made['id']}_{n}" for n in (1, 2, 3)}
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
+def test_a_wrong_secret_fails_verification(engine, world) -> None:
+    """The receiver's check can fail: with another secret, the reference library refuses."""
+    with Receiver() as receiver:
+        hook(engine, receiver, "/a")
+        receiver.secrets["/a"] = new_secret()
+        lk_requests(engine, 1)
+        assert run(Deliverer(engine, schedule=[0.1]), lambda: len(receiver.received) >= 1)
+        assert receiver.received[0].error.startswith("WebhookVerificationError")
+
+
+def test_failed_attempts_are_retried_with_the_same_webhook_id(engine, world) -> None:
+    with Receiver(answer=lambda path, n: (503 if n < 3 else 200, 0)) as receiver:
+        hook(engine, receiver, "/flaky")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[0.2, 0.2, 0.2])
+        assert run(deliverer, lambda: len(receiver.received) >= 3)
+        ids = [r.headers["webhook-id"] for r in receiver.received]
+        assert len(ids) == 3 and len(set(ids)) == 1
+        assert all(r.verified for r in receiver.received)
+        time.sleep(0.3)
+        assert not run(Deliverer(engine, schedule=[0.2]), lambda: len(receiver.received) > 3, seconds=1)
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
+def test_the_schedule_runs_out_then_the_delivery_is_given_up(engine, world) -> None:
+    with Receiver(answer=lambda path, n: (500, 0)) as receiver:
+        hook(engine, receiver, "/down")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[0.1, 0.1])
+        assert run(deliverer, lambda: deliverer.stats.given_up == 1)
+        assert len(receiver.received) == 3  # the first attempt and two retries
+
+
+def test_410_disables_the_webhook(engine, world) -> None:
+    with Receiver(answer=lambda path, n: (410, 0)) as receiver:
+        made = hook(engine, receiver, "/gone")
+        lk_requests(engine, 1, 2)
+        deliverer = Deliverer(engine, schedule=[0.1])
+        assert run(deliverer, lambda: deliverer.stats.gone >= 1)
+        time.sleep(0.2)
+        lk_requests(engine, 3, 4)
+        run(Deliverer(engine, schedule=[0.1]), lambda: False, seconds=1)
+        assert len(receiver.received) <= 2
+        with engine.connect() as conn:
+            listed = {w["id"]: w for w in list_watches(conn, P.SOUTHENERGY)}
+            assert listed[made["id"]]["webhook"]["enabled"] is False
+            assert pending_count(conn) == 0
+
+
+def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -> None:
+    with Receiver(answer=lambda path, n: (200, 30 if path == "/stuck" else 0)) as stuck, Receiver() as fine:
+        hook(engine, stuck, "/stuck")
+        hook(engine, fine, "/fine")
+        lk_requests(engine, *range(1, 41))
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=8, timeout=2)
+        started = time.monotonic()
+        assert run(deliverer, lambda: len(fine.events("/fine")) >= 40, seconds=15)
+        assert time.monotonic() - started < 10
+        assert len(stuck.received) <= 4  # its share, not the worker
+
+
+def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) -> None:
+    with Receiver(answer=lambda path, n: (500, 0)) as receiver:
+        hook(engine, receiver, "/late")
+        lk_requests(engine, 1, at=P.t("2025-06-01T00:00:00Z"))
+        deliverer = Deliverer(engine, schedule=[0.3, 0.3, 0.3])
+        assert run(deliverer, lambda: len(receiver.received) >= 1)
+        with engine.begin() as conn:  # SOUTHENERGY's supply of ESME-1 ended in May after all
+            load_responsibility(conn, Responsibility(P.ESME_1, P.SOUTHENERGY, "supplier", P.CHANGE_OF_SUPPLIER,
+                                                     P.t("2025-05-01T00:00:00Z")))
+        time.sleep(0.4)
+        run(Deliverer(engine, schedule=[0.3]), lambda: False, seconds=1)
+        assert len(receiver.received) == 1
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
+def test_a_url_that_turns_unsafe_is_refused_at_delivery(engine, world, monkeypatch) -> None:
+    with Receiver() as receiver:
+        hook(engine, receiver, "/a")
+        monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK")
+        settings.reload()
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[5])
+        assert run(deliverer, lambda: deliverer.stats.failed >= 1)
+        assert receiver.received == []
+        assert any(e.startswith("refused") for e in deliverer.stats.errors)

@@ -1,0 +1,98 @@
+"""Durability (SPEC section 6): the receiver goes away, the server is killed with SIGKILL
+while deliveries are pending, more records arrive while nothing runs; a `servicetrail
+deliver` started afterwards delivers every event, each verified by the reference library."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from servicetrail import settings
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.watches import watch_spec
+from servicetrail.store.watches import create_watch
+from servicetrail.store.writer import append_records
+from servicetrail.webhooks.signing import new_secret
+from tests import personas as P
+from tests.web.live_server import live_server
+from tests.webhooks.receiver import Receiver
+
+SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
+ENV = {"SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK": "1", "SERVICETRAIL_WEBHOOK_RETRY_SECONDS": "0.5,0.5,0.5,0.5,0.5,"
+       "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5", "SERVICETRAIL_WEBHOOK_TIMEOUT": "1"}
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def add_requests(engine, first: int, count: int) -> None:
+    at = P.t("2025-04-01T10:00:00Z")
+    with engine.begin() as conn:
+        append_records(conn, [SatRecord(at + timedelta(seconds=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
+                                        "11.2", P.LK_OU, P.ESME_1, "", "<b>") for n in range(first, first + count)])
+
+
+@pytest.mark.slow
+def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    P.load_personas(engine)
+    secret = new_secret()
+    receiver = Receiver().__enter__()
+    port = receiver.port
+    with engine.begin() as conn:
+        made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "k", "webhook": {"url": receiver.url("/k")}}),
+                            secret)
+    receiver.secrets["/k"] = secret
+    with live_server(db_url, tmp_path, env=ENV):
+        add_requests(engine, 0, 10)
+        assert wait_for(lambda: len({r.headers["webhook-id"] for r in receiver.received}) == 10, 30)
+        receiver.__exit__()  # the receiver goes away
+        add_requests(engine, 10, 10)
+        time.sleep(2)  # attempts fail meanwhile
+        server = [p for p in _children() if "serve" in p[1]]
+        assert server, "the server process"
+        os.kill(server[0][0], signal.SIGKILL)
+    add_requests(engine, 20, 10)  # nothing runs
+    revived = Receiver(port=port)
+    revived.secrets["/k"] = secret
+    with revived:
+        worker = subprocess.Popen([str(SERVICETRAIL), "--db", db_url, "deliver"], env={**os.environ, **ENV},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            want = {f"evt_{made['id']}_{n}" for n in range(1, 31)}
+            got = lambda: {r.headers["webhook-id"] for r in revived.received} | \
+                {r.headers["webhook-id"] for r in receiver.received}  # noqa: E731
+            assert wait_for(lambda: got() >= want, 60), sorted(want - got())
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(20)
+    assert all(r.verified and not r.error for r in revived.received)
+
+
+def _children() -> list[tuple[int, str]]:
+    """(pid, command line) of this test process's child processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

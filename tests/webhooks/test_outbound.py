@@ -1,0 +1,172 @@
+"""Outbound safety (issue 13 item 4): which URLs and addresses a webhook may go to, that a
+delivery connects to the address it checked, follows no redirect and reads a bounded answer."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+
+import pytest
+
+from servicetrail import settings
+from servicetrail.webhooks import outbound
+from servicetrail.webhooks.outbound import UnsafeUrl, check_url, parse_url, refusal
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "127.9.9.9", "::1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "fe80::1",
+    "fc00::1", "fd12:3456::1", "0.0.0.0", "::", "100.64.0.1", "224.0.0.1", "ff02::1", "255.255.255.255",
+    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:0001::1", "64:ff9b::a00:1", "192.0.2.1", "198.18.0.1",
+])
+def test_internal_addresses_are_refused(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address), allow_loopback=False) is not None
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address), allow_loopback=False) is None
+
+
+def test_allowing_loopback_allows_loopback_only() -> None:
+    assert refusal(ipaddress.ip_address("127.0.0.1"), allow_loopback=True) is None
+    assert refusal(ipaddress.ip_address("::ffff:127.0.0.1"), allow_loopback=True) is None
+    assert refusal(ipaddress.ip_address("10.0.0.1"), allow_loopback=True) is not None
+    assert refusal(ipaddress.ip_address("169.254.169.254"), allow_loopback=True) is not None
+
+
+@pytest.mark.parametrize("url", [
+    "http://example.org/", "ftp://example.org/", "https://user@example.org/", "https:///path", "https://",
+    "https://exa mple.org/", "https://exämple.org/", "https://example.org/#frag", "javascript:alert(1)",
+    "https://example.org:99999/", "https://example.org/\r\nX-Injected: 1",
+])
+def test_malformed_or_plain_http_urls_are_refused(url: str, monkeypatch) -> None:
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+    with pytest.raises(UnsafeUrl):
+        parse_url(url)
+
+
+def test_http_is_allowed_only_with_loopback_allowed() -> None:
+    assert parse_url("http://127.0.0.1:8080/h?x=1", allow_loopback=True).target == "/h?x=1"
+    with pytest.raises(UnsafeUrl):
+        parse_url("http://127.0.0.1:8080/h", allow_loopback=False)
+
+
+def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+
+    def fake(host, port, *args, **kwargs):
+        answers = {"public.test": ["93.184.216.34"], "mixed.test": ["93.184.216.34", "10.1.1.1"],
+                   "decimal.test": ["127.0.0.1"]}
+        if host not in answers:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
+    assert check_url("https://public.test/hook").host == "public.test"
+    for url in ("https://mixed.test/hook", "https://decimal.test/", "https://nowhere.test/"):
+        with pytest.raises(UnsafeUrl):
+            check_url(url)
+
+
+def test_numeric_hosts_in_odd_forms_are_resolved_then_refused(monkeypatch) -> None:
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+    for url in ("https://2130706433/", "https://0x7f.0.0.1/", "https://0177.0.0.1/", "https://127.1/",
+                "https://[::ffff:7f00:1]/", "https://localhost./"):
+        with pytest.raises(UnsafeUrl):
+            check_url(url)
+
+
+# --- a delivery's connection -------------------------------------------------------------
+
+def one_shot_server(reply: bytes, endless: bool = False) -> tuple[int, list[bytes], threading.Thread]:
+    """A TCP server that answers each connection with `reply` (then, if `endless`, keeps
+    sending), recording what it was sent."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        listener.settimeout(15)
+        try:
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(5)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    seen.append(data)
+                    try:
+                        conn.sendall(reply)
+                        while endless:
+                            conn.sendall(b"x" * 65536)
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], seen, thread
+
+
+def attempt(url: str, timeout: float = 5.0):
+    """One delivery attempt of the worker to `url`: its (status, error)."""
+    import asyncio
+
+    from servicetrail.store.outbox import Due
+    from servicetrail.webhooks.deliver import Deliverer, client_session
+    from servicetrail.webhooks.signing import new_secret
+
+    deliverer = Deliverer(engine=None, schedule=[1], timeout=timeout)  # type: ignore[arg-type]
+    due = Due(1, 1, 0, url, new_secret(), {"event_id": 1})
+
+    async def main():
+        async with client_session(4, timeout) as session:
+            return await asyncio.wait_for(deliverer._post(session, due), timeout)
+    return asyncio.run(main())
+
+
+def test_a_redirect_is_not_followed(monkeypatch) -> None:
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    port, seen, _ = one_shot_server(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\n"
+                                    b"Content-Length: 0\r\n\r\n")
+    status, _ = attempt(f"http://127.0.0.1:{port}/hook")
+    assert status == 307 and len(seen) == 1
+
+
+def test_an_endless_answer_is_read_only_a_little(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    port, _, _ = one_shot_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True)
+    started = time.monotonic()
+    status, _ = attempt(f"http://127.0.0.1:{port}/hook")
+    assert status == 200 and time.monotonic() - started < 3
+
+
+def test_the_connection_goes_to_the_checked_address(monkeypatch) -> None:
+    """The name resolves once, to the checked loopback address; a second resolution would
+    give a private one (DNS rebinding). The request arrives, with the name as its Host."""
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    port, seen, _ = one_shot_server(b"HTTP/1.1 204 No Content\r\n\r\n")
+    answers = iter([["127.0.0.1"]])
+
+    def rebinding(host, p, *args, **kwargs):
+        found = next(answers, ["10.9.9.9"])
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, p)) for a in found]
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", rebinding)
+    status, error = attempt(f"http://hooks.rebind.test:{port}/hook")
+    assert (status, error) == (204, "")
+    assert f"host: hooks.rebind.test:{port}".encode() in seen[0].lower()
+
