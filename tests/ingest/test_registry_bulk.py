@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from servicetrail import settings
 from servicetrail.domain.model import Responsibility
 from servicetrail.domain.search import Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope
-from servicetrail.ingest import load
 from servicetrail.store import queries
 from servicetrail.store.registry import Conflict, Outcome, load_responsibilities
 from servicetrail.store.writer import load_responsibility
@@ -56,7 +56,8 @@ def world(engine):
 def batch(request, monkeypatch) -> int:
     """Each test runs with the whole file in one batch and with every row its own batch:
     the outcome must not depend on where the batches fall."""
-    monkeypatch.setattr(load, "REGISTRY_BATCH", request.param)
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(request.param))  # each CLI run reads it
+    settings.reload()
     return request.param
 
 
