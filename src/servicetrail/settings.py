@@ -95,6 +95,8 @@ class Settings:
         "TOKEN_CACHE_SECONDS", 5.0, seconds(zero_allowed=True), "5",
         "how long a server process trusts a looked-up token (revocation takes effect within this; 0: not at all)")
     batch: int = setting("BATCH", 20_000, whole(1), "20000", "records per ingest transaction")
+    registry_batch: int = setting("REGISTRY_BATCH", 20_000, whole(1), "20000",
+                                  "registry rows per transaction of `load users|devices|responsibilities`")
     batch_bytes: int = setting("BATCH_BYTES", 48 << 20, whole(1), "48 MiB",
                                "payload bytes after which an ingest transaction commits early")
     parse_workers: int | None = setting("PARSE_WORKERS", None, whole(0), "1 (SAT), cores (DUIS)",

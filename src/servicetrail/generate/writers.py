@@ -1,13 +1,15 @@
 """Writers: the World as SAT and DUIS JSON Lines, as registry CSVs, or straight into the store."""
 from __future__ import annotations
 
+from typing import Any
+
 import csv
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -129,20 +131,21 @@ def load_into(engine: Any, world: World, batch: int = 5000,
     Idempotent like every loader: loading the same World again adds nothing.
     `progress`, if given, is called with the number of SAT records appended after each batch.
     """
-    from ..store.writer import Outcome, append_records, load_device, load_responsibility, load_user
+    from ..store.registry import load_devices, load_responsibilities, load_users
+    from ..store.writer import append_records
 
     pop = population(world)
     counts = LoadCounts()
     names = {p.party_id: p.name for p in pop.parties}
     for chunk in _chunks(pop.users, batch):
         with engine.begin() as conn:
-            counts.users += sum(load_user(conn, u, names[u.party_id]) is Outcome.LOADED for u in chunk)
+            counts.users += _loaded(load_users(conn, [(u, names[u.party_id]) for u in chunk]))
     for chunk in _chunks(pop.devices, batch):
         with engine.begin() as conn:
-            counts.devices += sum(load_device(conn, d) is Outcome.LOADED for d in chunk)
+            counts.devices += _loaded(load_devices(conn, chunk))
     for chunk in _chunks(pop.responsibilities(), batch):
         with engine.begin() as conn:
-            counts.responsibilities += sum(load_responsibility(conn, r) is Outcome.LOADED for r in chunk)
+            counts.responsibilities += _loaded(load_responsibilities(conn, chunk))
     for chunk in _chunks(records(world), batch):
         with engine.begin() as conn:
             loaded, duplicates = append_records(conn, chunk)
@@ -151,6 +154,16 @@ def load_into(engine: Any, world: World, batch: int = 5000,
         if progress:
             progress(len(chunk))
     return counts
+
+
+def _loaded(decided: list[Any]) -> int:
+    """How many rows a registry batch loaded; a generated registry never conflicts with itself."""
+    from ..store.registry import Conflict, Outcome
+
+    for outcome in decided:
+        if isinstance(outcome, Conflict):
+            raise outcome
+    return sum(outcome is Outcome.LOADED for outcome in decided)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..domain.ids import InvalidValue
 from .. import settings
 from ..domain.times import parse_time
-from ..store.writer import (Conflict, Outcome, Row, append_rows, load_device, load_responsibility, load_user,
-                             record_row, row_maker)
+from ..store.registry import Conflict, Outcome, load_devices, load_responsibilities, load_users
+from ..store.writer import Row, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
@@ -29,7 +29,6 @@ from .sources import Format, detect, expand, numbered_lines, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks
 
 CHUNK_LINES = 4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
-REGISTRY_BATCH = 1000
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
 
@@ -54,12 +53,10 @@ class Summary:
 def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, rejects_path: Path | None,
                   progress: Progress | None = None) -> Summary:
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
-    that is not one raises BadHeader before anything is written."""
+    that is not one raises BadHeader before anything is written. Records are validated here
+    and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction (store.registry)."""
     summary = Summary()
-    writers: dict[registry_csv.RegistryFile, Callable[[Connection, Any], Outcome]] = {
-        registry_csv.USERS: lambda c, v: load_user(c, *v), registry_csv.DEVICES: load_device,
-        registry_csv.RESPONSIBILITIES: load_responsibility}
-    store = writers[what]
+    store = _REGISTRY_WRITERS[what]
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     with open(path, "rb") as raw_file:
         try:
@@ -67,25 +64,39 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
         except BadHeader:
             rejects.close()
             raise
-        while chunk := list(islice(records, REGISTRY_BATCH)):
+        while chunk := list(islice(records, settings.current().registry_batch)):
+            refused: list[tuple[int, str, bytes]] = []
+            parsed, origins = [], []
+            for record in chunk:
+                if record.values is None:
+                    refused.append((record.line, record.problem, record.raw))
+                    continue
+                try:
+                    parsed.append(what.parse(dict(zip(header, record.values))))
+                except InvalidValue as e:
+                    refused.append((record.line, str(e) or "empty row", record.raw))
+                    continue
+                origins.append(record)
             with engine.begin() as conn:
-                for record in chunk:
-                    if record.values is None:
-                        rejects.add(record.line, record.problem, record.raw, path)
-                        continue
-                    try:
-                        outcome = store(conn, what.parse(dict(zip(header, record.values))))
-                    except (InvalidValue, Conflict) as e:
-                        rejects.add(record.line, str(e) or "empty row", record.raw, path)
-                        continue
-                    if outcome is Outcome.DUPLICATE:
-                        summary.duplicates += 1
-                    else:
-                        summary.loaded += 1
-                        summary.corrected += outcome is Outcome.CORRECTED
+                decided = store(conn, parsed) if parsed else []
+            for record, outcome in zip(origins, decided):
+                if isinstance(outcome, Conflict):
+                    refused.append((record.line, str(outcome), record.raw))
+                elif outcome is Outcome.DUPLICATE:
+                    summary.duplicates += 1
+                else:
+                    summary.loaded += 1
+                    summary.corrected += outcome is Outcome.CORRECTED
+            for line, reason, raw in sorted(refused, key=lambda entry: entry[0]):
+                rejects.add(line, reason, raw, path)
             if progress:
                 progress(sum(len(record.raw) for record in chunk))
     return _finish(summary, rejects)
+
+
+_REGISTRY_WRITERS: dict[registry_csv.RegistryFile, Callable[[Connection, list[Any]], list[Any]]] = {
+    registry_csv.USERS: load_users, registry_csv.DEVICES: load_devices,
+    registry_csv.RESPONSIBILITIES: load_responsibilities}
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:

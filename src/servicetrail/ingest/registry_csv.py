@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import IO
 
 from ..domain.ids import InvalidValue, eui64, party_id, role_code
@@ -11,6 +13,20 @@ from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
 
 _DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
+_RELATIONS = frozenset(r.value for r in Relation)
+
+
+# A registry's times and Party IDs repeat (intervals start and end on a few thousand days,
+# among a few hundred Parties): each distinct text is checked once per run. Invalid ones
+# raise, and exceptions are not cached.
+@lru_cache(maxsize=1 << 16)
+def _time(text: str) -> datetime:
+    return parse_time(text)
+
+
+@lru_cache(maxsize=1 << 12)
+def _party(text: str) -> str:
+    return party_id(text)
 
 
 @dataclass(frozen=True)
@@ -55,14 +71,14 @@ def parse_device(row: Mapping[str, str]) -> Device:
 
 def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
     relation = _ascii(row, "relation").lower()
-    if relation not in {r.value for r in Relation}:
+    if relation not in _RELATIONS:
         raise InvalidValue(f"relation must be supplier or network_operator: {relation!r}")
-    valid_from = parse_time(_field(row, "valid_from"))
+    valid_from = _time(_field(row, "valid_from"))
     raw_to = _field(row, "valid_to", required=False)
-    valid_to = parse_time(raw_to) if raw_to else None
+    valid_to = _time(raw_to) if raw_to else None
     if valid_to is not None and valid_to <= valid_from:
         raise InvalidValue(f"valid_to {raw_to} is not after valid_from")
-    return Responsibility(eui64(_field(row, "device_id")), party_id(_field(row, "party_id")), relation,
+    return Responsibility(eui64(_field(row, "device_id")), _party(_field(row, "party_id")), relation,
                           valid_from, valid_to)
 
 
@@ -106,12 +122,13 @@ class _Lines:
             yield raw.decode("utf-8", "surrogateescape")
 
     def take(self) -> bytes:
-        raw, self.taken = b"".join(self.taken), []
-        return raw
+        taken, self.taken = self.taken, []
+        return taken[0] if len(taken) == 1 else b"".join(taken)
 
 
 def _has_surrogates(values: list[str]) -> bool:
-    return any(not value.isascii() and any("\udc80" <= ch <= "\udcff" for ch in value) for value in values)
+    joined = "".join(values)  # one C call answers for the common all-ASCII record
+    return not joined.isascii() and any("\udc80" <= ch <= "\udcff" for ch in joined)
 
 
 def read_header(stream: IO[bytes], what: RegistryFile, name: str) -> tuple[list[str], Iterator[CsvRecord]]:

@@ -19,17 +19,15 @@ On SQLite the database's single writer gives the same order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 
 from ..domain.visibility import Access, audiences_at
-from .schema import UtcDateTime, dcc_user, responsibility, sat_record, sat_visibility
+from .schema import sqlite_time
 
 OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
@@ -111,10 +109,10 @@ def _spans_raw(driver: Any, postgres: bool, device_ids: set[str]) -> dict[str, l
 
 # --- a registry change -------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Touched:
+class Touched(NamedTuple):
     """Records of `device_id` logged in [start, end) (end None: open) whose visibility to
-    `parties` a registry change may have changed."""
+    `parties` a registry change may have changed. (A tuple: a registry load makes one per
+    interval, and a frozen dataclass cost as much to make as the interval's validation.)"""
 
     device_id: str
     start: datetime
@@ -127,6 +125,8 @@ def touched_by(device_id: str, before: tuple[str, datetime, datetime | None] | N
     """What replacing one interval (party_id, valid_from, valid_to) by another (either None:
     none) on a device can change. The same Party keeping the interval with another end
     changes only the span between the two ends; anything else, the whole of both."""
+    if before is None and after is not None:  # a new interval: the common case, kept cheap
+        return Touched(device_id, after[1], after[2], frozenset((after[0],)))
     spans = [s for s in (before, after) if s is not None]
     if not spans or before == after:
         return None
@@ -141,77 +141,137 @@ def touched_by(device_id: str, before: tuple[str, datetime, datetime | None] | N
     return Touched(device_id, start, end, frozenset(s[0] for s in spans))
 
 
-_RECORD_COLUMNS = (sat_record.c.id, sat_record.c.logged_at, sat_record.c.kind, sat_record.c.srv,
-                   sat_record.c.user_id, sat_record.c.device_id)
+# An open interval's records run to the end of time; a bound keeps the probe one index range.
+_OPEN_END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+_RECORD = "s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id"
+# one statement for the whole batch: each (device, start, end, party) probes the trail's
+# (device_id, logged_at) index once
+_PG_TOUCHED = (f"SELECT {_RECORD}, t.party_id FROM unnest(string_to_array(%s, ','), "
+               f"string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::timestamptz[], "
+               f"string_to_array(%s, ',')) AS t(device_id, start_at, end_at, party_id) "
+               f"JOIN sat_record s ON s.device_id = t.device_id AND s.logged_at >= t.start_at "
+               f"AND s.logged_at < t.end_at")
+# CROSS JOIN: SQLite then keeps the touched list outside and probes the trail's index per entry
+_SQLITE_TOUCHED = (f"SELECT {_RECORD}, t.value ->> 3 FROM json_each(?) AS t CROSS JOIN sat_record s "
+                   f"WHERE s.device_id = t.value ->> 0 AND s.logged_at >= t.value ->> 1 "
+                   f"AND s.logged_at < t.value ->> 2")
+_PG_FORGET = ("DELETE FROM sat_visibility v USING unnest(string_to_array(%s, ','), "
+              "string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::int8[]) "
+              "AS p(party_id, logged_at, record_id) WHERE v.party_id = p.party_id AND v.access IN (1, 3) "
+              "AND v.logged_at = p.logged_at AND v.record_id = p.record_id")
+_SQLITE_FORGET = ("DELETE FROM sat_visibility WHERE party_id = ? AND access IN (1, 3) AND logged_at = ? "
+                  "AND record_id = ?")
 
 
-@lru_cache(maxsize=2)
-def _records_of_device(open_end: bool):
-    s = sat_record.c
-    when = [s.device_id == bindparam("device_id"), s.logged_at >= bindparam("start", type_=UtcDateTime)]
-    if not open_end:
-        when.append(s.logged_at < bindparam("end", type_=UtcDateTime))
-    return select(*_RECORD_COLUMNS).where(*when)
-
-
-@lru_cache(maxsize=1)
-def _statements():
-    v = sat_visibility.c
-    remove = delete(sat_visibility).where(and_(
-        v.party_id == bindparam("p"), v.access == bindparam("a"),
-        v.logged_at == bindparam("at", type_=UtcDateTime), v.record_id == bindparam("rid")))
-    add = insert(sat_visibility)
-    return remove, add
+def devices_with_records(conn: Connection, device_ids: Iterable[str]) -> set[str]:
+    """The Devices among these that have any SAT record: only theirs have index rows a
+    registry change can alter (and a first load, before any traffic, has none)."""
+    device_ids = list(device_ids)
+    if not device_ids:
+        return set()
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        found = driver.execute("SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
+                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)",
+                               (pg_joined(device_ids),))
+    else:
+        found = driver.execute("SELECT value FROM json_each(?) "
+                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
+                               (orjson.dumps(device_ids).decode(),))
+    return {d for (d,) in found.fetchall()}
 
 
 def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
     """Re-derive the rows of the records `touched` names, for the Parties it names, from the
-    registry as this transaction sees it; returns how many records were looked at."""
-    parties_of: dict[int, set[str]] = {}
-    records: dict[int, Any] = {}
-    for t in touched:
-        query = _records_of_device(t.end is None)
-        for row in conn.execute(query, {"device_id": t.device_id, "start": t.start, "end": t.end}):
-            records[row.id] = row
-            parties_of.setdefault(row.id, set()).update(t.parties)
-    return _rederive(conn, records, parties_of)
+    registry as this transaction sees it; returns how many records were looked at. Set-based:
+    a few statements for any number of Touched."""
+    spans = [(t.device_id, t.start, t.end or _OPEN_END, party) for t in touched for party in t.parties]
+    if not spans:
+        return 0
+    driver = conn.connection.driver_connection
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        device_ids, starts, ends, parties = zip(*spans)
+        found = driver.execute(_PG_TOUCHED, (pg_joined(device_ids), ",".join(map(_iso_text, starts)),
+                                             ",".join(map(_iso_text, ends)), pg_joined(parties))).fetchall()
+    else:
+        entries = [(d, sqlite_text(start), sqlite_text(end), p) for d, start, end, p in spans]
+        found = driver.execute(_SQLITE_TOUCHED, (orjson.dumps(entries).decode(),)).fetchall()
+    return _rederive(driver, postgres, found)
 
 
 def refresh_user(conn: Connection, user_id: str, party_id: str) -> int:
     """A User ID newly given to `party_id`: its records become that Party's own."""
-    rows = conn.execute(select(*_RECORD_COLUMNS).where(sat_record.c.user_id == user_id)).all()
-    return _rederive(conn, {r.id: r for r in rows}, {r.id: {party_id} for r in rows})
+    driver = conn.connection.driver_connection
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    found = driver.execute(f"SELECT {_RECORD}, {mark} FROM sat_record s WHERE s.user_id = {mark}",
+                           (party_id, user_id)).fetchall()
+    return _rederive(driver, postgres, found)
 
 
-def _rederive(conn: Connection, records: dict[int, Any], parties_of: dict[int, set[str]]) -> int:
-    if not records:
+def pg_joined(keys: Sequence[str]) -> str:
+    """Keys (Device, User or Party IDs) as one text parameter for `string_to_array(%s, ',')`:
+    psycopg quotes a list's items one by one in Python, twenty times slower for a batch.
+    These IDs are validated to hold no comma; a key that did would split, so it is refused."""
+    joined = ",".join(keys)
+    if joined.count(",") != max(len(keys) - 1, 0):
+        raise ValueError("an ID holding a comma cannot be looked up in bulk")
+    return joined
+
+
+@lru_cache(maxsize=1 << 16)
+def _iso_text(value: datetime) -> str:
+    return value.isoformat()
+
+
+@lru_cache(maxsize=1 << 16)  # a registry's times repeat: intervals start and end on a few thousand days
+def sqlite_text(value: datetime) -> str:
+    """schema.sqlite_time, several times faster for the UTC times the registry holds (and
+    cached, as a registry's times repeat)."""
+    if value.tzinfo is not timezone.utc:
+        return sqlite_time(value)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
+    """Replace the index rows of each (record, Party) in `found` (a record's columns as
+    _RECORD lists them, then the Party) by what the rule says now."""
+    if not found:
         return 0
-    owners = dict(conn.execute(select(dcc_user.c.user_id, dcc_user.c.party_id)
-                               .where(dcc_user.c.user_id.in_({r.user_id for r in records.values()}))).all())
-    spans: dict[str, list[tuple]] = {}
-    devices = sorted({r.device_id for r in records.values() if r.device_id})
-    for start in range(0, len(devices), 500):
-        r = responsibility.c
-        for device_id, party_id, valid_from, valid_to in conn.execute(
-                select(r.device_id, r.party_id, r.valid_from, r.valid_to).where(r.device_id.in_(devices[start:start + 500]))):
-            spans.setdefault(device_id, []).append((party_id, valid_from, valid_to))
-    removals, additions = [], []
-    for record_id, record in records.items():
+    records: dict[int, tuple] = {}
+    parties_of: dict[int, set[str]] = {}
+    for *record, party_id in found:
+        records[record[0]] = tuple(record)
+        parties_of.setdefault(record[0], set()).add(party_id)
+    owners = _owners_raw(driver, postgres, {r[4] for r in records.values()})
+    devices = {r[5] for r in records.values() if r[5]}
+    spans = _spans_raw(driver, postgres, devices) if devices else {}
+    forget, rows = [], []
+    for record_id, (_, logged_at, kind, srv, user_id, device_id) in records.items():
+        at = (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at  # as _spans_raw gives times
         parties = parties_of[record_id]
-        for party_id in parties:
-            removals += [{"p": party_id, "a": code, "at": record.logged_at, "rid": record_id} for code in (OWN, MP141)]
-        granted = audiences_at(record.kind, record.device_id, record.logged_at, owners.get(record.user_id),
-                               spans.get(record.device_id, ()))
+        forget += [(party_id, logged_at, record_id) for party_id in parties]
+        granted = audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ()))
         for party_id, access in granted.items():
             if party_id in parties:
-                additions.append({"party_id": party_id, "access": ACCESS_CODE[access], "logged_at": record.logged_at,
-                                  "record_id": record_id, "kind": record.kind, "srv": record.srv})
-    remove, add = _statements()
-    conn.execute(remove, removals)
-    if additions:
-        conn.execute(add, additions)  # the records' months, and so these partitions, exist
+                rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
+    # the records' months, and so these partitions, exist
+    if postgres:
+        parties, times, record_ids = zip(*forget)
+        driver.execute(_PG_FORGET, (pg_joined(parties), ",".join(map(_iso_text, times)),
+                                    ",".join(map(str, record_ids))))
+        with driver.cursor() as cursor, cursor.copy(
+                f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+    else:
+        driver.executemany(_SQLITE_FORGET, forget)
+        marks = ", ".join("?" * len(COLUMNS))
+        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
     return len(records)
 
 
-__all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "index_new", "lock_registry", "refresh",
-           "refresh_user", "touched_by"]
+__all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "devices_with_records", "index_new",
+           "lock_registry", "pg_joined", "refresh", "refresh_user", "sqlite_text", "touched_by"]

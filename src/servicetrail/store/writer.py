@@ -10,30 +10,19 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
-from ..domain.model import Device, Responsibility, SatRecord, User
+from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .partitions import ensure_months
-from .schema import dcc_user, device, party, responsibility
-from .visibility_index import index_new, lock_registry, refresh, refresh_user, touched_by
+# the registry writers live in .registry; they are imported from here too
+from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
+from .visibility_index import index_new
 
 UTC = timezone.utc
-
-
-class Outcome(StrEnum):
-    LOADED = "loaded"
-    DUPLICATE = "duplicate"
-    CORRECTED = "corrected"
-
-
-class Conflict(ValueError):
-    """A registry row that contradicts what the store holds; the message says how."""
 
 
 RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code",
@@ -272,86 +261,6 @@ def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> li
     driver.executemany(_SQLITE_INSERT_PAYLOAD, [(record_id, row[0], row[5], row[4], row[7])
                                                 for record_id, row in zip(ids, new) if row[7]])
     return ids
-
-
-def load_user(conn: Connection, user: User, party_name: str) -> Outcome:
-    """Register a User ID for its Party (creating or renaming the Party). Checks before it writes."""
-    lock_registry(conn)
-    held = conn.execute(select(dcc_user.c.party_id, dcc_user.c.role)
-                        .where(dcc_user.c.user_id == user.user_id)).first()
-    if held is not None and tuple(held) != (user.party_id, user.role):
-        raise Conflict(f"user_id {user.user_id} is already registered to {held.party_id} as {held.role}")
-    known_name = conn.execute(select(party.c.name).where(party.c.party_id == user.party_id)).scalar()
-    if known_name is None:
-        conn.execute(insert(party), {"party_id": user.party_id, "name": party_name})
-    elif known_name != party_name:
-        # a company renamed: the registry's latest word is its name
-        conn.execute(update(party).where(party.c.party_id == user.party_id).values(name=party_name))
-    if held is not None:
-        return Outcome.DUPLICATE
-    conn.execute(insert(dcc_user), {"user_id": user.user_id, "party_id": user.party_id, "role": user.role})
-    refresh_user(conn, user.user_id, user.party_id)  # records sent before the User ID was known
-    return Outcome.LOADED
-
-
-def load_device(conn: Connection, dev: Device) -> Outcome:
-    held = conn.execute(select(device.c.device_type, device.c.smets)
-                        .where(device.c.device_id == dev.device_id)).first()
-    if held is None:
-        conn.execute(insert(device), {"device_id": dev.device_id, "device_type": dev.device_type,
-                                      "smets": dev.smets})
-        return Outcome.LOADED
-    if tuple(held) == (dev.device_type, dev.smets):
-        return Outcome.DUPLICATE
-    raise Conflict(f"device {dev.device_id} is already registered as {held.device_type} SMETS{held.smets}")
-
-
-def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
-    """Add an interval, or correct one with the same start; never let two overlap.
-
-    A correction (same device, relation and start, another end or Party) is how a
-    registry closes an open interval or fixes a mistake; SPEC section 3 says a late
-    correction changes what is visible from then on, past records included.
-    """
-    lock_registry(conn)
-    if conn.execute(select(party.c.party_id).where(party.c.party_id == new.party_id)).first() is None:
-        raise Conflict(f"unknown party_id {new.party_id!r}: load it with 'servicetrail load users' first")
-    if conn.execute(select(device.c.device_id).where(device.c.device_id == new.device_id)).first() is None:
-        raise Conflict(f"unknown device_id {new.device_id}: load it with 'servicetrail load devices' first")
-    r = responsibility.c
-    rows = conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
-                        .where(r.device_id == new.device_id, r.relation == new.relation)).all()
-    same_start: Responsibility | None = None
-    for row in rows:
-        held = Responsibility(*row)
-        if held.valid_from == new.valid_from:
-            same_start = held
-            if held == new:
-                return Outcome.DUPLICATE
-            continue
-        if held.overlaps(new):
-            raise Conflict(
-                f"overlaps the {new.relation} interval of {held.party_id} on {new.device_id} "
-                f"({held.describe()})"
-            )
-    after = (new.party_id, new.valid_from, new.valid_to)
-    if same_start is not None:
-        conn.execute(update(responsibility)
-                     .where(r.device_id == new.device_id, r.relation == new.relation,
-                            r.valid_from == new.valid_from)
-                     .values(party_id=new.party_id, valid_to=new.valid_to))
-        before = (same_start.party_id, same_start.valid_from, same_start.valid_to)
-        outcome = Outcome.CORRECTED
-    else:
-        conn.execute(insert(responsibility), {
-            "device_id": new.device_id, "party_id": new.party_id, "relation": new.relation,
-            "valid_from": new.valid_from, "valid_to": new.valid_to})
-        before, outcome = None, Outcome.LOADED
-    # what the device's records show from then on, past records included (SPEC section 3)
-    touched = touched_by(new.device_id, before, after)
-    if touched is not None:
-        refresh(conn, [touched])
-    return outcome
 
 
 __all__ = ["Appended", "Conflict", "Outcome", "Row", "append_records", "append_rows", "record_row", "row_maker", "load_device", "load_responsibility", "load_user"]

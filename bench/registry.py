@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""The registry loader at DCC scale (issue 12 item 2), beside the raw floor of the same run.
+
+    .venv/bin/python bench/registry.py                          # 1M devices (~2.7M intervals), both engines
+    .venv/bin/python bench/registry.py --devices 100000 --engines sqlite
+
+Per engine, each figure the whole `servicetrail load ...` command (a child process: start-up,
+reading and validating the CSV, the store's decisions, writes and the visibility index),
+with its wall time, rows/s and peak memory:
+- first load of devices.csv and responsibilities.csv into an empty store, then re-load of both;
+- the raw floor: the same rows, read with the csv module and no validation, inserted with
+  executemany (SQLite) or binary COPY (PostgreSQL) into the same migrated, indexed tables;
+- a daily correction file of 10,000 intervals (half the Devices of 5,000 open supply
+  intervals closed at a recent date, half their successors opened from it) applied to the
+  store after its SAT records were ingested, so the visibility index has records to re-derive.
+Results go to stdout and bench/out/registry-N.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import BIN, Store  # noqa: E402
+
+UTC = timezone.utc
+CORRECTED_AT = "2025-12-01T00:00:00Z"  # a recent day inside the generated traffic (2025)
+
+
+def generate(work: Path, devices: int, records: int) -> Path:
+    folder = work / f"world-{devices}"
+    if not (folder / "responsibilities.csv").exists():
+        done = subprocess.run([BIN, "generate", str(folder), "--devices", str(devices), "--records", str(records)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"generate failed: {done.stderr[-500:]}")
+    return folder
+
+
+def correction_file(folder: Path, intervals: int = 10_000, seed: int = 12) -> Path:
+    """Close open supply intervals at CORRECTED_AT and open a successor from it: what a daily
+    change-of-supplier feed looks like."""
+    path = folder / "corrections.csv"
+    suppliers, open_supply = set(), []
+    with open(folder / "responsibilities.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["relation"] == "supplier":
+                suppliers.add(row["party_id"])
+                if not row["valid_to"] and row["valid_from"] < CORRECTED_AT:
+                    open_supply.append(row)
+    rng = random.Random(seed)
+    chosen = rng.sample(open_supply, intervals // 2)
+    suppliers = sorted(suppliers)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["device_id", "party_id", "relation", "valid_from", "valid_to"])
+        for row in chosen:
+            successor = rng.choice([p for p in suppliers if p != row["party_id"]])
+            out.writerow([row["device_id"], row["party_id"], "supplier", row["valid_from"], CORRECTED_AT])
+            out.writerow([row["device_id"], successor, "supplier", CORRECTED_AT, ""])
+    return path
+
+
+def rows_in(path: Path) -> int:
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
+def timed_command(args: list[str]) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (MB) and standard output of one
+    child process. The CPU time says what the command costs when the machine is shared:
+    on a busy one the wall time mostly measures the queue for the cores."""
+    start, cpu_before = time.perf_counter(), _children_cpu()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = ThreadPoolExecutor(1).submit(proc.communicate)
+    peak_kb = 0
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while not reader.done():
+        try:
+            peak_kb = max([peak_kb] + [int(line.split()[1]) for line in status_file.read_text().splitlines()
+                                       if line.startswith("VmHWM:")])
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    out, err = reader.result()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[3:])} failed: {out[-300:]!r} {err[-500:]!r}")
+    return wall, _children_cpu() - cpu_before, peak_kb // 1024, out.decode().strip()
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children, all told (one command runs at a time)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load(url: str, what: str, path: Path) -> dict:
+    wall, cpu, peak_mb, said = timed_command([BIN, "--db", url, "load", what, str(path)])
+    rows = rows_in(path)
+    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), "cpu_seconds": round(cpu, 2),
+            "rows_per_cpu_s": round(rows / cpu), "peak_mb": peak_mb, "said": said}
+
+
+def _sqlite_time(text: str) -> str | None:
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if text else None
+
+
+def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
+    """Raw inserts of devices.csv and responsibilities.csv into an empty migrated store (its
+    Parties loaded), in `batch`-row transactions, as bench/run.py's ingest floor: only the
+    database's work is timed, not reading or converting the file."""
+    load(url, "users", folder / "users.csv")
+    conn = store.raw(url)
+    if store.kind == "sqlite":  # as the store's engine sets them (store.engine)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "cache_size=-65536",
+                       "wal_autocheckpoint=16384"):
+            conn.execute(f"PRAGMA {pragma}")
+    figures = {}
+    for table, columns, types in (
+            ("device", ("device_id", "device_type", "smets"), ["varchar", "varchar", "int2"]),
+            ("responsibility", ("device_id", "party_id", "relation", "valid_from", "valid_to"),
+             ["varchar", "varchar", "varchar", "timestamptz", "timestamptz"])):
+        elapsed, count = 0.0, 0
+        with open(folder / ("devices.csv" if table == "device" else "responsibilities.csv"), newline="") as f:
+            reader = csv.reader(f)
+            next(reader)
+            while True:
+                chunk = [row for _, row in zip(range(batch), reader)]
+                if not chunk:
+                    break
+                count += len(chunk)
+                if table == "device":
+                    chunk = [(d, t, int(s)) for d, t, s in chunk]
+                elif store.kind == "sqlite":
+                    chunk = [(d, p, r, _sqlite_time(a), _sqlite_time(b)) for d, p, r, a, b in chunk]
+                else:
+                    chunk = [(d, p, r, datetime.fromisoformat(a), datetime.fromisoformat(b) if b else None)
+                             for d, p, r, a, b in chunk]
+                start = time.perf_counter()
+                if store.kind == "sqlite":
+                    marks = ",".join("?" * len(columns))
+                    conn.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", chunk)
+                else:
+                    with conn.cursor() as cursor, cursor.copy(
+                            f"COPY {table} ({','.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(types)
+                        for row in chunk:
+                            copy.write_row(row)
+                conn.commit()
+                elapsed += time.perf_counter() - start
+        figures[table] = {"rows": count, "seconds": round(elapsed, 2), "rows_per_s": round(count / elapsed)}
+    conn.close()
+    return figures
+
+
+def measure(store: Store, folder: Path, corrections: Path) -> dict:
+    url = store.fresh("registry")
+    result: dict = {}
+    load(url, "users", folder / "users.csv")
+    result["devices_first"] = load(url, "devices", folder / "devices.csv")
+    result["responsibilities_first"] = load(url, "responsibilities", folder / "responsibilities.csv")
+    result["devices_reload"] = load(url, "devices", folder / "devices.csv")
+    result["responsibilities_reload"] = load(url, "responsibilities", folder / "responsibilities.csv")
+    result["floor"] = floor(store, store.fresh("floor"), folder)
+    ingest = subprocess.run([BIN, "--db", url, "ingest", str(folder / "sat.jsonl")], capture_output=True, text=True)
+    result["records_ingested"] = ingest.stdout.strip()
+    result["correction"] = load(url, "responsibilities", corrections)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", type=int, default=1_000_000)
+    ap.add_argument("--records", type=int, default=500_000, help="SAT records in the store the correction meets")
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--work", type=Path, default=None, help="keep the generated files here (and reuse them)")
+    a = ap.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-registry-"))
+    work.mkdir(parents=True, exist_ok=True)
+    folder = generate(work, a.devices, a.records)
+    corrections = correction_file(folder)
+    report: dict = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "devices": a.devices,
+                    "records": a.records}
+    pg = None
+    try:
+        for kind in a.engines.split(","):
+            if kind == "postgresql" and pg is None:
+                from tests.pg_server import PgServer
+                pg = PgServer(shared_buffers="1GB").start()
+            report[kind] = measure(Store(kind, work, pg), folder, corrections)
+            print(json.dumps({kind: report[kind]}, indent=2), flush=True)
+            for stale in work.glob("*.db*"):
+                stale.unlink()
+    finally:
+        if pg is not None:
+            pg.stop()
+        if a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"registry-{a.devices}.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
