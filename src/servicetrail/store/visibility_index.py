@@ -66,6 +66,12 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     for record_id, at, kind, srv, user_id, device_id in records:
         for party_id, access in audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ())).items():
             rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
+    _write_rows(driver, postgres, rows)
+    return len(rows)
+
+
+def _write_rows(driver: Any, postgres: bool, rows: list[tuple]) -> None:
+    """Index rows (COLUMNS, times in the engine's form) in bulk: binary COPY, or executemany."""
     if postgres:
         with driver.cursor() as cursor, cursor.copy(
                 f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -73,8 +79,8 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
             for row in rows:
                 copy.write_row(row)
     else:
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
+        marks = ", ".join("?" * len(COLUMNS))
+        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
 
 
 def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, str]:
@@ -261,15 +267,9 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
         parties, times, record_ids = zip(*forget)
         driver.execute(_PG_FORGET, (pg_joined(parties), ",".join(map(_iso_text, times)),
                                     ",".join(map(str, record_ids))))
-        with driver.cursor() as cursor, cursor.copy(
-                f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_COPY_TYPES)
-            for row in rows:
-                copy.write_row(row)
     else:
         driver.executemany(_SQLITE_FORGET, forget)
-        marks = ", ".join("?" * len(COLUMNS))
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+    _write_rows(driver, postgres, rows)
     return len(records)
 
 
