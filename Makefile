@@ -13,6 +13,7 @@ test:        ## the linter, the type checker, then the whole test suite (install
 
 lint:        ## ruff and mypy, as configured in pyproject.toml
 	@scripts/bootstrap
+	.venv/bin/ruff format --check src tests bench
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy
 

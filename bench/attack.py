@@ -19,6 +19,7 @@
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ import run  # noqa: E402  (the benchmark suite's helpers: Store, search_targets,
 from servicetrail.store.accounts import create_account, create_token  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 
-STALLED_SOCKETS = 20  # the pool of one server process on PostgreSQL (10 + 10 overflow); SQLite's is 15
+STALLED_SOCKETS = (
+    20  # the pool of one server process on PostgreSQL (10 + 10 overflow); SQLite's is 15
+)
 HEAVY_CLIENTS = 8
 
 
@@ -53,8 +56,12 @@ def serve(url: str, pythonpath: str | None, workers: int) -> tuple[subprocess.Po
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    proc = subprocess.Popen([run.BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [run.BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()
@@ -82,7 +89,9 @@ class Searches:
             token, path = rng.choice(self.plan)
             start = time.monotonic()
             try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn = conn or http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=self.timeout
+                )
                 conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
                 response = conn.getresponse()
                 response.read()
@@ -114,9 +123,14 @@ def summary(entries: list[tuple[float, float, int]]) -> dict:
     failed = [status for _, _, status in entries if status != 200]
     if not good:
         return {"searches": len(entries), "failed": len(failed)}
-    return {"searches": len(entries), "failed": len(failed), "statuses_failed": sorted(set(failed)),
-            "p50_ms": round(run.pct(good, 50), 2), "p95_ms": round(run.pct(good, 95), 2),
-            "max_ms": round(max(good), 1)}
+    return {
+        "searches": len(entries),
+        "failed": len(failed),
+        "statuses_failed": sorted(set(failed)),
+        "p50_ms": round(run.pct(good, 50), 2),
+        "p95_ms": round(run.pct(good, 95), 2),
+        "max_ms": round(max(good), 1),
+    }
 
 
 def stalled_socket(port: int, path: str, token: str, results: list, lock: threading.Lock) -> None:
@@ -125,7 +139,9 @@ def stalled_socket(port: int, path: str, token: str, results: list, lock: thread
     sock.settimeout(120)
     try:
         sock.connect(("127.0.0.1", port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
         head = sock.recv(100)
         status = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
     except OSError:
@@ -141,27 +157,40 @@ def held_sessions(store: run.Store, url: str) -> int | None:
         return None
     conn = store.raw(url)
     try:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND pid <> pg_backend_pid() AND now() - xact_start > interval '1 second'"
-                            ).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND now() - xact_start > interval '1 second'"
+        ).fetchone()[0]
     finally:
         conn.close()
 
 
-def scenario_stalled(store: run.Store, url: str, port: int, victims: list, attacker: tuple[str, str],
-                     hold: float, recovery_limit: float) -> dict:
+def scenario_stalled(
+    store: run.Store,
+    url: str,
+    port: int,
+    victims: list,
+    attacker: tuple[str, str],
+    hold: float,
+    recovery_limit: float,
+) -> dict:
     token, party = attacker
     report = "/api/v1/reports/own.csv?from=2025-03-01T00:00:00Z&to=2025-04-01T00:00:00Z"
-    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{report}",
-                                                       headers={"Authorization": f"Bearer {token}"})) as whole:
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://127.0.0.1:{port}{report}", headers={"Authorization": f"Bearer {token}"}
+        )
+    ) as whole:
         report_bytes = len(whole.read())
     searches = Searches(port, victims).start()
     time.sleep(10)
     attack_at = time.monotonic()
     sockets: list = []
     lock = threading.Lock()
-    openers = [threading.Thread(target=stalled_socket, args=(port, report, token, sockets, lock))
-               for _ in range(STALLED_SOCKETS)]
+    openers = [
+        threading.Thread(target=stalled_socket, args=(port, report, token, sockets, lock))
+        for _ in range(STALLED_SOCKETS)
+    ]
     for opener in openers:
         opener.start()
     time.sleep(hold)
@@ -179,21 +208,31 @@ def scenario_stalled(store: run.Store, url: str, port: int, victims: list, attac
         time.sleep(1)
         after = searches.between(closed_at, time.monotonic())
         for i in range(len(after) - 19):
-            if all(status == 200 and seconds <= good_enough for _, seconds, status in after[i:i + 20]):
+            if all(
+                status == 200 and seconds <= good_enough for _, seconds, status in after[i : i + 20]
+            ):
                 recovered_at = after[i][0]
                 break
     searches.stop()
     statuses = [status for _, status in sockets]
     return {
-        "attacker": party, "report_bytes": report_bytes, "sockets": STALLED_SOCKETS, "hold_s": hold,
+        "attacker": party,
+        "report_bytes": report_bytes,
+        "sockets": STALLED_SOCKETS,
+        "hold_s": hold,
         "socket_statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
         "postgresql_sessions_held_during": held,
-        "others_before": usual, "others_during": summary(searches.between(attack_at, closed_at)),
-        "recovery_s": round(recovered_at - closed_at, 2) if recovered_at is not None else f"> {recovery_limit}",
+        "others_before": usual,
+        "others_during": summary(searches.between(attack_at, closed_at)),
+        "recovery_s": round(recovered_at - closed_at, 2)
+        if recovered_at is not None
+        else f"> {recovery_limit}",
     }
 
 
-def scenario_heavy(port: int, victims: list, attacker: tuple[str, str], query: str, seconds: float) -> dict:
+def scenario_heavy(
+    port: int, victims: list, attacker: tuple[str, str], query: str, seconds: float
+) -> dict:
     token, party = attacker
     searches = Searches(port, victims).start()
     time.sleep(seconds)
@@ -223,9 +262,14 @@ def scenario_heavy(port: int, victims: list, attacker: tuple[str, str], query: s
     for client in clients:
         client.join(130)
     searches.stop()
-    return {"attacker": party, "query": query, "clients": HEAVY_CLIENTS, "attacker_statuses": counts,
-            "others_before": summary(searches.between(0, attack_at)),
-            "others_during": summary(searches.between(attack_at, ended_at))}
+    return {
+        "attacker": party,
+        "query": query,
+        "clients": HEAVY_CLIENTS,
+        "attacker_statuses": counts,
+        "others_before": summary(searches.between(0, attack_at)),
+        "others_during": summary(searches.between(attack_at, ended_at)),
+    }
 
 
 def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
@@ -233,7 +277,9 @@ def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
     made = {}
     with engine.begin() as conn:
         for party in parties:
-            username = f"attack{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            username = (
+                f"attack{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            )
             create_account(conn, username, party, "benchmark password 1")
             made[party] = create_token(conn, username)
     engine.dispose()
@@ -244,8 +290,10 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
     rng = random.Random(5)
     ordinary, _ = run.search_targets(url, store, 200, rng)
     conn = store.raw(url)
-    busiest = conn.execute("SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
-                           "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    busiest = conn.execute(
+        "SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+        "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()[0]
     conn.close()
     victims = [(p, d) for p, _, d in ordinary if p != busiest]
     tokens = tokens_for(url, {p for p, _ in victims} | {busiest})
@@ -256,10 +304,13 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
             if name == "stalled":
-                results[name] = scenario_stalled(store, url, port, plan, (tokens[busiest], busiest), a.hold,
-                                                 a.recovery_limit)
+                results[name] = scenario_stalled(
+                    store, url, port, plan, (tokens[busiest], busiest), a.hold, a.recovery_limit
+                )
             else:
-                results[name] = scenario_heavy(port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds)
+                results[name] = scenario_heavy(
+                    port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds
+                )
         finally:
             proc.terminate()
             try:
@@ -271,16 +322,22 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--store", help="an existing store (else one is generated per engine)")
     ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument("--scenarios", default="stalled,heavy")
     ap.add_argument("--pythonpath", help="run the server on the code in this folder")
-    ap.add_argument("--workers", type=int, default=1, help="server processes (the bounds are per process)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="server processes (the bounds are per process)"
+    )
     ap.add_argument("--hold", type=float, default=40.0, help="seconds the stalled sockets are held")
     ap.add_argument("--recovery-limit", type=float, default=300.0)
-    ap.add_argument("--seconds", type=float, default=20.0, help="heavy: seconds before and during the attack")
+    ap.add_argument(
+        "--seconds", type=float, default=20.0, help="heavy: seconds before and during the attack"
+    )
     ap.add_argument("--heavy-query", default="/api/v1/records?srv=11.2&limit=100")
     a = ap.parse_args()
     if a.store:
@@ -293,6 +350,7 @@ def main() -> int:
         for kind in a.engines.split(","):
             if kind == "postgresql":
                 from tests.pg_server import PgServer
+
                 pg = PgServer(shared_buffers="1GB").start()
             store = run.Store(kind, work, pg)
             _, url = run.build_store(store, a.records)

@@ -7,6 +7,7 @@ Builds the 60k-record demo, serves it, and asks as the demo's Responsible Suppli
 trail of devices it is responsible for (100 per page), one client with keep-alive, then
 prints p50/p95 beside the raw SQL floor of the same searches.
 """
+
 from __future__ import annotations
 
 import random
@@ -33,13 +34,23 @@ def main() -> int:
     engine.dispose()
     store = run.Store("sqlite", work)
     conn = store.raw(url)
-    devices = [d for (d,) in conn.execute("SELECT device_id FROM responsibility WHERE party_id = ?",
-                                          (supplier.party_id,))]
-    user_ids = [u for (u,) in conn.execute("SELECT user_id FROM dcc_user WHERE party_id = ?",
-                                           (supplier.party_id,))]
+    devices = [
+        d
+        for (d,) in conn.execute(
+            "SELECT device_id FROM responsibility WHERE party_id = ?", (supplier.party_id,)
+        )
+    ]
+    user_ids = [
+        u
+        for (u,) in conn.execute(
+            "SELECT user_id FROM dcc_user WHERE party_id = ?", (supplier.party_id,)
+        )
+    ]
     conn.close()
     rng = random.Random(3)
-    plan = [(token, f"/api/v1/records?device_id={rng.choice(devices)}&limit=100") for _ in range(2000)]
+    plan = [
+        (token, f"/api/v1/records?device_id={rng.choice(devices)}&limit=100") for _ in range(2000)
+    ]
     proc, base = run.serve(url, 1)
     try:
         run._client((base, plan[:50], 0))  # warm up
@@ -48,8 +59,12 @@ def main() -> int:
         proc.terminate()
         proc.wait(10)
     floor = run.floor_search(store, url, [(supplier.party_id, user_ids, d) for d in devices[:300]])
-    print(f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one client")
-    print(f"HTTP device search   p50 {run.pct(latencies, 50):.2f} ms   p95 {run.pct(latencies, 95):.2f} ms")
+    print(
+        f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one client"
+    )
+    print(
+        f"HTTP device search   p50 {run.pct(latencies, 50):.2f} ms   p95 {run.pct(latencies, 95):.2f} ms"
+    )
     print(f"raw SQL floor        p50 {floor['p50_ms']:.3f} ms   p95 {floor['p95_ms']:.3f} ms")
     return 0
 

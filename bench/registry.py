@@ -15,6 +15,7 @@ with its wall time, rows/s and peak memory:
   store after its SAT records were ingested, so the visibility index has records to re-derive.
 Results go to stdout and bench/out/registry-N.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,11 @@ CORRECTED_AT = "2025-12-01T00:00:00Z"  # a recent day inside the generated traff
 def generate(work: Path, devices: int, records: int) -> Path:
     folder = work / f"world-{devices}"
     if not (folder / "responsibilities.csv").exists():
-        done = subprocess.run([BIN, "generate", str(folder), "--devices", str(devices), "--records", str(records)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [BIN, "generate", str(folder), "--devices", str(devices), "--records", str(records)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise SystemExit(f"generate failed: {done.stderr[-500:]}")
     return folder
@@ -70,7 +74,9 @@ def correction_file(folder: Path, intervals: int = 10_000, seed: int = 12) -> Pa
         out.writerow(["device_id", "party_id", "relation", "valid_from", "valid_to"])
         for row in chosen:
             successor = rng.choice([p for p in suppliers if p != row["party_id"]])
-            out.writerow([row["device_id"], row["party_id"], "supplier", row["valid_from"], CORRECTED_AT])
+            out.writerow(
+                [row["device_id"], row["party_id"], "supplier", row["valid_from"], CORRECTED_AT]
+            )
             out.writerow([row["device_id"], successor, "supplier", CORRECTED_AT, ""])
     return path
 
@@ -91,8 +97,14 @@ def timed_command(args: list[str]) -> tuple[float, float, int, str]:
     status_file = Path(f"/proc/{proc.pid}/status")
     while not reader.done():
         try:
-            peak_kb = max([peak_kb] + [int(line.split()[1]) for line in status_file.read_text().splitlines()
-                                       if line.startswith("VmHWM:")])
+            peak_kb = max(
+                [peak_kb]
+                + [
+                    int(line.split()[1])
+                    for line in status_file.read_text().splitlines()
+                    if line.startswith("VmHWM:")
+                ]
+            )
         except (OSError, ValueError):
             pass
         time.sleep(0.02)
@@ -112,12 +124,23 @@ def _children_cpu() -> float:
 def load(url: str, what: str, path: Path) -> dict:
     wall, cpu, peak_mb, said = timed_command([BIN, "--db", url, "load", what, str(path)])
     rows = rows_in(path)
-    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall), "cpu_seconds": round(cpu, 2),
-            "rows_per_cpu_s": round(rows / cpu), "peak_mb": peak_mb, "said": said}
+    return {
+        "rows": rows,
+        "seconds": round(wall, 2),
+        "rows_per_s": round(rows / wall),
+        "cpu_seconds": round(cpu, 2),
+        "rows_per_cpu_s": round(rows / cpu),
+        "peak_mb": peak_mb,
+        "said": said,
+    }
 
 
 def _sqlite_time(text: str) -> str | None:
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if text else None
+    return (
+        datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if text
+        else None
+    )
 
 
 def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
@@ -127,16 +150,27 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
     load(url, "users", folder / "users.csv")
     conn = store.raw(url)
     if store.kind == "sqlite":  # as the store's engine sets them (store.engine)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "cache_size=-65536",
-                       "wal_autocheckpoint=16384"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "cache_size=-65536",
+            "wal_autocheckpoint=16384",
+        ):
             conn.execute(f"PRAGMA {pragma}")
     figures = {}
     for table, columns, types in (
-            ("device", ("device_id", "device_type", "smets"), ["varchar", "varchar", "int2"]),
-            ("responsibility", ("device_id", "party_id", "relation", "valid_from", "valid_to"),
-             ["varchar", "varchar", "varchar", "timestamptz", "timestamptz"])):
+        ("device", ("device_id", "device_type", "smets"), ["varchar", "varchar", "int2"]),
+        (
+            "responsibility",
+            ("device_id", "party_id", "relation", "valid_from", "valid_to"),
+            ["varchar", "varchar", "varchar", "timestamptz", "timestamptz"],
+        ),
+    ):
         elapsed, count = 0.0, 0
-        with open(folder / ("devices.csv" if table == "device" else "responsibilities.csv"), newline="") as f:
+        with open(
+            folder / ("devices.csv" if table == "device" else "responsibilities.csv"), newline=""
+        ) as f:
             reader = csv.reader(f)
             next(reader)
             while True:
@@ -149,21 +183,39 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
                 elif store.kind == "sqlite":
                     chunk = [(d, p, r, _sqlite_time(a), _sqlite_time(b)) for d, p, r, a, b in chunk]
                 else:
-                    chunk = [(d, p, r, datetime.fromisoformat(a), datetime.fromisoformat(b) if b else None)
-                             for d, p, r, a, b in chunk]
+                    chunk = [
+                        (
+                            d,
+                            p,
+                            r,
+                            datetime.fromisoformat(a),
+                            datetime.fromisoformat(b) if b else None,
+                        )
+                        for d, p, r, a, b in chunk
+                    ]
                 start = time.perf_counter()
                 if store.kind == "sqlite":
                     marks = ",".join("?" * len(columns))
-                    conn.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", chunk)
+                    conn.executemany(
+                        f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", chunk
+                    )
                 else:
-                    with conn.cursor() as cursor, cursor.copy(
-                            f"COPY {table} ({','.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    with (
+                        conn.cursor() as cursor,
+                        cursor.copy(
+                            f"COPY {table} ({','.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                        ) as copy,
+                    ):
                         copy.set_types(types)
                         for row in chunk:
                             copy.write_row(row)
                 conn.commit()
                 elapsed += time.perf_counter() - start
-        figures[table] = {"rows": count, "seconds": round(elapsed, 2), "rows_per_s": round(count / elapsed)}
+        figures[table] = {
+            "rows": count,
+            "seconds": round(elapsed, 2),
+            "rows_per_s": round(count / elapsed),
+        }
     conn.close()
     return figures
 
@@ -173,34 +225,50 @@ def measure(store: Store, folder: Path, corrections: Path) -> dict:
     result: dict = {}
     load(url, "users", folder / "users.csv")
     result["devices_first"] = load(url, "devices", folder / "devices.csv")
-    result["responsibilities_first"] = load(url, "responsibilities", folder / "responsibilities.csv")
+    result["responsibilities_first"] = load(
+        url, "responsibilities", folder / "responsibilities.csv"
+    )
     result["devices_reload"] = load(url, "devices", folder / "devices.csv")
-    result["responsibilities_reload"] = load(url, "responsibilities", folder / "responsibilities.csv")
+    result["responsibilities_reload"] = load(
+        url, "responsibilities", folder / "responsibilities.csv"
+    )
     result["floor"] = floor(store, store.fresh("floor"), folder)
-    ingest = subprocess.run([BIN, "--db", url, "ingest", str(folder / "sat.jsonl")], capture_output=True, text=True)
+    ingest = subprocess.run(
+        [BIN, "--db", url, "ingest", str(folder / "sat.jsonl")], capture_output=True, text=True
+    )
     result["records_ingested"] = ingest.stdout.strip()
     result["correction"] = load(url, "responsibilities", corrections)
     return result
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--devices", type=int, default=1_000_000)
-    ap.add_argument("--records", type=int, default=500_000, help="SAT records in the store the correction meets")
+    ap.add_argument(
+        "--records", type=int, default=500_000, help="SAT records in the store the correction meets"
+    )
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--work", type=Path, default=None, help="keep the generated files here (and reuse them)")
+    ap.add_argument(
+        "--work", type=Path, default=None, help="keep the generated files here (and reuse them)"
+    )
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-registry-"))
     work.mkdir(parents=True, exist_ok=True)
     folder = generate(work, a.devices, a.records)
     corrections = correction_file(folder)
-    report: dict = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "devices": a.devices,
-                    "records": a.records}
+    report: dict = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "devices": a.devices,
+        "records": a.records,
+    }
     pg = None
     try:
         for kind in a.engines.split(","):
             if kind == "postgresql" and pg is None:
                 from tests.pg_server import PgServer
+
                 pg = PgServer(shared_buffers="1GB").start()
             report[kind] = measure(Store(kind, work, pg), folder, corrections)
             print(json.dumps({kind: report[kind]}, indent=2), flush=True)

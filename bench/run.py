@@ -12,6 +12,7 @@ HTTP (`servicetrail serve`, concurrent clients: p50/p95/p99, requests/s) vs the 
 the MP141 predicate; own-report export through `servicetrail report own` vs raw cursor+csv
 (SQLite) or COPY TO STDOUT (PostgreSQL). Results go to stdout and bench/out/results-N.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,9 @@ WHERE s.device_id = :dev
 ORDER BY s.logged_at DESC, s.id DESC LIMIT 100"""
 
 
-def timed_child(args: list[str], env: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+def timed_child(
+    args: list[str], env: dict | None = None
+) -> tuple[float, int, subprocess.CompletedProcess]:
     """Wall seconds and peak RSS (MB) of one child process.
 
     The peak is the child's own VmHWM, read while it runs: ru_maxrss would include this
@@ -72,7 +75,11 @@ def timed_child(args: list[str], env: dict | None = None) -> tuple[float, int, s
         time.sleep(0.02)
     wall = time.perf_counter() - start
     out, err = proc.communicate()
-    return wall, peak_kb // 1024, subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+    return (
+        wall,
+        peak_kb // 1024,
+        subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode()),
+    )
 
 
 def pct(values: list[float], p: float) -> float:
@@ -81,6 +88,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 # ------------------------------------------------------------------ stores
+
 
 class Store:
     def __init__(self, kind: str, work: Path, pg=None) -> None:
@@ -98,6 +106,7 @@ class Store:
         if self.kind == "sqlite":
             return sqlite3.connect(url.removeprefix("sqlite:///"))
         import psycopg
+
         return psycopg.connect(url, prepare_threshold=None)
 
 
@@ -114,6 +123,7 @@ def load_registry(url: str, files: dict[str, Path]) -> None:
 
 # ------------------------------------------------------------------ ingest
 
+
 def parsed_chunks(path: Path, size: int, first_id: int = 1):
     """The file's records as plain row tuples, `size` at a time (the floor does no validation),
     so a floor over ten million records needs no more memory than one chunk."""
@@ -122,8 +132,18 @@ def parsed_chunks(path: Path, size: int, first_id: int = 1):
         for n, line in enumerate(f, start=first_id):
             r = orjson.loads(line)
             when = datetime.fromisoformat(r["logged_at"]).astimezone(UTC)
-            records.append((n, when, r["kind"], r["request_id"], r["srv"] or None, r["user_id"],
-                            r["device_id"], r["response_code"] or None))
+            records.append(
+                (
+                    n,
+                    when,
+                    r["kind"],
+                    r["request_id"],
+                    r["srv"] or None,
+                    r["user_id"],
+                    r["device_id"],
+                    r["response_code"] or None,
+                )
+            )
             if r["payload"]:
                 payloads.append((n, when, r["device_id"], r["user_id"], r["payload"]))
             if len(records) == size:
@@ -133,7 +153,9 @@ def parsed_chunks(path: Path, size: int, first_id: int = 1):
         yield records, payloads
 
 
-def floor_ingest(store: Store, url: str, path: Path, batch: int = 100_000, first_id: int = 1) -> float:
+def floor_ingest(
+    store: Store, url: str, path: Path, batch: int = 100_000, first_id: int = 1
+) -> float:
     """Raw load of the file into the same migrated schema: executemany in `batch`-row
     transactions (SQLite) or binary COPY per batch (PostgreSQL), as in the storage notes.
     Only the database's work is timed, not reading or parsing the file."""
@@ -150,6 +172,7 @@ def floor_ingest(store: Store, url: str, path: Path, batch: int = 100_000, first
                 from sqlalchemy import create_engine
 
                 from servicetrail.store.partitions import ensure_months
+
                 engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
                 with engine.begin() as sa_conn:
                     ensure_months(sa_conn, {r[1] for r in chunk})
@@ -157,20 +180,38 @@ def floor_ingest(store: Store, url: str, path: Path, batch: int = 100_000, first
                 months_ready |= months
         start = time.perf_counter()
         if store.kind == "sqlite":
-            conn.executemany("INSERT INTO sat_record VALUES (?,?,?,?,?,?,?,?)",
-                             [(r[0], r[1].strftime(fmt), *r[2:]) for r in chunk])
-            conn.executemany("INSERT INTO sat_payload VALUES (?,?,?,?,?)",
-                             [(p[0], p[1].strftime(fmt), *p[2:]) for p in chunk_payloads])
+            conn.executemany(
+                "INSERT INTO sat_record VALUES (?,?,?,?,?,?,?,?)",
+                [(r[0], r[1].strftime(fmt), *r[2:]) for r in chunk],
+            )
+            conn.executemany(
+                "INSERT INTO sat_payload VALUES (?,?,?,?,?)",
+                [(p[0], p[1].strftime(fmt), *p[2:]) for p in chunk_payloads],
+            )
         else:
             with conn.cursor() as cur:
-                with cur.copy("COPY sat_record (id, logged_at, kind, request_id, srv, user_id, device_id, "
-                              "response_code) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["bigint", "timestamptz", "varchar", "varchar", "varchar", "varchar",
-                                    "varchar", "varchar"])
+                with cur.copy(
+                    "COPY sat_record (id, logged_at, kind, request_id, srv, user_id, device_id, "
+                    "response_code) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(
+                        [
+                            "bigint",
+                            "timestamptz",
+                            "varchar",
+                            "varchar",
+                            "varchar",
+                            "varchar",
+                            "varchar",
+                            "varchar",
+                        ]
+                    )
                     for r in chunk:
                         copy.write_row(r)
-                with cur.copy("COPY sat_payload (record_id, logged_at, device_id, user_id, payload) "
-                              "FROM STDIN (FORMAT BINARY)") as copy:
+                with cur.copy(
+                    "COPY sat_payload (record_id, logged_at, device_id, user_id, payload) "
+                    "FROM STDIN (FORMAT BINARY)"
+                ) as copy:
                     copy.set_types(["bigint", "timestamptz", "varchar", "varchar", "text"])
                     for p in chunk_payloads:
                         copy.write_row(p)
@@ -202,19 +243,28 @@ def bench_ingest(store: Store, files: dict[str, Path], n: int) -> tuple[dict, st
     wall, rss, done = timed_child([BIN, "--db", url, "ingest", str(head)])
     if done.returncode != 0:
         raise SystemExit(f"ingest failed: {done.stdout[-300:]} {done.stderr[-500:]}")
-    batched_wall, _, done = timed_child([BIN, "--db", url, "ingest", str(tail)],
-                                        env=dict(os.environ, SERVICETRAIL_BATCH="1000"))
+    batched_wall, _, done = timed_child(
+        [BIN, "--db", url, "ingest", str(tail)], env=dict(os.environ, SERVICETRAIL_BATCH="1000")
+    )
     again, _, redo = timed_child([BIN, "--db", url, "ingest", str(files["sat"])])
     floor_url = store.fresh("floor")
     open_store(floor_url).dispose()
     floor = floor_ingest(store, floor_url, head)
     batched_floor = floor_ingest(store, floor_url, tail, batch=1000, first_id=n_head + 1)
-    return {"records": n, "bulk_rows": n_head, "product_rows_s": round(n_head / wall),
-            "floor_rows_s": round(floor), "ratio": round((n_head / wall) / floor, 2), "peak_rss_mb": rss,
-            "batched_rows": n_tail, "batched_product_rows_s": round(n_tail / batched_wall),
-            "batched_floor_rows_s": round(batched_floor),
-            "batched_ratio": round((n_tail / batched_wall) / batched_floor, 2),
-            "reingest_s": round(again, 1), "reingest_summary": redo.stdout.strip()}, url
+    return {
+        "records": n,
+        "bulk_rows": n_head,
+        "product_rows_s": round(n_head / wall),
+        "floor_rows_s": round(floor),
+        "ratio": round((n_head / wall) / floor, 2),
+        "peak_rss_mb": rss,
+        "batched_rows": n_tail,
+        "batched_product_rows_s": round(n_tail / batched_wall),
+        "batched_floor_rows_s": round(batched_floor),
+        "batched_ratio": round((n_tail / batched_wall) / batched_floor, 2),
+        "reingest_s": round(again, 1),
+        "reingest_summary": redo.stdout.strip(),
+    }, url
 
 
 def build_store(store: Store, n: int) -> tuple[dict, str]:
@@ -223,8 +273,9 @@ def build_store(store: Store, n: int) -> tuple[dict, str]:
     file, and the ingest figures do not change with the store's size (see BENCHMARKS.md)."""
     url = store.fresh("search")
     open_store(url).dispose()
-    wall, rss, done = timed_child([BIN, "--db", url, "generate", "--records", str(n), "--seed", "2025",
-                                   "--into-store"])
+    wall, rss, done = timed_child(
+        [BIN, "--db", url, "generate", "--records", str(n), "--seed", "2025", "--into-store"]
+    )
     if done.returncode != 0:
         raise SystemExit(f"generate --into-store failed: {done.stderr[-500:]}")
     if store.kind == "postgresql":
@@ -232,8 +283,13 @@ def build_store(store: Store, n: int) -> tuple[dict, str]:
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")  # as autovacuum would have, over hours of real traffic
         conn.close()
-    return {"records": n, "rows_s": round(n / wall), "seconds": round(wall), "peak_rss_mb": rss,
-            "summary": done.stdout.strip()}, url
+    return {
+        "records": n,
+        "rows_s": round(n / wall),
+        "seconds": round(wall),
+        "peak_rss_mb": rss,
+        "summary": done.stdout.strip(),
+    }, url
 
 
 def bench_duis(store: Store, files: dict[str, Path]) -> dict:
@@ -249,17 +305,25 @@ def bench_duis(store: Store, files: dict[str, Path]) -> dict:
 
 # ------------------------------------------------------------------ search
 
+
 def search_targets(url: str, store: Store, how_many: int, rng: random.Random) -> tuple[list, list]:
     """(party, user ids, device) triples: ordinary devices, and the busiest devices seen by a
     supplier that may see only part of their traffic."""
     conn = store.raw(url)
     q = conn.execute
-    resp = q("SELECT device_id, party_id FROM responsibility WHERE relation = 'supplier'").fetchall()
+    resp = q(
+        "SELECT device_id, party_id FROM responsibility WHERE relation = 'supplier'"
+    ).fetchall()
     users: dict[str, list[str]] = {}
     for user_id, party_id in q("SELECT user_id, party_id FROM dcc_user").fetchall():
         users.setdefault(party_id, []).append(user_id)
-    busy = [d for (d,) in q("SELECT device_id FROM sat_record WHERE device_id <> '' GROUP BY device_id "
-                            "ORDER BY count(*) DESC LIMIT 20").fetchall()]
+    busy = [
+        d
+        for (d,) in q(
+            "SELECT device_id FROM sat_record WHERE device_id <> '' GROUP BY device_id "
+            "ORDER BY count(*) DESC LIMIT 20"
+        ).fetchall()
+    ]
     conn.close()
     ordinary = [(p, users.get(p, []), d) for d, p in rng.sample(resp, min(how_many, len(resp)))]
     by_device: dict[str, list[str]] = {}
@@ -291,6 +355,7 @@ def floor_search(store: Store, url: str, targets: list) -> dict:
 def _client(args: tuple[str, list[tuple[str, str]], float]) -> list[float]:
     """One client process: keep-alive requests until its share is done."""
     import http.client
+
     base, requests, _ = args
     host, port = base.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port))
@@ -311,8 +376,11 @@ def serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -358,18 +426,25 @@ def cpu_split(server_pid: int) -> dict[str, float]:
         except OSError:
             continue
     children = os.times()
-    return {"server": server, "database": database, "clients": children.children_user + children.children_system}
+    return {
+        "server": server,
+        "database": database,
+        "clients": children.children_user + children.children_system,
+    }
 
 
 def bench_search(store: Store, url: str, clients: int, per_client: int, workers: int) -> dict:
     from servicetrail.store.accounts import create_account, create_token
+
     rng = random.Random(5)
     ordinary, busy = search_targets(url, store, 400, rng)
     engine = open_store(url)
     tokens = {}
     with engine.begin() as conn:
         for party in {p for p, _, _ in ordinary + busy}:
-            username = f"bench{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            username = (
+                f"bench{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
+            )
             create_account(conn, username, party, "benchmark password 1")
             tokens[party] = create_token(conn, username)
     engine.dispose()
@@ -385,20 +460,28 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
             cpu_before = cpu_split(proc.pid)
             start = time.perf_counter()
             with ProcessPoolExecutor(clients) as pool:
-                latencies = [x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part]
+                latencies = [
+                    x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part
+                ]
             wall = time.perf_counter() - start
             cpu_after = cpu_split(proc.pid)
             solo = _client((base, [rng.choice(plan) for _ in range(300)], 0))
             results[label] = {
-                "requests": len(latencies), "clients": clients,
-                "p50_ms": round(pct(latencies, 50), 2), "p95_ms": round(pct(latencies, 95), 2),
-                "p99_ms": round(pct(latencies, 99), 2), "requests_s": round(len(latencies) / wall),
-                "one_client_p50_ms": round(pct(solo, 50), 2), "one_client_p95_ms": round(pct(solo, 95), 2),
+                "requests": len(latencies),
+                "clients": clients,
+                "p50_ms": round(pct(latencies, 50), 2),
+                "p95_ms": round(pct(latencies, 95), 2),
+                "p99_ms": round(pct(latencies, 99), 2),
+                "requests_s": round(len(latencies) / wall),
+                "one_client_p50_ms": round(pct(solo, 50), 2),
+                "one_client_p95_ms": round(pct(solo, 95), 2),
                 "floor": floor_search(store, url, targets),
                 # where two cores' worth of CPU went, per request: 2000 ms / their sum is the
                 # most requests/s this machine can serve, before any waiting
-                "cpu_ms_per_request": {part: round((cpu_after[part] - cpu_before[part]) * 1000 / len(latencies), 2)
-                                       for part in cpu_after},
+                "cpu_ms_per_request": {
+                    part: round((cpu_after[part] - cpu_before[part]) * 1000 / len(latencies), 2)
+                    for part in cpu_after
+                },
             }
     finally:
         proc.terminate()
@@ -408,7 +491,12 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
 
 # ------------------------------------------------------------------ first screen
 
-FIRST_SCREENS = [("all", ""), ("own", "&scope=own"), ("others", "&scope=others"), ("kind=response", "&kind=response")]
+FIRST_SCREENS = [
+    ("all", ""),
+    ("own", "&scope=own"),
+    ("others", "&scope=others"),
+    ("kind=response", "&kind=response"),
+]
 
 
 def first_screen_personas(store: Store, url: str) -> dict[str, str]:
@@ -416,16 +504,29 @@ def first_screen_personas(store: Store, url: str) -> dict[str, str]:
     network operator with the most devices, and an Other User (a Party holding no device)."""
     conn = store.raw(url)
     q = conn.execute
-    suppliers = q("SELECT party_id, count(*) FROM responsibility WHERE relation = 'supplier' "
-                  "GROUP BY party_id ORDER BY count(*) DESC, party_id").fetchall()
-    operators = q("SELECT party_id, count(*) FROM responsibility WHERE relation = 'network_operator' "
-                  "GROUP BY party_id ORDER BY count(*) DESC, party_id").fetchall()
+    suppliers = q(
+        "SELECT party_id, count(*) FROM responsibility WHERE relation = 'supplier' "
+        "GROUP BY party_id ORDER BY count(*) DESC, party_id"
+    ).fetchall()
+    operators = q(
+        "SELECT party_id, count(*) FROM responsibility WHERE relation = 'network_operator' "
+        "GROUP BY party_id ORDER BY count(*) DESC, party_id"
+    ).fetchall()
     holders = {p for p, _ in suppliers} | {p for p, _ in operators}
-    others = [p for (p,) in q("SELECT DISTINCT u.party_id FROM dcc_user u JOIN sat_record s ON s.user_id = u.user_id "
-                              "WHERE u.role = 'OU' ORDER BY u.party_id LIMIT 50").fetchall() if p not in holders]
+    others = [
+        p
+        for (p,) in q(
+            "SELECT DISTINCT u.party_id FROM dcc_user u JOIN sat_record s ON s.user_id = u.user_id "
+            "WHERE u.role = 'OU' ORDER BY u.party_id LIMIT 50"
+        ).fetchall()
+        if p not in holders
+    ]
     conn.close()
-    personas = {"biggest supplier": suppliers[0][0], "smallest supplier": suppliers[-1][0],
-                "network operator": operators[0][0]}
+    personas = {
+        "biggest supplier": suppliers[0][0],
+        "smallest supplier": suppliers[-1][0],
+        "network operator": operators[0][0],
+    }
     if others:
         personas["other user"] = others[0]
     return personas
@@ -434,9 +535,11 @@ def first_screen_personas(store: Store, url: str) -> dict[str, str]:
 def floor_first_screen(store: Store, url: str, party: str, repeat: int) -> dict:
     """The raw floor of "newest first of what I may see": the same index walk and join, by hand."""
     mark = "?" if store.kind == "sqlite" else "%s"
-    sql = (f"SELECT s.* FROM (SELECT record_id, logged_at FROM sat_visibility WHERE party_id = {mark} "
-           f"AND access IN (1, 3) ORDER BY logged_at DESC, record_id DESC LIMIT 101) v "
-           "JOIN sat_record s ON s.id = v.record_id AND s.logged_at = v.logged_at")
+    sql = (
+        f"SELECT s.* FROM (SELECT record_id, logged_at FROM sat_visibility WHERE party_id = {mark} "
+        f"AND access IN (1, 3) ORDER BY logged_at DESC, record_id DESC LIMIT 101) v "
+        "JOIN sat_record s ON s.id = v.record_id AND s.logged_at = v.logged_at"
+    )
     conn = store.raw(url)
     latencies = []
     for _ in range(repeat):
@@ -451,6 +554,7 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
     """Device-less searches, one client, per persona: the first page of each scope and filter,
     and the page after it (through the cursor)."""
     from servicetrail.store.accounts import create_account, create_token
+
     personas = first_screen_personas(store, url)
     engine = open_store(url)
     tokens = {}
@@ -465,6 +569,7 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
     results = {}
     try:
         import http.client
+
         conn = http.client.HTTPConnection(host, int(port))
 
         def get(token: str, path: str) -> tuple[float, dict]:
@@ -484,10 +589,17 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
                 _, first = get(token, path)
                 cursor = first.get("next_cursor")
                 firsts = [get(token, path)[0] for _ in range(repeat)]
-                nexts = [get(token, f"{path}&cursor={cursor}")[0] for _ in range(repeat // 2)] if cursor else []
-                row[name] = {"p50_ms": round(pct(firsts, 50), 2), "p95_ms": round(pct(firsts, 95), 2),
-                             "items": len(first["items"]),
-                             **({"next_p95_ms": round(pct(nexts, 95), 2)} if nexts else {})}
+                nexts = (
+                    [get(token, f"{path}&cursor={cursor}")[0] for _ in range(repeat // 2)]
+                    if cursor
+                    else []
+                )
+                row[name] = {
+                    "p50_ms": round(pct(firsts, 50), 2),
+                    "p95_ms": round(pct(firsts, 95), 2),
+                    "items": len(first["items"]),
+                    **({"next_p95_ms": round(pct(nexts, 95), 2)} if nexts else {}),
+                }
             row["floor"] = floor_first_screen(store, url, party, repeat)
             results[label] = row
         conn.close()
@@ -499,27 +611,67 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
 
 # ------------------------------------------------------------------ export
 
+
 def bench_export(store: Store, url: str) -> dict:
     conn = store.raw(url)
-    party = conn.execute("SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
-                         "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
-    ids = [u for (u,) in conn.execute(
-        "SELECT user_id FROM dcc_user WHERE party_id = " + ("?" if store.kind == "sqlite" else "%s"),
-        (party,)).fetchall()]
+    party = conn.execute(
+        "SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+        "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()[0]
+    ids = [
+        u
+        for (u,) in conn.execute(
+            "SELECT user_id FROM dcc_user WHERE party_id = "
+            + ("?" if store.kind == "sqlite" else "%s"),
+            (party,),
+        ).fetchall()
+    ]
     out = Path(tempfile.mkstemp(suffix=".csv")[1])
-    wall, rss, done = timed_child([BIN, "--db", url, "report", "own", "--party", party, "--from", "2000-01-01",
-                                   "--to", "2100-01-01", "--output", str(out)])
+    wall, rss, done = timed_child(
+        [
+            BIN,
+            "--db",
+            url,
+            "report",
+            "own",
+            "--party",
+            party,
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--output",
+            str(out),
+        ]
+    )
     rows = sum(1 for _ in csv.reader(open(out, newline=""))) - 1
     # the command's fixed cost (Python start-up, imports, connecting), from a report of no rows:
     # at 1M records it is a fifth of the whole export, so the streaming rate is shown apart
-    startup, _, _ = timed_child([BIN, "--db", url, "report", "own", "--party", party, "--from", "2000-01-01",
-                                 "--to", "2000-01-02", "--output", os.devnull])
+    startup, _, _ = timed_child(
+        [
+            BIN,
+            "--db",
+            url,
+            "report",
+            "own",
+            "--party",
+            party,
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2000-01-02",
+            "--output",
+            os.devnull,
+        ]
+    )
     marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids)
     # the payload join on all three keys, as the product does: on PostgreSQL that lets the
     # planner join partition by partition
-    sql = (f"SELECT s.*, p.payload FROM sat_record s LEFT JOIN sat_payload p ON p.record_id = s.id "
-           f"AND p.logged_at = s.logged_at AND p.device_id = s.device_id "
-           f"WHERE s.user_id IN ({marks}) ORDER BY s.logged_at DESC, s.id DESC")
+    sql = (
+        f"SELECT s.*, p.payload FROM sat_record s LEFT JOIN sat_payload p ON p.record_id = s.id "
+        f"AND p.logged_at = s.logged_at AND p.device_id = s.device_id "
+        f"WHERE s.user_id IN ({marks}) ORDER BY s.logged_at DESC, s.id DESC"
+    )
     start = time.perf_counter()
     if store.kind == "sqlite":
         sink = io.StringIO()
@@ -540,16 +692,30 @@ def bench_export(store: Store, url: str) -> dict:
     floor = time.perf_counter() - start
     conn.close()
     out.unlink()
-    return {"party": party, "rows": rows, "product_rows_s": round(rows / wall), "peak_rss_mb": rss,
-            "startup_s": round(startup, 2), "streaming_rows_s": round(rows / max(wall - startup, 1e-9)),
-            "floor_rows_s": round(rows / floor), "floor": floor_how,
-            "ratio": round((rows / wall) / (rows / floor), 2), "ok": done.returncode == 0}
+    return {
+        "party": party,
+        "rows": rows,
+        "product_rows_s": round(rows / wall),
+        "peak_rss_mb": rss,
+        "startup_s": round(startup, 2),
+        "streaming_rows_s": round(rows / max(wall - startup, 1e-9)),
+        "floor_rows_s": round(rows / floor),
+        "floor": floor_how,
+        "ratio": round((rows / wall) / (rows / floor), 2),
+        "ok": done.returncode == 0,
+    }
 
 
 # ------------------------------------------------------------------ main
 
-def measure_engine(store: Store, a: argparse.Namespace, skip: set[str], files: dict[str, Path],
-                   duis_files: dict[str, Path]) -> dict:
+
+def measure_engine(
+    store: Store,
+    a: argparse.Namespace,
+    skip: set[str],
+    files: dict[str, Path],
+    duis_files: dict[str, Path],
+) -> dict:
     kind = store.kind
     result: dict = {}
     if "ingest" in skip:  # the store for search and export, built by the generator itself
@@ -591,7 +757,9 @@ def measure_existing(a: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="200k records, fewer searches")
     ap.add_argument("--engines", default="sqlite,postgresql")
@@ -600,8 +768,11 @@ def main() -> int:
     ap.add_argument("--searches", type=int, default=2000, help="requests per client")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--store", default=None,
-                    help="measure search and export on this existing store (no generation, no ingest)")
+    ap.add_argument(
+        "--store",
+        default=None,
+        help="measure search and export on this existing store (no generation, no ingest)",
+    )
     a = ap.parse_args()
     if a.store:
         return measure_existing(a)
@@ -614,21 +785,34 @@ def main() -> int:
     if "ingest" not in skip:
         print(f"generating {a.records} records in {work} ...", file=sys.stderr)
         written = write_world(World(n_records=a.records, seed=2025), work, sat=True, duis=False)
-        files = {"users": written["users.csv"], "devices": written["devices.csv"],
-                 "responsibilities": written["responsibilities.csv"], "sat": written["sat.jsonl"]}
+        files = {
+            "users": written["users.csv"],
+            "devices": written["devices.csv"],
+            "responsibilities": written["responsibilities.csv"],
+            "sat": written["sat.jsonl"],
+        }
     duis_files: dict[str, Path] = {}
     if "duis" not in skip:
-        duis_written = write_world(World(n_records=min(a.records, 100_000), seed=2026), work / "duis",
-                                   sat=False, duis=True)
-        duis_files = {"users": duis_written["users.csv"], "devices": duis_written["devices.csv"],
-                      "responsibilities": duis_written["responsibilities.csv"], "duis": duis_written["duis.jsonl"]}
-    report: dict = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
-                    "when": datetime.now(UTC).isoformat(timespec="seconds"), "records": a.records}
+        duis_written = write_world(
+            World(n_records=min(a.records, 100_000), seed=2026), work / "duis", sat=False, duis=True
+        )
+        duis_files = {
+            "users": duis_written["users.csv"],
+            "devices": duis_written["devices.csv"],
+            "responsibilities": duis_written["responsibilities.csv"],
+            "duis": duis_written["duis.jsonl"],
+        }
+    report: dict = {
+        "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "records": a.records,
+    }
     pg = None
     try:
         for kind in a.engines.split(","):
             if kind == "postgresql" and pg is None:
                 from tests.pg_server import PgServer
+
                 # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for
                 # a dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
                 pg = PgServer(shared_buffers="4GB").start()

@@ -26,6 +26,7 @@ stops the run instead of being timed.
 `--pythonpath DIR` builds the store and runs the server on the code in DIR (its schema may
 be older), so a before/after pair is measured on the same machine with the same world.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,7 @@ SIGNIFICANT = 1e-3  # the brief's bar: a pair that differs below this on main mu
 
 # ------------------------------------------------------------------ the samples
 
+
 class Sql:
     """The raw engine (sqlite3 or psycopg), with `?` placeholders on both."""
 
@@ -77,8 +79,10 @@ def _never_held(alias: str) -> str:
 
 
 def _held_then(alias: str) -> str:
-    return (f"EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id AND r.party_id = ? "
-            f"AND r.valid_from <= {alias}.logged_at AND (r.valid_to IS NULL OR {alias}.logged_at < r.valid_to))")
+    return (
+        f"EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id AND r.party_id = ? "
+        f"AND r.valid_from <= {alias}.logged_at AND (r.valid_to IS NULL OR {alias}.logged_at < r.valid_to))"
+    )
 
 
 def _sample(values: list, n: int, rng: random.Random) -> list:
@@ -88,45 +92,89 @@ def _sample(values: list, n: int, rng: random.Random) -> list:
 def choose(sql: Sql, n: int, rng: random.Random) -> tuple[str, dict[str, list]]:
     """The viewer Party and, per kind of probe, what it asks for (the rule of SPEC section 1,
     written out in SQL here so that the code under test does not pick its own samples)."""
-    viewer = sql.rows("SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
-                      "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1")[0][0]
+    viewer = sql.rows(
+        "SELECT u.party_id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+        "GROUP BY u.party_id ORDER BY count(*) DESC LIMIT 1"
+    )[0][0]
     other = "FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id WHERE u.party_id <> ?"
     alerts = [i for (i,) in sql.rows(f"SELECT s.id {other} AND s.kind IN {ALERTS}", viewer)]
-    foreign = sql.rows(f"SELECT s.id, s.request_id {other} AND s.kind IN {MP141_KINDS} AND s.device_id <> '' "
-                       f"AND {_never_held('s')}", viewer, viewer)
+    foreign = sql.rows(
+        f"SELECT s.id, s.request_id {other} AND s.kind IN {MP141_KINDS} AND s.device_id <> '' "
+        f"AND {_never_held('s')}",
+        viewer,
+        viewer,
+    )
     hidden = _sample(alerts, n // 2, rng)
     hidden += _sample([i for i, _ in foreign], n - len(hidden), rng)
 
     last = sql.rows("SELECT max(id) FROM sat_record")[0][0] or 0
-    gaps = [i for (i,) in sql.rows("SELECT s.id + 1 FROM sat_record s WHERE s.id < ? AND NOT EXISTS "
-                                   "(SELECT 1 FROM sat_record t WHERE t.id = s.id + 1)", last)]
+    gaps = [
+        i
+        for (i,) in sql.rows(
+            "SELECT s.id + 1 FROM sat_record s WHERE s.id < ? AND NOT EXISTS "
+            "(SELECT 1 FROM sat_record t WHERE t.id = s.id + 1)",
+            last,
+        )
+    ]
     missing = _sample(gaps, n // 2, rng)
     missing += rng.sample(range(last + 1, last + 1 + 100 * n), n - len(missing))
 
-    own = [i for (i,) in sql.rows("SELECT s.id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
-                                  "WHERE u.party_id = ?", viewer)]
-    mp141 = [i for (i,) in sql.rows(f"SELECT s.id {other} AND s.kind IN {MP141_KINDS} AND s.device_id <> '' "
-                                    f"AND {_held_then('s')}", viewer, viewer)]
+    own = [
+        i
+        for (i,) in sql.rows(
+            "SELECT s.id FROM sat_record s JOIN dcc_user u ON u.user_id = s.user_id "
+            "WHERE u.party_id = ?",
+            viewer,
+        )
+    ]
+    mp141 = [
+        i
+        for (i,) in sql.rows(
+            f"SELECT s.id {other} AND s.kind IN {MP141_KINDS} AND s.device_id <> '' "
+            f"AND {_held_then('s')}",
+            viewer,
+            viewer,
+        )
+    ]
     visible = _sample(mp141, n // 2, rng)
     visible += _sample(own, n - len(visible), rng)
 
     # a Request ID is hidden when none of its messages is the viewer's or on a Device it ever held
-    seen_ids = {r for (r,) in sql.rows("SELECT DISTINCT s.request_id FROM sat_record s LEFT JOIN dcc_user u "
-                                       "ON u.user_id = s.user_id WHERE s.request_id <> '' AND (u.party_id = ? "
-                                       f"OR NOT {_never_held('s')})", viewer, viewer)}
+    seen_ids = {
+        r
+        for (r,) in sql.rows(
+            "SELECT DISTINCT s.request_id FROM sat_record s LEFT JOIN dcc_user u "
+            "ON u.user_id = s.user_id WHERE s.request_id <> '' AND (u.party_id = ? "
+            f"OR NOT {_never_held('s')})",
+            viewer,
+            viewer,
+        )
+    }
     hidden_requests = _sample(sorted({r for _, r in foreign if r} - seen_ids), n, rng)
     unused = []
-    for request_id in hidden_requests:  # the counter an attacker would probe next, far enough to be free
+    for (
+        request_id
+    ) in hidden_requests:  # the counter an attacker would probe next, far enough to be free
         head, counter = request_id.rsplit(":", 1)
         candidate = f"{head}:{int(counter) + rng.randrange(10**6, 10**9)}"
         if not sql.rows("SELECT 1 FROM sat_record WHERE request_id = ?", candidate):
             unused.append(candidate)
-    own_requests = [r for (r,) in sql.rows("SELECT DISTINCT s.request_id FROM sat_record s JOIN dcc_user u "
-                                           "ON u.user_id = s.user_id WHERE u.party_id = ? AND s.request_id <> ''",
-                                           viewer)]
-    return viewer, {"hidden": hidden, "missing": missing, "visible": visible,
-                    "hidden_request": hidden_requests, "unused_request": unused,
-                    "visible_request": _sample(own_requests, n, rng)}
+    own_requests = [
+        r
+        for (r,) in sql.rows(
+            "SELECT DISTINCT s.request_id FROM sat_record s JOIN dcc_user u "
+            "ON u.user_id = s.user_id WHERE u.party_id = ? AND s.request_id <> ''",
+            viewer,
+        )
+    ]
+    return viewer, {
+        "hidden": hidden,
+        "missing": missing,
+        "visible": visible,
+        "hidden_request": hidden_requests,
+        "unused_request": unused,
+        "visible_request": _sample(own_requests, n, rng),
+    }
 
 
 # ------------------------------------------------------------------ the probes
@@ -134,7 +182,10 @@ def choose(sql: Sql, n: int, rng: random.Random) -> tuple[str, dict[str, list]]:
 ENDPOINTS = {  # endpoint: (path of a probe, the probe kinds it interleaves)
     "record": ("/api/v1/records/{}", ("hidden", "missing", "visible")),
     "why": ("/api/v1/records/{}/why", ("hidden", "missing", "visible")),
-    "request_id": ("/api/v1/records?request_id={}&limit=100", ("hidden_request", "unused_request", "visible_request")),
+    "request_id": (
+        "/api/v1/records?request_id={}&limit=100",
+        ("hidden_request", "unused_request", "visible_request"),
+    ),
 }
 PAIRS = {  # endpoint: (the pair that must not differ, the positive control that should)
     "record": (("hidden", "missing"), ("visible", "missing")),
@@ -151,8 +202,15 @@ def _expected(kind: str, status: int, body: bytes) -> bool:
     return status == 404
 
 
-def probe(port: int, token: str, samples: dict[str, list], endpoint: str, rng: random.Random,
-          warmup: int, repeat: int) -> dict[str, list[float]]:
+def probe(
+    port: int,
+    token: str,
+    samples: dict[str, list],
+    endpoint: str,
+    rng: random.Random,
+    warmup: int,
+    repeat: int,
+) -> dict[str, list[float]]:
     """Microseconds per probe, per probe kind, from one shuffled sequence on one connection:
     each probe is asked `repeat` times (spread over the sequence) and keeps its fastest
     answer, as an attacker filters a busy machine's noise."""
@@ -169,8 +227,10 @@ def probe(port: int, token: str, samples: dict[str, list], endpoint: str, rng: r
         body = response.read()
         elapsed = (time.perf_counter_ns() - start) / 1000
         if not _expected(kind, response.status, body):
-            raise SystemExit(f"{endpoint}: a {kind} probe {path} got {response.status} {body[:200]!r}: "
-                             "the samples are wrong, or the server shows what it must not")
+            raise SystemExit(
+                f"{endpoint}: a {kind} probe {path} got {response.status} {body[:200]!r}: "
+                "the samples are wrong, or the server shows what it must not"
+            )
         if n >= warmup:
             fastest[kind, path] = min(elapsed, fastest.get((kind, path), elapsed))
     conn.close()
@@ -181,16 +241,22 @@ def probe(port: int, token: str, samples: dict[str, list], endpoint: str, rng: r
 
 
 def compare(a: list[float], b: list[float]) -> dict:
-    return {"median_us": [round(statistics.median(a), 1), round(statistics.median(b), 1)],
-            "difference_us": round(statistics.median(a) - statistics.median(b), 1),
-            "mann_whitney_p": float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue),
-            "ks_p": float(stats.ks_2samp(a, b).pvalue), "samples": [len(a), len(b)]}
+    return {
+        "median_us": [round(statistics.median(a), 1), round(statistics.median(b), 1)],
+        "difference_us": round(statistics.median(a) - statistics.median(b), 1),
+        "mann_whitney_p": float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue),
+        "ks_p": float(stats.ks_2samp(a, b).pvalue),
+        "samples": [len(a), len(b)],
+    }
 
 
 # ------------------------------------------------------------------ stores and servers
 
+
 def cli(url: str, env: dict, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([run.BIN, "--db", url, *args], input=stdin, capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [run.BIN, "--db", url, *args], input=stdin, capture_output=True, text=True, env=env
+    )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed: {done.stderr[-500:]}")
     return done.stdout
@@ -208,8 +274,20 @@ def build_store(store: run.Store, records: int, env: dict) -> str:
     code before the visibility index cannot open a store migrated past its own schema."""
     url = store.fresh("timing")
     cli(url, env, "db", "upgrade")
-    wall, _, done = run.timed_child([run.BIN, "--db", url, "generate", "--records", str(records), "--seed", "2025",
-                                     "--into-store"], env=env)
+    wall, _, done = run.timed_child(
+        [
+            run.BIN,
+            "--db",
+            url,
+            "generate",
+            "--records",
+            str(records),
+            "--seed",
+            "2025",
+            "--into-store",
+        ],
+        env=env,
+    )
     if done.returncode != 0:
         raise SystemExit(f"generate --into-store failed: {done.stderr[-500:]}")
     if store.kind == "postgresql":
@@ -239,15 +317,22 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
     env = code_env(a.pythonpath)
     token = token_for(url, viewer, env)
     proc, port = attack.serve(url, a.pythonpath, 1)
-    results: dict = {"engine": store.kind, "viewer": viewer, "code": a.pythonpath or "this checkout",
-                     "repeat": a.repeat, "samples": {k: len(v) for k, v in samples.items()}}
+    results: dict = {
+        "engine": store.kind,
+        "viewer": viewer,
+        "code": a.pythonpath or "this checkout",
+        "repeat": a.repeat,
+        "samples": {k: len(v) for k, v in samples.items()},
+    }
     try:
         for endpoint in a.endpoints.split(","):
             print(f"[{store.kind}] {endpoint} ...", file=sys.stderr)
             timings = probe(port, token, samples, endpoint, rng, a.warmup, a.repeat)
             hidden, control = PAIRS[endpoint]
-            results[endpoint] = {f"{hidden[0]}_vs_{hidden[1]}": compare(timings[hidden[0]], timings[hidden[1]]),
-                                 f"{control[0]}_vs_{control[1]}": compare(timings[control[0]], timings[control[1]])}
+            results[endpoint] = {
+                f"{hidden[0]}_vs_{hidden[1]}": compare(timings[hidden[0]], timings[hidden[1]]),
+                f"{control[0]}_vs_{control[1]}": compare(timings[control[0]], timings[control[1]]),
+            }
     finally:
         proc.terminate()
         try:
@@ -258,26 +343,42 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
 
 
 def report(results: dict) -> None:
-    print(f"\n[{results['engine']}] viewer {results['viewer']}, code: {results['code']}, "
-          f"repeat {results['repeat']}, samples {results['samples']}")
-    print(f"  {'endpoint':<11} {'pair':<36} {'median a':>9} {'median b':>9} {'a - b':>8} {'MWU p':>9} {'KS p':>9}")
+    print(
+        f"\n[{results['engine']}] viewer {results['viewer']}, code: {results['code']}, "
+        f"repeat {results['repeat']}, samples {results['samples']}"
+    )
+    print(
+        f"  {'endpoint':<11} {'pair':<36} {'median a':>9} {'median b':>9} {'a - b':>8} {'MWU p':>9} {'KS p':>9}"
+    )
     for endpoint in ENDPOINTS:
         for pair, c in results.get(endpoint, {}).items():
             flag = "  <- differs" if min(c["mann_whitney_p"], c["ks_p"]) < SIGNIFICANT else ""
-            print(f"  {endpoint:<11} {pair:<36} {c['median_us'][0]:>7.0f}us {c['median_us'][1]:>7.0f}us "
-                  f"{c['difference_us']:>6.1f}us {c['mann_whitney_p']:>9.2g} {c['ks_p']:>9.2g}{flag}")
+            print(
+                f"  {endpoint:<11} {pair:<36} {c['median_us'][0]:>7.0f}us {c['median_us'][1]:>7.0f}us "
+                f"{c['difference_us']:>6.1f}us {c['mann_whitney_p']:>9.2g} {c['ks_p']:>9.2g}{flag}"
+            )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", help="an existing store, served by the code of --pythonpath (else one is built)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--store", help="an existing store, served by the code of --pythonpath (else one is built)"
+    )
     ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument("--samples", type=int, default=2500, help="probes of each kind per endpoint")
-    ap.add_argument("--repeat", type=int, default=1, help="ask each probe this often, keep its fastest answer")
-    ap.add_argument("--warmup", type=int, default=300, help="probes answered, untimed, before each endpoint")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="ask each probe this often, keep its fastest answer"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=300, help="probes answered, untimed, before each endpoint"
+    )
     ap.add_argument("--endpoints", default=",".join(ENDPOINTS))
-    ap.add_argument("--pythonpath", help="build the store and run the server on the code in this folder")
+    ap.add_argument(
+        "--pythonpath", help="build the store and run the server on the code in this folder"
+    )
     ap.add_argument("--seed", type=int, default=10)
     ap.add_argument("--keep", help="build stores in this folder and keep them (SQLite)")
     a = ap.parse_args()
@@ -294,6 +395,7 @@ def main() -> int:
         for kind in a.engines.split(","):
             if kind == "postgresql":
                 from tests.pg_server import PgServer
+
                 pg = PgServer(shared_buffers="1GB").start()
             store = run.Store(kind, work, pg)
             results = measure(store, build_store(store, a.records, code_env(a.pythonpath)), a)

@@ -13,6 +13,7 @@
     .venv/bin/python bench/webhooks.py                        # SQLite and PostgreSQL
     .venv/bin/python bench/webhooks.py --engines sqlite --records 100000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ UTC = timezone.utc
 
 # --- the receiver (run as `bench/webhooks.py --receiver PORT`) ----------------------------------
 
+
 def receiver_app():
     """An ASGI app that answers 204 to every POST and keeps (arrival time, webhook-id); every
     hundredth delivery's signature is checked with the reference library (the secret comes
@@ -58,8 +60,13 @@ def receiver_app():
                 break
         if scope["method"] == "GET":
             out = json.dumps({"arrivals": arrivals, **state}).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": out})
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -81,11 +88,19 @@ def receiver_app():
 def run_receiver(port: int) -> None:
     import uvicorn
 
-    uvicorn.run(receiver_app(), host="127.0.0.1", port=port, log_level="warning", http="httptools",
-                loop="uvloop", access_log=False)
+    uvicorn.run(
+        receiver_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -103,8 +118,12 @@ def cli(url: str, *args: str, env: dict | None = None) -> float:
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([str(SERVICETRAIL), "--db", url, *args], check=True, env={**os.environ, **(env or {})},
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(SERVICETRAIL), "--db", url, *args],
+        check=True,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     LAST_CPU["s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return time.perf_counter() - started
@@ -136,22 +155,40 @@ def random_watches(engine, per_party: int, mix: str, seed: int = 13) -> int:
     with engine.begin() as conn:
         parties = list(conn.execute(select(party.c.party_id)).scalars())
         devices_of: dict[str, list[str]] = {}
-        for device_id, party_id in conn.execute(select(responsibility.c.device_id, responsibility.c.party_id)):
+        for device_id, party_id in conn.execute(
+            select(responsibility.c.device_id, responsibility.c.party_id)
+        ):
             devices_of.setdefault(party_id, []).append(device_id)
         for party_id in parties:
             for n in range(per_party):
                 if mix == "broad":
-                    body = {"kinds": rng.choice([["request"], ["request"], ["request", "response"], ["response"],
-                                                 ["device_alert", "request"]]),
-                            "senders": rng.choice(["others", "others", "all"]),
-                            "srvs": rng.choice(["all", "critical", rng.sample(srvs, 3), rng.sample(srvs, 10)])}
+                    body = {
+                        "kinds": rng.choice(
+                            [
+                                ["request"],
+                                ["request"],
+                                ["request", "response"],
+                                ["response"],
+                                ["device_alert", "request"],
+                            ]
+                        ),
+                        "senders": rng.choice(["others", "others", "all"]),
+                        "srvs": rng.choice(
+                            ["all", "critical", rng.sample(srvs, 3), rng.sample(srvs, 10)]
+                        ),
+                    }
                     listed = rng.random() < 0.3
                 else:
-                    body = {"kinds": rng.choices([["request"], ["request", "response"], ["response"], ["device_alert"]],
-                                                 [70, 15, 10, 5])[0],
-                            "senders": rng.choices(["others", "all"], [80, 20])[0],
-                            "srvs": rng.choices(["all", "critical", rng.sample(srvs, rng.randint(1, 5))],
-                                                [10, 30, 60])[0]}
+                    body = {
+                        "kinds": rng.choices(
+                            [["request"], ["request", "response"], ["response"], ["device_alert"]],
+                            [70, 15, 10, 5],
+                        )[0],
+                        "senders": rng.choices(["others", "all"], [80, 20])[0],
+                        "srvs": rng.choices(
+                            ["all", "critical", rng.sample(srvs, rng.randint(1, 5))], [10, 30, 60]
+                        )[0],
+                    }
                     listed = rng.random() < 0.15
                 if listed and devices_of.get(party_id):
                     held = devices_of[party_id]
@@ -161,7 +198,9 @@ def random_watches(engine, per_party: int, mix: str, seed: int = 13) -> int:
     return made
 
 
-def hook_watches(engine, receiver_port: int, party_id: str, count: int, secrets_file: Path) -> list[int]:
+def hook_watches(
+    engine, receiver_port: int, party_id: str, count: int, secrets_file: Path
+) -> list[int]:
     """Watches of one Party that match everything it may see, each with a webhook."""
     from servicetrail.domain.model import KINDS
     from servicetrail.domain.watches import watch_spec
@@ -173,9 +212,19 @@ def hook_watches(engine, receiver_port: int, party_id: str, count: int, secrets_
         for n in range(count):
             path = f"/hook/{n}"
             secret = new_secret()
-            made = create_watch(conn, party_id, watch_spec({
-                "name": f"hook {n}", "kinds": list(KINDS), "senders": "all",
-                "webhook": {"url": f"http://127.0.0.1:{receiver_port}{path}"}}), secret)
+            made = create_watch(
+                conn,
+                party_id,
+                watch_spec(
+                    {
+                        "name": f"hook {n}",
+                        "kinds": list(KINDS),
+                        "senders": "all",
+                        "webhook": {"url": f"http://127.0.0.1:{receiver_port}{path}"},
+                    }
+                ),
+                secret,
+            )
             secrets[path] = secret
             ids.append(made["id"])
     secrets_file.write_text(json.dumps(secrets))
@@ -188,8 +237,12 @@ def busiest_party(engine) -> str:
     from servicetrail.store.schema import responsibility
 
     with engine.connect() as conn:
-        return conn.execute(select(responsibility.c.party_id).group_by(responsibility.c.party_id)
-                            .order_by(func.count().desc()).limit(1)).scalar_one()
+        return conn.execute(
+            select(responsibility.c.party_id)
+            .group_by(responsibility.c.party_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).scalar_one()
 
 
 def receiver_stats(port: int) -> dict:
@@ -198,8 +251,9 @@ def receiver_stats(port: int) -> dict:
 
 
 def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -229,7 +283,10 @@ def pct(values: list[float], q: float) -> float:
 
 # --- the three measurements ------------------------------------------------------------------
 
-def matching_overhead(new_store, files: dict[str, Path], per_party: int, mixes: list[str], env: dict) -> dict:
+
+def matching_overhead(
+    new_store, files: dict[str, Path], per_party: int, mixes: list[str], env: dict
+) -> dict:
     """Ingest without watches; then, per watch mix, ingest while `servicetrail deliver` matches
     alongside (what a live system does) and the time it takes to catch up; then the matcher
     alone over the same records (its events cleared, its cursor put back), in this process."""
@@ -243,7 +300,10 @@ def matching_overhead(new_store, files: dict[str, Path], per_party: int, mixes: 
     load_registry(plain, files)
     ingest_plain = cli(plain, "ingest", str(files["sat"]))
     ingest_cpu = LAST_CPU["s"]
-    found: dict = {"ingest_s_without_watches": round(ingest_plain, 2), "ingest_cpu_s": round(ingest_cpu, 2)}
+    found: dict = {
+        "ingest_s_without_watches": round(ingest_plain, 2),
+        "ingest_cpu_s": round(ingest_cpu, 2),
+    }
     for mix in mixes:
         url = new_store(f"watched-{mix}")
         load_registry(url, files)
@@ -265,23 +325,30 @@ def matching_overhead(new_store, files: dict[str, Path], per_party: int, mixes: 
             # the matcher alone, over the same records: events cleared, cursor put back
             conn.execute(text("DELETE FROM watch_event"))
             conn.execute(text("UPDATE watch SET last_event_id = 0, after_record_id = 0"))
-            conn.execute(text("UPDATE watch_cursor SET record_id = 0, seen_id = 0, gap_since = NULL"))
+            conn.execute(
+                text("UPDATE watch_cursor SET record_id = 0, seen_id = 0, gap_since = NULL")
+            )
         with engine.connect() as conn:
             _watch_index(conn)  # a running matcher holds its watches indexed already
         began, cpu = time.perf_counter(), time.process_time()
         catch_up(engine, steps=10**9)
         alone, alone_cpu = time.perf_counter() - began, time.process_time() - cpu
         engine.dispose()
-        found[mix] = {"watches": made, "records": records, "events": events,
-                      "events_per_record": round(events / max(1, records), 2),
-                      "ingest_s_with_matcher_alongside": round(ingest_watched, 2),
-                      "ingest_slowdown": round(ingest_watched / ingest_plain - 1, 3),
-                      "caught_up_s_after_ingest_start": round(caught_up, 2),
-                      "matcher_alone_s": round(alone, 2), "matcher_alone_cpu_s": round(alone_cpu, 2),
-                      "matcher_alone_share_of_ingest": round(alone / ingest_plain, 3),
-                      "matcher_cpu_share_of_ingest_cpu": round(alone_cpu / max(ingest_cpu, 1e-9), 3),
-                      "us_per_record": round(alone / max(1, records) * 1e6, 1),
-                      "us_per_event": round(alone / max(1, events) * 1e6, 2)}
+        found[mix] = {
+            "watches": made,
+            "records": records,
+            "events": events,
+            "events_per_record": round(events / max(1, records), 2),
+            "ingest_s_with_matcher_alongside": round(ingest_watched, 2),
+            "ingest_slowdown": round(ingest_watched / ingest_plain - 1, 3),
+            "caught_up_s_after_ingest_start": round(caught_up, 2),
+            "matcher_alone_s": round(alone, 2),
+            "matcher_alone_cpu_s": round(alone_cpu, 2),
+            "matcher_alone_share_of_ingest": round(alone / ingest_plain, 3),
+            "matcher_cpu_share_of_ingest_cpu": round(alone_cpu / max(ingest_cpu, 1e-9), 3),
+            "us_per_record": round(alone / max(1, records) * 1e6, 1),
+            "us_per_event": round(alone / max(1, events) * 1e6, 2),
+        }
     return found
 
 
@@ -296,7 +363,9 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     engine = open_store(url)
     port = free_port()
     secrets = work / "secrets.json"
-    receiver = start([sys.executable, __file__, "--receiver", str(port)], {"SECRET_FILE": str(secrets)})
+    receiver = start(
+        [sys.executable, __file__, "--receiver", str(port)], {"SECRET_FILE": str(secrets)}
+    )
     wait_listening(port)
     party = busiest_party(engine)
     hook_watches(engine, port, party, hooks, secrets)
@@ -319,10 +388,15 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     times = sorted(t for t, _ in stats["arrivals"])
     lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
     sustained = (len(times) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
-    throughput = {"pending": pending, "delivered": delivered, "seconds": round(elapsed, 2),
-                  "deliveries_per_s_overall": round(delivered / elapsed, 1),
-                  "deliveries_per_s_sustained": round(sustained, 1),
-                  "signatures_checked": stats["checked"], "signatures_bad": stats["bad"]}
+    throughput = {
+        "pending": pending,
+        "delivered": delivered,
+        "seconds": round(elapsed, 2),
+        "deliveries_per_s_overall": round(delivered / elapsed, 1),
+        "deliveries_per_s_sustained": round(sustained, 1),
+        "signatures_checked": stats["checked"],
+        "signatures_bad": stats["bad"],
+    }
 
     # commit to arrival: batches committed every half second while the worker runs
     latency = commit_to_arrival(engine, port, party, before=delivered)
@@ -332,7 +406,9 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     return {"throughput": throughput, "commit_to_arrival": latency}
 
 
-def commit_to_arrival(engine, port: int, party: str, before: int, batches: int = 40, size: int = 50) -> dict:
+def commit_to_arrival(
+    engine, port: int, party: str, before: int, batches: int = 40, size: int = 50
+) -> dict:
     from sqlalchemy import select
 
     from servicetrail.domain.model import SatRecord
@@ -341,10 +417,16 @@ def commit_to_arrival(engine, port: int, party: str, before: int, batches: int =
     from servicetrail.store.writer import append_records
 
     with engine.connect() as conn:
-        devices = list(conn.execute(select(responsibility.c.device_id)
-                                    .where(responsibility.c.party_id == party, responsibility.c.valid_to.is_(None))
-                                    .limit(50)).scalars())
-        sender = conn.execute(select(dcc_user.c.user_id).where(dcc_user.c.party_id != party).limit(1)).scalar_one()
+        devices = list(
+            conn.execute(
+                select(responsibility.c.device_id)
+                .where(responsibility.c.party_id == party, responsibility.c.valid_to.is_(None))
+                .limit(50)
+            ).scalars()
+        )
+        sender = conn.execute(
+            select(dcc_user.c.user_id).where(dcc_user.c.party_id != party).limit(1)
+        ).scalar_one()
     committed: dict[str, float] = {}
     counter = 10**9
     for _ in range(batches):
@@ -353,8 +435,18 @@ def commit_to_arrival(engine, port: int, party: str, before: int, batches: int =
         for n in range(size):
             counter += 1
             device = devices[n % len(devices)]
-            records.append(SatRecord(now + timedelta(microseconds=n), "request", f"{sender}:{device}:{counter}",
-                                     "4.1.1", sender, device, "", "<bench/>"))
+            records.append(
+                SatRecord(
+                    now + timedelta(microseconds=n),
+                    "request",
+                    f"{sender}:{device}:{counter}",
+                    "4.1.1",
+                    sender,
+                    device,
+                    "",
+                    "<bench/>",
+                )
+            )
         with engine.begin() as conn:
             append_records(conn, records)
         at = time.time()
@@ -364,37 +456,70 @@ def commit_to_arrival(engine, port: int, party: str, before: int, batches: int =
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         arrivals = receiver_stats(port)["arrivals"][before:]
-        if len(arrivals) >= 0.999 * len(committed) * 1:  # at least one event per record (one watch may match)
+        if (
+            len(arrivals) >= 0.999 * len(committed) * 1
+        ):  # at least one event per record (one watch may match)
             break
         time.sleep(0.5)
     # each event's record, to find its batch's commit time
     with engine.connect() as conn:
-        record_of = {f"evt_{w}_{e}": r for w, e, r in conn.execute(
-            select(watch_event.c.watch_id, watch_event.c.event_id, watch_event.c.record_id))}
-        from servicetrail.store.schema import sat_record  # the bench reads ids directly: no viewer here
+        record_of = {
+            f"evt_{w}_{e}": r
+            for w, e, r in conn.execute(
+                select(watch_event.c.watch_id, watch_event.c.event_id, watch_event.c.record_id)
+            )
+        }
+        from servicetrail.store.schema import (
+            sat_record,
+        )  # the bench reads ids directly: no viewer here
 
         ids = {}
         wanted = list(committed)
         for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            ids.update({record_id: request_id for record_id, request_id in conn.execute(
-                select(sat_record.c.id, sat_record.c.request_id).where(sat_record.c.request_id.in_(chunk)))})
-    delays = [t - committed[ids[record_of[wid]]] for t, wid in arrivals
-              if wid in record_of and record_of[wid] in ids]
-    return {"records": len(committed), "arrivals_measured": len(delays),
-            "p50_s": round(pct(delays, 0.5), 3), "p95_s": round(pct(delays, 0.95), 3),
-            "max_s": round(max(delays), 3) if delays else None}
+            chunk = wanted[start : start + 500]
+            ids.update(
+                {
+                    record_id: request_id
+                    for record_id, request_id in conn.execute(
+                        select(sat_record.c.id, sat_record.c.request_id).where(
+                            sat_record.c.request_id.in_(chunk)
+                        )
+                    )
+                }
+            )
+    delays = [
+        t - committed[ids[record_of[wid]]]
+        for t, wid in arrivals
+        if wid in record_of and record_of[wid] in ids
+    ]
+    return {
+        "records": len(committed),
+        "arrivals_measured": len(delays),
+        "p50_s": round(pct(delays, 0.5), 3),
+        "p95_s": round(pct(delays, 0.95), 3),
+        "max_s": round(max(delays), 3) if delays else None,
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--records", type=int, default=200_000, help="records of the matching measurement")
-    ap.add_argument("--delivery-records", type=int, default=40_000, help="records of the delivery measurement")
+    ap.add_argument(
+        "--records", type=int, default=200_000, help="records of the matching measurement"
+    )
+    ap.add_argument(
+        "--delivery-records", type=int, default=40_000, help="records of the delivery measurement"
+    )
     ap.add_argument("--watches-per-party", type=int, default=100)
-    ap.add_argument("--hooks", type=int, default=4, help="webhook watches of the delivery measurement")
-    ap.add_argument("--mixes", default="analyst,broad", help="watch mixes of the matching measurement")
+    ap.add_argument(
+        "--hooks", type=int, default=4, help="webhook watches of the delivery measurement"
+    )
+    ap.add_argument(
+        "--mixes", default="analyst,broad", help="watch mixes of the matching measurement"
+    )
     a = ap.parse_args()
     if a.receiver:
         run_receiver(a.receiver)
@@ -404,23 +529,35 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="st-webhooks-"))
     env = {"SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK": "1"}
     os.environ.update(env)
-    report: dict = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"}
+    report: dict = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+    }
     pg = None
     try:
         big = write_world(World(n_records=a.records, seed=2025), work / "big", sat=True, duis=False)
-        small = write_world(World(n_records=a.delivery_records, seed=2027), work / "small", sat=True, duis=False)
-        files = lambda w: {"users": w["users.csv"], "devices": w["devices.csv"],  # noqa: E731
-                           "responsibilities": w["responsibilities.csv"], "sat": w["sat.jsonl"]}
+        small = write_world(
+            World(n_records=a.delivery_records, seed=2027), work / "small", sat=True, duis=False
+        )
+        files = lambda w: {  # noqa: E731
+            "users": w["users.csv"],
+            "devices": w["devices.csv"],
+            "responsibilities": w["responsibilities.csv"],
+            "sat": w["sat.jsonl"],
+        }
         for kind in a.engines.split(","):
             if kind == "postgresql":
                 from tests.pg_server import PgServer
+
                 pg = pg or PgServer(shared_buffers="1GB").start()
                 new_store = lambda name, server=pg: server.new_database()  # noqa: E731
             else:
                 new_store = lambda name, k=kind: f"sqlite:///{work / f'{k}-{name}.db'}"  # noqa: E731
-            result = {"matching": matching_overhead(new_store, files(big), a.watches_per_party, a.mixes.split(","),
-                                                    env)}
+            result = {
+                "matching": matching_overhead(
+                    new_store, files(big), a.watches_per_party, a.mixes.split(","), env
+                )
+            }
             print(json.dumps({kind: result}, indent=2), flush=True)
             result.update(deliveries(new_store, files(small), work, a.hooks, env))
             report[kind] = result

@@ -1,4 +1,5 @@
 """Shared fixtures: a fresh store built by the migrations, and the CLI run in-process."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -33,10 +34,12 @@ def settings_of_the_environment() -> Iterator[None]:
 def use_settings(monkeypatch: pytest.MonkeyPatch):
     """Settings changed the way an operator changes them, through the environment:
     `use_settings(SERVICETRAIL_BATCH=500)`; worker processes started after it see them too."""
+
     def use(**variables: object) -> None:
         for name, value in variables.items():
             monkeypatch.setenv(name, str(value))
         settings.reload()
+
     return use
 
 
@@ -109,7 +112,9 @@ class Cli:
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
         runner = CliRunner()
-        return runner.invoke(main, ["--db", self.db_url, *map(str, args)], input=input, catch_exceptions=False)
+        return runner.invoke(
+            main, ["--db", self.db_url, *map(str, args)], input=input, catch_exceptions=False
+        )
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The app under a real uvicorn server on 127.0.0.1, in a thread of the test process, for
 tests that need real sockets (slow readers, disconnects) and still want to look inside the
 server: its engine's pool and its Party limits."""
+
 from __future__ import annotations
 
 import http.client
@@ -18,9 +19,12 @@ class LiveServer:
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                                     timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
@@ -48,15 +52,18 @@ class LiveServer:
         finally:
             conn.close()
 
-    def stalled_get(self, path: str, token: str, receive_buffer: int = 4096, first_read: int = 100) -> tuple[
-            socket.socket, bytes]:
+    def stalled_get(
+        self, path: str, token: str, receive_buffer: int = 4096, first_read: int = 100
+    ) -> tuple[socket.socket, bytes]:
         """A client that asks for `path`, reads `first_read` bytes and then reads no more: its
         socket is returned open, with a receive buffer of `receive_buffer` bytes."""
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.settimeout(30)
         sock.connect(("127.0.0.1", self.port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
         return sock, sock.recv(first_read)
 
 

@@ -19,6 +19,7 @@ plus a SMETS1 ESME, a GSME supplied by SOUTHENERGY through its Gas Supplier User
 device that devices.csv never mentioned, a non-device request (SRV 8.2 to a DCC id) and
 DCC alerts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -104,8 +105,16 @@ def _rid(originator: str, target: str, counter: int) -> str:
     return f"{originator}:{target}:{counter}"
 
 
-def _rec(at: str, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
-         code: str = "", payload: str = "") -> SatRecord:
+def _rec(
+    at: str,
+    kind: str,
+    request_id: str,
+    srv: str,
+    user_id: str,
+    device_id: str,
+    code: str = "",
+    payload: str = "",
+) -> SatRecord:
     return SatRecord(t(at), kind, request_id, srv, user_id, device_id, code, payload)
 
 
@@ -131,76 +140,202 @@ def persona_records() -> dict[str, SatRecord]:
     r_lk_nd = _rid(LK_OU, DCC_ID, 1)
     return {
         # ESME-1 before anyone was responsible: nobody but the sender sees it
-        "lk_prehistory_req": _rec("2024-12-31T23:59:59Z", "request", r_pre, "4.1.1", LK_OU, ESME_1,
-                                  payload="<lk pre>"),
+        "lk_prehistory_req": _rec(
+            "2024-12-31T23:59:59Z", "request", r_pre, "4.1.1", LK_OU, ESME_1, payload="<lk pre>"
+        ),
         # exactly at the start of NORTHPOWER's and WIRESCO's intervals (inclusive)
-        "ag_start_req": _rec("2025-01-01T00:00:00Z", "request", r_ag, "11.2", AG_RSA, ESME_1,
-                             payload="<ag read fw>"),
-        "ws_req": _rec("2025-01-15T09:00:00Z", "request", r_ws, "4.1.1", WS_ED, ESME_1, payload="<ws read>"),
-        "ws_resp": _rec("2025-01-15T09:00:04Z", "response", r_ws, "4.1.1", WS_ED, ESME_1, "I0", "<ws regs>"),
+        "ag_start_req": _rec(
+            "2025-01-01T00:00:00Z", "request", r_ag, "11.2", AG_RSA, ESME_1, payload="<ag read fw>"
+        ),
+        "ws_req": _rec(
+            "2025-01-15T09:00:00Z", "request", r_ws, "4.1.1", WS_ED, ESME_1, payload="<ws read>"
+        ),
+        "ws_resp": _rec(
+            "2025-01-15T09:00:04Z", "response", r_ws, "4.1.1", WS_ED, ESME_1, "I0", "<ws regs>"
+        ),
         # NORTHPOWER's own exchange, in its period
-        "np_req": _rec("2025-02-10T10:00:00Z", "request", r_np, "4.1.1", NP_IS, ESME_1, payload="<np read>"),
-        "np_ack": _rec("2025-02-10T10:00:01Z", "acknowledgement", r_np, "4.1.1", NP_IS, ESME_1, "I99"),
-        "np_resp": _rec("2025-02-10T10:00:05Z", "response", r_np, "4.1.1", NP_IS, ESME_1, "I0",
-                        "<np registers 12345>"),
-        "np_device_alert": _rec("2025-02-11T08:00:00Z", "device_alert", _rid(NP_IS, ESME_1, 99), "", NP_IS,
-                                ESME_1, "8F1C", "<alert: reboot>"),
-        "np_dcc_alert": _rec("2025-02-12T08:00:00Z", "dcc_alert", _rid(NP_IS, ESME_1, 98), "", NP_IS, ESME_1,
-                             "N24", "<dcc alert>"),
+        "np_req": _rec(
+            "2025-02-10T10:00:00Z", "request", r_np, "4.1.1", NP_IS, ESME_1, payload="<np read>"
+        ),
+        "np_ack": _rec(
+            "2025-02-10T10:00:01Z", "acknowledgement", r_np, "4.1.1", NP_IS, ESME_1, "I99"
+        ),
+        "np_resp": _rec(
+            "2025-02-10T10:00:05Z",
+            "response",
+            r_np,
+            "4.1.1",
+            NP_IS,
+            ESME_1,
+            "I0",
+            "<np registers 12345>",
+        ),
+        "np_device_alert": _rec(
+            "2025-02-11T08:00:00Z",
+            "device_alert",
+            _rid(NP_IS, ESME_1, 99),
+            "",
+            NP_IS,
+            ESME_1,
+            "8F1C",
+            "<alert: reboot>",
+        ),
+        "np_dcc_alert": _rec(
+            "2025-02-12T08:00:00Z",
+            "dcc_alert",
+            _rid(NP_IS, ESME_1, 98),
+            "",
+            NP_IS,
+            ESME_1,
+            "N24",
+            "<dcc alert>",
+        ),
         # NORTHPOWER's own request just before the change, its response exactly at it
-        "np_late_req": _rec("2025-02-28T23:59:59Z", "request", r_np_late, "1.1.1", NP_IS, ESME_1,
-                            payload="<np tariff>"),
-        "np_late_resp": _rec("2025-03-01T00:00:00Z", "response", r_np_late, "1.1.1", NP_IS, ESME_1, "I0",
-                             "<np tariff done>"),
+        "np_late_req": _rec(
+            "2025-02-28T23:59:59Z",
+            "request",
+            r_np_late,
+            "1.1.1",
+            NP_IS,
+            ESME_1,
+            payload="<np tariff>",
+        ),
+        "np_late_resp": _rec(
+            "2025-03-01T00:00:00Z",
+            "response",
+            r_np_late,
+            "1.1.1",
+            NP_IS,
+            ESME_1,
+            "I0",
+            "<np tariff done>",
+        ),
         # another User's request just before the change, its response just after
-        "lk_cos_req": _rec("2025-02-28T23:59:59.999999Z", "request", r_lk_cos, "11.2", LK_OU, ESME_1,
-                           payload="<lk fw>"),
-        "lk_cos_ack": _rec("2025-02-28T23:59:59.999999Z", "acknowledgement", r_lk_cos, "11.2", LK_OU,
-                           ESME_1, "I99"),
-        "lk_cos_resp": _rec("2025-03-01T00:00:00Z", "response", r_lk_cos, "11.2", LK_OU, ESME_1, "I0",
-                            "<lk fw version>"),
+        "lk_cos_req": _rec(
+            "2025-02-28T23:59:59.999999Z",
+            "request",
+            r_lk_cos,
+            "11.2",
+            LK_OU,
+            ESME_1,
+            payload="<lk fw>",
+        ),
+        "lk_cos_ack": _rec(
+            "2025-02-28T23:59:59.999999Z", "acknowledgement", r_lk_cos, "11.2", LK_OU, ESME_1, "I99"
+        ),
+        "lk_cos_resp": _rec(
+            "2025-03-01T00:00:00Z",
+            "response",
+            r_lk_cos,
+            "11.2",
+            LK_OU,
+            ESME_1,
+            "I0",
+            "<lk fw version>",
+        ),
         # SOUTHENERGY's own exchange, in its period
-        "se_req": _rec("2025-03-05T12:00:00Z", "request", r_se, "1.1.1", SE_IS, ESME_1, payload="<se tariff>"),
-        "se_ack": _rec("2025-03-05T12:00:01Z", "acknowledgement", r_se, "1.1.1", SE_IS, ESME_1, "I99"),
-        "se_resp": _rec("2025-03-05T12:00:09Z", "response", r_se, "1.1.1", SE_IS, ESME_1, "I0", "<se ok>"),
-        "se_device_alert": _rec("2025-03-06T07:00:00Z", "device_alert", _rid(SE_IS, ESME_1, 99), "", SE_IS,
-                                ESME_1, "8F35", "<alert: low credit>"),
-        "ws_dcc_alert": _rec("2025-03-06T07:30:00Z", "dcc_alert", _rid(WS_ED, DCC_ID, 97), "", WS_ED, "",
-                             "N12", "<dcc alert to ws>"),
+        "se_req": _rec(
+            "2025-03-05T12:00:00Z", "request", r_se, "1.1.1", SE_IS, ESME_1, payload="<se tariff>"
+        ),
+        "se_ack": _rec(
+            "2025-03-05T12:00:01Z", "acknowledgement", r_se, "1.1.1", SE_IS, ESME_1, "I99"
+        ),
+        "se_resp": _rec(
+            "2025-03-05T12:00:09Z", "response", r_se, "1.1.1", SE_IS, ESME_1, "I0", "<se ok>"
+        ),
+        "se_device_alert": _rec(
+            "2025-03-06T07:00:00Z",
+            "device_alert",
+            _rid(SE_IS, ESME_1, 99),
+            "",
+            SE_IS,
+            ESME_1,
+            "8F35",
+            "<alert: low credit>",
+        ),
+        "ws_dcc_alert": _rec(
+            "2025-03-06T07:30:00Z",
+            "dcc_alert",
+            _rid(WS_ED, DCC_ID, 97),
+            "",
+            WS_ED,
+            "",
+            "N12",
+            "<dcc alert to ws>",
+        ),
         # other roles reading ESME-1 in SOUTHENERGY's period
-        "sx_req": _rec("2025-03-10T10:00:00Z", "request", r_sx, "4.2", SX_ES, ESME_1, payload="<sx export>"),
-        "sx_resp": _rec("2025-03-10T10:00:03Z", "response", r_sx, "4.2", SX_ES, ESME_1, "I0", "<sx regs>"),
-        "fu_req": _rec("2025-03-11T10:00:00Z", "request", r_fu, "11.2", FU_XR, ESME_1, payload="<fu>"),
-        "unreg_req": _rec("2025-03-12T10:00:00Z", "request", r_unreg, "11.2", UNREGISTERED_USER, ESME_1,
-                          payload="<unreg>"),
+        "sx_req": _rec(
+            "2025-03-10T10:00:00Z", "request", r_sx, "4.2", SX_ES, ESME_1, payload="<sx export>"
+        ),
+        "sx_resp": _rec(
+            "2025-03-10T10:00:03Z", "response", r_sx, "4.2", SX_ES, ESME_1, "I0", "<sx regs>"
+        ),
+        "fu_req": _rec(
+            "2025-03-11T10:00:00Z", "request", r_fu, "11.2", FU_XR, ESME_1, payload="<fu>"
+        ),
+        "unreg_req": _rec(
+            "2025-03-12T10:00:00Z",
+            "request",
+            r_unreg,
+            "11.2",
+            UNREGISTERED_USER,
+            ESME_1,
+            payload="<unreg>",
+        ),
         # the gas meter: SOUTHENERGY's Gas Supplier User ID, and LOOKER reading it
-        "se_gas_req": _rec("2025-02-15T10:00:00Z", "request", r_gs, "4.1.1", SE_GS, GSME_1,
-                           payload="<se gas read>"),
-        "se_gas_resp": _rec("2025-02-15T10:00:06Z", "response", r_gs, "4.1.1", SE_GS, GSME_1, "I0",
-                            "<se gas regs>"),
-        "lk_gas_req": _rec("2025-02-16T10:00:00Z", "request", r_lk_gas, "11.2", LK_OU, GSME_1,
-                           payload="<lk gas>"),
+        "se_gas_req": _rec(
+            "2025-02-15T10:00:00Z", "request", r_gs, "4.1.1", SE_GS, GSME_1, payload="<se gas read>"
+        ),
+        "se_gas_resp": _rec(
+            "2025-02-15T10:00:06Z", "response", r_gs, "4.1.1", SE_GS, GSME_1, "I0", "<se gas regs>"
+        ),
+        "lk_gas_req": _rec(
+            "2025-02-16T10:00:00Z", "request", r_lk_gas, "11.2", LK_OU, GSME_1, payload="<lk gas>"
+        ),
         # SMETS1 electricity meter
-        "ag_s1_req": _rec("2025-02-20T10:00:00Z", "request", r_s1, "11.2", AG_RSA, ESME_S1, payload="<ag s1>"),
-        "ag_s1_resp": _rec("2025-02-20T10:00:30Z", "response", r_s1, "11.2", AG_RSA, ESME_S1, "I0",
-                           "<ag s1 fw>"),
-        "np_s1_req": _rec("2025-02-21T10:00:00Z", "request", r_s1_np, "4.1.1", NP_IS, ESME_S1,
-                          payload="<np s1>"),
+        "ag_s1_req": _rec(
+            "2025-02-20T10:00:00Z", "request", r_s1, "11.2", AG_RSA, ESME_S1, payload="<ag s1>"
+        ),
+        "ag_s1_resp": _rec(
+            "2025-02-20T10:00:30Z", "response", r_s1, "11.2", AG_RSA, ESME_S1, "I0", "<ag s1 fw>"
+        ),
+        "np_s1_req": _rec(
+            "2025-02-21T10:00:00Z", "request", r_s1_np, "4.1.1", NP_IS, ESME_S1, payload="<np s1>"
+        ),
         # a HAN device nobody is responsible for
-        "lk_ppmid_req": _rec("2025-02-22T10:00:00Z", "request", r_ppmid, "11.2", LK_OU, PPMID_1,
-                             payload="<lk ppmid>"),
+        "lk_ppmid_req": _rec(
+            "2025-02-22T10:00:00Z", "request", r_ppmid, "11.2", LK_OU, PPMID_1, payload="<lk ppmid>"
+        ),
         # a device missing from devices.csv
-        "lk_unknown_req": _rec("2025-02-23T10:00:00Z", "request", r_unknown, "11.2", LK_OU, UNKNOWN_DEVICE,
-                               payload="<lk unknown>"),
-        "lk_unknown_resp": _rec("2025-02-23T10:00:02Z", "response", r_unknown, "11.2", LK_OU, UNKNOWN_DEVICE,
-                                "E4", ""),
+        "lk_unknown_req": _rec(
+            "2025-02-23T10:00:00Z",
+            "request",
+            r_unknown,
+            "11.2",
+            LK_OU,
+            UNKNOWN_DEVICE,
+            payload="<lk unknown>",
+        ),
+        "lk_unknown_resp": _rec(
+            "2025-02-23T10:00:02Z", "response", r_unknown, "11.2", LK_OU, UNKNOWN_DEVICE, "E4", ""
+        ),
         # non-device requests (SRV 8.2 to the DCC): device_id empty
-        "np_non_device_req": _rec("2025-02-24T10:00:00Z", "request", r_nd, "8.2", NP_IS, "",
-                                  payload="<np inventory>"),
-        "np_non_device_resp": _rec("2025-02-24T10:00:02Z", "response", r_nd, "8.2", NP_IS, "", "I0",
-                                   "<np inventory result>"),
-        "lk_non_device_req": _rec("2025-03-07T10:00:00Z", "request", r_lk_nd, "8.2", LK_OU, "",
-                                  payload="<lk inventory>"),
+        "np_non_device_req": _rec(
+            "2025-02-24T10:00:00Z", "request", r_nd, "8.2", NP_IS, "", payload="<np inventory>"
+        ),
+        "np_non_device_resp": _rec(
+            "2025-02-24T10:00:02Z",
+            "response",
+            r_nd,
+            "8.2",
+            NP_IS,
+            "",
+            "I0",
+            "<np inventory result>",
+        ),
+        "lk_non_device_req": _rec(
+            "2025-03-07T10:00:00Z", "request", r_lk_nd, "8.2", LK_OU, "", payload="<lk inventory>"
+        ),
     }
 
 
@@ -232,8 +367,10 @@ class World:
 def record_ids(conn: Connection) -> dict[tuple, int]:
     """Every stored record's natural key -> its id."""
     s = sat_record.c
-    return {(rid, kind, at): pk for rid, kind, at, pk in conn.execute(
-        select(s.request_id, s.kind, s.logged_at, s.id))}
+    return {
+        (rid, kind, at): pk
+        for rid, kind, at, pk in conn.execute(select(s.request_id, s.kind, s.logged_at, s.id))
+    }
 
 
 def load_personas(engine: Engine) -> World:

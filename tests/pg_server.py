@@ -3,6 +3,7 @@
 Started once per test worker; each test gets its own database cloned from a template
 that the Alembic migrations built, so the schema under test is the migrated one.
 """
+
 from __future__ import annotations
 
 import glob
@@ -20,9 +21,13 @@ class PostgresUnavailable(RuntimeError):
 
 
 def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
-        raise PostgresUnavailable("no PostgreSQL server binaries: run scripts/system-deps (apt-get install postgresql)")
+        raise PostgresUnavailable(
+            "no PostgreSQL server binaries: run scripts/system-deps (apt-get install postgresql)"
+        )
     return Path(found[-1]).parent
 
 
@@ -47,16 +52,40 @@ class PgServer:
             command = ["runuser", "-u", "postgres", "--", *command]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise PostgresUnavailable(f"{args[0]} failed: {done.stdout[-1000:]} {done.stderr[-2000:]}")
+            raise PostgresUnavailable(
+                f"{args[0]} failed: {done.stdout[-1000:]} {done.stderr[-2000:]}"
+            )
 
     def start(self) -> PgServer:
         if self.as_postgres:
             shutil.chown(self.folder, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync", "--locale=C")
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
-                   f"-c full_page_writes=off -c max_connections=200 -c shared_buffers={self.shared_buffers}")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        )
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
+            f"-c full_page_writes=off -c max_connections=200 -c shared_buffers={self.shared_buffers}"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "log"),
+            "-w",
+            "start",
+        )
         return self
 
     def stop(self) -> None:

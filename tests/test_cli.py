@@ -1,5 +1,6 @@
 """The `servicetrail` command line (SPEC section 5): help, accounts and tokens, the own-traffic
 report, `records` through the MP141 rule, and the schema commands."""
+
 from __future__ import annotations
 
 import csv
@@ -28,18 +29,43 @@ GAS = "00-DB-00-00-00-00-00-02"
 DCC = "90-B3-D5-1F-30-00-00-02"
 PASSWORD = "correct horse battery staple"
 # SPEC section 5: an item's fields, in order; the report adds the own-only ones
-ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type", "smets",
-               "user_id", "user_role", "party_id", "response_code", "command_variant", "access")
+ITEM_FIELDS = (
+    "id",
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "srv_title",
+    "device_id",
+    "device_type",
+    "smets",
+    "user_id",
+    "user_role",
+    "party_id",
+    "response_code",
+    "command_variant",
+    "access",
+)
 REPORT_FIELDS = (*ITEM_FIELDS, "payload", "execution_at", "subject_device_id")
 NORTH_FEB_PAYLOAD = 'NORTH-FEB-REQ, with "quotes"\nand a second line'
 
 
 def _record(logged_at, kind, request_id, srv, user_id, device_id, code="", payload=""):
-    return {"logged_at": logged_at, "kind": kind, "request_id": request_id, "srv": srv, "user_id": user_id,
-            "device_id": device_id, "response_code": code, "payload": payload}
+    return {
+        "logged_at": logged_at,
+        "kind": kind,
+        "request_id": request_id,
+        "srv": srv,
+        "user_id": user_id,
+        "device_id": device_id,
+        "response_code": code,
+        "payload": payload,
+    }
 
 
-def _exchange(day_time: str, user: str, device: str, srv: str, counter: int, secret: str, target: str = ""):
+def _exchange(
+    day_time: str, user: str, device: str, srv: str, counter: int, secret: str, target: str = ""
+):
     rid = f"{user}:{target or device}:{counter}"
     return [
         _record(f"2025-{day_time}:00Z", "request", rid, srv, user, device, "", secret + "-REQ"),
@@ -49,27 +75,80 @@ def _exchange(day_time: str, user: str, device: str, srv: str, counter: int, sec
 
 
 RECORDS = [
-    *_exchange("02-01T10:00", LOOK_OU, METER, "4.8.1", 1, "LOOK-FEB"),    # NORTH supplier, WIRES NO: mp141
-    *_exchange("04-01T10:00", LOOK_OU, METER, "4.8.1", 2, "LOOK-APR"),    # SOUTH supplier by then
+    *_exchange(
+        "02-01T10:00", LOOK_OU, METER, "4.8.1", 1, "LOOK-FEB"
+    ),  # NORTH supplier, WIRES NO: mp141
+    *_exchange("04-01T10:00", LOOK_OU, METER, "4.8.1", 2, "LOOK-APR"),  # SOUTH supplier by then
     *_exchange("02-02T10:00", NORTH_IS, METER, "4.1.1", 3, "NORTH-FEB"),
     *_exchange("02-05T10:00", NORTH_GS, GAS, "4.1.1", 4, "NORTH-GAS"),
-    _record("2025-02-03T10:00:00Z", "device_alert", f"{METER}:{NORTH_IS}:5", "", NORTH_IS, METER, "", "ALERT-NORTH"),
-    _record("2025-04-02T10:00:00Z", "device_alert", f"{METER}:{SOUTH_IS}:6", "", SOUTH_IS, METER, "", "ALERT-SOUTH"),
-    _record("2025-02-04T10:00:00Z", "dcc_alert", f"{DCC}:{LOOK_OU}:7", "", LOOK_OU, "", "", "DCCALERT-LOOK"),
-    _record("2025-02-06T10:00:00Z", "request", f"{NORTH_IS}:{DCC}:8", "8.2", NORTH_IS, "", "", "NORTH-INV"),
-    _record("2025-03-01T00:00:00Z", "request", f"{NORTH_IS}:{METER}:9", "4.1.1", NORTH_IS, METER, "", "NORTH-EDGE"),
+    _record(
+        "2025-02-03T10:00:00Z",
+        "device_alert",
+        f"{METER}:{NORTH_IS}:5",
+        "",
+        NORTH_IS,
+        METER,
+        "",
+        "ALERT-NORTH",
+    ),
+    _record(
+        "2025-04-02T10:00:00Z",
+        "device_alert",
+        f"{METER}:{SOUTH_IS}:6",
+        "",
+        SOUTH_IS,
+        METER,
+        "",
+        "ALERT-SOUTH",
+    ),
+    _record(
+        "2025-02-04T10:00:00Z",
+        "dcc_alert",
+        f"{DCC}:{LOOK_OU}:7",
+        "",
+        LOOK_OU,
+        "",
+        "",
+        "DCCALERT-LOOK",
+    ),
+    _record(
+        "2025-02-06T10:00:00Z",
+        "request",
+        f"{NORTH_IS}:{DCC}:8",
+        "8.2",
+        NORTH_IS,
+        "",
+        "",
+        "NORTH-INV",
+    ),
+    _record(
+        "2025-03-01T00:00:00Z",
+        "request",
+        f"{NORTH_IS}:{METER}:9",
+        "4.1.1",
+        NORTH_IS,
+        METER,
+        "",
+        "NORTH-EDGE",
+    ),
 ]
 RECORDS[6]["payload"] = NORTH_FEB_PAYLOAD  # the NORTH-FEB request: commas, quotes and a new line
 
 
 def key(r: dict) -> tuple[str, str, datetime]:
-    return (r["request_id"].upper(), r["kind"],
-            datetime.fromisoformat(r["logged_at"].replace("Z", "+00:00")).astimezone(UTC))
+    return (
+        r["request_id"].upper(),
+        r["kind"],
+        datetime.fromisoformat(r["logged_at"].replace("Z", "+00:00")).astimezone(UTC),
+    )
 
 
 def keys_where(**match) -> set:
-    return {key(r) for r in RECORDS if all(
-        (r[k] in v if isinstance(v, (set, tuple)) else r[k] == v) for k, v in match.items())}
+    return {
+        key(r)
+        for r in RECORDS
+        if all((r[k] in v if isinstance(v, (set, tuple)) else r[k] == v) for k, v in match.items())
+    }
 
 
 NORTH_OWN = keys_where(user_id={NORTH_IS, NORTH_GS})
@@ -85,17 +164,25 @@ def trail(cli, tmp_path):
     (tmp_path / "users.csv").write_text(
         "user_id,party_id,party_name,role\n"
         f"{NORTH_IS},NORTH,North Energy plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n"
-        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n")
-    (tmp_path / "devices.csv").write_text(f"device_id,device_type,smets\n{METER},ESME,2\n{GAS},GSME,1\n")
+        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n"
+    )
+    (tmp_path / "devices.csv").write_text(
+        f"device_id,device_type,smets\n{METER},ESME,2\n{GAS},GSME,1\n"
+    )
     (tmp_path / "resp.csv").write_text(
         "device_id,party_id,relation,valid_from,valid_to\n"
         f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n"
         f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,\n"
         f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,\n"
-        f"{GAS},NORTH,supplier,2025-01-01T00:00:00Z,\n")
+        f"{GAS},NORTH,supplier,2025-01-01T00:00:00Z,\n"
+    )
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
-    for args in (("load", "users", "users.csv"), ("load", "devices", "devices.csv"),
-                 ("load", "responsibilities", "resp.csv"), ("ingest", "records.jsonl")):
+    for args in (
+        ("load", "users", "users.csv"),
+        ("load", "devices", "devices.csv"),
+        ("load", "responsibilities", "resp.csv"),
+        ("ingest", "records.jsonl"),
+    ):
         result = cli(*args[:-1], tmp_path / args[-1])
         assert result.exit_code == 0, result.output
     return tmp_path
@@ -112,6 +199,7 @@ def item_key(i: dict) -> tuple:
 
 # ------------------------------------------------------------------ help and global options
 
+
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = []
     for name, command in sorted(group.commands.items()):
@@ -121,7 +209,9 @@ def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tup
     return paths
 
 
-@pytest.mark.parametrize("path", [(), *_command_paths(main)], ids=lambda p: " ".join(p) or "servicetrail")
+@pytest.mark.parametrize(
+    "path", [(), *_command_paths(main)], ids=lambda p: " ".join(p) or "servicetrail"
+)
 def test_help_on_every_command_and_group(path):
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
@@ -136,7 +226,9 @@ def test_top_level_help_lists_the_commands():
 
 
 def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):
-    after = CliRunner().invoke(main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url])
+    after = CliRunner().invoke(
+        main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url]
+    )
     assert after.exit_code == 0 and len(after.stdout.splitlines()) == 7
     monkeypatch.setenv("SERVICETRAIL_DATABASE_URL", db_url)
     from_env = CliRunner().invoke(main, ["records", "--party", "LOOK", "--format", "jsonl"])
@@ -145,13 +237,18 @@ def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp
 
 # ------------------------------------------------------------------ accounts and tokens
 
+
 def test_accounts_create_reads_password_from_stdin_and_stores_argon2(cli, trail, engine):
     result = cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
     with engine.connect() as conn:
-        party, stored = conn.execute(text("SELECT party_id, password_hash FROM account WHERE username = 'alice'")).one()
-        everything = " ".join(str(v) for row in conn.execute(text("SELECT * FROM account")) for v in row)
+        party, stored = conn.execute(
+            text("SELECT party_id, password_hash FROM account WHERE username = 'alice'")
+        ).one()
+        everything = " ".join(
+            str(v) for row in conn.execute(text("SELECT * FROM account")) for v in row
+        )
     assert party == "NORTH"
     assert stored.startswith("$argon2id$") and PASSWORD not in everything
     assert PasswordHasher().verify(stored, PASSWORD)
@@ -160,12 +257,15 @@ def test_accounts_create_reads_password_from_stdin_and_stores_argon2(cli, trail,
     assert again.exit_code != 0 and "already exists" in again.stderr
 
 
-@pytest.mark.parametrize("username, party, password, message", [
-    ("bob", "NORTH", "short", "12 characters"),
-    ("bob", "NORTH", "", "12 characters"),
-    ("bob", "NOBODY", PASSWORD, "unknown party"),
-    ("bad name!", "NORTH", PASSWORD, "username"),
-])
+@pytest.mark.parametrize(
+    "username, party, password, message",
+    [
+        ("bob", "NORTH", "short", "12 characters"),
+        ("bob", "NORTH", "", "12 characters"),
+        ("bob", "NOBODY", PASSWORD, "unknown party"),
+        ("bad name!", "NORTH", PASSWORD, "username"),
+    ],
+)
 def test_accounts_create_refusals(cli, trail, engine, username, party, password, message):
     result = cli("accounts", "create", username, "--party", party, input=password + "\n")
     assert result.exit_code != 0
@@ -176,7 +276,9 @@ def test_accounts_create_refusals(cli, trail, engine, username, party, password,
 
 
 def test_tokens_create_prints_only_the_token(cli, trail, engine):
-    assert cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n").exit_code == 0
+    assert (
+        cli("accounts", "create", "alice", "--party", "NORTH", input=PASSWORD + "\n").exit_code == 0
+    )
     first = cli("tokens", "create", "alice")
     second = cli("tokens", "create", "alice")
     assert first.exit_code == 0 and second.exit_code == 0
@@ -191,14 +293,21 @@ def test_tokens_create_prints_only_the_token(cli, trail, engine):
         tokens.append(token)
     assert tokens[0] != tokens[1]
     with engine.connect() as conn:
-        stored = set(conn.execute(text("SELECT token_hash FROM api_token WHERE username = 'alice'")).scalars())
-    assert stored == {hashlib.sha256(t.encode()).hexdigest() for t in tokens}  # never the token itself
+        stored = set(
+            conn.execute(
+                text("SELECT token_hash FROM api_token WHERE username = 'alice'")
+            ).scalars()
+        )
+    assert stored == {
+        hashlib.sha256(t.encode()).hexdigest() for t in tokens
+    }  # never the token itself
 
     unknown = cli("tokens", "create", "mallory")
     assert unknown.exit_code != 0 and unknown.stdout == "" and "mallory" in unknown.stderr
 
 
 # ------------------------------------------------------------------ report own
+
 
 def parse_csv(content: str) -> tuple[list[str], list[dict]]:
     reader = csv.reader(io.StringIO(content))
@@ -207,7 +316,9 @@ def parse_csv(content: str) -> tuple[list[str], list[dict]]:
 
 
 def test_report_own_csv(cli, trail):
-    result = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01")
+    result = cli(
+        "report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01"
+    )
     assert result.exit_code == 0, result.output
     header, rows = parse_csv(result.stdout)
     assert header == list(REPORT_FIELDS)
@@ -224,28 +335,75 @@ def test_report_own_csv(cli, trail):
 
 
 def test_report_window_from_inclusive_to_exclusive(cli, trail):
-    before = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z",
-                 "--to", "2025-03-01T00:00:00Z", "--format", "jsonl")
+    before = cli(
+        "report",
+        "own",
+        "--party",
+        "NORTH",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2025-03-01T00:00:00Z",
+        "--format",
+        "jsonl",
+    )
     assert {item_key(i) for i in jsonl(before)} == NORTH_OWN - NORTH_EDGE
-    at = cli("report", "own", "--party", "NORTH", "--from", "2025-03-01T01:00:00+01:00",
-             "--to", "2025-03-02T00:00:00Z", "--format", "jsonl")
+    at = cli(
+        "report",
+        "own",
+        "--party",
+        "NORTH",
+        "--from",
+        "2025-03-01T01:00:00+01:00",
+        "--to",
+        "2025-03-02T00:00:00Z",
+        "--format",
+        "jsonl",
+    )
     assert {item_key(i) for i in jsonl(at)} == NORTH_EDGE
 
 
 def test_report_own_jsonl_and_output_file(cli, trail):
     target = trail / "north.jsonl"
-    result = cli("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01",
-                 "--format", "jsonl", "--output", target)
+    result = cli(
+        "report",
+        "own",
+        "--party",
+        "NORTH",
+        "--from",
+        "2025-01-01",
+        "--to",
+        "2026-01-01",
+        "--format",
+        "jsonl",
+        "--output",
+        target,
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert f"{len(NORTH_OWN)} records" in result.stderr
     items = [json.loads(line) for line in target.read_text().splitlines()]
     assert {item_key(i) for i in items} == NORTH_OWN
-    assert all(i["access"] == "own" and "payload" in i and tuple(i)[:15] == ITEM_FIELDS for i in items)
+    assert all(
+        i["access"] == "own" and "payload" in i and tuple(i)[:15] == ITEM_FIELDS for i in items
+    )
 
     csv_target = trail / "north.csv"
-    assert cli("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01",
-               "--output", csv_target).exit_code == 0
+    assert (
+        cli(
+            "report",
+            "own",
+            "--party",
+            "NORTH",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2026-01-01",
+            "--output",
+            csv_target,
+        ).exit_code
+        == 0
+    )
     header, rows = parse_csv(csv_target.read_text())
     assert tuple(header) == REPORT_FIELDS and len(rows) == len(NORTH_OWN)
 
@@ -257,12 +415,15 @@ def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):
     assert result.stdout.splitlines() == [",".join(REPORT_FIELDS)]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--from", "2025-03-01", "--to", "2025-02-01"], "--to"),
-    (["--from", "2025-03-01", "--to", "2025-03-01"], "--to"),
-    (["--from", "yesterday", "--to", "2025-03-01"], "--from"),
-    (["--to", "2025-03-01"], "--from"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--from", "2025-03-01", "--to", "2025-02-01"], "--to"),
+        (["--from", "2025-03-01", "--to", "2025-03-01"], "--to"),
+        (["--from", "yesterday", "--to", "2025-03-01"], "--from"),
+        (["--to", "2025-03-01"], "--from"),
+    ],
+)
 def test_report_bad_window(cli, trail, args, message):
     result = cli("report", "own", "--party", "NORTH", *args)
     assert result.exit_code != 0
@@ -272,8 +433,18 @@ def test_report_bad_window(cli, trail, args, message):
 
 def test_report_unknown_party(cli, trail):
     target = trail / "report.csv"
-    result = cli("report", "own", "--party", "NOBODY", "--from", "2025-01-01", "--to", "2026-01-01",
-                 "--output", target)
+    result = cli(
+        "report",
+        "own",
+        "--party",
+        "NOBODY",
+        "--from",
+        "2025-01-01",
+        "--to",
+        "2026-01-01",
+        "--output",
+        target,
+    )
     assert result.exit_code != 0
     assert "unknown party" in result.stderr and "Traceback" not in result.output
     assert not target.exists()  # no empty report left behind to be mistaken for "no traffic"
@@ -281,17 +452,25 @@ def test_report_unknown_party(cli, trail):
 
 # ------------------------------------------------------------------ records
 
+
 def test_records_through_the_rule_newest_first(cli, trail):
     items = jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))
     got = {item_key(i): i for i in items}
     assert len(got) == len(items)
     assert set(got) == NORTH_OWN | LOOK_FEB  # not LOOK-APR (SOUTH's time), no alerts of others
-    assert all(got[k]["access"] == "own" and got[k]["payload"] == p
-               for k, p in ((key(r), r["payload"]) for r in RECORDS) if k in NORTH_OWN)
+    assert all(
+        got[k]["access"] == "own" and got[k]["payload"] == p
+        for k, p in ((key(r), r["payload"]) for r in RECORDS)
+        if k in NORTH_OWN
+    )
     for k in LOOK_FEB:
         assert got[k]["access"] == "mp141" and "payload" not in got[k]
         assert (got[k]["srv"], got[k]["srv_title"]) == ("4.8.1", "Read Active Import Profile Data")
-        assert got[k]["party_id"] == "LOOK" and got[k]["user_role"] == "OU" and got[k]["device_type"] == "ESME"
+        assert (
+            got[k]["party_id"] == "LOOK"
+            and got[k]["user_role"] == "OU"
+            and got[k]["device_type"] == "ESME"
+        )
     assert all("LOOK-FEB" not in json.dumps(got[k]) for k in LOOK_FEB)
     times = [(i["logged_at"], i["id"]) for i in items]
     assert times == sorted(times, reverse=True)
@@ -299,26 +478,42 @@ def test_records_through_the_rule_newest_first(cli, trail):
 
 
 def test_records_for_other_parties(cli, trail):
-    south = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "SOUTH", "--format", "jsonl"))}
-    assert south == {**{k: "mp141" for k in LOOK_APR | NORTH_EDGE},
-                     **{k: "own" for k in keys_where(user_id=SOUTH_IS)}}
-    wires = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "WIRES", "--format", "jsonl"))}
+    south = {
+        item_key(i): i["access"]
+        for i in jsonl(cli("records", "--party", "SOUTH", "--format", "jsonl"))
+    }
+    assert south == {
+        **{k: "mp141" for k in LOOK_APR | NORTH_EDGE},
+        **{k: "own" for k in keys_where(user_id=SOUTH_IS)},
+    }
+    wires = {
+        item_key(i): i["access"]
+        for i in jsonl(cli("records", "--party", "WIRES", "--format", "jsonl"))
+    }
     on_meter = keys_where(device_id=METER, kind={"request", "acknowledgement", "response"})
     assert wires == {k: "mp141" for k in on_meter}
-    look = {item_key(i): i["access"] for i in jsonl(cli("records", "--party", "LOOK", "--format", "jsonl"))}
+    look = {
+        item_key(i): i["access"]
+        for i in jsonl(cli("records", "--party", "LOOK", "--format", "jsonl"))
+    }
     assert look == {k: "own" for k in keys_where(user_id=LOOK_OU)}
 
 
 def test_records_filters(cli, trail):
     def keys(*args):
-        return {item_key(i) for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *args))}
+        return {
+            item_key(i)
+            for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *args))
+        }
 
     assert keys("--device", GAS.lower()) == keys_where(device_id=GAS)
     assert keys("--device", METER.lower()) == (NORTH_OWN | LOOK_FEB) & keys_where(device_id=METER)
     assert keys("--request-id", f"{LOOK_OU}:{METER}:1".lower()) == LOOK_FEB
     assert keys("--request-id", f"{LOOK_OU}:{METER}:2") == set()  # exists, but not for NORTH
     window = keys("--from", "2025-02-02T10:00:00Z", "--to", "2025-02-03T10:00:00Z")
-    assert window == keys_where(request_id=f"{NORTH_IS}:{METER}:3")  # to is exclusive: not the 02-03 alert
+    assert window == keys_where(
+        request_id=f"{NORTH_IS}:{METER}:3"
+    )  # to is exclusive: not the 02-03 alert
     assert keys("--scope", "own") == NORTH_OWN
     assert keys("--scope", "others") == LOOK_FEB
     everything = jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))
@@ -340,21 +535,26 @@ def test_records_table(cli, trail):
 
 
 def test_records_of_a_party_that_sees_nothing(cli, trail, tmp_path):
-    (tmp_path / "more.csv").write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-02-00-99,QUIET,Quiet,QQ\n")
+    (tmp_path / "more.csv").write_text(
+        "user_id,party_id,party_name,role\n90-B3-D5-1F-30-02-00-99,QUIET,Quiet,QQ\n"
+    )
     assert cli("load", "users", tmp_path / "more.csv").exit_code == 0
     result = cli("records", "--party", "QUIET", "--format", "jsonl")
     assert result.exit_code == 0 and result.stdout == ""
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--party", "NOBODY"], None, "unknown party"),
-    (["--party", "NORTH", "--device", "zz-not-an-eui"], 2, "EUI-64"),
-    (["--party", "NORTH", "--request-id", "nonsense"], 2, "--request-id"),
-    (["--party", "NORTH", "--from", "yesterday"], 2, "--from"),
-    (["--party", "NORTH", "--limit", "0"], 2, "--limit"),
-    (["--party", "NORTH", "--scope", "everyone"], 2, "--scope"),
-    (["--device", METER], 2, "--party"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--party", "NOBODY"], None, "unknown party"),
+        (["--party", "NORTH", "--device", "zz-not-an-eui"], 2, "EUI-64"),
+        (["--party", "NORTH", "--request-id", "nonsense"], 2, "--request-id"),
+        (["--party", "NORTH", "--from", "yesterday"], 2, "--from"),
+        (["--party", "NORTH", "--limit", "0"], 2, "--limit"),
+        (["--party", "NORTH", "--scope", "everyone"], 2, "--scope"),
+        (["--device", METER], 2, "--party"),
+    ],
+)
 def test_records_bad_arguments(cli, trail, args, code, message):
     result = cli("records", *args)
     assert result.exit_code != 0 if code is None else result.exit_code == code
@@ -363,6 +563,7 @@ def test_records_bad_arguments(cli, trail, args, code, message):
 
 
 # ------------------------------------------------------------------ the schema
+
 
 def test_db_upgrade_idempotent_and_check_passes(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
@@ -382,7 +583,9 @@ def test_db_upgrade_idempotent_and_check_passes(tmp_path):
     assert reload.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"  # the data survived
 
 
-def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(empty_db_url, tmp_path, monkeypatch):
+def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(
+    empty_db_url, tmp_path, monkeypatch
+):
     """SPEC section 5: any command builds a new store, but only `db upgrade` (and `demo`)
     migrates one that an older servicetrail left."""
     from tests.store.test_migrations import older_store
@@ -392,11 +595,15 @@ def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(empty_db_url, tm
     runner = CliRunner()
     refused = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
     assert refused.exit_code == 2
-    assert refused.stderr == (f"Error: the store's schema is at revision {previous}, older than this servicetrail's "
-                              f"{head_revision()}: run 'servicetrail db upgrade' first\n")
+    assert refused.stderr == (
+        f"Error: the store's schema is at revision {previous}, older than this servicetrail's "
+        f"{head_revision()}: run 'servicetrail db upgrade' first\n"
+    )
     assert runner.invoke(main, ["--db", empty_db_url, "db", "upgrade"]).exit_code == 0
     after = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
-    assert after.exit_code == 2 and after.stderr == "Error: unknown party 'NORTH'\n"  # opened, then asked
+    assert (
+        after.exit_code == 2 and after.stderr == "Error: unknown party 'NORTH'\n"
+    )  # opened, then asked
 
 
 def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypatch):
@@ -404,7 +611,9 @@ def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypat
 
     monkeypatch.chdir(tmp_path)
     older_store(empty_db_url)
-    result = CliRunner().invoke(main, ["--db", empty_db_url, "demo", "--no-serve", "--records", "1000"])
+    result = CliRunner().invoke(
+        main, ["--db", empty_db_url, "demo", "--no-serve", "--records", "1000"]
+    )
     assert result.exit_code == 0, result.output
     assert "Demo logins" in result.stderr
 
@@ -426,8 +635,9 @@ def test_db_check_fails_on_a_store_without_the_schema(tmp_path):
 
 
 def test_store_in_a_missing_folder_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'nope' / 'x.db'}", "records",
-                                       "--party", "NORTH"])
+    result = CliRunner().invoke(
+        main, ["--db", f"sqlite:///{tmp_path / 'nope' / 'x.db'}", "records", "--party", "NORTH"]
+    )
     assert result.exit_code != 0
     assert "folder" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -457,9 +667,11 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     lines = []
     for n, month in enumerate(("2024-01", "2024-02", "2024-03")):
         rid = f"{user}:00-DB-00-00-00-00-00-01:{n}"
-        lines.append(f'{{"logged_at": "{month}-15T10:00:00Z", "kind": "request", "request_id": "{rid}", '
-                     f'"srv": "4.1.1", "user_id": "{user}", "device_id": "00-DB-00-00-00-00-00-01", '
-                     f'"response_code": "", "payload": "p{n}"}}')
+        lines.append(
+            f'{{"logged_at": "{month}-15T10:00:00Z", "kind": "request", "request_id": "{rid}", '
+            f'"srv": "4.1.1", "user_id": "{user}", "device_id": "00-DB-00-00-00-00-00-01", '
+            f'"response_code": "", "payload": "p{n}"}}'
+        )
     records.write_text("\n".join(lines) + "\n")
     users = tmp_path / "users.csv"
     users.write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old Co,IS\n")
@@ -486,16 +698,29 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
 
 def test_records_filters_by_srv_and_kind_as_the_api_reads_them(cli, trail):
     """SPEC section 5: `records ... [--srv S] [--kind K]`, read by the same code as the API."""
-    everything = {item_key(i): i for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))}
+    everything = {
+        item_key(i): i for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl"))
+    }
     for options, wanted in (
-            (["--kind", "request"], lambda i: i["kind"] == "request"),
-            (["--srv", "4.8.1"], lambda i: i["srv"] == "4.8.1"),
-            (["--srv", "active import profile"], lambda i: i["srv"] == "4.8.1"),  # words of its title
-            (["--kind", "response", "--srv", "4.8.1"], lambda i: i["kind"] == "response" and i["srv"] == "4.8.1")):
-        got = {item_key(i) for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *options))}
+        (["--kind", "request"], lambda i: i["kind"] == "request"),
+        (["--srv", "4.8.1"], lambda i: i["srv"] == "4.8.1"),
+        (["--srv", "active import profile"], lambda i: i["srv"] == "4.8.1"),  # words of its title
+        (
+            ["--kind", "response", "--srv", "4.8.1"],
+            lambda i: i["kind"] == "response" and i["srv"] == "4.8.1",
+        ),
+    ):
+        got = {
+            item_key(i)
+            for i in jsonl(cli("records", "--party", "NORTH", "--format", "jsonl", *options))
+        }
         assert got == {k for k, i in everything.items() if wanted(i)}, options
         assert got, options  # the trail has some of each, or the test proves nothing
-    for options, option in ((["--kind", "alert"], "--kind"), (["--from", "2025-02-01", "--to", "2025-01-01"], "--to"),
-                            (["--device", "00-DB"], "--device"), (["--request-id", "x:y:1"], "--request-id")):
+    for options, option in (
+        (["--kind", "alert"], "--kind"),
+        (["--from", "2025-02-01", "--to", "2025-01-01"], "--to"),
+        (["--device", "00-DB"], "--device"),
+        (["--request-id", "x:y:1"], "--request-id"),
+    ):
         refused = cli("records", "--party", "NORTH", *options)
         assert refused.exit_code == 2 and option in refused.stderr, (options, refused.stderr)

@@ -1,6 +1,7 @@
 """Account and token management on the command line (issue 10, finding 8): tokens list and
 revoke, accounts disable, enable and passwd, and password limits at creation; revocation
 reaches every server process within the documented cache time. On both engines."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,13 @@ def store(cli, db_url):
     """The persona registry, and accounts np (NORTHPOWER) and lk (LOOKER)."""
     engine = open_store(db_url)
     P.load_personas(engine)
-    assert cli("accounts", "create", "np", "--party", P.NORTHPOWER, input=PASSWORD + "\n").exit_code == 0
-    assert cli("accounts", "create", "lk", "--party", P.LOOKER, input=PASSWORD + "\n").exit_code == 0
+    assert (
+        cli("accounts", "create", "np", "--party", P.NORTHPOWER, input=PASSWORD + "\n").exit_code
+        == 0
+    )
+    assert (
+        cli("accounts", "create", "lk", "--party", P.LOOKER, input=PASSWORD + "\n").exit_code == 0
+    )
     yield engine
     engine.dispose()
 
@@ -41,8 +47,9 @@ def new_token(cli, username: str) -> str:
 def api_status(engine, token: str) -> int:
     """A fresh app: no process-local token cache stands between the store and the answer."""
     with TestClient(create_app(engine)) as client:
-        return client.get("/api/v1/records", params={"limit": "1"},
-                          headers={"Authorization": f"Bearer {token}"}).status_code
+        return client.get(
+            "/api/v1/records", params={"limit": "1"}, headers={"Authorization": f"Bearer {token}"}
+        ).status_code
 
 
 def screen(engine) -> TestClient:
@@ -51,9 +58,15 @@ def screen(engine) -> TestClient:
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> int:
     form = client.get("/login")
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": CSRF.search(form.text).group(1)},
-                       follow_redirects=False).status_code
+    return client.post(
+        "/login",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": CSRF.search(form.text).group(1),
+        },
+        follow_redirects=False,
+    ).status_code
 
 
 def listed_ids(cli, *args: str) -> list[int]:
@@ -67,7 +80,10 @@ def test_tokens_are_listed_without_their_values_and_revoked_by_id(cli, store):
     listing = cli("tokens", "list")
     assert listing.stdout.splitlines()[0].split() == ["ID", "ACCOUNT", "PARTY", "CREATED", "STATUS"]
     assert [line.split()[1:3] for line in listing.stdout.splitlines()[1:]] == [
-        ["np", P.NORTHPOWER], ["np", P.NORTHPOWER], ["lk", P.LOOKER]]
+        ["np", P.NORTHPOWER],
+        ["np", P.NORTHPOWER],
+        ["lk", P.LOOKER],
+    ]
     assert all(value not in listing.output for value in (first, second, other))
     ids = listed_ids(cli, "--account", "np")
     assert len(ids) == 2
@@ -89,11 +105,14 @@ def test_tokens_are_revoked_by_account_or_by_value(cli, store):
     assert api_status(store, leaked) == 401 and api_status(store, lk_token) == 200
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--account", "nobody"), "no account 'nobody'"),
-    ((), "name the tokens to revoke"),
-    (("\u0661",), "digits 0-9"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--account", "nobody"), "no account 'nobody'"),
+        ((), "name the tokens to revoke"),
+        (("\u0661",), "digits 0-9"),
+    ],
+)
 def test_revoking_without_naming_a_token_is_a_clear_error(cli, store, args, message):
     token = new_token(cli, "np")
     result = cli("tokens", "revoke", *args)
@@ -142,19 +161,30 @@ def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):
     assert api_status(store, token) == 200  # API tokens are revoked on their own
 
 
-@pytest.mark.parametrize("command", [("accounts", "create", "newbie", "--party", P.NORTHPOWER),
-                                     ("accounts", "passwd", "np")])
-@pytest.mark.parametrize("length,refused", [(MAX_PASSWORD_LENGTH, False), (MAX_PASSWORD_LENGTH + 1, True),
-                                            (11, True)])
-def test_a_password_the_sign_in_form_would_not_take_is_refused(cli, store, command, length, refused):
+@pytest.mark.parametrize(
+    "command",
+    [("accounts", "create", "newbie", "--party", P.NORTHPOWER), ("accounts", "passwd", "np")],
+)
+@pytest.mark.parametrize(
+    "length,refused", [(MAX_PASSWORD_LENGTH, False), (MAX_PASSWORD_LENGTH + 1, True), (11, True)]
+)
+def test_a_password_the_sign_in_form_would_not_take_is_refused(
+    cli, store, command, length, refused
+):
     result = cli(*command, input="p" * length + "\n")
     assert (result.exit_code == 2) is refused
     if length > MAX_PASSWORD_LENGTH:
         assert f"at most {MAX_PASSWORD_LENGTH} characters" in result.stderr
 
 
-@pytest.mark.parametrize("command", [("accounts", "disable", "ghost"), ("accounts", "enable", "ghost"),
-                                     ("accounts", "passwd", "ghost")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("accounts", "disable", "ghost"),
+        ("accounts", "enable", "ghost"),
+        ("accounts", "passwd", "ghost"),
+    ],
+)
 def test_an_unknown_account_is_a_clear_error(cli, store, command):
     result = cli(*command, input=NEW_PASSWORD + "\n")
     assert result.exit_code == 2 and "no account 'ghost'" in result.stderr
@@ -165,13 +195,20 @@ def test_a_username_is_ascii(cli, store):
     assert result.exit_code == 2 and "ASCII" in result.stderr
 
 
-def test_revocation_reaches_every_server_process_within_the_cache_time(cli, store, db_url, tmp_path):
+def test_revocation_reaches_every_server_process_within_the_cache_time(
+    cli, store, db_url, tmp_path
+):
     """Two server processes, each of which has looked the token up (and so remembers it):
     after 'tokens revoke', both refuse it once the documented cache time has passed."""
     token = new_token(cli, "np")
     cache_seconds = 1.0
-    with live_server(db_url, tmp_path, "--workers", "2",
-                     env={"SERVICETRAIL_TOKEN_CACHE_SECONDS": str(cache_seconds)}) as base:
+    with live_server(
+        db_url,
+        tmp_path,
+        "--workers",
+        "2",
+        env={"SERVICETRAIL_TOKEN_CACHE_SECONDS": str(cache_seconds)},
+    ) as base:
         headers = {"Authorization": f"Bearer {token}"}
 
         def statuses(count: int) -> set[int]:

@@ -1,5 +1,6 @@
 """`servicetrail triggers RECORD_ID --party P` (SPEC section 6): what the API answers, on the
 command line, on both engines."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,20 @@ def jsonl(result) -> list[dict]:
 
 
 def test_jsonl_gives_the_api_shape_with_the_request_id_link_first(cli, world):
-    lines = jsonl(cli("triggers", world.ids["np_resp"], "--party", P.NORTHPOWER, "--format", "jsonl"))
+    lines = jsonl(
+        cli("triggers", world.ids["np_resp"], "--party", P.NORTHPOWER, "--format", "jsonl")
+    )
     assert [(x["record"]["id"], x["link"], x["seconds_before"]) for x in lines] == [
-        (world.ids["np_req"], "request_id", 5)]
+        (world.ids["np_req"], "request_id", 5)
+    ]
     assert lines[0]["record"]["payload"] == "<np read>"  # NORTHPOWER's own request
 
 
 def test_another_users_request_shows_its_title_only(cli, world):
     # SOUTHENERGY, supplier since the change: the Export Supplier's read, then its response
-    lines = jsonl(cli("triggers", world.ids["sx_resp"], "--party", P.SOUTHENERGY, "--format", "jsonl"))
+    lines = jsonl(
+        cli("triggers", world.ids["sx_resp"], "--party", P.SOUTHENERGY, "--format", "jsonl")
+    )
     assert [(x["record"]["id"], x["link"]) for x in lines] == [(world.ids["sx_req"], "request_id")]
     assert lines[0]["record"]["access"] == "mp141"
     assert not {"payload", "execution_at", "subject_device_id"} & set(lines[0]["record"])
@@ -36,9 +42,22 @@ def test_another_users_request_shows_its_title_only(cli, world):
 
 def test_the_window_narrows_the_same_device_requests(cli, world):
     alert = world.ids["se_device_alert"]  # 19 hours after SOUTHENERGY's own request
-    assert [x["seconds_before"] for x in jsonl(cli("triggers", alert, "--party", P.SOUTHENERGY,
-                                                   "--window", "1140", "--format", "jsonl"))] == [19 * 3600]
-    assert jsonl(cli("triggers", alert, "--party", P.SOUTHENERGY, "--window", "1139", "--format", "jsonl")) == []
+    assert [
+        x["seconds_before"]
+        for x in jsonl(
+            cli(
+                "triggers", alert, "--party", P.SOUTHENERGY, "--window", "1140", "--format", "jsonl"
+            )
+        )
+    ] == [19 * 3600]
+    assert (
+        jsonl(
+            cli(
+                "triggers", alert, "--party", P.SOUTHENERGY, "--window", "1139", "--format", "jsonl"
+            )
+        )
+        == []
+    )
 
 
 def test_the_table_has_the_link_and_the_seconds(cli, world):
@@ -53,7 +72,9 @@ def test_a_hidden_record_is_answered_like_a_missing_one(cli, world):
     hidden = cli("triggers", world.ids["se_device_alert"], "--party", P.LOOKER)
     missing = cli("triggers", "987654321", "--party", P.LOOKER)
     assert hidden.exit_code == missing.exit_code == 1
-    assert hidden.stderr.replace(str(world.ids["se_device_alert"]), "N") == missing.stderr.replace("987654321", "N")
+    assert hidden.stderr.replace(str(world.ids["se_device_alert"]), "N") == missing.stderr.replace(
+        "987654321", "N"
+    )
     assert hidden.stdout == missing.stdout == ""
 
 

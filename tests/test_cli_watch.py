@@ -1,4 +1,5 @@
 """`servicetrail watch add|list|rm|events` (SPEC section 6) on both engines."""
+
 from __future__ import annotations
 
 import json
@@ -22,22 +23,52 @@ def lines(result) -> list[dict]:
 
 
 def lk_request(n: int) -> SatRecord:
-    return SatRecord(P.t("2025-04-01T10:00:00Z").replace(second=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-                     "11.2", P.LK_OU, P.ESME_1, "", "<body>")
+    return SatRecord(
+        P.t("2025-04-01T10:00:00Z").replace(second=n),
+        "request",
+        f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
+        "11.2",
+        P.LK_OU,
+        P.ESME_1,
+        "",
+        "<body>",
+    )
 
 
 def test_add_list_events_rm(cli, world, engine):
-    made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "fw reads", "--srvs", "11.2,4.1.1",
-                     "--kinds", "request,response"))[0]
-    assert made["srvs"] == ["4.1.1", "11.2"] and made["kinds"] == ["request", "response"] and made["webhook"] is None
+    made = lines(
+        cli(
+            "watch",
+            "add",
+            "--party",
+            P.SOUTHENERGY,
+            "--name",
+            "fw reads",
+            "--srvs",
+            "11.2,4.1.1",
+            "--kinds",
+            "request,response",
+        )
+    )[0]
+    assert (
+        made["srvs"] == ["4.1.1", "11.2"]
+        and made["kinds"] == ["request", "response"]
+        and made["webhook"] is None
+    )
     assert lines(cli("watch", "list", "--party", P.SOUTHENERGY)) == [made]
     assert lines(cli("watch", "list", "--party", P.WIRESCO)) == []
     with engine.begin() as conn:
         append_records(conn, [lk_request(1), lk_request(2)])
     events = lines(cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY))
-    assert [e["event_id"] for e in events] == [1, 2] and all("payload" not in e["record"] for e in events)
-    assert [e["event_id"] for e in lines(cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY,
-                                             "--after", "1"))] == [2]
+    assert [e["event_id"] for e in events] == [1, 2] and all(
+        "payload" not in e["record"] for e in events
+    )
+    assert [
+        e["event_id"]
+        for e in lines(
+            cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", "1")
+        )
+    ] == [2]
     other = cli("watch", "events", str(made["id"]), "--party", P.WIRESCO)
     assert other.exit_code == 1 and "no such watch" in other.stderr
     assert cli("watch", "rm", str(made["id"]), "--party", P.WIRESCO).exit_code == 1
@@ -45,13 +76,16 @@ def test_add_list_events_rm(cli, world, engine):
     assert lines(cli("watch", "list", "--party", P.SOUTHENERGY)) == []
 
 
-@pytest.mark.parametrize("args, hint", [
-    (["--devices", "nope"], "--devices"),
-    (["--srvs", "x.y"], "--srvs"),
-    (["--kinds", "alert"], "--kinds"),
-    (["--webhook", "http://example.org/"], "--webhook"),
-    (["--webhook", "https://127.0.0.1/"], "--webhook"),
-])
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["--devices", "nope"], "--devices"),
+        (["--srvs", "x.y"], "--srvs"),
+        (["--kinds", "alert"], "--kinds"),
+        (["--webhook", "http://example.org/"], "--webhook"),
+        (["--webhook", "https://127.0.0.1/"], "--webhook"),
+    ],
+)
 def test_bad_options_are_usage_errors(cli, world, args, hint, monkeypatch):
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -67,7 +101,17 @@ def test_an_unknown_party_is_an_error(cli, world):
 def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
-    made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "hook", "--webhook",
-                     "http://127.0.0.1:9/hook"))[0]
+    made = lines(
+        cli(
+            "watch",
+            "add",
+            "--party",
+            P.SOUTHENERGY,
+            "--name",
+            "hook",
+            "--webhook",
+            "http://127.0.0.1:9/hook",
+        )
+    )[0]
     assert made["webhook"]["secret"].startswith("whsec_")
     assert "whsec_" not in cli("watch", "list", "--party", P.SOUTHENERGY).stdout

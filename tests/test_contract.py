@@ -3,6 +3,7 @@
 It lives outside this repository, so it only runs where the shared folder sits beside it
 (as on developer machines and in CI); the suite's own tests cover the same ground.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -16,14 +17,30 @@ CHECK = ROOT.parent / "shared" / "contract" / "check_contract.py"
 SAMPLES = ROOT.parent / "shared" / "duis" / "samples"
 BINARY = Path(sys.executable).with_name("servicetrail")
 
-pytestmark = pytest.mark.skipif(not CHECK.exists(), reason="no ../shared/contract beside this checkout")
+pytestmark = pytest.mark.skipif(
+    not CHECK.exists(), reason="no ../shared/contract beside this checkout"
+)
 
 
 @pytest.mark.parametrize("via", ["cli", "api"])
 def test_contract_check_passes(via: str, tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, str(CHECK), "--bin", str(BINARY), "--via", via, "--duis-samples", str(SAMPLES)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            str(CHECK),
+            "--bin",
+            str(BINARY),
+            "--via",
+            via,
+            "--duis-samples",
+            str(SAMPLES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
-    assert run.returncode == 0 and last.endswith(" 0 failed"), run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0 and last.endswith(" 0 failed"), (
+        run.stdout[-3000:] + run.stderr[-2000:]
+    )

@@ -5,6 +5,7 @@ spreadsheet runs it; JSON Lines and the API's items keep every value exactly as 
 Through the real interfaces, on both engines: records ingested by `servicetrail ingest`,
 the report read by `servicetrail report own` and by GET /api/v1/reports/own.csv.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,11 +34,23 @@ PAYLOADS = {**FORMULAS, **HARMLESS}
 
 @pytest.fixture
 def trail(cli, tmp_path):
-    (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{USER},SHEETS,Sheets Ltd,IS\n")
+    (tmp_path / "users.csv").write_text(
+        f"user_id,party_id,party_name,role\n{USER},SHEETS,Sheets Ltd,IS\n"
+    )
     (tmp_path / "devices.csv").write_text(f"device_id,device_type,smets\n{METER},ESME,2\n")
-    lines = [{"logged_at": f"2025-02-01T10:00:{n:02d}Z", "kind": "request", "request_id": f"{USER}:{METER}:{n}",
-              "srv": "4.1.1", "user_id": USER, "device_id": METER, "response_code": "", "payload": payload}
-             for n, payload in enumerate(PAYLOADS.values(), start=1)]
+    lines = [
+        {
+            "logged_at": f"2025-02-01T10:00:{n:02d}Z",
+            "kind": "request",
+            "request_id": f"{USER}:{METER}:{n}",
+            "srv": "4.1.1",
+            "user_id": USER,
+            "device_id": METER,
+            "response_code": "",
+            "payload": payload,
+        }
+        for n, payload in enumerate(PAYLOADS.values(), start=1)
+    ]
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     for what, name in (("users", "users.csv"), ("devices", "devices.csv")):
         assert cli("load", what, tmp_path / name).exit_code == 0
@@ -63,7 +76,9 @@ def test_the_cli_report_neutralises_formulas_and_json_lines_keep_them(cli, trail
     assert_neutralised(payload_cells(as_csv.stdout))
     as_jsonl = cli("report", "own", *window, "--format", "jsonl")
     assert as_jsonl.exit_code == 0, as_jsonl.output
-    assert sorted(json.loads(line)["payload"] for line in as_jsonl.stdout.splitlines()) == sorted(PAYLOADS.values())
+    assert sorted(json.loads(line)["payload"] for line in as_jsonl.stdout.splitlines()) == sorted(
+        PAYLOADS.values()
+    )
 
 
 def test_report_help_states_the_rule(cli):
@@ -73,17 +88,27 @@ def test_report_help_states_the_rule(cli):
 
 
 def test_the_api_report_neutralises_formulas_and_items_keep_them(cli, trail, db_url):
-    assert cli("accounts", "create", "sheets", "--party", "SHEETS", input="a long enough password\n").exit_code == 0
+    assert (
+        cli(
+            "accounts", "create", "sheets", "--party", "SHEETS", input="a long enough password\n"
+        ).exit_code
+        == 0
+    )
     token = cli("tokens", "create", "sheets").stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
     engine = open_store(db_url)
     try:
         with TestClient(create_app(engine)) as client:
-            report = client.get("/api/v1/reports/own.csv", headers=headers,
-                                params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+            report = client.get(
+                "/api/v1/reports/own.csv",
+                headers=headers,
+                params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+            )
             assert report.status_code == 200
             assert_neutralised(payload_cells(report.text))
-            items = client.get("/api/v1/records", headers=headers, params={"scope": "own"}).json()["items"]
+            items = client.get("/api/v1/records", headers=headers, params={"scope": "own"}).json()[
+                "items"
+            ]
             assert sorted(i["payload"] for i in items) == sorted(PAYLOADS.values())
     finally:
         engine.dispose()

@@ -1,4 +1,5 @@
 """Settings come from the environment through one module, checked, and documented in one table."""
+
 from __future__ import annotations
 
 import ast
@@ -22,39 +23,60 @@ def test_an_empty_environment_gives_the_defaults() -> None:
 
 
 def test_values_are_read_as_their_types() -> None:
-    chosen = Settings.from_environment({
-        "SERVICETRAIL_BATCH": "500", "SERVICETRAIL_STATEMENT_TIMEOUT": "0.5", "SERVICETRAIL_PARSE_WORKERS": "0",
-        "SERVICETRAIL_LOG_LEVEL": "INFO", "SERVICETRAIL_DATABASE_URL": "postgresql://st@localhost/st"})
-    assert (chosen.batch, chosen.statement_timeout, chosen.parse_workers, chosen.log_level, chosen.database_url) == (
-        500, 0.5, 0, "info", "postgresql://st@localhost/st")
+    chosen = Settings.from_environment(
+        {
+            "SERVICETRAIL_BATCH": "500",
+            "SERVICETRAIL_STATEMENT_TIMEOUT": "0.5",
+            "SERVICETRAIL_PARSE_WORKERS": "0",
+            "SERVICETRAIL_LOG_LEVEL": "INFO",
+            "SERVICETRAIL_DATABASE_URL": "postgresql://st@localhost/st",
+        }
+    )
+    assert (
+        chosen.batch,
+        chosen.statement_timeout,
+        chosen.parse_workers,
+        chosen.log_level,
+        chosen.database_url,
+    ) == (500, 0.5, 0, "info", "postgresql://st@localhost/st")
 
 
-@pytest.mark.parametrize("variable, value, expected", [
-    ("SERVICETRAIL_BATCH", "lots", "whole number of 1 or more"),
-    ("SERVICETRAIL_BATCH", "0", "whole number of 1 or more"),
-    ("SERVICETRAIL_BATCH", "1_000", "whole number"),
-    ("SERVICETRAIL_BATCH", "٣", "whole number"),
-    ("SERVICETRAIL_POOL_SIZE", "-3", "whole number of 1 or more"),
-    ("SERVICETRAIL_STATEMENT_TIMEOUT", "ten", "number of seconds"),
-    ("SERVICETRAIL_STATEMENT_TIMEOUT", "nan", "number of seconds"),
-    ("SERVICETRAIL_SEND_TIMEOUT", "0", "more than 0"),
-    ("SERVICETRAIL_LOG_LEVEL", "loud", "one of critical"),
-    ("SERVICETRAIL_DATABASE_URL", "servicetrail.db", "database URL"),
-    ("SERVICETRAIL_PARTY_HEAVY", "0", "1 or more"),
-])
-def test_a_bad_value_is_refused_naming_the_variable_and_the_value(variable: str, value: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("SERVICETRAIL_BATCH", "lots", "whole number of 1 or more"),
+        ("SERVICETRAIL_BATCH", "0", "whole number of 1 or more"),
+        ("SERVICETRAIL_BATCH", "1_000", "whole number"),
+        ("SERVICETRAIL_BATCH", "٣", "whole number"),
+        ("SERVICETRAIL_POOL_SIZE", "-3", "whole number of 1 or more"),
+        ("SERVICETRAIL_STATEMENT_TIMEOUT", "ten", "number of seconds"),
+        ("SERVICETRAIL_STATEMENT_TIMEOUT", "nan", "number of seconds"),
+        ("SERVICETRAIL_SEND_TIMEOUT", "0", "more than 0"),
+        ("SERVICETRAIL_LOG_LEVEL", "loud", "one of critical"),
+        ("SERVICETRAIL_DATABASE_URL", "servicetrail.db", "database URL"),
+        ("SERVICETRAIL_PARTY_HEAVY", "0", "1 or more"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable_and_the_value(
+    variable: str, value: str, expected: str
+) -> None:
     with pytest.raises(SettingError) as refused:
         Settings.from_environment({variable: value})
     message = str(refused.value)
     assert message.startswith(f"{variable}={value!r}") and expected in message
 
 
-def test_the_cli_refuses_a_bad_setting_with_exit_2_and_no_traceback(tmp_path: Path, monkeypatch) -> None:
+def test_the_cli_refuses_a_bad_setting_with_exit_2_and_no_traceback(
+    tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("SERVICETRAIL_STATEMENT_TIMEOUT", "soon")
     result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'x.db'}", "db", "check"])
     assert result.exit_code == 2
-    assert result.stderr == "Error: SERVICETRAIL_STATEMENT_TIMEOUT='soon' is not valid: expected a number of " \
-                            "seconds, 0 or more\n"
+    assert (
+        result.stderr
+        == "Error: SERVICETRAIL_STATEMENT_TIMEOUT='soon' is not valid: expected a number of "
+        "seconds, 0 or more\n"
+    )
     assert isinstance(result.exception, SystemExit)
     assert not (tmp_path / "x.db").exists()  # refused before any command ran
 
@@ -70,8 +92,12 @@ def test_only_the_settings_module_reads_the_environment() -> None:
     readers = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
-                    and isinstance(node.value, ast.Name) and node.value.id == "os"):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv", "environb")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
                 readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert readers and all(r.startswith("settings.py:") for r in readers), readers
 
@@ -79,5 +105,7 @@ def test_only_the_settings_module_reads_the_environment() -> None:
 def test_the_readme_table_lists_every_setting_as_the_code_has_it() -> None:
     readme = (ROOT / "README.md").read_text()
     assert settings.markdown_table() in readme
-    documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `SERVICETRAIL_")}
+    documented = {
+        line.split("`")[1] for line in readme.splitlines() if line.startswith("| `SERVICETRAIL_")
+    }
     assert documented == {f.metadata["variable"] for f in fields(Settings)}

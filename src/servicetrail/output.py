@@ -1,6 +1,7 @@
 """Shaping items for the terminal and for files: JSON Lines and a streamed table.
 
 CSV reports come from store.export, which lets the database build the lines."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -18,9 +19,18 @@ def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:
 
 
 # (item field, column heading, width)
-_TABLE = (("logged_at", "logged_at", 20), ("kind", "kind", 15), ("srv", "srv", 7), ("command_variant", "cv", 2),
-          ("srv_title", "srv_title", 34), ("device_id", "device_id", 23), ("party_id", "party_id", 10),
-          ("user_role", "user_role", 4), ("response_code", "response_code", 4), ("access", "access", 6))
+_TABLE = (
+    ("logged_at", "logged_at", 20),
+    ("kind", "kind", 15),
+    ("srv", "srv", 7),
+    ("command_variant", "cv", 2),
+    ("srv_title", "srv_title", 34),
+    ("device_id", "device_id", 23),
+    ("party_id", "party_id", 10),
+    ("user_role", "user_role", 4),
+    ("response_code", "response_code", 4),
+    ("access", "access", 6),
+)
 
 
 def _cell(value: Any, width: int) -> str:

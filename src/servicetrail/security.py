@@ -1,4 +1,5 @@
 """Passwords (argon2id) and API tokens (random, stored only as a SHA-256 digest)."""
+
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024  # the sign-in form verifies nothing longer (argon2 hashes any length, slowly)
+MAX_PASSWORD_LENGTH = (
+    1024  # the sign-in form verifies nothing longer (argon2 hashes any length, slowly)
+)
 TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
 
@@ -29,7 +32,9 @@ def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:  # it could be set, but never used to sign in
-        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)")
+        raise WeakPassword(
+            f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)"
+        )
     return _hasher.hash(password)
 
 

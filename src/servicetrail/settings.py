@@ -7,6 +7,7 @@ README's table of settings is `markdown_table()`, and a test keeps the two in st
 The settings are read once per process, on first use. The command line reads them afresh at
 each invocation, so that it is the command's own environment that counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ def whole(minimum: int) -> Callable[[str], int]:
         if not (stripped.isascii() and stripped.isdigit()) or int(stripped) < minimum:
             raise ValueError(f"expected a whole number of {minimum} or more")
         return int(stripped)
+
     return parse
 
 
@@ -45,8 +47,11 @@ def seconds(*, zero_allowed: bool) -> Callable[[str], float]:
         except ValueError:
             value = math.nan
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
-            raise ValueError("expected a number of seconds, " + ("0 or more" if zero_allowed else "more than 0"))
+            raise ValueError(
+                "expected a number of seconds, " + ("0 or more" if zero_allowed else "more than 0")
+            )
         return value
+
     return parse
 
 
@@ -55,6 +60,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         if text.strip().lower() not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}")
         return text.strip().lower()
+
     return parse
 
 
@@ -71,71 +77,180 @@ def retry_waits(text: str) -> str:
 
 def url(text: str) -> str:
     if "://" not in text:
-        raise ValueError("expected a database URL such as sqlite:///servicetrail.db or postgresql://user@host/db")
+        raise ValueError(
+            "expected a database URL such as sqlite:///servicetrail.db or postgresql://user@host/db"
+        )
     return text
 
 
 def setting(name: str, default: Any, parse: Callable[[str], Any], shown: str, what: str) -> Any:
     """A field of Settings: its variable (SERVICETRAIL_ + name), how its text is read, and the
     default and description that the README's table shows."""
-    return field(default=default, metadata={"variable": PREFIX + name, "parse": parse, "shown": shown,
-                                            "what": what})
+    return field(
+        default=default,
+        metadata={"variable": PREFIX + name, "parse": parse, "shown": shown, "what": what},
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str = setting("DATABASE_URL", "sqlite:///servicetrail.db", url, "`sqlite:///servicetrail.db`",
-                                "the store (`--db URL` on any command takes precedence)")
-    statement_timeout: float = setting("STATEMENT_TIMEOUT", 10.0, seconds(zero_allowed=True), "10",
-                                       'seconds a search may run before "narrow your search"')
-    export_timeout: float = setting("EXPORT_TIMEOUT", 3600.0, seconds(zero_allowed=True), "3600",
-                                    "seconds a report or CLI listing may stream")
-    pool_size: int = setting("POOL_SIZE", 10, whole(1), "10", "PostgreSQL connections per server process")
+    database_url: str = setting(
+        "DATABASE_URL",
+        "sqlite:///servicetrail.db",
+        url,
+        "`sqlite:///servicetrail.db`",
+        "the store (`--db URL` on any command takes precedence)",
+    )
+    statement_timeout: float = setting(
+        "STATEMENT_TIMEOUT",
+        10.0,
+        seconds(zero_allowed=True),
+        "10",
+        'seconds a search may run before "narrow your search"',
+    )
+    export_timeout: float = setting(
+        "EXPORT_TIMEOUT",
+        3600.0,
+        seconds(zero_allowed=True),
+        "3600",
+        "seconds a report or CLI listing may stream",
+    )
+    pool_size: int = setting(
+        "POOL_SIZE", 10, whole(1), "10", "PostgreSQL connections per server process"
+    )
     token_cache_seconds: float = setting(
-        "TOKEN_CACHE_SECONDS", 5.0, seconds(zero_allowed=True), "5",
-        "how long a server process trusts a looked-up token (revocation takes effect within this; 0: not at all)")
+        "TOKEN_CACHE_SECONDS",
+        5.0,
+        seconds(zero_allowed=True),
+        "5",
+        "how long a server process trusts a looked-up token (revocation takes effect within this; 0: not at all)",
+    )
     batch: int = setting("BATCH", 20_000, whole(1), "20000", "records per ingest transaction")
-    registry_batch: int = setting("REGISTRY_BATCH", 20_000, whole(1), "20000",
-                                  "registry rows per transaction of `load users|devices|responsibilities`")
-    batch_bytes: int = setting("BATCH_BYTES", 48 << 20, whole(1), "48 MiB",
-                               "payload bytes after which an ingest transaction commits early")
-    parse_workers: int | None = setting("PARSE_WORKERS", None, whole(0), "1 (SAT), cores (DUIS)",
-                                        "worker processes that parse and validate input (0: none)")
-    worker_min_bytes: int = setting("WORKER_MIN_BYTES", 1 << 20, whole(0), "1 MiB",
-                                    "a smaller input file is parsed in the loading process itself")
-    max_duis_bytes: int = setting("MAX_DUIS_BYTES", 16 << 20, whole(1), "16 MiB",
-                                  "the largest DUIS document accepted")
-    log_level: str = setting("LOG_LEVEL", "warning", one_of(LOG_LEVELS), "warning",
-                             f"what `serve` logs: {', '.join(LOG_LEVELS)} (see [Security](#security))")
-    max_header_bytes: int = setting("MAX_HEADER_BYTES", 16 * 1024, whole(1), "16384",
-                                    "the largest request head (request line and headers) `serve` reads; past it, 431")
-    party_requests: int = setting("PARTY_REQUESTS", 6, whole(1), "6",
-                                  "reads of the trail one Party may have in flight in a server process "
-                                  "(see [Security](#security))")
-    party_heavy: int = setting("PARTY_HEAVY", 1, whole(1), "1",
-                               "broad searches and reports one Party may have running in a server process")
-    party_downloads: int = setting("PARTY_DOWNLOADS", 2, whole(1), "2",
-                                   "report downloads one Party may have open in a server process")
-    party_streams: int = setting("PARTY_STREAMS", 4, whole(1), "4",
-                                 "watch event streams (SSE) one Party may have open in a server process")
-    stream_poll_seconds: float = setting("STREAM_POLL_SECONDS", 1.0, seconds(zero_allowed=False), "1",
-                                         "how often an open event stream looks for new events")
-    match_batch: int = setting("MATCH_BATCH", 5000, whole(1), "5000", "records matched against watches at a time")
-    match_gap_seconds: float = setting("MATCH_GAP_SECONDS", 60.0, seconds(zero_allowed=True), "60",
-                                       "how long matching waits at a gap in record ids (a loader still writing)")
-    webhook_allow_loopback: str = setting("WEBHOOK_ALLOW_LOOPBACK", "0", one_of(("0", "1")), "0",
-                                          "1: webhooks may call http:// URLs on loopback addresses "
-                                          "(local receivers, tests)")
-    webhook_timeout: float = setting("WEBHOOK_TIMEOUT", 15.0, seconds(zero_allowed=False), "15",
-                                     "seconds one webhook attempt may take, answer included")
-    webhook_concurrency: int = setting("WEBHOOK_CONCURRENCY", 64, whole(1), "64",
-                                       "webhook deliveries in flight per worker")
-    webhook_per_host: int = setting("WEBHOOK_PER_HOST", 16, whole(1), "16",
-                                    "webhook deliveries in flight to one receiver")
-    webhook_retry_seconds: str = setting("WEBHOOK_RETRY_SECONDS", "", retry_waits, "Standard Webhooks' schedule",
-                                         "comma-separated seconds to wait before each retry of a webhook")
-    send_timeout: float = setting("SEND_TIMEOUT", 60.0, seconds(zero_allowed=False), "60",
-                                  "seconds a report download may leave a 64 KB piece untaken before it is cut off")
+    registry_batch: int = setting(
+        "REGISTRY_BATCH",
+        20_000,
+        whole(1),
+        "20000",
+        "registry rows per transaction of `load users|devices|responsibilities`",
+    )
+    batch_bytes: int = setting(
+        "BATCH_BYTES",
+        48 << 20,
+        whole(1),
+        "48 MiB",
+        "payload bytes after which an ingest transaction commits early",
+    )
+    parse_workers: int | None = setting(
+        "PARSE_WORKERS",
+        None,
+        whole(0),
+        "1 (SAT), cores (DUIS)",
+        "worker processes that parse and validate input (0: none)",
+    )
+    worker_min_bytes: int = setting(
+        "WORKER_MIN_BYTES",
+        1 << 20,
+        whole(0),
+        "1 MiB",
+        "a smaller input file is parsed in the loading process itself",
+    )
+    max_duis_bytes: int = setting(
+        "MAX_DUIS_BYTES", 16 << 20, whole(1), "16 MiB", "the largest DUIS document accepted"
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "warning",
+        one_of(LOG_LEVELS),
+        "warning",
+        f"what `serve` logs: {', '.join(LOG_LEVELS)} (see [Security](#security))",
+    )
+    max_header_bytes: int = setting(
+        "MAX_HEADER_BYTES",
+        16 * 1024,
+        whole(1),
+        "16384",
+        "the largest request head (request line and headers) `serve` reads; past it, 431",
+    )
+    party_requests: int = setting(
+        "PARTY_REQUESTS",
+        6,
+        whole(1),
+        "6",
+        "reads of the trail one Party may have in flight in a server process "
+        "(see [Security](#security))",
+    )
+    party_heavy: int = setting(
+        "PARTY_HEAVY",
+        1,
+        whole(1),
+        "1",
+        "broad searches and reports one Party may have running in a server process",
+    )
+    party_downloads: int = setting(
+        "PARTY_DOWNLOADS",
+        2,
+        whole(1),
+        "2",
+        "report downloads one Party may have open in a server process",
+    )
+    party_streams: int = setting(
+        "PARTY_STREAMS",
+        4,
+        whole(1),
+        "4",
+        "watch event streams (SSE) one Party may have open in a server process",
+    )
+    stream_poll_seconds: float = setting(
+        "STREAM_POLL_SECONDS",
+        1.0,
+        seconds(zero_allowed=False),
+        "1",
+        "how often an open event stream looks for new events",
+    )
+    match_batch: int = setting(
+        "MATCH_BATCH", 5000, whole(1), "5000", "records matched against watches at a time"
+    )
+    match_gap_seconds: float = setting(
+        "MATCH_GAP_SECONDS",
+        60.0,
+        seconds(zero_allowed=True),
+        "60",
+        "how long matching waits at a gap in record ids (a loader still writing)",
+    )
+    webhook_allow_loopback: str = setting(
+        "WEBHOOK_ALLOW_LOOPBACK",
+        "0",
+        one_of(("0", "1")),
+        "0",
+        "1: webhooks may call http:// URLs on loopback addresses (local receivers, tests)",
+    )
+    webhook_timeout: float = setting(
+        "WEBHOOK_TIMEOUT",
+        15.0,
+        seconds(zero_allowed=False),
+        "15",
+        "seconds one webhook attempt may take, answer included",
+    )
+    webhook_concurrency: int = setting(
+        "WEBHOOK_CONCURRENCY", 64, whole(1), "64", "webhook deliveries in flight per worker"
+    )
+    webhook_per_host: int = setting(
+        "WEBHOOK_PER_HOST", 16, whole(1), "16", "webhook deliveries in flight to one receiver"
+    )
+    webhook_retry_seconds: str = setting(
+        "WEBHOOK_RETRY_SECONDS",
+        "",
+        retry_waits,
+        "Standard Webhooks' schedule",
+        "comma-separated seconds to wait before each retry of a webhook",
+    )
+    send_timeout: float = setting(
+        "SEND_TIMEOUT",
+        60.0,
+        seconds(zero_allowed=False),
+        "60",
+        "seconds a report download may leave a 64 KB piece untaken before it is cut off",
+    )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -156,8 +271,10 @@ class Settings:
 def markdown_table() -> str:
     """The README's table of settings, one row a variable."""
     rows = ["| variable | default | what |", "|---|---|---|"]
-    rows += [f"| `{f.metadata['variable']}` | {f.metadata['shown']} | {f.metadata['what']} |"
-             for f in fields(Settings)]
+    rows += [
+        f"| `{f.metadata['variable']}` | {f.metadata['shown']} | {f.metadata['what']} |"
+        for f in fields(Settings)
+    ]
     return "\n".join(rows)
 
 

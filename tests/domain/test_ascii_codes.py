@@ -1,10 +1,17 @@
 """Codes and numbers from outside are ASCII, checked exactly as they are stored (issue 10,
 finding 6): Unicode case mapping and digit parsing let other strings pass for valid ones."""
+
 from __future__ import annotations
 
 import pytest
 
-from servicetrail.domain.ids import InvalidValue, is_response_code, party_id, role_code, whole_number
+from servicetrail.domain.ids import (
+    InvalidValue,
+    is_response_code,
+    party_id,
+    role_code,
+    whole_number,
+)
 
 
 @pytest.mark.parametrize("raw", ["NORTHPOWER", "N0RTH_POWER-2", "X", "A" * 32])
@@ -12,13 +19,21 @@ def test_party_id_accepts_ascii_upper_case_codes(raw: str) -> None:
     assert party_id(raw) == raw
 
 
-@pytest.mark.parametrize("raw", [
-    "\u0131NC",        # dotless i: its upper case is I
-    "STRA\u00dfE",     # sharp s: its upper case is SS
-    "supa", "Supa",    # lower case would be a second Party beside SUPA
-    "\uff29\uff33",    # fullwidth IS
-    "NORTH POWER", "NORTH!", "", "A" * 33, "NORTH\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u0131NC",  # dotless i: its upper case is I
+        "STRA\u00dfE",  # sharp s: its upper case is SS
+        "supa",
+        "Supa",  # lower case would be a second Party beside SUPA
+        "\uff29\uff33",  # fullwidth IS
+        "NORTH POWER",
+        "NORTH!",
+        "",
+        "A" * 33,
+        "NORTH\n",
+    ],
+)
 def test_party_id_refuses_anything_but_what_the_spec_allows(raw: str) -> None:
     with pytest.raises(InvalidValue, match="party_id"):
         party_id(raw)

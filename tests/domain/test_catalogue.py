@@ -1,4 +1,5 @@
 """The SRV catalogue of DUIS 5.x."""
+
 from __future__ import annotations
 
 from servicetrail.domain.catalogue import CATALOGUE, is_non_device, search_srvs, srv_title
@@ -69,8 +70,11 @@ def test_every_title_uses_the_ascii_hyphen_and_single_spaces() -> None:
 def test_a_title_is_found_whatever_dash_case_or_spacing_the_analyst_types() -> None:
     fault_returns = {"8.14.3", "8.14.4"}
     for dash in "-" + DASHES:
-        for typed in (f"Status Update {dash} Fault Return", f"status update{dash}fault return",
-                      f"STATUS  UPDATE {dash}FAULT RETURN"):
+        for typed in (
+            f"Status Update {dash} Fault Return",
+            f"status update{dash}fault return",
+            f"STATUS  UPDATE {dash}FAULT RETURN",
+        ):
             assert set(search_srvs(typed)) == {"8.14.3"}, typed
         assert set(search_srvs(f"update {dash} install")) == {"8.14.1", "8.14.2"}, dash
     assert set(search_srvs("fault return")) == fault_returns

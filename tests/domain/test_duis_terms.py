@@ -1,4 +1,5 @@
 """DUIS header values in words (the screen and README use them)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -17,7 +18,11 @@ def test_every_command_variant_is_explained_and_4_says_nothing_reached_the_devic
 
 
 def test_the_year_3000_execution_time_is_a_cancellation() -> None:
-    assert execution_text("3000-12-31T00:00:00Z").startswith("cancels the pending future-dated command")
+    assert execution_text("3000-12-31T00:00:00Z").startswith(
+        "cancels the pending future-dated command"
+    )
     assert execution_text(datetime(3000, 12, 31, tzinfo=timezone.utc)).startswith("cancels")
-    assert execution_text("2025-03-10T06:30:00Z") == "future-dated: to run at 2025-03-10 06:30:00 UTC"
+    assert (
+        execution_text("2025-03-10T06:30:00Z") == "future-dated: to run at 2025-03-10 06:30:00 UTC"
+    )
     assert execution_text(None) == execution_text("") == ""

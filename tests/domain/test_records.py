@@ -1,4 +1,5 @@
 """Validation of a normalised SAT record (SPEC section 4) and the item shape of section 5."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -41,32 +42,38 @@ def test_optional_fields_may_be_empty_or_absent() -> None:
     request = {k: v for k, v in GOOD.items() if k not in ("response_code", "payload")}
     record = record_from_mapping({**request, "kind": "request"})
     assert (record.response_code, record.payload) == ("", "")
-    non_device = record_from_mapping({**GOOD, "kind": "request", "srv": "8.2", "device_id": "",
-                                      "response_code": ""})
+    non_device = record_from_mapping(
+        {**GOOD, "kind": "request", "srv": "8.2", "device_id": "", "response_code": ""}
+    )
     assert non_device.device_id == ""
     alert = record_from_mapping({**GOOD, "kind": "dcc_alert", "srv": "", "device_id": None})
     assert (alert.srv, alert.device_id) == ("", "")
 
 
-@pytest.mark.parametrize("kind", ["request", "acknowledgement", "response", "device_alert", "dcc_alert"])
+@pytest.mark.parametrize(
+    "kind", ["request", "acknowledgement", "response", "device_alert", "dcc_alert"]
+)
 def test_every_kind_is_accepted(kind: str) -> None:
     assert record_from_mapping({**GOOD, "kind": kind}).kind == kind
 
 
-@pytest.mark.parametrize("field,value", [
-    ("logged_at", "2025-03-01T10:00:00"),  # no offset
-    ("logged_at", "not a time"),
-    ("kind", "alert"),
-    ("kind", "REQUEST"),
-    ("request_id", "90-B3-D5-1F-30-01-00-01:42"),
-    ("request_id", "nonsense"),
-    ("user_id", "90B3D51F30010001"),
-    ("device_id", "00-DB-12-34-56-78-90"),
-    ("srv", "4.1.a"),
-    ("srv", "1234567890.12"),
-    ("response_code", "I 0"),
-    ("response_code", "E" * 17),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("logged_at", "2025-03-01T10:00:00"),  # no offset
+        ("logged_at", "not a time"),
+        ("kind", "alert"),
+        ("kind", "REQUEST"),
+        ("request_id", "90-B3-D5-1F-30-01-00-01:42"),
+        ("request_id", "nonsense"),
+        ("user_id", "90B3D51F30010001"),
+        ("device_id", "00-DB-12-34-56-78-90"),
+        ("srv", "4.1.a"),
+        ("srv", "1234567890.12"),
+        ("response_code", "I 0"),
+        ("response_code", "E" * 17),
+    ],
+)
 def test_a_bad_field_is_rejected_with_a_message_naming_it(field: str, value: str) -> None:
     with pytest.raises(InvalidValue) as raised:
         record_from_mapping({**GOOD, field: value})
@@ -94,8 +101,10 @@ def test_only_a_response_may_have_no_request_id(absent) -> None:
             record_from_mapping({**GOOD, "kind": kind, "srv": "4.1.1", "request_id": absent})
 
 
-@pytest.mark.parametrize("field", ["logged_at", "kind", "request_id", "srv", "user_id", "device_id",
-                                   "response_code", "payload"])
+@pytest.mark.parametrize(
+    "field",
+    ["logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload"],
+)
 @pytest.mark.parametrize("value", [42, ["x"], {"a": 1}, True])
 def test_a_field_that_is_not_a_string_is_named(field: str, value) -> None:
     with pytest.raises(InvalidValue, match=f"{field} must be a string"):
@@ -125,16 +134,36 @@ def test_a_record_must_be_an_object(raw) -> None:
 
 
 def _item(access: str, payload: str | None = "<secret>") -> dict:
-    return item(7, datetime(2025, 3, 1, 9, 0, tzinfo=UTC), "request", "R", "6.14.2", "D", "ESME", 2, "U",
-                "IS", "NORTHPOWER", "", 4, access, payload, datetime(3000, 12, 31, tzinfo=UTC), "SUBJECT")
+    return item(
+        7,
+        datetime(2025, 3, 1, 9, 0, tzinfo=UTC),
+        "request",
+        "R",
+        "6.14.2",
+        "D",
+        "ESME",
+        2,
+        "U",
+        "IS",
+        "NORTHPOWER",
+        "",
+        4,
+        access,
+        payload,
+        datetime(3000, 12, 31, tzinfo=UTC),
+        "SUBJECT",
+    )
 
 
 def test_an_own_item_carries_its_payload_and_body_fields() -> None:
     shown = _item("own")
     assert list(shown) == [*ITEM_FIELDS, "payload", "execution_at", "subject_device_id"]
     assert shown["payload"] == "<secret>"
-    assert (shown["command_variant"], shown["execution_at"], shown["subject_device_id"]) == \
-        (4, "3000-12-31T00:00:00Z", "SUBJECT")
+    assert (shown["command_variant"], shown["execution_at"], shown["subject_device_id"]) == (
+        4,
+        "3000-12-31T00:00:00Z",
+        "SUBJECT",
+    )
     assert shown["logged_at"] == "2025-03-01T09:00:00Z"
     assert shown["srv_title"] == "Update Device Configuration (Auxiliary Load Control Scheduler)"
     assert _item("own", None)["payload"] == ""
@@ -144,12 +173,38 @@ def test_an_mp141_item_has_no_payload_key_at_all() -> None:
     shown = _item("mp141")
     assert list(shown) == list(ITEM_FIELDS)
     assert shown["command_variant"] == 4  # a title field
-    assert "payload" not in shown and "execution_at" not in shown and "subject_device_id" not in shown
-    assert "<secret>" not in repr(shown) and "SUBJECT" not in repr(shown) and "3000" not in repr(shown)
+    assert (
+        "payload" not in shown and "execution_at" not in shown and "subject_device_id" not in shown
+    )
+    assert (
+        "<secret>" not in repr(shown) and "SUBJECT" not in repr(shown) and "3000" not in repr(shown)
+    )
 
 
 def test_an_item_without_srv_or_device() -> None:
-    shown = item(1, datetime(2025, 3, 1, tzinfo=UTC), "dcc_alert", "R", None, None, None, None, "U", None,
-                 None, None, None, "own", "", None, None)
-    assert (shown["srv"], shown["srv_title"], shown["device_id"], shown["device_type"], shown["response_code"]) \
-        == ("", "", "", None, "")
+    shown = item(
+        1,
+        datetime(2025, 3, 1, tzinfo=UTC),
+        "dcc_alert",
+        "R",
+        None,
+        None,
+        None,
+        None,
+        "U",
+        None,
+        None,
+        None,
+        None,
+        "own",
+        "",
+        None,
+        None,
+    )
+    assert (
+        shown["srv"],
+        shown["srv_title"],
+        shown["device_id"],
+        shown["device_type"],
+        shown["response_code"],
+    ) == ("", "", "", None, "")

@@ -1,5 +1,6 @@
 """DUIS response codes: the schema's list, their meanings in words, and the validation of a
 DUIS document's ServiceReferenceVariant and ResponseCode."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,8 +14,21 @@ from servicetrail.domain.catalogue import CATALOGUE
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.domain.response_code_data import DCC_ALERT_CODES, MEANINGS, RESPONSE_CODES
 from servicetrail.domain.response_codes import (
-    CATEGORY_WORDS, DCC_ALERT, DEVICE_ALERT, ERROR, INFORMATION, UNKNOWN, WARNING, check_response_code,
-    check_srv, code_category, explain_code, is_duis_response_code, legend, service_reference_of, shown,
+    CATEGORY_WORDS,
+    DCC_ALERT,
+    DEVICE_ALERT,
+    ERROR,
+    INFORMATION,
+    UNKNOWN,
+    WARNING,
+    check_response_code,
+    check_srv,
+    code_category,
+    explain_code,
+    is_duis_response_code,
+    legend,
+    service_reference_of,
+    shown,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +39,20 @@ XS = "{http://www.w3.org/2001/XMLSchema}"
 
 # The meanings ../shared/reference/README.md gives, with words each explanation must carry.
 README_MEANINGS = {
-    "I0": ["success"], "I99": ["acknowledgement"], "E1": ["invalid user", "user role"],
-    "E2": ["user role", "service reference"], "E3": ["user's status"],
-    "E4": ["user role not authorised", "device", "date and time"], "E5": ["device", "status"],
-    "E11": ["device's type"], "E12": ["command variant"], "E13": ["request type", "url"],
-    "E17": ["local command"], "E19": ["device does not exist"],
-    "E20": ["could not establish communications with the device"], "E21": ["no response from the device"],
+    "I0": ["success"],
+    "I99": ["acknowledgement"],
+    "E1": ["invalid user", "user role"],
+    "E2": ["user role", "service reference"],
+    "E3": ["user's status"],
+    "E4": ["user role not authorised", "device", "date and time"],
+    "E5": ["device", "status"],
+    "E11": ["device's type"],
+    "E12": ["command variant"],
+    "E13": ["request type", "url"],
+    "E17": ["local command"],
+    "E19": ["device does not exist"],
+    "E20": ["could not establish communications with the device"],
+    "E21": ["no response from the device"],
     "E30": ["time-out", "future-dated command"],
 }
 
@@ -56,12 +78,16 @@ def enumeration(root: ET.Element, simple_type: ET.Element | None) -> tuple[str, 
 
 def listed_element(root: ET.Element, name: str) -> tuple[str, ...]:
     """The codes of the element of that name that carries a list (others may be plain strings)."""
-    (listed,) = [e.find(f"{XS}simpleType") for e in root.iter(f"{XS}element")
-                 if e.get("name") == name and e.find(f"{XS}simpleType") is not None]
+    (listed,) = [
+        e.find(f"{XS}simpleType")
+        for e in root.iter(f"{XS}element")
+        if e.get("name") == name and e.find(f"{XS}simpleType") is not None
+    ]
     return enumeration(root, listed)
 
 
 # --- the code list -----------------------------------------------------------------------------
+
 
 def test_the_schema_has_194_distinct_response_codes_by_prefix() -> None:
     assert len(RESPONSE_CODES) == len(set(RESPONSE_CODES)) == 194
@@ -85,13 +111,16 @@ def test_the_packaged_codes_round_trip_from_the_schema() -> None:
 
 def test_the_generated_data_is_what_the_script_writes() -> None:
     """Meanings are edited in the script, which cites their sources, never in the data file."""
-    spec = importlib.util.spec_from_file_location("gen_response_codes", ROOT / "scripts" / "gen_response_codes.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_response_codes", ROOT / "scripts" / "gen_response_codes.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.MEANINGS == MEANINGS
 
 
 # --- meanings ----------------------------------------------------------------------------------
+
 
 def test_every_known_meaning_of_the_reference_is_explained() -> None:
     for code, words in README_MEANINGS.items():
@@ -101,10 +130,12 @@ def test_every_known_meaning_of_the_reference_is_explained() -> None:
         assert "its meaning is in" not in text
 
 
-@pytest.mark.skipif(not REFERENCE_README.exists(), reason="no ../shared/reference beside this checkout")
+@pytest.mark.skipif(
+    not REFERENCE_README.exists(), reason="no ../shared/reference beside this checkout"
+)
 def test_the_reference_readme_lists_no_meaning_we_lack() -> None:
     text = " ".join(REFERENCE_README.read_text().split())
-    known = text[text.index("Response codes with known meanings"):text.index("The schema lists")]
+    known = text[text.index("Response codes with known meanings") : text.index("The schema lists")]
     named = set(re.findall(r"\b([IE]\d+) ", known))
     assert named == set(README_MEANINGS)
 
@@ -122,14 +153,21 @@ def test_every_schema_code_is_explained_in_words() -> None:
         reference = service_reference_of(code)
         if reference:
             assert f"Service Request {reference} " in text, code
-            assert any(srv == reference or srv.startswith(reference + ".") for srv in CATALOGUE), code
+            assert any(srv == reference or srv.startswith(reference + ".") for srv in CATALOGUE), (
+                code
+            )
 
 
 def test_service_specific_codes_name_their_service_request() -> None:
     assert service_reference_of("E050101") == "5.1"
     assert service_reference_of("W110101") == "11.1"
     assert service_reference_of("E120207") == "12.2"
-    assert service_reference_of("E1000") == service_reference_of("E4") == service_reference_of("E999999") == ""
+    assert (
+        service_reference_of("E1000")
+        == service_reference_of("E4")
+        == service_reference_of("E999999")
+        == ""
+    )
     assert "Create Schedule" in explain_code("E050101")
     assert "Update Firmware" in explain_code("W110101")
     assert "Communications Hub Status Update" in explain_code("W081401")
@@ -142,11 +180,15 @@ def test_codes_are_classified_by_prefix_in_words() -> None:
     assert code_category("8F66") == code_category("8f35") == DEVICE_ALERT  # xs:hexBinary
     assert code_category("N12") == code_category("AD1") == DCC_ALERT
     assert code_category("X1") == code_category("") == code_category("E4 ") == UNKNOWN
-    assert CATEGORY_WORDS[INFORMATION].startswith("Information") and CATEGORY_WORDS[ERROR] == "Error"
+    assert (
+        CATEGORY_WORDS[INFORMATION].startswith("Information") and CATEGORY_WORDS[ERROR] == "Error"
+    )
 
 
 def test_alert_codes_are_explained_as_alerts() -> None:
-    assert "successfully" in explain_code("8F66") and "not carried out successfully" in explain_code("8F67")
+    assert "successfully" in explain_code(
+        "8F66"
+    ) and "not carried out successfully" in explain_code("8F67")
     assert "GBCS" in explain_code("8F35") and "Device Alert" in explain_code("8F35")
     assert "DCC Alert" in explain_code("N12")
     # E100 is a DUIS error and also four hexadecimal digits: the record's kind decides
@@ -179,6 +221,7 @@ def test_the_legend_lists_every_code_once_grouped_by_prefix() -> None:
 
 # --- validation --------------------------------------------------------------------------------
 
+
 def test_valid_fields_pass_unchanged() -> None:
     assert check_srv("4.1.1") == "4.1.1" and check_srv("8.14.3") == "8.14.3"
     assert check_response_code("I99") == "I99" and check_response_code("E081406") == "E081406"
@@ -201,7 +244,9 @@ def test_a_bad_response_code_is_rejected_naming_the_field(code) -> None:
 
 def assert_safe_reason(reason: str, field: str, value: object) -> None:
     assert reason.startswith(f"{field} must be one of"), reason  # never starts with the value
-    assert reason.isprintable() and len(reason) <= 200, reason  # one line, no control characters, bounded
+    assert reason.isprintable() and len(reason) <= 200, (
+        reason
+    )  # one line, no control characters, bounded
     if isinstance(value, str) and value:
         assert repr(value)[:4] in reason, reason  # quoted as repr(), not raw
         if len(value) > 60:
@@ -212,7 +257,11 @@ def test_shown_quotes_and_bounds_any_value() -> None:
     assert shown("E4") == "'E4'"
     assert shown("x" * 5000) == f"{'x' * 58!r}... (5000 characters)"
     assert shown("=HYPERLINK(1)").startswith("'=")
-    assert shown(None) == "nothing" and shown(7) == "a value of type int" and shown("") == "an empty value"
+    assert (
+        shown(None) == "nothing"
+        and shown(7) == "a value of type int"
+        and shown("") == "an empty value"
+    )
     for value in HOSTILE:
         assert len(shown(value)) <= 90 and shown(value).isprintable()
 
@@ -220,7 +269,9 @@ def test_shown_quotes_and_bounds_any_value() -> None:
 @pytest.mark.skipif(not (SHARED / "duis").exists(), reason="no ../shared/duis beside this checkout")
 def test_every_real_duis_message_passes_the_checks() -> None:
     """The DCC's own samples and the 297 request templates: nothing real is refused."""
-    files = sorted((SHARED / "duis").glob("samples/*")) + sorted((SHARED / "duis").glob("templates/**/*.XML"))
+    files = sorted((SHARED / "duis").glob("samples/*")) + sorted(
+        (SHARED / "duis").glob("templates/**/*.XML")
+    )
     checked = 0
     for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")

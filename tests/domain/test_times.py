@@ -1,4 +1,5 @@
 """Times: ISO-8601 with an offset in, UTC stored and shown (SPEC section 4)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -11,17 +12,23 @@ from servicetrail.domain.times import format_time, parse_time
 UTC = timezone.utc
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("2025-03-01T10:00:00Z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
-    ("2025-03-01T10:00:00z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
-    ("2025-03-01T10:00:00+00:00", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
-    ("2025-06-01T10:00:00+01:00", datetime(2025, 6, 1, 9, 0, tzinfo=UTC)),  # BST
-    ("2025-06-01T00:30:00+01:00", datetime(2025, 5, 31, 23, 30, tzinfo=UTC)),  # crosses midnight
-    ("2025-01-01T00:00:00-05:30", datetime(2025, 1, 1, 5, 30, tzinfo=UTC)),
-    ("2025-03-01T10:00:00.123456Z", datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)),
-    ("  2025-03-01T10:00:00Z  ", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
-    ("2025-03-01", datetime(2025, 3, 1, tzinfo=UTC)),  # a bare date is midnight UTC
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("2025-03-01T10:00:00Z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2025-03-01T10:00:00z", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2025-03-01T10:00:00+00:00", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2025-06-01T10:00:00+01:00", datetime(2025, 6, 1, 9, 0, tzinfo=UTC)),  # BST
+        (
+            "2025-06-01T00:30:00+01:00",
+            datetime(2025, 5, 31, 23, 30, tzinfo=UTC),
+        ),  # crosses midnight
+        ("2025-01-01T00:00:00-05:30", datetime(2025, 1, 1, 5, 30, tzinfo=UTC)),
+        ("2025-03-01T10:00:00.123456Z", datetime(2025, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)),
+        ("  2025-03-01T10:00:00Z  ", datetime(2025, 3, 1, 10, 0, tzinfo=UTC)),
+        ("2025-03-01", datetime(2025, 3, 1, tzinfo=UTC)),  # a bare date is midnight UTC
+    ],
+)
 def test_parse_time_gives_aware_utc(raw: str, expected: datetime) -> None:
     parsed = parse_time(raw)
     assert parsed == expected
@@ -35,8 +42,19 @@ def test_parse_time_refuses_a_time_without_offset(raw: str) -> None:
         parse_time(raw)
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "yesterday", "2025-13-01T00:00:00Z", "2025-02-30",
-                                 "2025-03-01T25:00:00Z", "2025-03-01T10:00:00+25:00", "1740823200"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "yesterday",
+        "2025-13-01T00:00:00Z",
+        "2025-02-30",
+        "2025-03-01T25:00:00Z",
+        "2025-03-01T10:00:00+25:00",
+        "1740823200",
+    ],
+)
 def test_parse_time_rejects_what_is_not_a_time(raw: str) -> None:
     with pytest.raises(InvalidValue):
         parse_time(raw)
@@ -52,15 +70,18 @@ def test_format_time_is_utc_with_z() -> None:
     assert format_time(datetime(2025, 3, 1, 10, 0, tzinfo=UTC)) == "2025-03-01T10:00:00Z"
     bst = timezone(timedelta(hours=1))
     assert format_time(datetime(2025, 6, 1, 10, 0, tzinfo=bst)) == "2025-06-01T09:00:00Z"
-    assert format_time(datetime(2025, 3, 1, 10, 0, 0, 5, tzinfo=UTC)) == "2025-03-01T10:00:00.000005Z"
+    assert (
+        format_time(datetime(2025, 3, 1, 10, 0, 0, 5, tzinfo=UTC)) == "2025-03-01T10:00:00.000005Z"
+    )
 
 
 def test_format_time_reads_a_naive_time_as_utc() -> None:
     assert format_time(datetime(2025, 3, 1, 10, 0)) == "2025-03-01T10:00:00Z"
 
 
-@pytest.mark.parametrize("text", ["2025-03-01T10:00:00Z", "2025-03-01T10:00:00.000001Z",
-                                  "2024-02-29T23:59:59.999999Z"])
+@pytest.mark.parametrize(
+    "text", ["2025-03-01T10:00:00Z", "2025-03-01T10:00:00.000001Z", "2024-02-29T23:59:59.999999Z"]
+)
 def test_format_and_parse_round_trip(text: str) -> None:
     assert format_time(parse_time(text)) == text
 
@@ -84,16 +105,19 @@ def test_a_very_long_time_is_refused_without_echoing_it_all() -> None:
     assert len(str(raised.value)) < 200
 
 
-@pytest.mark.parametrize("raw", [
-    "2025-03-01T10:00:00Z\x00garbage",  # fromisoformat stops reading at a NUL
-    "2025-03-01T10:00:00Z\x00",
-    "2025-03-01\x00",
-    "\x0b2025-03-01T10:00:00Z",  # a vertical tab, which str.strip() would have taken away
-    "\u30002025-03-01T10:00:00Z",  # an ideographic space, likewise
-    "2025-03-01T10:00:00Z\u2028",
-    "2025-03-01T10:00:00\u00a0Z",
-    "\u0662\u0660\u0662\u0665-\u0660\u0663-\u0660\u0661",  # Arabic-Indic digits
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2025-03-01T10:00:00Z\x00garbage",  # fromisoformat stops reading at a NUL
+        "2025-03-01T10:00:00Z\x00",
+        "2025-03-01\x00",
+        "\x0b2025-03-01T10:00:00Z",  # a vertical tab, which str.strip() would have taken away
+        "\u30002025-03-01T10:00:00Z",  # an ideographic space, likewise
+        "2025-03-01T10:00:00Z\u2028",
+        "2025-03-01T10:00:00\u00a0Z",
+        "\u0662\u0660\u0662\u0665-\u0660\u0663-\u0660\u0661",  # Arabic-Indic digits
+    ],
+)
 def test_parse_time_refuses_control_and_non_ascii_characters(raw: str) -> None:
     with pytest.raises(InvalidValue, match="ISO-8601"):
         parse_time(raw)

@@ -1,4 +1,5 @@
 """The pure parts of SPEC section 6's triggers: the window parameter and seconds_before."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -12,22 +13,33 @@ from servicetrail.domain.triggers import seconds_before, window_bounds, window_m
 T = parse_time("2025-04-01T12:00:00Z")
 
 
-@pytest.mark.parametrize("value, minutes", [(None, 1440), ("", 1440), ("1", 1), ("10080", 10080), (60, 60)])
+@pytest.mark.parametrize(
+    "value, minutes", [(None, 1440), ("", 1440), ("1", 1), ("10080", 10080), (60, 60)]
+)
 def test_window_minutes_takes_whole_minutes_in_range(value, minutes):
     assert window_minutes(value) == minutes
 
 
-@pytest.mark.parametrize("value", ["0", "10081", "abc", "١٠", "²", "-1", "+5", "1_0", "1.0", " 5", "9" * 30])
+@pytest.mark.parametrize(
+    "value", ["0", "10081", "abc", "١٠", "²", "-1", "+5", "1_0", "1.0", " 5", "9" * 30]
+)
 def test_window_minutes_refuses_anything_else(value):
     with pytest.raises(InvalidValue):
         window_minutes(value)
 
 
-@pytest.mark.parametrize("request_offset, expected", [
-    (timedelta(0), 0), (timedelta(microseconds=1), 0), (timedelta(seconds=59, microseconds=999_999), 59),
-    (timedelta(minutes=1), 60), (timedelta(seconds=-0.5), 0), (timedelta(seconds=-1), -1),
-    (timedelta(seconds=-2.5), -2),
-])
+@pytest.mark.parametrize(
+    "request_offset, expected",
+    [
+        (timedelta(0), 0),
+        (timedelta(microseconds=1), 0),
+        (timedelta(seconds=59, microseconds=999_999), 59),
+        (timedelta(minutes=1), 60),
+        (timedelta(seconds=-0.5), 0),
+        (timedelta(seconds=-1), -1),
+        (timedelta(seconds=-2.5), -2),
+    ],
+)
 def test_seconds_before_rounds_towards_zero_on_both_sides(request_offset, expected):
     assert seconds_before(T, T - request_offset) == expected
 

@@ -1,4 +1,5 @@
 """The MP141 rule in Python (SPEC section 3), record by record, and the interval arithmetic it uses."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -23,13 +24,24 @@ US_NO_OPEN = Responsibility(METER, "ME", "network_operator", MAR, None)
 MICRO = timedelta(microseconds=1)
 
 
-def rec(kind: str = "request", user: str = THEM, device: str = METER, at=None, payload: str = "<p>") -> SatRecord:
+def rec(
+    kind: str = "request", user: str = THEM, device: str = METER, at=None, payload: str = "<p>"
+) -> SatRecord:
     srv = "" if kind in ("device_alert", "dcc_alert") else "4.1.1"
-    return SatRecord(at or parse_time("2025-02-01T00:00:00Z"), kind, f"{user}:{device or DCC}:1", srv, user,
-                     device, "" if kind == "request" else "I0", payload)
+    return SatRecord(
+        at or parse_time("2025-02-01T00:00:00Z"),
+        kind,
+        f"{user}:{device or DCC}:1",
+        srv,
+        user,
+        device,
+        "" if kind == "request" else "I0",
+        payload,
+    )
 
 
 # --- Responsibility.covers / overlaps -------------------------------------------------------
+
 
 def test_covers_is_half_open() -> None:
     assert US_SUPPLIER.covers(JAN)
@@ -45,21 +57,31 @@ def test_an_open_interval_covers_everything_after_its_start() -> None:
 
 
 def _iv(start: str, end: str | None) -> Responsibility:
-    return Responsibility(METER, "X", "supplier", parse_time(start), parse_time(end) if end else None)
+    return Responsibility(
+        METER, "X", "supplier", parse_time(start), parse_time(end) if end else None
+    )
 
 
-@pytest.mark.parametrize("a,b,overlap", [
-    (_iv("2025-01-01", "2025-03-01"), _iv("2025-03-01", None), False),  # adjacent: the change of supplier
-    (_iv("2025-01-01", "2025-03-01"), _iv("2025-03-01", "2025-04-01"), False),
-    (_iv("2025-01-01", "2025-03-01"), _iv("2025-02-28", "2025-04-01"), True),
-    (_iv("2025-01-01", "2025-03-01"), _iv("2025-01-15", "2025-02-01"), True),  # inside
-    (_iv("2025-01-01", "2025-03-01"), _iv("2024-01-01", None), True),  # open, from before
-    (_iv("2025-01-01", None), _iv("2025-06-01", None), True),  # two open ends
-    (_iv("2025-01-01", "2025-02-01"), _iv("2025-03-01", None), False),  # a gap between
-    (_iv("2025-01-01", "2025-03-01"), _iv("2025-01-01", "2025-03-01"), True),  # identical
-])
-def test_overlaps_is_symmetric_and_respects_half_open_ends(a: Responsibility, b: Responsibility,
-                                                           overlap: bool) -> None:
+@pytest.mark.parametrize(
+    "a,b,overlap",
+    [
+        (
+            _iv("2025-01-01", "2025-03-01"),
+            _iv("2025-03-01", None),
+            False,
+        ),  # adjacent: the change of supplier
+        (_iv("2025-01-01", "2025-03-01"), _iv("2025-03-01", "2025-04-01"), False),
+        (_iv("2025-01-01", "2025-03-01"), _iv("2025-02-28", "2025-04-01"), True),
+        (_iv("2025-01-01", "2025-03-01"), _iv("2025-01-15", "2025-02-01"), True),  # inside
+        (_iv("2025-01-01", "2025-03-01"), _iv("2024-01-01", None), True),  # open, from before
+        (_iv("2025-01-01", None), _iv("2025-06-01", None), True),  # two open ends
+        (_iv("2025-01-01", "2025-02-01"), _iv("2025-03-01", None), False),  # a gap between
+        (_iv("2025-01-01", "2025-03-01"), _iv("2025-01-01", "2025-03-01"), True),  # identical
+    ],
+)
+def test_overlaps_is_symmetric_and_respects_half_open_ends(
+    a: Responsibility, b: Responsibility, overlap: bool
+) -> None:
     assert a.overlaps(b) is overlap
     assert b.overlaps(a) is overlap
 
@@ -70,6 +92,7 @@ def test_describe() -> None:
 
 
 # --- rule 1 ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", [k.value for k in Kind])
 @pytest.mark.parametrize("user", [ME_IS, ME_GS])
@@ -88,6 +111,7 @@ def test_rule1_wins_over_rule3() -> None:
 
 # --- rule 2 ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["device_alert", "dcc_alert"])
 def test_rule2_another_users_alert_is_hidden_even_from_the_responsible_supplier(kind: str) -> None:
     d = decide(US, rec(kind), [US_SUPPLIER])
@@ -96,6 +120,7 @@ def test_rule2_another_users_alert_is_hidden_even_from_the_responsible_supplier(
 
 
 # --- rule 3 ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["request", "acknowledgement", "response"])
 def test_rule3_titles_for_the_responsible_party_at_the_records_time(kind: str) -> None:
@@ -111,12 +136,15 @@ def test_rule3_network_operator() -> None:
     assert d.badge() == "visible as Network Operator, 2025-03-01 to now (open)"
 
 
-@pytest.mark.parametrize("at,access", [
-    (JAN - MICRO, None),
-    (JAN, Access.MP141),  # valid_from inclusive
-    (MAR - MICRO, Access.MP141),
-    (MAR, None),  # valid_to exclusive
-])
+@pytest.mark.parametrize(
+    "at,access",
+    [
+        (JAN - MICRO, None),
+        (JAN, Access.MP141),  # valid_from inclusive
+        (MAR - MICRO, Access.MP141),
+        (MAR, None),  # valid_to exclusive
+    ],
+)
 def test_rule3_boundaries(at, access) -> None:
     assert decide(US, rec(at=at), [US_SUPPLIER]).access is access
 
@@ -151,12 +179,14 @@ def test_rule3_consults_the_registry_not_the_viewers_roles() -> None:
 
 # --- rule 4 ---------------------------------------------------------------------------------
 
+
 def test_rule4_everything_else() -> None:
     d = decide(US, rec(), [])
     assert (d.access, d.rule, d.visible, d.interval) == (None, 4, False, None)
 
 
 # --- roles and scope ------------------------------------------------------------------------
+
 
 def test_unknown_future_roles_behave_like_other_user() -> None:
     assert role_behaviour("XR") == "OU"
@@ -165,10 +195,16 @@ def test_unknown_future_roles_behave_like_other_user() -> None:
     assert role_name("ED") == "Electricity Distributor"
 
 
-@pytest.mark.parametrize("access,scope,shown", [
-    (Access.OWN, Scope.ALL, True), (Access.MP141, Scope.ALL, True),
-    (Access.OWN, Scope.OWN, True), (Access.MP141, Scope.OWN, False),
-    (Access.OWN, Scope.OTHERS, False), (Access.MP141, Scope.OTHERS, True),
-])
+@pytest.mark.parametrize(
+    "access,scope,shown",
+    [
+        (Access.OWN, Scope.ALL, True),
+        (Access.MP141, Scope.ALL, True),
+        (Access.OWN, Scope.OWN, True),
+        (Access.MP141, Scope.OWN, False),
+        (Access.OWN, Scope.OTHERS, False),
+        (Access.MP141, Scope.OTHERS, True),
+    ],
+)
 def test_in_scope(access: Access, scope: Scope, shown: bool) -> None:
     assert in_scope(access, scope) is shown

@@ -1,5 +1,6 @@
 """Party IDs, roles, response codes and numbers are validated as ASCII, exactly as stored
 (issue 10, finding 6), through the loaders, the API and the CLI, on both engines."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,13 @@ def rejects_of(path: Path) -> list[dict]:
 
 def test_users_with_non_ascii_or_lower_case_party_ids_or_roles_are_rejected(cli, engine, tmp_path):
     lines = [
-        "90-B3-D5-1F-30-02-00-01,SUPA,Supa Energy,IS",      # 2 good
-        "90-B3-D5-1F-30-02-00-02,supa,Supa Energy,GS",      # 3 a second Party beside SUPA
+        "90-B3-D5-1F-30-02-00-01,SUPA,Supa Energy,IS",  # 2 good
+        "90-B3-D5-1F-30-02-00-02,supa,Supa Energy,GS",  # 3 a second Party beside SUPA
         "90-B3-D5-1F-30-02-00-03,\u0131NC,Dotless Inc,IS",  # 4 upper-cases to INC
-        "90-B3-D5-1F-30-02-00-04,STRA\u00dfE,Strasse,IS",   # 5 upper-cases to STRASSE
+        "90-B3-D5-1F-30-02-00-04,STRA\u00dfE,Strasse,IS",  # 5 upper-cases to STRASSE
         "90-B3-D5-1F-30-02-00-05,SUPA,Supa Energy,\uff29\uff33",  # 6 fullwidth IS
         "90-B3-D5-1F-30-02-00-06,SUPA,Supa Energy,\u0131s",  # 7 upper-cases to IS
-        "90-B3-D5-1F-30-02-00-07,SUPA,Supa Energy,gs",      # 8 good: a role is upper-cased
+        "90-B3-D5-1F-30-02-00-07,SUPA,Supa Energy,gs",  # 8 good: a role is upper-cased
     ]
     users = write(tmp_path / "users.csv", USERS_HEADER + "\n".join(lines) + "\n")
     result = cli("load", "users", users)
@@ -51,32 +52,55 @@ def test_users_with_non_ascii_or_lower_case_party_ids_or_roles_are_rejected(cli,
 def test_registry_codes_that_only_case_map_to_a_valid_one_are_rejected(cli, engine, tmp_path):
     write(tmp_path / "users.csv", USERS_HEADER + "90-B3-D5-1F-30-02-00-01,SUPA,Supa,IS\n")
     assert cli("load", "users", tmp_path / "users.csv").exit_code == 0
-    devices = write(tmp_path / "devices.csv", "device_id,device_type,smets\n"
-                    "00-DB-00-00-00-00-00-01,ESME,2\n"
-                    "00-DB-00-00-00-00-00-02,e\u017fme,2\n"      # long s: upper-cases to ESME
-                    "00-DB-00-00-00-00-00-03,GSME,\u017fmets1\n")
+    devices = write(
+        tmp_path / "devices.csv",
+        "device_id,device_type,smets\n"
+        "00-DB-00-00-00-00-00-01,ESME,2\n"
+        "00-DB-00-00-00-00-00-02,e\u017fme,2\n"  # long s: upper-cases to ESME
+        "00-DB-00-00-00-00-00-03,GSME,\u017fmets1\n",
+    )
     result = cli("load", "devices", devices)
     assert result.stdout == "loaded 1, rejected 2, skipped 0 duplicates\n"
     assert [r["line"] for r in rejects_of(tmp_path / "devices.rejects.jsonl")] == [3, 4]
-    resp = write(tmp_path / "resp.csv", "device_id,party_id,relation,valid_from,valid_to\n"
-                 "00-DB-00-00-00-00-00-01,supa,supplier,2025-01-01T00:00:00Z,\n"
-                 "00-DB-00-00-00-00-00-01,SUPA,\u017fupplier,2025-01-01T00:00:00Z,\n"
-                 "00-DB-00-00-00-00-00-01,SUPA,supplier,2025-01-01T00:00:00Z,\n")
+    resp = write(
+        tmp_path / "resp.csv",
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        "00-DB-00-00-00-00-00-01,supa,supplier,2025-01-01T00:00:00Z,\n"
+        "00-DB-00-00-00-00-00-01,SUPA,\u017fupplier,2025-01-01T00:00:00Z,\n"
+        "00-DB-00-00-00-00-00-01,SUPA,supplier,2025-01-01T00:00:00Z,\n",
+    )
     result = cli("load", "responsibilities", resp)
     assert result.stdout == "loaded 1, rejected 2, skipped 0 duplicates\n"
     reasons = [r["reason"] for r in rejects_of(tmp_path / "resp.rejects.jsonl")]
     assert "party_id" in reasons[0] and "relation" in reasons[1]
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT party_id, relation FROM responsibility")).all() == [("SUPA", "supplier")]
+        assert conn.execute(text("SELECT party_id, relation FROM responsibility")).all() == [
+            ("SUPA", "supplier")
+        ]
 
 
 def test_a_sat_record_with_a_fullwidth_response_code_is_rejected(cli, engine, tmp_path):
-    base = {"logged_at": "2025-01-01T00:00:00Z", "kind": "response", "srv": "4.1.1",
-            "request_id": f"{P.NP_IS}:{P.ESME_1}:7", "user_id": P.NP_IS, "device_id": P.ESME_1, "payload": ""}
-    sat = write(tmp_path / "sat.jsonl", "\n".join(json.dumps(dict(base, response_code=code, logged_at=at))
-                                                  for code, at in (("E4", "2025-01-01T00:00:00Z"),
-                                                                   ("\uff25\uff14", "2025-01-01T00:00:01Z"),
-                                                                   ("E\u0664", "2025-01-01T00:00:02Z"))) + "\n")
+    base = {
+        "logged_at": "2025-01-01T00:00:00Z",
+        "kind": "response",
+        "srv": "4.1.1",
+        "request_id": f"{P.NP_IS}:{P.ESME_1}:7",
+        "user_id": P.NP_IS,
+        "device_id": P.ESME_1,
+        "payload": "",
+    }
+    sat = write(
+        tmp_path / "sat.jsonl",
+        "\n".join(
+            json.dumps(dict(base, response_code=code, logged_at=at))
+            for code, at in (
+                ("E4", "2025-01-01T00:00:00Z"),
+                ("\uff25\uff14", "2025-01-01T00:00:01Z"),
+                ("E\u0664", "2025-01-01T00:00:02Z"),
+            )
+        )
+        + "\n",
+    )
     result = cli("ingest", sat)
     assert result.stdout == "loaded 1, rejected 2, skipped 0 duplicates\n"
     assert all("response_code" in r["reason"] for r in rejects_of(tmp_path / "sat.rejects.jsonl"))
@@ -92,7 +116,9 @@ def test_a_page_size_in_other_than_ascii_digits_is_422(engine, limit):
         response = client.get("/api/v1/records", headers=headers, params={"limit": limit})
         assert response.status_code == 422
         assert response.json()["parameter"] == "limit"
-        assert client.get("/api/v1/records", headers=headers, params={"limit": "3"}).status_code == 200
+        assert (
+            client.get("/api/v1/records", headers=headers, params={"limit": "3"}).status_code == 200
+        )
 
 
 @pytest.mark.parametrize("limit", ["\u0663", "1_0"])
@@ -101,4 +127,11 @@ def test_the_cli_limit_takes_ascii_digits_only(cli, engine, limit):
     result = cli("records", "--party", P.NORTHPOWER, "--limit", limit)
     assert result.exit_code == 2
     assert "digits 0-9" in result.output
-    assert len(cli("records", "--party", P.NORTHPOWER, "--limit", "3", "--format", "jsonl").stdout.splitlines()) == 3
+    assert (
+        len(
+            cli(
+                "records", "--party", P.NORTHPOWER, "--limit", "3", "--format", "jsonl"
+            ).stdout.splitlines()
+        )
+        == 3
+    )

@@ -1,5 +1,6 @@
 """A loader killed with SIGKILL part-way through leaves a consistent store of whole batches,
 and the same command run again completes the load (SPEC section 4: nothing half-written)."""
+
 from __future__ import annotations
 
 import os
@@ -27,11 +28,13 @@ def write_records(path: Path) -> None:
             device = f"00-DB-00-00-00-00-{(n % 600) >> 8:02X}-{(n % 600) & 255:02X}"
             day, second = divmod(n, 86_400)
             when = f"2025-01-{1 + day:02d}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
-            kind, srv, code = (("request", "4.1.1", "") if n % 4 else ("response", "4.1.1", "I0"))
+            kind, srv, code = ("request", "4.1.1", "") if n % 4 else ("response", "4.1.1", "I0")
             payload = f"PAYLOAD-{n}-" + "x" * 200 if n % 2 == 0 else ""
-            f.write('{"logged_at": "%s", "kind": "%s", "request_id": "%s:%s:%d", "srv": "%s", "user_id": "%s",'
-                    ' "device_id": "%s", "response_code": "%s", "payload": "%s"}\n'
-                    % (when, kind, user, device, n, srv, user, device, code, payload))
+            f.write(
+                '{"logged_at": "%s", "kind": "%s", "request_id": "%s:%s:%d", "srv": "%s", "user_id": "%s",'
+                ' "device_id": "%s", "response_code": "%s", "payload": "%s"}\n'
+                % (when, kind, user, device, n, srv, user, device, code, payload)
+            )
 
 
 def rows(url: str, sql: str) -> list[tuple]:
@@ -56,16 +59,27 @@ def assert_consistent(url: str) -> int:
     if url.startswith("sqlite"):
         assert rows(url, "PRAGMA integrity_check") == [("ok",)]
         assert rows(url, "PRAGMA foreign_key_check") == []
-    orphans = rows(url, "SELECT count(*) FROM sat_payload p LEFT JOIN sat_record r ON r.id = p.record_id"
-                        " WHERE r.id IS NULL")
+    orphans = rows(
+        url,
+        "SELECT count(*) FROM sat_payload p LEFT JOIN sat_record r ON r.id = p.record_id"
+        " WHERE r.id IS NULL",
+    )
     assert orphans == [(0,)], "payload rows without their record"
-    counters = [c for (c,) in rows(url, f"SELECT CAST(substr(request_id, {COUNTER_AT}) AS INTEGER) FROM sat_record")]
+    counters = [
+        c
+        for (c,) in rows(
+            url, f"SELECT CAST(substr(request_id, {COUNTER_AT}) AS INTEGER) FROM sat_record"
+        )
+    ]
     loaded = len(counters)
     # whole batches, in file order: exactly the first `loaded` records, each once
     assert sorted(counters) == list(range(loaded))
-    missing_payloads = rows(url, f"SELECT count(*) FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
-                                 f" WHERE p.record_id IS NULL AND CAST(substr(r.request_id, {COUNTER_AT}) AS INTEGER)"
-                                 f" % 2 = 0")
+    missing_payloads = rows(
+        url,
+        f"SELECT count(*) FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
+        f" WHERE p.record_id IS NULL AND CAST(substr(r.request_id, {COUNTER_AT}) AS INTEGER)"
+        f" % 2 = 0",
+    )
     assert missing_payloads == [(0,)], "records whose payload was lost"
     payload_rows = rows(url, "SELECT count(*) FROM sat_payload")[0][0]
     assert payload_rows == (loaded + 1) // 2
@@ -84,11 +98,15 @@ def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at, db_url):
     db = db_url  # on each engine
     command = [str(BINARY), "--db", db, "ingest", str(big_file)]
     env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
-    child = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while record_count(db) < kill_at * TOTAL:
-            assert child.poll() is None, f"the loader ended before the kill point: {child.communicate()}"
+            assert child.poll() is None, (
+                f"the loader ended before the kill point: {child.communicate()}"
+            )
             assert time.monotonic() < deadline, "the loader made no progress"
             time.sleep(0.002)
         child.send_signal(signal.SIGKILL)
@@ -102,9 +120,13 @@ def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at, db_url):
     assert kill_at * TOTAL <= loaded < TOTAL
     assert loaded % BATCH == 0
 
-    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"
     assert assert_consistent(db) == TOTAL
-    assert rows(db, "SELECT count(DISTINCT request_id || kind || logged_at) FROM sat_record") == [(TOTAL,)]
+    assert rows(db, "SELECT count(DISTINCT request_id || kind || logged_at) FROM sat_record") == [
+        (TOTAL,)
+    ]
     assert not (big_file.parent / "big.rejects.jsonl").exists()

@@ -1,5 +1,6 @@
 """DUIS XML to SAT records (SPEC section 4, shared/duis/README.md): real DCC samples and
 hand-made messages written to the DUIS V5.4 schema, as a JSON Lines capture and as bare files."""
+
 from __future__ import annotations
 
 import json
@@ -29,60 +30,159 @@ def t(value: str) -> datetime:
 
 # file: (kind, request_id, srv, user_id, device_id, response_code, logged_at or None for "as logged")
 REAL = {
-    "12.2_DEVICE_PRE_NOTIFICATION_REQUEST_DUIS.XML":
-        ("request", f"{SUPPLIER}:90-B3-D5-1F-30-00-00-02:1000", "12.2", SUPPLIER, "", "", None),
-    "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML":
-        ("request", f"{SUPPLIER}:00-07-81-D7-00-00-36-CE:1000", "4.1.1", SUPPLIER, "00-07-81-D7-00-00-36-CE", "", None),
+    "12.2_DEVICE_PRE_NOTIFICATION_REQUEST_DUIS.XML": (
+        "request",
+        f"{SUPPLIER}:90-B3-D5-1F-30-00-00-02:1000",
+        "12.2",
+        SUPPLIER,
+        "",
+        "",
+        None,
+    ),
+    "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML": (
+        "request",
+        f"{SUPPLIER}:00-07-81-D7-00-00-36-CE:1000",
+        "4.1.1",
+        SUPPLIER,
+        "00-07-81-D7-00-00-36-CE",
+        "",
+        None,
+    ),
     "ECS50_9.1_SUCCESS_REQUEST_DUIS.XML":  # written in lower case in the sample
-        ("request", "00-DB-12-34-56-78-00-04:00-DB-12-34-56-78-90-A0:1000", "9.1", "00-DB-12-34-56-78-00-04",
-         "00-DB-12-34-56-78-90-A0", "", None),
-    "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML":
-        ("request", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000", "11.2", SUPPLIER, "00-DB-12-34-56-78-90-A0", "", None),
-    "ECS52_11.2_SUCCESS_RESPONSE_DUIS.XML":
-        ("response", f"{SUPPLIER}:BC-33-AC-00-FE-FA-55-3C:1660286628923", "11.2", SUPPLIER, "BC-33-AC-00-FE-FA-55-3C",
-         "I0", t("2022-08-12T06:43:49.844Z")),
-    "GCS13a_4.1.1_ERROR_REQUEST_DUIS.XML":
-        ("request", f"{SUPPLIER}:00-DB-12-34-56-78-90-A1:1003", "4.1.1", SUPPLIER, "00-DB-12-34-56-78-90-A1", "", None),
+    (
+        "request",
+        "00-DB-12-34-56-78-00-04:00-DB-12-34-56-78-90-A0:1000",
+        "9.1",
+        "00-DB-12-34-56-78-00-04",
+        "00-DB-12-34-56-78-90-A0",
+        "",
+        None,
+    ),
+    "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML": (
+        "request",
+        f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000",
+        "11.2",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A0",
+        "",
+        None,
+    ),
+    "ECS52_11.2_SUCCESS_RESPONSE_DUIS.XML": (
+        "response",
+        f"{SUPPLIER}:BC-33-AC-00-FE-FA-55-3C:1660286628923",
+        "11.2",
+        SUPPLIER,
+        "BC-33-AC-00-FE-FA-55-3C",
+        "I0",
+        t("2022-08-12T06:43:49.844Z"),
+    ),
+    "GCS13a_4.1.1_ERROR_REQUEST_DUIS.XML": (
+        "request",
+        f"{SUPPLIER}:00-DB-12-34-56-78-90-A1:1003",
+        "4.1.1",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A1",
+        "",
+        None,
+    ),
     "acknowledgement-error.xml":  # an E-code acknowledgement is a response (only I99 is an acknowledgement)
-        ("response", f"{SUPPLIER}:88-73-84-57-00-2F-96-6C:1658482675800", "11.2", SUPPLIER, "88-73-84-57-00-2F-96-6C",
-         "E65", t("2022-07-22T09:37:56.134Z")),
+    (
+        "response",
+        f"{SUPPLIER}:88-73-84-57-00-2F-96-6C:1658482675800",
+        "11.2",
+        SUPPLIER,
+        "88-73-84-57-00-2F-96-6C",
+        "E65",
+        t("2022-07-22T09:37:56.134Z"),
+    ),
     "read-inventory-response-5.4.xml":  # 8.2 is a non-device request: no device_id
-        ("response", f"{SUPPLIER}:90-B3-D5-1F-30-00-00-02:1766940660265", "8.2", SUPPLIER, "", "I0",
-         t("2025-12-28T16:51:01.185Z")),
-    "readfw-response.xml":
-        ("response", f"{SUPPLIER}:88-73-84-57-00-2F-96-1E:1660751141087", "11.2", SUPPLIER, "88-73-84-57-00-2F-96-1E",
-         "I0", t("2022-08-17T15:45:42.790Z")),
+    (
+        "response",
+        f"{SUPPLIER}:90-B3-D5-1F-30-00-00-02:1766940660265",
+        "8.2",
+        SUPPLIER,
+        "",
+        "I0",
+        t("2025-12-28T16:51:01.185Z"),
+    ),
+    "readfw-response.xml": (
+        "response",
+        f"{SUPPLIER}:88-73-84-57-00-2F-96-1E:1660751141087",
+        "11.2",
+        SUPPLIER,
+        "88-73-84-57-00-2F-96-1E",
+        "I0",
+        t("2022-08-17T15:45:42.790Z"),
+    ),
 }
 
 EXTRA_EXPECTED = {
-    "acknowledgement-i99.xml":
-        ("acknowledgement", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000", "11.2", SUPPLIER, "00-DB-12-34-56-78-90-A0",
-         "I99", t("2025-03-04T07:00:01Z")),
+    "acknowledgement-i99.xml": (
+        "acknowledgement",
+        f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000",
+        "11.2",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A0",
+        "I99",
+        t("2025-03-04T07:00:01Z"),
+    ),
     "device-alert.xml":  # from the Device (ResponseID originator) to the User (ResponseID target); its AlertCode
-        ("device_alert", f"00-DB-12-34-56-78-90-A0:{SUPPLIER}:1700000000001", "", SUPPLIER, "00-DB-12-34-56-78-90-A0",
-         "8F3E", t("2025-03-04T05:06:07Z")),
+    (
+        "device_alert",
+        f"00-DB-12-34-56-78-90-A0:{SUPPLIER}:1700000000001",
+        "",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A0",
+        "8F3E",
+        t("2025-03-04T05:06:07Z"),
+    ),
     "dcc-alert.xml":  # from the DCC, about the comms hub it names; its time had a +01:00 offset
-        ("dcc_alert", f"90-B3-D5-1F-30-00-00-02:{SUPPLIER}:1700000000002", "", SUPPLIER, "00-DB-12-34-56-78-90-A3",
-         "N1", t("2025-03-04T05:00:00Z")),
+    (
+        "dcc_alert",
+        f"90-B3-D5-1F-30-00-00-02:{SUPPLIER}:1700000000002",
+        "",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A3",
+        "N1",
+        t("2025-03-04T05:00:00Z"),
+    ),
     "future-dated-alert.xml":  # a Device Alert, kept beside its command by the command's SRV and Request ID
-        ("device_alert", f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1002", "1.1.1", SUPPLIER, "00-DB-12-34-56-78-90-A0",
-         "8F66", t("2025-03-05T00:00:05Z")),
-    "smets1-response.xml":
-        ("response", f"{SUPPLIER}:00-DB-12-34-56-78-90-B1:1001", "4.1.1", SUPPLIER, "00-DB-12-34-56-78-90-B1", "I0",
-         t("2025-03-04T08:00:00Z")),
+    (
+        "device_alert",
+        f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1002",
+        "1.1.1",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-A0",
+        "8F66",
+        t("2025-03-05T00:00:05Z"),
+    ),
+    "smets1-response.xml": (
+        "response",
+        f"{SUPPLIER}:00-DB-12-34-56-78-90-B1:1001",
+        "4.1.1",
+        SUPPLIER,
+        "00-DB-12-34-56-78-90-B1",
+        "I0",
+        t("2025-03-04T08:00:00Z"),
+    ),
 }
 
 
 def stored(engine) -> dict[tuple[str, str], dict]:
     with engine.connect() as conn:
-        result = conn.execute(text(
-            "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
-            " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"))
+        result = conn.execute(
+            text(
+                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
+                " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
+            )
+        )
         out = {}
         for row in result:
             item = dict(row._mapping)
             logged = item["logged_at"]
-            item["logged_at"] = logged.astimezone(UTC) if isinstance(logged, datetime) else t(logged)
+            item["logged_at"] = (
+                logged.astimezone(UTC) if isinstance(logged, datetime) else t(logged)
+            )
             for key in ("srv", "device_id", "response_code", "payload"):
                 item[key] = item[key] or ""
             out[(item["request_id"], item["kind"])] = item
@@ -91,15 +191,26 @@ def stored(engine) -> dict[tuple[str, str], dict]:
 
 def check(item: dict, expected: tuple, logged_at: datetime) -> None:
     kind, request_id, srv, user_id, device_id, code, when = expected
-    assert (item["kind"], item["request_id"], item["srv"], item["user_id"], item["device_id"],
-            item["response_code"], item["logged_at"]) == (kind, request_id, srv, user_id, device_id, code,
-                                                          when or logged_at)
+    assert (
+        item["kind"],
+        item["request_id"],
+        item["srv"],
+        item["user_id"],
+        item["device_id"],
+        item["response_code"],
+        item["logged_at"],
+    ) == (kind, request_id, srv, user_id, device_id, code, when or logged_at)
 
 
 def capture(path: Path, files: list[Path], logged_at: datetime = CAPTURED) -> Path:
     with open(path, "w", encoding="utf-8") as f:
         for p in files:
-            f.write(json.dumps({"logged_at": logged_at.isoformat(), "duis": p.read_text(encoding="utf-8")}) + "\n")
+            f.write(
+                json.dumps(
+                    {"logged_at": logged_at.isoformat(), "duis": p.read_text(encoding="utf-8")}
+                )
+                + "\n"
+            )
     return path
 
 
@@ -120,7 +231,9 @@ def test_real_samples_from_a_capture(cli, engine, tmp_path):
         expected = REAL[f.name]
         item = got[(expected[1], expected[0])]
         check(item, expected, CAPTURED)
-        assert item["payload"] == f.read_text(encoding="utf-8")  # the message as it came, signature included
+        assert item["payload"] == f.read_text(
+            encoding="utf-8"
+        )  # the message as it came, signature included
 
     again = cli("ingest", path)
     assert again.exit_code == 0
@@ -141,7 +254,9 @@ def test_real_and_extra_messages_as_bare_files_in_a_folder(cli, engine, tmp_path
     for expected in {**REAL, **EXTRA_EXPECTED}.values():
         check(got[(expected[1], expected[0])], expected, CAPTURED)
     for name, expected in EXTRA_EXPECTED.items():
-        assert got[(expected[1], expected[0])]["payload"] == (EXTRA / name).read_text(encoding="utf-8")
+        assert got[(expected[1], expected[0])]["payload"] == (EXTRA / name).read_text(
+            encoding="utf-8"
+        )
 
     again = cli("ingest", folder, "--logged-at", "2025-05-01T10:00:00Z")
     assert again.stdout == f"loaded 0, rejected 0, skipped {total} duplicates\n"
@@ -172,72 +287,120 @@ def test_bare_request_file_without_logged_at_takes_its_modification_time(cli, en
 
 
 def test_capture_time_is_ignored_for_responses(cli, engine, tmp_path):
-    path = capture(tmp_path / "c.jsonl", [SAMPLES / "readfw-response.xml"], datetime(2030, 1, 1, tzinfo=UTC))
+    path = capture(
+        tmp_path / "c.jsonl", [SAMPLES / "readfw-response.xml"], datetime(2030, 1, 1, tzinfo=UTC)
+    )
     assert cli("ingest", path).exit_code == 0
     [item] = stored(engine).values()
     assert item["logged_at"] == t("2022-08-17T15:45:42.790Z")
 
 
 def response(header: str, body: str) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4">'
-            f"<sr:Header>{header}</sr:Header><sr:Body>{body}</sr:Body></sr:Response>")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4">'
+        f"<sr:Header>{header}</sr:Header><sr:Body>{body}</sr:Body></sr:Response>"
+    )
 
 
-GOOD_HEADER = (f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-A0:77</sr:RequestID>"
-               "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-03-04T09:00:00Z</sr:ResponseDateTime>")
-GOOD_MESSAGE = ("<sr:ResponseMessage><sr:ServiceReference>11.2</sr:ServiceReference>"
-                "<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant></sr:ResponseMessage>")
+GOOD_HEADER = (
+    f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-A0:77</sr:RequestID>"
+    "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-03-04T09:00:00Z</sr:ResponseDateTime>"
+)
+GOOD_MESSAGE = (
+    "<sr:ResponseMessage><sr:ServiceReference>11.2</sr:ServiceReference>"
+    "<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant></sr:ResponseMessage>"
+)
 
 
 def test_bad_duis_messages_in_a_capture(cli, engine, tmp_path):
     request = (SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML").read_text()
     lines = [
-        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": request}),                       # 1 good
-        json.dumps({"duis": request}),                                                            # 2 request, no time
-        json.dumps({"logged_at": "yesterday", "duis": request}),                                  # 3 bad time
-        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "xml": request}),                        # 4 no duis key
-        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": 12}),                            # 5 duis not text
-        "<sr:Request>",                                                                           # 6 not JSON
-        json.dumps({"duis": response(GOOD_HEADER.replace("2025-03-04T09:00:00Z", "2025-03-04T09:00:00"),
-                                     GOOD_MESSAGE)}),                                             # 7 no offset
-        json.dumps({"duis": response(GOOD_HEADER.replace(":77<", ":x<"), GOOD_MESSAGE)}),         # 8 bad RequestID
-        json.dumps({"duis": response(GOOD_HEADER.replace("<sr:ResponseCode>I0</sr:ResponseCode>", ""),
-                                     GOOD_MESSAGE)}),                                             # 9 no code
-        json.dumps({"duis": response(GOOD_HEADER, "")}),                                          # 10 empty body
-        json.dumps({"duis": response(GOOD_HEADER, "<!-- only a comment -->")}),                   # 11 still empty
-        json.dumps({"logged_at": "2025-05-01T10:00:00Z",
-                    "duis": request.replace("<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant>",
-                                            "")}),                                                # 12 request, no SRV
-        json.dumps({"duis": response(GOOD_HEADER, GOOD_MESSAGE)}),                                # 13 good
+        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": request}),  # 1 good
+        json.dumps({"duis": request}),  # 2 request, no time
+        json.dumps({"logged_at": "yesterday", "duis": request}),  # 3 bad time
+        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "xml": request}),  # 4 no duis key
+        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": 12}),  # 5 duis not text
+        "<sr:Request>",  # 6 not JSON
+        json.dumps(
+            {
+                "duis": response(
+                    GOOD_HEADER.replace("2025-03-04T09:00:00Z", "2025-03-04T09:00:00"), GOOD_MESSAGE
+                )
+            }
+        ),  # 7 no offset
+        json.dumps(
+            {"duis": response(GOOD_HEADER.replace(":77<", ":x<"), GOOD_MESSAGE)}
+        ),  # 8 bad RequestID
+        json.dumps(
+            {
+                "duis": response(
+                    GOOD_HEADER.replace("<sr:ResponseCode>I0</sr:ResponseCode>", ""), GOOD_MESSAGE
+                )
+            }
+        ),  # 9 no code
+        json.dumps({"duis": response(GOOD_HEADER, "")}),  # 10 empty body
+        json.dumps({"duis": response(GOOD_HEADER, "<!-- only a comment -->")}),  # 11 still empty
+        json.dumps(
+            {
+                "logged_at": "2025-05-01T10:00:00Z",
+                "duis": request.replace(
+                    "<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant>", ""
+                ),
+            }
+        ),  # 12 request, no SRV
+        json.dumps({"duis": response(GOOD_HEADER, GOOD_MESSAGE)}),  # 13 good
     ]
     path = tmp_path / "capture.jsonl"
     path.write_text("\n".join(lines) + "\n")
     result = cli("ingest", path)
     assert result.exit_code == 1
     assert result.stdout == "loaded 2, rejected 11, skipped 0 duplicates\n"
-    rejects = [json.loads(line) for line in (tmp_path / "capture.rejects.jsonl").read_text().splitlines()]
+    rejects = [
+        json.loads(line) for line in (tmp_path / "capture.rejects.jsonl").read_text().splitlines()
+    ]
     assert [r["line"] for r in rejects] == list(range(2, 13))
     assert [r["raw"] for r in rejects] == lines[1:12]
     reasons = [r["reason"] for r in rejects]
-    for reason, word in zip(reasons, ["logged_at", "ISO-8601", "duis", "duis", "JSON", "offset", "Request ID",
-                                      "ResponseCode", "Body", "Body", "ServiceReferenceVariant"]):
+    for reason, word in zip(
+        reasons,
+        [
+            "logged_at",
+            "ISO-8601",
+            "duis",
+            "duis",
+            "JSON",
+            "offset",
+            "Request ID",
+            "ResponseCode",
+            "Body",
+            "Body",
+            "ServiceReferenceVariant",
+        ],
+    ):
         assert word in reason, (word, reason)
     assert {(k, v["srv"]) for k, v in stored(engine).items()} == {
         ((f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000", "request"), "11.2"),
-        ((f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:77", "response"), "11.2")}
+        ((f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:77", "response"), "11.2"),
+    }
 
 
 def test_capture_with_a_damaged_first_line_is_still_a_capture(cli, engine, tmp_path):
     """A capture cut mid-line at its start (a rotated log) must not be taken for SAT JSON Lines,
     which would reject every good message in it with a misleading reason."""
     request = (SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML").read_text()
-    damaged = '8.2 Read Inventory</sr:ServiceReferenceVariant>", "logged_at": "2025-05-01T09:59:59Z"}'
+    damaged = (
+        '8.2 Read Inventory</sr:ServiceReferenceVariant>", "logged_at": "2025-05-01T09:59:59Z"}'
+    )
     path = tmp_path / "rotated.jsonl"
-    path.write_text(damaged + "\n" + json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": request}) + "\n")
+    path.write_text(
+        damaged + "\n" + json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": request}) + "\n"
+    )
     result = cli("ingest", path)
     assert result.exit_code == 1
     assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
-    [reject] = [json.loads(line) for line in (tmp_path / "rotated.rejects.jsonl").read_text().splitlines()]
+    [reject] = [
+        json.loads(line) for line in (tmp_path / "rotated.rejects.jsonl").read_text().splitlines()
+    ]
     assert reject["line"] == 1 and "JSON" in reject["reason"] and reject["raw"] == damaged
     [item] = stored(engine).values()
     assert (item["kind"], item["srv"]) == ("request", "11.2")
@@ -245,11 +408,17 @@ def test_capture_with_a_damaged_first_line_is_still_a_capture(cli, engine, tmp_p
 
 def test_comments_and_processing_instructions_around_the_message(cli, engine, tmp_path):
     path = tmp_path / "commented.xml"
-    path.write_text(response(GOOD_HEADER, "<!-- logged by gateway 7 --><?trace id=1?>" + GOOD_MESSAGE))
+    path.write_text(
+        response(GOOD_HEADER, "<!-- logged by gateway 7 --><?trace id=1?>" + GOOD_MESSAGE)
+    )
     result = cli("ingest", path)
     assert result.exit_code == 0, result.output
     [item] = stored(engine).values()
-    assert (item["kind"], item["srv"], item["device_id"]) == ("response", "11.2", "00-DB-12-34-56-78-90-A0")
+    assert (item["kind"], item["srv"], item["device_id"]) == (
+        "response",
+        "11.2",
+        "00-DB-12-34-56-78-90-A0",
+    )
 
 
 def test_utf16_message_is_stored_as_readable_text(cli, engine, tmp_path):
@@ -260,7 +429,9 @@ def test_utf16_message_is_stored_as_readable_text(cli, engine, tmp_path):
     assert result.exit_code == 0, result.output
     [item] = stored(engine).values()
     assert item["srv"] == "11.2"
-    assert "<sr:ResponseCode>I0</sr:ResponseCode>" in item["payload"] and "\x00" not in item["payload"]
+    assert (
+        "<sr:ResponseCode>I0</sr:ResponseCode>" in item["payload"] and "\x00" not in item["payload"]
+    )
 
 
 def test_bad_xml_files_in_a_folder_named_in_the_reject_file(cli, engine, tmp_path):
@@ -269,12 +440,18 @@ def test_bad_xml_files_in_a_folder_named_in_the_reject_file(cli, engine, tmp_pat
     shutil.copy(SAMPLES / "readfw-response.xml", folder)
     (folder / "broken.xml").write_text(response(GOOD_HEADER, GOOD_MESSAGE)[:-20])
     (folder / "norequestid.xml").write_text(
-        response("<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-03-04T09:00:00Z"
-                 "</sr:ResponseDateTime>", GOOD_MESSAGE))
+        response(
+            "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-03-04T09:00:00Z"
+            "</sr:ResponseDateTime>",
+            GOOD_MESSAGE,
+        )
+    )
     result = cli("ingest", folder)
     assert result.exit_code == 1
     assert result.stdout == "loaded 1, rejected 2, skipped 0 duplicates\n"
-    rejects = [json.loads(line) for line in (tmp_path / "inbox.rejects.jsonl").read_text().splitlines()]
+    rejects = [
+        json.loads(line) for line in (tmp_path / "inbox.rejects.jsonl").read_text().splitlines()
+    ]
     by_file = {Path(r["file"]).name: r for r in rejects}
     assert set(by_file) == {"broken.xml", "norequestid.xml"}
     assert "well-formed" in by_file["broken.xml"]["reason"]
@@ -284,8 +461,9 @@ def test_bad_xml_files_in_a_folder_named_in_the_reject_file(cli, engine, tmp_pat
     target = tmp_path / "xml-rejects.jsonl"
     again = cli("ingest", folder, "--rejects", target)
     assert again.stdout == "loaded 0, rejected 2, skipped 1 duplicates\n"
-    assert sorted(Path(json.loads(line)["file"]).name for line in target.read_text().splitlines()) == [
-        "broken.xml", "norequestid.xml"]
+    assert sorted(
+        Path(json.loads(line)["file"]).name for line in target.read_text().splitlines()
+    ) == ["broken.xml", "norequestid.xml"]
 
 
 def test_real_messages_under_the_visibility_rule(cli, tmp_path):
@@ -293,23 +471,47 @@ def test_real_messages_under_the_visibility_rule(cli, tmp_path):
     sees the titles of the request (MP141) but never the device alert addressed to the sender."""
     (tmp_path / "users.csv").write_text(
         "user_id,party_id,party_name,role\n"
-        f"{SUPPLIER},SAMPLES,Sample Supplier,IS\n90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n")
-    (tmp_path / "devices.csv").write_text("device_id,device_type,smets\n00-DB-12-34-56-78-90-A0,ESME,2\n")
-    (tmp_path / "resp.csv").write_text("device_id,party_id,relation,valid_from,valid_to\n"
-                                       "00-DB-12-34-56-78-90-A0,SOUTH,supplier,2025-01-01T00:00:00Z,\n")
-    for what, name in (("users", "users.csv"), ("devices", "devices.csv"), ("responsibilities", "resp.csv")):
+        f"{SUPPLIER},SAMPLES,Sample Supplier,IS\n90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n"
+    )
+    (tmp_path / "devices.csv").write_text(
+        "device_id,device_type,smets\n00-DB-12-34-56-78-90-A0,ESME,2\n"
+    )
+    (tmp_path / "resp.csv").write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        "00-DB-12-34-56-78-90-A0,SOUTH,supplier,2025-01-01T00:00:00Z,\n"
+    )
+    for what, name in (
+        ("users", "users.csv"),
+        ("devices", "devices.csv"),
+        ("responsibilities", "resp.csv"),
+    ):
         assert cli("load", what, tmp_path / name).exit_code == 0
-    files = [SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML", EXTRA / "acknowledgement-i99.xml",
-             EXTRA / "device-alert.xml", EXTRA / "dcc-alert.xml"]
+    files = [
+        SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML",
+        EXTRA / "acknowledgement-i99.xml",
+        EXTRA / "device-alert.xml",
+        EXTRA / "dcc-alert.xml",
+    ]
     assert cli("ingest", capture(tmp_path / "c.jsonl", files)).exit_code == 0
 
-    own = [json.loads(line) for line in cli("records", "--party", "SAMPLES", "--format", "jsonl").stdout.splitlines()]
-    assert sorted(i["kind"] for i in own) == ["acknowledgement", "dcc_alert", "device_alert", "request"]
+    own = [
+        json.loads(line)
+        for line in cli("records", "--party", "SAMPLES", "--format", "jsonl").stdout.splitlines()
+    ]
+    assert sorted(i["kind"] for i in own) == [
+        "acknowledgement",
+        "dcc_alert",
+        "device_alert",
+        "request",
+    ]
     assert all(i["access"] == "own" and i["payload"] for i in own)
     request = next(i for i in own if i["kind"] == "request")
     assert request["srv_title"] == "Read Firmware Version" and request["device_type"] == "ESME"
 
-    south = [json.loads(line) for line in cli("records", "--party", "SOUTH", "--format", "jsonl").stdout.splitlines()]
+    south = [
+        json.loads(line)
+        for line in cli("records", "--party", "SOUTH", "--format", "jsonl").stdout.splitlines()
+    ]
     assert sorted(i["kind"] for i in south) == ["acknowledgement", "request"]
     assert all(i["access"] == "mp141" and "payload" not in i for i in south)
 
@@ -319,22 +521,41 @@ def independent_expectation(path: Path) -> tuple[str, str, str, str, str, dateti
     root = ET.fromstring(path.read_bytes())
     request_id = (root.findtext(f"{SR}Header/{SR}RequestID") or "").strip().upper()
     originator, target, _ = request_id.split(":")
-    device = "" if target.startswith("90-B3-D5-1F-30-00-00-") else target  # a DCC id: a non-device request
+    device = (
+        "" if target.startswith("90-B3-D5-1F-30-00-00-") else target
+    )  # a DCC id: a non-device request
     if root.tag == f"{SR}Request":
-        return "request", request_id, root.findtext(f"{SR}Header/{SR}ServiceReferenceVariant").strip(), \
-            originator, device, None
+        return (
+            "request",
+            request_id,
+            root.findtext(f"{SR}Header/{SR}ServiceReferenceVariant").strip(),
+            originator,
+            device,
+            None,
+        )
     code = root.findtext(f"{SR}Header/{SR}ResponseCode").strip()
     srv = (root.findtext(f"{SR}Body/*/{SR}ServiceReferenceVariant") or "").strip()
     when = t(root.findtext(f"{SR}Header/{SR}ResponseDateTime").strip())
-    return ("acknowledgement" if code == "I99" else "response"), request_id, srv, originator, device, when
+    return (
+        ("acknowledgement" if code == "I99" else "response"),
+        request_id,
+        srv,
+        originator,
+        device,
+        when,
+    )
 
 
-@pytest.mark.skipif(not SHARED_DUIS_SAMPLES.is_dir(), reason="the shared DUIS samples are not on this machine")
+@pytest.mark.skipif(
+    not SHARED_DUIS_SAMPLES.is_dir(), reason="the shared DUIS samples are not on this machine"
+)
 def test_shared_samples_folder(cli, engine, tmp_path):
     files = sorted(p for p in SHARED_DUIS_SAMPLES.iterdir() if p.suffix.lower() == ".xml")
     assert files
     folder = tmp_path / "samples"
-    shutil.copytree(SHARED_DUIS_SAMPLES, folder)  # a reject file must never land in the reference folder
+    shutil.copytree(
+        SHARED_DUIS_SAMPLES, folder
+    )  # a reject file must never land in the reference folder
     result = cli("ingest", folder, "--logged-at", CAPTURED.isoformat())
     assert result.exit_code == 0, result.output
     assert result.stdout == f"loaded {len(files)}, rejected 0, skipped 0 duplicates\n"
@@ -342,6 +563,10 @@ def test_shared_samples_folder(cli, engine, tmp_path):
     for path in files:
         kind, request_id, srv, user_id, device_id, when = independent_expectation(path)
         item = got[(request_id, kind)]
-        assert (item["srv"], item["user_id"], item["device_id"], item["logged_at"]) == \
-            (srv, user_id, device_id, when or CAPTURED), path.name
+        assert (item["srv"], item["user_id"], item["device_id"], item["logged_at"]) == (
+            srv,
+            user_id,
+            device_id,
+            when or CAPTURED,
+        ), path.name
         assert item["payload"] == path.read_text(encoding="utf-8")

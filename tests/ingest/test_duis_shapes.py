@@ -3,6 +3,7 @@ ingested through the CLI and read back through the API by the Parties MP141 conc
 
 The documents are written here by hand (not by the generator under test) and every one is
 validated against the vendored DUIS 5.4 schema before it is used."""
+
 from __future__ import annotations
 
 import json
@@ -15,51 +16,63 @@ from lxml import etree
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 
-NS = ('xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
-      'xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert"')
+NS = (
+    'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
+    'xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert"'
+)
 NORTH_IS = "90-B3-D5-1F-30-01-00-00"  # NORTH: Responsible Supplier of both meters
 LOOK_OU = "90-B3-D5-1F-30-03-00-00"  # LOOK: an Other User, responsible for nothing
 DCC = "90-B3-D5-1F-30-00-00-02"
 ESME = "00-DB-12-34-56-78-90-A0"  # SMETS2
 S1_ESME = "00-DB-12-34-56-78-90-B1"  # SMETS1
 CHF = "00-DB-12-34-56-78-90-A3"
-SIGNATURE = ('<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/'
-             'xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/>'
-             '<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#'
-             'enveloped-signature"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#'
-             'sha256"/><ds:DigestValue>ZGVmYXVsdA==</ds:DigestValue></ds:Reference></ds:SignedInfo>'
-             '<ds:SignatureValue>ZGVmYXVsdA==</ds:SignatureValue></ds:Signature>')
+SIGNATURE = (
+    '<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/'
+    'xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/>'
+    '<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#'
+    'enveloped-signature"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#'
+    'sha256"/><ds:DigestValue>ZGVmYXVsdA==</ds:DigestValue></ds:Reference></ds:SignedInfo>'
+    '<ds:SignatureValue>ZGVmYXVsdA==</ds:SignatureValue></ds:Signature>'
+)
 
 
 def request(rid: str, variant: int, srv: str, body: str) -> str:
     ref = srv if srv.count(".") < 2 else srv.rsplit(".", 1)[0]
-    return (f'<?xml version="1.0" encoding="UTF-8"?><sr:Request {NS} schemaVersion="5.4"><sr:Header>'
-            f"<sr:RequestID>{rid}</sr:RequestID><sr:CommandVariant>{variant}</sr:CommandVariant>"
-            f"<sr:ServiceReference>{ref}</sr:ServiceReference>"
-            f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header>"
-            f"<sr:Body>{body}</sr:Body></sr:Request>")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><sr:Request {NS} schemaVersion="5.4"><sr:Header>'
+        f"<sr:RequestID>{rid}</sr:RequestID><sr:CommandVariant>{variant}</sr:CommandVariant>"
+        f"<sr:ServiceReference>{ref}</sr:ServiceReference>"
+        f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header>"
+        f"<sr:Body>{body}</sr:Body></sr:Request>"
+    )
 
 
 def response(rid: str, response_id: str, code: str, at: str, message: str) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4"><sr:Header>'
-            + (f"<sr:RequestID>{rid}</sr:RequestID>" if rid else "")
-            + (f"<sr:ResponseID>{response_id}</sr:ResponseID>" if response_id else "")
-            + f"<sr:ResponseCode>{code}</sr:ResponseCode><sr:ResponseDateTime>{at}</sr:ResponseDateTime>"
-            f"</sr:Header><sr:Body>{message}</sr:Body></sr:Response>")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4"><sr:Header>'
+        + (f"<sr:RequestID>{rid}</sr:RequestID>" if rid else "")
+        + (f"<sr:ResponseID>{response_id}</sr:ResponseID>" if response_id else "")
+        + f"<sr:ResponseCode>{code}</sr:ResponseCode><sr:ResponseDateTime>{at}</sr:ResponseDateTime>"
+        f"</sr:Header><sr:Body>{message}</sr:Body></sr:Response>"
+    )
 
 
 def titles(srv: str, extra: str = "") -> str:
     ref = srv if srv.count(".") < 2 else srv.rsplit(".", 1)[0]
-    return (f"<sr:ResponseMessage><sr:ServiceReference>{ref}</sr:ServiceReference>"
-            f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant>{extra}</sr:ResponseMessage>")
+    return (
+        f"<sr:ResponseMessage><sr:ServiceReference>{ref}</sr:ServiceReference>"
+        f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant>{extra}</sr:ResponseMessage>"
+    )
 
 
 def smets1(outer: str, device: str, user: str, inner_header: str, inner_body: str) -> str:
-    return (f"<sr:SMETS1ResponseMessage>{outer}<sr:SMETS1SignedResponse schemaVersion=\"5.4\"><sr:SMETS1Response>"
-            f"<sr:Header><ra:BusinessOriginatorID>{device}</ra:BusinessOriginatorID>"
-            f"<ra:BusinessTargetID>{user}</ra:BusinessTargetID><ra:OriginatorCounter>9</ra:OriginatorCounter>"
-            f"{inner_header}</sr:Header><sr:Body>{inner_body}</sr:Body></sr:SMETS1Response>{SIGNATURE}"
-            "</sr:SMETS1SignedResponse></sr:SMETS1ResponseMessage>")
+    return (
+        f"<sr:SMETS1ResponseMessage>{outer}<sr:SMETS1SignedResponse schemaVersion=\"5.4\"><sr:SMETS1Response>"
+        f"<sr:Header><ra:BusinessOriginatorID>{device}</ra:BusinessOriginatorID>"
+        f"<ra:BusinessTargetID>{user}</ra:BusinessTargetID><ra:OriginatorCounter>9</ra:OriginatorCounter>"
+        f"{inner_header}</sr:Header><sr:Body>{inner_body}</sr:Body></sr:SMETS1Response>{SIGNATURE}"
+        "</sr:SMETS1SignedResponse></sr:SMETS1ResponseMessage>"
+    )
 
 
 READ = "<sr:ReadInstantaneousImportRegisters/>"
@@ -72,95 +85,303 @@ R_FAIL = f"{NORTH_IS}:{ESME}:16"
 
 # name: (logged_at for a request or None, document, the item SPEC 4.1 makes of it, for its own User)
 SHAPES = {
-    "request": ("2025-03-04T09:00:00Z", request(R_LOOK, 1, "4.1.1", READ),
-                dict(kind="request", srv="4.1.1", device_id=ESME, request_id=R_LOOK, response_code="",
-                     user_id=LOOK_OU, command_variant=1, execution_at=None, subject_device_id="")),
+    "request": (
+        "2025-03-04T09:00:00Z",
+        request(R_LOOK, 1, "4.1.1", READ),
+        dict(
+            kind="request",
+            srv="4.1.1",
+            device_id=ESME,
+            request_id=R_LOOK,
+            response_code="",
+            user_id=LOOK_OU,
+            command_variant=1,
+            execution_at=None,
+            subject_device_id="",
+        ),
+    ),
     "pre-command request": (
         "2025-03-04T09:10:00Z",
-        request(R_FD, 4, "1.6", "<sr:UpdatePaymentMode><sr:ExecutionDateTime>2025-03-10T00:00:00Z"
-                "</sr:ExecutionDateTime><sr:Credit/></sr:UpdatePaymentMode>"),
-        dict(kind="request", srv="1.6", device_id=ESME, request_id=R_FD, command_variant=4,
-             execution_at="2025-03-10T00:00:00Z", user_id=NORTH_IS)),
+        request(
+            R_FD,
+            4,
+            "1.6",
+            "<sr:UpdatePaymentMode><sr:ExecutionDateTime>2025-03-10T00:00:00Z"
+            "</sr:ExecutionDateTime><sr:Credit/></sr:UpdatePaymentMode>",
+        ),
+        dict(
+            kind="request",
+            srv="1.6",
+            device_id=ESME,
+            request_id=R_FD,
+            command_variant=4,
+            execution_at="2025-03-10T00:00:00Z",
+            user_id=NORTH_IS,
+        ),
+    ),
     "signed command": (
         "2025-03-04T09:12:00Z",
-        request(R_FD, 5, "1.6", "<sr:SignedPreCommand><sr:ExecutionDateTime>2025-03-10T00:00:00Z"
-                "</sr:ExecutionDateTime><sr:GBCSPayload>3QAAAAAAAFURAAAAAN8JAgAA</sr:GBCSPayload>"
-                "</sr:SignedPreCommand>"),
-        dict(kind="request", srv="1.6", device_id=ESME, request_id=R_FD, command_variant=5,
-             execution_at="2025-03-10T00:00:00Z")),
+        request(
+            R_FD,
+            5,
+            "1.6",
+            "<sr:SignedPreCommand><sr:ExecutionDateTime>2025-03-10T00:00:00Z"
+            "</sr:ExecutionDateTime><sr:GBCSPayload>3QAAAAAAAFURAAAAAN8JAgAA</sr:GBCSPayload>"
+            "</sr:SignedPreCommand>",
+        ),
+        dict(
+            kind="request",
+            srv="1.6",
+            device_id=ESME,
+            request_id=R_FD,
+            command_variant=5,
+            execution_at="2025-03-10T00:00:00Z",
+        ),
+    ),
     "cancellation": (
         "2025-03-05T08:00:00Z",
-        request(R_CANCEL, 4, "1.6", "<sr:UpdatePaymentMode><sr:ExecutionDateTime>3000-12-31T00:00:00Z"
-                "</sr:ExecutionDateTime><sr:Credit/></sr:UpdatePaymentMode>"),
-        dict(kind="request", request_id=R_CANCEL, command_variant=4, execution_at="3000-12-31T00:00:00Z")),
+        request(
+            R_CANCEL,
+            4,
+            "1.6",
+            "<sr:UpdatePaymentMode><sr:ExecutionDateTime>3000-12-31T00:00:00Z"
+            "</sr:ExecutionDateTime><sr:Credit/></sr:UpdatePaymentMode>",
+        ),
+        dict(
+            kind="request",
+            request_id=R_CANCEL,
+            command_variant=4,
+            execution_at="3000-12-31T00:00:00Z",
+        ),
+    ),
     "non-device request": (
         "2025-03-04T09:20:00Z",
-        request(R_DECOM, 8, "8.3", f"<sr:DecommissionDevice><sr:DeviceID>{ESME.lower()}</sr:DeviceID>"
-                                   "</sr:DecommissionDevice>"),
-        dict(kind="request", srv="8.3", device_id="", request_id=R_DECOM, command_variant=8,
-             subject_device_id=ESME, user_id=LOOK_OU)),
-    "acknowledgement": (None, response(R_LOOK, "", "I99", "2025-03-04T09:00:01Z", titles("4.1.1")),
-                        dict(kind="acknowledgement", srv="4.1.1", device_id=ESME, request_id=R_LOOK,
-                             response_code="I99", user_id=LOOK_OU, command_variant=None)),
+        request(
+            R_DECOM,
+            8,
+            "8.3",
+            f"<sr:DecommissionDevice><sr:DeviceID>{ESME.lower()}</sr:DeviceID>"
+            "</sr:DecommissionDevice>",
+        ),
+        dict(
+            kind="request",
+            srv="8.3",
+            device_id="",
+            request_id=R_DECOM,
+            command_variant=8,
+            subject_device_id=ESME,
+            user_id=LOOK_OU,
+        ),
+    ),
+    "acknowledgement": (
+        None,
+        response(R_LOOK, "", "I99", "2025-03-04T09:00:01Z", titles("4.1.1")),
+        dict(
+            kind="acknowledgement",
+            srv="4.1.1",
+            device_id=ESME,
+            request_id=R_LOOK,
+            response_code="I99",
+            user_id=LOOK_OU,
+            command_variant=None,
+        ),
+    ),
     "synchronous rejection": (
-        None, response(R_FAIL, f"{DCC}:{NORTH_IS}:5", "E4", "2025-03-04T09:30:00Z", titles("4.1.1")),
-        dict(kind="response", srv="4.1.1", device_id=ESME, request_id=R_FAIL, response_code="E4",
-             user_id=NORTH_IS)),
+        None,
+        response(R_FAIL, f"{DCC}:{NORTH_IS}:5", "E4", "2025-03-04T09:30:00Z", titles("4.1.1")),
+        dict(
+            kind="response",
+            srv="4.1.1",
+            device_id=ESME,
+            request_id=R_FAIL,
+            response_code="E4",
+            user_id=NORTH_IS,
+        ),
+    ),
     "response": (
-        None, response(R_LOOK, f"{ESME}:{LOOK_OU}:11", "I0", "2025-03-04T09:00:05Z",
-                       titles("4.1.1", "<sr:GBCSPayload>3QAAAAAAAFURAAAAAN8J</sr:GBCSPayload>")),
-        dict(kind="response", srv="4.1.1", device_id=ESME, request_id=R_LOOK, response_code="I0",
-             user_id=LOOK_OU)),
+        None,
+        response(
+            R_LOOK,
+            f"{ESME}:{LOOK_OU}:11",
+            "I0",
+            "2025-03-04T09:00:05Z",
+            titles("4.1.1", "<sr:GBCSPayload>3QAAAAAAAFURAAAAAN8J</sr:GBCSPayload>"),
+        ),
+        dict(
+            kind="response",
+            srv="4.1.1",
+            device_id=ESME,
+            request_id=R_LOOK,
+            response_code="I0",
+            user_id=LOOK_OU,
+        ),
+    ),
     "response without RequestID": (
-        None, response("", f"{ESME}:{NORTH_IS}:77", "I0", "2025-03-04T10:00:00Z",
-                       titles("4.1.1", "<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload>")),
-        dict(kind="response", srv="4.1.1", device_id=ESME, request_id="", response_code="I0", user_id=NORTH_IS)),
+        None,
+        response(
+            "",
+            f"{ESME}:{NORTH_IS}:77",
+            "I0",
+            "2025-03-04T10:00:00Z",
+            titles("4.1.1", "<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload>"),
+        ),
+        dict(
+            kind="response",
+            srv="4.1.1",
+            device_id=ESME,
+            request_id="",
+            response_code="I0",
+            user_id=NORTH_IS,
+        ),
+    ),
     "device alert": (
-        None, response("", f"{ESME}:{NORTH_IS}:78", "I0", "2025-03-04T11:00:00Z",
-                       "<sr:DeviceAlertMessage><sr:AlertCode>8f3e</sr:AlertCode>"
-                       "<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload></sr:DeviceAlertMessage>"),
-        dict(kind="device_alert", srv="", device_id=ESME, request_id=f"{ESME}:{NORTH_IS}:78",
-             response_code="8F3E", user_id=NORTH_IS)),
+        None,
+        response(
+            "",
+            f"{ESME}:{NORTH_IS}:78",
+            "I0",
+            "2025-03-04T11:00:00Z",
+            "<sr:DeviceAlertMessage><sr:AlertCode>8f3e</sr:AlertCode>"
+            "<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload></sr:DeviceAlertMessage>",
+        ),
+        dict(
+            kind="device_alert",
+            srv="",
+            device_id=ESME,
+            request_id=f"{ESME}:{NORTH_IS}:78",
+            response_code="8F3E",
+            user_id=NORTH_IS,
+        ),
+    ),
     "future-dated outcome": (
-        None, response(R_FD, f"{ESME}:{NORTH_IS}:79", "I0", "2025-03-10T00:00:05Z", titles(
-            "1.6", "<sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F66</sr:FutureDatedAlertCode>"
-                   "<sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1</sr:InstructionNumber>"
-                   "<sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
-                   "</sr:FutureDatedDeviceAlertMessage>")),
-        dict(kind="device_alert", srv="1.6", device_id=ESME, request_id=R_FD, response_code="8F66",
-             user_id=NORTH_IS)),
+        None,
+        response(
+            R_FD,
+            f"{ESME}:{NORTH_IS}:79",
+            "I0",
+            "2025-03-10T00:00:05Z",
+            titles(
+                "1.6",
+                "<sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F66</sr:FutureDatedAlertCode>"
+                "<sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1</sr:InstructionNumber>"
+                "<sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
+                "</sr:FutureDatedDeviceAlertMessage>",
+            ),
+        ),
+        dict(
+            kind="device_alert",
+            srv="1.6",
+            device_id=ESME,
+            request_id=R_FD,
+            response_code="8F66",
+            user_id=NORTH_IS,
+        ),
+    ),
     "DCC alert": (
-        None, response("", f"{DCC}:{NORTH_IS}:80", "I0", "2025-03-04T12:00:00Z",
-                       f"<sr:DCCAlertMessage><sr:DCCAlertCode>N12</sr:DCCAlertCode><sr:DCCAlert><sr:CommandFailure>"
-                       f"<sr:CommandRequestID>{R_FAIL}</sr:CommandRequestID><sr:DeviceID>{ESME}</sr:DeviceID>"
-                       "</sr:CommandFailure></sr:DCCAlert></sr:DCCAlertMessage>"),
-        dict(kind="dcc_alert", srv="", device_id=ESME, request_id=f"{DCC}:{NORTH_IS}:80", response_code="N12",
-             user_id=NORTH_IS)),
+        None,
+        response(
+            "",
+            f"{DCC}:{NORTH_IS}:80",
+            "I0",
+            "2025-03-04T12:00:00Z",
+            f"<sr:DCCAlertMessage><sr:DCCAlertCode>N12</sr:DCCAlertCode><sr:DCCAlert><sr:CommandFailure>"
+            f"<sr:CommandRequestID>{R_FAIL}</sr:CommandRequestID><sr:DeviceID>{ESME}</sr:DeviceID>"
+            "</sr:CommandFailure></sr:DCCAlert></sr:DCCAlertMessage>",
+        ),
+        dict(
+            kind="dcc_alert",
+            srv="",
+            device_id=ESME,
+            request_id=f"{DCC}:{NORTH_IS}:80",
+            response_code="N12",
+            user_id=NORTH_IS,
+        ),
+    ),
     "SMETS1 alert": (  # the leak of issue 9: a RequestID in the outer header made it a visible response
-        None, response(R_S1, f"{S1_ESME}:{LOOK_OU}:81", "I0", "2025-03-04T13:00:00Z", smets1(
-            "", S1_ESME, LOOK_OU, "<ra:GBCSHexadecimalMessageCode>8F1C</ra:GBCSHexadecimalMessageCode>",
-            '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" name="DeviceAlert" type="gbcs">'
-            "3QAAAAAA</ra:GBCSData></sr:DeviceAlertMessage>")),
-        dict(kind="device_alert", srv="", device_id=S1_ESME, request_id=f"{S1_ESME}:{LOOK_OU}:81",
-             response_code="8F1C", user_id=LOOK_OU)),
+        None,
+        response(
+            R_S1,
+            f"{S1_ESME}:{LOOK_OU}:81",
+            "I0",
+            "2025-03-04T13:00:00Z",
+            smets1(
+                "",
+                S1_ESME,
+                LOOK_OU,
+                "<ra:GBCSHexadecimalMessageCode>8F1C</ra:GBCSHexadecimalMessageCode>",
+                '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" name="DeviceAlert" type="gbcs">'
+                "3QAAAAAA</ra:GBCSData></sr:DeviceAlertMessage>",
+            ),
+        ),
+        dict(
+            kind="device_alert",
+            srv="",
+            device_id=S1_ESME,
+            request_id=f"{S1_ESME}:{LOOK_OU}:81",
+            response_code="8F1C",
+            user_id=LOOK_OU,
+        ),
+    ),
     "SMETS1 response": (
-        None, response(R_S1, f"{S1_ESME}:{LOOK_OU}:82", "I0", "2025-03-04T13:00:01Z", smets1(
-            "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
-            "</sr:ServiceReferenceVariant>", S1_ESME, LOOK_OU, "",
-            '<sr:ResponseMessage><ra:GBCSData format="plain" sequence="0" name="x" type="gbcs">3QAA</ra:GBCSData>'
-            "</sr:ResponseMessage>")),
-        dict(kind="response", srv="4.1.1", device_id=S1_ESME, request_id=R_S1, response_code="I0",
-             user_id=LOOK_OU)),
+        None,
+        response(
+            R_S1,
+            f"{S1_ESME}:{LOOK_OU}:82",
+            "I0",
+            "2025-03-04T13:00:01Z",
+            smets1(
+                "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
+                "</sr:ServiceReferenceVariant>",
+                S1_ESME,
+                LOOK_OU,
+                "",
+                '<sr:ResponseMessage><ra:GBCSData format="plain" sequence="0" name="x" type="gbcs">3QAA</ra:GBCSData>'
+                "</sr:ResponseMessage>",
+            ),
+        ),
+        dict(
+            kind="response",
+            srv="4.1.1",
+            device_id=S1_ESME,
+            request_id=R_S1,
+            response_code="I0",
+            user_id=LOOK_OU,
+        ),
+    ),
     "SMETS1 response, SRV inside": (
-        None, response(f"{LOOK_OU}:{S1_ESME}:17", f"{S1_ESME}:{LOOK_OU}:83", "I0", "2025-03-04T13:00:02Z", smets1(
-            "", S1_ESME, LOOK_OU, "<ra:ServiceReference>4.1</ra:ServiceReference><ra:ServiceReferenceVariant>"
-            "4.1.1</ra:ServiceReferenceVariant>", "<sr:ResponseMessage/>")),
-        dict(kind="response", srv="4.1.1", device_id=S1_ESME, request_id=f"{LOOK_OU}:{S1_ESME}:17",
-             user_id=LOOK_OU)),
+        None,
+        response(
+            f"{LOOK_OU}:{S1_ESME}:17",
+            f"{S1_ESME}:{LOOK_OU}:83",
+            "I0",
+            "2025-03-04T13:00:02Z",
+            smets1(
+                "",
+                S1_ESME,
+                LOOK_OU,
+                "<ra:ServiceReference>4.1</ra:ServiceReference><ra:ServiceReferenceVariant>"
+                "4.1.1</ra:ServiceReferenceVariant>",
+                "<sr:ResponseMessage/>",
+            ),
+        ),
+        dict(
+            kind="response",
+            srv="4.1.1",
+            device_id=S1_ESME,
+            request_id=f"{LOOK_OU}:{S1_ESME}:17",
+            user_id=LOOK_OU,
+        ),
+    ),
 }
 # who may see each shape, besides its own User (SPEC 3): NORTH, the supplier, sees titles of others'
 # requests, acknowledgements and responses on its meters, never alerts, never non-device requests
-NORTH_SEES_AS_MP141 = {"request", "acknowledgement", "response", "SMETS1 response", "SMETS1 response, SRV inside"}
+NORTH_SEES_AS_MP141 = {
+    "request",
+    "acknowledgement",
+    "response",
+    "SMETS1 response",
+    "SMETS1 response, SRV inside",
+}
 
 
 def test_every_shape_is_schema_valid(duis_schema) -> None:
@@ -171,20 +392,35 @@ def test_every_shape_is_schema_valid(duis_schema) -> None:
 
 @pytest.fixture
 def loaded(cli, engine, tmp_path: Path):
-    (tmp_path / "users.csv").write_text("user_id,party_id,party_name,role\n"
-                                        f"{NORTH_IS},NORTH,North Energy,IS\n{LOOK_OU},LOOK,Look Ltd,OU\n")
-    (tmp_path / "devices.csv").write_text(f"device_id,device_type,smets\n{ESME},ESME,2\n{S1_ESME},ESME,1\n"
-                                          f"{CHF},CHF,2\n")
-    (tmp_path / "resp.csv").write_text("device_id,party_id,relation,valid_from,valid_to\n"
-                                       f"{ESME},NORTH,supplier,2025-01-01T00:00:00Z,\n"
-                                       f"{S1_ESME},NORTH,supplier,2025-01-01T00:00:00Z,\n")
-    for what, name in (("users", "users.csv"), ("devices", "devices.csv"), ("responsibilities", "resp.csv")):
+    (tmp_path / "users.csv").write_text(
+        "user_id,party_id,party_name,role\n"
+        f"{NORTH_IS},NORTH,North Energy,IS\n{LOOK_OU},LOOK,Look Ltd,OU\n"
+    )
+    (tmp_path / "devices.csv").write_text(
+        f"device_id,device_type,smets\n{ESME},ESME,2\n{S1_ESME},ESME,1\n{CHF},CHF,2\n"
+    )
+    (tmp_path / "resp.csv").write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        f"{ESME},NORTH,supplier,2025-01-01T00:00:00Z,\n"
+        f"{S1_ESME},NORTH,supplier,2025-01-01T00:00:00Z,\n"
+    )
+    for what, name in (
+        ("users", "users.csv"),
+        ("devices", "devices.csv"),
+        ("responsibilities", "resp.csv"),
+    ):
         assert cli("load", what, tmp_path / name).exit_code == 0
     capture = tmp_path / "capture.jsonl"
-    capture.write_text("".join(json.dumps({"logged_at": when, "duis": doc} if when else {"duis": doc}) + "\n"
-                               for when, doc, _ in SHAPES.values()))
+    capture.write_text(
+        "".join(
+            json.dumps({"logged_at": when, "duis": doc} if when else {"duis": doc}) + "\n"
+            for when, doc, _ in SHAPES.values()
+        )
+    )
     result = cli("ingest", capture)
-    assert result.stdout == f"loaded {len(SHAPES)}, rejected 0, skipped 0 duplicates\n", result.output
+    assert result.stdout == f"loaded {len(SHAPES)}, rejected 0, skipped 0 duplicates\n", (
+        result.output
+    )
     with engine.begin() as conn:
         tokens = {}
         for party in ("NORTH", "LOOK"):
@@ -201,8 +437,15 @@ def _all(client, headers, **params) -> list[dict]:
 
 
 def _find(items: list[dict], expected: dict) -> dict:
-    matching = [i for i in items if all(i.get(k) == v for k, v in expected.items() if k in
-                                        ("kind", "request_id", "command_variant", "response_code", "user_id"))]
+    matching = [
+        i
+        for i in items
+        if all(
+            i.get(k) == v
+            for k, v in expected.items()
+            if k in ("kind", "request_id", "command_variant", "response_code", "user_id")
+        )
+    ]
     assert len(matching) == 1, (expected, matching)
     return matching[0]
 
@@ -218,14 +461,22 @@ def test_each_shape_becomes_the_record_of_its_row(loaded) -> None:
         assert got["access"] == "own" and "payload" in got
 
 
-def test_the_supplier_sees_titles_of_others_requests_and_responses_and_never_their_alerts(loaded) -> None:
+def test_the_supplier_sees_titles_of_others_requests_and_responses_and_never_their_alerts(
+    loaded,
+) -> None:
     client, tokens = loaded
     others = _all(client, tokens["NORTH"], scope="others")
-    shown = {name for name, (_, _, expected) in SHAPES.items()
-             if expected.get("user_id", NORTH_IS) != NORTH_IS
-             and any(i["request_id"] == expected.get("request_id") and i["kind"] == expected["kind"]
-                     and i.get("response_code", "") == expected.get("response_code", i.get("response_code"))
-                     for i in others)}
+    shown = {
+        name
+        for name, (_, _, expected) in SHAPES.items()
+        if expected.get("user_id", NORTH_IS) != NORTH_IS
+        and any(
+            i["request_id"] == expected.get("request_id")
+            and i["kind"] == expected["kind"]
+            and i.get("response_code", "") == expected.get("response_code", i.get("response_code"))
+            for i in others
+        )
+    }
     assert shown == NORTH_SEES_AS_MP141
     assert all(i["access"] == "mp141" for i in others)
     for item in others:  # titles only: no payload, nor what is read from the body
@@ -249,7 +500,9 @@ def test_a_non_device_request_is_found_by_its_sender_through_the_device_it_names
     client, tokens = loaded
     by_device = _all(client, tokens["LOOK"], device_id=ESME.lower(), scope="own")
     assert R_DECOM in {i["request_id"] for i in by_device}
-    assert R_DECOM in {i["request_id"] for i in _all(client, tokens["LOOK"], device_id=ESME)}  # scope all
+    assert R_DECOM in {
+        i["request_id"] for i in _all(client, tokens["LOOK"], device_id=ESME)
+    }  # scope all
     # it never widens MP141: the meter's supplier does not see it, by Device or at all
     assert R_DECOM not in {i["request_id"] for i in _all(client, tokens["NORTH"], device_id=ESME)}
     assert R_DECOM not in {i["request_id"] for i in _all(client, tokens["NORTH"])}
@@ -259,7 +512,10 @@ def test_the_future_dated_exchange_keeps_its_variants_and_outcome_together(loade
     client, tokens = loaded
     exchange = _all(client, tokens["NORTH"], request_id=R_FD)
     assert [(i["kind"], i["command_variant"], i["response_code"]) for i in exchange] == [
-        ("device_alert", None, "8F66"), ("request", 5, ""), ("request", 4, "")]
+        ("device_alert", None, "8F66"),
+        ("request", 5, ""),
+        ("request", 4, ""),
+    ]
     # LOOK, an Other User, sees none of it
     assert _all(client, tokens["LOOK"], request_id=R_FD) == []
 

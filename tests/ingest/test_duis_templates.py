@@ -4,6 +4,7 @@ files in one folder: every one a record with the right title fields, none skippe
 The expectations are read from each file here with the standard library's ElementTree, not
 by the parser under test. The templates are reference material beside the repository
 (GPL-3.0, not copied into it); CI has them, as every developer's machine does."""
+
 from __future__ import annotations
 
 import os
@@ -33,12 +34,22 @@ def expected(path: Path) -> dict:
     originator, target, counter = request_id.split(":")
     srv = header.findtext(f"{SR}ServiceReferenceVariant").strip()
     non_device = CATALOGUE[srv].non_device
-    named = next((e.text.strip().upper() for e in root.find(f"{SR}Body").iter()
-                  if "DeviceID" in e.tag and e.text and EUI.match(e.text.strip())), "")
-    return {"request_id": f"{originator.upper()}:{target.upper()}:{counter}", "srv": srv,
-            "command_variant": int(header.findtext(f"{SR}CommandVariant")),
-            "device_id": "" if non_device else target.upper(), "subject_device_id": named if non_device else "",
-            "user_id": originator.upper()}
+    named = next(
+        (
+            e.text.strip().upper()
+            for e in root.find(f"{SR}Body").iter()
+            if "DeviceID" in e.tag and e.text and EUI.match(e.text.strip())
+        ),
+        "",
+    )
+    return {
+        "request_id": f"{originator.upper()}:{target.upper()}:{counter}",
+        "srv": srv,
+        "command_variant": int(header.findtext(f"{SR}CommandVariant")),
+        "device_id": "" if non_device else target.upper(),
+        "subject_device_id": named if non_device else "",
+        "user_id": originator.upper(),
+    }
 
 
 @pytest.fixture
@@ -50,12 +61,18 @@ def folder(tmp_path: Path) -> Path:
 
 def stored(engine) -> list[dict]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT request_id, srv, command_variant, device_id, subject_device_id, user_id,"
-                                 " kind FROM sat_record"))
+        rows = conn.execute(
+            text(
+                "SELECT request_id, srv, command_variant, device_id, subject_device_id, user_id,"
+                " kind FROM sat_record"
+            )
+        )
         return [dict(r._mapping, subject_device_id=r.subject_device_id or "") for r in rows]
 
 
-def test_all_297_templates_ingest_each_as_its_record_and_again_add_nothing(cli, engine, folder: Path) -> None:
+def test_all_297_templates_ingest_each_as_its_record_and_again_add_nothing(
+    cli, engine, folder: Path
+) -> None:
     files = sorted(folder.iterdir())
     assert len(files) == 297
     first = cli("ingest", "--logged-at", "2025-06-01T09:00:00Z", folder)
@@ -74,6 +91,8 @@ def test_all_297_templates_ingest_each_as_its_record_and_again_add_nothing(cli, 
         os.utime(path, (1_800_000_000, 1_800_000_000))
     touched = cli("ingest", folder)
     assert touched.exit_code == 0
-    assert touched.stdout == ("loaded 0, rejected 0, skipped 297 duplicates; "
-                              "297 times taken from file modification times\n")
+    assert touched.stdout == (
+        "loaded 0, rejected 0, skipped 297 duplicates; "
+        "297 times taken from file modification times\n"
+    )
     assert len(stored(engine)) == 297

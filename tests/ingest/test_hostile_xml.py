@@ -1,6 +1,7 @@
 """Hostile XML (SPEC section 4): a document with a DOCTYPE or an entity declaration is rejected,
 not defused; nothing is fetched, expanded or stored, and it is quick. Also oversized documents,
 XML that is not well-formed, and XML that is not DUIS."""
+
 from __future__ import annotations
 
 import json
@@ -17,30 +18,40 @@ SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 
 
 def response(gbcs: str = "3QAAAAAAAFUR", prolog: str = "", counter: int = 55) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<sr:Response {NS} schemaVersion="5.4"><sr:Header>'
-            f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-A1:{counter}</sr:RequestID>"
-            "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-02-01T10:00:00Z</sr:ResponseDateTime>"
-            "</sr:Header><sr:Body><sr:ResponseMessage><sr:ServiceReference>4.1</sr:ServiceReference>"
-            "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant>"
-            f"<sr:GBCSPayload>{gbcs}</sr:GBCSPayload></sr:ResponseMessage></sr:Body></sr:Response>")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<sr:Response {NS} schemaVersion="5.4"><sr:Header>'
+        f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-A1:{counter}</sr:RequestID>"
+        "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-02-01T10:00:00Z</sr:ResponseDateTime>"
+        "</sr:Header><sr:Body><sr:ResponseMessage><sr:ServiceReference>4.1</sr:ServiceReference>"
+        "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant>"
+        f"<sr:GBCSPayload>{gbcs}</sr:GBCSPayload></sr:ResponseMessage></sr:Body></sr:Response>"
+    )
 
 
 def laughs(levels: int = 9) -> str:
     entities = '<!ENTITY a0 "lollollollollollollollollollol">' + "".join(
-        f'<!ENTITY a{i} "' + f"&a{i - 1};" * 10 + '">' for i in range(1, levels + 1))
+        f'<!ENTITY a{i} "' + f"&a{i - 1};" * 10 + '">' for i in range(1, levels + 1)
+    )
     return response(gbcs=f"&a{levels};", prolog=f"<!DOCTYPE sr:Response [{entities}]>")
 
 
 HOSTILE = {
-    "xxe-file": response(gbcs="&xxe;", prolog='<!DOCTYPE sr:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'),
-    "xxe-network": response(gbcs="&xxe;",
-                            prolog='<!DOCTYPE sr:Response [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/secret">]>'),
+    "xxe-file": response(
+        gbcs="&xxe;", prolog='<!DOCTYPE sr:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    ),
+    "xxe-network": response(
+        gbcs="&xxe;",
+        prolog='<!DOCTYPE sr:Response [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/secret">]>',
+    ),
     "billion-laughs": laughs(),
-    "parameter-entity": response(prolog='<!DOCTYPE sr:Response [<!ENTITY % remote SYSTEM '
-                                        '"file:///etc/passwd"> %remote;]>'),
+    "parameter-entity": response(
+        prolog='<!DOCTYPE sr:Response [<!ENTITY % remote SYSTEM "file:///etc/passwd"> %remote;]>'
+    ),
     "external-dtd": response(prolog='<!DOCTYPE sr:Response SYSTEM "http://127.0.0.1:9/duis.dtd">'),
     "harmless-looking-doctype": response(prolog="<!DOCTYPE sr:Response>"),
-    "lower-case-doctype-after-comment": response(prolog='<!-- hello --><!doctype sr:Response [<!ENTITY x "y">]>'),
+    "lower-case-doctype-after-comment": response(
+        prolog='<!-- hello --><!doctype sr:Response [<!ENTITY x "y">]>'
+    ),
 }
 
 
@@ -136,20 +147,26 @@ def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, use_s
     capture = tmp_path / "capture.jsonl"
     capture.write_text(json.dumps({"duis": big}) + "\n")
     over = cli("ingest", capture)
-    assert over.exit_code == 1 and "2000-byte limit" in rejects_of(tmp_path / "capture.rejects.jsonl")[0]["reason"]
+    assert (
+        over.exit_code == 1
+        and "2000-byte limit" in rejects_of(tmp_path / "capture.rejects.jsonl")[0]["reason"]
+    )
     assert count(engine) == 1
 
 
-@pytest.mark.parametrize("document, reason", [
-    (response()[:-30], "well-formed"),
-    ("<sr:Response", "well-formed"),
-    ("", "well-formed"),
-    ("this is not xml at all", "well-formed"),
-    (response().replace("</sr:Header>", ""), "well-formed"),
-    ('<?xml version="1.0"?><invoice><total>12</total></invoice>', "not a DUIS"),
-    (response().replace(NS, 'xmlns:sr="http://example.com/not-duis"'), "not a DUIS"),
-    ('<Response schemaVersion="5.4"><Header/></Response>', "not a DUIS"),
-])
+@pytest.mark.parametrize(
+    "document, reason",
+    [
+        (response()[:-30], "well-formed"),
+        ("<sr:Response", "well-formed"),
+        ("", "well-formed"),
+        ("this is not xml at all", "well-formed"),
+        (response().replace("</sr:Header>", ""), "well-formed"),
+        ('<?xml version="1.0"?><invoice><total>12</total></invoice>', "not a DUIS"),
+        (response().replace(NS, 'xmlns:sr="http://example.com/not-duis"'), "not a DUIS"),
+        ('<Response schemaVersion="5.4"><Header/></Response>', "not a DUIS"),
+    ],
+)
 def test_not_well_formed_or_not_duis(cli, engine, tmp_path, document, reason):
     path = tmp_path / "odd.xml"
     path.write_text(document)
@@ -165,9 +182,14 @@ def test_a_multitude_of_tiny_elements_is_refused_before_parsing(cli, engine, tmp
     """16 MiB of `<a/>` would parse into millions of elements and hundreds of MB; a firmware
     image of the same size (one text node) is welcome (tests/ingest/test_duis_identity.py)."""
     path = tmp_path / "swarm.xml"
-    path.write_bytes(b'<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
-                     + b"<a/>" * 200_000 + b"</sr:Request>")
+    path.write_bytes(
+        b'<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway">'
+        + b"<a/>" * 200_000
+        + b"</sr:Request>"
+    )
     result = cli("ingest", "--logged-at", "2025-01-01T00:00:00Z", path)
     assert result.exit_code == 1
-    [reject] = [json.loads(line) for line in (tmp_path / "swarm.rejects.jsonl").read_text().splitlines()]
+    [reject] = [
+        json.loads(line) for line in (tmp_path / "swarm.rejects.jsonl").read_text().splitlines()
+    ]
     assert "elements" in reject["reason"] and reject["raw"] == path.read_text()

@@ -1,6 +1,7 @@
 """Ingest with parsing in forked worker processes gives exactly what parsing in-process gives:
 the same rows, the same rejects with the same line numbers, the same summary; and a failure
 inside a worker reaches the caller as it would have without one."""
+
 from __future__ import annotations
 
 import gzip
@@ -28,9 +29,18 @@ METER = "00-DB-00-00-00-00-00-01"
 
 def line(n: int) -> str:
     when = datetime(2025, 3, 1, tzinfo=UTC) + timedelta(seconds=n)
-    return json.dumps({"logged_at": when.isoformat(), "kind": "request", "request_id": f"{USER}:{METER}:{n}",
-                       "srv": "4.1.1", "user_id": USER, "device_id": METER, "response_code": "",
-                       "payload": f"P{n}" if n % 2 else ""})
+    return json.dumps(
+        {
+            "logged_at": when.isoformat(),
+            "kind": "request",
+            "request_id": f"{USER}:{METER}:{n}",
+            "srv": "4.1.1",
+            "user_id": USER,
+            "device_id": METER,
+            "response_code": "",
+            "payload": f"P{n}" if n % 2 else "",
+        }
+    )
 
 
 def write_file(path: Path) -> tuple[int, int, dict[int, str]]:
@@ -59,9 +69,15 @@ def write_file(path: Path) -> tuple[int, int, dict[int, str]]:
 
 def stored(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(text(
-            "SELECT r.request_id, r.kind, r.logged_at, r.srv, r.user_id, r.device_id, p.payload"
-            " FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.request_id"))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text(
+                    "SELECT r.request_id, r.kind, r.logged_at, r.srv, r.user_id, r.device_id, p.payload"
+                    " FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.request_id"
+                )
+            )
+        ]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -71,7 +87,9 @@ def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, use_set
     assert duplicates and len(bad) > 10
 
     # batches end inside chunks too
-    use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_BATCH=1000)
+    use_settings(
+        SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_BATCH=1000
+    )
     summary = ingest(engine, [path])
     assert summary.line() == f"loaded {good}, rejected {len(bad)}, skipped {duplicates} duplicates"
     rejects = [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()]
@@ -84,7 +102,9 @@ def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, use_set
     use_settings(SERVICETRAIL_PARSE_WORKERS=0)
     again = ingest(engine, [path])
     assert again.line() == f"loaded 0, rejected {len(bad)}, skipped {good + duplicates} duplicates"
-    assert [json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()] == rejects
+    assert [
+        json.loads(x) for x in (tmp_path / "sat.rejects.jsonl").read_text().splitlines()
+    ] == rejects
     assert stored(engine) == with_workers
 
 
@@ -101,8 +121,12 @@ def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings
 def test_row_times_are_the_stores_own_forms():
     rng = random.Random(7)
     zones = [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]
-    samples = [datetime(1, 1, 2, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-               datetime(9999, 12, 30, tzinfo=UTC), datetime(2025, 3, 30, 1, 0, tzinfo=UTC)]
+    samples = [
+        datetime(1, 1, 2, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 30, tzinfo=UTC),
+        datetime(2025, 3, 30, 1, 0, tzinfo=UTC),
+    ]
     for _ in range(5000):
         when = datetime(1, 1, 2, tzinfo=UTC) + timedelta(microseconds=rng.randrange(3 * 10**17))
         samples.append(when.replace(microsecond=0) if rng.random() < 0.3 else when)
@@ -131,7 +155,7 @@ def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, mo
     for index in (0, 1):
         with open(path, "rb") as stream:
             shared.append(list(workers.chunks_of(stream, 7, index, 2)))
-    assert [c for pair in zip(*shared) for c in pair] + shared[0][len(shared[1]):] == alone
+    assert [c for pair in zip(*shared) for c in pair] + shared[0][len(shared[1]) :] == alone
 
 
 def test_two_loaders_of_the_same_file_at_once_load_each_record_once(db_url, tmp_path):
@@ -143,8 +167,17 @@ def test_two_loaders_of_the_same_file_at_once_load_each_record_once(db_url, tmp_
     binary = Path(sys.executable).with_name("servicetrail")
     env = dict(os.environ, SERVICETRAIL_BATCH="500", SERVICETRAIL_WORKER_MIN_BYTES="0")
     subprocess.run([str(binary), "--db", db_url, "db", "upgrade"], check=True, capture_output=True)
-    loaders = [subprocess.Popen([str(binary), "--db", db_url, "ingest", str(path)], env=env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    loaders = [
+        subprocess.Popen(
+            [str(binary), "--db", db_url, "ingest", str(path)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outcomes = [loader.communicate(timeout=120) for loader in loaders]
     assert [loader.returncode for loader in loaders] == [0, 0], outcomes
     counts = [tuple(map(int, re.findall(r"\d+", out))) for out, _ in outcomes]
@@ -152,8 +185,9 @@ def test_two_loaders_of_the_same_file_at_once_load_each_record_once(db_url, tmp_
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*), count(DISTINCT request_id) FROM sat_record")).one() == (
-                total, total)
+            assert conn.execute(
+                text("SELECT count(*), count(DISTINCT request_id) FROM sat_record")
+            ).one() == (total, total)
             assert conn.execute(text("SELECT count(*) FROM sat_payload")).scalar_one() == total // 2
     finally:
         engine.dispose()

@@ -1,6 +1,7 @@
 """The registry loaded a batch at a time (issue 12 item 2): the same decisions as one row at a
 time, within a batch and across batches, the visibility index re-derived for what a batch
 changed, and a re-load that changes nothing. On both engines, through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ def rejects_of(path: Path) -> list[dict]:
 def snapshot(engine) -> tuple[list, list]:
     """Everything a registry load may change: the intervals and the visibility index."""
     with engine.connect() as conn:
-        intervals = sorted(tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM responsibility")))
-        index = sorted(tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM sat_visibility")))
+        intervals = sorted(
+            tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM responsibility"))
+        )
+        index = sorted(
+            tuple(map(str, r)) for r in conn.execute(text("SELECT * FROM sat_visibility"))
+        )
     return intervals, index
 
 
@@ -44,7 +49,9 @@ def seen(engine, party_id: str, scope: Scope = Scope.OTHERS) -> set[str]:
     with engine.connect() as conn:
         viewer = queries.viewer_for(conn, party_id)
         items, _ = queries.search_page(conn, viewer, Search(scope=scope), limit=1000)
-    return {(item["request_id"], item["kind"], item["logged_at"], item["device_id"]) for item in items}
+    return {
+        (item["request_id"], item["kind"], item["logged_at"], item["device_id"]) for item in items
+    }
 
 
 @pytest.fixture
@@ -61,23 +68,35 @@ def batch(request, monkeypatch) -> int:
     return request.param
 
 
-def test_a_correction_file_changes_what_each_party_sees_past_records_included(cli, world, batch, tmp_path):
+def test_a_correction_file_changes_what_each_party_sees_past_records_included(
+    cli, world, batch, tmp_path
+):
     """Close NORTHPOWER's supply a month early and open SOUTHENERGY's in the gap: the second
     row relies on the first (the same batch, or the one before)."""
     engine = world.engine
-    north_before, south_before, wires_before = (seen(engine, p) for p in (NORTHPOWER, SOUTHENERGY, WIRESCO))
-    corrections = write(tmp_path / "daily.csv", RESP_HEADER
-                        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"
-                        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-01,2025-03-01\n")
+    north_before, south_before, wires_before = (
+        seen(engine, p) for p in (NORTHPOWER, SOUTHENERGY, WIRESCO)
+    )
+    corrections = write(
+        tmp_path / "daily.csv",
+        RESP_HEADER
+        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-01,2025-03-01\n",
+    )
     result = cli("load", "responsibilities", corrections)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("loaded 2, rejected 0, skipped 0 duplicates")
-    february = {key for key in north_before if "2025-02-01" <= key[2] < "2025-03-01" and key[3] == ESME_1}
+    february = {
+        key for key in north_before if "2025-02-01" <= key[2] < "2025-03-01" and key[3] == ESME_1
+    }
     assert february, "the persona world has others' ESME-1 traffic in February"
     assert seen(engine, NORTHPOWER) == north_before - february
     south_after = seen(engine, SOUTHENERGY)
     assert south_before | february <= south_after
-    assert all("2025-02-01" <= key[2] < "2025-03-01" and key[3] == ESME_1 for key in south_after - south_before)
+    assert all(
+        "2025-02-01" <= key[2] < "2025-03-01" and key[3] == ESME_1
+        for key in south_after - south_before
+    )
     assert seen(engine, WIRESCO) == wires_before  # the Network Operator's intervals did not change
     before = snapshot(engine)
     result = cli("load", "responsibilities", corrections)
@@ -87,12 +106,15 @@ def test_a_correction_file_changes_what_each_party_sees_past_records_included(cl
 
 def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batch, tmp_path):
     engine = world.engine
-    rows = write(tmp_path / "resp.csv", RESP_HEADER
-                 + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,\n"              # line 2: new, open
-                 + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"           # line 3: inside line 2's interval
-                 + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"    # line 4: closes line 2's interval
-                 + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"           # line 5: now fits
-                 + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n")          # line 6: the same again
+    rows = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,\n"  # line 2: new, open
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 3: inside line 2's interval
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"  # line 4: closes line 2's interval
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 5: now fits
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n",
+    )  # line 6: the same again
     result = cli("load", "responsibilities", rows)
     assert result.exit_code == 1
     assert result.stdout.startswith("loaded 3, rejected 1, skipped 1 duplicates")
@@ -100,61 +122,112 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
     assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,"
     assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO} on {PPMID_1}")
     with engine.connect() as conn:
-        held = conn.execute(text("SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
-                                 "ORDER BY valid_from"), {"d": PPMID_1}).all()
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
+                "ORDER BY valid_from"
+            ),
+            {"d": PPMID_1},
+        ).all()
     assert [tuple(r) for r in held] == [(WIRESCO, False), (NORTHPOWER, True)]
 
 
 def test_reloading_a_registry_changes_nothing_and_says_so(cli, engine, batch, tmp_path):
-    users = write(tmp_path / "users.csv", "user_id,party_id,party_name,role\n"
-                  '90-B3-D5-1F-30-02-00-01,NORTH,"North Energy, plc",IS\n'
-                  "90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n")
-    devices = write(tmp_path / "devices.csv", "device_id,device_type,smets\n"
-                    + "".join(f"00-DB-00-00-00-00-00-{n:02X},ESME,2\n" for n in range(1, 40)))
-    intervals = write(tmp_path / "resp.csv", RESP_HEADER + "".join(
-        f"00-DB-00-00-00-00-00-{n:02X},NORTH,supplier,2024-01-01,2025-0{1 + n % 9}-01\n"
-        f"00-DB-00-00-00-00-00-{n:02X},SOUTH,supplier,2025-0{1 + n % 9}-01,\n" for n in range(1, 40)))
-    for what, path, count in (("users", users, 2), ("devices", devices, 39), ("responsibilities", intervals, 78)):
-        assert cli("load", what, path).stdout == f"loaded {count}, rejected 0, skipped 0 duplicates\n"
+    users = write(
+        tmp_path / "users.csv",
+        "user_id,party_id,party_name,role\n"
+        '90-B3-D5-1F-30-02-00-01,NORTH,"North Energy, plc",IS\n'
+        "90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n",
+    )
+    devices = write(
+        tmp_path / "devices.csv",
+        "device_id,device_type,smets\n"
+        + "".join(f"00-DB-00-00-00-00-00-{n:02X},ESME,2\n" for n in range(1, 40)),
+    )
+    intervals = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + "".join(
+            f"00-DB-00-00-00-00-00-{n:02X},NORTH,supplier,2024-01-01,2025-0{1 + n % 9}-01\n"
+            f"00-DB-00-00-00-00-00-{n:02X},SOUTH,supplier,2025-0{1 + n % 9}-01,\n"
+            for n in range(1, 40)
+        ),
+    )
+    for what, path, count in (
+        ("users", users, 2),
+        ("devices", devices, 39),
+        ("responsibilities", intervals, 78),
+    ):
+        assert (
+            cli("load", what, path).stdout == f"loaded {count}, rejected 0, skipped 0 duplicates\n"
+        )
     before = snapshot(engine)
-    for what, path, count in (("users", users, 2), ("devices", devices, 39), ("responsibilities", intervals, 78)):
+    for what, path, count in (
+        ("users", users, 2),
+        ("devices", devices, 39),
+        ("responsibilities", intervals, 78),
+    ):
         result = cli("load", what, path)
-        assert (result.exit_code, result.stdout) == (0, f"loaded 0, rejected 0, skipped {count} duplicates\n")
+        assert (result.exit_code, result.stdout) == (
+            0,
+            f"loaded 0, rejected 0, skipped {count} duplicates\n",
+        )
     assert snapshot(engine) == before
 
 
 def test_quoted_commas_and_line_breaks_keep_records_whole(cli, engine, batch, tmp_path):
-    users = write(tmp_path / "users.csv", "user_id,party_id,party_name,role\n"
-                  '"90-B3-D5-1F-30-02-00-01","NORTH","North, Energy\nand Gas plc","IS"\n'
-                  "90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n")
+    users = write(
+        tmp_path / "users.csv",
+        "user_id,party_id,party_name,role\n"
+        '"90-B3-D5-1F-30-02-00-01","NORTH","North, Energy\nand Gas plc","IS"\n'
+        "90-B3-D5-1F-30-02-00-11,SOUTH,South Power,IS\n",
+    )
     assert cli("load", "users", users).stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
-    devices = write(tmp_path / "devices.csv", 'device_id,device_type,smets\n"00-DB-00-00-00-00-00-01","ESME","2"\n'
-                    '"00-DB-00-00-00-00-00-02","ESME,\nGSME",2\n00-DB-00-00-00-00-00-03,GSME,1\n')
+    devices = write(
+        tmp_path / "devices.csv",
+        'device_id,device_type,smets\n"00-DB-00-00-00-00-00-01","ESME","2"\n'
+        '"00-DB-00-00-00-00-00-02","ESME,\nGSME",2\n00-DB-00-00-00-00-00-03,GSME,1\n',
+    )
     result = cli("load", "devices", devices)
     assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
     [reject] = rejects_of(tmp_path / "devices.rejects.jsonl")
     assert reject["line"] == 3 and reject["raw"] == '"00-DB-00-00-00-00-00-02","ESME,\nGSME",2'
-    intervals = write(tmp_path / "resp.csv", RESP_HEADER
-                      + '00-DB-00-00-00-00-00-01,"NOR\nTH",supplier,2025-01-01,\n'
-                      + '"00-DB-00-00-00-00-00-01",SOUTH,"supplier","2025-01-01",""\n')
+    intervals = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + '00-DB-00-00-00-00-00-01,"NOR\nTH",supplier,2025-01-01,\n'
+        + '"00-DB-00-00-00-00-00-01",SOUTH,"supplier","2025-01-01",""\n',
+    )
     result = cli("load", "responsibilities", intervals)
     assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
     [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
     assert reject["line"] == 2 and "party_id" in reject["reason"]
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT name FROM party WHERE party_id = 'NORTH'")).scalar() \
+        assert (
+            conn.execute(text("SELECT name FROM party WHERE party_id = 'NORTH'")).scalar()
             == "North, Energy\nand Gas plc"
-        assert conn.execute(text("SELECT party_id FROM responsibility")).scalars().all() == ["SOUTH"]
+        )
+        assert conn.execute(text("SELECT party_id FROM responsibility")).scalars().all() == [
+            "SOUTH"
+        ]
 
 
 # --- valid_to > valid_from on every path ---------------------------------------------------
 
+
 def test_an_empty_or_reversed_interval_is_rejected_from_a_file(cli, world, batch, tmp_path):
-    rows = write(tmp_path / "resp.csv", RESP_HEADER + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-01-01\n"
-                 + f"{PPMID_1},{WIRESCO},supplier,2025-02-01,2025-01-01T00:00:00Z\n")
+    rows = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-01-01\n"
+        + f"{PPMID_1},{WIRESCO},supplier,2025-02-01,2025-01-01T00:00:00Z\n",
+    )
     result = cli("load", "responsibilities", rows)
     assert result.stdout.startswith("loaded 0, rejected 2")
-    assert all("is not after valid_from" in r["reason"] for r in rejects_of(tmp_path / "resp.rejects.jsonl"))
+    assert all(
+        "is not after valid_from" in r["reason"]
+        for r in rejects_of(tmp_path / "resp.rejects.jsonl")
+    )
 
 
 @pytest.mark.parametrize("end", ["2025-01-01", "2024-12-31T23:59:59Z"])
@@ -169,5 +242,9 @@ def test_an_empty_or_reversed_interval_is_refused_by_the_writers(world, end):
     with pytest.raises(Conflict, match="is not after valid_from"), world.engine.begin() as conn:
         load_responsibility(conn, bad)
     with world.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM responsibility WHERE device_id = :d"),
-                            {"d": PPMID_1}).scalar() == 1
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
+            ).scalar()
+            == 1
+        )

@@ -1,5 +1,6 @@
 """`servicetrail load users|devices|responsibilities FILE` (SPEC section 4): good rows load,
 bad rows go to the reject file as they came, with their line and a reason, and a re-load adds nothing."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,11 @@ def stored_time(value) -> datetime:
 @pytest.fixture
 def registry(cli, tmp_path):
     """Users and devices loaded, so responsibilities can refer to them."""
-    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North Energy plc,IS\n"
-                  f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n")
+    users = write(
+        tmp_path / "users.csv",
+        USERS_HEADER + f"{NORTH_IS},NORTH,North Energy plc,IS\n"
+        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n",
+    )
     devices = write(tmp_path / "devices.csv", DEVICES_HEADER + f"{METER},ESME,2\n{GAS},GSME,1\n")
     assert cli("load", "users", users).exit_code == 0
     assert cli("load", "devices", devices).exit_code == 0
@@ -63,11 +67,15 @@ def registry(cli, tmp_path):
 
 # ------------------------------------------------------------------ users.csv
 
+
 def test_users_load_normalise_and_reload_as_duplicates(cli, engine, tmp_path):
-    users = write(tmp_path / "users.csv", USERS_HEADER
-                  + "90-b3-d5-1f-30-02-00-01,NORTH,North Energy plc,is\n"
-                  + "90-B3-D5-1F-30-02-00-02,NORTH,North Energy plc,GS\n"
-                  + "90-B3-D5-1F-30-02-00-11,SOUTH,South Power Ltd,IS\n")
+    users = write(
+        tmp_path / "users.csv",
+        USERS_HEADER
+        + "90-b3-d5-1f-30-02-00-01,NORTH,North Energy plc,is\n"
+        + "90-B3-D5-1F-30-02-00-02,NORTH,North Energy plc,GS\n"
+        + "90-B3-D5-1F-30-02-00-11,SOUTH,South Power Ltd,IS\n",
+    )
     first = cli("load", "users", users)
     assert first.exit_code == 0, first.output
     assert first.stdout == "loaded 3, rejected 0, skipped 0 duplicates\n"
@@ -78,7 +86,9 @@ def test_users_load_normalise_and_reload_as_duplicates(cli, engine, tmp_path):
         ("90-B3-D5-1F-30-02-00-11", "SOUTH", "IS"),
     ]
     assert sorted(rows(engine, "SELECT party_id, name FROM party")) == [
-        ("NORTH", "North Energy plc"), ("SOUTH", "South Power Ltd")]
+        ("NORTH", "North Energy plc"),
+        ("SOUTH", "South Power Ltd"),
+    ]
 
     again = cli("load", "users", users)
     assert again.exit_code == 0
@@ -88,7 +98,9 @@ def test_users_load_normalise_and_reload_as_duplicates(cli, engine, tmp_path):
 
 
 def test_users_future_role_accepted_and_party_name_optional(cli, engine, tmp_path):
-    users = write(tmp_path / "users.csv", "user_id,party_id,role\n90-B3-D5-1F-30-02-00-51,NEWCO,QQ\n")
+    users = write(
+        tmp_path / "users.csv", "user_id,party_id,role\n90-B3-D5-1F-30-02-00-51,NEWCO,QQ\n"
+    )
     result = cli("load", "users", users)
     assert result.exit_code == 0, result.output
     assert rows(engine, "SELECT role FROM dcc_user") == [("QQ",)]
@@ -97,15 +109,15 @@ def test_users_future_role_accepted_and_party_name_optional(cli, engine, tmp_pat
 
 def test_users_bad_rows_rejected_as_they_came_with_line_and_reason(cli, engine, tmp_path):
     lines = [
-        f"{NORTH_IS},NORTH,North Energy plc,IS",          # 2 good
-        "not-an-eui,NORTH,North Energy plc,IS",            # 3 bad user_id
-        "",                                                # 4 blank: skipped, still counted as a line
-        "90-B3-D5-1F-30-02-00-03,,North Energy plc,IS",    # 5 empty party_id
-        "90-B3-D5-1F-30-02-00-04,NOR TH!,Bad Code,IS",     # 6 bad party code
+        f"{NORTH_IS},NORTH,North Energy plc,IS",  # 2 good
+        "not-an-eui,NORTH,North Energy plc,IS",  # 3 bad user_id
+        "",  # 4 blank: skipped, still counted as a line
+        "90-B3-D5-1F-30-02-00-03,,North Energy plc,IS",  # 5 empty party_id
+        "90-B3-D5-1F-30-02-00-04,NOR TH!,Bad Code,IS",  # 6 bad party code
         "90-B3-D5-1F-30-02-00-05,NORTH,North Energy plc,",  # 7 empty role
-        f"{NORTH_IS},SOUTH,South Power Ltd,IS",            # 8 user_id already held by NORTH
+        f"{NORTH_IS},SOUTH,South Power Ltd,IS",  # 8 user_id already held by NORTH
         "90-B3-D5-1F-30-02-00-06,NORTH,North Energy plc,I S",  # 9 role with a space
-        f"{SOUTH_IS},SOUTH,South Power Ltd,IS",            # 10 good
+        f"{SOUTH_IS},SOUTH,South Power Ltd,IS",  # 10 good
     ]
     users = write(tmp_path / "users.csv", USERS_HEADER + "\n".join(lines) + "\n")
     result = cli("load", "users", users)
@@ -123,10 +135,14 @@ def test_users_bad_rows_rejected_as_they_came_with_line_and_reason(cli, engine, 
     assert "role" in reasons[3]
     assert "already registered" in reasons[4] and "NORTH" in reasons[4]
     assert "role" in reasons[5]
-    assert all(set(r) == {"file", "line", "reason", "raw"} and "\n" not in r["reason"] for r in rejects)
+    assert all(
+        set(r) == {"file", "line", "reason", "raw"} and "\n" not in r["reason"] for r in rejects
+    )
     assert {r["file"] for r in rejects} == {str(users)}
     assert sorted(rows(engine, "SELECT user_id, party_id FROM dcc_user")) == [
-        (NORTH_IS, "NORTH"), (SOUTH_IS, "SOUTH")]
+        (NORTH_IS, "NORTH"),
+        (SOUTH_IS, "SOUTH"),
+    ]
 
 
 def test_rejects_option_is_honoured_and_stale_rejects_removed(cli, tmp_path):
@@ -156,12 +172,15 @@ def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engi
     assert rows(engine, "SELECT user_id FROM dcc_user") == []
 
 
-@pytest.mark.parametrize("header", [
-    "user_id,party,party_name,role\n",      # party_id misspelt
-    "user_id;party_id;party_name;role\n",   # wrong separator
-    f"{NORTH_IS},NORTH,North,IS\n",         # no header at all
-    "",                                      # empty file
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "user_id,party,party_name,role\n",  # party_id misspelt
+        "user_id;party_id;party_name;role\n",  # wrong separator
+        f"{NORTH_IS},NORTH,North,IS\n",  # no header at all
+        "",  # empty file
+    ],
+)
 def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_path, header):
     users = write(tmp_path / "users.csv", header + f"{SOUTH_IS},SOUTH,South,IS\n" if header else "")
     result = cli("load", "users", users)
@@ -174,18 +193,23 @@ def test_users_bad_header_is_a_clear_error_and_nothing_loads(cli, engine, tmp_pa
 
 
 def test_header_with_bom_crlf_other_order_and_case_is_read(cli, engine, tmp_path):
-    content = ("\ufeffRole, Party_ID ,user_id,party_name\r\n"
-               f"IS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n").encode()
+    content = (
+        f"\ufeffRole, Party_ID ,user_id,party_name\r\nIS,NORTH,{NORTH_IS},\"North, Energy plc\"\r\n"
+    ).encode()
     users = write(tmp_path / "users.csv", content)
     result = cli("load", "users", users)
     assert result.exit_code == 0, result.output
     assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
-    assert rows(engine, "SELECT user_id, party_id, role FROM dcc_user") == [(NORTH_IS, "NORTH", "IS")]
+    assert rows(engine, "SELECT user_id, party_id, role FROM dcc_user") == [
+        (NORTH_IS, "NORTH", "IS")
+    ]
     assert rows(engine, "SELECT name FROM party") == [("North, Energy plc",)]
 
 
 def test_non_utf8_row_rejected_others_load(cli, engine, tmp_path):
-    content = (USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n").encode() + b"90-B3-D5-1F-30-02-00-09,NORTH,Caf\xe9,IS\n"
+    content = (
+        USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n"
+    ).encode() + b"90-B3-D5-1F-30-02-00-09,NORTH,Caf\xe9,IS\n"
     users = write(tmp_path / "users.csv", content)
     result = cli("load", "users", users)
     assert result.exit_code == 1
@@ -197,15 +221,16 @@ def test_non_utf8_row_rejected_others_load(cli, engine, tmp_path):
 
 # ------------------------------------------------------------------ devices.csv
 
+
 def test_devices_good_bad_and_reload(cli, engine, tmp_path):
     lines = [
-        "00-db-00-00-00-00-00-01,esme,SMETS2",   # 2 good: any case, SMETS prefix
-        "00-DB-00-00-00-00-00-02,GSME,1",        # 3 good
-        "00-DB-00-00-00-00-00-03,TOASTER,2",     # 4 unknown type
-        "00-DB-00-00-00-00-00-04,ESME,3",        # 5 bad generation
-        "00-DB-00-00-00-00-00,ESME,2",           # 6 short EUI
-        "00-DB-00-00-00-00-00-01,GSME,1",        # 7 re-registers device 1 as another type
-        "00-DB-00-00-00-00-00-05,type2,2",       # 8 good (Type2, any case)
+        "00-db-00-00-00-00-00-01,esme,SMETS2",  # 2 good: any case, SMETS prefix
+        "00-DB-00-00-00-00-00-02,GSME,1",  # 3 good
+        "00-DB-00-00-00-00-00-03,TOASTER,2",  # 4 unknown type
+        "00-DB-00-00-00-00-00-04,ESME,3",  # 5 bad generation
+        "00-DB-00-00-00-00-00,ESME,2",  # 6 short EUI
+        "00-DB-00-00-00-00-00-01,GSME,1",  # 7 re-registers device 1 as another type
+        "00-DB-00-00-00-00-00-05,type2,2",  # 8 good (Type2, any case)
     ]
     devices = write(tmp_path / "devices.csv", DEVICES_HEADER + "\n".join(lines) + "\n")
     result = cli("load", "devices", devices)
@@ -218,8 +243,10 @@ def test_devices_good_bad_and_reload(cli, engine, tmp_path):
     assert "EUI-64" in rejects[2]["reason"]
     assert "already registered" in rejects[3]["reason"]
     assert sorted(rows(engine, "SELECT device_id, device_type, smets FROM device")) == [
-        ("00-DB-00-00-00-00-00-01", "ESME", 2), ("00-DB-00-00-00-00-00-02", "GSME", 1),
-        ("00-DB-00-00-00-00-00-05", "Type2", 2)]
+        ("00-DB-00-00-00-00-00-01", "ESME", 2),
+        ("00-DB-00-00-00-00-00-02", "GSME", 1),
+        ("00-DB-00-00-00-00-00-05", "Type2", 2),
+    ]
 
     again = cli("load", "devices", devices)
     assert again.stdout == "loaded 0, rejected 4, skipped 3 duplicates\n"
@@ -228,7 +255,9 @@ def test_devices_good_bad_and_reload(cli, engine, tmp_path):
 
 
 def test_devices_bad_header(cli, engine, tmp_path):
-    devices = write(tmp_path / "devices.csv", "device_id,type,smets\n00-DB-00-00-00-00-00-01,ESME,2\n")
+    devices = write(
+        tmp_path / "devices.csv", "device_id,type,smets\n00-DB-00-00-00-00-00-01,ESME,2\n"
+    )
     result = cli("load", "devices", devices)
     assert result.exit_code != 0
     assert "device_type" in result.stderr
@@ -237,25 +266,38 @@ def test_devices_bad_header(cli, engine, tmp_path):
 
 # ------------------------------------------------------------------ responsibilities.csv
 
+
 def test_responsibilities_load_half_open_and_reload(cli, engine, registry):
     lines = [
         f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",
-        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",              # adjacent: [from, to) half open
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",  # adjacent: [from, to) half open
         f"{METER},WIRES,network_operator,2025-01-01T00:00:00+00:00,",  # another relation, same time
-        f"{GAS.lower()},NORTH,Supplier,2025-02-01T01:00:00+01:00,",    # any case; offset to UTC
+        f"{GAS.lower()},NORTH,Supplier,2025-02-01T01:00:00+01:00,",  # any case; offset to UTC
     ]
     resp = write(registry / "responsibilities.csv", RESP_HEADER + "\n".join(lines) + "\n")
     result = cli("load", "responsibilities", resp)
     assert result.exit_code == 0, result.output
     assert result.stdout == "loaded 4, rejected 0, skipped 0 duplicates\n"
-    stored = sorted((d, p, rel, stored_time(f), stored_time(t) if t else None) for d, p, rel, f, t in rows(
-        engine, "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility"))
-    assert stored == sorted([
-        (METER, "NORTH", "supplier", when("2025-01-01T00:00:00Z"), when("2025-03-01T00:00:00Z")),
-        (METER, "SOUTH", "supplier", when("2025-03-01T00:00:00Z"), None),
-        (METER, "WIRES", "network_operator", when("2025-01-01T00:00:00Z"), None),
-        (GAS, "NORTH", "supplier", when("2025-02-01T00:00:00Z"), None),
-    ])
+    stored = sorted(
+        (d, p, rel, stored_time(f), stored_time(t) if t else None)
+        for d, p, rel, f, t in rows(
+            engine, "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility"
+        )
+    )
+    assert stored == sorted(
+        [
+            (
+                METER,
+                "NORTH",
+                "supplier",
+                when("2025-01-01T00:00:00Z"),
+                when("2025-03-01T00:00:00Z"),
+            ),
+            (METER, "SOUTH", "supplier", when("2025-03-01T00:00:00Z"), None),
+            (METER, "WIRES", "network_operator", when("2025-01-01T00:00:00Z"), None),
+            (GAS, "NORTH", "supplier", when("2025-02-01T00:00:00Z"), None),
+        ]
+    )
     again = cli("load", "responsibilities", resp)
     assert again.exit_code == 0
     assert again.stdout == "loaded 0, rejected 0, skipped 4 duplicates\n"
@@ -265,23 +307,25 @@ def test_responsibilities_load_half_open_and_reload(cli, engine, registry):
 def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
     lines = [
         f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",  # 2 good
-        f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,",                      # 3 overlaps NORTH
+        f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,",  # 3 overlaps NORTH
         f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",  # 4 overlaps by one second
-        f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",                      # 5 bad relation
-        f"{METER},NOBODY,supplier,2025-04-01T00:00:00Z,",                     # 6 unknown party
-        "00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",      # 7 unknown device
+        f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",  # 5 bad relation
+        f"{METER},NOBODY,supplier,2025-04-01T00:00:00Z,",  # 6 unknown party
+        "00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",  # 7 unknown device
         f"{METER},SOUTH,supplier,2025-05-01T00:00:00Z,2025-04-01T00:00:00Z",  # 8 ends before it starts
-        f"{METER},SOUTH,supplier,2025-04-01T00:00:00,",                       # 9 no offset
-        f"{METER},SOUTH,supplier,next tuesday,",                              # 10 not a time
-        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",                      # 11 good, adjacent
-        f"{METER},WIRES,supplier,2025-06-01T00:00:00Z,",                      # 12 overlaps SOUTH's open one
+        f"{METER},SOUTH,supplier,2025-04-01T00:00:00,",  # 9 no offset
+        f"{METER},SOUTH,supplier,next tuesday,",  # 10 not a time
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",  # 11 good, adjacent
+        f"{METER},WIRES,supplier,2025-06-01T00:00:00Z,",  # 12 overlaps SOUTH's open one
     ]
     resp = write(registry / "responsibilities.csv", RESP_HEADER + "\n".join(lines) + "\n")
     result = cli("load", "responsibilities", resp)
     assert result.exit_code == 1
     assert result.stdout == "loaded 2, rejected 9, skipped 0 duplicates\n"
     rejects = rejects_of(registry / "responsibilities.rejects.jsonl")
-    assert [(r["line"], r["raw"]) for r in rejects] == [(n, lines[n - 2]) for n in (3, 4, 5, 6, 7, 8, 9, 10, 12)]
+    assert [(r["line"], r["raw"]) for r in rejects] == [
+        (n, lines[n - 2]) for n in (3, 4, 5, 6, 7, 8, 9, 10, 12)
+    ]
     reasons = {r["line"]: r["reason"] for r in rejects}
     assert "overlaps" in reasons[3] and "NORTH" in reasons[3]
     assert "overlaps" in reasons[4]
@@ -301,16 +345,27 @@ def test_responsibility_correction_same_start_new_end(cli, engine, registry):
     assert cli("load", "responsibilities", resp).exit_code == 0
 
     # the registry closes NORTH's open interval, and SOUTH takes over: a correction plus a new row
-    write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n"
-          f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,\n")
+    write(
+        resp,
+        RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n"
+        f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,\n",
+    )
     result = cli("load", "responsibilities", resp)
     assert result.exit_code == 0, result.output
     assert result.stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
     assert "corrected" in result.stderr
-    stored = sorted((p, stored_time(f), stored_time(t) if t else None) for p, f, t in rows(
-        engine, "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d", d=METER))
-    assert stored == [("NORTH", when("2025-01-01T00:00:00Z"), when("2025-03-01T00:00:00Z")),
-                      ("SOUTH", when("2025-03-01T00:00:00Z"), None)]
+    stored = sorted(
+        (p, stored_time(f), stored_time(t) if t else None)
+        for p, f, t in rows(
+            engine,
+            "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d",
+            d=METER,
+        )
+    )
+    assert stored == [
+        ("NORTH", when("2025-01-01T00:00:00Z"), when("2025-03-01T00:00:00Z")),
+        ("SOUTH", when("2025-03-01T00:00:00Z"), None),
+    ]
 
     # a correction that would run into SOUTH's interval is an overlap, not a correction
     write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-04-01T00:00:00Z\n")
@@ -319,21 +374,28 @@ def test_responsibility_correction_same_start_new_end(cli, engine, registry):
     assert bad.stdout == "loaded 0, rejected 1, skipped 0 duplicates\n"
     [reject] = rejects_of(registry / "responsibilities.rejects.jsonl")
     assert reject["line"] == 2 and "overlaps" in reject["reason"] and "SOUTH" in reject["reason"]
-    assert stored_time(rows(engine, "SELECT valid_to FROM responsibility WHERE party_id = 'NORTH'")[0][0]) \
-        == when("2025-03-01T00:00:00Z")
+    assert stored_time(
+        rows(engine, "SELECT valid_to FROM responsibility WHERE party_id = 'NORTH'")[0][0]
+    ) == when("2025-03-01T00:00:00Z")
 
 
 def test_responsibilities_without_valid_to_column(cli, engine, registry):
-    resp = write(registry / "resp.csv", "device_id,party_id,relation,valid_from\n"
-                 f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z\n")
+    resp = write(
+        registry / "resp.csv",
+        "device_id,party_id,relation,valid_from\n"
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z\n",
+    )
     result = cli("load", "responsibilities", resp)
     assert result.exit_code == 0, result.output
     assert rows(engine, "SELECT party_id, valid_to FROM responsibility") == [("WIRES", None)]
 
 
 def test_responsibilities_bad_header(cli, engine, registry):
-    resp = write(registry / "resp.csv", "device,party_id,relation,valid_from,valid_to\n"
-                 f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,\n")
+    resp = write(
+        registry / "resp.csv",
+        "device,party_id,relation,valid_from,valid_to\n"
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,\n",
+    )
     result = cli("load", "responsibilities", resp)
     assert result.exit_code != 0
     assert "device_id" in result.stderr
@@ -350,9 +412,11 @@ def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
 
 def test_an_overlong_party_name_is_rejected_on_every_engine(cli, tmp_path):
     path = tmp_path / "users.csv"
-    path.write_text("user_id,party_id,party_name,role\n"
-                    f"90-B3-D5-1F-30-01-00-01,LONG,{'x' * 201},IS\n"
-                    "90-B3-D5-1F-30-01-00-02,SHORT,Short plc,IS\n")
+    path.write_text(
+        "user_id,party_id,party_name,role\n"
+        f"90-B3-D5-1F-30-01-00-01,LONG,{'x' * 201},IS\n"
+        "90-B3-D5-1F-30-01-00-02,SHORT,Short plc,IS\n"
+    )
     result = cli("load", "users", path)
     assert result.exit_code == 1
     assert "loaded 1, rejected 1, skipped 0 duplicates" in result.stdout

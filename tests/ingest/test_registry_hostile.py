@@ -1,6 +1,7 @@
 """Registry CSVs that break the csv module or UTF-8 (issue 10, finding 3): every bad record is
 a reject with its line and its bytes as they came, the good ones around it load, and a header
 that is not one is a single clear error. On both engines, through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def test_a_field_over_the_csv_modules_limit_is_one_reject_and_the_rest_loads(cli
     assert reject["line"] == 4
     assert reject["raw"] == huge.decode().rstrip("\n")  # never cut
     assert "field larger than field limit" in reject["reason"]
-    assert len(user_ids(engine)) == 4  # the good rows of the same batch were kept, and the rest read
+    assert (
+        len(user_ids(engine)) == 4
+    )  # the good rows of the same batch were kept, and the rest read
 
 
 def test_lines_that_are_not_utf8_are_rejects_and_the_rest_loads(cli, engine, tmp_path):
@@ -51,7 +54,9 @@ def test_lines_that_are_not_utf8_are_rejects_and_the_rest_loads(cli, engine, tmp
 def test_a_header_that_is_not_utf8_is_one_clear_error(cli, engine, tmp_path):
     users = tmp_path / "users.csv"
     users.write_bytes(b"user_id,party_id,party_n\xe4me,role\n" + GOOD[0])
-    result = cli("load", "users", users)  # the fixture lets no exception through: a traceback fails here
+    result = cli(
+        "load", "users", users
+    )  # the fixture lets no exception through: a traceback fails here
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "header is not UTF-8" in result.stderr
     assert user_ids(engine) == []
@@ -67,7 +72,9 @@ def test_a_header_over_the_field_limit_is_one_clear_error(cli, engine, tmp_path)
     assert user_ids(engine) == []
 
 
-def test_a_quoted_line_break_keeps_the_record_whole_and_the_line_numbers_right(cli, engine, tmp_path):
+def test_a_quoted_line_break_keeps_the_record_whole_and_the_line_numbers_right(
+    cli, engine, tmp_path
+):
     quoted = b'90-B3-D5-1F-30-02-00-50,SOUTH,"South\nPower Ltd",IS\n'
     users = tmp_path / "users.csv"
     users.write_bytes(USERS_HEADER + GOOD[0] + quoted + b"bad-eui,NORTH,North,IS\n" + GOOD[1])
@@ -76,4 +83,7 @@ def test_a_quoted_line_break_keeps_the_record_whole_and_the_line_numbers_right(c
     [reject] = rejects_of(tmp_path / "users.rejects.jsonl")
     assert reject["line"] == 5 and reject["raw"] == "bad-eui,NORTH,North,IS"
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT name FROM party WHERE party_id = 'SOUTH'")).scalar() == "South\nPower Ltd"
+        assert (
+            conn.execute(text("SELECT name FROM party WHERE party_id = 'SOUTH'")).scalar()
+            == "South\nPower Ltd"
+        )

@@ -1,4 +1,5 @@
 """`servicetrail ingest` of SAT JSON Lines (SPEC section 4): normalised records, validated line by line."""
+
 from __future__ import annotations
 
 import gzip
@@ -15,10 +16,27 @@ METER = "00-DB-00-00-00-00-00-01"
 DCC = "90-B3-D5-1F-30-00-00-02"
 
 
-def rec(logged_at="2025-02-01T10:00:00Z", kind="request", counter=1, srv="4.1.1", user=NORTH_IS,
-        device=METER, code="", payload="", request_id=None) -> dict:
-    return {"logged_at": logged_at, "kind": kind, "request_id": request_id or f"{user}:{device or DCC}:{counter}",
-            "srv": srv, "user_id": user, "device_id": device, "response_code": code, "payload": payload}
+def rec(
+    logged_at="2025-02-01T10:00:00Z",
+    kind="request",
+    counter=1,
+    srv="4.1.1",
+    user=NORTH_IS,
+    device=METER,
+    code="",
+    payload="",
+    request_id=None,
+) -> dict:
+    return {
+        "logged_at": logged_at,
+        "kind": kind,
+        "request_id": request_id or f"{user}:{device or DCC}:{counter}",
+        "srv": srv,
+        "user_id": user,
+        "device_id": device,
+        "response_code": code,
+        "payload": payload,
+    }
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -32,9 +50,12 @@ def rejects_of(path: Path) -> list[dict]:
 
 def stored(engine) -> list[dict]:
     with engine.connect() as conn:
-        result = conn.execute(text(
-            "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
-            " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"))
+        result = conn.execute(
+            text(
+                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
+                " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"
+            )
+        )
         return [dict(row._mapping) for row in result]
 
 
@@ -52,15 +73,41 @@ def count(engine, table: str) -> int:
 def test_good_file_loads_every_field_normalised(cli, engine, tmp_path):
     payload = 'GBCS <payload> with "quotes", commas,\nnew lines and ünïcödé  '
     records = [
-        rec(logged_at="2025-02-01T11:00:00+01:00", counter=7, user=NORTH_IS.lower(), device=METER.lower(),
-            payload=payload, request_id=f"{NORTH_IS.lower()}:{METER.lower()}:7"),
+        rec(
+            logged_at="2025-02-01T11:00:00+01:00",
+            counter=7,
+            user=NORTH_IS.lower(),
+            device=METER.lower(),
+            payload=payload,
+            request_id=f"{NORTH_IS.lower()}:{METER.lower()}:7",
+        ),
         rec(logged_at="2025-02-01T10:00:01Z", kind="acknowledgement", counter=7, code="I99"),
-        rec(logged_at="2025-02-01T10:00:30.250Z", kind="response", counter=7, code="E4", payload="resp"),
+        rec(
+            logged_at="2025-02-01T10:00:30.250Z",
+            kind="response",
+            counter=7,
+            code="E4",
+            payload="resp",
+        ),
         rec(logged_at="2025-02-02T10:00:00Z", counter=8, srv="8.2", device="", payload="inventory"),
-        rec(logged_at="2025-02-03T10:00:00Z", kind="device_alert", srv="", user=NORTH_IS,
-            request_id=f"{METER}:{NORTH_IS}:9", code="", payload="alert"),
-        rec(logged_at="2025-02-04", kind="dcc_alert", srv="", device="", request_id=f"{DCC}:{LOOK_OU}:10",
-            user=LOOK_OU, code="N1"),
+        rec(
+            logged_at="2025-02-03T10:00:00Z",
+            kind="device_alert",
+            srv="",
+            user=NORTH_IS,
+            request_id=f"{METER}:{NORTH_IS}:9",
+            code="",
+            payload="alert",
+        ),
+        rec(
+            logged_at="2025-02-04",
+            kind="dcc_alert",
+            srv="",
+            device="",
+            request_id=f"{DCC}:{LOOK_OU}:10",
+            user=LOOK_OU,
+            code="N1",
+        ),
     ]
     path = write_lines(tmp_path / "records.jsonl", [json.dumps(r) for r in records])
     result = cli("ingest", path)
@@ -68,19 +115,79 @@ def test_good_file_loads_every_field_normalised(cli, engine, tmp_path):
     assert result.stdout == "loaded 6, rejected 0, skipped 0 duplicates\n"
     assert not (tmp_path / "records.rejects.jsonl").exists()
     got = stored(engine)
-    assert [(utc(g["logged_at"]), g["kind"], g["request_id"], g["srv"] or "", g["user_id"], g["device_id"] or "",
-             g["response_code"] or "", g["payload"] or "") for g in got] == [
-        (datetime(2025, 2, 1, 10, 0, 0, tzinfo=UTC), "request", f"{NORTH_IS}:{METER}:7", "4.1.1", NORTH_IS, METER,
-         "", payload),  # UTC, upper case, payload byte for byte (trailing spaces too)
-        (datetime(2025, 2, 1, 10, 0, 1, tzinfo=UTC), "acknowledgement", f"{NORTH_IS}:{METER}:7", "4.1.1",
-         NORTH_IS, METER, "I99", ""),
-        (datetime(2025, 2, 1, 10, 0, 30, 250000, tzinfo=UTC), "response", f"{NORTH_IS}:{METER}:7", "4.1.1",
-         NORTH_IS, METER, "E4", "resp"),
-        (datetime(2025, 2, 2, 10, tzinfo=UTC), "request", f"{NORTH_IS}:{DCC}:8", "8.2", NORTH_IS, "", "",
-         "inventory"),
-        (datetime(2025, 2, 3, 10, tzinfo=UTC), "device_alert", f"{METER}:{NORTH_IS}:9", "", NORTH_IS, METER, "",
-         "alert"),
-        (datetime(2025, 2, 4, tzinfo=UTC), "dcc_alert", f"{DCC}:{LOOK_OU}:10", "", LOOK_OU, "", "N1", ""),
+    assert [
+        (
+            utc(g["logged_at"]),
+            g["kind"],
+            g["request_id"],
+            g["srv"] or "",
+            g["user_id"],
+            g["device_id"] or "",
+            g["response_code"] or "",
+            g["payload"] or "",
+        )
+        for g in got
+    ] == [
+        (
+            datetime(2025, 2, 1, 10, 0, 0, tzinfo=UTC),
+            "request",
+            f"{NORTH_IS}:{METER}:7",
+            "4.1.1",
+            NORTH_IS,
+            METER,
+            "",
+            payload,
+        ),  # UTC, upper case, payload byte for byte (trailing spaces too)
+        (
+            datetime(2025, 2, 1, 10, 0, 1, tzinfo=UTC),
+            "acknowledgement",
+            f"{NORTH_IS}:{METER}:7",
+            "4.1.1",
+            NORTH_IS,
+            METER,
+            "I99",
+            "",
+        ),
+        (
+            datetime(2025, 2, 1, 10, 0, 30, 250000, tzinfo=UTC),
+            "response",
+            f"{NORTH_IS}:{METER}:7",
+            "4.1.1",
+            NORTH_IS,
+            METER,
+            "E4",
+            "resp",
+        ),
+        (
+            datetime(2025, 2, 2, 10, tzinfo=UTC),
+            "request",
+            f"{NORTH_IS}:{DCC}:8",
+            "8.2",
+            NORTH_IS,
+            "",
+            "",
+            "inventory",
+        ),
+        (
+            datetime(2025, 2, 3, 10, tzinfo=UTC),
+            "device_alert",
+            f"{METER}:{NORTH_IS}:9",
+            "",
+            NORTH_IS,
+            METER,
+            "",
+            "alert",
+        ),
+        (
+            datetime(2025, 2, 4, tzinfo=UTC),
+            "dcc_alert",
+            f"{DCC}:{LOOK_OU}:10",
+            "",
+            LOOK_OU,
+            "",
+            "N1",
+            "",
+        ),
     ]
     ids = [g["id"] for g in got]
     assert all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == 6
@@ -143,17 +250,25 @@ def test_invalid_utf8_line_rejected(cli, engine, tmp_path):
 def test_duplicates_within_a_file_and_across_offsets(cli, engine, tmp_path):
     lines = [
         json.dumps(rec(counter=1, payload="first")),
-        json.dumps(rec(counter=1, payload="first")),                                # same line twice
-        json.dumps(rec(counter=1, payload="first", logged_at="2025-02-01T11:00:00+01:00")),  # same instant
+        json.dumps(rec(counter=1, payload="first")),  # same line twice
+        json.dumps(
+            rec(counter=1, payload="first", logged_at="2025-02-01T11:00:00+01:00")
+        ),  # same instant
         json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:00:30Z")),
-        json.dumps(rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:05:30Z")),  # later response
+        json.dumps(
+            rec(counter=1, kind="response", code="I0", logged_at="2025-02-01T10:05:30Z")
+        ),  # later response
     ]
     path = write_lines(tmp_path / "dups.jsonl", lines)
     result = cli("ingest", path)
     assert result.exit_code == 0
     assert result.stdout == "loaded 3, rejected 0, skipped 2 duplicates\n"
     got = stored(engine)
-    assert [(g["kind"], g["payload"]) for g in got] == [("request", "first"), ("response", None), ("response", None)]
+    assert [(g["kind"], g["payload"]) for g in got] == [
+        ("request", "first"),
+        ("response", None),
+        ("response", None),
+    ]
 
 
 def test_rejects_option_and_clean_reload_exit_zero(cli, engine, tmp_path):
@@ -213,16 +328,25 @@ def test_reject_files_are_named_after_their_input_whole(cli, engine, tmp_path):
     """Only the last extension goes: sat.2025-01.jsonl and sat.2025-02.jsonl have reject
     files of their own (cut at the first dot, they once shared sat.rejects.jsonl)."""
     jan = write_lines(tmp_path / "sat.2025-01.jsonl", [json.dumps(rec(counter=1)), "jan-bad"])
-    feb = write_lines(tmp_path / "sat.2025-02.jsonl", [json.dumps(rec(counter=2)), "feb-bad", "feb-worse"])
+    feb = write_lines(
+        tmp_path / "sat.2025-02.jsonl", [json.dumps(rec(counter=2)), "feb-bad", "feb-worse"]
+    )
     mar = write_lines(tmp_path / "sat.2025-03.jsonl", [json.dumps(rec(counter=3))])
     result = cli("ingest", jan, feb, mar)
     assert result.exit_code == 1
     assert result.stdout == "loaded 3, rejected 3, skipped 0 duplicates\n"
-    assert [(Path(r["file"]), r["line"], r["raw"]) for r in rejects_of(tmp_path / "sat.2025-01.rejects.jsonl")] \
-        == [(jan, 2, "jan-bad")]
-    assert [(Path(r["file"]), r["line"], r["raw"]) for r in rejects_of(tmp_path / "sat.2025-02.rejects.jsonl")] \
-        == [(feb, 2, "feb-bad"), (feb, 3, "feb-worse")]
-    assert not (tmp_path / "sat.2025-03.rejects.jsonl").exists() and not (tmp_path / "sat.rejects.jsonl").exists()
+    assert [
+        (Path(r["file"]), r["line"], r["raw"])
+        for r in rejects_of(tmp_path / "sat.2025-01.rejects.jsonl")
+    ] == [(jan, 2, "jan-bad")]
+    assert [
+        (Path(r["file"]), r["line"], r["raw"])
+        for r in rejects_of(tmp_path / "sat.2025-02.rejects.jsonl")
+    ] == [(feb, 2, "feb-bad"), (feb, 3, "feb-worse")]
+    assert (
+        not (tmp_path / "sat.2025-03.rejects.jsonl").exists()
+        and not (tmp_path / "sat.rejects.jsonl").exists()
+    )
 
     target = tmp_path / "all-rejects.jsonl"
     again = cli("ingest", jan, feb, mar, "--rejects", target)
@@ -236,8 +360,10 @@ def test_a_run_replaces_its_own_rejects_and_keeps_another_inputs(cli, engine, tm
     feb = write_lines(tmp_path / "feb.jsonl", ["feb-bad"])
     cli("ingest", jan, "--rejects", shared)
     cli("ingest", feb, "--rejects", shared)  # another input: jan's entry stays
-    assert [(Path(r["file"]).name, r["raw"]) for r in rejects_of(shared)] == [("jan.jsonl", "jan-bad"),
-                                                                             ("feb.jsonl", "feb-bad")]
+    assert [(Path(r["file"]).name, r["raw"]) for r in rejects_of(shared)] == [
+        ("jan.jsonl", "jan-bad"),
+        ("feb.jsonl", "feb-bad"),
+    ]
     write_lines(jan, [json.dumps(rec(counter=1)), "jan-worse"])
     cli("ingest", jan, "--rejects", shared)  # jan again: its old entry is replaced, feb's kept
     assert sorted(r["raw"] for r in rejects_of(shared)) == ["feb-bad", "jan-worse"]
@@ -252,7 +378,9 @@ def test_a_reject_file_given_as_input_is_never_overwritten(cli, engine, tmp_path
     cli("ingest", path)
     rejects = tmp_path / "traffic.rejects.jsonl"
     before = rejects.read_bytes()
-    result = cli("ingest", rejects)  # its lines are not SAT records: all rejected, to its own reject file
+    result = cli(
+        "ingest", rejects
+    )  # its lines are not SAT records: all rejected, to its own reject file
     assert result.exit_code == 1
     assert rejects.read_bytes() == before
     assert (tmp_path / "traffic.rejects.rejects.jsonl").exists()
@@ -288,10 +416,16 @@ def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engi
 
 def test_a_nul_in_a_payload_is_rejected_on_every_engine(cli, tmp_path):
     """PostgreSQL text cannot hold NUL: it must be a clean reject, not a failed load."""
-    good = {"logged_at": "2025-01-01T00:00:00Z", "kind": "request", "srv": "4.1.1",
-            "request_id": "90-B3-D5-1F-30-01-00-01:00-DB-00-00-00-00-00-01:1",
-            "user_id": "90-B3-D5-1F-30-01-00-01", "device_id": "00-DB-00-00-00-00-00-01",
-            "response_code": "", "payload": "fine"}
+    good = {
+        "logged_at": "2025-01-01T00:00:00Z",
+        "kind": "request",
+        "srv": "4.1.1",
+        "request_id": "90-B3-D5-1F-30-01-00-01:00-DB-00-00-00-00-00-01:1",
+        "user_id": "90-B3-D5-1F-30-01-00-01",
+        "device_id": "00-DB-00-00-00-00-00-01",
+        "response_code": "",
+        "payload": "fine",
+    }
     bad = dict(good, request_id=good["request_id"][:-1] + "2", payload="a\x00b")
     path = tmp_path / "nul.jsonl"
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
@@ -304,40 +438,56 @@ def test_a_nul_in_a_payload_is_rejected_on_every_engine(cli, tmp_path):
 
 def test_a_conflicting_resend_is_rejected_naming_the_stored_record(cli, engine, tmp_path):
     """SPEC section 4: the same identity with other content is a conflict, never a silent skip."""
-    first = write_lines(tmp_path / "first.jsonl", [json.dumps(rec(counter=7, payload="<original/>"))])
+    first = write_lines(
+        tmp_path / "first.jsonl", [json.dumps(rec(counter=7, payload="<original/>"))]
+    )
     assert cli("ingest", first).exit_code == 0
     [original] = stored(engine)
-    resend = write_lines(tmp_path / "resend.jsonl", [
-        json.dumps(rec(counter=7, payload="<original/>")),                 # 1 the same message: a duplicate
-        json.dumps(rec(counter=7, payload="<tampered/>")),                 # 2 same identity, other payload
-        json.dumps(rec(counter=7, payload="<original/>", srv="4.1.2")),    # 3 same identity, other SRV
-        json.dumps(rec(counter=8, payload="a")),                           # 4 new
-        json.dumps(rec(counter=8, payload="b")),                           # 5 conflicts with line 4, same batch
-    ])
+    resend = write_lines(
+        tmp_path / "resend.jsonl",
+        [
+            json.dumps(rec(counter=7, payload="<original/>")),  # 1 the same message: a duplicate
+            json.dumps(rec(counter=7, payload="<tampered/>")),  # 2 same identity, other payload
+            json.dumps(
+                rec(counter=7, payload="<original/>", srv="4.1.2")
+            ),  # 3 same identity, other SRV
+            json.dumps(rec(counter=8, payload="a")),  # 4 new
+            json.dumps(rec(counter=8, payload="b")),  # 5 conflicts with line 4, same batch
+        ],
+    )
     result = cli("ingest", resend)
     assert result.exit_code == 1
     assert result.stdout == "loaded 1, rejected 3, skipped 1 duplicates\n"
     rejects = rejects_of(tmp_path / "resend.rejects.jsonl")
     assert [r["line"] for r in rejects] == [2, 3, 5]
     assert all(f"stored record {original['id']}" in r["reason"] for r in rejects[:2])
-    assert [r["raw"] for r in rejects] == resend.read_text().splitlines()[1:3] + resend.read_text().splitlines()[4:]
+    assert [r["raw"] for r in rejects] == resend.read_text().splitlines()[
+        1:3
+    ] + resend.read_text().splitlines()[4:]
     after = stored(engine)
     assert after[0] == original  # nothing stored changed
-    assert [(a["request_id"].rsplit(":", 1)[1], a["payload"]) for a in after] == [("7", "<original/>"), ("8", "a")]
+    assert [(a["request_id"].rsplit(":", 1)[1], a["payload"]) for a in after] == [
+        ("7", "<original/>"),
+        ("8", "a"),
+    ]
     assert f"stored record {after[1]['id']}" in rejects[2]["reason"]
 
 
 def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
-    path = write_lines(tmp_path / "cv.jsonl", [
-        json.dumps({**rec(counter=1), "command_variant": 4}),
-        json.dumps({**rec(counter=2), "command_variant": 9}),
-        json.dumps({**rec(counter=3), "command_variant": "4"}),
-        json.dumps({**rec(counter=4, kind="response", code="I0"), "command_variant": 1}),
-        json.dumps({**rec(counter=5), "command_variant": None}),
-    ])
+    path = write_lines(
+        tmp_path / "cv.jsonl",
+        [
+            json.dumps({**rec(counter=1), "command_variant": 4}),
+            json.dumps({**rec(counter=2), "command_variant": 9}),
+            json.dumps({**rec(counter=3), "command_variant": "4"}),
+            json.dumps({**rec(counter=4, kind="response", code="I0"), "command_variant": 1}),
+            json.dumps({**rec(counter=5), "command_variant": None}),
+        ],
+    )
     result = cli("ingest", path)
     assert result.stdout == "loaded 2, rejected 3, skipped 0 duplicates\n"
     assert [r["line"] for r in rejects_of(tmp_path / "cv.rejects.jsonl")] == [2, 3, 4]
     with engine.connect() as conn:
-        assert sorted(conn.execute(text("SELECT command_variant FROM sat_record")).scalars(),
-                      key=str) == [4, None]
+        assert sorted(
+            conn.execute(text("SELECT command_variant FROM sat_record")).scalars(), key=str
+        ) == [4, None]

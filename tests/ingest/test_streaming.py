@@ -4,6 +4,7 @@ Each command runs in its own child process; a small wrapper process reports the 
 that one child (RUSAGE_CHILDREN of a process that has no other children), so other tests'
 subprocesses cannot distort the figure.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 def measured(tmp_path: Path, name: str, *args: str) -> tuple[int, int, Path, str]:
     """Run `servicetrail args` in a child; (exit code, peak RSS in MB, stdout file, stderr)."""
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-    done = subprocess.run([sys.executable, "-c", WRAPPER, str(out), str(err), str(BINARY), *args],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, str(out), str(err), str(BINARY), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     code, peak = map(int, done.stdout.split())
     return code, peak, out, err.read_text()
 
@@ -45,11 +51,15 @@ def generate(path: Path) -> None:
             user = USERS[n % 3]
             device = f"00-DB-00-00-00-00-{(n % 997) >> 8:02X}-{(n % 997) & 255:02X}"
             minutes = n
-            when = (f"2025-{1 + minutes // 40_320:02d}-{1 + minutes // 1440 % 28:02d}"
-                    f"T{minutes // 60 % 24:02d}:{minutes % 60:02d}:00Z")
-            f.write('{"logged_at": "%s", "kind": "request", "request_id": "%s:%s:%d", "srv": "4.1.1",'
-                    ' "user_id": "%s", "device_id": "%s", "response_code": "", "payload": "P%d-%s"}\n'
-                    % (when, user, device, 10**12 + n, user, device, n, PAYLOAD))
+            when = (
+                f"2025-{1 + minutes // 40_320:02d}-{1 + minutes // 1440 % 28:02d}"
+                f"T{minutes // 60 % 24:02d}:{minutes % 60:02d}:00Z"
+            )
+            f.write(
+                '{"logged_at": "%s", "kind": "request", "request_id": "%s:%s:%d", "srv": "4.1.1",'
+                ' "user_id": "%s", "device_id": "%s", "response_code": "", "payload": "P%d-%s"}\n'
+                % (when, user, device, 10**12 + n, user, device, n, PAYLOAD)
+            )
 
 
 def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
@@ -58,9 +68,16 @@ def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
     assert big.stat().st_size > 120 * 1024 * 1024  # big enough for the bound to mean something
     db = f"sqlite:///{tmp_path / 'big.db'}"
     users = tmp_path / "users.csv"
-    users.write_text("user_id,party_id,party_name,role\n"
-                     f"{USERS[0]},NORTH,North Energy plc,IS\n{USERS[1]},SOUTH,South Power,IS\n")
-    assert subprocess.run([str(BINARY), "--db", db, "load", "users", str(users)], capture_output=True).returncode == 0
+    users.write_text(
+        "user_id,party_id,party_name,role\n"
+        f"{USERS[0]},NORTH,North Energy plc,IS\n{USERS[1]},SOUTH,South Power,IS\n"
+    )
+    assert (
+        subprocess.run(
+            [str(BINARY), "--db", db, "load", "users", str(users)], capture_output=True
+        ).returncode
+        == 0
+    )
 
     code, peak, out, err = measured(tmp_path, "ingest", "--db", db, "ingest", str(big))
     assert code == 0, err
@@ -68,8 +85,20 @@ def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
     assert peak < PEAK_RSS_MB, f"ingest of {RECORDS} records peaked at {peak} MB"
 
     own = len(range(0, RECORDS, 3))
-    code, peak, out, err = measured(tmp_path, "report", "--db", db, "report", "own", "--party", "NORTH",
-                                    "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z")
+    code, peak, out, err = measured(
+        tmp_path,
+        "report",
+        "--db",
+        db,
+        "report",
+        "own",
+        "--party",
+        "NORTH",
+        "--from",
+        "2025-01-01T00:00:00Z",
+        "--to",
+        "2026-01-01T00:00:00Z",
+    )
     assert code == 0, err
     assert peak < PEAK_RSS_MB, f"report own of {own} records peaked at {peak} MB"
     with open(out, encoding="utf-8") as f:
@@ -78,12 +107,25 @@ def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
         assert sum(1 for _ in f) == own
     assert out.stat().st_size > own * len(PAYLOAD)  # payloads included
 
-    code, peak, out, err = measured(tmp_path, "records", "--db", db, "records", "--party", "NORTH",
-                                    "--scope", "own", "--format", "jsonl")
+    code, peak, out, err = measured(
+        tmp_path,
+        "records",
+        "--db",
+        db,
+        "records",
+        "--party",
+        "NORTH",
+        "--scope",
+        "own",
+        "--format",
+        "jsonl",
+    )
     assert code == 0, err
     assert peak < PEAK_RSS_MB, f"records --format jsonl of {own} records peaked at {peak} MB"
     with open(out, encoding="utf-8") as f:
         first = json.loads(f.readline())
         assert sum(1 for _ in f) == own - 1
     newest = max(range(0, RECORDS, 3))
-    assert first["request_id"].endswith(f":{10**12 + newest}") and first["payload"].startswith(f"P{newest}-")
+    assert first["request_id"].endswith(f":{10**12 + newest}") and first["payload"].startswith(
+        f"P{newest}-"
+    )

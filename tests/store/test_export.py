@@ -7,6 +7,7 @@ cell beginning with =, +, -, @, tab or carriage return gets a leading '); and it
 viewer's own records only (SPEC section 1 rule 7), whatever else the viewer may see under
 MP141.
 """
+
 from __future__ import annotations
 
 import csv
@@ -84,22 +85,70 @@ def _awkward_records() -> list[SatRecord]:
     records += [
         # microseconds kept, whole seconds without a fraction; an SRV the catalogue lacks;
         # a device the registry never heard of (no type, no SMETS generation)
-        SatRecord(parse_time("2025-05-01T10:00:00.123456Z"), "request", np_odd, "99.9", P.NP_IS,
-                  P.UNKNOWN_DEVICE, "", "odd srv"),
-        SatRecord(parse_time("2025-05-01T10:00:00.000001Z"), "acknowledgement", np_odd, "99.9", P.NP_IS,
-                  P.UNKNOWN_DEVICE, "I99", ""),
-        SatRecord(parse_time("2025-05-01T10:00:01Z"), "response", np_odd, "99.9", P.NP_IS,
-                  P.UNKNOWN_DEVICE, "E4", "failed, \"badly\""),
+        SatRecord(
+            parse_time("2025-05-01T10:00:00.123456Z"),
+            "request",
+            np_odd,
+            "99.9",
+            P.NP_IS,
+            P.UNKNOWN_DEVICE,
+            "",
+            "odd srv",
+        ),
+        SatRecord(
+            parse_time("2025-05-01T10:00:00.000001Z"),
+            "acknowledgement",
+            np_odd,
+            "99.9",
+            P.NP_IS,
+            P.UNKNOWN_DEVICE,
+            "I99",
+            "",
+        ),
+        SatRecord(
+            parse_time("2025-05-01T10:00:01Z"),
+            "response",
+            np_odd,
+            "99.9",
+            P.NP_IS,
+            P.UNKNOWN_DEVICE,
+            "E4",
+            "failed, \"badly\"",
+        ),
         # formulas in the fields a DUIS message or the registry fills: SRV, response code,
         # device type
-        SatRecord(parse_time("2025-05-03T10:00:00Z"), "response", f"{P.NP_IS}:{HOSTILE_DEVICE}:1", "=1+1",
-                  P.NP_IS, HOSTILE_DEVICE, "-2+3", "@SUM(1)"),
-        SatRecord(parse_time("2025-05-03T10:00:01Z"), "response", f"{P.NP_IS}:{HOSTILE_DEVICE}:2", "+4.1",
-                  P.NP_IS, HOSTILE_DEVICE, "@E4", "\t"),
+        SatRecord(
+            parse_time("2025-05-03T10:00:00Z"),
+            "response",
+            f"{P.NP_IS}:{HOSTILE_DEVICE}:1",
+            "=1+1",
+            P.NP_IS,
+            HOSTILE_DEVICE,
+            "-2+3",
+            "@SUM(1)",
+        ),
+        SatRecord(
+            parse_time("2025-05-03T10:00:01Z"),
+            "response",
+            f"{P.NP_IS}:{HOSTILE_DEVICE}:2",
+            "+4.1",
+            P.NP_IS,
+            HOSTILE_DEVICE,
+            "@E4",
+            "\t",
+        ),
         # another User's traffic to NORTHPOWER's SMETS1 meter: MP141-visible to NORTHPOWER,
         # never in its report
-        SatRecord(parse_time("2025-05-02T10:00:00Z"), "request", f"{P.LK_OU}:{P.ESME_S1}:300", "4.1.1",
-                  P.LK_OU, P.ESME_S1, "", "looker's secret, \"payload\""),
+        SatRecord(
+            parse_time("2025-05-02T10:00:00Z"),
+            "request",
+            f"{P.LK_OU}:{P.ESME_S1}:300",
+            "4.1.1",
+            P.LK_OU,
+            P.ESME_S1,
+            "",
+            "looker's secret, \"payload\"",
+        ),
     ]
     return records
 
@@ -146,7 +195,11 @@ def test_awkward_values_survive_and_only_own_records_are_there(engine, world):
     assert {spreadsheet_safe(v) for v in AWKWARD_PAYLOADS.values()} <= {i["payload"] for i in items}
     assert "looker's secret" not in got.decode()  # MP141-visible to NORTHPOWER, but not its own
     by_time = {i["logged_at"]: i for i in items}
-    assert set(by_time) >= {"2025-05-01T10:00:00.123456Z", "2025-05-01T10:00:00.000001Z", "2025-05-01T10:00:01Z"}
+    assert set(by_time) >= {
+        "2025-05-01T10:00:00.123456Z",
+        "2025-05-01T10:00:00.000001Z",
+        "2025-05-01T10:00:01Z",
+    }
     odd = by_time["2025-05-01T10:00:01Z"]
     assert odd["srv_title"] == "SRV 99.9 (not in the DUIS 5.x catalogue)"
     assert odd["device_type"] == "" and odd["smets"] == "" and odd["response_code"] == "E4"
@@ -172,9 +225,24 @@ def test_a_bare_carriage_return_is_quoted(engine, world):
     reading); CPython gh-67044 quotes it, as PostgreSQL's COPY does: so does the report."""
     rid = f"{P.NP_IS}:{P.ESME_1}:400"
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(parse_time("2025-06-01T00:00:00Z"), "request", rid, "4.1.1", P.NP_IS,
-                                        P.ESME_1, "", "old mac\rline")])
-    got, _, _ = exported(engine, world.viewer(P.NORTHPOWER), parse_time("2025-06-01"), parse_time("2025-06-02"))
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    parse_time("2025-06-01T00:00:00Z"),
+                    "request",
+                    rid,
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_1,
+                    "",
+                    "old mac\rline",
+                )
+            ],
+        )
+    got, _, _ = exported(
+        engine, world.viewer(P.NORTHPOWER), parse_time("2025-06-01"), parse_time("2025-06-02")
+    )
     assert b',"old mac\rline",' in got
     header, row = list(csv.reader(io.StringIO(got.decode(), newline="")))
     assert row[header.index("payload")] == "old mac\rline"
@@ -182,25 +250,56 @@ def test_a_bare_carriage_return_is_quoted(engine, world):
 
 def test_large_reports_stream_in_whole_row_chunks(engine, world):
     payload = "<x>" + "é" * 1000 + "</x>"
-    batch = [SatRecord(parse_time("2025-07-01T00:00:00Z").replace(second=n % 60, minute=n // 60 % 60,
-                                                                  hour=n // 3600), "request",
-                       f"{P.NP_IS}:{P.ESME_1}:{1000 + n}", "4.1.1", P.NP_IS, P.ESME_1, "", payload)
-             for n in range(1500)]
+    batch = [
+        SatRecord(
+            parse_time("2025-07-01T00:00:00Z").replace(
+                second=n % 60, minute=n // 60 % 60, hour=n // 3600
+            ),
+            "request",
+            f"{P.NP_IS}:{P.ESME_1}:{1000 + n}",
+            "4.1.1",
+            P.NP_IS,
+            P.ESME_1,
+            "",
+            payload,
+        )
+        for n in range(1500)
+    ]
     with engine.begin() as conn:
         append_records(conn, batch)
     viewer = world.viewer(P.NORTHPOWER)
     got, rows, chunks = exported(engine, viewer)
     assert got == item_by_item(engine, viewer)[0]
     assert len(chunks) > 1 and all(c.endswith(b"\n") for c in chunks)
-    assert max(len(c) for c in chunks) < CHUNK_BYTES + 10_000  # bounded: at most a row past the mark
+    assert (
+        max(len(c) for c in chunks) < CHUNK_BYTES + 10_000
+    )  # bounded: at most a row past the mark
 
 
-@pytest.mark.parametrize("value, field", [
-    (None, ""), ("", ""), ("plain", "plain"), (7, "7"), ("a,b", '"a,b"'), ('a"b', '"a""b"'),
-    ("a\nb", '"a\nb"'), ("a\rb", '"a\rb"'), (" a ", " a "),
-    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", '"\'\rx"'),
-    ('=a,"b"', '"\'=a,""b"""'), ("a=1", "a=1"), ("'=1", "'=1"), (-5, "'-5"),
-])
+@pytest.mark.parametrize(
+    "value, field",
+    [
+        (None, ""),
+        ("", ""),
+        ("plain", "plain"),
+        (7, "7"),
+        ("a,b", '"a,b"'),
+        ('a"b', '"a""b"'),
+        ("a\nb", '"a\nb"'),
+        ("a\rb", '"a\rb"'),
+        (" a ", " a "),
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@x", "'@x"),
+        ("\tx", "'\tx"),
+        ("\rx", '"\'\rx"'),
+        ('=a,"b"', '"\'=a,""b"""'),
+        ("a=1", "a=1"),
+        ("'=1", "'=1"),
+        (-5, "'-5"),
+    ],
+)
 def test_csv_field(value, field):
     assert csv_field(value) == field
 
@@ -209,14 +308,18 @@ def test_every_formula_start_is_neutralised_and_nothing_else(engine, world):
     """SPEC section 5: in CSV a cell beginning with =, +, -, @, tab or carriage return gets a
     leading '; the rest of the text, and every other cell, is as stored."""
     got, _, _ = exported(engine, world.viewer(P.NORTHPOWER))
-    rows = [dict(zip(REPORT_FIELDS, row)) for row in csv.reader(io.StringIO(got.decode(), newline=""))][1:]
+    rows = [
+        dict(zip(REPORT_FIELDS, row)) for row in csv.reader(io.StringIO(got.decode(), newline=""))
+    ][1:]
     payloads = {r["payload"] for r in rows}
     for name, payload in AWKWARD_PAYLOADS.items():
         wanted = "'" + payload if name.startswith("formula") else payload
         assert wanted in payloads, name
     hostile = [r for r in rows if r["device_id"] == HOSTILE_DEVICE]
     assert {(r["srv"], r["response_code"], r["payload"]) for r in hostile} == {
-        ("'=1+1", "'-2+3", "'@SUM(1)"), ("'+4.1", "'@E4", "'\t")}
+        ("'=1+1", "'-2+3", "'@SUM(1)"),
+        ("'+4.1", "'@E4", "'\t"),
+    }
     assert {r["device_type"] for r in hostile} == {"'=2+5+cmd|'/C'"}
     unsafe = [(r["id"], k, v) for r in rows for k, v in r.items() if v and v[0] in FORMULA_STARTS]
     assert unsafe == []
@@ -227,5 +330,8 @@ def test_json_lines_keep_every_value_as_stored(engine, world):
     with engine.connect() as conn:
         items = list(iter_own_report(conn, world.viewer(P.NORTHPOWER), *EVER))
     assert set(AWKWARD_PAYLOADS.values()) <= {i["payload"] for i in items}
-    assert {(i["srv"], i["response_code"], i["device_type"]) for i in items if i["device_id"] == HOSTILE_DEVICE} == {
-        ("=1+1", "-2+3", "=2+5+cmd|'/C'"), ("+4.1", "@E4", "=2+5+cmd|'/C'")}
+    assert {
+        (i["srv"], i["response_code"], i["device_type"])
+        for i in items
+        if i["device_id"] == HOSTILE_DEVICE
+    } == {("=1+1", "-2+3", "=2+5+cmd|'/C'"), ("+4.1", "@E4", "=2+5+cmd|'/C'")}

@@ -11,6 +11,7 @@ the record's row was read before the viewer's index row, a hidden record took 35
 SQLite instructions than a missing one, and on PostgreSQL ran the row-level-security rule
 over `responsibility`; before the index, the rule itself ran for it on both engines.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,17 +78,28 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
         raw.close()
 
 
-def postgres_nodes(engine: Engine, viewer: Viewer, statement: str, parameters: object) -> list[tuple]:
+def postgres_nodes(
+    engine: Engine, viewer: Viewer, statement: str, parameters: object
+) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran and
     the rows it produced (no times, no costs: those vary from run to run)."""
     with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
-        plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
-                                    + statement, parameters).scalar()
+        plan = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement,
+            parameters,
+        ).scalar()
     plan = json.loads(plan) if isinstance(plan, str) else plan
     nodes, pending = [], [plan[0]["Plan"]]
     while pending:
         node = pending.pop()
-        nodes.append((node["Node Type"], node.get("Relation Name"), node["Actual Loops"], node["Actual Rows"]))
+        nodes.append(
+            (
+                node["Node Type"],
+                node.get("Relation Name"),
+                node["Actual Loops"],
+                node["Actual Rows"],
+            )
+        )
         pending += node.get("Plans", [])
     return nodes
 
@@ -99,14 +111,18 @@ def work(world: World, viewer: Viewer, record_id: int):
     return postgres_nodes(world.engine, viewer, statement, parameters)
 
 
-@pytest.mark.parametrize("party, hidden, why", [
-    (SUNEXPORT, "np_req", "another Party's request on a Device the viewer never held"),
-    (SOUTHENERGY, "np_req", "a request on the viewer's Device from before its Responsibility"),
-    (LOOKER, "np_device_alert", "another Party's device alert"),
-    (SOUTHENERGY, "np_device_alert", "another Party's device alert on the viewer's Device"),
-])
-def test_a_hidden_record_is_looked_up_with_the_work_of_a_missing_one(world: World, party: str, hidden: str,
-                                                                      why: str) -> None:
+@pytest.mark.parametrize(
+    "party, hidden, why",
+    [
+        (SUNEXPORT, "np_req", "another Party's request on a Device the viewer never held"),
+        (SOUTHENERGY, "np_req", "a request on the viewer's Device from before its Responsibility"),
+        (LOOKER, "np_device_alert", "another Party's device alert"),
+        (SOUTHENERGY, "np_device_alert", "another Party's device alert on the viewer's Device"),
+    ],
+)
+def test_a_hidden_record_is_looked_up_with_the_work_of_a_missing_one(
+    world: World, party: str, hidden: str, why: str
+) -> None:
     viewer = world.viewer(party)
     record_id = world.ids[hidden]
     with world.engine.connect() as conn:
@@ -117,7 +133,9 @@ def test_a_hidden_record_is_looked_up_with_the_work_of_a_missing_one(world: Worl
 
 
 @pytest.mark.parametrize("party, visible", [(NORTHPOWER, "np_req"), (SOUTHENERGY, "np_late_resp")])
-def test_the_count_sees_the_work_of_a_record_that_is_found(world: World, party: str, visible: str) -> None:
+def test_the_count_sees_the_work_of_a_record_that_is_found(
+    world: World, party: str, visible: str
+) -> None:
     """The measure can fail: a record the viewer may see costs more than a missing one."""
     viewer = world.viewer(party)
     with world.engine.connect() as conn:

@@ -1,4 +1,5 @@
 """The schema comes from the Alembic migrations, and the code's tables mirror it exactly."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,13 +42,27 @@ def test_the_difference_check_sees_a_store_behind_the_migrations(engine: Engine)
 def test_append_only_triggers_exist(engine: Engine) -> None:
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
-            expected = {"sat_record_no_update", "sat_record_no_delete", "sat_payload_no_update",
-                        "sat_payload_no_delete"}
+            triggers = set(
+                conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                ).scalars()
+            )
+            expected = {
+                "sat_record_no_update",
+                "sat_record_no_delete",
+                "sat_payload_no_update",
+                "sat_payload_no_delete",
+            }
         else:
-            triggers = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
-            expected = {"sat_record_append_only", "sat_record_no_truncate", "sat_payload_append_only",
-                        "sat_payload_no_truncate"}
+            triggers = set(
+                conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars()
+            )
+            expected = {
+                "sat_record_append_only",
+                "sat_record_no_truncate",
+                "sat_payload_append_only",
+                "sat_payload_no_truncate",
+            }
     assert expected <= triggers
 
 
@@ -152,29 +167,52 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
             if not sqlite:
                 ensure_months(conn, [at])
             for i in (1, 2):
-                conn.execute(text(
-                    "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, device_id, response_code)"
-                    " VALUES (:id, :at, 'request', :rid, '4.1.1', '90-B3-D5-1F-30-01-00-00', "
-                    "'00-DB-12-34-56-78-90-A0', NULL)"),
-                    {"id": i, "rid": f"{rid}{i}", "at": "2025-03-01T10:00:00.000000Z" if sqlite else at})
+                conn.execute(
+                    text(
+                        "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id,"
+                        " device_id, response_code) VALUES (:id, :at, 'request', :rid, '4.1.1',"
+                        " '90-B3-D5-1F-30-01-00-00', '00-DB-12-34-56-78-90-A0', NULL)"
+                    ),
+                    {
+                        "id": i,
+                        "rid": f"{rid}{i}",
+                        "at": "2025-03-01T10:00:00.000000Z" if sqlite else at,
+                    },
+                )
         command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, request_id, identity_key, digest FROM sat_record ORDER BY id")).all()
+            rows = conn.execute(
+                text("SELECT id, request_id, identity_key, digest FROM sat_record ORDER BY id")
+            ).all()
         assert [(r.id, r.request_id, r.identity_key, r.digest) for r in rows] == [
-            (1, f"{rid}1", "", None), (2, f"{rid}2", "", None)]
+            (1, f"{rid}1", "", None),
+            (2, f"{rid}2", "", None),
+        ]
         for statement in ("UPDATE sat_record SET srv = '4.1.2'", "DELETE FROM sat_record"):
             with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
                 conn.execute(text(statement))
-        with engine.begin() as conn:  # a record stored before 0004 (no digest) sent again: a duplicate
-            again = SatRecord(at, "request", f"{rid}1", "4.1.1", "90-B3-D5-1F-30-01-00-00",
-                              "00-DB-12-34-56-78-90-A0", "", "")
+        with (
+            engine.begin() as conn
+        ):  # a record stored before 0004 (no digest) sent again: a duplicate
+            again = SatRecord(
+                at,
+                "request",
+                f"{rid}1",
+                "4.1.1",
+                "90-B3-D5-1F-30-01-00-00",
+                "00-DB-12-34-56-78-90-A0",
+                "",
+                "",
+            )
             assert append_records(conn, [again]) == (0, 1)
     finally:
         engine.dispose()
 
 
-def test_0006_builds_the_visibility_index_from_the_records_already_stored(empty_db_url: str) -> None:
+def test_0006_builds_the_visibility_index_from_the_records_already_stored(
+    empty_db_url: str,
+) -> None:
     """0006 derives the per-Party visibility index from a populated store: the owner's row
     (rule 1), one row per other Party responsible for the device at the record's time
     (rule 3), none for an alert of another User (rule 2) or outside an interval."""
@@ -186,7 +224,9 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(empty_
     sqlite = engine.dialect.name == "sqlite"
 
     def at(hour: int):
-        return f"2025-03-01T{hour:02d}:00:00.000000Z" if sqlite else f"2025-03-01 {hour:02d}:00:00+00"
+        return (
+            f"2025-03-01T{hour:02d}:00:00.000000Z" if sqlite else f"2025-03-01 {hour:02d}:00:00+00"
+        )
 
     sender, device = "90-B3-D5-1F-30-01-00-00", "00-DB-12-34-56-78-90-A0"
     try:
@@ -194,25 +234,55 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(empty_
         with engine.begin() as conn:
             if not sqlite:
                 from servicetrail.domain.times import parse_time
+
                 ensure_months(conn, [parse_time("2025-03-01T10:00:00Z")])
-            conn.execute(text("INSERT INTO party VALUES ('SUP', 'Supplier'), ('DNO', 'Network'), ('OTH', 'Other')"))
+            conn.execute(
+                text(
+                    "INSERT INTO party VALUES ('SUP', 'Supplier'), ('DNO', 'Network'), ('OTH', 'Other')"
+                )
+            )
             conn.execute(text(f"INSERT INTO dcc_user VALUES ('{sender}', 'OTH', 'OU')"))
             conn.execute(text(f"INSERT INTO device VALUES ('{device}', 'ESME', 2)"))
-            conn.execute(text("INSERT INTO responsibility VALUES (:d, 'SUP', 'supplier', :f, NULL), "
-                              "(:d, 'DNO', 'network_operator', :f, :t)"), {"d": device, "f": at(1), "t": at(5)})
-            for i, (kind, hour) in enumerate([("request", 3), ("device_alert", 3), ("response", 7), ("request", 0)], 1):
-                conn.execute(text(
-                    "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, device_id) "
-                    "VALUES (:id, :at, :kind, :rid, '4.1.1', :u, :d)"),
-                    {"id": i, "at": at(hour), "kind": kind, "rid": f"{sender}:{device}:{i}", "u": sender, "d": device})
+            conn.execute(
+                text(
+                    "INSERT INTO responsibility VALUES (:d, 'SUP', 'supplier', :f, NULL), "
+                    "(:d, 'DNO', 'network_operator', :f, :t)"
+                ),
+                {"d": device, "f": at(1), "t": at(5)},
+            )
+            for i, (kind, hour) in enumerate(
+                [("request", 3), ("device_alert", 3), ("response", 7), ("request", 0)], 1
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, device_id) "
+                        "VALUES (:id, :at, :kind, :rid, '4.1.1', :u, :d)"
+                    ),
+                    {
+                        "id": i,
+                        "at": at(hour),
+                        "kind": kind,
+                        "rid": f"{sender}:{device}:{i}",
+                        "u": sender,
+                        "d": device,
+                    },
+                )
         command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT party_id, access, record_id FROM sat_visibility")).all()
-        assert sorted(map(tuple, rows)) == sorted([
-            ("OTH", 1, 1), ("OTH", 1, 2), ("OTH", 1, 3), ("OTH", 1, 4),  # the sender's own
-            ("SUP", 3, 1), ("DNO", 3, 1),  # the request at 03:00, while both held the device
-            ("SUP", 3, 3),  # the response at 07:00, after the network operator's interval ended
-        ])
+            rows = conn.execute(
+                text("SELECT party_id, access, record_id FROM sat_visibility")
+            ).all()
+        assert sorted(map(tuple, rows)) == sorted(
+            [
+                ("OTH", 1, 1),
+                ("OTH", 1, 2),
+                ("OTH", 1, 3),
+                ("OTH", 1, 4),  # the sender's own
+                ("SUP", 3, 1),
+                ("DNO", 3, 1),  # the request at 03:00, while both held the device
+                ("SUP", 3, 3),  # the response at 07:00, after the network operator's interval ended
+            ]
+        )
     finally:
         engine.dispose()

@@ -1,5 +1,6 @@
 """What only the PostgreSQL store does: row-level security, monthly partitions, retention,
 statement timeouts, and append-only triggers, on a real throwaway server."""
+
 from __future__ import annotations
 
 import random
@@ -31,7 +32,7 @@ def pg(pg_url):
 
 def eui(prefix: int, n: int) -> str:
     raw = f"{prefix:08X}{n:08X}"
-    return "-".join(raw[i:i + 2] for i in range(0, 16, 2))
+    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
 
 
 def random_world(engine, seed: int) -> list[str]:
@@ -54,19 +55,34 @@ def random_world(engine, seed: int) -> list[str]:
                 while t < start + timedelta(days=150):
                     end = t + timedelta(days=rng.randint(10, 60))
                     open_end = end > start + timedelta(days=150)
-                    load_responsibility(conn, Responsibility(device, rng.choice(parties), relation, t,
-                                                             None if open_end else end))
+                    load_responsibility(
+                        conn,
+                        Responsibility(
+                            device, rng.choice(parties), relation, t, None if open_end else end
+                        ),
+                    )
                     t = end + timedelta(days=rng.choice([0, 0, 3]))
         batch = []
         for n in range(600):
             user, device = rng.choice(users), rng.choice(devices + [""])
-            kind = rng.choice(["request", "acknowledgement", "response", "device_alert", "dcc_alert"])
+            kind = rng.choice(
+                ["request", "acknowledgement", "response", "device_alert", "dcc_alert"]
+            )
             if kind == "device_alert" and not device:
                 kind = "dcc_alert"
             when = start + timedelta(seconds=rng.randint(0, 150 * 86400))
-            batch.append(SatRecord(when, kind, f"{user}:{device or eui(0x90B3D51F, 0xFFFF)}:{n}",
-                                   "" if "alert" in kind else "4.1.1", user, device,
-                                   "" if kind == "request" else "I0", f"secret-{n}"))
+            batch.append(
+                SatRecord(
+                    when,
+                    kind,
+                    f"{user}:{device or eui(0x90B3D51F, 0xFFFF)}:{n}",
+                    "" if "alert" in kind else "4.1.1",
+                    user,
+                    device,
+                    "" if kind == "request" else "I0",
+                    f"secret-{n}",
+                )
+            )
         append_records(conn, batch)
     return parties
 
@@ -77,12 +93,20 @@ def test_row_level_security_hides_what_the_rule_hides_even_without_the_predicate
         with pg.connect() as conn:
             viewer = viewer_for(conn, party)
             expected = {item["id"] for item in iter_search(conn, viewer, Search())}
-            own_with_payload = {item["id"] for item in iter_search(conn, viewer, Search()) if item["access"] == "own"}
+            own_with_payload = {
+                item["id"]
+                for item in iter_search(conn, viewer, Search())
+                if item["access"] == "own"
+            }
         with pg.connect() as conn:
-            conn.execute(text("SELECT set_config('role', 'servicetrail_reader', true), "
-                              "set_config('servicetrail.party_id', :p, true), "
-                              "set_config('servicetrail.user_ids', :u, true)"),
-                         {"p": party, "u": ",".join(sorted(viewer.user_ids))})
+            conn.execute(
+                text(
+                    "SELECT set_config('role', 'servicetrail_reader', true), "
+                    "set_config('servicetrail.party_id', :p, true), "
+                    "set_config('servicetrail.user_ids', :u, true)"
+                ),
+                {"p": party, "u": ",".join(sorted(viewer.user_ids))},
+            )
             # a careless query: no visibility predicate at all
             rows = set(conn.execute(text("SELECT id FROM sat_record")).scalars())
             payload_rows = set(conn.execute(text("SELECT record_id FROM sat_payload")).scalars())
@@ -106,9 +130,12 @@ def test_partitions_are_made_for_the_data_and_months_ahead_without_a_default(pg)
     random_world(pg, seed=5)
     with pg.connect() as conn:
         months = existing_months(conn)
-        defaults = conn.execute(text(
-            "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
-            "WHERE c.relname = 'sat_record' AND p.partdefid <> 0")).scalar()
+        defaults = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+                "WHERE c.relname = 'sat_record' AND p.partdefid <> 0"
+            )
+        ).scalar()
     now = datetime.now(UTC)
     assert {(2025, m) for m in range(1, 6)} <= months
     assert (now.year, now.month) in months
@@ -124,7 +151,9 @@ def test_retention_drops_whole_old_months_and_says_which(pg):
     assert "sat_record_p2025_01" in would and "sat_payload_p2025_01" in would
     with pg.begin() as conn:
         dropped = drop_older_than(conn, keep_months=1)
-        left = conn.execute(text("SELECT count(*) FROM sat_record WHERE logged_at < '2025-12-01'")).scalar()
+        left = conn.execute(
+            text("SELECT count(*) FROM sat_record WHERE logged_at < '2025-12-01'")
+        ).scalar()
         orphans = conn.execute(text("SELECT count(*) FROM sat_payload")).scalar()
     assert dropped == would
     assert left == 0 and orphans == 0
@@ -139,8 +168,12 @@ def test_statement_timeout_becomes_a_narrow_your_search_error(pg):
 
 def test_sat_records_are_append_only_in_postgresql(pg):
     random_world(pg, seed=7)
-    for statement in ("UPDATE sat_record SET srv = '1.1.1'", "DELETE FROM sat_record",
-                      "TRUNCATE sat_record", "DELETE FROM sat_payload"):
+    for statement in (
+        "UPDATE sat_record SET srv = '1.1.1'",
+        "DELETE FROM sat_record",
+        "TRUNCATE sat_record",
+        "DELETE FROM sat_payload",
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             with pg.begin() as conn:
                 conn.execute(text(statement))

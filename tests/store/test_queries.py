@@ -1,4 +1,5 @@
 """Reads: filters, keyset pagination (newest first, ties broken by id), and the time limit."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -16,7 +17,7 @@ from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
-from tests.personas import (ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas)
+from tests.personas import ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas
 
 
 @pytest.fixture
@@ -49,7 +50,9 @@ def key(world: World, record_id: int) -> tuple[datetime, int]:
 
 @pytest.mark.parametrize("party", [NORTHPOWER, SOUTHENERGY, WIRESCO])
 @pytest.mark.parametrize("scope", list(Scope))
-def test_pages_of_one_walk_the_same_records_as_one_big_page(world: World, party: str, scope: Scope) -> None:
+def test_pages_of_one_walk_the_same_records_as_one_big_page(
+    world: World, party: str, scope: Scope
+) -> None:
     search = Search(scope=scope)
     big = walk(world, party, search, MAX_PAGE)
     assert big, "the persona world gives every one of these parties something to see"
@@ -101,14 +104,24 @@ def test_iter_search_limit(world: World) -> None:
 
 def view(world: World, party: str, **filters) -> set[str]:
     with world.engine.connect() as conn:
-        return {world.names_by_id[i["id"]] for i in iter_search(conn, world.viewer(party), Search(**filters))}
+        return {
+            world.names_by_id[i["id"]]
+            for i in iter_search(conn, world.viewer(party), Search(**filters))
+        }
 
 
 def test_filters(world: World) -> None:
-    assert view(world, NORTHPOWER, request_id=world.records["np_req"].request_id) == {"np_req", "np_ack",
-                                                                                       "np_resp"}
-    assert view(world, LOOKER, device_id=ESME_1) == {"lk_prehistory_req", "lk_cos_req", "lk_cos_ack",
-                                                     "lk_cos_resp"}
+    assert view(world, NORTHPOWER, request_id=world.records["np_req"].request_id) == {
+        "np_req",
+        "np_ack",
+        "np_resp",
+    }
+    assert view(world, LOOKER, device_id=ESME_1) == {
+        "lk_prehistory_req",
+        "lk_cos_req",
+        "lk_cos_ack",
+        "lk_cos_resp",
+    }
     assert view(world, NORTHPOWER, srvs=("8.2",)) == {"np_non_device_req", "np_non_device_resp"}
     assert view(world, NORTHPOWER, srvs=()) == set()
     assert view(world, NORTHPOWER, kinds=("acknowledgement",)) == {"np_ack", "lk_cos_ack"}
@@ -136,8 +149,16 @@ def test_viewer_for(world: World) -> None:
 def test_cursor_round_trip_and_garbage() -> None:
     cursor = Cursor(parse_time("2025-03-01T00:00:00.000001Z"), 42)
     assert Cursor.decode(cursor.encode()) == cursor
-    forged = [Cursor(cursor.logged_at, n).encode() for n in (0, -5, 2**63, 10**30)]  # ids no record has
-    for bad in ("", "garbage!", "MjAyNS0wMy0wMVQwMDowMDowMFp8MA", "bm90aGluZw", *forged):  # ...|0, "nothing"
+    forged = [
+        Cursor(cursor.logged_at, n).encode() for n in (0, -5, 2**63, 10**30)
+    ]  # ids no record has
+    for bad in (
+        "",
+        "garbage!",
+        "MjAyNS0wMy0wMVQwMDowMDowMFp8MA",
+        "bm90aGluZw",
+        *forged,
+    ):  # ...|0, "nothing"
         with pytest.raises(InvalidValue, match="cursor"):
             Cursor.decode(bad)
 
@@ -150,8 +171,10 @@ def test_the_largest_possible_id_is_a_valid_cursor(world: World) -> None:
 
 
 # about 3 s uninterrupted on a quiet machine: long enough to be stopped, short enough not to hang if it is not
-SLOW = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
-            "SELECT count(*) FROM c")
+SLOW = text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+    "SELECT count(*) FROM c"
+)
 
 
 def test_a_statement_past_its_time_limit_raises_search_too_broad(engine: Engine) -> None:
@@ -162,8 +185,10 @@ def test_a_statement_past_its_time_limit_raises_search_too_broad(engine: Engine)
             conn.rollback()  # PostgreSQL aborts the transaction; every caller's `with` block ends it so
         # the connection is still usable, and the limit is gone once the block is left
         assert conn.execute(text("SELECT 1")).scalar() == 1
-        medium = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
-                      "SELECT count(*) FROM c")
+        medium = text(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) "
+            "SELECT count(*) FROM c"
+        )
         assert conn.execute(medium).scalar() == 300000
 
 
@@ -180,7 +205,12 @@ def test_times_before_year_1000_keep_their_order_in_the_store(world: World) -> N
 
     def ids(**filters) -> list[int]:
         with world.engine.connect() as conn:
-            return [i["id"] for i in iter_search(conn, world.viewer(WIRESCO), Search(scope=Scope.OWN, **filters))]
+            return [
+                i["id"]
+                for i in iter_search(
+                    conn, world.viewer(WIRESCO), Search(scope=Scope.OWN, **filters)
+                )
+            ]
 
     everything = ids()
     assert len(everything) == 4
@@ -200,7 +230,8 @@ def device_pages(world: World, viewer: Viewer, search: Search) -> list[tuple[int
 @pytest.mark.parametrize("party", [NORTHPOWER, SOUTHENERGY, WIRESCO, LOOKER])
 @pytest.mark.parametrize("scope", list(Scope))
 def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_answer(
-        world: World, party: str, scope: Scope, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, party: str, scope: Scope, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A Party with more User IDs (or Responsibility ranges on the device) than the
     interval-first form takes branches for is answered by the general form, with the
     same rows, in the same order, on every engine."""
@@ -208,7 +239,9 @@ def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_a
     search = Search(device_id=ESME_1, scope=scope)
     usual = device_pages(world, viewer, search)
     # User IDs that sent nothing change no answer, but push the Party past the branch limit
-    crowded = replace(viewer, user_ids=viewer.user_ids | {f"00-00-00-00-00-00-00-{n:02X}" for n in range(9)})
+    crowded = replace(
+        viewer, user_ids=viewer.user_ids | {f"00-00-00-00-00-00-00-{n:02X}" for n in range(9)}
+    )
     assert device_pages(world, crowded, search) == usual
     monkeypatch.setattr("servicetrail.store.device_search.MAX_RANGE_BRANCHES", 0)
     assert device_pages(world, viewer, search) == usual
@@ -217,7 +250,8 @@ def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_a
 
 
 def test_a_driver_without_pipeline_mode_gives_the_same_device_search(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PostgreSQL sends BEGIN, the viewer's settings and the Responsibility read in one
     pipeline; a libpq without pipeline mode sends them one by one, with the same answer."""
     import psycopg

@@ -4,6 +4,7 @@ Every expectation is checked twice: by the pure rule (`domain.visibility.decide`
 store's read paths (`search_page`, `iter_search`, `get_visible`, `explain`), which compile
 the rule to SQL.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -17,41 +18,129 @@ from servicetrail.domain.search import Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Access, Scope, decide
 from servicetrail.store.engine import open_store
-from servicetrail.store.queries import (exchange_of, explain, get_visible, iter_own_report, iter_search,
-                                        search_page)
+from servicetrail.store.queries import (
+    exchange_of,
+    explain,
+    get_visible,
+    iter_own_report,
+    iter_search,
+    search_page,
+)
 from servicetrail.store.writer import Conflict, Outcome, load_responsibility
-from tests.personas import (AGENTCO, CHANGE_OF_SUPPLIER, ESME_1, ESME_S1, FUTURECO, LOOKER,
-                            NORTHPOWER, PPMID_1, SOUTHENERGY, START, SUNEXPORT, UNKNOWN_DEVICE,
-                            UNREGISTERED_USER, WIRESCO, World, load_personas)
+from tests.personas import (
+    AGENTCO,
+    CHANGE_OF_SUPPLIER,
+    ESME_1,
+    ESME_S1,
+    FUTURECO,
+    LOOKER,
+    NORTHPOWER,
+    PPMID_1,
+    SOUTHENERGY,
+    START,
+    SUNEXPORT,
+    UNKNOWN_DEVICE,
+    UNREGISTERED_USER,
+    WIRESCO,
+    World,
+    load_personas,
+)
 
 OWN, MP141 = Access.OWN.value, Access.MP141.value
 
 # What each Party may see, by record name (everything else does not exist for it).
 EXPECTED: dict[str, dict[str, str]] = {
     NORTHPOWER: {
-        **dict.fromkeys(["np_req", "np_ack", "np_resp", "np_device_alert", "np_dcc_alert", "np_late_req",
-                         "np_late_resp", "np_s1_req", "np_non_device_req", "np_non_device_resp"], OWN),
+        **dict.fromkeys(
+            [
+                "np_req",
+                "np_ack",
+                "np_resp",
+                "np_device_alert",
+                "np_dcc_alert",
+                "np_late_req",
+                "np_late_resp",
+                "np_s1_req",
+                "np_non_device_req",
+                "np_non_device_resp",
+            ],
+            OWN,
+        ),
         # ESME-1 in [2025-01-01, 2025-03-01), and the SMETS1 ESME (open)
-        **dict.fromkeys(["ag_start_req", "ws_req", "ws_resp", "lk_cos_req", "lk_cos_ack",
-                         "ag_s1_req", "ag_s1_resp"], MP141),
+        **dict.fromkeys(
+            [
+                "ag_start_req",
+                "ws_req",
+                "ws_resp",
+                "lk_cos_req",
+                "lk_cos_ack",
+                "ag_s1_req",
+                "ag_s1_resp",
+            ],
+            MP141,
+        ),
     },
     SOUTHENERGY: {
         # two User IDs (IS and GS), both its own
-        **dict.fromkeys(["se_req", "se_ack", "se_resp", "se_device_alert", "se_gas_req", "se_gas_resp"], OWN),
+        **dict.fromkeys(
+            ["se_req", "se_ack", "se_resp", "se_device_alert", "se_gas_req", "se_gas_resp"], OWN
+        ),
         # ESME-1 from 2025-03-01 (inclusive), the GSME from 2025-01-01
-        **dict.fromkeys(["np_late_resp", "lk_cos_resp", "sx_req", "sx_resp", "fu_req", "unreg_req",
-                         "lk_gas_req"], MP141),
+        **dict.fromkeys(
+            [
+                "np_late_resp",
+                "lk_cos_resp",
+                "sx_req",
+                "sx_resp",
+                "fu_req",
+                "unreg_req",
+                "lk_gas_req",
+            ],
+            MP141,
+        ),
     },
     WIRESCO: {
         **dict.fromkeys(["ws_req", "ws_resp", "ws_dcc_alert"], OWN),
-        **dict.fromkeys(["ag_start_req", "np_req", "np_ack", "np_resp", "np_late_req", "np_late_resp",
-                         "lk_cos_req", "lk_cos_ack", "lk_cos_resp", "se_req", "se_ack", "se_resp",
-                         "sx_req", "sx_resp", "fu_req", "unreg_req", "ag_s1_req", "ag_s1_resp",
-                         "np_s1_req"], MP141),
+        **dict.fromkeys(
+            [
+                "ag_start_req",
+                "np_req",
+                "np_ack",
+                "np_resp",
+                "np_late_req",
+                "np_late_resp",
+                "lk_cos_req",
+                "lk_cos_ack",
+                "lk_cos_resp",
+                "se_req",
+                "se_ack",
+                "se_resp",
+                "sx_req",
+                "sx_resp",
+                "fu_req",
+                "unreg_req",
+                "ag_s1_req",
+                "ag_s1_resp",
+                "np_s1_req",
+            ],
+            MP141,
+        ),
     },
     SUNEXPORT: dict.fromkeys(["sx_req", "sx_resp"], OWN),
-    LOOKER: dict.fromkeys(["lk_prehistory_req", "lk_cos_req", "lk_cos_ack", "lk_cos_resp", "lk_gas_req",
-                           "lk_ppmid_req", "lk_unknown_req", "lk_unknown_resp", "lk_non_device_req"], OWN),
+    LOOKER: dict.fromkeys(
+        [
+            "lk_prehistory_req",
+            "lk_cos_req",
+            "lk_cos_ack",
+            "lk_cos_resp",
+            "lk_gas_req",
+            "lk_ppmid_req",
+            "lk_unknown_req",
+            "lk_unknown_resp",
+            "lk_non_device_req",
+        ],
+        OWN,
+    ),
     AGENTCO: dict.fromkeys(["ag_start_req", "ag_s1_req", "ag_s1_resp"], OWN),
     FUTURECO: dict.fromkeys(["fu_req"], OWN),
 }
@@ -72,7 +161,9 @@ def pg_world(pg_url: str) -> Iterator[World]:
         engine.dispose()
 
 
-def domain_view(world: World, party: str, registry: tuple[Responsibility, ...] | None = None) -> dict[str, str]:
+def domain_view(
+    world: World, party: str, registry: tuple[Responsibility, ...] | None = None
+) -> dict[str, str]:
     viewer = world.viewer(party)
     seen = {}
     for name, record in world.records.items():
@@ -82,12 +173,16 @@ def domain_view(world: World, party: str, registry: tuple[Responsibility, ...] |
     return seen
 
 
-def store_items(world: World, party: str, scope: Scope = Scope.ALL, **filters: Any) -> list[dict[str, Any]]:
+def store_items(
+    world: World, party: str, scope: Scope = Scope.ALL, **filters: Any
+) -> list[dict[str, Any]]:
     with world.engine.connect() as conn:
         return list(iter_search(conn, world.viewer(party), Search(scope=scope, **filters)))
 
 
-def store_view(world: World, party: str, scope: Scope = Scope.ALL, **filters: Any) -> dict[str, str]:
+def store_view(
+    world: World, party: str, scope: Scope = Scope.ALL, **filters: Any
+) -> dict[str, str]:
     names = world.names_by_id
     return {names[i["id"]]: i["access"] for i in store_items(world, party, scope, **filters)}
 
@@ -103,11 +198,15 @@ def decision(world: World, party: str, name: str):
 
 # --- the whole table at once, per persona --------------------------------------------------
 
+
 def check_table(world: World, party: str) -> None:
     assert domain_view(world, party) == EXPECTED[party]
     for scope in Scope:
-        assert store_view(world, party, scope) == {k: v for k, v in EXPECTED[party].items()
-                                                   if scope is Scope.ALL or (v == OWN) == (scope is Scope.OWN)}
+        assert store_view(world, party, scope) == {
+            k: v
+            for k, v in EXPECTED[party].items()
+            if scope is Scope.ALL or (v == OWN) == (scope is Scope.OWN)
+        }
     for name in world.records:
         found = one(world, party, name)
         assert (found["access"] if found else None) == EXPECTED[party].get(name), name
@@ -116,7 +215,9 @@ def check_table(world: World, party: str) -> None:
 
 
 @pytest.mark.parametrize("party", sorted(EXPECTED))
-def test_each_persona_sees_exactly_what_the_table_says_in_domain_and_store(world: World, party: str) -> None:
+def test_each_persona_sees_exactly_what_the_table_says_in_domain_and_store(
+    world: World, party: str
+) -> None:
     check_table(world, party)
 
 
@@ -129,10 +230,13 @@ def test_the_same_table_holds_on_postgresql(pg_world: World) -> None:
         assert get_visible(conn, viewer, max(pg_world.ids.values()) + 1000) is None  # missing
         assert get_visible(conn, viewer, 2**63) is None
         _, why = explain(conn, pg_world.viewer(NORTHPOWER), pg_world.ids["ws_resp"])
-        assert why.interval == Responsibility(ESME_1, NORTHPOWER, "supplier", START, CHANGE_OF_SUPPLIER)
+        assert why.interval == Responsibility(
+            ESME_1, NORTHPOWER, "supplier", START, CHANGE_OF_SUPPLIER
+        )
 
 
 # --- row 1: own traffic, payload included --------------------------------------------------
+
 
 def test_rule1_own_records_carry_their_payload(world: World) -> None:
     for name in ("np_req", "np_resp", "np_device_alert", "np_dcc_alert", "np_non_device_req"):
@@ -158,16 +262,24 @@ def test_rule1_a_party_with_two_user_ids_owns_the_traffic_of_both(world: World) 
 
 # --- row 2: alerts stay with their addressee -----------------------------------------------
 
-@pytest.mark.parametrize("party,name", [
-    (WIRESCO, "np_device_alert"),  # WIRESCO is ESME-1's network operator at the time: still nothing
-    (WIRESCO, "np_dcc_alert"),
-    (WIRESCO, "se_device_alert"),
-    (NORTHPOWER, "se_device_alert"),
-    (SOUTHENERGY, "np_device_alert"),
-    (NORTHPOWER, "ws_dcc_alert"),
-])
-def test_rule2_alerts_of_another_user_are_hidden_even_from_the_responsible(world: World, party: str,
-                                                                          name: str) -> None:
+
+@pytest.mark.parametrize(
+    "party,name",
+    [
+        (
+            WIRESCO,
+            "np_device_alert",
+        ),  # WIRESCO is ESME-1's network operator at the time: still nothing
+        (WIRESCO, "np_dcc_alert"),
+        (WIRESCO, "se_device_alert"),
+        (NORTHPOWER, "se_device_alert"),
+        (SOUTHENERGY, "np_device_alert"),
+        (NORTHPOWER, "ws_dcc_alert"),
+    ],
+)
+def test_rule2_alerts_of_another_user_are_hidden_even_from_the_responsible(
+    world: World, party: str, name: str
+) -> None:
     d = decision(world, party, name)
     assert (d.access, d.rule) == (None, 2)
     assert one(world, party, name) is None
@@ -178,11 +290,15 @@ def test_rule2_alerts_of_another_user_are_hidden_even_from_the_responsible(world
 def test_rule2_an_alert_search_returns_only_own_alerts(world: World) -> None:
     alerts = ("device_alert", "dcc_alert")
     assert store_view(world, WIRESCO, kinds=alerts) == {"ws_dcc_alert": OWN}
-    assert store_view(world, NORTHPOWER, kinds=alerts) == {"np_device_alert": OWN, "np_dcc_alert": OWN}
+    assert store_view(world, NORTHPOWER, kinds=alerts) == {
+        "np_device_alert": OWN,
+        "np_dcc_alert": OWN,
+    }
     assert store_view(world, SOUTHENERGY, Scope.OTHERS, kinds=alerts) == {}
 
 
 # --- row 3: MP141 titles, never the payload ------------------------------------------------
+
 
 def test_rule3_network_operator_sees_titles_without_a_payload_key(world: World) -> None:
     found = one(world, WIRESCO, "np_resp")
@@ -204,7 +320,9 @@ def test_rule3_network_operator_sees_titles_without_a_payload_key(world: World) 
 
 def test_rule3_outgoing_supplier_sees_only_its_period(world: World) -> None:
     others = store_view(world, NORTHPOWER, Scope.OTHERS, device_id=ESME_1)
-    assert others == dict.fromkeys(["ag_start_req", "ws_req", "ws_resp", "lk_cos_req", "lk_cos_ack"], MP141)
+    assert others == dict.fromkeys(
+        ["ag_start_req", "ws_req", "ws_resp", "lk_cos_req", "lk_cos_ack"], MP141
+    )
     for name in ("se_req", "se_resp", "sx_req", "fu_req", "lk_cos_resp", "lk_prehistory_req"):
         assert decision(world, NORTHPOWER, name).rule == 4
         assert one(world, NORTHPOWER, name) is None
@@ -212,21 +330,30 @@ def test_rule3_outgoing_supplier_sees_only_its_period(world: World) -> None:
 
 def test_rule3_incoming_supplier_does_not_read_its_predecessors_traffic(world: World) -> None:
     others = store_view(world, SOUTHENERGY, Scope.OTHERS, device_id=ESME_1)
-    assert others == dict.fromkeys(["np_late_resp", "lk_cos_resp", "sx_req", "sx_resp", "fu_req",
-                                    "unreg_req"], MP141)
+    assert others == dict.fromkeys(
+        ["np_late_resp", "lk_cos_resp", "sx_req", "sx_resp", "fu_req", "unreg_req"], MP141
+    )
     for name in ("np_req", "np_resp", "ws_req", "ag_start_req", "np_late_req", "lk_cos_req"):
         assert decision(world, SOUTHENERGY, name).rule == 4
         assert one(world, SOUTHENERGY, name) is None
 
 
-def test_rule3_request_before_the_change_and_response_after_fall_to_different_suppliers(world: World) -> None:
+def test_rule3_request_before_the_change_and_response_after_fall_to_different_suppliers(
+    world: World,
+) -> None:
     # LOOKER's request (and ack) at 23:59:59.999999 on 28 Feb, its response at 00:00:00 on 1 March
     assert store_view(world, NORTHPOWER, request_id=world.records["lk_cos_req"].request_id) == {
-        "lk_cos_req": MP141, "lk_cos_ack": MP141}
+        "lk_cos_req": MP141,
+        "lk_cos_ack": MP141,
+    }
     assert store_view(world, SOUTHENERGY, request_id=world.records["lk_cos_req"].request_id) == {
-        "lk_cos_resp": MP141}
+        "lk_cos_resp": MP141
+    }
     assert store_view(world, WIRESCO, request_id=world.records["lk_cos_req"].request_id) == {
-        "lk_cos_req": MP141, "lk_cos_ack": MP141, "lk_cos_resp": MP141}
+        "lk_cos_req": MP141,
+        "lk_cos_ack": MP141,
+        "lk_cos_resp": MP141,
+    }
     assert decision(world, NORTHPOWER, "lk_cos_resp").rule == 4
     assert decision(world, SOUTHENERGY, "lk_cos_req").rule == 4
 
@@ -272,7 +399,9 @@ def test_rule3_explain_gives_the_granting_interval(world: World) -> None:
         found, why = explain(conn, world.viewer(NORTHPOWER), world.ids["ws_resp"])
         assert found["access"] == MP141
         assert (why.access, why.rule) == (Access.MP141, 3)
-        assert why.interval == Responsibility(ESME_1, NORTHPOWER, "supplier", START, CHANGE_OF_SUPPLIER)
+        assert why.interval == Responsibility(
+            ESME_1, NORTHPOWER, "supplier", START, CHANGE_OF_SUPPLIER
+        )
         assert "Responsible Supplier" in why.reason and ESME_1 in why.reason
         assert why.badge() == "visible as Responsible Supplier, 2025-01-01 to 2025-03-01"
 
@@ -282,13 +411,16 @@ def test_rule3_explain_gives_the_granting_interval(world: World) -> None:
         assert why.badge() == "visible as Network Operator, 2025-01-01 to now (open)"
 
         _, why = explain(conn, world.viewer(SOUTHENERGY), world.ids["np_late_resp"])
-        assert why.interval.valid_from == CHANGE_OF_SUPPLIER and why.interval.party_id == SOUTHENERGY
+        assert (
+            why.interval.valid_from == CHANGE_OF_SUPPLIER and why.interval.party_id == SOUTHENERGY
+        )
 
         _, why = explain(conn, world.viewer(NORTHPOWER), world.ids["np_resp"])
         assert (why.rule, why.interval, why.badge()) == (1, None, "own")
 
 
 # --- row 4 and the other roles: own traffic only -----------------------------------------
+
 
 @pytest.mark.parametrize("party", [SUNEXPORT, LOOKER, AGENTCO, FUTURECO])
 def test_roles_without_responsibility_see_only_their_own(world: World, party: str) -> None:
@@ -320,7 +452,11 @@ def test_rule4_traffic_nobody_is_responsible_for_stays_with_its_sender(world: Wo
 def test_non_device_requests_are_visible_to_their_sender_only(world: World) -> None:
     found = one(world, NORTHPOWER, "np_non_device_req")
     assert (found["device_id"], found["device_type"], found["srv"], found["srv_title"]) == (
-        "", None, "8.2", "Read Inventory")
+        "",
+        None,
+        "8.2",
+        "Read Inventory",
+    )
     assert found["request_id"].split(":")[1] == "90-B3-D5-1F-30-00-00-02"
     for party in (WIRESCO, SOUTHENERGY):
         assert one(world, party, "np_non_device_req") is None
@@ -332,7 +468,10 @@ def test_unknown_device_is_shown_to_its_originator_with_no_device_type(world: Wo
     assert found["device_id"] == UNKNOWN_DEVICE
     assert (found["device_type"], found["smets"], found["access"]) == (None, None, OWN)
     assert found["payload"] == "<lk unknown>"
-    assert store_view(world, LOOKER, device_id=UNKNOWN_DEVICE) == {"lk_unknown_req": OWN, "lk_unknown_resp": OWN}
+    assert store_view(world, LOOKER, device_id=UNKNOWN_DEVICE) == {
+        "lk_unknown_req": OWN,
+        "lk_unknown_resp": OWN,
+    }
     for party in world.parties:
         if party != LOOKER:
             assert store_view(world, party, device_id=UNKNOWN_DEVICE) == {}
@@ -340,11 +479,16 @@ def test_unknown_device_is_shown_to_its_originator_with_no_device_type(world: Wo
 
 def test_a_user_missing_from_the_registry_is_shown_without_role_or_party(world: World) -> None:
     found = one(world, SOUTHENERGY, "unreg_req")
-    assert (found["user_id"], found["user_role"], found["party_id"]) == (UNREGISTERED_USER, None, None)
+    assert (found["user_id"], found["user_role"], found["party_id"]) == (
+        UNREGISTERED_USER,
+        None,
+        None,
+    )
     assert found["access"] == MP141
 
 
 # --- notes ---------------------------------------------------------------------------------
+
 
 def test_a_hidden_record_is_answered_exactly_like_a_missing_one(world: World) -> None:
     hidden = world.ids["np_resp"]
@@ -358,7 +502,10 @@ def test_a_hidden_record_is_answered_exactly_like_a_missing_one(world: World) ->
         for bad in (0, -1, 2**63, 10**30):  # ids no record can have are simply missing
             assert get_visible(conn, viewer, bad) is None
         # and a search naming it finds nothing, so it is never counted
-        assert list(iter_search(conn, viewer, Search(request_id=world.records["np_resp"].request_id))) == []
+        assert (
+            list(iter_search(conn, viewer, Search(request_id=world.records["np_resp"].request_id)))
+            == []
+        )
         assert exchange_of(conn, viewer, world.records["np_resp"].request_id) == []
 
 
@@ -378,42 +525,64 @@ def test_scope_own_others_all(world: World) -> None:
         assert store_view(world, party, Scope.OTHERS) == others, party
         assert store_view(world, party, Scope.ALL) == expected, party
     # scope combines with the other filters
-    assert store_view(world, WIRESCO, Scope.OWN, device_id=ESME_1) == {"ws_req": OWN, "ws_resp": OWN}
+    assert store_view(world, WIRESCO, Scope.OWN, device_id=ESME_1) == {
+        "ws_req": OWN,
+        "ws_resp": OWN,
+    }
 
 
 def test_exchange_shows_only_the_visible_messages_oldest_first(world: World) -> None:
     request_id = world.records["np_late_req"].request_id
     with world.engine.connect() as conn:
         names = world.names_by_id
-        assert [names[i["id"]] for i in exchange_of(conn, world.viewer(NORTHPOWER), request_id)] == [
-            "np_late_req", "np_late_resp"]
-        assert [names[i["id"]] for i in exchange_of(conn, world.viewer(SOUTHENERGY), request_id)] == [
-            "np_late_resp"]
+        assert [
+            names[i["id"]] for i in exchange_of(conn, world.viewer(NORTHPOWER), request_id)
+        ] == ["np_late_req", "np_late_resp"]
+        assert [
+            names[i["id"]] for i in exchange_of(conn, world.viewer(SOUTHENERGY), request_id)
+        ] == ["np_late_resp"]
 
 
 def test_reports_hold_own_traffic_only(world: World) -> None:
     """SPEC section 1 rule 7: WIRESCO's report has its own records, none of the MP141 ones."""
     with world.engine.connect() as conn:
-        rows = list(iter_own_report(conn, world.viewer(WIRESCO), parse_time("2024-01-01"),
-                                    parse_time("2026-01-01")))
+        rows = list(
+            iter_own_report(
+                conn, world.viewer(WIRESCO), parse_time("2024-01-01"), parse_time("2026-01-01")
+            )
+        )
     names = world.names_by_id
     assert {names[r["id"]] for r in rows} == {"ws_req", "ws_resp", "ws_dcc_alert"}
     assert all(r["access"] == OWN and "payload" in r for r in rows)
     # from inclusive, to exclusive
     with world.engine.connect() as conn:
-        rows = list(iter_own_report(conn, world.viewer(WIRESCO), parse_time("2025-01-15T09:00:04Z"),
-                                    parse_time("2025-03-06T07:30:00Z")))
+        rows = list(
+            iter_own_report(
+                conn,
+                world.viewer(WIRESCO),
+                parse_time("2025-01-15T09:00:04Z"),
+                parse_time("2025-03-06T07:30:00Z"),
+            )
+        )
     assert [names[r["id"]] for r in rows] == ["ws_resp"]
 
 
 def test_a_late_correction_of_the_registry_changes_what_past_records_show(world: World) -> None:
     # NORTHPOWER's period really ended on 15 February: the registry is corrected
-    corrected = Responsibility(ESME_1, NORTHPOWER, "supplier", START, parse_time("2025-02-15T00:00:00Z"))
+    corrected = Responsibility(
+        ESME_1, NORTHPOWER, "supplier", START, parse_time("2025-02-15T00:00:00Z")
+    )
     with world.engine.begin() as conn:
         assert load_responsibility(conn, corrected) is Outcome.CORRECTED
-    registry = tuple(corrected if (r.device_id, r.party_id, r.relation) == (ESME_1, NORTHPOWER, "supplier")
-                     else r for r in world.registry)
-    expected = {k: v for k, v in EXPECTED[NORTHPOWER].items() if k not in ("lk_cos_req", "lk_cos_ack")}
+    registry = tuple(
+        corrected
+        if (r.device_id, r.party_id, r.relation) == (ESME_1, NORTHPOWER, "supplier")
+        else r
+        for r in world.registry
+    )
+    expected = {
+        k: v for k, v in EXPECTED[NORTHPOWER].items() if k not in ("lk_cos_req", "lk_cos_ack")
+    }
     assert store_view(world, NORTHPOWER) == expected
     assert domain_view(world, NORTHPOWER, registry) == expected
     assert one(world, NORTHPOWER, "ws_resp")["access"] == MP141  # 15 January: still inside
@@ -423,7 +592,9 @@ def test_a_late_correction_of_the_registry_changes_what_past_records_show(world:
     assert why.interval == corrected
 
     # a correction may not make two suppliers overlap
-    too_long = Responsibility(ESME_1, NORTHPOWER, "supplier", START, parse_time("2025-03-02T00:00:00Z"))
+    too_long = Responsibility(
+        ESME_1, NORTHPOWER, "supplier", START, parse_time("2025-03-02T00:00:00Z")
+    )
     with pytest.raises(Conflict, match="overlaps"), world.engine.begin() as conn:
         load_responsibility(conn, too_long)
     assert store_view(world, NORTHPOWER) == expected

@@ -22,6 +22,7 @@ deliberate breakages of `visibility_sql` is caught:
 (Each of these was tried by hand, by patching `visibility_sql` in-process, and each made
 this test fail.)
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -81,8 +82,9 @@ def device_id(d: int) -> str:
     return f"00-DB-12-34-56-78-90-{d:02X}"
 
 
-record_time = st.builds(lambda at, nudge: at + nudge * NUDGE,
-                        st.sampled_from(GRID), st.sampled_from([-1, 0, 0, 0, 1]))
+record_time = st.builds(
+    lambda at, nudge: at + nudge * NUDGE, st.sampled_from(GRID), st.sampled_from([-1, 0, 0, 0, 1])
+)
 
 
 @st.composite
@@ -95,7 +97,9 @@ def intervals_for(draw, device: str, relation: str, parties: list[str]) -> list[
         if draw(st.booleans()):  # else a gap
             out.append(Responsibility(device, draw(st.sampled_from(parties)), relation, start, end))
     if points and draw(st.booleans()):
-        out.append(Responsibility(device, draw(st.sampled_from(parties)), relation, points[-1], None))
+        out.append(
+            Responsibility(device, draw(st.sampled_from(parties)), relation, points[-1], None)
+        )
     return out
 
 
@@ -107,8 +111,10 @@ def worlds(draw) -> WorldSpec:
     for p, party in enumerate(parties):
         roles = draw(st.lists(st.sampled_from(ROLES), min_size=1, max_size=3, unique=True))
         users += [User(user_id(p, u), party, role) for u, role in enumerate(roles)]
-    devices = [Device(device_id(d), draw(st.sampled_from(DEVICE_TYPES)), draw(st.sampled_from([1, 2])))
-               for d in range(draw(st.integers(1, 3)))]
+    devices = [
+        Device(device_id(d), draw(st.sampled_from(DEVICE_TYPES)), draw(st.sampled_from([1, 2])))
+        for d in range(draw(st.integers(1, 3)))
+    ]
     registry = []
     for dev in devices:
         for relation in ("supplier", "network_operator"):
@@ -119,9 +125,14 @@ def worlds(draw) -> WorldSpec:
     for counter in range(draw(st.integers(0, 24))):
         kind = draw(st.sampled_from(KINDS))
         sender = draw(st.sampled_from(senders))
-        target = draw(st.sampled_from([t for t in targets if t] if kind == "device_alert" else targets))
-        srv = "" if kind in ("device_alert", "dcc_alert") else draw(st.sampled_from(["4.1.1", "8.2", "11.2",
-                                                                                     "99.9"]))
+        target = draw(
+            st.sampled_from([t for t in targets if t] if kind == "device_alert" else targets)
+        )
+        srv = (
+            ""
+            if kind in ("device_alert", "dcc_alert")
+            else draw(st.sampled_from(["4.1.1", "8.2", "11.2", "99.9"]))
+        )
         code = "" if kind == "request" else draw(st.sampled_from(["I0", "I99", "E4"]))
         payload = draw(st.sampled_from(["", f"<payload {counter}>"]))
         request_id = f"{sender}:{target or DCC_ID}:{counter}"
@@ -130,8 +141,14 @@ def worlds(draw) -> WorldSpec:
         request = kind == "request"
         variant = draw(st.sampled_from([None, 1, 4, 5, 8])) if request else None
         execution = draw(st.sampled_from([None, GRID[3], CANCEL])) if request else None
-        subject = draw(st.sampled_from(["", *(d.device_id for d in devices)])) if request and not target else ""
-        response_id = f"{target or DCC_ID}:{sender}:{counter}" if not request and draw(st.booleans()) else ""
+        subject = (
+            draw(st.sampled_from(["", *(d.device_id for d in devices)]))
+            if request and not target
+            else ""
+        )
+        response_id = (
+            f"{target or DCC_ID}:{sender}:{counter}" if not request and draw(st.booleans()) else ""
+        )
         at = draw(record_time)
         # an exchange: answers sharing an earlier Request ID (told apart from each other by their
         # ResponseIDs, and by kind or time for the test's own map of ids)
@@ -139,13 +156,31 @@ def worlds(draw) -> WorldSpec:
         shareable = sorted({r.request_id for r in records} - taken)
         if response_id and shareable and draw(st.booleans()):
             request_id = draw(st.sampled_from(shareable))
-        records.append(SatRecord(at, kind, request_id, srv, sender, target, code, payload,
-                                 variant, execution, subject, response_id))
-    return WorldSpec(users, devices, registry, records, draw(interleaving(users, registry, records)))
+        records.append(
+            SatRecord(
+                at,
+                kind,
+                request_id,
+                srv,
+                sender,
+                target,
+                code,
+                payload,
+                variant,
+                execution,
+                subject,
+                response_id,
+            )
+        )
+    return WorldSpec(
+        users, devices, registry, records, draw(interleaving(users, registry, records))
+    )
 
 
 @st.composite
-def interleaving(draw, users: list[User], registry: list[Responsibility], records: list[SatRecord]) -> list[tuple]:
+def interleaving(
+    draw, users: list[User], registry: list[Responsibility], records: list[SatRecord]
+) -> list[tuple]:
     """The writes in a random order: records ingested in batches before, between and after the
     registry changes that decide who sees them, some intervals first loaded wrong (another
     Party, or ending early) and corrected later, and User IDs registered after their traffic.
@@ -156,11 +191,28 @@ def interleaving(draw, users: list[User], registry: list[Responsibility], record
         wrong = None
         if draw(st.booleans()):
             early_end = interval.valid_from + timedelta(minutes=30)
-            wrong = draw(st.sampled_from([
-                Responsibility(interval.device_id, draw(st.sampled_from(["P0", HOLDS_NO_USER_ID])), interval.relation,
-                               interval.valid_from, interval.valid_to),
-                Responsibility(interval.device_id, interval.party_id, interval.relation, interval.valid_from,
-                               early_end if interval.valid_to is None or early_end < interval.valid_to else interval.valid_to)]))
+            wrong = draw(
+                st.sampled_from(
+                    [
+                        Responsibility(
+                            interval.device_id,
+                            draw(st.sampled_from(["P0", HOLDS_NO_USER_ID])),
+                            interval.relation,
+                            interval.valid_from,
+                            interval.valid_to,
+                        ),
+                        Responsibility(
+                            interval.device_id,
+                            interval.party_id,
+                            interval.relation,
+                            interval.valid_from,
+                            early_end
+                            if interval.valid_to is None or early_end < interval.valid_to
+                            else interval.valid_to,
+                        ),
+                    ]
+                )
+            )
         if wrong is not None and wrong != interval:
             corrections.append((("interval", wrong), ("interval", interval)))
         else:
@@ -177,7 +229,9 @@ def interleaving(draw, users: list[User], registry: list[Responsibility], record
     return order
 
 
-def expected(viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], scope: Scope) -> dict[int, str]:
+def expected(
+    viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], scope: Scope
+) -> dict[int, str]:
     seen = {}
     for record in spec.records:
         decision = decide(viewer, record, spec.registry)
@@ -232,8 +286,9 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
                 assert (found["access"] if found else None) == everything.get(record_id)
 
 
-def check_index_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int],
-                         by_id: dict[int, SatRecord]) -> None:
+def check_index_searches(
+    conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], by_id: dict[int, SatRecord]
+) -> None:
     """Searches without a Device read the visibility index (store.index_search.index_statement):
     paged in twos through the keyset cursor, and by each Request ID, they give exactly what
     `decide()` gives, in order."""
@@ -246,7 +301,8 @@ def check_index_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple,
             if cursor is None:
                 break
         assert [(i["id"], i["access"]) for i in got] == [
-            (i, want[i]) for i in sorted(want, key=lambda i: (by_id[i].logged_at, i), reverse=True)]
+            (i, want[i]) for i in sorted(want, key=lambda i: (by_id[i].logged_at, i), reverse=True)
+        ]
     everything = expected(viewer, spec, ids, Scope.ALL)
     for request_id in sorted({r.request_id for r in spec.records}):
         got, cursor = [], None
@@ -256,7 +312,8 @@ def check_index_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple,
             if cursor is None:
                 break
         assert {i["id"]: i["access"] for i in got} == {
-            i: a for i, a in everything.items() if by_id[i].request_id == request_id}
+            i: a for i, a in everything.items() if by_id[i].request_id == request_id
+        }
         assert len(got) == len({i["id"] for i in got})
 
 
@@ -270,15 +327,25 @@ def check_index(conn, spec: WorldSpec, ids: dict[tuple, int]) -> None:
             viewer = Viewer(p, frozenset(u for u, holder in owners.items() if holder == p))
             decision = decide(viewer, record, spec.registry)
             if decision.visible:
-                want.add((p, decision.rule, record.logged_at, ids[record.key], record.kind, record.srv or None))
+                want.add(
+                    (
+                        p,
+                        decision.rule,
+                        record.logged_at,
+                        ids[record.key],
+                        record.kind,
+                        record.srv or None,
+                    )
+                )
     v = sat_visibility.c
     got = conn.execute(select(v.party_id, v.access, v.logged_at, v.record_id, v.kind, v.srv)).all()
     assert len(got) == len(set(got)), "an index row twice"
     assert set(map(tuple, got)) == want
 
 
-def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int],
-                          by_id: dict[int, SatRecord]) -> None:
+def check_device_searches(
+    conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple, int], by_id: dict[int, SatRecord]
+) -> None:
     """A search of one device takes the interval-first form (store.device_search.device_statement:
     rule 1 per User ID, rule 3 per Responsibility range of that device and viewer): it must
     give exactly the rows and order `decide()` gives, page by page through the keyset cursor
@@ -289,11 +356,17 @@ def check_device_searches(conn, viewer: Viewer, spec: WorldSpec, ids: dict[tuple
         assert {i["id"]: i["access"] for i in page} == everything, (viewer, scope)
         for device in [d.device_id for d in spec.devices] + [UNKNOWN_DEVICE]:
             # a Device's records, and the viewer's own non-device requests that name it
-            want = {i: access for i, access in everything.items() if by_id[i].device_id == device
-                    or (access == Access.OWN and by_id[i].subject_device_id == device)}
+            want = {
+                i: access
+                for i, access in everything.items()
+                if by_id[i].device_id == device
+                or (access == Access.OWN and by_id[i].subject_device_id == device)
+            }
             got, cursor = [], None
             while True:
-                page, cursor = search_page(conn, viewer, Search(device_id=device, scope=scope), 3, cursor)
+                page, cursor = search_page(
+                    conn, viewer, Search(device_id=device, scope=scope), 3, cursor
+                )
                 got += page
                 if cursor is None:
                     break
@@ -311,7 +384,9 @@ def check_fields(item: dict, record: SatRecord) -> None:
     assert item["command_variant"] == record.command_variant
     if item["access"] == Access.OWN:
         assert item["payload"] == record.payload
-        assert item["execution_at"] == (format_time(record.execution_at) if record.execution_at else None)
+        assert item["execution_at"] == (
+            format_time(record.execution_at) if record.execution_at else None
+        )
         assert item["subject_device_id"] == record.subject_device_id
     else:
         assert not {"payload", "execution_at", "subject_device_id"} & set(item)
@@ -328,10 +403,15 @@ def test_sql_rule_agrees_with_decide_for_every_party_and_scope(spec: WorldSpec) 
             engine.dispose()
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(spec=worlds())
-def test_postgresql_rule_and_row_level_security_agree_with_decide(pg_server, spec: WorldSpec) -> None:
+def test_postgresql_rule_and_row_level_security_agree_with_decide(
+    pg_server, spec: WorldSpec
+) -> None:
     """The same property on PostgreSQL: its own SQL dialect, timestamptz, COPY ingest and the
     row-level-security policies all sit on this path."""
     engine = open_store(pg_server.new_database(template="st_template"))
@@ -345,10 +425,12 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
     """Guards the property above against a generator that quietly stops producing the hard cases."""
     seen = set()
 
-    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True)
     @given(spec=worlds())
     def look(spec: WorldSpec) -> None:
-        bounds = {r.valid_from for r in spec.registry} | {r.valid_to for r in spec.registry if r.valid_to}
+        bounds = {r.valid_from for r in spec.registry} | {
+            r.valid_to for r in spec.registry if r.valid_to
+        }
         ends = {r.valid_to for r in spec.registry if r.valid_to}
         starts = {r.valid_from for r in spec.registry}
         if ends & starts:
@@ -377,7 +459,17 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
             seen.add(record.kind)
 
     look()
-    assert seen >= {"adjacent intervals", "open interval", "several holders", "party with several user ids",
-                    "record on a boundary", "non-device record", "unknown device", "unregistered user",
-                    "non-device request naming a device", "future-dated request", "records sharing a Request ID",
-                    *KINDS}
+    assert seen >= {
+        "adjacent intervals",
+        "open interval",
+        "several holders",
+        "party with several user ids",
+        "record on a boundary",
+        "non-device record",
+        "unknown device",
+        "unregistered user",
+        "non-device request naming a device",
+        "future-dated request",
+        "records sharing a Request ID",
+        *KINDS,
+    }

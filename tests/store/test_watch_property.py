@@ -11,6 +11,7 @@ here again, not `domain.watches`:
 - it is shown iff the record is still visible under the corrected registry (a correction
   that grants visibility makes no event, one that revokes it hides the event).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -37,15 +38,25 @@ CRITICAL = {srv for srv, row in CATALOGUE.items() if row.critical}
 
 
 def watch_bodies(devices: int):
-    return st.fixed_dictionaries({"name": st.just("w")}, optional={
-        "devices": st.one_of(st.just("mine"), st.lists(st.sampled_from([device_id(d) for d in range(devices)]),
-                                                        min_size=1, max_size=2)),
-        "srvs": st.one_of(st.sampled_from(["all", "critical"]), st.lists(st.sampled_from(["4.1.1", "8.2", "11.2",
-                                                                                           "6.15.1"]),
-                                                                          min_size=1, max_size=2)),
-        "kinds": st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True),
-        "senders": st.sampled_from(["others", "all"]),
-    })
+    return st.fixed_dictionaries(
+        {"name": st.just("w")},
+        optional={
+            "devices": st.one_of(
+                st.just("mine"),
+                st.lists(
+                    st.sampled_from([device_id(d) for d in range(devices)]), min_size=1, max_size=2
+                ),
+            ),
+            "srvs": st.one_of(
+                st.sampled_from(["all", "critical"]),
+                st.lists(
+                    st.sampled_from(["4.1.1", "8.2", "11.2", "6.15.1"]), min_size=1, max_size=2
+                ),
+            ),
+            "kinds": st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True),
+            "senders": st.sampled_from(["others", "all"]),
+        },
+    )
 
 
 def wanted(body: dict, viewer: Viewer, record, registry: list[Responsibility]) -> bool:
@@ -55,20 +66,32 @@ def wanted(body: dict, viewer: Viewer, record, registry: list[Responsibility]) -
     if body.get("senders", "others") == "others" and record.user_id in viewer.user_ids:
         return False
     srvs = body.get("srvs", "all")
-    if srvs == "critical" and record.srv not in CRITICAL or isinstance(srvs, list) and record.srv not in srvs:
+    if (
+        srvs == "critical"
+        and record.srv not in CRITICAL
+        or isinstance(srvs, list)
+        and record.srv not in srvs
+    ):
         return False
     devices = body.get("devices", "mine")
     if devices == "mine":
-        return any(r.device_id == record.device_id and r.party_id == viewer.party_id and r.covers(record.logged_at)
-                   for r in registry)
+        return any(
+            r.device_id == record.device_id
+            and r.party_id == viewer.party_id
+            and r.covers(record.logged_at)
+            for r in registry
+        )
     return record.device_id in devices
 
 
 @st.composite
 def scenarios(draw):
     spec: WorldSpec = draw(worlds())
-    watches = [(party, draw(watch_bodies(len(spec.devices)))) for party in spec.parties
-               for _ in range(draw(st.integers(0, 3)))]
+    watches = [
+        (party, draw(watch_bodies(len(spec.devices))))
+        for party in spec.parties
+        for _ in range(draw(st.integers(0, 3)))
+    ]
     cuts = sorted(draw(st.lists(st.integers(0, len(spec.records)), max_size=3)))
     batch = draw(st.integers(1, 7))
     correction = None
@@ -76,8 +99,9 @@ def scenarios(draw):
         held = draw(st.sampled_from(spec.registry))
         # the same interval, ended earlier or later, or given to another Party
         ends = [g for g in GRID if g > held.valid_from] + [None]
-        correction = replace(held, valid_to=draw(st.sampled_from(ends)),
-                             party_id=draw(st.sampled_from(spec.parties)))
+        correction = replace(
+            held, valid_to=draw(st.sampled_from(ends)), party_id=draw(st.sampled_from(spec.parties))
+        )
     return spec, watches, cuts, batch, correction
 
 
@@ -87,14 +111,19 @@ def run(url: str, scenario) -> None:
     try:
         with engine.begin() as conn:
             # every Party first: one of them (test_visibility_property's "PZ") holds no User ID
-            conn.execute(insert(party_table), [{"party_id": p, "name": f"{p} Ltd"} for p in spec.parties])
+            conn.execute(
+                insert(party_table), [{"party_id": p, "name": f"{p} Ltd"} for p in spec.parties]
+            )
             for user in spec.users:
                 load_user(conn, user, f"{user.party_id} Ltd")
             for dev in spec.devices:
                 load_device(conn, dev)
             for interval in spec.registry:
                 load_responsibility(conn, interval)
-            made = [(party, body, create_watch(conn, party, watch_spec(body), None)["id"]) for party, body in watches]
+            made = [
+                (party, body, create_watch(conn, party, watch_spec(body), None)["id"])
+                for party, body in watches
+            ]
         for start, end in zip([0, *cuts], [*cuts, len(spec.records)]):
             if end > start:
                 with engine.begin() as conn:
@@ -108,18 +137,26 @@ def run(url: str, scenario) -> None:
             with engine.begin() as conn:
                 try:
                     load_responsibility(conn, correction)
-                    registry_now = [correction if (r.device_id, r.relation, r.valid_from) ==
-                                    (correction.device_id, correction.relation, correction.valid_from) else r
-                                    for r in spec.registry]
+                    registry_now = [
+                        correction
+                        if (r.device_id, r.relation, r.valid_from)
+                        == (correction.device_id, correction.relation, correction.valid_from)
+                        else r
+                        for r in spec.registry
+                    ]
                 except ValueError:  # it would overlap another interval: the registry refuses it
                     pass
         with engine.connect() as conn:
             ids = record_ids(conn)
             for party, body, watch_id in made:
                 viewer = viewer_for(conn, party)
-                want = [ids[r.key] for r in spec.records
-                        if decide(viewer, r, spec.registry).visible and wanted(body, viewer, r, spec.registry)
-                        and decide(viewer, r, registry_now).visible]
+                want = [
+                    ids[r.key]
+                    for r in spec.records
+                    if decide(viewer, r, spec.registry).visible
+                    and wanted(body, viewer, r, spec.registry)
+                    and decide(viewer, r, registry_now).visible
+                ]
                 got, after = [], 0
                 while True:
                     page, next_after = events_after(conn, viewer, watch_id, after, 2)
@@ -129,7 +166,10 @@ def run(url: str, scenario) -> None:
                     after = next_after
                 assert sorted(e["record"]["id"] for e in got) == sorted(want), (party, body)
                 assert [e["event_id"] for e in got] == sorted(e["event_id"] for e in got)
-                assert all(not {"payload", "execution_at", "subject_device_id"} & set(e["record"]) for e in got)
+                assert all(
+                    not {"payload", "execution_at", "subject_device_id"} & set(e["record"])
+                    for e in got
+                )
     finally:
         engine.dispose()
 
@@ -141,8 +181,11 @@ def test_watch_events_are_the_visible_matching_records_on_sqlite(scenario) -> No
         run(f"sqlite:///{Path(folder) / 'watch.db'}", scenario)
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(scenario=scenarios())
 def test_watch_events_are_the_visible_matching_records_on_postgresql(pg_server, scenario) -> None:
     run(pg_server.new_database(template="st_template"), scenario)

@@ -1,5 +1,6 @@
 """Watches in the store: matching new records into events through the rule, titles only,
 durable and idempotent matching, registry corrections, and the Party boundary. Both engines."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,11 +14,28 @@ from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_spec
 from servicetrail.store import watches as store_watches
 from servicetrail.store.watch_tables import watch_cursor
-from servicetrail.store.watches import (WatchLimit, create_watch, delete_watch, events_after, list_watches,
-                                        match_new_records)
+from servicetrail.store.watches import (
+    WatchLimit,
+    create_watch,
+    delete_watch,
+    events_after,
+    list_watches,
+    match_new_records,
+)
 from servicetrail.store.writer import append_records, load_responsibility
-from tests.personas import (ESME_1, GSME_1, LK_OU, NORTHPOWER, NP_IS, SE_IS, SOUTHENERGY, WIRESCO, World,
-                            load_personas, t)
+from tests.personas import (
+    ESME_1,
+    GSME_1,
+    LK_OU,
+    NORTHPOWER,
+    NP_IS,
+    SE_IS,
+    SOUTHENERGY,
+    WIRESCO,
+    World,
+    load_personas,
+    t,
+)
 
 
 @pytest.fixture
@@ -55,8 +73,16 @@ LATER = t("2025-04-01T10:00:00Z")
 
 
 def lk_request(n: int, device: str = ESME_1, at=LATER, srv: str = "4.1.1") -> SatRecord:
-    return SatRecord(at + timedelta(seconds=n), "request", rid(LK_OU, device, n + 100), srv, LK_OU, device, "",
-                     f"<secret body {n}>")
+    return SatRecord(
+        at + timedelta(seconds=n),
+        "request",
+        rid(LK_OU, device, n + 100),
+        srv,
+        LK_OU,
+        device,
+        "",
+        f"<secret body {n}>",
+    )
 
 
 def test_a_record_stored_after_the_watch_becomes_an_event_with_titles_only(world: World) -> None:
@@ -67,7 +93,11 @@ def test_a_record_stored_after_the_watch_becomes_an_event_with_titles_only(world
     assert [e["event_id"] for e in page] == [1] and next_after == 1
     record = page[0]["record"]
     assert record["user_id"] == LK_OU and record["access"] == "mp141" and record["srv"] == "4.1.1"
-    assert "payload" not in record and "execution_at" not in record and "subject_device_id" not in record
+    assert (
+        "payload" not in record
+        and "execution_at" not in record
+        and "subject_device_id" not in record
+    )
     assert page[0]["watch_id"] == made["id"] and page[0]["matched_at"].endswith("Z")
 
 
@@ -81,7 +111,9 @@ def test_records_stored_before_the_watch_never_match(world: World) -> None:
 def test_own_records_are_titles_only_too_and_others_excludes_them(world: World) -> None:
     everyone = add_watch(world, SOUTHENERGY, senders="all", kinds=["request", "response"])
     others = add_watch(world, SOUTHENERGY)
-    mine = SatRecord(LATER, "request", rid(SE_IS, ESME_1, 500), "11.2", SE_IS, ESME_1, "", "<my own body>")
+    mine = SatRecord(
+        LATER, "request", rid(SE_IS, ESME_1, 500), "11.2", SE_IS, ESME_1, "", "<my own body>"
+    )
     append(world, mine, lk_request(2))
     match_all(world)
     page, _ = events(world, SOUTHENERGY, everyone["id"])
@@ -106,12 +138,19 @@ def test_the_rule_decides_who_gets_an_event(world: World) -> None:
 def test_filters_srvs_kinds_devices(world: World) -> None:
     critical = add_watch(world, SOUTHENERGY, srvs="critical")
     listed = add_watch(world, SOUTHENERGY, srvs=["11.2"], devices=[GSME_1])
-    append(world, lk_request(4, srv="4.1.1"), lk_request(5, srv="6.15.1"), lk_request(6, device=GSME_1, srv="11.2"),
-           lk_request(7, device=ESME_1, srv="11.2"))
+    append(
+        world,
+        lk_request(4, srv="4.1.1"),
+        lk_request(5, srv="6.15.1"),
+        lk_request(6, device=GSME_1, srv="11.2"),
+        lk_request(7, device=ESME_1, srv="11.2"),
+    )
     match_all(world)
     assert [e["record"]["srv"] for e in events(world, SOUTHENERGY, critical["id"])[0]] == ["6.15.1"]
-    assert [(e["record"]["srv"], e["record"]["device_id"]) for e in events(world, SOUTHENERGY, listed["id"])[0]] \
-        == [("11.2", GSME_1)]
+    assert [
+        (e["record"]["srv"], e["record"]["device_id"])
+        for e in events(world, SOUTHENERGY, listed["id"])[0]
+    ] == [("11.2", GSME_1)]
 
 
 def test_another_partys_watch_is_none_and_its_events_unreachable(world: World) -> None:
@@ -131,8 +170,16 @@ def test_a_registry_correction_hides_events_already_made(world: World) -> None:
     assert len(events(world, SOUTHENERGY, made["id"])[0]) == 2
     # the registry learns SOUTHENERGY's supply ended in May: the April record stays, June's goes
     with world.engine.begin() as conn:
-        load_responsibility(conn, Responsibility(ESME_1, SOUTHENERGY, "supplier", t("2025-03-01T00:00:00Z"),
-                                                 t("2025-05-01T00:00:00Z")))
+        load_responsibility(
+            conn,
+            Responsibility(
+                ESME_1,
+                SOUTHENERGY,
+                "supplier",
+                t("2025-03-01T00:00:00Z"),
+                t("2025-05-01T00:00:00Z"),
+            ),
+        )
     page, next_after = events(world, SOUTHENERGY, made["id"])
     assert [e["event_id"] for e in page] == [1] and next_after == 1
 
@@ -155,7 +202,9 @@ def test_matching_twice_makes_no_second_event_and_pages_follow_event_ids(world: 
     assert seen == list(range(1, 16))
 
 
-def test_a_gap_in_record_ids_is_waited_for_then_passed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gap_in_record_ids_is_waited_for_then_passed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PostgreSQL hands out ids from a sequence: an open loader's ids may commit after higher
     ones. The matcher matches what it sees, keeps its cursor below the gap, and makes no
     second event when it reads the records past the gap again."""
@@ -168,7 +217,9 @@ def test_a_gap_in_record_ids_is_waited_for_then_passed(world: World, monkeypatch
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
 
 
-def test_a_party_may_keep_a_bounded_number_of_watches(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_party_may_keep_a_bounded_number_of_watches(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_watches, "MAX_WATCHES_PER_PARTY", 3)
     for _ in range(3):
         add_watch(world, WIRESCO)
@@ -189,15 +240,30 @@ def test_a_deleted_watch_gets_no_more_events_and_ids_are_not_reused(world: World
 
 
 def test_the_spec_of_a_watch_is_shown_back(world: World) -> None:
-    made = add_watch(world, SOUTHENERGY, devices=[ESME_1.lower()], srvs=["11.2", "4.1.1"], kinds=["response"],
-                     senders="all")
-    assert made == {"id": made["id"], "name": "w", "devices": [ESME_1], "srvs": ["4.1.1", "11.2"],
-                    "kinds": ["response"], "senders": "all", "webhook": None}
+    made = add_watch(
+        world,
+        SOUTHENERGY,
+        devices=[ESME_1.lower()],
+        srvs=["11.2", "4.1.1"],
+        kinds=["response"],
+        senders="all",
+    )
+    assert made == {
+        "id": made["id"],
+        "name": "w",
+        "devices": [ESME_1],
+        "srvs": ["4.1.1", "11.2"],
+        "kinds": ["response"],
+        "senders": "all",
+        "webhook": None,
+    }
     assert WatchSpec("w").as_json()["devices"] == "mine"
     _ = NP_IS
 
 
-def test_a_gap_that_never_fills_is_passed_after_the_wait(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gap_that_never_fills_is_passed_after_the_wait(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A loader that rolled back leaves ids no record will ever have (PostgreSQL's sequence;
     on SQLite ids are max + 1, so the gap is made by hand the same way): records past it are
     matched at once, and the cursor passes the gap only after the wait."""
@@ -211,7 +277,11 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(world: World, monkeypat
     with world.engine.begin() as conn:
         if conn.dialect.name == "sqlite":  # move the record one id up, leaving its old id empty
             conn.execute(text("DROP TRIGGER sat_record_no_update"))
-            conn.execute(text("UPDATE sat_record SET id = id + 1 WHERE id = (SELECT max(id) FROM sat_record)"))
+            conn.execute(
+                text(
+                    "UPDATE sat_record SET id = id + 1 WHERE id = (SELECT max(id) FROM sat_record)"
+                )
+            )
         before = store_watches.cursor_position(conn)
     match_all(world)
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]

@@ -1,4 +1,5 @@
 """Appending SAT records idempotently, and the registry's rules (SPEC section 4)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,11 +10,33 @@ from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import Device, Responsibility, User
 from servicetrail.domain.times import parse_time
-from servicetrail.store.schema import dcc_user, device, party, responsibility, sat_payload, sat_record
-from servicetrail.store.writer import (Conflict, Outcome, append_records, load_device, load_responsibility,
-                                       load_user)
-from tests.personas import (ESME_1, GSME_1, NORTHPOWER, PPMID_1, SOUTHENERGY, WIRESCO, World, persona_records,
-                            load_personas)
+from servicetrail.store.schema import (
+    dcc_user,
+    device,
+    party,
+    responsibility,
+    sat_payload,
+    sat_record,
+)
+from servicetrail.store.writer import (
+    Conflict,
+    Outcome,
+    append_records,
+    load_device,
+    load_responsibility,
+    load_user,
+)
+from tests.personas import (
+    ESME_1,
+    GSME_1,
+    NORTHPOWER,
+    PPMID_1,
+    SOUTHENERGY,
+    WIRESCO,
+    World,
+    persona_records,
+    load_personas,
+)
 
 
 @pytest.fixture
@@ -32,12 +55,16 @@ def t(text: str):
 
 # --- SAT records ------------------------------------------------------------------------
 
+
 def test_re_appending_the_same_batch_adds_nothing_and_counts_duplicates(world: World) -> None:
     records, payloads = count(world.engine, sat_record), count(world.engine, sat_payload)
     batch = list(world.records.values())
     with world.engine.begin() as conn:
         assert append_records(conn, batch) == (0, len(batch))
-    assert (count(world.engine, sat_record), count(world.engine, sat_payload)) == (records, payloads)
+    assert (count(world.engine, sat_record), count(world.engine, sat_payload)) == (
+        records,
+        payloads,
+    )
 
 
 def test_a_batch_with_some_new_records_loads_only_those(world: World) -> None:
@@ -63,11 +90,14 @@ def test_the_natural_key_is_request_id_kind_and_time(world: World) -> None:
         with pytest.raises(Conflict, match=f"stored record {world.ids['np_req']}"):
             append_records(conn, [replace(req, payload="<forged>")])
         # another kind, or another time, is another message
-        assert append_records(conn, [replace(req, kind="response", logged_at=t("2025-02-10T10:00:07Z"))]) == (1, 0)
+        assert append_records(
+            conn, [replace(req, kind="response", logged_at=t("2025-02-10T10:00:07Z"))]
+        ) == (1, 0)
         assert append_records(conn, [replace(req, logged_at=t("2025-02-10T11:00:00Z"))]) == (1, 0)
     with world.engine.connect() as conn:
-        payload = conn.execute(select(sat_payload.c.payload)
-                               .where(sat_payload.c.record_id == world.ids["np_req"])).scalar_one()
+        payload = conn.execute(
+            select(sat_payload.c.payload).where(sat_payload.c.record_id == world.ids["np_req"])
+        ).scalar_one()
     assert payload == "<np read>"
 
 
@@ -97,12 +127,18 @@ def test_an_empty_batch_is_nothing(engine: Engine) -> None:
 
 # --- responsibilities -------------------------------------------------------------------
 
+
 def intervals(engine: Engine, device_id: str, relation: str) -> list[tuple]:
     r = responsibility.c
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(
-            select(r.party_id, r.valid_from, r.valid_to)
-            .where(r.device_id == device_id, r.relation == relation).order_by(r.valid_from))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                select(r.party_id, r.valid_from, r.valid_to)
+                .where(r.device_id == device_id, r.relation == relation)
+                .order_by(r.valid_from)
+            )
+        ]
 
 
 def load(engine: Engine, interval: Responsibility) -> Outcome:
@@ -110,28 +146,45 @@ def load(engine: Engine, interval: Responsibility) -> Outcome:
         return load_responsibility(conn, interval)
 
 
-@pytest.mark.parametrize("start,end", [
-    ("2025-02-01", "2025-04-01"),  # across the change of supplier
-    ("2024-12-01", "2025-01-02"),  # into NORTHPOWER's start
-    ("2025-02-28T23:59:59Z", None),  # open, from inside NORTHPOWER's period
-    ("2025-06-01", None),  # inside SOUTHENERGY's open interval
-    ("2024-01-01", None),  # covering everything
-])
-def test_overlapping_intervals_for_the_same_device_and_relation_are_rejected(world: World, start: str,
-                                                                             end: str | None) -> None:
+@pytest.mark.parametrize(
+    "start,end",
+    [
+        ("2025-02-01", "2025-04-01"),  # across the change of supplier
+        ("2024-12-01", "2025-01-02"),  # into NORTHPOWER's start
+        ("2025-02-28T23:59:59Z", None),  # open, from inside NORTHPOWER's period
+        ("2025-06-01", None),  # inside SOUTHENERGY's open interval
+        ("2024-01-01", None),  # covering everything
+    ],
+)
+def test_overlapping_intervals_for_the_same_device_and_relation_are_rejected(
+    world: World, start: str, end: str | None
+) -> None:
     before = intervals(world.engine, ESME_1, "supplier")
     with pytest.raises(Conflict, match="overlaps"):
-        load(world.engine, Responsibility(ESME_1, WIRESCO, "supplier", t(start), t(end) if end else None))
+        load(
+            world.engine,
+            Responsibility(ESME_1, WIRESCO, "supplier", t(start), t(end) if end else None),
+        )
     assert intervals(world.engine, ESME_1, "supplier") == before
 
 
 def test_adjacent_intervals_and_other_relations_do_not_conflict(world: World) -> None:
     # ends exactly where NORTHPOWER's starts: half-open intervals touch without overlapping
-    assert load(world.engine, Responsibility(ESME_1, WIRESCO, "supplier", t("2024-06-01"), t("2025-01-01"))) \
+    assert (
+        load(
+            world.engine,
+            Responsibility(ESME_1, WIRESCO, "supplier", t("2024-06-01"), t("2025-01-01")),
+        )
         is Outcome.LOADED
+    )
     # the same Party may hold both relations at once
-    assert load(world.engine, Responsibility(GSME_1, SOUTHENERGY, "network_operator", t("2025-01-01"), None)) \
+    assert (
+        load(
+            world.engine,
+            Responsibility(GSME_1, SOUTHENERGY, "network_operator", t("2025-01-01"), None),
+        )
         is Outcome.LOADED
+    )
 
 
 def test_the_identical_interval_again_is_a_duplicate(world: World) -> None:
@@ -145,7 +198,9 @@ def test_the_same_start_with_another_end_is_a_correction(world: World) -> None:
     closed = Responsibility(ESME_1, SOUTHENERGY, "supplier", t("2025-03-01"), t("2025-09-01"))
     assert load(world.engine, closed) is Outcome.CORRECTED
     assert intervals(world.engine, ESME_1, "supplier") == [
-        (NORTHPOWER, t("2025-01-01"), t("2025-03-01")), (SOUTHENERGY, t("2025-03-01"), t("2025-09-01"))]
+        (NORTHPOWER, t("2025-01-01"), t("2025-03-01")),
+        (SOUTHENERGY, t("2025-03-01"), t("2025-09-01")),
+    ]
     # and back to open
     reopened = replace(closed, valid_to=None)
     assert load(world.engine, reopened) is Outcome.CORRECTED
@@ -153,15 +208,20 @@ def test_the_same_start_with_another_end_is_a_correction(world: World) -> None:
 
 
 def test_the_same_start_with_another_party_is_a_correction(world: World) -> None:
-    assert load(world.engine, Responsibility(ESME_1, WIRESCO, "supplier", t("2025-03-01"), None)) \
+    assert (
+        load(world.engine, Responsibility(ESME_1, WIRESCO, "supplier", t("2025-03-01"), None))
         is Outcome.CORRECTED
+    )
     assert intervals(world.engine, ESME_1, "supplier")[-1] == (WIRESCO, t("2025-03-01"), None)
 
 
 def test_a_correction_that_would_overlap_is_rejected(world: World) -> None:
     before = intervals(world.engine, ESME_1, "supplier")
     with pytest.raises(Conflict, match="overlaps"):
-        load(world.engine, Responsibility(ESME_1, NORTHPOWER, "supplier", t("2025-01-01"), t("2025-03-02")))
+        load(
+            world.engine,
+            Responsibility(ESME_1, NORTHPOWER, "supplier", t("2025-01-01"), t("2025-03-02")),
+        )
     with pytest.raises(Conflict, match="overlaps"):
         load(world.engine, Responsibility(ESME_1, NORTHPOWER, "supplier", t("2025-01-01"), None))
     assert intervals(world.engine, ESME_1, "supplier") == before
@@ -171,46 +231,68 @@ def test_unknown_party_or_device_is_rejected(world: World) -> None:
     with pytest.raises(Conflict, match="unknown party_id"):
         load(world.engine, Responsibility(PPMID_1, "NOBODY", "supplier", t("2025-01-01"), None))
     with pytest.raises(Conflict, match="unknown device_id"):
-        load(world.engine, Responsibility("00-DB-12-34-56-78-90-EE", WIRESCO, "supplier", t("2025-01-01"), None))
+        load(
+            world.engine,
+            Responsibility("00-DB-12-34-56-78-90-EE", WIRESCO, "supplier", t("2025-01-01"), None),
+        )
     assert intervals(world.engine, PPMID_1, "supplier") == []
 
 
 def test_a_conflict_leaves_the_rest_of_the_transaction_unwritten(world: World) -> None:
     with pytest.raises(Conflict), world.engine.begin() as conn:
-        load_responsibility(conn, Responsibility(PPMID_1, WIRESCO, "supplier", t("2025-01-01"), None))
-        load_responsibility(conn, Responsibility(PPMID_1, NORTHPOWER, "supplier", t("2025-02-01"), None))
+        load_responsibility(
+            conn, Responsibility(PPMID_1, WIRESCO, "supplier", t("2025-01-01"), None)
+        )
+        load_responsibility(
+            conn, Responsibility(PPMID_1, NORTHPOWER, "supplier", t("2025-02-01"), None)
+        )
     assert intervals(world.engine, PPMID_1, "supplier") == []
 
 
 # --- users and devices ------------------------------------------------------------------
+
 
 def test_users(engine: Engine) -> None:
     uid = "90-B3-D5-1F-30-0A-00-01"
     with engine.begin() as conn:
         assert load_user(conn, User(uid, "ACME", "IS"), "Acme plc") is Outcome.LOADED
         assert load_user(conn, User(uid, "ACME", "IS"), "Acme plc") is Outcome.DUPLICATE
-        assert load_user(conn, User("90-B3-D5-1F-30-0A-00-02", "ACME", "GS"), "Acme plc") is Outcome.LOADED
+        assert (
+            load_user(conn, User("90-B3-D5-1F-30-0A-00-02", "ACME", "GS"), "Acme plc")
+            is Outcome.LOADED
+        )
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(party)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(dcc_user)).scalar_one() == 2
 
 
-@pytest.mark.parametrize("other", [User("90-B3-D5-1F-30-0A-00-01", "OTHERCO", "IS"),
-                                   User("90-B3-D5-1F-30-0A-00-01", "ACME", "ED")])
+@pytest.mark.parametrize(
+    "other",
+    [
+        User("90-B3-D5-1F-30-0A-00-01", "OTHERCO", "IS"),
+        User("90-B3-D5-1F-30-0A-00-01", "ACME", "ED"),
+    ],
+)
 def test_a_user_id_held_by_another_party_or_role_is_a_conflict(engine: Engine, other: User) -> None:
     with engine.begin() as conn:
         load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme plc")
     with pytest.raises(Conflict, match="already registered to ACME as IS"), engine.begin() as conn:
         load_user(conn, other, "Whoever")
     with engine.connect() as conn:
-        assert tuple(conn.execute(select(dcc_user.c.party_id, dcc_user.c.role)).one()) == ("ACME", "IS")
+        assert tuple(conn.execute(select(dcc_user.c.party_id, dcc_user.c.role)).one()) == (
+            "ACME",
+            "IS",
+        )
         assert conn.execute(select(party.c.party_id)).scalars().all() == ["ACME"]
 
 
 def test_a_renamed_party_takes_the_latest_name(engine: Engine) -> None:
     with engine.begin() as conn:
         load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme plc")
-        assert load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme Energy") is Outcome.DUPLICATE
+        assert (
+            load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme Energy")
+            is Outcome.DUPLICATE
+        )
         assert conn.execute(select(party.c.name)).scalar_one() == "Acme Energy"
 
 
@@ -220,7 +302,13 @@ def test_devices(engine: Engine) -> None:
         assert load_device(conn, meter) is Outcome.LOADED
         assert load_device(conn, meter) is Outcome.DUPLICATE
     for other in (replace(meter, smets=2), replace(meter, device_type="GSME")):
-        with pytest.raises(Conflict, match="already registered as ESME SMETS1"), engine.begin() as conn:
+        with (
+            pytest.raises(Conflict, match="already registered as ESME SMETS1"),
+            engine.begin() as conn,
+        ):
             load_device(conn, other)
     with engine.connect() as conn:
-        assert tuple(conn.execute(select(device.c.device_type, device.c.smets)).one()) == ("ESME", 1)
+        assert tuple(conn.execute(select(device.c.device_type, device.c.smets)).one()) == (
+            "ESME",
+            1,
+        )

@@ -1,5 +1,6 @@
 """`servicetrail serve` run for real on 127.0.0.1, for tests that need the HTTP server itself
 (its parser, its connection handling, requests arriving at the same time)."""
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,29 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def live_server(
+    db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """The base URL of a server on the store, stopped on exit."""
     port = free_port()
     log_path = folder / f"server-{port}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [str(SERVICETRAIL), "--db", db_url, "serve", "--host", "127.0.0.1", "--port", str(port), *options],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            [
+                str(SERVICETRAIL),
+                "--db",
+                db_url,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *options,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60

@@ -1,5 +1,6 @@
 """Signing in to the web screen in-process: a TestClient with a session, for screen tests
 that build their own world of personas and extra records."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,9 @@ PASSWORD = "correct horse battery staple"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def personas_with(engine: Engine, extra: Mapping[str, SatRecord], parties: Iterable[str]) -> P.World:
+def personas_with(
+    engine: Engine, extra: Mapping[str, SatRecord], parties: Iterable[str]
+) -> P.World:
     """The personas, `extra` records (their ids by name in the world's `ids`), and an account,
     named after it in lower case, for each of `parties`."""
     built = P.load_personas(engine)
@@ -34,7 +37,14 @@ def personas_with(engine: Engine, extra: Mapping[str, SatRecord], parties: Itera
 def signed_in(engine: Engine, party: str) -> TestClient:
     client = TestClient(create_app(engine))
     form = client.get("/login")
-    answer = client.post("/login", follow_redirects=False, data={
-        "username": party.lower(), "password": PASSWORD, "csrf_token": TOKEN.search(form.text).group(1)})
+    answer = client.post(
+        "/login",
+        follow_redirects=False,
+        data={
+            "username": party.lower(),
+            "password": PASSWORD,
+            "csrf_token": TOKEN.search(form.text).group(1),
+        },
+    )
     assert answer.status_code == 303
     return client

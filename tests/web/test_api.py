@@ -1,4 +1,5 @@
 """The HTTP API of SPEC section 5, status code by status code, with the personas."""
+
 from __future__ import annotations
 
 import csv
@@ -29,6 +30,7 @@ def token(engine, world):
         with engine.begin() as conn:
             create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
             return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
+
     return make
 
 
@@ -45,11 +47,22 @@ def walk(client, headers, **params) -> list[dict]:
             return items
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                                     {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ],
+)
 def test_no_valid_token_is_401_with_a_message(client, headers):
-    for path in ("/api/v1/records", "/api/v1/records/1", "/api/v1/records/1/why",
-                 "/api/v1/reports/own.csv?from=2025-01-01&to=2025-02-01"):
+    for path in (
+        "/api/v1/records",
+        "/api/v1/records/1",
+        "/api/v1/records/1/why",
+        "/api/v1/reports/own.csv?from=2025-01-01&to=2025-02-01",
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -73,9 +86,26 @@ def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, toke
 
 def test_item_fields_are_those_of_the_spec(client, token):
     item = walk(client, token(P.NORTHPOWER), scope="own")[0]
-    assert set(item) == {"id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id",
-                         "device_type", "smets", "user_id", "user_role", "party_id", "response_code",
-                         "command_variant", "access", "payload", "execution_at", "subject_device_id"}
+    assert set(item) == {
+        "id",
+        "logged_at",
+        "kind",
+        "request_id",
+        "srv",
+        "srv_title",
+        "device_id",
+        "device_type",
+        "smets",
+        "user_id",
+        "user_role",
+        "party_id",
+        "response_code",
+        "command_variant",
+        "access",
+        "payload",
+        "execution_at",
+        "subject_device_id",
+    }
 
 
 def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
@@ -86,7 +116,9 @@ def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
         missing_response = client.get(f"/api/v1/records/987654321{suffix}", headers=headers)
         assert hidden_response.status_code == missing_response.status_code == 404
         assert hidden_response.content == missing_response.content
-        assert hidden_response.headers.get("content-length") == missing_response.headers.get("content-length")
+        assert hidden_response.headers.get("content-length") == missing_response.headers.get(
+            "content-length"
+        )
     for nonsense in ("abc", "-1", "0", "99999999999999999999999", "²", "１２", "1e3"):
         assert client.get(f"/api/v1/records/{nonsense}", headers=headers).status_code == 404
 
@@ -99,22 +131,39 @@ def test_one_record_and_why_for_mp141(client, token, world):
     assert "payload" not in response.json()
     why = client.get(f"/api/v1/records/{record_id}/why", headers=headers).json()
     assert why["rule"] == 3 and why["access"] == "mp141"
-    assert why["interval"]["relation"] == "supplier" and why["interval"]["party_id"] == P.SOUTHENERGY
-    assert why["interval"]["valid_from"] == "2025-03-01T00:00:00Z" and why["interval"]["valid_to"] is None
+    assert (
+        why["interval"]["relation"] == "supplier" and why["interval"]["party_id"] == P.SOUTHENERGY
+    )
+    assert (
+        why["interval"]["valid_from"] == "2025-03-01T00:00:00Z"
+        and why["interval"]["valid_to"] is None
+    )
     own = client.get(f"/api/v1/records/{world.ids['se_req']}/why", headers=headers).json()
     assert own["rule"] == 1 and own["interval"] is None
 
 
-@pytest.mark.parametrize("params, name", [
-    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
-    ({"limit": " 5"}, "limit"), ({"limit": "1_000"}, "limit"), ({"limit": "5.0"}, "limit"), ({"limit": "٥"}, "limit"),
-    ({"scope": "ALL"}, "scope"),
-    ({"device_id": "zz-not-eui"}, "device_id"), ({"request_id": "nonsense"}, "request_id"),
-    ({"from": "yesterday"}, "from"), ({"to": "2025-01-01T00:00:00"}, "to"),
-    ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
-    ({"scope": "everyone"}, "scope"), ({"kind": "telepathy"}, "kind"), ({"cursor": "%%%garbage"}, "cursor"),
-    ({"cursor": "MjAyNS0wMS0wMVQwMDowMDowMFp8LTE"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": " 5"}, "limit"),
+        ({"limit": "1_000"}, "limit"),
+        ({"limit": "5.0"}, "limit"),
+        ({"limit": "٥"}, "limit"),
+        ({"scope": "ALL"}, "scope"),
+        ({"device_id": "zz-not-eui"}, "device_id"),
+        ({"request_id": "nonsense"}, "request_id"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2025-01-01T00:00:00"}, "to"),
+        ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
+        ({"scope": "everyone"}, "scope"),
+        ({"kind": "telepathy"}, "kind"),
+        ({"cursor": "%%%garbage"}, "cursor"),
+        ({"cursor": "MjAyNS0wMS0wMVQwMDowMDowMFp8LTE"}, "cursor"),
+    ],
+)
 def test_bad_parameters_are_422_naming_the_parameter(client, token, params, name):
     response = client.get("/api/v1/records", headers=token(P.NORTHPOWER), params=params)
     assert response.status_code == 422
@@ -127,18 +176,29 @@ def test_the_openapi_document_states_the_checks_the_api_makes(client):
     from servicetrail.domain.search import MAX_PAGE
 
     document = client.get("/openapi.json").json()
-    parameters = {p["name"]: p["schema"] for p in document["paths"]["/api/v1/records"]["get"]["parameters"]}
-    assert (parameters["limit"]["type"], parameters["limit"]["minimum"], parameters["limit"]["maximum"]) == (
-        "integer", 1, MAX_PAGE)
+    parameters = {
+        p["name"]: p["schema"] for p in document["paths"]["/api/v1/records"]["get"]["parameters"]
+    }
+    assert (
+        parameters["limit"]["type"],
+        parameters["limit"]["minimum"],
+        parameters["limit"]["maximum"],
+    ) == ("integer", 1, MAX_PAGE)
     schemas = document["components"]["schemas"]
-    assert parameters["scope"]["$ref"].endswith("/Scope") and schemas["Scope"]["enum"] == ["own", "others", "all"]
+    assert parameters["scope"]["$ref"].endswith("/Scope") and schemas["Scope"]["enum"] == [
+        "own",
+        "others",
+        "all",
+    ]
     assert any(option.get("$ref", "").endswith("/Kind") for option in parameters["kind"]["anyOf"])
     assert schemas["Kind"]["enum"] == list(KINDS)
 
 
 def test_empty_parameters_are_not_given(client, token):
     headers = token(P.NORTHPOWER)
-    empty = client.get("/api/v1/records", headers=headers, params={"limit": "", "scope": "", "kind": ""})
+    empty = client.get(
+        "/api/v1/records", headers=headers, params={"limit": "", "scope": "", "kind": ""}
+    )
     assert empty.status_code == 200
     assert empty.json() == client.get("/api/v1/records", headers=headers).json()
 
@@ -147,7 +207,9 @@ def test_report_parameters_are_required(client, token):
     headers = token(P.NORTHPOWER)
     missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
     assert missing.status_code == 422 and missing.json()["parameter"] == "to"
-    bad = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "x", "to": "2026-01-01"})
+    bad = client.get(
+        "/api/v1/reports/own.csv", headers=headers, params={"from": "x", "to": "2026-01-01"}
+    )
     assert bad.status_code == 422 and bad.json()["parameter"] == "from"
 
 
@@ -172,14 +234,20 @@ def test_scope_srv_kind_and_window_filters(client, token, world):
 
 
 def test_own_report_is_own_traffic_only_as_streamed_csv(client, token, world):
-    response = client.get("/api/v1/reports/own.csv", headers=token(P.NORTHPOWER),
-                          params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    response = client.get(
+        "/api/v1/reports/own.csv",
+        headers=token(P.NORTHPOWER),
+        params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    expected = {name for name, r in world.records.items()
-                if r.user_id == P.NP_IS and "2025-01-01" <= r.logged_at.isoformat() < "2026-01-01"}
+    expected = {
+        name
+        for name, r in world.records.items()
+        if r.user_id == P.NP_IS and "2025-01-01" <= r.logged_at.isoformat() < "2026-01-01"
+    }
     assert {int(row["id"]) for row in rows} == {world.ids[name] for name in expected}
     assert all(row["user_id"] == P.NP_IS for row in rows)
     assert "<lk fw>" not in response.text and "<np registers 12345>" in response.text
@@ -189,11 +257,23 @@ def test_openapi_document_and_security_headers(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert {"/api/v1/records", "/api/v1/records/{record_id}", "/api/v1/records/{record_id}/why",
-            "/api/v1/reports/own.csv"} <= set(paths)
-    for header in ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy"):
+    assert {
+        "/api/v1/records",
+        "/api/v1/records/{record_id}",
+        "/api/v1/records/{record_id}/why",
+        "/api/v1/reports/own.csv",
+    } <= set(paths)
+    for header in (
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ):
         assert header in response.headers
-    assert "server" not in {k.lower() for k in response.headers} or "uvicorn" not in response.headers["server"]
+    assert (
+        "server" not in {k.lower() for k in response.headers}
+        or "uvicorn" not in response.headers["server"]
+    )
 
 
 def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, monkeypatch):
@@ -208,9 +288,21 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
     assert "secret internals" not in response.text and "Traceback" not in response.text
 
 
-@pytest.mark.parametrize("srv, status", [("%00", 422), ("4.1%001", 422), ("%1B[31m", 422), ("a%C2%85b", 422),
-                                         ("x" * 201, 422), ("no such title words", 200), ("99.9", 200)])
-def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(client, token, srv, status):
+@pytest.mark.parametrize(
+    "srv, status",
+    [
+        ("%00", 422),
+        ("4.1%001", 422),
+        ("%1B[31m", 422),
+        ("a%C2%85b", 422),
+        ("x" * 201, 422),
+        ("no such title words", 200),
+        ("99.9", 200),
+    ],
+)
+def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(
+    client, token, srv, status
+):
     """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
     headers = token(P.NORTHPOWER)
     for device in ("", f"&device_id={P.ESME_1}"):  # the general form and the device fast path

@@ -1,5 +1,6 @@
 """What the fast API paths must keep: token revocation within the cache's lifetime, and
 TCP_NODELAY on the connections of `serve --workers N`."""
+
 from __future__ import annotations
 
 import socket
@@ -67,14 +68,16 @@ def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, world) -> None
         first = client.get("/api/v1/records", headers=headers).json()
         second = client.get("/api/v1/records", headers=headers).json()  # from the cache
         assert first == second and first["items"]
-        (viewer, _), = app.state.viewers._entries.values()
+        ((viewer, _),) = app.state.viewers._entries.values()
         assert viewer.party_id == P.SOUTHENERGY and len(viewer.user_ids) == 2
 
 
 def test_connections_accepted_by_the_workers_socket_have_nagle_off() -> None:
     """uvicorn's own socket for `--workers N` has proto 0, so asyncio never set TCP_NODELAY
     and every response waited ~40 ms for the client's delayed ACK."""
-    config = uvicorn.Config("servicetrail.web.app:app_for_store", host="127.0.0.1", port=0, workers=2)
+    config = uvicorn.Config(
+        "servicetrail.web.app:app_for_store", host="127.0.0.1", port=0, workers=2
+    )
     server = listening_socket(config)
     server.listen()
     try:

@@ -1,5 +1,6 @@
 """GET /api/v1/records/{id}/triggers (SPEC section 6), on both engines, with the personas and
 a few records placed at the window's edges."""
+
 from __future__ import annotations
 
 import functools
@@ -22,24 +23,44 @@ US = timedelta(microseconds=1)
 LINKED = P._rid(P.WS_ED, P.ESME_1, 7)
 
 
-def _req(at, user_id: str, counter: int, device: str = P.ESME_1, request_id: str | None = None,
-         command_variant: int | None = None) -> SatRecord:
+def _req(
+    at,
+    user_id: str,
+    counter: int,
+    device: str = P.ESME_1,
+    request_id: str | None = None,
+    command_variant: int | None = None,
+) -> SatRecord:
     rid = request_id or P._rid(user_id, device, counter)
-    return SatRecord(at, "request", rid, "11.2", user_id, device, "", f"<secret {counter}>", command_variant)
+    return SatRecord(
+        at, "request", rid, "11.2", user_id, device, "", f"<secret {counter}>", command_variant
+    )
 
 
 EDGE_RECORDS = {
-    "ws_alert": SatRecord(ALERT_AT, "device_alert", LINKED, "", P.WS_ED, P.ESME_1, "8F1C", "<alert>"),
+    "ws_alert": SatRecord(
+        ALERT_AT, "device_alert", LINKED, "", P.WS_ED, P.ESME_1, "8F1C", "<alert>"
+    ),
     # its Request ID's request, two days before: outside the window, listed first all the same
     "ws_linked_req": _req(ALERT_AT - timedelta(days=2), P.WS_ED, 7, request_id=LINKED),
     "at_window_start": _req(ALERT_AT - timedelta(minutes=WINDOW), P.LK_OU, 501),
     "just_before_window": _req(ALERT_AT - timedelta(minutes=WINDOW) - US, P.LK_OU, 502),
     "at_alert_time": _req(ALERT_AT, P.AG_RSA, 503),
     "just_after_alert": _req(ALERT_AT + US, P.LK_OU, 504),
-    "middle_pre_command": _req(ALERT_AT - timedelta(minutes=30, seconds=0.5), P.SX_ES, 505, command_variant=4),
+    "middle_pre_command": _req(
+        ALERT_AT - timedelta(minutes=30, seconds=0.5), P.SX_ES, 505, command_variant=4
+    ),
     "other_device": _req(ALERT_AT - timedelta(minutes=5), P.LK_OU, 506, device=P.ESME_S1),
-    "acknowledgement": SatRecord(ALERT_AT - timedelta(minutes=10), "acknowledgement", P._rid(P.LK_OU, P.ESME_1, 501),
-                                 "11.2", P.LK_OU, P.ESME_1, "I99", ""),
+    "acknowledgement": SatRecord(
+        ALERT_AT - timedelta(minutes=10),
+        "acknowledgement",
+        P._rid(P.LK_OU, P.ESME_1, 501),
+        "11.2",
+        P.LK_OU,
+        P.ESME_1,
+        "I99",
+        "",
+    ),
 }
 
 
@@ -66,6 +87,7 @@ def as_party(engine, world):
         with engine.begin() as conn:
             create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
             return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
+
     return make
 
 
@@ -92,12 +114,16 @@ def test_window_edges_are_both_included_and_a_microsecond_outside_is_not(client,
 
 
 def test_a_wider_window_reaches_the_request_a_microsecond_outside(client, as_party, world):
-    body = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW + 1)).json()
+    body = triggers(
+        client, as_party(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW + 1)
+    ).json()
     assert ("just_before_window", "same_device") in names(world, body)
 
 
 def test_other_users_requests_show_titles_only_and_own_ones_in_full(client, as_party, world):
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
+    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
+        "items"
+    ]
     by_name = {world.names_by_id[e["record"]["id"]]: e["record"] for e in items}
     for other in ("at_alert_time", "middle_pre_command", "at_window_start"):
         assert by_name[other]["access"] == "mp141"
@@ -112,12 +138,20 @@ def test_the_default_window_is_a_day(client, as_party, world):
     body = triggers(client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"]).json()
     assert names(world, body) == [("se_req", "same_device")]
     assert body["items"][0]["seconds_before"] == 19 * 3600
-    assert triggers(client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1140").json() == body
-    assert triggers(client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1139").json() == {
-        "items": []}
+    assert (
+        triggers(
+            client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1140"
+        ).json()
+        == body
+    )
+    assert triggers(
+        client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1139"
+    ).json() == {"items": []}
 
 
-def test_the_request_id_link_comes_first_and_the_record_itself_is_never_listed(client, as_party, world):
+def test_the_request_id_link_comes_first_and_the_record_itself_is_never_listed(
+    client, as_party, world
+):
     headers = as_party(P.NORTHPOWER)
     body = triggers(client, headers, world.ids["np_resp"]).json()
     assert names(world, body) == [("np_req", "request_id")]
@@ -125,12 +159,21 @@ def test_the_request_id_link_comes_first_and_the_record_itself_is_never_listed(c
     assert triggers(client, headers, world.ids["np_req"]).json() == {"items": []}
 
 
-def test_a_linked_request_logged_after_the_record_counts_negative_seconds(client, as_party, engine, world):
-    late = _req(ALERT_AT + timedelta(seconds=2, microseconds=500_000), P.WS_ED, 8, request_id=LINKED)
+def test_a_linked_request_logged_after_the_record_counts_negative_seconds(
+    client, as_party, engine, world
+):
+    late = _req(
+        ALERT_AT + timedelta(seconds=2, microseconds=500_000), P.WS_ED, 8, request_id=LINKED
+    )
     with engine.begin() as conn:
         append_records(conn, [late])
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
-    assert [(e["link"], e["seconds_before"]) for e in items[:2]] == [("request_id", -2), ("request_id", 2 * 86400)]
+    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
+        "items"
+    ]
+    assert [(e["link"], e["seconds_before"]) for e in items[:2]] == [
+        ("request_id", -2),
+        ("request_id", 2 * 86400),
+    ]
 
 
 def test_a_record_without_a_device_lists_only_its_request(client, as_party, world):
@@ -157,17 +200,25 @@ def test_a_bad_window_is_422_naming_it(client, as_party, world, window):
 
 
 def test_the_widest_window_is_accepted_and_no_token_is_401(client, as_party, world):
-    assert triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="10080").status_code == 200
+    assert (
+        triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="10080").status_code
+        == 200
+    )
     assert triggers(client, {}, world.ids["ws_alert"]).status_code == 401
 
 
 def test_the_list_is_capped_with_the_linked_request_kept(client, as_party, engine, world):
     from servicetrail.domain.triggers import MAX_TRIGGERS
 
-    flood = [_req(ALERT_AT - timedelta(minutes=40, seconds=i), P.LK_OU, 1000 + i) for i in range(MAX_TRIGGERS + 5)]
+    flood = [
+        _req(ALERT_AT - timedelta(minutes=40, seconds=i), P.LK_OU, 1000 + i)
+        for i in range(MAX_TRIGGERS + 5)
+    ]
     with engine.begin() as conn:
         append_records(conn, flood)
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
+    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
+        "items"
+    ]
     assert len(items) == MAX_TRIGGERS
     assert items[0]["link"] == "request_id"
     times = [e["record"]["logged_at"] for e in items[1:]]
@@ -176,7 +227,9 @@ def test_the_list_is_capped_with_the_linked_request_kept(client, as_party, engin
 
 
 def test_the_openapi_document_describes_the_route(client):
-    operation = client.get("/openapi.json").json()["paths"]["/api/v1/records/{record_id}/triggers"]["get"]
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/records/{record_id}/triggers"][
+        "get"
+    ]
     window = next(p for p in operation["parameters"] if p["name"] == "window")
     assert window["schema"]["maximum"] == 10080 and "default 1440" in window["description"]
     assert "At most 100" in operation["description"]

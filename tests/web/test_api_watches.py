@@ -1,5 +1,6 @@
 """The watches API (SPEC section 6) on both engines: create, list, delete, the events page,
 titles only, another Party's 404, and hostile input."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,23 +52,40 @@ def ingest_and_match(engine, *records: SatRecord) -> None:
 
 
 def lk_request(n: int, srv: str = "4.1.1") -> SatRecord:
-    return SatRecord(LATER.replace(second=n % 60), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 300}", srv, P.LK_OU,
-                     P.ESME_1, "", "<the body>")
+    return SatRecord(
+        LATER.replace(second=n % 60),
+        "request",
+        f"{P.LK_OU}:{P.ESME_1}:{n + 300}",
+        srv,
+        P.LK_OU,
+        P.ESME_1,
+        "",
+        "<the body>",
+    )
 
 
 def test_create_list_events_delete(client, engine, south) -> None:
     made = client.post("/api/v1/watches", json={"name": "others on my meters"}, headers=south)
     assert made.status_code == 201, made.text
     watch = made.json()
-    assert watch == {"id": watch["id"], "name": "others on my meters", "devices": "mine", "srvs": "all",
-                     "kinds": ["request"], "senders": "others", "webhook": None}
+    assert watch == {
+        "id": watch["id"],
+        "name": "others on my meters",
+        "devices": "mine",
+        "srvs": "all",
+        "kinds": ["request"],
+        "senders": "others",
+        "webhook": None,
+    }
     assert client.get("/api/v1/watches", headers=south).json() == {"items": [watch]}
     ingest_and_match(engine, lk_request(1), lk_request(2))
     page = client.get(f"/api/v1/watches/{watch['id']}/events", headers=south).json()
     assert [e["event_id"] for e in page["events"]] == [1, 2] and page["next_after"] == 2
     assert all("payload" not in e["record"] for e in page["events"])
-    assert client.get(f"/api/v1/watches/{watch['id']}/events?after=2", headers=south).json() == \
-        {"events": [], "next_after": None}
+    assert client.get(f"/api/v1/watches/{watch['id']}/events?after=2", headers=south).json() == {
+        "events": [],
+        "next_after": None,
+    }
     one = client.get(f"/api/v1/watches/{watch['id']}/events?after=0&limit=1", headers=south).json()
     assert [e["event_id"] for e in one["events"]] == [1] and one["next_after"] == 1
     assert client.delete(f"/api/v1/watches/{watch['id']}", headers=south).status_code == 204
@@ -85,35 +103,41 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
     assert client.get("/api/v1/watches").status_code == 401
 
 
-@pytest.mark.parametrize("body, parameter", [
-    ({}, "name"),
-    ({"name": ""}, "name"),
-    ({"name": "x" * 201}, "name"),
-    ({"name": "a\u202eb"}, "name"),  # a bidi override: the name would read backwards
-    ({"name": "a\x00b"}, "name"),
-    ({"name": "x", "devices": "all"}, "devices"),
-    ({"name": "x", "devices": ["not-a-device"]}, "devices"),
-    ({"name": "x", "devices": []}, "devices"),
-    ({"name": "x", "devices": ["00-DB-12-34-56-78-90-01"] * 1001}, "devices"),
-    ({"name": "x", "srvs": ["4.1.1; DROP TABLE watch"]}, "srvs"),
-    ({"name": "x", "srvs": "none"}, "srvs"),
-    ({"name": "x", "kinds": ["alert"]}, "kinds"),
-    ({"name": "x", "kinds": "request"}, "kinds"),
-    ({"name": "x", "senders": "me"}, "senders"),
-    ({"name": "x", "webhook": "https://example.org"}, "webhook"),
-    ({"name": "x", "webhook": {"url": "http://example.org/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://127.0.0.1/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://10.1.2.3/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://169.254.169.254/latest/meta-data"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://[::1]/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://[::ffff:127.0.0.1]/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://2130706433/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://localhost/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "https://user:pw@example.org/hook"}}, "webhook.url"),
-    ({"name": "x", "webhook": {"url": "file:///etc/passwd"}}, "webhook.url"),
-    ({"name": "x", "extra": 1}, "extra"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "body, parameter",
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "a\u202eb"}, "name"),  # a bidi override: the name would read backwards
+        ({"name": "a\x00b"}, "name"),
+        ({"name": "x", "devices": "all"}, "devices"),
+        ({"name": "x", "devices": ["not-a-device"]}, "devices"),
+        ({"name": "x", "devices": []}, "devices"),
+        ({"name": "x", "devices": ["00-DB-12-34-56-78-90-01"] * 1001}, "devices"),
+        ({"name": "x", "srvs": ["4.1.1; DROP TABLE watch"]}, "srvs"),
+        ({"name": "x", "srvs": "none"}, "srvs"),
+        ({"name": "x", "kinds": ["alert"]}, "kinds"),
+        ({"name": "x", "kinds": "request"}, "kinds"),
+        ({"name": "x", "senders": "me"}, "senders"),
+        ({"name": "x", "webhook": "https://example.org"}, "webhook"),
+        ({"name": "x", "webhook": {"url": "http://example.org/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://127.0.0.1/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://10.1.2.3/hook"}}, "webhook.url"),
+        (
+            {"name": "x", "webhook": {"url": "https://169.254.169.254/latest/meta-data"}},
+            "webhook.url",
+        ),
+        ({"name": "x", "webhook": {"url": "https://[::1]/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://[::ffff:127.0.0.1]/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://2130706433/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://localhost/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "https://user:pw@example.org/hook"}}, "webhook.url"),
+        ({"name": "x", "webhook": {"url": "file:///etc/passwd"}}, "webhook.url"),
+        ({"name": "x", "extra": 1}, "extra"),
+        ([1, 2], "body"),
+    ],
+)
 def test_bad_watches_are_422_naming_the_field(client, south, body, parameter, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -123,14 +147,24 @@ def test_bad_watches_are_422_naming_the_field(client, south, body, parameter, mo
 
 
 def test_a_body_that_is_not_json_or_too_large_is_422(client, south) -> None:
-    assert client.post("/api/v1/watches", content=b"{nope", headers=south).json()["parameter"] == "body"
+    assert (
+        client.post("/api/v1/watches", content=b"{nope", headers=south).json()["parameter"]
+        == "body"
+    )
     huge = b'{"name": "' + b"x" * (300 * 1024) + b'"}'
     assert client.post("/api/v1/watches", content=huge, headers=south).json()["parameter"] == "body"
 
 
-@pytest.mark.parametrize("query, parameter", [("after=-1", "after"), ("after=x", "after"),
-                                              ("limit=0", "limit"), ("limit=1001", "limit"),
-                                              ("after=" + "9" * 25, "after")])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("after=-1", "after"),
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("after=" + "9" * 25, "after"),
+    ],
+)
 def test_bad_event_parameters_are_422(client, south, query, parameter) -> None:
     watch = client.post("/api/v1/watches", json={"name": "x"}, headers=south).json()
     answer = client.get(f"/api/v1/watches/{watch['id']}/events?{query}", headers=south)
@@ -140,9 +174,14 @@ def test_bad_event_parameters_are_422(client, south, query, parameter) -> None:
 def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
-    made = client.post("/api/v1/watches", json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
-                       headers=south).json()
-    assert made["webhook"]["url"] == "http://127.0.0.1:9/h" and made["webhook"]["secret"].startswith("whsec_")
+    made = client.post(
+        "/api/v1/watches",
+        json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
+        headers=south,
+    ).json()
+    assert made["webhook"]["url"] == "http://127.0.0.1:9/h" and made["webhook"][
+        "secret"
+    ].startswith("whsec_")
     listed = client.get("/api/v1/watches", headers=south).json()["items"][0]
     assert "secret" not in listed["webhook"] and listed["webhook"]["enabled"] is True
     assert made["webhook"]["secret"] not in client.get("/api/v1/watches", headers=south).text

@@ -10,6 +10,7 @@ responsibilities, a SAT JSON Lines capture). The story, on one SMETS2 electricit
 
 Screenshots of every screen go to test-artifacts/screenshots/.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,15 @@ from servicetrail.store.queries import iter_search, viewer_for
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
 
@@ -61,9 +69,11 @@ def rid(user: str, device: str, counter: int) -> str:
 
 
 def duis_response(request_id: str, code: str, at: str, body: str) -> str:
-    return (f'<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="5.1">'
-            f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID><sr:ResponseCode>{code}</sr:ResponseCode>"
-            f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime></sr:Header><sr:Body>{body}</sr:Body></sr:Response>")
+    return (
+        f'<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="5.1">'
+        f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID><sr:ResponseCode>{code}</sr:ResponseCode>"
+        f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime></sr:Header><sr:Body>{body}</sr:Body></sr:Response>"
+    )
 
 
 def sat_lines() -> list[dict[str, str]]:
@@ -74,41 +84,147 @@ def sat_lines() -> list[dict[str, str]]:
     g1 = rid(BRIGHT_IS, GSME, 2001)
 
     def rec(at, kind, request_id, srv, user, device, code="", payload=""):
-        return {"logged_at": at, "kind": kind, "request_id": request_id, "srv": srv, "user_id": user,
-                "device_id": device, "response_code": code, "payload": payload}
+        return {
+            "logged_at": at,
+            "kind": kind,
+            "request_id": request_id,
+            "srv": srv,
+            "user_id": user,
+            "device_id": device,
+            "response_code": code,
+            "payload": payload,
+        }
 
     return [
         # the previous supplier, before BRIGHT's period: BRIGHT must never see it
-        rec("2024-12-20T09:00:00Z", "request", c1, "1.1.1", CURRENTLY_IS, ESME, payload="CURRENTLY-OLD-TARIFF"),
-        rec("2024-12-20T09:00:02Z", "response", c1, "1.1.1", CURRENTLY_IS, ESME, "I0", "CURRENTLY-TARIFF-OK"),
+        rec(
+            "2024-12-20T09:00:00Z",
+            "request",
+            c1,
+            "1.1.1",
+            CURRENTLY_IS,
+            ESME,
+            payload="CURRENTLY-OLD-TARIFF",
+        ),
+        rec(
+            "2024-12-20T09:00:02Z",
+            "response",
+            c1,
+            "1.1.1",
+            CURRENTLY_IS,
+            ESME,
+            "I0",
+            "CURRENTLY-TARIFF-OK",
+        ),
         # BRIGHT's own exchange
-        rec("2025-02-10T10:00:00Z", "request", b1, "4.1.1", BRIGHT_IS, ESME,
+        rec(
+            "2025-02-10T10:00:00Z",
+            "request",
+            b1,
+            "4.1.1",
+            BRIGHT_IS,
+            ESME,
             payload='<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"><sr:Header>'
-                    f"<sr:RequestID>{b1}</sr:RequestID><sr:CommandVariant>1</sr:CommandVariant>"
-                    "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
-                    "</sr:ServiceReferenceVariant></sr:Header><sr:Body><sr:ReadInstantaneousImportRegisters/>"
-                    "</sr:Body></sr:Request>"),
+            f"<sr:RequestID>{b1}</sr:RequestID><sr:CommandVariant>1</sr:CommandVariant>"
+            "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
+            "</sr:ServiceReferenceVariant></sr:Header><sr:Body><sr:ReadInstantaneousImportRegisters/>"
+            "</sr:Body></sr:Request>",
+        ),
         rec("2025-02-10T10:00:01Z", "acknowledgement", b1, "4.1.1", BRIGHT_IS, ESME, "I99"),
-        rec("2025-02-10T10:00:05Z", "response", b1, "4.1.1", BRIGHT_IS, ESME, "I0",
-            duis_response(b1, "I0", "2025-02-10T10:00:05Z",
-                          f"<sr:MeterReadings><sr:{BRIGHT_REGISTER}>12345.678</sr:{BRIGHT_REGISTER}>"
-                          "<sr:ReadingTime>2025-02-10T10:00:04Z</sr:ReadingTime></sr:MeterReadings>")),
-        rec("2025-02-11T06:30:00Z", "device_alert", rid(BRIGHT_IS, ESME, 9001), "", BRIGHT_IS, ESME, "8F35",
-            "BRIGHT-ALERT-LOW-CREDIT"),
+        rec(
+            "2025-02-10T10:00:05Z",
+            "response",
+            b1,
+            "4.1.1",
+            BRIGHT_IS,
+            ESME,
+            "I0",
+            duis_response(
+                b1,
+                "I0",
+                "2025-02-10T10:00:05Z",
+                f"<sr:MeterReadings><sr:{BRIGHT_REGISTER}>12345.678</sr:{BRIGHT_REGISTER}>"
+                "<sr:ReadingTime>2025-02-10T10:00:04Z</sr:ReadingTime></sr:MeterReadings>",
+            ),
+        ),
+        rec(
+            "2025-02-11T06:30:00Z",
+            "device_alert",
+            rid(BRIGHT_IS, ESME, 9001),
+            "",
+            BRIGHT_IS,
+            ESME,
+            "8F35",
+            "BRIGHT-ALERT-LOW-CREDIT",
+        ),
         # LOOKAT, an Other User, reads the firmware version; then fails to reach the meter
         rec("2025-02-12T14:00:00Z", "request", l1, "11.2", LOOKAT_OU, ESME, payload=LOOKAT_SECRET),
         rec("2025-02-12T14:00:01Z", "acknowledgement", l1, "11.2", LOOKAT_OU, ESME, "I99"),
-        rec("2025-02-12T14:00:09Z", "response", l1, "11.2", LOOKAT_OU, ESME, "I0", LOOKAT_SECRET_RESPONSE),
-        rec("2025-02-13T08:15:00Z", "request", l2, "4.1.1", LOOKAT_OU, ESME, payload="LOOKAT-SECOND-READ"),
-        rec("2025-02-13T08:15:30Z", "response", l2, "4.1.1", LOOKAT_OU, ESME, "E20", "LOOKAT-E20-DETAIL"),
-        rec("2025-02-13T09:00:00Z", "device_alert", rid(LOOKAT_OU, ESME, 9002), "", LOOKAT_OU, ESME, "8F1C",
-            "LOOKAT-ALERT-PRIVATE"),
+        rec(
+            "2025-02-12T14:00:09Z",
+            "response",
+            l1,
+            "11.2",
+            LOOKAT_OU,
+            ESME,
+            "I0",
+            LOOKAT_SECRET_RESPONSE,
+        ),
+        rec(
+            "2025-02-13T08:15:00Z",
+            "request",
+            l2,
+            "4.1.1",
+            LOOKAT_OU,
+            ESME,
+            payload="LOOKAT-SECOND-READ",
+        ),
+        rec(
+            "2025-02-13T08:15:30Z",
+            "response",
+            l2,
+            "4.1.1",
+            LOOKAT_OU,
+            ESME,
+            "E20",
+            "LOOKAT-E20-DETAIL",
+        ),
+        rec(
+            "2025-02-13T09:00:00Z",
+            "device_alert",
+            rid(LOOKAT_OU, ESME, 9002),
+            "",
+            LOOKAT_OU,
+            ESME,
+            "8F1C",
+            "LOOKAT-ALERT-PRIVATE",
+        ),
         # the Network Operator reads the meter: BRIGHT sees its title too
-        rec("2025-02-14T11:00:00Z", "request", w1, "4.1.1", WIRED_ED, ESME, payload="WIRED-PRIVATE-READ"),
-        rec("2025-02-14T11:00:04Z", "response", w1, "4.1.1", WIRED_ED, ESME, "E4", "WIRED-E4-DETAIL"),
+        rec(
+            "2025-02-14T11:00:00Z",
+            "request",
+            w1,
+            "4.1.1",
+            WIRED_ED,
+            ESME,
+            payload="WIRED-PRIVATE-READ",
+        ),
+        rec(
+            "2025-02-14T11:00:04Z", "response", w1, "4.1.1", WIRED_ED, ESME, "E4", "WIRED-E4-DETAIL"
+        ),
         # BRIGHT's own tariff change, and its gas meter
-        rec("2025-02-15T12:00:00Z", "request", b2, "1.1.1", BRIGHT_IS, ESME, payload="plain text tariff & <notes"),
-        rec("2025-02-15T12:00:08Z", "response", b2, "1.1.1", BRIGHT_IS, ESME, "I0", "tariff applied"),
+        rec(
+            "2025-02-15T12:00:00Z",
+            "request",
+            b2,
+            "1.1.1",
+            BRIGHT_IS,
+            ESME,
+            payload="plain text tariff & <notes",
+        ),
+        rec(
+            "2025-02-15T12:00:08Z", "response", b2, "1.1.1", BRIGHT_IS, ESME, "I0", "tariff applied"
+        ),
         rec("2025-02-16T07:00:00Z", "request", g1, "4.1.1", BRIGHT_IS, GSME, payload="<gas-read/>"),
     ]
 
@@ -121,30 +237,51 @@ def duis_capture() -> list[dict[str, str]]:
     fd = rid(BRIGHT_IS, ESME2, 3001)
 
     def request(request_id: str, variant: int, srv: str, body: str) -> str:
-        return (f'<sr:Request {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{request_id}</sr:RequestID>'
-                f"<sr:CommandVariant>{variant}</sr:CommandVariant><sr:ServiceReference>{srv}</sr:ServiceReference>"
-                f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header><sr:Body>{body}"
-                "</sr:Body></sr:Request>")
+        return (
+            f'<sr:Request {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{request_id}</sr:RequestID>'
+            f"<sr:CommandVariant>{variant}</sr:CommandVariant><sr:ServiceReference>{srv}</sr:ServiceReference>"
+            f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header><sr:Body>{body}"
+            "</sr:Body></sr:Request>"
+        )
 
     when = "<sr:ExecutionDateTime>2025-03-01T00:00:00Z</sr:ExecutionDateTime>"
-    outcome = (f'<sr:Response {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{fd}</sr:RequestID>'
-               f"<sr:ResponseID>{ESME2}:{BRIGHT_IS}:5</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
-               "<sr:ResponseDateTime>2025-03-01T00:00:04Z</sr:ResponseDateTime></sr:Header><sr:Body>"
-               "<sr:ResponseMessage><sr:ServiceReference>1.6</sr:ServiceReference><sr:ServiceReferenceVariant>1.6"
-               "</sr:ServiceReferenceVariant><sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F66"
-               "</sr:FutureDatedAlertCode><sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1"
-               "</sr:InstructionNumber><sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
-               "</sr:FutureDatedDeviceAlertMessage></sr:ResponseMessage></sr:Body></sr:Response>")
+    outcome = (
+        f'<sr:Response {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{fd}</sr:RequestID>'
+        f"<sr:ResponseID>{ESME2}:{BRIGHT_IS}:5</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
+        "<sr:ResponseDateTime>2025-03-01T00:00:04Z</sr:ResponseDateTime></sr:Header><sr:Body>"
+        "<sr:ResponseMessage><sr:ServiceReference>1.6</sr:ServiceReference><sr:ServiceReferenceVariant>1.6"
+        "</sr:ServiceReferenceVariant><sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F66"
+        "</sr:FutureDatedAlertCode><sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1"
+        "</sr:InstructionNumber><sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
+        "</sr:FutureDatedDeviceAlertMessage></sr:ResponseMessage></sr:Body></sr:Response>"
+    )
     return [
-        {"logged_at": "2025-02-20T09:00:00Z",
-         "duis": request(fd, 4, "1.6", f"<sr:UpdatePaymentMode>{when}<sr:Credit/></sr:UpdatePaymentMode>")},
-        {"logged_at": "2025-02-20T09:05:00Z",
-         "duis": request(fd, 5, "1.6", f"<sr:SignedPreCommand>{when}<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload>"
-                                       "</sr:SignedPreCommand>")},
+        {
+            "logged_at": "2025-02-20T09:00:00Z",
+            "duis": request(
+                fd, 4, "1.6", f"<sr:UpdatePaymentMode>{when}<sr:Credit/></sr:UpdatePaymentMode>"
+            ),
+        },
+        {
+            "logged_at": "2025-02-20T09:05:00Z",
+            "duis": request(
+                fd,
+                5,
+                "1.6",
+                f"<sr:SignedPreCommand>{when}<sr:GBCSPayload>3QAAAAAAAFUR</sr:GBCSPayload>"
+                "</sr:SignedPreCommand>",
+            ),
+        },
         {"duis": outcome},
-        {"logged_at": "2025-02-21T10:00:00Z",
-         "duis": request(rid(LOOKAT_OU, DCC, 40), 8, "8.3",
-                         f"<sr:DecommissionDevice><sr:DeviceID>{ESME2}</sr:DeviceID></sr:DecommissionDevice>")},
+        {
+            "logged_at": "2025-02-21T10:00:00Z",
+            "duis": request(
+                rid(LOOKAT_OU, DCC, 40),
+                8,
+                "8.3",
+                f"<sr:DecommissionDevice><sr:DeviceID>{ESME2}</sr:DeviceID></sr:DecommissionDevice>",
+            ),
+        },
     ]
 
 
@@ -165,7 +302,9 @@ class Server(str):
     def __new__(cls, base: str, hidden_ids: list[int], db_url: str = ""):
         made = super().__new__(cls, base)
         made.hidden_ids = hidden_ids
-        made.db_url = db_url  # the store the server serves (tests/web/test_browser_watches.py adds traffic)
+        made.db_url = (
+            db_url  # the store the server serves (tests/web/test_browser_watches.py adds traffic)
+        )
         return made
 
 
@@ -178,16 +317,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f"{BRIGHT_IS},BRIGHT,Bright Energy Supply Ltd,IS\n"
         f"{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n"
         f"{CURRENTLY_IS},CURRENTLY,Currently Energy plc,IS\n"
-        f"{WIRED_ED},WIRED,Wired Networks plc,ED\n")
-    (folder / "devices.csv").write_text(f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n"
-                                        f"{ESME2},ESME,2\n")
+        f"{WIRED_ED},WIRED,Wired Networks plc,ED\n"
+    )
+    (folder / "devices.csv").write_text(
+        f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n{ESME2},ESME,2\n"
+    )
     (folder / "responsibilities.csv").write_text(
         "device_id,party_id,relation,valid_from,valid_to\n"
         f"{ESME},CURRENTLY,supplier,2024-06-01T00:00:00Z,2025-01-01T00:00:00Z\n"
         f"{ESME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
         f"{ESME},WIRED,network_operator,2024-06-01T00:00:00Z,\n"
         f"{GSME},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
-        f"{ESME2},BRIGHT,supplier,2025-01-01T00:00:00Z,\n")
+        f"{ESME2},BRIGHT,supplier,2025-01-01T00:00:00Z,\n"
+    )
     sat = folder / "sat.jsonl"
     sat.write_text("".join(json.dumps(line) + "\n" for line in sat_lines()))
     for what in ("users", "devices", "responsibilities"):
@@ -196,8 +338,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     capture = folder / "duis.jsonl"
     capture.write_text("".join(json.dumps(line) + "\n" for line in duis_capture()))
     run_cli(db_url, "ingest", str(capture))
-    run_cli(db_url, "accounts", "create", "bright.analyst", "--party", "BRIGHT", input=PASSWORD + "\n")
-    run_cli(db_url, "accounts", "create", "lookat.analyst", "--party", "LOOKAT", input=PASSWORD + "\n")
+    run_cli(
+        db_url, "accounts", "create", "bright.analyst", "--party", "BRIGHT", input=PASSWORD + "\n"
+    )
+    run_cli(
+        db_url, "accounts", "create", "lookat.analyst", "--party", "LOOKAT", input=PASSWORD + "\n"
+    )
 
     store = open_store(db_url)  # the previous supplier's records, to ask for them by id as BRIGHT
     with store.connect() as conn:
@@ -207,8 +353,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     port = free_port()
     log = open(folder / "server.log", "w")
-    proc = subprocess.Popen([str(SERVICETRAIL), "--db", db_url, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [str(SERVICETRAIL), "--db", db_url, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -220,7 +370,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("servicetrail serve did not start:\n" + (folder / "server.log").read_text())
+                raise RuntimeError(
+                    "servicetrail serve did not start:\n" + (folder / "server.log").read_text()
+                )
             time.sleep(0.1)
         yield Server(base, hidden_ids, db_url)
     finally:
@@ -235,7 +387,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Chromium (apt-get install chromium) to run the browser tests")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Chromium (apt-get install chromium) to run the browser tests"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -251,14 +405,32 @@ def page(browser):
     tab = context.new_page()
     # a CSP violation, a script error or a missing style sheet would show up here (a page's own
     # 401/422 status is part of the design, so documents are judged by the tests themselves)
-    tab.on("console", lambda m: problems.append(m.text)
-           if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    tab.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     tab.on("pageerror", lambda e: problems.append(str(e)))
-    tab.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-           if r.status >= 400 and r.request.resource_type != "document" else None)
+    tab.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type != "document"
+            else None
+        ),
+    )
     # a request the page itself abandoned by navigating on (a favicon still loading) is no fault
-    tab.on("requestfailed", lambda r: problems.append(f"failed {r.url}: {r.failure}")
-           if r.resource_type != "document" and "ERR_ABORTED" not in (r.failure or "") else None)
+    tab.on(
+        "requestfailed",
+        lambda r: (
+            problems.append(f"failed {r.url}: {r.failure}")
+            if r.resource_type != "document" and "ERR_ABORTED" not in (r.failure or "")
+            else None
+        ),
+    )
     yield tab
     context.close()
     assert not problems, problems
@@ -286,8 +458,11 @@ def search_device(page, device: str) -> None:
 
 def row_of(page, kind: str, title: str):
     """The one result row of this kind whose SRV title is `title`."""
-    return page.locator("table.records tbody tr").filter(
-        has=page.locator("td.c-kind", has_text=re.compile(f"^{kind}$"))).filter(has_text=title)
+    return (
+        page.locator("table.records tbody tr")
+        .filter(has=page.locator("td.c-kind", has_text=re.compile(f"^{kind}$")))
+        .filter(has_text=title)
+    )
 
 
 def rows(page) -> list[str]:
@@ -311,16 +486,25 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     search_device(page, ESME.lower())  # any case is accepted
     found = rows(page)
     text = "\n".join(found)
-    assert any("Read Firmware Version" in r and "MP141" in r and "Other User" not in r for r in found)
+    assert any(
+        "Read Firmware Version" in r and "MP141" in r and "Other User" not in r for r in found
+    )
     assert "Lookat Analytics Ltd" in text and "Wired Networks plc" in text
     assert "Currently Energy plc" not in text  # before BRIGHT's period
     assert "8F1C" not in text  # LOOKAT's alert stays LOOKAT's
     assert "8F35" in text  # BRIGHT's own alert
     body = page.content()
-    for secret in (LOOKAT_SECRET, LOOKAT_SECRET_RESPONSE, "WIRED-PRIVATE-READ", "CURRENTLY-OLD-TARIFF"):
+    for secret in (
+        LOOKAT_SECRET,
+        LOOKAT_SECRET_RESPONSE,
+        "WIRED-PRIVATE-READ",
+        "CURRENTLY-OLD-TARIFF",
+    ):
         assert secret not in body
     # newest first
-    times = page.locator("table.records tbody time").evaluate_all("els => els.map(e => e.getAttribute('datetime'))")
+    times = page.locator("table.records tbody time").evaluate_all(
+        "els => els.map(e => e.getAttribute('datetime'))"
+    )
     assert times == sorted(times, reverse=True) and len(times) == 13
     assert page.get_by_role("status").inner_text().startswith("Records 1–13")
     assert "GBCS" in page.locator("abbr.rc", has_text="8F35").get_attribute("title")
@@ -331,7 +515,10 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     assert not legend.get_by_role("heading", name="E: errors").is_visible()
     legend.get_by_text("What the response codes mean").click()
     assert legend.get_by_role("heading", name="E: errors").is_visible()
-    assert "User Role not authorised for the Device at the required date and time" in legend.inner_text()
+    assert (
+        "User Role not authorised for the Device at the required date and time"
+        in legend.inner_text()
+    )
     assert "5.1 Create Schedule" in legend.inner_text() and "E050112" in legend.inner_text()
     shot(page, "12-response-codes")
 
@@ -339,7 +526,10 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     row_of(page, "Request", "Read Firmware Version").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
     assert page.get_by_role("heading", level=1).inner_text().endswith("Read Firmware Version")
-    assert "visible as Responsible Supplier, 2025-01-01 to now (open)" in page.locator(".why").inner_text()
+    assert (
+        "visible as Responsible Supplier, 2025-01-01 to now (open)"
+        in page.locator(".why").inner_text()
+    )
     assert page.locator(".payload-withheld").count() == 3  # request, acknowledgement, response
     assert page.locator("pre.payload-body").count() == 0
     assert LOOKAT_SECRET not in page.content() and LOOKAT_SECRET_RESPONSE not in page.content()
@@ -372,8 +562,10 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     page.get_by_label("SRV").fill("firmware")
     page.get_by_role("button", name="Search").click()
     page.wait_for_load_state()
-    assert "No records match — note MP141 shows other Users' traffic only for devices you were responsible for " \
-           "at the time" in page.locator(".empty-state").inner_text()
+    assert (
+        "No records match — note MP141 shows other Users' traffic only for devices you were responsible for "
+        "at the time" in page.locator(".empty-state").inner_text()
+    )
     shot(page, "06-empty-state")
     page.goto(server + "/")
     search_device(page, "00-DB-12")
@@ -389,9 +581,13 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     shot(page, "08-report")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
-    report = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
+    report = list(
+        csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8")))
+    )
     assert len(report) == 10  # seven from the SAT file, three of the future-dated command in DUIS
-    assert {r["access"] for r in report} == {"own"} and {r["party_id"] for r in report} == {"BRIGHT"}
+    assert {r["access"] for r in report} == {"own"} and {r["party_id"] for r in report} == {
+        "BRIGHT"
+    }
     assert LOOKAT_SECRET not in json.dumps(report)
 
     # sign out: the session is gone
@@ -419,8 +615,12 @@ def test_other_user_sees_only_its_own(server: str, page) -> None:
 def test_a_future_dated_pre_command_is_explained_in_words(server: str, page) -> None:
     sign_in(page, server, "bright.analyst")
     search_device(page, ESME2)
-    assert len(rows(page)) == 3  # the pre-command, the signed command, the outcome; not LOOKAT's 8.3
-    pre = page.locator("table.records tbody tr").filter(has_text="pre-command: did not reach the Device")
+    assert (
+        len(rows(page)) == 3
+    )  # the pre-command, the signed command, the outcome; not LOOKAT's 8.3
+    pre = page.locator("table.records tbody tr").filter(
+        has_text="pre-command: did not reach the Device"
+    )
     assert pre.count() == 1
     assert "Device alert" in "\n".join(rows(page))  # the 8F66 outcome keeps its command's SRV
     shot(page, "13-future-dated-search")
@@ -439,7 +639,9 @@ def test_a_request_to_the_dcc_is_found_by_the_device_it_names(server: str, page)
     page.locator("table.records tbody tr td.c-srv a").click()
     page.wait_for_load_state()
     details = page.locator("dl.details").inner_text()
-    assert "8.3" in page.locator("h1").inner_text() and "About Device" in details and ESME2 in details
+    assert (
+        "8.3" in page.locator("h1").inner_text() and "About Device" in details and ESME2 in details
+    )
     assert "non-device request, answered by the DCC itself" in details
     shot(page, "15-non-device-request-about-a-device")
 
@@ -483,16 +685,29 @@ def test_possible_triggers_of_a_response_and_of_an_alert(server: str, page) -> N
     assert panel.get_by_role("heading", name=re.compile("Possible triggers")).is_visible()
     entries = panel.locator("ol.triggers > li")
     assert entries.count() == 1  # a day: only WIRED's own request, 4 seconds before
-    assert "Same Request ID" in entries.first.inner_text() and "4 s before" in entries.first.inner_text()
+    assert (
+        "Same Request ID" in entries.first.inner_text()
+        and "4 s before" in entries.first.inner_text()
+    )
     panel.get_by_label("Look back").select_option("10080")
     panel.get_by_role("button", name="Show").click()
     page.wait_for_load_state()
     assert "window=10080" in page.url
-    texts = page.locator("section[aria-labelledby=triggers-title] ol.triggers > li").all_inner_texts()
-    assert [t.split("\n")[0].strip() for t in texts] == ["Same Request ID", "Same Device", "Same Device",
-                                                         "Same Device"]
+    texts = page.locator(
+        "section[aria-labelledby=triggers-title] ol.triggers > li"
+    ).all_inner_texts()
+    assert [t.split("\n")[0].strip() for t in texts] == [
+        "Same Request ID",
+        "Same Device",
+        "Same Device",
+        "Same Device",
+    ]
     joined = "\n".join(texts)
-    assert "Wired Networks plc" in joined and "Lookat Analytics Ltd" in joined and "Bright Energy" in joined
+    assert (
+        "Wired Networks plc" in joined
+        and "Lookat Analytics Ltd" in joined
+        and "Bright Energy" in joined
+    )
     page_text = page.content()
     for secret in (LOOKAT_SECRET, "LOOKAT-SECOND-READ", "WIRED-PRIVATE-READ"):
         assert secret not in page_text
@@ -502,7 +717,9 @@ def test_possible_triggers_of_a_response_and_of_an_alert(server: str, page) -> N
     # share its Request ID; the pre-command never reached the meter, and says so
     page.goto(server + "/")
     search_device(page, ESME2)
-    page.locator("table.records tbody tr").filter(has_text="Device alert").locator("td.c-srv a").first.click()
+    page.locator("table.records tbody tr").filter(has_text="Device alert").locator(
+        "td.c-srv a"
+    ).first.click()
     page.wait_for_load_state()
     entries = page.locator("section[aria-labelledby=triggers-title] ol.triggers > li")
     assert entries.count() == 2
@@ -531,19 +748,32 @@ def test_the_device_page_from_a_search_result(server: str, page) -> None:
     assert page.locator("ol.device-timeline > li.row-mp141").count() == 3
     assert page.locator("ol.device-timeline > li.timeline-alert").count() == 1
     times = page.locator("ol.device-timeline > li summary time").evaluate_all(
-        "els => els.map(e => e.getAttribute('datetime'))")
+        "els => els.map(e => e.getAttribute('datetime'))"
+    )
     assert times == sorted(times, reverse=True)
     lookat = rows.filter(has_text="Read Firmware Version")
-    assert "Lookat Analytics Ltd" in lookat.inner_text() and "another User’s activity" in lookat.inner_text()
+    assert (
+        "Lookat Analytics Ltd" in lookat.inner_text()
+        and "another User’s activity" in lookat.inner_text()
+    )
     messages = lookat.locator("ol.timeline-messages > li")
     assert not messages.first.is_visible()  # an exchange opens on demand
     lookat.locator("summary").click()
     assert messages.count() == 3 and messages.first.is_visible()
-    assert [m.split("\n")[0].split()[0] for m in messages.all_inner_texts()] == ["Request", "Acknowledgement",
-                                                                                 "Response"]
+    assert [m.split("\n")[0].split()[0] for m in messages.all_inner_texts()] == [
+        "Request",
+        "Acknowledgement",
+        "Response",
+    ]
     body = page.content()
-    for secret in (LOOKAT_SECRET, LOOKAT_SECRET_RESPONSE, "WIRED-PRIVATE-READ", "LOOKAT-ALERT-PRIVATE",
-                   "CURRENTLY", BRIGHT_REGISTER):
+    for secret in (
+        LOOKAT_SECRET,
+        LOOKAT_SECRET_RESPONSE,
+        "WIRED-PRIVATE-READ",
+        "LOOKAT-ALERT-PRIVATE",
+        "CURRENTLY",
+        BRIGHT_REGISTER,
+    ):
         assert secret not in body
     shot(page, "18-device-page")
     DOCS.mkdir(exist_ok=True)

@@ -5,6 +5,7 @@ BRIGHT adds a watch from the page; LOOKAT then reads BRIGHT's meter twice (new t
 ingested with the command line); the navigation counts the unread events, the page lists
 them as titles, and deleting the watch takes it away.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,50 @@ import re
 
 import pytest
 
-from tests.web.test_browser import (BRIGHT_IS, DOCS, ESME, LOOKAT_OU, browser, page, rid, run_cli,  # noqa: F401
-                                    server, shot, sign_in)
+from tests.web.test_browser import (  # noqa: F401
+    BRIGHT_IS,
+    DOCS,
+    ESME,
+    LOOKAT_OU,
+    browser,
+    page,
+    rid,
+    run_cli,
+    server,
+    shot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 NEW_SECRET = "LOOKAT-NEW-PRIVATE-READ"
 
 
 def new_traffic(db_url: str, folder) -> None:
-    lines = [{"logged_at": f"2025-03-0{n}T09:00:00Z", "kind": "request", "request_id": rid(LOOKAT_OU, ESME, 70 + n),
-              "srv": "11.2", "user_id": LOOKAT_OU, "device_id": ESME, "response_code": "",
-              "payload": NEW_SECRET} for n in (1, 2)]
-    lines.append({"logged_at": "2025-03-03T09:00:00Z", "kind": "request", "request_id": rid(BRIGHT_IS, ESME, 3003),
-                  "srv": "4.1.1", "user_id": BRIGHT_IS, "device_id": ESME, "response_code": "", "payload": "own"})
+    lines = [
+        {
+            "logged_at": f"2025-03-0{n}T09:00:00Z",
+            "kind": "request",
+            "request_id": rid(LOOKAT_OU, ESME, 70 + n),
+            "srv": "11.2",
+            "user_id": LOOKAT_OU,
+            "device_id": ESME,
+            "response_code": "",
+            "payload": NEW_SECRET,
+        }
+        for n in (1, 2)
+    ]
+    lines.append(
+        {
+            "logged_at": "2025-03-03T09:00:00Z",
+            "kind": "request",
+            "request_id": rid(BRIGHT_IS, ESME, 3003),
+            "srv": "4.1.1",
+            "user_id": BRIGHT_IS,
+            "device_id": ESME,
+            "response_code": "",
+            "payload": "own",
+        }
+    )
     capture = folder / "new.jsonl"
     capture.write_text("".join(json.dumps(line) + "\n" for line in lines))
     run_cli(db_url, "ingest", str(capture))
@@ -47,13 +79,18 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
         if nav.locator(".nav-count").count():
             break
         page.wait_for_timeout(100)
-    assert nav.locator(".nav-count").inner_text().startswith("2")  # BRIGHT's own request is not "others"
+    assert (
+        nav.locator(".nav-count").inner_text().startswith("2")
+    )  # BRIGHT's own request is not "others"
     shot(page, "20-watches-unread-count")
     nav.click()
     page.wait_for_url(server + "/watches")
     events = page.locator("ol.event-list > li")
     assert events.count() == 2 and page.locator("ol.event-list > li.event-unread").count() == 2
-    assert all("Read Firmware Version" in text and "Lookat Analytics Ltd" in text for text in events.all_inner_texts())
+    assert all(
+        "Read Firmware Version" in text and "Lookat Analytics Ltd" in text
+        for text in events.all_inner_texts()
+    )
     assert NEW_SECRET not in page.content()
     shot(page, "21-watches")
     DOCS.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 of finding 1): past a bound a request is answered 429 with Retry-After at once, and other
 Parties are not held back. The bounds first, then through the API and the screen on both
 engines, with the slots held by the test itself (a search in flight, deterministically)."""
+
 from __future__ import annotations
 
 import re
@@ -23,19 +24,25 @@ PASSWORD = "correct horse battery staple"
 
 # --- the bounds ------------------------------------------------------------------------------
 
+
 def test_a_party_gets_at_most_its_bounds_and_other_parties_are_not_held_back():
     limits = PartyLimits(Bounds(request=3, heavy=2, download=1), heavy_total=10)
     heavy = [limits.take("A", "request", "heavy") for _ in range(2)]
     with pytest.raises(Busy) as refused:
         limits.take("A", "request", "heavy")
-    assert refused.value.retry_after == 2 and "broad searches or reports running" in str(refused.value)
+    assert refused.value.retry_after == 2 and "broad searches or reports running" in str(
+        refused.value
+    )
     assert "as it may (2)" in str(refused.value)
     light = limits.take("A", "request")  # a search by Device ID still fits: 3 requests in all
     with pytest.raises(Busy) as refused:
         limits.take("A", "request")
     assert refused.value.retry_after == 1
     other = limits.take("B", "request", "heavy")
-    assert limits.held("A") == {"request": 3, "heavy": 2} and limits.held("B") == {"request": 1, "heavy": 1}
+    assert limits.held("A") == {"request": 3, "heavy": 2} and limits.held("B") == {
+        "request": 1,
+        "heavy": 1,
+    }
     heavy[0].release()
     heavy[0].release()  # once only, whoever calls it again
     assert limits.held("A") == {"request": 2, "heavy": 1}
@@ -90,6 +97,7 @@ def test_concurrent_requests_never_run_past_the_bound():
 
 # --- through the API and the screen -----------------------------------------------------------
 
+
 @pytest.fixture
 def world(engine):
     return P.load_personas(engine)
@@ -124,15 +132,35 @@ def test_past_its_heavy_bound_a_party_is_answered_429_and_others_are_served(app,
     refused = client.get(BROAD, headers=tokens[P.NORTHPOWER])
     assert refused.status_code == 429 and time.perf_counter() - started < 2
     assert refused.headers["retry-after"] == "2"
-    assert refused.json()["error"] == "too_many_requests" and "Device ID" in refused.json()["message"]
-    report = client.get("/api/v1/reports/own.csv", headers=tokens[P.NORTHPOWER],
-                        params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    assert (
+        refused.json()["error"] == "too_many_requests" and "Device ID" in refused.json()["message"]
+    )
+    report = client.get(
+        "/api/v1/reports/own.csv",
+        headers=tokens[P.NORTHPOWER],
+        params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+    )
     assert report.status_code == 429 and report.headers["retry-after"] == "2"
     # a search by Device ID or Request ID, one record, another Party's broad search: served
     own = world.records["np_req"]
-    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]).status_code == 200
-    assert client.get(f"/api/v1/records?request_id={own.request_id}", headers=tokens[P.NORTHPOWER]).status_code == 200
-    assert client.get(f"/api/v1/records/{world.ids['np_req']}/why", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert (
+        client.get(
+            f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            f"/api/v1/records?request_id={own.request_id}", headers=tokens[P.NORTHPOWER]
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            f"/api/v1/records/{world.ids['np_req']}/why", headers=tokens[P.NORTHPOWER]
+        ).status_code
+        == 200
+    )
     assert client.get(BROAD, headers=tokens[P.LOOKER]).status_code == 200
     for slots in held:
         slots.release()
@@ -144,11 +172,18 @@ def test_past_its_request_bound_every_read_of_a_party_is_answered_429(app, api, 
     client, tokens = api
     hold(app, P.NORTHPOWER, "request")
     record = world.ids["np_req"]
-    for path in (f"/api/v1/records?device_id={P.ESME_1}", f"/api/v1/records/{record}",
-                 f"/api/v1/records/{record}/why", BROAD):
+    for path in (
+        f"/api/v1/records?device_id={P.ESME_1}",
+        f"/api/v1/records/{record}",
+        f"/api/v1/records/{record}/why",
+        BROAD,
+    ):
         answer = client.get(path, headers=tokens[P.NORTHPOWER])
         assert answer.status_code == 429 and answer.headers["retry-after"] == "1", path
-    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.LOOKER]).status_code == 200
+    assert (
+        client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.LOOKER]).status_code
+        == 200
+    )
 
 
 def test_heavy_work_of_all_parties_together_is_bounded_by_the_pool(app, api, engine):
@@ -160,7 +195,12 @@ def test_heavy_work_of_all_parties_together_is_bounded_by_the_pool(app, api, eng
     app.state.limits.take(P.WIRESCO, "request", "heavy")
     refused = client.get(BROAD, headers=tokens[P.NORTHPOWER])
     assert refused.status_code == 429 and "server is busy" in refused.json()["message"]
-    assert client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert (
+        client.get(
+            f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.NORTHPOWER]
+        ).status_code
+        == 200
+    )
 
 
 def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
@@ -169,15 +209,22 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
     with TestClient(app) as client:
         form = client.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-        signed = client.post("/login", data={"username": "np.analyst", "password": PASSWORD, "csrf_token": token},
-                             follow_redirects=False)
+        signed = client.post(
+            "/login",
+            data={"username": "np.analyst", "password": PASSWORD, "csrf_token": token},
+            follow_redirects=False,
+        )
         assert signed.status_code == 303
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
         held = hold(app, P.NORTHPOWER, "request", "heavy", times=app.state.limits.bounds.heavy)
         page = client.get("/", params={"srv": "4.1.1"})
         assert page.status_code == 429 and page.headers["retry-after"] == "2"
-        assert "broad searches or reports running" in page.text and 'name="device_id"' in page.text  # the form
-        report = client.post("/report", data={"csrf_token": csrf, "from": "2025-01-01", "to": "2026-01-01"})
+        assert (
+            "broad searches or reports running" in page.text and 'name="device_id"' in page.text
+        )  # the form
+        report = client.post(
+            "/report", data={"csrf_token": csrf, "from": "2025-01-01", "to": "2026-01-01"}
+        )
         assert report.status_code == 429 and "Too much at once" in report.text
         for slots in held:
             slots.release()

@@ -1,6 +1,7 @@
 """A request head over the cap (16 KiB) is answered 431 and its connection closed, whether it
 arrives at once or without end (issue 10, finding 10: a 200 KB header was accepted). Run
 against `servicetrail serve` itself on 127.0.0.1: the cap lives in the HTTP server."""
+
 from __future__ import annotations
 
 import select
@@ -43,12 +44,16 @@ def get(path: str, *headers: bytes) -> bytes:
 def assert_capped(base: str) -> None:
     one_header = exchange(base, get("/login", b"X-Padding: " + b"a" * 200_000))
     assert one_header.startswith(b"HTTP/1.1 431 ")
-    many_headers = exchange(base, get("/login", *(b"X-Padding-%d: %s" % (n, b"b" * 100) for n in range(400))))
+    many_headers = exchange(
+        base, get("/login", *(b"X-Padding-%d: %s" % (n, b"b" * 100) for n in range(400)))
+    )
     assert many_headers.startswith(b"HTTP/1.1 431 ")
     long_url = exchange(base, get("/login?" + "c" * (settings.current().max_header_bytes + 1)))
     assert long_url.startswith(b"HTTP/1.1 431 ")
     # a head under the cap, a large cookie header included, is served as before
-    assert exchange(base, get("/login", b"Cookie: other_app=" + b"d" * 8_000)).startswith(b"HTTP/1.1 200 ")
+    assert exchange(base, get("/login", b"Cookie: other_app=" + b"d" * 8_000)).startswith(
+        b"HTTP/1.1 200 "
+    )
 
 
 def test_an_oversized_request_head_is_431_and_a_normal_one_is_served(db_url, tmp_path):
@@ -62,7 +67,10 @@ def test_the_multi_process_server_has_the_same_cap(sqlite_url, tmp_path):
 
 
 def test_an_endless_header_is_cut_off_while_it_arrives(db_url, tmp_path):
-    with live_server(db_url, tmp_path) as base, socket.create_connection(address(base), timeout=10) as sock:
+    with (
+        live_server(db_url, tmp_path) as base,
+        socket.create_connection(address(base), timeout=10) as sock,
+    ):
         sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
         sent = 0
         while sent < 4_000_000:
@@ -81,4 +89,6 @@ def test_an_endless_header_is_cut_off_while_it_arrives(db_url, tmp_path):
         except ConnectionResetError:
             pass
     assert answer.startswith(b"HTTP/1.1 431 ")
-    assert sent < settings.current().max_header_bytes + 64 * 1024  # refused soon after the cap, not after megabytes
+    assert (
+        sent < settings.current().max_header_bytes + 64 * 1024
+    )  # refused soon after the cap, not after megabytes

@@ -3,6 +3,7 @@
 Runs the real application (create_app) over a store built by the migrations and loaded with
 the persona world of tests/personas.py, through Starlette's TestClient.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,13 @@ from servicetrail.domain.response_codes import explain_code
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import login_failure, web_session
-from servicetrail.store.sessions import (ABSOLUTE_LIMIT, IDLE_LIMIT, MAX_FAILURES_PER_ADDRESS,
-                                         MAX_FAILURES_PER_KEY, now_utc)
+from servicetrail.store.sessions import (
+    ABSOLUTE_LIMIT,
+    IDLE_LIMIT,
+    MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_KEY,
+    now_utc,
+)
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.web.presenters import code_class, code_help, pretty_payload
@@ -107,10 +113,16 @@ def client(app):
         yield c
 
 
-def sign_in(client: TestClient, username: str, password: str = PASSWORD, next_path: str | None = None):
+def sign_in(
+    client: TestClient, username: str, password: str = PASSWORD, next_path: str | None = None
+):
     form = client.get("/login")
     assert form.status_code == 200
-    data = {"username": username, "password": password, "csrf_token": TOKEN.search(form.text).group(1)}
+    data = {
+        "username": username,
+        "password": password,
+        "csrf_token": TOKEN.search(form.text).group(1),
+    }
     if next_path is not None:
         data["next"] = next_path
     return client.post("/login", data=data, follow_redirects=False)
@@ -132,6 +144,7 @@ def set_cookie_header(response, name: str) -> str:
 
 # --- sign-in and sessions -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/", "/records/1", "/report", "/?device_id=" + P.ESME_1])
 def test_pages_require_sign_in(client: TestClient, path: str) -> None:
     answer = client.get(path, follow_redirects=False)
@@ -147,7 +160,9 @@ def test_posts_without_a_session_go_to_sign_in(client: TestClient, path: str) ->
     assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
 
 
-def test_sign_in_sets_a_strict_http_only_cookie_and_stores_only_its_hash(client: TestClient, engine) -> None:
+def test_sign_in_sets_a_strict_http_only_cookie_and_stores_only_its_hash(
+    client: TestClient, engine
+) -> None:
     answer = sign_in(client, NP_USER)
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     cookie = set_cookie_header(answer, "st_session")
@@ -172,7 +187,9 @@ def test_cookie_is_secure_over_https(app) -> None:
         assert "Secure" in set_cookie_header(answer, "st_session")
 
 
-def test_wrong_password_and_unknown_username_get_the_same_generic_answer(client: TestClient) -> None:
+def test_wrong_password_and_unknown_username_get_the_same_generic_answer(
+    client: TestClient,
+) -> None:
     wrong = sign_in(client, NP_USER, "not the password at all")
     unknown = sign_in(client, "nobody.here", PASSWORD)
     for answer in (wrong, unknown):
@@ -194,17 +211,27 @@ def test_sign_in_form_without_or_with_a_wrong_csrf_token_is_refused(client: Test
     # a token without its cookie (another browser's form) is refused as well
     token = TOKEN.search(client.get("/login").text).group(1)
     with TestClient(client.app) as other:
-        answer = other.post("/login", data={"username": NP_USER, "password": PASSWORD, "csrf_token": token},
-                            follow_redirects=False)
+        answer = other.post(
+            "/login",
+            data={"username": NP_USER, "password": PASSWORD, "csrf_token": token},
+            follow_redirects=False,
+        )
     assert answer.status_code == 403
 
 
-def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(client: TestClient, world) -> None:
+def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(
+    client: TestClient, world
+) -> None:
     target = f"/records/{world.ids['np_resp']}"
     first = client.get(target, follow_redirects=False)
     assert first.headers["location"] == "/login?next=" + target.replace("/", "%2F")
     assert sign_in(client, NP_USER, next_path=target).headers["location"] == target
-    for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
+    for evil in (
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ):
         with TestClient(client.app) as c:
             assert sign_in(c, NP_USER, next_path=evil).headers["location"] == "/"
 
@@ -215,15 +242,24 @@ def test_sign_in_always_issues_a_new_session_id(app, engine) -> None:
     with TestClient(app) as c:
         form = c.get("/login")
         c.cookies.set("st_session", first)
-        answer = c.post("/login", data={"username": NP_USER, "password": PASSWORD,
-                                        "csrf_token": TOKEN.search(form.text).group(1)}, follow_redirects=False)
+        answer = c.post(
+            "/login",
+            data={
+                "username": NP_USER,
+                "password": PASSWORD,
+                "csrf_token": TOKEN.search(form.text).group(1),
+            },
+            follow_redirects=False,
+        )
         second = set_cookie_header(answer, "st_session").split(";")[0].split("=", 1)[1]
     assert second != first
     with TestClient(app) as stale:  # the earlier id no longer opens anything
         stale.cookies.set("st_session", first)
         assert stale.get("/", follow_redirects=False).status_code == 303
     with engine.connect() as conn:
-        assert [r.id_hash for r in conn.execute(select(web_session))] == [hashlib.sha256(second.encode()).hexdigest()]
+        assert [r.id_hash for r in conn.execute(select(web_session))] == [
+            hashlib.sha256(second.encode()).hexdigest()
+        ]
 
 
 def test_sign_out_ends_the_session_for_good(app, engine) -> None:
@@ -245,12 +281,20 @@ def test_typing_the_sign_out_address_offers_a_button(app) -> None:
     assert TestClient(app).get("/logout", follow_redirects=False).headers["location"] == "/login"
     c = signed_in_client(app, NP_USER)
     page = c.get("/logout")
-    assert page.status_code == 200 and 'action="/logout"' in page.text and "Sign out of servicetrail?" in page.text
+    assert (
+        page.status_code == 200
+        and 'action="/logout"' in page.text
+        and "Sign out of servicetrail?" in page.text
+    )
     assert c.get("/", follow_redirects=False).status_code == 200  # a GET signs nobody out
 
 
-@pytest.mark.parametrize("column, age", [("last_seen_at", IDLE_LIMIT), ("created_at", ABSOLUTE_LIMIT)])
-def test_sessions_expire_when_idle_and_in_any_case(app, engine, column: str, age: timedelta) -> None:
+@pytest.mark.parametrize(
+    "column, age", [("last_seen_at", IDLE_LIMIT), ("created_at", ABSOLUTE_LIMIT)]
+)
+def test_sessions_expire_when_idle_and_in_any_case(
+    app, engine, column: str, age: timedelta
+) -> None:
     c = signed_in_client(app, NP_USER)
     assert c.get("/", follow_redirects=False).status_code == 200
     with engine.begin() as conn:
@@ -264,9 +308,12 @@ def test_sessions_expire_when_idle_and_in_any_case(app, engine, column: str, age
 
 # --- CSRF on every POST --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/logout", "/report"])
 @pytest.mark.parametrize("token", [None, "", "wrong-token"])
-def test_posts_without_the_sessions_csrf_token_are_refused(app, path: str, token: str | None) -> None:
+def test_posts_without_the_sessions_csrf_token_are_refused(
+    app, path: str, token: str | None
+) -> None:
     c = signed_in_client(app, NP_USER)
     data = {"from": "2025-01-01", "to": "2025-12-31"}
     if token is not None:
@@ -280,19 +327,25 @@ def test_posts_without_the_sessions_csrf_token_are_refused(app, path: str, token
 def test_a_csrf_token_belongs_to_its_own_session(app) -> None:
     np_client = signed_in_client(app, NP_USER)
     lk_client = signed_in_client(app, LK_USER)
-    answer = lk_client.post("/logout", data={"csrf_token": csrf_of(np_client)}, follow_redirects=False)
+    answer = lk_client.post(
+        "/logout", data={"csrf_token": csrf_of(np_client)}, follow_redirects=False
+    )
     assert answer.status_code == 403
     assert lk_client.get("/", follow_redirects=False).status_code == 200
 
 
 # --- throttling ----------------------------------------------------------------------------
 
+
 def test_sign_in_pauses_after_repeated_failures_for_a_username(client: TestClient, engine) -> None:
     for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(client, NP_USER, "a wrong password!").status_code == 401
     refused = sign_in(client, NP_USER, PASSWORD)  # even the right password waits
     assert refused.status_code == 429
-    assert "Too many failed sign-in attempts" in refused.text and "try again in 15 minutes" in refused.text
+    assert (
+        "Too many failed sign-in attempts" in refused.text
+        and "try again in 15 minutes" in refused.text
+    )
     assert int(refused.headers["retry-after"]) == 15 * 60
     assert "st_session" not in refused.headers.get("set-cookie", "")
     # an unknown username is throttled the same way, so throttling tells nothing about accounts
@@ -322,15 +375,29 @@ def test_a_correct_sign_in_forgives_that_usernames_failures(client: TestClient) 
 
 # --- the rule on the record page -----------------------------------------------------------
 
-def test_a_record_you_may_not_see_is_the_same_404_page_as_a_missing_one(np: TestClient, world) -> None:
+
+def test_a_record_you_may_not_see_is_the_same_404_page_as_a_missing_one(
+    np: TestClient, world
+) -> None:
     c = np
-    answers = [c.get(f"/records/{ref}") for ref in (
-        world.ids["se_req"],  # SOUTHENERGY's own, after NORTHPOWER's period
-        world.ids["se_device_alert"],  # another User's alert on NORTHPOWER's... former device
-        world.ids["ws_dcc_alert"],  # another User's DCC alert
-        world.ids["lk_prehistory_req"],  # before anyone was responsible
-        world.ids["lk_ppmid_req"],  # a device nobody is responsible for
-        999_999, 2**63, "abc", "-1", "0", "²", "1e3", " 1")]
+    answers = [
+        c.get(f"/records/{ref}")
+        for ref in (
+            world.ids["se_req"],  # SOUTHENERGY's own, after NORTHPOWER's period
+            world.ids["se_device_alert"],  # another User's alert on NORTHPOWER's... former device
+            world.ids["ws_dcc_alert"],  # another User's DCC alert
+            world.ids["lk_prehistory_req"],  # before anyone was responsible
+            world.ids["lk_ppmid_req"],  # a device nobody is responsible for
+            999_999,
+            2**63,
+            "abc",
+            "-1",
+            "0",
+            "²",
+            "1e3",
+            " 1",
+        )
+    ]
     assert {a.status_code for a in answers} == {404}
     assert len({a.text for a in answers}) == 1
     assert "text/html" in answers[0].headers["content-type"]
@@ -367,17 +434,41 @@ def test_the_network_operator_sees_titles_as_network_operator(ws: TestClient, wo
 
 
 def test_xml_payloads_are_pretty_printed_and_never_expand_entities(app, engine) -> None:
-    hostile = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-               '<x>&e;<script>alert(1)</script></x>')
+    hostile = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        '<x>&e;<script>alert(1)</script></x>'
+    )
     good = '<a xmlns="urn:x"><b>1</b><c attr="2"/></a>'
     with engine.begin() as conn:
-        append_records(conn, [
-            SatRecord(P.t("2025-02-25T10:00:00Z"), "request", f"{P.NP_IS}:{P.ESME_1}:500", "4.1.1", P.NP_IS,
-                      P.ESME_1, "", hostile),
-            SatRecord(P.t("2025-02-25T11:00:00Z"), "request", f"{P.NP_IS}:{P.ESME_1}:501", "4.1.1", P.NP_IS,
-                      P.ESME_1, "", good)])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-02-25T10:00:00Z"),
+                    "request",
+                    f"{P.NP_IS}:{P.ESME_1}:500",
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_1,
+                    "",
+                    hostile,
+                ),
+                SatRecord(
+                    P.t("2025-02-25T11:00:00Z"),
+                    "request",
+                    f"{P.NP_IS}:{P.ESME_1}:501",
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_1,
+                    "",
+                    good,
+                ),
+            ],
+        )
     c = signed_in_client(app, NP_USER)
-    found = c.get("/", params={"device_id": P.ESME_1, "from": "2025-02-25", "to": "2025-02-26"}).text
+    found = c.get(
+        "/", params={"device_id": P.ESME_1, "from": "2025-02-25", "to": "2025-02-26"}
+    ).text
     ids = re.findall(r'href="/records/(\d+)"', found)
     assert len(ids) == 2
     pages = {i: c.get(f"/records/{i}").text for i in ids}
@@ -400,6 +491,7 @@ def test_pretty_payload() -> None:
 
 # --- search --------------------------------------------------------------------------------
 
+
 def test_search_shows_mp141_titles_without_payloads(np: TestClient, world) -> None:
     c = np
     answer = c.get("/", params={"device_id": P.ESME_1.lower()})
@@ -418,8 +510,8 @@ def test_search_shows_mp141_titles_without_payloads(np: TestClient, world) -> No
 
 def test_the_search_page_explains_every_duis_response_code(np: TestClient, world) -> None:
     page = np.get("/").text
-    legend = page[page.index('<details class="legend" id="code-legend">'):]
-    legend = legend[:legend.index("</details>")]
+    legend = page[page.index('<details class="legend" id="code-legend">') :]
+    legend = legend[: legend.index("</details>")]
     assert "<summary>What the response codes mean</summary>" in legend
     for code in RESPONSE_CODES:
         assert legend.count(f">{code}<") == 1, code
@@ -427,13 +519,22 @@ def test_the_search_page_explains_every_duis_response_code(np: TestClient, world
         assert meaning in unescape(legend)
     assert "5.1 Create Schedule" in legend and "8.14 Communications Hub Status Update" in legend
     # each group is a section named by its heading
-    for n, title in enumerate(("I: information and success", "W: warnings", "E: errors", "Alert codes"), 1):
-        assert f'aria-labelledby="codes-{n}"' in legend and f'<h3 id="codes-{n}">{title}</h3>' in legend
+    for n, title in enumerate(
+        ("I: information and success", "W: warnings", "E: errors", "Alert codes"), 1
+    ):
+        assert (
+            f'aria-labelledby="codes-{n}"' in legend
+            and f'<h3 id="codes-{n}">{title}</h3>' in legend
+        )
 
 
 def test_codes_are_styled_and_explained_by_what_they_are() -> None:
     assert (code_class("I0"), code_class("W050201"), code_class("E4"), code_class("8F66")) == (
-        "rc-ok", "rc-warn", "rc-error", "rc-other")
+        "rc-ok",
+        "rc-warn",
+        "rc-error",
+        "rc-other",
+    )
     assert code_class("E100") == "rc-error" and code_class("E100", "device_alert") == "rc-other"
     assert code_help("E19") == explain_code("E19") and "Device does not exist" in code_help("E19")
     assert code_help("") == code_help(None) == code_class(None) == ""
@@ -446,7 +547,10 @@ def test_search_scopes_and_srv_words(np: TestClient, world) -> None:
     own = c.get("/", params={"device_id": P.ESME_1, "scope": "own"}).text
     assert 'class="row-mp141"' not in own
     firmware = c.get("/", params={"srv": "firmware"}).text
-    assert "Read Firmware Version" in firmware and "Read Instantaneous Import Registers" not in firmware
+    assert (
+        "Read Firmware Version" in firmware
+        and "Read Instantaneous Import Registers" not in firmware
+    )
 
 
 def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
@@ -454,19 +558,27 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
     page = c.get("/", params={"device_id": P.ESME_1}).text
     assert 'class="row-mp141"' not in page and page.count('class="row-own"') == 4
     assert "North Power plc" not in page
-    assert "No records match — note MP141 shows other Users&#39; traffic only for devices you were " \
-           "responsible for at the time" in c.get("/", params={"device_id": P.ESME_1, "scope": "others"}).text
+    assert (
+        "No records match — note MP141 shows other Users&#39; traffic only for devices you were "
+        "responsible for at the time"
+        in c.get("/", params={"device_id": P.ESME_1, "scope": "others"}).text
+    )
 
 
-@pytest.mark.parametrize("params, field, message", [
-    ({"device_id": "not-a-device"}, "device_id", "not an EUI-64"),
-    ({"request_id": "1:2"}, "request_id", "not a Request ID"),
-    ({"kind": "gossip"}, "kind", "must be one of"),
-    ({"scope": "everyone"}, "scope", "must be own, others or all"),
-    ({"from": "yesterday"}, "from", "not an ISO-8601 time"),
-    ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "must be after from"),
-])
-def test_search_errors_are_shown_beside_the_field_never_500(np: TestClient, params, field: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "params, field, message",
+    [
+        ({"device_id": "not-a-device"}, "device_id", "not an EUI-64"),
+        ({"request_id": "1:2"}, "request_id", "not a Request ID"),
+        ({"kind": "gossip"}, "kind", "must be one of"),
+        ({"scope": "everyone"}, "scope", "must be own, others or all"),
+        ({"from": "yesterday"}, "from", "not an ISO-8601 time"),
+        ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "must be after from"),
+    ],
+)
+def test_search_errors_are_shown_beside_the_field_never_500(
+    np: TestClient, params, field: str, message: str
+) -> None:
     c = np
     answer = c.get("/", params=params)
     assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]
@@ -492,10 +604,22 @@ def test_times_without_an_offset_are_read_as_utc_in_the_form(np: TestClient, wor
 
 def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     with engine.begin() as conn:
-        append_records(conn, [
-            SatRecord(P.t("2025-04-01T00:00:00Z") + timedelta(minutes=n), "request",
-                      f"{P.NP_IS}:{P.ESME_S1}:{1000 + n}", "4.1.1", P.NP_IS, P.ESME_S1, "", f"<p{n}/>")
-            for n in range(70)])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-04-01T00:00:00Z") + timedelta(minutes=n),
+                    "request",
+                    f"{P.NP_IS}:{P.ESME_S1}:{1000 + n}",
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_S1,
+                    "",
+                    f"<p{n}/>",
+                )
+                for n in range(70)
+            ],
+        )
     c = signed_in_client(app, NP_USER)
     first = c.get("/", params={"device_id": P.ESME_S1})
     assert "Records 1–50, newest first; older records on the next page." in first.text
@@ -536,9 +660,14 @@ SLOW_SEARCH = textwrap.dedent("""
 
 def test_a_search_that_runs_too_long_asks_to_be_narrowed(tmp_path: Path) -> None:
     """A real time limit (SERVICETRAIL_STATEMENT_TIMEOUT, read at start-up), in a process of its own."""
-    run = subprocess.run([sys.executable, "-c", SLOW_SEARCH, f"sqlite:///{tmp_path / 'slow.db'}"],
-                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
-                         env={"SERVICETRAIL_STATEMENT_TIMEOUT": "0", "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [sys.executable, "-c", SLOW_SEARCH, f"sqlite:///{tmp_path / 'slow.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={"SERVICETRAIL_STATEMENT_TIMEOUT": "0", "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     status, _, page = run.stdout.partition("\n")
     assert status == "422"
@@ -547,14 +676,20 @@ def test_a_search_that_runs_too_long_asks_to_be_narrowed(tmp_path: Path) -> None
 
 # --- the own-traffic report ----------------------------------------------------------------
 
+
 def test_report_downloads_own_records_only(np: TestClient, world) -> None:
     c = np
-    answer = c.post("/report", data={"csrf_token": csrf_of(c), "from": "2024-01-01", "to": "2026-01-01"})
+    answer = c.post(
+        "/report", data={"csrf_token": csrf_of(c), "from": "2024-01-01", "to": "2026-01-01"}
+    )
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
-    assert answer.headers["content-disposition"].startswith('attachment; filename="servicetrail-own-NORTHPOWER-')
+    assert answer.headers["content-disposition"].startswith(
+        'attachment; filename="servicetrail-own-NORTHPOWER-'
+    )
     import csv
     import io
+
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     expected = {n for n, r in world.records.items() if r.user_id in world.user_ids[P.NORTHPOWER]}
     assert sorted(int(r["id"]) for r in rows) == sorted(world.ids[n] for n in expected)
@@ -562,9 +697,14 @@ def test_report_downloads_own_records_only(np: TestClient, world) -> None:
     assert "<lk fw>" not in answer.text and "<np registers 12345>" in answer.text
 
 
-@pytest.mark.parametrize("data, field", [({"from": "", "to": "2025-01-01"}, "from"),
-                                         ({"from": "2025-02-01", "to": "2025-01-01"}, "to"),
-                                         ({"from": "2025-02-01", "to": "soon"}, "to")])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"from": "", "to": "2025-01-01"}, "from"),
+        ({"from": "2025-02-01", "to": "2025-01-01"}, "to"),
+        ({"from": "2025-02-01", "to": "soon"}, "to"),
+    ],
+)
 def test_report_form_errors_are_shown(np: TestClient, data, field: str) -> None:
     c = np
     answer = c.post("/report", data={"csrf_token": csrf_of(c), **data})
@@ -574,11 +714,19 @@ def test_report_form_errors_are_shown(np: TestClient, data, field: str) -> None:
 
 # --- the page itself -----------------------------------------------------------------------
 
+
 def test_pages_have_no_inline_script_or_style_and_keep_the_csp(np: TestClient, world) -> None:
     c = np
-    pages = [c.get("/"), c.get("/", params={"device_id": "x"}), c.get(f"/records/{world.ids['np_resp']}"),
-             c.get(f"/records/{world.ids['lk_cos_req']}"), c.get("/report"), c.get("/records/999999"),
-             c.get("/no-such-page"), TestClient(c.app).get("/login")]
+    pages = [
+        c.get("/"),
+        c.get("/", params={"device_id": "x"}),
+        c.get(f"/records/{world.ids['np_resp']}"),
+        c.get(f"/records/{world.ids['lk_cos_req']}"),
+        c.get("/report"),
+        c.get("/records/999999"),
+        c.get("/no-such-page"),
+        TestClient(c.app).get("/login"),
+    ]
     for answer in pages:
         assert "script-src 'self'" in answer.headers["content-security-policy"]
         assert answer.headers["cache-control"] == "no-store"
@@ -620,9 +768,14 @@ def test_the_screen_on_postgresql(pg_url: str) -> None:
         assert mp141.status_code == 200 and "lk fw" not in unescape(mp141.text)
         assert c.get(f"/records/{world.ids['se_req']}").status_code == 404
         assert "&lt;np registers 12345&gt;" in c.get(f"/records/{world.ids['np_resp']}").text
-        report = c.post("/report", data={"csrf_token": csrf_of(c), "from": "2024-01-01", "to": "2026-01-01"})
+        report = c.post(
+            "/report", data={"csrf_token": csrf_of(c), "from": "2024-01-01", "to": "2026-01-01"}
+        )
         assert report.status_code == 200 and "<lk fw>" not in report.text
-        assert c.post("/logout", data={"csrf_token": csrf_of(c)}, follow_redirects=False).status_code == 303
+        assert (
+            c.post("/logout", data={"csrf_token": csrf_of(c)}, follow_redirects=False).status_code
+            == 303
+        )
         assert c.get("/", follow_redirects=False).status_code == 303
     finally:
         engine.dispose()

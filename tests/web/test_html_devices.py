@@ -1,5 +1,6 @@
 """The Device page (SPEC section 6): the viewer's intervals, exchanges as rows, alerts on the
 same time line, other Users' activity marked; server side, on both engines."""
+
 from __future__ import annotations
 
 import re
@@ -17,15 +18,52 @@ from tests.web.screen import personas_with, signed_in
 SIGNED_AT = P.t("2025-04-01T12:00:00Z")
 # SUNEXPORT's CV 4 pre-command and its signed command share a Request ID; a lone pre-command
 EXTRA = {
-    "sx_pre_command": SatRecord(SIGNED_AT - timedelta(minutes=2), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
-                                P.SX_ES, P.ESME_1, "", "<sx secret pre>", 4),
-    "sx_command": SatRecord(SIGNED_AT, "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1", P.SX_ES, P.ESME_1, "",
-                            "<sx secret signed>", 5),
-    "sx_lone_pre_command": SatRecord(SIGNED_AT + timedelta(hours=1), "request", P._rid(P.SX_ES, P.ESME_1, 10),
-                                     "6.15.1", P.SX_ES, P.ESME_1, "", "<sx secret lone>", 4),
+    "sx_pre_command": SatRecord(
+        SIGNED_AT - timedelta(minutes=2),
+        "request",
+        P._rid(P.SX_ES, P.ESME_1, 9),
+        "6.15.1",
+        P.SX_ES,
+        P.ESME_1,
+        "",
+        "<sx secret pre>",
+        4,
+    ),
+    "sx_command": SatRecord(
+        SIGNED_AT,
+        "request",
+        P._rid(P.SX_ES, P.ESME_1, 9),
+        "6.15.1",
+        P.SX_ES,
+        P.ESME_1,
+        "",
+        "<sx secret signed>",
+        5,
+    ),
+    "sx_lone_pre_command": SatRecord(
+        SIGNED_AT + timedelta(hours=1),
+        "request",
+        P._rid(P.SX_ES, P.ESME_1, 10),
+        "6.15.1",
+        P.SX_ES,
+        P.ESME_1,
+        "",
+        "<sx secret lone>",
+        4,
+    ),
 }
-SECRETS = ("lk fw", "ag read fw", "ws read", "ws regs", "se tariff", "se ok", "alert: low credit", "sx secret",
-           "<np read>", "np registers")
+SECRETS = (
+    "lk fw",
+    "ag read fw",
+    "ws read",
+    "ws regs",
+    "se tariff",
+    "se ok",
+    "alert: low credit",
+    "sx secret",
+    "<np read>",
+    "np registers",
+)
 
 
 @pytest.fixture
@@ -42,7 +80,9 @@ def record_ids(row: str) -> list[int]:
 
 
 def test_exchanges_are_one_row_alerts_their_own_and_others_marked(engine, world) -> None:
-    page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{P.ESME_1.lower()}")  # any case is accepted
+    page = signed_in(engine, P.NORTHPOWER).get(
+        f"/devices/{P.ESME_1.lower()}"
+    )  # any case is accepted
     assert page.status_code == 200
     rows = rows_of(page.text)
     ids = world.ids
@@ -51,7 +91,11 @@ def test_exchanges_are_one_row_alerts_their_own_and_others_marked(engine, world)
     assert (ids["np_req"], ids["np_ack"], ids["np_resp"]) in grouped
     # the change of supplier: LOOKER's response fell in SOUTHENERGY's period, so it is not here
     lk_row = grouped[(ids["lk_cos_req"], ids["lk_cos_ack"])]
-    assert "row-mp141" in lk_row and "Looker Analytics" in lk_row and "another User’s activity" in lk_row
+    assert (
+        "row-mp141" in lk_row
+        and "Looker Analytics" in lk_row
+        and "another User’s activity" in lk_row
+    )
     assert "as Responsible Supplier" in lk_row
     own_row = grouped[(ids["np_req"], ids["np_ack"], ids["np_resp"])]
     assert "row-own" in own_row and "another User" not in own_row
@@ -72,13 +116,23 @@ def test_exchanges_are_one_row_alerts_their_own_and_others_marked(engine, world)
 def test_only_the_viewers_own_intervals_are_shown(engine, world) -> None:
     def intervals(party: str) -> str:
         page = signed_in(engine, party).get(f"/devices/{P.ESME_1}").text
-        return unescape(re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1))
+        return unescape(
+            re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1)
+        )
 
-    northpower, wiresco, sunexport = intervals(P.NORTHPOWER), intervals(P.WIRESCO), intervals(P.SUNEXPORT)
+    northpower, wiresco, sunexport = (
+        intervals(P.NORTHPOWER),
+        intervals(P.WIRESCO),
+        intervals(P.SUNEXPORT),
+    )
     assert "Responsible Supplier" in northpower and "2025-01-01 00:00" in northpower
     assert "2025-03-01 00:00" in northpower and "Network Operator" not in northpower
     assert "now (open)" not in northpower  # SOUTHENERGY's and WIRESCO's intervals are theirs
-    assert "Network Operator" in wiresco and "now (open)" in wiresco and "Responsible Supplier" not in wiresco
+    assert (
+        "Network Operator" in wiresco
+        and "now (open)" in wiresco
+        and "Responsible Supplier" not in wiresco
+    )
     assert "You have not been this Device’s Responsible Supplier" in sunexport
 
 
@@ -97,10 +151,14 @@ def test_a_pre_command_is_marked_as_not_reaching_the_device(engine, world) -> No
 def test_a_device_you_may_see_nothing_of_reads_like_an_empty_one(engine, world) -> None:
     c = signed_in(engine, P.NORTHPOWER)
     never_seen = "00-DB-12-34-56-78-99-99"
-    answers = {device: c.get(f"/devices/{device}") for device in (
-        P.GSME_1,  # SOUTHENERGY's gas meter, with traffic NORTHPOWER may not see
-        P.PPMID_1,  # a HAN device nobody is responsible for, with LOOKER's traffic
-        never_seen)}
+    answers = {
+        device: c.get(f"/devices/{device}")
+        for device in (
+            P.GSME_1,  # SOUTHENERGY's gas meter, with traffic NORTHPOWER may not see
+            P.PPMID_1,  # a HAN device nobody is responsible for, with LOOKER's traffic
+            never_seen,
+        )
+    }
     assert {a.status_code for a in answers.values()} == {200}
     texts = {a.text.replace(device, "DEVICE") for device, a in answers.items()}
     assert len(texts) == 1 and "Nothing on this Device that you may see." in texts.pop()
@@ -111,10 +169,23 @@ def test_a_device_you_may_see_nothing_of_reads_like_an_empty_one(engine, world) 
 
 def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None:
     with engine.begin() as conn:
-        append_records(conn, [
-            SatRecord(P.t("2025-04-01T00:00:00Z") + timedelta(minutes=n, seconds=s), kind,
-                      f"{P.NP_IS}:{P.ESME_S1}:{1000 + n}", "4.1.1", P.NP_IS, P.ESME_S1, code, f"<p{n}/>")
-            for n in range(40) for s, kind, code in ((0, "request", ""), (5, "response", "I0"))])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-04-01T00:00:00Z") + timedelta(minutes=n, seconds=s),
+                    kind,
+                    f"{P.NP_IS}:{P.ESME_S1}:{1000 + n}",
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_S1,
+                    code,
+                    f"<p{n}/>",
+                )
+                for n in range(40)
+                for s, kind, code in ((0, "request", ""), (5, "response", "I0"))
+            ],
+        )
     c = signed_in(engine, P.NORTHPOWER)
     first = c.get(f"/devices/{P.ESME_S1}")
     older = re.search(r'href="([^"]+)" rel="next"', first.text).group(1)
@@ -139,12 +210,21 @@ def test_every_device_id_links_to_its_device_page(engine, world) -> None:
 
 def test_rows_follow_the_time_they_show() -> None:
     def entry(i: int, at: str, kind: str, request_id: str) -> dict:
-        return {"id": i, "logged_at": at, "kind": kind, "request_id": request_id, "access": "own",
-                "response_code": "", "command_variant": None}
+        return {
+            "id": i,
+            "logged_at": at,
+            "kind": kind,
+            "request_id": request_id,
+            "access": "own",
+            "response_code": "",
+            "command_variant": None,
+        }
 
-    newest_first = [entry(4, "2025-03-01T00:00:00Z", "response", "a"),
-                    entry(3, "2025-02-28T23:59:59.999999Z", "request", "b"),
-                    entry(2, "2025-02-28T23:59:59Z", "request", "a"),
-                    entry(1, "2025-02-28T00:00:00Z", "response", "")]
+    newest_first = [
+        entry(4, "2025-03-01T00:00:00Z", "response", "a"),
+        entry(3, "2025-02-28T23:59:59.999999Z", "request", "b"),
+        entry(2, "2025-02-28T23:59:59Z", "request", "a"),
+        entry(1, "2025-02-28T00:00:00Z", "response", ""),
+    ]
     rows = timeline(newest_first)
     assert [[m["id"] for m in row.messages] for row in rows] == [[3], [2, 4], [1]]

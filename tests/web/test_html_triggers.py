@@ -1,4 +1,5 @@
 """The "possible triggers" panel of the record page (SPEC section 6), server side, on both engines."""
+
 from __future__ import annotations
 
 import re
@@ -16,14 +17,48 @@ ALERT_AT = P.t("2025-04-01T12:00:00Z")
 # WIRESCO (Network Operator of ESME-1) gets an alert; before it, SUNEXPORT's CV 4 pre-command
 # and its signed command, and LOOKER's read
 EXTRA = {
-    "ws_alert": SatRecord(ALERT_AT, "device_alert", P._rid(P.WS_ED, P.ESME_1, 77), "", P.WS_ED, P.ESME_1, "8F1C",
-                          "<ws alert>"),
-    "sx_pre_command": SatRecord(ALERT_AT - timedelta(minutes=20), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
-                                P.SX_ES, P.ESME_1, "", "<sx secret pre>", 4),
-    "sx_command": SatRecord(ALERT_AT - timedelta(minutes=19), "request", P._rid(P.SX_ES, P.ESME_1, 9), "6.15.1",
-                            P.SX_ES, P.ESME_1, "", "<sx secret signed>", 5),
-    "lk_read": SatRecord(ALERT_AT - timedelta(hours=3), "request", P._rid(P.LK_OU, P.ESME_1, 9), "11.2", P.LK_OU,
-                         P.ESME_1, "", "<lk secret>"),
+    "ws_alert": SatRecord(
+        ALERT_AT,
+        "device_alert",
+        P._rid(P.WS_ED, P.ESME_1, 77),
+        "",
+        P.WS_ED,
+        P.ESME_1,
+        "8F1C",
+        "<ws alert>",
+    ),
+    "sx_pre_command": SatRecord(
+        ALERT_AT - timedelta(minutes=20),
+        "request",
+        P._rid(P.SX_ES, P.ESME_1, 9),
+        "6.15.1",
+        P.SX_ES,
+        P.ESME_1,
+        "",
+        "<sx secret pre>",
+        4,
+    ),
+    "sx_command": SatRecord(
+        ALERT_AT - timedelta(minutes=19),
+        "request",
+        P._rid(P.SX_ES, P.ESME_1, 9),
+        "6.15.1",
+        P.SX_ES,
+        P.ESME_1,
+        "",
+        "<sx secret signed>",
+        5,
+    ),
+    "lk_read": SatRecord(
+        ALERT_AT - timedelta(hours=3),
+        "request",
+        P._rid(P.LK_OU, P.ESME_1, 9),
+        "11.2",
+        P.LK_OU,
+        P.ESME_1,
+        "",
+        "<lk secret>",
+    ),
 }
 
 
@@ -33,7 +68,9 @@ def world(engine):
 
 
 def panel(page: str) -> str:
-    match = re.search(r'<section class="panel" aria-labelledby="triggers-title">(.*?)</section>', page, re.S)
+    match = re.search(
+        r'<section class="panel" aria-labelledby="triggers-title">(.*?)</section>', page, re.S
+    )
     return unescape(match.group(1)) if match else ""
 
 
@@ -42,7 +79,9 @@ def test_an_alert_shows_its_possible_triggers_titles_only(engine, world):
     assert page.status_code == 200
     shown = panel(page.text)
     opened = re.findall(r'href="/records/(\d+)"', shown)
-    assert opened == [str(world.ids[n]) for n in ("sx_command", "sx_pre_command", "lk_read")]  # 24 hours
+    assert opened == [
+        str(world.ids[n]) for n in ("sx_command", "sx_pre_command", "lk_read")
+    ]  # 24 hours
     assert "Possible triggers" in shown and "3 requests" in shown
     assert "Cannot have triggered this" in shown  # the CV 4 pre-command is marked
     assert shown.count("trigger-pre-command") == 1
@@ -61,7 +100,9 @@ def test_the_window_is_chosen_on_the_page(engine, world):
 
 
 def test_a_bad_window_falls_back_to_a_day_and_says_so(engine, world):
-    shown = panel(signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=١٠").text)
+    shown = panel(
+        signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=١٠").text
+    )
     assert "showing 24 hours" in shown
     assert shown.count('href="/records/') == 3
 
@@ -79,7 +120,16 @@ def test_a_hidden_alert_is_still_not_found(engine, world):
     assert answer.status_code == 404
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0 s before"), (5, "5 s before"), (1200, "20 min before"),
-                                           (68400, "19 h before"), (90061, "1 d 1 h before"), (-3, "3 s after")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0, "0 s before"),
+        (5, "5 s before"),
+        (1200, "20 min before"),
+        (68400, "19 h before"),
+        (90061, "1 d 1 h before"),
+        (-3, "3 s after"),
+    ],
+)
 def test_seconds_before_in_words(seconds, text):
     assert before_text(seconds) == text

@@ -1,6 +1,7 @@
 """The Watches page (SPEC section 6), server side on both engines: add by the form (the
 secret shown once), events of a watch with unread ones marked, the unread count in the
 navigation, delete, CSRF, and another Party's watch never shown."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,22 @@ def world(engine):
 def lk_requests(engine, first: int, count: int) -> None:
     at = P.t("2025-04-01T10:00:00Z")
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(at.replace(second=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 600}", "11.2",
-                                        P.LK_OU, P.ESME_1, "", "<secret body>") for n in range(first, first + count)])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at.replace(second=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 600}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<secret body>",
+                )
+                for n in range(first, first + count)
+            ],
+        )
     catch_up(engine)
 
 
@@ -35,8 +50,15 @@ def nav_count(page: str) -> str | None:
 
 def add(client, **fields):
     page = client.get("/watches")
-    data = {"csrf_token": TOKEN.search(page.text).group(1), "name": "on my meters", "devices": "mine", "srvs": "all",
-            "kinds": ["request"], "senders": "others", **fields}
+    data = {
+        "csrf_token": TOKEN.search(page.text).group(1),
+        "name": "on my meters",
+        "devices": "mine",
+        "srvs": "all",
+        "kinds": ["request"],
+        "senders": "others",
+        **fields,
+    }
     return client.post("/watches", data=data, follow_redirects=False)
 
 
@@ -53,8 +75,11 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     again = client.get(answer.headers["location"])
     assert 'class="event-unread"' not in again.text and nav_count(again.text) is None
     watch_id = answer.headers["location"].split("=")[1]
-    deleted = client.post(f"/watches/{watch_id}/delete", data={"csrf_token": TOKEN.search(again.text).group(1)},
-                          follow_redirects=False)
+    deleted = client.post(
+        f"/watches/{watch_id}/delete",
+        data={"csrf_token": TOKEN.search(again.text).group(1)},
+        follow_redirects=False,
+    )
     assert deleted.status_code == 303
     assert "on my meters" not in client.get("/watches").text
 
@@ -69,11 +94,17 @@ def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
     assert secret not in client.get("/watches").text
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"name": ""}, "name"), ({"devices": "list", "device_list": "not-a-device"}, "device_list"),
-    ({"srvs": "list", "srv_list": "x"}, "srv_list"), ({"kinds": []}, "kinds"),
-    ({"webhook_url": "https://10.0.0.1/hook"}, "webhook_url"), ({"name": "<script>alert(1)</script>x\u202e"}, "name"),
-])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"name": ""}, "name"),
+        ({"devices": "list", "device_list": "not-a-device"}, "device_list"),
+        ({"srvs": "list", "srv_list": "x"}, "srv_list"),
+        ({"kinds": []}, "kinds"),
+        ({"webhook_url": "https://10.0.0.1/hook"}, "webhook_url"),
+        ({"name": "<script>alert(1)</script>x\u202e"}, "name"),
+    ],
+)
 def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()

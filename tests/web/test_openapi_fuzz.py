@@ -3,6 +3,7 @@ response matches the documented schema.
 
 Driven through each operation's Hypothesis strategy (schemathesis's own pytest plugin does
 not run under pytest 9)."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,12 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
 
-OPERATIONS = ["GET /api/v1/records", "GET /api/v1/records/{record_id}", "GET /api/v1/records/{record_id}/why",
-              "GET /api/v1/reports/own.csv"]
+OPERATIONS = [
+    "GET /api/v1/records",
+    "GET /api/v1/records/{record_id}",
+    "GET /api/v1/records/{record_id}/why",
+    "GET /api/v1/reports/own.csv",
+]
 
 
 @pytest.fixture
@@ -34,13 +39,17 @@ def test_api_never_errors_and_matches_its_schema(api, label):
     assert set(OPERATIONS) <= set(operations), sorted(operations)
 
     @given(case=operations[label].as_strategy())
-    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def fuzz(case):
         # Rules OpenAPI cannot state: a cursor is opaque (only the server knows which strings it
         # issued) and `to` must come after `from`. Such requests may be refused with a 422.
         query = case.query or {}
         beyond_schema = query.get("cursor") or ("from" in query and "to" in query)
-        case.call_and_validate(headers={"Authorization": f"Bearer {token}"},
-                               excluded_checks=[positive_data_acceptance] if beyond_schema else [])
+        case.call_and_validate(
+            headers={"Authorization": f"Bearer {token}"},
+            excluded_checks=[positive_data_acceptance] if beyond_schema else [],
+        )
 
     fuzz()

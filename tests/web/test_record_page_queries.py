@@ -1,5 +1,6 @@
 """The record page reads a bounded number of statements however long its exchange is
 (issue 12: it once explained each message of the exchange with a read of its own)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,12 +19,24 @@ def exchange(counter: int, responses: int) -> dict[str, SatRecord]:
     """LOOKER's request to ESME-1, its acknowledgement and `responses` responses: WIRESCO, the
     Network Operator, sees all of them under MP141."""
     rid = P._rid(P.LK_OU, P.ESME_1, counter)
-    out = {f"req{counter}": SatRecord(SENT, "request", rid, "11.2", P.LK_OU, P.ESME_1, "", "<lk>"),
-           f"ack{counter}": SatRecord(SENT + timedelta(seconds=1), "acknowledgement", rid, "11.2", P.LK_OU,
-                                      P.ESME_1, "I0", "")}
+    out = {
+        f"req{counter}": SatRecord(SENT, "request", rid, "11.2", P.LK_OU, P.ESME_1, "", "<lk>"),
+        f"ack{counter}": SatRecord(
+            SENT + timedelta(seconds=1), "acknowledgement", rid, "11.2", P.LK_OU, P.ESME_1, "I0", ""
+        ),
+    }
     for i in range(responses):
-        out[f"resp{counter}_{i}"] = SatRecord(SENT + timedelta(seconds=2 + i), "response", rid, "11.2", P.LK_OU,
-                                              P.ESME_1, "I0", f"<lk {i}>", response_id=f"{P.ESME_1}:{P.LK_OU}:{i}")
+        out[f"resp{counter}_{i}"] = SatRecord(
+            SENT + timedelta(seconds=2 + i),
+            "response",
+            rid,
+            "11.2",
+            P.LK_OU,
+            P.ESME_1,
+            "I0",
+            f"<lk {i}>",
+            response_id=f"{P.ESME_1}:{P.LK_OU}:{i}",
+        )
     return out
 
 
@@ -47,7 +60,9 @@ def statements_for(engine, client, path: str) -> int:
     return len(seen)
 
 
-def test_the_record_page_reads_the_same_number_of_statements_for_3_messages_and_for_42(engine, world):
+def test_the_record_page_reads_the_same_number_of_statements_for_3_messages_and_for_42(
+    engine, world
+):
     client = signed_in(engine, P.WIRESCO)
     small = statements_for(engine, client, f"/records/{world.ids['req801']}")
     large = statements_for(engine, client, f"/records/{world.ids['req802']}")

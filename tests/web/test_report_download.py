@@ -1,6 +1,7 @@
 """The own-traffic report's download (issue 10, finding 5): its Content-Disposition is built
 from the parsed times only, and a time with control or non-ASCII characters is a 422 naming
 the parameter, never a dropped connection or a 500. API and web screen, on both engines."""
+
 from __future__ import annotations
 
 import re
@@ -17,9 +18,9 @@ PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 HEADER_SAFE = re.compile(r'attachment; filename="[A-Za-z0-9_.-]+"')
 HOSTILE_TIMES = [
-    "\x0b2025-01-01T00:00:00Z",          # a vertical tab: once copied into the header raw
-    "\u30002025-01-01T00:00:00Z",        # an ideographic space: not Latin-1, once a 500
-    "2025-01-01T00:00:00Z\x00garbage",   # fromisoformat stops at the NUL and took the rest
+    "\x0b2025-01-01T00:00:00Z",  # a vertical tab: once copied into the header raw
+    "\u30002025-01-01T00:00:00Z",  # an ideographic space: not Latin-1, once a 500
+    "2025-01-01T00:00:00Z\x00garbage",  # fromisoformat stops at the NUL and took the rest
     "2025-01-01\x00T00:00:00Z",
     "2025-01-01T00:00:00Z\x1b[31m",
 ]
@@ -43,25 +44,38 @@ def signed_in(client: TestClient, engine, username: str, party_id: str) -> str:
     with engine.begin() as conn:
         create_account(conn, username, party_id, PASSWORD)
     form = client.get("/login")
-    answer = client.post("/login", data={"username": username, "password": PASSWORD,
-                                         "csrf_token": CSRF.search(form.text).group(1)}, follow_redirects=False)
+    answer = client.post(
+        "/login",
+        data={
+            "username": username,
+            "password": PASSWORD,
+            "csrf_token": CSRF.search(form.text).group(1),
+        },
+        follow_redirects=False,
+    )
     assert answer.status_code == 303
     return CSRF.search(client.get("/report").text).group(1)
 
 
 def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine):
-    response = client.get("/api/v1/reports/own.csv", headers=bearer(engine, "np", P.NORTHPOWER),
-                          params={"from": "2025-01-01T00:00:00+01:00", "to": " 2025-02-01 "})
+    response = client.get(
+        "/api/v1/reports/own.csv",
+        headers=bearer(engine, "np", P.NORTHPOWER),
+        params={"from": "2025-01-01T00:00:00+01:00", "to": " 2025-02-01 "},
+    )
     assert response.status_code == 200
     assert response.headers["content-disposition"] == (
-        'attachment; filename="servicetrail-own-NORTHPOWER-20241231T230000Z-20250201T000000Z.csv"')
+        'attachment; filename="servicetrail-own-NORTHPOWER-20241231T230000Z-20250201T000000Z.csv"'
+    )
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_TIMES)
 @pytest.mark.parametrize("name", ["from", "to"])
 def test_the_api_refuses_a_time_with_control_or_non_ascii_characters(client, engine, hostile, name):
     params = {"from": "2024-12-01T00:00:00Z", "to": "2025-03-01T00:00:00Z", name: hostile}
-    response = client.get("/api/v1/reports/own.csv", headers=bearer(engine, "np", P.NORTHPOWER), params=params)
+    response = client.get(
+        "/api/v1/reports/own.csv", headers=bearer(engine, "np", P.NORTHPOWER), params=params
+    )
     assert response.status_code == 422
     assert response.json()["parameter"] == name
     assert "content-disposition" not in response.headers
@@ -76,20 +90,29 @@ def test_the_screen_never_puts_a_raw_time_in_the_header(client, engine, hostile)
     if hostile.strip() != hostile:
         assert answer.status_code == 200
         assert answer.headers["content-disposition"] == (
-            'attachment; filename="servicetrail-own-NORTHPOWER-20250101T000000Z-20250301T000000Z.csv"')
+            'attachment; filename="servicetrail-own-NORTHPOWER-20250101T000000Z-20250301T000000Z.csv"'
+        )
     else:
         assert answer.status_code == 422
-        assert "text/html" in answer.headers["content-type"] and "content-disposition" not in answer.headers
+        assert (
+            "text/html" in answer.headers["content-type"]
+            and "content-disposition" not in answer.headers
+        )
 
 
 def test_a_party_id_stored_before_ids_were_checked_still_gets_its_report(client, engine):
     """A store loaded by an earlier version may hold a Party ID such as 'ıNC' (dotless i):
     its report downloads, under a header-safe file name."""
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO party (party_id, name) VALUES (:p, 'Legacy Inc')"), {"p": "\u0131NC"})
+        conn.execute(
+            text("INSERT INTO party (party_id, name) VALUES (:p, 'Legacy Inc')"), {"p": "\u0131NC"}
+        )
     headers = bearer(engine, "legacy", "\u0131NC")
-    response = client.get("/api/v1/reports/own.csv", headers=headers,
-                          params={"from": "2025-01-01", "to": "2025-02-01"})
+    response = client.get(
+        "/api/v1/reports/own.csv",
+        headers=headers,
+        params={"from": "2025-01-01", "to": "2025-02-01"},
+    )
     assert response.status_code == 200
     assert HEADER_SAFE.fullmatch(response.headers["content-disposition"])
     assert response.text.splitlines()[0].startswith("id,")

@@ -3,6 +3,7 @@ verified, so at most MAX_FAILURES_PER_KEY passwords are verified per (username, 
 however many attempts arrive at once; and the limits are keyed so that an attacker
 elsewhere, or behind the same proxy, cannot lock a User out of a browser that has signed in
 before. On both engines."""
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,11 @@ from sqlalchemy import select
 
 from servicetrail.store.accounts import create_account
 from servicetrail.store.schema import login_device
-from servicetrail.store.sessions import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_KEY, session_digest
+from servicetrail.store.sessions import (
+    MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_KEY,
+    session_digest,
+)
 from servicetrail.web.app import create_app
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
@@ -47,20 +52,40 @@ def browser(app, address: tuple[str, int]) -> TestClient:
 
 def sign_in(client: TestClient, username: str, password: str = PASSWORD):
     form = client.get("/login")
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": TOKEN.search(form.text).group(1)}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": TOKEN.search(form.text).group(1),
+        },
+        follow_redirects=False,
+    )
 
 
 def sign_out(client: TestClient) -> None:
-    assert client.post("/logout", data={"csrf_token": TOKEN.search(client.get("/").text).group(1)},
-                       follow_redirects=False).status_code == 303
+    assert (
+        client.post(
+            "/logout",
+            data={"csrf_token": TOKEN.search(client.get("/").text).group(1)},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
 
 
-def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once(db_url, tmp_path, cli):
+def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once(
+    db_url, tmp_path, cli
+):
     users = tmp_path / "users.csv"
     users.write_text(f"user_id,party_id,party_name,role\n{P.NP_IS},{P.NORTHPOWER},North Power,IS\n")
     assert cli("load", "users", users).exit_code == 0
-    assert cli("accounts", "create", "np.analyst", "--party", P.NORTHPOWER, input=PASSWORD + "\n").exit_code == 0
+    assert (
+        cli(
+            "accounts", "create", "np.analyst", "--party", P.NORTHPOWER, input=PASSWORD + "\n"
+        ).exit_code
+        == 0
+    )
     with live_server(db_url, tmp_path) as base:
         with httpx.Client(base_url=base) as first:
             form = first.get("/login")
@@ -70,18 +95,28 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         def attempt(_: int) -> httpx.Response:
             with httpx.Client(base_url=base, cookies={"st_login": cookie}, timeout=60) as client:
                 start.wait()
-                return client.post("/login", data={"username": "np.analyst", "password": WRONG,
-                                                   "csrf_token": token})
+                return client.post(
+                    "/login",
+                    data={"username": "np.analyst", "password": WRONG, "csrf_token": token},
+                )
 
         with ThreadPoolExecutor(30) as pool:
             answers = list(pool.map(attempt, range(30)))
         statuses = sorted(a.status_code for a in answers)
         assert statuses == [401] * MAX_FAILURES_PER_KEY + [429] * (30 - MAX_FAILURES_PER_KEY)
-        assert all(int(a.headers["retry-after"]) == 15 * 60 for a in answers if a.status_code == 429)
+        assert all(
+            int(a.headers["retry-after"]) == 15 * 60 for a in answers if a.status_code == 429
+        )
         with httpx.Client(base_url=base) as late:  # and the right password now waits too
             form = late.get("/login")
-            again = late.post("/login", data={"username": "np.analyst", "password": PASSWORD,
-                                              "csrf_token": TOKEN.search(form.text).group(1)})
+            again = late.post(
+                "/login",
+                data={
+                    "username": "np.analyst",
+                    "password": PASSWORD,
+                    "csrf_token": TOKEN.search(form.text).group(1),
+                },
+            )
             assert again.status_code == 429
 
 
@@ -89,7 +124,9 @@ def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
     attacker = browser(app, ATTACKER)
     for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
-    assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # the attacker is paused ...
+    assert (
+        sign_in(attacker, "np.analyst", PASSWORD).status_code == 429
+    )  # the attacker is paused ...
     assert sign_in(browser(app, OFFICE), "np.analyst").status_code == 303  # ... the User is not
     assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # nor forgiven by the User
 
@@ -101,11 +138,23 @@ def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked
     first = sign_in(users_browser, "np.analyst")
     assert first.status_code == 303
     device = first.cookies[DEVICE_COOKIE]
-    cookie_header = next(h for h in first.headers.get_list("set-cookie") if h.startswith(DEVICE_COOKIE + "="))
-    assert "HttpOnly" in cookie_header and "SameSite=strict" in cookie_header and "Path=/login" in cookie_header
+    cookie_header = next(
+        h for h in first.headers.get_list("set-cookie") if h.startswith(DEVICE_COOKIE + "=")
+    )
+    assert (
+        "HttpOnly" in cookie_header
+        and "SameSite=strict" in cookie_header
+        and "Path=/login" in cookie_header
+    )
     with engine.connect() as conn:  # the store keeps only its digest
-        assert conn.execute(select(login_device.c.username).where(
-            login_device.c.token_hash == session_digest(device))).scalar() == "np.analyst"
+        assert (
+            conn.execute(
+                select(login_device.c.username).where(
+                    login_device.c.token_hash == session_digest(device)
+                )
+            ).scalar()
+            == "np.analyst"
+        )
     sign_out(users_browser)
 
     attacker = browser(app, OFFICE)  # the same address
@@ -114,8 +163,12 @@ def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked
     for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
     assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429
-    assert sign_in(browser(app, OFFICE), "lk.analyst").status_code == 429  # a new browser there waits
-    assert sign_in(users_browser, "np.analyst").status_code == 303  # the User's own browser does not
+    assert (
+        sign_in(browser(app, OFFICE), "lk.analyst").status_code == 429
+    )  # a new browser there waits
+    assert (
+        sign_in(users_browser, "np.analyst").status_code == 303
+    )  # the User's own browser does not
 
 
 def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
@@ -126,4 +179,6 @@ def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
     for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
     assert sign_in(attacker, "np.analyst", WRONG).status_code == 429
-    assert sign_in(browser(app, ATTACKER), "np.analyst", WRONG).status_code == 429  # same key: the address
+    assert (
+        sign_in(browser(app, ATTACKER), "np.analyst", WRONG).status_code == 429
+    )  # same key: the address

@@ -8,6 +8,7 @@ is generated into a spool and sent from there: no connection waits on a slow cli
 Parties' searches answer in their usual time, a client that goes gives everything back at
 once, and one Party has a bounded number of downloads open.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,11 +40,24 @@ def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:
         for user in ATTACKERS.values():
-            append_records(conn, [
-                SatRecord(parse_time("2025-06-01T00:00:00Z").replace(minute=n // 60 % 60, second=n % 60,
-                                                                     hour=n // 3600), "request",
-                          f"{user}:{P.PPMID_1}:{5000 + n}", "11.2", user, P.PPMID_1, "", PAYLOAD)
-                for n in range(2000)])
+            append_records(
+                conn,
+                [
+                    SatRecord(
+                        parse_time("2025-06-01T00:00:00Z").replace(
+                            minute=n // 60 % 60, second=n % 60, hour=n // 3600
+                        ),
+                        "request",
+                        f"{user}:{P.PPMID_1}:{5000 + n}",
+                        "11.2",
+                        user,
+                        P.PPMID_1,
+                        "",
+                        PAYLOAD,
+                    )
+                    for n in range(2000)
+                ],
+            )
     return world
 
 
@@ -81,13 +95,17 @@ def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed
     app.state.limits = PartyLimits(Bounds(request=50, heavy=50, download=50), heavy_total=50)
     with LiveServer(app) as server:
         usual = victim_searches(server, tokens[VICTIM])
-        stalled = [server.stalled_get(REPORT, tokens[party]) for party in ATTACKERS for _ in range(5)]
+        stalled = [
+            server.stalled_get(REPORT, tokens[party]) for party in ATTACKERS for _ in range(5)
+        ]
         try:
             assert all(head.startswith(b"HTTP/1.1 200") for _, head in stalled)
             # every report has been generated and every connection is back in the pool, though
             # not one client has read its report
             assert wait_until(lambda: generating(app) == 0 and engine.pool.checkedout() == 0, 20), (
-                app.state.limits.held(), engine.pool.status())
+                app.state.limits.held(),
+                engine.pool.status(),
+            )
             assert app.state.limits.held() == {"download": 20}
             during = victim_searches(server, tokens[VICTIM])
             assert p95(during) <= 5 * p95(usual) + 0.25, (usual, during)
@@ -95,8 +113,9 @@ def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed
             for sock, _ in stalled:
                 sock.close()
         # a client that goes gives back everything at once
-        assert wait_until(lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 0, 2), (
-            app.state.limits.held(), engine.pool.status())
+        assert wait_until(
+            lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 0, 2
+        ), (app.state.limits.held(), engine.pool.status())
         status, body, _ = server.get(REPORT, tokens[P.NORTHPOWER])
         assert status == 200 and body.count(PAYLOAD.encode()) == 2000
 
@@ -106,13 +125,17 @@ def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
     bound = app.state.limits.bounds.download
     with LiveServer(app) as server:
         stalled = []
-        for _ in range(bound):  # one after the other: generating a report is the Party's one heavy piece of work
+        for _ in range(
+            bound
+        ):  # one after the other: generating a report is the Party's one heavy piece of work
             stalled.append(server.stalled_get(REPORT, tokens[P.NORTHPOWER]))
             assert wait_until(lambda: generating(app) == 0, 10)
         try:
             assert all(head.startswith(b"HTTP/1.1 200") for _, head in stalled)
             status, body, took = server.get(REPORT, tokens[P.NORTHPOWER])
-            assert status == 429 and b"report downloads open" in body and took < 2  # at once, not queued
+            assert (
+                status == 429 and b"report downloads open" in body and took < 2
+            )  # at once, not queued
             refused = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=4096)[1]
             assert b"\r\nretry-after: 10\r\n" in refused.lower()
             status, _, _ = server.get(REPORT, tokens[P.WIRESCO])  # another Party is not held back
@@ -125,7 +148,9 @@ def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_once(engine, tokens, db_url):
+def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_once(
+    engine, tokens, db_url
+):
     """The report's statement is held up (a lock on PostgreSQL); its client goes. The
     statement is cancelled and its connection let go at once, not when the lock is lifted.
     (PostgreSQL only: on SQLite a reader in WAL mode never waits for a writer, and
@@ -135,11 +160,16 @@ def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_onc
         locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
         sock, _ = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=0)
         assert wait_until(lambda: generating(app) == 2 and engine.pool.checkedout() == 2, 10), (
-            app.state.limits.held(), engine.pool.status())  # the report's connection and the lock's
+            app.state.limits.held(),
+            engine.pool.status(),
+        )  # the report's connection and the lock's
         sock.close()
-        assert wait_until(lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 1, 2), (
-            app.state.limits.held(), engine.pool.status())
-        waiting = locker.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+        assert wait_until(
+            lambda: app.state.limits.held() == {} and engine.pool.checkedout() == 1, 2
+        ), (app.state.limits.held(), engine.pool.status())
+        waiting = locker.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        )
         assert waiting.scalar() == 0
         locker.rollback()
 
@@ -151,14 +181,20 @@ def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tok
         sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
         try:
             assert head.startswith(b"HTTP/1.1 200")
-            assert wait_until(lambda: app.state.limits.held() == {"download": 1}, 10)  # generated, not taken
-            assert wait_until(lambda: app.state.limits.held() == {}, 10)  # then cut off: the slot is back
+            assert wait_until(
+                lambda: app.state.limits.held() == {"download": 1}, 10
+            )  # generated, not taken
+            assert wait_until(
+                lambda: app.state.limits.held() == {}, 10
+            )  # then cut off: the slot is back
         finally:
             sock.close()
 
 
 @pytest.mark.parametrize("path", ["/api/v1/reports/own.csv", "/report"])
-def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(engine, tokens, use_settings, path):
+def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
+    engine, tokens, use_settings, path
+):
     """Nothing is sent before the report's first piece exists, so a report that runs out of
     time is answered with a status and a message, not a download that stops short."""
     use_settings(SERVICETRAIL_EXPORT_TIMEOUT=0.001)
@@ -172,9 +208,23 @@ def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(engin
                 create_account(conn, "np.analyst", P.NORTHPOWER, "correct horse battery staple")
             form = client.get("/login")
             token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-            client.post("/login", data={"username": "np.analyst", "password": "correct horse battery staple",
-                                        "csrf_token": token})
-            csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/report").text).group(1)
-            answer = client.post("/report", data={"csrf_token": csrf, "from": "2020-01-01", "to": "2030-01-01"})
-            assert answer.status_code == 422 and "narrow it" in answer.text and "Download CSV" in answer.text
+            client.post(
+                "/login",
+                data={
+                    "username": "np.analyst",
+                    "password": "correct horse battery staple",
+                    "csrf_token": token,
+                },
+            )
+            csrf = re.search(
+                r'name="csrf_token" value="([^"]+)"', client.get("/report").text
+            ).group(1)
+            answer = client.post(
+                "/report", data={"csrf_token": csrf, "from": "2020-01-01", "to": "2030-01-01"}
+            )
+            assert (
+                answer.status_code == 422
+                and "narrow it" in answer.text
+                and "Download CSV" in answer.text
+            )
     assert app.state.limits.held() == {} and engine.pool.checkedout() == 0

@@ -1,5 +1,6 @@
 """GET /api/v1/watches/{id}/stream (SPEC section 6): Server-Sent Events over a real server,
 resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party. Both engines."""
+
 from __future__ import annotations
 
 import orjson
@@ -34,8 +35,22 @@ def token(engine, party: str) -> str:
 def add_requests(engine, first: int, count: int) -> None:
     at = P.t("2025-04-01T10:00:00Z")
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(at.replace(second=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 800}", "11.2",
-                                        P.LK_OU, P.ESME_1, "", "<b>") for n in range(first, first + count)])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at.replace(second=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 800}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<b>",
+                )
+                for n in range(first, first + count)
+            ],
+        )
     catch_up(engine)
 
 
@@ -62,10 +77,15 @@ def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> 
     add_requests(engine, 1, 3)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
     with httpx.stream("GET", url, headers=south, timeout=10) as response:
-        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
         first = read_events(response.iter_lines(), 3)
-    assert [(i, kind) for i, kind, _ in first] == [("1", "record.matched"), ("2", "record.matched"),
-                                                   ("3", "record.matched")]
+    assert [(i, kind) for i, kind, _ in first] == [
+        ("1", "record.matched"),
+        ("2", "record.matched"),
+        ("3", "record.matched"),
+    ]
     assert first[0][2]["event_id"] == 1 and "payload" not in first[0][2]["record"]
     with httpx.stream("GET", url, headers={**south, "Last-Event-ID": "2"}, timeout=10) as response:
         lines = response.iter_lines()
@@ -81,7 +101,9 @@ def test_another_partys_stream_is_404(engine, server) -> None:
     wires = {"Authorization": f"Bearer {token(engine, P.WIRESCO)}"}
     base = f"http://127.0.0.1:{server.port}"
     watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
-    assert httpx.get(f"{base}/api/v1/watches/{watch['id']}/stream", headers=wires).status_code == 404
+    assert (
+        httpx.get(f"{base}/api/v1/watches/{watch['id']}/stream", headers=wires).status_code == 404
+    )
     assert httpx.get(f"{base}/api/v1/watches/99999/stream", headers=south).status_code == 404
 
 
@@ -94,13 +116,17 @@ def test_one_party_cannot_open_streams_without_bound(engine, server) -> None:
     bound = server.app.state.limits.bounds.stream
     with httpx.Client(timeout=10) as client:
         # the context managers are kept: one dropped closes its stream when it is collected
-        streams = [client.stream("GET", f"{base}/api/v1/watches/{mine['id']}/stream", headers=south)
-                   for _ in range(bound)]
+        streams = [
+            client.stream("GET", f"{base}/api/v1/watches/{mine['id']}/stream", headers=south)
+            for _ in range(bound)
+        ]
         opened = [s.__enter__() for s in streams]
         assert all(r.status_code == 200 for r in opened)
         refused = client.get(f"{base}/api/v1/watches/{mine['id']}/stream", headers=south)
         assert refused.status_code == 429 and "Retry-After" in refused.headers
-        with client.stream("GET", f"{base}/api/v1/watches/{theirs['id']}/stream", headers=wires) as other:
+        with client.stream(
+            "GET", f"{base}/api/v1/watches/{theirs['id']}/stream", headers=wires
+        ) as other:
             assert other.status_code == 200  # another Party is not held up
         for stream in streams:
             stream.__exit__(None, None, None)

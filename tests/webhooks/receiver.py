@@ -1,6 +1,7 @@
 """A local webhook receiver for the tests: a real HTTP server on 127.0.0.1 that verifies every
 delivery's signature with `standardwebhooks` (the specification's reference library, not
 servicetrail's code) and answers as each test tells it to."""
+
 from __future__ import annotations
 
 import http.server
@@ -50,7 +51,9 @@ class Receiver:
                 except Exception as e:  # noqa: BLE001 - recorded for the test to assert on
                     error = f"{type(e).__name__}: {e}"
                 same = headers.get("webhook-id")
-                attempt = 1 + sum(1 for r in receiver.received if r.headers.get("webhook-id") == same)
+                attempt = 1 + sum(
+                    1 for r in receiver.received if r.headers.get("webhook-id") == same
+                )
                 receiver.received.append(Received(self.path, headers, body, verified, error))
                 status, wait = receiver.answer(self.path, attempt)
                 if wait:
@@ -79,7 +82,11 @@ class Receiver:
 
     def events(self, path: str | None = None) -> list[dict]:
         """The verified deliveries' events (each a payload's `data`), in arrival order."""
-        return [r.verified["data"] for r in self.received if r.verified and (path is None or r.path == path)]
+        return [
+            r.verified["data"]
+            for r in self.received
+            if r.verified and (path is None or r.path == path)
+        ]
 
     def bodies(self) -> list[dict]:
         return [orjson.loads(r.body) for r in self.received]

@@ -1,6 +1,7 @@
 """Webhook deliveries (SPEC section 6) on both engines, to a local receiver that verifies
 every signature with the `standardwebhooks` reference library: retries on the schedule with
 the same webhook-id, 410 disabling, a receiver that never answers, registry corrections."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,20 +38,39 @@ def world(engine):
 def hook(engine, receiver: Receiver, path: str, party: str = P.SOUTHENERGY, **fields) -> dict:
     secret = new_secret()
     with engine.begin() as conn:
-        made = create_watch(conn, party, watch_spec({"name": path, "webhook": {"url": receiver.url(path)}, **fields}),
-                            secret)
+        made = create_watch(
+            conn,
+            party,
+            watch_spec({"name": path, "webhook": {"url": receiver.url(path)}, **fields}),
+            secret,
+        )
     receiver.secrets[path] = made["webhook"]["secret"]
     return made
 
 
 def lk_requests(engine, *numbers: int, at=LATER) -> None:
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(at + timedelta(seconds=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 900}",
-                                        "11.2", P.LK_OU, P.ESME_1, "", "<secret body>") for n in numbers])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at + timedelta(seconds=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 900}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<secret body>",
+                )
+                for n in numbers
+            ],
+        )
 
 
 def run(deliverer: Deliverer, until, seconds: float = 20) -> bool:
     """Run the worker until `until()` holds (True) or `seconds` pass (False)."""
+
     async def main() -> bool:
         stop = asyncio.Event()
         worker = asyncio.create_task(deliverer.run(stop))
@@ -64,6 +84,7 @@ def run(deliverer: Deliverer, until, seconds: float = 20) -> bool:
         finally:
             stop.set()
             await worker
+
     return asyncio.run(main())
 
 
@@ -78,7 +99,9 @@ def test_every_delivery_verifies_with_the_reference_library(engine, world) -> No
         assert all(e["watch_id"] == made["id"] and "payload" not in e["record"] for e in events)
         body = receiver.bodies()[0]
         assert body["type"] == "record.matched" and body["timestamp"].endswith("Z")
-        assert {r.headers["webhook-id"] for r in receiver.received} == {f"evt_{made['id']}_{n}" for n in (1, 2, 3)}
+        assert {r.headers["webhook-id"] for r in receiver.received} == {
+            f"evt_{made['id']}_{n}" for n in (1, 2, 3)
+        }
         with engine.connect() as conn:
             assert pending_count(conn) == 0
 
@@ -103,7 +126,9 @@ def test_failed_attempts_are_retried_with_the_same_webhook_id(engine, world) -> 
         assert len(ids) == 3 and len(set(ids)) == 1
         assert all(r.verified for r in receiver.received)
         time.sleep(0.3)
-        assert not run(Deliverer(engine, schedule=[0.2]), lambda: len(receiver.received) > 3, seconds=1)
+        assert not run(
+            Deliverer(engine, schedule=[0.2]), lambda: len(receiver.received) > 3, seconds=1
+        )
         with engine.connect() as conn:
             assert pending_count(conn) == 0
 
@@ -134,7 +159,10 @@ def test_410_disables_the_webhook(engine, world) -> None:
 
 
 def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -> None:
-    with Receiver(answer=lambda path, n: (200, 30 if path == "/stuck" else 0)) as stuck, Receiver() as fine:
+    with (
+        Receiver(answer=lambda path, n: (200, 30 if path == "/stuck" else 0)) as stuck,
+        Receiver() as fine,
+    ):
         hook(engine, stuck, "/stuck")
         hook(engine, fine, "/fine")
         lk_requests(engine, *range(1, 41))
@@ -152,8 +180,16 @@ def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) ->
         deliverer = Deliverer(engine, schedule=[0.3, 0.3, 0.3])
         assert run(deliverer, lambda: len(receiver.received) >= 1)
         with engine.begin() as conn:  # SOUTHENERGY's supply of ESME-1 ended in May after all
-            load_responsibility(conn, Responsibility(P.ESME_1, P.SOUTHENERGY, "supplier", P.CHANGE_OF_SUPPLIER,
-                                                     P.t("2025-05-01T00:00:00Z")))
+            load_responsibility(
+                conn,
+                Responsibility(
+                    P.ESME_1,
+                    P.SOUTHENERGY,
+                    "supplier",
+                    P.CHANGE_OF_SUPPLIER,
+                    P.t("2025-05-01T00:00:00Z"),
+                ),
+            )
         time.sleep(0.4)
         run(Deliverer(engine, schedule=[0.3]), lambda: False, seconds=1)
         assert len(receiver.received) == 1

@@ -1,6 +1,7 @@
 """Durability (SPEC section 6): the receiver goes away, the server is killed with SIGKILL
 while deliveries are pending, more records arrive while nothing runs; a `servicetrail
 deliver` started afterwards delivers every event, each verified by the reference library."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ from tests.web.live_server import live_server
 from tests.webhooks.receiver import Receiver
 
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
-ENV = {"SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK": "1", "SERVICETRAIL_WEBHOOK_RETRY_SECONDS": "0.5,0.5,0.5,0.5,0.5,"
-       "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5", "SERVICETRAIL_WEBHOOK_TIMEOUT": "1"}
+ENV = {
+    "SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK": "1",
+    "SERVICETRAIL_WEBHOOK_RETRY_SECONDS": "0.5,0.5,0.5,0.5,0.5,"
+    "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+    "SERVICETRAIL_WEBHOOK_TIMEOUT": "1",
+}
 
 
 def wait_for(condition, seconds: float) -> bool:
@@ -40,8 +45,22 @@ def wait_for(condition, seconds: float) -> bool:
 def add_requests(engine, first: int, count: int) -> None:
     at = P.t("2025-04-01T10:00:00Z")
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(at + timedelta(seconds=n), "request", f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
-                                        "11.2", P.LK_OU, P.ESME_1, "", "<b>") for n in range(first, first + count)])
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at + timedelta(seconds=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<b>",
+                )
+                for n in range(first, first + count)
+            ],
+        )
 
 
 @pytest.mark.slow
@@ -53,8 +72,12 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
     receiver = Receiver().__enter__()
     port = receiver.port
     with engine.begin() as conn:
-        made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "k", "webhook": {"url": receiver.url("/k")}}),
-                            secret)
+        made = create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": "k", "webhook": {"url": receiver.url("/k")}}),
+            secret,
+        )
     receiver.secrets["/k"] = secret
     with live_server(db_url, tmp_path, env=ENV):
         add_requests(engine, 0, 10)
@@ -69,12 +92,20 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
     revived = Receiver(port=port)
     revived.secrets["/k"] = secret
     with revived:
-        worker = subprocess.Popen([str(SERVICETRAIL), "--db", db_url, "deliver"], env={**os.environ, **ENV},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        worker = subprocess.Popen(
+            [str(SERVICETRAIL), "--db", db_url, "deliver"],
+            env={**os.environ, **ENV},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             want = {f"evt_{made['id']}_{n}" for n in range(1, 31)}
-            got = lambda: {r.headers["webhook-id"] for r in revived.received} | \
-                {r.headers["webhook-id"] for r in receiver.received}  # noqa: E731
+
+            def got() -> set[str]:
+                return {r.headers["webhook-id"] for r in revived.received} | {
+                    r.headers["webhook-id"] for r in receiver.received
+                }
+
             assert wait_for(lambda: got() >= want, 60), sorted(want - got())
         finally:
             worker.send_signal(signal.SIGTERM)
@@ -92,7 +123,12 @@ def _children() -> list[tuple[int, str]]:
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             if ppid == os.getpid():
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+                found.append(
+                    (
+                        int(entry.name),
+                        (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(),
+                    )
+                )
         except (OSError, ValueError, IndexError):
             continue
     return found

@@ -1,5 +1,6 @@
 """Outbound safety (issue 13 item 4): which URLs and addresses a webhook may go to, that a
 delivery connects to the address it checked, follows no redirect and reads a bounded answer."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -13,16 +14,40 @@ from servicetrail.webhooks import outbound
 from servicetrail.webhooks.outbound import UnsafeUrl, check_url, parse_url, refusal
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.9.9.9", "::1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "fe80::1",
-    "fc00::1", "fd12:3456::1", "0.0.0.0", "::", "100.64.0.1", "224.0.0.1", "ff02::1", "255.255.255.255",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:0001::1", "64:ff9b::a00:1", "192.0.2.1", "198.18.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "0.0.0.0",
+        "::",
+        "100.64.0.1",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:0001::1",
+        "64:ff9b::a00:1",
+        "192.0.2.1",
+        "198.18.0.1",
+    ],
+)
 def test_internal_addresses_are_refused(address: str) -> None:
     assert refusal(ipaddress.ip_address(address), allow_loopback=False) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"]
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert refusal(ipaddress.ip_address(address), allow_loopback=False) is None
 
@@ -34,11 +59,22 @@ def test_allowing_loopback_allows_loopback_only() -> None:
     assert refusal(ipaddress.ip_address("169.254.169.254"), allow_loopback=True) is not None
 
 
-@pytest.mark.parametrize("url", [
-    "http://example.org/", "ftp://example.org/", "https://user@example.org/", "https:///path", "https://",
-    "https://exa mple.org/", "https://exämple.org/", "https://example.org/#frag", "javascript:alert(1)",
-    "https://example.org:99999/", "https://example.org/\r\nX-Injected: 1",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/",
+        "ftp://example.org/",
+        "https://user@example.org/",
+        "https:///path",
+        "https://",
+        "https://exa mple.org/",
+        "https://exämple.org/",
+        "https://example.org/#frag",
+        "javascript:alert(1)",
+        "https://example.org:99999/",
+        "https://example.org/\r\nX-Injected: 1",
+    ],
+)
 def test_malformed_or_plain_http_urls_are_refused(url: str, monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
@@ -57,8 +93,11 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
     settings.reload()
 
     def fake(host, port, *args, **kwargs):
-        answers = {"public.test": ["93.184.216.34"], "mixed.test": ["93.184.216.34", "10.1.1.1"],
-                   "decimal.test": ["127.0.0.1"]}
+        answers = {
+            "public.test": ["93.184.216.34"],
+            "mixed.test": ["93.184.216.34", "10.1.1.1"],
+            "decimal.test": ["127.0.0.1"],
+        }
         if host not in answers:
             raise socket.gaierror(-2, "Name or service not known")
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
@@ -73,15 +112,24 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
 def test_numeric_hosts_in_odd_forms_are_resolved_then_refused(monkeypatch) -> None:
     monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
     settings.reload()
-    for url in ("https://2130706433/", "https://0x7f.0.0.1/", "https://0177.0.0.1/", "https://127.1/",
-                "https://[::ffff:7f00:1]/", "https://localhost./"):
+    for url in (
+        "https://2130706433/",
+        "https://0x7f.0.0.1/",
+        "https://0177.0.0.1/",
+        "https://127.1/",
+        "https://[::ffff:7f00:1]/",
+        "https://localhost./",
+    ):
         with pytest.raises(UnsafeUrl):
             check_url(url)
 
 
 # --- a delivery's connection -------------------------------------------------------------
 
-def one_shot_server(reply: bytes, endless: bool = False) -> tuple[int, list[bytes], threading.Thread]:
+
+def one_shot_server(
+    reply: bytes, endless: bool = False
+) -> tuple[int, list[bytes], threading.Thread]:
     """A TCP server that answers each connection with `reply` (then, if `endless`, keeps
     sending), recording what it was sent."""
     listener = socket.socket()
@@ -130,14 +178,17 @@ def attempt(url: str, timeout: float = 5.0):
     async def main():
         async with client_session(4, timeout) as session:
             return await asyncio.wait_for(deliverer._post(session, due), timeout)
+
     return asyncio.run(main())
 
 
 def test_a_redirect_is_not_followed(monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
-    port, seen, _ = one_shot_server(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\n"
-                                    b"Content-Length: 0\r\n\r\n")
+    port, seen, _ = one_shot_server(
+        b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
     status, _ = attempt(f"http://127.0.0.1:{port}/hook")
     assert status == 307 and len(seen) == 1
 
@@ -147,7 +198,9 @@ def test_an_endless_answer_is_read_only_a_little(monkeypatch) -> None:
 
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
-    port, _, _ = one_shot_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True)
+    port, _, _ = one_shot_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True
+    )
     started = time.monotonic()
     status, _ = attempt(f"http://127.0.0.1:{port}/hook")
     assert status == 200 and time.monotonic() - started < 3
@@ -169,4 +222,3 @@ def test_the_connection_goes_to_the_checked_address(monkeypatch) -> None:
     status, error = attempt(f"http://hooks.rebind.test:{port}/hook")
     assert (status, error) == (204, "")
     assert f"host: hooks.rebind.test:{port}".encode() in seen[0].lower()
-

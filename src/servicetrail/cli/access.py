@@ -1,4 +1,5 @@
 """`servicetrail accounts` and `servicetrail tokens`: who may sign in and call the API."""
+
 from __future__ import annotations
 
 import sys
@@ -6,7 +7,14 @@ import sys
 import click
 
 from ..domain.times import format_time
-from ..store.accounts import change_password, create_account, create_token, list_tokens, revoke_tokens, set_disabled
+from ..store.accounts import (
+    change_password,
+    create_account,
+    create_token,
+    list_tokens,
+    revoke_tokens,
+    set_disabled,
+)
 from .common import COUNT, Failure, engine, with_db
 
 
@@ -16,8 +24,10 @@ def accounts_group() -> None:
 
 
 # Said in the help of every command that revokes access to the API.
-TOKEN_CACHE_NOTE = ("A running server may accept a token for up to SERVICETRAIL_TOKEN_CACHE_SECONDS (default 5) "
-                    "seconds after this: each server process remembers a token it has looked up that long.")
+TOKEN_CACHE_NOTE = (
+    "A running server may accept a token for up to SERVICETRAIL_TOKEN_CACHE_SECONDS (default 5) "
+    "seconds after this: each server process remembers a token it has looked up that long."
+)
 
 
 def _read_password() -> str:
@@ -29,7 +39,9 @@ def _read_password() -> str:
 
 @accounts_group.command("create")
 @click.argument("username")
-@click.option("--party", "party_id", required=True, help="The Party (party_id) the account acts for.")
+@click.option(
+    "--party", "party_id", required=True, help="The Party (party_id) the account acts for."
+)
 @with_db
 def accounts_create(username: str, party_id: str) -> None:
     """Create an account; the password (12-1024 characters) is read from standard input
@@ -106,17 +118,25 @@ def tokens_list(username: str | None) -> None:
     click.echo(f"{'ID':>6}  {'ACCOUNT':<24} {'PARTY':<32} {'CREATED':<20}  STATUS")
     for t in tokens:
         status = "account disabled" if t.account_disabled else "active"
-        click.echo(f"{t.id:>6}  {t.username:<24} {t.party_id:<32} {format_time(t.created_at)[:19] + 'Z':<20}  "
-                   f"{status}")
+        click.echo(
+            f"{t.id:>6}  {t.username:<24} {t.party_id:<32} {format_time(t.created_at)[:19] + 'Z':<20}  "
+            f"{status}"
+        )
     click.echo(f"{len(tokens)} token(s)", err=True)
 
 
 @tokens_group.command("revoke", epilog=TOKEN_CACHE_NOTE)
 @click.argument("token_ids", nargs=-1, type=COUNT, metavar="[TOKEN_ID]...")
-@click.option("--account", "username", metavar="USERNAME", help="Revoke every token of this account.")
-@click.option("--stdin", "from_stdin", is_flag=True,
-              help="Revoke the tokens whose values are read from standard input, one a line "
-                   "(e.g. a token found where it should not be).")
+@click.option(
+    "--account", "username", metavar="USERNAME", help="Revoke every token of this account."
+)
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Revoke the tokens whose values are read from standard input, one a line "
+    "(e.g. a token found where it should not be).",
+)
 @with_db
 def tokens_revoke(token_ids: tuple[int, ...], username: str | None, from_stdin: bool) -> None:
     """Revoke API tokens for good, by id (see 'tokens list'), by account, or by value."""

@@ -1,5 +1,6 @@
 """The `servicetrail` command group itself, and the one place where an expected error of any
 command becomes its message and exit code."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,12 @@ from .common import Failure, db_option
 # What a command may meet that is the input's or the store's fault, never a bug, and the
 # exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.
 EXPECTED: dict[type[Exception], int] = {
-    settings.SettingError: 2, StoreError: 2, AccountError: 2, WeakPassword: 2, BadHeader: 2, UnreadableInput: 2,
+    settings.SettingError: 2,
+    StoreError: 2,
+    AccountError: 2,
+    WeakPassword: 2,
+    BadHeader: 2,
+    UnreadableInput: 2,
     SearchTooBroad: 3,
 }
 
@@ -32,7 +38,10 @@ class Servicetrail(click.Group):
             raise Failure(str(e), code) from None
 
 
-@click.group(cls=Servicetrail, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=Servicetrail,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @db_option
 @click.version_option(package_name="servicetrail")
 @click.pass_context

@@ -1,4 +1,5 @@
 """What every command of the command line shares: parameter types, the store, failing, summaries."""
+
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,13 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain.ids import InvalidValue, whole_number
@@ -71,8 +78,13 @@ WINDOW = Parsed("MINUTES", window_minutes)
 def db_option(command: F) -> F:
     """`--db URL`: before the command name (on the group) or after it (on every command that
     opens the store); the store's URL otherwise comes from the settings."""
-    return click.option("--db", "db_url", metavar="URL", default=None,
-                        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).")(command)
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        default=None,
+        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).",
+    )(command)
 
 
 def with_db(command: Callable[..., None]) -> Callable[..., None]:
@@ -118,10 +130,20 @@ def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    total = sum(p.stat().st_size for path in paths for p in ([path] if path.is_file() else path.rglob("*"))
-                if p.is_file())
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), transient=True) as bar:
+    total = sum(
+        p.stat().st_size
+        for path in paths
+        for p in ([path] if path.is_file() else path.rglob("*"))
+        if p.is_file()
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("loading", total=total)
         yield lambda done: bar.advance(task, done)
 

@@ -1,4 +1,5 @@
 """`servicetrail db` (migrations) and `servicetrail retention`."""
+
 from __future__ import annotations
 
 import click
@@ -37,8 +38,12 @@ def db_check() -> None:
 
 
 @click.command("retention")
-@click.option("--keep-months", type=click.IntRange(min=1), required=True,
-              help="Keep this many whole months before the current one; drop older months.")
+@click.option(
+    "--keep-months",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Keep this many whole months before the current one; drop older months.",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be dropped, drop nothing.")
 @with_db
 def retention_cmd(keep_months: int, dry_run: bool) -> None:

@@ -1,4 +1,5 @@
 """`servicetrail generate`: a seeded DCC-shaped world, to files or into the store."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,13 +19,29 @@ from .common import TIME, Failure, engine, with_db
 @click.option("--seed", default=141, show_default=True, type=int)
 @click.option("--start", type=TIME, help="First day of traffic (default 2025-01-01).")
 @click.option("--end", type=TIME, help="End of traffic (default 2026-01-01).")
-@click.option("--duis", "with_duis", is_flag=True, help="Also write duis.jsonl, a DUIS capture of the same traffic.")
+@click.option(
+    "--duis",
+    "with_duis",
+    is_flag=True,
+    help="Also write duis.jsonl, a DUIS capture of the same traffic.",
+)
 @click.option("--no-sat", is_flag=True, help="Do not write sat.jsonl.")
-@click.option("--into-store", is_flag=True, help="Load the world straight into the store instead of FOLDER.")
+@click.option(
+    "--into-store", is_flag=True, help="Load the world straight into the store instead of FOLDER."
+)
 @with_db
-def generate_cmd(folder: Path | None, records: int, devices: int | None, parties: int, seed: int,
-                 start: datetime | None, end: datetime | None, with_duis: bool, no_sat: bool,
-                 into_store: bool) -> None:
+def generate_cmd(
+    folder: Path | None,
+    records: int,
+    devices: int | None,
+    parties: int,
+    seed: int,
+    start: datetime | None,
+    end: datetime | None,
+    with_duis: bool,
+    no_sat: bool,
+    into_store: bool,
+) -> None:
     """A seeded, DCC-shaped world: the same seed gives the same bytes.
 
     Parties in every User Role, devices of every type (SMETS1 and 2), changes of supplier
@@ -33,14 +50,22 @@ def generate_cmd(folder: Path | None, records: int, devices: int | None, parties
     loads it through the store's own writers.
     """
     try:
-        world = World(n_records=records, n_devices=devices, n_parties=parties, seed=seed,
-                      start=start or World.start, end=end or World.end)
+        world = World(
+            n_records=records,
+            n_devices=devices,
+            n_parties=parties,
+            seed=seed,
+            start=start or World.start,
+            end=end or World.end,
+        )
     except ValueError as e:  # sizes that make no world: said by World itself
         raise Failure(str(e)) from None
     if into_store:
         counts = load_into(engine(), world)
-        click.echo(f"loaded {counts.records} records, {counts.users} users, {counts.devices} devices, "
-                   f"{counts.responsibilities} responsibilities ({counts.duplicates} duplicates skipped)")
+        click.echo(
+            f"loaded {counts.records} records, {counts.users} users, {counts.devices} devices, "
+            f"{counts.responsibilities} responsibilities ({counts.duplicates} duplicates skipped)"
+        )
         return
     if folder is None:
         raise Failure("name a FOLDER to write into, or give --into-store")

@@ -1,4 +1,5 @@
 """`servicetrail load` (the registry) and `servicetrail ingest` (SAT records)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,15 +11,21 @@ from ..ingest import registry_csv
 from ..ingest.load import ingest, load_registry
 from .common import TIME, Failure, engine, progress_for, report_summary, with_db
 
-SPEC_OF = {"users": registry_csv.USERS, "devices": registry_csv.DEVICES,
-           "responsibilities": registry_csv.RESPONSIBILITIES}
+SPEC_OF = {
+    "users": registry_csv.USERS,
+    "devices": registry_csv.DEVICES,
+    "responsibilities": registry_csv.RESPONSIBILITIES,
+}
 
 
 @click.command("load")
 @click.argument("what", type=click.Choice(list(SPEC_OF)))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
-              help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).",
+)
 @with_db
 def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     """Load a registry CSV: users, devices or responsibilities (in that order).
@@ -38,8 +45,11 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
 @click.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file.")
-@click.option("--logged-at", type=TIME, help="Time a bare DUIS request .xml file was logged "
-                                              "(default: the file's modification time).")
+@click.option(
+    "--logged-at",
+    type=TIME,
+    help="Time a bare DUIS request .xml file was logged (default: the file's modification time).",
+)
 @with_db
 def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetime | None) -> None:
     """Ingest SAT records: SAT JSON Lines, DUIS JSON Lines captures, or DUIS XML files and folders.
@@ -47,7 +57,9 @@ def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetim
     The format of each file is detected. Re-ingesting a file adds nothing; rejected
     records go to a reject file with their line and reason, and the exit code is 1.
     """
-    if rejects and any(rejects.resolve() == p.resolve() for p in paths):  # the reject file is emptied first
+    if rejects and any(
+        rejects.resolve() == p.resolve() for p in paths
+    ):  # the reject file is emptied first
         raise Failure("--rejects must not name an input file")
     with progress_for(list(paths)) as progress:
         summary = ingest(engine(), list(paths), rejects, logged_at, progress)

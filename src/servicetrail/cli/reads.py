@@ -1,4 +1,5 @@
 """`servicetrail records`, `report own` and `triggers`: the trail through the visibility rule."""
+
 from __future__ import annotations
 
 import sys
@@ -27,10 +28,16 @@ def report_group() -> None:
 @click.option("--party", "party_id", required=True)
 @click.option("--from", "time_from", type=TIME, required=True, help="Inclusive start (ISO-8601).")
 @click.option("--to", "time_to", type=TIME, required=True, help="Exclusive end (ISO-8601).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
 @with_db
-def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, output: Path | None) -> None:
+def report_own(
+    party_id: str, time_from: datetime, time_to: datetime, fmt: str, output: Path | None
+) -> None:
     """The Party's own traffic, payload included, streamed as CSV or JSON Lines.
 
     \b
@@ -68,13 +75,26 @@ def report_own(party_id: str, time_from: datetime, time_to: datetime, fmt: str, 
 @click.option("--to", "time_to", help="Exclusive end (ISO-8601).")
 @click.option("--srv", help="An SRV number such as 4.1.1, or words of its title.")
 @click.option("--kind", help=f"One of {', '.join(KINDS_OF_RECORD)}.")
-@click.option("--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True)
+@click.option(
+    "--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True
+)
 @click.option("--limit", type=COUNT, help="At most N records (default: all).")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+)
 @with_db
-def records_cmd(party_id: str, device_id: str | None, request_id: str | None, time_from: str | None,
-                time_to: str | None, srv: str | None, kind: str | None, scope: str, limit: int | None,
-                fmt: str) -> None:
+def records_cmd(
+    party_id: str,
+    device_id: str | None,
+    request_id: str | None,
+    time_from: str | None,
+    time_to: str | None,
+    srv: str | None,
+    kind: str | None,
+    scope: str,
+    limit: int | None,
+    fmt: str,
+) -> None:
     """What a Party may see, newest first, through the MP141 rule.
 
     The filters are read as the API reads its parameters. JSON Lines items carry the API's
@@ -83,23 +103,39 @@ def records_cmd(party_id: str, device_id: str | None, request_id: str | None, ti
     try:
         search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
     except InvalidField as e:
-        raise Failure(f"Invalid value for '{OPTION_OF.get(e.field, e.field)}': {e.message}") from None
+        raise Failure(
+            f"Invalid value for '{OPTION_OF.get(e.field, e.field)}': {e.message}"
+        ) from None
     with engine().connect() as conn:
         items = iter_search(conn, viewer_of(conn, party_id), search, limit)
         (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
 
 
 # the option that carries each field of a search
-OPTION_OF = {"device_id": "--device", "request_id": "--request-id", "from": "--from", "to": "--to",
-             "srv": "--srv", "kind": "--kind", "scope": "--scope"}
+OPTION_OF = {
+    "device_id": "--device",
+    "request_id": "--request-id",
+    "from": "--from",
+    "to": "--to",
+    "srv": "--srv",
+    "kind": "--kind",
+    "scope": "--scope",
+}
 
 
 @click.command("triggers")
 @click.argument("record_id", type=COUNT)
 @click.option("--party", "party_id", required=True, help="The viewing Party.")
-@click.option("--window", type=WINDOW, default="1440", show_default=True,
-              help="Minutes before the record to look back (1..10080).")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+@click.option(
+    "--window",
+    type=WINDOW,
+    default="1440",
+    show_default=True,
+    help="Minutes before the record to look back (1..10080).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+)
 @with_db
 def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     """What may have caused a record: the requests the Party may see on its Device in the

@@ -1,4 +1,5 @@
 """`servicetrail serve` and `servicetrail demo`."""
+
 from __future__ import annotations
 
 import sys
@@ -13,18 +14,26 @@ from .common import engine, store_url, with_db
 
 def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
     store = engine()  # opened (a new one built) before any worker starts, which then only open it
-    click.echo(f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)", err=True)
+    click.echo(
+        f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)",
+        err=True,
+    )
     run(store, store_url(), host, port, workers, trusted_proxies)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes.")
-@click.option("--trusted-proxies", metavar="IPS", default=None,
-              help="Comma list of proxy addresses whose X-Forwarded-For/-Proto headers are believed "
-                   "(needed behind a TLS proxy for Secure cookies and per-client login throttling).")
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes."
+)
+@click.option(
+    "--trusted-proxies",
+    metavar="IPS",
+    default=None,
+    help="Comma list of proxy addresses whose X-Forwarded-For/-Proto headers are believed "
+    "(needed behind a TLS proxy for Secure cookies and per-client login throttling).",
+)
 @with_db
 def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> None:
     """Serve the web screen and the HTTP API.
@@ -38,8 +47,13 @@ def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> No
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--records", default=60_000, show_default=True, type=click.IntRange(1000),
-              help="SAT records to generate.")
+@click.option(
+    "--records",
+    default=60_000,
+    show_default=True,
+    type=click.IntRange(1000),
+    help="SAT records to generate.",
+)
 @click.option("--no-serve", is_flag=True, help="Build the demo store and exit.")
 @with_db
 def demo(host: str, port: int, records: int, no_serve: bool) -> None:
@@ -56,7 +70,9 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     click.echo(f"\nDemo logins (password: {logins[0].password}):", err=True)
     for login in logins:
         click.echo(f"  {login.username:<14} {login.party_id:<18} {login.description}", err=True)
-    click.echo(f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True)
+    click.echo(
+        f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True
+    )
     click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
     sys.stderr.flush()
     if not no_serve:

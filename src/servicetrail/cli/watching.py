@@ -1,4 +1,5 @@
 """`servicetrail watch add|list|rm|events` and `servicetrail deliver` (SPEC section 6)."""
+
 from __future__ import annotations
 
 import sys
@@ -27,24 +28,44 @@ def _list_option(value: str | None, words: tuple[str, ...]) -> str | list[str] |
 @watch_group.command("add")
 @click.option("--party", "party_id", required=True, help="The Party that keeps the watch.")
 @click.option("--name", required=True, help="What to call it (1-200 characters).")
-@click.option("--devices", default=None, metavar="mine|ID,...", help="mine (default) or Device IDs.")
-@click.option("--srvs", default=None, metavar="all|critical|SRV,...", help="all (default), critical or SRVs.")
+@click.option(
+    "--devices", default=None, metavar="mine|ID,...", help="mine (default) or Device IDs."
+)
+@click.option(
+    "--srvs", default=None, metavar="all|critical|SRV,...", help="all (default), critical or SRVs."
+)
 @click.option("--kinds", default=None, metavar="K,...", help="Kinds of record (default: request).")
-@click.option("--senders", type=click.Choice(["others", "all"]), default=None,
-              help="others (default): not the Party's own User IDs' records.")
+@click.option(
+    "--senders",
+    type=click.Choice(["others", "all"]),
+    default=None,
+    help="others (default): not the Party's own User IDs' records.",
+)
 @click.option("--webhook", default=None, metavar="URL", help="https:// URL to POST each event to.")
 @with_db
-def watch_add(party_id: str, name: str, devices: str | None, srvs: str | None, kinds: str | None,
-              senders: str | None, webhook: str | None) -> None:
+def watch_add(
+    party_id: str,
+    name: str,
+    devices: str | None,
+    srvs: str | None,
+    kinds: str | None,
+    senders: str | None,
+    webhook: str | None,
+) -> None:
     """Add a watch and print it as JSON; with --webhook, its signing secret, this once."""
     from ..domain.watches import InvalidWatch, watch_spec
     from ..store.watches import WatchLimit, create_watch
     from ..webhooks.outbound import UnsafeUrl, check_url
     from ..webhooks.signing import new_secret
 
-    raw = {"name": name, "devices": _list_option(devices, ("mine",)),
-           "srvs": _list_option(srvs, ("all", "critical")), "kinds": _list_option(kinds, ()),
-           "senders": senders, "webhook": {"url": webhook} if webhook is not None else None}
+    raw = {
+        "name": name,
+        "devices": _list_option(devices, ("mine",)),
+        "srvs": _list_option(srvs, ("all", "critical")),
+        "kinds": _list_option(kinds, ()),
+        "senders": senders,
+        "webhook": {"url": webhook} if webhook is not None else None,
+    }
     try:
         spec = watch_spec({k: v for k, v in raw.items() if v is not None})
         if spec.webhook_url is not None:
@@ -98,7 +119,13 @@ FOLLOW_SECONDS = 1.0
 @watch_group.command("events")
 @click.argument("watch_id", type=COUNT)
 @click.option("--party", "party_id", required=True)
-@click.option("--after", type=click.IntRange(0), default=0, show_default=True, help="The last event_id you have.")
+@click.option(
+    "--after",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="The last event_id you have.",
+)
 @click.option("--follow", is_flag=True, help="Keep waiting for new events (Ctrl-C to stop).")
 @with_db
 def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None:
@@ -169,4 +196,7 @@ def deliver_cmd() -> None:
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
     asyncio.run(main())
     s = deliverer.stats
-    click.echo(f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up {s.given_up}", err=True)
+    click.echo(
+        f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up {s.given_up}",
+        err=True,
+    )

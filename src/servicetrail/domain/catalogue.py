@@ -1,4 +1,5 @@
 """The SRV catalogue: every record shows its SRV's title."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,14 @@ class Srv:
 
 
 CATALOGUE: dict[str, Srv] = {
-    row[0]: Srv(row[0], row[1], tuple(filter(None, row[2].split(";"))), row[3], row[4],
-                tuple(filter(None, row[5].split(";"))))
+    row[0]: Srv(
+        row[0],
+        row[1],
+        tuple(filter(None, row[2].split(";"))),
+        row[3],
+        row[4],
+        tuple(filter(None, row[5].split(";"))),
+    )
     for row in SRV_ROWS
 }
 
@@ -64,4 +71,6 @@ def search_srvs(text: str) -> list[str]:
         return []
     if needle in CATALOGUE:
         return [needle]
-    return [srv for srv, title in _SEARCHABLE_TITLES if needle in title or srv.startswith(needle + ".")]
+    return [
+        srv for srv, title in _SEARCHABLE_TITLES if needle in title or srv.startswith(needle + ".")
+    ]

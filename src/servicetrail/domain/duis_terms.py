@@ -1,4 +1,5 @@
 """DUIS header values in the words a DCC analyst uses, for every screen and the CLI."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -33,8 +34,11 @@ def execution_text(execution_at: datetime | str | None) -> str:
     """A future-dated request's ExecutionDateTime in words; 3000-12-31 cancels."""
     if execution_at is None or execution_at == "":
         return ""
-    when = datetime.fromisoformat(execution_at.replace("Z", "+00:00")) if isinstance(execution_at, str) \
+    when = (
+        datetime.fromisoformat(execution_at.replace("Z", "+00:00"))
+        if isinstance(execution_at, str)
         else execution_at
+    )
     if when.date() == CANCEL_EXECUTION:
         return "cancels the pending future-dated command (DUIS dates a cancellation 3000-12-31)"
     return f"future-dated: to run at {when.strftime('%Y-%m-%d %H:%M:%S')} UTC"

@@ -1,4 +1,5 @@
 """Identifiers of the DCC world: EUI-64s and Request IDs."""
+
 from __future__ import annotations
 
 import re
@@ -8,12 +9,14 @@ from functools import lru_cache
 _EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\Z")
 # the XSD's RequestIDType counter, as its pattern writes it: a decimal with no leading zero,
 # at most 2^64 - 1 (shared with the API's OpenAPI document)
-COUNTER_PATTERN = ("(0|[1-9][0-9]{0,18}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|"
-                   "1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|"
-                   "184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|"
-                   "1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|"
-                   "18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]|"
-                   "1844674407370955161[0-5])")
+COUNTER_PATTERN = (
+    "(0|[1-9][0-9]{0,18}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|"
+    "1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|"
+    "184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|"
+    "1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|"
+    "18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]|"
+    "1844674407370955161[0-5])"
+)
 _COUNTER = re.compile(f"^(?:{COUNTER_PATTERN})\\Z")
 
 
@@ -63,8 +66,10 @@ class RequestId:
     def parse(cls, value: str) -> RequestId:
         parts = value.strip().split(":") if isinstance(value, str) else []
         if len(parts) != 3 or not _COUNTER.match(parts[2]):
-            raise InvalidValue(f"not a Request ID (originator:target:counter, the counter a decimal with "
-                               f"no leading zero, at most 2^64 - 1): {shown(value)}")
+            raise InvalidValue(
+                f"not a Request ID (originator:target:counter, the counter a decimal with "
+                f"no leading zero, at most 2^64 - 1): {shown(value)}"
+            )
         try:
             return cls(eui64(parts[0]), eui64(parts[1]), parts[2])
         except InvalidValue:
@@ -88,15 +93,19 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # 2**63 - 1 has 19 digits
 def party_id(value: str) -> str:
     """A Party ID as SPEC section 4 gives it: 1-32 ASCII upper-case letters, digits, '_' or '-'."""
     if not isinstance(value, str) or not _PARTY_ID.fullmatch(value):
-        raise InvalidValue(f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {value!r}")
+        raise InvalidValue(
+            f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {value!r}"
+        )
     return value
 
 
 def role_code(value: str) -> str:
     """A User Role code (IS, ED, OU, or a future one): 1-16 ASCII letters or digits, upper-cased."""
     if not isinstance(value, str) or not _CODE.fullmatch(value):
-        raise InvalidValue(f"role must be a User Role code of 1-16 ASCII letters or digits, such as IS, ED "
-                           f"or OU: {value!r}")
+        raise InvalidValue(
+            f"role must be a User Role code of 1-16 ASCII letters or digits, such as IS, ED "
+            f"or OU: {value!r}"
+        )
     return value.upper()
 
 

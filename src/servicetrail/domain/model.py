@@ -1,4 +1,5 @@
 """The records and parties of a Service Audit Trail, as plain values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Validation of a normalised SAT record (SPEC section 4, SAT JSON Lines) and its API shape."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,16 @@ from .model import ALERT_KINDS, KINDS, SatRecord
 from .times import format_time, parse_time
 from .visibility import Access
 
-FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload")
+FIELDS = (
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "user_id",
+    "device_id",
+    "response_code",
+    "payload",
+)
 _SRV_CHARS = "0123456789."
 # as large as the largest DUIS document (an 11.1 firmware image), so SAT JSONL can carry any of them
 MAX_PAYLOAD_CHARS = 16 * 1024 * 1024
@@ -24,7 +34,9 @@ def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
     return SatRecord(*record_values(raw))
 
 
-def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str, str, str, str, int | None]:
+def record_values(
+    raw: Mapping[str, Any],
+) -> tuple[datetime, str, str, str, str, str, str, str, int | None]:
     """record_from_mapping's fields in SatRecord order, without building the record.
 
     This runs once per ingested record (a loader turns the fields straight into a row), so
@@ -35,18 +47,41 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
         raise InvalidValue("a record must be a JSON object")
     get = raw.get
     values = when, kind, request, srv, user, device, code, payload = (
-        get("logged_at"), get("kind"), get("request_id"), get("srv"), get("user_id"), get("device_id"),
-        get("response_code"), get("payload"))
-    if not (type(when) is str and type(kind) is str and type(request) is str and type(srv) is str
-            and type(user) is str and type(device) is str and type(code) is str and type(payload) is str):
+        get("logged_at"),
+        get("kind"),
+        get("request_id"),
+        get("srv"),
+        get("user_id"),
+        get("device_id"),
+        get("response_code"),
+        get("payload"),
+    )
+    if not (
+        type(when) is str
+        and type(kind) is str
+        and type(request) is str
+        and type(srv) is str
+        and type(user) is str
+        and type(device) is str
+        and type(code) is str
+        and type(payload) is str
+    ):
         for name, value in zip(FIELDS, values):
             if value is not None and not isinstance(value, str):
                 raise InvalidValue(f"{name} must be a string, not {type(value).__name__}")
         when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
     # SPEC 4.1: a response the Device sent without a RequestID has an empty request_id
-    if not (when.strip() and kind.strip() and (request.strip() or kind.strip() == "response") and user.strip()):
-        missing = [name for name, value in zip(FIELDS, (when, kind, request, "-", user))
-                   if not value.strip() and not (name == "request_id" and kind.strip() == "response")]
+    if not (
+        when.strip()
+        and kind.strip()
+        and (request.strip() or kind.strip() == "response")
+        and user.strip()
+    ):
+        missing = [
+            name
+            for name, value in zip(FIELDS, (when, kind, request, "-", user))
+            if not value.strip() and not (name == "request_id" and kind.strip() == "response")
+        ]
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
     kind = kind.strip()
     if kind not in KINDS:
@@ -80,8 +115,17 @@ def record_values(raw: Mapping[str, Any]) -> tuple[datetime, str, str, str, str,
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
     if "\x00" in payload:  # PostgreSQL text cannot hold it, and no DUIS message contains one
         raise InvalidValue("payload contains a NUL character")
-    return (logged_at, kind, request_id, srv, user_id, device_id, code, payload,
-            command_variant(get("command_variant"), kind))
+    return (
+        logged_at,
+        kind,
+        request_id,
+        srv,
+        user_id,
+        device_id,
+        code,
+        payload,
+        command_variant(get("command_variant"), kind),
+    )
 
 
 def command_variant(value: Any, kind: str) -> int | None:
@@ -97,40 +141,101 @@ def command_variant(value: Any, kind: str) -> int | None:
     return value
 
 
-def content_digest(kind: str, request_id: str, srv: str, user_id: str, device_id: str, response_code: str,
-                   payload: str, command_variant: int | None, execution_at: datetime | None,
-                   subject_device_id: str, response_id: str) -> bytes:
+def content_digest(
+    kind: str,
+    request_id: str,
+    srv: str,
+    user_id: str,
+    device_id: str,
+    response_code: str,
+    payload: str,
+    command_variant: int | None,
+    execution_at: datetime | None,
+    subject_device_id: str,
+    response_id: str,
+) -> bytes:
     """What tells a re-sent message from a different one under the same identity (SPEC
     section 4, "Identity"): every stored field after normalisation except the time, which
     is part of the identity itself. The fields are joined by NUL, which none of them can
     hold (each is checked to its form; only the payload, last, is free text), so no two
     different records run together into the same bytes."""
-    fields = (kind, request_id, srv, user_id, device_id, response_code,
-              "" if command_variant is None else str(command_variant),
-              "" if execution_at is None else format_time(execution_at), subject_device_id, response_id, payload)
-    return hashlib.sha256("\x00".join(fields).encode("utf-8", "surrogatepass")).digest()[:DIGEST_BYTES]
+    fields = (
+        kind,
+        request_id,
+        srv,
+        user_id,
+        device_id,
+        response_code,
+        "" if command_variant is None else str(command_variant),
+        "" if execution_at is None else format_time(execution_at),
+        subject_device_id,
+        response_id,
+        payload,
+    )
+    return hashlib.sha256("\x00".join(fields).encode("utf-8", "surrogatepass")).digest()[
+        :DIGEST_BYTES
+    ]
 
 
-ITEM_FIELDS = ("id", "logged_at", "kind", "request_id", "srv", "srv_title", "device_id", "device_type",
-               "smets", "user_id", "user_role", "party_id", "response_code", "command_variant", "access")
+ITEM_FIELDS = (
+    "id",
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "srv_title",
+    "device_id",
+    "device_type",
+    "smets",
+    "user_id",
+    "user_role",
+    "party_id",
+    "response_code",
+    "command_variant",
+    "access",
+)
 # read from the message's body: shown only to the record's own User (SPEC section 5)
 OWN_ONLY_FIELDS = ("payload", "execution_at", "subject_device_id")
 # a report's columns: every row is the viewer's own, so the own-only fields are always there
 REPORT_FIELDS = (*ITEM_FIELDS, *OWN_ONLY_FIELDS)
 
 
-def item(record_id: int, logged_at: datetime, kind: str, request_id: str, srv: str | None,
-         device_id: str | None, device_type: str | None, smets: int | None, user_id: str,
-         user_role: str | None, party_id: str | None, response_code: str | None,
-         command_variant: int | None, access: str, payload: str | None,
-         execution_at: datetime | None, subject_device_id: str | None) -> dict[str, Any]:
+def item(
+    record_id: int,
+    logged_at: datetime,
+    kind: str,
+    request_id: str,
+    srv: str | None,
+    device_id: str | None,
+    device_type: str | None,
+    smets: int | None,
+    user_id: str,
+    user_role: str | None,
+    party_id: str | None,
+    response_code: str | None,
+    command_variant: int | None,
+    access: str,
+    payload: str | None,
+    execution_at: datetime | None,
+    subject_device_id: str | None,
+) -> dict[str, Any]:
     """The item every interface shows (SPEC section 5): the body-derived fields only when
     the record is the viewer's own."""
     shown: dict[str, Any] = {
-        "id": record_id, "logged_at": format_time(logged_at), "kind": kind, "request_id": request_id,
-        "srv": srv or "", "srv_title": srv_title(srv or ""), "device_id": device_id or "",
-        "device_type": device_type, "smets": smets, "user_id": user_id, "user_role": user_role,
-        "party_id": party_id, "response_code": response_code or "", "command_variant": command_variant,
+        "id": record_id,
+        "logged_at": format_time(logged_at),
+        "kind": kind,
+        "request_id": request_id,
+        "srv": srv or "",
+        "srv_title": srv_title(srv or ""),
+        "device_id": device_id or "",
+        "device_type": device_type,
+        "smets": smets,
+        "user_id": user_id,
+        "user_role": user_role,
+        "party_id": party_id,
+        "response_code": response_code or "",
+        "command_variant": command_variant,
         "access": access,
     }
     if access == Access.OWN:

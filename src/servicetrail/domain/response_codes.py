@@ -12,6 +12,7 @@ A record's `response_code` is one of three things (SPEC section 4.1):
 Meanings are carried only where a source gives them (scripts/gen_response_codes.py cites
 each); every other code is explained as what it is and where DUIS defines it, never guessed.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,13 @@ from .ids import InvalidValue, shown
 from .response_code_data import DCC_ALERT_CODES, FUTURE_DATED_ALERT_CODES, MEANINGS, RESPONSE_CODES
 
 INFORMATION, WARNING, ERROR, DEVICE_ALERT, DCC_ALERT, UNKNOWN = (
-    "information", "warning", "error", "device_alert", "dcc_alert", "unknown")
+    "information",
+    "warning",
+    "error",
+    "device_alert",
+    "dcc_alert",
+    "unknown",
+)
 CATEGORY_WORDS = {
     INFORMATION: "Information (success)",
     WARNING: "Warning",
@@ -102,30 +109,38 @@ def explain_code(code: str, kind: str = "") -> str:
     word = {INFORMATION: "information", WARNING: "warning", ERROR: "error"}[category]
     reference = service_reference_of(code)
     if reference:
-        return (f"A DUIS {word} specific to Service Request {service_name(reference)}; "
-                "its meaning is in that Service Request's definition in DUIS")
+        return (
+            f"A DUIS {word} specific to Service Request {service_name(reference)}; "
+            "its meaning is in that Service Request's definition in DUIS"
+        )
     return f"A DUIS {word} code; its meaning is in the response codes of DUIS"
 
 
 # --- validation of DUIS documents ------------------------------------------------------------
 
+
 def check_srv(srv: object) -> str:
     """A DUIS ServiceReferenceVariant, which must be one of the catalogue's SRVs."""
     if isinstance(srv, str) and srv in CATALOGUE:
         return srv
-    raise InvalidValue(f"ServiceReferenceVariant must be one of the {len(CATALOGUE)} SRVs of DUIS 5.x, "
-                       f"not {shown(srv)}")
+    raise InvalidValue(
+        f"ServiceReferenceVariant must be one of the {len(CATALOGUE)} SRVs of DUIS 5.x, "
+        f"not {shown(srv)}"
+    )
 
 
 def check_response_code(code: object) -> str:
     """A DUIS ResponseCode, which must be one of the schema's codes, exactly."""
     if is_duis_response_code(code):
         return code  # type: ignore[return-value]
-    raise InvalidValue(f"ResponseCode must be one of the {len(DUIS_RESPONSE_CODES)} codes of the DUIS "
-                       f"schema, not {shown(code)}")
+    raise InvalidValue(
+        f"ResponseCode must be one of the {len(DUIS_RESPONSE_CODES)} codes of the DUIS "
+        f"schema, not {shown(code)}"
+    )
 
 
 # --- the screen's legend -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class LegendGroup:
@@ -142,25 +157,37 @@ class LegendGroup:
 def legend() -> tuple[LegendGroup, ...]:
     """Every code DUIS defines, grouped by what it is (I, W, E, alerts), for the search page."""
     groups = []
-    for category, title, noun in ((INFORMATION, "I: information and success", "information codes"),
-                                  (WARNING, "W: warnings", "warnings"), (ERROR, "E: errors", "errors")):
+    for category, title, noun in (
+        (INFORMATION, "I: information and success", "information codes"),
+        (WARNING, "W: warnings", "warnings"),
+        (ERROR, "E: errors", "errors"),
+    ):
         codes = [c for c in RESPONSE_CODES if code_category(c) == category]
         services: dict[str, list[str]] = {}
         for code in codes:
             if code not in MEANINGS and service_reference_of(code):
                 services.setdefault(service_name(service_reference_of(code)), []).append(code)
-        groups.append(LegendGroup(
-            title, noun,
-            tuple((c, MEANINGS[c]) for c in codes if c in MEANINGS),
-            tuple(c for c in codes if c not in MEANINGS and not service_reference_of(c)),
-            tuple((name, tuple(found)) for name, found in services.items()),
-        ))
-    groups.append(LegendGroup(
-        "Alert codes", "alert codes",
-        tuple((c, MEANINGS[c]) for c in FUTURE_DATED_ALERT_CODES),
-        (), (),
-        note=(f"Any other four hexadecimal digits are a GBCS Device Alert code (its meaning is in GBCS); "
-              f"{DCC_ALERT_CODES[0]}, {DCC_ALERT_CODES[1]} ... {DCC_ALERT_CODES[-1]} are the "
-              f"{len(DCC_ALERT_CODES)} DCC Alert codes of DUIS."),
-    ))
+        groups.append(
+            LegendGroup(
+                title,
+                noun,
+                tuple((c, MEANINGS[c]) for c in codes if c in MEANINGS),
+                tuple(c for c in codes if c not in MEANINGS and not service_reference_of(c)),
+                tuple((name, tuple(found)) for name, found in services.items()),
+            )
+        )
+    groups.append(
+        LegendGroup(
+            "Alert codes",
+            "alert codes",
+            tuple((c, MEANINGS[c]) for c in FUTURE_DATED_ALERT_CODES),
+            (),
+            (),
+            note=(
+                f"Any other four hexadecimal digits are a GBCS Device Alert code (its meaning is in GBCS); "
+                f"{DCC_ALERT_CODES[0]}, {DCC_ALERT_CODES[1]} ... {DCC_ALERT_CODES[-1]} are the "
+                f"{len(DCC_ALERT_CODES)} DCC Alert codes of DUIS."
+            ),
+        )
+    )
     return tuple(groups)

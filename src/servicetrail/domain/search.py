@@ -1,4 +1,5 @@
 """A search of the trail, as a value: filters, scope, page size and keyset position."""
+
 from __future__ import annotations
 
 import base64
@@ -38,11 +39,15 @@ class Cursor:
             padded = token + "=" * (-len(token) % 4)
             when, _, rid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
             record_id = whole_number(rid)
-            if not 1 <= record_id <= 2**63 - 1:  # no record has another id; the driver would overflow
+            if (
+                not 1 <= record_id <= 2**63 - 1
+            ):  # no record has another id; the driver would overflow
                 raise ValueError
             return cls(parse_time(when), record_id)
         except (ValueError, UnicodeError, binascii.Error, InvalidValue):
-            raise InvalidValue("not a cursor this server issued; start again from the first page") from None
+            raise InvalidValue(
+                "not a cursor this server issued; start again from the first page"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +81,15 @@ def _time(name: str, value: str | datetime | None) -> datetime | None:
         raise InvalidField(name, str(e)) from None
 
 
-def build_search(device_id: str | None = None, request_id: str | None = None, srv: str | None = None,
-                 kind: str | None = None, time_from: str | datetime | None = None,
-                 time_to: str | datetime | None = None, scope: str | None = None) -> Search:
+def build_search(
+    device_id: str | None = None,
+    request_id: str | None = None,
+    srv: str | None = None,
+    kind: str | None = None,
+    time_from: str | datetime | None = None,
+    time_to: str | datetime | None = None,
+    scope: str | None = None,
+) -> Search:
     """A search from values as they came (query parameters, form fields, command options):
     one reading for the API, the screen and the command line, naming the field on any error."""
     try:
@@ -102,10 +113,20 @@ def build_search(device_id: str | None = None, request_id: str | None = None, sr
     if srv and srv.strip():
         text = srv.strip()
         if _CONTROL.search(text) or len(text) > MAX_SRV_TEXT:  # a NUL would fail PostgreSQL's bind
-            raise InvalidField("srv", f"must be an SRV number such as 4.1.1 or words of its title, at most "
-                                      f"{MAX_SRV_TEXT} characters and no control character")
+            raise InvalidField(
+                "srv",
+                f"must be an SRV number such as 4.1.1 or words of its title, at most "
+                f"{MAX_SRV_TEXT} characters and no control character",
+            )
         # a number or words of a title; an SRV-shaped number the catalogue lacks is looked for
         # as it is (a SAT JSONL record may carry one), and words that match no title find nothing
         srvs = tuple(search_srvs(text)) or ((text,) if _SRV_FORM.fullmatch(text) else ())
-    return Search(device_id=device, request_id=request, srvs=srvs, kinds=(kind,) if kind else None,
-                  time_from=start, time_to=end, scope=chosen_scope)
+    return Search(
+        device_id=device,
+        request_id=request,
+        srvs=srvs,
+        kinds=(kind,) if kind else None,
+        time_from=start,
+        time_to=end,
+        scope=chosen_scope,
+    )

@@ -1,4 +1,5 @@
 """Times: ISO-8601 with an offset in, UTC stored and shown."""
+
 from __future__ import annotations
 
 import re

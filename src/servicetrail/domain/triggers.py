@@ -3,6 +3,7 @@
 Pure: the store reads the candidate requests through the rule; this module decides their
 order, their link and how long before the record each was logged.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -32,8 +33,10 @@ def window_minutes(value: str | int | None) -> int:
     try:
         minutes = value if isinstance(value, int) else whole_number(value)
     except InvalidValue:
-        raise InvalidValue(f"must be a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}, "
-                           f"in the digits 0-9: {str(value)[:40]!r}") from None
+        raise InvalidValue(
+            f"must be a whole number of minutes from 1 to {MAX_WINDOW_MINUTES}, "
+            f"in the digits 0-9: {str(value)[:40]!r}"
+        ) from None
     if not 1 <= minutes <= MAX_WINDOW_MINUTES:
         raise InvalidValue(f"must be from 1 to {MAX_WINDOW_MINUTES} minutes: {minutes}")
     return minutes
@@ -72,8 +75,12 @@ def _time_of(entry: dict[str, Any]) -> datetime:
     return parse_time(entry["logged_at"])
 
 
-def possible_triggers(record: dict[str, Any], by_request_id: Iterable[dict[str, Any]],
-                      on_device: Iterable[dict[str, Any]], limit: int = MAX_TRIGGERS) -> list[dict[str, Any]]:
+def possible_triggers(
+    record: dict[str, Any],
+    by_request_id: Iterable[dict[str, Any]],
+    on_device: Iterable[dict[str, Any]],
+    limit: int = MAX_TRIGGERS,
+) -> list[dict[str, Any]]:
     """The triggers of `record` (an item), from requests already filtered by the rule:
     those sharing its Request ID first, then the others on its Device, each group newest
     first as given; never the record itself, no request twice, at most `limit`."""
@@ -89,6 +96,11 @@ def possible_triggers(record: dict[str, Any], by_request_id: Iterable[dict[str, 
             if link == LINK_REQUEST_ID and candidate["request_id"] != record["request_id"]:
                 continue
             seen.add(candidate["id"])
-            shown.append({"record": candidate, "seconds_before": seconds_before(record_at, _time_of(candidate)),
-                          "link": link})
+            shown.append(
+                {
+                    "record": candidate,
+                    "seconds_before": seconds_before(record_at, _time_of(candidate)),
+                    "link": link,
+                }
+            )
     return shown

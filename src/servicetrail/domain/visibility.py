@@ -3,6 +3,7 @@
 `store.visibility_sql` compiles the very same rule to SQL for every read; a property test
 proves the two agree. Both take their vocabulary from this module.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -54,7 +55,11 @@ class Decision:
         if self.access is Access.OWN:
             return "own"
         if self.interval is not None:
-            role = "Responsible Supplier" if self.interval.relation == "supplier" else "Network Operator"
+            role = (
+                "Responsible Supplier"
+                if self.interval.relation == "supplier"
+                else "Network Operator"
+            )
             return f"visible as {role}, {self.interval.describe()}"
         return ""
 
@@ -67,16 +72,26 @@ def is_own(viewer: Viewer, record: SatRecord) -> bool:
 def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]) -> Decision:
     """Decide one record. `registry` holds Responsibilities of the record's device (others are ignored)."""
     if is_own(viewer, record):
-        return Decision(Access.OWN, 1, "own traffic: the message came from or went to one of your User IDs")
+        return Decision(
+            Access.OWN, 1, "own traffic: the message came from or went to one of your User IDs"
+        )
     if record.kind in ALERT_KINDS:
         return Decision(None, 2, "alerts are visible only to the User they were sent to")
     if record.kind in MP141_KINDS and record.device_id:
         for interval in sorted(registry, key=lambda r: (r.valid_from, r.relation)):
-            if (interval.device_id == record.device_id and interval.party_id == viewer.party_id
-                    and interval.covers(record.logged_at)):
-                role = "Responsible Supplier" if interval.relation == "supplier" else "Network Operator"
+            if (
+                interval.device_id == record.device_id
+                and interval.party_id == viewer.party_id
+                and interval.covers(record.logged_at)
+            ):
+                role = (
+                    "Responsible Supplier"
+                    if interval.relation == "supplier"
+                    else "Network Operator"
+                )
                 return Decision(
-                    Access.MP141, 3,
+                    Access.MP141,
+                    3,
                     f"MP141: you were the {role} of device {record.device_id} "
                     f"from {interval.describe()}; titles only, no payload",
                     interval,
@@ -84,19 +99,28 @@ def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]
     return Decision(None, 4, "not visible to you")
 
 
-def audiences(record: SatRecord, owner_party: str | None, registry: Iterable[Responsibility]) -> dict[str, Access]:
+def audiences(
+    record: SatRecord, owner_party: str | None, registry: Iterable[Responsibility]
+) -> dict[str, Access]:
     """Every Party that may see `record`, and how: what `decide()` answers for each Party,
     asked the other way round. The per-Party visibility index (store.visibility_index) holds
     exactly these rows, and a property test holds it to `decide()`.
 
     `owner_party` is the Party holding the record's User ID (None when no Party does): rule 1
     holds for it alone. `registry` holds Responsibilities of the record's device."""
-    spans = ((r.party_id, r.valid_from, r.valid_to) for r in registry if r.device_id == record.device_id)
+    spans = (
+        (r.party_id, r.valid_from, r.valid_to) for r in registry if r.device_id == record.device_id
+    )
     return audiences_at(record.kind, record.device_id, record.logged_at, owner_party, spans)
 
 
-def audiences_at(kind: str, device_id: str, at: Any, owner_party: str | None,
-                 spans: Iterable[tuple[str, Any, Any]]) -> dict[str, Access]:
+def audiences_at(
+    kind: str,
+    device_id: str,
+    at: Any,
+    owner_party: str | None,
+    spans: Iterable[tuple[str, Any, Any]],
+) -> dict[str, Access]:
     """`audiences` on bare values, for the store's hot path: `at` and the spans' ends (None:
     open) may be datetimes or any values that order as the times do (the store's fixed-width
     text, or microseconds). `spans` are (party_id, valid_from, valid_to) of the record's device."""

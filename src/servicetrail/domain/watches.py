@@ -4,6 +4,7 @@ Pure: the store decides which (record, Party) pairs are visible, through the rul
 module reads a watch from outside, and decides which of a Party's watches a visible record
 matches. Visibility itself is never decided here.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -51,10 +52,13 @@ class WatchSpec:
 
     def as_json(self) -> dict[str, Any]:
         """The filters as the API shows them (lists sorted, so the same watch reads the same)."""
-        return {"name": self.name,
-                "devices": self.devices if isinstance(self.devices, str) else sorted(self.devices),
-                "srvs": self.srvs if isinstance(self.srvs, str) else sorted(self.srvs, key=_srv_order),
-                "kinds": [k for k in KINDS if k in self.kinds], "senders": self.senders}
+        return {
+            "name": self.name,
+            "devices": self.devices if isinstance(self.devices, str) else sorted(self.devices),
+            "srvs": self.srvs if isinstance(self.srvs, str) else sorted(self.srvs, key=_srv_order),
+            "kinds": [k for k in KINDS if k in self.kinds],
+            "senders": self.senders,
+        }
 
 
 def _srv_order(srv: str) -> tuple[int, ...]:
@@ -99,7 +103,13 @@ def _devices(value: Any) -> str | frozenset[str]:
 
 def _srv(value: str) -> str:
     text = value.strip()
-    if not text or len(text) > 12 or not set(text) <= _SRV_CHARS or text.startswith(".") or ".." in text:
+    if (
+        not text
+        or len(text) > 12
+        or not set(text) <= _SRV_CHARS
+        or text.startswith(".")
+        or ".." in text
+    ):
         raise InvalidWatch("srvs", f"not a Service Reference Variant such as 4.1.1: {shown(value)}")
     return text
 
@@ -110,7 +120,9 @@ def _srvs(value: Any) -> str | frozenset[str]:
     if value == CRITICAL:
         return CRITICAL
     if isinstance(value, str):
-        raise InvalidWatch("srvs", f"must be \"all\", \"critical\" or a list of SRVs: {shown(value)}")
+        raise InvalidWatch(
+            "srvs", f"must be \"all\", \"critical\" or a list of SRVs: {shown(value)}"
+        )
     return frozenset(_srv(v) for v in _string_list("srvs", value, MAX_SRVS))
 
 
@@ -156,8 +168,14 @@ def watch_spec(raw: Any) -> WatchSpec:
         raise InvalidWatch(unknown[0][:40], f"unknown field; the fields are {', '.join(FIELDS)}")
     if "name" not in raw:
         raise InvalidWatch("name", "is required")
-    return WatchSpec(_name(raw["name"]), _devices(raw.get("devices")), _srvs(raw.get("srvs")),
-                     _kinds(raw.get("kinds")), _senders(raw.get("senders")), _webhook(raw.get("webhook")))
+    return WatchSpec(
+        _name(raw["name"]),
+        _devices(raw.get("devices")),
+        _srvs(raw.get("srvs")),
+        _kinds(raw.get("kinds")),
+        _senders(raw.get("senders")),
+        _webhook(raw.get("webhook")),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +228,13 @@ class PartyWatches:
         self._by: dict[tuple[str, object], list[Watch]] = defaultdict(list)
         for watch in watches:
             spec = watch.spec
-            srvs = (_ANY_SRV,) if spec.srvs == ALL else CRITICAL_SRVS if spec.srvs == CRITICAL else spec.srvs
+            srvs = (
+                (_ANY_SRV,)
+                if spec.srvs == ALL
+                else CRITICAL_SRVS
+                if spec.srvs == CRITICAL
+                else spec.srvs
+            )
             for kind in spec.kinds:
                 for srv in srvs:
                     self._by[kind, srv].append(watch)
@@ -231,4 +255,8 @@ def index_by_party(watches: Iterable[Watch]) -> dict[str, PartyWatches]:
 def titles_only(record_item: dict[str, Any]) -> dict[str, Any]:
     """An event carries titles: no payload, execution_at or subject_device_id, even for the
     Party's own records (the payload stays behind the record's URL)."""
-    return {k: v for k, v in record_item.items() if k not in ("payload", "execution_at", "subject_device_id")}
+    return {
+        k: v
+        for k, v in record_item.items()
+        if k not in ("payload", "execution_at", "subject_device_id")
+    }

@@ -13,395 +13,763 @@ Body = tuple[str | int, ...]
 # srv -> (the electricity body, then a gas body where it differs)
 BODIES: dict[str, tuple[Body, ...]] = {
     '1.1.1': (
-        ('<sr:UpdateImportTariffPrimaryElement>', EXECUTION, '<sr:ElecTariffElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:ProfileSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:ProfileSchedule></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">5</sr:ReferencedDayName><sr:ReferencedDayName index="6">6</sr:ReferencedDayName><sr:ReferencedDayName index="7">7</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonName>1</sr:SeasonName><sr:SeasonStartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:ThresholdMatrix><sr:Thresholds index="1"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="2"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="3"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="4"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="5"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="6"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="7"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="8"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds></sr:ThresholdMatrix></sr:ElecTariffElements><sr:PriceElements><sr:ElectricityPriceElements><sr:StandingCharge>1</sr:StandingCharge><sr:StandingChargeScale>1</sr:StandingChargeScale><sr:PriceScale>1</sr:PriceScale><sr:BlockTariff><sr:BlockPrices index="1"><sr:BlockPrice index="1">1</sr:BlockPrice></sr:BlockPrices></sr:BlockTariff></sr:ElectricityPriceElements></sr:PriceElements></sr:UpdateImportTariffPrimaryElement>',),
-        ('<sr:UpdateImportTariffPrimaryElement>', EXECUTION, '<sr:GasTariffElements><sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">1</sr:ReferencedDayName><sr:ReferencedDayName index="6">1</sr:ReferencedDayName><sr:ReferencedDayName index="7">1</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonStartDate><sr:GasYearWithWildcards><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:GasYearWithWildcards><sr:GasMonthWithWildcards><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:GasMonthWithWildcards><sr:GasDayOfMonthWithWildcards><sr:GasNonSpecifiedDayOfMonth/></sr:GasDayOfMonthWithWildcards><sr:GasDayOfWeekWithWildcards><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:GasDayOfWeekWithWildcards></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:ThresholdMatrix><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:ThresholdMatrix></sr:GasTariffElements><sr:PriceElements><sr:GasPriceElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:StandingCharge>1</sr:StandingCharge><sr:BlockTariff><sr:BlockPrice index="1">1</sr:BlockPrice><sr:NumberOfThresholds>1</sr:NumberOfThresholds></sr:BlockTariff></sr:GasPriceElements></sr:PriceElements></sr:UpdateImportTariffPrimaryElement>',),
+        (
+            '<sr:UpdateImportTariffPrimaryElement>',
+            EXECUTION,
+            '<sr:ElecTariffElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:ProfileSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:ProfileSchedule></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">5</sr:ReferencedDayName><sr:ReferencedDayName index="6">6</sr:ReferencedDayName><sr:ReferencedDayName index="7">7</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonName>1</sr:SeasonName><sr:SeasonStartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:ThresholdMatrix><sr:Thresholds index="1"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="2"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="3"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="4"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="5"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="6"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="7"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds><sr:Thresholds index="8"><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:Thresholds></sr:ThresholdMatrix></sr:ElecTariffElements><sr:PriceElements><sr:ElectricityPriceElements><sr:StandingCharge>1</sr:StandingCharge><sr:StandingChargeScale>1</sr:StandingChargeScale><sr:PriceScale>1</sr:PriceScale><sr:BlockTariff><sr:BlockPrices index="1"><sr:BlockPrice index="1">1</sr:BlockPrice></sr:BlockPrices></sr:BlockTariff></sr:ElectricityPriceElements></sr:PriceElements></sr:UpdateImportTariffPrimaryElement>',
+        ),
+        (
+            '<sr:UpdateImportTariffPrimaryElement>',
+            EXECUTION,
+            '<sr:GasTariffElements><sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">1</sr:ReferencedDayName><sr:ReferencedDayName index="6">1</sr:ReferencedDayName><sr:ReferencedDayName index="7">1</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonStartDate><sr:GasYearWithWildcards><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:GasYearWithWildcards><sr:GasMonthWithWildcards><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:GasMonthWithWildcards><sr:GasDayOfMonthWithWildcards><sr:GasNonSpecifiedDayOfMonth/></sr:GasDayOfMonthWithWildcards><sr:GasDayOfWeekWithWildcards><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:GasDayOfWeekWithWildcards></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:ThresholdMatrix><sr:BlockThreshold index="1">1</sr:BlockThreshold></sr:ThresholdMatrix></sr:GasTariffElements><sr:PriceElements><sr:GasPriceElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:StandingCharge>1</sr:StandingCharge><sr:BlockTariff><sr:BlockPrice index="1">1</sr:BlockPrice><sr:NumberOfThresholds>1</sr:NumberOfThresholds></sr:BlockTariff></sr:GasPriceElements></sr:PriceElements></sr:UpdateImportTariffPrimaryElement>',
+        ),
     ),
     '1.1.2': (
-        ('<sr:UpdateImportTariffSecondaryElement>', EXECUTION, '<sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:ProfileSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:ProfileSchedule></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">5</sr:ReferencedDayName><sr:ReferencedDayName index="6">6</sr:ReferencedDayName><sr:ReferencedDayName index="7">7</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonName>1</sr:SeasonName><sr:SeasonStartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:PriceElements><sr:PriceScale>1</sr:PriceScale><sr:ElectricityPriceElement index="1">1</sr:ElectricityPriceElement></sr:PriceElements></sr:UpdateImportTariffSecondaryElement>',),
+        (
+            '<sr:UpdateImportTariffSecondaryElement>',
+            EXECUTION,
+            '<sr:SwitchingTable><sr:DayProfiles><sr:DayProfile><sr:DayName>1</sr:DayName><sr:ProfileSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:TOUTariffAction>1</sr:TOUTariffAction></sr:ProfileSchedule></sr:DayProfile></sr:DayProfiles><sr:WeekProfiles><sr:WeekProfile><sr:WeekName>1</sr:WeekName><sr:ReferencedDayName index="1">1</sr:ReferencedDayName><sr:ReferencedDayName index="2">2</sr:ReferencedDayName><sr:ReferencedDayName index="3">3</sr:ReferencedDayName><sr:ReferencedDayName index="4">4</sr:ReferencedDayName><sr:ReferencedDayName index="5">5</sr:ReferencedDayName><sr:ReferencedDayName index="6">6</sr:ReferencedDayName><sr:ReferencedDayName index="7">7</sr:ReferencedDayName></sr:WeekProfile></sr:WeekProfiles><sr:Seasons><sr:Season><sr:SeasonName>1</sr:SeasonName><sr:SeasonStartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:SeasonStartDate><sr:ReferencedWeekName>1</sr:ReferencedWeekName></sr:Season></sr:Seasons></sr:SwitchingTable><sr:SpecialDays></sr:SpecialDays><sr:PriceElements><sr:PriceScale>1</sr:PriceScale><sr:ElectricityPriceElement index="1">1</sr:ElectricityPriceElement></sr:PriceElements></sr:UpdateImportTariffSecondaryElement>',
+        ),
     ),
     '1.2.1': (
-        ('<sr:UpdatePricePrimaryElement>', EXECUTION, '<sr:PriceElements><sr:ElectricityPriceElements><sr:StandingCharge>1</sr:StandingCharge><sr:StandingChargeScale>1</sr:StandingChargeScale><sr:PriceScale>1</sr:PriceScale><sr:BlockTariff><sr:BlockPrices index="1"><sr:BlockPrice index="1">1</sr:BlockPrice></sr:BlockPrices></sr:BlockTariff></sr:ElectricityPriceElements></sr:PriceElements></sr:UpdatePricePrimaryElement>',),
-        ('<sr:UpdatePricePrimaryElement>', EXECUTION, '<sr:PriceElements><sr:GasPriceElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:StandingCharge>1</sr:StandingCharge><sr:BlockTariff><sr:BlockPrice index="1">1</sr:BlockPrice><sr:NumberOfThresholds>1</sr:NumberOfThresholds></sr:BlockTariff></sr:GasPriceElements></sr:PriceElements></sr:UpdatePricePrimaryElement>',),
+        (
+            '<sr:UpdatePricePrimaryElement>',
+            EXECUTION,
+            '<sr:PriceElements><sr:ElectricityPriceElements><sr:StandingCharge>1</sr:StandingCharge><sr:StandingChargeScale>1</sr:StandingChargeScale><sr:PriceScale>1</sr:PriceScale><sr:BlockTariff><sr:BlockPrices index="1"><sr:BlockPrice index="1">1</sr:BlockPrice></sr:BlockPrices></sr:BlockTariff></sr:ElectricityPriceElements></sr:PriceElements></sr:UpdatePricePrimaryElement>',
+        ),
+        (
+            '<sr:UpdatePricePrimaryElement>',
+            EXECUTION,
+            '<sr:PriceElements><sr:GasPriceElements><sr:CurrencyUnits>GBP</sr:CurrencyUnits><sr:StandingCharge>1</sr:StandingCharge><sr:BlockTariff><sr:BlockPrice index="1">1</sr:BlockPrice><sr:NumberOfThresholds>1</sr:NumberOfThresholds></sr:BlockTariff></sr:GasPriceElements></sr:PriceElements></sr:UpdatePricePrimaryElement>',
+        ),
     ),
     '1.2.2': (
-        ('<sr:UpdatePriceSecondaryElement>', EXECUTION, '<sr:PriceElements><sr:PriceScale>1</sr:PriceScale><sr:ElectricityPriceElement index="1">1</sr:ElectricityPriceElement></sr:PriceElements></sr:UpdatePriceSecondaryElement>',),
+        (
+            '<sr:UpdatePriceSecondaryElement>',
+            EXECUTION,
+            '<sr:PriceElements><sr:PriceScale>1</sr:PriceScale><sr:ElectricityPriceElement index="1">1</sr:ElectricityPriceElement></sr:PriceElements></sr:UpdatePriceSecondaryElement>',
+        ),
     ),
     '1.5': (
-        ('<sr:UpdateMeterBalance><sr:PrepaymentMode><sr:AdjustMeterBalance>1</sr:AdjustMeterBalance></sr:PrepaymentMode></sr:UpdateMeterBalance>',),
+        (
+            '<sr:UpdateMeterBalance><sr:PrepaymentMode><sr:AdjustMeterBalance>1</sr:AdjustMeterBalance></sr:PrepaymentMode></sr:UpdateMeterBalance>',
+        ),
     ),
     '1.6': (
-        ('<sr:UpdatePaymentMode>', EXECUTION, '<sr:Credit/></sr:UpdatePaymentMode>',),
+        (
+            '<sr:UpdatePaymentMode>',
+            EXECUTION,
+            '<sr:Credit/></sr:UpdatePaymentMode>',
+        ),
     ),
-    '1.7': (
-        ('<sr:ResetTariffBlockCounterMatrix/>',),
-    ),
+    '1.7': (('<sr:ResetTariffBlockCounterMatrix/>',),),
     '2.1': (
-        ('<sr:UpdatePrepayConfiguration>', EXECUTION, '<sr:UpdatePrepayConfigElectricity><sr:DebtRecoveryRateCap>1</sr:DebtRecoveryRateCap><sr:EmergencyCreditLimit>1</sr:EmergencyCreditLimit><sr:EmergencyCreditThreshold>1</sr:EmergencyCreditThreshold><sr:LowCreditThreshold>1</sr:LowCreditThreshold><sr:ElectricityNonDisablementCalendar><sr:ElectricitySpecialDays></sr:ElectricitySpecialDays><sr:ElectricityNonDisablementSchedule><sr:NonDisablementScript>START</sr:NonDisablementScript><sr:SpecialDaysApplicability></sr:SpecialDaysApplicability><sr:DaysOfWeekApplicability></sr:DaysOfWeekApplicability><sr:ScheduleDatesAndTime><sr:SwitchTime>00:00:00Z</sr:SwitchTime><sr:StartDate>', DAY, '</sr:StartDate><sr:EndDate>', DAY, '</sr:EndDate></sr:ScheduleDatesAndTime></sr:ElectricityNonDisablementSchedule></sr:ElectricityNonDisablementCalendar><sr:MaxMeterBalance>1</sr:MaxMeterBalance><sr:MaxCreditThreshold>1</sr:MaxCreditThreshold></sr:UpdatePrepayConfigElectricity></sr:UpdatePrepayConfiguration>',),
+        (
+            '<sr:UpdatePrepayConfiguration>',
+            EXECUTION,
+            '<sr:UpdatePrepayConfigElectricity><sr:DebtRecoveryRateCap>1</sr:DebtRecoveryRateCap><sr:EmergencyCreditLimit>1</sr:EmergencyCreditLimit><sr:EmergencyCreditThreshold>1</sr:EmergencyCreditThreshold><sr:LowCreditThreshold>1</sr:LowCreditThreshold><sr:ElectricityNonDisablementCalendar><sr:ElectricitySpecialDays></sr:ElectricitySpecialDays><sr:ElectricityNonDisablementSchedule><sr:NonDisablementScript>START</sr:NonDisablementScript><sr:SpecialDaysApplicability></sr:SpecialDaysApplicability><sr:DaysOfWeekApplicability></sr:DaysOfWeekApplicability><sr:ScheduleDatesAndTime><sr:SwitchTime>00:00:00Z</sr:SwitchTime><sr:StartDate>',
+            DAY,
+            '</sr:StartDate><sr:EndDate>',
+            DAY,
+            '</sr:EndDate></sr:ScheduleDatesAndTime></sr:ElectricityNonDisablementSchedule></sr:ElectricityNonDisablementCalendar><sr:MaxMeterBalance>1</sr:MaxMeterBalance><sr:MaxCreditThreshold>1</sr:MaxCreditThreshold></sr:UpdatePrepayConfigElectricity></sr:UpdatePrepayConfiguration>',
+        ),
     ),
-    '2.2': (
-        ('<sr:TopUpDevice><sr:UTRN>11111111111111111111</sr:UTRN></sr:TopUpDevice>',),
-    ),
+    '2.2': (('<sr:TopUpDevice><sr:UTRN>11111111111111111111</sr:UTRN></sr:TopUpDevice>',),),
     '2.3': (
-        ('<sr:UpdateDebt><sr:TimeDebtRegister1>1</sr:TimeDebtRegister1><sr:TimeDebtRegister2>1</sr:TimeDebtRegister2><sr:PaymentDebtRegister>1</sr:PaymentDebtRegister><sr:DebtRecoveryPerPayment>1</sr:DebtRecoveryPerPayment><sr:ElecDebtRecovery1><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePriceScale>1</sr:DebtRecoveryRatePriceScale><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:ElecDebtRecovery1><sr:ElecDebtRecovery2><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePriceScale>1</sr:DebtRecoveryRatePriceScale><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:ElecDebtRecovery2></sr:UpdateDebt>',),
-        ('<sr:UpdateDebt><sr:TimeDebtRegister1>1</sr:TimeDebtRegister1><sr:TimeDebtRegister2>1</sr:TimeDebtRegister2><sr:PaymentDebtRegister>1</sr:PaymentDebtRegister><sr:DebtRecoveryPerPayment>1</sr:DebtRecoveryPerPayment><sr:GasDebtRecovery1><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:GasDebtRecovery1><sr:GasDebtRecovery2><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:GasDebtRecovery2></sr:UpdateDebt>',),
+        (
+            '<sr:UpdateDebt><sr:TimeDebtRegister1>1</sr:TimeDebtRegister1><sr:TimeDebtRegister2>1</sr:TimeDebtRegister2><sr:PaymentDebtRegister>1</sr:PaymentDebtRegister><sr:DebtRecoveryPerPayment>1</sr:DebtRecoveryPerPayment><sr:ElecDebtRecovery1><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePriceScale>1</sr:DebtRecoveryRatePriceScale><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:ElecDebtRecovery1><sr:ElecDebtRecovery2><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePriceScale>1</sr:DebtRecoveryRatePriceScale><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:ElecDebtRecovery2></sr:UpdateDebt>',
+        ),
+        (
+            '<sr:UpdateDebt><sr:TimeDebtRegister1>1</sr:TimeDebtRegister1><sr:TimeDebtRegister2>1</sr:TimeDebtRegister2><sr:PaymentDebtRegister>1</sr:PaymentDebtRegister><sr:DebtRecoveryPerPayment>1</sr:DebtRecoveryPerPayment><sr:GasDebtRecovery1><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:GasDebtRecovery1><sr:GasDebtRecovery2><sr:DebtRecoveryRate>1</sr:DebtRecoveryRate><sr:DebtRecoveryRatePeriod>HOURLY</sr:DebtRecoveryRatePeriod></sr:GasDebtRecovery2></sr:UpdateDebt>',
+        ),
     ),
-    '2.5': (
-        ('<sr:ActivateEmergencyCredit/>',),
-    ),
+    '2.5': (('<sr:ActivateEmergencyCredit/>',),),
     '3.1': (
-        ('<sr:DisplayMessage>', EXECUTION, '<sr:SupplierMessage>1</sr:SupplierMessage></sr:DisplayMessage>',),
+        (
+            '<sr:DisplayMessage>',
+            EXECUTION,
+            '<sr:SupplierMessage>1</sr:SupplierMessage></sr:DisplayMessage>',
+        ),
     ),
     '3.2': (
-        ('<sr:RestrictAccessForChangeOfTenancy>', EXECUTION, '<sr:RestrictionDateTime>', DAY, 'T00:00:00Z</sr:RestrictionDateTime></sr:RestrictAccessForChangeOfTenancy>',),
+        (
+            '<sr:RestrictAccessForChangeOfTenancy>',
+            EXECUTION,
+            '<sr:RestrictionDateTime>',
+            DAY,
+            'T00:00:00Z</sr:RestrictionDateTime></sr:RestrictAccessForChangeOfTenancy>',
+        ),
     ),
-    '3.3': (
-        ('<sr:ClearEventLog></sr:ClearEventLog>',),
-    ),
+    '3.3': (('<sr:ClearEventLog></sr:ClearEventLog>',),),
     '3.4': (
-        ('<sr:UpdateSupplierName>', EXECUTION, '<sr:SupplierName>1</sr:SupplierName><sr:SupplierTelephoneNumber>1</sr:SupplierTelephoneNumber></sr:UpdateSupplierName>',),
+        (
+            '<sr:UpdateSupplierName>',
+            EXECUTION,
+            '<sr:SupplierName>1</sr:SupplierName><sr:SupplierTelephoneNumber>1</sr:SupplierTelephoneNumber></sr:UpdateSupplierName>',
+        ),
     ),
-    '3.5': (
-        ('<sr:DisablePrivacyPIN/>',),
-    ),
+    '3.5': (('<sr:DisablePrivacyPIN/>',),),
     '4.1.1': (
-        ('<sr:ReadInstantaneousImportRegisters>', EXECUTION, '</sr:ReadInstantaneousImportRegisters>',),
+        (
+            '<sr:ReadInstantaneousImportRegisters>',
+            EXECUTION,
+            '</sr:ReadInstantaneousImportRegisters>',
+        ),
     ),
     '4.1.2': (
-        ('<sr:ReadInstantaneousImportTOUMatrices>', EXECUTION, '</sr:ReadInstantaneousImportTOUMatrices>',),
+        (
+            '<sr:ReadInstantaneousImportTOUMatrices>',
+            EXECUTION,
+            '</sr:ReadInstantaneousImportTOUMatrices>',
+        ),
     ),
     '4.1.3': (
-        ('<sr:ReadInstantaneousImportTOUWithBlocksMatrices>', EXECUTION, '</sr:ReadInstantaneousImportTOUWithBlocksMatrices>',),
+        (
+            '<sr:ReadInstantaneousImportTOUWithBlocksMatrices>',
+            EXECUTION,
+            '</sr:ReadInstantaneousImportTOUWithBlocksMatrices>',
+        ),
     ),
     '4.1.4': (
-        ('<sr:ReadInstantaneousImportBlockCounters>', EXECUTION, '</sr:ReadInstantaneousImportBlockCounters>',),
+        (
+            '<sr:ReadInstantaneousImportBlockCounters>',
+            EXECUTION,
+            '</sr:ReadInstantaneousImportBlockCounters>',
+        ),
     ),
     '4.2': (
-        ('<sr:ReadInstantaneousExportRegisters>', EXECUTION, '</sr:ReadInstantaneousExportRegisters>',),
+        (
+            '<sr:ReadInstantaneousExportRegisters>',
+            EXECUTION,
+            '</sr:ReadInstantaneousExportRegisters>',
+        ),
     ),
     '4.3': (
-        ('<sr:ReadInstantaneousPrepayValues>', EXECUTION, '</sr:ReadInstantaneousPrepayValues>',),
+        (
+            '<sr:ReadInstantaneousPrepayValues>',
+            EXECUTION,
+            '</sr:ReadInstantaneousPrepayValues>',
+        ),
     ),
     '4.4.2': (
-        ('<sr:RetrieveCoMOrTariffTriggeredBillingDataLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveCoMOrTariffTriggeredBillingDataLog>',),
+        (
+            '<sr:RetrieveCoMOrTariffTriggeredBillingDataLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveCoMOrTariffTriggeredBillingDataLog>',
+        ),
     ),
     '4.4.3': (
-        ('<sr:RetrieveBillingCalendarTriggeredBillingDataLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingCalendarTriggeredBillingDataLog>',),
+        (
+            '<sr:RetrieveBillingCalendarTriggeredBillingDataLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingCalendarTriggeredBillingDataLog>',
+        ),
     ),
     '4.4.4': (
-        ('<sr:RetrieveBillingDataLogDebtPayments>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingDataLogDebtPayments>',),
+        (
+            '<sr:RetrieveBillingDataLogDebtPayments>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingDataLogDebtPayments>',
+        ),
     ),
     '4.4.5': (
-        ('<sr:RetrieveBillingDataLogPrepaymentCredits>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingDataLogPrepaymentCredits>',),
+        (
+            '<sr:RetrieveBillingDataLogPrepaymentCredits>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveBillingDataLogPrepaymentCredits>',
+        ),
     ),
     '4.6.1': (
-        ('<sr:RetrieveImportDailyReadLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveImportDailyReadLog>',),
+        (
+            '<sr:RetrieveImportDailyReadLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveImportDailyReadLog>',
+        ),
     ),
     '4.6.2': (
-        ('<sr:RetrieveExportDailyReadLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveExportDailyReadLog>',),
+        (
+            '<sr:RetrieveExportDailyReadLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveExportDailyReadLog>',
+        ),
     ),
     '4.8.1': (
-        ('<sr:ReadActiveImportProfileData>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadActiveImportProfileData>',),
+        (
+            '<sr:ReadActiveImportProfileData>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadActiveImportProfileData>',
+        ),
     ),
     '4.8.2': (
-        ('<sr:ReadReactiveImportProfileData>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadReactiveImportProfileData>',),
+        (
+            '<sr:ReadReactiveImportProfileData>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadReactiveImportProfileData>',
+        ),
     ),
     '4.8.3': (
-        ('<sr:ReadExportProfileData>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadExportProfileData>',),
+        (
+            '<sr:ReadExportProfileData>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadExportProfileData>',
+        ),
     ),
     '4.10': (
-        ('<sr:ReadNetworkData>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadNetworkData>',),
+        (
+            '<sr:ReadNetworkData>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadNetworkData>',
+        ),
     ),
-    '4.11.1': (
-        ('<sr:ReadTariffPrimaryElement/>',),
-    ),
-    '4.11.2': (
-        ('<sr:ReadTariffSecondaryElement/>',),
-    ),
+    '4.11.1': (('<sr:ReadTariffPrimaryElement/>',),),
+    '4.11.2': (('<sr:ReadTariffSecondaryElement/>',),),
     '4.12.1': (
-        ('<sr:ReadMaximumDemandImportRegisters>', EXECUTION, '</sr:ReadMaximumDemandImportRegisters>',),
+        (
+            '<sr:ReadMaximumDemandImportRegisters>',
+            EXECUTION,
+            '</sr:ReadMaximumDemandImportRegisters>',
+        ),
     ),
     '4.12.2': (
-        ('<sr:ReadMaximumDemandExportRegisters>', EXECUTION, '</sr:ReadMaximumDemandExportRegisters>',),
+        (
+            '<sr:ReadMaximumDemandExportRegisters>',
+            EXECUTION,
+            '</sr:ReadMaximumDemandExportRegisters>',
+        ),
     ),
     '4.13': (
-        ('<sr:ReadPrepaymentConfiguration>', EXECUTION, '</sr:ReadPrepaymentConfiguration>',),
+        (
+            '<sr:ReadPrepaymentConfiguration>',
+            EXECUTION,
+            '</sr:ReadPrepaymentConfiguration>',
+        ),
     ),
     '4.14': (
-        ('<sr:ReadPrepaymentDailyReadLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadPrepaymentDailyReadLog>',),
+        (
+            '<sr:ReadPrepaymentDailyReadLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadPrepaymentDailyReadLog>',
+        ),
     ),
     '4.15': (
-        ('<sr:ReadLoadLimitData>', EXECUTION, '</sr:ReadLoadLimitData>',),
+        (
+            '<sr:ReadLoadLimitData>',
+            EXECUTION,
+            '</sr:ReadLoadLimitData>',
+        ),
     ),
-    '4.16': (
-        ('<sr:ReadActivePowerImport/>',),
-    ),
+    '4.16': (('<sr:ReadActivePowerImport/>',),),
     '4.17': (
-        ('<sr:RetrieveDailyConsumptionLog>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveDailyConsumptionLog>',),
+        (
+            '<sr:RetrieveDailyConsumptionLog>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:RetrieveDailyConsumptionLog>',
+        ),
     ),
     '4.18': (
-        ('<sr:ReadMeterBalance>', EXECUTION, '</sr:ReadMeterBalance>',),
+        (
+            '<sr:ReadMeterBalance>',
+            EXECUTION,
+            '</sr:ReadMeterBalance>',
+        ),
     ),
     '5.1': (
-        ('<sr:CreateSchedule><sr:ScheduleFrequency>Daily</sr:ScheduleFrequency><sr:ScheduleStartDate>', DAY, '</sr:ScheduleStartDate><sr:DSPScheduledServiceReference>4.2</sr:DSPScheduledServiceReference><sr:DSPScheduledServiceReferenceVariant>4.2</sr:DSPScheduledServiceReferenceVariant><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:DSPRetrieveImportDailyReadLog><sr:StartDateOffset>0</sr:StartDateOffset><sr:StartTime>00:00:00Z</sr:StartTime><sr:EndDateOffset>0</sr:EndDateOffset><sr:EndTime>00:00:00Z</sr:EndTime></sr:DSPRetrieveImportDailyReadLog></sr:CreateSchedule>',),
+        (
+            '<sr:CreateSchedule><sr:ScheduleFrequency>Daily</sr:ScheduleFrequency><sr:ScheduleStartDate>',
+            DAY,
+            '</sr:ScheduleStartDate><sr:DSPScheduledServiceReference>4.2</sr:DSPScheduledServiceReference><sr:DSPScheduledServiceReferenceVariant>4.2</sr:DSPScheduledServiceReferenceVariant><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:DSPRetrieveImportDailyReadLog><sr:StartDateOffset>0</sr:StartDateOffset><sr:StartTime>00:00:00Z</sr:StartTime><sr:EndDateOffset>0</sr:EndDateOffset><sr:EndTime>00:00:00Z</sr:EndTime></sr:DSPRetrieveImportDailyReadLog></sr:CreateSchedule>',
+        ),
     ),
-    '5.2': (
-        ('<sr:ReadSchedule><sr:DSPScheduleID>1</sr:DSPScheduleID></sr:ReadSchedule>',),
-    ),
-    '5.3': (
-        ('<sr:DeleteSchedule><sr:DSPScheduleID>1</sr:DSPScheduleID></sr:DeleteSchedule>',),
-    ),
-    '6.2.1': (
-        ('<sr:ReadDeviceConfigurationVoltage/>',),
-    ),
-    '6.2.2': (
-        ('<sr:ReadDeviceConfigurationRandomisation/>',),
-    ),
-    '6.2.3': (
-        ('<sr:ReadDeviceConfigurationBillingCalendar/>',),
-    ),
-    '6.2.4': (
-        ('<sr:ReadDeviceConfigurationIdentityExcMPxN/>',),
-    ),
-    '6.2.5': (
-        ('<sr:ReadDeviceConfigurationInstantaneousPowerThresholds/>',),
-    ),
-    '6.2.7': (
-        ('<sr:ReadDeviceConfigurationMPxN/>',),
-    ),
-    '6.2.8': (
-        ('<sr:ReadDeviceConfigurationGas/>',),
-    ),
-    '6.2.9': (
-        ('<sr:ReadDeviceConfigurationPaymentMode/>',),
-    ),
-    '6.2.10': (
-        ('<sr:ReadDeviceConfigurationEventAndAlertBehaviours/>',),
-    ),
+    '5.2': (('<sr:ReadSchedule><sr:DSPScheduleID>1</sr:DSPScheduleID></sr:ReadSchedule>',),),
+    '5.3': (('<sr:DeleteSchedule><sr:DSPScheduleID>1</sr:DSPScheduleID></sr:DeleteSchedule>',),),
+    '6.2.1': (('<sr:ReadDeviceConfigurationVoltage/>',),),
+    '6.2.2': (('<sr:ReadDeviceConfigurationRandomisation/>',),),
+    '6.2.3': (('<sr:ReadDeviceConfigurationBillingCalendar/>',),),
+    '6.2.4': (('<sr:ReadDeviceConfigurationIdentityExcMPxN/>',),),
+    '6.2.5': (('<sr:ReadDeviceConfigurationInstantaneousPowerThresholds/>',),),
+    '6.2.7': (('<sr:ReadDeviceConfigurationMPxN/>',),),
+    '6.2.8': (('<sr:ReadDeviceConfigurationGas/>',),),
+    '6.2.9': (('<sr:ReadDeviceConfigurationPaymentMode/>',),),
+    '6.2.10': (('<sr:ReadDeviceConfigurationEventAndAlertBehaviours/>',),),
     '6.4.1': (
-        ('<sr:UpdateDeviceConfigurationLoadLimitingGeneralSettings>', EXECUTION, '<sr:LoadLimitPeriod>1</sr:LoadLimitPeriod><sr:LoadLimitPowerThreshold>1</sr:LoadLimitPowerThreshold><sr:LoadLimitRestorationPeriod>1</sr:LoadLimitRestorationPeriod><sr:LoadLimitSupplyState>Disable</sr:LoadLimitSupplyState></sr:UpdateDeviceConfigurationLoadLimitingGeneralSettings>',),
+        (
+            '<sr:UpdateDeviceConfigurationLoadLimitingGeneralSettings>',
+            EXECUTION,
+            '<sr:LoadLimitPeriod>1</sr:LoadLimitPeriod><sr:LoadLimitPowerThreshold>1</sr:LoadLimitPowerThreshold><sr:LoadLimitRestorationPeriod>1</sr:LoadLimitRestorationPeriod><sr:LoadLimitSupplyState>Disable</sr:LoadLimitSupplyState></sr:UpdateDeviceConfigurationLoadLimitingGeneralSettings>',
+        ),
     ),
     '6.4.2': (
-        ('<sr:UpdateDeviceConfigurationLoadLimitingCounterReset>', EXECUTION, '</sr:UpdateDeviceConfigurationLoadLimitingCounterReset>',),
+        (
+            '<sr:UpdateDeviceConfigurationLoadLimitingCounterReset>',
+            EXECUTION,
+            '</sr:UpdateDeviceConfigurationLoadLimitingCounterReset>',
+        ),
     ),
     '6.5': (
-        ('<sr:UpdateDeviceConfigurationVoltage>', EXECUTION, '<sr:RMSVoltageSettings><sr:RMSExtremeOverVoltageMeasurementPeriod>1</sr:RMSExtremeOverVoltageMeasurementPeriod><sr:RMSExtremeOverVoltageThreshold>1</sr:RMSExtremeOverVoltageThreshold><sr:RMSExtremeUnderVoltageMeasurementPeriod>1</sr:RMSExtremeUnderVoltageMeasurementPeriod><sr:RMSExtremeUnderVoltageThreshold>1</sr:RMSExtremeUnderVoltageThreshold><sr:RMSVoltageSagMeasurementPeriod>1</sr:RMSVoltageSagMeasurementPeriod><sr:RMSVoltageSagThreshold>1</sr:RMSVoltageSagThreshold><sr:RMSVoltageSwellMeasurementPeriod>1</sr:RMSVoltageSwellMeasurementPeriod><sr:RMSVoltageSwellThreshold>1</sr:RMSVoltageSwellThreshold></sr:RMSVoltageSettings><sr:SinglePhaseVoltageSettings><sr:AverageRMSOverVoltageThreshold>1</sr:AverageRMSOverVoltageThreshold><sr:AverageRMSUnderVoltageThreshold>1</sr:AverageRMSUnderVoltageThreshold><sr:AverageRMSVoltageMeasurementPeriod>1</sr:AverageRMSVoltageMeasurementPeriod></sr:SinglePhaseVoltageSettings></sr:UpdateDeviceConfigurationVoltage>',),
+        (
+            '<sr:UpdateDeviceConfigurationVoltage>',
+            EXECUTION,
+            '<sr:RMSVoltageSettings><sr:RMSExtremeOverVoltageMeasurementPeriod>1</sr:RMSExtremeOverVoltageMeasurementPeriod><sr:RMSExtremeOverVoltageThreshold>1</sr:RMSExtremeOverVoltageThreshold><sr:RMSExtremeUnderVoltageMeasurementPeriod>1</sr:RMSExtremeUnderVoltageMeasurementPeriod><sr:RMSExtremeUnderVoltageThreshold>1</sr:RMSExtremeUnderVoltageThreshold><sr:RMSVoltageSagMeasurementPeriod>1</sr:RMSVoltageSagMeasurementPeriod><sr:RMSVoltageSagThreshold>1</sr:RMSVoltageSagThreshold><sr:RMSVoltageSwellMeasurementPeriod>1</sr:RMSVoltageSwellMeasurementPeriod><sr:RMSVoltageSwellThreshold>1</sr:RMSVoltageSwellThreshold></sr:RMSVoltageSettings><sr:SinglePhaseVoltageSettings><sr:AverageRMSOverVoltageThreshold>1</sr:AverageRMSOverVoltageThreshold><sr:AverageRMSUnderVoltageThreshold>1</sr:AverageRMSUnderVoltageThreshold><sr:AverageRMSVoltageMeasurementPeriod>1</sr:AverageRMSVoltageMeasurementPeriod></sr:SinglePhaseVoltageSettings></sr:UpdateDeviceConfigurationVoltage>',
+        ),
     ),
     '6.6': (
-        ('<sr:UpdateDeviceConfigurationGasConversion><sr:CalorificValue>1</sr:CalorificValue><sr:ConversionFactor>1</sr:ConversionFactor></sr:UpdateDeviceConfigurationGasConversion>',),
+        (
+            '<sr:UpdateDeviceConfigurationGasConversion><sr:CalorificValue>1</sr:CalorificValue><sr:ConversionFactor>1</sr:ConversionFactor></sr:UpdateDeviceConfigurationGasConversion>',
+        ),
     ),
     '6.7': (
-        ('<sr:UpdateDeviceConfigurationGasFlow><sr:UncontrolledGasFlowRate>1</sr:UncontrolledGasFlowRate><sr:SupplyDepletionState>Unchanged</sr:SupplyDepletionState><sr:SupplyTamperState>Unchanged</sr:SupplyTamperState><sr:StabilisationPeriod>1</sr:StabilisationPeriod><sr:MeasurementPeriod>1</sr:MeasurementPeriod></sr:UpdateDeviceConfigurationGasFlow>',),
+        (
+            '<sr:UpdateDeviceConfigurationGasFlow><sr:UncontrolledGasFlowRate>1</sr:UncontrolledGasFlowRate><sr:SupplyDepletionState>Unchanged</sr:SupplyDepletionState><sr:SupplyTamperState>Unchanged</sr:SupplyTamperState><sr:StabilisationPeriod>1</sr:StabilisationPeriod><sr:MeasurementPeriod>1</sr:MeasurementPeriod></sr:UpdateDeviceConfigurationGasFlow>',
+        ),
     ),
     '6.8': (
-        ('<sr:UpdateDeviceConfigurationBillingCalendar><sr:ElectricityBillingCalendar><sr:BillingTime>00:00:00Z</sr:BillingTime><sr:Daily/></sr:ElectricityBillingCalendar></sr:UpdateDeviceConfigurationBillingCalendar>',),
-        ('<sr:UpdateDeviceConfigurationBillingCalendar><sr:GasBillingCalendar><sr:BillingPeriodStart>', DAY, 'T00:00:00Z</sr:BillingPeriodStart><sr:Periodicity>Daily</sr:Periodicity></sr:GasBillingCalendar></sr:UpdateDeviceConfigurationBillingCalendar>',),
+        (
+            '<sr:UpdateDeviceConfigurationBillingCalendar><sr:ElectricityBillingCalendar><sr:BillingTime>00:00:00Z</sr:BillingTime><sr:Daily/></sr:ElectricityBillingCalendar></sr:UpdateDeviceConfigurationBillingCalendar>',
+        ),
+        (
+            '<sr:UpdateDeviceConfigurationBillingCalendar><sr:GasBillingCalendar><sr:BillingPeriodStart>',
+            DAY,
+            'T00:00:00Z</sr:BillingPeriodStart><sr:Periodicity>Daily</sr:Periodicity></sr:GasBillingCalendar></sr:UpdateDeviceConfigurationBillingCalendar>',
+        ),
     ),
     '6.11': (
-        ('<sr:SynchroniseClock><sr:CurrentDateTime>', DAY, 'T00:00:00Z</sr:CurrentDateTime><sr:TolerancePeriod>1</sr:TolerancePeriod></sr:SynchroniseClock>',),
+        (
+            '<sr:SynchroniseClock><sr:CurrentDateTime>',
+            DAY,
+            'T00:00:00Z</sr:CurrentDateTime><sr:TolerancePeriod>1</sr:TolerancePeriod></sr:SynchroniseClock>',
+        ),
     ),
     '6.12': (
-        ('<sr:UpdateDeviceConfigurationInstantaneousPowerThreshold>', EXECUTION, '<sr:LowMediumPowerThreshold>1</sr:LowMediumPowerThreshold><sr:MediumHighPowerThreshold>1</sr:MediumHighPowerThreshold></sr:UpdateDeviceConfigurationInstantaneousPowerThreshold>',),
+        (
+            '<sr:UpdateDeviceConfigurationInstantaneousPowerThreshold>',
+            EXECUTION,
+            '<sr:LowMediumPowerThreshold>1</sr:LowMediumPowerThreshold><sr:MediumHighPowerThreshold>1</sr:MediumHighPowerThreshold></sr:UpdateDeviceConfigurationInstantaneousPowerThreshold>',
+        ),
     ),
     '6.13': (
-        ('<sr:ReadEventOrSecurityLog><sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod><sr:LogToRead>Event</sr:LogToRead></sr:ReadEventOrSecurityLog>',),
+        (
+            '<sr:ReadEventOrSecurityLog><sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod><sr:LogToRead>Event</sr:LogToRead></sr:ReadEventOrSecurityLog>',
+        ),
     ),
     '6.14.1': (
-        ('<sr:UpdateDeviceConfigurationALCDescriptions><sr:ALCSHCALCSDescription index="1"><sr:SwitchDescription>1</sr:SwitchDescription></sr:ALCSHCALCSDescription></sr:UpdateDeviceConfigurationALCDescriptions>',),
+        (
+            '<sr:UpdateDeviceConfigurationALCDescriptions><sr:ALCSHCALCSDescription index="1"><sr:SwitchDescription>1</sr:SwitchDescription></sr:ALCSHCALCSDescription></sr:UpdateDeviceConfigurationALCDescriptions>',
+        ),
     ),
     '6.14.2': (
-        ('<sr:UpdateDeviceConfigurationALCScheduler>', EXECUTION, '<sr:ALCSHCALCSConnectionSchedule><sr:ActivateDeactivateSwitch index="1"><sr:ActivateSwitch/></sr:ActivateDeactivateSwitch><sr:ALCSScheduleDatesAndTime><sr:SwitchTime>00:00:00Z</sr:SwitchTime><sr:StartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:StartDate><sr:EndDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:EndDate></sr:ALCSScheduleDatesAndTime></sr:ALCSHCALCSConnectionSchedule><sr:ALCSHCALCSSpecialDays></sr:ALCSHCALCSSpecialDays></sr:UpdateDeviceConfigurationALCScheduler>',),
+        (
+            '<sr:UpdateDeviceConfigurationALCScheduler>',
+            EXECUTION,
+            '<sr:ALCSHCALCSConnectionSchedule><sr:ActivateDeactivateSwitch index="1"><sr:ActivateSwitch/></sr:ActivateDeactivateSwitch><sr:ALCSScheduleDatesAndTime><sr:SwitchTime>00:00:00Z</sr:SwitchTime><sr:StartDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:StartDate><sr:EndDate><sr:Year><sr:SpecifiedYear>2014</sr:SpecifiedYear></sr:Year><sr:Month><sr:SpecifiedMonth>1</sr:SpecifiedMonth></sr:Month><sr:DayOfMonth><sr:SpecifiedDayOfMonth>1</sr:SpecifiedDayOfMonth></sr:DayOfMonth><sr:DayOfWeek><sr:SpecifiedDayOfWeek>1</sr:SpecifiedDayOfWeek></sr:DayOfWeek></sr:EndDate></sr:ALCSScheduleDatesAndTime></sr:ALCSHCALCSConnectionSchedule><sr:ALCSHCALCSSpecialDays></sr:ALCSHCALCSSpecialDays></sr:UpdateDeviceConfigurationALCScheduler>',
+        ),
     ),
     '6.14.3': (
-        ('<sr:UpdateDeviceConfigurationAuxiliaryControllerScheduler>', EXECUTION, '<sr:AuxiliaryControllerSpecialDayDefinitions></sr:AuxiliaryControllerSpecialDayDefinitions></sr:UpdateDeviceConfigurationAuxiliaryControllerScheduler>',),
+        (
+            '<sr:UpdateDeviceConfigurationAuxiliaryControllerScheduler>',
+            EXECUTION,
+            '<sr:AuxiliaryControllerSpecialDayDefinitions></sr:AuxiliaryControllerSpecialDayDefinitions></sr:UpdateDeviceConfigurationAuxiliaryControllerScheduler>',
+        ),
     ),
     '6.15.1': (
-        ('<sr:UpdateSecurityCredentialsKRP>', EXECUTION, '<sr:RemotePartyRole>ACB</sr:RemotePartyRole><sr:ReplacementCertificates><sr:SupplierOrNetworkOperatorCertificates></sr:SupplierOrNetworkOperatorCertificates></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:UpdateSecurityCredentialsKRP>',),
+        (
+            '<sr:UpdateSecurityCredentialsKRP>',
+            EXECUTION,
+            '<sr:RemotePartyRole>ACB</sr:RemotePartyRole><sr:ReplacementCertificates><sr:SupplierOrNetworkOperatorCertificates></sr:SupplierOrNetworkOperatorCertificates></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:UpdateSecurityCredentialsKRP>',
+        ),
     ),
     '6.15.2': (
-        ('<sr:UpdateSecurityCredentialsDevice><sr:DeviceCertificate>AA==</sr:DeviceCertificate></sr:UpdateSecurityCredentialsDevice>',),
+        (
+            '<sr:UpdateSecurityCredentialsDevice><sr:DeviceCertificate>AA==</sr:DeviceCertificate></sr:UpdateSecurityCredentialsDevice>',
+        ),
     ),
     '6.17': (
-        ('<sr:IssueSecurityCredentials><sr:CredentialType>Digital Signature</sr:CredentialType></sr:IssueSecurityCredentials>',),
+        (
+            '<sr:IssueSecurityCredentials><sr:CredentialType>Digital Signature</sr:CredentialType></sr:IssueSecurityCredentials>',
+        ),
     ),
     '6.18.1': (
-        ('<sr:SetMaximumDemandConfigurableTimePeriod>', EXECUTION, '<sr:MaximumDemandTimePeriodSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:EndTime>00:00:00Z</sr:EndTime></sr:MaximumDemandTimePeriodSchedule></sr:SetMaximumDemandConfigurableTimePeriod>',),
+        (
+            '<sr:SetMaximumDemandConfigurableTimePeriod>',
+            EXECUTION,
+            '<sr:MaximumDemandTimePeriodSchedule><sr:StartTime>00:00:00Z</sr:StartTime><sr:EndTime>00:00:00Z</sr:EndTime></sr:MaximumDemandTimePeriodSchedule></sr:SetMaximumDemandConfigurableTimePeriod>',
+        ),
     ),
     '6.18.2': (
-        ('<sr:ResetMaximumDemandRegisters>', EXECUTION, '</sr:ResetMaximumDemandRegisters>',),
+        (
+            '<sr:ResetMaximumDemandRegisters>',
+            EXECUTION,
+            '</sr:ResetMaximumDemandRegisters>',
+        ),
     ),
     '6.20.1': (
-        ('<sr:SetDeviceConfigurationImportMPxN>', EXECUTION, '<sr:ImportMPANs><sr:ImportMPAN>1111111111111</sr:ImportMPAN></sr:ImportMPANs></sr:SetDeviceConfigurationImportMPxN>',),
+        (
+            '<sr:SetDeviceConfigurationImportMPxN>',
+            EXECUTION,
+            '<sr:ImportMPANs><sr:ImportMPAN>1111111111111</sr:ImportMPAN></sr:ImportMPANs></sr:SetDeviceConfigurationImportMPxN>',
+        ),
     ),
     '6.20.2': (
-        ('<sr:SetDeviceConfigurationExportMPAN>', EXECUTION, '<sr:ExportMPAN>1111111111111</sr:ExportMPAN></sr:SetDeviceConfigurationExportMPAN>',),
+        (
+            '<sr:SetDeviceConfigurationExportMPAN>',
+            EXECUTION,
+            '<sr:ExportMPAN>1111111111111</sr:ExportMPAN></sr:SetDeviceConfigurationExportMPAN>',
+        ),
     ),
     '6.21': (
-        ('<sr:RequestHandoverOfDCCControlledDevice>', EXECUTION, '<sr:RemotePartyRole>ACB</sr:RemotePartyRole><sr:ReplacementCertificates><sr:DigitalSigningCertificate>AA==</sr:DigitalSigningCertificate></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:RequestHandoverOfDCCControlledDevice>',),
+        (
+            '<sr:RequestHandoverOfDCCControlledDevice>',
+            EXECUTION,
+            '<sr:RemotePartyRole>ACB</sr:RemotePartyRole><sr:ReplacementCertificates><sr:DigitalSigningCertificate>AA==</sr:DigitalSigningCertificate></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:RequestHandoverOfDCCControlledDevice>',
+        ),
     ),
     '6.22': (
-        ('<sr:ConfigureAlertBehaviour><sr:ElectricitySupplierAlerts></sr:ElectricitySupplierAlerts></sr:ConfigureAlertBehaviour>',),
-        ('<sr:ConfigureAlertBehaviour><sr:GasSupplierAlerts></sr:GasSupplierAlerts></sr:ConfigureAlertBehaviour>',),
+        (
+            '<sr:ConfigureAlertBehaviour><sr:ElectricitySupplierAlerts></sr:ElectricitySupplierAlerts></sr:ConfigureAlertBehaviour>',
+        ),
+        (
+            '<sr:ConfigureAlertBehaviour><sr:GasSupplierAlerts></sr:GasSupplierAlerts></sr:ConfigureAlertBehaviour>',
+        ),
     ),
     '6.23': (
-        ('<sr:UpdateSecurityCredentialsCoS>', EXECUTION, '<sr:SupplierFloorSeqNumber>1</sr:SupplierFloorSeqNumber><sr:SupplierReplacementCertificates><sr:DigitalSigningCertificate>AA==</sr:DigitalSigningCertificate></sr:SupplierReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks><sr:ImportMPxN>1</sr:ImportMPxN></sr:UpdateSecurityCredentialsCoS>',),
+        (
+            '<sr:UpdateSecurityCredentialsCoS>',
+            EXECUTION,
+            '<sr:SupplierFloorSeqNumber>1</sr:SupplierFloorSeqNumber><sr:SupplierReplacementCertificates><sr:DigitalSigningCertificate>AA==</sr:DigitalSigningCertificate></sr:SupplierReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks><sr:ImportMPxN>1</sr:ImportMPxN></sr:UpdateSecurityCredentialsCoS>',
+        ),
     ),
     '6.24.1': (
-        ('<sr:RetrieveDeviceSecurityCredentialsKRP><sr:RemotePartyRole>ACB</sr:RemotePartyRole></sr:RetrieveDeviceSecurityCredentialsKRP>',),
+        (
+            '<sr:RetrieveDeviceSecurityCredentialsKRP><sr:RemotePartyRole>ACB</sr:RemotePartyRole></sr:RetrieveDeviceSecurityCredentialsKRP>',
+        ),
     ),
     '6.24.2': (
-        ('<sr:RetrieveDeviceSecurityCredentialsDevice><sr:CredentialType>Digital Signature</sr:CredentialType></sr:RetrieveDeviceSecurityCredentialsDevice>',),
+        (
+            '<sr:RetrieveDeviceSecurityCredentialsDevice><sr:CredentialType>Digital Signature</sr:CredentialType></sr:RetrieveDeviceSecurityCredentialsDevice>',
+        ),
     ),
     '6.25': (
-        ('<sr:SetElectricitySupplyTamperState><sr:SupplyTamperState>Locked</sr:SupplyTamperState></sr:SetElectricitySupplyTamperState>',),
+        (
+            '<sr:SetElectricitySupplyTamperState><sr:SupplyTamperState>Locked</sr:SupplyTamperState></sr:SetElectricitySupplyTamperState>',
+        ),
     ),
     '6.26': (
-        ('<sr:UpdateDeviceConfigurationDailyResettingOfTariffBlockCounterMatrix><sr:DailyTariffBlockCounterMatrixReset>true</sr:DailyTariffBlockCounterMatrixReset></sr:UpdateDeviceConfigurationDailyResettingOfTariffBlockCounterMatrix>',),
+        (
+            '<sr:UpdateDeviceConfigurationDailyResettingOfTariffBlockCounterMatrix><sr:DailyTariffBlockCounterMatrixReset>true</sr:DailyTariffBlockCounterMatrixReset></sr:UpdateDeviceConfigurationDailyResettingOfTariffBlockCounterMatrix>',
+        ),
     ),
     '6.27': (
-        ('<sr:UpdateDeviceConfigurationRMSVoltageCounterReset>', EXECUTION, '</sr:UpdateDeviceConfigurationRMSVoltageCounterReset>',),
+        (
+            '<sr:UpdateDeviceConfigurationRMSVoltageCounterReset>',
+            EXECUTION,
+            '</sr:UpdateDeviceConfigurationRMSVoltageCounterReset>',
+        ),
     ),
     '6.28': (
-        ('<sr:SetCHFSubGHzConfiguration><sr:LowerBandSubGHzChannels0To26></sr:LowerBandSubGHzChannels0To26><sr:LowerBandSubGHzChannels27To34></sr:LowerBandSubGHzChannels27To34><sr:LowerBandSubGHzChannels35To61></sr:LowerBandSubGHzChannels35To61><sr:UpperBandSubGHzChannels0To26></sr:UpperBandSubGHzChannels0To26><sr:NormalLimitedDutyCycleThreshold>1</sr:NormalLimitedDutyCycleThreshold><sr:LimitedCriticalDutyCycleThreshold>2.0</sr:LimitedCriticalDutyCycleThreshold><sr:MaximumSubGHzChannelChangesPerWeek>1</sr:MaximumSubGHzChannelChangesPerWeek><sr:GSMECurfew>100</sr:GSMECurfew><sr:ChannelQuieterThreshold>1</sr:ChannelQuieterThreshold><sr:ChannelNoisierThreshold>1</sr:ChannelNoisierThreshold><sr:NonGSMEPoorCommsPercentageThreshold>1</sr:NonGSMEPoorCommsPercentageThreshold><sr:NonGSMEPoorCommsMeasurementPeriods>100</sr:NonGSMEPoorCommsMeasurementPeriods><sr:LocalCHNoiseMeasurementPeriod>100</sr:LocalCHNoiseMeasurementPeriod><sr:LocalCHFailurePercentage>1</sr:LocalCHFailurePercentage><sr:LocalCHRetryPercentage>1</sr:LocalCHRetryPercentage></sr:SetCHFSubGHzConfiguration>',),
+        (
+            '<sr:SetCHFSubGHzConfiguration><sr:LowerBandSubGHzChannels0To26></sr:LowerBandSubGHzChannels0To26><sr:LowerBandSubGHzChannels27To34></sr:LowerBandSubGHzChannels27To34><sr:LowerBandSubGHzChannels35To61></sr:LowerBandSubGHzChannels35To61><sr:UpperBandSubGHzChannels0To26></sr:UpperBandSubGHzChannels0To26><sr:NormalLimitedDutyCycleThreshold>1</sr:NormalLimitedDutyCycleThreshold><sr:LimitedCriticalDutyCycleThreshold>2.0</sr:LimitedCriticalDutyCycleThreshold><sr:MaximumSubGHzChannelChangesPerWeek>1</sr:MaximumSubGHzChannelChangesPerWeek><sr:GSMECurfew>100</sr:GSMECurfew><sr:ChannelQuieterThreshold>1</sr:ChannelQuieterThreshold><sr:ChannelNoisierThreshold>1</sr:ChannelNoisierThreshold><sr:NonGSMEPoorCommsPercentageThreshold>1</sr:NonGSMEPoorCommsPercentageThreshold><sr:NonGSMEPoorCommsMeasurementPeriods>100</sr:NonGSMEPoorCommsMeasurementPeriods><sr:LocalCHNoiseMeasurementPeriod>100</sr:LocalCHNoiseMeasurementPeriod><sr:LocalCHFailurePercentage>1</sr:LocalCHFailurePercentage><sr:LocalCHRetryPercentage>1</sr:LocalCHRetryPercentage></sr:SetCHFSubGHzConfiguration>',
+        ),
     ),
-    '6.29': (
-        ('<sr:RequestCHFSubGHzChannelScan/>',),
-    ),
-    '6.30': (
-        ('<sr:ReadCHFSubGHzConfiguration/>',),
-    ),
-    '6.31': (
-        ('<sr:ReadCHFSubGHzChannel/>',),
-    ),
+    '6.29': (('<sr:RequestCHFSubGHzChannelScan/>',),),
+    '6.30': (('<sr:ReadCHFSubGHzConfiguration/>',),),
+    '6.31': (('<sr:ReadCHFSubGHzChannel/>',),),
     '6.32': (
-        ('<sr:ReadCHFSubGHzChannelLog><sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadCHFSubGHzChannelLog>',),
+        (
+            '<sr:ReadCHFSubGHzChannelLog><sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadCHFSubGHzChannelLog>',
+        ),
     ),
-    '7.1': (
-        ('<sr:EnableSupply/>',),
-    ),
-    '7.2': (
-        ('<sr:DisableSupply/>',),
-    ),
-    '7.3': (
-        ('<sr:ArmSupply/>',),
-    ),
-    '7.4': (
-        ('<sr:ReadSupplyStatus/>',),
-    ),
+    '7.1': (('<sr:EnableSupply/>',),),
+    '7.2': (('<sr:DisableSupply/>',),),
+    '7.3': (('<sr:ArmSupply/>',),),
+    '7.4': (('<sr:ReadSupplyStatus/>',),),
     '7.5': (
-        ('<sr:ActivateAuxiliaryLoad><sr:ActivateALCSHCALCS index="1"><sr:Duration>1</sr:Duration></sr:ActivateALCSHCALCS></sr:ActivateAuxiliaryLoad>',),
+        (
+            '<sr:ActivateAuxiliaryLoad><sr:ActivateALCSHCALCS index="1"><sr:Duration>1</sr:Duration></sr:ActivateALCSHCALCS></sr:ActivateAuxiliaryLoad>',
+        ),
     ),
     '7.6': (
-        ('<sr:DeactivateAuxiliaryLoad><sr:DeactivateALCSHCALCS index="1"><sr:Duration>1</sr:Duration></sr:DeactivateALCSHCALCS></sr:DeactivateAuxiliaryLoad>',),
+        (
+            '<sr:DeactivateAuxiliaryLoad><sr:DeactivateALCSHCALCS index="1"><sr:Duration>1</sr:Duration></sr:DeactivateALCSHCALCS></sr:DeactivateAuxiliaryLoad>',
+        ),
     ),
     '7.7': (
-        ('<sr:ReadALCSData>', EXECUTION, '</sr:ReadALCSData>',),
+        (
+            '<sr:ReadALCSData>',
+            EXECUTION,
+            '</sr:ReadALCSData>',
+        ),
     ),
-    '7.8': (
-        ('<sr:ResetAuxiliaryLoad><sr:ResetALCSHCALCS index="1"/></sr:ResetAuxiliaryLoad>',),
-    ),
+    '7.8': (('<sr:ResetAuxiliaryLoad><sr:ResetALCSHCALCS index="1"/></sr:ResetAuxiliaryLoad>',),),
     '7.9': (
-        ('<sr:AddAuxiliaryLoadToBoostButton>', EXECUTION, '<sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton></sr:AddAuxiliaryLoadToBoostButton>',),
+        (
+            '<sr:AddAuxiliaryLoadToBoostButton>',
+            EXECUTION,
+            '<sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton><sr:AddToBoostButton index="1">true</sr:AddToBoostButton></sr:AddAuxiliaryLoadToBoostButton>',
+        ),
     ),
     '7.10': (
-        ('<sr:RemoveAuxiliaryLoadFromBoostButton>', EXECUTION, '<sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton></sr:RemoveAuxiliaryLoadFromBoostButton>',),
+        (
+            '<sr:RemoveAuxiliaryLoadFromBoostButton>',
+            EXECUTION,
+            '<sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton><sr:RemoveFromBoostButton index="1">true</sr:RemoveFromBoostButton></sr:RemoveAuxiliaryLoadFromBoostButton>',
+        ),
     ),
     '7.11': (
-        ('<sr:ReadBoostButtonDetails>', EXECUTION, '<sr:ReadLogPeriod><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadBoostButtonDetails>',),
+        (
+            '<sr:ReadBoostButtonDetails>',
+            EXECUTION,
+            '<sr:ReadLogPeriod><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime></sr:ReadLogPeriod></sr:ReadBoostButtonDetails>',
+        ),
     ),
     '7.12': (
-        ('<sr:SetRandomisedOffsetLimit><sr:RandomisedOffsetLimit>1</sr:RandomisedOffsetLimit></sr:SetRandomisedOffsetLimit>',),
+        (
+            '<sr:SetRandomisedOffsetLimit><sr:RandomisedOffsetLimit>1</sr:RandomisedOffsetLimit></sr:SetRandomisedOffsetLimit>',
+        ),
     ),
     '7.13': (
-        ('<sr:SetAuxiliaryControllerState auxiliaryControllerN="1"><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime><sr:CommandedStateLevel>1</sr:CommandedStateLevel></sr:SetAuxiliaryControllerState>',),
+        (
+            '<sr:SetAuxiliaryControllerState auxiliaryControllerN="1"><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime><sr:CommandedStateLevel>1</sr:CommandedStateLevel></sr:SetAuxiliaryControllerState>',
+        ),
     ),
     '7.14': (
-        ('<sr:ReadAuxiliaryControllerConfigurationData>', EXECUTION, '</sr:ReadAuxiliaryControllerConfigurationData>',),
+        (
+            '<sr:ReadAuxiliaryControllerConfigurationData>',
+            EXECUTION,
+            '</sr:ReadAuxiliaryControllerConfigurationData>',
+        ),
     ),
     '7.15': (
-        ('<sr:ReadAuxiliaryControllerOperationalData>', EXECUTION, '</sr:ReadAuxiliaryControllerOperationalData>',),
+        (
+            '<sr:ReadAuxiliaryControllerOperationalData>',
+            EXECUTION,
+            '</sr:ReadAuxiliaryControllerOperationalData>',
+        ),
     ),
     '7.16': (
-        ('<sr:LimitAPCLevel auxiliaryControllerN="1"><sr:StartDateTime>', DAY, 'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>', DAY, 'T23:59:59Z</sr:EndDateTime><sr:CommandedStateLevel>1</sr:CommandedStateLevel></sr:LimitAPCLevel>',),
+        (
+            '<sr:LimitAPCLevel auxiliaryControllerN="1"><sr:StartDateTime>',
+            DAY,
+            'T00:00:00Z</sr:StartDateTime><sr:EndDateTime>',
+            DAY,
+            'T23:59:59Z</sr:EndDateTime><sr:CommandedStateLevel>1</sr:CommandedStateLevel></sr:LimitAPCLevel>',
+        ),
     ),
     '8.1.1': (
-        ('<sr:CommissionDeviceSynchroniseClock><sr:CurrentDateTime>', DAY, 'T00:00:00Z</sr:CurrentDateTime><sr:TolerancePeriod>1</sr:TolerancePeriod></sr:CommissionDeviceSynchroniseClock>',),
+        (
+            '<sr:CommissionDeviceSynchroniseClock><sr:CurrentDateTime>',
+            DAY,
+            'T00:00:00Z</sr:CurrentDateTime><sr:TolerancePeriod>1</sr:TolerancePeriod></sr:CommissionDeviceSynchroniseClock>',
+        ),
     ),
-    '8.2': (
-        ('<sr:ReadInventory><sr:UPRN>1</sr:UPRN></sr:ReadInventory>',),
-    ),
+    '8.2': (('<sr:ReadInventory><sr:UPRN>1</sr:UPRN></sr:ReadInventory>',),),
     '8.3': (
-        ('<sr:DecommissionDevice><sr:DeviceID>', DEVICE, '</sr:DeviceID></sr:DecommissionDevice>',),
+        (
+            '<sr:DecommissionDevice><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID></sr:DecommissionDevice>',
+        ),
     ),
     '8.4': (
-        ('<sr:UpdateInventory><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:UpdateDeviceStatusExceptCH>Pending</sr:UpdateDeviceStatusExceptCH></sr:UpdateInventory>',),
+        (
+            '<sr:UpdateInventory><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:UpdateDeviceStatusExceptCH>Pending</sr:UpdateDeviceStatusExceptCH></sr:UpdateInventory>',
+        ),
     ),
     '8.5': (
-        ('<sr:ServiceOptOut>', EXECUTION, '<sr:ACBFloorSeqNumber>1</sr:ACBFloorSeqNumber><sr:ReplacementCertificates><sr:KeyAgreementCertificate>AA==</sr:KeyAgreementCertificate></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:ServiceOptOut>',),
+        (
+            '<sr:ServiceOptOut>',
+            EXECUTION,
+            '<sr:ACBFloorSeqNumber>1</sr:ACBFloorSeqNumber><sr:ReplacementCertificates><sr:KeyAgreementCertificate>AA==</sr:KeyAgreementCertificate></sr:ReplacementCertificates><sr:CertificationPathCertificates><sr:Certificate>AA==</sr:Certificate></sr:CertificationPathCertificates><sr:ApplyTimeBasedCPVChecks>true</sr:ApplyTimeBasedCPVChecks></sr:ServiceOptOut>',
+        ),
     ),
     '8.6': (
-        ('<sr:ServiceOptIn><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:DeviceType>ESME</sr:DeviceType><sr:MPxNs><sr:ImportMPxN>1</sr:ImportMPxN></sr:MPxNs><sr:OptInDate>', DAY, '</sr:OptInDate></sr:ServiceOptIn>',),
+        (
+            '<sr:ServiceOptIn><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:DeviceType>ESME</sr:DeviceType><sr:MPxNs><sr:ImportMPxN>1</sr:ImportMPxN></sr:MPxNs><sr:OptInDate>',
+            DAY,
+            '</sr:OptInDate></sr:ServiceOptIn>',
+        ),
     ),
     '8.7.1': (
-        ('<sr:JoinServiceCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:JoinServiceCritical>',),
+        (
+            '<sr:JoinServiceCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:JoinServiceCritical>',
+        ),
     ),
     '8.7.2': (
-        ('<sr:JoinServiceNonCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:JoinServiceNonCritical>',),
+        (
+            '<sr:JoinServiceNonCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:JoinServiceNonCritical>',
+        ),
     ),
     '8.8.1': (
-        ('<sr:UnjoinServiceCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:UnjoinServiceCritical>',),
+        (
+            '<sr:UnjoinServiceCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:UnjoinServiceCritical>',
+        ),
     ),
     '8.8.2': (
-        ('<sr:UnjoinServiceNonCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:UnjoinServiceNonCritical>',),
+        (
+            '<sr:UnjoinServiceNonCritical><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID></sr:UnjoinServiceNonCritical>',
+        ),
     ),
     '8.9': (
-        ('<sr:ReadDeviceLog>', EXECUTION, '</sr:ReadDeviceLog>',),
+        (
+            '<sr:ReadDeviceLog>',
+            EXECUTION,
+            '</sr:ReadDeviceLog>',
+        ),
     ),
     '8.11': (
-        ('<sr:UpdateHANDeviceLog>', EXECUTION, '<sr:DeviceID>00-DB-12-00-00-00-0A-01</sr:DeviceID><sr:RequestType>Add</sr:RequestType></sr:UpdateHANDeviceLog>',),
+        (
+            '<sr:UpdateHANDeviceLog>',
+            EXECUTION,
+            '<sr:DeviceID>00-DB-12-00-00-00-0A-01</sr:DeviceID><sr:RequestType>Add</sr:RequestType></sr:UpdateHANDeviceLog>',
+        ),
     ),
     '8.12.1': (
-        ('<sr:RestoreHANDeviceLog><sr:OldCHFID>00-DB-12-00-00-00-0A-01</sr:OldCHFID></sr:RestoreHANDeviceLog>',),
+        (
+            '<sr:RestoreHANDeviceLog><sr:OldCHFID>00-DB-12-00-00-00-0A-01</sr:OldCHFID></sr:RestoreHANDeviceLog>',
+        ),
     ),
     '8.12.2': (
-        ('<sr:RestoreGPFDeviceLog><sr:OldGPFID>00-DB-12-00-00-00-0A-01</sr:OldGPFID></sr:RestoreGPFDeviceLog>',),
+        (
+            '<sr:RestoreGPFDeviceLog><sr:OldGPFID>00-DB-12-00-00-00-0A-01</sr:OldGPFID></sr:RestoreGPFDeviceLog>',
+        ),
     ),
     '8.13': (
-        ('<sr:ReturnLocalCommandResponse><sr:DeviceGBCSResponse>AA==</sr:DeviceGBCSResponse></sr:ReturnLocalCommandResponse>',),
+        (
+            '<sr:ReturnLocalCommandResponse><sr:DeviceGBCSResponse>AA==</sr:DeviceGBCSResponse></sr:ReturnLocalCommandResponse>',
+        ),
     ),
     '8.14.1': (
-        ('<sr:CHFInstallSuccessSMWAN><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:CHFInstallType>New CHF Install</sr:CHFInstallType><sr:MPxN>1</sr:MPxN><sr:AerialInstall>true</sr:AerialInstall><sr:CHFLocation>Outside Premises</sr:CHFLocation></sr:CHFInstallSuccessSMWAN>',),
+        (
+            '<sr:CHFInstallSuccessSMWAN><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:CHFInstallType>New CHF Install</sr:CHFInstallType><sr:MPxN>1</sr:MPxN><sr:AerialInstall>true</sr:AerialInstall><sr:CHFLocation>Outside Premises</sr:CHFLocation></sr:CHFInstallSuccessSMWAN>',
+        ),
     ),
     '8.14.2': (
-        ('<sr:CHFInstallSuccessNoSMWAN><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:CHFInstallType>New CHF Install</sr:CHFInstallType><sr:MPxN>1</sr:MPxN><sr:AerialInstall>true</sr:AerialInstall><sr:CHFLocation>Outside Premises</sr:CHFLocation><sr:PremiseType>Detached / Semi Detached</sr:PremiseType><sr:MetalObstructionCheck>true</sr:MetalObstructionCheck><sr:ConnectivityObstructionCheck>true</sr:ConnectivityObstructionCheck><sr:SharedObstructionCheck>true</sr:SharedObstructionCheck></sr:CHFInstallSuccessNoSMWAN>',),
+        (
+            '<sr:CHFInstallSuccessNoSMWAN><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:CHFInstallType>New CHF Install</sr:CHFInstallType><sr:MPxN>1</sr:MPxN><sr:AerialInstall>true</sr:AerialInstall><sr:CHFLocation>Outside Premises</sr:CHFLocation><sr:PremiseType>Detached / Semi Detached</sr:PremiseType><sr:MetalObstructionCheck>true</sr:MetalObstructionCheck><sr:ConnectivityObstructionCheck>true</sr:ConnectivityObstructionCheck><sr:SharedObstructionCheck>true</sr:SharedObstructionCheck></sr:CHFInstallSuccessNoSMWAN>',
+        ),
     ),
     '8.14.3': (
-        ('<sr:CHFFaultReturn><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:CHFFaultReturnType>Fault identified prior to installation</sr:CHFFaultReturnType><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID><sr:CHFConnectionMethod>Hot-shoe</sr:CHFConnectionMethod><sr:CHFFaultReason>Damaged case</sr:CHFFaultReason></sr:CHFFaultReturn>',),
+        (
+            '<sr:CHFFaultReturn><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:CHFFaultReturnType>Fault identified prior to installation</sr:CHFFaultReturnType><sr:OtherDeviceID>00-DB-12-00-00-00-0A-01</sr:OtherDeviceID><sr:CHFConnectionMethod>Hot-shoe</sr:CHFConnectionMethod><sr:CHFFaultReason>Damaged case</sr:CHFFaultReason></sr:CHFFaultReturn>',
+        ),
     ),
     '8.14.4': (
-        ('<sr:CHFNoFaultReturn><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:CHFNoFaultReturnType>No Fault Return (general)</sr:CHFNoFaultReturnType></sr:CHFNoFaultReturn>',),
+        (
+            '<sr:CHFNoFaultReturn><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:CHFNoFaultReturnType>No Fault Return (general)</sr:CHFNoFaultReturnType></sr:CHFNoFaultReturn>',
+        ),
     ),
-    '9.1': (
-        ('<sr:RequestCustomerIdentificationNumber/>',),
-    ),
+    '9.1': (('<sr:RequestCustomerIdentificationNumber/>',),),
     '11.1': (
-        ('<sr:UpdateFirmware><sr:FirmwareImage>AAECAwQFBgcICQoLDA0ODw==</sr:FirmwareImage><sr:FirmwareVersion>1</sr:FirmwareVersion><sr:DeviceIDList>', DEVICE, '</sr:DeviceIDList></sr:UpdateFirmware>',),
+        (
+            '<sr:UpdateFirmware><sr:FirmwareImage>AAECAwQFBgcICQoLDA0ODw==</sr:FirmwareImage><sr:FirmwareVersion>1</sr:FirmwareVersion><sr:DeviceIDList>',
+            DEVICE,
+            '</sr:DeviceIDList></sr:UpdateFirmware>',
+        ),
     ),
     '11.2': (
-        ('<sr:ReadFirmwareVersion>', EXECUTION, '</sr:ReadFirmwareVersion>',),
+        (
+            '<sr:ReadFirmwareVersion>',
+            EXECUTION,
+            '</sr:ReadFirmwareVersion>',
+        ),
     ),
     '11.3': (
-        ('<sr:ActivateFirmware>', EXECUTION, '<sr:FirmwareHash>8F00000000000000000000000000000000000000000000000000000000000000</sr:FirmwareHash></sr:ActivateFirmware>',),
+        (
+            '<sr:ActivateFirmware>',
+            EXECUTION,
+            '<sr:FirmwareHash>8F00000000000000000000000000000000000000000000000000000000000000</sr:FirmwareHash></sr:ActivateFirmware>',
+        ),
     ),
     '11.4': (
-        ('<sr:UpdatePPMIDFirmware><sr:FirmwareImage>AAECAwQFBgcICQoLDA0ODw==</sr:FirmwareImage><sr:FirmwareVersion>1</sr:FirmwareVersion><sr:DeviceIDList>', DEVICE, '</sr:DeviceIDList></sr:UpdatePPMIDFirmware>',),
+        (
+            '<sr:UpdatePPMIDFirmware><sr:FirmwareImage>AAECAwQFBgcICQoLDA0ODw==</sr:FirmwareImage><sr:FirmwareVersion>1</sr:FirmwareVersion><sr:DeviceIDList>',
+            DEVICE,
+            '</sr:DeviceIDList></sr:UpdatePPMIDFirmware>',
+        ),
     ),
-    '12.1': (
-        ('<sr:RequestWANMatrix><sr:UPRN>1</sr:UPRN></sr:RequestWANMatrix>',),
-    ),
+    '12.1': (('<sr:RequestWANMatrix><sr:UPRN>1</sr:UPRN></sr:RequestWANMatrix>',),),
     '12.2': (
-        ('<sr:DevicePrenotification><sr:DeviceID>', DEVICE, '</sr:DeviceID><sr:DeviceManufacturer>1</sr:DeviceManufacturer><sr:DeviceModel>1</sr:DeviceModel><sr:DeviceType>ESME</sr:DeviceType></sr:DevicePrenotification>',),
+        (
+            '<sr:DevicePrenotification><sr:DeviceID>',
+            DEVICE,
+            '</sr:DeviceID><sr:DeviceManufacturer>1</sr:DeviceManufacturer><sr:DeviceModel>1</sr:DeviceModel><sr:DeviceType>ESME</sr:DeviceType></sr:DevicePrenotification>',
+        ),
     ),
-    '14.1': (
-        ('<sr:RecordNetworkDataGAS/>',),
-    ),
+    '14.1': (('<sr:RecordNetworkDataGAS/>',),),
 }

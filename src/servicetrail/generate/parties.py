@@ -1,4 +1,5 @@
 """The Parties of a World: companies in every User Role, their names, Party IDs and User IDs."""
+
 from __future__ import annotations
 
 import random
@@ -21,34 +22,198 @@ class PartyInfo:
 
 
 _PLACES = (
-    "Albion", "Avon", "Severn", "Pennine", "Thames", "Cotswold", "Mercia", "Wessex", "Cheviot", "Solent",
-    "Humber", "Mersey", "Tyne", "Clyde", "Forth", "Trent", "Medway", "Tamar", "Dart", "Ouse", "Kennet",
-    "Eden", "Lune", "Ribble", "Wear", "Tees", "Usk", "Taff", "Towy", "Ness", "Spey", "Tay", "Calder",
-    "Aire", "Derwent", "Fowey", "Stour", "Itchen", "Arun", "Rother", "Parrett", "Otter", "Mendip",
-    "Quantock", "Chiltern", "Malvern", "Wrekin", "Peak", "Fenland", "Broadland", "Weald", "Purbeck",
-    "Exmoor", "Dartmoor", "Kielder", "Lomond", "Cairn", "Skye", "Arran", "Anglesey", "Gower", "Wirral",
-    "Furness", "Holderness", "Lindsey", "Breckland", "Wychwood", "Sherwood", "Arden", "Bowland", "Cleveland",
-    "Hambleton", "Wolds", "Moorfoot", "Ochil", "Sidlaw", "Trossach", "Morven", "Lammermuir", "Galloway",
-    "Carrick", "Kintyre", "Lorne", "Moray", "Buchan", "Mearns", "Fife", "Lothian", "Tweed", "Teviot",
-    "Solway", "Eskdale", "Wensley", "Swale", "Nidd", "Wharfe", "Hodder", "Irwell", "Goyt", "Dove",
-    "Manifold", "Churnet", "Tame", "Soar", "Welland", "Nene", "Ouzel", "Colne", "Lea", "Mimram",
-    "Wey", "Mole", "Darent", "Cuckmere", "Ouse Vale", "Meon", "Avonmouth", "Frome", "Axe", "Culm",
-    "Torridge", "Camel", "Lynher", "Teign", "Brue", "Cary", "Yeo", "Wylye", "Nadder", "Ebble",
-    "Bourne", "Loddon", "Pang", "Windrush", "Evenlode", "Cherwell", "Ray", "Thame", "Ock", "Glyme",
+    "Albion",
+    "Avon",
+    "Severn",
+    "Pennine",
+    "Thames",
+    "Cotswold",
+    "Mercia",
+    "Wessex",
+    "Cheviot",
+    "Solent",
+    "Humber",
+    "Mersey",
+    "Tyne",
+    "Clyde",
+    "Forth",
+    "Trent",
+    "Medway",
+    "Tamar",
+    "Dart",
+    "Ouse",
+    "Kennet",
+    "Eden",
+    "Lune",
+    "Ribble",
+    "Wear",
+    "Tees",
+    "Usk",
+    "Taff",
+    "Towy",
+    "Ness",
+    "Spey",
+    "Tay",
+    "Calder",
+    "Aire",
+    "Derwent",
+    "Fowey",
+    "Stour",
+    "Itchen",
+    "Arun",
+    "Rother",
+    "Parrett",
+    "Otter",
+    "Mendip",
+    "Quantock",
+    "Chiltern",
+    "Malvern",
+    "Wrekin",
+    "Peak",
+    "Fenland",
+    "Broadland",
+    "Weald",
+    "Purbeck",
+    "Exmoor",
+    "Dartmoor",
+    "Kielder",
+    "Lomond",
+    "Cairn",
+    "Skye",
+    "Arran",
+    "Anglesey",
+    "Gower",
+    "Wirral",
+    "Furness",
+    "Holderness",
+    "Lindsey",
+    "Breckland",
+    "Wychwood",
+    "Sherwood",
+    "Arden",
+    "Bowland",
+    "Cleveland",
+    "Hambleton",
+    "Wolds",
+    "Moorfoot",
+    "Ochil",
+    "Sidlaw",
+    "Trossach",
+    "Morven",
+    "Lammermuir",
+    "Galloway",
+    "Carrick",
+    "Kintyre",
+    "Lorne",
+    "Moray",
+    "Buchan",
+    "Mearns",
+    "Fife",
+    "Lothian",
+    "Tweed",
+    "Teviot",
+    "Solway",
+    "Eskdale",
+    "Wensley",
+    "Swale",
+    "Nidd",
+    "Wharfe",
+    "Hodder",
+    "Irwell",
+    "Goyt",
+    "Dove",
+    "Manifold",
+    "Churnet",
+    "Tame",
+    "Soar",
+    "Welland",
+    "Nene",
+    "Ouzel",
+    "Colne",
+    "Lea",
+    "Mimram",
+    "Wey",
+    "Mole",
+    "Darent",
+    "Cuckmere",
+    "Ouse Vale",
+    "Meon",
+    "Avonmouth",
+    "Frome",
+    "Axe",
+    "Culm",
+    "Torridge",
+    "Camel",
+    "Lynher",
+    "Teign",
+    "Brue",
+    "Cary",
+    "Yeo",
+    "Wylye",
+    "Nadder",
+    "Ebble",
+    "Bourne",
+    "Loddon",
+    "Pang",
+    "Windrush",
+    "Evenlode",
+    "Cherwell",
+    "Ray",
+    "Thame",
+    "Ock",
+    "Glyme",
 )
 # (name suffix, party_id suffix)
-_SUPPLIER_SUFFIX = (("Energy", "ENERGY"), ("Power", "POWER"), ("Gas & Power", "GP"), ("Utilities", "UTIL"),
-                    ("Home Energy", "HOME"), ("Electric", "ELEC"), ("Energy Supply", "SUPPLY"))
-_DNO_REGIONS = ("North West", "Yorkshire", "West Midlands", "East Midlands", "Eastern", "South Wales",
-                "South Western", "London", "South Eastern", "Southern", "North Scotland", "South Scotland",
-                "Merseyside", "Northern")
-_GDN_REGIONS = ("Northern", "North West", "Midlands", "East of England", "London", "Wales & West",
-                "Southern", "Scotland")
-_OU_SUFFIX = (("Analytics", "ANALYTICS"), ("Energy Insights", "INSIGHT"), ("Data Services", "DATA"),
-              ("Heat Networks", "HEAT"), ("Smart Services", "SMART"), ("Research", "RESEARCH"),
-              ("Switching", "SWITCH"), ("Flex", "FLEX"))
-_RSA_SUFFIX = (("Metering Services", "METERING"), ("Meter Operations", "MOP"),
-               ("Smart Installations", "INSTALL"))
+_SUPPLIER_SUFFIX = (
+    ("Energy", "ENERGY"),
+    ("Power", "POWER"),
+    ("Gas & Power", "GP"),
+    ("Utilities", "UTIL"),
+    ("Home Energy", "HOME"),
+    ("Electric", "ELEC"),
+    ("Energy Supply", "SUPPLY"),
+)
+_DNO_REGIONS = (
+    "North West",
+    "Yorkshire",
+    "West Midlands",
+    "East Midlands",
+    "Eastern",
+    "South Wales",
+    "South Western",
+    "London",
+    "South Eastern",
+    "Southern",
+    "North Scotland",
+    "South Scotland",
+    "Merseyside",
+    "Northern",
+)
+_GDN_REGIONS = (
+    "Northern",
+    "North West",
+    "Midlands",
+    "East of England",
+    "London",
+    "Wales & West",
+    "Southern",
+    "Scotland",
+)
+_OU_SUFFIX = (
+    ("Analytics", "ANALYTICS"),
+    ("Energy Insights", "INSIGHT"),
+    ("Data Services", "DATA"),
+    ("Heat Networks", "HEAT"),
+    ("Smart Services", "SMART"),
+    ("Research", "RESEARCH"),
+    ("Switching", "SWITCH"),
+    ("Flex", "FLEX"),
+)
+_RSA_SUFFIX = (
+    ("Metering Services", "METERING"),
+    ("Meter Operations", "MOP"),
+    ("Smart Installations", "INSTALL"),
+)
 
 
 def _party_id(base: str, taken: set[str]) -> str:
@@ -113,19 +278,30 @@ def _make_parties(world: World, rng: random.Random) -> list[PartyInfo]:
         if "IS" not in roles and "GS" in roles:
             name, code = "Gas", "GAS"
         else:
-            name, code = rng.choice(_SUPPLIER_SUFFIX if "GS" in roles else _SUPPLIER_SUFFIX[:2] + _SUPPLIER_SUFFIX[3:])
+            name, code = rng.choice(
+                _SUPPLIER_SUFFIX if "GS" in roles else _SUPPLIER_SUFFIX[:2] + _SUPPLIER_SUFFIX[3:]
+            )
         where = place()
         add(f"{where} {name}", where + code, "supplier", roles)
     for i in range(counts["ED"]):
         if i < len(_DNO_REGIONS):
-            add(f"{_DNO_REGIONS[i]} Electricity Networks", _DNO_REGIONS[i] + "NET", "ED",
-                ["ED", "GT"] if i == 2 else ["ED"])  # one multi-utility network holds both
+            add(
+                f"{_DNO_REGIONS[i]} Electricity Networks",
+                _DNO_REGIONS[i] + "NET",
+                "ED",
+                ["ED", "GT"] if i == 2 else ["ED"],
+            )  # one multi-utility network holds both
         else:
             where = place()
             add(f"{where} Distribution", where + "IDNO", "ED", ["ED"])  # an independent DNO
     for i in range(counts["GT"]):
         if i < len(_GDN_REGIONS):
-            add(f"{_GDN_REGIONS[i]} Gas Networks", _GDN_REGIONS[i].replace("&", "") + "GAS", "GT", ["GT"])
+            add(
+                f"{_GDN_REGIONS[i]} Gas Networks",
+                _GDN_REGIONS[i].replace("&", "") + "GAS",
+                "GT",
+                ["GT"],
+            )
         else:
             where = place()
             add(f"{where} Pipelines", where + "PIPES", "GT", ["GT"])  # an independent GT

@@ -1,5 +1,6 @@
 """The registry of a World: its Parties, Devices of every type and the supplier and network
 operator timelines of each, plus the showcase Device and who plays which part in its story."""
+
 from __future__ import annotations
 
 import random
@@ -32,11 +33,13 @@ class Showcase:
 
     def story(self) -> str:
         cos = self.change_of_supplier.strftime("%Y-%m-%d")
-        return (f"Device {self.device_id} ({self.device_type}, SMETS{self.smets}): {self.old_supplier} was its "
-                f"Responsible Supplier until {cos}, {self.new_supplier} since; {self.network_operator} holds the "
-                f"Network Operator certificate. Other User {self.other_user}, agent {self.agent} and "
-                f"{self.future_role_party} (future role {FUTURE_ROLE}) send it requests; it raises alerts; "
-                f"{self.old_supplier}'s tariff update after the change is refused with E4.")
+        return (
+            f"Device {self.device_id} ({self.device_type}, SMETS{self.smets}): {self.old_supplier} was its "
+            f"Responsible Supplier until {cos}, {self.new_supplier} since; {self.network_operator} holds the "
+            f"Network Operator certificate. Other User {self.other_user}, agent {self.agent} and "
+            f"{self.future_role_party} (future role {FUTURE_ROLE}) send it requests; it raises alerts; "
+            f"{self.old_supplier}'s tariff update after the change is refused with E4."
+        )
 
 
 @dataclass
@@ -56,7 +59,12 @@ class Population:
 
     @property
     def users(self) -> list[User]:
-        return [User(uid, p.party_id, role) for p in self.parties for role, ids in p.roles.items() for uid in ids]
+        return [
+            User(uid, p.party_id, role)
+            for p in self.parties
+            for role, ids in p.roles.items()
+            for uid in ids
+        ]
 
     def party_name(self, party_id: str) -> str:
         return next(p.name for p in self.parties if p.party_id == party_id)
@@ -65,13 +73,29 @@ class Population:
         for dev, sup, nop in zip(self.devices, self.supplier_timeline, self.operator_timeline):
             for relation, timeline in ((Relation.SUPPLIER, sup), (Relation.NETWORK_OPERATOR, nop)):
                 for start, end, p in timeline:
-                    yield Responsibility(dev.device_id, self.parties[p].party_id, relation.value,
-                                         to_datetime(start), None if end >= _INF else to_datetime(end))
+                    yield Responsibility(
+                        dev.device_id,
+                        self.parties[p].party_id,
+                        relation.value,
+                        to_datetime(start),
+                        None if end >= _INF else to_datetime(end),
+                    )
 
 
-_OUIS = ("00-DB-12", "BC-33-AC", "88-73-84", "00-07-81", "D0-52-A8", "00-1E-5E", "70-EE-50", "A4-C1-38")
+_OUIS = (
+    "00-DB-12",
+    "BC-33-AC",
+    "88-73-84",
+    "00-07-81",
+    "D0-52-A8",
+    "00-1E-5E",
+    "70-EE-50",
+    "A4-C1-38",
+)
 _GAS_TYPES = frozenset({"GSME", "GPF"})
-_OPERATOR_TYPES = frozenset({"ESME", "GSME", "GPF", "CHF", "HCALCS"})  # hold a Network Operator certificate
+_OPERATOR_TYPES = frozenset(
+    {"ESME", "GSME", "GPF", "CHF", "HCALCS"}
+)  # hold a Network Operator certificate
 
 
 def _premises(rng: random.Random) -> list[str]:
@@ -89,15 +113,20 @@ def population(world: World) -> Population:
     """The registry of the World (cached: every writer of one World shares it)."""
     rng = random.Random(f"servicetrail:{world.seed}:registry")
     parties = _make_parties(world, rng)
-    holders = {role: [i for i, p in enumerate(parties) if role in p.roles]
-               for role in ("IS", "GS", "ES", "ED", "GT", "OU", "RSA", FUTURE_ROLE)}
+    holders = {
+        role: [i for i, p in enumerate(parties) if role in p.roles]
+        for role in ("IS", "GS", "ES", "ED", "GT", "OU", "RSA", FUTURE_ROLE)
+    }
 
     def market(role: str) -> _Picker:  # a few big suppliers, a long tail
         members = holders[role]
         return _Picker(members, [1 / (rank + 1) ** 0.8 for rank in range(len(members))])
 
     electricity, gas = market("IS"), market("GS")
-    dnos, gdns = _Picker(holders["ED"], [1.0] * len(holders["ED"])), _Picker(holders["GT"], [1.0] * len(holders["GT"]))
+    dnos, gdns = (
+        _Picker(holders["ED"], [1.0] * len(holders["ED"])),
+        _Picker(holders["GT"], [1.0] * len(holders["GT"])),
+    )
     start, end = world.start_ms, world.end_ms
     span = end - start
 
@@ -145,11 +174,17 @@ def population(world: World) -> Population:
         smets = (2 if n_premises == 1 else 1) if forced else (1 if rng.random() < 0.3 else 2)
         types = list(DEVICE_TYPES) if forced else _premises(rng)
         if rng.random() < 0.05 and not forced:
-            install = _midnight(start + int(rng.random() * 0.8 * span))  # installed during the window
+            install = _midnight(
+                start + int(rng.random() * 0.8 * span)
+            )  # installed during the window
         else:
             install = _midnight(start - int((30 + rng.random() * 4 * 365) * _DAY))
         e_first = electricity.pick(rng.random)
-        g_first = e_first if ("GS" in parties[e_first].roles and rng.random() < 0.7) else gas.pick(rng.random)
+        g_first = (
+            e_first
+            if ("GS" in parties[e_first].roles and rng.random() < 0.7)
+            else gas.pick(rng.random)
+        )
         e_op, g_op = dnos.pick(rng.random), gdns.pick(rng.random)
         if n_premises == 1 and world.showcase:
             showcase, e_sup, e_ops = _showcase_registry(world, parties, holders, install)
@@ -161,10 +196,14 @@ def population(world: World) -> Population:
             e_sup = [(install, cos, e_first), (cos + 3 * _DAY, _INF, other(electricity, e_first))]
             g_cos = _midnight(start + span // 2)
             g_sup = [(install, g_cos, g_first), (g_cos, _INF, other(gas, g_first))]
-            e_ops = [(install, _midnight(start + span // 4), e_op),
-                     (_midnight(start + span // 4), _INF, other(dnos, e_op))]
-            g_ops = [(install, _midnight(start + 2 * span // 3), g_op),
-                     (_midnight(start + 2 * span // 3) + 5 * _DAY, _INF, other(gdns, g_op))]
+            e_ops = [
+                (install, _midnight(start + span // 4), e_op),
+                (_midnight(start + span // 4), _INF, other(dnos, e_op)),
+            ]
+            g_ops = [
+                (install, _midnight(start + 2 * span // 3), g_op),
+                (_midnight(start + 2 * span // 3) + 5 * _DAY, _INF, other(gdns, g_op)),
+            ]
         else:
             e_sup = supplier_timeline(e_first, install, electricity)
             g_sup = supplier_timeline(g_first, install, gas) if "GSME" in types else []
@@ -177,8 +216,11 @@ def population(world: World) -> Population:
                 device_id = showcase.device_id
             else:
                 serial += rng.randint(1, 9)
-                device_id = (rng.choice(_OUIS) + "-" + "-".join(f"{(serial >> s) & 255:02X}"
-                                                                 for s in (32, 24, 16, 8, 0)))
+                device_id = (
+                    rng.choice(_OUIS)
+                    + "-"
+                    + "-".join(f"{(serial >> s) & 255:02X}" for s in (32, 24, 16, 8, 0))
+                )
             if device_id in seen:
                 continue
             seen.add(device_id)
@@ -191,8 +233,9 @@ def population(world: World) -> Population:
     return Population(world, parties, devices, showcase, fuel, installed, sup_tl, op_tl)
 
 
-def _showcase_registry(world: World, parties: list[PartyInfo], holders: dict[str, list[int]], install: int
-                       ) -> tuple[Showcase, list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+def _showcase_registry(
+    world: World, parties: list[PartyInfo], holders: dict[str, list[int]], install: int
+) -> tuple[Showcase, list[tuple[int, int, int]], list[tuple[int, int, int]]]:
     start, span = world.start_ms, world.end_ms - world.start_ms
     old, new = holders["IS"][0], holders["IS"][1]
     operator = holders["ED"][0]
@@ -200,7 +243,16 @@ def _showcase_registry(world: World, parties: list[PartyInfo], holders: dict[str
     agent = next(i for i in holders["RSA"] if parties[i].group == "RSA")
     future = holders[FUTURE_ROLE][0]
     cos = _midnight(start + int(span * 0.55))
-    show = Showcase(SHOWCASE_DEVICE_ID, "ESME", 2, parties[old].party_id, parties[new].party_id,
-                    parties[operator].party_id, parties[ou].party_id, parties[agent].party_id,
-                    parties[future].party_id, to_datetime(cos))
+    show = Showcase(
+        SHOWCASE_DEVICE_ID,
+        "ESME",
+        2,
+        parties[old].party_id,
+        parties[new].party_id,
+        parties[operator].party_id,
+        parties[ou].party_id,
+        parties[agent].party_id,
+        parties[future].party_id,
+        to_datetime(cos),
+    )
     return show, [(install, cos, old), (cos, _INF, new)], [(install, _INF, operator)]

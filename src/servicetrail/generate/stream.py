@@ -1,5 +1,6 @@
 """The message stream: random exchanges and the showcase story, merged in time order through a
 small heap of in-flight messages."""
+
 from __future__ import annotations
 
 import heapq
@@ -14,13 +15,51 @@ from .documents import CANCEL, _Documents
 from .duis_bodies import ALWAYS_DATED, BODIES, DEVICE, EXECUTION
 from .registry import population
 from .traffic import (
-    _ALERT_CODES, _CODES_NON_DEVICE, _CODES_RESPONSIBLE, _CODES_RESPONSIBLE_S1, _CODES_THIRD_PARTY,
-    _CODES_UNAUTHORISED, _DEVICE_DCC_ALERTS, _DEVICE_SRVS, _NON_DEVICE_SRVS, _P_CANCEL, _P_DCC_ALERT,
-    _P_DCC_ALERT_NO_DEVICE, _P_DEVICE_ALERT, _P_FUTURE_CRITICAL, _P_FUTURE_FAILS, _P_FUTURE_OTHER,
-    _P_FUTURE_READ, _P_NON_DEVICE, _P_SCHEDULED, _REFUSED_BY_DCC, _SCHEDULED_SRVS, _SENDERS, _TRAFFIC, _ZIPF,
-    AGENT, EXPORT, FUTURE, OPERATOR, OTHER_OPERATOR, OTHER_SUPPLIER, OTHER_USER, _diurnal,
+    _ALERT_CODES,
+    _CODES_NON_DEVICE,
+    _CODES_RESPONSIBLE,
+    _CODES_RESPONSIBLE_S1,
+    _CODES_THIRD_PARTY,
+    _CODES_UNAUTHORISED,
+    _DEVICE_DCC_ALERTS,
+    _DEVICE_SRVS,
+    _NON_DEVICE_SRVS,
+    _P_CANCEL,
+    _P_DCC_ALERT,
+    _P_DCC_ALERT_NO_DEVICE,
+    _P_DEVICE_ALERT,
+    _P_FUTURE_CRITICAL,
+    _P_FUTURE_FAILS,
+    _P_FUTURE_OTHER,
+    _P_FUTURE_READ,
+    _P_NON_DEVICE,
+    _P_SCHEDULED,
+    _REFUSED_BY_DCC,
+    _SCHEDULED_SRVS,
+    _SENDERS,
+    _TRAFFIC,
+    _ZIPF,
+    AGENT,
+    EXPORT,
+    FUTURE,
+    OPERATOR,
+    OTHER_OPERATOR,
+    OTHER_SUPPLIER,
+    OTHER_USER,
+    _diurnal,
 )
-from .world import _DAY, _EPOCH, DCC_ID, FUTURE_ROLE, World, _Picker, _day_text, _midnight, _to_ms, format_ms
+from .world import (
+    _DAY,
+    _EPOCH,
+    DCC_ID,
+    FUTURE_ROLE,
+    World,
+    _Picker,
+    _day_text,
+    _midnight,
+    _to_ms,
+    format_ms,
+)
 
 _MARGIN = 15 * 60_000  # the last request leaves room for its responses before World.end
 
@@ -32,11 +71,17 @@ command_variant): the SAT record of SPEC section 4.1 that the DUIS document beco
 
 # how likely a request of each SRV is to be future-dated (none for an SRV that cannot be)
 _FUTURE_SHARE = {
-    s.srv: (0.0 if s.non_device or s.srv in ALWAYS_DATED or not any(EXECUTION in b for b in BODIES[s.srv])
-            else _P_FUTURE_CRITICAL if s.critical
-            else _P_FUTURE_READ if s.title.startswith(("Read", "Retrieve"))
-            else _P_FUTURE_OTHER)
-    for s in CATALOGUE.values()}
+    s.srv: (
+        0.0
+        if s.non_device or s.srv in ALWAYS_DATED or not any(EXECUTION in b for b in BODIES[s.srv])
+        else _P_FUTURE_CRITICAL
+        if s.critical
+        else _P_FUTURE_READ
+        if s.title.startswith(("Read", "Retrieve"))
+        else _P_FUTURE_OTHER
+    )
+    for s in CATALOGUE.values()
+}
 _NAMES_A_DEVICE = frozenset(srv for srv, bodies in BODIES.items() if DEVICE in bodies[0])
 
 
@@ -70,15 +115,23 @@ class _Stream:
         self.counters: dict[str, int] = {}
         self.seq = 0
         self.alert_counter = 1_000
-        holders = {role: [i for i, p in enumerate(pop.parties) if role in p.roles]
-                   for role in ("IS", "GS", "ES", "ED", "GT", "OU", "RSA", FUTURE_ROLE)}
+        holders = {
+            role: [i for i, p in enumerate(pop.parties) if role in p.roles]
+            for role in ("IS", "GS", "ES", "ED", "GT", "OU", "RSA", FUTURE_ROLE)
+        }
         self.holders = holders
-        self.users = [(uid, role) for p in pop.parties for role, ids in p.roles.items() for uid in ids]
+        self.users = [
+            (uid, role) for p in pop.parties for role, ids in p.roles.items() for uid in ids
+        ]
         # device activity: a random rank per device, Zipf-like weight times the device type's share
         ranks = list(range(len(pop.devices)))
         rng.shuffle(ranks)
-        weights = [_TRAFFIC[d.device_type] / (rank + 1) ** _ZIPF for d, rank in zip(pop.devices, ranks)]
-        if pop.showcase is not None:  # busy enough to tell a story, quiet enough to read: ~150 records
+        weights = [
+            _TRAFFIC[d.device_type] / (rank + 1) ** _ZIPF for d, rank in zip(pop.devices, ranks)
+        ]
+        if (
+            pop.showcase is not None
+        ):  # busy enough to tell a story, quiet enough to read: ~150 records
             share = min(0.003, 150 / max(world.n_records, 1))
             others = sum(weights) - weights[0]
             weights[0] = others * share / (1 - share)
@@ -91,8 +144,19 @@ class _Stream:
         self.counters[user] = n
         return n
 
-    def _push(self, heap: list[Message], t: int, kind: str, rid: str, srv: str, user: str, device: str, code: str,
-              doc: str, variant: int | None = None) -> None:
+    def _push(
+        self,
+        heap: list[Message],
+        t: int,
+        kind: str,
+        rid: str,
+        srv: str,
+        user: str,
+        device: str,
+        code: str,
+        doc: str,
+        variant: int | None = None,
+    ) -> None:
         self.seq += 1
         heapq.heappush(heap, (t, self.seq, kind, rid, srv, user, device, code, doc, variant))
 
@@ -125,8 +189,16 @@ class _Stream:
         d = self._installed_device(t)
         return self.pop.devices[d if d is not None else 0].device_id
 
-    def _request(self, heap: list[Message], t: int, user: str, device: Device | None, srv: str, code: str,
-                 delay: int = 0) -> int:
+    def _request(
+        self,
+        heap: list[Message],
+        t: int,
+        user: str,
+        device: Device | None,
+        srv: str,
+        code: str,
+        delay: int = 0,
+    ) -> int:
         """One Service Request and what follows it; returns the number of records.
 
         Non-device (Command Variant 8): request -> response, synchronous. Device, non-critical (1):
@@ -141,36 +213,115 @@ class _Stream:
         rid = f"{user}:{device_id or DCC_ID}:{counter}"
         day = _day_text(t // _DAY)
         execution, due = self._execution(srv, t) if device is not None else ("", None)
-        body = docs.body(srv, device.device_type if device is not None else "", day, execution,
-                         self._subject(srv, t) if device is None else "")
+        body = docs.body(
+            srv,
+            device.device_type if device is not None else "",
+            day,
+            execution,
+            self._subject(srv, t) if device is None else "",
+        )
         if device is None:
             push(heap, t, "request", rid, srv, user, "", "", docs.request(rid, 8, srv, body), 8)
             answered = t + 500 + int(rand() * 4000)
-            push(heap, answered, "response", rid, srv, user, "", code,
-                 docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)))
+            push(
+                heap,
+                answered,
+                "response",
+                rid,
+                srv,
+                user,
+                "",
+                code,
+                docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)),
+            )
             return 2
         records = 3
         if CATALOGUE[srv].critical:
-            push(heap, t, "request", rid, srv, user, device_id, "", docs.request(rid, 4, srv, body), 4)
+            push(
+                heap,
+                t,
+                "request",
+                rid,
+                srv,
+                user,
+                device_id,
+                "",
+                docs.request(rid, 4, srv, body),
+                4,
+            )
             answered = t + 800 + int(rand() * 2500)
             if code in _REFUSED_BY_DCC:
-                push(heap, answered, "response", rid, srv, user, device_id, code,
-                     docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)))
+                push(
+                    heap,
+                    answered,
+                    "response",
+                    rid,
+                    srv,
+                    user,
+                    device_id,
+                    code,
+                    docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)),
+                )
                 return 2
-            push(heap, answered, "response", rid, srv, user, device_id, "I0",
-                 docs.response(rid, "", "I0", format_ms(answered), docs.pre_command(srv)))
-            t = answered + 5000 + int(rand() * 120_000)  # the User signs the pre-command and sends it
-            push(heap, t, "request", rid, srv, user, device_id, "",
-                 docs.request(rid, 5, srv, docs.signed_pre_command(execution)), 5)
+            push(
+                heap,
+                answered,
+                "response",
+                rid,
+                srv,
+                user,
+                device_id,
+                "I0",
+                docs.response(rid, "", "I0", format_ms(answered), docs.pre_command(srv)),
+            )
+            t = (
+                answered + 5000 + int(rand() * 120_000)
+            )  # the User signs the pre-command and sends it
+            push(
+                heap,
+                t,
+                "request",
+                rid,
+                srv,
+                user,
+                device_id,
+                "",
+                docs.request(rid, 5, srv, docs.signed_pre_command(execution)),
+                5,
+            )
             records = 5
         else:
-            push(heap, t, "request", rid, srv, user, device_id, "", docs.request(rid, 1, srv, body), 1)
+            push(
+                heap,
+                t,
+                "request",
+                rid,
+                srv,
+                user,
+                device_id,
+                "",
+                docs.request(rid, 1, srv, body),
+                1,
+            )
         ack_t = t + 1000
-        push(heap, ack_t, "acknowledgement", rid, srv, user, device_id, "I99",
-             docs.response(rid, "", "I99", format_ms(ack_t), docs.titles_only(srv), signed=False))
+        push(
+            heap,
+            ack_t,
+            "acknowledgement",
+            rid,
+            srv,
+            user,
+            device_id,
+            "I99",
+            docs.response(rid, "", "I99", format_ms(ack_t), docs.titles_only(srv), signed=False),
+        )
         if not delay:
             if code == "I0":
-                delay = (2000 + int(rand() * 25_000)) if device.smets == 2 else (8000 + int(rand() * 90_000))
+                delay = (
+                    (2000 + int(rand() * 25_000))
+                    if device.smets == 2
+                    else (8000 + int(rand() * 90_000))
+                )
             elif code == "E21":
                 delay = 120_000 + int(rand() * 180_000)
             elif code == "E20":
@@ -183,8 +334,11 @@ class _Stream:
             response = docs.response(rid, "", code, at, docs.titles_only(srv))
         else:
             response_id = f"{device_id}:{user}:{counter}"
-            message = (docs.smets1_data(srv, device_id, user, counter, at) if device.smets == 1
-                       else docs.device_data(srv))
+            message = (
+                docs.smets1_data(srv, device_id, user, counter, at)
+                if device.smets == 1
+                else docs.device_data(srv)
+            )
             response = docs.response(rid, response_id, code, at, message)
         push(heap, resp_t, "response", rid, srv, user, device_id, code, response)
         if due is not None and code == "I0":
@@ -192,13 +346,29 @@ class _Stream:
             if falls_due <= self.last:
                 outcome = "8F67" if rand() < _P_FUTURE_FAILS else "8F66"
                 self.alert_counter += 1
-                push(heap, falls_due, "device_alert", rid, srv, user, device_id, outcome, docs.response(
-                    rid, f"{device_id}:{user}:{self.alert_counter}", "I0", format_ms(falls_due),
-                    docs.future_dated_outcome(srv, outcome)))
+                push(
+                    heap,
+                    falls_due,
+                    "device_alert",
+                    rid,
+                    srv,
+                    user,
+                    device_id,
+                    outcome,
+                    docs.response(
+                        rid,
+                        f"{device_id}:{user}:{self.alert_counter}",
+                        "I0",
+                        format_ms(falls_due),
+                        docs.future_dated_outcome(srv, outcome),
+                    ),
+                )
                 records += 1
         return records
 
-    def _device_alert(self, heap: list[Message], t: int, device: Device, user: str, code: str | None = None) -> int:
+    def _device_alert(
+        self, heap: list[Message], t: int, device: Device, user: str, code: str | None = None
+    ) -> int:
         docs = self.docs
         self.alert_counter += 1
         counter = str(self.alert_counter)
@@ -206,9 +376,22 @@ class _Stream:
         rid = f"{device_id}:{user}:{counter}"
         code = code or _ALERT_CODES[int(self.rand() * len(_ALERT_CODES))]
         at = format_ms(t)
-        message = (docs.smets1_device_alert(device_id, user, counter, at, code) if device.smets == 1
-                   else docs.device_alert(code))
-        self._push(heap, t, "device_alert", rid, "", user, device_id, code, docs.response("", rid, "I0", at, message))
+        message = (
+            docs.smets1_device_alert(device_id, user, counter, at, code)
+            if device.smets == 1
+            else docs.device_alert(code)
+        )
+        self._push(
+            heap,
+            t,
+            "device_alert",
+            rid,
+            "",
+            user,
+            device_id,
+            code,
+            docs.response("", rid, "I0", at, message),
+        )
         return 1
 
     def _dcc_alert(self, heap: list[Message], t: int) -> int:
@@ -216,25 +399,46 @@ class _Stream:
         rand, pop = self.rand, self.pop
         d = None if rand() < _P_DCC_ALERT_NO_DEVICE else self._installed_device(t)
         supplier = _at(pop.supplier_timeline[d], t) if d is not None else None
-        if d is None or supplier is None:  # the outcome of a change of supplier: names its request only
+        if (
+            d is None or supplier is None
+        ):  # the outcome of a change of supplier: names its request only
             user = self.users[int(rand() * len(self.users))][0]
             about = pop.devices[int(rand() * len(pop.devices))].device_id
             code, device_id, d = "N24", "", 0
         else:
             device_id = pop.devices[d].device_id
-            operator = _at(pop.operator_timeline[d], t) if pop.devices[d].device_type == "CHF" else None
+            operator = (
+                _at(pop.operator_timeline[d], t) if pop.devices[d].device_type == "CHF" else None
+            )
             if operator is not None:
                 user, code = self.parties[operator].user("ED"), "AD1"
             else:
-                user, code = self.parties[supplier].user("GS" if pop.fuel[d] else "IS"), _DEVICE_DCC_ALERTS.pick(rand)
+                user, code = (
+                    self.parties[supplier].user("GS" if pop.fuel[d] else "IS"),
+                    _DEVICE_DCC_ALERTS.pick(rand),
+                )
             about = device_id
         self.alert_counter += 1
         rid = f"{DCC_ID}:{user}:{self.alert_counter}"
         docs = self.docs
-        alert = docs.dcc_alert(code, device_id, f"{user}:{about}:{self.counters.get(user, 1000)}",
-                               format_ms(t - 180_000), 1000 + d)
-        self._push(heap, t, "dcc_alert", rid, "", user, device_id, code,
-                   docs.response("", rid, "I0", format_ms(t), alert))
+        alert = docs.dcc_alert(
+            code,
+            device_id,
+            f"{user}:{about}:{self.counters.get(user, 1000)}",
+            format_ms(t - 180_000),
+            1000 + d,
+        )
+        self._push(
+            heap,
+            t,
+            "dcc_alert",
+            rid,
+            "",
+            user,
+            device_id,
+            code,
+            docs.response("", rid, "I0", format_ms(t), alert),
+        )
         return 1
 
     def _scheduled(self, heap: list[Message], t: int) -> int:
@@ -259,10 +463,22 @@ class _Stream:
         response_id = f"{device.device_id}:{user}:{counter}"
         at = format_ms(t)
         docs = self.docs
-        message = (docs.smets1_data(srv, device.device_id, user, counter, at, schedule_id=1000 + d)
-                   if device.smets == 1 else docs.scheduled_data(srv, 1000 + d))
-        self._push(heap, t, "response", "", srv, user, device.device_id, "I0",
-                   docs.response("", response_id, "I0", at, message))
+        message = (
+            docs.smets1_data(srv, device.device_id, user, counter, at, schedule_id=1000 + d)
+            if device.smets == 1
+            else docs.scheduled_data(srv, 1000 + d)
+        )
+        self._push(
+            heap,
+            t,
+            "response",
+            "",
+            srv,
+            user,
+            device.device_id,
+            "I0",
+            docs.response("", response_id, "I0", at, message),
+        )
         return 1
 
     def _random_exchange(self, heap: list[Message], t: int) -> int:
@@ -301,7 +517,11 @@ class _Stream:
         elif sender == OTHER_SUPPLIER:
             former = [p for _, _, p in pop.supplier_timeline[d] if p != supplier]
             pool = holders[fuel_role]
-            party = former[int(rand() * len(former))] if former and rand() < 0.6 else pool[int(rand() * len(pool))]
+            party = (
+                former[int(rand() * len(former))]
+                if former and rand() < 0.6
+                else pool[int(rand() * len(pool))]
+            )
             party = None if party == supplier else party
             codes = _CODES_UNAUTHORISED
         elif sender == OTHER_OPERATOR:
@@ -310,10 +530,17 @@ class _Stream:
             role, codes = operator_role, _CODES_UNAUTHORISED
             if party == _at(pop.operator_timeline[d], t):
                 party = None
-        srvs = _DEVICE_SRVS.get((role_behaviour(role), device.device_type)) if party is not None else None
+        srvs = (
+            _DEVICE_SRVS.get((role_behaviour(role), device.device_type))
+            if party is not None
+            else None
+        )
         if not srvs:  # nobody else has business with this device: its supplier sends
             if supplier is None:
-                party, codes = holders[fuel_role][int(rand() * len(holders[fuel_role]))], _CODES_UNAUTHORISED
+                party, codes = (
+                    holders[fuel_role][int(rand() * len(holders[fuel_role]))],
+                    _CODES_UNAUTHORISED,
+                )
             else:
                 party, codes = supplier, _CODES_RESPONSIBLE
             role = fuel_role
@@ -346,19 +573,29 @@ class _Stream:
 
         story = [
             _Scripted(at(0.05), old, "4.1.1", "I0"),
-            _Scripted(at(0.10), ou, "4.8.1", "I0"),  # an Other User reads the profile: old supplier sees titles
+            _Scripted(
+                at(0.10), ou, "4.8.1", "I0"
+            ),  # an Other User reads the profile: old supplier sees titles
             _Scripted(at(0.15), old, "", "8F1C"),  # a device alert: the old supplier's alone
             _Scripted(at(0.20), agent, "6.2.4", "I0"),
             _Scripted(at(0.25), nop, "4.10", "I0"),
             _Scripted(at(0.30), future, "4.17", "I0"),
             _Scripted(at(0.35), old, "1.1.1", "I0"),
             _Scripted(at(0.40), ou, "4.8.1", "E20"),
-            _Scripted(cos - 3 * _DAY + 11 * 3_600_000, new, "4.1.1", "E4"),  # gaining supplier, too early
-            _Scripted(cos - 20_000, old, "4.6.1", "I0", delay=45_000),  # response lands after the change
+            _Scripted(
+                cos - 3 * _DAY + 11 * 3_600_000, new, "4.1.1", "E4"
+            ),  # gaining supplier, too early
+            _Scripted(
+                cos - 20_000, old, "4.6.1", "I0", delay=45_000
+            ),  # response lands after the change
             _Scripted(cos + 3_600_000, new, "6.23", "I0"),  # Update Security Credentials (CoS)
-            _Scripted(cos + 2 * _DAY + 10 * 3_600_000, old, "1.1.1", "E4"),  # too late: not authorised
+            _Scripted(
+                cos + 2 * _DAY + 10 * 3_600_000, old, "1.1.1", "E4"
+            ),  # too late: not authorised
             _Scripted(at(0.65), new, "", "8F35"),
-            _Scripted(at(0.70), ou, "4.8.1", "I0"),  # the new supplier sees this one, the old does not
+            _Scripted(
+                at(0.70), ou, "4.8.1", "I0"
+            ),  # the new supplier sees this one, the old does not
             _Scripted(at(0.75), agent, "6.2.7", "I0"),
             _Scripted(at(0.80), new, "2.2", "I0"),
             _Scripted(at(0.85), new, "4.1.1", "E21"),

@@ -1,5 +1,6 @@
 """The shape of DCC traffic: the mix of exchanges, who sends what to which device, response
 codes, alerts, the hours of the day and how popular each SRV is."""
+
 from __future__ import annotations
 
 from bisect import bisect
@@ -11,8 +12,17 @@ from ..domain.model import DEVICE_TYPES
 from .world import _DAY, _Picker
 
 # each device type's share of device traffic, and how steeply activity falls off across devices
-_TRAFFIC = {"ESME": 1.0, "GSME": 0.8, "CHF": 0.25, "GPF": 0.2, "HCALCS": 0.08, "PPMID": 0.1, "IHD": 0.04,
-            "CAD": 0.06, "Type2": 0.03}
+_TRAFFIC = {
+    "ESME": 1.0,
+    "GSME": 0.8,
+    "CHF": 0.25,
+    "GPF": 0.2,
+    "HCALCS": 0.08,
+    "PPMID": 0.1,
+    "IHD": 0.04,
+    "CAD": 0.06,
+    "Type2": 0.03,
+}
 _ZIPF = 0.9
 
 # exchange types: device alert, DCC alert, non-device request, a DCC-scheduled read's data, else a
@@ -43,15 +53,52 @@ def _codes(pairs: Sequence[tuple[str, float]]) -> _Picker:
     return _Picker([c for c, _ in pairs], [w for _, w in pairs])
 
 
-_CODES_RESPONSIBLE = _codes((("I0", 0.935), ("E20", 0.025), ("E21", 0.025), ("E5", 0.006), ("E11", 0.004),
-                             ("E19", 0.003), ("E12", 0.002)))
-_CODES_RESPONSIBLE_S1 = _codes((("I0", 0.90), ("E20", 0.035), ("E21", 0.05), ("E5", 0.008), ("E19", 0.004),
-                                ("E17", 0.003)))
+_CODES_RESPONSIBLE = _codes(
+    (
+        ("I0", 0.935),
+        ("E20", 0.025),
+        ("E21", 0.025),
+        ("E5", 0.006),
+        ("E11", 0.004),
+        ("E19", 0.003),
+        ("E12", 0.002),
+    )
+)
+_CODES_RESPONSIBLE_S1 = _codes(
+    (("I0", 0.90), ("E20", 0.035), ("E21", 0.05), ("E5", 0.008), ("E19", 0.004), ("E17", 0.003))
+)
 _CODES_UNAUTHORISED = _codes((("E4", 0.82), ("I0", 0.14), ("E20", 0.04)))
-_CODES_THIRD_PARTY = _codes((("I0", 0.90), ("E4", 0.04), ("E20", 0.025), ("E21", 0.025), ("E12", 0.01)))
+_CODES_THIRD_PARTY = _codes(
+    (("I0", 0.90), ("E4", 0.04), ("E20", 0.025), ("E21", 0.025), ("E12", 0.01))
+)
 _CODES_NON_DEVICE = _codes((("I0", 0.97), ("E3", 0.01), ("E13", 0.01), ("E2", 0.01)))
 
-_HOURS = (7, 8, 8, 7, 5, 3, 2, 3, 4, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 4, 5)  # UTC hour weights
+_HOURS = (
+    7,
+    8,
+    8,
+    7,
+    5,
+    3,
+    2,
+    3,
+    4,
+    5,
+    5,
+    5,
+    4,
+    4,
+    4,
+    4,
+    4,
+    4,
+    4,
+    3,
+    3,
+    3,
+    4,
+    5,
+)  # UTC hour weights
 _HOUR_CUM = [c / sum(_HOURS) for c in accumulate((0, *_HOURS))]
 _HOUR_CUM[-1] = 1.0
 
@@ -100,9 +147,13 @@ def _srv_tables() -> tuple[dict[tuple[str, str], _Picker], dict[str, _Picker]]:
             else:
                 for t in _targets(s):
                     device.setdefault((role, t), []).append(s)
-    return ({k: _Picker([s.srv for s in v], [_popularity(s) for s in v]) for k, v in device.items()},
-            {k: _Picker([s.srv for s in v], [3.0 if s.srv in ("8.2", "12.2") else 1.0 for s in v])
-             for k, v in non_device.items()})
+    return (
+        {k: _Picker([s.srv for s in v], [_popularity(s) for s in v]) for k, v in device.items()},
+        {
+            k: _Picker([s.srv for s in v], [3.0 if s.srv in ("8.2", "12.2") else 1.0 for s in v])
+            for k, v in non_device.items()
+        },
+    )
 
 
 _DEVICE_SRVS, _NON_DEVICE_SRVS = _srv_tables()

@@ -1,5 +1,6 @@
 """The World (what to generate), the millisecond clock the generator keeps, and the weighted
 picker that the registry and the traffic both draw with."""
+
 from __future__ import annotations
 
 from bisect import bisect
@@ -43,9 +44,13 @@ class World:
         if self.n_records < 0:
             raise ValueError("n_records must be 0 or more")
         if self.n_parties < MIN_PARTIES:
-            raise ValueError(f"n_parties must be at least {MIN_PARTIES} (every User Role, changes of supplier)")
+            raise ValueError(
+                f"n_parties must be at least {MIN_PARTIES} (every User Role, changes of supplier)"
+            )
         if self.n_devices is not None and self.n_devices < MIN_DEVICES:
-            raise ValueError(f"n_devices must be at least {MIN_DEVICES} (every device type in SMETS1 and 2)")
+            raise ValueError(
+                f"n_devices must be at least {MIN_DEVICES} (every device type in SMETS1 and 2)"
+            )
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware")
         if self.end - self.start < MIN_SPAN:

@@ -1,4 +1,5 @@
 """Writers: the World as SAT and DUIS JSON Lines, as registry CSVs, or straight into the store."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,17 @@ from .registry import population
 from .stream import messages, records
 from .world import World, format_ms
 
-SAT_FIELDS = ("logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code", "payload",
-              "command_variant")
+SAT_FIELDS = (
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "user_id",
+    "device_id",
+    "response_code",
+    "payload",
+    "command_variant",
+)
 
 
 def sat_jsonl_lines(world: World) -> Iterator[bytes]:
@@ -26,9 +36,22 @@ def sat_jsonl_lines(world: World) -> Iterator[bytes]:
     section 4.1 says its DUIS form becomes, plus its command_variant (null but for requests)."""
     dumps = orjson.dumps
     for t, _, kind, rid, srv, user, device, code, doc, variant in messages(world):
-        yield dumps({"logged_at": format_ms(t), "kind": kind, "request_id": rid, "srv": srv, "user_id": user,
-                     "device_id": device, "response_code": code,
-                     "payload": "" if kind == "acknowledgement" else doc, "command_variant": variant}) + b"\n"
+        yield (
+            dumps(
+                {
+                    "logged_at": format_ms(t),
+                    "kind": kind,
+                    "request_id": rid,
+                    "srv": srv,
+                    "user_id": user,
+                    "device_id": device,
+                    "response_code": code,
+                    "payload": "" if kind == "acknowledgement" else doc,
+                    "command_variant": variant,
+                }
+            )
+            + b"\n"
+        )
 
 
 def duis_jsonl_lines(world: World) -> Iterator[bytes]:
@@ -41,7 +64,7 @@ def duis_jsonl_lines(world: World) -> Iterator[bytes]:
 def _write_lines(lines: Iterable[bytes], out: str | Path | IO[bytes], chunk: int = 2000) -> int:
     count = 0
     lines = iter(lines)
-    with (open(out, "wb") if isinstance(out, (str, Path)) else nullcontext(out)) as f:
+    with open(out, "wb") if isinstance(out, (str, Path)) else nullcontext(out) as f:
         while block := list(islice(lines, chunk)):
             f.write(b"".join(block))
             count += len(block)
@@ -80,8 +103,13 @@ def device_rows(world: World) -> Iterator[tuple[str, str, str]]:
 def responsibility_rows(world: World) -> Iterator[tuple[str, str, str, str, str]]:
     """Rows of responsibilities.csv: device_id, party_id, relation, valid_from, valid_to ('' = open)."""
     for r in population(world).responsibilities():
-        yield (r.device_id, r.party_id, r.relation, r.valid_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
-               r.valid_to.strftime("%Y-%m-%dT%H:%M:%SZ") if r.valid_to else "")
+        yield (
+            r.device_id,
+            r.party_id,
+            r.relation,
+            r.valid_from.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            r.valid_to.strftime("%Y-%m-%dT%H:%M:%SZ") if r.valid_to else "",
+        )
 
 
 def write_registry(world: World, folder: str | Path) -> dict[str, Path]:
@@ -89,9 +117,11 @@ def write_registry(world: World, folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, header, rows in (("users.csv", USERS_HEADER, user_rows(world)),
-                               ("devices.csv", DEVICES_HEADER, device_rows(world)),
-                               ("responsibilities.csv", RESPONSIBILITIES_HEADER, responsibility_rows(world))):
+    for name, header, rows in (
+        ("users.csv", USERS_HEADER, user_rows(world)),
+        ("devices.csv", DEVICES_HEADER, device_rows(world)),
+        ("responsibilities.csv", RESPONSIBILITIES_HEADER, responsibility_rows(world)),
+    ):
         path = folder / name
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
@@ -101,7 +131,9 @@ def write_registry(world: World, folder: str | Path) -> dict[str, Path]:
     return written
 
 
-def write_world(world: World, folder: str | Path, *, sat: bool = True, duis: bool = False) -> dict[str, Path]:
+def write_world(
+    world: World, folder: str | Path, *, sat: bool = True, duis: bool = False
+) -> dict[str, Path]:
     """The registry CSVs plus `sat.jsonl` (and `duis.jsonl` when asked) in `folder`."""
     written = write_registry(world, folder)
     if sat:
@@ -115,6 +147,7 @@ def write_world(world: World, folder: str | Path, *, sat: bool = True, duis: boo
 
 # ==================================================================== straight into the store
 
+
 @dataclass
 class LoadCounts:
     users: int = 0
@@ -124,8 +157,9 @@ class LoadCounts:
     duplicates: int = 0
 
 
-def load_into(engine: Any, world: World, batch: int = 5000,
-              progress: Callable[[int], None] | None = None) -> LoadCounts:
+def load_into(
+    engine: Any, world: World, batch: int = 5000, progress: Callable[[int], None] | None = None
+) -> LoadCounts:
     """Write the World into the store through the store writers, one transaction per batch.
 
     Idempotent like every loader: loading the same World again adds nothing.

@@ -9,6 +9,7 @@ Every field is checked against the schema's rules before it becomes a record (SR
 the catalogue, response codes against the XSD's list, Request IDs against its pattern), so
 a value no writer can hold is a reject with a reason, never a failure of its batch.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,14 @@ _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 MAX_MARKUP = 100_000
 # huge_tree lifts libxml2's 10 MB cap on one text node (a firmware image); DTDs, entities
 # and the network stay off, and the size limit above bounds the whole document
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                          huge_tree=True, remove_comments=False)
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=True,
+    remove_comments=False,
+)
 _ALERT_CODE = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,8}\Z")  # xs:hexBinary, as short as codes are
 _DCC_ALERT_CODES = frozenset(DCC_ALERT_CODES)
 UTC = timezone.utc
@@ -45,8 +52,17 @@ def _q(name: str) -> str:
 
 
 _REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
-_REQUEST_ID, _RESPONSE_ID, _CODE, _TIME = _q("RequestID"), _q("ResponseID"), _q("ResponseCode"), _q("ResponseDateTime")
-_VARIANT, _SRV, _EXECUTION = _q("CommandVariant"), _q("ServiceReferenceVariant"), _q("ExecutionDateTime")
+_REQUEST_ID, _RESPONSE_ID, _CODE, _TIME = (
+    _q("RequestID"),
+    _q("ResponseID"),
+    _q("ResponseCode"),
+    _q("ResponseDateTime"),
+)
+_VARIANT, _SRV, _EXECUTION = (
+    _q("CommandVariant"),
+    _q("ServiceReferenceVariant"),
+    _q("ExecutionDateTime"),
+)
 _MESSAGE, _FUTURE = _q("ResponseMessage"), _q("FutureDatedDeviceAlertMessage")
 
 
@@ -116,19 +132,29 @@ def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
 def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
     limit = settings.current().max_duis_bytes
     if len(document) > limit:
-        raise InvalidValue(f"DUIS document of {len(document)} bytes is over the {limit}-byte limit "
-                           f"(SERVICETRAIL_MAX_DUIS_BYTES)")
+        raise InvalidValue(
+            f"DUIS document of {len(document)} bytes is over the {limit}-byte limit "
+            f"(SERVICETRAIL_MAX_DUIS_BYTES)"
+        )
     if _DTD.search(document):
-        raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
+        raise InvalidValue(
+            "DUIS document with a DOCTYPE or entity declaration refused (XML hardening)"
+        )
     if document.count(b"<") > MAX_MARKUP:
-        raise InvalidValue(f"DUIS document with over {MAX_MARKUP} elements refused (XML hardening): no DUIS "
-                           f"message has that many, and a parsed tree costs about 130 bytes an element")
+        raise InvalidValue(
+            f"DUIS document with over {MAX_MARKUP} elements refused (XML hardening): no DUIS "
+            f"message has that many, and a parsed tree costs about 130 bytes an element"
+        )
     try:
         root = etree.fromstring(document, _PARSER)
     except etree.XMLSyntaxError as e:
         raise InvalidValue(f"not well-formed XML: {e.msg}") from None
-    if root.getroottree().docinfo.internalDTD is not None:  # e.g. a UTF-16 document hides it from _DTD
-        raise InvalidValue("DUIS document with a DOCTYPE or entity declaration refused (XML hardening)")
+    if (
+        root.getroottree().docinfo.internalDTD is not None
+    ):  # e.g. a UTF-16 document hides it from _DTD
+        raise InvalidValue(
+            "DUIS document with a DOCTYPE or entity declaration refused (XML hardening)"
+        )
     payload = text if text is not None and "\x00" not in text else _as_text(document, root)
     if root.tag == _REQUEST:
         return _request(root, logged_at, payload)
@@ -165,8 +191,14 @@ def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> 
     message = _first_element(top.get(_BODY))
     non_device = is_non_device(srv)
     return SatRecord(
-        logged_at, Kind.REQUEST, str(request_id), srv, request_id.originator,
-        "" if non_device else request_id.target, "", payload,
+        logged_at,
+        Kind.REQUEST,
+        str(request_id),
+        srv,
+        request_id.originator,
+        "" if non_device else request_id.target,
+        "",
+        payload,
         command_variant=variant,
         execution_at=_execution_at(message),
         subject_device_id=_named_device(message) if non_device else "",
@@ -177,7 +209,11 @@ def _execution_at(message: etree._Element | None) -> datetime | None:
     """A future-dated command's ExecutionDateTime (3000-12-31: cancel the pending command).
     The XSD declares it in one place: first in the future-datable types of a request's body."""
     found = next(message.iterchildren(_EXECUTION), None) if message is not None else None
-    return duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True) if found is not None else None
+    return (
+        duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True)
+        if found is not None
+        else None
+    )
 
 
 def _named_device(within: etree._Element | None) -> str:
@@ -213,12 +249,17 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
         return parts.response_message(fields.get(_FUTURE), check_srv(_value(fields, _SRV)))
     name = _local(message)
     if name == "DeviceAlertMessage":
-        return parts.alert(Kind.DEVICE_ALERT, _hex_code(_child_text(message, "AlertCode"), "AlertCode"),
-                           parts.alerting_device())
+        return parts.alert(
+            Kind.DEVICE_ALERT,
+            _hex_code(_child_text(message, "AlertCode"), "AlertCode"),
+            parts.alerting_device(),
+        )
     if name == "DCCAlertMessage":
         dcc_code = _child_text(message, "DCCAlertCode")
         if dcc_code not in _DCC_ALERT_CODES:
-            raise InvalidValue(f"DCCAlertCode must be one of the DUIS schema's DCC Alert codes, not {shown(dcc_code)}")
+            raise InvalidValue(
+                f"DCCAlertCode must be one of the DUIS schema's DCC Alert codes, not {shown(dcc_code)}"
+            )
         return parts.alert(Kind.DCC_ALERT, dcc_code, _named_device(_child(message, "DCCAlert")))
     if name == "SMETS1ResponseMessage":
         return parts.smets1(message)
@@ -227,15 +268,23 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
 
 def _hex_code(value: str, field: str) -> str:
     if not _ALERT_CODE.match(value):
-        raise InvalidValue(f"{field} must be a hexadecimal alert code such as 8F66, not {shown(value)}")
+        raise InvalidValue(
+            f"{field} must be a hexadecimal alert code such as 8F66, not {shown(value)}"
+        )
     return value.upper()
 
 
 class _Parts:
     """The header's parts of one response, and the records SPEC section 4.1 makes of them."""
 
-    def __init__(self, logged_at: datetime, code: str, request_id: RequestId | None,
-                 response_id: RequestId | None, payload: str) -> None:
+    def __init__(
+        self,
+        logged_at: datetime,
+        code: str,
+        request_id: RequestId | None,
+        response_id: RequestId | None,
+        payload: str,
+    ) -> None:
         self.logged_at, self.code, self.payload = logged_at, code, payload
         self.request_id, self.response_id = request_id, response_id
 
@@ -248,14 +297,27 @@ class _Parts:
 
     def alerting_device(self) -> str:
         if self.response_id is None:
-            raise InvalidValue("DUIS device alert without a ResponseID (its originator is the Device)")
+            raise InvalidValue(
+                "DUIS device alert without a ResponseID (its originator is the Device)"
+            )
         return self.response_id.originator
 
-    def alert(self, kind: Kind, code: str, device_id: str, srv: str = "", request_id: str = "") -> SatRecord:
+    def alert(
+        self, kind: Kind, code: str, device_id: str, srv: str = "", request_id: str = ""
+    ) -> SatRecord:
         if self.response_id is None and not request_id:
             raise InvalidValue(f"DUIS {kind.value.replace('_', ' ')} without a ResponseID")
-        return SatRecord(self.logged_at, kind, request_id or str(self.response_id), srv, self._addressee,
-                         device_id, code, self.payload, response_id=self._response_id_text)
+        return SatRecord(
+            self.logged_at,
+            kind,
+            request_id or str(self.response_id),
+            srv,
+            self._addressee,
+            device_id,
+            code,
+            self.payload,
+            response_id=self._response_id_text,
+        )
 
     @property
     def _response_id_text(self) -> str:
@@ -269,19 +331,36 @@ class _Parts:
             if self.request_id is None:
                 raise InvalidValue("DUIS future-dated alert without the command's RequestID")
             code = _hex_code(_child_text(future, "FutureDatedAlertCode"), "FutureDatedAlertCode")
-            return self.alert(Kind.DEVICE_ALERT, code, self.request_id.target, srv, str(self.request_id))
+            return self.alert(
+                Kind.DEVICE_ALERT, code, self.request_id.target, srv, str(self.request_id)
+            )
         kind = Kind.ACKNOWLEDGEMENT if self.code == "I99" else Kind.RESPONSE
         return self._response(kind, srv)
 
     def _response(self, kind: Kind, srv: str) -> SatRecord:
         if self.request_id is not None:
-            user_id, device_id, request_id = self.request_id.originator, self.request_id.target, str(self.request_id)
+            user_id, device_id, request_id = (
+                self.request_id.originator,
+                self.request_id.target,
+                str(self.request_id),
+            )
         else:  # the Device answered with no RequestID: its ResponseID names the Device and the User
-            user_id, device_id, request_id = self.response_id.target, self.response_id.originator, ""  # type: ignore[union-attr]
+            answered = self.response_id
+            assert answered is not None  # a header without either id was rejected when read
+            user_id, device_id, request_id = answered.target, answered.originator, ""
         if is_non_device(srv):
             device_id = ""
-        return SatRecord(self.logged_at, kind, request_id, srv, user_id, device_id, self.code, self.payload,
-                         response_id=self._response_id_text)
+        return SatRecord(
+            self.logged_at,
+            kind,
+            request_id,
+            srv,
+            user_id,
+            device_id,
+            self.code,
+            self.payload,
+            response_id=self._response_id_text,
+        )
 
     def smets1(self, message: etree._Element) -> SatRecord:
         """Classified by what is inside SMETS1SignedResponse/SMETS1Response/Body."""
@@ -289,15 +368,26 @@ class _Parts:
         inner_header = _child(inner, "Header")
         inner_message = _first_element(_child(inner, "Body"))
         if inner_header is None or inner_message is None:
-            raise InvalidValue("SMETS1ResponseMessage without SMETS1SignedResponse/SMETS1Response Header and Body")
+            raise InvalidValue(
+                "SMETS1ResponseMessage without SMETS1SignedResponse/SMETS1Response Header and Body"
+            )
         if _local(inner_message) == "DeviceAlertMessage":
             device = _child_text(inner_header, "BusinessOriginatorID")
             if not is_eui64(device):
-                raise InvalidValue(f"SMETS1 alert: BusinessOriginatorID is not an EUI-64: {shown(device)}")
-            code = _hex_code(_child_text(inner_header, "GBCSHexadecimalMessageCode"), "GBCSHexadecimalMessageCode")
+                raise InvalidValue(
+                    f"SMETS1 alert: BusinessOriginatorID is not an EUI-64: {shown(device)}"
+                )
+            code = _hex_code(
+                _child_text(inner_header, "GBCSHexadecimalMessageCode"),
+                "GBCSHexadecimalMessageCode",
+            )
             return self.alert(Kind.DEVICE_ALERT, code, eui64(device))
         if _local(inner_message) != "ResponseMessage":
-            raise InvalidValue(f"SMETS1Response Body holds an unknown message: {shown(_local(inner_message))}")
-        srv = _child_text(message, "ServiceReferenceVariant") or _child_text(inner_header, "ServiceReferenceVariant")
+            raise InvalidValue(
+                f"SMETS1Response Body holds an unknown message: {shown(_local(inner_message))}"
+            )
+        srv = _child_text(message, "ServiceReferenceVariant") or _child_text(
+            inner_header, "ServiceReferenceVariant"
+        )
         kind = Kind.ACKNOWLEDGEMENT if self.code == "I99" else Kind.RESPONSE
         return self._response(kind, check_srv(srv))

@@ -3,6 +3,7 @@
 Every batch is its own transaction: a loader killed at any point leaves whole batches,
 and the same command run again skips them (natural keys) and loads the rest.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ from .rejects import RejectFile, default_rejects_path
 from .sources import Format, detect, expand, numbered_lines, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks
 
-CHUNK_LINES = 4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
+CHUNK_LINES = (
+    4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
+)
 Progress = Callable[[int], None]  # called with bytes read since the last call
 
 
@@ -42,7 +45,9 @@ class Summary:
     reject_files: list[Path] = field(default_factory=list)
 
     def line(self) -> str:
-        said = f"loaded {self.loaded}, rejected {self.rejected}, skipped {self.duplicates} duplicates"
+        said = (
+            f"loaded {self.loaded}, rejected {self.rejected}, skipped {self.duplicates} duplicates"
+        )
         if self.times_from_mtime:
             said += f"; {self.times_from_mtime} times taken from file modification times"
         return said
@@ -50,8 +55,14 @@ class Summary:
 
 # ------------------------------------------------------------------ registry CSV files
 
-def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, rejects_path: Path | None,
-                  progress: Progress | None = None) -> Summary:
+
+def load_registry(
+    engine: Engine,
+    what: registry_csv.RegistryFile,
+    path: Path,
+    rejects_path: Path | None,
+    progress: Progress | None = None,
+) -> Summary:
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
     that is not one raises BadHeader before anything is written. Records are validated here
     and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction (store.registry)."""
@@ -95,8 +106,10 @@ def load_registry(engine: Engine, what: registry_csv.RegistryFile, path: Path, r
 
 
 _REGISTRY_WRITERS: dict[registry_csv.RegistryFile, Callable[[Connection, list[Any]], list[Any]]] = {
-    registry_csv.USERS: load_users, registry_csv.DEVICES: load_devices,
-    registry_csv.RESPONSIBILITIES: load_responsibilities}
+    registry_csv.USERS: load_users,
+    registry_csv.DEVICES: load_devices,
+    registry_csv.RESPONSIBILITIES: load_responsibilities,
+}
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:
@@ -109,8 +122,14 @@ def _finish(summary: Summary, rejects: RejectFile) -> Summary:
 
 # ------------------------------------------------------------------ SAT records
 
-def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
-           logged_at: datetime | None = None, progress: Progress | None = None) -> Summary:
+
+def ingest(
+    engine: Engine,
+    paths: list[Path],
+    rejects_path: Path | None = None,
+    logged_at: datetime | None = None,
+    progress: Progress | None = None,
+) -> Summary:
     """Ingest files or folders of SAT JSONL, DUIS JSONL captures or DUIS XML files.
 
     Each input named (a file, or a folder with all it holds) has its reject file beside
@@ -131,7 +150,14 @@ def ingest(engine: Engine, paths: list[Path], rejects_path: Path | None = None,
             chunks = parsed_chunks(path, parse, _workers_for(path, sat), CHUNK_LINES)
             _append_all(engine, chunks, rejects, path, summary, progress)
         if xml_files:  # many small documents share each batch, whatever their reject files
-            _append_all(engine, _xml_files(xml_files, make_row, logged_at, summary), rejects, None, summary, progress)
+            _append_all(
+                engine,
+                _xml_files(xml_files, make_row, logged_at, summary),
+                rejects,
+                None,
+                summary,
+                progress,
+            )
     finally:
         rejects.finish(summary)
     return summary
@@ -144,12 +170,21 @@ class _Rejects:
     def __init__(self, named: list[tuple[Path, list[Path]]], rejects_path: Path | None) -> None:
         owners: dict[Path, list[Path]] = {}
         for path, found in named:
-            owners.setdefault((rejects_path or default_rejects_path(path)).resolve(), []).extend(found)
+            owners.setdefault((rejects_path or default_rejects_path(path)).resolve(), []).extend(
+                found
+            )
         files = [f for _, found in named for f in found]
-        self.files = {target: RejectFile(target, sources=sources, inputs=files) for target, sources in owners.items()}
-        self.target_of = {str(path): target for target, sources in owners.items() for path in sources}
+        self.files = {
+            target: RejectFile(target, sources=sources, inputs=files)
+            for target, sources in owners.items()
+        }
+        self.target_of = {
+            str(path): target for target, sources in owners.items() for path in sources
+        }
 
-    def add(self, source: Path | str, line: int, reason: str, raw: str | bytes, whole: bool = False) -> None:
+    def add(
+        self, source: Path | str, line: int, reason: str, raw: str | bytes, whole: bool = False
+    ) -> None:
         self.files[self.target_of[str(source)]].add(line, reason, raw, source, whole)
 
     def finish(self, summary: Summary) -> None:
@@ -179,6 +214,7 @@ def _sat_chunk(make_row: Callable[..., Row]) -> Parser:
             except InvalidValue as e:
                 rejected.append((number, str(e), raw))
         return rows, rejected, size
+
     return parse
 
 
@@ -190,19 +226,25 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
             try:
                 entry = orjson.loads(raw)
                 if not isinstance(entry, dict) or not isinstance(entry.get("duis"), str):
-                    raise InvalidValue('a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}')
+                    raise InvalidValue(
+                        'a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}'
+                    )
                 when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
-                rows.append(record_row(make_row, duis.parse_text(entry["duis"], when), origin=number))
+                rows.append(
+                    record_row(make_row, duis.parse_text(entry["duis"], when), origin=number)
+                )
             except orjson.JSONDecodeError as e:
                 rejected.append((number, f"not JSON: {e}", raw))
             except InvalidValue as e:
                 rejected.append((number, str(e), raw))
         return rows, rejected, size
+
     return parse
 
 
-def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None, summary: Summary
-               ) -> Iterator[Chunk]:
+def _xml_files(
+    files: list[Path], make_row: Callable[..., Row], logged_at: datetime | None, summary: Summary
+) -> Iterator[Chunk]:
     """Bare DUIS documents, one a file. A request in one carries no time of its own: it is
     timed by --logged-at or the file's modification time, and identified by its content and
     file name (store.writer.identity_key), so touching the file and ingesting it again adds
@@ -217,7 +259,9 @@ def _xml_files(files: list[Path], make_row: Callable[..., Row], logged_at: datet
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
             record = duis.parse_document(document, when)
-            rows.append(record_row(make_row, record, bare_file=record.kind == "request", origin=str(path)))
+            rows.append(
+                record_row(make_row, record, bare_file=record.kind == "request", origin=str(path))
+            )
             if logged_at is None and record.kind == "request":
                 summary.times_from_mtime += 1
         except InvalidValue as e:
@@ -238,8 +282,14 @@ def _whole(path: Path, document: bytes) -> bytes:
         return f.read()
 
 
-def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: _Rejects, source: Path | None,
-                summary: Summary, progress: Progress | None) -> None:
+def _append_all(
+    engine: Engine,
+    chunks: Iterator[Chunk],
+    rejects: _Rejects,
+    source: Path | None,
+    summary: Summary,
+    progress: Progress | None,
+) -> None:
     """Every `batch` rows (settings) one transaction, written chunk by chunk as the parser delivers them,
     so that the parser works on the next chunk while this process writes. `source`: the
     file the chunks' lines come from (None: each reject names its own file)."""
@@ -273,7 +323,9 @@ def _append_all(engine: Engine, chunks: Iterator[Chunk], rejects: _Rejects, sour
     _reject_conflicts(conflicts, rejects, source)
 
 
-def _reject_conflicts(conflicts: list[tuple[int | str, str]], rejects: _Rejects, source: Path | None) -> None:
+def _reject_conflicts(
+    conflicts: list[tuple[int | str, str]], rejects: _Rejects, source: Path | None
+) -> None:
     """Conflicts are found when a batch is written, after the raw input has gone: read back
     from the file (a line by its number, or a whole document), which a conflict makes rare."""
     by_line = {origin: reason for origin, reason in conflicts if isinstance(origin, int)}
@@ -313,7 +365,13 @@ class _Batch:
         summary.loaded += self.loaded
         summary.duplicates += self.duplicates
         conflicts = self.conflicts
-        self.rows, self.payload_bytes, self.loaded, self.duplicates, self.conflicts = [], 0, 0, 0, []
+        self.rows, self.payload_bytes, self.loaded, self.duplicates, self.conflicts = (
+            [],
+            0,
+            0,
+            0,
+            [],
+        )
         return conflicts
 
     def abandon(self) -> None:
@@ -349,7 +407,11 @@ class _Batch:
             try:
                 self.transaction = self.conn.begin()
                 done = append_rows(self.conn, self.rows)
-                self.loaded, self.duplicates, self.conflicts = done.loaded, done.duplicates, done.conflicts
+                self.loaded, self.duplicates, self.conflicts = (
+                    done.loaded,
+                    done.duplicates,
+                    done.conflicts,
+                )
                 if committing:
                     self._commit()
                 return
@@ -375,4 +437,3 @@ class _Batch:
             pass  # a transaction whose commit failed may be gone already
         if self.conn.in_transaction():
             self.conn.rollback()
-

@@ -1,4 +1,5 @@
 """The registry files: users.csv, devices.csv, responsibilities.csv (SPEC section 4)."""
+
 from __future__ import annotations
 
 import csv
@@ -51,7 +52,11 @@ def _ascii(row: Mapping[str, str], name: str) -> str:
 
 
 def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
-    user = User(eui64(_field(row, "user_id")), party_id(_field(row, "party_id")), role_code(_field(row, "role")))
+    user = User(
+        eui64(_field(row, "user_id")),
+        party_id(_field(row, "party_id")),
+        role_code(_field(row, "role")),
+    )
     name = _field(row, "party_name", required=False) or user.party_id
     if len(name) > 200 or "\x00" in name:
         raise InvalidValue("party_name must be at most 200 characters of text")
@@ -78,14 +83,20 @@ def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
     valid_to = _time(raw_to) if raw_to else None
     if valid_to is not None and valid_to <= valid_from:
         raise InvalidValue(f"valid_to {raw_to} is not after valid_from")
-    return Responsibility(eui64(_field(row, "device_id")), _party(_field(row, "party_id")), relation,
-                          valid_from, valid_to)
+    return Responsibility(
+        eui64(_field(row, "device_id")),
+        _party(_field(row, "party_id")),
+        relation,
+        valid_from,
+        valid_to,
+    )
 
 
 USERS = RegistryFile(("user_id", "party_id", "party_name", "role"), parse_user)
 DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device)
-RESPONSIBILITIES = RegistryFile(("device_id", "party_id", "relation", "valid_from", "valid_to"),
-                                parse_responsibility)
+RESPONSIBILITIES = RegistryFile(
+    ("device_id", "party_id", "relation", "valid_from", "valid_to"), parse_responsibility
+)
 
 
 class BadHeader(ValueError):
@@ -131,7 +142,9 @@ def _has_surrogates(values: list[str]) -> bool:
     return not joined.isascii() and any("\udc80" <= ch <= "\udcff" for ch in joined)
 
 
-def read_header(stream: IO[bytes], what: RegistryFile, name: str) -> tuple[list[str], Iterator[CsvRecord]]:
+def read_header(
+    stream: IO[bytes], what: RegistryFile, name: str
+) -> tuple[list[str], Iterator[CsvRecord]]:
     """The header's column names (lower case) and the records after it; BadHeader, with one
     clear reason, for a first line that is not a UTF-8 header naming the required columns."""
     lines = _Lines(stream)
@@ -147,7 +160,9 @@ def read_header(stream: IO[bytes], what: RegistryFile, name: str) -> tuple[list[
         raise BadHeader(f"{name}: the header is not UTF-8 text")
     missing = [c for c in what.columns if c not in header and c not in ("party_name", "valid_to")]
     if missing:
-        raise BadHeader(f"{name}: header must name the columns {','.join(what.columns)}; missing {missing}")
+        raise BadHeader(
+            f"{name}: header must name the columns {','.join(what.columns)}; missing {missing}"
+        )
     lines.take()
     return header, _records(reader, lines)
 

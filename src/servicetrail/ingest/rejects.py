@@ -5,6 +5,7 @@ extension, plus `.rejects.jsonl`) and written beside it. A run replaces the entr
 own inputs and keeps those of any other input that shares the file, so that no run loses
 another's rejects; it never writes over an input.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,7 +27,9 @@ def default_rejects_path(source: Path) -> Path:
     """`records.jsonl` -> `records.rejects.jsonl` (and `ECS17b_4.1.1_X.XML` ->
     `ECS17b_4.1.1_X.rejects.jsonl`, `day.jsonl.gz` -> `day.rejects.jsonl`) beside it. In
     the working folder when the input's folder is read-only."""
-    plain = source.with_suffix("") if source.suffix.lower() == ".gz" else source  # day.jsonl.gz: day
+    plain = (
+        source.with_suffix("") if source.suffix.lower() == ".gz" else source
+    )  # day.jsonl.gz: day
     name = (source.name if source.is_dir() else plain.stem or plain.name) + ".rejects.jsonl"
     beside = source.resolve().parent / name
     return beside if os.access(beside.parent, os.W_OK) else Path.cwd() / name
@@ -46,20 +49,27 @@ class RejectFile:
     Entries an earlier run wrote for these sources are dropped when it opens; entries of
     other inputs stay. Nothing is created for a run without rejects."""
 
-    def __init__(self, path: Path, sources: Iterable[str | Path] = (), inputs: Iterable[Path] = ()) -> None:
+    def __init__(
+        self, path: Path, sources: Iterable[str | Path] = (), inputs: Iterable[Path] = ()
+    ) -> None:
         self.path = path
         self.count = 0
         self._out: IO[bytes] | None = None
         if any(path.resolve() == Path(p).resolve() for p in inputs):
-            raise RejectsOverInput(f"the reject file {path} would overwrite an input; name another with --rejects")
+            raise RejectsOverInput(
+                f"the reject file {path} would overwrite an input; name another with --rejects"
+            )
         self._keep_other_inputs({str(Path(s).resolve()) for s in sources})
 
     def _keep_other_inputs(self, ours: set[str]) -> None:
         if not self.path.is_file():
             return
         with open(self.path, "rb") as old:
-            kept = [line for line in old if (owner := _owner(line)) is not None
-                    and str(Path(owner).resolve()) not in ours]
+            kept = [
+                line
+                for line in old
+                if (owner := _owner(line)) is not None and str(Path(owner).resolve()) not in ours
+            ]
         if not kept:
             self.path.unlink()
             return
@@ -68,7 +78,9 @@ class RejectFile:
             out.writelines(line if line.endswith(b"\n") else line + b"\n" for line in kept)
         os.replace(fresh, self.path)
 
-    def add(self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool = False) -> None:
+    def add(
+        self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool = False
+    ) -> None:
         """One reject. `raw` is a line of its input (its line end is the separator, not part
         of the record) or, with `whole`, a whole document, kept byte for byte."""
         if self._out is None:
@@ -78,7 +90,10 @@ class RejectFile:
             try:
                 text, undecodable = exact.decode("utf-8"), None
             except UnicodeDecodeError:  # JSON holds text: the exact bytes ride along in base64
-                text, undecodable = exact.decode("utf-8", "replace"), base64.b64encode(exact).decode("ascii")
+                text, undecodable = (
+                    exact.decode("utf-8", "replace"),
+                    base64.b64encode(exact).decode("ascii"),
+                )
         else:
             text, undecodable = (raw if whole else raw.removesuffix("\n").removesuffix("\r")), None
         entry = {"file": str(source), "line": line, "reason": reason, "raw": text}

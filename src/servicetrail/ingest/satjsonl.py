@@ -1,4 +1,5 @@
 """SAT JSON Lines: one normalised record a line (SPEC section 4)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Opening inputs (plain or gzip) and telling SAT JSONL, DUIS JSONL and DUIS XML apart."""
+
 from __future__ import annotations
 
 import gzip
@@ -45,7 +46,11 @@ def detect(path: Path) -> Format:
                     first = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue  # a damaged line (the loader rejects it with its number): judge by the next
-                return Format.DUIS_JSONL if isinstance(first, dict) and "duis" in first else Format.SAT_JSONL
+                return (
+                    Format.DUIS_JSONL
+                    if isinstance(first, dict) and "duis" in first
+                    else Format.SAT_JSONL
+                )
     return Format.SAT_JSONL
 
 

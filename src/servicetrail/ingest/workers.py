@@ -11,6 +11,7 @@ or flushing those from the child would disturb the parent. If the parent dies (S
 mid-load), the worker's next write fails on the closed pipe and it exits too, so nothing
 outlives the loader holding its stdout open.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -28,7 +29,9 @@ from typing import IO, Any
 from .sources import open_binary
 
 Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
-Chunk = tuple[list[Any], list[tuple[Any, ...]], int]  # (prepared rows, rejects as (line, reason, raw), bytes read)
+Chunk = tuple[
+    list[Any], list[tuple[Any, ...]], int
+]  # (prepared rows, rejects as (line, reason, raw), bytes read)
 Parser = Callable[[Lines], Chunk]
 
 _LENGTH = struct.Struct("<Q")
@@ -55,8 +58,11 @@ def chunks_of(stream: IO[bytes], size: int, index: int = 0, step: int = 1) -> It
             return
         if k % step == index:
             # a line that starts with a non-space is not blank: most lines skip the copying strip()
-            yield [(first + i, line) for i, line in enumerate(block)
-                   if line and (line[0] not in _SPACE or line.strip())]
+            yield [
+                (first + i, line)
+                for i, line in enumerate(block)
+                if line and (line[0] not in _SPACE or line.strip())
+            ]
         first += len(block)
 
 
@@ -70,7 +76,9 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
     children: list[tuple[int, IO[bytes]]] = []
     try:
         for index in range(workers):
-            children.append(_start(path, parse, chunk_lines, index, workers, [s for _, s in children]))
+            children.append(
+                _start(path, parse, chunk_lines, index, workers, [s for _, s in children])
+            )
         for k in count():
             kind, body = _receive(children[k % workers][1])
             if kind == "end":
@@ -89,8 +97,9 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
             os.waitpid(pid, 0)
 
 
-def _start(path: Path, parse: Parser, chunk_lines: int, index: int, workers: int,
-           siblings: list[IO[bytes]]) -> tuple[int, IO[bytes]]:
+def _start(
+    path: Path, parse: Parser, chunk_lines: int, index: int, workers: int, siblings: list[IO[bytes]]
+) -> tuple[int, IO[bytes]]:
     read_end, write_end = os.pipe()
     try:
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
@@ -165,5 +174,9 @@ def _receive(stream: IO[bytes]) -> tuple[str, Any]:
         (length,) = _LENGTH.unpack(head)
         data = stream.read(length)
         if len(data) == length:
-            return marshal.loads(memoryview(data)[1:]) if data[:1] == b"m" else pickle.loads(memoryview(data)[1:])
+            return (
+                marshal.loads(memoryview(data)[1:])
+                if data[:1] == b"m"
+                else pickle.loads(memoryview(data)[1:])
+            )
     raise RuntimeError("a parsing worker ended unexpectedly (killed, or out of memory?)")

@@ -5,6 +5,7 @@ its password, also ends its web sessions at once. API tokens are valid until rev
 while their account is disabled); a server process may trust a token it looked up for
 SERVICETRAIL_TOKEN_CACHE_SECONDS more (web.api.ViewerCache).
 """
+
 from __future__ import annotations
 
 import re
@@ -19,7 +20,9 @@ from ..domain.visibility import Viewer
 from ..security import hash_password, new_token, token_digest, verify_password
 from .schema import account, api_token, dcc_user, login_device, party, web_session
 
-_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")  # ASCII: the throttle keys a username by its lower case
+_USERNAME = re.compile(
+    r"[A-Za-z0-9._@-]{1,64}"
+)  # ASCII: the throttle keys a username by its lower case
 
 
 class AccountError(ValueError):
@@ -30,17 +33,30 @@ def create_account(conn: Connection, username: str, party_id: str, password: str
     if not isinstance(username, str) or not _USERNAME.fullmatch(username):
         raise AccountError("a username is 1-64 ASCII letters, digits or . _ - @")
     if conn.execute(select(party.c.party_id).where(party.c.party_id == party_id)).first() is None:
-        raise AccountError(f"unknown party {party_id!r}: load its users first ('servicetrail load users')")
+        raise AccountError(
+            f"unknown party {party_id!r}: load its users first ('servicetrail load users')"
+        )
     if conn.execute(select(account.c.username).where(account.c.username == username)).first():
         raise AccountError(f"account {username!r} already exists")
-    conn.execute(insert(account), {"username": username, "party_id": party_id,
-                                   "password_hash": hash_password(password),
-                                   "created_at": datetime.now(timezone.utc)})
+    conn.execute(
+        insert(account),
+        {
+            "username": username,
+            "party_id": party_id,
+            "password_hash": hash_password(password),
+            "created_at": datetime.now(timezone.utc),
+        },
+    )
 
 
 def _require_account(conn: Connection, username: str) -> None:
-    if conn.execute(select(account.c.username).where(account.c.username == username)).first() is None:
-        raise AccountError(f"no account {username!r}: create it with 'servicetrail accounts create'")
+    if (
+        conn.execute(select(account.c.username).where(account.c.username == username)).first()
+        is None
+    ):
+        raise AccountError(
+            f"no account {username!r}: create it with 'servicetrail accounts create'"
+        )
 
 
 def _end_sessions(conn: Connection, username: str) -> int:
@@ -50,8 +66,11 @@ def _end_sessions(conn: Connection, username: str) -> int:
 def set_disabled(conn: Connection, username: str, disabled: bool) -> int:
     """Disables (or enables again) an account; returns the web sessions this ended."""
     _require_account(conn, username)
-    conn.execute(update(account).where(account.c.username == username)
-                 .values(disabled_at=datetime.now(timezone.utc) if disabled else None))
+    conn.execute(
+        update(account)
+        .where(account.c.username == username)
+        .values(disabled_at=datetime.now(timezone.utc) if disabled else None)
+    )
     return _end_sessions(conn, username) if disabled else 0
 
 
@@ -59,8 +78,11 @@ def change_password(conn: Connection, username: str, password: str) -> int:
     """A new password; the account's web sessions end and its browsers are no longer
     remembered by the sign-in throttle. Returns the sessions ended."""
     _require_account(conn, username)
-    conn.execute(update(account).where(account.c.username == username)
-                 .values(password_hash=hash_password(password)))
+    conn.execute(
+        update(account)
+        .where(account.c.username == username)
+        .values(password_hash=hash_password(password))
+    )
     conn.execute(delete(login_device).where(login_device.c.username == username))
     return _end_sessions(conn, username)
 
@@ -76,29 +98,44 @@ class TokenInfo:
 
 def list_tokens(conn: Connection, username: str | None = None) -> list[TokenInfo]:
     """Every API token (never its value, which is not kept), oldest first."""
-    query = (select(api_token.c.id, api_token.c.username, account.c.party_id, api_token.c.created_at,
-                    account.c.disabled_at.is_not(None))
-             .select_from(api_token.join(account, account.c.username == api_token.c.username))
-             .order_by(api_token.c.id))
+    query = (
+        select(
+            api_token.c.id,
+            api_token.c.username,
+            account.c.party_id,
+            api_token.c.created_at,
+            account.c.disabled_at.is_not(None),
+        )
+        .select_from(api_token.join(account, account.c.username == api_token.c.username))
+        .order_by(api_token.c.id)
+    )
     if username is not None:
         query = query.where(api_token.c.username == username)
     return [TokenInfo(*row) for row in conn.execute(query)]
 
 
-def revoke_tokens(conn: Connection, ids: Iterable[int] = (), username: str | None = None,
-                  tokens: Iterable[str] = ()) -> list[TokenInfo]:
+def revoke_tokens(
+    conn: Connection,
+    ids: Iterable[int] = (),
+    username: str | None = None,
+    tokens: Iterable[str] = (),
+) -> list[TokenInfo]:
     """Deletes the tokens named by id, by account, or by their value; returns those deleted.
     An id or a value that matches no token is an AccountError, and then nothing is deleted."""
     current = {t.id: t for t in list_tokens(conn)}
     chosen = set(ids)
     missing = sorted(chosen - current.keys())
     if missing:
-        raise AccountError(f"no API token with id {', '.join(map(str, missing))} ('servicetrail tokens list')")
+        raise AccountError(
+            f"no API token with id {', '.join(map(str, missing))} ('servicetrail tokens list')"
+        )
     if username is not None:
         _require_account(conn, username)
         chosen |= {t.id for t in current.values() if t.username == username}
     for token in tokens:
-        token_id = conn.execute(select(api_token.c.id).where(api_token.c.token_hash == token_digest(token))).scalar()
+        token_id = conn.execute(
+            select(api_token.c.id).where(api_token.c.token_hash == token_digest(token))
+        ).scalar()
         if token_id is None:
             raise AccountError("a token read from standard input is not a current API token")
         chosen.add(token_id)
@@ -111,8 +148,14 @@ def revoke_tokens(conn: Connection, ids: Iterable[int] = (), username: str | Non
 def create_token(conn: Connection, username: str) -> str:
     _require_account(conn, username)
     token = new_token()
-    conn.execute(insert(api_token), {"token_hash": token_digest(token), "username": username,
-                                     "created_at": datetime.now(timezone.utc)})
+    conn.execute(
+        insert(api_token),
+        {
+            "token_hash": token_digest(token),
+            "username": username,
+            "created_at": datetime.now(timezone.utc),
+        },
+    )
     return token
 
 
@@ -128,8 +171,11 @@ _PARTY_FOR_TOKEN = (
 # Party is registered.
 _VIEWER_FOR_TOKEN = (
     select(account.c.party_id, dcc_user.c.user_id)
-    .select_from(api_token.join(account, account.c.username == api_token.c.username)
-                 .outerjoin(dcc_user, dcc_user.c.party_id == account.c.party_id))
+    .select_from(
+        api_token.join(account, account.c.username == api_token.c.username).outerjoin(
+            dcc_user, dcc_user.c.party_id == account.c.party_id
+        )
+    )
     .where(api_token.c.token_hash == bindparam("token_hash"), account.c.disabled_at.is_(None))
 )
 
@@ -150,7 +196,10 @@ def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
 def check_login(conn: Connection, username: str, password: str) -> str | None:
     """The Party of a correct username and password of an enabled account, else None (same
     cost either way: a disabled account's password is verified too, and not told apart)."""
-    row = conn.execute(select(account.c.party_id, account.c.password_hash, account.c.disabled_at)
-                       .where(account.c.username == username)).first()
+    row = conn.execute(
+        select(account.c.party_id, account.c.password_hash, account.c.disabled_at).where(
+            account.c.username == username
+        )
+    ).first()
     ok = verify_password(row.password_hash if row else None, password)
     return row.party_id if ok and row and row.disabled_at is None else None

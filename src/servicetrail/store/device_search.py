@@ -3,6 +3,7 @@ of each of the viewer's User IDs on the Device, and of each Responsibility range
 viewer on it, each one ordered index range; then the rule itself, on top, over those few
 candidates, and the page. A busy Device's other rows are never read.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -26,8 +27,9 @@ MAX_RANGE_BRANCHES = 8
 
 
 @lru_cache(maxsize=512)
-def device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branches: int,
-                     ranges: tuple[bool, ...]) -> Select:
+def device_statement(
+    scope: Scope, shape: Shape, with_cursor: bool, own_branches: int, ranges: tuple[bool, ...]
+) -> Select:
     """Each branch reads whole (narrow) records, so the page is not joined back to the trail,
     and a payload is read only for the viewer's own rows: on PostgreSQL, joining back and
     probing payloads for every row cost 1.2 ms of a search against 0.45 ms this way
@@ -40,17 +42,29 @@ def device_statement(scope: Scope, shape: Shape, with_cursor: bool, own_branches
     lim = bindparam("lim", type_=Integer)
     branches = [(on_device, own_rows(f"own_{i}")) for i in range(own_branches)]
     branches += [(on_subject, own_rows(f"own_{i}")) for i in range(own_branches)]
-    branches += [(on_device, mp141_range(f"from_{j}", f"to_{j}" if has_end else None))
-                 for j, has_end in enumerate(ranges)]
+    branches += [
+        (on_device, mp141_range(f"from_{j}", f"to_{j}" if has_end else None))
+        for j, has_end in enumerate(ranges)
+    ]
     # each branch is wrapped in a subquery: SQLite allows ORDER BY / LIMIT only on a whole compound
-    parts = [select(*b.c).select_from(b) for b in (
-        newest_first(select(*RECORD_COLUMNS).where(*where, rule)).limit(lim).subquery() for where, rule in branches)]
+    parts = [
+        select(*b.c).select_from(b)
+        for b in (
+            newest_first(select(*RECORD_COLUMNS).where(*where, rule)).limit(lim).subquery()
+            for where, rule in branches
+        )
+    ]
     candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
     return page_of_candidates(candidate, scope)
 
 
-def device_search(viewer: Viewer, search: Search, with_cursor: bool, params: dict[str, Any],
-                  intervals: list[tuple] | None) -> Select | None:
+def device_search(
+    viewer: Viewer,
+    search: Search,
+    with_cursor: bool,
+    params: dict[str, Any],
+    intervals: list[tuple] | None,
+) -> Select | None:
     """The interval-first statement for this device search (adding its parameters), or
     None when the general form should be used. `intervals`: the rows of
     `visibility_sql.intervals_query` (None for a search of the viewer's own traffic)."""
@@ -64,5 +78,10 @@ def device_search(viewer: Viewer, search: Search, with_cursor: bool, params: dic
         params[f"from_{j}"], params[f"to_{j}"] = start, end
     if not user_ids and not ranges:
         return select(s.id).where(false())  # the viewer may see nothing on this device
-    return device_statement(search.scope, shape_of(search), with_cursor, len(user_ids),
-                            tuple(end is not None for _, end in ranges))
+    return device_statement(
+        search.scope,
+        shape_of(search),
+        with_cursor,
+        len(user_ids),
+        tuple(end is not None for _, end in ranges),
+    )

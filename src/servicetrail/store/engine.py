@@ -1,4 +1,5 @@
 """Opening the store: the URL, SQLite's pragmas, and bringing the schema up to date."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
+
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says why, for a person."""
@@ -24,7 +26,9 @@ def database_url(explicit: str | None = None) -> str:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the loader
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps commits atomic; a power cut may lose the last one
+    cursor.execute(
+        "PRAGMA synchronous=NORMAL"
+    )  # WAL keeps commits atomic; a power cut may lose the last one
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA cache_size=-65536")
@@ -45,7 +49,10 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         return engine
     size = pool_size or settings.current().pool_size
     engine = create_engine(
-        resolved, pool_size=size, max_overflow=size, pool_pre_ping=True,
+        resolved,
+        pool_size=size,
+        max_overflow=size,
+        pool_pre_ping=True,
         # LIFO: the same few warm connections serve a light load (their prepared statements
         # and caches stay hot) and the rest can age out; FIFO rotated through all of them.
         pool_use_lifo=True,
@@ -105,11 +112,15 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
 
     if revision is not None and not is_known(revision):
         engine.dispose()
-        raise StoreError(f"the store's schema is at revision {revision}, which this servicetrail does not know "
-                         f"(a newer version of servicetrail made it?)")
+        raise StoreError(
+            f"the store's schema is at revision {revision}, which this servicetrail does not know "
+            f"(a newer version of servicetrail made it?)"
+        )
     if revision is not None and not upgrade:
         engine.dispose()
-        raise StoreError(f"the store's schema is at revision {revision}, older than this servicetrail's "
-                         f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first")
+        raise StoreError(
+            f"the store's schema is at revision {revision}, older than this servicetrail's "
+            f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first"
+        )
     upgrade_to_head(engine)
     return engine

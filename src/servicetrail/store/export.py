@@ -29,6 +29,7 @@ carriage return; quotes inside are doubled; None and "" are both written as noth
 (Python before 3.11.9 left a bare carriage return unquoted, which made the row unreadable;
 CPython gh-67044 fixed that, and the report follows the fixed rule on both engines.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
@@ -36,8 +37,23 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (ColumnElement, LargeBinary, Select, String, bindparam, case, cast, column, func, literal, or_,
-                        select, text, type_coerce, values)
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Select,
+    String,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    type_coerce,
+    values,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Values
 
@@ -95,7 +111,8 @@ def _own_rows(with_payload: bool = True) -> Select[Any]:
     `iter_own_report` selects them (each engine's statement adds the columns and the order)."""
     return visible_items(Scope.OWN, with_payload).where(
         s.logged_at >= bindparam("time_from", type_=UtcDateTime),
-        s.logged_at < bindparam("time_to", type_=UtcDateTime))
+        s.logged_at < bindparam("time_to", type_=UtcDateTime),
+    )
 
 
 def _newest_first(query: Select[Any]) -> Select[Any]:
@@ -103,6 +120,7 @@ def _newest_first(query: Select[Any]) -> Select[Any]:
 
 
 # ------------------------------------------------------------------ PostgreSQL: COPY
+
 
 def _pg_time_text(logged_at: ColumnElement[Any]) -> ColumnElement[str]:
     """`domain.times.format_time` in SQL: UTC, `Z`, microseconds only when there are some."""
@@ -121,7 +139,8 @@ def _catalogue() -> Values:
     """The SRV catalogue as a VALUES list (srv, title) that PostgreSQL hashes once per
     report. (A UNION of 129 one-row SELECTs planned 129 nodes, and JIT-compiled them.)"""
     return values(column("srv", String), column("title", String), name="srv_catalogue").data(
-        [(srv, neutralised(srv_title(srv))) for srv in sorted(CATALOGUE)])
+        [(srv, neutralised(srv_title(srv))) for srv in sorted(CATALOGUE)]
+    )
 
 
 @lru_cache(maxsize=1)
@@ -133,10 +152,12 @@ def postgres_statement() -> Select[Any]:
     sorting whole rows, payloads and all (~1.9 KB each), spilled ~100 MB to disk for a
     78k-row report, and made the sort carry every payload through it."""
     catalogue = _catalogue()
-    narrow = (_newest_first(_own_rows(with_payload=False))
-              .outerjoin(catalogue, catalogue.c.srv == s.srv)
-              .add_columns(catalogue.c.title.label("catalogue_title"))
-              .subquery("own_row"))
+    narrow = (
+        _newest_first(_own_rows(with_payload=False))
+        .outerjoin(catalogue, catalogue.c.srv == s.srv)
+        .add_columns(catalogue.c.title.label("catalogue_title"))
+        .subquery("own_row")
+    )
     col = narrow.c
 
     def blank_as_null(value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -144,8 +165,10 @@ def postgres_statement() -> Select[Any]:
         # as nothing, so every text column turns '' into NULL first
         return func.nullif(value, "", type_=String)
 
-    unknown = case((func.coalesce(col.srv, "") == "", None),
-                   else_=literal(UNKNOWN_SRV_PREFIX) + col.srv + literal(UNKNOWN_SRV_SUFFIX))
+    unknown = case(
+        (func.coalesce(col.srv, "") == "", None),
+        else_=literal(UNKNOWN_SRV_PREFIX) + col.srv + literal(UNKNOWN_SRV_SUFFIX),
+    )
     columns = {
         "id": col.id,
         "logged_at": _pg_time_text(col.logged_at),
@@ -171,17 +194,28 @@ def postgres_statement() -> Select[Any]:
     # Neutralising names a value twice (the test, the result). OFFSET 0 keeps PostgreSQL from
     # merging these rows into the statement around them, which would copy each expression to
     # every place that names it and read every payload twice (a quarter more time per row).
-    row = (select(*(expr.label(name) for name, expr in columns.items()), col.logged_at.label("sort_at"))
-           .select_from(narrow).order_by(col.logged_at.desc(), col.id.desc()).offset(0).subquery("report_row"))
+    row = (
+        select(
+            *(expr.label(name) for name, expr in columns.items()), col.logged_at.label("sort_at")
+        )
+        .select_from(narrow)
+        .order_by(col.logged_at.desc(), col.id.desc())
+        .offset(0)
+        .subquery("report_row")
+    )
     # written by us (numbers, times, titles): never a formula
     ours = {"id", "logged_at", "smets", "srv_title", "command_variant", "access", "execution_at"}
     # the same order again: PostgreSQL sees the subquery is sorted so and does not sort twice
-    return (select(*(row.c[name] if name in ours else _pg_neutralised(row.c[name]).label(name)
-                     for name in REPORT_FIELDS))
-            .order_by(row.c.sort_at.desc(), row.c.id.desc()))
+    return select(
+        *(
+            row.c[name] if name in ours else _pg_neutralised(row.c[name]).label(name)
+            for name in REPORT_FIELDS
+        )
+    ).order_by(row.c.sort_at.desc(), row.c.id.desc())
 
 
 # ------------------------------------------------------------------ SQLite: whole lines
+
 
 def _sqlite_field(value: ColumnElement[Any]) -> ColumnElement[str]:
     """`csv_field` in SQLite's SQL. The double quote is looked for first: XML payloads
@@ -190,17 +224,23 @@ def _sqlite_field(value: ColumnElement[Any]) -> ColumnElement[str]:
     quote (or alone), so the text itself is copied no more often than before."""
     needs_quotes = or_(*(func.instr(value, c) > 0 for c in ('"', ",", "\n", "\r")))
     formula = func.unicode(value).in_([ord(c) for c in FORMULA_STARTS])
-    return case((needs_quotes, case((formula, '"\''), else_='"') + func.replace(value, '"', '""') + '"'),
-                (formula, "'" + value),
-                else_=func.coalesce(value, ""))
+    return case(
+        (needs_quotes, case((formula, '"\''), else_='"') + func.replace(value, '"', '""') + '"'),
+        (formula, "'" + value),
+        else_=func.coalesce(value, ""),
+    )
 
 
 def _sqlite_time_text(time: ColumnElement[Any]) -> ColumnElement[str]:
     """`domain.times.format_time`: SQLite keeps times as fixed-width UTC text
     (schema.sqlite_time, ...THH:MM:SS.ffffffZ), so only whole seconds need a change."""
     stored = type_coerce(time, String)
-    return func.coalesce(case((func.substr(stored, 21, 6) == "000000", func.substr(stored, 1, 19) + "Z"),
-                              else_=stored), "")
+    return func.coalesce(
+        case(
+            (func.substr(stored, 21, 6) == "000000", func.substr(stored, 1, 19) + "Z"), else_=stored
+        ),
+        "",
+    )
 
 
 @lru_cache(maxsize=1)
@@ -237,7 +277,9 @@ def sqlite_statement() -> Select[Any]:
     for expr in list(fields.values())[1:]:
         line = line + "," + expr
     # BLOB: the driver hands over the UTF-8 bytes as they are, with no decoding and re-encoding
-    return _newest_first(query.with_only_columns(type_coerce(cast(line + "\n", LargeBinary), _Bytes()).label("line")))
+    return _newest_first(
+        query.with_only_columns(type_coerce(cast(line + "\n", LargeBinary), _Bytes()).label("line"))
+    )
 
 
 class _Bytes(LargeBinary):
@@ -248,6 +290,7 @@ class _Bytes(LargeBinary):
 
 
 # ------------------------------------------------------------------ the report
+
 
 def report_params(viewer: Viewer, time_from: datetime, time_to: datetime) -> dict[str, Any]:
     return {**viewer_params(viewer), "time_from": time_from, "time_to": time_to}
@@ -260,7 +303,9 @@ class OwnReport:
     Iterate it while the connection is open; it runs under the export time limit and, on
     PostgreSQL, under the reader role and row-level security, like every read."""
 
-    def __init__(self, conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime) -> None:
+    def __init__(
+        self, conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime
+    ) -> None:
         self.conn, self.viewer = conn, viewer
         self.params = report_params(viewer, time_from, time_to)
         self.rows = 0
@@ -276,7 +321,9 @@ class OwnReport:
         import psycopg
 
         statement = postgres_statement().params(**self.params)
-        compiled = statement.compile(dialect=self.conn.dialect, compile_kwargs={"render_postcompile": True})
+        compiled = statement.compile(
+            dialect=self.conn.dialect, compile_kwargs={"render_postcompile": True}
+        )
         # COPY takes no server-side parameters: psycopg merges them in client-side, quoted
         # by its own adapters (never by string formatting here)
         sql = f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)"
@@ -284,8 +331,13 @@ class OwnReport:
         # 1.1 s for a 33k-row report); room to sort a report in memory, not on disk; and
         # records joined to payloads month by month (both tables are partitioned by month
         # and joined on logged_at), which took a 33k-row report from 0.95 to 0.72 s.
-        self.conn.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true), "
-                               "set_config('enable_partitionwise_join', 'on', true)"), {"mem": PG_SORT_MEMORY})
+        self.conn.execute(
+            text(
+                "SELECT set_config('jit', 'off', true), set_config('work_mem', :mem, true), "
+                "set_config('enable_partitionwise_join', 'on', true)"
+            ),
+            {"mem": PG_SORT_MEMORY},
+        )
         # this session and transaction: role, viewer, limit (psycopg's own connection, not the DBAPI protocol's)
         raw: Any = self.conn.connection.dbapi_connection
         chunk = bytearray(csv_header())
@@ -323,10 +375,19 @@ class OwnReport:
             yield b"".join(chunk)
 
 
-def own_report_csv(conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime) -> OwnReport:
+def own_report_csv(
+    conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime
+) -> OwnReport:
     """SPEC section 1 rule 7: the viewer's own traffic only, payload included, as CSV."""
     return OwnReport(conn, viewer, time_from, time_to)
 
 
-__all__ = ["CHUNK_BYTES", "OwnReport", "csv_field", "csv_header", "own_report_csv", "postgres_statement",
-           "sqlite_statement"]
+__all__ = [
+    "CHUNK_BYTES",
+    "OwnReport",
+    "csv_field",
+    "csv_header",
+    "own_report_csv",
+    "postgres_statement",
+    "sqlite_statement",
+]

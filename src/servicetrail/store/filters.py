@@ -6,6 +6,7 @@ Statements are built once per shape (which filters a search has, and whether it 
 cursor) with named parameters, and executed with the values: building them per request cost
 more than the query itself, and a stable structure lets SQLAlchemy reuse its compiled SQL.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,17 +25,27 @@ s = sat_record.c
 # sat_visibility), and whether a search has it. The Device is not here: only the trail itself
 # knows the Device a record is about (see `device_match`).
 FILTERS: dict[str, tuple[Callable[[Any], ColumnElement[bool]], Callable[[Search], bool]]] = {
-    "request_id": (lambda c: c.request_id == bindparam("request_id", type_=s.request_id.type),
-                   lambda search: bool(search.request_id)),
+    "request_id": (
+        lambda c: c.request_id == bindparam("request_id", type_=s.request_id.type),
+        lambda search: bool(search.request_id),
+    ),
     # an empty tuple of SRVs (words that match no title) finds nothing, so it is a filter too
-    "srvs": (lambda c: c.srv.in_(bindparam("srvs", expanding=True, type_=s.srv.type)),
-             lambda search: search.srvs is not None),
-    "kinds": (lambda c: c.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)),
-              lambda search: bool(search.kinds)),
-    "time_from": (lambda c: c.logged_at >= bindparam("time_from", type_=UtcDateTime),
-                  lambda search: search.time_from is not None),
-    "time_to": (lambda c: c.logged_at < bindparam("time_to", type_=UtcDateTime),
-                lambda search: search.time_to is not None),
+    "srvs": (
+        lambda c: c.srv.in_(bindparam("srvs", expanding=True, type_=s.srv.type)),
+        lambda search: search.srvs is not None,
+    ),
+    "kinds": (
+        lambda c: c.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)),
+        lambda search: bool(search.kinds),
+    ),
+    "time_from": (
+        lambda c: c.logged_at >= bindparam("time_from", type_=UtcDateTime),
+        lambda search: search.time_from is not None,
+    ),
+    "time_to": (
+        lambda c: c.logged_at < bindparam("time_to", type_=UtcDateTime),
+        lambda search: search.time_to is not None,
+    ),
 }
 
 Shape = tuple[str, ...]  # the names of the filters a search has, "device_id" first when it has one
@@ -42,14 +53,20 @@ Shape = tuple[str, ...]  # the names of the filters a search has, "device_id" fi
 
 def shape_of(search: Search) -> Shape:
     return (("device_id",) if search.device_id else ()) + tuple(
-        name for name, (_, has) in FILTERS.items() if has(search))
+        name for name, (_, has) in FILTERS.items() if has(search)
+    )
 
 
 def params_of(viewer: Viewer, search: Search, cursor: Cursor | None) -> dict[str, Any]:
     params = viewer_params(viewer)
-    params.update(device_id=search.device_id, request_id=search.request_id,
-                  srvs=list(search.srvs or ()), kinds=list(search.kinds or ()),
-                  time_from=search.time_from, time_to=search.time_to)
+    params.update(
+        device_id=search.device_id,
+        request_id=search.request_id,
+        srvs=list(search.srvs or ()),
+        kinds=list(search.kinds or ()),
+        time_from=search.time_from,
+        time_to=search.time_to,
+    )
     if cursor is not None:
         params.update(cursor_at=cursor.logged_at, cursor_id=cursor.record_id)
     return params
@@ -63,15 +80,22 @@ def device_match() -> ColumnElement[bool]:
     """A record of the Device: its own `device_id`, or, for the viewer's own non-device
     requests only, the Device their body is about (SPEC 4.1 `subject_device_id`, which never
     widens rule 3)."""
-    return or_(s.device_id == device_param(), and_(s.subject_device_id == device_param(), own_clause()))
+    return or_(
+        s.device_id == device_param(), and_(s.subject_device_id == device_param(), own_clause())
+    )
 
 
 def after_cursor(logged_at: Any, record_id: Any) -> ColumnElement[bool]:
     """Keyset paging, newest first: rows strictly before the cursor's (time, id)."""
     at = bindparam("cursor_at", type_=UtcDateTime)
     # the first conjunct is implied by the second; it gives the engine a range bound
-    return and_(logged_at <= at, or_(logged_at < at, and_(logged_at == at,
-                                                           record_id < bindparam("cursor_id", type_=s.id.type))))
+    return and_(
+        logged_at <= at,
+        or_(
+            logged_at < at,
+            and_(logged_at == at, record_id < bindparam("cursor_id", type_=s.id.type)),
+        ),
+    )
 
 
 def conditions(shape: Shape, with_cursor: bool, device: ColumnElement[bool] | None = None) -> list:

@@ -4,6 +4,7 @@ viewer's Party per rule the scope wants, one ordered index range each, then the 
 point at, with the rule and the search's filters applied again on top. The time depends on
 the page, not on the trail: the index is read in order and stops at the page's end.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -46,10 +47,17 @@ def index_keys_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: 
     where = [v.party_id == _party(), *(FILTERS[name][0](v) for name in shape if name in FILTERS)]
     if with_cursor:
         where.append(after_cursor(v.logged_at, v.record_id))
-    parts = [select(*b.c).select_from(b) for b in (
-        select(v.record_id, v.logged_at).where(v.access == code, *where)
-        .order_by(v.logged_at.desc(), v.record_id.desc()).limit(lim).subquery()
-        for code in SCOPE_ACCESS[scope])]
+    parts = [
+        select(*b.c).select_from(b)
+        for b in (
+            select(v.record_id, v.logged_at)
+            .where(v.access == code, *where)
+            .order_by(v.logged_at.desc(), v.record_id.desc())
+            .limit(lim)
+            .subquery()
+            for code in SCOPE_ACCESS[scope]
+        )
+    ]
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
@@ -61,10 +69,14 @@ def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Se
     to open every monthly partition of the trail (a plan made before the times are known),
     which cost 15 ms of an 18 ms search at 1M records; given the times as values, the planner
     opens only the months the page falls in."""
-    candidate = (select(*RECORD_COLUMNS)
-                 .where(s.id.in_(bindparam("record_ids", expanding=True, type_=s.id.type)),
-                        s.logged_at.in_(bindparam("record_times", expanding=True, type_=s.logged_at.type)))
-                 .subquery("candidate"))
+    candidate = (
+        select(*RECORD_COLUMNS)
+        .where(
+            s.id.in_(bindparam("record_ids", expanding=True, type_=s.id.type)),
+            s.logged_at.in_(bindparam("record_times", expanding=True, type_=s.logged_at.type)),
+        )
+        .subquery("candidate")
+    )
     return page_of_candidates(candidate, scope, conditions(shape, with_cursor))
 
 
@@ -78,14 +90,27 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
     probe."""
     # EXISTS, not a join: a join let SQLite walk all of the viewer's index rows and probe the
     # trail for each (250 ms at 1M records); this way the identity index leads, on both engines
-    seen = (select(literal_column("1")).where(
-        v.party_id == _party(), v.access.in_(SCOPE_ACCESS[scope]), v.logged_at == s.logged_at, v.record_id == s.id)
-        .exists())
-    candidate = (select(*RECORD_COLUMNS)
-                 .where(s.request_id == bindparam("request_id", type_=s.request_id.type), seen,
-                        *conditions(shape, with_cursor))
-                 .order_by(s.logged_at.desc(), s.id.desc())
-                 .limit(literal_column(str(int(bucket)))).subquery("candidate"))
+    seen = (
+        select(literal_column("1"))
+        .where(
+            v.party_id == _party(),
+            v.access.in_(SCOPE_ACCESS[scope]),
+            v.logged_at == s.logged_at,
+            v.record_id == s.id,
+        )
+        .exists()
+    )
+    candidate = (
+        select(*RECORD_COLUMNS)
+        .where(
+            s.request_id == bindparam("request_id", type_=s.request_id.type),
+            seen,
+            *conditions(shape, with_cursor),
+        )
+        .order_by(s.logged_at.desc(), s.id.desc())
+        .limit(literal_column(str(int(bucket))))
+        .subquery("candidate")
+    )
     return page_of_candidates(candidate, scope)
 
 
@@ -100,11 +125,22 @@ def record_statement() -> Select:
     missing one, and on PostgreSQL the row-level-security rule over that row, which reads
     `responsibility` (bench/timing.py, tests/store/test_lookup_work.py). Its LIMIT keeps
     either engine from merging it into the join and starting from the record again."""
-    found = (select(v.record_id, v.logged_at)
-             .where(v.party_id == _party(), v.record_id == bindparam("record_id", type_=v.record_id.type),
-                    v.access.in_((OWN, MP141)))
-             .limit(1).subquery("found"))  # a Party has one index row per record it may see
+    found = (
+        select(v.record_id, v.logged_at)
+        .where(
+            v.party_id == _party(),
+            v.record_id == bindparam("record_id", type_=v.record_id.type),
+            v.access.in_((OWN, MP141)),
+        )
+        .limit(1)
+        .subquery("found")
+    )  # a Party has one index row per record it may see
     # the record by id and time (the time selects the month's partition)
-    candidate = (select(*RECORD_COLUMNS).select_from(found.join(
-        sat_record, and_(s.id == found.c.record_id, s.logged_at == found.c.logged_at)))).subquery("candidate")
+    candidate = (
+        select(*RECORD_COLUMNS).select_from(
+            found.join(
+                sat_record, and_(s.id == found.c.record_id, s.logged_at == found.c.logged_at)
+            )
+        )
+    ).subquery("candidate")
     return page_of_candidates(candidate, Scope.ALL)

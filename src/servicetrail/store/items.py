@@ -1,8 +1,19 @@
 """SAT records as items (the shape of `domain.records.item`), in SQL: the columns, the joins
 that name the device and the sender, and the fields that only the record's own User may read."""
+
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, FromClause, Integer, Select, and_, bindparam, case, null, select
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    null,
+    select,
+)
 from sqlalchemy.sql.util import ClauseAdapter
 
 from ..domain.visibility import Scope
@@ -12,8 +23,19 @@ from .visibility_sql import access_column, own_clause, visible_clause
 s = sat_record.c
 
 # a record's own columns, as the narrow branches of a search read them
-RECORD_COLUMNS = (s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, s.user_id, s.response_code,
-                  s.command_variant, s.execution_at, s.subject_device_id)
+RECORD_COLUMNS = (
+    s.id,
+    s.logged_at,
+    s.kind,
+    s.request_id,
+    s.srv,
+    s.device_id,
+    s.user_id,
+    s.response_code,
+    s.command_variant,
+    s.execution_at,
+    s.subject_device_id,
+)
 
 
 def own_only(column: ColumnElement) -> ColumnElement:
@@ -25,29 +47,55 @@ def own_only(column: ColumnElement) -> ColumnElement:
 def item_columns(with_payload: bool = True) -> list:
     """The columns of `domain.records.item`, in its order (the payload last but two, when read
     here)."""
-    columns = [s.id, s.logged_at, s.kind, s.request_id, s.srv, s.device_id, device.c.device_type, device.c.smets,
-               s.user_id, dcc_user.c.role, dcc_user.c.party_id, s.response_code, s.command_variant,
-               access_column().label("access")]
-    body_fields = [own_only(s.execution_at).label("execution_at"),
-                   own_only(s.subject_device_id).label("subject_device_id")]
+    columns = [
+        s.id,
+        s.logged_at,
+        s.kind,
+        s.request_id,
+        s.srv,
+        s.device_id,
+        device.c.device_type,
+        device.c.smets,
+        s.user_id,
+        dcc_user.c.role,
+        dcc_user.c.party_id,
+        s.response_code,
+        s.command_variant,
+        access_column().label("access"),
+    ]
+    body_fields = [
+        own_only(s.execution_at).label("execution_at"),
+        own_only(s.subject_device_id).label("subject_device_id"),
+    ]
     return columns + ([sat_payload.c.payload] if with_payload else []) + body_fields
 
 
 def with_item_joins(base: FromClause, with_payload: bool = True) -> FromClause:
-    joined = (base.outerjoin(device, device.c.device_id == s.device_id)
-              .outerjoin(dcc_user, dcc_user.c.user_id == s.user_id))
+    joined = base.outerjoin(device, device.c.device_id == s.device_id).outerjoin(
+        dcc_user, dcc_user.c.user_id == s.user_id
+    )
     if not with_payload:
         return joined
     # the payload join is itself guarded by rule 1: no path reads another User's payload
-    return joined.outerjoin(sat_payload, and_(sat_payload.c.record_id == s.id, sat_payload.c.logged_at == s.logged_at,
-                                              sat_payload.c.device_id == s.device_id, own_clause()))
+    return joined.outerjoin(
+        sat_payload,
+        and_(
+            sat_payload.c.record_id == s.id,
+            sat_payload.c.logged_at == s.logged_at,
+            sat_payload.c.device_id == s.device_id,
+            own_clause(),
+        ),
+    )
 
 
 def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select:
     """The general way to select SAT records: filtered by the rule, shaped as items (without
     the payload column when the caller reads payloads itself, through `own_payload`)."""
-    return (select(*item_columns(with_payload)).select_from(with_item_joins(sat_record, with_payload))
-            .where(visible_clause(scope)))
+    return (
+        select(*item_columns(with_payload))
+        .select_from(with_item_joins(sat_record, with_payload))
+        .where(visible_clause(scope))
+    )
 
 
 def own_payload(rows: FromClause) -> ColumnElement:
@@ -55,10 +103,15 @@ def own_payload(rows: FromClause) -> ColumnElement:
     rule 1 holds: a correlated read per row, so payloads are fetched for the rows a caller
     keeps, after its filtering and sorting, never for other Users' rows."""
     c = rows.c
-    payload = (select(sat_payload.c.payload)
-               .where(sat_payload.c.record_id == c.id, sat_payload.c.logged_at == c.logged_at,
-                      sat_payload.c.device_id == c.device_id)
-               .scalar_subquery())
+    payload = (
+        select(sat_payload.c.payload)
+        .where(
+            sat_payload.c.record_id == c.id,
+            sat_payload.c.logged_at == c.logged_at,
+            sat_payload.c.device_id == c.device_id,
+        )
+        .scalar_subquery()
+    )
     return case((ClauseAdapter(rows).traverse(own_clause()), payload), else_=null())
 
 
@@ -66,20 +119,41 @@ def newest_first(query: Select) -> Select:
     return query.order_by(s.logged_at.desc(), s.id.desc())
 
 
-def page_of_candidates(candidate: FromClause, scope: Scope, conditions: list | None = None) -> Select:
+def page_of_candidates(
+    candidate: FromClause, scope: Scope, conditions: list | None = None
+) -> Select:
     """The page from candidate records (whole narrow rows, RECORD_COLUMNS) that a faster form
     found: the rule itself on top, then the items, newest first. `conditions`: the search's
     filters, checked again here when the candidates come from the visibility index."""
     c = candidate.c
-    on_candidate = ClauseAdapter(candidate).traverse  # the rule's own clauses, read off the candidates
+    on_candidate = ClauseAdapter(
+        candidate
+    ).traverse  # the rule's own clauses, read off the candidates
     query = (
-        select(c.id, c.logged_at, c.kind, c.request_id, c.srv, c.device_id, device.c.device_type, device.c.smets,
-               c.user_id, dcc_user.c.role, dcc_user.c.party_id, c.response_code, c.command_variant,
-               on_candidate(access_column()).label("access"), own_payload(candidate).label("payload"),
-               on_candidate(own_only(s.execution_at)).label("execution_at"),
-               on_candidate(own_only(s.subject_device_id)).label("subject_device_id"))
-        .select_from(candidate.outerjoin(device, device.c.device_id == c.device_id)
-                     .outerjoin(dcc_user, dcc_user.c.user_id == c.user_id))
+        select(
+            c.id,
+            c.logged_at,
+            c.kind,
+            c.request_id,
+            c.srv,
+            c.device_id,
+            device.c.device_type,
+            device.c.smets,
+            c.user_id,
+            dcc_user.c.role,
+            dcc_user.c.party_id,
+            c.response_code,
+            c.command_variant,
+            on_candidate(access_column()).label("access"),
+            own_payload(candidate).label("payload"),
+            on_candidate(own_only(s.execution_at)).label("execution_at"),
+            on_candidate(own_only(s.subject_device_id)).label("subject_device_id"),
+        )
+        .select_from(
+            candidate.outerjoin(device, device.c.device_id == c.device_id).outerjoin(
+                dcc_user, dcc_user.c.user_id == c.user_id
+            )
+        )
         .where(on_candidate(visible_clause(scope)), *(on_candidate(w) for w in conditions or ()))
     )
     return query.order_by(c.logged_at.desc(), c.id.desc()).limit(bindparam("lim", type_=Integer))

@@ -1,4 +1,5 @@
 """Statement time limits: a search that would run too long stops and says so."""
+
 from __future__ import annotations
 
 from enum import Enum

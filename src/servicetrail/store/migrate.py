@@ -1,4 +1,5 @@
 """Alembic, driven from code: `servicetrail db upgrade` and `db check` call these."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,12 +47,19 @@ def schema_differences(engine: Engine) -> list[str]:
     """What the database and the migrations-built tables disagree on (empty when in step)."""
     problems: list[str] = []
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={
-            "include_name": lambda name, kind, _parent: not (kind == "table" and is_partition(name or "")),
-        })
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_name": lambda name, kind, _parent: (
+                    not (kind == "table" and is_partition(name or ""))
+                ),
+            },
+        )
         current = context.get_current_revision()
         if current != head_revision():
-            problems.append(f"database is at revision {current}, migrations head is {head_revision()}")
+            problems.append(
+                f"database is at revision {current}, migrations head is {head_revision()}"
+            )
         for diff in compare_metadata(context, metadata_for(conn.dialect.name)):
             problems.append(repr(diff))
     return problems

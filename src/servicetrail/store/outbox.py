@@ -4,6 +4,7 @@ given up (the schedule ran out), refused for good (410 disables the webhook) or 
 made (the watch's Party may no longer see the record). A deliverer killed mid-flight leaves
 its leased rows to come due again when the lease ends: at least once, never lost.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,14 +43,24 @@ def _lock_rows(conn: Connection, statement):
     return statement
 
 
-def lease_due(conn: Connection, now: datetime, limit: int, lease: timedelta,
-              busy_watches: frozenset[int] = frozenset(), accept: Callable[[Due], bool] = lambda _: True
-              ) -> list[Due]:
+def lease_due(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    busy_watches: frozenset[int] = frozenset(),
+    accept: Callable[[Due], bool] = lambda _: True,
+) -> list[Due]:
     """Up to `limit` deliveries due at `now` (oldest first, none of `busy_watches`, whose
     receiver already has all it may in flight), those `accept` takes leased until
     `now + lease`, in the caller's transaction; the others stay due. Deliveries whose record
     the Party may no longer see are dropped on the way."""
-    if conn.execute(select(literal(1)).where(webhook_outbox.c.next_attempt_at <= now).limit(1)).first() is None:
+    if (
+        conn.execute(
+            select(literal(1)).where(webhook_outbox.c.next_attempt_at <= now).limit(1)
+        ).first()
+        is None
+    ):
         return []  # nothing due: no lock taken (the worker asks ten times a second)
     statement = due_deliveries()
     if busy_watches:
@@ -63,24 +74,42 @@ def lease_due(conn: Connection, now: datetime, limit: int, lease: timedelta,
         if not r.visible:
             continue
         record = titles_only(item(*r[7:21], None, None, None))
-        delivery = Due(r.watch_id, r.event_id, r.attempts, r.webhook_url, r.webhook_secret,
-                       {"event_id": r.event_id, "watch_id": r.watch_id, "matched_at": format_time(r.matched_at),
-                        "record": record})
+        delivery = Due(
+            r.watch_id,
+            r.event_id,
+            r.attempts,
+            r.webhook_url,
+            r.webhook_secret,
+            {
+                "event_id": r.event_id,
+                "watch_id": r.watch_id,
+                "matched_at": format_time(r.matched_at),
+                "record": record,
+            },
+        )
         if accept(delivery):
             due.append(delivery)
     if due:
-        conn.execute(update(webhook_outbox)
-                     .where(webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
-                            webhook_outbox.c.event_id == bindparam("e", type_=BigInteger))
-                     .values(next_attempt_at=now + lease),
-                     [{"w": d.watch_id, "e": d.event_id} for d in due])
+        conn.execute(
+            update(webhook_outbox)
+            .where(
+                webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
+                webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
+            )
+            .values(next_attempt_at=now + lease),
+            [{"w": d.watch_id, "e": d.event_id} for d in due],
+        )
     return due
 
 
 def _delete(conn: Connection, keys: list[tuple[int, int]]) -> None:
-    conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
-                                              webhook_outbox.c.event_id == bindparam("e", type_=BigInteger)),
-                 [{"w": w, "e": e} for w, e in keys])
+    conn.execute(
+        delete(webhook_outbox).where(
+            webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
+            webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
+        ),
+        [{"w": w, "e": e} for w, e in keys],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +123,9 @@ class Outcome:
     error: str = ""
 
 
-def record_outcomes(conn: Connection, outcomes: list[Outcome], now: datetime, schedule: list[float]) -> int:
+def record_outcomes(
+    conn: Connection, outcomes: list[Outcome], now: datetime, schedule: list[float]
+) -> int:
     """Apply a round of attempts in one transaction; returns how many were given up.
 
     `schedule`: seconds from an attempt to the next (attempt n + 1 waits schedule[n - 1]);
@@ -103,8 +134,13 @@ def record_outcomes(conn: Connection, outcomes: list[Outcome], now: datetime, sc
     if done:
         _delete(conn, done)
     for gone in {o.watch_id for o in outcomes if o.status == "gone"}:
-        conn.execute(update(watch).where(watch.c.id == gone)
-                     .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"))
+        conn.execute(
+            update(watch)
+            .where(watch.c.id == gone)
+            .values(
+                webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
+            )
+        )
         conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == gone))
     retry, given_up = [], []
     for o in outcomes:
@@ -115,16 +151,31 @@ def record_outcomes(conn: Connection, outcomes: list[Outcome], now: datetime, sc
             given_up.append((o.watch_id, o.event_id))
         else:
             wait = timedelta(seconds=schedule[tried - 1])
-            retry.append({"w": o.watch_id, "e": o.event_id, "n": tried, "at": now + wait,
-                          "err": o.error[:200]})
+            retry.append(
+                {
+                    "w": o.watch_id,
+                    "e": o.event_id,
+                    "n": tried,
+                    "at": now + wait,
+                    "err": o.error[:200],
+                }
+            )
     if given_up:
         _delete(conn, given_up)
     if retry:
-        conn.execute(update(webhook_outbox)
-                     .where(webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
-                            webhook_outbox.c.event_id == bindparam("e", type_=BigInteger))
-                     .values(attempts=bindparam("n"), next_attempt_at=bindparam("at"), last_error=bindparam("err")),
-                     retry)
+        conn.execute(
+            update(webhook_outbox)
+            .where(
+                webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
+                webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
+            )
+            .values(
+                attempts=bindparam("n"),
+                next_attempt_at=bindparam("at"),
+                last_error=bindparam("err"),
+            ),
+            retry,
+        )
     return len(given_up)
 
 
@@ -135,5 +186,3 @@ def pending_count(conn: Connection, watch_id: int | None = None) -> int:
     if watch_id is not None:
         query = query.where(webhook_outbox.c.watch_id == watch_id)
     return conn.execute(query).scalar_one()
-
-

@@ -1,4 +1,5 @@
 """PostgreSQL monthly partitions: created ahead of the data, dropped whole by retention."""
+
 from __future__ import annotations
 
 import re
@@ -24,9 +25,12 @@ def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
 
 
 def existing_months(conn: Connection) -> set[tuple[int, int]]:
-    rows = conn.execute(text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'")).scalars()
+    rows = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'"
+        )
+    ).scalars()
     return {(int(m.group(2)), int(m.group(3))) for m in map(_NAME.match, rows) if m}
 
 
@@ -44,14 +48,21 @@ def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
     known |= existing_months(conn)
     # a store at an older schema (a migration's test, or one mid-upgrade) lacks the newer tables
-    tables = [t for t in PARTITIONED if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None]
+    tables = [
+        t
+        for t in PARTITIONED
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
+    ]
     for year, month in sorted(wanted - known):
         start = date(year, month, 1)
         end = date(*_next(year, month), 1)
         for table in tables:
-            conn.execute(text(
-                f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF {table} "
-                f"FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"))
+            conn.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF {table} "
+                    f"FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"
+                )
+            )
         known.add((year, month))
 
 

@@ -9,6 +9,7 @@ then the forms a search takes here, each applying the rule on top of what it fin
 Filters (filters.py) and the item columns (items.py) are shared by all three; every read
 runs inside `read_transaction.read_as`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,8 +26,14 @@ from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
 from .device_search import device_search
 from .filters import Shape, conditions, params_of, shape_of
-from .index_search import (ROW_BUCKETS, index_keys_statement, index_records_statement, record_statement,
-                           request_statement, rows_bucket)
+from .index_search import (
+    ROW_BUCKETS,
+    index_keys_statement,
+    index_records_statement,
+    record_statement,
+    request_statement,
+    rows_bucket,
+)
 from .items import newest_first, visible_items
 from .limits import EXPORT_SECONDS
 from .read_transaction import custom_plans, read_as
@@ -54,8 +61,9 @@ def _general_page(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
     return _general_search(scope, shape, with_cursor).limit(bindparam("lim", type_=Integer))
 
 
-def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
-                cursor: Cursor | None = None) -> tuple[list[dict[str, Any]], Cursor | None]:
+def search_page(
+    conn: Connection, viewer: Viewer, search: Search, limit: int, cursor: Cursor | None = None
+) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
     limit = max(1, min(limit, MAX_PAGE))
     params = params_of(viewer, search, cursor)
@@ -65,8 +73,12 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
     # decide the statement's form (and travel with the transaction's settings).
     needs_intervals = by_device and search.scope is not Scope.OWN
     # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
-    with read_as(conn, viewer, generic_plan=True,
-                 prefetch=(intervals_query(), params) if needs_intervals else None) as intervals:
+    with read_as(
+        conn,
+        viewer,
+        generic_plan=True,
+        prefetch=(intervals_query(), params) if needs_intervals else None,
+    ) as intervals:
         if by_device:
             query = device_search(viewer, search, cursor is not None, params, intervals)
             if query is None:  # too many branches for the interval-first form: back to custom plans
@@ -76,32 +88,45 @@ def search_page(conn: Connection, viewer: Viewer, search: Search, limit: int,
         elif search.request_id:
             # planned for its Request ID: a generic plan hashed all of the viewer's index rows
             custom_plans(conn)
-            query = request_statement(search.scope, shape_of(search), cursor is not None, rows_bucket(limit + 1))
+            query = request_statement(
+                search.scope, shape_of(search), cursor is not None, rows_bucket(limit + 1)
+            )
             rows = conn.execute(query, params).all()
         else:
-            rows = _through_the_index(conn, search, cursor is not None, params, rows_bucket(limit + 1))
+            rows = _through_the_index(
+                conn, search, cursor is not None, params, rows_bucket(limit + 1)
+            )
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = Cursor(rows[-1].logged_at, rows[-1].id) if more and rows else None
     return [item(*r) for r in rows], next_cursor
 
 
-def _through_the_index(conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any],
-                       bucket: int) -> list:
+def _through_the_index(
+    conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any], bucket: int
+) -> list:
     """A device-less page: the candidates' keys from the visibility index, then the records
     themselves (see index_search), each statement planned as suits it."""
     shape = shape_of(search)
-    keys = conn.execute(index_keys_statement(search.scope, shape, with_cursor, bucket), params).all()
+    keys = conn.execute(
+        index_keys_statement(search.scope, shape, with_cursor, bucket), params
+    ).all()
     if not keys:
         return []
     custom_plans(conn)
-    return conn.execute(index_records_statement(search.scope, shape, with_cursor),
-                        {**params, "record_ids": [k[0] for k in keys],
-                         "record_times": sorted({k[1] for k in keys})}).all()
+    return conn.execute(
+        index_records_statement(search.scope, shape, with_cursor),
+        {
+            **params,
+            "record_ids": [k[0] for k in keys],
+            "record_times": sorted({k[1] for k in keys}),
+        },
+    ).all()
 
 
-def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | None = None
-                ) -> Iterator[dict[str, Any]]:
+def iter_search(
+    conn: Connection, viewer: Viewer, search: Search, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
     """Every matching item (or the first `limit`), newest first, for exports and the CLI.
 
     One statement, streamed from the server in chunks: memory stays flat and the engine
@@ -109,7 +134,12 @@ def iter_search(conn: Connection, viewer: Viewer, search: Search, limit: int | N
     export limit, since a whole year of a supplier's own traffic is a legitimate ask.
     """
     params = params_of(viewer, search, None)
-    if limit is not None and limit <= ROW_BUCKETS[-1] and not search.device_id and not search.request_id:
+    if (
+        limit is not None
+        and limit <= ROW_BUCKETS[-1]
+        and not search.device_id
+        and not search.request_id
+    ):
         # the first `limit` of a device-less search: the index walk of a page, however large
         params["lim"] = limit
         with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True):
@@ -130,18 +160,25 @@ def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, A
     if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
         return None
     with read_as(conn, viewer, generic_plan=True):
-        row = conn.execute(record_statement(), {**viewer_params(viewer), "record_id": record_id, "lim": 1}).first()
+        row = conn.execute(
+            record_statement(), {**viewer_params(viewer), "record_id": record_id, "lim": 1}
+        ).first()
     return item(*row) if row else None
 
 
 def registry_of(conn: Connection, device_id: str, party_id: str) -> list[Responsibility]:
     r = responsibility.c
-    rows = conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
-                        .where(r.device_id == device_id, r.party_id == party_id))
+    rows = conn.execute(
+        select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to).where(
+            r.device_id == device_id, r.party_id == party_id
+        )
+    )
     return [Responsibility(*row) for row in rows]
 
 
-def explain(conn: Connection, viewer: Viewer, record_id: int) -> tuple[dict[str, Any], Decision] | None:
+def explain(
+    conn: Connection, viewer: Viewer, record_id: int
+) -> tuple[dict[str, Any], Decision] | None:
     """A visible record and why it is visible (rule, and for MP141 the granting interval)."""
     found = get_visible(conn, viewer, record_id)
     if found is None:
@@ -152,18 +189,30 @@ def explain(conn: Connection, viewer: Viewer, record_id: int) -> tuple[dict[str,
 def why_many(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, Decision]:
     """Why each of `items` (already read through the rule) is visible: `decide()` over the
     viewer's intervals on their devices, read in one statement however many items there are."""
-    devices = sorted({i["device_id"] for i in items if i["access"] != Access.OWN and i["device_id"]})
+    devices = sorted(
+        {i["device_id"] for i in items if i["access"] != Access.OWN and i["device_id"]}
+    )
     registry: dict[str, list[Responsibility]] = {}
     if devices:
         r = responsibility.c
-        for row in conn.execute(select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to)
-                                .where(r.device_id.in_(devices), r.party_id == viewer.party_id)):
+        for row in conn.execute(
+            select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to).where(
+                r.device_id.in_(devices), r.party_id == viewer.party_id
+            )
+        ):
             registry.setdefault(row.device_id, []).append(Responsibility(*row))
     decisions = {}
     for found in items:
-        record = SatRecord(datetime.fromisoformat(found["logged_at"].replace("Z", "+00:00")), found["kind"],
-                           found["request_id"], found["srv"], found["user_id"], found["device_id"],
-                           found["response_code"], "")
+        record = SatRecord(
+            datetime.fromisoformat(found["logged_at"].replace("Z", "+00:00")),
+            found["kind"],
+            found["request_id"],
+            found["srv"],
+            found["user_id"],
+            found["device_id"],
+            found["response_code"],
+            "",
+        )
         decisions[found["id"]] = decide(viewer, record, registry.get(record.device_id, []))
     return decisions
 
@@ -177,10 +226,13 @@ def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[
     return items[::-1]
 
 
-def iter_own_report(conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime
-                    ) -> Iterator[dict[str, Any]]:
+def iter_own_report(
+    conn: Connection, viewer: Viewer, time_from: datetime, time_to: datetime
+) -> Iterator[dict[str, Any]]:
     """SPEC section 1 rule 7: a report holds the viewer's own traffic only (rule 1 alone)."""
-    yield from iter_search(conn, viewer, Search(time_from=time_from, time_to=time_to, scope=Scope.OWN))
+    yield from iter_search(
+        conn, viewer, Search(time_from=time_from, time_to=time_to, scope=Scope.OWN)
+    )
 
 
 def stored_record_count(conn: Connection) -> int:
@@ -189,5 +241,16 @@ def stored_record_count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(sat_record)).scalar_one()
 
 
-__all__ = ["Access", "explain", "exchange_of", "get_visible", "why_many", "iter_own_report", "iter_search",
-           "registry_of", "search_page", "stored_record_count", "viewer_for"]
+__all__ = [
+    "Access",
+    "explain",
+    "exchange_of",
+    "get_visible",
+    "why_many",
+    "iter_own_report",
+    "iter_search",
+    "registry_of",
+    "search_page",
+    "stored_record_count",
+    "viewer_for",
+]

@@ -3,6 +3,7 @@ that transaction only, the statement time limit and, on PostgreSQL, the row-leve
 role and viewer (a pooled connection never carries a previous viewer past its transaction)
 and the plan mode, and can send a small first read along with those settings.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -23,16 +24,24 @@ from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 READER_ROLE = "servicetrail_reader"
 
 
-def read_as(conn: Connection, viewer: Viewer, seconds: float | Budget = DEFAULT_SECONDS, generic_plan: bool = False,
-            prefetch: tuple[Any, dict[str, Any]] | None = None):
+def read_as(
+    conn: Connection,
+    viewer: Viewer,
+    seconds: float | Budget = DEFAULT_SECONDS,
+    generic_plan: bool = False,
+    prefetch: tuple[Any, dict[str, Any]] | None = None,
+):
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
 
     `generic_plan`: for statements whose every branch is one ordered index range with a
     LIMIT (the device search, the visibility index), a plan that does not depend on the
     values, while planning afresh over every monthly partition cost 5-9 ms against 0.5-2 ms
     to run (EXPLAIN ANALYZE, 1M records). Other statements keep custom plans (engine.py)."""
-    settings = {"role": READER_ROLE, "servicetrail.party_id": viewer.party_id,
-                "servicetrail.user_ids": ",".join(sorted(viewer.user_ids))}
+    settings = {
+        "role": READER_ROLE,
+        "servicetrail.party_id": viewer.party_id,
+        "servicetrail.user_ids": ",".join(sorted(viewer.user_ids)),
+    }
     if generic_plan:
         settings["plan_cache_mode"] = "force_generic_plan"
     return time_limit(conn, seconds, settings=settings, prefetch=prefetch)
@@ -45,8 +54,12 @@ def custom_plans(conn: Connection) -> None:
 
 
 @contextmanager
-def time_limit(conn: Connection, seconds: float | Budget = DEFAULT_SECONDS, settings: dict[str, str] | None = None,
-               prefetch: tuple[Executable, dict[str, Any]] | None = None) -> Iterator[list[tuple] | None]:
+def time_limit(
+    conn: Connection,
+    seconds: float | Budget = DEFAULT_SECONDS,
+    settings: dict[str, str] | None = None,
+    prefetch: tuple[Executable, dict[str, Any]] | None = None,
+) -> Iterator[list[tuple] | None]:
     """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout.
 
     On PostgreSQL, `settings` are set for the transaction. `prefetch`, a small read the
@@ -60,7 +73,10 @@ def time_limit(conn: Connection, seconds: float | Budget = DEFAULT_SECONDS, sett
         every = {**(settings or {}), "statement_timeout": str(int(seconds * 1000))}
         names = list(every)
         calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(len(names)))
-        params = {**{f"n{i}": n for i, n in enumerate(names)}, **{f"v{i}": every[n] for i, n in enumerate(names)}}
+        params = {
+            **{f"n{i}": n for i, n in enumerate(names)},
+            **{f"v{i}": every[n] for i, n in enumerate(names)},
+        }
         try:
             rows = _pipelined(conn, f"SELECT {calls}", params, prefetch)
             yield rows
@@ -82,8 +98,12 @@ def time_limit(conn: Connection, seconds: float | Budget = DEFAULT_SECONDS, sett
         raw.set_progress_handler(None, 0)
 
 
-def _pipelined(conn: Connection, settings_sql: str, settings: dict[str, str],
-               prefetch: tuple[Executable, dict[str, Any]] | None) -> list[tuple] | None:
+def _pipelined(
+    conn: Connection,
+    settings_sql: str,
+    settings: dict[str, str],
+    prefetch: tuple[Executable, dict[str, Any]] | None,
+) -> list[tuple] | None:
     """The settings (and the prefetch) through the driver, in one pipeline. SQLAlchemy's next
     statement joins the transaction this opens, and its COMMIT (or the pool's ROLLBACK) ends it."""
     driver = conn.connection.driver_connection
@@ -110,6 +130,12 @@ def _compiled(statement: Executable, dialect: Any) -> tuple[Any, list]:
     if found is None or found[0] is not statement:
         if len(_compiled_statements) >= 64:
             _compiled_statements.clear()
-        processors = [column.type.result_processor(dialect, None) for column in statement.selected_columns]
-        found = _compiled_statements[key] = (statement, statement.compile(dialect=dialect), processors)
+        processors = [
+            column.type.result_processor(dialect, None) for column in statement.selected_columns
+        ]
+        found = _compiled_statements[key] = (
+            statement,
+            statement.compile(dialect=dialect),
+            processors,
+        )
     return found[1], found[2]

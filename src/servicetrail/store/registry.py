@@ -8,6 +8,7 @@ caller's transaction. The one-row writers are the same code with a batch of one.
 
 A row's outcome is an Outcome, or a Conflict (not raised) saying why it was refused.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,16 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
-from .visibility_index import (Touched, devices_with_records, lock_registry, pg_joined, refresh, refresh_user,
-                               sqlite_text, touched_by)
+from .visibility_index import (
+    Touched,
+    devices_with_records,
+    lock_registry,
+    pg_joined,
+    refresh,
+    refresh_user,
+    sqlite_text,
+    touched_by,
+)
 
 UTC = timezone.utc
 
@@ -57,23 +66,34 @@ class _Raw:
         if not keys:
             return []
         if self.postgres:
-            return self.driver.execute(f"{select_sql} WHERE {column} = ANY(string_to_array(%s, ','))",
-                                       (pg_joined(keys),)).fetchall()
-        return self.driver.execute(f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
-                                   (orjson.dumps(keys).decode(),)).fetchall()
+            return self.driver.execute(
+                f"{select_sql} WHERE {column} = ANY(string_to_array(%s, ','))", (pg_joined(keys),)
+            ).fetchall()
+        return self.driver.execute(
+            f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(keys).decode(),),
+        ).fetchall()
 
-    def insert(self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]) -> None:
+    def insert(
+        self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]
+    ) -> None:
         if not rows:
             return
         if self.postgres:
-            with self.driver.cursor() as cursor, cursor.copy(
-                    f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            with (
+                self.driver.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(list(types))
                 for row in rows:
                     copy.write_row(row)
             return
         marks = ", ".join("?" * len(columns))
-        self.driver.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        self.driver.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+        )
 
     def time(self, value: datetime | None) -> Any:
         """A time as this engine's driver takes it (SQLite keeps fixed-width UTC text)."""
@@ -91,14 +111,19 @@ class _Raw:
 
 # --- Devices ------------------------------------------------------------------------------
 
+
 def load_devices(conn: Connection, devices: Sequence[Device]) -> list[Decided]:
     """Register Devices; one already registered with another type or generation is a conflict."""
     raw = _Raw(conn)
     lock_registry(conn)  # the batch reads then writes: two loaders must not both insert a key
     held: dict[str, tuple[str, int]] = {
-        device_id: (device_type, smets) for device_id, device_type, smets in
-        raw.rows_for("SELECT device_id, device_type, smets FROM device", "device_id",
-                     {d.device_id for d in devices})}
+        device_id: (device_type, smets)
+        for device_id, device_type, smets in raw.rows_for(
+            "SELECT device_id, device_type, smets FROM device",
+            "device_id",
+            {d.device_id for d in devices},
+        )
+    }
     decided: list[Decided] = []
     new: list[tuple] = []
     for dev in devices:
@@ -110,28 +135,43 @@ def load_devices(conn: Connection, devices: Sequence[Device]) -> list[Decided]:
         elif found == (dev.device_type, dev.smets):
             decided.append(Outcome.DUPLICATE)
         else:
-            decided.append(Conflict(f"device {dev.device_id} is already registered as {found[0]} SMETS{found[1]}"))
+            decided.append(
+                Conflict(
+                    f"device {dev.device_id} is already registered as {found[0]} SMETS{found[1]}"
+                )
+            )
     raw.insert("device", ("device_id", "device_type", "smets"), ("varchar", "varchar", "int2"), new)
     return decided
 
 
 # --- User IDs -----------------------------------------------------------------------------
 
+
 def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Decided]:
     """Register User IDs for their Parties, creating a Party or renaming it (the registry's
     latest word is its name); a User ID held by another Party or Role is a conflict."""
     raw = _Raw(conn)
     lock_registry(conn)
-    held = {user_id: (party_id, role) for user_id, party_id, role in
-            raw.rows_for("SELECT user_id, party_id, role FROM dcc_user", "user_id", {u.user_id for u, _ in users})}
-    names = dict(raw.rows_for("SELECT party_id, name FROM party", "party_id", {u.party_id for u, _ in users}))
+    held = {
+        user_id: (party_id, role)
+        for user_id, party_id, role in raw.rows_for(
+            "SELECT user_id, party_id, role FROM dcc_user", "user_id", {u.user_id for u, _ in users}
+        )
+    }
+    names = dict(
+        raw.rows_for("SELECT party_id, name FROM party", "party_id", {u.party_id for u, _ in users})
+    )
     stored_names = dict(names)
     decided: list[Decided] = []
     new: list[tuple] = []
     for user, name in users:
         found = held.get(user.user_id)
         if found is not None and found != (user.party_id, user.role):
-            decided.append(Conflict(f"user_id {user.user_id} is already registered to {found[0]} as {found[1]}"))
+            decided.append(
+                Conflict(
+                    f"user_id {user.user_id} is already registered to {found[0]} as {found[1]}"
+                )
+            )
             continue
         names[user.party_id] = name
         if found is not None:
@@ -145,14 +185,21 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Deci
     renamed = [(n, p) for p, n in names.items() if p in stored_names and stored_names[p] != n]
     if renamed:
         mark = "%s" if raw.postgres else "?"
-        raw.driver.cursor().executemany(f"UPDATE party SET name = {mark} WHERE party_id = {mark}", renamed)
+        raw.driver.cursor().executemany(
+            f"UPDATE party SET name = {mark} WHERE party_id = {mark}", renamed
+        )
     raw.insert("dcc_user", ("user_id", "party_id", "role"), ("varchar", "varchar", "varchar"), new)
-    for user_id, party_id, _ in new:  # records sent before the User ID was known become its Party's own
+    for (
+        user_id,
+        party_id,
+        _,
+    ) in new:  # records sent before the User ID was known become its Party's own
         refresh_user(conn, user_id, party_id)
     return decided
 
 
 # --- Responsibility intervals -------------------------------------------------------------
+
 
 def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility]) -> list[Decided]:
     """Add intervals, or correct ones with the same start; never let two of a Device and
@@ -164,15 +211,30 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
     records each change can affect."""
     raw = _Raw(conn)
     lock_registry(conn)
-    parties = {p for (p,) in raw.rows_for("SELECT party_id FROM party", "party_id", {i.party_id for i in intervals})}
-    devices = {d for (d,) in raw.rows_for("SELECT device_id FROM device", "device_id",
-                                          {i.device_id for i in intervals})}
+    parties = {
+        p
+        for (p,) in raw.rows_for(
+            "SELECT party_id FROM party", "party_id", {i.party_id for i in intervals}
+        )
+    }
+    devices = {
+        d
+        for (d,) in raw.rows_for(
+            "SELECT device_id FROM device", "device_id", {i.device_id for i in intervals}
+        )
+    }
     # (device, relation) -> valid_from -> (party_id, valid_to): what the store holds, then
     # what it will hold once the batch's rows before the current one are applied
     state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]] = {}
     for device_id, party_id, relation, valid_from, valid_to in raw.rows_for(
-            "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility", "device_id", devices):
-        state.setdefault((device_id, relation), {})[raw.read_time(valid_from)] = (party_id, raw.read_time(valid_to))
+        "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility",
+        "device_id",
+        devices,
+    ):
+        state.setdefault((device_id, relation), {})[raw.read_time(valid_from)] = (
+            party_id,
+            raw.read_time(valid_to),
+        )
     stored = {(key, start): held for key, spans in state.items() for start, held in spans.items()}
     traffic = devices_with_records(conn, devices)
     decided: list[Decided] = []
@@ -186,8 +248,11 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
             spans[new.valid_from] = (new.party_id, new.valid_to)
             if new.device_id not in traffic:
                 continue
-            change = touched_by(new.device_id, None if before is None else (before[0], new.valid_from, before[1]),
-                                (new.party_id, new.valid_from, new.valid_to))
+            change = touched_by(
+                new.device_id,
+                None if before is None else (before[0], new.valid_from, before[1]),
+                (new.party_id, new.valid_from, new.valid_to),
+            )
             if change is not None:
                 touched.append(change)
     _write_intervals(raw, state, stored)
@@ -195,14 +260,24 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
     return decided
 
 
-def _decide(new: Responsibility, parties: set[str], devices: set[str],
-            state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]]) -> Decided:
+def _decide(
+    new: Responsibility,
+    parties: set[str],
+    devices: set[str],
+    state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]],
+) -> Decided:
     if new.valid_to is not None and new.valid_to <= new.valid_from:
-        return Conflict(f"valid_to {new.valid_to.isoformat()} is not after valid_from {new.valid_from.isoformat()}")
+        return Conflict(
+            f"valid_to {new.valid_to.isoformat()} is not after valid_from {new.valid_from.isoformat()}"
+        )
     if new.party_id not in parties:
-        return Conflict(f"unknown party_id {new.party_id!r}: load it with 'servicetrail load users' first")
+        return Conflict(
+            f"unknown party_id {new.party_id!r}: load it with 'servicetrail load users' first"
+        )
     if new.device_id not in devices:
-        return Conflict(f"unknown device_id {new.device_id}: load it with 'servicetrail load devices' first")
+        return Conflict(
+            f"unknown device_id {new.device_id}: load it with 'servicetrail load devices' first"
+        )
     spans = state.get((new.device_id, new.relation), {})
     same_start = spans.get(new.valid_from)
     if same_start == (new.party_id, new.valid_to):
@@ -210,11 +285,16 @@ def _decide(new: Responsibility, parties: set[str], devices: set[str],
     for start in sorted(spans):
         party_id, end = spans[start]
         # Responsibility.overlaps, without making one for every interval held
-        if start != new.valid_from and (new.valid_to is None or start < new.valid_to) and (
-                end is None or new.valid_from < end):
+        if (
+            start != new.valid_from
+            and (new.valid_to is None or start < new.valid_to)
+            and (end is None or new.valid_from < end)
+        ):
             held = Responsibility(new.device_id, party_id, new.relation, start, end)
-            return Conflict(f"overlaps the {new.relation} interval of {party_id} on {new.device_id} "
-                            f"({held.describe()})")
+            return Conflict(
+                f"overlaps the {new.relation} interval of {party_id} on {new.device_id} "
+                f"({held.describe()})"
+            )
     return Outcome.LOADED if same_start is None else Outcome.CORRECTED
 
 
@@ -222,8 +302,11 @@ _INTERVAL_COLUMNS = ("device_id", "party_id", "relation", "valid_from", "valid_t
 _INTERVAL_TYPES = ("varchar", "varchar", "varchar", "timestamptz", "timestamptz")
 
 
-def _write_intervals(raw: _Raw, state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]],
-                     stored: dict[tuple, tuple[str, datetime | None]]) -> None:
+def _write_intervals(
+    raw: _Raw,
+    state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]],
+    stored: dict[tuple, tuple[str, datetime | None]],
+) -> None:
     """The batch's net effect: new intervals inserted, corrected ones updated in place."""
     added, corrected = [], []
     for (device_id, relation), spans in state.items():
@@ -238,25 +321,36 @@ def _write_intervals(raw: _Raw, state: dict[tuple[str, str], dict[datetime, tupl
         return
     if raw.postgres:
         with raw.driver.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE IF NOT EXISTS responsibility_correction "
-                           "(LIKE responsibility INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS responsibility_correction "
+                "(LIKE responsibility INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
             cursor.execute("TRUNCATE responsibility_correction")
-            with cursor.copy(f"COPY responsibility_correction ({', '.join(_INTERVAL_COLUMNS)}) "
-                             f"FROM STDIN (FORMAT BINARY)") as copy:
+            with cursor.copy(
+                f"COPY responsibility_correction ({', '.join(_INTERVAL_COLUMNS)}) "
+                f"FROM STDIN (FORMAT BINARY)"
+            ) as copy:
                 copy.set_types(list(_INTERVAL_TYPES))
                 for row in corrected:
                     copy.write_row(row)
-            cursor.execute("UPDATE responsibility r SET party_id = c.party_id, valid_to = c.valid_to "
-                           "FROM responsibility_correction c WHERE r.device_id = c.device_id "
-                           "AND r.relation = c.relation AND r.valid_from = c.valid_from")
+            cursor.execute(
+                "UPDATE responsibility r SET party_id = c.party_id, valid_to = c.valid_to "
+                "FROM responsibility_correction c WHERE r.device_id = c.device_id "
+                "AND r.relation = c.relation AND r.valid_from = c.valid_from"
+            )
         return
-    raw.driver.executemany("UPDATE responsibility SET party_id = ?, valid_to = ? "
-                           "WHERE device_id = ? AND relation = ? AND valid_from = ?",
-                           [(party_id, valid_to, device_id, relation, valid_from)
-                            for device_id, party_id, relation, valid_from, valid_to in corrected])
+    raw.driver.executemany(
+        "UPDATE responsibility SET party_id = ?, valid_to = ? "
+        "WHERE device_id = ? AND relation = ? AND valid_from = ?",
+        [
+            (party_id, valid_to, device_id, relation, valid_from)
+            for device_id, party_id, relation, valid_from, valid_to in corrected
+        ],
+    )
 
 
 # --- one row at a time --------------------------------------------------------------------
+
 
 def _one(decided: list[Decided]) -> Outcome:
     if isinstance(decided[0], Conflict):
@@ -277,5 +371,14 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     return _one(load_responsibilities(conn, [new]))
 
 
-__all__ = ["Conflict", "Decided", "Outcome", "load_device", "load_devices", "load_responsibilities",
-           "load_responsibility", "load_user", "load_users"]
+__all__ = [
+    "Conflict",
+    "Decided",
+    "Outcome",
+    "load_device",
+    "load_devices",
+    "load_responsibilities",
+    "load_responsibility",
+    "load_user",
+    "load_users",
+]

@@ -1,10 +1,26 @@
 """The tables, in SQLAlchemy Core. Migrations (store/migrations) build them; this mirrors them."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        PrimaryKeyConstraint, SmallInteger, String, Table, Text, UniqueConstraint, text)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
@@ -48,21 +64,25 @@ class UtcDateTime(TypeDecorator):
 
 RecordId = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 party = Table(
-    "party", metadata,
+    "party",
+    metadata,
     Column("party_id", String(32), primary_key=True),
     Column("name", String(200), nullable=False),
 )
 
 dcc_user = Table(
-    "dcc_user", metadata,
+    "dcc_user",
+    metadata,
     Column("user_id", String(23), primary_key=True),
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("role", String(16), nullable=False),
@@ -70,14 +90,16 @@ dcc_user = Table(
 )
 
 device = Table(
-    "device", metadata,
+    "device",
+    metadata,
     Column("device_id", String(23), primary_key=True),
     Column("device_type", String(16), nullable=False),
     Column("smets", SmallInteger, nullable=False),
 )
 
 responsibility = Table(
-    "responsibility", metadata,
+    "responsibility",
+    metadata,
     Column("device_id", String(23), nullable=False),
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("relation", String(24), nullable=False),
@@ -88,20 +110,26 @@ responsibility = Table(
     Index("ix_responsibility_device_party", "device_id", "party_id", "valid_from"),
 )
 
+
 def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
     """The trail and its payloads. On PostgreSQL both are partitioned by month of `logged_at`
     and keyed by `device_id` first, so the same tables can be distributed by device (Citus);
     on SQLite `id` is the rowid. `device_id` is '' (never NULL) for non-device messages."""
     if partitioned:
-        record_keys = [PrimaryKeyConstraint("device_id", "logged_at", "id"),
-                       Index("ix_sat_record_id", "id")]
+        record_keys = [
+            PrimaryKeyConstraint("device_id", "logged_at", "id"),
+            Index("ix_sat_record_id", "id"),
+        ]
         payload_keys = [PrimaryKeyConstraint("device_id", "logged_at", "record_id")]
     else:
-        record_keys = [PrimaryKeyConstraint("id"),
-                       Index("ix_sat_record_device_time", "device_id", "logged_at", "id")]
+        record_keys = [
+            PrimaryKeyConstraint("id"),
+            Index("ix_sat_record_device_time", "device_id", "logged_at", "id"),
+        ]
         payload_keys = [PrimaryKeyConstraint("record_id")]
     record = Table(
-        "sat_record", meta,
+        "sat_record",
+        meta,
         Column("id", RecordId, nullable=False, autoincrement=False),
         Column("logged_at", UtcDateTime, nullable=False),
         Column("kind", String(16), nullable=False),
@@ -121,21 +149,33 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         Column("identity_key", String(24), nullable=False, server_default=""),
         Column("digest", LargeBinary(16), nullable=True),  # NULL: stored before 0004
         # the natural key makes re-loading idempotent; it also serves Request ID look-ups
-        UniqueConstraint("request_id", "kind", "logged_at", "identity_key", "device_id",
-                         name="uq_sat_record_identity"),
+        UniqueConstraint(
+            "request_id",
+            "kind",
+            "logged_at",
+            "identity_key",
+            "device_id",
+            name="uq_sat_record_identity",
+        ),
         Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
         # 0003: a device's rows per User ID in time order (the interval-first device search)
         Index("ix_sat_record_device_user_time", "device_id", "user_id", "logged_at", "id"),
         # 0004: the non-device requests about a Device, for a search of one's own traffic by it
-        Index("ix_sat_record_subject_device", "subject_device_id", "logged_at", "id",
-              sqlite_where=text("subject_device_id IS NOT NULL"),
-              postgresql_where=text("subject_device_id IS NOT NULL")),
+        Index(
+            "ix_sat_record_subject_device",
+            "subject_device_id",
+            "logged_at",
+            "id",
+            sqlite_where=text("subject_device_id IS NOT NULL"),
+            postgresql_where=text("subject_device_id IS NOT NULL"),
+        ),
         *record_keys,
     )
     # Payloads live apart so the searchable table stays narrow and its hot pages small;
     # user_id rides along so that PostgreSQL's row-level security can keep them own-only.
     payload = Table(
-        "sat_payload", meta,
+        "sat_payload",
+        meta,
         Column("record_id", RecordId, nullable=False, autoincrement=False),
         Column("logged_at", UtcDateTime, nullable=False),
         Column("device_id", String(23), nullable=False),
@@ -156,14 +196,27 @@ def _visibility_table(meta: MetaData, partitioned: bool) -> Table:
     the index alone. Besides the key it has one index, by record id (0007), whose inserts
     append at the end of each Party's range: one on (party, Request ID) made ingest three
     times slower, since its inserts land on random pages of a large b-tree."""
-    keys = [PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
-                                 postgresql_include=["kind", "srv"]),
-            # 0007: a look-up by record id probes the viewer's own rows (issue 10 finding 7);
-            # record ids grow, so inserts append at the end of each Party's range
-            Index("ix_sat_visibility_record", "party_id", "record_id")]
-    options = {"postgresql_partition_by": "RANGE (logged_at)"} if partitioned else {"sqlite_with_rowid": False}
+    keys = [
+        PrimaryKeyConstraint(
+            "party_id",
+            "access",
+            "logged_at",
+            "record_id",
+            name="pk_sat_visibility",
+            postgresql_include=["kind", "srv"],
+        ),
+        # 0007: a look-up by record id probes the viewer's own rows (issue 10 finding 7);
+        # record ids grow, so inserts append at the end of each Party's range
+        Index("ix_sat_visibility_record", "party_id", "record_id"),
+    ]
+    options = (
+        {"postgresql_partition_by": "RANGE (logged_at)"}
+        if partitioned
+        else {"sqlite_with_rowid": False}
+    )
     return Table(
-        "sat_visibility", meta,
+        "sat_visibility",
+        meta,
         Column("party_id", String(32), nullable=False),
         Column("access", SmallInteger, nullable=False),
         Column("logged_at", UtcDateTime, nullable=False),
@@ -194,7 +247,8 @@ def metadata_for(dialect: str) -> MetaData:
 
 
 account = Table(
-    "account", metadata,
+    "account",
+    metadata,
     Column("username", String(64), primary_key=True),
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("password_hash", String(200), nullable=False),
@@ -203,7 +257,8 @@ account = Table(
 )
 
 api_token = Table(
-    "api_token", metadata,
+    "api_token",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("username", String(64), ForeignKey("account.username"), nullable=False),
@@ -215,9 +270,12 @@ api_token = Table(
 # A signed-in browser. Only the SHA-256 of the random session id is stored: a copy of this
 # table does not let anyone act as the people in it.
 web_session = Table(
-    "web_session", metadata,
+    "web_session",
+    metadata,
     Column("id_hash", String(64), primary_key=True),
-    Column("username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False),
+    Column(
+        "username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False
+    ),
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
@@ -227,7 +285,8 @@ web_session = Table(
 
 # Failed sign-ins, kept for the throttling window only.
 login_failure = Table(
-    "login_failure", metadata,
+    "login_failure",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("username", String(64), nullable=False),
     Column("client_ip", String(64), nullable=False),
@@ -241,9 +300,12 @@ login_failure = Table(
 # A device token's SHA-256 (the token itself lives only in the browser's cookie): sign-in
 # attempts that present it are throttled apart from everyone else's (store.sessions).
 login_device = Table(
-    "login_device", metadata,
+    "login_device",
+    metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False),
+    Column(
+        "username", String(64), ForeignKey("account.username", ondelete="CASCADE"), nullable=False
+    ),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_login_device_username", "username"),
     Index("ix_login_device_created_at", "created_at"),

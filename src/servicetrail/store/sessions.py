@@ -14,6 +14,7 @@ A claim whose password was wrong stays as a failure for the window; a correct si
 forgives its key's failures. Attempts without a device token are also limited per address
 (MAX_FAILURES_PER_ADDRESS, across usernames), against guessing one password for many Users.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,9 @@ TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is rewritten at most once a 
 
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_KEY = 5  # passwords verified per (username, client) in the window
-MAX_FAILURES_PER_ADDRESS = 20  # failed sign-ins without a device token, from one address, any username
+MAX_FAILURES_PER_ADDRESS = (
+    20  # failed sign-ins without a device token, from one address, any username
+)
 DEVICE_LIFETIME = timedelta(days=90)  # a browser is remembered this long after signing in
 DEVICE_PREFIX = "device:"  # marks a device key in login_failure.client_ip (no address starts so)
 
@@ -61,17 +64,25 @@ class WebSession:
     last_seen_at: datetime
 
     def csrf_ok(self, presented: str | None) -> bool:
-        return bool(presented) and secrets.compare_digest(self.csrf_token.encode(), str(presented).encode())
+        return bool(presented) and secrets.compare_digest(
+            self.csrf_token.encode(), str(presented).encode()
+        )
 
 
 def create_session(conn: Connection, username: str, now: datetime | None = None) -> str:
     """A new session for a signed-in account; returns the session id for the cookie (never stored)."""
     now = now or now_utc()
     session_id = secrets.token_urlsafe(32)
-    conn.execute(insert(web_session), {
-        "id_hash": session_digest(session_id), "username": username,
-        "csrf_token": secrets.token_urlsafe(32), "created_at": now, "last_seen_at": now,
-    })
+    conn.execute(
+        insert(web_session),
+        {
+            "id_hash": session_digest(session_id),
+            "username": username,
+            "csrf_token": secrets.token_urlsafe(32),
+            "created_at": now,
+            "last_seen_at": now,
+        },
+    )
     return session_id
 
 
@@ -79,14 +90,18 @@ def _expired(created_at: datetime, last_seen_at: datetime, now: datetime) -> boo
     return now - last_seen_at >= IDLE_LIMIT or now - created_at >= ABSOLUTE_LIMIT
 
 
-def load_session(conn: Connection, session_id: str | None, now: datetime | None = None) -> WebSession | None:
+def load_session(
+    conn: Connection, session_id: str | None, now: datetime | None = None
+) -> WebSession | None:
     """The live session behind a cookie value, or None. An expired one is deleted on sight."""
     if not session_id or len(session_id) > 200:
         return None
     now = now or now_utc()
     digest = session_digest(session_id)
     row = conn.execute(
-        select(w.id_hash, w.username, account.c.party_id, w.csrf_token, w.created_at, w.last_seen_at)
+        select(
+            w.id_hash, w.username, account.c.party_id, w.csrf_token, w.created_at, w.last_seen_at
+        )
         .select_from(web_session.join(account, account.c.username == w.username))
         .where(w.id_hash == digest, account.c.disabled_at.is_(None))
     ).first()
@@ -109,8 +124,11 @@ def purge_expired(conn: Connection, now: datetime | None = None) -> None:
     """Drop ended sessions, attempts older than the window and forgotten devices (called on
     each sign-in)."""
     now = now or now_utc()
-    conn.execute(delete(web_session).where(
-        (w.last_seen_at <= now - IDLE_LIMIT) | (w.created_at <= now - ABSOLUTE_LIMIT)))
+    conn.execute(
+        delete(web_session).where(
+            (w.last_seen_at <= now - IDLE_LIMIT) | (w.created_at <= now - ABSOLUTE_LIMIT)
+        )
+    )
     conn.execute(delete(login_failure).where(f.failed_at <= now - THROTTLE_WINDOW))
     conn.execute(delete(login_device).where(d.created_at <= now - DEVICE_LIFETIME))
 
@@ -131,13 +149,16 @@ class Claim:
     refused_until: datetime | None = None
 
 
-def device_key(conn: Connection, username: str, device_token: str | None, now: datetime | None = None
-               ) -> str | None:
+def device_key(
+    conn: Connection, username: str, device_token: str | None, now: datetime | None = None
+) -> str | None:
     """The throttle key of a device token this account was given, or None for no valid one."""
     if not device_token or len(device_token) > 200:
         return None
     digest = session_digest(device_token)
-    created = conn.execute(select(d.created_at).where(d.token_hash == digest, d.username == username)).scalar()
+    created = conn.execute(
+        select(d.created_at).where(d.token_hash == digest, d.username == username)
+    ).scalar()
     if created is None or (now or now_utc()) - created >= DEVICE_LIFETIME:
         return None
     return DEVICE_PREFIX + digest[:32]
@@ -146,13 +167,20 @@ def device_key(conn: Connection, username: str, device_token: str | None, now: d
 def remember_device(conn: Connection, username: str, now: datetime | None = None) -> str:
     """A new device token for a browser that has just signed in (for its cookie; never stored)."""
     token = secrets.token_urlsafe(32)
-    conn.execute(insert(login_device), {"token_hash": session_digest(token), "username": username,
-                                        "created_at": now or now_utc()})
+    conn.execute(
+        insert(login_device),
+        {"token_hash": session_digest(token), "username": username, "created_at": now or now_utc()},
+    )
     return token
 
 
-def claim_attempt(engine: Engine, username: str, address: str, device_token: str | None = None,
-                  now: datetime | None = None) -> Claim:
+def claim_attempt(
+    engine: Engine,
+    username: str,
+    address: str,
+    device_token: str | None = None,
+    now: datetime | None = None,
+) -> Claim:
     """Claims a sign-in attempt before its password is verified.
 
     Claims that count against the same limits are made one at a time: on PostgreSQL under a
@@ -174,9 +202,13 @@ def claim_attempt(engine: Engine, username: str, address: str, device_token: str
         if conn.dialect.name == "postgresql":
             lock = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
             conn.execute(select(func.pg_advisory_xact_lock(lock)))
-        attempt_id = conn.execute(insert(login_failure).returning(f.id),
-                                  {"username": name, "client_ip": key, "failed_at": now}).scalar_one()
-        waits = [_free_at(conn, (f.username == name) & (f.client_ip == key), MAX_FAILURES_PER_KEY, now)]
+        attempt_id = conn.execute(
+            insert(login_failure).returning(f.id),
+            {"username": name, "client_ip": key, "failed_at": now},
+        ).scalar_one()
+        waits = [
+            _free_at(conn, (f.username == name) & (f.client_ip == key), MAX_FAILURES_PER_KEY, now)
+        ]
         if not trusted:
             waits.append(_free_at(conn, f.client_ip == address, MAX_FAILURES_PER_ADDRESS, now))
         opening = [t for t in waits if t is not None]
@@ -188,14 +220,25 @@ def claim_attempt(engine: Engine, username: str, address: str, device_token: str
 
 def forgive(conn: Connection, claim: Claim) -> None:
     """After a correct sign-in: the failures of its key are forgiven (the address's others are not)."""
-    conn.execute(delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key))
+    conn.execute(
+        delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key)
+    )
 
 
-def _free_at(conn: Connection, condition: ColumnElement[bool], limit: int, now: datetime) -> datetime | None:
+def _free_at(
+    conn: Connection, condition: ColumnElement[bool], limit: int, now: datetime
+) -> datetime | None:
     """When fewer than `limit` attempts matching `condition` (this one's claim among them)
     remain in the window, or None if that is so now."""
-    times = conn.execute(select(f.failed_at).where(condition, f.failed_at > now - THROTTLE_WINDOW)
-                         .order_by(f.failed_at)).scalars().all()
+    times = (
+        conn.execute(
+            select(f.failed_at)
+            .where(condition, f.failed_at > now - THROTTLE_WINDOW)
+            .order_by(f.failed_at)
+        )
+        .scalars()
+        .all()
+    )
     if len(times) <= limit:
         return None
     # with this claim withdrawn, it opens when all but limit-1 of the others have left the window
@@ -216,4 +259,6 @@ def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, 
 
 
 def count_sessions(conn: Connection, username: str) -> int:
-    return conn.execute(select(func.count()).select_from(web_session).where(w.username == username)).scalar_one()
+    return conn.execute(
+        select(func.count()).select_from(web_session).where(w.username == username)
+    ).scalar_one()

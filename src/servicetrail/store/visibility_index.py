@@ -16,6 +16,7 @@ On PostgreSQL an ingest batch holds a shared lock and a registry change an exclu
 before the correction re-derives them, and one that reads it after sees the correction.
 On SQLite the database's single writer gives the same order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,7 @@ def lock_registry(conn: Connection) -> None:
 
 # --- an ingest batch ---------------------------------------------------------------------
 
+
 def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     """Add the index rows of records this transaction has just written; returns how many."""
     if not records:
@@ -64,7 +66,9 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     spans = _spans_raw(driver, postgres, shared) if shared else {}
     rows = []
     for record_id, at, kind, srv, user_id, device_id in records:
-        for party_id, access in audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ())).items():
+        for party_id, access in audiences_at(
+            kind, device_id, at, owners.get(user_id), spans.get(device_id, ())
+        ).items():
             rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
     _write_rows(driver, postgres, rows)
     return len(rows)
@@ -73,23 +77,33 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
 def _write_rows(driver: Any, postgres: bool, rows: list[tuple]) -> None:
     """Index rows (COLUMNS, times in the engine's form) in bulk: binary COPY, or executemany."""
     if postgres:
-        with driver.cursor() as cursor, cursor.copy(
-                f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(
+                f"COPY sat_visibility ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
             copy.set_types(_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
     else:
         marks = ", ".join("?" * len(COLUMNS))
-        driver.executemany(f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+        driver.executemany(
+            f"INSERT INTO sat_visibility ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+        )
 
 
 def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, str]:
     if postgres:
-        rows = driver.execute("SELECT user_id, party_id FROM dcc_user WHERE user_id = ANY(%s)",
-                              (list(user_ids),)).fetchall()
+        rows = driver.execute(
+            "SELECT user_id, party_id FROM dcc_user WHERE user_id = ANY(%s)", (list(user_ids),)
+        ).fetchall()
     else:
-        rows = driver.execute("SELECT user_id, party_id FROM dcc_user WHERE user_id IN "
-                              "(SELECT value FROM json_each(?))", (orjson.dumps(list(user_ids)).decode(),)).fetchall()
+        rows = driver.execute(
+            "SELECT user_id, party_id FROM dcc_user WHERE user_id IN "
+            "(SELECT value FROM json_each(?))",
+            (orjson.dumps(list(user_ids)).decode(),),
+        ).fetchall()
     return dict(rows)
 
 
@@ -98,22 +112,32 @@ def _spans_raw(driver: Any, postgres: bool, device_ids: set[str]) -> dict[str, l
     engine's form, as the batch's rows carry them."""
     spans: dict[str, list[tuple]] = {}
     if postgres:
-        rows = driver.execute("SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
-                              "WHERE device_id = ANY(%s)", (list(device_ids),)).fetchall()
+        rows = driver.execute(
+            "SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
+            "WHERE device_id = ANY(%s)",
+            (list(device_ids),),
+        ).fetchall()
         for device_id, party_id, start, end in rows:
             spans.setdefault(device_id, []).append(
-                (party_id, (start - _PG_EPOCH) // _MICROSECOND,
-                 None if end is None else (end - _PG_EPOCH) // _MICROSECOND))
+                (
+                    party_id,
+                    (start - _PG_EPOCH) // _MICROSECOND,
+                    None if end is None else (end - _PG_EPOCH) // _MICROSECOND,
+                )
+            )
         return spans
-    rows = driver.execute("SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
-                          "WHERE device_id IN (SELECT value FROM json_each(?))",
-                          (orjson.dumps(list(device_ids)).decode(),)).fetchall()
+    rows = driver.execute(
+        "SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
+        "WHERE device_id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(list(device_ids)).decode(),),
+    ).fetchall()
     for device_id, party_id, start, end in rows:
         spans.setdefault(device_id, []).append((party_id, start, end))
     return spans
 
 
 # --- a registry change -------------------------------------------------------------------
+
 
 class Touched(NamedTuple):
     """Records of `device_id` logged in [start, end) (end None: open) whose visibility to
@@ -126,8 +150,11 @@ class Touched(NamedTuple):
     parties: frozenset[str]
 
 
-def touched_by(device_id: str, before: tuple[str, datetime, datetime | None] | None,
-               after: tuple[str, datetime, datetime | None] | None) -> Touched | None:
+def touched_by(
+    device_id: str,
+    before: tuple[str, datetime, datetime | None] | None,
+    after: tuple[str, datetime, datetime | None] | None,
+) -> Touched | None:
     """What replacing one interval (party_id, valid_from, valid_to) by another (either None:
     none) on a device can change. The same Party keeping the interval with another end
     changes only the span between the two ends; anything else, the whole of both."""
@@ -152,21 +179,29 @@ _OPEN_END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
 _RECORD = "s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id"
 # one statement for the whole batch: each (device, start, end, party) probes the trail's
 # (device_id, logged_at) index once
-_PG_TOUCHED = (f"SELECT {_RECORD}, t.party_id FROM unnest(string_to_array(%s, ','), "
-               f"string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::timestamptz[], "
-               f"string_to_array(%s, ',')) AS t(device_id, start_at, end_at, party_id) "
-               f"JOIN sat_record s ON s.device_id = t.device_id AND s.logged_at >= t.start_at "
-               f"AND s.logged_at < t.end_at")
+_PG_TOUCHED = (
+    f"SELECT {_RECORD}, t.party_id FROM unnest(string_to_array(%s, ','), "
+    f"string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::timestamptz[], "
+    f"string_to_array(%s, ',')) AS t(device_id, start_at, end_at, party_id) "
+    f"JOIN sat_record s ON s.device_id = t.device_id AND s.logged_at >= t.start_at "
+    f"AND s.logged_at < t.end_at"
+)
 # CROSS JOIN: SQLite then keeps the touched list outside and probes the trail's index per entry
-_SQLITE_TOUCHED = (f"SELECT {_RECORD}, t.value ->> 3 FROM json_each(?) AS t CROSS JOIN sat_record s "
-                   f"WHERE s.device_id = t.value ->> 0 AND s.logged_at >= t.value ->> 1 "
-                   f"AND s.logged_at < t.value ->> 2")
-_PG_FORGET = ("DELETE FROM sat_visibility v USING unnest(string_to_array(%s, ','), "
-              "string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::int8[]) "
-              "AS p(party_id, logged_at, record_id) WHERE v.party_id = p.party_id AND v.access IN (1, 3) "
-              "AND v.logged_at = p.logged_at AND v.record_id = p.record_id")
-_SQLITE_FORGET = ("DELETE FROM sat_visibility WHERE party_id = ? AND access IN (1, 3) AND logged_at = ? "
-                  "AND record_id = ?")
+_SQLITE_TOUCHED = (
+    f"SELECT {_RECORD}, t.value ->> 3 FROM json_each(?) AS t CROSS JOIN sat_record s "
+    f"WHERE s.device_id = t.value ->> 0 AND s.logged_at >= t.value ->> 1 "
+    f"AND s.logged_at < t.value ->> 2"
+)
+_PG_FORGET = (
+    "DELETE FROM sat_visibility v USING unnest(string_to_array(%s, ','), "
+    "string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::int8[]) "
+    "AS p(party_id, logged_at, record_id) WHERE v.party_id = p.party_id AND v.access IN (1, 3) "
+    "AND v.logged_at = p.logged_at AND v.record_id = p.record_id"
+)
+_SQLITE_FORGET = (
+    "DELETE FROM sat_visibility WHERE party_id = ? AND access IN (1, 3) AND logged_at = ? "
+    "AND record_id = ?"
+)
 
 
 def devices_with_records(conn: Connection, device_ids: Iterable[str]) -> set[str]:
@@ -177,13 +212,17 @@ def devices_with_records(conn: Connection, device_ids: Iterable[str]) -> set[str
         return set()
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        found = driver.execute("SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
-                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)",
-                               (pg_joined(device_ids),))
+        found = driver.execute(
+            "SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
+            "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = d)",
+            (pg_joined(device_ids),),
+        )
     else:
-        found = driver.execute("SELECT value FROM json_each(?) "
-                               "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
-                               (orjson.dumps(device_ids).decode(),))
+        found = driver.execute(
+            "SELECT value FROM json_each(?) "
+            "WHERE EXISTS (SELECT 1 FROM sat_record s WHERE s.device_id = value)",
+            (orjson.dumps(device_ids).decode(),),
+        )
     return {d for (d,) in found.fetchall()}
 
 
@@ -191,15 +230,24 @@ def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
     """Re-derive the rows of the records `touched` names, for the Parties it names, from the
     registry as this transaction sees it; returns how many records were looked at. Set-based:
     a few statements for any number of Touched."""
-    spans = [(t.device_id, t.start, t.end or _OPEN_END, party) for t in touched for party in t.parties]
+    spans = [
+        (t.device_id, t.start, t.end or _OPEN_END, party) for t in touched for party in t.parties
+    ]
     if not spans:
         return 0
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         device_ids, starts, ends, parties = zip(*spans)
-        found = driver.execute(_PG_TOUCHED, (pg_joined(device_ids), ",".join(map(_iso_text, starts)),
-                                             ",".join(map(_iso_text, ends)), pg_joined(parties))).fetchall()
+        found = driver.execute(
+            _PG_TOUCHED,
+            (
+                pg_joined(device_ids),
+                ",".join(map(_iso_text, starts)),
+                ",".join(map(_iso_text, ends)),
+                pg_joined(parties),
+            ),
+        ).fetchall()
     else:
         entries = [(d, sqlite_text(start), sqlite_text(end), p) for d, start, end, p in spans]
         found = driver.execute(_SQLITE_TOUCHED, (orjson.dumps(entries).decode(),)).fetchall()
@@ -211,8 +259,9 @@ def refresh_user(conn: Connection, user_id: str, party_id: str) -> int:
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
-    found = driver.execute(f"SELECT {_RECORD}, {mark} FROM sat_record s WHERE s.user_id = {mark}",
-                           (party_id, user_id)).fetchall()
+    found = driver.execute(
+        f"SELECT {_RECORD}, {mark} FROM sat_record s WHERE s.user_id = {mark}", (party_id, user_id)
+    ).fetchall()
     return _rederive(driver, postgres, found)
 
 
@@ -231,7 +280,9 @@ def _iso_text(value: datetime) -> str:
     return value.isoformat()
 
 
-@lru_cache(maxsize=1 << 16)  # a registry's times repeat: intervals start and end on a few thousand days
+@lru_cache(
+    maxsize=1 << 16
+)  # a registry's times repeat: intervals start and end on a few thousand days
 def sqlite_text(value: datetime) -> str:
     """schema.sqlite_time, several times faster for the UTC times the registry holds (and
     cached, as a registry's times repeat)."""
@@ -255,7 +306,9 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
     spans = _spans_raw(driver, postgres, devices) if devices else {}
     forget, rows = [], []
     for record_id, (_, logged_at, kind, srv, user_id, device_id) in records.items():
-        at = (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at  # as _spans_raw gives times
+        at = (
+            (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at
+        )  # as _spans_raw gives times
         parties = parties_of[record_id]
         forget += [(party_id, logged_at, record_id) for party_id in parties]
         granted = audiences_at(kind, device_id, at, owners.get(user_id), spans.get(device_id, ()))
@@ -265,13 +318,28 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
     # the records' months, and so these partitions, exist
     if postgres:
         parties, times, record_ids = zip(*forget)
-        driver.execute(_PG_FORGET, (pg_joined(parties), ",".join(map(_iso_text, times)),
-                                    ",".join(map(str, record_ids))))
+        driver.execute(
+            _PG_FORGET,
+            (pg_joined(parties), ",".join(map(_iso_text, times)), ",".join(map(str, record_ids))),
+        )
     else:
         driver.executemany(_SQLITE_FORGET, forget)
     _write_rows(driver, postgres, rows)
     return len(records)
 
 
-__all__ = ["ACCESS_CODE", "CODE_ACCESS", "MP141", "OWN", "Touched", "devices_with_records", "index_new",
-           "lock_registry", "pg_joined", "refresh", "refresh_user", "sqlite_text", "touched_by"]
+__all__ = [
+    "ACCESS_CODE",
+    "CODE_ACCESS",
+    "MP141",
+    "OWN",
+    "Touched",
+    "devices_with_records",
+    "index_new",
+    "lock_registry",
+    "pg_joined",
+    "refresh",
+    "refresh_user",
+    "sqlite_text",
+    "touched_by",
+]

@@ -16,13 +16,24 @@ Two forms of the same rule:
   so that the engine reads only rows the viewer may see. store.queries re-applies
   `visible_clause` on top, so this form can only narrow the candidates, never widen them.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, exists, literal, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    exists,
+    literal,
+    or_,
+    select,
+)
 
 from ..domain.model import Responsibility
 from ..domain.visibility import MP141_KINDS, Access, Scope, Viewer
@@ -52,13 +63,16 @@ def own_clause() -> ColumnElement[bool]:
     """Rule 1: the message came from or went to one of the viewer's User IDs.
 
     An expanding parameter: an empty set of User IDs renders the engine's empty IN, false."""
-    return sat_record.c.user_id.in_(bindparam(VIEWER_USER_IDS, expanding=True, type_=sat_record.c.user_id.type))
+    return sat_record.c.user_id.in_(
+        bindparam(VIEWER_USER_IDS, expanding=True, type_=sat_record.c.user_id.type)
+    )
 
 
 def not_own_clause() -> ColumnElement[bool]:
     """Rule 1 does not hold (see VIEWER_USER_IDS_NOT for why this is not `~own_clause()`)."""
-    return sat_record.c.user_id.not_in(bindparam(VIEWER_USER_IDS_NOT, expanding=True,
-                                                 type_=sat_record.c.user_id.type))
+    return sat_record.c.user_id.not_in(
+        bindparam(VIEWER_USER_IDS_NOT, expanding=True, type_=sat_record.c.user_id.type)
+    )
 
 
 def mp141_kinds_clause() -> ColumnElement[bool]:
@@ -74,12 +88,14 @@ def mp141_clause() -> ColumnElement[bool]:
     s = sat_record.c
     return and_(
         mp141_kinds_clause(),
-        exists(select(literal(1)).where(
-            r.device_id == s.device_id,
-            r.party_id == _party(),
-            r.valid_from <= s.logged_at,
-            or_(r.valid_to.is_(None), s.logged_at < r.valid_to),
-        )),
+        exists(
+            select(literal(1)).where(
+                r.device_id == s.device_id,
+                r.party_id == _party(),
+                r.valid_from <= s.logged_at,
+                or_(r.valid_to.is_(None), s.logged_at < r.valid_to),
+            )
+        ),
     )
 
 
@@ -98,6 +114,7 @@ def access_column() -> ColumnElement[str]:
 
 # --- the interval-first form, for a search of one device ------------------------------
 
+
 @lru_cache(maxsize=1)
 def intervals_query():
     """Built once (the driver-level pipeline that sends it compiles it once per object).
@@ -106,7 +123,8 @@ def intervals_query():
     only ones rule 3 can grant by, for that device."""
     r = responsibility.c
     return select(r.device_id, r.party_id, r.relation, r.valid_from, r.valid_to).where(
-        r.device_id == bindparam("device_id"), r.party_id == _party())
+        r.device_id == bindparam("device_id"), r.party_id == _party()
+    )
 
 
 def merged_ranges(intervals: list[Responsibility]) -> list[tuple[datetime, datetime | None]]:
@@ -118,7 +136,11 @@ def merged_ranges(intervals: list[Responsibility]) -> list[tuple[datetime, datet
     for interval in sorted(intervals, key=lambda i: i.valid_from):
         if merged and (merged[-1][1] is None or interval.valid_from <= merged[-1][1]):
             last = merged[-1]
-            last[1] = None if last[1] is None or interval.valid_to is None else max(last[1], interval.valid_to)
+            last[1] = (
+                None
+                if last[1] is None or interval.valid_to is None
+                else max(last[1], interval.valid_to)
+            )
         else:
             merged.append([interval.valid_from, interval.valid_to])
     return [(start, end) for start, end in merged]

@@ -6,19 +6,41 @@ page of events of many watches), the viewer's bind parameters are swapped for a 
 holding the Party (`for_party`), so the same clauses decide, per row, for that row's Party.
 `tests/store/test_watch_property.py` proves the events equal what `decide()` allows.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import (BigInteger, BindParameter, ColumnElement, Integer, Select, String, and_, bindparam, exists,
-                        func, literal, or_, select, type_coerce, union)
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union,
+)
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from .items import item_columns, with_item_joins
 from .schema import dcc_user, responsibility, sat_record
-from .visibility_sql import (VIEWER_PARTY, VIEWER_USER_IDS, VIEWER_USER_IDS_NOT, own_clause, visible_clause)
+from .visibility_sql import (
+    VIEWER_PARTY,
+    VIEWER_USER_IDS,
+    VIEWER_USER_IDS_NOT,
+    own_clause,
+    visible_clause,
+)
 from .watch_tables import watch, watch_event, webhook_outbox
 
 s = sat_record.c
@@ -28,17 +50,26 @@ def for_party(clause, party: ColumnElement):
     """`clause` (anything built from visibility_sql's clauses, a whole statement included)
     with the viewer taken from the column `party` instead of bind parameters: the Party is
     that column, and its User IDs are those the registry gives it."""
+
     def swap(element):
         if isinstance(element, BindParameter) and element.key == VIEWER_PARTY:
             return party
-        if (isinstance(element, BinaryExpression) and isinstance(element.right, BindParameter)
-                and element.right.key in (VIEWER_USER_IDS, VIEWER_USER_IDS_NOT)):
+        if (
+            isinstance(element, BinaryExpression)
+            and isinstance(element.right, BindParameter)
+            and element.right.key in (VIEWER_USER_IDS, VIEWER_USER_IDS_NOT)
+        ):
             # an alias: the statement may join dcc_user itself (the item's role), and the
             # subquery must not correlate to that row
             holder = dcc_user.alias("viewer_user")
-            held = exists(select(literal(1)).where(holder.c.user_id == element.left, holder.c.party_id == party))
+            held = exists(
+                select(literal(1)).where(
+                    holder.c.user_id == element.left, holder.c.party_id == party
+                )
+            )
             return held if element.right.key == VIEWER_USER_IDS else ~held
         return None
+
     return replacement_traverse(clause, {}, swap)
 
 
@@ -48,8 +79,13 @@ def newest_record_id() -> Select:
 
 def record_ids_between() -> Select:
     """The ids stored in (after, upto]: the matcher learns from them where the ids are whole."""
-    return (select(s.id).where(s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger))
-            .order_by(s.id))
+    return (
+        select(s.id)
+        .where(
+            s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger)
+        )
+        .order_by(s.id)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -61,42 +97,72 @@ def candidates() -> Select:
     The Parties tried for a record are only those that can see it at all, by rule 1 (the
     Party of its User) or rule 3 (a Party with any interval on its Device); the rule itself
     then decides, so this narrowing can drop pairs but never add one."""
-    new = (select(s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id)
-           .where(s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger),
-                  # the kinds some watch asks for: acknowledgements, a third of the trail, are rarely
-                  s.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)))
-           .cte("new"))
+    new = (
+        select(s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id)
+        .where(
+            s.id > bindparam("after", type_=BigInteger),
+            s.id <= bindparam("upto", type_=BigInteger),
+            # the kinds some watch asks for: acknowledgements, a third of the trail, are rarely
+            s.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)),
+        )
+        .cte("new")
+    )
     watching = select(watch.c.party_id).distinct()
     r = responsibility.c
     pairs = union(
-        select(new.c.id, r.party_id).join_from(new, responsibility, r.device_id == new.c.device_id)
+        select(new.c.id, r.party_id)
+        .join_from(new, responsibility, r.device_id == new.c.device_id)
         .where(new.c.device_id != "", r.party_id.in_(watching)),
-        select(new.c.id, dcc_user.c.party_id).join_from(new, dcc_user, dcc_user.c.user_id == new.c.user_id)
+        select(new.c.id, dcc_user.c.party_id)
+        .join_from(new, dcc_user, dcc_user.c.user_id == new.c.user_id)
         .where(dcc_user.c.party_id.in_(watching)),
     ).subquery("pairs")
     party = pairs.c.party_id
     on_new = ClauseAdapter(new).traverse
-    held = exists(select(literal(1)).where(
-        r.device_id == new.c.device_id, r.party_id == party, r.valid_from <= new.c.logged_at,
-        or_(r.valid_to.is_(None), new.c.logged_at < r.valid_to)))
+    held = exists(
+        select(literal(1)).where(
+            r.device_id == new.c.device_id,
+            r.party_id == party,
+            r.valid_from <= new.c.logged_at,
+            or_(r.valid_to.is_(None), new.c.logged_at < r.valid_to),
+        )
+    )
     # the time as the engine holds it (SQLite's text; a datetime from psycopg), unconverted:
     # the matcher writes it straight back into the events
     logged_at = type_coerce(new.c.logged_at, String)
-    return (select(new.c.id, logged_at, new.c.kind, new.c.srv, new.c.device_id, party,
-                   for_party(on_new(own_clause()), party).label("own"), held.label("held"))
-            .select_from(new.join(pairs, pairs.c.id == new.c.id))
-            .where(for_party(on_new(visible_clause()), party)))
+    return (
+        select(
+            new.c.id,
+            logged_at,
+            new.c.kind,
+            new.c.srv,
+            new.c.device_id,
+            party,
+            for_party(on_new(own_clause()), party).label("own"),
+            held.label("held"),
+        )
+        .select_from(new.join(pairs, pairs.c.id == new.c.id))
+        .where(for_party(on_new(visible_clause()), party))
+    )
 
 
 def _events_of_watches(base_where: list, with_party_column: bool) -> Select:
     e = watch_event.c
-    joined = watch_event.join(sat_record, and_(s.id == e.record_id, s.logged_at == e.record_logged_at,
-                                               s.device_id == e.record_device_id))
+    joined = watch_event.join(
+        sat_record,
+        and_(
+            s.id == e.record_id,
+            s.logged_at == e.record_logged_at,
+            s.device_id == e.record_device_id,
+        ),
+    )
     if with_party_column:
         joined = joined.join(watch, watch.c.id == e.watch_id)
-    return (select(e.watch_id, e.event_id, e.matched_at, *item_columns(with_payload=False))
-            .select_from(with_item_joins(joined, with_payload=False))
-            .where(*base_where))
+    return (
+        select(e.watch_id, e.event_id, e.matched_at, *item_columns(with_payload=False))
+        .select_from(with_item_joins(joined, with_payload=False))
+        .where(*base_where)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -104,9 +170,18 @@ def events_page() -> Select:
     """A page of one watch's events that its Party may see now (a registry correction may
     have hidden some), in event order; the viewer comes in as bind parameters."""
     e = watch_event.c
-    return (_events_of_watches([e.watch_id == bindparam("watch_id", type_=BigInteger),
-                                e.event_id > bindparam("after", type_=BigInteger), visible_clause()], False)
-            .order_by(e.event_id).limit(bindparam("lim", type_=Integer)))
+    return (
+        _events_of_watches(
+            [
+                e.watch_id == bindparam("watch_id", type_=BigInteger),
+                e.event_id > bindparam("after", type_=BigInteger),
+                visible_clause(),
+            ],
+            False,
+        )
+        .order_by(e.event_id)
+        .limit(bindparam("lim", type_=Integer))
+    )
 
 
 @lru_cache(maxsize=1)
@@ -117,17 +192,38 @@ def due_deliveries() -> Select:
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
-    joined = (webhook_outbox.join(watch_event, and_(e.watch_id == o.watch_id, e.event_id == o.event_id))
-              .join(watch, w.id == o.watch_id)
-              .join(sat_record, and_(s.id == e.record_id, s.logged_at == e.record_logged_at,
-                                     s.device_id == e.record_device_id)))
-    statement = (select(o.watch_id, o.event_id, o.attempts, e.matched_at, w.webhook_url, w.webhook_secret,
-                        visible_clause().label("visible"), *item_columns(with_payload=False))
-                 .select_from(with_item_joins(joined, with_payload=False))
-                 .where(o.next_attempt_at <= bindparam("now"), w.webhook_disabled_at.is_(None),
-                        w.webhook_url.is_not(None))
-                 .order_by(o.next_attempt_at, o.watch_id, o.event_id)
-                 .limit(bindparam("lim", type_=Integer)))
+    joined = (
+        webhook_outbox.join(watch_event, and_(e.watch_id == o.watch_id, e.event_id == o.event_id))
+        .join(watch, w.id == o.watch_id)
+        .join(
+            sat_record,
+            and_(
+                s.id == e.record_id,
+                s.logged_at == e.record_logged_at,
+                s.device_id == e.record_device_id,
+            ),
+        )
+    )
+    statement = (
+        select(
+            o.watch_id,
+            o.event_id,
+            o.attempts,
+            e.matched_at,
+            w.webhook_url,
+            w.webhook_secret,
+            visible_clause().label("visible"),
+            *item_columns(with_payload=False),
+        )
+        .select_from(with_item_joins(joined, with_payload=False))
+        .where(
+            o.next_attempt_at <= bindparam("now"),
+            w.webhook_disabled_at.is_(None),
+            w.webhook_url.is_not(None),
+        )
+        .order_by(o.next_attempt_at, o.watch_id, o.event_id)
+        .limit(bindparam("lim", type_=Integer))
+    )
     return for_party(statement, w.party_id)
 
 
@@ -135,8 +231,13 @@ def due_deliveries() -> Select:
 def recent_events() -> Select:
     """One watch's newest events that its Party may see, newest first (the Watches page)."""
     e = watch_event.c
-    return (_events_of_watches([e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()], False)
-            .order_by(e.event_id.desc()).limit(bindparam("lim", type_=Integer)))
+    return (
+        _events_of_watches(
+            [e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()], False
+        )
+        .order_by(e.event_id.desc())
+        .limit(bindparam("lim", type_=Integer))
+    )
 
 
 @lru_cache(maxsize=1)
@@ -146,8 +247,18 @@ def unread_events() -> Select:
     e = watch_event.c
     w = watch.c
     joined = watch_event.join(watch, w.id == e.watch_id).join(
-        sat_record, and_(s.id == e.record_id, s.logged_at == e.record_logged_at, s.device_id == e.record_device_id))
-    capped = (select(e.event_id).select_from(joined)
-              .where(w.party_id == bindparam("party_id"), e.event_id > w.read_event_id, visible_clause())
-              .limit(bindparam("lim", type_=Integer)).subquery())
+        sat_record,
+        and_(
+            s.id == e.record_id,
+            s.logged_at == e.record_logged_at,
+            s.device_id == e.record_device_id,
+        ),
+    )
+    capped = (
+        select(e.event_id)
+        .select_from(joined)
+        .where(w.party_id == bindparam("party_id"), e.event_id > w.read_event_id, visible_clause())
+        .limit(bindparam("lim", type_=Integer))
+        .subquery()
+    )
     return select(func.count()).select_from(capped)

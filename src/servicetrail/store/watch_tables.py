@@ -2,10 +2,23 @@
 
 Registered on `schema.metadata` (schema.py imports this module), so `db check` compares them.
 """
+
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, ForeignKey, ForeignKeyConstraint, Index, Integer, PrimaryKeyConstraint,
-                        SmallInteger, String, Table, Text, UniqueConstraint)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from .schema import RecordId, UtcDateTime, metadata
 
@@ -15,7 +28,8 @@ WatchId = BigInteger().with_variant(Integer, "sqlite")
 # `after_record_id`: the newest record when the watch was made; only later ones match.
 # `last_event_id`: the event ids handed out so far (the matcher is the only writer).
 watch = Table(
-    "watch", metadata,
+    "watch",
+    metadata,
     Column("id", WatchId, primary_key=True, autoincrement=True),
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
     Column("name", String(200), nullable=False),
@@ -41,7 +55,8 @@ watch = Table(
 # One record matched by one watch. The record's time and Device ride along so that reading
 # it back is a primary-key probe of the (partitioned) trail.
 watch_event = Table(
-    "watch_event", metadata,
+    "watch_event",
+    metadata,
     Column("watch_id", WatchId, ForeignKey("watch.id", ondelete="CASCADE"), nullable=False),
     Column("event_id", BigInteger, nullable=False),
     Column("record_id", RecordId, nullable=False),
@@ -59,7 +74,8 @@ watch_event = Table(
 # gap in the ids (a loader's transaction still open on PostgreSQL); `gap_since`: when the
 # gap at `record_id + 1` was first seen, after which it is taken as never to be filled.
 watch_cursor = Table(
-    "watch_cursor", metadata,
+    "watch_cursor",
+    metadata,
     Column("name", String(32), primary_key=True),
     Column("record_id", RecordId, nullable=False),
     Column("seen_id", RecordId, nullable=False),
@@ -69,15 +85,20 @@ watch_cursor = Table(
 # The webhook deliveries still to make: a row leaves when its event is delivered (2xx), the
 # webhook is disabled (410) or the record is no longer visible to the watch's Party.
 webhook_outbox = Table(
-    "webhook_outbox", metadata,
+    "webhook_outbox",
+    metadata,
     Column("watch_id", WatchId, nullable=False),
     Column("event_id", BigInteger, nullable=False),
     Column("attempts", SmallInteger, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("last_error", String(200), nullable=True),
     PrimaryKeyConstraint("watch_id", "event_id"),
-    ForeignKeyConstraint(["watch_id", "event_id"], ["watch_event.watch_id", "watch_event.event_id"],
-                         ondelete="CASCADE", name="fk_webhook_outbox_watch_event"),
+    ForeignKeyConstraint(
+        ["watch_id", "event_id"],
+        ["watch_event.watch_id", "watch_event.event_id"],
+        ondelete="CASCADE",
+        name="fk_webhook_outbox_watch_event",
+    ),
     Index("ix_webhook_outbox_next_attempt_at", "next_attempt_at"),
 )
 

@@ -7,6 +7,7 @@ record ids, so a loader pays nothing for it and a crash of either side loses not
 step is one transaction: the events, the watches' event counters, the webhook outbox and
 the cursor move together.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -22,13 +23,26 @@ from .. import settings
 from ..domain.records import item
 from ..domain.times import format_time
 from ..domain.visibility import Viewer
-from ..domain.watches import (MAX_WATCHES_PER_PARTY, Candidate, PartyWatches, Watch, WatchSpec, index_by_party,
-                              titles_only)
+from ..domain.watches import (
+    MAX_WATCHES_PER_PARTY,
+    Candidate,
+    PartyWatches,
+    Watch,
+    WatchSpec,
+    index_by_party,
+    titles_only,
+)
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
-from .watch_sql import (candidates, events_page as events_page_statement, newest_record_id, recent_events as
-                        recent_events_statement, record_ids_between, unread_events as unread_events_statement)
+from .watch_sql import (
+    candidates,
+    events_page as events_page_statement,
+    newest_record_id,
+    recent_events as recent_events_statement,
+    record_ids_between,
+    unread_events as unread_events_statement,
+)
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 
 UTC = timezone.utc
@@ -51,9 +65,14 @@ def _now() -> datetime:
 
 def _spec_of(row: Any) -> WatchSpec:
     devices, srvs = orjson.loads(row.devices), orjson.loads(row.srvs)
-    return WatchSpec(row.name, devices if isinstance(devices, str) else frozenset(devices),
-                     srvs if isinstance(srvs, str) else frozenset(srvs), frozenset(orjson.loads(row.kinds)),
-                     row.senders, row.webhook_url)
+    return WatchSpec(
+        row.name,
+        devices if isinstance(devices, str) else frozenset(devices),
+        srvs if isinstance(srvs, str) else frozenset(srvs),
+        frozenset(orjson.loads(row.kinds)),
+        row.senders,
+        row.webhook_url,
+    )
 
 
 def watch_json(row: Any, secret: str | None = None) -> dict[str, Any]:
@@ -64,32 +83,54 @@ def watch_json(row: Any, secret: str | None = None) -> dict[str, Any]:
     elif secret is not None:
         shown["webhook"] = {"url": row.webhook_url, "secret": secret}
     else:  # whether deliveries still run: a 410 from the receiver turns them off
-        shown["webhook"] = {"url": row.webhook_url, "enabled": row.webhook_disabled_at is None,
-                            "disabled_reason": row.webhook_disabled_reason}
+        shown["webhook"] = {
+            "url": row.webhook_url,
+            "enabled": row.webhook_disabled_at is None,
+            "disabled_reason": row.webhook_disabled_reason,
+        }
     return shown
 
 
 def _ensure_cursor(conn: Connection) -> None:
     """The matcher starts from the newest record when the first watch is made: records
     stored before any watch existed can match none."""
-    if conn.execute(select(watch_cursor.c.name).where(watch_cursor.c.name == CURSOR)).first() is None:
+    if (
+        conn.execute(select(watch_cursor.c.name).where(watch_cursor.c.name == CURSOR)).first()
+        is None
+    ):
         top = conn.execute(newest_record_id()).scalar_one()
-        conn.execute(insert(watch_cursor), {"name": CURSOR, "record_id": top, "seen_id": top, "gap_since": None})
+        conn.execute(
+            insert(watch_cursor),
+            {"name": CURSOR, "record_id": top, "seen_id": top, "gap_since": None},
+        )
 
 
-def create_watch(conn: Connection, party_id: str, spec: WatchSpec, secret: str | None) -> dict[str, Any]:
+def create_watch(
+    conn: Connection, party_id: str, spec: WatchSpec, secret: str | None
+) -> dict[str, Any]:
     """Store a watch for the Party (in the caller's transaction); only records stored after
     it can match it."""
-    held = conn.execute(select(func.count()).select_from(watch).where(watch.c.party_id == party_id)).scalar_one()
+    held = conn.execute(
+        select(func.count()).select_from(watch).where(watch.c.party_id == party_id)
+    ).scalar_one()
     if held >= MAX_WATCHES_PER_PARTY:
-        raise WatchLimit(f"a Party may keep at most {MAX_WATCHES_PER_PARTY} watches; delete one first")
+        raise WatchLimit(
+            f"a Party may keep at most {MAX_WATCHES_PER_PARTY} watches; delete one first"
+        )
     _ensure_cursor(conn)
     shown = spec.as_json()
-    values = {"party_id": party_id, "name": spec.name, "devices": orjson.dumps(shown["devices"]).decode(),
-              "srvs": orjson.dumps(shown["srvs"]).decode(), "kinds": orjson.dumps(shown["kinds"]).decode(),
-              "senders": spec.senders, "created_at": _now(),
-              "after_record_id": conn.execute(newest_record_id()).scalar_one(),
-              "webhook_url": spec.webhook_url, "webhook_secret": secret if spec.webhook_url else None}
+    values = {
+        "party_id": party_id,
+        "name": spec.name,
+        "devices": orjson.dumps(shown["devices"]).decode(),
+        "srvs": orjson.dumps(shown["srvs"]).decode(),
+        "kinds": orjson.dumps(shown["kinds"]).decode(),
+        "senders": spec.senders,
+        "created_at": _now(),
+        "after_record_id": conn.execute(newest_record_id()).scalar_one(),
+        "webhook_url": spec.webhook_url,
+        "webhook_secret": secret if spec.webhook_url else None,
+    }
     watch_id = conn.execute(insert(watch).returning(watch.c.id), values).scalar_one()
     row = conn.execute(select(watch).where(watch.c.id == watch_id)).one()
     return watch_json(row, secret if spec.webhook_url else None)
@@ -103,7 +144,9 @@ def list_watches(conn: Connection, party_id: str) -> list[dict[str, Any]]:
 def _owned(conn: Connection, party_id: str, watch_id: int) -> Any | None:
     if not 1 <= watch_id < 2**63:
         return None
-    return conn.execute(select(watch).where(watch.c.id == watch_id, watch.c.party_id == party_id)).first()
+    return conn.execute(
+        select(watch).where(watch.c.id == watch_id, watch.c.party_id == party_id)
+    ).first()
 
 
 def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] | None:
@@ -127,11 +170,17 @@ def event_json(row: Any) -> dict[str, Any]:
     """An event: the record as an item without its body's fields, even for own records.
     `row`: watch_id, event_id, matched_at, then the item columns of store.queries."""
     record = item(*row[3:17], None, None, None)
-    return {"event_id": row[1], "watch_id": row[0], "matched_at": format_time(row[2]), "record": titles_only(record)}
+    return {
+        "event_id": row[1],
+        "watch_id": row[0],
+        "matched_at": format_time(row[2]),
+        "record": titles_only(record),
+    }
 
 
-def events_after(conn: Connection, viewer: Viewer, watch_id: int, after: int, limit: int
-                 ) -> tuple[list[dict[str, Any]], int | None] | None:
+def events_after(
+    conn: Connection, viewer: Viewer, watch_id: int, after: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None] | None:
     """A page of the watch's events after `after`, those whose record the Party may still see,
     and the last event id on it (None for an empty page); None when the watch is not the
     Party's. One statement, bounded by `limit` and the statement time limit."""
@@ -144,7 +193,9 @@ def events_after(conn: Connection, viewer: Viewer, watch_id: int, after: int, li
     return events, events[-1]["event_id"] if events else None
 
 
-def recent_events(conn: Connection, viewer: Viewer, watch_id: int, limit: int) -> list[dict[str, Any]] | None:
+def recent_events(
+    conn: Connection, viewer: Viewer, watch_id: int, limit: int
+) -> list[dict[str, Any]] | None:
     """The watch's newest events the Party may see, newest first; None if not the Party's."""
     if _owned(conn, viewer.party_id, watch_id) is None:
         return None
@@ -169,11 +220,15 @@ def read_position(conn: Connection, party_id: str, watch_id: int) -> int:
 def mark_read(conn: Connection, party_id: str, watch_id: int, event_id: int) -> None:
     """The Party has seen the watch's events up to `event_id` (never moves back)."""
     w = watch.c
-    conn.execute(update(watch).where(w.id == watch_id, w.party_id == party_id, w.read_event_id < event_id)
-                 .values(read_event_id=event_id))
+    conn.execute(
+        update(watch)
+        .where(w.id == watch_id, w.party_id == party_id, w.read_event_id < event_id)
+        .values(read_event_id=event_id)
+    )
 
 
 # --- the matcher --------------------------------------------------------------------------
+
 
 @dataclass
 class _Cached:
@@ -189,14 +244,20 @@ _watch_cache: dict[str, _Cached] = {}
 def _watch_index(conn: Connection) -> _Cached:
     """Every watch, indexed per Party; re-read only when watches were added or deleted (a
     watch's filters never change: the API has no update)."""
-    key = tuple(conn.execute(select(func.count(), func.max(watch.c.id), func.min(watch.c.id))).one())
+    key = tuple(
+        conn.execute(select(func.count(), func.max(watch.c.id), func.min(watch.c.id))).one()
+    )
     url = str(conn.engine.url)
     cached = _watch_cache.get(url)
     if cached is None or cached.key != key:
         rows = conn.execute(select(watch)).all()
         watches = [Watch(r.id, r.party_id, _spec_of(r)) for r in rows]
-        cached = _Cached(key, index_by_party(watches), {r.id: r.after_record_id for r in rows},
-                         sorted({kind for w in watches for kind in w.spec.kinds}))
+        cached = _Cached(
+            key,
+            index_by_party(watches),
+            {r.id: r.after_record_id for r in rows},
+            sorted({kind for w in watches for kind in w.spec.kinds}),
+        )
         _watch_cache[url] = cached
     return cached
 
@@ -216,10 +277,12 @@ def _lock_cursor(conn: Connection) -> Any | None:
 
 def _chunks(values: list, size: int = _IN_CHUNK):
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
-def match_new_records(conn: Connection, batch: int | None = None, now: datetime | None = None) -> int:
+def match_new_records(
+    conn: Connection, batch: int | None = None, now: datetime | None = None
+) -> int:
     """One step of the matcher, in the caller's transaction (commit it): the records after the
     cursor (at most `batch`) become events of the watches they match. Returns how many
     records it read; 0 when there was nothing new (or another matcher is at work)."""
@@ -229,25 +292,39 @@ def match_new_records(conn: Connection, batch: int | None = None, now: datetime 
     if cursor is None:
         return 0
     done, seen, gap_since = cursor
-    ids = list(conn.execute(record_ids_between().limit(batch), {"after": done, "upto": 2**63 - 1}).scalars())
+    ids = list(
+        conn.execute(
+            record_ids_between().limit(batch), {"after": done, "upto": 2**63 - 1}
+        ).scalars()
+    )
     if not ids:
         return 0
     upto = ids[-1]
     whole = next((i for i, record_id in enumerate(ids) if record_id != done + 1 + i), len(ids))
     if whole == len(ids):
         new_done, gap_since = upto, None
-    elif gap_since is not None and (now - gap_since).total_seconds() >= settings.current().match_gap_seconds:
+    elif (
+        gap_since is not None
+        and (now - gap_since).total_seconds() >= settings.current().match_gap_seconds
+    ):
         new_done, gap_since = upto, None  # the gap's transaction rolled back, or never was
     else:
         # the wait is timed from when this gap was first met: progress means a new gap
         new_done, gap_since = done + whole, (now if whole else gap_since or now)
         if upto <= seen and whole == 0:
             # nothing new since the last step: the same gap, still open
-            conn.execute(update(watch_cursor).where(watch_cursor.c.name == CURSOR).values(gap_since=gap_since))
+            conn.execute(
+                update(watch_cursor)
+                .where(watch_cursor.c.name == CURSOR)
+                .values(gap_since=gap_since)
+            )
             return 0
     _match(conn, done, upto, seen, now)
-    conn.execute(update(watch_cursor).where(watch_cursor.c.name == CURSOR)
-                 .values(record_id=new_done, seen_id=max(seen, upto), gap_since=gap_since))
+    conn.execute(
+        update(watch_cursor)
+        .where(watch_cursor.c.name == CURSOR)
+        .values(record_id=new_done, seen_id=max(seen, upto), gap_since=gap_since)
+    )
     return len(ids)
 
 
@@ -260,11 +337,14 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     found: dict[int, list[tuple]] = defaultdict(list)  # watch -> (record id, its time, its Device)
     index, after_of = cached.index, cached.after
     for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
-            candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}):
+        candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}
+    ):
         party_watches = index.get(party_id)
         if party_watches is None:
             continue
-        for matched in party_watches.matching(Candidate(record_id, kind, srv or "", device_id, bool(own), bool(held))):
+        for matched in party_watches.matching(
+            Candidate(record_id, kind, srv or "", device_id, bool(own), bool(held))
+        ):
             if record_id > after_of.get(matched.watch_id, 2**63):
                 found[matched.watch_id].append((record_id, logged_at, device_id))
     if not found:
@@ -276,14 +356,17 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     w = watch.c
     for chunk in _chunks(sorted(found)):
         delivering = w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None)
-        current = conn.execute(select(w.id, w.last_event_id, delivering)
-                               .where(w.id.in_(chunk))).all()
+        current = conn.execute(
+            select(w.id, w.last_event_id, delivering).where(w.id.in_(chunk))
+        ).all()
         for watch_id, last, hooked in current:  # a watch deleted meanwhile is not here
             records = sorted(found[watch_id])  # event ids follow record ids
             if not records:
                 continue
-            events += [(watch_id, last + n, record_id, logged_at, device_id, stamp)
-                       for n, (record_id, logged_at, device_id) in enumerate(records, start=1)]
+            events += [
+                (watch_id, last + n, record_id, logged_at, device_id, stamp)
+                for n, (record_id, logged_at, device_id) in enumerate(records, start=1)
+            ]
             if hooked:
                 outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
             counters.append((last + len(records), watch_id))
@@ -294,7 +377,9 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
 _EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device_id, matched_at"
 
 
-def _write_events(conn: Connection, events: list[tuple], outbox: list[tuple], counters: list[tuple]) -> None:
+def _write_events(
+    conn: Connection, events: list[tuple], outbox: list[tuple], counters: list[tuple]
+) -> None:
     """The step's rows, through the driver: SQLAlchemy's per-row parameter processing cost
     several times the inserts themselves (a step can make hundreds of thousands of events).
     Times are already in the engine's form (the candidates read them unconverted)."""
@@ -306,16 +391,23 @@ def _write_events(conn: Connection, events: list[tuple], outbox: list[tuple], co
                     for row in events:
                         copy.write_row(row)
             if outbox:
-                with cursor.copy("COPY webhook_outbox (watch_id, event_id, next_attempt_at) FROM STDIN") as copy:
+                with cursor.copy(
+                    "COPY webhook_outbox (watch_id, event_id, next_attempt_at) FROM STDIN"
+                ) as copy:
                     for row in outbox:
                         copy.write_row(row)
             if counters:
                 cursor.executemany("UPDATE watch SET last_event_id = %s WHERE id = %s", counters)
         return
     if events:
-        driver.executemany(f"INSERT INTO watch_event ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", events)
+        driver.executemany(
+            f"INSERT INTO watch_event ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", events
+        )
     if outbox:
-        driver.executemany("INSERT INTO webhook_outbox (watch_id, event_id, next_attempt_at) VALUES (?, ?, ?)", outbox)
+        driver.executemany(
+            "INSERT INTO webhook_outbox (watch_id, event_id, next_attempt_at) VALUES (?, ?, ?)",
+            outbox,
+        )
     if counters:
         driver.executemany("UPDATE watch SET last_event_id = ? WHERE id = ?", counters)
 
@@ -323,8 +415,11 @@ def _write_events(conn: Connection, events: list[tuple], outbox: list[tuple], co
 def _drop_known(conn: Connection, found: dict[int, list], after: int, seen: int) -> None:
     """Leave out the records a step before this one already made events of (read past a gap)."""
     e = watch_event.c
-    known = set(conn.execute(select(e.watch_id, e.record_id).where(e.record_id > after, e.record_id <= seen))
-                .tuples())
+    known = set(
+        conn.execute(
+            select(e.watch_id, e.record_id).where(e.record_id > after, e.record_id <= seen)
+        ).tuples()
+    )
     for watch_id, records in found.items():
         found[watch_id] = [r for r in records if (watch_id, r[0]) not in known]
 
@@ -352,12 +447,17 @@ def _anything_new(engine: Engine) -> bool:
         cursor = conn.execute(select(c.seen_id, c.gap_since).where(c.name == CURSOR)).first()
         if cursor is None:
             return False
-        return cursor.gap_since is not None or conn.execute(newest_record_id()).scalar_one() > cursor.seen_id
+        return (
+            cursor.gap_since is not None
+            or conn.execute(newest_record_id()).scalar_one() > cursor.seen_id
+        )
 
 
 def cursor_position(conn: Connection) -> int | None:
     """Every record up to this id is matched (None before the first watch)."""
-    return conn.execute(select(watch_cursor.c.record_id).where(watch_cursor.c.name == CURSOR)).scalar()
+    return conn.execute(
+        select(watch_cursor.c.record_id).where(watch_cursor.c.name == CURSOR)
+    ).scalar()
 
 
 def unmatched_backlog(conn: Connection) -> int:
@@ -368,6 +468,20 @@ def unmatched_backlog(conn: Connection) -> int:
     return max(0, conn.execute(newest_record_id()).scalar_one() - done)
 
 
-__all__ = ["WatchLimit", "catch_up", "create_watch", "cursor_position", "delete_watch", "events_after", "get_watch",
-           "list_watches", "mark_read", "match_new_records", "read_position", "recent_events", "unread_count",
-           "unmatched_backlog", "watch_json"]
+__all__ = [
+    "WatchLimit",
+    "catch_up",
+    "create_watch",
+    "cursor_position",
+    "delete_watch",
+    "events_after",
+    "get_watch",
+    "list_watches",
+    "mark_read",
+    "match_new_records",
+    "read_position",
+    "recent_events",
+    "unread_count",
+    "unmatched_backlog",
+    "watch_json",
+]

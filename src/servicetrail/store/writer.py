@@ -3,6 +3,7 @@
 Each batch is one transaction, so a loader killed at any moment leaves whole batches
 behind; running it again skips what is there (the natural key) and adds the rest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .partitions import ensure_months
+
 # the registry writers live in .registry; they are imported from here too
 from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
 from .visibility_index import index_new
@@ -25,21 +27,51 @@ from .visibility_index import index_new
 UTC = timezone.utc
 
 
-RECORD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code",
-                  "command_variant", "execution_at", "subject_device_id", "identity_key", "digest")
+RECORD_COLUMNS = (
+    "id",
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "user_id",
+    "device_id",
+    "response_code",
+    "command_variant",
+    "execution_at",
+    "subject_device_id",
+    "identity_key",
+    "digest",
+)
 PAYLOAD_COLUMNS = ("record_id", "logged_at", "device_id", "user_id", "payload")
 # Times go to PostgreSQL as "int8": binary COPY carries no types, and timestamptz's binary
 # form is exactly an int8 of microseconds since 2000-01-01 UTC. An int crosses the pipe from
 # the parsing worker several times cheaper than a datetime, and needs no conversion here.
-_RECORD_TYPES = ["int8", "int8", "varchar", "varchar", "varchar", "varchar", "varchar", "varchar",
-                 "int2", "int8", "varchar", "varchar", "bytea"]
+_RECORD_TYPES = [
+    "int8",
+    "int8",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "int2",
+    "int8",
+    "varchar",
+    "varchar",
+    "bytea",
+]
 _PAYLOAD_TYPES = ["int8", "int8", "varchar", "varchar", "text"]
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
-_SQLITE_INSERT_RECORD = (f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})")
-_SQLITE_INSERT_PAYLOAD = f"INSERT INTO sat_payload ({', '.join(PAYLOAD_COLUMNS)}) VALUES ({', '.join('?' * 5)})"
+_SQLITE_INSERT_RECORD = (
+    f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))})"
+)
+_SQLITE_INSERT_PAYLOAD = (
+    f"INSERT INTO sat_payload ({', '.join(PAYLOAD_COLUMNS)}) VALUES ({', '.join('?' * 5)})"
+)
 _STORED = "SELECT request_id, kind, logged_at, identity_key, digest, id FROM sat_record "
 # json_each keeps the statement the same whatever the batch size, and the planner still
 # probes the natural-key index once per Request ID
@@ -48,7 +80,9 @@ _SQLITE_EXISTING = _STORED + "WHERE request_id IN (SELECT value FROM json_each(?
 # to send than an array of thousands. The time range lets PostgreSQL skip every monthly
 # partition the batch cannot be in; a request from a bare XML file, whose identity has no
 # time, is looked for in every month.
-_PG_EXISTING = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',')) AND logged_at BETWEEN %s AND %s"
+_PG_EXISTING = (
+    _STORED + "WHERE request_id = ANY(string_to_array(%s, ',')) AND logged_at BETWEEN %s AND %s"
+)
 _PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ','))"
 
 # A record as the store takes it, made where the parsing happens (an ingest worker), so the
@@ -79,16 +113,53 @@ def _pg_micros(value: datetime) -> int:
 
 
 def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
-    def make(logged_at: datetime, kind: str, request_id: str, srv: str, user_id: str, device_id: str,
-             response_code: str, payload: str, command_variant: int | None = None,
-             execution_at: datetime | None = None, subject_device_id: str = "", response_id: str = "",
-             bare_file: bool = False, origin: int | str = 0) -> Row:
-        digest = content_digest(kind, request_id, srv, user_id, device_id, response_code, payload, command_variant,
-                                execution_at, subject_device_id, response_id)
+    def make(
+        logged_at: datetime,
+        kind: str,
+        request_id: str,
+        srv: str,
+        user_id: str,
+        device_id: str,
+        response_code: str,
+        payload: str,
+        command_variant: int | None = None,
+        execution_at: datetime | None = None,
+        subject_device_id: str = "",
+        response_id: str = "",
+        bare_file: bool = False,
+        origin: int | str = 0,
+    ) -> Row:
+        digest = content_digest(
+            kind,
+            request_id,
+            srv,
+            user_id,
+            device_id,
+            response_code,
+            payload,
+            command_variant,
+            execution_at,
+            subject_device_id,
+            response_id,
+        )
         key = bare_file_key(digest, origin) if bare_file else response_key(response_id)
-        return (engine_time(logged_at), kind, request_id, srv or None, user_id, device_id, response_code or None,
-                payload, command_variant, engine_time(execution_at) if execution_at is not None else None,
-                subject_device_id or None, key, digest, origin)
+        return (
+            engine_time(logged_at),
+            kind,
+            request_id,
+            srv or None,
+            user_id,
+            device_id,
+            response_code or None,
+            payload,
+            command_variant,
+            engine_time(execution_at) if execution_at is not None else None,
+            subject_device_id or None,
+            key,
+            digest,
+            origin,
+        )
+
     return make
 
 
@@ -123,10 +194,26 @@ def row_maker(dialect: str) -> Callable[..., Row]:
     return _postgres_row if dialect == "postgresql" else _sqlite_row
 
 
-def record_row(make: Callable[..., Row], r: SatRecord, bare_file: bool = False, origin: int | str = 0) -> Row:
+def record_row(
+    make: Callable[..., Row], r: SatRecord, bare_file: bool = False, origin: int | str = 0
+) -> Row:
     # str(): a Kind member is a str subclass, which the parsing worker's transport does not carry
-    return make(r.logged_at, str(r.kind), r.request_id, r.srv, r.user_id, r.device_id, r.response_code, r.payload,
-                r.command_variant, r.execution_at, r.subject_device_id, r.response_id, bare_file, origin)
+    return make(
+        r.logged_at,
+        str(r.kind),
+        r.request_id,
+        r.srv,
+        r.user_id,
+        r.device_id,
+        r.response_code,
+        r.payload,
+        r.command_variant,
+        r.execution_at,
+        r.subject_device_id,
+        r.response_id,
+        bare_file,
+        origin,
+    )
 
 
 @dataclass
@@ -150,8 +237,10 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
 
 
 def _conflict(stored_id: int) -> str:
-    return (f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
-            f"but different content; a re-send must be identical")
+    return (
+        f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
+        f"but different content; a re-send must be identical"
+    )
 
 
 def _is_bare_copy(keys: list[str], mine: str) -> bool:
@@ -179,7 +268,9 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     postgres = conn.dialect.name == "postgresql"
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
     held: dict[tuple, tuple[bytes | None, int | None]] = {}
-    copies: dict[tuple, list[str]] = {}  # (request_id, kind, digest) -> identity keys, for bare files
+    copies: dict[
+        tuple, list[str]
+    ] = {}  # (request_id, kind, digest) -> identity keys, for bare files
     for request_id, kind, logged_at, key, digest, record_id in _stored(driver, postgres, rows):
         held.setdefault((request_id, kind, logged_at, key), (digest, record_id))
         if digest is not None and kind == "request":
@@ -188,12 +279,16 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     # one, skips the look-up by content
     by_content = bool(copies) or any(row[11].startswith(BARE_FILE) for row in rows)
     new: list[Row] = []
-    conflicts: list[tuple[int | str, tuple | int]] = []  # (origin, the stored id, or the identity of a new row)
+    conflicts: list[
+        tuple[int | str, tuple | int]
+    ] = []  # (origin, the stored id, or the identity of a new row)
     for row in rows:
         identity = (row[2], row[1], row[0], row[11])
         found = held.get(identity)
         if found is not None:
-            if found[0] is None or found[0] == row[12]:  # no digest: stored before 0004, taken as the same
+            if (
+                found[0] is None or found[0] == row[12]
+            ):  # no digest: stored before 0004, taken as the same
                 done.duplicates += 1
             else:
                 conflicts.append((row[13], found[1] if found[1] is not None else identity))
@@ -207,10 +302,15 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         held[identity] = (row[12], None)
         new.append(row)
     ids = _insert(conn, driver, postgres, new) if new else []
-    index_new(conn, [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)])
+    index_new(
+        conn,
+        [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)],
+    )
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
-    done.conflicts = [(origin, _conflict(written[other] if isinstance(other, tuple) else other))
-                      for origin, other in conflicts]
+    done.conflicts = [
+        (origin, _conflict(written[other] if isinstance(other, tuple) else other))
+        for origin, other in conflicts
+    ]
     done.loaded = len(new)
     return done
 
@@ -223,11 +323,16 @@ def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple]:
         timed = [row[0] for row in rows if not row[11].startswith(BARE_FILE)]
         with driver.cursor() as cursor:
             if len(timed) == len(rows):
-                cursor.execute(_PG_EXISTING, (",".join(request_ids), _pg_time(min(timed)), _pg_time(max(timed))))
+                cursor.execute(
+                    _PG_EXISTING,
+                    (",".join(request_ids), _pg_time(min(timed)), _pg_time(max(timed))),
+                )
             else:
                 cursor.execute(_PG_EXISTING_ANY_TIME, (",".join(request_ids),))
-            return [(r, k, (t - _PG_EPOCH) // _MICROSECOND, key, bytes(d) if d is not None else None, i)
-                    for r, k, t, key, d, i in cursor.fetchall()]
+            return [
+                (r, k, (t - _PG_EPOCH) // _MICROSECOND, key, bytes(d) if d is not None else None, i)
+                for r, k, t, key, d, i in cursor.fetchall()
+            ]
     if not driver.in_transaction:
         # take the write lock before reading max(id) and the existing keys: a concurrent
         # loader then waits (busy_timeout) instead of colliding on ids or keys later
@@ -240,15 +345,20 @@ def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> li
     if postgres:
         ensure_months(conn, [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in new}])
         with driver.cursor() as cursor:
-            cursor.execute("SELECT nextval('sat_record_id_seq') FROM generate_series(1, %s)", (len(new),))
+            cursor.execute(
+                "SELECT nextval('sat_record_id_seq') FROM generate_series(1, %s)", (len(new),)
+            )
             ids = [i for (i,) in cursor.fetchall()]
-            with cursor.copy(f"COPY sat_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            with cursor.copy(
+                f"COPY sat_record ({', '.join(RECORD_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
                 copy.set_types(_RECORD_TYPES)
                 for record_id, row in zip(ids, new):
                     copy.write_row((record_id, *row[head], *row[tail]))
             if any(row[7] for row in new):
-                with cursor.copy(f"COPY sat_payload ({', '.join(PAYLOAD_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-                                 ) as copy:
+                with cursor.copy(
+                    f"COPY sat_payload ({', '.join(PAYLOAD_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
                     copy.set_types(_PAYLOAD_TYPES)
                     for record_id, row in zip(ids, new):
                         if row[7]:
@@ -257,10 +367,27 @@ def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> li
     # ids from max(id): the write lock taken above keeps any other writer out until commit
     top = driver.execute("SELECT coalesce(max(id), 0) FROM sat_record").fetchone()[0]
     ids = list(range(top + 1, top + 1 + len(new)))
-    driver.executemany(_SQLITE_INSERT_RECORD, [(record_id, *row[head], *row[tail]) for record_id, row in zip(ids, new)])
-    driver.executemany(_SQLITE_INSERT_PAYLOAD, [(record_id, row[0], row[5], row[4], row[7])
-                                                for record_id, row in zip(ids, new) if row[7]])
+    driver.executemany(
+        _SQLITE_INSERT_RECORD,
+        [(record_id, *row[head], *row[tail]) for record_id, row in zip(ids, new)],
+    )
+    driver.executemany(
+        _SQLITE_INSERT_PAYLOAD,
+        [(record_id, row[0], row[5], row[4], row[7]) for record_id, row in zip(ids, new) if row[7]],
+    )
     return ids
 
 
-__all__ = ["Appended", "Conflict", "Outcome", "Row", "append_records", "append_rows", "record_row", "row_maker", "load_device", "load_responsibility", "load_user"]
+__all__ = [
+    "Appended",
+    "Conflict",
+    "Outcome",
+    "Row",
+    "append_records",
+    "append_rows",
+    "record_row",
+    "row_maker",
+    "load_device",
+    "load_responsibility",
+    "load_user",
+]

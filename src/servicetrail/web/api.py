@@ -1,4 +1,5 @@
 """HTTP API v1 (SPEC section 5): thin routes over store.queries, authenticated by bearer tokens."""
+
 from __future__ import annotations
 
 import threading
@@ -13,7 +14,12 @@ from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
 from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
-from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS, MAX_WINDOW_MINUTES, window_minutes
+from ..domain.triggers import (
+    DEFAULT_WINDOW_MINUTES,
+    MAX_TRIGGERS,
+    MAX_WINDOW_MINUTES,
+    window_minutes,
+)
 from ..domain.visibility import Scope, Viewer
 from ..security import token_digest
 from ..store.accounts import viewer_for_token
@@ -35,7 +41,10 @@ TIME_SCHEMA = {"format": "date-time"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
     422: {"model": Error, "description": "a parameter is invalid; `parameter` names it"},
-    429: {"model": Error, "description": "your Party has too much running on this server; see Retry-After"},
+    429: {
+        "model": Error,
+        "description": "your Party has too much running on this server; see Retry-After",
+    },
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -70,7 +79,9 @@ class ViewerCache:
             return
         now = time.monotonic()
         with self._lock:
-            if len(self._entries) >= self.MAX_ENTRIES:  # bounded: drop what expired, else start over
+            if (
+                len(self._entries) >= self.MAX_ENTRIES
+            ):  # bounded: drop what expired, else start over
                 self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
                 if len(self._entries) >= self.MAX_ENTRIES:
                     self._entries.clear()
@@ -108,21 +119,46 @@ ViewerDep = Annotated[Viewer, Depends(api_viewer)]
 def list_records(
     request: Request,
     viewer: ViewerDep,
-    device_id: Annotated[str | None, Query(description="Device ID, EUI-64 (any case)",
-                                           json_schema_extra={"pattern": EUI64_PATTERN})] = None,
-    request_id: Annotated[str | None, Query(description="originator:target:counter",
-                                            json_schema_extra={"pattern": REQUEST_ID_PATTERN})] = None,
-    srv: Annotated[str | None, Query(description="SRV number such as 4.1.1, or words of its title",
-                                     json_schema_extra={"pattern": SRV_TEXT_PATTERN,
-                                                        "maxLength": MAX_SRV_TEXT})] = None,
+    device_id: Annotated[
+        str | None,
+        Query(
+            description="Device ID, EUI-64 (any case)", json_schema_extra={"pattern": EUI64_PATTERN}
+        ),
+    ] = None,
+    request_id: Annotated[
+        str | None,
+        Query(
+            description="originator:target:counter",
+            json_schema_extra={"pattern": REQUEST_ID_PATTERN},
+        ),
+    ] = None,
+    srv: Annotated[
+        str | None,
+        Query(
+            description="SRV number such as 4.1.1, or words of its title",
+            json_schema_extra={"pattern": SRV_TEXT_PATTERN, "maxLength": MAX_SRV_TEXT},
+        ),
+    ] = None,
     kind: KindFilter = None,
-    time_from: Annotated[str | None, Query(alias="from", description="inclusive, ISO-8601 with offset",
-                                           json_schema_extra=TIME_SCHEMA)] = None,
-    time_to: Annotated[str | None, Query(alias="to", description="exclusive, ISO-8601 with offset",
-                                         json_schema_extra=TIME_SCHEMA)] = None,
+    time_from: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="inclusive, ISO-8601 with offset",
+            json_schema_extra=TIME_SCHEMA,
+        ),
+    ] = None,
+    time_to: Annotated[
+        str | None,
+        Query(
+            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+        ),
+    ] = None,
     scope: ScopeFilter = Scope.ALL,
     limit: PageSize = DEFAULT_PAGE,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page (opaque)")] = None,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page (opaque)")
+    ] = None,
 ) -> Response:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
@@ -134,12 +170,19 @@ def list_records(
         # them (a generic plan, see store.read_transaction.read_as).
         conn.commit()
     # orjson: a 100-item page encodes in a tenth of the time json.dumps takes
-    return Response(orjson.dumps({"items": items, "next_cursor": next_cursor.encode() if next_cursor else None}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(
+            {"items": items, "next_cursor": next_cursor.encode() if next_cursor else None}
+        ),
+        media_type="application/json",
+    )
 
 
-@router.get("/records/{record_id}", response_model=None,
-            responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}})
+@router.get(
+    "/records/{record_id}",
+    response_model=None,
+    responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}},
+)
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
@@ -149,8 +192,11 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
     return JSONResponse(found)
 
 
-@router.get("/records/{record_id}/why", response_model=None,
-            responses={200: {"model": Why}, 404: {"model": Error, "description": "no such record"}})
+@router.get(
+    "/records/{record_id}/why",
+    response_model=None,
+    responses={200: {"model": Why}, 404: {"model": Error, "description": "no such record"}},
+)
 def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
@@ -159,14 +205,24 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
         return JSONResponse(NOT_FOUND, status_code=404)
     record, decision = found
     interval = decision.interval
-    return JSONResponse({
-        "id": record["id"], "access": decision.access.value if decision.access else "none",
-        "rule": decision.rule, "reason": decision.reason, "badge": decision.badge(),
-        "interval": None if interval is None else {
-            "device_id": interval.device_id, "party_id": interval.party_id, "relation": interval.relation,
-            "valid_from": format_time(interval.valid_from),
-            "valid_to": format_time(interval.valid_to) if interval.valid_to else None},
-    })
+    return JSONResponse(
+        {
+            "id": record["id"],
+            "access": decision.access.value if decision.access else "none",
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "badge": decision.badge(),
+            "interval": None
+            if interval is None
+            else {
+                "device_id": interval.device_id,
+                "party_id": interval.party_id,
+                "relation": interval.relation,
+                "valid_from": format_time(interval.valid_from),
+                "valid_to": format_time(interval.valid_to) if interval.valid_to else None,
+            },
+        }
+    )
 
 
 TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on its Device logged in
@@ -181,16 +237,24 @@ rounded down; it is negative only for a request sharing the Request ID that was 
 the record (-3: three seconds after). A record you may not see is 404, like a missing one."""
 
 
-@router.get("/records/{record_id}/triggers", response_model=None, description=TRIGGERS_DOC,
-            responses={200: {"model": Triggers}, 404: {"model": Error, "description": "no such record"}})
+@router.get(
+    "/records/{record_id}/triggers",
+    response_model=None,
+    description=TRIGGERS_DOC,
+    responses={200: {"model": Triggers}, 404: {"model": Error, "description": "no such record"}},
+)
 def triggers(
     request: Request,
     viewer: ViewerDep,
     record_id: str,
-    window: Annotated[str | None, Query(description=f"minutes to look back from the record, "
-                                                    f"1..{MAX_WINDOW_MINUTES} (default {DEFAULT_WINDOW_MINUTES})",
-                                        json_schema_extra={"type": "integer", "minimum": 1,
-                                                           "maximum": MAX_WINDOW_MINUTES})] = None,
+    window: Annotated[
+        str | None,
+        Query(
+            description=f"minutes to look back from the record, "
+            f"1..{MAX_WINDOW_MINUTES} (default {DEFAULT_WINDOW_MINUTES})",
+            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_MINUTES},
+        ),
+    ] = None,
 ) -> Response:
     """The possible triggers of a record (SPEC section 6)."""
     try:
@@ -205,17 +269,35 @@ def triggers(
     return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
 
 
-@router.get("/reports/own.csv", response_class=Response, response_model=None,
-            responses={200: {"content": {"text/csv": {}}, "description": "your own records, CSV"},
-                       422: {"model": Error, "description": "a parameter is invalid, or the report ran past "
-                                                            "its time limit"}})
+@router.get(
+    "/reports/own.csv",
+    response_class=Response,
+    response_model=None,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "your own records, CSV"},
+        422: {
+            "model": Error,
+            "description": "a parameter is invalid, or the report ran past its time limit",
+        },
+    },
+)
 def own_report(
     request: Request,
     viewer: ViewerDep,
-    time_from: Annotated[str, Query(alias="from", description="inclusive, ISO-8601 with offset",
-                                    json_schema_extra=TIME_SCHEMA)],
-    time_to: Annotated[str, Query(alias="to", description="exclusive, ISO-8601 with offset",
-                                  json_schema_extra=TIME_SCHEMA)],
+    time_from: Annotated[
+        str,
+        Query(
+            alias="from",
+            description="inclusive, ISO-8601 with offset",
+            json_schema_extra=TIME_SCHEMA,
+        ),
+    ],
+    time_to: Annotated[
+        str,
+        Query(
+            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+        ),
+    ],
 ) -> ReportDownload:
     """Your own traffic only, payload included (reports keep the own-traffic rule), streamed.
     In the CSV a cell that begins with =, +, -, @, tab or carriage return gets a leading '
@@ -223,5 +305,11 @@ def own_report(
     search = build_search(time_from=time_from, time_to=time_to)
     if search.time_from is None or search.time_to is None:
         raise ParameterError("from" if search.time_from is None else "to", "is required")
-    return ReportDownload(engine_of(request), limits_of(request), viewer, search.time_from, search.time_to,
-                          headers=report_download_headers(viewer.party_id, search.time_from, search.time_to))
+    return ReportDownload(
+        engine_of(request),
+        limits_of(request),
+        viewer,
+        search.time_from,
+        search.time_to,
+        headers=report_download_headers(viewer.party_id, search.time_from, search.time_to),
+    )

@@ -1,4 +1,5 @@
 """The ASGI application: API, web screen and OpenAPI document over one store."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,9 @@ def create_app(engine: Engine, deliveries: bool = False) -> FastAPI:
         title="servicetrail",
         version=__version__,
         description="The DCC Service Audit Trail with SEC MP141 (Option B) visibility. "
-                    "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME).",
-        docs_url=None, redoc_url=None,  # no third-party scripts under our CSP
+        "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME).",
+        docs_url=None,
+        redoc_url=None,  # no third-party scripts under our CSP
     )
     app.state.engine = engine
     app.state.viewers = api.ViewerCache()  # per process: see api.ViewerCache

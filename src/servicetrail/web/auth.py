@@ -1,4 +1,5 @@
 """Signing in to the screen and out of it."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,16 @@ from ..store import sessions
 from ..store.accounts import check_login
 from .presenters import safe_next
 from .rendering import render
-from .signin import (DEVICE_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, checked_form, drop_cookie, set_cookie,
-                     sign_in_form_checked, signed_in)
+from .signin import (
+    DEVICE_COOKIE,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    checked_form,
+    drop_cookie,
+    set_cookie,
+    sign_in_form_checked,
+    signed_in,
+)
 from .state import engine_of
 
 MAX_USERNAME = 64
@@ -21,14 +30,33 @@ MAX_USERNAME = 64
 router = APIRouter(include_in_schema=False)
 
 
-def login_page(request: Request, *, status: int = 200, error: str = "", notice: str = "", username: str = "",
-               next_path: str = "/", headers: dict[str, str] | None = None) -> Response:
+def login_page(
+    request: Request,
+    *,
+    status: int = 200,
+    error: str = "",
+    notice: str = "",
+    username: str = "",
+    next_path: str = "/",
+    headers: dict[str, str] | None = None,
+) -> Response:
     """The sign-in form, with a fresh double-submit token unless the browser holds a good one."""
     token = request.cookies.get(LOGIN_COOKIE, "")
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", token):
         token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", None, status=status, title="Sign in", login_token=token,
-                      error=error, notice=notice, username=username, next_path=next_path, headers=headers)
+    response = render(
+        request,
+        "login.html",
+        None,
+        status=status,
+        title="Sign in",
+        login_token=token,
+        error=error,
+        notice=notice,
+        username=username,
+        next_path=next_path,
+        headers=headers,
+    )
     set_cookie(response, request, LOGIN_COOKIE, token, path="/login", max_age=3600)
     return response
 
@@ -37,23 +65,33 @@ def login_page(request: Request, *, status: int = 200, error: str = "", notice: 
 def login_form(request: Request) -> Response:
     if signed_in(request) is not None:
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-    notice = ("You have signed out." if request.query_params.get("signed_out")
-              else "Your session has ended. Sign in again to continue."
-              if request.query_params.get("expired") else "")
+    notice = (
+        "You have signed out."
+        if request.query_params.get("signed_out")
+        else "Your session has ended. Sign in again to continue."
+        if request.query_params.get("expired")
+        else ""
+    )
     return login_page(request, notice=notice, next_path=safe_next(request.query_params.get("next")))
 
 
 def _paused(request: Request, until: datetime, username: str, next_path: str) -> Response:
     minutes = max(1, -(-int((until - sessions.now_utc()).total_seconds()) // 60))
-    return login_page(request, status=429, username=username, next_path=next_path,
-                      headers={"Retry-After": str(minutes * 60)},
-                      error=f"Too many failed sign-in attempts for this username or from your network. "
-                            f"Sign-in is paused: try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+    return login_page(
+        request,
+        status=429,
+        username=username,
+        next_path=next_path,
+        headers={"Retry-After": str(minutes * 60)},
+        error=f"Too many failed sign-in attempts for this username or from your network. "
+        f"Sign-in is paused: try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+    )
 
 
 @router.post("/login", dependencies=[Depends(sign_in_form_checked)])
-def login(request: Request, username: str = Form(""), password: str = Form(""),
-          next: str = Form("/")) -> Response:  # noqa: A002
+def login(
+    request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")
+) -> Response:  # noqa: A002
     username = username.strip()[:MAX_USERNAME]
     next_path = safe_next(next)
     client = request.client.host if request.client else "unknown"
@@ -65,21 +103,35 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     if claim.refused_until is not None:
         return _paused(request, claim.refused_until, username, next_path)
     with engine.connect() as conn:
-        party_id = (check_login(conn, username, password)
-                    if username and password and len(password) <= MAX_PASSWORD_LENGTH else None)
+        party_id = (
+            check_login(conn, username, password)
+            if username and password and len(password) <= MAX_PASSWORD_LENGTH
+            else None
+        )
     if party_id is None:  # the claim stays, as a failure
-        return login_page(request, status=401, username=username, next_path=next_path,
-                          error="Wrong username or password.")
+        return login_page(
+            request,
+            status=401,
+            username=username,
+            next_path=next_path,
+            error="Wrong username or password.",
+        )
     with engine.begin() as conn:
         sessions.forgive(conn, claim)
         device_token = None if claim.trusted_device else sessions.remember_device(conn, username)
         sessions.delete_session(conn, request.cookies.get(SESSION_COOKIE))  # never reuse a prior id
         session_id = sessions.create_session(conn, username)
+    return _signed_in(request, next_path, session_id, device_token)
+
+
+def _signed_in(
+    request: Request, next_path: str, session_id: str, device_token: str | None
+) -> Response:
     response = RedirectResponse(next_path, status_code=303)
     set_cookie(response, request, SESSION_COOKIE, session_id)
     if device_token is not None:
-        set_cookie(response, request, DEVICE_COOKIE, device_token, path="/login",
-                   max_age=int(sessions.DEVICE_LIFETIME.total_seconds()))
+        lifetime = int(sessions.DEVICE_LIFETIME.total_seconds())
+        set_cookie(response, request, DEVICE_COOKIE, device_token, "/login", lifetime)
     drop_cookie(response, request, LOGIN_COOKIE, path="/login")
     return response
 

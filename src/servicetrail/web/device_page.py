@@ -4,6 +4,7 @@ An exchange (request, acknowledgement, responses sharing a Request ID) is one ro
 is a row of its own, since an alert answers no request. Rows run newest first by the time a
 row shows (its request's); messages inside a row run oldest first, as on the record page.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

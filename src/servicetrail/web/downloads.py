@@ -16,6 +16,7 @@ Nothing is sent until the first piece of the report exists, so a report that fai
 (its time limit, a busy bound) is answered with a status and a message like any request;
 one that fails later is cut off, and the missing end of its chunked body tells the client.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,10 @@ from .fairness import Busy, PartyLimits, Slots
 log = logging.getLogger("servicetrail.web")
 
 SEND_BYTES = 64 * 1024
-STOP_ATTEMPTS, STOP_PAUSE = 100, 0.05  # cancels sent to a report being stopped, and the pause between
+STOP_ATTEMPTS, STOP_PAUSE = (
+    100,
+    0.05,
+)  # cancels sent to a report being stopped, and the pause between
 
 
 class Spool:
@@ -64,8 +68,9 @@ class Spool:
 
     # --- the generating thread ---------------------------------------------------------------
 
-    def generate(self, engine: Engine, viewer: Viewer, time_from: datetime, time_to: datetime,
-                 slots: Slots) -> None:
+    def generate(
+        self, engine: Engine, viewer: Viewer, time_from: datetime, time_to: datetime, slots: Slots
+    ) -> None:
         try:
             with engine.connect() as conn:
                 with self._lock:
@@ -98,7 +103,7 @@ class Spool:
     def _append(self, chunk: bytes) -> None:
         view = memoryview(chunk)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
         self.written += len(chunk)
         self._wake()
 
@@ -116,8 +121,9 @@ class Spool:
         while True:
             self._progress.clear()
             if self.written > position:
-                return await anyio.to_thread.run_sync(os.pread, self._fd, min(size, self.written - position),
-                                                      position)
+                return await anyio.to_thread.run_sync(
+                    os.pread, self._fd, min(size, self.written - position), position
+                )
             if self.done:
                 if self.error is not None:
                     raise self.error
@@ -166,9 +172,16 @@ class ReportDownload(Response):
 
     media_type = "text/csv; charset=utf-8"
 
-    def __init__(self, engine: Engine, limits: PartyLimits, viewer: Viewer, time_from: datetime,
-                 time_to: datetime, headers: dict[str, str],
-                 on_error: Callable[[Exception], Response | None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        limits: PartyLimits,
+        viewer: Viewer,
+        time_from: datetime,
+        time_to: datetime,
+        headers: dict[str, str],
+        on_error: Callable[[Exception], Response | None] | None = None,
+    ) -> None:
         self.engine, self.limits, self.viewer = engine, limits, viewer
         self.time_from, self.time_to = time_from, time_to
         self.on_error = on_error
@@ -189,8 +202,12 @@ class ReportDownload(Response):
             generating = self.limits.take(party, "request", "heavy")
             try:
                 spool = Spool(asyncio.get_running_loop())
-                threading.Thread(target=spool.generate, name=f"report-{party}", daemon=True,
-                                 args=(self.engine, self.viewer, self.time_from, self.time_to, generating)).start()
+                threading.Thread(
+                    target=spool.generate,
+                    name=f"report-{party}",
+                    daemon=True,
+                    args=(self.engine, self.viewer, self.time_from, self.time_to, generating),
+                ).start()
             except BaseException:
                 generating.release()
                 raise
@@ -199,7 +216,9 @@ class ReportDownload(Response):
                 nonlocal failure, started
                 try:
                     piece = await spool.read(0, SEND_BYTES)
-                    await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                    )
                     started = True
                     position = 0
                     # with 64 KB pieces, a client slower than about 1 KB/s at the default (or one
@@ -207,7 +226,9 @@ class ReportDownload(Response):
                     patience = settings.current().send_timeout
                     while piece:
                         with anyio.fail_after(patience):
-                            await send({"type": "http.response.body", "body": piece, "more_body": True})
+                            await send(
+                                {"type": "http.response.body", "body": piece, "more_body": True}
+                            )
                         position += len(piece)
                         piece = await spool.read(position, SEND_BYTES)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})

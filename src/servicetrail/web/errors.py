@@ -2,6 +2,7 @@
 API and the OpenAPI document answer in JSON; the screen answers with a page (datasette's
 `handle_exception` is the model: one place decides what an exception becomes, then how to
 show it)."""
+
 from __future__ import annotations
 
 import logging
@@ -29,13 +30,26 @@ class ParameterError(ValueError):
 
 
 # exceptions that are the request's doing, not a bug: answered, never logged as errors
-EXPECTED = (ParameterError, RequestValidationError, SearchTooBroad, Busy, StarletteHTTPException, SignInNeeded,
-            FormExpired)
+EXPECTED = (
+    ParameterError,
+    RequestValidationError,
+    SearchTooBroad,
+    Busy,
+    StarletteHTTPException,
+    SignInNeeded,
+    FormExpired,
+)
 
 
 def bad_parameter(parameter: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=422, content={
-        "error": "invalid_parameter", "parameter": parameter, "message": f"{parameter}: {message}"})
+    return JSONResponse(
+        status_code=422,
+        content={
+            "error": "invalid_parameter",
+            "parameter": parameter,
+            "message": f"{parameter}: {message}",
+        },
+    )
 
 
 def as_json(exc: Exception) -> JSONResponse:
@@ -43,19 +57,36 @@ def as_json(exc: Exception) -> JSONResponse:
         return bad_parameter(exc.parameter, exc.message)
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
-        where = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body", "header")]
+        where = [
+            str(part)
+            for part in first.get("loc", ())
+            if part not in ("query", "path", "body", "header")
+        ]
         return bad_parameter(".".join(where) or "request", str(first.get("msg", "invalid value")))
     if isinstance(exc, SearchTooBroad):
-        return JSONResponse(status_code=422, content={"error": "search_too_broad", "message": str(exc)})
+        return JSONResponse(
+            status_code=422, content={"error": "search_too_broad", "message": str(exc)}
+        )
     if isinstance(exc, Busy):
-        return JSONResponse(status_code=429, content={"error": "too_many_requests", "message": str(exc)},
-                            headers={"Retry-After": str(exc.retry_after)})
+        return JSONResponse(
+            status_code=429,
+            content={"error": "too_many_requests", "message": str(exc)},
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return JSONResponse(status_code=404, content=NOT_FOUND)
-        body = {"error": "unauthorized" if exc.status_code == 401 else "error", "message": str(exc.detail)}
-        return JSONResponse(status_code=exc.status_code, content=body, headers=getattr(exc, "headers", None))
-    return JSONResponse(status_code=500, content={"error": "internal", "message": "internal error; it has been logged"})
+        body = {
+            "error": "unauthorized" if exc.status_code == 401 else "error",
+            "message": str(exc.detail),
+        }
+        return JSONResponse(
+            status_code=exc.status_code, content=body, headers=getattr(exc, "headers", None)
+        )
+    return JSONResponse(
+        status_code=500,
+        content={"error": "internal", "message": "internal error; it has been logged"},
+    )
 
 
 def as_page(request: Request, exc: Exception) -> Response | None:
@@ -64,24 +95,38 @@ def as_page(request: Request, exc: Exception) -> Response | None:
     if isinstance(exc, SignInNeeded):
         return to_login(request)
     if isinstance(exc, FormExpired):
-        return error_page(request, exc.who, 403, "Form expired", exc.message, heading="This form has expired")
+        return error_page(
+            request, exc.who, 403, "Form expired", exc.message, heading="This form has expired"
+        )
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
         return not_found(request, signed_in(request))
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
-        return error_page(request, signed_in(request), 405, "Not allowed",
-                          "That address does not accept this kind of request.")
+        return error_page(
+            request,
+            signed_in(request),
+            405,
+            "Not allowed",
+            "That address does not accept this kind of request.",
+        )
     if isinstance(exc, Busy):
         return too_busy(request, signed_in(request), exc)
     if not isinstance(exc, EXPECTED):
-        return error_page(request, None, 500, "Something went wrong",
-                          "The error has been logged. Try again; if it keeps happening, tell your servicetrail "
-                          "administrator.")
+        return error_page(
+            request,
+            None,
+            500,
+            "Something went wrong",
+            "The error has been logged. Try again; if it keeps happening, tell your servicetrail "
+            "administrator.",
+        )
     return None
 
 
 def is_for_the_screen(request: Request) -> bool:
     path = request.url.path
-    return not (path.startswith("/api/") or path.startswith("/openapi") or path.startswith("/static/"))
+    return not (
+        path.startswith("/api/") or path.startswith("/openapi") or path.startswith("/static/")
+    )
 
 
 async def handle(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ queued request would hold a thread and, in time, a connection, which is what the
 there to prevent. The bounds are per server process (`serve --workers N` allows N times
 each), and each can be set in the environment.
 """
+
 from __future__ import annotations
 
 import threading
@@ -39,7 +40,9 @@ class Bounds:
     @classmethod
     def configured(cls) -> Bounds:
         chosen = settings.current()
-        return cls(chosen.party_requests, chosen.party_heavy, chosen.party_downloads, chosen.party_streams)
+        return cls(
+            chosen.party_requests, chosen.party_heavy, chosen.party_downloads, chosen.party_streams
+        )
 
 
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
@@ -47,14 +50,14 @@ class Bounds:
 RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
-               "retry in {s} s",
+    "retry in {s} s",
     "heavy": "your Party already has as many broad searches or reports running on this server as it may "
-             "({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
+    "({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
     "download": "your Party already has as many report downloads open on this server as it may ({n}): "
-                "let one finish, or retry in {s} s",
+    "let one finish, or retry in {s} s",
     "stream": "your Party already has as many event streams open on this server as it may ({n}): "
-              "close one, or retry in {s} s",
+    "close one, or retry in {s} s",
 }
 
 
@@ -122,7 +125,11 @@ class PartyLimits:
     def search(self, party_id: str, search: Search | None = None) -> AbstractContextManager[None]:
         """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
         heavy = search is not None and is_heavy(search)
-        return self.holding(party_id, "request", "heavy") if heavy else self.holding(party_id, "request")
+        return (
+            self.holding(party_id, "request", "heavy")
+            if heavy
+            else self.holding(party_id, "request")
+        )
 
     def held(self, party_id: str | None = None) -> dict[str, int]:
         """What is held now: by one Party, or by all (for the operator and the tests)."""

@@ -6,6 +6,7 @@ arriving. This protocol answers 431 and closes the connection once a head grows 
 SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered) and when it is
 complete (a large head that arrived in one read).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,10 +16,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .. import settings
 
 _MESSAGE = b"Request header fields too large\n"
-_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-              b"content-type: text/plain; charset=utf-8\r\n"
-              b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
-              b"connection: close\r\n\r\n" + _MESSAGE)
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _MESSAGE
+)
 
 
 class CappedHeadProtocol(HttpToolsProtocol):

@@ -1,6 +1,7 @@
 """The screen's pages: the SAT search, a record with its exchange, a Device, and the own-traffic
 report. Every read of the trail goes through `store.queries` with the signed-in Party as the
 viewer; this module never reads SAT records itself."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,8 +27,19 @@ from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
 from .fairness import Busy, limits_of
 from .params import build_search, cursor_of, record_id_or_404
-from .presenters import (EMPTY_NOTE, FIELD_LABELS, SCOPES, TRIGGER_WINDOWS, TRIGGERED_KINDS,
-                         exchange_entry, page_link, page_number, search_values, trigger_window, utc_field)
+from .presenters import (
+    EMPTY_NOTE,
+    FIELD_LABELS,
+    SCOPES,
+    TRIGGER_WINDOWS,
+    TRIGGERED_KINDS,
+    exchange_entry,
+    page_link,
+    page_number,
+    search_values,
+    trigger_window,
+    utc_field,
+)
 from .rendering import render, too_busy
 from .signin import SignedIn, Who, checked_form
 from .state import engine_of
@@ -41,8 +53,11 @@ router = APIRouter(include_in_schema=False)
 def relations_of(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, str]:
     """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator)."""
     shared = [entry for entry in items if entry["access"] == Access.MP141]
-    return {record_id: why.interval.relation for record_id, why in why_many(conn, viewer, shared).items()
-            if why.interval is not None}
+    return {
+        record_id: why.interval.relation
+        for record_id, why in why_many(conn, viewer, shared).items()
+        if why.interval is not None
+    }
 
 
 @dataclass
@@ -59,23 +74,38 @@ class Results:
 
 def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | None) -> Results:
     try:
-        with limits_of(request).search(who.viewer.party_id, wanted), engine_of(request).connect() as conn:
+        with (
+            limits_of(request).search(who.viewer.party_id, wanted),
+            engine_of(request).connect() as conn,
+        ):
             items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
-            return Results(items, relations_of(conn, who.viewer, items),
-                           sessions.party_names(conn, (i["party_id"] for i in items)), more)
+            return Results(
+                items,
+                relations_of(conn, who.viewer, items),
+                sessions.party_names(conn, (i["party_id"] for i in items)),
+                more,
+            )
     except SearchTooBroad as e:
         return Results(problem=str(e))
     except Busy as e:
         return Results(problem=e.sentence(), busy=e)
 
 
-def _wanted(values: dict[str, str], cursor: str | None) -> tuple[Search | None, Cursor | None, dict[str, str]]:
+def _wanted(
+    values: dict[str, str], cursor: str | None
+) -> tuple[Search | None, Cursor | None, dict[str, str]]:
     """The search the form asks for and the page it is on, or the errors by field (and then
     the fields as the store keeps them, for showing back)."""
     try:
-        wanted = build_search(values["device_id"] or None, values["request_id"] or None, values["srv"] or None,
-                              values["kind"] or None, utc_field(values["from"]) or None,
-                              utc_field(values["to"]) or None, values["scope"] or None)
+        wanted = build_search(
+            values["device_id"] or None,
+            values["request_id"] or None,
+            values["srv"] or None,
+            values["kind"] or None,
+            utc_field(values["from"]) or None,
+            utc_field(values["to"]) or None,
+            values["scope"] or None,
+        )
         after = cursor_of(cursor or None)
     except ParameterError as e:
         return None, None, {e.parameter: e.message}
@@ -91,18 +121,39 @@ def search(request: Request, who: Who) -> Response:
     found = _results(request, who, wanted, after) if wanted is not None else Results()
     if "cursor" in errors:
         found.problem, errors = STALE_PAGE_LINK, {}
-    next_link = page_link(values, cursor=found.more.encode(), page=str(page + 1)) if found.more is not None else ""
+    next_link = (
+        page_link(values, cursor=found.more.encode(), page=str(page + 1))
+        if found.more is not None
+        else ""
+    )
     status = 429 if found.busy else 422 if errors or found.problem else 200
-    return render(request, "search.html", who, status=status, title="Search the trail", values=values,
-                  headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
-                  errors=errors, field_labels=FIELD_LABELS, problem=found.problem, items=found.items,
-                  relations=found.relations, names=found.names, kinds=KINDS, scopes=SCOPES, next_link=next_link,
-                  first_link=page_link(values) if after is not None else "",
-                  first=(page - 1) * PAGE_SIZE + 1 if after is not None else 1,
-                  empty_note=EMPTY_NOTE, page=page if after is not None else 1)
+    return render(
+        request,
+        "search.html",
+        who,
+        status=status,
+        title="Search the trail",
+        values=values,
+        headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
+        errors=errors,
+        field_labels=FIELD_LABELS,
+        problem=found.problem,
+        items=found.items,
+        relations=found.relations,
+        names=found.names,
+        kinds=KINDS,
+        scopes=SCOPES,
+        next_link=next_link,
+        first_link=page_link(values) if after is not None else "",
+        first=(page - 1) * PAGE_SIZE + 1 if after is not None else 1,
+        empty_note=EMPTY_NOTE,
+        page=page if after is not None else 1,
+    )
 
 
-def _exchange(conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision) -> list[dict[str, Any]]:
+def _exchange(
+    conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision
+) -> list[dict[str, Any]]:
     """The record's exchange (its request, acknowledgement, responses), each as the viewer may see it."""
     messages = exchange_of(conn, viewer, current["request_id"])
     reasons = why_many(conn, viewer, messages)  # one read, however long the exchange
@@ -112,7 +163,9 @@ def _exchange(conn: Connection, viewer: Viewer, current: dict[str, Any], decisio
     return exchange
 
 
-def _triggers(conn: Connection, viewer: Viewer, current: dict[str, Any], window: int) -> list[dict[str, Any]]:
+def _triggers(
+    conn: Connection, viewer: Viewer, current: dict[str, Any], window: int
+) -> list[dict[str, Any]]:
     triggers = triggers_for(conn, viewer, current, window)
     relations = relations_of(conn, viewer, [t["record"] for t in triggers])
     for trigger in triggers:
@@ -133,11 +186,33 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         if current["kind"] in TRIGGERED_KINDS:
             window, window_error = trigger_window(request.query_params.get("window"))
             triggers = _triggers(conn, who.viewer, current, window)
-        names = sessions.party_names(conn, [e["item"]["party_id"] for e in exchange]
-                                     + [t["record"]["party_id"] for t in triggers or ()])
-    return render(request, "record.html", who, title=f"Record {current['id']}", record=current,
-                  decision=decision, exchange=exchange, names=names, triggers=triggers, window=window,
-                  window_error=window_error, windows=TRIGGER_WINDOWS, max_triggers=MAX_TRIGGERS)
+        names = sessions.party_names(
+            conn,
+            [e["item"]["party_id"] for e in exchange]
+            + [t["record"]["party_id"] for t in triggers or ()],
+        )
+    return render(
+        request,
+        "record.html",
+        who,
+        title=f"Record {current['id']}",
+        record=current,
+        decision=decision,
+        exchange=exchange,
+        names=names,
+        triggers=triggers,
+        window=window,
+        window_error=window_error,
+        windows=TRIGGER_WINDOWS,
+        max_triggers=MAX_TRIGGERS,
+    )
+
+
+def _device_page_cursor(request: Request) -> tuple[Cursor | None, str]:
+    try:
+        return cursor_of(request.query_params.get("cursor") or None), ""
+    except ParameterError:
+        return None, "That page link is no longer valid. Start again from the newest records."
 
 
 @router.get("/devices/{device_id}")
@@ -146,15 +221,15 @@ def device(request: Request, who: Who, device_id: str) -> Response:
         device_id = eui64(device_id[:64])
     except InvalidValue:
         raise HTTPException(404) from None
-    try:
-        after, problem = cursor_of(request.query_params.get("cursor") or None), ""
-    except ParameterError:
-        after, problem = None, "That page link is no longer valid. Start again from the newest records."
+    after, problem = _device_page_cursor(request)
     wanted = build_search(device_id=device_id)
     items: list[dict[str, Any]] = []
     more = None
     # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
-    with limits_of(request).search(who.viewer.party_id, wanted), engine_of(request).connect() as conn:
+    with (
+        limits_of(request).search(who.viewer.party_id, wanted),
+        engine_of(request).connect() as conn,
+    ):
         intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
         if not problem:
             try:
@@ -164,17 +239,31 @@ def device(request: Request, who: Who, device_id: str) -> Response:
         relations = relations_of(conn, who.viewer, items)
         names = sessions.party_names(conn, [i["party_id"] for i in items])
     here = f"/devices/{device_id}"
-    return render(request, "devices.html", who, status=422 if problem else 200, title=f"Device {device_id}",
-                  device_id=device_id, intervals=intervals, rows=timeline(items), relations=relations,
-                  names=names, problem=problem, older_link=f"{here}?{urlencode({'cursor': more.encode()})}"
-                  if more is not None else "", newest_link=here if after is not None else "",
-                  described=next((i for i in items if i["device_type"]), None))
+    return render(
+        request,
+        "devices.html",
+        who,
+        status=422 if problem else 200,
+        title=f"Device {device_id}",
+        device_id=device_id,
+        intervals=intervals,
+        rows=timeline(items),
+        relations=relations,
+        names=names,
+        problem=problem,
+        older_link=f"{here}?{urlencode({'cursor': more.encode()})}" if more is not None else "",
+        newest_link=here if after is not None else "",
+        described=next((i for i in items if i["device_type"]), None),
+    )
 
 
 @router.get("/report")
 def report_form(request: Request, who: Who) -> Response:
     today = datetime.now(timezone.utc).date()
-    values = {"from": (today.replace(day=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    values = {
+        "from": (today.replace(day=1)).isoformat(),
+        "to": (today + timedelta(days=1)).isoformat(),
+    }
     return render(request, "report.html", who, title="Own-traffic report", values=values, errors={})
 
 
@@ -191,22 +280,46 @@ def _report_period(values: dict[str, str]) -> tuple[Search | None, dict[str, str
 
 
 @router.post("/report")
-def report(request: Request, who: Annotated[SignedIn, Depends(checked_form("report"))],
-           time_from: str = Form("", alias="from"), time_to: str = Form("", alias="to")) -> Response:
+def report(
+    request: Request,
+    who: Annotated[SignedIn, Depends(checked_form("report"))],
+    time_from: str = Form("", alias="from"),
+    time_to: str = Form("", alias="to"),
+) -> Response:
     values = {"from": time_from.strip()[:64], "to": time_to.strip()[:64]}
     wanted, errors = _report_period(values)
     if wanted is None or wanted.time_from is None or wanted.time_to is None:
-        return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
-                      errors=errors or {"from": "is required"})
+        return render(
+            request,
+            "report.html",
+            who,
+            status=422,
+            title="Own-traffic report",
+            values=values,
+            errors=errors or {"from": "is required"},
+        )
 
     def shown_on_the_form(failure: Exception) -> Response | None:
         if isinstance(failure, Busy):
             return too_busy(request, who, failure)
         if isinstance(failure, SearchTooBroad):
-            return render(request, "report.html", who, status=422, title="Own-traffic report", values=values,
-                          errors={"from": f"{failure} (a shorter period)"})
+            return render(
+                request,
+                "report.html",
+                who,
+                status=422,
+                title="Own-traffic report",
+                values=values,
+                errors={"from": f"{failure} (a shorter period)"},
+            )
         return None
 
-    return ReportDownload(engine_of(request), limits_of(request), who.viewer, wanted.time_from, wanted.time_to,
-                          headers=report_download_headers(who.viewer.party_id, wanted.time_from, wanted.time_to),
-                          on_error=shown_on_the_form)
+    return ReportDownload(
+        engine_of(request),
+        limits_of(request),
+        who.viewer,
+        wanted.time_from,
+        wanted.time_to,
+        headers=report_download_headers(who.viewer.party_id, wanted.time_from, wanted.time_to),
+        on_error=shown_on_the_form,
+    )

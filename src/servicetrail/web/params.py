@@ -1,4 +1,5 @@
 """Reading search parameters from outside into a `Search`, naming the parameter on any error."""
+
 from __future__ import annotations
 
 import re
@@ -36,10 +37,16 @@ def _blank_as(default: object) -> BeforeValidator:
     return BeforeValidator(lambda value: default if value == "" else value)
 
 
-PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}"),
-                     BeforeValidator(_ascii_digits), _blank_as(DEFAULT_PAGE)]
+PageSize = Annotated[
+    int,
+    Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}"),
+    BeforeValidator(_ascii_digits),
+    _blank_as(DEFAULT_PAGE),
+]
 KindFilter = Annotated[Kind | None, Query(description="the kind of message"), _blank_as(None)]
-ScopeFilter = Annotated[Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)]
+ScopeFilter = Annotated[
+    Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)
+]
 
 
 def record_id_or_404(text: str) -> int:

@@ -1,4 +1,5 @@
 """What the screen shows, formatted: pure functions of values, no request, no store."""
+
 from __future__ import annotations
 
 import re
@@ -17,17 +18,37 @@ from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
 
 CODE_CLASSES = {INFORMATION: "rc-ok", WARNING: "rc-warn", ERROR: "rc-error"}
-KIND_LABELS = {"request": "Request", "acknowledgement": "Acknowledgement", "response": "Response",
-               "device_alert": "Device alert", "dcc_alert": "DCC alert"}
+KIND_LABELS = {
+    "request": "Request",
+    "acknowledgement": "Acknowledgement",
+    "response": "Response",
+    "device_alert": "Device alert",
+    "dcc_alert": "DCC alert",
+}
 SCOPES = (("all", "All I may see"), ("own", "Mine only"), ("others", "Others (MP141)"))
 RELATION_LABELS = {"supplier": "Responsible Supplier", "network_operator": "Network Operator"}
 SEARCH_FIELDS = ("device_id", "request_id", "srv", "kind", "from", "to", "scope")
-FIELD_LABELS = {"device_id": "Device ID", "request_id": "Request ID", "srv": "SRV", "kind": "Kind",
-                "from": "From", "to": "To", "scope": "Show", "cursor": "Page"}
-EMPTY_NOTE = ("No records match — note MP141 shows other Users' traffic only for devices you were "
-              "responsible for at the time.")
+FIELD_LABELS = {
+    "device_id": "Device ID",
+    "request_id": "Request ID",
+    "srv": "SRV",
+    "kind": "Kind",
+    "from": "From",
+    "to": "To",
+    "scope": "Show",
+    "cursor": "Page",
+}
+EMPTY_NOTE = (
+    "No records match — note MP141 shows other Users' traffic only for devices you were "
+    "responsible for at the time."
+)
 # the windows offered on a record page; the API takes any 1..10080 minutes
-TRIGGER_WINDOWS = ((60, "1 hour"), (360, "6 hours"), (DEFAULT_WINDOW_MINUTES, "24 hours"), (10080, "7 days"))
+TRIGGER_WINDOWS = (
+    (60, "1 hour"),
+    (360, "6 hours"),
+    (DEFAULT_WINDOW_MINUTES, "24 hours"),
+    (10080, "7 days"),
+)
 # an alert or a response is what a viewer asks "what caused this?" about
 TRIGGERED_KINDS = ("response", "device_alert", "dcc_alert")
 MAX_PAGE_NUMBER = 10**6
@@ -69,10 +90,20 @@ def before_text(seconds: int) -> str:
 
 
 # what every template may call
-TEMPLATE_GLOBALS = dict(code_help=code_help, code_class=code_class, code_legend=legend(), show_time=show_time,
-                        kind_labels=KIND_LABELS, command_variant_text=command_variant_text,
-                        execution_text=execution_text, role_name=role_name, role_label=role_label,
-                        version=__version__, relation_labels=RELATION_LABELS, before_text=before_text)
+TEMPLATE_GLOBALS = dict(
+    code_help=code_help,
+    code_class=code_class,
+    code_legend=legend(),
+    show_time=show_time,
+    kind_labels=KIND_LABELS,
+    command_variant_text=command_variant_text,
+    execution_text=execution_text,
+    role_name=role_name,
+    role_label=role_label,
+    version=__version__,
+    relation_labels=RELATION_LABELS,
+    before_text=before_text,
+)
 
 _NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
 
@@ -87,14 +118,26 @@ def utc_field(value: str) -> str:
 
 def safe_next(target: str | None) -> str:
     """Only a path on this site may follow a sign-in (no open redirect)."""
-    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
-            or any(ord(ch) < 33 for ch in target) or target.startswith(("/login", "/logout"))):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(ch) < 33 for ch in target)
+        or target.startswith(("/login", "/logout"))
+    ):
         return "/"
     return target[:2000]
 
 
-_XML_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_blank_text=True)
+_XML_PARSER_OPTIONS = dict(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_blank_text=True,
+)
 
 
 def pretty_payload(payload: str) -> tuple[str, bool]:
@@ -145,7 +188,9 @@ def page_link(values: dict[str, str], **extra: str) -> str:
 def exchange_entry(item: dict[str, Any], decision: Decision) -> dict[str, Any]:
     """One message of a record page's exchange: its badge, its payload laid out, and the
     relation that lets the viewer see it."""
-    return {"item": item, "badge": decision.badge(),
-            "payload": pretty_payload(item["payload"]) if "payload" in item else None,
-            "relation": decision.interval.relation if decision.interval else ""}
-
+    return {
+        "item": item,
+        "badge": decision.badge(),
+        "payload": pretty_payload(item["payload"]) if "payload" in item else None,
+        "relation": decision.interval.relation if decision.interval else "",
+    }

@@ -3,6 +3,7 @@
 Server-rendered (Jinja2, autoescaped), no inline script or style, so the screen runs under
 the strict CSP of `headers.py`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,32 +23,71 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 
-env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
-                  trim_blocks=True, lstrip_blocks=True)
+env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 env.globals.update(TEMPLATE_GLOBALS)
 
 
-def render(request: Request, template: str, who: SignedIn | None = None, status: int = 200,
-           headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    who: SignedIn | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     page = env.get_template(template).render(
-        who=who, csrf=who.session.csrf_token if who else "", path=request.url.path, **context)
+        who=who, csrf=who.session.csrf_token if who else "", path=request.url.path, **context
+    )
     return HTMLResponse(page, status_code=status, headers=headers)
 
 
-def error_page(request: Request, who: SignedIn | None, status: int, title: str, message: str,
-               heading: str | None = None, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return render(request, "error.html", who, status=status, title=title, heading=heading or title, message=message,
-                  headers=headers)
+def error_page(
+    request: Request,
+    who: SignedIn | None,
+    status: int,
+    title: str,
+    message: str,
+    heading: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        who,
+        status=status,
+        title=title,
+        heading=heading or title,
+        message=message,
+        headers=headers,
+    )
 
 
 def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
-    return error_page(request, who, 404, "Not found", "There is no record or page here that you can see. Check "
-                                                      "the address, or search the trail again.")
+    return error_page(
+        request,
+        who,
+        404,
+        "Not found",
+        "There is no record or page here that you can see. Check "
+        "the address, or search the trail again.",
+    )
 
 
 def too_busy(request: Request, who: SignedIn | None, busy: Busy) -> HTMLResponse:
-    return error_page(request, who, 429, "Too much at once", busy.sentence(),
-                      headers={"Retry-After": str(busy.retry_after)})
+    return error_page(
+        request,
+        who,
+        429,
+        "Too much at once",
+        busy.sentence(),
+        headers={"Retry-After": str(busy.retry_after)},
+    )
 
 
 class Assets(StaticFiles):

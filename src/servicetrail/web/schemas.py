@@ -1,4 +1,5 @@
 """The API's documented shapes (OpenAPI). Responses are built as plain dicts on the hot path."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,35 +22,53 @@ class Item(BaseModel):
     user_id: str = Field(description="the DCC User the message came from or went to")
     user_role: str | None
     party_id: str | None
-    response_code: str = Field(description="a response's DUIS ResponseCode; an alert's alert code (e.g. 8F66, N12)")
-    command_variant: int | None = Field(description="a request's DUIS CommandVariant (1-8): 4 is a critical "
-                                                    "request sent to the DCC as a pre-command (nothing reached "
-                                                    "the Device), 5-7 the signed command that does, 8 a "
-                                                    "non-device request; null for other kinds")
-    access: str = Field(description="own: your traffic; mp141: titles you may see as Responsible "
-                                    "Supplier or Network Operator of the device")
+    response_code: str = Field(
+        description="a response's DUIS ResponseCode; an alert's alert code (e.g. 8F66, N12)"
+    )
+    command_variant: int | None = Field(
+        description="a request's DUIS CommandVariant (1-8): 4 is a critical "
+        "request sent to the DCC as a pre-command (nothing reached "
+        "the Device), 5-7 the signed command that does, 8 a "
+        "non-device request; null for other kinds"
+    )
+    access: str = Field(
+        description="own: your traffic; mp141: titles you may see as Responsible "
+        "Supplier or Network Operator of the device"
+    )
     payload: str | None = Field(None, description="present only when access is own")
-    execution_at: str | None = Field(None, description="present only when access is own: a future-dated "
-                                                       "request's ExecutionDateTime (3000-12-31T00:00:00Z "
-                                                       "cancels the pending command)")
-    subject_device_id: str | None = Field(None, description="present only when access is own: the Device a "
-                                                            "non-device request's body names")
+    execution_at: str | None = Field(
+        None,
+        description="present only when access is own: a future-dated "
+        "request's ExecutionDateTime (3000-12-31T00:00:00Z "
+        "cancels the pending command)",
+    )
+    subject_device_id: str | None = Field(
+        None,
+        description="present only when access is own: the Device a non-device request's body names",
+    )
 
 
 class Page(BaseModel):
     items: list[Item]
-    next_cursor: str | None = Field(description="pass as cursor= for the next page; null on the last")
+    next_cursor: str | None = Field(
+        description="pass as cursor= for the next page; null on the last"
+    )
 
 
 class Trigger(BaseModel):
-    record: Item = Field(description="the request, shaped as every item: another User's without payload, "
-                                     "execution_at or subject_device_id")
-    seconds_before: int = Field(description="whole seconds from this request to the record, rounded down; "
-                                            "negative only for a request sharing the Request ID that was "
-                                            "logged after the record (-3: 3 seconds after)")
+    record: Item = Field(
+        description="the request, shaped as every item: another User's without payload, "
+        "execution_at or subject_device_id"
+    )
+    seconds_before: int = Field(
+        description="whole seconds from this request to the record, rounded down; "
+        "negative only for a request sharing the Request ID that was "
+        "logged after the record (-3: 3 seconds after)"
+    )
     link: Literal["request_id", "same_device"] = Field(
         description="request_id: it has the record's Request ID (listed first, whatever its time); "
-                    "same_device: another request on the record's Device in the window")
+        "same_device: another request on the record's Device in the window"
+    )
 
 
 class Triggers(BaseModel):
@@ -67,7 +86,9 @@ class Interval(BaseModel):
 class Why(BaseModel):
     id: int
     access: str
-    rule: int = Field(description="the row of the visibility rule (SPEC section 3) that granted access")
+    rule: int = Field(
+        description="the row of the visibility rule (SPEC section 3) that granted access"
+    )
     reason: str
     badge: str
     interval: Interval | None = Field(description="for rule 3: the Responsibility that granted it")
@@ -85,13 +106,19 @@ class Webhook(BaseModel):
 
 class NewWatch(BaseModel):
     name: str = Field(description="1-200 printable characters")
-    devices: Literal["mine"] | list[str] = Field("mine", description="\"mine\" (every Device you hold as "
-                                                 "supplier or network operator at the record's time) or "
-                                                 "Device IDs")
+    devices: Literal["mine"] | list[str] = Field(
+        "mine",
+        description="\"mine\" (every Device you hold as "
+        "supplier or network operator at the record's time) or "
+        "Device IDs",
+    )
     srvs: Literal["all", "critical"] | list[str] = "all"
-    kinds: list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]] = ["request"]
-    senders: Literal["others", "all"] = Field("others", description="others: records whose user_id is not "
-                                                                    "one of your User IDs")
+    kinds: list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]] = [
+        "request"
+    ]
+    senders: Literal["others", "all"] = Field(
+        "others", description="others: records whose user_id is not one of your User IDs"
+    )
     webhook: Webhook | None = None
 
 
@@ -102,8 +129,10 @@ class WatchOut(BaseModel):
     srvs: str | list[str]
     kinds: list[str]
     senders: str
-    webhook: dict[str, Any] | None = Field(description="{url, secret} when just made (the secret shown once); "
-                                             "{url, enabled, disabled_reason} in a list")
+    webhook: dict[str, Any] | None = Field(
+        description="{url, secret} when just made (the secret shown once); "
+        "{url, enabled, disabled_reason} in a list"
+    )
 
 
 class WatchList(BaseModel):
@@ -114,11 +143,14 @@ class Event(BaseModel):
     event_id: int
     watch_id: int
     matched_at: str
-    record: Item = Field(description="the record's titles: no payload, execution_at or subject_device_id, "
-                                     "even for your own records")
+    record: Item = Field(
+        description="the record's titles: no payload, execution_at or subject_device_id, "
+        "even for your own records"
+    )
 
 
 class EventPage(BaseModel):
     events: list[Event]
-    next_after: int | None = Field(description="the last event_id on the page (pass as after=); null when "
-                                               "the page is empty")
+    next_after: int | None = Field(
+        description="the last event_id on the page (pass as after=); null when the page is empty"
+    )

@@ -1,5 +1,6 @@
 """Running the web app under uvicorn: in this process, or in several worker processes
 sharing one listening socket."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,9 @@ class Options(TypedDict):
     forwarded_allow_ips: str
 
 
-def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
+def run(
+    store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None
+) -> None:
     """Serve `store` (already open, so a new store is built before any worker starts); `url` is
     how worker processes open it for themselves."""
     import uvicorn
@@ -36,18 +39,28 @@ def run(store: Engine, url: str, host: str, port: int, workers: int, trusted_pro
     from .app import app_for_store, create_app
     from .http_limits import CappedHeadProtocol
 
-    options = Options(host=host, port=port, log_level=settings.current().log_level,
-                      server_header=False, timeout_graceful_shutdown=5,
-                      http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
-                      # only a named TLS-terminating proxy may say the client's address and https
-                      proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "")
+    options = Options(
+        host=host,
+        port=port,
+        log_level=settings.current().log_level,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
+        # only a named TLS-terminating proxy may say the client's address and https
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or "",
+    )
     if workers == 1:
         uvicorn.run(create_app(store, deliveries=True), **options)
         return
     store.dispose()
     # uvicorn's worker processes are spawned, each given the config pickled: the factory
     # travels with the store's URL bound to it, and each worker opens the store itself
-    _run_workers(uvicorn.Config(functools.partial(app_for_store, url), factory=True, workers=workers, **options))
+    _run_workers(
+        uvicorn.Config(
+            functools.partial(app_for_store, url), factory=True, workers=workers, **options
+        )
+    )
 
 
 def _run_workers(config: uvicorn.Config) -> None:

@@ -1,6 +1,7 @@
 """Who is signed in to the screen, as FastAPI dependencies: a route that names `Who` runs
 only for a signed-in Party (anyone else is sent to the sign-in page), and one that names
 `checked_form(...)` only when its form carries the session's CSRF token."""
+
 from __future__ import annotations
 
 import secrets
@@ -19,7 +20,9 @@ from ..store.watches import unread_count
 from .state import engine_of
 
 SESSION_COOKIE = "st_session"
-LOGIN_COOKIE = "st_login"  # the sign-in form's own CSRF token (double submit), before any session exists
+LOGIN_COOKIE = (
+    "st_login"  # the sign-in form's own CSRF token (double submit), before any session exists
+)
 DEVICE_COOKIE = "st_device"  # a browser that has signed in before: throttled apart (store.sessions)
 
 
@@ -28,7 +31,9 @@ class SignedIn:
     session: sessions.WebSession
     viewer: Viewer
     party_name: str
-    unread: int = 0  # the Party's watch events not yet seen on the Watches page (shown capped: "99+")
+    unread: int = (
+        0  # the Party's watch events not yet seen on the Watches page (shown capped: "99+")
+    )
 
 
 class SignInNeeded(Exception):
@@ -85,8 +90,11 @@ def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> None:
     """The sign-in form's own token, against the cookie it was given with (double submit)."""
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
-        raise FormExpired(None, "The sign-in form had expired or your browser did not send its cookie. Cookies "
-                                "are needed to sign in. Go back to the sign-in page and try again.")
+        raise FormExpired(
+            None,
+            "The sign-in form had expired or your browser did not send its cookie. Cookies "
+            "are needed to sign in. Go back to the sign-in page and try again.",
+        )
 
 
 def to_login(request: Request) -> RedirectResponse:
@@ -94,7 +102,9 @@ def to_login(request: Request) -> RedirectResponse:
     query = {"next": target} if request.method == "GET" and target != "/" else {}
     if request.cookies.get(SESSION_COOKIE):
         query["expired"] = "1"
-    response = RedirectResponse("/login" + (f"?{urlencode(query)}" if query else ""), status_code=303)
+    response = RedirectResponse(
+        "/login" + (f"?{urlencode(query)}" if query else ""), status_code=303
+    )
     if request.cookies.get(SESSION_COOKIE):
         drop_cookie(response, request, SESSION_COOKIE)
     return response
@@ -104,11 +114,26 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, path: str = "/",
-               max_age: int | None = None) -> None:
-    response.set_cookie(name, value, path=path, max_age=max_age, httponly=True, samesite="strict",
-                        secure=_secure(request))
+def set_cookie(
+    response: Response,
+    request: Request,
+    name: str,
+    value: str,
+    path: str = "/",
+    max_age: int | None = None,
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path=path,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
 
 
 def drop_cookie(response: Response, request: Request, name: str, path: str = "/") -> None:
-    response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=_secure(request))
+    response.delete_cookie(
+        name, path=path, httponly=True, samesite="strict", secure=_secure(request)
+    )

@@ -1,4 +1,5 @@
 """What a request finds on its application: the store it serves."""
+
 from __future__ import annotations
 
 from fastapi import Request

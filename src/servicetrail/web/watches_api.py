@@ -1,5 +1,6 @@
 """HTTP API of watches (SPEC section 6): create, list and delete a Party's watches, and read
 their events as a page or as Server-Sent Events. Thin: store.watches does the work."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,14 @@ from starlette.background import BackgroundTask
 from .. import settings
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
-from ..store.watches import WatchLimit, create_watch, delete_watch, events_after, get_watch, list_watches
+from ..store.watches import (
+    WatchLimit,
+    create_watch,
+    delete_watch,
+    events_after,
+    get_watch,
+    list_watches,
+)
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .api import ERRORS, ViewerDep, engine_of
@@ -63,9 +71,20 @@ async def _json_body(request: Request) -> Any:
         raise ParameterError("body", "must be a JSON object") from None
 
 
-@router.post("/watches", status_code=201, response_model=None, openapi_extra={
-    "requestBody": {"required": True, "content": {"application/json": {"schema": NewWatch.model_json_schema()}}}},
-    responses={201: {"model": WatchOut, "description": "the watch; `webhook.secret` is shown this once"}})
+@router.post(
+    "/watches",
+    status_code=201,
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": NewWatch.model_json_schema()}},
+        }
+    },
+    responses={
+        201: {"model": WatchOut, "description": "the watch; `webhook.secret` is shown this once"}
+    },
+)
 async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
     """Ask to be told of every new record you may see that matches. With a webhook, the
     answer holds its signing secret (`whsec_...`), shown this once."""
@@ -75,13 +94,17 @@ async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
         raise ParameterError(e.field, e.message) from None
     if spec.webhook_url is not None:
         try:
-            await run_in_threadpool(check_url, spec.webhook_url)  # resolves the name: not on the event loop
+            await run_in_threadpool(
+                check_url, spec.webhook_url
+            )  # resolves the name: not on the event loop
         except UnsafeUrl as e:
             raise ParameterError("webhook.url", str(e)) from None
 
     def store() -> dict[str, Any]:
         with engine_of(request).begin() as conn:
-            return create_watch(conn, viewer.party_id, spec, new_secret() if spec.webhook_url else None)
+            return create_watch(
+                conn, viewer.party_id, spec, new_secret() if spec.webhook_url else None
+            )
 
     try:
         made = await run_in_threadpool(store)
@@ -97,8 +120,12 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
         return JSONResponse({"items": list_watches(conn, viewer.party_id)})
 
 
-@router.delete("/watches/{watch_id}", status_code=204, response_model=None,
-               responses={404: {"model": Error, "description": "no such watch"}})
+@router.delete(
+    "/watches/{watch_id}",
+    status_code=204,
+    response_model=None,
+    responses={404: {"model": Error, "description": "no such watch"}},
+)
 def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response:
     """Delete one of your Party's watches, its events and its pending deliveries."""
     found = watch_id_of(watch_id)
@@ -107,14 +134,22 @@ def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response
     return Response(status_code=204) if deleted else JSONResponse(NOT_A_WATCH, status_code=404)
 
 
-@router.get("/watches/{watch_id}/events", response_model=None,
-            responses={200: {"model": EventPage}, 404: {"model": Error, "description": "no such watch"}})
+@router.get(
+    "/watches/{watch_id}/events",
+    response_model=None,
+    responses={200: {"model": EventPage}, 404: {"model": Error, "description": "no such watch"}},
+)
 def watch_events(
     request: Request,
     viewer: ViewerDep,
     watch_id: str,
-    after: Annotated[str | None, Query(description="the last event_id you have (default 0)", json_schema_extra={
-        "type": "integer", "minimum": 0})] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="the last event_id you have (default 0)",
+            json_schema_extra={"type": "integer", "minimum": 0},
+        ),
+    ] = None,
     limit: PageSize = 100,
 ) -> Response:
     """The watch's events after `after`, in event_id order. Titles only, even for your own
@@ -127,7 +162,9 @@ def watch_events(
         conn.commit()  # read only; see api.list_records
     if page is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
-    return Response(orjson.dumps({"events": page[0], "next_after": page[1]}), media_type="application/json")
+    return Response(
+        orjson.dumps({"events": page[0], "next_after": page[1]}), media_type="application/json"
+    )
 
 
 # How often an open stream looks for new events, and how long it may stay silent before a
@@ -140,11 +177,18 @@ STREAM_PAGE = 200
 def sse_event(event: dict[str, Any]) -> bytes:
     """One Server-Sent Event: `id:` the event_id (what Last-Event-ID resumes from), its type,
     and the event as one line of JSON (orjson escapes every line break inside strings)."""
-    return (f"id: {event['event_id']}\nevent: record.matched\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+    return (
+        f"id: {event['event_id']}\nevent: record.matched\ndata: ".encode()
+        + orjson.dumps(event)
+        + b"\n\n"
+    )
 
 
-async def _event_stream(request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any):
+async def _event_stream(
+    request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any
+):
     """The stream's body: pages of events as they come, a keep-alive comment when quiet."""
+
     def page(position: int):
         with engine.connect() as conn:
             got = events_after(conn, viewer, watch_id, position, STREAM_PAGE)
@@ -171,17 +215,31 @@ async def _event_stream(request: Request, engine: Any, viewer: Any, watch_id: in
         slots.release()
 
 
-@router.get("/watches/{watch_id}/stream", response_model=None, responses={
-    200: {"content": {"text/event-stream": {}}, "description": "the events as Server-Sent Events"},
-    404: {"model": Error, "description": "no such watch"}})
+@router.get(
+    "/watches/{watch_id}/stream",
+    response_model=None,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "the events as Server-Sent Events",
+        },
+        404: {"model": Error, "description": "no such watch"},
+    },
+)
 def watch_stream(
     request: Request,
     viewer: ViewerDep,
     watch_id: str,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="resume after this event_id")]
-    = None,
-    after: Annotated[str | None, Query(description="resume after this event_id (when no Last-Event-ID)",
-                                       json_schema_extra={"type": "integer", "minimum": 0})] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="resume after this event_id")
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="resume after this event_id (when no Last-Event-ID)",
+            json_schema_extra={"type": "integer", "minimum": 0},
+        ),
+    ] = None,
 ) -> Response:
     """The watch's events as Server-Sent Events (`id:` event_id, `event: record.matched`,
     `data:` the event), from after Last-Event-ID on; the same events as `/events`. A Party
@@ -194,7 +252,9 @@ def watch_stream(
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
 
-    return StreamingResponse(_event_stream(request, engine, viewer, found, start, slots),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-                             background=BackgroundTask(slots.release))
+    return StreamingResponse(
+        _event_stream(request, engine, viewer, found, start, slots),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(slots.release),
+    )

@@ -1,5 +1,6 @@
 """The Watches page of the web screen (SPEC section 6): the Party's watches, the newest events
 of one of them (unread ones marked), a form to add a watch and a button to delete one."""
+
 from __future__ import annotations
 
 import re
@@ -9,10 +10,17 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..domain.model import KINDS
-from ..domain.watches import InvalidWatch, watch_spec
+from ..domain.watches import InvalidWatch, WatchSpec, watch_spec
 from ..store import sessions as store
-from ..store.watches import (WatchLimit, create_watch, delete_watch, list_watches, mark_read, read_position,
-                             recent_events)
+from ..store.watches import (
+    WatchLimit,
+    create_watch,
+    delete_watch,
+    list_watches,
+    mark_read,
+    read_position,
+    recent_events,
+)
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
@@ -30,17 +38,30 @@ def _ids(text: str) -> list[str]:
 
 def describe(watch: dict[str, Any]) -> str:
     """A watch's filters in words, for its row in the list."""
-    devices = "my Devices" if watch["devices"] == "mine" else f"{len(watch['devices'])} listed Device" + (
-        "s" if len(watch["devices"]) != 1 else "")
-    srvs = {"all": "any SRV", "critical": "critical SRVs"}.get(watch["srvs"]) if isinstance(watch["srvs"], str) \
+    devices = (
+        "my Devices"
+        if watch["devices"] == "mine"
+        else f"{len(watch['devices'])} listed Device" + ("s" if len(watch["devices"]) != 1 else "")
+    )
+    srvs = (
+        {"all": "any SRV", "critical": "critical SRVs"}.get(watch["srvs"])
+        if isinstance(watch["srvs"], str)
         else "SRV " + ", ".join(watch["srvs"][:6]) + (" …" if len(watch["srvs"]) > 6 else "")
+    )
     kinds = ", ".join(k.replace("_", " ") + "s" for k in watch["kinds"])
     senders = "from other Users" if watch["senders"] == "others" else "from anyone, me included"
     return f"{kinds} on {devices}, {srvs}, {senders}"
 
 
-def _page(request: Request, who, selected: int | None = None, status: int = 200, values: dict | None = None,
-          errors: dict | None = None, created: dict | None = None) -> Response:
+def _page(
+    request: Request,
+    who,
+    selected: int | None = None,
+    status: int = 200,
+    values: dict | None = None,
+    errors: dict | None = None,
+    created: dict | None = None,
+) -> Response:
     with engine_of(request).connect() as conn:
         watches = list_watches(conn, who.viewer.party_id)
     chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
@@ -56,16 +77,33 @@ def _page(request: Request, who, selected: int | None = None, status: int = 200,
             names = store.party_names(conn, [e["record"]["party_id"] for e in events])
             if events:
                 mark_read(conn, who.viewer.party_id, chosen["id"], events[0]["event_id"])
-    return render(request, "watches.html", who, status=status, title="Watches", watches=watches, chosen=chosen,
-                  events=events, read_up_to=read_up_to, names=names, describe=describe,
-                  values=values or {"devices": "mine", "srvs": "all", "senders": "others"},
-                  chosen_kinds=(values or {}).get("kinds", ["request"]), all_kinds=KINDS, errors=errors or {},
-                  created=created)
+    return render(
+        request,
+        "watches.html",
+        who,
+        status=status,
+        title="Watches",
+        watches=watches,
+        chosen=chosen,
+        events=events,
+        read_up_to=read_up_to,
+        names=names,
+        describe=describe,
+        values=values or {"devices": "mine", "srvs": "all", "senders": "others"},
+        chosen_kinds=(values or {}).get("kinds", ["request"]),
+        all_kinds=KINDS,
+        errors=errors or {},
+        created=created,
+    )
 
 
 def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
     """The API's JSON body from the form's fields (the same validation then reads it)."""
-    body: dict[str, Any] = {"name": values["name"], "kinds": values["kinds"] or [], "senders": values["senders"]}
+    body: dict[str, Any] = {
+        "name": values["name"],
+        "kinds": values["kinds"] or [],
+        "senders": values["senders"],
+    }
     if values["devices"] == "list":
         body["devices"] = _ids(values["device_list"])
     if values["srvs"] in ("all", "critical"):
@@ -77,12 +115,37 @@ def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-FIELD_OF = {"devices": "device_list", "srvs": "srv_list", "webhook": "webhook_url", "webhook.url": "webhook_url"}
+FIELD_OF = {
+    "devices": "device_list",
+    "srvs": "srv_list",
+    "webhook": "webhook_url",
+    "webhook.url": "webhook_url",
+}
 
 
 def forbidden(request: Request, who: SignedIn, message: str) -> Response:
-    return render(request, "error.html", who, status=403, title="Form expired", heading="This form has expired",
-                  message=message)
+    return render(
+        request,
+        "error.html",
+        who,
+        status=403,
+        title="Form expired",
+        heading="This form has expired",
+        message=message,
+    )
+
+
+def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
+    """The form's watch, or the message for the field it got wrong."""
+    try:
+        spec = watch_spec(_watch_body(values))
+        if spec.webhook_url is not None:
+            check_url(spec.webhook_url)
+    except InvalidWatch as e:
+        return None, {FIELD_OF.get(e.field, e.field): e.message}
+    except UnsafeUrl as e:
+        return None, {"webhook_url": str(e)}
+    return spec, {}
 
 
 def install(app: FastAPI) -> None:
@@ -96,30 +159,43 @@ def install(app: FastAPI) -> None:
         return _page(request, who, selected)
 
     @app.post("/watches", include_in_schema=False)
-    def add_watch(request: Request, csrf_token: str = Form(""), name: str = Form(""), devices: str = Form("mine"),
-                  device_list: str = Form(""), srvs: str = Form("all"), srv_list: str = Form(""),
-                  kinds: list[str] = Form([]), senders: str = Form("others"),  # noqa: B008 - FastAPI's form
-                  webhook_url: str = Form("")) -> Response:
+    def add_watch(
+        request: Request,
+        csrf_token: str = Form(""),
+        name: str = Form(""),
+        devices: str = Form("mine"),
+        device_list: str = Form(""),
+        srvs: str = Form("all"),
+        srv_list: str = Form(""),
+        kinds: list[str] = Form([]),  # noqa: B008 - FastAPI's form
+        senders: str = Form("others"),
+        webhook_url: str = Form(""),
+    ) -> Response:
         who = signed_in(request)
         if who is None:
             return to_login(request)
         if not who.session.csrf_ok(csrf_token):
-            return forbidden(request, who, "The watch form had expired. Reload the page and try again.")
-        values = {"name": name[:300], "devices": devices, "device_list": device_list[:40_000], "srvs": srvs,
-                  "srv_list": srv_list[:10_000], "kinds": kinds[:10], "senders": senders,
-                  "webhook_url": webhook_url[:2100]}
-        try:
-            spec = watch_spec(_watch_body(values))
-            if spec.webhook_url is not None:
-                check_url(spec.webhook_url)
-        except InvalidWatch as e:
-            return _page(request, who, status=422, values=values,
-                         errors={FIELD_OF.get(e.field, e.field): e.message})
-        except UnsafeUrl as e:
-            return _page(request, who, status=422, values=values, errors={"webhook_url": str(e)})
+            return forbidden(
+                request, who, "The watch form had expired. Reload the page and try again."
+            )
+        values = {
+            "name": name[:300],
+            "devices": devices,
+            "device_list": device_list[:40_000],
+            "srvs": srvs,
+            "srv_list": srv_list[:10_000],
+            "kinds": kinds[:10],
+            "senders": senders,
+            "webhook_url": webhook_url[:2100],
+        }
+        spec, errors = _checked_spec(values)
+        if spec is None:
+            return _page(request, who, status=422, values=values, errors=errors)
         try:
             with engine_of(request).begin() as conn:
-                made = create_watch(conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None)
+                made = create_watch(
+                    conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None
+                )
         except WatchLimit as e:
             return _page(request, who, status=422, values=values, errors={"name": str(e)})
         if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
@@ -132,10 +208,10 @@ def install(app: FastAPI) -> None:
         if who is None:
             return to_login(request)
         if not who.session.csrf_ok(csrf_token):
-            return forbidden(request, who, "The delete button's form had expired. Reload the page and try again.")
+            return forbidden(
+                request, who, "The delete button's form had expired. Reload the page and try again."
+            )
         if re.fullmatch(r"[0-9]{1,18}", watch_id):
             with engine_of(request).begin() as conn:
                 delete_watch(conn, who.viewer.party_id, int(watch_id))
         return RedirectResponse("/watches", status_code=303)
-
-

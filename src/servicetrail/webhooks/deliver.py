@@ -12,6 +12,7 @@ Bounded everywhere a receiver could hold it up:
   answer is reused for RESOLVE_SECONDS), and the connection goes to that checked address,
   not to a second resolution of the name.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,9 @@ def retry_schedule() -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"SERVICETRAIL_WEBHOOK_RETRY_SECONDS must be comma-separated seconds: {text!r}") from None
+        raise ValueError(
+            f"SERVICETRAIL_WEBHOOK_RETRY_SECONDS must be comma-separated seconds: {text!r}"
+        ) from None
     if any(v < 0 or v != v or v == float("inf") for v in values):
         raise ValueError(f"SERVICETRAIL_WEBHOOK_RETRY_SECONDS must be seconds, 0 or more: {text!r}")
     return values
@@ -72,8 +75,14 @@ class Stats:
 class Deliverer:
     """One worker's loop: match, lease what is due, post it, record what came of it."""
 
-    def __init__(self, engine: Engine, schedule: list[float] | None = None, concurrency: int | None = None,
-                 per_host: int | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        schedule: list[float] | None = None,
+        concurrency: int | None = None,
+        per_host: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
         chosen = settings.current()
         concurrency = chosen.webhook_concurrency if concurrency is None else concurrency
         per_host = chosen.webhook_per_host if per_host is None else per_host
@@ -118,7 +127,9 @@ class Deliverer:
                     leased = len(await asyncio.to_thread(self._lease, room))
                 self._dispatch(session, tasks)
                 if tasks:
-                    await asyncio.wait(tasks, timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        tasks, timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    )
                 elif not leased:
                     try:
                         await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
@@ -132,7 +143,9 @@ class Deliverer:
     def _dispatch(self, session: aiohttp.ClientSession, tasks: set[asyncio.Task]) -> None:
         """Start queued deliveries while slots are free: in all, and to each receiver."""
         for host, queued in list(self._queued.items()):
-            while queued and len(tasks) < self.concurrency and self._in_flight[host] < self.per_host:
+            while (
+                queued and len(tasks) < self.concurrency and self._in_flight[host] < self.per_host
+            ):
                 delivery = queued.popleft()
                 self._in_flight[host] += 1
                 task = asyncio.create_task(self._attempt(session, delivery, host))
@@ -154,7 +167,10 @@ class Deliverer:
                 host = ("", 0)  # refused when attempted, and retried on the schedule
             self._host_of_watch[delivery.watch_id] = host
             key = (delivery.watch_id, delivery.event_id)
-            if key in self._held or len(self._queued.get(host, ())) + taken[host] >= self.queue_depth:
+            if (
+                key in self._held
+                or len(self._queued.get(host, ())) + taken[host] >= self.queue_depth
+            ):
                 return False
             taken[host] += 1
             return True
@@ -184,7 +200,9 @@ class Deliverer:
         self._resolved[key] = (time.monotonic() + RESOLVE_SECONDS, address)
         return address
 
-    async def _attempt(self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]) -> None:
+    async def _attempt(
+        self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]
+    ) -> None:
         """One attempt (its slot to `host` already taken by _dispatch)."""
         try:
             status, error = await asyncio.wait_for(self._post(session, delivery), self.timeout)
@@ -205,7 +223,9 @@ class Deliverer:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         if error:
             self.stats.errors[error[:60]] += 1
-        self._outcomes.append(Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error))
+        self._outcomes.append(
+            Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error)
+        )
 
     async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
         try:
@@ -214,9 +234,16 @@ class Deliverer:
         except UnsafeUrl as e:
             return None, f"refused: {e}"
         timestamp = int(time.time())
-        body = orjson.dumps({"type": "record.matched", "timestamp": format_time(datetime.fromtimestamp(timestamp, UTC)),
-                             "data": delivery.event})
-        headers = signed_headers(delivery.secret, delivery.watch_id, delivery.event_id, timestamp, body)
+        body = orjson.dumps(
+            {
+                "type": "record.matched",
+                "timestamp": format_time(datetime.fromtimestamp(timestamp, UTC)),
+                "data": delivery.event,
+            }
+        )
+        headers = signed_headers(
+            delivery.secret, delivery.watch_id, delivery.event_id, timestamp, body
+        )
         headers["host"] = target.host_header
         headers["user-agent"] = "servicetrail-webhooks/1"
         shown = f"[{address}]" if address.version == 6 else str(address)
@@ -224,7 +251,9 @@ class Deliverer:
         # the connection goes to the checked address; TLS still checks the certificate against the name
         tls = {"server_hostname": target.host} if target.scheme == "https" else {}
         try:
-            async with session.post(url, data=body, headers=headers, allow_redirects=False, **tls) as response:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False, **tls
+            ) as response:
                 await response.content.read(MAX_RESPONSE_BYTES)  # the answer matters by its status
                 return response.status, ""
         except (aiohttp.ClientError, ValueError, OSError) as e:
@@ -234,10 +263,17 @@ class Deliverer:
 def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
     """The outbound client: no proxies or netrc from the environment, no cookies kept, no
     redirects (per request), connections kept alive up to the worker's concurrency."""
-    connector = aiohttp.TCPConnector(limit=concurrency, use_dns_cache=False, enable_cleanup_closed=True)
-    return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
-                                 timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",))
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, use_dns_cache=False, enable_cleanup_closed=True
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 class BackgroundDeliverer:

@@ -7,6 +7,7 @@ answer that changes between the check and the connection cannot move it).
 SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1 lets webhooks go to loopback addresses, over `http://`
 too: for local receivers and the tests. Private and link-local ranges stay refused.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -48,7 +49,9 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
     """The URL's form: https (or http with loopback allowed), a host, no user or password."""
     allow = loopback_allowed() if allow_loopback is None else allow_loopback
     if not isinstance(url, str) or not url.isascii() or not url.isprintable() or " " in url:
-        raise UnsafeUrl("the URL must be printable ASCII without spaces (IDNA-encode a non-ASCII host)")
+        raise UnsafeUrl(
+            "the URL must be printable ASCII without spaces (IDNA-encode a non-ASCII host)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

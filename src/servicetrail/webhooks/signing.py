@@ -1,6 +1,7 @@
 """Standard Webhooks signatures (https://www.standardwebhooks.com/): the secret, and the
 three headers of a delivery. The suite checks them with the specification's reference
 library (`standardwebhooks`), never with this module."""
+
 from __future__ import annotations
 
 import base64
@@ -28,8 +29,13 @@ def message_id(watch_id: int, event_id: int) -> str:
     return f"evt_{watch_id}_{event_id}"
 
 
-def signed_headers(secret: str, watch_id: int, event_id: int, timestamp: int, body: bytes) -> dict[str, str]:
+def signed_headers(
+    secret: str, watch_id: int, event_id: int, timestamp: int, body: bytes
+) -> dict[str, str]:
     msg_id = message_id(watch_id, event_id)
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature(secret, msg_id, timestamp, body),
-            "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secret, msg_id, timestamp, body),
+        "content-type": "application/json",
+    }

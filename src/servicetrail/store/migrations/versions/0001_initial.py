@@ -2,6 +2,7 @@
 
 Revision ID: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -41,7 +42,9 @@ def upgrade() -> None:
         sa.Column("valid_to", UtcDateTime, nullable=True),
         sa.PrimaryKeyConstraint("device_id", "relation", "valid_from", name="pk_responsibility"),
     )
-    op.create_index("ix_responsibility_device_party", "responsibility", ["device_id", "party_id", "valid_from"])
+    op.create_index(
+        "ix_responsibility_device_party", "responsibility", ["device_id", "party_id", "valid_from"]
+    )
     if op.get_bind().dialect.name == "postgresql":
         _create_partitioned_trail()
     else:
@@ -89,12 +92,25 @@ def _payload_columns() -> list[sa.Column]:
 
 
 def _create_trail() -> None:
-    op.create_table("sat_record", *_trail_columns(), sa.PrimaryKeyConstraint("id", name="pk_sat_record"),
-                    sa.UniqueConstraint("request_id", "kind", "logged_at", "device_id",
-                                        name="uq_sat_record_request_id_kind_logged_at_device_id"))
+    op.create_table(
+        "sat_record",
+        *_trail_columns(),
+        sa.PrimaryKeyConstraint("id", name="pk_sat_record"),
+        sa.UniqueConstraint(
+            "request_id",
+            "kind",
+            "logged_at",
+            "device_id",
+            name="uq_sat_record_request_id_kind_logged_at_device_id",
+        ),
+    )
     op.create_index("ix_sat_record_device_time", "sat_record", ["device_id", "logged_at", "id"])
     op.create_index("ix_sat_record_user_time", "sat_record", ["user_id", "logged_at", "id"])
-    op.create_table("sat_payload", *_payload_columns(), sa.PrimaryKeyConstraint("record_id", name="pk_sat_payload"))
+    op.create_table(
+        "sat_payload",
+        *_payload_columns(),
+        sa.PrimaryKeyConstraint("record_id", name="pk_sat_payload"),
+    )
 
 
 def _create_partitioned_trail() -> None:
@@ -102,10 +118,16 @@ def _create_partitioned_trail() -> None:
     partition, which would make every device search slower), keyed by device first."""
     op.execute("CREATE SEQUENCE sat_record_id_seq")
     op.create_table(
-        "sat_record", *_trail_columns(),
+        "sat_record",
+        *_trail_columns(),
         sa.PrimaryKeyConstraint("device_id", "logged_at", "id", name="pk_sat_record"),
-        sa.UniqueConstraint("request_id", "kind", "logged_at", "device_id",
-                            name="uq_sat_record_request_id_kind_logged_at_device_id"),
+        sa.UniqueConstraint(
+            "request_id",
+            "kind",
+            "logged_at",
+            "device_id",
+            name="uq_sat_record_request_id_kind_logged_at_device_id",
+        ),
         postgresql_partition_by="RANGE (logged_at)",
     )
     op.execute("ALTER TABLE sat_record ALTER COLUMN id SET DEFAULT nextval('sat_record_id_seq')")
@@ -113,7 +135,8 @@ def _create_partitioned_trail() -> None:
     op.create_index("ix_sat_record_user_time", "sat_record", ["user_id", "logged_at", "id"])
     op.create_index("ix_sat_record_id", "sat_record", ["id"])
     op.create_table(
-        "sat_payload", *_payload_columns(),
+        "sat_payload",
+        *_payload_columns(),
         sa.PrimaryKeyConstraint("device_id", "logged_at", "record_id", name="pk_sat_payload"),
         postgresql_partition_by="RANGE (logged_at)",
     )
@@ -129,9 +152,13 @@ def _row_level_security() -> None:
     The application sets the viewer per transaction (store.queries) and keeps its own
     predicate, which is what makes queries fast and explainable; this is defence in depth.
     """
-    op.execute(f"DO $$ BEGIN CREATE ROLE {READER} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    op.execute(
+        f"DO $$ BEGIN CREATE ROLE {READER} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
     op.execute(f"GRANT {READER} TO CURRENT_USER")
-    op.execute(f"GRANT SELECT ON party, dcc_user, device, responsibility, sat_record, sat_payload TO {READER}")
+    op.execute(
+        f"GRANT SELECT ON party, dcc_user, device, responsibility, sat_record, sat_payload TO {READER}"
+    )
     for table in ("sat_record", "sat_payload"):
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
     op.execute(f"""

@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,8 +17,12 @@ def upgrade() -> None:
     op.create_table(
         "web_session",
         sa.Column("id_hash", sa.String(64), primary_key=True),
-        sa.Column("username", sa.String(64), sa.ForeignKey("account.username", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "username",
+            sa.String(64),
+            sa.ForeignKey("account.username", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("csrf_token", sa.String(64), nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
         sa.Column("last_seen_at", UtcDateTime, nullable=False),

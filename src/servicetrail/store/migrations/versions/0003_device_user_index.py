@@ -5,6 +5,7 @@ instead of walking all of that device's rows.
 Revision ID: 0003
 Revises: 0002
 """
+
 from alembic import op
 
 revision = "0003"
@@ -13,7 +14,9 @@ down_revision = "0002"
 
 def upgrade() -> None:
     # device_id first, like every index of sat_record: the table stays distributable by device
-    op.create_index("ix_sat_record_device_user_time", "sat_record", ["device_id", "user_id", "logged_at", "id"])
+    op.create_index(
+        "ix_sat_record_device_user_time", "sat_record", ["device_id", "user_id", "logged_at", "id"]
+    )
 
 
 def downgrade() -> None:

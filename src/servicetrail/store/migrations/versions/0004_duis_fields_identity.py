@@ -9,6 +9,7 @@ partitioned table is altered, and every monthly partition follows.
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,7 +21,16 @@ down_revision = "0003"
 OLD_KEY = "uq_sat_record_request_id_kind_logged_at_device_id"
 NEW_KEY = "uq_sat_record_identity"
 KEY_COLUMNS = ("request_id", "kind", "logged_at", "identity_key", "device_id")
-OLD_COLUMNS = ("id", "logged_at", "kind", "request_id", "srv", "user_id", "device_id", "response_code")
+OLD_COLUMNS = (
+    "id",
+    "logged_at",
+    "kind",
+    "request_id",
+    "srv",
+    "user_id",
+    "device_id",
+    "response_code",
+)
 
 
 def _new_columns() -> list[sa.Column]:
@@ -36,9 +46,13 @@ def _new_columns() -> list[sa.Column]:
 def _subject_index() -> None:
     # a search of one's own traffic by Device also finds the non-device requests about it;
     # few requests name a subject, so the index holds only those
-    op.create_index("ix_sat_record_subject_device", "sat_record", ["subject_device_id", "logged_at", "id"],
-                    sqlite_where=sa.text("subject_device_id IS NOT NULL"),
-                    postgresql_where=sa.text("subject_device_id IS NOT NULL"))
+    op.create_index(
+        "ix_sat_record_subject_device",
+        "sat_record",
+        ["subject_device_id", "logged_at", "id"],
+        sqlite_where=sa.text("subject_device_id IS NOT NULL"),
+        postgresql_where=sa.text("subject_device_id IS NOT NULL"),
+    )
 
 
 def upgrade() -> None:
@@ -68,16 +82,24 @@ def _rebuild_sqlite_trail() -> None:
         sa.UniqueConstraint(*KEY_COLUMNS, name=NEW_KEY),
     )
     columns = ", ".join(OLD_COLUMNS)
-    op.execute(f"INSERT INTO sat_record_0004 ({columns}) SELECT {columns} FROM sat_record ORDER BY id")
+    op.execute(
+        f"INSERT INTO sat_record_0004 ({columns}) SELECT {columns} FROM sat_record ORDER BY id"
+    )
     op.drop_table("sat_record")  # its indexes and triggers go with it
     op.rename_table("sat_record_0004", "sat_record")
     op.create_index("ix_sat_record_device_time", "sat_record", ["device_id", "logged_at", "id"])
     op.create_index("ix_sat_record_user_time", "sat_record", ["user_id", "logged_at", "id"])
-    op.create_index("ix_sat_record_device_user_time", "sat_record", ["device_id", "user_id", "logged_at", "id"])
+    op.create_index(
+        "ix_sat_record_device_user_time", "sat_record", ["device_id", "user_id", "logged_at", "id"]
+    )
     for action in ("UPDATE", "DELETE"):
-        op.execute(f"CREATE TRIGGER sat_record_no_{action.lower()} BEFORE {action} ON sat_record "
-                   f"BEGIN SELECT RAISE(ABORT, 'sat_record is append-only'); END")
+        op.execute(
+            f"CREATE TRIGGER sat_record_no_{action.lower()} BEFORE {action} ON sat_record "
+            f"BEGIN SELECT RAISE(ABORT, 'sat_record is append-only'); END"
+        )
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0004 is not reversible: the trail would lose what tells its records apart")
+    raise NotImplementedError(
+        "0004 is not reversible: the trail would lose what tells its records apart"
+    )

@@ -10,6 +10,7 @@ own, so an attacker elsewhere, or behind the same proxy, cannot lock its User ou
 Revision ID: 0005
 Revises: 0004
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,8 +26,12 @@ def upgrade() -> None:
     op.create_table(
         "login_device",
         sa.Column("token_hash", sa.String(64), primary_key=True),
-        sa.Column("username", sa.String(64), sa.ForeignKey("account.username", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "username",
+            sa.String(64),
+            sa.ForeignKey("account.username", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("created_at", UtcDateTime, nullable=False),
     )
     op.create_index("ix_login_device_username", "login_device", ["username"])

@@ -10,6 +10,7 @@ reading role see its own Party's rows only.
 Revision ID: 0006
 Revises: 0005
 """
+
 import re
 
 import sqlalchemy as sa
@@ -35,9 +36,19 @@ def upgrade() -> None:
         sa.Column("record_id", RecordId, nullable=False, autoincrement=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("srv", sa.String(12), nullable=True),
-        sa.PrimaryKeyConstraint("party_id", "access", "logged_at", "record_id", name="pk_sat_visibility",
-                                 postgresql_include=["kind", "srv"]),
-        **({"postgresql_partition_by": "RANGE (logged_at)"} if postgres else {"sqlite_with_rowid": False}),
+        sa.PrimaryKeyConstraint(
+            "party_id",
+            "access",
+            "logged_at",
+            "record_id",
+            name="pk_sat_visibility",
+            postgresql_include=["kind", "srv"],
+        ),
+        **(
+            {"postgresql_partition_by": "RANGE (logged_at)"}
+            if postgres
+            else {"sqlite_with_rowid": False}
+        ),
     )
     if postgres:
         _partitions_like_the_trail()
@@ -50,18 +61,23 @@ def upgrade() -> None:
 
 def _partitions_like_the_trail() -> None:
     bind = op.get_bind()
-    names = bind.execute(sa.text(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'")).scalars()
+    names = bind.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'"
+        )
+    ).scalars()
     for name in names:
         found = _MONTH.match(name)
         if not found:
             continue
         year, month = int(found.group(1)), int(found.group(2))
         next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
-        op.execute(f"CREATE TABLE sat_visibility_p{year:04d}_{month:02d} PARTITION OF sat_visibility "
-                   f"FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00:00+00') "
-                   f"TO ('{next_year:04d}-{next_month:02d}-01 00:00:00+00')")
+        op.execute(
+            f"CREATE TABLE sat_visibility_p{year:04d}_{month:02d} PARTITION OF sat_visibility "
+            f"FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00:00+00') "
+            f"TO ('{next_year:04d}-{next_month:02d}-01 00:00:00+00')"
+        )
 
 
 def _build() -> None:

@@ -6,6 +6,7 @@ an index probe that finds nothing, the same work as a record that does not exist
 Revision ID: 0007
 Revises: 0006
 """
+
 from alembic import op
 
 revision = "0007"

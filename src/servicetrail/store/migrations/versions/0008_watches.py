@@ -3,6 +3,7 @@
 Revision ID: 0008
 Revises: 0007
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,8 +21,12 @@ def upgrade() -> None:
     op.create_table(
         "watch",
         sa.Column("id", WatchId, primary_key=True, autoincrement=True),
-        sa.Column("party_id", sa.String(32), sa.ForeignKey("party.party_id", name="fk_watch_party_id_party"),
-                  nullable=False),
+        sa.Column(
+            "party_id",
+            sa.String(32),
+            sa.ForeignKey("party.party_id", name="fk_watch_party_id_party"),
+            nullable=False,
+        ),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("devices", sa.Text, nullable=False),
         sa.Column("srvs", sa.Text, nullable=False),
@@ -41,8 +46,12 @@ def upgrade() -> None:
     op.create_index("ix_watch_party_id", "watch", ["party_id"])
     op.create_table(
         "watch_event",
-        sa.Column("watch_id", WatchId, sa.ForeignKey("watch.id", ondelete="CASCADE",
-                                                     name="fk_watch_event_watch_id_watch"), nullable=False),
+        sa.Column(
+            "watch_id",
+            WatchId,
+            sa.ForeignKey("watch.id", ondelete="CASCADE", name="fk_watch_event_watch_id_watch"),
+            nullable=False,
+        ),
         sa.Column("event_id", sa.BigInteger, nullable=False),
         sa.Column("record_id", RecordId, nullable=False),
         sa.Column("record_logged_at", UtcDateTime, nullable=False),
@@ -68,8 +77,12 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", UtcDateTime, nullable=False),
         sa.Column("last_error", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("watch_id", "event_id", name="pk_webhook_outbox"),
-        sa.ForeignKeyConstraint(["watch_id", "event_id"], ["watch_event.watch_id", "watch_event.event_id"],
-                                ondelete="CASCADE", name="fk_webhook_outbox_watch_event"),
+        sa.ForeignKeyConstraint(
+            ["watch_id", "event_id"],
+            ["watch_event.watch_id", "watch_event.event_id"],
+            ondelete="CASCADE",
+            name="fk_webhook_outbox_watch_event",
+        ),
     )
     op.create_index("ix_webhook_outbox_next_attempt_at", "webhook_outbox", ["next_attempt_at"])
     if op.get_bind().dialect.name == "postgresql":
