@@ -15,6 +15,7 @@ from ..webhooks.deliver import BackgroundDeliverer
 from . import api, auth, errors, pages, watches_api, watches_page
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
+from .hot_path import HotPath
 from .rendering import ASSETS, Assets
 
 
@@ -28,8 +29,10 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(worker.stop)
 
 
-def create_app(engine: Engine, deliveries: bool = False) -> FastAPI:
-    """`deliveries`: also run the webhook worker (serve does; tests of the API need not)."""
+def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:
+    """`deliveries`: also run the webhook worker (serve does; tests of the API need not).
+    `hot_path`: answer the hot reads through web.hot_path (off: every request through its
+    FastAPI route, which the tests compare it with)."""
     app = FastAPI(
         lifespan=_deliveries if deliveries else None,
         title="servicetrail",
@@ -50,6 +53,8 @@ def create_app(engine: Engine, deliveries: bool = False) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(pages.router)
     watches_page.install(app)
+    if hot_path:
+        app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -1,0 +1,117 @@
+"""The API's hot reads, a page of records and one record, answered without FastAPI's
+per-request machinery (issue 12 item 4).
+
+A device search costs the server about 1.5 ms of Python; py-spy (`--gil`) put a third of it
+in FastAPI's layers around the route: a second thread-pool hop for the token dependency,
+parameter validation, the dependency solver and its middleware. Here a plain GET of
+`/api/v1/records` or `/api/v1/records/{id}` whose parameters are all of the ordinary form
+runs the same code as the route (`api.records_page`, `api.visible_record`) in one hop.
+
+Anything else goes on to the FastAPI route, which stays the documented one (OpenAPI) and
+the one that words a malformed parameter: an unknown, repeated or empty parameter, a `limit`,
+`kind` or `scope` that is not exactly a value the route accepts, an id that is not digits.
+Either way the client gets the same bytes (tests/web/test_hot_path.py compares them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..domain.model import KINDS
+from ..domain.search import DEFAULT_PAGE, MAX_PAGE
+from ..domain.visibility import Scope as Visible
+from . import api
+from .errors import EXPECTED, as_json
+from .params import build_search, cursor_of
+
+RECORDS = "/api/v1/records"
+ONE_RECORD = re.compile(r"/api/v1/records/([0-9]{1,19})")
+# the route's names for `build_search`'s arguments
+SEARCH_FIELDS = {
+    "device_id": "device_id",
+    "request_id": "request_id",
+    "srv": "srv",
+    "kind": "kind",
+    "from": "time_from",
+    "to": "time_to",
+    "scope": "scope",
+}
+PAGE_FIELDS = {"limit", "cursor"}
+CHOICES = {"kind": frozenset(KINDS), "scope": frozenset(s.value for s in Visible)}
+LIMIT = re.compile(r"[1-9][0-9]{0,3}")
+
+Answer = Callable[[Starlette, str], Response]
+
+
+class HotPath:
+    """Pure ASGI, placed inside the app's error handling and security headers, so what it
+    answers gets them as the route's answers do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = _answer_for(scope) if scope["type"] == "http" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization", "")
+        response = await run_in_threadpool(_answered, answer, scope["app"], authorization)
+        await response(scope, receive, send)
+
+
+def _answered(answer: Answer, app: Starlette, authorization: str) -> Response:
+    """The answer, or the one the app's error handler gives an expected error (errors.handle
+    answers the API with `as_json`); anything unexpected goes on to that handler, logged."""
+    try:
+        return answer(app, authorization)
+    except EXPECTED as e:
+        return as_json(e)
+
+
+def _answer_for(scope: Scope) -> Answer | None:
+    """What answers this request here, or None to leave it to the FastAPI route."""
+    if scope["method"] != "GET" or scope.get("root_path"):
+        return None
+    path = scope["path"]
+    if path == RECORDS:
+        return _page_answer(scope["query_string"])
+    one = ONE_RECORD.fullmatch(path)
+    if one is None or scope["query_string"] or not 0 < int(one[1]) < 2**63:
+        return None
+    record_id = int(one[1])
+
+    def answer(app: Starlette, authorization: str) -> Response:
+        return api.visible_record(app, api.viewer_of_header(app, authorization), record_id)
+
+    return answer
+
+
+def _page_answer(query_string: bytes) -> Answer | None:
+    given = QueryParams(query_string).multi_items()
+    named = dict(given)
+    if len(named) != len(given) or not all(named.values()):
+        return None  # repeated or empty: the route's reading of those stands
+    if not named.keys() <= SEARCH_FIELDS.keys() | PAGE_FIELDS:
+        return None
+    if any(named[name] not in choices for name, choices in CHOICES.items() if name in named):
+        return None
+    limit = named.get("limit", str(DEFAULT_PAGE))
+    if not LIMIT.fullmatch(limit) or int(limit) > MAX_PAGE:
+        return None
+    fields = {SEARCH_FIELDS[name]: value for name, value in named.items() if name in SEARCH_FIELDS}
+
+    def answer(app: Starlette, authorization: str) -> Response:
+        # in the route's order: the token (its dependency), then the search, then the cursor
+        viewer = api.viewer_of_header(app, authorization)
+        search = build_search(**fields)
+        return api.records_page(app, viewer, search, int(limit), cursor_of(named.get("cursor")))
+
+    return answer
