@@ -9,11 +9,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.applications import Starlette
 
 from .. import settings
 from ..domain.ids import COUNTER_PATTERN, InvalidValue
-from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN, Cursor, Search
+from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
 from ..domain.triggers import (
     DEFAULT_WINDOW_MINUTES,
@@ -95,20 +94,15 @@ def _unauthorized(message: str) -> HTTPException:
 
 def api_viewer(request: Request) -> Viewer:
     """The Party behind the bearer token; 401 for anything else."""
-    return viewer_of_header(request.app, request.headers.get("authorization", ""))
-
-
-def viewer_of_header(app: Starlette, authorization: str) -> Viewer:
-    """`api_viewer` for a caller that has the Authorization header but no Request (hot_path)."""
-    scheme, _, token = authorization.partition(" ")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("a bearer token is required (servicetrail tokens create USERNAME)")
-    cache: ViewerCache | None = getattr(app.state, "viewers", None)
+    cache: ViewerCache | None = getattr(request.app.state, "viewers", None)
     digest = token_digest(token)
     viewer = cache.get(digest) if cache is not None else None
     if viewer is None:
-        with app.state.engine.connect() as conn:
+        with engine_of(request).connect() as conn:
             viewer = viewer_for_token(conn, token)  # one query: token -> Party and its User IDs
             conn.commit()  # read only; COMMIT keeps psycopg's prepared statements (see list_records)
         if viewer is None:
@@ -168,15 +162,8 @@ def list_records(
 ) -> Response:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
-    return records_page(request.app, viewer, search, limit, cursor_of(cursor))
-
-
-def records_page(
-    app: Starlette, viewer: Viewer, search: Search, limit: int, after: Cursor | None
-) -> Response:
-    """The answer of `list_records`, once its parameters are read (also by hot_path)."""
-    state = app.state
-    with state.limits.search(viewer.party_id, search), state.engine.connect() as conn:
+    after = cursor_of(cursor)
+    with limits_of(request).search(viewer.party_id, search), engine_of(request).connect() as conn:
         items, next_cursor = search_page(conn, viewer, search, limit, after)
         # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
         # ROLLBACK, which the pool would otherwise send, and the device search relies on
@@ -198,14 +185,8 @@ def records_page(
 )
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
-    return visible_record(request.app, viewer, record_id_or_404(record_id))
-
-
-def visible_record(app: Starlette, viewer: Viewer, record_id: int) -> JSONResponse:
-    """The answer of `one_record`, once its id is read (also by hot_path)."""
-    state = app.state
-    with state.limits.search(viewer.party_id), state.engine.connect() as conn:
-        found = get_visible(conn, viewer, record_id)
+    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
+        found = get_visible(conn, viewer, record_id_or_404(record_id))
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return JSONResponse(found)

@@ -5,7 +5,8 @@ A device search costs the server about 1.5 ms of Python; py-spy (`--gil`) put a 
 in FastAPI's layers around the route: a second thread-pool hop for the token dependency,
 parameter validation, the dependency solver and its middleware. Here a plain GET of
 `/api/v1/records` or `/api/v1/records/{id}` whose parameters are all of the ordinary form
-runs the same code as the route (`api.records_page`, `api.visible_record`) in one hop.
+calls the route's own functions (its dependency, then the route), in one hop: whatever the
+route does (bounds, the store, the answer's shape) it does here too.
 
 Anything else goes on to the FastAPI route, which stays the documented one (OpenAPI) and
 the one that words a malformed parameter: an unknown, repeated or empty parameter, a `limit`,
@@ -17,24 +18,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..domain.model import KINDS
+from ..domain.model import KINDS, Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE
 from ..domain.visibility import Scope as Visible
 from . import api
 from .errors import EXPECTED, as_json
-from .params import build_search, cursor_of
 
 RECORDS = "/api/v1/records"
 ONE_RECORD = re.compile(r"/api/v1/records/([0-9]{1,19})")
-# the route's names for `build_search`'s arguments
-SEARCH_FIELDS = {
+# the route's names for its query parameters
+FIELDS = {
     "device_id": "device_id",
     "request_id": "request_id",
     "srv": "srv",
@@ -42,12 +43,13 @@ SEARCH_FIELDS = {
     "from": "time_from",
     "to": "time_to",
     "scope": "scope",
+    "limit": "limit",
+    "cursor": "cursor",
 }
-PAGE_FIELDS = {"limit", "cursor"}
 CHOICES = {"kind": frozenset(KINDS), "scope": frozenset(s.value for s in Visible)}
 LIMIT = re.compile(r"[1-9][0-9]{0,3}")
 
-Answer = Callable[[Starlette, str], Response]
+Answer = Callable[[Request], Response]
 
 
 class HotPath:
@@ -62,16 +64,15 @@ class HotPath:
         if answer is None:
             await self.app(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization", "")
-        response = await run_in_threadpool(_answered, answer, scope["app"], authorization)
+        response = await run_in_threadpool(_answered, answer, Request(scope, receive))
         await response(scope, receive, send)
 
 
-def _answered(answer: Answer, app: Starlette, authorization: str) -> Response:
+def _answered(answer: Answer, request: Request) -> Response:
     """The answer, or the one the app's error handler gives an expected error (errors.handle
     answers the API with `as_json`); anything unexpected goes on to that handler, logged."""
     try:
-        return answer(app, authorization)
+        return answer(request)
     except EXPECTED as e:
         return as_json(e)
 
@@ -84,12 +85,12 @@ def _answer_for(scope: Scope) -> Answer | None:
     if path == RECORDS:
         return _page_answer(scope["query_string"])
     one = ONE_RECORD.fullmatch(path)
-    if one is None or scope["query_string"] or not 0 < int(one[1]) < 2**63:
+    if one is None or scope["query_string"]:
         return None
-    record_id = int(one[1])
+    record_id = one[1]
 
-    def answer(app: Starlette, authorization: str) -> Response:
-        return api.visible_record(app, api.viewer_of_header(app, authorization), record_id)
+    def answer(request: Request) -> Response:
+        return api.one_record(request, api.api_viewer(request), record_id)
 
     return answer
 
@@ -99,19 +100,20 @@ def _page_answer(query_string: bytes) -> Answer | None:
     named = dict(given)
     if len(named) != len(given) or not all(named.values()):
         return None  # repeated or empty: the route's reading of those stands
-    if not named.keys() <= SEARCH_FIELDS.keys() | PAGE_FIELDS:
+    if not named.keys() <= FIELDS.keys():
         return None
     if any(named[name] not in choices for name, choices in CHOICES.items() if name in named):
         return None
     limit = named.get("limit", str(DEFAULT_PAGE))
     if not LIMIT.fullmatch(limit) or int(limit) > MAX_PAGE:
         return None
-    fields = {SEARCH_FIELDS[name]: value for name, value in named.items() if name in SEARCH_FIELDS}
+    values: dict[str, Any] = {FIELDS[name]: value for name, value in named.items()}
+    values["limit"] = int(limit)
+    values["scope"] = Visible(named.get("scope", Visible.ALL))
+    if "kind" in named:
+        values["kind"] = Kind(named["kind"])
 
-    def answer(app: Starlette, authorization: str) -> Response:
-        # in the route's order: the token (its dependency), then the search, then the cursor
-        viewer = api.viewer_of_header(app, authorization)
-        search = build_search(**fields)
-        return api.records_page(app, viewer, search, int(limit), cursor_of(named.get("cursor")))
+    def answer(request: Request) -> Response:
+        return api.list_records(request, api.api_viewer(request), **values)
 
     return answer
