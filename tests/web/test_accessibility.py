@@ -36,7 +36,7 @@ RUN_AXE = """async () => {
 }"""
 
 
-def blocking_violations(page, where: str) -> list[str]:
+def blocking_violations(page, where: str) -> list[str]:  # noqa: F811
     # evaluated through the DevTools protocol, so the page's own CSP (no inline scripts) stays on
     page.evaluate(AXE.read_text())
     found = page.evaluate(RUN_AXE)
