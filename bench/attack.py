@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Issue 10's attacks on a running `servicetrail serve`, measured from another Party's side.
 
-    .venv/bin/python bench/attack.py --store URL                  # both scenarios on a store you have
-    .venv/bin/python bench/attack.py --records 1000000            # build SQLite and PostgreSQL stores first
-    .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src   # the same against other code
+    .venv/bin/python bench/attack.py --store URL          # both scenarios on a store you have
+    .venv/bin/python bench/attack.py --records 1000000    # build SQLite and PostgreSQL stores first
+    .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src    # ... against other code
 
 - `stalled` (finding 1): one Party asks for its own-traffic report on 20 sockets with a 4 KB
   receive buffer that read 100 bytes and then stop reading, holds them for --hold seconds,
@@ -140,7 +140,8 @@ def stalled_socket(port: int, path: str, token: str, results: list, lock: thread
     try:
         sock.connect(("127.0.0.1", port))
         sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            f"{token}\r\n\r\n".encode()
         )
         head = sock.recv(100)
         status = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0

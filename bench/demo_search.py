@@ -60,10 +60,12 @@ def main() -> int:
         proc.wait(10)
     floor = run.floor_search(store, url, [(supplier.party_id, user_ids, d) for d in devices[:300]])
     print(
-        f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one client"
+        f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one "
+        "client"
     )
     print(
-        f"HTTP device search   p50 {run.pct(latencies, 50):.2f} ms   p95 {run.pct(latencies, 95):.2f} ms"
+        f"HTTP device search   p50 {run.pct(latencies, 50):.2f} ms   p95 "
+        f"{run.pct(latencies, 95):.2f} ms"
     )
     print(f"raw SQL floor        p50 {floor['p50_ms']:.3f} ms   p95 {floor['p95_ms']:.3f} ms")
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The registry loader at DCC scale (issue 12 item 2), beside the raw floor of the same run.
 
-    .venv/bin/python bench/registry.py                          # 1M devices (~2.7M intervals), both engines
+    .venv/bin/python bench/registry.py      # 1M devices (~2.7M intervals), both engines
     .venv/bin/python bench/registry.py --devices 100000 --engines sqlite
 
 Per engine, each figure the whole `servicetrail load ...` command (a child process: start-up,

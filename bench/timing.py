@@ -4,10 +4,10 @@ missing one? A benchmark, not a timed test: it prints the two distributions' med
 p-values of two-sided Mann-Whitney U and Kolmogorov-Smirnov tests (scipy, the `dev` extra:
 `.venv/bin/pip install -e '.[dev]'`).
 
-    .venv/bin/python bench/timing.py                               # 200k records, SQLite and PostgreSQL
-    .venv/bin/python bench/timing.py --store URL                   # a store you have
-    git archive 88de499 src | tar -x -C /tmp/old                   # the code before the visibility index ...
-    .venv/bin/python bench/timing.py --pythonpath /tmp/old/src     # ... builds its store and serves it
+    .venv/bin/python bench/timing.py                        # 200k records, SQLite and PostgreSQL
+    .venv/bin/python bench/timing.py --store URL            # a store you have
+    git archive 88de499 src | tar -x -C /tmp/old            # the code before the visibility index
+    .venv/bin/python bench/timing.py --pythonpath /tmp/old/src   # ... builds its store, serves it
 
 One viewer Party (the one with the most traffic of its own) asks, over one keep-alive HTTP
 connection and in one random interleaving, for --samples ids of each kind:
@@ -75,13 +75,17 @@ class Sql:
 
 
 def _never_held(alias: str) -> str:
-    return f"NOT EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id AND r.party_id = ?)"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id "
+        "AND r.party_id = ?)"
+    )
 
 
 def _held_then(alias: str) -> str:
     return (
-        f"EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id AND r.party_id = ? "
-        f"AND r.valid_from <= {alias}.logged_at AND (r.valid_to IS NULL OR {alias}.logged_at < r.valid_to))"
+        f"EXISTS (SELECT 1 FROM responsibility r WHERE r.device_id = {alias}.device_id AND "
+        f"r.party_id = ? AND r.valid_from <= {alias}.logged_at AND (r.valid_to IS NULL OR "
+        f"{alias}.logged_at < r.valid_to))"
     )
 
 
@@ -348,14 +352,16 @@ def report(results: dict) -> None:
         f"repeat {results['repeat']}, samples {results['samples']}"
     )
     print(
-        f"  {'endpoint':<11} {'pair':<36} {'median a':>9} {'median b':>9} {'a - b':>8} {'MWU p':>9} {'KS p':>9}"
+        f"  {'endpoint':<11} {'pair':<36} {'median a':>9} {'median b':>9} {'a - b':>8} "
+        f"{'MWU p':>9} {'KS p':>9}"
     )
     for endpoint in ENDPOINTS:
         for pair, c in results.get(endpoint, {}).items():
             flag = "  <- differs" if min(c["mann_whitney_p"], c["ks_p"]) < SIGNIFICANT else ""
             print(
-                f"  {endpoint:<11} {pair:<36} {c['median_us'][0]:>7.0f}us {c['median_us'][1]:>7.0f}us "
-                f"{c['difference_us']:>6.1f}us {c['mann_whitney_p']:>9.2g} {c['ks_p']:>9.2g}{flag}"
+                f"  {endpoint:<11} {pair:<36} {c['median_us'][0]:>7.0f}us "
+                f"{c['median_us'][1]:>7.0f}us {c['difference_us']:>6.1f}us "
+                f"{c['mann_whitney_p']:>9.2g} {c['ks_p']:>9.2g}{flag}"
             )
 
 

@@ -73,7 +73,8 @@ class PgServer:
         )
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
-            f"-c full_page_writes=off -c max_connections=200 -c shared_buffers={self.shared_buffers}"
+            "-c full_page_writes=off -c max_connections=200 -c "
+            f"shared_buffers={self.shared_buffers}"
         )
         self._run(
             "pg_ctl",

@@ -162,9 +162,9 @@ def trail(cli, tmp_path):
     """A small SAT: four Parties (NORTH with two User Roles), a change of supplier on METER on
     1 March, a Network Operator, alerts, a non-device request."""
     (tmp_path / "users.csv").write_text(
-        "user_id,party_id,party_name,role\n"
-        f"{NORTH_IS},NORTH,North Energy plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n"
-        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n"
+        f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North Energy "
+        f"plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n{SOUTH_IS},SOUTH,South Power "
+        f"Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n"
     )
     (tmp_path / "devices.csv").write_text(
         f"device_id,device_type,smets\n{METER},ESME,2\n{GAS},GSME,1\n"

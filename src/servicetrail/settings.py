@@ -123,7 +123,8 @@ class Settings:
         5.0,
         seconds(zero_allowed=True),
         "5",
-        "how long a server process trusts a looked-up token (revocation takes effect within this; 0: not at all)",
+        "how long a server process trusts a looked-up token (revocation takes effect within this; "
+        "0: not at all)",
     )
     batch: int = setting("BATCH", 20_000, whole(1), "20000", "records per ingest transaction")
     registry_batch: int = setting(

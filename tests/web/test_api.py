@@ -171,7 +171,8 @@ def test_bad_parameters_are_422_naming_the_parameter(client, token, params, name
 
 
 def test_the_openapi_document_states_the_checks_the_api_makes(client):
-    """limit, scope and kind are validated by FastAPI itself, so the document says what is checked."""
+    """limit, scope and kind are validated by FastAPI itself, so the document says what is
+    checked."""
     from servicetrail.domain.model import KINDS
     from servicetrail.domain.search import MAX_PAGE
 
@@ -303,7 +304,8 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
 def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(
     client, token, srv, status
 ):
-    """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
+    """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked
+    for."""
     headers = token(P.NORTHPOWER)
     for device in ("", f"&device_id={P.ESME_1}"):  # the general form and the device fast path
         response = client.get(f"/api/v1/records?srv={srv}{device}", headers=headers)

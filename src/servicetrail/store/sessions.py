@@ -70,7 +70,8 @@ class WebSession:
 
 
 def create_session(conn: Connection, username: str, now: datetime | None = None) -> str:
-    """A new session for a signed-in account; returns the session id for the cookie (never stored)."""
+    """A new session for a signed-in account; returns the session id for the cookie (never
+    stored)."""
     now = now or now_utc()
     session_id = secrets.token_urlsafe(32)
     conn.execute(
@@ -219,7 +220,8 @@ def claim_attempt(
 
 
 def forgive(conn: Connection, claim: Claim) -> None:
-    """After a correct sign-in: the failures of its key are forgiven (the address's others are not)."""
+    """After a correct sign-in: the failures of its key are forgiven (the address's others are
+    not)."""
     conn.execute(
         delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key)
     )

@@ -154,7 +154,8 @@ def search(request: Request, who: Who) -> Response:
 def _exchange(
     conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision
 ) -> list[dict[str, Any]]:
-    """The record's exchange (its request, acknowledgement, responses), each as the viewer may see it."""
+    """The record's exchange (its request, acknowledgement, responses), each as the viewer may see
+    it."""
     messages = exchange_of(conn, viewer, current["request_id"])
     reasons = why_many(conn, viewer, messages)  # one read, however long the exchange
     exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]

@@ -55,12 +55,12 @@ def describe(watch: dict[str, Any]) -> str:
 
 def _page(
     request: Request,
-    who,
+    who: SignedIn,
     selected: int | None = None,
     status: int = 200,
-    values: dict | None = None,
-    errors: dict | None = None,
-    created: dict | None = None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, Any] | None = None,
+    created: dict[str, Any] | None = None,
 ) -> Response:
     with engine_of(request).connect() as conn:
         watches = list_watches(conn, who.viewer.party_id)
