@@ -28,7 +28,6 @@ import json
 import os
 import random
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (search_targets)
-from harness import Store, percentile, serve, store_at, stores  # noqa: E402
+from harness import Store, percentile, serve, stop, store_at, stores  # noqa: E402
 
 from servicetrail.store.accounts import create_account, create_token  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
@@ -289,11 +288,7 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
                     port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds
                 )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         print(json.dumps({store.kind: {name: results[name]}}, indent=2))
     return results
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (_client, floor_search)
-from harness import Store, percentile, serve  # noqa: E402
+from harness import Store, percentile, serve, stop  # noqa: E402
 
 from servicetrail.demo import build_demo  # noqa: E402
 from servicetrail.store.accounts import create_token  # noqa: E402
@@ -58,8 +58,7 @@ def main() -> int:
         run._client((base, plan[:50], 0))  # warm up
         latencies = run._client((base, plan, 0))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     floor = run.floor_search(store, url, [(supplier.party_id, user_ids, d) for d in devices[:300]])
     print(
         f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one "

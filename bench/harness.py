@@ -114,6 +114,16 @@ def serve(
     raise SystemExit("server did not start")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ends a server: SIGTERM, then SIGKILL if it has not gone within 30 seconds."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def timed_child(
     args: list[str], env: dict[str, str] | None = None
 ) -> tuple[float, int, subprocess.CompletedProcess[str]]:

@@ -37,6 +37,7 @@ from harness import (  # noqa: E402  (the benchmarks' shared set-up)
     device_page_floor,
     percentile,
     serve,
+    stop,
     store_at,
     stores,
     timed_child,
@@ -403,8 +404,7 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
                 },
             }
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     return results
 
 
@@ -525,12 +525,17 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
             results[label] = row
         conn.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     return results
 
 
 # ------------------------------------------------------------------ export
+
+
+def report_own(url: str, party: str, to: str, output: str) -> list[str]:
+    """The `servicetrail report own` command of the Party's traffic from 2000 until `to`."""
+    window = ["--from", "2000-01-01", "--to", to]
+    return [BIN, "--db", url, "report", "own", "--party", party, *window, "--output", output]
 
 
 def bench_export(store: Store, url: str) -> dict:
@@ -548,43 +553,11 @@ def bench_export(store: Store, url: str) -> dict:
         ).fetchall()
     ]
     out = Path(tempfile.mkstemp(suffix=".csv")[1])
-    wall, rss, done = timed_child(
-        [
-            BIN,
-            "--db",
-            url,
-            "report",
-            "own",
-            "--party",
-            party,
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2100-01-01",
-            "--output",
-            str(out),
-        ]
-    )
+    wall, rss, done = timed_child(report_own(url, party, "2100-01-01", str(out)))
     rows = sum(1 for _ in csv.reader(open(out, newline=""))) - 1
     # the command's fixed cost (Python start-up, imports, connecting), from a report of no rows:
     # at 1M records it is a fifth of the whole export, so the streaming rate is shown apart
-    startup, _, _ = timed_child(
-        [
-            BIN,
-            "--db",
-            url,
-            "report",
-            "own",
-            "--party",
-            party,
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2000-01-02",
-            "--output",
-            os.devnull,
-        ]
-    )
+    startup, _, _ = timed_child(report_own(url, party, "2000-01-02", os.devnull))
     marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids)
     # the payload join on all three keys, as the product does: on PostgreSQL that lets the
     # planner join partition by partition

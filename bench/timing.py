@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import BIN, Store, serve, store_at, stores, timed_child  # noqa: E402
+from harness import BIN, Store, serve, stop, store_at, stores, timed_child  # noqa: E402
 
 try:
     from scipy import stats
@@ -335,11 +335,7 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
                 f"{control[0]}_vs_{control[1]}": compare(timings[control[0]], timings[control[1]]),
             }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return results
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import ROOT, PgServer, free_port, percentile  # noqa: E402
+from harness import ROOT, PgServer, free_port, percentile, stop  # noqa: E402
 
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
 UTC = timezone.utc
@@ -249,15 +248,6 @@ def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wait_listening(port: int, seconds: float = 20) -> None:

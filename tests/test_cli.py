@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from servicetrail.cli import main
 from servicetrail.store.migrate import head_revision
+from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -28,25 +29,6 @@ METER = "00-DB-00-00-00-00-00-01"
 GAS = "00-DB-00-00-00-00-00-02"
 DCC = "90-B3-D5-1F-30-00-00-02"
 PASSWORD = "correct horse battery staple"
-# SPEC section 5: an item's fields, in order; the report adds the own-only ones
-ITEM_FIELDS = (
-    "id",
-    "logged_at",
-    "kind",
-    "request_id",
-    "srv",
-    "srv_title",
-    "device_id",
-    "device_type",
-    "smets",
-    "user_id",
-    "user_role",
-    "party_id",
-    "response_code",
-    "command_variant",
-    "access",
-)
-REPORT_FIELDS = (*ITEM_FIELDS, "payload", "execution_at", "subject_device_id")
 NORTH_FEB_PAYLOAD = 'NORTH-FEB-REQ, with "quotes"\nand a second line'
 
 
