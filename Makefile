@@ -13,8 +13,8 @@ test:        ## the linter, the type checker, then the whole test suite (install
 
 lint:        ## ruff and mypy, as configured in pyproject.toml
 	@scripts/bootstrap
-	.venv/bin/ruff format --check src tests bench
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench devsupport
+	.venv/bin/ruff check src tests bench devsupport
 	.venv/bin/mypy
 
 contract:    ## the shared contract check, CLI and API, on SQLite

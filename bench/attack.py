@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Issue 10's attacks on a running `servicetrail serve`, measured from another Party's side.
 
-    .venv/bin/python bench/attack.py --store URL                  # both scenarios on a store you have
-    .venv/bin/python bench/attack.py --records 1000000            # build SQLite and PostgreSQL stores first
-    .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src   # the same against other code
+    .venv/bin/python bench/attack.py --store URL          # both scenarios on a store you have
+    .venv/bin/python bench/attack.py --records 1000000    # build SQLite and PostgreSQL stores first
+    .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src    # ... against other code
 
 - `stalled` (finding 1): one Party asks for its own-traffic report on 20 sockets with a 4 KB
   receive buffer that read 100 bytes and then stop reading, holds them for --hold seconds,
@@ -27,18 +27,16 @@ import http.client
 import json
 import os
 import random
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (the benchmark suite's helpers: Store, search_targets, pct)
+import run  # noqa: E402  (search_targets)
+from harness import Store, percentile, serve, stop, store_at, stores  # noqa: E402
 
 from servicetrail.store.accounts import create_account, create_token  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
@@ -47,29 +45,6 @@ STALLED_SOCKETS = (
     20  # the pool of one server process on PostgreSQL (10 + 10 overflow); SQLite's is 15
 )
 HEAVY_CLIENTS = 8
-
-
-def serve(url: str, pythonpath: str | None, workers: int) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    proc = subprocess.Popen(
-        [run.BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()
-            return proc, port
-        except Exception:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
 
 
 class Searches:
@@ -127,8 +102,8 @@ def summary(entries: list[tuple[float, float, int]]) -> dict:
         "searches": len(entries),
         "failed": len(failed),
         "statuses_failed": sorted(set(failed)),
-        "p50_ms": round(run.pct(good, 50), 2),
-        "p95_ms": round(run.pct(good, 95), 2),
+        "p50_ms": round(percentile(good, 50), 2),
+        "p95_ms": round(percentile(good, 95), 2),
         "max_ms": round(max(good), 1),
     }
 
@@ -140,7 +115,8 @@ def stalled_socket(port: int, path: str, token: str, results: list, lock: thread
     try:
         sock.connect(("127.0.0.1", port))
         sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            f"{token}\r\n\r\n".encode()
         )
         head = sock.recv(100)
         status = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
@@ -150,7 +126,7 @@ def stalled_socket(port: int, path: str, token: str, results: list, lock: thread
         results.append((sock, status))
 
 
-def held_sessions(store: run.Store, url: str) -> int | None:
+def held_sessions(store: Store, url: str) -> int | None:
     """PostgreSQL sessions in a transaction for more than a second: held, not passing through
     (a report's COPY waiting on its reader is 'active'; a suspended one 'idle in transaction')."""
     if store.kind != "postgresql":
@@ -166,7 +142,7 @@ def held_sessions(store: run.Store, url: str) -> int | None:
 
 
 def scenario_stalled(
-    store: run.Store,
+    store: Store,
     url: str,
     port: int,
     victims: list,
@@ -286,7 +262,7 @@ def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
     return made
 
 
-def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
+def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
     rng = random.Random(5)
     ordinary, _ = run.search_targets(url, store, 200, rng)
     conn = store.raw(url)
@@ -300,7 +276,7 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
     plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, d in victims]
     results = {}
     for name in a.scenarios.split(","):
-        proc, port = serve(url, a.pythonpath, a.workers)
+        proc, port = serve(url, a.workers, a.pythonpath)
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
             if name == "stalled":
@@ -312,11 +288,7 @@ def measure(store: run.Store, url: str, a: argparse.Namespace) -> dict:
                     port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds
                 )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         print(json.dumps({store.kind: {name: results[name]}}, indent=2))
     return results
 
@@ -341,24 +313,12 @@ def main() -> int:
     ap.add_argument("--heavy-query", default="/api/v1/records?srv=11.2&limit=100")
     a = ap.parse_args()
     if a.store:
-        kind = "postgresql" if a.store.startswith("postgres") else "sqlite"
-        measure(run.Store(kind, Path(tempfile.gettempdir())), a.store, a)
+        measure(store_at(a.store), a.store, a)
         return 0
-    work = Path(tempfile.mkdtemp(prefix="servicetrail-attack-"))
-    pg = None
-    try:
-        for kind in a.engines.split(","):
-            if kind == "postgresql":
-                from tests.pg_server import PgServer
-
-                pg = PgServer(shared_buffers="1GB").start()
-            store = run.Store(kind, work, pg)
+    with stores(a.engines, "servicetrail-attack-") as each:
+        for store in each:
             _, url = run.build_store(store, a.records)
             measure(store, url, a)
-    finally:
-        if pg is not None:
-            pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402  (the benchmark suite's helpers: serve, _client, floor_search, pct)
+import run  # noqa: E402  (_client, floor_search)
+from harness import Store, percentile, serve, stop  # noqa: E402
 
 from servicetrail.demo import build_demo  # noqa: E402
 from servicetrail.store.accounts import create_token  # noqa: E402
@@ -32,7 +33,7 @@ def main() -> int:
     with engine.begin() as conn:
         token = create_token(conn, supplier.username)
     engine.dispose()
-    store = run.Store("sqlite", work)
+    store = Store("sqlite", work)
     conn = store.raw(url)
     devices = [
         d
@@ -51,19 +52,21 @@ def main() -> int:
     plan = [
         (token, f"/api/v1/records?device_id={rng.choice(devices)}&limit=100") for _ in range(2000)
     ]
-    proc, base = run.serve(url, 1)
+    proc, port = serve(url)
+    base = f"http://127.0.0.1:{port}"
     try:
         run._client((base, plan[:50], 0))  # warm up
         latencies = run._client((base, plan, 0))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     floor = run.floor_search(store, url, [(supplier.party_id, user_ids, d) for d in devices[:300]])
     print(
-        f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one client"
+        f"demo: {len(devices)} devices of {supplier.party_id}, {len(latencies)} searches, one "
+        "client"
     )
     print(
-        f"HTTP device search   p50 {run.pct(latencies, 50):.2f} ms   p95 {run.pct(latencies, 95):.2f} ms"
+        f"HTTP device search   p50 {percentile(latencies, 50):.2f} ms   p95 "
+        f"{percentile(latencies, 95):.2f} ms"
     )
     print(f"raw SQL floor        p50 {floor['p50_ms']:.3f} ms   p95 {floor['p95_ms']:.3f} ms")
     return 0

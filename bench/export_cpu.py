@@ -70,8 +70,9 @@ def main() -> int:
                 * 1e6
             )
     print(
-        f"{servicetrail.__file__}: {party}, {report.rows} rows; rows/s {[round(r) for r in rates]}; "
-        f"CPU us/row {[round(c, 2) for c in cpu]}, median {statistics.median(cpu):.2f}"
+        f"{servicetrail.__file__}: {party}, {report.rows} rows; rows/s "
+        f"{[round(r) for r in rates]}; CPU us/row {[round(c, 2) for c in cpu]}, median "
+        f"{statistics.median(cpu):.2f}"
     )
     return 0
 

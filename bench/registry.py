@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The registry loader at DCC scale (issue 12 item 2), beside the raw floor of the same run.
 
-    .venv/bin/python bench/registry.py                          # 1M devices (~2.7M intervals), both engines
+    .venv/bin/python bench/registry.py      # 1M devices (~2.7M intervals), both engines
     .venv/bin/python bench/registry.py --devices 100000 --engines sqlite
 
 Per engine, each figure the whole `servicetrail load ...` command (a child process: start-up,
@@ -23,20 +23,15 @@ import csv
 import json
 import random
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from run import BIN, Store  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import BIN, ROOT, Store, stores  # noqa: E402
 
 UTC = timezone.utc
 CORRECTED_AT = "2025-12-01T00:00:00Z"  # a recent day inside the generated traffic (2025)
@@ -254,31 +249,20 @@ def main() -> int:
         "--work", type=Path, default=None, help="keep the generated files here (and reuse them)"
     )
     a = ap.parse_args()
-    work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-registry-"))
-    work.mkdir(parents=True, exist_ok=True)
-    folder = generate(work, a.devices, a.records)
-    corrections = correction_file(folder)
     report: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "devices": a.devices,
         "records": a.records,
     }
-    pg = None
-    try:
-        for kind in a.engines.split(","):
-            if kind == "postgresql" and pg is None:
-                from tests.pg_server import PgServer
-
-                pg = PgServer(shared_buffers="1GB").start()
-            report[kind] = measure(Store(kind, work, pg), folder, corrections)
-            print(json.dumps({kind: report[kind]}, indent=2), flush=True)
+    with stores(a.engines, "servicetrail-registry-", a.work) as each:
+        work = each[0].work
+        folder = generate(work, a.devices, a.records)
+        corrections = correction_file(folder)
+        for store in each:
+            report[store.kind] = measure(store, folder, corrections)
+            print(json.dumps({store.kind: report[store.kind]}, indent=2), flush=True)
             for stale in work.glob("*.db*"):
                 stale.unlink()
-    finally:
-        if pg is not None:
-            pg.stop()
-        if a.work is None:
-            shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / f"registry-{a.devices}.json").write_text(json.dumps(report, indent=2))

@@ -21,21 +21,28 @@ import io
 import json
 import os
 import random
-import shutil
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-BIN = str(Path(sys.executable).with_name("servicetrail"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: E402  (the benchmarks' shared set-up)
+    BIN,
+    ROOT,
+    Store,
+    device_page_floor,
+    percentile,
+    serve,
+    stop,
+    store_at,
+    stores,
+    timed_child,
+)
+
 UTC = timezone.utc
 
 import orjson  # noqa: E402
@@ -43,71 +50,7 @@ import orjson  # noqa: E402
 from servicetrail.generate import World, write_world  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 
-MP141_SQL = """
-SELECT s.id FROM sat_record s
-WHERE s.device_id = :dev
-  AND (s.user_id IN ({ids})
-       OR (s.kind NOT IN ('device_alert','dcc_alert') AND EXISTS (
-           SELECT 1 FROM responsibility r
-           WHERE r.device_id = s.device_id AND r.party_id = :party
-             AND r.valid_from <= s.logged_at AND (r.valid_to IS NULL OR s.logged_at < r.valid_to))))
-ORDER BY s.logged_at DESC, s.id DESC LIMIT 100"""
-
-
-def timed_child(
-    args: list[str], env: dict | None = None
-) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall seconds and peak RSS (MB) of one child process.
-
-    The peak is the child's own VmHWM, read while it runs: ru_maxrss would include this
-    benchmark's memory, which Linux carries into a child across exec."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    peak_kb = 0
-    status_file = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status_file.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_kb = max(peak_kb, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    wall = time.perf_counter() - start
-    out, err = proc.communicate()
-    return (
-        wall,
-        peak_kb // 1024,
-        subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode()),
-    )
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 # ------------------------------------------------------------------ stores
-
-
-class Store:
-    def __init__(self, kind: str, work: Path, pg=None) -> None:
-        self.kind, self.work, self.pg = kind, work, pg
-
-    def fresh(self, name: str) -> str:
-        if self.kind == "sqlite":
-            path = self.work / f"{name}.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
-            return f"sqlite:///{path}"
-        return self.pg.new_database()
-
-    def raw(self, url: str):
-        if self.kind == "sqlite":
-            return sqlite3.connect(url.removeprefix("sqlite:///"))
-        import psycopg
-
-        return psycopg.connect(url, prepare_threshold=None)
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess:
@@ -337,19 +280,15 @@ def floor_search(store: Store, url: str, targets: list) -> dict:
     conn = store.raw(url)
     latencies = []
     for party, ids, device in targets * 3:
-        marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids) or "NULL"
-        sql = MP141_SQL.format(ids=marks)
-        if store.kind == "sqlite":
-            sql = sql.replace(":dev", "?").replace(":party", "?")
-            params = (device, *ids, party)
-        else:
-            sql = sql.replace(":dev", "%s").replace(":party", "%s")
-            params = (device, *ids, party)
+        sql, params = device_page_floor(store.kind, party, ids, device)
         start = time.perf_counter()
         conn.execute(sql, params).fetchall()
         latencies.append((time.perf_counter() - start) * 1000)
     conn.close()
-    return {"p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3)}
+    return {
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p95_ms": round(percentile(latencies, 95), 3),
+    }
 
 
 def _client(args: tuple[str, list[tuple[str, str]], float]) -> list[float]:
@@ -370,26 +309,6 @@ def _client(args: tuple[str, list[tuple[str, str]], float]) -> list[float]:
         latencies.append((time.perf_counter() - start) * 1000)
     conn.close()
     return latencies
-
-
-def serve(url: str, workers: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/openapi.json", timeout=1).read()
-            return proc, base
-        except Exception:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -448,7 +367,8 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
             create_account(conn, username, party, "benchmark password 1")
             tokens[party] = create_token(conn, username)
     engine.dispose()
-    proc, base = serve(url, workers)
+    proc, port = serve(url, workers)
+    base = f"http://127.0.0.1:{port}"
     results = {}
     try:
         for label, targets in (("devices", ordinary), ("busy devices", busy)):
@@ -469,12 +389,12 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
             results[label] = {
                 "requests": len(latencies),
                 "clients": clients,
-                "p50_ms": round(pct(latencies, 50), 2),
-                "p95_ms": round(pct(latencies, 95), 2),
-                "p99_ms": round(pct(latencies, 99), 2),
+                "p50_ms": round(percentile(latencies, 50), 2),
+                "p95_ms": round(percentile(latencies, 95), 2),
+                "p99_ms": round(percentile(latencies, 99), 2),
                 "requests_s": round(len(latencies) / wall),
-                "one_client_p50_ms": round(pct(solo, 50), 2),
-                "one_client_p95_ms": round(pct(solo, 95), 2),
+                "one_client_p50_ms": round(percentile(solo, 50), 2),
+                "one_client_p95_ms": round(percentile(solo, 95), 2),
                 "floor": floor_search(store, url, targets),
                 # where two cores' worth of CPU went, per request: 2000 ms / their sum is the
                 # most requests/s this machine can serve, before any waiting
@@ -484,8 +404,7 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
                 },
             }
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     return results
 
 
@@ -547,7 +466,10 @@ def floor_first_screen(store: Store, url: str, party: str, repeat: int) -> dict:
         conn.execute(sql, (party,)).fetchall()
         latencies.append((time.perf_counter() - start) * 1000)
     conn.close()
-    return {"p50_ms": round(pct(latencies, 50), 3), "p95_ms": round(pct(latencies, 95), 3)}
+    return {
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p95_ms": round(percentile(latencies, 95), 3),
+    }
 
 
 def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
@@ -564,13 +486,12 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
             create_account(conn, username, party, "benchmark password 1")
             tokens[label] = create_token(conn, username)
     engine.dispose()
-    proc, base = serve(url, 1)
-    host, port = base.split("//")[1].split(":")
+    proc, port = serve(url)
     results = {}
     try:
         import http.client
 
-        conn = http.client.HTTPConnection(host, int(port))
+        conn = http.client.HTTPConnection("127.0.0.1", port)
 
         def get(token: str, path: str) -> tuple[float, dict]:
             start = time.perf_counter()
@@ -595,21 +516,26 @@ def bench_first_screen(store: Store, url: str, repeat: int = 200) -> dict:
                     else []
                 )
                 row[name] = {
-                    "p50_ms": round(pct(firsts, 50), 2),
-                    "p95_ms": round(pct(firsts, 95), 2),
+                    "p50_ms": round(percentile(firsts, 50), 2),
+                    "p95_ms": round(percentile(firsts, 95), 2),
                     "items": len(first["items"]),
-                    **({"next_p95_ms": round(pct(nexts, 95), 2)} if nexts else {}),
+                    **({"next_p95_ms": round(percentile(nexts, 95), 2)} if nexts else {}),
                 }
             row["floor"] = floor_first_screen(store, url, party, repeat)
             results[label] = row
         conn.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     return results
 
 
 # ------------------------------------------------------------------ export
+
+
+def report_own(url: str, party: str, to: str, output: str) -> list[str]:
+    """The `servicetrail report own` command of the Party's traffic from 2000 until `to`."""
+    window = ["--from", "2000-01-01", "--to", to]
+    return [BIN, "--db", url, "report", "own", "--party", party, *window, "--output", output]
 
 
 def bench_export(store: Store, url: str) -> dict:
@@ -627,43 +553,11 @@ def bench_export(store: Store, url: str) -> dict:
         ).fetchall()
     ]
     out = Path(tempfile.mkstemp(suffix=".csv")[1])
-    wall, rss, done = timed_child(
-        [
-            BIN,
-            "--db",
-            url,
-            "report",
-            "own",
-            "--party",
-            party,
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2100-01-01",
-            "--output",
-            str(out),
-        ]
-    )
+    wall, rss, done = timed_child(report_own(url, party, "2100-01-01", str(out)))
     rows = sum(1 for _ in csv.reader(open(out, newline=""))) - 1
     # the command's fixed cost (Python start-up, imports, connecting), from a report of no rows:
     # at 1M records it is a fifth of the whole export, so the streaming rate is shown apart
-    startup, _, _ = timed_child(
-        [
-            BIN,
-            "--db",
-            url,
-            "report",
-            "own",
-            "--party",
-            party,
-            "--from",
-            "2000-01-01",
-            "--to",
-            "2000-01-02",
-            "--output",
-            os.devnull,
-        ]
-    )
+    startup, _, _ = timed_child(report_own(url, party, "2000-01-02", os.devnull))
     marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids)
     # the payload join on all three keys, as the product does: on PostgreSQL that lets the
     # planner join partition by partition
@@ -742,8 +636,7 @@ def measure_engine(
 def measure_existing(a: argparse.Namespace) -> int:
     """Search and export on a store that is already loaded, e.g. one that
     `servicetrail generate --into-store` built: for trying a change without reloading."""
-    kind = "postgresql" if a.store.startswith("postgres") else "sqlite"
-    store = Store(kind, Path(tempfile.mkdtemp(prefix="servicetrail-bench-")))
+    store = store_at(a.store)
     skip = set(filter(None, a.skip.split(",")))
     result: dict = {}
     if "first" not in skip:
@@ -752,8 +645,34 @@ def measure_existing(a: argparse.Namespace) -> int:
         result["search"] = bench_search(store, a.store, a.clients, a.searches, a.workers)
     if "export" not in skip:
         result["export"] = bench_export(store, a.store)
-    print(json.dumps({kind: result}, indent=2))
+    print(json.dumps({store.kind: result}, indent=2))
     return 0
+
+
+def generate(work: Path, records: int, skip: set[str]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The SAT JSON Lines world and the DUIS capture the measurements load, unless skipped."""
+    files: dict[str, Path] = {}
+    if "ingest" not in skip:
+        print(f"generating {records} records in {work} ...", file=sys.stderr)
+        written = write_world(World(n_records=records, seed=2025), work, sat=True, duis=False)
+        files = {
+            "users": written["users.csv"],
+            "devices": written["devices.csv"],
+            "responsibilities": written["responsibilities.csv"],
+            "sat": written["sat.jsonl"],
+        }
+    duis_files: dict[str, Path] = {}
+    if "duis" not in skip:
+        duis_written = write_world(
+            World(n_records=min(records, 100_000), seed=2026), work / "duis", sat=False, duis=True
+        )
+        duis_files = {
+            "users": duis_written["users.csv"],
+            "devices": duis_written["devices.csv"],
+            "responsibilities": duis_written["responsibilities.csv"],
+            "duis": duis_written["duis.jsonl"],
+        }
+    return files, duis_files
 
 
 def main() -> int:
@@ -779,52 +698,21 @@ def main() -> int:
     if a.quick:
         a.records, a.searches = 200_000, 500
     skip = set(filter(None, a.skip.split(",")))
-    work = a.work or Path(tempfile.mkdtemp(prefix="servicetrail-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    if "ingest" not in skip:
-        print(f"generating {a.records} records in {work} ...", file=sys.stderr)
-        written = write_world(World(n_records=a.records, seed=2025), work, sat=True, duis=False)
-        files = {
-            "users": written["users.csv"],
-            "devices": written["devices.csv"],
-            "responsibilities": written["responsibilities.csv"],
-            "sat": written["sat.jsonl"],
-        }
-    duis_files: dict[str, Path] = {}
-    if "duis" not in skip:
-        duis_written = write_world(
-            World(n_records=min(a.records, 100_000), seed=2026), work / "duis", sat=False, duis=True
-        )
-        duis_files = {
-            "users": duis_written["users.csv"],
-            "devices": duis_written["devices.csv"],
-            "responsibilities": duis_written["responsibilities.csv"],
-            "duis": duis_written["duis.jsonl"],
-        }
     report: dict = {
         "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "records": a.records,
     }
-    pg = None
-    try:
-        for kind in a.engines.split(","):
-            if kind == "postgresql" and pg is None:
-                from tests.pg_server import PgServer
-
-                # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for
-                # a dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
-                pg = PgServer(shared_buffers="4GB").start()
-            report[kind] = measure_engine(Store(kind, work, pg), a, skip, files, duis_files)
-            print(json.dumps({kind: report[kind]}, indent=2))
+    # a quarter of this machine's memory would be 6 GB, PostgreSQL's usual advice for a
+    # dedicated server; 4 GB holds the hot set of the 1M run (payloads and all)
+    with stores(a.engines, "servicetrail-bench-", a.work, shared_buffers="4GB") as each:
+        work = each[0].work
+        files, duis_files = generate(work, a.records, skip)
+        for store in each:
+            report[store.kind] = measure_engine(store, a, skip, files, duis_files)
+            print(json.dumps({store.kind: report[store.kind]}, indent=2))
             for stale in work.glob("*.db*"):  # 22 GB at 10M: gone before the next engine's store
                 stale.unlink()
-    finally:
-        if pg is not None:
-            pg.stop()
-        if a.work is None:
-            shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     written = out / f"results-{a.records}.json"  # one file per size: bench-full runs two

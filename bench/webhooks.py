@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +30,9 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, PgServer, free_port, percentile, stop  # noqa: E402
+
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
 UTC = timezone.utc
 
@@ -100,12 +100,6 @@ def run_receiver(port: int) -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 LAST_CPU = {"s": 0.0}  # the CPU seconds of the last `cli` run (its process, SQLite included)
@@ -256,15 +250,6 @@ def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def wait_listening(port: int, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -274,11 +259,6 @@ def wait_listening(port: int, seconds: float = 20) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 # --- the three measurements ------------------------------------------------------------------
@@ -495,8 +475,8 @@ def commit_to_arrival(
     return {
         "records": len(committed),
         "arrivals_measured": len(delays),
-        "p50_s": round(pct(delays, 0.5), 3),
-        "p95_s": round(pct(delays, 0.95), 3),
+        "p50_s": round(percentile(delays, 50), 3),
+        "p95_s": round(percentile(delays, 95), 3),
         "max_s": round(max(delays), 3) if delays else None,
     }
 
@@ -547,8 +527,6 @@ def main() -> int:
         }
         for kind in a.engines.split(","):
             if kind == "postgresql":
-                from tests.pg_server import PgServer
-
                 pg = pg or PgServer(shared_buffers="1GB").start()
                 new_store = lambda name, server=pg: server.new_database()  # noqa: E731
             else:

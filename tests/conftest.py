@@ -15,7 +15,7 @@ from servicetrail import settings
 from servicetrail.cli import main
 from servicetrail.store.engine import open_store
 
-from tests.pg_server import PgServer
+from devsupport.pg_server import PgServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"

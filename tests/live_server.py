@@ -62,7 +62,8 @@ class LiveServer:
         sock.settimeout(30)
         sock.connect(("127.0.0.1", self.port))
         sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+            f"{token}\r\n\r\n".encode()
         )
         return sock, sock.recv(first_read)
 

@@ -11,7 +11,7 @@ The story, on ESME-1 (SMETS2 electricity meter):
     2025-01-01 00:00:00  AGENTCO reads ESME-1           exactly at the start of both intervals
     2025-02-10           NORTHPOWER reads ESME-1 (request, ack, response), gets a device alert
     2025-02-28 23:59:59  LOOKER request to ESME-1       NORTHPOWER's period
-    2025-03-01 00:00:00  ... its response               SOUTHENERGY's period (NORTHPOWER's end is exclusive)
+    2025-03-01 00:00:00  ... its response               SOUTHENERGY's (NORTHPOWER's end excluded)
     2025-03-05           SOUTHENERGY changes the tariff, gets a device alert
     2025-03-10..12       SUNEXPORT, FUTURECO and a User ID missing from the registry read ESME-1
 
@@ -374,7 +374,8 @@ def record_ids(conn: Connection) -> dict[tuple, int]:
 
 
 def load_personas(engine: Engine) -> World:
-    """Write the persona world into `engine` through the store writers, and hand back its handles."""
+    """Write the persona world into `engine` through the store writers, and hand back its
+    handles."""
     records = persona_records()
     with engine.begin() as conn:
         for user_id, party_id, name, role in USERS:

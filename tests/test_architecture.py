@@ -181,6 +181,7 @@ def test_the_interfaces_use_neither_the_rules_internals_nor_private_store_names(
                     "audiences_at",
                 ):
                     offenders.append(
-                        f"{name}:{node.lineno} {module}.{alias.name} (decisions come from store.queries)"
+                        f"{name}:{node.lineno} {module}.{alias.name} (decisions come from "
+                        "store.queries)"
                     )
     assert offenders == []

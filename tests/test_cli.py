@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from servicetrail.cli import main
 from servicetrail.store.migrate import head_revision
+from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -28,25 +29,6 @@ METER = "00-DB-00-00-00-00-00-01"
 GAS = "00-DB-00-00-00-00-00-02"
 DCC = "90-B3-D5-1F-30-00-00-02"
 PASSWORD = "correct horse battery staple"
-# SPEC section 5: an item's fields, in order; the report adds the own-only ones
-ITEM_FIELDS = (
-    "id",
-    "logged_at",
-    "kind",
-    "request_id",
-    "srv",
-    "srv_title",
-    "device_id",
-    "device_type",
-    "smets",
-    "user_id",
-    "user_role",
-    "party_id",
-    "response_code",
-    "command_variant",
-    "access",
-)
-REPORT_FIELDS = (*ITEM_FIELDS, "payload", "execution_at", "subject_device_id")
 NORTH_FEB_PAYLOAD = 'NORTH-FEB-REQ, with "quotes"\nand a second line'
 
 
@@ -162,9 +144,9 @@ def trail(cli, tmp_path):
     """A small SAT: four Parties (NORTH with two User Roles), a change of supplier on METER on
     1 March, a Network Operator, alerts, a non-device request."""
     (tmp_path / "users.csv").write_text(
-        "user_id,party_id,party_name,role\n"
-        f"{NORTH_IS},NORTH,North Energy plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n"
-        f"{SOUTH_IS},SOUTH,South Power Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n"
+        f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North Energy "
+        f"plc,IS\n{NORTH_GS},NORTH,North Energy plc,GS\n{SOUTH_IS},SOUTH,South Power "
+        f"Ltd,IS\n{WIRES_ED},WIRES,Wires Network,ED\n{LOOK_OU},LOOK,Lookers Ltd,OU\n"
     )
     (tmp_path / "devices.csv").write_text(
         f"device_id,device_type,smets\n{METER},ESME,2\n{GAS},GSME,1\n"

@@ -348,7 +348,7 @@ def test_activity_is_skewed(small_records) -> None:
     assert len(per_device) > 0.5 * SMALL.devices  # most Devices are quiet, not silent
 
 
-# ------------------------------------------------------------------ DUIS: valid, and what the DCC sends
+# ------------------------------------------------------ DUIS: valid, and what the DCC sends
 
 SR = "{http://www.dccinterface.co.uk/ServiceUserGateway}"
 RA = "{http://www.dccinterface.co.uk/ResponseAndAlert}"
@@ -519,7 +519,8 @@ def test_the_repos_own_duis_fixtures_are_valid_against_the_5_4_schema(duis_schem
         if not duis_schema.validate(etree.parse(str(path))):
             invalid[str(path.relative_to(FIXTURES))] = duis_schema.error_log.last_error.message
     assert not invalid, (
-        f"invalid DUIS fixtures (list a deliberate one in DELIBERATELY_INVALID, with why): {invalid}"
+        "invalid DUIS fixtures (list a deliberate one in DELIBERATELY_INVALID, with why): "
+        f"{invalid}"
     )
 
 
@@ -711,7 +712,8 @@ def test_both_written_forms_load_through_the_ingest_paths_to_the_same_trail(
     tmp_path: Path, engine, another_engine
 ) -> None:
     # Loading one form and then the other into the same store no longer gives only duplicates: SPEC
-    # section 4 identifies a DUIS response or alert by its ResponseID too, which SAT JSON Lines do not
+    # section 4 identifies a DUIS response or alert by its ResponseID too, which SAT JSON Lines do
+    # not
     # carry. So each form goes into its own store, and every Party must see the same trail in both.
     world = World(n_records=1_500, n_devices=120, n_parties=15, seed=8)
     files = write_registry(world, tmp_path)

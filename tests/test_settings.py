@@ -41,6 +41,17 @@ def test_values_are_read_as_their_types() -> None:
     ) == (500, 0.5, 0, "info", "postgresql://st@localhost/st")
 
 
+def test_the_webhook_retry_waits_are_held_parsed() -> None:
+    def waits(text: str) -> tuple[float, ...] | None:
+        return Settings.from_environment(
+            {"SERVICETRAIL_WEBHOOK_RETRY_SECONDS": text}
+        ).webhook_retry_seconds
+
+    assert waits("5, 300,1800.5,") == (5.0, 300.0, 1800.5)
+    assert waits(",") == ()  # no retries at all
+    assert waits("  ") is None  # blank: Standard Webhooks' schedule
+
+
 @pytest.mark.parametrize(
     "variable, value, expected",
     [
@@ -55,6 +66,8 @@ def test_values_are_read_as_their_types() -> None:
         ("SERVICETRAIL_LOG_LEVEL", "loud", "one of critical"),
         ("SERVICETRAIL_DATABASE_URL", "servicetrail.db", "database URL"),
         ("SERVICETRAIL_PARTY_HEAVY", "0", "1 or more"),
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,soon", "comma-separated seconds"),
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,-1", "0 or more"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_and_the_value(

@@ -164,36 +164,40 @@ def _personas(show: Showcase) -> list[tuple[str, str, str]]:
         (
             "supplier",
             show.new_supplier,
-            f"Responsible Supplier of {device} since the change of supplier on {cos}: its own traffic in full, "
-            f"and (MP141) the titles, never payloads, of every other User's requests and responses to its Devices "
-            f"while it is responsible; nothing from before {cos}, no one else's alerts",
+            f"Responsible Supplier of {device} since the change of supplier on {cos}: its own "
+            "traffic in full, and (MP141) the titles, never payloads, of every other User's "
+            "requests and responses to its Devices while it is responsible; nothing from before "
+            f"{cos}, no one else's alerts",
         ),
         (
             "old-supplier",
             show.old_supplier,
-            f"the supplier of {device} until {cos}: keeps its history, including other Users' titles up to the "
-            f"change, nothing that others sent to it after, and its own late tariff update refused with E4",
+            f"the supplier of {device} until {cos}: keeps its history, including other Users' "
+            "titles up to the change, nothing that others sent to it after, and its own late "
+            "tariff update refused with E4",
         ),
         (
             "network",
             show.network_operator,
-            f"Network Operator (certificate holder) of {device}: its own traffic, plus the titles of every "
-            f"User's requests and responses to the Devices it holds the certificate on",
+            f"Network Operator (certificate holder) of {device}: its own traffic, plus the titles "
+            "of every User's requests and responses to the Devices it holds the certificate on",
         ),
         (
             "otheruser",
             show.other_user,
-            f"Other User: its own requests and responses only (e.g. profile reads of {device}); MP141 gives "
-            f"Other Users nothing more",
+            f"Other User: its own requests and responses only (e.g. profile reads of {device}); "
+            "MP141 gives Other Users nothing more",
         ),
         (
             "agent",
             show.agent,
-            f"Registered Supplier Agent: its own traffic only (configuration reads of {device} among it)",
+            f"Registered Supplier Agent: its own traffic only (configuration reads of {device} "
+            "among it)",
         ),
         (
             "newrole",
             show.future_role_party,
-            f"a User in a future User Role '{FUTURE_ROLE}', treated like an Other User: its own traffic only",
+            f"a User in a future User Role '{FUTURE_ROLE}', treated like an Other User: its own "
+            "traffic only",
         ),
     ]

@@ -64,15 +64,17 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def retry_waits(text: str) -> str:
-    """Comma-separated seconds, each 0 or more (kept as text; webhooks.deliver reads the list)."""
+def retry_waits(text: str) -> tuple[float, ...] | None:
+    """Comma-separated seconds, each 0 or more; blank is the default (None)."""
+    if not text.strip():
+        return None
     try:
-        values = [float(part) for part in text.split(",") if part.strip()]
+        values = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise ValueError("expected comma-separated seconds, such as 5,300,1800") from None
     if any(v < 0 or v != v or v == float("inf") for v in values):
         raise ValueError("expected seconds, 0 or more")
-    return text.strip()
+    return values
 
 
 def url(text: str) -> str:
@@ -123,7 +125,8 @@ class Settings:
         5.0,
         seconds(zero_allowed=True),
         "5",
-        "how long a server process trusts a looked-up token (revocation takes effect within this; 0: not at all)",
+        "how long a server process trusts a looked-up token (revocation takes effect within this; "
+        "0: not at all)",
     )
     batch: int = setting("BATCH", 20_000, whole(1), "20000", "records per ingest transaction")
     registry_batch: int = setting(
@@ -237,9 +240,10 @@ class Settings:
     webhook_per_host: int = setting(
         "WEBHOOK_PER_HOST", 16, whole(1), "16", "webhook deliveries in flight to one receiver"
     )
-    webhook_retry_seconds: str = setting(
+    # None: Standard Webhooks' schedule (webhooks.deliver.STANDARD_SCHEDULE)
+    webhook_retry_seconds: tuple[float, ...] | None = setting(
         "WEBHOOK_RETRY_SECONDS",
-        "",
+        None,
         retry_waits,
         "Standard Webhooks' schedule",
         "comma-separated seconds to wait before each retry of a webhook",

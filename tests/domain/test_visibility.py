@@ -1,4 +1,5 @@
-"""The MP141 rule in Python (SPEC section 3), record by record, and the interval arithmetic it uses."""
+"""The MP141 rule in Python (SPEC section 3), record by record, and the interval arithmetic it
+uses."""
 
 from __future__ import annotations
 

@@ -27,12 +27,13 @@ def write_records(path: Path) -> None:
             user = f"90-B3-D5-1F-30-01-00-0{n % 3}"
             device = f"00-DB-00-00-00-00-{(n % 600) >> 8:02X}-{(n % 600) & 255:02X}"
             day, second = divmod(n, 86_400)
-            when = f"2025-01-{1 + day:02d}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+            hour, minute, sec = second // 3600, second // 60 % 60, second % 60
+            when = f"2025-01-{1 + day:02d}T{hour:02d}:{minute:02d}:{sec:02d}Z"
             kind, srv, code = ("request", "4.1.1", "") if n % 4 else ("response", "4.1.1", "I0")
             payload = f"PAYLOAD-{n}-" + "x" * 200 if n % 2 == 0 else ""
             f.write(
-                '{"logged_at": "%s", "kind": "%s", "request_id": "%s:%s:%d", "srv": "%s", "user_id": "%s",'
-                ' "device_id": "%s", "response_code": "%s", "payload": "%s"}\n'
+                '{"logged_at": "%s", "kind": "%s", "request_id": "%s:%s:%d", "srv": "%s", '
+                '"user_id": "%s", "device_id": "%s", "response_code": "%s", "payload": "%s"}\n'
                 % (when, kind, user, device, n, srv, user, device, code, payload)
             )
 

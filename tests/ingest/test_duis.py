@@ -28,7 +28,8 @@ def t(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
-# file: (kind, request_id, srv, user_id, device_id, response_code, logged_at or None for "as logged")
+# file: (kind, request_id, srv, user_id, device_id, response_code, logged_at or None for "as
+# logged")
 REAL = {
     "12.2_DEVICE_PRE_NOTIFICATION_REQUEST_DUIS.XML": (
         "request",
@@ -85,8 +86,8 @@ REAL = {
         "",
         None,
     ),
-    "acknowledgement-error.xml":  # an E-code acknowledgement is a response (only I99 is an acknowledgement)
-    (
+    # an E-code acknowledgement is a response (only I99 is an acknowledgement)
+    "acknowledgement-error.xml": (
         "response",
         f"{SUPPLIER}:88-73-84-57-00-2F-96-6C:1658482675800",
         "11.2",
@@ -126,8 +127,8 @@ EXTRA_EXPECTED = {
         "I99",
         t("2025-03-04T07:00:01Z"),
     ),
-    "device-alert.xml":  # from the Device (ResponseID originator) to the User (ResponseID target); its AlertCode
-    (
+    # from the Device (ResponseID originator) to the User (ResponseID target); its AlertCode
+    "device-alert.xml": (
         "device_alert",
         f"00-DB-12-34-56-78-90-A0:{SUPPLIER}:1700000000001",
         "",
@@ -146,8 +147,8 @@ EXTRA_EXPECTED = {
         "N1",
         t("2025-03-04T05:00:00Z"),
     ),
-    "future-dated-alert.xml":  # a Device Alert, kept beside its command by the command's SRV and Request ID
-    (
+    # a Device Alert, kept beside its command by the command's SRV and Request ID
+    "future-dated-alert.xml": (
         "device_alert",
         f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1002",
         "1.1.1",
@@ -172,8 +173,9 @@ def stored(engine) -> dict[tuple[str, str], dict]:
     with engine.connect() as conn:
         result = conn.execute(
             text(
-                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
-                " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id"
+                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, "
+                "r.response_code, p.payload FROM sat_record r LEFT JOIN sat_payload p ON "
+                "p.record_id = r.id"
             )
         )
         out = {}

@@ -27,8 +27,8 @@ def snapshot(engine) -> list[tuple]:
             tuple(r)
             for r in conn.execute(
                 text(
-                    "SELECT r.id, r.kind, r.request_id, r.srv, r.response_code, p.payload FROM sat_record r "
-                    "LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"
+                    "SELECT r.id, r.kind, r.request_id, r.srv, r.response_code, p.payload FROM "
+                    "sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"
                 )
             )
         ]
@@ -107,13 +107,15 @@ def test_a_touched_bare_request_is_not_added_again_and_the_summary_says_whence_i
     first = cli("ingest", path)
     assert (
         first.stdout
-        == "loaded 1, rejected 0, skipped 0 duplicates; 1 times taken from file modification times\n"
+        == "loaded 1, rejected 0, skipped 0 duplicates; 1 times taken from file modification "
+        "times\n"
     )
     os.utime(path, (1_900_000_000, 1_900_000_000))
     again = cli("ingest", path)
     assert (
         again.stdout
-        == "loaded 0, rejected 0, skipped 1 duplicates; 1 times taken from file modification times\n"
+        == "loaded 0, rejected 0, skipped 1 duplicates; 1 times taken from file modification "
+        "times\n"
     )
     given = cli("ingest", "--logged-at", "2026-01-01T00:00:00Z", path)
     assert given.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"

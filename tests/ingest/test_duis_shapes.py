@@ -17,7 +17,8 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 
 NS = (
-    'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
+    'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" '
+    'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
     'xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert"'
 )
 NORTH_IS = "90-B3-D5-1F-30-01-00-00"  # NORTH: Responsible Supplier of both meters
@@ -28,9 +29,12 @@ S1_ESME = "00-DB-12-34-56-78-90-B1"  # SMETS1
 CHF = "00-DB-12-34-56-78-90-A3"
 SIGNATURE = (
     '<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/'
-    'xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/>'
-    '<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#'
-    'enveloped-signature"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#'
+    'xml-exc-c14n#"/><ds:SignatureMethod '
+    'Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/>'
+    '<ds:Reference URI=""><ds:Transforms><ds:Transform '
+    'Algorithm="http://www.w3.org/2000/09/xmldsig#'
+    'enveloped-signature"/></ds:Transforms><ds:DigestMethod '
+    'Algorithm="http://www.w3.org/2001/04/xmlenc#'
     'sha256"/><ds:DigestValue>ZGVmYXVsdA==</ds:DigestValue></ds:Reference></ds:SignedInfo>'
     '<ds:SignatureValue>ZGVmYXVsdA==</ds:SignatureValue></ds:Signature>'
 )
@@ -52,7 +56,8 @@ def response(rid: str, response_id: str, code: str, at: str, message: str) -> st
         f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4"><sr:Header>'
         + (f"<sr:RequestID>{rid}</sr:RequestID>" if rid else "")
         + (f"<sr:ResponseID>{response_id}</sr:ResponseID>" if response_id else "")
-        + f"<sr:ResponseCode>{code}</sr:ResponseCode><sr:ResponseDateTime>{at}</sr:ResponseDateTime>"
+        + f"<sr:ResponseCode>{code}</sr:ResponseCode>"
+        f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime>"
         f"</sr:Header><sr:Body>{message}</sr:Body></sr:Response>"
     )
 
@@ -67,7 +72,8 @@ def titles(srv: str, extra: str = "") -> str:
 
 def smets1(outer: str, device: str, user: str, inner_header: str, inner_body: str) -> str:
     return (
-        f"<sr:SMETS1ResponseMessage>{outer}<sr:SMETS1SignedResponse schemaVersion=\"5.4\"><sr:SMETS1Response>"
+        f"<sr:SMETS1ResponseMessage>{outer}<sr:SMETS1SignedResponse "
+        "schemaVersion=\"5.4\"><sr:SMETS1Response>"
         f"<sr:Header><ra:BusinessOriginatorID>{device}</ra:BusinessOriginatorID>"
         f"<ra:BusinessTargetID>{user}</ra:BusinessTargetID><ra:OriginatorCounter>9</ra:OriginatorCounter>"
         f"{inner_header}</sr:Header><sr:Body>{inner_body}</sr:Body></sr:SMETS1Response>{SIGNATURE}"
@@ -297,7 +303,8 @@ SHAPES = {
             user_id=NORTH_IS,
         ),
     ),
-    "SMETS1 alert": (  # the leak of issue 9: a RequestID in the outer header made it a visible response
+    # the leak of issue 9: a RequestID in the outer header made it a visible response
+    "SMETS1 alert": (
         None,
         response(
             R_S1,
@@ -309,7 +316,8 @@ SHAPES = {
                 S1_ESME,
                 LOOK_OU,
                 "<ra:GBCSHexadecimalMessageCode>8F1C</ra:GBCSHexadecimalMessageCode>",
-                '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" name="DeviceAlert" type="gbcs">'
+                '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" '
+                'name="DeviceAlert" type="gbcs">'
                 "3QAAAAAA</ra:GBCSData></sr:DeviceAlertMessage>",
             ),
         ),
@@ -335,7 +343,8 @@ SHAPES = {
                 S1_ESME,
                 LOOK_OU,
                 "",
-                '<sr:ResponseMessage><ra:GBCSData format="plain" sequence="0" name="x" type="gbcs">3QAA</ra:GBCSData>'
+                '<sr:ResponseMessage><ra:GBCSData format="plain" sequence="0" name="x" '
+                'type="gbcs">3QAA</ra:GBCSData>'
                 "</sr:ResponseMessage>",
             ),
         ),

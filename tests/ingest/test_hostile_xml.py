@@ -19,7 +19,8 @@ SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 
 def response(gbcs: str = "3QAAAAAAAFUR", prolog: str = "", counter: int = 55) -> str:
     return (
-        f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<sr:Response {NS} schemaVersion="5.4"><sr:Header>'
+        f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<sr:Response {NS} '
+        'schemaVersion="5.4"><sr:Header>'
         f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-A1:{counter}</sr:RequestID>"
         "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseDateTime>2025-02-01T10:00:00Z</sr:ResponseDateTime>"
         "</sr:Header><sr:Body><sr:ResponseMessage><sr:ServiceReference>4.1</sr:ServiceReference>"

@@ -73,8 +73,9 @@ def stored(engine) -> list[tuple]:
             tuple(row)
             for row in conn.execute(
                 text(
-                    "SELECT r.request_id, r.kind, r.logged_at, r.srv, r.user_id, r.device_id, p.payload"
-                    " FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.request_id"
+                    "SELECT r.request_id, r.kind, r.logged_at, r.srv, r.user_id, r.device_id, "
+                    "p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id "
+                    "ORDER BY r.request_id"
                 )
             )
         ]

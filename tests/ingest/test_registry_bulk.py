@@ -111,7 +111,8 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
         RESP_HEADER
         + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,\n"  # line 2: new, open
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 3: inside line 2's interval
-        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"  # line 4: closes line 2's interval
+        # line 4: closes line 2's interval
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 5: now fits
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n",
     )  # line 6: the same again

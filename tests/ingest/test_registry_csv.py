@@ -1,5 +1,6 @@
 """`servicetrail load users|devices|responsibilities FILE` (SPEC section 4): good rows load,
-bad rows go to the reject file as they came, with their line and a reason, and a re-load adds nothing."""
+bad rows go to the reject file as they came, with their line and a reason, and a re-load adds
+nothing."""
 
 from __future__ import annotations
 
@@ -308,11 +309,13 @@ def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
     lines = [
         f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",  # 2 good
         f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,",  # 3 overlaps NORTH
-        f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",  # 4 overlaps by one second
+        # 4 overlaps by one second
+        f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",
         f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",  # 5 bad relation
         f"{METER},NOBODY,supplier,2025-04-01T00:00:00Z,",  # 6 unknown party
         "00-DB-00-00-00-00-00-99,NORTH,supplier,2025-04-01T00:00:00Z,",  # 7 unknown device
-        f"{METER},SOUTH,supplier,2025-05-01T00:00:00Z,2025-04-01T00:00:00Z",  # 8 ends before it starts
+        # 8 ends before it starts
+        f"{METER},SOUTH,supplier,2025-05-01T00:00:00Z,2025-04-01T00:00:00Z",
         f"{METER},SOUTH,supplier,2025-04-01T00:00:00,",  # 9 no offset
         f"{METER},SOUTH,supplier,next tuesday,",  # 10 not a time
         f"{METER},SOUTH,supplier,2025-03-01T00:00:00Z,",  # 11 good, adjacent
@@ -413,8 +416,7 @@ def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
 def test_an_overlong_party_name_is_rejected_on_every_engine(cli, tmp_path):
     path = tmp_path / "users.csv"
     path.write_text(
-        "user_id,party_id,party_name,role\n"
-        f"90-B3-D5-1F-30-01-00-01,LONG,{'x' * 201},IS\n"
+        f"user_id,party_id,party_name,role\n90-B3-D5-1F-30-01-00-01,LONG,{'x' * 201},IS\n"
         "90-B3-D5-1F-30-01-00-02,SHORT,Short plc,IS\n"
     )
     result = cli("load", "users", path)

@@ -1,4 +1,5 @@
-"""`servicetrail ingest` of SAT JSON Lines (SPEC section 4): normalised records, validated line by line."""
+"""`servicetrail ingest` of SAT JSON Lines (SPEC section 4): normalised records, validated line by
+line."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ def stored(engine) -> list[dict]:
     with engine.connect() as conn:
         result = conn.execute(
             text(
-                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code,"
-                " p.payload FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id ORDER BY r.id"
+                "SELECT r.id, r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, "
+                "r.response_code, p.payload FROM sat_record r LEFT JOIN sat_payload p ON "
+                "p.record_id = r.id ORDER BY r.id"
             )
         )
         return [dict(row._mapping) for row in result]

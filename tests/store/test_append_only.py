@@ -1,4 +1,5 @@
-"""The trail is evidence: the database itself refuses UPDATE and DELETE on SAT records and payloads."""
+"""The trail is evidence: the database itself refuses UPDATE and DELETE on SAT records and
+payloads."""
 
 from __future__ import annotations
 

@@ -238,7 +238,8 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
                 ensure_months(conn, [parse_time("2025-03-01T10:00:00Z")])
             conn.execute(
                 text(
-                    "INSERT INTO party VALUES ('SUP', 'Supplier'), ('DNO', 'Network'), ('OTH', 'Other')"
+                    "INSERT INTO party VALUES ('SUP', 'Supplier'), ('DNO', 'Network'), ('OTH', "
+                    "'Other')"
                 )
             )
             conn.execute(text(f"INSERT INTO dcc_user VALUES ('{sender}', 'OTH', 'OU')"))
@@ -255,8 +256,8 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
             ):
                 conn.execute(
                     text(
-                        "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, device_id) "
-                        "VALUES (:id, :at, :kind, :rid, '4.1.1', :u, :d)"
+                        "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, "
+                        "device_id) VALUES (:id, :at, :kind, :rid, '4.1.1', :u, :d)"
                     ),
                     {
                         "id": i,

@@ -132,8 +132,8 @@ def test_partitions_are_made_for_the_data_and_months_ahead_without_a_default(pg)
         months = existing_months(conn)
         defaults = conn.execute(
             text(
-                "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
-                "WHERE c.relname = 'sat_record' AND p.partdefid <> 0"
+                "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = "
+                "p.partrelid WHERE c.relname = 'sat_record' AND p.partdefid <> 0"
             )
         ).scalar()
     now = datetime.now(UTC)

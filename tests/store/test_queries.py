@@ -170,7 +170,8 @@ def test_the_largest_possible_id_is_a_valid_cursor(world: World) -> None:
     assert len(items) == len(walk(world, WIRESCO, Search(), MAX_PAGE))
 
 
-# about 3 s uninterrupted on a quiet machine: long enough to be stopped, short enough not to hang if it is not
+# about 3 s uninterrupted on a quiet machine: long enough to be stopped, short enough not to hang if
+# it is not
 SLOW = text(
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
     "SELECT count(*) FROM c"
@@ -182,7 +183,8 @@ def test_a_statement_past_its_time_limit_raises_search_too_broad(engine: Engine)
         with pytest.raises(SearchTooBroad, match="narrow it"), time_limit(conn, 0.05):
             conn.execute(SLOW).scalar()
         if engine.dialect.name == "postgresql":
-            conn.rollback()  # PostgreSQL aborts the transaction; every caller's `with` block ends it so
+            # PostgreSQL aborts the transaction; every caller's `with` block ends it so
+            conn.rollback()
         # the connection is still usable, and the limit is gone once the block is left
         assert conn.execute(text("SELECT 1")).scalar() == 1
         medium = text(

@@ -384,7 +384,8 @@ def test_rule3_applies_to_smets1_and_to_gas_meters_alike(world: World) -> None:
 
 
 def test_rule3_reads_the_registry_not_the_viewers_roles(world: World) -> None:
-    """An RSA made network operator of a device by the registry sees its traffic (roles are not consulted)."""
+    """An RSA made network operator of a device by the registry sees its traffic (roles are not
+    consulted)."""
     assert one(world, AGENTCO, "lk_ppmid_req") is None
     interval = Responsibility(PPMID_1, AGENTCO, "network_operator", START, None)
     with world.engine.begin() as conn:
@@ -436,7 +437,8 @@ def test_roles_without_responsibility_see_only_their_own(world: World, party: st
 def test_a_future_role_is_accepted_and_treated_like_other_user(world: World) -> None:
     fu = one(world, FUTURECO, "fu_req")
     assert (fu["user_role"], fu["access"], fu["payload"]) == ("XR", OWN, "<fu>")
-    # ... and its traffic is visible to ESME-1's Responsible Supplier and Network Operator, like anyone's
+    # ... and its traffic is visible to ESME-1's Responsible Supplier and Network Operator, like
+    # anyone's
     assert one(world, SOUTHENERGY, "fu_req")["access"] == MP141
     assert one(world, WIRESCO, "fu_req")["access"] == MP141
 

@@ -1,4 +1,5 @@
-"""The SQL rule (`store.visibility_sql`, through `store.queries`) agrees with `domain.visibility.decide`.
+"""The SQL rule (`store.visibility_sql`, through `store.queries`) agrees with
+`domain.visibility.decide`.
 
 Hypothesis builds random worlds: parties with one to three User IDs in any role (unknown
 future codes included), registered and unregistered devices, non-overlapping responsibility
@@ -108,9 +109,9 @@ def worlds(draw) -> WorldSpec:
     n_parties = draw(st.integers(1, 4))
     parties = [f"P{p}" for p in range(n_parties)]
     users = []
-    for p, party in enumerate(parties):
+    for p, party_id in enumerate(parties):
         roles = draw(st.lists(st.sampled_from(ROLES), min_size=1, max_size=3, unique=True))
-        users += [User(user_id(p, u), party, role) for u, role in enumerate(roles)]
+        users += [User(user_id(p, u), party_id, role) for u, role in enumerate(roles)]
     devices = [
         Device(device_id(d), draw(st.sampled_from(DEVICE_TYPES)), draw(st.sampled_from([1, 2])))
         for d in range(draw(st.integers(1, 3)))

@@ -6,32 +6,9 @@ import csv
 import io
 
 import pytest
-from fastapi.testclient import TestClient
 
-from servicetrail.store.accounts import create_account, create_token
-from servicetrail.web.app import create_app
 from tests import personas as P
-
-
-@pytest.fixture
-def world(engine):
-    return P.load_personas(engine)
-
-
-@pytest.fixture
-def client(engine, world):
-    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def token(engine, world):
-    def make(party: str) -> dict[str, str]:
-        with engine.begin() as conn:
-            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
-            return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
-
-    return make
+from tests.spec_fields import REPORT_FIELDS
 
 
 def walk(client, headers, **params) -> list[dict]:
@@ -69,8 +46,8 @@ def test_no_valid_token_is_401_with_a_message(client, headers):
         assert "token" in response.json()["message"]
 
 
-def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, token, world):
-    items = walk(client, token(P.SOUTHENERGY), device_id=P.ESME_1.lower(), limit=2)
+def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, bearer, world):
+    items = walk(client, bearer(P.SOUTHENERGY), device_id=P.ESME_1.lower(), limit=2)
     by_key = {(i["request_id"], i["kind"]): i for i in items}
     lk_req = world.records["lk_cos_req"]
     lk_resp = world.records["lk_cos_resp"]
@@ -84,33 +61,14 @@ def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, toke
     assert times == sorted(times, reverse=True)
 
 
-def test_item_fields_are_those_of_the_spec(client, token):
-    item = walk(client, token(P.NORTHPOWER), scope="own")[0]
-    assert set(item) == {
-        "id",
-        "logged_at",
-        "kind",
-        "request_id",
-        "srv",
-        "srv_title",
-        "device_id",
-        "device_type",
-        "smets",
-        "user_id",
-        "user_role",
-        "party_id",
-        "response_code",
-        "command_variant",
-        "access",
-        "payload",
-        "execution_at",
-        "subject_device_id",
-    }
+def test_item_fields_are_those_of_the_spec(client, bearer):
+    item = walk(client, bearer(P.NORTHPOWER), scope="own")[0]
+    assert set(item) == set(REPORT_FIELDS)
 
 
-def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
+def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, bearer, world):
     hidden = world.ids["np_device_alert"]  # NORTHPOWER's alert: private
-    headers = token(P.SOUTHENERGY)
+    headers = bearer(P.SOUTHENERGY)
     for suffix in ("", "/why"):
         hidden_response = client.get(f"/api/v1/records/{hidden}{suffix}", headers=headers)
         missing_response = client.get(f"/api/v1/records/987654321{suffix}", headers=headers)
@@ -123,8 +81,8 @@ def test_a_hidden_record_is_the_same_404_as_a_missing_one(client, token, world):
         assert client.get(f"/api/v1/records/{nonsense}", headers=headers).status_code == 404
 
 
-def test_one_record_and_why_for_mp141(client, token, world):
-    headers = token(P.SOUTHENERGY)
+def test_one_record_and_why_for_mp141(client, bearer, world):
+    headers = bearer(P.SOUTHENERGY)
     record_id = world.ids["sx_req"]
     response = client.get(f"/api/v1/records/{record_id}", headers=headers)
     assert response.status_code == 200 and response.json()["access"] == "mp141"
@@ -164,14 +122,15 @@ def test_one_record_and_why_for_mp141(client, token, world):
         ({"cursor": "MjAyNS0wMS0wMVQwMDowMDowMFp8LTE"}, "cursor"),
     ],
 )
-def test_bad_parameters_are_422_naming_the_parameter(client, token, params, name):
-    response = client.get("/api/v1/records", headers=token(P.NORTHPOWER), params=params)
+def test_bad_parameters_are_422_naming_the_parameter(client, bearer, params, name):
+    response = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER), params=params)
     assert response.status_code == 422
     assert response.json()["parameter"] == name and name in response.json()["message"]
 
 
 def test_the_openapi_document_states_the_checks_the_api_makes(client):
-    """limit, scope and kind are validated by FastAPI itself, so the document says what is checked."""
+    """limit, scope and kind are validated by FastAPI itself, so the document says what is
+    checked."""
     from servicetrail.domain.model import KINDS
     from servicetrail.domain.search import MAX_PAGE
 
@@ -194,8 +153,8 @@ def test_the_openapi_document_states_the_checks_the_api_makes(client):
     assert schemas["Kind"]["enum"] == list(KINDS)
 
 
-def test_empty_parameters_are_not_given(client, token):
-    headers = token(P.NORTHPOWER)
+def test_empty_parameters_are_not_given(client, bearer):
+    headers = bearer(P.NORTHPOWER)
     empty = client.get(
         "/api/v1/records", headers=headers, params={"limit": "", "scope": "", "kind": ""}
     )
@@ -203,8 +162,8 @@ def test_empty_parameters_are_not_given(client, token):
     assert empty.json() == client.get("/api/v1/records", headers=headers).json()
 
 
-def test_report_parameters_are_required(client, token):
-    headers = token(P.NORTHPOWER)
+def test_report_parameters_are_required(client, bearer):
+    headers = bearer(P.NORTHPOWER)
     missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
     assert missing.status_code == 422 and missing.json()["parameter"] == "to"
     bad = client.get(
@@ -213,16 +172,16 @@ def test_report_parameters_are_required(client, token):
     assert bad.status_code == 422 and bad.json()["parameter"] == "from"
 
 
-def test_limit_one_cursor_walk_equals_one_big_page(client, token):
+def test_limit_one_cursor_walk_equals_one_big_page(client, bearer):
     for party in P.PARTIES:
-        headers = token(party)
+        headers = bearer(party)
         one = walk(client, headers, limit=1)
         big = walk(client, headers, limit=1000)
         assert [i["id"] for i in one] == [i["id"] for i in big]
 
 
-def test_scope_srv_kind_and_window_filters(client, token, world):
-    headers = token(P.SOUTHENERGY)
+def test_scope_srv_kind_and_window_filters(client, bearer, world):
+    headers = bearer(P.SOUTHENERGY)
     assert all(i["access"] == "own" for i in walk(client, headers, scope="own"))
     others = walk(client, headers, scope="others")
     assert others and all(i["access"] == "mp141" for i in others)
@@ -233,10 +192,10 @@ def test_scope_srv_kind_and_window_filters(client, token, world):
     assert {i["kind"] for i in window} == {"request", "acknowledgement"}  # `to` is exclusive
 
 
-def test_own_report_is_own_traffic_only_as_streamed_csv(client, token, world):
+def test_own_report_is_own_traffic_only_as_streamed_csv(client, bearer, world):
     response = client.get(
         "/api/v1/reports/own.csv",
-        headers=token(P.NORTHPOWER),
+        headers=bearer(P.NORTHPOWER),
         params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
     )
     assert response.status_code == 200
@@ -276,14 +235,14 @@ def test_openapi_document_and_security_headers(client):
     )
 
 
-def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, monkeypatch):
+def test_an_unexpected_error_is_a_500_without_a_stack(client, bearer, engine, monkeypatch):
     from servicetrail.web import api
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(api, "search_page", broken)  # a fault injected into our own code path
-    response = client.get("/api/v1/records", headers=token(P.NORTHPOWER))
+    response = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER))
     assert response.status_code == 500
     assert "secret internals" not in response.text and "Traceback" not in response.text
 
@@ -301,10 +260,11 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, token, engine, mon
     ],
 )
 def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing(
-    client, token, srv, status
+    client, bearer, srv, status
 ):
-    """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked for."""
-    headers = token(P.NORTHPOWER)
+    """A NUL once reached PostgreSQL's bind as a 500; an SRV the catalogue lacks is still looked
+    for."""
+    headers = bearer(P.NORTHPOWER)
     for device in ("", f"&device_id={P.ESME_1}"):  # the general form and the device fast path
         response = client.get(f"/api/v1/records?srv={srv}{device}", headers=headers)
         assert response.status_code == status, response.text

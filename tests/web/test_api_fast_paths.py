@@ -11,23 +11,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.schema import api_token
 from servicetrail.web.api import ViewerCache
 from servicetrail.web.app import create_app
 from servicetrail.web.server import listening_socket
 from tests import personas as P
-
-
-@pytest.fixture
-def world(engine):
-    return P.load_personas(engine)
-
-
-def _token(engine, party: str) -> dict[str, str]:
-    with engine.begin() as conn:
-        create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
-        return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
 
 
 def _revoke_all(engine) -> None:
@@ -36,11 +24,11 @@ def _revoke_all(engine) -> None:
 
 
 @pytest.mark.parametrize("seconds", [0, 0.3])
-def test_a_deleted_token_stops_working_within_the_cache_lifetime(engine, world, seconds) -> None:
+def test_a_deleted_token_stops_working_within_the_cache_lifetime(engine, bearer, seconds) -> None:
     app = create_app(engine)
     app.state.viewers = ViewerCache(seconds)
     with TestClient(app, raise_server_exceptions=False) as client:
-        headers = _token(engine, P.NORTHPOWER)
+        headers = bearer(P.NORTHPOWER)
         assert client.get("/api/v1/records", headers=headers).status_code == 200
         _revoke_all(engine)
         if seconds:
@@ -61,10 +49,10 @@ def test_an_unknown_token_is_never_remembered(engine, world) -> None:
         assert app.state.viewers._entries == {}
 
 
-def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, world) -> None:
+def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, bearer) -> None:
     app = create_app(engine)
     with TestClient(app, raise_server_exceptions=False) as client:
-        headers = _token(engine, P.SOUTHENERGY)
+        headers = bearer(P.SOUTHENERGY)
         first = client.get("/api/v1/records", headers=headers).json()
         second = client.get("/api/v1/records", headers=headers).json()  # from the cache
         assert first == second and first["items"]

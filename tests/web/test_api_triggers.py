@@ -3,16 +3,12 @@ a few records placed at the window's edges."""
 
 from __future__ import annotations
 
-import functools
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.writer import append_records
-from servicetrail.web.app import create_app
 from tests import personas as P
 
 # WIRESCO is ESME-1's Network Operator from 2025-01-01 on: it sees every request to it under
@@ -74,23 +70,6 @@ def world(engine):
     return built
 
 
-@pytest.fixture
-def client(engine, world):
-    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def as_party(engine, world):
-    @functools.cache
-    def make(party: str) -> dict[str, str]:
-        with engine.begin() as conn:
-            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
-            return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
-
-    return make
-
-
 def triggers(client, headers, record_id: int, **params):
     return client.get(f"/api/v1/records/{record_id}/triggers", headers=headers, params=params)
 
@@ -100,8 +79,8 @@ def names(world, body) -> list[tuple[str, str]]:
     return [(by_id[entry["record"]["id"]], entry["link"]) for entry in body["items"]]
 
 
-def test_window_edges_are_both_included_and_a_microsecond_outside_is_not(client, as_party, world):
-    response = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW))
+def test_window_edges_are_both_included_and_a_microsecond_outside_is_not(client, bearer, world):
+    response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW))
     assert response.status_code == 200, response.text
     assert names(world, response.json()) == [
         ("ws_linked_req", "request_id"),
@@ -113,17 +92,13 @@ def test_window_edges_are_both_included_and_a_microsecond_outside_is_not(client,
     assert seconds == [2 * 86400, 0, 30 * 60, WINDOW * 60]  # 1800.5 s is rounded down
 
 
-def test_a_wider_window_reaches_the_request_a_microsecond_outside(client, as_party, world):
-    body = triggers(
-        client, as_party(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW + 1)
-    ).json()
+def test_a_wider_window_reaches_the_request_a_microsecond_outside(client, bearer, world):
+    body = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW + 1)).json()
     assert ("just_before_window", "same_device") in names(world, body)
 
 
-def test_other_users_requests_show_titles_only_and_own_ones_in_full(client, as_party, world):
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
-        "items"
-    ]
+def test_other_users_requests_show_titles_only_and_own_ones_in_full(client, bearer, world):
+    items = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
     by_name = {world.names_by_id[e["record"]["id"]]: e["record"] for e in items}
     for other in ("at_alert_time", "middle_pre_command", "at_window_start"):
         assert by_name[other]["access"] == "mp141"
@@ -133,26 +108,24 @@ def test_other_users_requests_show_titles_only_and_own_ones_in_full(client, as_p
     assert by_name["ws_linked_req"]["payload"] == "<secret 7>"
 
 
-def test_the_default_window_is_a_day(client, as_party, world):
+def test_the_default_window_is_a_day(client, bearer, world):
     # SOUTHENERGY's alert of 2025-03-06T07:00: its own tariff change 19 hours earlier
-    body = triggers(client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"]).json()
+    body = triggers(client, bearer(P.SOUTHENERGY), world.ids["se_device_alert"]).json()
     assert names(world, body) == [("se_req", "same_device")]
     assert body["items"][0]["seconds_before"] == 19 * 3600
     assert (
-        triggers(
-            client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1140"
-        ).json()
+        triggers(client, bearer(P.SOUTHENERGY), world.ids["se_device_alert"], window="1140").json()
         == body
     )
     assert triggers(
-        client, as_party(P.SOUTHENERGY), world.ids["se_device_alert"], window="1139"
+        client, bearer(P.SOUTHENERGY), world.ids["se_device_alert"], window="1139"
     ).json() == {"items": []}
 
 
 def test_the_request_id_link_comes_first_and_the_record_itself_is_never_listed(
-    client, as_party, world
+    client, bearer, world
 ):
-    headers = as_party(P.NORTHPOWER)
+    headers = bearer(P.NORTHPOWER)
     body = triggers(client, headers, world.ids["np_resp"]).json()
     assert names(world, body) == [("np_req", "request_id")]
     assert body["items"][0]["seconds_before"] == 5
@@ -160,31 +133,29 @@ def test_the_request_id_link_comes_first_and_the_record_itself_is_never_listed(
 
 
 def test_a_linked_request_logged_after_the_record_counts_negative_seconds(
-    client, as_party, engine, world
+    client, bearer, engine, world
 ):
     late = _req(
         ALERT_AT + timedelta(seconds=2, microseconds=500_000), P.WS_ED, 8, request_id=LINKED
     )
     with engine.begin() as conn:
         append_records(conn, [late])
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
-        "items"
-    ]
+    items = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
     assert [(e["link"], e["seconds_before"]) for e in items[:2]] == [
         ("request_id", -2),
         ("request_id", 2 * 86400),
     ]
 
 
-def test_a_record_without_a_device_lists_only_its_request(client, as_party, world):
-    body = triggers(client, as_party(P.NORTHPOWER), world.ids["np_non_device_resp"]).json()
+def test_a_record_without_a_device_lists_only_its_request(client, bearer, world):
+    body = triggers(client, bearer(P.NORTHPOWER), world.ids["np_non_device_resp"]).json()
     assert names(world, body) == [("np_non_device_req", "request_id")]
     assert body["items"][0]["seconds_before"] == 2
-    assert triggers(client, as_party(P.WIRESCO), world.ids["ws_dcc_alert"]).json() == {"items": []}
+    assert triggers(client, bearer(P.WIRESCO), world.ids["ws_dcc_alert"]).json() == {"items": []}
 
 
-def test_another_partys_record_is_the_same_404_as_a_missing_one(client, as_party, world):
-    headers = as_party(P.LOOKER)
+def test_another_partys_record_is_the_same_404_as_a_missing_one(client, bearer, world):
+    headers = bearer(P.LOOKER)
     hidden = triggers(client, headers, world.ids["se_device_alert"])
     missing = triggers(client, headers, 987654321)
     too_big = triggers(client, headers, "99999999999999999999")
@@ -193,21 +164,21 @@ def test_another_partys_record_is_the_same_404_as_a_missing_one(client, as_party
 
 
 @pytest.mark.parametrize("window", ["0", "10081", "abc", "١٠", "-5", "1.5", " 60"])
-def test_a_bad_window_is_422_naming_it(client, as_party, world, window):
-    response = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window=window)
+def test_a_bad_window_is_422_naming_it(client, bearer, world, window):
+    response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=window)
     assert response.status_code == 422
     assert response.json()["parameter"] == "window"
 
 
-def test_the_widest_window_is_accepted_and_no_token_is_401(client, as_party, world):
+def test_the_widest_window_is_accepted_and_no_token_is_401(client, bearer, world):
     assert (
-        triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="10080").status_code
+        triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="10080").status_code
         == 200
     )
     assert triggers(client, {}, world.ids["ws_alert"]).status_code == 401
 
 
-def test_the_list_is_capped_with_the_linked_request_kept(client, as_party, engine, world):
+def test_the_list_is_capped_with_the_linked_request_kept(client, bearer, engine, world):
     from servicetrail.domain.triggers import MAX_TRIGGERS
 
     flood = [
@@ -216,9 +187,7 @@ def test_the_list_is_capped_with_the_linked_request_kept(client, as_party, engin
     ]
     with engine.begin() as conn:
         append_records(conn, flood)
-    items = triggers(client, as_party(P.WIRESCO), world.ids["ws_alert"], window="60").json()[
-        "items"
-    ]
+    items = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
     assert len(items) == MAX_TRIGGERS
     assert items[0]["link"] == "request_id"
     times = [e["record"]["logged_at"] for e in items[1:]]

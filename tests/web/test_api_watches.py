@@ -4,44 +4,24 @@ titles only, another Party's 404, and hostile input."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.watches import match_new_records
 from servicetrail.store.writer import append_records
-from servicetrail.web.app import create_app
 from tests import personas as P
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
 
 @pytest.fixture
-def world(engine):
-    return P.load_personas(engine)
+def south(bearer):
+    return bearer(P.SOUTHENERGY)
 
 
 @pytest.fixture
-def client(engine, world):
-    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-def token_for(engine, party: str) -> dict[str, str]:
-    with engine.begin() as conn:
-        create_account(conn, f"user-{party.lower()}", party, "correct horse battery")
-        return {"Authorization": f"Bearer {create_token(conn, f'user-{party.lower()}')}"}
-
-
-@pytest.fixture
-def south(engine, world):
-    return token_for(engine, P.SOUTHENERGY)
-
-
-@pytest.fixture
-def wires(engine, world):
-    return token_for(engine, P.WIRESCO)
+def wires(bearer):
+    return bearer(P.WIRESCO)
 
 
 def ingest_and_match(engine, *records: SatRecord) -> None:

@@ -70,7 +70,8 @@ def rid(user: str, device: str, counter: int) -> str:
 
 def duis_response(request_id: str, code: str, at: str, body: str) -> str:
     return (
-        f'<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" schemaVersion="5.1">'
+        '<sr:Response xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" '
+        'schemaVersion="5.1">'
         f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID><sr:ResponseCode>{code}</sr:ResponseCode>"
         f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime></sr:Header><sr:Body>{body}</sr:Body></sr:Response>"
     )
@@ -124,7 +125,8 @@ def sat_lines() -> list[dict[str, str]]:
             "4.1.1",
             BRIGHT_IS,
             ESME,
-            payload='<sr:Request xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"><sr:Header>'
+            payload='<sr:Request '
+            'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"><sr:Header>'
             f"<sr:RequestID>{b1}</sr:RequestID><sr:CommandVariant>1</sr:CommandVariant>"
             "<sr:ServiceReference>4.1</sr:ServiceReference><sr:ServiceReferenceVariant>4.1.1"
             "</sr:ServiceReferenceVariant></sr:Header><sr:Body><sr:ReadInstantaneousImportRegisters/>"
@@ -238,7 +240,8 @@ def duis_capture() -> list[dict[str, str]]:
 
     def request(request_id: str, variant: int, srv: str, body: str) -> str:
         return (
-            f'<sr:Request {sr} schemaVersion="5.4"><sr:Header><sr:RequestID>{request_id}</sr:RequestID>'
+            f'<sr:Request {sr} '
+            f'schemaVersion="5.4"><sr:Header><sr:RequestID>{request_id}</sr:RequestID>'
             f"<sr:CommandVariant>{variant}</sr:CommandVariant><sr:ServiceReference>{srv}</sr:ServiceReference>"
             f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header><sr:Body>{body}"
             "</sr:Body></sr:Request>"
@@ -313,11 +316,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("browser")
     db_url = f"sqlite:///{folder / 'sat.db'}"
     (folder / "users.csv").write_text(
-        "user_id,party_id,party_name,role\n"
-        f"{BRIGHT_IS},BRIGHT,Bright Energy Supply Ltd,IS\n"
-        f"{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n"
-        f"{CURRENTLY_IS},CURRENTLY,Currently Energy plc,IS\n"
-        f"{WIRED_ED},WIRED,Wired Networks plc,ED\n"
+        f"user_id,party_id,party_name,role\n{BRIGHT_IS},BRIGHT,Bright Energy Supply "
+        f"Ltd,IS\n{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n{CURRENTLY_IS},CURRENTLY,Currently "
+        f"Energy plc,IS\n{WIRED_ED},WIRED,Wired Networks plc,ED\n"
     )
     (folder / "devices.csv").write_text(
         f"device_id,device_type,smets\n{ESME},ESME,2\n{GSME},GSME,2\n{ESME2},ESME,2\n"
@@ -388,7 +389,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: install Chromium (apt-get install chromium) to run the browser tests"
+            f"{CHROMIUM} is missing: install Chromium (apt-get install chromium) to run the "
+            "browser tests"
         )
     from playwright.sync_api import sync_playwright
 
@@ -563,7 +565,8 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     page.get_by_role("button", name="Search").click()
     page.wait_for_load_state()
     assert (
-        "No records match — note MP141 shows other Users' traffic only for devices you were responsible for "
+        "No records match — note MP141 shows other Users' traffic only for devices you were "
+        "responsible for "
         "at the time" in page.locator(".empty-state").inner_text()
     )
     shot(page, "06-empty-state")

@@ -1,4 +1,5 @@
-"""The SSI screen, server side: sign-in, sessions, CSRF, throttling, and the MP141 rule on every page.
+"""The SSI screen, server side: sign-in, sessions, CSRF, throttling, and the MP141 rule on every
+page.
 
 Runs the real application (create_app) over a store built by the migrations and loaded with
 the persona world of tests/personas.py, through Starlette's TestClient.
@@ -645,8 +646,9 @@ SLOW_SEARCH = textwrap.dedent("""
     engine = open_store(sys.argv[1])
     P.load_personas(engine)
     with engine.begin() as conn:
-        append_records(conn, [SatRecord(P.t("2025-02-01T00:00:00Z"), "request", f"{P.LK_OU}:{P.ESME_1}:{n}",
-                                        "11.2", P.LK_OU, P.ESME_1, "", "") for n in range(100, 1600)])
+        at = P.t("2025-02-01T00:00:00Z")
+        append_records(conn, [SatRecord(at, "request", f"{P.LK_OU}:{P.ESME_1}:{n}", "11.2",
+                                        P.LK_OU, P.ESME_1, "", "") for n in range(100, 1600)])
         create_account(conn, "np.analyst", P.NORTHPOWER, "correct horse battery staple")
     c = TestClient(create_app(engine))
     token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
@@ -659,7 +661,8 @@ SLOW_SEARCH = textwrap.dedent("""
 
 
 def test_a_search_that_runs_too_long_asks_to_be_narrowed(tmp_path: Path) -> None:
-    """A real time limit (SERVICETRAIL_STATEMENT_TIMEOUT, read at start-up), in a process of its own."""
+    """A real time limit (SERVICETRAIL_STATEMENT_TIMEOUT, read at start-up), in a process of its
+    own."""
     run = subprocess.run(
         [sys.executable, "-c", SLOW_SEARCH, f"sqlite:///{tmp_path / 'slow.db'}"],
         capture_output=True,

@@ -1,4 +1,5 @@
-"""The "possible triggers" panel of the record page (SPEC section 6), server side, on both engines."""
+"""The "possible triggers" panel of the record page (SPEC section 6), server side, on both
+engines."""
 
 from __future__ import annotations
 

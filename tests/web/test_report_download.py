@@ -90,7 +90,8 @@ def test_the_screen_never_puts_a_raw_time_in_the_header(client, engine, hostile)
     if hostile.strip() != hostile:
         assert answer.status_code == 200
         assert answer.headers["content-disposition"] == (
-            'attachment; filename="servicetrail-own-NORTHPOWER-20250101T000000Z-20250301T000000Z.csv"'
+            'attachment; '
+            'filename="servicetrail-own-NORTHPOWER-20250101T000000Z-20250301T000000Z.csv"'
         )
     else:
         assert answer.status_code == 422

@@ -119,8 +119,8 @@ def tokens_list(username: str | None) -> None:
     for t in tokens:
         status = "account disabled" if t.account_disabled else "active"
         click.echo(
-            f"{t.id:>6}  {t.username:<24} {t.party_id:<32} {format_time(t.created_at)[:19] + 'Z':<20}  "
-            f"{status}"
+            f"{t.id:>6}  {t.username:<24} {t.party_id:<32} "
+            f"{format_time(t.created_at)[:19] + 'Z':<20}  {status}"
         )
     click.echo(f"{len(tokens)} token(s)", err=True)
 

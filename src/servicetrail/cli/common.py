@@ -60,7 +60,7 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
 
 
 def count(text: str) -> int:
-    """A count of 1 or more in the digits 0-9: click's INT takes anything int() does ('٣', '1_0')."""
+    """A count of 1 or more in the digits 0-9 (click's INT takes what int() does: '٣', '1_0')."""
     try:
         value = whole_number(text)
     except InvalidValue:

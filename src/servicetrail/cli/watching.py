@@ -197,6 +197,7 @@ def deliver_cmd() -> None:
     asyncio.run(main())
     s = deliverer.stats
     click.echo(
-        f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up {s.given_up}",
+        f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up "
+        f"{s.given_up}",
         err=True,
     )

@@ -7,12 +7,21 @@ from datetime import datetime
 # DUIS's CommandVariant (the XSD's table): what the DCC did with the request
 COMMAND_VARIANTS: dict[int, str] = {
     1: "a command the DCC sends to the Device over the SM WAN",
-    2: "a command returned to the User for local delivery at the premises (not sent over the SM WAN)",
+    2: (
+        "a command returned to the User for local delivery at the premises "
+        "(not sent over the SM WAN)"
+    ),
     3: "a command sent to the Device over the SM WAN and also returned for local delivery",
-    4: "a critical request sent to the DCC to be turned into a pre-command: nothing reached the Device",
+    4: (
+        "a critical request sent to the DCC to be turned into a pre-command: "
+        "nothing reached the Device"
+    ),
     5: "a signed critical command (from a pre-command) sent to the Device over the SM WAN",
     6: "a signed critical command (from a pre-command) returned to the User for local delivery",
-    7: "a signed critical command sent to the Device over the SM WAN and returned for local delivery",
+    7: (
+        "a signed critical command sent to the Device over the SM WAN "
+        "and returned for local delivery"
+    ),
     8: "a non-device request, answered by the DCC itself",
 }
 # DUIS's way to cancel a pending future-dated command: a request dated 3000-12-31

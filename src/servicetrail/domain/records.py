@@ -200,6 +200,11 @@ OWN_ONLY_FIELDS = ("payload", "execution_at", "subject_device_id")
 REPORT_FIELDS = (*ITEM_FIELDS, *OWN_ONLY_FIELDS)
 
 
+# item()'s last three fields for a record read without its body: payload, execution time and
+# subject device
+NO_BODY: tuple[None, None, None] = (None, None, None)
+
+
 def item(
     record_id: int,
     logged_at: datetime,

@@ -103,7 +103,10 @@ def explain_code(code: str, kind: str = "") -> str:
     if known and (category != DEVICE_ALERT or code.upper() in FUTURE_DATED_ALERT_CODES):
         return known
     if category == DEVICE_ALERT:
-        return "A Device Alert code (GBCS, hexadecimal); its meaning is in the GBCS list of alert codes"
+        return (
+            "A Device Alert code (GBCS, hexadecimal); "
+            "its meaning is in the GBCS list of alert codes"
+        )
     if category == DCC_ALERT:
         return "A DCC Alert code; its meaning is in the DCC Alerts of DUIS"
     word = {INFORMATION: "information", WARNING: "warning", ERROR: "error"}[category]
@@ -184,9 +187,9 @@ def legend() -> tuple[LegendGroup, ...]:
             (),
             (),
             note=(
-                f"Any other four hexadecimal digits are a GBCS Device Alert code (its meaning is in GBCS); "
-                f"{DCC_ALERT_CODES[0]}, {DCC_ALERT_CODES[1]} ... {DCC_ALERT_CODES[-1]} are the "
-                f"{len(DCC_ALERT_CODES)} DCC Alert codes of DUIS."
+                "Any other four hexadecimal digits are a GBCS Device Alert code (its meaning is "
+                f"in GBCS); {DCC_ALERT_CODES[0]}, {DCC_ALERT_CODES[1]} ... {DCC_ALERT_CODES[-1]} "
+                f"are the {len(DCC_ALERT_CODES)} DCC Alert codes of DUIS."
             ),
         )
     )

@@ -70,7 +70,8 @@ def is_own(viewer: Viewer, record: SatRecord) -> bool:
 
 
 def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]) -> Decision:
-    """Decide one record. `registry` holds Responsibilities of the record's device (others are ignored)."""
+    """Decide one record. `registry` holds Responsibilities of the record's device (others are
+    ignored)."""
     if is_own(viewer, record):
         return Decision(
             Access.OWN, 1, "own traffic: the message came from or went to one of your User IDs"

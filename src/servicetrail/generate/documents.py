@@ -35,7 +35,8 @@ def _signature(rng: random.Random) -> str:
         '<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod '
         'Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod '
         'Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"/><ds:Reference URI="">'
-        '<ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
+        '<ds:Transforms><ds:Transform '
+        'Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
         '</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
         f'<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo>'
         f'<ds:SignatureValue>{value}</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509IssuerSerial>'
@@ -123,7 +124,8 @@ class _Documents:
     # ------------------------------------------------------------ requests
 
     def body(self, srv: str, device_type: str, day: str, execution: str, device: str) -> str:
-        """The SRV's body: `execution` an ExecutionDateTime value or "", `device` what a non-device SRV names."""
+        """The SRV's body: `execution` an ExecutionDateTime value or "", `device` what a non-device
+        SRV names."""
         places = {
             EXECUTION: f"<sr:ExecutionDateTime>{execution}</sr:ExecutionDateTime>"
             if execution
@@ -137,7 +139,8 @@ class _Documents:
         )
 
     def signed_pre_command(self, execution: str) -> str:
-        """The body of a Command Variant 5 request: the pre-command the DCC returned, signed by the User."""
+        """The body of a Command Variant 5 request: the pre-command the DCC returned, signed by the
+        User."""
         dated = f"<sr:ExecutionDateTime>{execution}</sr:ExecutionDateTime>" if execution else ""
         return "".join(
             (
@@ -213,7 +216,8 @@ class _Documents:
         )
 
     def scheduled_data(self, srv: str, schedule_id: int) -> str:
-        """A DCC-scheduled (5.1) read's data: it answers no request of the moment, so has no RequestID."""
+        """A DCC-scheduled (5.1) read's data: it answers no request of the moment, so has no
+        RequestID."""
         return "".join(
             (
                 "<sr:ResponseMessage>",
@@ -227,7 +231,8 @@ class _Documents:
         )
 
     def future_dated_outcome(self, srv: str, code: str) -> str:
-        """8F66 (executed) or 8F67 (failed): what the Device says when a future-dated command falls due."""
+        """8F66 (executed) or 8F67 (failed): what the Device says when a future-dated command falls
+        due."""
         return "".join(
             (
                 "<sr:ResponseMessage>",
@@ -252,7 +257,8 @@ class _Documents:
         inner_header: str,
         inner_body: str,
     ) -> str:
-        """A SMETS1 Device's message: the S1SP's signed response, inside the DCC's SMETS1ResponseMessage."""
+        """A SMETS1 Device's message: the S1SP's signed response, inside the DCC's
+        SMETS1ResponseMessage."""
         return "".join(
             (
                 "<sr:SMETS1ResponseMessage>",
@@ -331,8 +337,8 @@ class _Documents:
             f"<ra:GBCSHexadecimalMessageCode>{code}</ra:GBCSHexadecimalMessageCode>",
             "".join(
                 (
-                    '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" name="DeviceAlert" '
-                    'type="gbcs">',
+                    '<sr:DeviceAlertMessage><ra:GBCSData format="plain" sequence="0" '
+                    'name="DeviceAlert" type="gbcs">',
                     self._pick(self.alert_payloads),
                     "</ra:GBCSData></sr:DeviceAlertMessage>",
                 )
@@ -341,7 +347,8 @@ class _Documents:
 
     @staticmethod
     def dcc_alert(code: str, device: str, request_id: str, since: str, schedule_id: int) -> str:
-        """A DCC alert of one of DCC_ALERTS' codes, about `device` (not named by N24) and `request_id`."""
+        """A DCC alert of one of DCC_ALERTS' codes, about `device` (not named by N24) and
+        `request_id`."""
         alert = DCC_ALERTS[code].format(
             device=device,
             request_id=request_id,

@@ -34,11 +34,12 @@ class Showcase:
     def story(self) -> str:
         cos = self.change_of_supplier.strftime("%Y-%m-%d")
         return (
-            f"Device {self.device_id} ({self.device_type}, SMETS{self.smets}): {self.old_supplier} was its "
-            f"Responsible Supplier until {cos}, {self.new_supplier} since; {self.network_operator} holds the "
-            f"Network Operator certificate. Other User {self.other_user}, agent {self.agent} and "
-            f"{self.future_role_party} (future role {FUTURE_ROLE}) send it requests; it raises alerts; "
-            f"{self.old_supplier}'s tariff update after the change is refused with E4."
+            f"Device {self.device_id} ({self.device_type}, SMETS{self.smets}): {self.old_supplier} "
+            f"was its Responsible Supplier until {cos}, {self.new_supplier} since; "
+            f"{self.network_operator} holds the Network Operator certificate. Other User "
+            f"{self.other_user}, agent {self.agent} and {self.future_role_party} (future role "
+            f"{FUTURE_ROLE}) send it requests; it raises alerts; {self.old_supplier}'s tariff "
+            "update after the change is refused with E4."
         )
 
 

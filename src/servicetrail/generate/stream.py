@@ -66,8 +66,9 @@ _MARGIN = 15 * 60_000  # the last request leaves room for its responses before W
 # Message tuples, as the stream yields them (plain tuples: they are made millions of times).
 T, SEQ, KIND, REQUEST_ID, SRV, USER_ID, DEVICE_ID, CODE, DOCUMENT, COMMAND_VARIANT = range(10)
 Message = tuple[int, int, str, str, str, str, str, str, str, int | None]
-"""(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS document,
-command_variant): the SAT record of SPEC section 4.1 that the DUIS document becomes, plus the document."""
+"""(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS
+document, command_variant): the SAT record of SPEC section 4.1 that the DUIS document becomes, plus
+the document."""
 
 # how likely a request of each SRV is to be future-dated (none for an SRV that cannot be)
 _FUTURE_SHARE = {
@@ -180,7 +181,8 @@ class _Stream:
         return format_ms(due), due
 
     def _subject(self, srv: str, t: int) -> str:
-        """The Device a non-device request names: a new one for a pre-notification, else a known one."""
+        """The Device a non-device request names: a new one for a pre-notification, else a known
+        one."""
         if srv not in _NAMES_A_DEVICE:
             return ""
         rng = self.rng
@@ -202,10 +204,10 @@ class _Stream:
         """One Service Request and what follows it; returns the number of records.
 
         Non-device (Command Variant 8): request -> response, synchronous. Device, non-critical (1):
-        request -> acknowledgement (+1 s) -> response. Critical: request (4, a pre-command to the DCC)
-        -> the DCC's response carrying the command to sign -> the signed command (5, same RequestID)
-        -> acknowledgement -> response. A future-dated command's Device reports 8F66/8F67 when it
-        falls due.
+        request -> acknowledgement (+1 s) -> response. Critical: request (4, a pre-command to
+        the DCC) -> the DCC's response carrying the command to sign -> the signed command (5,
+        same RequestID) -> acknowledgement -> response. A future-dated command's Device reports
+        8F66/8F67 when it falls due.
         """
         docs, rand, push = self.docs, self.rand, self._push
         device_id = device.device_id if device is not None else ""
@@ -395,7 +397,8 @@ class _Stream:
         return 1
 
     def _dcc_alert(self, heap: list[Message], t: int) -> int:
-        """A DCC alert: most name a Device and go to its supplier (a comms hub's outage to its network operator)."""
+        """A DCC alert: most name a Device and go to its supplier (a comms hub's outage to its
+        network operator)."""
         rand, pop = self.rand, self.pop
         d = None if rand() < _P_DCC_ALERT_NO_DEVICE else self._installed_device(t)
         supplier = _at(pop.supplier_timeline[d], t) if d is not None else None

@@ -104,7 +104,8 @@ _HOUR_CUM[-1] = 1.0
 
 
 def _diurnal(t: int) -> int:
-    """Warp a uniformly spread time within its day to the hourly shape of DCC traffic (monotonic)."""
+    """Warp a uniformly spread time within its day to the hourly shape of DCC traffic
+    (monotonic)."""
     day, rest = divmod(t, _DAY)
     frac = rest / _DAY
     hour = min(bisect(_HOUR_CUM, frac) - 1, 23)
@@ -125,7 +126,8 @@ def _popularity(s: Srv) -> float:
 
 
 def _targets(s: Srv) -> tuple[str, ...]:
-    """Device types an SRV may address; the catalogue's word where it has one, any HAN Device otherwise."""
+    """Device types an SRV may address; the catalogue's word where it has one, any HAN Device
+    otherwise."""
     if not s.target_device_types:
         return DEVICE_TYPES
     out: list[str] = []

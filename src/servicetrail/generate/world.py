@@ -96,7 +96,8 @@ _SECOND_MILLI: list[str] = []  # "SS.mmmZ" for every millisecond of a minute, bu
 
 
 def format_ms(t_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. 2025-03-01T06:43:49.844Z (table look-ups, no datetime)."""
+    """ISO-8601 UTC with milliseconds, e.g. 2025-03-01T06:43:49.844Z (table look-ups, no
+    datetime)."""
     if not _SECOND_MILLI:
         _SECOND_MILLI.extend(f"{i // 1000:02d}.{i % 1000:03d}Z" for i in range(60_000))
     minute, rest = divmod(t_ms, 60_000)

@@ -77,7 +77,8 @@ def write_sat_jsonl(world: World, out: str | Path | IO[bytes]) -> int:
 
 
 def write_duis_jsonl(world: World, out: str | Path | IO[bytes]) -> int:
-    """Write the DUIS JSON Lines capture to a path or a binary stream; returns the number of messages."""
+    """Write the DUIS JSON Lines capture to a path or a binary stream; returns the number of
+    messages."""
     return _write_lines(duis_jsonl_lines(world), out)
 
 
@@ -101,7 +102,8 @@ def device_rows(world: World) -> Iterator[tuple[str, str, str]]:
 
 
 def responsibility_rows(world: World) -> Iterator[tuple[str, str, str, str, str]]:
-    """Rows of responsibilities.csv: device_id, party_id, relation, valid_from, valid_to ('' = open)."""
+    """Rows of responsibilities.csv: device_id, party_id, relation, valid_from, valid_to ('' =
+    open)."""
     for r in population(world).responsibilities():
         yield (
             r.device_id,

@@ -2,8 +2,8 @@
 
 A document with a DOCTYPE or an entity declaration is rejected outright, not defused; the
 parser never loads a DTD, expands an entity or touches the network. Documents over
-SERVICETRAIL_MAX_DUIS_BYTES (settings) are refused before parsing; below it, large text nodes (an 11.1
-firmware image is up to 10,240,000 octets of base64) parse.
+SERVICETRAIL_MAX_DUIS_BYTES (settings) are refused before parsing; below it, large text nodes (an
+11.1 firmware image is up to 10,240,000 octets of base64) parse.
 
 Every field is checked against the schema's rules before it becomes a record (SRVs against
 the catalogue, response codes against the XSD's list, Request IDs against its pattern), so
@@ -120,12 +120,14 @@ def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
 
 
 def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
-    """One DUIS message. `logged_at` is the time the SAT logged a request (responses carry their own)."""
+    """One DUIS message. `logged_at` is the time the SAT logged a request (responses carry their
+    own)."""
     return _parse(document, logged_at, None)
 
 
 def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
-    """parse_document for a document already decoded (a JSON Lines capture), without decoding it again."""
+    """parse_document for a document already decoded (a JSON Lines capture), without decoding it
+    again."""
     return _parse(document.encode("utf-8"), logged_at, document)
 
 
@@ -258,7 +260,8 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
         dcc_code = _child_text(message, "DCCAlertCode")
         if dcc_code not in _DCC_ALERT_CODES:
             raise InvalidValue(
-                f"DCCAlertCode must be one of the DUIS schema's DCC Alert codes, not {shown(dcc_code)}"
+                "DCCAlertCode must be one of the DUIS schema's DCC Alert codes, not "
+                f"{shown(dcc_code)}"
             )
         return parts.alert(Kind.DCC_ALERT, dcc_code, _named_device(_child(message, "DCCAlert")))
     if name == "SMETS1ResponseMessage":

@@ -65,7 +65,8 @@ def load_registry(
 ) -> Summary:
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
     that is not one raises BadHeader before anything is written. Records are validated here
-    and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction (store.registry)."""
+    and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction
+    (store.registry)."""
     summary = Summary()
     store = _REGISTRY_WRITERS[what]
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
@@ -290,8 +291,8 @@ def _append_all(
     summary: Summary,
     progress: Progress | None,
 ) -> None:
-    """Every `batch` rows (settings) one transaction, written chunk by chunk as the parser delivers them,
-    so that the parser works on the next chunk while this process writes. `source`: the
+    """Every `batch` rows (settings) one transaction, written chunk by chunk as the parser delivers
+    them, so that the parser works on the next chunk while this process writes. `source`: the
     file the chunks' lines come from (None: each reject names its own file)."""
     consumed = 0
     conflicts: list[tuple[int | str, str]] = []

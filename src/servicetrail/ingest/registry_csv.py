@@ -100,7 +100,8 @@ RESPONSIBILITIES = RegistryFile(
 
 
 class BadHeader(ValueError):
-    """A registry file whose first line is not a header naming the columns SPEC section 4 gives it."""
+    """A registry file whose first line is not a header naming the columns SPEC section 4 gives
+    it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,8 @@ def detect(path: Path) -> Format:
                 try:
                     first = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    continue  # a damaged line (the loader rejects it with its number): judge by the next
+                    # a damaged line (the loader rejects it with its number): judge by the next
+                    continue
                 return (
                     Format.DUIS_JSONL
                     if isinstance(first, dict) and "duis" in first

@@ -67,7 +67,8 @@ def chunks_of(stream: IO[bytes], size: int, index: int = 0, step: int = 1) -> It
 
 
 def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> Iterator[Chunk]:
-    """`parse` applied to every chunk of the file, in file order; `workers` 0 parses in this process."""
+    """`parse` applied to every chunk of the file, in file order; `workers` 0 parses in this
+    process."""
     if workers <= 0:
         with open_binary(path) as stream:
             for lines in chunks_of(stream, chunk_lines):

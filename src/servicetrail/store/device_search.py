@@ -29,11 +29,10 @@ MAX_RANGE_BRANCHES = 8
 @lru_cache(maxsize=512)
 def device_statement(
     scope: Scope, shape: Shape, with_cursor: bool, own_branches: int, ranges: tuple[bool, ...]
-) -> Select:
+) -> Select[Any]:
     """Each branch reads whole (narrow) records, so the page is not joined back to the trail,
     and a payload is read only for the viewer's own rows: on PostgreSQL, joining back and
-    probing payloads for every row cost 1.2 ms of a search against 0.45 ms this way
-    (EXPLAIN ANALYZE, 1M records, monthly partitions).
+    probing payloads for every row cost more than twice as much (BENCHMARKS.md).
 
     `ranges` says, per range, whether it has an end. The viewer's own non-device requests
     about the device (`subject_device_id`) come through one more branch per User ID."""
@@ -63,8 +62,8 @@ def device_search(
     search: Search,
     with_cursor: bool,
     params: dict[str, Any],
-    intervals: list[tuple] | None,
-) -> Select | None:
+    intervals: list[tuple[Any, ...]] | None,
+) -> Select[Any] | None:
     """The interval-first statement for this device search (adding its parameters), or
     None when the general form should be used. `intervals`: the rows of
     `visibility_sql.intervals_query` (None for a search of the viewer's own traffic)."""

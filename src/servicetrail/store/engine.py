@@ -77,13 +77,12 @@ def pool_capacity(engine: Engine) -> int:
 def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     """psycopg prepares a statement on the server after a few executions, and PostgreSQL then
     tends to a generic plan: for a keyset page over monthly partitions that plan sorts all of
-    a device's rows (7-15x slower; busy devices took 0.3-1.7 s). Custom plans keep the
-    prepared statement's saved parsing and plan with the actual device, times and cursor.
+    a device's rows. Custom plans keep the prepared statement's saved parsing and plan with
+    the actual device, times and cursor.
 
     JIT off: a device search touches every monthly partition, and under the reader role's
-    row-level security the cost estimate crossed jit_above_cost, so PostgreSQL compiled
-    ~1,100 functions per query: 0.5-1 s spent in JIT emission for a query that runs in a
-    few milliseconds (EXPLAIN ANALYZE, busy devices at 1M records)."""
+    row-level security the cost estimate crossed jit_above_cost, so PostgreSQL spent far
+    longer compiling the query than running it (figures in BENCHMARKS.md)."""
     with dbapi_conn.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_custom_plan")
         cursor.execute("SET jit = off")

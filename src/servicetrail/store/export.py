@@ -9,11 +9,11 @@ that `domain.records.item` written with Python's csv module would give (the test
 the two byte for byte, on both engines). Python does no per-row work:
 
 - PostgreSQL: `COPY (SELECT ...) TO STDOUT (FORMAT csv)`: the server writes the CSV and the
-  bytes are passed on in large chunks (storage notes: 300-600k rows/s, against 80k for a
-  cursor and Python's csv module);
+  bytes are passed on in large chunks, several times faster than a cursor and Python's csv
+  module (BENCHMARKS.md);
 - SQLite: the SELECT builds each whole CSV line (quoting as Python's csv module does), so
-  the client only joins the lines. Python's csv writer scans and copies every character of
-  a 1-2 KB payload at ~18 us a row, which alone held exports under 50k rows/s.
+  the client only joins the lines: Python's csv writer scans and copies every character of
+  every payload, which alone held exports to a fraction of this speed.
 
 Everything streams: the engine sorts (spilling to disk if it must) and the client holds at
 most one chunk of about CHUNK_BYTES, whatever the size of the report.
@@ -149,8 +149,8 @@ def postgres_statement() -> Select[Any]:
     COPY writes the way Python's csv module does.
 
     The narrow rows are sorted first and each payload is read after the sort, in order:
-    sorting whole rows, payloads and all (~1.9 KB each), spilled ~100 MB to disk for a
-    78k-row report, and made the sort carry every payload through it."""
+    sorting whole rows, payloads and all, spilled to disk and made the sort carry every
+    payload through it."""
     catalogue = _catalogue()
     narrow = (
         _newest_first(_own_rows(with_payload=False))
@@ -338,7 +338,8 @@ class OwnReport:
             ),
             {"mem": PG_SORT_MEMORY},
         )
-        # this session and transaction: role, viewer, limit (psycopg's own connection, not the DBAPI protocol's)
+        # this session and transaction: role, viewer, limit (psycopg's own connection, not the DBAPI
+        # protocol's)
         raw: Any = self.conn.connection.dbapi_connection
         chunk = bytearray(csv_header())
         try:

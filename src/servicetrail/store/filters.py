@@ -72,7 +72,7 @@ def params_of(viewer: Viewer, search: Search, cursor: Cursor | None) -> dict[str
     return params
 
 
-def device_param() -> BindParameter:
+def device_param() -> BindParameter[Any]:
     return bindparam("device_id", type_=s.device_id.type)
 
 
@@ -98,7 +98,9 @@ def after_cursor(logged_at: Any, record_id: Any) -> ColumnElement[bool]:
     )
 
 
-def conditions(shape: Shape, with_cursor: bool, device: ColumnElement[bool] | None = None) -> list:
+def conditions(
+    shape: Shape, with_cursor: bool, device: ColumnElement[bool] | None = None
+) -> list[Any]:
     """The search's filters on the trail; `device` replaces the device filter (the
     interval-first branches each read one index, so they say which column they match)."""
     when = []

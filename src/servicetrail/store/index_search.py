@@ -8,8 +8,19 @@ the page, not on the trail: the index is read in order and stops at the page's e
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, literal_column, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    literal_column,
+    select,
+    union_all,
+)
 
 from ..domain.visibility import Scope
 from .filters import FILTERS, Shape, after_cursor, conditions
@@ -23,9 +34,9 @@ v = sat_visibility.c
 SCOPE_ACCESS = {Scope.OWN: (OWN,), Scope.OTHERS: (MP141,), Scope.ALL: (OWN, MP141)}
 # How many rows each branch reads, written into the statement rather than bound: PostgreSQL
 # plans these statements once (a generic plan: planning them afresh over every monthly
-# partition cost 15 ms of a 2 ms search), and with the LIMIT a parameter it cannot tell a page
-# from the whole trail, and planned a hash join over every record (150 ms). The page's own
-# limit stays a parameter on top.
+# partition cost more than the search), and with the LIMIT a parameter it cannot tell a page
+# from the whole trail, and planned a hash join over every record (BENCHMARKS.md). The page's
+# own limit stays a parameter on top.
 ROW_BUCKETS = (11, 51, 101, 201, 501, 1001)
 
 
@@ -34,16 +45,18 @@ def rows_bucket(wanted: int) -> int:
     return next((b for b in ROW_BUCKETS if b >= wanted), ROW_BUCKETS[-1])
 
 
-def _party():
+def _party() -> BindParameter[str]:
     return bindparam(VIEWER_PARTY, type_=v.party_id.type)
 
 
 @lru_cache(maxsize=512)
-def index_keys_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int) -> Select:
+def index_keys_statement(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int
+) -> Select[Any] | CompoundSelect[Any]:
     """Step one: the (record_id, logged_at) of the page's candidates, from the index alone. The
     filters are checked on the index's own copy of the title fields (a search by Device or by
     Request ID takes another form). `bucket`: rows_bucket of the page's limit."""
-    lim = literal_column(str(int(bucket)))
+    lim: ColumnElement[int] = literal_column(str(int(bucket)))
     where = [v.party_id == _party(), *(FILTERS[name][0](v) for name in shape if name in FILTERS)]
     if with_cursor:
         where.append(after_cursor(v.logged_at, v.record_id))
@@ -62,13 +75,13 @@ def index_keys_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: 
 
 
 @lru_cache(maxsize=256)
-def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
+def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
     """Step two: those records, by id and time, with the rule and the filters on top.
 
     Two statements, not one: on PostgreSQL, one statement joining the index to the trail had
     to open every monthly partition of the trail (a plan made before the times are known),
-    which cost 15 ms of an 18 ms search at 1M records; given the times as values, the planner
-    opens only the months the page falls in."""
+    most of the search's time; given the times as values, the planner opens only the months
+    the page falls in."""
     candidate = (
         select(*RECORD_COLUMNS)
         .where(
@@ -81,7 +94,7 @@ def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Se
 
 
 @lru_cache(maxsize=256)
-def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int) -> Select:
+def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int) -> Select[Any]:
     """A search by Request ID: the trail's identity index gives the few records that carry it,
     and each is kept only past the viewer's index row for it. Only the keys of another Party's
     records are read (from the two indexes), never their rows, and the rule on top runs on
@@ -89,7 +102,7 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
     unused one does. The page's LIMIT also keeps the engine from merging the rule into the
     probe."""
     # EXISTS, not a join: a join let SQLite walk all of the viewer's index rows and probe the
-    # trail for each (250 ms at 1M records); this way the identity index leads, on both engines
+    # trail for each; this way the identity index leads, on both engines
     seen = (
         select(literal_column("1"))
         .where(
@@ -115,7 +128,7 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
 
 
 @lru_cache(maxsize=1)
-def record_statement() -> Select:
+def record_statement() -> Select[Any]:
     """One record, read only past the viewer's index row for it: a record the viewer may not
     see costs what a missing one does (a probe of the viewer's own index rows that finds
     nothing), so the answer's time does not tell one from the other (issue 10 finding 7).

@@ -3,6 +3,8 @@ that name the device and the sender, and the fields that only the record's own U
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     ColumnElement,
     FromClause,
@@ -38,13 +40,13 @@ RECORD_COLUMNS = (
 )
 
 
-def own_only(column: ColumnElement) -> ColumnElement:
+def own_only(column: ColumnElement[Any]) -> ColumnElement[Any]:
     """A field read from a message's body: NULL unless rule 1 holds, so the query itself never
     returns it for another User's record (SPEC section 5: only with access "own")."""
     return case((own_clause(), column), else_=null())
 
 
-def item_columns(with_payload: bool = True) -> list:
+def item_columns(with_payload: bool = True) -> list[Any]:
     """The columns of `domain.records.item`, in its order (the payload last but two, when read
     here)."""
     columns = [
@@ -88,7 +90,7 @@ def with_item_joins(base: FromClause, with_payload: bool = True) -> FromClause:
     )
 
 
-def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select:
+def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select[Any]:
     """The general way to select SAT records: filtered by the rule, shaped as items (without
     the payload column when the caller reads payloads itself, through `own_payload`)."""
     return (
@@ -98,7 +100,7 @@ def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select
     )
 
 
-def own_payload(rows: FromClause) -> ColumnElement:
+def own_payload(rows: FromClause) -> ColumnElement[Any]:
     """The payload of each of `rows` (records selected through the rule), read only where
     rule 1 holds: a correlated read per row, so payloads are fetched for the rows a caller
     keeps, after its filtering and sorting, never for other Users' rows."""
@@ -115,13 +117,13 @@ def own_payload(rows: FromClause) -> ColumnElement:
     return case((ClauseAdapter(rows).traverse(own_clause()), payload), else_=null())
 
 
-def newest_first(query: Select) -> Select:
+def newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(s.logged_at.desc(), s.id.desc())
 
 
 def page_of_candidates(
-    candidate: FromClause, scope: Scope, conditions: list | None = None
-) -> Select:
+    candidate: FromClause, scope: Scope, conditions: list[Any] | None = None
+) -> Select[Any]:
     """The page from candidate records (whole narrow rows, RECORD_COLUMNS) that a faster form
     found: the rule itself on top, then the items, newest first. `conditions`: the search's
     filters, checked again here when the candidates come from the visibility index."""

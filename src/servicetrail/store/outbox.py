@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, literal, select, update
+from sqlalchemy import BigInteger, Select, bindparam, delete, literal, select, update
 from sqlalchemy.engine import Connection
 
-from ..domain.records import item
+from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
 from .watch_sql import due_deliveries
@@ -34,10 +34,10 @@ class Due:
     event: dict[str, Any]
 
 
-def _lock_rows(conn: Connection, statement):
+def _lock_rows(conn: Connection, statement: Select[Any]) -> Select[Any]:
     if conn.dialect.name == "postgresql":
         return statement.with_for_update(of=webhook_outbox, skip_locked=True)
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     if not driver.in_transaction:
         driver.execute("BEGIN IMMEDIATE")  # one deliverer leases at a time
     return statement
@@ -73,7 +73,7 @@ def lease_due(
     for r in rows:
         if not r.visible:
             continue
-        record = titles_only(item(*r[7:21], None, None, None))
+        record = titles_only(item(*(*r[7:21], *NO_BODY)))
         delivery = Due(
             r.watch_id,
             r.event_id,

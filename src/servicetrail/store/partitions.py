@@ -59,8 +59,9 @@ def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
         for table in tables:
             conn.execute(
                 text(
-                    f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF {table} "
-                    f"FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')"
+                    f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF "
+                    f"{table} FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO "
+                    f"('{end.isoformat()} 00:00:00+00')"
                 )
             )
         known.add((year, month))

@@ -12,13 +12,13 @@ runs inside `read_transaction.read_as`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from ..domain.model import Responsibility, SatRecord
 from ..domain.records import item
@@ -52,12 +52,12 @@ def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
     return Viewer(party_id, frozenset(ids))
 
 
-def _general_search(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
+def _general_search(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
     return newest_first(visible_items(scope).where(*conditions(shape, with_cursor)))
 
 
 @lru_cache(maxsize=512)
-def _general_page(scope: Scope, shape: Shape, with_cursor: bool) -> Select:
+def _general_page(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
     return _general_search(scope, shape, with_cursor).limit(bindparam("lim", type_=Integer))
 
 
@@ -104,7 +104,7 @@ def search_page(
 
 def _through_the_index(
     conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any], bucket: int
-) -> list:
+) -> Sequence[Row[Any]]:
     """A device-less page: the candidates' keys from the visibility index, then the records
     themselves (see index_search), each statement planned as suits it."""
     shape = shape_of(search)
@@ -218,8 +218,8 @@ def why_many(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> d
 
 
 def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[str, Any]]:
-    """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest first.
-    A response without a RequestID (empty) shares it with nothing."""
+    """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest
+    first. A response without a RequestID (empty) shares it with nothing."""
     if not request_id:
         return []
     items, _ = search_page(conn, viewer, Search(request_id=request_id), 200)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -30,13 +31,13 @@ def read_as(
     seconds: float | Budget = DEFAULT_SECONDS,
     generic_plan: bool = False,
     prefetch: tuple[Any, dict[str, Any]] | None = None,
-):
+) -> AbstractContextManager[list[tuple[Any, ...]] | None]:
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
 
     `generic_plan`: for statements whose every branch is one ordered index range with a
     LIMIT (the device search, the visibility index), a plan that does not depend on the
-    values, while planning afresh over every monthly partition cost 5-9 ms against 0.5-2 ms
-    to run (EXPLAIN ANALYZE, 1M records). Other statements keep custom plans (engine.py)."""
+    values: planning afresh over every monthly partition cost more than running them
+    (BENCHMARKS.md). Other statements keep custom plans (engine.py)."""
     settings = {
         "role": READER_ROLE,
         "servicetrail.party_id": viewer.party_id,
@@ -59,8 +60,9 @@ def time_limit(
     seconds: float | Budget = DEFAULT_SECONDS,
     settings: dict[str, str] | None = None,
     prefetch: tuple[Executable, dict[str, Any]] | None = None,
-) -> Iterator[list[tuple] | None]:
-    """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by statement_timeout.
+) -> Iterator[list[tuple[Any, ...]] | None]:
+    """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by
+    statement_timeout.
 
     On PostgreSQL, `settings` are set for the transaction. `prefetch`, a small read the
     caller needs first (a statement and its parameters), is sent with them, and its rows
@@ -85,11 +87,11 @@ def time_limit(
                 raise SearchTooBroad(seconds) from None
             raise
         return
-    raw = conn.connection.dbapi_connection
+    raw: Any = conn.connection.dbapi_connection
     deadline = time.monotonic() + seconds
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
-        yield conn.execute(prefetch[0], prefetch[1]).all() if prefetch else None
+        yield [tuple(row) for row in conn.execute(prefetch[0], prefetch[1])] if prefetch else None
     except OperationalError as e:
         if isinstance(e.orig, sqlite3.OperationalError) and "interrupted" in str(e.orig):
             raise SearchTooBroad(seconds) from None
@@ -103,10 +105,10 @@ def _pipelined(
     settings_sql: str,
     settings: dict[str, str],
     prefetch: tuple[Executable, dict[str, Any]] | None,
-) -> list[tuple] | None:
+) -> list[tuple[Any, ...]] | None:
     """The settings (and the prefetch) through the driver, in one pipeline. SQLAlchemy's next
     statement joins the transaction this opens, and its COMMIT (or the pool's ROLLBACK) ends it."""
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
         driver.execute(settings_sql, settings)
@@ -118,10 +120,10 @@ def _pipelined(
     return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
 
 
-_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list]] = {}
+_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list[Any]]] = {}
 
 
-def _compiled(statement: Executable, dialect: Any) -> tuple[Any, list]:
+def _compiled(statement: Any, dialect: Any) -> tuple[Any, list[Any]]:
     """The SQL and the result processors (UTC times, ...), made once per statement object:
     callers pass statements they build once, and the identity check (and the bound) keep a
     caller that does not from being wrong or costly."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -52,14 +52,14 @@ class _Raw:
     costs more than the statements themselves at registry sizes."""
 
     def __init__(self, conn: Connection) -> None:
-        self.driver = conn.connection.driver_connection
+        self.driver = cast(Any, conn.connection.driver_connection)
         self.postgres = conn.dialect.name == "postgresql"
         if not self.postgres and not self.driver.in_transaction:
             # the write lock before the reads: a concurrent writer waits instead of
             # deciding on what this batch is about to change
             self.driver.execute("BEGIN IMMEDIATE")
 
-    def rows_for(self, select_sql: str, column: str, keys: Iterable[str]) -> list[tuple]:
+    def rows_for(self, select_sql: str, column: str, keys: Iterable[str]) -> list[tuple[Any, ...]]:
         """`select_sql` (a SELECT ... FROM ... without WHERE) for the rows whose `column` is
         one of `keys`: one statement whatever their number."""
         keys = list(keys)
@@ -75,7 +75,7 @@ class _Raw:
         ).fetchall()
 
     def insert(
-        self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple]
+        self, table: str, columns: Sequence[str], types: Sequence[str], rows: list[tuple[Any, ...]]
     ) -> None:
         if not rows:
             return
@@ -102,8 +102,10 @@ class _Raw:
         return sqlite_text(value)
 
     def read_time(self, value: Any) -> datetime | None:
-        if value is None:
-            return None
+        return None if value is None else self.read_set_time(value)
+
+    def read_set_time(self, value: Any) -> datetime:
+        """A time the schema declares NOT NULL."""
         if isinstance(value, str):
             return datetime.fromisoformat(value)
         return value.astimezone(UTC)
@@ -125,7 +127,7 @@ def load_devices(conn: Connection, devices: Sequence[Device]) -> list[Decided]:
         )
     }
     decided: list[Decided] = []
-    new: list[tuple] = []
+    new: list[tuple[Any, ...]] = []
     for dev in devices:
         found = held.get(dev.device_id)
         if found is None:
@@ -163,7 +165,7 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Deci
     )
     stored_names = dict(names)
     decided: list[Decided] = []
-    new: list[tuple] = []
+    new: list[tuple[Any, ...]] = []
     for user, name in users:
         found = held.get(user.user_id)
         if found is not None and found != (user.party_id, user.role):
@@ -231,7 +233,7 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
         "device_id",
         devices,
     ):
-        state.setdefault((device_id, relation), {})[raw.read_time(valid_from)] = (
+        state.setdefault((device_id, relation), {})[raw.read_set_time(valid_from)] = (
             party_id,
             raw.read_time(valid_to),
         )
@@ -268,7 +270,8 @@ def _decide(
 ) -> Decided:
     if new.valid_to is not None and new.valid_to <= new.valid_from:
         return Conflict(
-            f"valid_to {new.valid_to.isoformat()} is not after valid_from {new.valid_from.isoformat()}"
+            f"valid_to {new.valid_to.isoformat()} is not after valid_from "
+            f"{new.valid_from.isoformat()}"
         )
     if new.party_id not in parties:
         return Conflict(
@@ -305,7 +308,7 @@ _INTERVAL_TYPES = ("varchar", "varchar", "varchar", "timestamptz", "timestamptz"
 def _write_intervals(
     raw: _Raw,
     state: dict[tuple[str, str], dict[datetime, tuple[str, datetime | None]]],
-    stored: dict[tuple, tuple[str, datetime | None]],
+    stored: dict[tuple[Any, ...], tuple[str, datetime | None]],
 ) -> None:
     """The batch's net effect: new intervals inserted, corrected ones updated in place."""
     added, corrected = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,7 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = timezone.utc
 SCHEMA_HEAD = "0008"  # a test checks this against Alembic's head
@@ -36,25 +38,25 @@ def sqlite_time(value: datetime) -> str:
     return f"{utc.year:04d}" + utc.strftime(SQLITE_TIME_FORMAT.removeprefix("%Y"))
 
 
-class UtcDateTime(TypeDecorator):
+class UtcDateTime(TypeDecorator[Any]):
     """Aware UTC datetimes in and out: `timestamptz` on PostgreSQL, fixed-width text on SQLite."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(27))
         return dialect.type_descriptor(DateTime(timezone=True))
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
         return sqlite_time(value) if dialect.name == "sqlite" else value.astimezone(UTC)
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, str):

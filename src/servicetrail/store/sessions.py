@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from .schema import account, login_device, login_failure, party, web_session
+from .schema import account, login_device, login_failure, web_session
 
 UTC = timezone.utc
 IDLE_LIMIT = timedelta(minutes=30)
@@ -70,7 +69,8 @@ class WebSession:
 
 
 def create_session(conn: Connection, username: str, now: datetime | None = None) -> str:
-    """A new session for a signed-in account; returns the session id for the cookie (never stored)."""
+    """A new session for a signed-in account; returns the session id for the cookie (never
+    stored)."""
     now = now or now_utc()
     session_id = secrets.token_urlsafe(32)
     conn.execute(
@@ -219,7 +219,8 @@ def claim_attempt(
 
 
 def forgive(conn: Connection, claim: Claim) -> None:
-    """After a correct sign-in: the failures of its key are forgiven (the address's others are not)."""
+    """After a correct sign-in: the failures of its key are forgiven (the address's others are
+    not)."""
     conn.execute(
         delete(login_failure).where(f.username == claim.username, f.client_ip == claim.key)
     )
@@ -243,19 +244,6 @@ def _free_at(
         return None
     # with this claim withdrawn, it opens when all but limit-1 of the others have left the window
     return times[len(times) - 1 - limit] + THROTTLE_WINDOW
-
-
-def party_name(conn: Connection, party_id: str) -> str:
-    name = conn.execute(select(party.c.name).where(party.c.party_id == party_id)).scalar()
-    return name or party_id
-
-
-def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, str]:
-    wanted = sorted({p for p in party_ids if p})
-    if not wanted:
-        return {}
-    rows = conn.execute(select(party.c.party_id, party.c.name).where(party.c.party_id.in_(wanted)))
-    return {party_id: name for party_id, name in rows}
 
 
 def count_sessions(conn: Connection, username: str) -> int:

@@ -41,7 +41,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 # A new record as index_new takes it: (id, logged_at in the engine's form, kind, srv or None,
 # user_id, device_id)
-NewRecord = tuple
+NewRecord = tuple[Any, ...]
 
 
 def lock_registry(conn: Connection) -> None:
@@ -57,7 +57,7 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     """Add the index rows of records this transaction has just written; returns how many."""
     if not records:
         return 0
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
@@ -74,7 +74,7 @@ def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
     return len(rows)
 
 
-def _write_rows(driver: Any, postgres: bool, rows: list[tuple]) -> None:
+def _write_rows(driver: Any, postgres: bool, rows: list[tuple[Any, ...]]) -> None:
     """Index rows (COLUMNS, times in the engine's form) in bulk: binary COPY, or executemany."""
     if postgres:
         with (
@@ -107,10 +107,12 @@ def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, st
     return dict(rows)
 
 
-def _spans_raw(driver: Any, postgres: bool, device_ids: set[str]) -> dict[str, list[tuple]]:
+def _spans_raw(
+    driver: Any, postgres: bool, device_ids: set[str]
+) -> dict[str, list[tuple[Any, ...]]]:
     """Each device's Responsibility spans (party_id, valid_from, valid_to) with times in the
     engine's form, as the batch's rows carry them."""
-    spans: dict[str, list[tuple]] = {}
+    spans: dict[str, list[tuple[Any, ...]]] = {}
     if postgres:
         rows = driver.execute(
             "SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
@@ -210,7 +212,7 @@ def devices_with_records(conn: Connection, device_ids: Iterable[str]) -> set[str
     device_ids = list(device_ids)
     if not device_ids:
         return set()
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
         found = driver.execute(
             "SELECT d FROM unnest(string_to_array(%s, ',')) AS d "
@@ -235,7 +237,7 @@ def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
     ]
     if not spans:
         return 0
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         device_ids, starts, ends, parties = zip(*spans)
@@ -256,7 +258,7 @@ def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
 
 def refresh_user(conn: Connection, user_id: str, party_id: str) -> int:
     """A User ID newly given to `party_id`: its records become that Party's own."""
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     found = driver.execute(
@@ -291,12 +293,12 @@ def sqlite_text(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
-def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
+def _rederive(driver: Any, postgres: bool, found: list[tuple[Any, ...]]) -> int:
     """Replace the index rows of each (record, Party) in `found` (a record's columns as
     _RECORD lists them, then the Party) by what the rule says now."""
     if not found:
         return 0
-    records: dict[int, tuple] = {}
+    records: dict[int, tuple[Any, ...]] = {}
     parties_of: dict[int, set[str]] = {}
     for *record, party_id in found:
         records[record[0]] = tuple(record)
@@ -317,10 +319,14 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple]) -> int:
                 rows.append((party_id, ACCESS_CODE[access], at, record_id, kind, srv))
     # the records' months, and so these partitions, exist
     if postgres:
-        parties, times, record_ids = zip(*forget)
+        forget_parties, times, record_ids = zip(*forget)
         driver.execute(
             _PG_FORGET,
-            (pg_joined(parties), ",".join(map(_iso_text, times)), ",".join(map(str, record_ids))),
+            (
+                pg_joined(forget_parties),
+                ",".join(map(_iso_text, times)),
+                ",".join(map(str, record_ids)),
+            ),
         )
     else:
         driver.executemany(_SQLITE_FORGET, forget)

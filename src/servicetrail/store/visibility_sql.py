@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Select,
     and_,
     bindparam,
     case,
@@ -55,7 +56,7 @@ def viewer_params(viewer: Viewer) -> dict[str, Any]:
     return {VIEWER_PARTY: viewer.party_id, VIEWER_USER_IDS: ids, VIEWER_USER_IDS_NOT: ids}
 
 
-def _party() -> BindParameter:
+def _party() -> BindParameter[Any]:
     return bindparam(VIEWER_PARTY, type_=responsibility.c.party_id.type)
 
 
@@ -116,7 +117,7 @@ def access_column() -> ColumnElement[str]:
 
 
 @lru_cache(maxsize=1)
-def intervals_query():
+def intervals_query() -> Select[tuple[str, str, str, datetime, datetime | None]]:
     """Built once (the driver-level pipeline that sends it compiles it once per object).
 
     The Responsibility intervals of one device held by the viewer (any relation): the

@@ -10,6 +10,7 @@ holding the Party (`for_party`), so the same clauses decide, per row, for that r
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
-from sqlalchemy.sql.visitors import replacement_traverse
+from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from .items import item_columns, with_item_joins
 from .schema import dcc_user, responsibility, sat_record
@@ -45,13 +46,15 @@ from .watch_tables import watch, watch_event, webhook_outbox
 
 s = sat_record.c
 
+_Clause = TypeVar("_Clause", bound=ExternallyTraversible)
 
-def for_party(clause, party: ColumnElement):
+
+def for_party(clause: _Clause, party: ColumnElement[Any]) -> _Clause:
     """`clause` (anything built from visibility_sql's clauses, a whole statement included)
     with the viewer taken from the column `party` instead of bind parameters: the Party is
     that column, and its User IDs are those the registry gives it."""
 
-    def swap(element):
+    def swap(element: Any, **kw: Any) -> Any:
         if isinstance(element, BindParameter) and element.key == VIEWER_PARTY:
             return party
         if (
@@ -70,14 +73,15 @@ def for_party(clause, party: ColumnElement):
             return held if element.right.key == VIEWER_USER_IDS else ~held
         return None
 
-    return replacement_traverse(clause, {}, swap)
+    no_options: dict[str, Any] = {}
+    return cast(_Clause, replacement_traverse(clause, no_options, swap))
 
 
-def newest_record_id() -> Select:
+def newest_record_id() -> Select[Any]:
     return select(func.coalesce(func.max(s.id), 0))
 
 
-def record_ids_between() -> Select:
+def record_ids_between() -> Select[Any]:
     """The ids stored in (after, upto]: the matcher learns from them where the ids are whole."""
     return (
         select(s.id)
@@ -89,10 +93,10 @@ def record_ids_between() -> Select:
 
 
 @lru_cache(maxsize=1)
-def candidates() -> Select:
-    """Each record in (after, upto] of the `kinds` watched, with each watching Party that may see it (the rule, per
-    pair), and what the filters need: `own` (rule 1) and `held` (devices "mine": the Party
-    was supplier or network operator of the record's Device at its time, whatever its kind).
+def candidates() -> Select[Any]:
+    """Each record in (after, upto] of the `kinds` watched, with each watching Party that may see it
+    (the rule, per pair), and what the filters need: `own` (rule 1) and `held` (devices "mine": the
+    Party was supplier or network operator of the record's Device at its time, whatever its kind).
 
     The Parties tried for a record are only those that can see it at all, by rule 1 (the
     Party of its User) or rule 3 (a Party with any interval on its Device); the rule itself
@@ -146,7 +150,7 @@ def candidates() -> Select:
     )
 
 
-def _events_of_watches(base_where: list, with_party_column: bool) -> Select:
+def _events_of_watches(base_where: list[Any], with_party_column: bool) -> Select[Any]:
     e = watch_event.c
     joined = watch_event.join(
         sat_record,
@@ -166,7 +170,7 @@ def _events_of_watches(base_where: list, with_party_column: bool) -> Select:
 
 
 @lru_cache(maxsize=1)
-def events_page() -> Select:
+def events_page() -> Select[Any]:
     """A page of one watch's events that its Party may see now (a registry correction may
     have hidden some), in event order; the viewer comes in as bind parameters."""
     e = watch_event.c
@@ -185,7 +189,7 @@ def events_page() -> Select:
 
 
 @lru_cache(maxsize=1)
-def due_deliveries() -> Select:
+def due_deliveries() -> Select[Any]:
     """The webhook deliveries due now, oldest first, each with its event as an item if the
     watch's Party may still see the record (`visible`), else with only the ids, to be dropped.
     One statement for a page of many watches: the rule per row, for that row's Party."""
@@ -231,7 +235,7 @@ def due_deliveries() -> Select:
 
 
 @lru_cache(maxsize=1)
-def recent_events() -> Select:
+def recent_events() -> Select[Any]:
     """One watch's newest events that its Party may see, newest first (the Watches page)."""
     e = watch_event.c
     return (
@@ -244,7 +248,7 @@ def recent_events() -> Select:
 
 
 @lru_cache(maxsize=1)
-def unread_events() -> Select:
+def unread_events() -> Select[Any]:
     """The Party's events past what it has read, that it may see, at most `lim` of them (the
     count in the navigation says "99+" rather than counting a backlog whole)."""
     e = watch_event.c

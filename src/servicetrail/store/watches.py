@@ -11,6 +11,7 @@ the cursor move together.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
-from ..domain.records import item
+from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.visibility import Viewer
 from ..domain.watches import (
@@ -156,7 +157,8 @@ def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] 
 
 
 def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
-    """Delete the Party's watch with its events and pending deliveries; False if it has none such."""
+    """Delete the Party's watch with its events and pending deliveries; False if it has none
+    such."""
     if _owned(conn, party_id, watch_id) is None:
         return False
     # explicit, child first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
@@ -169,7 +171,7 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
 def event_json(row: Any) -> dict[str, Any]:
     """An event: the record as an item without its body's fields, even for own records.
     `row`: watch_id, event_id, matched_at, then the item columns of store.queries."""
-    record = item(*row[3:17], None, None, None)
+    record = item(*(*row[3:17], *NO_BODY))
     return {
         "event_id": row[1],
         "watch_id": row[0],
@@ -232,7 +234,7 @@ def mark_read(conn: Connection, party_id: str, watch_id: int, event_id: int) -> 
 
 @dataclass
 class _Cached:
-    key: tuple
+    key: tuple[Any, ...]
     index: dict[str, PartyWatches]
     after: dict[int, int]
     kinds: list[str]  # every kind some watch asks for
@@ -269,13 +271,13 @@ def _lock_cursor(conn: Connection) -> Any | None:
     query = select(c.record_id, c.seen_id, c.gap_since).where(c.name == CURSOR)
     if conn.dialect.name == "postgresql":
         return conn.execute(query.with_for_update(skip_locked=True)).first()
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     if not driver.in_transaction:
         driver.execute("BEGIN IMMEDIATE")  # the write lock: one matcher (and no loader) at a time
     return conn.execute(query).first()
 
 
-def _chunks(values: list, size: int = _IN_CHUNK):
+def _chunks(values: list[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -334,7 +336,9 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
     cached = _watch_index(conn)
     if not cached.index:
         return 0
-    found: dict[int, list[tuple]] = defaultdict(list)  # watch -> (record id, its time, its Device)
+    found: dict[int, list[tuple[Any, ...]]] = defaultdict(
+        list
+    )  # watch -> (record id, its time, its Device)
     index, after_of = cached.index, cached.after
     for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
         candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}
@@ -378,12 +382,15 @@ _EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device
 
 
 def _write_events(
-    conn: Connection, events: list[tuple], outbox: list[tuple], counters: list[tuple]
+    conn: Connection,
+    events: list[tuple[Any, ...]],
+    outbox: list[tuple[Any, ...]],
+    counters: list[tuple[Any, ...]],
 ) -> None:
     """The step's rows, through the driver: SQLAlchemy's per-row parameter processing cost
     several times the inserts themselves (a step can make hundreds of thousands of events).
     Times are already in the engine's form (the candidates read them unconverted)."""
-    driver = conn.connection.driver_connection
+    driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             if events:
@@ -412,7 +419,7 @@ def _write_events(
         driver.executemany("UPDATE watch SET last_event_id = ? WHERE id = ?", counters)
 
 
-def _drop_known(conn: Connection, found: dict[int, list], after: int, seen: int) -> None:
+def _drop_known(conn: Connection, found: dict[int, list[Any]], after: int, seen: int) -> None:
     """Leave out the records a step before this one already made events of (read past a gap)."""
     e = watch_event.c
     known = set(

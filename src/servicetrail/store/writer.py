@@ -91,7 +91,7 @@ _PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',
 #  0 logged_at  1 kind  2 request_id  3 srv or None  4 user_id  5 device_id  6 response_code or None
 #  7 payload  8 command_variant  9 execution_at  10 subject_device_id or None  11 identity_key
 #  12 digest (bytes)  13 origin: where it came from (a line number, or a file's path), for a reject
-Row = tuple
+Row = tuple[Any, ...]
 _STORED_FIELDS = slice(0, 7), slice(8, 13)  # a Row's columns of sat_record after the id
 BARE_FILE = "f:"  # the identity key of a request read from a bare XML file starts so
 RESPONSE = "r:"  # and that of a DUIS response or alert with a ResponseID so
@@ -238,8 +238,8 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
 
 def _conflict(stored_id: int) -> str:
     return (
-        f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and ResponseID) "
-        f"but different content; a re-send must be identical"
+        f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and "
+        "ResponseID) but different content; a re-send must be identical"
     )
 
 
@@ -267,9 +267,9 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
-    held: dict[tuple, tuple[bytes | None, int | None]] = {}
+    held: dict[tuple[Any, ...], tuple[bytes | None, int | None]] = {}
     copies: dict[
-        tuple, list[str]
+        tuple[Any, ...], list[str]
     ] = {}  # (request_id, kind, digest) -> identity keys, for bare files
     for request_id, kind, logged_at, key, digest, record_id in _stored(driver, postgres, rows):
         held.setdefault((request_id, kind, logged_at, key), (digest, record_id))
@@ -280,7 +280,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     by_content = bool(copies) or any(row[11].startswith(BARE_FILE) for row in rows)
     new: list[Row] = []
     conflicts: list[
-        tuple[int | str, tuple | int]
+        tuple[int | str, tuple[Any, ...] | int]
     ] = []  # (origin, the stored id, or the identity of a new row)
     for row in rows:
         identity = (row[2], row[1], row[0], row[11])
@@ -315,7 +315,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     return done
 
 
-def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple]:
+def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     """The stored records sharing a Request ID with the batch: (request_id, kind, logged_at in
     the engine's form, identity_key, digest, id)."""
     request_ids = {row[2] for row in rows}

@@ -104,7 +104,8 @@ def api_viewer(request: Request) -> Viewer:
     if viewer is None:
         with engine_of(request).connect() as conn:
             viewer = viewer_for_token(conn, token)  # one query: token -> Party and its User IDs
-            conn.commit()  # read only; COMMIT keeps psycopg's prepared statements (see list_records)
+            # read only; COMMIT keeps psycopg's prepared statements (see list_records)
+            conn.commit()
         if viewer is None:
             raise _unauthorized("invalid or revoked token")
         if cache is not None:

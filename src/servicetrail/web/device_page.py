@@ -55,7 +55,8 @@ class TimelineRow:
 
     @property
     def response_code(self) -> str:
-        """The outcome a reader scans for: the latest response's code, else the acknowledgement's."""
+        """The outcome a reader scans for: the latest response's code, else the
+        acknowledgement's."""
         for kind in ("response", "acknowledgement", "device_alert", "dcc_alert"):
             found = [m for m in self.messages if m["kind"] == kind and m["response_code"]]
             if found:

@@ -7,9 +7,9 @@ is slow to read: before, a client that stopped reading left the report's generat
 with its connection (on PostgreSQL a session idle in transaction), and fifteen such clients
 took the whole pool.
 
-A client that goes, or that leaves a piece unread for SERVICETRAIL_SEND_TIMEOUT seconds, ends everything
-at once: the running statement is interrupted, its connection is dropped rather than pooled
-(so that an interruption still on its way cannot reach the next request to use it), the
+A client that goes, or that leaves a piece unread for SERVICETRAIL_SEND_TIMEOUT seconds, ends
+everything at once: the running statement is interrupted, its connection is dropped rather than
+pooled (so that an interruption still on its way cannot reach the next request to use it), the
 spool is deleted and the Party's slots are given back.
 
 Nothing is sent until the first piece of the report exists, so a report that fails early
@@ -84,7 +84,8 @@ class Spool:
                             break
                         self._append(chunk)
                 finally:
-                    chunks.close()  # ends the statement (a COPY is cancelled) inside its transaction
+                    # ends the statement (a COPY is cancelled) inside its transaction
+                    chunks.close()
                     with self._lock:
                         self._statement_on = None
                         if self._interrupted:

@@ -51,11 +51,11 @@ RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
     "retry in {s} s",
-    "heavy": "your Party already has as many broad searches or reports running on this server as it may "
-    "({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
+    "heavy": "your Party already has as many broad searches or reports running on this server as "
+    "it may ({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
-    "download": "your Party already has as many report downloads open on this server as it may ({n}): "
-    "let one finish, or retry in {s} s",
+    "download": "your Party already has as many report downloads open on this server as it may "
+    "({n}): let one finish, or retry in {s} s",
     "stream": "your Party already has as many event streams open on this server as it may ({n}): "
     "close one, or retry in {s} s",
 }

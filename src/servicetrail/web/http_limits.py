@@ -3,8 +3,8 @@
 uvicorn's httptools protocol, which the server uses for speed, buffers a request head of any
 size (a 200 KB header was accepted), and h11's limit only applies while a head is still
 arriving. This protocol answers 431 and closes the connection once a head grows past
-SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered) and when it is
-complete (a large head that arrived in one read).
+SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered)
+and when it is complete (a large head that arrived in one read).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from ..domain.model import KINDS
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
 from ..domain.triggers import MAX_TRIGGERS
 from ..domain.visibility import Access, Decision, Viewer
-from ..store import sessions
 from ..store.limits import SearchTooBroad
+from ..store.parties import party_names
 from ..store.queries import exchange_of, explain, registry_of, search_page, why_many
 from ..store.triggers import triggers_for
 from .device_page import own_intervals, timeline
@@ -82,7 +82,7 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
             return Results(
                 items,
                 relations_of(conn, who.viewer, items),
-                sessions.party_names(conn, (i["party_id"] for i in items)),
+                party_names(conn, (i["party_id"] for i in items)),
                 more,
             )
     except SearchTooBroad as e:
@@ -154,7 +154,8 @@ def search(request: Request, who: Who) -> Response:
 def _exchange(
     conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision
 ) -> list[dict[str, Any]]:
-    """The record's exchange (its request, acknowledgement, responses), each as the viewer may see it."""
+    """The record's exchange (its request, acknowledgement, responses), each as the viewer may see
+    it."""
     messages = exchange_of(conn, viewer, current["request_id"])
     reasons = why_many(conn, viewer, messages)  # one read, however long the exchange
     exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
@@ -186,7 +187,7 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         if current["kind"] in TRIGGERED_KINDS:
             window, window_error = trigger_window(request.query_params.get("window"))
             triggers = _triggers(conn, who.viewer, current, window)
-        names = sessions.party_names(
+        names = party_names(
             conn,
             [e["item"]["party_id"] for e in exchange]
             + [t["record"]["party_id"] for t in triggers or ()],
@@ -237,7 +238,7 @@ def device(request: Request, who: Who, device_id: str) -> Response:
             except SearchTooBroad as e:
                 problem = str(e)
         relations = relations_of(conn, who.viewer, items)
-        names = sessions.party_names(conn, [i["party_id"] for i in items])
+        names = party_names(conn, [i["party_id"] for i in items])
     here = f"/devices/{device_id}"
     return render(
         request,
@@ -287,8 +288,8 @@ def report(
     time_to: str = Form("", alias="to"),
 ) -> Response:
     values = {"from": time_from.strip()[:64], "to": time_to.strip()[:64]}
-    wanted, errors = _report_period(values)
-    if wanted is None or wanted.time_from is None or wanted.time_to is None:
+
+    def refused(errors: dict[str, str]) -> Response:
         return render(
             request,
             "report.html",
@@ -296,22 +297,18 @@ def report(
             status=422,
             title="Own-traffic report",
             values=values,
-            errors=errors or {"from": "is required"},
+            errors=errors,
         )
+
+    wanted, errors = _report_period(values)
+    if wanted is None or wanted.time_from is None or wanted.time_to is None:
+        return refused(errors or {"from": "is required"})
 
     def shown_on_the_form(failure: Exception) -> Response | None:
         if isinstance(failure, Busy):
             return too_busy(request, who, failure)
         if isinstance(failure, SearchTooBroad):
-            return render(
-                request,
-                "report.html",
-                who,
-                status=422,
-                title="Own-traffic report",
-                values=values,
-                errors={"from": f"{failure} (a shorter period)"},
-            )
+            return refused({"from": f"{failure} (a shorter period)"})
         return None
 
     return ReportDownload(

@@ -69,7 +69,7 @@ def _run_workers(config: uvicorn.Config) -> None:
     uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
     asyncio's `_set_nodelay` (which checks `proto == IPPROTO_TCP`) never disables Nagle on
     the accepted connections. A response then goes out as two writes (headers, body) and
-    the second one waits for the client's delayed ACK: every API answer took ~45 ms with
+    the second one waits for the client's delayed ACK: every API answer waited for it with
     `--workers 2` while the processes sat idle. Linux copies TCP_NODELAY from a listening
     socket to the connections it accepts, so setting it once here fixes every worker.
     """

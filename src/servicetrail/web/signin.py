@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..domain.visibility import Viewer
 from ..store import sessions
+from ..store.parties import party_name
 from ..store.queries import viewer_for
 from ..store.watches import unread_count
 from .state import engine_of
@@ -56,7 +57,7 @@ def signed_in(request: Request) -> SignedIn | None:
     with engine_of(request).begin() as conn:
         session = sessions.load_session(conn, cookie)
         viewer = viewer_for(conn, session.party_id) if session else None
-        name = sessions.party_name(conn, session.party_id) if session and viewer else ""
+        name = party_name(conn, session.party_id) if session and viewer else ""
     if session is None or viewer is None:
         return None
     with engine_of(request).connect() as conn:  # apart: it reads as the viewer (store.queries)

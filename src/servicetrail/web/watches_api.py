@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
@@ -27,11 +28,12 @@ from ..store.watches import (
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
-from .api import ERRORS, ViewerDep, engine_of
+from .api import ERRORS, ViewerDep
 from .errors import ParameterError
 from .fairness import limits_of
 from .params import PageSize
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
+from .state import engine_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
 NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
@@ -41,7 +43,8 @@ MAX_ID = 2**63 - 1
 
 
 def watch_id_of(text: str) -> int | None:
-    """A watch id from a path: ASCII digits, in range; anything else is a watch that is not there."""
+    """A watch id from a path: ASCII digits, in range; anything else is a watch that is not
+    there."""
     if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) <= MAX_ID:
         return None
     return int(text)
@@ -186,10 +189,10 @@ def sse_event(event: dict[str, Any]) -> bytes:
 
 async def _event_stream(
     request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any
-):
+) -> AsyncIterator[bytes]:
     """The stream's body: pages of events as they come, a keep-alive comment when quiet."""
 
-    def page(position: int):
+    def page(position: int) -> tuple[list[dict[str, Any]], int | None] | None:
         with engine.connect() as conn:
             got = events_after(conn, viewer, watch_id, position, STREAM_PAGE)
             conn.commit()
@@ -203,7 +206,7 @@ async def _event_stream(
             if got is None:  # the watch was deleted
                 return
             events, next_after = got
-            if events:
+            if next_after is not None:  # a page with events on it
                 yield b"".join(sse_event(e) for e in events)
                 position, quiet_since = next_after, time.monotonic()
                 continue

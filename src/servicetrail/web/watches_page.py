@@ -4,14 +4,14 @@ of one of them (unread ones marked), a form to add a watch and a button to delet
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..domain.model import KINDS
 from ..domain.watches import InvalidWatch, WatchSpec, watch_spec
-from ..store import sessions as store
+from ..store.parties import party_names
 from ..store.watches import (
     WatchLimit,
     create_watch,
@@ -25,7 +25,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .rendering import render
-from .signin import SignedIn, signed_in, to_login
+from .signin import SignedIn, Who, checked_form
 from .state import engine_of
 
 EVENTS_SHOWN = 50
@@ -55,12 +55,12 @@ def describe(watch: dict[str, Any]) -> str:
 
 def _page(
     request: Request,
-    who,
+    who: SignedIn,
     selected: int | None = None,
     status: int = 200,
-    values: dict | None = None,
-    errors: dict | None = None,
-    created: dict | None = None,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, Any] | None = None,
+    created: dict[str, Any] | None = None,
 ) -> Response:
     with engine_of(request).connect() as conn:
         watches = list_watches(conn, who.viewer.party_id)
@@ -74,7 +74,7 @@ def _page(
             events = recent_events(conn, who.viewer, chosen["id"], EVENTS_SHOWN) or []
             conn.commit()
         with engine_of(request).begin() as conn:
-            names = store.party_names(conn, [e["record"]["party_id"] for e in events])
+            names = party_names(conn, [e["record"]["party_id"] for e in events])
             if events:
                 mark_read(conn, who.viewer.party_id, chosen["id"], events[0]["event_id"])
     return render(
@@ -123,18 +123,6 @@ FIELD_OF = {
 }
 
 
-def forbidden(request: Request, who: SignedIn, message: str) -> Response:
-    return render(
-        request,
-        "error.html",
-        who,
-        status=403,
-        title="Form expired",
-        heading="This form has expired",
-        message=message,
-    )
-
-
 def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
     """The form's watch, or the message for the field it got wrong."""
     try:
@@ -150,10 +138,7 @@ def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, s
 
 def install(app: FastAPI) -> None:
     @app.get("/watches", include_in_schema=False)
-    def watches_page(request: Request) -> Response:
-        who = signed_in(request)
-        if who is None:
-            return to_login(request)
+    def watches_page(request: Request, who: Who) -> Response:
         wanted = request.query_params.get("watch", "")
         selected = int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
         return _page(request, who, selected)
@@ -161,7 +146,7 @@ def install(app: FastAPI) -> None:
     @app.post("/watches", include_in_schema=False)
     def add_watch(
         request: Request,
-        csrf_token: str = Form(""),
+        who: Annotated[SignedIn, Depends(checked_form("watch"))],
         name: str = Form(""),
         devices: str = Form("mine"),
         device_list: str = Form(""),
@@ -171,13 +156,6 @@ def install(app: FastAPI) -> None:
         senders: str = Form("others"),
         webhook_url: str = Form(""),
     ) -> Response:
-        who = signed_in(request)
-        if who is None:
-            return to_login(request)
-        if not who.session.csrf_ok(csrf_token):
-            return forbidden(
-                request, who, "The watch form had expired. Reload the page and try again."
-            )
         values = {
             "name": name[:300],
             "devices": devices,
@@ -203,14 +181,11 @@ def install(app: FastAPI) -> None:
         return RedirectResponse(f"/watches?watch={made['id']}", status_code=303)
 
     @app.post("/watches/{watch_id}/delete", include_in_schema=False)
-    def remove_watch(request: Request, watch_id: str, csrf_token: str = Form("")) -> Response:
-        who = signed_in(request)
-        if who is None:
-            return to_login(request)
-        if not who.session.csrf_ok(csrf_token):
-            return forbidden(
-                request, who, "The delete button's form had expired. Reload the page and try again."
-            )
+    def remove_watch(
+        request: Request,
+        who: Annotated[SignedIn, Depends(checked_form("delete button's"))],
+        watch_id: str,
+    ) -> Response:
         if re.fullmatch(r"[0-9]{1,18}", watch_id):
             with engine_of(request).begin() as conn:
                 delete_watch(conn, who.viewer.party_id, int(watch_id))

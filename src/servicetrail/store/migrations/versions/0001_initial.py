@@ -3,6 +3,8 @@
 Revision ID: 0001
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -68,7 +70,7 @@ def upgrade() -> None:
         _row_level_security()
 
 
-def _trail_columns() -> list[sa.Column]:
+def _trail_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("id", RecordId, nullable=False, autoincrement=False),
         sa.Column("logged_at", UtcDateTime, nullable=False),
@@ -81,7 +83,7 @@ def _trail_columns() -> list[sa.Column]:
     ]
 
 
-def _payload_columns() -> list[sa.Column]:
+def _payload_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("record_id", RecordId, nullable=False, autoincrement=False),
         sa.Column("logged_at", UtcDateTime, nullable=False),
@@ -153,11 +155,13 @@ def _row_level_security() -> None:
     predicate, which is what makes queries fast and explainable; this is defence in depth.
     """
     op.execute(
-        f"DO $$ BEGIN CREATE ROLE {READER} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        f"DO $$ BEGIN CREATE ROLE {READER} NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     )
     op.execute(f"GRANT {READER} TO CURRENT_USER")
     op.execute(
-        f"GRANT SELECT ON party, dcc_user, device, responsibility, sat_record, sat_payload TO {READER}"
+        "GRANT SELECT ON party, dcc_user, device, responsibility, sat_record, sat_payload TO "
+        f"{READER}"
     )
     for table in ("sat_record", "sat_payload"):
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")

@@ -10,6 +10,8 @@ Revision ID: 0004
 Revises: 0003
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -33,7 +35,7 @@ OLD_COLUMNS = (
 )
 
 
-def _new_columns() -> list[sa.Column]:
+def _new_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("command_variant", sa.SmallInteger, nullable=True),
         sa.Column("execution_at", UtcDateTime, nullable=True),

@@ -93,7 +93,8 @@ def _build() -> None:
           ON r.device_id = s.device_id AND r.valid_from <= s.logged_at
          AND (r.valid_to IS NULL OR s.logged_at < r.valid_to)
         WHERE s.kind IN ('request', 'acknowledgement', 'response') AND s.device_id <> ''
-          AND NOT EXISTS (SELECT 1 FROM dcc_user u WHERE u.user_id = s.user_id AND u.party_id = r.party_id)""")
+          AND NOT EXISTS (SELECT 1 FROM dcc_user u
+                          WHERE u.user_id = s.user_id AND u.party_id = r.party_id)""")
 
 
 def downgrade() -> None:

@@ -1,7 +1,8 @@
-"""A throwaway PostgreSQL server on 127.0.0.1 for the tests, from the machine's binaries.
+"""A throwaway PostgreSQL server on 127.0.0.1, from the machine's binaries (tests and bench).
 
-Started once per test worker; each test gets its own database cloned from a template
-that the Alembic migrations built, so the schema under test is the migrated one.
+The tests start one per worker and clone each test's database from a template that the
+Alembic migrations built (tests/conftest.py); a benchmark starts one per run, with the
+shared_buffers a tuned server would have (bench/harness.py).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class PgServer:
         )
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
-            f"-c full_page_writes=off -c max_connections=200 -c shared_buffers={self.shared_buffers}"
+            "-c full_page_writes=off -c max_connections=200 -c "
+            f"shared_buffers={self.shared_buffers}"
         )
         self._run(
             "pg_ctl",

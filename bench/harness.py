@@ -1,0 +1,181 @@
+"""What the benchmarks share: the stores they measure on (SQLite files, databases on a
+throwaway PostgreSQL server), the server they measure through, timed child processes,
+percentiles, and the raw floor of a device search."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # devsupport/, beside src/ and tests/
+
+from devsupport.pg_server import PgServer  # noqa: E402
+
+BIN = str(Path(sys.executable).with_name("servicetrail"))
+
+
+def percentile(values: list[float], p: int) -> float:
+    """The p-th percentile (1 to 99), interpolated between the measured values."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+class Store:
+    """Where a benchmark makes its stores: SQLite files in `work`, or databases on `pg`."""
+
+    def __init__(self, kind: str, work: Path, pg: PgServer | None = None) -> None:
+        self.kind, self.work, self.pg = kind, work, pg
+
+    def fresh(self, name: str) -> str:
+        if self.kind == "sqlite":
+            path = self.work / f"{name}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            return f"sqlite:///{path}"
+        assert self.pg is not None
+        return self.pg.new_database()
+
+    def raw(self, url: str) -> Any:
+        """The driver's own connection: the floors run beneath SQLAlchemy."""
+        if self.kind == "sqlite":
+            return sqlite3.connect(url.removeprefix("sqlite:///"))
+        import psycopg
+
+        return psycopg.connect(url, prepare_threshold=None)
+
+
+def store_at(url: str) -> Store:
+    """The Store of a --store URL someone built already."""
+    kind = "postgresql" if url.startswith("postgres") else "sqlite"
+    return Store(kind, Path(tempfile.gettempdir()))
+
+
+@contextmanager
+def stores(
+    engines: str, prefix: str, keep: Path | None = None, shared_buffers: str = "1GB"
+) -> Iterator[list[Store]]:
+    """A Store per engine of `engines` ("sqlite,postgresql"), all in one folder: `keep`, or a
+    temporary one removed afterwards. PostgreSQL runs on a throwaway server for the block."""
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    kinds = engines.split(",")
+    pg = PgServer(shared_buffers=shared_buffers).start() if "postgresql" in kinds else None
+    try:
+        yield [Store(kind, work, pg) for kind in kinds]
+    finally:
+        if pg is not None:
+            pg.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve(
+    url: str, workers: int = 1, pythonpath: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`servicetrail serve` on a free port, once it answers; `pythonpath`: other code to run."""
+    port = free_port()
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.Popen(
+        [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()
+            return proc, port
+        except Exception:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ends a server: SIGTERM, then SIGKILL if it has not gone within 30 seconds."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def timed_child(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+    """Wall seconds and peak RSS (MB) of one child process.
+
+    The peak is the child's own VmHWM, read while it runs: ru_maxrss would include this
+    benchmark's memory, which Linux carries into a child across exec."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    peak_kb = 0
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    out, err = proc.communicate()
+    return (
+        wall,
+        peak_kb // 1024,
+        subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode()),
+    )
+
+
+def device_page_floor(kind: str, party: str, user_ids: list[str], device: str) -> tuple[str, Any]:
+    """A device's first page of ids under the rule, as SQL and parameters for the driver
+    itself: the rule's clauses come from store.visibility_sql, so the floor cannot drift
+    from the rule the product applies."""
+    from sqlalchemy import bindparam, select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from servicetrail.domain.visibility import Viewer
+    from servicetrail.store.schema import sat_record
+    from servicetrail.store.visibility_sql import viewer_params, visible_clause
+
+    s = sat_record.c
+    page = (
+        select(s.id)
+        .where(s.device_id == bindparam("dev"), visible_clause())
+        .order_by(s.logged_at.desc(), s.id.desc())
+        .limit(100)
+    )
+    values = {"dev": device, **viewer_params(Viewer(party, frozenset(user_ids)))}
+    dialect = sqlite.dialect() if kind == "sqlite" else postgresql.psycopg.dialect()
+    compiled = page.params(values).compile(
+        dialect=dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params = compiled.construct_params()
+    if compiled.positiontup:  # SQLite's qmark style
+        return compiled.string, tuple(params[name] for name in compiled.positiontup)
+    return compiled.string, params

@@ -1,0 +1,25 @@
+"""Parties' names from the registry, for the screens to show beside Party IDs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from .schema import party
+
+
+def party_name(conn: Connection, party_id: str) -> str:
+    """The Party's registered name, else its ID (a Party the registry has no name for)."""
+    name = conn.execute(select(party.c.name).where(party.c.party_id == party_id)).scalar()
+    return name or party_id
+
+
+def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, str]:
+    """The registered names of these Parties (those it has), by Party ID."""
+    wanted = sorted({p for p in party_ids if p})
+    if not wanted:
+        return {}
+    rows = conn.execute(select(party.c.party_id, party.c.name).where(party.c.party_id.in_(wanted)))
+    return {party_id: name for party_id, name in rows}

@@ -1,0 +1,43 @@
+"""Fixtures the web tests share: the persona world served by the app, and API tokens.
+
+A test module that needs another world (more records, other Parties) defines its own
+`world`; `client` and `bearer` then serve that one."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+
+@pytest.fixture
+def world(engine: Engine) -> P.World:
+    return P.load_personas(engine)
+
+
+@pytest.fixture
+def client(engine: Engine, world: P.World) -> Iterator[TestClient]:
+    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def bearer(engine: Engine, world: P.World) -> Callable[[str], dict[str, str]]:
+    """The Authorization header of a Party's API calls: an account and a token of its own,
+    made the first time the Party is asked for."""
+
+    @functools.cache
+    def make(party: str) -> dict[str, str]:
+        username = f"user_{party.lower()}"
+        with engine.begin() as conn:
+            create_account(conn, username, party, "correct horse battery staple")
+            return {"Authorization": f"Bearer {create_token(conn, username)}"}
+
+    return make
