@@ -103,3 +103,10 @@ def check_checkpoint(note: str, verifier_key: str) -> tuple[str, int, bytes]:
                 raise AssertionError("bad signature") from None
             return origin, int(size), base64.b64decode(root_b64)
     raise AssertionError("no signature by this key")
+
+
+def canonical(obj: dict) -> bytes:
+    """SPEC section 7's leaf encoding, as the SPEC gives it."""
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

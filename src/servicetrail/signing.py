@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from . import settings
 from .domain.checkpoint import checkpoint_body, signed_note, verifier_key
 
 KEY_FILE_NAME = "servicetrail.key"
@@ -103,3 +104,18 @@ def ed25519_check(public_key: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def key_path_for(database_url: str) -> Path:
+    """SERVICETRAIL_SIGNING_KEY, else servicetrail.key where default_key_path says."""
+    configured = settings.current().signing_key
+    return Path(configured) if configured else default_key_path(database_url)
+
+
+def signer_for(database_url: str) -> Signer:
+    """The signer of the store at this URL, its key named SERVICETRAIL_LOG_ORIGIN."""
+    return load_signer(key_path_for(database_url), settings.current().log_origin)
+
+
+def log_prefix() -> str:
+    return settings.current().log_origin
