@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
@@ -30,6 +29,7 @@ from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import record_leaves
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
 
+_SEAL_CHUNK = 20_000
 TILE = 8  # levels between stored tiles: each tile folds 2**8 hashes of the level below
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
 # (entry id, month, leaf hash, salt or None)
@@ -113,46 +113,65 @@ class Sealed:
 
 def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     """Append every queued leaf to its log and sign a checkpoint of each log that grew, in the
-    caller's transaction (commit it before reporting)."""
+    caller's transaction (commit it before reporting). The queue is read a chunk at a time,
+    so a seal of millions of leaves runs in flat memory."""
     _lock(conn)
-    pending = conn.execute(
-        select(
-            log_pending.c.family,
-            log_pending.c.month,
-            log_pending.c.entry_id,
-            log_pending.c.leaf_hash,
-            log_pending.c.salt,
-        ).order_by(log_pending.c.family, log_pending.c.month, log_pending.c.entry_id)
+    logs = conn.execute(
+        select(log_pending.c.family, log_pending.c.month)
+        .distinct()
+        .order_by(log_pending.c.family, log_pending.c.month)
     ).all()
-    if not pending:
+    if not logs:
         return []
     now = datetime.now(timezone.utc)
     _remember_key(conn, signer.verifier_key, now)
     sealed = []
-    for (family, month), group in groupby(pending, key=lambda row: (row[0], row[1])):
-        rows = list(group)
-        old_size = _size(conn, family, month)
-        new_size = old_size + len(rows)
-        _append_leaves(conn, family, month, old_size, rows)
-        _grow_tiles(conn, family, month, old_size, new_size, [row[3] for row in rows])
-        root = StoredTree(conn, family, month).root(new_size)
+    for family, month in logs:
+        size = _size(conn, family, month)
+        for chunk in _queued(conn, family, month):
+            _append_leaves(conn, family, month, size, chunk)
+            _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
+            _unqueue(conn, family, [row[0] for row in chunk])
+            size += len(chunk)
+        root = StoredTree(conn, family, month).root(size)
         origin = family_named(family).origin(prefix, month)
-        note = signer.checkpoint(origin, new_size, root)
+        note = signer.checkpoint(origin, size, root)
         conn.execute(
             log_checkpoint.insert().values(
                 origin=origin,
                 family=family,
                 month=month,
-                tree_size=new_size,
+                tree_size=size,
                 root_hash=root,
                 note=note,
                 verifier_key=signer.verifier_key,
                 created_at=now,
             )
         )
-        _unqueue(conn, family, [row[2] for row in rows])
-        sealed.append(Sealed(origin, new_size, note))
+        sealed.append(Sealed(origin, size, note))
     return sealed
+
+
+def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]]:
+    """A log's queued leaves, (entry id, leaf hash, salt), in id order, a chunk at a time.
+    An entry committed by a concurrent writer meanwhile with a lower id than one already
+    taken waits in the queue for the next seal."""
+    after = -1
+    while True:
+        chunk = conn.execute(
+            select(log_pending.c.entry_id, log_pending.c.leaf_hash, log_pending.c.salt)
+            .where(
+                log_pending.c.family == family,
+                log_pending.c.month == month,
+                log_pending.c.entry_id > after,
+            )
+            .order_by(log_pending.c.entry_id)
+            .limit(_SEAL_CHUNK)
+        ).all()
+        if not chunk:
+            return
+        yield chunk
+        after = chunk[-1][0]
 
 
 def _lock(conn: Connection) -> None:
@@ -189,7 +208,7 @@ def _append_leaves(
     conn: Connection, family: str, month: str, old_size: int, rows: Sequence[Any]
 ) -> None:
     driver = _driver(conn)
-    values = [(family, month, old_size + i, row[2], row[3], row[4]) for i, row in enumerate(rows)]
+    values = [(family, month, old_size + i, row[0], row[1], row[2]) for i, row in enumerate(rows)]
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             with cursor.copy(
