@@ -131,7 +131,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
-            _unqueue(conn, family, [row[0] for row in chunk])
+            _unqueue(conn, family, month, [row[0] for row in chunk])
             size += len(chunk)
         root = StoredTree(conn, family, month).root(size)
         origin = family_named(family).origin(prefix, month)
@@ -265,13 +265,24 @@ def _grow_tiles(
         level, fresh = upper, tiles
 
 
-def _unqueue(conn: Connection, family: str, entry_ids: list[int]) -> None:
-    for start in range(0, len(entry_ids), 10_000):
-        chunk = entry_ids[start : start + 10_000]
+def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) -> None:
+    """Remove sealed entries from the queue. On SQLite the write lock keeps every other
+    writer out, so the month's queued ids in the chunk's range are exactly those read; on
+    PostgreSQL an entry of a concurrent writer may commit inside that range meanwhile, so
+    the ids are named (one array parameter)."""
+    if conn.dialect.name == "sqlite":
+        pending = log_pending.c
         conn.execute(
             log_pending.delete().where(
-                log_pending.c.family == family, log_pending.c.entry_id.in_(chunk)
+                pending.family == family,
+                pending.month == month,
+                pending.entry_id.between(entry_ids[0], entry_ids[-1]),
             )
+        )
+        return
+    with _driver(conn).cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM log_pending WHERE family = %s AND entry_id = ANY(%s)", (family, entry_ids)
         )
 
 

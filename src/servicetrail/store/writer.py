@@ -116,6 +116,8 @@ def _pg_micros(value: datetime) -> int:
 
 
 def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
+    sqlite = engine_time is _sqlite_text
+
     def make(
         logged_at: datetime,
         kind: str,
@@ -146,8 +148,10 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
             response_id,
         )
         key = bare_file_key(digest, origin) if bare_file else response_key(response_id)
-        # the leaf is made here, where the record is parsed (a worker process, usually)
+        # the leaf is made here, where the record is parsed (a worker process, usually);
+        # its time is SQLite's stored form, made once for both
         leaf_at = _sqlite_text(logged_at)
+        stored_at = leaf_at if sqlite else engine_time(logged_at)
         salt, leaf = hot_leaf(
             leaf_at,
             kind,
@@ -160,7 +164,7 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
             payload,
         )
         return (
-            engine_time(logged_at),
+            stored_at,
             kind,
             request_id,
             srv or None,
