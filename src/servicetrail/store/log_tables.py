@@ -44,8 +44,8 @@ log_leaf = Table(
     sqlite_with_rowid=False,  # one B-tree fewer to write per leaf
 )
 
-# Tiles: the roots of the complete, aligned subtrees of 2**level leaves at levels 8, 16, 24
-# ..., so any subtree hash a proof needs folds from at most 255 stored hashes of one level.
+# Tiles: the roots of the complete, aligned subtrees of 2**level leaves at levels 4, 8, 12
+# ..., so any subtree hash a proof needs folds from at most 15 stored hashes of one level.
 log_node = Table(
     "log_node",
     metadata,
