@@ -12,7 +12,7 @@ from servicetrail import signing
 from servicetrail.domain import merkle
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
-from servicetrail.store.log_records import record_leaf_of
+from servicetrail.store.log_records import sealed_leaf_of
 from servicetrail.store.log_tables import log_leaf, log_node, log_pending
 from servicetrail.store.merkle_log import (
     TILE,
@@ -65,7 +65,9 @@ def check_every_leaf(engine) -> int:
         ids = conn.execute(select(log_leaf.c.entry_id)).scalars().all()
         for record_id in ids:
             place = leaf_place(conn, "sat", record_id)
-            leaf, salt = record_leaf_of(conn, record_id)
+            sealed = sealed_leaf_of(conn, record_id)
+            leaf = sealed.leaf
+            assert (sealed.month, sealed.index) == (place.month, place.index)
             checkpoint = latest_checkpoint(conn, "sat", place.month)
             origin, size, root = rfc9162.check_checkpoint(checkpoint.note, key)
             assert origin == f"servicetrail/sat/{place.month}"

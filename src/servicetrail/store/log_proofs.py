@@ -11,14 +11,13 @@ from sqlalchemy.engine import Connection
 from ..domain.checkpoint import b64
 from ..domain.merkle import ProofError
 from ..domain.visibility import Viewer
-from .log_records import FAMILY, record_leaf_of
+from .log_records import FAMILY, sealed_leaf_of
 from .merkle_log import (
     LogDamaged,
     StoredTree,
     checkpoint_at,
     latest_checkpoint,
     latest_checkpoints,
-    leaf_place,
     verifier_keys,
 )
 from .queries import get_visible
@@ -43,24 +42,22 @@ def record_proof(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, 
     conn.rollback()  # the rule's read ran as the viewer; the log's own tables are read as us
     if item is None:
         return None
-    found = record_leaf_of(conn, record_id)
-    place = leaf_place(conn, FAMILY, record_id)
-    if found is None or place is None:
+    sealed = sealed_leaf_of(conn, record_id)
+    if sealed is None:
         raise NotSealed(record_id)
-    checkpoint = latest_checkpoint(conn, FAMILY, place.month)
-    if checkpoint is None or checkpoint.size <= place.index:
+    checkpoint = latest_checkpoint(conn, FAMILY, sealed.month)
+    if checkpoint is None or checkpoint.size <= sealed.index:
         raise NotSealed(record_id)
-    leaf, salt = found
-    proof = StoredTree(conn, FAMILY, place.month).inclusion(place.index, checkpoint.size)
+    proof = StoredTree(conn, FAMILY, sealed.month).inclusion(sealed.index, checkpoint.size)
     document: dict[str, Any] = {
         "log": checkpoint.origin,
-        "leaf_index": place.index,
-        "leaf": leaf,
+        "leaf_index": sealed.index,
+        "leaf": sealed.leaf,
         "inclusion": [b64(h) for h in proof],
         "checkpoint": checkpoint.note,
     }
     if item["access"] == "own":
-        document["payload_salt"] = salt.hex()
+        document["payload_salt"] = sealed.salt.hex()
     return document
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import (
@@ -125,24 +126,30 @@ _WITH_PAYLOAD = sat_record.outerjoin(
 )
 
 
-def record_leaf_of(conn: Connection, record_id: int) -> tuple[dict[str, Any], bytes] | None:
-    """A record's leaf object and salt, read as stored (the caller has applied the rule)."""
-    salt = func.coalesce(
-        select(log_leaf.c.salt)
-        .where(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id)
-        .scalar_subquery(),
-        select(log_pending.c.salt)
-        .where(log_pending.c.family == FAMILY, log_pending.c.entry_id == r.id)
-        .scalar_subquery(),
+@dataclass(frozen=True)
+class SealedLeaf:
+    leaf: dict[str, Any]
+    salt: bytes
+    month: str
+    index: int
+
+
+_SEALED_LEAF = (
+    select(*LEAF_COLUMNS, log_leaf.c.salt, log_leaf.c.month, log_leaf.c.leaf_index)
+    .select_from(
+        _WITH_PAYLOAD.join(log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id))
     )
-    row = conn.execute(
-        select(*LEAF_COLUMNS, salt.label("salt"))
-        .select_from(_WITH_PAYLOAD)
-        .where(r.id == record_id)
-    ).first()
+    .where(r.id == bindparam("record_id"))
+)
+
+
+def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
+    """A sealed record's leaf object (read as stored), salt and place in its log, in one
+    read; None if it is not (yet) a leaf. The caller has applied the rule."""
+    row = conn.execute(_SEALED_LEAF, {"record_id": record_id}).first()
     if row is None or row.salt is None:
         return None
-    return stored_leaf(row, row.salt), row.salt
+    return SealedLeaf(stored_leaf(row, row.salt), row.salt, row.month, int(row.leaf_index))
 
 
 def record_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:

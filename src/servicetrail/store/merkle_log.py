@@ -304,32 +304,33 @@ class StoredTree:
         return [self._known[(level, i)] for a, b in spans for i in range(a, b)]
 
     def fetch_levels(self, spans: dict[int, list[tuple[int, int]]]) -> None:
-        """Read the stored hashes of several levels' spans: one statement for leaves and one
-        for tiles, each an OR of whole primary-key ranges (each term names the log and level
-        itself, so SQLite and PostgreSQL both probe the key once per term). Written as SQL
-        text: building the expression with SQLAlchemy cost more than running it."""
+        """Read the stored hashes of several levels' spans in one statement: a UNION ALL of
+        primary-key range scans, one a span (an OR of the ranges let PostgreSQL's generic
+        plan filter the whole log). Written as SQL text: building the expression with
+        SQLAlchemy cost more than running it."""
         mark = "?" if self.conn.dialect.name == "sqlite" else "%s"
-        log = (self.family, self.month)
-        leaf_spans = [(a, b) for a, b in spans.get(0, []) if b > a]
-        node_spans = [(level, a, b) for level, w in spans.items() if level for a, b in w if b > a]
-        if leaf_spans:
-            term = f"(family = {mark} AND month = {mark} AND leaf_index >= {mark} AND leaf_index < {mark})"
-            rows = self.conn.exec_driver_sql(
-                "SELECT leaf_index, leaf_hash FROM log_leaf WHERE "
-                + " OR ".join([term] * len(leaf_spans)),
-                tuple(v for a, b in leaf_spans for v in (*log, a, b)),
-            )
-            self._known.update(((0, int(i)), bytes(h)) for i, h in rows)
-        if node_spans:
-            term = (
-                f"(family = {mark} AND month = {mark} AND level = {mark} "
-                f"AND node_index >= {mark} AND node_index < {mark})"
-            )
-            rows = self.conn.exec_driver_sql(
-                "SELECT level, node_index, hash FROM log_node WHERE "
-                + " OR ".join([term] * len(node_spans)),
-                tuple(v for level, a, b in node_spans for v in (*log, level, a, b)),
-            )
+        leaf_range = (
+            f"SELECT 0, leaf_index, leaf_hash FROM log_leaf WHERE family = {mark} "
+            f"AND month = {mark} AND leaf_index >= {mark} AND leaf_index < {mark}"
+        )
+        node_range = (
+            f"SELECT level, node_index, hash FROM log_node WHERE family = {mark} "
+            f"AND month = {mark} AND level = {mark} AND node_index >= {mark} AND node_index < {mark}"
+        )
+        parts: list[str] = []
+        values: list[Any] = []
+        for level, wanted in spans.items():
+            for a, b in wanted:
+                if b <= a:
+                    continue
+                if level == 0:
+                    parts.append(leaf_range)
+                    values += [self.family, self.month, a, b]
+                else:
+                    parts.append(node_range)
+                    values += [self.family, self.month, level, a, b]
+        if parts:
+            rows = self.conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(values))
             self._known.update(((int(level), int(i)), bytes(h)) for level, i, h in rows)
         for level, wanted in spans.items():
             for a, b in wanted:
