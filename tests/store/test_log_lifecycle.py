@@ -79,3 +79,16 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
             before
         )
     assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+def test_records_ingested_again_into_a_retired_month_stay_queued_not_sealed(pg_engine):
+    """A new tree under a retired month's origin would contradict its kept checkpoints."""
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=1)
+    load_personas(pg_engine)
+    assert seal_store(pg_engine) == []
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() > 0
+    assert audit(pg_engine, "servicetrail/sat").findings == []

@@ -131,6 +131,10 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     sealed = []
     for family, month in logs:
         size = _size(conn, family, month)
+        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+            # retired by retention: its leaves are gone, so a new tree under the same origin
+            # would contradict the checkpoints kept; entries for it stay queued (unsealed)
+            continue
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
