@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +21,16 @@ from devsupport.pg_server import PgServer
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
 DUIS_SCHEMA = FIXTURES / "duis-schema" / "DUIS Schema V5.4.xsd"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sealing creates the logs' signing key on first use, by default in the working folder
+    for PostgreSQL: the tests' key lives in a temporary folder instead (a test of the default
+    location unsets the variable)."""
+    key = tmp_path_factory.mktemp("signing") / "servicetrail.key"
+    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", str(key))
+    settings.reload()
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,8 @@ MAY_TOUCH_SAT_TABLES = {
     "store/index_search.py",
     # watches: the rule's own clauses with the viewer as a column, for many Parties at once
     "store/watch_sql.py",
+    # the verifiable logs: a record's leaf is made from its stored row (SPEC section 7)
+    "store/log_records.py",
 }
 SAT_TABLES = ("sat_record", "sat_payload", "sat_visibility")
 

@@ -85,6 +85,14 @@ def url(text: str) -> str:
     return text
 
 
+def log_origin(text: str) -> str:
+    """A signed note's key name: no spaces, no '+', not empty (C2SP signed-note)."""
+    value = text.strip()
+    if not value or not value.isprintable() or any(c in value for c in " +"):
+        raise ValueError("expected a name without spaces or '+', such as servicetrail/sat")
+    return value
+
+
 def setting(name: str, default: Any, parse: Callable[[str], Any], shown: str, what: str) -> Any:
     """A field of Settings: its variable (SERVICETRAIL_ + name), how its text is read, and the
     default and description that the README's table shows."""
@@ -254,6 +262,21 @@ class Settings:
         seconds(zero_allowed=False),
         "60",
         "seconds a report download may leave a 64 KB piece untaken before it is cut off",
+    )
+    signing_key: str = setting(
+        "SIGNING_KEY",
+        "",
+        str,
+        "`servicetrail.key` beside the SQLite store (the working folder for PostgreSQL)",
+        "the Ed25519 key file that signs the logs' checkpoints (PEM PKCS#8; created on first "
+        "use, mode 0600; see [Verifying the trail](#verifying-the-trail))",
+    )
+    log_origin: str = setting(
+        "LOG_ORIGIN",
+        "servicetrail/sat",
+        log_origin,
+        "`servicetrail/sat`",
+        "the logs' origin prefix and the signing key's name (SPEC section 7)",
     )
 
     @classmethod

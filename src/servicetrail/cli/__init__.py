@@ -10,6 +10,7 @@ from .app import main
 from .database import db_group, retention_cmd
 from .generating import generate_cmd
 from .loading import ingest_cmd, load_cmd
+from .logs import log_group
 from .reads import records_cmd, report_group, triggers_cmd
 from .watching import deliver_cmd, watch_group
 
@@ -28,6 +29,7 @@ for command in (
     generate_cmd,
     watch_group,
     deliver_cmd,
+    log_group,
 ):
     main.add_command(command)
 

@@ -167,6 +167,7 @@ def load_into(
     Idempotent like every loader: loading the same World again adds nothing.
     `progress`, if given, is called with the number of SAT records appended after each batch.
     """
+    from ..store.merkle_log import seal_store
     from ..store.registry import load_devices, load_responsibilities, load_users
     from ..store.writer import append_records
 
@@ -189,6 +190,7 @@ def load_into(
         counts.duplicates += duplicates
         if progress:
             progress(len(chunk))
+    seal_store(engine)  # like an ingest, it signs the logs it touched (SPEC section 7)
     return counts
 
 

@@ -22,6 +22,7 @@ from ..domain.ids import InvalidValue
 from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import Conflict, Outcome, load_devices, load_responsibilities, load_users
+from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
@@ -159,6 +160,7 @@ def ingest(
                 summary,
                 progress,
             )
+        seal_store(engine)  # SPEC section 7: the logs this run touched are signed before it reports
     finally:
         rejects.finish(summary)
     return summary

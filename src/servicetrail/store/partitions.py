@@ -9,6 +9,9 @@ from datetime import date, datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from .log_records import FAMILY as RECORD_FAMILY
+from .merkle_log import retire_month
+
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^(sat_record|sat_payload|sat_visibility)_p(\d{4})_(\d{2})$")
@@ -79,6 +82,8 @@ def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -
                 if not dry_run:
                     conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 dropped.append(name)
+            if not dry_run:  # the month's log goes with its records; its checkpoints stay
+                retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
             _known.get(str(conn.engine.url), set()).discard((year, month))
     return dropped
 

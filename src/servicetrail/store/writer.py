@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
+from .log_records import FAMILY, hot_leaf
+from .merkle_log import queue_leaves
 from .partitions import ensure_months
 
 # the registry writers live in .registry; they are imported from here too
@@ -91,6 +93,7 @@ _PG_EXISTING_ANY_TIME = _STORED + "WHERE request_id = ANY(string_to_array(%s, ',
 #  0 logged_at  1 kind  2 request_id  3 srv or None  4 user_id  5 device_id  6 response_code or None
 #  7 payload  8 command_variant  9 execution_at  10 subject_device_id or None  11 identity_key
 #  12 digest (bytes)  13 origin: where it came from (a line number, or a file's path), for a reject
+#  14 salt  15 leaf hash  16 month (YYYY-MM): the record's leaf of its monthly log (SPEC section 7)
 Row = tuple[Any, ...]
 _STORED_FIELDS = slice(0, 7), slice(8, 13)  # a Row's columns of sat_record after the id
 BARE_FILE = "f:"  # the identity key of a request read from a bare XML file starts so
@@ -113,6 +116,8 @@ def _pg_micros(value: datetime) -> int:
 
 
 def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
+    sqlite = engine_time is _sqlite_text
+
     def make(
         logged_at: datetime,
         kind: str,
@@ -143,8 +148,23 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
             response_id,
         )
         key = bare_file_key(digest, origin) if bare_file else response_key(response_id)
+        # the leaf is made here, where the record is parsed (a worker process, usually);
+        # its time is SQLite's stored form, made once for both
+        leaf_at = _sqlite_text(logged_at)
+        stored_at = leaf_at if sqlite else engine_time(logged_at)
+        salt, leaf = hot_leaf(
+            leaf_at,
+            kind,
+            request_id,
+            srv,
+            user_id,
+            device_id,
+            response_code,
+            command_variant,
+            payload,
+        )
         return (
-            engine_time(logged_at),
+            stored_at,
             kind,
             request_id,
             srv or None,
@@ -158,6 +178,9 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
             key,
             digest,
             origin,
+            salt,
+            leaf,
+            leaf_at[:7],
         )
 
     return make
@@ -305,6 +328,9 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     index_new(
         conn,
         [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)],
+    )
+    queue_leaves(
+        conn, FAMILY, [(record_id, row[16], row[15], row[14]) for record_id, row in zip(ids, new)]
     )
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
     done.conflicts = [

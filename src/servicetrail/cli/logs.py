@@ -1,0 +1,77 @@
+"""`servicetrail log key|verify|verify-proof` (SPEC section 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..domain.checkpoint import NoteError, parse_verifier_key
+from ..domain.merkle import ProofError
+from ..domain.proof_document import verify_proof_document
+from ..signing import SigningKeyError, ed25519_check, log_prefix, signer_for
+from ..store.log_audit import audit
+from .common import Failure, engine, store_url, with_db
+
+
+@click.group("log")
+def log_group() -> None:
+    """The trail's verifiable logs: the verifier key, the server-side audit, offline proofs."""
+
+
+@log_group.command("key")
+@with_db
+def key_cmd() -> None:
+    """Print the current verifier key alone on one line (the signing key is made on first use)."""
+    try:
+        click.echo(signer_for(store_url()).verifier_key)
+    except SigningKeyError as e:
+        raise Failure(str(e)) from None
+
+
+@log_group.command("verify")
+@with_db
+def verify_cmd() -> None:
+    """Recompute every leaf from the stored records and every root, and check every
+    checkpoint's signature: one line per finding (`record <id> changed|removed|added`),
+    exit 1 if any."""
+    result = audit(engine(), log_prefix())
+    for finding in result.findings:
+        click.echo(finding)
+    click.echo(
+        f"checked {result.entries} entries and {result.checkpoints} checkpoints: "
+        f"{len(result.findings) or 'no'} finding(s)",
+        err=True,
+    )
+    if result.findings:
+        raise SystemExit(1)
+
+
+@log_group.command("verify-proof")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "verifier_key", required=True, help="The verifier key to trust.")
+@click.option(
+    "--payload",
+    "payload_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your own record's payload, to check against the leaf's commitment (needs payload_salt).",
+)
+def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -> None:
+    """Check a proof document (as GET /api/v1/records/{id}/proof returns it) offline: exit 0
+    if it holds, 1 with the reason if not."""
+    try:
+        verifier = parse_verifier_key(verifier_key)
+    except NoteError as e:
+        raise Failure(f"--key: {e}") from None
+    try:
+        document = json.loads(file.read_bytes())
+        payload = payload_file.read_text(encoding="utf-8") if payload_file else None
+        verified = verify_proof_document(document, verifier, ed25519_check, payload)
+    except (ValueError, NoteError, ProofError) as e:  # JSONDecodeError is a ValueError
+        raise Failure(f"the proof does not verify: {e}", 1) from None
+    payload_note = "; the payload matches its commitment" if verified.payload_checked else ""
+    click.echo(
+        f"verified: leaf {verified.leaf_index} of {verified.origin} is in its tree of "
+        f"{verified.tree_size} leaves, signed by {verifier.name}{payload_note}"
+    )

@@ -1,0 +1,166 @@
+"""SPEC section 7's texts: a record's leaf, C2SP checkpoints as signed notes, verifier keys.
+
+Pure: the Ed25519 signing and checking itself lives in servicetrail.signing (the
+`cryptography` package), handed in here as functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+ED25519_ALGORITHM = b"\x01"  # C2SP signed-note's signature type byte for Ed25519
+SIGNATURE_DASH = "\u2014"  # the em dash that starts a signed note's signature line
+LEAF_VERSION = 1
+
+
+class NoteError(ValueError):
+    """A checkpoint, signed note or verifier key that cannot be read or does not verify."""
+
+
+def canonical_json(obj: dict[str, Any]) -> bytes:
+    """SPEC section 7's encoding: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def leaf_time(value: datetime) -> str:
+    """logged_at as a leaf gives it: UTC, always with microseconds, and Z."""
+    utc = value.astimezone(timezone.utc)
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
+
+
+def payload_commitment(salt: bytes, payload: str) -> str:
+    return hashlib.sha256(salt + payload.encode()).hexdigest()
+
+
+def record_leaf(
+    logged_at: str,
+    kind: str,
+    request_id: str,
+    srv: str | None,
+    user_id: str,
+    device_id: str,
+    response_code: str | None,
+    command_variant: int | None,
+    commitment: str,
+) -> dict[str, Any]:
+    """A record's leaf object; `logged_at` already in leaf_time's form."""
+    return {
+        "v": LEAF_VERSION,
+        "logged_at": logged_at,
+        "kind": kind,
+        "request_id": request_id,
+        "srv": srv or "",
+        "user_id": user_id,
+        "device_id": device_id,
+        "response_code": response_code or "",
+        "command_variant": command_variant,
+        "payload_commitment": commitment,
+    }
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise NoteError(f"{what} is not standard base64: {text[:80]!r}") from None
+
+
+def key_hash(name: str, public_key: bytes) -> bytes:
+    """C2SP signed-note: the first 4 bytes of SHA-256(name || "\\n" || 0x01 || public key)."""
+    return hashlib.sha256(name.encode() + b"\n" + ED25519_ALGORITHM + public_key).digest()[:4]
+
+
+def verifier_key(name: str, public_key: bytes) -> str:
+    return f"{name}+{key_hash(name, public_key).hex()}+{b64(ED25519_ALGORITHM + public_key)}"
+
+
+@dataclass(frozen=True)
+class Verifier:
+    name: str
+    key_hash: bytes
+    public_key: bytes
+
+
+def parse_verifier_key(text: str) -> Verifier:
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise NoteError("a verifier key is <name>+<key hash in hex>+<base64 key>")
+    name, hash_hex, encoded = parts
+    key = unb64(encoded, "the verifier key")
+    if len(key) != 33 or key[:1] != ED25519_ALGORITHM:
+        raise NoteError("the verifier key is not an Ed25519 key (0x01 and 32 bytes)")
+    public_key = key[1:]
+    if hash_hex.lower() != key_hash(name, public_key).hex():
+        raise NoteError("the verifier key's key hash does not match its name and key")
+    return Verifier(name, bytes.fromhex(hash_hex), public_key)
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    return f"{origin}\n{size}\n{b64(root)}\n"
+
+
+def signed_note(body: str, name: str, public_key: bytes, sign: Callable[[bytes], bytes]) -> str:
+    signature = sign(body.encode())
+    stamp = b64(key_hash(name, public_key) + signature)
+    return f"{body}\n{SIGNATURE_DASH} {name} {stamp}\n"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+    body: str
+
+
+def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, bytes]]]:
+    """A checkpoint note's body and its signature lines as (name, key hash, signature)."""
+    body, sep, signature_block = note.partition("\n\n")
+    if not sep or not signature_block.endswith("\n"):
+        raise NoteError("a signed note is a body, a blank line and signature lines")
+    body += "\n"
+    lines = body.split("\n")[:-1]
+    if len(lines) < 3:
+        raise NoteError("a checkpoint body has an origin, a tree size and a root hash")
+    origin, size_text, root_text = lines[:3]
+    if not size_text.isascii() or not size_text.isdigit() or (size_text[0] == "0" != size_text):
+        raise NoteError(f"the checkpoint's tree size is not a number: {size_text!r}")
+    root = unb64(root_text, "the checkpoint's root hash")
+    if len(root) != 32:
+        raise NoteError("the checkpoint's root hash is not 32 bytes")
+    signatures = []
+    for line in signature_block[:-1].split("\n"):
+        dash, _, rest = line.partition(" ")
+        name, _, stamp = rest.partition(" ")
+        if dash != SIGNATURE_DASH or not name or not stamp:
+            raise NoteError(f"not a signature line: {line[:80]!r}")
+        raw = unb64(stamp, "a signature")
+        if len(raw) < 5:
+            raise NoteError("a signature is too short")
+        signatures.append((name, raw[:4], raw[4:]))
+    return Checkpoint(origin, int(size_text), root, body), signatures
+
+
+def verify_checkpoint(
+    note: str, verifier: Verifier, check: Callable[[bytes, bytes, bytes], bool]
+) -> Checkpoint:
+    """The checkpoint, if a signature by this verifier's key is on it and valid; `check` is
+    (public key, signature, message) -> whether the Ed25519 signature holds."""
+    checkpoint, signatures = parse_checkpoint(note)
+    for name, hash_, signature in signatures:
+        if name == verifier.name and hash_ == verifier.key_hash:
+            if check(verifier.public_key, signature, checkpoint.body.encode()):
+                return checkpoint
+            raise NoteError(f"the checkpoint's signature by {name} does not verify")
+    raise NoteError(f"the checkpoint carries no signature by the key {verifier.name}")

@@ -1,0 +1,121 @@
+"""The Ed25519 key that signs the logs' checkpoints (SPEC section 7), through `cryptography`.
+
+The key is a PEM PKCS#8 file, created on first use with mode 0600. It is created under a
+temporary name and linked into place, so a reader never sees a half-written file and two
+processes racing to create it end up sharing one key (the loser's link fails; it reads the
+winner's). Nothing here logs or returns the private key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from . import settings
+from .domain.checkpoint import checkpoint_body, signed_note, verifier_key
+
+KEY_FILE_NAME = "servicetrail.key"
+
+
+class SigningKeyError(RuntimeError):
+    """The signing key file exists but cannot be used."""
+
+
+@dataclass(frozen=True)
+class Signer:
+    name: str
+    _private: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> bytes:
+        return self._private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @property
+    def verifier_key(self) -> str:
+        return verifier_key(self.name, self.public_key)
+
+    def checkpoint(self, origin: str, size: int, root: bytes) -> str:
+        return signed_note(
+            checkpoint_body(origin, size, root), self.name, self.public_key, self._private.sign
+        )
+
+    def __repr__(self) -> str:  # never the private key, even in a traceback
+        return f"Signer({self.verifier_key!r})"
+
+
+def default_key_path(database_url: str) -> Path:
+    """servicetrail.key beside an SQLite store's file; the working folder otherwise."""
+    if database_url.startswith("sqlite:///") and database_url != "sqlite:///:memory:":
+        database = Path(database_url.removeprefix("sqlite:///").split("?", 1)[0])
+        return database.parent / KEY_FILE_NAME
+    return Path(KEY_FILE_NAME)
+
+
+def _create(path: Path) -> None:
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temporary, path)  # fails if another process made the key first
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temporary)
+
+
+def load_signer(path: Path, name: str) -> Signer:
+    """The key at `path` (created now if there is none), named `name` in its signatures."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create(path)
+    try:
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as e:
+        raise SigningKeyError(
+            f"the signing key {path} cannot be read: {type(e).__name__}"
+        ) from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
+    return Signer(name, private)
+
+
+def ed25519_check(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def key_path_for(database_url: str) -> Path:
+    """SERVICETRAIL_SIGNING_KEY, else servicetrail.key where default_key_path says."""
+    configured = settings.current().signing_key
+    return Path(configured) if configured else default_key_path(database_url)
+
+
+def signer_for(database_url: str) -> Signer:
+    """The signer of the store at this URL, its key named SERVICETRAIL_LOG_ORIGIN."""
+    return load_signer(key_path_for(database_url), settings.current().log_origin)
+
+
+def log_prefix() -> str:
+    return settings.current().log_origin

@@ -1,0 +1,96 @@
+"""What the API serves of the logs (SPEC section 7): a record's inclusion proof, for a viewer
+the rule lets see it, and consistency proofs between checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from ..domain.checkpoint import b64
+from ..domain.merkle import ProofError
+from ..domain.visibility import Viewer
+from .log_records import FAMILY, sealed_leaf_of
+from .merkle_log import (
+    LogDamaged,
+    StoredTree,
+    checkpoint_at,
+    latest_checkpoint,
+    latest_checkpoints,
+    verifier_keys,
+)
+from .queries import get_visible
+
+
+class NotSealed(LookupError):
+    """The record is stored but not yet in a signed checkpoint (its ingest is still running)."""
+
+
+class NoConsistency(ValueError):
+    """A consistency proof that cannot be given; `parameter` names the request's culprit."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def record_proof(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
+    """The proof document of a record the viewer may see; None when it may not (or there is
+    no such record). The salt goes only to a viewer with access "own"."""
+    item = get_visible(conn, viewer, record_id)
+    conn.rollback()  # the rule's read ran as the viewer; the log's own tables are read as us
+    if item is None:
+        return None
+    sealed = sealed_leaf_of(conn, record_id)
+    if sealed is None:
+        raise NotSealed(record_id)
+    checkpoint = latest_checkpoint(conn, FAMILY, sealed.month)
+    if checkpoint is None or checkpoint.size <= sealed.index:
+        raise NotSealed(record_id)
+    proof = StoredTree(conn, FAMILY, sealed.month).inclusion(sealed.index, checkpoint.size)
+    document: dict[str, Any] = {
+        "log": checkpoint.origin,
+        "leaf_index": sealed.index,
+        "leaf": sealed.leaf,
+        "inclusion": [b64(h) for h in proof],
+        "checkpoint": checkpoint.note,
+    }
+    if item["access"] == "own":
+        document["payload_salt"] = sealed.salt.hex()
+    return document
+
+
+def logs_document(conn: Connection, current_key: str) -> dict[str, Any]:
+    keys = verifier_keys(conn)
+    if current_key not in keys:
+        keys.append(current_key)
+    return {
+        "verifier_key": current_key,
+        "verifier_keys": keys,
+        "logs": [{"origin": c.origin, "checkpoint": c.note} for c in latest_checkpoints(conn)],
+    }
+
+
+@dataclass(frozen=True)
+class ConsistencyRequest:
+    origin: str
+    old_size: int
+    new_size: int
+
+
+def consistency_document(conn: Connection, asked: ConsistencyRequest) -> dict[str, Any]:
+    if asked.old_size < 1:
+        raise NoConsistency("from", "must be 1 or more")
+    if asked.old_size > asked.new_size:
+        raise NoConsistency("from", "must not be greater than to")
+    newest = checkpoint_at(conn, asked.origin, asked.new_size)
+    if newest is None:
+        raise NoConsistency("to", f"is not the size of a checkpoint of the log {asked.origin!r}")
+    try:
+        proof = StoredTree(conn, newest.family, newest.month).consistency(
+            asked.old_size, asked.new_size
+        )
+    except (LogDamaged, ProofError):
+        raise NoConsistency("origin", "this log's leaves are no longer stored") from None
+    return {"proof": [b64(h) for h in proof]}

@@ -1,0 +1,201 @@
+"""SAT records as leaves of their monthly logs (SPEC section 7): the leaf a record makes, in
+the ingest's hot path and again from the stored row (for proofs and `log verify`).
+
+The hot path encodes with orjson (sorted keys, compact, UTF-8: the same bytes as SPEC's
+json.dumps, which tests/store/test_log_records.py checks) because json.dumps with sorted
+keys costs several microseconds a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.engine import Connection
+
+from ..domain.checkpoint import (
+    LEAF_VERSION,
+    canonical_json,
+    leaf_time,
+    payload_commitment,
+    record_leaf,
+)
+from ..domain.merkle import leaf_hash
+from .log_tables import log_leaf, log_pending
+from .schema import sat_payload, sat_record
+
+FAMILY = "sat"
+SALT_BYTES = 16
+_BACKFILL_BATCH = 5000
+
+
+def month_of(value: datetime) -> str:
+    return f"{value.year:04d}-{value.month:02d}"
+
+
+def hot_leaf(
+    logged_at: str,
+    kind: str,
+    request_id: str,
+    srv: str | None,
+    user_id: str,
+    device_id: str,
+    response_code: str | None,
+    command_variant: int | None,
+    payload: str,
+) -> tuple[bytes, bytes]:
+    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form.
+    record_leaf's object with its keys already in sorted order, so orjson need not sort
+    (tests/store/test_log_records.py holds the two to the same bytes)."""
+    salt = _salts.take()
+    leaf = {
+        "command_variant": command_variant,
+        "device_id": device_id,
+        "kind": kind,
+        "logged_at": logged_at,
+        "payload_commitment": hashlib.sha256(salt + payload.encode()).hexdigest(),
+        "request_id": request_id,
+        "response_code": response_code or "",
+        "srv": srv or "",
+        "user_id": user_id,
+        "v": LEAF_VERSION,
+    }
+    return salt, hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
+
+
+class _SaltSource:
+    """Salts from os.urandom, drawn 4096 at a time: one system call per record cost more
+    than the rest of its leaf."""
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        if self._at >= len(self._buffer):
+            self._buffer, self._at = os.urandom(SALT_BYTES * 4096), 0
+        self._at += SALT_BYTES
+        return self._buffer[self._at - SALT_BYTES : self._at]
+
+
+_salts = _SaltSource()
+# a forked parse worker must not hand out the salts its parent still holds
+os.register_at_fork(after_in_child=_salts.forget)
+
+
+def stored_leaf(row: Any, salt: bytes) -> dict[str, Any]:
+    """The leaf object of a stored record (a row of LEAF_COLUMNS)."""
+    return record_leaf(
+        leaf_time(row.logged_at),
+        row.kind,
+        row.request_id,
+        row.srv,
+        row.user_id,
+        row.device_id,
+        row.response_code,
+        row.command_variant,
+        payload_commitment(salt, row.payload or ""),
+    )
+
+
+r, p = sat_record.c, sat_payload.c
+LEAF_COLUMNS = (
+    r.id,
+    r.logged_at,
+    r.kind,
+    r.request_id,
+    r.srv,
+    r.user_id,
+    r.device_id,
+    r.response_code,
+    r.command_variant,
+    p.payload,
+)
+_WITH_PAYLOAD = sat_record.outerjoin(
+    sat_payload,
+    and_(p.record_id == r.id, p.device_id == r.device_id, p.logged_at == r.logged_at),
+)
+
+
+@dataclass(frozen=True)
+class SealedLeaf:
+    leaf: dict[str, Any]
+    salt: bytes
+    month: str
+    index: int
+
+
+_SEALED_LEAF = (
+    select(*LEAF_COLUMNS, log_leaf.c.salt, log_leaf.c.month, log_leaf.c.leaf_index)
+    .select_from(
+        _WITH_PAYLOAD.join(log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id))
+    )
+    .where(r.id == bindparam("record_id"))
+)
+
+
+def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
+    """A sealed record's leaf object (read as stored), salt and place in its log, in one
+    read; None if it is not (yet) a leaf. The caller has applied the rule."""
+    row = conn.execute(_SEALED_LEAF, {"record_id": record_id}).first()
+    if row is None or row.salt is None:
+        return None
+    return SealedLeaf(stored_leaf(row, row.salt), row.salt, row.month, int(row.leaf_index))
+
+
+def record_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
+    """Every stored record as (id, month, leaf_data), in id order: the `sat` family's leaf
+    source for `log verify`. leaf_data is None for a record that has no salt (one written
+    behind servicetrail's back)."""
+    salt = func.coalesce(log_leaf.c.salt, log_pending.c.salt).label("salt")
+    query = (
+        select(*LEAF_COLUMNS, salt)
+        .select_from(
+            _WITH_PAYLOAD.outerjoin(
+                log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id)
+            ).outerjoin(
+                log_pending, and_(log_pending.c.family == FAMILY, log_pending.c.entry_id == r.id)
+            )
+        )
+        .order_by(r.id)
+    )
+    for row in conn.execution_options(yield_per=5000).execute(query):
+        data = canonical_json(stored_leaf(row, row.salt)) if row.salt is not None else None
+        yield row.id, month_of(row.logged_at), data
+
+
+def queue_stored_records(conn: Connection) -> None:
+    """Salt and queue every stored record not yet in a log (migration 0009's backfill)."""
+    done = select(log_leaf.c.entry_id).where(log_leaf.c.family == FAMILY)
+    queued = select(log_pending.c.entry_id).where(log_pending.c.family == FAMILY)
+    query = (
+        select(*LEAF_COLUMNS)
+        .select_from(_WITH_PAYLOAD)
+        .where(r.id.not_in(done), r.id.not_in(queued))
+        .order_by(r.id)
+    )
+    rows = conn.execute(query).fetchall()
+    for start in range(0, len(rows), _BACKFILL_BATCH):
+        batch = []
+        for row in rows[start : start + _BACKFILL_BATCH]:
+            salt = os.urandom(SALT_BYTES)
+            data = canonical_json(stored_leaf(row, salt))
+            batch.append(
+                {
+                    "family": FAMILY,
+                    "entry_id": row.id,
+                    "month": month_of(row.logged_at),
+                    "leaf_hash": leaf_hash(data),
+                    "salt": salt,
+                }
+            )
+        conn.execute(log_pending.insert(), batch)

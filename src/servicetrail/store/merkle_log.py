@@ -1,0 +1,515 @@
+"""The verifiable logs in the store (SPEC section 7): queueing leaves, sealing them into
+signed checkpoints, and the hashes proofs are made of.
+
+One log per (family, month). Writers queue an entry's leaf hash in the transaction that
+stores the entry (`queue_leaves`); `seal` then, under one lock, appends every queued leaf
+to its log in id order, grows the tiles, signs a checkpoint and empties the queue. Why a
+queue rather than "entries with an id above the last leaf": on PostgreSQL ids come from a
+sequence, and a slower concurrent ingest can commit a lower id after a higher one was
+sealed; the queue holds exactly what has committed and is not yet a leaf, so nothing is
+skipped and leaves follow the order entries became visible.
+
+Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
+subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.engine import Connection, Engine
+
+from ..domain import merkle
+from ..signing import Signer, log_prefix, signer_for
+from .log_records import FAMILY as RECORD_FAMILY
+from .log_records import record_leaves
+from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
+
+_SEAL_CHUNK = 20_000
+# levels between stored tiles: each tile folds 2**4 hashes of the level below, so a proof
+# reads at most 15 hashes a stored level (at 10M leaves: 6 levels, under 100 rows), and the
+# tiles add 1/15 to the leaves' rows
+TILE = 4
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
+# (entry id, month, leaf hash, salt or None)
+QueuedLeaf = tuple[int, str, bytes, bytes | None]
+
+
+@dataclass(frozen=True)
+class LogFamily:
+    """A kind of entry that has monthly logs: its `family` key, its origin's part after the
+    prefix ("" for records: `<prefix>/<YYYY-MM>`; "access/": `<prefix>/access/<YYYY-MM>`),
+    the word `log verify` names an entry with, and its leaf source: every stored entry as
+    (entry id, month, leaf_data or None when it cannot have a leaf), in id order."""
+
+    family: str
+    infix: str
+    noun: str
+    leaves: Callable[[Connection], Iterator[tuple[int, str, bytes | None]]]
+
+    def origin(self, prefix: str, month: str) -> str:
+        return f"{prefix}/{self.infix}{month}"
+
+
+# The access log (SPEC section 8) plugs in here with its own LogFamily.
+FAMILIES: tuple[LogFamily, ...] = (LogFamily(RECORD_FAMILY, "", "record", record_leaves),)
+
+
+def family_named(name: str) -> LogFamily:
+    for each in FAMILIES:
+        if each.family == name:
+            return each
+    raise KeyError(f"no log family {name!r}")
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _driver(conn: Connection) -> Any:
+    """The DBAPI connection of the caller's transaction (for COPY and executemany)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver
+
+
+def queue_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> None:
+    """Queue entries' leaves for the next seal, in the caller's (the entries') transaction.
+    The raw driver, as the record writer: this runs once per ingested record."""
+    if not rows:
+        return
+    driver = _driver(conn)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            with cursor.copy(
+                "COPY log_pending (family, entry_id, month, leaf_hash, salt) "
+                "FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["varchar", "int8", "varchar", "bytea", "bytea"])
+                for entry_id, month, leaf, salt in rows:
+                    copy.write_row((family, entry_id, month, leaf, salt))
+        return
+    driver.executemany(
+        "INSERT INTO log_pending (family, entry_id, month, leaf_hash, salt) VALUES (?, ?, ?, ?, ?)",
+        [(family, entry_id, month, leaf, salt) for entry_id, month, leaf, salt in rows],
+    )
+
+
+def queue_entry_leaves(
+    conn: Connection, family: str, entries: Sequence[tuple[int, str, bytes]]
+) -> None:
+    """queue_leaves for entries given as (entry id, month, leaf_data): the access log's hook."""
+    queue_leaves(
+        conn, family, [(i, month, merkle.leaf_hash(data), None) for i, month, data in entries]
+    )
+
+
+@dataclass(frozen=True)
+class Sealed:
+    origin: str
+    size: int
+    checkpoint: str
+
+
+def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
+    """Append every queued leaf to its log and sign a checkpoint of each log that grew, in the
+    caller's transaction (commit it before reporting). The queue is read a chunk at a time,
+    so a seal of millions of leaves runs in flat memory."""
+    _lock(conn)
+    logs = conn.execute(
+        select(log_pending.c.family, log_pending.c.month)
+        .distinct()
+        .order_by(log_pending.c.family, log_pending.c.month)
+    ).all()
+    if not logs:
+        return []
+    now = datetime.now(timezone.utc)
+    _remember_key(conn, signer.verifier_key, now)
+    sealed = []
+    for family, month in logs:
+        size = _size(conn, family, month)
+        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+            # retired by retention: its leaves are gone, so a new tree under the same origin
+            # would contradict the checkpoints kept; entries for it stay queued (unsealed)
+            continue
+        for chunk in _queued(conn, family, month):
+            _append_leaves(conn, family, month, size, chunk)
+            _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
+            _unqueue(conn, family, month, [row[0] for row in chunk])
+            size += len(chunk)
+        root = StoredTree(conn, family, month).root(size)
+        origin = family_named(family).origin(prefix, month)
+        note = signer.checkpoint(origin, size, root)
+        conn.execute(
+            log_checkpoint.insert().values(
+                origin=origin,
+                family=family,
+                month=month,
+                tree_size=size,
+                root_hash=root,
+                note=note,
+                verifier_key=signer.verifier_key,
+                created_at=now,
+            )
+        )
+        sealed.append(Sealed(origin, size, note))
+    return sealed
+
+
+def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]]:
+    """A log's queued leaves, (entry id, leaf hash, salt), in id order, a chunk at a time,
+    through the driver (SQLAlchemy's row processing cost more than the read). An entry
+    committed by a concurrent writer meanwhile with a lower id than one already taken waits
+    in the queue for the next seal."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    statement = (
+        "SELECT entry_id, leaf_hash, salt FROM log_pending "
+        f"WHERE family = {mark} AND month = {mark} AND entry_id > {mark} "
+        f"ORDER BY entry_id LIMIT {_SEAL_CHUNK}"
+    )
+    after = -1
+    while True:
+        chunk = conn.exec_driver_sql(statement, (family, month, after)).fetchall()
+        if not chunk:
+            return
+        yield chunk
+        after = chunk[-1][0]
+
+
+def _lock(conn: Connection) -> None:
+    """One sealer at a time: PostgreSQL by an advisory lock held to the end of the
+    transaction, SQLite by taking its write lock before the queue is read."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(_LOCK))
+        return
+    driver = _driver(conn)
+    if not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
+
+
+def _remember_key(conn: Connection, verifier_key: str, now: datetime) -> None:
+    known = conn.execute(
+        select(log_verifier_key.c.verifier_key).where(
+            log_verifier_key.c.verifier_key == verifier_key
+        )
+    ).first()
+    if known is None:
+        conn.execute(log_verifier_key.insert().values(verifier_key=verifier_key, first_used_at=now))
+
+
+def _size(conn: Connection, family: str, month: str) -> int:
+    top = conn.execute(
+        select(func.max(log_leaf.c.leaf_index)).where(
+            log_leaf.c.family == family, log_leaf.c.month == month
+        )
+    ).scalar()
+    return 0 if top is None else int(top) + 1
+
+
+def _append_leaves(
+    conn: Connection, family: str, month: str, old_size: int, rows: Sequence[Any]
+) -> None:
+    driver = _driver(conn)
+    values = [(family, month, old_size + i, row[0], row[1], row[2]) for i, row in enumerate(rows)]
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            with cursor.copy(
+                "COPY log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
+                "FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["varchar", "varchar", "int8", "int8", "bytea", "bytea"])
+                for value in values:
+                    copy.write_row(value)
+        return
+    driver.executemany(
+        "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        values,
+    )
+
+
+def _grow_tiles(
+    conn: Connection,
+    family: str,
+    month: str,
+    old_size: int,
+    new_size: int,
+    new_leaves: list[bytes],
+) -> None:
+    """Store the tiles the new leaves completed, level by level; `new_leaves` are the hashes
+    of leaves old_size.. and each level's new tiles feed the next."""
+    tree = StoredTree(conn, family, month)
+    level, fresh = 0, new_leaves
+    while True:
+        upper = level + TILE
+        first, last = old_size >> upper, new_size >> upper
+        if first == last:
+            return
+        had = old_size >> level  # hashes of this level below `had` are stored already
+        below = tree.fetch(level, [(first << TILE, had)]) + fresh
+        width = 1 << TILE
+        tiles = [
+            merkle.perfect_from(below[i * width : (i + 1) * width]) for i in range(last - first)
+        ]
+        conn.execute(
+            log_node.insert(),
+            [
+                {
+                    "family": family,
+                    "month": month,
+                    "level": upper,
+                    "node_index": first + i,
+                    "hash": tile,
+                }
+                for i, tile in enumerate(tiles)
+            ],
+        )
+        level, fresh = upper, tiles
+
+
+def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) -> None:
+    """Remove sealed entries from the queue. On SQLite the write lock keeps every other
+    writer out, so the month's queued ids in the chunk's range are exactly those read; on
+    PostgreSQL an entry of a concurrent writer may commit inside that range meanwhile, so
+    the ids are named (one array parameter)."""
+    if conn.dialect.name == "sqlite":
+        pending = log_pending.c
+        conn.execute(
+            log_pending.delete().where(
+                pending.family == family,
+                pending.month == month,
+                pending.entry_id.between(entry_ids[0], entry_ids[-1]),
+            )
+        )
+        return
+    with _driver(conn).cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM log_pending WHERE family = %s AND entry_id = ANY(%s)", (family, entry_ids)
+        )
+
+
+# ------------------------------------------------------------------ reading
+
+
+class StoredTree:
+    """The hashes of one stored log: leaves and tiles, fetched in as few reads as a proof
+    needs, and the subtree hashes folded from them."""
+
+    def __init__(self, conn: Connection, family: str, month: str) -> None:
+        self.conn, self.family, self.month = conn, family, month
+        self._known: dict[tuple[int, int], bytes] = {}
+
+    def fetch(self, level: int, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The stored hashes of one stored level (0: leaves) over [start, end) spans, in order."""
+        self.fetch_levels({level: list(spans)})
+        return [self._known[(level, i)] for a, b in spans for i in range(a, b)]
+
+    def fetch_levels(self, spans: dict[int, list[tuple[int, int]]]) -> None:
+        """Read the stored hashes of several levels' spans in one statement: a UNION ALL of
+        primary-key range scans, one a span (an OR of the ranges let PostgreSQL's generic
+        plan filter the whole log). Written as SQL text: building the expression with
+        SQLAlchemy cost more than running it."""
+        mark = "?" if self.conn.dialect.name == "sqlite" else "%s"
+        leaf_range = (
+            f"SELECT 0, leaf_index, leaf_hash FROM log_leaf WHERE family = {mark} "
+            f"AND month = {mark} AND leaf_index >= {mark} AND leaf_index < {mark}"
+        )
+        node_range = (
+            f"SELECT level, node_index, hash FROM log_node WHERE family = {mark} "
+            f"AND month = {mark} AND level = {mark} "
+            f"AND node_index >= {mark} AND node_index < {mark}"
+        )
+        parts: list[str] = []
+        values: list[Any] = []
+        for level, wanted in spans.items():
+            for a, b in wanted:
+                if b <= a:
+                    continue
+                if level == 0:
+                    parts.append(leaf_range)
+                    values += [self.family, self.month, a, b]
+                else:
+                    parts.append(node_range)
+                    values += [self.family, self.month, level, a, b]
+        if parts:
+            rows = self.conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(values))
+            self._known.update(((int(level), int(i)), bytes(h)) for level, i, h in rows)
+        for level, wanted in spans.items():
+            for a, b in wanted:
+                missing = next((i for i in range(a, b) if (level, i) not in self._known), None)
+                if missing is not None:
+                    raise LogDamaged(
+                        f"log {self.family}/{self.month} lacks stored hashes at level {level} "
+                        f"(first missing index {missing})"
+                    )
+
+    def hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """MTH of each leaf range (aligned, as proofs' ranges are)."""
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for level, index in merkle.needed_perfect(ranges):
+            stored = level - level % TILE
+            shift = level - stored
+            spans.setdefault(stored, []).append((index << shift, (index + 1) << shift))
+        self.fetch_levels({stored: _merged(wanted) for stored, wanted in spans.items()})
+
+        def perfect(level: int, index: int) -> bytes:
+            stored = level - level % TILE
+            shift = level - stored
+            return merkle.perfect_from(
+                [self._known[(stored, i)] for i in range(index << shift, (index + 1) << shift)]
+            )
+
+        return [merkle.range_hash(lo, hi, perfect) for lo, hi in ranges]
+
+    def root(self, size: int) -> bytes:
+        return self.hashes([(0, size)])[0] if size else merkle.EMPTY_ROOT
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return self.hashes(merkle.inclusion_ranges(index, size))
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return self.hashes(merkle.consistency_ranges(old_size, new_size))
+
+
+class LogDamaged(RuntimeError):
+    """A log's stored hashes are not all there (an intruder, or a broken store)."""
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    origin: str
+    family: str
+    month: str
+    size: int
+    root: bytes
+    note: str
+    verifier_key: str
+
+
+_CHECKPOINT_COLUMNS = (
+    log_checkpoint.c.origin,
+    log_checkpoint.c.family,
+    log_checkpoint.c.month,
+    log_checkpoint.c.tree_size,
+    log_checkpoint.c.root_hash,
+    log_checkpoint.c.note,
+    log_checkpoint.c.verifier_key,
+)
+
+
+def _checkpoint(row: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        row.origin,
+        row.family,
+        row.month,
+        int(row.tree_size),
+        bytes(row.root_hash),
+        row.note,
+        row.verifier_key,
+    )
+
+
+def latest_checkpoint(conn: Connection, family: str, month: str) -> StoredCheckpoint | None:
+    row = conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .where(log_checkpoint.c.family == family, log_checkpoint.c.month == month)
+        .order_by(log_checkpoint.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return _checkpoint(row) if row else None
+
+
+def checkpoint_at(conn: Connection, origin: str, size: int) -> StoredCheckpoint | None:
+    row = conn.execute(
+        select(*_CHECKPOINT_COLUMNS).where(
+            log_checkpoint.c.origin == origin, log_checkpoint.c.tree_size == size
+        )
+    ).first()
+    return _checkpoint(row) if row else None
+
+
+def all_checkpoints(conn: Connection) -> list[StoredCheckpoint]:
+    rows = conn.execute(
+        select(*_CHECKPOINT_COLUMNS).order_by(log_checkpoint.c.origin, log_checkpoint.c.tree_size)
+    ).all()
+    return [_checkpoint(row) for row in rows]
+
+
+def latest_checkpoints(conn: Connection) -> list[StoredCheckpoint]:
+    """Each log's newest checkpoint (a retired month's too), by origin."""
+    newest = (
+        select(log_checkpoint.c.origin, func.max(log_checkpoint.c.tree_size).label("size"))
+        .group_by(log_checkpoint.c.origin)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(*_CHECKPOINT_COLUMNS)
+        .join(
+            newest,
+            and_(
+                newest.c.origin == log_checkpoint.c.origin,
+                newest.c.size == log_checkpoint.c.tree_size,
+            ),
+        )
+        .order_by(log_checkpoint.c.origin)
+    ).all()
+    return [_checkpoint(row) for row in rows]
+
+
+def verifier_keys(conn: Connection) -> list[str]:
+    """Every verifier key that has signed a checkpoint, oldest first."""
+    return list(
+        conn.execute(
+            select(log_verifier_key.c.verifier_key).order_by(
+                log_verifier_key.c.first_used_at, log_verifier_key.c.verifier_key
+            )
+        ).scalars()
+    )
+
+
+@dataclass(frozen=True)
+class LeafPlace:
+    month: str
+    index: int
+    salt: bytes | None
+
+
+def leaf_place(conn: Connection, family: str, entry_id: int) -> LeafPlace | None:
+    row = conn.execute(
+        select(log_leaf.c.month, log_leaf.c.leaf_index, log_leaf.c.salt).where(
+            log_leaf.c.family == family, log_leaf.c.entry_id == entry_id
+        )
+    ).first()
+    return LeafPlace(row.month, int(row.leaf_index), row.salt) if row else None
+
+
+def retire_month(conn: Connection, family: str, month: str) -> None:
+    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay). On
+    PostgreSQL the append-only trigger lets these deletes through for this month and this
+    transaction only."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
+        )
+    for table in (log_leaf, log_node, log_pending):
+        conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
+
+
+def seal_store(engine: Engine) -> list[Sealed]:
+    """Seal every queued leaf of this store with its signing key, and commit."""
+    signer = signer_for(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        return seal(conn, signer, log_prefix())

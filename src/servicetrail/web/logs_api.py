@@ -1,0 +1,89 @@
+"""The verifiable logs over HTTP (SPEC section 7): a record's proof, the logs' checkpoints and
+verifier keys, and consistency proofs. Thin: the store decides, through the rule."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..signing import signer_for
+from ..store.log_proofs import (
+    ConsistencyRequest,
+    NoConsistency,
+    NotSealed,
+    consistency_document,
+    logs_document,
+    record_proof,
+)
+from .api import ERRORS, ViewerDep
+from .errors import NOT_FOUND, ParameterError
+from .fairness import limits_of
+from .params import record_id_or_404
+from .state import engine_of
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+_COUNT = re.compile(r"[0-9]{1,19}")
+
+
+def _current_key(request: Request) -> str:
+    url = engine_of(request).url.render_as_string(hide_password=False)
+    return signer_for(url).verifier_key
+
+
+@router.get(
+    "/records/{record_id}/proof",
+    response_model=None,
+    responses={404: {"description": "no such record"}, 409: {"description": "not yet sealed"}},
+)
+def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+    """The record's leaf, its inclusion proof and the signed checkpoint it leads to; with
+    `payload_salt` only for your own record. A record you may not see is 404, like a missing one."""
+    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
+        try:
+            document = record_proof(conn, viewer, record_id_or_404(record_id))
+        except NotSealed:
+            return JSONResponse(
+                {"error": "not_sealed", "message": "the record is not yet in a signed checkpoint"},
+                status_code=409,
+            )
+    if document is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return JSONResponse(document)
+
+
+@router.get("/logs", response_model=None)
+def logs(request: Request, viewer: ViewerDep) -> JSONResponse:
+    """Every log's newest checkpoint, the current verifier key and every earlier one."""
+    key = _current_key(request)
+    with engine_of(request).connect() as conn:
+        return JSONResponse(logs_document(conn, key))
+
+
+def _size(parameter: str, text: str | None) -> int:
+    if text is None or text == "":
+        raise ParameterError(parameter, "is required")
+    if not _COUNT.fullmatch(text) or int(text) >= 2**63:
+        raise ParameterError(parameter, "must be a whole number")
+    return int(text)
+
+
+@router.get("/logs/consistency", response_model=None)
+def consistency(
+    request: Request,
+    viewer: ViewerDep,
+    origin: Annotated[str | None, Query(max_length=200)] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    to: Annotated[str | None, Query(max_length=20)] = None,
+) -> Any:
+    """A consistency proof (RFC 9162 2.1.4) from tree size `from` to the checkpointed size `to`."""
+    if not origin:
+        raise ParameterError("origin", "is required")
+    asked = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
+    with engine_of(request).connect() as conn:
+        try:
+            return JSONResponse(consistency_document(conn, asked))
+        except NoConsistency as e:
+            raise ParameterError(e.parameter, str(e)) from None

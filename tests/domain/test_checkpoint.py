@@ -1,0 +1,111 @@
+"""SPEC section 7's texts: the leaf encoding, checkpoints as C2SP signed notes, verifier keys
+(checked by the independent tests/rfc9162.py), and the signing key file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from servicetrail.domain import checkpoint as cp
+from servicetrail.signing import Signer, SigningKeyError, ed25519_check, load_signer
+from tests import rfc9162
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+def test_a_leaf_is_sorted_compact_json_with_empty_strings_and_a_commitment():
+    salt = bytes(range(16))
+    commitment = cp.payload_commitment(salt, "<body>é</body>")
+    assert commitment == hashlib.sha256(salt + "<body>é</body>".encode()).hexdigest()
+    leaf = cp.record_leaf(
+        cp.leaf_time(datetime(2025, 3, 1, 12, 0, 5, tzinfo=timezone.utc)),
+        "response",
+        "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:1000",
+        None,
+        "90-B3-D5-1F-30-01-00-00",
+        "00-DB-12-34-56-78-90-A1",
+        None,
+        3,
+        commitment,
+    )
+    data = cp.canonical_json(leaf)
+    assert (
+        data
+        == (
+            '{"command_variant":3,"device_id":"00-DB-12-34-56-78-90-A1","kind":"response",'
+            '"logged_at":"2025-03-01T12:00:05.000000Z","payload_commitment":"' + commitment + '",'
+            '"request_id":"90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:1000",'
+            '"response_code":"","srv":"","user_id":"90-B3-D5-1F-30-01-00-00","v":1}'
+        ).encode()
+    )
+
+
+@given(st.dictionaries(TEXT, st.one_of(TEXT, st.integers(), st.none()), max_size=8))
+def test_canonical_json_is_the_spec_encoding(obj):
+    expected = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert cp.canonical_json(obj) == expected.encode("utf-8")
+
+
+def test_a_checkpoint_verifies_with_the_independent_checker(tmp_path):
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    root = hashlib.sha256(b"root").digest()
+    note = signer.checkpoint("servicetrail/sat/2025-03", 12, root)
+    body = f"servicetrail/sat/2025-03\n12\n{base64.b64encode(root).decode()}\n"
+    assert note.startswith(body + "\n\u2014 servicetrail/sat ")
+    assert note.endswith("\n")
+    assert rfc9162.check_checkpoint(note, signer.verifier_key) == (
+        "servicetrail/sat/2025-03",
+        12,
+        root,
+    )
+    verifier = cp.parse_verifier_key(signer.verifier_key)
+    assert cp.verify_checkpoint(note, verifier, ed25519_check).size == 12
+
+
+def test_a_changed_checkpoint_or_another_key_does_not_verify(tmp_path):
+    signer = load_signer(tmp_path / "a.key", "servicetrail/sat")
+    other = load_signer(tmp_path / "b.key", "servicetrail/sat")
+    note = signer.checkpoint("servicetrail/sat/2025-03", 12, bytes(32))
+    changed = note.replace("\n12\n", "\n13\n")
+    with pytest.raises(cp.NoteError, match="does not verify"):
+        cp.verify_checkpoint(changed, cp.parse_verifier_key(signer.verifier_key), ed25519_check)
+    with pytest.raises(cp.NoteError, match="no signature"):
+        cp.verify_checkpoint(note, cp.parse_verifier_key(other.verifier_key), ed25519_check)
+    with pytest.raises(AssertionError):
+        rfc9162.check_checkpoint(changed, signer.verifier_key)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "name", "a+b+c", "servicetrail/sat+00000000+" + base64.b64encode(b"\x01" * 33).decode()],
+)
+def test_a_malformed_verifier_key_is_refused_clearly(bad):
+    with pytest.raises(cp.NoteError):
+        cp.parse_verifier_key(bad)
+
+
+def test_the_key_file_is_made_once_with_mode_0600_and_never_shown(tmp_path):
+    path = tmp_path / "sub" / "servicetrail.key"
+    with ThreadPoolExecutor(8) as pool:
+        signers = list(pool.map(lambda _: load_signer(path, "n"), range(8)))
+    assert len({s.verifier_key for s in signers}) == 1
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert os.listdir(path.parent) == ["servicetrail.key"]
+    assert "PRIVATE" not in repr(signers[0]) and isinstance(signers[0], Signer)
+
+
+def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
+    path = tmp_path / "servicetrail.key"
+    path.write_text("not a key")
+    with pytest.raises(SigningKeyError, match="cannot be read"):
+        load_signer(path, "n")

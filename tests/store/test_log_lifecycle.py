@@ -1,0 +1,94 @@
+"""The logs over a store's life: migration 0009 brings records stored before it into their
+logs, and retention (PostgreSQL) drops a month's log with its records, keeping its last
+checkpoint, after which `log verify` still finds nothing wrong."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from servicetrail.domain.times import parse_time
+from servicetrail.store import migrate
+from servicetrail.store.engine import make_engine, open_store
+from servicetrail.store.log_audit import audit
+from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_pending
+from servicetrail.store.merkle_log import latest_checkpoints, seal_store
+from servicetrail.store.partitions import drop_older_than, ensure_months
+from tests.personas import load_personas
+from tests.store.test_merkle_log import check_every_leaf
+
+
+def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
+    engine = make_engine(empty_db_url)
+    sqlite = engine.dialect.name == "sqlite"
+    sender, device = "90-B3-D5-1F-30-01-00-00", "00-DB-12-34-56-78-90-A0"
+    try:
+        command.upgrade(migrate._config(engine), "0008")
+        with engine.begin() as conn:
+            if not sqlite:
+                ensure_months(conn, [parse_time("2025-03-01T10:00:00Z")])
+            for i in range(1, 4):
+                at = f"2025-03-01T0{i}:00:00.000000Z" if sqlite else f"2025-03-01 0{i}:00:00+00"
+                conn.execute(
+                    text(
+                        "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, "
+                        "device_id) VALUES (:id, :at, 'request', :rid, '4.1.1', :u, :d)"
+                    ),
+                    {"id": i, "at": at, "rid": f"{sender}:{device}:{i}", "u": sender, "d": device},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO sat_payload (record_id, logged_at, device_id, user_id, "
+                        "payload) VALUES (:id, :at, :d, :u, :p)"
+                    ),
+                    {"id": i, "at": at, "d": device, "u": sender, "p": f"<body>{i}</body>"},
+                )
+        command.upgrade(migrate._config(engine), "head")
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 3
+        assert audit(engine, "servicetrail/sat").findings == []
+        assert [s.size for s in seal_store(engine)] == [3]
+        assert check_every_leaf(engine) == 3
+        assert audit(engine, "servicetrail/sat").findings == []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    built = open_store(pg_url)
+    yield built
+    built.dispose()
+
+
+def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.connect() as conn:
+        before = {c.origin: c.note for c in latest_checkpoints(conn)}
+    with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="append-only"):
+        conn.execute(log_leaf.delete().where(log_leaf.c.month == "2025-02"))
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=1)
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_leaf)).scalar() == 0
+        assert {c.origin: c.note for c in latest_checkpoints(conn)} == before
+        assert conn.execute(select(func.count()).select_from(log_checkpoint)).scalar() >= len(
+            before
+        )
+    assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+def test_records_ingested_again_into_a_retired_month_stay_queued_not_sealed(pg_engine):
+    """A new tree under a retired month's origin would contradict its kept checkpoints."""
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=1)
+    load_personas(pg_engine)
+    assert seal_store(pg_engine) == []
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() > 0
+    assert audit(pg_engine, "servicetrail/sat").findings == []

@@ -1,0 +1,140 @@
+"""`servicetrail log key|verify|verify-proof` on both engines: an intruder who gets past the
+append-only triggers (dropping them, as one would) and changes, deletes or inserts a record
+is caught and named; proofs verify offline with the published key."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import text
+
+from servicetrail.store.log_proofs import record_proof
+from servicetrail.store.merkle_log import seal_store
+from servicetrail.store.queries import viewer_for
+from servicetrail.store.schema import sat_record
+from tests import personas as P
+from tests.store.test_merkle_log import append, records
+
+VERIFIER_KEY = re.compile(r"^servicetrail/sat\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\n$")
+
+
+def intrude(engine, *statements: tuple[str, dict]) -> None:
+    """Run statements with the append-only triggers out of the way."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            names = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            ).scalars()
+            for name in list(names):
+                conn.execute(text(f"DROP TRIGGER {name}"))
+        for sql, params in statements:
+            conn.execute(text(sql), params)
+
+
+def test_log_key_prints_the_verifier_key_alone(cli):
+    first = cli("log", "key")
+    assert first.exit_code == 0 and VERIFIER_KEY.match(first.stdout), first.output
+    assert cli("log", "key").stdout == first.stdout
+
+
+def test_an_untouched_store_verifies_including_unsealed_leaves(cli, engine):
+    P.load_personas(engine)
+    seal_store(engine)
+    append(engine, records(3))  # stored, queued, not sealed: checked against the queue
+    result = cli("log", "verify")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+
+
+def test_a_changed_a_removed_and_an_added_record_are_each_named(cli, engine):
+    world = P.load_personas(engine)
+    seal_store(engine)
+    changed, payload_changed, removed = (
+        world.ids["sx_req"],
+        world.ids["se_req"],
+        world.ids["np_device_alert"],
+    )
+    added = max(world.ids.values()) + 100
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": changed}),
+        (
+            "UPDATE sat_payload SET payload = 'forged' WHERE record_id = :id",
+            {"id": payload_changed},
+        ),
+        ("DELETE FROM sat_payload WHERE record_id = :id", {"id": removed}),
+        ("DELETE FROM sat_record WHERE id = :id", {"id": removed}),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            sat_record.insert().values(
+                id=added,
+                logged_at=P.t("2025-02-11T10:00:00Z"),
+                kind="request",
+                request_id="90-B3-D5-1F-30-01-00-01:00-DB-12-34-56-78-90-A1:99999",
+                srv="4.1.1",
+                user_id=P.NP_IS,
+                device_id="00-DB-12-34-56-78-90-A1",
+                identity_key="",
+            )
+        )
+    result = cli("log", "verify")
+    assert result.exit_code == 1
+    assert sorted(result.stdout.splitlines()) == sorted(
+        [
+            f"record {changed} changed",
+            f"record {payload_changed} changed",
+            f"record {removed} removed",
+            f"record {added} added",
+        ]
+    )
+
+
+def test_a_changed_unsealed_record_and_a_forged_root_are_found(cli, engine):
+    P.load_personas(engine)
+    seal_store(engine)
+    append(engine, records(2, first=200))
+    with engine.connect() as conn:
+        unsealed = conn.execute(text("SELECT max(id) FROM sat_record")).scalar()
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": unsealed}),
+        ("UPDATE log_leaf SET leaf_hash = :h WHERE leaf_index = 0", {"h": bytes(32)}),
+    )
+    result = cli("log", "verify")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert f"record {unsealed} changed" in lines
+    assert any(
+        re.fullmatch(r"log servicetrail/sat/\S+ checkpoint \d+ does not match its leaves", line)
+        for line in lines
+    )
+
+
+def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engine, tmp_path):
+    world = P.load_personas(engine)
+    seal_store(engine)
+    key = cli("log", "key").stdout.strip()
+    with engine.connect() as conn:
+        viewer = viewer_for(conn, P.SOUTHENERGY)
+        document = record_proof(conn, viewer, world.ids["se_req"])
+    good = tmp_path / "proof.json"
+    good.write_text(json.dumps(document))
+    payload = tmp_path / "payload.xml"
+    payload.write_text(world.records["se_req"].payload, encoding="utf-8")
+    result = cli("log", "verify-proof", good, "--key", key, "--payload", payload)
+    assert result.exit_code == 0, result.output
+    assert "verified" in result.stdout and "payload matches" in result.stdout
+    document["leaf"]["srv"] = "11.2"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(document))
+    refused = cli("log", "verify-proof", bad, "--key", key)
+    assert refused.exit_code == 1 and "does not verify" in refused.output
+    other = "servicetrail/sat+00000000+" + "A" * 43 + "="
+    assert cli("log", "verify-proof", good, "--key", other).exit_code in (1, 2)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    assert cli("log", "verify-proof", garbage, "--key", key).exit_code == 1

@@ -1,0 +1,166 @@
+"""SPEC section 7 over HTTP, on both engines: proofs a viewer checks with the independent
+verifier (tests/rfc9162.py) and the keys /api/v1/logs publishes, never with our code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.merkle_log import seal_store
+from servicetrail.web.app import create_app
+from tests import personas as P
+from tests import rfc9162
+from tests.store.test_merkle_log import append, records
+
+
+@pytest.fixture
+def world(engine):
+    built = P.load_personas(engine)
+    seal_store(engine)
+    return built
+
+
+@pytest.fixture
+def client(engine, world):
+    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def token(engine, world):
+    def make(party: str) -> dict[str, str]:
+        with engine.begin() as conn:
+            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
+            return {"Authorization": f"Bearer {create_token(conn, f'user_{party.lower()}')}"}
+
+    return make
+
+
+def checked(document: dict, verifier_keys: list[str]) -> None:
+    """What a Party does offline: leaf -> leaf hash -> root through the inclusion proof ->
+    the root of a checkpoint signed by a published key."""
+    for key in verifier_keys:
+        try:
+            origin, size, root = rfc9162.check_checkpoint(document["checkpoint"], key)
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError("no published key signed the checkpoint")
+    assert origin == document["log"]
+    leaf_hash = rfc9162.sha256(b"\x00" + rfc9162.canonical(document["leaf"]))
+    proof = [base64.b64decode(h, validate=True) for h in document["inclusion"]]
+    assert rfc9162.rfc_inclusion_ok(document["leaf_index"], size, leaf_hash, proof, root)
+
+
+def test_an_own_record_proves_and_its_salt_opens_the_payload_commitment(client, token, world):
+    headers = token(P.SOUTHENERGY)
+    keys = client.get("/api/v1/logs", headers=headers).json()["verifier_keys"]
+    record_id = world.ids["se_req"]
+    document = client.get(f"/api/v1/records/{record_id}/proof", headers=headers).json()
+    checked(document, keys)
+    payload = client.get(f"/api/v1/records/{record_id}", headers=headers).json()["payload"]
+    salt = bytes.fromhex(document["payload_salt"])
+    commitment = hashlib.sha256(salt + payload.encode()).hexdigest()
+    assert document["leaf"]["payload_commitment"] == commitment
+    assert document["log"] == "servicetrail/sat/2025-03"
+    assert document["leaf"]["logged_at"].endswith("Z") and "." in document["leaf"]["logged_at"]
+
+
+def test_a_titles_only_record_proves_without_salt_or_payload(client, token, world):
+    headers = token(P.SOUTHENERGY)
+    keys = client.get("/api/v1/logs", headers=headers).json()["verifier_keys"]
+    response = client.get(f"/api/v1/records/{world.ids['sx_req']}/proof", headers=headers)
+    document = response.json()
+    checked(document, keys)
+    assert "payload_salt" not in document
+    assert world.records["sx_req"].payload not in response.text
+
+
+def test_a_hidden_records_proof_is_the_same_404_as_a_missing_one(client, token, world):
+    headers = token(P.SOUTHENERGY)
+    hidden = client.get(f"/api/v1/records/{world.ids['np_device_alert']}/proof", headers=headers)
+    missing = client.get("/api/v1/records/987654321/proof", headers=headers)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.content == missing.content
+    assert client.get("/api/v1/records/abc/proof", headers=headers).status_code == 404
+    assert client.get(f"/api/v1/records/{world.ids['se_req']}/proof").status_code == 401
+
+
+def test_logs_list_each_months_newest_checkpoint_signed_by_the_current_key(client, token):
+    headers = token(P.SOUTHENERGY)
+    listing = client.get("/api/v1/logs", headers=headers).json()
+    assert listing["verifier_key"] in listing["verifier_keys"]
+    origins = [log["origin"] for log in listing["logs"]]
+    assert "servicetrail/sat/2025-02" in origins and origins == sorted(origins)
+    for log in listing["logs"]:
+        origin, _, _ = rfc9162.check_checkpoint(log["checkpoint"], listing["verifier_key"])
+        assert origin == log["origin"]
+
+
+def test_a_consistency_proof_between_two_checkpoints_verifies(client, token, engine):
+    headers = token(P.SOUTHENERGY)
+    key = client.get("/api/v1/logs", headers=headers).json()["verifier_key"]
+    before = logs_by_origin(client, headers)["servicetrail/sat/2025-02"]
+    _, old_size, old_root = rfc9162.check_checkpoint(before, key)
+    append(engine, records(40))
+    seal_store(engine)
+    after = logs_by_origin(client, headers)["servicetrail/sat/2025-02"]
+    _, new_size, new_root = rfc9162.check_checkpoint(after, key)
+    assert new_size > old_size
+    answer = client.get(
+        "/api/v1/logs/consistency",
+        params={"origin": "servicetrail/sat/2025-02", "from": old_size, "to": new_size},
+        headers=headers,
+    )
+    proof = [base64.b64decode(h) for h in answer.json()["proof"]]
+    assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)
+
+
+def logs_by_origin(client, headers) -> dict[str, str]:
+    listing = client.get("/api/v1/logs", headers=headers).json()
+    return {log["origin"]: log["checkpoint"] for log in listing["logs"]}
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"from": "1", "to": "1"}, "origin"),
+        ({"origin": "servicetrail/sat/2025-02", "to": "1"}, "from"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "0", "to": "1"}, "from"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "3", "to": "2"}, "from"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "999"}, "to"),
+        ({"origin": "servicetrail/sat/1999-01", "from": "1", "to": "1"}, "to"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "one", "to": "2"}, "from"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "-2"}, "to"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "9" * 30}, "to"),
+    ],
+)
+def test_bad_consistency_parameters_are_422_naming_the_parameter(client, token, params, name):
+    response = client.get("/api/v1/logs/consistency", params=params, headers=token(P.LOOKER))
+    assert response.status_code == 422, response.text
+    assert response.json()["parameter"] == name
+
+
+def test_a_new_key_signs_new_checkpoints_and_the_old_one_still_verifies_old_ones(
+    client, token, engine, tmp_path, use_settings
+):
+    headers = token(P.SOUTHENERGY)
+    first = client.get("/api/v1/logs", headers=headers).json()
+    old_key = first["verifier_key"]
+    old_note = logs_by_origin(client, headers)["servicetrail/sat/2025-02"]
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "rotated.key")
+    append(engine, records(5, first=100))  # in February
+    seal_store(engine)
+    second = client.get("/api/v1/logs", headers=headers).json()
+    assert second["verifier_key"] != old_key
+    assert second["verifier_keys"] == [old_key, second["verifier_key"]]
+    new_note = logs_by_origin(client, headers)["servicetrail/sat/2025-02"]
+    rfc9162.check_checkpoint(new_note, second["verifier_key"])
+    rfc9162.check_checkpoint(old_note, old_key)
+    with pytest.raises(AssertionError):
+        rfc9162.check_checkpoint(new_note, old_key)
