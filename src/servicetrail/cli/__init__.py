@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .serving import demo, serve
 from .access import accounts_group, tokens_group
+from .access_log import access_log_cmd
 from .app import main
 from .database import db_group, retention_cmd
 from .generating import generate_cmd
@@ -28,6 +29,7 @@ for command in (
     generate_cmd,
     watch_group,
     deliver_cmd,
+    access_log_cmd,
 ):
     main.add_command(command)
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0008"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0009"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -250,7 +250,8 @@ account = Table(
     "account",
     metadata,
     Column("username", String(64), primary_key=True),
-    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
+    # NULL: an auditor (0009), who reads the access log and no SAT record
+    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=True),
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("disabled_at", UtcDateTime, nullable=True),  # 0005: no sign-in, no API token while set
@@ -314,3 +315,4 @@ login_device = Table(
 
 # --- 0007: watches (SPEC section 6), defined beside their code --------------------------
 from . import watch_tables  # noqa: E402,F401  (registers its tables on `metadata`)
+from . import access_tables  # noqa: E402,F401  (0009: the access log, SPEC section 8)
