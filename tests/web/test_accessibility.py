@@ -1,0 +1,107 @@
+"""Every page of the screen, checked by axe-core in a real headless Chromium.
+
+Analysts live in this screen all day, some with a screen reader or a keyboard alone: a serious
+or critical axe violation on any page fails the suite. axe-core is vendored (vendor/axe-core,
+from the npm registry) so that every run applies the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.web.test_browser import (  # noqa: F401 - the fixtures are used by name
+    ESME,
+    browser,
+    page,
+    row_of,
+    search_device,
+    server,
+    sign_in,
+)
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")
+
+RUN_AXE = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')),
+  }));
+}"""
+
+
+def blocking_violations(page, where: str) -> list[str]:  # noqa: F811
+    # evaluated through the DevTools protocol, so the page's own CSP (no inline scripts) stays on
+    page.evaluate(AXE.read_text())
+    found = page.evaluate(RUN_AXE)
+    return [
+        f"{where}: {v['impact']} {v['id']} ({v['help']}) at {v['nodes']}"
+        for v in found
+        if v["impact"] in BLOCKING
+    ]
+
+
+def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # noqa: F811
+    found: list[str] = []
+
+    def check(where: str) -> None:
+        page.wait_for_load_state()
+        found.extend(blocking_violations(page, where))
+
+    page.goto(server + "/login")
+    check("sign-in")
+    page.get_by_label("Username").fill("bright.analyst")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    check("sign-in, refused")
+
+    sign_in(page, server, "bright.analyst")
+    check("search, empty")
+    search_device(page, ESME)
+    check("search results")
+    page.goto(server + "/?from=not-a-date")
+    check("search, bad parameter")
+
+    page.goto(server + "/?device_id=" + ESME)
+    row_of(page, "Request", "Read Firmware Version").locator("td.c-srv a").click()
+    page.wait_for_url(f"{server}/records/*")
+    check("record, another User's (MP141)")
+    page.goto(server + "/?device_id=" + ESME + "&srv=4.1.1&scope=own")
+    row_of(page, "Response", "Read Instantaneous Import Registers").locator("td.c-srv a").click()
+    page.wait_for_url(f"{server}/records/*")
+    check("record, own, with possible triggers")
+    page.goto(server + "/records/987654")
+    check("record, not found")
+
+    page.goto(server + "/devices/" + ESME)
+    check("device page")
+    page.goto(server + "/report")
+    check("own-traffic report")
+
+    page.goto(server + "/watches")
+    check("watches, none")
+    page.get_by_label("Name").fill("Accessibility check")
+    page.get_by_role("button", name="Add watch").click()
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    check("watches, one")
+    page.get_by_label("Name").fill("")
+    page.get_by_role("button", name="Add watch").click()
+    check("watches, refused form")
+
+    assert found == [], "\n".join(found)
+
+
+def test_the_check_can_fail(server: str, page) -> None:  # noqa: F811
+    """A positive control: a button with no name is a critical violation, so a run that found
+    nothing above did run the rules."""
+    sign_in(page, server, "bright.analyst")
+    page.evaluate(
+        "document.querySelector('main').insertAdjacentHTML('beforeend', '<button></button>')"
+    )
+    assert any(" button-name " in v for v in blocking_violations(page, "control"))
