@@ -27,6 +27,7 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
+from .access_writer import write_committed
 from .read_transaction import read_as, time_limit
 
 EXPORT_PAGE = 1000
@@ -49,8 +50,10 @@ def append_entry(
     tally: Tally,
     commit: bool = True,
 ) -> AccessEntry:
-    """Appends one entry and commits it: the caller answers only once it is stored. With
-    `commit` False it joins the caller's transaction (which then must commit it first)."""
+    """Appends one entry and returns once it is committed (group commit: store.access_writer),
+    so the caller answers only once it is stored; the entry returned has no id then (0),
+    since batched rows are not read back. With `commit` False it joins the caller's
+    transaction instead (and has its id), which then must commit before anything is sent."""
     entry = AccessEntry(
         id=0,  # the store's
         at=_now(),
@@ -63,15 +66,18 @@ def append_entry(
         mp141_records_returned=tally.mp141_records_returned,
         device_ids=tuple(sorted(tally.device_ids)),
     )
-    if commit and conn.in_transaction():
-        conn.commit()  # the read's transaction (on PostgreSQL, as the reader role) ends first
     row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
     row["filters"] = orjson.dumps(entry.filters).decode()
     row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
-    entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
-    if commit:
+    if not commit:
+        entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
+        return replace(entry, id=entry_id)
+    if conn.in_transaction():
+        # the read's transaction ends first, by COMMIT: psycopg forgets its prepared
+        # statements on a ROLLBACK (see web.api.list_records)
         conn.commit()
-    return replace(entry, id=entry_id)
+    write_committed(conn, row)
+    return entry
 
 
 def _entry(row: Any) -> AccessEntry:
