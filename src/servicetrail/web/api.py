@@ -74,7 +74,7 @@ class ViewerCache:
             return None
         return entry[0]
 
-    def put(self, digest: str, viewer: TokenHolder) -> None:
+    def put(self, digest: str, holder: TokenHolder) -> None:
         if self.seconds <= 0:
             return
         now = time.monotonic()
@@ -85,7 +85,7 @@ class ViewerCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
                 if len(self._entries) >= self.MAX_ENTRIES:
                     self._entries.clear()
-            self._entries[digest] = (viewer, now + self.seconds)
+            self._entries[digest] = (holder, now + self.seconds)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -136,7 +136,7 @@ def api_reader(request: Request, viewer: Viewer) -> Reader:
 
 def asked(request: Request, **path: Any) -> dict[str, Any]:
     """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
-    return {**path, **request.query_params}
+    return {**request.query_params, **path}  # the path names what was read
 
 
 @router.get("/records", response_model=None, responses={200: {"model": Page}})

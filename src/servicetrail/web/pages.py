@@ -60,7 +60,7 @@ def relations_of(read: LoggedRead, items: list[dict[str, Any]]) -> dict[int, str
 
 def asked(request: Request, **path: Any) -> dict[str, Any]:
     """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
-    return {**path, **request.query_params}
+    return {**request.query_params, **path}  # the path names what was read
 
 
 @dataclass
