@@ -293,3 +293,27 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(
     with world.engine.connect() as conn:
         assert store_watches.cursor_position(conn) == before + 2
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
+
+
+def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path) -> None:
+    """Deliveries come due in crowds at one instant (a matched batch; the backlog of a
+    receiver that was down): a lease must stop at its page, not sort the crowd first. A
+    tie-break in the ORDER BY made SQLite sort every due row (1 s a lease at 370k due)."""
+    from servicetrail.store.engine import open_store
+    from servicetrail.store.watch_sql import due_deliveries
+
+    engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        statement = due_deliveries().compile(dialect=engine.dialect)
+        sql = str(statement).replace("__[POSTCOMPILE_kind_1]", "'request'")
+        with engine.connect() as conn:
+            plan = [
+                row[3]
+                for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + sql, (None,) * sql.count("?")
+                )
+            ]
+    finally:
+        engine.dispose()
+    assert any("ix_webhook_outbox_next_attempt_at" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan

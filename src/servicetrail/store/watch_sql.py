@@ -222,7 +222,10 @@ def due_deliveries() -> Select:
             w.webhook_disabled_at.is_(None),
             w.webhook_url.is_not(None),
         )
-        .order_by(o.next_attempt_at, o.watch_id, o.event_id)
+        # the index's order alone: a tie-break would sort every delivery due at the same
+        # instant (a whole matched batch, a backlog behind a receiver that was down) before
+        # the LIMIT could stop the walk
+        .order_by(o.next_attempt_at)
         .limit(bindparam("lim", type_=Integer))
     )
     return for_party(statement, w.party_id)
