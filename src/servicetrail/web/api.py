@@ -40,6 +40,7 @@ TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
+    403: {"model": Error, "description": "an auditor's token: it reads the access log only"},
     422: {"model": Error, "description": "a parameter is invalid; `parameter` names it"},
     429: {
         "model": Error,
