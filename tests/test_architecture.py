@@ -75,13 +75,52 @@ def test_only_the_store_layer_names_the_sat_tables():
     assert offenders == [], "read SAT records through store.queries (the rule), not directly"
 
 
-def test_the_interfaces_read_records_through_store_queries():
-    """The CLI, the API and the screen all import their reads from the same query layer."""
+def test_the_interfaces_read_records_through_the_logged_reads():
+    """The CLI, the API and the screen all import their reads from the same logged layer,
+    which reads through store.queries (the rule) and writes the access log (SPEC section 8)."""
     for interface in ("cli/reads.py", "web/api.py", "web/pages.py"):
         source = (PACKAGE / interface).read_text()
-        assert "store.queries import" in source or "from ..store.queries import" in source, (
-            interface
-        )
+        assert "from ..store.logged_reads import" in source, interface
+    facade = (PACKAGE / "store/logged_reads.py").read_text()
+    assert "from . import queries, triggers, watches" in facade
+
+
+# The reads that return SAT records, by module: an interface that imported one could read
+# without writing the access log; it reads through store.logged_reads instead.
+RECORD_READS = {
+    "store.queries": {
+        "search_page",
+        "iter_search",
+        "get_visible",
+        "explain",
+        "exchange_of",
+        "iter_own_report",
+    },
+    "store.triggers": {"triggers_of", "triggers_for"},
+    "store.watches": {"events_after", "recent_events"},
+    "store.export": {"own_report_csv", "OwnReport"},
+    "store.outbox": {"lease_due"},
+}
+
+
+def test_no_interface_reads_records_around_the_access_log():
+    offenders = []
+    for name, tree in modules():
+        if not name.startswith(("web/", "cli/", "webhooks/")):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module if node.level >= 2 else ""
+                offenders += [
+                    f"{name}:{node.lineno} {module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name in RECORD_READS.get(module, ())
+                ]
+                if module in ("store", "") and any(
+                    alias.name in ("queries", "triggers", "export") for alias in node.names
+                ):
+                    offenders.append(f"{name}:{node.lineno} a read module itself")
+    assert offenders == []
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:

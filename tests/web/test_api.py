@@ -241,7 +241,7 @@ def test_an_unexpected_error_is_a_500_without_a_stack(client, bearer, engine, mo
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api, "search_page", broken)  # a fault injected into our own code path
+    monkeypatch.setattr(api, "logged_read", broken)  # a fault injected into our own code path
     response = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER))
     assert response.status_code == 500
     assert "secret internals" not in response.text and "Traceback" not in response.text

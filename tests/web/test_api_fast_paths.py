@@ -56,8 +56,8 @@ def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, bearer) -> Non
         first = client.get("/api/v1/records", headers=headers).json()
         second = client.get("/api/v1/records", headers=headers).json()  # from the cache
         assert first == second and first["items"]
-        ((viewer, _),) = app.state.viewers._entries.values()
-        assert viewer.party_id == P.SOUTHENERGY and len(viewer.user_ids) == 2
+        ((holder, _),) = app.state.viewers._entries.values()
+        assert holder.viewer.party_id == P.SOUTHENERGY and len(holder.viewer.user_ids) == 2
 
 
 def test_connections_accepted_by_the_workers_socket_have_nagle_off() -> None:

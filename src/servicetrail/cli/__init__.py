@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .serving import demo, serve
 from .access import accounts_group, tokens_group
+from .access_log import access_log_cmd
 from .app import main
 from .database import db_group, retention_cmd
 from .generating import generate_cmd
@@ -30,6 +31,7 @@ for command in (
     watch_group,
     deliver_cmd,
     log_group,
+    access_log_cmd,
 ):
     main.add_command(command)
 

@@ -39,17 +39,22 @@ def _read_password() -> str:
 
 @accounts_group.command("create")
 @click.argument("username")
+@click.option("--party", "party_id", help="The Party (party_id) the account acts for.")
 @click.option(
-    "--party", "party_id", required=True, help="The Party (party_id) the account acts for."
+    "--auditor",
+    is_flag=True,
+    help="An auditor, of no Party: reads every Party's access log, no SAT record.",
 )
 @with_db
-def accounts_create(username: str, party_id: str) -> None:
-    """Create an account; the password (12-1024 characters) is read from standard input
-    (asked twice on a terminal)."""
+def accounts_create(username: str, party_id: str | None, auditor: bool) -> None:
+    """Create an account for a Party (--party) or an auditor's (--auditor); the password
+    (12-1024 characters) is read from standard input (asked twice on a terminal)."""
+    if auditor == (party_id is not None):
+        raise Failure("give either --party PARTY_ID or --auditor")
     password = _read_password()
     with engine().begin() as conn:
         create_account(conn, username, party_id, password)
-    click.echo(f"account {username} created for {party_id}", err=True)
+    click.echo(f"account {username} created for {party_id or 'auditing'}", err=True)
 
 
 def _set_disabled(username: str, disabled: bool) -> int:
@@ -119,7 +124,7 @@ def tokens_list(username: str | None) -> None:
     for t in tokens:
         status = "account disabled" if t.account_disabled else "active"
         click.echo(
-            f"{t.id:>6}  {t.username:<24} {t.party_id:<32} "
+            f"{t.id:>6}  {t.username:<24} {t.party_id or '(auditor)':<32} "
             f"{format_time(t.created_at)[:19] + 'Z':<20}  {status}"
         )
     click.echo(f"{len(tokens)} token(s)", err=True)

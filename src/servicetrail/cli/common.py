@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.times import parse_time
 from ..domain.triggers import window_minutes
+from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store
@@ -156,6 +157,11 @@ def report_summary(summary: Summary) -> None:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:
         raise Failure(f"{summary.rejected} record(s) rejected", 1)
+
+
+def cli_reader(party_id: str) -> Reader:
+    """Who reads, for the access log (SPEC section 8): the command line, for the Party."""
+    return Reader(party_id, "cli", "cli")
 
 
 def viewer_of(conn: Connection, party_id: str) -> Viewer:

@@ -12,11 +12,10 @@ import click
 from ..domain.model import KINDS as KINDS_OF_RECORD
 from ..domain.search import InvalidField, build_search
 from ..output import write_jsonl, write_table, write_triggers_table
-from ..store.export import own_report_csv
+from ..domain.times import format_time
 from ..store.limits import SearchTooBroad
-from ..store.queries import iter_own_report, iter_search
-from ..store.triggers import triggers_of
-from .common import COUNT, TIME, WINDOW, Failure, engine, output_to, viewer_of, with_db
+from ..store.logged_reads import LoggedRead, logged_read
+from .common import COUNT, TIME, WINDOW, Failure, cli_reader, engine, output_to, viewer_of, with_db
 
 
 @click.group("report")
@@ -47,15 +46,20 @@ def report_own(
     """
     if time_to <= time_from:
         raise Failure("--to must be after --from")
+    filters = {"from": format_time(time_from), "to": format_time(time_to), "format": fmt}
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
         try:
+            # the access-log entry, with the report's counts, before its first byte
+            logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
+            logged.count_own_report(time_from, time_to)
+            logged.write_entry()
             if fmt == "jsonl":
                 with output_to(output) as out:
-                    count = write_jsonl(iter_own_report(conn, viewer, time_from, time_to), out)
+                    count = write_jsonl(logged.iter_own_report(time_from, time_to), out)
             else:
                 # the CSV comes from the engine as UTF-8 bytes in large chunks: written as they are
-                report = own_report_csv(conn, viewer, time_from, time_to)
+                report = logged.own_report_csv(time_from, time_to)
                 with open(output, "wb") if output else nullcontext(sys.stdout.buffer) as out:
                     for chunk in report:
                         out.write(chunk)
@@ -106,8 +110,23 @@ def records_cmd(
         raise Failure(
             f"Invalid value for '{OPTION_OF.get(e.field, e.field)}': {e.message}"
         ) from None
+    filters = {
+        "device": device_id,
+        "request_id": request_id,
+        "from": time_from,
+        "to": time_to,
+        "srv": srv,
+        "kind": kind,
+        "scope": scope,
+        "limit": limit,
+    }
     with engine().connect() as conn:
-        items = iter_search(conn, viewer_of(conn, party_id), search, limit)
+        viewer = viewer_of(conn, party_id)
+        # the access-log entry, with what will be printed, before the first line
+        logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
+        logged.count_export(search, limit)
+        logged.write_entry()
+        items = logged.iter_search(search, limit)
         (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
 
 
@@ -145,8 +164,11 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     User's request shows its title only. A record the Party may not see is "no such record",
     exactly like a missing one (exit 1).
     """
+    filters = {"record_id": record_id, "window": window}
     with engine().connect() as conn:
-        found = triggers_of(conn, viewer_of(conn, party_id), record_id, window)
+        viewer = viewer_of(conn, party_id)
+        with logged_read(conn, viewer, cli_reader(party_id), "triggers", filters) as read:
+            found = read.triggers_of(record_id, window)
     if found is None:
         raise Failure(f"no such record: {record_id}", 1)
     (write_jsonl if fmt == "jsonl" else write_triggers_table)(found[1], sys.stdout)

@@ -8,7 +8,7 @@ import time
 import click
 import orjson
 
-from .common import COUNT, Failure, engine, viewer_of, with_db
+from .common import COUNT, Failure, cli_reader, engine, viewer_of, with_db
 
 
 @click.group("watch")
@@ -136,16 +136,23 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
     matched first.
     """
     from ..store.limits import SearchTooBroad
-    from ..store.watches import catch_up, events_after
+    from ..store.logged_reads import logged_read
+    from ..store.watches import catch_up
 
     store = engine()
     with store.connect() as conn:
         viewer = viewer_of(conn, party_id)
+    reader, first = cli_reader(party_id), True
     try:
         while True:
             catch_up(store)
             with store.connect() as conn:
-                page = events_after(conn, viewer, watch_id, after, 1000)
+                filters = {"watch_id": watch_id, "after": after}
+                with logged_read(conn, viewer, reader, "watch_events", filters) as read:
+                    page = read.events_after(watch_id, after, 1000)
+                    if not first:
+                        read.leave_out_if_empty()
+                first = False
             if page is None:
                 raise Failure(f"no such watch: {watch_id}", 1)
             events, next_after = page

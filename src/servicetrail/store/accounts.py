@@ -29,10 +29,16 @@ class AccountError(ValueError):
     pass
 
 
-def create_account(conn: Connection, username: str, party_id: str, password: str) -> None:
+def create_account(conn: Connection, username: str, party_id: str | None, password: str) -> None:
+    """An account of a Party, or with `party_id` None an auditor's (SPEC section 8: it reads
+    every Party's access-log entries and no SAT record)."""
     if not isinstance(username, str) or not _USERNAME.fullmatch(username):
         raise AccountError("a username is 1-64 ASCII letters, digits or . _ - @")
-    if conn.execute(select(party.c.party_id).where(party.c.party_id == party_id)).first() is None:
+    if (
+        party_id is not None
+        and conn.execute(select(party.c.party_id).where(party.c.party_id == party_id)).first()
+        is None
+    ):
         raise AccountError(
             f"unknown party {party_id!r}: load its users first ('servicetrail load users')"
         )
@@ -91,7 +97,7 @@ def change_password(conn: Connection, username: str, password: str) -> int:
 class TokenInfo:
     id: int
     username: str
-    party_id: str
+    party_id: str | None  # None: an auditor's token
     created_at: datetime
     account_disabled: bool
 
@@ -180,6 +186,37 @@ _VIEWER_FOR_TOKEN = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """The account behind an API token: its name, and its Party as a viewer (None: an auditor)."""
+
+    username: str
+    viewer: Viewer | None
+
+
+_HOLDER_FOR_TOKEN = (
+    select(account.c.username, account.c.party_id, dcc_user.c.user_id)
+    .select_from(
+        api_token.join(account, account.c.username == api_token.c.username).outerjoin(
+            dcc_user, dcc_user.c.party_id == account.c.party_id
+        )
+    )
+    .where(api_token.c.token_hash == bindparam("token_hash"), account.c.disabled_at.is_(None))
+)
+
+
+def holder_for_token(conn: Connection, token: str) -> TokenHolder | None:
+    """The account behind an API token, in one query; None for an unknown or revoked token."""
+    rows = conn.execute(_HOLDER_FOR_TOKEN, {"token_hash": token_digest(token)}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if first.party_id is None:
+        return TokenHolder(first.username, None)
+    user_ids = frozenset(r.user_id for r in rows if r.user_id is not None)
+    return TokenHolder(first.username, Viewer(first.party_id, user_ids))
+
+
 def party_for_token(conn: Connection, token: str) -> str | None:
     row = conn.execute(_PARTY_FOR_TOKEN, {"token_hash": token_digest(token)}).first()
     return row.party_id if row else None
@@ -194,12 +231,15 @@ def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
 
 
 def check_login(conn: Connection, username: str, password: str) -> str | None:
-    """The Party of a correct username and password of an enabled account, else None (same
-    cost either way: a disabled account's password is verified too, and not told apart)."""
+    """The Party of a correct username and password of an enabled account ("" for an
+    auditor, of no Party), else None (same cost either way: a disabled account's password is
+    verified too, and not told apart)."""
     row = conn.execute(
         select(account.c.party_id, account.c.password_hash, account.c.disabled_at).where(
             account.c.username == username
         )
     ).first()
     ok = verify_password(row.password_hash if row else None, password)
-    return row.party_id if ok and row and row.disabled_at is None else None
+    if not (ok and row and row.disabled_at is None):
+        return None
+    return row.party_id if row.party_id is not None else ""

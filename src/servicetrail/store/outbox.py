@@ -32,6 +32,7 @@ class Due:
     url: str
     secret: str
     event: dict[str, Any]
+    party_id: str = ""  # the watch's Party, for the delivery's access-log entry
 
 
 def _lock_rows(conn: Connection, statement: Select[Any]) -> Select[Any]:
@@ -86,6 +87,7 @@ def lease_due(
                 "matched_at": format_time(r.matched_at),
                 "record": record,
             },
+            r.watch_party_id,
         )
         if accept(delivery):
             due.append(delivery)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0009"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0010"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -252,7 +252,8 @@ account = Table(
     "account",
     metadata,
     Column("username", String(64), primary_key=True),
-    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=False),
+    # NULL: an auditor (0009), who reads the access log and no SAT record
+    Column("party_id", String(32), ForeignKey("party.party_id"), nullable=True),
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("disabled_at", UtcDateTime, nullable=True),  # 0005: no sign-in, no API token while set
@@ -319,3 +320,4 @@ from . import watch_tables  # noqa: E402,F401  (registers its tables on `metadat
 
 # --- 0009: the verifiable logs (SPEC section 7), defined beside their code ----------------
 from . import log_tables  # noqa: E402,F401  (registers its tables on `metadata`)
+from . import access_tables  # noqa: E402,F401  (0010: the access log, SPEC section 8)

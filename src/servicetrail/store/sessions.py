@@ -57,7 +57,7 @@ def session_digest(session_id: str) -> str:
 class WebSession:
     id_hash: str
     username: str
-    party_id: str
+    party_id: str | None  # None: an auditor's session (SPEC section 8)
     csrf_token: str
     created_at: datetime
     last_seen_at: datetime

@@ -218,6 +218,7 @@ def due_deliveries() -> Select[Any]:
             w.webhook_secret,
             visible_clause().label("visible"),
             *item_columns(with_payload=False),
+            w.party_id.label("watch_party_id"),  # after the item: callers slice the item's columns
         )
         .select_from(with_item_joins(joined, with_payload=False))
         .where(

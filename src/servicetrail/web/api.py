@@ -22,9 +22,9 @@ from ..domain.triggers import (
 )
 from ..domain.visibility import Scope, Viewer
 from ..security import token_digest
-from ..store.accounts import viewer_for_token
-from ..store.queries import explain, get_visible, search_page
-from ..store.triggers import triggers_of
+from ..domain.access_log import Reader
+from ..store.accounts import TokenHolder, holder_for_token
+from ..store.logged_reads import logged_read
 from .downloads import ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
@@ -40,6 +40,7 @@ TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
+    403: {"model": Error, "description": "an auditor's token: it reads the access log only"},
     422: {"model": Error, "description": "a parameter is invalid; `parameter` names it"},
     429: {
         "model": Error,
@@ -50,7 +51,7 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
 class ViewerCache:
-    """token digest -> (Viewer, expiry): saves the auth round trip on most requests, which
+    """token digest -> (TokenHolder, expiry): saves the auth round trip on most requests, which
     at a few milliseconds a search was a third of the database work.
 
     A token's Party and User IDs are remembered SERVICETRAIL_TOKEN_CACHE_SECONDS: deleting a
@@ -61,10 +62,10 @@ class ViewerCache:
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = settings.current().token_cache_seconds if seconds is None else seconds
-        self._entries: dict[str, tuple[Viewer, float]] = {}
+        self._entries: dict[str, tuple[TokenHolder, float]] = {}
         self._lock = threading.Lock()  # requests run on a thread pool
 
-    def get(self, digest: str) -> Viewer | None:
+    def get(self, digest: str) -> TokenHolder | None:
         entry = self._entries.get(digest)
         if entry is None:
             return None
@@ -74,7 +75,7 @@ class ViewerCache:
             return None
         return entry[0]
 
-    def put(self, digest: str, viewer: Viewer) -> None:
+    def put(self, digest: str, holder: TokenHolder) -> None:
         if self.seconds <= 0:
             return
         now = time.monotonic()
@@ -85,35 +86,59 @@ class ViewerCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
                 if len(self._entries) >= self.MAX_ENTRIES:
                     self._entries.clear()
-            self._entries[digest] = (viewer, now + self.seconds)
+            self._entries[digest] = (holder, now + self.seconds)
 
 
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def api_viewer(request: Request) -> Viewer:
-    """The Party behind the bearer token; 401 for anything else."""
+def api_account(request: Request) -> TokenHolder:
+    """The account behind the bearer token (a Party's or an auditor's); 401 for anything else."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("a bearer token is required (servicetrail tokens create USERNAME)")
     cache: ViewerCache | None = getattr(request.app.state, "viewers", None)
     digest = token_digest(token)
-    viewer = cache.get(digest) if cache is not None else None
-    if viewer is None:
+    holder = cache.get(digest) if cache is not None else None
+    if holder is None:
         with engine_of(request).connect() as conn:
-            viewer = viewer_for_token(conn, token)  # one query: token -> Party and its User IDs
+            holder = holder_for_token(conn, token)  # one query: token -> account, Party, User IDs
             # read only; COMMIT keeps psycopg's prepared statements (see list_records)
             conn.commit()
-        if viewer is None:
+        if holder is None:
             raise _unauthorized("invalid or revoked token")
         if cache is not None:
-            cache.put(digest, viewer)
-    return viewer
+            cache.put(digest, holder)
+    request.state.actor = holder.username
+    return holder
+
+
+AUDITOR_REFUSED = "an auditor's account reads the access log only, never SAT records"
+
+
+def api_viewer(request: Request) -> Viewer:
+    """The Party behind the bearer token; 401 for anything else, 403 for an auditor (SPEC
+    section 8: an auditor sees no SAT records at all)."""
+    holder = api_account(request)
+    if holder.viewer is None:
+        raise HTTPException(403, AUDITOR_REFUSED)
+    return holder.viewer
 
 
 ViewerDep = Annotated[Viewer, Depends(api_viewer)]
+AccountDep = Annotated[TokenHolder, Depends(api_account)]
+
+
+def api_reader(request: Request, viewer: Viewer) -> Reader:
+    """Who reads, for the access log: the token's account, through the API."""
+    return Reader(viewer.party_id, request.state.actor, "api")
+
+
+def asked(request: Request, **path: Any) -> dict[str, Any]:
+    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
+    return {**request.query_params, **path}  # the path names what was read
 
 
 @router.get("/records", response_model=None, responses={200: {"model": Page}})
@@ -164,12 +189,15 @@ def list_records(
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
     after = cursor_of(cursor)
-    with limits_of(request).search(viewer.party_id, search), engine_of(request).connect() as conn:
-        items, next_cursor = search_page(conn, viewer, search, limit, after)
-        # Ended by COMMIT (it wrote nothing): psycopg forgets its prepared statements on a
-        # ROLLBACK, which the pool would otherwise send, and the device search relies on
-        # them (a generic plan, see store.read_transaction.read_as).
-        conn.commit()
+    with (
+        limits_of(request).search(viewer.party_id, search),
+        engine_of(request).connect() as conn,
+        logged_read(conn, viewer, api_reader(request, viewer), "search", asked(request)) as read,
+    ):
+        # the entry's COMMIT also ends the read: psycopg forgets its prepared statements on
+        # a ROLLBACK, which the pool would otherwise send, and the device search relies on
+        # them (a generic plan, see store.read_transaction.read_as)
+        items, next_cursor = read.search_page(search, limit, after)
     # orjson: a 100-item page encodes in a tenth of the time json.dumps takes
     return Response(
         orjson.dumps(
@@ -186,8 +214,15 @@ def list_records(
 )
 def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
-    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = get_visible(conn, viewer, record_id_or_404(record_id))
+    wanted = record_id_or_404(record_id)
+    with (
+        limits_of(request).search(viewer.party_id),
+        engine_of(request).connect() as conn,
+        logged_read(
+            conn, viewer, api_reader(request, viewer), "record", asked(request, record_id=wanted)
+        ) as read,
+    ):
+        found = read.get_visible(wanted)
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return JSONResponse(found)
@@ -200,8 +235,15 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
 )
 def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
-    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        found = explain(conn, viewer, record_id_or_404(record_id))
+    wanted = record_id_or_404(record_id)
+    with (
+        limits_of(request).search(viewer.party_id),
+        engine_of(request).connect() as conn,
+        logged_read(
+            conn, viewer, api_reader(request, viewer), "why", asked(request, record_id=wanted)
+        ) as read,
+    ):
+        found = read.explain(wanted)
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     record, decision = found
@@ -225,6 +267,10 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
         }
     )
 
+
+# SPEC section 7's `GET /records/{id}/proof` (from the Merkle-log branch) reads its record
+# like `one_record` above: through `logged_read(..., "proof", asked(request, record_id=...))`
+# and `read.get_visible`, so that a proof leaves its access-log entry too.
 
 TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on its Device logged in
 [t - window, t] (t: the record's `logged_at`, both ends included), newest first. A request with
@@ -262,9 +308,13 @@ def triggers(
         minutes = window_minutes(window)
     except InvalidValue as e:
         raise ParameterError("window", str(e)) from None
-    with engine_of(request).connect() as conn:
-        found = triggers_of(conn, viewer, record_id_or_404(record_id), minutes)
-        conn.commit()  # read only; see list_records
+    wanted = record_id_or_404(record_id)
+    filters = asked(request, record_id=wanted)
+    with (
+        engine_of(request).connect() as conn,
+        logged_read(conn, viewer, api_reader(request, viewer), "triggers", filters) as read,
+    ):
+        found = read.triggers_of(wanted, minutes)
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
@@ -310,6 +360,8 @@ def own_report(
         engine_of(request),
         limits_of(request),
         viewer,
+        api_reader(request, viewer),
+        asked(request),
         search.time_from,
         search.time_to,
         headers=report_download_headers(viewer.party_id, search.time_from, search.time_to),

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from .. import __version__
 from ..store.engine import open_store, pool_capacity
 from ..webhooks.deliver import BackgroundDeliverer
-from . import api, auth, errors, logs_api, pages, watches_api, watches_page
+from . import access_api, api, auth, errors, logs_api, pages, watches_api, watches_page
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
 from .hot_path import HotPath
@@ -51,6 +51,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.include_router(api.router)
     app.include_router(logs_api.router)
     app.include_router(watches_api.router)
+    app.include_router(access_api.router)
     app.include_router(auth.router)
     app.include_router(pages.router)
     watches_page.install(app)

@@ -28,7 +28,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
 from sqlalchemy.engine import Engine
@@ -36,8 +38,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .. import settings
+from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
-from ..store.export import own_report_csv
+from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
 
 log = logging.getLogger("servicetrail.web")
@@ -69,7 +72,7 @@ class Spool:
     # --- the generating thread ---------------------------------------------------------------
 
     def generate(
-        self, engine: Engine, viewer: Viewer, time_from: datetime, time_to: datetime, slots: Slots
+        self, engine: Engine, read: ReportRead, time_from: datetime, time_to: datetime, slots: Slots
     ) -> None:
         try:
             with engine.connect() as conn:
@@ -77,7 +80,11 @@ class Spool:
                     if self._stopping:
                         return
                     self._statement_on = conn.connection.dbapi_connection
-                chunks = iter(own_report_csv(conn, viewer, time_from, time_to))
+                # the access-log entry, with the report's counts, before its first byte
+                logged = LoggedRead(conn, read.viewer, read.reader, "report", read.filters)
+                logged.count_own_report(time_from, time_to)
+                logged.write_entry()
+                chunks = iter(logged.own_report_csv(time_from, time_to))
                 try:
                     for chunk in chunks:
                         if self._stopping:
@@ -166,6 +173,15 @@ def _interrupt(dbapi_connection: object) -> None:
         dbapi_connection.cancel_safe(timeout=5.0)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True, slots=True)
+class ReportRead:
+    """Who asks for the report and how, for its access-log entry."""
+
+    viewer: Viewer
+    reader: Reader
+    filters: dict[str, Any]
+
+
 class ReportDownload(Response):
     """The own-traffic report as an ASGI response: slots first (429 past a bound), then the
     spool. `on_error` may turn an error raised before anything was sent into a response
@@ -178,12 +194,15 @@ class ReportDownload(Response):
         engine: Engine,
         limits: PartyLimits,
         viewer: Viewer,
+        reader: Reader,
+        filters: dict[str, Any],
         time_from: datetime,
         time_to: datetime,
         headers: dict[str, str],
         on_error: Callable[[Exception], Response | None] | None = None,
     ) -> None:
         self.engine, self.limits, self.viewer = engine, limits, viewer
+        self.read = ReportRead(viewer, reader, filters)
         self.time_from, self.time_to = time_from, time_to
         self.on_error = on_error
         self.status_code, self.background = 200, None
@@ -207,7 +226,7 @@ class ReportDownload(Response):
                     target=spool.generate,
                     name=f"report-{party}",
                     daemon=True,
-                    args=(self.engine, self.viewer, self.time_from, self.time_to, generating),
+                    args=(self.engine, self.read, self.time_from, self.time_to, generating),
                 ).start()
             except BaseException:
                 generating.release()

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..store.limits import SearchTooBroad
 from .fairness import Busy
 from .rendering import error_page, not_found, too_busy
-from .signin import FormExpired, SignInNeeded, signed_in, to_login
+from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
@@ -38,7 +38,9 @@ EXPECTED = (
     StarletteHTTPException,
     SignInNeeded,
     FormExpired,
+    AuditorRefused,
 )
+AUDITOR_MESSAGE = "An auditor's account reads the access log only, never SAT records."
 
 
 def bad_parameter(parameter: str, message: str) -> JSONResponse:
@@ -63,6 +65,10 @@ def as_json(exc: Exception) -> JSONResponse:
             if part not in ("query", "path", "body", "header")
         ]
         return bad_parameter(".".join(where) or "request", str(first.get("msg", "invalid value")))
+    if isinstance(exc, AuditorRefused):
+        return JSONResponse(
+            status_code=403, content={"error": "forbidden", "message": AUDITOR_MESSAGE}
+        )
     if isinstance(exc, SearchTooBroad):
         return JSONResponse(
             status_code=422, content={"error": "search_too_broad", "message": str(exc)}
@@ -94,6 +100,8 @@ def as_page(request: Request, exc: Exception) -> Response | None:
     stands). Runs on a thread: naming who is signed in reads the store."""
     if isinstance(exc, SignInNeeded):
         return to_login(request)
+    if isinstance(exc, AuditorRefused):
+        return error_page(request, None, 403, "Not for auditors", AUDITOR_MESSAGE)
     if isinstance(exc, FormExpired):
         return error_page(
             request, exc.who, 403, "Form expired", exc.message, heading="This form has expired"

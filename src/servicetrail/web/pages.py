@@ -11,17 +11,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import Connection
 
 from ..domain.ids import InvalidValue, eui64
 from ..domain.model import KINDS
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
 from ..domain.triggers import MAX_TRIGGERS
-from ..domain.visibility import Access, Decision, Viewer
+from ..domain.visibility import Access, Decision
 from ..store.limits import SearchTooBroad
+from ..store.logged_reads import LoggedRead, logged_read
 from ..store.parties import party_names
-from ..store.queries import exchange_of, explain, registry_of, search_page, why_many
-from ..store.triggers import triggers_for
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
@@ -41,7 +39,7 @@ from .presenters import (
     utc_field,
 )
 from .rendering import render, too_busy
-from .signin import SignedIn, Who, checked_form
+from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of
 
 PAGE_SIZE = min(50, DEFAULT_PAGE)
@@ -50,14 +48,19 @@ STALE_PAGE_LINK = "That page link is no longer valid. Start again from the first
 router = APIRouter(include_in_schema=False)
 
 
-def relations_of(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, str]:
+def relations_of(read: LoggedRead, items: list[dict[str, Any]]) -> dict[int, str]:
     """For MP141 rows, which relation granted them (Responsible Supplier or Network Operator)."""
     shared = [entry for entry in items if entry["access"] == Access.MP141]
     return {
         record_id: why.interval.relation
-        for record_id, why in why_many(conn, viewer, shared).items()
+        for record_id, why in read.why_many(shared).items()
         if why.interval is not None
     }
+
+
+def asked(request: Request, **path: Any) -> dict[str, Any]:
+    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
+    return {**request.query_params, **path}  # the path names what was read
 
 
 @dataclass
@@ -77,11 +80,12 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
         with (
             limits_of(request).search(who.viewer.party_id, wanted),
             engine_of(request).connect() as conn,
+            logged_read(conn, who.viewer, web_reader(who), "search", asked(request)) as read,
         ):
-            items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
+            items, more = read.search_page(wanted, PAGE_SIZE, after)
             return Results(
                 items,
-                relations_of(conn, who.viewer, items),
+                relations_of(read, items),
                 party_names(conn, (i["party_id"] for i in items)),
                 more,
             )
@@ -152,23 +156,21 @@ def search(request: Request, who: Who) -> Response:
 
 
 def _exchange(
-    conn: Connection, viewer: Viewer, current: dict[str, Any], decision: Decision
+    read: LoggedRead, current: dict[str, Any], decision: Decision
 ) -> list[dict[str, Any]]:
-    """The record's exchange (its request, acknowledgement, responses), each as the viewer may see
-    it."""
-    messages = exchange_of(conn, viewer, current["request_id"])
-    reasons = why_many(conn, viewer, messages)  # one read, however long the exchange
+    """The record's exchange (its request, acknowledgement, responses), each as the viewer may
+    see it."""
+    messages = read.exchange_of(current)
+    reasons = read.why_many(messages)  # one read, however long the exchange
     exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
     if not any(e["item"]["id"] == current["id"] for e in exchange):
         exchange.append(exchange_entry(current, decision))
     return exchange
 
 
-def _triggers(
-    conn: Connection, viewer: Viewer, current: dict[str, Any], window: int
-) -> list[dict[str, Any]]:
-    triggers = triggers_for(conn, viewer, current, window)
-    relations = relations_of(conn, viewer, [t["record"] for t in triggers])
+def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> list[dict[str, Any]]:
+    triggers = read.triggers_for(current, window)
+    relations = relations_of(read, [t["record"] for t in triggers])
     for trigger in triggers:
         trigger["relation"] = relations.get(trigger["record"]["id"], "")
     return triggers
@@ -177,16 +179,21 @@ def _triggers(
 @router.get("/records/{record_id}")
 def record(request: Request, who: Who, record_id: str) -> Response:
     wanted_id = record_id_or_404(record_id)
-    with limits_of(request).search(who.viewer.party_id), engine_of(request).connect() as conn:
-        found = explain(conn, who.viewer, wanted_id)
+    filters = asked(request, record_id=wanted_id)
+    with (
+        limits_of(request).search(who.viewer.party_id),
+        engine_of(request).connect() as conn,
+        logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
+    ):
+        found = read.explain(wanted_id)
         if found is None:
             raise HTTPException(404)
         current, decision = found
-        exchange = _exchange(conn, who.viewer, current, decision)
+        exchange = _exchange(read, current, decision)
         triggers = window = window_error = None
         if current["kind"] in TRIGGERED_KINDS:
             window, window_error = trigger_window(request.query_params.get("window"))
-            triggers = _triggers(conn, who.viewer, current, window)
+            triggers = _triggers(read, current, window)
         names = party_names(
             conn,
             [e["item"]["party_id"] for e in exchange]
@@ -227,17 +234,19 @@ def device(request: Request, who: Who, device_id: str) -> Response:
     items: list[dict[str, Any]] = []
     more = None
     # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
+    filters = asked(request, device_id=device_id)
     with (
         limits_of(request).search(who.viewer.party_id, wanted),
         engine_of(request).connect() as conn,
+        logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
     ):
-        intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
+        intervals = own_intervals(read.registry_of(device_id))
         if not problem:
             try:
-                items, more = search_page(conn, who.viewer, wanted, PAGE_SIZE, after)
+                items, more = read.search_page(wanted, PAGE_SIZE, after)
             except SearchTooBroad as e:
                 problem = str(e)
-        relations = relations_of(conn, who.viewer, items)
+        relations = relations_of(read, items)
         names = party_names(conn, [i["party_id"] for i in items])
     here = f"/devices/{device_id}"
     return render(
@@ -315,6 +324,8 @@ def report(
         engine_of(request),
         limits_of(request),
         who.viewer,
+        web_reader(who),
+        {"from": values["from"], "to": values["to"]},
         wanted.time_from,
         wanted.time_to,
         headers=report_download_headers(who.viewer.party_id, wanted.time_from, wanted.time_to),

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..store import sessions
 from ..store.parties import party_name
@@ -37,6 +38,15 @@ class SignedIn:
     )
 
 
+def web_reader(who: SignedIn) -> Reader:
+    """Who reads, for the access log: the signed-in account, through the screen."""
+    return Reader(who.viewer.party_id, who.session.username, "web")
+
+
+class AuditorRefused(Exception):
+    """An auditor signed in to the screen, which shows SAT records only: answered 403."""
+
+
 class SignInNeeded(Exception):
     """No live session: the error handler answers with the sign-in page's address."""
 
@@ -56,9 +66,11 @@ def signed_in(request: Request) -> SignedIn | None:
         return None
     with engine_of(request).begin() as conn:
         session = sessions.load_session(conn, cookie)
-        viewer = viewer_for(conn, session.party_id) if session else None
-        name = party_name(conn, session.party_id) if session and viewer else ""
-    if session is None or viewer is None:
+        if session is None or session.party_id is None:
+            return None  # None: an auditor's, and the screen shows SAT records only
+        viewer = viewer_for(conn, session.party_id)
+        name = party_name(conn, session.party_id) if viewer else ""
+    if viewer is None:
         return None
     with engine_of(request).connect() as conn:  # apart: it reads as the viewer (store.queries)
         unread = unread_count(conn, viewer)
@@ -66,9 +78,21 @@ def signed_in(request: Request) -> SignedIn | None:
     return SignedIn(session, viewer, name, unread)
 
 
+def refuse_auditor(request: Request) -> None:
+    """403 (AuditorRefused) when the browser holds an auditor's live session."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return
+    with engine_of(request).begin() as conn:
+        session = sessions.load_session(conn, cookie)
+    if session is not None and session.party_id is None:
+        raise AuditorRefused()
+
+
 def _signed_in_or_refused(request: Request) -> SignedIn:
     who = signed_in(request)
     if who is None:
+        refuse_auditor(request)
         raise SignInNeeded()
     return who
 

@@ -16,19 +16,20 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from .. import settings
+from ..domain.access_log import Tally
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import (
     WatchLimit,
     create_watch,
     delete_watch,
-    events_after,
     get_watch,
     list_watches,
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
-from .api import ERRORS, ViewerDep
+from ..store.logged_reads import LoggedRead, logged_read
+from .api import ERRORS, ViewerDep, api_reader, asked
 from .errors import ParameterError
 from .fairness import limits_of
 from .params import PageSize
@@ -160,9 +161,13 @@ def watch_events(
     start, size, found = event_id_of(after), limit, watch_id_of(watch_id)
     if found is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
-    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
-        page = events_after(conn, viewer, found, start, size)
-        conn.commit()  # read only; see api.list_records
+    filters = asked(request, watch_id=found)
+    with (
+        limits_of(request).search(viewer.party_id),
+        engine_of(request).connect() as conn,
+        logged_read(conn, viewer, api_reader(request, viewer), "watch_events", filters) as read,
+    ):
+        page = read.events_after(found, start, size)
     if page is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
     return Response(
@@ -190,13 +195,23 @@ def sse_event(event: dict[str, Any]) -> bytes:
 async def _event_stream(
     request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any
 ) -> AsyncIterator[bytes]:
-    """The stream's body: pages of events as they come, a keep-alive comment when quiet."""
+    """The stream's body: pages of events as they come, a keep-alive comment when quiet.
+    Its first access-log entry was written before it started; the second, with the counts
+    of every event it sent, is written when it ends (SPEC section 8)."""
+    filters, reader = asked(request, watch_id=watch_id), api_reader(request, viewer)
+    sent = Tally()
 
     def page(position: int) -> tuple[list[dict[str, Any]], int | None] | None:
         with engine.connect() as conn:
-            got = events_after(conn, viewer, watch_id, position, STREAM_PAGE)
+            # counted into `sent`, whose entry is written when the stream ends
+            read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
+            got = read.events_after(watch_id, position, STREAM_PAGE)
             conn.commit()
             return got
+
+    def end_entry() -> None:
+        with engine.connect() as conn:
+            LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
 
     try:
         position, quiet_since = start, time.monotonic()
@@ -215,7 +230,10 @@ async def _event_stream(
                 quiet_since = time.monotonic()
             await asyncio.sleep(settings.current().stream_poll_seconds)
     finally:
-        slots.release()
+        try:
+            end_entry()  # on the loop: a cancelled stream cannot await in its finally
+        finally:
+            slots.release()
 
 
 @router.get(
@@ -254,6 +272,13 @@ def watch_stream(
         if found is None or get_watch(conn, viewer.party_id, found) is None:
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
+    try:
+        with engine.connect() as conn:  # the stream's first entry, before its first byte
+            reader = api_reader(request, viewer)
+            LoggedRead(conn, viewer, reader, "stream", asked(request, watch_id=found)).write_entry()
+    except BaseException:
+        slots.release()
+        raise
 
     return StreamingResponse(
         _event_stream(request, engine, viewer, found, start, slots),

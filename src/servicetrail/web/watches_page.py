@@ -19,13 +19,13 @@ from ..store.watches import (
     list_watches,
     mark_read,
     read_position,
-    recent_events,
 )
+from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .rendering import render
-from .signin import SignedIn, Who, checked_form
+from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of
 
 EVENTS_SHOWN = 50
@@ -69,10 +69,14 @@ def _page(
     read_up_to = 0
     names: dict[str, str] = {}
     if chosen is not None:
-        with limits_of(request).search(who.viewer.party_id), engine_of(request).connect() as conn:
+        filters = {"watch": chosen["id"]}
+        with (
+            limits_of(request).search(who.viewer.party_id),
+            engine_of(request).connect() as conn,
+            logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
+        ):
             read_up_to = read_position(conn, who.viewer.party_id, chosen["id"])
-            events = recent_events(conn, who.viewer, chosen["id"], EVENTS_SHOWN) or []
-            conn.commit()
+            events = read.recent_events(chosen["id"], EVENTS_SHOWN) or []
         with engine_of(request).begin() as conn:
             names = party_names(conn, [e["record"]["party_id"] for e in events])
             if events:

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 
 from .. import settings
 from ..domain.times import format_time
-from ..store.outbox import Due, Outcome, lease_due, record_outcomes
+from ..store.logged_reads import lease_deliveries
+from ..store.outbox import Due, Outcome, record_outcomes
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
@@ -166,7 +167,9 @@ class Deliverer:
             return True
 
         with self.engine.begin() as conn:
-            due = lease_due(conn, datetime.now(UTC), room, self.lease, self._busy_watches(), accept)
+            due = lease_deliveries(
+                conn, datetime.now(UTC), room, self.lease, self._busy_watches(), accept
+            )
         for delivery in due:
             self._held.add((delivery.watch_id, delivery.event_id))
             self._queued[self._host_of_watch[delivery.watch_id]].append(delivery)

@@ -1,0 +1,35 @@
+"""`servicetrail access-log`: who looked (SPEC section 8), as JSON Lines."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+import orjson
+
+from ..domain.access_log import entry_json
+from ..store.access_log import EntryFilter, iter_entries
+from .common import TIME, Failure, engine, with_db
+
+
+@click.command("access-log")
+@click.option("--party", "party_id", help="Only this Party's entries (default: every Party's).")
+@click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
+@with_db
+def access_log_cmd(
+    party_id: str | None, time_from: datetime | None, time_to: datetime | None
+) -> None:
+    """Every read of SAT records (API, web, CLI, webhooks), newest first, one JSON object a
+    line: id, at, party_id, actor, interface, action, filters, records_returned,
+    mp141_records_returned, device_ids. Reading the log is not itself logged."""
+    if time_from is not None and time_to is not None and time_to <= time_from:
+        raise Failure("--to must be after --from")
+    wanted = EntryFilter(party_id=party_id, time_from=time_from, time_to=time_to)
+    count = 0
+    with engine().connect() as conn:
+        for entry in iter_entries(conn, wanted):
+            sys.stdout.write(orjson.dumps(entry_json(entry)).decode() + "\n")
+            count += 1
+    click.echo(f"{count} entries", err=True)

@@ -1,0 +1,162 @@
+"""The access log (SPEC section 8): appending an entry, and reading entries back.
+
+Written by `store.logged_reads` only (every interface's read of SAT records goes through it);
+read by a Party's accounts (their own Party's entries, under row-level security on
+PostgreSQL as well as by the statement) and by auditors (everyone's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, and_, insert, or_, select
+from sqlalchemy.engine import Connection
+
+from ..domain.access_log import (
+    AccessEntry,
+    Reader,
+    Tally,
+    bounded_actor,
+    bounded_filters,
+)
+from ..domain.search import MAX_PAGE, Cursor
+from ..domain.visibility import Viewer
+from .access_tables import access_log
+from .access_writer import write_committed
+from .read_transaction import read_as, time_limit
+
+EXPORT_PAGE = 1000
+
+
+_INSERT = insert(access_log).returning(access_log.c.id)
+# not through a server-side cursor, which an export's `yield_per` leaves set on its connection
+_NOT_STREAMED = {"yield_per": None, "stream_results": False}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def append_entry(
+    conn: Connection,
+    reader: Reader,
+    action: str,
+    filters: Mapping[str, Any],
+    tally: Tally,
+    commit: bool = True,
+) -> AccessEntry:
+    """Appends one entry and returns once it is committed (group commit: store.access_writer),
+    so the caller answers only once it is stored; the entry returned has no id then (0),
+    since batched rows are not read back. With `commit` False it joins the caller's
+    transaction instead (and has its id), which then must commit before anything is sent."""
+    entry = AccessEntry(
+        id=0,  # the store's
+        at=_now(),
+        party_id=reader.party_id,
+        actor=bounded_actor(reader.actor),
+        interface=reader.interface,
+        action=action,
+        filters=bounded_filters(filters),
+        records_returned=tally.records_returned,
+        mp141_records_returned=tally.mp141_records_returned,
+        device_ids=tuple(sorted(tally.device_ids)),
+    )
+    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
+    row["filters"] = orjson.dumps(entry.filters).decode()
+    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    if not commit:
+        entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
+        return replace(entry, id=entry_id)
+    if conn.in_transaction():
+        # the read's transaction ends first, by COMMIT: psycopg forgets its prepared
+        # statements on a ROLLBACK (see web.api.list_records)
+        conn.commit()
+    write_committed(conn, row)
+    return entry
+
+
+def _entry(row: Any) -> AccessEntry:
+    return AccessEntry(
+        id=row.id,
+        at=row.at,
+        party_id=row.party_id,
+        actor=row.actor,
+        interface=row.interface,
+        action=row.action,
+        filters=orjson.loads(row.filters),
+        records_returned=row.records_returned,
+        mp141_records_returned=row.mp141_records_returned,
+        device_ids=tuple(orjson.loads(row.device_ids)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """Which entries: a Party's (None: everyone's, for an auditor), and `at` in [from, to)."""
+
+    party_id: str | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+
+
+def _entries(wanted: EntryFilter, cursor: Cursor | None) -> Select[Any]:
+    c = access_log.c
+    query = select(access_log).order_by(c.at.desc(), c.id.desc())
+    if wanted.party_id is not None:
+        query = query.where(c.party_id == wanted.party_id)
+    if wanted.time_from is not None:
+        query = query.where(c.at >= wanted.time_from)
+    if wanted.time_to is not None:
+        query = query.where(c.at < wanted.time_to)
+    if cursor is not None:
+        query = query.where(
+            or_(c.at < cursor.logged_at, and_(c.at == cursor.logged_at, c.id < cursor.record_id))
+        )
+    return query
+
+
+def _as_reader(conn: Connection, party_id: str | None) -> AbstractContextManager[Any]:
+    """A Party's read runs as the reader role (row-level security keeps it to its entries);
+    an auditor's, which may see every Party's, as the owner."""
+    if party_id is None:
+        return time_limit(conn)
+    return read_as(conn, Viewer(party_id, frozenset()))
+
+
+def entries_page(
+    conn: Connection, wanted: EntryFilter, limit: int, cursor: Cursor | None = None
+) -> tuple[list[AccessEntry], Cursor | None]:
+    """A page of entries, newest first, and the cursor of the next (None on the last)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    with _as_reader(conn, wanted.party_id):
+        rows = conn.execute(_entries(wanted, cursor).limit(limit + 1)).all()
+    conn.commit()
+    entries = [_entry(row) for row in rows[:limit]]
+    more = len(rows) > limit and entries
+    return entries, Cursor(entries[-1].at, entries[-1].id) if more else None
+
+
+def iter_entries(conn: Connection, wanted: EntryFilter) -> Iterator[AccessEntry]:
+    """Every entry asked for, newest first, a page at a time (for the CLI)."""
+    cursor: Cursor | None = None
+    while True:
+        entries, cursor = entries_page(conn, wanted, EXPORT_PAGE, cursor)
+        yield from entries
+        if cursor is None:
+            return
+
+
+def entries_after(conn: Connection, after_id: int, limit: int) -> list[AccessEntry]:
+    """Entries by increasing id after `after_id`: the order they become Merkle leaves in."""
+    rows = conn.execute(
+        select(access_log).where(access_log.c.id > after_id).order_by(access_log.c.id).limit(limit)
+    ).all()
+    return [_entry(row) for row in rows]
+
+
+__all__ = ["EntryFilter", "append_entry", "entries_after", "entries_page", "iter_entries"]

@@ -1,0 +1,195 @@
+"""The interfaces' one way to read SAT records (SPEC section 8): every read is made through a
+`LoggedRead`, which counts what each of its reads returned and appends one access-log entry
+before the caller answers. The API, the screen, the CLI and the webhook deliveries import
+their reads from here only (tests/test_architecture.py checks it), so a new read cannot be
+made without saying who reads and why, and cannot skip the entry.
+
+    with logged_read(conn, viewer, reader, "search", filters) as read:
+        items, more = read.search_page(search, limit, cursor)
+    # the entry is stored here, before anything is sent
+
+A read that ends in an exception (a time limit, a refusal) writes no entry: it returned
+nothing. A streamed answer (an export, an SSE stream) writes its entry before its first
+byte through `write_entry()`; an SSE stream writes a second one when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from ..domain.access_log import AccessEntry, Reader, Tally
+from ..domain.model import Responsibility
+from ..domain.search import Cursor, Search
+from ..domain.visibility import Decision, Scope, Viewer
+from . import queries, triggers, watches
+from .access_log import append_entry
+from .export import OwnReport, own_report_csv
+from .outbox import Due, lease_due
+
+
+class LoggedRead:
+    """The reads of one answer, by one reader; see the module's note."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        viewer: Viewer,
+        reader: Reader,
+        action: str,
+        filters: Mapping[str, Any],
+        tally: Tally | None = None,
+    ) -> None:
+        self.conn, self.viewer, self.reader = conn, viewer, reader
+        self.action, self.filters = action, dict(filters)
+        self.tally = Tally() if tally is None else tally  # a stream's counts, kept across reads
+        self.entry: AccessEntry | None = None
+        self.left_out = False
+        self._seen: set[int] = set()
+
+    def _counted(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # a record shown twice in one answer (in the exchange and among the triggers of a
+        # record page) was returned once
+        self.tally.count(i for i in items if i["id"] not in self._seen)
+        self._seen.update(i["id"] for i in items)
+        return items
+
+    # --- reads that return records: each counts what it returned ---------------------------
+
+    def search_page(
+        self, search: Search, limit: int, cursor: Cursor | None = None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        items, more = queries.search_page(self.conn, self.viewer, search, limit, cursor)
+        return self._counted(items), more
+
+    def get_visible(self, record_id: int) -> dict[str, Any] | None:
+        found = queries.get_visible(self.conn, self.viewer, record_id)
+        if found is not None:
+            self._counted([found])
+        return found
+
+    def explain(self, record_id: int) -> tuple[dict[str, Any], Decision] | None:
+        found = queries.explain(self.conn, self.viewer, record_id)
+        if found is not None:
+            self._counted([found[0]])
+        return found
+
+    def exchange_of(self, current: dict[str, Any]) -> list[dict[str, Any]]:
+        """The record's exchange (its request, acknowledgement, responses)."""
+        return self._counted(queries.exchange_of(self.conn, self.viewer, current["request_id"]))
+
+    def triggers_of(
+        self, record_id: int, minutes: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        found = triggers.triggers_of(self.conn, self.viewer, record_id, minutes)
+        if found is not None:
+            self._counted([found[0]] + [t["record"] for t in found[1]])
+        return found
+
+    def triggers_for(self, current: dict[str, Any], minutes: int) -> list[dict[str, Any]]:
+        found = triggers.triggers_for(self.conn, self.viewer, current, minutes)
+        self._counted([t["record"] for t in found])
+        return found
+
+    def events_after(
+        self, watch_id: int, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None] | None:
+        page = watches.events_after(self.conn, self.viewer, watch_id, after, limit)
+        if page is not None:
+            self._counted([e["record"] for e in page[0]])
+        return page
+
+    def recent_events(self, watch_id: int, limit: int) -> list[dict[str, Any]] | None:
+        found = watches.recent_events(self.conn, self.viewer, watch_id, limit)
+        if found is not None:
+            self._counted([e["record"] for e in found])
+        return found
+
+    def count_export(self, search: Search, limit: int | None = None) -> None:
+        """Counts what an export of `search` will return, before it is streamed: the entry
+        is written before the first byte, so an export is read twice (a count, then the rows)."""
+        for found in queries.iter_search(self.conn, self.viewer, search, limit):
+            self.tally.count((found,))
+
+    def count_own_report(self, time_from: datetime, time_to: datetime) -> None:
+        self.count_export(Search(time_from=time_from, time_to=time_to, scope=Scope.OWN))
+
+    # --- exports: counted first (count_export), streamed once the entry is stored ----------
+
+    def _entry_first(self) -> None:
+        if self.entry is None:
+            raise RuntimeError("an export is streamed only after its access-log entry is stored")
+
+    def iter_search(self, search: Search, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        self._entry_first()
+        return queries.iter_search(self.conn, self.viewer, search, limit)
+
+    def iter_own_report(self, time_from: datetime, time_to: datetime) -> Iterator[dict[str, Any]]:
+        self._entry_first()
+        return queries.iter_own_report(self.conn, self.viewer, time_from, time_to)
+
+    def own_report_csv(self, time_from: datetime, time_to: datetime) -> OwnReport:
+        self._entry_first()
+        return own_report_csv(self.conn, self.viewer, time_from, time_to)
+
+    # --- reads about records already counted: they return no record of their own ---------
+
+    def why_many(self, items: list[dict[str, Any]]) -> dict[int, Decision]:
+        return queries.why_many(self.conn, self.viewer, items)
+
+    def registry_of(self, device_id: str) -> list[Responsibility]:
+        return queries.registry_of(self.conn, device_id, self.viewer.party_id)
+
+    # --- the entry --------------------------------------------------------------------------
+
+    def write_entry(self) -> AccessEntry | None:
+        """Stores the entry of what was read so far (once): before a stream's first byte."""
+        if self.entry is None and not self.left_out:
+            self.entry = append_entry(self.conn, self.reader, self.action, self.filters, self.tally)
+        return self.entry
+
+    def leave_out_if_empty(self) -> None:
+        """No entry if nothing was returned: for the repeated polls of a follower (`watch
+        events --follow`), whose first read is logged and then every one that finds events."""
+        self.left_out = self.tally.records_returned == 0
+
+
+@contextmanager
+def logged_read(
+    conn: Connection, viewer: Viewer, reader: Reader, action: str, filters: Mapping[str, Any]
+) -> Iterator[LoggedRead]:
+    """A `LoggedRead` whose entry is stored when the block ends without an exception."""
+    read = LoggedRead(conn, viewer, reader, action, filters)
+    yield read
+    read.write_entry()
+
+
+WEBHOOK = Reader(None, "webhook", "webhook")
+
+
+def lease_deliveries(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    busy_watches: frozenset[int] = frozenset(),
+    accept: Callable[[Due], bool] = lambda _: True,
+) -> list[Due]:
+    """`store.outbox.lease_due`, with one access-log entry per delivery leased (each attempt
+    sends its record to the watch's Party's receiver), in the lease's transaction: the entry
+    is committed before the delivery's first byte is sent."""
+    due = lease_due(conn, now, limit, lease, busy_watches, accept)
+    for delivery in due:
+        tally = Tally()
+        tally.count([delivery.event["record"]])
+        reader = Reader(delivery.party_id, WEBHOOK.actor, WEBHOOK.interface)
+        filters = {"watch_id": delivery.watch_id, "event_id": delivery.event_id}
+        append_entry(conn, reader, "deliver", filters, tally, commit=False)
+    return due
+
+
+__all__ = ["LoggedRead", "lease_deliveries", "logged_read"]

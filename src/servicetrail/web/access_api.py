@@ -1,0 +1,74 @@
+"""`GET /api/v1/access-log` (SPEC section 8): who looked. A Party's accounts read their own
+Party's entries; an auditor's account reads every Party's (and may filter by `party_id`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ..domain.access_log import entry_json
+from ..domain.search import DEFAULT_PAGE
+from ..store.access_log import EntryFilter, entries_page
+from .api import ERRORS, TIME_SCHEMA, AccountDep
+from .errors import ParameterError
+from .params import PageSize, build_search, cursor_of
+from .state import engine_of
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["access log"])
+MAX_PARTY_ID = 32
+
+
+@router.get("/access-log", response_model=None)
+def access_log(
+    request: Request,
+    holder: AccountDep,
+    time_from: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="inclusive, ISO-8601 with offset",
+            json_schema_extra=TIME_SCHEMA,
+        ),
+    ] = None,
+    time_to: Annotated[
+        str | None,
+        Query(
+            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+        ),
+    ] = None,
+    limit: PageSize = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page (opaque)")
+    ] = None,
+    party_id: Annotated[
+        str | None,
+        Query(
+            description="auditors only: one Party's entries (a Party's account always reads "
+            "its own Party's, whatever this says)",
+            max_length=MAX_PARTY_ID,
+        ),
+    ] = None,
+) -> Response:
+    """Who read SAT records, newest first: `{"items": [entry, ...], "next_cursor"}`. An
+    entry: `id, at, party_id, actor, interface, action, filters, records_returned,
+    mp141_records_returned, device_ids`."""
+    period = build_search(time_from=time_from, time_to=time_to)
+    if period.time_from and period.time_to and period.time_to <= period.time_from:
+        raise ParameterError("to", "must be after from")
+    after = cursor_of(cursor)
+    own_party = holder.viewer.party_id if holder.viewer is not None else None
+    wanted = EntryFilter(
+        party_id=own_party if own_party is not None else (party_id or None),
+        time_from=period.time_from,
+        time_to=period.time_to,
+    )
+    with engine_of(request).connect() as conn:
+        entries, next_cursor = entries_page(conn, wanted, limit, after)
+    body = {
+        "items": [entry_json(e) for e in entries],
+        "next_cursor": next_cursor.encode() if next_cursor else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,222 @@
+"""Who looked (SPEC section 8) through the API, on both engines: every route that returns SAT
+records writes exactly one access-log entry, with the counts of what it returned, before it
+answers; a Party reads its own Party's entries; an auditor reads everyone's and no record."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.domain.access_log import MAX_FILTER_VALUE, MAX_FILTERS
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def world(engine):
+    return P.load_personas(engine)
+
+
+@pytest.fixture
+def client(engine, world):
+    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def bearer(engine, username: str, party: str | None) -> dict[str, str]:
+    with engine.begin() as conn:
+        create_account(conn, username, party, PASSWORD)
+        return {"Authorization": f"Bearer {create_token(conn, username)}"}
+
+
+@pytest.fixture
+def np(engine, world):
+    return bearer(engine, "np.analyst", P.NORTHPOWER)
+
+
+@pytest.fixture
+def ws(engine, world):
+    return bearer(engine, "ws.analyst", P.WIRESCO)
+
+
+@pytest.fixture
+def auditor(engine, world):
+    return bearer(engine, "the.auditor", None)
+
+
+def entries(client, headers, **params) -> list[dict]:
+    """Every entry `headers` may read, newest first, walking the pages."""
+    found, cursor = [], None
+    while True:
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        answer = client.get("/api/v1/access-log", headers=headers, params=query)
+        assert answer.status_code == 200, answer.text
+        found += answer.json()["items"]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def expected_counts(items: list[dict]) -> tuple[int, int, list[str]]:
+    shared = [i for i in items if i["access"] == "mp141"]
+    return len(items), len(shared), sorted({i["device_id"] for i in shared if i["device_id"]})
+
+
+def counts_of(entry: dict) -> tuple[int, int, list[str]]:
+    return entry["records_returned"], entry["mp141_records_returned"], entry["device_ids"]
+
+
+def test_every_record_route_writes_one_entry_with_what_it_returned(client, np, auditor):
+    search = client.get(f"/api/v1/records?device_id={P.ESME_1}&limit=1000", headers=np).json()
+    visible = search["items"]
+    one = visible[0]["id"]
+    assert any(i["access"] == "mp141" for i in visible)
+    routes = [
+        ("search", f"/api/v1/records?device_id={P.ESME_1}&limit=1000"),
+        ("search", "/api/v1/records?scope=others"),
+        ("record", f"/api/v1/records/{one}"),
+        ("why", f"/api/v1/records/{one}/why"),
+        ("triggers", f"/api/v1/records/{one}/triggers"),
+        ("report", "/api/v1/reports/own.csv?from=2024-01-01T00:00:00Z&to=2027-01-01T00:00:00Z"),
+    ]
+    before = len(entries(client, auditor))
+    assert before == 1  # the search above
+    for action, path in routes:
+        answer = client.get(path, headers=np)
+        assert answer.status_code == 200, (path, answer.text)
+        written = entries(client, auditor)
+        assert len(written) == before + 1, path  # exactly one entry per read
+        before += 1
+        entry = written[0]
+        assert (entry["action"], entry["interface"], entry["actor"], entry["party_id"]) == (
+            action,
+            "api",
+            "np.analyst",
+            P.NORTHPOWER,
+        ), path
+        if action == "search":
+            assert counts_of(entry) == expected_counts(answer.json()["items"]), path
+        elif action == "record":
+            assert counts_of(entry) == expected_counts([answer.json()]), path
+            assert entry["filters"] == {"record_id": one}
+        elif action == "why":
+            assert entry["records_returned"] == 1
+        elif action == "triggers":
+            shown = [t["record"] for t in answer.json()["items"]]
+            got = client.get(f"/api/v1/records/{one}", headers=np).json()
+            assert counts_of(entry) == expected_counts([got, *shown])
+            before += 1  # the look-up just made
+        elif action == "report":
+            rows = answer.text.strip().splitlines()[1:]
+            assert entry["records_returned"] == len(rows) > 0
+            assert entry["mp141_records_returned"] == 0 and entry["device_ids"] == []
+
+
+def test_the_search_entry_keeps_the_filters_as_asked(client, np, auditor):
+    asked = {"device_id": P.ESME_1.lower(), "kind": "request", "limit": "7"}
+    assert client.get("/api/v1/records", headers=np, params=asked).status_code == 200
+    assert entries(client, auditor)[0]["filters"] == asked
+
+
+def test_an_auditor_sees_no_record_and_every_partys_entries(client, np, ws, auditor, world):
+    one = next(iter(world.ids.values()))
+    for path in (
+        "/api/v1/records",
+        f"/api/v1/records/{one}",
+        f"/api/v1/records/{one}/why",
+        f"/api/v1/records/{one}/triggers",
+        "/api/v1/reports/own.csv?from=2024-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+        "/api/v1/watches",
+        "/api/v1/watches/1/events",
+    ):
+        answer = client.get(path, headers=auditor)
+        assert answer.status_code == 403, path
+        assert "records" not in answer.text.lower() or "never SAT records" in answer.text
+    assert entries(client, auditor) == []  # a refusal reads nothing, so logs nothing
+    client.get("/api/v1/records", headers=np)
+    client.get("/api/v1/records", headers=ws)
+    everyone = entries(client, auditor)
+    assert {e["party_id"] for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
+    only_ws = entries(client, auditor, party_id=P.WIRESCO)
+    assert [e["party_id"] for e in only_ws] == [P.WIRESCO]
+
+
+def test_a_party_never_sees_another_partys_entries(client, np, ws, world):
+    client.get("/api/v1/records", headers=np)
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=ws)
+    mine = entries(client, ws)
+    assert [e["party_id"] for e in mine] == [P.WIRESCO]
+    # asking for another Party's entries gives one's own, never theirs
+    assert entries(client, ws, party_id=P.NORTHPOWER) == mine
+    assert [e["actor"] for e in entries(client, np)] == ["np.analyst"]
+
+
+def test_access_log_pages_newest_first_by_keyset(client, np):
+    for _ in range(5):
+        client.get("/api/v1/records?limit=1", headers=np)
+    first = client.get("/api/v1/access-log?limit=2", headers=np).json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    walked = entries(client, np)
+    assert len(walked) == 5
+    assert [e["id"] for e in walked] == sorted((e["id"] for e in walked), reverse=True)
+    assert [e["id"] for e in first["items"]] == [e["id"] for e in walked[:2]]
+    later = entries(client, np, **{"from": walked[2]["at"]})
+    assert [e["id"] for e in later] == [e["id"] for e in walked[:3]]
+    earlier = entries(client, np, to=walked[2]["at"])
+    assert [e["id"] for e in earlier] == [e["id"] for e in walked[3:]]
+
+
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2025-13-01"}, "to"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
+        ({"party_id": "P" * 200}, "party_id"),
+    ],
+)
+def test_bad_access_log_parameters_are_422_naming_them(client, auditor, params, parameter):
+    answer = client.get("/api/v1/access-log", headers=auditor, params=params)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["parameter"] == parameter
+
+
+def test_the_access_log_needs_a_token(client):
+    assert client.get("/api/v1/access-log").status_code == 401
+
+
+def test_hostile_filters_are_stored_safely_and_bounded(client, np, auditor):
+    odd = "\u202e\u0000\U0001f4a3e\u0301" + "\ud800".encode("utf-8", "surrogatepass").decode(
+        "utf-8", "replace"
+    )
+    params = {f"p{n:02d}": odd for n in range(MAX_FILTERS + 10)}
+    params["p00"] = odd * 300  # longer than a value may be
+    params["device_id"] = P.ESME_1
+    answer = client.get("/api/v1/records", headers=np, params=params)
+    assert answer.status_code == 200
+    entry = entries(client, auditor)[0]
+    assert len(entry["filters"]) == MAX_FILTERS
+    assert all(len(v) <= MAX_FILTER_VALUE for v in entry["filters"].values())
+    assert all("\x00" not in v for v in entry["filters"].values())
+    assert entry["filters"]["p01"] == "\u202e\U0001f4a3\u00e9" + "\ufffd" * 3  # NFC, no NUL
+    assert len(entry["filters"]["p00"]) == MAX_FILTER_VALUE
+
+
+def test_a_record_one_may_not_see_is_logged_as_nothing_returned(client, np, auditor, world):
+    hidden = world.ids  # LOOKER's own requests are not NORTHPOWER's to see
+    lk_only = [
+        record_id
+        for name, record_id in hidden.items()
+        if world.records[name].user_id == P.LK_OU and not world.records[name].device_id
+    ]
+    assert lk_only
+    assert client.get(f"/api/v1/records/{lk_only[0]}", headers=np).status_code == 404
+    entry = entries(client, auditor)[0]
+    assert (entry["action"], entry["records_returned"]) == ("record", 0)

@@ -1,0 +1,153 @@
+"""Who looked (SPEC section 8) through the screen and the command line, on both engines: each
+page or command that shows SAT records writes one entry; the unread count in the navigation
+writes none; an auditor's screen is 403; `servicetrail access-log` prints JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.domain.watches import watch_spec
+from servicetrail.store.access_log import EntryFilter, iter_entries
+from servicetrail.store.accounts import create_account
+from servicetrail.store.watches import catch_up, create_watch
+from servicetrail.web.app import create_app
+from tests import personas as P
+
+PASSWORD = "correct horse battery staple"
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def world(engine):
+    built = P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
+        create_account(conn, "the.auditor", None, PASSWORD)
+    return built
+
+
+def signed_in(engine, username: str) -> TestClient:
+    client = TestClient(create_app(engine), raise_server_exceptions=False)
+    form = client.get("/login")
+    data = {
+        "username": username,
+        "password": PASSWORD,
+        "csrf_token": TOKEN.search(form.text).group(1),
+    }
+    assert client.post("/login", data=data, follow_redirects=False).status_code == 303
+    return client
+
+
+def own_record(world) -> int:
+    """A record of NORTHPOWER's own traffic."""
+    return next(world.ids[name] for name, r in world.records.items() if r.user_id == P.NP_IS)
+
+
+def logged(engine) -> list:
+    with engine.connect() as conn:
+        return list(iter_entries(conn, EntryFilter()))
+
+
+def test_each_screen_page_that_shows_records_writes_one_entry(engine, world):
+    np = signed_in(engine, "np.analyst")
+    one = own_record(world)
+    pages = [
+        ("/", "search"),
+        (f"/?device_id={P.ESME_1}", "search"),
+        (f"/records/{one}", "record"),
+        (f"/devices/{P.ESME_1}", "search"),
+    ]
+    for path, action in pages:
+        before = len(logged(engine))
+        assert np.get(path).status_code == 200, path
+        after = logged(engine)
+        assert len(after) == before + 1, path
+        assert (after[0].action, after[0].interface, after[0].actor) == (
+            action,
+            "web",
+            "np.analyst",
+        )
+    assert logged(engine)[0].filters == {"device_id": P.ESME_1}
+
+
+def test_the_report_download_writes_its_entry_with_its_row_count(engine, world):
+    np = signed_in(engine, "np.analyst")
+    csrf = TOKEN.search(np.get("/report").text).group(1)
+    before = len(logged(engine))
+    answer = np.post(
+        "/report",
+        data={"csrf_token": csrf, "from": "2024-01-01", "to": "2027-01-01"},
+    )
+    assert answer.status_code == 200
+    rows = answer.text.strip().splitlines()[1:]
+    entries = logged(engine)
+    assert len(entries) == before + 1
+    assert (entries[0].action, entries[0].records_returned) == ("report", len(rows))
+
+
+def test_the_watches_page_logs_the_events_it_shows_but_not_the_unread_count(engine, world):
+    with engine.begin() as conn:
+        create_watch(conn, P.NORTHPOWER, watch_spec({"name": "mine"}), None)
+    catch_up(engine)
+    np = signed_in(engine, "np.analyst")
+    before = len(logged(engine))
+    np.get("/report")  # a page with the navigation (and its unread count) and no records
+    assert len(logged(engine)) == before
+    assert np.get("/watches").status_code == 200
+    entries = logged(engine)
+    assert len(entries) == before + 1 and entries[0].action == "watch_events"
+
+
+def test_an_auditors_screen_is_403(engine, world):
+    auditor = signed_in(engine, "the.auditor")
+    one = world.ids[next(iter(world.ids))]
+    for path in ("/", f"/records/{one}", f"/devices/{P.ESME_1}", "/report", "/watches"):
+        answer = auditor.get(path, follow_redirects=False)
+        assert answer.status_code == 403, path
+    assert logged(engine) == []
+
+
+def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
+    one = own_record(world)
+    assert cli("records", "--party", P.WIRESCO, "--device", P.ESME_1).exit_code == 0
+    shown = cli("records", "--party", P.WIRESCO, "--format", "jsonl", "--limit", "3")
+    assert shown.exit_code == 0
+    assert cli("triggers", str(one), "--party", P.NORTHPOWER).exit_code == 0
+    report = cli(
+        "report", "own", "--party", P.NORTHPOWER, "--from", "2024-01-01", "--to", "2027-01-01"
+    )
+    assert report.exit_code == 0
+    printed = cli("access-log")
+    assert printed.exit_code == 0
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [(e["action"], e["party_id"]) for e in lines] == [
+        ("report", P.NORTHPOWER),
+        ("triggers", P.NORTHPOWER),
+        ("search", P.WIRESCO),
+        ("search", P.WIRESCO),
+    ]
+    assert {e["actor"] for e in lines} == {"cli"} and {e["interface"] for e in lines} == {"cli"}
+    items = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert lines[2]["records_returned"] == len(items) == 3
+    assert lines[2]["mp141_records_returned"] == sum(i["access"] == "mp141" for i in items)
+    assert lines[0]["records_returned"] == len(report.stdout.strip().splitlines()) - 1
+    only_np = cli("access-log", "--party", P.NORTHPOWER)
+    assert {json.loads(line)["party_id"] for line in only_np.stdout.splitlines()} == {P.NORTHPOWER}
+    none = cli("access-log", "--from", "2999-01-01T00:00:00Z")
+    assert none.exit_code == 0 and none.stdout == ""
+    assert cli("access-log", "--from", "yesterday").exit_code == 2
+
+
+def test_accounts_create_auditor_is_of_no_party(cli, world):
+    made = cli("accounts", "create", "eve.auditor", "--auditor", input=PASSWORD + "\n")
+    assert made.exit_code == 0, made.output
+    assert cli("tokens", "create", "eve.auditor").exit_code == 0
+    assert "(auditor)" in cli("tokens", "list").stdout
+    both = cli("accounts", "create", "x", "--auditor", "--party", P.NORTHPOWER, input=PASSWORD)
+    assert both.exit_code == 2
+    neither = cli("accounts", "create", "y", input=PASSWORD + "\n")
+    assert neither.exit_code == 2

@@ -1,0 +1,130 @@
+"""Who looked (SPEC section 8) for what is sent over time, on both engines: a watch's events
+page, an SSE stream (one entry before its first byte, a second with its counts when it ends)
+and each webhook delivery (actor "webhook")."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import orjson
+import pytest
+
+from servicetrail import settings
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.watches import watch_spec
+from servicetrail.store.access_log import EntryFilter, iter_entries
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.logged_reads import lease_deliveries
+from servicetrail.store.watches import catch_up, create_watch
+from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from servicetrail.webhooks.signing import new_secret
+from tests import personas as P
+from tests.live_server import LiveServer, wait_until
+
+LATER = P.t("2025-04-01T10:00:00Z")
+
+
+@pytest.fixture
+def server(engine, monkeypatch):
+    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
+    settings.reload()
+    P.load_personas(engine)
+    with LiveServer(create_app(engine)) as live:
+        yield live
+
+
+def bearer(engine, party: str) -> dict[str, str]:
+    with engine.begin() as conn:
+        create_account(conn, f"s-{party.lower()}", party, "correct horse battery")
+        return {"Authorization": f"Bearer {create_token(conn, f's-{party.lower()}')}"}
+
+
+def lk_requests(engine, count: int, first: int = 0) -> None:
+    """LOOKER's requests to ESME-1: MP141 titles for its supplier, SOUTHENERGY, by then."""
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    LATER + timedelta(seconds=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<b>",
+                )
+                for n in range(first, first + count)
+            ],
+        )
+    catch_up(engine)
+
+
+def logged(engine) -> list:
+    with engine.connect() as conn:
+        return list(iter_entries(conn, EntryFilter()))
+
+
+def sse_data(lines, count: int) -> list[dict]:
+    found = []
+    for line in lines:
+        if line.startswith("data: "):
+            found.append(orjson.loads(line[6:]))
+            if len(found) == count:
+                return found
+    return found
+
+
+def test_events_page_and_stream_write_their_entries(engine, server):
+    south = bearer(engine, P.SOUTHENERGY)
+    base = f"http://127.0.0.1:{server.port}"
+    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    lk_requests(engine, 3)
+    page = httpx.get(f"{base}/api/v1/watches/{watch['id']}/events", headers=south).json()
+    assert len(page["events"]) == 3
+    (events_entry,) = logged(engine)
+    assert (events_entry.action, events_entry.records_returned) == ("watch_events", 3)
+    assert events_entry.mp141_records_returned == 3
+    assert events_entry.device_ids == (P.ESME_1,)
+    url = f"{base}/api/v1/watches/{watch['id']}/stream"
+    with httpx.stream("GET", url, headers=south, timeout=10) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        opened = logged(engine)
+        assert len(opened) == 2 and opened[0].action == "stream"
+        assert opened[0].records_returned == 0  # written before the first byte
+        assert len(sse_data(lines, 3)) == 3
+        lk_requests(engine, 1, first=3)  # arrives while the stream is open
+        assert len(sse_data(lines, 1)) == 1
+    assert wait_until(lambda: len(logged(engine)) == 3, 10)
+    ended = logged(engine)[0]
+    assert (ended.action, ended.records_returned, ended.mp141_records_returned) == ("stream", 4, 4)
+    assert (
+        ended.filters == {"watch_id": watch["id"]} and ended.actor == f"s-{P.SOUTHENERGY.lower()}"
+    )
+
+
+def test_each_leased_delivery_writes_a_webhook_entry_before_it_is_sent(engine):
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        made = create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": "hook", "webhook": {"url": "https://example.org/hook"}}),
+            new_secret(),
+        )
+    lk_requests(engine, 2)
+    with engine.begin() as conn:
+        due = lease_deliveries(conn, datetime.now(timezone.utc), 10, timedelta(minutes=1))
+    assert len(due) == 2
+    entries = logged(engine)
+    assert len(entries) == 2
+    for entry in entries:
+        assert (entry.actor, entry.interface, entry.action) == ("webhook", "webhook", "deliver")
+        assert entry.party_id == P.SOUTHENERGY
+        assert (entry.records_returned, entry.mp141_records_returned) == (1, 1)
+        assert entry.filters["watch_id"] == made["id"]
+    assert sorted(e.filters["event_id"] for e in entries) == sorted(d.event_id for d in due)

@@ -1,0 +1,109 @@
+"""The access-log entry as pure data (SPEC section 8): its leaf bytes under §7's encoding, its
+counts, and the bounds on what a caller may put in it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from servicetrail.domain.access_log import (
+    MAX_DEVICE_IDS,
+    MAX_FILTER_NAME,
+    AccessEntry,
+    Reader,
+    Tally,
+    bounded_filters,
+    entry_json,
+    leaf_data,
+    log_month,
+)
+
+AT = datetime(2025, 3, 1, 9, 5, 7, 0, tzinfo=timezone.utc)
+
+
+def entry(**changes) -> AccessEntry:
+    fields = {
+        "id": 42,
+        "at": AT,
+        "party_id": "NORTHPOWER",
+        "actor": "zoë",
+        "interface": "api",
+        "action": "search",
+        "filters": {"device_id": "00-db-12-34-56-78-90-01", "limit": "10"},
+        "records_returned": 3,
+        "mp141_records_returned": 2,
+        "device_ids": ("00-DB-12-34-56-78-90-01",),
+    }
+    return AccessEntry(**{**fields, **changes})
+
+
+def test_the_leaf_is_the_entrys_json_sorted_compact_utf8_with_microsecond_times():
+    expected = (
+        '{"action":"search","actor":"zoë","at":"2025-03-01T09:05:07.000000Z",'
+        '"device_ids":["00-DB-12-34-56-78-90-01"],'
+        '"filters":{"device_id":"00-db-12-34-56-78-90-01","limit":"10"},'
+        '"id":42,"interface":"api","mp141_records_returned":2,"party_id":"NORTHPOWER",'
+        '"records_returned":3}'
+    ).encode()
+    assert leaf_data(entry()) == expected
+    assert json.loads(leaf_data(entry())) == entry_json(entry())
+    # RFC 9162 leaf hash of it, as an independent verifier computes it
+    assert len(hashlib.sha256(b"\x00" + leaf_data(entry())).digest()) == 32
+
+
+def test_every_field_is_in_the_leaf_so_an_edit_changes_it():
+    base = leaf_data(entry())
+    for change in (
+        {"id": 43},
+        {"at": AT + timedelta(microseconds=1)},
+        {"party_id": None},
+        {"actor": "mallory"},
+        {"interface": "web"},
+        {"action": "record"},
+        {"filters": {}},
+        {"records_returned": 4},
+        {"mp141_records_returned": 1},
+        {"device_ids": ()},
+    ):
+        assert leaf_data(entry(**change)) != base, change
+
+
+def test_times_are_utc_whatever_zone_they_came_in():
+    later = AT.astimezone(timezone(timedelta(hours=-5)))
+    assert entry_json(entry(at=later))["at"] == "2025-03-01T09:05:07.000000Z"
+    assert log_month(entry(at=datetime(2025, 12, 31, 23, 59, tzinfo=timezone.utc))) == "2025-12"
+
+
+def test_the_tally_counts_mp141_records_and_caps_their_distinct_devices():
+    tally = Tally()
+    items = [{"access": "own", "device_id": "OWN-DEVICE"}]
+    items += [
+        {"access": "mp141", "device_id": f"00-DB-00-00-00-00-{n // 256:02X}-{n % 256:02X}"}
+        for n in range(MAX_DEVICE_IDS + 50)
+    ]
+    items += [{"access": "mp141", "device_id": "00-DB-00-00-00-00-00-00"}]  # seen already
+    items += [{"access": "mp141", "device_id": ""}]  # a non-device message
+    tally.count(items)
+    assert tally.records_returned == len(items)
+    assert tally.mp141_records_returned == len(items) - 1
+    assert len(tally.device_ids) == MAX_DEVICE_IDS
+    assert "OWN-DEVICE" not in tally.device_ids and "" not in tally.device_ids
+
+
+def test_filters_keep_numbers_and_drop_what_was_not_asked():
+    assert bounded_filters({"limit": 5, "scope": "all", "kind": None, "flag": True}) == {
+        "limit": 5,
+        "scope": "all",
+        "flag": True,
+    }
+    huge = bounded_filters({"n" * 500: 2**70})
+    assert list(huge) == ["n" * MAX_FILTER_NAME] and huge["n" * MAX_FILTER_NAME] == str(2**70)
+
+
+def test_a_reader_names_a_known_interface():
+    assert Reader(None, "webhook", "webhook").party_id is None
+    with pytest.raises(ValueError):
+        Reader("P", "someone", "telnet")

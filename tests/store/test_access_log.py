@@ -1,0 +1,122 @@
+"""The access log's store (SPEC section 8) on both engines: append-only, increasing ids, one
+Party's entries apart from another's (by the statement, and on PostgreSQL by row-level
+security as well), bounded device lists."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from servicetrail.domain.access_log import MAX_DEVICE_IDS, Reader, Tally, leaf_data
+from servicetrail.store.access_log import (
+    EntryFilter,
+    append_entry,
+    entries_after,
+    entries_page,
+    iter_entries,
+)
+from servicetrail.store.read_transaction import read_as
+from servicetrail.store.logged_reads import logged_read
+from servicetrail.domain.search import Search
+from servicetrail.domain.visibility import Viewer
+from tests import personas as P
+
+NP = Reader(P.NORTHPOWER, "np.analyst", "api")
+WS = Reader(P.WIRESCO, "ws.analyst", "web")
+
+
+def append(engine, reader: Reader, items=(), action: str = "search"):
+    tally = Tally()
+    tally.count(items)
+    with engine.connect() as conn:
+        return append_entry(conn, reader, action, {"asked": "x"}, tally)
+
+
+def test_entries_are_append_only(engine):
+    entry = append(engine, NP)
+    for statement in (
+        "UPDATE access_log SET records_returned = 0",
+        "DELETE FROM access_log",
+    ):
+        with pytest.raises((IntegrityError, DBAPIError), match="append-only"):
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert [e.records_returned for e in iter_entries(conn, EntryFilter())] == [
+            entry.records_returned
+        ]
+
+
+def test_ids_increase_in_the_order_entries_are_written_and_read_back_whole(engine):
+    written = [append(engine, NP), append(engine, WS), append(engine, NP)]
+    with engine.connect() as conn:
+        back = entries_after(conn, 0, 10)
+    assert [e.id for e in back] == sorted({e.id for e in back}) and len(back) == 3
+    assert [replace(e, id=0) for e in back] == written
+    assert len({leaf_data(e) for e in back}) == 3  # the id and the time tell them apart
+
+
+def test_concurrent_entries_are_each_committed_once(engine):
+    """Group commit: many readers at once, each returning only once its entry is stored."""
+    readers = [Reader(P.NORTHPOWER, f"reader-{n}", "api") for n in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda reader: append(engine, reader), readers))
+    with engine.connect() as conn:
+        back = entries_after(conn, 0, 100)
+    assert sorted(e.actor for e in back) == sorted(r.actor for r in readers)
+
+
+def test_a_party_reads_its_own_entries_and_an_auditor_everyones(engine):
+    append(engine, NP)
+    append(engine, WS)
+    with engine.connect() as conn:
+        mine, _ = entries_page(conn, EntryFilter(party_id=P.WIRESCO), 100)
+        everyone, _ = entries_page(conn, EntryFilter(), 100)
+    assert [e.party_id for e in mine] == [P.WIRESCO]
+    assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
+
+
+def test_device_ids_are_capped_at_100(engine):
+    items = [
+        {"id": n, "access": "mp141", "device_id": f"00-DB-00-00-00-00-{n // 256:02X}-{n % 256:02X}"}
+        for n in range(MAX_DEVICE_IDS * 2)
+    ]
+    entry = append(engine, NP, items)
+    with engine.connect() as conn:
+        (stored,) = entries_after(conn, entry.id - 1, 1)
+    assert stored.records_returned == stored.mp141_records_returned == 2 * MAX_DEVICE_IDS
+    assert len(stored.device_ids) == MAX_DEVICE_IDS == len(set(stored.device_ids))
+
+
+def test_a_logged_read_writes_its_entry_only_when_it_ends_well(engine):
+    viewer = P.load_personas(engine).viewer(P.WIRESCO)
+    with engine.connect() as conn:
+        with logged_read(conn, viewer, WS, "search", {"device_id": P.ESME_1}) as read:
+            items, _ = read.search_page(Search(device_id=P.ESME_1), 100)
+        with pytest.raises(RuntimeError):
+            with logged_read(conn, viewer, WS, "search", {}) as read:
+                read.search_page(Search(device_id=P.ESME_1), 100)
+                raise RuntimeError("the answer failed")
+        stored = entries_after(conn, 0, 10)
+    assert len(stored) == 1
+    mp141 = [i for i in items if i["access"] == "mp141"]
+    assert (stored[0].records_returned, stored[0].mp141_records_returned) == (
+        len(items),
+        len(mp141),
+    )
+    assert list(stored[0].device_ids) == sorted({i["device_id"] for i in mp141})
+
+
+def test_row_level_security_keeps_a_partys_reader_to_its_entries(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    append(engine, NP)
+    append(engine, WS)
+    with engine.connect() as conn:
+        with read_as(conn, Viewer(P.WIRESCO, frozenset())):
+            seen = conn.execute(text("SELECT party_id FROM access_log")).scalars().all()
+    assert seen == [P.WIRESCO]
