@@ -138,3 +138,33 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     assert cli("log", "verify-proof", garbage, "--key", key).exit_code == 1
+
+
+def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli, engine):
+    """SPEC section 8: the access log's entries are leaves of their own monthly logs, sealed
+    when the reading command ends, so `log verify` catches an edited or deleted entry."""
+    P.load_personas(engine)
+    seal_store(engine)
+    for party in (P.SOUTHENERGY, P.NORTHPOWER, P.LOOKER):
+        assert cli("records", "--party", party, "--format", "jsonl").exit_code == 0
+    logs = json.loads(cli("access-log").stdout.splitlines()[0])  # an entry as shown
+    assert logs["interface"] == "cli"
+    with engine.connect() as conn:
+        origins = conn.execute(
+            text("SELECT DISTINCT origin FROM log_checkpoint WHERE origin LIKE '%/access/%'")
+        ).scalars()
+        assert [o.rsplit("/", 1)[0] for o in origins] == ["servicetrail/sat/access"]
+        ids = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars().all()
+    assert len(ids) >= 3
+    clean = cli("log", "verify")
+    assert clean.exit_code == 0 and clean.stdout == "", clean.output
+
+    intrude(
+        engine,
+        ("UPDATE access_log SET records_returned = 0 WHERE id = :id", {"id": ids[0]}),
+        ("DELETE FROM access_log WHERE id = :id", {"id": ids[1]}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    assert f"access-entry {ids[0]} changed" in found.stdout, found.stdout
+    assert f"access-entry {ids[1]} removed" in found.stdout, found.stdout

@@ -26,6 +26,7 @@ from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store
+from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,8 +161,20 @@ def report_summary(summary: Summary) -> None:
 
 
 def cli_reader(party_id: str) -> Reader:
-    """Who reads, for the access log (SPEC section 8): the command line, for the Party."""
+    """Who reads, for the access log (SPEC section 8): the command line, for the Party. The
+    command's entries are sealed into the signed access logs when it ends."""
+    context = click.get_current_context()
+    if not context.meta.get("servicetrail.seal_at_close"):
+        context.meta["servicetrail.seal_at_close"] = True
+        context.call_on_close(_seal_the_logs)
     return Reader(party_id, "cli", "cli")
+
+
+def _seal_the_logs() -> None:
+    try:
+        seal_store(engine())
+    except Exception as e:  # the entries stay queued for the next seal; the read stands
+        click.echo(f"warning: the access log was not sealed now ({e})", err=True)
 
 
 def viewer_of(conn: Connection, party_id: str) -> Viewer:

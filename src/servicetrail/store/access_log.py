@@ -27,7 +27,8 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
-from .access_writer import write_committed
+from .access_writer import queued_leaf, stored_entry, write_committed
+from .log_tables import log_pending
 from .read_transaction import read_as, time_limit
 
 EXPORT_PAGE = 1000
@@ -35,6 +36,7 @@ EXPORT_PAGE = 1000
 
 _INSERT = insert(access_log).returning(access_log.c.id)
 # not through a server-side cursor, which an export's `yield_per` leaves set on its connection
+_QUEUED = ("family", "entry_id", "month", "leaf_hash", "salt")
 _NOT_STREAMED = {"yield_per": None, "stream_results": False}
 
 
@@ -71,6 +73,8 @@ def append_entry(
     row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
     if not commit:
         entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
+        leaf = queued_leaf(stored_entry(entry_id, row))
+        conn.execute(insert(log_pending).values(dict(zip(_QUEUED, leaf))))
         return replace(entry, id=entry_id)
     if conn.in_transaction():
         # the read's transaction ends first, by COMMIT: psycopg forgets its prepared

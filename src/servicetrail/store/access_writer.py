@@ -16,17 +16,53 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Connection
 
+from ..domain import merkle
+from ..domain.access_log import AccessEntry, leaf_data, log_month
 from .access_tables import access_log
 from .schema import sqlite_time
 
+ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.merkle_log)
+
 _COLUMNS = tuple(c.name for c in access_log.columns if c.name != "id")
 _NAMES = ", ".join(_COLUMNS)
-_SQLITE_INSERT = f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_POSTGRES_INSERT = f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+_SQLITE_INSERT = (
+    f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))}) RETURNING id"
+)
+_POSTGRES_INSERT = (
+    f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+)
+_QUEUE = "INSERT INTO log_pending (family, entry_id, month, leaf_hash, salt) VALUES ({})"
+_SQLITE_QUEUE = _QUEUE.format(", ".join("?" * 5))
+_POSTGRES_QUEUE = _QUEUE.format(", ".join(["%s"] * 5))
+
+
+def stored_entry(entry_id: int, row: dict[str, Any]) -> AccessEntry:
+    """The entry as it reads back from the store (its JSON columns parsed), whose leaf
+    `log verify` recomputes."""
+    at: datetime = row["at"]
+    return AccessEntry(
+        id=entry_id,
+        at=at,
+        party_id=row["party_id"],
+        actor=row["actor"],
+        interface=row["interface"],
+        action=row["action"],
+        filters=orjson.loads(row["filters"]),
+        records_returned=row["records_returned"],
+        mp141_records_returned=row["mp141_records_returned"],
+        device_ids=tuple(orjson.loads(row["device_ids"])),
+    )
+
+
+def queued_leaf(entry: AccessEntry) -> tuple[str, int, str, bytes, None]:
+    """The entry's row of the Merkle logs' queue, sealed into its monthly access log."""
+    return (ACCESS_FAMILY, entry.id, log_month(entry), merkle.leaf_hash(leaf_data(entry)), None)
 
 
 @dataclass(slots=True)
@@ -93,7 +129,12 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     ]
     cursor = driver.cursor()
     try:
-        cursor.executemany(_SQLITE_INSERT if sqlite else _POSTGRES_INSERT, values)
+        leaves = []
+        for row, value in zip(rows, values):
+            # one at a time: each entry's id is part of its leaf (a batch is a few entries)
+            cursor.execute(_SQLITE_INSERT if sqlite else _POSTGRES_INSERT, value)
+            leaves.append(queued_leaf(stored_entry(cursor.fetchone()[0], row)))
+        cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
         driver.commit()
     except BaseException:
         driver.rollback()
@@ -111,4 +152,4 @@ def write_committed(conn: Connection, row: dict[str, Any]) -> None:
     _group.write(conn, row)
 
 
-__all__ = ["GroupCommit", "write_committed"]
+__all__ = ["ACCESS_FAMILY", "GroupCommit", "queued_leaf", "stored_entry", "write_committed"]

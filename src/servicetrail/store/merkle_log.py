@@ -24,7 +24,10 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
+from ..domain.access_log import leaf_data, log_month
 from ..signing import Signer, log_prefix, signer_for
+from .access_log import entries_after
+from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import record_leaves
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
@@ -55,8 +58,19 @@ class LogFamily:
         return f"{prefix}/{self.infix}{month}"
 
 
-# The access log (SPEC section 8) plugs in here with its own LogFamily.
-FAMILIES: tuple[LogFamily, ...] = (LogFamily(RECORD_FAMILY, "", "record", record_leaves),)
+def access_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
+    """Every stored access-log entry's leaf, recomputed from its row, in id order."""
+    after = 0
+    while entries := entries_after(conn, after, 10_000):
+        for entry in entries:
+            yield entry.id, log_month(entry), leaf_data(entry)
+        after = entries[-1].id
+
+
+FAMILIES: tuple[LogFamily, ...] = (
+    LogFamily(RECORD_FAMILY, "", "record", record_leaves),
+    LogFamily(ACCESS_FAMILY, "access/", "access-entry", access_leaves),
+)
 
 
 def family_named(name: str) -> LogFamily:

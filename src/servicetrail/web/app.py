@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..store.engine import open_store, pool_capacity
+from ..store.merkle_log import seal_store
 from ..webhooks.deliver import BackgroundDeliverer
 from . import access_api, api, auth, errors, logs_api, pages, watches_api, watches_page
 from .fairness import PartyLimits
@@ -18,15 +20,38 @@ from .headers import SecurityHeaders
 from .hot_path import HotPath
 from .rendering import ASSETS, Assets
 
+log = logging.getLogger("servicetrail.web")
+
+
+SEAL_EVERY_SECONDS = 60.0  # SPEC section 8: the access log is sealed at least once a minute
+
+
+async def _seal_now(engine: Engine) -> None:
+    try:
+        await asyncio.to_thread(seal_store, engine)
+    except Exception:  # the next round tries again; the entries stay queued, never lost
+        log.exception("sealing the logs failed")
+
+
+async def _seal_every_minute(engine: Engine) -> None:
+    while True:
+        await asyncio.sleep(SEAL_EVERY_SECONDS)
+        await _seal_now(engine)
+
 
 @asynccontextmanager
 async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
-    """Watches' matching and webhook deliveries run beside the server (webhooks.deliver)."""
+    """Watches' matching and webhook deliveries run beside the server (webhooks.deliver),
+    and the access log's entries are sealed into signed checkpoints every minute and at
+    shutdown (store.merkle_log)."""
     worker = BackgroundDeliverer(app.state.engine).start()
+    sealer = asyncio.create_task(_seal_every_minute(app.state.engine))
     try:
         yield
     finally:
+        sealer.cancel()
         await asyncio.to_thread(worker.stop)
+        await _seal_now(app.state.engine)
 
 
 def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:
