@@ -220,3 +220,20 @@ def test_a_record_one_may_not_see_is_logged_as_nothing_returned(client, np, audi
     assert client.get(f"/api/v1/records/{lk_only[0]}", headers=np).status_code == 404
     entry = entries(client, auditor)[0]
     assert (entry["action"], entry["records_returned"]) == ("record", 0)
+
+
+def test_a_proof_writes_one_entry_with_the_record_it_proves(client, engine, np, auditor):
+    from servicetrail.store.merkle_log import seal_store
+
+    seal_store(engine)
+    search = client.get(f"/api/v1/records?device_id={P.ESME_1}&limit=1000", headers=np).json()
+    shared = next(i for i in search["items"] if i["access"] == "mp141")
+    before = len(entries(client, auditor))
+    answer = client.get(f"/api/v1/records/{shared['id']}/proof", headers=np)
+    assert answer.status_code == 200, answer.text
+    written = entries(client, auditor)
+    assert len(written) == before + 1
+    entry = written[0]
+    assert (entry["action"], entry["interface"], entry["actor"]) == ("proof", "api", "np.analyst")
+    assert counts_of(entry) == expected_counts([shared])
+    assert entry["filters"] == {"record_id": shared["id"]}

@@ -38,6 +38,14 @@ class NoConsistency(ValueError):
 def record_proof(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
     """The proof document of a record the viewer may see; None when it may not (or there is
     no such record). The salt goes only to a viewer with access "own"."""
+    found = proof_with_record(conn, viewer, record_id)
+    return None if found is None else found[1]
+
+
+def proof_with_record(
+    conn: Connection, viewer: Viewer, record_id: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The record as the viewer may see it (an API item), with its proof document."""
     item = get_visible(conn, viewer, record_id)
     conn.rollback()  # the rule's read ran as the viewer; the log's own tables are read as us
     if item is None:
@@ -58,7 +66,7 @@ def record_proof(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, 
     }
     if item["access"] == "own":
         document["payload_salt"] = sealed.salt.hex()
-    return document
+    return item, document
 
 
 def logs_document(conn: Connection, current_key: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ..domain.access_log import AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
 from ..domain.visibility import Decision, Scope, Viewer
-from . import queries, triggers, watches
+from . import log_proofs, queries, triggers, watches
 from .access_log import append_entry
 from .export import OwnReport, own_report_csv
 from .outbox import Due, lease_due
@@ -71,6 +71,14 @@ class LoggedRead:
         if found is not None:
             self._counted([found])
         return found
+
+    def proof_of(self, record_id: int) -> dict[str, Any] | None:
+        """The record's proof document (SPEC section 7); it returns the record's leaf."""
+        found = log_proofs.proof_with_record(self.conn, self.viewer, record_id)
+        if found is None:
+            return None
+        self._counted([found[0]])
+        return found[1]
 
     def explain(self, record_id: int) -> tuple[dict[str, Any], Decision] | None:
         found = queries.explain(self.conn, self.viewer, record_id)

@@ -268,10 +268,6 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     )
 
 
-# SPEC section 7's `GET /records/{id}/proof` (from the Merkle-log branch) reads its record
-# like `one_record` above: through `logged_read(..., "proof", asked(request, record_id=...))`
-# and `read.get_visible`, so that a proof leaves its access-log entry too.
-
 TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on its Device logged in
 [t - window, t] (t: the record's `logged_at`, both ends included), newest first. A request with
 the record's Request ID comes first (link `request_id`), whatever its time; the record itself is

@@ -16,9 +16,9 @@ from ..store.log_proofs import (
     NotSealed,
     consistency_document,
     logs_document,
-    record_proof,
 )
-from .api import ERRORS, ViewerDep
+from ..store.logged_reads import logged_read
+from .api import ERRORS, ViewerDep, api_reader, asked
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
 from .params import record_id_or_404
@@ -41,9 +41,12 @@ def _current_key(request: Request) -> str:
 def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """The record's leaf, its inclusion proof and the signed checkpoint it leads to; with
     `payload_salt` only for your own record. A record you may not see is 404, like a missing one."""
+    wanted = record_id_or_404(record_id)
+    reader, filters = api_reader(request, viewer), asked(request, record_id=wanted)
     with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
         try:
-            document = record_proof(conn, viewer, record_id_or_404(record_id))
+            with logged_read(conn, viewer, reader, "proof", filters) as read:
+                document = read.proof_of(wanted)
         except NotSealed:
             return JSONResponse(
                 {"error": "not_sealed", "message": "the record is not yet in a signed checkpoint"},
