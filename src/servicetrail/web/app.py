@@ -14,7 +14,17 @@ from .. import __version__
 from ..store.engine import open_store, pool_capacity
 from ..store.merkle_log import seal_store
 from ..webhooks.deliver import BackgroundDeliverer
-from . import access_api, api, auth, errors, logs_api, pages, watches_api, watches_page
+from . import (
+    access_api,
+    api,
+    auth,
+    errors,
+    logs_api,
+    pages,
+    proofs_page,
+    watches_api,
+    watches_page,
+)
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
 from .hot_path import HotPath
@@ -79,6 +89,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.include_router(access_api.router)
     app.include_router(auth.router)
     app.include_router(pages.router)
+    app.include_router(proofs_page.router)
     watches_page.install(app)
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too

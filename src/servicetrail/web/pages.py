@@ -38,6 +38,7 @@ from .presenters import (
     trigger_window,
     utc_field,
 )
+from .proofs_page import proof_mark
 from .rendering import render, too_busy
 from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of
@@ -189,6 +190,7 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         if found is None:
             raise HTTPException(404)
         current, decision = found
+        proof = proof_mark(request, read, wanted_id)
         exchange = _exchange(read, current, decision)
         triggers = window = window_error = None
         if current["kind"] in TRIGGERED_KINDS:
@@ -206,6 +208,7 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         title=f"Record {current['id']}",
         record=current,
         decision=decision,
+        proof=proof,
         exchange=exchange,
         names=names,
         triggers=triggers,

@@ -1,0 +1,90 @@
+"""The verifiable logs on the screen (SPEC section 7, issue 14 item 2): a record page's
+"verified" mark, its proof as a download, and a page telling an analyst how to check a
+proof without trusting the server.
+
+The mark is the check a Party's own tools make offline (domain.proof_document), made here
+against the store's current verifier key: it says the record is a leaf of a signed log, and
+the download lets anyone repeat the check with the key they trust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..domain.checkpoint import NoteError, parse_verifier_key
+from ..domain.merkle import ProofError
+from ..domain.proof_document import verify_proof_document
+from ..signing import SigningKeyError, ed25519_check, signer_for
+from ..store.log_proofs import NotSealed
+from ..store.logged_reads import LoggedRead, logged_read
+from .fairness import limits_of
+from .params import record_id_or_404
+from .rendering import render
+from .signin import Who, web_reader
+from .state import engine_of
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProofMark:
+    """What the record page says of the record's place in the logs."""
+
+    state: str  # "verified", "pending" (not yet in a signed checkpoint) or "failed"
+    origin: str = ""
+    leaf_index: int = 0
+    tree_size: int = 0
+    problem: str = ""
+
+
+def _verifier_key(request: Request) -> str:
+    return signer_for(engine_of(request).url.render_as_string(hide_password=False)).verifier_key
+
+
+def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
+    """The record's proof, checked as a Party would check it (the record was read already)."""
+    try:
+        document = read.proof_of(record_id)
+    except NotSealed:
+        return ProofMark("pending")
+    if document is None:
+        return ProofMark("pending")
+    try:
+        verified = verify_proof_document(
+            document, parse_verifier_key(_verifier_key(request)), ed25519_check
+        )
+    except (NoteError, ProofError, SigningKeyError) as e:
+        return ProofMark("failed", problem=str(e))
+    return ProofMark("verified", verified.origin, verified.leaf_index, verified.tree_size)
+
+
+@router.get("/records/{record_id}/proof.json")
+def proof_download(request: Request, who: Who, record_id: str) -> Response:
+    wanted = record_id_or_404(record_id)
+    filters: dict[str, Any] = {"record_id": wanted}
+    with (
+        limits_of(request).search(who.viewer.party_id),
+        engine_of(request).connect() as conn,
+        logged_read(conn, who.viewer, web_reader(who), "proof", filters) as read,
+    ):
+        try:
+            document = read.proof_of(wanted)
+        except NotSealed:
+            raise HTTPException(409, "The record is not yet in a signed checkpoint.") from None
+    if document is None:
+        raise HTTPException(404)
+    disposition = f'attachment; filename="record-{wanted}-proof.json"'
+    return JSONResponse(document, headers={"Content-Disposition": disposition})
+
+
+@router.get("/verify")
+def how_to_verify(request: Request, who: Who) -> Response:
+    try:
+        key = _verifier_key(request)
+    except SigningKeyError:
+        key = ""
+    return render(request, "verify.html", who, title="Checking a proof", verifier_key=key)

@@ -1,0 +1,90 @@
+"""The verifiable logs on the screen (SPEC section 7): the record page's mark, the proof as a
+download (checked here with the RFC 9162 verifier of tests/rfc9162.py, not our own code),
+and the page explaining how to check it. Both engines."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from sqlalchemy import text
+
+from servicetrail.domain.search import Search
+from servicetrail.store.merkle_log import seal_store
+from servicetrail.store.queries import iter_search, viewer_for
+from tests import personas as P
+from tests import rfc9162
+from tests.web.screen import personas_with, signed_in
+
+
+@pytest.fixture
+def world(engine):
+    return personas_with(engine, {}, (P.SOUTHENERGY, P.LOOKER))
+
+
+def seen_by(engine, party: str) -> dict[int, str]:
+    """The ids the Party may see, with their access (own or mp141)."""
+    with engine.connect() as conn:
+        return {i["id"]: i["access"] for i in iter_search(conn, viewer_for(conn, party), Search())}
+
+
+@pytest.fixture
+def shared_id(engine, world) -> int:
+    """A record SOUTHENERGY sees as titles only (MP141)."""
+    return next(i for i, access in seen_by(engine, P.SOUTHENERGY).items() if access == "mp141")
+
+
+def test_a_sealed_record_is_marked_verified_and_its_proof_downloads(engine, shared_id):
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    record_id = shared_id
+    page = client.get(f"/records/{record_id}")
+    assert page.status_code == 200
+    assert "Verified" in page.text and f"/records/{record_id}/proof.json" in page.text
+    download = client.get(f"/records/{record_id}/proof.json")
+    assert download.status_code == 200
+    assert "attachment" in download.headers["content-disposition"]
+    document = download.json()
+    assert document["leaf"]["request_id"] and "payload_salt" not in document
+    key = client.get("/verify").text.split("servicetrail/sat+", 1)[1].split("<", 1)[0]
+    _, size, root = rfc9162.check_checkpoint(document["checkpoint"], "servicetrail/sat+" + key)
+    leaf_hash = rfc9162.sha256(b"\x00" + rfc9162.canonical(document["leaf"]))
+    path = [base64.b64decode(h) for h in document["inclusion"]]
+    assert rfc9162.rfc_inclusion_ok(document["leaf_index"], size, leaf_hash, path, root)
+    assert "payload" not in json.dumps(document["leaf"]).replace("payload_commitment", "")
+
+
+def test_an_unsealed_record_says_so_and_a_hidden_one_is_not_found(engine, world, shared_id):
+    client = signed_in(engine, P.SOUTHENERGY)
+    page = client.get(f"/records/{shared_id}")
+    assert "Not yet sealed" in page.text and "Verified" not in page.text
+    seal_store(engine)
+    hidden_id = next(i for i in world.ids.values() if i not in seen_by(engine, P.LOOKER))
+    hidden = signed_in(engine, P.LOOKER).get(f"/records/{hidden_id}/proof.json")
+    missing = signed_in(engine, P.LOOKER).get("/records/987654321/proof.json")
+    assert hidden.status_code == missing.status_code == 404
+
+
+def test_a_tampered_log_is_shown_as_a_proof_that_does_not_hold(engine, shared_id):
+    seal_store(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            for name in list(
+                conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                ).scalars()
+            ):
+                conn.execute(text(f"DROP TRIGGER {name}"))
+        conn.execute(text("UPDATE log_checkpoint SET note = replace(note, '\n', '\n ')"))
+    page = signed_in(engine, P.SOUTHENERGY).get(f"/records/{shared_id}")
+    assert page.status_code == 200 and "Proof does not hold" in page.text
+
+
+def test_the_how_to_verify_page_shows_the_verifier_key(engine, world):
+    seal_store(engine)
+    page = signed_in(engine, P.SOUTHENERGY).get("/verify")
+    assert page.status_code == 200
+    assert "Check it yourself" in page.text and "servicetrail/sat+" in page.text
