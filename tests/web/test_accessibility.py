@@ -78,6 +78,8 @@ def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # no
     check("record, own, with possible triggers")
     page.goto(server + "/records/987654")
     check("record, not found")
+    page.goto(server + "/verify")
+    check("checking a proof")
 
     page.goto(server + "/devices/" + ESME)
     check("device page")

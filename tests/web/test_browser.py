@@ -558,6 +558,15 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     assert page.locator("ol.exchange > li").count() == 3
     shot(page, "04-record-own")
 
+    # every ingest sealed its logs: the record is marked verified, and the page on checking a
+    # proof offline is one click away
+    mark = page.locator(".proof-verified")
+    assert mark.is_visible() and "servicetrail/sat/2025-" in mark.inner_text()
+    mark.get_by_role("link", name="How to check it yourself").click()
+    page.wait_for_url(server + "/verify")
+    assert "servicetrail/sat+" in page.locator("main").inner_text()
+    shot(page, "13-verify")
+
     # the empty state and the error state
     page.goto(server + "/")
     search_device(page, GSME)
