@@ -19,6 +19,7 @@ from servicetrail.store.access_log import (
     entries_page,
     iter_entries,
 )
+from servicetrail.store.engine import open_store
 from servicetrail.store.read_transaction import read_as
 from servicetrail.store.logged_reads import logged_read
 from servicetrail.domain.search import Search
@@ -111,9 +112,16 @@ def test_a_logged_read_writes_its_entry_only_when_it_ends_well(engine):
     assert list(stored[0].device_ids) == sorted({i["device_id"] for i in mp141})
 
 
-def test_row_level_security_keeps_a_partys_reader_to_its_entries(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row-level security is PostgreSQL's")
+@pytest.fixture
+def pg_engine(pg_server):
+    """A PostgreSQL store alone: row-level security is PostgreSQL's (SQLite has no roles)."""
+    built = open_store(pg_server.new_database(template="st_template"))
+    yield built
+    built.dispose()
+
+
+def test_row_level_security_keeps_a_partys_reader_to_its_entries(pg_engine):
+    engine = pg_engine
     append(engine, NP)
     append(engine, WS)
     with engine.connect() as conn:
