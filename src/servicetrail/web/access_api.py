@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from ..domain.access_log import entry_json
 from ..domain.search import DEFAULT_PAGE
 from ..store.access_log import EntryFilter, entries_page
-from .api import ERRORS, TIME_SCHEMA, AccountDep
+from .api import ERRORS, AccountDep
 from .errors import ParameterError
-from .params import PageSize, build_search, cursor_of
+from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
 from .state import engine_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["access log"])
@@ -25,20 +25,8 @@ MAX_PARTY_ID = 32
 def access_log(
     request: Request,
     holder: AccountDep,
-    time_from: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            description="inclusive, ISO-8601 with offset",
-            json_schema_extra=TIME_SCHEMA,
-        ),
-    ] = None,
-    time_to: Annotated[
-        str | None,
-        Query(
-            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
-        ),
-    ] = None,
+    time_from: TimeFrom = None,
+    time_to: TimeTo = None,
     limit: PageSize = DEFAULT_PAGE,
     cursor: Annotated[
         str | None, Query(description="next_cursor of the previous page (opaque)")

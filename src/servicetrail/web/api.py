@@ -28,7 +28,18 @@ from ..store.logged_reads import logged_read
 from .downloads import ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
-from .params import KindFilter, PageSize, ScopeFilter, build_search, cursor_of, record_id_or_404
+from .params import (
+    KindFilter,
+    PageSize,
+    RequiredFrom,
+    RequiredTo,
+    ScopeFilter,
+    TimeFrom,
+    TimeTo,
+    build_search,
+    cursor_of,
+    record_id_or_404,
+)
 from .schemas import Error, Item, Page, Triggers, Why
 from .state import engine_of
 
@@ -36,7 +47,6 @@ from .state import engine_of
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
 _EUI64 = "[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}"
 REQUEST_ID_PATTERN = f"^{_EUI64}:{_EUI64}:({COUNTER_PATTERN})$"
-TIME_SCHEMA = {"format": "date-time"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
@@ -166,20 +176,8 @@ def list_records(
         ),
     ] = None,
     kind: KindFilter = None,
-    time_from: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            description="inclusive, ISO-8601 with offset",
-            json_schema_extra=TIME_SCHEMA,
-        ),
-    ] = None,
-    time_to: Annotated[
-        str | None,
-        Query(
-            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
-        ),
-    ] = None,
+    time_from: TimeFrom = None,
+    time_to: TimeTo = None,
     scope: ScopeFilter = Scope.ALL,
     limit: PageSize = DEFAULT_PAGE,
     cursor: Annotated[
@@ -331,20 +329,8 @@ def triggers(
 def own_report(
     request: Request,
     viewer: ViewerDep,
-    time_from: Annotated[
-        str,
-        Query(
-            alias="from",
-            description="inclusive, ISO-8601 with offset",
-            json_schema_extra=TIME_SCHEMA,
-        ),
-    ],
-    time_to: Annotated[
-        str,
-        Query(
-            alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
-        ),
-    ],
+    time_from: RequiredFrom,
+    time_to: RequiredTo,
 ) -> ReportDownload:
     """Your own traffic only, payload included (reports keep the own-traffic rule), streamed.
     In the CSV a cell that begins with =, +, -, @, tab or carriage return gets a leading '

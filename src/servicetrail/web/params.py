@@ -47,6 +47,19 @@ KindFilter = Annotated[Kind | None, Query(description="the kind of message"), _b
 ScopeFilter = Annotated[
     Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)
 ]
+TIME_SCHEMA = {"format": "date-time"}
+# `from` inclusive and `to` exclusive, here and everywhere (SPEC section 5); the route's own
+# parser (build_search) reads them, so that its 422 names the parameter
+_FROM = Query(
+    alias="from", description="inclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+)
+_TO = Query(
+    alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+)
+TimeFrom = Annotated[str | None, _FROM]
+TimeTo = Annotated[str | None, _TO]
+RequiredFrom = Annotated[str, _FROM]
+RequiredTo = Annotated[str, _TO]
 
 
 def record_id_or_404(text: str) -> int:
