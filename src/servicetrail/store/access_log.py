@@ -7,7 +7,7 @@ PostgreSQL as well as by the statement) and by auditors (everyone's).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
@@ -27,7 +27,7 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
-from .access_writer import queued_leaf, stored_entry, write_committed
+from .access_writer import insert_in_transaction, queued_leaf, stored_entry, write_committed
 from .log_tables import log_pending
 from .read_transaction import read_as, time_limit
 
@@ -68,9 +68,7 @@ def append_entry(
         mp141_records_returned=tally.mp141_records_returned,
         device_ids=tuple(sorted(tally.device_ids)),
     )
-    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
-    row["filters"] = orjson.dumps(entry.filters).decode()
-    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    row = _row(entry)
     if not commit:
         entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
         leaf = queued_leaf(stored_entry(entry_id, row))
@@ -82,6 +80,40 @@ def append_entry(
         conn.commit()
     write_committed(conn, row)
     return entry
+
+
+def _row(entry: AccessEntry) -> dict[str, Any]:
+    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
+    row["filters"] = orjson.dumps(entry.filters).decode()
+    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    return row
+
+
+def append_entries(
+    conn: Connection, reads: Sequence[tuple[Reader, str, Mapping[str, Any], Tally]]
+) -> None:
+    """One entry per (reader, action, filters, tally), in the caller's transaction, which must
+    commit before anything is sent (webhook leases: one entry per delivery, hundreds a lease)."""
+    at = _now()
+    rows = [
+        _row(
+            AccessEntry(
+                id=0,
+                at=at,
+                party_id=reader.party_id,
+                actor=bounded_actor(reader.actor),
+                interface=reader.interface,
+                action=action,
+                filters=bounded_filters(filters),
+                records_returned=tally.records_returned,
+                mp141_records_returned=tally.mp141_records_returned,
+                device_ids=tuple(sorted(tally.device_ids)),
+            )
+        )
+        for reader, action, filters, tally in reads
+    ]
+    if rows:
+        insert_in_transaction(conn, rows)
 
 
 def _entry(row: Any) -> AccessEntry:
