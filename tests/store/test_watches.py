@@ -315,5 +315,5 @@ def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path
             ]
     finally:
         engine.dispose()
-    assert any("ix_webhook_outbox_next_attempt_at" in step for step in plan), plan
+    assert any("ix_webhook_outbox_watch_id_next_attempt_at" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan

@@ -189,10 +189,29 @@ def events_page() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
+def due_watches() -> Select[Any]:
+    """The watches with a webhook on and a delivery due now, with their URLs: one probe of
+    the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however long the due
+    backlog is."""
+    o = webhook_outbox.c
+    w = watch.c
+    due = exists(
+        select(literal(1)).where(o.watch_id == w.id, o.next_attempt_at <= bindparam("now"))
+    )
+    return (
+        select(w.id, w.webhook_url)
+        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due)
+        .order_by(w.id)
+    )
+
+
+@lru_cache(maxsize=1)
 def due_deliveries() -> Select[Any]:
-    """The webhook deliveries due now, oldest first, each with its event as an item if the
-    watch's Party may still see the record (`visible`), else with only the ids, to be dropped.
-    One statement for a page of many watches: the rule per row, for that row's Party."""
+    """One watch's webhook deliveries due now, oldest first, each with its event as an item
+    if the watch's Party may still see the record (`visible`), else with only the ids, to be
+    dropped. The rule per row, for the watch's Party. A statement per watch: its rows come by
+    the `(watch_id, next_attempt_at)` index, so a receiver's lease never walks the rows of
+    other receivers due before its own."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
@@ -222,6 +241,7 @@ def due_deliveries() -> Select[Any]:
         )
         .select_from(with_item_joins(joined, with_payload=False))
         .where(
+            o.watch_id == bindparam("watch_id", type_=BigInteger),
             o.next_attempt_at <= bindparam("now"),
             w.webhook_disabled_at.is_(None),
             w.webhook_url.is_not(None),
