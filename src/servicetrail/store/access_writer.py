@@ -141,11 +141,21 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
 def _insert_values(
     cursor: Any, sqlite: bool, rows: list[dict[str, Any]], values: list[tuple[Any, ...]]
 ) -> None:
-    leaves = []
-    for row, value in zip(rows, values):
-        # one at a time: each entry's id is part of its leaf
-        cursor.execute(_SQLITE_INSERT if sqlite else _POSTGRES_INSERT, value)
-        leaves.append(queued_leaf(stored_entry(cursor.fetchone()[0], row)))
+    # each entry's id is part of its leaf: read back one per entry, in order
+    ids = []
+    if sqlite:
+        for value in values:
+            cursor.execute(_SQLITE_INSERT, value)
+            ids.append(cursor.fetchone()[0])
+    elif values:
+        # one pipelined round trip for the batch, not one per entry (a webhook lease
+        # writes hundreds)
+        cursor.executemany(_POSTGRES_INSERT, values, returning=True)
+        while True:
+            ids.append(cursor.fetchone()[0])
+            if not cursor.nextset():
+                break
+    leaves = [queued_leaf(stored_entry(entry_id, row)) for entry_id, row in zip(ids, rows)]
     cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
 
 
