@@ -251,6 +251,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_seconds(pg) -> float:
+    """PostgreSQL's CPU seconds so far: the postmaster with its reaped children (backends that
+    ended), and every backend still running."""
+    if pg is None:
+        return 0.0
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15]) / tick
+        elif int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -339,7 +360,9 @@ def matching_overhead(
     return found
 
 
-def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: dict) -> dict:
+def deliveries(
+    new_store, files: dict[str, Path], work: Path, hooks: int, env: dict, pg=None
+) -> dict:
     """Sustained throughput, then commit-to-arrival latency, on one store."""
     from servicetrail.store.engine import open_store
     from servicetrail.store.outbox import pending_count
@@ -361,6 +384,7 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     with engine.connect() as conn:
         pending = pending_count(conn)
     receiver_cpu = cpu_seconds(receiver.pid)
+    server_cpu = server_cpu_seconds(pg)
     load_before = os.getloadavg()[0]
     worker = start([str(SERVICETRAIL), "--db", url, "deliver"], env)
     started = time.perf_counter()
@@ -379,6 +403,7 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     elapsed = time.perf_counter() - started
     worker_cpu = cpu_seconds(worker.pid)  # start-up (imports) included: ~1 s
     receiver_cpu = cpu_seconds(receiver.pid) - receiver_cpu
+    server_cpu = server_cpu_seconds(pg) - server_cpu
     stats = receiver_stats(port)
     delivered = len(stats["arrivals"])
     # steady state: from the 10th to the 90th percentile of arrivals (start-up and tail left out)
@@ -394,6 +419,7 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
         "deliver_cpu_s": round(worker_cpu, 2),
         "deliver_cpu_ms_per_delivery": round(worker_cpu / max(1, delivered) * 1e3, 3),
         "receiver_cpu_s": round(receiver_cpu, 2),
+        "postgresql_cpu_s": round(server_cpu, 2),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "signatures_checked": stats["checked"],
         "signatures_bad": stats["bad"],
@@ -564,7 +590,8 @@ def main() -> int:
                 )
                 print(json.dumps({kind: result}, indent=2), flush=True)
             if "deliveries" in a.parts:
-                result.update(deliveries(new_store, files(small), work, a.hooks, env))
+                server = pg if kind == "postgresql" else None
+                result.update(deliveries(new_store, files(small), work, a.hooks, env, server))
             report[kind] = result
             print(json.dumps({kind: result}, indent=2), flush=True)
     finally:

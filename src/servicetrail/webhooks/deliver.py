@@ -43,7 +43,10 @@ STANDARD_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 MAX_RESPONSE_BYTES = 64 * 1024
 IDLE_SECONDS = 0.1  # how often an idle worker looks for due deliveries
 MATCH_EVERY_SECONDS = 0.1  # and for new records to match
-QUEUE_FACTOR = 4  # deliveries leased ahead per receiver, in multiples of what it may have in flight
+# Deliveries leased ahead per receiver, in multiples of what it may have in flight. Enough to
+# keep a fast receiver busy while the next lease is made: at 4, a lease round trip on a loaded
+# PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
+QUEUE_FACTOR = 16
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 
 
