@@ -3,9 +3,9 @@ to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetra
 
 Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port);
-  deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times its share), and
-  a receiver whose queue is full is left out of the next lease, so a slow one cannot fill
-  the worker or its queue;
+  deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
+  a receiver whose queue is more than half full gets no share of the next lease (its due
+  rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
 - each attempt ends within TIMEOUT_SECONDS (connect, send, answer, all together), reads at
   most MAX_RESPONSE_BYTES of the answer, and follows no redirect;
 - the address is resolved and checked (webhooks.outbound) before every connection (an
@@ -137,11 +137,15 @@ class Deliverer:
                 leased = await asyncio.to_thread(
                     self._settle_and_lease, room if room >= self.concurrency else 0
                 )
+                # queued here, on the loop's thread, which alone changes the queues
+                for delivery in leased:
+                    self._held.add((delivery.watch_id, delivery.event_id))
+                    self._queued[_host_of(delivery.url)].append(delivery)
                 self._dispatch()
                 if stop.is_set():
                     break
                 if not leased or self._tasks:
-                    # until a round of attempts has ended (see _finish), or a while
+                    # until a round of attempts has ended (see _attempt), or a while
                     waiting = asyncio.ensure_future(self._wake.wait())
                     stopping = asyncio.ensure_future(stop.wait())
                     await asyncio.wait(
@@ -175,21 +179,20 @@ class Deliverer:
             if not queued:
                 del self._queued[host]
 
-    def _settle_and_lease(self, room: int) -> int:
+    def _settle_and_lease(self, room: int) -> list[Due]:
         """Record the attempts made since the last round and lease up to `room` due
-        deliveries into the per-receiver queues (none already held here), in one
-        transaction; returns how many were leased."""
+        deliveries (none already held here), in one transaction; returns those leased."""
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and not room:
-            return 0
+            return []
         with self.engine.begin() as conn:
             if outcomes:
                 self.stats.given_up += record_outcomes(
                     conn, outcomes, datetime.now(UTC), self.schedule
                 )
             if not room:
-                return 0
-            due = lease_deliveries(
+                return []
+            return lease_deliveries(
                 conn,
                 datetime.now(UTC),
                 room,
@@ -197,13 +200,6 @@ class Deliverer:
                 self._share,
                 lambda d: (d.watch_id, d.event_id) not in self._held,
             )
-        for delivery in due:
-            self._held.add((delivery.watch_id, delivery.event_id))
-            self._queued[_host_of(delivery.url)].append(delivery)
-        return len(due)
-
-    def _record(self) -> None:
-        self._settle_and_lease(0)
 
     async def _address(self, target: Target) -> IPAddress:
         key = (target.host, target.port)
