@@ -12,13 +12,14 @@ Two ways, both in one run:
   `clients` threads, alternating between them.
 
     .venv/bin/python bench/access_log.py [--records 200000] [--clients 4] [--rounds 6]
-        [--engine sqlite|postgresql] [--http]
+        [--engine sqlite|postgresql] [--http] [--store URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -142,8 +143,9 @@ def bench_http(engine, url: str, plan: list, clients: int, rounds: int) -> dict:
     tokens = {}
     with engine.begin() as conn:
         for party in sorted({viewer.party_id for viewer, _ in plan}):
-            create_account(conn, f"bench.{party.lower()}"[:64], party, "bench password 123")
-            tokens[party] = create_token(conn, f"bench.{party.lower()}"[:64])
+            name = f"bench{os.getpid()}.{party.lower()}"[:64]  # a kept store is measured again
+            create_account(conn, name, party, "bench password 123")
+            tokens[party] = create_token(conn, name)
     servers = {
         "with": start_server(url, 8731, "with"),
         "without": start_server(url, 8732, "without"),
@@ -177,21 +179,27 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=6, help="of each kind, alternating")
     ap.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--http", action="store_true", help="also through HTTP (two servers)")
+    ap.add_argument("--store", help="measure on this store (a URL) instead of building one")
     a = ap.parse_args()
+    if a.store:
+        a.engine = "postgresql" if a.store.startswith("postgres") else "sqlite"
     http: dict = {}
     rng = random.Random(14)
     with tempfile.TemporaryDirectory() as work:
         pg = None
-        if a.engine == "postgresql":
-            from tests.pg_server import PgServer
+        if a.store:
+            url = a.store
+        elif a.engine == "postgresql":
+            from devsupport.pg_server import PgServer
 
             pg = PgServer().start()
             url = pg.new_database()
         else:
             url = f"sqlite:///{Path(work) / 'bench.db'}"
         try:
-            print(f"building a {a.records}-record store ...", file=sys.stderr)
-            build(url, a.records)
+            if not a.store:
+                print(f"building a {a.records}-record store ...", file=sys.stderr)
+                build(url, a.records)
             engine = open_store(url)
             plan = targets(engine, a.searches, rng)
             round_of(engine, plan[: a.searches // 4], a.clients, True)  # warm both paths
@@ -212,7 +220,7 @@ def main() -> int:
     logged = statistics.median(r["per_second"] for r in rounds["with"])
     result = {
         "engine": a.engine,
-        "records": a.records,
+        "records": a.store or a.records,
         "clients": a.clients,
         "searches_per_round": a.searches,
         "rounds": a.rounds,
