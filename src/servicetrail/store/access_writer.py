@@ -31,9 +31,9 @@ ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.m
 
 _COLUMNS = tuple(c.name for c in access_log.columns if c.name != "id")
 _NAMES = ", ".join(_COLUMNS)
-_SQLITE_INSERT = (
-    f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))}) RETURNING id"
-)
+# SQLite's id is the cursor's lastrowid: RETURNING cost an entry 10% more (a result set for
+# one integer)
+_SQLITE_INSERT = f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _POSTGRES_INSERT = (
     f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
 )
@@ -141,9 +141,16 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
         leaves = []
         for row, value in zip(rows, values):
             # one at a time: each entry's id is part of its leaf (a batch is a few entries)
-            cursor.execute(_SQLITE_INSERT if sqlite else _POSTGRES_INSERT, value)
-            leaves.append(queued_leaf(stored_entry(cursor.fetchone()[0], row)))
-        cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
+            if sqlite:
+                cursor.execute(_SQLITE_INSERT, value)
+                entry_id = cursor.lastrowid
+            else:
+                entry_id = cursor.execute(_POSTGRES_INSERT, value).fetchone()[0]
+            leaves.append(queued_leaf(stored_entry(entry_id, row)))
+        if len(leaves) == 1:  # the usual batch: executemany's set-up costs more than the row
+            cursor.execute(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves[0])
+        else:
+            cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
         driver.commit()
     except BaseException:
         driver.rollback()
