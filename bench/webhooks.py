@@ -147,10 +147,12 @@ def random_watches(engine, per_party: int, mix: str, seed: int = 13) -> int:
     srvs = sorted(CATALOGUE)
     made = 0
     with engine.begin() as conn:
-        parties = list(conn.execute(select(party.c.party_id)).scalars())
+        parties = list(conn.execute(select(party.c.party_id).order_by(party.c.party_id)).scalars())
         devices_of: dict[str, list[str]] = {}
         for device_id, party_id in conn.execute(
-            select(responsibility.c.device_id, responsibility.c.party_id)
+            select(responsibility.c.device_id, responsibility.c.party_id).order_by(
+                responsibility.c.party_id, responsibility.c.device_id
+            )
         ):
             devices_of.setdefault(party_id, []).append(device_id)
         for party_id in parties:
