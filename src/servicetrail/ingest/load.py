@@ -83,9 +83,11 @@ def load_registry(
         with _collected_per_batch() as batch_done:
             while chunk := list(islice(records, settings.current().registry_batch)):
                 _load_batch(chunk, parse, engine, store, rejects, path, summary)
+                read = sum(len(record[1]) for record in chunk)
+                del chunk  # before the collector runs: it would walk every record of it
                 batch_done()
                 if progress:
-                    progress(sum(len(record[1]) for record in chunk))
+                    progress(read)
     return _finish(summary, rejects)
 
 
