@@ -59,13 +59,20 @@ def world(engine):
     return load_personas(engine)
 
 
-@pytest.fixture(params=[20000, 1], ids=["one-batch", "batches-of-one"])
+@pytest.fixture(
+    params=[(20000, False), (1, False), (2, True)],
+    ids=["one-batch", "batches-of-one", "batches-of-two-read-by-a-worker"],
+)
 def batch(request, monkeypatch) -> int:
-    """Each test runs with the whole file in one batch and with every row its own batch:
-    the outcome must not depend on where the batches fall."""
-    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(request.param))  # each CLI run reads it
+    """Each test runs with the whole file in one batch, with every row its own batch, and
+    with the file read and validated by a worker process: the outcome must depend neither on
+    where the batches fall nor on which process parsed them."""
+    size, worker = request.param
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(size))  # each CLI run reads it
+    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0" if worker else str(1 << 40))
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "1" if worker else "0")
     settings.reload()
-    return request.param
+    return size
 
 
 def test_a_correction_file_changes_what_each_party_sees_past_records_included(

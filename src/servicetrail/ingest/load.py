@@ -30,7 +30,7 @@ from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
 from .sources import Format, detect, expand, numbered_lines, open_binary
-from .workers import Chunk, Lines, Parser, parsed_chunks
+from .workers import Chunk, Lines, Parser, parsed_chunks, produced
 
 CHUNK_LINES = (
     4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
@@ -79,16 +79,24 @@ def load_registry(
         except BadHeader:
             rejects.close()
             raise
-        parse = what.parser(header)
+        parsed_here = _parsed_batches(records, what.parser(header))
         with _collected_per_batch() as batch_done:
-            while chunk := list(islice(records, settings.current().registry_batch)):
-                _load_batch(chunk, parse, engine, store, rejects, path, summary)
-                read = sum(len(record[1]) for record in chunk)
-                del chunk  # before the collector runs: it would walk every record of it
+            batches = produced(lambda: parsed_here) if _registry_worker(path) else parsed_here
+            for parsed, origins, refused, read in batches:
+                _store_batch(parsed, origins, refused, engine, store, rejects, path, summary)
+                del parsed, origins, refused  # before the collector runs: it would walk them
                 batch_done()
                 if progress:
                     progress(read)
     return _finish(summary, rejects)
+
+
+def _registry_worker(path: Path) -> bool:
+    """Whether a worker process reads and validates the file while this one decides and
+    writes (the two halves cost about the same, and the machine has a second core): not for
+    a small file, where the fork costs more than it saves, nor with parse workers off."""
+    config = settings.current()
+    return path.stat().st_size >= config.worker_min_bytes and config.parse_workers != 0
 
 
 @contextmanager
@@ -97,7 +105,8 @@ def _collected_per_batch() -> Iterator[Callable[[], int]]:
     up: a batch holds tens of thousands of young tuples, and the collector kept walking them
     (and every object the program had made before) for about a third of a registry load's
     CPU time. Objects older than the load are frozen out of its walks; reference counting
-    still frees the batch's objects as soon as it is done."""
+    still frees the batch's objects as soon as it is done. A worker forked inside inherits
+    this, and collects after each batch it sends."""
     was_enabled = gc.isenabled()
     gc.freeze()
     gc.disable()
@@ -109,30 +118,49 @@ def _collected_per_batch() -> Iterator[Callable[[], int]]:
             gc.enable()
 
 
-def _load_batch(
-    chunk: list[registry_csv.CsvRecord],
-    parse: registry_csv.RowParser,
+# A batch of a registry file, validated: the parsed rows, each one's (line, raw record), the
+# records refused as (line, reason, raw record), and the bytes read
+ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, bytes]], int]
+
+
+def _parsed_batches(
+    records: Iterator[registry_csv.CsvRecord], parse: registry_csv.RowParser
+) -> Iterator[ParsedBatch]:
+    size = settings.current().registry_batch
+    while chunk := list(islice(records, size)):
+        refused: list[tuple[int, str, bytes]] = []
+        parsed: list[Any] = []
+        origins: list[tuple[int, bytes]] = []
+        for line, raw, values, problem in chunk:
+            if values is None:
+                refused.append((line, problem, raw))
+                continue
+            try:
+                parsed.append(parse(values))
+            except InvalidValue as e:
+                refused.append((line, str(e) or "empty row", raw))
+                continue
+            origins.append((line, raw))
+        read = sum(len(record[1]) for record in chunk)
+        del chunk
+        yield parsed, origins, refused, read
+        del parsed, origins, refused
+        if not gc.isenabled():
+            gc.collect()  # in a worker process, which has no loop of its own to do it
+
+
+def _store_batch(
+    parsed: list[Any],
+    origins: list[tuple[int, bytes]],
+    refused: list[tuple[int, str, bytes]],
     engine: Engine,
     store: Callable[[Connection, list[Any]], list[Any]],
     rejects: RejectFile,
     path: Path,
     summary: Summary,
 ) -> None:
-    """One batch of a registry file validated, decided and written in one transaction, its
-    rejects written and counted."""
-    refused: list[tuple[int, str, bytes]] = []
-    parsed: list[Any] = []
-    origins: list[tuple[int, bytes]] = []
-    for line, raw, values, problem in chunk:
-        if values is None:
-            refused.append((line, problem, raw))
-            continue
-        try:
-            parsed.append(parse(values))
-        except InvalidValue as e:
-            refused.append((line, str(e) or "empty row", raw))
-            continue
-        origins.append((line, raw))
+    """One batch of a registry file decided and written in one transaction, its rejects
+    written and counted."""
     with engine.begin() as conn:
         decided = store(conn, parsed) if parsed else []
     for (line, raw), outcome in zip(origins, decided):
