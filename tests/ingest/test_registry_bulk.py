@@ -256,3 +256,32 @@ def test_an_empty_or_reversed_interval_is_refused_by_the_writers(world, end):
             ).scalar()
             == 1
         )
+
+
+def test_records_spelt_otherwise_load_as_their_stored_form(cli, world, batch, tmp_path):
+    """Most records are in the stored form already and skip the full parse; these are not
+    (a lower-case Device ID, an offset, spaces, a short record without its empty valid_to,
+    a capitalised relation) and must be read as the full parse reads them."""
+    rows = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + f"{PPMID_1.lower()},{WIRESCO},supplier,2025-01-01T01:00:00+01:00,2025-02-01\n"
+        + f"{PPMID_1}, {WIRESCO} ,supplier,2025-02-01\n"  # line 3: short, open
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"  # = line 2
+        + f"{PPMID_1},{WIRESCO},supplier,2025-02-01,\n"  # = line 3
+        + f"{PPMID_1},{WIRESCO},Supplier,2025-03-01,2025-02-01\n",  # line 6: reversed
+    )
+    result = cli("load", "responsibilities", rows)
+    assert result.stdout.startswith("loaded 2, rejected 1, skipped 2 duplicates")
+    [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
+    assert reject["line"] == 6
+    assert reject["reason"] == "valid_to 2025-02-01 is not after valid_from"
+    with world.engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
+                "ORDER BY valid_from"
+            ),
+            {"d": PPMID_1},
+        ).all()
+    assert [tuple(r) for r in held] == [(WIRESCO, False), (WIRESCO, True)]

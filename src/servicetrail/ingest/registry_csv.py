@@ -168,8 +168,8 @@ def _interval_parser(header: list[str]) -> RowParser:
         if len(times) > _REMEMBERED or len(parties) > _REMEMBERED:
             times.clear()
             parties.clear()
-        parties[values[i_party]] = row.party_id
-        times[raw_from] = row.valid_from
+        parties[values[i_party]] = row.party_id  # both present: parse_responsibility took them
+        times[values[i_from]] = row.valid_from
         if row.valid_to is not None and i_to is not None:
             times[values[i_to]] = row.valid_to
         return row.device_id, row.party_id, row.relation, row.valid_from, row.valid_to
@@ -184,13 +184,11 @@ _REMEMBERED = 1 << 16  # distinct times or Party IDs kept per run: a registry ha
 USERS = RegistryFile(
     ("user_id", "party_id", "party_name", "role"), parse_user, _by_mapping(parse_user)
 )
-DEVICES = RegistryFile(
-    ("device_id", "device_type", "smets"), parse_device, lambda header: _device_parser(header)
-)
+DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device, _device_parser)
 RESPONSIBILITIES = RegistryFile(
     ("device_id", "party_id", "relation", "valid_from", "valid_to"),
     parse_responsibility,
-    lambda header: _interval_parser(header),
+    _interval_parser,
 )
 
 
@@ -303,13 +301,12 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
         ):
             if not body.strip():
                 continue  # a blank line: nothing to load or reject
-            if body.isascii():
-                yield lines.count, raw, body.decode("ascii").split(","), ""
-                continue
             try:
-                yield lines.count, raw, body.decode("utf-8").split(","), ""
+                text = body.decode("utf-8")
             except UnicodeDecodeError:
                 yield lines.count, raw, None, "not UTF-8 text"
+                continue
+            yield lines.count, raw, text.split(","), ""
             continue
         lines.hand_back(raw)
         yield from _csv_record(reader, lines)
