@@ -107,9 +107,6 @@ class _Raw:
             return value
         return sqlite_text(value)
 
-    def read_time(self, value: Any) -> datetime | None:
-        return None if value is None else self.read_set_time(value)
-
     def read_set_time(self, value: Any) -> datetime:
         """A time the schema declares NOT NULL."""
         if isinstance(value, str):
