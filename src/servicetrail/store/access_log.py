@@ -27,7 +27,7 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
-from .access_writer import queued_leaf, stored_entry, write_committed
+from .access_writer import queued_leaf, stored_entry, write_committed, write_in_transaction
 from .log_tables import log_pending
 from .read_transaction import read_as, time_limit
 
@@ -54,8 +54,10 @@ def append_entry(
 ) -> AccessEntry:
     """Appends one entry and returns once it is committed (group commit: store.access_writer),
     so the caller answers only once it is stored; the entry returned has no id then (0),
-    since batched rows are not read back. With `commit` False it joins the caller's
-    transaction instead (and has its id), which then must commit before anything is sent."""
+    since batched rows are not read back. On PostgreSQL, an entry after a read is written in
+    the read's transaction and commits it (store.access_writer.write_in_transaction). With
+    `commit` False it joins the caller's transaction instead (and has its id), which then
+    must commit before anything is sent."""
     entry = AccessEntry(
         id=0,  # the store's
         at=_now(),
@@ -77,6 +79,8 @@ def append_entry(
         conn.execute(insert(log_pending).values(dict(zip(_QUEUED, leaf))))
         return replace(entry, id=entry_id)
     if conn.in_transaction():
+        if conn.dialect.name == "postgresql":
+            return replace(entry, id=write_in_transaction(conn, row))
         # the read's transaction ends first, by COMMIT: psycopg forgets its prepared
         # statements on a ROLLBACK (see web.api.list_records)
         conn.commit()
