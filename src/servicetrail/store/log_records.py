@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import (
@@ -50,23 +50,49 @@ def hot_leaf(
     command_variant: int | None,
     payload: str,
 ) -> tuple[bytes, bytes]:
-    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form.
-    record_leaf's object with its keys already in sorted order, so orjson need not sort
-    (tests/store/test_log_records.py holds the two to the same bytes)."""
+    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form."""
     salt = _salts.take()
+    commitment = hashlib.sha256(salt + payload.encode()).hexdigest()
+    return salt, leaf_hash_of(
+        logged_at,
+        kind,
+        request_id,
+        srv,
+        user_id,
+        device_id,
+        response_code,
+        command_variant,
+        commitment,
+    )
+
+
+def leaf_hash_of(
+    logged_at: str,
+    kind: str,
+    request_id: str,
+    srv: str | None,
+    user_id: str,
+    device_id: str,
+    response_code: str | None,
+    command_variant: int | None,
+    commitment: str,
+) -> bytes:
+    """The leaf hash of record_leaf's object, for the hot paths (ingest, `log verify`): its
+    keys already in sorted order, so orjson need not sort (tests/store/test_log_records.py
+    holds the two to the same bytes)."""
     leaf = {
         "command_variant": command_variant,
         "device_id": device_id,
         "kind": kind,
         "logged_at": logged_at,
-        "payload_commitment": hashlib.sha256(salt + payload.encode()).hexdigest(),
+        "payload_commitment": commitment,
         "request_id": request_id,
         "response_code": response_code or "",
         "srv": srv or "",
         "user_id": user_id,
         "v": LEAF_VERSION,
     }
-    return salt, hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
+    return hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
 
 
 class _SaltSource:
@@ -152,25 +178,69 @@ def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
     return SealedLeaf(stored_leaf(row, row.salt), row.salt, row.month, int(row.leaf_index))
 
 
-def record_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
-    """Every stored record as (id, month, leaf_data), in id order: the `sat` family's leaf
-    source for `log verify`. leaf_data is None for a record that has no salt (one written
-    behind servicetrail's back)."""
-    salt = func.coalesce(log_leaf.c.salt, log_pending.c.salt).label("salt")
-    query = (
-        select(*LEAF_COLUMNS, salt)
-        .select_from(
-            _WITH_PAYLOAD.outerjoin(
-                log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id)
-            ).outerjoin(
-                log_pending, and_(log_pending.c.family == FAMILY, log_pending.c.entry_id == r.id)
-            )
-        )
-        .order_by(r.id)
+_JOINS = (
+    "FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id "
+    "AND p.device_id = r.device_id AND p.logged_at = r.logged_at "
+    "LEFT JOIN log_leaf l ON l.family = 'sat' AND l.entry_id = r.id "
+    "LEFT JOIN log_pending q ON q.family = 'sat' AND q.entry_id = r.id "
+)
+_TITLES = "r.id, {time}, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code, "
+# SQLite hands the payload over as its stored UTF-8 bytes (no decoding and encoding again)
+_SQLITE_LEAVES = (
+    "SELECT "
+    + _TITLES.format(time="r.logged_at")
+    + "r.command_variant, CAST(p.payload AS BLOB), coalesce(l.salt, q.salt) "
+    + _JOINS
+    + "WHERE r.id >= ? AND r.id < ? ORDER BY r.id"
+)
+# PostgreSQL commits to the payload itself: the hashing runs in the server's process, on the
+# other core, and payloads never cross to the client
+_POSTGRES_LEAVES = (
+    "SELECT "
+    + _TITLES.format(
+        time="""to_char(r.logged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
     )
-    for row in conn.execution_options(yield_per=5000).execute(query):
-        data = canonical_json(stored_leaf(row, row.salt)) if row.salt is not None else None
-        yield row.id, month_of(row.logged_at), data
+    + "r.command_variant, encode(sha256(coalesce(l.salt, q.salt) "
+    "|| convert_to(coalesce(p.payload, ''), 'UTF8')), 'hex') "
+    + _JOINS
+    + "WHERE r.id >= %s AND r.id < %s ORDER BY r.id"
+)
+_STREAM = 5000
+
+
+def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[int, bytes | None]]:
+    """Every stored record with an id in [low, high) as (id, its leaf hash recomputed from the
+    row as stored), in id order: the `sat` family's leaf source for `log verify`. The hash is
+    None for a record that has no salt (one written behind servicetrail's back)."""
+    postgres = conn.dialect.name == "postgresql"
+    rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
+        _POSTGRES_LEAVES if postgres else _SQLITE_LEAVES, (low, high)
+    )
+    if postgres:
+        for record_id, at, kind, request, srv, user, device, code, variant, commitment in rows:
+            if commitment is None:
+                yield record_id, None
+                continue
+            yield (
+                record_id,
+                leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment),
+            )
+        return
+    for record_id, at, kind, request, srv, user, device, code, variant, payload, salt in rows:
+        if salt is None:
+            yield record_id, None
+            continue
+        if len(at) != 27 or at[-1] != "Z":  # not the stored form the leaf's time shares
+            try:
+                at = leaf_time(datetime.fromisoformat(at))
+            except ValueError:  # not a time at all: no leaf can match it
+                yield record_id, None
+                continue
+        commitment = hashlib.sha256(salt + (payload or b"")).hexdigest()
+        yield (
+            record_id,
+            leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment),
+        )
 
 
 def queue_stored_records(conn: Connection) -> None:

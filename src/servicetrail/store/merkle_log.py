@@ -24,12 +24,12 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
-from ..domain.access_log import leaf_data, log_month
+from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY as RECORD_FAMILY
-from .log_records import record_leaves
+from .log_records import record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
 
 _SEAL_CHUNK = 20_000
@@ -42,34 +42,41 @@ _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
 
 
+# (entry id, its leaf hash recomputed from the stored entry, or None when it cannot have one)
+LeafSource = Callable[[Connection, int, int], Iterator[tuple[int, bytes | None]]]
+
+
 @dataclass(frozen=True)
 class LogFamily:
     """A kind of entry that has monthly logs: its `family` key, its origin's part after the
     prefix ("" for records: `<prefix>/<YYYY-MM>`; "access/": `<prefix>/access/<YYYY-MM>`),
-    the word `log verify` names an entry with, and its leaf source: every stored entry as
-    (entry id, month, leaf_data or None when it cannot have a leaf), in id order."""
+    the word `log verify` names an entry with, the table its entries are stored in, and its
+    leaf source: the stored entries with ids in [low, high), in id order."""
 
     family: str
     infix: str
     noun: str
-    leaves: Callable[[Connection], Iterator[tuple[int, str, bytes | None]]]
+    table: str
+    leaves: LeafSource
 
     def origin(self, prefix: str, month: str) -> str:
         return f"{prefix}/{self.infix}{month}"
 
 
-def access_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
-    """Every stored access-log entry's leaf, recomputed from its row, in id order."""
-    after = 0
+def access_leaves(conn: Connection, low: int, high: int) -> Iterator[tuple[int, bytes | None]]:
+    """Every stored access-log entry's leaf hash in [low, high), recomputed from its row."""
+    after = low - 1
     while entries := entries_after(conn, after, 10_000):
         for entry in entries:
-            yield entry.id, log_month(entry), leaf_data(entry)
+            if entry.id >= high:
+                return
+            yield entry.id, merkle.leaf_hash(leaf_data(entry))
         after = entries[-1].id
 
 
 FAMILIES: tuple[LogFamily, ...] = (
-    LogFamily(RECORD_FAMILY, "", "record", record_leaves),
-    LogFamily(ACCESS_FAMILY, "access/", "access-entry", access_leaves),
+    LogFamily(RECORD_FAMILY, "", "record", "sat_record", record_leaf_hashes),
+    LogFamily(ACCESS_FAMILY, "access/", "access-entry", "access_log", access_leaves),
 )
 
 
