@@ -7,7 +7,9 @@ to its log in id order, grows the tiles, signs a checkpoint and empties the queu
 queue rather than "entries with an id above the last leaf": on PostgreSQL ids come from a
 sequence, and a slower concurrent ingest can commit a lower id after a higher one was
 sealed; the queue holds exactly what has committed and is not yet a leaf, so nothing is
-skipped and leaves follow the order entries became visible.
+skipped and leaves follow the order entries became visible. SQLite's single writer needs
+no queue: the record writer appends its leaves straight to their logs (`add_leaves`), and
+the seal grows the tiles over the leaves past each log's newest checkpoint.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -119,6 +121,43 @@ def queue_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> N
     )
 
 
+def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> None:
+    """Make entries leaves in the caller's (the entries') transaction. On SQLite, whose write
+    lock the caller holds, straight into their logs: the lock orders them as the queue would,
+    and the seal then only grows the tiles and signs (queueing cost a round trip through
+    log_pending for every record). On PostgreSQL, or when the queue already holds leaves of
+    this family that must go first, through the queue."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite" or _family_queued(conn, family):
+        queue_leaves(conn, family, rows)
+        return
+    by_month: dict[str, list[QueuedLeaf]] = {}
+    for row in rows:
+        by_month.setdefault(row[1], []).append(row)
+    for month, leaves in by_month.items():
+        size = _size(conn, family, month)
+        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+            queue_leaves(conn, family, leaves)  # retired: see seal
+            continue
+        _append_leaves(
+            conn,
+            family,
+            month,
+            size,
+            [(entry_id, leaf, salt) for entry_id, _, leaf, salt in leaves],
+        )
+
+
+def _family_queued(conn: Connection, family: str) -> bool:
+    return (
+        conn.exec_driver_sql(
+            "SELECT 1 FROM log_pending WHERE family = ? LIMIT 1", (family,)
+        ).first()
+        is not None
+    )
+
+
 def queue_entry_leaves(
     conn: Connection, family: str, entries: Sequence[tuple[int, str, bytes]]
 ) -> None:
@@ -140,22 +179,26 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     caller's transaction (commit it before reporting). The queue is read a chunk at a time,
     so a seal of millions of leaves runs in flat memory."""
     _lock(conn)
-    logs = conn.execute(
-        select(log_pending.c.family, log_pending.c.month)
-        .distinct()
-        .order_by(log_pending.c.family, log_pending.c.month)
-    ).all()
-    if not logs:
+    queued = {
+        (str(family), str(month))
+        for family, month in conn.execute(
+            select(log_pending.c.family, log_pending.c.month).distinct()
+        )
+    }
+    grown = _grown_logs(conn) if conn.dialect.name == "sqlite" else {}
+    if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
     _remember_key(conn, signer.verifier_key, now)
     sealed = []
-    for family, month in logs:
+    for family, month in sorted(queued | set(grown)):
         size = _size(conn, family, month)
-        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+        last = latest_checkpoint(conn, family, month)
+        if size == 0 and last is not None:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
+        _tile_appended(conn, family, month, last.size if last else 0, size)
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
@@ -178,6 +221,43 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
         )
         sealed.append(Sealed(origin, size, note))
     return sealed
+
+
+def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
+    """SQLite: the logs holding leaves past their newest checkpoint (added by add_leaves),
+    with their sizes. Each log's first key is found by a seek on log_leaf's primary key, so
+    this reads a few rows a log, not the leaves."""
+    grown: dict[tuple[str, str], int] = {}
+    after = ("", "")
+    while True:
+        found = conn.exec_driver_sql(
+            "SELECT family, month FROM log_leaf WHERE (family, month) > (?, ?) "
+            "ORDER BY family, month LIMIT 1",
+            after,
+        ).first()
+        if found is None:
+            return grown
+        after = (str(found[0]), str(found[1]))
+        size = _size(conn, *after)
+        last = latest_checkpoint(conn, *after)
+        if last is None or last.size < size:
+            grown[after] = size
+
+
+def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: int) -> None:
+    """Grow the tiles over leaves appended straight to the log (add_leaves) since the newest
+    checkpoint, whose seal left the tiles complete up to its size."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    statement = (
+        f"SELECT leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
+        f"AND leaf_index >= {mark} AND leaf_index < {mark} ORDER BY leaf_index"
+    )
+    for start in range(tiled, size, _SEAL_CHUNK):
+        end = min(size, start + _SEAL_CHUNK)
+        hashes = [bytes(h) for (h,) in conn.exec_driver_sql(statement, (family, month, start, end))]
+        if len(hashes) != end - start:
+            raise LogDamaged(f"log {family}/{month} lacks leaves between {start} and {end}")
+        _grow_tiles(conn, family, month, start, end, hashes)
 
 
 def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]]:
