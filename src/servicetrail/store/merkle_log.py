@@ -42,6 +42,10 @@ TILE = 4
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
+_SQLITE_APPEND = (
+    "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 # (entry id, its leaf hash recomputed from the stored entry, or None when it cannot have one)
@@ -132,21 +136,20 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     if conn.dialect.name != "sqlite" or _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
-    by_month: dict[str, list[QueuedLeaf]] = {}
-    for row in rows:
-        by_month.setdefault(row[1], []).append(row)
-    for month, leaves in by_month.items():
+    next_index: dict[str, int] = {}
+    for month in dict.fromkeys(row[1] for row in rows):
         size = _size(conn, family, month)
         if size == 0 and latest_checkpoint(conn, family, month) is not None:
-            queue_leaves(conn, family, leaves)  # retired: see seal
+            queue_leaves(conn, family, [row for row in rows if row[1] == month])  # see seal
             continue
-        _append_leaves(
-            conn,
-            family,
-            month,
-            size,
-            [(entry_id, leaf, salt) for entry_id, _, leaf, salt in leaves],
-        )
+        next_index[month] = size
+    values = []
+    for entry_id, month, leaf, salt in rows:
+        index = next_index.get(month)
+        if index is not None:
+            values.append((family, month, index, entry_id, leaf, salt))
+            next_index[month] = index + 1
+    _driver(conn).executemany(_SQLITE_APPEND, values)
 
 
 def _family_queued(conn: Connection, family: str) -> bool:
@@ -254,7 +257,8 @@ def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: 
     )
     for start in range(tiled, size, _SEAL_CHUNK):
         end = min(size, start + _SEAL_CHUNK)
-        hashes = [bytes(h) for (h,) in conn.exec_driver_sql(statement, (family, month, start, end))]
+        read = _driver(conn).execute(statement, (family, month, start, end))
+        hashes = [bytes(h) for (h,) in read.fetchall()]
         if len(hashes) != end - start:
             raise LogDamaged(f"log {family}/{month} lacks leaves between {start} and {end}")
         _grow_tiles(conn, family, month, start, end, hashes)
@@ -302,10 +306,10 @@ def _remember_key(conn: Connection, verifier_key: str, now: datetime) -> None:
 
 
 def _size(conn: Connection, family: str, month: str) -> int:
-    top = conn.execute(
-        select(func.max(log_leaf.c.leaf_index)).where(
-            log_leaf.c.family == family, log_leaf.c.month == month
-        )
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    top = conn.exec_driver_sql(
+        f"SELECT max(leaf_index) FROM log_leaf WHERE family = {mark} AND month = {mark}",
+        (family, month),
     ).scalar()
     return 0 if top is None else int(top) + 1
 
@@ -325,11 +329,7 @@ def _append_leaves(
                 for value in values:
                     copy.write_row(value)
         return
-    driver.executemany(
-        "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        values,
-    )
+    driver.executemany(_SQLITE_APPEND, values)
 
 
 def _grow_tiles(
@@ -343,6 +343,7 @@ def _grow_tiles(
     """Store the tiles the new leaves completed, level by level; `new_leaves` are the hashes
     of leaves old_size.. and each level's new tiles feed the next."""
     tree = StoredTree(conn, family, month)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
     level, fresh = 0, new_leaves
     while True:
         upper = level + TILE
@@ -355,18 +356,10 @@ def _grow_tiles(
         tiles = [
             merkle.perfect_from(below[i * width : (i + 1) * width]) for i in range(last - first)
         ]
-        conn.execute(
-            log_node.insert(),
-            [
-                {
-                    "family": family,
-                    "month": month,
-                    "level": upper,
-                    "node_index": first + i,
-                    "hash": tile,
-                }
-                for i, tile in enumerate(tiles)
-            ],
+        conn.exec_driver_sql(
+            f"INSERT INTO log_node (family, month, level, node_index, hash) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
+            [(family, month, upper, first + i, tile) for i, tile in enumerate(tiles)],
         )
         level, fresh = upper, tiles
 
