@@ -276,7 +276,7 @@ def main() -> int:
     results: dict[str, dict] = {}
     pg = None
     with tempfile.TemporaryDirectory() as work:
-        for kind in a.engines.split(","):
+        for kind in filter(None, a.engines.split(",")):
             store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
             pg = store.pg or pg
             results[kind] = {}
