@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import (
@@ -153,29 +153,62 @@ _WITH_PAYLOAD = sat_record.outerjoin(
 
 
 @dataclass(frozen=True)
+class NewestCheckpoint:
+    origin: str
+    size: int
+    note: str
+
+
+@dataclass(frozen=True)
 class SealedLeaf:
     leaf: dict[str, Any]
     salt: bytes
     month: str
     index: int
+    checkpoint: NewestCheckpoint | None  # its log's newest, which may not hold it yet
 
 
+# The leaf, its place and its log's newest checkpoint in one statement on the driver: a
+# proof is a hot read, and SQLAlchemy's statement and row handling cost more than the reads
 _SEALED_LEAF = (
-    select(*LEAF_COLUMNS, log_leaf.c.salt, log_leaf.c.month, log_leaf.c.leaf_index)
-    .select_from(
-        _WITH_PAYLOAD.join(log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id))
-    )
-    .where(r.id == bindparam("record_id"))
+    "SELECT r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, "
+    "r.response_code, r.command_variant, p.payload, l.salt, l.month, l.leaf_index, "
+    "c.origin, c.tree_size, c.note "
+    "FROM log_leaf l JOIN sat_record r ON r.id = l.entry_id "
+    "LEFT JOIN sat_payload p ON p.record_id = r.id AND p.device_id = r.device_id "
+    "AND p.logged_at = r.logged_at "
+    "LEFT JOIN log_checkpoint c ON c.id = (SELECT n.id FROM log_checkpoint n "
+    "WHERE n.family = l.family AND n.month = l.month ORDER BY n.tree_size DESC LIMIT 1) "
+    "WHERE l.family = 'sat' AND l.entry_id = {mark}"
 )
 
 
 def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
-    """A sealed record's leaf object (read as stored), salt and place in its log, in one
-    read; None if it is not (yet) a leaf. The caller has applied the rule."""
-    row = conn.execute(_SEALED_LEAF, {"record_id": record_id}).first()
+    """A record's leaf object (read as stored), salt and place in its log, and its log's
+    newest checkpoint, in one read; None if it is not (yet) a leaf. The caller has applied
+    the rule."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    row = conn.exec_driver_sql(_SEALED_LEAF.format(mark=mark), (record_id,)).first()
     if row is None or row.salt is None:
         return None
-    return SealedLeaf(stored_leaf(row, row.salt), row.salt, row.month, int(row.leaf_index))
+    at = row.logged_at
+    if not isinstance(at, str) or len(at) != 27 or at[-1] != "Z":
+        at = leaf_time(at if isinstance(at, datetime) else datetime.fromisoformat(at))
+    leaf = record_leaf(
+        at,
+        row.kind,
+        row.request_id,
+        row.srv,
+        row.user_id,
+        row.device_id,
+        row.response_code,
+        row.command_variant,
+        payload_commitment(bytes(row.salt), row.payload or ""),
+    )
+    newest = (
+        None if row.origin is None else NewestCheckpoint(row.origin, int(row.tree_size), row.note)
+    )
+    return SealedLeaf(leaf, bytes(row.salt), row.month, int(row.leaf_index), newest)
 
 
 _JOINS = (
