@@ -31,6 +31,7 @@ from .log_tables import log_leaf, log_pending
 from .schema import sat_payload, sat_record
 
 FAMILY = "sat"
+RECORD_TABLE = sat_record.name  # where the family's entries are stored
 SALT_BYTES = 16
 _BACKFILL_BATCH = 5000
 

@@ -31,7 +31,7 @@ from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY as RECORD_FAMILY
-from .log_records import record_leaf_hashes
+from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
 
 _SEAL_CHUNK = 20_000
@@ -81,7 +81,7 @@ def access_leaves(conn: Connection, low: int, high: int) -> Iterator[tuple[int, 
 
 
 FAMILIES: tuple[LogFamily, ...] = (
-    LogFamily(RECORD_FAMILY, "", "record", "sat_record", record_leaf_hashes),
+    LogFamily(RECORD_FAMILY, "", "record", RECORD_TABLE, record_leaf_hashes),
     LogFamily(ACCESS_FAMILY, "access/", "access-entry", "access_log", access_leaves),
 )
 
