@@ -6,7 +6,9 @@
 
 Per engine, each figure the whole `servicetrail load ...` command (a child process: start-up,
 reading and validating the CSV, the store's decisions, writes and the visibility index),
-with its wall time, rows/s and peak memory:
+with its wall time, rows/s, peak memory, and its CPU seconds: all told (its parsing worker
+included), its own process's, the PostgreSQL server's, and its time waiting for a core
+(wall time on a shared machine is mostly that wait):
 - first load of devices.csv and responsibilities.csv into an empty store, then re-load of both;
 - the raw floor: the same rows, read with the csv module and no validation, inserted with
   executemany (SQLite) or binary COPY (PostgreSQL) into the same migrated, indexed tables;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -81,15 +84,19 @@ def rows_in(path: Path) -> int:
         return sum(1 for _ in csv.reader(f)) - 1
 
 
-def timed_command(args: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, CPU seconds (user + system), peak RSS (MB) and standard output of one
-    child process. The CPU time says what the command costs when the machine is shared:
-    on a busy one the wall time mostly measures the queue for the cores."""
+def timed_command(args: list[str]) -> tuple[float, float, int, str, float, float]:
+    """Wall seconds, CPU seconds (user + system, its parsing worker's included), peak RSS
+    (MB) and standard output of one child process, then from /proc/PID/schedstat, for its
+    own process alone: seconds on a core and seconds waiting for one (the kernel's run-queue
+    time). The CPU time says what the command costs when
+    the machine is shared: on a busy one the wall time mostly measures the queue for the
+    cores, and the run-queue time says how much of it."""
     start, cpu_before = time.perf_counter(), _children_cpu()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reader = ThreadPoolExecutor(1).submit(proc.communicate)
-    peak_kb = 0
+    peak_kb, ran_ns, waited_ns = 0, 0, 0
     status_file = Path(f"/proc/{proc.pid}/status")
+    schedstat = Path(f"/proc/{proc.pid}/schedstat")
     while not reader.done():
         try:
             peak_kb = max(
@@ -100,14 +107,16 @@ def timed_command(args: list[str]) -> tuple[float, float, int, str]:
                     if line.startswith("VmHWM:")
                 ]
             )
-        except (OSError, ValueError):
+            ran_ns, waited_ns = map(int, schedstat.read_text().split()[:2])
+        except (OSError, ValueError, IndexError):
             pass
         time.sleep(0.02)
     out, err = reader.result()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[3:])} failed: {out[-300:]!r} {err[-500:]!r}")
-    return wall, _children_cpu() - cpu_before, peak_kb // 1024, out.decode().strip()
+    cpu = _children_cpu() - cpu_before
+    return wall, cpu, peak_kb // 1024, out.decode().strip(), ran_ns / 1e9, waited_ns / 1e9
 
 
 def _children_cpu() -> float:
@@ -116,18 +125,55 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def load(url: str, what: str, path: Path) -> dict:
-    wall, cpu, peak_mb, said = timed_command([BIN, "--db", url, "load", what, str(path)])
+def server_cpu(store: Store) -> float:
+    """CPU seconds the PostgreSQL server has spent so far (0 for SQLite): the postmaster's
+    own, its ended children's (each command's backend ends with it), and its live ones'
+    (WAL writer, checkpointer...). A COPY's parsing, index and foreign-key work is there."""
+    if store.kind != "postgresql" or store.pg is None:
+        return 0.0
+    postmaster = int((store.pg.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        # after the command name, which is in parentheses and may hold spaces
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    own = fields(postmaster)
+    total = sum(int(v) for v in own[11:15])  # utime, stime, cutime, cstime
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for child in children:
+        try:
+            total += sum(int(v) for v in fields(int(child))[11:13])
+        except OSError:
+            pass  # ended meanwhile: now in the postmaster's cutime
+    return total / tick
+
+
+def load(store: Store, url: str, what: str, path: Path) -> dict:
+    server_before = server_cpu(store)
+    wall, cpu, peak_mb, said, ran, waited = timed_command(
+        [BIN, "--db", url, "load", what, str(path)]
+    )
     rows = rows_in(path)
-    return {
+    figures = {
         "rows": rows,
         "seconds": round(wall, 2),
         "rows_per_s": round(rows / wall),
         "cpu_seconds": round(cpu, 2),
         "rows_per_cpu_s": round(rows / cpu),
+        "loader_process_cpu_s": round(ran, 2),  # the rest of cpu_seconds: its parsing worker
         "peak_mb": peak_mb,
+        "waiting_for_a_core_s": round(waited, 2),
+        "load_average": round(os.getloadavg()[0], 1),
         "said": said,
     }
+    server = server_cpu(store) - server_before
+    if store.kind == "postgresql":
+        figures["server_cpu_seconds"] = round(server, 2)
+    # the loader, its parsing worker and the PostgreSQL server each on a core of their own:
+    # an idle machine with cores enough would need about the busiest one's CPU time
+    figures["rows_per_busier_cpu_s"] = round(rows / max(ran, cpu - ran, server))
+    return figures
 
 
 def _sqlite_time(text: str) -> str | None:
@@ -142,7 +188,7 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
     """Raw inserts of devices.csv and responsibilities.csv into an empty migrated store (its
     Parties loaded), in `batch`-row transactions, as bench/run.py's ingest floor: only the
     database's work is timed, not reading or converting the file."""
-    load(url, "users", folder / "users.csv")
+    load(store, url, "users", folder / "users.csv")
     conn = store.raw(url)
     if store.kind == "sqlite":  # as the store's engine sets them (store.engine)
         for pragma in (
@@ -218,22 +264,50 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
 def measure(store: Store, folder: Path, corrections: Path) -> dict:
     url = store.fresh("registry")
     result: dict = {}
-    load(url, "users", folder / "users.csv")
-    result["devices_first"] = load(url, "devices", folder / "devices.csv")
-    result["responsibilities_first"] = load(
-        url, "responsibilities", folder / "responsibilities.csv"
-    )
-    result["devices_reload"] = load(url, "devices", folder / "devices.csv")
-    result["responsibilities_reload"] = load(
-        url, "responsibilities", folder / "responsibilities.csv"
-    )
+    load(store, url, "users", folder / "users.csv")
+    for step, what in (
+        ("devices_first", "devices"),
+        ("responsibilities_first", "responsibilities"),
+        ("devices_reload", "devices"),
+        ("responsibilities_reload", "responsibilities"),
+    ):
+        result[step] = load(store, url, what, folder / f"{what}.csv")
     result["floor"] = floor(store, store.fresh("floor"), folder)
     ingest = subprocess.run(
         [BIN, "--db", url, "ingest", str(folder / "sat.jsonl")], capture_output=True, text=True
     )
     result["records_ingested"] = ingest.stdout.strip()
-    result["correction"] = load(url, "responsibilities", corrections)
+    result["correction"] = load(store, url, "responsibilities", corrections)
     return result
+
+
+def table(kind: str, result: dict) -> str:
+    """The figures as BENCHMARKS.md shows them, each load beside the raw floor of its table."""
+    lines = [
+        f"{kind}: command | rows | wall s | rows/s wall | CPU s | rows per CPU s | "
+        "loader process CPU s | server CPU s | rows per busier CPU s | peak MB | load avg | "
+        "waiting for a core s | "
+        "rows/s wall / floor"
+    ]
+    for step, table_name in (
+        ("devices_first", "device"),
+        ("devices_reload", "device"),
+        ("responsibilities_first", "responsibility"),
+        ("responsibilities_reload", "responsibility"),
+        ("correction", "responsibility"),
+    ):
+        f = result[step]
+        floor_rate = result["floor"][table_name]["rows_per_s"]
+        lines.append(
+            f"  {step} | {f['rows']:,} | {f['seconds']} | {f['rows_per_s']:,} | "
+            f"{f['cpu_seconds']} | {f['rows_per_cpu_s']:,} | {f['loader_process_cpu_s']} | "
+            f"{f.get('server_cpu_seconds', '')} | "
+            f"{f.get('rows_per_busier_cpu_s', '')} | {f['peak_mb']} | {f['load_average']} | "
+            f"{f['waiting_for_a_core_s']} | {f['rows_per_s'] / floor_rate:.2f}"
+        )
+    for table_name, f in result["floor"].items():
+        lines.append(f"  floor {table_name} | {f['rows']:,} | {f['seconds']} | {f['rows_per_s']:,}")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -261,6 +335,7 @@ def main() -> int:
         for store in each:
             report[store.kind] = measure(store, folder, corrections)
             print(json.dumps({store.kind: report[store.kind]}, indent=2), flush=True)
+            print(table(store.kind, report[store.kind]), flush=True)
             for stale in work.glob("*.db*"):
                 stale.unlink()
     out = ROOT / "bench" / "out"

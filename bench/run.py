@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402  (the benchmarks' shared set-up)
@@ -333,17 +334,33 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_split(server_pid: int) -> dict[str, float]:
+def _postgres_pids(url: str) -> list[int]:
+    """The processes of the PostgreSQL server behind `url`: the postmaster started with its
+    port, and its children. On a shared machine other servers' work must not count; when
+    no such postmaster is found here (a server started otherwise), every `postgres` process."""
+    port = urlsplit(url).port or 5432
+    every = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "postgres":
+                continue
+            pid = int(comm.parent.name)
+            every.append(pid)
+            args = (comm.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-p" in args and args[args.index(b"-p") + 1 :][:1] == [str(port).encode()]:
+            return [pid, *_descendants(pid)]
+    return every
+
+
+def cpu_split(server_pid: int, url: str = "") -> dict[str, float]:
     """CPU seconds used so far by the server (its worker processes), the database server's
     processes (PostgreSQL; SQLite runs inside the server) and this benchmark's clients."""
     server = sum(_cpu_seconds(p) for p in [server_pid, *_descendants(server_pid)])
     database = 0.0
-    for status in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if status.read_text().strip() == "postgres":
-                database += _cpu_seconds(int(status.parent.name))
-        except OSError:
-            continue
+    if url.startswith("postgres"):
+        database = sum(_cpu_seconds(p) for p in _postgres_pids(url))
     children = os.times()
     return {
         "server": server,
@@ -377,14 +394,14 @@ def bench_search(store: Store, url: str, clients: int, per_client: int, workers:
             plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, _, d in targets]
             _client((base, plan[:20], 0))  # warm up
             shares = [[rng.choice(plan) for _ in range(per_client)] for _ in range(clients)]
-            cpu_before = cpu_split(proc.pid)
+            cpu_before = cpu_split(proc.pid, url)
             start = time.perf_counter()
             with ProcessPoolExecutor(clients) as pool:
                 latencies = [
                     x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part
                 ]
             wall = time.perf_counter() - start
-            cpu_after = cpu_split(proc.pid)
+            cpu_after = cpu_split(proc.pid, url)
             solo = _client((base, [rng.choice(plan) for _ in range(300)], 0))
             results[label] = {
                 "requests": len(latencies),

@@ -147,10 +147,12 @@ def random_watches(engine, per_party: int, mix: str, seed: int = 13) -> int:
     srvs = sorted(CATALOGUE)
     made = 0
     with engine.begin() as conn:
-        parties = list(conn.execute(select(party.c.party_id)).scalars())
+        parties = list(conn.execute(select(party.c.party_id).order_by(party.c.party_id)).scalars())
         devices_of: dict[str, list[str]] = {}
         for device_id, party_id in conn.execute(
-            select(responsibility.c.device_id, responsibility.c.party_id)
+            select(responsibility.c.device_id, responsibility.c.party_id).order_by(
+                responsibility.c.party_id, responsibility.c.device_id
+            )
         ):
             devices_of.setdefault(party_id, []).append(device_id)
         for party_id in parties:
@@ -244,6 +246,34 @@ def receiver_stats(port: int) -> dict:
         return json.loads(answer.read())
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a running process so far (/proc/PID/stat): a child that
+    is still running has no rusage yet."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(pg) -> float:
+    """PostgreSQL's CPU seconds so far: the postmaster with its reaped children (backends that
+    ended), and every backend still running."""
+    if pg is None:
+        return 0.0
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15]) / tick
+        elif int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -332,7 +362,9 @@ def matching_overhead(
     return found
 
 
-def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: dict) -> dict:
+def deliveries(
+    new_store, files: dict[str, Path], work: Path, hooks: int, env: dict, pg=None
+) -> dict:
     """Sustained throughput, then commit-to-arrival latency, on one store."""
     from servicetrail.store.engine import open_store
     from servicetrail.store.outbox import pending_count
@@ -353,15 +385,27 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
     catch_up(engine, steps=10**9)
     with engine.connect() as conn:
         pending = pending_count(conn)
+    receiver_cpu = cpu_seconds(receiver.pid)
+    server_cpu = server_cpu_seconds(pg)
+    load_before = os.getloadavg()[0]
     worker = start([str(SERVICETRAIL), "--db", url, "deliver"], env)
     started = time.perf_counter()
+    profile = os.environ.get("BENCH_PYSPY")  # a file: sample the worker's threads with py-spy
+    if profile:
+        spy = Path(sys.executable).with_name("py-spy")
+        subprocess.Popen(
+            [spy, "record", "-p", str(worker.pid), "-d", "8", "-f", "raw", "-o", profile, "-t"]
+        )
     while True:
-        time.sleep(0.5)
+        time.sleep(0.2)
         with engine.connect() as conn:
             left = pending_count(conn)
         if left == 0 or time.perf_counter() - started > 600:
             break
     elapsed = time.perf_counter() - started
+    worker_cpu = cpu_seconds(worker.pid)  # start-up (imports) included: ~1 s
+    receiver_cpu = cpu_seconds(receiver.pid) - receiver_cpu
+    server_cpu = server_cpu_seconds(pg) - server_cpu
     stats = receiver_stats(port)
     delivered = len(stats["arrivals"])
     # steady state: from the 10th to the 90th percentile of arrivals (start-up and tail left out)
@@ -374,6 +418,11 @@ def deliveries(new_store, files: dict[str, Path], work: Path, hooks: int, env: d
         "seconds": round(elapsed, 2),
         "deliveries_per_s_overall": round(delivered / elapsed, 1),
         "deliveries_per_s_sustained": round(sustained, 1),
+        "deliver_cpu_s": round(worker_cpu, 2),
+        "deliver_cpu_ms_per_delivery": round(worker_cpu / max(1, delivered) * 1e3, 3),
+        "receiver_cpu_s": round(receiver_cpu, 2),
+        "postgresql_cpu_s": round(server_cpu, 2),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "signatures_checked": stats["checked"],
         "signatures_bad": stats["bad"],
     }
@@ -494,6 +543,7 @@ def main() -> int:
         "--delivery-records", type=int, default=40_000, help="records of the delivery measurement"
     )
     ap.add_argument("--watches-per-party", type=int, default=100)
+    ap.add_argument("--parts", default="matching,deliveries", help="which parts to run")
     ap.add_argument(
         "--hooks", type=int, default=4, help="webhook watches of the delivery measurement"
     )
@@ -515,7 +565,11 @@ def main() -> int:
     }
     pg = None
     try:
-        big = write_world(World(n_records=a.records, seed=2025), work / "big", sat=True, duis=False)
+        big = (
+            write_world(World(n_records=a.records, seed=2025), work / "big", sat=True, duis=False)
+            if "matching" in a.parts
+            else {}
+        )
         small = write_world(
             World(n_records=a.delivery_records, seed=2027), work / "small", sat=True, duis=False
         )
@@ -531,13 +585,15 @@ def main() -> int:
                 new_store = lambda name, server=pg: server.new_database()  # noqa: E731
             else:
                 new_store = lambda name, k=kind: f"sqlite:///{work / f'{k}-{name}.db'}"  # noqa: E731
-            result = {
-                "matching": matching_overhead(
+            result: dict = {}
+            if "matching" in a.parts:
+                result["matching"] = matching_overhead(
                     new_store, files(big), a.watches_per_party, a.mixes.split(","), env
                 )
-            }
-            print(json.dumps({kind: result}, indent=2), flush=True)
-            result.update(deliveries(new_store, files(small), work, a.hooks, env))
+                print(json.dumps({kind: result}, indent=2), flush=True)
+            if "deliveries" in a.parts:
+                server = pg if kind == "postgresql" else None
+                result.update(deliveries(new_store, files(small), work, a.hooks, env, server))
             report[kind] = result
             print(json.dumps({kind: result}, indent=2), flush=True)
     finally:

@@ -59,13 +59,20 @@ def world(engine):
     return load_personas(engine)
 
 
-@pytest.fixture(params=[20000, 1], ids=["one-batch", "batches-of-one"])
+@pytest.fixture(
+    params=[(20000, False), (1, False), (2, True)],
+    ids=["one-batch", "batches-of-one", "batches-of-two-read-by-a-worker"],
+)
 def batch(request, monkeypatch) -> int:
-    """Each test runs with the whole file in one batch and with every row its own batch:
-    the outcome must not depend on where the batches fall."""
-    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(request.param))  # each CLI run reads it
+    """Each test runs with the whole file in one batch, with every row its own batch, and
+    with the file read and validated by a worker process: the outcome must depend neither on
+    where the batches fall nor on which process parsed them."""
+    size, worker = request.param
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(size))  # each CLI run reads it
+    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0" if worker else str(1 << 40))
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "1" if worker else "0")
     settings.reload()
-    return request.param
+    return size
 
 
 def test_a_correction_file_changes_what_each_party_sees_past_records_included(
@@ -249,3 +256,32 @@ def test_an_empty_or_reversed_interval_is_refused_by_the_writers(world, end):
             ).scalar()
             == 1
         )
+
+
+def test_records_spelt_otherwise_load_as_their_stored_form(cli, world, batch, tmp_path):
+    """Most records are in the stored form already and skip the full parse; these are not
+    (a lower-case Device ID, an offset, spaces, a short record without its empty valid_to,
+    a capitalised relation) and must be read as the full parse reads them."""
+    rows = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + f"{PPMID_1.lower()},{WIRESCO},supplier,2025-01-01T01:00:00+01:00,2025-02-01\n"
+        + f"{PPMID_1}, {WIRESCO} ,supplier,2025-02-01\n"  # line 3: short, open
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"  # = line 2
+        + f"{PPMID_1},{WIRESCO},supplier,2025-02-01,\n"  # = line 3
+        + f"{PPMID_1},{WIRESCO},Supplier,2025-03-01,2025-02-01\n",  # line 6: reversed
+    )
+    result = cli("load", "responsibilities", rows)
+    assert result.stdout.startswith("loaded 2, rejected 1, skipped 2 duplicates")
+    [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
+    assert reject["line"] == 6
+    assert reject["reason"] == "valid_to 2025-02-01 is not after valid_from"
+    with world.engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
+                "ORDER BY valid_from"
+            ),
+            {"d": PPMID_1},
+        ).all()
+    assert [tuple(r) for r in held] == [(WIRESCO, False), (WIRESCO, True)]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from servicetrail.domain import merkle
 from servicetrail.domain.access_log import MAX_DEVICE_IDS, Reader, Tally, leaf_data
 from servicetrail.store.access_log import (
     EntryFilter,
@@ -110,6 +111,28 @@ def test_a_logged_read_writes_its_entry_only_when_it_ends_well(engine):
         len(mp141),
     )
     assert list(stored[0].device_ids) == sorted({i["device_id"] for i in mp141})
+
+
+def test_a_logged_reads_entry_is_queued_as_the_leaf_of_the_stored_entry(engine):
+    """The leaf queued for sealing is the one `log verify` recomputes from the stored row (on
+    PostgreSQL the store hashes it around the id it draws, in the read's own transaction),
+    and the same connection serves the next logged read."""
+    viewer = P.load_personas(engine).viewer(P.WIRESCO)
+    asked = {"device_id": P.ESME_1, "note": 'a "quote", é and \\ "id":1,'}
+    with engine.connect() as conn:
+        for _ in range(2):
+            with logged_read(conn, viewer, WS, "search", asked) as read:
+                read.search_page(Search(device_id=P.ESME_1), 100)
+        stored = entries_after(conn, 0, 10)
+        queued = conn.execute(
+            text("SELECT entry_id, leaf_hash FROM log_pending WHERE family = 'access'")
+        ).all()
+        conn.commit()
+    assert read.entry is not None and read.entry.id in (0, stored[-1].id)
+    assert sorted((e, bytes(h)) for e, h in queued) == [
+        (e.id, merkle.leaf_hash(leaf_data(e))) for e in stored
+    ]
+    assert stored[0].filters == asked and len(stored) == 2
 
 
 @pytest.fixture

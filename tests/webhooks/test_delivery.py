@@ -207,3 +207,47 @@ def test_a_url_that_turns_unsafe_is_refused_at_delivery(engine, world, monkeypat
         assert run(deliverer, lambda: deliverer.stats.failed >= 1)
         assert receiver.received == []
         assert any(e.startswith("refused") for e in deliverer.stats.errors)
+
+
+def test_a_lease_takes_only_what_each_watch_is_given(engine, world) -> None:
+    """A lease asks, per watch with deliveries due, how many to take: a watch given none (its
+    receiver busy) keeps all its deliveries due, and the lease does not read them."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import lease_due
+    from servicetrail.store.watches import catch_up
+
+    made = []
+    for name in ("busy", "free"):
+        with engine.begin() as conn:
+            made.append(
+                create_watch(
+                    conn,
+                    P.SOUTHENERGY,
+                    watch_spec({"name": name, "webhook": {"url": f"http://127.0.0.1:9/{name}"}}),
+                    new_secret(),
+                )["id"]
+            )
+    busy, free = made
+    lk_requests(engine, 1, 2, 3)
+    catch_up(engine)  # the matcher, which the worker runs
+    asked: list[list[tuple[int, str]]] = []
+
+    def share(due: list[tuple[int, str]]) -> dict[int, int]:
+        asked.append(due)
+        return {busy: 0, free: 2}
+
+    with engine.begin() as conn:
+        leased = lease_due(conn, datetime.now(timezone.utc), 10, timedelta(minutes=5), share)
+    assert asked == [[(busy, "http://127.0.0.1:9/busy"), (free, "http://127.0.0.1:9/free")]]
+    assert [(d.watch_id, d.event_id) for d in leased] == [(free, 1), (free, 2)]
+    with engine.connect() as conn:
+        assert pending_count(conn, busy) == 3 and pending_count(conn, free) == 3
+    with engine.begin() as conn:  # the two leased are not due again; the busy watch's all are
+        again = lease_due(conn, datetime.now(timezone.utc), 10, timedelta(minutes=5))
+    assert sorted((d.watch_id, d.event_id) for d in again) == [
+        (busy, 1),
+        (busy, 2),
+        (busy, 3),
+        (free, 3),
+    ]

@@ -185,7 +185,7 @@ def deliver_cmd() -> None:
     import asyncio
     import signal
 
-    from ..webhooks.deliver import Deliverer, retry_schedule
+    from ..webhooks.deliver import Deliverer, new_event_loop, retry_schedule
 
     try:
         schedule = retry_schedule()
@@ -201,7 +201,8 @@ def deliver_cmd() -> None:
         await deliverer.run(stop)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
     s = deliverer.stats
     click.echo(
         f"delivered {s.delivered}, failed attempts {s.failed}, gone {s.gone}, given up "

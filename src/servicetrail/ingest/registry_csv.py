@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import IO
 
-from ..domain.ids import InvalidValue, eui64, party_id, role_code
+from ..domain.ids import EUI64_SHAPE, InvalidValue, eui64, party_id, role_code
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
 
@@ -34,6 +34,8 @@ def _party(text: str) -> str:
 class RegistryFile:
     columns: tuple[str, ...]
     parse: Callable[[Mapping[str, str]], object]
+    # given the header, a parse of one record's values by position: what the loader runs
+    parser: Callable[[list[str]], Callable[[list[str]], object]]
 
 
 def _field(row: Mapping[str, str], name: str, required: bool = True) -> str:
@@ -92,10 +94,101 @@ def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
     )
 
 
-USERS = RegistryFile(("user_id", "party_id", "party_name", "role"), parse_user)
-DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device)
+# A Responsibility as the store's bulk writer takes it: (device_id, party_id, relation,
+# valid_from, valid_to), the field order of domain.model.Responsibility
+IntervalRow = tuple[str, str, str, datetime, datetime | None]
+RowParser = Callable[[list[str]], object]
+
+
+def _by_mapping(parse: Callable[[Mapping[str, str]], object]) -> Callable[[list[str]], RowParser]:
+    def parser(header: list[str]) -> RowParser:
+        return lambda values: parse(dict(zip(header, values)))
+
+    return parser
+
+
+def _positions(header: list[str], names: tuple[str, ...]) -> tuple[list[int | None], int]:
+    """Where each named column is (the last of that name, as dict(zip(header, values)) has
+    it; None if absent), and how many values a record needs to hold all of them."""
+    at = {name: i for i, name in enumerate(header)}
+    found = [at.get(name) for name in names]
+    return found, 1 + max(i for i in found if i is not None)
+
+
+def _device_parser(header: list[str]) -> RowParser:
+    """parse_device on a record's values by position. Values already in their stored form
+    (nearly all) are taken as they are; any other record goes through parse_device, which
+    normalises it or refuses it with its reason."""
+    (i_device, i_type, i_smets), width = _positions(header, DEVICES.columns)
+    assert i_device is not None and i_type is not None and i_smets is not None  # read_header
+    smets_of = {"1": 1, "2": 2}
+
+    def parse(values: list[str]) -> Device:
+        if len(values) >= width:
+            device_id, device_type = values[i_device], values[i_type]
+            smets = smets_of.get(values[i_smets])
+            if smets and device_type in _DEVICE_TYPE_NAMES and EUI64_SHAPE.match(device_id):
+                return Device(device_id.upper(), device_type, smets)
+        return parse_device(dict(zip(header, values)))
+
+    return parse
+
+
+def _interval_parser(header: list[str]) -> RowParser:
+    """parse_responsibility on a record's values by position, as an IntervalRow. The texts of
+    times and Party IDs repeat: each is validated once (by parse_responsibility) and then
+    looked up; a record holding any text not seen valid before goes through it whole, so
+    its reasons and their order stay that function's."""
+    (i_device, i_party, i_relation, i_from, i_to), width = _positions(
+        header, RESPONSIBILITIES.columns
+    )
+    assert i_device is not None and i_party is not None and i_relation is not None
+    assert i_from is not None
+    times: dict[str, datetime] = {}
+    parties: dict[str, str] = {}
+
+    def parse(values: list[str]) -> IntervalRow:
+        if len(values) >= width:
+            device_id, raw_from = values[i_device], values[i_from]
+            raw_to = "" if i_to is None else values[i_to]
+            relation = _RELATION_TEXTS.get(values[i_relation])
+            party = parties.get(values[i_party])
+            start = times.get(raw_from)
+            end = times.get(raw_to) if raw_to else None
+            if (
+                relation
+                and party
+                and start
+                and (end or not raw_to)
+                and (end is None or start < end)
+                and EUI64_SHAPE.match(device_id)
+            ):
+                return device_id.upper(), party, relation, start, end
+        row = parse_responsibility(dict(zip(header, values)))
+        if len(times) > _REMEMBERED or len(parties) > _REMEMBERED:
+            times.clear()
+            parties.clear()
+        parties[values[i_party]] = row.party_id  # both present: parse_responsibility took them
+        times[values[i_from]] = row.valid_from
+        if row.valid_to is not None and i_to is not None:
+            times[values[i_to]] = row.valid_to
+        return row.device_id, row.party_id, row.relation, row.valid_from, row.valid_to
+
+    return parse
+
+
+_DEVICE_TYPE_NAMES = frozenset(DEVICE_TYPES)
+_RELATION_TEXTS = {r.value: r.value for r in Relation}
+_REMEMBERED = 1 << 16  # distinct times or Party IDs kept per run: a registry has a few thousand
+
+USERS = RegistryFile(
+    ("user_id", "party_id", "party_name", "role"), parse_user, _by_mapping(parse_user)
+)
+DEVICES = RegistryFile(("device_id", "device_type", "smets"), parse_device, _device_parser)
 RESPONSIBILITIES = RegistryFile(
-    ("device_id", "party_id", "relation", "valid_from", "valid_to"), parse_responsibility
+    ("device_id", "party_id", "relation", "valid_from", "valid_to"),
+    parse_responsibility,
+    _interval_parser,
 )
 
 
@@ -104,15 +197,14 @@ class BadHeader(ValueError):
     it."""
 
 
-@dataclass(frozen=True, slots=True)
-class CsvRecord:
-    """One record of a registry file: the line it starts on, its bytes as they came (several
-    lines when a quoted field holds a line break), and its fields, or why it has none."""
+# One record of a registry file: the line it starts on, its bytes as they came (several lines
+# when a quoted field holds a line break), and its fields, or None and why it has none. A
+# plain tuple: a registry load makes millions of them.
+CsvRecord = tuple[int, bytes, list[str] | None, str]
 
-    line: int
-    raw: bytes
-    values: list[str] | None
-    problem: str = ""
+# The csv module's default limit on a field: a longer line goes to it, so that it is refused
+# there as before
+_FIELD_LIMIT = csv.field_size_limit()
 
 
 class _Lines:
@@ -126,12 +218,30 @@ class _Lines:
         self._stream = stream
         self.count = 0
         self.taken: list[bytes] = []
+        self.pushed: bytes | None = None
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._stream:
-            self.count += 1
-            self.taken.append(raw)
-            yield raw.decode("utf-8", "surrogateescape")
+        return self
+
+    def __next__(self) -> str:
+        raw = self.next_raw()
+        self.taken.append(raw)
+        return raw.decode("utf-8", "surrogateescape")
+
+    def next_raw(self) -> bytes:
+        """The next line as bytes (counted, not kept): the one handed back, else the file's."""
+        raw, self.pushed = self.pushed, None
+        if raw is None:
+            raw = self._stream.readline()
+            if not raw:
+                raise StopIteration
+        self.count += 1
+        return raw
+
+    def hand_back(self, raw: bytes) -> None:
+        """A line taken with next_raw that the csv module must read after all."""
+        self.pushed = raw
+        self.count -= 1
 
     def take(self) -> bytes:
         taken, self.taken = self.taken, []
@@ -169,19 +279,53 @@ def read_header(
 
 
 def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
+    """The records, as the csv module reads them. A line the csv module would split on its
+    commas alone (no quote, no carriage return or NUL inside, within its field limit: nearly
+    every line of a registry) is split here instead, at a fraction of the cost; any other
+    goes to the csv module, which reads on into the next lines if a quoted field holds a
+    line break."""
+    next_raw = lines.next_raw
     while True:
-        start = lines.count + 1
         try:
-            values = next(reader)
+            raw = next_raw()
         except StopIteration:
             return
-        except csv.Error as e:  # e.g. a field over the csv module's 131,072 characters
-            yield CsvRecord(start, lines.take(), None, f"not a CSV record: {e}")
+        body = raw[:-1] if raw[-1:] == b"\n" else raw
+        if body[-1:] == b"\r":
+            body = body[:-1]
+        if (
+            b'"' not in body
+            and b"\r" not in body
+            and b"\x00" not in body
+            and len(body) < _FIELD_LIMIT
+        ):
+            if not body.strip():
+                continue  # a blank line: nothing to load or reject
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lines.count, raw, None, "not UTF-8 text"
+                continue
+            yield lines.count, raw, text.split(","), ""
             continue
-        raw = lines.take()
-        if not raw.strip():
-            continue  # a blank line: nothing to load or reject
-        if _has_surrogates(values):
-            yield CsvRecord(start, raw, None, "not UTF-8 text")
-            continue
-        yield CsvRecord(start, raw, values)
+        lines.hand_back(raw)
+        yield from _csv_record(reader, lines)
+
+
+def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
+    """The next record, read by the csv module (nothing at the end of the file)."""
+    start = lines.count + 1
+    try:
+        values = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:  # e.g. a field over the csv module's 131,072 characters
+        yield start, lines.take(), None, f"not a CSV record: {e}"
+        return
+    raw = lines.take()
+    if not raw.strip():
+        return  # a blank line: nothing to load or reject
+    if _has_surrogates(values):
+        yield start, raw, None, "not UTF-8 text"
+        return
+    yield start, raw, values, ""

@@ -21,7 +21,7 @@ import os
 import pickle
 import signal
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import count
 from pathlib import Path
 from typing import IO, Any
@@ -181,3 +181,61 @@ def _receive(stream: IO[bytes]) -> tuple[str, Any]:
                 else pickle.loads(memoryview(data)[1:])
             )
     raise RuntimeError("a parsing worker ended unexpectedly (killed, or out of memory?)")
+
+
+def produced(items: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+    """What `items()` yields, made in one forked worker process while this one consumes it
+    (for an input whose records cannot be cut into chunks by lines, such as a CSV whose
+    quoted fields may hold line breaks). The worker runs at most a pipe's depth ahead, so
+    memory stays bounded; an exception it raises is raised here."""
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        try:  # the child must never return into the parent's code, which would write the store too
+            os.close(read_end)
+            _produce(write_end, items)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    stream = os.fdopen(read_end, "rb")
+    try:
+        while True:
+            kind, body = _receive(stream)
+            if kind == "end":
+                return
+            if kind == "error":
+                raise body
+            yield body
+    finally:
+        stream.close()  # a worker still writing gets EPIPE and leaves
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+
+
+def _produce(fd: int, items: Callable[[], Iterable[Any]]) -> None:
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        _die_with_parent()
+        out = os.fdopen(fd, "wb", closefd=False)
+        try:
+            for item in items():
+                _send(out, ("chunk", item))
+            _send(out, ("end", None))
+            code = 0
+        except BrokenPipeError:
+            pass  # the parent has gone
+        except BaseException as e:
+            try:
+                _send(out, ("error", _picklable(e)))
+            except BaseException:
+                pass
+    finally:
+        os._exit(code)

@@ -7,7 +7,7 @@ PostgreSQL as well as by the statement) and by auditors (everyone's).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
@@ -27,7 +27,13 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
-from .access_writer import queued_leaf, stored_entry, write_committed
+from .access_writer import (
+    insert_in_transaction,
+    queued_leaf,
+    stored_entry,
+    write_committed,
+    write_in_transaction,
+)
 from .log_tables import log_pending
 from .read_transaction import read_as, time_limit
 
@@ -54,8 +60,10 @@ def append_entry(
 ) -> AccessEntry:
     """Appends one entry and returns once it is committed (group commit: store.access_writer),
     so the caller answers only once it is stored; the entry returned has no id then (0),
-    since batched rows are not read back. With `commit` False it joins the caller's
-    transaction instead (and has its id), which then must commit before anything is sent."""
+    since batched rows are not read back. On PostgreSQL, an entry after a read is written in
+    the read's transaction and commits it (store.access_writer.write_in_transaction). With
+    `commit` False it joins the caller's transaction instead (and has its id), which then
+    must commit before anything is sent."""
     entry = AccessEntry(
         id=0,  # the store's
         at=_now(),
@@ -68,20 +76,54 @@ def append_entry(
         mp141_records_returned=tally.mp141_records_returned,
         device_ids=tuple(sorted(tally.device_ids)),
     )
-    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
-    row["filters"] = orjson.dumps(entry.filters).decode()
-    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    row = _row(entry)
     if not commit:
         entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
         leaf = queued_leaf(stored_entry(entry_id, row))
         conn.execute(insert(log_pending).values(dict(zip(_QUEUED, leaf))))
         return replace(entry, id=entry_id)
     if conn.in_transaction():
+        if conn.dialect.name == "postgresql":
+            return replace(entry, id=write_in_transaction(conn, row))
         # the read's transaction ends first, by COMMIT: psycopg forgets its prepared
         # statements on a ROLLBACK (see web.api.list_records)
         conn.commit()
     write_committed(conn, row)
     return entry
+
+
+def _row(entry: AccessEntry) -> dict[str, Any]:
+    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
+    row["filters"] = orjson.dumps(entry.filters).decode()
+    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    return row
+
+
+def append_entries(
+    conn: Connection, reads: Sequence[tuple[Reader, str, Mapping[str, Any], Tally]]
+) -> None:
+    """One entry per (reader, action, filters, tally), in the caller's transaction, which must
+    commit before anything is sent (webhook leases: one entry per delivery, hundreds a lease)."""
+    at = _now()
+    rows = [
+        _row(
+            AccessEntry(
+                id=0,
+                at=at,
+                party_id=reader.party_id,
+                actor=bounded_actor(reader.actor),
+                interface=reader.interface,
+                action=action,
+                filters=bounded_filters(filters),
+                records_returned=tally.records_returned,
+                mp141_records_returned=tally.mp141_records_returned,
+                device_ids=tuple(sorted(tally.device_ids)),
+            )
+        )
+        for reader, action, filters, tally in reads
+    ]
+    if rows:
+        insert_in_transaction(conn, rows)
 
 
 def _entry(row: Any) -> AccessEntry:

@@ -27,9 +27,9 @@ from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
 from ..domain.visibility import Decision, Scope, Viewer
 from . import log_proofs, queries, triggers, watches
-from .access_log import append_entry
+from .access_log import append_entries, append_entry
 from .export import OwnReport, own_report_csv
-from .outbox import Due, lease_due
+from .outbox import Due, Share, lease_due
 
 
 class LoggedRead:
@@ -184,19 +184,21 @@ def lease_deliveries(
     now: datetime,
     limit: int,
     lease: timedelta,
-    busy_watches: frozenset[int] = frozenset(),
+    share: Share | None = None,
     accept: Callable[[Due], bool] = lambda _: True,
 ) -> list[Due]:
     """`store.outbox.lease_due`, with one access-log entry per delivery leased (each attempt
     sends its record to the watch's Party's receiver), in the lease's transaction: the entry
     is committed before the delivery's first byte is sent."""
-    due = lease_due(conn, now, limit, lease, busy_watches, accept)
+    due = lease_due(conn, now, limit, lease, share, accept)
+    reads = []
     for delivery in due:
         tally = Tally()
         tally.count([delivery.event["record"]])
         reader = Reader(delivery.party_id, WEBHOOK.actor, WEBHOOK.interface)
         filters = {"watch_id": delivery.watch_id, "event_id": delivery.event_id}
-        append_entry(conn, reader, "deliver", filters, tally, commit=False)
+        reads.append((reader, "deliver", filters, tally))
+    append_entries(conn, reads)
     return due
 
 

@@ -7,18 +7,18 @@ its leased rows to come due again when the lease ends: at least once, never lost
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, delete, literal, select, update
+from sqlalchemy import BigInteger, bindparam, delete, literal, select, update
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries
+from .watch_sql import due_deliveries, due_watches
 from .watch_tables import watch, webhook_outbox
 
 
@@ -35,13 +35,16 @@ class Due:
     party_id: str = ""  # the watch's Party, for the delivery's access-log entry
 
 
-def _lock_rows(conn: Connection, statement: Select[Any]) -> Select[Any]:
-    if conn.dialect.name == "postgresql":
-        return statement.with_for_update(of=webhook_outbox, skip_locked=True)
-    driver: Any = conn.connection.driver_connection
-    if not driver.in_transaction:
-        driver.execute("BEGIN IMMEDIATE")  # one deliverer leases at a time
-    return statement
+# From the watches with deliveries due (id, URL): how many of each to lease now.
+Share = Callable[[list[tuple[int, str]]], Mapping[int, int]]
+
+
+def _write_lock(conn: Connection) -> None:
+    """SQLite: one deliverer leases at a time (PostgreSQL locks rows: see `lease_due`)."""
+    if conn.dialect.name != "postgresql":
+        driver: Any = conn.connection.driver_connection
+        if not driver.in_transaction:
+            driver.execute("BEGIN IMMEDIATE")
 
 
 def lease_due(
@@ -49,13 +52,16 @@ def lease_due(
     now: datetime,
     limit: int,
     lease: timedelta,
-    busy_watches: frozenset[int] = frozenset(),
+    share: Share | None = None,
     accept: Callable[[Due], bool] = lambda _: True,
 ) -> list[Due]:
-    """Up to `limit` deliveries due at `now` (oldest first, none of `busy_watches`, whose
-    receiver already has all it may in flight), those `accept` takes leased until
-    `now + lease`, in the caller's transaction; the others stay due. Deliveries whose record
-    the Party may no longer see are dropped on the way."""
+    """Up to `limit` deliveries due at `now`, at most what `share` gives each watch (by
+    default, up to `limit` each), oldest first within a watch; those `accept` takes are
+    leased until `now + lease`, in the caller's transaction, and the others stay due.
+    Deliveries whose record the Party may no longer see are dropped on the way.
+
+    Each watch's rows come by an index probe of their own (`watch_sql.due_deliveries`): a
+    watch given nothing (its receiver is busy) costs nothing, however much of it is due."""
     if (
         conn.execute(
             select(literal(1)).where(webhook_outbox.c.next_attempt_at <= now).limit(1)
@@ -63,34 +69,23 @@ def lease_due(
         is None
     ):
         return []  # nothing due: no lock taken (the worker asks ten times a second)
+    _write_lock(conn)
+    watches = [(w, url) for w, url in conn.execute(due_watches(), {"now": now})]
+    wanted = share(watches) if share is not None else {w: limit for w, _ in watches}
     statement = due_deliveries()
-    if busy_watches:
-        statement = statement.where(webhook_outbox.c.watch_id.not_in(sorted(busy_watches)))
-    rows = conn.execute(_lock_rows(conn, statement), {"now": now, "lim": limit}).all()
-    hidden = [(r.watch_id, r.event_id) for r in rows if not r.visible]
+    if conn.dialect.name == "postgresql":
+        statement = statement.with_for_update(of=webhook_outbox, skip_locked=True)
+    due: list[Due] = []
+    hidden: list[tuple[int, int]] = []
+    for watch_id, _ in watches:
+        take = min(wanted.get(watch_id, 0), limit - len(due))
+        if take <= 0:
+            continue
+        rows = conn.execute(statement, {"now": now, "lim": take, "watch_id": watch_id}).all()
+        hidden += [(r.watch_id, r.event_id) for r in rows if not r.visible]
+        due += [d for d in map(_due, rows) if d is not None and accept(d)]
     if hidden:
         _delete(conn, hidden)
-    due = []
-    for r in rows:
-        if not r.visible:
-            continue
-        record = titles_only(item(*(*r[7:21], *NO_BODY)))
-        delivery = Due(
-            r.watch_id,
-            r.event_id,
-            r.attempts,
-            r.webhook_url,
-            r.webhook_secret,
-            {
-                "event_id": r.event_id,
-                "watch_id": r.watch_id,
-                "matched_at": format_time(r.matched_at),
-                "record": record,
-            },
-            r.watch_party_id,
-        )
-        if accept(delivery):
-            due.append(delivery)
     if due:
         conn.execute(
             update(webhook_outbox)
@@ -102,6 +97,26 @@ def lease_due(
             [{"w": d.watch_id, "e": d.event_id} for d in due],
         )
     return due
+
+
+def _due(r: Any) -> Due | None:
+    if not r.visible:
+        return None
+    record = titles_only(item(*(*r[7:21], *NO_BODY)))
+    return Due(
+        r.watch_id,
+        r.event_id,
+        r.attempts,
+        r.webhook_url,
+        r.webhook_secret,
+        {
+            "event_id": r.event_id,
+            "watch_id": r.watch_id,
+            "matched_at": format_time(r.matched_at),
+            "record": record,
+        },
+        r.watch_party_id,
+    )
 
 
 def _delete(conn: Connection, keys: list[tuple[int, int]]) -> None:

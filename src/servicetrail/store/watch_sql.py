@@ -1,10 +1,12 @@
 """The statements of watches (SPEC section 6) over the trail, all through the rule.
 
-The rule is `visibility_sql`'s, unchanged. Where one statement serves many Parties (the
-matcher reads each new record once for every Party that watches; the deliverer re-checks a
-page of events of many watches), the viewer's bind parameters are swapped for a column
-holding the Party (`for_party`), so the same clauses decide, per row, for that row's Party.
-`tests/store/test_watch_property.py` proves the events equal what `decide()` allows.
+The rule is `visibility_sql`'s, unchanged. The matcher reads which watching Parties may see
+each new record from the visibility index the ingest wrote (`indexed_candidates`); every
+read or delivery of an event applies the rule again. Where one statement serves many
+Parties (the deliverer re-checks the events of a watch's Party), the viewer's bind
+parameters are swapped for a column holding the Party (`for_party`), so the same clauses
+decide, per row, for that row's Party. `tests/store/test_watch_property.py` proves the
+events equal what `decide()` allows.
 """
 
 from __future__ import annotations
@@ -21,27 +23,26 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     exists,
     func,
     literal,
     or_,
     select,
     type_coerce,
-    union,
 )
 from sqlalchemy.sql.elements import BinaryExpression
-from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from .items import item_columns, with_item_joins
-from .schema import dcc_user, responsibility, sat_record
+from .schema import dcc_user, responsibility, sat_record, sat_visibility
 from .visibility_sql import (
     VIEWER_PARTY,
     VIEWER_USER_IDS,
     VIEWER_USER_IDS_NOT,
-    own_clause,
     visible_clause,
 )
+from .visibility_index import MP141, OWN
 from .watch_tables import watch, watch_event, webhook_outbox
 
 s = sat_record.c
@@ -93,60 +94,57 @@ def record_ids_between() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
-def candidates() -> Select[Any]:
-    """Each record in (after, upto] of the `kinds` watched, with each watching Party that may see it
-    (the rule, per pair), and what the filters need: `own` (rule 1) and `held` (devices "mine": the
-    Party was supplier or network operator of the record's Device at its time, whatever its kind).
+def indexed_candidates() -> Select[Any]:
+    """The matcher's candidates, read from the per-Party visibility index (`sat_visibility`)
+    that the ingest batch already wrote: each record in (after, upto] (logged in [lo, hi],
+    which prunes PostgreSQL's monthly partitions) of the `kinds` watched, with each of the
+    `parties` (those that watch) that may see it, `own` (the row is rule 1's) and `held`
+    (rule 3's rows are held by definition; for rule 1's, the Party's interval on the Device
+    is looked up). An index probe per watching Party instead of the rule per pair.
 
-    The Parties tried for a record are only those that can see it at all, by rule 1 (the
-    Party of its User) or rule 3 (a Party with any interval on its Device); the rule itself
-    then decides, so this narrowing can drop pairs but never add one."""
-    new = (
-        select(s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id)
-        .where(
-            s.id > bindparam("after", type_=BigInteger),
-            s.id <= bindparam("upto", type_=BigInteger),
-            # the kinds some watch asks for: acknowledgements, a third of the trail, are rarely
-            s.kind.in_(bindparam("kinds", expanding=True, type_=s.kind.type)),
-        )
-        .cte("new")
-    )
-    watching = select(watch.c.party_id).distinct()
+    The rule is applied again whenever an event is read or delivered (`events_page`,
+    `due_deliveries`), so an index row gone stale could only make an event nobody is shown."""
+    v = sat_visibility.c
     r = responsibility.c
-    pairs = union(
-        select(new.c.id, r.party_id)
-        .join_from(new, responsibility, r.device_id == new.c.device_id)
-        .where(new.c.device_id != "", r.party_id.in_(watching)),
-        select(new.c.id, dcc_user.c.party_id)
-        .join_from(new, dcc_user, dcc_user.c.user_id == new.c.user_id)
-        .where(dcc_user.c.party_id.in_(watching)),
-    ).subquery("pairs")
-    party = pairs.c.party_id
-    on_new = ClauseAdapter(new).traverse
     held = exists(
         select(literal(1)).where(
-            r.device_id == new.c.device_id,
-            r.party_id == party,
-            r.valid_from <= new.c.logged_at,
-            or_(r.valid_to.is_(None), new.c.logged_at < r.valid_to),
+            r.device_id == s.device_id,
+            r.party_id == v.party_id,
+            r.valid_from <= v.logged_at,
+            or_(r.valid_to.is_(None), v.logged_at < r.valid_to),
         )
     )
-    # the time as the engine holds it (SQLite's text; a datetime from psycopg), unconverted:
-    # the matcher writes it straight back into the events
-    logged_at = type_coerce(new.c.logged_at, String)
     return (
         select(
-            new.c.id,
-            logged_at,
-            new.c.kind,
-            new.c.srv,
-            new.c.device_id,
-            party,
-            for_party(on_new(own_clause()), party).label("own"),
-            held.label("held"),
+            v.record_id,
+            # the time as the engine holds it (SQLite's text; a datetime from psycopg),
+            # unconverted: the matcher writes it straight back into the events
+            type_coerce(v.logged_at, String),
+            v.kind,
+            v.srv,
+            s.device_id,
+            v.party_id,
+            (v.access == OWN).label("own"),
+            case((v.access == MP141, literal(True)), else_=held).label("held"),
         )
-        .select_from(new.join(pairs, pairs.c.id == new.c.id))
-        .where(for_party(on_new(visible_clause()), party))
+        .select_from(
+            sat_visibility.join(sat_record, and_(s.id == v.record_id, s.logged_at == v.logged_at))
+        )
+        .where(
+            v.party_id.in_(bindparam("parties", expanding=True, type_=v.party_id.type)),
+            v.record_id > bindparam("after", type_=BigInteger),
+            v.record_id <= bindparam("upto", type_=BigInteger),
+            v.logged_at >= bindparam("lo", type_=v.logged_at.type),
+            v.logged_at <= bindparam("hi", type_=v.logged_at.type),
+            v.kind.in_(bindparam("kinds", expanding=True, type_=v.kind.type)),
+        )
+    )
+
+
+def new_records_span() -> Select[Any]:
+    """The first and last `logged_at` of the records in (after, upto]."""
+    return select(func.min(s.logged_at), func.max(s.logged_at)).where(
+        s.id > bindparam("after", type_=BigInteger), s.id <= bindparam("upto", type_=BigInteger)
     )
 
 
@@ -189,10 +187,29 @@ def events_page() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
+def due_watches() -> Select[Any]:
+    """The watches with a webhook on and a delivery due now, with their URLs: one probe of
+    the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however long the due
+    backlog is."""
+    o = webhook_outbox.c
+    w = watch.c
+    due = exists(
+        select(literal(1)).where(o.watch_id == w.id, o.next_attempt_at <= bindparam("now"))
+    )
+    return (
+        select(w.id, w.webhook_url)
+        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due)
+        .order_by(w.id)
+    )
+
+
+@lru_cache(maxsize=1)
 def due_deliveries() -> Select[Any]:
-    """The webhook deliveries due now, oldest first, each with its event as an item if the
-    watch's Party may still see the record (`visible`), else with only the ids, to be dropped.
-    One statement for a page of many watches: the rule per row, for that row's Party."""
+    """One watch's webhook deliveries due now, oldest first, each with its event as an item
+    if the watch's Party may still see the record (`visible`), else with only the ids, to be
+    dropped. The rule per row, for the watch's Party. A statement per watch: its rows come by
+    the `(watch_id, next_attempt_at)` index, so a receiver's lease never walks the rows of
+    other receivers due before its own."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
@@ -222,6 +239,7 @@ def due_deliveries() -> Select[Any]:
         )
         .select_from(with_item_joins(joined, with_payload=False))
         .where(
+            o.watch_id == bindparam("watch_id", type_=BigInteger),
             o.next_attempt_at <= bindparam("now"),
             w.webhook_disabled_at.is_(None),
             w.webhook_url.is_not(None),

@@ -100,6 +100,8 @@ webhook_outbox = Table(
         name="fk_webhook_outbox_watch_event",
     ),
     Index("ix_webhook_outbox_next_attempt_at", "next_attempt_at"),
+    # 0011: a lease takes each watch's due rows by this, never walking other watches' rows
+    Index("ix_webhook_outbox_watch_id_next_attempt_at", "watch_id", "next_attempt_at"),
 )
 
 WATCH_TABLES = (watch, watch_event, watch_cursor, webhook_outbox)

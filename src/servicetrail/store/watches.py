@@ -11,7 +11,6 @@ the cursor move together.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,8 +36,9 @@ from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
 from .watch_sql import (
-    candidates,
     events_page as events_page_statement,
+    indexed_candidates,
+    new_records_span,
     newest_record_id,
     recent_events as recent_events_statement,
     record_ids_between,
@@ -52,8 +52,6 @@ CURSOR = "watches"
 # On PostgreSQL, ids come from a sequence: a loader's transaction still open leaves a gap
 # below ids already committed. The matcher waits this long for a gap to fill (a batch of
 # 20,000 records commits in seconds) before taking it as a transaction that rolled back.
-
-_IN_CHUNK = 5000  # ids per IN list: well under SQLite's 32,766 bound parameters
 
 
 class WatchLimit(ValueError):
@@ -277,9 +275,22 @@ def _lock_cursor(conn: Connection) -> Any | None:
     return conn.execute(query).first()
 
 
-def _chunks(values: list[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bool]]:
+    """(id, last_event_id, whether its webhook delivers) of the watches still there. One
+    array or JSON parameter, through the driver: an IN list of thousands of ids cost
+    SQLAlchemy more to render than the query took (profiled)."""
+    driver: Any = conn.connection.driver_connection
+    columns = (
+        "SELECT id, last_event_id, "
+        "webhook_url IS NOT NULL AND webhook_disabled_at IS NULL FROM watch WHERE "
+    )
+    if conn.dialect.name == "postgresql":
+        rows = driver.execute(columns + "id = ANY(%s)", (watch_ids,)).fetchall()
+    else:
+        rows = driver.execute(
+            columns + "id IN (SELECT value FROM json_each(?))", (orjson.dumps(watch_ids).decode(),)
+        ).fetchall()
+    return [(watch_id, last, bool(hooked)) for watch_id, last, hooked in rows]
 
 
 def match_new_records(
@@ -340,8 +351,19 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
         list
     )  # watch -> (record id, its time, its Device)
     index, after_of = cached.index, cached.after
+    lo, hi = conn.execute(new_records_span(), {"after": after, "upto": upto}).one()
+    if lo is None:
+        return 0
+    params = {
+        "after": after,
+        "upto": upto,
+        "lo": lo,
+        "hi": hi,
+        "kinds": cached.kinds,
+        "parties": sorted(index),
+    }
     for record_id, logged_at, kind, srv, device_id, party_id, own, held in conn.execute(
-        candidates(), {"after": after, "upto": upto, "kinds": cached.kinds}
+        indexed_candidates(), params
     ):
         party_watches = index.get(party_id)
         if party_watches is None:
@@ -357,23 +379,18 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
         _drop_known(conn, found, after, seen)
     events, outbox, counters = [], [], []
     stamp = sqlite_time(now) if conn.dialect.name == "sqlite" else now
-    w = watch.c
-    for chunk in _chunks(sorted(found)):
-        delivering = w.webhook_url.is_not(None) & w.webhook_disabled_at.is_(None)
-        current = conn.execute(
-            select(w.id, w.last_event_id, delivering).where(w.id.in_(chunk))
-        ).all()
-        for watch_id, last, hooked in current:  # a watch deleted meanwhile is not here
-            records = sorted(found[watch_id])  # event ids follow record ids
-            if not records:
-                continue
-            events += [
-                (watch_id, last + n, record_id, logged_at, device_id, stamp)
-                for n, (record_id, logged_at, device_id) in enumerate(records, start=1)
-            ]
-            if hooked:
-                outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
-            counters.append((last + len(records), watch_id))
+    # a watch deleted meanwhile is not among them
+    for watch_id, last, hooked in _counters(conn, sorted(found)):
+        records = sorted(found[watch_id])  # event ids follow record ids
+        if not records:
+            continue
+        events += [
+            (watch_id, last + n, record_id, logged_at, device_id, stamp)
+            for n, (record_id, logged_at, device_id) in enumerate(records, start=1)
+        ]
+        if hooked:
+            outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
+        counters.append((last + len(records), watch_id))
     _write_events(conn, events, outbox, counters)
     return len(events)
 
