@@ -234,14 +234,14 @@ def bench_http_proofs(url: str, requests: int) -> dict:
             shares = [
                 [rng.choice(plan) for _ in range(requests // clients)] for _ in range(clients)
             ]
-            before = cpu_split(proc.pid)
+            before = cpu_split(proc.pid, url)
             began = time.perf_counter()
             with ProcessPoolExecutor(clients) as pool:
                 times = [
                     x for part in pool.map(_client, [(base, s, 0) for s in shares]) for x in part
                 ]
             wall = time.perf_counter() - began
-            after = cpu_split(proc.pid)
+            after = cpu_split(proc.pid, url)
             results[f"{clients}_clients"] = {
                 "requests": len(times),
                 "p50_ms": round(percentile(times, 50), 2),
