@@ -126,3 +126,44 @@ def test_tiles_across_several_seals_give_the_same_roots_and_proofs(engine):
                     proof = StoredTree(conn, "sat", "2025-02").consistency(old, new)
                     assert rfc9162.rfc_consistency_ok(old, new, *roots, proof)
     assert check_every_leaf(engine) == written
+
+
+def test_leaves_follow_the_order_records_were_stored_in_when_older_ones_wait_in_the_queue(engine):
+    """Records stored without leaves and salted later (migration 0009's backfill) wait in the
+    queue; records appended after them wait behind them, so the log keeps the stored order."""
+    from servicetrail.store.log_records import queue_stored_records
+    from servicetrail.store.partitions import ensure_months
+    from servicetrail.store.schema import sat_record
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            ensure_months(conn, [r.logged_at for r in records(20)])
+        for i, record in enumerate(records(20)):
+            conn.execute(
+                sat_record.insert().values(
+                    id=i + 1,
+                    logged_at=record.logged_at,
+                    kind=record.kind,
+                    request_id=record.request_id,
+                    srv=record.srv,
+                    user_id=record.user_id,
+                    device_id=record.device_id,
+                    identity_key="",
+                )
+            )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT setval('sat_record_id_seq', 20)")
+        queue_stored_records(conn)
+    append(engine, records(30, first=20))
+    seal_store(engine)
+    append(engine, records(5, first=50))  # the queue is empty again
+    seal_store(engine)
+    with engine.connect() as conn:
+        order = conn.execute(
+            select(log_leaf.c.month, log_leaf.c.entry_id).order_by(
+                log_leaf.c.month, log_leaf.c.leaf_index
+            )
+        ).all()
+    assert [entry for _, entry in order] == sorted(entry for _, entry in order)
+    assert len(order) == 55
+    assert check_every_leaf(engine) == 55

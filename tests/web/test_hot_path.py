@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
 from servicetrail.web.hot_path import HotPath
 from tests import personas as P
@@ -96,6 +97,16 @@ def test_one_record_answers_the_same_seen_hidden_or_missing(clients, tokens, wor
             _same_answer(clients, f"{PAGE}/{record_id}", headers)
 
 
+def test_a_proof_answers_the_same_seen_hidden_or_missing(clients, tokens, world) -> None:
+    seal_store(clients[0].app.state.engine)
+    ids = sorted(world.ids.values())
+    candidates = [*ids, max(ids) + 1, 0, 2**63, "00" + str(ids[0])]
+    for party in VIEWERS:
+        headers = {"Authorization": f"Bearer {tokens[party]}"}
+        for record_id in candidates:
+            _same_answer(clients, f"{PAGE}/{record_id}/proof", headers)
+
+
 BAD_QUERIES = (
     "device_id=not-a-device",  # said by build_search, on either path
     "request_id=nope",
@@ -176,11 +187,13 @@ def test_the_hot_path_answers_the_ordinary_reads_and_passes_on_the_rest(
         PAGE,
         f"{PAGE}?device_id={P.ESME_1}&limit=5",
         f"{PAGE}/{min(world.ids.values())}",
+        f"{PAGE}/{min(world.ids.values())}/proof",
     ):
-        assert client.get(path, headers=headers).status_code in (200, 404), path
+        assert client.get(path, headers=headers).status_code in (200, 404, 409), path
     assert client.get(f"{PAGE}?device_id=nope", headers=headers).status_code == 422
     assert client.get(PAGE).status_code == 401
     for path in (f"{PAGE}?limit=0", f"{PAGE}?x=1", f"{PAGE}/abc", f"{PAGE}/", "/api/v1/x"):
         assert client.get(path, headers=headers).status_code == 299, path
     assert client.post(PAGE, headers=headers).status_code == 299
     assert client.get(f"{PAGE}/1/why", headers=headers).status_code == 299
+    assert client.get(f"{PAGE}/1/proof?x=1", headers=headers).status_code == 299

@@ -16,7 +16,6 @@ from .merkle_log import (
     LogDamaged,
     StoredTree,
     checkpoint_at,
-    latest_checkpoint,
     latest_checkpoints,
     verifier_keys,
 )
@@ -53,7 +52,7 @@ def proof_with_record(
     sealed = sealed_leaf_of(conn, record_id)
     if sealed is None:
         raise NotSealed(record_id)
-    checkpoint = latest_checkpoint(conn, FAMILY, sealed.month)
+    checkpoint = sealed.checkpoint
     if checkpoint is None or checkpoint.size <= sealed.index:
         raise NotSealed(record_id)
     proof = StoredTree(conn, FAMILY, sealed.month).inclusion(sealed.index, checkpoint.size)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import (
@@ -31,6 +31,7 @@ from .log_tables import log_leaf, log_pending
 from .schema import sat_payload, sat_record
 
 FAMILY = "sat"
+RECORD_TABLE = sat_record.name  # where the family's entries are stored
 SALT_BYTES = 16
 _BACKFILL_BATCH = 5000
 
@@ -50,23 +51,49 @@ def hot_leaf(
     command_variant: int | None,
     payload: str,
 ) -> tuple[bytes, bytes]:
-    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form.
-    record_leaf's object with its keys already in sorted order, so orjson need not sort
-    (tests/store/test_log_records.py holds the two to the same bytes)."""
+    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form."""
     salt = _salts.take()
+    commitment = hashlib.sha256(salt + payload.encode()).hexdigest()
+    return salt, leaf_hash_of(
+        logged_at,
+        kind,
+        request_id,
+        srv,
+        user_id,
+        device_id,
+        response_code,
+        command_variant,
+        commitment,
+    )
+
+
+def leaf_hash_of(
+    logged_at: str,
+    kind: str,
+    request_id: str,
+    srv: str | None,
+    user_id: str,
+    device_id: str,
+    response_code: str | None,
+    command_variant: int | None,
+    commitment: str,
+) -> bytes:
+    """The leaf hash of record_leaf's object, for the hot paths (ingest, `log verify`): its
+    keys already in sorted order, so orjson need not sort (tests/store/test_log_records.py
+    holds the two to the same bytes)."""
     leaf = {
         "command_variant": command_variant,
         "device_id": device_id,
         "kind": kind,
         "logged_at": logged_at,
-        "payload_commitment": hashlib.sha256(salt + payload.encode()).hexdigest(),
+        "payload_commitment": commitment,
         "request_id": request_id,
         "response_code": response_code or "",
         "srv": srv or "",
         "user_id": user_id,
         "v": LEAF_VERSION,
     }
-    return salt, hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
+    return hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
 
 
 class _SaltSource:
@@ -127,50 +154,127 @@ _WITH_PAYLOAD = sat_record.outerjoin(
 
 
 @dataclass(frozen=True)
+class NewestCheckpoint:
+    origin: str
+    size: int
+    note: str
+
+
+@dataclass(frozen=True)
 class SealedLeaf:
     leaf: dict[str, Any]
     salt: bytes
     month: str
     index: int
+    checkpoint: NewestCheckpoint | None  # its log's newest, which may not hold it yet
 
 
+# The leaf, its place and its log's newest checkpoint in one statement on the driver: a
+# proof is a hot read, and SQLAlchemy's statement and row handling cost more than the reads
 _SEALED_LEAF = (
-    select(*LEAF_COLUMNS, log_leaf.c.salt, log_leaf.c.month, log_leaf.c.leaf_index)
-    .select_from(
-        _WITH_PAYLOAD.join(log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id))
-    )
-    .where(r.id == bindparam("record_id"))
+    "SELECT r.logged_at, r.kind, r.request_id, r.srv, r.user_id, r.device_id, "
+    "r.response_code, r.command_variant, p.payload, l.salt, l.month, l.leaf_index, "
+    "c.origin, c.tree_size, c.note "
+    "FROM log_leaf l JOIN sat_record r ON r.id = l.entry_id "
+    "LEFT JOIN sat_payload p ON p.record_id = r.id AND p.device_id = r.device_id "
+    "AND p.logged_at = r.logged_at "
+    "LEFT JOIN log_checkpoint c ON c.id = (SELECT n.id FROM log_checkpoint n "
+    "WHERE n.family = l.family AND n.month = l.month ORDER BY n.tree_size DESC LIMIT 1) "
+    "WHERE l.family = 'sat' AND l.entry_id = {mark}"
 )
 
 
 def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
-    """A sealed record's leaf object (read as stored), salt and place in its log, in one
-    read; None if it is not (yet) a leaf. The caller has applied the rule."""
-    row = conn.execute(_SEALED_LEAF, {"record_id": record_id}).first()
+    """A record's leaf object (read as stored), salt and place in its log, and its log's
+    newest checkpoint, in one read; None if it is not (yet) a leaf. The caller has applied
+    the rule."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    row = conn.exec_driver_sql(_SEALED_LEAF.format(mark=mark), (record_id,)).first()
     if row is None or row.salt is None:
         return None
-    return SealedLeaf(stored_leaf(row, row.salt), row.salt, row.month, int(row.leaf_index))
-
-
-def record_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
-    """Every stored record as (id, month, leaf_data), in id order: the `sat` family's leaf
-    source for `log verify`. leaf_data is None for a record that has no salt (one written
-    behind servicetrail's back)."""
-    salt = func.coalesce(log_leaf.c.salt, log_pending.c.salt).label("salt")
-    query = (
-        select(*LEAF_COLUMNS, salt)
-        .select_from(
-            _WITH_PAYLOAD.outerjoin(
-                log_leaf, and_(log_leaf.c.family == FAMILY, log_leaf.c.entry_id == r.id)
-            ).outerjoin(
-                log_pending, and_(log_pending.c.family == FAMILY, log_pending.c.entry_id == r.id)
-            )
-        )
-        .order_by(r.id)
+    at = row.logged_at
+    if not isinstance(at, str) or len(at) != 27 or at[-1] != "Z":
+        at = leaf_time(at if isinstance(at, datetime) else datetime.fromisoformat(at))
+    leaf = record_leaf(
+        at,
+        row.kind,
+        row.request_id,
+        row.srv,
+        row.user_id,
+        row.device_id,
+        row.response_code,
+        row.command_variant,
+        payload_commitment(bytes(row.salt), row.payload or ""),
     )
-    for row in conn.execution_options(yield_per=5000).execute(query):
-        data = canonical_json(stored_leaf(row, row.salt)) if row.salt is not None else None
-        yield row.id, month_of(row.logged_at), data
+    newest = (
+        None if row.origin is None else NewestCheckpoint(row.origin, int(row.tree_size), row.note)
+    )
+    return SealedLeaf(leaf, bytes(row.salt), row.month, int(row.leaf_index), newest)
+
+
+_JOINS = (
+    "FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id "
+    "AND p.device_id = r.device_id AND p.logged_at = r.logged_at "
+    "LEFT JOIN log_leaf l ON l.family = 'sat' AND l.entry_id = r.id "
+    "LEFT JOIN log_pending q ON q.family = 'sat' AND q.entry_id = r.id "
+)
+_TITLES = "r.id, {time}, r.kind, r.request_id, r.srv, r.user_id, r.device_id, r.response_code, "
+# SQLite hands the payload over as its stored UTF-8 bytes (no decoding and encoding again)
+_SQLITE_LEAVES = (
+    "SELECT "
+    + _TITLES.format(time="r.logged_at")
+    + "r.command_variant, CAST(p.payload AS BLOB), coalesce(l.salt, q.salt) "
+    + _JOINS
+    + "WHERE r.id >= ? AND r.id < ? ORDER BY r.id"
+)
+# PostgreSQL commits to the payload itself: the hashing runs in the server's process, on the
+# other core, and payloads never cross to the client
+_POSTGRES_LEAVES = (
+    "SELECT "
+    + _TITLES.format(
+        time="""to_char(r.logged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+    )
+    + "r.command_variant, encode(sha256(coalesce(l.salt, q.salt) "
+    "|| convert_to(coalesce(p.payload, ''), 'UTF8')), 'hex') "
+    + _JOINS
+    + "WHERE r.id >= %s AND r.id < %s ORDER BY r.id"
+)
+_STREAM = 5000
+
+
+def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[int, bytes | None]]:
+    """Every stored record with an id in [low, high) as (id, its leaf hash recomputed from the
+    row as stored), in id order: the `sat` family's leaf source for `log verify`. The hash is
+    None for a record that has no salt (one written behind servicetrail's back)."""
+    postgres = conn.dialect.name == "postgresql"
+    rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
+        _POSTGRES_LEAVES if postgres else _SQLITE_LEAVES, (low, high)
+    )
+    if postgres:
+        for record_id, at, kind, request, srv, user, device, code, variant, commitment in rows:
+            if commitment is None:
+                yield record_id, None
+                continue
+            yield (
+                record_id,
+                leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment),
+            )
+        return
+    for record_id, at, kind, request, srv, user, device, code, variant, payload, salt in rows:
+        if salt is None:
+            yield record_id, None
+            continue
+        if len(at) != 27 or at[-1] != "Z":  # not the stored form the leaf's time shares
+            try:
+                at = leaf_time(datetime.fromisoformat(at))
+            except ValueError:  # not a time at all: no leaf can match it
+                yield record_id, None
+                continue
+        commitment = hashlib.sha256(salt + (payload or b"")).hexdigest()
+        yield (
+            record_id,
+            leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment),
+        )
 
 
 def queue_stored_records(conn: Connection) -> None:

@@ -7,7 +7,9 @@ to its log in id order, grows the tiles, signs a checkpoint and empties the queu
 queue rather than "entries with an id above the last leaf": on PostgreSQL ids come from a
 sequence, and a slower concurrent ingest can commit a lower id after a higher one was
 sealed; the queue holds exactly what has committed and is not yet a leaf, so nothing is
-skipped and leaves follow the order entries became visible.
+skipped and leaves follow the order entries became visible. SQLite's single writer needs
+no queue: the record writer appends its leaves straight to their logs (`add_leaves`), and
+the seal grows the tiles over the leaves past each log's newest checkpoint.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -24,12 +26,12 @@ from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
-from ..domain.access_log import leaf_data, log_month
+from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY as RECORD_FAMILY
-from .log_records import record_leaves
+from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
 
 _SEAL_CHUNK = 20_000
@@ -40,36 +42,47 @@ TILE = 4
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
+_SQLITE_APPEND = (
+    "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+# (entry id, its leaf hash recomputed from the stored entry, or None when it cannot have one)
+LeafSource = Callable[[Connection, int, int], Iterator[tuple[int, bytes | None]]]
 
 
 @dataclass(frozen=True)
 class LogFamily:
     """A kind of entry that has monthly logs: its `family` key, its origin's part after the
     prefix ("" for records: `<prefix>/<YYYY-MM>`; "access/": `<prefix>/access/<YYYY-MM>`),
-    the word `log verify` names an entry with, and its leaf source: every stored entry as
-    (entry id, month, leaf_data or None when it cannot have a leaf), in id order."""
+    the word `log verify` names an entry with, the table its entries are stored in, and its
+    leaf source: the stored entries with ids in [low, high), in id order."""
 
     family: str
     infix: str
     noun: str
-    leaves: Callable[[Connection], Iterator[tuple[int, str, bytes | None]]]
+    table: str
+    leaves: LeafSource
 
     def origin(self, prefix: str, month: str) -> str:
         return f"{prefix}/{self.infix}{month}"
 
 
-def access_leaves(conn: Connection) -> Iterator[tuple[int, str, bytes | None]]:
-    """Every stored access-log entry's leaf, recomputed from its row, in id order."""
-    after = 0
+def access_leaves(conn: Connection, low: int, high: int) -> Iterator[tuple[int, bytes | None]]:
+    """Every stored access-log entry's leaf hash in [low, high), recomputed from its row."""
+    after = low - 1
     while entries := entries_after(conn, after, 10_000):
         for entry in entries:
-            yield entry.id, log_month(entry), leaf_data(entry)
+            if entry.id >= high:
+                return
+            yield entry.id, merkle.leaf_hash(leaf_data(entry))
         after = entries[-1].id
 
 
 FAMILIES: tuple[LogFamily, ...] = (
-    LogFamily(RECORD_FAMILY, "", "record", record_leaves),
-    LogFamily(ACCESS_FAMILY, "access/", "access-entry", access_leaves),
+    LogFamily(RECORD_FAMILY, "", "record", RECORD_TABLE, record_leaf_hashes),
+    LogFamily(ACCESS_FAMILY, "access/", "access-entry", "access_log", access_leaves),
 )
 
 
@@ -112,6 +125,42 @@ def queue_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> N
     )
 
 
+def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> None:
+    """Make entries leaves in the caller's (the entries') transaction. On SQLite, whose write
+    lock the caller holds, straight into their logs: the lock orders them as the queue would,
+    and the seal then only grows the tiles and signs (queueing cost a round trip through
+    log_pending for every record). On PostgreSQL, or when the queue already holds leaves of
+    this family that must go first, through the queue."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite" or _family_queued(conn, family):
+        queue_leaves(conn, family, rows)
+        return
+    next_index: dict[str, int] = {}
+    for month in dict.fromkeys(row[1] for row in rows):
+        size = _size(conn, family, month)
+        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+            queue_leaves(conn, family, [row for row in rows if row[1] == month])  # see seal
+            continue
+        next_index[month] = size
+    values = []
+    for entry_id, month, leaf, salt in rows:
+        index = next_index.get(month)
+        if index is not None:
+            values.append((family, month, index, entry_id, leaf, salt))
+            next_index[month] = index + 1
+    _driver(conn).executemany(_SQLITE_APPEND, values)
+
+
+def _family_queued(conn: Connection, family: str) -> bool:
+    return (
+        conn.exec_driver_sql(
+            "SELECT 1 FROM log_pending WHERE family = ? LIMIT 1", (family,)
+        ).first()
+        is not None
+    )
+
+
 def queue_entry_leaves(
     conn: Connection, family: str, entries: Sequence[tuple[int, str, bytes]]
 ) -> None:
@@ -133,22 +182,26 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     caller's transaction (commit it before reporting). The queue is read a chunk at a time,
     so a seal of millions of leaves runs in flat memory."""
     _lock(conn)
-    logs = conn.execute(
-        select(log_pending.c.family, log_pending.c.month)
-        .distinct()
-        .order_by(log_pending.c.family, log_pending.c.month)
-    ).all()
-    if not logs:
+    queued = {
+        (str(family), str(month))
+        for family, month in conn.execute(
+            select(log_pending.c.family, log_pending.c.month).distinct()
+        )
+    }
+    grown = _grown_logs(conn) if conn.dialect.name == "sqlite" else {}
+    if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
     _remember_key(conn, signer.verifier_key, now)
     sealed = []
-    for family, month in logs:
+    for family, month in sorted(queued | set(grown)):
         size = _size(conn, family, month)
-        if size == 0 and latest_checkpoint(conn, family, month) is not None:
+        last = latest_checkpoint(conn, family, month)
+        if size == 0 and last is not None:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
+        _tile_appended(conn, family, month, last.size if last else 0, size)
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
@@ -171,6 +224,44 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
         )
         sealed.append(Sealed(origin, size, note))
     return sealed
+
+
+def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
+    """SQLite: the logs holding leaves past their newest checkpoint (added by add_leaves),
+    with their sizes. Each log's first key is found by a seek on log_leaf's primary key, so
+    this reads a few rows a log, not the leaves."""
+    grown: dict[tuple[str, str], int] = {}
+    after = ("", "")
+    while True:
+        found = conn.exec_driver_sql(
+            "SELECT family, month FROM log_leaf WHERE (family, month) > (?, ?) "
+            "ORDER BY family, month LIMIT 1",
+            after,
+        ).first()
+        if found is None:
+            return grown
+        after = (str(found[0]), str(found[1]))
+        size = _size(conn, *after)
+        last = latest_checkpoint(conn, *after)
+        if last is None or last.size < size:
+            grown[after] = size
+
+
+def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: int) -> None:
+    """Grow the tiles over leaves appended straight to the log (add_leaves) since the newest
+    checkpoint, whose seal left the tiles complete up to its size."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    statement = (
+        f"SELECT leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
+        f"AND leaf_index >= {mark} AND leaf_index < {mark} ORDER BY leaf_index"
+    )
+    for start in range(tiled, size, _SEAL_CHUNK):
+        end = min(size, start + _SEAL_CHUNK)
+        read = _driver(conn).execute(statement, (family, month, start, end))
+        hashes = [bytes(h) for (h,) in read.fetchall()]
+        if len(hashes) != end - start:
+            raise LogDamaged(f"log {family}/{month} lacks leaves between {start} and {end}")
+        _grow_tiles(conn, family, month, start, end, hashes)
 
 
 def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]]:
@@ -215,10 +306,10 @@ def _remember_key(conn: Connection, verifier_key: str, now: datetime) -> None:
 
 
 def _size(conn: Connection, family: str, month: str) -> int:
-    top = conn.execute(
-        select(func.max(log_leaf.c.leaf_index)).where(
-            log_leaf.c.family == family, log_leaf.c.month == month
-        )
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    top = conn.exec_driver_sql(
+        f"SELECT max(leaf_index) FROM log_leaf WHERE family = {mark} AND month = {mark}",
+        (family, month),
     ).scalar()
     return 0 if top is None else int(top) + 1
 
@@ -238,11 +329,7 @@ def _append_leaves(
                 for value in values:
                     copy.write_row(value)
         return
-    driver.executemany(
-        "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        values,
-    )
+    driver.executemany(_SQLITE_APPEND, values)
 
 
 def _grow_tiles(
@@ -256,6 +343,7 @@ def _grow_tiles(
     """Store the tiles the new leaves completed, level by level; `new_leaves` are the hashes
     of leaves old_size.. and each level's new tiles feed the next."""
     tree = StoredTree(conn, family, month)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
     level, fresh = 0, new_leaves
     while True:
         upper = level + TILE
@@ -268,18 +356,10 @@ def _grow_tiles(
         tiles = [
             merkle.perfect_from(below[i * width : (i + 1) * width]) for i in range(last - first)
         ]
-        conn.execute(
-            log_node.insert(),
-            [
-                {
-                    "family": family,
-                    "month": month,
-                    "level": upper,
-                    "node_index": first + i,
-                    "hash": tile,
-                }
-                for i, tile in enumerate(tiles)
-            ],
+        conn.exec_driver_sql(
+            f"INSERT INTO log_node (family, month, level, node_index, hash) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
+            [(family, month, upper, first + i, tile) for i, tile in enumerate(tiles)],
         )
         level, fresh = upper, tiles
 

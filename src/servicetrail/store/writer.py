@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .log_records import FAMILY, hot_leaf
-from .merkle_log import queue_leaves
+from .merkle_log import add_leaves
 from .partitions import ensure_months
 
 # the registry writers live in .registry; they are imported from here too
@@ -329,7 +329,7 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         conn,
         [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)],
     )
-    queue_leaves(
+    add_leaves(
         conn, FAMILY, [(record_id, row[16], row[15], row[14]) for record_id, row in zip(ids, new)]
     )
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}

@@ -1,5 +1,5 @@
-"""The API's hot reads, a page of records and one record, answered without FastAPI's
-per-request machinery (issue 12 item 4).
+"""The API's hot reads, a page of records, one record and its proof, answered without
+FastAPI's per-request machinery (issue 12 item 4).
 
 A device search costs the server about 1.5 ms of Python; py-spy (`--gil`) put a third of it
 in FastAPI's layers around the route: a second thread-pool hop for the token dependency,
@@ -29,11 +29,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain.model import KINDS, Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE
 from ..domain.visibility import Scope as Visible
-from . import api
+from . import api, logs_api
 from .errors import EXPECTED, as_json
 
 RECORDS = "/api/v1/records"
 ONE_RECORD = re.compile(r"/api/v1/records/([0-9]{1,19})")
+PROOF = re.compile(r"/api/v1/records/([0-9]{1,19})/proof")
 # the route's names for its query parameters
 FIELDS = {
     "device_id": "device_id",
@@ -84,15 +85,17 @@ def _answer_for(scope: Scope) -> Answer | None:
     path = scope["path"]
     if path == RECORDS:
         return _page_answer(scope["query_string"])
-    one = ONE_RECORD.fullmatch(path)
-    if one is None or scope["query_string"]:
+    if scope["query_string"]:
         return None
-    record_id = one[1]
-
-    def answer(request: Request) -> Response:
-        return api.one_record(request, api.api_viewer(request), record_id)
-
-    return answer
+    one = ONE_RECORD.fullmatch(path)
+    if one is not None:
+        record_id = one[1]
+        return lambda request: api.one_record(request, api.api_viewer(request), record_id)
+    proof = PROOF.fullmatch(path)
+    if proof is not None:
+        proved = proof[1]
+        return lambda request: logs_api.proof(request, api.api_viewer(request), proved)
+    return None
 
 
 def _page_answer(query_string: bytes) -> Answer | None:
