@@ -184,12 +184,22 @@ _SEALED_LEAF = (
 )
 
 
-def sealed_leaf_of(conn: Connection, record_id: int) -> SealedLeaf | None:
+def sealed_leaf_of(
+    conn: Connection, record_id: int, logged_at: datetime | None = None
+) -> SealedLeaf | None:
     """A record's leaf object (read as stored), salt and place in its log, and its log's
     newest checkpoint, in one read; None if it is not (yet) a leaf. The caller has applied
-    the rule."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    row = conn.exec_driver_sql(_SEALED_LEAF.format(mark=mark), (record_id,)).first()
+    the rule, and passes the record's `logged_at` when it knows it."""
+    if conn.dialect.name == "sqlite":
+        row = conn.exec_driver_sql(_SEALED_LEAF.format(mark="?"), (record_id,)).first()
+    elif logged_at is None:
+        row = conn.exec_driver_sql(_SEALED_LEAF.format(mark="%s"), (record_id,)).first()
+    else:
+        # the time names the record's monthly partition: planned over one partition of the
+        # trail and of the payloads instead of every month's, 0.3 ms instead of 3-8 ms at 10M
+        row = conn.exec_driver_sql(
+            _SEALED_LEAF.format(mark="%s") + " AND r.logged_at = %s", (record_id, logged_at)
+        ).first()
     if row is None or row.salt is None:
         return None
     at = row.logged_at
