@@ -257,6 +257,12 @@ def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[
     row as stored), in id order: the `sat` family's leaf source for `log verify`. The hash is
     None for a record that has no salt (one written behind servicetrail's back)."""
     postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        # Index probes, streamed: left to itself the planner hashed every month's payloads
+        # for a slice (no partition-wise join, as a slice's ids span months) and at 10M
+        # records spilled more temporary files than the disk held
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
     rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
         _POSTGRES_LEAVES if postgres else _SQLITE_LEAVES, (low, high)
     )
