@@ -101,6 +101,13 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
 def _start(
     path: Path, parse: Parser, chunk_lines: int, index: int, workers: int, siblings: list[IO[bytes]]
 ) -> tuple[int, IO[bytes]]:
+    return _fork_writer(lambda fd: _work(fd, path, parse, chunk_lines, index, workers), siblings)
+
+
+def _fork_writer(
+    child: Callable[[int], None], siblings: Iterable[IO[bytes]] = ()
+) -> tuple[int, IO[bytes]]:
+    """A forked process running `child(write end of a pipe)`, and the pipe's read end here."""
     read_end, write_end = os.pipe()
     try:
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
@@ -112,7 +119,7 @@ def _start(
             os.close(read_end)
             for stream in siblings:  # only the parent may hold a read end, or a worker outlives it
                 os.close(stream.fileno())
-            _work(write_end, path, parse, chunk_lines, index, workers)
+            child(write_end)
         finally:
             os._exit(1)
     os.close(write_end)
@@ -188,20 +195,7 @@ def produced(items: Callable[[], Iterable[Any]]) -> Iterator[Any]:
     (for an input whose records cannot be cut into chunks by lines, such as a CSV whose
     quoted fields may hold line breaks). The worker runs at most a pipe's depth ahead, so
     memory stays bounded; an exception it raises is raised here."""
-    read_end, write_end = os.pipe()
-    try:
-        fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1 << 20)
-    except OSError:
-        pass
-    pid = os.fork()
-    if pid == 0:
-        try:  # the child must never return into the parent's code, which would write the store too
-            os.close(read_end)
-            _produce(write_end, items)
-        finally:
-            os._exit(1)
-    os.close(write_end)
-    stream = os.fdopen(read_end, "rb")
+    pid, stream = _fork_writer(lambda fd: _produce(fd, items))
     try:
         while True:
             kind, body = _receive(stream)

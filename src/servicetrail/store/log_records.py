@@ -53,7 +53,7 @@ def hot_leaf(
 ) -> tuple[bytes, bytes]:
     """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form."""
     salt = _salts.take()
-    commitment = hashlib.sha256(salt + payload.encode()).hexdigest()
+    commitment = payload_commitment(salt, payload)
     return salt, leaf_hash_of(
         logged_at,
         kind,
