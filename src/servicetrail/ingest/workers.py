@@ -80,22 +80,36 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
             children.append(
                 _start(path, parse, chunk_lines, index, workers, [s for _, s in children])
             )
+    except BaseException:
+        _end(children)
+        raise
+    yield from _drain(children)
+
+
+def _drain(children: list[tuple[int, IO[bytes]]]) -> Iterator[Any]:
+    """What the children send, taking turns, until one ends (or raises what a child raised);
+    the children are ended whatever happens, also when the consumer stops early."""
+    try:
         for k in count():
-            kind, body = _receive(children[k % workers][1])
+            kind, body = _receive(children[k % len(children)][1])
             if kind == "end":
                 return
             if kind == "error":
                 raise body
             yield body
     finally:
-        for _, stream in children:
-            stream.close()  # a worker still writing gets EPIPE and leaves
-        for pid, _ in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+        _end(children)
+
+
+def _end(children: list[tuple[int, IO[bytes]]]) -> None:
+    for _, stream in children:
+        stream.close()  # a worker still writing gets EPIPE and leaves
+    for pid, _ in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
 
 
 def _start(
@@ -195,22 +209,7 @@ def produced(items: Callable[[], Iterable[Any]]) -> Iterator[Any]:
     (for an input whose records cannot be cut into chunks by lines, such as a CSV whose
     quoted fields may hold line breaks). The worker runs at most a pipe's depth ahead, so
     memory stays bounded; an exception it raises is raised here."""
-    pid, stream = _fork_writer(lambda fd: _produce(fd, items))
-    try:
-        while True:
-            kind, body = _receive(stream)
-            if kind == "end":
-                return
-            if kind == "error":
-                raise body
-            yield body
-    finally:
-        stream.close()  # a worker still writing gets EPIPE and leaves
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+    yield from _drain([_fork_writer(lambda fd: _produce(fd, items))])
 
 
 def _produce(fd: int, items: Callable[[], Iterable[Any]]) -> None:
