@@ -124,6 +124,22 @@ def test_no_interface_reads_records_around_the_access_log():
     assert offenders == []
 
 
+def test_the_web_opens_its_read_connections_through_reading():
+    """A connection closed without COMMIT rolls back, and psycopg forgets its prepared
+    statements on a ROLLBACK (store.engine.reading; tests/web/test_reads_end_by_commit.py)."""
+    offenders = [
+        f"{name}:{node.lineno}"
+        for name, tree in modules()
+        if name.startswith("web/")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "connect"
+        and not node.args
+    ]
+    assert offenders == []
+
+
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     """An import cycle shows only when one module of it is imported first (`cli` and
     `web.commands` once failed so, unseen, because the suite always imported `cli` first)."""

@@ -15,7 +15,7 @@ from ..store.access_log import EntryFilter, entries_page
 from .api import ERRORS, AccountDep
 from .errors import ParameterError
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
-from .state import engine_of
+from .state import reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["access log"])
 MAX_PARTY_ID = 32
@@ -53,7 +53,7 @@ def access_log(
         time_from=period.time_from,
         time_to=period.time_to,
     )
-    with engine_of(request).connect() as conn:
+    with reader_of(request) as conn:
         entries, next_cursor = entries_page(conn, wanted, limit, after)
     body = {
         "items": [entry_json(e) for e in entries],

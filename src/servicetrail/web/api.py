@@ -41,7 +41,7 @@ from .params import (
     record_id_or_404,
 )
 from .schemas import Error, Item, Page, Triggers, Why
-from .state import engine_of
+from .state import engine_of, reader_of
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
@@ -113,10 +113,8 @@ def api_account(request: Request) -> TokenHolder:
     digest = token_digest(token)
     holder = cache.get(digest) if cache is not None else None
     if holder is None:
-        with engine_of(request).connect() as conn:
+        with reader_of(request) as conn:
             holder = holder_for_token(conn, token)  # one query: token -> account, Party, User IDs
-            # read only; COMMIT keeps psycopg's prepared statements (see list_records)
-            conn.commit()
         if holder is None:
             raise _unauthorized("invalid or revoked token")
         if cache is not None:
@@ -189,7 +187,7 @@ def list_records(
     after = cursor_of(cursor)
     with (
         limits_of(request).search(viewer.party_id, search),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, viewer, api_reader(request, viewer), "search", asked(request)) as read,
     ):
         # the entry's COMMIT also ends the read: psycopg forgets its prepared statements on
@@ -215,7 +213,7 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
     wanted = record_id_or_404(record_id)
     with (
         limits_of(request).search(viewer.party_id),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(
             conn, viewer, api_reader(request, viewer), "record", asked(request, record_id=wanted)
         ) as read,
@@ -236,7 +234,7 @@ def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     wanted = record_id_or_404(record_id)
     with (
         limits_of(request).search(viewer.party_id),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(
             conn, viewer, api_reader(request, viewer), "why", asked(request, record_id=wanted)
         ) as read,
@@ -305,7 +303,7 @@ def triggers(
     wanted = record_id_or_404(record_id)
     filters = asked(request, record_id=wanted)
     with (
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, viewer, api_reader(request, viewer), "triggers", filters) as read,
     ):
         found = read.triggers_of(wanted, minutes)

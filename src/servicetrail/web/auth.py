@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
 from ..store.accounts import check_login
+from ..store.engine import reading
 from .presenters import safe_next
 from .rendering import render
 from .signin import (
@@ -102,7 +103,7 @@ def login(
     claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
     if claim.refused_until is not None:
         return _paused(request, claim.refused_until, username, next_path)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         party_id = (
             check_login(conn, username, password)
             if username and password and len(password) <= MAX_PASSWORD_LENGTH

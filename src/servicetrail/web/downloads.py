@@ -40,6 +40,7 @@ from starlette.types import Receive, Scope, Send
 from .. import settings
 from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
+from ..store.engine import reading
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
 
@@ -75,7 +76,7 @@ class Spool:
         self, engine: Engine, read: ReportRead, time_from: datetime, time_to: datetime, slots: Slots
     ) -> None:
         try:
-            with engine.connect() as conn:
+            with reading(engine) as conn:
                 with self._lock:
                     if self._stopping:
                         return

@@ -22,7 +22,7 @@ from .api import ERRORS, ViewerDep, api_reader, asked
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
 from .params import record_id_or_404
-from .state import engine_of
+from .state import engine_of, reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 _COUNT = re.compile(r"[0-9]{1,19}")
@@ -43,7 +43,7 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     `payload_salt` only for your own record. A record you may not see is 404, like a missing one."""
     wanted = record_id_or_404(record_id)
     reader, filters = api_reader(request, viewer), asked(request, record_id=wanted)
-    with limits_of(request).search(viewer.party_id), engine_of(request).connect() as conn:
+    with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
         try:
             with logged_read(conn, viewer, reader, "proof", filters) as read:
                 document = read.proof_of(wanted)
@@ -61,7 +61,7 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
 def logs(request: Request, viewer: ViewerDep) -> JSONResponse:
     """Every log's newest checkpoint, the current verifier key and every earlier one."""
     key = _current_key(request)
-    with engine_of(request).connect() as conn:
+    with reader_of(request) as conn:
         return JSONResponse(logs_document(conn, key))
 
 
@@ -85,7 +85,7 @@ def consistency(
     if not origin:
         raise ParameterError("origin", "is required")
     asked = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
-    with engine_of(request).connect() as conn:
+    with reader_of(request) as conn:
         try:
             return JSONResponse(consistency_document(conn, asked))
         except NoConsistency as e:

@@ -41,7 +41,7 @@ from .presenters import (
 from .proofs_page import proof_mark
 from .rendering import render, too_busy
 from .signin import SignedIn, Who, checked_form, web_reader
-from .state import engine_of
+from .state import engine_of, reader_of
 
 PAGE_SIZE = min(50, DEFAULT_PAGE)
 STALE_PAGE_LINK = "That page link is no longer valid. Start again from the first page."
@@ -80,7 +80,7 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
     try:
         with (
             limits_of(request).search(who.viewer.party_id, wanted),
-            engine_of(request).connect() as conn,
+            reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "search", asked(request)) as read,
         ):
             items, more = read.search_page(wanted, PAGE_SIZE, after)
@@ -183,7 +183,7 @@ def record(request: Request, who: Who, record_id: str) -> Response:
     filters = asked(request, record_id=wanted_id)
     with (
         limits_of(request).search(who.viewer.party_id),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
     ):
         found = read.explain(wanted_id)
@@ -240,7 +240,7 @@ def device(request: Request, who: Who, device_id: str) -> Response:
     filters = asked(request, device_id=device_id)
     with (
         limits_of(request).search(who.viewer.party_id, wanted),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
     ):
         intervals = own_intervals(read.registry_of(device_id))

@@ -25,7 +25,7 @@ from .fairness import limits_of
 from .params import record_id_or_404
 from .rendering import render
 from .signin import Who, web_reader
-from .state import engine_of
+from .state import engine_of, reader_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,7 +68,7 @@ def proof_download(request: Request, who: Who, record_id: str) -> Response:
     filters: dict[str, Any] = {"record_id": wanted}
     with (
         limits_of(request).search(who.viewer.party_id),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, who.viewer, web_reader(who), "proof", filters) as read,
     ):
         try:

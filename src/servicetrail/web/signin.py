@@ -19,7 +19,7 @@ from ..store import sessions
 from ..store.parties import party_name
 from ..store.queries import viewer_for
 from ..store.watches import unread_count
-from .state import engine_of
+from .state import engine_of, reader_of
 
 SESSION_COOKIE = "st_session"
 LOGIN_COOKIE = (
@@ -72,9 +72,8 @@ def signed_in(request: Request) -> SignedIn | None:
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:
         return None
-    with engine_of(request).connect() as conn:  # apart: it reads as the viewer (store.queries)
+    with reader_of(request) as conn:  # apart: it reads as the viewer (store.queries)
         unread = unread_count(conn, viewer)
-        conn.commit()
     return SignedIn(session, viewer, name, unread)
 
 

@@ -28,13 +28,14 @@ from ..store.watches import (
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
+from ..store.engine import reading
 from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, asked
 from .errors import ParameterError
 from .fairness import limits_of
 from .params import PageSize
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
-from .state import engine_of
+from .state import engine_of, reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
 NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
@@ -120,7 +121,7 @@ async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
 @router.get("/watches", response_model=None, responses={200: {"model": WatchList}})
 def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
     """Your Party's watches (never a secret)."""
-    with engine_of(request).connect() as conn:
+    with reader_of(request) as conn:
         return JSONResponse({"items": list_watches(conn, viewer.party_id)})
 
 
@@ -164,7 +165,7 @@ def watch_events(
     filters = asked(request, watch_id=found)
     with (
         limits_of(request).search(viewer.party_id),
-        engine_of(request).connect() as conn,
+        reader_of(request) as conn,
         logged_read(conn, viewer, api_reader(request, viewer), "watch_events", filters) as read,
     ):
         page = read.events_after(found, start, size)
@@ -202,15 +203,13 @@ async def _event_stream(
     sent = Tally()
 
     def page(position: int) -> tuple[list[dict[str, Any]], int | None] | None:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             # counted into `sent`, whose entry is written when the stream ends
             read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
-            got = read.events_after(watch_id, position, STREAM_PAGE)
-            conn.commit()
-            return got
+            return read.events_after(watch_id, position, STREAM_PAGE)
 
     def end_entry() -> None:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
 
     try:
@@ -268,12 +267,12 @@ def watch_stream(
     start = event_id_of(last_event_id, "Last-Event-ID") if last_event_id else event_id_of(after)
     found = watch_id_of(watch_id)
     engine = engine_of(request)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         if found is None or get_watch(conn, viewer.party_id, found) is None:
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
     try:
-        with engine.connect() as conn:  # the stream's first entry, before its first byte
+        with reading(engine) as conn:  # the stream's first entry, before its first byte
             reader = api_reader(request, viewer)
             LoggedRead(conn, viewer, reader, "stream", asked(request, watch_id=found)).write_entry()
     except BaseException:

@@ -26,7 +26,7 @@ from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .rendering import render
 from .signin import SignedIn, Who, checked_form, web_reader
-from .state import engine_of
+from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
 FORM_FIELDS = ("name", "devices", "device_list", "srvs", "srv_list", "senders", "webhook_url")
@@ -62,7 +62,7 @@ def _page(
     errors: dict[str, Any] | None = None,
     created: dict[str, Any] | None = None,
 ) -> Response:
-    with engine_of(request).connect() as conn:
+    with reader_of(request) as conn:
         watches = list_watches(conn, who.viewer.party_id)
     chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
     events: list[dict[str, Any]] = []
@@ -72,7 +72,7 @@ def _page(
         filters = {"watch": chosen["id"]}
         with (
             limits_of(request).search(who.viewer.party_id),
-            engine_of(request).connect() as conn,
+            reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
         ):
             read_up_to = read_position(conn, who.viewer.party_id, chosen["id"])

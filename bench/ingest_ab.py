@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""What the visibility index (issue 12) and the verifiable logs (issue 14) cost the ingest.
+
+    .venv/bin/python bench/ingest_ab.py                          # 200k records, both engines
+    .venv/bin/python bench/ingest_ab.py --records 50000 --engines sqlite --rounds 2
+
+The same generated SAT JSON Lines file is ingested by `servicetrail ingest` into fresh stores
+whose registry (users, devices, responsibilities) was loaded first, untimed, so the index has
+every audience to write. Three arms, in a rotating order each round:
+- shipped: the ingest as it is;
+- without_index: no `sat_visibility` rows (bench/without_index on the child's PYTHONPATH);
+- without_logs: no salt, leaf hash, leaves or seal (bench/without_logs).
+Each run gives wall seconds and CPU seconds: the ingest process with its parse workers, and
+on PostgreSQL the server's. The rate of an arm against another is the inverse ratio of their
+means; the issues ask shipped / without_index >= 0.8 and shipped / without_logs >= 0.9.
+Results go to stdout and bench/out/ingest_ab-N.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from harness import BIN, PgServer, Store  # noqa: E402
+from logs import _server_cpu  # noqa: E402
+
+from sqlalchemy import text  # noqa: E402
+
+from servicetrail.generate import World, write_world  # noqa: E402
+from servicetrail.store.engine import make_engine  # noqa: E402
+
+ARMS = {
+    "shipped": None,
+    "without_index": str(ROOT / "bench" / "without_index"),
+    "without_logs": str(ROOT / "bench" / "without_logs"),
+}
+REGISTRY = ("users", "devices", "responsibilities")
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([BIN, *args], capture_output=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
+
+
+def ingest_once(url: str, folder: Path, arm: str, pg) -> dict:
+    for what in REGISTRY:
+        _run(["--db", url, "load", what, str(folder / f"{what}.csv")])
+    env = dict(os.environ)
+    if ARMS[arm] is not None:
+        env["PYTHONPATH"] = ARMS[arm]
+    time.sleep(0.3)  # the loads' backends reaped before the server's CPU is read
+    before, server = resource.getrusage(resource.RUSAGE_CHILDREN), _server_cpu(pg)
+    began = time.perf_counter()
+    _run(["--db", url, "ingest", str(folder / "sat.jsonl")], env)
+    wall = time.perf_counter() - began
+    time.sleep(0.3)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2),
+        "server_cpu_s": round(_server_cpu(pg) - server, 2),
+        **written(url),
+    }
+
+
+def written(url: str) -> dict[str, int]:
+    """What the arm left in the store, so a run shows its switch took effect."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {
+            name: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for name, table in (
+                ("records", "sat_record"),
+                ("index_rows", "sat_visibility"),
+                ("leaves", "log_leaf"),
+            )
+        }
+    engine.dispose()
+    return counts
+
+
+def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
+    arms = list(ARMS)
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for round_ in range(rounds):
+        for arm in arms[round_ % 3 :] + arms[: round_ % 3]:
+            runs[arm].append(ingest_once(store.fresh(f"ab-{arm}"), folder, arm, store.pg))
+            print(store.kind, arm, runs[arm][-1], file=sys.stderr, flush=True)
+
+    def mean(arm: str, key: str) -> float:
+        return sum(r[key] for r in runs[arm]) / len(runs[arm])
+
+    cpu = {arm: round(mean(arm, "cpu_s") + mean(arm, "server_cpu_s"), 2) for arm in arms}
+    wall = {arm: round(mean(arm, "wall_s"), 2) for arm in arms}
+    return {
+        "runs": runs,
+        "cpu_s_mean": cpu,
+        "wall_s_mean": wall,
+        "rate_with_index_by_cpu": round(cpu["without_index"] / cpu["shipped"], 3),
+        "rate_with_index_by_wall": round(wall["without_index"] / wall["shipped"], 3),
+        "rate_with_logs_by_cpu": round(cpu["without_logs"] / cpu["shipped"], 3),
+        "rate_with_logs_by_wall": round(wall["without_logs"] / wall["shipped"], 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    a = parser.parse_args()
+    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
+    results: dict[str, dict] = {"records": {"n": a.records}}
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "input"
+        folder.mkdir()
+        write_world(World(n_records=a.records, seed=2025), folder)
+        for kind in filter(None, a.engines.split(",")):
+            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
+            try:
+                results[kind] = bench_engine(store, folder, a.rounds)
+            finally:
+                if store.pg is not None:
+                    store.pg.stop()
+            print(kind, json.dumps({k: v for k, v in results[kind].items() if k != "runs"}))
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"ingest_ab-{a.records}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
