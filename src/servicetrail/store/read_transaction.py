@@ -48,6 +48,14 @@ def read_as(
     return time_limit(conn, seconds, settings=settings, prefetch=prefetch)
 
 
+def as_owner(conn: Connection) -> None:
+    """The rest of a read begun by `read_as` as the store's owner (on PostgreSQL; SQLite has
+    no roles): for the tables the reader role may not read, such as the logs', once the rule
+    has decided what the viewer may see. Its other settings stay to the transaction's end."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT set_config('role', 'none', true)")
+
+
 def custom_plans(conn: Connection) -> None:
     """Back to custom plans inside a read begun with `generic_plan`."""
     if conn.dialect.name == "postgresql":
