@@ -410,6 +410,11 @@ def _write_events(
     driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
+            # Each row's foreign-key check (its watch; an outbox row's event) is a saved plan
+            # run once per row, which the session's force_custom_plan (store.engine) made
+            # PostgreSQL plan afresh for every row. The default mode keeps its generic plan (a
+            # primary-key probe). The step's transaction ends with these writes.
+            cursor.execute("SELECT set_config('plan_cache_mode', 'auto', true)")
             if events:
                 with cursor.copy(f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
                     for row in events:
