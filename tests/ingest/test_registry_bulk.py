@@ -285,3 +285,19 @@ def test_records_spelt_otherwise_load_as_their_stored_form(cli, world, batch, tm
             {"d": PPMID_1},
         ).all()
     assert [tuple(r) for r in held] == [(WIRESCO, False), (WIRESCO, True)]
+
+
+def test_a_batch_leaves_the_session_planning_custom_plans(world):
+    """The bulk writer lets PostgreSQL keep a generic plan for the per-row foreign-key check
+    of its COPY only: the statements after it in the transaction (the index's re-derivation)
+    are planned with their values, as store.engine sets every session."""
+    interval = Responsibility(PPMID_1, WIRESCO, "supplier", parse_time("2025-06-01"), None)
+    with world.engine.begin() as conn:
+        assert load_responsibilities(conn, [interval]) == [Outcome.LOADED]
+        if conn.dialect.name == "postgresql":
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    with world.engine.connect() as conn:
+        held = conn.execute(
+            text("SELECT party_id FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
+        ).all()
+    assert held == [(WIRESCO,)]

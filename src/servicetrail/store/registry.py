@@ -86,6 +86,11 @@ class _Raw:
         if not rows:
             return
         if self.postgres:
+            # The foreign-key check of each row is a saved plan run once per row. The session's
+            # force_custom_plan (store.engine) made PostgreSQL plan it afresh for every row: at
+            # a first load most of the server's work. The default mode settles on its generic
+            # plan (a primary-key probe) after a few rows; for this COPY only.
+            self.driver.execute("SELECT set_config('plan_cache_mode', 'auto', true)")
             with (
                 self.driver.cursor() as cursor,
                 cursor.copy(
@@ -95,6 +100,7 @@ class _Raw:
                 copy.set_types(list(types))
                 for row in rows:
                     copy.write_row(row)
+            self.driver.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
             return
         marks = ", ".join("?" * len(columns))
         self.driver.executemany(
