@@ -208,7 +208,7 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
             ["varchar", "varchar", "varchar", "timestamptz", "timestamptz"],
         ),
     ):
-        elapsed, count = 0.0, 0
+        elapsed, count, server_before = 0.0, 0, server_cpu(store)
         with open(
             folder / ("devices.csv" if table == "device" else "responsibilities.csv"), newline=""
         ) as f:
@@ -257,6 +257,8 @@ def floor(store: Store, url: str, folder: Path, batch: int = 100_000) -> dict:
             "seconds": round(elapsed, 2),
             "rows_per_s": round(count / elapsed),
         }
+        if store.kind == "postgresql":  # what a load's server CPU compares with
+            figures[table]["server_cpu_seconds"] = round(server_cpu(store) - server_before, 2)
     conn.close()
     return figures
 
@@ -306,7 +308,10 @@ def table(kind: str, result: dict) -> str:
             f"{f['waiting_for_a_core_s']} | {f['rows_per_s'] / floor_rate:.2f}"
         )
     for table_name, f in result["floor"].items():
-        lines.append(f"  floor {table_name} | {f['rows']:,} | {f['seconds']} | {f['rows_per_s']:,}")
+        lines.append(
+            f"  floor {table_name} | {f['rows']:,} | {f['seconds']} | {f['rows_per_s']:,} | "
+            f"server CPU s {f.get('server_cpu_seconds', '')}"
+        )
     return "\n".join(lines)
 
 

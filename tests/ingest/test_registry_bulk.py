@@ -285,3 +285,30 @@ def test_records_spelt_otherwise_load_as_their_stored_form(cli, world, batch, tm
             {"d": PPMID_1},
         ).all()
     assert [tuple(r) for r in held] == [(WIRESCO, False), (WIRESCO, True)]
+
+
+PLANNER_SETTINGS = ("plan_cache_mode", "enable_seqscan", "max_parallel_workers_per_gather")
+
+
+def planner_settings(conn) -> list[str]:
+    return [conn.execute(text(f"SHOW {name}")).scalar() for name in PLANNER_SETTINGS]
+
+
+def test_a_batch_leaves_the_session_planner_settings_as_they_were(world):
+    """The bulk writer changes how PostgreSQL plans its own statements only (a generic plan
+    for the per-row foreign-key check of its COPY, index probes for its key look-ups): the
+    statements after them in the transaction (the index's re-derivation) are planned as
+    store.engine sets every session."""
+    interval = Responsibility(PPMID_1, WIRESCO, "supplier", parse_time("2025-06-01"), None)
+    with world.engine.begin() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        before = planner_settings(conn) if postgres else []
+        assert load_responsibilities(conn, [interval]) == [Outcome.LOADED]
+        if postgres:
+            assert planner_settings(conn) == before
+            assert before[0] == "force_custom_plan"
+    with world.engine.connect() as conn:
+        held = conn.execute(
+            text("SELECT party_id FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
+        ).all()
+    assert held == [(WIRESCO,)]

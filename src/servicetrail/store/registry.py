@@ -72,9 +72,26 @@ class _Raw:
         if not keys:
             return []
         if self.postgres:
-            return self.driver.execute(
+            # Probes of the key's index, whatever the planner estimates. As a first load fills
+            # the tables from empty their statistics lag behind, and PostgreSQL took a batch's
+            # few thousand keys for a large part of the table: it scanned all of it (in
+            # parallel for devices), up to 0.3 s a batch and a third of the server's work at
+            # a million Devices, where the probes take 10-20 ms. For this statement only.
+            seqscan, gather = self.driver.execute(
+                "SELECT current_setting('enable_seqscan'), "
+                "current_setting('max_parallel_workers_per_gather'), "
+                "set_config('enable_seqscan', 'off', true), "
+                "set_config('max_parallel_workers_per_gather', '0', true)"
+            ).fetchone()[:2]
+            found = self.driver.execute(
                 f"{select_sql} WHERE {column} = ANY(string_to_array(%s, ','))", (pg_joined(keys),)
             ).fetchall()
+            self.driver.execute(
+                "SELECT set_config('enable_seqscan', %s, true), "
+                "set_config('max_parallel_workers_per_gather', %s, true)",
+                (seqscan, gather),
+            )
+            return cast(list[tuple[Any, ...]], found)
         return self.driver.execute(
             f"{select_sql} WHERE {column} IN (SELECT value FROM json_each(?))",
             (orjson.dumps(keys).decode(),),
@@ -86,6 +103,11 @@ class _Raw:
         if not rows:
             return
         if self.postgres:
+            # The foreign-key check of each row is a saved plan run once per row. The session's
+            # force_custom_plan (store.engine) made PostgreSQL plan it afresh for every row: at
+            # a first load most of the server's work. The default mode settles on its generic
+            # plan (a primary-key probe) after a few rows; for this COPY only.
+            self.driver.execute("SELECT set_config('plan_cache_mode', 'auto', true)")
             with (
                 self.driver.cursor() as cursor,
                 cursor.copy(
@@ -95,6 +117,7 @@ class _Raw:
                 copy.set_types(list(types))
                 for row in rows:
                     copy.write_row(row)
+            self.driver.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
             return
         marks = ", ".join("?" * len(columns))
         self.driver.executemany(
