@@ -6,10 +6,13 @@
 
 The same generated SAT JSON Lines file is ingested by `servicetrail ingest` into fresh stores
 whose registry (users, devices, responsibilities) was loaded first, untimed, so the index has
-every audience to write. Three arms, in a rotating order each round:
+every audience to write. Four arms, in a rotating order each round:
 - shipped: the ingest as it is;
 - without_index: no `sat_visibility` rows (bench/without_index on the child's PYTHONPATH);
-- without_logs: no salt, leaf hash, leaves or seal (bench/without_logs).
+- without_logs: no salt, leaf hash, leaves or seal (bench/without_logs);
+- without_index_and_logs: neither (against without_logs: the index's cost without the seal's
+  run-to-run noise on PostgreSQL).
+--arms picks some of them (all by default).
 Each run gives wall seconds and CPU seconds: the ingest process with its parse workers, and
 on PostgreSQL the server's. The rate of an arm against another is the inverse ratio of their
 means; the issues ask shipped / without_index >= 0.8 and shipped / without_logs >= 0.9.
@@ -44,6 +47,7 @@ ARMS = {
     "shipped": None,
     "without_index": str(ROOT / "bench" / "without_index"),
     "without_logs": str(ROOT / "bench" / "without_logs"),
+    "without_index_and_logs": str(ROOT / "bench" / "without_index_and_logs"),
 }
 REGISTRY = ("users", "devices", "responsibilities")
 
@@ -105,10 +109,14 @@ def bench_engine(store: Store, folder: Path, rounds: int, arms: list[str]) -> di
     cpu = {arm: round(mean(arm, "cpu_s") + mean(arm, "server_cpu_s"), 2) for arm in arms}
     wall = {arm: round(mean(arm, "wall_s"), 2) for arm in arms}
     result: dict = {"runs": runs, "cpu_s_mean": cpu, "wall_s_mean": wall}
-    for switch, arm in (("index", "without_index"), ("logs", "without_logs")):
-        if "shipped" in arms and arm in arms:
-            result[f"rate_with_{switch}_by_cpu"] = round(cpu[arm] / cpu["shipped"], 3)
-            result[f"rate_with_{switch}_by_wall"] = round(wall[arm] / wall["shipped"], 3)
+    for name, base, arm in (
+        ("index", "shipped", "without_index"),
+        ("logs", "shipped", "without_logs"),
+        ("index_without_logs", "without_logs", "without_index_and_logs"),
+    ):
+        if base in arms and arm in arms:
+            result[f"rate_with_{name}_by_cpu"] = round(cpu[arm] / cpu[base], 3)
+            result[f"rate_with_{name}_by_wall"] = round(wall[arm] / wall[base], 3)
     return result
 
 
