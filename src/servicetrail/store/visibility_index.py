@@ -96,7 +96,8 @@ def _write_rows(driver: Any, postgres: bool, rows: list[tuple[Any, ...]]) -> Non
 def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, str]:
     if postgres:
         rows = driver.execute(
-            "SELECT user_id, party_id FROM dcc_user WHERE user_id = ANY(%s)", (list(user_ids),)
+            "SELECT user_id, party_id FROM dcc_user WHERE user_id = ANY(string_to_array(%s, ','))",
+            (pg_joined(list(user_ids)),),
         ).fetchall()
     else:
         rows = driver.execute(
@@ -107,6 +108,16 @@ def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, st
     return dict(rows)
 
 
+# The spans' times as the batch's rows carry them on PostgreSQL, microseconds since 2000-01-01
+# UTC: the server converts them for less than psycopg's datetimes and Python's arithmetic cost
+_PG_MICROSECONDS = "(extract(epoch FROM {0}) * 1000000)::int8 - 946684800000000"
+_PG_SPANS = (
+    f"SELECT device_id, party_id, {_PG_MICROSECONDS.format('valid_from')}, "
+    f"{_PG_MICROSECONDS.format('valid_to')} FROM responsibility "
+    "WHERE device_id = ANY(string_to_array(%s, ','))"
+)
+
+
 def _spans_raw(
     driver: Any, postgres: bool, device_ids: set[str]
 ) -> dict[str, list[tuple[Any, ...]]]:
@@ -114,19 +125,9 @@ def _spans_raw(
     engine's form, as the batch's rows carry them."""
     spans: dict[str, list[tuple[Any, ...]]] = {}
     if postgres:
-        rows = driver.execute(
-            "SELECT device_id, party_id, valid_from, valid_to FROM responsibility "
-            "WHERE device_id = ANY(%s)",
-            (list(device_ids),),
-        ).fetchall()
+        rows = driver.execute(_PG_SPANS, (pg_joined(list(device_ids)),)).fetchall()
         for device_id, party_id, start, end in rows:
-            spans.setdefault(device_id, []).append(
-                (
-                    party_id,
-                    (start - _PG_EPOCH) // _MICROSECOND,
-                    None if end is None else (end - _PG_EPOCH) // _MICROSECOND,
-                )
-            )
+            spans.setdefault(device_id, []).append((party_id, start, end))
         return spans
     rows = driver.execute(
         "SELECT device_id, party_id, valid_from, valid_to FROM responsibility "

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""What `index_new` itself costs (issue 12): the visibility index's rows of N stored records,
+written again and again into an emptied `sat_visibility`, batch by batch as the ingest does.
+
+    .venv/bin/python bench/index_cost.py                       # 100k records, PostgreSQL
+    .venv/bin/python bench/index_cost.py --records 50000 --rounds 5 --engines sqlite,postgresql
+
+A registry-loaded store gets the records by `servicetrail ingest` without the index and the
+logs (bench/without_index_and_logs), untimed. Each round then gives this process's CPU
+seconds for the batches' `index_new` and, on PostgreSQL, its backend's (/proc/PID/stat):
+the index's own cost without the ingest's, whose seal varies by seconds from run to run on
+PostgreSQL and hides a change of a tenth. Results go to stdout and bench/out/index_cost-N.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from harness import BIN, PgServer, Store  # noqa: E402
+
+from servicetrail.generate import World, write_world  # noqa: E402
+from servicetrail.store.engine import make_engine  # noqa: E402
+from servicetrail.store.visibility_index import index_new  # noqa: E402
+
+BATCH = 4000  # the ingest's batch
+REGISTRY = ("users", "devices", "responsibilities")
+# the records as the writer hands them to index_new: logged_at in the engine's form
+_RECORDS = {
+    "postgresql": "SELECT id, (extract(epoch FROM logged_at) * 1000000)::int8 - 946684800000000, "
+    "kind, srv, user_id, device_id FROM sat_record ORDER BY id",
+    "sqlite": "SELECT id, logged_at, kind, srv, user_id, device_id FROM sat_record ORDER BY id",
+}
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([BIN, *args], capture_output=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
+
+
+def _backend_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
+    url = store.fresh("index-cost")
+    for what in REGISTRY:
+        _run(["--db", url, "load", what, str(folder / f"{what}.csv")])
+    bare = str(ROOT / "bench" / "without_index_and_logs")
+    _run(["--db", url, "ingest", str(folder / "sat.jsonl")], dict(os.environ, PYTHONPATH=bare))
+    engine = make_engine(url)
+    runs = []
+    with engine.connect() as conn:
+        records = [tuple(r) for r in conn.exec_driver_sql(_RECORDS[store.kind]).fetchall()]
+        batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+        pid = (
+            conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            if store.kind == "postgresql"
+            else None
+        )
+        conn.commit()
+        for _ in range(rounds):
+            # TRUNCATE on PostgreSQL: a DELETE would leave dead entries for the inserts to step over
+            empty = "TRUNCATE" if store.kind == "postgresql" else "DELETE FROM"
+            conn.exec_driver_sql(f"{empty} sat_visibility")
+            conn.commit()
+            client, server = time.process_time(), _backend_cpu(pid)
+            rows = 0
+            for batch in batches:
+                rows += index_new(conn, batch)
+                conn.commit()
+            runs.append(
+                {
+                    "client_cpu_s": round(time.process_time() - client, 3),
+                    "server_cpu_s": round(_backend_cpu(pid) - server, 3),
+                    "index_rows": rows,
+                }
+            )
+            print(store.kind, runs[-1], file=sys.stderr, flush=True)
+    engine.dispose()
+    return {
+        "runs": runs,
+        "client_cpu_s_median": round(statistics.median(r["client_cpu_s"] for r in runs), 3),
+        "server_cpu_s_median": round(statistics.median(r["server_cpu_s"] for r in runs), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engines", default="postgresql")
+    a = parser.parse_args()
+    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
+    results: dict[str, dict] = {"records": {"n": a.records}}
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "input"
+        folder.mkdir()
+        write_world(World(n_records=a.records, seed=2025), folder)
+        for kind in filter(None, a.engines.split(",")):
+            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
+            try:
+                results[kind] = bench_engine(store, folder, a.rounds)
+            finally:
+                if store.pg is not None:
+                    store.pg.stop()
+            print(kind, json.dumps({k: v for k, v in results[kind].items() if k != "runs"}))
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"index_cost-{a.records}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
