@@ -1,15 +1,20 @@
-"""The verifiable logs in the store (SPEC section 7): queueing leaves, sealing them into
+"""The verifiable logs in the store (SPEC section 7): appending leaves, sealing them into
 signed checkpoints, and the hashes proofs are made of.
 
-One log per (family, month). Writers queue an entry's leaf hash in the transaction that
-stores the entry (`queue_leaves`); `seal` then, under one lock, appends every queued leaf
-to its log in id order, grows the tiles, signs a checkpoint and empties the queue. Why a
-queue rather than "entries with an id above the last leaf": on PostgreSQL ids come from a
-sequence, and a slower concurrent ingest can commit a lower id after a higher one was
-sealed; the queue holds exactly what has committed and is not yet a leaf, so nothing is
-skipped and leaves follow the order entries became visible. SQLite's single writer needs
-no queue: the record writer appends its leaves straight to their logs (`add_leaves`), and
-the seal grows the tiles over the leaves past each log's newest checkpoint.
+One log per (family, month). The record writer appends a batch's leaves straight to their
+logs in the batch's transaction (`add_leaves`), just before it commits: on SQLite under the
+write lock it holds already, on PostgreSQL under a transaction-scoped advisory lock of the
+family (`_FAMILY_LOCK`), taken for the leaves and held to COMMIT. Either way one writer at a
+time numbers leaves, each from the log's size as the previous holder committed it (READ
+COMMITTED gives the statement after the lock a snapshot that sees that commit), so leaf
+indexes are gap-free and follow the order entries became visible. Appending straight cost
+half of what queueing did on PostgreSQL: a queued leaf was written twice and deleted once.
+
+Entries written by other paths (the access log, queued from reads; migration 0009's
+backfill) go to the queue, `log_pending`, in their own transactions (`queue_leaves`); the
+seal appends every queued leaf to its log in id order under the same locks. A family whose
+queue holds leaves keeps queueing until a seal has emptied it, so a log keeps stored order.
+`seal` then grows the tiles over the leaves past each log's newest checkpoint and signs.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -40,6 +45,11 @@ _SEAL_CHUNK = 20_000
 # tiles add 1/15 to the leaves' rows
 TILE = 4
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
+# taken by whoever numbers a direct family's leaves (a batch, the seal, retention), always
+# after _LOCK by those that take both
+_FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s))"
+# the families whose writers append their leaves straight to the logs (add_leaves)
+DIRECT_FAMILIES = (RECORD_FAMILY,)
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
 _SQLITE_APPEND = (
@@ -126,14 +136,14 @@ def queue_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> N
 
 
 def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> None:
-    """Make entries leaves in the caller's (the entries') transaction. On SQLite, whose write
-    lock the caller holds, straight into their logs: the lock orders them as the queue would,
-    and the seal then only grows the tiles and signs (queueing cost a round trip through
-    log_pending for every record). On PostgreSQL, or when the queue already holds leaves of
-    this family that must go first, through the queue."""
+    """Append entries' leaves to their logs in the caller's (the entries') transaction, which
+    must commit next: on PostgreSQL the family's lock taken here is held to that COMMIT, and
+    every other writer of the family waits for it (see the module's note). Through the queue
+    when it already holds leaves of this family, which must go first."""
     if not rows:
         return
-    if conn.dialect.name != "sqlite" or _family_queued(conn, family):
+    _lock_family(conn, family)
+    if _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
     next_index: dict[str, int] = {}
@@ -149,16 +159,27 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
         if index is not None:
             values.append((family, month, index, entry_id, leaf, salt))
             next_index[month] = index + 1
-    _driver(conn).executemany(_SQLITE_APPEND, values)
+    _write_leaves(conn, values)
 
 
 def _family_queued(conn: Connection, family: str) -> bool:
     return (
         conn.exec_driver_sql(
-            "SELECT 1 FROM log_pending WHERE family = ? LIMIT 1", (family,)
+            f"SELECT 1 FROM log_pending WHERE family = {_mark(conn)} LIMIT 1", (family,)
         ).first()
         is not None
     )
+
+
+def _mark(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _lock_family(conn: Connection, family: str) -> None:
+    """PostgreSQL: the family's advisory lock, to the end of the transaction. (SQLite's
+    writers hold its write lock already.)"""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_FAMILY_LOCK, (family,))
 
 
 def queue_entry_leaves(
@@ -188,7 +209,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
             select(log_pending.c.family, log_pending.c.month).distinct()
         )
     }
-    grown = _grown_logs(conn) if conn.dialect.name == "sqlite" else {}
+    grown = _grown_logs(conn)
     if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
@@ -227,14 +248,15 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
 
 
 def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
-    """SQLite: the logs holding leaves past their newest checkpoint (added by add_leaves),
-    with their sizes. Each log's first key is found by a seek on log_leaf's primary key, so
-    this reads a few rows a log, not the leaves."""
+    """The logs holding leaves past their newest checkpoint (added by add_leaves), with their
+    sizes. Each log's first key is found by a seek on log_leaf's primary key, so this reads a
+    few rows a log, not the leaves."""
     grown: dict[tuple[str, str], int] = {}
     after = ("", "")
+    mark = _mark(conn)
     while True:
         found = conn.exec_driver_sql(
-            "SELECT family, month FROM log_leaf WHERE (family, month) > (?, ?) "
+            f"SELECT family, month FROM log_leaf WHERE (family, month) > ({mark}, {mark}) "
             "ORDER BY family, month LIMIT 1",
             after,
         ).first()
@@ -285,10 +307,13 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
 
 
 def _lock(conn: Connection) -> None:
-    """One sealer at a time: PostgreSQL by an advisory lock held to the end of the
-    transaction, SQLite by taking its write lock before the queue is read."""
+    """One sealer at a time, and no leaf appended while it seals: PostgreSQL by advisory
+    locks held to the end of the transaction (the seal's, then each direct family's),
+    SQLite by taking its write lock before the queue is read."""
     if conn.dialect.name == "postgresql":
         conn.execute(text(_LOCK))
+        for family in DIRECT_FAMILIES:
+            _lock_family(conn, family)
         return
     driver = _driver(conn)
     if not driver.in_transaction:
@@ -317,8 +342,13 @@ def _size(conn: Connection, family: str, month: str) -> int:
 def _append_leaves(
     conn: Connection, family: str, month: str, old_size: int, rows: Sequence[Any]
 ) -> None:
-    driver = _driver(conn)
     values = [(family, month, old_size + i, row[0], row[1], row[2]) for i, row in enumerate(rows)]
+    _write_leaves(conn, values)
+
+
+def _write_leaves(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
+    """log_leaf rows (family, month, leaf_index, entry_id, leaf_hash, salt), in bulk."""
+    driver = _driver(conn)
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             with cursor.copy(
@@ -593,8 +623,11 @@ def leaf_place(conn: Connection, family: str, entry_id: int) -> LeafPlace | None
 def retire_month(conn: Connection, family: str, month: str) -> None:
     """Retention: remove a month's leaves, tiles and queue (its checkpoints stay). On
     PostgreSQL the append-only trigger lets these deletes through for this month and this
-    transaction only."""
+    transaction only, and the family's lock keeps a batch from appending to the month
+    while its leaves go (taken after the caller dropped the month's partitions: a batch
+    writing there holds them and may be waiting for the lock)."""
     if conn.dialect.name == "postgresql":
+        _lock_family(conn, family)
         conn.execute(
             text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
         )
