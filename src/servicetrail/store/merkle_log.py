@@ -14,7 +14,9 @@ Entries written by other paths (the access log, queued from reads; migration 000
 backfill) go to the queue, `log_pending`, in their own transactions (`queue_leaves`); the
 seal appends every queued leaf to its log in id order under the same locks. A family whose
 queue holds leaves keeps queueing until a seal has emptied it, so a log keeps stored order.
-`seal` then grows the tiles over the leaves past each log's newest checkpoint and signs.
+Whoever appends leaves stores the tiles they complete in the same transaction, from the
+hashes in hand (the seal used to read every appended leaf back for them); `seal` then signs
+a checkpoint of each log that grew.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -146,20 +148,26 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     if _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
-    next_index: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for month in dict.fromkeys(row[1] for row in rows):
         size = _size(conn, family, month)
         if size == 0 and latest_checkpoint(conn, family, month) is not None:
             queue_leaves(conn, family, [row for row in rows if row[1] == month])  # see seal
             continue
-        next_index[month] = size
+        # leaves a writer before this one left untiled (one that appended without tiling)
+        _tile_appended(conn, family, month, _tiled(conn, family, month), size)
+        sizes[month] = size
     values = []
+    fresh: dict[str, list[bytes]] = {month: [] for month in sizes}
     for entry_id, month, leaf, salt in rows:
-        index = next_index.get(month)
-        if index is not None:
-            values.append((family, month, index, entry_id, leaf, salt))
-            next_index[month] = index + 1
+        if month in fresh:
+            added = fresh[month]
+            values.append((family, month, sizes[month] + len(added), entry_id, leaf, salt))
+            added.append(leaf)
     _write_leaves(conn, values)
+    # the tiles now, from the hashes in hand: the seal would have to read every leaf back
+    for month, added in fresh.items():
+        _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
 
 
 def _family_queued(conn: Connection, family: str) -> bool:
@@ -222,7 +230,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
-        _tile_appended(conn, family, month, last.size if last else 0, size)
+        _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
@@ -269,9 +277,24 @@ def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
             grown[after] = size
 
 
+def _tiled(conn: Connection, family: str, month: str) -> int:
+    """How many leaves the stored tiles cover: the tiles of every level inside [0, this) are
+    stored (whoever stores tiles stores them all, up to the log's size then)."""
+    mark = _mark(conn)
+    top = conn.exec_driver_sql(
+        f"SELECT max(node_index) FROM log_node WHERE family = {mark} AND month = {mark} "
+        f"AND level = {TILE}",
+        (family, month),
+    ).scalar()
+    return 0 if top is None else (int(top) + 1) << TILE
+
+
 def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: int) -> None:
-    """Grow the tiles over leaves appended straight to the log (add_leaves) since the newest
-    checkpoint, whose seal left the tiles complete up to its size."""
+    """Grow the tiles over the leaves in [tiled, size), stored without them (by a writer
+    that did not tile: add_leaves before it did, or the seal's since its last checkpoint),
+    given that those of [0, tiled) are stored."""
+    if size >> TILE <= tiled >> TILE:
+        return  # no tile completed: so after add_leaves, which tiles what it appends
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     statement = (
         f"SELECT leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
