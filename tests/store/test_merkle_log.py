@@ -167,3 +167,70 @@ def test_leaves_follow_the_order_records_were_stored_in_when_older_ones_wait_in_
     assert [entry for _, entry in order] == sorted(entry for _, entry in order)
     assert len(order) == 55
     assert check_every_leaf(engine) == 55
+
+
+def stored_tiles(engine, month: str) -> dict[tuple[int, int], bytes]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(log_node.c.level, log_node.c.node_index, log_node.c.hash).where(
+                log_node.c.month == month
+            )
+        ).all()
+    return {(level, index): bytes(h) for level, index, h in rows}
+
+
+def expected_tiles(engine, month: str) -> dict[tuple[int, int], bytes]:
+    """Every complete tile of the month's stored leaves, folded here from the leaves."""
+    with engine.connect() as conn:
+        level_hashes = [
+            bytes(h)
+            for h in conn.execute(
+                select(log_leaf.c.leaf_hash)
+                .where(log_leaf.c.month == month)
+                .order_by(log_leaf.c.leaf_index)
+            ).scalars()
+        ]
+    tiles = {}
+    level = 0
+    while len(level_hashes) >= 1 << TILE:
+        width = 1 << TILE
+        level_hashes = [
+            merkle.perfect_from(level_hashes[i * width : (i + 1) * width])
+            for i in range(len(level_hashes) // width)
+        ]
+        level += TILE
+        tiles.update({(level, i): h for i, h in enumerate(level_hashes)})
+    return tiles
+
+
+def test_a_batch_stores_the_tiles_its_leaves_complete_before_any_seal(engine):
+    for first, count in ((0, 20), (20, 250), (270, 30)):  # February's log passes 256
+        append(engine, records(count, first))
+        assert stored_tiles(engine, "2025-02") == expected_tiles(engine, "2025-02")
+    assert (8, 0) in stored_tiles(engine, "2025-02")
+    seal_store(engine)
+    assert check_every_leaf(engine) == 300
+
+
+def test_leaves_an_older_writer_left_without_tiles_are_tiled_by_the_next_batch(engine):
+    """A store whose leaves were appended by a version that left the tiling to the seal, and
+    not sealed since (its ingest was killed): the next batch tiles them before its own."""
+    append(engine, records(100))
+    with engine.begin() as conn:  # take the tiles away: what the older writer left
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT set_config('servicetrail.retiring_month', '2025-02', true)"
+            )
+            conn.exec_driver_sql("DELETE FROM log_node WHERE month = '2025-02'")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER log_node_no_delete")
+            conn.exec_driver_sql("DELETE FROM log_node WHERE month = '2025-02'")
+            conn.exec_driver_sql(
+                "CREATE TRIGGER log_node_no_delete BEFORE DELETE ON log_node "
+                "BEGIN SELECT RAISE(ABORT, 'log_node is append-only'); END"
+            )
+    assert stored_tiles(engine, "2025-02") == {}
+    append(engine, records(200, 100))
+    assert stored_tiles(engine, "2025-02") == expected_tiles(engine, "2025-02")
+    seal_store(engine)
+    assert check_every_leaf(engine) == 300

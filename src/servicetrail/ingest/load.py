@@ -25,7 +25,7 @@ from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import Conflict, Outcome, load_devices, load_interval_rows, load_users
 from ..store.merkle_log import seal_store
-from ..store.writer import Row, append_rows, record_row, row_maker
+from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
@@ -426,6 +426,7 @@ class _Batch:
         self.payload_bytes = 0
         self.loaded = self.duplicates = 0
         self.conflicts: list[tuple[int | str, str]] = []
+        self.leaves: list[Any] = []  # appended at the commit, which the logs' lock waits for
         self.transaction: RootTransaction | None = None
 
     def add(self, part: list[Row]) -> None:
@@ -448,6 +449,7 @@ class _Batch:
             0,
             [],
         )
+        self.leaves = []
         return conflicts
 
     def abandon(self) -> None:
@@ -460,14 +462,16 @@ class _Batch:
     def _append(self, part: list[Row]) -> None:
         if self.transaction is None:
             self.transaction = self.conn.begin()
-        done = append_rows(self.conn, part)
+        done = append_rows(self.conn, part, leaves_later=True)
         self.loaded += done.loaded
         self.duplicates += done.duplicates
         self.conflicts += done.conflicts
+        self.leaves += done.leaves
 
     def _commit(self) -> None:
         if self.transaction is None:
             self.transaction = self.conn.begin()
+        append_leaves(self.conn, self.leaves)
         self.transaction.commit()
         self.transaction = None
 
@@ -482,11 +486,12 @@ class _Batch:
             self._reset()
             try:
                 self.transaction = self.conn.begin()
-                done = append_rows(self.conn, self.rows)
-                self.loaded, self.duplicates, self.conflicts = (
+                done = append_rows(self.conn, self.rows, leaves_later=True)
+                self.loaded, self.duplicates, self.conflicts, self.leaves = (
                     done.loaded,
                     done.duplicates,
                     done.conflicts,
+                    done.leaves,
                 )
                 if committing:
                     self._commit()

@@ -1,15 +1,22 @@
-"""The verifiable logs in the store (SPEC section 7): queueing leaves, sealing them into
+"""The verifiable logs in the store (SPEC section 7): appending leaves, sealing them into
 signed checkpoints, and the hashes proofs are made of.
 
-One log per (family, month). Writers queue an entry's leaf hash in the transaction that
-stores the entry (`queue_leaves`); `seal` then, under one lock, appends every queued leaf
-to its log in id order, grows the tiles, signs a checkpoint and empties the queue. Why a
-queue rather than "entries with an id above the last leaf": on PostgreSQL ids come from a
-sequence, and a slower concurrent ingest can commit a lower id after a higher one was
-sealed; the queue holds exactly what has committed and is not yet a leaf, so nothing is
-skipped and leaves follow the order entries became visible. SQLite's single writer needs
-no queue: the record writer appends its leaves straight to their logs (`add_leaves`), and
-the seal grows the tiles over the leaves past each log's newest checkpoint.
+One log per (family, month). The record writer appends a batch's leaves straight to their
+logs in the batch's transaction (`add_leaves`), just before it commits: on SQLite under the
+write lock it holds already, on PostgreSQL under a transaction-scoped advisory lock of the
+family (`_FAMILY_LOCK`), taken for the leaves and held to COMMIT. Either way one writer at a
+time numbers leaves, each from the log's size as the previous holder committed it (READ
+COMMITTED gives the statement after the lock a snapshot that sees that commit), so leaf
+indexes are gap-free and follow the order entries became visible. Appending straight cost
+half of what queueing did on PostgreSQL: a queued leaf was written twice and deleted once.
+
+Entries written by other paths (the access log, queued from reads; migration 0009's
+backfill) go to the queue, `log_pending`, in their own transactions (`queue_leaves`); the
+seal appends every queued leaf to its log in id order under the same locks. A family whose
+queue holds leaves keeps queueing until a seal has emptied it, so a log keeps stored order.
+Whoever appends leaves stores the tiles they complete in the same transaction, from the
+hashes in hand (the seal used to read every appended leaf back for them); `seal` then signs
+a checkpoint of each log that grew.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -40,6 +47,11 @@ _SEAL_CHUNK = 20_000
 # tiles add 1/15 to the leaves' rows
 TILE = 4
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
+# taken by whoever numbers a direct family's leaves (a batch, the seal, retention), always
+# after _LOCK by those that take both
+_FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s))"
+# the families whose writers append their leaves straight to the logs (add_leaves)
+DIRECT_FAMILIES = (RECORD_FAMILY,)
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
 _SQLITE_APPEND = (
@@ -126,39 +138,56 @@ def queue_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> N
 
 
 def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> None:
-    """Make entries leaves in the caller's (the entries') transaction. On SQLite, whose write
-    lock the caller holds, straight into their logs: the lock orders them as the queue would,
-    and the seal then only grows the tiles and signs (queueing cost a round trip through
-    log_pending for every record). On PostgreSQL, or when the queue already holds leaves of
-    this family that must go first, through the queue."""
+    """Append entries' leaves to their logs in the caller's (the entries') transaction, which
+    must commit next: on PostgreSQL the family's lock taken here is held to that COMMIT, and
+    every other writer of the family waits for it (see the module's note). Through the queue
+    when it already holds leaves of this family, which must go first."""
     if not rows:
         return
-    if conn.dialect.name != "sqlite" or _family_queued(conn, family):
+    _lock_family(conn, family)
+    if _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
-    next_index: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for month in dict.fromkeys(row[1] for row in rows):
         size = _size(conn, family, month)
         if size == 0 and latest_checkpoint(conn, family, month) is not None:
             queue_leaves(conn, family, [row for row in rows if row[1] == month])  # see seal
             continue
-        next_index[month] = size
+        # leaves a writer before this one left untiled (one that appended without tiling)
+        _tile_appended(conn, family, month, _tiled(conn, family, month), size)
+        sizes[month] = size
     values = []
+    fresh: dict[str, list[bytes]] = {month: [] for month in sizes}
     for entry_id, month, leaf, salt in rows:
-        index = next_index.get(month)
-        if index is not None:
-            values.append((family, month, index, entry_id, leaf, salt))
-            next_index[month] = index + 1
-    _driver(conn).executemany(_SQLITE_APPEND, values)
+        if month in fresh:
+            added = fresh[month]
+            values.append((family, month, sizes[month] + len(added), entry_id, leaf, salt))
+            added.append(leaf)
+    _write_leaves(conn, values)
+    # the tiles now, from the hashes in hand: the seal would have to read every leaf back
+    for month, added in fresh.items():
+        _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
 
 
 def _family_queued(conn: Connection, family: str) -> bool:
     return (
         conn.exec_driver_sql(
-            "SELECT 1 FROM log_pending WHERE family = ? LIMIT 1", (family,)
+            f"SELECT 1 FROM log_pending WHERE family = {_mark(conn)} LIMIT 1", (family,)
         ).first()
         is not None
     )
+
+
+def _mark(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _lock_family(conn: Connection, family: str) -> None:
+    """PostgreSQL: the family's advisory lock, to the end of the transaction. (SQLite's
+    writers hold its write lock already.)"""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_FAMILY_LOCK, (family,))
 
 
 def queue_entry_leaves(
@@ -188,7 +217,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
             select(log_pending.c.family, log_pending.c.month).distinct()
         )
     }
-    grown = _grown_logs(conn) if conn.dialect.name == "sqlite" else {}
+    grown = _grown_logs(conn)
     if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
@@ -201,7 +230,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
-        _tile_appended(conn, family, month, last.size if last else 0, size)
+        _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         for chunk in _queued(conn, family, month):
             _append_leaves(conn, family, month, size, chunk)
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
@@ -227,14 +256,15 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
 
 
 def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
-    """SQLite: the logs holding leaves past their newest checkpoint (added by add_leaves),
-    with their sizes. Each log's first key is found by a seek on log_leaf's primary key, so
-    this reads a few rows a log, not the leaves."""
+    """The logs holding leaves past their newest checkpoint (added by add_leaves), with their
+    sizes. Each log's first key is found by a seek on log_leaf's primary key, so this reads a
+    few rows a log, not the leaves."""
     grown: dict[tuple[str, str], int] = {}
     after = ("", "")
+    mark = _mark(conn)
     while True:
         found = conn.exec_driver_sql(
-            "SELECT family, month FROM log_leaf WHERE (family, month) > (?, ?) "
+            f"SELECT family, month FROM log_leaf WHERE (family, month) > ({mark}, {mark}) "
             "ORDER BY family, month LIMIT 1",
             after,
         ).first()
@@ -247,9 +277,24 @@ def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
             grown[after] = size
 
 
+def _tiled(conn: Connection, family: str, month: str) -> int:
+    """How many leaves the stored tiles cover: the tiles of every level inside [0, this) are
+    stored (whoever stores tiles stores them all, up to the log's size then)."""
+    mark = _mark(conn)
+    top = conn.exec_driver_sql(
+        f"SELECT max(node_index) FROM log_node WHERE family = {mark} AND month = {mark} "
+        f"AND level = {TILE}",
+        (family, month),
+    ).scalar()
+    return 0 if top is None else (int(top) + 1) << TILE
+
+
 def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: int) -> None:
-    """Grow the tiles over leaves appended straight to the log (add_leaves) since the newest
-    checkpoint, whose seal left the tiles complete up to its size."""
+    """Grow the tiles over the leaves in [tiled, size), stored without them (by a writer
+    that did not tile: add_leaves before it did, or the seal's since its last checkpoint),
+    given that those of [0, tiled) are stored."""
+    if size >> TILE <= tiled >> TILE:
+        return  # no tile completed: so after add_leaves, which tiles what it appends
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     statement = (
         f"SELECT leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
@@ -285,10 +330,13 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
 
 
 def _lock(conn: Connection) -> None:
-    """One sealer at a time: PostgreSQL by an advisory lock held to the end of the
-    transaction, SQLite by taking its write lock before the queue is read."""
+    """One sealer at a time, and no leaf appended while it seals: PostgreSQL by advisory
+    locks held to the end of the transaction (the seal's, then each direct family's),
+    SQLite by taking its write lock before the queue is read."""
     if conn.dialect.name == "postgresql":
         conn.execute(text(_LOCK))
+        for family in DIRECT_FAMILIES:
+            _lock_family(conn, family)
         return
     driver = _driver(conn)
     if not driver.in_transaction:
@@ -317,8 +365,13 @@ def _size(conn: Connection, family: str, month: str) -> int:
 def _append_leaves(
     conn: Connection, family: str, month: str, old_size: int, rows: Sequence[Any]
 ) -> None:
-    driver = _driver(conn)
     values = [(family, month, old_size + i, row[0], row[1], row[2]) for i, row in enumerate(rows)]
+    _write_leaves(conn, values)
+
+
+def _write_leaves(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
+    """log_leaf rows (family, month, leaf_index, entry_id, leaf_hash, salt), in bulk."""
+    driver = _driver(conn)
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             with cursor.copy(
@@ -343,7 +396,6 @@ def _grow_tiles(
     """Store the tiles the new leaves completed, level by level; `new_leaves` are the hashes
     of leaves old_size.. and each level's new tiles feed the next."""
     tree = StoredTree(conn, family, month)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
     level, fresh = 0, new_leaves
     while True:
         upper = level + TILE
@@ -356,12 +408,29 @@ def _grow_tiles(
         tiles = [
             merkle.perfect_from(below[i * width : (i + 1) * width]) for i in range(last - first)
         ]
-        conn.exec_driver_sql(
-            f"INSERT INTO log_node (family, month, level, node_index, hash) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
-            [(family, month, upper, first + i, tile) for i, tile in enumerate(tiles)],
+        _write_tiles(
+            conn, [(family, month, upper, first + i, tile) for i, tile in enumerate(tiles)]
         )
         level, fresh = upper, tiles
+
+
+def _write_tiles(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
+    """log_node rows (family, month, level, node_index, hash), in bulk: on PostgreSQL by COPY,
+    as an executemany there ran one INSERT a tile (a tile for every 15 leaves)."""
+    driver = _driver(conn)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            with cursor.copy(
+                "COPY log_node (family, month, level, node_index, hash) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["varchar", "varchar", "int2", "int8", "bytea"])
+                for value in values:
+                    copy.write_row(value)
+        return
+    driver.executemany(
+        "INSERT INTO log_node (family, month, level, node_index, hash) VALUES (?, ?, ?, ?, ?)",
+        values,
+    )
 
 
 def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) -> None:
@@ -593,8 +662,11 @@ def leaf_place(conn: Connection, family: str, entry_id: int) -> LeafPlace | None
 def retire_month(conn: Connection, family: str, month: str) -> None:
     """Retention: remove a month's leaves, tiles and queue (its checkpoints stay). On
     PostgreSQL the append-only trigger lets these deletes through for this month and this
-    transaction only."""
+    transaction only, and the family's lock keeps a batch from appending to the month
+    while its leaves go (taken after the caller dropped the month's partitions: a batch
+    writing there holds them and may be waiting for the lock)."""
     if conn.dialect.name == "postgresql":
+        _lock_family(conn, family)
         conn.execute(
             text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
         )

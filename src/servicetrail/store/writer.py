@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .log_records import FAMILY, hot_leaf
-from .merkle_log import add_leaves
+from .merkle_log import QueuedLeaf, add_leaves
 from .partitions import ensure_months
 
 # the registry writers live in .registry; they are imported from here too
@@ -241,12 +241,13 @@ def record_row(
 
 @dataclass
 class Appended:
-    """What one append did: rows stored, rows already there, and rows refused as conflicts,
-    each as (origin, reason)."""
+    """What one append did: rows stored, rows already there, rows refused as conflicts,
+    each as (origin, reason), and the stored rows' leaves when the caller appends them."""
 
     loaded: int = 0
     duplicates: int = 0
     conflicts: list[tuple[int | str, str]] = field(default_factory=list)
+    leaves: list[QueuedLeaf] = field(default_factory=list)
 
 
 def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, int]:
@@ -276,8 +277,13 @@ def _is_bare_copy(keys: list[str], mine: str) -> bool:
     return mine == "" and any(key.startswith(BARE_FILE) for key in keys)
 
 
-def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
+def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = False) -> Appended:
     """append_records for rows made by row_maker: the loader's hot path, on the raw driver.
+
+    The stored rows' leaves are appended to their logs here, unless `leaves_later`: then
+    they come back in `leaves`, and the caller appends them (add_leaves) just before it
+    commits. A transaction of several appends must: appending leaves takes the logs' lock
+    until COMMIT, which would otherwise hold off every other loader for the rest of it.
 
     A row whose identity a stored record (or an earlier row of the batch) has is a
     duplicate when its content is the same and a conflict when it is not; neither is
@@ -329,9 +335,11 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
         conn,
         [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)],
     )
-    add_leaves(
-        conn, FAMILY, [(record_id, row[16], row[15], row[14]) for record_id, row in zip(ids, new)]
-    )
+    leaves = [(record_id, row[16], row[15], row[14]) for record_id, row in zip(ids, new)]
+    if leaves_later:
+        done.leaves = leaves
+    else:
+        add_leaves(conn, FAMILY, leaves)
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
     done.conflicts = [
         (origin, _conflict(written[other] if isinstance(other, tuple) else other))
@@ -339,6 +347,12 @@ def append_rows(conn: Connection, rows: Sequence[Row]) -> Appended:
     ]
     done.loaded = len(new)
     return done
+
+
+def append_leaves(conn: Connection, leaves: Sequence[QueuedLeaf]) -> None:
+    """Append the leaves append_rows(..., leaves_later=True) gave back; the caller's
+    transaction must commit next (see append_rows)."""
+    add_leaves(conn, FAMILY, leaves)
 
 
 def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
@@ -409,6 +423,7 @@ __all__ = [
     "Conflict",
     "Outcome",
     "Row",
+    "append_leaves",
     "append_records",
     "append_rows",
     "record_row",
