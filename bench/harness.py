@@ -14,7 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,34 @@ class Store:
         import psycopg
 
         return psycopg.connect(url, prepare_threshold=None)
+
+
+def on_each_engine(
+    records: int, engines: str, name: str, measure: Callable[[Store, Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """Write a generated world of `records` SAT records (seed 2025) and its registry once, run
+    `measure(store, folder)` on each engine (a throwaway PostgreSQL server for that one), print
+    each engine's figures but its raw runs, and keep them all in bench/out/NAME-RECORDS.json."""
+    from servicetrail.generate import World, write_world
+
+    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
+    results: dict[str, Any] = {"records": {"n": records}}
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "input"
+        folder.mkdir()
+        write_world(World(n_records=records, seed=2025), folder)
+        for kind in filter(None, engines.split(",")):
+            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
+            try:
+                results[kind] = measure(store, folder)
+            finally:
+                if store.pg is not None:
+                    store.pg.stop()
+            print(kind, json.dumps({k: v for k, v in results[kind].items() if k != "runs"}))
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}-{records}.json").write_text(json.dumps(results, indent=1))
+    return results
 
 
 def store_at(url: str) -> Store:

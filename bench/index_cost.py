@@ -15,12 +15,10 @@ PostgreSQL and hides a change of a tenth. Results go to stdout and bench/out/ind
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, PgServer, Store  # noqa: E402
+from harness import BIN, Store, on_each_engine  # noqa: E402
 
-from servicetrail.generate import World, write_world  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
 from servicetrail.store.visibility_index import index_new  # noqa: E402
 
@@ -106,23 +103,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default="postgresql")
     a = parser.parse_args()
-    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
-    results: dict[str, dict] = {"records": {"n": a.records}}
-    with tempfile.TemporaryDirectory() as work:
-        folder = Path(work) / "input"
-        folder.mkdir()
-        write_world(World(n_records=a.records, seed=2025), folder)
-        for kind in filter(None, a.engines.split(",")):
-            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
-            try:
-                results[kind] = bench_engine(store, folder, a.rounds)
-            finally:
-                if store.pg is not None:
-                    store.pg.stop()
-            print(kind, json.dumps({k: v for k, v in results[kind].items() if k != "runs"}))
-    out = ROOT / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / f"index_cost-{a.records}.json").write_text(json.dumps(results, indent=1))
+    on_each_engine(
+        a.records,
+        a.engines,
+        "index_cost",
+        lambda store, folder: bench_engine(store, folder, a.rounds),
+    )
     return 0
 
 

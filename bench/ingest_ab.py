@@ -22,12 +22,10 @@ Results go to stdout and bench/out/ingest_ab-N.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,12 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, PgServer, Store  # noqa: E402
+from harness import BIN, Store, on_each_engine  # noqa: E402
 from logs import _server_cpu  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
 
-from servicetrail.generate import World, write_world  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
 
 ARMS = {
@@ -132,23 +129,12 @@ def main() -> int:
     arms = [arm for arm in a.arms.split(",") if arm]
     if not arms or any(arm not in ARMS for arm in arms):
         parser.error(f"--arms takes a comma-separated subset of {', '.join(ARMS)}")
-    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
-    results: dict[str, dict] = {"records": {"n": a.records}}
-    with tempfile.TemporaryDirectory() as work:
-        folder = Path(work) / "input"
-        folder.mkdir()
-        write_world(World(n_records=a.records, seed=2025), folder)
-        for kind in filter(None, a.engines.split(",")):
-            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
-            try:
-                results[kind] = bench_engine(store, folder, a.rounds, arms)
-            finally:
-                if store.pg is not None:
-                    store.pg.stop()
-            print(kind, json.dumps({k: v for k, v in results[kind].items() if k != "runs"}))
-    out = ROOT / "bench" / "out"
-    out.mkdir(exist_ok=True)
-    (out / f"ingest_ab-{a.records}.json").write_text(json.dumps(results, indent=1))
+    on_each_engine(
+        a.records,
+        a.engines,
+        "ingest_ab",
+        lambda store, folder: bench_engine(store, folder, a.rounds, arms),
+    )
     return 0
 
 
