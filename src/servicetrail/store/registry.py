@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
+from .engine import foreign_keys_planned_once
 from .visibility_index import (
     Touched,
     devices_with_records,
@@ -103,12 +104,9 @@ class _Raw:
         if not rows:
             return
         if self.postgres:
-            # The foreign-key check of each row is a saved plan run once per row. The session's
-            # force_custom_plan (store.engine) made PostgreSQL plan it afresh for every row: at
-            # a first load most of the server's work. The default mode settles on its generic
-            # plan (a primary-key probe) after a few rows; for this COPY only.
-            self.driver.execute("SELECT set_config('plan_cache_mode', 'auto', true)")
+            # per-row foreign-key plans were most of the server's work at a first load
             with (
+                foreign_keys_planned_once(self.driver),
                 self.driver.cursor() as cursor,
                 cursor.copy(
                     f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
@@ -117,7 +115,6 @@ class _Raw:
                 copy.set_types(list(types))
                 for row in rows:
                     copy.write_row(row)
-            self.driver.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
             return
         marks = ", ".join("?" * len(columns))
         self.driver.executemany(

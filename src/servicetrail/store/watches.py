@@ -32,6 +32,7 @@ from ..domain.watches import (
     index_by_party,
     titles_only,
 )
+from .engine import foreign_keys_planned_once
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
@@ -409,12 +410,8 @@ def _write_events(
     Times are already in the engine's form (the candidates read them unconverted)."""
     driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        with driver.cursor() as cursor:
-            # Each row's foreign-key check (its watch; an outbox row's event) is a saved plan
-            # run once per row, which the session's force_custom_plan (store.engine) made
-            # PostgreSQL plan afresh for every row. The default mode keeps its generic plan (a
-            # primary-key probe). The step's transaction ends with these writes.
-            cursor.execute("SELECT set_config('plan_cache_mode', 'auto', true)")
+        # an event's foreign key names its watch, an outbox row's its event
+        with foreign_keys_planned_once(driver), driver.cursor() as cursor:
             if events:
                 with cursor.copy(f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
                     for row in events:
