@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from .engine import reading
 from .schema import account, login_device, login_failure, web_session
 
 UTC = timezone.utc
@@ -193,9 +194,8 @@ def claim_attempt(
     now = now or now_utc()
     name = normal_username(username)
     address = address[:64]
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         key = device_key(conn, username, device_token, now)
-        conn.commit()
     trusted = key is not None
     key = key or address
     with engine.begin() as conn:
