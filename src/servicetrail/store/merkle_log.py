@@ -190,15 +190,6 @@ def _lock_family(conn: Connection, family: str) -> None:
         conn.exec_driver_sql(_FAMILY_LOCK, (family,))
 
 
-def queue_entry_leaves(
-    conn: Connection, family: str, entries: Sequence[tuple[int, str, bytes]]
-) -> None:
-    """queue_leaves for entries given as (entry id, month, leaf_data): the access log's hook."""
-    queue_leaves(
-        conn, family, [(i, month, merkle.leaf_hash(data), None) for i, month, data in entries]
-    )
-
-
 @dataclass(frozen=True)
 class Sealed:
     origin: str
