@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))  # devsupport/, beside src/ and tests/
 from devsupport.pg_server import PgServer  # noqa: E402
 
 BIN = str(Path(sys.executable).with_name("servicetrail"))
+OUT = ROOT / "bench" / "out"
 
 
 def percentile(values: list[float], p: int) -> float:
@@ -127,12 +128,16 @@ def serve(
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    proc = subprocess.Popen(
-        [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    # its log is kept: a bench that meets an error answer can say what the server saw
+    OUT.mkdir(exist_ok=True)
+    log = OUT / f"serve-{port}.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()

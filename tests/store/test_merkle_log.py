@@ -9,9 +9,11 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from servicetrail import signing
+from servicetrail.signing import log_prefix
 from servicetrail.domain import merkle
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
+from servicetrail.store.engine import open_store
 from servicetrail.store.log_records import sealed_leaf_of
 from servicetrail.store.log_tables import log_leaf, log_node, log_pending
 from servicetrail.store.merkle_log import (
@@ -19,7 +21,9 @@ from servicetrail.store.merkle_log import (
     StoredTree,
     checkpoint_at,
     latest_checkpoint,
+    add_leaves,
     leaf_place,
+    seal,
     seal_store,
 )
 from servicetrail.store.writer import append_records
@@ -234,3 +238,34 @@ def test_leaves_an_older_writer_left_without_tiles_are_tiled_by_the_next_batch(e
     assert stored_tiles(engine, "2025-02") == expected_tiles(engine, "2025-02")
     seal_store(engine)
     assert check_every_leaf(engine) == 300
+
+
+def test_a_seal_finds_the_logs_by_seeks_not_by_reading_their_leaves(sqlite_url):
+    """Every server worker seals once a minute holding SQLite's write lock: finding which logs
+    grew must read a few rows a log. A row-value seek `(family, month) > (?, ?)` stepped
+    through every leaf of each month (a second at 10M records; access-log writes waiting
+    behind it ran past busy_timeout into a 500). SQLite's VM steps are counted, since
+    PostgreSQL planned that seek well."""
+    sqlite_engine = open_store(sqlite_url)
+    months = ["2025-01", "2025-02", "2025-03"]
+    with sqlite_engine.begin() as conn:
+        for m, month in enumerate(months):
+            rows = [(m * 10_000 + i + 1, month, bytes(32), None) for i in range(10_000)]
+            add_leaves(conn, "sat", rows)
+    seal_store(sqlite_engine)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with sqlite_engine.begin() as conn:
+        driver = conn.connection.driver_connection
+        driver.set_progress_handler(count, 100)
+        try:
+            assert seal(conn, signing.signer_for(str(sqlite_engine.url)), log_prefix()) == []
+        finally:
+            driver.set_progress_handler(None, 0)
+    # 30,000 leaves: stepping through them took 270,000 VM steps, the seeks take hundreds
+    assert steps * 100 < 5_000, steps

@@ -14,6 +14,7 @@ time, so readers queued on its write lock, one commit each.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
 from .access_tables import access_log
+from .limits import StoreBusy
 from .schema import sqlite_time
 
 ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.merkle_log)
@@ -152,11 +154,18 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
         else:
             cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
         driver.commit()
-    except BaseException:
+    except BaseException as e:
         driver.rollback()
+        if sqlite and _is_lock_timeout(e):
+            # the read's answer must wait for its entry (SPEC section 8), so it is not sent
+            raise StoreBusy() from e
         raise
     finally:
         cursor.close()
+
+
+def _is_lock_timeout(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
 def insert_in_transaction(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -36,3 +36,13 @@ class SearchTooBroad(RuntimeError):
             f"the search took longer than {seconds:g} s and was stopped: "
             "narrow it (a Device ID, a Request ID or a shorter date range)"
         )
+
+
+class StoreBusy(RuntimeError):
+    """SQLite's one write lock was not had within its busy timeout: another writer (a seal, a
+    loader's batch) held it. Nothing was written; the same request may simply be sent again."""
+
+    RETRY_AFTER_SECONDS = 1
+
+    def __init__(self) -> None:
+        super().__init__("the store is busy with another write; send the request again")

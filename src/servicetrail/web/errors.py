@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..store.limits import SearchTooBroad
+from ..store.limits import SearchTooBroad, StoreBusy
 from .fairness import Busy
 from .rendering import error_page, not_found, too_busy
 from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
@@ -40,6 +40,8 @@ EXPECTED = (
     FormExpired,
     AuditorRefused,
 )
+# answered with their own status, without a traceback (StoreBusy is logged as a warning)
+ANSWERED = (*EXPECTED, StoreBusy)
 AUDITOR_MESSAGE = "An auditor's account reads the access log only, never SAT records."
 
 
@@ -78,6 +80,12 @@ def as_json(exc: Exception) -> JSONResponse:
             status_code=429,
             content={"error": "too_many_requests", "message": str(exc)},
             headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, StoreBusy):
+        return JSONResponse(
+            status_code=503,
+            content={"error": "busy", "message": str(exc)},
+            headers={"Retry-After": str(exc.RETRY_AFTER_SECONDS)},
         )
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
@@ -118,6 +126,8 @@ def as_page(request: Request, exc: Exception) -> Response | None:
         )
     if isinstance(exc, Busy):
         return too_busy(request, signed_in(request), exc)
+    if isinstance(exc, StoreBusy):
+        return error_page(request, None, 503, "Busy", f"{str(exc).capitalize()}.")
     if not isinstance(exc, EXPECTED):
         return error_page(
             request,
@@ -137,11 +147,18 @@ def is_for_the_screen(request: Request) -> bool:
     )
 
 
+def note(request: Request, exc: Exception) -> None:
+    """The server's log of an exception answered to a client: a bug with its traceback."""
+    if isinstance(exc, StoreBusy):  # not a bug, but the operator should hear of it
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    elif not isinstance(exc, EXPECTED):
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+
+
 async def handle(request: Request, exc: Exception) -> Response:
     """The one exception handler of the app: what the exception means, said as the client
     asked (a page for the screen, JSON for the API)."""
-    if not isinstance(exc, EXPECTED):
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    note(request, exc)
     if is_for_the_screen(request):
         page = await run_in_threadpool(as_page, request, exc)
         if page is not None:
@@ -150,5 +167,5 @@ async def handle(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    for kind in (*EXPECTED, Exception):
+    for kind in (*ANSWERED, Exception):
         app.add_exception_handler(kind, handle)

@@ -30,7 +30,7 @@ from ..domain.model import KINDS, Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE
 from ..domain.visibility import Scope as Visible
 from . import api, logs_api
-from .errors import EXPECTED, as_json
+from .errors import ANSWERED, as_json, note
 
 RECORDS = "/api/v1/records"
 ONE_RECORD = re.compile(r"/api/v1/records/([0-9]{1,19})")
@@ -74,7 +74,8 @@ def _answered(answer: Answer, request: Request) -> Response:
     answers the API with `as_json`); anything unexpected goes on to that handler, logged."""
     try:
         return answer(request)
-    except EXPECTED as e:
+    except ANSWERED as e:
+        note(request, e)
         return as_json(e)
 
 
