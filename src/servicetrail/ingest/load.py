@@ -416,6 +416,9 @@ def _reject_conflicts(
                 rejects.add(origin, 1, reason, f.read(), whole=True)
 
 
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+
+
 class _Batch:
     """One batch's transaction. Its rows are kept until the commit only so that a lost race
     (another loader took the same keys or ids, or held the write lock) can replay it whole."""
@@ -501,14 +504,21 @@ class _Batch:
                     raise
 
     def _retryable(self, e: Exception) -> bool:
-        """Another loader won the race for the same keys or ids, or held the write lock. The
-        writer talks to the driver directly, so its errors come unwrapped by SQLAlchemy."""
+        """Another loader won the race for the same keys or ids, held SQLite's write lock, or
+        (PostgreSQL) made the same new month's partitions at the same moment: each batch held
+        locks on the partitioned tables from its earlier rows, so PostgreSQL broke the
+        deadlock by failing this one, and its replay finds the month made
+        (tests/ingest/test_new_month_race.py). The writer talks to the driver directly, so
+        its errors come unwrapped by SQLAlchemy."""
         dbapi = self.conn.dialect.dbapi
         assert dbapi is not None  # a connected dialect has its driver
         if isinstance(e, (IntegrityError, dbapi.IntegrityError)):
             return True
         if isinstance(e, (OperationalError, dbapi.OperationalError)):
-            return "locked" in str(getattr(e, "orig", None) or e)
+            cause = getattr(e, "orig", None) or e
+            if getattr(cause, "sqlstate", None) == DEADLOCK_DETECTED:
+                return True
+            return self.conn.dialect.name == "sqlite" and "database is locked" in str(cause)
         return False
 
     def _reset(self) -> None:
