@@ -306,7 +306,9 @@ def _client(args: tuple[str, list[tuple[str, str]], float]) -> list[float]:
         response = conn.getresponse()
         response.read()
         if response.status != 200:
-            raise RuntimeError(f"{path} -> {response.status}")
+            raise RuntimeError(
+                f"{path} -> {response.status}; the server's log: bench/out/serve-{port}.log"
+            )
         latencies.append((time.perf_counter() - start) * 1000)
     conn.close()
     return latencies
