@@ -14,7 +14,6 @@ time, so readers queued on its write lock, one commit each.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
 from .access_tables import access_log
-from .limits import StoreBusy
+from .limits import store_busy
 from .schema import sqlite_time
 
 ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.merkle_log)
@@ -156,16 +155,13 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
         driver.commit()
     except BaseException as e:
         driver.rollback()
-        if sqlite and _is_lock_timeout(e):
+        busy = store_busy(e)
+        if busy is not None:
             # the read's answer must wait for its entry (SPEC section 8), so it is not sent
-            raise StoreBusy() from e
+            raise busy from e
         raise
     finally:
         cursor.close()
-
-
-def _is_lock_timeout(error: BaseException) -> bool:
-    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
 def insert_in_transaction(conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from enum import Enum
+
+from sqlalchemy.exc import OperationalError
 
 from .. import settings
 
@@ -46,3 +49,12 @@ class StoreBusy(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("the store is busy with another write; send the request again")
+
+
+def store_busy(error: BaseException) -> StoreBusy | None:
+    """`error` as StoreBusy when it is SQLite's lock timeout (raised by the driver, or
+    wrapped by SQLAlchemy), else None."""
+    cause = error.orig if isinstance(error, OperationalError) else error
+    if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
+        return StoreBusy()
+    return None

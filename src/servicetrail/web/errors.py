@@ -6,14 +6,16 @@ show it)."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..store.limits import SearchTooBroad, StoreBusy
+from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from .fairness import Busy
 from .rendering import error_page, not_found, too_busy
 from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
@@ -158,6 +160,7 @@ def note(request: Request, exc: Exception) -> None:
 async def handle(request: Request, exc: Exception) -> Response:
     """The one exception handler of the app: what the exception means, said as the client
     asked (a page for the screen, JSON for the API)."""
+    exc = store_busy(exc) or exc  # any write that waited past SQLite's busy timeout
     note(request, exc)
     if is_for_the_screen(request):
         page = await run_in_threadpool(as_page, request, exc)
@@ -167,5 +170,7 @@ async def handle(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    for kind in (*ANSWERED, Exception):
+    # the driver's errors by their own class: a handler for Exception alone answers, then
+    # re-raises to the server, which logs a traceback for what may be only a busy store
+    for kind in (*ANSWERED, OperationalError, sqlite3.OperationalError, Exception):
         app.add_exception_handler(kind, handle)

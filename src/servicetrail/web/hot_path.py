@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain.model import KINDS, Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE
 from ..domain.visibility import Scope as Visible
+from ..store.limits import store_busy
 from . import api, logs_api
 from .errors import ANSWERED, as_json, note
 
@@ -74,9 +75,12 @@ def _answered(answer: Answer, request: Request) -> Response:
     answers the API with `as_json`); anything unexpected goes on to that handler, logged."""
     try:
         return answer(request)
-    except ANSWERED as e:
-        note(request, e)
-        return as_json(e)
+    except Exception as e:
+        known = store_busy(e) or e
+        if not isinstance(known, ANSWERED):
+            raise
+        note(request, known)
+        return as_json(known)
 
 
 def _answer_for(scope: Scope) -> Answer | None:
