@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -37,15 +38,25 @@ def world(engine: Engine) -> World:
 
 @contextmanager
 def statements_sent(engine: Engine) -> Iterator[list[tuple[str, object]]]:
+    """What SQLAlchemy sends, and on PostgreSQL what is sent through psycopg itself (the read
+    and the transaction's settings go in one pipeline, past SQLAlchemy)."""
     sent: list[tuple[str, object]] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:
         sent.append((statement, parameters))
 
+    driver_execute = psycopg.Connection.execute
+
+    def keep_driver(self, query, params=None, **options):  # type: ignore[no-untyped-def]
+        sent.append((query, params))
+        return driver_execute(self, query, params, **options)
+
     event.listen(engine, "before_cursor_execute", keep)
+    psycopg.Connection.execute = keep_driver  # type: ignore[method-assign]
     try:
         yield sent
     finally:
+        psycopg.Connection.execute = driver_execute  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", keep)
 
 

@@ -154,16 +154,27 @@ def iter_search(
             yield item(*row)
 
 
-def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
+def get_visible(
+    conn: Connection, viewer: Viewer, record_id: int, *, then_as_owner: bool = False
+) -> dict[str, Any] | None:
     """One record if the viewer may see it: fetched and checked in one statement, so a hidden
-    record and a missing one are the same None (see index_search.record_statement)."""
+    record and a missing one are the same None (see index_search.record_statement).
+
+    `then_as_owner`: the rest of the transaction runs as the store's owner (see
+    read_transaction.read_as), for the log's reads of a proof; the record is read, and the
+    role switched, with the transaction's settings in one round trip."""
     if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
         return None
-    with read_as(conn, viewer, generic_plan=True):
-        row = conn.execute(
-            record_statement(), {**viewer_params(viewer), "record_id": record_id, "lim": 1}
-        ).first()
-    return item(*row) if row else None
+    params = {**viewer_params(viewer), "record_id": record_id, "lim": 1}
+    with read_as(
+        conn,
+        viewer,
+        generic_plan=True,
+        prefetch=(record_statement(), params),
+        then_as_owner=then_as_owner,
+    ) as rows:
+        pass
+    return item(*rows[0]) if rows else None
 
 
 def registry_of(conn: Connection, device_id: str, party_id: str) -> list[Responsibility]:
