@@ -24,6 +24,7 @@ from ..domain.model import Responsibility, SatRecord
 from ..domain.records import item
 from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
+from .compiled_statements import fetch_all
 from .device_search import device_search
 from .filters import Shape, conditions, params_of, shape_of
 from .index_search import (
@@ -72,6 +73,7 @@ def search_page(
     # A device search reads the viewer's Responsibility intervals on the device first: they
     # decide the statement's form (and travel with the transaction's settings).
     needs_intervals = by_device and search.scope is not Scope.OWN
+    rows: Sequence[Any]
     # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
     with read_as(
         conn,
@@ -84,7 +86,7 @@ def search_page(
             if query is None:  # too many branches for the interval-first form: back to custom plans
                 custom_plans(conn)
                 query = _general_page(search.scope, shape_of(search), cursor is not None)
-            rows = conn.execute(query, params).all()
+            rows = fetch_all(conn, query, params)
         elif search.request_id:
             # planned for its Request ID: a generic plan hashed all of the viewer's index rows
             custom_plans(conn)
@@ -98,7 +100,8 @@ def search_page(
             )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = Cursor(rows[-1].logged_at, rows[-1].id) if more and rows else None
+    # every form's rows begin with (id, logged_at)
+    next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
     return [item(*r) for r in rows], next_cursor
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
+from .compiled_statements import rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
@@ -134,34 +135,7 @@ def _pipelined(
                 driver.execute(_AS_OWNER)
             return None
         statement, values = prefetch
-        compiled, processors = _compiled(statement, conn.dialect)
-        # the statement's SQL for these values: an IN of the viewer's User IDs takes one
-        # parameter a User ID, and a literal of the statement is a parameter too
-        expanded = compiled.construct_expanded_state(values)
-        cursor = driver.execute(expanded.statement, expanded.parameters)
+        sent = send(driver, statement, conn.dialect, values)
         if then_as_owner:  # only once the rule's read is sent: it runs as the viewer
             driver.execute(_AS_OWNER)
-    return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
-
-
-_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list[Any]]] = {}
-
-
-def _compiled(statement: Any, dialect: Any) -> tuple[Any, list[Any]]:
-    """The SQL and the result processors (UTC times, ...), made once per statement object:
-    callers pass statements they build once, and the identity check (and the bound) keep a
-    caller that does not from being wrong or costly."""
-    key = (id(statement), dialect.name)
-    found = _compiled_statements.get(key)
-    if found is None or found[0] is not statement:
-        if len(_compiled_statements) >= 64:
-            _compiled_statements.clear()
-        processors = [
-            column.type.result_processor(dialect, None) for column in statement.selected_columns
-        ]
-        found = _compiled_statements[key] = (
-            statement,
-            statement.compile(dialect=dialect),
-            processors,
-        )
-    return found[1], found[2]
+    return rows(sent)
