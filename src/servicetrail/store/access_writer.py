@@ -206,10 +206,16 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
     driver: Any = conn.connection.driver_connection
     entry_id: int = driver.execute(_POSTGRES_ID).fetchone()[1]
     leaf = queued_leaf(stored_entry(entry_id, row))
-    # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
-    with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
-        driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
-        conn.commit()
+    try:
+        # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
+        with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
+            conn.commit()
+    except BaseException:
+        # the failed COMMIT left the transaction aborted, and the pool would not roll it back:
+        # the next read on this connection would fail
+        conn.rollback()
+        raise
     return entry_id
 
 
