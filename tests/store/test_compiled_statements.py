@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, column, select, text
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.compiled_statements import fetch_all
+from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.log_tables import log_verifier_key
+from servicetrail.store.read_transaction import time_limit
 
 k = log_verifier_key.c
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -65,3 +67,21 @@ def test_the_rows_are_sqlalchemys(keys: Engine, wanted: list[str], days: int) ->
         key for i, key in enumerate(KEYS) if key in wanted and key != "key 5%" and i >= days
     )
     assert all(at.tzinfo is not None and at.utcoffset() == timedelta(0) for _, at in got)
+
+
+SLOW = text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+    "SELECT count(*) AS n FROM c"
+).columns(column("n", Integer))
+
+
+def test_a_statement_past_its_time_limit_is_too_broad_and_the_connection_reads_on(
+    engine: Engine,
+) -> None:
+    for _ in range(2):  # the pool hands the same connection back
+        with pytest.raises(SearchTooBroad):
+            with engine.connect() as conn, time_limit(conn, 0.05):
+                fetch_all(conn, SLOW, {})
+        with engine.connect() as conn:
+            assert fetch_all(conn, select(bindparam("one", 1)), {}) == [(1,)]
+            conn.commit()
