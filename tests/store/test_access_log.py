@@ -4,6 +4,7 @@ security as well), bounded device lists."""
 
 from __future__ import annotations
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -151,3 +152,23 @@ def test_row_level_security_keeps_a_partys_reader_to_its_entries(pg_engine):
         with read_as(conn, Viewer(P.WIRESCO, frozenset())):
             seen = conn.execute(text("SELECT party_id FROM access_log")).scalars().all()
     assert seen == [P.WIRESCO]
+
+
+def test_an_entry_the_store_refuses_after_a_read_leaves_its_connection_usable(engine):
+    """On PostgreSQL the entry and its COMMIT go in one pipeline: when the entry fails, the
+    error is raised, and the pooled connection still serves the next read (a failed COMMIT
+    used to leave it in an aborted transaction that the pool did not roll back)."""
+    viewer = P.load_personas(engine).viewer(P.WIRESCO)
+    refused = Tally(records_returned=None)  # type: ignore[arg-type]  # NOT NULL in the store
+    for _ in range(3):  # the pool hands the same connection back each time
+        # SQLite's group commit raises the driver's error; PostgreSQL's COMMIT, SQLAlchemy's
+        with pytest.raises((IntegrityError, sqlite3.IntegrityError)):
+            with engine.connect() as conn:
+                with logged_read(conn, viewer, WS, "search", {}) as read:
+                    read.search_page(Search(device_id=P.ESME_1), 100)
+                    read.tally = refused
+    with engine.connect() as conn:
+        assert entries_after(conn, 0, 10) == []
+        with logged_read(conn, viewer, WS, "search", {}) as read:
+            read.search_page(Search(device_id=P.ESME_1), 100)
+        assert len(entries_after(conn, 0, 10)) == 1

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -37,15 +38,25 @@ def world(engine: Engine) -> World:
 
 @contextmanager
 def statements_sent(engine: Engine) -> Iterator[list[tuple[str, object]]]:
+    """What SQLAlchemy sends, and on PostgreSQL what is sent through psycopg itself (the read
+    and the transaction's settings go in one pipeline, past SQLAlchemy)."""
     sent: list[tuple[str, object]] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany) -> None:
         sent.append((statement, parameters))
 
+    driver_execute = psycopg.Cursor.execute
+
+    def keep_driver(self, query, params=None, **options):  # type: ignore[no-untyped-def]
+        sent.append((query, params))
+        return driver_execute(self, query, params, **options)
+
     event.listen(engine, "before_cursor_execute", keep)
+    psycopg.Cursor.execute = keep_driver  # type: ignore[method-assign]
     try:
         yield sent
     finally:
+        psycopg.Cursor.execute = driver_execute  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", keep)
 
 
@@ -83,11 +94,13 @@ def postgres_nodes(
 ) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran and
     the rows it produced (no times, no costs: those vary from run to run)."""
+    explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement
     with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
-        plan = conn.exec_driver_sql(
-            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement,
-            parameters,
-        ).scalar()
+        if isinstance(parameters, list):  # sent with the server's own $n placeholders
+            driver = conn.connection.driver_connection
+            plan = psycopg.RawCursor(driver).execute(explain, parameters).fetchone()[0]
+        else:
+            plan = conn.exec_driver_sql(explain, parameters).scalar()
     plan = json.loads(plan) if isinstance(plan, str) else plan
     nodes, pending = [], [plan[0]["Plan"]]
     while pending:

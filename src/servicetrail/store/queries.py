@@ -24,6 +24,7 @@ from ..domain.model import Responsibility, SatRecord
 from ..domain.records import item
 from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.visibility import Access, Decision, Scope, Viewer, decide
+from .compiled_statements import fetch_all
 from .device_search import device_search
 from .filters import Shape, conditions, params_of, shape_of
 from .index_search import (
@@ -72,6 +73,7 @@ def search_page(
     # A device search reads the viewer's Responsibility intervals on the device first: they
     # decide the statement's form (and travel with the transaction's settings).
     needs_intervals = by_device and search.scope is not Scope.OWN
+    rows: Sequence[Any]
     # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
     with read_as(
         conn,
@@ -84,7 +86,7 @@ def search_page(
             if query is None:  # too many branches for the interval-first form: back to custom plans
                 custom_plans(conn)
                 query = _general_page(search.scope, shape_of(search), cursor is not None)
-            rows = conn.execute(query, params).all()
+            rows = fetch_all(conn, query, params)
         elif search.request_id:
             # planned for its Request ID: a generic plan hashed all of the viewer's index rows
             custom_plans(conn)
@@ -98,7 +100,8 @@ def search_page(
             )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = Cursor(rows[-1].logged_at, rows[-1].id) if more and rows else None
+    # every form's rows begin with (id, logged_at)
+    next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
     return [item(*r) for r in rows], next_cursor
 
 
@@ -154,16 +157,27 @@ def iter_search(
             yield item(*row)
 
 
-def get_visible(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
+def get_visible(
+    conn: Connection, viewer: Viewer, record_id: int, *, then_as_owner: bool = False
+) -> dict[str, Any] | None:
     """One record if the viewer may see it: fetched and checked in one statement, so a hidden
-    record and a missing one are the same None (see index_search.record_statement)."""
+    record and a missing one are the same None (see index_search.record_statement).
+
+    `then_as_owner`: the rest of the transaction runs as the store's owner (see
+    read_transaction.read_as), for the log's reads of a proof; the record is read, and the
+    role switched, with the transaction's settings in one round trip."""
     if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
         return None
-    with read_as(conn, viewer, generic_plan=True):
-        row = conn.execute(
-            record_statement(), {**viewer_params(viewer), "record_id": record_id, "lim": 1}
-        ).first()
-    return item(*row) if row else None
+    params = {**viewer_params(viewer), "record_id": record_id, "lim": 1}
+    with read_as(
+        conn,
+        viewer,
+        generic_plan=True,
+        prefetch=(record_statement(), params),
+        then_as_owner=then_as_owner,
+    ) as rows:
+        pass
+    return item(*rows[0]) if rows else None
 
 
 def registry_of(conn: Connection, device_id: str, party_id: str) -> list[Responsibility]:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
+from .compiled_statements import rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
@@ -31,8 +32,12 @@ def read_as(
     seconds: float | Budget = DEFAULT_SECONDS,
     generic_plan: bool = False,
     prefetch: tuple[Any, dict[str, Any]] | None = None,
+    then_as_owner: bool = False,
 ) -> AbstractContextManager[list[tuple[Any, ...]] | None]:
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
+
+    `then_as_owner`: the rest of the transaction runs as the store's owner (`_AS_OWNER`), the
+    switch sent right behind `prefetch`, which alone then runs as the viewer.
 
     `generic_plan`: for statements whose every branch is one ordered index range with a
     LIMIT (the device search, the visibility index), a plan that does not depend on the
@@ -45,15 +50,15 @@ def read_as(
     }
     if generic_plan:
         settings["plan_cache_mode"] = "force_generic_plan"
-    return time_limit(conn, seconds, settings=settings, prefetch=prefetch)
+    return time_limit(
+        conn, seconds, settings=settings, prefetch=prefetch, then_as_owner=then_as_owner
+    )
 
 
-def as_owner(conn: Connection) -> None:
-    """The rest of a read begun by `read_as` as the store's owner (on PostgreSQL; SQLite has
-    no roles): for the tables the reader role may not read, such as the logs', once the rule
-    has decided what the viewer may see. Its other settings stay to the transaction's end."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT set_config('role', 'none', true)")
+# The rest of a read as the store's owner (on PostgreSQL; SQLite has no roles): for the tables
+# the reader role may not read, such as the logs', once the rule has decided what the viewer
+# may see. The read's other settings stay to the transaction's end.
+_AS_OWNER = "SELECT set_config('role', 'none', true)"
 
 
 def custom_plans(conn: Connection) -> None:
@@ -68,6 +73,7 @@ def time_limit(
     seconds: float | Budget = DEFAULT_SECONDS,
     settings: dict[str, str] | None = None,
     prefetch: tuple[Executable, dict[str, Any]] | None = None,
+    then_as_owner: bool = False,
 ) -> Iterator[list[tuple[Any, ...]] | None]:
     """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by
     statement_timeout.
@@ -88,7 +94,7 @@ def time_limit(
             **{f"v{i}": every[n] for i, n in enumerate(names)},
         }
         try:
-            rows = _pipelined(conn, f"SELECT {calls}", params, prefetch)
+            rows = _pipelined(conn, f"SELECT {calls}", params, prefetch, then_as_owner)
             yield rows
         except (OperationalError, psycopg.errors.QueryCanceled) as e:
             if "statement timeout" in str(getattr(e, "orig", e)):
@@ -98,7 +104,7 @@ def time_limit(
     raw: Any = conn.connection.dbapi_connection
     deadline = time.monotonic() + seconds
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-    try:
+    try:  # (SQLite has no roles: `then_as_owner` has nothing to do)
         yield [tuple(row) for row in conn.execute(prefetch[0], prefetch[1])] if prefetch else None
     except OperationalError as e:
         if isinstance(e.orig, sqlite3.OperationalError) and "interrupted" in str(e.orig):
@@ -113,39 +119,23 @@ def _pipelined(
     settings_sql: str,
     settings: dict[str, str],
     prefetch: tuple[Executable, dict[str, Any]] | None,
+    then_as_owner: bool = False,
 ) -> list[tuple[Any, ...]] | None:
-    """The settings (and the prefetch) through the driver, in one pipeline. SQLAlchemy's next
-    statement joins the transaction this opens, and its COMMIT (or the pool's ROLLBACK) ends it."""
+    """The settings (and the prefetch, and the owner's role) through the driver, in one
+    pipeline, in a transaction SQLAlchemy knows it began: the connection's COMMIT (or the
+    pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too."""
+    if not conn.in_transaction():
+        conn.begin()  # what SQLAlchemy's own first statement does; the driver sends the BEGIN
     driver: Any = conn.connection.driver_connection
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
         driver.execute(settings_sql, settings)
         if prefetch is None:
+            if then_as_owner:
+                driver.execute(_AS_OWNER)
             return None
         statement, values = prefetch
-        compiled, processors = _compiled(statement, conn.dialect)
-        cursor = driver.execute(compiled.string, {name: values[name] for name in compiled.params})
-    return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
-
-
-_compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list[Any]]] = {}
-
-
-def _compiled(statement: Any, dialect: Any) -> tuple[Any, list[Any]]:
-    """The SQL and the result processors (UTC times, ...), made once per statement object:
-    callers pass statements they build once, and the identity check (and the bound) keep a
-    caller that does not from being wrong or costly."""
-    key = (id(statement), dialect.name)
-    found = _compiled_statements.get(key)
-    if found is None or found[0] is not statement:
-        if len(_compiled_statements) >= 64:
-            _compiled_statements.clear()
-        processors = [
-            column.type.result_processor(dialect, None) for column in statement.selected_columns
-        ]
-        found = _compiled_statements[key] = (
-            statement,
-            statement.compile(dialect=dialect),
-            processors,
-        )
-    return found[1], found[2]
+        sent = send(driver, statement, conn.dialect, values)
+        if then_as_owner:  # only once the rule's read is sent: it runs as the viewer
+            driver.execute(_AS_OWNER)
+    return rows(sent)

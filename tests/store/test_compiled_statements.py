@@ -1,0 +1,87 @@
+"""Statements run through psycopg itself (store.compiled_statements) answer what SQLAlchemy's
+own execution of them answers: IN lists of any length (one compiled form per length), the
+statement's literals (a percent sign among them), bind and result processing (UTC times)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Integer, bindparam, column, select, text
+from sqlalchemy.engine import Engine
+
+from servicetrail.store.compiled_statements import fetch_all
+from servicetrail.store.limits import SearchTooBroad
+from servicetrail.store.log_tables import log_verifier_key
+from servicetrail.store.read_transaction import time_limit
+
+k = log_verifier_key.c
+START = datetime(2025, 3, 1, tzinfo=timezone.utc)
+KEYS = [f"key {i}%" if i % 2 else f"key {i}" for i in range(6)]
+
+STATEMENT = (
+    select(k.verifier_key, k.first_used_at)
+    .where(
+        k.verifier_key.in_(bindparam("wanted", expanding=True)),
+        k.verifier_key.like("key%"),  # SQLAlchemy writes the percent sign as %% for psycopg
+        k.verifier_key.not_in(("key 5%",)),  # a literal list of the statement's own
+        k.first_used_at >= bindparam("since", type_=k.first_used_at.type),
+    )
+    .order_by(k.verifier_key)
+)
+
+
+@pytest.fixture
+def keys(engine: Engine) -> Engine:
+    with engine.begin() as conn:
+        conn.execute(
+            log_verifier_key.insert(),
+            [
+                {"verifier_key": key, "first_used_at": START + timedelta(days=i)}
+                for i, key in enumerate(KEYS)
+            ],
+        )
+    return engine
+
+
+@pytest.mark.parametrize(
+    "wanted, days",
+    [
+        (["key 0"], 0),
+        (["key 0", "key 1%", "key 2"], 1),
+        (["key 1%", "key 3%", "key 5%", "nothing"], 0),
+        (["key 0", "key 1%", "key 2"], 0),  # the length of a list seen before, other values
+        (KEYS, 4),
+    ],
+)
+def test_the_rows_are_sqlalchemys(keys: Engine, wanted: list[str], days: int) -> None:
+    # a time in another zone: the bind processor makes it the same instant in UTC
+    since = (START + timedelta(days=days)).astimezone(timezone(timedelta(hours=2)))
+    values = {"wanted": wanted, "since": since}
+    with keys.connect() as conn:
+        expected = [tuple(row) for row in conn.execute(STATEMENT, values)]
+        got = fetch_all(conn, STATEMENT, values)
+        conn.commit()
+    assert got == expected
+    assert [key for key, _ in got] == sorted(
+        key for i, key in enumerate(KEYS) if key in wanted and key != "key 5%" and i >= days
+    )
+    assert all(at.tzinfo is not None and at.utcoffset() == timedelta(0) for _, at in got)
+
+
+SLOW = text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+    "SELECT count(*) AS n FROM c"
+).columns(column("n", Integer))
+
+
+def test_a_statement_past_its_time_limit_is_too_broad_and_the_connection_reads_on(
+    engine: Engine,
+) -> None:
+    for _ in range(2):  # the pool hands the same connection back
+        with pytest.raises(SearchTooBroad):
+            with engine.connect() as conn, time_limit(conn, 0.05):
+                fetch_all(conn, SLOW, {})
+        with engine.connect() as conn:
+            assert fetch_all(conn, select(bindparam("one", 1)), {}) == [(1,)]
+            conn.commit()
