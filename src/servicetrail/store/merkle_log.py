@@ -37,6 +37,8 @@ from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
+from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
+from .log_copy import leaf_copy_data
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
@@ -378,12 +380,9 @@ def _write_leaves(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             with cursor.copy(
-                "COPY log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
-                "FROM STDIN (FORMAT BINARY)"
+                f"COPY log_leaf ({', '.join(LEAF_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["varchar", "varchar", "int8", "int8", "bytea", "bytea"])
-                for value in values:
-                    copy.write_row(value)
+                copy.write(leaf_copy_data(values))
         return
     driver.executemany(_SQLITE_APPEND, values)
 
