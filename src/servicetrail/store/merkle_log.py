@@ -287,8 +287,8 @@ def _tiled(conn: Connection, family: str, month: str) -> int:
     stored (whoever stores tiles stores them all, up to the log's size then)."""
     mark = _mark(conn)
     top = conn.exec_driver_sql(
-        f"SELECT max(node_index) FROM log_node WHERE family = {mark} AND month = {mark} "
-        f"AND level = {TILE}",
+        f"SELECT node_index FROM log_node WHERE family = {mark} AND month = {mark} "
+        f"AND level = {TILE} ORDER BY node_index DESC LIMIT 1",  # see _size
         (family, month),
     ).scalar()
     return 0 if top is None else (int(top) + 1) << TILE
@@ -359,9 +359,14 @@ def _remember_key(conn: Connection, verifier_key: str, now: datetime) -> None:
 
 
 def _size(conn: Connection, family: str, month: str) -> int:
+    """The log's leaf count, by one backward step on the primary key, whatever PostgreSQL's
+    statistics say: `max(leaf_index)` was planned as a read of every leaf of the month
+    whenever its statistics predated the month (a month's leaves are new until the next
+    ANALYZE, which on a large table autovacuum runs after a tenth of it has changed)."""
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     top = conn.exec_driver_sql(
-        f"SELECT max(leaf_index) FROM log_leaf WHERE family = {mark} AND month = {mark}",
+        f"SELECT leaf_index FROM log_leaf WHERE family = {mark} AND month = {mark} "
+        "ORDER BY leaf_index DESC LIMIT 1",
         (family, month),
     ).scalar()
     return 0 if top is None else int(top) + 1
