@@ -21,7 +21,10 @@ from pathlib import Path
 
 PAGE = 43
 _SCATTERED = "SELECT payload FROM sat_payload WHERE record_id = ?"
-_CLUSTERED = f"SELECT payload FROM by_device WHERE device_id = ? ORDER BY logged_at DESC, id DESC LIMIT {PAGE}"
+_CLUSTERED = (
+    "SELECT payload FROM by_device WHERE device_id = ? "
+    f"ORDER BY logged_at DESC, id DESC LIMIT {PAGE}"
+)
 
 
 def build_copy(store: sqlite3.Connection, path: Path, devices: list[str]) -> sqlite3.Connection:
