@@ -78,8 +78,10 @@ def pg_server() -> Iterator[PgServer]:
 
 
 @pytest.fixture
-def pg_url(pg_server: PgServer) -> str:
-    return pg_server.new_database(template="st_template")
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    url = pg_server.new_database(template="st_template")
+    yield url
+    pg_server.drop_database(url)
 
 
 @pytest.fixture
@@ -100,11 +102,15 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=ENGINES)
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no schema at all (not cloned from the migrated template)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.db'}"
-    return request.getfixturevalue("pg_server").new_database()
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture

@@ -706,6 +706,8 @@ def another_engine(db_url: str, tmp_path: Path, request: pytest.FixtureRequest):
     built = open_store(url)
     yield built
     built.dispose()
+    if not db_url.startswith("sqlite"):
+        request.getfixturevalue("pg_server").drop_database(url)
 
 
 def test_both_written_forms_load_through_the_ingest_paths_to_the_same_trail(

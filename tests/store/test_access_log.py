@@ -139,9 +139,11 @@ def test_a_logged_reads_entry_is_queued_as_the_leaf_of_the_stored_entry(engine):
 @pytest.fixture
 def pg_engine(pg_server):
     """A PostgreSQL store alone: row-level security is PostgreSQL's (SQLite has no roles)."""
-    built = open_store(pg_server.new_database(template="st_template"))
+    url = pg_server.new_database(template="st_template")
+    built = open_store(url)
     yield built
     built.dispose()
+    pg_server.drop_database(url)
 
 
 def test_row_level_security_keeps_a_partys_reader_to_its_entries(pg_engine):

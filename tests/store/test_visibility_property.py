@@ -415,11 +415,13 @@ def test_postgresql_rule_and_row_level_security_agree_with_decide(
 ) -> None:
     """The same property on PostgreSQL: its own SQL dialect, timestamptz, COPY ingest and the
     row-level-security policies all sit on this path."""
-    engine = open_store(pg_server.new_database(template="st_template"))
+    url = pg_server.new_database(template="st_template")
+    engine = open_store(url)
     try:
         check_world(engine, spec)
     finally:
         engine.dispose()
+        pg_server.drop_database(url)
 
 
 def test_the_generator_reaches_the_cases_that_matter() -> None:

@@ -188,4 +188,8 @@ def test_watch_events_are_the_visible_matching_records_on_sqlite(scenario) -> No
 )
 @given(scenario=scenarios())
 def test_watch_events_are_the_visible_matching_records_on_postgresql(pg_server, scenario) -> None:
-    run(pg_server.new_database(template="st_template"), scenario)
+    url = pg_server.new_database(template="st_template")
+    try:
+        run(url, scenario)
+    finally:
+        pg_server.drop_database(url)
