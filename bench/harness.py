@@ -113,6 +113,41 @@ def stores(
             shutil.rmtree(work, ignore_errors=True)
 
 
+REGISTRY_FILES = ("users", "devices", "responsibilities")
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> None:
+    """`servicetrail ARGS`; the end of its error output if it fails."""
+    done = subprocess.run([BIN, *args], capture_output=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
+
+
+def load_registry(url: str, folder: Path) -> None:
+    """The generated world's registry (its CSV files in `folder`) into the store at `url`."""
+    for what in REGISTRY_FILES:
+        run_cli(["--db", url, "load", what, str(folder / f"{what}.csv")])
+
+
+def store_of_records(store: Store, folder: Path, name: str) -> str:
+    """A fresh store holding the generated world's registry and records, the records ingested
+    without the visibility index and the logs (bench/without_index_and_logs), untimed: for a
+    bench that writes one of those itself."""
+    url = store.fresh(name)
+    load_registry(url, folder)
+    bare = str(ROOT / "bench" / "without_index_and_logs")
+    run_cli(["--db", url, "ingest", str(folder / "sat.jsonl")], dict(os.environ, PYTHONPATH=bare))
+    return url
+
+
+def backend_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL backend `pid` so far (0 for SQLite's None)."""
+    if pid is None:
+        return 0.0
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

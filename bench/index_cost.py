@@ -15,9 +15,7 @@ PostgreSQL and hides a change of a tenth. Results go to stdout and bench/out/ind
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,13 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, Store, on_each_engine  # noqa: E402
+from harness import Store, backend_cpu, on_each_engine, store_of_records  # noqa: E402
 
 from servicetrail.store.engine import make_engine  # noqa: E402
 from servicetrail.store.visibility_index import index_new  # noqa: E402
 
 BATCH = 4000  # the ingest's batch
-REGISTRY = ("users", "devices", "responsibilities")
 # the records as the writer hands them to index_new: logged_at in the engine's form
 _RECORDS = {
     "postgresql": "SELECT id, (extract(epoch FROM logged_at) * 1000000)::int8 - 946684800000000, "
@@ -41,25 +38,8 @@ _RECORDS = {
 }
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run([BIN, *args], capture_output=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
-
-
-def _backend_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
-    url = store.fresh("index-cost")
-    for what in REGISTRY:
-        _run(["--db", url, "load", what, str(folder / f"{what}.csv")])
-    bare = str(ROOT / "bench" / "without_index_and_logs")
-    _run(["--db", url, "ingest", str(folder / "sat.jsonl")], dict(os.environ, PYTHONPATH=bare))
+    url = store_of_records(store, folder, "index-cost")
     engine = make_engine(url)
     runs = []
     with engine.connect() as conn:
@@ -76,7 +56,7 @@ def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
             empty = "TRUNCATE" if store.kind == "postgresql" else "DELETE FROM"
             conn.exec_driver_sql(f"{empty} sat_visibility")
             conn.commit()
-            client, server = time.process_time(), _backend_cpu(pid)
+            client, server = time.process_time(), backend_cpu(pid)
             rows = 0
             for batch in batches:
                 rows += index_new(conn, batch)
@@ -84,7 +64,7 @@ def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
             runs.append(
                 {
                     "client_cpu_s": round(time.process_time() - client, 3),
-                    "server_cpu_s": round(_backend_cpu(pid) - server, 3),
+                    "server_cpu_s": round(backend_cpu(pid) - server, 3),
                     "index_rows": rows,
                 }
             )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, Store, on_each_engine  # noqa: E402
+from harness import Store, load_registry, on_each_engine, run_cli  # noqa: E402
 from logs import _server_cpu  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
@@ -49,18 +48,10 @@ ARMS = {
     "without_logs": str(ROOT / "bench" / "without_logs"),
     "without_index_and_logs": str(ROOT / "bench" / "without_index_and_logs"),
 }
-REGISTRY = ("users", "devices", "responsibilities")
-
-
-def _run(args: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run([BIN, *args], capture_output=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
 
 
 def ingest_once(url: str, folder: Path, arm: str, pg) -> dict:
-    for what in REGISTRY:
-        _run(["--db", url, "load", what, str(folder / f"{what}.csv")])
+    load_registry(url, folder)
     env = dict(os.environ)
     if ARMS[arm] is not None:
         env["PYTHONPATH"] = ARMS[arm]
@@ -68,7 +59,7 @@ def ingest_once(url: str, folder: Path, arm: str, pg) -> dict:
     time.sleep(0.3)  # the loads' backends reaped before the server's CPU is read
     before, server = resource.getrusage(resource.RUSAGE_CHILDREN), _server_cpu(pg)
     began = time.perf_counter()
-    _run(["--db", url, "ingest", str(folder / "sat.jsonl")], env)
+    run_cli(["--db", url, "ingest", str(folder / "sat.jsonl")], env)
     wall = time.perf_counter() - began
     _checkpoint(pg)
     time.sleep(0.3)

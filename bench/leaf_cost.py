@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,26 +30,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, Store, on_each_engine  # noqa: E402
-from index_cost import _backend_cpu  # noqa: E402
+from harness import Store, backend_cpu, on_each_engine, store_of_records  # noqa: E402
 
 from servicetrail.domain import merkle  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
 from servicetrail.store.log_records import FAMILY  # noqa: E402
 from servicetrail.store.merkle_log import StoredTree, add_leaves  # noqa: E402
 
-REGISTRY = ("users", "devices", "responsibilities")
 _MONTHS = {
     "postgresql": "SELECT id, to_char(logged_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM sat_record "
     "ORDER BY id",
     "sqlite": "SELECT id, substr(logged_at, 1, 7) FROM sat_record ORDER BY id",
 }
-
-
-def _run(args: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run([BIN, *args], capture_output=True, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
 
 
 def _copy(store: Store, url: str, round_: int) -> str:
@@ -64,11 +55,7 @@ def _copy(store: Store, url: str, round_: int) -> str:
 
 
 def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
-    url = store.fresh("leaf-cost")
-    for what in REGISTRY:
-        _run(["--db", url, "load", what, str(folder / f"{what}.csv")])
-    bare = str(ROOT / "bench" / "without_index_and_logs")
-    _run(["--db", url, "ingest", str(folder / "sat.jsonl")], dict(os.environ, PYTHONPATH=bare))
+    url = store_of_records(store, folder, "leaf-cost")
     engine = make_engine(url)
     with engine.connect() as conn:
         months = conn.exec_driver_sql(_MONTHS[store.kind]).fetchall()
@@ -88,14 +75,14 @@ def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
                 else None
             )
             conn.commit()
-            client, server = time.process_time(), _backend_cpu(pid)
+            client, server = time.process_time(), backend_cpu(pid)
             for part in batches:
                 add_leaves(conn, FAMILY, part)
                 conn.commit()
             runs.append(
                 {
                     "client_cpu_s": round(time.process_time() - client, 3),
-                    "server_cpu_s": round(_backend_cpu(pid) - server, 3),
+                    "server_cpu_s": round(backend_cpu(pid) - server, 3),
                     "leaves": len(leaves),
                 }
             )
