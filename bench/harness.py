@@ -140,6 +140,17 @@ def store_of_records(store: Store, folder: Path, name: str) -> str:
     return url
 
 
+def with_cpu_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A bench's rounds (each with client_cpu_s and server_cpu_s) and their medians."""
+    return {
+        "runs": runs,
+        **{
+            f"{side}_cpu_s_median": round(statistics.median(r[f"{side}_cpu_s"] for r in runs), 3)
+            for side in ("client", "server")
+        },
+    }
+
+
 def backend_cpu(pid: int | None) -> float:
     """CPU seconds of the PostgreSQL backend `pid` so far (0 for SQLite's None)."""
     if pid is None:

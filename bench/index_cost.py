@@ -15,7 +15,6 @@ PostgreSQL and hides a change of a tenth. Results go to stdout and bench/out/ind
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import Store, backend_cpu, on_each_engine, store_of_records  # noqa: E402
+from harness import (  # noqa: E402
+    Store,
+    backend_cpu,
+    on_each_engine,
+    store_of_records,
+    with_cpu_medians,
+)
 
 from servicetrail.store.engine import make_engine  # noqa: E402
 from servicetrail.store.visibility_index import index_new  # noqa: E402
@@ -70,11 +75,7 @@ def bench_engine(store: Store, folder: Path, rounds: int) -> dict:
             )
             print(store.kind, runs[-1], file=sys.stderr, flush=True)
     engine.dispose()
-    return {
-        "runs": runs,
-        "client_cpu_s_median": round(statistics.median(r["client_cpu_s"] for r in runs), 3),
-        "server_cpu_s_median": round(statistics.median(r["server_cpu_s"] for r in runs), 3),
-    }
+    return with_cpu_medians(runs)
 
 
 def main() -> int:

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import Store, backend_cpu, on_each_engine, store_of_records  # noqa: E402
+from harness import (  # noqa: E402
+    Store,
+    backend_cpu,
+    on_each_engine,
+    store_of_records,
+    with_cpu_medians,
+)
 
 from servicetrail.domain import merkle  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
@@ -92,11 +97,7 @@ def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
                     raise SystemExit(f"the stored log of {month} has the wrong root")
         engine.dispose()
         print(store.kind, runs[-1], file=sys.stderr, flush=True)
-    return {
-        "runs": runs,
-        "client_cpu_s_median": round(statistics.median(r["client_cpu_s"] for r in runs), 3),
-        "server_cpu_s_median": round(statistics.median(r["server_cpu_s"] for r in runs), 3),
-    }
+    return with_cpu_medians(runs)
 
 
 def main() -> int:
