@@ -120,6 +120,15 @@ def engine(db_url: str) -> Iterator[Engine]:
     built.dispose()
 
 
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """A PostgreSQL store alone, for what only PostgreSQL has (roles and row-level security,
+    partitions, its planner)."""
+    built = open_store(pg_url)
+    yield built
+    built.dispose()
+
+
 class Cli:
     """Runs `servicetrail ...` in-process against the test's store."""
 

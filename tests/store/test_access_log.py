@@ -21,7 +21,6 @@ from servicetrail.store.access_log import (
     entries_page,
     iter_entries,
 )
-from servicetrail.store.engine import open_store
 from servicetrail.store.read_transaction import read_as
 from servicetrail.store.logged_reads import logged_read
 from servicetrail.domain.search import Search
@@ -134,16 +133,6 @@ def test_a_logged_reads_entry_is_queued_as_the_leaf_of_the_stored_entry(engine):
         (e.id, merkle.leaf_hash(leaf_data(e))) for e in stored
     ]
     assert stored[0].filters == asked and len(stored) == 2
-
-
-@pytest.fixture
-def pg_engine(pg_server):
-    """A PostgreSQL store alone: row-level security is PostgreSQL's (SQLite has no roles)."""
-    url = pg_server.new_database(template="st_template")
-    built = open_store(url)
-    yield built
-    built.dispose()
-    pg_server.drop_database(url)
 
 
 def test_row_level_security_keeps_a_partys_reader_to_its_entries(pg_engine):

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from servicetrail.domain.times import parse_time
 from servicetrail.store import migrate
-from servicetrail.store.engine import make_engine, open_store
+from servicetrail.store.engine import make_engine
 from servicetrail.store.log_audit import audit
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_pending
 from servicetrail.store.merkle_log import latest_checkpoints, seal_store
@@ -54,13 +54,6 @@ def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
         assert audit(engine, "servicetrail/sat").findings == []
     finally:
         engine.dispose()
-
-
-@pytest.fixture
-def pg_engine(pg_url):
-    built = open_store(pg_url)
-    yield built
-    built.dispose()
 
 
 def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):

@@ -7,25 +7,15 @@ read the month's leaves one by one: the ingest asks for a log's size and tiles e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
-from servicetrail.store.engine import open_store
 from servicetrail.store.merkle_log import add_leaves
 
 STALE_MONTH, NEW_MONTH = "2025-01", "2025-02"
 NEW_LEAVES = 20_000
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    built = open_store(pg_url)
-    yield built
-    built.dispose()
 
 
 def leaves(first_id: int, count: int, month: str) -> list[tuple[int, str, bytes, None]]:
