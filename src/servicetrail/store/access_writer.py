@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
 from .access_tables import access_log
-from .limits import store_busy
 from .schema import sqlite_time
 
 ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.merkle_log)
@@ -155,12 +154,8 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
         else:
             cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
         driver.commit()
-    except BaseException as e:
+    except BaseException:
         driver.rollback()
-        busy = store_busy(e)
-        if busy is not None:
-            # the read's answer must wait for its entry (SPEC section 8), so it is not sent
-            raise busy from e
         raise
     finally:
         cursor.close()
