@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import sqlite3
 from datetime import datetime, timezone
 
 import click
@@ -16,7 +17,9 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from servicetrail.cli import main
+from servicetrail.store import engine as store_engine
 from servicetrail.store.migrate import head_revision
+from tests.conftest import Cli
 from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
 
 UTC = timezone.utc
@@ -706,3 +709,30 @@ def test_records_filters_by_srv_and_kind_as_the_api_reads_them(cli, trail):
     ):
         refused = cli("records", "--party", "NORTH", *options)
         assert refused.exit_code == 2 and option in refused.stderr, (options, refused.stderr)
+
+
+def test_a_read_that_cannot_write_its_access_entry_says_the_store_is_busy(
+    sqlite_url, tmp_path, monkeypatch
+):
+    """Another writer holds SQLite's one write lock past the busy timeout, so the read's
+    access-log entry (SPEC section 8) cannot be written: the read prints nothing, and the
+    command says why and exits 3, as for any store that gave up on a request; no traceback."""
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)  # the store's 10 s, shortened
+    monkeypatch.chdir(tmp_path)
+    cli = Cli(sqlite_url, tmp_path)
+    (tmp_path / "users.csv").write_text(
+        f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North Energy plc,IS\n"
+    )
+    assert cli("load", "users", tmp_path / "users.csv").exit_code == 0
+    assert cli("records", "--party", "NORTH", "--format", "jsonl").exit_code == 0
+
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        result = cli("records", "--party", "NORTH", "--format", "jsonl")
+    finally:
+        other.rollback()
+        other.close()
+    assert result.exit_code == 3, result.output
+    assert "busy with another write" in result.output
+    assert "Traceback" not in result.output

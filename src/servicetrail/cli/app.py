@@ -13,7 +13,7 @@ from ..ingest.sources import UnreadableInput
 from ..security import WeakPassword
 from ..store.accounts import AccountError
 from ..store.engine import StoreError
-from ..store.limits import SearchTooBroad
+from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from .common import Failure, db_option
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
@@ -26,6 +26,7 @@ EXPECTED: dict[type[Exception], int] = {
     BadHeader: 2,
     UnreadableInput: 2,
     SearchTooBroad: 3,
+    StoreBusy: 3,
 }
 
 
@@ -33,9 +34,12 @@ class Servicetrail(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except tuple(EXPECTED) as e:
-            code = next(code for kind, code in EXPECTED.items() if isinstance(e, kind))
-            raise Failure(str(e), code) from None
+        except Exception as e:
+            known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
+            if not isinstance(known, tuple(EXPECTED)):
+                raise
+            code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
+            raise Failure(str(known), code) from None
 
 
 @click.group(

@@ -25,6 +25,10 @@ def database_url(explicit: str | None = None) -> str:
     return url
 
 
+# how long a SQLite write waits for another writer's lock before giving up (StoreBusy)
+BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the loader
@@ -32,7 +36,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         "PRAGMA synchronous=NORMAL"
     )  # WAL keeps commits atomic; a power cut may lose the last one
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA cache_size=-65536")
     # checkpoint every 64 MB of WAL rather than 4 MB: a bulk load fsyncs far less often
     cursor.execute("PRAGMA wal_autocheckpoint=16384")
