@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store import engine as store_engine
 from servicetrail.store.engine import open_store
 from servicetrail.web.app import create_app
 from tests import personas as P
@@ -21,11 +21,9 @@ from tests.web.screen import personas_with, signed_in
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Engine]:
+def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)  # the store's 10 s, shortened
     engine = open_store(sqlite_url)
-    # the store's 10 s busy timeout, shortened for the test (after the store's own pragmas)
-    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=50"))
-    engine.pool.dispose()
     yield engine
     engine.dispose()
 
