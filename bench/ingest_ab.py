@@ -12,7 +12,9 @@ every audience to write. Four arms, in a rotating order each round:
 - without_logs: no salt, leaf hash, leaves or seal (bench/without_logs);
 - without_index_and_logs: neither (against without_logs: the index's cost without the seal's
   run-to-run noise on PostgreSQL).
---arms picks some of them (all by default).
+--arms picks some of them (all by default). --code NAME=DIR adds an arm: the shipped ingest
+with DIR (another copy of src/, e.g. `git archive main src`) first on PYTHONPATH, to compare
+a change with the code before it in the same runs.
 Each run gives wall seconds and CPU seconds: the ingest process with its parse workers, and
 on PostgreSQL the server's, from a CHECKPOINT before the ingest to one after it (so the
 run's own dirty pages are written inside its window, and no one else's); the run's database
@@ -134,8 +136,14 @@ def main() -> int:
     parser.add_argument(
         "--arms", default=",".join(ARMS), help="a comma-separated subset of " + ", ".join(ARMS)
     )
+    parser.add_argument("--code", action="append", default=[], metavar="NAME=DIR")
     a = parser.parse_args()
-    arms = [arm for arm in a.arms.split(",") if arm]
+    for named in a.code:
+        name, _, folder = named.partition("=")
+        if not name or not Path(folder, "servicetrail").is_dir():
+            parser.error(f"--code takes NAME=DIR, DIR holding servicetrail/: {named!r}")
+        ARMS[name] = str(Path(folder).resolve())
+    arms = [arm for arm in a.arms.split(",") if arm] + [n.partition("=")[0] for n in a.code]
     if not arms or any(arm not in ARMS for arm in arms):
         parser.error(f"--arms takes a comma-separated subset of {', '.join(ARMS)}")
     on_each_engine(

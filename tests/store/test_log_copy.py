@@ -1,6 +1,7 @@
-"""Leaf rows as written by the logs' bulk writer (store.log_copy on PostgreSQL, executemany on
-SQLite): every value reads back as given, salted or not, on both engines; a hash or salt of
-the wrong length is refused instead of being padded or cut to fit."""
+"""Leaf rows as written by the logs' bulk writer (store.log_copy: a binary COPY on PostgreSQL, a
+statement a run of consecutive leaves on SQLite): every value reads back as given, salted or
+not, whatever breaks a run, on both engines; a hash or salt of the wrong length is refused
+instead of being padded, cut or shifting the leaves after it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def leaf_rows() -> list[tuple[object, ...]]:
             leaf = hashlib.sha256(f"{family}{month}{index}".encode()).digest()
             salt = None if family == "access" else bytes([index]) * 15 + b"\xff"
             rows.append((family, month, index, entry_id, leaf, salt))
+    # runs broken by a gap in the indexes and by a salt's presence changing within one log
+    for index, salted in ((5, True), (6, False), (7, True), (9, True)):
+        leaf = hashlib.sha256(f"later{index}".encode()).digest()
+        rows.append(
+            ("sat", "2025-03", index, 2**40 + len(rows), leaf, b"s" * 16 if salted else None)
+        )
     return rows
 
 
@@ -45,6 +52,13 @@ def test_leaf_rows_read_back_as_written(engine) -> None:
     "leaf, salt, refused",
     [(b"\x01" * 31, b"\x02" * 16, "leaf hash of 31"), (b"\x01" * 32, b"\x02" * 17, "salt of 17")],
 )
-def test_a_value_of_the_wrong_length_is_refused(leaf: bytes, salt: bytes, refused: str) -> None:
+def test_a_value_of_the_wrong_length_is_refused(
+    engine, leaf: bytes, salt: bytes, refused: str
+) -> None:
+    good = ("sat", "2025-01", 0, 1, b"\x03" * 32, b"\x04" * 16)
     with pytest.raises(ValueError, match=refused):
-        leaf_copy_data([("sat", "2025-01", 0, 1, leaf, salt)])
+        leaf_copy_data([good, ("sat", "2025-01", 1, 2, leaf, salt)])
+    with pytest.raises(ValueError, match=refused), engine.begin() as conn:
+        _write_leaves(conn, [good, ("sat", "2025-01", 1, 2, leaf, salt)])
+    with engine.connect() as conn:
+        assert conn.execute(select(log_leaf.c.entry_id)).all() == []

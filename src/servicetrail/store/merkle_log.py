@@ -38,7 +38,7 @@ from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
-from .log_copy import leaf_copy_data
+from .log_copy import SQLITE_RUN, leaf_copy_data, sqlite_runs
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
@@ -56,10 +56,6 @@ _FAMILY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s
 DIRECT_FAMILIES = (RECORD_FAMILY,)
 # (entry id, month, leaf hash, salt or None)
 QueuedLeaf = tuple[int, str, bytes, bytes | None]
-_SQLITE_APPEND = (
-    "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 # (entry id, its leaf hash recomputed from the stored entry, or None when it cannot have one)
@@ -159,14 +155,15 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
         # leaves a writer before this one left untiled (one that appended without tiling)
         _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         sizes[month] = size
-    values = []
+    # a log's leaves together: each log's are one run for the bulk writer
     fresh: dict[str, list[bytes]] = {month: [] for month in sizes}
+    by_log: dict[str, list[tuple[Any, ...]]] = {month: [] for month in sizes}
     for entry_id, month, leaf, salt in rows:
         if month in fresh:
             added = fresh[month]
-            values.append((family, month, sizes[month] + len(added), entry_id, leaf, salt))
+            by_log[month].append((family, month, sizes[month] + len(added), entry_id, leaf, salt))
             added.append(leaf)
-    _write_leaves(conn, values)
+    _write_leaves(conn, [value for values in by_log.values() for value in values])
     # the tiles now, from the hashes in hand: the seal would have to read every leaf back
     for month, added in fresh.items():
         _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
@@ -389,7 +386,8 @@ def _write_leaves(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
             ) as copy:
                 copy.write(leaf_copy_data(values))
         return
-    driver.executemany(_SQLITE_APPEND, values)
+    for parameters in sqlite_runs(values):
+        driver.execute(SQLITE_RUN, parameters)
 
 
 def _grow_tiles(
