@@ -1,6 +1,7 @@
-"""Statements run through psycopg itself (store.compiled_statements) answer what SQLAlchemy's
-own execution of them answers: IN lists of any length (one compiled form per length), the
-statement's literals (a percent sign among them), bind and result processing (UTC times)."""
+"""Statements run through the driver (store.compiled_statements: psycopg itself, SQLite's
+driver SQL) answer what SQLAlchemy's own execution of them answers: IN lists of any length
+(one compiled form per length), the statement's literals (a percent sign among them), bind
+and result processing (UTC times)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ def test_the_rows_are_sqlalchemys(keys: Engine, wanted: list[str], days: int) ->
         key for i, key in enumerate(KEYS) if key in wanted and key != "key 5%" and i >= days
     )
     assert all(at.tzinfo is not None and at.utcoffset() == timedelta(0) for _, at in got)
+
+
+def test_a_time_parameter_is_compared_as_the_store_holds_times(keys: Engine) -> None:
+    # a microsecond after key 2's time: on SQLite only the store's own text form of the
+    # time (its bind processor) sorts key 2 out; the driver's default rendering of a
+    # datetime sorts before every stored time of that day
+    since = (START + timedelta(days=2, microseconds=1)).astimezone(timezone(timedelta(hours=2)))
+    values = {"wanted": KEYS, "since": since}
+    with keys.connect() as conn:
+        got = fetch_all(conn, STATEMENT, values)
+        conn.commit()
+    assert [key for key, _ in got] == ["key 3%", "key 4"]
 
 
 SLOW = text(

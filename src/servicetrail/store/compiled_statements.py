@@ -1,21 +1,26 @@
-"""SQLAlchemy statements of PostgreSQL's hot reads run through psycopg itself, each compiled
-once: its SQL with the server's own `$n` placeholders (a raw cursor), the result processors
+"""SQLAlchemy statements of the hot reads run through the driver itself, each compiled once:
+its SQL with numbered placeholders (PostgreSQL's `$n`, SQLite's `?n`), the result processors
 (UTC times, ...) and where each parameter's value comes from.
 
 Why: SQLAlchemy's execution of a device search (its cache key, the IN lists expanded, the
 rows processed) cost more of the server's CPU than the round trip, and psycopg parsed the
 statement's text afresh on every execution (its cache of parsed statements stops at 4096
-characters and 50 parameters; a device search has about 8000 and 30). The statements are
-the same objects the store builds, so what is read, and the rule in it, do not change.
+characters and 50 parameters; a device search has about 8000 and 30). On SQLite, where
+there is no round trip, SQLAlchemy's compiling, caching and row handling were a fifth of a
+device search's CPU in the store (1.25 ms -> 1.05, BENCHMARKS.md, session 9). The
+statements are the same objects the store builds, so what is read, and the rule in it, do
+not change.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
 
@@ -23,6 +28,10 @@ _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%")
 _BOUND = 64  # a few dozen statement shapes are in use; the bound keeps a misuse from growing
 
 _compiled_statements: dict[tuple[int, str], tuple[Executable, Any, list[Any]]] = {}
+# SQLite's statements compiled with psycopg's placeholders (%(name)s), so that one
+# renumbering serves both engines
+_SQLITE = SQLiteDialect_pysqlite(paramstyle="pyformat")
+_NUMBERED = {"postgresql": "$", "sqlite": "?"}
 
 
 def compiled(statement: Any, dialect: Any) -> tuple[Any, list[Any]]:
@@ -72,11 +81,11 @@ def _raw_form(statement: Any, dialect: Any, values: dict[str, Any]) -> tuple[_Ra
     if form is None or form.compiled is not done:
         if len(_raw_forms) >= _BOUND:
             _raw_forms.clear()
-        form = _raw_forms[key] = _made_raw(done, values)
+        form = _raw_forms[key] = _made_raw(done, values, _NUMBERED[dialect.name])
     return form, processors
 
 
-def _made_raw(done: Any, values: dict[str, Any]) -> _RawForm:
+def _made_raw(done: Any, values: dict[str, Any], mark: str) -> _RawForm:
     if any(bind.literal_execute for bind in done.binds.values()):
         # rendered into the SQL itself: a form kept for the next call would keep this value
         raise TypeError("a statement with literal-executed parameters cannot be run here")
@@ -91,7 +100,7 @@ def _made_raw(done: Any, values: dict[str, Any]) -> _RawForm:
     def placeholder(match: re.Match[str]) -> str:
         if match.group(1) is None:
             return "%"  # SQLAlchemy's escape of a literal percent sign
-        return f"${order.setdefault(match.group(1), len(order) + 1)}"
+        return f"{mark}{order.setdefault(match.group(1), len(order) + 1)}"
 
     sql = _PLACEHOLDER.sub(placeholder, expanded.statement)
     sources: list[tuple[str | None, Any]] = []
@@ -101,8 +110,18 @@ def _made_raw(done: Any, values: dict[str, Any]) -> _RawForm:
             sources.append((original, i))
         else:
             sources.append((None, expanded.parameters[name]))
-    binders = tuple(expanded.processors.get(name) for name in order)
+    binders = tuple(_binder(done, expanded, name) for name in order)
     return _RawForm(done, sql, tuple(sources), binders)
+
+
+def _binder(done: Any, expanded: Any, name: str) -> Any:
+    """The bind processor of a placeholder's value (UtcDateTime's: SQLite's fixed-width text).
+    The expanded state has those of the IN lists' items only; a plain parameter's is its
+    type's, for this dialect."""
+    found = expanded.processors.get(name)
+    if found is None and name in done.binds:
+        found = done.binds[name].type.dialect_impl(done.dialect).bind_processor(done.dialect)
+    return found
 
 
 def _arguments(form: _RawForm, values: dict[str, Any]) -> list[Any]:
@@ -127,15 +146,24 @@ def send(driver: Any, statement: Any, dialect: Any, values: dict[str, Any]) -> A
 
 def rows(sent: tuple[Any, list[Any]]) -> list[tuple[Any, ...]]:
     cursor, processors = sent
-    return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in cursor.fetchall()]
+    return _processed(processors, cursor.fetchall())
+
+
+def _processed(processors: list[Any], fetched: Sequence[Any]) -> list[tuple[Any, ...]]:
+    if not any(processors):
+        return [tuple(row) for row in fetched]
+    return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in fetched]
 
 
 def fetch_all(conn: Connection, statement: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of `statement`, in the connection's transaction: through psycopg on
-    PostgreSQL (see the module's note), through SQLAlchemy on SQLite."""
+    """The rows of `statement`. On PostgreSQL through psycopg, in the connection's transaction
+    (begun if need be, as SQLAlchemy's own execution would: the caller's COMMIT ends it). On
+    SQLite as driver SQL through SQLAlchemy, which runs a read as it always does and still
+    tells its listeners (the tests that count statements) and wraps the driver's errors."""
     if conn.dialect.name != "postgresql":
-        return [tuple(row) for row in conn.execute(statement, values)]
+        form, processors = _raw_form(statement, _SQLITE, values)
+        result = conn.exec_driver_sql(form.sql, tuple(_arguments(form, values)))
+        return _processed(processors, result.cursor.fetchall())
     if not conn.in_transaction():
-        conn.begin()  # as SQLAlchemy's own execution would: the caller's COMMIT ends it
-    driver = conn.connection.driver_connection
-    return rows(send(driver, statement, conn.dialect, values))
+        conn.begin()
+    return rows(send(conn.connection.driver_connection, statement, conn.dialect, values))

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
-from .compiled_statements import rows, send
+from .compiled_statements import fetch_all, rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
@@ -105,7 +105,7 @@ def time_limit(
     deadline = time.monotonic() + seconds
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:  # (SQLite has no roles: `then_as_owner` has nothing to do)
-        yield [tuple(row) for row in conn.execute(prefetch[0], prefetch[1])] if prefetch else None
+        yield fetch_all(conn, prefetch[0], prefetch[1]) if prefetch else None
     except OperationalError as e:
         if isinstance(e.orig, sqlite3.OperationalError) and "interrupted" in str(e.orig):
             raise SearchTooBroad(seconds) from None
