@@ -176,6 +176,7 @@ def serve(
         env["PYTHONPATH"] = pythonpath
     # its log is kept: a bench that meets an error answer can say what the server saw
     OUT.mkdir(exist_ok=True)
+    _prune_serve_logs()
     log = OUT / f"serve-{port}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -192,6 +193,24 @@ def serve(
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("server did not start")
+
+
+# the newest servers' logs kept in bench/out; older ones go when a server starts (a long-quiet
+# log of a server still running could go too: its bench then names a file that is gone)
+KEPT_SERVE_LOGS = 50
+
+
+def _prune_serve_logs() -> None:
+    logs = sorted(OUT.glob("serve-*.log"), key=_modified)
+    for old in logs[:-KEPT_SERVE_LOGS]:
+        old.unlink(missing_ok=True)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned meanwhile by another bench starting its server
+        return 0.0
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
