@@ -155,15 +155,22 @@ def _processed(processors: list[Any], fetched: Sequence[Any]) -> list[tuple[Any,
     return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in fetched]
 
 
+def driver_in_transaction(conn: Connection) -> Any:
+    """psycopg's connection under `conn`, for statements sent past SQLAlchemy, in the
+    transaction SQLAlchemy's own first statement would have begun: the caller's COMMIT (or
+    the pool's ROLLBACK) ends it."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.driver_connection
+
+
 def fetch_all(conn: Connection, statement: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of `statement`. On PostgreSQL through psycopg, in the connection's transaction
-    (begun if need be, as SQLAlchemy's own execution would: the caller's COMMIT ends it). On
+    (`driver_in_transaction`). On
     SQLite as driver SQL through SQLAlchemy, which runs a read as it always does and still
     tells its listeners (the tests that count statements) and wraps the driver's errors."""
     if conn.dialect.name != "postgresql":
         form, processors = _raw_form(statement, _SQLITE, values)
         result = conn.exec_driver_sql(form.sql, tuple(_arguments(form, values)))
         return _processed(processors, result.cursor.fetchall())
-    if not conn.in_transaction():
-        conn.begin()
-    return rows(send(conn.connection.driver_connection, statement, conn.dialect, values))
+    return rows(send(driver_in_transaction(conn), statement, conn.dialect, values))

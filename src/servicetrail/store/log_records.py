@@ -27,6 +27,7 @@ from ..domain.checkpoint import (
     record_leaf,
 )
 from ..domain.merkle import leaf_hash
+from .compiled_statements import driver_in_transaction
 from .log_tables import log_leaf, log_pending
 from .schema import sat_payload, sat_record
 
@@ -199,9 +200,7 @@ def sealed_leaf_of(
         # the time names the record's monthly partition: planned over one partition of the
         # trail and of the payloads instead of every month's, 0.3 ms instead of 3-8 ms at 10M.
         # Through the driver: SQLAlchemy's execution of it cost more than its round trip
-        if not conn.in_transaction():
-            conn.begin()  # as exec_driver_sql would: the caller's commit or rollback ends it
-        driver: Any = conn.connection.driver_connection
+        driver = driver_in_transaction(conn)
         row = driver.execute(_SEALED_LEAF_IN_MONTH, (record_id, logged_at)).fetchone()
     if row is None:
         return None

@@ -37,6 +37,7 @@ from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
+from .compiled_statements import driver_in_transaction
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
 from .log_copy import SQLITE_RUN, leaf_copy_data, sqlite_runs
 from .log_records import FAMILY as RECORD_FAMILY
@@ -523,9 +524,7 @@ class StoredTree:
         ~100 hashes cost more than reading them (profiled at 10M)."""
         leaves = [(a, b) for level, a, b in wanted if level == 0]
         nodes = [(level, a, b) for level, a, b in wanted if level != 0]
-        if not self.conn.in_transaction():
-            self.conn.begin()  # as exec_driver_sql would: the caller's commit or rollback ends it
-        cursor = _driver(self.conn).execute(
+        cursor = driver_in_transaction(self.conn).execute(
             _POSTGRES_SPANS,
             {
                 "family": self.family,

@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
-from .compiled_statements import fetch_all, rows, send
+from .compiled_statements import driver_in_transaction, fetch_all, rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
@@ -124,9 +124,7 @@ def _pipelined(
     """The settings (and the prefetch, and the owner's role) through the driver, in one
     pipeline, in a transaction SQLAlchemy knows it began: the connection's COMMIT (or the
     pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too."""
-    if not conn.in_transaction():
-        conn.begin()  # what SQLAlchemy's own first statement does; the driver sends the BEGIN
-    driver: Any = conn.connection.driver_connection
+    driver = driver_in_transaction(conn)
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
         driver.execute(settings_sql, settings)
