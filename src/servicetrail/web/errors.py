@@ -157,6 +157,16 @@ def note(request: Request, exc: Exception) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
 
 
+def api_answer(request: Request, exc: Exception) -> JSONResponse | None:
+    """The API's answer to an expected error (a write that waited past SQLite's busy timeout
+    among them), logged as `note` logs it; None for anything else, which is a bug."""
+    known = store_busy(exc) or exc
+    if not isinstance(known, ANSWERED):
+        return None
+    note(request, known)
+    return as_json(known)
+
+
 async def handle(request: Request, exc: Exception) -> Response:
     """The one exception handler of the app: what the exception means, said as the client
     asked (a page for the screen, JSON for the API)."""

@@ -29,9 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain.model import KINDS, Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE
 from ..domain.visibility import Scope as Visible
-from ..store.limits import store_busy
 from . import api, logs_api
-from .errors import ANSWERED, as_json, note
+from .errors import api_answer
 
 RECORDS = "/api/v1/records"
 ONE_RECORD = re.compile(r"/api/v1/records/([0-9]{1,19})")
@@ -71,16 +70,15 @@ class HotPath:
 
 
 def _answered(answer: Answer, request: Request) -> Response:
-    """The answer, or the one the app's error handler gives an expected error (errors.handle
-    answers the API with `as_json`); anything unexpected goes on to that handler, logged."""
+    """The answer, or the API's answer to an expected error (`errors.api_answer`, as the app's
+    error handler gives it); anything unexpected goes on to that handler, logged."""
     try:
         return answer(request)
     except Exception as e:
-        known = store_busy(e) or e
-        if not isinstance(known, ANSWERED):
+        answered = api_answer(request, e)
+        if answered is None:
             raise
-        note(request, known)
-        return as_json(known)
+        return answered
 
 
 def _answer_for(scope: Scope) -> Answer | None:
