@@ -184,3 +184,38 @@ def test_db_check_finds_drift_between_tables_and_migrations(pg):
     with pg.begin() as conn:
         conn.execute(text("ALTER TABLE device ADD COLUMN colour text"))
     assert any("colour" in problem for problem in schema_differences(pg))
+
+
+def _backend_of(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _terminate(pg_url: str, pid: int) -> None:
+    other = open_store(pg_url)
+    with other.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        conn.commit()
+    other.dispose()
+
+
+def test_a_connection_that_died_while_idle_is_replaced_unseen(pg, pg_url, monkeypatch):
+    monkeypatch.setattr("servicetrail.store.engine.PING_AFTER_IDLE_SECONDS", 0.0)
+    dead = _backend_of(pg)
+    _terminate(pg_url, dead)
+    with pg.connect() as conn:  # the pooled connection was pinged, found dead, and replaced
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != dead
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged(pg, pg_url, monkeypatch):
+    """The ping is a round trip a busy server no longer pays on every checkout: a connection
+    killed between two quick uses fails its next statement (nothing pinged it first), and the
+    pool then replaces it."""
+    monkeypatch.setattr("servicetrail.store.engine.PING_AFTER_IDLE_SECONDS", 3600.0)
+    dead = _backend_of(pg)
+    _terminate(pg_url, dead)
+    with pytest.raises(DBAPIError) as failed:
+        with pg.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    assert failed.value.connection_invalidated
+    assert _backend_of(pg) != dead

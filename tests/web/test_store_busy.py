@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.accounts import create_account, create_token
@@ -61,3 +62,38 @@ def test_a_read_whose_entry_cannot_be_written_is_answered_503_not_500(store, req
     made = api.post("/api/v1/watches", json={"name": "all"}, headers=bearer)
     assert made.status_code == 503, made.text
     assert made.json()["error"] == "busy"
+
+
+def test_a_lost_connection_to_postgresql_is_answered_503_then_the_next_request_works(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago is not pinged before its next use (store.engine): if the
+    server lost it meanwhile (a restart), that request is answered 503 with Retry-After, never
+    a 500, and the pool has replaced the connection for the next one."""
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    store = open_store(pg_url)
+    personas_with(store, {}, (P.WIRESCO,))
+    with store.begin() as conn:
+        create_account(conn, "api_wiresco", P.WIRESCO, "correct horse battery staple")
+        bearer = {"Authorization": f"Bearer {create_token(conn, 'api_wiresco')}"}
+    api = TestClient(create_app(store), raise_server_exceptions=True)
+    path = f"/api/v1/records?device_id={P.ESME_1}"
+    assert api.get(path, headers=bearer).status_code == 200
+    killer = open_store(pg_url)
+    with killer.begin() as conn:  # every connection of the app's pool, as a restart would
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    killer.dispose()
+    lost = api.get(path, headers=bearer)
+    assert lost.status_code == 503, lost.text
+    assert lost.json() == {
+        "error": "busy",
+        "message": "the connection to the store was lost; send the request again",
+    }
+    assert lost.headers["Retry-After"] == "1"
+    assert api.get(path, headers=bearer).status_code == 200
+    store.dispose()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine, create_engine, make_url
+import psycopg
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
@@ -58,7 +60,6 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         resolved,
         pool_size=size,
         max_overflow=size,
-        pool_pre_ping=True,
         # LIFO: the same few warm connections serve a light load (their prepared statements
         # and caches stay hot) and the rest can age out; FIFO rotated through all of them.
         pool_use_lifo=True,
@@ -68,7 +69,36 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         connect_args={"prepare_threshold": 1},
     )
     event.listen(engine, "connect", _postgres_session)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
     return engine
+
+
+# A pooled connection idle for longer than this is pinged before it is used again. SQLAlchemy's
+# pre-ping pinged at every checkout: a round trip that cost a device search 0.1 ms of Python
+# and 0.15 ms of the server's CPU (BENCHMARKS.md), for connections used a millisecond before.
+# A connection that dies while idle (a restart, a timeout, the network) is still replaced
+# unseen; one that dies in use fails its request, as it did before, and SQLAlchemy then
+# discards the pool's other connections of that moment.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    def on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # new (just connected) or used a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except psycopg.OperationalError as e:
+            # the pool discards this connection and checks out another (a new one if need be)
+            raise exc.DisconnectionError(str(e)) from e
+
+    return on_checkout
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from enum import Enum
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .. import settings
 
@@ -43,17 +43,20 @@ class SearchTooBroad(RuntimeError):
 
 class StoreBusy(RuntimeError):
     """SQLite's one write lock was not had within its busy timeout: another writer (a seal, a
-    loader's batch) held it. Nothing was written; the same request may simply be sent again."""
+    loader's batch) held it. Or PostgreSQL's connection was lost mid-request (a restart): the
+    pool has let it go. Nothing was written; the same request may simply be sent again."""
 
     RETRY_AFTER_SECONDS = 1
 
-    def __init__(self) -> None:
-        super().__init__("the store is busy with another write; send the request again")
+    def __init__(self, message: str = "the store is busy with another write") -> None:
+        super().__init__(f"{message}; send the request again")
 
 
 def store_busy(error: BaseException) -> StoreBusy | None:
     """`error` as StoreBusy when it is SQLite's lock timeout (raised by the driver, or
-    wrapped by SQLAlchemy), else None."""
+    wrapped by SQLAlchemy) or a lost connection to the store, else None."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return StoreBusy("the connection to the store was lost")
     cause = error.orig if isinstance(error, OperationalError) else error
     if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
         return StoreBusy()
