@@ -163,3 +163,28 @@ def test_an_entry_the_store_refuses_after_a_read_leaves_its_connection_usable(en
         with logged_read(conn, viewer, WS, "search", {}) as read:
             read.search_page(Search(device_id=P.ESME_1), 100)
         assert len(entries_after(conn, 0, 10)) == 1
+
+
+def test_an_entry_id_drawn_by_a_read_that_failed_serves_its_connections_next_entry(pg_engine):
+    """On PostgreSQL a read draws its entry's id in its first round trip (the entry then needs
+    no round trip of its own). A read that fails keeps the id on its connection for the next
+    entry written there, which may then be committed after a higher id: the seal takes it at
+    its turn, and `log verify` still finds nothing wrong."""
+    from servicetrail.store.log_audit import audit
+    from servicetrail.store.merkle_log import seal_store
+
+    viewer = P.load_personas(pg_engine).viewer(P.WIRESCO)
+    with pg_engine.connect() as first, pg_engine.connect() as second:
+        with pytest.raises(RuntimeError):
+            with logged_read(first, viewer, WS, "search", {}) as read:
+                read.search_page(Search(device_id=P.ESME_1), 100)
+                raise RuntimeError("the answer failed")
+        with logged_read(second, viewer, WS, "search", {"n": "second"}) as read:
+            read.search_page(Search(device_id=P.ESME_1), 100)
+        assert [s.size for s in seal_store(pg_engine) if "/access/" in s.origin] == [1]
+        with logged_read(first, viewer, WS, "search", {"n": "first"}) as read:
+            read.search_page(Search(device_id=P.ESME_1), 100)
+        stored = {e.filters["n"]: e.id for e in entries_after(first, 0, 10)}
+    assert stored["first"] < stored["second"]  # the id drawn before the second read's
+    assert [s.size for s in seal_store(pg_engine) if "/access/" in s.origin] == [2]
+    assert audit(pg_engine, "servicetrail/access").findings == []

@@ -18,6 +18,7 @@ import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -40,9 +41,11 @@ _POSTGRES_INSERT = (
     f"INSERT INTO access_log ({_NAMES}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
 )
 # After a read on PostgreSQL, the entry is appended as the store's owner (the one role that
-# may append; the read ran as the reader role): first its id, which its leaf commits to,
-# then the entry and its leaf in one statement.
+# may append; the read ran as the reader role), with the id its leaf commits to: an id the
+# read reserved in its first round trip (`reserve_entry_id`), or one drawn here.
 _POSTGRES_ID = "SELECT set_config('role', 'none', true), nextval('access_log_id_seq')"
+_AS_OWNER = "SELECT set_config('role', 'none', true)"
+_RESERVED = "servicetrail.access_entry_id"  # in the DBAPI connection's info
 _POSTGRES_APPEND = (
     f"WITH entry AS (INSERT INTO access_log (id, {_NAMES}) "
     f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))})) "
@@ -197,18 +200,22 @@ _group = GroupCommit()
 
 def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
     """PostgreSQL: appends `row` in the read's own transaction and commits both, and returns
-    the entry's id. Two round trips: the id, then the entry with its leaf and the COMMIT,
-    pipelined (the COMMIT does not wait for the entry's answer; if the entry fails, so does
-    the COMMIT, and the error is raised here). In a transaction of its own, an entry cost
+    the entry's id. One round trip when the read reserved the id (`reserve_entry_id`): the
+    switch to the owner's role, the entry with its leaf and the COMMIT, pipelined (the COMMIT
+    does not wait for the entry's answer; if the entry fails, so does the COMMIT, and the
+    error is raised here); else one more, for the id. In a transaction of its own, an entry cost
     about 1.6 times the CPU (client and server), and about 1.5 times with the same statements
     in psycopg's pipeline mode (BENCHMARKS.md). PostgreSQL's concurrent writers need no
     batching, unlike SQLite's single writer (`write_committed`)."""
     driver: Any = conn.connection.driver_connection
-    entry_id: int = driver.execute(_POSTGRES_ID).fetchone()[1]
+    reserved: int | None = conn.info.pop(_RESERVED, None)
+    entry_id: int = reserved or driver.execute(_POSTGRES_ID).fetchone()[1]
     leaf = queued_leaf(stored_entry(entry_id, row))
     try:
         # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
         with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            if reserved:
+                driver.execute(_AS_OWNER)
             driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
             conn.commit()
     except BaseException:
@@ -217,6 +224,25 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
         conn.rollback()
         raise
     return entry_id
+
+
+def reserve_entry_id(driver: Any) -> Callable[[Connection], None]:
+    """On PostgreSQL, sends (in the read's first pipeline, before the read takes the reader's
+    role) the draw of an id for the read's access-log entry; the function returned, called
+    once the pipeline is answered, keeps it for `write_in_transaction`, sparing the entry a
+    round trip of its own. A connection that holds an unused id (a read that failed before
+    its entry) keeps it for its next entry: ids drawn are never given twice, and an entry
+    committed after a higher one is sealed at the next seal (`merkle_log._queued`)."""
+    cursor = driver.execute(_POSTGRES_ID)  # as the owner: the reader role may not draw ids
+
+    def keep(conn: Connection) -> None:
+        conn.info[_RESERVED] = cursor.fetchone()[1]
+
+    return keep
+
+
+def holds_entry_id(conn: Connection) -> bool:
+    return _RESERVED in conn.info
 
 
 def write_committed(conn: Connection, row: dict[str, Any]) -> None:
@@ -229,7 +255,9 @@ __all__ = [
     "ACCESS_FAMILY",
     "GroupCommit",
     "insert_in_transaction",
+    "holds_entry_id",
     "queued_leaf",
+    "reserve_entry_id",
     "stored_entry",
     "write_committed",
     "write_in_transaction",

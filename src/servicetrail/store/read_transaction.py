@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
+from .access_writer import holds_entry_id, reserve_entry_id
 from .compiled_statements import driver_in_transaction, fetch_all, rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
@@ -123,17 +124,21 @@ def _pipelined(
 ) -> list[tuple[Any, ...]] | None:
     """The settings (and the prefetch, and the owner's role) through the driver, in one
     pipeline, in a transaction SQLAlchemy knows it began: the connection's COMMIT (or the
-    pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too."""
+    pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too.
+    The same round trip draws the id of the read's access-log entry (`reserve_entry_id`)."""
     driver = driver_in_transaction(conn)
+    keep_entry_id = None
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+        if not holds_entry_id(conn):  # every read of records ends in an access-log entry
+            keep_entry_id = reserve_entry_id(driver)
         driver.execute(settings_sql, settings)
-        if prefetch is None:
-            if then_as_owner:
-                driver.execute(_AS_OWNER)
-            return None
-        statement, values = prefetch
-        sent = send(driver, statement, conn.dialect, values)
+        sent = None
+        if prefetch is not None:
+            statement, values = prefetch
+            sent = send(driver, statement, conn.dialect, values)
         if then_as_owner:  # only once the rule's read is sent: it runs as the viewer
             driver.execute(_AS_OWNER)
-    return rows(sent)
+    if keep_entry_id is not None:
+        keep_entry_id(conn)
+    return None if sent is None else rows(sent)
