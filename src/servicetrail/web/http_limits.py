@@ -5,11 +5,14 @@ size (a 200 KB header was accepted), and h11's limit only applies while a head i
 arriving. This protocol answers 431 and closes the connection once a head grows past
 SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered)
 and when it is complete (a large head that arrived in one read).
+
+It also sends a response's head and body in one write (`HeadWithBody`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -22,6 +25,40 @@ _TOO_LARGE = (
     b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
     b"connection: close\r\n\r\n" + _MESSAGE
 )
+
+
+class HeadWithBody:
+    """The transport as one response sees it: uvicorn writes a response's head, then its body,
+    each with its own send(), and on loopback each send runs TCP's whole path and wakes the
+    client; one send for both cost a device search less CPU (BENCHMARKS.md). Only a head with
+    a content-length is held, for its body follows at once; a chunked one (a stream, whose
+    first chunk may be long in coming) is sent as it comes."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if b"\r\ncontent-length: " in data:
+                self._head = data
+                return
+        if self._head is None:
+            self._transport.write(data)
+            return
+        self._transport.writelines([self._head, data])  # one send (a writev), not two
+        self._head = None
+
+    def close(self) -> None:  # an answer that failed after its head: the head goes, as before
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
@@ -58,6 +95,8 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self._refuse()
             return  # the application never sees the request
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope["method"] != "HEAD":  # HEAD: no body write
+            self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.cycle.transport))
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

@@ -1,0 +1,110 @@
+"""How `servicetrail serve` writes its answers (web.http_limits.HeadWithBody): a whole answer
+in one send, its head and body together; a HEAD answer and a stream's head without waiting
+for a body that will not come (the last run against the server itself on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.engine import open_store
+from servicetrail.web.http_limits import HeadWithBody
+from tests import personas as P
+from tests.web.live_server import live_server
+from tests.web.test_header_cap import address, get
+
+
+def answer_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b": ")
+        if name.lower() == b"content-length":
+            return int(value)
+    raise AssertionError(f"no content-length in {head!r}")
+
+
+def first_read(base: str, request: bytes, size: int = 1 << 20) -> bytes:
+    """What one read of the answer gets: all that had arrived when the client first woke."""
+    with socket.create_connection(address(base), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(size)
+
+
+class Wire:
+    """The transport's end of the socket: what each send would put on it."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.sends.append(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.sends.append(b"".join(parts))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+def test_an_answer_with_a_length_goes_out_with_its_body_in_one_send():
+    wire = Wire()
+    transport = HeadWithBody(wire)
+    transport.write(HEAD)
+    assert wire.sends == []  # held for its body
+    transport.write(b"{}")
+    assert wire.sends == [HEAD + b"{}"]
+    assert transport.get_extra_info("peername") == "info peername"  # the rest is the transport's
+
+
+def test_a_streams_head_goes_out_at_once_and_a_held_head_is_not_lost_on_close():
+    wire = Wire()
+    HeadWithBody(wire).write(CHUNKED)
+    assert wire.sends == [CHUNKED]
+    failed = Wire()  # an answer that failed after its head (uvicorn closes the connection)
+    transport = HeadWithBody(failed)
+    transport.write(HEAD)
+    transport.close()
+    assert failed.sends == [HEAD] and failed.closed
+
+
+def test_a_head_answer_and_a_streams_head_are_sent_at_once(sqlite_url, tmp_path):
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "s_south", P.SOUTHENERGY, "correct horse battery")
+        token = create_token(conn, "s_south")
+    engine.dispose()
+    with live_server(sqlite_url, tmp_path) as base:
+        head = first_read(base, b"HEAD /static/app.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+        assert answer_length(head) > 0  # what a GET would send, and no body
+
+        made = urllib.request.Request(
+            base + "/api/v1/watches",
+            data=json.dumps({"name": "quiet"}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(made) as answer:
+            watch = json.loads(answer.read())
+        # no event will come: the stream's head must not wait for its first chunk
+        with socket.create_connection(address(base), timeout=10) as sock:
+            sock.sendall(
+                get(
+                    f"/api/v1/watches/{watch['id']}/stream",
+                    f"Authorization: Bearer {token}".encode(),
+                )
+            )
+            stream_head = sock.recv(65536)
+        assert stream_head.startswith(b"HTTP/1.1 200 ")
+        assert b"text/event-stream" in stream_head
