@@ -16,28 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import text
-
-from servicetrail.domain.access_log import Reader
-from servicetrail.domain.search import Search
-from servicetrail.store.engine import open_store, reading
-from servicetrail.store.logged_reads import logged_read
-from servicetrail.store.queries import viewer_for
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 
+from harness import backend_cpu  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
-def backend_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from servicetrail.domain.access_log import Reader  # noqa: E402
+from servicetrail.domain.search import Search  # noqa: E402
+from servicetrail.store.engine import open_store, reading  # noqa: E402
+from servicetrail.store.logged_reads import logged_read  # noqa: E402
+from servicetrail.store.queries import viewer_for  # noqa: E402
 
 
 def main() -> int:
@@ -72,14 +66,14 @@ def main() -> int:
         search(device, party)
     rounds = []
     for _ in range(a.rounds):
-        python, backend, wall = time.process_time(), backend_seconds(pid), time.perf_counter()
+        python, backend, wall = time.process_time(), backend_cpu(pid), time.perf_counter()
         for device, party in targets:
             search(device, party)
         n = len(targets)
         rounds.append(
             {
                 "python_ms": round((time.process_time() - python) * 1000 / n, 3),
-                "backend_ms": round((backend_seconds(pid) - backend) * 1000 / n, 3),
+                "backend_ms": round((backend_cpu(pid) - backend) * 1000 / n, 3),
                 "wall_ms": round((time.perf_counter() - wall) * 1000 / n, 3),
             }
         )
