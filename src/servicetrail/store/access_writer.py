@@ -15,10 +15,10 @@ time, so readers queued on its write lock, one commit each.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any
 
 import orjson

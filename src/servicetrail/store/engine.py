@@ -75,8 +75,8 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
 
 
 # A pooled connection idle for longer than this is pinged before it is used again. SQLAlchemy's
-# pre-ping pinged at every checkout: a round trip that cost a device search 0.1 ms of Python
-# and 0.15 ms of the server's CPU (BENCHMARKS.md), for connections used a millisecond before.
+# pre-ping pinged at every checkout: one of a device search's five round trips (BENCHMARKS.md,
+# session 10), for a connection used a millisecond before.
 # A connection that dies while idle (a restart, a timeout, the network) is still replaced
 # unseen; one that dies in use fails its request, as it did before, and SQLAlchemy then
 # discards the pool's other connections of that moment.

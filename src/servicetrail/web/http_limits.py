@@ -30,9 +30,10 @@ _TOO_LARGE = (
 class HeadWithBody:
     """The transport as one response sees it: uvicorn writes a response's head, then its body,
     each with its own send(), and on loopback each send runs TCP's whole path and wakes the
-    client; one send for both cost a device search less CPU (BENCHMARKS.md). Only a head with
-    a content-length is held, for its body follows at once; a chunked one (a stream, whose
-    first chunk may be long in coming) is sent as it comes."""
+    client. One send for both is a system call and a wake-up fewer an answer (too small to show
+    above the device-search benchmark's spread: BENCHMARKS.md, session 10). Only a head with a
+    content-length is held, for its body follows at once; a chunked one (a stream, whose first
+    chunk may be long in coming) is sent as it comes."""
 
     def __init__(self, transport: Any) -> None:
         self._transport = transport
