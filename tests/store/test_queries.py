@@ -264,3 +264,36 @@ def test_a_driver_without_pipeline_mode_gives_the_same_device_search(
     monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
     assert device_pages(world, viewer, search) == pipelined
     assert pipelined
+
+
+def test_a_next_page_reads_its_records_by_id_not_by_the_viewers_traffic(sqlite_url: str) -> None:
+    """A device-less next page fetches the page's records by the ids the visibility index
+    gave (index_search). With the cursor's time range applied again there, SQLite's planner
+    walked all of the viewer's own records older than the cursor by User ID and time instead:
+    82 ms for the biggest supplier's second page of its own traffic at 10M, the first 4 ms."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from servicetrail.store.engine import open_store
+
+    engine = open_store(sqlite_url)
+    viewer = load_personas(engine).viewer(SOUTHENERGY)
+    sent: list[tuple[str, object]] = []
+    with engine.connect() as conn:
+        _, cursor = search_page(conn, viewer, Search(scope=Scope.OWN), 1)
+        assert cursor is not None
+
+        def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+            sent.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", keep)
+        search_page(conn, viewer, Search(scope=Scope.OWN), 1, cursor)
+        event.remove(engine, "before_cursor_execute", keep)
+    engine.dispose()
+    records = [(s, p) for s, p in sent if "FROM sat_record" in s and "candidate" in s]
+    assert len(records) == 1
+    raw = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + records[0][0], records[0][1])]
+    raw.close()
+    assert any("SEARCH sat_record USING INTEGER PRIMARY KEY" in step for step in plan), plan

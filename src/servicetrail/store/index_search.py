@@ -75,13 +75,18 @@ def index_keys_statement(
 
 
 @lru_cache(maxsize=256)
-def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
+def index_records_statement(scope: Scope, shape: Shape) -> Select[Any]:
     """Step two: those records, by id and time, with the rule and the filters on top.
 
     Two statements, not one: on PostgreSQL, one statement joining the index to the trail had
     to open every monthly partition of the trail (a plan made before the times are known),
     most of the search's time; given the times as values, the planner opens only the months
-    the page falls in."""
+    the page falls in.
+
+    The cursor is not applied again: step one's keys are past it already, and its time range
+    led SQLite's planner to walk the viewer's own records by User ID and time instead of
+    fetching the page's ids (a next page of the biggest supplier's own traffic at 10M took
+    82 ms, the first 5 ms)."""
     candidate = (
         select(*RECORD_COLUMNS)
         .where(
@@ -90,7 +95,7 @@ def index_records_statement(scope: Scope, shape: Shape, with_cursor: bool) -> Se
         )
         .subquery("candidate")
     )
-    return page_of_candidates(candidate, scope, conditions(shape, with_cursor))
+    return page_of_candidates(candidate, scope, conditions(shape, with_cursor=False))
 
 
 @lru_cache(maxsize=256)

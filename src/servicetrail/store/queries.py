@@ -118,7 +118,7 @@ def _through_the_index(
         return []
     custom_plans(conn)
     return conn.execute(
-        index_records_statement(search.scope, shape, with_cursor),
+        index_records_statement(search.scope, shape),
         {
             **params,
             "record_ids": [k[0] for k in keys],
