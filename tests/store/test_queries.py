@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import datetime
 
@@ -13,10 +14,12 @@ from servicetrail.domain.ids import InvalidValue
 from servicetrail.domain.search import MAX_PAGE, Cursor, Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope, Viewer
+from servicetrail.store.engine import open_store
 from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
+from tests.store.test_lookup_work import statements_sent
 from tests.personas import ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas
 
 
@@ -271,25 +274,13 @@ def test_a_next_page_reads_its_records_by_id_not_by_the_viewers_traffic(sqlite_u
     gave (index_search). With the cursor's time range applied again there, SQLite's planner
     walked all of the viewer's own records older than the cursor by User ID and time instead:
     82 ms for the biggest supplier's second page of its own traffic at 10M, the first 4 ms."""
-    import sqlite3
-
-    from sqlalchemy import event
-
-    from servicetrail.store.engine import open_store
-
     engine = open_store(sqlite_url)
     viewer = load_personas(engine).viewer(SOUTHENERGY)
-    sent: list[tuple[str, object]] = []
     with engine.connect() as conn:
         _, cursor = search_page(conn, viewer, Search(scope=Scope.OWN), 1)
         assert cursor is not None
-
-        def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
-            sent.append((statement, parameters))
-
-        event.listen(engine, "before_cursor_execute", keep)
-        search_page(conn, viewer, Search(scope=Scope.OWN), 1, cursor)
-        event.remove(engine, "before_cursor_execute", keep)
+        with statements_sent(engine) as sent:
+            search_page(conn, viewer, Search(scope=Scope.OWN), 1, cursor)
     engine.dispose()
     records = [(s, p) for s, p in sent if "FROM sat_record" in s and "candidate" in s]
     assert len(records) == 1

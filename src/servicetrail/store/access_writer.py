@@ -43,8 +43,11 @@ _POSTGRES_INSERT = (
 # After a read on PostgreSQL, the entry is appended as the store's owner (the one role that
 # may append; the read ran as the reader role), with the id its leaf commits to: an id the
 # read reserved in its first round trip (`reserve_entry_id`), or one drawn here.
-_POSTGRES_ID = "SELECT set_config('role', 'none', true), nextval('access_log_id_seq')"
-_AS_OWNER = "SELECT set_config('role', 'none', true)"
+# The rest of a read as the store's owner (on PostgreSQL; SQLite has no roles): for the tables
+# the reader role may not read or write, such as the logs', once the rule has decided what the
+# viewer may see. The read's other settings stay to the transaction's end.
+AS_OWNER = "SELECT set_config('role', 'none', true)"
+_POSTGRES_ID = f"{AS_OWNER}, nextval('access_log_id_seq')"
 _RESERVED = "servicetrail.access_entry_id"  # in the DBAPI connection's info
 _POSTGRES_APPEND = (
     f"WITH entry AS (INSERT INTO access_log (id, {_NAMES}) "
@@ -215,7 +218,7 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
         # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
         with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
             if reserved:
-                driver.execute(_AS_OWNER)
+                driver.execute(AS_OWNER)
             driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
             conn.commit()
     except BaseException:
@@ -253,6 +256,7 @@ def write_committed(conn: Connection, row: dict[str, Any]) -> None:
 
 __all__ = [
     "ACCESS_FAMILY",
+    "AS_OWNER",
     "GroupCommit",
     "insert_in_transaction",
     "holds_entry_id",

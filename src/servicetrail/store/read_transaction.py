@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
-from .access_writer import holds_entry_id, reserve_entry_id
+from .access_writer import AS_OWNER, holds_entry_id, reserve_entry_id
 from .compiled_statements import driver_in_transaction, fetch_all, rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
@@ -37,7 +37,7 @@ def read_as(
 ) -> AbstractContextManager[list[tuple[Any, ...]] | None]:
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
 
-    `then_as_owner`: the rest of the transaction runs as the store's owner (`_AS_OWNER`), the
+    `then_as_owner`: the rest of the transaction runs as the store's owner (`AS_OWNER`), the
     switch sent right behind `prefetch`, which alone then runs as the viewer.
 
     `generic_plan`: for statements whose every branch is one ordered index range with a
@@ -54,12 +54,6 @@ def read_as(
     return time_limit(
         conn, seconds, settings=settings, prefetch=prefetch, then_as_owner=then_as_owner
     )
-
-
-# The rest of a read as the store's owner (on PostgreSQL; SQLite has no roles): for the tables
-# the reader role may not read, such as the logs', once the rule has decided what the viewer
-# may see. The read's other settings stay to the transaction's end.
-_AS_OWNER = "SELECT set_config('role', 'none', true)"
 
 
 def custom_plans(conn: Connection) -> None:
@@ -138,7 +132,7 @@ def _pipelined(
             statement, values = prefetch
             sent = send(driver, statement, conn.dialect, values)
         if then_as_owner:  # only once the rule's read is sent: it runs as the viewer
-            driver.execute(_AS_OWNER)
+            driver.execute(AS_OWNER)
     if keep_entry_id is not None:
         keep_entry_id(conn)
     return None if sent is None else rows(sent)
