@@ -40,7 +40,8 @@ from harness import (  # noqa: E402
 from servicetrail.domain import merkle  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
 from servicetrail.store.log_records import FAMILY  # noqa: E402
-from servicetrail.store.merkle_log import StoredTree, add_leaves  # noqa: E402
+from servicetrail.store.log_tree import StoredTree  # noqa: E402
+from servicetrail.store.merkle_log import add_leaves  # noqa: E402
 
 _MONTHS = {
     "postgresql": "SELECT id, to_char(logged_at AT TIME ZONE 'UTC', 'YYYY-MM') FROM sat_record "

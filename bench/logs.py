@@ -47,13 +47,8 @@ from servicetrail.domain import merkle  # noqa: E402
 from servicetrail.generate import World, load_into  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.log_audit import audit  # noqa: E402
-from servicetrail.store.merkle_log import (  # noqa: E402
-    StoredTree,
-    latest_checkpoint,
-    leaf_place,
-    add_leaves,
-    seal_store,
-)
+from servicetrail.store.log_tree import StoredTree, latest_checkpoint, leaf_place  # noqa: E402
+from servicetrail.store.merkle_log import add_leaves, seal_store  # noqa: E402
 
 
 def clock() -> tuple[float, float]:

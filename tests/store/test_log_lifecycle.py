@@ -14,7 +14,8 @@ from servicetrail.store import migrate
 from servicetrail.store.engine import make_engine
 from servicetrail.store.log_audit import audit
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_pending
-from servicetrail.store.merkle_log import latest_checkpoints, seal_store
+from servicetrail.store.log_tree import latest_checkpoints
+from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf

@@ -16,16 +16,14 @@ from servicetrail.domain.times import parse_time
 from servicetrail.store.engine import open_store
 from servicetrail.store.log_records import sealed_leaf_of
 from servicetrail.store.log_tables import log_leaf, log_node, log_pending
-from servicetrail.store.merkle_log import (
+from servicetrail.store.log_tree import (
     TILE,
     StoredTree,
     checkpoint_at,
     latest_checkpoint,
-    add_leaves,
     leaf_place,
-    seal,
-    seal_store,
 )
+from servicetrail.store.merkle_log import add_leaves, seal, seal_store
 from servicetrail.store.writer import append_records
 from tests import rfc9162
 from tests.personas import load_personas

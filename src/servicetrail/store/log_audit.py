@@ -25,14 +25,8 @@ from ..domain import merkle
 from ..domain.checkpoint import NoteError, parse_verifier_key, verify_checkpoint
 from ..signing import ed25519_check
 from .engine import make_engine
-from .merkle_log import (
-    FAMILIES,
-    TILE,
-    StoredCheckpoint,
-    all_checkpoints,
-    family_named,
-    verifier_keys,
-)
+from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
+from .merkle_log import FAMILIES, family_named
 
 _STREAM = 10_000
 # below this many entries a worker process costs more (start-up, imports) than it saves

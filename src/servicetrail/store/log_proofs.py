@@ -13,7 +13,7 @@ from ..domain.checkpoint import b64
 from ..domain.merkle import ProofError
 from ..domain.visibility import Viewer
 from .log_records import FAMILY, sealed_leaf_of
-from .merkle_log import (
+from .log_tree import (
     LogDamaged,
     StoredTree,
     checkpoint_at,
