@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from servicetrail.ingest import workers
+from servicetrail.ingest import satjsonl, workers
 from servicetrail.ingest.load import CHUNK_LINES, ingest
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row, _sqlite_text
@@ -109,13 +109,22 @@ def test_workers_load_and_reject_exactly_as_in_process(engine, tmp_path, use_set
     assert stored(engine) == with_workers
 
 
-def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings):
-    path = tmp_path / "cut.jsonl.gz"
-    whole = gzip.compress(("\n".join(line(n) for n in range(3000)) + "\n").encode())
-    path.write_bytes(whole[: len(whole) // 2])  # a truncated download
+def test_a_failure_in_a_worker_reaches_the_caller(engine, tmp_path, use_settings, monkeypatch):
+    """A bug, not bad input (which is a reject): the worker's exception is raised here.
+    (A truncated gzip, this test's failure once, is now a reject at its line.)"""
+    path = tmp_path / "many.jsonl.gz"
+    path.write_bytes(gzip.compress(("\n".join(line(n) for n in range(3000)) + "\n").encode()))
+    parse_values = satjsonl.parse_values
+
+    def broken(raw: bytes):
+        if b":2500" in raw:
+            raise RuntimeError("a bug in the parser")
+        return parse_values(raw)
+
+    monkeypatch.setattr(satjsonl, "parse_values", broken)  # the forked worker has it too
     for count in (0, 1):
         use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=count)
-        with pytest.raises(EOFError):
+        with pytest.raises(RuntimeError, match="a bug in the parser"):
             ingest(engine, [path])
 
 
@@ -150,7 +159,8 @@ def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, mo
     expected = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     with open(path, "rb") as stream:
         alone = list(workers.chunks_of(stream, 7))
-    assert [x for chunk in alone for x in chunk] == expected
+    assert [x for chunk, _ in alone for x in chunk] == expected
+    assert {damage for _, damage in alone} == {None}
     assert len(alone) > len(lines) // 7  # some chunks were cut short by their size
     shared = []
     for index in (0, 1):

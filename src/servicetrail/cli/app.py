@@ -11,6 +11,7 @@ from .. import settings
 from ..ingest.registry_csv import BadHeader
 from ..ingest.sources import UnreadableInput
 from ..security import WeakPassword
+from ..signing import SigningKeyError
 from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
@@ -24,6 +25,7 @@ EXPECTED: dict[type[Exception], int] = {
     AccountError: 2,
     WeakPassword: 2,
     BadHeader: 2,
+    SigningKeyError: 2,
     UnreadableInput: 2,
     SearchTooBroad: 3,
     StoreBusy: 3,

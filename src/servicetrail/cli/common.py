@@ -77,6 +77,16 @@ COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)
 
 
+def in_existing_folder(
+    _ctx: click.Context, param: click.Parameter, value: Path | None
+) -> Path | None:
+    """A file option's check (`--rejects`, `--output`): a file this command will write goes in
+    a folder that exists, refused before any work rather than failing when it is written."""
+    if value is not None and not value.resolve().parent.is_dir():
+        raise Failure(f"--{param.name}: the folder {str(value.parent)!r} does not exist")
+    return value
+
+
 def db_option(command: F) -> F:
     """`--db URL`: before the command name (on the group) or after it (on every command that
     opens the store); the store's URL otherwise comes from the settings."""
@@ -154,6 +164,12 @@ def report_summary(summary: Summary) -> None:
     click.echo(summary.line())
     if summary.corrected:
         click.echo(f"({summary.corrected} of those corrected an existing entry)", err=True)
+    if summary.superseded:
+        click.echo(
+            f"({summary.superseded} of those skipped gave an interval that a later line of the "
+            "file gives again, which was taken instead)",
+            err=True,
+        )
     for path in summary.reject_files:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:

@@ -9,7 +9,15 @@ import click
 
 from ..ingest import registry_csv
 from ..ingest.load import ingest, load_registry
-from .common import TIME, Failure, engine, progress_for, report_summary, with_db
+from .common import (
+    TIME,
+    Failure,
+    engine,
+    in_existing_folder,
+    progress_for,
+    report_summary,
+    with_db,
+)
 
 SPEC_OF = {
     "users": registry_csv.USERS,
@@ -24,6 +32,7 @@ SPEC_OF = {
 @click.option(
     "--rejects",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=in_existing_folder,
     help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).",
 )
 @with_db
@@ -44,7 +53,12 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
 
 @click.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Reject file.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=in_existing_folder,
+    help="Reject file.",
+)
 @click.option(
     "--logged-at",
     type=TIME,

@@ -15,7 +15,18 @@ from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
 from ..store.limits import SearchTooBroad
 from ..store.logged_reads import LoggedRead, logged_read
-from .common import COUNT, TIME, WINDOW, Failure, cli_reader, engine, output_to, viewer_of, with_db
+from .common import (
+    COUNT,
+    TIME,
+    WINDOW,
+    Failure,
+    cli_reader,
+    engine,
+    in_existing_folder,
+    output_to,
+    viewer_of,
+    with_db,
+)
 
 
 @click.group("report")
@@ -31,7 +42,10 @@ def report_group() -> None:
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=in_existing_folder,
+    help="File (default: stdout).",
 )
 @with_db
 def report_own(

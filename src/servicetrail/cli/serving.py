@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..demo import build_demo, demo_logins
+from ..signing import signer_for
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .common import engine, store_url, with_db
@@ -14,6 +15,7 @@ from .common import engine, store_url, with_db
 
 def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
     store = engine()  # opened (a new one built) before any worker starts, which then only open it
+    signer_for(store_url())  # a key that cannot sign stops the server here, not each minute's seal
     click.echo(
         f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)",
         err=True,

@@ -109,6 +109,8 @@ def record_values(
     if not device_id and kind == "device_alert":
         raise InvalidValue("a device_alert must name the device_id that raised it")
     code = code.strip()
+    if code and kind == "request":
+        raise InvalidValue(f"response_code must be empty for a request: {code!r}"[:120])
     if code and not is_response_code(code):
         raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
     if len(payload) > MAX_PAYLOAD_CHARS:

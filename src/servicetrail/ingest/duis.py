@@ -135,8 +135,7 @@ def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> Sat
     limit = settings.current().max_duis_bytes
     if len(document) > limit:
         raise InvalidValue(
-            f"DUIS document of {len(document)} bytes is over the {limit}-byte limit "
-            f"(SERVICETRAIL_MAX_DUIS_BYTES)"
+            f"DUIS document over the {limit}-byte limit (SERVICETRAIL_MAX_DUIS_BYTES)"
         )
     if _DTD.search(document):
         raise InvalidValue(

@@ -24,12 +24,13 @@ from ..domain.ids import InvalidValue
 from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import Conflict, Outcome, load_devices, load_interval_rows, load_users
+from ..signing import signer_for
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
-from .sources import Format, detect, expand, numbered_lines, open_binary
+from .sources import DAMAGED, Format, damage_reason, detect, expand, numbered_lines, open_binary
 from .workers import Chunk, Lines, Parser, parsed_chunks, produced
 
 CHUNK_LINES = (
@@ -44,6 +45,7 @@ class Summary:
     rejected: int = 0
     duplicates: int = 0
     corrected: int = 0
+    superseded: int = 0  # registry rows skipped (among the duplicates) for a later line's word
     times_from_mtime: int = 0  # bare request files timed by their modification time
     reject_files: list[Path] = field(default_factory=list)
 
@@ -79,7 +81,8 @@ def load_registry(
         except BadHeader:
             rejects.close()
             raise
-        parsed_here = _parsed_batches(records, what.parser(header))
+        run = registry_csv.interval_of(header) if what is registry_csv.RESPONSIBILITIES else None
+        parsed_here = _parsed_batches(records, what.parser(header), len(header), run)
         with _collected_per_batch() as batch_done:
             worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
             batches = produced(lambda: parsed_here) if worker else parsed_here
@@ -121,22 +124,52 @@ def _collected_per_batch() -> Iterator[Callable[[], int]]:
             gc.enable()
 
 
+def _batches(
+    records: Iterator[registry_csv.CsvRecord], size: int, run: Callable[[list[str]], Any] | None
+) -> Iterator[list[registry_csv.CsvRecord]]:
+    """`size` records at a time, a batch running on past its size while the records go on
+    with the run (`run` of their values) its last record is in."""
+
+    def run_of(record: registry_csv.CsvRecord) -> Any:
+        return None if run is None or record[2] is None else run(record[2])
+
+    ahead: list[registry_csv.CsvRecord] = []
+    while chunk := ahead + list(islice(records, size - len(ahead))):
+        ahead = []
+        last = run_of(chunk[-1])
+        if last is not None:
+            for record in records:
+                if run_of(record) != last:
+                    ahead = [record]
+                    break
+                chunk.append(record)
+        yield chunk
+
+
 # A batch of a registry file, validated: the parsed rows, each one's (line, raw record), the
 # records refused as (line, reason, raw record), and the bytes read
 ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, bytes]], int]
 
 
 def _parsed_batches(
-    records: Iterator[registry_csv.CsvRecord], parse: registry_csv.RowParser
+    records: Iterator[registry_csv.CsvRecord],
+    parse: registry_csv.RowParser,
+    columns: int,
+    run: Callable[[list[str]], Any] | None = None,
 ) -> Iterator[ParsedBatch]:
-    size = settings.current().registry_batch
-    while chunk := list(islice(records, size)):
+    """`columns`: how many the header names; a record with more values is refused, as no
+    column would say what the rest are (one with fewer lacks its optional last columns).
+    `run`: what consecutive records share that must not be cut apart by a batch's end."""
+    for chunk in _batches(records, settings.current().registry_batch, run):
         refused: list[tuple[int, str, bytes]] = []
         parsed: list[Any] = []
         origins: list[tuple[int, bytes]] = []
         for line, raw, values, problem in chunk:
             if values is None:
                 refused.append((line, problem, raw))
+                continue
+            if len(values) > columns:
+                refused.append((line, f"{len(values)} fields; the header names {columns}", raw))
                 continue
             try:
                 parsed.append(parse(values))
@@ -171,6 +204,9 @@ def _store_batch(
             summary.loaded += 1
         elif outcome is Outcome.DUPLICATE:
             summary.duplicates += 1
+        elif outcome is Outcome.SUPERSEDED:
+            summary.duplicates += 1
+            summary.superseded += 1
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
         else:
@@ -210,6 +246,8 @@ def ingest(
     Each input named (a file, or a folder with all it holds) has its reject file beside
     it, named after it (`--rejects` gives one for all); see ingest.rejects for how inputs
     that share one keep each other's entries."""
+    # a key that cannot sign fails the run here, before anything is stored unsealed
+    signer_for(engine.url.render_as_string(hide_password=False))
     named = [(path, list(expand([path]))) for path in paths]
     files = list(dict.fromkeys(f for _, found in named for f in found))
     rejects = _Rejects(named, rejects_path)
@@ -330,8 +368,12 @@ def _xml_files(
     size = 0
     for path in files:
         size += path.stat().st_size
-        with open_binary(path) as f:
-            document = f.read(settings.current().max_duis_bytes + 1)
+        try:
+            with open_binary(path) as f:
+                document = f.read(settings.current().max_duis_bytes + 1)
+        except DAMAGED as e:
+            rejected.append((1, damage_reason(e), b"", str(path)))
+            continue
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:
             record = duis.parse_document(document, when)

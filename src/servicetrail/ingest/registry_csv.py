@@ -59,7 +59,8 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
         party_id(_field(row, "party_id")),
         role_code(_field(row, "role")),
     )
-    name = _field(row, "party_name", required=False) or user.party_id
+    # a file without the column names each Party by its ID; one with it must give the name
+    name = _field(row, "party_name") if "party_name" in row else user.party_id
     if len(name) > 200 or "\x00" in name:
         raise InvalidValue("party_name must be at most 200 characters of text")
     return user, name
@@ -113,6 +114,21 @@ def _positions(header: list[str], names: tuple[str, ...]) -> tuple[list[int | No
     at = {name: i for i, name in enumerate(header)}
     found = [at.get(name) for name in names]
     return found, 1 + max(i for i in found if i is not None)
+
+
+def interval_of(header: list[str]) -> Callable[[list[str]], tuple[str, ...] | None]:
+    """A responsibilities record's interval (Device, relation, start) as its text says it, or
+    None for a record too short to have one: what a run of lines about one interval shares
+    (store.registry keeps a run's last word; the loader keeps a run in one batch)."""
+    found, width = _positions(header, ("device_id", "relation", "valid_from"))
+    device, relation, start = (i if i is not None else 0 for i in found)
+
+    def interval(values: list[str]) -> tuple[str, ...] | None:
+        if len(values) < width:
+            return None
+        return (values[device].strip().upper(), values[relation].strip(), values[start].strip())
+
+    return interval
 
 
 def _device_parser(header: list[str]) -> RowParser:
@@ -259,7 +275,8 @@ def read_header(
     """The header's column names (lower case) and the records after it; BadHeader, with one
     clear reason, for a first line that is not a UTF-8 header naming the required columns."""
     lines = _Lines(stream)
-    reader = csv.reader(lines)
+    # strict: a quote out of place (`"a "b" c"`) is refused, not read as some other text
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, [])
     except csv.Error as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -21,9 +22,22 @@ class UnreadableInput(ValueError):
     """An input that is not a file servicetrail knows how to read."""
 
 
+# What reading a damaged or cut-short gzip input raises, at the point of the damage (BadGzipFile
+# at once for a file that is not gzip at all)
+DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damage_reason(error: BaseException) -> str:
+    return (
+        f"the compressed input cannot be read from this line on ({error or type(error).__name__}); "
+        "the lines before it were read"
+    )
+
+
 def open_binary(path: Path) -> IO[bytes]:
     # both are buffered binary streams, which typeshed does not declare IO[bytes]
-    return cast(IO[bytes], gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb"))
+    compressed = path.suffix.lower() == ".gz"
+    return cast(IO[bytes], gzip.open(path, "rb") if compressed else open(path, "rb"))
 
 
 def _plain_suffix(path: Path) -> str:
@@ -40,10 +54,10 @@ def detect(path: Path) -> Format:
     if suffix not in (".jsonl", ".ndjson", ".json"):
         raise UnreadableInput(f"{path}: not .xml, .jsonl or .ndjson (optionally .gz)")
     with open_binary(path) as f:
-        for line in f:
+        for line in readable_lines(f):
             if line.strip():
                 try:
-                    first = orjson.loads(line)
+                    first = orjson.loads(without_bom(line))
                 except orjson.JSONDecodeError:
                     # a damaged line (the loader rejects it with its number): judge by the next
                     continue
@@ -53,6 +67,24 @@ def detect(path: Path) -> Format:
                     else Format.SAT_JSONL
                 )
     return Format.SAT_JSONL
+
+
+def readable_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's lines up to any damage to its compression (the loader reports the damage
+    itself, as a reject at its line)."""
+    try:
+        yield from stream
+    except DAMAGED:
+        return
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(first_line: bytes) -> bytes:
+    """A file's first line without the UTF-8 byte order mark some Windows tools write: it is
+    no part of the first record."""
+    return first_line[3:] if first_line.startswith(_BOM) else first_line
 
 
 def expand(paths: list[Path]) -> Iterator[Path]:
@@ -74,6 +106,6 @@ def expand(paths: list[Path]) -> Iterator[Path]:
 
 
 def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(readable_lines(stream), start=1):
         if line.strip():
             yield number, line

@@ -26,13 +26,14 @@ from itertools import count
 from pathlib import Path
 from typing import IO, Any
 
-from .sources import open_binary
+from .sources import DAMAGED, damage_reason, open_binary, without_bom
 
 Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
 Chunk = tuple[
     list[Any], list[tuple[Any, ...]], int
 ]  # (prepared rows, rejects as (line, reason, raw), bytes read)
 Parser = Callable[[Lines], Chunk]
+Damage = tuple[int, str] | None  # (line, reason): where a compressed input became unreadable
 
 _LENGTH = struct.Struct("<Q")
 CHUNK_BYTES = 8 << 20
@@ -41,29 +42,52 @@ _F_SETPIPE_SZ = 1031  # Linux: a deeper pipe lets a worker run further ahead of 
 _PR_SET_PDEATHSIG = 1
 
 
-def chunks_of(stream: IO[bytes], size: int, index: int = 0, step: int = 1) -> Iterator[Lines]:
+def chunks_of(
+    stream: IO[bytes], size: int, index: int = 0, step: int = 1
+) -> Iterator[tuple[Lines, Damage]]:
     """Chunk k: the next `size` physical lines, or fewer when they reach CHUNK_BYTES (huge
     payloads must not make a chunk huge); this yields chunks index, index+step, index+2*step...
-    Every worker reads the whole file, so each finds the same chunk boundaries."""
+    Every worker reads the whole file, so each finds the same chunk boundaries, and the same
+    damage to a compressed file: the chunk it falls in carries it, and is the last."""
     first = 1
     for k in count():
         block: list[bytes] = []
         held = 0
-        for line in stream:
-            block.append(line)
-            held += len(line)
-            if len(block) >= size or held >= CHUNK_BYTES:
-                break
-        if not block:
+        damage: Damage = None
+        try:
+            for line in stream:
+                block.append(line)
+                held += len(line)
+                if len(block) >= size or held >= CHUNK_BYTES:
+                    break
+        except DAMAGED as e:
+            damage = (first + len(block), damage_reason(e))
+        if not block and damage is None:
             return
+        if first == 1 and block:
+            block[0] = without_bom(block[0])
         if k % step == index:
             # a line that starts with a non-space is not blank: most lines skip the copying strip()
-            yield [
-                (first + i, line)
-                for i, line in enumerate(block)
-                if line and (line[0] not in _SPACE or line.strip())
-            ]
+            yield (
+                [
+                    (first + i, line)
+                    for i, line in enumerate(block)
+                    if line and (line[0] not in _SPACE or line.strip())
+                ],
+                damage,
+            )
+        if damage is not None:
+            return
         first += len(block)
+
+
+def _parsed(parse: Parser, lines: Lines, damage: Damage) -> Chunk:
+    """The chunk parsed; damage to the file where it ends becomes a reject at its line, with
+    nothing of the unreadable rest as its raw input."""
+    rows, rejected, size = parse(lines)
+    if damage is not None:
+        rejected.append((damage[0], damage[1], b""))
+    return rows, rejected, size
 
 
 def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> Iterator[Chunk]:
@@ -71,8 +95,8 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
     process."""
     if workers <= 0:
         with open_binary(path) as stream:
-            for lines in chunks_of(stream, chunk_lines):
-                yield parse(lines)
+            for lines, damage in chunks_of(stream, chunk_lines):
+                yield _parsed(parse, lines, damage)
         return
     children: list[tuple[int, IO[bytes]]] = []
     try:
@@ -148,8 +172,8 @@ def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, work
         out = os.fdopen(fd, "wb", closefd=False)
         try:
             with open_binary(path) as stream:
-                for lines in chunks_of(stream, chunk_lines, index, workers):
-                    _send(out, ("chunk", parse(lines)))
+                for lines, damage in chunks_of(stream, chunk_lines, index, workers):
+                    _send(out, ("chunk", _parsed(parse, lines, damage)))
             _send(out, ("end", None))
             code = 0
         except BrokenPipeError:

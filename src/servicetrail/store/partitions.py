@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -20,6 +20,13 @@ _known: dict[str, set[tuple[int, int]]] = {}  # per database URL: months known t
 
 def _next(year: int, month: int) -> tuple[int, int]:
     return (year + month // 12, month % 12 + 1)
+
+
+def _month_start(year: int, month: int) -> str:
+    """A month's first instant as PostgreSQL's literal. Text, not a Python date: December
+    9999, a time the input formats accept, ends in the year 10000, past Python's dates but
+    not PostgreSQL's."""
+    return f"'{year:04d}-{month:02d}-01 00:00:00+00'"
 
 
 def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
@@ -57,14 +64,12 @@ def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
     ]
     for year, month in sorted(wanted - known):
-        start = date(year, month, 1)
-        end = date(*_next(year, month), 1)
         for table in tables:
             conn.execute(
                 text(
                     f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF "
-                    f"{table} FOR VALUES FROM ('{start.isoformat()} 00:00:00+00') TO "
-                    f"('{end.isoformat()} 00:00:00+00')"
+                    f"{table} FOR VALUES FROM ({_month_start(year, month)}) TO "
+                    f"({_month_start(*_next(year, month))})"
                 )
             )
         known.add((year, month))

@@ -39,6 +39,7 @@ class Outcome(StrEnum):
     LOADED = "loaded"
     DUPLICATE = "duplicate"
     CORRECTED = "corrected"
+    SUPERSEDED = "superseded"  # a later row of the batch gives the same interval again
 
 
 class Conflict(ValueError):
@@ -274,9 +275,13 @@ def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[De
     decided: list[Decided] = []
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     touched: list[Touched] = []
-    for row in rows:
+    for i, row in enumerate(rows):
         device_id, party_id, relation, start, end = row
         spans = state.get((device_id, relation))
+        if i + 1 < len(rows) and _same_interval(row, rows[i + 1]):
+            outcome = _decide(row, parties, devices, None)  # its own checks only
+            decided.append(Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome)
+            continue
         outcome = _decide(row, parties, devices, spans)
         decided.append(outcome)
         if outcome is not Outcome.LOADED and outcome is not Outcome.CORRECTED:
@@ -297,6 +302,16 @@ def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[De
     _write_intervals(raw, changed, stored)
     refresh(conn, touched)  # from the registry as written above, in this transaction
     return decided
+
+
+def _same_interval(row: IntervalRow, next_row: IntervalRow) -> bool:
+    """Whether the next row gives this row's interval (Device, relation, start) again: then
+    it is the next row's to decide, as a file's word for an interval is its last in a run of
+    lines (opened, then closed at once). Applied in turn instead, the first word could
+    overlap what a row after the run put in the store at the file's first load, and a
+    re-load of the file rejected it. Only a run, so that no line's fate depends on lines
+    far from it, nor on where batches fall (the loader never cuts a batch inside a run)."""
+    return row[0] == next_row[0] and row[2] == next_row[2] and row[3] == next_row[3]
 
 
 def _decide(

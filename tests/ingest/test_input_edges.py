@@ -1,0 +1,187 @@
+"""The edges of SPEC section 4's inputs that a first reading misses: times at the ends of the
+calendar, a byte order mark, a damaged gzip, a request carrying a response code, a registry
+file whose later line corrects an earlier one, loose CSV, and the files a command cannot
+write. Each good record still loads; each bad one is a reject with its line and reason, or
+the command stops with a message before doing anything, never with a traceback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.ingest.test_registry_csv import (
+    DEVICES_HEADER,
+    METER,
+    NORTH_IS,
+    RESP_HEADER,
+    SOUTH_IS,
+    USERS_HEADER,
+    rows,
+    write,
+)
+from tests.ingest.test_sat_jsonl import count, rec, rejects_of, stored, utc, write_lines
+
+
+def test_times_at_both_ends_of_the_calendar_load_on_every_engine(cli, engine, tmp_path):
+    """December 9999's partition ends in the year 10000, past Python's dates (PostgreSQL)."""
+    times = ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2025-02-01T10:00:00Z"]
+    lines = [json.dumps(rec(counter=n, logged_at=t)) for n, t in enumerate(times, start=1)]
+    path = write_lines(tmp_path / "ends.jsonl", lines)
+    result = cli("ingest", path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 3, rejected 0, skipped 0 duplicates\n"
+    assert sorted(utc(g["logged_at"]) for g in stored(engine)) == sorted(map(utc, times))
+    assert cli("ingest", path).stdout == "loaded 0, rejected 0, skipped 3 duplicates\n"
+
+
+def test_a_byte_order_mark_before_the_first_record_is_no_part_of_it(cli, engine, tmp_path):
+    path = tmp_path / "bom.jsonl"
+    lines = [json.dumps(rec(counter=n)) for n in (1, 2)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    result = cli("ingest", path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
+
+
+def test_a_request_with_a_response_code_is_rejected(cli, engine, tmp_path):
+    path = write_lines(
+        tmp_path / "rc.jsonl",
+        [json.dumps(rec(counter=1, code="I0")), json.dumps(rec(counter=2))],
+    )
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "rc.rejects.jsonl")
+    assert reject["line"] == 1 and "response_code must be empty for a request" in reject["reason"]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_a_gzip_cut_short_loads_what_it_holds_and_rejects_the_rest(
+    cli, engine, tmp_path, monkeypatch, workers
+):
+    """In this process or in parse workers, each of which meets the damage: the chunk it
+    falls in reports it once, in file order."""
+    monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", str(workers))
+    monkeypatch.setattr("servicetrail.ingest.load.CHUNK_LINES", 40)
+    whole = "".join(json.dumps(rec(counter=n, payload="p" * 300)) + "\n" for n in range(1, 400))
+    packed = gzip.compress(whole.encode())
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    loaded = count(engine, "sat_record")
+    assert 0 < loaded < 399
+    assert result.stdout == f"loaded {loaded}, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "cut.rejects.jsonl")
+    assert reject["line"] > loaded and reject["raw"] == ""
+    assert "compressed input cannot be read" in reject["reason"]
+
+
+def test_a_file_that_is_not_gzip_at_all_is_a_reject_not_a_traceback(cli, engine, tmp_path):
+    bad = write_lines(tmp_path / "broken.jsonl.gz", ["garbage"])
+    upper = tmp_path / "UPPER.JSONL.GZ"  # the suffix is read case-blind, as detection reads it
+    upper.write_bytes(gzip.compress((json.dumps(rec(counter=7)) + "\n").encode()))
+    result = cli("ingest", bad, upper)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "broken.rejects.jsonl")
+    assert reject["line"] == 1 and "compressed input cannot be read" in reject["reason"]
+
+
+def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engine, tmp_path):
+    path = write_lines(tmp_path / "ok.jsonl", [json.dumps(rec(counter=1))])
+    ingest = cli("ingest", path, "--rejects", tmp_path / "missing" / "r.jsonl")
+    assert ingest.exit_code == 2 and "does not exist" in ingest.output
+    assert count(engine, "sat_record") == 0
+    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
+    load = cli("load", "users", users, "--rejects", tmp_path / "missing" / "r.jsonl")
+    assert load.exit_code == 2 and "does not exist" in load.output
+    assert cli("load", "users", users).exit_code == 0
+    report = cli(
+        "report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z",
+        "--to", "2025-03-01T00:00:00Z", "--output", tmp_path / "missing" / "r.csv",
+    )  # fmt: skip
+    assert report.exit_code == 2 and "does not exist" in report.output
+
+
+def test_a_signing_key_that_cannot_sign_stops_an_ingest_before_it_stores(
+    cli, engine, tmp_path, monkeypatch
+):
+    key = tmp_path / "bad.key"
+    key.write_text("not a key")
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(key))
+    path = write_lines(tmp_path / "ok.jsonl", [json.dumps(rec(counter=1))])
+    result = cli("ingest", path)
+    assert result.exit_code == 2 and "signing key" in result.output
+    assert count(engine, "sat_record") == 0
+
+
+def _registry(cli, tmp_path: Path) -> None:
+    cli("load", "users", write(tmp_path / "u.csv", USERS_HEADER + f"{NORTH_IS},NORTH,N,IS\n"
+        f"{SOUTH_IS},SOUTH,S,IS\n"))  # fmt: skip
+    cli("load", "devices", write(tmp_path / "d.csv", DEVICES_HEADER + f"{METER},ESME,2\n"))
+
+
+def test_a_file_correcting_its_own_interval_reloads_as_a_no_op(cli, engine, tmp_path):
+    """Line 2 opens an interval, line 3 closes it, line 4 starts the next supplier where it
+    ends: the batch's last word for the interval is line 3's. Applied in turn on a re-load,
+    line 2 overlapped line 4's interval, stored by the first load, and was rejected."""
+    _registry(cli, tmp_path)
+    path = write(
+        tmp_path / "seq.csv",
+        RESP_HEADER
+        + f"{METER},NORTH,supplier,2024-01-01T00:00:00Z,\n"
+        + f"{METER},NORTH,supplier,2024-01-01T00:00:00Z,2024-05-01T00:00:00Z\n"
+        + f"{METER},SOUTH,supplier,2024-05-01T00:00:00Z,\n",
+    )
+    first = cli("load", "responsibilities", path)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == "loaded 2, rejected 0, skipped 1 duplicates\n"
+    assert "a later line of the file gives again" in first.stderr
+    held = "SELECT party_id, valid_to IS NULL FROM responsibility ORDER BY valid_from"
+    assert rows(engine, held) == [("NORTH", False), ("SOUTH", True)]
+    again = cli("load", "responsibilities", path)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "loaded 0, rejected 0, skipped 3 duplicates\n"
+    assert rows(engine, held) == [("NORTH", False), ("SOUTH", True)]
+
+
+def test_a_superseded_line_is_still_checked_on_its_own(cli, engine, tmp_path):
+    _registry(cli, tmp_path)
+    path = write(
+        tmp_path / "seq.csv",
+        RESP_HEADER
+        + f"{METER},NOBODY,supplier,2024-01-01T00:00:00Z,\n"
+        + f"{METER},NORTH,supplier,2024-01-01T00:00:00Z,\n",
+    )
+    result = cli("load", "responsibilities", path)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "seq.rejects.jsonl")
+    assert reject["line"] == 2 and "unknown party_id" in reject["reason"]
+
+
+def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
+    lines = [
+        f"{NORTH_IS},NORTH,North,IS",  # 2 good
+        "90-B3-D5-1F-30-02-00-03,EXTRA,Extra,IS,surplus",  # 3 a field no column names
+        '90-B3-D5-1F-30-02-00-04,QUOTE,"bad "quote" here",IS',  # 4 a quote out of place
+        "90-B3-D5-1F-30-02-00-05,NONAME,,IS",  # 5 party_name given empty
+    ]
+    path = write(tmp_path / "users.csv", USERS_HEADER + "".join(line + "\n" for line in lines))
+    result = cli("load", "users", path)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 1, rejected 3, skipped 0 duplicates\n"
+    rejects = {r["line"]: r for r in rejects_of(tmp_path / "users.rejects.jsonl")}
+    assert sorted(rejects) == [3, 4, 5]
+    assert "5 fields; the header names 4" in rejects[3]["reason"]
+    assert "not a CSV record" in rejects[4]["reason"]
+    assert "party_name is empty" in rejects[5]["reason"]
+    assert [r["raw"] for _, r in sorted(rejects.items())] == lines[1:]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT party_id FROM party")).scalars().all() == ["NORTH"]
