@@ -35,12 +35,13 @@ def test_window_minutes_refuses_anything_else(value):
         (timedelta(microseconds=1), 0),
         (timedelta(seconds=59, microseconds=999_999), 59),
         (timedelta(minutes=1), 60),
-        (timedelta(seconds=-0.5), 0),
+        (timedelta(seconds=-0.5), -1),
+        (timedelta(microseconds=-1), -1),
         (timedelta(seconds=-1), -1),
-        (timedelta(seconds=-2.5), -2),
+        (timedelta(seconds=-2.5), -3),
     ],
 )
-def test_seconds_before_rounds_towards_zero_on_both_sides(request_offset, expected):
+def test_seconds_before_rounds_down_on_both_sides(request_offset, expected):
     assert seconds_before(T, T - request_offset) == expected
 
 

@@ -3,13 +3,15 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import httpx
 import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
 from servicetrail.store.watches import catch_up
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
@@ -94,6 +96,32 @@ def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> 
         assert [i for i, _, _ in read_events(lines, 1)] == ["4"]
     bad = httpx.get(url, headers={**south, "Last-Event-ID": "abc"})
     assert bad.status_code == 422 and bad.json()["parameter"] == "Last-Event-ID"
+
+
+@pytest.mark.parametrize("how", ["revoked", "disabled"])
+def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monkeypatch, how):
+    """A request's token is looked at again after SERVICETRAIL_TOKEN_CACHE_SECONDS; a stream,
+    which outlives any request, as often (at least every second): it ends, and sends nothing
+    that arrives after the token was revoked or its account disabled."""
+    monkeypatch.setenv("SERVICETRAIL_TOKEN_CACHE_SECONDS", "0")
+    settings.reload()
+    secret = token(engine, P.SOUTHENERGY)
+    south = {"Authorization": f"Bearer {secret}"}
+    base = f"http://127.0.0.1:{server.port}"
+    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    add_requests(engine, 1, 1)
+    url = f"{base}/api/v1/watches/{watch['id']}/stream"
+    with httpx.stream("GET", url, headers=south, timeout=10) as response:
+        lines = response.iter_lines()
+        assert [i for i, _, _ in read_events(lines, 1)] == ["1"]
+        with engine.begin() as conn:
+            if how == "revoked":
+                revoke_tokens(conn, tokens=[secret])
+            else:
+                set_disabled(conn, "s-southenergy", True)
+        time.sleep(1.5)  # past the stream's next look at its token
+        add_requests(engine, 2, 1)
+        assert read_events(lines, 1) == []  # the stream ended without sending event 2
 
 
 def test_another_partys_stream_is_404(engine, server) -> None:

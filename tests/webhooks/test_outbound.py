@@ -39,6 +39,11 @@ from servicetrail.webhooks.outbound import UnsafeUrl, check_url, parse_url, refu
         "64:ff9b::a00:1",
         "192.0.2.1",
         "198.18.0.1",
+        # that Python 3.11's is_global lets through
+        "fec0::1",
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b:1::7f00:1",
     ],
 )
 def test_internal_addresses_are_refused(address: str) -> None:

@@ -58,17 +58,15 @@ def window_bounds(logged_at: datetime, minutes: int) -> tuple[datetime, datetime
 
 
 def seconds_before(record_at: datetime, request_at: datetime) -> int:
-    """Whole seconds from the request to the record, rounded down.
+    """Whole seconds from the request to the record, rounded down (SPEC section 6), on both
+    sides of zero.
 
     Only a request linked by its Request ID can be logged after the record (a clock
     difference between the DCC's logs, or a CV 5-7 command signed after its CV 4
-    pre-command). Its value is then negative, the whole seconds it came *after*, rounded
-    towards zero like the positive case: -3 reads "3 seconds after", and a request less
-    than a second after is 0, never -1."""
+    pre-command). Its value is then negative: 2.5 seconds after is -3, and any time less
+    than a second after is -1, so that 0 always means "at most a second before"."""
     micro = (record_at - request_at) // ONE_MICROSECOND
-    if micro >= 0:
-        return micro // _MICROSECONDS_PER_SECOND
-    return -((-micro) // _MICROSECONDS_PER_SECOND)
+    return micro // _MICROSECONDS_PER_SECOND
 
 
 def _time_of(entry: dict[str, Any]) -> datetime:

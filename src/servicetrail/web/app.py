@@ -28,6 +28,7 @@ from . import (
 from .fairness import PartyLimits
 from .headers import SecurityHeaders
 from .hot_path import HotPath
+from .query_guard import NoNulInQuery
 from .rendering import ASSETS, Assets
 
 log = logging.getLogger("servicetrail.web")
@@ -76,6 +77,9 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
         "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME).",
         docs_url=None,
         redoc_url=None,  # no third-party scripts under our CSP
+        # `/api/v1/records/` is a 404, not a 307 before any check to an address built from the
+        # request's own Host header
+        redirect_slashes=False,
     )
     app.state.engine = engine
     app.state.viewers = api.ViewerCache()  # per process: see api.ViewerCache
@@ -93,6 +97,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     watches_page.install(app)
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
+    app.add_middleware(NoNulInQuery)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -93,7 +93,9 @@ def _paused(request: Request, until: datetime, username: str, next_path: str) ->
 def login(
     request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")
 ) -> Response:  # noqa: A002
-    username = username.strip()[:MAX_USERNAME]
+    # no account's name holds a NUL, and PostgreSQL's text cannot: a stand-in keeps the attempt
+    # an ordinary failed one (throttled and all) instead of an error in the store
+    username = username.strip()[:MAX_USERNAME].replace("\x00", "\ufffd")
     next_path = safe_next(next)
     client = request.client.host if request.client else "unknown"
     engine = engine_of(request)

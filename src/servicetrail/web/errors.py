@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from .fairness import Busy
@@ -41,6 +42,7 @@ EXPECTED = (
     SignInNeeded,
     FormExpired,
     AuditorRefused,
+    ClientDisconnect,  # the client left mid-body: nobody to answer, nothing broken
 )
 # answered with their own status, without a traceback (StoreBusy is logged as a warning)
 ANSWERED = (*EXPECTED, StoreBusy)
@@ -82,6 +84,10 @@ def as_json(exc: Exception) -> JSONResponse:
             status_code=429,
             content={"error": "too_many_requests", "message": str(exc)},
             headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, ClientDisconnect):
+        return JSONResponse(
+            status_code=400, content={"error": "disconnected", "message": "the client left"}
         )
     if isinstance(exc, StoreBusy):
         return JSONResponse(

@@ -28,6 +28,7 @@ from ..store.watches import (
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
+from ..store.accounts import holder_for_token
 from ..store.engine import reading
 from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, asked
@@ -65,6 +66,9 @@ def event_id_of(text: str | None, name: str = "after") -> int:
 
 
 async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # answered now, not after it came
+        raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -201,9 +205,21 @@ async def _event_stream(
     of every event it sent, is written when it ends (SPEC section 8)."""
     filters, reader = asked(request, watch_id=watch_id), api_reader(request, viewer)
     sent = Tally()
+    # the token is asked about again as often as a request's would be (api.ViewerCache): a
+    # stream outlives any one request, and must end once its token is revoked or its account
+    # disabled, not keep sending
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    recheck_seconds = max(settings.current().token_cache_seconds, 1.0)
+    checked_at = time.monotonic()
 
-    def page(position: int) -> tuple[list[dict[str, Any]], int | None] | None:
+    def page(position: int, check_token: bool) -> tuple[list[dict[str, Any]], int | None] | None:
         with reading(engine) as conn:
+            if check_token:
+                holder = holder_for_token(conn, token)
+                if holder is None or holder.viewer is None:
+                    return None
+                if holder.viewer.party_id != viewer.party_id:
+                    return None
             # counted into `sent`, whose entry is written when the stream ends
             read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
             return read.events_after(watch_id, position, STREAM_PAGE)
@@ -216,8 +232,11 @@ async def _event_stream(
         position, quiet_since = start, time.monotonic()
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
-            got = await run_in_threadpool(page, position)
-            if got is None:  # the watch was deleted
+            check_token = time.monotonic() - checked_at >= recheck_seconds
+            if check_token:
+                checked_at = time.monotonic()
+            got = await run_in_threadpool(page, position, check_token)
+            if got is None:  # the watch was deleted, or the token no longer holds
                 return
             events, next_after = got
             if next_after is not None:  # a page with events on it

@@ -95,7 +95,11 @@ def refusal(address: IPAddress, allow_loopback: bool | None = None) -> str | Non
         return f"{address} is a link-local address"
     if address.is_private:
         return f"{address} is a private address"
-    if address.is_multicast or not address.is_global:
+    # is_global alone is not enough on Python 3.11: it holds for fec0::/10 (site-local), ::/96
+    # (IPv4-compatible), ::ffff:0:0:0/96 (IPv4-translated) and 64:ff9b:1::/48 (local NAT64),
+    # which is_reserved or is_site_local flag
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    if address.is_multicast or address.is_reserved or site_local or not address.is_global:
         return f"{address} is not a public unicast address"
     return None
 
