@@ -193,7 +193,11 @@ def test_the_access_log_needs_a_token(client):
 
 
 def test_hostile_filters_are_stored_safely_and_bounded(client, np, auditor):
-    odd = "\u202e\u0000\U0001f4a3e\u0301" + "\ud800".encode("utf-8", "surrogatepass").decode(
+    # a NUL in any parameter is refused at the door (web.query_guard), before any read
+    nul = client.get("/api/v1/records", headers=np, params={"p00": "a\x00b"})
+    assert nul.status_code == 422 and nul.json()["parameter"] == "p00"
+    assert entries(client, auditor) == []
+    odd = "\u202e\U0001f4a3e\u0301" + "\ud800".encode("utf-8", "surrogatepass").decode(
         "utf-8", "replace"
     )
     params = {f"p{n:02d}": odd for n in range(MAX_FILTERS + 10)}

@@ -54,7 +54,13 @@ def test_optional_fields_may_be_empty_or_absent() -> None:
     "kind", ["request", "acknowledgement", "response", "device_alert", "dcc_alert"]
 )
 def test_every_kind_is_accepted(kind: str) -> None:
-    assert record_from_mapping({**GOOD, "kind": kind}).kind == kind
+    code = "" if kind == "request" else GOOD["response_code"]  # a request has none
+    assert record_from_mapping({**GOOD, "kind": kind, "response_code": code}).kind == kind
+
+
+def test_a_request_with_a_response_code_is_refused() -> None:
+    with pytest.raises(InvalidValue, match="response_code must be empty for a request"):
+        record_from_mapping({**GOOD, "kind": "request"})
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ against `servicetrail serve` itself on 127.0.0.1: the cap lives in the HTTP serv
 
 from __future__ import annotations
 
+import json
+
 import select
 import socket
 import time
@@ -44,6 +46,9 @@ def get(path: str, *headers: bytes) -> bytes:
 def assert_capped(base: str) -> None:
     one_header = exchange(base, get("/login", b"X-Padding: " + b"a" * 200_000))
     assert one_header.startswith(b"HTTP/1.1 431 ")
+    head, _, body = one_header.partition(b"\r\n\r\n")  # JSON with a message, as any refusal
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"] == "request_head_too_large"
     many_headers = exchange(
         base, get("/login", *(b"X-Padding-%d: %s" % (n, b"b" * 100) for n in range(400)))
     )

@@ -18,10 +18,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import settings
 
-_MESSAGE = b"Request header fields too large\n"
+# JSON with a message, as every other refusal of the API
+_MESSAGE = (
+    b'{"error":"request_head_too_large","message":"the request line and headers are over '
+    b'the server\'s limit (SERVICETRAIL_MAX_HEADER_BYTES)"}'
+)
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-type: application/json\r\n"
     b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
     b"connection: close\r\n\r\n" + _MESSAGE
 )
