@@ -72,12 +72,17 @@ def read_events(lines, count: int) -> list[tuple[str, str, dict]]:
     return found
 
 
-def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> None:
-    south = {"Authorization": f"Bearer {token(engine, P.SOUTHENERGY)}"}
+def watched(engine, server, secret: str) -> tuple[dict[str, str], str]:
+    """A Party's headers, and the stream of a watch it has just made."""
+    headers = {"Authorization": f"Bearer {secret}"}
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=headers).json()
+    return headers, f"{base}/api/v1/watches/{watch['id']}/stream"
+
+
+def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> None:
+    south, url = watched(engine, server, token(engine, P.SOUTHENERGY))
     add_requests(engine, 1, 3)
-    url = f"{base}/api/v1/watches/{watch['id']}/stream"
     with httpx.stream("GET", url, headers=south, timeout=10) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith(
             "text/event-stream"
@@ -106,11 +111,8 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
     monkeypatch.setenv("SERVICETRAIL_TOKEN_CACHE_SECONDS", "0")
     settings.reload()
     secret = token(engine, P.SOUTHENERGY)
-    south = {"Authorization": f"Bearer {secret}"}
-    base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    south, url = watched(engine, server, secret)
     add_requests(engine, 1, 1)
-    url = f"{base}/api/v1/watches/{watch['id']}/stream"
     with httpx.stream("GET", url, headers=south, timeout=10) as response:
         lines = response.iter_lines()
         assert [i for i, _, _ in read_events(lines, 1)] == ["1"]

@@ -276,12 +276,12 @@ def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[De
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     touched: list[Touched] = []
     for i, row in enumerate(rows):
-        device_id, party_id, relation, start, end = row
-        spans = state.get((device_id, relation))
         if i + 1 < len(rows) and _same_interval(row, rows[i + 1]):
             outcome = _decide(row, parties, devices, None)  # its own checks only
             decided.append(Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome)
             continue
+        device_id, party_id, relation, start, end = row
+        spans = state.get((device_id, relation))
         outcome = _decide(row, parties, devices, spans)
         decided.append(outcome)
         if outcome is not Outcome.LOADED and outcome is not Outcome.CORRECTED:

@@ -103,11 +103,16 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def bearer_token(request: Request) -> str:
+    """The request's bearer token; "" when it has none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def api_account(request: Request) -> TokenHolder:
     """The account behind the bearer token (a Party's or an auditor's); 401 for anything else."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if not token:
         raise _unauthorized("a bearer token is required (servicetrail tokens create USERNAME)")
     cache: ViewerCache | None = getattr(request.app.state, "viewers", None)
     digest = token_digest(token)

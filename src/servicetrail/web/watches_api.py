@@ -31,7 +31,7 @@ from ..webhooks.signing import new_secret
 from ..store.accounts import holder_for_token
 from ..store.engine import reading
 from ..store.logged_reads import LoggedRead, logged_read
-from .api import ERRORS, ViewerDep, api_reader, asked
+from .api import ERRORS, ViewerDep, api_reader, asked, bearer_token
 from .errors import ParameterError
 from .fairness import limits_of
 from .params import PageSize
@@ -208,7 +208,7 @@ async def _event_stream(
     # the token is asked about again as often as a request's would be (api.ViewerCache): a
     # stream outlives any one request, and must end once its token is revoked or its account
     # disabled, not keep sending
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    token = bearer_token(request)
     recheck_seconds = max(settings.current().token_cache_seconds, 1.0)
     checked_at = time.monotonic()
 
@@ -216,9 +216,8 @@ async def _event_stream(
         with reading(engine) as conn:
             if check_token:
                 holder = holder_for_token(conn, token)
-                if holder is None or holder.viewer is None:
-                    return None
-                if holder.viewer.party_id != viewer.party_id:
+                held = holder.viewer if holder is not None else None
+                if held is None or held.party_id != viewer.party_id:
                     return None
             # counted into `sent`, whose entry is written when the stream ends
             read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
