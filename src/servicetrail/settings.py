@@ -182,6 +182,14 @@ class Settings:
         "16384",
         "the largest request head (request line and headers) `serve` reads; past it, 431",
     )
+    read_timeout: float = setting(
+        "READ_TIMEOUT",
+        20.0,
+        seconds(zero_allowed=False),
+        "20",
+        "seconds `serve` waits for a request's head to arrive whole, and for each next piece of "
+        "its body; past it, 408 and the connection is closed",
+    )
     party_requests: int = setting(
         "PARTY_REQUESTS",
         6,

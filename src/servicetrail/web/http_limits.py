@@ -6,6 +6,13 @@ arriving. This protocol answers 431 and closes the connection once a head grows 
 SERVICETRAIL_MAX_HEADER_BYTES (settings): while it arrives (so an endless head is never buffered)
 and when it is complete (a large head that arrived in one read).
 
+Neither does uvicorn bound the time a client takes to send a request: a connection that sent
+half a head, or promised a body and stopped, was held open for ever, and any stranger could
+hold thousands without signing in. This protocol gives a request's head SERVICETRAIL_READ_TIMEOUT
+seconds to arrive whole, and its body as long for each next piece (so a large upload that
+keeps coming is not cut off); past that, 408 and the connection is closed. A connection that
+never sends a byte is closed as silently as uvicorn closes one idle between requests.
+
 It also sends a response's head and body in one write (`HeadWithBody`).
 """
 
@@ -23,11 +30,24 @@ _MESSAGE = (
     b'{"error":"request_head_too_large","message":"the request line and headers are over '
     b'the server\'s limit (SERVICETRAIL_MAX_HEADER_BYTES)"}'
 )
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: application/json\r\n"
-    b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + _MESSAGE
+
+
+def _closing_answer(status: bytes, message: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(message)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + message
+    )
+
+
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")  # names as uvicorn keeps them: lower
+_TOO_LARGE = _closing_answer(b"431 Request Header Fields Too Large", _MESSAGE)
+_TOO_SLOW = _closing_answer(
+    b"408 Request Timeout",
+    b'{"error":"request_timeout","message":"the request did not arrive in time: its head must '
+    b"arrive whole, and each piece of its body follow the last, within the server's limit "
+    b'(SERVICETRAIL_READ_TIMEOUT)"}',
 )
 
 
@@ -72,9 +92,12 @@ class CappedHeadProtocol(HttpToolsProtocol):
         # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
         # Node's and h11's limit
         self.max_head_bytes = settings.current().max_header_bytes
+        self.read_timeout = settings.current().read_timeout
         self._in_head = False
         self._head_bytes = 0
         self._refused = False
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._wait(self._head_late)  # a connection that never sends a request is not held either
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -85,6 +108,16 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
                 self._refuse()
+            elif self._read_deadline is None:
+                # the whole head within the limit, however slowly it trickles. Armed only when
+                # a read leaves a head unfinished: most heads come in one read, and uvicorn's
+                # keep-alive timer, which covers the wait before them, is cancelled by their
+                # first byte
+                self._wait(self._head_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -99,17 +132,74 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if size > self.max_head_bytes:
             self._refuse()
             return  # the application never sees the request
+        self._stop_waiting()
         super().on_headers_complete()
+        if any(name in _BODY_HEADERS for name, _ in self.headers):
+            self._wait(self._body_late)
         if self.cycle is not None and self.cycle.scope["method"] != "HEAD":  # HEAD: no body write
             self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.cycle.transport))
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._wait(self._body_late)  # the next piece within the limit
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         if not self._refused:
+            self._stop_waiting()
             super().on_message_complete()
+            if self.cycle is not None and self.cycle.response_complete:
+                # answered before its body ended (a refusal): the body's bytes cancelled
+                # uvicorn's keep-alive timer, so the wait for a next request is bounded here
+                self._wait(self._head_late)
+
+    # --- the read timeout ----------------------------------------------------------------
+
+    def _wait(self, late: Any) -> None:
+        self._stop_waiting()
+        self._read_deadline = self.loop.call_later(self.read_timeout, late)
+
+    def _stop_waiting(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _head_late(self) -> None:
+        self._read_deadline = None
+        if self.transport.is_closing() or self._refused:
+            return
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if not self._in_head or answering:
+            # nothing of a request came; or the late head is pipelined behind a request still
+            # being answered, which an answer of ours would cut into: closed without one
+            self.transport.close()
+            return
+        self._refused = True
+        self._in_head = False
+        self.logger.warning("Request head not whole within %g s: 408.", self.read_timeout)
+        self.transport.write(_TOO_SLOW)
+        self.transport.close()
+
+    def _body_late(self) -> None:
+        self._read_deadline = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
+            return
+        if self.flow.read_paused:
+            # the server stopped reading (the application has not taken what it was sent), not
+            # the client: its time does not count
+            self._wait(self._body_late)
+            return
+        self._refused = True
+        self.logger.warning("Request body stalled for %g s: 408.", self.read_timeout)
+        answered = cycle.response_started
+        # the application, waiting for the body, is told the client has gone, and whatever it
+        # still sends is dropped
+        cycle.disconnected = True
+        cycle.message_event.set()
+        if not answered:
+            self.transport.write(_TOO_SLOW)
+        self.transport.close()
 
     def _refuse(self) -> None:
         self._refused = True

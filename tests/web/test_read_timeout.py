@@ -1,0 +1,137 @@
+"""A client that is slow to send its request cannot hold a connection for ever: the head must
+arrive whole within SERVICETRAIL_READ_TIMEOUT, each piece of the body within as long of the
+last; past that, 408 in JSON and the connection closed. Run against `servicetrail serve` on
+127.0.0.1 (the limit lives in the HTTP server), with the limit at 1 s."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.web.live_server import live_server
+from tests.web.test_header_cap import address
+
+LIMIT = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    folder = tmp_path_factory.mktemp("read-timeout")
+    url = f"sqlite:///{folder / 'store.db'}"
+    with live_server(url, folder, env={"SERVICETRAIL_READ_TIMEOUT": str(LIMIT)}) as base:
+        yield address(base)
+
+
+def answer_to(sock: socket.socket, wait: float = LIMIT + 5) -> tuple[bytes, float]:
+    """All the server sends until it closes the connection, and how long that took."""
+    started, answer = time.monotonic(), b""
+    sock.settimeout(wait)
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    return answer, time.monotonic() - started
+
+
+def assert_timed_out(answer: bytes) -> None:
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower()
+    assert b"connection: close" in head.lower()
+    refusal = json.loads(body)
+    assert (
+        refusal["error"] == "request_timeout" and "SERVICETRAIL_READ_TIMEOUT" in refusal["message"]
+    )
+
+
+def test_a_head_left_unfinished_is_408_and_closed(server):
+    with socket.create_connection(server) as sock:
+        sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answer, took = answer_to(sock)
+    assert_timed_out(answer)
+    assert LIMIT * 0.8 <= took < LIMIT + 3
+
+
+def test_a_head_trickled_in_does_not_extend_its_time(server):
+    with socket.create_connection(server) as sock:
+        sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        try:
+            for _ in range(40):  # a header byte every 0.1 s: 4 s, four times the limit
+                sock.sendall(b"X-Slow: a\r\n")
+                time.sleep(0.1)
+        except OSError:
+            pass  # closed under us: the point
+        answer, _ = answer_to(sock)
+    assert_timed_out(answer)
+    assert time.monotonic() - started < LIMIT + 3.5
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(server):
+    with socket.create_connection(server) as sock:
+        answer, took = answer_to(sock)
+    assert answer == b"" and took < LIMIT + 3
+
+
+def test_a_stalled_body_is_408_and_closed(server):
+    with socket.create_connection(server) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"username=a"
+        )
+        answer, took = answer_to(sock)
+    assert_timed_out(answer)
+    assert took < LIMIT + 3
+
+
+def test_a_slow_body_that_keeps_coming_is_served(server):
+    """Three pieces 0.6 s apart: 1.8 s in all, over the limit, but no gap is."""
+    body = b"username=someone&password=a-wrong-password&csrf_token=x&next=/"
+    pieces = [body[:20], body[20:40], body[40:]]
+    with socket.create_connection(server) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        for piece in pieces:
+            time.sleep(0.6)
+            sock.sendall(piece)
+        answer, _ = answer_to(sock)
+    status = answer.split(b" ", 2)[1]
+    assert answer.startswith(b"HTTP/1.1 ") and status != b"408", answer[:200]
+
+
+def test_a_kept_alive_connection_is_held_to_the_limit_for_its_next_head(server):
+    with socket.create_connection(server) as sock:
+        sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while b"</html>" not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /login HTTP/1.1\r\n")  # the next request, left unfinished
+        answer, took = answer_to(sock)
+    assert_timed_out(answer)
+    assert took < LIMIT + 3
+
+
+def test_others_are_served_while_many_connections_stall(server):
+    stalled = [socket.create_connection(server) for _ in range(50)]
+    try:
+        for n, sock in enumerate(stalled):
+            sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-N: %d" % n)
+        with socket.create_connection(server) as sock:
+            sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer, took = answer_to(sock)
+        assert answer.startswith(b"HTTP/1.1 200 ") and took < LIMIT
+        for sock in stalled:  # and every stalled one is let go
+            assert_timed_out(answer_to(sock)[0])
+    finally:
+        for sock in stalled:
+            sock.close()
