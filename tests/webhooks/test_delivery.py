@@ -158,6 +158,20 @@ def test_410_disables_the_webhook(engine, world) -> None:
             assert pending_count(conn) == 0
 
 
+def test_nothing_more_is_sent_to_a_receiver_after_its_410(engine, world) -> None:
+    """One attempt in flight at a time, five deliveries leased: the 410 of the first stops
+    the four queued behind it, which were already leased when it came."""
+    with Receiver(answer=lambda path, n: (410, 0.2)) as receiver:
+        hook(engine, receiver, "/gone")
+        lk_requests(engine, 1, 2, 3, 4, 5)
+        deliverer = Deliverer(engine, schedule=[0.1], per_host=1)
+        assert run(deliverer, lambda: deliverer.stats.gone >= 1)
+        run(deliverer, lambda: False, seconds=1)
+        assert len(receiver.received) == 1
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
 def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -> None:
     with (
         Receiver(answer=lambda path, n: (200, 30 if path == "/stuck" else 0)) as stuck,

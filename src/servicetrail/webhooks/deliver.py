@@ -239,6 +239,7 @@ class Deliverer:
             outcome = "delivered"
         elif status == 410:
             outcome = "gone"
+            self._forget_watch(delivery.watch_id)
         else:
             outcome = "failed"
             error = error or f"answered {status}"
@@ -252,6 +253,19 @@ class Deliverer:
         # a round of attempts ended: record them and lease more (the main loop)
         if len(self._outcomes) >= self.per_host or not (self._tasks - {asyncio.current_task()}):
             self._wake.set()
+
+    def _forget_watch(self, watch_id: int) -> None:
+        """Drop a watch's deliveries still queued here: its receiver said 410 Gone, and the
+        round's outcomes (`record_outcomes`) disable its webhook and delete its outbox. Only
+        attempts already in flight when the 410 came can still reach it."""
+        for host, queued in list(self._queued.items()):
+            kept = deque(d for d in queued if d.watch_id != watch_id)
+            for dropped in (d for d in queued if d.watch_id == watch_id):
+                self._held.discard((dropped.watch_id, dropped.event_id))
+            if kept:
+                self._queued[host] = kept
+            else:
+                del self._queued[host]
 
     async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
         try:
