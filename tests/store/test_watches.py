@@ -325,3 +325,31 @@ def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path
         engine.dispose()
     assert any("ix_webhook_outbox_watch_id_next_attempt_at" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_the_bound_holds_when_a_party_creates_watches_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight creations at the same moment with room for three: three are made, whatever the
+    interleaving of their counts and inserts (each counted the Party's watches, then added
+    one, so all eight could count two)."""
+    import threading
+
+    monkeypatch.setattr(store_watches, "MAX_WATCHES_PER_PARTY", 3)
+    start, refused = threading.Barrier(8), []
+
+    def create() -> None:
+        start.wait()
+        try:
+            add_watch(world, WIRESCO)
+        except WatchLimit:
+            refused.append(1)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with world.engine.connect() as conn:
+        assert len(list_watches(conn, WIRESCO)) == 3
+    assert len(refused) == 5

@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, literal, select, text, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
@@ -93,15 +95,28 @@ def watch_json(row: Any, secret: str | None = None) -> dict[str, Any]:
 
 def _ensure_cursor(conn: Connection) -> None:
     """The matcher starts from the newest record when the first watch is made: records
-    stored before any watch existed can match none."""
-    if (
-        conn.execute(select(watch_cursor.c.name).where(watch_cursor.c.name == CURSOR)).first()
-        is None
-    ):
-        top = conn.execute(newest_record_id()).scalar_one()
+    stored before any watch existed can match none.
+
+    One statement that adds the cursor unless it is there: the first watches of two Parties
+    made at once no longer both found it missing and one failed on the other's row. It
+    writes, so on SQLite it also takes the store's write lock before `create_watch` counts."""
+    values = select(
+        literal(CURSOR), newest_record_id().scalar_subquery(), newest_record_id().scalar_subquery()
+    ).where(true())  # SQLite's rule for an upsert from a SELECT: it needs a WHERE
+    add = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
+        watch_cursor
+    ).from_select(["name", "record_id", "seen_id"], values)
+    conn.execute(add.on_conflict_do_nothing(index_elements=["name"]))
+
+
+def _lock_party_watches(conn: Connection, party_id: str) -> None:
+    """Held to the end of the transaction, so that a Party's creations are counted one after
+    the other: eight at once with room for three made six. On SQLite the write lock that
+    `_ensure_cursor` took already does it."""
+    if conn.dialect.name == "postgresql":
         conn.execute(
-            insert(watch_cursor),
-            {"name": CURSOR, "record_id": top, "seen_id": top, "gap_since": None},
+            text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.watches'), hashtext(:p))"),
+            {"p": party_id},
         )
 
 
@@ -110,6 +125,8 @@ def create_watch(
 ) -> dict[str, Any]:
     """Store a watch for the Party (in the caller's transaction); only records stored after
     it can match it."""
+    _ensure_cursor(conn)
+    _lock_party_watches(conn, party_id)
     held = conn.execute(
         select(func.count()).select_from(watch).where(watch.c.party_id == party_id)
     ).scalar_one()
@@ -117,7 +134,6 @@ def create_watch(
         raise WatchLimit(
             f"a Party may keep at most {MAX_WATCHES_PER_PARTY} watches; delete one first"
         )
-    _ensure_cursor(conn)
     shown = spec.as_json()
     values = {
         "party_id": party_id,
