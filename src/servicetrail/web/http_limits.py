@@ -43,6 +43,11 @@ def _closing_answer(status: bytes, message: bytes) -> bytes:
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")  # names as uvicorn keeps them: lower
 _TOO_LARGE = _closing_answer(b"431 Request Header Fields Too Large", _MESSAGE)
+_UNREADABLE = _closing_answer(
+    b"400 Bad Request",
+    b'{"error":"bad_request","message":"the request is not well-formed HTTP/1.1 (its request '
+    b'line, a header or its framing)"}',
+)
 _TOO_SLOW = _closing_answer(
     b"408 Request Timeout",
     b'{"error":"request_timeout","message":"the request did not arrive in time: its head must '
@@ -200,6 +205,16 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if not answered:
             self.transport.write(_TOO_SLOW)
         self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser cannot read (bytes a request line may not hold, a bad
+        Content-Length, ...): 400 in JSON with a message like every other refusal, where
+        uvicorn answers plain text."""
+        self._stop_waiting()
+        self._refused = True
+        if not self.transport.is_closing():
+            self.transport.write(_UNREADABLE)
+            self.transport.close()
 
     def _refuse(self) -> None:
         self._refused = True

@@ -1,7 +1,8 @@
 """A client that is slow to send its request cannot hold a connection for ever: the head must
 arrive whole within SERVICETRAIL_READ_TIMEOUT, each piece of the body within as long of the
-last; past that, 408 in JSON and the connection closed. Run against `servicetrail serve` on
-127.0.0.1 (the limit lives in the HTTP server), with the limit at 1 s."""
+last; past that, 408 in JSON and the connection closed. A request the HTTP parser cannot
+read is a 400 in JSON too. Run against `servicetrail serve` on 127.0.0.1 (both live in the
+HTTP server), with the limit at 1 s."""
 
 from __future__ import annotations
 
@@ -135,3 +136,21 @@ def test_others_are_served_while_many_connections_stall(server):
     finally:
         for sock in stalled:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /lo\x01gin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # a control byte in the target
+        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+        b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
+    ],
+)
+def test_a_request_the_parser_cannot_read_is_a_400_in_json(server, request_head):
+    with socket.create_connection(server) as sock:
+        sock.sendall(request_head)
+        answer, _ = answer_to(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"] == "bad_request"
