@@ -10,6 +10,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from servicetrail.domain.access_log import MAX_FILTER_VALUE, MAX_FILTERS
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account
@@ -72,6 +73,23 @@ def test_each_screen_page_that_shows_records_writes_one_entry(engine, world):
             "np.analyst",
         )
     assert logged(engine)[0].filters == {"device_id": P.ESME_1}
+
+
+def test_a_search_pages_hostile_filters_are_stored_bounded(engine, world):
+    """The screen keeps a query string's parameters as asked, unknown ones too: at most
+    MAX_FILTERS of them, each cut to MAX_FILTER_VALUE characters, NFC, no NUL."""
+    odd = "\u202e\U0001f4a3e\u0301" + "\ud800".encode("utf-8", "surrogatepass").decode(
+        "utf-8", "replace"
+    )
+    params = {f"p{n:02d}": odd for n in range(MAX_FILTERS + 10)}
+    params["p00"] = odd * 300  # longer than a value may be
+    params["device_id"] = P.ESME_1
+    assert signed_in(engine, "np.analyst").get("/", params=params).status_code == 200
+    filters = logged(engine)[0].filters
+    assert len(filters) == MAX_FILTERS
+    assert all(len(v) <= MAX_FILTER_VALUE and "\x00" not in v for v in filters.values())
+    assert filters["p01"] == "\u202e\U0001f4a3\u00e9" + "\ufffd" * 3
+    assert len(filters["p00"]) == MAX_FILTER_VALUE
 
 
 def test_the_report_download_writes_its_entry_with_its_row_count(engine, world):

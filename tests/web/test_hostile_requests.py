@@ -77,3 +77,33 @@ def test_a_watch_body_declared_too_large_is_refused_before_it_comes(client, bear
         },
     )
     assert answer.status_code == 422 and answer.json()["parameter"] == "body"
+
+
+@pytest.mark.parametrize(
+    "path, misspelt",
+    [
+        ("/api/v1/records?devce_id=00-DB-12-34-56-78-90-A4", "devce_id"),
+        ("/api/v1/records?device_id=00-DB-12-34-56-78-90-A4&limt=5", "limt"),
+        ("/api/v1/records/1/triggers?windw=60", "windw"),
+        ("/api/v1/watches?x" + "y" * 100, "x" + "y" * 63 + "..."),
+    ],
+)
+def test_a_parameter_the_request_does_not_take_is_a_422_naming_it(client, bearer, path, misspelt):
+    """A misspelt filter used to be ignored, so a search for one Device answered every record
+    the Party may see."""
+    answer = client.get(path, headers=bearer(P.NORTHPOWER))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["parameter"] == misspelt
+    assert "not a parameter of this request" in answer.json()["message"]
+    assert client.get(path).status_code == 401  # no token: still a 401 first
+
+
+def test_every_parameter_the_spec_names_is_taken(client, bearer, auditor):
+    northpower = bearer(P.NORTHPOWER)
+    for path in (
+        "/api/v1/records?device_id=&request_id=&srv=&kind=&from=&to=&scope=all&limit=5&cursor=",
+        "/api/v1/reports/own.csv?from=2025-01-01T00:00:00Z&to=2025-02-01T00:00:00Z",
+        "/api/v1/access-log?from=2025-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&limit=5&cursor=",
+    ):
+        assert client.get(path, headers=northpower).status_code == 200, path
+    assert client.get("/api/v1/access-log?party_id=NORTHPOWER", headers=auditor).status_code == 200

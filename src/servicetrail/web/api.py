@@ -38,6 +38,7 @@ from .params import (
     TimeTo,
     build_search,
     cursor_of,
+    refuse_unknown_parameters,
     record_id_or_404,
 )
 from .schemas import Error, Item, Page, Triggers, Why
@@ -125,6 +126,7 @@ def api_account(request: Request) -> TokenHolder:
         if cache is not None:
             cache.put(digest, holder)
     request.state.actor = holder.username
+    refuse_unknown_parameters(request)
     return holder
 
 

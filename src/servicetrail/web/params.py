@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
 from pydantic import BeforeValidator
+from starlette.requests import Request
 
 from ..domain import search
 from ..domain.ids import InvalidValue
@@ -14,6 +15,34 @@ from ..domain.model import Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, InvalidField, Search
 from ..domain.visibility import Scope
 from .errors import ParameterError
+
+
+_ROUTE_PARAMETERS: dict[int, frozenset[str]] = {}  # id(route) -> the query names it takes
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {parameter.alias for parameter in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """A query parameter the API route does not take is a 422 naming it. Ignored, a misspelt
+    filter (`devce_id=...`) answered every record the Party may see, as if they were the
+    Device's. Asked after the token is checked: without one the answer stays 401."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.scope.get("query_string"):
+        return  # the hot path (web.hot_path) is only taken with parameters the route takes
+    known = _ROUTE_PARAMETERS.get(id(route))
+    if known is None:
+        known = _ROUTE_PARAMETERS[id(route)] = _query_names(dependant)
+    for name in request.query_params:
+        if name not in known:
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            takes = ", ".join(sorted(known)) if known else "none"
+            raise ParameterError(shown, f"not a parameter of this request (it takes: {takes})")
 
 
 def build_search(*values: str | None, **named: str | None) -> Search:
