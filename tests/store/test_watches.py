@@ -353,3 +353,27 @@ def test_the_bound_holds_when_a_party_creates_watches_at_once(
     with world.engine.connect() as conn:
         assert len(list_watches(conn, WIRESCO)) == 3
     assert len(refused) == 5
+
+
+def test_of_two_deletions_of_one_watch_at_once_one_says_it_deleted(world: World) -> None:
+    """The second finds the watch, still there to it, while the first's deletion is not yet
+    committed: it then deletes nothing, and says so (the API's 404)."""
+    import threading
+    import time
+
+    made = add_watch(world, WIRESCO)
+    deleted, said = threading.Event(), []
+
+    def first() -> None:
+        with world.engine.begin() as conn:
+            said.append(delete_watch(conn, WIRESCO, made["id"]))
+            deleted.set()
+            time.sleep(0.5)  # the second starts meanwhile
+
+    running = threading.Thread(target=first)
+    running.start()
+    assert deleted.wait(10)
+    with world.engine.begin() as conn:
+        second = delete_watch(conn, WIRESCO, made["id"])
+    running.join()
+    assert (said, second) == ([True], False)

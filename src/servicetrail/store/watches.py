@@ -179,8 +179,9 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     # explicit, child first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
     conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == watch_id))
     conn.execute(delete(watch_event).where(watch_event.c.watch_id == watch_id))
-    conn.execute(delete(watch).where(watch.c.id == watch_id))
-    return True
+    # the count, not the check above: of several deletions at once, only the one that removed
+    # the watch says so (the others answer 404, as for any watch that is not there)
+    return conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
 
 
 def event_json(row: Any) -> dict[str, Any]:
