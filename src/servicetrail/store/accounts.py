@@ -12,9 +12,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ..domain.visibility import Viewer
 from ..security import hash_password, new_token, token_digest, verify_password
@@ -42,17 +44,24 @@ def create_account(conn: Connection, username: str, party_id: str | None, passwo
         raise AccountError(
             f"unknown party {party_id!r}: load its users first ('servicetrail load users')"
         )
+    exists = AccountError(f"account {username!r} already exists")
     if conn.execute(select(account.c.username).where(account.c.username == username)).first():
-        raise AccountError(f"account {username!r} already exists")
-    conn.execute(
-        insert(account),
-        {
-            "username": username,
-            "party_id": party_id,
-            "password_hash": hash_password(password),
-            "created_at": datetime.now(timezone.utc),
-        },
-    )
+        raise exists
+    # another `accounts create` of the same name may commit between the check and this insert;
+    # a savepoint keeps the caller's transaction usable after the key says so
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(account),
+                {
+                    "username": username,
+                    "party_id": party_id,
+                    "password_hash": hash_password(password),
+                    "created_at": datetime.now(timezone.utc),
+                },
+            )
+    except IntegrityError:
+        raise exists from None
 
 
 def _require_account(conn: Connection, username: str) -> None:
@@ -234,12 +243,24 @@ def check_login(conn: Connection, username: str, password: str) -> str | None:
     """The Party of a correct username and password of an enabled account ("" for an
     auditor, of no Party), else None (same cost either way: a disabled account's password is
     verified too, and not told apart)."""
+    row = _verified(conn, username, password)
+    if row is None:
+        return None
+    return row.party_id if row.party_id is not None else ""
+
+
+def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
+    """check_login's test, answering the stored hash that the password matched: a session is
+    then made only while the account still has it (store.sessions.create_session)."""
+    row = _verified(conn, username, password)
+    return None if row is None else str(row.password_hash)
+
+
+def _verified(conn: Connection, username: str, password: str) -> Any:
     row = conn.execute(
         select(account.c.party_id, account.c.password_hash, account.c.disabled_at).where(
             account.c.username == username
         )
     ).first()
     ok = verify_password(row.password_hash if row else None, password)
-    if not (ok and row and row.disabled_at is None):
-        return None
-    return row.party_id if row.party_id is not None else ""
+    return row if ok and row and row.disabled_at is None else None

@@ -45,6 +45,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+# HIDDEN: a statement's parameters are never put in an error's text, which may reach a log or
+# a terminal: they include password hashes, token digests and payloads. (An `accounts create`
+# racing another printed the new password's hash in its traceback.)
+
+
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
     resolved = make_url(database_url(url))
     if resolved.drivername.startswith("sqlite"):
@@ -52,12 +57,15 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             folder = Path(resolved.database).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
-        engine = create_engine(resolved, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            resolved, connect_args={"check_same_thread": False}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     size = pool_size or settings.current().pool_size
     engine = create_engine(
         resolved,
+        hide_parameters=True,  # see HIDDEN
         pool_size=size,
         max_overflow=size,
         # LIFO: the same few warm connections serve a light load (their prepared statements

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from .engine import reading
@@ -69,22 +69,45 @@ class WebSession:
         )
 
 
-def create_session(conn: Connection, username: str, now: datetime | None = None) -> str:
-    """A new session for a signed-in account; returns the session id for the cookie (never
-    stored)."""
+def create_session(
+    conn: Connection, username: str, password_hash: str, now: datetime | None = None
+) -> str | None:
+    """A new session for an account just signed in with the password whose hash is
+    `password_hash`; returns the session id for the cookie (never stored), or None when the
+    account no longer has that password or was disabled since it was checked.
+
+    The check and the insert are one statement, which on PostgreSQL locks the account's row:
+    `accounts passwd` and `accounts disable` change that row and then end its sessions, so a
+    session is either made before them (and ended by them) or refused. Made in a separate
+    step, a sign-in racing them kept a session under the old password."""
     now = now or now_utc()
     session_id = secrets.token_urlsafe(32)
-    conn.execute(
-        insert(web_session),
-        {
-            "id_hash": session_digest(session_id),
-            "username": username,
-            "csrf_token": secrets.token_urlsafe(32),
-            "created_at": now,
-            "last_seen_at": now,
-        },
+    still = (
+        select(literal(1))
+        .select_from(account)
+        .where(
+            account.c.username == username,
+            account.c.password_hash == password_hash,
+            account.c.disabled_at.is_(None),
+        )
+        .with_for_update(read=True)  # FOR SHARE on PostgreSQL; SQLite has one writer
     )
-    return session_id
+    made = conn.execute(
+        insert(web_session)
+        .from_select(
+            ["id_hash", "username", "csrf_token", "created_at", "last_seen_at"],
+            select(
+                literal(session_digest(session_id)),
+                literal(username),
+                literal(secrets.token_urlsafe(32)),
+                literal(now, type_=web_session.c.created_at.type),
+                literal(now, type_=web_session.c.last_seen_at.type),
+            ).where(exists(still)),
+        )
+        .returning(web_session.c.username)  # whether it was made (an INSERT's rowcount is not
+        # reported through SQLAlchemy on every driver)
+    ).first()
+    return session_id if made is not None else None
 
 
 def _expired(created_at: datetime, last_seen_at: datetime, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
-from ..store.accounts import check_login
+from ..store.accounts import verified_password_hash
 from ..store.engine import reading
 from .presenters import safe_next
 from .rendering import render
@@ -106,12 +106,22 @@ def login(
     if claim.refused_until is not None:
         return _paused(request, claim.refused_until, username, next_path)
     with reading(engine) as conn:
-        party_id = (
-            check_login(conn, username, password)
+        password_hash = (
+            verified_password_hash(conn, username, password)
             if username and password and len(password) <= MAX_PASSWORD_LENGTH
             else None
         )
-    if party_id is None:  # the claim stays, as a failure
+    session_id = device_token = None
+    if password_hash is not None:
+        with engine.begin() as conn:
+            # None: the password was changed or the account disabled since it was checked
+            session_id = sessions.create_session(conn, username, password_hash)
+            if session_id is not None:
+                sessions.forgive(conn, claim)
+                sessions.delete_session(conn, request.cookies.get(SESSION_COOKIE))  # no reuse
+                trusted = claim.trusted_device
+                device_token = None if trusted else sessions.remember_device(conn, username)
+    if session_id is None:  # the claim stays, as a failure
         return login_page(
             request,
             status=401,
@@ -119,11 +129,6 @@ def login(
             next_path=next_path,
             error="Wrong username or password.",
         )
-    with engine.begin() as conn:
-        sessions.forgive(conn, claim)
-        device_token = None if claim.trusted_device else sessions.remember_device(conn, username)
-        sessions.delete_session(conn, request.cookies.get(SESSION_COOKIE))  # never reuse a prior id
-        session_id = sessions.create_session(conn, username)
     return _signed_in(request, next_path, session_id, device_token)
 
 
