@@ -1,8 +1,9 @@
-"""Two loaders whose batches cross into a month the store has no partitions for yet, at the
-same moment, on PostgreSQL. Each batch's transaction already holds locks on the partitioned
-tables from its earlier rows; the first to create the month's partitions waits for the
-other's locks, the other waits for the partitions' lock: PostgreSQL breaks the deadlock by
-failing one. That batch must be replayed, not lost with an error."""
+"""Loaders whose batches cross into a month the store has no partitions for yet, on
+PostgreSQL. Each batch's transaction already holds locks on the partitioned tables from its
+earlier rows. A month's partitions are made in a transaction of their own, attached under a
+lock that neither those nor any reader's conflict with (store.partitions.ensure_months):
+before, two loaders deadlocked, a batch rolled back after making a month left it remembered
+but gone, and every reader waited for the batch that made a month to commit."""
 
 from __future__ import annotations
 
@@ -63,8 +64,7 @@ def test_batches_crossing_into_a_new_month_at_once_are_both_stored(pg_url) -> No
         except BaseException as e:  # the test reports it below
             failures.append(e)
 
-    with engine.begin() as conn:  # the known month's partitions, so only the new one races
-        ensure_months(conn, [KNOWN_MONTH])
+    ensure_months(engine, [KNOWN_MONTH])  # the known month's partitions: only the new one races
     threads = [threading.Thread(target=loader, args=(n,)) for n in (1, 2)]
     for thread in threads:
         thread.start()
@@ -75,4 +75,31 @@ def test_batches_crossing_into_a_new_month_at_once_are_both_stored(pg_url) -> No
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM sat_record")).scalar()
     assert stored == 80
+    engine.dispose()
+
+
+def test_a_month_made_by_a_batch_that_rolls_back_stays_made(pg_url) -> None:
+    engine = open_store(pg_url)
+    with engine.connect() as conn:
+        batch = _Batch(conn)
+        batch.add(rows(1, NEW_MONTH, 5))
+        batch.abandon()  # a deadlock's victim, a lost race
+        again = _Batch(conn)
+        again.add(rows(1, NEW_MONTH, 5))
+        summary = Summary()
+        again.commit(summary)
+    assert summary.loaded == 5
+    engine.dispose()
+
+
+def test_readers_do_not_wait_for_a_batch_that_made_a_new_month(pg_url) -> None:
+    engine = open_store(pg_url)
+    ensure_months(engine, [KNOWN_MONTH])
+    with engine.connect() as conn:
+        batch = _Batch(conn)
+        batch.add(rows(1, NEW_MONTH, 5))  # its transaction stays open
+        with engine.connect() as reader:
+            reader.execute(text("SET lock_timeout = '2s'"))  # a wait fails the read
+            assert reader.execute(text("SELECT count(*) FROM sat_record")).scalar() == 0
+        batch.abandon()
     engine.dispose()

@@ -65,7 +65,7 @@ def test_loaders_at_once_make_one_gap_free_log_a_month_that_verifies(db_url, eng
         from servicetrail.store.partitions import ensure_months
 
         with engine.begin() as conn:
-            ensure_months(conn, [START + STEP * n for n in range(0, 4 * PER_FILE, 100)])
+            ensure_months(engine, [START + STEP * n for n in range(0, 4 * PER_FILE, 100)])
     env = dict(os.environ, SERVICETRAIL_BATCH="100", SERVICETRAIL_WORKER_MIN_BYTES="0")
     loaders = [
         subprocess.Popen(
@@ -113,7 +113,7 @@ def test_a_writer_waits_for_the_uncommitted_leaves_of_another_and_appends_after_
 
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # made beforehand: a month's DDL would hold both off
-            ensure_months(conn, [record.logged_at for record in records(8)])
+            ensure_months(engine, [record.logged_at for record in records(8)])
     first = engine.connect()
     transaction = first.begin()
     append_records(first, records(5))  # its leaves are written; it has not committed

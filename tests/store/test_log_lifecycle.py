@@ -29,7 +29,7 @@ def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
         command.upgrade(migrate._config(engine), "0008")
         with engine.begin() as conn:
             if not sqlite:
-                ensure_months(conn, [parse_time("2025-03-01T10:00:00Z")])
+                ensure_months(engine, [parse_time("2025-03-01T10:00:00Z")])
             for i in range(1, 4):
                 at = f"2025-03-01T0{i}:00:00.000000Z" if sqlite else f"2025-03-01 0{i}:00:00+00"
                 conn.execute(

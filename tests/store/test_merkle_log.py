@@ -139,7 +139,7 @@ def test_leaves_follow_the_order_records_were_stored_in_when_older_ones_wait_in_
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            ensure_months(conn, [r.logged_at for r in records(20)])
+            ensure_months(engine, [r.logged_at for r in records(20)])
         for i, record in enumerate(records(20)):
             conn.execute(
                 sat_record.insert().values(

@@ -165,7 +165,7 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
         command.upgrade(migrate._config(engine), "0003")
         with engine.begin() as conn:
             if not sqlite:
-                ensure_months(conn, [at])
+                ensure_months(engine, [at])
             for i in (1, 2):
                 conn.execute(
                     text(
@@ -235,7 +235,7 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
             if not sqlite:
                 from servicetrail.domain.times import parse_time
 
-                ensure_months(conn, [parse_time("2025-03-01T10:00:00Z")])
+                ensure_months(engine, [parse_time("2025-03-01T10:00:00Z")])
             conn.execute(
                 text(
                     "INSERT INTO party VALUES ('SUP', 'Supplier'), ('DNO', 'Network'), ('OTH', "

@@ -458,7 +458,7 @@ def _reject_conflicts(
                 rejects.add(origin, 1, reason, f.read(), whole=True)
 
 
-DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE = "40P01", "55P03"  # PostgreSQL's SQLSTATEs
 
 
 class _Batch:
@@ -547,18 +547,17 @@ class _Batch:
 
     def _retryable(self, e: Exception) -> bool:
         """Another loader won the race for the same keys or ids, held SQLite's write lock, or
-        (PostgreSQL) made the same new month's partitions at the same moment: each batch held
-        locks on the partitioned tables from its earlier rows, so PostgreSQL broke the
-        deadlock by failing this one, and its replay finds the month made
-        (tests/ingest/test_new_month_race.py). The writer talks to the driver directly, so
-        its errors come unwrapped by SQLAlchemy."""
+        (PostgreSQL) met this one in a deadlock, which PostgreSQL broke by failing this one;
+        or a new month's partitions could not be attached in time (`ensure_months`' lock
+        timeout). The replay starts a new transaction. The writer talks to the driver
+        directly, so its errors come unwrapped by SQLAlchemy."""
         dbapi = self.conn.dialect.dbapi
         assert dbapi is not None  # a connected dialect has its driver
         if isinstance(e, (IntegrityError, dbapi.IntegrityError)):
             return True
         if isinstance(e, (OperationalError, dbapi.OperationalError)):
             cause = getattr(e, "orig", None) or e
-            if getattr(cause, "sqlstate", None) == DEADLOCK_DETECTED:
+            if getattr(cause, "sqlstate", None) in (DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE):
                 return True
             return self.conn.dialect.name == "sqlite" and "database is locked" in str(cause)
         return False

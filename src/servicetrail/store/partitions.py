@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .log_records import FAMILY as RECORD_FAMILY
 from .merkle_log import retire_month
@@ -44,35 +44,63 @@ def existing_months(conn: Connection) -> set[tuple[int, int]]:
     return {(int(m.group(2)), int(m.group(3))) for m in map(_NAME.match, rows) if m}
 
 
-def ensure_months(conn: Connection, times: Iterable[datetime]) -> None:
+def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
     """Make sure every month these times fall in has its partitions (and the next few months,
-    so live traffic never waits for DDL). A no-op when all are known to exist."""
-    key = str(conn.engine.url)
+    so live traffic never waits for DDL). A no-op when all are known to exist.
+
+    Called by a loader before its batch reads the trail, on a connection of its own, in a
+    short transaction that commits at once:
+    - each partition is made as a table of its own and then attached, which locks the
+      partitioned table only against other DDL (SHARE UPDATE EXCLUSIVE), where `CREATE TABLE
+      ... PARTITION OF` locked it against everything: two loaders then deadlocked (each
+      batch's reads held what the other's DDL waited for), and every reader waited for the
+      batch that made a month to commit;
+    - a month is remembered as made only once it is committed (a batch that rolled back
+      left it remembered, and its replay failed on a month that was not there)."""
+    key = str(engine.url)
     known = _known.setdefault(key, set())
     wanted = {(t.year, t.month) for t in times}
     if wanted <= known:
         return
     now = datetime.now(timezone.utc)
     wanted |= {_add_months(now.year, now.month, i) for i in range(AHEAD_MONTHS + 1)}
-    # one creator at a time: two loaders racing to create the same month would fail
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
-    known |= existing_months(conn)
-    # a store at an older schema (a migration's test, or one mid-upgrade) lacks the newer tables
-    tables = [
-        t
-        for t in PARTITIONED
-        if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
-    ]
-    for year, month in sorted(wanted - known):
-        for table in tables:
-            conn.execute(
-                text(
-                    f"CREATE TABLE IF NOT EXISTS {table}_p{year:04d}_{month:02d} PARTITION OF "
-                    f"{table} FOR VALUES FROM ({_month_start(year, month)}) TO "
-                    f"({_month_start(*_next(year, month))})"
-                )
-            )
-        known.add((year, month))
+    with engine.begin() as conn:
+        # past this, a DDL lock that cannot be had (a retention run's, say) fails the batch,
+        # which its loader replays, rather than leaving it waiting
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+        # one creator at a time: two loaders racing to create the same month would fail
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
+        made = existing_months(conn)
+        # a store at an older schema (a migration's test, or one mid-upgrade) lacks the newer
+        # tables
+        tables = [
+            t
+            for t in PARTITIONED
+            if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
+        ]
+        for year, month in sorted(wanted - made):
+            for table in tables:
+                _attach_month(conn, table, year, month)
+        made |= wanted
+    known |= made
+
+
+def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
+    """The month's table with the partitioned table's columns, defaults and constraints; its
+    indexes and row triggers come with the ATTACH, named as PARTITION OF names them."""
+    name = f"{table}_p{year:04d}_{month:02d}"
+    conn.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {name} "
+            f"(LIKE {table} INCLUDING ALL EXCLUDING INDEXES EXCLUDING IDENTITY)"
+        )
+    )
+    conn.execute(
+        text(
+            f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM "
+            f"({_month_start(year, month)}) TO ({_month_start(*_next(year, month))})"
+        )
+    )
 
 
 def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -> list[str]:

@@ -295,6 +295,10 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
         return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
+    if postgres:  # before the batch reads the trail (see ensure_months)
+        ensure_months(
+            conn.engine, [_pg_time(day * _DAY_US) for day in {r[0] // _DAY_US for r in rows}]
+        )
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
     held: dict[tuple[Any, ...], tuple[bytes | None, int | None]] = {}
     copies: dict[
@@ -383,7 +387,6 @@ def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any,
 def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> list[int]:
     head, tail = _STORED_FIELDS
     if postgres:
-        ensure_months(conn, [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in new}])
         with driver.cursor() as cursor:
             cursor.execute(
                 "SELECT nextval('sat_record_id_seq') FROM generate_series(1, %s)", (len(new),)
