@@ -100,6 +100,31 @@ def test_an_empty_store_is_built_at_the_current_schema_without_asking(empty_db_u
         engine.dispose()
 
 
+def test_commands_started_at_once_on_a_new_store_all_find_it_built(empty_db_url: str) -> None:
+    """Six processes open a store that holds no schema at the same moment: one builds it,
+    the others wait and find it built (on SQLite, each began building it and all but one
+    failed with 'table party already exists')."""
+    import subprocess
+    import sys
+
+    opening = (
+        "import sys\nfrom servicetrail.store.engine import open_store\n"
+        "print(open_store(sys.argv[1]).dialect.name)"
+    )
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", opening, empty_db_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    outcomes = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in openers]
+    assert [code for code, _ in outcomes] == [0] * 6, outcomes
+    assert current_revision(make_engine(empty_db_url)) == SCHEMA_HEAD
+
+
 def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) -> None:
     previous = older_store(empty_db_url)
     with pytest.raises(StoreError, match=f"revision {previous}.*'servicetrail db upgrade'"):

@@ -162,10 +162,14 @@ def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        try:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except Exception:
-            return None
+        return revision_on(conn)
+
+
+def revision_on(conn: Connection) -> str | None:
+    """The store's schema revision, None when it holds none."""
+    if not conn.dialect.has_table(conn, "alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
@@ -178,7 +182,7 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     revision = current_revision(engine)
     if revision == SCHEMA_HEAD:
         return engine
-    from .migrate import is_known, upgrade_to_head
+    from .migrate import build_new_store, is_known, upgrade_to_head
 
     if revision is not None and not is_known(revision):
         engine.dispose()
@@ -192,5 +196,8 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             f"the store's schema is at revision {revision}, older than this servicetrail's "
             f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first"
         )
-    upgrade_to_head(engine)
+    if revision is None:
+        build_new_store(engine, revision_on)
+    else:
+        upgrade_to_head(engine)
     return engine

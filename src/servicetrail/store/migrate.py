@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
 
 from .partitions import is_partition
 from .schema import metadata_for
@@ -41,6 +43,25 @@ def is_known(revision: str) -> bool:
 
 def upgrade_to_head(engine: Engine) -> None:
     command.upgrade(_config(engine), "head")
+
+
+def build_new_store(engine: Engine, current: Callable[[Connection], str | None]) -> None:
+    """Build a store that holds no schema yet at the head revision, in one transaction that
+    first takes a lock and looks again: several commands started at once on a new store each
+    began building it, and all but one failed (SQLite: 'table party already exists';
+    PostgreSQL: a duplicate key in pg_type). Now the others wait, then find it built.
+    SQLite's lock is its write lock, held from the start: outside a transaction its DDL
+    commits statement by statement."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for a builder (the busy timeout)
+        else:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.schema'))"))
+        if current(conn) is None:
+            cfg = _config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        conn.commit()
 
 
 def schema_differences(engine: Engine) -> list[str]:

@@ -1,14 +1,23 @@
-"""Alembic environment: the engine comes from servicetrail, never from an ini file."""
+"""Alembic environment: the engine comes from servicetrail, never from an ini file (or a
+connection already in its transaction: store.migrate.build_new_store)."""
 
 from alembic import context
 
 from servicetrail.store.schema import metadata_for
 
-engine = context.config.attributes["engine"]
-with engine.begin() as connection:
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=metadata_for(connection.dialect.name),
         render_as_batch=connection.dialect.name == "sqlite",
     )
     context.run_migrations()
+
+
+given = context.config.attributes.get("connection")
+if given is not None:
+    _run(given)
+else:
+    with context.config.attributes["engine"].begin() as connection:
+        _run(connection)
