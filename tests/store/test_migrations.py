@@ -312,3 +312,29 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
         )
     finally:
         engine.dispose()
+
+
+def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
+    empty_db_url: str,
+) -> None:
+    from servicetrail.store.accounts import create_account, create_token, list_tokens, revoke_tokens
+
+    engine = make_engine(empty_db_url)
+    try:
+        command.upgrade(migrate._config(engine), "0012")
+        load_personas(engine)
+        with engine.begin() as conn:
+            create_account(conn, "np.analyst", "NORTHPOWER", "correct horse battery staple")
+            kept = create_token(conn, "np.analyst")
+            create_token(conn, "np.analyst")
+            before = [t.id for t in list_tokens(conn)]
+        command.upgrade(migrate._config(engine), "0013")
+        assert schema_differences(engine) == []
+        with engine.begin() as conn:
+            revoke_tokens(conn, [before[-1]])  # the newest
+            create_token(conn, "np.analyst")
+            after = [t.id for t in list_tokens(conn)]
+            assert revoke_tokens(conn, tokens=[kept])  # a token made before 0013 still holds
+    finally:
+        engine.dispose()
+    assert after[0] == before[0] and after[-1] > before[-1]  # not the revoked one's id

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0012"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0013"  # a test checks this against Alembic's head
 
 # Fixed width, so SQLite's text comparison orders times correctly.
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -266,6 +266,7 @@ api_token = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("username", String(64), ForeignKey("account.username"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,  # 0013: a revoked token's id is never given to a new one
 )
 
 # --- 0002: the web screen's server-side sessions and login throttling ---------------------
