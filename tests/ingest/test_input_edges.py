@@ -172,16 +172,18 @@ def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
         "90-B3-D5-1F-30-02-00-03,EXTRA,Extra,IS,surplus",  # 3 a field no column names
         '90-B3-D5-1F-30-02-00-04,QUOTE,"bad "quote" here",IS',  # 4 a quote out of place
         "90-B3-D5-1F-30-02-00-05,NONAME,,IS",  # 5 party_name given empty
+        "90-B3-D5-1F-30-02-00-06,ESCAPE,Bad\x1b[2JName,IS",  # 6 a terminal's escape in a name
     ]
     path = write(tmp_path / "users.csv", USERS_HEADER + "".join(line + "\n" for line in lines))
     result = cli("load", "users", path)
     assert result.exit_code == 1
-    assert result.stdout == "loaded 1, rejected 3, skipped 0 duplicates\n"
+    assert result.stdout == "loaded 1, rejected 4, skipped 0 duplicates\n"
     rejects = {r["line"]: r for r in rejects_of(tmp_path / "users.rejects.jsonl")}
-    assert sorted(rejects) == [3, 4, 5]
+    assert sorted(rejects) == [3, 4, 5, 6]
     assert "5 fields; the header names 4" in rejects[3]["reason"]
     assert "not a CSV record" in rejects[4]["reason"]
     assert "party_name is empty" in rejects[5]["reason"]
+    assert "no control ones" in rejects[6]["reason"]
     assert [r["raw"] for _, r in sorted(rejects.items())] == lines[1:]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT party_id FROM party")).scalars().all() == ["NORTH"]

@@ -178,6 +178,9 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_stores_only_its_hash(
     home = client.get("/")
     assert home.status_code == 200
     assert "North Power plc" in home.text and "Sign out" in home.text
+    # a name from the registry is isolated, so right-to-left text (or a U+202E in it) cannot
+    # reorder what is shown around it
+    assert "<bdi>North Power plc</bdi>" in home.text
 
 
 def test_cookie_is_secure_over_https(app) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,9 +62,17 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
     )
     # a file without the column names each Party by its ID; one with it must give the name
     name = _field(row, "party_name") if "party_name" in row else user.party_id
-    if len(name) > 200 or "\x00" in name:
-        raise InvalidValue("party_name must be at most 200 characters of text")
+    if len(name) > 200 or any(c not in _SPACING and unicodedata.category(c) == "Cc" for c in name):
+        # a quoted name may break its line (issue 12); other control characters (a NUL, ESC,
+        # BEL) are no part of a name, and ESC would reach a terminal
+        raise InvalidValue(
+            "party_name must be at most 200 characters of text, no control ones but tab "
+            "and line breaks"
+        )
     return user, name
+
+
+_SPACING = "\t\n\r"
 
 
 def parse_device(row: Mapping[str, str]) -> Device:
