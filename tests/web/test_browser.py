@@ -666,7 +666,7 @@ def test_sign_in_pauses_after_repeated_failures(server: str, page) -> None:
         with page.expect_navigation() as answer:
             page.get_by_role("button", name="Sign in").click()
     assert answer.value.status == 429
-    assert "Too many failed sign-in attempts" in page.get_by_role("alert").inner_text()
+    assert "Too many sign-in attempts" in page.get_by_role("alert").inner_text()
     shot(page, "12-login-throttled")
 
 

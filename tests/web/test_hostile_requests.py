@@ -107,3 +107,24 @@ def test_every_parameter_the_spec_names_is_taken(client, bearer, auditor):
     ):
         assert client.get(path, headers=northpower).status_code == 200, path
     assert client.get("/api/v1/access-log?party_id=NORTHPOWER", headers=auditor).status_code == 200
+
+
+def test_head_is_answered_wherever_get_is_with_the_gets_head_and_no_body(client, bearer):
+    for path, headers in (
+        ("/login", {}),
+        ("/api/v1/records?device_id=00-DB-12-34-56-78-90-A4", bearer(P.NORTHPOWER)),
+        ("/api/v1/watches", bearer(P.NORTHPOWER)),
+    ):
+        got, head = client.get(path, headers=headers), client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert int(head.headers["content-length"]) == len(got.content) > 0
+    assert client.head("/api/v1/watches").status_code == 401  # the same checks as a GET
+
+
+def test_a_405_names_every_method_the_address_takes(client, bearer):
+    api = client.patch("/api/v1/watches", headers=bearer(P.NORTHPOWER))
+    assert api.status_code == 405 and api.headers["allow"] == "GET, HEAD, POST"
+    page = client.put("/login")
+    assert page.status_code == 405 and page.headers["allow"] == "GET, HEAD, POST"

@@ -162,3 +162,13 @@ def test_one_party_cannot_open_streams_without_bound(engine, server) -> None:
             stream.__exit__(None, None, None)
     # a client that goes away gives its slot back
     assert wait_until(lambda: not server.app.state.limits.held(P.SOUTHENERGY), 10)
+
+
+def test_a_head_of_a_stream_answers_its_head_and_ends(engine, server) -> None:
+    """HEAD is answered as a GET without its body (web.head_requests): for a stream, the
+    answer ends at once and the stream with it, giving back its slot."""
+    south, url = watched(engine, server, token(engine, P.SOUTHENERGY))
+    for _ in range(6):  # more than the Party's streams: each gave its slot back
+        head = httpx.head(url, headers=south, timeout=5)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("text/event-stream")

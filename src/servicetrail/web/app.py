@@ -26,6 +26,7 @@ from . import (
     watches_page,
 )
 from .fairness import PartyLimits
+from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
 from .hot_path import HotPath
 from .query_guard import NoNulInQuery
@@ -98,6 +99,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.add_middleware(NoNulInQuery)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -84,7 +84,7 @@ def _paused(request: Request, until: datetime, username: str, next_path: str) ->
         username=username,
         next_path=next_path,
         headers={"Retry-After": str(minutes * 60)},
-        error=f"Too many failed sign-in attempts for this username or from your network. "
+        error=f"Too many sign-in attempts for this username or from your network. "
         f"Sign-in is paused: try again in {minutes} minute{'s' if minutes != 1 else ''}.",
     )
 

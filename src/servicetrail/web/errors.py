@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from .fairness import Busy
+from .head_requests import allowed_methods
 from .rendering import error_page, not_found, too_busy
 from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
 
@@ -178,11 +179,15 @@ async def handle(request: Request, exc: Exception) -> Response:
     asked (a page for the screen, JSON for the API)."""
     exc = store_busy(exc) or exc  # any write that waited past SQLite's busy timeout
     note(request, exc)
+    answer: Response | None = None
     if is_for_the_screen(request):
-        page = await run_in_threadpool(as_page, request, exc)
-        if page is not None:
-            return page
-    return as_json(exc)
+        answer = await run_in_threadpool(as_page, request, exc)
+    answer = answer or as_json(exc)
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+        allowed = allowed_methods(request) or (exc.headers or {}).get("Allow")
+        if allowed:
+            answer.headers["Allow"] = allowed
+    return answer
 
 
 def install(app: FastAPI) -> None:
