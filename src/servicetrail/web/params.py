@@ -17,7 +17,9 @@ from ..domain.visibility import Scope
 from .errors import ParameterError
 
 
-_ROUTE_PARAMETERS: dict[int, frozenset[str]] = {}  # id(route) -> the query names it takes
+# id(a route's dependant) -> (that dependant, kept so that its id is never reused; the query
+# names it takes)
+_ROUTE_PARAMETERS: dict[int, tuple[Any, frozenset[str]]] = {}
 
 
 def _query_names(dependant: Any) -> frozenset[str]:
@@ -35,9 +37,10 @@ def refuse_unknown_parameters(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.scope.get("query_string"):
         return  # the hot path (web.hot_path) is only taken with parameters the route takes
-    known = _ROUTE_PARAMETERS.get(id(route))
-    if known is None:
-        known = _ROUTE_PARAMETERS[id(route)] = _query_names(dependant)
+    cached = _ROUTE_PARAMETERS.get(id(dependant))
+    if cached is None:
+        cached = _ROUTE_PARAMETERS[id(dependant)] = (dependant, _query_names(dependant))
+    known = cached[1]
     for name in request.query_params:
         if name not in known:
             shown = name if len(name) <= 64 else name[:64] + "..."
