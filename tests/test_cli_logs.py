@@ -168,3 +168,39 @@ def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli
     assert found.exit_code == 1
     assert f"access-entry {ids[0]} changed" in found.stdout, found.stdout
     assert f"access-entry {ids[1]} removed" in found.stdout, found.stdout
+
+
+def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_path):
+    """Read as text, the payload's CRLF became LF and a genuine payload failed."""
+    from servicetrail.domain.model import SatRecord
+
+    P.load_personas(engine)
+    crlf = "<body>\r\n  <line>one</line>\r\n</body>"
+    record = SatRecord(
+        P.t("2025-05-01T10:00:00Z"),
+        "request",
+        f"{P.SE_IS}:{P.ESME_1}:777",
+        "4.1.1",
+        P.SE_IS,
+        P.ESME_1,
+        "",
+        crlf,
+    )
+    append(engine, [record])
+    seal_store(engine)
+    with engine.connect() as conn:
+        viewer = viewer_for(conn, P.SOUTHENERGY)
+        record_id = conn.execute(
+            text("SELECT id FROM sat_record WHERE request_id = :r"), {"r": record.request_id}
+        ).scalar_one()
+        document = record_proof(conn, viewer, record_id)
+    proof, payload = tmp_path / "proof.json", tmp_path / "payload.xml"
+    proof.write_text(json.dumps(document))
+    payload.write_bytes(crlf.encode())
+    key = cli("log", "key").stdout.strip()
+    result = cli("log", "verify-proof", proof, "--key", key, "--payload", payload)
+    assert result.exit_code == 0 and "payload matches" in result.stdout, result.output
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"leaf":' + "[" * 100_000 + "]" * 100_000 + "}")
+    nested = cli("log", "verify-proof", deep, "--key", key)
+    assert nested.exit_code == 1 and "nested too deeply" in nested.output

@@ -187,3 +187,37 @@ def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
     assert [r["raw"] for _, r in sorted(rejects.items())] == lines[1:]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT party_id FROM party")).scalars().all() == ["NORTH"]
+
+
+def test_a_header_naming_a_column_twice_is_refused_before_anything_is_loaded(cli, engine, tmp_path):
+    path = write(
+        tmp_path / "users.csv",
+        "user_id,party_id,party_name,role,user_id\n"
+        f"{NORTH_IS},NORTH,North,IS,90-B3-D5-1F-30-02-00-06\n",
+    )
+    result = cli("load", "users", path)
+    assert result.exit_code == 2
+    assert "names a column more than once: user_id" in result.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM dcc_user")).scalar() == 0
+
+
+def test_rejects_naming_a_file_that_is_not_a_reject_file_is_refused_and_the_file_kept(
+    cli, tmp_path
+):
+    """It was emptied and deleted, even by a run that rejected nothing."""
+    precious = write(tmp_path / "precious.csv", "not,a,reject,file\n")
+    path = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
+    result = cli("load", "users", path, "--rejects", precious)
+    assert result.exit_code == 2 and "is not a reject file" in result.stderr
+    assert precious.read_text() == "not,a,reject,file\n"
+
+
+def test_a_pipe_is_refused_as_an_input_not_waited_on(cli, tmp_path):
+    import os
+
+    pipe = tmp_path / "live.jsonl"
+    os.mkfifo(pipe)
+    for command in (("ingest", pipe), ("load", "users", pipe)):
+        result = cli(*command)
+        assert result.exit_code == 2 and "not a regular file" in result.stderr

@@ -64,12 +64,19 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
         verifier = parse_verifier_key(verifier_key)
     except NoteError as e:
         raise Failure(f"--key: {e}") from None
+    for given in (file, payload_file):
+        if given is not None and not given.is_file():  # a pipe would be waited on for ever
+            raise Failure(f"{given}: not a regular file")
     try:
         document = json.loads(file.read_bytes())
-        payload = payload_file.read_text(encoding="utf-8") if payload_file else None
+        # the payload's bytes as they are: read as text, a CRLF became LF and a genuine
+        # payload failed its commitment
+        payload = payload_file.read_bytes().decode("utf-8") if payload_file else None
         verified = verify_proof_document(document, verifier, ed25519_check, payload)
     except (ValueError, NoteError, ProofError) as e:  # JSONDecodeError is a ValueError
         raise Failure(f"the proof does not verify: {e}", 1) from None
+    except RecursionError:  # JSON nested deeper than Python's parser goes
+        raise Failure("the proof does not verify: its JSON is nested too deeply", 1) from None
     payload_note = "; the payload matches its commitment" if verified.payload_checked else ""
     click.echo(
         f"verified: leaf {verified.leaf_index} of {verified.origin} is in its tree of "

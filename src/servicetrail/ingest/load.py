@@ -30,7 +30,16 @@ from ..store.writer import Row, append_leaves, append_rows, record_row, row_make
 from . import duis, registry_csv, satjsonl
 from .registry_csv import BadHeader
 from .rejects import RejectFile, default_rejects_path
-from .sources import DAMAGED, Format, damage_reason, detect, expand, numbered_lines, open_binary
+from .sources import (
+    DAMAGED,
+    Format,
+    damage_reason,
+    detect,
+    expand,
+    numbered_lines,
+    open_binary,
+    regular_file,
+)
 from .workers import Chunk, Lines, Parser, parsed_chunks, produced
 
 CHUNK_LINES = (
@@ -74,6 +83,7 @@ def load_registry(
     (store.registry)."""
     summary = Summary()
     store = _REGISTRY_WRITERS[what]
+    regular_file(path)
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     with open(path, "rb") as raw_file:
         try:

@@ -300,6 +300,9 @@ def read_header(
         raise BadHeader(
             f"{name}: header must name the columns {','.join(what.columns)}; missing {missing}"
         )
+    twice = [c for c in what.columns if header.count(c) > 1]
+    if twice:  # which of the two would hold the value? (the later one did, silently)
+        raise BadHeader(f"{name}: the header names a column more than once: {', '.join(twice)}")
     lines.take()
     return header, _records(reader, lines)
 

@@ -65,11 +65,20 @@ class RejectFile:
         if not self.path.is_file():
             return
         with open(self.path, "rb") as old:
-            kept = [
-                line
-                for line in old
-                if (owner := _owner(line)) is not None and str(Path(owner).resolve()) not in ours
-            ]
+            lines = [line for line in old if line.strip()]
+        owners = [_owner(line) for line in lines]
+        if None in owners:
+            # an existing file that is not a reject file (a CSV, notes, a typo of --rejects):
+            # it was emptied and deleted, whether or not the run rejected anything
+            raise RejectsOverInput(
+                f"{self.path} exists and is not a reject file (line "
+                f"{owners.index(None) + 1} is not a reject entry); name another with --rejects"
+            )
+        kept = [
+            line
+            for line, owner in zip(lines, owners)
+            if str(Path(owner or "").resolve()) not in ours
+        ]
         if not kept:
             self.path.unlink()
             return

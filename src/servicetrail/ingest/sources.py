@@ -99,10 +99,19 @@ def expand(paths: list[Path]) -> Iterator[Path]:
                 except UnreadableInput:
                     continue
                 yield child
-        elif path.exists():
-            yield path
         else:
-            raise UnreadableInput(f"{path}: no such file or folder")
+            yield regular_file(path)
+
+
+def regular_file(path: Path) -> Path:
+    """`path`, if it is a file (or a link to one). A pipe or a device is refused before it is
+    read: an input is read twice (to tell its form, then to load it), so a pipe's records went
+    to the first read and the second waited for ever; /dev/zero is one endless line."""
+    if path.is_file():
+        return path
+    if path.exists():
+        raise UnreadableInput(f"{path}: not a regular file (a pipe or a device cannot be loaded)")
+    raise UnreadableInput(f"{path}: no such file or folder")
 
 
 def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
