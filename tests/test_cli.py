@@ -619,6 +619,18 @@ def test_db_check_fails_on_a_store_without_the_schema(tmp_path):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_db_check_on_what_is_not_a_store_says_it_cannot_open_it(tmp_path):
+    """Exit 2 and one line, as every other command; it was a traceback and exit 1, the code of
+    "the schema differs"."""
+    text_file = tmp_path / "notes.db"
+    text_file.write_text("not a database\n")
+    for url in (f"sqlite:///{text_file}", "postgresql://nobody@127.0.0.1:1/x"):
+        result = CliRunner().invoke(main, ["--db", url, "db", "check"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("Error: cannot open the store at ")
+        assert "Traceback" not in result.output
+
+
 def test_store_in_a_missing_folder_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(
         main, ["--db", f"sqlite:///{tmp_path / 'nope' / 'x.db'}", "records", "--party", "NORTH"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from ..store.partitions import drop_older_than
-from .common import Failure, engine, engine_as_it_is, with_db
+from .common import Failure, engine, engine_as_it_is, store_url, with_db
 
 
 @click.group("db")
@@ -29,7 +30,11 @@ def db_check() -> None:
     # here, not at the top: importing Alembic would cost every command 0.1 s at start
     from ..store.migrate import schema_differences
 
-    problems = schema_differences(engine_as_it_is())
+    store = engine_as_it_is()  # made without connecting: a store that cannot be opened shows
+    try:  # here, and is the same error as for every other command (exit 2), not a difference
+        problems = schema_differences(store)
+    except DBAPIError as e:
+        raise Failure(f"cannot open the store at {store_url()}: {e.orig}") from None
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
