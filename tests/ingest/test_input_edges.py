@@ -221,3 +221,27 @@ def test_a_pipe_is_refused_as_an_input_not_waited_on(cli, tmp_path):
     for command in (("ingest", pipe), ("load", "users", pipe)):
         result = cli(*command)
         assert result.exit_code == 2 and "not a regular file" in result.stderr
+
+
+def test_a_reject_file_that_cannot_be_written_stops_the_run_with_a_clear_error(cli, tmp_path):
+    """A full disk (/dev/full): it was a traceback without a summary."""
+    good = '{"logged_at":"2025-03-01T10:00:00Z","kind":"request","request_id":"'
+    good += f'{NORTH_IS}:00-DB-12-34-56-78-90-A1:1","srv":"4.1.1","user_id":"{NORTH_IS}",'
+    good += '"device_id":"00-DB-12-34-56-78-90-A1","response_code":"","payload":""}\n'
+    path = write(tmp_path / "day.jsonl", good + '{"not": "a record"}\n')
+    result = cli("ingest", path, "--rejects", "/dev/full")
+    assert result.exit_code == 2
+    assert "cannot write the reject file /dev/full" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_input_that_cannot_be_read_is_named_in_a_clear_error(cli, tmp_path):
+    """/proc/self/mem answers every read with an I/O error (and root reads a chmod 000 file)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "mem.jsonl").symlink_to("/proc/self/mem")
+    for target in (folder / "mem.jsonl", folder):
+        result = cli("ingest", target)
+        assert result.exit_code == 2, result.output
+        assert "mem.jsonl: cannot be read (Input/output error)" in result.stderr
+        assert "Traceback" not in result.output

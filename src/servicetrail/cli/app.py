@@ -29,6 +29,9 @@ EXPECTED: dict[type[Exception], int] = {
     UnreadableInput: 2,
     SearchTooBroad: 3,
     StoreBusy: 3,
+    # a file that cannot be read or written (no permission, an I/O error): the machine's, said
+    # with the file's name, not a traceback
+    OSError: 2,
 }
 
 
@@ -38,10 +41,16 @@ class Servicetrail(click.Group):
             return super().invoke(ctx)
         except Exception as e:
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
-            if not isinstance(known, tuple(EXPECTED)):
-                raise
+            if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
+                raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
-            raise Failure(str(known), code) from None
+            raise Failure(_said(known), code) from None
+
+
+def _said(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 @click.group(

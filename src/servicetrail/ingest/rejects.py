@@ -23,6 +23,17 @@ class RejectsOverInput(UnreadableInput):
     """The reject file would be one of the inputs."""
 
 
+class RejectsUnwritable(UnreadableInput):
+    """The reject file cannot be written (a full disk, a folder that refuses new files)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(
+            f"cannot write the reject file {path}: {error.strerror or error}. The run stopped: "
+            "what it stored stays (a run again skips it as duplicates), and what it rejected "
+            "is still in the input, to be rejected again once the reject file can be written"
+        )
+
+
 def default_rejects_path(source: Path) -> Path:
     """`records.jsonl` -> `records.rejects.jsonl` (and `ECS17b_4.1.1_X.XML` ->
     `ECS17b_4.1.1_X.rejects.jsonl`, `day.jsonl.gz` -> `day.rejects.jsonl`) beside it. In
@@ -92,6 +103,16 @@ class RejectFile:
     ) -> None:
         """One reject. `raw` is a line of its input (its line end is the separator, not part
         of the record) or, with `whole`, a whole document, kept byte for byte."""
+        try:
+            self._write(line, reason, raw, source, whole)
+        except OSError as e:
+            self._abandon()
+            raise RejectsUnwritable(self.path, e) from None
+        self.count += 1
+
+    def _write(
+        self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool
+    ) -> None:
         if self._out is None:
             self._out = open(self.path, "ab")
         if isinstance(raw, bytes):
@@ -109,9 +130,20 @@ class RejectFile:
         if undecodable is not None:
             entry["raw_base64"] = undecodable
         self._out.write(orjson.dumps(entry) + b"\n")
-        self.count += 1
 
     def close(self) -> None:
         if self._out is not None:
-            self._out.close()
+            try:
+                self._out.close()  # a full disk may only say so here, as the buffer goes out
+            except OSError as e:
+                self._out = None
+                raise RejectsUnwritable(self.path, e) from None
+            self._out = None
+
+    def _abandon(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except OSError:
+                pass  # already failing: the first error is the one to tell
             self._out = None

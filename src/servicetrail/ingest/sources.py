@@ -22,6 +22,10 @@ class UnreadableInput(ValueError):
     """An input that is not a file servicetrail knows how to read."""
 
 
+class CannotRead(UnreadableInput):
+    """An input file that the system will not let us read (permission, an I/O error)."""
+
+
 # What reading a damaged or cut-short gzip input raises, at the point of the damage (BadGzipFile
 # at once for a file that is not gzip at all)
 DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -53,6 +57,13 @@ def detect(path: Path) -> Format:
         return Format.DUIS_XML
     if suffix not in (".jsonl", ".ndjson", ".json"):
         raise UnreadableInput(f"{path}: not .xml, .jsonl or .ndjson (optionally .gz)")
+    try:
+        return _form_of_lines(path)
+    except OSError as e:  # no permission, an I/O error: named, before anything is loaded
+        raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _form_of_lines(path: Path) -> Format:
     with open_binary(path) as f:
         for line in readable_lines(f):
             if line.strip():
@@ -88,7 +99,8 @@ def without_bom(first_line: bytes) -> bytes:
 
 
 def expand(paths: list[Path]) -> Iterator[Path]:
-    """Files named, and the readable files inside folders named, skipping our own reject files."""
+    """Files named, and the input files inside folders named, skipping our own reject files
+    and files of other kinds; an input file that cannot be read stops the run, named."""
     for path in paths:
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -96,6 +108,8 @@ def expand(paths: list[Path]) -> Iterator[Path]:
                     continue
                 try:
                     detect(child)
+                except CannotRead:
+                    raise
                 except UnreadableInput:
                     continue
                 yield child
