@@ -690,7 +690,11 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     done = cli("retention", "--keep-months", "1")
     assert done.exit_code == 0 and "dropped sat_record_p2024_02" in done.stdout
     assert visible() == 0
-    assert cli("ingest", records).stdout.startswith("loaded 3,")  # the months come back on demand
+    # a retired month's log is closed at its kept checkpoint: its records could not be sealed
+    again = cli("ingest", records)
+    assert again.exit_code == 1 and again.stdout.startswith("loaded 0, rejected 3,")
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "old.rejects.jsonl").open()]
+    assert len(reasons) == 3 and all("removed by retention" in r for r in reasons)
 
 
 def test_records_filters_by_srv_and_kind_as_the_api_reads_them(cli, trail):

@@ -17,6 +17,8 @@ from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_pending
 from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months
+from servicetrail.store.schema import sat_record
+from servicetrail.store.writer import Conflict
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf
 
@@ -75,14 +77,19 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
-def test_records_ingested_again_into_a_retired_month_stay_queued_not_sealed(pg_engine):
-    """A new tree under a retired month's origin would contradict its kept checkpoints."""
+def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
+    """A new tree under a retired month's origin would contradict its kept checkpoints, so
+    records of that month could never be sealed: they are refused, with the reason (they
+    were stored, stayed queued for ever, and `log verify` said nothing)."""
     load_personas(pg_engine)
     seal_store(pg_engine)
     with pg_engine.begin() as conn:
         drop_older_than(conn, keep_months=1)
-    load_personas(pg_engine)
+        stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
+    with pytest.raises(Conflict, match="removed by retention"):
+        load_personas(pg_engine)
     assert seal_store(pg_engine) == []
     with pg_engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() > 0
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(sat_record)).scalar() == stored
     assert audit(pg_engine, "servicetrail/sat").findings == []

@@ -260,6 +260,32 @@ def append_records(conn: Connection, batch: Sequence[SatRecord]) -> tuple[int, i
     return done.loaded, done.duplicates
 
 
+_RETIRED = (
+    "its month {month} was removed by retention: that month's log is closed at its last "
+    "checkpoint, and a record stored there now could never be sealed"
+)
+_PG_RETIRED = (
+    "SELECT c.month FROM log_checkpoint c WHERE c.family = %s "
+    "AND c.month = ANY(string_to_array(%s, ',')) "
+    "AND NOT EXISTS (SELECT 1 FROM log_leaf l WHERE l.family = c.family AND l.month = c.month)"
+)
+
+
+def _pg_month(micros: int) -> str:
+    at = _pg_time(micros)
+    return f"{at.year:04d}-{at.month:02d}"
+
+
+def _retired_months(driver: Any, rows: Sequence[Row]) -> set[str]:
+    """The batch's months that retention has removed (PostgreSQL only has retention): a
+    month with checkpoints but no leaves left. Records of such a month were stored and then
+    stayed unsealed for ever, and `log verify` said nothing."""
+    months = {_pg_month(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}}
+    with driver.cursor() as cursor:
+        cursor.execute(_PG_RETIRED, (FAMILY, ",".join(sorted(months))))
+        return {month for (month,) in cursor.fetchall()}
+
+
 def _conflict(stored_id: int) -> str:
     return (
         f"conflicts with stored record {stored_id}: the same Request ID, kind and time (and "
@@ -299,6 +325,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
         ensure_months(
             conn.engine, [_pg_time(day * _DAY_US) for day in {r[0] // _DAY_US for r in rows}]
         )
+    retired = _retired_months(driver, rows) if postgres else set()
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
     held: dict[tuple[Any, ...], tuple[bytes | None, int | None]] = {}
     copies: dict[
@@ -315,7 +342,11 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     conflicts: list[
         tuple[int | str, tuple[Any, ...] | int]
     ] = []  # (origin, the stored id, or the identity of a new row)
+    refused: list[tuple[int | str, str]] = []  # (origin, reason)
     for row in rows:
+        if retired and (month := _pg_month(row[0])) in retired:
+            refused.append((row[13], _RETIRED.format(month=month)))
+            continue
         identity = (row[2], row[1], row[0], row[11])
         found = held.get(identity)
         if found is not None:
@@ -345,7 +376,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     else:
         add_leaves(conn, FAMILY, leaves)
     written = {(row[2], row[1], row[0], row[11]): record_id for record_id, row in zip(ids, new)}
-    done.conflicts = [
+    done.conflicts = refused + [
         (origin, _conflict(written[other] if isinstance(other, tuple) else other))
         for origin, other in conflicts
     ]
