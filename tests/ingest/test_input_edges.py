@@ -245,3 +245,15 @@ def test_an_input_that_cannot_be_read_is_named_in_a_clear_error(cli, tmp_path):
         assert result.exit_code == 2, result.output
         assert "mem.jsonl: cannot be read (Input/output error)" in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_a_folder_given_as_dot_has_its_reject_file_inside_named_after_it(
+    cli, tmp_path, monkeypatch
+):
+    folder = tmp_path / "day"
+    folder.mkdir()
+    write(folder / "bad.jsonl", '{"not": "a record"}\n')
+    monkeypatch.chdir(folder)
+    assert cli("ingest", ".").exit_code == 1
+    assert (tmp_path / "day.rejects.jsonl").exists()  # beside the folder, named after it
+    assert not (tmp_path / ".rejects.jsonl").exists()

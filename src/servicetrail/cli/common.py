@@ -63,10 +63,7 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
 
 def count(text: str) -> int:
     """A count of 1 or more in the digits 0-9 (click's INT takes what int() does: '٣', '1_0')."""
-    try:
-        value = whole_number(text)
-    except InvalidValue:
-        raise InvalidValue(f"{text!r} is not a whole number written in the digits 0-9") from None
+    value = whole_number(text)  # its error names the value: click adds the option's name
     if value < 1:
         raise InvalidValue(f"{text} is not 1 or more")
     return value

@@ -119,5 +119,7 @@ def is_response_code(value: str) -> bool:
 def whole_number(value: str) -> int:
     """A non-negative whole number written in ASCII digits, nothing else (no sign, '_' or space)."""
     if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
-        raise InvalidValue(f"not a whole number in the digits 0-9: {value!r}")
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            raise InvalidValue(f"too large (at most 19 digits): {value[:40]}")
+        raise InvalidValue(f"not a whole number in the digits 0-9: {value[:40]!r}")
     return int(value)

@@ -41,7 +41,9 @@ def default_rejects_path(source: Path) -> Path:
     plain = (
         source.with_suffix("") if source.suffix.lower() == ".gz" else source
     )  # day.jsonl.gz: day
-    name = (source.name if source.is_dir() else plain.stem or plain.name) + ".rejects.jsonl"
+    # a folder by its own name, also when given as `.` or `..` (whose name is "" or "..")
+    folder_name = source.resolve().name if source.is_dir() else ""
+    name = (folder_name if source.is_dir() else plain.stem or plain.name) + ".rejects.jsonl"
     beside = source.resolve().parent / name
     return beside if os.access(beside.parent, os.W_OK) else Path.cwd() / name
 
