@@ -257,3 +257,13 @@ def test_a_folder_given_as_dot_has_its_reject_file_inside_named_after_it(
     assert cli("ingest", ".").exit_code == 1
     assert (tmp_path / "day.rejects.jsonl").exists()  # beside the folder, named after it
     assert not (tmp_path / ".rejects.jsonl").exists()
+
+
+def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli, tmp_path):
+    """A run that died writing its last entry: the next run replaces the torn end."""
+    path = write(tmp_path / "users.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")
+    assert cli("load", "users", path).exit_code == 1
+    rejects = tmp_path / "users.rejects.jsonl"
+    rejects.write_bytes(rejects.read_bytes() + b'{"file": "other.csv", "li')
+    assert cli("load", "users", path).exit_code == 1
+    assert len(rejects_of(rejects)) == 1

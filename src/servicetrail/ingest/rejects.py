@@ -79,6 +79,8 @@ class RejectFile:
             return
         with open(self.path, "rb") as old:
             lines = [line for line in old if line.strip()]
+        if lines and not lines[-1].endswith(b"\n") and _owner(lines[-1]) is None:
+            lines.pop()  # an entry cut short by a run that died writing it: not another file's
         owners = [_owner(line) for line in lines]
         if None in owners:
             # an existing file that is not a reject file (a CSV, notes, a typo of --rejects):
