@@ -54,7 +54,7 @@ def test_a_session_made_while_the_password_changes_is_ended_with_the_others(
         with engine.begin() as conn:
             session.append(create_session(conn, "np.analyst", analyst))
             made.set()
-            time.sleep(0.5)  # the change starts meanwhile
+            time.sleep(0.3)  # the change starts meanwhile
 
     signing_in = threading.Thread(target=sign_in)
     signing_in.start()
