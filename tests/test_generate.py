@@ -48,10 +48,10 @@ from servicetrail.generate.duis_bodies import ALWAYS_DATED
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.duis import parse_document
 from servicetrail.ingest.load import ingest, load_registry
-from servicetrail.store.accounts import check_login
+from servicetrail.store.accounts import verified_password_hash
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import iter_search, viewer_for
-from servicetrail.store.schema import device, responsibility, sat_record
+from servicetrail.store.schema import account, device, responsibility, sat_record
 
 from tests.conftest import DUIS_SCHEMA, FIXTURES, SHARED_DUIS_SAMPLES
 
@@ -865,9 +865,13 @@ def test_build_demo_loads_a_realistic_store_and_working_logins(engine) -> None:
         assert conn.execute(select(func.count()).select_from(responsibility)).scalar() > 1000
         for login in logins:
             assert len(login.password) >= 12 and login.password == DEMO_PASSWORD
-            assert check_login(conn, login.username, login.password) == login.party_id
+            assert verified_password_hash(conn, login.username, login.password) is not None
+            party = conn.execute(
+                select(account.c.party_id).where(account.c.username == login.username)
+            ).scalar_one()
+            assert party == login.party_id
             assert login.description and "\n" not in login.description
-        assert check_login(conn, logins[0].username, "not-the-demo-password") is None
+        assert verified_password_hash(conn, logins[0].username, "not-the-demo-password") is None
     pop = population(logins.world)
     roles_of = {p.party_id: set(p.roles) for p in pop.parties}
     featured = set().union(*(roles_of[login.party_id] for login in logins))

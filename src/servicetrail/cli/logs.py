@@ -12,6 +12,7 @@ from ..domain.merkle import ProofError
 from ..domain.proof_document import verify_proof_document
 from ..signing import SigningKeyError, ed25519_check, log_prefix, signer_for
 from ..store.log_audit import audit
+from ..ingest.sources import regular_file
 from .common import Failure, engine, store_url, with_db
 
 
@@ -65,8 +66,8 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
     except NoteError as e:
         raise Failure(f"--key: {e}") from None
     for given in (file, payload_file):
-        if given is not None and not given.is_file():  # a pipe would be waited on for ever
-            raise Failure(f"{given}: not a regular file")
+        if given is not None:
+            regular_file(given)  # a pipe would be waited on for ever
     try:
         document = json.loads(file.read_bytes())
         # the payload's bytes as they are: read as text, a CRLF became LF and a genuine

@@ -23,6 +23,10 @@ class RejectsOverInput(UnreadableInput):
     """The reject file would be one of the inputs."""
 
 
+class NotARejectFile(UnreadableInput):
+    """The reject file named exists and holds something else (it would be emptied)."""
+
+
 class RejectsUnwritable(UnreadableInput):
     """The reject file cannot be written (a full disk, a folder that refuses new files)."""
 
@@ -85,7 +89,7 @@ class RejectFile:
         if None in owners:
             # an existing file that is not a reject file (a CSV, notes, a typo of --rejects):
             # it was emptied and deleted, whether or not the run rejected anything
-            raise RejectsOverInput(
+            raise NotARejectFile(
                 f"{self.path} exists and is not a reject file (line "
                 f"{owners.index(None) + 1} is not a reject entry); name another with --rejects"
             )

@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -239,28 +238,13 @@ def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
     return Viewer(rows[0].party_id, frozenset(r.user_id for r in rows if r.user_id is not None))
 
 
-def check_login(conn: Connection, username: str, password: str) -> str | None:
-    """The Party of a correct username and password of an enabled account ("" for an
-    auditor, of no Party), else None (same cost either way: a disabled account's password is
-    verified too, and not told apart)."""
-    row = _verified(conn, username, password)
-    if row is None:
-        return None
-    return row.party_id if row.party_id is not None else ""
-
-
 def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
-    """check_login's test, answering the stored hash that the password matched: a session is
-    then made only while the account still has it (store.sessions.create_session)."""
-    row = _verified(conn, username, password)
-    return None if row is None else str(row.password_hash)
-
-
-def _verified(conn: Connection, username: str, password: str) -> Any:
+    """The stored hash a correct username and password of an enabled account matched, else
+    None (same cost either way: a disabled account's password is verified too, and not told
+    apart). A session is then made only while the account still has that hash
+    (store.sessions.create_session)."""
     row = conn.execute(
-        select(account.c.party_id, account.c.password_hash, account.c.disabled_at).where(
-            account.c.username == username
-        )
+        select(account.c.password_hash, account.c.disabled_at).where(account.c.username == username)
     ).first()
     ok = verify_password(row.password_hash if row else None, password)
-    return row if ok and row and row.disabled_at is None else None
+    return str(row.password_hash) if ok and row and row.disabled_at is None else None

@@ -271,16 +271,18 @@ _PG_RETIRED = (
 )
 
 
-def _pg_month(micros: int) -> str:
-    at = _pg_time(micros)
+def _month_of(at: datetime) -> str:
     return f"{at.year:04d}-{at.month:02d}"
 
 
-def _retired_months(driver: Any, rows: Sequence[Row]) -> set[str]:
-    """The batch's months that retention has removed (PostgreSQL only has retention): a
-    month with checkpoints but no leaves left. Records of such a month were stored and then
-    stayed unsealed for ever, and `log verify` said nothing."""
-    months = {_pg_month(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}}
+def _pg_month(micros: int) -> str:
+    return _month_of(_pg_time(micros))
+
+
+def _retired_months(driver: Any, months: set[str]) -> set[str]:
+    """Those of the batch's months (`YYYY-MM`) that retention has removed (PostgreSQL only has
+    retention): a month with checkpoints but no leaves left. Records of such a month were
+    stored and then stayed unsealed for ever, and `log verify` said nothing."""
     with driver.cursor() as cursor:
         cursor.execute(_PG_RETIRED, (FAMILY, ",".join(sorted(months))))
         return {month for (month,) in cursor.fetchall()}
@@ -321,11 +323,11 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
         return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    if postgres:  # before the batch reads the trail (see ensure_months)
-        ensure_months(
-            conn.engine, [_pg_time(day * _DAY_US) for day in {r[0] // _DAY_US for r in rows}]
-        )
-    retired = _retired_months(driver, rows) if postgres else set()
+    retired: set[str] = set()
+    if postgres:
+        days = [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}]
+        ensure_months(conn.engine, days)  # before the batch reads the trail (see there)
+        retired = _retired_months(driver, {_month_of(at) for at in days})
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
     held: dict[tuple[Any, ...], tuple[bytes | None, int | None]] = {}
     copies: dict[

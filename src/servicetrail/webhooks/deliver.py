@@ -259,9 +259,12 @@ class Deliverer:
         round's outcomes (`record_outcomes`) disable its webhook and delete its outbox. Only
         attempts already in flight when the 410 came can still reach it."""
         for host, queued in list(self._queued.items()):
-            kept = deque(d for d in queued if d.watch_id != watch_id)
-            for dropped in (d for d in queued if d.watch_id == watch_id):
-                self._held.discard((dropped.watch_id, dropped.event_id))
+            kept: deque[Due] = deque()
+            for delivery in queued:
+                if delivery.watch_id == watch_id:
+                    self._held.discard((delivery.watch_id, delivery.event_id))
+                else:
+                    kept.append(delivery)
             if kept:
                 self._queued[host] = kept
             else:
