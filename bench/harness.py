@@ -123,10 +123,11 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> None:
         raise SystemExit(f"{args[2:4]} failed: {done.stderr[-500:]!r}")
 
 
-def load_registry(url: str, folder: Path) -> None:
-    """The generated world's registry (its CSV files in `folder`) into the store at `url`."""
+def load_registry(url: str, folder: Path, env: dict[str, str] | None = None) -> None:
+    """The generated world's registry (its CSV files in `folder`) into the store at `url`
+    (`env`: of the code that is to use the store, which builds it at its own schema)."""
     for what in REGISTRY_FILES:
-        run_cli(["--db", url, "load", what, str(folder / f"{what}.csv")])
+        run_cli(["--db", url, "load", what, str(folder / f"{what}.csv")], env)
 
 
 def store_of_records(store: Store, folder: Path, name: str) -> str:

@@ -14,7 +14,8 @@ every audience to write. Four arms, in a rotating order each round:
   run-to-run noise on PostgreSQL).
 --arms picks some of them (all by default). --code NAME=DIR adds an arm: the shipped ingest
 with DIR (another copy of src/, e.g. `git archive main src`) first on PYTHONPATH, to compare
-a change with the code before it in the same runs.
+a change with the code before it in the same runs (the arm's registry is loaded by that code
+too, so a store is at its own code's schema).
 Each run gives wall seconds and CPU seconds: the ingest process with its parse workers, and
 on PostgreSQL the server's, from a CHECKPOINT before the ingest to one after it (so the
 run's own dirty pages are written inside its window, and no one else's); the run's database
@@ -53,10 +54,10 @@ ARMS = {
 
 
 def ingest_once(url: str, folder: Path, arm: str, pg) -> dict:
-    load_registry(url, folder)
     env = dict(os.environ)
     if ARMS[arm] is not None:
         env["PYTHONPATH"] = ARMS[arm]
+    load_registry(url, folder, env)  # a --code arm's store at that code's schema
     _checkpoint(pg)
     time.sleep(0.3)  # the loads' backends reaped before the server's CPU is read
     before, server = resource.getrusage(resource.RUSAGE_CHILDREN), _server_cpu(pg)

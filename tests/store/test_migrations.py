@@ -328,7 +328,7 @@ def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
             kept = create_token(conn, "np.analyst")
             create_token(conn, "np.analyst")
             before = [t.id for t in list_tokens(conn)]
-        command.upgrade(migrate._config(engine), "0013")
+        command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.begin() as conn:
             revoke_tokens(conn, [before[-1]])  # the newest
@@ -338,3 +338,23 @@ def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
     finally:
         engine.dispose()
     assert after[0] == before[0] and after[-1] > before[-1]  # not the revoked one's id
+
+
+def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
+    empty_db_url: str,
+) -> None:
+    from servicetrail.store.queries import get_visible
+    from tests.personas import NORTHPOWER, SUNEXPORT
+
+    engine = make_engine(empty_db_url)
+    try:
+        command.upgrade(migrate._config(engine), "0013")
+        world = load_personas(engine)
+        command.upgrade(migrate._config(engine), "0014")
+        assert schema_differences(engine) == []
+        with engine.connect() as conn:
+            found = get_visible(conn, world.viewer(NORTHPOWER), world.ids["np_req"])
+            hidden = get_visible(conn, world.viewer(SUNEXPORT), world.ids["np_req"])
+        assert found is not None and found["id"] == world.ids["np_req"] and hidden is None
+    finally:
+        engine.dispose()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     type_coerce,
@@ -100,7 +101,7 @@ def indexed_candidates() -> Select[Any]:
     which prunes PostgreSQL's monthly partitions) of the `kinds` watched, with each of the
     `parties` (those that watch) that may see it, `own` (the row is rule 1's) and `held`
     (rule 3's rows are held by definition; for rule 1's, the Party's interval on the Device
-    is looked up). An index probe per watching Party instead of the rule per pair.
+    is looked up). One range of the index by record id instead of the rule per pair.
 
     The rule is applied again whenever an event is read or delivered (`events_page`,
     `due_deliveries`), so an index row gone stale could only make an event nobody is shown."""
@@ -131,7 +132,12 @@ def indexed_candidates() -> Select[Any]:
             sat_visibility.join(sat_record, and_(s.id == v.record_id, s.logged_at == v.logged_at))
         )
         .where(
-            v.party_id.in_(bindparam("parties", expanding=True, type_=v.party_id.type)),
+            # compared as an expression, not a column: the range of new record ids leads on
+            # both engines (ix_sat_visibility_record), where SQLite took the key's Party
+            # prefix and read every row of each watching Party to find the batch's
+            v.party_id.concat(literal_column("''")).in_(
+                bindparam("parties", expanding=True, type_=v.party_id.type)
+            ),
             v.record_id > bindparam("after", type_=BigInteger),
             v.record_id <= bindparam("upto", type_=BigInteger),
             v.logged_at >= bindparam("lo", type_=v.logged_at.type),
