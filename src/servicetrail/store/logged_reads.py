@@ -95,7 +95,9 @@ class LoggedRead:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         found = triggers.triggers_of(self.conn, self.viewer, record_id, minutes)
         if found is not None:
-            self._counted([found[0]] + [t["record"] for t in found[1]])
+            # what the answer lists (SPEC section 8: records returned); the record asked
+            # about is never listed, and its id is in the entry's filters
+            self._counted([t["record"] for t in found[1]])
         return found
 
     def triggers_for(self, current: dict[str, Any], minutes: int) -> list[dict[str, Any]]:
