@@ -109,9 +109,35 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
 
     monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
     assert check_url("https://public.test/hook").host == "public.test"
-    for url in ("https://mixed.test/hook", "https://decimal.test/", "https://nowhere.test/"):
+    for url in ("https://mixed.test/hook", "https://decimal.test/"):
         with pytest.raises(UnsafeUrl):
             check_url(url)
+    # a name that does not resolve yet is taken at creation; each delivery resolves it again
+    assert check_url("https://nowhere.test/hook").host == "nowhere.test"
+    with pytest.raises(UnsafeUrl, match="does not resolve"):
+        outbound.resolve(parse_url("https://nowhere.test/hook"))
+
+
+def test_plain_http_goes_to_loopback_only(monkeypatch) -> None:
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+
+    def fake(host, port, *args, **kwargs):
+        answers = {"public.test": ["93.184.216.34"], "local.test": ["127.0.0.1", "::1"]}
+        if host not in answers:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
+    try:
+        assert check_url("http://local.test:8080/hook").port == 8080
+        assert check_url("https://public.test/hook").host == "public.test"
+        for url in ("http://93.184.216.34/", "http://public.test/hook", "http://nowhere.test/"):
+            with pytest.raises(UnsafeUrl):
+                check_url(url)
+    finally:
+        monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK")
+        settings.reload()
 
 
 def test_numeric_hosts_in_odd_forms_are_resolved_then_refused(monkeypatch) -> None:

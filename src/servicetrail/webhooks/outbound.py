@@ -5,7 +5,8 @@ and again at each delivery, which then connects to the very address it checked (
 answer that changes between the check and the connection cannot move it).
 
 SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1 lets webhooks go to loopback addresses, over `http://`
-too: for local receivers and the tests. Private and link-local ranges stay refused.
+too (and `http://` to nothing else): for local receivers and the tests. Private and
+link-local ranges stay refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class UnsafeUrl(ValueError):
     """A webhook URL that may not be called; the message says why, for the person who gave it."""
+
+
+class Unresolved(UnsafeUrl):
+    """A host name that does not resolve (now): a delivery cannot go, a watch may still be made."""
 
 
 def loopback_allowed() -> bool:
@@ -111,19 +116,34 @@ def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
     try:
         found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as e:
-        raise UnsafeUrl(f"the host {target.host!r} does not resolve: {e}") from None
+        raise Unresolved(f"the host {target.host!r} does not resolve: {e}") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     if not addresses:
-        raise UnsafeUrl(f"the host {target.host!r} does not resolve")
+        raise Unresolved(f"the host {target.host!r} does not resolve")
     for address in addresses:
         why = refusal(address, allow_loopback)
+        if why is None and target.scheme != "https" and not _is_loopback(address):
+            why = f"{address} is not a loopback address, and only loopback may have http://"
         if why is not None:
             raise UnsafeUrl(f"webhooks may not be sent to {target.host}: {why}")
     return addresses[0]
 
 
+def _is_loopback(address: IPAddress) -> bool:
+    inner = _embedded(address)
+    return (inner or address).is_loopback
+
+
 def check_url(url: str) -> Target:
-    """A webhook URL that may be called now, or UnsafeUrl (at creation; delivery checks again)."""
+    """A webhook URL that may be called now, or UnsafeUrl (at creation; delivery checks
+    again). An https URL whose host does not resolve is taken: a name may be registered
+    before its receiver, and a store's machine may not see the public DNS; every delivery
+    resolves it and checks the addresses then. A plain http one must be shown to be
+    loopback."""
     target = parse_url(url)
-    resolve(target)
+    try:
+        resolve(target)
+    except Unresolved:
+        if target.scheme != "https":
+            raise
     return target
