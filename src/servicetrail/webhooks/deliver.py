@@ -28,7 +28,6 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from .. import settings
-from ..domain.times import format_time
 from ..store.logged_reads import lease_deliveries
 from ..store.outbox import Due, Outcome, record_outcomes
 from ..store.watches import catch_up
@@ -276,11 +275,12 @@ class Deliverer:
             address = await self._address(target)
         except UnsafeUrl as e:
             return None, f"refused: {e}"
-        timestamp = int(time.time())
+        timestamp = int(time.time())  # the attempt's, signed in the headers
         body = orjson.dumps(
             {
                 "type": "record.matched",
-                "timestamp": format_time(datetime.fromtimestamp(timestamp, UTC)),
+                # Standard Webhooks: when the event occurred, so every retry sends the same body
+                "timestamp": delivery.event["matched_at"],
                 "data": delivery.event,
             }
         )
