@@ -77,19 +77,20 @@ def _spec_of(row: Any) -> WatchSpec:
     )
 
 
-def watch_json(row: Any, secret: str | None = None) -> dict[str, Any]:
-    """A watch as the API shows it; the secret only when it was just made."""
+def watch_json(row: Any, secret: str | None = None, with_state: bool = False) -> dict[str, Any]:
+    """A watch as the API shows it (SPEC section 6: its webhook `{"url", "secret"}` when just
+    made, `{"url"}` after); `with_state`, for the screen, adds whether deliveries still run
+    (a 410 from the receiver turns them off) and why not."""
     shown = {"id": row.id, **_spec_of(row).as_json()}
     if row.webhook_url is None:
         shown["webhook"] = None
     elif secret is not None:
         shown["webhook"] = {"url": row.webhook_url, "secret": secret}
-    else:  # whether deliveries still run: a 410 from the receiver turns them off
-        shown["webhook"] = {
-            "url": row.webhook_url,
-            "enabled": row.webhook_disabled_at is None,
-            "disabled_reason": row.webhook_disabled_reason,
-        }
+    else:
+        shown["webhook"] = {"url": row.webhook_url}
+        if with_state:
+            shown["webhook"]["enabled"] = row.webhook_disabled_at is None
+            shown["webhook"]["disabled_reason"] = row.webhook_disabled_reason
     return shown
 
 
@@ -152,9 +153,9 @@ def create_watch(
     return watch_json(row, secret if spec.webhook_url else None)
 
 
-def list_watches(conn: Connection, party_id: str) -> list[dict[str, Any]]:
+def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
     rows = conn.execute(select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id))
-    return [watch_json(row) for row in rows]
+    return [watch_json(row, with_state=with_state) for row in rows]
 
 
 def _owned(conn: Connection, party_id: str, watch_id: int) -> Any | None:

@@ -130,8 +130,7 @@ class WatchOut(BaseModel):
     kinds: list[str]
     senders: str
     webhook: dict[str, Any] | None = Field(
-        description="{url, secret} when just made (the secret shown once); "
-        "{url, enabled, disabled_reason} in a list"
+        description="{url, secret} when just made (the secret shown once); {url} in a list"
     )
 
 

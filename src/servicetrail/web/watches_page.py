@@ -63,7 +63,7 @@ def _page(
     created: dict[str, Any] | None = None,
 ) -> Response:
     with reader_of(request) as conn:
-        watches = list_watches(conn, who.viewer.party_id)
+        watches = list_watches(conn, who.viewer.party_id, with_state=True)
     chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
     events: list[dict[str, Any]] = []
     read_up_to = 0
