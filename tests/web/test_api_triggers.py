@@ -196,10 +196,12 @@ def test_the_list_is_capped_with_the_linked_request_kept(client, bearer, engine,
 
 
 def test_the_openapi_document_describes_the_route(client):
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+
     operation = client.get("/openapi.json").json()["paths"]["/api/v1/records/{record_id}/triggers"][
         "get"
     ]
     window = next(p for p in operation["parameters"] if p["name"] == "window")
     assert window["schema"]["maximum"] == 10080 and "default 1440" in window["description"]
-    assert "At most 100" in operation["description"]
+    assert f"At most {MAX_TRIGGERS}" in operation["description"]
     assert set(operation["responses"]) >= {"200", "401", "404", "422"}

@@ -18,7 +18,7 @@ MAX_WINDOW_MINUTES = 10080  # a week
 # A busy Device can take thousands of requests in a week: the list is cut to the newest
 # this many (the request sharing the Request ID always among them), so that one call has a
 # bounded cost and a bounded answer. Older requests are one records search away.
-MAX_TRIGGERS = 100
+MAX_TRIGGERS = 400  # its search pages, linked ones included, stay within MAX_PAGE
 
 LINK_REQUEST_ID = "request_id"
 LINK_SAME_DEVICE = "same_device"
