@@ -584,6 +584,8 @@ def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(
         f"Error: the store's schema is at revision {previous}, older than this servicetrail's "
         f"{head_revision()}: run 'servicetrail db upgrade' first\n"
     )
+    key = runner.invoke(main, ["--db", empty_db_url, "log", "key"])  # any command, this one too
+    assert key.exit_code == 2 and "servicetrail db upgrade" in key.stderr
     assert runner.invoke(main, ["--db", empty_db_url, "db", "upgrade"]).exit_code == 0
     after = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
     assert (

@@ -25,6 +25,7 @@ def log_group() -> None:
 @with_db
 def key_cmd() -> None:
     """Print the current verifier key alone on one line (the signing key is made on first use)."""
+    engine()  # the store's rules as for any command (SPEC section 5): made if new, not if old
     try:
         click.echo(signer_for(store_url()).verifier_key)
     except SigningKeyError as e:
