@@ -317,7 +317,7 @@ def test_empty_file_and_all_rejected(cli, engine, tmp_path):
 
 def test_unreadable_inputs_are_clear_errors(cli, engine, tmp_path):
     other = tmp_path / "records.txt"
-    other.write_text(json.dumps(rec()) + "\n")
+    other.write_text("user_id,party_id\n")  # neither XML nor JSON Lines
     result = cli("ingest", other)
     assert result.exit_code != 0
     assert "records.txt" in result.stderr and "Traceback" not in result.output
@@ -396,14 +396,27 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     write_lines(folder / "a.jsonl", [json.dumps(rec(counter=1)), "bad"])
     write_lines(folder / "sub" / "b.jsonl", [json.dumps(rec(counter=2))])
     (folder / "README.txt").write_text("not records")
+    write_lines(folder / "sub" / "c.log", [json.dumps(rec(counter=3))])  # JSON Lines by content
     first = cli("ingest", folder)
-    assert first.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    assert first.stdout == "loaded 3, rejected 1, skipped 0 duplicates\n"
+    # what holds neither form is not loaded, and the run says so (nothing dropped in silence)
+    said = "1 file(s) in the folder(s) skipped, holding neither DUIS XML nor JSON Lines"
+    assert f"{said}: {folder / 'README.txt'}" in first.stderr
     # a folder's rejects go beside it, each naming its file
     rejected = rejects_of(tmp_path / "drop.rejects.jsonl")
     assert [(Path(r["file"]), r["raw"]) for r in rejected] == [(folder / "a.jsonl", "bad")]
     second = cli("ingest", folder)  # the reject file now in the folder is not read as input
-    assert second.stdout == "loaded 0, rejected 1, skipped 2 duplicates\n"
-    assert count(engine, "sat_record") == 2
+    assert second.stdout == "loaded 0, rejected 1, skipped 3 duplicates\n"
+    assert count(engine, "sat_record") == 3
+
+
+def test_a_file_named_otherwise_is_read_by_its_first_bytes(cli, engine, tmp_path):
+    sat = write_lines(tmp_path / "traffic.txt", [json.dumps(rec(counter=1))])
+    assert cli("ingest", sat).stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("# not records\n")
+    refused = cli("ingest", notes)
+    assert refused.exit_code == 2 and "neither DUIS XML nor JSON Lines" in refused.stderr
 
 
 def test_rejects_option_naming_the_input_is_refused_and_the_input_kept(cli, engine, tmp_path):

@@ -167,6 +167,14 @@ def report_summary(summary: Summary) -> None:
             "file gives again, which was taken instead)",
             err=True,
         )
+    if summary.skipped_files:  # not loaded, not rejected: said, never dropped in silence
+        names = ", ".join(str(p) for p in summary.skipped_files[:5])
+        more = len(summary.skipped_files) - 5
+        click.echo(
+            f"({len(summary.skipped_files)} file(s) in the folder(s) skipped, holding neither "
+            f"DUIS XML nor JSON Lines: {names}{f' and {more} more' if more > 0 else ''})",
+            err=True,
+        )
     for path in summary.reject_files:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:

@@ -56,6 +56,7 @@ class Summary:
     corrected: int = 0
     superseded: int = 0  # registry rows skipped (among the duplicates) for a later line's word
     times_from_mtime: int = 0  # bare request files timed by their modification time
+    skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
 
     def line(self) -> str:
@@ -258,10 +259,10 @@ def ingest(
     that share one keep each other's entries."""
     # a key that cannot sign fails the run here, before anything is stored unsealed
     signer_for(engine.url.render_as_string(hide_password=False))
-    named = [(path, list(expand([path]))) for path in paths]
+    summary = Summary()
+    named = [(path, list(expand([path], summary.skipped_files))) for path in paths]
     files = list(dict.fromkeys(f for _, found in named for f in found))
     rejects = _Rejects(named, rejects_path)
-    summary = Summary()
     make_row = row_maker(engine.dialect.name)
     xml_files = [f for f in files if detect(f) is Format.DUIS_XML]
     try:

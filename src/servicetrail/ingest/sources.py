@@ -52,15 +52,42 @@ def _plain_suffix(path: Path) -> str:
 
 
 def detect(path: Path) -> Format:
+    """The input's form: by its name (.xml, .jsonl, .ndjson, .json, each optionally .gz), else
+    by its first bytes (an XML document starts with `<`, JSON Lines with `{`)."""
     suffix = _plain_suffix(path)
-    if suffix == ".xml":
-        return Format.DUIS_XML
-    if suffix not in (".jsonl", ".ndjson", ".json"):
-        raise UnreadableInput(f"{path}: not .xml, .jsonl or .ndjson (optionally .gz)")
     try:
+        if suffix == ".xml" or (
+            suffix not in (".jsonl", ".ndjson", ".json") and _starts_like_xml(path)
+        ):
+            return Format.DUIS_XML
         return _form_of_lines(path)
     except OSError as e:  # no permission, an I/O error: named, before anything is loaded
         raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SNIFFED_BYTES = 4096
+
+
+def _starts_like_xml(path: Path) -> bool:
+    """Whether a file named otherwise holds an XML document (True) or JSON Lines (False);
+    UnreadableInput if it holds neither."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(_SNIFFED_BYTES)
+    except DAMAGED:
+        head = b""
+    if head.startswith(_UTF16_BOMS):
+        return True
+    first = without_bom(head).lstrip()[:1]
+    if first == b"<":
+        return True
+    if first == b"{":
+        return False
+    raise UnreadableInput(
+        f"{path}: neither DUIS XML nor JSON Lines (not named .xml, .jsonl or .ndjson, and its "
+        "first bytes are not an XML document's or a JSON object's)"
+    )
 
 
 def _form_of_lines(path: Path) -> Format:
@@ -98,9 +125,10 @@ def without_bom(first_line: bytes) -> bytes:
     return first_line[3:] if first_line.startswith(_BOM) else first_line
 
 
-def expand(paths: list[Path]) -> Iterator[Path]:
-    """Files named, and the input files inside folders named, skipping our own reject files
-    and files of other kinds; an input file that cannot be read stops the run, named."""
+def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Path]:
+    """Files named, and the input files inside folders named, skipping our own reject files,
+    hidden files, and files that hold neither form (those go to `skipped`, so the run can say
+    so); an input file that cannot be read stops the run, named."""
     for path in paths:
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -111,6 +139,8 @@ def expand(paths: list[Path]) -> Iterator[Path]:
                 except CannotRead:
                     raise
                 except UnreadableInput:
+                    if skipped is not None:
+                        skipped.append(child)
                     continue
                 yield child
         else:
