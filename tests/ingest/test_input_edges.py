@@ -25,6 +25,8 @@ from tests.ingest.test_registry_csv import (
 )
 from tests.ingest.test_sat_jsonl import count, rec, rejects_of, stored, utc, write_lines
 
+OTHER_METER = "00-DB-00-00-00-00-00-02"
+
 
 def test_times_at_both_ends_of_the_calendar_load_on_every_engine(cli, engine, tmp_path):
     """December 9999's partition ends in the year 10000, past Python's dates (PostgreSQL)."""
@@ -149,6 +151,37 @@ def test_a_file_correcting_its_own_interval_reloads_as_a_no_op(cli, engine, tmp_
     assert again.exit_code == 0, again.output
     assert again.stdout == "loaded 0, rejected 0, skipped 3 duplicates\n"
     assert rows(engine, held) == [("NORTH", False), ("SOUTH", True)]
+
+
+def test_an_interval_given_again_lines_later_reloads_as_a_no_op(cli, engine, tmp_path):
+    """The file's last word for an interval wins wherever it comes: line 2 opens NORTH's
+    interval, line 3 is another Device's, line 4 closes NORTH's, line 5 opens SOUTH's. Applied
+    in turn, a re-load corrected the stored interval back to line 2's open end, which
+    overlapped SOUTH's, and was rejected (the session-13 audit)."""
+    _registry(cli, tmp_path)
+    cli("load", "devices", write(tmp_path / "d2.csv", DEVICES_HEADER + f"{OTHER_METER},ESME,2\n"))
+    path = write(
+        tmp_path / "far.csv",
+        RESP_HEADER
+        + f"{METER},NORTH,supplier,2024-01-01T00:00:00Z,\n"
+        + f"{OTHER_METER},NORTH,supplier,2024-01-01T00:00:00Z,\n"
+        + f"{METER},NORTH,supplier,2024-01-01T00:00:00+00:00,2024-05-01T00:00:00Z\n"
+        + f"{METER},SOUTH,supplier,2024-05-01T00:00:00Z,\n",
+    )
+    first = cli("load", "responsibilities", path)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == "loaded 3, rejected 0, skipped 1 duplicates\n"
+    held = "SELECT device_id, party_id, valid_to IS NULL FROM responsibility ORDER BY 1, valid_from"
+    after_first = rows(engine, held)
+    assert after_first == [
+        (METER, "NORTH", False),
+        (METER, "SOUTH", True),
+        (OTHER_METER, "NORTH", True),
+    ]
+    again = cli("load", "responsibilities", path)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "loaded 0, rejected 0, skipped 4 duplicates\n"
+    assert rows(engine, held) == after_first
 
 
 def test_a_superseded_line_is_still_checked_on_its_own(cli, engine, tmp_path):

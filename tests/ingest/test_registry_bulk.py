@@ -116,18 +116,16 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
     rows = write(
         tmp_path / "resp.csv",
         RESP_HEADER
-        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,\n"  # line 2: new, open
-        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 3: inside line 2's interval
-        # line 4: closes line 2's interval
-        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"
-        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 5: now fits
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"  # line 2: new, closed
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-01-15,\n"  # line 3: inside line 2's interval
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 4: fits
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n",
-    )  # line 6: the same again
+    )  # line 5: the same again, the interval's last word (line 4 is skipped for it)
     result = cli("load", "responsibilities", rows)
     assert result.exit_code == 1
-    assert result.stdout.startswith("loaded 3, rejected 1, skipped 1 duplicates")
+    assert result.stdout.startswith("loaded 2, rejected 1, skipped 1 duplicates")
     [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
-    assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,"
+    assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{NORTHPOWER},supplier,2025-01-15,"
     assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO} on {PPMID_1}")
     with engine.connect() as conn:
         held = conn.execute(

@@ -23,7 +23,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ..domain.ids import InvalidValue
 from .. import settings
 from ..domain.times import parse_time
-from ..store.registry import Conflict, Outcome, load_devices, load_interval_rows, load_users
+from ..store.registry import (
+    Conflict,
+    Outcome,
+    interval_key,
+    load_devices,
+    load_interval_rows,
+    load_users,
+)
 from ..signing import signer_for
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
@@ -83,7 +90,6 @@ def load_registry(
     and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction
     (store.registry)."""
     summary = Summary()
-    store = _REGISTRY_WRITERS[what]
     regular_file(path)
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
     with open(path, "rb") as raw_file:
@@ -92,8 +98,13 @@ def load_registry(
         except BadHeader:
             rejects.close()
             raise
-        run = registry_csv.interval_of(header) if what is registry_csv.RESPONSIBILITIES else None
-        parsed_here = _parsed_batches(records, what.parser(header), len(header), run)
+        store: RegistryWriter
+        if what is registry_csv.RESPONSIBILITIES:
+            with open(path, "rb") as ahead:  # each interval's last word in the file
+                store = _intervals_writer(registry_csv.repeated_intervals(ahead, str(path)))
+        else:
+            store = _REGISTRY_WRITERS[what]
+        parsed_here = _parsed_batches(records, what.parser(header), len(header))
         with _collected_per_batch() as batch_done:
             worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
             batches = produced(lambda: parsed_here) if worker else parsed_here
@@ -104,6 +115,20 @@ def load_registry(
                 if progress:
                     progress(read)
     return _finish(summary, rejects)
+
+
+def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
+    """load_interval_rows told which rows a later line of the file gives again."""
+
+    def write(conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]]) -> list[Any]:
+        if not last_lines:
+            return load_interval_rows(conn, rows, [False] * len(rows))
+        superseded = [
+            last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
+        ]
+        return load_interval_rows(conn, rows, superseded)
+
+    return write
 
 
 def _registry_worker(path: Path) -> bool:
@@ -136,24 +161,9 @@ def _collected_per_batch() -> Iterator[Callable[[], int]]:
 
 
 def _batches(
-    records: Iterator[registry_csv.CsvRecord], size: int, run: Callable[[list[str]], Any] | None
+    records: Iterator[registry_csv.CsvRecord], size: int
 ) -> Iterator[list[registry_csv.CsvRecord]]:
-    """`size` records at a time, a batch running on past its size while the records go on
-    with the run (`run` of their values) its last record is in."""
-
-    def run_of(record: registry_csv.CsvRecord) -> Any:
-        return None if run is None or record[2] is None else run(record[2])
-
-    ahead: list[registry_csv.CsvRecord] = []
-    while chunk := ahead + list(islice(records, size - len(ahead))):
-        ahead = []
-        last = run_of(chunk[-1])
-        if last is not None:
-            for record in records:
-                if run_of(record) != last:
-                    ahead = [record]
-                    break
-                chunk.append(record)
+    while chunk := list(islice(records, size)):
         yield chunk
 
 
@@ -166,12 +176,10 @@ def _parsed_batches(
     records: Iterator[registry_csv.CsvRecord],
     parse: registry_csv.RowParser,
     columns: int,
-    run: Callable[[list[str]], Any] | None = None,
 ) -> Iterator[ParsedBatch]:
     """`columns`: how many the header names; a record with more values is refused, as no
-    column would say what the rest are (one with fewer lacks its optional last columns).
-    `run`: what consecutive records share that must not be cut apart by a batch's end."""
-    for chunk in _batches(records, settings.current().registry_batch, run):
+    column would say what the rest are (one with fewer lacks its optional last columns)."""
+    for chunk in _batches(records, settings.current().registry_batch):
         refused: list[tuple[int, str, bytes]] = []
         parsed: list[Any] = []
         origins: list[tuple[int, bytes]] = []
@@ -201,7 +209,7 @@ def _store_batch(
     origins: list[tuple[int, bytes]],
     refused: list[tuple[int, str, bytes]],
     engine: Engine,
-    store: Callable[[Connection, list[Any]], list[Any]],
+    store: RegistryWriter,
     rejects: RejectFile,
     path: Path,
     summary: Summary,
@@ -209,7 +217,7 @@ def _store_batch(
     """One batch of a registry file decided and written in one transaction, its rejects
     written and counted."""
     with engine.begin() as conn:
-        decided = store(conn, parsed) if parsed else []
+        decided = store(conn, parsed, origins) if parsed else []
     for (line, raw), outcome in zip(origins, decided):
         if outcome is Outcome.LOADED:
             summary.loaded += 1
@@ -227,10 +235,11 @@ def _store_batch(
         rejects.add(line, reason, raw, path)
 
 
-_REGISTRY_WRITERS: dict[registry_csv.RegistryFile, Callable[[Connection, list[Any]], list[Any]]] = {
-    registry_csv.USERS: load_users,
-    registry_csv.DEVICES: load_devices,
-    registry_csv.RESPONSIBILITIES: load_interval_rows,
+# a batch's parsed rows and their (line, raw record) -> each row's outcome
+RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]]], list[Any]]
+_REGISTRY_WRITERS: dict[registry_csv.RegistryFile, RegistryWriter] = {
+    registry_csv.USERS: lambda conn, rows, _: load_users(conn, rows),
+    registry_csv.DEVICES: lambda conn, rows, _: load_devices(conn, rows),
 }
 
 

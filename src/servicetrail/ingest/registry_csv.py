@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -123,21 +124,6 @@ def _positions(header: list[str], names: tuple[str, ...]) -> tuple[list[int | No
     at = {name: i for i, name in enumerate(header)}
     found = [at.get(name) for name in names]
     return found, 1 + max(i for i in found if i is not None)
-
-
-def interval_of(header: list[str]) -> Callable[[list[str]], tuple[str, ...] | None]:
-    """A responsibilities record's interval (Device, relation, start) as its text says it, or
-    None for a record too short to have one: what a run of lines about one interval shares
-    (store.registry keeps a run's last word; the loader keeps a run in one batch)."""
-    found, width = _positions(header, ("device_id", "relation", "valid_from"))
-    device, relation, start = (i if i is not None else 0 for i in found)
-
-    def interval(values: list[str]) -> tuple[str, ...] | None:
-        if len(values) < width:
-            return None
-        return (values[device].strip().upper(), values[relation].strip(), values[start].strip())
-
-    return interval
 
 
 def _device_parser(header: list[str]) -> RowParser:
@@ -358,3 +344,41 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
         yield start, raw, None, "not UTF-8 text"
         return
     yield start, raw, values, ""
+
+
+IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
+_FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 24
+
+
+def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
+    """A responsibilities file read once ahead of its load: the last line of each interval
+    that more than one of its records gives (and of a few that only one does), so that the
+    load can skip every earlier word for it (store.registry.load_interval_rows), whatever
+    lies between them and wherever its batches are cut.
+
+    A file of millions of intervals, nearly all given once, is not held in memory: a bitmap
+    of the keys' hashes (16 MB at most) says which may have been seen before, and only those
+    are kept, each with the line it was last seen on; a key that happens to share another's
+    bit is kept with its own, only, line, which supersedes nothing. Records this pass cannot
+    read are left to the load, which rejects them."""
+    header, records = read_header(stream, RESPONSIBILITIES, name)
+    (i_device, _, i_relation, i_from, _), width = _positions(header, RESPONSIBILITIES.columns)
+    assert i_device is not None and i_relation is not None and i_from is not None
+    size = os.fstat(stream.fileno()).st_size
+    seen = bytearray(min(_MOST_SEEN_BYTES, max(_FEWEST_SEEN_BYTES, 1 << size.bit_length())))
+    mask = len(seen) * 8 - 1
+    last: dict[IntervalKey, int] = {}
+    for line, _, values, _ in records:
+        if values is None or len(values) < width:
+            continue
+        try:
+            start = _time(values[i_from].strip())
+        except InvalidValue:
+            continue
+        key = (values[i_device].strip().upper(), values[i_relation].strip().lower(), start)
+        bit = hash(key) & mask
+        if seen[bit >> 3] & (1 << (bit & 7)):
+            last[key] = line
+        else:
+            seen[bit >> 3] |= 1 << (bit & 7)
+    return last

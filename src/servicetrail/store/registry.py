@@ -246,8 +246,17 @@ IntervalRow = tuple[str, str, str, datetime, datetime | None]
 _Spans = dict[datetime, tuple[str, datetime | None]]
 
 
-def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[Decided]:
-    """load_responsibilities for IntervalRows, as the CSV loader reads them."""
+def load_interval_rows(
+    conn: Connection, rows: Sequence[IntervalRow], superseded: Sequence[bool] | None = None
+) -> list[Decided]:
+    """load_responsibilities for IntervalRows, as the CSV loader reads them. `superseded[i]`:
+    a later row (of the file, as the loader knows it) gives row i's interval (Device,
+    relation, start) again; None: judged within `rows`. A superseded row is checked on its own
+    and skipped, as its input's word for the interval is its last: applied in turn instead,
+    an earlier word could overlap what a later row put in the store at the first load, and a
+    re-load of the same file rejected it."""
+    if superseded is None:
+        superseded = later_rows_repeat(rows)
     raw = _Raw(conn)
     lock_registry(conn)
     parties = {
@@ -276,7 +285,7 @@ def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[De
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     touched: list[Touched] = []
     for i, row in enumerate(rows):
-        if i + 1 < len(rows) and _same_interval(row, rows[i + 1]):
+        if superseded[i]:
             outcome = _decide(row, parties, devices, None)  # its own checks only
             decided.append(Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome)
             continue
@@ -304,14 +313,15 @@ def load_interval_rows(conn: Connection, rows: Sequence[IntervalRow]) -> list[De
     return decided
 
 
-def _same_interval(row: IntervalRow, next_row: IntervalRow) -> bool:
-    """Whether the next row gives this row's interval (Device, relation, start) again: then
-    it is the next row's to decide, as a file's word for an interval is its last in a run of
-    lines (opened, then closed at once). Applied in turn instead, the first word could
-    overlap what a row after the run put in the store at the file's first load, and a
-    re-load of the file rejected it. Only a run, so that no line's fate depends on lines
-    far from it, nor on where batches fall (the loader never cuts a batch inside a run)."""
-    return row[0] == next_row[0] and row[2] == next_row[2] and row[3] == next_row[3]
+def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
+    """What a correction replaces: the interval's Device, relation and start."""
+    return row[0], row[2], row[3]
+
+
+def later_rows_repeat(rows: Sequence[IntervalRow]) -> list[bool]:
+    """For each row, whether a later row gives its interval again."""
+    last = {interval_key(row): i for i, row in enumerate(rows)}
+    return [last[interval_key(row)] != i for i, row in enumerate(rows)]
 
 
 def _decide(
