@@ -135,6 +135,9 @@ def test_an_auditor_sees_no_record_and_every_partys_entries(client, np, ws, audi
         assert answer.status_code == 403, path
         assert "records" not in answer.text.lower() or "never SAT records" in answer.text
     assert entries(client, auditor) == []  # a refusal reads nothing, so logs nothing
+    # the logs' checkpoints and verifier keys hold no record: an auditor checks entries by them
+    published = client.get("/api/v1/logs", headers=auditor)
+    assert published.status_code == 200 and published.json()["verifier_key"]
     client.get("/api/v1/records", headers=np)
     client.get("/api/v1/records", headers=ws)
     everyone = entries(client, auditor)

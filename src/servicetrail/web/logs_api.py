@@ -18,7 +18,7 @@ from ..store.log_proofs import (
     logs_document,
 )
 from ..store.logged_reads import logged_read
-from .api import ERRORS, ViewerDep, api_reader, asked
+from .api import ERRORS, AccountDep, ViewerDep, api_reader, asked
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
 from .params import record_id_or_404
@@ -58,8 +58,9 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
 
 
 @router.get("/logs", response_model=None)
-def logs(request: Request, viewer: ViewerDep) -> JSONResponse:
-    """Every log's newest checkpoint, the current verifier key and every earlier one."""
+def logs(request: Request, account: AccountDep) -> JSONResponse:
+    """Every log's newest checkpoint, the current verifier key and every earlier one. No SAT
+    record is in it, so an auditor may read it too (to check the access log's entries)."""
     key = _current_key(request)
     with reader_of(request) as conn:
         return JSONResponse(logs_document(conn, key))
@@ -76,7 +77,7 @@ def _size(parameter: str, text: str | None) -> int:
 @router.get("/logs/consistency", response_model=None)
 def consistency(
     request: Request,
-    viewer: ViewerDep,
+    account: AccountDep,
     origin: Annotated[str | None, Query(max_length=200)] = None,
     from_: Annotated[str | None, Query(alias="from", max_length=20)] = None,
     to: Annotated[str | None, Query(max_length=20)] = None,
