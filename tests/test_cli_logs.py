@@ -93,6 +93,25 @@ def test_a_changed_a_removed_and_an_added_record_are_each_named(cli, engine):
     )
 
 
+def test_a_record_deleted_with_its_leaf_is_named(cli, engine):
+    """A thorough intruder deletes the leaf too: the log's gap is found, and the record that
+    held it is named (its id lies between its neighbours' and is nowhere else)."""
+    world = P.load_personas(engine)
+    seal_store(engine)
+    removed = world.ids["np_req"]
+    intrude(
+        engine,
+        ("DELETE FROM sat_payload WHERE record_id = :id", {"id": removed}),
+        ("DELETE FROM sat_record WHERE id = :id", {"id": removed}),
+        ("DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :id", {"id": removed}),
+    )
+    result = cli("log", "verify")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert f"record {removed} removed" in lines
+    assert any(line.startswith("log servicetrail/sat/") and "missing" in line for line in lines)
+
+
 def test_a_changed_unsealed_record_and_a_forged_root_are_found(cli, engine):
     P.load_personas(engine)
     seal_store(engine)

@@ -228,15 +228,18 @@ def _roots(
     stack: list[tuple[int, bytes]] = []
     count = 0
     rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
-        f"SELECT leaf_index, leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
-        "ORDER BY leaf_index",
+        "SELECT leaf_index, leaf_hash, entry_id FROM log_leaf "
+        f"WHERE family = {mark} AND month = {mark} ORDER BY leaf_index",
         (family, month),
     )
     node_hash = merkle.node_hash
-    for index, leaf_hash in rows:
+    previous: int | None = None  # the entry id of the leaf before
+    for index, leaf_hash, entry_id in rows:
         if index != count:
+            yield from _removed_with_their_leaves(conn, family, previous, entry_id, index - count)
             yield f"log {origin} leaf {count} missing"
             return
+        previous = entry_id
         count += 1
         stack.append((0, bytes(leaf_hash)))
         while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
@@ -259,3 +262,38 @@ def _roots(
         yield f"log {origin} checkpoint {size} has leaves missing"
     for level, index in sorted(tiles):
         yield f"log {origin} tile {level}/{index} has no leaves"
+
+
+# the widest run of ids between two leaves that is searched for the entries of missing ones
+_GAP_SEARCHED = 100_000
+
+
+def _removed_with_their_leaves(
+    conn: Connection, family: str, after: int | None, before: int, missing: int
+) -> Iterator[str]:
+    """The entries whose leaves were deleted with them, named when they can be told: a log's
+    leaves hold increasing entry ids, so the `missing` leaves between the leaf of entry `after`
+    and that of `before` held ids between the two; those of them that are neither an entry
+    nor any log's leaf nor queued are the ones gone. Only when exactly `missing` ids are such
+    is each named (an id never given, a rolled-back one, would make the count differ). A
+    log's first leaves have no leaf before them: then every id from 1 up is searched, if few."""
+    after = 0 if after is None else after  # ids are positive
+    if not missing <= before - after - 1 <= _GAP_SEARCHED:
+        return
+    found = family_named(family)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    present = {
+        int(entry_id)
+        for (entry_id,) in conn.exec_driver_sql(
+            f"SELECT id FROM {found.table} WHERE id > {mark} AND id < {mark} UNION ALL "
+            f"SELECT entry_id FROM log_leaf WHERE family = {mark} "
+            f"AND entry_id > {mark} AND entry_id < {mark} UNION ALL "
+            f"SELECT entry_id FROM log_pending WHERE family = {mark} "
+            f"AND entry_id > {mark} AND entry_id < {mark}",
+            (after, before, family, after, before, family, after, before),
+        )
+    }
+    gone = [entry_id for entry_id in range(after + 1, before) if entry_id not in present]
+    if len(gone) == missing:
+        for entry_id in gone:
+            yield f"{found.noun} {entry_id} removed"
