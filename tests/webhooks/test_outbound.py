@@ -204,7 +204,8 @@ def attempt(url: str, timeout: float = 5.0):
     from servicetrail.webhooks.signing import new_secret
 
     deliverer = Deliverer(engine=None, schedule=[1], timeout=timeout)  # type: ignore[arg-type]
-    due = Due(1, 1, 0, url, new_secret(), {"event_id": 1})
+    event = {"event_id": 1, "watch_id": 1, "matched_at": "2025-01-01T00:00:00Z", "record": {}}
+    due = Due(1, 1, 0, url, new_secret(), event)
 
     async def main():
         async with client_session(4, timeout) as session:
