@@ -55,6 +55,18 @@ def test_search_srvs_by_number_and_words() -> None:
     assert all(s.startswith("4.1.") for s in family)
 
 
+def test_title_words_match_in_any_order_after_a_leading_number() -> None:
+    found = search_srvs("firmware read")
+    assert "11.2" in found  # Read Firmware Version
+    assert all("firmware" in CATALOGUE[s].title.lower() for s in found)
+    assert all("read" in CATALOGUE[s].title.lower() for s in found)
+    assert search_srvs("11.2 firmware") == ["11.2"]
+    shown = f"4.1.1 {CATALOGUE['4.1.1'].title}"  # a results row, copied as the screen shows it
+    assert search_srvs(shown) == ["4.1.1"]
+    assert search_srvs("4.1.1 firmware") == []  # the number and the words must agree
+    assert search_srvs("zebra firmware") == []
+
+
 DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"
 
 

@@ -64,13 +64,29 @@ def _searchable(text: str) -> str:
 _SEARCHABLE_TITLES = tuple((s.srv, _searchable(s.title)) for s in CATALOGUE.values())
 
 
+_SRV_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def search_srvs(text: str) -> list[str]:
-    """SRV numbers matching a number or any words of a title, for the search box."""
+    """SRV numbers matching a number, a family (`4.1`), a run of a title's words, or else
+    every word given, in any order (`firmware read`), after an SRV number or family if one
+    leads (`11.2 firmware`, or a row as the screen shows it: `4.1.1 Read Instantaneous
+    Import Registers`). The search box's and the API's `srv`."""
     needle = _searchable(text)
     if not needle:
         return []
     if needle in CATALOGUE:
         return [needle]
-    return [
+    as_written = [
         srv for srv, title in _SEARCHABLE_TITLES if needle in title or srv.startswith(needle + ".")
+    ]
+    if as_written:
+        return as_written
+    words = needle.replace("-", " ").split()
+    number = words.pop(0) if _SRV_NUMBER.fullmatch(words[0]) else None
+    return [
+        srv
+        for srv, title in _SEARCHABLE_TITLES
+        if (number is None or srv == number or srv.startswith(number + "."))
+        and all(word in title for word in words)
     ]
