@@ -55,6 +55,28 @@ def test_a_sealed_record_is_marked_verified_and_its_proof_downloads(engine, shar
     assert "payload" not in json.dumps(document["leaf"]).replace("payload_commitment", "")
 
 
+def test_an_own_payload_downloads_as_the_bytes_its_proof_commits_to(engine, shared_id):
+    """The page lays a payload out for reading; the download is the stored bytes, which the
+    proof's payload_commitment (SHA-256 of salt and payload, SPEC section 7) is over."""
+    import hashlib
+
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    own = next(i for i, access in seen_by(engine, P.SOUTHENERGY).items() if access == "own")
+    page = client.get(f"/records/{own}")
+    assert f"/records/{own}/payload" in page.text
+    download = client.get(f"/records/{own}/payload")
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert download.content  # a persona's own request has a payload
+    proof = client.get(f"/records/{own}/proof.json").json()
+    salt = bytes.fromhex(proof["payload_salt"])
+    commitment = hashlib.sha256(salt + download.content).hexdigest()
+    assert commitment == proof["leaf"]["payload_commitment"]
+    # titles only, or not there at all: the same 404
+    assert client.get(f"/records/{shared_id}/payload").status_code == 404
+    assert client.get("/records/999999999/payload").status_code == 404
+
+
 def test_an_unsealed_record_says_so_and_a_hidden_one_is_not_found(engine, world, shared_id):
     client = signed_in(engine, P.SOUTHENERGY)
     page = client.get(f"/records/{shared_id}")

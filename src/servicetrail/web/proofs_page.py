@@ -81,6 +81,31 @@ def proof_download(request: Request, who: Who, record_id: str) -> Response:
     return JSONResponse(document, headers={"Content-Disposition": disposition})
 
 
+@router.get("/records/{record_id}/payload")
+def payload_download(request: Request, who: Who, record_id: str) -> Response:
+    """An own record's payload exactly as stored, the bytes a proof's payload_commitment is
+    over (`log verify-proof --payload FILE`): the page shows it laid out for reading. A record
+    that is not the viewer's own is 404, like a missing one."""
+    wanted = record_id_or_404(record_id)
+    filters: dict[str, Any] = {"record_id": wanted}
+    with (
+        limits_of(request).search(who.viewer.party_id),
+        reader_of(request) as conn,
+        logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
+    ):
+        found = read.get_visible(wanted)
+    if found is None or found.get("access") != "own":
+        raise HTTPException(404)
+    payload = found["payload"]
+    kind = "xml" if payload.lstrip().startswith("<") else "txt"
+    disposition = f'attachment; filename="record-{wanted}-payload.{kind}"'
+    return Response(
+        payload.encode("utf-8"),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": disposition},
+    )
+
+
 @router.get("/verify")
 def how_to_verify(request: Request, who: Who) -> Response:
     try:
