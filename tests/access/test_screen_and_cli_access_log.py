@@ -120,8 +120,35 @@ def test_the_watches_page_logs_the_events_it_shows_but_not_the_unread_count(engi
     assert len(entries) == before + 1 and entries[0].action == "watch_events"
 
 
-def test_an_auditors_screen_is_403(engine, world):
-    auditor = signed_in(engine, "the.auditor")
+def test_an_auditor_gets_no_session_on_the_screen_and_is_told_where_to_read(engine, world):
+    from tests.web.screen import TOKEN
+
+    client = TestClient(create_app(engine))
+    form = client.get("/login")
+    answer = client.post(
+        "/login",
+        follow_redirects=False,
+        data={
+            "username": "the.auditor",
+            "password": PASSWORD,
+            "csrf_token": TOKEN.search(form.text).group(1),
+        },
+    )
+    assert answer.status_code == 403 and "servicetrail access-log" in answer.text
+    assert "st_session" not in client.cookies
+    assert client.get("/", follow_redirects=False).status_code == 303  # to the sign-in page
+    assert logged(engine) == []
+
+
+def test_an_auditors_session_still_sees_no_record(engine, world):
+    """A session an auditor holds (made before sign-in refused them) is answered 403."""
+    from servicetrail.store import sessions
+    from servicetrail.store.accounts import verified_password_hash
+
+    with engine.begin() as conn:
+        held = verified_password_hash(conn, "the.auditor", PASSWORD)
+        session_id = sessions.create_session(conn, "the.auditor", held)
+    auditor = TestClient(create_app(engine), cookies={"st_session": session_id})
     one = world.ids[next(iter(world.ids))]
     for path in ("/", f"/records/{one}", f"/devices/{P.ESME_1}", "/report", "/watches"):
         answer = auditor.get(path, follow_redirects=False)

@@ -238,6 +238,12 @@ def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
     return Viewer(rows[0].party_id, frozenset(r.user_id for r in rows if r.user_id is not None))
 
 
+def is_auditor(conn: Connection, username: str) -> bool:
+    """Whether the account is an auditor's (of no Party: SPEC section 8)."""
+    row = conn.execute(select(account.c.party_id).where(account.c.username == username)).first()
+    return row is not None and row.party_id is None
+
+
 def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
     """The stored hash a correct username and password of an enabled account matched, else
     None (same cost either way: a disabled account's password is verified too, and not told

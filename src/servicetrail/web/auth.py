@@ -6,11 +6,12 @@ import re
 import secrets
 from datetime import datetime
 from fastapi import APIRouter, Depends, Form, Request
+from sqlalchemy.engine import Engine
 from fastapi.responses import RedirectResponse, Response
 
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
-from ..store.accounts import verified_password_hash
+from ..store.accounts import is_auditor, verified_password_hash
 from ..store.engine import reading
 from .presenters import safe_next
 from .rendering import render
@@ -112,6 +113,8 @@ def login(
             else None
         )
     session_id = device_token = None
+    if password_hash is not None and _auditor(engine, username, claim):
+        return login_page(request, status=403, username=username, error=AUDITOR_SIGN_IN)
     if password_hash is not None:
         with engine.begin() as conn:
             # None: the password was changed or the account disabled since it was checked
@@ -130,6 +133,23 @@ def login(
             error="Wrong username or password.",
         )
     return _signed_in(request, next_path, session_id, device_token)
+
+
+AUDITOR_SIGN_IN = (
+    "This is an auditor's account: it reads the access log, never SAT records, and this "
+    "screen shows SAT records. Read the access log with `servicetrail access-log`, or through "
+    "GET /api/v1/access-log with a token from `servicetrail tokens create`."
+)
+
+
+def _auditor(engine: Engine, username: str, claim: sessions.Claim) -> bool:
+    """Whether a correct sign-in is an auditor's, which gets no session on the screen (every
+    page would be refused) but a word on where its reads are; not counted as a failure."""
+    with engine.begin() as conn:
+        if not is_auditor(conn, username):
+            return False
+        sessions.forgive(conn, claim)
+    return True
 
 
 def _signed_in(
