@@ -595,6 +595,7 @@ def test_a_broken_page_link_says_so(np: TestClient) -> None:
     answer = c.get("/", params={"cursor": "garbage!"})
     assert answer.status_code == 422
     assert "That page link is no longer valid" in answer.text
+    assert "Page link expired" in answer.text and "Narrow your search" not in answer.text
 
 
 def test_times_without_an_offset_are_read_as_utc_in_the_form(np: TestClient, world) -> None:

@@ -117,3 +117,13 @@ def test_a_party_id_stored_before_ids_were_checked_still_gets_its_report(client,
     assert response.status_code == 200
     assert HEADER_SAFE.fullmatch(response.headers["content-disposition"])
     assert response.text.splitlines()[0].startswith("id,")
+
+
+def test_the_form_lists_the_columns_the_file_has(client, engine):
+    csrf = signed_in(client, engine, "np", P.NORTHPOWER)
+    page = client.get("/report").text
+    answer = client.post(
+        "/report", data={"csrf_token": csrf, "from": "2024-01-01", "to": "2027-01-01"}
+    )
+    header = answer.text.splitlines()[0]
+    assert f"Columns: {header.replace(',', ', ')}." in page  # execution_at and all

@@ -124,7 +124,8 @@ def search(request: Request, who: Who) -> Response:
     page = page_number(request.query_params.get("page"))
     wanted, after, errors = _wanted(values, request.query_params.get("cursor"))
     found = _results(request, who, wanted, after) if wanted is not None else Results()
-    if "cursor" in errors:
+    stale_link = "cursor" in errors
+    if stale_link:
         found.problem, errors = STALE_PAGE_LINK, {}
     next_link = (
         page_link(values, cursor=found.more.encode(), page=str(page + 1))
@@ -143,6 +144,7 @@ def search(request: Request, who: Who) -> Response:
         errors=errors,
         field_labels=FIELD_LABELS,
         problem=found.problem,
+        problem_title="Page link expired" if stale_link else "Narrow your search",
         items=found.items,
         relations=found.relations,
         names=found.names,

@@ -13,6 +13,7 @@ from .. import __version__
 from ..domain.duis_terms import command_variant_text, execution_text
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.model import KNOWN_ROLES, role_name
+from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
@@ -103,6 +104,7 @@ TEMPLATE_GLOBALS = dict(
     version=__version__,
     relation_labels=RELATION_LABELS,
     before_text=before_text,
+    report_fields=REPORT_FIELDS,
 )
 
 _NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
