@@ -197,6 +197,25 @@ def test_a_statement_past_its_time_limit_raises_search_too_broad(engine: Engine)
         assert conn.execute(medium).scalar() == 300000
 
 
+def test_a_statement_stopped_while_its_rows_are_fetched_raises_search_too_broad(
+    engine: Engine,
+) -> None:
+    """The hot reads fetch through the driver's cursor (store.compiled_statements), where
+    SQLite's interruption came up unwrapped by SQLAlchemy: a device search past its limit
+    was a 500 (the session-13 audit)."""
+    from sqlalchemy import Integer
+
+    from servicetrail.store.compiled_statements import fetch_all
+
+    many_rows = text(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
+        "SELECT x FROM c"
+    ).columns(x=Integer)
+    with engine.connect() as conn:
+        with pytest.raises(SearchTooBroad), time_limit(conn, 0.05):
+            fetch_all(conn, many_rows, {})
+
+
 def test_a_statement_within_its_limit_runs(engine: Engine) -> None:
     with engine.connect() as conn, time_limit(conn, 30):
         assert conn.execute(text("SELECT 41 + 1")).scalar() == 42

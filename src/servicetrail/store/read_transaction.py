@@ -81,7 +81,10 @@ def time_limit(
     """
     seconds = seconds_of(seconds)  # a Budget's seconds are the setting's value now
     if conn.dialect.name == "postgresql":
-        every = {**(settings or {}), "statement_timeout": str(int(seconds * 1000))}
+        # at least 1 ms: PostgreSQL reads 0 as no limit at all, where SQLite (and the
+        # setting's words, "seconds a search may run") stop at once
+        limit_ms = max(1, int(seconds * 1000))
+        every = {**(settings or {}), "statement_timeout": str(limit_ms)}
         names = list(every)
         calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(len(names)))
         params = {
@@ -103,6 +106,10 @@ def time_limit(
         yield fetch_all(conn, prefetch[0], prefetch[1]) if prefetch else None
     except OperationalError as e:
         if isinstance(e.orig, sqlite3.OperationalError) and "interrupted" in str(e.orig):
+            raise SearchTooBroad(seconds) from None
+        raise
+    except sqlite3.OperationalError as e:  # from the driver's cursor (store.compiled_statements)
+        if "interrupted" in str(e):
             raise SearchTooBroad(seconds) from None
         raise
     finally:
