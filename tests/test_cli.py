@@ -688,6 +688,8 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     dry = cli("retention", "--keep-months", "1", "--dry-run")
     assert dry.exit_code == 0 and "would drop sat_record_p2024_01" in dry.stdout
     assert "sat_payload_p2024_03" in dry.stdout
+    months = {line.rsplit("_p", 1)[1] for line in dry.stdout.splitlines()}
+    assert f"would drop {len(months)} month(s)" in dry.stderr  # months, not tables
     assert visible() == 3  # a dry run drops nothing
     done = cli("retention", "--keep-months", "1")
     assert done.exit_code == 0 and "dropped sat_record_p2024_02" in done.stdout
@@ -754,3 +756,13 @@ def test_a_read_that_cannot_write_its_access_entry_says_the_store_is_busy(
     assert result.exit_code == 3, result.output
     assert "busy with another write" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_store_that_cannot_be_opened_is_named_without_its_password():
+    runner = CliRunner()
+    url = "postgresql://analyst:s3cret-pw@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    for args in (["records", "--party", "NORTH"], ["db", "check"]):
+        result = runner.invoke(main, ["--db", url, *args])
+        assert result.exit_code == 2, result.output
+        assert "cannot open the store at" in result.stderr and "analyst:***@" in result.stderr
+        assert "s3cret-pw" not in result.output

@@ -25,7 +25,7 @@ from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
-from ..store.engine import StoreError, database_url, make_engine, open_store
+from ..store.engine import StoreError, database_url, make_engine, open_store, shown_url
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 
@@ -125,7 +125,8 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
     except StoreError:
         raise  # says what to do itself: turned into a Failure with the other expected errors
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
-        raise Failure(f"cannot open the store at {database_url(url)}: {e}") from None
+        said = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's wrapping
+        raise Failure(f"cannot open the store at {shown_url(database_url(url))}: {said}") from None
 
 
 def store_url() -> str:

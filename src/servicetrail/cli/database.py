@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import DBAPIError
 
+from ..store.engine import shown_url
 from ..store.partitions import drop_older_than
 from .common import Failure, engine, engine_as_it_is, store_url, with_db
 
@@ -34,7 +35,7 @@ def db_check() -> None:
     try:  # here, and is the same error as for every other command (exit 2), not a difference
         problems = schema_differences(store)
     except DBAPIError as e:
-        raise Failure(f"cannot open the store at {store_url()}: {e.orig}") from None
+        raise Failure(f"cannot open the store at {shown_url(store_url())}: {e.orig}") from None
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
@@ -64,4 +65,5 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
     verb = "would drop" if dry_run else "dropped"
     for name in dropped:
         click.echo(f"{verb} {name}")
-    click.echo(f"{verb} {len(dropped) // 2} month(s) of SAT records and payloads", err=True)
+    months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
+    click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,14 @@ def database_url(explicit: str | None = None) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def shown_url(url: str) -> str:
+    """A store's URL as it may be shown (an error, a log): without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:  # not a URL SQLAlchemy reads: whatever stands between :// and @ goes
+        return re.sub(r"://[^/@]*@", "://***@", url)
 
 
 # how long a SQLite write waits for another writer's lock before giving up (StoreBusy)
