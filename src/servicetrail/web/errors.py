@@ -135,6 +135,11 @@ def as_page(request: Request, exc: Exception) -> Response | None:
         )
     if isinstance(exc, Busy):
         return too_busy(request, signed_in(request), exc)
+    if isinstance(exc, SearchTooBroad):  # a page's reads past their limit outside its own form
+        said = str(exc)
+        return error_page(
+            request, signed_in(request), 422, "Narrow your search", said[:1].upper() + said[1:]
+        )
     if isinstance(exc, StoreBusy):
         return error_page(request, None, 503, "Busy", f"{str(exc).capitalize()}.")
     if not isinstance(exc, EXPECTED):

@@ -20,6 +20,7 @@ from ..domain.visibility import Access, Decision
 from ..store.limits import SearchTooBroad
 from ..store.logged_reads import LoggedRead, logged_read
 from ..store.parties import party_names
+from ..store.queries import registry_of
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
@@ -240,19 +241,25 @@ def device(request: Request, who: Who, device_id: str) -> Response:
     more = None
     # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
     filters = asked(request, device_id=device_id)
-    with (
-        limits_of(request).search(who.viewer.party_id, wanted),
-        reader_of(request) as conn,
-        logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
-    ):
-        intervals = own_intervals(read.registry_of(device_id))
-        if not problem:
-            try:
+    relations: dict[int, str] = {}
+    names: dict[str, str] = {}
+    try:
+        with (
+            limits_of(request).search(who.viewer.party_id, wanted),
+            reader_of(request) as conn,
+            logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
+        ):
+            intervals = own_intervals(read.registry_of(device_id))
+            if not problem:
                 items, more = read.search_page(wanted, PAGE_SIZE, after)
-            except SearchTooBroad as e:
-                problem = str(e)
-        relations = relations_of(read, items)
-        names = party_names(conn, [i["party_id"] for i in items])
+            relations = relations_of(read, items)
+            names = party_names(conn, [i["party_id"] for i in items])
+    except SearchTooBroad as e:
+        # outside the read's transaction, which PostgreSQL has aborted: nothing was shown, so
+        # nothing is logged; the intervals are read again on their own
+        problem, items, more = str(e), [], None
+        with reader_of(request) as conn:
+            intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
     here = f"/devices/{device_id}"
     return render(
         request,

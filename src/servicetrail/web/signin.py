@@ -17,6 +17,7 @@ from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..store import sessions
 from ..store.parties import party_name
+from ..store.limits import SearchTooBroad
 from ..store.queries import viewer_for
 from ..store.watches import unread_count
 from .state import engine_of, reader_of
@@ -72,8 +73,11 @@ def signed_in(request: Request) -> SignedIn | None:
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:
         return None
-    with reader_of(request) as conn:  # apart: it reads as the viewer (store.queries)
-        unread = unread_count(conn, viewer)
+    try:
+        with reader_of(request) as conn:  # apart: it reads as the viewer (store.queries)
+            unread = unread_count(conn, viewer)
+    except SearchTooBroad:  # the navigation's count is no reason to refuse the page
+        unread = 0
     return SignedIn(session, viewer, name, unread)
 
 
