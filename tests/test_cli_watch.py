@@ -114,4 +114,11 @@ def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
         )
     )[0]
     assert made["webhook"]["secret"].startswith("whsec_")
-    assert "whsec_" not in cli("watch", "list", "--party", P.SOUTHENERGY).stdout
+    listed = cli("watch", "list", "--party", P.SOUTHENERGY)
+    assert "whsec_" not in listed.stdout
+    # for the operator: whether deliveries still run (a receiver's 410 turns them off)
+    assert lines(listed)[0]["webhook"] == {
+        "url": "http://127.0.0.1:9/hook",
+        "enabled": True,
+        "disabled_reason": None,
+    }

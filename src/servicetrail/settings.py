@@ -187,8 +187,8 @@ class Settings:
         20.0,
         seconds(zero_allowed=False),
         "20",
-        "seconds `serve` waits for a request's head to arrive whole, and for each next piece of "
-        "its body; past it, 408 and the connection is closed",
+        "seconds `serve` waits for a request's head to arrive whole, and as long again for its "
+        "whole body; past it, 408 and the connection is closed",
     )
     party_requests: int = setting(
         "PARTY_REQUESTS",

@@ -89,12 +89,13 @@ def watch_add(
 @click.option("--party", "party_id", required=True)
 @with_db
 def watch_list(party_id: str) -> None:
-    """The Party's watches, one JSON object a line (never a secret)."""
+    """The Party's watches, one JSON object a line (never a secret); a webhook says whether
+    deliveries still run (`enabled`; a 410 from the receiver turns them off) and why not."""
     from ..store.watches import list_watches
 
     with engine().connect() as conn:
         viewer_of(conn, party_id)
-        for made in list_watches(conn, party_id):
+        for made in list_watches(conn, party_id, with_state=True):
             click.echo(orjson.dumps(made).decode())
 
 

@@ -9,9 +9,10 @@ and when it is complete (a large head that arrived in one read).
 Neither does uvicorn bound the time a client takes to send a request: a connection that sent
 half a head, or promised a body and stopped, was held open for ever, and any stranger could
 hold thousands without signing in. This protocol gives a request's head SERVICETRAIL_READ_TIMEOUT
-seconds to arrive whole, and its body as long for each next piece (so a large upload that
-keeps coming is not cut off); past that, 408 and the connection is closed. A connection that
-never sends a byte is closed as silently as uvicorn closes one idle between requests.
+seconds to arrive whole, and its body as long again in all (no request of the API or the
+screen carries more than 256 KiB; timed per piece, a body sent a byte now and then held its
+connection for days); past that, 408 and the connection is closed. A connection that never
+sends a byte is closed as silently as uvicorn closes one idle between requests.
 
 It also sends a response's head and body in one write (`HeadWithBody`).
 """
@@ -145,8 +146,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.cycle.transport))
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            self._wait(self._body_late)  # the next piece within the limit
+        if not self._refused:  # the whole body within the limit: a piece does not extend it
             super().on_body(body)
 
     def on_message_complete(self) -> None:
