@@ -610,6 +610,14 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
     assert result.exit_code == 0, result.output
 
 
+def test_db_check_builds_a_store_that_does_not_exist_yet(empty_db_url):
+    """SPEC section 5: any command on a missing or empty store builds it at the current schema
+    (it printed 43 'add_table' differences and left an empty file)."""
+    result = CliRunner().invoke(main, ["--db", empty_db_url, "db", "check"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "schema matches the migrations\n"
+
+
 def test_db_check_fails_on_a_store_without_the_schema(tmp_path):
     import sqlite3
 
@@ -766,3 +774,18 @@ def test_a_store_that_cannot_be_opened_is_named_without_its_password():
         assert result.exit_code == 2, result.output
         assert "cannot open the store at" in result.stderr and "analyst:***@" in result.stderr
         assert "s3cret-pw" not in result.output
+
+
+def test_demo_and_serve_refuse_a_port_in_use_before_building_anything(tmp_path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        store = tmp_path / "demo.db"
+        for args in (["demo", "--port", port, "--records", "1000"], ["serve", "--port", port]):
+            result = CliRunner().invoke(main, ["--db", f"sqlite:///{store}", *args])
+            assert result.exit_code == 2, result.output
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert not store.exists()  # nothing built for a server that could not start

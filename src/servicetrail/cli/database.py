@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..store.engine import shown_url
@@ -33,6 +35,8 @@ def db_check() -> None:
 
     store = engine_as_it_is()  # made without connecting: a store that cannot be opened shows
     try:  # here, and is the same error as for every other command (exit 2), not a difference
+        if _holds_nothing(store):  # SPEC section 5: built at the current schema, as by any command
+            store = engine()
         problems = schema_differences(store)
     except DBAPIError as e:
         raise Failure(f"cannot open the store at {shown_url(store_url())}: {e.orig}") from None
@@ -41,6 +45,11 @@ def db_check() -> None:
     if problems:
         raise Failure(f"{len(problems)} difference(s) between the store and the migrations", 1)
     click.echo("schema matches the migrations")
+
+
+def _holds_nothing(store: Engine) -> bool:
+    with store.connect() as conn:
+        return not inspect(conn).get_table_names()
 
 
 @click.command("retention")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import click
@@ -10,10 +11,27 @@ from ..demo import build_demo, demo_logins
 from ..signing import signer_for
 from ..store.queries import stored_record_count
 from ..web.server import run
-from .common import engine, store_url, with_db
+from .common import Failure, engine, store_url, with_db
+
+
+def _address_free(host: str, port: int) -> None:
+    """Refuse a host and port the server could not listen on, before anything is built: demo
+    built its whole store, printed its logins and pointed at whatever held the port."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise Failure(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise Failure(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = None) -> None:
+    _address_free(host, port)
     store = engine()  # opened (a new one built) before any worker starts, which then only open it
     signer_for(store_url())  # a key that cannot sign stops the server here, not each minute's seal
     click.echo(
@@ -60,6 +78,8 @@ def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> No
 @with_db
 def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     """Build a realistic demo SAT (if the store is empty), print the logins, and serve it."""
+    if not no_serve:
+        _address_free(host, port)
     store = engine(upgrade=True)  # the demo's store is the program's own: brought up to date
     with store.connect() as conn:
         present = stored_record_count(conn)
