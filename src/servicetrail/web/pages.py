@@ -229,6 +229,44 @@ def _device_page_cursor(request: Request) -> tuple[Cursor | None, str]:
         return None, "That page link is no longer valid. Start again from the newest records."
 
 
+@dataclass
+class DevicePage:
+    """What a Device page shows: the viewer's own intervals on it and a page of its records."""
+
+    intervals: list[Any]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    more: Cursor | None = None
+    relations: dict[int, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    problem: str = ""
+
+
+def _device_reads(
+    request: Request, who: SignedIn, device_id: str, after: Cursor | None, problem: str
+) -> DevicePage:
+    wanted = build_search(device_id=device_id)
+    filters = asked(request, device_id=device_id)
+    try:
+        with (
+            limits_of(request).search(who.viewer.party_id, wanted),
+            reader_of(request) as conn,
+            logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
+        ):
+            # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
+            shown = DevicePage(own_intervals(read.registry_of(device_id)), problem=problem)
+            if not problem:
+                shown.items, shown.more = read.search_page(wanted, PAGE_SIZE, after)
+            shown.relations = relations_of(read, shown.items)
+            shown.names = party_names(conn, [i["party_id"] for i in shown.items])
+            return shown
+    except SearchTooBroad as e:
+        # outside the read's transaction, which PostgreSQL has aborted: nothing was shown, so
+        # nothing is logged; the intervals are read again on their own
+        with reader_of(request) as conn:
+            intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
+        return DevicePage(intervals, problem=str(e))
+
+
 @router.get("/devices/{device_id}")
 def device(request: Request, who: Who, device_id: str) -> Response:
     try:
@@ -236,46 +274,25 @@ def device(request: Request, who: Who, device_id: str) -> Response:
     except InvalidValue:
         raise HTTPException(404) from None
     after, problem = _device_page_cursor(request)
-    wanted = build_search(device_id=device_id)
-    items: list[dict[str, Any]] = []
-    more = None
-    # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
-    filters = asked(request, device_id=device_id)
-    relations: dict[int, str] = {}
-    names: dict[str, str] = {}
-    try:
-        with (
-            limits_of(request).search(who.viewer.party_id, wanted),
-            reader_of(request) as conn,
-            logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
-        ):
-            intervals = own_intervals(read.registry_of(device_id))
-            if not problem:
-                items, more = read.search_page(wanted, PAGE_SIZE, after)
-            relations = relations_of(read, items)
-            names = party_names(conn, [i["party_id"] for i in items])
-    except SearchTooBroad as e:
-        # outside the read's transaction, which PostgreSQL has aborted: nothing was shown, so
-        # nothing is logged; the intervals are read again on their own
-        problem, items, more = str(e), [], None
-        with reader_of(request) as conn:
-            intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
+    shown = _device_reads(request, who, device_id, after, problem)
     here = f"/devices/{device_id}"
     return render(
         request,
         "devices.html",
         who,
-        status=422 if problem else 200,
+        status=422 if shown.problem else 200,
         title=f"Device {device_id}",
         device_id=device_id,
-        intervals=intervals,
-        rows=timeline(items),
-        relations=relations,
-        names=names,
-        problem=problem,
-        older_link=f"{here}?{urlencode({'cursor': more.encode()})}" if more is not None else "",
+        intervals=shown.intervals,
+        rows=timeline(shown.items),
+        relations=shown.relations,
+        names=shown.names,
+        problem=shown.problem,
+        older_link=(
+            f"{here}?{urlencode({'cursor': shown.more.encode()})}" if shown.more is not None else ""
+        ),
         newest_link=here if after is not None else "",
-        described=next((i for i in items if i["device_type"]), None),
+        described=next((i for i in shown.items if i["device_type"]), None),
     )
 
 
