@@ -273,12 +273,13 @@ def ingest(
     files = list(dict.fromkeys(f for _, found in named for f in found))
     rejects = _Rejects(named, rejects_path)
     make_row = row_maker(engine.dialect.name)
-    xml_files = [f for f in files if detect(f) is Format.DUIS_XML]
+    forms = {f: detect(f) for f in files}  # each file's form once: telling it reads the file
+    xml_files = [f for f in files if forms[f] is Format.DUIS_XML]
     try:
         for path in files:
-            if path in xml_files:
+            if forms[path] is Format.DUIS_XML:  # not `in xml_files`: a list, read per file
                 continue
-            sat = detect(path) is Format.SAT_JSONL
+            sat = forms[path] is Format.SAT_JSONL
             parse = _sat_chunk(make_row) if sat else _duis_chunk(make_row)
             chunks = parsed_chunks(path, parse, _workers_for(path, sat), CHUNK_LINES)
             _append_all(engine, chunks, rejects, path, summary, progress)
