@@ -121,19 +121,10 @@ def test_the_watches_page_logs_the_events_it_shows_but_not_the_unread_count(engi
 
 
 def test_an_auditor_gets_no_session_on_the_screen_and_is_told_where_to_read(engine, world):
-    from tests.web.screen import TOKEN
+    from tests.web.screen import sign_in
 
     client = TestClient(create_app(engine))
-    form = client.get("/login")
-    answer = client.post(
-        "/login",
-        follow_redirects=False,
-        data={
-            "username": "the.auditor",
-            "password": PASSWORD,
-            "csrf_token": TOKEN.search(form.text).group(1),
-        },
-    )
+    answer = sign_in(client, "the.auditor", PASSWORD)
     assert answer.status_code == 403 and "servicetrail access-log" in answer.text
     assert "st_session" not in client.cookies
     assert client.get("/", follow_redirects=False).status_code == 303  # to the sign-in page

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import SatRecord
@@ -34,17 +35,21 @@ def personas_with(
     return built
 
 
-def signed_in(engine: Engine, party: str) -> TestClient:
-    client = TestClient(create_app(engine))
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> Response:
+    """The sign-in form filled in and sent as a browser does; the answer, not followed."""
     form = client.get("/login")
-    answer = client.post(
+    return client.post(
         "/login",
         follow_redirects=False,
         data={
-            "username": party.lower(),
-            "password": PASSWORD,
+            "username": username,
+            "password": password,
             "csrf_token": TOKEN.search(form.text).group(1),
         },
     )
-    assert answer.status_code == 303
+
+
+def signed_in(engine: Engine, party: str) -> TestClient:
+    client = TestClient(create_app(engine))
+    assert sign_in(client, party.lower()).status_code == 303
     return client
