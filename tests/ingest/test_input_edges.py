@@ -79,7 +79,7 @@ def test_a_gzip_cut_short_loads_what_it_holds_and_rejects_the_rest(
     loaded = count(engine, "sat_record")
     assert 0 < loaded < 399
     assert result.stdout == f"loaded {loaded}, rejected 1, skipped 0 duplicates\n"
-    [reject] = rejects_of(tmp_path / "cut.rejects.jsonl")
+    [reject] = rejects_of(tmp_path / "cut.jsonl.rejects.jsonl")
     assert reject["line"] > loaded and reject["raw"] == ""
     assert "compressed input cannot be read" in reject["reason"]
 
@@ -91,7 +91,7 @@ def test_a_file_that_is_not_gzip_at_all_is_a_reject_not_a_traceback(cli, engine,
     result = cli("ingest", bad, upper)
     assert result.exit_code == 1
     assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
-    [reject] = rejects_of(tmp_path / "broken.rejects.jsonl")
+    [reject] = rejects_of(tmp_path / "broken.jsonl.rejects.jsonl")
     assert reject["line"] == 1 and "compressed input cannot be read" in reject["reason"]
 
 

@@ -296,7 +296,7 @@ def test_gzip_and_ndjson_inputs(cli, engine, tmp_path):
     result = cli("ingest", gz, nd)
     assert result.exit_code == 1
     assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
-    [reject] = rejects_of(tmp_path / "day.rejects.jsonl")
+    [reject] = rejects_of(tmp_path / "day.jsonl.rejects.jsonl")  # its last extension off
     assert reject["line"] == 2 and reject["raw"] == "{broken"
     assert sorted(g["payload"] or "" for g in stored(engine)) == ["", "zipped"]
 

@@ -39,15 +39,14 @@ class RejectsUnwritable(UnreadableInput):
 
 
 def default_rejects_path(source: Path) -> Path:
-    """`records.jsonl` -> `records.rejects.jsonl` (and `ECS17b_4.1.1_X.XML` ->
-    `ECS17b_4.1.1_X.rejects.jsonl`, `day.jsonl.gz` -> `day.rejects.jsonl`) beside it. In
-    the working folder when the input's folder is read-only."""
-    plain = (
-        source.with_suffix("") if source.suffix.lower() == ".gz" else source
-    )  # day.jsonl.gz: day
+    """The input's name without its last extension, plus `.rejects.jsonl` (SPEC section 4):
+    `records.jsonl` -> `records.rejects.jsonl`, `ECS17b_4.1.1_X.XML` ->
+    `ECS17b_4.1.1_X.rejects.jsonl`, `day.jsonl.gz` -> `day.jsonl.rejects.jsonl` (so it
+    differs from `day.jsonl`'s), beside it. In the working folder when the input's folder
+    is read-only."""
     # a folder by its own name, also when given as `.` or `..` (whose name is "" or "..")
     folder_name = source.resolve().name if source.is_dir() else ""
-    name = (folder_name if source.is_dir() else plain.stem or plain.name) + ".rejects.jsonl"
+    name = (folder_name if source.is_dir() else source.stem or source.name) + ".rejects.jsonl"
     beside = source.resolve().parent / name
     return beside if os.access(beside.parent, os.W_OK) else Path.cwd() / name
 
