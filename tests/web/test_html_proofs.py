@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from servicetrail.domain.search import Search
+from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import iter_search, viewer_for
 from tests import personas as P
@@ -72,8 +73,13 @@ def test_an_own_payload_downloads_as_the_bytes_its_proof_commits_to(engine, shar
     salt = bytes.fromhex(proof["payload_salt"])
     commitment = hashlib.sha256(salt + download.content).hexdigest()
     assert commitment == proof["leaf"]["payload_commitment"]
-    # titles only, or not there at all: the same 404
+    # titles only, or not there at all: the same 404, and its access-log entry (SPEC
+    # section 8: records returned) counts nothing, as nothing was handed over
     assert client.get(f"/records/{shared_id}/payload").status_code == 404
+    with engine.connect() as conn:
+        refused = next(iter_entries(conn, EntryFilter()))
+    assert refused.filters == {"record_id": shared_id}
+    assert (refused.records_returned, refused.mp141_records_returned) == (0, 0)
     assert client.get("/records/999999999/payload").status_code == 404
 
 

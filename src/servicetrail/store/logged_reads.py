@@ -72,6 +72,14 @@ class LoggedRead:
             self._counted([found])
         return found
 
+    def get_own(self, record_id: int) -> dict[str, Any] | None:
+        """The record when it is the viewer's own traffic (its payload may be handed over),
+        else None; a record seen only as MP141 titles is neither returned nor counted."""
+        found = queries.get_visible(self.conn, self.viewer, record_id)
+        if found is None or found.get("access") != "own":
+            return None
+        return self._counted([found])[0]
+
     def proof_of(self, record_id: int) -> dict[str, Any] | None:
         """The record's proof document (SPEC section 7); it returns the record's leaf."""
         found = log_proofs.proof_with_record(self.conn, self.viewer, record_id)

@@ -93,8 +93,8 @@ def payload_download(request: Request, who: Who, record_id: str) -> Response:
         reader_of(request) as conn,
         logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
     ):
-        found = read.get_visible(wanted)
-    if found is None or found.get("access") != "own":
+        found = read.get_own(wanted)
+    if found is None:
         raise HTTPException(404)
     payload = found["payload"]
     kind = "xml" if payload.lstrip().startswith("<") else "txt"
