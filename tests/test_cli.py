@@ -664,6 +664,17 @@ def test_generate_writes_the_same_world_for_the_same_seed_and_loads_into_the_sto
     assert cli("generate", "--records", "10").exit_code != 0  # neither a folder nor --into-store
 
 
+def test_generate_into_a_folder_again_leaves_no_trail_file_of_the_earlier_world(cli, tmp_path):
+    """`ingest FOLDER` reads every trail file in it: a stale one would be loaded beside."""
+    assert cli("generate", tmp_path, "--records", "200", "--duis").exit_code == 0
+    assert cli("generate", tmp_path, "--records", "300", "--no-sat", "--duis").exit_code == 0
+    assert not (tmp_path / "sat.jsonl").exists()
+    assert len((tmp_path / "duis.jsonl").read_text().splitlines()) == 300
+    assert cli("generate", tmp_path, "--records", "100").exit_code == 0
+    assert not (tmp_path / "duis.jsonl").exists()
+    assert len((tmp_path / "sat.jsonl").read_text().splitlines()) == 100
+
+
 def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp_path):
     from click.testing import CliRunner
 

@@ -136,14 +136,20 @@ def write_registry(world: World, folder: str | Path) -> dict[str, Path]:
 def write_world(
     world: World, folder: str | Path, *, sat: bool = True, duis: bool = False
 ) -> dict[str, Path]:
-    """The registry CSVs plus `sat.jsonl` (and `duis.jsonl` when asked) in `folder`."""
+    """The registry CSVs plus `sat.jsonl` (and `duis.jsonl` when asked) in `folder`. A trail
+    file of the form not asked for, an earlier world's, is removed: `ingest FOLDER` would
+    read it beside this world's (the same traffic twice, or another world's)."""
     written = write_registry(world, folder)
-    if sat:
-        written["sat.jsonl"] = Path(folder) / "sat.jsonl"
-        write_sat_jsonl(world, written["sat.jsonl"])
-    if duis:
-        written["duis.jsonl"] = Path(folder) / "duis.jsonl"
-        write_duis_jsonl(world, written["duis.jsonl"])
+    for name, wanted, write in (
+        ("sat.jsonl", sat, write_sat_jsonl),
+        ("duis.jsonl", duis, write_duis_jsonl),
+    ):
+        path = Path(folder) / name
+        if wanted:
+            written[name] = path
+            write(world, path)
+        else:
+            path.unlink(missing_ok=True)
     return written
 
 
