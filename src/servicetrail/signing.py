@@ -85,8 +85,16 @@ def _create(path: Path) -> None:
 def load_signer(path: Path, name: str) -> Signer:
     """The key at `path` (created now if there is none), named `name` in its signatures."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _create(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create(path)
+        except OSError as e:  # named as asked, not by the folder or temporary file that failed
+            reason = (
+                f"{path.parent} is not a folder"
+                if path.parent.exists() and not path.parent.is_dir()
+                else e.strerror or type(e).__name__
+            )
+            raise SigningKeyError(f"the signing key {path} cannot be created: {reason}") from None
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as e:

@@ -109,3 +109,14 @@ def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
     path.write_text("not a key")
     with pytest.raises(SigningKeyError, match="cannot be read"):
         load_signer(path, "n")
+
+
+def test_a_key_that_cannot_be_created_is_named_as_asked(tmp_path):
+    """Not by the temporary file or the folder that failed (the key's folder is a file)."""
+    (tmp_path / "store.db").write_text("")
+    path = tmp_path / "store.db" / "servicetrail.key"
+    with pytest.raises(SigningKeyError) as refused:
+        load_signer(path, "n")
+    assert str(refused.value) == (
+        f"the signing key {path} cannot be created: {tmp_path / 'store.db'} is not a folder"
+    )
