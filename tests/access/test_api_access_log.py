@@ -11,6 +11,7 @@ from servicetrail.domain.access_log import MAX_FILTERS
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
+from tests.access.conftest import LATE_REQUEST_ID
 
 PASSWORD = "correct horse battery staple"
 
@@ -241,3 +242,29 @@ def test_a_proof_writes_one_entry_with_the_record_it_proves(client, engine, np, 
     assert (entry["action"], entry["interface"], entry["actor"]) == ("proof", "api", "np.analyst")
     assert counts_of(entry) == expected_counts([shared])
     assert entry["filters"] == {"record_id": shared["id"]}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/reports/own.csv?from=2024-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+        "/api/v1/records?scope=own&limit=1000",
+    ],
+)
+def test_an_entry_counts_what_was_sent_while_an_ingest_stores_more(
+    client, np, auditor, lands_after_the_first_read, path
+):
+    """SPEC section 8: records_returned is what the answer holds. A report was counted in
+    one transaction and read in another: a record stored between was sent uncounted."""
+
+    def rows(answer) -> int:
+        if path.startswith("/api/v1/reports"):
+            return len(answer.text.strip().splitlines()) - 1
+        return len(answer.json()["items"])
+
+    answer = client.get(path, headers=np)
+    assert answer.status_code == 200 and lands_after_the_first_read == [1]
+    assert entries(client, auditor)[0]["records_returned"] == rows(answer)
+    again = client.get(path, headers=np)
+    assert LATE_REQUEST_ID in again.text  # it landed, whichever answer had it
+    assert entries(client, auditor)[0]["records_returned"] == rows(again)

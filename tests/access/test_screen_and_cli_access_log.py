@@ -17,6 +17,7 @@ from servicetrail.store.accounts import create_account
 from servicetrail.store.watches import catch_up, create_watch
 from servicetrail.web.app import create_app
 from tests import personas as P
+from tests.access.conftest import LATE_REQUEST_ID
 
 PASSWORD = "correct horse battery staple"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -187,3 +188,26 @@ def test_accounts_create_auditor_is_of_no_party(cli, world):
     assert both.exit_code == 2
     neither = cli("accounts", "create", "y", input=PASSWORD + "\n")
     assert neither.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("report", "own", "--party", P.NORTHPOWER, "--from", "2024-01-01", "--to", "2027-01-01"),
+        ("report", "own", "--party", P.NORTHPOWER, "--from", "2024-01-01", "--to", "2027-01-01",
+         "--format", "jsonl"),
+        ("records", "--party", P.NORTHPOWER, "--format", "jsonl"),
+    ],
+)  # fmt: skip
+def test_a_cli_export_counts_what_it_printed_while_an_ingest_stores_more(
+    cli, engine, world, lands_after_the_first_read, command
+):
+    """SPEC section 8: records_returned is what was printed, counted in the read that printed
+    it (an export was counted, then read again after its entry: an ingest between was
+    printed uncounted)."""
+    header = 1 if command[0] == "report" and "jsonl" not in command else 0
+    for _ in range(2):  # the late record lands during the first; the second prints it
+        printed = cli(*command)
+        assert printed.exit_code == 0 and lands_after_the_first_read == [1]
+        assert logged(engine)[0].records_returned == len(printed.stdout.splitlines()) - header
+    assert LATE_REQUEST_ID in printed.stdout

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -206,5 +208,22 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
     return viewer
 
 
-def output_to(path: Path | None) -> AbstractContextManager[TextIO]:
-    return open(path, "w", newline="", encoding="utf-8") if path else nullcontext(sys.stdout)
+class HeldOutput:
+    """An export's output, held in an unnamed temporary file until `send`: its access-log
+    entry, which counts what was written here, is stored first (SPEC section 8: before the
+    first byte is sent), and a read that fails leaves no partial file behind."""
+
+    def __init__(self) -> None:
+        self.text: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+
+    def write_bytes(self, chunk: bytes) -> None:
+        self.text.flush()
+        self.text.buffer.write(chunk)
+
+    def send(self, path: Path | None) -> None:
+        self.text.flush()
+        self.text.buffer.seek(0)
+        sys.stdout.flush()
+        with open(path, "wb") if path else nullcontext(sys.stdout.buffer) as out:
+            shutil.copyfileobj(self.text.buffer, out)
+        self.text.close()

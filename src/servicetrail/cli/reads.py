@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -13,17 +12,16 @@ from ..domain.model import KINDS as KINDS_OF_RECORD
 from ..domain.search import InvalidField, build_search
 from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
-from ..store.limits import SearchTooBroad
 from ..store.logged_reads import LoggedRead, logged_read
 from .common import (
     COUNT,
     TIME,
     WINDOW,
     Failure,
+    HeldOutput,
     cli_reader,
     engine,
     in_existing_folder,
-    output_to,
     viewer_of,
     with_db,
 )
@@ -61,27 +59,19 @@ def report_own(
     if time_to <= time_from:
         raise Failure("--to must be after --from")
     filters = {"from": format_time(time_from), "to": format_time(time_to), "format": fmt}
+    held = HeldOutput()
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
-        try:
-            # the access-log entry, with the report's counts, before its first byte
-            logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
-            logged.count_own_report(time_from, time_to)
-            logged.write_entry()
-            if fmt == "jsonl":
-                with output_to(output) as out:
-                    count = write_jsonl(logged.iter_own_report(time_from, time_to), out)
-            else:
-                # the CSV comes from the engine as UTF-8 bytes in large chunks: written as they are
-                report = logged.own_report_csv(time_from, time_to)
-                with open(output, "wb") if output else nullcontext(sys.stdout.buffer) as out:
-                    for chunk in report:
-                        out.write(chunk)
-                count = report.rows
-        except SearchTooBroad:
-            if output:
-                output.unlink(missing_ok=True)  # a cut-off report must not pass for a whole one
-            raise
+        logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
+        if fmt == "jsonl":
+            write_jsonl(logged.export_own_report(time_from, time_to), held.text)
+        else:
+            # the CSV comes from the engine as UTF-8 bytes in large chunks: kept as they are
+            for chunk in logged.export_own_report_csv(time_from, time_to):
+                held.write_bytes(chunk)
+        logged.write_entry()  # with the report's counts, before its first byte is sent
+    held.send(output)
+    count = logged.tally.records_returned
     click.echo(f"{count} records", err=True)
 
 
@@ -136,12 +126,12 @@ def records_cmd(
     }
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
-        # the access-log entry, with what will be printed, before the first line
         logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
-        logged.count_export(search, limit)
-        logged.write_entry()
-        items = logged.iter_search(search, limit)
-        (write_jsonl if fmt == "jsonl" else write_table)(items, sys.stdout)
+        held = HeldOutput()
+        items = logged.export_search(search, limit)
+        (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
+        logged.write_entry()  # with what will be printed, before its first line
+    held.send(None)
 
 
 # the option that carries each field of a search

@@ -55,6 +55,10 @@ class Tally:
     mp141_records_returned: int = 0
     device_ids: dict[str, None] = field(default_factory=dict)  # ordered set
 
+    def count_own(self, records: int) -> None:
+        """Records of the viewer's own traffic, known by their number only (a report)."""
+        self.records_returned += records
+
     def count(self, items: Iterable[Mapping[str, Any]]) -> None:
         for found in items:
             self.records_returned += 1

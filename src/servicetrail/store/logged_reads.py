@@ -9,13 +9,14 @@ made without saying who reads and why, and cannot skip the entry.
     # the entry is stored here, before anything is sent
 
 A read that ends in an exception (a time limit, a refusal) writes no entry: it returned
-nothing. A streamed answer (an export, an SSE stream) writes its entry before its first
-byte through `write_entry()`; an SSE stream writes a second one when it ends.
+nothing. An export is spooled whole, counted as it is read, and its entry written
+(`write_entry()`) before the spool is sent; an SSE stream writes its entry before its first
+event and a second one when it ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,10 +26,10 @@ from sqlalchemy.engine import Connection
 from ..domain.access_log import AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
-from ..domain.visibility import Decision, Scope, Viewer
+from ..domain.visibility import Decision, Viewer
 from . import log_proofs, queries, triggers, watches
 from .access_log import append_entries, append_entry
-from .export import OwnReport, own_report_csv
+from .export import own_report_csv
 from .outbox import Due, Share, lease_due
 
 
@@ -127,32 +128,26 @@ class LoggedRead:
             self._counted([e["record"] for e in found])
         return found
 
-    def count_export(self, search: Search, limit: int | None = None) -> None:
-        """Counts what an export of `search` will return, before it is streamed: the entry
-        is written before the first byte, so an export is read twice (a count, then the rows)."""
+    # --- exports: counted as they are read, sent once the entry is stored -----------------
+    # The caller spools what these yield, then calls write_entry(), then sends the spool:
+    # so the entry counts exactly what is sent. (Counting first and streaming after read
+    # the rows twice, in two transactions: an ingest between them was sent uncounted.)
+
+    def export_search(self, search: Search, limit: int | None = None) -> Iterator[dict[str, Any]]:
         for found in queries.iter_search(self.conn, self.viewer, search, limit):
             self.tally.count((found,))
+            yield found
 
-    def count_own_report(self, time_from: datetime, time_to: datetime) -> None:
-        self.count_export(Search(time_from=time_from, time_to=time_to, scope=Scope.OWN))
+    def export_own_report(self, time_from: datetime, time_to: datetime) -> Iterator[dict[str, Any]]:
+        for found in queries.iter_own_report(self.conn, self.viewer, time_from, time_to):
+            self.tally.count_own(1)
+            yield found
 
-    # --- exports: counted first (count_export), streamed once the entry is stored ----------
-
-    def _entry_first(self) -> None:
-        if self.entry is None:
-            raise RuntimeError("an export is streamed only after its access-log entry is stored")
-
-    def iter_search(self, search: Search, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        self._entry_first()
-        return queries.iter_search(self.conn, self.viewer, search, limit)
-
-    def iter_own_report(self, time_from: datetime, time_to: datetime) -> Iterator[dict[str, Any]]:
-        self._entry_first()
-        return queries.iter_own_report(self.conn, self.viewer, time_from, time_to)
-
-    def own_report_csv(self, time_from: datetime, time_to: datetime) -> OwnReport:
-        self._entry_first()
-        return own_report_csv(self.conn, self.viewer, time_from, time_to)
+    def export_own_report_csv(self, time_from: datetime, time_to: datetime) -> Generator[bytes]:
+        """The report as CSV chunks (store.export.OwnReport), counted once read through."""
+        report = own_report_csv(self.conn, self.viewer, time_from, time_to)
+        yield from report
+        self.tally.count_own(report.rows)
 
     # --- reads about records already counted: they return no record of their own ---------
 

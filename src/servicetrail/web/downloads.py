@@ -12,9 +12,11 @@ everything at once: the running statement is interrupted, its connection is drop
 pooled (so that an interruption still on its way cannot reach the next request to use it), the
 spool is deleted and the Party's slots are given back.
 
-Nothing is sent until the first piece of the report exists, so a report that fails early
-(its time limit, a busy bound) is answered with a status and a message like any request;
-one that fails later is cut off, and the missing end of its chunked body tells the client.
+Nothing is sent until the whole report is in the spool and its access-log entry, which
+counts the rows the spool holds, is stored (SPEC section 8: before the first byte). So a
+report that fails (its time limit, a busy bound) is answered with a status and a message
+like any request, and the entry counts exactly what is sent: counted first and read after,
+in two transactions, a report sent the records an ingest stored in between uncounted.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Spool:
         self._progress = asyncio.Event()
         self._lock = threading.Lock()
         self.written = 0
+        self.sendable = 0  # all that was written, once the report's access-log entry is stored
         self.done = False
         self.error: BaseException | None = None
         self._stopping = False
@@ -81,15 +84,12 @@ class Spool:
                     if self._stopping:
                         return
                     self._statement_on = conn.connection.dbapi_connection
-                # the access-log entry, with the report's counts, before its first byte
                 logged = LoggedRead(conn, read.viewer, read.reader, "report", read.filters)
-                logged.count_own_report(time_from, time_to)
-                logged.write_entry()
-                chunks = iter(logged.own_report_csv(time_from, time_to))
+                chunks = logged.export_own_report_csv(time_from, time_to)
                 try:
                     for chunk in chunks:
                         if self._stopping:
-                            break
+                            return
                         self._append(chunk)
                 finally:
                     # ends the statement (a COPY is cancelled) inside its transaction
@@ -98,6 +98,9 @@ class Spool:
                         self._statement_on = None
                         if self._interrupted:
                             conn.invalidate()
+                # the access-log entry, with the report's counts, before its first byte
+                logged.write_entry()
+                self.sendable = self.written
         except Exception as e:  # given to the response, which answers or cuts off the download
             if not self._stopping:
                 self.error = e
@@ -129,11 +132,12 @@ class Spool:
         Raises what ended the generation, if it failed."""
         while True:
             self._progress.clear()
-            if self.written > position:
+            done = self.done  # first: the generation sets `sendable` before `done`
+            if self.sendable > position:
                 return await anyio.to_thread.run_sync(
-                    os.pread, self._fd, min(size, self.written - position), position
+                    os.pread, self._fd, min(size, self.sendable - position), position
                 )
-            if self.done:
+            if done:
                 if self.error is not None:
                     raise self.error
                 return b""
