@@ -82,7 +82,7 @@ def test_the_interfaces_read_records_through_the_logged_reads():
         source = (PACKAGE / interface).read_text()
         assert "from ..store.logged_reads import" in source, interface
     facade = (PACKAGE / "store/logged_reads.py").read_text()
-    assert "from . import log_proofs, queries, triggers, watches" in facade
+    assert "from . import log_proofs, log_tree, queries, triggers, watches" in facade
 
 
 # The reads that return SAT records, by module: an interface that imported one could read

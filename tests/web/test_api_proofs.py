@@ -14,6 +14,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests import rfc9162
+from tests.intruder import as_intruder
 from tests.store.test_merkle_log import append, records
 
 
@@ -164,3 +165,21 @@ def test_a_new_key_signs_new_checkpoints_and_the_old_one_still_verifies_old_ones
     rfc9162.check_checkpoint(old_note, old_key)
     with pytest.raises(AssertionError):
         rfc9162.check_checkpoint(new_note, old_key)
+
+
+def test_a_proof_refused_says_why_and_is_logged_as_a_read_of_nothing(client, token, engine):
+    """409 not_sealed while the record's log has no checkpoint that holds it; 409 not_in_log
+    for a record that is no leaf at all (its leaf removed behind servicetrail's back). Each
+    is an access-log entry of 0 records, as a 404 is."""
+    headers = token(P.SOUTHENERGY)
+    item = client.get("/api/v1/records?limit=1", headers=headers).json()["items"][0]
+    month = item["logged_at"][:7]
+    as_intruder(engine, "DELETE FROM log_checkpoint WHERE family = 'sat' AND month = :m", m=month)
+    unsealed = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
+    assert unsealed.status_code == 409 and unsealed.json()["error"] == "not_sealed"
+    as_intruder(engine, "DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :i", i=item["id"])
+    gone = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
+    assert gone.status_code == 409 and gone.json()["error"] == "not_in_log"
+    assert "log verify" in gone.json()["message"]
+    logged = client.get("/api/v1/access-log?limit=2", headers=headers).json()["items"]
+    assert [(e["action"], e["records_returned"]) for e in logged] == [("proof", 0), ("proof", 0)]

@@ -8,7 +8,6 @@ import base64
 import json
 
 import pytest
-from sqlalchemy import text
 
 from servicetrail.domain.search import Search
 from servicetrail.store.access_log import EntryFilter, iter_entries
@@ -16,6 +15,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import iter_search, viewer_for
 from tests import personas as P
 from tests import rfc9162
+from tests.intruder import as_intruder
 from tests.web.screen import personas_with, signed_in
 
 
@@ -96,19 +96,43 @@ def test_an_unsealed_record_says_so_and_a_hidden_one_is_not_found(engine, world,
 
 def test_a_tampered_log_is_shown_as_a_proof_that_does_not_hold(engine, shared_id):
     seal_store(engine)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            for name in list(
-                conn.execute(
-                    text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-                ).scalars()
-            ):
-                conn.execute(text(f"DROP TRIGGER {name}"))
-        conn.execute(text("UPDATE log_checkpoint SET note = replace(note, '\n', '\n ')"))
+    as_intruder(engine, "UPDATE log_checkpoint SET note = replace(note, '\n', '\n ')")
     page = signed_in(engine, P.SOUTHENERGY).get(f"/records/{shared_id}")
     assert page.status_code == 200 and "Proof does not hold" in page.text
+
+
+def test_a_record_that_is_no_leaf_of_its_log_does_not_pass_for_one_not_yet_sealed(
+    engine, shared_id
+):
+    """Every writer appends a record's leaf (or queues it) in the record's transaction: a
+    record with neither was stored, or its leaf removed, outside servicetrail."""
+    seal_store(engine)
+    as_intruder(
+        engine, "DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :id", id=shared_id
+    )
+    client = signed_in(engine, P.SOUTHENERGY)
+    page = client.get(f"/records/{shared_id}")
+    assert "Proof does not hold" in page.text and "Not yet sealed" not in page.text
+    assert "not in its log" in page.text
+    download = client.get(f"/records/{shared_id}/proof.json")
+    assert download.status_code == 409 and "not in its log" in download.text
+    with engine.connect() as conn:
+        refused = next(iter_entries(conn, EntryFilter()))
+    assert (refused.action, refused.records_returned) == ("proof", 0)  # logged, as a 404 is
+
+
+def test_a_log_signed_before_the_key_was_rotated_still_verifies_naming_that_key(
+    engine, shared_id, tmp_path, use_settings
+):
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    old_key = client.get("/verify").text.split("servicetrail/sat+", 1)[1].split("<", 1)[0]
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "rotated.key")
+    page = client.get(f"/records/{shared_id}")
+    assert "Verified" in page.text and "Proof does not hold" not in page.text
+    assert f"by the earlier key <span class=\"mono\">servicetrail/sat+{old_key}</span>" in page.text
+    seal_store(engine)  # nothing new to sign: the month keeps its checkpoint by the old key
+    assert "earlier key" in client.get(f"/records/{shared_id}").text
 
 
 def test_the_how_to_verify_page_shows_the_verifier_key(engine, world):

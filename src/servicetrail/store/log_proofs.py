@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from ..domain.checkpoint import b64
 from ..domain.merkle import ProofError
 from ..domain.visibility import Viewer
-from .log_records import FAMILY, sealed_leaf_of
+from .log_records import FAMILY, is_queued, sealed_leaf_of
 from .log_tree import (
     LogDamaged,
     StoredTree,
@@ -25,6 +25,17 @@ from .queries import get_visible
 
 class NotSealed(LookupError):
     """The record is stored but not yet in a signed checkpoint (its ingest is still running)."""
+
+
+class NotInLog(LookupError):
+    """The record is stored but is neither a leaf of its log nor queued to be one: every
+    writer appends a record's leaf (or queues it) in the record's own transaction, so it was
+    stored, or its leaf removed, behind servicetrail's back (`log verify` names it)."""
+
+    message = (
+        "the record is not in its log: it was stored, or its leaf removed, outside "
+        "servicetrail (servicetrail log verify names it)"
+    )
 
 
 class NoConsistency(ValueError):
@@ -55,7 +66,7 @@ def proof_with_record(
         return None
     sealed = sealed_leaf_of(conn, record_id, datetime.fromisoformat(item["logged_at"]))
     if sealed is None:
-        raise NotSealed(record_id)
+        raise NotSealed(record_id) if is_queued(conn, record_id) else NotInLog(record_id)
     checkpoint = sealed.checkpoint
     if checkpoint is None or checkpoint.size <= sealed.index:
         raise NotSealed(record_id)

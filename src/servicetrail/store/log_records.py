@@ -225,6 +225,14 @@ def sealed_leaf_of(
     return SealedLeaf(leaf, bytes(salt), month, int(index), newest)
 
 
+def is_queued(conn: Connection, record_id: int) -> bool:
+    """Whether the record waits in the queue for its leaf (store.merkle_log)."""
+    queued = select(log_pending.c.entry_id).where(
+        log_pending.c.family == FAMILY, log_pending.c.entry_id == record_id
+    )
+    return conn.execute(queued).first() is not None
+
+
 _JOINS = (
     "FROM sat_record r LEFT JOIN sat_payload p ON p.record_id = r.id "
     "AND p.device_id = r.device_id AND p.logged_at = r.logged_at "

@@ -27,7 +27,7 @@ from ..domain.access_log import AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
 from ..domain.visibility import Decision, Viewer
-from . import log_proofs, queries, triggers, watches
+from . import log_proofs, log_tree, queries, triggers, watches
 from .access_log import append_entries, append_entry
 from .export import own_report_csv
 from .outbox import Due, Share, lease_due
@@ -88,6 +88,10 @@ class LoggedRead:
             return None
         self._counted([found[0]])
         return found[1]
+
+    def verifier_keys(self) -> list[str]:
+        """Every key the store's checkpoints were signed with (no record: not counted)."""
+        return log_tree.verifier_keys(self.conn)
 
     def explain(self, record_id: int) -> tuple[dict[str, Any], Decision] | None:
         found = queries.explain(self.conn, self.viewer, record_id)

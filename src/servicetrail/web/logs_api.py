@@ -13,6 +13,7 @@ from ..signing import signer_for
 from ..store.log_proofs import (
     ConsistencyRequest,
     NoConsistency,
+    NotInLog,
     NotSealed,
     consistency_document,
     logs_document,
@@ -36,22 +37,36 @@ def _current_key(request: Request) -> str:
 @router.get(
     "/records/{record_id}/proof",
     response_model=None,
-    responses={404: {"description": "no such record"}, 409: {"description": "not yet sealed"}},
+    responses={
+        404: {"description": "no such record"},
+        409: {"description": "not yet sealed, or not in its log"},
+    },
 )
 def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     """The record's leaf, its inclusion proof and the signed checkpoint it leads to; with
     `payload_salt` only for your own record. A record you may not see is 404, like a missing one."""
     wanted = record_id_or_404(record_id)
     reader, filters = api_reader(request, viewer), asked(request, record_id=wanted)
-    with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
+    refused: JSONResponse | None = None
+    with (
+        limits_of(request).search(viewer.party_id),
+        reader_of(request) as conn,
+        logged_read(conn, viewer, reader, "proof", filters) as read,
+    ):
+        # a refusal is logged too (nothing returned), as a 404 is: it says the record exists
         try:
-            with logged_read(conn, viewer, reader, "proof", filters) as read:
-                document = read.proof_of(wanted)
+            document = read.proof_of(wanted)
         except NotSealed:
-            return JSONResponse(
+            refused = JSONResponse(
                 {"error": "not_sealed", "message": "the record is not yet in a signed checkpoint"},
                 status_code=409,
             )
+        except NotInLog:
+            refused = JSONResponse(
+                {"error": "not_in_log", "message": NotInLog.message}, status_code=409
+            )
+    if refused is not None:
+        return refused
     if document is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     return JSONResponse(document)

@@ -9,6 +9,7 @@ the download lets anyone repeat the check with the key they trust.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..domain.checkpoint import NoteError, parse_verifier_key
 from ..domain.merkle import ProofError
 from ..domain.proof_document import verify_proof_document
 from ..signing import SigningKeyError, ed25519_check, signer_for
-from ..store.log_proofs import NotSealed
+from ..store.log_proofs import NotInLog, NotSealed
 from ..store.logged_reads import LoggedRead, logged_read
 from .fairness import limits_of
 from .params import record_id_or_404
@@ -39,6 +40,7 @@ class ProofMark:
     leaf_index: int = 0
     tree_size: int = 0
     problem: str = ""
+    earlier_key: str = ""  # the verifier key that signed it, when not the current one
 
 
 def _verifier_key(request: Request) -> str:
@@ -46,20 +48,40 @@ def _verifier_key(request: Request) -> str:
 
 
 def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
-    """The record's proof, checked as a Party would check it (the record was read already)."""
+    """The record's proof, checked as a Party would check it (the record was read already):
+    with the current verifier key, or, for a log not signed since the key was rotated, with
+    an earlier key of the store's (named on the page, as /api/v1/logs lists them)."""
     try:
         document = read.proof_of(record_id)
     except NotSealed:
         return ProofMark("pending")
+    except NotInLog:
+        return ProofMark("failed", problem=NotInLog.message)
     if document is None:
         return ProofMark("pending")
     try:
-        verified = verify_proof_document(
-            document, parse_verifier_key(_verifier_key(request)), ed25519_check
-        )
-    except (NoteError, ProofError, SigningKeyError) as e:
+        current = _verifier_key(request)
+    except SigningKeyError as e:
         return ProofMark("failed", problem=str(e))
-    return ProofMark("verified", verified.origin, verified.leaf_index, verified.tree_size)
+    problems: list[Exception] = []
+    for key in _current_then_earlier(read, current):
+        try:
+            verified = verify_proof_document(document, parse_verifier_key(key), ed25519_check)
+        except (NoteError, ProofError) as e:
+            problems.append(e)
+            continue
+        earlier = "" if key == current else key
+        return ProofMark(
+            "verified", verified.origin, verified.leaf_index, verified.tree_size, "", earlier
+        )
+    # the proof's own failure if some key's signature held, else the current key's refusal
+    said = next((e for e in problems if isinstance(e, ProofError)), problems[0])
+    return ProofMark("failed", problem=str(said))
+
+
+def _current_then_earlier(read: LoggedRead, current: str) -> Iterator[str]:
+    yield current
+    yield from (key for key in read.verifier_keys() if key != current)
 
 
 @router.get("/records/{record_id}/proof.json")
@@ -71,10 +93,16 @@ def proof_download(request: Request, who: Who, record_id: str) -> Response:
         reader_of(request) as conn,
         logged_read(conn, who.viewer, web_reader(who), "proof", filters) as read,
     ):
+        # a refusal is logged too (nothing returned), as a 404 is: it says the record exists
+        refusal = ""
         try:
             document = read.proof_of(wanted)
         except NotSealed:
-            raise HTTPException(409, "The record is not yet in a signed checkpoint.") from None
+            refusal = "The record is not yet in a signed checkpoint."
+        except NotInLog:
+            refusal = NotInLog.message[:1].upper() + NotInLog.message[1:] + "."
+    if refusal:
+        raise HTTPException(409, refusal)
     if document is None:
         raise HTTPException(404)
     disposition = f'attachment; filename="record-{wanted}-proof.json"'
