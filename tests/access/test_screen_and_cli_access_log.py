@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 from servicetrail.domain.access_log import MAX_FILTER_VALUE, MAX_FILTERS
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
+from servicetrail.domain.search import Search
 from servicetrail.store.accounts import create_account
+from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.watches import catch_up, create_watch
 from servicetrail.web.app import create_app
 from tests import personas as P
@@ -211,3 +213,18 @@ def test_a_cli_export_counts_what_it_printed_while_an_ingest_stores_more(
         assert printed.exit_code == 0 and lands_after_the_first_read == [1]
         assert logged(engine)[0].records_returned == len(printed.stdout.splitlines()) - header
     assert LATE_REQUEST_ID in printed.stdout
+
+
+def test_a_record_page_not_found_is_logged_as_a_read_of_nothing_as_the_apis_is(engine, world):
+    """A Party probing record ids through the screen leaves the same trace as through the API."""
+    with engine.connect() as conn:
+        seen = {i["id"] for i in iter_search(conn, viewer_for(conn, P.NORTHPOWER), Search())}
+    hidden = next(i for i in world.ids.values() if i not in seen)
+    np = signed_in(engine, "np.analyst")
+    for wanted in (999_999_999, hidden):
+        before = len(logged(engine))
+        assert np.get(f"/records/{wanted}").status_code == 404
+        entries = logged(engine)
+        assert len(entries) == before + 1
+        assert (entries[0].action, entries[0].records_returned) == ("record", 0)
+        assert entries[0].filters == {"record_id": wanted}

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 
 from ..domain.ids import InvalidValue, eui64
 from ..domain.model import KINDS
@@ -190,36 +191,43 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
     ):
         found = read.explain(wanted_id)
-        if found is None:
-            raise HTTPException(404)
-        current, decision = found
-        proof = proof_mark(request, read, wanted_id)
-        exchange = _exchange(read, current, decision)
-        triggers = window = window_error = None
-        if current["kind"] in TRIGGERED_KINDS:
-            window, window_error = trigger_window(request.query_params.get("window"))
-            triggers = _triggers(read, current, window)
-        names = party_names(
-            conn,
-            [e["item"]["party_id"] for e in exchange]
-            + [t["record"]["party_id"] for t in triggers or ()],
-        )
-    return render(
-        request,
-        "record.html",
-        who,
-        title=f"Record {current['id']}",
-        record=current,
-        decision=decision,
-        proof=proof,
-        exchange=exchange,
-        names=names,
-        triggers=triggers,
-        window=window,
-        window_error=window_error,
-        windows=TRIGGER_WINDOWS,
-        max_triggers=MAX_TRIGGERS,
+        page = None if found is None else _record_page(request, conn, read, *found)
+    if page is None:  # after its access-log entry (a read of nothing), as the API's 404
+        raise HTTPException(404)
+    return render(request, "record.html", who, title=f"Record {wanted_id}", **page)
+
+
+def _record_page(
+    request: Request,
+    conn: Connection,
+    read: LoggedRead,
+    current: dict[str, Any],
+    decision: Decision,
+) -> dict[str, Any]:
+    """What a record page shows besides the record: its proof, exchange and triggers."""
+    proof = proof_mark(request, read, current["id"])
+    exchange = _exchange(read, current, decision)
+    triggers = window = window_error = None
+    if current["kind"] in TRIGGERED_KINDS:
+        window, window_error = trigger_window(request.query_params.get("window"))
+        triggers = _triggers(read, current, window)
+    names = party_names(
+        conn,
+        [e["item"]["party_id"] for e in exchange]
+        + [t["record"]["party_id"] for t in triggers or ()],
     )
+    return {
+        "record": current,
+        "decision": decision,
+        "proof": proof,
+        "exchange": exchange,
+        "names": names,
+        "triggers": triggers,
+        "window": window,
+        "window_error": window_error,
+        "windows": TRIGGER_WINDOWS,
+        "max_triggers": MAX_TRIGGERS,
+    }
 
 
 def _device_page_cursor(request: Request) -> tuple[Cursor | None, str]:
