@@ -107,6 +107,31 @@ def test_events_page_and_stream_write_their_entries(engine, server):
     )
 
 
+def test_a_stream_entry_keeps_its_resume_point_and_a_refused_one_is_logged(engine, server):
+    """filters "as asked" (SPEC section 8): Last-Event-ID is asked as a header. Another
+    Party's watch is a 404 logged as a read of nothing, as /events logs it."""
+    south, wires = bearer(engine, P.SOUTHENERGY), bearer(engine, P.WIRESCO)
+    base = f"http://127.0.0.1:{server.port}"
+    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    lk_requests(engine, 3)
+    url = f"{base}/api/v1/watches/{watch['id']}/stream"
+    resumed = {**south, "Last-Event-ID": "2"}
+    with httpx.stream("GET", url, headers=resumed, timeout=10) as response:
+        assert response.status_code == 200
+        assert len(sse_data(response.iter_lines(), 1)) == 1  # event 3 only
+    assert wait_until(lambda: len(logged(engine)) == 2, 10)
+    for entry in logged(engine):
+        assert entry.filters == {"watch_id": watch["id"], "last_event_id": "2"}
+    assert logged(engine)[0].records_returned == 1
+    assert httpx.get(url, headers=wires, timeout=10).status_code == 404
+    refused = logged(engine)[0]
+    assert (refused.action, refused.party_id, refused.records_returned) == (
+        "stream",
+        P.WIRESCO,
+        0,
+    )
+
+
 def test_each_leased_delivery_writes_a_webhook_entry_before_it_is_sent(engine):
     P.load_personas(engine)
     with engine.begin() as conn:

@@ -198,12 +198,18 @@ def sse_event(event: dict[str, Any]) -> bytes:
 
 
 async def _event_stream(
-    request: Request, engine: Any, viewer: Any, watch_id: int, start: int, slots: Any
+    request: Request,
+    engine: Any,
+    viewer: Any,
+    watch_id: int,
+    start: int,
+    slots: Any,
+    filters: dict[str, Any],
 ) -> AsyncIterator[bytes]:
     """The stream's body: pages of events as they come, a keep-alive comment when quiet.
     Its first access-log entry was written before it started; the second, with the counts
     of every event it sent, is written when it ends (SPEC section 8)."""
-    filters, reader = asked(request, watch_id=watch_id), api_reader(request, viewer)
+    reader = api_reader(request, viewer)
     sent = Tally()
     # the token is asked about again as often as a request's would be (api.ViewerCache): a
     # stream outlives any one request, and must end once its token is revoked or its account
@@ -284,21 +290,29 @@ def watch_stream(
     may hold a few streams open on a server (429 past that)."""
     start = event_id_of(last_event_id, "Last-Event-ID") if last_event_id else event_id_of(after)
     found = watch_id_of(watch_id)
+    if found is None:
+        return JSONResponse(NOT_A_WATCH, status_code=404)
     engine = engine_of(request)
+    # the resume point is part of what was asked, though it came as a header
+    filters = asked(request, watch_id=found)
+    if last_event_id:
+        filters["last_event_id"] = last_event_id
+    reader = api_reader(request, viewer)
     with reading(engine) as conn:
-        if found is None or get_watch(conn, viewer.party_id, found) is None:
+        if get_watch(conn, viewer.party_id, found) is None:
+            # a read of nothing, logged as /events logs it
+            LoggedRead(conn, viewer, reader, "stream", filters).write_entry()
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
     try:
         with reading(engine) as conn:  # the stream's first entry, before its first byte
-            reader = api_reader(request, viewer)
-            LoggedRead(conn, viewer, reader, "stream", asked(request, watch_id=found)).write_entry()
+            LoggedRead(conn, viewer, reader, "stream", filters).write_entry()
     except BaseException:
         slots.release()
         raise
 
     return StreamingResponse(
-        _event_stream(request, engine, viewer, found, start, slots),
+        _event_stream(request, engine, viewer, found, start, slots, filters),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         background=BackgroundTask(slots.release),
