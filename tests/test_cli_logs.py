@@ -14,24 +14,11 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
 from tests import personas as P
+from tests import rfc9162
+from tests.intruder import intrude
 from tests.store.test_merkle_log import append, records
 
 VERIFIER_KEY = re.compile(r"^servicetrail/sat\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\n$")
-
-
-def intrude(engine, *statements: tuple[str, dict]) -> None:
-    """Run statements with the append-only triggers out of the way."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            names = conn.execute(
-                text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            ).scalars()
-            for name in list(names):
-                conn.execute(text(f"DROP TRIGGER {name}"))
-        for sql, params in statements:
-            conn.execute(text(sql), params)
 
 
 def test_log_key_prints_the_verifier_key_alone(cli):
@@ -131,6 +118,32 @@ def test_a_changed_unsealed_record_and_a_forged_root_are_found(cli, engine):
         re.fullmatch(r"log servicetrail/sat/\S+ checkpoint \d+ does not match its leaves", line)
         for line in lines
     )
+
+
+def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
+    """A leaf hash rewritten to match the edited record hides which record changed from the
+    per-record check; the stored tile over its 16 leaves no longer matches, and the line
+    names those leaves' records, the edited one among them."""
+    P.load_personas(engine)
+    append(engine, records(40, first=300))  # February: two full tiles of 16 leaves
+    seal_store(engine)
+    with engine.connect() as conn:
+        edited = conn.execute(text("SELECT max(id) FROM sat_record")).scalar() - 20
+        viewer = viewer_for(conn, P.NORTHPOWER)
+        leaf = record_proof(conn, viewer, edited)["leaf"]
+    leaf["srv"] = "11.2"
+    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": edited}),
+        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": edited}),
+    )
+    result = cli("log", "verify")
+    assert result.exit_code == 1
+    [tile] = [line for line in result.stdout.splitlines() if " tile 4/" in line]
+    named = [int(i) for i in tile.rsplit("one of ", 1)[1].split(", ")]
+    assert edited in named and len(named) == 16
+    assert f"record {edited} changed" not in result.stdout  # the leaf matches the edited row
 
 
 def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engine, tmp_path):

@@ -14,7 +14,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests import rfc9162
-from tests.intruder import as_intruder
+from tests.intruder import intrude
 from tests.store.test_merkle_log import append, records
 
 
@@ -174,10 +174,14 @@ def test_a_proof_refused_says_why_and_is_logged_as_a_read_of_nothing(client, tok
     headers = token(P.SOUTHENERGY)
     item = client.get("/api/v1/records?limit=1", headers=headers).json()["items"][0]
     month = item["logged_at"][:7]
-    as_intruder(engine, "DELETE FROM log_checkpoint WHERE family = 'sat' AND month = :m", m=month)
+    intrude(
+        engine, ("DELETE FROM log_checkpoint WHERE family = 'sat' AND month = :m", {"m": month})
+    )
     unsealed = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
     assert unsealed.status_code == 409 and unsealed.json()["error"] == "not_sealed"
-    as_intruder(engine, "DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :i", i=item["id"])
+    intrude(
+        engine, ("DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :i", {"i": item["id"]})
+    )
     gone = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
     assert gone.status_code == 409 and gone.json()["error"] == "not_in_log"
     assert "log verify" in gone.json()["message"]

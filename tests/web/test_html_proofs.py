@@ -15,7 +15,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import iter_search, viewer_for
 from tests import personas as P
 from tests import rfc9162
-from tests.intruder import as_intruder
+from tests.intruder import intrude
 from tests.web.screen import personas_with, signed_in
 
 
@@ -96,7 +96,7 @@ def test_an_unsealed_record_says_so_and_a_hidden_one_is_not_found(engine, world,
 
 def test_a_tampered_log_is_shown_as_a_proof_that_does_not_hold(engine, shared_id):
     seal_store(engine)
-    as_intruder(engine, "UPDATE log_checkpoint SET note = replace(note, '\n', '\n ')")
+    intrude(engine, ("UPDATE log_checkpoint SET note = replace(note, '\n', '\n ')", {}))
     page = signed_in(engine, P.SOUTHENERGY).get(f"/records/{shared_id}")
     assert page.status_code == 200 and "Proof does not hold" in page.text
 
@@ -107,8 +107,8 @@ def test_a_record_that_is_no_leaf_of_its_log_does_not_pass_for_one_not_yet_seale
     """Every writer appends a record's leaf (or queues it) in the record's transaction: a
     record with neither was stored, or its leaf removed, outside servicetrail."""
     seal_store(engine)
-    as_intruder(
-        engine, "DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :id", id=shared_id
+    intrude(
+        engine, ("DELETE FROM log_leaf WHERE family = 'sat' AND entry_id = :i", {"i": shared_id})
     )
     client = signed_in(engine, P.SOUTHENERGY)
     page = client.get(f"/records/{shared_id}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -234,12 +235,14 @@ def _roots(
     )
     node_hash = merkle.node_hash
     previous: int | None = None  # the entry id of the leaf before
+    last_tile: deque[int] = deque(maxlen=1 << TILE)  # the entry ids of the lowest tile's leaves
     for index, leaf_hash, entry_id in rows:
         if index != count:
             yield from _removed_with_their_leaves(conn, family, previous, entry_id, index - count)
             yield f"log {origin} leaf {count} missing"
             return
         previous = entry_id
+        last_tile.append(entry_id)
         count += 1
         stack.append((0, bytes(leaf_hash)))
         while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
@@ -249,7 +252,9 @@ def _roots(
                 at = (level + 1, (count >> (level + 1)) - 1)
                 tile = tiles.pop(at, None)
                 if tile != stack[-1][1] and (tile is not None or count <= sealed):
-                    yield f"log {origin} tile {at[0]}/{at[1]} does not match its leaves"
+                    yield f"log {origin} tile {at[0]}/{at[1]} does not match its leaves" + (
+                        _suspects(family, count, last_tile) if level + 1 == TILE else ""
+                    )
         if count in wanted:
             root = stack[-1][1]
             for _, left in reversed(stack[:-1]):
@@ -262,6 +267,16 @@ def _roots(
         yield f"log {origin} checkpoint {size} has leaves missing"
     for level, index in sorted(tiles):
         yield f"log {origin} tile {level}/{index} has no leaves"
+
+
+def _suspects(family: str, count: int, entry_ids: deque[int]) -> str:
+    """A lowest tile whose leaves hash as stored but not to the stored tile: one of its
+    leaves was rewritten with its entry (the leaf hash matches the edited entry), and which
+    one the log cannot tell, so all its entries are named."""
+    first = count - len(entry_ids)
+    ids = ", ".join(str(i) for i in entry_ids)
+    noun = family_named(family).noun
+    return f": one of leaves {first}-{count - 1} was rewritten with its {noun}, one of {ids}"
 
 
 # the widest run of ids between two leaves that is searched for the entries of missing ones
