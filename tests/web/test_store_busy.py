@@ -5,17 +5,18 @@ never a 500. So is any other write that waits past the timeout."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store import engine as store_engine
-from servicetrail.store.engine import open_store
+from servicetrail.store.engine import make_engine, open_store
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
@@ -92,8 +93,46 @@ def test_a_lost_connection_to_postgresql_is_answered_503_then_the_next_request_w
     assert lost.status_code == 503, lost.text
     assert lost.json() == {
         "error": "busy",
-        "message": "the connection to the store was lost; send the request again",
+        "message": "the connection to the store was lost; try again",
     }
     assert lost.headers["Retry-After"] == "1"
     assert api.get(path, headers=bearer).status_code == 200
     store.dispose()
+
+
+def test_a_postgresql_server_that_cannot_be_reached_is_answered_503_on_every_surface(
+    pg_url: str,
+) -> None:
+    """A server stopped or restarting refuses connections: every request, the API's hot path,
+    its FastAPI routes, the screen and the sign-in, is answered 503 with Retry-After (the
+    token or session cannot even be checked), never a 500 with a traceback."""
+    store = open_store(pg_url)
+    personas_with(store, {}, (P.WIRESCO,))
+    with store.begin() as conn:
+        create_account(conn, "api_wiresco", P.WIRESCO, "correct horse battery staple")
+        bearer = {"Authorization": f"Bearer {create_token(conn, 'api_wiresco')}"}
+    screen = signed_in(store, P.WIRESCO)
+    store.dispose()
+    with socket.socket() as closed:  # a port nothing listens on: what a stopped server is
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    gone = make_engine(make_url(pg_url).set(port=port).render_as_string(hide_password=False))
+    api = TestClient(create_app(gone), raise_server_exceptions=True)
+    for path in (
+        f"/api/v1/records?device_id={P.ESME_1}",  # the hot path
+        "/api/v1/records?srv=4.1.1&srv=4.1.1",  # the FastAPI route
+        "/api/v1/logs",
+        "/api/v1/access-log",
+    ):
+        answer = api.get(path, headers=bearer)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.json() == {
+            "error": "busy",
+            "message": "the store cannot be reached; try again",
+        }
+        assert answer.headers["Retry-After"] == "1"
+    on_screen = TestClient(create_app(gone), cookies=dict(screen.cookies))
+    for path in ("/", f"/devices/{P.ESME_1}"):
+        page = on_screen.get(path)
+        assert page.status_code == 503 and "cannot be reached" in page.text, path
+    gone.dispose()

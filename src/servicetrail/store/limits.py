@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from enum import Enum
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+import psycopg
+from sqlalchemy.exc import DBAPIError
 
 from .. import settings
 
@@ -42,22 +43,33 @@ class SearchTooBroad(RuntimeError):
 
 
 class StoreBusy(RuntimeError):
-    """SQLite's one write lock was not had within its busy timeout: another writer (a seal, a
-    loader's batch) held it. Or PostgreSQL's connection was lost mid-request (a restart): the
-    pool has let it go. Nothing was written; the same request may simply be sent again."""
+    """The store could not do it now, and nothing was written: SQLite's one write lock was
+    not had within its busy timeout (another writer held it), or its file cannot be opened;
+    PostgreSQL's connection was lost mid-request (a restart: the pool has let it go), the
+    server cannot be reached, or a statement waited on a lock past its time limit. The same
+    request may simply be made again (HTTP: 503 with Retry-After; the CLI: exit 3)."""
 
     RETRY_AFTER_SECONDS = 1
 
     def __init__(self, message: str = "the store is busy with another write") -> None:
-        super().__init__(f"{message}; send the request again")
+        super().__init__(f"{message}; try again")
 
 
 def store_busy(error: BaseException) -> StoreBusy | None:
-    """`error` as StoreBusy when it is SQLite's lock timeout (raised by the driver, or
-    wrapped by SQLAlchemy) or a lost connection to the store, else None."""
+    """`error` as StoreBusy when it says the store is busy, gone or unreachable (raised by
+    the driver, or wrapped by SQLAlchemy), else None."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return StoreBusy("the connection to the store was lost")
-    cause = error.orig if isinstance(error, OperationalError) else error
-    if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
-        return StoreBusy()
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    if isinstance(cause, sqlite3.OperationalError):
+        said = str(cause)
+        if "database is locked" in said:
+            return StoreBusy()
+        if "unable to open database file" in said or "disk I/O error" in said:
+            return StoreBusy("the store's file cannot be opened")
+    if isinstance(cause, psycopg.OperationalError):
+        if isinstance(cause, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
+            # a search past its limit is SearchTooBroad before it gets here: this one waited
+            return StoreBusy("the store did not answer in time")
+        return StoreBusy("the store cannot be reached")
     return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+import psycopg
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -198,5 +200,11 @@ async def handle(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     # the driver's errors by their own class: a handler for Exception alone answers, then
     # re-raises to the server, which logs a traceback for what may be only a busy store
-    for kind in (*ANSWERED, OperationalError, sqlite3.OperationalError, Exception):
+    for kind in (
+        *ANSWERED,
+        OperationalError,
+        sqlite3.OperationalError,
+        psycopg.OperationalError,
+        Exception,
+    ):
         app.add_exception_handler(kind, handle)
