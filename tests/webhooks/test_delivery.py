@@ -268,3 +268,51 @@ def test_a_lease_takes_only_what_each_watch_is_given(engine, world) -> None:
         (busy, 3),
         (free, 3),
     ]
+
+
+def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
+    engine, world, monkeypatch
+) -> None:
+    """PostgreSQL: every connection of the worker ended by the server (a restart); SQLite: the
+    write lock held past the busy timeout. Either way the worker pauses, then delivers what
+    was stored meanwhile (it used to log the error and stop until the server restarted)."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from servicetrail.store import engine as store_engine
+
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    # the worker's own engine, made with those settings (a pooled connection keeps its own)
+    workers = store_engine.open_store(engine.url.render_as_string(hide_password=False))
+    with Receiver() as receiver:
+        hook(engine, receiver, "/a")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(workers, schedule=[0.1])
+        state: dict = {"step": "deliver one"}
+
+        def until() -> bool:
+            delivered = {e["event_id"] for e in receiver.events("/a")}
+            if state["step"] == "deliver one" and delivered == {1}:
+                state["step"] = "failing"
+                if engine.dialect.name == "postgresql":
+                    with engine.connect() as conn:  # every other connection, the worker's too
+                        conn.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            )
+                        )
+                    lk_requests(engine, 2)
+                else:  # a record to match, then the lock: matching it fails within 50 ms
+                    lk_requests(engine, 2)
+                    lock = sqlite3.connect(engine.url.database, isolation_level=None)
+                    lock.execute("BEGIN IMMEDIATE")
+                    state.update(lock=lock, until=time.monotonic() + 2.0)
+            if "lock" in state and time.monotonic() > state["until"]:
+                state.pop("lock").rollback()
+            return delivered == {1, 2}
+
+        assert run(deliverer, until, seconds=30), receiver.events("/a")
+    workers.dispose()

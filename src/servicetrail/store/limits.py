@@ -53,6 +53,7 @@ class StoreBusy(RuntimeError):
 
     def __init__(self, message: str = "the store is busy with another write") -> None:
         super().__init__(f"{message}; try again")
+        self.reason = message
 
 
 def store_busy(error: BaseException) -> StoreBusy | None:

@@ -16,6 +16,7 @@ Bounded everywhere a receiver could hold it up:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from .. import settings
+from ..store.limits import store_busy
 from ..store.logged_reads import lease_deliveries
 from ..store.outbox import Due, Outcome, record_outcomes
 from ..store.watches import catch_up
@@ -51,6 +53,9 @@ IDLE_MAX_SECONDS = 0.8
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
 QUEUE_FACTOR = 16
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
+# how long the worker pauses after a failure (a store that cannot be reached, say), doubling
+# while it keeps failing
+PAUSE_SECONDS, PAUSE_MAX_SECONDS = 0.5, 30.0
 
 
 def retry_schedule() -> list[float]:
@@ -125,47 +130,83 @@ class Deliverer:
         return shares
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Match and deliver until `stop` is set. A store that fails (PostgreSQL stopped or
+        restarting, an SQLite file locked or unreadable), or any other error, pauses the worker
+        instead of ending it: it says so in the log, waits (PAUSE_SECONDS, doubling up to
+        PAUSE_MAX_SECONDS) and carries on. Attempts in flight are dropped; what it had leased
+        comes due again when the lease ends, so nothing is lost (a receiver may see an event
+        twice, and tells by its webhook-id, as Standard Webhooks says)."""
+        pause = PAUSE_SECONDS
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._run_until(stop)
+                return
+            except Exception as e:
+                busy = store_busy(e)
+                if busy is not None:
+                    log.warning("the webhook worker pauses %.1f s: %s", pause, busy.reason)
+                else:
+                    log.exception("the webhook worker failed; it carries on in %.1f s", pause)
+            if time.monotonic() - started > PAUSE_MAX_SECONDS:
+                pause = PAUSE_SECONDS  # it had been working: a new failure, not the same one
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            pause = min(pause * 2, PAUSE_MAX_SECONDS)
+
+    async def _run_until(self, stop: asyncio.Event) -> None:
         self._wake = asyncio.Event()
         async with client_session(self.concurrency, self.timeout) as session:
-            self._session = session
-            last_match, idle_wait = 0.0, IDLE_SECONDS
-            while not stop.is_set():
-                matched = 0
-                if time.monotonic() - last_match >= idle_wait:
-                    matched = await asyncio.to_thread(catch_up, self.engine, 20)
-                    self.stats.matched_records += matched
-                    last_match = time.monotonic()
-                self._wake.clear()
-                room = self.concurrency * QUEUE_FACTOR - self._queued_total()
-                # outcomes and the next lease in one transaction, once there is room for a
-                # round of deliveries
-                leased = await asyncio.to_thread(
-                    self._settle_and_lease, room if room >= self.concurrency else 0
+            try:
+                await self._rounds(session, stop)
+            except BaseException:
+                # before the session closes under them (which would count as failed attempts)
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                raise
+
+    async def _rounds(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        """Rounds of matching, settling, leasing and dispatching, until `stop`."""
+        self._session = session
+        last_match, idle_wait = 0.0, IDLE_SECONDS
+        while not stop.is_set():
+            matched = 0
+            if time.monotonic() - last_match >= idle_wait:
+                matched = await asyncio.to_thread(catch_up, self.engine, 20)
+                self.stats.matched_records += matched
+                last_match = time.monotonic()
+            self._wake.clear()
+            room = self.concurrency * QUEUE_FACTOR - self._queued_total()
+            # outcomes and the next lease in one transaction, once there is room for a
+            # round of deliveries
+            leased = await asyncio.to_thread(
+                self._settle_and_lease, room if room >= self.concurrency else 0
+            )
+            # queued here, on the loop's thread, which alone changes the queues
+            for delivery in leased:
+                self._held.add((delivery.watch_id, delivery.event_id))
+                self._queued[_host_of(delivery.url)].append(delivery)
+            self._dispatch()
+            if stop.is_set():
+                break
+            busy = matched or leased or self._tasks or self._queued_total()
+            idle_wait = IDLE_SECONDS if busy else min(idle_wait * 2, IDLE_MAX_SECONDS)
+            if not leased or self._tasks:
+                # until a round of attempts has ended (see _attempt), or a while
+                waiting = asyncio.ensure_future(self._wake.wait())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait(
+                    (waiting, stopping),
+                    timeout=idle_wait,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                # queued here, on the loop's thread, which alone changes the queues
-                for delivery in leased:
-                    self._held.add((delivery.watch_id, delivery.event_id))
-                    self._queued[_host_of(delivery.url)].append(delivery)
-                self._dispatch()
-                if stop.is_set():
-                    break
-                busy = matched or leased or self._tasks or self._queued_total()
-                idle_wait = IDLE_SECONDS if busy else min(idle_wait * 2, IDLE_MAX_SECONDS)
-                if not leased or self._tasks:
-                    # until a round of attempts has ended (see _attempt), or a while
-                    waiting = asyncio.ensure_future(self._wake.wait())
-                    stopping = asyncio.ensure_future(stop.wait())
-                    await asyncio.wait(
-                        (waiting, stopping),
-                        timeout=idle_wait,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    waiting.cancel()
-                    stopping.cancel()
-            if self._tasks:  # let what is in flight finish (each is bounded by the timeout)
-                await asyncio.wait(self._tasks, timeout=self.timeout + 1)
-            await asyncio.to_thread(self._settle_and_lease, 0)
-            # what is still queued here stays leased until its lease ends, then comes due again
+                waiting.cancel()
+                stopping.cancel()
+        if self._tasks:  # let what is in flight finish (each is bounded by the timeout)
+            await asyncio.wait(self._tasks, timeout=self.timeout + 1)
+        await asyncio.to_thread(self._settle_and_lease, 0)
+        # what is still queued here stays leased until its lease ends, then comes due again
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free: in all, and to each receiver."""
@@ -192,21 +233,25 @@ class Deliverer:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and not room:
             return []
-        with self.engine.begin() as conn:
-            if outcomes:
-                self.stats.given_up += record_outcomes(
-                    conn, outcomes, datetime.now(UTC), self.schedule
+        try:
+            with self.engine.begin() as conn:
+                if outcomes:
+                    self.stats.given_up += record_outcomes(
+                        conn, outcomes, datetime.now(UTC), self.schedule
+                    )
+                if not room:
+                    return []
+                return lease_deliveries(
+                    conn,
+                    datetime.now(UTC),
+                    room,
+                    self.lease,
+                    self._share,
+                    lambda d: (d.watch_id, d.event_id) not in self._held,
                 )
-            if not room:
-                return []
-            return lease_deliveries(
-                conn,
-                datetime.now(UTC),
-                room,
-                self.lease,
-                self._share,
-                lambda d: (d.watch_id, d.event_id) not in self._held,
-            )
+        except BaseException:
+            self._outcomes[:0] = outcomes  # not recorded: kept for the next round
+            raise
 
     async def _address(self, target: Target) -> IPAddress:
         key = (target.host, target.port)
