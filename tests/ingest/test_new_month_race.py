@@ -1,9 +1,11 @@
-"""Loaders whose batches cross into a month the store has no partitions for yet, on
-PostgreSQL. Each batch's transaction already holds locks on the partitioned tables from its
-earlier rows. A month's partitions are made in a transaction of their own, attached under a
-lock that neither those nor any reader's conflict with (store.partitions.ensure_months):
-before, two loaders deadlocked, a batch rolled back after making a month left it remembered
-but gone, and every reader waited for the batch that made a month to commit."""
+"""Loaders at once on PostgreSQL. Batches crossing into a month the store has no partitions
+for yet: a month's partitions are made in a transaction of their own, attached under a lock
+that no batch's or reader's conflict with (store.partitions.ensure_months): before, two
+loaders deadlocked, a batch rolled back after making a month left it remembered but gone,
+and every reader waited for the batch that made a month to commit. And each batch reads the
+trail under the logs' lock, held to its commit (store.writer.append_rows), so a loader sees
+what the one before it stored: the same bare-file request loaded by two at once was stored
+twice (its identity has no time, so no unique key stops a second copy)."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def rows(loader: int, start: datetime, count: int) -> list:
 
 def test_batches_crossing_into_a_new_month_at_once_are_both_stored(pg_url) -> None:
     engine = open_store(pg_url)
-    both_wrote = threading.Barrier(2, timeout=30)
+    both_start = threading.Barrier(2, timeout=30)
     failures: list[BaseException] = []
     loaded: list[int] = []
 
@@ -55,8 +57,8 @@ def test_batches_crossing_into_a_new_month_at_once_are_both_stored(pg_url) -> No
         try:
             with engine.connect() as conn:
                 batch = _Batch(conn)
+                both_start.wait()
                 batch.add(rows(n, KNOWN_MONTH, 20))  # the transaction holds its locks now
-                both_wrote.wait()
                 batch.add(rows(n, NEW_MONTH, 20))
                 summary = Summary()
                 batch.commit(summary)
@@ -102,4 +104,45 @@ def test_readers_do_not_wait_for_a_batch_that_made_a_new_month(pg_url) -> None:
             reader.execute(text("SET lock_timeout = '2s'"))  # a wait fails the read
             assert reader.execute(text("SELECT count(*) FROM sat_record")).scalar() == 0
         batch.abandon()
+    engine.dispose()
+
+
+def test_the_same_bare_file_request_loaded_by_two_loaders_at_once_is_stored_once(pg_url) -> None:
+    engine = open_store(pg_url)
+    make = row_maker("postgresql")
+
+    def read_from_the_file(modified: datetime) -> list:
+        """The request of one bare XML file, timed by the file's modification time."""
+        same = SatRecord(
+            modified, "request", f"{USER}:00-DB-00-00-00-00-00-09:1", "4.1.1", USER,
+            "00-DB-00-00-00-00-00-09", "", "<same request/>",
+        )  # fmt: skip
+        return [record_row(make, same, bare_file=True, origin="request.xml")]
+
+    second: list[Summary | BaseException] = []
+
+    def load_again() -> None:
+        try:
+            with engine.connect() as conn:
+                batch, summary = _Batch(conn), Summary()
+                batch.add(read_from_the_file(KNOWN_MONTH + timedelta(hours=1)))
+                batch.commit(summary)
+                second.append(summary)
+        except BaseException as e:  # the test reports it below
+            second.append(e)
+
+    ensure_months(engine, [KNOWN_MONTH])
+    with engine.connect() as conn:
+        first = _Batch(conn)
+        first.add(read_from_the_file(KNOWN_MONTH))  # stored, not yet committed
+        other = threading.Thread(target=load_again)
+        other.start()
+        other.join(1.0)  # it reads the trail only once this batch has committed
+        first.commit(Summary())
+    other.join(30)
+    [summary] = second
+    assert isinstance(summary, Summary), summary
+    assert (summary.loaded, summary.duplicates) == (0, 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == 1
     engine.dispose()

@@ -4,7 +4,8 @@ signed checkpoints, and storing the tiles proofs are folded from (store.log_tree
 One log per (family, month). The record writer appends a batch's leaves straight to their
 logs in the batch's transaction (`add_leaves`), just before it commits: on SQLite under the
 write lock it holds already, on PostgreSQL under a transaction-scoped advisory lock of the
-family (`_FAMILY_LOCK`), taken for the leaves and held to COMMIT. Either way one writer at a
+family (`_FAMILY_LOCK`), held to COMMIT (the record writer takes it before it reads the trail,
+so that concurrent loaders see each other's records, store.writer). Either way one writer at a
 time numbers leaves, each from the log's size as the previous holder committed it (READ
 COMMITTED gives the statement after the lock a snapshot that sees that commit), so leaf
 indexes are gap-free and follow the order entries became visible. Appending straight cost
@@ -139,7 +140,7 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     when it already holds leaves of this family, which must go first."""
     if not rows:
         return
-    _lock_family(conn, family)
+    lock_family(conn, family)
     if _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
@@ -179,7 +180,7 @@ def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.name == "sqlite" else "%s"
 
 
-def _lock_family(conn: Connection, family: str) -> None:
+def lock_family(conn: Connection, family: str) -> None:
     """PostgreSQL: the family's advisory lock, to the end of the transaction. (SQLite's
     writers hold its write lock already.)"""
     if conn.dialect.name == "postgresql":
@@ -335,7 +336,7 @@ def _lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text(_LOCK))
         for family in DIRECT_FAMILIES:
-            _lock_family(conn, family)
+            lock_family(conn, family)
         return
     driver = _driver(conn)
     if not driver.in_transaction:
@@ -463,7 +464,7 @@ def retire_month(conn: Connection, family: str, month: str) -> None:
     while its leaves go (taken after the caller dropped the month's partitions: a batch
     writing there holds them and may be waiting for the lock)."""
     if conn.dialect.name == "postgresql":
-        _lock_family(conn, family)
+        lock_family(conn, family)
         conn.execute(
             text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
         )

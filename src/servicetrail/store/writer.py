@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .log_records import FAMILY, hot_leaf
-from .merkle_log import QueuedLeaf, add_leaves
+from .merkle_log import QueuedLeaf, add_leaves, lock_family
 from .partitions import ensure_months
 
 # the registry writers live in .registry; they are imported from here too
@@ -328,6 +328,13 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
         days = [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}]
         ensure_months(conn.engine, days)  # before the batch reads the trail (see there)
         retired = _retired_months(driver, {_month_of(at) for at in days})
+        # The logs' lock, which the batch's leaves take at its commit anyway, taken now: the
+        # batches of concurrent loaders then read what is stored one after another, each
+        # seeing the last one's commit, as SQLite's write lock makes them. A duplicate found
+        # by content (a bare file's request, which has no time of its own) has no unique key
+        # to stop a second copy: two concurrent loaders both stored it. (Timed identities
+        # collided on the unique key instead, and were replayed, at most twice.)
+        lock_family(conn, FAMILY)
     # identity (request_id, kind, logged_at, identity_key) -> (digest, id; None until written)
     held: dict[tuple[Any, ...], tuple[bytes | None, int | None]] = {}
     copies: dict[
