@@ -4,6 +4,7 @@ and each webhook delivery (actor "webhook")."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -153,3 +154,38 @@ def test_each_leased_delivery_writes_a_webhook_entry_before_it_is_sent(engine):
         assert (entry.records_returned, entry.mp141_records_returned) == (1, 1)
         assert entry.filters["watch_id"] == made["id"]
     assert sorted(e.filters["event_id"] for e in entries) == sorted(d.event_id for d in due)
+
+
+def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
+    sqlite_url, monkeypatch
+) -> None:
+    """Its closing entry waits for the store off the event loop: it was written on the loop,
+    and every request of the server, a stylesheet's too, waited with it (up to the busy
+    timeout, then lost the entry with a traceback)."""
+    import sqlite3
+
+    from servicetrail.store.engine import open_store
+
+    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
+    settings.reload()
+    store = open_store(sqlite_url)
+    P.load_personas(store)
+    south = bearer(store, P.SOUTHENERGY)
+    with LiveServer(create_app(store)) as live:
+        base = f"http://127.0.0.1:{live.port}"
+        watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+        url = f"{base}/api/v1/watches/{watch['id']}/stream"
+        lock = sqlite3.connect(store.url.database, isolation_level=None)
+        with httpx.stream("GET", url, headers=south, timeout=10) as response:
+            lines = response.iter_lines()  # held: a dropped iterator closes the response
+            assert next(lines) == "retry: 2000"
+            assert len(logged(store)) == 1  # the opening entry
+            lock.execute("BEGIN IMMEDIATE")  # the closing one must now wait for the store
+        time.sleep(0.5)  # the server sees the client gone and starts the closing entry
+        started = time.monotonic()
+        assert httpx.get(base + "/static/app.css", timeout=30).status_code == 200
+        assert time.monotonic() - started < 2.0
+        lock.rollback()
+        assert wait_until(lambda: len(logged(store)) == 2, 15)  # written once it could be
+    lock.close()
+    store.dispose()

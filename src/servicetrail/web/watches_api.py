@@ -4,11 +4,13 @@ their events as a page or as Server-Sent Events. Thin: store.watches does the wo
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,6 +32,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from ..store.accounts import holder_for_token
 from ..store.engine import reading
+from ..store.limits import store_busy
 from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, asked, bearer_token
 from .errors import ParameterError
@@ -37,6 +40,8 @@ from .fairness import limits_of
 from .params import PageSize
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 from .state import engine_of, reader_of
+
+log = logging.getLogger("servicetrail.web")
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
 NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
@@ -230,8 +235,14 @@ async def _event_stream(
             return read.events_after(watch_id, position, STREAM_PAGE)
 
     def end_entry() -> None:
-        with reading(engine) as conn:
-            LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
+        try:
+            with reading(engine) as conn:
+                LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
+        except Exception as e:
+            busy = store_busy(e)
+            if busy is None:
+                raise
+            log.warning("watch %s stream: its closing entry is lost: %s", watch_id, busy.reason)
 
     try:
         position, quiet_since = start, time.monotonic()
@@ -252,9 +263,19 @@ async def _event_stream(
                 yield b": keep-alive\n\n"
                 quiet_since = time.monotonic()
             await asyncio.sleep(settings.current().stream_poll_seconds)
+    except Exception as e:
+        # the store failed mid-stream: the stream ends, and the client comes back after the
+        # `retry` it was given, from its Last-Event-ID
+        busy = store_busy(e)
+        if busy is None:
+            raise
+        log.warning("watch %s stream ended: %s", watch_id, busy.reason)
     finally:
         try:
-            end_entry()  # on the loop: a cancelled stream cannot await in its finally
+            # off the loop, which a store slow to write the entry would hold up for every
+            # client; shielded, since a stream whose client left is being cancelled
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(end_entry)
         finally:
             slots.release()
 
