@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..store.engine import open_store, pool_capacity
+from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
 from ..webhooks.deliver import BackgroundDeliverer
 from . import (
@@ -41,8 +42,12 @@ SEAL_EVERY_SECONDS = 60.0  # SPEC section 8: the access log is sealed at least o
 async def _seal_now(engine: Engine) -> None:
     try:
         await asyncio.to_thread(seal_store, engine)
-    except Exception:  # the next round tries again; the entries stay queued, never lost
-        log.exception("sealing the logs failed")
+    except Exception as e:  # the next round tries again; the entries stay queued, never lost
+        busy = store_busy(e)
+        if busy is None:
+            log.exception("sealing the logs failed")
+        else:  # a store restarting or locked: said once a round, not as a bug
+            log.warning("sealing the logs waits for the next round: %s", busy.reason)
 
 
 async def _seal_every_minute(engine: Engine) -> None:
