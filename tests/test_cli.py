@@ -605,6 +605,16 @@ def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypat
     assert "Demo logins" in result.stderr
 
 
+def test_demo_on_a_store_that_is_not_a_demo_store_prints_no_logins_that_fail(cli, trail):
+    """A store of other records (the default `servicetrail.db` of the README's commands) has
+    none of the demo's accounts: the demo says so, instead of printing logins and a story
+    that do not hold there."""
+    result = cli("demo", "--no-serve")
+    assert result.exit_code == 2
+    assert "is not a demo store" in result.stderr and "--db" in result.stderr
+    assert "Demo logins" not in result.stderr
+
+
 def test_db_check_on_a_store_built_by_any_command(cli, trail):
     result = cli("db", "check")
     assert result.exit_code == 0, result.output

@@ -130,9 +130,12 @@ def test_a_log_signed_before_the_key_was_rotated_still_verifies_naming_that_key(
     use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "rotated.key")
     page = client.get(f"/records/{shared_id}")
     assert "Verified" in page.text and "Proof does not hold" not in page.text
-    assert f"by the earlier key <span class=\"mono\">servicetrail/sat+{old_key}</span>" in page.text
+    assert (
+        f"another key this store has used, <span class=\"mono\">servicetrail/sat+{old_key}</span>"
+        in page.text
+    )
     seal_store(engine)  # nothing new to sign: the month keeps its checkpoint by the old key
-    assert "earlier key" in client.get(f"/records/{shared_id}").text
+    assert "another key this store has used" in client.get(f"/records/{shared_id}").text
 
 
 def test_the_how_to_verify_page_shows_the_verifier_key(engine, world):

@@ -23,7 +23,7 @@ def db_upgrade() -> None:
     """Bring the schema up to the newest migration (a store left by an older servicetrail
     is refused by the other commands until then)."""
     engine(upgrade=True).dispose()
-    click.echo("schema is up to date")
+    click.echo("the schema is at the newest migration")
 
 
 @db_group.command("check")

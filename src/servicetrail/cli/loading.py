@@ -57,7 +57,8 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     "--rejects",
     type=click.Path(dir_okay=False, path_type=Path),
     callback=in_existing_folder,
-    help="Reject file.",
+    help="Reject file (default: beside each input, named after it without its last "
+    "extension, plus .rejects.jsonl; a folder's beside the folder).",
 )
 @click.option(
     "--logged-at",

@@ -36,8 +36,14 @@ def key_cmd() -> None:
 @with_db
 def verify_cmd() -> None:
     """Recompute every leaf from the stored records and every root, and check every
-    checkpoint's signature: one line per finding (`record <id> changed|removed|added`),
-    exit 1 if any."""
+    checkpoint's signature: one line per finding, exit 1 if any.
+
+    \b
+    record <id> changed|removed|added          a SAT record (SPEC section 7)
+    access-entry <id> changed|removed|added    an access-log entry (SPEC section 8)
+    log <origin> ...                           a log's own damage: a missing leaf, a tile
+                                               or checkpoint that does not match its
+                                               leaves, a signature that does not verify"""
     result = audit(engine(), log_prefix())
     for finding in result.findings:
         click.echo(finding)

@@ -162,7 +162,7 @@ OPTION_OF = {
 @with_db
 def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     """What may have caused a record: the requests the Party may see on its Device in the
-    window before it, newest first, the one sharing its Request ID first (at most 100).
+    window before it, newest first, the one sharing its Request ID first (at most 400).
 
     JSON Lines: one {"record", "seconds_before", "link"} per line, as the API's items; another
     User's request shows its title only. A record the Party may not see is "no such record",

@@ -9,6 +9,7 @@ import click
 
 from ..demo import build_demo, demo_logins
 from ..signing import signer_for
+from ..store.accounts import verified_password_hash
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .common import Failure, engine, store_url, with_db
@@ -84,8 +85,17 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     with store.connect() as conn:
         present = stored_record_count(conn)
     if present:
-        click.echo(f"the store already holds {present} records; using it as it is", err=True)
         logins = demo_logins(store)
+        first = logins[0]
+        with store.connect() as conn:  # the logins printed below must be the store's own
+            theirs = verified_password_hash(conn, first.username, first.password) is not None
+        if not theirs:
+            raise Failure(
+                f"the store already holds {present} records and is not a demo store (its "
+                f"accounts are not the demo's): the demo builds an empty store, so name one "
+                f"with --db (e.g. --db sqlite:///demo.db)"
+            )
+        click.echo(f"the store already holds {present} records; using it as it is", err=True)
     else:
         click.echo(f"building a demo SAT of {records} records ...", err=True)
         logins = build_demo(store, records=records)
