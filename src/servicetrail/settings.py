@@ -148,7 +148,7 @@ class Settings:
         "BATCH_BYTES",
         48 << 20,
         whole(1),
-        "48 MiB",
+        "50331648 (48 MiB)",
         "payload bytes after which an ingest transaction commits early",
     )
     parse_workers: int | None = setting(
@@ -162,11 +162,11 @@ class Settings:
         "WORKER_MIN_BYTES",
         1 << 20,
         whole(0),
-        "1 MiB",
-        "a smaller input file is parsed in the loading process itself",
+        "1048576 (1 MiB)",
+        "a smaller input file (bytes) is parsed in the loading process itself",
     )
     max_duis_bytes: int = setting(
-        "MAX_DUIS_BYTES", 16 << 20, whole(1), "16 MiB", "the largest DUIS document accepted"
+        "MAX_DUIS_BYTES", 16 << 20, whole(1), "16777216 (16 MiB)", "the largest DUIS document accepted, in bytes"
     )
     log_level: str = setting(
         "LOG_LEVEL",
