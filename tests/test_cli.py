@@ -510,12 +510,13 @@ def test_records_table(cli, trail):
     result = cli("records", "--party", "NORTH")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:3] == ["logged_at", "kind", "srv"]
+    assert lines[0].split()[:4] == ["id", "logged_at", "kind", "srv"]
     assert set(lines[1]) <= {"-", " "}
     body = lines[2:]
     assert len(body) == len(NORTH_OWN | LOOK_FEB)
     assert sum(line.rstrip().endswith("mp141") for line in body) == len(LOOK_FEB)
-    assert body[0].startswith("2025-03-01T00:00:00Z")  # newest first
+    newest = body[0].split()
+    assert newest[0].isdigit() and newest[1] == "2025-03-01T00:00:00Z"  # its id, newest first
     assert "NORTH-" not in result.stdout  # the table has no payload column
 
 

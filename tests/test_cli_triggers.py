@@ -64,8 +64,15 @@ def test_the_table_has_the_link_and_the_seconds(cli, world):
     result = cli("triggers", world.ids["se_device_alert"], "--party", P.SOUTHENERGY)
     assert result.exit_code == 0, result.output
     header, rule, row = result.stdout.splitlines()
-    assert header.split()[:3] == ["link", "seconds_before", "logged_at"]
-    assert row.split()[:4] == ["same_device", str(19 * 3600), "2025-03-05T12:00:00Z", "request"]
+    assert header.split()[:4] == ["link", "seconds_before", "id", "logged_at"]
+    link, seconds, record_id, logged_at, kind = row.split()[:5]
+    assert (link, seconds, logged_at, kind) == (
+        "same_device",
+        str(19 * 3600),
+        "2025-03-05T12:00:00Z",
+        "request",
+    )
+    assert int(record_id) in world.ids.values()
 
 
 def test_a_hidden_record_is_answered_like_a_missing_one(cli, world):

@@ -20,15 +20,16 @@ def write_jsonl(items: Iterable[dict[str, Any]], out: TextIO) -> int:
 
 # (item field, column heading, width)
 _TABLE = (
-    ("logged_at", "logged_at", 20),
+    ("id", "id", 9),  # what `triggers`, the API's /records/{id} and the screen take
+    ("logged_at", "logged_at", 27),
     ("kind", "kind", 15),
     ("srv", "srv", 7),
     ("command_variant", "cv", 2),
     ("srv_title", "srv_title", 34),
     ("device_id", "device_id", 23),
-    ("party_id", "party_id", 10),
-    ("user_role", "user_role", 4),
-    ("response_code", "response_code", 4),
+    ("party_id", "party_id", 16),
+    ("user_role", "role", 4),
+    ("response_code", "code", 6),
     ("access", "access", 6),
 )
 

@@ -166,7 +166,11 @@ class Settings:
         "a smaller input file (bytes) is parsed in the loading process itself",
     )
     max_duis_bytes: int = setting(
-        "MAX_DUIS_BYTES", 16 << 20, whole(1), "16777216 (16 MiB)", "the largest DUIS document accepted, in bytes"
+        "MAX_DUIS_BYTES",
+        16 << 20,
+        whole(1),
+        "16777216 (16 MiB)",
+        "the largest DUIS document accepted, in bytes",
     )
     log_level: str = setting(
         "LOG_LEVEL",
