@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -136,3 +137,22 @@ def test_a_postgresql_server_that_cannot_be_reached_is_answered_503_on_every_sur
         page = on_screen.get(path)
         assert page.status_code == 503 and "cannot be reached" in page.text, path
     gone.dispose()
+
+
+def test_a_postgresql_server_that_never_answers_is_a_503_after_the_connect_timeout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped server's machine still takes the connection (the listening socket's
+    backlog) but never answers: without a connect timeout the request waited for ever."""
+    monkeypatch.setattr(store_engine, "CONNECT_TIMEOUT", {"connect_timeout": 1})
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nothing ever reads them
+        port = silent.getsockname()[1]
+        gone = make_engine(make_url(pg_url).set(port=port).render_as_string(hide_password=False))
+        api = TestClient(create_app(gone), raise_server_exceptions=True)
+        started = time.monotonic()
+        answer = api.get("/api/v1/records", headers={"Authorization": "Bearer " + "x" * 43})
+        assert answer.status_code == 503, answer.text
+        assert time.monotonic() - started < 10
+        gone.dispose()

@@ -83,13 +83,21 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         # prepare a statement on its second execution (psycopg's default is the sixth): each
         # connection and statement shape otherwise paid a full plan over every partition
         # several times before the generic plan of the device search took over
-        connect_args={"prepare_threshold": 1},
+        connect_args={
+            "prepare_threshold": 1,
+            **({} if "connect_timeout" in resolved.query else CONNECT_TIMEOUT),
+        },
     )
     event.listen(engine, "connect", _postgres_session)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
     return engine
 
+
+# A server that takes the connection but never answers (stopped, or its machine gone) fails a
+# new connection after this long, as one that refuses it does at once: a 503, not a request
+# that never ends. A `connect_timeout` in the URL's query wins.
+CONNECT_TIMEOUT = {"connect_timeout": 10}
 
 # A pooled connection idle for longer than this is pinged before it is used again. SQLAlchemy's
 # pre-ping pinged at every checkout: one of a device search's five round trips (BENCHMARKS.md,
