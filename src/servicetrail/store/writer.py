@@ -310,8 +310,8 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
 
     The stored rows' leaves are appended to their logs here, unless `leaves_later`: then
     they come back in `leaves`, and the caller appends them (add_leaves) just before it
-    commits. A transaction of several appends must: appending leaves takes the logs' lock
-    until COMMIT, which would otherwise hold off every other loader for the rest of it.
+    commits, all of a transaction's appends at once, in order. On PostgreSQL the logs' lock
+    is taken here, before the trail is read, and held to COMMIT (see below).
 
     A row whose identity a stored record (or an earlier row of the batch) has is a
     duplicate when its content is the same and a conflict when it is not; neither is
