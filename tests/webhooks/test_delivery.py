@@ -309,7 +309,7 @@ def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
                     lk_requests(engine, 2)
                     lock = sqlite3.connect(engine.url.database, isolation_level=None)
                     lock.execute("BEGIN IMMEDIATE")
-                    state.update(lock=lock, until=time.monotonic() + 2.0)
+                    state.update(lock=lock, until=time.monotonic() + 1.0)
             if "lock" in state and time.monotonic() > state["until"]:
                 state.pop("lock").rollback()
             return delivered == {1, 2}
