@@ -26,6 +26,8 @@ from .queries import get_visible
 class NotSealed(LookupError):
     """The record is stored but not yet in a signed checkpoint (its ingest is still running)."""
 
+    message = "the record is not yet in a signed checkpoint"
+
 
 class NotInLog(LookupError):
     """The record is stored but is neither a leaf of its log nor queued to be one: every

@@ -58,7 +58,7 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
             document = read.proof_of(wanted)
         except NotSealed:
             refused = JSONResponse(
-                {"error": "not_sealed", "message": "the record is not yet in a signed checkpoint"},
+                {"error": "not_sealed", "message": NotSealed.message},
                 status_code=409,
             )
         except NotInLog:

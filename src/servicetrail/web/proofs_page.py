@@ -97,12 +97,10 @@ def proof_download(request: Request, who: Who, record_id: str) -> Response:
         refusal = ""
         try:
             document = read.proof_of(wanted)
-        except NotSealed:
-            refusal = "The record is not yet in a signed checkpoint."
-        except NotInLog:
-            refusal = NotInLog.message[:1].upper() + NotInLog.message[1:] + "."
+        except (NotSealed, NotInLog) as e:
+            refusal = e.message  # the API's words, as a sentence
     if refusal:
-        raise HTTPException(409, refusal)
+        raise HTTPException(409, refusal[:1].upper() + refusal[1:] + ".")
     if document is None:
         raise HTTPException(404)
     disposition = f'attachment; filename="record-{wanted}-proof.json"'
