@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from click.testing import CliRunner, Result
 from lxml import etree
 from sqlalchemy.engine import Engine
 
-from servicetrail import settings
+from servicetrail import security, settings
 from servicetrail.cli import main
 from servicetrail.store.engine import open_store
 
@@ -31,6 +34,18 @@ def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -
     key = tmp_path_factory.mktemp("signing") / "servicetrail.key"
     os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", str(key))
     settings.reload()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def passwords_hashed_cheaply() -> Iterator[None]:
+    """argon2 at its production cost takes ~0.12 s a hash, and the suite makes thousands of
+    accounts: in this process passwords are hashed with argon2-cffi's own profile for tests.
+    A hash carries its parameters, so it still verifies anywhere (servers started as
+    subprocesses keep the production cost); tests/test_security.py pins that cost."""
+    production = security._hasher
+    security._hasher = PasswordHasher.from_parameters(CHEAPEST)
+    yield
+    security._hasher = production
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +84,7 @@ def duis_schema() -> etree.XMLSchema:
 def pg_server() -> Iterator[PgServer]:
     """One throwaway PostgreSQL server per test worker, with a template database that the
     migrations built; each test clones it (CREATE DATABASE ... TEMPLATE) in milliseconds."""
-    server = PgServer().start()
+    server = PgServer(in_memory=True).start()
     server.admin("CREATE DATABASE st_template")
     template = open_store(server.url("st_template"))
     template.dispose()
@@ -84,8 +99,18 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
     pg_server.drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite store the migrations built, once per test worker: each test copies the file
+    (the migrations took 50-150 ms a store)."""
+    template = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    open_store(f"sqlite:///{template}").dispose()
+    return template
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    shutil.copyfile(sqlite_template, tmp_path / "test.db")
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
