@@ -7,13 +7,17 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 import sqlite3
+import threading
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 import pytest
 from argon2 import PasswordHasher
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from sqlalchemy import text
 
 from servicetrail.cli import main
@@ -786,6 +790,91 @@ def test_a_read_that_cannot_write_its_access_entry_says_the_store_is_busy(
     assert result.exit_code == 3, result.output
     assert "busy with another write" in result.output
     assert "Traceback" not in result.output
+
+
+def _ingest_while_another_writer_takes_the_lock(database: Path, cwd: Path) -> tuple[Result, int]:
+    """`servicetrail ingest day.jsonl` into `database`, while a second connection takes
+    SQLite's write lock once the first batch is in and holds it until the command ends;
+    returns the command's result and how many records the store then holds."""
+    release = threading.Event()
+
+    def take_the_lock_once_a_batch_is_in() -> None:
+        # no busy handler: it sleeps, and the loader takes the lock again between its
+        # batches long before it wakes; asking without a pause gets in between two of them
+        other = sqlite3.connect(database, timeout=0, isolation_level=None)
+        try:
+            while not other.execute("SELECT count(*) FROM sat_record").fetchone()[0]:
+                time.sleep(0.001)
+            while not release.is_set():
+                try:
+                    other.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError:  # locked: the loader's batch
+                    continue
+            release.wait(timeout=60)
+            if other.in_transaction:
+                other.rollback()
+        finally:
+            other.close()
+
+    holder = threading.Thread(target=take_the_lock_once_a_batch_is_in)
+    holder.start()
+    try:
+        result = Cli(f"sqlite:///{database}", cwd)("ingest", "day.jsonl")
+    finally:
+        release.set()
+        holder.join()
+    with sqlite3.connect(database) as look:
+        return result, look.execute("SELECT count(*) FROM sat_record").fetchone()[0]
+
+
+def test_an_ingest_stopped_by_a_busy_store_says_what_it_kept(
+    sqlite_template, tmp_path, monkeypatch, use_settings
+):
+    """Batches commit as they go: when the store gives up part way (another writer holds
+    SQLite's lock past the busy timeout), the command says how much it had kept before it
+    exits 3, and the same command run again loads exactly the rest."""
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)  # the store's 10 s, shortened
+    use_settings(SERVICETRAIL_BATCH=20)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "users.csv").write_text(
+        f"user_id,party_id,party_name,role\n{NORTH_IS},NORTH,North Energy plc,IS\n"
+    )
+    total = 3000
+    lines = (
+        json.dumps(
+            _record(
+                f"2025-03-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
+                "request",
+                f"{NORTH_IS}:{METER}:{n}",
+                "4.1.1",
+                NORTH_IS,
+                METER,
+                payload=f"request {n}",
+            )
+        )
+        for n in range(total)
+    )
+    (tmp_path / "day.jsonl").write_text("\n".join(lines) + "\n")
+
+    # the other writer gets in between two batches nearly always, not always (it races the
+    # loader for the lock): a run it missed loads everything, and is tried again afresh
+    for attempt in range(6):
+        database = tmp_path / f"store-{attempt}.db"
+        shutil.copyfile(sqlite_template, database)
+        cli = Cli(f"sqlite:///{database}", tmp_path)
+        assert cli("load", "users", "users.csv").exit_code == 0
+        stopped, kept = _ingest_while_another_writer_takes_the_lock(database, tmp_path)
+        if kept < total:
+            break
+    assert stopped.exit_code == 3, stopped.output
+    assert 0 < kept < total
+    assert f"stopped part way; kept from before: loaded {kept}, rejected 0" in stopped.stderr
+    assert "busy with another write" in stopped.stderr and "Traceback" not in stopped.output
+
+    again = cli("ingest", "day.jsonl")
+    assert again.exit_code == 0, again.output
+    assert f"loaded {total - kept}, rejected 0, skipped {kept} duplicates" in again.stdout
 
 
 def test_a_store_that_cannot_be_opened_is_named_without_its_password():

@@ -160,6 +160,26 @@ def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
         yield lambda done: bar.advance(task, done)
 
 
+@contextmanager
+def kept_if_stopped(summary: Summary, sealed_later: bool) -> Iterator[Summary]:
+    """A load that stops part way (a store that gave up, say) has committed its batches so
+    far: they stay, and running the same command again adds only the rest. Say so, with the
+    counts, before the error, so that nobody reads the failure as "nothing was loaded"."""
+    try:
+        yield summary
+    except Exception:
+        if summary.loaded or summary.rejected or summary.duplicates:
+            later = (
+                " (their logs are sealed by the next ingest or the server)" if sealed_later else ""
+            )
+            click.echo(
+                f"stopped part way; kept from before: {summary.line()}{later}. Running the same "
+                "command again adds only what is missing.",
+                err=True,
+            )
+        raise
+
+
 def report_summary(summary: Summary) -> None:
     click.echo(summary.line())
     if summary.corrected:

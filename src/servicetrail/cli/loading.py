@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from ..ingest import registry_csv
-from ..ingest.load import ingest, load_registry
+from ..ingest.load import Summary, ingest, load_registry
 from .common import (
     TIME,
     Failure,
     engine,
     in_existing_folder,
+    kept_if_stopped,
     progress_for,
     report_summary,
     with_db,
@@ -46,8 +47,8 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     """
     if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
         raise Failure("--rejects must not name the input file")
-    with progress_for([file]) as progress:
-        summary = load_registry(engine(), SPEC_OF[what], file, rejects, progress)
+    with progress_for([file]) as progress, kept_if_stopped(Summary(), False) as summary:
+        load_registry(engine(), SPEC_OF[what], file, rejects, progress, summary)
     report_summary(summary)
 
 
@@ -71,11 +72,13 @@ def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetim
 
     The format of each file is detected. Re-ingesting a file adds nothing; rejected
     records go to a reject file with their line and reason, and the exit code is 1.
+    A run the store stops part way (exit code 3) keeps the batches it committed and says
+    how many records; running it again loads the rest.
     """
     if rejects and any(
         rejects.resolve() == p.resolve() for p in paths
     ):  # the reject file is emptied first
         raise Failure("--rejects must not name an input file")
-    with progress_for(list(paths)) as progress:
-        summary = ingest(engine(), list(paths), rejects, logged_at, progress)
+    with progress_for(list(paths)) as progress, kept_if_stopped(Summary(), True) as summary:
+        ingest(engine(), list(paths), rejects, logged_at, progress, summary)
     report_summary(summary)

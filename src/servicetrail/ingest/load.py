@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from datetime import datetime, timezone
@@ -35,8 +35,7 @@ from ..signing import signer_for
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
-from .registry_csv import BadHeader
-from .rejects import RejectFile, default_rejects_path
+from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import (
     DAMAGED,
     Format,
@@ -84,36 +83,39 @@ def load_registry(
     path: Path,
     rejects_path: Path | None,
     progress: Progress | None = None,
+    summary: Summary | None = None,
 ) -> Summary:
     """Every record of a registry CSV loaded or rejected with its line and reason; a header
     that is not one raises BadHeader before anything is written. Records are validated here
     and stored SERVICETRAIL_REGISTRY_BATCH at a time, each batch one transaction
-    (store.registry)."""
-    summary = Summary()
+    (store.registry). `summary` counts as batches commit, so that a caller can say what a
+    run that stopped part way had kept."""
+    summary = summary or Summary()
     regular_file(path)
     rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
-    with open(path, "rb") as raw_file:
-        try:
+    try:
+        with open(path, "rb") as raw_file:
             header, records = registry_csv.read_header(raw_file, what, str(path))
-        except BadHeader:
+            store: RegistryWriter
+            if what is registry_csv.RESPONSIBILITIES:
+                with open(path, "rb") as ahead:  # each interval's last word in the file
+                    store = _intervals_writer(registry_csv.repeated_intervals(ahead, str(path)))
+            else:
+                store = _REGISTRY_WRITERS[what]
+            parsed_here = _parsed_batches(records, what.parser(header), len(header))
+            with _collected_per_batch() as batch_done:
+                worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
+                batches = produced(lambda: parsed_here) if worker else parsed_here
+                for parsed, origins, refused, read in batches:
+                    _store_batch(parsed, origins, refused, engine, store, rejects, path, summary)
+                    del parsed, origins, refused  # before the collector runs: it would walk them
+                    batch_done()
+                    if progress:
+                        progress(read)
+    except BaseException:
+        with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             rejects.close()
-            raise
-        store: RegistryWriter
-        if what is registry_csv.RESPONSIBILITIES:
-            with open(path, "rb") as ahead:  # each interval's last word in the file
-                store = _intervals_writer(registry_csv.repeated_intervals(ahead, str(path)))
-        else:
-            store = _REGISTRY_WRITERS[what]
-        parsed_here = _parsed_batches(records, what.parser(header), len(header))
-        with _collected_per_batch() as batch_done:
-            worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
-            batches = produced(lambda: parsed_here) if worker else parsed_here
-            for parsed, origins, refused, read in batches:
-                _store_batch(parsed, origins, refused, engine, store, rejects, path, summary)
-                del parsed, origins, refused  # before the collector runs: it would walk them
-                batch_done()
-                if progress:
-                    progress(read)
+        raise
     return _finish(summary, rejects)
 
 
@@ -260,15 +262,17 @@ def ingest(
     rejects_path: Path | None = None,
     logged_at: datetime | None = None,
     progress: Progress | None = None,
+    summary: Summary | None = None,
 ) -> Summary:
     """Ingest files or folders of SAT JSONL, DUIS JSONL captures or DUIS XML files.
 
     Each input named (a file, or a folder with all it holds) has its reject file beside
     it, named after it (`--rejects` gives one for all); see ingest.rejects for how inputs
-    that share one keep each other's entries."""
+    that share one keep each other's entries. `summary` counts as batches commit (see
+    load_registry)."""
     # a key that cannot sign fails the run here, before anything is stored unsealed
     signer_for(engine.url.render_as_string(hide_password=False))
-    summary = Summary()
+    summary = summary or Summary()
     named = [(path, list(expand([path], summary.skipped_files))) for path in paths]
     files = list(dict.fromkeys(f for _, found in named for f in found))
     rejects = _Rejects(named, rejects_path)
