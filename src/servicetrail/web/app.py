@@ -32,6 +32,7 @@ from .headers import SecurityHeaders
 from .hot_path import HotPath
 from .query_guard import NoNulInQuery
 from .rendering import ASSETS, Assets
+from .stopping import ServerStopping
 
 log = logging.getLogger("servicetrail.web")
 
@@ -61,11 +62,13 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
     """Watches' matching and webhook deliveries run beside the server (webhooks.deliver),
     and the access log's entries are sealed into signed checkpoints every minute and at
     shutdown (store.merkle_log)."""
+    put_back_signals = app.state.stopping.watch_signals()  # see web.stopping
     worker = BackgroundDeliverer(app.state.engine).start()
     sealer = asyncio.create_task(_seal_every_minute(app.state.engine))
     try:
         yield
     finally:
+        put_back_signals()
         sealer.cancel()
         await asyncio.to_thread(worker.stop)
         await _seal_now(app.state.engine)
@@ -89,6 +92,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     )
     app.state.engine = engine
     app.state.viewers = api.ViewerCache()  # per process: see api.ViewerCache
+    app.state.stopping = ServerStopping()  # told by serve's stop signals (lifespan)
     # heavy work of all Parties together leaves half the pool to the quick searches
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     errors.install(app)

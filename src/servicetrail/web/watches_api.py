@@ -3,7 +3,6 @@ their events as a page or as Server-Sent Events. Thin: store.watches does the wo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -40,6 +39,7 @@ from .fairness import limits_of
 from .params import PageSize
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 from .state import engine_of, reader_of
+from .stopping import ServerStopping
 
 log = logging.getLogger("servicetrail.web")
 
@@ -244,10 +244,12 @@ async def _event_stream(
                 raise
             log.warning("watch %s stream: its closing entry is lost: %s", watch_id, busy.reason)
 
+    stopping: ServerStopping = request.app.state.stopping
     try:
         position, quiet_since = start, time.monotonic()
         yield b"retry: 2000\n\n"
-        while not await request.is_disconnected():
+        # a server asked to stop ends the stream, rather than have it cancelled (web.stopping)
+        while not stopping.asked and not await request.is_disconnected():
             check_token = time.monotonic() - checked_at >= recheck_seconds
             if check_token:
                 checked_at = time.monotonic()
@@ -262,7 +264,7 @@ async def _event_stream(
             if time.monotonic() - quiet_since >= STREAM_KEEPALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            await asyncio.sleep(settings.current().stream_poll_seconds)
+            await stopping.sleep(settings.current().stream_poll_seconds)
     except Exception as e:
         # the store failed mid-stream: the stream ends, and the client comes back after the
         # `retry` it was given, from its Last-Event-ID

@@ -1,0 +1,68 @@
+"""A server asked to stop ends its event streams first.
+
+uvicorn, told to stop (SIGINT, SIGTERM), waits `timeout_graceful_shutdown` for the responses
+in progress to finish, then cancels them and logs each as an error with its traceback. An
+event stream never finishes on its own, so every stream open at a restart ended that way,
+and its closing access-log entry was written from a cancelled task. In each server process
+the handler uvicorn installs is wrapped to tell the streams first: they end at their next
+look for events, write their closing entries, and their clients come back after the
+`retry` they were given, from their Last-Event-ID, to whichever server is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ServerStopping:
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+
+    def watch_signals(self) -> Callable[[], None]:
+        """Wrap the handlers of the stop signals (uvicorn's, under `serve`), from the app's
+        lifespan; returns what puts them back. Signals are handled in the main thread only:
+        elsewhere (a test client's thread) nothing is wrapped."""
+        self._event = event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        wrapped: dict[int, Any] = {}
+        for sig in _SIGNALS:
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # ignored, or the default: this process has no graceful stop to help
+
+            def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(event.set)  # a signal handler may not touch the loop
+                previous(number, frame)
+
+            signal.signal(sig, handler)
+            wrapped[sig] = previous
+
+        def put_back() -> None:
+            for sig, previous in wrapped.items():
+                signal.signal(sig, previous)
+
+        return put_back
+
+    @property
+    def asked(self) -> bool:
+        return self._event is not None and self._event.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
+        if self._event is None:
+            await asyncio.sleep(seconds)
+            return False
+        try:
+            await asyncio.wait_for(self._event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
