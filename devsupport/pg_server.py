@@ -32,13 +32,19 @@ def _bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
+MEMORY_FOLDER_ROOM = 1 << 30  # a test server peaked at ~100 MB; a container's /dev/shm may be 64 MB
+
+
 def _memory_folder(wanted: bool) -> str | None:
-    """/dev/shm for a test server's data when asked and the machine has it. The tests make
-    and drop a database for each test, thousands of files a minute: on a nearly full ext4
-    disk each new file's inode search cost more than the test itself (the kernel's
+    """/dev/shm for a test server's data when asked and the machine has room there. The
+    tests make and drop a database for each test, thousands of files a minute: on a nearly
+    full ext4 disk each new file's inode search cost more than the test itself (the kernel's
     `recently_deleted` scan took most of the server's CPU in a profile)."""
     shm = Path("/dev/shm")
-    return str(shm) if wanted and shm.is_dir() and os.access(shm, os.W_OK) else None
+    if not (wanted and shm.is_dir() and os.access(shm, os.W_OK)):
+        return None
+    room = os.statvfs(shm)
+    return str(shm) if room.f_bavail * room.f_frsize >= MEMORY_FOLDER_ROOM else None
 
 
 def _free_port() -> int:
