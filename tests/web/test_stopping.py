@@ -1,48 +1,48 @@
-"""`servicetrail serve` asked to stop while event streams are open (web.stopping): each
-stream ends at once and writes its closing access-log entry, and the server exits cleanly,
-where uvicorn used to wait out its graceful timeout and then cancel them with tracebacks."""
+"""`servicetrail serve` asked to stop with responses open (web.stopping): event streams end
+at once and write their closing access-log entries; a report download that cannot finish
+in the graceful time is cut off by the server itself, said in the log; and the server exits
+cleanly, where uvicorn cancelled both with a traceback each."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.times import parse_time
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.engine import open_store
+from servicetrail.store.writer import append_records
+from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
 from tests.access.test_streams_and_deliveries_access_log import lk_requests
 from tests.web.live_server import SERVICETRAIL, free_port
 
-GRACEFUL_SECONDS = 5  # web.server's timeout_graceful_shutdown
 
-
-@pytest.mark.parametrize(("stop", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
-def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
-    sqlite_url, tmp_path, stop, workers
-):
-    engine = open_store(sqlite_url)
-    P.load_personas(engine)
-    with engine.begin() as conn:
-        create_account(conn, "south", P.SOUTHENERGY, "correct horse battery")
-        south = {"Authorization": f"Bearer {create_token(conn, 'south')}"}
+@contextmanager
+def serving(db_url: str, log_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A real `servicetrail serve` and its base URL; killed on the way out if still running."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [str(SERVICETRAIL), "--db", sqlite_url, "serve", "--port", str(port)]
+            [str(SERVICETRAIL), "--db", db_url, "serve", "--port", str(port)]
             + ["--workers", str(workers)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "SERVICETRAIL_STREAM_POLL_SECONDS": "0.2"},
         )
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -52,6 +52,28 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
             except httpx.TransportError:
                 assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.1)
+        yield server, base
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def bearer(engine, party: str) -> str:
+    with engine.begin() as conn:
+        create_account(conn, party.lower(), party, "correct horse battery")
+        return create_token(conn, party.lower())
+
+
+@pytest.mark.parametrize(("stop", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
+def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
+    sqlite_url, tmp_path, stop, workers
+):
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    south = {"Authorization": f"Bearer {bearer(engine, P.SOUTHENERGY)}"}
+    log_path = tmp_path / "serve.log"
+    with serving(sqlite_url, log_path, workers) as (server, base):
         watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
         lk_requests(engine, 1)  # one event each stream sends before the stop
         got: list[tuple[bytes, float]] = []
@@ -77,10 +99,6 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
         for each in streams:
             each.join(timeout=GRACEFUL_SECONDS + 10)
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     said = log_path.read_text()
     assert "Traceback" not in said and "Cancel" not in said, said
     assert len(got) == 2 and all(b"data: " in body for body, _ in got)
@@ -90,3 +108,51 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     # each stream's entry before its first byte, and its closing one with the event it sent
     assert sorted(e.records_returned for e in entries) == [0, 0, 1, 1]
     engine.dispose()
+
+
+def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    payload = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # 2,000 rows: a 4 MB report
+    start = parse_time("2025-06-01T00:00:00Z")
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    start.replace(minute=n // 60, second=n % 60),
+                    "request",
+                    f"{P.LK_OU}:{P.PPMID_1}:{5000 + n}",
+                    "11.2",
+                    P.LK_OU,
+                    P.PPMID_1,
+                    "",
+                    payload,
+                )
+                for n in range(2000)
+            ],
+        )
+    token = bearer(engine, P.LOOKER)
+    engine.dispose()
+    log_path = tmp_path / "serve.log"
+    with serving(sqlite_url, log_path, 1) as (server, base):
+        client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(
+            b"GET /api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z "
+            b"HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
+        )
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)  # it reads no more: the report cannot finish
+        asked = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        # uvicorn raises the signal again once it has shut down: a stop by SIGTERM, as asked
+        assert server.wait(timeout=GRACEFUL_SECONDS + 10) in (0, -signal.SIGTERM)
+        exited = time.monotonic() - asked
+        client.close()  # what is in flight would take minutes to read through 4 KB
+    said = log_path.read_text()
+    assert f"own report of {P.LOOKER} cut off: the server is stopping" in said, said
+    assert "Traceback" not in said, said
+    assert exited < GRACEFUL_SECONDS + 2
+    # the body ends without its last chunk: the client cannot take it for a whole report
+    assert "returned without completing response" in said, said

@@ -45,6 +45,7 @@ from ..domain.visibility import Viewer
 from ..store.engine import reading
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
+from .stopping import GRACEFUL_SECONDS, ServerRestarting
 
 log = logging.getLogger("servicetrail.web")
 
@@ -267,9 +268,19 @@ class ReportDownload(Response):
                     pass
                 cancel.cancel()
 
+            async def give_way_to_a_stop(cancel: anyio.CancelScope) -> None:
+                """A report that cannot finish in the server's graceful time is cut off here,
+                a second before uvicorn would cancel it with a traceback (web.stopping)."""
+                nonlocal failure
+                await scope["app"].state.stopping.asked_to_stop()
+                await anyio.sleep(GRACEFUL_SECONDS - 1)
+                failure = ServerRestarting()
+                cancel.cancel()
+
             async with anyio.create_task_group() as group:
                 group.start_soon(send_report, group.cancel_scope)
                 group.start_soon(watch_for_disconnect, group.cancel_scope)
+                group.start_soon(give_way_to_a_stop, group.cancel_scope)
         except Busy as e:
             failure = e
         finally:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 from sqlalchemy.engine import Engine
 
 from .. import settings
+from .stopping import GRACEFUL_SECONDS
 
 if TYPE_CHECKING:  # uvicorn itself is imported when a server starts, not by every CLI command
     import uvicorn
@@ -44,7 +45,7 @@ def run(
         port=port,
         log_level=settings.current().log_level,
         server_header=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
         http=CappedHeadProtocol,  # httptools, answering 431 to an oversized request head
         # only a named TLS-terminating proxy may say the client's address and https
         proxy_headers=bool(trusted_proxies),

@@ -1,4 +1,4 @@
-"""A server asked to stop ends its event streams first.
+"""A server asked to stop ends its event streams first, and cuts off late downloads itself.
 
 uvicorn, told to stop (SIGINT, SIGTERM), waits `timeout_graceful_shutdown` for the responses
 in progress to finish, then cancels them and logs each as an error with its traceback. An
@@ -6,7 +6,10 @@ event stream never finishes on its own, so every stream open at a restart ended 
 and its closing access-log entry was written from a cancelled task. In each server process
 the handler uvicorn installs is wrapped to tell the streams first: they end at their next
 look for events, write their closing entries, and their clients come back after the
-`retry` they were given, from their Last-Event-ID, to whichever server is up.
+`retry` they were given, from their Last-Event-ID, to whichever server is up. A report
+download still sending a second before uvicorn would cancel it is cut off by its own
+response instead (web.downloads): a warning in the log, and the client sees the body end
+without its last chunk, never a shorter report that looks whole.
 """
 
 from __future__ import annotations
@@ -18,7 +21,20 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import anyio
+
+from ..store.limits import StoreBusy
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACEFUL_SECONDS = 5  # what uvicorn gives responses in progress once asked to stop (web.server)
+
+
+class ServerRestarting(StoreBusy):
+    """A request the server gave up on because it is stopping: the same request may be made
+    again (503 with Retry-After), to this server once it is back or to another."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is stopping")
 
 
 class ServerStopping:
@@ -55,6 +71,13 @@ class ServerStopping:
     @property
     def asked(self) -> bool:
         return self._event is not None and self._event.is_set()
+
+    async def asked_to_stop(self) -> None:
+        """Returns once the server is asked to stop; never where nothing can tell it."""
+        if self._event is None:
+            await anyio.sleep_forever()
+        else:
+            await self._event.wait()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
