@@ -26,6 +26,14 @@ SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / 
 DUIS_SCHEMA = FIXTURES / "duis-schema" / "DUIS Schema V5.4.xsd"
 
 
+def beside_the_checkout(path: Path) -> Path:
+    """A file or folder of ../shared that a test needs. The suite runs beside ../shared, as
+    CI and every developer's checkout do: without it the test fails, never skips."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run the suite beside ../shared", pytrace=False)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sealing creates the logs' signing key on first use, by default in the working folder

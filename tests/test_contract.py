@@ -12,18 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import beside_the_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT.parent / "shared" / "contract" / "check_contract.py"
 SAMPLES = ROOT.parent / "shared" / "duis" / "samples"
 BINARY = Path(sys.executable).with_name("servicetrail")
 
-pytestmark = pytest.mark.skipif(
-    not CHECK.exists(), reason="no ../shared/contract beside this checkout"
-)
-
 
 @pytest.mark.parametrize("via", ["cli", "api"])
 def test_contract_check_passes(via: str, tmp_path: Path) -> None:
+    beside_the_checkout(CHECK)
     run = subprocess.run(
         [
             sys.executable,

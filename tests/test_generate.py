@@ -53,7 +53,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.schema import account, device, responsibility, sat_record
 
-from tests.conftest import DUIS_SCHEMA, FIXTURES, SHARED_DUIS_SAMPLES
+from tests.conftest import DUIS_SCHEMA, FIXTURES, SHARED_DUIS_SAMPLES, beside_the_checkout
 
 UTC = timezone.utc
 EUI64_UPPER = re.compile(r"^[0-9A-F]{2}(-[0-9A-F]{2}){7}$")
@@ -524,11 +524,8 @@ def test_the_repos_own_duis_fixtures_are_valid_against_the_5_4_schema(duis_schem
     )
 
 
-@pytest.mark.skipif(
-    not (SHARED_DUIS_SAMPLES.parent / "schema").is_dir(), reason="no ../shared/duis beside the repo"
-)
 def test_the_vendored_schema_is_the_shared_one() -> None:
-    shared = SHARED_DUIS_SAMPLES.parent / "schema"
+    shared = beside_the_checkout(SHARED_DUIS_SAMPLES.parent / "schema")
     vendored = DUIS_SCHEMA.parent
     assert sorted(p.name for p in vendored.iterdir()) == sorted(p.name for p in shared.iterdir())
     for path in shared.iterdir():

@@ -31,9 +31,10 @@ from servicetrail.domain.response_codes import (
     shown,
 )
 
+from tests.conftest import DUIS_SCHEMA, beside_the_checkout
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
-SCHEMA = SHARED / "duis" / "schema" / "DUIS Schema V5.4.xsd"
 REFERENCE_README = SHARED / "reference" / "README.md"
 XS = "{http://www.w3.org/2001/XMLSchema}"
 
@@ -98,9 +99,8 @@ def test_the_schema_has_194_distinct_response_codes_by_prefix() -> None:
         assert not is_duis_response_code(not_a_code), not_a_code
 
 
-@pytest.mark.skipif(not SCHEMA.exists(), reason="no ../shared/duis/schema beside this checkout")
 def test_the_packaged_codes_round_trip_from_the_schema() -> None:
-    root = ET.parse(SCHEMA).getroot()
+    root = ET.parse(DUIS_SCHEMA).getroot()  # the vendored copy, the shared one's twin
     response = root.find(f"{XS}simpleType[@name='ResponseCode']")
     assert enumeration(root, response) == RESPONSE_CODES
     assert listed_element(root, "DCCAlertCode") == DCC_ALERT_CODES  # DCCAlertMessage's
@@ -130,11 +130,8 @@ def test_every_known_meaning_of_the_reference_is_explained() -> None:
         assert "its meaning is in" not in text
 
 
-@pytest.mark.skipif(
-    not REFERENCE_README.exists(), reason="no ../shared/reference beside this checkout"
-)
 def test_the_reference_readme_lists_no_meaning_we_lack() -> None:
-    text = " ".join(REFERENCE_README.read_text().split())
+    text = " ".join(beside_the_checkout(REFERENCE_README).read_text().split())
     known = text[text.index("Response codes with known meanings") : text.index("The schema lists")]
     named = set(re.findall(r"\b([IE]\d+) ", known))
     assert named == set(README_MEANINGS)
@@ -207,10 +204,11 @@ def test_the_legend_lists_every_code_once_grouped_by_prefix() -> None:
     assert [g.title[0] for g in groups[:3]] == ["I", "W", "E"]
     listed: list[str] = []
     for group in groups[:3]:
-        listed += [code for code, _ in group.explained] + list(group.general)
-        listed += [code for _, codes in group.by_service for code in codes]
+        in_group = [code for code, _ in group.explained] + list(group.general)
+        in_group += [code for _, codes in group.by_service for code in codes]
         prefix = group.title[0]
-        assert all(code.startswith(prefix) for code in listed[-1:]), group.title
+        assert in_group and all(code.startswith(prefix) for code in in_group), group.title
+        listed += in_group
     assert sorted(listed) == sorted(RESPONSE_CODES)
     errors = groups[2]
     assert dict(errors.explained)["E4"] == MEANINGS["E4"]
@@ -266,9 +264,9 @@ def test_shown_quotes_and_bounds_any_value() -> None:
         assert len(shown(value)) <= 90 and shown(value).isprintable()
 
 
-@pytest.mark.skipif(not (SHARED / "duis").exists(), reason="no ../shared/duis beside this checkout")
 def test_every_real_duis_message_passes_the_checks() -> None:
     """The DCC's own samples and the 297 request templates: nothing real is refused."""
+    beside_the_checkout(SHARED / "duis")
     files = sorted((SHARED / "duis").glob("samples/*")) + sorted(
         (SHARED / "duis").glob("templates/**/*.XML")
     )

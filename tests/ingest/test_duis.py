@@ -10,10 +10,9 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
-from tests.conftest import FIXTURES, SHARED_DUIS_SAMPLES
+from tests.conftest import FIXTURES, SHARED_DUIS_SAMPLES, beside_the_checkout
 
 UTC = timezone.utc
 SAMPLES = FIXTURES / "duis"
@@ -548,10 +547,8 @@ def independent_expectation(path: Path) -> tuple[str, str, str, str, str, dateti
     )
 
 
-@pytest.mark.skipif(
-    not SHARED_DUIS_SAMPLES.is_dir(), reason="the shared DUIS samples are not on this machine"
-)
 def test_shared_samples_folder(cli, engine, tmp_path):
+    beside_the_checkout(SHARED_DUIS_SAMPLES)
     files = sorted(p for p in SHARED_DUIS_SAMPLES.iterdir() if p.suffix.lower() == ".xml")
     assert files
     folder = tmp_path / "samples"
