@@ -4,9 +4,12 @@ is caught and named; proofs verify offline with the published key."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from servicetrail.store.log_proofs import record_proof
@@ -165,8 +168,19 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     bad.write_text(json.dumps(document))
     refused = cli("log", "verify-proof", bad, "--key", key)
     assert refused.exit_code == 1 and "does not verify" in refused.output
-    other = "servicetrail/sat+00000000+" + "A" * 43 + "="
-    assert cli("log", "verify-proof", good, "--key", other).exit_code in (1, 2)
+    # a well-formed verifier key of another signer with the same name, made as C2SP's
+    # signed-note says: name+hex(first 4 bytes of SHA-256(name \n 0x01 key))+base64(0x01 key)
+    name = key.split("+", 1)[0]
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    key_id = hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4].hex()
+    encoded = base64.b64encode(b"\x01" + public).decode()
+    other = f"{name}+{key_id}+{encoded}"
+    by_another = cli("log", "verify-proof", good, "--key", other)
+    assert by_another.exit_code == 1 and "does not verify" in by_another.output, by_another.output
+    changed = tmp_path / "changed.xml"
+    changed.write_text(world.records["se_req"].payload + " ", encoding="utf-8")
+    other_payload = cli("log", "verify-proof", good, "--key", key, "--payload", changed)
+    assert other_payload.exit_code == 1 and "payload does not match" in other_payload.output
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     assert cli("log", "verify-proof", garbage, "--key", key).exit_code == 1
