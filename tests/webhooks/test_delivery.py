@@ -190,6 +190,35 @@ def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -
         assert len(stuck.received) <= 4  # its share, not the worker
 
 
+def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
+    engine, world
+) -> None:
+    """A hostile Party points watches at several receivers that never answer: each is a
+    receiver of its own (host and port), so the per-receiver bound alone let them take every
+    slot of the worker, and no other Party's webhook was sent. A Party's receivers together
+    get at most half of the worker."""
+    with (
+        Receiver(answer=lambda path, n: (200, 30)) as stuck_1,
+        Receiver(answer=lambda path, n: (200, 30)) as stuck_2,
+        Receiver(answer=lambda path, n: (200, 30)) as stuck_3,
+        Receiver(answer=lambda path, n: (200, 30)) as stuck_4,
+        Receiver() as fine,
+    ):
+        stuck = (stuck_1, stuck_2, stuck_3, stuck_4)
+        for n, receiver in enumerate(stuck):
+            hook(engine, receiver, f"/stuck{n}", party=P.SOUTHENERGY)
+        hook(engine, fine, "/fine", party=P.WIRESCO)  # ESME-1's network operator
+        lk_requests(engine, *range(1, 21))
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=8, timeout=3)
+        assert deliverer.per_party == 4
+        started = time.monotonic()
+        # without the Party's bound the four took all 8 slots, round after round of 3 s, until
+        # their 80 deliveries were tried: about 30 s
+        assert run(deliverer, lambda: len(fine.events("/fine")) >= 20, seconds=20)
+        assert time.monotonic() - started < 10
+        assert sum(len(r.received) for r in stuck) <= 2 * 4  # its share, two rounds at most
+
+
 def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) -> None:
     with Receiver(answer=lambda path, n: (500, 0)) as receiver:
         hook(engine, receiver, "/late")
@@ -248,15 +277,20 @@ def test_a_lease_takes_only_what_each_watch_is_given(engine, world) -> None:
     busy, free = made
     lk_requests(engine, 1, 2, 3)
     catch_up(engine)  # the matcher, which the worker runs
-    asked: list[list[tuple[int, str]]] = []
+    asked: list[list[tuple[int, str, str]]] = []
 
-    def share(due: list[tuple[int, str]]) -> dict[int, int]:
+    def share(due: list[tuple[int, str, str]]) -> dict[int, int]:
         asked.append(due)
         return {busy: 0, free: 2}
 
     with engine.begin() as conn:
         leased = lease_due(conn, datetime.now(timezone.utc), 10, timedelta(minutes=5), share)
-    assert asked == [[(busy, "http://127.0.0.1:9/busy"), (free, "http://127.0.0.1:9/free")]]
+    assert asked == [
+        [
+            (busy, "http://127.0.0.1:9/busy", P.SOUTHENERGY),
+            (free, "http://127.0.0.1:9/free", P.SOUTHENERGY),
+        ]
+    ]
     assert [(d.watch_id, d.event_id) for d in leased] == [(free, 1), (free, 2)]
     with engine.connect() as conn:
         assert pending_count(conn, busy) == 3 and pending_count(conn, free) == 3

@@ -35,8 +35,8 @@ class Due:
     party_id: str = ""  # the watch's Party, for the delivery's access-log entry
 
 
-# From the watches with deliveries due (id, URL): how many of each to lease now.
-Share = Callable[[list[tuple[int, str]]], Mapping[int, int]]
+# From the watches with deliveries due (id, URL, Party): how many of each to lease now.
+Share = Callable[[list[tuple[int, str, str]]], Mapping[int, int]]
 
 
 def _write_lock(conn: Connection) -> None:
@@ -70,14 +70,14 @@ def lease_due(
     ):
         return []  # nothing due: no lock taken (the worker asks ten times a second)
     _write_lock(conn)
-    watches = [(w, url) for w, url in conn.execute(due_watches(), {"now": now})]
-    wanted = share(watches) if share is not None else {w: limit for w, _ in watches}
+    watches = [(w, url, party) for w, url, party in conn.execute(due_watches(), {"now": now})]
+    wanted = share(watches) if share is not None else {w: limit for w, _, _ in watches}
     statement = due_deliveries()
     if conn.dialect.name == "postgresql":
         statement = statement.with_for_update(of=webhook_outbox, skip_locked=True)
     due: list[Due] = []
     hidden: list[tuple[int, int]] = []
-    for watch_id, _ in watches:
+    for watch_id, _, _ in watches:
         take = min(wanted.get(watch_id, 0), limit - len(due))
         if take <= 0:
             continue

@@ -194,16 +194,16 @@ def events_page() -> Select[Any]:
 
 @lru_cache(maxsize=1)
 def due_watches() -> Select[Any]:
-    """The watches with a webhook on and a delivery due now, with their URLs: one probe of
-    the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however long the due
-    backlog is."""
+    """The watches with a webhook on and a delivery due now, with their URLs and Parties:
+    one probe of the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however
+    long the due backlog is."""
     o = webhook_outbox.c
     w = watch.c
     due = exists(
         select(literal(1)).where(o.watch_id == w.id, o.next_attempt_at <= bindparam("now"))
     )
     return (
-        select(w.id, w.webhook_url)
+        select(w.id, w.webhook_url, w.party_id)
         .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due)
         .order_by(w.id)
     )

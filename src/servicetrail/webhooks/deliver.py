@@ -52,6 +52,11 @@ IDLE_MAX_SECONDS = 0.8
 # keep a fast receiver busy while the next lease is made: at 4, a lease round trip on a loaded
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
 QUEUE_FACTOR = 16
+# A Party's receivers together get at most this share of a worker's slots and queue: one
+# Party's watches pointed at receivers that never answer (each a slot for the whole timeout)
+# filled the worker, and no other Party's webhook was sent. A half, so that one of a Party's
+# receivers (at most per_host slots, a quarter by default) leaves room for its others.
+PARTY_SHARE = 2
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 # how long the worker pauses after a failure (a store that cannot be reached, say), doubling
 # while it keeps failing
@@ -93,6 +98,7 @@ class Deliverer:
         self.schedule = retry_schedule() if schedule is None else schedule
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
+        self.per_party = max(1, self.concurrency // PARTY_SHARE)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
@@ -102,24 +108,31 @@ class Deliverer:
         self.stats = Stats()
         self._in_flight: Counter[tuple[str, int]] = Counter()
         self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
+        self._party_in_flight: Counter[str] = Counter()
+        self._party_queued: Counter[str] = Counter()
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
         self._outcomes: list[Outcome] = []
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
 
     def _queued_total(self) -> int:
         return sum(len(q) for q in self._queued.values())
 
-    def _share(self, due: list[tuple[int, str]]) -> dict[int, int]:
+    def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
         """How many of each due watch's deliveries to lease: a receiver (host and port) gets
         what its queue has room for, split between its watches, once the queue is down to
         half (so leases come in rounds, not one row at a time); a receiver with its queue
-        full gets nothing, so a slow one cannot fill the worker or walk the lease."""
+        full gets nothing, so a slow one cannot fill the worker or walk the lease. A Party
+        gets no more than its share of the worker's queue (PARTY_SHARE), whatever number of
+        receivers its watches name."""
         watches_of: dict[tuple[str, int], list[int]] = defaultdict(list)
-        for watch_id, url in due:
+        party_of: dict[int, str] = {}
+        for watch_id, url, party in due:
             watches_of[_host_of(url)].append(watch_id)
+            party_of[watch_id] = party
         shares: dict[int, int] = {}
         for host, watch_ids in watches_of.items():
             room = self.queue_depth - len(self._queued.get(host, ()))
@@ -127,6 +140,14 @@ class Deliverer:
                 continue
             each = -(-room // len(watch_ids))  # rounded up: every watch gets some
             shares.update((watch_id, each) for watch_id in watch_ids)
+        party_room = {
+            party: self.per_party * QUEUE_FACTOR - self._party_queued[party]
+            for party in set(party_of.values())
+        }
+        for watch_id in list(shares):
+            room = party_room[party_of[watch_id]]
+            shares[watch_id] = min(shares[watch_id], max(room, 0))
+            party_room[party_of[watch_id]] = room - shares[watch_id]
         return shares
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,6 +177,7 @@ class Deliverer:
 
     async def _run_until(self, stop: asyncio.Event) -> None:
         self._wake = asyncio.Event()
+        self._stopping = False
         async with client_session(self.concurrency, self.timeout) as session:
             try:
                 await self._rounds(session, stop)
@@ -187,6 +209,7 @@ class Deliverer:
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
                 self._queued[_host_of(delivery.url)].append(delivery)
+                self._party_queued[delivery.party_id] += 1
             self._dispatch()
             if stop.is_set():
                 break
@@ -203,24 +226,31 @@ class Deliverer:
                 )
                 waiting.cancel()
                 stopping.cancel()
-        if self._tasks:  # let what is in flight finish (each is bounded by the timeout)
+        # let what is in flight finish (each is bounded by the timeout), starting nothing new:
+        # an attempt started now would meet the session closed under it
+        self._stopping = True
+        if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
         await asyncio.to_thread(self._settle_and_lease, 0)
         # what is still queued here stays leased until its lease ends, then comes due again
 
     def _dispatch(self) -> None:
-        """Start queued deliveries while slots are free: in all, and to each receiver."""
+        """Start queued deliveries while slots are free: in all, to each receiver, and to
+        each Party's receivers together (per_party). Nothing new once the worker stops."""
         session = self._session
-        if session is None:
+        if session is None or self._stopping:
             return
         for host, queued in list(self._queued.items()):
             while (
                 queued
                 and len(self._tasks) < self.concurrency
                 and self._in_flight[host] < self.per_host
+                and self._party_in_flight[queued[0].party_id] < self.per_party
             ):
                 delivery = queued.popleft()
                 self._in_flight[host] += 1
+                self._party_queued[delivery.party_id] -= 1
+                self._party_in_flight[delivery.party_id] += 1
                 task = asyncio.create_task(self._attempt(session, delivery, host))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -278,6 +308,7 @@ class Deliverer:
             self._in_flight[host] -= 1
             if not self._in_flight[host]:
                 del self._in_flight[host]
+            self._party_in_flight[delivery.party_id] -= 1
             self._held.discard((delivery.watch_id, delivery.event_id))
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
@@ -307,6 +338,7 @@ class Deliverer:
             for delivery in queued:
                 if delivery.watch_id == watch_id:
                     self._held.discard((delivery.watch_id, delivery.event_id))
+                    self._party_queued[delivery.party_id] -= 1
                 else:
                     kept.append(delivery)
             if kept:
