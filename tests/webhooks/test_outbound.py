@@ -77,6 +77,7 @@ def test_allowing_loopback_allows_loopback_only() -> None:
         "https://example.org/#frag",
         "javascript:alert(1)",
         "https://example.org:99999/",
+        "https://1.1.1.1:0/",  # port 0 went to 443
         "https://example.org/\r\nX-Injected: 1",
     ],
 )
@@ -109,9 +110,12 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
 
     monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
     assert check_url("https://public.test/hook").host == "public.test"
-    for url in ("https://mixed.test/hook", "https://decimal.test/"):
-        with pytest.raises(UnsafeUrl):
+    for url, inside in (("https://mixed.test/hook", "10.1.1.1"), ("https://decimal.test/", "127")):
+        with pytest.raises(UnsafeUrl) as refused:
             check_url(url)
+        # refused without telling the Party where the operator's name points
+        assert "resolves to an address webhooks may not be sent to" in str(refused.value)
+        assert inside not in str(refused.value)
     # a name that does not resolve yet is taken at creation; each delivery resolves it again
     assert check_url("https://nowhere.test/hook").host == "nowhere.test"
     with pytest.raises(UnsafeUrl, match="does not resolve"):

@@ -62,6 +62,8 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
         port = parts.port
     except ValueError as e:
         raise UnsafeUrl(f"not a URL: {e}") from None
+    if port == 0:  # not "no port": it would have gone to the scheme's
+        raise UnsafeUrl("not a URL: its port must be 1-65535")
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and allow):
         raise UnsafeUrl("the URL must start with https://")
@@ -120,13 +122,25 @@ def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     if not addresses:
         raise Unresolved(f"the host {target.host!r} does not resolve")
+    named = not _is_address(target.host)
     for address in addresses:
         why = refusal(address, allow_loopback)
         if why is None and target.scheme != "https" and not _is_loopback(address):
             why = f"{address} is not a loopback address, and only loopback may have http://"
         if why is not None:
+            if named:  # what the operator's names resolve to is not the Party's to learn
+                why = "it resolves to an address webhooks may not be sent to"
             raise UnsafeUrl(f"webhooks may not be sent to {target.host}: {why}")
     return addresses[0]
+
+
+def _is_address(host: str) -> bool:
+    """Whether the URL's host is an address as written (the Party's own words), not a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback(address: IPAddress) -> bool:
