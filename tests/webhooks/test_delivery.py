@@ -5,6 +5,7 @@ the same webhook-id, 410 disabling, a receiver that never answers, registry corr
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from servicetrail.domain.watches import watch_spec
 from servicetrail.store.outbox import pending_count
 from servicetrail.store.watches import create_watch, list_watches
 from servicetrail.store.writer import append_records, load_responsibility
+from servicetrail.webhooks import outbound
 from servicetrail.webhooks.deliver import Deliverer
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
@@ -217,6 +219,41 @@ def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
         assert run(deliverer, lambda: len(fine.events("/fine")) >= 20, seconds=20)
         assert time.monotonic() - started < 10
         assert sum(len(r.received) for r in stuck) <= 2 * 4  # its share, two rounds at most
+
+
+def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(
+    engine, world, monkeypatch
+) -> None:
+    """Resolving a name blocks a thread. A hostile Party's names whose DNS never answers
+    took every thread of the loop's default pool, which the matcher and the leases also use:
+    no other Party's webhook went out, and every attempt waiting was charged as failed. Names
+    now resolve on threads of their own, once per name, a Party's on at most half of them."""
+    real = socket.getaddrinfo
+
+    def slow_dns(host, *args, **kwargs):
+        if host.endswith(".slow.test"):  # the hostile Party's own DNS, which never answers
+            time.sleep(6)
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", slow_dns)
+    with Receiver() as fine:
+        for n in range(4):
+            with engine.begin() as conn:
+                create_watch(
+                    conn,
+                    P.SOUTHENERGY,
+                    watch_spec(
+                        {"name": f"slow{n}", "webhook": {"url": f"https://h{n}.slow.test/"}}
+                    ),
+                    new_secret(),
+                )
+        hook(engine, fine, "/fine", party=P.WIRESCO)
+        lk_requests(engine, *range(1, 11))
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=16, timeout=3)
+        started = time.monotonic()
+        assert run(deliverer, lambda: len(fine.events("/fine")) >= 10, seconds=20)
+        assert time.monotonic() - started < 5
 
 
 def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -57,6 +59,11 @@ QUEUE_FACTOR = 16
 # filled the worker, and no other Party's webhook was sent. A half, so that one of a Party's
 # receivers (at most per_host slots, a quarter by default) leaves room for its others.
 PARTY_SHARE = 2
+# Names are resolved on threads of their own (getaddrinfo blocks), never on the loop's
+# default pool, which the matcher and the leases use: a Party's name whose DNS never answers
+# took every thread of that pool, and matching and leasing stopped for all. A name is resolved
+# once however many attempts wait for it, and a Party's names hold at most half the threads.
+RESOLVER_THREADS = 8
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 # how long the worker pauses after a failure (a store that cannot be reached, say), doubling
 # while it keeps failing
@@ -113,6 +120,9 @@ class Deliverer:
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
         self._outcomes: list[Outcome] = []
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
+        self._party_resolving: dict[str, asyncio.Semaphore] = {}
+        self._resolver: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
@@ -178,15 +188,22 @@ class Deliverer:
     async def _run_until(self, stop: asyncio.Event) -> None:
         self._wake = asyncio.Event()
         self._stopping = False
-        async with client_session(self.concurrency, self.timeout) as session:
-            try:
-                await self._rounds(session, stop)
-            except BaseException:
-                # before the session closes under them (which would count as failed attempts)
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-                raise
+        self._resolving, self._party_resolving = {}, {}  # futures of this run's loop
+        self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+        try:
+            async with client_session(self.concurrency, self.timeout) as session:
+                try:
+                    await self._rounds(session, stop)
+                except BaseException:
+                    # before the session closes under them (which would count as failed
+                    # attempts)
+                    for task in self._tasks:
+                        task.cancel()
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                    raise
+        finally:
+            # a resolution that never ends is left to its thread, which holds nothing
+            self._resolver.shutdown(wait=False, cancel_futures=True)
 
     async def _rounds(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         """Rounds of matching, settling, leasing and dispatching, until `stop`."""
@@ -283,15 +300,34 @@ class Deliverer:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
 
-    async def _address(self, target: Target) -> IPAddress:
+    async def _address(self, target: Target, party: str) -> IPAddress:
         key = (target.host, target.port)
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        address = await asyncio.to_thread(resolve, target)
+        pending = self._resolving.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._resolve(target, party))
+            self._resolving[key] = pending
+            pending.add_done_callback(functools.partial(self._resolved_one, key))
+        # shielded: an attempt that times out leaves the resolution to the others waiting
+        return await asyncio.shield(pending)
+
+    def _resolved_one(self, key: tuple[str, int], done: asyncio.Future[IPAddress]) -> None:
+        self._resolving.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # seen here, when every attempt waiting for it has timed out
+
+    async def _resolve(self, target: Target, party: str) -> IPAddress:
+        gate = self._party_resolving.setdefault(
+            party, asyncio.Semaphore(max(1, RESOLVER_THREADS // PARTY_SHARE))
+        )
+        async with gate:
+            loop = asyncio.get_running_loop()
+            address = await loop.run_in_executor(self._resolver, resolve, target)
         if len(self._resolved) > 10_000:
             self._resolved.clear()
-        self._resolved[key] = (time.monotonic() + RESOLVE_SECONDS, address)
+        self._resolved[(target.host, target.port)] = (time.monotonic() + RESOLVE_SECONDS, address)
         return address
 
     async def _attempt(
@@ -349,7 +385,7 @@ class Deliverer:
     async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
         try:
             target = parse_url(delivery.url)
-            address = await self._address(target)
+            address = await self._address(target, delivery.party_id)
         except UnsafeUrl as e:
             return None, f"refused: {e}"
         timestamp = int(time.time())  # the attempt's, signed in the headers
