@@ -3,13 +3,21 @@ titles only, another Party's 404, and hostile input."""
 
 from __future__ import annotations
 
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watches import match_new_records
 from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from servicetrail.webhooks import outbound
 from tests import personas as P
+from tests.live_server import LiveServer
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -165,3 +173,40 @@ def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
     listed = client.get("/api/v1/watches", headers=south).json()["items"][0]
     assert listed["webhook"] == {"url": "http://127.0.0.1:9/h"}  # the watch without its secret
     assert made["webhook"]["secret"] not in client.get("/api/v1/watches", headers=south).text
+
+
+def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
+    engine, world, bearer, use_settings, monkeypatch
+) -> None:
+    """Creating a watch resolves its webhook's name on a thread of the server. A Party that
+    names hosts whose DNS never answers holds one of its requests in flight for each (429
+    past its bound), not the server's threads; another Party is answered at once."""
+    use_settings(SERVICETRAIL_PARTY_REQUESTS=2)
+    real = socket.getaddrinfo
+
+    def slow_dns(host, *args, **kwargs):
+        if host.endswith(".slow.test"):
+            time.sleep(3)
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", slow_dns)
+    south, wires = bearer(P.SOUTHENERGY), bearer(P.WIRESCO)
+    with LiveServer(create_app(engine)) as live:
+        base = f"http://127.0.0.1:{live.port}/api/v1/watches"
+
+        def add(n: int) -> int:
+            body = {"name": f"s{n}", "webhook": {"url": f"https://h{n}.slow.test/"}}
+            return httpx.post(base, json=body, headers=south, timeout=20).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            hanging = [pool.submit(add, n) for n in range(2)]
+            time.sleep(0.5)  # both resolving
+            refused = pool.submit(add, 9).result()
+            started = time.monotonic()
+            other = httpx.get(base, headers=wires, timeout=20)
+            other_took = time.monotonic() - started
+            made = [f.result() for f in hanging]
+    assert refused == 429
+    assert other.status_code == 200 and other_took < 1
+    assert made == [201, 201]  # an https name that does not resolve is taken (checked again later)

@@ -106,24 +106,24 @@ async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
         spec = watch_spec(await _json_body(request))
     except InvalidWatch as e:
         raise ParameterError(e.field, e.message) from None
-    if spec.webhook_url is not None:
-        try:
-            await run_in_threadpool(
-                check_url, spec.webhook_url
-            )  # resolves the name: not on the event loop
-        except UnsafeUrl as e:
-            raise ParameterError("webhook.url", str(e)) from None
 
     def store() -> dict[str, Any]:
+        if spec.webhook_url is not None:
+            check_url(spec.webhook_url)  # resolves the name: on a thread, not the event loop
         with engine_of(request).begin() as conn:
             return create_watch(
                 conn, viewer.party_id, spec, new_secret() if spec.webhook_url else None
             )
 
-    try:
-        made = await run_in_threadpool(store)
-    except WatchLimit as e:
-        raise ParameterError("watches", str(e)) from None
+    # one of the Party's requests in flight: a name whose DNS never answers holds a thread
+    # of the server's pool for as long, and a Party may hold only its share of them
+    with limits_of(request).holding(viewer.party_id, "request"):
+        try:
+            made = await run_in_threadpool(store)
+        except UnsafeUrl as e:
+            raise ParameterError("webhook.url", str(e)) from None
+        except WatchLimit as e:
+            raise ParameterError("watches", str(e)) from None
     return JSONResponse(made, status_code=201, headers={"Cache-Control": "no-store"})
 
 

@@ -170,16 +170,18 @@ def install(app: FastAPI) -> None:
             "senders": senders,
             "webhook_url": webhook_url[:2100],
         }
-        spec, errors = _checked_spec(values)
-        if spec is None:
-            return _page(request, who, status=422, values=values, errors=errors)
-        try:
-            with engine_of(request).begin() as conn:
-                made = create_watch(
-                    conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None
-                )
-        except WatchLimit as e:
-            return _page(request, who, status=422, values=values, errors={"name": str(e)})
+        # one of the Party's requests in flight while the URL's name resolves (web.watches_api)
+        with limits_of(request).holding(who.viewer.party_id, "request"):
+            spec, errors = _checked_spec(values)
+            if spec is None:
+                return _page(request, who, status=422, values=values, errors=errors)
+            try:
+                with engine_of(request).begin() as conn:
+                    made = create_watch(
+                        conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None
+                    )
+            except WatchLimit as e:
+                return _page(request, who, status=422, values=values, errors={"name": str(e)})
         if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
             return _page(request, who, made["id"], status=201, created=made)
         return RedirectResponse(f"/watches?watch={made['id']}", status_code=303)
