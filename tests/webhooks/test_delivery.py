@@ -221,6 +221,41 @@ def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
         assert sum(len(r.received) for r in stuck) <= 2 * 4  # its share, two rounds at most
 
 
+def test_a_party_at_its_bound_does_not_hold_up_others_at_a_receiver_they_share(
+    engine, world
+) -> None:
+    """Parties may share a receiver (a webhook provider's host). A hostile Party holds its
+    whole share on a receiver that never answers, and has deliveries queued at the shared
+    one, ahead of another Party's: those waited for the hostile Party's slots, and the other
+    Party's behind them waited as long."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck, Receiver() as shared:
+        hook(engine, stuck, "/stuck", party=P.SOUTHENERGY)
+        hook(engine, shared, "/hostile", party=P.SOUTHENERGY)
+        hook(engine, shared, "/other", party=P.WIRESCO)
+        lk_requests(engine, *range(1, 11))
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=4, timeout=3)
+        assert deliverer.per_party == 2  # the stuck receiver's two slots are all of it
+        moments: dict[str, float] = {}
+
+        def others_get_their_second_ten() -> bool:
+            other = len(shared.events("/other"))
+            now = time.monotonic()
+            if other >= 10 and "first" not in moments:
+                moments["first"] = now
+            # a moment later the hostile Party's deliveries to the shared receiver are queued
+            # there; the next records' deliveries queue behind them
+            if "first" in moments and "more" not in moments and now - moments["first"] > 0.5:
+                lk_requests(engine, *range(11, 21))
+                moments["more"] = time.monotonic()
+            if other >= 20 and "done" not in moments:
+                moments["done"] = now
+            return "done" in moments
+
+        assert run(deliverer, others_get_their_second_ten, seconds=20), moments
+        # before the hostile Party's attempts time out (3 s) and free its slots
+        assert moments["done"] - moments["more"] < 2.5
+
+
 def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(
     engine, world, monkeypatch
 ) -> None:

@@ -258,19 +258,27 @@ class Deliverer:
         if session is None or self._stopping:
             return
         for host, queued in list(self._queued.items()):
+            # a Party at its bound waits in place; those queued behind it to the same receiver
+            # (a webhook provider many Parties share, say) go on
+            waiting: deque[Due] = deque()
             while (
                 queued
                 and len(self._tasks) < self.concurrency
                 and self._in_flight[host] < self.per_host
-                and self._party_in_flight[queued[0].party_id] < self.per_party
             ):
                 delivery = queued.popleft()
+                if self._party_in_flight[delivery.party_id] >= self.per_party:
+                    waiting.append(delivery)
+                    continue
                 self._in_flight[host] += 1
                 self._party_queued[delivery.party_id] -= 1
                 self._party_in_flight[delivery.party_id] += 1
                 task = asyncio.create_task(self._attempt(session, delivery, host))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            if waiting:
+                waiting.extend(queued)
+                self._queued[host] = queued = waiting
             if not queued:
                 del self._queued[host]
 
