@@ -28,6 +28,15 @@ def live_server(
     db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """The base URL of a server on the store, stopped on exit."""
+    with live_server_process(db_url, folder, *options, env=env) as (_, base, _log):
+        yield base
+
+
+@contextmanager
+def live_server_process(
+    db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """live_server, with its process (to signal it) and the file of its output."""
     port = free_port()
     log_path = folder / f"server-{port}.log"
     with open(log_path, "w") as log:
@@ -61,9 +70,9 @@ def live_server(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("servicetrail serve did not start:\n" + log_path.read_text())
                 time.sleep(0.1)
-            yield base
+            yield proc, base, log_path
         finally:
-            proc.terminate()
+            proc.terminate()  # nothing, if it has ended already
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -5,15 +5,10 @@ cleanly, where uvicorn cancelled both with a traceback each."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,36 +22,9 @@ from servicetrail.store.writer import append_records
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
 from tests.access.test_streams_and_deliveries_access_log import lk_requests
-from tests.web.live_server import SERVICETRAIL, free_port
+from tests.web.live_server import live_server_process
 
-
-@contextmanager
-def serving(db_url: str, log_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A real `servicetrail serve` and its base URL; killed on the way out if still running."""
-    port = free_port()
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [str(SERVICETRAIL), "--db", db_url, "serve", "--port", str(port)]
-            + ["--workers", str(workers)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "SERVICETRAIL_STREAM_POLL_SECONDS": "0.2"},
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/login", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        yield server, base
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+FAST_STREAM_POLL = {"SERVICETRAIL_STREAM_POLL_SECONDS": "0.2"}
 
 
 def bearer(engine, party: str) -> str:
@@ -72,8 +40,9 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     engine = open_store(sqlite_url)
     P.load_personas(engine)
     south = {"Authorization": f"Bearer {bearer(engine, P.SOUTHENERGY)}"}
-    log_path = tmp_path / "serve.log"
-    with serving(sqlite_url, log_path, workers) as (server, base):
+    with live_server_process(
+        sqlite_url, tmp_path, "--workers", str(workers), env=FAST_STREAM_POLL
+    ) as (server, base, log_path):
         watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
         lk_requests(engine, 1)  # one event each stream sends before the stop
         got: list[tuple[bytes, float]] = []
@@ -134,8 +103,7 @@ def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sq
         )
     token = bearer(engine, P.LOOKER)
     engine.dispose()
-    log_path = tmp_path / "serve.log"
-    with serving(sqlite_url, log_path, 1) as (server, base):
+    with live_server_process(sqlite_url, tmp_path) as (server, base, log_path):
         client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.sendall(

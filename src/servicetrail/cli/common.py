@@ -161,10 +161,12 @@ def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
 
 
 @contextmanager
-def kept_if_stopped(summary: Summary, sealed_later: bool) -> Iterator[Summary]:
-    """A load that stops part way (a store that gave up, say) has committed its batches so
-    far: they stay, and running the same command again adds only the rest. Say so, with the
-    counts, before the error, so that nobody reads the failure as "nothing was loaded"."""
+def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
+    """The summary a load counts into as its batches commit. A load that stops part way (a
+    store that gave up, say) has committed its batches so far: they stay, and running the
+    same command again adds only the rest. Say so, with the counts, before the error, so that
+    nobody reads the failure as "nothing was loaded"."""
+    summary = Summary()
     try:
         yield summary
     except Exception:

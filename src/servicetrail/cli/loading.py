@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..ingest import registry_csv
-from ..ingest.load import Summary, ingest, load_registry
+from ..ingest.load import ingest, load_registry
 from .common import (
     TIME,
     Failure,
@@ -47,7 +47,7 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     """
     if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
         raise Failure("--rejects must not name the input file")
-    with progress_for([file]) as progress, kept_if_stopped(Summary(), False) as summary:
+    with progress_for([file]) as progress, kept_if_stopped(sealed_later=False) as summary:
         load_registry(engine(), SPEC_OF[what], file, rejects, progress, summary)
     report_summary(summary)
 
@@ -79,6 +79,6 @@ def ingest_cmd(paths: tuple[Path, ...], rejects: Path | None, logged_at: datetim
         rejects.resolve() == p.resolve() for p in paths
     ):  # the reject file is emptied first
         raise Failure("--rejects must not name an input file")
-    with progress_for(list(paths)) as progress, kept_if_stopped(Summary(), True) as summary:
+    with progress_for(list(paths)) as progress, kept_if_stopped(sealed_later=True) as summary:
         ingest(engine(), list(paths), rejects, logged_at, progress, summary)
     report_summary(summary)

@@ -81,11 +81,6 @@ class ServerStopping:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
-        if self._event is None:
-            await asyncio.sleep(seconds)
-            return False
-        try:
-            await asyncio.wait_for(self._event.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        with anyio.move_on_after(seconds):
+            await self.asked_to_stop()
+        return self.asked

@@ -116,6 +116,8 @@ class Deliverer:
         self._in_flight: Counter[tuple[str, int]] = Counter()
         self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
         self._party_in_flight: Counter[str] = Counter()
+        # counted as they change, not from the queues: _share reads it on the lease's thread
+        # while the loop changes the queues
         self._party_queued: Counter[str] = Counter()
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
         self._outcomes: list[Outcome] = []
