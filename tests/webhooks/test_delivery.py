@@ -221,6 +221,25 @@ def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
         assert sum(len(r.received) for r in stuck) <= 2 * 4  # its share, two rounds at most
 
 
+def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> None:
+    """A Party's watches name one receiver that never answers, spelt four ways the resolver
+    reads as one address: each spelling had its own per-receiver bound, four times the
+    slots at that receiver."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
+        for n, spelling in enumerate(("127.0.0.1", "127.1", "2130706433", "0x7f000001")):
+            secret = new_secret()
+            url = f"http://{spelling}:{stuck.port}/stuck{n}"
+            with engine.begin() as conn:
+                create_watch(
+                    conn, P.SOUTHENERGY, watch_spec({"name": url, "webhook": {"url": url}}), secret
+                )
+        lk_requests(engine, *range(1, 11))
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=16, timeout=3)
+        assert deliverer.per_party == 8  # room for all four spellings' two slots each
+        run(deliverer, lambda: len(stuck.received) > 2, seconds=2.5)
+        assert len(stuck.received) == 2
+
+
 def test_a_party_at_its_bound_does_not_hold_up_others_at_a_receiver_they_share(
     engine, world
 ) -> None:

@@ -159,6 +159,19 @@ def test_numeric_hosts_in_odd_forms_are_resolved_then_refused(monkeypatch) -> No
             check_url(url)
 
 
+def test_one_address_spelt_many_ways_is_one_receiver() -> None:
+    """A receiver's limits are counted by its host: each spelling the resolver reads as the
+    same address must be the same host, or a Party multiplies its receiver's share."""
+    for spellings, address in (
+        (("127.0.0.1", "127.1", "2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1"), "127.0.0.1"),
+        (("[2001:db8::1]", "[2001:DB8:0:0:0:0:0:1]", "[2001:0db8::0001]"), "2001:db8::1"),
+    ):
+        for spelling in spellings:
+            assert parse_url(f"https://{spelling}:8443/x").host == address, spelling
+    for name in ("example.com", "0x7f.example", "1.2.3.4.5", "deadbeef.test"):
+        assert parse_url(f"https://{name}/").host == name
+
+
 # --- a delivery's connection -------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ link-local ranges stay refused.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -72,10 +73,31 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeUrl("the URL has no host")
+    host = _address_as_written(host) or host
     if parts.fragment:
         raise UnsafeUrl("the URL must not have a #fragment")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(scheme, host, port or (443 if scheme == "https" else 80), target)
+
+
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def _address_as_written(host: str) -> str | None:
+    """An address host in its one usual spelling (`127.1`, `2130706433`, `0x7f.1` and
+    `127.0.0.1` are one address to the resolver, as are IPv6's many spellings), or None for a
+    name. A receiver's limits are counted by its host, so a Party that spelt one receiver four
+    ways got four receivers' share of the worker."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):  # inet_aton reads a digit prefix and ignores the rest
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def _embedded(address: IPAddress) -> IPAddress | None:
