@@ -176,6 +176,8 @@ def test_past_its_request_bound_every_read_of_a_party_is_answered_429(app, api, 
         f"/api/v1/records?device_id={P.ESME_1}",
         f"/api/v1/records/{record}",
         f"/api/v1/records/{record}/why",
+        f"/api/v1/records/{record}/triggers",
+        f"/api/v1/records/{record}/proof",
         BROAD,
     ):
         answer = client.get(path, headers=tokens[P.NORTHPOWER])

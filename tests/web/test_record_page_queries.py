@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import event
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.store.queries import MAX_EXCHANGE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 
@@ -42,7 +44,8 @@ def exchange(counter: int, responses: int) -> dict[str, SatRecord]:
 
 @pytest.fixture
 def world(engine):
-    return personas_with(engine, {**exchange(801, 1), **exchange(802, 40)}, (P.WIRESCO,))
+    long = exchange(803, MAX_EXCHANGE)  # its request, acknowledgement and responses: 2 more
+    return personas_with(engine, {**exchange(801, 1), **exchange(802, 40), **long}, (P.WIRESCO,))
 
 
 def statements_for(engine, client, path: str) -> int:
@@ -69,3 +72,22 @@ def test_the_record_page_reads_the_same_number_of_statements_for_3_messages_and_
     page = client.get(f"/records/{world.ids['req802']}").text
     assert page.count("visible as Network Operator") >= 42  # every message of the exchange is shown
     assert large == small
+
+
+def test_an_exchange_longer_than_a_page_says_so_and_links_to_all_of_it(engine, world):
+    """Its newest messages are listed, and the page says the oldest (the request among them)
+    are not, instead of showing the newest 200 as if they were the whole exchange."""
+    client = signed_in(engine, P.WIRESCO)
+    newest = client.get(f"/records/{world.ids[f'resp803_{MAX_EXCHANGE - 1}']}").text
+    assert f"the newest {MAX_EXCHANGE} messages" in newest
+    assert "its oldest, the request among them, are not listed here" in newest
+    rid = P._rid(P.LK_OU, P.ESME_1, 803)
+    assert f'href="/?request_id={quote(rid)}"' in newest
+    listed = newest.split('aria-labelledby="exchange-title"')[1].split("</section>")[0]
+    assert listed.count('<li class="message') == MAX_EXCHANGE
+    assert f'href="/records/{world.ids["req803"]}"' not in listed
+    # the request's own page lists it too, after the newest
+    request_page = client.get(f"/records/{world.ids['req803']}").text
+    assert "the newest" in request_page and 'aria-current="true"' in request_page
+    # an exchange of a page or less says nothing of the kind
+    assert "not listed here" not in client.get(f"/records/{world.ids['req802']}").text

@@ -10,7 +10,7 @@ import orjson
 
 from ..domain.access_log import entry_json
 from ..store.access_log import EntryFilter, iter_entries
-from .common import TIME, Failure, engine, with_db
+from .common import TIME, engine, search_or_fail, with_db
 
 
 @click.command("access-log")
@@ -24,8 +24,7 @@ def access_log_cmd(
     """Every read of SAT records (API, web, CLI, webhooks), newest first, one JSON object a
     line: id, at, party_id, actor, interface, action, filters, records_returned,
     mp141_records_returned, device_ids. Reading the log is not itself logged."""
-    if time_from is not None and time_to is not None and time_to <= time_from:
-        raise Failure("--to must be after --from")
+    search_or_fail(time_from=time_from, time_to=time_to)
     wanted = EntryFilter(party_id=party_id, time_from=time_from, time_to=time_to)
     count = 0
     with engine().connect() as conn:

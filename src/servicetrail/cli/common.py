@@ -25,6 +25,7 @@ from ..domain.ids import InvalidValue, whole_number
 from ..domain.times import parse_time
 from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
+from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store, shown_url
@@ -204,6 +205,28 @@ def report_summary(summary: Summary) -> None:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:
         raise Failure(f"{summary.rejected} record(s) rejected", 1)
+
+
+# the option that carries each field of a search
+OPTION_OF = {
+    "device_id": "--device",
+    "request_id": "--request-id",
+    "from": "--from",
+    "to": "--to",
+    "srv": "--srv",
+    "kind": "--kind",
+    "scope": "--scope",
+}
+
+
+def search_or_fail(**options: Any) -> Search:
+    """A search from a command's options, read as the API reads its parameters; a value it
+    refuses is named by its option, in click's words."""
+    try:
+        return build_search(**options)
+    except InvalidField as e:
+        option = OPTION_OF.get(e.field, e.field)
+        raise Failure(f"Invalid value for '{option}': {e.message}") from None
 
 
 def cli_reader(party_id: str) -> Reader:

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..domain.model import KINDS as KINDS_OF_RECORD
-from ..domain.search import InvalidField, build_search
 from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
@@ -18,6 +17,7 @@ from .common import (
     TIME,
     WINDOW,
     Failure,
+    search_or_fail,
     HeldOutput,
     cli_reader,
     engine,
@@ -56,8 +56,7 @@ def report_own(
     a tab or a carriage return gets a leading ' (OWASP's rule against CSV injection), so
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
-    if time_to <= time_from:
-        raise Failure("--to must be after --from")
+    search_or_fail(time_from=time_from, time_to=time_to)
     filters = {"from": format_time(time_from), "to": format_time(time_to), "format": fmt}
     held = HeldOutput()
     with engine().connect() as conn:
@@ -108,12 +107,15 @@ def records_cmd(
     The filters are read as the API reads its parameters. JSON Lines items carry the API's
     fields; payload only on the Party's own records.
     """
-    try:
-        search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)
-    except InvalidField as e:
-        raise Failure(
-            f"Invalid value for '{OPTION_OF.get(e.field, e.field)}': {e.message}"
-        ) from None
+    search = search_or_fail(
+        device_id=device_id,
+        request_id=request_id,
+        srv=srv,
+        kind=kind,
+        time_from=time_from,
+        time_to=time_to,
+        scope=scope,
+    )
     filters = {
         "device": device_id,
         "request_id": request_id,
@@ -132,18 +134,6 @@ def records_cmd(
         (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
         logged.write_entry()  # with what will be printed, before its first line
     held.send(None)
-
-
-# the option that carries each field of a search
-OPTION_OF = {
-    "device_id": "--device",
-    "request_id": "--request-id",
-    "from": "--from",
-    "to": "--to",
-    "srv": "--srv",
-    "kind": "--kind",
-    "scope": "--scope",
-}
 
 
 @click.command("triggers")

@@ -16,6 +16,7 @@ from typing import Any
 from .catalogue import CATALOGUE
 from .ids import InvalidValue, eui64, shown
 from .model import KINDS
+from .records import ITEM_FIELDS
 
 MINE, ALL, CRITICAL, OTHERS = "mine", "all", "critical", "others"
 DEFAULT_KINDS = ("request",)
@@ -253,10 +254,7 @@ def index_by_party(watches: Iterable[Watch]) -> dict[str, PartyWatches]:
 
 
 def titles_only(record_item: dict[str, Any]) -> dict[str, Any]:
-    """An event carries titles: no payload, execution_at or subject_device_id, even for the
-    Party's own records (the payload stays behind the record's URL)."""
-    return {
-        k: v
-        for k, v in record_item.items()
-        if k not in ("payload", "execution_at", "subject_device_id")
-    }
+    """An event carries titles: none of the fields read from the body, even for the Party's
+    own records (the payload stays behind the record's URL). Named by what it keeps, so that
+    a field added to records later stays out of events until it is chosen."""
+    return {k: record_item[k] for k in ITEM_FIELDS if k in record_item}

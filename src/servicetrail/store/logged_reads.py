@@ -99,9 +99,11 @@ class LoggedRead:
             self._counted([found[0]])
         return found
 
-    def exchange_of(self, current: dict[str, Any]) -> list[dict[str, Any]]:
-        """The record's exchange (its request, acknowledgement, responses)."""
-        return self._counted(queries.exchange_of(self.conn, self.viewer, current["request_id"]))
+    def exchange_of(self, current: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """The record's exchange (its request, acknowledgement, responses), and whether it was
+        cut to the newest MAX_EXCHANGE."""
+        messages, cut = queries.exchange_of(self.conn, self.viewer, current["request_id"])
+        return self._counted(messages), cut
 
     def triggers_of(
         self, record_id: int, minutes: int

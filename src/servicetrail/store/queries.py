@@ -43,6 +43,9 @@ from .visibility_sql import intervals_query, viewer_params
 
 STREAM_PAGE = 2000
 MAX_RECORD_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
+# a record page's exchange: a request has an acknowledgement and a few responses, but nothing
+# stops a trail from holding thousands of records under one Request ID
+MAX_EXCHANGE = 200
 
 
 def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
@@ -231,13 +234,17 @@ def why_many(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> d
     return decisions
 
 
-def exchange_of(conn: Connection, viewer: Viewer, request_id: str) -> list[dict[str, Any]]:
+def exchange_of(
+    conn: Connection, viewer: Viewer, request_id: str
+) -> tuple[list[dict[str, Any]], bool]:
     """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest
-    first. A response without a RequestID (empty) shares it with nothing."""
+    first, and whether there were more than MAX_EXCHANGE (the newest are kept: the oldest,
+    the request among them, are a search by Request ID away). A response without a
+    RequestID (empty) shares it with nothing."""
     if not request_id:
-        return []
-    items, _ = search_page(conn, viewer, Search(request_id=request_id), 200)
-    return items[::-1]
+        return [], False
+    items, more = search_page(conn, viewer, Search(request_id=request_id), MAX_EXCHANGE)
+    return items[::-1], more is not None
 
 
 def iter_own_report(

@@ -310,6 +310,7 @@ def triggers(
     wanted = record_id_or_404(record_id)
     filters = asked(request, record_id=wanted)
     with (
+        limits_of(request).search(viewer.party_id),
         reader_of(request) as conn,
         logged_read(conn, viewer, api_reader(request, viewer), "triggers", filters) as read,
     ):

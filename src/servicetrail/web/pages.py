@@ -162,15 +162,15 @@ def search(request: Request, who: Who) -> Response:
 
 def _exchange(
     read: LoggedRead, current: dict[str, Any], decision: Decision
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """The record's exchange (its request, acknowledgement, responses), each as the viewer may
-    see it."""
-    messages = read.exchange_of(current)
+    see it, and whether it was cut to its newest messages."""
+    messages, cut = read.exchange_of(current)
     reasons = read.why_many(messages)  # one read, however long the exchange
     exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
     if not any(e["item"]["id"] == current["id"] for e in exchange):
         exchange.append(exchange_entry(current, decision))
-    return exchange
+    return exchange, cut
 
 
 def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> list[dict[str, Any]]:
@@ -206,7 +206,7 @@ def _record_page(
 ) -> dict[str, Any]:
     """What a record page shows besides the record: its proof, exchange and triggers."""
     proof = proof_mark(request, read, current["id"])
-    exchange = _exchange(read, current, decision)
+    exchange, exchange_cut = _exchange(read, current, decision)
     triggers = window = window_error = None
     if current["kind"] in TRIGGERED_KINDS:
         window, window_error = trigger_window(request.query_params.get("window"))
@@ -221,6 +221,7 @@ def _record_page(
         "decision": decision,
         "proof": proof,
         "exchange": exchange,
+        "exchange_cut": exchange_cut,
         "names": names,
         "triggers": triggers,
         "window": window,
