@@ -83,21 +83,26 @@ def mp141_kinds_clause() -> ColumnElement[bool]:
     return and_(s.kind.in_(_MP141_KINDS), s.device_id != "")
 
 
+def held_clause(
+    device_id: ColumnElement[Any], party_id: ColumnElement[Any], at: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """The Party held a Responsibility interval on the Device at that time (valid_from
+    included, valid_to excluded, open-ended when it has none): rule 3's test of time."""
+    r = responsibility.c
+    return exists(
+        select(literal(1)).where(
+            r.device_id == device_id,
+            r.party_id == party_id,
+            r.valid_from <= at,
+            or_(r.valid_to.is_(None), at < r.valid_to),
+        )
+    )
+
+
 def mp141_clause() -> ColumnElement[bool]:
     """Rule 3 (rule 2 is the kind filter): the viewer held the device at the record's time."""
-    r = responsibility.c
     s = sat_record.c
-    return and_(
-        mp141_kinds_clause(),
-        exists(
-            select(literal(1)).where(
-                r.device_id == s.device_id,
-                r.party_id == _party(),
-                r.valid_from <= s.logged_at,
-                or_(r.valid_to.is_(None), s.logged_at < r.valid_to),
-            )
-        ),
-    )
+    return and_(mp141_kinds_clause(), held_clause(s.device_id, _party(), s.logged_at))
 
 
 def visible_clause(scope: Scope = Scope.ALL) -> ColumnElement[bool]:

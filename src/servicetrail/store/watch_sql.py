@@ -28,7 +28,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    or_,
     select,
     type_coerce,
 )
@@ -36,11 +35,12 @@ from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from .items import item_columns, with_item_joins
-from .schema import dcc_user, responsibility, sat_record, sat_visibility
+from .schema import dcc_user, sat_record, sat_visibility
 from .visibility_sql import (
     VIEWER_PARTY,
     VIEWER_USER_IDS,
     VIEWER_USER_IDS_NOT,
+    held_clause,
     visible_clause,
 )
 from .visibility_index import MP141, OWN
@@ -106,15 +106,7 @@ def indexed_candidates() -> Select[Any]:
     The rule is applied again whenever an event is read or delivered (`events_page`,
     `due_deliveries`), so an index row gone stale could only make an event nobody is shown."""
     v = sat_visibility.c
-    r = responsibility.c
-    held = exists(
-        select(literal(1)).where(
-            r.device_id == s.device_id,
-            r.party_id == v.party_id,
-            r.valid_from <= v.logged_at,
-            or_(r.valid_to.is_(None), v.logged_at < r.valid_to),
-        )
-    )
+    held = held_clause(s.device_id, v.party_id, v.logged_at)
     return (
         select(
             v.record_id,
@@ -154,18 +146,20 @@ def new_records_span() -> Select[Any]:
     )
 
 
-def _events_of_watches(base_where: list[Any], with_party_column: bool) -> Select[Any]:
+def _event_record() -> ColumnElement[bool]:
+    """An event's record, by its whole key (the columns PostgreSQL's partitions and the
+    record's indexes are keyed on), not its id alone."""
     e = watch_event.c
-    joined = watch_event.join(
-        sat_record,
-        and_(
-            s.id == e.record_id,
-            s.logged_at == e.record_logged_at,
-            s.device_id == e.record_device_id,
-        ),
+    return and_(
+        s.id == e.record_id,
+        s.logged_at == e.record_logged_at,
+        s.device_id == e.record_device_id,
     )
-    if with_party_column:
-        joined = joined.join(watch, watch.c.id == e.watch_id)
+
+
+def _events_of_watches(base_where: list[Any]) -> Select[Any]:
+    e = watch_event.c
+    joined = watch_event.join(sat_record, _event_record())
     return (
         select(e.watch_id, e.event_id, e.matched_at, *item_columns(with_payload=False))
         .select_from(with_item_joins(joined, with_payload=False))
@@ -184,8 +178,7 @@ def events_page() -> Select[Any]:
                 e.watch_id == bindparam("watch_id", type_=BigInteger),
                 e.event_id > bindparam("after", type_=BigInteger),
                 visible_clause(),
-            ],
-            False,
+            ]
         )
         .order_by(e.event_id)
         .limit(bindparam("lim", type_=Integer))
@@ -222,14 +215,7 @@ def due_deliveries() -> Select[Any]:
     joined = (
         webhook_outbox.join(watch_event, and_(e.watch_id == o.watch_id, e.event_id == o.event_id))
         .join(watch, w.id == o.watch_id)
-        .join(
-            sat_record,
-            and_(
-                s.id == e.record_id,
-                s.logged_at == e.record_logged_at,
-                s.device_id == e.record_device_id,
-            ),
-        )
+        .join(sat_record, _event_record())
     )
     statement = (
         select(
@@ -265,7 +251,7 @@ def recent_events() -> Select[Any]:
     e = watch_event.c
     return (
         _events_of_watches(
-            [e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()], False
+            [e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()]
         )
         .order_by(e.event_id.desc())
         .limit(bindparam("lim", type_=Integer))
@@ -278,14 +264,7 @@ def unread_events() -> Select[Any]:
     count in the navigation says "99+" rather than counting a backlog whole)."""
     e = watch_event.c
     w = watch.c
-    joined = watch_event.join(watch, w.id == e.watch_id).join(
-        sat_record,
-        and_(
-            s.id == e.record_id,
-            s.logged_at == e.record_logged_at,
-            s.device_id == e.record_device_id,
-        ),
-    )
+    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
     capped = (
         select(e.event_id)
         .select_from(joined)
