@@ -186,6 +186,14 @@ class Settings:
         "16384",
         "the largest request head (request line and headers) `serve` reads; past it, 431",
     )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES",
+        1 << 20,
+        whole(1),
+        "1048576 (1 MiB)",
+        "the largest request body `serve` reads (a sign-in or a watch is a few hundred bytes); "
+        "past it, 413 and the connection is closed",
+    )
     read_timeout: float = setting(
         "READ_TIMEOUT",
         20.0,

@@ -7,6 +7,7 @@ HTTP server), with the limit at 1 s."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -17,13 +18,15 @@ from tests.web.live_server import live_server
 from tests.web.test_header_cap import address
 
 LIMIT = 1.0
+BODY_CAP = 64 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     folder = tmp_path_factory.mktemp("read-timeout")
     url = f"sqlite:///{folder / 'store.db'}"
-    with live_server(url, folder, env={"SERVICETRAIL_READ_TIMEOUT": str(LIMIT)}) as base:
+    env = {"SERVICETRAIL_READ_TIMEOUT": str(LIMIT), "SERVICETRAIL_MAX_BODY_BYTES": str(BODY_CAP)}
+    with live_server(url, folder, env=env) as base:
         yield address(base)
 
 
@@ -116,6 +119,57 @@ def test_a_body_in_pieces_within_the_limit_is_served(server):
     # the sign-in form's answer to a form token it did not issue: the whole body was read
     # and judged (a body cut off by the read timeout is a 408)
     assert answer.startswith(b"HTTP/1.1 ") and status == b"403", answer[:300]
+
+
+def assert_too_large(answer: bytes) -> None:
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    refusal = json.loads(body)
+    assert refusal["error"] == "request_body_too_large"
+    assert "SERVICETRAIL_MAX_BODY_BYTES" in refusal["message"]
+
+
+def form_head(length: bytes) -> bytes:
+    return (
+        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n" + length + b"\r\n\r\n"
+    )
+
+
+def test_a_body_declared_over_the_cap_is_413_before_it_is_sent(server):
+    """Starlette reads a whole form into memory before any route runs, sign-in's included: a
+    stranger's 300 MB form took 300 MB of the server's (audit, session 16)."""
+    with socket.create_connection(server) as sock:
+        sock.sendall(form_head(b"Content-Length: %d" % (BODY_CAP + 1)))
+        answer, took = answer_to(sock)
+    assert_too_large(answer)
+    assert took < LIMIT  # at once, not after the body's time ran out
+
+
+def test_a_chunked_body_is_cut_off_once_it_passes_the_cap(server):
+    chunk = b"a" * 8192
+    sent = 0
+    with socket.create_connection(server) as sock:
+        sock.sendall(form_head(b"Transfer-Encoding: chunked"))
+        try:
+            # paced, so that the kernel's buffers do not take it all before the server reads
+            while sent < 50 * BODY_CAP and not select.select([sock], [], [], 0.002)[0]:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            pass  # closed under us: the point
+        answer, _ = answer_to(sock)
+    assert_too_large(answer)
+    assert sent < 10 * BODY_CAP  # answered soon after the cap, not once the body ended
+
+
+def test_a_body_just_under_the_cap_is_read_and_judged(server):
+    body = b"username=someone&password=x&csrf_token=x&next=/&pad=" + b"p" * (BODY_CAP - 100)
+    with socket.create_connection(server) as sock:
+        sock.sendall(form_head(b"Content-Length: %d\r\nConnection: close" % len(body)) + body)
+        answer, _ = answer_to(sock)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:300]  # a form token it did not issue
 
 
 def test_a_body_trickled_in_does_not_extend_its_time(server):

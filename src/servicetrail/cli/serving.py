@@ -59,8 +59,9 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
 def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> None:
     """Serve the web screen and the HTTP API.
 
-    A request whose head (request line and headers) is over 16 KiB is answered 431 and its
-    connection closed ($SERVICETRAIL_MAX_HEADER_BYTES changes the cap).
+    A request whose head (request line and headers) is over 16 KiB is answered 431, and one
+    whose body is over 1 MiB 413, and its connection closed ($SERVICETRAIL_MAX_HEADER_BYTES
+    and $SERVICETRAIL_MAX_BODY_BYTES change the caps).
     """
     _serve(host, port, workers, trusted_proxies)
 

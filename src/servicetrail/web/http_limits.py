@@ -12,7 +12,9 @@ hold thousands without signing in. This protocol gives a request's head SERVICET
 seconds to arrive whole, and its body as long again in all (no request of the API or the
 screen carries more than 256 KiB; timed per piece, a body sent a byte now and then held its
 connection for days); past that, 408 and the connection is closed. A connection that never
-sends a byte is closed as silently as uvicorn closes one idle between requests.
+sends a byte is closed as silently as uvicorn closes one idle between requests. A body over
+SERVICETRAIL_MAX_BODY_BYTES is answered 413 and the connection closed: before it is read
+when it declares its length, as soon as it passes the cap when it is chunked.
 
 It also sends a response's head and body in one write (`HeadWithBody`).
 """
@@ -48,6 +50,11 @@ _UNREADABLE = _closing_answer(
     b"400 Bad Request",
     b'{"error":"bad_request","message":"the request is not well-formed HTTP/1.1 (its request '
     b'line, a header or its framing)"}',
+)
+_BODY_TOO_LARGE = _closing_answer(
+    b"413 Content Too Large",
+    b'{"error":"request_body_too_large","message":"the request body is over the server\'s '
+    b'limit (SERVICETRAIL_MAX_BODY_BYTES)"}',
 )
 _TOO_SLOW = _closing_answer(
     b"408 Request Timeout",
@@ -98,6 +105,10 @@ class CappedHeadProtocol(HttpToolsProtocol):
         # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
         # Node's and h11's limit
         self.max_head_bytes = settings.current().max_header_bytes
+        # Starlette reads a whole form into memory (up to 1000 fields of 1 MiB each) before
+        # any route runs, sign-in's included: a stranger's 300 MB form took 300 MB
+        self.max_body_bytes = settings.current().max_body_bytes
+        self._body_bytes = 0
         self.read_timeout = settings.current().read_timeout
         self._in_head = False
         self._head_bytes = 0
@@ -138,16 +149,27 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if size > self.max_head_bytes:
             self._refuse()
             return  # the application never sees the request
+        declared = dict(self.headers).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            self._refuse(_BODY_TOO_LARGE)
+            return  # answered before a byte of the body is read
         self._stop_waiting()
         super().on_headers_complete()
+        self._body_bytes = 0
         if any(name in _BODY_HEADERS for name, _ in self.headers):
             self._wait(self._body_late)
         if self.cycle is not None and self.cycle.scope["method"] != "HEAD":  # HEAD: no body write
             self.cycle.transport = cast(asyncio.Transport, HeadWithBody(self.cycle.transport))
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:  # the whole body within the limit: a piece does not extend it
-            super().on_body(body)
+        if self._refused:
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.max_body_bytes:  # a chunked body, which declares no length
+            self._stop_waiting()
+            self._cut_body(_BODY_TOO_LARGE)
+            return
+        super().on_body(body)  # the whole body within the time limit: a piece does not extend it
 
     def on_message_complete(self) -> None:
         if not self._refused:
@@ -195,15 +217,20 @@ class CappedHeadProtocol(HttpToolsProtocol):
             # the client: its time does not count
             self._wait(self._body_late)
             return
-        self._refused = True
         self.logger.warning("Request body stalled for %g s: 408.", self.read_timeout)
-        answered = cycle.response_started
-        # the application, waiting for the body, is told the client has gone, and whatever it
-        # still sends is dropped
-        cycle.disconnected = True
-        cycle.message_event.set()
-        if not answered:
-            self.transport.write(_TOO_SLOW)
+        self._cut_body(_TOO_SLOW)
+
+    def _cut_body(self, answer: bytes) -> None:
+        """End a request whose body is being read: the application, waiting for the body, is
+        told the client has gone, and whatever it still sends is dropped."""
+        self._refused = True
+        cycle = self.cycle
+        answered = cycle is not None and cycle.response_started
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not answered and not self.transport.is_closing():
+            self.transport.write(answer)
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -216,10 +243,15 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self.transport.write(_UNREADABLE)
             self.transport.close()
 
-    def _refuse(self) -> None:
+    def _refuse(self, answer: bytes = _TOO_LARGE) -> None:
+        """Answer a request the application never sees, and close its connection."""
         self._refused = True
         self._in_head = False
-        self.logger.warning("Request head over %d bytes refused with 431.", self.max_head_bytes)
+        self._stop_waiting()
+        if answer is _TOO_LARGE:
+            self.logger.warning("Request head over %d bytes refused with 431.", self.max_head_bytes)
+        else:
+            self.logger.warning("Request body over %d bytes refused with 413.", self.max_body_bytes)
         if not self.transport.is_closing():
-            self.transport.write(_TOO_LARGE)
+            self.transport.write(answer)
             self.transport.close()
