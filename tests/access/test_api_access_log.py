@@ -268,3 +268,36 @@ def test_an_entry_counts_what_was_sent_while_an_ingest_stores_more(
     again = client.get(path, headers=np)
     assert LATE_REQUEST_ID in again.text  # it landed, whichever answer had it
     assert entries(client, auditor)[0]["records_returned"] == rows(again)
+
+
+def test_an_access_logs_consistency_proofs_are_an_auditors_only(client, engine, np, ws, auditor):
+    """An access-log leaf is the entry's JSON (SPEC section 8), which commits to no secret:
+    given the hashes of a consistency proof, one Party confirmed guesses of another's entries
+    (which Device its analyst looked at, how many records came back) in seconds."""
+    import base64
+
+    from servicetrail.store.merkle_log import seal_store
+    from tests import rfc9162
+
+    def access_checkpoint() -> tuple[str, int, bytes]:
+        seal_store(engine)
+        listing = client.get("/api/v1/logs", headers=auditor).json()
+        (log,) = [log for log in listing["logs"] if "/access/" in log["origin"]]
+        return rfc9162.check_checkpoint(log["checkpoint"], listing["verifier_key"])
+
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=np)
+    origin, old_size, old_root = access_checkpoint()
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=ws)
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=np)
+    _, new_size, new_root = access_checkpoint()
+    asked = {"origin": origin, "from": old_size, "to": new_size}
+    for party in (np, ws):
+        for sizes in (asked, dict(asked, **{"from": 1})):
+            refused = client.get("/api/v1/logs/consistency", params=sizes, headers=party)
+            assert refused.status_code == 403
+            assert refused.json()["error"] == "forbidden"
+            assert "for auditors" in refused.json()["message"]
+    given = client.get("/api/v1/logs/consistency", params=asked, headers=auditor)
+    assert given.status_code == 200
+    proof = [base64.b64decode(h) for h in given.json()["proof"]]
+    assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from ..domain.checkpoint import b64
 from ..domain.merkle import ProofError
 from ..domain.visibility import Viewer
+from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY, is_queued, sealed_leaf_of
 from .log_tree import (
     LogDamaged,
@@ -46,6 +47,19 @@ class NoConsistency(ValueError):
     def __init__(self, parameter: str, message: str) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+class AuditorsOnly(PermissionError):
+    """A consistency proof of an access log asked for by a Party's account. Access-log leaves
+    commit to no secret (SPEC section 8: the leaf is the entry's JSON), and an entry is easy
+    to guess but for a detail or two (its id and time are bracketed by the asker's own
+    entries), so a leaf hash in a proof let one Party confirm which Device another Party's
+    analyst looked at, and how many records came back (audit, session 16)."""
+
+    message = (
+        "consistency proofs of the access logs are for auditors: their leaves are every "
+        "Party's reads"
+    )
 
 
 def record_proof(conn: Connection, viewer: Viewer, record_id: int) -> dict[str, Any] | None:
@@ -103,7 +117,9 @@ class ConsistencyRequest:
     new_size: int
 
 
-def consistency_document(conn: Connection, asked: ConsistencyRequest) -> dict[str, Any]:
+def consistency_document(
+    conn: Connection, asked: ConsistencyRequest, auditor: bool
+) -> dict[str, Any]:
     if asked.old_size < 1:
         raise NoConsistency("from", "must be 1 or more")
     if asked.old_size > asked.new_size:
@@ -111,6 +127,8 @@ def consistency_document(conn: Connection, asked: ConsistencyRequest) -> dict[st
     newest = checkpoint_at(conn, asked.origin, asked.new_size)
     if newest is None:
         raise NoConsistency("to", f"is not the size of a checkpoint of the log {asked.origin!r}")
+    if newest.family == ACCESS_FAMILY and not auditor:
+        raise AuditorsOnly(AuditorsOnly.message)
     try:
         proof = StoredTree(conn, newest.family, newest.month).consistency(
             asked.old_size, asked.new_size

@@ -102,7 +102,7 @@ def as_json(exc: Exception) -> JSONResponse:
         if exc.status_code == 404:
             return JSONResponse(status_code=404, content=NOT_FOUND)
         body = {
-            "error": "unauthorized" if exc.status_code == 401 else "error",
+            "error": {401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "error"),
             "message": str(exc.detail),
         }
         return JSONResponse(

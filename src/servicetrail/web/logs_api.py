@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..signing import signer_for
 from ..store.log_proofs import (
+    AuditorsOnly,
     ConsistencyRequest,
     NoConsistency,
     NotInLog,
@@ -97,12 +98,16 @@ def consistency(
     from_: Annotated[str | None, Query(alias="from", max_length=20)] = None,
     to: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Any:
-    """A consistency proof (RFC 9162 2.1.4) from tree size `from` to the checkpointed size `to`."""
+    """A consistency proof (RFC 9162 2.1.4) from tree size `from` to the checkpointed size `to`.
+    An access log's are an auditor's only (403 for a Party's token): its leaves are every
+    Party's reads, and commit to no secret."""
     if not origin:
         raise ParameterError("origin", "is required")
     asked = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
     with reader_of(request) as conn:
         try:
-            return JSONResponse(consistency_document(conn, asked))
+            return JSONResponse(consistency_document(conn, asked, auditor=account.viewer is None))
         except NoConsistency as e:
             raise ParameterError(e.parameter, str(e)) from None
+        except AuditorsOnly as e:
+            raise HTTPException(403, e.message) from None
