@@ -195,6 +195,24 @@ def test_a_username_is_ascii(cli, store):
     assert result.exit_code == 2 and "ASCII" in result.stderr
 
 
+def test_usernames_differ_by_more_than_case_and_are_not_the_access_logs_actors(cli, store):
+    """The sign-in throttle keys a username by its lower case: `NP` beside `np` shared its
+    failures (another Party's analyst locked out), and read as two actors in the access log,
+    as an account `cli` or `webhook` would read as the command line or the webhooks."""
+    for taken in ("NP", "Np", "lK"):
+        result = cli("accounts", "create", taken, "--party", P.LOOKER, input=PASSWORD + "\n")
+        assert result.exit_code == 2, taken
+        assert "already exists" in result.stderr and "more than case" in result.stderr
+    for actor in ("cli", "Webhook"):
+        result = cli("accounts", "create", actor, "--party", P.LOOKER, input=PASSWORD + "\n")
+        assert result.exit_code == 2 and "access log" in result.stderr, actor
+    with store.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM account").scalar() == 2
+    assert (
+        cli("accounts", "create", "np2", "--party", P.LOOKER, input=PASSWORD + "\n").exit_code == 0
+    )
+
+
 def test_revocation_reaches_every_server_process_within_the_cache_time(
     cli, store, db_url, tmp_path
 ):

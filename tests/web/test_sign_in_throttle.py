@@ -182,3 +182,27 @@ def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
     assert (
         sign_in(browser(app, ATTACKER), "np.analyst", WRONG).status_code == 429
     )  # same key: the address
+
+
+def test_a_password_is_verified_with_no_connection_of_the_pool_held(engine, app, monkeypatch):
+    """argon2 takes a third of a second at its production cost: a sign-in verified it while
+    holding a pooled connection, and twenty strangers' attempts at once took the pool that
+    every search needs (audit, session 16)."""
+    from servicetrail.store import accounts
+
+    held_while_verifying = []
+    real = accounts.verify_password
+
+    def verify_and_look(stored_hash, password):
+        held_while_verifying.append(engine.pool.checkedout())
+        return real(stored_hash, password)
+
+    monkeypatch.setattr(accounts, "verify_password", verify_and_look)
+    for username, password, status in (
+        ("np.analyst", PASSWORD, 303),
+        ("lk.analyst", WRONG, 401),
+        ("nobody.at.all", PASSWORD, 401),
+    ):
+        with browser(app, OFFICE) as client:
+            assert sign_in(client, username, password).status_code == status
+    assert held_while_verifying == [0, 0, 0]

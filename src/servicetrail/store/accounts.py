@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..domain.access_log import INTERFACES
 from ..domain.visibility import Viewer
 from ..security import hash_password, new_token, token_digest, verify_password
 from .schema import account, api_token, dcc_user, login_device, party, web_session
@@ -43,9 +44,23 @@ def create_account(conn: Connection, username: str, party_id: str | None, passwo
         raise AccountError(
             f"unknown party {party_id!r}: load its users first ('servicetrail load users')"
         )
+    if username.lower() in INTERFACES:
+        raise AccountError(
+            f"{username!r} is what the access log names its {username.lower()} reads by: "
+            "choose another username"
+        )
+    # told apart regardless of case, as the sign-in throttle keys them: `Supplier` beside
+    # `supplier` shared its failures, and read as two actors in the access log
+    same = conn.execute(
+        select(account.c.username).where(func.lower(account.c.username) == username.lower())
+    ).first()
+    if same is not None:
+        raise AccountError(
+            f"account {username!r} already exists"
+            if same.username == username
+            else f"account {same.username!r} already exists (usernames differ by more than case)"
+        )
     exists = AccountError(f"account {username!r} already exists")
-    if conn.execute(select(account.c.username).where(account.c.username == username)).first():
-        raise exists
     # another `accounts create` of the same name may commit between the check and this insert;
     # a savepoint keeps the caller's transaction usable after the key says so
     try:
@@ -244,13 +259,30 @@ def is_auditor(conn: Connection, username: str) -> bool:
     return row is not None and row.party_id is None
 
 
-def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
-    """The stored hash a correct username and password of an enabled account matched, else
-    None (same cost either way: a disabled account's password is verified too, and not told
-    apart). A session is then made only while the account still has that hash
-    (store.sessions.create_session)."""
+@dataclass(frozen=True, slots=True)
+class StoredPassword:
+    hash: str
+    enabled: bool
+
+
+def stored_password(conn: Connection, username: str) -> StoredPassword | None:
+    """The account's password hash as stored, read apart from its verification: argon2 takes
+    a third of a second, for which a sign-in held a pooled connection."""
     row = conn.execute(
         select(account.c.password_hash, account.c.disabled_at).where(account.c.username == username)
     ).first()
-    ok = verify_password(row.password_hash if row else None, password)
-    return str(row.password_hash) if ok and row and row.disabled_at is None else None
+    return None if row is None else StoredPassword(str(row.password_hash), row.disabled_at is None)
+
+
+def password_matches(stored: StoredPassword | None, password: str) -> str | None:
+    """The stored hash a correct password of an enabled account matched, else None (same
+    cost either way: a missing or disabled account's is verified too, and not told apart). A
+    session is then made only while the account still has that hash
+    (store.sessions.create_session)."""
+    ok = verify_password(stored.hash if stored else None, password)
+    return stored.hash if ok and stored and stored.enabled else None
+
+
+def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
+    """password_matches for the account's stored password."""
+    return password_matches(stored_password(conn, username), password)

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
-from ..store.accounts import is_auditor, verified_password_hash
+from ..store.accounts import is_auditor, password_matches, stored_password
 from ..store.engine import reading
 from .presenters import safe_next
 from .rendering import render
@@ -106,12 +106,11 @@ def login(
     claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
     if claim.refused_until is not None:
         return _paused(request, claim.refused_until, username, next_path)
-    with reading(engine) as conn:
-        password_hash = (
-            verified_password_hash(conn, username, password)
-            if username and password and len(password) <= MAX_PASSWORD_LENGTH
-            else None
-        )
+    password_hash = None
+    if username and password and len(password) <= MAX_PASSWORD_LENGTH:
+        with reading(engine) as conn:
+            stored = stored_password(conn, username)
+        password_hash = password_matches(stored, password)  # with no connection held
     session_id = device_token = None
     if password_hash is not None and _auditor(engine, username, claim):
         return login_page(request, status=403, username=username, error=AUDITOR_SIGN_IN)
