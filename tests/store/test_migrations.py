@@ -350,7 +350,7 @@ def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
     try:
         command.upgrade(migrate._config(engine), "0013")
         world = load_personas(engine)
-        command.upgrade(migrate._config(engine), "0014")
+        command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.connect() as conn:
             found = get_visible(conn, world.viewer(NORTHPOWER), world.ids["np_req"])

@@ -126,6 +126,46 @@ def test_the_reader_role_cannot_read_partitions_or_accounts_directly(pg):
                     conn.execute(text(f"SELECT 1 FROM {table}"))
 
 
+def test_the_reader_role_sees_only_its_partys_watches_and_no_webhook_secret(pg):
+    """A statement run as the viewer read every Party's watches, their webhook URLs and
+    signing secrets (which would forge deliveries to another Party's receivers) and every
+    watch's events (audit, session 16)."""
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.watches import create_watch
+
+    parties = random_world(pg, seed=6)
+    mine, theirs = parties[0], parties[1]
+    with pg.begin() as conn:
+        for party in (mine, theirs):
+            spec = watch_spec({"name": party, "webhook": {"url": "https://hooks.example/x"}})
+            create_watch(conn, party, spec, "whsec_" + "A" * 43)
+        conn.execute(
+            text(
+                "INSERT INTO watch_event (watch_id, event_id, record_id, record_logged_at, "
+                "record_device_id, matched_at) SELECT w.id, 1, r.id, r.logged_at, r.device_id, "
+                "now() FROM watch w, (SELECT * FROM sat_record LIMIT 1) r"
+            )
+        )
+    with pg.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT set_config('role', 'servicetrail_reader', true), "
+                "set_config('servicetrail.party_id', :p, true)"
+            ),
+            {"p": mine},
+        )
+        assert conn.execute(text("SELECT party_id FROM watch")).scalars().all() == [mine]
+        events = conn.execute(
+            text("SELECT w.party_id FROM watch_event e JOIN watch w ON w.id = e.watch_id")
+        )
+        assert events.scalars().all() == [mine]
+        assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar() == 1
+        for column in ("webhook_secret", "webhook_url", "*"):
+            with pytest.raises(DBAPIError, match="permission denied"):
+                with conn.begin_nested():
+                    conn.execute(text(f"SELECT {column} FROM watch"))
+
+
 def test_partitions_are_made_for_the_data_and_months_ahead_without_a_default(pg):
     random_world(pg, seed=5)
     with pg.connect() as conn:

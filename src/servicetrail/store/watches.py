@@ -158,17 +158,20 @@ def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> l
     return [watch_json(row, with_state=with_state) for row in rows]
 
 
-def _owned(conn: Connection, party_id: str, watch_id: int) -> Any | None:
+def _owned(conn: Connection, party_id: str, watch_id: int, *columns: Any) -> Any | None:
+    """The Party's watch's `columns` (by default its id and read position, which the reader
+    role may read: an events page may look it up inside its read as the viewer), or None."""
     if not 1 <= watch_id < 2**63:
         return None
+    wanted = columns or (watch.c.id, watch.c.read_event_id)
     return conn.execute(
-        select(watch).where(watch.c.id == watch_id, watch.c.party_id == party_id)
+        select(*wanted).where(watch.c.id == watch_id, watch.c.party_id == party_id)
     ).first()
 
 
 def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] | None:
     """The Party's watch, or None: another Party's watch is answered as a missing one."""
-    row = _owned(conn, party_id, watch_id)
+    row = _owned(conn, party_id, watch_id, *watch.c)
     return watch_json(row) if row is not None else None
 
 
@@ -203,10 +206,10 @@ def events_after(
     """A page of the watch's events after `after`, those whose record the Party may still see,
     and the last event id on it (None for an empty page); None when the watch is not the
     Party's. One statement, bounded by `limit` and the statement time limit."""
-    if _owned(conn, viewer.party_id, watch_id) is None:
-        return None
     params = {**viewer_params(viewer), "watch_id": watch_id, "after": after, "lim": limit}
-    with read_as(conn, viewer):
+    with read_as(conn, viewer):  # the look-up too: under row-level security, as the viewer
+        if _owned(conn, viewer.party_id, watch_id) is None:
+            return None
         rows = conn.execute(events_page_statement(), params).all()
     events = [event_json(row) for row in rows]
     return events, events[-1]["event_id"] if events else None
@@ -216,10 +219,10 @@ def recent_events(
     conn: Connection, viewer: Viewer, watch_id: int, limit: int
 ) -> list[dict[str, Any]] | None:
     """The watch's newest events the Party may see, newest first; None if not the Party's."""
-    if _owned(conn, viewer.party_id, watch_id) is None:
-        return None
     params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit}
     with read_as(conn, viewer):
+        if _owned(conn, viewer.party_id, watch_id) is None:
+            return None
         return [event_json(row) for row in conn.execute(recent_events_statement(), params)]
 
 
