@@ -95,3 +95,12 @@ def test_a_bad_window_is_a_usage_error_naming_it(cli, world, window):
 def test_an_unknown_party_and_a_bad_record_id_are_errors(cli, world):
     assert cli("triggers", world.ids["np_resp"], "--party", "NOBODY").exit_code == 2
     assert cli("triggers", "abc", "--party", P.NORTHPOWER).exit_code == 2
+
+
+def test_the_help_states_the_bounds_the_command_applies(cli):
+    from servicetrail.domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_TRIGGERS
+    from servicetrail.domain.triggers import MAX_WINDOW_MINUTES
+
+    shown = " ".join(cli("triggers", "--help").stdout.split())
+    assert f"(1..{MAX_WINDOW_MINUTES})" in shown and f"[default: {DEFAULT_WINDOW_MINUTES}]" in shown
+    assert f"(at most {MAX_TRIGGERS})" in shown

@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from ..domain.model import KINDS as KINDS_OF_RECORD
+from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
+from ..domain.visibility import Scope
 from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
@@ -83,7 +85,7 @@ def report_own(
 @click.option("--srv", help="An SRV number such as 4.1.1, or words of its title.")
 @click.option("--kind", help=f"One of {', '.join(KINDS_OF_RECORD)}.")
 @click.option(
-    "--scope", type=click.Choice(["all", "own", "others"]), default="all", show_default=True
+    "--scope", type=click.Choice([s.value for s in Scope]), default="all", show_default=True
 )
 @click.option("--limit", type=COUNT, help="At most N records (default: all).")
 @click.option(
@@ -142,9 +144,9 @@ def records_cmd(
 @click.option(
     "--window",
     type=WINDOW,
-    default="1440",
+    default=str(DEFAULT_WINDOW_MINUTES),
     show_default=True,
-    help="Minutes before the record to look back (1..10080).",
+    help=f"Minutes before the record to look back (1..{MAX_WINDOW_MINUTES}).",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True

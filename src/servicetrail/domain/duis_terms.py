@@ -24,6 +24,9 @@ COMMAND_VARIANTS: dict[int, str] = {
     ),
     8: "a non-device request, answered by the DCC itself",
 }
+PRE_COMMAND = 4  # sent to the DCC to be signed: never reaches the Device
+SIGNED_COMMANDS = (5, 6, 7)  # a pre-command signed by the User, and sent on
+NON_DEVICE = 8  # answered by the DCC itself: it names no Device
 # DUIS's way to cancel a pending future-dated command: a request dated 3000-12-31
 CANCEL_EXECUTION = datetime(3000, 12, 31).date()
 
@@ -32,11 +35,6 @@ def command_variant_text(variant: int | None) -> str:
     if variant is None:
         return ""
     return COMMAND_VARIANTS.get(variant, f"command variant {variant}")
-
-
-def reached_device(variant: int | None) -> bool:
-    """Whether a request of this variant can have reached a Device (4 and 8 cannot)."""
-    return variant not in (4, 8)
 
 
 def execution_text(execution_at: datetime | str | None) -> str:

@@ -1,4 +1,4 @@
-"""The access log's table (SPEC section 8), in SQLAlchemy Core; migration 0009 builds it.
+"""The access log's table (SPEC section 8), in SQLAlchemy Core; migration 0010 builds it.
 
 Registered on `schema.metadata` (schema.py imports this module), so `db check` compares it.
 """

@@ -188,27 +188,6 @@ def create_token(conn: Connection, username: str) -> str:
     return token
 
 
-# Built once: deriving the join condition from the foreign keys on every request showed
-# up in profiles of the API.
-_PARTY_FOR_TOKEN = (
-    select(account.c.party_id)
-    .select_from(api_token.join(account, account.c.username == api_token.c.username))
-    .where(api_token.c.token_hash == bindparam("token_hash"), account.c.disabled_at.is_(None))
-)
-# The Party and all its User IDs in one round trip (one row per User ID; one row with a
-# NULL user_id for a Party that holds none). account.party_id is a foreign key, so the
-# Party is registered.
-_VIEWER_FOR_TOKEN = (
-    select(account.c.party_id, dcc_user.c.user_id)
-    .select_from(
-        api_token.join(account, account.c.username == api_token.c.username).outerjoin(
-            dcc_user, dcc_user.c.party_id == account.c.party_id
-        )
-    )
-    .where(api_token.c.token_hash == bindparam("token_hash"), account.c.disabled_at.is_(None))
-)
-
-
 @dataclass(frozen=True, slots=True)
 class TokenHolder:
     """The account behind an API token: its name, and its Party as a viewer (None: an auditor)."""
@@ -217,6 +196,9 @@ class TokenHolder:
     viewer: Viewer | None
 
 
+# Built once: deriving the join condition from the foreign keys on every request showed up
+# in profiles of the API. The account and all its Party's User IDs in one round trip (one
+# row per User ID; one row with a NULL user_id for a Party that holds none, or an auditor).
 _HOLDER_FOR_TOKEN = (
     select(account.c.username, account.c.party_id, dcc_user.c.user_id)
     .select_from(
@@ -238,19 +220,6 @@ def holder_for_token(conn: Connection, token: str) -> TokenHolder | None:
         return TokenHolder(first.username, None)
     user_ids = frozenset(r.user_id for r in rows if r.user_id is not None)
     return TokenHolder(first.username, Viewer(first.party_id, user_ids))
-
-
-def party_for_token(conn: Connection, token: str) -> str | None:
-    row = conn.execute(_PARTY_FOR_TOKEN, {"token_hash": token_digest(token)}).first()
-    return row.party_id if row else None
-
-
-def viewer_for_token(conn: Connection, token: str) -> Viewer | None:
-    """The Party behind an API token, with every User ID it holds; None for an unknown token."""
-    rows = conn.execute(_VIEWER_FOR_TOKEN, {"token_hash": token_digest(token)}).all()
-    if not rows:
-        return None
-    return Viewer(rows[0].party_id, frozenset(r.user_id for r in rows if r.user_id is not None))
 
 
 def is_auditor(conn: Connection, username: str) -> bool:

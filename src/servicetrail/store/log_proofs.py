@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import b64
 from ..domain.merkle import ProofError
-from ..domain.visibility import Viewer
+from ..domain.visibility import Access, Viewer
 from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY, is_queued, sealed_leaf_of
 from .log_tree import (
@@ -94,7 +94,7 @@ def proof_with_record(
         "inclusion": [b64(h) for h in proof],
         "checkpoint": checkpoint.note,
     }
-    if item["access"] == "own":
+    if item["access"] == Access.OWN:
         document["payload_salt"] = sealed.salt.hex()
     return item, document
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ..domain.access_log import AccessEntry, Reader, Tally
+from ..domain.access_log import ACTIONS, AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
-from ..domain.visibility import Decision, Viewer
+from ..domain.visibility import Access, Decision, Viewer
 from . import log_proofs, log_tree, queries, triggers, watches
 from .access_log import append_entries, append_entry
 from .export import own_report_csv
@@ -45,6 +45,8 @@ class LoggedRead:
         filters: Mapping[str, Any],
         tally: Tally | None = None,
     ) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
         self.conn, self.viewer, self.reader = conn, viewer, reader
         self.action, self.filters = action, dict(filters)
         self.tally = Tally() if tally is None else tally  # a stream's counts, kept across reads
@@ -77,7 +79,7 @@ class LoggedRead:
         """The record when it is the viewer's own traffic (its payload may be handed over),
         else None; a record seen only as MP141 titles is neither returned nor counted."""
         found = queries.get_visible(self.conn, self.viewer, record_id)
-        if found is None or found.get("access") != "own":
+        if found is None or found.get("access") != Access.OWN:
             return None
         return self._counted([found])[0]
 

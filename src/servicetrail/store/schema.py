@@ -252,7 +252,7 @@ account = Table(
     "account",
     metadata,
     Column("username", String(64), primary_key=True),
-    # NULL: an auditor (0009), who reads the access log and no SAT record
+    # NULL: an auditor (0010), who reads the access log and no SAT record
     Column("party_id", String(32), ForeignKey("party.party_id"), nullable=True),
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -316,7 +316,7 @@ login_device = Table(
 )
 
 
-# --- 0007: watches (SPEC section 6), defined beside their code --------------------------
+# --- 0008: watches (SPEC section 6), defined beside their code --------------------------
 from . import watch_tables  # noqa: E402,F401  (registers its tables on `metadata`)
 
 # --- 0009: the verifiable logs (SPEC section 7), defined beside their code ----------------

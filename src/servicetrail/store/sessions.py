@@ -267,9 +267,3 @@ def _free_at(
         return None
     # with this claim withdrawn, it opens when all but limit-1 of the others have left the window
     return times[len(times) - 1 - limit] + THROTTLE_WINDOW
-
-
-def count_sessions(conn: Connection, username: str) -> int:
-    return conn.execute(
-        select(func.count()).select_from(web_session).where(w.username == username)
-    ).scalar_one()

@@ -32,7 +32,6 @@ from .schema import sqlite_time
 
 OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
-CODE_ACCESS = {code: access for access, code in ACCESS_CODE.items()}
 REGISTRY_LOCK = "hashtext('servicetrail.registry')"
 COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv")
 _COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar"]
@@ -337,7 +336,6 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple[Any, ...]]) -> int:
 
 __all__ = [
     "ACCESS_CODE",
-    "CODE_ACCESS",
     "MP141",
     "OWN",
     "Touched",

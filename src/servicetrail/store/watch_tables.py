@@ -104,5 +104,4 @@ webhook_outbox = Table(
     Index("ix_webhook_outbox_watch_id_next_attempt_at", "watch_id", "next_attempt_at"),
 )
 
-WATCH_TABLES = (watch, watch_event, watch_cursor, webhook_outbox)
-__all__ = ["WATCH_TABLES", "watch", "watch_cursor", "watch_event", "webhook_outbox"]
+__all__ = ["watch", "watch_cursor", "watch_event", "webhook_outbox"]

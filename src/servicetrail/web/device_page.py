@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..domain.duis_terms import PRE_COMMAND
+from ..domain.visibility import Access
 from ..domain.model import Responsibility
 from ..domain.records import is_alert
-
-PRE_COMMAND = 4  # DUIS Command Variant 4: sent to the DCC for signing, never to the Device
 
 
 @dataclass
@@ -41,7 +41,7 @@ class TimelineRow:
     @property
     def others(self) -> bool:
         """Another User's traffic, shown under MP141 (titles only)."""
-        return any(m["access"] != "own" for m in self.messages)
+        return any(m["access"] != Access.OWN for m in self.messages)
 
     @property
     def pre_command(self) -> bool:

@@ -18,11 +18,6 @@ SECURITY_HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 ]
-DOCS_CSP = (
-    b"content-security-policy",
-    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
-)
 
 
 class SecurityHeaders:

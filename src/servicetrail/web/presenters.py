@@ -10,7 +10,13 @@ from urllib.parse import urlencode
 from lxml import etree
 
 from .. import __version__
-from ..domain.duis_terms import command_variant_text, execution_text
+from ..domain.duis_terms import (
+    NON_DEVICE,
+    PRE_COMMAND,
+    SIGNED_COMMANDS,
+    command_variant_text,
+    execution_text,
+)
 from ..domain.ids import InvalidValue, whole_number
 from ..domain.model import KNOWN_ROLES, role_name
 from ..domain.records import REPORT_FIELDS
@@ -98,6 +104,9 @@ TEMPLATE_GLOBALS = dict(
     show_time=show_time,
     kind_labels=KIND_LABELS,
     command_variant_text=command_variant_text,
+    pre_command=PRE_COMMAND,
+    signed_commands=SIGNED_COMMANDS,
+    non_device=NON_DEVICE,
     execution_text=execution_text,
     role_name=role_name,
     role_label=role_label,

@@ -185,8 +185,8 @@ def watch_events(
     )
 
 
-# How often an open stream looks for new events, and how long it may stay silent before a
-# comment line tells proxies (and the client) the connection is alive.
+# How long an open stream may stay silent before a comment line tells proxies (and the client)
+# the connection is alive (how often it looks for new events: SERVICETRAIL_STREAM_POLL_SECONDS)
 
 STREAM_KEEPALIVE_SECONDS = 15.0
 STREAM_PAGE = 200

@@ -29,7 +29,6 @@ from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
-FORM_FIELDS = ("name", "devices", "device_list", "srvs", "srv_list", "senders", "webhook_url")
 
 
 def _ids(text: str) -> list[str]:
