@@ -122,3 +122,23 @@ def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
         "enabled": True,
         "disabled_reason": None,
     }
+
+
+def test_lists_are_split_as_the_screen_splits_them(cli, world):
+    """The screen took `11.2; 4.1.1` or one per line, the command line only commas: the same
+    watch typed the same way was refused on one and made on the other."""
+    made = lines(
+        cli(
+            "watch",
+            "add",
+            "--party",
+            P.SOUTHENERGY,
+            "--name",
+            "spaced",
+            "--srvs",
+            "11.2; 4.1.1\n8.1.1",
+            "--devices",
+            f"{P.ESME_1} {P.ESME_1.lower()}",
+        )
+    )[0]
+    assert made["srvs"] == ["4.1.1", "8.1.1", "11.2"] and made["devices"] == [P.ESME_1]

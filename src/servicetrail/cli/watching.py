@@ -17,12 +17,15 @@ def watch_group() -> None:
 
 
 def _list_option(value: str | None, words: tuple[str, ...]) -> str | list[str] | None:
-    """`mine`, `all` ... as they are; anything else a comma-separated list."""
+    """`mine`, `all` ... as they are; anything else a list, as the screen splits it (commas,
+    semicolons or spaces)."""
     if value is None:
         return None
+    from ..domain.watches import split_list
+
     if value in words:
         return value
-    return [part.strip() for part in value.split(",") if part.strip()] or [value]
+    return split_list(value) or [value]
 
 
 @watch_group.command("add")

@@ -7,6 +7,7 @@ matches. Visibility itself is never decided here.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -77,6 +78,12 @@ def _name(value: Any) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Cs", "Co") for ch in text):
         raise InvalidWatch("name", f"must be printable text: {shown(value)}")
     return text
+
+
+def split_list(text: str) -> list[str]:
+    """Device IDs or SRVs as a person types them, on the screen or the command line: split
+    at commas, semicolons or white space (neither an EUI-64 nor an SRV holds one)."""
+    return [part for part in re.split(r"[\s,;]+", text.strip()) if part]
 
 
 def _string_list(field: str, value: Any, limit: int) -> list[str]:

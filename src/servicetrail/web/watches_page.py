@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..domain.model import KINDS
-from ..domain.watches import InvalidWatch, WatchSpec, watch_spec
+from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
 from ..store.parties import party_names
 from ..store.watches import (
     WatchLimit,
@@ -29,10 +29,6 @@ from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
-
-
-def _ids(text: str) -> list[str]:
-    return [part for part in re.split(r"[\s,;]+", text.strip()) if part]
 
 
 def describe(watch: dict[str, Any]) -> str:
@@ -108,11 +104,11 @@ def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
         "senders": values["senders"],
     }
     if values["devices"] == "list":
-        body["devices"] = _ids(values["device_list"])
+        body["devices"] = split_list(values["device_list"])
     if values["srvs"] in ("all", "critical"):
         body["srvs"] = values["srvs"]
     else:
-        body["srvs"] = _ids(values["srv_list"])
+        body["srvs"] = split_list(values["srv_list"])
     if values["webhook_url"].strip():
         body["webhook"] = {"url": values["webhook_url"].strip()}
     return body
