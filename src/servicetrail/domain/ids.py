@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-_EUI64 = re.compile(r"^[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}\Z")
+# an EUI-64 as SPEC section 4 writes it (any case here; stored upper case)
+EUI64_TEXT = "[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}"
+_EUI64 = re.compile(f"^{EUI64_TEXT}\\Z")
 # The shape eui64() checks, for loops over millions of IDs that call it only on a mismatch
 EUI64_SHAPE = _EUI64
 # the XSD's RequestIDType counter, as its pattern writes it: a decimal with no leading zero,
@@ -114,6 +116,18 @@ def role_code(value: str) -> str:
 def is_response_code(value: str) -> bool:
     """1-16 ASCII letters and digits (SPEC section 4, SAT JSON Lines)."""
     return isinstance(value, str) and bool(_CODE.fullmatch(value))
+
+
+MAX_ID = 2**63 - 1  # the largest id a BIGINT (PostgreSQL) or an INTEGER (SQLite) holds
+
+
+def positive_id(value: str) -> int | None:
+    """An id as a path or a cursor carries it: ASCII digits, 1..MAX_ID; None for anything
+    else, which no row can have (and the driver would overflow on)."""
+    if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ID else None
 
 
 def whole_number(value: str) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .catalogue import search_srvs
-from .ids import InvalidValue, RequestId, eui64, whole_number
+from .ids import InvalidValue, RequestId, eui64, positive_id
 from .model import KINDS
 from .times import format_time, parse_time
 from .visibility import Scope
@@ -38,10 +38,8 @@ class Cursor:
         try:
             padded = token + "=" * (-len(token) % 4)
             when, _, rid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
-            record_id = whole_number(rid)
-            if (
-                not 1 <= record_id <= 2**63 - 1
-            ):  # no record has another id; the driver would overflow
+            record_id = positive_id(rid)
+            if record_id is None:
                 raise ValueError
             return cls(parse_time(when), record_id)
         except (ValueError, UnicodeError, binascii.Error, InvalidValue):

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 
+from ..domain.ids import MAX_ID
 from ..domain.model import Responsibility, SatRecord
 from ..domain.records import item
 from ..domain.search import MAX_PAGE, Cursor, Search
@@ -42,7 +43,6 @@ from .schema import dcc_user, party, responsibility, sat_record
 from .visibility_sql import intervals_query, viewer_params
 
 STREAM_PAGE = 2000
-MAX_RECORD_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 # a record page's exchange: a request has an acknowledgement and a few responses, but nothing
 # stops a trail from holding thousands of records under one Request ID
 MAX_EXCHANGE = 200
@@ -169,7 +169,7 @@ def get_visible(
     `then_as_owner`: the rest of the transaction runs as the store's owner (see
     read_transaction.read_as), for the log's reads of a proof; the record is read, and the
     role switched, with the transaction's settings in one round trip."""
-    if not 1 <= record_id <= MAX_RECORD_ID:  # no record has such an id; the driver would overflow
+    if not 1 <= record_id <= MAX_ID:  # no record has such an id; the driver would overflow
         return None
     params = {**viewer_params(viewer), "record_id": record_id, "lim": 1}
     with read_as(

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
+from ..domain.ids import MAX_ID
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.visibility import Viewer
@@ -161,7 +162,7 @@ def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> l
 def _owned(conn: Connection, party_id: str, watch_id: int, *columns: Any) -> Any | None:
     """The Party's watch's `columns` (by default its id and read position, which the reader
     role may read: an events page may look it up inside its read as the viewer), or None."""
-    if not 1 <= watch_id < 2**63:
+    if not 1 <= watch_id <= MAX_ID:
         return None
     wanted = columns or (watch.c.id, watch.c.read_event_id)
     return conn.execute(
@@ -328,9 +329,7 @@ def match_new_records(
         return 0
     done, seen, gap_since = cursor
     ids = list(
-        conn.execute(
-            record_ids_between().limit(batch), {"after": done, "upto": 2**63 - 1}
-        ).scalars()
+        conn.execute(record_ids_between().limit(batch), {"after": done, "upto": MAX_ID}).scalars()
     )
     if not ids:
         return 0
@@ -393,7 +392,7 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
         for matched in party_watches.matching(
             Candidate(record_id, kind, srv or "", device_id, bool(own), bool(held))
         ):
-            if record_id > after_of.get(matched.watch_id, 2**63):
+            if record_id > after_of.get(matched.watch_id, MAX_ID):
                 found[matched.watch_id].append((record_id, logged_at, device_id))
     if not found:
         return 0

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import settings
-from ..domain.ids import COUNTER_PATTERN, InvalidValue
+from ..domain.ids import COUNTER_PATTERN, EUI64_TEXT, InvalidValue
 from ..domain.search import DEFAULT_PAGE, MAX_SRV_TEXT, SRV_TEXT_PATTERN
 from ..domain.times import format_time
 from ..domain.triggers import (
@@ -30,6 +30,7 @@ from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
 from .params import (
     KindFilter,
+    asked,
     PageSize,
     RequiredFrom,
     RequiredTo,
@@ -45,9 +46,8 @@ from .schemas import Error, Item, Page, Triggers, Why
 from .state import engine_of, reader_of
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
-EUI64_PATTERN = "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
-_EUI64 = "[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}"
-REQUEST_ID_PATTERN = f"^{_EUI64}:{_EUI64}:({COUNTER_PATTERN})$"
+EUI64_PATTERN = f"^{EUI64_TEXT}$"
+REQUEST_ID_PATTERN = f"^{EUI64_TEXT}:{EUI64_TEXT}:({COUNTER_PATTERN})$"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
@@ -149,11 +149,6 @@ AccountDep = Annotated[TokenHolder, Depends(api_account)]
 def api_reader(request: Request, viewer: Viewer) -> Reader:
     """Who reads, for the access log: the token's account, through the API."""
     return Reader(viewer.party_id, request.state.actor, "api")
-
-
-def asked(request: Request, **path: Any) -> dict[str, Any]:
-    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
-    return {**request.query_params, **path}  # the path names what was read
 
 
 @router.get("/records", response_model=None, responses={200: {"model": Page}})

@@ -3,12 +3,12 @@ verifier keys, and consistency proofs. Thin: the store decides, through the rule
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from ..domain.ids import MAX_ID, InvalidValue, whole_number
 from ..signing import signer_for
 from ..store.log_proofs import (
     AuditorsOnly,
@@ -20,14 +20,13 @@ from ..store.log_proofs import (
     logs_document,
 )
 from ..store.logged_reads import logged_read
-from .api import ERRORS, AccountDep, ViewerDep, api_reader, asked
+from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of
-from .params import record_id_or_404
+from .params import asked, record_id_or_404
 from .state import engine_of, reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-_COUNT = re.compile(r"[0-9]{1,19}")
 
 
 def _current_key(request: Request) -> str:
@@ -85,9 +84,13 @@ def logs(request: Request, account: AccountDep) -> JSONResponse:
 def _size(parameter: str, text: str | None) -> int:
     if text is None or text == "":
         raise ParameterError(parameter, "is required")
-    if not _COUNT.fullmatch(text) or int(text) >= 2**63:
+    try:
+        size = whole_number(text)
+    except InvalidValue:
+        raise ParameterError(parameter, "must be a whole number") from None
+    if size > MAX_ID:
         raise ParameterError(parameter, "must be a whole number")
-    return int(text)
+    return size
 
 
 @router.get("/logs/consistency", response_model=None)
@@ -103,10 +106,10 @@ def consistency(
     Party's reads, and commit to no secret."""
     if not origin:
         raise ParameterError("origin", "is required")
-    asked = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
+    wanted = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
     with reader_of(request) as conn:
         try:
-            return JSONResponse(consistency_document(conn, asked, auditor=account.viewer is None))
+            return JSONResponse(consistency_document(conn, wanted, auditor=account.viewer is None))
         except NoConsistency as e:
             raise ParameterError(e.parameter, str(e)) from None
         except AuditorsOnly as e:

@@ -26,7 +26,7 @@ from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
 from .fairness import Busy, limits_of
-from .params import build_search, cursor_of, record_id_or_404
+from .params import asked, build_search, cursor_of, record_id_or_404
 from .presenters import (
     EMPTY_NOTE,
     FIELD_LABELS,
@@ -59,11 +59,6 @@ def relations_of(read: LoggedRead, items: list[dict[str, Any]]) -> dict[int, str
         for record_id, why in read.why_many(shared).items()
         if why.interval is not None
     }
-
-
-def asked(request: Request, **path: Any) -> dict[str, Any]:
-    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
-    return {**request.query_params, **path}  # the path names what was read
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
@@ -10,7 +9,7 @@ from pydantic import BeforeValidator
 from starlette.requests import Request
 
 from ..domain import search
-from ..domain.ids import InvalidValue
+from ..domain.ids import InvalidValue, positive_id
 from ..domain.model import Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, InvalidField, Search
 from ..domain.visibility import Scope
@@ -94,12 +93,18 @@ RequiredFrom = Annotated[str, _FROM]
 RequiredTo = Annotated[str, _TO]
 
 
+def asked(request: Request, **path: Any) -> dict[str, Any]:
+    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
+    return {**request.query_params, **path}  # the path names what was read
+
+
 def record_id_or_404(text: str) -> int:
     """Ids are positive integers in ASCII digits (str.isdigit() also takes '²', which int()
     refuses); anything else cannot exist, so it is a 404 like a record the viewer may not see."""
-    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) < 2**63:
+    found = positive_id(text)
+    if found is None:
         raise HTTPException(404)
-    return int(text)
+    return found
 
 
 def cursor_of(token: str | None) -> Cursor | None:

@@ -4,7 +4,6 @@ their events as a page or as Server-Sent Events. Thin: store.watches does the wo
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from starlette.background import BackgroundTask
 
 from .. import settings
 from ..domain.access_log import Tally
-from ..domain.ids import InvalidValue, whole_number
+from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import (
     WatchLimit,
@@ -33,10 +32,10 @@ from ..store.accounts import holder_for_token
 from ..store.engine import reading
 from ..store.limits import store_busy
 from ..store.logged_reads import LoggedRead, logged_read
-from .api import ERRORS, ViewerDep, api_reader, asked, bearer_token
+from .api import ERRORS, ViewerDep, api_reader, bearer_token
 from .errors import ParameterError
 from .fairness import limits_of
-from .params import PageSize
+from .params import PageSize, asked
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 from .state import engine_of, reader_of
 from .stopping import ServerStopping
@@ -47,15 +46,12 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
 NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
 # a watch is a few hundred bytes; its lists are bounded (domain.watches), and so is its body
 MAX_BODY_BYTES = 256 * 1024
-MAX_ID = 2**63 - 1
 
 
 def watch_id_of(text: str) -> int | None:
     """A watch id from a path: ASCII digits, in range; anything else is a watch that is not
     there."""
-    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) <= MAX_ID:
-        return None
-    return int(text)
+    return positive_id(text)
 
 
 def event_id_of(text: str | None, name: str = "after") -> int:
