@@ -26,6 +26,13 @@ class Relation(StrEnum):
     NETWORK_OPERATOR = "network_operator"
 
 
+# what a screen and an explanation call each relation
+RELATION_LABELS = {
+    Relation.SUPPLIER: "Responsible Supplier",
+    Relation.NETWORK_OPERATOR: "Network Operator",
+}
+
+
 KNOWN_ROLES = {
     "IS": "Import Supplier",
     "ES": "Export Supplier",

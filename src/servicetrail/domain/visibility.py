@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .model import ALERT_KINDS, Kind, Responsibility, SatRecord
+from .model import ALERT_KINDS, RELATION_LABELS, Kind, Relation, Responsibility, SatRecord
 
 # Rule 3 shares titles of these kinds only; alerts stay with their addressee (rule 2).
 MP141_KINDS = frozenset({Kind.REQUEST, Kind.ACKNOWLEDGEMENT, Kind.RESPONSE})
@@ -55,11 +55,7 @@ class Decision:
         if self.access is Access.OWN:
             return "own"
         if self.interval is not None:
-            role = (
-                "Responsible Supplier"
-                if self.interval.relation == "supplier"
-                else "Network Operator"
-            )
+            role = RELATION_LABELS[Relation(self.interval.relation)]
             return f"visible as {role}, {self.interval.describe()}"
         return ""
 
@@ -85,11 +81,7 @@ def decide(viewer: Viewer, record: SatRecord, registry: Iterable[Responsibility]
                 and interval.party_id == viewer.party_id
                 and interval.covers(record.logged_at)
             ):
-                role = (
-                    "Responsible Supplier"
-                    if interval.relation == "supplier"
-                    else "Network Operator"
-                )
+                role = RELATION_LABELS[Relation(interval.relation)]
                 return Decision(
                     Access.MP141,
                     3,

@@ -18,7 +18,7 @@ from ..domain.duis_terms import (
     execution_text,
 )
 from ..domain.ids import InvalidValue, whole_number
-from ..domain.model import KNOWN_ROLES, role_name
+from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
@@ -33,7 +33,6 @@ KIND_LABELS = {
     "dcc_alert": "DCC alert",
 }
 SCOPES = (("all", "All I may see"), ("own", "Mine only"), ("others", "Others (MP141)"))
-RELATION_LABELS = {"supplier": "Responsible Supplier", "network_operator": "Network Operator"}
 SEARCH_FIELDS = ("device_id", "request_id", "srv", "kind", "from", "to", "scope")
 FIELD_LABELS = {
     "device_id": "Device ID",
