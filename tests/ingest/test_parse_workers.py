@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from servicetrail.ingest import satjsonl, workers
 from servicetrail.ingest.load import CHUNK_LINES, ingest
 from servicetrail.store.schema import sqlite_time
-from servicetrail.store.writer import _pg_time, _postgres_row, _sqlite_text
+from servicetrail.store.writer import _pg_time, _postgres_row
 
 UTC = timezone.utc
 USER = "90-B3-D5-1F-30-02-00-01"
@@ -142,11 +142,14 @@ def test_row_times_are_the_stores_own_forms():
         samples.append(when.replace(microsecond=0) if rng.random() < 0.3 else when)
     for when in samples:
         local = when.astimezone(rng.choice(zones)) if when.year > 1 and when.year < 9999 else when
-        assert _sqlite_text(local) == sqlite_time(local)
+        utc = when.astimezone(UTC)  # SQLite's stored form, written out the long way
+        stored = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}"
+        stored += f":{utc.second:02d}.{utc.microsecond:06d}Z"
+        assert sqlite_time(local) == stored
         micros = _postgres_row(local, "request", "r", "", "u", "", "", "")[0]
         assert _pg_time(micros) == when
     with pytest.raises(ValueError, match="naive"):
-        _sqlite_text(datetime(2025, 1, 1))
+        sqlite_time(datetime(2025, 1, 1))
 
 
 def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, monkeypatch):

@@ -12,8 +12,9 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
+
+from .times import fixed_time
 
 ED25519_ALGORITHM = b"\x01"  # C2SP signed-note's signature type byte for Ed25519
 SIGNATURE_DASH = "\u2014"  # the em dash that starts a signed note's signature line
@@ -29,10 +30,7 @@ def canonical_json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def leaf_time(value: datetime) -> str:
-    """logged_at as a leaf gives it: UTC, always with microseconds, and Z."""
-    utc = value.astimezone(timezone.utc)
-    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
+leaf_time = fixed_time  # logged_at as a leaf gives it
 
 
 def payload_commitment(salt: bytes, payload: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -25,17 +25,24 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from ..domain.times import fixed_time
+
 UTC = timezone.utc
 SCHEMA_HEAD = "0015"  # a test checks this against Alembic's head
 
-# Fixed width, so SQLite's text comparison orders times correctly.
-SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
-def sqlite_time(value: datetime) -> str:
-    utc = value.astimezone(UTC)
-    # the year by hand: strftime's %Y does not pad years before 1000, which would break the order
-    return f"{utc.year:04d}" + utc.strftime(SQLITE_TIME_FORMAT.removeprefix("%Y"))
+sqlite_time = fixed_time  # a time as SQLite stores it: the text orders the times
+
+
+def pg_micros(value: datetime) -> int:
+    """A time as PostgreSQL's binary COPY takes it."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
+    return (value - PG_EPOCH) // MICROSECOND
 
 
 class UtcDateTime(TypeDecorator[Any]):

@@ -20,7 +20,7 @@ On SQLite the database's single writer gives the same order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -28,15 +28,13 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.visibility import Access, audiences_at
-from .schema import sqlite_time
+from .schema import MICROSECOND, PG_EPOCH, sqlite_time
 
 OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
 REGISTRY_LOCK = "hashtext('servicetrail.registry')"
 COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv")
 _COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar"]
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 
 # A new record as index_new takes it: (id, logged_at in the engine's form, kind, srv or None,
 # user_id, device_id)
@@ -109,10 +107,10 @@ def _owners_raw(driver: Any, postgres: bool, user_ids: set[str]) -> dict[str, st
 
 # The spans' times as the batch's rows carry them on PostgreSQL, microseconds since 2000-01-01
 # UTC: the server converts them for less than psycopg's datetimes and Python's arithmetic cost
-_PG_MICROSECONDS = "(extract(epoch FROM {0}) * 1000000)::int8 - 946684800000000"
+_PGMICROSECONDS = "(extract(epoch FROM {0}) * 1000000)::int8 - 946684800000000"
 _PG_SPANS = (
-    f"SELECT device_id, party_id, {_PG_MICROSECONDS.format('valid_from')}, "
-    f"{_PG_MICROSECONDS.format('valid_to')} FROM responsibility "
+    f"SELECT device_id, party_id, {_PGMICROSECONDS.format('valid_from')}, "
+    f"{_PGMICROSECONDS.format('valid_to')} FROM responsibility "
     "WHERE device_id = ANY(string_to_array(%s, ','))"
 )
 
@@ -282,15 +280,8 @@ def _iso_text(value: datetime) -> str:
     return value.isoformat()
 
 
-@lru_cache(
-    maxsize=1 << 16
-)  # a registry's times repeat: intervals start and end on a few thousand days
-def sqlite_text(value: datetime) -> str:
-    """schema.sqlite_time, several times faster for the UTC times the registry holds (and
-    cached, as a registry's times repeat)."""
-    if value.tzinfo is not timezone.utc:
-        return sqlite_time(value)
-    return value.isoformat(timespec="microseconds")[:-6] + "Z"
+# a registry's times repeat: intervals start and end on a few thousand days
+sqlite_text = lru_cache(maxsize=1 << 16)(sqlite_time)
 
 
 def _rederive(driver: Any, postgres: bool, found: list[tuple[Any, ...]]) -> int:
@@ -309,7 +300,7 @@ def _rederive(driver: Any, postgres: bool, found: list[tuple[Any, ...]]) -> int:
     forget, rows = [], []
     for record_id, (_, logged_at, kind, srv, user_id, device_id) in records.items():
         at = (
-            (logged_at - _PG_EPOCH) // _MICROSECOND if postgres else logged_at
+            (logged_at - PG_EPOCH) // MICROSECOND if postgres else logged_at
         )  # as _spans_raw gives times
         parties = parties_of[record_id]
         forget += [(party_id, logged_at, record_id) for party_id in parties]

@@ -24,6 +24,7 @@ from .partitions import ensure_months
 
 # the registry writers live in .registry; they are imported from here too
 from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
+from .schema import MICROSECOND, PG_EPOCH, pg_micros, sqlite_time
 from .visibility_index import index_new
 
 UTC = timezone.utc
@@ -64,8 +65,6 @@ _RECORD_TYPES = [
     "bytea",
 ]
 _PAYLOAD_TYPES = ["int8", "int8", "varchar", "varchar", "text"]
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _SQLITE_INSERT_RECORD = (
     f"INSERT INTO sat_record ({', '.join(RECORD_COLUMNS)}) "
@@ -100,23 +99,8 @@ BARE_FILE = "f:"  # the identity key of a request read from a bare XML file star
 RESPONSE = "r:"  # and that of a DUIS response or alert with a ResponseID so
 
 
-def _sqlite_text(value: datetime) -> str:
-    """schema.sqlite_time, twice as fast (isoformat pads the year to four digits too)."""
-    if value.tzinfo is not UTC:  # parse_time's times are UTC already
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-def _pg_micros(value: datetime) -> int:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store; times are UTC-aware everywhere")
-    return (value - _PG_EPOCH) // _MICROSECOND
-
-
 def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
-    sqlite = engine_time is _sqlite_text
+    sqlite = engine_time is sqlite_time
 
     def make(
         logged_at: datetime,
@@ -150,7 +134,7 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
         key = bare_file_key(digest, origin) if bare_file else response_key(response_id)
         # the leaf is made here, where the record is parsed (a worker process, usually);
         # its time is SQLite's stored form, made once for both
-        leaf_at = _sqlite_text(logged_at)
+        leaf_at = sqlite_time(logged_at)
         stored_at = leaf_at if sqlite else engine_time(logged_at)
         salt, leaf = hot_leaf(
             leaf_at,
@@ -186,8 +170,8 @@ def _row_maker(engine_time: Callable[[datetime], Any]) -> Callable[..., Row]:
     return make
 
 
-_sqlite_row = _row_maker(_sqlite_text)
-_postgres_row = _row_maker(_pg_micros)
+_sqlite_row = _row_maker(sqlite_time)
+_postgres_row = _row_maker(pg_micros)
 
 
 def response_key(response_id: str) -> str:
@@ -208,7 +192,7 @@ def bare_file_key(digest: bytes, file_name: int | str) -> str:
 
 
 def _pg_time(micros: int) -> datetime:
-    return _PG_EPOCH + timedelta(microseconds=micros)
+    return PG_EPOCH + timedelta(microseconds=micros)
 
 
 def row_maker(dialect: str) -> Callable[..., Row]:
@@ -414,7 +398,7 @@ def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any,
             else:
                 cursor.execute(_PG_EXISTING_ANY_TIME, (",".join(request_ids),))
             return [
-                (r, k, (t - _PG_EPOCH) // _MICROSECOND, key, bytes(d) if d is not None else None, i)
+                (r, k, (t - PG_EPOCH) // MICROSECOND, key, bytes(d) if d is not None else None, i)
                 for r, k, t, key, d, i in cursor.fetchall()
             ]
     if not driver.in_transaction:
