@@ -216,7 +216,7 @@ def test_loose_csv_is_rejected_not_guessed_at(cli, engine, tmp_path):
     assert "5 fields; the header names 4" in rejects[3]["reason"]
     assert "not a CSV record" in rejects[4]["reason"]
     assert "party_name is empty" in rejects[5]["reason"]
-    assert "no control ones" in rejects[6]["reason"]
+    assert "no control, direction" in rejects[6]["reason"]
     assert [r["raw"] for _, r in sorted(rejects.items())] == lines[1:]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT party_id FROM party")).scalars().all() == ["NORTH"]

@@ -422,3 +422,27 @@ def test_an_overlong_party_name_is_rejected_on_every_engine(cli, tmp_path):
     result = cli("load", "users", path)
     assert result.exit_code == 1
     assert "loaded 1, rejected 1, skipped 0 duplicates" in result.stdout
+
+
+def test_a_party_name_that_would_read_as_another_is_rejected(cli, engine, tmp_path):
+    """A name ending in a pop-isolate and a right-to-left override closed the screen's <bdi>
+    early and turned the role after it, "(SI)", into "(IS)": one Party read as another
+    (audit, session 16). Direction, zero-width and private-use characters are refused; a
+    name is kept in one Unicode spelling (NFC)."""
+    names = {
+        "SPOOFA": "British Gas \u2069\u202e",
+        "SPOOFB": "British\u200bGas",
+        "SPOOFC": "British Gas\ue000",
+    }
+    lines = [
+        f"90-B3-D5-1F-30-09-00-0{n},{party},{name},SI"
+        for n, (party, name) in enumerate(names.items())
+    ]
+    lines.append("90-B3-D5-1F-30-09-00-09,CAFE,Cafe\u0301 Energy,IS")  # e + combining acute
+    path = tmp_path / "users.csv"
+    path.write_text(USERS_HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("load", "users", path)
+    assert result.exit_code == 1 and "loaded 1, rejected 3" in result.stdout
+    reasons = [r["reason"] for r in rejects_of(tmp_path / "users.rejects.jsonl")]
+    assert len(reasons) == 3 and all("direction, zero-width" in r for r in reasons)
+    assert rows(engine, "SELECT party_id, name FROM party") == [("CAFE", "Caf\u00e9 Energy")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +93,17 @@ class RequestId:
 _PARTY_ID = re.compile(r"[A-Z0-9_-]{1,32}")
 _CODE = re.compile(r"[A-Za-z0-9]{1,16}")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # 2**63 - 1 has 19 digits
+
+
+# control, format (bidi overrides, zero-width), unassigned, surrogate and private-use
+# characters: in a name they make it read differently from what it is, on a screen (a
+# right-to-left override turned one Party's "(SI)" into "(IS)") or in a terminal
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs", "Co"})
+
+
+def hidden_characters(text: str, allowed: str = "") -> bool:
+    """Whether `text` holds a character of HIDDEN_CATEGORIES other than those `allowed`."""
+    return any(ch not in allowed and unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in text)
 
 
 def party_id(value: str) -> str:

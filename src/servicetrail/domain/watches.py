@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalogue import CATALOGUE
-from .ids import InvalidValue, eui64, shown
+from .ids import InvalidValue, eui64, hidden_characters, shown
 from .model import KINDS
 from .records import ITEM_FIELDS
 
@@ -73,9 +73,7 @@ def _name(value: Any) -> str:
     text = unicodedata.normalize("NFC", value.strip())
     if not 1 <= len(text) <= MAX_NAME:
         raise InvalidWatch("name", f"must be 1 to {MAX_NAME} characters")
-    # control, format (bidi overrides, zero-width) and unassigned characters would make a name
-    # read differently from what it is, on a screen or in a terminal
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Cs", "Co") for ch in text):
+    if hidden_characters(text):
         raise InvalidWatch("name", f"must be printable text: {shown(value)}")
     return text
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import IO
 
-from ..domain.ids import EUI64_SHAPE, InvalidValue, eui64, party_id, role_code
+from ..domain.ids import EUI64_SHAPE, InvalidValue, eui64, hidden_characters, party_id, role_code
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
 
@@ -63,12 +63,14 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
     )
     # a file without the column names each Party by its ID; one with it must give the name
     name = _field(row, "party_name") if "party_name" in row else user.party_id
-    if len(name) > 200 or any(c not in _SPACING and unicodedata.category(c) == "Cc" for c in name):
+    name = unicodedata.normalize("NFC", name)  # one spelling of what reads the same
+    if len(name) > 200 or hidden_characters(name, allowed=_SPACING):
         # a quoted name may break its line (issue 12); other control characters (a NUL, ESC,
-        # BEL) are no part of a name, and ESC would reach a terminal
+        # BEL) are no part of a name, and ESC would reach a terminal; a direction override
+        # or a zero-width character made one Party's name read as another's
         raise InvalidValue(
-            "party_name must be at most 200 characters of text, no control ones but tab "
-            "and line breaks"
+            "party_name must be at most 200 characters of printable text (tab and line "
+            "breaks aside): no control, direction, zero-width or private-use characters"
         )
     return user, name
 
