@@ -334,6 +334,43 @@ def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) ->
             assert pending_count(conn) == 0
 
 
+def test_deliveries_waiting_to_be_sent_stop_soon_after_a_correction_hides_them(
+    engine, world
+) -> None:
+    """A delivery was checked when leased, then waited in the worker's queue for its
+    receiver for as long as its lease (minutes): a registry correction that hid its record
+    did not stop it (audit of races, session 16: seven sent up to 4.7 s after the
+    correction). What waits is checked again each round."""
+    with Receiver(answer=lambda path, n: (200, 0.3)) as receiver:
+        hook(engine, receiver, "/slow")
+        lk_requests(engine, *range(1, 21), at=P.t("2025-06-01T00:00:00Z"))
+        deliverer = Deliverer(engine, schedule=[60], per_host=1, concurrency=4, timeout=5)
+        corrected: list[float] = []
+
+        def correct_after_the_first() -> bool:
+            if receiver.received and not corrected:
+                with engine.begin() as conn:  # SOUTHENERGY's supply ended in May after all
+                    load_responsibility(
+                        conn,
+                        Responsibility(
+                            P.ESME_1,
+                            P.SOUTHENERGY,
+                            "supplier",
+                            P.CHANGE_OF_SUPPLIER,
+                            P.t("2025-05-01T00:00:00Z"),
+                        ),
+                    )
+                corrected.append(time.monotonic())
+            return bool(corrected) and time.monotonic() - corrected[0] > 2.5
+
+        assert run(deliverer, correct_after_the_first, seconds=20)
+        # the one in flight, and one more that had left its queue as the round checked
+        assert len(receiver.received) <= 3, len(receiver.received)
+        assert deliverer.stats.hidden >= 15
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
 def test_a_url_that_turns_unsafe_is_refused_at_delivery(engine, world, monkeypatch) -> None:
     with Receiver() as receiver:
         hook(engine, receiver, "/a")

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries, due_watches
+from .watch_sql import due_deliveries, due_watches, visible_deliveries
 from .watch_tables import watch, webhook_outbox
 
 
@@ -97,6 +97,20 @@ def lease_due(
             [{"w": d.watch_id, "e": d.event_id} for d in due],
         )
     return due
+
+
+def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Of deliveries leased and waiting to be sent ((watch id, event id) pairs), those not to
+    be made any more: the watch's Party may no longer see the record (a registry correction
+    committed since the lease) or the watch is gone. Their rows are deleted."""
+    visible: set[tuple[int, int]] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        visible.update(conn.execute(visible_deliveries(), {"keys": chunk}).tuples())
+    hidden = [key for key in keys if key not in visible]
+    if hidden:
+        _delete(conn, hidden)
+    return hidden
 
 
 def _due(r: Any) -> Due | None:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    tuple_,
     type_coerce,
 )
 from sqlalchemy.sql.elements import BinaryExpression
@@ -241,6 +242,25 @@ def due_deliveries() -> Select[Any]:
         # the LIMIT could stop the walk
         .order_by(o.next_attempt_at)
         .limit(bindparam("lim", type_=Integer))
+    )
+    return for_party(statement, w.party_id)
+
+
+@lru_cache(maxsize=1)
+def visible_deliveries() -> Select[Any]:
+    """Of the leased deliveries `keys` ((watch id, event id) pairs), those whose record the
+    watch's Party may still see, its watch still there: checked again while they wait to be
+    sent, as a registry correction since the lease may have hidden the record."""
+    e = watch_event.c
+    w = watch.c
+    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
+    statement = (
+        select(e.watch_id, e.event_id)
+        .select_from(joined)
+        .where(
+            tuple_(e.watch_id, e.event_id).in_(bindparam("keys", expanding=True)),
+            visible_clause(),
+        )
     )
     return for_party(statement, w.party_id)
 

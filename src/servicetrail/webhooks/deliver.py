@@ -11,6 +11,10 @@ Bounded everywhere a receiver could hold it up:
 - the address is resolved and checked (webhooks.outbound) before every connection (an
   answer is reused for RESOLVE_SECONDS), and the connection goes to that checked address,
   not to a second resolution of the name.
+
+What waits in a queue was visible when it was leased; each round checks it again, so that a
+registry correction that hides a record stops its deliveries within a round (at most
+IDLE_MAX_SECONDS), not when the lease ends minutes later.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,7 +38,7 @@ from sqlalchemy.engine import Engine
 from .. import settings
 from ..store.limits import store_busy
 from ..store.logged_reads import lease_deliveries
-from ..store.outbox import Due, Outcome, record_outcomes
+from ..store.outbox import Due, Outcome, hidden_since_lease, record_outcomes
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
@@ -82,6 +87,7 @@ class Stats:
     failed: int = 0
     gone: int = 0
     given_up: int = 0
+    hidden: int = 0  # leased, then hidden by a registry correction before it was sent
     matched_records: int = 0
     errors: Counter[str] = field(default_factory=Counter[str])
 
@@ -219,11 +225,15 @@ class Deliverer:
                 last_match = time.monotonic()
             self._wake.clear()
             room = self.concurrency * QUEUE_FACTOR - self._queued_total()
-            # outcomes and the next lease in one transaction, once there is room for a
-            # round of deliveries
-            leased = await asyncio.to_thread(
-                self._settle_and_lease, room if room >= self.concurrency else 0
+            queued = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+            # outcomes, what is queued checked again and the next lease in one transaction,
+            # once there is room for a round of deliveries
+            leased, hidden = await asyncio.to_thread(
+                self._settle_and_lease, room if room >= self.concurrency else 0, queued
             )
+            if hidden:
+                self.stats.hidden += len(hidden)
+                self._drop_queued(set(hidden).__contains__)
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
@@ -250,7 +260,7 @@ class Deliverer:
         self._stopping = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
-        await asyncio.to_thread(self._settle_and_lease, 0)
+        await asyncio.to_thread(self._settle_and_lease, 0, [])
         # what is still queued here stays leased until its lease ends, then comes due again
 
     def _dispatch(self) -> None:
@@ -284,21 +294,26 @@ class Deliverer:
             if not queued:
                 del self._queued[host]
 
-    def _settle_and_lease(self, room: int) -> list[Due]:
-        """Record the attempts made since the last round and lease up to `room` due
-        deliveries (none already held here), in one transaction; returns those leased."""
+    def _settle_and_lease(
+        self, room: int, waiting: list[tuple[int, int]]
+    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        """Record the attempts made since the last round, find which of the `waiting`
+        deliveries are hidden now (and forget them in the store), and lease up to `room` due
+        deliveries (none already held here), in one transaction; returns those leased and
+        those hidden."""
         outcomes, self._outcomes = self._outcomes, []
-        if not outcomes and not room:
-            return []
+        if not outcomes and not room and not waiting:
+            return [], []
         try:
             with self.engine.begin() as conn:
                 if outcomes:
                     self.stats.given_up += record_outcomes(
                         conn, outcomes, datetime.now(UTC), self.schedule
                     )
+                hidden = hidden_since_lease(conn, waiting) if waiting else []
                 if not room:
-                    return []
-                return lease_deliveries(
+                    return [], hidden
+                leased = lease_deliveries(
                     conn,
                     datetime.now(UTC),
                     room,
@@ -306,6 +321,7 @@ class Deliverer:
                     self._share,
                     lambda d: (d.watch_id, d.event_id) not in self._held,
                 )
+                return leased, hidden
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
@@ -379,10 +395,15 @@ class Deliverer:
         """Drop a watch's deliveries still queued here: its receiver said 410 Gone, and the
         round's outcomes (`record_outcomes`) disable its webhook and delete its outbox. Only
         attempts already in flight when the 410 came can still reach it."""
+        self._drop_queued(lambda key: key[0] == watch_id)
+
+    def _drop_queued(self, dropped: Callable[[tuple[int, int]], bool]) -> None:
+        """Take the queued deliveries whose (watch, event) `dropped` picks out of their
+        queues, unsent."""
         for host, queued in list(self._queued.items()):
             kept: deque[Due] = deque()
             for delivery in queued:
-                if delivery.watch_id == watch_id:
+                if dropped((delivery.watch_id, delivery.event_id)):
                     self._held.discard((delivery.watch_id, delivery.event_id))
                     self._party_queued[delivery.party_id] -= 1
                 else:
