@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -307,3 +307,54 @@ def test_a_next_page_reads_its_records_by_id_not_by_the_viewers_traffic(sqlite_u
     plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + records[0][0], records[0][1])]
     raw.close()
     assert any("SEARCH sat_record USING INTEGER PRIMARY KEY" in step for step in plan), plan
+
+
+def test_index_rows_gone_stale_leave_a_page_short_not_the_listing_ended(world: World) -> None:
+    """A device-less page reads its keys from the visibility index, then the records with the
+    rule on top. A registry correction committed between the two statements leaves index
+    rows the rule then drops; the page used to be counted after the drop, so it came back
+    short with no next cursor and the listing ended there (audit of races, session 16). Here
+    the correction is written to the registry alone, as if between the two statements."""
+    from servicetrail.domain.model import SatRecord
+    from tests.personas import LK_OU, t
+
+    april = t("2025-04-01T00:00:00Z")
+    with world.engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    april + timedelta(minutes=n),
+                    "request",
+                    f"{LK_OU}:{ESME_1}:{7000 + n}",
+                    "11.2",
+                    LK_OU,
+                    ESME_1,
+                    "",
+                    "<b/>",
+                )
+                for n in range(30)
+            ],
+        )
+    wiresco = world.viewer(WIRESCO)
+    search = Search(scope=Scope.OTHERS)
+    with world.engine.connect() as conn:
+        before = [i["id"] for i in iter_search(conn, wiresco, search)]
+    with world.engine.begin() as conn:  # WIRESCO's interval now ends before the newest ten
+        conn.execute(
+            text(
+                "UPDATE responsibility SET valid_to = :end "
+                "WHERE party_id = 'WIRESCO' AND device_id = :device"
+            ),
+            {"end": _stored(world.engine, april + timedelta(minutes=20)), "device": ESME_1},
+        )
+    with world.engine.connect() as conn:
+        still = [i["id"] for i in iter_search(conn, wiresco, search)]
+    assert len(still) == len(before) - 10
+    assert walk(world, WIRESCO, search, 5) == still
+
+
+def _stored(engine: Engine, when: datetime) -> object:
+    from servicetrail.store.schema import sqlite_time
+
+    return sqlite_time(when) if engine.dialect.name == "sqlite" else when

@@ -77,6 +77,7 @@ def search_page(
     # decide the statement's form (and travel with the transaction's settings).
     needs_intervals = by_device and search.scope is not Scope.OWN
     rows: Sequence[Any]
+    next_cursor: Cursor | None = None
     # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
     with read_as(
         conn,
@@ -98,9 +99,10 @@ def search_page(
             )
             rows = conn.execute(query, params).all()
         else:
-            rows = _through_the_index(
-                conn, search, cursor is not None, params, rows_bucket(limit + 1)
+            rows, next_cursor = _through_the_index(
+                conn, search, cursor is not None, params, limit, rows_bucket(limit + 1)
             )
+            return [item(*r) for r in rows], next_cursor
     more = len(rows) > limit
     rows = rows[:limit]
     # every form's rows begin with (id, logged_at)
@@ -109,25 +111,41 @@ def search_page(
 
 
 def _through_the_index(
-    conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any], bucket: int
-) -> Sequence[Row[Any]]:
-    """A device-less page: the candidates' keys from the visibility index, then the records
-    themselves (see index_search), each statement planned as suits it."""
+    conn: Connection,
+    search: Search,
+    with_cursor: bool,
+    params: dict[str, Any],
+    limit: int,
+    bucket: int,
+) -> tuple[Sequence[Row[Any]], Cursor | None]:
+    """A device-less page and its next cursor: the candidates' keys from the visibility
+    index, then the records themselves with the rule on top (see index_search), each
+    statement planned as suits it.
+
+    The page ends, and the next begins, at the index's keys, not at the records the rule
+    kept: a registry correction committed between the two statements leaves stale index
+    rows for the rule to drop, and a page counted after the drop came back short with no
+    next cursor, the listing ended there (audit of races, session 16)."""
     shape = shape_of(search)
     keys = conn.execute(
         index_keys_statement(search.scope, shape, with_cursor, bucket), params
     ).all()
-    if not keys:
-        return []
+    # each access's branch is ordered and limited on its own, and a record may be in two
+    newest = sorted({(k[0], k[1]) for k in keys}, key=lambda k: (k[1], k[0]), reverse=True)
+    page = newest[:limit]
+    if not page:
+        return [], None
+    after = Cursor(page[-1][1], page[-1][0]) if len(newest) > limit else None
     custom_plans(conn)
-    return conn.execute(
+    rows = conn.execute(
         index_records_statement(search.scope, shape),
         {
             **params,
-            "record_ids": [k[0] for k in keys],
-            "record_times": sorted({k[1] for k in keys}),
+            "record_ids": [k[0] for k in page],
+            "record_times": sorted({k[1] for k in page}),
         },
     ).all()
+    return rows, after
 
 
 def iter_search(
@@ -149,7 +167,7 @@ def iter_search(
         # the first `limit` of a device-less search: the index walk of a page, however large
         params["lim"] = limit
         with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True):
-            rows = _through_the_index(conn, search, False, params, rows_bucket(limit))
+            rows, _ = _through_the_index(conn, search, False, params, limit, rows_bucket(limit))
         yield from (item(*row) for row in rows)
         return
     query = _general_search(search.scope, shape_of(search), False)
