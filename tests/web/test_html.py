@@ -37,7 +37,12 @@ from servicetrail.store.sessions import (
 )
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
-from servicetrail.web.presenters import code_class, code_help, pretty_payload
+from servicetrail.web.presenters import (
+    MAX_SHOWN_PAYLOAD,
+    code_class,
+    code_help,
+    pretty_payload,
+)
 from tests import personas as P
 
 PASSWORD = "correct horse battery staple"
@@ -483,12 +488,34 @@ def test_xml_payloads_are_pretty_printed_and_never_expand_entities(app, engine) 
 
 
 def test_pretty_payload() -> None:
-    assert pretty_payload("<a><b>1</b></a>") == ("<a>\n  <b>1</b>\n</a>", True)
-    assert pretty_payload("<np read>") == ("<np read>", False)
-    assert pretty_payload("plain & simple") == ("plain & simple", False)
+    def shown(payload: str) -> tuple[str, bool]:
+        laid_out = pretty_payload(payload)
+        assert not laid_out.cut
+        return laid_out.text, laid_out.is_xml
+
+    assert shown("<a><b>1</b></a>") == ("<a>\n  <b>1</b>\n</a>", True)
+    assert shown("<np read>") == ("<np read>", False)
+    assert shown("plain & simple") == ("plain & simple", False)
     laughs = '<!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><l>&b;</l>'
-    assert pretty_payload(laughs) == (laughs, False)
-    assert pretty_payload('<x>&undefined;</x>')[1] is False
+    assert shown(laughs) == (laughs, False)
+    assert shown("<x>&undefined;</x>")[1] is False
+    # what stands outside the root element is part of what was sent
+    assert shown("<?app go?><a/><!-- after -->") == ("<?app go?>\n<a/>\n<!-- after -->", True)
+
+
+def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() -> None:
+    """Audit, session 16: a right-to-left override made "gnp.exe" read "exe.png" (also when
+    written as a character reference in XML), and a 16 MiB payload of nested elements made a
+    298 MB page."""
+    assert pretty_payload("amount=\u202e0001\u202c").text == "amount=⟨U+202E⟩0001⟨U+202C⟩"
+    assert pretty_payload("<f>&#x202E;gnp.exe</f>").text == "<f>⟨U+202E⟩gnp.exe</f>"
+    assert pretty_payload("tab\tand\nlines\r\n").text == "tab\tand\nlines\r\n"
+    deep = "<a>" * 200 + "x" + "</a>" * 200
+    nested = "<r>" + deep * (MAX_SHOWN_PAYLOAD // len(deep) + 1) + "</r>"
+    huge = pretty_payload(nested)
+    assert huge.cut and not huge.is_xml and len(huge.text) == MAX_SHOWN_PAYLOAD
+    laid_out = pretty_payload("<r>" + deep * 40 + "</r>")  # small, but laid out past the page
+    assert laid_out.cut and laid_out.is_xml and len(laid_out.text) == MAX_SHOWN_PAYLOAD
 
 
 # --- search --------------------------------------------------------------------------------
