@@ -818,3 +818,19 @@ def test_the_screen_on_postgresql(pg_url: str) -> None:
         assert c.get("/", follow_redirects=False).status_code == 303
     finally:
         engine.dispose()
+
+
+def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engine) -> None:
+    """Names are refused such characters at load now; one stored before still read as
+    another Party's ("(SI)" shown as "(IS)"): the screen shows each as a mark."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE party SET name = :n WHERE party_id = :p"),
+            {"n": "Looker Ltd \u2069\u202e", "p": P.LOOKER},
+        )
+    client = signed_in_client(create_app(engine), WS_USER)
+    page = client.get("/", params={"device_id": P.ESME_1}).text
+    assert "Looker Ltd ⟨U+2069⟩⟨U+202E⟩" in page
+    assert "\u202e" not in page and "\u2069" not in page

@@ -164,6 +164,13 @@ _XML_PARSER_OPTIONS = dict(
 )
 
 
+def readable(text: str) -> str:
+    """Text with each character that would change how the rest reads shown as a mark: a
+    Party name stored before names were checked for them (the screen's <bdi> cannot hold a
+    pop-isolate in), or a payload."""
+    return _UNSEEN.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+
+
 @dataclass(frozen=True, slots=True)
 class ShownPayload:
     text: str  # escaped by the template
@@ -178,8 +185,7 @@ def pretty_payload(payload: str) -> ShownPayload:
 
     No DTD, no entities, no network: a payload that declares any is shown as plain text."""
     text, is_xml = _laid_out(payload) if len(payload) <= MAX_SHOWN_PAYLOAD else (payload, False)
-    shown = _UNSEEN.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text[:MAX_SHOWN_PAYLOAD])
-    return ShownPayload(shown, is_xml, len(text) > MAX_SHOWN_PAYLOAD)
+    return ShownPayload(readable(text[:MAX_SHOWN_PAYLOAD]), is_xml, len(text) > MAX_SHOWN_PAYLOAD)
 
 
 def _laid_out(payload: str) -> tuple[str, bool]:

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from .fairness import Busy
-from .presenters import TEMPLATE_GLOBALS
+from .presenters import TEMPLATE_GLOBALS, readable
 
 if TYPE_CHECKING:
     from .signin import SignedIn
@@ -31,6 +31,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals.update(TEMPLATE_GLOBALS)
+env.filters["readable"] = readable
 
 
 def render(
