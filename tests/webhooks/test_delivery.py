@@ -310,23 +310,28 @@ def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveri
         assert time.monotonic() - started < 5
 
 
+def end_southenergys_supply_in_may(engine) -> None:
+    """A registry correction: SOUTHENERGY's supply of ESME-1 ended in May after all."""
+    with engine.begin() as conn:
+        load_responsibility(
+            conn,
+            Responsibility(
+                P.ESME_1,
+                P.SOUTHENERGY,
+                "supplier",
+                P.CHANGE_OF_SUPPLIER,
+                P.t("2025-05-01T00:00:00Z"),
+            ),
+        )
+
+
 def test_a_record_the_party_may_no_longer_see_is_not_delivered(engine, world) -> None:
     with Receiver(answer=lambda path, n: (500, 0)) as receiver:
         hook(engine, receiver, "/late")
         lk_requests(engine, 1, at=P.t("2025-06-01T00:00:00Z"))
         deliverer = Deliverer(engine, schedule=[0.3, 0.3, 0.3])
         assert run(deliverer, lambda: len(receiver.received) >= 1)
-        with engine.begin() as conn:  # SOUTHENERGY's supply of ESME-1 ended in May after all
-            load_responsibility(
-                conn,
-                Responsibility(
-                    P.ESME_1,
-                    P.SOUTHENERGY,
-                    "supplier",
-                    P.CHANGE_OF_SUPPLIER,
-                    P.t("2025-05-01T00:00:00Z"),
-                ),
-            )
+        end_southenergys_supply_in_may(engine)
         time.sleep(0.4)
         run(Deliverer(engine, schedule=[0.3]), lambda: False, seconds=1)
         assert len(receiver.received) == 1
@@ -349,17 +354,7 @@ def test_deliveries_waiting_to_be_sent_stop_soon_after_a_correction_hides_them(
 
         def correct_after_the_first() -> bool:
             if receiver.received and not corrected:
-                with engine.begin() as conn:  # SOUTHENERGY's supply ended in May after all
-                    load_responsibility(
-                        conn,
-                        Responsibility(
-                            P.ESME_1,
-                            P.SOUTHENERGY,
-                            "supplier",
-                            P.CHANGE_OF_SUPPLIER,
-                            P.t("2025-05-01T00:00:00Z"),
-                        ),
-                    )
+                end_southenergys_supply_in_may(engine)
                 corrected.append(time.monotonic())
             return bool(corrected) and time.monotonic() - corrected[0] > 2.5
 

@@ -261,8 +261,8 @@ def exchange_of(
     RequestID (empty) shares it with nothing."""
     if not request_id:
         return [], False
-    items, more = search_page(conn, viewer, Search(request_id=request_id), MAX_EXCHANGE)
-    return items[::-1], more is not None
+    items, next_page = search_page(conn, viewer, Search(request_id=request_id), MAX_EXCHANGE)
+    return items[::-1], next_page is not None
 
 
 def iter_own_report(

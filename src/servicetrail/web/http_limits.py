@@ -9,8 +9,8 @@ and when it is complete (a large head that arrived in one read).
 Neither does uvicorn bound the time a client takes to send a request: a connection that sent
 half a head, or promised a body and stopped, was held open for ever, and any stranger could
 hold thousands without signing in. This protocol gives a request's head SERVICETRAIL_READ_TIMEOUT
-seconds to arrive whole, and its body as long again in all (no request of the API or the
-screen carries more than 256 KiB; timed per piece, a body sent a byte now and then held its
+seconds to arrive whole, and its body as long again in all (a body is at most
+SERVICETRAIL_MAX_BODY_BYTES; timed per piece, a body sent a byte now and then held its
 connection for days); past that, 408 and the connection is closed. A connection that never
 sends a byte is closed as silently as uvicorn closes one idle between requests. A body over
 SERVICETRAIL_MAX_BODY_BYTES is answered 413 and the connection closed: before it is read
@@ -151,7 +151,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
             return  # the application never sees the request
         declared = dict(self.headers).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            self._refuse(_BODY_TOO_LARGE)
+            self._refuse(body=True)
             return  # answered before a byte of the body is read
         self._stop_waiting()
         super().on_headers_complete()
@@ -243,15 +243,18 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self.transport.write(_UNREADABLE)
             self.transport.close()
 
-    def _refuse(self, answer: bytes = _TOO_LARGE) -> None:
-        """Answer a request the application never sees, and close its connection."""
+    def _refuse(self, body: bool = False) -> None:
+        """Answer a request the application never sees (its head, or the body it declares,
+        over the cap: 431 or 413), and close its connection."""
         self._refused = True
         self._in_head = False
         self._stop_waiting()
-        if answer is _TOO_LARGE:
-            self.logger.warning("Request head over %d bytes refused with 431.", self.max_head_bytes)
-        else:
-            self.logger.warning("Request body over %d bytes refused with 413.", self.max_body_bytes)
+        answer, part, cap = (
+            (_BODY_TOO_LARGE, "body", self.max_body_bytes)
+            if body
+            else (_TOO_LARGE, "head", self.max_head_bytes)
+        )
+        self.logger.warning("Request %s over %d bytes refused.", part, cap)
         if not self.transport.is_closing():
             self.transport.write(answer)
             self.transport.close()
