@@ -183,9 +183,11 @@ def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
     past its bound), not the server's threads; another Party is answered at once."""
     use_settings(SERVICETRAIL_PARTY_REQUESTS=2)
     real = socket.getaddrinfo
+    resolving: list[str] = []
 
     def slow_dns(host, *args, **kwargs):
         if host.endswith(".slow.test"):
+            resolving.append(host)
             time.sleep(3)
             raise socket.gaierror(-3, "Temporary failure in name resolution")
         return real(host, *args, **kwargs)
@@ -201,7 +203,10 @@ def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
 
         with ThreadPoolExecutor(6) as pool:
             hanging = [pool.submit(add, n) for n in range(2)]
-            time.sleep(0.5)  # both resolving
+            deadline = time.monotonic() + 10
+            while len(resolving) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # each holds its slot while its name resolves
+            assert len(resolving) == 2
             refused = pool.submit(add, 9).result()
             started = time.monotonic()
             other = httpx.get(base, headers=wires, timeout=20)
