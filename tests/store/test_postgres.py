@@ -126,15 +126,25 @@ def test_the_reader_role_cannot_read_partitions_or_accounts_directly(pg):
                     conn.execute(text(f"SELECT 1 FROM {table}"))
 
 
-def test_the_reader_role_sees_only_its_partys_watches_and_no_webhook_secret(pg):
+def test_the_reader_role_sees_only_its_partys_watches_intervals_and_no_webhook_secret(pg):
     """A statement run as the viewer read every Party's watches, their webhook URLs and
-    signing secrets (which would forge deliveries to another Party's receivers) and every
-    watch's events (audit, session 16)."""
+    signing secrets (which would forge deliveries to another Party's receivers), every
+    watch's events and the whole registry of who supplies which Device (audit, session
+    16)."""
     from servicetrail.domain.watches import watch_spec
     from servicetrail.store.watches import create_watch
 
-    parties = random_world(pg, seed=6)
-    mine, theirs = parties[0], parties[1]
+    random_world(pg, seed=6)
+    with pg.connect() as conn:
+        holders = (
+            conn.execute(
+                text("SELECT party_id FROM responsibility GROUP BY party_id ORDER BY party_id")
+            )
+            .scalars()
+            .all()
+        )
+    assert len(holders) > 1
+    mine, theirs = holders[0], holders[1]
     with pg.begin() as conn:
         for party in (mine, theirs):
             spec = watch_spec({"name": party, "webhook": {"url": "https://hooks.example/x"}})
@@ -160,6 +170,8 @@ def test_the_reader_role_sees_only_its_partys_watches_and_no_webhook_secret(pg):
         )
         assert events.scalars().all() == [mine]
         assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar() == 1
+        intervals = conn.execute(text("SELECT DISTINCT party_id FROM responsibility"))
+        assert intervals.scalars().all() == [mine]
         for column in ("webhook_secret", "webhook_url", "*"):
             with pytest.raises(DBAPIError, match="permission denied"):
                 with conn.begin_nested():
