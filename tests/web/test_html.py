@@ -510,6 +510,7 @@ def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() ->
     assert pretty_payload("amount=\u202e0001\u202c").text == "amount=⟨U+202E⟩0001⟨U+202C⟩"
     assert pretty_payload("<f>&#x202E;gnp.exe</f>").text == "<f>⟨U+202E⟩gnp.exe</f>"
     assert pretty_payload("tab\tand\nlines\r\n").text == "tab\tand\nlines\r\n"
+    assert pretty_payload("ok\U000e0041\U000e0042").text == "ok⟨U+E0041⟩⟨U+E0042⟩"  # hidden tags
     deep = "<a>" * 200 + "x" + "</a>" * 200
     nested = "<r>" + deep * (MAX_SHOWN_PAYLOAD // len(deep) + 1) + "</r>"
     huge = pretty_payload(nested)

@@ -80,7 +80,7 @@ def test_an_exchange_longer_than_a_page_says_so_and_links_to_all_of_it(engine, w
     client = signed_in(engine, P.WIRESCO)
     newest = client.get(f"/records/{world.ids[f'resp803_{MAX_EXCHANGE - 1}']}").text
     assert f"the newest {MAX_EXCHANGE} messages" in newest
-    assert "its oldest, the request among them, are not listed here" in newest
+    assert f"Only its newest {MAX_EXCHANGE} are listed: its older messages are not" in newest
     rid = P._rid(P.LK_OU, P.ESME_1, 803)
     assert f'href="/?request_id={quote(rid)}"' in newest
     listed = newest.split('aria-labelledby="exchange-title"')[1].split("</section>")[0]
@@ -88,6 +88,8 @@ def test_an_exchange_longer_than_a_page_says_so_and_links_to_all_of_it(engine, w
     assert f'href="/records/{world.ids["req803"]}"' not in listed
     # the request's own page lists it too, after the newest
     request_page = client.get(f"/records/{world.ids['req803']}").text
-    assert "the newest" in request_page and 'aria-current="true"' in request_page
+    assert f"the newest {MAX_EXCHANGE} messages" in request_page
+    assert "are listed, and this record after them" in request_page
+    assert 'aria-current="true"' in request_page
     # an exchange of a page or less says nothing of the kind
-    assert "not listed here" not in client.get(f"/records/{world.ids['req802']}").text
+    assert "older messages are not" not in client.get(f"/records/{world.ids['req802']}").text

@@ -255,6 +255,10 @@ class CappedHeadProtocol(HttpToolsProtocol):
             else (_TOO_LARGE, "head", self.max_head_bytes)
         )
         self.logger.warning("Request %s over %d bytes refused.", part, cap)
-        if not self.transport.is_closing():
+        if self.cycle is not None and not self.cycle.response_complete:
+            # pipelined behind a request still being answered, which an answer of ours would
+            # cut into: closed without one, as a late head is
+            self.transport.close()
+        elif not self.transport.is_closing():
             self.transport.write(answer)
             self.transport.close()

@@ -157,15 +157,16 @@ def search(request: Request, who: Who) -> Response:
 
 def _exchange(
     read: LoggedRead, current: dict[str, Any], decision: Decision
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[dict[str, Any]], int | None]:
     """The record's exchange (its request, acknowledgement, responses), each as the viewer may
-    see it, and whether it was cut to its newest messages."""
+    see it, and, when it was cut to its newest messages, how many of them are listed (the
+    record itself comes after them if it is older)."""
     messages, cut = read.exchange_of(current)
     reasons = read.why_many(messages)  # one read, however long the exchange
     exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
     if not any(e["item"]["id"] == current["id"] for e in exchange):
         exchange.append(exchange_entry(current, decision))
-    return exchange, cut
+    return exchange, len(messages) if cut else None
 
 
 def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> list[dict[str, Any]]:

@@ -101,11 +101,13 @@ def before_text(seconds: int) -> str:
 # A 16 MiB payload of small elements nested deep, laid out, made a 298 MB page, and 25
 # responses of 1 MiB a 26 MB one (audit, session 16).
 MAX_SHOWN_PAYLOAD = 200_000
-# Characters that change how the text around them reads (direction overrides and isolates,
-# zero-width ones, controls other than tab and line ends), shown as marks: with a
-# right-to-left override, "gnp.exe" read as "exe.png" and "0001" as "1000".
+# Characters that change how the text around them reads, or hide text in it (direction
+# overrides and isolates, zero-width and invisible format characters, Unicode tags, controls
+# other than tab and line ends), shown as marks: with a right-to-left override, "gnp.exe"
+# read as "exe.png" and "0001" as "1000".
 _UNSEEN = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 
 
