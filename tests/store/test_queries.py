@@ -352,6 +352,11 @@ def test_index_rows_gone_stale_leave_a_page_short_not_the_listing_ended(world: W
         still = [i["id"] for i in iter_search(conn, wiresco, search)]
     assert len(still) == len(before) - 10
     assert walk(world, WIRESCO, search, 5) == still
+    # and the pages the rule cut short are filled from the next (a few at the most): the
+    # first page is whole, though its first two pages' worth of index rows are stale
+    with world.engine.connect() as conn:
+        first, cursor = search_page(conn, wiresco, search, 5)
+    assert [i["id"] for i in first] == still[:5] and cursor is not None
 
 
 def _stored(engine: Engine, when: datetime) -> object:

@@ -46,6 +46,7 @@ STREAM_PAGE = 2000
 # a record page's exchange: a request has an acknowledgement and a few responses, but nothing
 # stops a trail from holding thousands of records under one Request ID
 MAX_EXCHANGE = 200
+FILL_SHORT_PAGES = 3
 
 
 def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
@@ -102,6 +103,18 @@ def search_page(
             rows, next_cursor = _through_the_index(
                 conn, search, cursor is not None, params, limit, rows_bucket(limit + 1)
             )
+            # a page the rule cut short (index rows gone stale under a registry correction)
+            # is filled from the pages after it, a few at the most: a screen that showed "no
+            # records" beside "older records" would read as the end of the listing
+            for _ in range(FILL_SHORT_PAGES):
+                if len(rows) >= limit or next_cursor is None:
+                    break
+                params.update(cursor_at=next_cursor.logged_at, cursor_id=next_cursor.record_id)
+                wanted = limit - len(rows)
+                more_rows, next_cursor = _through_the_index(
+                    conn, search, True, params, wanted, rows_bucket(wanted + 1)
+                )
+                rows = [*rows, *more_rows]
             return [item(*r) for r in rows], next_cursor
     more = len(rows) > limit
     rows = rows[:limit]
