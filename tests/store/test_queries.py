@@ -359,6 +359,120 @@ def test_index_rows_gone_stale_leave_a_page_short_not_the_listing_ended(world: W
     assert [i["id"] for i in first] == still[:5] and cursor is not None
 
 
+def _april_traffic_on_esme_1(world: World, count: int) -> datetime:
+    """`count` requests by another User to ESME_1, a minute apart from April 2025 on, which
+    WIRESCO (its network operator) sees as titles; returns the first one's time."""
+    from servicetrail.domain.model import SatRecord
+    from tests.personas import LK_OU, t
+
+    april = t("2025-04-01T00:00:00Z")
+    with world.engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    april + timedelta(minutes=n),
+                    "request",
+                    f"{LK_OU}:{ESME_1}:{7000 + n}",
+                    "11.2",
+                    LK_OU,
+                    ESME_1,
+                    "",
+                    "<b/>",
+                )
+                for n in range(count)
+            ],
+        )
+    return april
+
+
+def test_a_device_page_reads_one_snapshot_though_the_registry_changes_under_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device search reads the viewer's intervals, then the records with the rule on top.
+    A correction committed between the two statements (here: WIRESCO's interval on ESME_1
+    ended before the newest ten records) made the rule drop every candidate the first had
+    found: the page came back empty with no next cursor, and the listing ended there,
+    though older records were still WIRESCO's to see. Both statements now read one snapshot,
+    so the page is the one from before the correction, whole, with its cursor."""
+    import servicetrail.store.queries as queries_module
+
+    april = _april_traffic_on_esme_1(world, 30)
+    wiresco = world.viewer(WIRESCO)
+    search = Search(device_id=ESME_1, scope=Scope.OTHERS)
+    with world.engine.connect() as conn:
+        before, _ = search_page(conn, wiresco, search, 5)
+    real_device_search = queries_module.device_search
+    corrected = []
+
+    def correct_then_search(*args: object, **kwargs: object) -> object:
+        # runs after the intervals were read, before the records are: the race's window
+        if not corrected:
+            with world.engine.begin() as other:
+                other.execute(
+                    text(
+                        "UPDATE responsibility SET valid_to = :end "
+                        "WHERE party_id = 'WIRESCO' AND device_id = :device"
+                    ),
+                    {"end": _stored(world.engine, april + timedelta(minutes=20)), "device": ESME_1},
+                )
+            corrected.append(True)
+        return real_device_search(*args, **kwargs)
+
+    monkeypatch.setattr(queries_module, "device_search", correct_then_search)
+    with world.engine.connect() as conn:
+        items, cursor = search_page(conn, wiresco, search, 5)
+    assert corrected
+    assert [i["id"] for i in items] == [i["id"] for i in before]
+    assert cursor is not None
+    # and the next read sees the correction: the newest ten are gone
+    monkeypatch.setattr(queries_module, "device_search", real_device_search)
+    with world.engine.connect() as conn:
+        after, cursor = search_page(conn, wiresco, search, 5)
+    newest_kept = april + timedelta(minutes=20)
+    assert after and all(parse_time(i["logged_at"]) <= newest_kept for i in after)
+    assert cursor is not None
+
+
+def test_a_device_less_page_reads_one_snapshot_though_the_registry_changes_under_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race on a device-less page: its keys come from the visibility index, then
+    the records with the rule on top. A correction made as the registry loader makes it
+    (the index re-derived in the same transaction) between the two statements left the
+    page's keys stale, and five pages' worth is more than the page's fill-up reads. Both
+    statements now read one snapshot: the page is the one from before the correction."""
+    import servicetrail.store.queries as queries_module
+    from servicetrail.domain.model import Responsibility
+    from servicetrail.store.registry import load_responsibilities
+    from tests.personas import START
+
+    april = _april_traffic_on_esme_1(world, 30)
+    wiresco = world.viewer(WIRESCO)
+    search = Search(scope=Scope.OTHERS)
+    with world.engine.connect() as conn:
+        before, _ = search_page(conn, wiresco, search, 2)
+    real_statement = queries_module.index_records_statement
+    corrected = []
+
+    def correct_then_read(*args: object, **kwargs: object) -> object:
+        if not corrected:  # after the index's keys were read, before the records are
+            ended = Responsibility(
+                ESME_1, WIRESCO, "network_operator", START, april + timedelta(minutes=20)
+            )
+            with world.engine.begin() as other:
+                load_responsibilities(other, [ended])
+            corrected.append(True)
+        return real_statement(*args, **kwargs)
+
+    monkeypatch.setattr(queries_module, "index_records_statement", correct_then_read)
+    with world.engine.connect() as conn:
+        items, cursor = search_page(conn, wiresco, search, 2)
+    assert corrected
+    assert [i["id"] for i in items] == [i["id"] for i in before]
+    assert cursor is not None
+
+
 def _stored(engine: Engine, when: datetime) -> object:
     from servicetrail.store.schema import sqlite_time
 

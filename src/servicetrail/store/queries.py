@@ -85,6 +85,7 @@ def search_page(
         viewer,
         generic_plan=True,
         prefetch=(intervals_query(), params) if needs_intervals else None,
+        one_snapshot=True,
     ) as intervals:
         if by_device:
             query = device_search(viewer, search, cursor is not None, params, intervals)
@@ -179,7 +180,7 @@ def iter_search(
     ):
         # the first `limit` of a device-less search: the index walk of a page, however large
         params["lim"] = limit
-        with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True):
+        with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True, one_snapshot=True):
             rows, _ = _through_the_index(conn, search, False, params, limit, rows_bucket(limit))
         yield from (item(*row) for row in rows)
         return

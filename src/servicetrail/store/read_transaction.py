@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -34,6 +35,7 @@ def read_as(
     generic_plan: bool = False,
     prefetch: tuple[Any, dict[str, Any]] | None = None,
     then_as_owner: bool = False,
+    one_snapshot: bool = False,
 ) -> AbstractContextManager[list[tuple[Any, ...]] | None]:
     """The context every read runs in (see the module's note); it yields the rows of `prefetch`.
 
@@ -43,7 +45,10 @@ def read_as(
     `generic_plan`: for statements whose every branch is one ordered index range with a
     LIMIT (the device search, the visibility index), a plan that does not depend on the
     values: planning afresh over every monthly partition cost more than running them
-    (BENCHMARKS.md). Other statements keep custom plans (engine.py)."""
+    (BENCHMARKS.md). Other statements keep custom plans (engine.py).
+
+    `one_snapshot`: every statement inside reads the store as it was at the first (see
+    `time_limit`)."""
     settings = {
         "role": READER_ROLE,
         "servicetrail.party_id": viewer.party_id,
@@ -52,7 +57,12 @@ def read_as(
     if generic_plan:
         settings["plan_cache_mode"] = "force_generic_plan"
     return time_limit(
-        conn, seconds, settings=settings, prefetch=prefetch, then_as_owner=then_as_owner
+        conn,
+        seconds,
+        settings=settings,
+        prefetch=prefetch,
+        then_as_owner=then_as_owner,
+        one_snapshot=one_snapshot,
     )
 
 
@@ -69,6 +79,7 @@ def time_limit(
     settings: dict[str, str] | None = None,
     prefetch: tuple[Executable, dict[str, Any]] | None = None,
     then_as_owner: bool = False,
+    one_snapshot: bool = False,
 ) -> Iterator[list[tuple[Any, ...]] | None]:
     """Bound the statements run inside: SQLite by a progress handler, PostgreSQL by
     statement_timeout.
@@ -78,6 +89,15 @@ def time_limit(
     are what this yields: BEGIN, the settings and the read go in one round trip
     (psycopg's pipeline mode) instead of three, and each wait on the server is a pair of
     context switches on a busy machine.
+
+    `one_snapshot`, for a read of several statements whose later ones depend on the
+    earlier (a device search's intervals, then its records; the visibility index's keys,
+    then their records): all of them read one snapshot of the store. Each statement reading
+    its own let a registry correction committed between them drop rows the first had
+    counted on, and a page came back short with no next cursor: the listing ended there.
+    PostgreSQL reads at REPEATABLE READ (a read-only transaction never fails for it);
+    SQLite holds one read transaction from the first statement to the last. Where the
+    caller's transaction has already read, it keeps the snapshot it has.
     """
     seconds = seconds_of(seconds)  # a Budget's seconds are the setting's value now
     if conn.dialect.name == "postgresql":
@@ -92,7 +112,9 @@ def time_limit(
             **{f"v{i}": every[n] for i, n in enumerate(names)},
         }
         try:
-            rows = _pipelined(conn, f"SELECT {calls}", params, prefetch, then_as_owner)
+            rows = _pipelined(
+                conn, f"SELECT {calls}", params, prefetch, then_as_owner, one_snapshot
+            )
             yield rows
         except (OperationalError, psycopg.errors.QueryCanceled) as e:
             if "statement timeout" in str(getattr(e, "orig", e)):
@@ -102,6 +124,10 @@ def time_limit(
     raw: Any = conn.connection.dbapi_connection
     deadline = time.monotonic() + seconds
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    # SQLite's driver begins no transaction for a read: each statement took its own snapshot
+    own_snapshot = one_snapshot and not raw.in_transaction
+    if own_snapshot:
+        raw.execute("BEGIN")  # deferred: the snapshot is the first statement's
     try:  # (SQLite has no roles: `then_as_owner` has nothing to do)
         yield fetch_all(conn, prefetch[0], prefetch[1]) if prefetch else None
     except OperationalError as e:
@@ -114,6 +140,11 @@ def time_limit(
         raise
     finally:
         raw.set_progress_handler(None, 0)
+        if own_snapshot:
+            # ended here, not by the caller: an access-log entry written next on this
+            # connection would otherwise be a write begun from an old snapshot, which
+            # SQLite refuses (SQLITE_BUSY_SNAPSHOT) once another writer has committed
+            raw.rollback()
 
 
 def _pipelined(
@@ -122,15 +153,20 @@ def _pipelined(
     settings: dict[str, str],
     prefetch: tuple[Executable, dict[str, Any]] | None,
     then_as_owner: bool = False,
+    one_snapshot: bool = False,
 ) -> list[tuple[Any, ...]] | None:
     """The settings (and the prefetch, and the owner's role) through the driver, in one
     pipeline, in a transaction SQLAlchemy knows it began: the connection's COMMIT (or the
     pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too.
     The same round trip draws the id of the read's access-log entry (`reserve_entry_id`)."""
     driver = driver_in_transaction(conn)
+    # only before the transaction's first statement (psycopg sends its BEGIN with ours)
+    one_snapshot = one_snapshot and driver.info.transaction_status == TransactionStatus.IDLE
     keep_entry_id = None
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+        if one_snapshot:
+            driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         if not holds_entry_id(conn):  # every read of records ends in an access-log entry
             keep_entry_id = reserve_entry_id(driver)
         driver.execute(settings_sql, settings)
