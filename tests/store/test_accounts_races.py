@@ -92,6 +92,31 @@ def test_two_creations_of_one_account_give_one_account_and_a_clean_refusal(engin
     assert sorted(outcomes) == ["account 'twin' already exists"] * 5 + ["made"]
 
 
+def test_creations_of_names_that_differ_by_case_alone_give_one_account(engine):
+    """`NP`, `np` and `Np` created at once: the case check ran before the insert, and each
+    creation passed it before any other committed, so all three were made (review, session
+    16). Creations of accounts now take their turn."""
+    P.load_personas(engine)
+    names = ["np", "NP", "Np", "nP"]
+    start, outcomes = threading.Barrier(len(names)), []
+
+    def create(name: str) -> None:
+        start.wait()
+        try:
+            with engine.begin() as conn:
+                create_account(conn, name, P.NORTHPOWER, OLD)
+            outcomes.append("made")
+        except AccountError as e:
+            outcomes.append("refused" if "differ by more than case" in str(e) else str(e))
+
+    threads = [threading.Thread(target=create, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["made"] + ["refused"] * (len(names) - 1)
+
+
 def test_a_statements_parameters_never_show_in_an_error(engine):
     """An error's text may reach a log or a terminal: a password hash must not be in it. (A
     unique key's error names the key's value only; PostgreSQL's NOT NULL error shows the whole

@@ -9,6 +9,7 @@ SERVICETRAIL_TOKEN_CACHE_SECONDS more (web.api.ViewerCache).
 from __future__ import annotations
 
 import re
+from typing import Any
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,6 +50,8 @@ def create_account(conn: Connection, username: str, party_id: str | None, passwo
             f"{username!r} is what the access log names its {username.lower()} reads by: "
             "choose another username"
         )
+    password_hash = hash_password(password)  # before the turn below: argon2 is slow
+    _names_in_turn(conn)
     # told apart regardless of case, as the sign-in throttle keys them: `Supplier` beside
     # `supplier` shared its failures, and read as two actors in the access log
     same = conn.execute(
@@ -70,12 +73,29 @@ def create_account(conn: Connection, username: str, party_id: str | None, passwo
                 {
                     "username": username,
                     "party_id": party_id,
-                    "password_hash": hash_password(password),
+                    "password_hash": password_hash,
                     "created_at": datetime.now(timezone.utc),
                 },
             )
     except IntegrityError:
         raise exists from None
+
+
+# any constant: the advisory lock's key for "the set of usernames"
+_USERNAMES_LOCK = 0x5E_7A_CC_01
+
+
+def _names_in_turn(conn: Connection) -> None:
+    """Account creations take turns until the caller's transaction ends: the case check reads
+    before the insert writes, and creations of `NP` and `np` at once each passed it before the
+    other committed. (A unique index on the lower-case name would need every store to hold no
+    such pair already.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_USERNAMES_LOCK)))
+        return
+    driver: Any = conn.connection.driver_connection
+    if not driver.in_transaction:  # SQLite's one writer at a time, from the check on
+        driver.execute("BEGIN IMMEDIATE")
 
 
 def _require_account(conn: Connection, username: str) -> None:
