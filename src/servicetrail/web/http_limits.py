@@ -14,7 +14,8 @@ SERVICETRAIL_MAX_BODY_BYTES; timed per piece, a body sent a byte now and then he
 connection for days); past that, 408 and the connection is closed. A connection that never
 sends a byte is closed as silently as uvicorn closes one idle between requests. A body over
 SERVICETRAIL_MAX_BODY_BYTES is answered 413 and the connection closed: before it is read
-when it declares its length, as soon as it passes the cap when it is chunked.
+when it declares its length, as soon as it passes the cap when it is chunked (after a
+lingering read of what the client still sends: `_close_lingering`).
 
 It also sends a response's head and body in one write (`HeadWithBody`).
 """
@@ -62,6 +63,11 @@ _TOO_SLOW = _closing_answer(
     b"arrive whole, and each piece of its body follow the last, within the server's limit "
     b'(SERVICETRAIL_READ_TIMEOUT)"}',
 )
+
+
+# what a refused client may still send (and have dropped) before its connection is closed
+# under it: a form a few times over the body cap, as curl or a browser sends it whole
+LINGER_BYTES = 8 * 1024 * 1024
 
 
 class HeadWithBody:
@@ -113,12 +119,18 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._refused = False
+        self._dropped_bytes = 0
         self._read_deadline: asyncio.TimerHandle | None = None
         self._wait(self._head_late)  # a connection that never sends a request is not held either
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # whatever else the client sends on a refused connection is dropped
+            # whatever else the client sends on a refused connection is dropped, up to a cap:
+            # reading a fast sender's stream for the whole linger cost a core
+            self._dropped_bytes += len(data)
+            if self._dropped_bytes > LINGER_BYTES:
+                self.transport.close()
+            return
         super().data_received(data)
         if self._in_head and not self._refused:
             # counted after parsing, so only reads that leave a head unfinished count toward it
@@ -231,6 +243,9 @@ class CappedHeadProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if not answered and not self.transport.is_closing():
             self.transport.write(answer)
+            if answer is _BODY_TOO_LARGE:
+                self._close_lingering()
+                return
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -241,7 +256,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._refused = True
         if not self.transport.is_closing():
             self.transport.write(_UNREADABLE)
-            self.transport.close()
+            self._close_lingering()
 
     def _refuse(self, body: bool = False) -> None:
         """Answer a request the application never sees (its head, or the body it declares,
@@ -261,4 +276,19 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self.transport.close()
         elif not self.transport.is_closing():
             self.transport.write(answer)
-            self.transport.close()
+            self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close after a refusal the client may still be sending into (its head or body):
+        what it sends is read and dropped until it closes, for the read timeout at most, as
+        nginx's lingering close does. Closed at once with bytes unread, or more arriving, the
+        connection was reset: the client's send failed before it read the answer (curl and
+        browsers send a whole body first), and over a network the reset may overtake it."""
+        transport = self.transport
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()  # the answer, then the end of ours once it is sent
+        self.flow.resume_reading()  # paused by a body the application had not taken
+        self._stop_waiting()
+        self._read_deadline = self.loop.call_later(self.read_timeout, transport.close)
