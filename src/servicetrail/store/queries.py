@@ -101,27 +101,35 @@ def search_page(
             )
             rows = conn.execute(query, params).all()
         else:
-            rows, next_cursor = _through_the_index(
-                conn, search, cursor is not None, params, limit, rows_bucket(limit + 1)
-            )
-            # a page the rule cut short (index rows gone stale under a registry correction)
-            # is filled from the pages after it, a few at the most: a screen that showed "no
-            # records" beside "older records" would read as the end of the listing
-            for _ in range(FILL_SHORT_PAGES):
-                if len(rows) >= limit or next_cursor is None:
-                    break
-                params.update(cursor_at=next_cursor.logged_at, cursor_id=next_cursor.record_id)
-                wanted = limit - len(rows)
-                more_rows, next_cursor = _through_the_index(
-                    conn, search, True, params, wanted, rows_bucket(wanted + 1)
-                )
-                rows = [*rows, *more_rows]
+            rows, next_cursor = _index_page(conn, search, cursor is not None, params, limit)
             return [item(*r) for r in rows], next_cursor
     more = len(rows) > limit
     rows = rows[:limit]
     # every form's rows begin with (id, logged_at)
     next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
     return [item(*r) for r in rows], next_cursor
+
+
+def _index_page(
+    conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any], limit: int
+) -> tuple[Sequence[Row[Any]], Cursor | None]:
+    """A device-less page through the visibility index (`_through_the_index`). A page the
+    rule cut short (index rows gone stale: the registry changed without the index) is filled
+    from the pages after it, a few at the most: a screen that showed "no records" beside
+    "older records" would read as the end of the listing."""
+    rows, next_cursor = _through_the_index(
+        conn, search, with_cursor, params, limit, rows_bucket(limit + 1)
+    )
+    for _ in range(FILL_SHORT_PAGES):
+        if len(rows) >= limit or next_cursor is None:
+            break
+        params.update(cursor_at=next_cursor.logged_at, cursor_id=next_cursor.record_id)
+        wanted = limit - len(rows)
+        more_rows, next_cursor = _through_the_index(
+            conn, search, True, params, wanted, rows_bucket(wanted + 1)
+        )
+        rows = [*rows, *more_rows]
+    return rows, next_cursor
 
 
 def _through_the_index(
@@ -181,7 +189,7 @@ def iter_search(
         # the first `limit` of a device-less search: the index walk of a page, however large
         params["lim"] = limit
         with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True, one_snapshot=True):
-            rows, _ = _through_the_index(conn, search, False, params, limit, rows_bucket(limit))
+            rows, _ = _index_page(conn, search, False, params, limit)
         yield from (item(*row) for row in rows)
         return
     query = _general_search(search.scope, shape_of(search), False)
