@@ -257,10 +257,11 @@ def _device_reads(
             reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
         ):
-            # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
-            shown = DevicePage(own_intervals(read.registry_of(device_id)), problem=problem)
-            if not problem:
+            shown = DevicePage([], problem=problem)
+            if not problem:  # first: the page's read begins the transaction's one snapshot
                 shown.items, shown.more = read.search_page(wanted, PAGE_SIZE, after)
+            # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
+            shown.intervals = own_intervals(read.registry_of(device_id))
             shown.relations = relations_of(read, shown.items)
             shown.names = party_names(conn, [i["party_id"] for i in shown.items])
             return shown
