@@ -300,3 +300,71 @@ def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli,
     rejects.write_bytes(rejects.read_bytes() + b'{"file": "other.csv", "li')
     assert cli("load", "users", path).exit_code == 1
     assert len(rejects_of(rejects)) == 1
+
+
+@pytest.mark.parametrize(
+    "held", [b"db_password=hunter2", b'{"a": 1}', b""], ids=["notes", "json", "empty"]
+)
+def test_rejects_naming_a_file_of_one_unfinished_line_leaves_it_as_it_was(cli, tmp_path, held):
+    """A last line with no line end was taken for an entry cut short by a dying run and
+    dropped; the file, left empty, was deleted, or replaced by the run's rejects (audit of
+    hostile inputs, session 17). An empty file stays, for the run's entries."""
+    notes = tmp_path / "notes.conf"
+    notes.write_bytes(held)
+    good = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
+    result = cli("load", "users", good, "--rejects", notes)
+    assert notes.read_bytes() == held
+    if held:
+        assert result.exit_code == 2 and "is not a reject file" in result.stderr
+        bad = write(tmp_path / "bad.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")
+        assert cli("load", "users", bad, "--rejects", notes).exit_code == 2
+        assert notes.read_bytes() == held
+    else:
+        assert result.exit_code == 0, result.output
+
+
+def test_a_reject_file_that_is_a_symbolic_link_is_refused(cli, tmp_path):
+    """Whoever may write the input's folder could point its reject file anywhere the loader
+    may write (audit of hostile inputs, session 17)."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+    (tmp_path / "in.rejects.jsonl").symlink_to(elsewhere)
+    result = cli("ingest", path)
+    assert result.exit_code == 2 and "is a symbolic link" in result.stderr
+    assert not elsewhere.exists()
+
+
+def test_a_new_reject_file_is_readable_by_its_owner_only(cli, tmp_path):
+    """It holds records as they came, and an input may be a link to a file others cannot read
+    (a folder's link to /etc/shadow put the file into a reject file anyone could read)."""
+    path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+    assert cli("ingest", path).exit_code == 1
+    assert (tmp_path / "in.rejects.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_input_whose_name_is_not_utf8_has_its_rejects_written(cli, engine, tmp_path):
+    """The name's bytes that are not UTF-8 are written as \\xNN; it was a traceback, which
+    stopped the run before the file's good records (audit of hostile inputs, session 17)."""
+    import os
+
+    lines = [json.dumps(rec(counter=1)), '{"not": "a record"}', json.dumps(rec(counter=2))]
+    name = os.fsdecode(b"caf\xe9.jsonl")
+    path = write_lines(tmp_path / name, lines)
+    result = cli("ingest", path)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / os.fsdecode(b"caf\xe9.rejects.jsonl"))
+    assert reject["file"].endswith("caf\\xe9.jsonl") and reject["line"] == 2
+    # and a run again replaces the entry, not adds a second
+    assert cli("ingest", path).exit_code == 1
+    assert len(rejects_of(tmp_path / os.fsdecode(b"caf\xe9.rejects.jsonl"))) == 1
+
+
+def test_a_file_named_twice_in_one_run_is_read_once(cli, engine, tmp_path, monkeypatch):
+    lines = [json.dumps(rec(counter=1)), '{"not": "a record"}']
+    path = write_lines(tmp_path / "day.jsonl", lines)
+    monkeypatch.chdir(tmp_path)
+    result = cli("ingest", "day.jsonl", path, tmp_path)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    assert len(rejects_of(tmp_path / "day.rejects.jsonl")) == 1

@@ -274,7 +274,12 @@ def ingest(
     signer_for(engine.url.render_as_string(hide_password=False))
     summary = summary or Summary()
     named = [(path, list(expand([path], summary.skipped_files))) for path in paths]
-    files = list(dict.fromkeys(f for _, found in named for f in found))
+    # a file named twice (by two names, or in a folder named too) is read once, by its first
+    first_names: dict[Path, Path] = {}
+    for _, found in named:
+        for f in found:
+            first_names.setdefault(f.resolve(), f)
+    files = list(first_names.values())
     rejects = _Rejects(named, rejects_path)
     make_row = row_maker(engine.dialect.name)
     forms = {f: detect(f) for f in files}  # each file's form once: telling it reads the file
@@ -309,9 +314,9 @@ class _Rejects:
     def __init__(self, named: list[tuple[Path, list[Path]]], rejects_path: Path | None) -> None:
         owners: dict[Path, list[Path]] = {}
         for path, found in named:
-            owners.setdefault((rejects_path or default_rejects_path(path)).resolve(), []).extend(
-                found
-            )
+            target = rejects_path or default_rejects_path(path)
+            # its folder resolved, not the file: a link is refused, not followed (RejectFile)
+            owners.setdefault(target.parent.resolve() / target.name, []).extend(found)
         files = [f for _, found in named for f in found]
         self.files = {
             target: RejectFile(target, sources=sources, inputs=files)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -59,11 +60,30 @@ def _owner(entry: bytes) -> str | None:
     return found if isinstance(found, str) else None
 
 
+# how every entry this module writes begins (orjson keeps the keys' order)
+_ENTRY_START = b'{"file":'
+
+
+def file_text(path: str | Path) -> str:
+    """A file's name as an entry names it: bytes of a name that are not UTF-8 (which Python
+    carries as lone surrogates, and JSON cannot hold) written as `\\xNN`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _resolved_text(name: str) -> str:
+    try:
+        return file_text(Path(name).resolve())
+    except (OSError, ValueError):  # a name no file can have (a NUL): not one of ours
+        return name
+
+
 class RejectFile:
     """The reject file of one or more inputs (`sources`, as their entries name them).
 
     Entries an earlier run wrote for these sources are dropped when it opens; entries of
-    other inputs stay. Nothing is created for a run without rejects."""
+    other inputs stay. Nothing is created for a run without rejects. A new reject file is
+    readable by its owner only: it holds the records as they came, payloads included, and an
+    input may be a link to a file its reader could not otherwise read."""
 
     def __init__(
         self, path: Path, sources: Iterable[str | Path] = (), inputs: Iterable[Path] = ()
@@ -75,35 +95,51 @@ class RejectFile:
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
             )
-        self._keep_other_inputs({str(Path(s).resolve()) for s in sources})
+        if path.is_symlink():  # whoever may write the folder could point it anywhere
+            raise NotARejectFile(
+                f"the reject file {path} is a symbolic link; name the file itself with --rejects"
+            )
+        self._keep_other_inputs({file_text(Path(s).resolve()) for s in sources})
 
     def _keep_other_inputs(self, ours: set[str]) -> None:
+        """Read a line at a time (a reject file may be far larger than memory), the entries
+        kept going to a fresh file that then takes the old one's place."""
         if not self.path.is_file():
             return
-        with open(self.path, "rb") as old:
-            lines = [line for line in old if line.strip()]
-        if lines and not lines[-1].endswith(b"\n") and _owner(lines[-1]) is None:
-            lines.pop()  # an entry cut short by a run that died writing it: not another file's
-        owners = [_owner(line) for line in lines]
-        if None in owners:
-            # an existing file that is not a reject file (a CSV, notes, a typo of --rejects):
-            # it was emptied and deleted, whether or not the run rejected anything
-            raise NotARejectFile(
-                f"{self.path} exists and is not a reject file (line "
-                f"{owners.index(None) + 1} is not a reject entry); name another with --rejects"
-            )
-        kept = [
-            line
-            for line, owner in zip(lines, owners)
-            if str(Path(owner or "").resolve()) not in ours
-        ]
-        if not kept:
-            self.path.unlink()
-            return
-        fresh = self.path.with_name(self.path.name + ".tmp")
-        with open(fresh, "wb") as out:
-            out.writelines(line if line.endswith(b"\n") else line + b"\n" for line in kept)
-        os.replace(fresh, self.path)
+        try:
+            fd, fresh_name = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
+        except OSError as e:
+            raise RejectsUnwritable(self.path, e) from None
+        fresh = Path(fresh_name)
+        entries = kept = 0
+        try:
+            with open(self.path, "rb") as old, open(fd, "wb") as out:
+                for number, line in enumerate(old, start=1):
+                    if not line.strip():
+                        continue
+                    owner = _owner(line)
+                    if owner is None:
+                        if not line.endswith(b"\n") and line.startswith(_ENTRY_START):
+                            continue  # an entry cut short by a run that died writing it
+                        # a file that is not a reject file (a CSV, notes, a typo of --rejects)
+                        # was emptied and deleted, whether or not the run rejected anything
+                        raise NotARejectFile(
+                            f"{self.path} exists and is not a reject file (line {number} is "
+                            "not a reject entry); name another with --rejects"
+                        )
+                    entries += 1
+                    if _resolved_text(owner) not in ours:
+                        out.write(line if line.endswith(b"\n") else line + b"\n")
+                        kept += 1
+            if kept:
+                os.replace(fresh, self.path)
+            elif entries:  # every entry was this run's own inputs'
+                self.path.unlink()
+            # else: an empty file, kept for this run's entries, if any
+        except OSError as e:
+            raise RejectsUnwritable(self.path, e) from None
+        finally:
+            fresh.unlink(missing_ok=True)
 
     def add(
         self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool = False
@@ -121,7 +157,8 @@ class RejectFile:
         self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool
     ) -> None:
         if self._out is None:
-            self._out = open(self.path, "ab")
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+            self._out = open(os.open(self.path, flags, 0o600), "ab")
         if isinstance(raw, bytes):
             exact = raw if whole else raw.removesuffix(b"\n").removesuffix(b"\r")
             try:
@@ -133,7 +170,7 @@ class RejectFile:
                 )
         else:
             text, undecodable = (raw if whole else raw.removesuffix("\n").removesuffix("\r")), None
-        entry = {"file": str(source), "line": line, "reason": reason, "raw": text}
+        entry = {"file": file_text(source), "line": line, "reason": reason, "raw": text}
         if undecodable is not None:
             entry["raw_base64"] = undecodable
         self._out.write(orjson.dumps(entry) + b"\n")
