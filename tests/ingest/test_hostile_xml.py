@@ -143,6 +143,8 @@ def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, use_s
     rejects = {Path(r["file"]).name: r for r in rejects_of(tmp_path / "drop.rejects.jsonl")}
     assert set(rejects) == {"big.xml", "huge.xml"}
     assert all("2000-byte limit" in r["reason"] for r in rejects.values())
+    # each as it came, whole: the over-size one copied from its file, not held
+    assert rejects["big.xml"]["raw"] == big and rejects["huge.xml"]["raw"] == huge
     assert payloads(engine) == [small]
 
     capture = tmp_path / "capture.jsonl"

@@ -162,8 +162,8 @@ def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, mo
     expected = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     with open(path, "rb") as stream:
         alone = list(workers.chunks_of(stream, 7))
-    assert [x for chunk, _ in alone for x in chunk] == expected
-    assert {damage for _, damage in alone} == {None}
+    assert [x for chunk, _, _ in alone for x in chunk] == expected
+    assert {damage for _, damage, _ in alone} == {None}
     assert len(alone) > len(lines) // 7  # some chunks were cut short by their size
     shared = []
     for index in (0, 1):

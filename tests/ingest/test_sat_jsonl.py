@@ -3,11 +3,13 @@ line."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 UTC = timezone.utc
@@ -506,3 +508,43 @@ def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
         assert sorted(
             conn.execute(text("SELECT command_variant FROM sat_record")).scalars(), key=str
         ) == [4, None]
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_line_longer_than_any_records_is_rejected_unread_and_copied_whole(
+    cli, engine, tmp_path, monkeypatch, use_settings, compressed, workers
+):
+    """A line over the loader's line limit is not held (a 190 MB line of garbage took 1 GB;
+    audit of hostile inputs, session 17): it is passed over, and its reject entry is copied
+    from the input, still byte for byte. The limit is ~97 MiB; set low here, the reading,
+    numbering and copying are the real ones, with and without parsing workers."""
+    from servicetrail.ingest import sources
+
+    monkeypatch.setattr(sources, "max_line_bytes", lambda: 1000)
+    use_settings(SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_WORKER_MIN_BYTES=0)
+    long_text = "é" * 450 + "\\u0001 \"quoted\" " + "x" * 300  # valid UTF-8, JSON to escape
+    long_bytes = b"\xff\xfe" + b"\x80abc" * 300  # not UTF-8
+    lines = [
+        json.dumps(rec(counter=1)).encode(),
+        long_text.encode() + b"\r",  # CRLF: the \r is the line end's, not the record's
+        json.dumps(rec(counter=2)).encode(),
+        long_bytes,
+        json.dumps(rec(counter=3)).encode(),
+        b"{" + b"y" * 1500,  # the last line, with no line end
+    ]
+    body = b"\n".join(lines)
+    path = tmp_path / ("long.jsonl.gz" if compressed else "long.jsonl")
+    path.write_bytes(gzip.compress(body) if compressed else body)
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 3, rejected 3, skipped 0 duplicates\n", result.output
+    rejects = rejects_of(
+        tmp_path / ("long.jsonl.rejects.jsonl" if compressed else "long.rejects.jsonl")
+    )
+    assert [r["line"] for r in rejects] == [2, 4, 6]
+    assert all("over 1000 bytes" in r["reason"] for r in rejects)
+    assert rejects[0]["raw"] == long_text and "raw_base64" not in rejects[0]
+    assert base64.b64decode(rejects[1]["raw_base64"]) == long_bytes
+    assert rejects[1]["raw"] == long_bytes.decode("utf-8", "replace")
+    assert rejects[2]["raw"] == "{" + "y" * 1500
+    assert count(engine, "sat_record") == 3

@@ -155,3 +155,27 @@ def test_a_folder_of_large_duis_documents_is_loaded_in_bounded_memory(tmp_path):
     assert code == 0, err
     assert out.read_text() == "loaded 30, rejected 0, skipped 0 duplicates\n"
     assert peak < 350, f"30 documents of 12 MiB peaked at {peak} MB"
+
+
+def test_a_line_longer_than_any_records_costs_no_memory_of_its_size(tmp_path):
+    """A 110 MB line (no record's line is over ~97 MiB) is rejected unread and copied into
+    its reject entry a piece at a time: a 190 MB line of garbage took 1 GB (audit of hostile
+    inputs, session 17)."""
+    size = 110 << 20
+    path = tmp_path / "long.jsonl"
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(b"z" * (1 << 20))
+        f.write(b"\n")
+    db = f"sqlite:///{tmp_path / 'long.db'}"
+    code, peak, out, err = measured(tmp_path, "ingest", "--db", db, "ingest", str(path))
+    assert code == 1, err
+    assert out.read_text() == "loaded 0, rejected 1, skipped 0 duplicates\n"
+    assert peak < PEAK_RSS_MB, f"a line of {size} bytes peaked at {peak} MB"
+    with open(tmp_path / "long.rejects.jsonl", "rb") as f:
+        head = f.read(300)
+        f.seek(-8, 2)
+        tail = f.read()
+        assert f.tell() > size  # the whole line, not a cut of it
+    assert head.startswith(b'{"file":') and b'"line":1,' in head and b'"raw":"zzz' in head
+    assert tail == b'zzzzz"}\n'

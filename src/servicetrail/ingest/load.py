@@ -46,7 +46,7 @@ from .sources import (
     open_binary,
     regular_file,
 )
-from .workers import Chunk, Lines, Parser, parsed_chunks, produced
+from .workers import Chunk, Lines, Parser, Span, parsed_chunks, produced
 
 CHUNK_LINES = (
     4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
@@ -327,7 +327,12 @@ class _Rejects:
         }
 
     def add(
-        self, source: Path | str, line: int, reason: str, raw: str | bytes, whole: bool = False
+        self,
+        source: Path | str,
+        line: int,
+        reason: str,
+        raw: str | bytes | Span,
+        whole: bool = False,
     ) -> None:
         self.files[self.target_of[str(source)]].add(line, reason, raw, source, whole)
 
@@ -418,7 +423,7 @@ def _xml_files(
             if logged_at is None and record.kind == "request":
                 summary.times_from_mtime += 1
         except InvalidValue as e:
-            rejected.append((1, str(e), _whole(path, document), str(path)))
+            rejected.append((1, str(e), _whole(document), str(path)))
         held += len(document)
         # one statement for many small files
         if len(rows) + len(rejected) >= CHUNK_LINES or held >= most_bytes:
@@ -428,13 +433,13 @@ def _xml_files(
         yield rows, rejected, size
 
 
-def _whole(path: Path, document: bytes) -> bytes:
+def _whole(document: bytes) -> bytes | Span:
     """A rejected document as it came: the parser was handed at most the size limit and a
-    byte, so an over-size one is read again in full for its reject entry."""
+    byte, so an over-size one is copied from its file into the reject entry, not held (a
+    150 MB document took 675 MB; audit, session 17)."""
     if len(document) <= settings.current().max_duis_bytes:
         return document
-    with open_binary(path) as f:
-        return f.read()
+    return ("span", 0, None)
 
 
 def _append_all(

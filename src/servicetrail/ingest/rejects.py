@@ -9,15 +9,19 @@ another's rejects; it never writes over an input.
 from __future__ import annotations
 
 import base64
+import codecs
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 import orjson
 
-from .sources import UnreadableInput
+from .sources import UnreadableInput, open_binary
+from .workers import Span
+
+_PIECE = 1 << 20  # a long raw input is copied a MiB at a time
 
 
 class RejectsOverInput(UnreadableInput):
@@ -142,10 +146,16 @@ class RejectFile:
             fresh.unlink(missing_ok=True)
 
     def add(
-        self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool = False
+        self,
+        line: int,
+        reason: str,
+        raw: str | bytes | Span,
+        source: str | Path,
+        whole: bool = False,
     ) -> None:
         """One reject. `raw` is a line of its input (its line end is the separator, not part
-        of the record) or, with `whole`, a whole document, kept byte for byte."""
+        of the record) or, with `whole`, a whole document, kept byte for byte; or where in
+        the input it lies (a Span, too long to hold), copied from there."""
         try:
             self._write(line, reason, raw, source, whole)
         except OSError as e:
@@ -153,12 +163,19 @@ class RejectFile:
             raise RejectsUnwritable(self.path, e) from None
         self.count += 1
 
-    def _write(
-        self, line: int, reason: str, raw: str | bytes, source: str | Path, whole: bool
-    ) -> None:
+    def _opened(self) -> IO[bytes]:
         if self._out is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
             self._out = open(os.open(self.path, flags, 0o600), "ab")
+        return self._out
+
+    def _write(
+        self, line: int, reason: str, raw: str | bytes | Span, source: str | Path, whole: bool
+    ) -> None:
+        if isinstance(raw, tuple):
+            self._write_span(line, reason, raw, source)
+            return
+        out = self._opened()
         if isinstance(raw, bytes):
             exact = raw if whole else raw.removesuffix(b"\n").removesuffix(b"\r")
             try:
@@ -173,7 +190,51 @@ class RejectFile:
         entry = {"file": file_text(source), "line": line, "reason": reason, "raw": text}
         if undecodable is not None:
             entry["raw_base64"] = undecodable
-        self._out.write(orjson.dumps(entry) + b"\n")
+        out.write(orjson.dumps(entry) + b"\n")
+
+    def _write_span(self, line: int, reason: str, span: Span, source: str | Path) -> None:
+        """The entry `_write` makes, its raw input copied from the input a piece at a time:
+        read once to learn whether it is UTF-8, once for `raw` (the text, undecodable bytes
+        replaced) and, if not UTF-8, once more for `raw_base64`."""
+        _, offset, length = span
+
+        def pieces() -> Iterator[bytes]:
+            with open_binary(Path(source)) as f:
+                f.seek(offset)
+                left = length
+                while left is None or left > 0:
+                    piece = f.read(_PIECE if left is None else min(_PIECE, left))
+                    if not piece:
+                        return
+                    if left is not None:
+                        left -= len(piece)
+                    yield piece
+
+        checking = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for piece in pieces():
+                checking.decode(piece)
+            checking.decode(b"", final=True)
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+        out = self._opened()
+        head = {"file": file_text(source), "line": line, "reason": reason, "raw": ""}
+        out.write(orjson.dumps(head)[:-2])  # up to the opening quote of raw's value
+        text = codecs.getincrementaldecoder("utf-8")("replace")
+        for piece in pieces():
+            out.write(orjson.dumps(text.decode(piece))[1:-1])
+        out.write(orjson.dumps(text.decode(b"", final=True))[1:-1])
+        if not utf8:
+            out.write(b'","raw_base64":"')
+            left_over = b""
+            for piece in pieces():
+                piece = left_over + piece
+                whole_groups = len(piece) - len(piece) % 3  # base64 of 3-byte groups joins up
+                out.write(base64.b64encode(piece[:whole_groups]))
+                left_over = piece[whole_groups:]
+            out.write(base64.b64encode(left_over))
+        out.write(b'"}\n')
 
     def close(self) -> None:
         if self._out is not None:

@@ -11,6 +11,9 @@ from typing import IO, cast
 
 import orjson
 
+from .. import settings
+from ..domain.records import MAX_PAYLOAD_CHARS
+
 
 class Format(StrEnum):
     SAT_JSONL = "SAT JSON Lines"
@@ -93,7 +96,7 @@ def _starts_like_xml(path: Path) -> bool:
 def _form_of_lines(path: Path) -> Format:
     with open_binary(path) as f:
         for line in readable_lines(f):
-            if line.strip():
+            if isinstance(line, bytes) and line.strip():  # a line too long to be a record: the next
                 try:
                     first = orjson.loads(without_bom(line))
                 except orjson.JSONDecodeError:
@@ -107,11 +110,55 @@ def _form_of_lines(path: Path) -> Format:
     return Format.SAT_JSONL
 
 
-def readable_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The stream's lines up to any damage to its compression (the loader reports the damage
-    itself, as a reject at its line)."""
+def max_line_bytes() -> int:
+    """The longest line a record can take: a payload at the limit with every byte \\u-escaped
+    (six bytes), and 1 MiB for the rest. A longer line is no record: it is rejected unread
+    (workers.Span), where held whole it took five times its size (a 190 MB line of garbage
+    took 1 GB; audit, session 17)."""
+    return 6 * max(MAX_PAYLOAD_CHARS, settings.current().max_duis_bytes) + (1 << 20)
+
+
+_PIECE = 1 << 20  # a line is read this much at a time: most are one piece
+
+
+def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, int]]:
+    """The stream's lines; in place of one over `limit` bytes, (its length without its line
+    end, the bytes read), the line read past a piece at a time, never held whole."""
+    while line := stream.readline(_PIECE):
+        if len(line) > limit or (len(line) == _PIECE and not line.endswith(b"\n")):
+            yield _gathered(stream, line, limit)
+        else:
+            yield line
+
+
+def _gathered(stream: IO[bytes], start: bytes, limit: int) -> bytes | tuple[int, int]:
+    """The whole of a line that begins `start`, read a piece at a time: the line, or once it
+    passes `limit`, (its length without its line end, the bytes read), the rest read past
+    unheld. (One read of `limit` bytes held twice that while it ran.)"""
+    pieces, read, tail = [start], len(start), start[-2:]
+    held = read <= limit
+    piece = start
+    while not piece.endswith(b"\n"):
+        piece = stream.readline(_PIECE)
+        if not piece:
+            break
+        read += len(piece)
+        tail = (tail + piece)[-2:]
+        if held and read > limit:
+            held, pieces = False, []  # no record: the rest is only counted
+        elif held:
+            pieces.append(piece)
+    if held:
+        return b"".join(pieces)
+    end = 2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0
+    return read - end, read
+
+
+def readable_lines(stream: IO[bytes]) -> Iterator[bytes | tuple[int, int]]:
+    """The stream's lines (`bounded_lines`) up to any damage to its compression (the loader
+    reports the damage itself, as a reject at its line)."""
     try:
-        yield from stream
+        yield from bounded_lines(stream, max_line_bytes())
     except DAMAGED:
         return
 
@@ -159,6 +206,7 @@ def regular_file(path: Path) -> Path:
 
 
 def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The stream's records' lines and their numbers (not the blank, nor the too long)."""
     for number, line in enumerate(readable_lines(stream), start=1):
-        if line.strip():
+        if isinstance(line, bytes) and line.strip():
             yield number, line

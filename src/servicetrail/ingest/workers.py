@@ -26,6 +26,7 @@ from itertools import count
 from pathlib import Path
 from typing import IO, Any
 
+from . import sources
 from .sources import DAMAGED, damage_reason, open_binary, without_bom
 
 Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
@@ -42,22 +43,37 @@ _F_SETPIPE_SZ = 1031  # Linux: a deeper pipe lets a worker run further ahead of 
 _PR_SET_PDEATHSIG = 1
 
 
+# A stretch of the input a reject's raw input is copied from, not held: ("span", offset in the
+# decompressed input, length, or None to the end). A tuple: it crosses the workers' pipe.
+Span = tuple[str, int, int | None]
+LongLine = tuple[int, int, int, int]  # (line number, offset, length without its end, bytes read)
+
+
 def chunks_of(
     stream: IO[bytes], size: int, index: int = 0, step: int = 1
-) -> Iterator[tuple[Lines, Damage]]:
+) -> Iterator[tuple[Lines, Damage, list[LongLine]]]:
     """Chunk k: the next `size` physical lines, or fewer when they reach CHUNK_BYTES (huge
     payloads must not make a chunk huge); this yields chunks index, index+step, index+2*step...
     Every worker reads the whole file, so each finds the same chunk boundaries, and the same
-    damage to a compressed file: the chunk it falls in carries it, and is the last."""
-    first = 1
+    damage to a compressed file: the chunk it falls in carries it, and is the last. A line
+    over `sources.max_line_bytes` is not held: the chunk names where it lies instead."""
+    first, offset = 1, 0
+    lines = sources.bounded_lines(stream, sources.max_line_bytes())
     for k in count():
         block: list[bytes] = []
+        long_lines: list[LongLine] = []
         held = 0
         damage: Damage = None
         try:
-            for line in stream:
-                block.append(line)
-                held += len(line)
+            for line in lines:
+                if isinstance(line, tuple):
+                    long_lines.append((first + len(block), offset, *line))
+                    offset += line[1]
+                    block.append(b"")  # numbered, and left out as a blank line is
+                else:
+                    offset += len(line)
+                    block.append(line)
+                    held += len(line)
                 if len(block) >= size or held >= CHUNK_BYTES:
                     break
         except DAMAGED as e:
@@ -75,16 +91,26 @@ def chunks_of(
                     if line and (line[0] not in _SPACE or line.strip())
                 ],
                 damage,
+                long_lines,
             )
         if damage is not None:
             return
         first += len(block)
 
 
-def _parsed(parse: Parser, lines: Lines, damage: Damage) -> Chunk:
+def _parsed(parse: Parser, lines: Lines, damage: Damage, long_lines: list[LongLine]) -> Chunk:
     """The chunk parsed; damage to the file where it ends becomes a reject at its line, with
-    nothing of the unreadable rest as its raw input."""
+    nothing of the unreadable rest as its raw input, and each long line a reject whose raw
+    input is copied from the file."""
     rows, rejected, size = parse(lines)
+    if long_lines:
+        limit = sources.max_line_bytes()
+        for number, offset, length, read in long_lines:
+            reason = f"a line of over {limit} bytes, longer than any record's (not read)"
+            span: Span = ("span", offset, length)
+            rejected.append((number, reason, span))
+            size += read
+        rejected.sort(key=lambda reject: reject[0])
     if damage is not None:
         rejected.append((damage[0], damage[1], b""))
     return rows, rejected, size
@@ -95,8 +121,8 @@ def parsed_chunks(path: Path, parse: Parser, workers: int, chunk_lines: int) -> 
     process."""
     if workers <= 0:
         with open_binary(path) as stream:
-            for lines, damage in chunks_of(stream, chunk_lines):
-                yield _parsed(parse, lines, damage)
+            for lines, damage, long_lines in chunks_of(stream, chunk_lines):
+                yield _parsed(parse, lines, damage, long_lines)
         return
     children: list[tuple[int, IO[bytes]]] = []
     try:
@@ -172,8 +198,8 @@ def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, work
         out = os.fdopen(fd, "wb", closefd=False)
         try:
             with open_binary(path) as stream:
-                for lines, damage in chunks_of(stream, chunk_lines, index, workers):
-                    _send(out, ("chunk", _parsed(parse, lines, damage)))
+                for lines, damage, long_lines in chunks_of(stream, chunk_lines, index, workers):
+                    _send(out, ("chunk", _parsed(parse, lines, damage, long_lines)))
             _send(out, ("end", None))
             code = 0
         except BrokenPipeError:
