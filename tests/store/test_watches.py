@@ -184,6 +184,25 @@ def test_a_registry_correction_hides_events_already_made(world: World) -> None:
     assert [e["event_id"] for e in page] == [1] and next_after == 1
 
 
+def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagged(
+    world: World,
+) -> None:
+    """SPEC section 6: "a later registry correction that grants visibility creates no event".
+    Matching runs apart from ingest: a correction loaded before the matcher reached a record
+    judged it by the new registry, and made an event (SPEC audit, session 17). The registry
+    change now matches what is stored first; a record stored after it is matched by it."""
+    wires = add_watch(world, WIRESCO)  # GSME_1 has no network operator: WIRESCO sees nothing
+    append(world, lk_request(1, device=GSME_1))
+    with world.engine.begin() as conn:
+        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    match_all(world)
+    assert events(world, WIRESCO, wires["id"]) == ([], None)
+    append(world, lk_request(2, device=GSME_1))
+    match_all(world)
+    page, _ = events(world, WIRESCO, wires["id"])
+    assert [e["record"]["request_id"] for e in page] == [rid(LK_OU, GSME_1, 102)]
+
+
 def test_matching_twice_makes_no_second_event_and_pages_follow_event_ids(world: World) -> None:
     made = add_watch(world, SOUTHENERGY)
     append(world, *[lk_request(n) for n in range(10, 25)])

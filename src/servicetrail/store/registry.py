@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.model import Device, Responsibility, User
 from .engine import foreign_keys_planned_once
+from .watches import match_before_registry_change
 from .visibility_index import (
     Touched,
     devices_with_records,
@@ -178,6 +179,7 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Deci
     latest word is its name); a User ID held by another Party or Role is a conflict."""
     raw = _Raw(conn)
     lock_registry(conn)
+    match_before_registry_change(conn)  # what is stored is matched as the registry stood
     held = {
         user_id: (party_id, role)
         for user_id, party_id, role in raw.rows_for(
@@ -259,6 +261,7 @@ def load_interval_rows(
         superseded = later_rows_repeat(rows)
     raw = _Raw(conn)
     lock_registry(conn)
+    match_before_registry_change(conn)  # what is stored is matched as the registry stood
     parties = {
         p for (p,) in raw.rows_for("SELECT party_id FROM party", "party_id", {r[1] for r in rows})
     }

@@ -3,7 +3,8 @@ reading events back through the rule.
 
 Matching runs apart from ingest (`match_new_records`, called by the server's and
 `servicetrail deliver`'s background loop): it reads the trail after a durable cursor of
-record ids, so a loader pays nothing for it and a crash of either side loses nothing. Each
+record ids, so a loader pays nothing for it and a crash of either side loses nothing. A
+registry change first matches what is stored (`match_before_registry_change`). Each
 step is one transaction: the events, the watches' event counters, the webhook outbox and
 the cursor move together.
 """
@@ -285,13 +286,13 @@ def _watch_index(conn: Connection) -> _Cached:
     return cached
 
 
-def _lock_cursor(conn: Connection) -> Any | None:
-    """The cursor, locked for this transaction; None when another matcher holds it (or no
-    watch was ever made)."""
+def _lock_cursor(conn: Connection, wait: bool = False) -> Any | None:
+    """The cursor, locked for this transaction; None when another matcher holds it (unless
+    `wait`: then once it is done), or no watch was ever made."""
     c = watch_cursor.c
     query = select(c.record_id, c.seen_id, c.gap_since).where(c.name == CURSOR)
     if conn.dialect.name == "postgresql":
-        return conn.execute(query.with_for_update(skip_locked=True)).first()
+        return conn.execute(query.with_for_update(skip_locked=not wait)).first()
     driver: Any = conn.connection.driver_connection
     if not driver.in_transaction:
         driver.execute("BEGIN IMMEDIATE")  # the write lock: one matcher (and no loader) at a time
@@ -317,14 +318,15 @@ def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bo
 
 
 def match_new_records(
-    conn: Connection, batch: int | None = None, now: datetime | None = None
+    conn: Connection, batch: int | None = None, now: datetime | None = None, wait: bool = False
 ) -> int:
     """One step of the matcher, in the caller's transaction (commit it): the records after the
     cursor (at most `batch`) become events of the watches they match. Returns how many
-    records it read; 0 when there was nothing new (or another matcher is at work)."""
+    records it read; 0 when there was nothing new (or another matcher is at work, unless
+    `wait`: then this one waits for it)."""
     now = now or _now()
     batch = settings.current().match_batch if batch is None else batch
-    cursor = _lock_cursor(conn)
+    cursor = _lock_cursor(conn, wait)
     if cursor is None:
         return 0
     done, seen, gap_since = cursor
@@ -470,6 +472,17 @@ def _drop_known(conn: Connection, found: dict[int, list[Any]], after: int, seen:
         found[watch_id] = [r for r in records if (watch_id, r[0]) not in known]
 
 
+def match_before_registry_change(conn: Connection) -> None:
+    """SPEC section 6: a record is matched as the registry stood when it was stored ("a later
+    registry correction that grants visibility creates no event"). Matching runs apart from
+    ingest, so a correction loaded before the matcher reached a record judged it by the new
+    registry, and made an event. A registry change therefore first matches every record
+    stored, in its own transaction once it holds the registry's lock: on PostgreSQL ingest
+    batches share that lock, and SQLite has one writer, so none is stored in between."""
+    while match_new_records(conn, wait=True):
+        pass
+
+
 def catch_up(engine: Engine, steps: int = 1000) -> int:
     """Match steps, each its own transaction, until nothing is new (or `steps` were taken);
     returns how many records were read."""
@@ -528,6 +541,7 @@ __all__ = [
     "get_watch",
     "list_watches",
     "mark_read",
+    "match_before_registry_change",
     "match_new_records",
     "read_position",
     "recent_events",
