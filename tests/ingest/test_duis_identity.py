@@ -119,6 +119,12 @@ def test_a_touched_bare_request_is_not_added_again_and_the_summary_says_whence_i
     )
     given = cli("ingest", "--logged-at", "2026-01-01T00:00:00Z", path)
     assert given.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"
+    # its identity is its Request ID, command variant and content (SPEC section 4), not its
+    # file's name: a copy under another name was stored again (SPEC audit, session 17)
+    copy = tmp_path / "copy of it.xml"
+    copy.write_bytes(path.read_bytes())
+    renamed = cli("ingest", "--logged-at", "2026-02-01T00:00:00Z", copy)
+    assert renamed.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"
     assert count(engine) == 1
 
 

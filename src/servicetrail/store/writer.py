@@ -184,9 +184,9 @@ def response_key(response_id: str) -> str:
 
 def bare_file_key(digest: bytes, file_name: int | str) -> str:
     """The identity key of a request read from a bare XML file, which has no time of its
-    own: its content and its file's name. So the same file ingested again (touched, moved, a
-    copy of its folder) is a duplicate, while two files that hold the same bytes (the DCC's
-    templates have 12 such pairs) are two documents, each a record."""
+    own. Its identity is its Request ID, command variant and content (SPEC section 4), which
+    `_is_bare_copy` compares; the key, of its content and its file's name, only keeps the
+    unique index apart from timed records."""
     name = os.path.basename(str(file_name)).encode("utf-8", "surrogateescape")
     return BARE_FILE + hashlib.sha256(digest + b"\x00" + name).hexdigest()[:16]
 
@@ -281,11 +281,13 @@ def _conflict(stored_id: int) -> str:
 
 def _is_bare_copy(keys: list[str], mine: str) -> bool:
     """Whether a request with this identity key is one already held under `keys` (the same
-    Request ID and content): a bare file's request has no time of its own, so the same file
-    at another time is the same message, and so is the same request read from a capture
-    (either way round); two files of the same bytes are two documents (keys differ by name)."""
+    Request ID and content): a bare file's request has no time of its own, so its identity is
+    its Request ID, command variant and content (SPEC section 4). The same file at another
+    time, or under another name, is the same message, and so is the same request read from a
+    capture (either way round). (Two files of the same bytes were two records, one a file
+    name: a copy of a file under a new name was stored again; SPEC audit, session 17.)"""
     if mine.startswith(BARE_FILE):
-        return any(key in (mine, "") for key in keys)
+        return bool(keys)
     return mine == "" and any(key.startswith(BARE_FILE) for key in keys)
 
 
