@@ -2,23 +2,15 @@
 
     python scripts/gen_catalogue.py ../shared/reference/srv_catalogue.csv
 
-DUIS itself writes some titles with a hyphen and some with an en dash (8.14.1/8.14.2 against
-8.14.3/8.14.4). A title is data the analyst types and exports, so every dash-like character
-becomes the ASCII hyphen-minus here, once, and the product only ever carries one style.
+Titles are kept as DUIS gives them (the catalogue's "title"), dashes included: DUIS writes
+8.14.1/8.14.2 with a hyphen and 8.14.3/8.14.4 with an en dash, and an item's `srv_title` is
+the catalogue's. (They were made ASCII hyphens once; a title compared with the catalogue
+then differed; SPEC audit, session 17.) A search by title words folds dash styles and
+spacing away (domain.catalogue), so `update-fault` still finds either.
 """
 import csv
-import re
 import sys
 from pathlib import Path
-
-# hyphen, non-breaking hyphen, figure dash, en dash, em dash, horizontal bar, minus sign,
-# small and full-width hyphen-minus
-DASHES = re.compile("[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d]")
-
-
-def one_dash_style(title: str) -> str:
-    return " ".join(DASHES.sub("-", title).split())
-
 
 out = Path(__file__).resolve().parents[1] / "src/servicetrail/domain/srv_data.py"
 rows = list(csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8")))
@@ -30,7 +22,7 @@ lines = [
 ]
 for r in rows:
     lines.append(
-        f"    ({r['srv']!r}, {one_dash_style(r['title'])!r}, {r['eligible_roles']!r}, "
+        f"    ({r['srv']!r}, {' '.join(r['title'].split())!r}, {r['eligible_roles']!r}, "
         f"{r['critical'] == 'Yes'}, {r['non_device'] == 'Yes'}, {r['target_device_types']!r}),"
     )
 lines.append(")")

@@ -240,8 +240,8 @@ SRV_ROWS: tuple[tuple[str, str, str, bool, bool, str], ...] = (
     ('8.13', 'Return Local Command Response', 'IS;GS', False, True, ''),
     ('8.14.1', 'Communications Hub Status Update - Install Success', 'IS;GS', False, True, 'CHF'),
     ('8.14.2', 'Communications Hub Status Update - Install No SM WAN', 'IS;GS', False, True, 'CHF'),
-    ('8.14.3', 'Communications Hub Status Update - Fault Return', 'IS;GS', False, True, 'CHF'),
-    ('8.14.4', 'Communications Hub Status Update - No Fault Return', 'IS;GS', False, True, 'CHF'),
+    ('8.14.3', 'Communications Hub Status Update – Fault Return', 'IS;GS', False, True, 'CHF'),
+    ('8.14.4', 'Communications Hub Status Update – No Fault Return', 'IS;GS', False, True, 'CHF'),
     ('9.1', 'Request Customer Identification Number', 'OU', False, False, 'ESME;GSME'),
     ('11.1', 'Update Firmware', 'IS;GS', False, True, 'ESME;GSME;CHF'),
     (
