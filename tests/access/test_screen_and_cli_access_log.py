@@ -170,6 +170,13 @@ def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
         ("search", P.WIRESCO),
     ]
     assert {e["actor"] for e in lines} == {"cli"} and {e["interface"] for e in lines} == {"cli"}
+    # the filters as asked: the options typed, not the defaults (SPEC audit, session 17)
+    assert [e["filters"] for e in lines] == [
+        {"from": "2024-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"},
+        {"record_id": one},
+        {"limit": 3},
+        {"device": P.ESME_1},
+    ]
     items = [json.loads(line) for line in shown.stdout.splitlines()]
     assert lines[2]["records_returned"] == len(items) == 3
     assert lines[2]["mp141_records_returned"] == sum(i["access"] == "mp141" for i in items)

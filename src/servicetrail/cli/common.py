@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
+from click.core import ParameterSource
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -205,6 +206,19 @@ def report_summary(summary: Summary) -> None:
         click.echo(f"rejected records, with their line and reason: {path}", err=True)
     if summary.rejected:
         raise Failure(f"{summary.rejected} record(s) rejected", 1)
+
+
+def as_asked(names: dict[str, str]) -> dict[str, Any]:
+    """The options the command line gave, for an access-log entry's filters (SPEC section 8:
+    "as asked"): `names` maps each entry key to the command's parameter. A default that was
+    not typed was not asked (entries said `"scope": "all"` for a plain `records`)."""
+    context = click.get_current_context()
+    return {
+        key: context.params[param]
+        for key, param in names.items()
+        if context.params.get(param) is not None
+        and context.get_parameter_source(param) is not ParameterSource.DEFAULT
+    }
 
 
 # the option that carries each field of a search

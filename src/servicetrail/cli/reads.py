@@ -19,6 +19,7 @@ from .common import (
     TIME,
     WINDOW,
     Failure,
+    as_asked,
     search_or_fail,
     HeldOutput,
     cli_reader,
@@ -59,7 +60,11 @@ def report_own(
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
     search_or_fail(time_from=time_from, time_to=time_to)
-    filters = {"from": format_time(time_from), "to": format_time(time_to), "format": fmt}
+    filters = {
+        "from": format_time(time_from),
+        "to": format_time(time_to),
+        **as_asked({"format": "fmt"}),
+    }
     held = HeldOutput()
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
@@ -118,16 +123,18 @@ def records_cmd(
         time_to=time_to,
         scope=scope,
     )
-    filters = {
-        "device": device_id,
-        "request_id": request_id,
-        "from": time_from,
-        "to": time_to,
-        "srv": srv,
-        "kind": kind,
-        "scope": scope,
-        "limit": limit,
-    }
+    filters = as_asked(
+        {
+            "device": "device_id",
+            "request_id": "request_id",
+            "from": "time_from",
+            "to": "time_to",
+            "srv": "srv",
+            "kind": "kind",
+            "scope": "scope",
+            "limit": "limit",
+        }
+    )
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
         logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
@@ -160,7 +167,7 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     User's request shows its title only. A record the Party may not see is "no such record",
     exactly like a missing one (exit 1).
     """
-    filters = {"record_id": record_id, "window": window}
+    filters = {"record_id": record_id, **as_asked({"window": "window"})}
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
         with logged_read(conn, viewer, cli_reader(party_id), "triggers", filters) as read:
