@@ -446,3 +446,30 @@ def test_a_party_name_that_would_read_as_another_is_rejected(cli, engine, tmp_pa
     reasons = [r["reason"] for r in rejects_of(tmp_path / "users.rejects.jsonl")]
     assert len(reasons) == 3 and all("direction, zero-width" in r for r in reasons)
     assert rows(engine, "SELECT party_id, name FROM party") == [("CAFE", "Caf\u00e9 Energy")]
+
+
+def test_a_new_party_name_is_a_correction_and_a_file_without_names_keeps_them(
+    cli, engine, tmp_path
+):
+    """A known User ID giving its Party a new name renamed the Party but was counted a
+    duplicate; a users file without the party_name column renamed every known Party to its
+    ID (audit of hostile inputs, session 17)."""
+    first = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North Energy plc,IS\n")
+    assert cli("load", "users", first).exit_code == 0
+    renamed = write(tmp_path / "renamed.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North Power,IS\n")
+    result = cli("load", "users", renamed)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert "1 of those corrected an existing entry" in result.stderr
+    assert rows(engine, "SELECT name FROM party") == [("North Power",)]
+    assert cli("load", "users", renamed).stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"
+    nameless = write(
+        tmp_path / "nameless.csv",
+        f"user_id,party_id,role\n{NORTH_IS},NORTH,IS\n{SOUTH_IS},SOUTH,IS\n",
+    )
+    result = cli("load", "users", nameless)
+    assert result.stdout == "loaded 1, rejected 0, skipped 1 duplicates\n"
+    assert rows(engine, "SELECT party_id, name FROM party ORDER BY party_id") == [
+        ("NORTH", "North Power"),
+        ("SOUTH", "SOUTH"),
+    ]

@@ -291,9 +291,13 @@ def test_a_renamed_party_takes_the_latest_name(engine: Engine) -> None:
         load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme plc")
         assert (
             load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme Energy")
-            is Outcome.DUPLICATE
+            is Outcome.CORRECTED
         )
         assert conn.execute(select(party.c.name)).scalar_one() == "Acme Energy"
+        assert (
+            load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "ACME", "IS"), "Acme Energy")
+            is Outcome.DUPLICATE
+        )
 
 
 def test_devices(engine: Engine) -> None:

@@ -55,15 +55,17 @@ def _ascii(row: Mapping[str, str], name: str) -> str:
     return value
 
 
-def parse_user(row: Mapping[str, str]) -> tuple[User, str]:
+def parse_user(row: Mapping[str, str]) -> tuple[User, str | None]:
     user = User(
         eui64(_field(row, "user_id")),
         party_id(_field(row, "party_id")),
         role_code(_field(row, "role")),
     )
-    # a file without the column names each Party by its ID; one with it must give the name
-    name = _field(row, "party_name") if "party_name" in row else user.party_id
-    name = unicodedata.normalize("NFC", name)  # one spelling of what reads the same
+    # a file without the column leaves each known Party's name as it is, and names a new
+    # one by its ID (store.registry.load_users); one with the column must give the name
+    if "party_name" not in row:
+        return user, None
+    name = unicodedata.normalize("NFC", _field(row, "party_name"))  # one spelling of a look
     if len(name) > 200 or hidden_characters(name, allowed=_SPACING):
         # a quoted name may break its line (issue 12); other control characters (a NUL, ESC,
         # BEL) are no part of a name, and ESC would reach a terminal; a direction override

@@ -174,9 +174,10 @@ def load_devices(conn: Connection, devices: Sequence[Device]) -> list[Decided]:
 # --- User IDs -----------------------------------------------------------------------------
 
 
-def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Decided]:
+def load_users(conn: Connection, users: Sequence[tuple[User, str | None]]) -> list[Decided]:
     """Register User IDs for their Parties, creating a Party or renaming it (the registry's
-    latest word is its name); a User ID held by another Party or Role is a conflict."""
+    latest word is its name; None: no word, a new Party is named by its ID); a User ID held
+    by another Party or Role is a conflict."""
     raw = _Raw(conn)
     lock_registry(conn)
     match_before_registry_change(conn)  # what is stored is matched as the registry stood
@@ -192,7 +193,7 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Deci
     stored_names = dict(names)
     decided: list[Decided] = []
     new: list[tuple[Any, ...]] = []
-    for user, name in users:
+    for user, given in users:
         found = held.get(user.user_id)
         if found is not None and found != (user.party_id, user.role):
             decided.append(
@@ -201,9 +202,14 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str]]) -> list[Deci
                 )
             )
             continue
+        # (a file without names renamed every known Party to its ID)
+        name = names.get(user.party_id, user.party_id) if given is None else given
+        renames = names.get(user.party_id, name) != name
         names[user.party_id] = name
         if found is not None:
-            decided.append(Outcome.DUPLICATE)
+            # a known User ID that gives its Party a new name corrects the Party (a rename
+            # was counted a duplicate, as if nothing had changed; audit, session 17)
+            decided.append(Outcome.CORRECTED if renames else Outcome.DUPLICATE)
             continue
         held[user.user_id] = (user.party_id, user.role)
         new.append((user.user_id, user.party_id, user.role))
