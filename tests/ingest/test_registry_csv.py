@@ -473,3 +473,16 @@ def test_a_new_party_name_is_a_correction_and_a_file_without_names_keeps_them(
         ("NORTH", "North Power"),
         ("SOUTH", "SOUTH"),
     ]
+
+
+def test_a_header_quoted_after_a_byte_order_mark_is_read(cli, engine, tmp_path):
+    """PowerShell's Export-Csv writes a byte order mark, quotes every field and ends lines
+    with CRLF: the header was refused as missing user_id (audit, session 17)."""
+    path = tmp_path / "users.csv"
+    path.write_bytes(
+        b'\xef\xbb\xbf"user_id","party_id","party_name","role"\r\n'
+        + f'"{NORTH_IS}","NORTH","North Energy plc","IS"\r\n'.encode()
+    )
+    result = cli("load", "users", path)
+    assert result.exit_code == 0, result.output
+    assert rows(engine, "SELECT party_id, name FROM party") == [("NORTH", "North Energy plc")]

@@ -273,6 +273,11 @@ def read_header(
 ) -> tuple[list[str], Iterator[CsvRecord]]:
     """The header's column names (lower case) and the records after it; BadHeader, with one
     clear reason, for a first line that is not a UTF-8 header naming the required columns."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None and peek(3)[:3] == b"\xef\xbb\xbf":
+        # a byte order mark, as Excel and PowerShell write it, taken off before the csv module
+        # reads: before a quoted name (`"user_id"`) it made the quotes part of the name
+        stream.read(3)
     lines = _Lines(stream)
     # strict: a quote out of place (`"a "b" c"`) is refused, not read as some other text
     reader = csv.reader(lines, strict=True)
