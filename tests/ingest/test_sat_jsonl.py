@@ -548,3 +548,17 @@ def test_a_line_longer_than_any_records_is_rejected_unread_and_copied_whole(
     assert rejects[1]["raw"] == long_bytes.decode("utf-8", "replace")
     assert rejects[2]["raw"] == "{" + "y" * 1500
     assert count(engine, "sat_record") == 3
+
+
+@pytest.mark.parametrize("field", ["user_id", "device_id", "srv", "kind", "logged_at"])
+def test_a_reason_quotes_a_long_value_cut_short(cli, engine, tmp_path, field):
+    """A reason is one line: a 1 MB field made a 1 MB reason (audit, session 17)."""
+    # a time: spaces around it are taken off before it is judged, so its text is short
+    long_value = (
+        " " * (1 << 20) + "2025-13-01T00:00:00Z" if field == "logged_at" else "A" * (1 << 20)
+    )
+    path = write_lines(tmp_path / "long.jsonl", [json.dumps({**rec(counter=1), field: long_value})])
+    assert cli("ingest", path).exit_code == 1
+    [reject] = rejects_of(tmp_path / "long.rejects.jsonl")
+    assert len(reject["reason"]) < 200, reject["reason"][:300]
+    assert reject["raw"] == json.dumps({**rec(counter=1), field: long_value})

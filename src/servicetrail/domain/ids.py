@@ -34,7 +34,7 @@ def eui64(value: str) -> str:
     """Normalise an EUI-64 (any case accepted) to its upper-case form."""
     text = value.strip() if isinstance(value, str) else ""
     if not _EUI64.match(text):
-        raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {value!r}")
+        raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {shown(value)}")
     return text.upper()
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .catalogue import srv_title
-from .ids import InvalidValue, RequestId, eui64, is_response_code
+from .ids import InvalidValue, RequestId, eui64, is_response_code, shown
 from .model import ALERT_KINDS, KINDS, SatRecord
 from .times import format_time, parse_time
 from .visibility import Access
@@ -85,7 +85,7 @@ def record_values(
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
     kind = kind.strip()
     if kind not in KINDS:
-        raise InvalidValue(f"kind must be one of {', '.join(KINDS)}: {kind!r}")
+        raise InvalidValue(f"kind must be one of {', '.join(KINDS)}: {shown(kind)}")
     try:
         logged_at = parse_time(when)
     except InvalidValue as e:
@@ -103,16 +103,16 @@ def record_values(
     srv = srv.strip()
     # strip() of the allowed characters leaves nothing exactly when every character is allowed
     if srv and (len(srv) > 12 or srv.strip(_SRV_CHARS)):
-        raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {srv!r}")
+        raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {shown(srv)}")
     if not srv and kind == "request":
         raise InvalidValue("a request must name its srv")
     if not device_id and kind == "device_alert":
         raise InvalidValue("a device_alert must name the device_id that raised it")
     code = code.strip()
     if code and kind == "request":
-        raise InvalidValue(f"response_code must be empty for a request: {code!r}"[:120])
+        raise InvalidValue(f"response_code must be empty for a request: {shown(code)}")
     if code and not is_response_code(code):
-        raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {code!r}")
+        raise InvalidValue(f"response_code must be a DUIS code such as I0 or E4: {shown(code)}")
     if len(payload) > MAX_PAYLOAD_CHARS:
         raise InvalidValue(f"payload longer than {MAX_PAYLOAD_CHARS} characters")
     if "\x00" in payload:  # PostgreSQL text cannot hold it, and no DUIS message contains one
@@ -135,7 +135,7 @@ def command_variant(value: Any, kind: str) -> int | None:
     if value is None:
         return None
     if type(value) is not int:  # bool is an int subclass, and "4" is not a number
-        raise InvalidValue(f"command_variant must be an integer 1-8 or null: {value!r}"[:120])
+        raise InvalidValue(f"command_variant must be an integer 1-8 or null: {shown(value)}")
     if kind != "request":
         raise InvalidValue(f"command_variant is a request's; a {kind} has none")
     if not 1 <= value <= 8:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .ids import InvalidValue
+from .ids import InvalidValue, shown
 
 UTC = timezone.utc
 _DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
@@ -26,19 +26,19 @@ def parse_time(value: str) -> datetime:
     if not text:
         raise InvalidValue("empty time")
     if not (text.isascii() and text.isprintable()):
-        raise InvalidValue(f"not an ISO-8601 time (printable ASCII only): {value!r}")
+        raise InvalidValue(f"not an ISO-8601 time (printable ASCII only): {shown(value)}")
     if _DATE_ONLY.match(text):
         text += "T00:00:00+00:00"
     try:
         parsed = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
     except ValueError:
-        raise InvalidValue(f"not an ISO-8601 time: {value!r}") from None
+        raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
     if parsed.tzinfo is None:
-        raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {value!r}")
+        raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {shown(value)}")
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
-        raise InvalidValue(f"time out of range: {value!r}") from None
+        raise InvalidValue(f"time out of range: {shown(value)}") from None
 
 
 def fixed_time(value: datetime) -> str:

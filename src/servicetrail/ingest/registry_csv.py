@@ -11,7 +11,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import IO
 
-from ..domain.ids import EUI64_SHAPE, InvalidValue, eui64, hidden_characters, party_id, role_code
+from ..domain.ids import (
+    EUI64_SHAPE,
+    InvalidValue,
+    eui64,
+    hidden_characters,
+    party_id,
+    role_code,
+    shown,
+)
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
 
@@ -51,7 +59,7 @@ def _ascii(row: Mapping[str, str], name: str) -> str:
     """A code field, refused unless ASCII before it is compared case-blind: 'ſ'.upper() is 'S'."""
     value = _field(row, name)
     if not value.isascii():
-        raise InvalidValue(f"{name} must be ASCII: {value!r}")
+        raise InvalidValue(f"{name} must be ASCII: {shown(value)}")
     return value
 
 
@@ -84,17 +92,19 @@ def parse_device(row: Mapping[str, str]) -> Device:
     raw_type = _ascii(row, "device_type")
     device_type = _DEVICE_TYPES.get(raw_type.upper())
     if device_type is None:
-        raise InvalidValue(f"device_type must be one of {', '.join(DEVICE_TYPES)}: {raw_type!r}")
+        raise InvalidValue(
+            f"device_type must be one of {', '.join(DEVICE_TYPES)}: {shown(raw_type)}"
+        )
     smets = _ascii(row, "smets").upper().removeprefix("SMETS")
     if smets not in ("1", "2"):
-        raise InvalidValue(f"smets must be 1 or 2: {row.get('smets')!r}")
+        raise InvalidValue(f"smets must be 1 or 2: {shown(row.get('smets'))}")
     return Device(eui64(_field(row, "device_id")), device_type, int(smets))
 
 
 def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
     relation = _ascii(row, "relation").lower()
     if relation not in _RELATIONS:
-        raise InvalidValue(f"relation must be supplier or network_operator: {relation!r}")
+        raise InvalidValue(f"relation must be supplier or network_operator: {shown(relation)}")
     valid_from = _time(_field(row, "valid_from"))
     raw_to = _field(row, "valid_to", required=False)
     valid_to = _time(raw_to) if raw_to else None
