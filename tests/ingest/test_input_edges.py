@@ -368,3 +368,42 @@ def test_a_file_named_twice_in_one_run_is_read_once(cli, engine, tmp_path, monke
     result = cli("ingest", "day.jsonl", path, tmp_path)
     assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
     assert len(rejects_of(tmp_path / "day.rejects.jsonl")) == 1
+
+
+def test_a_pipe_or_dangling_link_in_a_folder_is_named_as_skipped(cli, tmp_path):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "live.jsonl")
+    (folder / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    write(folder / "bad.jsonl", '{"not": "a record"}\n')
+    result = cli("ingest", folder)
+    assert result.exit_code == 1, result.output
+    assert "2 file(s) in the folder(s) skipped" in result.stderr
+    assert "live.jsonl" in result.stderr and "gone.jsonl" in result.stderr
+
+
+def test_a_file_name_with_a_terminal_escape_is_shown_escaped(cli, tmp_path):
+    """A name is printed back (skipped files, reject files, errors): ESC and BEL reached the
+    terminal raw, where they can retitle it or rewrite what it shows (audit, session 17)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x\x1b]0;pwned\x07.txt").write_text("neither form\n")
+    write(folder / "bad\x1b[2J.jsonl", '{"not": "a record"}\n')
+    result = cli("ingest", folder)
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "x\\x1b]0;pwned\\x07.txt" in result.stderr
+    missing = cli("ingest", tmp_path / "no\x1bsuch.jsonl")
+    assert missing.exit_code == 2 and "\x1b" not in missing.output
+
+
+def test_load_names_a_gzip_file_as_one_and_an_unreadable_file_by_its_name(cli, tmp_path):
+    zipped = tmp_path / "users.csv.gz"
+    zipped.write_bytes(gzip.compress((USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n").encode()))
+    result = cli("load", "users", zipped)
+    assert result.exit_code == 2 and "gzip-compressed" in result.stderr
+    (tmp_path / "mem.csv").symlink_to("/proc/self/mem")
+    unreadable = cli("load", "users", tmp_path / "mem.csv")
+    assert unreadable.exit_code == 2
+    assert "mem.csv: cannot be read (Input/output error)" in unreadable.stderr

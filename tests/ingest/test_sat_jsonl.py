@@ -402,7 +402,10 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     first = cli("ingest", folder)
     assert first.stdout == "loaded 3, rejected 1, skipped 0 duplicates\n"
     # what holds neither form is not loaded, and the run says so (nothing dropped in silence)
-    said = "1 file(s) in the folder(s) skipped, holding neither DUIS XML nor JSON Lines"
+    said = (
+        "1 file(s) in the folder(s) skipped, holding neither DUIS XML nor JSON Lines, "
+        "or not regular files"
+    )
     assert f"{said}: {folder / 'README.txt'}" in first.stderr
     # a folder's rejects go beside it, each naming its file
     rejected = rejects_of(tmp_path / "drop.rejects.jsonl")

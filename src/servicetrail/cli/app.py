@@ -15,7 +15,7 @@ from ..signing import SigningKeyError
 from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
-from .common import Failure, db_option
+from .common import Failure, db_option, printable
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
 # exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.
@@ -44,7 +44,7 @@ class Servicetrail(click.Group):
             if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
-            raise Failure(_said(known), code) from None
+            raise Failure(printable(_said(known)), code) from None
 
 
 def _said(error: Exception) -> str:

@@ -184,6 +184,20 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
         raise
 
 
+def printable(text: str) -> str:
+    """`text` for a terminal: what is not printable (control characters such as ESC, which a
+    file's name may hold, direction and zero-width marks, bytes of a name that were not
+    UTF-8) written as its escape, line breaks aside."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c.isprintable() or c == "\n"
+        else c.encode("unicode_escape", "backslashreplace").decode()
+        for c in text
+    )
+
+
 def report_summary(summary: Summary) -> None:
     click.echo(summary.line())
     if summary.corrected:
@@ -195,15 +209,18 @@ def report_summary(summary: Summary) -> None:
             err=True,
         )
     if summary.skipped_files:  # not loaded, not rejected: said, never dropped in silence
-        names = ", ".join(str(p) for p in summary.skipped_files[:5])
+        names = ", ".join(printable(str(p)) for p in summary.skipped_files[:5])
         more = len(summary.skipped_files) - 5
         click.echo(
             f"({len(summary.skipped_files)} file(s) in the folder(s) skipped, holding neither "
-            f"DUIS XML nor JSON Lines: {names}{f' and {more} more' if more > 0 else ''})",
+            "DUIS XML nor JSON Lines, or not regular files: "
+            f"{names}{f' and {more} more' if more > 0 else ''})",
             err=True,
         )
     for path in summary.reject_files:
-        click.echo(f"rejected records, with their line and reason: {path}", err=True)
+        click.echo(
+            f"rejected records, with their line and reason: {printable(str(path))}", err=True
+        )
     if summary.rejected:
         raise Failure(f"{summary.rejected} record(s) rejected", 1)
 

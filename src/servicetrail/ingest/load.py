@@ -38,6 +38,7 @@ from . import duis, registry_csv, satjsonl
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import (
     DAMAGED,
+    CannotRead,
     Format,
     damage_reason,
     detect,
@@ -112,9 +113,12 @@ def load_registry(
                     batch_done()
                     if progress:
                         progress(read)
-    except BaseException:
+    except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             rejects.close()
+        if isinstance(e, OSError) and e.filename is None and not isinstance(e, BrokenPipeError):
+            # an error reading the file (EIO) names no file of its own
+            raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
         raise
     return _finish(summary, rejects)
 

@@ -284,6 +284,8 @@ def read_header(
     """The header's column names (lower case) and the records after it; BadHeader, with one
     clear reason, for a first line that is not a UTF-8 header naming the required columns."""
     peek = getattr(stream, "peek", None)
+    if peek is not None and peek(2)[:2] == b"\x1f\x8b":
+        raise BadHeader(f"{name}: is gzip-compressed; load reads plain CSV (gunzip it first)")
     if peek is not None and peek(3)[:3] == b"\xef\xbb\xbf":
         # a byte order mark, as Excel and PowerShell write it, taken off before the csv module
         # reads: before a quoted name (`"user_id"`) it made the quotes part of the name

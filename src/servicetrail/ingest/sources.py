@@ -174,12 +174,17 @@ def without_bom(first_line: bytes) -> bytes:
 
 def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Path]:
     """Files named, and the input files inside folders named, skipping our own reject files,
-    hidden files, and files that hold neither form (those go to `skipped`, so the run can say
-    so); an input file that cannot be read stops the run, named."""
+    hidden files, and files that hold neither form or are not regular files (those go to
+    `skipped`, so the run can say so); an input file that cannot be read stops the run,
+    named."""
     for path in paths:
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(p for p in path.rglob("*") if not p.is_dir()):
                 if ".rejects." in child.name or child.name.startswith("."):
+                    continue
+                if not child.is_file():  # a pipe, a device, a link to nothing: named, not read
+                    if skipped is not None:
+                        skipped.append(child)
                     continue
                 try:
                     detect(child)
