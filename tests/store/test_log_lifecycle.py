@@ -88,6 +88,10 @@ def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
         stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
     with pytest.raises(Conflict, match="removed by retention"):
         load_personas(pg_engine)
+    # and the refused records made no partitions again, which the next retention dropped
+    # again and reported (audit of hostile inputs, session 17)
+    with pg_engine.begin() as conn:
+        assert drop_older_than(conn, keep_months=1, dry_run=True) == []
     assert seal_store(pg_engine) == []
     with pg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0

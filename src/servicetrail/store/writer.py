@@ -312,8 +312,10 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     retired: set[str] = set()
     if postgres:
         days = [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}]
-        ensure_months(conn.engine, days)  # before the batch reads the trail (see there)
         retired = _retired_months(driver, {_month_of(at) for at in days})
+        # before the batch reads the trail (see there); not a retired month's: its records
+        # are refused, and its partitions made again were dropped again by every retention
+        ensure_months(conn.engine, [at for at in days if _month_of(at) not in retired])
         # The logs' lock, which the batch's leaves take at its commit anyway, taken now: the
         # batches of concurrent loaders then read what is stored one after another, each
         # seeing the last one's commit, as SQLite's write lock makes them. A duplicate found
