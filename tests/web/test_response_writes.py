@@ -47,6 +47,9 @@ class Wire:
     def close(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:
+        return self.closed
+
     def get_extra_info(self, name: str) -> str:
         return f"info {name}"
 
@@ -108,3 +111,34 @@ def test_a_head_answer_and_a_streams_head_are_sent_at_once(sqlite_url, tmp_path)
             stream_head = sock.recv(65536)
         assert stream_head.startswith(b"HTTP/1.1 200 ")
         assert b"text/event-stream" in stream_head
+
+
+def test_a_client_gone_with_answers_still_pipelined_leaves_no_traceback(sqlite_url, tmp_path):
+    """Ten requests in one send, and the client leaves after the first answer begins: the
+    answers behind it were written to the closed connection, and each put a traceback in
+    the log (one client wrote 1.3 MB of them a second; audit of stalled clients, session 17)."""
+    import time
+
+    from tests.web.live_server import live_server_process
+
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "s_south", P.SOUTHENERGY, "correct horse battery")
+        token = create_token(conn, "s_south")
+    engine.dispose()
+    ask = get("/api/v1/records?limit=1000", f"Authorization: Bearer {token}".encode())
+    with live_server_process(sqlite_url, tmp_path) as (_, base, log):
+        for _ in range(3):
+            with socket.create_connection(address(base), timeout=10) as sock:
+                sock.sendall(ask * 10)
+                assert sock.recv(100).startswith(b"HTTP/1.1 ")  # a 200, or a 429 of its bounds
+        time.sleep(2)  # the answers behind it are written meanwhile
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                base + "/api/v1/records?limit=1", headers={"Authorization": f"Bearer {token}"}
+            )
+        ) as answer:
+            assert answer.status == 200
+        said = log.read_text()
+    assert "Traceback" not in said and "unhandled error" not in said, said[-3000:]

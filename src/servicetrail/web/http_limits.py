@@ -84,6 +84,10 @@ class HeadWithBody:
         self._first = True
 
     def write(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            # the client has gone (answers pipelined behind the one it left during): uvloop
+            # raises on a closed transport, and each answer put a traceback in the log
+            return
         if self._first:
             self._first = False
             if b"\r\ncontent-length: " in data:
@@ -96,9 +100,9 @@ class HeadWithBody:
         self._head = None
 
     def close(self) -> None:  # an answer that failed after its head: the head goes, as before
-        if self._head is not None:
+        if self._head is not None and not self._transport.is_closing():
             self._transport.write(self._head)
-            self._head = None
+        self._head = None
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
