@@ -179,6 +179,12 @@ def test_past_its_request_bound_every_read_of_a_party_is_answered_429(app, api, 
         f"/api/v1/records/{record}/triggers",
         f"/api/v1/records/{record}/proof",
         BROAD,
+        # reads that took no slot: a Party's 200 connections of them held every thread
+        # (audit of stalled clients, session 17)
+        "/api/v1/access-log?limit=1000",
+        "/api/v1/logs",
+        "/api/v1/logs/consistency?origin=x&from=1&to=2",
+        "/api/v1/watches",
     ):
         answer = client.get(path, headers=tokens[P.NORTHPOWER])
         assert answer.status_code == 429 and answer.headers["retry-after"] == "1", path

@@ -14,6 +14,7 @@ from ..domain.search import DEFAULT_PAGE
 from ..store.access_log import EntryFilter, entries_page
 from .api import ERRORS, AccountDep
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
+from .fairness import limits_of, share_of
 from .state import reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["access log"])
@@ -50,7 +51,11 @@ def access_log(
         time_from=period.time_from,
         time_to=period.time_to,
     )
-    with reader_of(request) as conn:
+    # a read slot, as every read takes: a Party's 200 connections of these held every thread
+    with (
+        limits_of(request).search(share_of(own_party, holder.username)),
+        reader_of(request) as conn,
+    ):
         entries, next_cursor = entries_page(conn, wanted, limit, after)
     body = {
         "items": [entry_json(e) for e in entries],

@@ -43,7 +43,7 @@ from .params import (
     record_id_or_404,
 )
 from .schemas import Error, Item, Page, Triggers, Why
-from .state import engine_of, reader_of
+from .state import engine_of, party_key, reader_of, seen_credentials
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = f"^{EUI64_TEXT}$"
@@ -125,6 +125,8 @@ def api_account(request: Request) -> TokenHolder:
             raise _unauthorized("invalid or revoked token")
         if cache is not None:
             cache.put(digest, holder)
+        party_id = holder.viewer.party_id if holder.viewer is not None else None
+        seen_credentials(request).remember(token, party_key(party_id, holder.username))
     request.state.actor = holder.username
     refuse_unknown_parameters(request)
     return holder

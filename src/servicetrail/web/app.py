@@ -27,6 +27,8 @@ from . import (
     watches_page,
 )
 from .fairness import PartyLimits
+from .gate import Gate
+from .state import SeenCredentials
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
 from .hot_path import HotPath
@@ -107,6 +109,8 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     watches_page.install(app)
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
+    app.state.seen_credentials = SeenCredentials()
+    app.add_middleware(Gate)  # outside the hot path: a turn is taken before a thread is
     app.add_middleware(NoNulInQuery)
     app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)

@@ -58,6 +58,8 @@ MESSAGES = {
     "({n}): let one finish, or retry in {s} s",
     "stream": "your Party already has as many event streams open on this server as it may ({n}): "
     "close one, or retry in {s} s",
+    "in_flight": "as many of your requests are already in flight on this server as may be ({n}): "
+    "retry in {s} s",
 }
 
 
@@ -150,6 +152,12 @@ class PartyLimits:
                 if not self._held[kind, slots._party_id]:
                     del self._held[kind, slots._party_id]
             self._heavy_now -= "heavy" in slots._kinds
+
+
+def share_of(party_id: str | None, username: str) -> str:
+    """Whose slots an account's reads take: its Party's, or for an auditor (of no Party) its
+    own (no Party ID has a colon)."""
+    return party_id if party_id is not None else f"auditor:{username}"
 
 
 def limits_of(request: Request) -> PartyLimits:

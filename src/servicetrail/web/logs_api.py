@@ -19,10 +19,11 @@ from ..store.log_proofs import (
     consistency_document,
     logs_document,
 )
+from ..store.accounts import TokenHolder
 from ..store.logged_reads import logged_read
 from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
-from .fairness import limits_of
+from .fairness import limits_of, share_of
 from .params import asked, record_id_or_404
 from .state import engine_of, reader_of
 
@@ -77,8 +78,12 @@ def logs(request: Request, account: AccountDep) -> JSONResponse:
     """Every log's newest checkpoint, the current verifier key and every earlier one. No SAT
     record is in it, so an auditor may read it too (to check the access log's entries)."""
     key = _current_key(request)
-    with reader_of(request) as conn:
+    with limits_of(request).search(_share(account)), reader_of(request) as conn:
         return JSONResponse(logs_document(conn, key))
+
+
+def _share(account: TokenHolder) -> str:
+    return share_of(account.viewer.party_id if account.viewer else None, account.username)
 
 
 def _size(parameter: str, text: str | None) -> int:
@@ -107,7 +112,7 @@ def consistency(
     if not origin:
         raise ParameterError("origin", "is required")
     wanted = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
-    with reader_of(request) as conn:
+    with limits_of(request).search(_share(account)), reader_of(request) as conn:
         try:
             return JSONResponse(consistency_document(conn, wanted, auditor=account.viewer is None))
         except NoConsistency as e:

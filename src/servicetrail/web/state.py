@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from contextlib import AbstractContextManager
 
 from fastapi import Request
 from sqlalchemy.engine import Connection, Engine
 
+from ..security import token_digest
 from ..store.engine import reading
 
 
@@ -18,3 +21,35 @@ def reader_of(request: Request) -> AbstractContextManager[Connection]:
     """A connection of the store for the request's reads (store.engine.reading: it ends by
     COMMIT, so the pool's connections keep their prepared statements)."""
     return reading(engine_of(request))
+
+
+class SeenCredentials:
+    """credential digest -> the key of its share (a Party's, or an auditor's), as the last
+    look-up in the store found it; bounded, the least recently seen dropped first. Not an
+    authority on anything but whose turn a request takes: a revoked token is still refused by
+    its route (api.api_account)."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()  # filled from the routes' threads, read in the loop
+
+    def remember(self, credential: str, key: str) -> None:
+        digest = token_digest(credential)
+        with self._lock:
+            self._keys[digest] = key
+            self._keys.move_to_end(digest)
+            while len(self._keys) > self.MAX_ENTRIES:
+                self._keys.popitem(last=False)
+
+    def key_of(self, credential: str) -> str | None:
+        return self._keys.get(token_digest(credential))
+
+
+def party_key(party_id: str | None, username: str) -> str:
+    return f"party:{party_id}" if party_id is not None else f"auditor:{username}"
+
+
+def seen_credentials(request: Request) -> SeenCredentials:
+    return request.app.state.seen_credentials

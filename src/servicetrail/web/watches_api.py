@@ -126,7 +126,7 @@ async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
 @router.get("/watches", response_model=None, responses={200: {"model": WatchList}})
 def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
     """Your Party's watches (never a secret)."""
-    with reader_of(request) as conn:
+    with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
         return JSONResponse({"items": list_watches(conn, viewer.party_id)})
 
 

@@ -1,0 +1,137 @@
+"""Every request takes its turn in the event loop, before it waits for a thread.
+
+The routes run on a shared pool of threads, and the bounds of web.fairness are taken inside
+them: a Party's request waited for a thread before its bound was checked. One Party's 1,000
+connections queued 1,000 requests ahead of everyone's, each answered 429 only once its turn
+came (others waited 0.5 s), and the reads that take no bound (the access log, the logs, the
+watch list, some pages) let one Party hold every thread (others waited 5 s; audit of
+stalled clients, session 17). Here, in the loop, a request counts against its sender's
+share of requests in flight, and past it is answered 429, never queued (after the second its
+Retry-After names, holding nothing but the connection).
+
+Whose share: a Party's, for a credential (a token, a session) this process has seen resolve
+to it (its bounds of web.fairness together: that many may run and stream at once); else the
+client's address (a /64 for IPv6), with a small share for credentials not yet seen (each is
+looked up in the store: a flood of made-up tokens took threads), and a larger one for what
+carries none (the sign-in page, the style sheet). This decides only whose turn it is: who
+may see what is still decided by the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections import Counter
+from http.cookies import CookieError, SimpleCookie
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import settings
+from .fairness import Busy
+from .rendering import too_busy
+from .signin import SESSION_COOKIE
+from .state import SeenCredentials
+
+# in flight per client address: for requests without a credential, and for those whose
+# credential this process has not yet seen (a look-up in the store each)
+ANONYMOUS_PER_CLIENT = 8
+UNSEEN_PER_CLIENT = 4
+# in all, whoever sends them: a flood from many addresses leaves the pool to the Parties
+UNSEEN_IN_ALL = 16
+RETRY_AFTER = 1
+
+
+class Gate:
+    """Pure ASGI, outside the hot path and the routes (see the module's note)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        chosen = settings.current()
+        self.party_share = chosen.party_requests + chosen.party_downloads + chosen.party_streams
+        self._in_flight: Counter[str] = Counter()
+        self._unseen = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key, share, unseen = self._share_of(scope)
+        if self._in_flight[key] >= share or (unseen and self._unseen >= UNSEEN_IN_ALL):
+            # answered when the client may ask again: a client that asks again at once on
+            # each of its connections kept the loop answering 3,400 refusals a second, and
+            # the other Parties' requests waited 0.4 s behind them; now each connection asks
+            # at most once a second (nothing is held meanwhile but the connection)
+            await asyncio.sleep(RETRY_AFTER)
+            await _refused(scope, share)(scope, receive, send)
+            return
+        self._in_flight[key] += 1  # the loop is one thread: no lock needed
+        self._unseen += unseen
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._unseen -= unseen
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+
+    def _share_of(self, scope: Scope) -> tuple[str, int, bool]:
+        """(the share's key, how many it may have in flight, whether its credential is unseen)."""
+        seen: SeenCredentials = scope["app"].state.seen_credentials
+        credential = _credential(scope)
+        if credential is not None:
+            key = seen.key_of(credential)
+            if key is not None:
+                return key, self.party_share, False
+            return f"unseen:{_client(scope)}", UNSEEN_PER_CLIENT, True
+        return f"anonymous:{_client(scope)}", ANONYMOUS_PER_CLIENT, False
+
+    def in_flight(self) -> dict[str, int]:
+        """For the tests and the operator."""
+        return dict(self._in_flight)
+
+
+def _credential(scope: Scope) -> str | None:
+    """The request's bearer token, else its session cookie, else None."""
+    authorization = cookie_header = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"cookie":
+            cookie_header = value.decode("latin-1")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if SESSION_COOKIE in cookie_header:
+        try:
+            morsel = SimpleCookie(cookie_header).get(SESSION_COOKIE)
+        except CookieError:
+            return None
+        return morsel.value if morsel is not None and morsel.value else None
+    return None
+
+
+def _client(scope: Scope) -> str:
+    """The client's address; an IPv6 client's /64, which one host is usually given whole."""
+    host = (scope.get("client") or ("unknown", 0))[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _refused(scope: Scope, share: int) -> Response:
+    busy = Busy("in_flight", share, RETRY_AFTER)
+    if scope["path"].startswith("/api/"):
+        return JSONResponse(
+            status_code=429,
+            content={"error": "too_many_requests", "message": str(busy)},
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+    return too_busy(Request(scope), None, busy)

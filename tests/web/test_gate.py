@@ -1,0 +1,168 @@
+"""web.gate: a request's turn is taken in the event loop, before it waits for a thread; past
+its sender's share it is answered 429 at once. Driven through the real Gate with a route
+that holds every request until told to finish, so what is in flight can be counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from servicetrail import settings
+from servicetrail.web.gate import ANONYMOUS_PER_CLIENT, UNSEEN_IN_ALL, UNSEEN_PER_CLIENT, Gate
+from servicetrail.web.signin import SESSION_COOKIE
+from servicetrail.web.state import SeenCredentials, party_key
+
+
+class HeldRoute:
+    """A route that answers 200 once `release` is set: its requests stay in flight."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.entered += 1
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def scope_for(app, path="/api/v1/access-log", token=None, cookie=None, client="10.0.0.1"):
+    headers = []
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    if cookie is not None:
+        headers.append((b"cookie", f"other=1; {SESSION_COOKIE}={cookie}".encode()))
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": headers,
+        "client": (client, 50000),
+        "app": app,
+    }
+
+
+async def ask(gate: Gate, scope) -> tuple[int, bytes]:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await gate(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+@pytest.fixture
+def world():
+    settings.reload()
+    seen = SeenCredentials()
+    seen.remember("token-of-a", party_key("PARTY_A", "a.analyst"))
+    seen.remember("token-of-b", party_key("PARTY_B", "b.analyst"))
+    seen.remember("session-of-a", party_key("PARTY_A", ""))
+    app = SimpleNamespace(state=SimpleNamespace(seen_credentials=seen))
+    route = HeldRoute()
+    return app, route, Gate(route)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_partys_requests_past_its_share_are_refused_at_once_and_others_go_on(world):
+    app, route, gate = world
+    share = gate.party_share
+    config = settings.current()
+    assert share == config.party_requests + config.party_downloads + config.party_streams
+
+    async def flood():
+        held = [
+            asyncio.create_task(ask(gate, scope_for(app, token="token-of-a"))) for _ in range(share)
+        ]
+        # and the same Party through its session on the screen shares the same turn
+        await asyncio.sleep(0)
+        refused = await asyncio.gather(
+            *(ask(gate, scope_for(app, path="/", cookie="session-of-a")) for _ in range(3)),
+            *(ask(gate, scope_for(app, token="token-of-a")) for _ in range(5)),
+        )
+        assert route.entered == share  # refused without reaching the route
+        other = asyncio.create_task(ask(gate, scope_for(app, token="token-of-b")))
+        await asyncio.sleep(0)
+        assert route.entered == share + 1  # another Party's request is not held back
+        route.release.set()
+        return refused, await asyncio.gather(*held, other)
+
+    refused, served = run(flood())
+    assert [status for status, _ in served] == [200] * (share + 1)
+    assert [status for status, _ in refused] == [429] * 8
+    api_refusal = json.loads(refused[-1][1])
+    assert api_refusal["error"] == "too_many_requests" and "retry in 1 s" in api_refusal["message"]
+    assert b"Too much at once" in refused[0][1]  # the screen's page, not JSON
+    assert gate.in_flight() == {}  # every turn given back
+
+
+def test_unseen_credentials_have_a_small_share_per_client_and_in_all(world):
+    """Each unseen token is looked up in the store on a thread: a flood of made-up tokens
+    took the threads (audit of stalled clients, session 17)."""
+    app, route, gate = world
+
+    async def flood():
+        one_client = [
+            asyncio.create_task(ask(gate, scope_for(app, token=f"made-up-{n}")))
+            for n in range(UNSEEN_PER_CLIENT)
+        ]
+        await asyncio.sleep(0)
+        refused = await ask(gate, scope_for(app, token="made-up-x"))
+        many_clients = [
+            asyncio.create_task(
+                ask(gate, scope_for(app, token=f"made-up-{n}", client=f"10.0.{n}.9"))
+            )
+            for n in range(UNSEEN_IN_ALL - UNSEEN_PER_CLIENT)
+        ]
+        await asyncio.sleep(0)
+        past_all = await ask(gate, scope_for(app, token="made-up-y", client="10.9.9.9"))
+        known = asyncio.create_task(ask(gate, scope_for(app, token="token-of-b")))
+        await asyncio.sleep(0)
+        route.release.set()
+        return refused, past_all, await asyncio.gather(*one_client, *many_clients, known)
+
+    refused, past_all, served = run(flood())
+    assert refused[0] == 429 and past_all[0] == 429
+    assert [status for status, _ in served] == [200] * (UNSEEN_IN_ALL + 1)
+
+
+def test_requests_without_a_credential_have_a_share_per_client(world):
+    app, route, gate = world
+
+    async def flood():
+        held = [
+            asyncio.create_task(ask(gate, scope_for(app, path="/login")))
+            for _ in range(ANONYMOUS_PER_CLIENT)
+        ]
+        await asyncio.sleep(0)
+        refused = await ask(gate, scope_for(app, path="/login"))
+        # an IPv6 client's /64 is one client; another /64 is another
+        v6 = [
+            asyncio.create_task(ask(gate, scope_for(app, path="/login", client=f"2001:db8::{n}")))
+            for n in range(ANONYMOUS_PER_CLIENT)
+        ]
+        await asyncio.sleep(0)
+        same_64 = await ask(gate, scope_for(app, path="/login", client="2001:db8::ffff"))
+        other_64 = asyncio.create_task(
+            ask(gate, scope_for(app, path="/login", client="2001:db8:0:1::1"))
+        )
+        await asyncio.sleep(0)
+        route.release.set()
+        return refused, same_64, await asyncio.gather(*held, *v6, other_64)
+
+    refused, same_64, served = run(flood())
+    assert refused[0] == 429 and same_64[0] == 429
+    assert [status for status, _ in served] == [200] * (2 * ANONYMOUS_PER_CLIENT + 1)
