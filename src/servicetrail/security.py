@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,13 +17,19 @@ MAX_PASSWORD_LENGTH = (
 )
 TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
+# Each hash takes argon2's 64 MiB while it runs: 40 sign-ins at once (one Party's analyst
+# signing in again and again) took 2.5 GB of the server, and each ran slower for the rest
+# (audit of stalled clients, session 17). As many run at once as there are cores; the rest
+# wait their turn, which costs them no more time than sharing the cores did.
+_HASHING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 @functools.cache
 def _dummy_hash() -> str:
     """Verifying against this keeps an unknown username as slow as a wrong password; made on
     first use, since hashing at import cost every command of the CLI 0.2 s."""
-    return _hasher.hash("servicetrail-timing-equaliser")
+    with _HASHING:
+        return _hasher.hash("servicetrail-timing-equaliser")
 
 
 class WeakPassword(ValueError):
@@ -35,12 +43,15 @@ def hash_password(password: str) -> str:
         raise WeakPassword(
             f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)"
         )
-    return _hasher.hash(password)
+    with _HASHING:
+        return _hasher.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    against = stored_hash or _dummy_hash()
     try:
-        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+        with _HASHING:
+            return _hasher.verify(against, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
