@@ -235,9 +235,9 @@ def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> N
                 )
         lk_requests(engine, *range(1, 11))
         deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=16, timeout=3)
-        assert deliverer.per_party == 8  # room for all four spellings' two slots each
-        run(deliverer, lambda: len(stuck.received) > 2, seconds=2.5)
-        assert len(stuck.received) == 2
+        assert deliverer.per_party == 8  # room for all four spellings' slots
+        run(deliverer, lambda: len(stuck.received) > 1, seconds=2.5)
+        assert len(stuck.received) == deliverer.per_party_host == 1  # the Party's half of one
 
 
 def test_a_party_at_its_bound_does_not_hold_up_others_at_a_receiver_they_share(
@@ -273,6 +273,33 @@ def test_a_party_at_its_bound_does_not_hold_up_others_at_a_receiver_they_share(
         assert run(deliverer, others_get_their_second_ten, seconds=20), moments
         # before the hostile Party's attempts time out (3 s) and free its slots
         assert moments["done"] - moments["more"] < 2.5
+
+
+def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, world) -> None:
+    """A webhook provider's host many Parties share: one Party's endpoint there that never
+    answers held every slot of the receiver (its Party's share of the worker is larger), and
+    another Party's deliveries to the same host waited for its timeouts: 2 of 40 sent in 80 s
+    (audit of stalled clients, session 17). A Party now holds at most half of a receiver."""
+    slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
+    with Receiver(answer=slow) as shared:
+        for n in range(3):
+            hook(engine, shared, f"/stuck{n}", party=P.SOUTHENERGY)
+        hook(engine, shared, "/other", party=P.WIRESCO)
+        lk_requests(engine, *range(1, 11))
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=3)
+        assert deliverer.per_party == 8 > deliverer.per_host  # the receiver's bound is the one
+        started, done = time.monotonic(), []
+
+        def others_all_sent() -> bool:
+            if len(shared.events("/other")) >= 10 and not done:
+                done.append(time.monotonic())
+            return bool(done)
+
+        assert run(deliverer, others_all_sent, seconds=15)
+        assert done[0] - started < 2.5  # before the stuck attempts' timeout frees any
+        assert (
+            len(shared.events("/stuck0") + shared.events("/stuck1") + shared.events("/stuck2")) <= 2
+        )
 
 
 def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(

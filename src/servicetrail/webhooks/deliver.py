@@ -2,7 +2,8 @@
 to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetrail deliver`.
 
 Bounded everywhere a receiver could hold it up:
-- at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port);
+- at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port),
+  of which one Party at most half;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
@@ -112,6 +113,10 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
         self.per_party = max(1, self.concurrency // PARTY_SHARE)
+        # and of one receiver's slots, at most half: a receiver many Parties share (a webhook
+        # provider) was held whole by one Party's endpoint there that never answers, and the
+        # others' deliveries to it waited (2 of 40 sent in 80 s; audit, session 17)
+        self.per_party_host = max(1, self.per_host // PARTY_SHARE)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
@@ -122,6 +127,7 @@ class Deliverer:
         self._in_flight: Counter[tuple[str, int]] = Counter()
         self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
         self._party_in_flight: Counter[str] = Counter()
+        self._party_host_in_flight: Counter[tuple[str, tuple[str, int]]] = Counter()
         # counted as they change, not from the queues: _share reads it on the lease's thread
         # while the loop changes the queues
         self._party_queued: Counter[str] = Counter()
@@ -279,12 +285,17 @@ class Deliverer:
                 and self._in_flight[host] < self.per_host
             ):
                 delivery = queued.popleft()
-                if self._party_in_flight[delivery.party_id] >= self.per_party:
+                party_here = (delivery.party_id, host)
+                if (
+                    self._party_in_flight[delivery.party_id] >= self.per_party
+                    or self._party_host_in_flight[party_here] >= self.per_party_host
+                ):
                     waiting.append(delivery)
                     continue
                 self._in_flight[host] += 1
                 self._party_queued[delivery.party_id] -= 1
                 self._party_in_flight[delivery.party_id] += 1
+                self._party_host_in_flight[party_here] += 1
                 task = asyncio.create_task(self._attempt(session, delivery, host))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -371,6 +382,10 @@ class Deliverer:
             if not self._in_flight[host]:
                 del self._in_flight[host]
             self._party_in_flight[delivery.party_id] -= 1
+            party_here = (delivery.party_id, host)
+            self._party_host_in_flight[party_here] -= 1
+            if not self._party_host_in_flight[party_here]:
+                del self._party_host_in_flight[party_here]
             self._held.discard((delivery.watch_id, delivery.event_id))
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
