@@ -194,6 +194,14 @@ class Settings:
         "the largest request body `serve` reads (a sign-in or a watch is a few hundred bytes); "
         "past it, 413 and the connection is closed",
     )
+    max_client_connections: int = setting(
+        "MAX_CLIENT_CONNECTIONS",
+        256,
+        whole(1),
+        "256",
+        "connections one client address (an IPv6 client's /64) may hold open to a `serve` "
+        "process; past it, a new one is closed at once",
+    )
     read_timeout: float = setting(
         "READ_TIMEOUT",
         20.0,

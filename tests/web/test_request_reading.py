@@ -241,3 +241,33 @@ def test_a_request_the_parser_cannot_read_is_a_400_in_json(server, request_head)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"] == "bad_request"
+
+
+def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
+    """A stranger's two processes holding 9,990 half-sent heads each took every file
+    descriptor of the server, and other clients could not connect (audit of stalled clients,
+    session 17). Past SERVICETRAIL_MAX_CLIENT_CONNECTIONS a client's new connection is closed
+    at once; one it gives back is its to use again."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = {"SERVICETRAIL_MAX_CLIENT_CONNECTIONS": "20"}
+    with live_server(url, tmp_path, env=env) as base:
+        server = address(base)
+        held = [socket.create_connection(server) for _ in range(20)]
+        try:
+            for sock in held:
+                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head
+            time.sleep(0.3)
+            with socket.create_connection(server) as past:
+                answer, _ = answer_to(past, wait=5)
+            assert answer == b""  # closed, unanswered
+            held.pop().close()
+            time.sleep(0.3)
+            with socket.create_connection(server) as again:
+                again.sendall(
+                    b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                answer, _ = answer_to(again)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()

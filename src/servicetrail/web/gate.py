@@ -20,7 +20,6 @@ may see what is still decided by the route.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import Counter
 from http.cookies import CookieError, SimpleCookie
 
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import settings
 from .fairness import Busy
+from .http_limits import client_key
 from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import SeenCredentials
@@ -113,17 +113,7 @@ def _credential(scope: Scope) -> str | None:
 
 
 def _client(scope: Scope) -> str:
-    """The client's address; an IPv6 client's /64, which one host is usually given whole."""
-    host = (scope.get("client") or ("unknown", 0))[0]
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return client_key((scope.get("client") or ("unknown", 0))[0])
 
 
 def _refused(scope: Scope, share: int) -> Response:

@@ -23,6 +23,8 @@ It also sends a response's head and body in one write (`HeadWithBody`).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from collections import Counter
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -109,8 +111,35 @@ class HeadWithBody:
         return getattr(self._transport, name)
 
 
+def client_key(host: str) -> str:
+    """A client's address as its limits count it: an IPv6 client's /64, which one host is
+    usually given whole (an IPv4 address mapped into IPv6 is that address)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+# Connections open per client address in this process. A stranger's two processes holding
+# 9,990 half-sent heads each took every file descriptor the server had (20,000), and most
+# other clients' requests then failed to connect (audit of stalled clients, session 17).
+_connections: Counter[str] = Counter()
+
+
 class CappedHeadProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
+        peer = transport.get_extra_info("peername")
+        self._client = client_key(str(peer[0])) if peer else "unknown"
+        if _connections[self._client] >= settings.current().max_client_connections:
+            self._client = ""
+            transport.abort()  # no answer: the client's own connections are what it waits on
+            return
+        _connections[self._client] += 1
         super().connection_made(transport)
         # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
         # Node's and h11's limit
@@ -128,6 +157,8 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._wait(self._head_late)  # a connection that never sends a request is not held either
 
     def data_received(self, data: bytes) -> None:
+        if not self._client:
+            return
         if self._refused:
             # whatever else the client sends on a refused connection is dropped, up to a cap:
             # reading a fast sender's stream for the whole linger cost a core
@@ -149,6 +180,11 @@ class CappedHeadProtocol(HttpToolsProtocol):
                 self._wait(self._head_late)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._client:  # refused in connection_made: nothing of it was set up
+            return
+        _connections[self._client] -= 1
+        if not _connections[self._client]:
+            del _connections[self._client]
         self._stop_waiting()
         super().connection_lost(exc)
 
