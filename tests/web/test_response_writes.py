@@ -142,3 +142,54 @@ def test_a_client_gone_with_answers_still_pipelined_leaves_no_traceback(sqlite_u
             assert answer.status == 200
         said = log.read_text()
     assert "Traceback" not in said and "unhandled error" not in said, said[-3000:]
+
+
+def test_unreadable_bytes_behind_a_request_being_answered_close_it_without_a_traceback(caplog):
+    """The 400 for bytes no parser can read, pipelined behind a request still being answered,
+    ended the stream under that answer, whose writes then failed into tracebacks (review,
+    session 17). The real protocol under uvicorn, in front of a route that takes its time."""
+    import asyncio
+    import gc
+    import logging
+    import threading
+    import time
+
+    import uvicorn
+
+    from servicetrail.web.http_limits import CappedHeadProtocol
+    from tests.web.live_server import free_port
+
+    async def slow_route(scope, receive, send):
+        await asyncio.sleep(0.3)
+        head = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    config = uvicorn.Config(
+        slow_route,
+        host="127.0.0.1",
+        port=port,
+        http=CappedHeadProtocol,
+        lifespan="off",
+        log_config=None,  # uvicorn's loggers then reach the root, which caplog reads
+    )
+    server = uvicorn.Server(config)
+    running = threading.Thread(target=server.run, daemon=True)
+    caplog.set_level(logging.WARNING)
+    running.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01garbage\r\n\r\n")
+            time.sleep(0.8)  # the route's answer comes due meanwhile
+            while sock.recv(65536):  # closed, without an answer cut into another
+                pass
+    finally:
+        server.should_exit = True
+        running.join(10)
+    gc.collect()  # a task's exception nobody retrieved is logged when the task goes
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

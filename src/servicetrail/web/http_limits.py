@@ -294,7 +294,11 @@ class CappedHeadProtocol(HttpToolsProtocol):
         uvicorn answers plain text."""
         self._stop_waiting()
         self._refused = True
-        if not self.transport.is_closing():
+        if self.cycle is not None and not self.cycle.response_complete:
+            # behind a request still being answered, which an answer of ours would cut into
+            # (and whose answer, after our end of the stream, was a traceback): closed without
+            self.transport.close()
+        elif not self.transport.is_closing():
             self.transport.write(_UNREADABLE)
             self._close_lingering()
 
