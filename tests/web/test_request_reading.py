@@ -271,3 +271,25 @@ def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_trusted_proxys_connections_are_not_one_clients_share(tmp_path):
+    """Behind `--trusted-proxies`, every client arrives from the proxy's address: its
+    connections are everyone's, and capping them as one client's refused all (review,
+    session 17)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = {"SERVICETRAIL_MAX_CLIENT_CONNECTIONS": "5"}
+    with live_server(url, tmp_path, "--trusted-proxies", "127.0.0.1", env=env) as base:
+        server = address(base)
+        held = [socket.create_connection(server) for _ in range(10)]
+        try:
+            for sock in held:
+                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head
+            time.sleep(0.3)
+            with socket.create_connection(server) as more:
+                more.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                answer, _ = answer_to(more)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()

@@ -131,11 +131,36 @@ def client_key(host: str) -> str:
 _connections: Counter[str] = Counter()
 
 
+def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
+    """Whether `host` is one of `serve --trusted-proxies` (addresses or networks, or `*`)."""
+    entries = trusted.split(",") if isinstance(trusted, str) else trusted
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in (e.strip() for e in entries):
+        if entry == "*":
+            return True
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 class CappedHeadProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
         peer = transport.get_extra_info("peername")
-        self._client = client_key(str(peer[0])) if peer else "unknown"
-        if _connections[self._client] >= settings.current().max_client_connections:
+        host = str(peer[0]) if peer else "unknown"
+        self._client = client_key(host)
+        proxied = self.config.proxy_headers and _is_trusted_proxy(
+            host, self.config.forwarded_allow_ips
+        )
+        # behind a trusted proxy every client arrives from the proxy's address, and the
+        # proxy's connections are everyone's (web.gate still tells clients apart, by the
+        # address the proxy forwards)
+        if not proxied and _connections[self._client] >= settings.current().max_client_connections:
             self._client = ""
             transport.abort()  # no answer: the client's own connections are what it waits on
             return
