@@ -240,3 +240,21 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
         record = client.get(f"/records/{world.ids['np_req']}")
         assert record.status_code == 429 and "Too much at once" in record.text
         assert record.headers["retry-after"] == "1"
+
+
+def test_a_revoked_token_no_longer_takes_its_partys_turns(app, api, engine):
+    """web.gate counts a seen token against its Party's share; once the store no longer knows
+    it, it is forgotten, so its holder cannot keep the Party's share full (review, session
+    17)."""
+    from servicetrail.store.accounts import revoke_tokens
+    from servicetrail.web.api import ViewerCache
+
+    client, tokens = api
+    app.state.viewers = ViewerCache(seconds=0)  # every request asks the store
+    token = tokens[P.NORTHPOWER]["Authorization"].removeprefix("Bearer ")
+    assert client.get("/api/v1/watches", headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert app.state.seen_credentials.key_of(token) == P.NORTHPOWER
+    with engine.begin() as conn:
+        revoke_tokens(conn, username=P.NORTHPOWER.lower())
+    assert client.get("/api/v1/watches", headers=tokens[P.NORTHPOWER]).status_code == 401
+    assert app.state.seen_credentials.key_of(token) is None

@@ -27,7 +27,7 @@ from ..store.accounts import TokenHolder, holder_for_token
 from ..store.logged_reads import logged_read
 from .downloads import ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
-from .fairness import limits_of
+from .fairness import limits_of, share_of
 from .params import (
     KindFilter,
     asked,
@@ -43,7 +43,7 @@ from .params import (
     record_id_or_404,
 )
 from .schemas import Error, Item, Page, Triggers, Why
-from .state import engine_of, party_key, reader_of, seen_credentials
+from .state import engine_of, reader_of, seen_credentials
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 EUI64_PATTERN = f"^{EUI64_TEXT}$"
@@ -122,11 +122,12 @@ def api_account(request: Request) -> TokenHolder:
         with reader_of(request) as conn:
             holder = holder_for_token(conn, token)  # one query: token -> account, Party, User IDs
         if holder is None:
+            seen_credentials(request).forget(token)
             raise _unauthorized("invalid or revoked token")
         if cache is not None:
             cache.put(digest, holder)
         party_id = holder.viewer.party_id if holder.viewer is not None else None
-        seen_credentials(request).remember(token, party_key(party_id, holder.username))
+        seen_credentials(request).remember(token, share_of(party_id, holder.username))
     request.state.actor = holder.username
     refuse_unknown_parameters(request)
     return holder

@@ -25,7 +25,7 @@ from .signin import (
     sign_in_form_checked,
     signed_in,
 )
-from .state import engine_of
+from .state import engine_of, seen_credentials
 
 MAX_USERNAME = 64
 
@@ -174,8 +174,11 @@ def logout_form(request: Request) -> Response:
 
 @router.post("/logout", dependencies=[Depends(checked_form("sign-out"))])
 def logout(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
     with engine_of(request).begin() as conn:
-        sessions.delete_session(conn, request.cookies.get(SESSION_COOKIE))
+        sessions.delete_session(conn, cookie)
+    if cookie:
+        seen_credentials(request).forget(cookie)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
     drop_cookie(response, request, SESSION_COOKIE)
     return response

@@ -13,8 +13,8 @@ Whose share: a Party's, for a credential (a token, a session) this process has s
 to it (its bounds of web.fairness together: that many may run and stream at once); else the
 client's address (a /64 for IPv6), with a small share for credentials not yet seen (each is
 looked up in the store: a flood of made-up tokens took threads), and a larger one for what
-carries none (the sign-in page, the style sheet). This decides only whose turn it is: who
-may see what is still decided by the route.
+carries none (the sign-in page) and for the style sheet and script. This decides only whose
+turn it is: who may see what is still decided by the route.
 """
 
 from __future__ import annotations
@@ -34,13 +34,15 @@ from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import SeenCredentials
 
-# in flight per client address: for requests without a credential, and for those whose
-# credential this process has not yet seen (a look-up in the store each)
+# in flight per client address: for requests without a credential (and the style sheet and
+# script, which a Party's share would otherwise count beside its analysts' pages), and for
+# those whose credential this process has not yet seen (a look-up in the store each). No cap
+# on those of all addresses together: four addresses could keep it full, and every Party's
+# first request after a restart was refused (review, session 17); each look-up is short.
 ANONYMOUS_PER_CLIENT = 8
 UNSEEN_PER_CLIENT = 4
-# in all, whoever sends them: a flood from many addresses leaves the pool to the Parties
-UNSEEN_IN_ALL = 16
 RETRY_AFTER = 1
+STATIC = "/static/"
 
 
 class Gate:
@@ -51,14 +53,13 @@ class Gate:
         chosen = settings.current()
         self.party_share = chosen.party_requests + chosen.party_downloads + chosen.party_streams
         self._in_flight: Counter[str] = Counter()
-        self._unseen = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        key, share, unseen = self._share_of(scope)
-        if self._in_flight[key] >= share or (unseen and self._unseen >= UNSEEN_IN_ALL):
+        key, share = self._share_of(scope)
+        if self._in_flight[key] >= share:
             # answered when the client may ask again: a client that asks again at once on
             # each of its connections kept the loop answering 3,400 refusals a second, and
             # the other Parties' requests waited 0.4 s behind them; now each connection asks
@@ -67,25 +68,23 @@ class Gate:
             await _refused(scope, share)(scope, receive, send)
             return
         self._in_flight[key] += 1  # the loop is one thread: no lock needed
-        self._unseen += unseen
         try:
             await self.app(scope, receive, send)
         finally:
-            self._unseen -= unseen
             self._in_flight[key] -= 1
             if not self._in_flight[key]:
                 del self._in_flight[key]
 
-    def _share_of(self, scope: Scope) -> tuple[str, int, bool]:
-        """(the share's key, how many it may have in flight, whether its credential is unseen)."""
+    def _share_of(self, scope: Scope) -> tuple[str, int]:
+        """The share's key, and how many it may have in flight."""
         seen: SeenCredentials = scope["app"].state.seen_credentials
-        credential = _credential(scope)
+        credential = None if scope["path"].startswith(STATIC) else _credential(scope)
         if credential is not None:
             key = seen.key_of(credential)
             if key is not None:
-                return key, self.party_share, False
-            return f"unseen:{_client(scope)}", UNSEEN_PER_CLIENT, True
-        return f"anonymous:{_client(scope)}", ANONYMOUS_PER_CLIENT, False
+                return f"party:{key}", self.party_share
+            return f"unseen:{_client(scope)}", UNSEEN_PER_CLIENT
+        return f"anonymous:{_client(scope)}", ANONYMOUS_PER_CLIENT
 
     def in_flight(self) -> dict[str, int]:
         """For the tests and the operator."""

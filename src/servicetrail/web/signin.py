@@ -20,7 +20,8 @@ from ..store.parties import party_name
 from ..store.limits import SearchTooBroad
 from ..store.queries import viewer_for
 from ..store.watches import unread_count
-from .state import engine_of, party_key, reader_of, seen_credentials
+from .fairness import share_of
+from .state import engine_of, reader_of, seen_credentials
 
 SESSION_COOKIE = "st_session"
 LOGIN_COOKIE = (
@@ -68,8 +69,9 @@ def signed_in(request: Request) -> SignedIn | None:
     with engine_of(request).begin() as conn:
         session = sessions.load_session(conn, cookie)
         if session is None or session.party_id is None:
+            seen_credentials(request).forget(cookie)
             return None  # None: an auditor's, and the screen shows SAT records only
-        seen_credentials(request).remember(cookie, party_key(session.party_id, ""))
+        seen_credentials(request).remember(cookie, share_of(session.party_id, ""))
         viewer = viewer_for(conn, session.party_id)
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:

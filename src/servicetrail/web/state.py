@@ -43,12 +43,15 @@ class SeenCredentials:
             while len(self._keys) > self.MAX_ENTRIES:
                 self._keys.popitem(last=False)
 
+    def forget(self, credential: str) -> None:
+        """A credential the store no longer knows (revoked, expired, signed out): its requests
+        took the Party's turns until their routes refused them, and a revoked token's holder
+        could keep the Party's share full (review, session 17)."""
+        with self._lock:
+            self._keys.pop(token_digest(credential), None)
+
     def key_of(self, credential: str) -> str | None:
         return self._keys.get(token_digest(credential))
-
-
-def party_key(party_id: str | None, username: str) -> str:
-    return f"party:{party_id}" if party_id is not None else f"auditor:{username}"
 
 
 def seen_credentials(request: Request) -> SeenCredentials:
