@@ -3,7 +3,7 @@ to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetra
 
 Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port),
-  of which one Party at most half;
+  of which one Party at most half while others' wait for it too;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
@@ -113,9 +113,11 @@ class Deliverer:
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
         self.per_party = max(1, self.concurrency // PARTY_SHARE)
-        # and of one receiver's slots, at most half: a receiver many Parties share (a webhook
-        # provider) was held whole by one Party's endpoint there that never answers, and the
-        # others' deliveries to it waited (2 of 40 sent in 80 s; audit, session 17)
+        # and of one receiver's slots, at most half while another Party's deliveries wait for
+        # it too: a receiver many Parties share (a webhook provider) was held whole by one
+        # Party's endpoint there that never answers, and the others' deliveries to it waited
+        # (2 of 40 sent in 80 s; audit, session 17). A receiver one Party has to itself is
+        # all its own (halved, a Party's own receiver got half the throughput; review)
         self.per_party_host = max(1, self.per_host // PARTY_SHARE)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
@@ -279,6 +281,12 @@ class Deliverer:
             # a Party at its bound waits in place; those queued behind it to the same receiver
             # (a webhook provider many Parties share, say) go on
             waiting: deque[Due] = deque()
+            # a receiver one Party has to itself is all its own; one that others wait for too
+            # is at most half any one's
+            parties_here = {d.party_id for d in queued} | {
+                party for party, at in self._party_host_in_flight if at == host
+            }
+            party_host_cap = self.per_party_host if len(parties_here) > 1 else self.per_host
             while (
                 queued
                 and len(self._tasks) < self.concurrency
@@ -288,7 +296,7 @@ class Deliverer:
                 party_here = (delivery.party_id, host)
                 if (
                     self._party_in_flight[delivery.party_id] >= self.per_party
-                    or self._party_host_in_flight[party_here] >= self.per_party_host
+                    or self._party_host_in_flight[party_here] >= party_host_cap
                 ):
                     waiting.append(delivery)
                     continue
