@@ -477,8 +477,11 @@ def match_before_registry_change(conn: Connection) -> None:
     registry correction that grants visibility creates no event"). Matching runs apart from
     ingest, so a correction loaded before the matcher reached a record judged it by the new
     registry, and made an event. A registry change therefore first matches every record
-    stored, in its own transaction once it holds the registry's lock: on PostgreSQL ingest
-    batches share that lock, and SQLite has one writer, so none is stored in between."""
+    stored, in the change's own transaction once it holds the registry's lock: on PostgreSQL
+    ingest batches share that lock, and SQLite has one writer, so none is stored in between.
+    (Past a gap in the ids still waited for, PostgreSQL's only, records are matched again
+    once the gap is passed, and by then the registry may have changed: see the note of
+    session 17.)"""
     while match_new_records(conn, wait=True):
         pass
 
