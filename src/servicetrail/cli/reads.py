@@ -68,6 +68,7 @@ def report_own(
     held = HeldOutput()
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
+        conn.commit()  # the read begins its own transaction: one snapshot of the store
         logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
         if fmt == "jsonl":
             write_jsonl(logged.export_own_report(time_from, time_to), held.text)
@@ -137,6 +138,7 @@ def records_cmd(
     )
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
+        conn.commit()  # the read begins its own transaction: one snapshot of the store
         logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
         held = HeldOutput()
         items = logged.export_search(search, limit)
@@ -170,6 +172,7 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     filters = {"record_id": record_id, **as_asked({"window": "window"})}
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
+        conn.commit()  # the read begins its own transaction: one snapshot of the store
         with logged_read(conn, viewer, cli_reader(party_id), "triggers", filters) as read:
             found = read.triggers_of(record_id, window)
     if found is None:

@@ -212,12 +212,15 @@ def get_visible(
     if not 1 <= record_id <= MAX_ID:  # no record has such an id; the driver would overflow
         return None
     params = {**viewer_params(viewer), "record_id": record_id, "lim": 1}
+    # one snapshot: a record page's exchange and triggers, read next in the transaction,
+    # see the store as this read did
     with read_as(
         conn,
         viewer,
         generic_plan=True,
         prefetch=(record_statement(), params),
         then_as_owner=then_as_owner,
+        one_snapshot=True,
     ) as rows:
         pass
     return item(*rows[0]) if rows else None
