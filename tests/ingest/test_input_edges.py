@@ -407,3 +407,15 @@ def test_load_names_a_gzip_file_as_one_and_an_unreadable_file_by_its_name(cli, t
     unreadable = cli("load", "users", tmp_path / "mem.csv")
     assert unreadable.exit_code == 2
     assert "mem.csv: cannot be read (Input/output error)" in unreadable.stderr
+
+
+def test_rejects_named_through_a_link_are_written_there(cli, tmp_path):
+    """A link given with --rejects is the user's own choice (`--rejects /dev/stderr`): only
+    a reject file made beside an input is refused as a link (review, session 17)."""
+    target = tmp_path / "collected.jsonl"
+    link = tmp_path / "rejects-here"
+    link.symlink_to(target)
+    path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+    result = cli("ingest", path, "--rejects", link)
+    assert result.exit_code == 1, result.output
+    assert link.is_symlink() and len(rejects_of(target)) == 1

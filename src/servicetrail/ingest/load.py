@@ -93,7 +93,12 @@ def load_registry(
     run that stopped part way had kept."""
     summary = summary or Summary()
     regular_file(path)
-    rejects = RejectFile(rejects_path or default_rejects_path(path), sources=[path], inputs=[path])
+    rejects = RejectFile(
+        rejects_path or default_rejects_path(path),
+        sources=[path],
+        inputs=[path],
+        named=rejects_path is not None,
+    )
     try:
         with open(path, "rb") as raw_file:
             header, records = registry_csv.read_header(raw_file, what, str(path))
@@ -323,7 +328,9 @@ class _Rejects:
             owners.setdefault(target.parent.resolve() / target.name, []).extend(found)
         files = [f for _, found in named for f in found]
         self.files = {
-            target: RejectFile(target, sources=sources, inputs=files)
+            target: RejectFile(
+                target, sources=sources, inputs=files, named=rejects_path is not None
+            )
             for target, sources in owners.items()
         }
         self.target_of = {

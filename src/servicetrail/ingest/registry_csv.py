@@ -298,8 +298,6 @@ def read_header(
     except csv.Error as e:
         raise BadHeader(f"{name}: the first line is not a CSV header ({e})") from None
     header = [h.strip().lower() for h in header]
-    if header:
-        header[0] = header[0].removeprefix("\ufeff")  # a byte order mark, as spreadsheets write it
     if _has_surrogates(header):
         raise BadHeader(f"{name}: the header is not UTF-8 text")
     missing = [c for c in what.columns if c not in header and c not in ("party_name", "valid_to")]

@@ -18,10 +18,9 @@ from typing import IO
 
 import orjson
 
+from .sources import PIECE as _PIECE
 from .sources import UnreadableInput, open_binary
 from .workers import Span
-
-_PIECE = 1 << 20  # a long raw input is copied a MiB at a time
 
 
 class RejectsOverInput(UnreadableInput):
@@ -90,19 +89,29 @@ class RejectFile:
     input may be a link to a file its reader could not otherwise read."""
 
     def __init__(
-        self, path: Path, sources: Iterable[str | Path] = (), inputs: Iterable[Path] = ()
+        self,
+        path: Path,
+        sources: Iterable[str | Path] = (),
+        inputs: Iterable[Path] = (),
+        named: bool = False,
     ) -> None:
+        """`named`: the path was given (--rejects), not made beside an input: a link there is
+        the user's own choice (`--rejects /dev/stderr`), and is followed."""
         self.path = path
+        self._follow = named
         self.count = 0
         self._out: IO[bytes] | None = None
+        self._readers: dict[str, IO[bytes]] = {}  # inputs long lines are copied from
         if any(path.resolve() == Path(p).resolve() for p in inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
             )
-        if path.is_symlink():  # whoever may write the folder could point it anywhere
+        if path.is_symlink() and not named:  # whoever may write the folder could point it anywhere
             raise NotARejectFile(
                 f"the reject file {path} is a symbolic link; name the file itself with --rejects"
             )
+        if path.is_symlink():
+            return  # written to, never rewritten: a rename would replace the link itself
         self._keep_other_inputs({file_text(Path(s).resolve()) for s in sources})
 
     def _keep_other_inputs(self, ours: set[str]) -> None:
@@ -165,7 +174,7 @@ class RejectFile:
 
     def _opened(self) -> IO[bytes]:
         if self._out is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (0 if self._follow else os.O_NOFOLLOW)
             self._out = open(os.open(self.path, flags, 0o600), "ab")
         return self._out
 
@@ -197,18 +206,12 @@ class RejectFile:
         read once to learn whether it is UTF-8, once for `raw` (the text, undecodable bytes
         replaced) and, if not UTF-8, once more for `raw_base64`."""
         _, offset, length = span
+        copy = self._copied(source, offset, length)
 
         def pieces() -> Iterator[bytes]:
-            with open_binary(Path(source)) as f:
-                f.seek(offset)
-                left = length
-                while left is None or left > 0:
-                    piece = f.read(_PIECE if left is None else min(_PIECE, left))
-                    if not piece:
-                        return
-                    if left is not None:
-                        left -= len(piece)
-                    yield piece
+            copy.seek(0)
+            while piece := copy.read(_PIECE):
+                yield piece
 
         checking = codecs.getincrementaldecoder("utf-8")()
         try:
@@ -235,8 +238,38 @@ class RejectFile:
                 left_over = piece[whole_groups:]
             out.write(base64.b64encode(left_over))
         out.write(b'"}\n')
+        copy.close()
+
+    def _copied(self, source: str | Path, offset: int, length: int | None) -> IO[bytes]:
+        """The span copied once into a temporary file, from a reader of the input kept between
+        spans: each span read again from the start of a gzip input (a seek there reads all
+        before it) made many long lines quadratic (review, session 17). Spans of one input
+        come in file order, so the reader only goes forward (else it starts again)."""
+        kept = self._readers.pop(str(source), None)
+        if kept is not None and kept.tell() > offset:
+            kept.close()
+            kept = None
+        reader = kept or open_binary(Path(source))
+        reader.seek(offset)  # forward from where it is
+        copy = tempfile.TemporaryFile()
+        left = length
+        while left is None or left > 0:
+            piece = reader.read(_PIECE if left is None else min(_PIECE, left))
+            if not piece:
+                break
+            copy.write(piece)
+            if left is not None:
+                left -= len(piece)
+        self._readers[str(source)] = reader
+        return copy
+
+    def _close_readers(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
     def close(self) -> None:
+        self._close_readers()
         if self._out is not None:
             try:
                 self._out.close()  # a full disk may only say so here, as the buffer goes out
@@ -246,6 +279,7 @@ class RejectFile:
             self._out = None
 
     def _abandon(self) -> None:
+        self._close_readers()
         if self._out is not None:
             try:
                 self._out.close()

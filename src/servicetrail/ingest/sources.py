@@ -118,14 +118,14 @@ def max_line_bytes() -> int:
     return 6 * max(MAX_PAYLOAD_CHARS, settings.current().max_duis_bytes) + (1 << 20)
 
 
-_PIECE = 1 << 20  # a line is read this much at a time: most are one piece
+PIECE = 1 << 20  # a line is read this much at a time (most are one piece), a long one copied
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, int]]:
     """The stream's lines; in place of one over `limit` bytes, (its length without its line
     end, the bytes read), the line read past a piece at a time, never held whole."""
-    while line := stream.readline(_PIECE):
-        if len(line) > limit or (len(line) == _PIECE and not line.endswith(b"\n")):
+    while line := stream.readline(PIECE):
+        if len(line) > limit or (len(line) == PIECE and not line.endswith(b"\n")):
             yield _gathered(stream, line, limit)
         else:
             yield line
@@ -139,7 +139,7 @@ def _gathered(stream: IO[bytes], start: bytes, limit: int) -> bytes | tuple[int,
     held = read <= limit
     piece = start
     while not piece.endswith(b"\n"):
-        piece = stream.readline(_PIECE)
+        piece = stream.readline(PIECE)
         if not piece:
             break
         read += len(piece)

@@ -258,7 +258,9 @@ def _device_reads(
             logged_read(conn, who.viewer, web_reader(who), "search", filters) as read,
         ):
             shown = DevicePage([], problem=problem)
-            if not problem:  # first: the page's read begins the transaction's one snapshot
+            # first: on PostgreSQL the page's read begins the transaction's one snapshot, which
+            # the intervals are then read in too (SQLite's ends with the page's read)
+            if not problem:
                 shown.items, shown.more = read.search_page(wanted, PAGE_SIZE, after)
             # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
             shown.intervals = own_intervals(read.registry_of(device_id))
