@@ -315,27 +315,7 @@ def test_index_rows_gone_stale_leave_a_page_short_not_the_listing_ended(world: W
     rows the rule then drops; the page used to be counted after the drop, so it came back
     short with no next cursor and the listing ended there (audit of races, session 16). Here
     the correction is written to the registry alone, as if between the two statements."""
-    from servicetrail.domain.model import SatRecord
-    from tests.personas import LK_OU, t
-
-    april = t("2025-04-01T00:00:00Z")
-    with world.engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    april + timedelta(minutes=n),
-                    "request",
-                    f"{LK_OU}:{ESME_1}:{7000 + n}",
-                    "11.2",
-                    LK_OU,
-                    ESME_1,
-                    "",
-                    "<b/>",
-                )
-                for n in range(30)
-            ],
-        )
+    april = _april_traffic_on_esme_1(world, 30)
     wiresco = world.viewer(WIRESCO)
     search = Search(scope=Scope.OTHERS)
     with world.engine.connect() as conn:

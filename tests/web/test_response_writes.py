@@ -16,6 +16,17 @@ from tests.web.live_server import live_server
 from tests.web.test_header_cap import address, get
 
 
+def persona_store_with_a_token(sqlite_url: str) -> str:
+    """The personas' store, and an API token of SOUTHENERGY's."""
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "s_south", P.SOUTHENERGY, "correct horse battery")
+        token = create_token(conn, "s_south")
+    engine.dispose()
+    return token
+
+
 def answer_length(head: bytes) -> int:
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b": ")
@@ -82,12 +93,7 @@ def test_a_streams_head_goes_out_at_once_and_a_held_head_is_not_lost_on_close():
 
 
 def test_a_head_answer_and_a_streams_head_are_sent_at_once(sqlite_url, tmp_path):
-    engine = open_store(sqlite_url)
-    P.load_personas(engine)
-    with engine.begin() as conn:
-        create_account(conn, "s_south", P.SOUTHENERGY, "correct horse battery")
-        token = create_token(conn, "s_south")
-    engine.dispose()
+    token = persona_store_with_a_token(sqlite_url)
     with live_server(sqlite_url, tmp_path) as base:
         head = first_read(base, b"HEAD /static/app.css HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
@@ -121,12 +127,7 @@ def test_a_client_gone_with_answers_still_pipelined_leaves_no_traceback(sqlite_u
 
     from tests.web.live_server import live_server_process
 
-    engine = open_store(sqlite_url)
-    P.load_personas(engine)
-    with engine.begin() as conn:
-        create_account(conn, "s_south", P.SOUTHENERGY, "correct horse battery")
-        token = create_token(conn, "s_south")
-    engine.dispose()
+    token = persona_store_with_a_token(sqlite_url)
     ask = get("/api/v1/records?limit=1000", f"Authorization: Bearer {token}".encode())
     with live_server_process(sqlite_url, tmp_path) as (_, base, log):
         for _ in range(3):
