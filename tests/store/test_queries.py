@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -386,26 +387,23 @@ def test_a_device_page_reads_one_snapshot_though_the_registry_changes_under_it(
     with world.engine.connect() as conn:
         before, _ = search_page(conn, wiresco, search, 5)
     real_device_search = queries_module.device_search
-    corrected = []
 
-    def correct_then_search(*args: object, **kwargs: object) -> object:
-        # runs after the intervals were read, before the records are: the race's window
-        if not corrected:
-            with world.engine.begin() as other:
-                other.execute(
-                    text(
-                        "UPDATE responsibility SET valid_to = :end "
-                        "WHERE party_id = 'WIRESCO' AND device_id = :device"
-                    ),
-                    {"end": _stored(world.engine, april + timedelta(minutes=20)), "device": ESME_1},
-                )
-            corrected.append(True)
-        return real_device_search(*args, **kwargs)
+    def correct() -> None:
+        with world.engine.begin() as other:
+            other.execute(
+                text(
+                    "UPDATE responsibility SET valid_to = :end "
+                    "WHERE party_id = 'WIRESCO' AND device_id = :device"
+                ),
+                {"end": _stored(world.engine, april + timedelta(minutes=20)), "device": ESME_1},
+            )
 
-    monkeypatch.setattr(queries_module, "device_search", correct_then_search)
+    # after the intervals were read, before the records are: the race's window
+    racing = first_call_after(correct, real_device_search)
+    monkeypatch.setattr(queries_module, "device_search", racing)
     with world.engine.connect() as conn:
         items, cursor = search_page(conn, wiresco, search, 5)
-    assert corrected
+    assert racing.ran
     assert [i["id"] for i in items] == [i["id"] for i in before]
     assert cursor is not None
     # and the next read sees the correction: the newest ten are gone
@@ -435,25 +433,35 @@ def test_a_device_less_page_reads_one_snapshot_though_the_registry_changes_under
     search = Search(scope=Scope.OTHERS)
     with world.engine.connect() as conn:
         before, _ = search_page(conn, wiresco, search, 2)
-    real_statement = queries_module.index_records_statement
-    corrected = []
+    ended = Responsibility(
+        ESME_1, WIRESCO, "network_operator", START, april + timedelta(minutes=20)
+    )
 
-    def correct_then_read(*args: object, **kwargs: object) -> object:
-        if not corrected:  # after the index's keys were read, before the records are
-            ended = Responsibility(
-                ESME_1, WIRESCO, "network_operator", START, april + timedelta(minutes=20)
-            )
-            with world.engine.begin() as other:
-                load_responsibilities(other, [ended])
-            corrected.append(True)
-        return real_statement(*args, **kwargs)
+    def correct() -> None:
+        with world.engine.begin() as other:
+            load_responsibilities(other, [ended])
 
-    monkeypatch.setattr(queries_module, "index_records_statement", correct_then_read)
+    # after the index's keys were read, before the records are
+    racing = first_call_after(correct, queries_module.index_records_statement)
+    monkeypatch.setattr(queries_module, "index_records_statement", racing)
     with world.engine.connect() as conn:
         items, cursor = search_page(conn, wiresco, search, 2)
-    assert corrected
+    assert racing.ran
     assert [i["id"] for i in items] == [i["id"] for i in before]
     assert cursor is not None
+
+
+class first_call_after:  # noqa: N801 - used as a function
+    """`real`, whose first call runs `act` first: a change committed at one moment of a read."""
+
+    def __init__(self, act: Callable[[], None], real: Callable[..., object]) -> None:
+        self.act, self.real, self.ran = act, real, False
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        if not self.ran:
+            self.ran = True
+            self.act()
+        return self.real(*args, **kwargs)
 
 
 def _stored(engine: Engine, when: datetime) -> object:

@@ -243,6 +243,15 @@ def test_a_request_the_parser_cannot_read_is_a_400_in_json(server, request_head)
     assert json.loads(body)["error"] == "bad_request"
 
 
+def half_sent_heads(server: tuple[str, int], count: int) -> list[socket.socket]:
+    """`count` connections, each holding half a request head, open once the server has them."""
+    held = [socket.create_connection(server) for _ in range(count)]
+    for sock in held:
+        sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    time.sleep(0.3)
+    return held
+
+
 def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
     """A stranger's two processes holding 9,990 half-sent heads each took every file
     descriptor of the server, and other clients could not connect (audit of stalled clients,
@@ -252,11 +261,8 @@ def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
     env = {"SERVICETRAIL_MAX_CLIENT_CONNECTIONS": "20"}
     with live_server(url, tmp_path, env=env) as base:
         server = address(base)
-        held = [socket.create_connection(server) for _ in range(20)]
+        held = half_sent_heads(server, 20)
         try:
-            for sock in held:
-                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head
-            time.sleep(0.3)
             with socket.create_connection(server) as past:
                 answer, _ = answer_to(past, wait=5)
             assert answer == b""  # closed, unanswered
@@ -281,11 +287,8 @@ def test_a_trusted_proxys_connections_are_not_one_clients_share(tmp_path):
     env = {"SERVICETRAIL_MAX_CLIENT_CONNECTIONS": "5"}
     with live_server(url, tmp_path, "--trusted-proxies", "127.0.0.1", env=env) as base:
         server = address(base)
-        held = [socket.create_connection(server) for _ in range(10)]
+        held = half_sent_heads(server, 10)
         try:
-            for sock in held:
-                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head
-            time.sleep(0.3)
             with socket.create_connection(server) as more:
                 more.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 answer, _ = answer_to(more)

@@ -319,13 +319,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         uvicorn answers plain text."""
         self._stop_waiting()
         self._refused = True
-        if self.cycle is not None and not self.cycle.response_complete:
-            # behind a request still being answered, which an answer of ours would cut into
-            # (and whose answer, after our end of the stream, was a traceback): closed without
-            self.transport.close()
-        elif not self.transport.is_closing():
-            self.transport.write(_UNREADABLE)
-            self._close_lingering()
+        self._answer_and_close(_UNREADABLE)
 
     def _refuse(self, body: bool = False) -> None:
         """Answer a request the application never sees (its head, or the body it declares,
@@ -339,9 +333,13 @@ class CappedHeadProtocol(HttpToolsProtocol):
             else (_TOO_LARGE, "head", self.max_head_bytes)
         )
         self.logger.warning("Request %s over %d bytes refused.", part, cap)
+        self._answer_and_close(answer)
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """A refusal's answer, then the lingering close; but behind a request still being
+        answered, which an answer of ours would cut into (and whose own answer, after our end
+        of the stream, failed into a traceback), closed without one, as a late head is."""
         if self.cycle is not None and not self.cycle.response_complete:
-            # pipelined behind a request still being answered, which an answer of ours would
-            # cut into: closed without one, as a late head is
             self.transport.close()
         elif not self.transport.is_closing():
             self.transport.write(answer)
