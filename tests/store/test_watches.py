@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
 from servicetrail import settings
@@ -280,36 +280,39 @@ def test_the_spec_of_a_watch_is_shown_back(world: World) -> None:
     _ = NP_IS
 
 
-def test_a_gap_that_never_fills_is_passed_after_the_wait(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A loader that rolled back leaves ids no record will ever have (PostgreSQL's sequence;
-    on SQLite ids are max + 1, so the gap is made by hand the same way): records past it are
-    matched at once, and the cursor passes the gap only after the wait."""
-    from sqlalchemy import text
-
-    made = add_watch(world, SOUTHENERGY)
+def append_past_a_gap(world: World, record: SatRecord) -> None:
+    """Store `record` one id past the newest, as a loader that rolled back leaves it: ids no
+    record will ever have (PostgreSQL's sequence; on SQLite ids are max + 1, so the record is
+    moved one id up by hand, with its visibility index rows, which the matcher reads)."""
     with world.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT nextval('sat_record_id_seq')"))
-    append(world, lk_request(50))
+    append(world, record)
     with world.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":  # move the record one id up, leaving its old id empty
-            conn.execute(text("DROP TRIGGER sat_record_no_update"))
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER IF EXISTS sat_record_no_update"))
             conn.execute(
                 text(
                     "UPDATE sat_record SET id = id + 1 WHERE id = (SELECT max(id) FROM sat_record)"
                 )
             )
-            # and its visibility index rows with it, as a loader writes them (the matcher reads
-            # them)
             conn.execute(
                 text(
                     "UPDATE sat_visibility SET record_id = record_id + 1 "
                     "WHERE record_id = (SELECT max(record_id) FROM sat_visibility)"
                 )
             )
+
+
+def test_a_gap_that_never_fills_is_passed_after_the_wait(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loader that rolled back leaves ids no record will ever have: records past them are
+    matched at once, and the cursor passes the gap only after the wait."""
+    made = add_watch(world, SOUTHENERGY)
+    with world.engine.connect() as conn:
         before = store_watches.cursor_position(conn)
+    append_past_a_gap(world, lk_request(50))
     match_all(world)
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
     with world.engine.connect() as conn:
@@ -320,6 +323,32 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(
     with world.engine.connect() as conn:
         assert store_watches.cursor_position(conn) == before + 2
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
+
+
+def test_a_correction_that_grants_visibility_makes_no_event_past_a_gap(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record read past a gap was read again once the gap was passed, and judged then by the
+    registry as it stood: a correction loaded in between, granting visibility, made an event
+    (SPEC section 6 says it makes none; found in session 17). A registry change holds every
+    loader out, so the gaps it meets are final: it passes them before it changes anything."""
+    wires = add_watch(world, WIRESCO)  # GSME_1 has no network operator: WIRESCO sees nothing
+    append_past_a_gap(world, lk_request(1, device=GSME_1))
+    match_all(world)
+    with world.engine.connect() as conn:
+        below_the_gap = store_watches.cursor_position(conn)
+    with world.engine.begin() as conn:
+        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    with world.engine.connect() as conn:
+        assert store_watches.cursor_position(conn) == below_the_gap + 2  # passed, not waited
+    monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
+    settings.reload()
+    match_all(world)
+    assert events(world, WIRESCO, wires["id"]) == ([], None)
+    append(world, lk_request(2, device=GSME_1))
+    match_all(world)
+    page, _ = events(world, WIRESCO, wires["id"])
+    assert [e["record"]["request_id"] for e in page] == [rid(LK_OU, GSME_1, 102)]
 
 
 def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path) -> None:

@@ -47,17 +47,24 @@ def lock_registry(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
 
 
+def share_registry(driver: Any) -> None:
+    """Taken by an ingest batch, on PostgreSQL, before it draws ids for its records (see the
+    module's note): a registry change that holds the lock knows that no transaction still
+    open holds an id, which lets it pass the watch matcher's gaps in the ids
+    (`store.watches.match_before_registry_change`)."""
+    driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
+
+
 # --- an ingest batch ---------------------------------------------------------------------
 
 
 def index_new(conn: Connection, records: Sequence[NewRecord]) -> int:
-    """Add the index rows of records this transaction has just written; returns how many."""
+    """Add the index rows of records this transaction has just written (holding the registry's
+    lock shared, on PostgreSQL: `share_registry`); returns how many."""
     if not records:
         return 0
     driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
     owners = _owners_raw(driver, postgres, {r[4] for r in records})
     shared = {r[5] for r in records if r[5]}
     spans = _spans_raw(driver, postgres, shared) if shared else {}
@@ -333,6 +340,7 @@ __all__ = [
     "devices_with_records",
     "index_new",
     "lock_registry",
+    "share_registry",
     "pg_joined",
     "refresh",
     "refresh_user",

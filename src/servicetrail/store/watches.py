@@ -318,12 +318,17 @@ def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bo
 
 
 def match_new_records(
-    conn: Connection, batch: int | None = None, now: datetime | None = None, wait: bool = False
+    conn: Connection,
+    batch: int | None = None,
+    now: datetime | None = None,
+    wait: bool = False,
+    gaps_final: bool = False,
 ) -> int:
     """One step of the matcher, in the caller's transaction (commit it): the records after the
     cursor (at most `batch`) become events of the watches they match. Returns how many
     records it read; 0 when there was nothing new (or another matcher is at work, unless
-    `wait`: then this one waits for it)."""
+    `wait`: then this one waits for it). `gaps_final`: no loader can still fill a gap in the
+    ids, so none is waited for."""
     now = now or _now()
     batch = settings.current().match_batch if batch is None else batch
     cursor = _lock_cursor(conn, wait)
@@ -339,7 +344,7 @@ def match_new_records(
     whole = next((i for i, record_id in enumerate(ids) if record_id != done + 1 + i), len(ids))
     if whole == len(ids):
         new_done, gap_since = upto, None
-    elif (
+    elif gaps_final or (
         gap_since is not None
         and (now - gap_since).total_seconds() >= settings.current().match_gap_seconds
     ):
@@ -477,12 +482,13 @@ def match_before_registry_change(conn: Connection) -> None:
     registry correction that grants visibility creates no event"). Matching runs apart from
     ingest, so a correction loaded before the matcher reached a record judged it by the new
     registry, and made an event. A registry change therefore first matches every record
-    stored, in the change's own transaction once it holds the registry's lock: on PostgreSQL
-    ingest batches share that lock, and SQLite has one writer, so none is stored in between.
-    (Past a gap in the ids still waited for, PostgreSQL's only, records are matched again
-    once the gap is passed, and by then the registry may have changed: see the note of
-    session 17.)"""
-    while match_new_records(conn, wait=True):
+    stored, in the change's own transaction once it holds the registry's lock.
+
+    That lock holds every loader out: on PostgreSQL an ingest batch takes it (shared) before
+    it draws its ids, and SQLite has one writer. So no id below the newest can still come,
+    and the gaps met here are passed at once. Waited for instead, the records read past a gap
+    were read again once it passed, under the corrected registry."""
+    while match_new_records(conn, wait=True, gaps_final=True):
         pass
 
 

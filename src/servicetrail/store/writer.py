@@ -25,7 +25,7 @@ from .partitions import ensure_months
 # the registry writers live in .registry; they are imported from here too
 from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
 from .schema import MICROSECOND, PG_EPOCH, pg_micros, sqlite_time
-from .visibility_index import index_new
+from .visibility_index import index_new, share_registry
 
 UTC = timezone.utc
 
@@ -415,6 +415,7 @@ def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any,
 def _insert(conn: Connection, driver: Any, postgres: bool, new: list[Row]) -> list[int]:
     head, tail = _STORED_FIELDS
     if postgres:
+        share_registry(driver)  # before the ids are drawn
         with driver.cursor() as cursor:
             cursor.execute(
                 "SELECT nextval('sat_record_id_seq') FROM generate_series(1, %s)", (len(new),)
