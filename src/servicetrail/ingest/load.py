@@ -40,6 +40,7 @@ from .sources import (
     DAMAGED,
     CannotRead,
     Format,
+    Span,
     damage_reason,
     detect,
     expand,
@@ -47,7 +48,7 @@ from .sources import (
     open_binary,
     regular_file,
 )
-from .workers import Chunk, Lines, Parser, Span, parsed_chunks, produced
+from .workers import Chunk, Lines, Parser, parsed_chunks, produced
 
 CHUNK_LINES = (
     4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
@@ -180,7 +181,7 @@ def _batches(
 
 # A batch of a registry file, validated: the parsed rows, each one's (line, raw record), the
 # records refused as (line, reason, raw record), and the bytes read
-ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, bytes]], int]
+ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, bytes | Span]], int]
 
 
 def _parsed_batches(
@@ -191,13 +192,14 @@ def _parsed_batches(
     """`columns`: how many the header names; a record with more values is refused, as no
     column would say what the rest are (one with fewer lacks its optional last columns)."""
     for chunk in _batches(records, settings.current().registry_batch):
-        refused: list[tuple[int, str, bytes]] = []
+        refused: list[tuple[int, str, bytes | Span]] = []
         parsed: list[Any] = []
         origins: list[tuple[int, bytes]] = []
         for line, raw, values, problem in chunk:
             if values is None:
                 refused.append((line, problem, raw))
                 continue
+            assert isinstance(raw, bytes)  # only a record without values is a Span
             if len(values) > columns:
                 refused.append((line, f"{len(values)} fields; the header names {columns}", raw))
                 continue
@@ -207,7 +209,7 @@ def _parsed_batches(
                 refused.append((line, str(e) or "empty row", raw))
                 continue
             origins.append((line, raw))
-        read = sum(len(record[1]) for record in chunk)
+        read = sum(_size(record[1]) for record in chunk)
         del chunk
         yield parsed, origins, refused, read
         del parsed, origins, refused
@@ -215,10 +217,14 @@ def _parsed_batches(
             gc.collect()  # in a worker process, which has no loop of its own to do it
 
 
+def _size(raw: bytes | Span) -> int:
+    return len(raw) if isinstance(raw, bytes) else raw[2] or 0
+
+
 def _store_batch(
     parsed: list[Any],
     origins: list[tuple[int, bytes]],
-    refused: list[tuple[int, str, bytes]],
+    refused: list[tuple[int, str, bytes | Span]],
     engine: Engine,
     store: RegistryWriter,
     rejects: RejectFile,
@@ -242,8 +248,8 @@ def _store_batch(
         else:
             summary.loaded += 1
             summary.corrected += 1
-    for line, reason, raw in sorted(refused, key=lambda entry: entry[0]):
-        rejects.add(line, reason, raw, path)
+    for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
+        rejects.add(line, reason, refused_raw, path)
 
 
 # a batch's parsed rows and their (line, raw record) -> each row's outcome

@@ -22,6 +22,7 @@ from ..domain.ids import (
 )
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
+from .sources import PIECE, Span, gathered_line
 
 _DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
 _RELATIONS = frozenset(r.value for r in Relation)
@@ -223,13 +224,23 @@ class BadHeader(ValueError):
 
 
 # One record of a registry file: the line it starts on, its bytes as they came (several lines
-# when a quoted field holds a line break), and its fields, or None and why it has none. A
-# plain tuple: a registry load makes millions of them.
-CsvRecord = tuple[int, bytes, list[str] | None, str]
+# when a quoted field holds a line break; a Span when too long to hold), and its fields, or
+# None and why it has none. A plain tuple: a registry load makes millions of them.
+CsvRecord = tuple[int, bytes | Span, list[str] | None, str]
 
 # The csv module's default limit on a field: a longer line goes to it, so that it is refused
 # there as before
 _FIELD_LIMIT = csv.field_size_limit()
+# A registry record is well under a kilobyte: a line over this is refused unread, and copied
+# into its reject entry from the file (a 50 MB line took 317 MB; audit, session 17)
+MOST_LINE_BYTES = PIECE
+
+
+class _LongLine(Exception):
+    """A line over MOST_LINE_BYTES met inside a record the csv module is reading."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
 
 
 class _Lines:
@@ -237,11 +248,13 @@ class _Lines:
     lines it has handed out, so that every record can be rejected as it came, with its line.
 
     Bytes that are not UTF-8 are carried through as surrogates (a record holding any is
-    refused), so one bad line never stops the file being read."""
+    refused), so one bad line never stops the file being read. A line too long for any
+    record is handed out as the Span it lies in, never held."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.count = 0
+        self.offset = stream.tell()  # where the next line starts (after a byte order mark)
         self.taken: list[bytes] = []
         self.pushed: bytes | None = None
 
@@ -250,16 +263,31 @@ class _Lines:
 
     def __next__(self) -> str:
         raw = self.next_raw()
+        if isinstance(raw, tuple):
+            raise _LongLine(raw)
         self.taken.append(raw)
         return raw.decode("utf-8", "surrogateescape")
 
-    def next_raw(self) -> bytes:
+    def next_raw(self) -> bytes | Span:
         """The next line as bytes (counted, not kept): the one handed back, else the file's."""
-        raw, self.pushed = self.pushed, None
-        if raw is None:
-            raw = self._stream.readline()
-            if not raw:
-                raise StopIteration
+        raw: bytes | Span
+        if self.pushed is not None:
+            raw, self.pushed = self.pushed, None
+            self.offset += len(raw)
+        else:
+            piece = self._stream.readline(PIECE)
+            if not piece:
+                raise StopIteration  # as the csv module expects at the end
+            line: bytes | tuple[int, int] = piece
+            if len(piece) == PIECE and not piece.endswith(b"\n"):  # one piece: a long line
+                line = gathered_line(self._stream, piece, MOST_LINE_BYTES)
+            if isinstance(line, tuple):
+                length, read = line
+                raw = ("span", self.offset, length)
+                self.offset += read
+            else:
+                raw = line
+                self.offset += len(line)
         self.count += 1
         return raw
 
@@ -267,6 +295,7 @@ class _Lines:
         """A line taken with next_raw that the csv module must read after all."""
         self.pushed = raw
         self.count -= 1
+        self.offset -= len(raw)
 
     def take(self) -> bytes:
         taken, self.taken = self.taken, []
@@ -297,6 +326,10 @@ def read_header(
         header = next(reader, [])
     except csv.Error as e:
         raise BadHeader(f"{name}: the first line is not a CSV header ({e})") from None
+    except _LongLine:
+        raise BadHeader(
+            f"{name}: the first line is not a CSV header (over {MOST_LINE_BYTES} bytes)"
+        ) from None
     header = [h.strip().lower() for h in header]
     if _has_surrogates(header):
         raise BadHeader(f"{name}: the header is not UTF-8 text")
@@ -324,6 +357,9 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
             raw = next_raw()
         except StopIteration:
             return
+        if isinstance(raw, tuple):
+            yield lines.count, raw, None, _TOO_LONG
+            continue
         body = raw[:-1] if raw[-1:] == b"\n" else raw
         if body[-1:] == b"\r":
             body = body[:-1]
@@ -348,13 +384,19 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
 
 def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
     """The next record, read by the csv module (nothing at the end of the file)."""
-    start = lines.count + 1
+    start, at = lines.count + 1, lines.offset
     try:
         values = next(reader)
     except StopIteration:
         return
     except csv.Error as e:  # e.g. a field over the csv module's 131,072 characters
         yield start, lines.take(), None, f"not a CSV record: {e}"
+        return
+    except _LongLine as e:  # the record as it came: its lines to the end of the long one
+        lines.take()
+        _, offset, length = e.span
+        assert length is not None
+        yield start, ("span", at, offset + length - at), None, _TOO_LONG
         return
     raw = lines.take()
     if not raw.strip():
@@ -364,6 +406,8 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
         return
     yield start, raw, values, ""
 
+
+_TOO_LONG = f"a line of over {MOST_LINE_BYTES} bytes, longer than any record's (not read)"
 
 IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 24

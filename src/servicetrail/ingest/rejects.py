@@ -19,8 +19,7 @@ from typing import IO
 import orjson
 
 from .sources import PIECE as _PIECE
-from .sources import UnreadableInput, open_binary
-from .workers import Span
+from .sources import Span, UnreadableInput, open_binary
 
 
 class RejectsOverInput(UnreadableInput):

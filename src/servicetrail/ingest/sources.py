@@ -118,6 +118,10 @@ def max_line_bytes() -> int:
     return 6 * max(MAX_PAYLOAD_CHARS, settings.current().max_duis_bytes) + (1 << 20)
 
 
+# A stretch of the input a reject's raw input is copied from, not held: ("span", offset in the
+# decompressed input, length, or None to the end). A tuple: it crosses the workers' pipe.
+Span = tuple[str, int, int | None]
+
 PIECE = 1 << 20  # a line is read this much at a time (most are one piece), a long one copied
 
 
@@ -126,12 +130,12 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, 
     end, the bytes read), the line read past a piece at a time, never held whole."""
     while line := stream.readline(PIECE):
         if len(line) > limit or (len(line) == PIECE and not line.endswith(b"\n")):
-            yield _gathered(stream, line, limit)
+            yield gathered_line(stream, line, limit)
         else:
             yield line
 
 
-def _gathered(stream: IO[bytes], start: bytes, limit: int) -> bytes | tuple[int, int]:
+def gathered_line(stream: IO[bytes], start: bytes, limit: int) -> bytes | tuple[int, int]:
     """The whole of a line that begins `start`, read a piece at a time: the line, or once it
     passes `limit`, (its length without its line end, the bytes read), the rest read past
     unheld. (One read of `limit` bytes held twice that while it ran.)"""

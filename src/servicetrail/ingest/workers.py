@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import sources
-from .sources import DAMAGED, damage_reason, open_binary, without_bom
+from .sources import DAMAGED, Span, damage_reason, open_binary, without_bom
 
 Lines = list[tuple[int, bytes]]  # (line number, raw line), blank lines left out
 Chunk = tuple[
@@ -43,9 +43,6 @@ _F_SETPIPE_SZ = 1031  # Linux: a deeper pipe lets a worker run further ahead of 
 _PR_SET_PDEATHSIG = 1
 
 
-# A stretch of the input a reject's raw input is copied from, not held: ("span", offset in the
-# decompressed input, length, or None to the end). A tuple: it crosses the workers' pipe.
-Span = tuple[str, int, int | None]
 LongLine = tuple[int, int, int, int]  # (line number, offset, length without its end, bytes read)
 
 
