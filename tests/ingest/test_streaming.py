@@ -131,6 +131,19 @@ def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
         f"P{newest}-"
     )
 
+    # the same file changed: every record conflicts with its stored one, and the conflicts
+    # wait for the end of the file (to be read back into the reject file) on disk: held in a
+    # list, these took 70 MB more
+    changed = tmp_path / "changed.jsonl"
+    changed.write_bytes(big.read_bytes().replace(b'"payload": "P', b'"payload": "Q'))
+    code, peak, out, err = measured(tmp_path, "conflicts", "--db", db, "ingest", str(changed))
+    assert code == 1, err
+    assert out.read_text() == f"loaded 0, rejected {RECORDS}, skipped 0 duplicates\n"
+    assert peak < PEAK_RSS_MB, f"{RECORDS} conflicts peaked at {peak} MB"
+    with open(tmp_path / "changed.rejects.jsonl", "rb") as f:
+        lines = [json.loads(f.readline())["line"], sum(1 for _ in f)]
+    assert lines == [1, RECORDS - 1]
+
 
 def test_a_folder_of_large_duis_documents_is_loaded_in_bounded_memory(tmp_path):
     """30 responses of 12 MiB each (a firmware image's size), gzipped to a few KB: the loader

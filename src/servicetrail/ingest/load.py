@@ -35,6 +35,7 @@ from ..signing import signer_for
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
+from .conflicts import Conflicts
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import (
     DAMAGED,
@@ -44,7 +45,6 @@ from .sources import (
     damage_reason,
     detect,
     expand,
-    numbered_lines,
     open_binary,
     regular_file,
 )
@@ -471,7 +471,7 @@ def _append_all(
     them, so that the parser works on the next chunk while this process writes. `source`: the
     file the chunks' lines come from (None: each reject names its own file)."""
     consumed = 0
-    conflicts: list[tuple[int | str, str]] = []
+    conflicts = Conflicts()
     # a batch of very large payloads commits early, so that memory stays bounded for any input
     most_rows, most_bytes = settings.current().batch, settings.current().batch_bytes
     with engine.connect() as conn:
@@ -488,33 +488,19 @@ def _append_all(
                     part, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
                     batch.add(part)
                     if len(batch.rows) >= most_rows or batch.payload_bytes >= most_bytes:
-                        conflicts += batch.commit(summary)
+                        conflicts.add(batch.commit(summary))
                         if progress:
                             progress(consumed)
                             consumed = 0
-            conflicts += batch.commit(summary)
+            conflicts.add(batch.commit(summary))
+        except BaseException:
+            conflicts.close()
+            raise
         finally:
             batch.abandon()
     if progress and consumed:
         progress(consumed)
-    _reject_conflicts(conflicts, rejects, source)
-
-
-def _reject_conflicts(
-    conflicts: list[tuple[int | str, str]], rejects: _Rejects, source: Path | None
-) -> None:
-    """Conflicts are found when a batch is written, after the raw input has gone: read back
-    from the file (a line by its number, or a whole document), which a conflict makes rare."""
-    by_line = {origin: reason for origin, reason in conflicts if isinstance(origin, int)}
-    if by_line and source is not None:
-        with open_binary(source) as f:
-            for number, raw in numbered_lines(f):
-                if number in by_line:
-                    rejects.add(source, number, by_line[number], raw)
-    for origin, reason in conflicts:
-        if isinstance(origin, str):
-            with open_binary(Path(origin)) as f:
-                rejects.add(origin, 1, reason, f.read(), whole=True)
+    conflicts.reject(rejects.add, source)
 
 
 DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE = "40P01", "55P03"  # PostgreSQL's SQLSTATEs
