@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from servicetrail.store.accounts import create_account, create_token
+from servicetrail.domain.search import Search
 from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, Busy, PartyLimits
 
@@ -67,6 +68,30 @@ def test_all_parties_together_hold_at_most_the_servers_heavy_bound():
         limits.take("D", "request", "heavy")
     assert "server is busy" in str(refused.value)
     limits.take("D", "request")  # light work is never refused for others' heavy work
+
+
+def test_a_broad_search_waits_a_moment_for_its_partys_heavy_slot():
+    """The screen's first page is a broad search, and a Party's analysts share one heavy slot:
+    two tabs opened at once were refused (audit of the screen, session 18)."""
+    limits = PartyLimits(Bounds(request=3, heavy=1, download=1), heavy_total=10, heavy_wait=5)
+    first = limits.take("A", "request", "heavy")
+    threading.Timer(0.2, first.release).start()
+    started = time.monotonic()
+    with limits.search("A", Search()):
+        assert 0.1 < time.monotonic() - started < 4
+        assert limits.held("A") == {"request": 1, "heavy": 1}
+    limits.heavy_wait = 0.2
+    limits.take("A", "request", "heavy")
+    started = time.monotonic()
+    with pytest.raises(Busy) as refused:
+        limits.take("A", "request", "heavy", wait=0.2)
+    assert refused.value.bound == "heavy" and time.monotonic() - started >= 0.2
+    assert limits.held("A") == {"request": 1, "heavy": 1}  # the refused one holds nothing
+    limits.take("A", "request")
+    limits.take("A", "request")
+    with pytest.raises(Busy) as refused:  # the request bound is not waited for
+        limits.take("A", "request", wait=5)
+    assert refused.value.bound == "request"
 
 
 def test_concurrent_requests_never_run_past_the_bound():
@@ -164,6 +189,14 @@ def test_past_its_heavy_bound_a_party_is_answered_429_and_others_are_served(app,
     assert client.get(BROAD, headers=tokens[P.LOOKER]).status_code == 200
     for slots in held:
         slots.release()
+    assert client.get(BROAD, headers=tokens[P.NORTHPOWER]).status_code == 200
+    assert app.state.limits.held() == {}
+
+
+def test_a_broad_search_is_served_when_its_partys_heavy_slot_frees_within_the_wait(app, api):
+    client, tokens = api
+    (held,) = hold(app, P.NORTHPOWER, "request", "heavy", times=1)
+    threading.Timer(0.3, held.release).start()
     assert client.get(BROAD, headers=tokens[P.NORTHPOWER]).status_code == 200
     assert app.state.limits.held() == {}
 

@@ -6,15 +6,20 @@ whole period: both also hold a *heavy* slot, of which all Parties together have 
 connection pool, so heavy work never leaves the quick searches without a connection. A
 report being sent holds a *download* slot until its last byte has gone or the client has.
 
-Past a bound the request is answered at once with 429 and Retry-After, never queued: a
-queued request would hold a thread and, in time, a connection, which is what the bounds are
-there to prevent. The bounds are per server process (`serve --workers N` allows N times
-each), and each can be set in the environment.
+Past a bound the request is answered with 429 and Retry-After, not queued: a queued request
+would hold a thread and, in time, a connection, which is what the bounds are there to
+prevent. One wait is allowed: a broad search waits up to HEAVY_WAIT_SECONDS for its Party's
+heavy slot, holding its request slot and its thread (so at most `request - 1` wait per
+Party). Its Party's analysts share that one slot, and the screen's first page is a broad
+search: two tabs opened at once were refused (audit of the screen, session 18), though a
+broad search now takes tens of milliseconds. The bounds are per server process (`serve
+--workers N` allows N times each), and each can be set in the environment.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -48,6 +53,7 @@ class Bounds:
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
 # statement time limit); a download lasts as long as its client takes.
 RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
+HEAVY_WAIT_SECONDS = 1.0
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
     "retry in {s} s",
@@ -68,6 +74,7 @@ class Busy(RuntimeError):
 
     def __init__(self, bound: str, limit: int, retry_after: int) -> None:
         super().__init__(MESSAGES[bound].format(n=limit, s=retry_after))
+        self.bound = bound
         self.retry_after = retry_after
 
     def sentence(self) -> str:
@@ -95,30 +102,47 @@ class Slots:
 class PartyLimits:
     """The slots held now, per Party and in all; thread-safe (sync routes run on a thread pool)."""
 
-    def __init__(self, bounds: Bounds | None = None, heavy_total: int = 8) -> None:
+    def __init__(
+        self,
+        bounds: Bounds | None = None,
+        heavy_total: int = 8,
+        heavy_wait: float = HEAVY_WAIT_SECONDS,
+    ) -> None:
         self.bounds = bounds or Bounds.configured()
         self.heavy_total = max(1, heavy_total)
+        self.heavy_wait = heavy_wait
         self._held: Counter[tuple[str, str]] = Counter()
         self._heavy_now = 0
         self._lock = threading.Lock()
+        self._heavy_freed = threading.Condition(self._lock)
 
-    def take(self, party_id: str, *kinds: str) -> Slots:
-        """All of `kinds` for the Party, or Busy (naming the first bound reached) and none."""
+    def take(self, party_id: str, *kinds: str, wait: float = 0.0) -> Slots:
+        """All of `kinds` for the Party, or Busy (naming the first bound reached) and none.
+        `wait`: seconds to wait for a heavy slot (no other bound is waited for)."""
+        deadline = time.monotonic() + wait
         with self._lock:
-            for kind in kinds:
-                limit = getattr(self.bounds, kind)
-                if self._held[kind, party_id] >= limit:
-                    raise Busy(kind, limit, RETRY_AFTER[kind])
-            if "heavy" in kinds and self._heavy_now >= self.heavy_total:
-                raise Busy("heavy_total", self.heavy_total, RETRY_AFTER["heavy"])
+            while (refused := self._refusal(party_id, kinds)) is not None:
+                left = deadline - time.monotonic()
+                if refused.bound not in ("heavy", "heavy_total") or left <= 0:
+                    raise refused
+                self._heavy_freed.wait(left)
             for kind in kinds:
                 self._held[kind, party_id] += 1
             self._heavy_now += "heavy" in kinds
         return Slots(self, party_id, kinds)
 
+    def _refusal(self, party_id: str, kinds: tuple[str, ...]) -> Busy | None:
+        for kind in kinds:
+            limit = getattr(self.bounds, kind)
+            if self._held[kind, party_id] >= limit:
+                return Busy(kind, limit, RETRY_AFTER[kind])
+        if "heavy" in kinds and self._heavy_now >= self.heavy_total:
+            return Busy("heavy_total", self.heavy_total, RETRY_AFTER["heavy"])
+        return None
+
     @contextmanager
-    def holding(self, party_id: str, *kinds: str) -> Iterator[None]:
-        slots = self.take(party_id, *kinds)
+    def holding(self, party_id: str, *kinds: str, wait: float = 0.0) -> Iterator[None]:
+        slots = self.take(party_id, *kinds, wait=wait)
         try:
             yield
         finally:
@@ -128,7 +152,7 @@ class PartyLimits:
         """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
         heavy = search is not None and is_heavy(search)
         return (
-            self.holding(party_id, "request", "heavy")
+            self.holding(party_id, "request", "heavy", wait=self.heavy_wait)
             if heavy
             else self.holding(party_id, "request")
         )
@@ -151,7 +175,9 @@ class PartyLimits:
                 self._held[kind, slots._party_id] -= 1
                 if not self._held[kind, slots._party_id]:
                     del self._held[kind, slots._party_id]
-            self._heavy_now -= "heavy" in slots._kinds
+            if "heavy" in slots._kinds:
+                self._heavy_now -= 1
+                self._heavy_freed.notify_all()
 
 
 def share_of(party_id: str | None, username: str) -> str:
