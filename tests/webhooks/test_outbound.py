@@ -44,6 +44,10 @@ from servicetrail.webhooks.outbound import UnsafeUrl, check_url, parse_url, refu
         "::127.0.0.1",
         "::ffff:0:127.0.0.1",
         "64:ff9b:1::7f00:1",
+        # and that its tables call global though IANA does not (audit, session 18)
+        "192.0.0.8",
+        "192.88.99.1",
+        "3fff::1",
     ],
 )
 def test_internal_addresses_are_refused(address: str) -> None:
@@ -51,7 +55,8 @@ def test_internal_addresses_are_refused(address: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"]
+    "address",
+    ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8", "192.0.0.9", "192.0.0.10"],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert refusal(ipaddress.ip_address(address), allow_loopback=False) is None
@@ -79,6 +84,8 @@ def test_allowing_loopback_allows_loopback_only() -> None:
         "https://example.org:99999/",
         "https://1.1.1.1:0/",  # port 0 went to 443
         "https://example.org/\r\nX-Injected: 1",
+        "https://[fe80::1%25eth0]/",  # a zone the resolver did not know: never checked
+        "https://[::1%25lo]/",
     ],
 )
 def test_malformed_or_plain_http_urls_are_refused(url: str, monkeypatch) -> None:

@@ -21,6 +21,13 @@ from .. import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IANA's special-purpose ranges that are not globally reachable and that Python 3.11's
+# tables still call global (audit of webhooks, session 18): IETF protocol assignments (but
+# for two anycast services), the deprecated 6to4 relay anycast, IPv6 documentation (RFC 9637)
+_ALSO_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.0.0/24", "192.88.99.0/24", "3fff::/20")
+)
+_GLOBAL_ANYCAST = frozenset(ipaddress.ip_address(a) for a in ("192.0.0.9", "192.0.0.10"))
 
 
 class UnsafeUrl(ValueError):
@@ -73,6 +80,10 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeUrl("the URL has no host")
+    if "%" in host:
+        # an IPv6 zone: `[fe80::1%25eth0]` named no interface the resolver knew, so the
+        # address was never checked, and the watch was made (audit of webhooks, session 18)
+        raise UnsafeUrl("the URL's host must not name an IPv6 zone (%)")
     host = _address_as_written(host) or host
     if parts.fragment:
         raise UnsafeUrl("the URL must not have a #fragment")
@@ -129,6 +140,8 @@ def refusal(address: IPAddress, allow_loopback: bool | None = None) -> str | Non
     # which is_reserved or is_site_local flag
     site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
     if address.is_multicast or address.is_reserved or site_local or not address.is_global:
+        return f"{address} is not a public unicast address"
+    if address not in _GLOBAL_ANYCAST and any(address in n for n in _ALSO_NOT_GLOBAL):
         return f"{address} is not a public unicast address"
     return None
 
