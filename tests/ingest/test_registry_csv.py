@@ -448,6 +448,29 @@ def test_a_party_name_that_would_read_as_another_is_rejected(cli, engine, tmp_pa
     assert rows(engine, "SELECT party_id, name FROM party") == [("CAFE", "Caf\u00e9 Energy")]
 
 
+def test_a_party_name_with_a_pile_of_combining_marks_is_rejected(cli, engine, tmp_path):
+    """ "Z" with 150 accents drew over the rows above it wherever its Party was named (audit of
+    the screen, session 18). Scripts that stack a few marks still load."""
+    lines = [
+        "90-B3-D5-1F-30-09-00-01,ZALGO,Z" + "\u0301" * 150 + ",IS",
+        "90-B3-D5-1F-30-09-00-02,VIET,Nguye\u0302\u0303n Energy,IS",  # NFC makes it one letter
+        "90-B3-D5-1F-30-09-00-03,HINDI,\u0939\u093f\u0928\u094d\u0926\u0940 Power,IS",
+        "90-B3-D5-1F-30-09-00-04,STACK,Q\u0301\u0302\u0303\u0304 Energy,IS",  # four: kept
+        "90-B3-D5-1F-30-09-00-05,PILE,Q\u0301\u0302\u0303\u0304\u0305 Energy,IS",
+    ]
+    path = tmp_path / "users.csv"
+    path.write_text(USERS_HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("load", "users", path)
+    assert result.exit_code == 1 and "loaded 3, rejected 2" in result.stdout
+    reasons = [r["reason"] for r in rejects_of(tmp_path / "users.rejects.jsonl")]
+    assert all("at most 4 combining marks" in r for r in reasons)
+    assert [p for (p,) in rows(engine, "SELECT party_id FROM party ORDER BY party_id")] == [
+        "HINDI",
+        "STACK",
+        "VIET",
+    ]
+
+
 def test_a_new_party_name_is_a_correction_and_a_file_without_names_keeps_them(
     cli, engine, tmp_path
 ):

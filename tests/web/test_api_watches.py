@@ -99,6 +99,8 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
         ({"name": "x" * 201}, "name"),
         ({"name": "a\u202eb"}, "name"),  # a bidi override: the name would read backwards
         ({"name": "a\x00b"}, "name"),
+        ({"name": "Z" + "\u0301" * 120}, "name"),  # drew over the watch list (session 18)
+        ({"name": "x", "webhook": {"url": "https://[fe80::1%25eth0]/hook"}}, "webhook.url"),
         ({"name": "x", "devices": "all"}, "devices"),
         ({"name": "x", "devices": ["not-a-device"]}, "devices"),
         ({"name": "x", "devices": []}, "devices"),

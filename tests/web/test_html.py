@@ -42,6 +42,7 @@ from servicetrail.web.presenters import (
     code_class,
     code_help,
     pretty_payload,
+    readable,
 )
 from tests import personas as P
 
@@ -511,6 +512,9 @@ def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() ->
     assert pretty_payload("<f>&#x202E;gnp.exe</f>").text == "<f>⟨U+202E⟩gnp.exe</f>"
     assert pretty_payload("tab\tand\nlines\r\n").text == "tab\tand\nlines\r\n"
     assert pretty_payload("ok\U000e0041\U000e0042").text == "ok⟨U+E0041⟩⟨U+E0042⟩"  # hidden tags
+    # a pile of combining marks (a name stored before they were refused) is cut to four
+    assert readable("Z" + "\u0301" * 150 + " plc") == "Z" + "\u0301" * 4 + "⟨+146 marks⟩ plc"
+    assert readable("Nguye\u0302\u0303n") == "Nguye\u0302\u0303n"
     deep = "<a>" * 200 + "x" + "</a>" * 200
     nested = "<r>" + deep * (MAX_SHOWN_PAYLOAD // len(deep) + 1) + "</r>"
     huge = pretty_payload(nested)

@@ -106,6 +106,22 @@ def hidden_characters(text: str, allowed: str = "") -> bool:
     return any(ch not in allowed and unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in text)
 
 
+# Combining marks one character may carry: scripts written with them stack two or three
+# (Vietnamese, Devanagari); "Z" with 150 accents drew over the rows above it on every screen
+# that named its Party (audit of the screen, session 18)
+MOST_STACKED_MARKS = 4
+
+
+def stacked_marks(text: str, most: int = MOST_STACKED_MARKS) -> bool:
+    """Whether `text` has a character with more than `most` combining marks on it."""
+    run = 0
+    for ch in text:
+        run = run + 1 if unicodedata.combining(ch) or unicodedata.category(ch) == "Me" else 0
+        if run > most:
+            return True
+    return False
+
+
 def party_id(value: str) -> str:
     """A Party ID as SPEC section 4 gives it: 1-32 ASCII upper-case letters, digits, '_' or '-'."""
     if not isinstance(value, str) or not _PARTY_ID.fullmatch(value):

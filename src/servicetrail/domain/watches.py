@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalogue import CATALOGUE
-from .ids import InvalidValue, eui64, hidden_characters, shown
+from .ids import (
+    MOST_STACKED_MARKS,
+    InvalidValue,
+    eui64,
+    hidden_characters,
+    shown,
+    stacked_marks,
+)
 from .model import KINDS
 from .records import ITEM_FIELDS
 
@@ -73,8 +80,12 @@ def _name(value: Any) -> str:
     text = unicodedata.normalize("NFC", value.strip())
     if not 1 <= len(text) <= MAX_NAME:
         raise InvalidWatch("name", f"must be 1 to {MAX_NAME} characters")
-    if hidden_characters(text):
-        raise InvalidWatch("name", f"must be printable text: {shown(value)}")
+    if hidden_characters(text) or stacked_marks(text):
+        raise InvalidWatch(
+            "name",
+            f"must be printable text, with at most {MOST_STACKED_MARKS} combining marks on a "
+            f"character: {shown(value)}",
+        )
     return text
 
 

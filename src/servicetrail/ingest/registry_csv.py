@@ -13,12 +13,14 @@ from typing import IO
 
 from ..domain.ids import (
     EUI64_SHAPE,
+    MOST_STACKED_MARKS,
     InvalidValue,
     eui64,
     hidden_characters,
     party_id,
     role_code,
     shown,
+    stacked_marks,
 )
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
@@ -75,13 +77,14 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str | None]:
     if "party_name" not in row:
         return user, None
     name = unicodedata.normalize("NFC", _field(row, "party_name"))  # one spelling of a look
-    if len(name) > 200 or hidden_characters(name, allowed=_SPACING):
+    if len(name) > 200 or hidden_characters(name, allowed=_SPACING) or stacked_marks(name):
         # a quoted name may break its line (issue 12); other control characters (a NUL, ESC,
         # BEL) are no part of a name, and ESC would reach a terminal; a direction override
         # or a zero-width character made one Party's name read as another's
         raise InvalidValue(
             "party_name must be at most 200 characters of printable text (tab and line "
-            "breaks aside): no control, direction, zero-width or private-use characters"
+            "breaks aside): no control, direction, zero-width or private-use characters, "
+            f"and at most {MOST_STACKED_MARKS} combining marks on a character"
         )
     return user, name
 

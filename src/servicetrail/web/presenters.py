@@ -18,7 +18,7 @@ from ..domain.duis_terms import (
     command_variant_text,
     execution_text,
 )
-from ..domain.ids import InvalidValue, whole_number
+from ..domain.ids import MOST_STACKED_MARKS, InvalidValue, whole_number
 from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
@@ -166,10 +166,17 @@ _XML_PARSER_OPTIONS = dict(
 )
 
 
+# A pile of combining diacritical marks on one character (their Unicode blocks), past the
+# few a script needs: drawn, they cover the rows above (domain.ids.MOST_STACKED_MARKS)
+_MARK = "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+_PILED = re.compile(f"({_MARK}{{{MOST_STACKED_MARKS}}}){_MARK}+")
+
+
 def readable(text: str) -> str:
-    """Text with each character that would change how the rest reads shown as a mark: a
-    Party name stored before names were checked for them (the screen's <bdi> cannot hold a
-    pop-isolate in), or a payload."""
+    """Text with each character that would change how the rest reads shown as a mark, and a
+    pile of combining marks cut to a few: a Party name stored before names were checked for
+    them (the screen's <bdi> cannot hold a pop-isolate in), or a payload."""
+    text = _PILED.sub(lambda m: f"{m.group(1)}⟨+{len(m.group()) - MOST_STACKED_MARKS} marks⟩", text)
     return _UNSEEN.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
 
 
