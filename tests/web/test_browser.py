@@ -798,3 +798,16 @@ def test_the_device_page_from_a_search_result(server: str, page) -> None:
     assert "pre-command, did not reach the Device" in exchange.inner_text()
     assert "its signed command did" in exchange.inner_text()
     shot(page, "19-device-page-pre-command")
+
+
+def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str, page) -> None:
+    """The visually hidden words of the CODE column escaped the table's scroll box, and the
+    page scrolled sideways into blank space below 1,105 px (audit of the screen, session 18):
+    only the table scrolls."""
+    sign_in(page, server, "bright.analyst")
+    for width in (1024, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(server + "/")
+        assert page.locator("table.records td.c-code").count() > 0
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        shot(page, f"30-search-{width}px")

@@ -100,6 +100,15 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     assert page.locator("ol.event-list > li.event-unread").count() == 0
     assert nav.locator(".nav-count").count() == 0
 
+    # another Party's name of 200 letters without a space ran the page 1,700 px wide (audit of
+    # the screen, session 18): it wraps
+    users = tmp_path / "renamed.csv"
+    users.write_text(f"user_id,party_id,party_name,role\n{LOOKAT_OU},LOOKAT,{'W' * 200},OU\n")
+    run_cli(server.db_url, "load", "users", str(users))
+    page.reload()
+    assert "W" * 200 in events.first.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
     page.get_by_role("button", name="Delete watch Others on my meters").click()
     page.wait_for_url(server + "/watches")
     assert "No watches yet" in page.content()
