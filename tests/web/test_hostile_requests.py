@@ -38,6 +38,13 @@ def test_a_nul_in_a_parameter_is_a_422_naming_it(client, bearer, path, parameter
     assert "NUL" in answer.json()["message"]
 
 
+def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(client):
+    """The screen answered JSON for it (audit of the screen, session 18)."""
+    answer = client.get("/?to=%00")
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+    assert "to must not contain a NUL character." in answer.text and "<h1>" in answer.text
+
+
 def test_an_auditors_party_filter_with_a_nul_is_a_422(client, auditor):
     answer = client.get("/api/v1/access-log?party_id=A%00B", headers=auditor)
     assert answer.status_code == 422 and answer.json()["parameter"] == "party_id"

@@ -115,6 +115,21 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     assert "<script>alert(1)</script>" not in answer.text
 
 
+@pytest.mark.parametrize(
+    "fields, field, said",
+    [
+        ({"kinds": []}, "kinds", "Tick at least one kind of record."),
+        ({"devices": "list", "device_list": " "}, "device_list", "List at least one Device ID"),
+        ({"srvs": "list", "srv_list": ""}, "srv_list", "List at least one SRV"),
+    ],
+)
+def test_an_empty_choice_is_said_in_the_forms_words(engine, world, fields, field, said) -> None:
+    """Not "must be a non-empty list of strings" (audit of the screen, session 18)."""
+    answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
+    assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
+    assert said in answer.text and "list of strings" not in answer.text
+
+
 def test_forms_need_their_csrf_token_and_another_partys_watch_is_untouched(engine, world) -> None:
     south = signed_in(engine, P.SOUTHENERGY)
     made = add(south).headers["location"].split("=")[1]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import bad_parameter
+from .errors import bad_parameter, is_for_the_screen
+from .rendering import error_page
 
 
 class NoNulInQuery:
@@ -25,7 +28,15 @@ class NoNulInQuery:
             named = next((k for k, v in pairs if "\x00" in k or "\x00" in v), None)
             if named is not None:
                 parameter = named.replace("\x00", "") or "query"
-                response = bad_parameter(parameter[:40], "must not contain a NUL character")
+                message = "must not contain a NUL character"
+                request = Request(scope)
+                response: Response = (
+                    error_page(
+                        request, None, 422, "Not a valid search", f"{parameter[:40]} {message}."
+                    )
+                    if is_for_the_screen(request)  # a page, as every refusal on the screen
+                    else bad_parameter(parameter[:40], message)
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

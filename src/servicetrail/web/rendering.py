@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from .fairness import Busy
 from .presenters import TEMPLATE_GLOBALS, readable
+from .signin import SESSION_COOKIE
 
 if TYPE_CHECKING:
     from .signin import SignedIn
@@ -66,6 +67,9 @@ def error_page(
         heading=heading or title,
         message=message,
         headers=headers,
+        # answered before the session was looked up (the gate's 429, a 500): a "Sign in"
+        # button told a signed-in analyst the session was lost (audit of the screen, session 18)
+        maybe_signed_in=who is None and SESSION_COOKIE in request.cookies,
     )
 
 

@@ -122,10 +122,23 @@ FIELD_OF = {
 }
 
 
+# An empty choice said in the form's words, not the API's ("must be a non-empty list of
+# strings"; audit of the screen, session 18)
+NOTHING_CHOSEN = {
+    "kinds": "Tick at least one kind of record.",
+    "devices": "List at least one Device ID, or choose “Mine”.",
+    "srvs": "List at least one SRV, or choose “All”.",
+}
+
+
 def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
     """The form's watch, or the message for the field it got wrong."""
+    body = _watch_body(values)
+    empty = next((f for f in NOTHING_CHOSEN if isinstance(body.get(f), list) and not body[f]), None)
+    if empty is not None:
+        return None, {FIELD_OF.get(empty, empty): NOTHING_CHOSEN[empty]}
     try:
-        spec = watch_spec(_watch_body(values))
+        spec = watch_spec(body)
         if spec.webhook_url is not None:
             check_url(spec.webhook_url)
     except InvalidWatch as e:
