@@ -425,3 +425,41 @@ def test_of_two_deletions_of_one_watch_at_once_one_says_it_deleted(world: World)
         second = delete_watch(conn, WIRESCO, made["id"])
     running.join()
     assert (said, second) == ([True], False)
+
+
+def test_a_loader_holds_the_registry_lock_before_it_draws_ids(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry change passes the matcher's gaps as final, which holds only if no loader can
+    hold an id without holding the registry's lock (which the change takes exclusively): a
+    loader paused just after drawing its ids must hold it (review, session 18: the test
+    before this one could not tell where the lock was taken)."""
+    import threading
+
+    from servicetrail.store import writer
+    from servicetrail.store.visibility_index import REGISTRY_LOCK
+
+    world = load_personas(pg_engine)
+    drawn, go_on = threading.Event(), threading.Event()
+    real_insert = writer._insert
+
+    def pausing_insert(*args, **kwargs):
+        ids = real_insert(*args, **kwargs)
+        drawn.set()
+        assert go_on.wait(30)
+        return ids
+
+    monkeypatch.setattr(writer, "_insert", pausing_insert)
+    loader = threading.Thread(target=append, args=(world, lk_request(1)), daemon=True)
+    loader.start()
+    try:
+        assert drawn.wait(30)
+        with pg_engine.begin() as conn:
+            taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
+            assert taken.scalar_one() is False  # a registry change would wait for the loader
+    finally:
+        go_on.set()
+        loader.join(30)
+    with pg_engine.begin() as conn:
+        taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
+        assert taken.scalar_one() is True
