@@ -94,6 +94,37 @@ def test_a_broad_search_waits_a_moment_for_its_partys_heavy_slot():
     assert refused.value.bound == "request"
 
 
+def test_searches_waiting_for_the_heavy_slot_hold_request_slots_and_the_total_is_not_waited():
+    """A waiting search held no slot: eleven of a Party's could sleep on threads (review,
+    session 18). They count against its request bound now, and a server at its total of
+    heavy work answers at once."""
+    limits = PartyLimits(Bounds(request=3, heavy=1, download=1), heavy_total=2, heavy_wait=5)
+    first = limits.take("A", "request", "heavy")
+    waiting = [
+        threading.Thread(target=lambda: limits.take("A", "request", "heavy", wait=5).release())
+        for _ in range(2)
+    ]
+    for thread in waiting:
+        thread.start()
+    for _ in range(100):
+        if limits.held("A") == {"request": 3, "heavy": 1}:
+            break
+        time.sleep(0.01)
+    assert limits.held("A") == {"request": 3, "heavy": 1}  # both waiters count
+    with pytest.raises(Busy) as refused:
+        limits.take("A", "request", "heavy", wait=5)
+    assert refused.value.bound == "request"
+    limits.take("B", "request", "heavy")  # the server's total (2) is reached
+    started = time.monotonic()
+    with pytest.raises(Busy) as refused:
+        limits.take("C", "request", "heavy", wait=5)
+    assert refused.value.bound == "heavy_total" and time.monotonic() - started < 1
+    first.release()
+    for thread in waiting:
+        thread.join(10)
+    assert limits.held("A") == {}
+
+
 def test_concurrent_requests_never_run_past_the_bound():
     limits = PartyLimits(Bounds(request=3, heavy=3, download=1), heavy_total=10)
     running, most, refused, lock = [0], [0], [0], threading.Lock()

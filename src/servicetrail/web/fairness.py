@@ -10,10 +10,11 @@ Past a bound the request is answered with 429 and Retry-After, not queued: a que
 would hold a thread and, in time, a connection, which is what the bounds are there to
 prevent. One wait is allowed: a broad search waits up to HEAVY_WAIT_SECONDS for its Party's
 heavy slot, holding its request slot and its thread (so at most `request - 1` wait per
-Party). Its Party's analysts share that one slot, and the screen's first page is a broad
-search: two tabs opened at once were refused (audit of the screen, session 18), though a
-broad search now takes tens of milliseconds. The bounds are per server process (`serve
---workers N` allows N times each), and each can be set in the environment.
+Party; when all Parties' heavy work is at its total, the answer is at once). A Party's
+analysts share that one slot, and the screen's first page is a broad search: two tabs
+opened at once were refused (audit of the screen, session 18), though a broad search now
+takes tens of milliseconds. The bounds are per server process (`serve --workers N` allows N
+times each), and each can be set in the environment.
 """
 
 from __future__ import annotations
@@ -118,18 +119,42 @@ class PartyLimits:
 
     def take(self, party_id: str, *kinds: str, wait: float = 0.0) -> Slots:
         """All of `kinds` for the Party, or Busy (naming the first bound reached) and none.
-        `wait`: seconds to wait for a heavy slot (no other bound is waited for)."""
-        deadline = time.monotonic() + wait
+        `wait`: seconds to wait for the Party's heavy slot, holding its other slots meanwhile
+        (no other bound is waited for, the server's total of heavy work among them)."""
         with self._lock:
-            while (refused := self._refusal(party_id, kinds)) is not None:
-                left = deadline - time.monotonic()
-                if refused.bound not in ("heavy", "heavy_total") or left <= 0:
-                    raise refused
-                self._heavy_freed.wait(left)
-            for kind in kinds:
-                self._held[kind, party_id] += 1
-            self._heavy_now += "heavy" in kinds
+            refused = self._refusal(party_id, kinds)
+            if refused is not None and refused.bound == "heavy" and wait > 0:
+                refused = self._wait_for_heavy(party_id, kinds, time.monotonic() + wait)
+            if refused is not None:
+                raise refused
+            self._count(party_id, kinds, 1)
         return Slots(self, party_id, kinds)
+
+    def _wait_for_heavy(
+        self, party_id: str, kinds: tuple[str, ...], deadline: float
+    ) -> Busy | None:
+        """Under the lock: the Party's other slots held while its heavy slot is waited for, so
+        that its waiting searches count against its bound of requests (and at most that many
+        threads wait)."""
+        others = tuple(kind for kind in kinds if kind != "heavy")
+        self._count(party_id, others, 1)
+        try:
+            while (refused := self._refusal(party_id, ("heavy",))) is not None:
+                left = deadline - time.monotonic()
+                if refused.bound != "heavy" or left <= 0:
+                    return refused
+                self._heavy_freed.wait(left)
+            return None
+        finally:
+            self._count(party_id, others, -1)
+
+    def _count(self, party_id: str, kinds: tuple[str, ...], step: int) -> None:
+        for kind in kinds:
+            self._held[kind, party_id] += step
+            if not self._held[kind, party_id]:
+                del self._held[kind, party_id]
+        if "heavy" in kinds:
+            self._heavy_now += step
 
     def _refusal(self, party_id: str, kinds: tuple[str, ...]) -> Busy | None:
         for kind in kinds:
@@ -171,12 +196,8 @@ class PartyLimits:
             if not slots._held:
                 return
             slots._held = False
-            for kind in slots._kinds:
-                self._held[kind, slots._party_id] -= 1
-                if not self._held[kind, slots._party_id]:
-                    del self._held[kind, slots._party_id]
+            self._count(slots._party_id, slots._kinds, -1)
             if "heavy" in slots._kinds:
-                self._heavy_now -= 1
                 self._heavy_freed.notify_all()
 
 
