@@ -42,6 +42,7 @@ from .state import SeenCredentials
 ANONYMOUS_PER_CLIENT = 8
 UNSEEN_PER_CLIENT = 4
 RETRY_AFTER = 1
+UNSEEN_RECHECK = 0.05  # seconds between looks at whether a waiting credential has been seen
 STATIC = "/static/"
 
 
@@ -78,7 +79,8 @@ class Gate:
         a request waits up to RETRY_AFTER for a turn to come free: a browser's six requests
         at once, its session not yet seen since a restart, had four turns and two refusals
         (audit of the screen, session 18). At most `share` wait, each woken when a turn of
-        its share ends; the rest are answered when the client may ask again: a client that
+        its share ends (or, for an unseen credential, every UNSEEN_RECHECK seconds); the rest
+        are answered when the client may ask again: a client that
         asked again at once on each of its connections kept the loop answering 3,400
         refusals a second, and the other Parties' requests waited 0.4 s behind them (nothing
         is held meanwhile but the connection)."""
@@ -99,6 +101,10 @@ class Gate:
                 waiting = self._waiting[key] = []
             waiter = loop.create_future()
             waiting.append(waiter)
+            if key.startswith("unseen:"):
+                # its session may be seen meanwhile (by its first request's look-up), and its
+                # Party's turns free: nothing ends in this share to say so
+                left = min(left, UNSEEN_RECHECK)
             try:
                 await asyncio.wait_for(waiter, left)
             except TimeoutError:
