@@ -100,6 +100,7 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
         ({"name": "a\u202eb"}, "name"),  # a bidi override: the name would read backwards
         ({"name": "a\x00b"}, "name"),
         ({"name": "Z" + "\u0301" * 120}, "name"),  # drew over the watch list (session 18)
+        ({"name": "Z" + ("\u0301" * 4 + "\u034f") * 30}, "name"),  # the joiner reset the count
         ({"name": "x", "webhook": {"url": "https://[fe80::1%25eth0]/hook"}}, "webhook.url"),
         ({"name": "x", "devices": "all"}, "devices"),
         ({"name": "x", "devices": ["not-a-device"]}, "devices"),

@@ -113,10 +113,12 @@ MOST_STACKED_MARKS = 4
 
 
 def stacked_marks(text: str, most: int = MOST_STACKED_MARKS) -> bool:
-    """Whether `text` has a character with more than `most` combining marks on it."""
+    """Whether `text` has a character with more than `most` combining marks on it: by their
+    category, not their combining class, which is 0 for the invisible COMBINING GRAPHEME
+    JOINER that restarted the count between piles of four (review, session 18)."""
     run = 0
     for ch in text:
-        run = run + 1 if unicodedata.combining(ch) or unicodedata.category(ch) == "Me" else 0
+        run = run + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
         if run > most:
             return True
     return False

@@ -283,7 +283,9 @@ class _Lines:
                 raise StopIteration  # as the csv module expects at the end
             line: bytes | tuple[int, int] = piece
             if len(piece) == PIECE and not piece.endswith(b"\n"):  # one piece: a long line
-                line = gathered_line(self._stream, piece, MOST_LINE_BYTES)
+                line = gathered_line(self._stream, piece, MOST_LINE_BYTES + 2)  # and its end
+                if isinstance(line, bytes) and len(body := _without_end(line)) > MOST_LINE_BYTES:
+                    line = (len(body), len(line))  # over the limit by its content alone
             if isinstance(line, tuple):
                 length, read = line
                 raw = ("span", self.offset, length)
@@ -303,6 +305,10 @@ class _Lines:
     def take(self) -> bytes:
         taken, self.taken = self.taken, []
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+
+def _without_end(line: bytes) -> bytes:
+    return line.removesuffix(b"\n").removesuffix(b"\r")
 
 
 def _has_surrogates(values: list[str]) -> bool:

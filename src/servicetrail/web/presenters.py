@@ -167,7 +167,8 @@ _XML_PARSER_OPTIONS = dict(
 
 
 # A pile of combining diacritical marks on one character (their Unicode blocks), past the
-# few a script needs: drawn, they cover the rows above (domain.ids.MOST_STACKED_MARKS)
+# few a script needs: drawn, they cover the rows above (domain.ids.MOST_STACKED_MARKS). Names
+# are refused at load for any pile of marks; this cuts the usual ones of a name stored before
 _MARK = "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
 _PILED = re.compile(f"({_MARK}{{{MOST_STACKED_MARKS}}}){_MARK}+")
 
