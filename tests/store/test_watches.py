@@ -463,3 +463,40 @@ def test_a_loader_holds_the_registry_lock_before_it_draws_ids(
     with pg_engine.begin() as conn:
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
         assert taken.scalar_one() is True
+
+
+def test_a_watch_deleted_during_a_matching_step_fails_neither(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch deleted between the step's read of the watches and its events made their
+    foreign key fail, and with it the registry correction the step ran in (stress test,
+    session 18). The deletion now waits for the step, and takes its events with the watch."""
+    import threading
+
+    world = load_personas(pg_engine)
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(1))  # not matched yet: the correction below matches it first
+    real_counters = store_watches._counters
+    deleted: list[bool] = []
+
+    def delete_meanwhile(conn, watch_ids):
+        found = real_counters(conn, watch_ids)
+
+        def delete() -> None:
+            with pg_engine.begin() as other:
+                deleted.append(delete_watch(other, SOUTHENERGY, made["id"]))
+
+        deleter = threading.Thread(target=delete, daemon=True)
+        deleter.start()
+        deleter.join(0.5)  # it commits now, unless the step holds it back
+        delete_meanwhile.deleter = deleter  # type: ignore[attr-defined]
+        return found
+
+    monkeypatch.setattr(store_watches, "_counters", delete_meanwhile)
+    with world.engine.begin() as conn:
+        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    delete_meanwhile.deleter.join(30)  # type: ignore[attr-defined]
+    assert deleted == [True]
+    with world.engine.connect() as conn:
+        assert list_watches(conn, SOUTHENERGY) == []
+        assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0

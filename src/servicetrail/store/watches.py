@@ -302,14 +302,21 @@ def _lock_cursor(conn: Connection, wait: bool = False) -> Any | None:
 def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bool]]:
     """(id, last_event_id, whether its webhook delivers) of the watches still there. One
     array or JSON parameter, through the driver: an IN list of thousands of ids cost
-    SQLAlchemy more to render than the query took (profiled)."""
+    SQLAlchemy more to render than the query took (profiled).
+
+    On PostgreSQL the rows are locked (FOR KEY SHARE) to the end of the step: a watch deleted
+    between this read and the step's events made their foreign key fail, and with it the
+    registry correction the step ran in (stress test, session 18). A deletion now waits for
+    the step, and its cascade takes the step's events with the watch."""
     driver: Any = conn.connection.driver_connection
     columns = (
         "SELECT id, last_event_id, "
         "webhook_url IS NOT NULL AND webhook_disabled_at IS NULL FROM watch WHERE "
     )
     if conn.dialect.name == "postgresql":
-        rows = driver.execute(columns + "id = ANY(%s)", (watch_ids,)).fetchall()
+        rows = driver.execute(
+            columns + "id = ANY(%s) ORDER BY id FOR KEY SHARE", (watch_ids,)
+        ).fetchall()
     else:
         rows = driver.execute(
             columns + "id IN (SELECT value FROM json_each(?))", (orjson.dumps(watch_ids).decode(),)
