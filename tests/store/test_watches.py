@@ -85,6 +85,19 @@ def lk_request(n: int, device: str = ESME_1, at=LATER, srv: str = "4.1.1") -> Sa
     )
 
 
+def grant_gsme_1_to_wiresco(world: World) -> None:
+    """A registry correction: WIRESCO holds GSME_1's network operator certificate from LATER."""
+    with world.engine.begin() as conn:
+        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+
+
+def assert_only_a_record_stored_after_matches(world: World, watch_id: int) -> None:
+    append(world, lk_request(2, device=GSME_1))
+    match_all(world)
+    page, _ = events(world, WIRESCO, watch_id)
+    assert [e["record"]["request_id"] for e in page] == [rid(LK_OU, GSME_1, 102)]
+
+
 def test_a_record_stored_after_the_watch_becomes_an_event_with_titles_only(world: World) -> None:
     made = add_watch(world, SOUTHENERGY)
     append(world, lk_request(1))
@@ -193,14 +206,10 @@ def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagg
     change now matches what is stored first; a record stored after it is matched by it."""
     wires = add_watch(world, WIRESCO)  # GSME_1 has no network operator: WIRESCO sees nothing
     append(world, lk_request(1, device=GSME_1))
-    with world.engine.begin() as conn:
-        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    grant_gsme_1_to_wiresco(world)
     match_all(world)
     assert events(world, WIRESCO, wires["id"]) == ([], None)
-    append(world, lk_request(2, device=GSME_1))
-    match_all(world)
-    page, _ = events(world, WIRESCO, wires["id"])
-    assert [e["record"]["request_id"] for e in page] == [rid(LK_OU, GSME_1, 102)]
+    assert_only_a_record_stored_after_matches(world, wires["id"])
 
 
 def test_matching_twice_makes_no_second_event_and_pages_follow_event_ids(world: World) -> None:
@@ -337,18 +346,14 @@ def test_a_correction_that_grants_visibility_makes_no_event_past_a_gap(
     match_all(world)
     with world.engine.connect() as conn:
         below_the_gap = store_watches.cursor_position(conn)
-    with world.engine.begin() as conn:
-        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    grant_gsme_1_to_wiresco(world)
     with world.engine.connect() as conn:
         assert store_watches.cursor_position(conn) == below_the_gap + 2  # passed, not waited
     monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
     settings.reload()
     match_all(world)
     assert events(world, WIRESCO, wires["id"]) == ([], None)
-    append(world, lk_request(2, device=GSME_1))
-    match_all(world)
-    page, _ = events(world, WIRESCO, wires["id"])
-    assert [e["record"]["request_id"] for e in page] == [rid(LK_OU, GSME_1, 102)]
+    assert_only_a_record_stored_after_matches(world, wires["id"])
 
 
 def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path) -> None:
@@ -493,8 +498,7 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
         return found
 
     monkeypatch.setattr(store_watches, "_counters", delete_meanwhile)
-    with world.engine.begin() as conn:
-        load_responsibility(conn, Responsibility(GSME_1, WIRESCO, "network_operator", LATER, None))
+    grant_gsme_1_to_wiresco(world)
     delete_meanwhile.deleter.join(30)  # type: ignore[attr-defined]
     assert deleted == [True]
     with world.engine.connect() as conn:
