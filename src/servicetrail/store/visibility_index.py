@@ -340,10 +340,10 @@ __all__ = [
     "devices_with_records",
     "index_new",
     "lock_registry",
-    "share_registry",
     "pg_joined",
     "refresh",
     "refresh_user",
+    "share_registry",
     "sqlite_text",
     "touched_by",
 ]

@@ -6,8 +6,8 @@ connections queued 1,000 requests ahead of everyone's, each answered 429 only on
 came (others waited 0.5 s), and the reads that take no bound (the access log, the logs, the
 watch list, some pages) let one Party hold every thread (others waited 5 s; audit of
 stalled clients, session 17). Here, in the loop, a request counts against its sender's
-share of requests in flight, and past it is answered 429, never queued (after the second its
-Retry-After names, holding nothing but the connection).
+share of requests in flight; past it, it waits up to a second for a turn (holding nothing but
+the connection, and never a thread), then is answered 429.
 
 Whose share: a Party's, for a credential (a token, a session) this process has seen resolve
 to it (its bounds of web.fairness together: that many may run and stream at once); else the
@@ -79,11 +79,10 @@ class Gate:
         a request waits up to RETRY_AFTER for a turn to come free: a browser's six requests
         at once, its session not yet seen since a restart, had four turns and two refusals
         (audit of the screen, session 18). At most `share` wait, each woken when a turn of
-        its share ends (or, for an unseen credential, every UNSEEN_RECHECK seconds); the rest
-        are answered when the client may ask again: a client that
-        asked again at once on each of its connections kept the loop answering 3,400
-        refusals a second, and the other Parties' requests waited 0.4 s behind them (nothing
-        is held meanwhile but the connection)."""
+        its share ends (or, for an unseen credential, every UNSEEN_RECHECK seconds). The rest
+        are answered when the client may ask again: a client that asked again at once on each
+        of its connections kept the loop answering 3,400 refusals a second, and the other
+        Parties' requests waited 0.4 s behind them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETRY_AFTER
         while True:
