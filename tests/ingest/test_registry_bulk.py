@@ -310,3 +310,53 @@ def test_a_batch_leaves_the_session_planner_settings_as_they_were(world):
             text("SELECT party_id FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
         ).all()
     assert held == [(WIRESCO,)]
+
+
+def test_a_correction_matches_the_watch_backlog_before_it_holds_the_registry(
+    cli, engine, world, tmp_path, monkeypatch
+) -> None:
+    """A registry change matches new records against the watches holding the registry's
+    lock, which holds loaders back: with no server matching, a backlog of 300,000 records
+    made a 1-row correction take 12 s, and ingests wait as long (stress test, session 18).
+    The load matches the backlog first, in steps of its own."""
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store import registry
+    from servicetrail.store.watches import create_watch, unmatched_backlog
+    from servicetrail.store.writer import append_records
+    from tests.personas import LK_OU, t
+
+    with engine.begin() as conn:
+        create_watch(conn, SOUTHENERGY, watch_spec({"name": "w"}), None)
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    t("2025-04-01T10:00:00Z"),
+                    "request",
+                    f"{LK_OU}:{ESME_1}:{n}",
+                    "4.1.1",
+                    LK_OU,
+                    ESME_1,
+                    "",
+                    "body",
+                )
+                for n in range(50)
+            ],
+        )
+    held_back: list[int] = []
+    real = registry.match_before_registry_change
+
+    def counting(conn) -> None:
+        held_back.append(unmatched_backlog(conn))
+        real(conn)
+
+    monkeypatch.setattr(registry, "match_before_registry_change", counting)
+    resp = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER + f"{PPMID_1},{WIRESCO},network_operator,2025-01-01T00:00:00Z,\n",
+    )
+    assert cli("load", "responsibilities", resp).exit_code == 0
+    assert held_back == [0]
+    with engine.connect() as conn:
+        assert unmatched_backlog(conn) == 0
