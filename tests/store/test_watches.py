@@ -504,3 +504,25 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
     with world.engine.connect() as conn:
         assert list_watches(conn, SOUTHENERGY) == []
         assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
+
+
+def test_a_registry_change_says_it_waits_for_an_ingest_batch(
+    pg_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A correction behind a stalled loader waited without a word (stress test, session 18)."""
+    import threading
+
+    from servicetrail.store.visibility_index import REGISTRY_LOCK
+
+    world = load_personas(pg_engine)
+    with pg_engine.connect() as loader:
+        loader.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
+        change = threading.Thread(target=grant_gsme_1_to_wiresco, args=(world,), daemon=True)
+        with caplog.at_level("WARNING", logger="servicetrail.store"):
+            change.start()
+            change.join(0.5)
+            assert change.is_alive()
+            loader.rollback()  # the batch ends
+            change.join(30)
+    assert not change.is_alive()
+    assert "waiting for the ingest batches in progress to commit" in caplog.text

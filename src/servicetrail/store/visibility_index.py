@@ -19,6 +19,7 @@ On SQLite the database's single writer gives the same order.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -33,6 +34,7 @@ from .schema import MICROSECOND, PG_EPOCH, sqlite_time
 OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
 ACCESS_CODE = {Access.OWN: OWN, Access.MP141: MP141}
 REGISTRY_LOCK = "hashtext('servicetrail.registry')"
+log = logging.getLogger("servicetrail.store")
 COLUMNS = ("party_id", "access", "logged_at", "record_id", "kind", "srv")
 _COPY_TYPES = ["varchar", "int2", "int8", "int8", "varchar", "varchar"]
 
@@ -42,9 +44,14 @@ NewRecord = tuple[Any, ...]
 
 
 def lock_registry(conn: Connection) -> None:
-    """Taken by every registry change before it writes (see the module's note)."""
+    """Taken by every registry change before it writes (see the module's note). It waits for
+    the ingest batches in progress to commit, and says so: a correction behind a stalled
+    loader waited without a word (stress test, session 18)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
+        taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
+        if not taken.scalar_one():
+            log.warning("waiting for the ingest batches in progress to commit (registry lock)")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
 
 
 def share_registry(driver: Any) -> None:
