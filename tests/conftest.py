@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from servicetrail import security, settings
 from servicetrail.cli import main
 from servicetrail.store.engine import open_store
+from servicetrail.web import gate
 
 from devsupport.pg_server import PgServer
 
@@ -54,6 +55,17 @@ def passwords_hashed_cheaply() -> Iterator[None]:
     security._hasher = PasswordHasher.from_parameters(CHEAPEST)
     yield
     security._hasher = production
+
+
+@pytest.fixture(autouse=True, scope="session")
+def refusals_paced_briefly() -> Iterator[None]:
+    """The gate holds a 429 of the bounds inside for a second before it goes out (web.gate);
+    the suite answers hundreds, so in this process the pause is short. Servers started as
+    subprocesses keep the second; tests/web/test_gate.py pins it."""
+    production = gate.REFUSAL_PAUSE
+    gate.REFUSAL_PAUSE = 0.02
+    yield
+    gate.REFUSAL_PAUSE = production
 
 
 @pytest.fixture(autouse=True)

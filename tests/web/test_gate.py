@@ -248,3 +248,40 @@ def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world):
     assert [status for status, _ in answers] == [200] * 6
     assert max(took for _, took in answers) < 2.2  # none waited out the second first
     assert gate.in_flight() == {} and gate._waiting == {}
+
+
+def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):
+    """Answered at once, a Party's flood of broad searches asked again at once, 1,400
+    refusals a second, and another Party's searches slowed threefold (session 18): a 429
+    from inside goes out after a pause, holding only its turn."""
+    import subprocess
+    import sys
+
+    import servicetrail.web.gate as gate_module
+
+    # in-process the suite pauses briefly (tests/conftest.py), so ask a fresh interpreter
+    production = subprocess.run(
+        [sys.executable, "-c", "from servicetrail.web.gate import REFUSAL_PAUSE as p; print(p)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert production == "1.0"
+    monkeypatch.setattr(gate_module, "REFUSAL_PAUSE", 0.3)
+    app, route, gate = world
+
+    async def refusing(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 429, "headers": []})
+        await send({"type": "http.response.body", "body": b"busy"})
+
+    gate.app = refusing
+
+    async def ask_twice():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        refused = await ask(gate, scope_for(app, token="token-of-a"))
+        return refused, loop.time() - started
+
+    refused, took = run(ask_twice())
+    assert refused == (429, b"busy") and took >= 0.3
+    assert gate.in_flight() == {}
