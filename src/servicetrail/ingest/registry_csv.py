@@ -24,7 +24,7 @@ from ..domain.ids import (
 )
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
-from .sources import PIECE, Span, gathered_line
+from .sources import PIECE, Span, gathered_line, too_long
 
 _DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
 _RELATIONS = frozenset(r.value for r in Relation)
@@ -416,7 +416,7 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
     yield start, raw, values, ""
 
 
-_TOO_LONG = f"a line of over {MOST_LINE_BYTES} bytes, longer than any record's (not read)"
+_TOO_LONG = too_long(MOST_LINE_BYTES)
 
 IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 24

@@ -135,6 +135,11 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, 
             yield line
 
 
+def too_long(limit: int) -> str:
+    """The reason a line over `limit` bytes is rejected unread."""
+    return f"a line of over {limit} bytes, longer than any record's (not read)"
+
+
 def gathered_line(stream: IO[bytes], start: bytes, limit: int) -> bytes | tuple[int, int]:
     """The whole of a line that begins `start`, read a piece at a time: the line, or once it
     passes `limit`, (its length without its line end, the bytes read), the rest read past

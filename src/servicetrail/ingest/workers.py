@@ -101,9 +101,8 @@ def _parsed(parse: Parser, lines: Lines, damage: Damage, long_lines: list[LongLi
     input is copied from the file."""
     rows, rejected, size = parse(lines)
     if long_lines:
-        limit = sources.max_line_bytes()
+        reason = sources.too_long(sources.max_line_bytes())
         for number, offset, length, read in long_lines:
-            reason = f"a line of over {limit} bytes, longer than any record's (not read)"
             span: Span = ("span", offset, length)
             rejected.append((number, reason, span))
             size += read
