@@ -790,8 +790,10 @@ def test_user_input_is_escaped(client: TestClient) -> None:
 
 
 def test_unknown_screen_paths_get_a_page_and_the_api_keeps_json(client: TestClient) -> None:
-    page = client.get("/no-such-page")
-    assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+    for path in ("/no-such-page", "/static/no-such-file.css"):
+        page = client.get(path)
+        assert page.status_code == 404 and "text/html" in page.headers["content-type"], path
+        assert "Not found" in page.text
     api = client.get("/api/v1/records/1")
     assert api.status_code == 401 and api.headers["content-type"] == "application/json"
     assert client.get("/api/v1/nothing").headers["content-type"] == "application/json"

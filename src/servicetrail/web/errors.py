@@ -157,10 +157,10 @@ def as_page(request: Request, exc: Exception) -> Response | None:
 
 
 def is_for_the_screen(request: Request) -> bool:
+    """Everything but the API and its OpenAPI document, the style sheet's folder included: a
+    mistyped /static/ address is opened by a person, in a browser."""
     path = request.url.path
-    return not (
-        path.startswith("/api/") or path.startswith("/openapi") or path.startswith("/static/")
-    )
+    return not (path.startswith("/api/") or path.startswith("/openapi"))
 
 
 def note(request: Request, exc: Exception) -> None:
