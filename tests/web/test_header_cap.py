@@ -44,11 +44,17 @@ def get(path: str, *headers: bytes) -> bytes:
 
 
 def assert_capped(base: str) -> None:
-    one_header = exchange(base, get("/login", b"X-Padding: " + b"a" * 200_000))
+    padding = b"X-Padding: " + b"a" * 200_000
+    one_header = exchange(base, get("/api/v1/records", padding))
     assert one_header.startswith(b"HTTP/1.1 431 ")
     head, _, body = one_header.partition(b"\r\n\r\n")  # JSON with a message, as any refusal
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"] == "request_head_too_large"
+    # the screen's addresses: a page a browser shows (too many cookies, most often)
+    on_screen = exchange(base, get("/login", padding))
+    assert on_screen.startswith(b"HTTP/1.1 431 ")
+    head, _, body = on_screen.partition(b"\r\n\r\n")
+    assert b"content-type: text/html" in head.lower() and b"<h1>Request too large</h1>" in body
     many_headers = exchange(
         base, get("/login", *(b"X-Padding-%d: %s" % (n, b"b" * 100) for n in range(400)))
     )

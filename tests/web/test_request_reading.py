@@ -1,8 +1,8 @@
 """A client that is slow to send its request cannot hold a connection for ever: the head must
 arrive whole within SERVICETRAIL_READ_TIMEOUT, and the body within as long again; past that,
-408 in JSON and the connection closed. A request the HTTP parser cannot read is a 400 in
-JSON too. Run against `servicetrail serve` on 127.0.0.1 (both live in the
-HTTP server), with the limit at 1 s."""
+408 and the connection closed (JSON on the API's addresses, a page on the screen's). A request
+the HTTP parser cannot read is a 400 in JSON. Run against `servicetrail serve` on 127.0.0.1
+(both live in the HTTP server), with the limit at 1 s."""
 
 from __future__ import annotations
 
@@ -42,15 +42,25 @@ def answer_to(sock: socket.socket, wait: float = LIMIT + 5) -> tuple[bytes, floa
     return answer, time.monotonic() - started
 
 
-def assert_timed_out(answer: bytes) -> None:
-    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+def refusal(answer: bytes, status: bytes, api: bool) -> dict[str, str]:
+    """A refusal's JSON on the API's addresses; on the screen's, its page's heading."""
+    assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"content-type: application/json" in head.lower()
     assert b"connection: close" in head.lower()
-    refusal = json.loads(body)
-    assert (
-        refusal["error"] == "request_timeout" and "SERVICETRAIL_READ_TIMEOUT" in refusal["message"]
-    )
+    if api:
+        assert b"content-type: application/json" in head.lower()
+        return json.loads(body)
+    assert b"content-type: text/html" in head.lower() and b"default-src 'none'" in head
+    return {"heading": body.partition(b"<h1>")[2].partition(b"</h1>")[0].decode()}
+
+
+def assert_timed_out(answer: bytes, api: bool = False) -> None:
+    said = refusal(answer, b"408", api)
+    if api:
+        assert said["error"] == "request_timeout"
+        assert "SERVICETRAIL_READ_TIMEOUT" in said["message"]
+    else:
+        assert said["heading"] == "Request timed out"
 
 
 def test_a_head_left_unfinished_is_408_and_closed(server):
@@ -121,20 +131,30 @@ def test_a_body_in_pieces_within_the_limit_is_served(server):
     assert answer.startswith(b"HTTP/1.1 ") and status == b"403", answer[:300]
 
 
-def assert_too_large(answer: bytes) -> None:
-    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"connection: close" in head.lower()
-    refusal = json.loads(body)
-    assert refusal["error"] == "request_body_too_large"
-    assert "SERVICETRAIL_MAX_BODY_BYTES" in refusal["message"]
+def assert_too_large(answer: bytes, api: bool = False) -> None:
+    said = refusal(answer, b"413", api)
+    if api:
+        assert said["error"] == "request_body_too_large"
+        assert "SERVICETRAIL_MAX_BODY_BYTES" in said["message"]
+    else:
+        assert said["heading"] == "Form too large"
 
 
-def form_head(length: bytes) -> bytes:
+def form_head(length: bytes, path: bytes = b"/login") -> bytes:
     return (
-        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\n" + length + b"\r\n\r\n"
     )
+
+
+def test_the_api_is_refused_in_json(server):
+    """The same refusals on the API's addresses: JSON with a message, for a program."""
+    with socket.create_connection(server) as sock:
+        sock.sendall(form_head(b"Content-Length: %d" % (BODY_CAP + 1), b"/api/v1/watches"))
+        assert_too_large(answer_to(sock)[0], api=True)
+    with socket.create_connection(server) as sock:
+        sock.sendall(b"GET /api/v1/records HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # unfinished
+        assert_timed_out(answer_to(sock)[0], api=True)
 
 
 def test_a_body_declared_over_the_cap_is_413_before_it_is_sent(server):

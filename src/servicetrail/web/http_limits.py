@@ -31,40 +31,85 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import settings
 
-# JSON with a message, as every other refusal of the API
-_MESSAGE = (
-    b'{"error":"request_head_too_large","message":"the request line and headers are over '
-    b'the server\'s limit (SERVICETRAIL_MAX_HEADER_BYTES)"}'
-)
 
-
-def _closing_answer(status: bytes, message: bytes) -> bytes:
+def _closing_answer(status: bytes, headers: bytes, body: bytes) -> bytes:
     return (
-        b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(message)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n" + message
+        b"HTTP/1.1 "
+        + status
+        + b"\r\n"
+        + headers
+        + b"content-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        b"x-content-type-options: nosniff\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
+def _json(status: bytes, error: str, message: str) -> bytes:
+    """JSON with a message, as every other refusal of the API."""
+    body = b'{"error":"%s","message":"%s"}' % (error.encode(), message.encode())
+    return _closing_answer(status, b"content-type: application/json\r\n", body)
+
+
+def _page(status: bytes, title: str, sentence: str) -> bytes:
+    """The same refusal for a person at a browser: no store is read and no template rendered
+    before a request is whole, so the page is plain and fixed (and allowed nothing by its CSP)."""
+    body = (
+        f'<!doctype html><html lang="en-GB"><head><meta charset="utf-8">'
+        f"<title>{title} - servicetrail</title></head><body><main><h1>{title}</h1>"
+        f'<p>{sentence}</p><p><a href="/">Back to the trail</a></p></main></body></html>'
+    ).encode()
+    return _closing_answer(
+        status,
+        b"content-type: text/html; charset=utf-8\r\n"
+        b"content-security-policy: default-src 'none'\r\n",
+        body,
     )
 
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")  # names as uvicorn keeps them: lower
-_TOO_LARGE = _closing_answer(b"431 Request Header Fields Too Large", _MESSAGE)
-_UNREADABLE = _closing_answer(
+_TOO_LARGE = _json(
+    b"431 Request Header Fields Too Large",
+    "request_head_too_large",
+    "the request line and headers are over the server's limit (SERVICETRAIL_MAX_HEADER_BYTES)",
+)
+_UNREADABLE = _json(
     b"400 Bad Request",
-    b'{"error":"bad_request","message":"the request is not well-formed HTTP/1.1 (its request '
-    b'line, a header or its framing)"}',
+    "bad_request",
+    "the request is not well-formed HTTP/1.1 (its request line, a header or its framing)",
 )
-_BODY_TOO_LARGE = _closing_answer(
+_BODY_TOO_LARGE = _json(
     b"413 Content Too Large",
-    b'{"error":"request_body_too_large","message":"the request body is over the server\'s '
-    b'limit (SERVICETRAIL_MAX_BODY_BYTES)"}',
+    "request_body_too_large",
+    "the request body is over the server's limit (SERVICETRAIL_MAX_BODY_BYTES)",
 )
-_TOO_SLOW = _closing_answer(
+_TOO_SLOW = _json(
     b"408 Request Timeout",
-    b'{"error":"request_timeout","message":"the request did not arrive in time: its head must '
-    b"arrive whole, and each piece of its body follow the last, within the server's limit "
-    b'(SERVICETRAIL_READ_TIMEOUT)"}',
+    "request_timeout",
+    "the request did not arrive in time: its head must arrive whole, and each piece of its "
+    "body follow the last, within the server's limit (SERVICETRAIL_READ_TIMEOUT)",
 )
+# the screen's addresses get a page instead (a 400's request line may be unreadable: JSON)
+_PAGES = {
+    _TOO_LARGE: _page(
+        b"431 Request Header Fields Too Large",
+        "Request too large",
+        "Your browser sent more headers than the server accepts, most often too many cookies "
+        "for this site. Clear this site's cookies, then sign in again.",
+    ),
+    _BODY_TOO_LARGE: _page(
+        b"413 Content Too Large",
+        "Form too large",
+        "What you sent is larger than the server accepts. Nothing was saved.",
+    ),
+    _TOO_SLOW: _page(
+        b"408 Request Timeout",
+        "Request timed out",
+        "Your request did not arrive in time. Nothing was saved; try again.",
+    ),
+}
+_API_PATHS = (b"/api/", b"/openapi")
 
 
 # what a refused client may still send (and have dropped) before its connection is closed
@@ -281,7 +326,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._refused = True
         self._in_head = False
         self.logger.warning("Request head not whole within %g s: 408.", self.read_timeout)
-        self.transport.write(_TOO_SLOW)
+        self.transport.write(self._as_asked(_TOO_SLOW))
         self.transport.close()
 
     def _body_late(self) -> None:
@@ -307,7 +352,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if not answered and not self.transport.is_closing():
-            self.transport.write(answer)
+            self.transport.write(self._as_asked(answer))
             if answer is _BODY_TOO_LARGE:
                 self._close_lingering()
                 return
@@ -342,8 +387,17 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()
         elif not self.transport.is_closing():
-            self.transport.write(answer)
+            self.transport.write(self._as_asked(answer))
             self._close_lingering()
+
+    def _as_asked(self, answer: bytes) -> bytes:
+        """A refusal in JSON for the API's addresses, as a page for the screen's (what a
+        browser shows its user). The path comes first in a request, so it has begun to arrive by
+        the time a head or body is refused."""
+        path = bytes(getattr(self, "url", b"") or b"")
+        if path.startswith(_API_PATHS):
+            return answer
+        return _PAGES.get(answer, answer)
 
     def _close_lingering(self) -> None:
         """Close after a refusal the client may still be sending into (its head or body):
