@@ -216,6 +216,39 @@ def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli
     assert f"access-entry {ids[1]} removed" in found.stdout, found.stdout
 
 
+def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
+    """An intruder who writes text that is not JSON (or, on SQLite, not a time) into an
+    entry: `log verify` names it and every other finding (it used to stop at a traceback),
+    and the access log is still read, the damaged entry shown as stored (audit, session 19)."""
+    world = P.load_personas(engine)
+    assert cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").exit_code == 0
+    assert cli("records", "--party", P.NORTHPOWER, "--format", "jsonl").exit_code == 0
+    with engine.connect() as conn:
+        first, second = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars()
+    damage = [
+        ("UPDATE access_log SET filters = '{', device_ids = 'nope' WHERE id = :id", {"id": first}),
+        (
+            "UPDATE sat_payload SET payload = 'forged' WHERE record_id = :id",
+            {"id": world.ids["se_req"]},
+        ),
+    ]
+    if engine.dialect.name == "sqlite":  # PostgreSQL's timestamptz holds only times
+        damage.append(("UPDATE access_log SET at = 'yesterday' WHERE id = :id", {"id": second}))
+    intrude(engine, *damage)
+    found = cli("log", "verify")
+    assert found.exit_code == 1 and "Traceback" not in found.output, found.output
+    assert f"access-entry {first} changed" in found.stdout
+    assert f"record {world.ids['se_req']} changed" in found.stdout
+    if engine.dialect.name == "sqlite":
+        assert f"access-entry {second} changed" in found.stdout
+    shown = cli("access-log")
+    assert shown.exit_code == 0, shown.output
+    entries = {e["id"]: e for e in map(json.loads, shown.stdout.splitlines())}
+    assert entries[first]["filters"] == "{" and entries[first]["device_ids"] == "nope"
+    if engine.dialect.name == "sqlite":
+        assert entries[second]["at"] == "yesterday"
+
+
 def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_path):
     """Read as text, the payload's CRLF became LF and a genuine payload failed."""
     from servicetrail.domain.model import SatRecord

@@ -72,7 +72,7 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class AccessEntry:
     id: int
-    at: datetime
+    at: datetime | str  # str: a stored time that is not one (see store.access_log._entry)
     party_id: str | None
     actor: str
     interface: str
@@ -83,8 +83,11 @@ class AccessEntry:
     device_ids: tuple[str, ...]
 
 
-def entry_time(value: datetime) -> str:
-    """§7's time form, always with microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC)."""
+def entry_time(value: datetime | str) -> str:
+    """§7's time form, always with microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC); a
+    stored time that is not one as it was stored."""
+    if isinstance(value, str):
+        return value
     if value.tzinfo is None:
         raise ValueError("access-log times are UTC-aware")
     utc = value.astimezone(timezone.utc)
@@ -103,7 +106,10 @@ def entry_json(entry: AccessEntry) -> dict[str, Any]:
         "filters": entry.filters,
         "records_returned": entry.records_returned,
         "mp141_records_returned": entry.mp141_records_returned,
-        "device_ids": list(entry.device_ids),
+        # a str: stored text that is not a list (store.access_log._entry), shown as stored
+        "device_ids": (
+            entry.device_ids if isinstance(entry.device_ids, str) else list(entry.device_ids)
+        ),
     }
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, insert, or_, select
+from sqlalchemy import Select, String, and_, insert, or_, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from ..domain.access_log import (
@@ -126,19 +126,54 @@ def append_entries(
         insert_in_transaction(conn, rows)
 
 
+# Entries are read with `at` as stored: an entry edited outside servicetrail (SQLite keeps
+# times as text) is shown as it is stored, and `log verify` names it changed; one such row
+# used to fail every read of the log and `log verify` itself, hiding every other finding.
+_STORED = select(
+    *(c for c in access_log.c if c.name != "at"),
+    type_coerce(access_log.c.at, String).label("at"),
+)
+
+
+def _stored_time(value: Any) -> datetime | str:
+    if isinstance(value, datetime):  # PostgreSQL's timestamptz: always a time
+        return value.astimezone(timezone.utc)
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _stored_json(value: str) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+
+
 def _entry(row: Any) -> AccessEntry:
+    device_ids = _stored_json(row.device_ids)
     return AccessEntry(
         id=row.id,
-        at=row.at,
+        at=_stored_time(row.at),
         party_id=row.party_id,
         actor=row.actor,
         interface=row.interface,
         action=row.action,
-        filters=orjson.loads(row.filters),
+        filters=_stored_json(row.filters),
         records_returned=row.records_returned,
         mp141_records_returned=row.mp141_records_returned,
-        device_ids=tuple(orjson.loads(row.device_ids)),
+        device_ids=tuple(device_ids) if isinstance(device_ids, list) else device_ids,
     )
+
+
+def _next_page(entries: list[AccessEntry]) -> Cursor | None:
+    """The cursor after the page's last entry whose time is a time (entries with a damaged
+    one may come again on the next page; with none, paging stops)."""
+    for entry in reversed(entries):
+        if isinstance(entry.at, datetime):
+            return Cursor(entry.at, entry.id)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +187,7 @@ class EntryFilter:
 
 def _entries(wanted: EntryFilter, cursor: Cursor | None) -> Select[Any]:
     c = access_log.c
-    query = select(access_log).order_by(c.at.desc(), c.id.desc())
+    query = _STORED.order_by(c.at.desc(), c.id.desc())
     if wanted.party_id is not None:
         query = query.where(c.party_id == wanted.party_id)
     if wanted.time_from is not None:
@@ -183,8 +218,7 @@ def entries_page(
         rows = conn.execute(_entries(wanted, cursor).limit(limit + 1)).all()
     conn.commit()
     entries = [_entry(row) for row in rows[:limit]]
-    more = len(rows) > limit and entries
-    return entries, Cursor(entries[-1].at, entries[-1].id) if more else None
+    return entries, _next_page(entries) if len(rows) > limit else None
 
 
 def iter_entries(conn: Connection, wanted: EntryFilter) -> Iterator[AccessEntry]:
@@ -200,7 +234,7 @@ def iter_entries(conn: Connection, wanted: EntryFilter) -> Iterator[AccessEntry]
 def entries_after(conn: Connection, after_id: int, limit: int) -> list[AccessEntry]:
     """Entries by increasing id after `after_id`: the order they become Merkle leaves in."""
     rows = conn.execute(
-        select(access_log).where(access_log.c.id > after_id).order_by(access_log.c.id).limit(limit)
+        _STORED.where(access_log.c.id > after_id).order_by(access_log.c.id).limit(limit)
     ).all()
     return [_entry(row) for row in rows]
 
