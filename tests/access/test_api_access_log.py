@@ -301,3 +301,22 @@ def test_an_access_logs_consistency_proofs_are_an_auditors_only(client, engine, 
     assert given.status_code == 200
     proof = [base64.b64decode(h) for h in given.json()["proof"]]
     assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)
+
+
+def test_an_access_logs_checkpoints_are_an_auditors_only(client, engine, np, ws, auditor):
+    """The root of an access log of three entries, two of them its own, let a Party test
+    guesses of the third, another Party's read of a record, until one matched (audit,
+    session 19: 90 s). A Party's listing holds the trail's logs only."""
+    from servicetrail.store.merkle_log import seal_store
+
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=np)
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=ws)
+    client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=np)
+    seal_store(engine)
+    for party in (np, ws):
+        origins = [
+            log["origin"] for log in client.get("/api/v1/logs", headers=party).json()["logs"]
+        ]
+        assert origins and not [o for o in origins if "/access/" in o], origins
+    audited = [log["origin"] for log in client.get("/api/v1/logs", headers=auditor).json()["logs"]]
+    assert [o for o in audited if "/access/" in o] and set(origins) < set(audited)

@@ -76,10 +76,11 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
 @router.get("/logs", response_model=None)
 def logs(request: Request, account: AccountDep) -> JSONResponse:
     """Every log's newest checkpoint, the current verifier key and every earlier one. No SAT
-    record is in it, so an auditor may read it too (to check the access log's entries)."""
+    record is in it, so an auditor may read it too (to check the access log's entries); the
+    access logs' checkpoints are the auditor's only (store.log_proofs.logs_document)."""
     key = _current_key(request)
     with limits_of(request).search(_share(account)), reader_of(request) as conn:
-        return JSONResponse(logs_document(conn, key))
+        return JSONResponse(logs_document(conn, key, auditor=account.viewer is None))
 
 
 def _share(account: TokenHolder) -> str:
