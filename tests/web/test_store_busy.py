@@ -156,3 +156,65 @@ def test_a_postgresql_server_that_never_answers_is_a_503_after_the_connect_timeo
         assert answer.status_code == 503, answer.text
         assert time.monotonic() - started < 10
         gone.dispose()
+
+
+def _wiresco_api(store: Engine) -> tuple[TestClient, dict[str, str]]:
+    personas_with(store, {}, (P.WIRESCO,))
+    with store.begin() as conn:
+        create_account(conn, "api_wiresco", P.WIRESCO, "correct horse battery staple")
+        bearer = {"Authorization": f"Bearer {create_token(conn, 'api_wiresco')}"}
+    return TestClient(create_app(store), raise_server_exceptions=True), bearer
+
+
+def test_a_read_waiting_on_a_lock_is_503_not_narrow_your_search(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table locked by maintenance (retention dropping a month, or by hand): the reads
+    waiting on it were stopped at the statement limit and answered 422 "narrow your search",
+    which no narrowing helps (audit, session 19)."""
+    from servicetrail.store import read_transaction
+
+    monkeypatch.setattr(read_transaction, "READ_LOCK_WAIT_MS", 300)
+    store = open_store(pg_url)
+    api, bearer = _wiresco_api(store)
+    paths = (f"/api/v1/records?device_id={P.ESME_1}", "/api/v1/records?srv=4.1.1&srv=4.1.1")
+    assert all(api.get(path, headers=bearer).status_code == 200 for path in paths)
+    with store.connect() as locker:
+        locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
+        for path in paths:
+            started = time.monotonic()
+            answer = api.get(path, headers=bearer)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json() == {
+                "error": "busy",
+                "message": "the store did not answer in time; try again",
+            }
+            assert time.monotonic() - started < 5  # the lock's wait, not the statement's 10 s
+        locker.rollback()
+    assert api.get(paths[0], headers=bearer).status_code == 200
+    store.dispose()
+
+
+def test_a_request_that_finds_every_pooled_connection_in_use_is_503(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection held (slow reads of many Parties, a lock): the next request waited
+    30 s for one, then was a 500 with a traceback (audit, session 19)."""
+    monkeypatch.setattr(store_engine, "POOL_WAIT_SECONDS", 0.2)
+    built = open_store(pg_url)
+    _, bearer = _wiresco_api(built)
+    built.dispose()
+    store = make_engine(pg_url, pool_size=1)  # and an overflow of 1
+    api = TestClient(create_app(store), raise_server_exceptions=True)
+    path = f"/api/v1/records?device_id={P.ESME_1}"
+    assert api.get(path, headers=bearer).status_code == 200
+    with store.connect(), store.connect():
+        answer = api.get(path, headers=bearer)
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {
+            "error": "busy",
+            "message": "every connection to the store is in use; try again",
+        }
+        assert answer.headers["Retry-After"] == "1"
+    assert api.get(path, headers=bearer).status_code == 200
+    store.dispose()

@@ -67,7 +67,10 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             if not folder.is_dir():
                 raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
         engine = create_engine(
-            resolved, connect_args={"check_same_thread": False}, hide_parameters=True
+            resolved,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
+            pool_timeout=POOL_WAIT_SECONDS,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -77,6 +80,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         hide_parameters=True,  # see HIDDEN
         pool_size=size,
         max_overflow=size,
+        pool_timeout=POOL_WAIT_SECONDS,
         # LIFO: the same few warm connections serve a light load (their prepared statements
         # and caches stay hot) and the rest can age out; FIFO rotated through all of them.
         pool_use_lifo=True,
@@ -92,6 +96,12 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
     return engine
+
+
+# How long a request waits for a pooled connection when every one is in use (SQLAlchemy's
+# default is 30 s) before it is answered 503 (store.limits.store_busy): as long as a search
+# may run, which is what holds connections. Past it the request was a 500 with a traceback.
+POOL_WAIT_SECONDS = 10.0
 
 
 # A server that takes the connection but never answers (stopped, or its machine gone) fails a

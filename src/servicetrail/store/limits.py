@@ -7,6 +7,7 @@ from enum import Enum
 
 import psycopg
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import settings
 
@@ -59,6 +60,8 @@ class StoreBusy(RuntimeError):
 def store_busy(error: BaseException) -> StoreBusy | None:
     """`error` as StoreBusy when it says the store is busy, gone or unreachable (raised by
     the driver, or wrapped by SQLAlchemy), else None."""
+    if isinstance(error, PoolTimeout):
+        return StoreBusy("every connection to the store is in use")
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return StoreBusy("the connection to the store was lost")
     cause = error.orig if isinstance(error, DBAPIError) else error

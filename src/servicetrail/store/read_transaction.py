@@ -26,6 +26,7 @@ from .compiled_statements import driver_in_transaction, fetch_all, rows, send
 from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
 
 READER_ROLE = "servicetrail_reader"
+READ_LOCK_WAIT_MS = 5000
 
 
 def read_as(
@@ -104,7 +105,14 @@ def time_limit(
         # at least 1 ms: PostgreSQL reads 0 as no limit at all, where SQLite (and the
         # setting's words, "seconds a search may run") stop at once
         limit_ms = max(1, int(seconds * 1000))
-        every = {**(settings or {}), "statement_timeout": str(limit_ms)}
+        every = {
+            **(settings or {}),
+            "statement_timeout": str(limit_ms),
+            # a read that waits on a lock (retention dropping a month, a table locked by
+            # hand) is the store being busy, 503, not a search too broad: past the statement
+            # limit both failed alike, as 422 "narrow your search"
+            "lock_timeout": str(max(1, min(limit_ms // 2, READ_LOCK_WAIT_MS))),
+        }
         names = list(every)
         calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(len(names)))
         params = {
