@@ -211,6 +211,51 @@ def test_retention_drops_whole_old_months_and_says_which(pg):
     assert left == 0 and orphans == 0
 
 
+def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_reads(
+    pg, monkeypatch
+):
+    """A long read (an export) holds the trail's tables: retention used to wait on it with
+    every Party's reads queued behind its lock until their statement limit, and ended in a
+    deadlock. It now lets go between short tries, and says so if the read outlasts it
+    (nothing dropped); once the tables are free, it drops (audit, session 19)."""
+    import threading
+    import time
+
+    from servicetrail.store import partitions
+    from servicetrail.store.limits import StoreBusy
+
+    random_world(pg, seed=6)
+    monkeypatch.setattr(partitions, "RETENTION_PATIENCE_SECONDS", 2.0)
+    with pg.connect() as long_read:
+        long_read.execute(text("SELECT count(*) FROM sat_record"))  # its lock held till the end
+        outcome: list[object] = []
+        retention = threading.Thread(
+            target=lambda: outcome.append(_tried(partitions.drop_months, pg, 1)), daemon=True
+        )
+        retention.start()
+        waits = []
+        while retention.is_alive():  # another Party's reads meanwhile: never held up long
+            with pg.connect() as other:
+                started = time.monotonic()
+                other.execute(text("SELECT count(*) FROM sat_visibility"))
+                other.execute(text("SELECT count(*) FROM sat_record"))
+                waits.append(time.monotonic() - started)
+        retention.join()
+        long_read.rollback()
+    assert isinstance(outcome[0], StoreBusy) and "nothing was dropped" in str(outcome[0])
+    assert waits and max(waits) < 1.5, waits
+    with pg.connect() as conn:
+        assert (2025, 1) in existing_months(conn)
+    assert "sat_record_p2025_01" in partitions.drop_months(pg, 1)
+
+
+def _tried(call, *args):
+    try:
+        return call(*args)
+    except Exception as e:  # the outcome is the test's to judge
+        return e
+
+
 def test_statement_timeout_becomes_a_narrow_your_search_error(pg):
     with pg.connect() as conn:
         with pytest.raises(SearchTooBroad, match="narrow"):

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..store.engine import shown_url
-from ..store.partitions import drop_older_than
+from ..store.partitions import drop_months
 from .common import Failure, engine, engine_as_it_is, store_url, with_db
 
 
@@ -69,8 +69,7 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
     store = engine()
     if store.dialect.name != "postgresql":
         raise Failure("retention drops monthly partitions, which only the PostgreSQL store has")
-    with store.begin() as conn:
-        dropped = drop_older_than(conn, keep_months, dry_run)
+    dropped = drop_months(store, keep_months, dry_run)
     verb = "would drop" if dry_run else "dropped"
     for name in dropped:
         click.echo(f"{verb} {name}")

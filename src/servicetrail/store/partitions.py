@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from psycopg.errors import DeadlockDetected, LockNotAvailable
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
+from .limits import StoreBusy
 from .log_records import FAMILY as RECORD_FAMILY
 from .merkle_log import retire_month
 
@@ -103,21 +107,59 @@ def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
     )
 
 
+# Retention on a live server. Dropping a month takes the trail's tables whole, and reads
+# lock them in another order than the drops did: with the reads behind it, retention waited
+# without end on a long read, every Party's reads queued behind it until their statement
+# limit, and then PostgreSQL broke the deadlock by killing a read or the retention (audit,
+# session 19). Now it asks for every lock at once, waits a moment for them, and if reads
+# hold them, lets go and tries again; waiting less than deadlock_timeout (1 s), it is never
+# part of a deadlock, and a read waits behind it for half a second at most.
+RETENTION_LOCK_WAIT = "500ms"
+RETENTION_PATIENCE_SECONDS = 60.0
+
+
+def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list[str]:
+    """`drop_older_than` in a transaction of its own, tried again while reads hold the
+    tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
+    deadline = time.monotonic() + RETENTION_PATIENCE_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            with engine.begin() as conn:
+                return drop_older_than(conn, keep_months, dry_run)
+        except DBAPIError as e:
+            if not isinstance(e.orig, (LockNotAvailable, DeadlockDetected)):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise StoreBusy(
+                    f"retention could not have the trail's tables to itself for "
+                    f"{RETENTION_PATIENCE_SECONDS:g} s (reads or an ingest held them); nothing "
+                    "was dropped"
+                ) from None
+        time.sleep(pause)
+        pause = min(2.0, pause * 2)
+
+
 def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -> list[str]:
-    """Drop whole months that ended more than `keep_months` months ago; returns what went."""
+    """Drop whole months that ended more than `keep_months` months ago; returns what went.
+    On PostgreSQL the tables are locked first, waiting RETENTION_LOCK_WAIT at most (see
+    `drop_months`, which tries again)."""
     now = datetime.now(timezone.utc)
     cutoff = _add_months(now.year, now.month, -keep_months)
     dropped = []
-    for year, month in sorted(existing_months(conn)):
-        if (year, month) < cutoff:
-            for table in PARTITIONED:
-                name = f"{table}_p{year:04d}_{month:02d}"
-                if not dry_run:
-                    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-                dropped.append(name)
-            if not dry_run:  # the month's log goes with its records; its checkpoints stay
-                retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
-            _known.get(str(conn.engine.url), set()).discard((year, month))
+    old = [(year, month) for year, month in sorted(existing_months(conn)) if (year, month) < cutoff]
+    if old and not dry_run:
+        conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
+        conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)} IN ACCESS EXCLUSIVE MODE"))
+    for year, month in old:
+        for table in PARTITIONED:
+            name = f"{table}_p{year:04d}_{month:02d}"
+            if not dry_run:
+                conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            dropped.append(name)
+        if not dry_run:  # the month's log goes with its records; its checkpoints stay
+            retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
+        _known.get(str(conn.engine.url), set()).discard((year, month))
     return dropped
 
 
