@@ -10,7 +10,7 @@ import base64
 import hashlib
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 def sha256(data: bytes) -> bytes:
@@ -103,6 +103,18 @@ def check_checkpoint(note: str, verifier_key: str) -> tuple[str, int, bytes]:
                 raise AssertionError("bad signature") from None
             return origin, int(size), base64.b64decode(root_b64)
     raise AssertionError("no signature by this key")
+
+
+def signed_note(private: Ed25519PrivateKey, name: str, body: str) -> tuple[str, str]:
+    """A C2SP signed note of `body` and its verifier key, made here from the texts (an
+    intruder's own key, which the store never had)."""
+    public = private.public_key().public_bytes_raw()
+    key_hash = hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+    signature = private.sign(body.encode())
+    line = f"\u2014 {name} {base64.b64encode(key_hash + signature).decode()}\n"
+    encoded = base64.b64encode(b"\x01" + public).decode()
+    verifier = f"{name}+{key_hash.hex()}+{encoded}"
+    return body + "\n" + line, verifier
 
 
 def canonical(obj: dict) -> bytes:

@@ -18,7 +18,7 @@ from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
 from tests import personas as P
 from tests import rfc9162
-from tests.intruder import intrude
+from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.test_merkle_log import append, records
 
 VERIFIER_KEY = re.compile(r"^servicetrail/sat\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\n$")
@@ -283,3 +283,41 @@ def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_
     deep.write_text('{"leaf":' + "[" * 100_000 + "]" * 100_000 + "}")
     nested = cli("log", "verify-proof", deep, "--key", key)
     assert nested.exit_code == 1 and "nested too deeply" in nested.output
+
+
+def test_a_checkpoint_re_signed_by_a_key_listed_only_in_the_store_is_named(cli, engine, tmp_path):
+    """An intruder who can write the store signs a checkpoint with a key of its own and lists
+    that key among the store's: `log verify` passed it, /api/v1/logs published the key, and
+    the record page called it "another key this store has used" (audit, session 19). The
+    keys trusted are kept beside the signing key (its trust file), or given with --key."""
+    P.load_personas(engine)
+    seal_store(engine)
+    assert cli("log", "verify").exit_code == 0
+    rogue = re_sign_a_checkpoint(engine)
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    assert f"is signed by a key that is not trusted: {rogue}" in found.stdout, found.output
+    assert cli("log", "verify", "--key", rogue).exit_code == 0  # a key the operator vouches for
+    refused = cli("log", "verify", "--key", "not-a-key")
+    assert refused.exit_code != 0 and "--key" in refused.output
+
+
+def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
+    cli, engine, tmp_path, use_settings
+):
+    """After a rotation (the key file moved away, or the setting pointed at a new file),
+    the old checkpoints still verify: the new key's trust file takes the store's earlier
+    keys the first time it is used on the store."""
+    from tests.store.test_merkle_log import append, records
+
+    P.load_personas(engine)
+    seal_store(engine)
+    old_key = cli("log", "key").stdout.strip()
+    for rotated in (tmp_path / "rotated.key", tmp_path / "rotated-again.key"):
+        use_settings(SERVICETRAIL_SIGNING_KEY=rotated)
+        clean = cli("log", "verify")  # before the new key has signed anything here
+        assert clean.exit_code == 0, clean.output
+        append(engine, records(3, first=500 + len(rotated.name)))
+        seal_store(engine)
+        assert cli("log", "verify").exit_code == 0
+        assert old_key in rotated.with_name(rotated.name + ".verifiers").read_text()

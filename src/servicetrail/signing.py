@@ -4,11 +4,19 @@ The key is a PEM PKCS#8 file, created on first use with mode 0600. It is created
 temporary name and linked into place, so a reader never sees a half-written file and two
 processes racing to create it end up sharing one key (the loser's link fails; it reads the
 winner's). Nothing here logs or returns the private key.
+
+Beside the key, its **trust file** (`<key file>.verifiers`) lists the verifier keys that
+`log verify`, `/api/v1/logs` and the record page accept a checkpoint from: the key's own, and
+the keys a store had already signed with when this key first signed there (the earlier keys,
+after a rotation). It lives outside the store on purpose: the store's own list of keys is
+written by whoever can write the store, and an intruder who re-signed a checkpoint with a
+key of its own and listed that key there passed `log verify` (audit, session 19).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +41,7 @@ class SigningKeyError(RuntimeError):
 class Signer:
     name: str
     _private: Ed25519PrivateKey
+    path: Path | None = None  # its file, beside which its trust file is kept
 
     @property
     def public_key(self) -> bytes:
@@ -83,7 +92,8 @@ def _create(path: Path) -> None:
 
 
 def load_signer(path: Path, name: str) -> Signer:
-    """The key at `path` (created now if there is none), named `name` in its signatures."""
+    """The key at `path` (created now if there is none), named `name` in its signatures; its
+    verifier key is in its trust file from then on."""
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +105,12 @@ def load_signer(path: Path, name: str) -> Signer:
                 else e.strerror or type(e).__name__
             )
             raise SigningKeyError(f"the signing key {path} cannot be created: {reason}") from None
+    signer = _read(path, name)
+    trust(path, [signer.verifier_key])
+    return signer
+
+
+def _read(path: Path, name: str) -> Signer:
     try:
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as e:
@@ -103,7 +119,47 @@ def load_signer(path: Path, name: str) -> Signer:
         ) from None
     if not isinstance(private, Ed25519PrivateKey):
         raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
-    return Signer(name, private)
+    return Signer(name, private, path)
+
+
+def trust_file(key_path: Path) -> Path:
+    return key_path.with_name(key_path.name + ".verifiers")
+
+
+def _in_trust_file(key_path: Path) -> set[str]:
+    try:
+        text = trust_file(key_path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"}
+
+
+def trusted_keys(key_path: Path, name: str, store_keys: list[str]) -> set[str] | None:
+    """The verifier keys trusted beside the signing key at `key_path`, its own among them;
+    None when there is neither a key nor a trust file there (no key is created).
+
+    `store_keys`: the keys the store lists as having signed there. While the signing key is
+    not among them (it has just replaced another), they are its predecessors, and are
+    trusted from now on, as its first checkpoint there would have them (merkle_log): a
+    rotated key's record pages and `log verify` accept the old key's checkpoints at once."""
+    keys = _in_trust_file(key_path)
+    if key_path.exists():
+        with suppress(SigningKeyError):
+            own = _read(key_path, name).verifier_key
+            keys.add(own)
+            if own not in store_keys and not set(store_keys) <= keys:
+                trust(key_path, store_keys)
+                keys.update(store_keys)
+    return keys or None
+
+
+def trust(key_path: Path, verifier_keys: list[str]) -> None:
+    """Add keys to the trust file beside `key_path` (made if missing). One that cannot be
+    written (a read-only folder) is left as it is: `log verify` says what it then trusts."""
+    missing = [key for key in dict.fromkeys(verifier_keys) if key not in _in_trust_file(key_path)]
+    if missing:
+        with suppress(OSError), open(trust_file(key_path), "a", encoding="utf-8") as out:
+            out.write("".join(f"{key}\n" for key in missing))  # appended whole (O_APPEND)
 
 
 def ed25519_check(public_key: bytes, signature: bytes, message: bytes) -> bool:
@@ -123,6 +179,11 @@ def key_path_for(database_url: str) -> Path:
 def signer_for(database_url: str) -> Signer:
     """The signer of the store at this URL, its key named SERVICETRAIL_LOG_ORIGIN."""
     return load_signer(key_path_for(database_url), settings.current().log_origin)
+
+
+def trusted_for(database_url: str, store_keys: list[str]) -> set[str] | None:
+    """`trusted_keys` beside the signing key of the store at this URL."""
+    return trusted_keys(key_path_for(database_url), settings.current().log_origin, store_keys)
 
 
 def log_prefix() -> str:

@@ -14,7 +14,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests import rfc9162
-from tests.intruder import intrude
+from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.test_merkle_log import append, records
 
 
@@ -187,3 +187,14 @@ def test_a_proof_refused_says_why_and_is_logged_as_a_read_of_nothing(client, tok
     assert "log verify" in gone.json()["message"]
     logged = client.get("/api/v1/access-log?limit=2", headers=headers).json()["items"]
     assert [(e["action"], e["records_returned"]) for e in logged] == [("proof", 0), ("proof", 0)]
+
+
+def test_a_key_listed_only_in_the_store_is_not_published(client, token, engine):
+    """/api/v1/logs lists the keys trusted beside the signing key, not whatever the store
+    lists: an intruder's key, listed first by its `first_used_at`, was (audit, session 19)."""
+    headers = token(P.SOUTHENERGY)
+    seal_store(engine)
+    before = client.get("/api/v1/logs", headers=headers).json()["verifier_keys"]
+    rogue = re_sign_a_checkpoint(engine)
+    after = client.get("/api/v1/logs", headers=headers).json()["verifier_keys"]
+    assert rogue not in after and after == before

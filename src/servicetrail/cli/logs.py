@@ -10,8 +10,16 @@ import click
 from ..domain.checkpoint import NoteError, parse_verifier_key
 from ..domain.merkle import ProofError
 from ..domain.proof_document import verify_proof_document
-from ..signing import SigningKeyError, ed25519_check, log_prefix, signer_for
+from ..signing import (
+    SigningKeyError,
+    ed25519_check,
+    key_path_for,
+    log_prefix,
+    signer_for,
+    trusted_for,
+)
 from ..store.log_audit import audit
+from ..store.log_tree import verifier_keys
 from ..ingest.sources import regular_file
 from .common import Failure, engine, store_url, with_db
 
@@ -33,10 +41,18 @@ def key_cmd() -> None:
 
 
 @log_group.command("verify")
+@click.option(
+    "--key",
+    "also_trusted",
+    multiple=True,
+    help="Also trust checkpoints signed by this verifier key (an earlier key you kept); "
+    "repeatable. The keys trusted already are the signing key's and those in its trust file "
+    "(<key file>.verifiers).",
+)
 @with_db
-def verify_cmd() -> None:
+def verify_cmd(also_trusted: tuple[str, ...]) -> None:
     """Recompute every leaf from the stored records and every root, and check every
-    checkpoint's signature: one line per finding, exit 1 if any.
+    checkpoint's signature, by a trusted key: one line per finding, exit 1 if any.
 
     \b
     record <id> changed|removed|added          a SAT record (SPEC section 7)
@@ -44,7 +60,23 @@ def verify_cmd() -> None:
     log <origin> ...                           a log's own damage: a missing leaf, a tile
                                                or checkpoint that does not match its
                                                leaves, a signature that does not verify"""
-    result = audit(engine(), log_prefix())
+    for given in also_trusted:
+        try:
+            parse_verifier_key(given)
+        except NoteError as e:
+            raise Failure(f"--key {given!r}: {e}") from None
+    with engine().connect() as conn:
+        trusted = trusted_for(store_url(), verifier_keys(conn))
+    if trusted is None and not also_trusted:
+        click.echo(
+            f"no signing key or trust file at {key_path_for(store_url())}: checkpoints are "
+            "checked against the keys the store lists, which whoever can write the store can "
+            "add to (give the keys you trust with --key)",
+            err=True,
+        )
+    else:
+        trusted = (trusted or set()) | set(also_trusted)
+    result = audit(engine(), log_prefix(), trusted)
     for finding in result.findings:
         click.echo(finding)
     click.echo(

@@ -4,7 +4,8 @@ Three passes, each streaming (memory stays flat at 10M records):
 1. every stored entry's leaf, recomputed from the entry as stored, against the leaf hash the
    log (or the queue, for entries not yet sealed) holds: `<noun> <id> changed|removed|added`;
 2. every log's leaves, folded in index order, against each checkpoint's root and the tiles;
-3. every checkpoint's Ed25519 signature, by the verifier key it names.
+3. every checkpoint's Ed25519 signature, by the verifier key it names, which must be one the
+   caller trusts (signing.trusted_keys: kept beside the signing key, outside the store).
 
 Passes 1 and 2 are cut into independent tasks (slices of ids, months), which a large store
 hands to worker processes, one a core: recomputing leaves is Python's work, so one process
@@ -66,9 +67,12 @@ class _Roots:
 _Task = _Entries | _Roots
 
 
-def audit(engine: Engine, prefix: str, workers: int | None = None) -> Audit:
-    """Every finding of the three passes. `workers`: processes for passes 1 and 2 (None: one
-    a core for a store of PARALLEL_FROM entries or more, else this process alone)."""
+def audit(
+    engine: Engine, prefix: str, trusted: set[str] | None = None, workers: int | None = None
+) -> Audit:
+    """Every finding of the three passes. `trusted`: the verifier keys a checkpoint may be
+    signed with (None: any the store lists). `workers`: processes for passes 1 and 2 (None:
+    one a core for a store of PARALLEL_FROM entries or more, else this process alone)."""
     result = Audit()
     with engine.connect() as conn:
         bounds = {
@@ -101,7 +105,7 @@ def audit(engine: Engine, prefix: str, workers: int | None = None) -> Audit:
         result.entries += entries
     result.checkpoints = len(checkpoints)
     for checkpoint in checkpoints:
-        result.findings += _signature_findings(checkpoint, known_keys)
+        result.findings += _signature_findings(checkpoint, known_keys, trusted)
     return result
 
 
@@ -189,10 +193,14 @@ def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]
             leaf = next(held, None)
 
 
-def _signature_findings(checkpoint: StoredCheckpoint, known_keys: set[str]) -> Iterator[str]:
+def _signature_findings(
+    checkpoint: StoredCheckpoint, known_keys: set[str], trusted: set[str] | None
+) -> Iterator[str]:
     where = f"log {checkpoint.origin} checkpoint {checkpoint.size}"
     if checkpoint.verifier_key not in known_keys:
         yield f"{where} names a verifier key the store never recorded"
+    if trusted is not None and checkpoint.verifier_key not in trusted:
+        yield f"{where} is signed by a key that is not trusted: {checkpoint.verifier_key}"
     try:
         signed = verify_checkpoint(
             checkpoint.note, parse_verifier_key(checkpoint.verifier_key), ed25519_check

@@ -3,6 +3,7 @@ the rule lets see it, and consistency proofs between checkpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,12 +100,23 @@ def proof_with_record(
     return item, document
 
 
-def logs_document(conn: Connection, current_key: str, auditor: bool) -> dict[str, Any]:
-    """The access logs' checkpoints are an auditor's only, as their consistency proofs are:
+def logs_document(
+    conn: Connection,
+    current_key: str,
+    auditor: bool,
+    trusted: Callable[[list[str]], set[str] | None],
+) -> dict[str, Any]:
+    """`verifier_keys`: the keys the store lists that are `trusted` (signing.trusted_for,
+    given the store's list; None: all of them), so that a key an intruder listed in the
+    store is not published.
+
+    The access logs' checkpoints are an auditor's only, as their consistency proofs are:
     the root of a small access log is a hash of a few entries and no secret, so a Party that
     knew its own entries beside another's could test guesses of that one against it (audit,
     session 19: a Party's read of a record confirmed in 90 s of guessing)."""
-    keys = verifier_keys(conn)
+    listed = verifier_keys(conn)
+    accepted = trusted(listed)
+    keys = [key for key in listed if accepted is None or key in accepted]
     if current_key not in keys:
         keys.append(current_key)
     return {

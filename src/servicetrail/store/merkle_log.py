@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
 from ..domain.access_log import leaf_data
-from ..signing import Signer, log_prefix, signer_for
+from ..signing import Signer, log_prefix, signer_for, trust
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
@@ -43,7 +43,7 @@ from .log_copy import SQLITE_RUN, leaf_copy_data, sqlite_runs
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
-from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint
+from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint, verifier_keys
 
 _SEAL_CHUNK = 20_000
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
@@ -209,7 +209,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
-    _remember_key(conn, signer.verifier_key, now)
+    _remember_key(conn, signer, now)
     sealed = []
     for family, month in sorted(queued | set(grown)):
         size = _size(conn, family, month)
@@ -343,14 +343,21 @@ def _lock(conn: Connection) -> None:
         driver.execute("BEGIN IMMEDIATE")
 
 
-def _remember_key(conn: Connection, verifier_key: str, now: datetime) -> None:
+def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
+    """The store's list of the keys that signed in it, and, the first time a key signs here,
+    its trust file (signing.trust): the keys the store had before it are the earlier keys of
+    a rotation, trusted from then on, whichever file the new key is in."""
     known = conn.execute(
         select(log_verifier_key.c.verifier_key).where(
-            log_verifier_key.c.verifier_key == verifier_key
+            log_verifier_key.c.verifier_key == signer.verifier_key
         )
     ).first()
     if known is None:
-        conn.execute(log_verifier_key.insert().values(verifier_key=verifier_key, first_used_at=now))
+        if signer.path is not None:
+            trust(signer.path, verifier_keys(conn))
+        conn.execute(
+            log_verifier_key.insert().values(verifier_key=signer.verifier_key, first_used_at=now)
+        )
 
 
 def _size(conn: Connection, family: str, month: str) -> int:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..domain.ids import MAX_ID, InvalidValue, whole_number
-from ..signing import signer_for
+from ..signing import signer_for, trusted_for
 from ..store.log_proofs import (
     AuditorsOnly,
     ConsistencyRequest,
@@ -79,8 +79,12 @@ def logs(request: Request, account: AccountDep) -> JSONResponse:
     record is in it, so an auditor may read it too (to check the access log's entries); the
     access logs' checkpoints are the auditor's only (store.log_proofs.logs_document)."""
     key = _current_key(request)
+    url = engine_of(request).url.render_as_string(hide_password=False)
     with limits_of(request).search(_share(account)), reader_of(request) as conn:
-        return JSONResponse(logs_document(conn, key, auditor=account.viewer is None))
+        document = logs_document(
+            conn, key, account.viewer is None, lambda listed: trusted_for(url, listed)
+        )
+        return JSONResponse(document)
 
 
 def _share(account: TokenHolder) -> str:

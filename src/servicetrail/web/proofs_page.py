@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from ..domain.checkpoint import NoteError, parse_verifier_key
 from ..domain.merkle import ProofError
 from ..domain.proof_document import verify_proof_document
-from ..signing import SigningKeyError, ed25519_check, signer_for
+from ..signing import SigningKeyError, ed25519_check, signer_for, trusted_for
 from ..store.log_proofs import NotInLog, NotSealed
 from ..store.logged_reads import LoggedRead, logged_read
 from .fairness import limits_of
@@ -64,7 +64,7 @@ def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
     except SigningKeyError as e:
         return ProofMark("failed", problem=str(e))
     problems: list[Exception] = []
-    for key in _current_then_earlier(read, current):
+    for key in _current_then_earlier(request, read, current):
         try:
             verified = verify_proof_document(document, parse_verifier_key(key), ed25519_check)
         except (NoteError, ProofError) as e:
@@ -79,9 +79,13 @@ def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
     return ProofMark("failed", problem=str(said))
 
 
-def _current_then_earlier(read: LoggedRead, current: str) -> Iterator[str]:
+def _current_then_earlier(request: Request, read: LoggedRead, current: str) -> Iterator[str]:
+    """The current key, then the earlier ones the store lists that are trusted beside the
+    signing key (signing.trusted_keys), as /api/v1/logs publishes them."""
     yield current
-    yield from (key for key in read.verifier_keys() if key != current)
+    listed = read.verifier_keys()
+    trusted = trusted_for(engine_of(request).url.render_as_string(hide_password=False), listed)
+    yield from (key for key in listed if key != current and (trusted is None or key in trusted))
 
 
 @router.get("/records/{record_id}/proof.json")
