@@ -204,6 +204,10 @@ def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli
     assert len(ids) >= 3
     clean = cli("log", "verify")
     assert clean.exit_code == 0 and clean.stdout == "", clean.output
+    with engine.connect() as conn:  # an auditor's copy of the access logs' checkpoints
+        notes = conn.execute(text("SELECT note FROM log_checkpoint")).scalars().all()
+    (cli.cwd / "kept.json").write_text(json.dumps(notes))
+    assert cli("log", "verify", "--checkpoints", cli.cwd / "kept.json").stdout == ""
 
     intrude(
         engine,
@@ -321,3 +325,87 @@ def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
         seal_store(engine)
         assert cli("log", "verify").exit_code == 0
         assert old_key in rotated.with_name(rotated.name + ".verifiers").read_text()
+
+
+def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept_ones(
+    cli, engine, tmp_path
+):
+    """An intruder who deletes a log's newest records with their leaves and the checkpoint
+    that held them leaves a store that agrees with itself: `log verify` alone cannot tell
+    (audit, session 19). Against the checkpoints an auditor kept (/api/v1/logs saved), each
+    log must still hold their leaves: the shortened log and the log deleted whole are named."""
+    from tests.store.test_merkle_log import append, records
+
+    append(engine, records(6, first=1))
+    seal_store(engine)
+    append(engine, records(4, first=9000))  # two months on, in a log of its own
+    seal_store(engine)
+    with engine.connect() as conn:
+        listing = conn.execute(text("SELECT origin, note FROM log_checkpoint ORDER BY id")).all()
+        months = (
+            conn.execute(
+                text("SELECT DISTINCT month FROM log_leaf WHERE family = 'sat' ORDER BY month")
+            )
+            .scalars()
+            .all()
+        )
+        newest = (
+            conn.execute(
+                text(
+                    "SELECT entry_id FROM log_leaf WHERE month = :m "
+                    "ORDER BY leaf_index DESC LIMIT 2"
+                ),
+                {"m": months[0]},
+            )
+            .scalars()
+            .all()
+        )
+        first_size, last_size = (
+            conn.execute(
+                text("SELECT max(tree_size) FROM log_checkpoint WHERE month = :m"), {"m": m}
+            ).scalar()
+            for m in (months[0], months[-1])
+        )
+    kept = tmp_path / "logs.json"
+    kept.write_text(json.dumps({"logs": [{"origin": o, "checkpoint": n} for o, n in listing]}))
+    assert cli("log", "verify", "--checkpoints", kept).exit_code == 0
+    # the newest two records of the first month, then the second month, each with everything
+    # that held them: a store that agrees with itself
+    statements = []
+    for table, column in (("sat_payload", "record_id"), ("sat_visibility", "record_id")):
+        statements.append((f"DELETE FROM {table} WHERE {column} IN ({newest[0]}, {newest[1]})", {}))
+    statements += [
+        (f"DELETE FROM sat_record WHERE id IN ({newest[0]}, {newest[1]})", {}),
+        (f"DELETE FROM log_leaf WHERE entry_id IN ({newest[0]}, {newest[1]})", {}),
+        (
+            "DELETE FROM log_checkpoint WHERE month = :m AND tree_size > :n",
+            {"m": months[0], "n": first_size - 2},
+        ),
+    ]
+    gone = "SELECT id FROM sat_record WHERE substr(CAST(logged_at AS TEXT), 1, 7) = :m"
+    with engine.connect() as conn:
+        second = conn.execute(text(gone), {"m": months[-1]}).scalars().all()
+    ids = ", ".join(map(str, second))
+    statements += [
+        (f"DELETE FROM sat_payload WHERE record_id IN ({ids})", {}),
+        (f"DELETE FROM sat_visibility WHERE record_id IN ({ids})", {}),
+        (f"DELETE FROM sat_record WHERE id IN ({ids})", {}),
+        ("DELETE FROM log_leaf WHERE month = :m", {"m": months[-1]}),
+        ("DELETE FROM log_checkpoint WHERE month = :m", {"m": months[-1]}),
+    ]
+    intrude(engine, *statements)
+    assert cli("log", "verify").exit_code == 0  # the store alone: nothing to see
+    found = cli("log", "verify", "--checkpoints", kept)
+    assert found.exit_code == 1
+    assert found.stdout.splitlines() == [
+        f"log servicetrail/sat/{months[0]} has {first_size - 2} leaves, fewer than the "
+        f"checkpoint of size {first_size} kept",
+        f"log servicetrail/sat/{months[-1]} has no leaves nor checkpoint of size {last_size}, "
+        "which was kept",
+    ]
+    origin, note = listing[0]
+    forged = tmp_path / "forged.json"
+    size_line = note.split("\n")[1]
+    forged.write_text(json.dumps([note.replace(f"\n{size_line}\n", f"\n{size_line}0\n", 1)]))
+    refused = cli("log", "verify", "--checkpoints", forged)
+    assert "is not signed by a trusted key" in refused.stdout and refused.exit_code == 1

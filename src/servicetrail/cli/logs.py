@@ -18,7 +18,7 @@ from ..signing import (
     signer_for,
     trusted_for,
 )
-from ..store.log_audit import audit
+from ..store.log_audit import audit, kept_checkpoints
 from ..store.log_tree import verifier_keys
 from ..ingest.sources import regular_file
 from .common import Failure, engine, store_url, with_db
@@ -49,8 +49,16 @@ def key_cmd() -> None:
     "repeatable. The keys trusted already are the signing key's and those in its trust file "
     "(<key file>.verifiers).",
 )
+@click.option(
+    "--checkpoints",
+    "kept_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Checkpoints you kept (the JSON of /api/v1/logs or of a proof, or a list of them): "
+    "each log must still hold their leaves and roots. Repeatable.",
+)
 @with_db
-def verify_cmd(also_trusted: tuple[str, ...]) -> None:
+def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> None:
     """Recompute every leaf from the stored records and every root, and check every
     checkpoint's signature, by a trusted key: one line per finding, exit 1 if any.
 
@@ -59,14 +67,17 @@ def verify_cmd(also_trusted: tuple[str, ...]) -> None:
     access-entry <id> changed|removed|added    an access-log entry (SPEC section 8)
     log <origin> ...                           a log's own damage: a missing leaf, a tile
                                                or checkpoint that does not match its
-                                               leaves, a signature that does not verify"""
+                                               leaves, a signature that does not verify
+                                               or is by a key not trusted, fewer leaves
+                                               than a checkpoint you kept"""
     for given in also_trusted:
         try:
             parse_verifier_key(given)
         except NoteError as e:
             raise Failure(f"--key {given!r}: {e}") from None
     with engine().connect() as conn:
-        trusted = trusted_for(store_url(), verifier_keys(conn))
+        listed = verifier_keys(conn)
+    trusted = trusted_for(store_url(), listed)
     if trusted is None and not also_trusted:
         click.echo(
             f"no signing key or trust file at {key_path_for(store_url())}: checkpoints are "
@@ -76,7 +87,9 @@ def verify_cmd(also_trusted: tuple[str, ...]) -> None:
         )
     else:
         trusted = (trusted or set()) | set(also_trusted)
-    result = audit(engine(), log_prefix(), trusted)
+    notes = [note for path in kept_files for note in _notes_in(path)]
+    kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
+    result = audit(engine(), log_prefix(), trusted, kept=kept)
     for finding in result.findings:
         click.echo(finding)
     click.echo(
@@ -86,6 +99,32 @@ def verify_cmd(also_trusted: tuple[str, ...]) -> None:
     )
     if result.findings:
         raise SystemExit(1)
+
+
+def _notes_in(path: Path) -> list[str]:
+    """The signed checkpoints in a kept JSON document: /api/v1/logs's `logs`, a proof's
+    `checkpoint`, or a list of such documents or of notes."""
+    regular_file(path)
+    try:
+        document = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise Failure(f"--checkpoints {path}: not JSON ({type(e).__name__})") from None
+    found: list[str] = []
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            if isinstance(item.get("checkpoint"), str):
+                found.append(item["checkpoint"])
+            if isinstance(item.get("logs"), list):
+                pending.extend(reversed(item["logs"]))
+    if not found:
+        raise Failure(f"--checkpoints {path}: no checkpoint in it")
+    return found
 
 
 @log_group.command("verify-proof")

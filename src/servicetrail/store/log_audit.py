@@ -7,6 +7,10 @@ Three passes, each streaming (memory stays flat at 10M records):
 3. every checkpoint's Ed25519 signature, by the verifier key it names, which must be one the
    caller trusts (signing.trusted_keys: kept beside the signing key, outside the store).
 
+Checkpoints kept outside the store (`Kept`: an auditor's copies of /api/v1/logs) join pass 2:
+each log must still have their leaves and root. The store's own checkpoints cannot show that
+its newest entries were deleted with the checkpoints that held them (audit, session 19).
+
 Passes 1 and 2 are cut into independent tasks (slices of ids, months), which a large store
 hands to worker processes, one a core: recomputing leaves is Python's work, so one process
 held `log verify` of 10M records to one core. Findings come out in the same order either way.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +29,14 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
-from ..domain.checkpoint import NoteError, parse_verifier_key, verify_checkpoint
+from ..domain.checkpoint import (
+    Checkpoint,
+    NoteError,
+    Verifier,
+    parse_checkpoint,
+    parse_verifier_key,
+    verify_checkpoint,
+)
 from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
@@ -57,23 +69,76 @@ class _Entries:
 
 @dataclass(frozen=True)
 class _Roots:
-    """Pass 2 over one log."""
+    """Pass 2 over one log; `kept`: (size, root) of the checkpoints kept outside the store."""
 
     family: str
     month: str
     checkpoints: tuple[StoredCheckpoint, ...]
+    kept: tuple[tuple[int, bytes], ...]
+    origin: str
+
+
+@dataclass
+class Kept:
+    """Checkpoints kept outside the store, by log (family, month), and what was wrong with
+    the ones that could not be used."""
+
+    by_log: dict[tuple[str, str], list[tuple[int, bytes]]] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+
+
+def kept_checkpoints(notes: list[str], prefix: str, trusted: set[str] | None) -> Kept:
+    """The notes (signed checkpoints) that a trusted key signed, placed in their logs."""
+    kept = Kept()
+    verifiers = [parse_verifier_key(key) for key in sorted(trusted or ())]
+    origins = {
+        family.origin(prefix, ""): family.family for family in FAMILIES
+    }  # "<prefix>/" and "<prefix>/access/"
+    for note in notes:
+        try:
+            origin = parse_checkpoint(note)[0].origin
+        except NoteError as e:
+            kept.findings.append(f"a kept checkpoint cannot be read: {e}")
+            continue
+        signed = next((c for c in _verified(note, verifiers) if c is not None), None)
+        if signed is None:
+            kept.findings.append(f"the kept checkpoint of {origin} is not signed by a trusted key")
+            continue
+        head, month = origin[:-7], origin[-7:]
+        if head not in origins or not _MONTH.fullmatch(month):
+            kept.findings.append(f"the kept checkpoint of {origin} is of no log of this store")
+            continue
+        kept.by_log.setdefault((origins[head], month), []).append((signed.size, signed.root))
+    return kept
+
+
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def _verified(note: str, verifiers: list[Verifier]) -> Iterator[Checkpoint | None]:
+    for verifier in verifiers:
+        try:
+            yield verify_checkpoint(note, verifier, ed25519_check)
+        except NoteError:
+            yield None
 
 
 _Task = _Entries | _Roots
 
 
 def audit(
-    engine: Engine, prefix: str, trusted: set[str] | None = None, workers: int | None = None
+    engine: Engine,
+    prefix: str,
+    trusted: set[str] | None = None,
+    workers: int | None = None,
+    kept: Kept | None = None,
 ) -> Audit:
     """Every finding of the three passes. `trusted`: the verifier keys a checkpoint may be
     signed with (None: any the store lists). `workers`: processes for passes 1 and 2 (None:
-    one a core for a store of PARALLEL_FROM entries or more, else this process alone)."""
-    result = Audit()
+    one a core for a store of PARALLEL_FROM entries or more, else this process alone).
+    `kept`: checkpoints kept outside the store, which the logs must still hold."""
+    kept = kept or Kept()
+    result = Audit(findings=list(kept.findings))
     with engine.connect() as conn:
         bounds = {
             family.family: _id_bounds(conn, family.family, family.table) for family in FAMILIES
@@ -97,8 +162,14 @@ def audit(
         for low, high in _split(*bounds[family.family], slices)
     ]
     tasks += [
-        _Roots(family, month, tuple(by_log.get((family, month), [])))
-        for family, month in sorted(months | set(by_log))
+        _Roots(
+            family,
+            month,
+            tuple(by_log.get((family, month), [])),
+            tuple(kept.by_log.get((family, month), [])),
+            family_named(family).origin(prefix, month),
+        )
+        for family, month in sorted(months | set(by_log) | set(kept.by_log))
     ]
     for findings, entries in _run(engine, tasks, workers):
         result.findings += findings
@@ -157,7 +228,7 @@ def _perform(conn: Connection, task: _Task) -> tuple[list[str], int]:
     if isinstance(task, _Entries):
         counted = [0]
         return list(_entries_against_leaves(conn, task, counted)), counted[0]
-    return list(_roots(conn, task.family, task.month, list(task.checkpoints))), 0
+    return list(_roots(conn, task, list(task.checkpoints))), 0
 
 
 def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]) -> Iterator[str]:
@@ -217,12 +288,16 @@ def _signature_findings(
 
 
 def _roots(
-    conn: Connection, family: str, month: str, checkpoints: Sequence[StoredCheckpoint]
+    conn: Connection, task: _Roots, checkpoints: Sequence[StoredCheckpoint]
 ) -> Iterator[str]:
     """Fold the month's leaves in index order (a stack of perfect subtrees), comparing each
-    completed tile with the stored one and each checkpointed size's root with its checkpoint.
-    Leaves past the newest checkpoint may not have their tiles yet (the next seal adds them)."""
-    origin = checkpoints[0].origin if checkpoints else f"{family}/{month}"
+    completed tile with the stored one and each checkpointed size's root with its checkpoint,
+    stored or kept. Leaves past the newest checkpoint may not have their tiles yet (the next
+    seal adds them)."""
+    family, month, origin = task.family, task.month, task.origin
+    kept: dict[int, list[bytes]] = {}
+    for size, root in task.kept:
+        kept.setdefault(size, []).append(root)
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     tiles = {
         (int(level), int(index)): bytes(h)
@@ -263,14 +338,23 @@ def _roots(
                     yield f"log {origin} tile {at[0]}/{at[1]} does not match its leaves" + (
                         _suspects(family, count, last_tile) if level + 1 == TILE else ""
                     )
-        if count in wanted:
+        if count in wanted or count in kept:
             root = stack[-1][1]
             for _, left in reversed(stack[:-1]):
                 root = node_hash(left, root)
-            if root != wanted[count].root:
+            if count in wanted and root != wanted[count].root:
                 yield f"log {origin} checkpoint {count} does not match its leaves"
+            if any(root != held for held in kept.get(count, ())):
+                yield f"log {origin} does not match the checkpoint of size {count} kept"
     if count == 0:
-        return  # retired by retention (its checkpoints stay; their signatures are checked)
+        # no leaves: retired by retention (its checkpoints stay; their signatures are
+        # checked), or gone with every checkpoint past the ones kept
+        last = max(wanted, default=0)
+        for size in sorted(s for s in kept if s > last):
+            yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
+        return
+    for size in sorted(s for s in kept if s > count):
+        yield f"log {origin} has {count} leaves, fewer than the checkpoint of size {size} kept"
     for size in sorted(s for s in wanted if s > count):
         yield f"log {origin} checkpoint {size} has leaves missing"
     for level, index in sorted(tiles):
