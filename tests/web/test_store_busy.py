@@ -218,3 +218,32 @@ def test_a_request_that_finds_every_pooled_connection_in_use_is_503(
         assert answer.headers["Retry-After"] == "1"
     assert api.get(path, headers=bearer).status_code == 200
     store.dispose()
+
+
+def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch) -> None:
+    """A token's and a session's look-up, a Party's watches and the logs' listing run as the
+    store's owner, outside a search's transaction: each waited as long as a lock on its table
+    was held (25 s in the audit of session 19), holding a thread and a connection."""
+    from servicetrail.store import read_transaction
+
+    monkeypatch.setattr(read_transaction, "READ_LOCK_WAIT_MS", 300)
+    store = open_store(pg_url)
+    api, bearer = _wiresco_api(store)
+    screen = signed_in(store, P.WIRESCO)
+    cases = (
+        ("api_token", lambda: TestClient(create_app(store)).get("/api/v1/watches", headers=bearer)),
+        ("watch", lambda: api.get("/api/v1/watches", headers=bearer)),
+        ("log_checkpoint", lambda: api.get("/api/v1/logs", headers=bearer)),
+        ("web_session", lambda: screen.get("/watches")),
+    )
+    assert api.get("/api/v1/watches", headers=bearer).status_code == 200  # its token cached
+    for table, ask in cases:
+        with store.connect() as locker:
+            locker.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            answer = ask()
+            took = time.monotonic() - started
+            locker.rollback()
+        assert answer.status_code == 503, (table, answer.status_code, answer.text[:200])
+        assert took < 5, (table, took)
+    store.dispose()

@@ -22,6 +22,7 @@ from ..domain.access_log import INTERFACES
 from ..domain.visibility import Viewer
 from ..security import hash_password, new_token, token_digest, verify_password
 from .schema import account, api_token, dcc_user, login_device, party, web_session
+from .read_transaction import owner_read_limits
 
 _USERNAME = re.compile(
     r"[A-Za-z0-9._@-]{1,64}"
@@ -232,6 +233,7 @@ _HOLDER_FOR_TOKEN = (
 
 def holder_for_token(conn: Connection, token: str) -> TokenHolder | None:
     """The account behind an API token, in one query; None for an unknown or revoked token."""
+    owner_read_limits(conn)
     rows = conn.execute(_HOLDER_FOR_TOKEN, {"token_hash": token_digest(token)}).all()
     if not rows:
         return None

@@ -23,6 +23,7 @@ from .log_tree import (
     verifier_keys,
 )
 from .queries import get_visible
+from .read_transaction import owner_read_limits
 
 
 class NotSealed(LookupError):
@@ -114,6 +115,7 @@ def logs_document(
     the root of a small access log is a hash of a few entries and no secret, so a Party that
     knew its own entries beside another's could test guesses of that one against it (audit,
     session 19: a Party's read of a record confirmed in 90 s of guessing)."""
+    owner_read_limits(conn)
     listed = verifier_keys(conn)
     accepted = trusted(listed)
     keys = [key for key in listed if accepted is None or key in accepted]

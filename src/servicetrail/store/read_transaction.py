@@ -67,6 +67,21 @@ def read_as(
     )
 
 
+def owner_read_limits(conn: Connection, seconds: float | Budget = DEFAULT_SECONDS) -> None:
+    """For a small read outside `read_as`, as the store's owner (a token's or a session's
+    look-up, a Party's watches, the logs' listing): a search's statement limit and lock wait,
+    for the rest of the transaction, on PostgreSQL. Without them a table locked by hand held
+    each such request, its thread and its pooled connection for as long as the lock (audit,
+    session 19); past them the store is busy (503). SQLite's readers wait on no lock."""
+    if conn.dialect.name != "postgresql":
+        return
+    limit_ms = max(1, int(seconds_of(seconds) * 1000))
+    conn.exec_driver_sql(
+        "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+        (str(limit_ms), str(max(1, min(limit_ms // 2, READ_LOCK_WAIT_MS)))),
+    )
+
+
 def custom_plans(conn: Connection) -> None:
     """Back to custom plans inside a read begun with `generic_plan`."""
     if conn.dialect.name == "postgresql":

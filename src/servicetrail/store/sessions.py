@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .engine import reading
 from .schema import account, login_device, login_failure, web_session
+from .read_transaction import owner_read_limits
 
 UTC = timezone.utc
 IDLE_LIMIT = timedelta(minutes=30)
@@ -121,6 +122,7 @@ def load_session(
     if not session_id or len(session_id) > 200:
         return None
     now = now or now_utc()
+    owner_read_limits(conn)
     digest = session_digest(session_id)
     row = conn.execute(
         select(

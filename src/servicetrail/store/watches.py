@@ -50,6 +50,7 @@ from .watch_sql import (
     unread_events as unread_events_statement,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
+from .read_transaction import owner_read_limits
 
 UTC = timezone.utc
 CURSOR = "watches"
@@ -156,6 +157,7 @@ def create_watch(
 
 
 def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
+    owner_read_limits(conn)
     rows = conn.execute(select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id))
     return [watch_json(row, with_state=with_state) for row in rows]
 
@@ -173,6 +175,7 @@ def _owned(conn: Connection, party_id: str, watch_id: int, *columns: Any) -> Any
 
 def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] | None:
     """The Party's watch, or None: another Party's watch is answered as a missing one."""
+    owner_read_limits(conn)
     row = _owned(conn, party_id, watch_id, *watch.c)
     return watch_json(row) if row is not None else None
 
