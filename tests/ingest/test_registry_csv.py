@@ -342,6 +342,29 @@ def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
     assert sorted(rows(engine, "SELECT party_id FROM responsibility")) == [("NORTH",), ("SOUTH",)]
 
 
+def test_a_change_of_supplier_loads_whichever_line_comes_first(cli, engine, registry):
+    """The new supplier's line before the old one's closing line: the new one was rejected
+    as overlapping the old interval still open, the Device had no supplier, and only a second
+    load of the same file took it (audit, session 19). Corrections of stored intervals are
+    judged first."""
+    resp = registry / "responsibilities.csv"
+    write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,\n")
+    assert cli("load", "responsibilities", resp).exit_code == 0
+    write(
+        resp,
+        RESP_HEADER + f"{METER},SOUTH,supplier,2025-03-30T01:00:00Z,\n"
+        f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-30T01:00:00Z\n",
+    )
+    first = cli("load", "responsibilities", resp)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
+    again = cli("load", "responsibilities", resp)
+    assert again.stdout == "loaded 0, rejected 0, skipped 2 duplicates\n", again.output
+    assert sorted(
+        rows(engine, "SELECT party_id FROM responsibility WHERE device_id = :d", d=METER)
+    ) == [("NORTH",), ("SOUTH",)]
+
+
 def test_responsibility_correction_same_start_new_end(cli, engine, registry):
     resp = registry / "responsibilities.csv"
     write(resp, RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,\n")

@@ -290,18 +290,18 @@ def load_interval_rows(
         state.setdefault((device_id, relation), {})[start] = held
         stored[device_id, relation, start] = held
     traffic = devices_with_records(conn, devices)
-    decided: list[Decided] = []
+    decided: list[Decided] = [Outcome.LOADED] * len(rows)
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     touched: list[Touched] = []
-    for i, row in enumerate(rows):
+    for i in _corrections_first(rows, stored):
+        row = rows[i]
         if superseded[i]:
             outcome = _decide(row, parties, devices, None)  # its own checks only
-            decided.append(Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome)
+            decided[i] = Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome
             continue
         device_id, party_id, relation, start, end = row
         spans = state.get((device_id, relation))
-        outcome = _decide(row, parties, devices, spans)
-        decided.append(outcome)
+        outcome = decided[i] = _decide(row, parties, devices, spans)
         if outcome is not Outcome.LOADED and outcome is not Outcome.CORRECTED:
             continue
         if spans is None:
@@ -320,6 +320,21 @@ def load_interval_rows(
     _write_intervals(raw, changed, stored)
     refresh(conn, touched)  # from the registry as written above, in this transaction
     return decided
+
+
+def _corrections_first(
+    rows: Sequence[IntervalRow], stored: dict[tuple[str, str, datetime], Any]
+) -> list[int]:
+    """The order rows are judged in: those that correct a stored interval (its start given
+    again), then the new ones, each in the batch's order. A change of supplier is the old
+    interval closed and the new one opened, and a file may give them in either order: the
+    new one first was rejected as overlapping the old one still open, and only a second load
+    of the same file took it (audit, session 19)."""
+    correcting = [i for i, row in enumerate(rows) if interval_key(row) in stored]
+    if not correcting:
+        return list(range(len(rows)))
+    first = set(correcting)
+    return correcting + [i for i in range(len(rows)) if i not in first]
 
 
 def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
