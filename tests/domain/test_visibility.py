@@ -90,6 +90,15 @@ def test_overlaps_is_symmetric_and_respects_half_open_ends(
 def test_describe() -> None:
     assert US_SUPPLIER.describe() == "2025-01-01 to 2025-03-01"
     assert US_NO_OPEN.describe() == "2025-03-01 to now (open)"
+    # an interval that turns within a day (a change of supplier at 01:00) says when
+    at_one = Responsibility(
+        "00-00-00-00-00-00-00-01",
+        "SUPA",
+        "supplier",
+        parse_time("2025-01-01T00:00:00Z"),
+        parse_time("2025-03-30T02:00:00+01:00"),
+    )
+    assert at_one.describe() == "2025-01-01 to 2025-03-30 01:00:00 UTC"
 
 
 # --- rule 1 ---------------------------------------------------------------------------------

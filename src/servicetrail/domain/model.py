@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, time, timezone
 from enum import StrEnum
 
 UTC = timezone.utc
@@ -94,9 +94,19 @@ class Responsibility:
         return self_ends_after and other_ends_after
 
     def describe(self) -> str:
-        start = self.valid_from.strftime("%Y-%m-%d")
-        end = self.valid_to.strftime("%Y-%m-%d") if self.valid_to else "now (open)"
-        return f"{start} to {end}"
+        end = _moment(self.valid_to) if self.valid_to else "now (open)"
+        return f"{_moment(self.valid_from)} to {end}"
+
+
+def _moment(value: datetime) -> str:
+    """A day where the interval turns at midnight UTC, the instant otherwise: a change of
+    supplier at 01:00 read "from 2025-03-30" for a record of 00:59 that the old supplier
+    still held (audit, session 19)."""
+    utc = value.astimezone(timezone.utc)
+    if utc.time() == time(0):
+        return f"{utc:%Y-%m-%d}"
+    seconds = f".{utc.microsecond:06d}" if utc.microsecond else ""
+    return f"{utc:%Y-%m-%d %H:%M:%S}{seconds} UTC"
 
 
 @dataclass(frozen=True, slots=True)
