@@ -10,7 +10,11 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.ingest.duis import duis_time
 
 from tests.conftest import FIXTURES, SHARED_DUIS_SAMPLES, beside_the_checkout
 
@@ -569,3 +573,31 @@ def test_shared_samples_folder(cli, engine, tmp_path):
             when or CAPTURED,
         ), path.name
         assert item["payload"] == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2025-03-30 01:00:00Z",
+        "2025-03-30T01:00:00+0100",
+        "2025-W13-7T01:00:00Z",
+        "20250330T010000Z",
+    ],
+)
+def test_a_time_that_is_no_xs_datetime_is_refused(written):
+    """Python's fromisoformat reads these; the DUIS schema's xs:dateTime does not (audit,
+    session 19)."""
+    with pytest.raises(InvalidValue, match="not an xs:dateTime"):
+        duis_time(written, "ResponseDateTime")
+
+
+@pytest.mark.parametrize(
+    "written, meant",
+    [
+        ("2025-03-30T01:00:00Z", "2025-03-30T01:00:00+00:00"),
+        ("2025-03-30T02:00:00.123456789+01:00", "2025-03-30T01:00:00.123456+00:00"),
+        ("2025-03-30T00:00:00-00:00", "2025-03-30T00:00:00+00:00"),
+    ],
+)
+def test_an_xs_datetime_is_read_to_the_microsecond_in_utc(written, meant):
+    assert duis_time(written, "ResponseDateTime").isoformat() == meant

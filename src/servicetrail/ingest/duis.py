@@ -100,12 +100,21 @@ def _first_element(parent: etree._Element | None) -> etree._Element | None:
     return next((c for c in parent if isinstance(c.tag, str)), None) if parent is not None else None
 
 
+# xs:dateTime as DUIS writes it: a four-digit year, the T, seconds with any fraction, and an
+# optional Z or +hh:mm / -hh:mm
+XS_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
 def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
     """An xs:dateTime with an offset, as every time of a record's identity must be (SPEC
     section 4). `naive_is_utc`: for a time that only informs (ExecutionDateTime), one
     written without an offset is read as UTC, the DUIS default, rather than losing the request."""
     text = value.strip(XML_SPACE)
-    if not text or len(text) > 40:
+    if not text or len(text) > 40 or not XS_DATE_TIME.fullmatch(text):
+        # checked before Python reads it: fromisoformat also takes a space for the T, +0100
+        # and week dates, which the schema does not (audit, session 19)
         raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}")
     try:
         parsed = datetime.fromisoformat(text)
