@@ -92,8 +92,7 @@ def _create(path: Path) -> None:
 
 
 def load_signer(path: Path, name: str) -> Signer:
-    """The key at `path` (created now if there is none), named `name` in its signatures; its
-    verifier key is in its trust file from then on."""
+    """The key at `path` (created now if there is none), named `name` in its signatures."""
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,9 +104,7 @@ def load_signer(path: Path, name: str) -> Signer:
                 else e.strerror or type(e).__name__
             )
             raise SigningKeyError(f"the signing key {path} cannot be created: {reason}") from None
-    signer = _read(path, name)
-    trust(path, [signer.verifier_key])
-    return signer
+    return _read(path, name)
 
 
 def _read(path: Path, name: str) -> Signer:
@@ -138,18 +135,24 @@ def trusted_keys(key_path: Path, name: str, store_keys: list[str]) -> set[str] |
     """The verifier keys trusted beside the signing key at `key_path`, its own among them;
     None when there is neither a key nor a trust file there (no key is created).
 
-    `store_keys`: the keys the store lists as having signed there. While the signing key is
-    not among them (it has just replaced another), they are its predecessors, and are
-    trusted from now on, as its first checkpoint there would have them (merkle_log): a
-    rotated key's record pages and `log verify` accept the old key's checkpoints at once."""
+    `store_keys`: the keys the store lists as having signed there, trusted as they stand (and
+    written to the trust file) the first time they are asked about: when there is no trust
+    file yet (a store from before it, a store and key restored from a backup without it),
+    and while the signing key is not among them (it has just replaced another, whose
+    checkpoints a rotated key's record pages and `log verify` then accept at once, as its
+    first checkpoint there would have them: merkle_log). From then on, a key that appears in
+    the store's list is trusted only if written here or given (`log verify --key`)."""
+    file_kept = trust_file(key_path).exists()
     keys = _in_trust_file(key_path)
+    own = None
     if key_path.exists():
         with suppress(SigningKeyError):
             own = _read(key_path, name).verifier_key
-            keys.add(own)
-            if own not in store_keys and not set(store_keys) <= keys:
-                trust(key_path, store_keys)
-                keys.update(store_keys)
+    if own is not None and (not file_kept or own not in store_keys):
+        trust(key_path, [*store_keys, own])
+        keys.update(store_keys)
+    if own is not None:
+        keys.add(own)
     return keys or None
 
 

@@ -100,10 +100,7 @@ def test_the_key_file_is_made_once_with_mode_0600_and_never_shown(tmp_path):
     assert len({s.verifier_key for s in signers}) == 1
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    # no temporary file left; beside the key, its trust file naming its verifier key
-    assert sorted(os.listdir(path.parent)) == ["servicetrail.key", "servicetrail.key.verifiers"]
-    trusted = (path.parent / "servicetrail.key.verifiers").read_text().splitlines()
-    assert set(trusted) == {signers[0].verifier_key}
+    assert os.listdir(path.parent) == ["servicetrail.key"]
     assert "PRIVATE" not in repr(signers[0]) and isinstance(signers[0], Signer)
 
 

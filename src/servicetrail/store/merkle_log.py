@@ -354,7 +354,7 @@ def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     ).first()
     if known is None:
         if signer.path is not None:
-            trust(signer.path, verifier_keys(conn))
+            trust(signer.path, [*verifier_keys(conn), signer.verifier_key])
         conn.execute(
             log_verifier_key.insert().values(verifier_key=signer.verifier_key, first_used_at=now)
         )
