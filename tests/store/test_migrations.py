@@ -167,6 +167,31 @@ def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
     upgraded.dispose()
 
 
+def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the migrations' DDL committed statement by statement: an upgrade killed or
+    failed in 0009 left its tables behind at revision 0008, and every later `db upgrade`
+    failed on 'table log_leaf already exists' (audit, session 19)."""
+    from servicetrail.store import log_records
+
+    engine = make_engine(empty_db_url)
+    command.upgrade(migrate._config(engine), "0008")
+
+    def fails(_conn: object) -> None:
+        raise RuntimeError("killed part way")
+
+    monkeypatch.setattr(log_records, "queue_stored_records", fails)
+    with pytest.raises(RuntimeError, match="killed part way"):
+        migrate.upgrade_to_head(engine)
+    assert current_revision(engine) == "0008"
+    assert "log_leaf" not in inspect(engine).get_table_names()
+    monkeypatch.undo()
+    migrate.upgrade_to_head(engine)
+    assert current_revision(engine) == head_revision() and schema_differences(engine) == []
+    engine.dispose()
+
+
 def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="folder"):
         open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")

@@ -41,23 +41,40 @@ def is_known(revision: str) -> bool:
         return False
 
 
+# How long `db upgrade` waits for a lock on PostgreSQL before it gives up (exit 3, nothing
+# changed): behind a reader it waited without end, and every read queued behind it (audit,
+# session 19). The servers are meant to be stopped first (README).
+UPGRADE_LOCK_WAIT = "5s"
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    command.upgrade(_config(engine), "head")
+    """Every migration still to apply, in one transaction (see `_migrated`): a SQLite upgrade
+    killed or failed part way used to leave the first migrations' tables committed and the
+    revision unchanged, and every later `db upgrade` failed on a table already there."""
+    _migrated(engine, lambda conn: True, lock_wait=UPGRADE_LOCK_WAIT)
 
 
 def build_new_store(engine: Engine, current: Callable[[Connection], str | None]) -> None:
-    """Build a store that holds no schema yet at the head revision, in one transaction that
-    first takes a lock and looks again: several commands started at once on a new store each
-    began building it, and all but one failed (SQLite: 'table party already exists';
-    PostgreSQL: a duplicate key in pg_type). Now the others wait, then find it built.
+    """Build a store that holds no schema yet at the head revision (see `_migrated`):
+    several commands started at once on a new store each began building it, and all but one
+    failed (SQLite: 'table party already exists'; PostgreSQL: a duplicate key in pg_type).
+    Now the others wait, then find it built."""
+    _migrated(engine, lambda conn: current(conn) is None)
+
+
+def _migrated(engine: Engine, needed: Callable[[Connection], bool], lock_wait: str = "") -> None:
+    """Migrate to the head in one transaction that first takes a lock and looks again
+    (`needed`), so that one migrator at a time works and the others find its work done.
     SQLite's lock is its write lock, held from the start: outside a transaction its DDL
     commits statement by statement."""
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for a builder (the busy timeout)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for a migrator (the busy timeout)
         else:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.schema'))"))
-        if current(conn) is None:
+            if lock_wait:  # the tables' locks, once it is the one migrator
+                conn.execute(text(f"SET LOCAL lock_timeout = '{lock_wait}'"))
+        if needed(conn):
             cfg = _config(engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
