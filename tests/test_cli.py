@@ -879,12 +879,16 @@ def test_an_ingest_stopped_by_a_busy_store_says_what_it_kept(
 
 def test_a_store_that_cannot_be_opened_is_named_without_its_password():
     runner = CliRunner()
-    url = "postgresql://analyst:s3cret-pw@127.0.0.1:1/nowhere"  # nothing listens on port 1
-    for args in (["records", "--party", "NORTH"], ["db", "check"]):
-        result = runner.invoke(main, ["--db", url, *args])
-        assert result.exit_code == 2, result.output
-        assert "cannot open the store at" in result.stderr and "analyst:***@" in result.stderr
-        assert "s3cret-pw" not in result.output
+    urls = (
+        "postgresql://analyst:s3cret-pw@127.0.0.1:1/nowhere",  # nothing listens on port 1
+        "postgresql://analyst:s3cret-pw@127.0.0.1:notaport/db",  # its message was a traceback
+    )
+    for url in urls:
+        for args in (["records", "--party", "NORTH"], ["db", "check"]):
+            result = runner.invoke(main, ["--db", url, *args])
+            assert result.exit_code == 2, result.output
+            assert "cannot open the store at" in result.stderr and "***@" in result.stderr
+            assert "s3cret-pw" not in result.output and "Traceback" not in result.output
 
 
 def test_demo_and_serve_refuse_a_port_in_use_before_building_anything(tmp_path):

@@ -32,7 +32,9 @@ def shown_url(url: str) -> str:
     """A store's URL as it may be shown (an error, a log): without its password."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except exc.ArgumentError:  # not a URL SQLAlchemy reads: whatever stands between :// and @ goes
+    except (exc.ArgumentError, ValueError):  # not a URL SQLAlchemy reads (a port of letters
+        # raised ValueError, and the error's own message failed into a traceback): whatever
+        # stands between :// and @ goes
         return re.sub(r"://[^/@]*@", "://***@", url)
 
 
