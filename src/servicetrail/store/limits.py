@@ -71,9 +71,22 @@ def store_busy(error: BaseException) -> StoreBusy | None:
             return StoreBusy()
         if "unable to open database file" in said or "disk I/O error" in said:
             return StoreBusy("the store's file cannot be opened")
+        if "database or disk is full" in said:  # was a 500 with a traceback (audit, session 19)
+            return StoreBusy("the store's disk is full")
     if isinstance(cause, psycopg.OperationalError):
-        if isinstance(cause, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
-            # a search past its limit is SearchTooBroad before it gets here: this one waited
-            return StoreBusy("the store did not answer in time")
-        return StoreBusy("the store cannot be reached")
+        return StoreBusy(_postgresql_says(cause))
     return None
+
+
+def _postgresql_says(cause: psycopg.OperationalError) -> str:
+    """Why PostgreSQL could not do it, by its error's class: every one of them was "cannot be
+    reached", a full disk and a deadlock included (audit, session 19)."""
+    if isinstance(cause, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
+        # a search past its limit is SearchTooBroad before it gets here: this one waited
+        return "the store did not answer in time"
+    state = cause.sqlstate or ""
+    if state.startswith("53"):  # insufficient resources: disk full, out of memory, too many
+        return "the store's server is out of room (disk, memory or connections)"
+    if state == "40P01":
+        return "the store was busy with another change (a deadlock)"
+    return "the store cannot be reached"
