@@ -383,3 +383,24 @@ def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
         assert found is not None and found["id"] == world.ids["np_req"] and hidden is None
     finally:
         engine.dispose()
+
+
+def test_db_check_sees_row_security_lost_in_a_restore(pg_url: str) -> None:
+    """A dump restored onto a server without the reader role loses the role's grants and the
+    tables' policies; `db check` said the schema matched (audit, session 19)."""
+    engine = open_store(pg_url)
+    try:
+        assert schema_differences(engine) == []
+        with engine.begin() as conn:
+            policy = conn.execute(
+                text("SELECT policyname FROM pg_policies WHERE tablename = 'sat_payload'")
+            ).scalar_one()
+            conn.execute(text(f'DROP POLICY "{policy}" ON sat_payload'))
+            conn.execute(text("REVOKE SELECT ON sat_record FROM servicetrail_reader"))
+        problems = schema_differences(engine)
+        assert "the role servicetrail_reader may not read sat_record" in problems
+        assert any(
+            p.startswith("sat_payload is under row-level security with no policy") for p in problems
+        )
+    finally:
+        engine.dispose()

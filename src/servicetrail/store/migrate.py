@@ -100,4 +100,43 @@ def schema_differences(engine: Engine) -> list[str]:
             )
         for diff in compare_metadata(context, metadata_for(conn.dialect.name)):
             problems.append(repr(diff))
+        if conn.dialect.name == "postgresql":
+            problems += _row_security_problems(conn)
+    return problems
+
+
+def _row_security_problems(conn: Connection) -> list[str]:
+    """What the tables do not show: the reader role that every Party's read runs as, its
+    grant, and a policy on each table under row-level security. A dump restored onto a new
+    server without the role lost all three, and `db check` said the schema matched: reads then
+    failed, and with the role made again by hand every Party saw an empty trail (audit,
+    session 19; README, "Backups")."""
+    from .read_transaction import READER_ROLE
+
+    problems = []
+    role = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": READER_ROLE})
+    if role.first() is None:
+        return [f"the role {READER_ROLE} does not exist: every read runs as it"]
+    member = conn.execute(
+        text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": READER_ROLE}
+    ).scalar()
+    if not member:
+        problems.append(f"the store's owner may not take the role {READER_ROLE} (GRANT it)")
+    granted = conn.execute(
+        text("SELECT has_table_privilege(:r, 'sat_record', 'SELECT')"), {"r": READER_ROLE}
+    ).scalar()
+    if not granted:
+        problems.append(f"the role {READER_ROLE} may not read sat_record")
+    unguarded = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relrowsecurity AND NOT EXISTS "
+            "(SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) ORDER BY c.relname"
+        )
+    ).scalars()
+    problems += [
+        f"{name} is under row-level security with no policy: no Party would see a row of it"
+        for name in unguarded
+        if not is_partition(name)
+    ]
     return problems
