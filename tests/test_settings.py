@@ -68,6 +68,12 @@ def test_the_webhook_retry_waits_are_held_parsed() -> None:
         ("SERVICETRAIL_PARTY_HEAVY", "0", "1 or more"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,soon", "comma-separated seconds"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,-1", "0 or more"),
+        # accepted, they failed only when used (audit, session 19): past PostgreSQL's
+        # statement_timeout, past islice's size, past a date, other scripts' digits
+        ("SERVICETRAIL_STATEMENT_TIMEOUT", "3000000", "at most 2000000"),
+        ("SERVICETRAIL_REGISTRY_BATCH", "99999999999999999999999", "at most 2147483647"),
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,1e30", "at most 2000000"),
+        ("SERVICETRAIL_SEND_TIMEOUT", "\uff15", "number of seconds"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_and_the_value(
@@ -88,7 +94,7 @@ def test_the_cli_refuses_a_bad_setting_with_exit_2_and_no_traceback(
     assert (
         result.stderr
         == "Error: SERVICETRAIL_STATEMENT_TIMEOUT='soon' is not valid: expected a number of "
-        "seconds, 0 or more\n"
+        "seconds, 0 or more, at most 2000000\n"
     )
     assert isinstance(result.exception, SystemExit)
     assert not (tmp_path / "x.db").exists()  # refused before any command ran

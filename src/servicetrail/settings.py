@@ -29,27 +29,45 @@ class SettingError(ValueError):
         self.value = value
 
 
+# Upper bounds that no setting needs to pass, and past which a value failed only when used:
+# a batch of 10^23 rows in `islice`, a statement limit past PostgreSQL's (2^31 ms), a retry
+# wait past what a date can hold (audit, session 19)
+MOST_WHOLE = 2**31 - 1
+MOST_SECONDS = 2_000_000.0  # 23 days
+
+
 def whole(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         stripped = text.strip()
         # the digits 0-9 only: int() also takes '1_000' and other scripts' digits
-        if not (stripped.isascii() and stripped.isdigit()) or int(stripped) < minimum:
-            raise ValueError(f"expected a whole number of {minimum} or more")
+        if not (stripped.isascii() and stripped.isdigit()) or not (
+            minimum <= int(stripped) <= MOST_WHOLE
+        ):
+            raise ValueError(f"expected a whole number of {minimum} or more, at most {MOST_WHOLE}")
         return int(stripped)
 
     return parse
 
 
+def _seconds_value(text: str) -> float:
+    """A number of seconds in ASCII (float() also reads other scripts' digits), or NaN."""
+    try:
+        return float(text) if text.strip().isascii() else math.nan
+    except ValueError:
+        return math.nan
+
+
 def seconds(*, zero_allowed: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
-            raise ValueError(
-                "expected a number of seconds, " + ("0 or more" if zero_allowed else "more than 0")
-            )
+        value = _seconds_value(text)
+        if (
+            not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not zero_allowed)
+            or value > MOST_SECONDS
+        ):
+            lowest = "0 or more" if zero_allowed else "more than 0"
+            raise ValueError(f"expected a number of seconds, {lowest}, at most {MOST_SECONDS:.0f}")
         return value
 
     return parse
@@ -68,12 +86,11 @@ def retry_waits(text: str) -> tuple[float, ...] | None:
     """Comma-separated seconds, each 0 or more; blank is the default (None)."""
     if not text.strip():
         return None
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError("expected comma-separated seconds, such as 5,300,1800") from None
-    if any(v < 0 or v != v or v == float("inf") for v in values):
-        raise ValueError("expected seconds, 0 or more")
+    values = tuple(_seconds_value(part) for part in text.split(",") if part.strip())
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError("expected comma-separated seconds, such as 5,300,1800")
+    if any(not 0 <= v <= MOST_SECONDS for v in values):
+        raise ValueError(f"expected seconds, 0 or more, at most {MOST_SECONDS:.0f}")
     return values
 
 
