@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
@@ -416,3 +418,73 @@ def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept
     forged.write_text(json.dumps([note.replace(f"\n{size_line}\n", f"\n{size_line}0\n", 1)]))
     refused = cli("log", "verify", "--checkpoints", forged)
     assert "is not signed by a trusted key" in refused.stdout and refused.exit_code == 1
+
+
+def test_an_intruder_who_deletes_the_signing_keys_row_gets_no_trust(cli, engine):
+    """The store's keys were taken in whenever the signing key was missing from the store's
+    list: deleting its row, listing a key of one's own and signing with it got that key
+    written to the trust file (review, session 19). Only a missing trust file takes them."""
+    P.load_personas(engine)
+    seal_store(engine)
+    assert cli("log", "verify").exit_code == 0  # the trust file exists from here on
+    current = cli("log", "key").stdout.strip()
+    rogue = re_sign_a_checkpoint(engine)
+    intrude(engine, ("DELETE FROM log_verifier_key WHERE verifier_key = :k", {"k": current}))
+    for _ in range(2):  # and the finding stays: nothing was taken in by the first look
+        found = cli("log", "verify")
+        assert found.exit_code == 1
+        assert f"is signed by a key that is not trusted: {rogue}" in found.stdout
+
+
+def test_a_month_deleted_whole_with_its_leaves_is_named_from_its_checkpoints(cli, engine):
+    """Its records, leaves and tiles gone, its checkpoints left: the empty log passed as one
+    retention had retired, on SQLite too, which has no retention (review, session 19)."""
+    from tests.store.test_merkle_log import append, records
+
+    append(engine, records(4, first=9000))
+    seal_store(engine)
+    with engine.connect() as conn:
+        month, size = conn.execute(
+            text("SELECT month, max(tree_size) FROM log_checkpoint GROUP BY month")
+        ).one()
+        ids = ", ".join(str(i) for i in conn.execute(text("SELECT id FROM sat_record")).scalars())
+    intrude(
+        engine,
+        *(
+            (f"DELETE FROM {table} WHERE {column} IN ({ids})", {})
+            for table, column in (
+                ("sat_payload", "record_id"),
+                ("sat_visibility", "record_id"),
+                ("sat_record", "id"),
+                ("log_leaf", "entry_id"),
+            )
+        ),
+        ("DELETE FROM log_node WHERE month = :m", {"m": month}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    expected = f"log servicetrail/sat/{month} has no leaves, but checkpoints up to size {size}"
+    assert found.stdout.splitlines() == [expected]
+
+
+def test_a_trust_file_line_that_is_no_key_trusts_nothing_and_breaks_nothing(cli, engine):
+    P.load_personas(engine)
+    seal_store(engine)
+    assert cli("log", "verify").exit_code == 0
+    settings_key = Path(os.environ["SERVICETRAIL_SIGNING_KEY"])
+    trust_file = settings_key.with_name(settings_key.name + ".verifiers")
+    before = trust_file.read_text()
+    try:
+        trust_file.write_text(before + "  # an old key, kept offline\njunk\n")
+        result = cli("log", "verify", "--checkpoints", _kept_listing(engine, cli.cwd))
+        assert result.exit_code == 0, result.output
+    finally:
+        trust_file.write_text(before)
+
+
+def _kept_listing(engine, folder: Path) -> Path:
+    with engine.connect() as conn:
+        notes = conn.execute(text("SELECT note FROM log_checkpoint")).scalars().all()
+    kept = folder / "kept.json"
+    kept.write_text(json.dumps(notes))
+    return kept

@@ -124,36 +124,46 @@ def trust_file(key_path: Path) -> Path:
 
 
 def _in_trust_file(key_path: Path) -> set[str]:
+    """The file's keys: a line each, blank lines and lines starting with # aside."""
     try:
         text = trust_file(key_path).read_text("utf-8")
     except (OSError, UnicodeDecodeError):
         return set()
-    return {line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"}
+    lines = (line.strip() for line in text.splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
 
 
 def trusted_keys(key_path: Path, name: str, store_keys: list[str]) -> set[str] | None:
     """The verifier keys trusted beside the signing key at `key_path`, its own among them;
     None when there is neither a key nor a trust file there (no key is created).
 
-    `store_keys`: the keys the store lists as having signed there, trusted as they stand (and
-    written to the trust file) the first time they are asked about: when there is no trust
-    file yet (a store from before it, a store and key restored from a backup without it),
-    and while the signing key is not among them (it has just replaced another, whose
-    checkpoints a rotated key's record pages and `log verify` then accept at once, as its
-    first checkpoint there would have them: merkle_log). From then on, a key that appears in
-    the store's list is trusted only if written here or given (`log verify --key`)."""
-    file_kept = trust_file(key_path).exists()
-    keys = _in_trust_file(key_path)
+    `store_keys`: the keys the store lists as having signed there. Only while there is no
+    trust file (a key just made, as after a rotation to a new file; a store from before the
+    file; a store and key restored without it) are they taken as they stand, and written
+    there: from then on, a key that appears in the store's list is trusted only if the file
+    names it or `log verify --key` does. (Taken whenever the signing key was missing from the
+    list, they let an intruder who deleted that key's row have its own key trusted: review,
+    session 19.) The file is outside the store: who can change it can read the key."""
     own = None
     if key_path.exists():
         with suppress(SigningKeyError):
             own = _read(key_path, name).verifier_key
-    if own is not None and (not file_kept or own not in store_keys):
-        trust(key_path, [*store_keys, own])
-        keys.update(store_keys)
+    if own is not None:
+        trust_first(key_path, store_keys, own)
+    keys = _in_trust_file(key_path)
     if own is not None:
         keys.add(own)
     return keys or None
+
+
+def trust_first(key_path: Path, store_keys: list[str], own: str) -> None:
+    """The trust file beside `key_path` made with the store's keys and the key's own, if
+    there is none yet; else the key's own added to it (a key that replaced another at the
+    same path: the earlier one is there already)."""
+    if trust_file(key_path).exists():
+        trust(key_path, [own])
+    else:
+        trust(key_path, [*store_keys, own])
 
 
 def trust(key_path: Path, verifier_keys: list[str]) -> None:

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import re
 from collections import deque
+from contextlib import suppress
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ..domain.checkpoint import (
 from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
+from .log_records import FAMILY as RECORD_FAMILY
 from .merkle_log import FAMILIES, family_named
 
 _STREAM = 10_000
@@ -90,7 +92,10 @@ class Kept:
 def kept_checkpoints(notes: list[str], prefix: str, trusted: set[str] | None) -> Kept:
     """The notes (signed checkpoints) that a trusted key signed, placed in their logs."""
     kept = Kept()
-    verifiers = [parse_verifier_key(key) for key in sorted(trusted or ())]
+    verifiers = []
+    for key in sorted(trusted or ()):  # a line of the trust file that is no key trusts nothing
+        with suppress(NoteError):
+            verifiers.append(parse_verifier_key(key))
     origins = {
         family.origin(prefix, ""): family.family for family in FAMILIES
     }  # "<prefix>/" and "<prefix>/access/"
@@ -348,10 +353,17 @@ def _roots(
                 yield f"log {origin} does not match the checkpoint of size {count} kept"
     if count == 0:
         # no leaves: retired by retention (its checkpoints stay; their signatures are
-        # checked), or gone with every checkpoint past the ones kept
+        # checked), or deleted: a month's records gone with their leaves and tiles passed
+        # as retired, kept checkpoints and all, on SQLite too, which has no retention
+        # (review, session 19)
         last = max(wanted, default=0)
-        for size in sorted(s for s in kept if s > last):
-            yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
+        if last and not _retired(conn, family, month):
+            yield f"log {origin} has no leaves, but checkpoints up to size {last}"
+        for size in sorted(kept):
+            if size > last:
+                yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
+            elif size in wanted and any(root != wanted[size].root for root in kept[size]):
+                yield f"log {origin} does not match the checkpoint of size {size} kept"
         return
     for size in sorted(s for s in kept if s > count):
         yield f"log {origin} has {count} leaves, fewer than the checkpoint of size {size} kept"
@@ -359,6 +371,15 @@ def _roots(
         yield f"log {origin} checkpoint {size} has leaves missing"
     for level, index in sorted(tiles):
         yield f"log {origin} tile {level}/{index} has no leaves"
+
+
+def _retired(conn: Connection, family: str, month: str) -> bool:
+    """Whether retention removed the month: only the trail's logs on PostgreSQL are retired,
+    and with them their month's partition."""
+    if family != RECORD_FAMILY or conn.dialect.name != "postgresql":
+        return False
+    partition = f"sat_record_p{month.replace('-', '_')}"
+    return conn.exec_driver_sql("SELECT to_regclass(%s)", (partition,)).scalar() is None
 
 
 def _suspects(family: str, count: int, entry_ids: deque[int]) -> str:

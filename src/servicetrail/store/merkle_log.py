@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
 from ..domain.access_log import leaf_data
-from ..signing import Signer, log_prefix, signer_for, trust
+from ..signing import Signer, log_prefix, signer_for, trust_first
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
@@ -345,8 +345,7 @@ def _lock(conn: Connection) -> None:
 
 def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     """The store's list of the keys that signed in it, and, the first time a key signs here,
-    its trust file (signing.trust): the keys the store had before it are the earlier keys of
-    a rotation, trusted from then on, whichever file the new key is in."""
+    its trust file (signing.trust_first)."""
     known = conn.execute(
         select(log_verifier_key.c.verifier_key).where(
             log_verifier_key.c.verifier_key == signer.verifier_key
@@ -354,7 +353,7 @@ def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     ).first()
     if known is None:
         if signer.path is not None:
-            trust(signer.path, [*verifier_keys(conn), signer.verifier_key])
+            trust_first(signer.path, verifier_keys(conn), signer.verifier_key)
         conn.execute(
             log_verifier_key.insert().values(verifier_key=signer.verifier_key, first_used_at=now)
         )
