@@ -229,10 +229,13 @@ def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
     world = P.load_personas(engine)
     assert cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").exit_code == 0
     assert cli("records", "--party", P.NORTHPOWER, "--format", "jsonl").exit_code == 0
+    assert cli("records", "--party", P.LOOKER, "--format", "jsonl").exit_code == 0
     with engine.connect() as conn:
-        first, second = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars()
+        first, second, third = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars()
     damage = [
         ("UPDATE access_log SET filters = '{', device_ids = 'nope' WHERE id = :id", {"id": first}),
+        # JSON, but not what the fields hold (review, session 19: a traceback again)
+        ("UPDATE access_log SET filters = '[1]', device_ids = '5' WHERE id = :id", {"id": third}),
         (
             "UPDATE sat_payload SET payload = 'forged' WHERE record_id = :id",
             {"id": world.ids["se_req"]},
@@ -240,19 +243,25 @@ def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
     ]
     if engine.dialect.name == "sqlite":  # PostgreSQL's timestamptz holds only times
         damage.append(("UPDATE access_log SET at = 'yesterday' WHERE id = :id", {"id": second}))
+        zoneless = "2025-03-30T01:00:00"
+        damage.append(
+            ("UPDATE access_log SET at = :at WHERE id = :id", {"at": zoneless, "id": third})
+        )
     intrude(engine, *damage)
     found = cli("log", "verify")
     assert found.exit_code == 1 and "Traceback" not in found.output, found.output
     assert f"access-entry {first} changed" in found.stdout
     assert f"record {world.ids['se_req']} changed" in found.stdout
+    assert f"access-entry {third} changed" in found.stdout
     if engine.dialect.name == "sqlite":
         assert f"access-entry {second} changed" in found.stdout
     shown = cli("access-log")
     assert shown.exit_code == 0, shown.output
     entries = {e["id"]: e for e in map(json.loads, shown.stdout.splitlines())}
     assert entries[first]["filters"] == "{" and entries[first]["device_ids"] == "nope"
+    assert entries[third]["filters"] == "[1]" and entries[third]["device_ids"] == "5"
     if engine.dialect.name == "sqlite":
-        assert entries[second]["at"] == "yesterday"
+        assert entries[second]["at"] == "yesterday" and entries[third]["at"] == zoneless
 
 
 def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_path):

@@ -129,6 +129,8 @@ def append_entries(
 # Entries are read with `at` as stored: an entry edited outside servicetrail (SQLite keeps
 # times as text) is shown as it is stored, and `log verify` names it changed; one such row
 # used to fail every read of the log and `log verify` itself, hiding every other finding.
+# A field that is not what it holds (a time with its zone, an object of filters, a list of
+# Device IDs) is its stored text.
 _STORED = select(
     *(c for c in access_log.c if c.name != "at"),
     type_coerce(access_log.c.at, String).label("at"),
@@ -139,20 +141,28 @@ def _stored_time(value: Any) -> datetime | str:
     if isinstance(value, datetime):  # PostgreSQL's timestamptz: always a time
         return value.astimezone(timezone.utc)
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return str(value)
+    return parsed if parsed.tzinfo is not None else str(value)
 
 
-def _stored_json(value: str) -> Any:
+def _stored_json(value: Any, kind: type) -> Any:
+    """The field's JSON if it is what the field holds (an object, a list of strings), else
+    its text as stored."""
     try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
+        parsed: Any = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError):
+        return str(value)
+    if not isinstance(parsed, kind):
+        return str(value)
+    if isinstance(parsed, list) and not all(isinstance(item, str) for item in parsed):
+        return str(value)
+    return parsed
 
 
 def _entry(row: Any) -> AccessEntry:
-    device_ids = _stored_json(row.device_ids)
+    device_ids = _stored_json(row.device_ids, list)
     return AccessEntry(
         id=row.id,
         at=_stored_time(row.at),
@@ -160,7 +170,7 @@ def _entry(row: Any) -> AccessEntry:
         actor=row.actor,
         interface=row.interface,
         action=row.action,
-        filters=_stored_json(row.filters),
+        filters=_stored_json(row.filters, dict),
         records_returned=row.records_returned,
         mp141_records_returned=row.mp141_records_returned,
         device_ids=tuple(device_ids) if isinstance(device_ids, list) else device_ids,
