@@ -467,8 +467,10 @@ def retire_month(conn: Connection, family: str, month: str) -> None:
     """Retention: remove a month's leaves, tiles and queue (its checkpoints stay). On
     PostgreSQL the append-only trigger lets these deletes through for this month and this
     transaction only, and the family's lock keeps a batch from appending to the month
-    while its leaves go (taken after the caller dropped the month's partitions: a batch
-    writing there holds them and may be waiting for the lock)."""
+    while its leaves go. A batch writing into the month holds its partitions and may wait
+    for that lock while retention waits for the partitions: retention's lock wait
+    (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's deadlock_timeout, so it
+    lets go and tries again, and the batch is never the one stopped."""
     if conn.dialect.name == "postgresql":
         lock_family(conn, family)
         conn.execute(

@@ -142,25 +142,26 @@ def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list
 
 def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -> list[str]:
     """Drop whole months that ended more than `keep_months` months ago; returns what went.
-    On PostgreSQL the tables are locked first, waiting RETENTION_LOCK_WAIT at most (see
-    `drop_months`, which tries again)."""
+    On PostgreSQL each lock is waited for RETENTION_LOCK_WAIT at most (`drop_months` tries
+    again). The months' logs go first (their leaves, which reads need no lock to pass), then
+    the tables are locked and the partitions dropped: reads wait only for the drops. (With
+    the logs' deletes after the lock, reads waited for those too: 1.7 s for a month of 1.5M
+    leaves; review, session 19.)"""
     now = datetime.now(timezone.utc)
     cutoff = _add_months(now.year, now.month, -keep_months)
-    dropped = []
     old = [(year, month) for year, month in sorted(existing_months(conn)) if (year, month) < cutoff]
-    if old and not dry_run:
-        conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
-        conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)} IN ACCESS EXCLUSIVE MODE"))
-    for year, month in old:
-        for table in PARTITIONED:
-            name = f"{table}_p{year:04d}_{month:02d}"
-            if not dry_run:
-                conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-            dropped.append(name)
-        if not dry_run:  # the month's log goes with its records; its checkpoints stay
-            retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
-        _known.get(str(conn.engine.url), set()).discard((year, month))
-    return dropped
+    names = [f"{table}_p{year:04d}_{month:02d}" for year, month in old for table in PARTITIONED]
+    if dry_run or not old:
+        return names
+    conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
+    for year, month in old:  # each month's log goes with its records; its checkpoints stay
+        retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
+    conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)} IN ACCESS EXCLUSIVE MODE"))
+    for name in names:
+        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    known = _known.get(str(conn.engine.url), set())
+    known.difference_update(old)
+    return names
 
 
 def is_partition(name: str) -> bool:
