@@ -42,3 +42,15 @@ def test_a_full_sqlite_disk_is_a_busy_store_not_a_bug(tmp_path) -> None:
         conn.execute(text("INSERT INTO t VALUES (zeroblob(100000))"))
     busy = store_busy(raised.value)
     assert isinstance(busy, StoreBusy) and "disk is full" in str(busy)
+
+
+def test_a_store_in_memory_still_opens() -> None:
+    """Its pool is one connection, which takes no pool_timeout: `--db sqlite://` failed with
+    "Invalid argument(s) 'pool_timeout'" (review, session 19)."""
+    from servicetrail.store.engine import make_engine
+
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        engine.dispose()

@@ -64,15 +64,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
     resolved = make_url(database_url(url))
     if resolved.drivername.startswith("sqlite"):
-        if resolved.database and resolved.database != ":memory:":
-            folder = Path(resolved.database).expanduser().resolve().parent
+        in_a_file = bool(resolved.database) and resolved.database != ":memory:"
+        if in_a_file:
+            folder = Path(str(resolved.database)).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
         engine = create_engine(
             resolved,
             connect_args={"check_same_thread": False},
             hide_parameters=True,
-            pool_timeout=POOL_WAIT_SECONDS,
+            # a file's pool is a queue; a store in memory is one connection, which waits for
+            # nothing (and whose pool takes no such argument)
+            **({"pool_timeout": POOL_WAIT_SECONDS} if in_a_file else {}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -78,8 +78,13 @@ def owner_read_limits(conn: Connection, seconds: float | Budget = DEFAULT_SECOND
     limit_ms = max(1, int(seconds_of(seconds) * 1000))
     conn.exec_driver_sql(
         "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-        (str(limit_ms), str(max(1, min(limit_ms // 2, READ_LOCK_WAIT_MS)))),
+        (str(limit_ms), str(_lock_wait_ms(limit_ms))),
     )
+
+
+def _lock_wait_ms(limit_ms: int) -> int:
+    """How long a read waits on a lock: half its time, READ_LOCK_WAIT_MS at most."""
+    return max(1, min(limit_ms // 2, READ_LOCK_WAIT_MS))
 
 
 def custom_plans(conn: Connection) -> None:
@@ -126,7 +131,7 @@ def time_limit(
             # a read that waits on a lock (retention dropping a month, a table locked by
             # hand) is the store being busy, 503, not a search too broad: past the statement
             # limit both failed alike, as 422 "narrow your search"
-            "lock_timeout": str(max(1, min(limit_ms // 2, READ_LOCK_WAIT_MS))),
+            "lock_timeout": str(_lock_wait_ms(limit_ms)),
         }
         names = list(every)
         calls = ", ".join(f"set_config(%(n{i})s, %(v{i})s, true)" for i in range(len(names)))
