@@ -71,7 +71,7 @@ def test_the_webhook_retry_waits_are_held_parsed() -> None:
         # accepted, they failed only when used (audit, session 19): past PostgreSQL's
         # statement_timeout, past islice's size, past a date, other scripts' digits
         ("SERVICETRAIL_STATEMENT_TIMEOUT", "3000000", "at most 2000000"),
-        ("SERVICETRAIL_REGISTRY_BATCH", "99999999999999999999999", "at most 2147483647"),
+        ("SERVICETRAIL_REGISTRY_BATCH", "99999999999999999999999", "at most 1000000000000000"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,1e30", "at most 2000000"),
         ("SERVICETRAIL_SEND_TIMEOUT", "\uff15", "number of seconds"),
     ],

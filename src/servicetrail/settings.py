@@ -32,7 +32,7 @@ class SettingError(ValueError):
 # Upper bounds that no setting needs to pass, and past which a value failed only when used:
 # a batch of 10^23 rows in `islice`, a statement limit past PostgreSQL's (2^31 ms), a retry
 # wait past what a date can hold (audit, session 19)
-MOST_WHOLE = 2**31 - 1
+MOST_WHOLE = 10**15  # a petabyte, for the settings in bytes
 MOST_SECONDS = 2_000_000.0  # 23 days
 
 
