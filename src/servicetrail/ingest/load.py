@@ -26,6 +26,7 @@ from ..domain.times import parse_time
 from ..store.registry import (
     Conflict,
     Outcome,
+    Overlap,
     interval_key,
     load_devices,
     load_interval_rows,
@@ -111,10 +112,18 @@ def load_registry(
             else:
                 store = _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), len(header))
+            # overlapping intervals, tried again once the rest of the file is in: a change of
+            # supplier's two lines may fall in two batches, the new supplier's first. Only in
+            # a file of several batches (one batch judges corrections first already), so a
+            # small file's rejects stay in the order of its lines.
+            later: _Deferred = []
+            several = settings.current().registry_batch
             with _collected_per_batch() as batch_done:
                 worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
                 batches = produced(lambda: parsed_here) if worker else parsed_here
                 for parsed, origins, refused, read in batches:
+                    several -= len(origins) + len(refused)
+                    defer = what is registry_csv.RESPONSIBILITIES and several <= 0
                     _store_batch(
                         parsed,
                         origins,
@@ -125,11 +134,15 @@ def load_registry(
                         path,
                         summary,
                         changes_visibility=what is not registry_csv.DEVICES,
+                        later=later if defer else None,
                     )
                     del parsed, origins, refused  # before the collector runs: it would walk them
                     batch_done()
                     if progress:
                         progress(read)
+                if later:
+                    rows, origins = [row for row, _ in later], [origin for _, origin in later]
+                    _store_batch(rows, origins, [], engine, store, rejects, path, summary, True)
     except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             rejects.close()
@@ -242,9 +255,11 @@ def _store_batch(
     path: Path,
     summary: Summary,
     changes_visibility: bool,
+    later: _Deferred | None = None,
 ) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
-    written and counted.
+    written and counted; with `later`, its overlapping intervals kept there instead (up to
+    MOST_DEFERRED in all), to be tried again at the file's end.
 
     A registry change first matches the trail's new records against the watches, holding
     the registry's lock, which holds every loader back (store.watches): with no server
@@ -255,7 +270,7 @@ def _store_batch(
         catch_up(engine)
     with engine.begin() as conn:
         decided = store(conn, parsed, origins) if parsed else []
-    for (line, raw), outcome in zip(origins, decided):
+    for row, (line, raw), outcome in zip(parsed, origins, decided):
         if outcome is Outcome.LOADED:
             summary.loaded += 1
         elif outcome is Outcome.DUPLICATE:
@@ -263,6 +278,8 @@ def _store_batch(
         elif outcome is Outcome.SUPERSEDED:
             summary.duplicates += 1
             summary.superseded += 1
+        elif isinstance(outcome, Overlap) and later is not None and len(later) < MOST_DEFERRED:
+            later.append((row, (line, raw)))
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
         else:
@@ -271,6 +288,10 @@ def _store_batch(
     for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
         rejects.add(line, reason, refused_raw, path)
 
+
+# intervals that overlapped, with their (line, raw record), to be tried again at the end
+_Deferred = list[tuple[Any, tuple[int, bytes]]]
+MOST_DEFERRED = 100_000  # beyond, rejected at once: what waits is held in memory
 
 # a batch's parsed rows and their (line, raw record) -> each row's outcome
 RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]]], list[Any]]

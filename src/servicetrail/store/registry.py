@@ -47,6 +47,11 @@ class Conflict(ValueError):
     """A row that contradicts what the store holds; the message says how."""
 
 
+class Overlap(Conflict):
+    """An interval that overlaps another of its Device and relation: one that a later row
+    of the same input may still close (ingest.load tries it again at the input's end)."""
+
+
 Decided = Outcome | Conflict
 
 
@@ -237,7 +242,8 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str | None]]) -> li
 
 def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility]) -> list[Decided]:
     """Add intervals, or correct ones with the same start; never let two of a Device and
-    relation overlap (within the batch too: each row is judged after the ones before it).
+    relation overlap (within the batch too: each row is judged after the ones before it,
+    the corrections of stored intervals first: `_corrections_first`).
 
     A correction (same device, relation and start, another end or Party) is how a registry
     closes an open interval or fixes a mistake; SPEC section 3 says a late correction changes
@@ -378,7 +384,7 @@ def _decide(
             and (end is None or valid_from < end)
         ):
             held = Responsibility(device_id, held_party, relation, start, end)
-            return Conflict(
+            return Overlap(
                 f"overlaps the {relation} interval of {held_party} on {device_id} "
                 f"({held.describe()})"
             )
@@ -464,6 +470,7 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
 __all__ = [
     "Conflict",
     "Decided",
+    "Overlap",
     "IntervalRow",
     "Outcome",
     "load_device",
