@@ -396,9 +396,9 @@ def test_db_check_sees_row_security_lost_in_a_restore(pg_url: str) -> None:
                 text("SELECT policyname FROM pg_policies WHERE tablename = 'sat_payload'")
             ).scalar_one()
             conn.execute(text(f'DROP POLICY "{policy}" ON sat_payload'))
-            conn.execute(text("REVOKE SELECT ON sat_record FROM servicetrail_reader"))
+            conn.execute(text("REVOKE SELECT ON responsibility FROM servicetrail_reader"))
         problems = schema_differences(engine)
-        assert "the role servicetrail_reader may not read sat_record" in problems
+        assert any("has lost its grants" in p for p in problems)
         assert any(
             p.startswith("sat_payload is under row-level security with no policy") for p in problems
         )

@@ -122,11 +122,14 @@ def _row_security_problems(conn: Connection) -> list[str]:
     ).scalar()
     if not member:
         problems.append(f"the store's owner may not take the role {READER_ROLE} (GRANT it)")
+    # one of the grants migration 0001 makes with the trail's own (they go together)
     granted = conn.execute(
-        text("SELECT has_table_privilege(:r, 'sat_record', 'SELECT')"), {"r": READER_ROLE}
+        text("SELECT has_table_privilege(:r, 'responsibility', 'SELECT')"), {"r": READER_ROLE}
     ).scalar()
     if not granted:
-        problems.append(f"the role {READER_ROLE} may not read sat_record")
+        problems.append(
+            f"the role {READER_ROLE} has lost its grants (it may not read the registry)"
+        )
     unguarded = conn.execute(
         text(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

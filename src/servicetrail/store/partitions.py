@@ -164,5 +164,14 @@ def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -
     return names
 
 
+def month_dropped(conn: Connection, month: str) -> bool:
+    """Whether retention has dropped the month (`YYYY-MM`): its partitions are gone. Never on
+    SQLite, which keeps the trail whole."""
+    if conn.dialect.name != "postgresql":
+        return False
+    partition = f"sat_record_p{month.replace('-', '_')}"
+    return conn.exec_driver_sql("SELECT to_regclass(%s)", (partition,)).scalar() is None
+
+
 def is_partition(name: str) -> bool:
     return bool(_NAME.match(name))
