@@ -7,10 +7,11 @@ winner's). Nothing here logs or returns the private key.
 
 Beside the key, its **trust file** (`<key file>.verifiers`) lists the verifier keys that
 `log verify`, `/api/v1/logs` and the record page accept a checkpoint from: the key's own, and
-the keys a store had already signed with when this key first signed there (the earlier keys,
-after a rotation). It lives outside the store on purpose: the store's own list of keys is
-written by whoever can write the store, and an intruder who re-signed a checkpoint with a
-key of its own and listed that key there passed `log verify` (audit, session 19).
+the keys the store had signed with when the file was made (the earlier keys, after a
+rotation; see `trusted_keys`). It lives outside the store on purpose: the store's own list
+of keys is written by whoever can write the store, and an intruder who re-signed a
+checkpoint with a key of its own and listed that key there passed `log verify` (audit,
+session 19).
 """
 
 from __future__ import annotations

@@ -55,12 +55,18 @@ def refusal(answer: bytes, status: bytes, api: bool) -> dict[str, str]:
 
 
 def assert_timed_out(answer: bytes, api: bool = False) -> None:
-    said = refusal(answer, b"408", api)
+    assert_refused(answer, b"408", api, "request_timeout", "READ_TIMEOUT", "Request timed out")
+
+
+def assert_refused(
+    answer: bytes, status: bytes, api: bool, error: str, setting: str, heading: str
+) -> None:
+    """The API's JSON names the error and the setting; the screen's page, its heading."""
+    said = refusal(answer, status, api)
     if api:
-        assert said["error"] == "request_timeout"
-        assert "SERVICETRAIL_READ_TIMEOUT" in said["message"]
+        assert said["error"] == error and f"SERVICETRAIL_{setting}" in said["message"]
     else:
-        assert said["heading"] == "Request timed out"
+        assert said["heading"] == heading
 
 
 def test_a_head_left_unfinished_is_408_and_closed(server):
@@ -132,12 +138,9 @@ def test_a_body_in_pieces_within_the_limit_is_served(server):
 
 
 def assert_too_large(answer: bytes, api: bool = False) -> None:
-    said = refusal(answer, b"413", api)
-    if api:
-        assert said["error"] == "request_body_too_large"
-        assert "SERVICETRAIL_MAX_BODY_BYTES" in said["message"]
-    else:
-        assert said["heading"] == "Form too large"
+    assert_refused(
+        answer, b"413", api, "request_body_too_large", "MAX_BODY_BYTES", "Form too large"
+    )
 
 
 def form_head(length: bytes, path: bytes = b"/login") -> bytes:

@@ -23,6 +23,13 @@ from tests import personas as P
 from tests.web.screen import personas_with, signed_in
 
 
+def assert_busy(answer, message: str) -> None:
+    """503 with Retry-After, and the API's words for why."""
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {"error": "busy", "message": message}
+    assert answer.headers["Retry-After"] == "1"
+
+
 @pytest.fixture
 def store(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)  # the store's 10 s, shortened
@@ -90,13 +97,7 @@ def test_a_lost_connection_to_postgresql_is_answered_503_then_the_next_request_w
             )
         )
     killer.dispose()
-    lost = api.get(path, headers=bearer)
-    assert lost.status_code == 503, lost.text
-    assert lost.json() == {
-        "error": "busy",
-        "message": "the connection to the store was lost; try again",
-    }
-    assert lost.headers["Retry-After"] == "1"
+    assert_busy(api.get(path, headers=bearer), "the connection to the store was lost; try again")
     assert api.get(path, headers=bearer).status_code == 200
     store.dispose()
 
@@ -125,13 +126,7 @@ def test_a_postgresql_server_that_cannot_be_reached_is_answered_503_on_every_sur
         "/api/v1/logs",
         "/api/v1/access-log",
     ):
-        answer = api.get(path, headers=bearer)
-        assert answer.status_code == 503, (path, answer.text)
-        assert answer.json() == {
-            "error": "busy",
-            "message": "the store cannot be reached; try again",
-        }
-        assert answer.headers["Retry-After"] == "1"
+        assert_busy(api.get(path, headers=bearer), "the store cannot be reached; try again")
     on_screen = TestClient(create_app(gone), cookies=dict(screen.cookies))
     for path in ("/", f"/devices/{P.ESME_1}"):
         page = on_screen.get(path)
@@ -183,12 +178,9 @@ def test_a_read_waiting_on_a_lock_is_503_not_narrow_your_search(
         locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
         for path in paths:
             started = time.monotonic()
-            answer = api.get(path, headers=bearer)
-            assert answer.status_code == 503, (path, answer.text)
-            assert answer.json() == {
-                "error": "busy",
-                "message": "the store did not answer in time; try again",
-            }
+            assert_busy(
+                api.get(path, headers=bearer), "the store did not answer in time; try again"
+            )
             assert time.monotonic() - started < 5  # the lock's wait, not the statement's 10 s
         locker.rollback()
     assert api.get(paths[0], headers=bearer).status_code == 200
@@ -209,13 +201,9 @@ def test_a_request_that_finds_every_pooled_connection_in_use_is_503(
     path = f"/api/v1/records?device_id={P.ESME_1}"
     assert api.get(path, headers=bearer).status_code == 200
     with store.connect(), store.connect():
-        answer = api.get(path, headers=bearer)
-        assert answer.status_code == 503, answer.text
-        assert answer.json() == {
-            "error": "busy",
-            "message": "every connection to the store is in use; try again",
-        }
-        assert answer.headers["Retry-After"] == "1"
+        assert_busy(
+            api.get(path, headers=bearer), "every connection to the store is in use; try again"
+        )
     assert api.get(path, headers=bearer).status_code == 200
     store.dispose()
 

@@ -18,7 +18,8 @@ from ..signing import (
     signer_for,
     trusted_for,
 )
-from ..store.log_audit import audit, kept_checkpoints
+from ..store.log_audit import audit
+from ..store.log_kept import kept_checkpoints
 from ..store.log_tree import verifier_keys
 from ..ingest.sources import regular_file
 from .common import Failure, engine, store_url, with_db

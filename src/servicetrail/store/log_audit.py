@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 from collections import deque
-from contextlib import suppress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -31,10 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
 from ..domain.checkpoint import (
-    Checkpoint,
     NoteError,
-    Verifier,
-    parse_checkpoint,
     parse_verifier_key,
     verify_checkpoint,
 )
@@ -42,6 +37,8 @@ from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
+from .log_kept import Kept
+from .partitions import month_dropped
 from .merkle_log import FAMILIES, family_named
 
 _STREAM = 10_000
@@ -78,54 +75,6 @@ class _Roots:
     checkpoints: tuple[StoredCheckpoint, ...]
     kept: tuple[tuple[int, bytes], ...]
     origin: str
-
-
-@dataclass
-class Kept:
-    """Checkpoints kept outside the store, by log (family, month), and what was wrong with
-    the ones that could not be used."""
-
-    by_log: dict[tuple[str, str], list[tuple[int, bytes]]] = field(default_factory=dict)
-    findings: list[str] = field(default_factory=list)
-
-
-def kept_checkpoints(notes: list[str], prefix: str, trusted: set[str] | None) -> Kept:
-    """The notes (signed checkpoints) that a trusted key signed, placed in their logs."""
-    kept = Kept()
-    verifiers = []
-    for key in sorted(trusted or ()):  # a line of the trust file that is no key trusts nothing
-        with suppress(NoteError):
-            verifiers.append(parse_verifier_key(key))
-    origins = {
-        family.origin(prefix, ""): family.family for family in FAMILIES
-    }  # "<prefix>/" and "<prefix>/access/"
-    for note in notes:
-        try:
-            origin = parse_checkpoint(note)[0].origin
-        except NoteError as e:
-            kept.findings.append(f"a kept checkpoint cannot be read: {e}")
-            continue
-        signed = next((c for c in _verified(note, verifiers) if c is not None), None)
-        if signed is None:
-            kept.findings.append(f"the kept checkpoint of {origin} is not signed by a trusted key")
-            continue
-        head, month = origin[:-7], origin[-7:]
-        if head not in origins or not _MONTH.fullmatch(month):
-            kept.findings.append(f"the kept checkpoint of {origin} is of no log of this store")
-            continue
-        kept.by_log.setdefault((origins[head], month), []).append((signed.size, signed.root))
-    return kept
-
-
-_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
-
-
-def _verified(note: str, verifiers: list[Verifier]) -> Iterator[Checkpoint | None]:
-    for verifier in verifiers:
-        try:
-            yield verify_checkpoint(note, verifier, ed25519_check)
-        except NoteError:
-            yield None
 
 
 _Task = _Entries | _Roots
@@ -233,7 +182,7 @@ def _perform(conn: Connection, task: _Task) -> tuple[list[str], int]:
     if isinstance(task, _Entries):
         counted = [0]
         return list(_entries_against_leaves(conn, task, counted)), counted[0]
-    return list(_roots(conn, task, list(task.checkpoints))), 0
+    return list(_roots(conn, task)), 0
 
 
 def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]) -> Iterator[str]:
@@ -292,14 +241,12 @@ def _signature_findings(
         yield f"{where} note differs from its stored origin, size or root"
 
 
-def _roots(
-    conn: Connection, task: _Roots, checkpoints: Sequence[StoredCheckpoint]
-) -> Iterator[str]:
+def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
     """Fold the month's leaves in index order (a stack of perfect subtrees), comparing each
     completed tile with the stored one and each checkpointed size's root with its checkpoint,
     stored or kept. Leaves past the newest checkpoint may not have their tiles yet (the next
     seal adds them)."""
-    family, month, origin = task.family, task.month, task.origin
+    family, month, origin, checkpoints = task.family, task.month, task.origin, task.checkpoints
     kept: dict[int, list[bytes]] = {}
     for size, root in task.kept:
         kept.setdefault(size, []).append(root)
@@ -374,12 +321,9 @@ def _roots(
 
 
 def _retired(conn: Connection, family: str, month: str) -> bool:
-    """Whether retention removed the month: only the trail's logs on PostgreSQL are retired,
-    and with them their month's partition."""
-    if family != RECORD_FAMILY or conn.dialect.name != "postgresql":
-        return False
-    partition = f"sat_record_p{month.replace('-', '_')}"
-    return conn.exec_driver_sql("SELECT to_regclass(%s)", (partition,)).scalar() is None
+    """Whether retention removed the month: only the trail's logs are retired, with their
+    month's partitions (PostgreSQL)."""
+    return family == RECORD_FAMILY and month_dropped(conn, month)
 
 
 def _suspects(family: str, count: int, entry_ids: deque[int]) -> str:
