@@ -1,0 +1,32 @@
+"""The developer scripts the README and the helpers' notes point at still run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_pg_throwaway_starts_a_server_one_can_reach_and_stops_it(tmp_path: Path) -> None:
+    env = {**os.environ, "PG_THROWAWAY_STATE": str(tmp_path / "state")}
+    script = str(ROOT / "scripts" / "pg-throwaway")
+    started = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip().removeprefix("export PG_URL=")
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        stopped = subprocess.run(
+            [script, "stop"], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (tmp_path / "state").exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=2)
