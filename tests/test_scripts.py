@@ -30,3 +30,25 @@ def test_pg_throwaway_starts_a_server_one_can_reach_and_stops_it(tmp_path: Path)
     assert not (tmp_path / "state").exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
+
+
+def test_every_dependency_has_a_pinned_version_for_a_clean_clone() -> None:
+    """scripts/bootstrap installs within constraints.txt; a dependency missing from it would
+    float to whatever is newest on the day CI runs."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[canonicalize_name(name)] = version
+    for text in wanted:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} is not in constraints.txt"
+        assert requirement.specifier.contains(pinned[name]), (requirement, pinned[name])
