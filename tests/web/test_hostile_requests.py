@@ -11,6 +11,7 @@ import pytest
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.watches_api import MAX_BODY_BYTES
 from tests import personas as P
+from tests.web.screen import PASSWORD, signed_in
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -103,6 +104,37 @@ def test_a_parameter_the_request_does_not_take_is_a_422_naming_it(client, bearer
     assert answer.json()["parameter"] == misspelt
     assert "not a parameter of this request" in answer.json()["message"]
     assert client.get(path).status_code == 401  # no token: still a 401 first
+
+
+@pytest.mark.parametrize(
+    "path, repeated",
+    [
+        (
+            "/api/v1/records?device_id=00-DB-12-34-56-78-90-A4&device_id=00-DB-12-34-56-78-90-A5",
+            "device_id",
+        ),
+        ("/api/v1/records?srv=4.1.1&scope=own&scope=others", "scope"),
+        ("/api/v1/records?limit=5&limit=6", "limit"),
+        ("/api/v1/records/1/triggers?window=60&window=60", "window"),
+    ],
+)
+def test_a_parameter_given_twice_is_a_422_naming_it(client, bearer, path, repeated):
+    """The last value silently won: `?device_id=A&device_id=B` answered B's records alone as if
+    that was what was asked (audit of the screen, session 20), on the API and on the screen."""
+    answer = client.get(path, headers=bearer(P.NORTHPOWER))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["parameter"] == repeated
+    assert "more than once" in answer.json()["message"]
+
+
+def test_a_search_field_given_twice_on_the_screen_is_a_422_naming_it(engine, world):
+    with engine.begin() as conn:
+        create_account(conn, P.NORTHPOWER.lower(), P.NORTHPOWER, PASSWORD)
+    answer = signed_in(engine, P.NORTHPOWER).get(
+        "/?device_id=00-DB-12-34-56-78-90-A4&device_id=00-DB-12-34-56-78-90-A5"
+    )
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+    assert "given more than once" in answer.text
 
 
 def test_every_parameter_the_spec_names_is_taken(client, bearer, auditor):

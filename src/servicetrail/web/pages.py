@@ -26,11 +26,12 @@ from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
 from .errors import ParameterError
 from .fairness import Busy, limits_of
-from .params import asked, build_search, cursor_of, record_id_or_404
+from .params import REPEATED, asked, build_search, cursor_of, record_id_or_404, repeated_parameter
 from .presenters import (
     EMPTY_NOTE,
     FIELD_LABELS,
     SCOPES,
+    SEARCH_FIELDS,
     TRIGGER_WINDOWS,
     TRIGGERED_KINDS,
     exchange_entry,
@@ -119,7 +120,11 @@ def _wanted(
 def search(request: Request, who: Who) -> Response:
     values = search_values(request.query_params)
     page = page_number(request.query_params.get("page"))
-    wanted, after, errors = _wanted(values, request.query_params.get("cursor"))
+    repeated = repeated_parameter(request.query_params, SEARCH_FIELDS)
+    if repeated is not None:
+        wanted, after, errors = None, None, {repeated: REPEATED}
+    else:
+        wanted, after, errors = _wanted(values, request.query_params.get("cursor"))
     found = _results(request, who, wanted, after) if wanted is not None else Results()
     stale_link = "cursor" in errors
     if stale_link:

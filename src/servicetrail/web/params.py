@@ -40,11 +40,28 @@ def refuse_unknown_parameters(request: Request) -> None:
     if cached is None:
         cached = _ROUTE_PARAMETERS[id(dependant)] = (dependant, _query_names(dependant))
     known = cached[1]
-    for name in request.query_params:
+    given = request.query_params
+    for name in given:
         if name not in known:
-            shown = name if len(name) <= 64 else name[:64] + "..."
             takes = ", ".join(sorted(known)) if known else "none"
-            raise ParameterError(shown, f"not a parameter of this request (it takes: {takes})")
+            raise ParameterError(
+                _shown(name), f"not a parameter of this request (it takes: {takes})"
+            )
+        if len(given.getlist(name)) > 1:
+            raise ParameterError(_shown(name), REPEATED)
+
+
+REPEATED = "given more than once; each parameter takes one value"
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= 64 else name[:64] + "..."
+
+
+def repeated_parameter(query: Any, names: Any) -> str | None:
+    """The first of `names` that the query string gives more than once: read with `.get`, the
+    last value silently won, so `?device_id=A&device_id=B` searched B alone and said nothing."""
+    return next((name for name in names if len(query.getlist(name)) > 1), None)
 
 
 def build_search(*values: str | None, **named: str | None) -> Search:
