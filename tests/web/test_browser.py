@@ -798,6 +798,12 @@ def test_the_device_page_from_a_search_result(server: str, page) -> None:
     assert "pre-command, did not reach the Device" in exchange.inner_text()
     assert "its signed command did" in exchange.inner_text()
     shot(page, "19-device-page-pre-command")
+    # its label stuck out of the page at 360 px (audit of the screen, session 20)
+    page.set_viewport_size({"width": 360, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    label = exchange.locator(".cv-4").first.bounding_box()
+    assert label is not None and label["x"] + label["width"] <= 360
+    shot(page, "19-device-page-pre-command-360px")
 
 
 def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str, page) -> None:

@@ -112,3 +112,15 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("button", name="Delete watch Others on my meters").click()
     page.wait_for_url(server + "/watches")
     assert "No watches yet" in page.content()
+
+    # a watch's own name of 200 letters without a space ran the events' heading, and the page,
+    # 2,800 px wide at any width (audit of the screen, session 20): it wraps
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.get_by_label("Name").fill("W" * 200)
+    page.get_by_role("button", name="Add watch").click()
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    assert (
+        "W" * 200 in page.get_by_role("heading", level=2, name=re.compile("^Events")).inner_text()
+    )
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "22-watches-long-name-360px")
