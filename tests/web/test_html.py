@@ -502,6 +502,14 @@ def test_pretty_payload() -> None:
     assert shown("<x>&undefined;</x>")[1] is False
     # what stands outside the root element is part of what was sent
     assert shown("<?app go?><a/><!-- after -->") == ("<?app go?>\n<a/>\n<!-- after -->", True)
+    # and so are its XML declaration and its CDATA sections, as written (audit 20d: the
+    # declaration was dropped and a CDATA section's text shown escaped, as if sent that way)
+    declaration = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    assert shown(declaration + "\n<a><b><![CDATA[<x>&]]></b></a>") == (
+        declaration + "\n<a>\n  <b><![CDATA[<x>&]]></b>\n</a>",
+        True,
+    )
+    assert shown("<?xml version='1.0'?><a/>") == ("<?xml version='1.0'?>\n<a/>", True)
 
 
 def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() -> None:

@@ -163,6 +163,7 @@ _XML_PARSER_OPTIONS = dict(
     dtd_validation=False,
     huge_tree=False,
     remove_blank_text=True,
+    strip_cdata=False,  # shown as sent: `<![CDATA[<x>]]>`, not `&lt;x&gt;`
 )
 
 
@@ -210,7 +211,12 @@ def _laid_out(payload: str) -> tuple[str, bool]:
         pretty = etree.tostring(root.getroottree(), pretty_print=True, encoding="unicode")
     except (etree.XMLSyntaxError, ValueError):
         return payload, False
-    return pretty.rstrip("\n"), True
+    declaration = XML_DECLARATION.match(text)  # serialised to text, the tree drops it
+    shown = f"{declaration[0]}\n{pretty}" if declaration else pretty
+    return shown.rstrip("\n"), True
+
+
+XML_DECLARATION = re.compile(r"<\?xml\s[^?]*\?>")
 
 
 def trigger_window(value: str | None) -> tuple[int, str]:
