@@ -13,7 +13,7 @@ from servicetrail.domain.times import parse_time
 from servicetrail.store import migrate
 from servicetrail.store.engine import make_engine
 from servicetrail.store.log_audit import audit
-from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_pending
+from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_node, log_pending
 from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months
@@ -74,6 +74,34 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
         assert conn.execute(select(func.count()).select_from(log_checkpoint)).scalar() >= len(
             before
         )
+    assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg_engine):
+    """An intruder with the owner's rights can do what retention does, for any month: set the
+    retiring setting, delete the month's leaves and drop its partitions. Retention drops every
+    month before a cutoff, so a month gone while an older one stays was not its doing; it
+    passed `log verify` as retired, even against the checkpoints an auditor kept (audit 20a)."""
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.connect() as conn:
+        months = sorted(conn.execute(select(log_leaf.c.month).distinct()).scalars())
+    assert len(months) >= 2
+    newest = months[-1]
+    with pg_engine.begin() as conn:
+        conn.execute(
+            text("SELECT set_config('servicetrail.retiring_month', :m, true)"), {"m": newest}
+        )
+        for table in (log_leaf, log_node, log_pending):
+            conn.execute(table.delete().where(table.c.month == newest))
+        suffix = newest.replace("-", "_")
+        for table in ("sat_record", "sat_payload", "sat_visibility"):
+            conn.execute(text(f"DROP TABLE {table}_p{suffix}"))
+    findings = audit(pg_engine, "servicetrail/sat").findings
+    assert any(f"servicetrail/sat/{newest} has no leaves, but checkpoints" in f for f in findings)
+    # retention itself, dropping every month before a cutoff, still passes
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0)
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
