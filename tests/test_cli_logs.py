@@ -14,7 +14,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
+from servicetrail.signing import trusted_for
 from servicetrail.store.log_proofs import record_proof
+from servicetrail.store.log_tree import verifier_keys
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
@@ -427,6 +429,32 @@ def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept
     forged.write_text(json.dumps([note.replace(f"\n{size_line}\n", f"\n{size_line}0\n", 1)]))
     refused = cli("log", "verify", "--checkpoints", forged)
     assert "is not signed by a trusted key" in refused.stdout and refused.exit_code == 1
+
+
+def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_keys(
+    cli, engine, tmp_path, use_settings
+):
+    """A new key in a folder the service cannot write (a read-only secret mount): the trust
+    file was silently not made, and the new key alone was trusted, so every checkpoint of the
+    earlier key was a finding and /api/v1/logs stopped listing that key (audit 20a). The
+    store's keys are then trusted as they stand, and `log verify` says why."""
+    P.load_personas(engine)
+    seal_store(engine)
+    old_key = cli("log", "key").stdout.strip()
+    rotated = tmp_path / "mount" / "rotated.key"
+    rotated.parent.mkdir()
+    use_settings(SERVICETRAIL_SIGNING_KEY=rotated)
+    assert cli("log", "key").exit_code == 0  # the key made while the folder was writable
+    # the tests run as root, whom no file mode stops: a trust file that leads nowhere
+    # cannot be made, as in a read-only folder
+    (tmp_path / "mount" / "rotated.key.verifiers").symlink_to(tmp_path / "nowhere" / "file")
+    append(engine, records(3, first=700))
+    seal_store(engine)
+    found = cli("log", "verify")
+    assert found.exit_code == 0, found.output
+    assert "could not be made beside the signing key" in found.stderr
+    with engine.connect() as conn:
+        assert old_key in trusted_for(str(engine.url), verifier_keys(conn))
 
 
 def test_an_intruder_who_deletes_the_signing_keys_row_gets_no_trust(cli, engine):

@@ -153,8 +153,19 @@ def trusted_keys(key_path: Path, name: str, store_keys: list[str]) -> set[str] |
         trust_first(key_path, store_keys, own)
     keys = _in_trust_file(key_path)
     if own is not None:
+        if trust_file_unmade(key_path):
+            # a key in a folder this process cannot write (a read-only secret mount): the
+            # store's keys as they stand, as on first use, each time; `log verify` says so.
+            # Trusting the new key alone dropped every earlier key after a rotation (audit 20a)
+            keys.update(store_keys)
         keys.add(own)
     return keys or None
+
+
+def trust_file_unmade(key_path: Path) -> bool:
+    """Whether the signing key at `key_path` is there but its trust file is not (it could not
+    be written beside it)."""
+    return key_path.is_file() and not trust_file(key_path).exists()
 
 
 def trust_first(key_path: Path, store_keys: list[str], own: str) -> None:

@@ -16,6 +16,8 @@ from ..signing import (
     key_path_for,
     log_prefix,
     signer_for,
+    trust_file,
+    trust_file_unmade,
     trusted_for,
 )
 from ..store.log_audit import audit
@@ -88,6 +90,14 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
         )
     else:
         trusted = (trusted or set()) | set(also_trusted)
+    key = key_path_for(store_url())
+    if trust_file_unmade(key):
+        click.echo(
+            f"the trust file {trust_file(key)} could not be made beside the signing key: the "
+            "keys the store lists are trusted as they stand, which whoever can write the store "
+            "can add to (create the file with the keys you trust, a line each)",
+            err=True,
+        )
     notes = [note for path in kept_files for note in _notes_in(path)]
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
