@@ -12,12 +12,13 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
 
 from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..store import sessions
 from ..store.parties import party_name
-from ..store.limits import SearchTooBroad
+from ..store.limits import SearchTooBroad, store_busy
 from ..store.queries import viewer_for
 from ..store.watches import unread_count
 from .fairness import share_of
@@ -80,6 +81,10 @@ def signed_in(request: Request) -> SignedIn | None:
         with reader_of(request) as conn:  # apart: it reads as the viewer (store.queries)
             unread = unread_count(conn, viewer)
     except SearchTooBroad:  # the navigation's count is no reason to refuse the page
+        unread = 0
+    except DBAPIError as e:  # nor is a lock held on the watches' events (it made every
+        if store_busy(e) is None:  # page a 503, even /verify: audit 20a)
+            raise
         unread = 0
     return SignedIn(session, viewer, name, unread)
 
