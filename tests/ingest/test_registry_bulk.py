@@ -18,7 +18,16 @@ from servicetrail.domain.visibility import Scope
 from servicetrail.store import queries
 from servicetrail.store.registry import Conflict, Outcome, load_responsibilities
 from servicetrail.store.writer import load_responsibility
-from tests.personas import ESME_1, NORTHPOWER, PPMID_1, SOUTHENERGY, WIRESCO, load_personas
+from tests.personas import (
+    ESME_1,
+    GSME_1,
+    NORTHPOWER,
+    PPMID_1,
+    SOUTHENERGY,
+    SUNEXPORT,
+    WIRESCO,
+    load_personas,
+)
 
 RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
 
@@ -136,6 +145,35 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
             {"d": PPMID_1},
         ).all()
     assert [tuple(r) for r in held] == [(WIRESCO, False), (NORTHPOWER, True)]
+
+
+def test_a_file_loads_one_registry_whatever_its_batch_size(cli, world, batch, tmp_path):
+    """A change of supplier whose new line comes first waits for the file's end; a later line
+    of the same Device used to take the gap meanwhile in small batches, so the same file gave
+    NORTHPOWER the supply from March in one batch and nobody in batches of two (audit 20a)."""
+    engine = world.engine
+    rows = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER
+        + f"{GSME_1},{NORTHPOWER},supplier,2025-03-01,\n"  # line 2: overlaps SOUTHENERGY's
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"  # line 3: another Device
+        + f"{GSME_1},{SOUTHENERGY},supplier,2025-01-01,2025-03-01\n"  # line 4: closes it
+        + f"{GSME_1},{SUNEXPORT},supplier,2025-06-01,\n",  # line 5: overlaps line 2's
+    )
+    result = cli("load", "responsibilities", rows)
+    assert result.exit_code == 1
+    assert result.stdout.startswith("loaded 3, rejected 1"), result.stdout
+    [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
+    assert reject["line"] == 5
+    with engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
+                "AND relation = 'supplier' ORDER BY valid_from"
+            ),
+            {"d": GSME_1},
+        ).all()
+    assert [tuple(r) for r in held] == [(SOUTHENERGY, False), (NORTHPOWER, True)]
 
 
 def test_reloading_a_registry_changes_nothing_and_says_so(cli, engine, batch, tmp_path):

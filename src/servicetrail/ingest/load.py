@@ -116,7 +116,7 @@ def load_registry(
             # supplier's two lines may fall in two batches, the new supplier's first. Only in
             # a file of several batches (one batch judges corrections first already), so a
             # small file's rejects stay in the order of its lines.
-            later: _Deferred = []
+            later = _Later()
             several = settings.current().registry_batch
             with _collected_per_batch() as batch_done:
                 worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
@@ -140,8 +140,9 @@ def load_registry(
                     batch_done()
                     if progress:
                         progress(read)
-                if later:
-                    rows, origins = [row for row, _ in later], [origin for _, origin in later]
+                if later.rows:
+                    waiting = sorted(later.rows, key=lambda held: held[1][0])  # in line order
+                    rows, origins = [row for row, _ in waiting], [origin for _, origin in waiting]
                     _store_batch(rows, origins, [], engine, store, rejects, path, summary, True)
     except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
@@ -255,7 +256,7 @@ def _store_batch(
     path: Path,
     summary: Summary,
     changes_visibility: bool,
-    later: _Deferred | None = None,
+    later: _Later | None = None,
 ) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
     written and counted; with `later`, its overlapping intervals kept there instead (up to
@@ -266,6 +267,11 @@ def _store_batch(
     matching, a backlog of 300,000 records made a 1-row correction take 12 s and ingests
     wait as long (stress test, session 18). The backlog is matched before, in steps of
     their own, so the change's own matching has only what came in since."""
+    if later is not None and later.keys:
+        ahead = [
+            (row, origin) for row, origin in zip(parsed, origins) if not later.holds(row, origin)
+        ]
+        parsed, origins = [row for row, _ in ahead], [origin for _, origin in ahead]
     if parsed and changes_visibility:
         catch_up(engine)
     with engine.begin() as conn:
@@ -278,8 +284,8 @@ def _store_batch(
         elif outcome is Outcome.SUPERSEDED:
             summary.duplicates += 1
             summary.superseded += 1
-        elif isinstance(outcome, Overlap) and later is not None and len(later) < MOST_DEFERRED:
-            later.append((row, (line, raw)))
+        elif isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
+            pass
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
         else:
@@ -289,9 +295,31 @@ def _store_batch(
         rejects.add(line, reason, refused_raw, path)
 
 
-# intervals that overlapped, with their (line, raw record), to be tried again at the end
-_Deferred = list[tuple[Any, tuple[int, bytes]]]
 MOST_DEFERRED = 100_000  # beyond, rejected at once: what waits is held in memory
+
+
+@dataclass
+class _Later:
+    """Intervals that overlapped, with their (line, raw record), to be tried again at the
+    file's end; and every later row of their Device and relation with them, so that those
+    rows are judged together there, as in one batch, whatever the batch size: with only the
+    overlapping row waiting, a line after it took the gap first in batches of two and the
+    file loaded another supplier than in one batch (audit 20a)."""
+
+    rows: list[tuple[Any, tuple[int, bytes]]] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+    def defer(self, row: Any, origin: tuple[int, bytes]) -> bool:
+        if len(self.rows) >= MOST_DEFERRED:
+            return False
+        self.rows.append((row, origin))
+        self.keys.add((row[0], row[2]))  # the Device and the relation
+        return True
+
+    def holds(self, row: Any, origin: tuple[int, bytes]) -> bool:
+        """Whether the row waits with an earlier one of its Device and relation."""
+        return (row[0], row[2]) in self.keys and self.defer(row, origin)
+
 
 # a batch's parsed rows and their (line, raw record) -> each row's outcome
 RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]]], list[Any]]
