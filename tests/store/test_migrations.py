@@ -404,3 +404,18 @@ def test_db_check_sees_row_security_lost_in_a_restore(pg_url: str) -> None:
         )
     finally:
         engine.dispose()
+
+
+def test_db_check_sees_row_level_security_switched_off(pg_url: str) -> None:
+    """`ALTER TABLE ... DISABLE ROW LEVEL SECURITY` keeps the policy but no longer applies it;
+    `db check` said the schema matched (audit 20a)."""
+    engine = open_store(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE responsibility DISABLE ROW LEVEL SECURITY"))
+        problems = schema_differences(engine)
+        assert any(
+            p.startswith("responsibility has row-level security switched off") for p in problems
+        ), problems
+    finally:
+        engine.dispose()

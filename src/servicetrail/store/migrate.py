@@ -142,4 +142,18 @@ def _row_security_problems(conn: Connection) -> list[str]:
         for name in unguarded
         if not is_partition(name)
     ]
+    # the other way round: a policy that row-level security, switched off, no longer applies
+    # (`ALTER TABLE ... DISABLE ROW LEVEL SECURITY` passed db check: audit 20a)
+    unenforced = conn.execute(
+        text(
+            "SELECT DISTINCT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace JOIN pg_policy p ON p.polrelid = c.oid "
+            "WHERE n.nspname = current_schema() AND NOT c.relrowsecurity ORDER BY c.relname"
+        )
+    ).scalars()
+    problems += [
+        f"{name} has row-level security switched off: its policy keeps no Party to its rows "
+        "(ALTER TABLE ... ENABLE ROW LEVEL SECURITY)"
+        for name in unenforced
+    ]
     return problems
