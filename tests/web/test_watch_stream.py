@@ -4,6 +4,7 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import orjson
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
+from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
 from servicetrail.store.watches import catch_up
 from servicetrail.store.writer import append_records
@@ -172,3 +174,50 @@ def test_a_head_of_a_stream_answers_its_head_and_ends(engine, server) -> None:
         head = httpx.head(url, headers=south, timeout=5)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-type"].startswith("text/event-stream")
+
+
+def test_a_stream_whose_client_stopped_reading_is_cut_off_and_logged(
+    engine, server, use_settings
+) -> None:
+    """A client that takes nothing more: the stream waited in `send` for as long as the socket
+    stayed open, and what it had sent was logged only when it ended, which a server's stop
+    cancelled (audit 20e). It is cut off after SERVICETRAIL_SEND_TIMEOUT, its closing entry
+    written with what it sent."""
+    use_settings(SERVICETRAIL_SEND_TIMEOUT=1)
+    secret = token(engine, P.SOUTHENERGY)
+    headers, url = watched(engine, server, secret)
+    at = P.t("2025-04-01T10:00:00Z")
+    with engine.begin() as conn:  # events enough to fill both sockets' buffers (~4 MB)
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at + timedelta(milliseconds=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<b>",
+                )
+                for n in range(8000)
+            ],
+        )
+    catch_up(engine)
+    sock, head = server.stalled_get(url.split(str(server.port), 1)[1], secret)
+    try:
+        assert head.startswith(b"HTTP/1.1 200")
+
+        def closing_entries() -> list[int]:
+            with engine.connect() as conn:
+                return [
+                    e.records_returned
+                    for e in iter_entries(conn, EntryFilter(P.SOUTHENERGY))
+                    if e.action == "stream" and e.records_returned
+                ]
+
+        assert wait_until(lambda: closing_entries() != [], 30), "no closing entry"
+        assert closing_entries()[0] > 0
+    finally:
+        sock.close()
