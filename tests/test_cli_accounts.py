@@ -241,3 +241,17 @@ def test_revocation_reaches_every_server_process_within_the_cache_time(
         # every process looked the token up before the revocation, so it has forgotten it by now
         time.sleep(cache_seconds + 0.2)
         assert statuses(20) == {401}
+
+
+def test_by_default_a_revocation_and_a_new_user_id_hold_for_the_next_request(
+    cli, store, db_url, tmp_path
+):
+    """A server remembered a token's Party and User IDs for 5 s by default: a revoked token
+    still read the trail, and the API answered differently from the CLI just after `load
+    users` (audit 20b, SPEC sections 3 and 5). Now it asks the store each time unless told."""
+    token = new_token(cli, "np")
+    with live_server(db_url, tmp_path) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get("/api/v1/records", params={"limit": "1"}).status_code == 200
+            assert cli("tokens", "revoke", "--account", "np").exit_code == 0
+            assert client.get("/api/v1/records", params={"limit": "1"}).status_code == 401

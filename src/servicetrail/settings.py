@@ -147,11 +147,12 @@ class Settings:
     )
     token_cache_seconds: float = setting(
         "TOKEN_CACHE_SECONDS",
-        5.0,
+        0.0,
         seconds(zero_allowed=True),
-        "5",
-        "how long a server process trusts a looked-up token (revocation takes effect within this; "
-        "0: not at all)",
+        "0",
+        "how long a server process trusts a looked-up token (0: never, so a revocation, a "
+        "disabled account or a change to a Party's User IDs holds at once; more saves a query "
+        "per request, and such changes then take effect within that time)",
     )
     batch: int = setting("BATCH", 20_000, whole(1), "20000", "records per ingest transaction")
     registry_batch: int = setting(

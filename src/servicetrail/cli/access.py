@@ -25,8 +25,9 @@ def accounts_group() -> None:
 
 # Said in the help of every command that revokes access to the API.
 TOKEN_CACHE_NOTE = (
-    "A running server may accept a token for up to SERVICETRAIL_TOKEN_CACHE_SECONDS (default 5) "
-    "seconds after this: each server process remembers a token it has looked up that long."
+    "A running server refuses the token from its next request on, unless it was started with "
+    "SERVICETRAIL_TOKEN_CACHE_SECONDS set (default 0): it then remembers a token it has looked "
+    "up that long."
 )
 
 

@@ -2,8 +2,8 @@
 
 A disabled account can neither sign in nor use its API tokens; disabling it, or changing
 its password, also ends its web sessions at once. API tokens are valid until revoked (or
-while their account is disabled); a server process may trust a token it looked up for
-SERVICETRAIL_TOKEN_CACHE_SECONDS more (web.api.ViewerCache).
+while their account is disabled); a server process set to may trust a token it looked up
+for SERVICETRAIL_TOKEN_CACHE_SECONDS more (web.api.ViewerCache; 0 by default).
 """
 
 from __future__ import annotations

@@ -67,7 +67,9 @@ class ViewerCache:
 
     A token's Party and User IDs are remembered SERVICETRAIL_TOKEN_CACHE_SECONDS: deleting a
     token (or a registry change to the Party's User IDs) takes effect within that; an
-    unknown token is never remembered, so a new one works at once; 0 turns the cache off."""
+    unknown token is never remembered, so a new one works at once. 0, the default, turns the
+    cache off: a revoked token read the trail for 5 s, and the API answered otherwise than
+    the CLI just after `load users` (audit 20b)."""
 
     MAX_ENTRIES = 10_000
 
