@@ -49,7 +49,8 @@ def test_an_unknown_token_is_never_remembered(engine, world) -> None:
         assert app.state.viewers._entries == {}
 
 
-def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, bearer) -> None:
+def test_the_cached_viewer_is_the_same_party_and_user_ids(engine, bearer, use_settings) -> None:
+    use_settings(SERVICETRAIL_TOKEN_CACHE_SECONDS=5)  # the cache is off by default
     app = create_app(engine)
     with TestClient(app, raise_server_exceptions=False) as client:
         headers = bearer(P.SOUTHENERGY)
