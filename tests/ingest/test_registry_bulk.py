@@ -120,6 +120,19 @@ def test_a_correction_file_changes_what_each_party_sees_past_records_included(
     assert snapshot(engine) == before
 
 
+def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
+    """The Device's supplier intervals in order: (Party, whether it is open)."""
+    with engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
+                "AND relation = 'supplier' ORDER BY valid_from"
+            ),
+            {"d": device_id},
+        ).all()
+    return [tuple(r) for r in held]
+
+
 def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batch, tmp_path):
     engine = world.engine
     rows = write(
@@ -136,15 +149,7 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
     [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
     assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{NORTHPOWER},supplier,2025-01-15,"
     assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO} on {PPMID_1}")
-    with engine.connect() as conn:
-        held = conn.execute(
-            text(
-                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
-                "ORDER BY valid_from"
-            ),
-            {"d": PPMID_1},
-        ).all()
-    assert [tuple(r) for r in held] == [(WIRESCO, False), (NORTHPOWER, True)]
+    assert suppliers_of(engine, PPMID_1) == [(WIRESCO, False), (NORTHPOWER, True)]
 
 
 def test_a_file_loads_one_registry_whatever_its_batch_size(cli, world, batch, tmp_path):
@@ -165,15 +170,7 @@ def test_a_file_loads_one_registry_whatever_its_batch_size(cli, world, batch, tm
     assert result.stdout.startswith("loaded 3, rejected 1"), result.stdout
     [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
     assert reject["line"] == 5
-    with engine.connect() as conn:
-        held = conn.execute(
-            text(
-                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
-                "AND relation = 'supplier' ORDER BY valid_from"
-            ),
-            {"d": GSME_1},
-        ).all()
-    assert [tuple(r) for r in held] == [(SOUTHENERGY, False), (NORTHPOWER, True)]
+    assert suppliers_of(engine, GSME_1) == [(SOUTHENERGY, False), (NORTHPOWER, True)]
 
 
 def test_reloading_a_registry_changes_nothing_and_says_so(cli, engine, batch, tmp_path):

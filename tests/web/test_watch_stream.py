@@ -4,7 +4,6 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import orjson
 import httpx
@@ -19,6 +18,7 @@ from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
+from tests.webhooks.test_kill import add_requests as add_many_requests
 
 
 @pytest.fixture
@@ -186,24 +186,7 @@ def test_a_stream_whose_client_stopped_reading_is_cut_off_and_logged(
     use_settings(SERVICETRAIL_SEND_TIMEOUT=1)
     secret = token(engine, P.SOUTHENERGY)
     headers, url = watched(engine, server, secret)
-    at = P.t("2025-04-01T10:00:00Z")
-    with engine.begin() as conn:  # events enough to fill both sockets' buffers (~4 MB)
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at + timedelta(milliseconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in range(8000)
-            ],
-        )
+    add_many_requests(engine, 0, 8000)  # events enough to fill both sockets' buffers (~4 MB)
     catch_up(engine)
     sock, head = server.stalled_get(url.split(str(server.port), 1)[1], secret)
     try:
