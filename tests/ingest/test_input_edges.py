@@ -419,3 +419,48 @@ def test_rejects_named_through_a_link_are_written_there(cli, tmp_path):
     result = cli("ingest", path, "--rejects", link)
     assert result.exit_code == 1, result.output
     assert link.is_symlink() and len(rejects_of(target)) == 1
+
+
+def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, tmp_path):
+    """A run rewrote the shared reject file (keeping the other inputs' entries) under another
+    run's open descriptor: that run's later rejects went to the replaced file, lost (audit
+    20c: ten of twenty). A run now holds the file from its start to its end; the other waits."""
+    import subprocess
+    import sys
+    import time
+
+    from servicetrail.ingest.rejects import RejectFile
+
+    shared = tmp_path / "shared.rejects.jsonl"
+    first_input = write(tmp_path / "first.jsonl", "")
+    other = write(tmp_path / "other.jsonl", '{"not": "a record"}\n')
+    running = RejectFile(shared, sources=[first_input], inputs=[first_input], named=True)
+    running.add(1, "early", b"early", first_input)
+    running._opened().flush()
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", "from servicetrail.cli import main; main()"]
+        + ["--db", db_url, "ingest", str(other), "--rejects", str(shared)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the other run has started, and would have rewritten the file by now
+        running.add(2, "late", b"late", first_input)
+        running.close()
+        assert waiting.wait(timeout=60) == 1
+        said = waiting.stderr.read() if waiting.stderr else ""
+    finally:
+        waiting.kill()
+    entries = rejects_of(shared)
+    assert sorted(e["raw"] for e in entries) == sorted(['{"not": "a record"}', "early", "late"])
+    assert f"waiting for another run that writes {shared}" in said
+
+
+def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path):
+    """Opening it for writing waited for a reader for ever (audit 20c)."""
+    import os
+
+    path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+    os.mkfifo(tmp_path / "in.rejects.jsonl")
+    result = cli("ingest", path)
+    assert result.exit_code == 2 and "is not a regular file" in result.stderr

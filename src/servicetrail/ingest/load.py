@@ -364,10 +364,10 @@ def ingest(
         for f in found:
             first_names.setdefault(f.resolve(), f)
     files = list(first_names.values())
-    rejects = _Rejects(named, rejects_path)
     make_row = row_maker(engine.dialect.name)
     forms = {f: detect(f) for f in files}  # each file's form once: telling it reads the file
     xml_files = [f for f in files if forms[f] is Format.DUIS_XML]
+    rejects = _Rejects(named, rejects_path)
     try:
         for path in files:
             if forms[path] is Format.DUIS_XML:  # not `in xml_files`: a list, read per file
@@ -402,12 +402,18 @@ class _Rejects:
             # its folder resolved, not the file: a link is refused, not followed (RejectFile)
             owners.setdefault(target.parent.resolve() / target.name, []).extend(found)
         files = [f for _, found in named for f in found]
-        self.files = {
-            target: RejectFile(
-                target, sources=sources, inputs=files, named=rejects_path is not None
-            )
-            for target, sources in owners.items()
-        }
+        # each held for the run (RejectFile), taken in one order by every run: two runs
+        # taking two shared files in opposite orders would wait for each other for ever
+        self.files: dict[Path, RejectFile] = {}
+        try:
+            for target, sources in sorted(owners.items()):
+                self.files[target] = RejectFile(
+                    target, sources=sources, inputs=files, named=rejects_path is not None
+                )
+        except BaseException:
+            for taken in self.files.values():
+                taken.close()
+            raise
         self.target_of = {
             str(path): target for target, sources in owners.items() for path in sources
         }

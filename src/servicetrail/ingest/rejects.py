@@ -3,14 +3,19 @@
 SPEC section 4: a reject file is named after its input (the name without its last
 extension, plus `.rejects.jsonl`) and written beside it. A run replaces the entries of its
 own inputs and keeps those of any other input that shares the file, so that no run loses
-another's rejects; it never writes over an input.
+another's rejects; it never writes over an input. Runs that share a reject file take turns:
+each holds it, under an exclusive lock, from its start to its end (audit 20c: a run that
+rewrote the file under another's open descriptor lost that run's later rejects).
 """
 
 from __future__ import annotations
 
 import base64
 import codecs
+import fcntl
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -79,6 +84,23 @@ def _resolved_text(name: str) -> str:
         return name
 
 
+# the reject file as this run writes it: appended to, and never through a link at its name
+# (whoever may write the folder could point it anywhere; a named link is not opened so)
+_WRITING = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open at `fd` (not replaced nor removed)."""
+    try:
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISREG(named.st_mode) and (named.st_dev, named.st_ino) == (
+        held.st_dev,
+        held.st_ino,
+    )
+
+
 class RejectFile:
     """The reject file of one or more inputs (`sources`, as their entries name them).
 
@@ -101,6 +123,9 @@ class RejectFile:
         self.count = 0
         self._out: IO[bytes] | None = None
         self._readers: dict[str, IO[bytes]] = {}  # inputs long lines are copied from
+        self._fd: int | None = None  # the file held for this run (`_held`)
+        self._created = False  # by this run, to be removed at its end if it stays empty
+        self._emptied = False
         if any(path.resolve() == Path(p).resolve() for p in inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
@@ -111,21 +136,87 @@ class RejectFile:
             )
         if path.is_symlink():
             return  # written to, never rewritten: a rename would replace the link itself
-        self._keep_other_inputs({file_text(Path(s).resolve()) for s in sources})
+        if path.exists() and not path.is_file():
+            if not named:  # a FIFO there blocked the run for ever at its first reject
+                raise NotARejectFile(
+                    f"the reject file {path} is not a regular file; name another with --rejects"
+                )
+            return  # `--rejects /dev/stderr`: written to as it is
+        try:
+            self._fd = self._held()
+        except RejectsUnwritable:
+            if path.exists():
+                raise
+            return  # a folder that takes no file: said at the first reject, if any
+        try:
+            self._keep_other_inputs({file_text(Path(s).resolve()) for s in sources})
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _held(self) -> int:
+        """The reject file, made if missing, open and locked for this run alone. One whose
+        holder replaced or removed it while this run waited is opened again."""
+        told = False
+        while True:
+            try:
+                fd = os.open(self.path, _WRITING | os.O_CREAT | os.O_EXCL, 0o600)
+                created = True
+            except FileExistsError:
+                try:
+                    fd = os.open(self.path, _WRITING)
+                    created = False
+                except FileNotFoundError:
+                    continue  # removed between the two tries: make it
+                except OSError as e:
+                    raise RejectsUnwritable(self.path, e) from None
+            except OSError as e:
+                raise RejectsUnwritable(self.path, e) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not told:
+                    print(f"waiting for another run that writes {self.path}", file=sys.stderr)
+                    told = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, self.path):
+                self._created = created
+                return fd
+            os.close(fd)
+
+    def _let_go(self) -> None:
+        """Remove the file if it is empty and this run made or emptied it, or it is at its
+        input's name (one a run killed before its end left empty): nothing is left behind by
+        a run without rejects. Then give up the lock."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            empty = os.fstat(fd).st_size == 0
+            ours = self._created or self._emptied or not self._follow
+            if empty and ours and _same_file(fd, self.path):
+                self.path.unlink()
+        except OSError:
+            pass  # left as it is: an empty reject file is harmless
+        finally:
+            os.close(fd)
 
     def _keep_other_inputs(self, ours: set[str]) -> None:
         """Read a line at a time (a reject file may be far larger than memory), the entries
-        kept going to a fresh file that then takes the old one's place."""
-        if not self.path.is_file():
+        kept going to a fresh file that then takes the old one's place, locked before it
+        does, so that a run waiting for the old one looks again and waits for this one."""
+        assert self._fd is not None
+        if os.fstat(self._fd).st_size == 0:
             return
         try:
             fd, fresh_name = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
         fresh = Path(fresh_name)
         entries = kept = 0
         try:
-            with open(self.path, "rb") as old, open(fd, "wb") as out:
+            with open(os.dup(self._fd), "rb") as old, open(os.dup(fd), "wb") as out:
                 for number, line in enumerate(old, start=1):
                     if not line.strip():
                         continue
@@ -143,14 +234,17 @@ class RejectFile:
                     if _resolved_text(owner) not in ours:
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
-            if kept:
+            if kept < entries and kept:
                 os.replace(fresh, self.path)
-            elif entries:  # every entry was this run's own inputs'
-                self.path.unlink()
-            # else: an empty file, kept for this run's entries, if any
+                self._fd, fd = fd, self._fd  # the old one is closed below, its lock with it
+            elif entries and not kept:  # every entry was this run's own inputs'
+                os.ftruncate(self._fd, 0)
+                self._emptied = True
+            # else: nothing of this run's inputs' to drop; the file stays as it was
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
         finally:
+            os.close(fd)
             fresh.unlink(missing_ok=True)
 
     def add(
@@ -173,8 +267,12 @@ class RejectFile:
 
     def _opened(self) -> IO[bytes]:
         if self._out is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (0 if self._follow else os.O_NOFOLLOW)
-            self._out = open(os.open(self.path, flags, 0o600), "ab")
+            if self._fd is not None:
+                self._out = open(os.dup(self._fd), "ab")
+            else:  # a link or a device named with --rejects: not locked, never rewritten
+                follow = 0 if self._follow else os.O_NOFOLLOW
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | follow
+                self._out = open(os.open(self.path, flags, 0o600), "ab")
         return self._out
 
     def _write(
@@ -269,13 +367,16 @@ class RejectFile:
 
     def close(self) -> None:
         self._close_readers()
-        if self._out is not None:
-            try:
-                self._out.close()  # a full disk may only say so here, as the buffer goes out
-            except OSError as e:
+        try:
+            if self._out is not None:
+                try:
+                    self._out.close()  # a full disk may only say so here, as the buffer goes out
+                except OSError as e:
+                    self._out = None
+                    raise RejectsUnwritable(self.path, e) from None
                 self._out = None
-                raise RejectsUnwritable(self.path, e) from None
-            self._out = None
+        finally:
+            self._let_go()
 
     def _abandon(self) -> None:
         self._close_readers()
