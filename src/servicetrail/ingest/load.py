@@ -285,7 +285,7 @@ def _store_batch(
             summary.duplicates += 1
             summary.superseded += 1
         elif isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
-            pass
+            continue  # tried again at the file's end
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
         else:

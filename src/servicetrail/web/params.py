@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
 from pydantic import BeforeValidator
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from ..domain import search
@@ -58,7 +60,7 @@ def _shown(name: str) -> str:
     return name if len(name) <= 64 else name[:64] + "..."
 
 
-def repeated_parameter(query: Any, names: Any) -> str | None:
+def repeated_parameter(query: QueryParams, names: Iterable[str]) -> str | None:
     """The first of `names` that the query string gives more than once: read with `.get`, the
     last value silently won, so `?device_id=A&device_id=B` searched B alone and said nothing."""
     return next((name for name in names if len(query.getlist(name)) > 1), None)
