@@ -9,16 +9,19 @@ import json
 import os
 import random
 import re
+import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from servicetrail.ingest import satjsonl, workers
+from servicetrail.ingest import load, satjsonl, sources, workers
 from servicetrail.ingest.load import CHUNK_LINES, ingest
+from servicetrail.store.engine import open_store
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row
 
@@ -170,6 +173,71 @@ def test_workers_share_out_chunks_with_the_line_numbers_of_the_file(tmp_path, mo
         with open(path, "rb") as stream:
             shared.append(list(workers.chunks_of(stream, 7, index, 2)))
     assert [c for pair in zip(*shared) for c in pair] + shared[0][len(shared[1]) :] == alone
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_gigabyte_of_blank_lines_is_read_past_in_runs_with_lines_numbered(
+    engine, tmp_path, use_settings, workers
+):
+    """A megabyte of gzip holds a gigabyte of newlines: read one line at a time, it took over
+    half an hour (audit 20c). Runs of blank lines, mixed line ends and spaces among them, are
+    read past a buffer at a time, and the lines after them keep their numbers."""
+    blank = [b"\n", b"\r\n", b" \t\r\n", b"\n" * 7]
+    run = b"".join(blank[n % 4] for n in range(100_000)) * 3  # 3 x 250,000 lines
+    path = tmp_path / "blank.jsonl.gz"
+    body = [line(1).encode() + b"\n", run, b"{not json\n", run, line(2).encode() + b"\n", b" "]
+    path.write_bytes(gzip.compress(b"".join(body), compresslevel=1))
+    with gzip.open(path, "rb") as stream:
+        read = list(sources.bounded_lines(stream, sources.max_line_bytes()))
+    assert len(read) < 2_000  # runs, not 1.5 million lines
+    assert sum(x.lines if isinstance(x, sources.Blanks) else 1 for x in read) == 1_500_004
+    use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers)
+    summary = ingest(engine, [path])
+    assert summary.line() == "loaded 2, rejected 1, skipped 0 duplicates"
+    [reject] = [
+        json.loads(x) for x in (tmp_path / "blank.jsonl.rejects.jsonl").read_text().splitlines()
+    ]
+    assert (reject["line"], reject["raw"]) == (750_002, "{not json")
+    # a second record's conflict is found by its line number too (conflicts.numbered_lines)
+    with gzip.open(path, "rb") as stream:
+        assert [n for n, _ in sources.numbered_lines(stream)] == [1, 750_002, 1_500_003]
+
+
+def test_a_batch_waiting_on_slow_input_lets_other_writers_in(
+    sqlite_url, tmp_path, use_settings, monkeypatch
+):
+    """SQLite: a batch's transaction holds the write lock that every other writer (the
+    server's access log too) waits for. A batch open past BATCH_SECONDS commits before the
+    next chunk is read, so input that is slow to give rows does not hold it (audit 20c)."""
+    monkeypatch.setattr(load, "BATCH_SECONDS", 0.2)
+    path = tmp_path / "slow.jsonl"
+    chunks = [[line(n) for n in range(k, k + 3)] + [""] * (CHUNK_LINES - 3) for k in (0, 3, 6)]
+    path.write_text("\n".join(sum(chunks, [])) + "\n", encoding="utf-8")
+    parse_values, other_writer_got_in = satjsonl.parse_values, []
+
+    def slow(raw: bytes):
+        if f'{METER}:3"'.encode() in raw:
+            time.sleep(0.3)  # the second chunk is slow to come
+        elif f'{METER}:6"'.encode() in raw:  # while the third is read, another writer tries
+            other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other_writer_got_in.append(True)
+            except sqlite3.OperationalError:
+                other_writer_got_in.append(False)
+            finally:
+                other.close()
+        return parse_values(raw)
+
+    monkeypatch.setattr(satjsonl, "parse_values", slow)
+    use_settings(SERVICETRAIL_PARSE_WORKERS=0)
+    engine = open_store(sqlite_url)
+    try:
+        summary = ingest(engine, [path])
+    finally:
+        engine.dispose()
+    assert summary.line() == "loaded 9, rejected 0, skipped 0 duplicates"
+    assert other_writer_got_in == [True]
 
 
 def test_two_loaders_of_the_same_file_at_once_load_each_record_once(db_url, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -551,6 +552,14 @@ def _append_all(
     most_rows, most_bytes = settings.current().batch, settings.current().batch_bytes
     with engine.connect() as conn:
         batch = _Batch(conn)
+
+        def commit() -> None:
+            nonlocal consumed
+            conflicts.add(batch.commit(summary))
+            if progress and consumed:
+                progress(consumed)
+                consumed = 0
+
         try:
             for rows, rejected, size in chunks:
                 for number, reason, raw, *named in rejected:
@@ -563,22 +572,23 @@ def _append_all(
                     part, rows = (rows, []) if len(rows) <= room else (rows[:room], rows[room:])
                     batch.add(part)
                     if len(batch.rows) >= most_rows or batch.payload_bytes >= most_bytes:
-                        conflicts.add(batch.commit(summary))
-                        if progress:
-                            progress(consumed)
-                            consumed = 0
-            conflicts.add(batch.commit(summary))
+                        commit()
+                if batch.open_for() >= BATCH_SECONDS:
+                    commit()
+            commit()
         except BaseException:
             conflicts.close()
             raise
         finally:
             batch.abandon()
-    if progress and consumed:
-        progress(consumed)
     conflicts.reject(rejects.add, source)
 
 
 DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE = "40P01", "55P03"  # PostgreSQL's SQLSTATEs
+# A batch open this long commits before the next chunk is read: its transaction holds SQLite's
+# write lock, which every other writer waits for (the server's access log among them), and
+# the input may be slow to give rows (a gigabyte of blank lines, audit 20c).
+BATCH_SECONDS = 1.0
 
 
 class _Batch:
@@ -593,6 +603,11 @@ class _Batch:
         self.conflicts: list[tuple[int | str, str]] = []
         self.leaves: list[Any] = []  # appended at the commit, which the logs' lock waits for
         self.transaction: RootTransaction | None = None
+        self.began = 0.0  # monotonic, when the transaction began
+
+    def open_for(self) -> float:
+        """Seconds since the batch's transaction began (0 while it has none)."""
+        return time.monotonic() - self.began if self.transaction is not None else 0.0
 
     def add(self, part: list[Row]) -> None:
         self.rows += part
@@ -626,18 +641,21 @@ class _Batch:
 
     def _append(self, part: list[Row]) -> None:
         if self.transaction is None:
-            self.transaction = self.conn.begin()
+            self._begin()
         done = append_rows(self.conn, part, leaves_later=True)
         self.loaded += done.loaded
         self.duplicates += done.duplicates
         self.conflicts += done.conflicts
         self.leaves += done.leaves
 
+    def _begin(self) -> RootTransaction:
+        self.transaction, self.began = self.conn.begin(), time.monotonic()
+        return self.transaction
+
     def _commit(self) -> None:
-        if self.transaction is None:
-            self.transaction = self.conn.begin()
+        transaction = self.transaction or self._begin()
         append_leaves(self.conn, self.leaves)
-        self.transaction.commit()
+        transaction.commit()
         self.transaction = None
 
     def _guarded(self, step: Callable[[], None], committing: bool) -> None:
@@ -650,7 +668,7 @@ class _Batch:
         for attempt in range(2):
             self._reset()
             try:
-                self.transaction = self.conn.begin()
+                self._begin()
                 done = append_rows(self.conn, self.rows, leaves_later=True)
                 self.loaded, self.duplicates, self.conflicts, self.leaves = (
                     done.loaded,

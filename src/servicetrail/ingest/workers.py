@@ -38,7 +38,6 @@ Damage = tuple[int, str] | None  # (line, reason): where a compressed input beca
 
 _LENGTH = struct.Struct("<Q")
 CHUNK_BYTES = 8 << 20
-_SPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
 _F_SETPIPE_SZ = 1031  # Linux: a deeper pipe lets a worker run further ahead of the writer
 _PR_SET_PDEATHSIG = 1
 
@@ -50,49 +49,44 @@ def chunks_of(
     stream: IO[bytes], size: int, index: int = 0, step: int = 1
 ) -> Iterator[tuple[Lines, Damage, list[LongLine]]]:
     """Chunk k: the next `size` physical lines, or fewer when they reach CHUNK_BYTES (huge
-    payloads must not make a chunk huge); this yields chunks index, index+step, index+2*step...
-    Every worker reads the whole file, so each finds the same chunk boundaries, and the same
-    damage to a compressed file: the chunk it falls in carries it, and is the last. A line
-    over `sources.max_line_bytes` is not held: the chunk names where it lies instead."""
-    first, offset = 1, 0
+    payloads must not make a chunk huge), or more when a run of blank lines ends it; this
+    yields chunks index, index+step, index+2*step... Every worker reads the whole file, so
+    each finds the same chunk boundaries, and the same damage to a compressed file: the chunk
+    it falls in carries it, and is the last. A line over `sources.max_line_bytes` is not held:
+    the chunk names where it lies instead."""
+    number, offset = 1, 0  # the next line's
     lines = sources.bounded_lines(stream, sources.max_line_bytes())
     for k in count():
-        block: list[bytes] = []
+        block: Lines = []
         long_lines: list[LongLine] = []
-        held = 0
+        read = held = 0  # this chunk's lines, blank ones too, and the bytes it holds
         damage: Damage = None
         try:
             for line in lines:
-                if isinstance(line, tuple):
-                    long_lines.append((first + len(block), offset, *line))
-                    offset += line[1]
-                    block.append(b"")  # numbered, and left out as a blank line is
+                if isinstance(line, sources.Blanks):
+                    taken, size_read = line.lines, line.size
+                elif isinstance(line, tuple):
+                    long_lines.append((number, offset, *line))
+                    taken, size_read = 1, line[1]
                 else:
-                    offset += len(line)
-                    block.append(line)
+                    taken, size_read = 1, len(line)
                     held += len(line)
-                if len(block) >= size or held >= CHUNK_BYTES:
+                    if number == 1:
+                        line = without_bom(line)
+                    # most lines start with a non-space, and so skip the copying strip()
+                    if line and (line[0] not in sources.SPACE or line.strip()):
+                        block.append((number, line))
+                number, offset, read = number + taken, offset + size_read, read + taken
+                if read >= size or held >= CHUNK_BYTES:
                     break
         except DAMAGED as e:
-            damage = (first + len(block), damage_reason(e))
-        if not block and damage is None:
+            damage = (number, damage_reason(e))
+        if not read and damage is None:
             return
-        if first == 1 and block:
-            block[0] = without_bom(block[0])
         if k % step == index:
-            # a line that starts with a non-space is not blank: most lines skip the copying strip()
-            yield (
-                [
-                    (first + i, line)
-                    for i, line in enumerate(block)
-                    if line and (line[0] not in _SPACE or line.strip())
-                ],
-                damage,
-                long_lines,
-            )
+            yield block, damage, long_lines
         if damage is not None:
             return
-        first += len(block)
 
 
 def _parsed(parse: Parser, lines: Lines, damage: Damage, long_lines: list[LongLine]) -> Chunk:
