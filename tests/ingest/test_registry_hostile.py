@@ -87,3 +87,47 @@ def test_a_quoted_line_break_keeps_the_record_whole_and_the_line_numbers_right(
             conn.execute(text("SELECT name FROM party WHERE party_id = 'SOUTH'")).scalar()
             == "South\nPower Ltd"
         )
+
+
+def test_a_quote_left_open_refuses_its_line_alone_and_the_lines_after_it_load(
+    cli, engine, tmp_path
+):
+    """The csv module read on from an unclosed quote to the end of the file or 131,072
+    characters later: one reject swallowed thousands of good records (audit 20c). The line
+    that opens it is refused; the lines after it are read again, as records of their own,
+    both in the middle of the file and at its end."""
+    many = [
+        b"90-B3-D5-1F-30-03-%02X-%02X,NORTH,North Energy plc,IS\n" % divmod(n, 256)
+        for n in range(2, 400)
+    ]
+    opened = b'90-B3-D5-1F-30-02-00-01,SOUTH,"South Power,IS\n'
+    users = tmp_path / "users.csv"
+    users.write_bytes(
+        USERS_HEADER + opened + b"".join(many) + opened.replace(b"-01,", b"-99,") + GOOD[1]
+    )
+    result = cli("load", "users", users)
+    assert result.exit_code == 1
+    assert result.stdout == f"loaded {len(many) + 1}, rejected 2, skipped 0 duplicates\n"
+    rejects = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert [(r["line"], r["raw"]) for r in rejects] == [
+        (2, opened.decode().rstrip("\n")),
+        (len(many) + 3, opened.decode().rstrip("\n").replace("-01,", "-99,")),
+    ]
+    assert all("a quote opened on this line is not closed" in r["reason"] for r in rejects)
+    assert "not within 16 lines" in rejects[0]["reason"]
+    assert "unexpected end of data" in rejects[1]["reason"]
+    assert len(user_ids(engine)) == len(many) + 1
+
+
+def test_a_carriage_return_inside_a_line_is_named_as_such(cli, engine, tmp_path):
+    """Python's own words asked whether the file was opened in universal-newline mode."""
+    users = tmp_path / "users.csv"
+    joined = GOOD[0].rstrip(b"\n") + b"\r" + GOOD[1]
+    users.write_bytes(USERS_HEADER + joined + GOOD[2])
+    result = cli("load", "users", users)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert reject["line"] == 2 and reject["raw"] == joined.decode().rstrip("\n")
+    assert reject["reason"] == (
+        "not a CSV record: a carriage return inside the line (lines end in LF or CRLF)"
+    )

@@ -246,6 +246,15 @@ class _LongLine(Exception):
         self.span = span
 
 
+# A quoted field may hold a line break, but no registry record runs on for this many lines:
+# a quote left open swallowed every line after it into one reject (audit 20c)
+MOST_RECORD_LINES = 16
+
+
+class _RunsOn(Exception):
+    """A record the csv module is reading has reached MOST_RECORD_LINES."""
+
+
 class _Lines:
     """The file's lines as text for the csv module, keeping the bytes and the count of the
     lines it has handed out, so that every record can be rejected as it came, with its line.
@@ -259,12 +268,14 @@ class _Lines:
         self.count = 0
         self.offset = stream.tell()  # where the next line starts (after a byte order mark)
         self.taken: list[bytes] = []
-        self.pushed: bytes | None = None
+        self.pushed: list[bytes] = []  # lines handed back, the next one last
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
+        if len(self.taken) >= MOST_RECORD_LINES:
+            raise _RunsOn
         raw = self.next_raw()
         if isinstance(raw, tuple):
             raise _LongLine(raw)
@@ -274,8 +285,8 @@ class _Lines:
     def next_raw(self) -> bytes | Span:
         """The next line as bytes (counted, not kept): the one handed back, else the file's."""
         raw: bytes | Span
-        if self.pushed is not None:
-            raw, self.pushed = self.pushed, None
+        if self.pushed:
+            raw = self.pushed.pop()
             self.offset += len(raw)
         else:
             piece = self._stream.readline(PIECE)
@@ -296,15 +307,20 @@ class _Lines:
         self.count += 1
         return raw
 
-    def hand_back(self, raw: bytes) -> None:
-        """A line taken with next_raw that the csv module must read after all."""
-        self.pushed = raw
-        self.count -= 1
-        self.offset -= len(raw)
+    def hand_back(self, raws: list[bytes]) -> None:
+        """Lines taken with next_raw, in the file's order, to be read again."""
+        self.pushed += reversed(raws)
+        self.count -= len(raws)
+        self.offset -= sum(map(len, raws))
 
     def take(self) -> bytes:
-        taken, self.taken = self.taken, []
+        taken = self.take_lines()
         return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def take_lines(self) -> list[bytes]:
+        """The lines handed to the csv module since the last take."""
+        taken, self.taken = self.taken, []
+        return taken
 
 
 def _without_end(line: bytes) -> bytes:
@@ -335,6 +351,10 @@ def read_header(
         header = next(reader, [])
     except csv.Error as e:
         raise BadHeader(f"{name}: the first line is not a CSV header ({e})") from None
+    except _RunsOn:
+        raise BadHeader(
+            f"{name}: the first line is not a CSV header (a quote opened in it is not closed)"
+        ) from None
     except _LongLine:
         raise BadHeader(
             f"{name}: the first line is not a CSV header (over {MOST_LINE_BYTES} bytes)"
@@ -387,7 +407,7 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
                 continue
             yield lines.count, raw, text.split(","), ""
             continue
-        lines.hand_back(raw)
+        lines.hand_back([raw])
         yield from _csv_record(reader, lines)
 
 
@@ -398,8 +418,15 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
         values = next(reader)
     except StopIteration:
         return
-    except csv.Error as e:  # e.g. a field over the csv module's 131,072 characters
-        yield start, lines.take(), None, f"not a CSV record: {e}"
+    except (csv.Error, _RunsOn) as e:  # e.g. a field over the csv module's 131,072 characters
+        taken = lines.take_lines()
+        if len(taken) == 1:
+            yield start, taken[0], None, _unreadable(e)
+            return
+        # over several lines: a quote opened on the first that does not close as CSV needs.
+        # That line alone is refused; the others are records of their own, most likely
+        lines.hand_back(taken[1:])
+        yield start, taken[0], None, _unclosed(e)
         return
     except _LongLine as e:  # the record as it came: its lines to the end of the long one
         lines.take()
@@ -417,6 +444,21 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
 
 
 _TOO_LONG = too_long(MOST_LINE_BYTES)
+
+
+def _unreadable(error: csv.Error | _RunsOn) -> str:
+    if "new-line character seen in unquoted field" in str(error):  # and a hint about open()
+        return "not a CSV record: a carriage return inside the line (lines end in LF or CRLF)"
+    return f"not a CSV record: {error}"
+
+
+def _unclosed(error: csv.Error | _RunsOn) -> str:
+    why = f"not within {MOST_RECORD_LINES} lines" if isinstance(error, _RunsOn) else error
+    return (
+        f"not a CSV record: a quote opened on this line is not closed as CSV needs ({why}); "
+        "the lines after it were read as records of their own"
+    )
+
 
 IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 24
