@@ -464,3 +464,24 @@ def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path)
     os.mkfifo(tmp_path / "in.rejects.jsonl")
     result = cli("ingest", path)
     assert result.exit_code == 2 and "is not a regular file" in result.stderr
+
+
+def test_a_large_shared_reject_file_resolves_each_input_name_once(cli, tmp_path, monkeypatch):
+    """A run keeps the other inputs' entries of a shared reject file, judging each by the
+    file it names: resolving that name once per entry (system calls for each part of it) made
+    a re-run beside 300,000 entries take 3.6 s in all; once per name, 0.75 s."""
+    bad = write(tmp_path / "bad.jsonl", "".join("{not json %d\n" % n for n in range(2_000)))
+    other = write(tmp_path / "other.jsonl", '{"not": "a record"}\n')
+    shared = tmp_path / "shared.rejects.jsonl"
+    assert cli("ingest", bad, "--rejects", shared).exit_code == 1
+    resolved = []
+    resolve = Path.resolve
+
+    def counted(self, *args, **kwargs):
+        resolved.append(self)
+        return resolve(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "resolve", counted)
+    assert cli("ingest", other, "--rejects", shared).exit_code == 1
+    assert len(rejects_of(shared)) == 2_001
+    assert len(resolved) < 50

@@ -215,6 +215,7 @@ class RejectFile:
         fcntl.flock(fd, fcntl.LOCK_EX)
         fresh = Path(fresh_name)
         entries = kept = 0
+        resolved: dict[str, str] = {}  # a name's resolve() is a system call per part of it
         try:
             with open(os.dup(self._fd), "rb") as old, open(os.dup(fd), "wb") as out:
                 for number, line in enumerate(old, start=1):
@@ -231,7 +232,9 @@ class RejectFile:
                             "not a reject entry); name another with --rejects"
                         )
                     entries += 1
-                    if _resolved_text(owner) not in ours:
+                    if owner not in resolved:
+                        resolved[owner] = _resolved_text(owner)
+                    if resolved[owner] not in ours:
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
             if kept < entries and kept:
