@@ -525,3 +525,46 @@ def _kept_listing(engine, folder: Path) -> Path:
     kept = folder / "kept.json"
     kept.write_text(json.dumps(notes))
     return kept
+
+
+def test_a_reads_closing_seal_waits_briefly_behind_another_seal_and_says_so(pg_url, tmp_path):
+    """PostgreSQL: while another seal (an ingest's takes up to 10 s a million records) held
+    the logs' lock, a CLI read that had printed its answer waited for it without end before
+    it exited. It now waits a second, says in one line that the entries wait for the next
+    seal, and exits as the read did."""
+    import threading
+
+    import psycopg
+
+    from servicetrail.store.engine import open_store
+    from tests.conftest import Cli
+
+    engine = open_store(pg_url)
+    P.load_personas(engine)
+    seal_store(engine)
+    engine.dispose()
+    cli = Cli(pg_url, tmp_path)
+    held, done, let_go = threading.Event(), threading.Event(), threading.Event()
+
+    def another_seal() -> None:
+        with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as other:
+            other.execute("SELECT pg_advisory_lock(hashtext('servicetrail.logs'))")
+            held.set()
+            done.wait(timeout=30)
+            let_go.set()
+
+    holder = threading.Thread(target=another_seal)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        result = cli("records", "--party", P.NORTHPOWER, "--limit", "1")
+        still_held = not let_go.is_set()
+    finally:
+        done.set()
+        holder.join()
+    assert still_held and result.exit_code == 0, result.output
+    [said] = result.stderr.splitlines()
+    assert said == (
+        "warning: the access log was not sealed now (the store did not answer in time); "
+        "the next seal takes its entries"
+    )

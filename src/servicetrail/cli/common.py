@@ -30,6 +30,7 @@ from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..store.engine import StoreError, database_url, make_engine, open_store, shown_url
+from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 
@@ -270,11 +271,21 @@ def cli_reader(party_id: str) -> Reader:
     return Reader(party_id, "cli", "cli")
 
 
+# A read has given its answer by now: it waits this long at most for another's seal (an
+# ingest's takes up to 10 s a million records) or write, not the store's usual lock waits
+CLOSING_SEAL_WAIT_SECONDS = 1.0
+
+
 def _seal_the_logs() -> None:
     try:
-        seal_store(engine())
+        seal_store(engine(), lock_wait=CLOSING_SEAL_WAIT_SECONDS)
     except Exception as e:  # the entries stay queued for the next seal; the read stands
-        click.echo(f"warning: the access log was not sealed now ({e})", err=True)
+        busy = store_busy(e)
+        why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
+        click.echo(
+            f"warning: the access log was not sealed now ({why}); the next seal takes its entries",
+            err=True,
+        )
 
 
 def viewer_of(conn: Connection, party_id: str) -> Viewer:

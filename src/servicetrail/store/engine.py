@@ -157,6 +157,24 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def waiting_at_most(conn: Connection, seconds: float) -> Iterator[None]:
+    """Within `conn`'s transaction, another's lock is waited for `seconds` at most (then the
+    driver says the store is busy), not BUSY_TIMEOUT_MS, nor on PostgreSQL for ever."""
+    ms = max(1, round(seconds * 1000))
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+        yield
+        return
+    driver = conn.connection.dbapi_connection  # past SQLAlchemy: this holds in a failed write
+    assert driver is not None
+    driver.execute(f"PRAGMA busy_timeout = {ms}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+@contextmanager
 def foreign_keys_planned_once(driver: Any) -> Iterator[None]:
     """Around a bulk write into a table with a foreign key, on PostgreSQL (`driver`: psycopg's
     connection). Each row's check is a saved plan run once per row, and the sessions'

@@ -26,6 +26,7 @@ subtree hash a proof or root needs folds from at most 15 stored hashes of one le
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -38,6 +39,7 @@ from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for, trust_first
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
+from .engine import waiting_at_most
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
 from .log_copy import SQLITE_RUN, leaf_copy_data, sqlite_runs
 from .log_records import FAMILY as RECORD_FAMILY
@@ -480,8 +482,10 @@ def retire_month(conn: Connection, family: str, month: str) -> None:
         conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
 
 
-def seal_store(engine: Engine) -> list[Sealed]:
-    """Seal every queued leaf of this store with its signing key, and commit."""
+def seal_store(engine: Engine, lock_wait: float | None = None) -> list[Sealed]:
+    """Seal every queued leaf of this store with its signing key, and commit; `lock_wait`:
+    seconds to wait at most for another writer's or sealer's lock (else the usual)."""
     signer = signer_for(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
-        return seal(conn, signer, log_prefix())
+        with waiting_at_most(conn, lock_wait) if lock_wait is not None else nullcontext():
+            return seal(conn, signer, log_prefix())
