@@ -591,6 +591,8 @@ def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(
     )
     key = runner.invoke(main, ["--db", empty_db_url, "log", "key"])  # any command, this one too
     assert key.exit_code == 2 and "servicetrail db upgrade" in key.stderr
+    check = runner.invoke(main, ["--db", empty_db_url, "db", "check"])  # was a difference, exit 1
+    assert (check.exit_code, check.stderr) == (2, refused.stderr)
     assert runner.invoke(main, ["--db", empty_db_url, "db", "upgrade"]).exit_code == 0
     after = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
     assert (
