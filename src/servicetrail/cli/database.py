@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..store.engine import current_revision, shown_url
+from ..store.engine import at_another_schema, shown_url
 from ..store.partitions import drop_months
 from .common import Failure, engine, engine_as_it_is, store_url, with_db
 
@@ -32,11 +32,10 @@ def db_check() -> None:
     """Fail when the database's tables and the migrations disagree."""
     # here, not at the top: importing Alembic would cost every command 0.1 s at start
     from ..store.migrate import schema_differences
-    from ..store.schema import SCHEMA_HEAD
 
     store = engine_as_it_is()  # made without connecting: a store that cannot be opened shows
     try:  # here, and is the same error as for every other command (exit 2), not a difference
-        if _holds_nothing(store) or current_revision(store) not in (None, SCHEMA_HEAD):
+        if _holds_nothing(store) or at_another_schema(store):
             # SPEC section 5, as for any command: built at the current schema, or refused at
             # an older one, naming `db upgrade` (exit 2; it was a difference, exit 1)
             store.dispose()

@@ -222,6 +222,15 @@ def revision_on(conn: Connection) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def at_another_schema(engine: Engine) -> bool:
+    """Whether the store's schema is at a revision other than this servicetrail's (an older
+    one, or one it does not know): `open_store` refuses it."""
+    from .schema import SCHEMA_HEAD
+
+    revision = current_revision(engine)
+    return revision is not None and revision != SCHEMA_HEAD
+
+
 def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     """An engine on a store at the current schema. A store that does not exist yet, or holds
     no schema, is built at it; one at an older schema is migrated only with `upgrade`
