@@ -92,8 +92,9 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
 def postgres_nodes(
     engine: Engine, viewer: Viewer, statement: str, parameters: object
 ) -> list[tuple]:
-    """Every node of the executed plan: its type, the relation it reads, how often it ran and
-    the rows it produced (no times, no costs: those vary from run to run)."""
+    """Every node of the executed plan: its type, the relation it reads, how often it ran, the
+    rows it produced and those its conditions removed (no times, no costs: those vary from
+    run to run)."""
     explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement
     with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
         if isinstance(parameters, list):  # sent with the server's own $n placeholders
@@ -111,6 +112,7 @@ def postgres_nodes(
                 node.get("Relation Name"),
                 node["Actual Loops"],
                 node["Actual Rows"],
+                node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Join Filter", 0),
             )
         )
         pending += node.get("Plans", [])

@@ -17,7 +17,7 @@ from ..domain.visibility import Scope, Viewer
 from .filters import Shape, conditions, device_param, shape_of
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
 from .schema import sat_record
-from .visibility_sql import merged_ranges, mp141_range, own_clause, own_rows
+from .visibility_sql import merged_ranges, mp141_range, own_rows
 
 s = sat_record.c
 # Past these, a device search uses the general form: one branch per User ID and per
@@ -35,15 +35,14 @@ def device_statement(
     probing payloads for every row cost more than twice as much (BENCHMARKS.md).
 
     `ranges` says, per range, whether it has an end. The viewer's own non-device requests
-    about the device (`subject_device_id`) come through one more branch."""
+    about the device (`subject_device_id`) come through one more branch a User ID."""
     on_device = conditions(shape, with_cursor, device=s.device_id == device_param())
     on_subject = conditions(shape, with_cursor, device=s.subject_device_id == device_param())
     lim = bindparam("lim", type_=Integer)
     branches = [(on_device, own_rows(f"own_{i}")) for i in range(own_branches)]
-    if own_branches:
-        # one branch for all the viewer's User IDs: the subject's index is not by User ID,
-        # so a branch a User ID read the same index ranges again, in every monthly partition
-        branches.append((on_subject, own_clause()))
+    # per User ID too, as the subject's index is (0017): one branch for all of them read
+    # every User's requests naming the Device, and took as long as there were (audit 21b)
+    branches += [(on_subject, own_rows(f"own_{i}")) for i in range(own_branches)]
     branches += [
         (on_device, mp141_range(f"from_{j}", f"to_{j}" if has_end else None))
         for j, has_end in enumerate(ranges)

@@ -28,7 +28,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from ..domain.times import fixed_time
 
 UTC = timezone.utc
-SCHEMA_HEAD = "0016"  # a test checks this against Alembic's head
+# The kinds rule 3 shares, as SQL: the rule's clause (visibility_sql.mp141_kinds_clause) and
+# the partial index that serves it must say it alike, for the engine to match them
+SHARED_KINDS = ("acknowledgement", "request", "response")
+SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
+SCHEMA_HEAD = "0017"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -169,14 +173,25 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
         Index("ix_sat_record_user_time", "user_id", "logged_at", "id"),
         # 0003: a device's rows per User ID in time order (the interval-first device search)
         Index("ix_sat_record_device_user_time", "device_id", "user_id", "logged_at", "id"),
-        # 0004: the non-device requests about a Device, for a search of one's own traffic by it
+        # 0004: the non-device requests about a Device, for a search of one's own traffic by
+        # it; 0017: by User ID, so that the search reads no other User's (audit 21b)
         Index(
             "ix_sat_record_subject_device",
             "subject_device_id",
+            "user_id",
             "logged_at",
             "id",
             sqlite_where=text("subject_device_id IS NOT NULL"),
             postgresql_where=text("subject_device_id IS NOT NULL"),
+        ),
+        # 0017: rule 3's range of a device search, which holds no alert (visibility_sql)
+        Index(
+            "ix_sat_record_shared_device_time",
+            "device_id",
+            "logged_at",
+            "id",
+            sqlite_where=text(SHARED_KINDS_SQL),
+            postgresql_where=text(SHARED_KINDS_SQL),
         ),
         *record_keys,
     )
