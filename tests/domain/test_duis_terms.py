@@ -33,3 +33,6 @@ def test_the_year_3000_execution_time_is_a_cancellation() -> None:
         execution_text("2025-03-10T06:30:00Z") == "future-dated: to run at 2025-03-10 06:30:00 UTC"
     )
     assert execution_text(None) == execution_text("") == ""
+    assert (
+        execution_text("0999-03-10T06:30:00Z") == "future-dated: to run at 0999-03-10 06:30:00 UTC"
+    )

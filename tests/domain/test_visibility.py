@@ -99,6 +99,14 @@ def test_describe() -> None:
         parse_time("2025-03-30T02:00:00+01:00"),
     )
     assert at_one.describe() == "2025-01-01 to 2025-03-30 01:00:00 UTC"
+    early = Responsibility(  # strftime's %Y left years before 1000 short ("999-01-01")
+        "00-00-00-00-00-00-00-01",
+        "SUPA",
+        "supplier",
+        parse_time("0999-01-01T00:00:00Z"),
+        parse_time("0001-01-01T00:00:01Z"),
+    )
+    assert early.describe() == "0999-01-01 to 0001-01-01 00:00:01 UTC"
 
 
 # --- rule 1 ---------------------------------------------------------------------------------

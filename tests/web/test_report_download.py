@@ -69,6 +69,19 @@ def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine):
     )
 
 
+def test_a_year_before_1000_is_named_with_four_digits(client, engine):
+    """strftime's %Y gave `9990101T000000Z`, and for year 1 `10101T000000Z` (audit 21b)."""
+    response = client.get(
+        "/api/v1/reports/own.csv",
+        headers=bearer(engine, "np", P.NORTHPOWER),
+        params={"from": "0999-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="servicetrail-own-NORTHPOWER-09990101T000000Z-20260101T000000Z.csv"'
+    )
+
+
 @pytest.mark.parametrize("hostile", HOSTILE_TIMES)
 @pytest.mark.parametrize("name", ["from", "to"])
 def test_the_api_refuses_a_time_with_control_or_non_ascii_characters(client, engine, hostile, name):

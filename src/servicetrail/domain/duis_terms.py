@@ -48,4 +48,4 @@ def execution_text(execution_at: datetime | str | None) -> str:
     )
     if when.date() == CANCEL_EXECUTION:
         return "cancels the pending future-dated command (DUIS dates a cancellation 3000-12-31)"
-    return f"future-dated: to run at {when.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+    return f"future-dated: to run at {when.year:04d}-{when:%m-%d %H:%M:%S} UTC"

@@ -104,9 +104,9 @@ def _moment(value: datetime) -> str:
     still held (audit, session 19)."""
     utc = value.astimezone(timezone.utc)
     if utc.time() == time(0):
-        return f"{utc:%Y-%m-%d}"
+        return f"{utc.year:04d}-{utc:%m-%d}"  # %Y leaves years before 1000 short
     seconds = f".{utc.microsecond:06d}" if utc.microsecond else ""
-    return f"{utc:%Y-%m-%d %H:%M:%S}{seconds} UTC"
+    return f"{utc.year:04d}-{utc:%m-%d %H:%M:%S}{seconds} UTC"
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,13 @@ def fixed_time(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+def compact_time(value: datetime) -> str:
+    """`YYYYMMDDTHHMMSSZ` in UTC, as a file name gives a time (strftime's %Y left years before
+    1000 short: `9990101T000000Z`)."""
+    utc = value.astimezone(UTC)
+    return f"{utc.year:04d}{utc:%m%dT%H%M%S}Z"
+
+
 def format_time(value: datetime) -> str:
     """UTC, `Z`-suffixed, microseconds only when there are some."""
     if value.utcoffset():  # naive times are UTC already, as are most aware ones

@@ -41,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 
 from .. import settings
 from ..domain.access_log import Reader
+from ..domain.times import compact_time
 from ..domain.visibility import Viewer
 from ..store.engine import reading
 from ..store.logged_reads import LoggedRead
@@ -311,7 +312,7 @@ def report_download_headers(party_id: str, start: datetime, end: datetime) -> di
     characters, which drop the connection or fail to encode (and stores loaded before Party
     IDs were checked to be ASCII may hold such IDs)."""
     party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
-    name = f"servicetrail-own-{party}-{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}.csv"
+    name = f"servicetrail-own-{party}-{compact_time(start)}-{compact_time(end)}.csv"
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
