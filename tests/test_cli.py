@@ -906,3 +906,24 @@ def test_demo_and_serve_refuse_a_port_in_use_before_building_anything(tmp_path):
             assert result.exit_code == 2, result.output
             assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
             assert not store.exists()  # nothing built for a server that could not start
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["records", "--party", "NORTH", "--party", "SOUTH"], "--party"),
+        (["records", "--party", "NORTH", "--limit", "1", "--limit=2"], "--limit"),
+        (["--db", "sqlite:///one.db", "--db", "sqlite:///two.db", "log", "key"], "--db"),
+        (
+            ["report", "own", "--party", "N", "--from", "2025-01-01", "--from", "2025-02-01"],
+            "--from",
+        ),
+    ],
+)
+def test_an_option_given_twice_is_refused_naming_it(cli, args, named):
+    """click kept the last value: `--party NORTH --party SOUTH` read SOUTH's records as if
+    that were all that was asked (the API refuses a parameter given twice with a 422)."""
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"option {named} is given more than once" in result.stderr
+    assert result.stdout == ""

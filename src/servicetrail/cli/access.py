@@ -15,10 +15,11 @@ from ..store.accounts import (
     revoke_tokens,
     set_disabled,
 )
+from .commands import group
 from .common import COUNT, Failure, engine, with_db
 
 
-@click.group("accounts")
+@group("accounts")
 def accounts_group() -> None:
     """People who log in to the web screen for a Party."""
 
@@ -96,7 +97,7 @@ def accounts_passwd(username: str) -> None:
     click.echo(f"password of {username} changed; {ended} web session(s) ended", err=True)
 
 
-@click.group("tokens")
+@group("tokens")
 def tokens_group() -> None:
     """API tokens (Authorization: Bearer TOKEN). A token is valid until it is revoked, and not
     while its account is disabled; only its SHA-256 is stored."""

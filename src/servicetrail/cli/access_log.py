@@ -10,10 +10,11 @@ import orjson
 
 from ..domain.access_log import entry_json
 from ..store.access_log import EntryFilter, iter_entries
+from .commands import command
 from .common import TIME, engine, search_or_fail, with_db
 
 
-@click.command("access-log")
+@command("access-log")
 @click.option("--party", "party_id", help="Only this Party's entries (default: every Party's).")
 @click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
 @click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")

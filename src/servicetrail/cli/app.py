@@ -15,6 +15,7 @@ from ..signing import SigningKeyError
 from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
+from .commands import OnceOnlyGroup
 from .common import Failure, db_option, printable
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
@@ -35,7 +36,7 @@ EXPECTED: dict[type[Exception], int] = {
 }
 
 
-class Servicetrail(click.Group):
+class Servicetrail(OnceOnlyGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

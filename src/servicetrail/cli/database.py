@@ -9,10 +9,11 @@ from sqlalchemy.exc import DBAPIError
 
 from ..store.engine import at_another_schema, shown_url
 from ..store.partitions import drop_months
+from .commands import command, group
 from .common import Failure, engine, engine_as_it_is, store_url, with_db
 
 
-@click.group("db")
+@group("db")
 def db_group() -> None:
     """The store's schema."""
 
@@ -55,7 +56,7 @@ def _holds_nothing(store: Engine) -> bool:
         return not inspect(conn).get_table_names()
 
 
-@click.command("retention")
+@command("retention")
 @click.option(
     "--keep-months",
     type=click.IntRange(min=1),

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from ..generate import World, load_into, write_world
+from .commands import command
 from .common import TIME, Failure, engine, with_db
 
 
-@click.command("generate")
+@command("generate")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--records", default=100_000, show_default=True, type=click.IntRange(min=0))
 @click.option("--devices", type=click.IntRange(min=18), help="Default: records/20, at most 20,000.")

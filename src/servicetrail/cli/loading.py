@@ -9,6 +9,7 @@ import click
 
 from ..ingest import registry_csv
 from ..ingest.load import ingest, load_registry
+from .commands import command
 from .common import (
     TIME,
     Failure,
@@ -27,7 +28,7 @@ SPEC_OF = {
 }
 
 
-@click.command("load")
+@command("load")
 @click.argument("what", type=click.Choice(list(SPEC_OF)))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -52,7 +53,7 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     report_summary(summary)
 
 
-@click.command("ingest")
+@command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--rejects",

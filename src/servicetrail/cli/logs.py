@@ -24,10 +24,11 @@ from ..store.log_audit import audit
 from ..store.log_kept import kept_checkpoints
 from ..store.log_tree import verifier_keys
 from ..ingest.sources import regular_file
+from .commands import group
 from .common import Failure, engine, store_url, with_db
 
 
-@click.group("log")
+@group("log")
 def log_group() -> None:
     """The trail's verifiable logs: the verifier key, the server-side audit, offline proofs."""
 

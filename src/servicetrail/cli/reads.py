@@ -14,6 +14,7 @@ from ..domain.visibility import Scope
 from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
+from .commands import command, group
 from .common import (
     COUNT,
     TIME,
@@ -30,7 +31,7 @@ from .common import (
 )
 
 
-@click.group("report")
+@group("report")
 def report_group() -> None:
     """Reports from the SAT. They keep the own-traffic rule (SPEC section 1, rule 7)."""
 
@@ -82,7 +83,7 @@ def report_own(
     click.echo(f"{count} records", err=True)
 
 
-@click.command("records")
+@command("records")
 @click.option("--party", "party_id", required=True, help="The viewing Party.")
 @click.option("--device", "device_id", help="Device ID (EUI-64, any case).")
 @click.option("--request-id", help="Request ID (originator:target:counter).")
@@ -147,7 +148,7 @@ def records_cmd(
     held.send(None)
 
 
-@click.command("triggers")
+@command("triggers")
 @click.argument("record_id", type=COUNT)
 @click.option("--party", "party_id", required=True, help="The viewing Party.")
 @click.option(

@@ -12,6 +12,7 @@ from ..signing import signer_for
 from ..store.accounts import verified_password_hash
 from ..store.queries import stored_record_count
 from ..web.server import run
+from .commands import command
 from .common import Failure, engine, store_url, with_db
 
 
@@ -42,7 +43,7 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
     run(store, store_url(), host, port, workers, trusted_proxies)
 
 
-@click.command("serve")
+@command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -66,7 +67,7 @@ def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> No
     _serve(host, port, workers, trusted_proxies)
 
 
-@click.command("demo")
+@command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(

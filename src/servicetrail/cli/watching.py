@@ -8,10 +8,11 @@ import time
 import click
 import orjson
 
+from .commands import command, group
 from .common import COUNT, Failure, cli_reader, engine, viewer_of, with_db
 
 
-@click.group("watch")
+@group("watch")
 def watch_group() -> None:
     """A Party's watches: be told of new records it may see that match (titles only)."""
 
@@ -175,7 +176,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
         return
 
 
-@click.command("deliver")
+@command("deliver")
 @with_db
 def deliver_cmd() -> None:
     """Match new records into watches' events and deliver webhooks, until stopped.
