@@ -142,3 +142,17 @@ def test_lists_are_split_as_the_screen_splits_them(cli, world):
         )
     )[0]
     assert made["srvs"] == ["4.1.1", "8.1.1", "11.2"] and made["devices"] == [P.ESME_1]
+
+
+def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world):
+    """`--after` past 2^63 - 1 reached the store: OverflowError with a traceback (audit 21a);
+    the API refuses it with a 422 naming `after`."""
+    made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "w"))[0]
+    for after in ("9223372036854775808", "99999999999999999999999"):
+        result = cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", after)
+        assert result.exit_code == 2
+        assert "--after" in result.stderr and "Traceback" not in result.output
+    last = cli(
+        "watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", str(2**63 - 1)
+    )
+    assert last.exit_code == 0 and last.stdout == ""

@@ -500,3 +500,17 @@ def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
 
         assert run(deliverer, until, seconds=30), receiver.events("/a")
     workers.dispose()
+
+
+def test_the_workers_error_counts_keep_a_bounded_number_of_kinds():
+    """An error names its host: a Party making watches for ever new hosts grew the worker's
+    counter without end (audit 21a). Past MOST_ERROR_KINDS kinds, the rest count together."""
+    from servicetrail.webhooks.deliver import MOST_ERROR_KINDS, Stats
+
+    stats = Stats()
+    for n in range(3 * MOST_ERROR_KINDS):
+        stats.count_error(f"refused: the host 'receiver-{n}.invalid' does not resolve")
+    stats.count_error("refused: the host 'receiver-0.invalid' does not resolve")
+    assert len(stats.errors) == MOST_ERROR_KINDS + 1
+    assert stats.errors["(other errors)"] == 2 * MOST_ERROR_KINDS
+    assert sum(stats.errors.values()) == 3 * MOST_ERROR_KINDS + 1

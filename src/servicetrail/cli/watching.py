@@ -8,6 +8,7 @@ import time
 import click
 import orjson
 
+from ..domain.ids import MAX_ID
 from .commands import command, group
 from .common import COUNT, Failure, cli_reader, engine, viewer_of, with_db
 
@@ -126,7 +127,7 @@ FOLLOW_SECONDS = 1.0
 @click.option("--party", "party_id", required=True)
 @click.option(
     "--after",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_ID),  # a larger one was a traceback (OverflowError, audit 21a)
     default=0,
     show_default=True,
     help="The last event_id you have.",

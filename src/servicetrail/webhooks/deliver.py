@@ -82,6 +82,9 @@ def retry_schedule() -> list[float]:
     return list(STANDARD_SCHEDULE if waits is None else waits)
 
 
+MOST_ERROR_KINDS = 100
+
+
 @dataclass
 class Stats:
     delivered: int = 0
@@ -91,6 +94,15 @@ class Stats:
     hidden: int = 0  # leased, then hidden by a registry correction before it was sent
     matched_records: int = 0
     errors: Counter[str] = field(default_factory=Counter[str])
+
+    def count_error(self, error: str) -> None:
+        """Counted by its first words, of MOST_ERROR_KINDS kinds at most: an error names its
+        host, and a Party that made watches for ever new hosts grew the counter for the life
+        of the worker (audit 21a)."""
+        kind = error[:60]
+        if kind not in self.errors and len(self.errors) >= MOST_ERROR_KINDS:
+            kind = "(other errors)"
+        self.errors[kind] += 1
 
 
 class Deliverer:
@@ -405,7 +417,7 @@ class Deliverer:
             error = error or f"answered {status}"
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         if error:
-            self.stats.errors[error[:60]] += 1
+            self.stats.count_error(error)
         self._outcomes.append(
             Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error)
         )
