@@ -113,6 +113,23 @@ def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tu
     return hidden
 
 
+def release(conn: Connection, keys: list[tuple[int, int]], now: datetime) -> None:
+    """Leased deliveries ((watch id, event id) pairs) that a deliverer stopping cleanly did
+    not send: due again at `now`, not when their lease ends minutes later (the next worker
+    sent a deploy's queued deliveries 4.6 minutes late; audit 21a). Not an attempt: their
+    count and schedule stay as they were. A lease that has ended is someone else's now."""
+    conn.execute(
+        update(webhook_outbox)
+        .where(
+            webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
+            webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
+            webhook_outbox.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now),
+        [{"w": w, "e": e} for w, e in keys],
+    )
+
+
 def _due(r: Any) -> Due | None:
     if not r.visible:
         return None

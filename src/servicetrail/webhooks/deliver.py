@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from .. import settings
 from ..store.limits import store_busy
 from ..store.logged_reads import lease_deliveries
-from ..store.outbox import Due, Outcome, hidden_since_lease, record_outcomes
+from ..store.outbox import Due, Outcome, hidden_since_lease, record_outcomes, release
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
@@ -280,8 +280,9 @@ class Deliverer:
         self._stopping = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
-        await asyncio.to_thread(self._settle_and_lease, 0, [])
-        # what is still queued here stays leased until its lease ends, then comes due again
+        unsent = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+        await asyncio.to_thread(self._settle_and_release, unsent)
+        self._drop_queued(lambda _: True)
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free: in all, to each receiver, and to
@@ -356,6 +357,18 @@ class Deliverer:
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
+
+    def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
+        """The last round's outcomes recorded, and what is still queued here released, so
+        that the next worker sends it now (killed instead, its lease ends on its own)."""
+        self._settle_and_lease(0, [])
+        if not unsent:
+            return
+        try:
+            with self.engine.begin() as conn:
+                release(conn, unsent, datetime.now(UTC))
+        except Exception as e:  # nothing is lost: their leases end on their own
+            log.warning("%d queued deliveries wait for their leases to end: %s", len(unsent), e)
 
     async def _address(self, target: Target, party: str) -> IPAddress:
         key = (target.host, target.port)
