@@ -211,6 +211,44 @@ def test_retention_drops_whole_old_months_and_says_which(pg):
     assert left == 0 and orphans == 0
 
 
+def test_retention_takes_the_watches_events_and_deliveries_of_the_months_it_drops(pg):
+    """They stayed: the deliveries could never be made nor given up (the record was gone),
+    and every round of the webhook worker walked them again (audit 21a)."""
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.outbox import pending_count
+    from servicetrail.store.watches import catch_up, create_watch
+    from servicetrail.webhooks.signing import new_secret
+    from tests import personas as P
+
+    P.load_personas(pg)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with pg.begin() as conn:
+        spec = watch_spec(
+            {"name": "all", "senders": "all", "webhook": {"url": "https://receiver.example/"}}
+        )
+        create_watch(conn, P.SOUTHENERGY, spec, new_secret())
+        later = (P.t("2025-02-03T04:05:06Z"), now)  # after the watch; a month retention drops
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at, "request", f"{P.SE_IS}:{P.GSME_1}:{n}", "4.1.1", P.SE_IS, P.GSME_1, "", ""
+                )
+                for n, at in enumerate(later, start=1)
+            ],
+        )
+    catch_up(pg)
+    count = "SELECT count(*) FROM watch_event WHERE record_logged_at {} '2025-12-01'"
+    with pg.connect() as conn:
+        old, new = (conn.execute(text(count.format(op))).scalar() for op in ("<", ">="))
+        assert (old, new) == (1, 1) and pending_count(conn) == 2
+    with pg.begin() as conn:
+        drop_older_than(conn, keep_months=1)
+    with pg.connect() as conn:
+        old, new = (conn.execute(text(count.format(op))).scalar() for op in ("<", ">="))
+        assert (old, new) == (0, 1) and pending_count(conn) == 1
+
+
 def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_reads(
     pg, monkeypatch
 ):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from .limits import StoreBusy
 from .log_records import FAMILY as RECORD_FAMILY
 from .merkle_log import retire_month
+from .watch_tables import watch_event
 
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
 AHEAD_MONTHS = 3
@@ -156,6 +157,11 @@ def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
     for year, month in old:  # each month's log goes with its records; its checkpoints stay
         retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
+    # and the watches' events of those records, with their deliveries still to make (the
+    # outbox's rows go with their events): left, the deliveries could never be made nor
+    # given up, and every round of the webhook worker walked them again (audit 21a)
+    first_kept = datetime(*cutoff, 1, tzinfo=timezone.utc)
+    conn.execute(watch_event.delete().where(watch_event.c.record_logged_at < first_kept))
     conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)} IN ACCESS EXCLUSIVE MODE"))
     for name in names:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
