@@ -1,8 +1,9 @@
 """Where a webhook may be sent (issue 13 item 4): `https://` only, and never to an address
 inside the operator's own networks (loopback, private, link-local, and every other range
-that is not globally routable), checked on the addresses the name resolves to, at creation
-and again at each delivery, which then connects to the very address it checked (a DNS
-answer that changes between the check and the connection cannot move it).
+that is not globally routable), checked on the addresses the name resolves to at each
+delivery, which then connects to the very address it checked (a DNS answer that changes
+between the check and the connection cannot move it). An address as written is checked at
+creation too; a name is not, so that what it resolves to stays the operator's to know.
 
 SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1 lets webhooks go to loopback addresses, over `http://`
 too (and `http://` to nothing else): for local receivers and the tests. Private and
@@ -34,8 +35,7 @@ class UnsafeUrl(ValueError):
     """A webhook URL that may not be called; the message says why, for the person who gave it."""
 
 
-class Unresolved(UnsafeUrl):
-    """A host name that does not resolve (now): a delivery cannot go, a watch may still be made."""
+NAME_REFUSED = "it does not resolve, or not to public addresses alone"
 
 
 def loopback_allowed() -> bool:
@@ -85,6 +85,8 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
         # address was never checked, and the watch was made (audit of webhooks, session 18)
         raise UnsafeUrl("the URL's host must not name an IPv6 zone (%)")
     host = _address_as_written(host) or host
+    if not allow and (host.lower() == "localhost" or host.lower().endswith(".localhost")):
+        raise UnsafeUrl("webhooks may not be sent to localhost")  # RFC 6761: always loopback
     if parts.fragment:
         raise UnsafeUrl("the URL must not have a #fragment")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -150,21 +152,24 @@ def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
     """The address to connect to: the name's first address, provided that every address it
     resolves to may be called (a name with one private address among public ones is refused:
     which one a client would pick is not ours to guess)."""
+    # A name that does not resolve and one that resolves inside the operator's networks are
+    # refused in the same words: what the operator's names resolve to, and which of them
+    # exist, is not the Party's to learn (audit 21a: a Party told them apart one by one)
+    named = f"webhooks may not be sent to {target.host}: {NAME_REFUSED}"
     try:
         found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as e:
-        raise Unresolved(f"the host {target.host!r} does not resolve: {e}") from None
+    except (socket.gaierror, UnicodeError, OSError):
+        raise UnsafeUrl(named) from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     if not addresses:
-        raise Unresolved(f"the host {target.host!r} does not resolve")
-    named = not _is_address(target.host)
+        raise UnsafeUrl(named)
     for address in addresses:
         why = refusal(address, allow_loopback)
         if why is None and target.scheme != "https" and not _is_loopback(address):
             why = f"{address} is not a loopback address, and only loopback may have http://"
         if why is not None:
-            if named:  # what the operator's names resolve to is not the Party's to learn
-                why = "it resolves to an address webhooks may not be sent to"
+            if not _is_address(target.host):
+                raise UnsafeUrl(named)
             raise UnsafeUrl(f"webhooks may not be sent to {target.host}: {why}")
     return addresses[0]
 
@@ -184,15 +189,13 @@ def _is_loopback(address: IPAddress) -> bool:
 
 
 def check_url(url: str) -> Target:
-    """A webhook URL that may be called now, or UnsafeUrl (at creation; delivery checks
-    again). An https URL whose host does not resolve is taken: a name may be registered
-    before its receiver, and a store's machine may not see the public DNS; every delivery
-    resolves it and checks the addresses then. A plain http one must be shown to be
-    loopback."""
+    """A webhook URL in a form that may be called, or UnsafeUrl (at creation). An https URL
+    naming its host is not resolved here: every delivery resolves it and checks each address
+    then, and a refusal now would tell the Party what the operator's DNS says of the name (a
+    name may also be registered before its receiver). An address as written is checked now,
+    and a plain http one (loopback allowed) must be shown to be loopback."""
     target = parse_url(url)
-    try:
-        resolve(target)
-    except Unresolved:
-        if target.scheme != "https":
-            raise
+    if target.scheme == "https" and not _is_address(target.host):
+        return target
+    resolve(target)
     return target
