@@ -301,6 +301,12 @@ def test_an_access_logs_consistency_proofs_are_an_auditors_only(client, engine, 
     assert given.status_code == 200
     proof = [base64.b64decode(h) for h in given.json()["proof"]]
     assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)
+    # a size that is no checkpoint's, or a month with no access log, answers as one that is:
+    # a 422 against a 403 let a Party list every checkpoint's size, step by step (audit 21c)
+    elsewhere = origin[: -len("YYYY-MM")] + "1999-01"
+    for guess in ({"to": new_size + 1}, {"to": new_size + 7}, {"origin": elsewhere}):
+        refused = client.get("/api/v1/logs/consistency", params=dict(asked, **guess), headers=np)
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
 
 
 def test_an_access_logs_checkpoints_are_an_auditors_only(client, engine, np, ws, auditor):

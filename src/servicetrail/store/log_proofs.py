@@ -3,11 +3,13 @@ the rule lets see it, and consistency proofs between checkpoints."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import b64
@@ -15,6 +17,7 @@ from ..domain.merkle import ProofError
 from ..domain.visibility import Access, Viewer
 from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY, is_queued, sealed_leaf_of
+from .log_tables import log_checkpoint
 from .log_tree import (
     LogDamaged,
     StoredTree,
@@ -139,6 +142,20 @@ class ConsistencyRequest:
     new_size: int
 
 
+_ACCESS_ORIGIN = re.compile(r".+/access/[0-9]{4}-[0-9]{2}")
+
+
+def _names_an_access_log(conn: Connection, origin: str) -> bool:
+    """Whether `origin` is an access log's: by its form, whether or not the month has one
+    (which months do is the auditor's to know), or by its checkpoints (an earlier prefix)."""
+    if _ACCESS_ORIGIN.fullmatch(origin):
+        return True
+    family = conn.execute(
+        select(log_checkpoint.c.family).where(log_checkpoint.c.origin == origin).limit(1)
+    ).scalar()
+    return family == ACCESS_FAMILY
+
+
 def consistency_document(
     conn: Connection, asked: ConsistencyRequest, auditor: bool
 ) -> dict[str, Any]:
@@ -146,6 +163,11 @@ def consistency_document(
         raise NoConsistency("from", "must be 1 or more")
     if asked.old_size > asked.new_size:
         raise NoConsistency("from", "must not be greater than to")
+    if not auditor and _names_an_access_log(conn, asked.origin):
+        # before any size is looked up: a 422 for a size that is not a checkpoint's and a 403
+        # for one that is let a Party list the access logs' sizes, every Party's reads at
+        # each seal (audit 21c)
+        raise AuditorsOnly(AuditorsOnly.message)
     newest = checkpoint_at(conn, asked.origin, asked.new_size)
     if newest is None:
         raise NoConsistency("to", f"is not the size of a checkpoint of the log {asked.origin!r}")
