@@ -120,3 +120,25 @@ def test_a_key_that_cannot_be_created_is_named_as_asked(tmp_path):
     assert str(refused.value) == (
         f"the signing key {path} cannot be created: {tmp_path / 'store.db'} is not a folder"
     )
+
+
+@pytest.mark.parametrize("origin", ["my/log\t1", "my/log\r", "my/log\x00", "my/\x1b[31mlog", ""])
+def test_a_signed_checkpoint_that_signed_note_rules_out_is_refused(tmp_path, origin):
+    """C2SP signed-note: no control character but the newline; tlog-checkpoint: a non-empty
+    origin. Signed by the trusted key, each verified (audit 21c), and an escape sequence in
+    the origin reached the terminal as `verify-proof` printed it."""
+    signer = load_signer(tmp_path / "k.key", "my")
+    note = signer.checkpoint(origin, 1, bytes(32))
+    with pytest.raises(cp.NoteError):
+        cp.verify_checkpoint(note, cp.parse_verifier_key(signer.verifier_key), ed25519_check)
+
+
+@pytest.mark.parametrize("name", ["my log", "my\u00a0log", "my\u2003log", "my\tlog", "my+log"])
+def test_a_key_name_with_a_space_or_a_plus_is_refused(tmp_path, name):
+    signer = load_signer(tmp_path / "k.key", name)
+    with pytest.raises(cp.NoteError):
+        cp.parse_verifier_key(signer.verifier_key)
+    good = load_signer(tmp_path / "g.key", "my")
+    note = good.checkpoint("my/2025-03", 1, bytes(32)).replace("\u2014 my ", f"\u2014 {name} ")
+    with pytest.raises(cp.NoteError):  # the line, or the note, is no signed note's
+        cp.parse_checkpoint(note)

@@ -9,7 +9,7 @@ import click
 
 from ..domain.checkpoint import NoteError, parse_verifier_key
 from ..domain.merkle import ProofError
-from ..domain.proof_document import verify_proof_document
+from ..domain.proof_document import parse_proof_document, verify_proof_document
 from ..signing import (
     SigningKeyError,
     ed25519_check,
@@ -159,7 +159,7 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
         if given is not None:
             regular_file(given)  # a pipe would be waited on for ever
     try:
-        document = json.loads(file.read_bytes())
+        document = parse_proof_document(file.read_bytes())
         # the payload's bytes as they are: read as text, a CRLF became LF and a genuine
         # payload failed its commitment
         payload = payload_file.read_bytes().decode("utf-8") if payload_file else None

@@ -90,9 +90,15 @@ class Verifier:
     public_key: bytes
 
 
+def is_key_name(name: str) -> bool:
+    """C2SP signed-note: a key name is non-empty, with no Unicode space and no plus sign (and,
+    as the note that carries it, no control character)."""
+    return bool(name) and name.isprintable() and not any(c.isspace() or c == "+" for c in name)
+
+
 def parse_verifier_key(text: str) -> Verifier:
     parts = text.strip().split("+", 2)
-    if len(parts) != 3 or not parts[0]:
+    if len(parts) != 3 or not is_key_name(parts[0]):
         raise NoteError("a verifier key is <name>+<key hash in hex>+<base64 key>")
     name, hash_hex, encoded = parts
     key = unb64(encoded, "the verifier key")
@@ -123,7 +129,11 @@ class Checkpoint:
 
 
 def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, bytes]]]:
-    """A checkpoint note's body and its signature lines as (name, key hash, signature)."""
+    """A checkpoint note's body and its signature lines as (name, key hash, signature).
+    What C2SP's signed-note and tlog-checkpoint rule out is refused (audit 21c: an origin
+    holding an escape sequence verified, and was printed to the terminal as it was)."""
+    if any((c < " " and c != "\n") or c == "\x7f" for c in note):
+        raise NoteError("a signed note holds no control character but the newline")
     body, sep, signature_block = note.partition("\n\n")
     if not sep or not signature_block.endswith("\n"):
         raise NoteError("a signed note is a body, a blank line and signature lines")
@@ -132,6 +142,8 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
     if len(lines) < 3:
         raise NoteError("a checkpoint body has an origin, a tree size and a root hash")
     origin, size_text, root_text = lines[:3]
+    if not origin:
+        raise NoteError("the checkpoint's origin is empty")
     if not size_text.isascii() or not size_text.isdigit() or (size_text[0] == "0" != size_text):
         raise NoteError(f"the checkpoint's tree size is not a number: {size_text!r}")
     root = unb64(root_text, "the checkpoint's root hash")
@@ -141,7 +153,7 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
     for line in signature_block[:-1].split("\n"):
         dash, _, rest = line.partition(" ")
         name, _, stamp = rest.partition(" ")
-        if dash != SIGNATURE_DASH or not name or not stamp:
+        if dash != SIGNATURE_DASH or not is_key_name(name) or not stamp:
             raise NoteError(f"not a signature line: {line[:80]!r}")
         raw = unb64(stamp, "a signature")
         if len(raw) < 5:

@@ -4,12 +4,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import merkle
 from .checkpoint import NoteError, Verifier, canonical_json, unb64, verify_checkpoint
+
+
+def parse_proof_document(raw: bytes) -> Any:
+    """The document's JSON; ValueError for one whose object names a key twice (json keeps
+    the last, and only that was proven: a reader of the first saw a kind and a Device that
+    were not; audit 21c)."""
+
+    def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            twice = sorted({key for key in keys if keys.count(key) > 1})
+            raise ValueError(f"a JSON object names {', '.join(map(repr, twice))} twice")
+        return dict(pairs)
+
+    return json.loads(raw, object_pairs_hook=once_each)
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,14 @@ def verify_proof_document(
     checkpoint = verify_checkpoint(note, verifier, check)
     if document.get("log") != checkpoint.origin:
         raise NoteError(f"the proof's log {document.get('log')!r} is not the checkpoint's origin")
+    # SPEC section 7: a record's log is its logged_at month's, named under the key's name
+    logged_at = leaf.get("logged_at")
+    month = logged_at[:7] if isinstance(logged_at, str) else None
+    if checkpoint.origin != f"{verifier.name}/{month}":
+        raise NoteError(
+            f"the checkpoint's origin {checkpoint.origin!r} is not the log of the leaf's month "
+            f"under {verifier.name!r}"
+        )
     hashes = [unb64(h, "an inclusion hash") if isinstance(h, str) else b"" for h in path]
     if any(len(h) != 32 for h in hashes):
         raise NoteError("an inclusion hash is not 32 bytes of base64")

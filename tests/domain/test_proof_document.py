@@ -1,0 +1,65 @@
+"""`log verify-proof`'s reading of a proof document (domain.proof_document): a one-leaf log
+signed with a key of the test's own, so that each rule is met alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from servicetrail.domain import checkpoint as cp
+from servicetrail.domain import merkle
+from servicetrail.domain.proof_document import parse_proof_document, verify_proof_document
+from servicetrail.signing import ed25519_check, load_signer
+
+LEAF = {
+    "v": 1,
+    "logged_at": "2030-01-31T23:59:59.999999Z",
+    "kind": "request",
+    "request_id": "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A1:1",
+    "srv": "4.1.1",
+    "user_id": "90-B3-D5-1F-30-01-00-00",
+    "device_id": "00-DB-12-34-56-78-90-A1",
+    "response_code": "",
+    "command_variant": None,
+    "payload_commitment": "00" * 32,
+}
+
+
+def document(tmp_path, origin: str) -> tuple[dict, cp.Verifier]:
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    root = merkle.leaf_hash(cp.canonical_json(LEAF))  # a tree of one leaf: its root
+    proof = {
+        "log": origin,
+        "leaf_index": 0,
+        "leaf": LEAF,
+        "inclusion": [],
+        "checkpoint": signer.checkpoint(origin, 1, root),
+    }
+    return proof, cp.parse_verifier_key(signer.verifier_key)
+
+
+def test_a_leaf_in_its_months_log_verifies(tmp_path):
+    proof, verifier = document(tmp_path, "servicetrail/sat/2030-01")
+    verified = verify_proof_document(proof, verifier, ed25519_check)
+    assert (verified.origin, verified.leaf_index, verified.tree_size) == (proof["log"], 0, 1)
+
+
+@pytest.mark.parametrize("origin", ["servicetrail/sat/2031-07", "elsewhere/2030-01"])
+def test_a_leaf_under_another_months_or_names_origin_is_refused(tmp_path, origin):
+    """SPEC section 7: a record's log is its logged_at month's, `<key name>/<YYYY-MM>`; a leaf
+    of 2030-01 passed under `.../2031-07`, signed by the trusted key (audit 21c)."""
+    proof, verifier = document(tmp_path, origin)
+    with pytest.raises(cp.NoteError, match="not the log of the leaf's month"):
+        verify_proof_document(proof, verifier, ed25519_check)
+
+
+def test_a_document_naming_a_key_twice_is_refused(tmp_path):
+    """json keeps the last of two: a reader of the first saw a kind and a Device that were
+    never proven, and the document verified (audit 21c)."""
+    proof, verifier = document(tmp_path, "servicetrail/sat/2030-01")
+    raw = json.dumps(proof).replace('"leaf": {', '"leaf": {"kind": "response", ', 1).encode()
+    assert json.loads(raw)["leaf"]["kind"] == "request"  # what was hashed and proven
+    with pytest.raises(ValueError, match="'kind' twice"):
+        parse_proof_document(raw)
+    assert parse_proof_document(json.dumps(proof).encode()) == proof
