@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import psycopg
+import psycopg.sql
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -89,19 +91,36 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
         raw.close()
 
 
+def _pg_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, datetime):
+        return "timestamptz"
+    return "text"
+
+
 def postgres_nodes(
     engine: Engine, viewer: Viewer, statement: str, parameters: object
 ) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran, the
     rows it produced and those its conditions removed (no times, no costs: those vary from
     run to run)."""
-    explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) " + statement
+    explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
     with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
         if isinstance(parameters, list):  # sent with the server's own $n placeholders
+            # prepared, then executed: the plan the service runs (a generic one, as read_as
+            # asks), where EXPLAIN of the statement itself plans for the values given
+            cursor = psycopg.RawCursor(conn.connection.driver_connection)
+            types = ", ".join(_pg_type(value) for value in parameters)
+            cursor.execute(f"PREPARE measured({types}) AS {statement}")
             driver = conn.connection.driver_connection
-            plan = psycopg.RawCursor(driver).execute(explain, parameters).fetchone()[0]
+            arguments = ", ".join(psycopg.sql.Literal(v).as_string(driver) for v in parameters)
+            plan = cursor.execute(f"{explain}EXECUTE measured({arguments})").fetchone()[0]
+            cursor.execute("DEALLOCATE measured")
         else:
-            plan = conn.exec_driver_sql(explain, parameters).scalar()
+            plan = conn.exec_driver_sql(explain + statement, parameters).scalar()
     plan = json.loads(plan) if isinstance(plan, str) else plan
     nodes, pending = [], [plan[0]["Plan"]]
     while pending:
