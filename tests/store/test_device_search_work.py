@@ -30,16 +30,16 @@ WINDOW = timedelta(days=10)
 HIDDEN = 200
 
 
-def alerts_to(user_id: str) -> list[SatRecord]:
+def alerts_to(user_id: str, device: str = P.ESME_1) -> list[SatRecord]:
     """Device alerts to another User of the viewer's Device: rule 2 hides them."""
     return [
         SatRecord(
             HIDDEN_FROM + timedelta(minutes=n),
             "device_alert",
-            f"{user_id}:{P.ESME_1}:{7000 + n}",
+            f"{user_id}:{device}:{7000 + n}",
             "",
             user_id,
-            P.ESME_1,
+            device,
             "8F1C",
             "",
         )
@@ -65,10 +65,12 @@ def requests_naming_it_from(user_id: str) -> list[SatRecord]:
     ]
 
 
-def device_search_work(engine: Engine, viewer: Viewer, start: datetime, scope: str | None):
-    """The work of the statement with which a search of ESME_1 over [start, start + WINDOW)
-    reads the trail (the viewer's intervals on the Device are read before it)."""
-    search = build_search(device_id=P.ESME_1, time_from=start, time_to=start + WINDOW, scope=scope)
+def device_search_work(
+    engine: Engine, viewer: Viewer, start: datetime, scope: str | None, device: str = P.ESME_1
+):
+    """The work of the statement with which a search of the Device over [start, start +
+    WINDOW) reads the trail (the viewer's intervals on the Device are read before it)."""
+    search = build_search(device_id=device, time_from=start, time_to=start + WINDOW, scope=scope)
     with statements_sent(engine) as sent, engine.connect() as conn:
         items, _ = search_page(conn, viewer, search, 20)
     assert items == []
@@ -102,3 +104,39 @@ def test_a_device_search_does_the_same_work_past_records_it_may_not_show(
     past_unseen = device_search_work(engine, viewer, HIDDEN_FROM, scope)
     past_nothing = device_search_work(engine, viewer, EMPTY_FROM, scope)
     assert past_unseen == past_nothing
+
+
+def test_a_party_of_many_user_ids_or_ranges_searches_with_the_same_work(engine: Engine) -> None:
+    """A Party of more than 8 User IDs, or holding a Device in more than 8 ranges, was
+    searched through the general form, which read every record of the Device newer than
+    the page (audit 21d: 18 ms against 2.6 past 20,000 hidden records)."""
+    from servicetrail.domain.model import Responsibility, User
+    from servicetrail.store.writer import load_responsibility, load_user
+
+    world = P.load_personas(engine)
+    with engine.begin() as conn:
+        for n in range(12):  # BIGCO: a dozen User IDs, supplier of PPMID_1 from 2027
+            load_user(conn, User(f"90-B3-D5-1F-30-09-00-{n:02X}", "BIGCO", "IS"), "Big Co")
+        load_responsibility(
+            conn,
+            Responsibility(
+                P.PPMID_1, "BIGCO", "supplier", parse_time("2027-01-01T00:00:00Z"), None
+            ),
+        )
+        load_user(conn, User("90-B3-D5-1F-30-0A-00-01", "RANGECO", "ED"), "Range Co")
+        # RANGECO: a dozen ranges, eleven in 2026 and one around the windows searched
+        ranges = [(parse_time(f"2026-{m:02d}-01T00:00:00Z"), 12) for m in range(1, 12)]
+        for start, days in [*ranges, (parse_time("2027-05-20T00:00:00Z"), 45)]:
+            held = Responsibility(
+                P.PPMID_1, "RANGECO", "network_operator", start, start + timedelta(days=days)
+            )
+            load_responsibility(conn, held)
+        append_records(conn, alerts_to(P.WS_ED, P.PPMID_1))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    for party in ("BIGCO", "RANGECO"):
+        viewer = world.viewer(party)
+        past_unseen = device_search_work(engine, viewer, HIDDEN_FROM, None, P.PPMID_1)
+        past_nothing = device_search_work(engine, viewer, EMPTY_FROM, None, P.PPMID_1)
+        assert past_unseen == past_nothing, party
