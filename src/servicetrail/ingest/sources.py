@@ -155,7 +155,10 @@ def blanks_from(stream: IO[bytes], first: bytes) -> Blanks:
     lines, size = 1, len(first)
     peek = getattr(stream, "peek", None)
     while peek is not None and size < BLANK_RUN_BYTES:
-        ahead = peek(PIECE)
+        try:
+            ahead = peek(PIECE)
+        except DAMAGED:  # the lines counted stand; the next read meets the damage at its line
+            break
         blank = len(ahead) - len(ahead.lstrip())  # lstrip() takes SPACE, as strip() does
         whole = ahead.rfind(b"\n", 0, blank) + 1  # a blank line's end: it ends the run's bytes
         if not whole:
