@@ -63,3 +63,16 @@ def test_a_document_naming_a_key_twice_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'kind' twice"):
         parse_proof_document(raw)
     assert parse_proof_document(json.dumps(proof).encode()) == proof
+
+
+def test_a_repeated_key_among_very_many_is_found_in_linear_time():
+    """A count per key took 30 s for an object of 60,000 keys, one of them twice (review).
+    The bound is a complexity check, not a speed figure: linear takes about 0.2 s here."""
+    import time
+
+    keys = ", ".join(f'"k{n}": {n}' for n in range(200_000))
+    raw = ("{" + keys + ', "k7": 0}').encode()
+    started = time.process_time()
+    with pytest.raises(ValueError, match="'k7' twice"):
+        parse_proof_document(raw)
+    assert time.process_time() - started < 5  # quadratic: about five minutes

@@ -198,3 +198,36 @@ def test_a_key_listed_only_in_the_store_is_not_published(client, token, engine):
     rogue = re_sign_a_checkpoint(engine)
     after = client.get("/api/v1/logs", headers=headers).json()["verifier_keys"]
     assert rogue not in after and after == before
+
+
+def test_a_log_prefix_ending_in_access_still_gives_a_party_its_consistency_proofs(
+    engine, use_settings
+):
+    """An access log is known by its checkpoints before its form: a prefix of one's own
+    ending in `/access` made the records' logs look like access logs, a 403 for any Party
+    (review, session 21)."""
+    use_settings(SERVICETRAIL_LOG_ORIGIN="dcc.example/access")
+    P.load_personas(engine)
+    seal_store(engine)
+    origin = "dcc.example/access/2025-02"
+    with TestClient(create_app(engine)) as client:
+        with engine.begin() as conn:
+            create_account(conn, "se", P.SOUTHENERGY, "correct horse battery")
+            headers = {"Authorization": f"Bearer {create_token(conn, 'se')}"}
+        key = client.get("/api/v1/logs", headers=headers).json()["verifier_key"]
+        _, old_size, old_root = rfc9162.check_checkpoint(
+            logs_by_origin(client, headers)[origin], key
+        )
+        append(engine, records(40))
+        seal_store(engine)
+        _, new_size, new_root = rfc9162.check_checkpoint(
+            logs_by_origin(client, headers)[origin], key
+        )
+        answer = client.get(
+            "/api/v1/logs/consistency",
+            params={"origin": origin, "from": old_size, "to": new_size},
+            headers=headers,
+        )
+    assert answer.status_code == 200, answer.text
+    proof = [base64.b64decode(h) for h in answer.json()["proof"]]
+    assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)

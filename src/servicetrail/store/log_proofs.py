@@ -146,14 +146,15 @@ _ACCESS_ORIGIN = re.compile(r".+/access/[0-9]{4}-[0-9]{2}")
 
 
 def _names_an_access_log(conn: Connection, origin: str) -> bool:
-    """Whether `origin` is an access log's: by its form, whether or not the month has one
-    (which months do is the auditor's to know), or by its checkpoints (an earlier prefix)."""
-    if _ACCESS_ORIGIN.fullmatch(origin):
-        return True
+    """Whether `origin` is an access log's: by its checkpoints' family, or with none, by its
+    form (which months have an access log is the auditor's to know too). The checkpoints
+    first: a log prefix of one's own may end in `/access` (review, session 21)."""
     family = conn.execute(
         select(log_checkpoint.c.family).where(log_checkpoint.c.origin == origin).limit(1)
     ).scalar()
-    return family == ACCESS_FAMILY
+    if family is not None:
+        return bool(family == ACCESS_FAMILY)
+    return _ACCESS_ORIGIN.fullmatch(origin) is not None
 
 
 def consistency_document(
