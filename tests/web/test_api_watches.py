@@ -4,15 +4,20 @@ titles only, another Party's 404, and hostile input."""
 from __future__ import annotations
 
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watches import match_new_records
 from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
 from tests import personas as P
+from tests.live_server import LiveServer
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -173,29 +178,43 @@ def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
     assert made["webhook"]["secret"] not in client.get("/api/v1/watches", headers=south).text
 
 
-def test_creating_a_watch_never_resolves_its_webhooks_name(client, bearer, monkeypatch):
-    """A name resolving inside the operator's networks was refused at creation (422) and one
-    resolving nowhere was taken (201): a Party told the operator's internal names apart one by
-    one (audit 21a). A name is resolved, and each of its addresses checked, at each delivery
-    alone; creating the watch asks the DNS nothing (a name whose DNS never answered also held
-    one of the Party's requests for as long)."""
+def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
+    engine, world, bearer, use_settings, monkeypatch
+) -> None:
+    """Creating a watch resolves its webhook's name on a thread of the server. A Party that
+    names hosts whose DNS never answers holds one of its requests in flight for each (429
+    past its bound), not the server's threads; another Party is answered at once."""
+    use_settings(SERVICETRAIL_PARTY_REQUESTS=2)
+    real = socket.getaddrinfo
     resolving: list[str] = []
 
-    def dns(host, *args, **kwargs):
-        resolving.append(host)
-        if host == "internal.example":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 443))]
-        raise socket.gaierror(-2, "Name or service not known")
+    def slow_dns(host, *args, **kwargs):
+        if host.endswith(".slow.test"):
+            resolving.append(host)
+            time.sleep(3)
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
 
-    monkeypatch.setattr(outbound.socket, "getaddrinfo", dns)
-    south = bearer(P.SOUTHENERGY)
-    answers = [
-        client.post(
-            "/api/v1/watches",
-            json={"name": host, "webhook": {"url": f"https://{host}/hook"}},
-            headers=south,
-        )
-        for host in ("internal.example", "nowhere.example")
-    ]
-    assert [a.status_code for a in answers] == [201, 201]
-    assert resolving == []
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", slow_dns)
+    south, wires = bearer(P.SOUTHENERGY), bearer(P.WIRESCO)
+    with LiveServer(create_app(engine)) as live:
+        base = f"http://127.0.0.1:{live.port}/api/v1/watches"
+
+        def add(n: int) -> int:
+            body = {"name": f"s{n}", "webhook": {"url": f"https://h{n}.slow.test/"}}
+            return httpx.post(base, json=body, headers=south, timeout=20).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            hanging = [pool.submit(add, n) for n in range(2)]
+            deadline = time.monotonic() + 10
+            while len(resolving) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # each holds its slot while its name resolves
+            assert len(resolving) == 2
+            refused = pool.submit(add, 9).result()
+            started = time.monotonic()
+            other = httpx.get(base, headers=wires, timeout=20)
+            other_took = time.monotonic() - started
+            made = [f.result() for f in hanging]
+    assert refused == 429
+    assert other.status_code == 200 and other_took < 1
+    assert made == [201, 201]  # an https name that does not resolve is taken (checked again later)

@@ -116,18 +116,20 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(monkeypatch) -> None:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
 
     monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
-    assert outbound.resolve(parse_url("https://public.test/hook")) == ipaddress.ip_address(
-        "93.184.216.34"
-    )
+    assert check_url("https://public.test/hook").host == "public.test"
+    for url, inside in (("https://mixed.test/hook", "10.1.1.1"), ("https://decimal.test/", "127")):
+        with pytest.raises(UnsafeUrl) as refused:  # SPEC section 6: at creation too
+            check_url(url)
+        assert inside not in str(refused.value)  # nor where the operator's name points
+    # a name that does not resolve yet is taken at creation; each delivery resolves it again
+    assert check_url("https://nowhere.test/hook").host == "nowhere.test"
     said = set()
-    for url in ("https://mixed.test/hook", "https://decimal.test/h", "https://nowhere.test/h"):
-        # a name is not resolved at creation: each delivery resolves it and checks then
-        assert check_url(url).host == url.split("/")[2]
+    for url in ("https://mixed.test/h", "https://decimal.test/h", "https://nowhere.test/h"):
         with pytest.raises(UnsafeUrl) as refused:
             outbound.resolve(parse_url(url))
         said.add(str(refused.value).replace(url.split("/")[2], "HOST"))
-    # refused in one set of words, whether the name resolves inside the operator's networks
-    # or not at all: neither where its names point nor which exist is the Party's to learn
+    # a delivery's refusal is in one set of words, whether the name resolves inside the
+    # operator's networks or not at all (audit 21a)
     assert said == {f"webhooks may not be sent to HOST: {outbound.NAME_REFUSED}"}
 
 

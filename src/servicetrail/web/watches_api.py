@@ -108,7 +108,7 @@ async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
 
     def store() -> dict[str, Any]:
         if spec.webhook_url is not None:
-            check_url(spec.webhook_url)  # may resolve (http, loopback): on a thread
+            check_url(spec.webhook_url)  # resolves the name: on a thread, not the event loop
         with engine_of(request).begin() as conn:
             return create_watch(
                 conn, viewer.party_id, spec, new_secret() if spec.webhook_url else None

@@ -1,9 +1,8 @@
 """Where a webhook may be sent (issue 13 item 4): `https://` only, and never to an address
 inside the operator's own networks (loopback, private, link-local, and every other range
-that is not globally routable), checked on the addresses the name resolves to at each
-delivery, which then connects to the very address it checked (a DNS answer that changes
-between the check and the connection cannot move it). An address as written is checked at
-creation too; a name is not, so that what it resolves to stays the operator's to know.
+that is not globally routable), checked on the addresses the name resolves to, at creation
+and again at each delivery, which then connects to the very address it checked (a DNS
+answer that changes between the check and the connection cannot move it).
 
 SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1 lets webhooks go to loopback addresses, over `http://`
 too (and `http://` to nothing else): for local receivers and the tests. Private and
@@ -36,6 +35,10 @@ class UnsafeUrl(ValueError):
 
 
 NAME_REFUSED = "it does not resolve, or not to public addresses alone"
+
+
+class Unresolved(UnsafeUrl):
+    """A host name that does not resolve (now): a delivery cannot go, a watch may still be made."""
 
 
 def loopback_allowed() -> bool:
@@ -159,10 +162,10 @@ def resolve(target: Target, allow_loopback: bool | None = None) -> IPAddress:
     try:
         found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        raise UnsafeUrl(named) from None
+        raise Unresolved(named) from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
     if not addresses:
-        raise UnsafeUrl(named)
+        raise Unresolved(named)
     for address in addresses:
         why = refusal(address, allow_loopback)
         if why is None and target.scheme != "https" and not _is_loopback(address):
@@ -189,13 +192,17 @@ def _is_loopback(address: IPAddress) -> bool:
 
 
 def check_url(url: str) -> Target:
-    """A webhook URL in a form that may be called, or UnsafeUrl (at creation). An https URL
-    naming its host is not resolved here: every delivery resolves it and checks each address
-    then, and a refusal now would tell the Party what the operator's DNS says of the name (a
-    name may also be registered before its receiver). An address as written is checked now,
-    and a plain http one (loopback allowed) must be shown to be loopback."""
+    """A webhook URL that may be called now, or UnsafeUrl (at creation; delivery checks
+    again: SPEC section 6 refuses a URL that resolves inside the operator's networks at
+    both). An https URL whose host does not resolve is taken: a name may be registered
+    before its receiver, and a store's machine may not see the public DNS; every delivery
+    resolves it and checks the addresses then. A plain http one must be shown to be
+    loopback. (That a name resolving privately is refused now and one resolving nowhere is
+    not tells a Party which of the operator's names exist: the contract's to weigh.)"""
     target = parse_url(url)
-    if target.scheme == "https" and not _is_address(target.host):
-        return target
-    resolve(target)
+    try:
+        resolve(target)
+    except Unresolved:
+        if target.scheme != "https":
+            raise
     return target
