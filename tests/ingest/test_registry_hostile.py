@@ -131,3 +131,21 @@ def test_a_carriage_return_inside_a_line_is_named_as_such(cli, engine, tmp_path)
     assert reject["reason"] == (
         "not a CSV record: a carriage return inside the line (lines end in LF or CRLF)"
     )
+
+
+def test_a_quote_left_open_before_an_over_long_line_refuses_the_two_alone(cli, engine, tmp_path):
+    """The csv module read on from the open quote into a line over the limit: one reject
+    spanned them both and the good lines between them (review, session 21)."""
+    opened = b'90-B3-D5-1F-30-02-00-01,SOUTH,"South Power,IS\n'
+    huge = b"90-B3-D5-1F-30-02-00-99,NORTH," + b"N" * (1 << 20) + b",IS\n"
+    users = tmp_path / "users.csv"
+    users.write_bytes(USERS_HEADER + GOOD[1] + opened + GOOD[2] + GOOD[3] + huge + GOOD[4])
+    result = cli("load", "users", users)
+    assert result.stdout == "loaded 4, rejected 2, skipped 0 duplicates\n"
+    rejects = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert [r["line"] for r in rejects] == [3, 6]
+    assert rejects[0]["raw"] == opened.decode().rstrip("\n")
+    assert "a quote opened on this line is not closed" in rejects[0]["reason"]
+    assert rejects[1]["raw"] == huge.decode().rstrip("\n")  # copied from the file, as it came
+    assert "a line of over" in rejects[1]["reason"]
+    assert len(user_ids(engine)) == 4

@@ -214,13 +214,17 @@ def test_a_registry_line_longer_than_any_records_costs_no_memory_of_its_size(tmp
     db = f"sqlite:///{tmp_path / 'registry.db'}"
     code, peak, out, err = measured(tmp_path, "load", "--db", db, "load", "devices", str(path))
     assert code == 1, err
-    assert out.read_text().startswith("loaded 2, rejected 2, "), out.read_text()
+    assert out.read_text().startswith("loaded 2, rejected 3, "), out.read_text()
     assert peak < PEAK_RSS_MB, f"a registry line of {len(long_line)} bytes peaked at {peak} MB"
     rejects = [
         json.loads(line) for line in (tmp_path / "devices.rejects.jsonl").read_text().splitlines()
     ]
+    # the quoted record's first line is refused alone, the long line it runs into on its own
+    opened, _, rest = quoted.partition(b"\n")
     assert [(r["line"], r["raw"].encode()) for r in rejects] == [
         (3, long_line),
-        (4, quoted),
+        (4, opened),
+        (5, rest),
     ]
-    assert all("longer than any record" in r["reason"] for r in rejects)
+    assert "a quote opened on this line is not closed" in rejects[1]["reason"]
+    assert all("longer than any record" in r["reason"] for r in (rejects[0], rejects[2]))

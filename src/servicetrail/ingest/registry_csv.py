@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -240,10 +240,12 @@ MOST_LINE_BYTES = PIECE
 
 
 class _LongLine(Exception):
-    """A line over MOST_LINE_BYTES met inside a record the csv module is reading."""
+    """A line over MOST_LINE_BYTES met inside a record the csv module is reading: where it
+    lies, and (its length without its end, the bytes read) to hand it back as it was read."""
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, line: tuple[int, int]) -> None:
         self.span = span
+        self.line = line
 
 
 # A quoted field may hold a line break, but no registry record runs on for this many lines:
@@ -268,7 +270,8 @@ class _Lines:
         self.count = 0
         self.offset = stream.tell()  # where the next line starts (after a byte order mark)
         self.taken: list[bytes] = []
-        self.pushed: list[bytes] = []  # lines handed back, the next one last
+        # lines handed back, the next one last (a long one as its length and bytes read)
+        self.pushed: list[bytes | tuple[int, int]] = []
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -278,40 +281,41 @@ class _Lines:
             raise _RunsOn
         raw = self.next_raw()
         if isinstance(raw, tuple):
-            raise _LongLine(raw)
+            _, at, length = raw
+            assert length is not None
+            raise _LongLine(raw, (length, self.offset - at))
         self.taken.append(raw)
         return raw.decode("utf-8", "surrogateescape")
 
     def next_raw(self) -> bytes | Span:
         """The next line as bytes (counted, not kept): the one handed back, else the file's."""
         raw: bytes | Span
+        line: bytes | tuple[int, int]
         if self.pushed:
-            raw = self.pushed.pop()
-            self.offset += len(raw)
+            line = self.pushed.pop()
         else:
-            piece = self._stream.readline(PIECE)
+            line = piece = self._stream.readline(PIECE)
             if not piece:
                 raise StopIteration  # as the csv module expects at the end
-            line: bytes | tuple[int, int] = piece
             if len(piece) == PIECE and not piece.endswith(b"\n"):  # one piece: a long line
                 line = gathered_line(self._stream, piece, MOST_LINE_BYTES + 2)  # and its end
                 if isinstance(line, bytes) and len(body := _without_end(line)) > MOST_LINE_BYTES:
                     line = (len(body), len(line))  # over the limit by its content alone
-            if isinstance(line, tuple):
-                length, read = line
-                raw = ("span", self.offset, length)
-                self.offset += read
-            else:
-                raw = line
-                self.offset += len(line)
+        if isinstance(line, tuple):
+            length, read = line
+            raw = ("span", self.offset, length)
+            self.offset += read
+        else:
+            raw = line
+            self.offset += len(line)
         self.count += 1
         return raw
 
-    def hand_back(self, raws: list[bytes]) -> None:
+    def hand_back(self, raws: Sequence[bytes | tuple[int, int]]) -> None:
         """Lines taken with next_raw, in the file's order, to be read again."""
         self.pushed += reversed(raws)
         self.count -= len(raws)
-        self.offset -= sum(map(len, raws))
+        self.offset -= sum(raw[1] if isinstance(raw, tuple) else len(raw) for raw in raws)
 
     def take(self) -> bytes:
         taken = self.take_lines()
@@ -413,7 +417,7 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
 
 def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
     """The next record, read by the csv module (nothing at the end of the file)."""
-    start, at = lines.count + 1, lines.offset
+    start = lines.count + 1
     try:
         values = next(reader)
     except StopIteration:
@@ -426,13 +430,21 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
         # over several lines: a quote opened on the first that does not close as CSV needs.
         # That line alone is refused; the others are records of their own, most likely
         lines.hand_back(taken[1:])
-        yield start, taken[0], None, _unclosed(e)
+        why = f"not within {MOST_RECORD_LINES} lines" if isinstance(e, _RunsOn) else e
+        yield start, taken[0], None, _unclosed(why)
         return
-    except _LongLine as e:  # the record as it came: its lines to the end of the long one
-        lines.take()
-        _, offset, length = e.span
-        assert length is not None
-        yield start, ("span", at, offset + length - at), None, _TOO_LONG
+    except _LongLine as e:
+        taken = lines.take_lines()
+        if taken:  # inside a quoted field opened on the first line: refused alone, as above
+            lines.hand_back([*taken[1:], e.line])
+            yield (
+                start,
+                taken[0],
+                None,
+                _unclosed(f"it runs into a line of over {MOST_LINE_BYTES} bytes"),
+            )
+            return
+        yield start, e.span, None, _TOO_LONG
         return
     raw = lines.take()
     if not raw.strip():
@@ -452,8 +464,7 @@ def _unreadable(error: csv.Error | _RunsOn) -> str:
     return f"not a CSV record: {error}"
 
 
-def _unclosed(error: csv.Error | _RunsOn) -> str:
-    why = f"not within {MOST_RECORD_LINES} lines" if isinstance(error, _RunsOn) else error
+def _unclosed(why: object) -> str:
     return (
         f"not a CSV record: a quote opened on this line is not closed as CSV needs ({why}); "
         "the lines after it were read as records of their own"
