@@ -57,28 +57,23 @@ def signed_in(client: TestClient, engine, username: str, party_id: str) -> str:
     return CSRF.search(client.get("/report").text).group(1)
 
 
-def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine):
+@pytest.mark.parametrize(
+    ("asked", "named"),
+    [
+        (("2025-01-01T00:00:00+01:00", " 2025-02-01 "), "20241231T230000Z-20250201T000000Z"),
+        # strftime's %Y gave `9990101T000000Z`, and for year 1 `10101T000000Z` (audit 21b)
+        (("0999-01-01T00:00:00Z", "2026-01-01T00:00:00Z"), "09990101T000000Z-20260101T000000Z"),
+    ],
+)
+def test_the_api_names_the_file_after_the_parsed_utc_times(client, engine, asked, named):
     response = client.get(
         "/api/v1/reports/own.csv",
         headers=bearer(engine, "np", P.NORTHPOWER),
-        params={"from": "2025-01-01T00:00:00+01:00", "to": " 2025-02-01 "},
+        params={"from": asked[0], "to": asked[1]},
     )
     assert response.status_code == 200
     assert response.headers["content-disposition"] == (
-        'attachment; filename="servicetrail-own-NORTHPOWER-20241231T230000Z-20250201T000000Z.csv"'
-    )
-
-
-def test_a_year_before_1000_is_named_with_four_digits(client, engine):
-    """strftime's %Y gave `9990101T000000Z`, and for year 1 `10101T000000Z` (audit 21b)."""
-    response = client.get(
-        "/api/v1/reports/own.csv",
-        headers=bearer(engine, "np", P.NORTHPOWER),
-        params={"from": "0999-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
-    )
-    assert response.status_code == 200
-    assert response.headers["content-disposition"] == (
-        'attachment; filename="servicetrail-own-NORTHPOWER-09990101T000000Z-20260101T000000Z.csv"'
+        f'attachment; filename="servicetrail-own-NORTHPOWER-{named}.csv"'
     )
 
 
