@@ -203,30 +203,42 @@ def test_a_gigabyte_of_blank_lines_is_read_past_in_runs_with_lines_numbered(
         assert [n for n, _ in sources.numbered_lines(stream)] == [1, 750_002, 1_500_003]
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
-@pytest.mark.parametrize("damage", ["junk after", "cut short"])
-def test_damage_inside_or_after_a_run_of_blank_lines_is_at_its_own_line(
-    engine, tmp_path, use_settings, workers, damage
-):
-    """The run's lines read before the damage still count: it was reported at the run's
-    first line, 100,000 lines early (review, session 21)."""
-    body = line(1).encode() + b"\n" + b"\n" * 300_000 + line(2).encode() + b"\n"
+def _damaged(body: bytes, how: str) -> bytes:
     whole = gzip.compress(body)
+    if how == "junk after":
+        return whole + b"x"  # one byte: the failed read took it, and the next met a clean end
+    if how == "bad checksum":
+        return whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:]
+    return whole[: len(whole) // 2]
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("how", ["junk after", "bad checksum", "cut short"])
+@pytest.mark.parametrize("ends", ["a record", "blank lines"])
+def test_damage_inside_or_after_a_run_of_blank_lines_is_at_its_own_line(
+    engine, tmp_path, use_settings, workers, how, ends
+):
+    """Damage is reported at the line a plain read meets it, in its own words: it was named at
+    the run's first line, 100,000 lines early, and then the read after a failed one met a
+    clean end (no reject at all) or other damage (reviews, session 21)."""
+    body = line(1).encode() + b"\n" + b"\n" * 300_000
+    if ends == "a record":
+        body += line(2).encode() + b"\n"
     path = tmp_path / "damaged.jsonl.gz"
-    path.write_bytes(whole + b"junk" if damage == "junk after" else whole[: len(whole) // 2])
-    with gzip.open(path, "rb") as stream:  # where the damage is, by reading line by line
-        readable = 0
+    path.write_bytes(_damaged(body, how))
+    with gzip.open(path, "rb") as stream:  # where the damage is, and its words, line by line
+        readable, said = 0, None
         try:
             while stream.readline():
                 readable += 1
-        except sources.DAMAGED:
-            pass
+        except sources.DAMAGED as e:
+            said = sources.damage_reason(e)
+    assert said is not None
     use_settings(SERVICETRAIL_WORKER_MIN_BYTES=0, SERVICETRAIL_PARSE_WORKERS=workers)
     ingest(engine, [path])
     rejects = (tmp_path / "damaged.jsonl.rejects.jsonl").read_text().splitlines()
     [reject] = [json.loads(x) for x in rejects]
-    assert "cannot be read from this line on" in reject["reason"]
-    assert reject["line"] == readable + 1 and readable > 1000
+    assert (reject["line"], reject["reason"]) == (readable + 1, said)
 
 
 def test_a_batch_waiting_on_slow_input_lets_other_writers_in(

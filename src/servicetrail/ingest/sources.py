@@ -143,22 +143,28 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, 
         if len(line) > limit or (len(line) == PIECE and not line.endswith(b"\n")):
             yield gathered_line(stream, line, limit)
         elif line[0] in SPACE and not line.strip():
-            yield blanks_from(stream, line)
+            run, damage = blanks_from(stream, line)
+            yield run
+            if damage is not None:  # at the line after the run, as a plain read would have
+                raise damage
         else:
             yield line
 
 
-def blanks_from(stream: IO[bytes], first: bytes) -> Blanks:
+def blanks_from(stream: IO[bytes], first: bytes) -> tuple[Blanks, BaseException | None]:
     """The run of blank lines that starts with the blank line `first`, read past a buffer at a
     time (the stream's peek; a stream without one gives the line alone), up to about
-    BLANK_RUN_BYTES: a loader commits between chunks, and a run is no longer than one."""
+    BLANK_RUN_BYTES: a loader commits between chunks, and a run is no longer than one. With
+    the damage to a compressed stream that ended it, if any: the lines counted before it
+    stand, and the damage is the caller's to raise after them (a read after a failed one may
+    meet a clean end, or other words: review, session 21)."""
     lines, size = 1, len(first)
     peek = getattr(stream, "peek", None)
     while peek is not None and size < BLANK_RUN_BYTES:
         try:
             ahead = peek(PIECE)
-        except DAMAGED:  # the lines counted stand; the next read meets the damage at its line
-            break
+        except DAMAGED as damage:
+            return Blanks(lines, size), damage
         blank = len(ahead) - len(ahead.lstrip())  # lstrip() takes SPACE, as strip() does
         whole = ahead.rfind(b"\n", 0, blank) + 1  # a blank line's end: it ends the run's bytes
         if not whole:
@@ -168,7 +174,7 @@ def blanks_from(stream: IO[bytes], first: bytes) -> Blanks:
         stream.read(whole)
         if whole < len(ahead):
             break
-    return Blanks(lines, size)
+    return Blanks(lines, size), None
 
 
 def too_long(limit: int) -> str:
