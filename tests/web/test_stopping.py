@@ -124,3 +124,50 @@ def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sq
     assert exited < GRACEFUL_SECONDS + 2
     # the body ends without its last chunk: the client cannot take it for a whole report
     assert "returned without completing response" in said, said
+
+
+def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqlite_url, tmp_path):
+    """Blocked in `send` to a client that reads no more, a stream never came back to look
+    whether the server was stopping: uvicorn cancelled it with a traceback, and its closing
+    access-log entry, with the events it had sent, was never written (audit 20e). It is cut
+    off a second before uvicorn would cancel it (web.watches_api.EventStream)."""
+    from servicetrail.store.watches import catch_up
+    from tests.webhooks.test_kill import add_requests
+
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    secret = bearer(engine, P.SOUTHENERGY)
+    south = {"Authorization": f"Bearer {secret}"}
+    patient = dict(FAST_STREAM_POLL, SERVICETRAIL_SEND_TIMEOUT="600")  # the stop cuts it off
+    with live_server_process(sqlite_url, tmp_path, env=patient) as (server, base, log_path):
+        watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+        add_requests(engine, 0, 8000)  # events enough to fill both sockets' buffers (~4 MB)
+        catch_up(engine)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before it connects
+        client.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+        client.sendall(
+            f"GET /api/v1/watches/{watch['id']}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {secret}\r\n\r\n".encode()
+        )
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(1)  # it reads no more: the stream waits in send
+        asked = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=GRACEFUL_SECONDS + 10) in (0, -signal.SIGTERM)
+        exited = time.monotonic() - asked
+        client.close()
+    said = log_path.read_text()
+    assert "Traceback" not in said and "Cancel 1 running task" not in said, said
+    assert exited < GRACEFUL_SECONDS + 2
+    # the body ends without its last chunk: the client cannot take it for a finished stream
+    assert "returned without completing response" in said, said
+    with engine.connect() as conn:
+        sent = [
+            e.records_returned
+            for e in iter_entries(conn, EntryFilter(P.SOUTHENERGY))
+            if e.action == "stream"
+        ]
+    engine.dispose()
+    closing, opening = sent  # newest first: what it had sent, then its first entry
+    assert opening == 0 and closing > 0, sent

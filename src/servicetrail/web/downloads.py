@@ -46,7 +46,7 @@ from ..domain.visibility import Viewer
 from ..store.engine import reading
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
-from .stopping import GRACEFUL_SECONDS, ServerRestarting
+from .stopping import ServerRestarting
 
 log = logging.getLogger("servicetrail.web")
 
@@ -273,8 +273,7 @@ class ReportDownload(Response):
                 """A report that cannot finish in the server's graceful time is cut off here,
                 a second before uvicorn would cancel it with a traceback (web.stopping)."""
                 nonlocal failure
-                await scope["app"].state.stopping.asked_to_stop()
-                await anyio.sleep(GRACEFUL_SECONDS - 1)
+                await scope["app"].state.stopping.until_cut_off()
                 failure = ServerRestarting()
                 cancel.cancel()
 

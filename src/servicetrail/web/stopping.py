@@ -79,6 +79,13 @@ class ServerStopping:
         else:
             await self._event.wait()
 
+    async def until_cut_off(self) -> None:
+        """Returns a second before uvicorn, asked to stop, would cancel a response still
+        going, with a traceback and nothing after it run (its access-log entry, its
+        cleanup): a response that cannot finish in the graceful time ends itself then."""
+        await self.asked_to_stop()
+        await anyio.sleep(GRACEFUL_SECONDS - 1)
+
     async def sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
         with anyio.move_on_after(seconds):

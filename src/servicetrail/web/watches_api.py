@@ -41,7 +41,7 @@ from .fairness import limits_of
 from .params import PageSize, asked
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 from .state import engine_of, reader_of
-from .stopping import GRACEFUL_SECONDS, ServerStopping
+from .stopping import ServerStopping
 
 log = logging.getLogger("servicetrail.web")
 
@@ -300,8 +300,7 @@ class EventStream(StreamingResponse):
             async with anyio.create_task_group() as group:
 
                 async def give_way_to_a_stop() -> None:
-                    await scope["app"].state.stopping.asked_to_stop()
-                    await anyio.sleep(GRACEFUL_SECONDS - 1)
+                    await scope["app"].state.stopping.until_cut_off()
                     group.cancel_scope.cancel()
 
                 group.start_soon(give_way_to_a_stop)
