@@ -22,6 +22,9 @@ def test_pg_throwaway_starts_a_server_one_can_reach_and_stops_it(tmp_path: Path)
     try:
         with psycopg.connect(url) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
+        # run again, it gives the same server: it started a second and forgot the first
+        again = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0 and again.stdout == started.stdout, again.stderr
     finally:
         stopped = subprocess.run(
             [script, "stop"], env=env, capture_output=True, text=True, timeout=120
