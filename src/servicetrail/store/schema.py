@@ -26,11 +26,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from ..domain.times import fixed_time
+from ..domain.visibility import MP141_KINDS
 
 UTC = timezone.utc
 # The kinds rule 3 shares, as SQL: the rule's clause (visibility_sql.mp141_kinds_clause) and
 # the partial index that serves it must say it alike, for the engine to match them
-SHARED_KINDS = ("acknowledgement", "request", "response")
+SHARED_KINDS = tuple(sorted(kind.value for kind in MP141_KINDS))
 SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
 SCHEMA_HEAD = "0017"  # a test checks this against Alembic's head
 
