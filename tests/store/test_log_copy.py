@@ -10,7 +10,7 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from servicetrail.store.log_copy import leaf_copy_data
+from servicetrail.store.log_copy import leaf_copy_data, runs_by_salt, runs_of
 from servicetrail.store.log_tables import log_leaf
 from servicetrail.store.merkle_log import _write_leaves
 
@@ -35,7 +35,7 @@ def leaf_rows() -> list[tuple[object, ...]]:
 def test_leaf_rows_read_back_as_written(engine) -> None:
     rows = leaf_rows()
     with engine.begin() as conn:
-        _write_leaves(conn, rows)
+        _write_leaves(conn, list(runs_of(rows)))
     with engine.connect() as conn:
         c = log_leaf.c
         stored = conn.execute(
@@ -57,8 +57,29 @@ def test_a_value_of_the_wrong_length_is_refused(
 ) -> None:
     good = ("sat", "2025-01", 0, 1, b"\x03" * 32, b"\x04" * 16)
     with pytest.raises(ValueError, match=refused):
-        leaf_copy_data([good, ("sat", "2025-01", 1, 2, leaf, salt)])
+        leaf_copy_data(runs_of([good, ("sat", "2025-01", 1, 2, leaf, salt)]))
     with pytest.raises(ValueError, match=refused), engine.begin() as conn:
-        _write_leaves(conn, [good, ("sat", "2025-01", 1, 2, leaf, salt)])
+        _write_leaves(conn, list(runs_of([good, ("sat", "2025-01", 1, 2, leaf, salt)])))
     with engine.connect() as conn:
         assert conn.execute(select(log_leaf.c.entry_id)).all() == []
+
+
+def test_one_logs_leaves_mixing_salted_and_unsalted_are_written_as_given(engine) -> None:
+    """A log's leaves from one index on: one run when all are salted or all not, and runs
+    that split where a salt's presence changes when they mix."""
+    leaves = [
+        (100 + i, hashlib.sha256(bytes([i])).digest(), None if i in (2, 3) else bytes([i]) * 16)
+        for i in range(6)
+    ]
+    assert [len(run.entry_ids) for run in runs_by_salt("sat", "2025-04", 7, leaves)] == [2, 2, 2]
+    assert len(list(runs_by_salt("sat", "2025-04", 7, leaves[:2]))) == 1
+    with engine.begin() as conn:
+        _write_leaves(conn, list(runs_by_salt("sat", "2025-04", 7, leaves)))
+    with engine.connect() as conn:
+        c = log_leaf.c
+        stored = conn.execute(
+            select(c.leaf_index, c.entry_id, c.leaf_hash, c.salt).order_by(c.leaf_index)
+        ).all()
+    assert [(i, e, bytes(h), None if s is None else bytes(s)) for i, e, h, s in stored] == [
+        (7 + k, *leaf) for k, leaf in enumerate(leaves)
+    ]

@@ -16,8 +16,8 @@ JSON array and the hashes and salts each as one blob it cuts up, 1.1 us a leaf
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, cast
 
 COLUMNS = ("family", "month", "leaf_index", "entry_id", "leaf_hash", "salt")
 HASH_BYTES = 32
@@ -37,31 +37,90 @@ def _head(family: str, month: str) -> bytes:
     )
 
 
-def _check(entry_id: int, leaf: bytes, salt: bytes | None) -> None:
+class LeafRun(NamedTuple):
+    """Leaves of one log with consecutive indexes from `first`, all salted (`salts` given) or
+    all not: the bulk writer's unit, one statement on SQLite."""
+
+    family: str
+    month: str
+    first: int
+    entry_ids: Sequence[int]
+    leaves: Sequence[bytes]
+    salts: Sequence[bytes] | None
+
+
+def runs_of(rows: Iterable[tuple[Any, ...]]) -> Iterator[LeafRun]:
+    """log_leaf rows (family, month, leaf_index, entry_id, leaf_hash, salt or None) as runs,
+    a new run wherever the log changes, an index is skipped or a salt's presence changes."""
+    run: list[tuple[Any, ...]] = []
+    for row in rows:
+        if run and not _continues(run[-1], row):
+            yield _run_of(run)
+            run = []
+        run.append(row)
+    if run:
+        yield _run_of(run)
+
+
+def _continues(last: tuple[Any, ...], row: tuple[Any, ...]) -> bool:
+    same_log = row[:2] == last[:2]
+    return same_log and row[2] == last[2] + 1 and (row[5] is None) == (last[5] is None)
+
+
+def _run_of(run: list[tuple[Any, ...]]) -> LeafRun:
+    family, month, first = run[0][:3]
+    salts = None if run[0][5] is None else [row[5] for row in run]
+    return LeafRun(family, month, first, [row[3] for row in run], [row[4] for row in run], salts)
+
+
+def runs_by_salt(
+    family: str, month: str, first: int, leaves: Sequence[tuple[int, bytes, bytes | None]]
+) -> Iterator[LeafRun]:
+    """One log's leaves (entry id, leaf hash, salt or None) from index `first` on, as runs:
+    one, unless salted and unsalted leaves mix."""
+    if not leaves:
+        return
+    salts = [salt for _, _, salt in leaves]
+    unsalted = salts.count(None)
+    if 0 < unsalted < len(salts):
+        yield from runs_of((family, month, first + i, *leaf) for i, leaf in enumerate(leaves))
+        return
+    ids, hashes = [leaf[0] for leaf in leaves], [leaf[1] for leaf in leaves]
+    yield LeafRun(family, month, first, ids, hashes, None if unsalted else cast(list[bytes], salts))
+
+
+def _check(run: LeafRun) -> None:
     """A hash or salt of another length is refused: struct would pad or cut it, and a run's
     blob would shift every later leaf."""
-    if len(leaf) != HASH_BYTES:
-        raise ValueError(f"a leaf hash of {len(leaf)} bytes for entry {entry_id}")
-    if salt is not None and len(salt) != SALT_BYTES:
-        raise ValueError(f"a salt of {len(salt)} bytes for entry {entry_id}")
+    if len(run.leaves) != len(run.entry_ids) or (
+        run.salts is not None and len(run.salts) != len(run.entry_ids)
+    ):
+        raise ValueError(f"a run of {len(run.entry_ids)} entries with other counts of hashes")
+    for values, size, name in (
+        (run.leaves, HASH_BYTES, "leaf hash"),
+        (run.salts, SALT_BYTES, "salt"),
+    ):
+        if values is not None and set(map(len, values)) - {size}:
+            at = next(i for i, value in enumerate(values) if len(value) != size)
+            raise ValueError(f"a {name} of {len(values[at])} bytes for entry {run.entry_ids[at]}")
 
 
-def leaf_copy_data(rows: Iterable[tuple[Any, ...]]) -> bytearray:
-    """The COPY stream of log_leaf rows (family, month, leaf_index, entry_id, leaf_hash, salt
-    or None)."""
-    heads: dict[tuple[str, str], bytes] = {}
+def leaf_copy_data(runs: Iterable[LeafRun]) -> bytearray:
+    """The COPY stream of log_leaf rows, run after run."""
     salted, unsalted = _SALTED.pack, _UNSALTED.pack
     data = bytearray(_SIGNATURE)
-    for family, month, index, entry_id, leaf, salt in rows:
-        head = heads.get((family, month))
-        if head is None:
-            head = heads[(family, month)] = _head(family, month)
-        _check(entry_id, leaf, salt)
-        data += head
-        if salt is None:
-            data += unsalted(8, index, 8, entry_id, HASH_BYTES, leaf, -1)
+    for run in runs:
+        _check(run)
+        head = _head(run.family, run.month)
+        if run.salts is None:
+            for index, (entry_id, leaf) in enumerate(zip(run.entry_ids, run.leaves), run.first):
+                data += head
+                data += unsalted(8, index, 8, entry_id, HASH_BYTES, leaf, -1)
         else:
-            data += salted(8, index, 8, entry_id, HASH_BYTES, leaf, SALT_BYTES, salt)
+            rows = zip(run.entry_ids, run.leaves, run.salts)
+            for index, (entry_id, leaf, salt) in enumerate(rows, run.first):
+                data += head
+                data += salted(8, index, 8, entry_id, HASH_BYTES, leaf, SALT_BYTES, salt)
     data += _TRAILER
     return data
 
@@ -75,27 +134,9 @@ SQLITE_RUN = (
 )
 
 
-def sqlite_runs(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-    """The parameters of SQLITE_RUN for log_leaf rows, a statement a run: rows of one log
-    with consecutive leaf indexes, all salted or all not."""
-    run: list[tuple[Any, ...]] = []
-    for row in rows:
-        _check(row[3], row[4], row[5])
-        if run and not _continues(run[-1], row):
-            yield _run_parameters(run)
-            run = []
-        run.append(row)
-    if run:
-        yield _run_parameters(run)
-
-
-def _continues(last: tuple[Any, ...], row: tuple[Any, ...]) -> bool:
-    same_log = row[:2] == last[:2]
-    return same_log and row[2] == last[2] + 1 and (row[5] is None) == (last[5] is None)
-
-
-def _run_parameters(run: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    family, month, first = run[0][:3]
-    entry_ids = "[" + ",".join(str(int(row[3])) for row in run) + "]"
-    salts = None if run[0][5] is None else b"".join(row[5] for row in run)
-    return family, month, first, entry_ids, b"".join(row[4] for row in run), salts
+def sqlite_parameters(run: LeafRun) -> tuple[Any, ...]:
+    """SQLITE_RUN's parameters for a run."""
+    _check(run)
+    entry_ids = "[" + ",".join(map(str, map(int, run.entry_ids))) + "]"
+    salts = None if run.salts is None else b"".join(run.salts)
+    return run.family, run.month, run.first, entry_ids, b"".join(run.leaves), salts

@@ -41,7 +41,7 @@ from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .engine import waiting_at_most
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
-from .log_copy import SQLITE_RUN, leaf_copy_data, sqlite_runs
+from .log_copy import SQLITE_RUN, LeafRun, leaf_copy_data, runs_by_salt, sqlite_parameters
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
@@ -156,16 +156,21 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
         _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         sizes[month] = size
     # a log's leaves together: each log's are one run for the bulk writer
-    fresh: dict[str, list[bytes]] = {month: [] for month in sizes}
-    by_log: dict[str, list[tuple[Any, ...]]] = {month: [] for month in sizes}
+    by_log: dict[str, list[tuple[int, bytes, bytes | None]]] = {month: [] for month in sizes}
     for entry_id, month, leaf, salt in rows:
-        if month in fresh:
-            added = fresh[month]
-            by_log[month].append((family, month, sizes[month] + len(added), entry_id, leaf, salt))
-            added.append(leaf)
-    _write_leaves(conn, [value for values in by_log.values() for value in values])
+        if month in by_log:
+            by_log[month].append((entry_id, leaf, salt))
+    _write_leaves(
+        conn,
+        [
+            run
+            for month, leaves in by_log.items()
+            for run in runs_by_salt(family, month, sizes[month], leaves)
+        ],
+    )
     # the tiles now, from the hashes in hand: the seal would have to read every leaf back
-    for month, added in fresh.items():
+    for month, leaves in by_log.items():
+        added = [leaf for _, leaf, _ in leaves]
         _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
 
 
@@ -222,7 +227,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
             continue
         _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         for chunk in _queued(conn, family, month):
-            _append_leaves(conn, family, month, size, chunk)
+            _write_leaves(conn, list(runs_by_salt(family, month, size, chunk)))
             _grow_tiles(conn, family, month, size, size + len(chunk), [row[1] for row in chunk])
             _unqueue(conn, family, month, [row[0] for row in chunk])
             size += len(chunk)
@@ -375,25 +380,18 @@ def _size(conn: Connection, family: str, month: str) -> int:
     return 0 if top is None else int(top) + 1
 
 
-def _append_leaves(
-    conn: Connection, family: str, month: str, old_size: int, rows: Sequence[Any]
-) -> None:
-    values = [(family, month, old_size + i, row[0], row[1], row[2]) for i, row in enumerate(rows)]
-    _write_leaves(conn, values)
-
-
-def _write_leaves(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
-    """log_leaf rows (family, month, leaf_index, entry_id, leaf_hash, salt), in bulk."""
+def _write_leaves(conn: Connection, runs: Sequence[LeafRun]) -> None:
+    """log_leaf rows, a run of one log's consecutive leaves at a time, in bulk."""
     driver = _driver(conn)
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             with cursor.copy(
                 f"COPY log_leaf ({', '.join(LEAF_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.write(leaf_copy_data(values))
+                copy.write(leaf_copy_data(runs))
         return
-    for parameters in sqlite_runs(values):
-        driver.execute(SQLITE_RUN, parameters)
+    for run in runs:
+        driver.execute(SQLITE_RUN, sqlite_parameters(run))
 
 
 def _grow_tiles(
