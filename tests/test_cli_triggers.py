@@ -104,3 +104,46 @@ def test_the_help_states_the_bounds_the_command_applies(cli):
     shown = " ".join(cli("triggers", "--help").stdout.split())
     assert f"(1..{MAX_WINDOW_MINUTES})" in shown and f"[default: {DEFAULT_WINDOW_MINUTES}]" in shown
     assert f"(at most {MAX_TRIGGERS})" in shown
+
+
+def test_a_list_the_cap_cuts_says_so_and_names_the_search_for_the_rest(cli, engine, world):
+    """Another User's flood of requests to ESME-1 in the hour before SOUTHENERGY's alert: the
+    list stops at the cap, and standard error names the records command that lists every
+    request of the window, which does."""
+    from datetime import timedelta
+
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+    from servicetrail.store.writer import append_records
+
+    alert_at = P.t("2025-03-06T07:00:00Z")
+    flood = [
+        SatRecord(
+            alert_at - timedelta(minutes=30, seconds=i),
+            "request",
+            P._rid(P.LK_OU, P.ESME_1, 5000 + i),
+            "11.2",
+            P.LK_OU,
+            P.ESME_1,
+            "",
+            "<flood>",
+        )
+        for i in range(MAX_TRIGGERS + 1)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, flood)
+    alert = world.ids["se_device_alert"]
+    result = cli("triggers", alert, "--party", P.SOUTHENERGY, "--window", "60", "--format", "jsonl")
+    assert len(jsonl(result)) == MAX_TRIGGERS
+    note = result.stderr.strip()
+    assert note.startswith(f"only the newest {MAX_TRIGGERS} are listed")
+    command = note.split("servicetrail ", 1)[1].split()
+    assert command[:3] == ["records", "--party", P.SOUTHENERGY]
+    every = jsonl(cli(*command, "--format", "jsonl"))
+    assert len(every) == MAX_TRIGGERS + 1  # the whole flood, the one the list left out too
+    assert {r["id"] for r in every} > {x["record"]["id"] for x in jsonl(result)}
+
+
+def test_a_list_within_the_cap_has_no_note(cli, world):
+    result = cli("triggers", world.ids["se_device_alert"], "--party", P.SOUTHENERGY)
+    assert result.exit_code == 0 and result.stderr == ""

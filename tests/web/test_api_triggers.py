@@ -4,6 +4,7 @@ a few records placed at the window's edges."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -178,21 +179,71 @@ def test_the_widest_window_is_accepted_and_no_token_is_401(client, bearer, world
     assert triggers(client, {}, world.ids["ws_alert"]).status_code == 401
 
 
-def test_the_list_is_capped_with_the_linked_request_kept(client, bearer, engine, world):
-    from servicetrail.domain.triggers import MAX_TRIGGERS
-
+def _flood(engine, count: int) -> list[SatRecord]:
+    """`count` requests by another User to ESME-1, a second apart, 40 minutes before the
+    alert: inside its 60-minute window."""
     flood = [
-        _req(ALERT_AT - timedelta(minutes=40, seconds=i), P.LK_OU, 1000 + i)
-        for i in range(MAX_TRIGGERS + 5)
+        _req(ALERT_AT - timedelta(minutes=40, seconds=i), P.LK_OU, 1000 + i) for i in range(count)
     ]
     with engine.begin() as conn:
         append_records(conn, flood)
-    items = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60").json()["items"]
+    return flood
+
+
+def every_item(client, headers, path: str, params: dict[str, str]) -> list[dict]:
+    """Every item of a records search, page by page from the cursor it starts at."""
+    found: list[dict] = []
+    params = dict(params, limit="1000")
+    while True:
+        page = client.get(path, headers=headers, params=params)
+        assert page.status_code == 200, page.text
+        found += page.json()["items"]
+        if page.json()["next_cursor"] is None:
+            return found
+        params["cursor"] = page.json()["next_cursor"]
+
+
+def test_a_list_the_cap_cuts_keeps_the_linked_request_and_links_to_the_rest(
+    client, bearer, engine, world
+):
+    """Another User flooding a Device with requests cannot push the one that mattered out of
+    sight: the cut list says so, with a Link to the records search that goes on with the
+    older requests of the window, and that search and the list together hold every one."""
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+
+    _flood(engine, MAX_TRIGGERS + 5)
+    headers = bearer(P.WIRESCO)
+    response = triggers(client, headers, world.ids["ws_alert"], window="60")
+    items = response.json()["items"]
     assert len(items) == MAX_TRIGGERS
     assert items[0]["link"] == "request_id"
     times = [e["record"]["logged_at"] for e in items[1:]]
     assert times == sorted(times, reverse=True)
     assert items[1]["record"]["id"] == world.ids["at_alert_time"]  # the newest kept, the oldest cut
+
+    link = response.headers["link"]
+    assert link.startswith("</api/v1/records?") and link.endswith('>; rel="next"')
+    target = urlsplit(link[1 : link.index(">")])
+    rest = every_item(client, headers, target.path, dict(parse_qsl(target.query)))
+    window = {
+        "device_id": P.ESME_1,
+        "kind": "request",
+        "from": "2025-04-01T11:00:00Z",
+        "to": "2025-04-01T12:00:00.000001Z",
+    }
+    everything = [r["id"] for r in every_item(client, headers, "/api/v1/records", window)]
+    listed = {e["record"]["id"] for e in items}
+    assert len(everything) == MAX_TRIGGERS + 5 + 3  # the flood, at_alert_time, the CV 4, the start
+    assert [r["id"] for r in rest] == [i for i in everything if i not in listed]
+
+
+def test_a_list_within_the_cap_has_no_link(client, bearer, engine, world):
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+
+    _flood(engine, MAX_TRIGGERS - 4)  # with the linked request and three in the window: the cap
+    response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60")
+    assert len(response.json()["items"]) == MAX_TRIGGERS
+    assert "link" not in response.headers
 
 
 def test_the_openapi_document_describes_the_route(client):

@@ -134,3 +134,42 @@ def test_a_hidden_alert_is_still_not_found(engine, world):
 )
 def test_seconds_before_in_words(seconds, text):
     assert before_text(seconds) == text
+
+
+def test_a_list_the_cap_cuts_links_to_the_older_requests_of_the_window(engine, world):
+    """A flood of LOOKER's requests in the hour before the alert: the panel shows the cap's
+    newest and links to the search screen's page of the Device's requests after the last one
+    shown, which lists the rest (the oldest of the flood among them)."""
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+    from servicetrail.store.writer import append_records
+
+    flood = [
+        SatRecord(
+            ALERT_AT - timedelta(minutes=45, milliseconds=500 * i),
+            "request",
+            P._rid(P.LK_OU, P.ESME_1, 5000 + i),
+            "11.2",
+            P.LK_OU,
+            P.ESME_1,
+            "",
+            "",
+        )
+        for i in range(MAX_TRIGGERS)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, flood)
+        oldest = P.record_ids(conn)[flood[-1].key]
+    client = signed_in(engine, P.WIRESCO)
+    shown = panel(client.get(f"/records/{world.ids['ws_alert']}?window=60").text)
+    assert shown.count('href="/records/') == MAX_TRIGGERS
+    assert f'href="/records/{oldest}"' not in shown
+    link = re.search(r'<a href="(/\?[^"]+)">the older requests of the window</a>', shown)
+    assert link is not None, shown[-600:]
+    rest = client.get(link.group(1))
+    assert rest.status_code == 200
+    assert f'href="/records/{oldest}"' in rest.text
+
+
+def test_a_list_within_the_cap_has_no_such_link(engine, world):
+    shown = panel(signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}").text)
+    assert "the older requests of the window" not in shown

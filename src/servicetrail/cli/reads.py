@@ -164,7 +164,8 @@ def records_cmd(
 @with_db
 def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     """What may have caused a record: the requests the Party may see on its Device in the
-    window before it, newest first, the one sharing its Request ID first (at most 400).
+    window before it, newest first, the one sharing its Request ID first (at most 1000). A
+    list the cap cut is followed by a note on standard error: the records search for the rest.
 
     JSON Lines: one {"record", "seconds_before", "link"} per line, as the API's items; another
     User's request shows its title only. A record the Party may not see is "no such record",
@@ -178,4 +179,15 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
             found = read.triggers_of(record_id, window)
     if found is None:
         raise Failure(f"no such record: {record_id}", 1)
-    (write_jsonl if fmt == "jsonl" else write_triggers_table)(found[1], sys.stdout)
+    listed = found[1]
+    (write_jsonl if fmt == "jsonl" else write_triggers_table)(listed.items, sys.stdout)
+    if listed.older is not None:
+        searched = listed.older
+        assert searched.device_id and searched.time_from  # a cut list is a Device's
+        to = f" --to {format_time(searched.time_to)}" if searched.time_to is not None else ""
+        click.echo(
+            f"only the newest {len(listed.items)} are listed; every request of the window: "
+            f"servicetrail records --party {party_id} --device {searched.device_id} --kind request "
+            f"--from {format_time(searched.time_from)}{to}",
+            err=True,
+        )

@@ -17,8 +17,10 @@ DEFAULT_WINDOW_MINUTES = 1440
 MAX_WINDOW_MINUTES = 10080  # a week
 # A busy Device can take thousands of requests in a week: the list is cut to the newest
 # this many (the request sharing the Request ID always among them), so that one call has a
-# bounded cost and a bounded answer. Older requests are one records search away.
-MAX_TRIGGERS = 400  # its search pages, linked ones included, stay within MAX_PAGE
+# bounded cost and a bounded answer. A cut list says so (the API's Link header, the CLI's
+# note, the page's), and where the older requests are: one records search away. Another
+# User flooding a Device with requests must not push the one that mattered out unseen.
+MAX_TRIGGERS = 1000
 
 LINK_REQUEST_ID = "request_id"
 LINK_SAME_DEVICE = "same_device"
@@ -78,21 +80,22 @@ def possible_triggers(
     by_request_id: Iterable[dict[str, Any]],
     on_device: Iterable[dict[str, Any]],
     limit: int = MAX_TRIGGERS,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """The triggers of `record` (an item), from requests already filtered by the rule:
     those sharing its Request ID first, then the others on its Device, each group newest
-    first as given; never the record itself, no request twice, at most `limit`."""
+    first as given; never the record itself, no request twice, at most `limit`. And whether
+    the candidates held one more that the limit left out."""
     record_at = _time_of(record)
     shown: list[dict[str, Any]] = []
     seen = {record["id"]}
     for link, candidates in ((LINK_REQUEST_ID, by_request_id), (LINK_SAME_DEVICE, on_device)):
         for candidate in candidates:
-            if len(shown) >= limit:
-                return shown
             if candidate["id"] in seen or candidate["kind"] != "request":
                 continue
             if link == LINK_REQUEST_ID and candidate["request_id"] != record["request_id"]:
                 continue
+            if len(shown) >= limit:
+                return shown, True
             seen.add(candidate["id"])
             shown.append(
                 {
@@ -101,4 +104,4 @@ def possible_triggers(
                     "link": link,
                 }
             )
-    return shown
+    return shown, False

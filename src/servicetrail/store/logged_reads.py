@@ -109,17 +109,17 @@ class LoggedRead:
 
     def triggers_of(
         self, record_id: int, minutes: int
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    ) -> tuple[dict[str, Any], triggers.Triggers] | None:
         found = triggers.triggers_of(self.conn, self.viewer, record_id, minutes)
         if found is not None:
             # what the answer lists (SPEC section 8: records returned); the record asked
             # about is never listed, and its id is in the entry's filters
-            self._counted([t["record"] for t in found[1]])
+            self._counted([t["record"] for t in found[1].items])
         return found
 
-    def triggers_for(self, current: dict[str, Any], minutes: int) -> list[dict[str, Any]]:
+    def triggers_for(self, current: dict[str, Any], minutes: int) -> triggers.Triggers:
         found = triggers.triggers_for(self.conn, self.viewer, current, minutes)
-        self._counted([t["record"] for t in found])
+        self._counted([t["record"] for t in found.items])
         return found
 
     def events_after(

@@ -1,29 +1,41 @@
 """The possible triggers of a record (SPEC section 6), read through the rule.
 
 No statement of its own: the record, the requests sharing its Request ID and the requests
-on its Device in the window are three reads of `store.queries` (the record look-up and
-`search_page`, whose device search is the interval-first form), each bounded by the page
-size and the statement time limit. `domain.triggers` orders and links them.
+on its Device in the window are reads of `store.queries` (the record look-up and
+`search_page`, whose device search is the interval-first form, a page at a time up to the
+cap), each bounded by the page size and the statement time limit. `domain.triggers` orders
+and links them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from ..domain.search import Search
+from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.times import parse_time
-from ..domain.triggers import MAX_TRIGGERS, possible_triggers, window_bounds
+from ..domain.triggers import LINK_SAME_DEVICE, MAX_TRIGGERS, possible_triggers, window_bounds
 from ..domain.visibility import Viewer
 from .queries import get_visible, search_page
 
 _REQUESTS = ("request",)
 
 
+@dataclass(frozen=True)
+class Triggers:
+    """A record's possible triggers; when the cap cut them, `older` is the records search that
+    goes on where they stop (from `after`, None: from its first page)."""
+
+    items: list[dict[str, Any]]
+    older: Search | None = None
+    after: Cursor | None = None
+
+
 def triggers_of(
     conn: Connection, viewer: Viewer, record_id: int, minutes: int, limit: int = MAX_TRIGGERS
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+) -> tuple[dict[str, Any], Triggers] | None:
     """The record and its possible triggers, or None when the viewer may not see the record
     (exactly as when it does not exist)."""
     record = get_visible(conn, viewer, record_id)
@@ -38,21 +50,38 @@ def triggers_for(
     record: dict[str, Any],
     minutes: int,
     limit: int = MAX_TRIGGERS,
-) -> list[dict[str, Any]]:
+) -> Triggers:
     """The possible triggers of `record`, an item the viewer was just shown (read through the
     rule; its id, time, Request ID and Device are all that is used)."""
     linked: list[dict[str, Any]] = []
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
-        # one more than the cap: the record itself may be among them (a request)
-        linked, _ = search_page(
-            conn, viewer, Search(request_id=record["request_id"], kinds=_REQUESTS), limit + 1
-        )
+        # room for the record itself (a request), and one more to tell a cut list
+        by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
+        linked = _first(conn, viewer, by_id, limit + 2)
     on_device: list[dict[str, Any]] = []
+    by_device = None
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
-        search = Search(
+        by_device = Search(
             device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end
         )
         # room for the record itself and for the linked requests, which may also be in the window
-        on_device, _ = search_page(conn, viewer, search, limit + 1 + len(linked))
-    return possible_triggers(record, linked, on_device, limit)
+        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked))
+    items, cut = possible_triggers(record, linked, on_device, limit)
+    if not cut or by_device is None:
+        return Triggers(items)
+    last = next((t["record"] for t in reversed(items) if t["link"] == LINK_SAME_DEVICE), None)
+    after = None if last is None else Cursor(parse_time(last["logged_at"]), last["id"])
+    return Triggers(items, by_device, after)
+
+
+def _first(conn: Connection, viewer: Viewer, search: Search, wanted: int) -> list[dict[str, Any]]:
+    """The first `wanted` items of a search, newest first, a page at a time."""
+    found: list[dict[str, Any]] = []
+    cursor: Cursor | None = None
+    while len(found) < wanted:
+        page, cursor = search_page(conn, viewer, search, min(MAX_PAGE, wanted - len(found)), cursor)
+        found += page
+        if cursor is None:
+            break
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -42,6 +43,7 @@ from .params import (
     refuse_unknown_parameters,
     record_id_or_404,
 )
+from .presenters import older_triggers
 from .schemas import Error, Item, Page, Triggers, Why
 from .state import engine_of, reader_of, seen_credentials
 
@@ -276,8 +278,9 @@ TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on it
 the record's Request ID comes first (link `request_id`), whatever its time; the record itself is
 never listed; a record without a Device lists only that request, if any.
 
-At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device
-(older ones: `/records?device_id=&kind=request&to=`). Another User's request shows its title
+At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device.
+A list the cap cut has a `Link` header (rel="next") to the records search that goes on with the
+older requests of the window. Another User's request shows its title
 only, as everywhere. `seconds_before` is the whole seconds from the request to the record,
 rounded down; it is negative only for a request sharing the Request ID that was logged after
 the record (-3: three seconds after). A record you may not see is 404, like a missing one."""
@@ -317,7 +320,13 @@ def triggers(
         found = read.triggers_of(wanted, minutes)
     if found is None:
         return JSONResponse(NOT_FOUND, status_code=404)
-    return Response(orjson.dumps({"items": found[1]}), media_type="application/json")
+    listed = found[1]
+    headers = {}
+    if listed.older is not None:
+        older = urlencode(older_triggers(listed.older, listed.after))
+        headers["Link"] = f'</api/v1/records?{older}>; rel="next"'
+    body = orjson.dumps({"items": listed.items})
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get(

@@ -35,6 +35,7 @@ from .presenters import (
     TRIGGER_WINDOWS,
     TRIGGERED_KINDS,
     exchange_entry,
+    older_triggers,
     page_link,
     page_number,
     search_values,
@@ -174,12 +175,17 @@ def _exchange(
     return exchange, len(messages) if cut else None
 
 
-def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> list[dict[str, Any]]:
-    triggers = read.triggers_for(current, window)
-    relations = relations_of(read, [t["record"] for t in triggers])
-    for trigger in triggers:
+def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> tuple[list[Any], str]:
+    """The possible triggers, each with the relation that shows it, and when the cap cut them,
+    the link to the search that goes on with the older ones."""
+    found = read.triggers_for(current, window)
+    relations = relations_of(read, [t["record"] for t in found.items])
+    for trigger in found.items:
         trigger["relation"] = relations.get(trigger["record"]["id"], "")
-    return triggers
+    older = (
+        "" if found.older is None else "/?" + urlencode(older_triggers(found.older, found.after))
+    )
+    return found.items, older
 
 
 @router.get("/records/{record_id}")
@@ -209,9 +215,10 @@ def _record_page(
     proof = proof_mark(request, read, current["id"])
     exchange, exchange_cut = _exchange(read, current, decision)
     triggers = window = window_error = None
+    older_triggers_link = ""
     if current["kind"] in TRIGGERED_KINDS:
         window, window_error = trigger_window(request.query_params.get("window"))
-        triggers = _triggers(read, current, window)
+        triggers, older_triggers_link = _triggers(read, current, window)
     names = party_names(
         conn,
         [e["item"]["party_id"] for e in exchange]
@@ -229,6 +236,7 @@ def _record_page(
         "window_error": window_error,
         "windows": TRIGGER_WINDOWS,
         "max_triggers": MAX_TRIGGERS,
+        "older_triggers": older_triggers_link,
     }
 
 

@@ -22,6 +22,8 @@ from ..domain.ids import MOST_STACKED_MARKS, InvalidValue, whole_number
 from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
+from ..domain.search import Cursor, Search
+from ..domain.times import format_time
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
 
@@ -238,6 +240,19 @@ def page_number(text: str | None) -> int:
         return max(1, min(whole_number(text or "1"), MAX_PAGE_NUMBER))
     except InvalidValue:
         return 1
+
+
+def older_triggers(older: Search, after: Cursor | None) -> dict[str, str]:
+    """The query of the records search that goes on where a cut list of triggers stops: the
+    Device's requests in the window, from the last one listed (the API's Link, the page's)."""
+    query = {"device_id": older.device_id or "", "kind": "request"}
+    if older.time_from is not None:
+        query["from"] = format_time(older.time_from)
+    if older.time_to is not None:
+        query["to"] = format_time(older.time_to)
+    if after is not None:
+        query["cursor"] = after.encode()
+    return query
 
 
 def page_link(values: dict[str, str], **extra: str) -> str:
