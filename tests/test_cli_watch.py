@@ -51,7 +51,7 @@ def test_add_list_events_rm(cli, world, engine):
         )
     )[0]
     assert (
-        made["srvs"] == ["4.1.1", "11.2"]
+        made["srvs"] == ["11.2", "4.1.1"]
         and made["kinds"] == ["request", "response"]
         and made["webhook"] is None
     )
@@ -141,7 +141,7 @@ def test_lists_are_split_as_the_screen_splits_them(cli, world):
             f"{P.ESME_1} {P.ESME_1.lower()}",
         )
     )[0]
-    assert made["srvs"] == ["4.1.1", "8.1.1", "11.2"] and made["devices"] == [P.ESME_1]
+    assert made["srvs"] == ["11.2", "4.1.1", "8.1.1"] and made["devices"] == [P.ESME_1]
 
 
 def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world):

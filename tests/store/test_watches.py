@@ -267,24 +267,28 @@ def test_a_deleted_watch_gets_no_more_events_and_ids_are_not_reused(world: World
     assert events(world, SOUTHENERGY, second["id"]) == ([], None)
 
 
-def test_the_spec_of_a_watch_is_shown_back(world: World) -> None:
+def test_the_spec_of_a_watch_is_shown_back_as_posted(world: World) -> None:
+    """SPEC section 6: the answer is the watch. Its lists come back in the order given (a
+    Device ID upper-cased, a repeated value once, at its first place), as made and as listed."""
     made = add_watch(
         world,
         SOUTHENERGY,
-        devices=[ESME_1.lower()],
-        srvs=["11.2", "4.1.1"],
-        kinds=["response"],
+        devices=[ESME_1.lower(), GSME_1, ESME_1],
+        srvs=["11.2", "4.1.1", "11.2"],
+        kinds=["response", "request"],
         senders="all",
     )
     assert made == {
         "id": made["id"],
         "name": "w",
-        "devices": [ESME_1],
-        "srvs": ["4.1.1", "11.2"],
-        "kinds": ["response"],
+        "devices": [ESME_1, GSME_1],
+        "srvs": ["11.2", "4.1.1"],
+        "kinds": ["response", "request"],
         "senders": "all",
         "webhook": None,
     }
+    with world.engine.connect() as conn:
+        assert list_watches(conn, SOUTHENERGY) == [made]
     assert WatchSpec("w").as_json()["devices"] == "mine"
     _ = NP_IS
 

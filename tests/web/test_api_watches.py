@@ -81,6 +81,22 @@ def test_create_list_events_delete(client, engine, south) -> None:
     assert client.get("/api/v1/watches", headers=south).json() == {"items": []}
 
 
+def test_the_201_answer_is_the_watch_as_posted(client, south) -> None:
+    """SPEC section 6: "Answers 201 with the watch": lists in the order posted, not sorted."""
+    posted = {
+        "name": "out of order",
+        "devices": [P.GSME_1, P.ESME_1],
+        "srvs": ["11.2", "1.1.1", "4.1.1"],
+        "kinds": ["response", "request"],
+        "senders": "all",
+        "webhook": None,
+    }
+    made = client.post("/api/v1/watches", json=posted, headers=south)
+    assert made.status_code == 201, made.text
+    assert made.json() == {"id": made.json()["id"], **posted}
+    assert client.get("/api/v1/watches", headers=south).json()["items"] == [made.json()]
+
+
 def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) -> None:
     watch = client.post("/api/v1/watches", json={"name": "x"}, headers=south).json()
     assert client.get(f"/api/v1/watches/{watch['id']}/events", headers=wires).status_code == 404

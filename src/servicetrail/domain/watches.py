@@ -48,30 +48,44 @@ class InvalidWatch(InvalidValue):
         self.message = message
 
 
+class Listed(frozenset[str]):
+    """A set of a watch's values that remembers the order they were given in (a repeated one
+    at its first place): matching asks the set, and the API shows the watch back as it was
+    posted (SPEC section 6: it "answers 201 with the watch")."""
+
+    __slots__ = ("order",)
+    order: tuple[str, ...]
+
+    def __new__(cls, values: Iterable[str] = ()) -> Listed:
+        order = tuple(dict.fromkeys(values))
+        listed = super().__new__(cls, order)
+        listed.order = order
+        return listed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Listed, (self.order,)
+
+
 @dataclass(frozen=True, slots=True)
 class WatchSpec:
-    """What a Party asks to be told about. `devices`/`srvs` are a word or a frozen set."""
+    """What a Party asks to be told about. `devices`/`srvs` are a word or a set of values."""
 
     name: str
-    devices: str | frozenset[str] = MINE
-    srvs: str | frozenset[str] = ALL
-    kinds: frozenset[str] = frozenset(DEFAULT_KINDS)
+    devices: str | Listed = MINE
+    srvs: str | Listed = ALL
+    kinds: Listed = Listed(DEFAULT_KINDS)
     senders: str = OTHERS
     webhook_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """The filters as the API shows them (lists sorted, so the same watch reads the same)."""
+        """The filters as the API shows them: each list in the order it was given."""
         return {
             "name": self.name,
-            "devices": self.devices if isinstance(self.devices, str) else sorted(self.devices),
-            "srvs": self.srvs if isinstance(self.srvs, str) else sorted(self.srvs, key=_srv_order),
-            "kinds": [k for k in KINDS if k in self.kinds],
+            "devices": self.devices if isinstance(self.devices, str) else list(self.devices.order),
+            "srvs": self.srvs if isinstance(self.srvs, str) else list(self.srvs.order),
+            "kinds": list(self.kinds.order),
             "senders": self.senders,
         }
-
-
-def _srv_order(srv: str) -> tuple[int, ...]:
-    return tuple(int(part) if part else -1 for part in srv.split("."))
 
 
 def _name(value: Any) -> str:
@@ -105,13 +119,13 @@ def _string_list(field: str, value: Any, limit: int) -> list[str]:
     return value
 
 
-def _devices(value: Any) -> str | frozenset[str]:
+def _devices(value: Any) -> str | Listed:
     if value is None or value == MINE:
         return MINE
     if isinstance(value, str):
         raise InvalidWatch("devices", f"must be \"mine\" or a list of Device IDs: {shown(value)}")
     try:
-        return frozenset(eui64(v) for v in _string_list("devices", value, MAX_DEVICES))
+        return Listed(eui64(v) for v in _string_list("devices", value, MAX_DEVICES))
     except InvalidWatch:
         raise
     except InvalidValue as e:
@@ -131,7 +145,7 @@ def _srv(value: str) -> str:
     return text
 
 
-def _srvs(value: Any) -> str | frozenset[str]:
+def _srvs(value: Any) -> str | Listed:
     if value is None or value == ALL:
         return ALL
     if value == CRITICAL:
@@ -140,17 +154,17 @@ def _srvs(value: Any) -> str | frozenset[str]:
         raise InvalidWatch(
             "srvs", f"must be \"all\", \"critical\" or a list of SRVs: {shown(value)}"
         )
-    return frozenset(_srv(v) for v in _string_list("srvs", value, MAX_SRVS))
+    return Listed(_srv(v) for v in _string_list("srvs", value, MAX_SRVS))
 
 
-def _kinds(value: Any) -> frozenset[str]:
+def _kinds(value: Any) -> Listed:
     if value is None:
-        return frozenset(DEFAULT_KINDS)
+        return Listed(DEFAULT_KINDS)
     kinds = _string_list("kinds", value, len(KINDS) * 4)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise InvalidWatch("kinds", f"each must be one of {', '.join(KINDS)}: {shown(unknown[0])}")
-    return frozenset(kinds)
+    return Listed(kinds)
 
 
 def _senders(value: Any) -> str:

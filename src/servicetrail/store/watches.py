@@ -30,6 +30,7 @@ from ..domain.visibility import Viewer
 from ..domain.watches import (
     MAX_WATCHES_PER_PARTY,
     Candidate,
+    Listed,
     PartyWatches,
     Watch,
     WatchSpec,
@@ -72,9 +73,9 @@ def _spec_of(row: Any) -> WatchSpec:
     devices, srvs = orjson.loads(row.devices), orjson.loads(row.srvs)
     return WatchSpec(
         row.name,
-        devices if isinstance(devices, str) else frozenset(devices),
-        srvs if isinstance(srvs, str) else frozenset(srvs),
-        frozenset(orjson.loads(row.kinds)),
+        devices if isinstance(devices, str) else Listed(devices),
+        srvs if isinstance(srvs, str) else Listed(srvs),
+        Listed(orjson.loads(row.kinds)),
         row.senders,
         row.webhook_url,
     )
