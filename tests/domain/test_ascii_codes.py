@@ -39,12 +39,24 @@ def test_party_id_refuses_anything_but_what_the_spec_allows(raw: str) -> None:
         party_id(raw)
 
 
-@pytest.mark.parametrize("raw,stored", [("IS", "IS"), ("is", "IS"), ("Rsa", "RSA"), ("X9", "X9")])
+@pytest.mark.parametrize(
+    "raw,stored",
+    [
+        ("IS", "IS"),
+        ("is", "IS"),
+        ("Rsa", "RSA"),
+        ("X9", "X9"),
+        # future codes (SPEC section 2: accepted) in party_id's characters
+        ("new_role", "NEW_ROLE"),
+        ("X-1", "X-1"),
+        ("A" * 16, "A" * 16),
+    ],
+)
 def test_role_code_is_ascii_upper_cased(raw: str, stored: str) -> None:
     assert role_code(raw) == stored
 
 
-@pytest.mark.parametrize("raw", ["\uff29\uff33", "\u0131s", "I S", "", "A" * 17, "I-S"])
+@pytest.mark.parametrize("raw", ["\uff29\uff33", "\u0131s", "I S", "", "A" * 17, "I.S", "IS\n"])
 def test_role_code_refuses_non_ascii_and_other_shapes(raw: str) -> None:
     with pytest.raises(InvalidValue, match="role"):
         role_code(raw)

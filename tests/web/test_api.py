@@ -162,6 +162,24 @@ def test_empty_parameters_are_not_given(client, bearer):
     assert empty.json() == client.get("/api/v1/records", headers=headers).json()
 
 
+def test_an_empty_range_is_an_empty_answer_not_an_error(client, bearer):
+    """`from` inclusive and `to` exclusive (SPEC section 5): [T, T) holds no time, so nothing
+    is found; only a `to` before `from` is refused."""
+    headers = bearer(P.NORTHPOWER)
+    same = {"from": "2025-01-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}
+    assert client.get("/api/v1/records", headers=headers, params={"from": same["from"]}).json()[
+        "items"
+    ]  # there are records from then on
+    found = client.get("/api/v1/records", headers=headers, params=same)
+    assert found.status_code == 200 and found.json() == {"items": [], "next_cursor": None}
+    report = client.get("/api/v1/reports/own.csv", headers=headers, params=same)
+    assert report.status_code == 200 and len(report.text.splitlines()) == 1  # the header alone
+    backwards = client.get(
+        "/api/v1/records", headers=headers, params={**same, "to": "2024-12-31T23:59:59Z"}
+    )
+    assert backwards.status_code == 422 and backwards.json()["parameter"] == "to"
+
+
 def test_report_parameters_are_required(client, bearer):
     headers = bearer(P.NORTHPOWER)
     missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
@@ -272,3 +290,35 @@ def test_an_srv_filter_is_printable_text_and_words_matching_nothing_find_nothing
             assert response.json()["parameter"] == "srv"
         else:
             assert response.json()["items"] == []
+
+
+def test_an_srv_family_also_finds_a_record_carrying_the_family_number_itself(
+    client, bearer, engine
+):
+    """SAT JSONL takes any SRV-shaped number: a record stored with `4.1` is found by srv=4.1
+    beside the family's 4.1.1-4.1.4 (it used to find the family alone)."""
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.store.writer import append_records
+
+    at = P.t("2025-03-07T10:00:00Z")
+    rid = P._rid(P.NP_IS, P.ESME_1, 4141)
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(at, "request", rid, "4.1", P.NP_IS, P.ESME_1, "", "<bare family>"),
+                SatRecord(
+                    at,
+                    "request",
+                    P._rid(P.NP_IS, P.ESME_1, 4142),
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_1,
+                    "",
+                    "",
+                ),
+            ],
+        )
+    found = {i["srv"] for i in walk(client, bearer(P.NORTHPOWER), srv="4.1", kind="request")}
+    assert {"4.1", "4.1.1"} <= found
+    assert {i["srv"] for i in walk(client, bearer(P.NORTHPOWER), srv="4.1.1")} == {"4.1.1"}

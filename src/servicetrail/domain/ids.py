@@ -92,6 +92,9 @@ class RequestId:
 # an upper-cased or Unicode-aware form let other strings in beside the ones it meant.
 _PARTY_ID = re.compile(r"[A-Z0-9_-]{1,32}")
 _CODE = re.compile(r"[A-Za-z0-9]{1,16}")
+# a future User Role's code (SPEC section 2: accepted, treated like OU): party_id's characters,
+# within the column's 16
+_ROLE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # 2**63 - 1 has 19 digits
 
 
@@ -134,11 +137,12 @@ def party_id(value: str) -> str:
 
 
 def role_code(value: str) -> str:
-    """A User Role code (IS, ED, OU, or a future one): 1-16 ASCII letters or digits, upper-cased."""
-    if not isinstance(value, str) or not _CODE.fullmatch(value):
+    """A User Role code (IS, ED, OU, or a future one): 1-16 ASCII letters, digits, `_` or `-`,
+    upper-cased."""
+    if not isinstance(value, str) or not _ROLE.fullmatch(value):
         raise InvalidValue(
-            f"role must be a User Role code of 1-16 ASCII letters or digits, such as IS, ED "
-            f"or OU: {value!r}"
+            f"role must be a User Role code of 1-16 ASCII letters, digits, _ or -, such as IS, "
+            f"ED or OU: {value!r}"
         )
     return value.upper()
 

@@ -105,8 +105,8 @@ def build_search(
     except ValueError:
         raise InvalidField("scope", "must be own, others or all") from None
     start, end = _time("from", time_from), _time("to", time_to)
-    if start and end and end <= start:
-        raise InvalidField("to", "must be after from")
+    if start and end and end < start:  # equal: [T, T), an empty range (from inclusive, to not)
+        raise InvalidField("to", "must not be before from")
     srvs = None
     if srv and srv.strip():
         text = srv.strip()
@@ -116,9 +116,12 @@ def build_search(
                 f"must be an SRV number such as 4.1.1 or words of its title, at most "
                 f"{MAX_SRV_TEXT} characters and no control character",
             )
-        # a number or words of a title; an SRV-shaped number the catalogue lacks is looked for
-        # as it is (a SAT JSONL record may carry one), and words that match no title find nothing
-        srvs = tuple(search_srvs(text)) or ((text,) if _SRV_FORM.fullmatch(text) else ())
+        # a number or words of a title; an SRV-shaped number is also looked for as it is,
+        # family or not (a SAT JSONL record may carry `4.1`, a number the catalogue lacks),
+        # and words that match no title find nothing
+        srvs = tuple(search_srvs(text))
+        if _SRV_FORM.fullmatch(text) and text not in srvs:
+            srvs += (text,)
     return Search(
         device_id=device,
         request_id=request,
