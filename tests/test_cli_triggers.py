@@ -136,7 +136,7 @@ def test_a_list_the_cap_cuts_says_so_and_names_the_search_for_the_rest(cli, engi
     result = cli("triggers", alert, "--party", P.SOUTHENERGY, "--window", "60", "--format", "jsonl")
     assert len(jsonl(result)) == MAX_TRIGGERS
     note = result.stderr.strip()
-    assert note.startswith(f"only the newest {MAX_TRIGGERS} are listed")
+    assert note.startswith(f"only {MAX_TRIGGERS} are listed; every request of the window: ")
     command = note.split("servicetrail ", 1)[1].split()
     assert command[:3] == ["records", "--party", P.SOUTHENERGY]
     every = jsonl(cli(*command, "--format", "jsonl"))
@@ -147,3 +147,32 @@ def test_a_list_the_cap_cuts_says_so_and_names_the_search_for_the_rest(cli, engi
 def test_a_list_within_the_cap_has_no_note(cli, world):
     result = cli("triggers", world.ids["se_device_alert"], "--party", P.SOUTHENERGY)
     assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_a_list_cut_among_the_requests_sharing_its_request_id_says_so_without_a_device(
+    cli, engine, world
+):
+    """A response with no Device (a non-device SRV) lists only the requests sharing its Request
+    ID; past the cap, the note names the records command that lists them all."""
+    from datetime import timedelta
+
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+    from servicetrail.store.writer import append_records
+
+    at = P.t("2025-03-08T10:00:00Z")
+    rid = P._rid(P.NP_IS, P.DCC_ID, 8200)
+    requests = [
+        SatRecord(at - timedelta(seconds=i + 1), "request", rid, "8.2", P.NP_IS, "", "", "")
+        for i in range(MAX_TRIGGERS + 2)
+    ]
+    response = SatRecord(at, "response", rid, "8.2", P.NP_IS, "", "I0", "<inventory>")
+    with engine.begin() as conn:
+        append_records(conn, [*requests, response])
+        response_id = P.record_ids(conn)[response.key]
+    result = cli("triggers", response_id, "--party", P.NORTHPOWER, "--format", "jsonl")
+    assert len(jsonl(result)) == MAX_TRIGGERS
+    note = result.stderr.strip()
+    assert note.startswith(f"only {MAX_TRIGGERS} are listed; every request with its Request ID: ")
+    every = jsonl(cli(*note.split("servicetrail ", 1)[1].split(), "--format", "jsonl"))
+    assert len(every) == MAX_TRIGGERS + 2

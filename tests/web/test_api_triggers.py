@@ -256,3 +256,35 @@ def test_the_openapi_document_describes_the_route(client):
     assert window["schema"]["maximum"] == 10080 and "default 1440" in window["description"]
     assert f"At most {MAX_TRIGGERS}" in operation["description"]
     assert set(operation["responses"]) >= {"200", "401", "404", "422"}
+
+
+def test_a_cut_among_the_requests_sharing_the_request_id_links_to_both_rests(
+    client, bearer, engine, world
+):
+    """Past the cap on the Request ID's own requests (all outside the window): a Link to the
+    rest of those, then one to the window's requests, none of which could be listed; the
+    list and the two searches hold every request of both, none lost."""
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+
+    linked = [
+        _req(ALERT_AT - timedelta(days=3, seconds=i), P.WS_ED, 7, request_id=LINKED)
+        for i in range(MAX_TRIGGERS + 1)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, linked)
+    headers = bearer(P.WIRESCO)
+    response = triggers(client, headers, world.ids["ws_alert"], window="60")
+    items = response.json()["items"]
+    assert len(items) == MAX_TRIGGERS and {i["link"] for i in items} == {"request_id"}
+    links = [part.split(">")[0].lstrip(" <") for part in response.headers["link"].split(",")]
+    assert all(part.endswith('rel="next"') for part in response.headers["link"].split(","))
+    assert len(links) == 2 and "request_id=" in links[0] and "device_id=" in links[1]
+    rest = [
+        every_item(client, headers, urlsplit(link).path, dict(parse_qsl(urlsplit(link).query)))
+        for link in links
+    ]
+    listed = {i["record"]["id"] for i in items}
+    assert len(listed | {r["id"] for r in rest[0]}) == MAX_TRIGGERS + 2  # with ws_linked_req
+    assert not listed & {r["id"] for r in rest[0]}
+    window = {world.ids[n] for n in ("at_window_start", "middle_pre_command", "at_alert_time")}
+    assert {r["id"] for r in rest[1]} == window

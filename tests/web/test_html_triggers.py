@@ -173,3 +173,27 @@ def test_a_list_the_cap_cuts_links_to_the_older_requests_of_the_window(engine, w
 def test_a_list_within_the_cap_has_no_such_link(engine, world):
     shown = panel(signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}").text)
     assert "the older requests of the window" not in shown
+
+
+def test_a_cut_list_without_a_device_says_so_and_links_to_the_rest(engine, world):
+    """A response with no Device lists only the requests sharing its Request ID: past the cap,
+    the panel says how many it shows and links to the search for the others."""
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+    from servicetrail.store.writer import append_records
+
+    at = P.t("2025-03-08T10:00:00Z")
+    rid = P._rid(P.NP_IS, P.DCC_ID, 8200)
+    requests = [
+        SatRecord(at - timedelta(seconds=i + 1), "request", rid, "8.2", P.NP_IS, "", "", "")
+        for i in range(MAX_TRIGGERS + 1)
+    ]
+    response = SatRecord(at, "response", rid, "8.2", P.NP_IS, "", "I0", "<inventory>")
+    with engine.begin() as conn:
+        append_records(conn, [*requests, response])
+        response_id = P.record_ids(conn)[response.key]
+    client = signed_in(engine, P.NORTHPOWER)
+    shown = panel(client.get(f"/records/{response_id}").text)
+    assert f"Only {MAX_TRIGGERS} are shown" in shown
+    link = re.search(r'<a href="(/\?[^"]+)">the other requests with its Request ID</a>', shown)
+    assert link is not None and "request_id=" in link.group(1)
+    assert client.get(link.group(1)).status_code == 200

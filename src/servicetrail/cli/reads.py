@@ -181,13 +181,18 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
         raise Failure(f"no such record: {record_id}", 1)
     listed = found[1]
     (write_jsonl if fmt == "jsonl" else write_triggers_table)(listed.items, sys.stdout)
-    if listed.older is not None:
-        searched = listed.older
-        assert searched.device_id and searched.time_from  # a cut list is a Device's
-        to = f" --to {format_time(searched.time_to)}" if searched.time_to is not None else ""
-        click.echo(
-            f"only the newest {len(listed.items)} are listed; every request of the window: "
-            f"servicetrail records --party {party_id} --device {searched.device_id} --kind request "
-            f"--from {format_time(searched.time_from)}{to}",
-            err=True,
-        )
+    for searched, _ in listed.rest:
+        # the records command lists a search whole: no cursor needed
+        if searched.device_id and searched.time_from:
+            to = f" --to {format_time(searched.time_to)}" if searched.time_to is not None else ""
+            rest = (
+                f"every request of the window: servicetrail records --party {party_id} "
+                f"--device {searched.device_id} --kind request "
+                f"--from {format_time(searched.time_from)}{to}"
+            )
+        else:
+            rest = (
+                f"every request with its Request ID: servicetrail records --party {party_id} "
+                f"--request-id {searched.request_id} --kind request"
+            )
+        click.echo(f"only {len(listed.items)} are listed; {rest}", err=True)

@@ -16,21 +16,32 @@ from sqlalchemy.engine import Connection
 
 from ..domain.search import MAX_PAGE, Cursor, Search
 from ..domain.times import parse_time
-from ..domain.triggers import LINK_SAME_DEVICE, MAX_TRIGGERS, possible_triggers, window_bounds
+from ..domain.triggers import (
+    LINK_REQUEST_ID,
+    LINK_SAME_DEVICE,
+    MAX_TRIGGERS,
+    possible_triggers,
+    window_bounds,
+)
 from ..domain.visibility import Viewer
 from .queries import get_visible, search_page
 
 _REQUESTS = ("request",)
 
 
+# A records search that goes on where a cut list stops: from the cursor after the last one
+# listed (None: from its first page)
+Rest = tuple[Search, Cursor | None]
+
+
 @dataclass(frozen=True)
 class Triggers:
-    """A record's possible triggers; when the cap cut them, `older` is the records search that
-    goes on where they stop (from `after`, None: from its first page)."""
+    """A record's possible triggers, and when the cap cut them, the searches for the rest: the
+    requests sharing its Request ID, if the cap cut those, then the window's (which may repeat
+    a request of the window listed first for its Request ID)."""
 
     items: list[dict[str, Any]]
-    older: Search | None = None
-    after: Cursor | None = None
+    rest: tuple[Rest, ...] = ()
 
 
 def triggers_of(
@@ -54,12 +65,12 @@ def triggers_for(
     """The possible triggers of `record`, an item the viewer was just shown (read through the
     rule; its id, time, Request ID and Device are all that is used)."""
     linked: list[dict[str, Any]] = []
+    by_id = by_device = None
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # room for the record itself (a request), and one more to tell a cut list
         by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
         linked = _first(conn, viewer, by_id, limit + 2)
     on_device: list[dict[str, Any]] = []
-    by_device = None
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
         by_device = Search(
@@ -68,11 +79,23 @@ def triggers_for(
         # room for the record itself and for the linked requests, which may also be in the window
         on_device = _first(conn, viewer, by_device, limit + 2 + len(linked))
     items, cut = possible_triggers(record, linked, on_device, limit)
-    if not cut or by_device is None:
+    if not cut:
         return Triggers(items)
-    last = next((t["record"] for t in reversed(items) if t["link"] == LINK_SAME_DEVICE), None)
-    after = None if last is None else Cursor(parse_time(last["logged_at"]), last["id"])
-    return Triggers(items, by_device, after)
+    listed: dict[str, list[dict[str, Any]]] = {LINK_REQUEST_ID: [], LINK_SAME_DEVICE: []}
+    for trigger in items:
+        listed[trigger["link"]].append(trigger["record"])
+    rest: list[Rest] = []
+    linked_ones = [c for c in linked if c["id"] != record["id"]]
+    if by_id is not None and len(linked_ones) > len(listed[LINK_REQUEST_ID]):
+        rest.append((by_id, _after(listed[LINK_REQUEST_ID])))
+    if by_device is not None:
+        rest.append((by_device, _after(listed[LINK_SAME_DEVICE])))
+    return Triggers(items, tuple(rest))
+
+
+def _after(shown: list[dict[str, Any]]) -> Cursor | None:
+    """The cursor after the last of a search's items listed (None: none was)."""
+    return Cursor(parse_time(shown[-1]["logged_at"]), shown[-1]["id"]) if shown else None
 
 
 def _first(conn: Connection, viewer: Viewer, search: Search, wanted: int) -> list[dict[str, Any]]:

@@ -280,10 +280,12 @@ never listed; a record without a Device lists only that request, if any.
 
 At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device.
 A list the cap cut has a `Link` header (rel="next") to the records search that goes on with the
-older requests of the window. Another User's request shows its title
-only, as everywhere. `seconds_before` is the whole seconds from the request to the record,
-rounded down; it is negative only for a request sharing the Request ID that was logged after
-the record (-3: three seconds after). A record you may not see is 404, like a missing one."""
+older requests of the window (it may repeat one listed first for its Request ID), after one to
+the rest of the requests sharing the Request ID if the cap cut those. Another User's request
+shows its title only, as everywhere. `seconds_before` is the whole seconds from the request to
+the record, rounded down; it is negative only for a request sharing the Request ID that was
+logged after the record (-3: three seconds after). A record you may not see is 404, like a
+missing one."""
 
 
 @router.get(
@@ -322,9 +324,11 @@ def triggers(
         return JSONResponse(NOT_FOUND, status_code=404)
     listed = found[1]
     headers = {}
-    if listed.older is not None:
-        older = urlencode(older_triggers(listed.older, listed.after))
-        headers["Link"] = f'</api/v1/records?{older}>; rel="next"'
+    if listed.rest:
+        headers["Link"] = ", ".join(
+            f'</api/v1/records?{urlencode(older_triggers(*rest))}>; rel="next"'
+            for rest in listed.rest
+        )
     body = orjson.dumps({"items": listed.items})
     return Response(body, media_type="application/json", headers=headers)
 

@@ -175,17 +175,25 @@ def _exchange(
     return exchange, len(messages) if cut else None
 
 
-def _triggers(read: LoggedRead, current: dict[str, Any], window: int) -> tuple[list[Any], str]:
+def _triggers(
+    read: LoggedRead, current: dict[str, Any], window: int
+) -> tuple[list[Any], list[tuple[str, str]]]:
     """The possible triggers, each with the relation that shows it, and when the cap cut them,
-    the link to the search that goes on with the older ones."""
+    the links (text, address) to the searches that go on with the rest."""
     found = read.triggers_for(current, window)
     relations = relations_of(read, [t["record"] for t in found.items])
     for trigger in found.items:
         trigger["relation"] = relations.get(trigger["record"]["id"], "")
-    older = (
-        "" if found.older is None else "/?" + urlencode(older_triggers(found.older, found.after))
-    )
-    return found.items, older
+    rest = [
+        (
+            "the older requests of the window"
+            if searched.device_id
+            else "the other requests with its Request ID",
+            "/?" + urlencode(older_triggers(searched, after)),
+        )
+        for searched, after in found.rest
+    ]
+    return found.items, rest
 
 
 @router.get("/records/{record_id}")
@@ -215,10 +223,10 @@ def _record_page(
     proof = proof_mark(request, read, current["id"])
     exchange, exchange_cut = _exchange(read, current, decision)
     triggers = window = window_error = None
-    older_triggers_link = ""
+    older_triggers_links: list[tuple[str, str]] = []
     if current["kind"] in TRIGGERED_KINDS:
         window, window_error = trigger_window(request.query_params.get("window"))
-        triggers, older_triggers_link = _triggers(read, current, window)
+        triggers, older_triggers_links = _triggers(read, current, window)
     names = party_names(
         conn,
         [e["item"]["party_id"] for e in exchange]
@@ -236,7 +244,7 @@ def _record_page(
         "window_error": window_error,
         "windows": TRIGGER_WINDOWS,
         "max_triggers": MAX_TRIGGERS,
-        "older_triggers": older_triggers_link,
+        "older_triggers": older_triggers_links,
     }
 
 

@@ -243,9 +243,12 @@ def page_number(text: str | None) -> int:
 
 
 def older_triggers(older: Search, after: Cursor | None) -> dict[str, str]:
-    """The query of the records search that goes on where a cut list of triggers stops: the
-    Device's requests in the window, from the last one listed (the API's Link, the page's)."""
-    query = {"device_id": older.device_id or "", "kind": "request"}
+    """The query of a records search that goes on where a cut list of triggers stops (the
+    API's Link, the page's): the requests sharing the Request ID, or the Device's requests in
+    the window, from the last one listed."""
+    query = {"device_id": older.device_id or "", "request_id": older.request_id or ""}
+    query = {name: value for name, value in query.items() if value}
+    query["kind"] = "request"
     if older.time_from is not None:
         query["from"] = format_time(older.time_from)
     if older.time_to is not None:
