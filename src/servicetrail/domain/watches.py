@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,9 @@ class Listed(frozenset[str]):
         listed.order = order
         return listed
 
+    def __iter__(self) -> Iterator[str]:  # in the order given, wherever it is listed
+        return iter(self.order)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return Listed, (self.order,)
 
@@ -81,9 +84,9 @@ class WatchSpec:
         """The filters as the API shows them: each list in the order it was given."""
         return {
             "name": self.name,
-            "devices": self.devices if isinstance(self.devices, str) else list(self.devices.order),
-            "srvs": self.srvs if isinstance(self.srvs, str) else list(self.srvs.order),
-            "kinds": list(self.kinds.order),
+            "devices": self.devices if isinstance(self.devices, str) else list(self.devices),
+            "srvs": self.srvs if isinstance(self.srvs, str) else list(self.srvs),
+            "kinds": list(self.kinds),
             "senders": self.senders,
         }
 
