@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +63,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 # racing another printed the new password's hash in its traceback.)
 
 
+def _owner_only(path: Path) -> None:
+    """A new SQLite store is made readable by its owner alone (0600), as the signing key and
+    the reject files are: it holds every Party's payloads. SQLite gives its -wal and -shm
+    files the database file's permissions. A store that exists is left as it is."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass  # another process made it meanwhile
+    except OSError as e:
+        raise StoreError(f"cannot create the SQLite store {path}: {e.strerror or e}") from None
+
+
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
     resolved = make_url(database_url(url))
     if resolved.drivername.startswith("sqlite"):
@@ -69,6 +85,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             folder = Path(str(resolved.database)).expanduser().resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
+            _owner_only(Path(str(resolved.database)).expanduser())
         engine = create_engine(
             resolved,
             connect_args={"check_same_thread": False},
