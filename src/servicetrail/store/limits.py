@@ -57,6 +57,22 @@ class StoreBusy(RuntimeError):
         self.reason = message
 
 
+class StoreMisconfigured(StoreBusy):
+    """PostgreSQL refused the reader role every Party's read runs as, or a table to it: the
+    role, its grants or its row-level-security policies are missing, as after a restore onto
+    a new server without them (README, "Backups, restores and upgrades"). Nothing the request
+    did, and nothing a retry mends: an administrator must (HTTP: 503; the CLI: exit 3)."""
+
+    def __init__(self) -> None:
+        message = (
+            "the store's reader role, its grants or its row-level-security policies are "
+            "missing (a restore onto a new server without them?): `servicetrail db check` "
+            "names what to repair"
+        )
+        RuntimeError.__init__(self, message)
+        self.reason = message
+
+
 def store_busy(error: BaseException) -> StoreBusy | None:
     """`error` as StoreBusy when it says the store is busy, gone or unreachable (raised by
     the driver, or wrapped by SQLAlchemy), else None."""
@@ -73,6 +89,10 @@ def store_busy(error: BaseException) -> StoreBusy | None:
             return StoreBusy("the store's file cannot be opened")
         if "database or disk is full" in said:  # was a 500 with a traceback (audit, session 19)
             return StoreBusy("the store's disk is full")
+    if isinstance(cause, psycopg.errors.InsufficientPrivilege) or (
+        isinstance(cause, psycopg.errors.InvalidParameterValue) and "role" in str(cause)
+    ):
+        return StoreMisconfigured()
     if isinstance(cause, psycopg.OperationalError):
         return StoreBusy(_postgresql_says(cause))
     return None
