@@ -1,9 +1,14 @@
 # The two commands a newcomer needs:  make demo   and   make test
 .PHONY: demo test lint serve bench bench-full contract clean
 
-demo:        ## build a realistic demo SAT on SQLite and serve it on http://127.0.0.1:8000
+# make demo PORT=8080: another port for the demo's server
+PORT ?= 8000
+# the shared contract and DUIS samples, beside this checkout (make contract SHARED=/elsewhere)
+SHARED ?= ../shared
+
+demo:        ## build a realistic demo SAT on SQLite (demo.db) and serve it on http://127.0.0.1:$(PORT)
 	@scripts/bootstrap
-	.venv/bin/servicetrail --db sqlite:///demo.db demo
+	.venv/bin/servicetrail --db sqlite:///demo.db demo --port $(PORT)
 
 test:        ## the linter, the type checker, then the whole test suite (installs Chromium and PostgreSQL first if missing)
 	@scripts/bootstrap
@@ -19,8 +24,8 @@ lint:        ## ruff and mypy, as configured in pyproject.toml
 
 contract:    ## the shared contract check, CLI and API, on SQLite
 	@scripts/bootstrap
-	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via cli --duis-samples ../shared/duis/samples
-	python3 ../shared/contract/check_contract.py --bin .venv/bin/servicetrail --via api --duis-samples ../shared/duis/samples
+	python3 $(SHARED)/contract/check_contract.py --bin .venv/bin/servicetrail --via cli --duis-samples $(SHARED)/duis/samples
+	python3 $(SHARED)/contract/check_contract.py --bin .venv/bin/servicetrail --via api --duis-samples $(SHARED)/duis/samples
 
 bench:       ## the benchmarks of BENCHMARKS.md at a quick size (minutes)
 	@scripts/bootstrap
