@@ -129,6 +129,7 @@ def test_an_auditor_gets_no_session_on_the_screen_and_is_told_where_to_read(engi
     client = TestClient(create_app(engine))
     answer = sign_in(client, "the.auditor", PASSWORD)
     assert answer.status_code == 403 and "servicetrail access-log" in answer.text
+    assert "`" not in answer.text  # a page, not Markdown: no backticks shown as text
     assert "st_session" not in client.cookies
     assert client.get("/", follow_redirects=False).status_code == 303  # to the sign-in page
     assert logged(engine) == []

@@ -595,6 +595,15 @@ def test_search_scopes_and_srv_words(np: TestClient, world) -> None:
     )
 
 
+def test_an_empty_search_says_so_once_and_names_an_empty_range(lk: TestClient, world) -> None:
+    same = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"}
+    page = lk.get("/", params={"device_id": P.ESME_1, **same}).text
+    assert page.count("No records match") == 1 and page.count("MP141 shows") == 1
+    assert "From and To are the same time, so nothing can match" in page
+    wide = lk.get("/", params={"device_id": P.ESME_1, "scope": "others"}).text
+    assert "No records match" in wide and "same time" not in wide
+
+
 def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
     c = lk
     page = c.get("/", params={"device_id": P.ESME_1}).text

@@ -136,8 +136,8 @@ def login(
 
 AUDITOR_SIGN_IN = (
     "This is an auditor's account: it reads the access log, never SAT records, and this "
-    "screen shows SAT records. Read the access log with `servicetrail access-log`, or through "
-    "GET /api/v1/access-log with a token from `servicetrail tokens create`."
+    "screen shows SAT records. Read the access log with the command servicetrail access-log, "
+    "or through GET /api/v1/access-log with a token from servicetrail tokens create."
 )
 
 

@@ -49,7 +49,7 @@ FIELD_LABELS = {
 }
 EMPTY_NOTE = (
     "No records match — note MP141 shows other Users' traffic only for devices you were "
-    "responsible for at the time."
+    "responsible for at the time, and never their alerts."
 )
 # the windows offered on a record page; the API takes any 1..10080 minutes
 TRIGGER_WINDOWS = (
