@@ -121,6 +121,7 @@ def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
         "url": "http://127.0.0.1:9/hook",
         "enabled": True,
         "disabled_reason": None,
+        "failing": None,
     }
 
 

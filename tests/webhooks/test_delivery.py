@@ -14,6 +14,7 @@ import pytest
 from servicetrail import settings
 from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.domain.watches import watch_spec
+from servicetrail.store.accounts import create_account
 from servicetrail.store.outbox import pending_count
 from servicetrail.store.watches import create_watch, list_watches
 from servicetrail.store.writer import append_records, load_responsibility
@@ -21,6 +22,7 @@ from servicetrail.webhooks import outbound
 from servicetrail.webhooks.deliver import Deliverer
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
+from tests.web.screen import PASSWORD, signed_in
 from tests.webhooks.receiver import Receiver
 
 LATER = P.t("2025-04-01T10:00:00Z")
@@ -136,6 +138,29 @@ def test_failed_attempts_are_retried_with_the_same_webhook_id(engine, world) -> 
         )
         with engine.connect() as conn:
             assert pending_count(conn) == 0
+
+
+def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, caplog) -> None:
+    """A receiver that keeps failing is retried for days: its Party sees it in its watch's
+    state (the Watches page and `watch list`), and the operator in the worker's log."""
+    with Receiver(answer=lambda path, n: (503, 0)) as receiver:
+        made = hook(engine, receiver, "/down")
+        lk_requests(engine, 1, 2)
+        deliverer = Deliverer(engine, schedule=[0.1, 3600])
+        with caplog.at_level("WARNING", logger="servicetrail.webhooks"):
+            assert run(deliverer, lambda: len(receiver.received) >= 4)
+        with engine.connect() as conn:
+            listed = {w["id"]: w for w in list_watches(conn, P.SOUTHENERGY, with_state=True)}
+        assert listed[made["id"]]["webhook"]["failing"] == {
+            "waiting": 2,
+            "attempts": 2,
+            "last_error": "answered 503",
+        }
+        assert "answered 503" in caplog.text and f"watch {made['id']}" in caplog.text
+        with engine.begin() as conn:
+            create_account(conn, P.SOUTHENERGY.lower(), P.SOUTHENERGY, PASSWORD)
+        page = signed_in(engine, P.SOUTHENERGY).get("/watches").text
+        assert "2 deliveries failing" in page and "answered 503" in page
 
 
 def test_the_schedule_runs_out_then_the_delivery_is_given_up(engine, world) -> None:

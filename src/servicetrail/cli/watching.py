@@ -95,7 +95,9 @@ def watch_add(
 @with_db
 def watch_list(party_id: str) -> None:
     """The Party's watches, one JSON object a line (never a secret); a webhook says whether
-    deliveries still run (`enabled`; a 410 from the receiver turns them off) and why not."""
+    deliveries still run (`enabled`; a 410 from the receiver turns them off) and why not, and
+    `failing`: deliveries waiting for a retry after a failed attempt (how many, the most
+    attempts, the last error), or null."""
     from ..store.watches import list_watches
 
     with engine().connect() as conn:

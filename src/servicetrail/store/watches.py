@@ -81,10 +81,16 @@ def _spec_of(row: Any) -> WatchSpec:
     )
 
 
-def watch_json(row: Any, secret: str | None = None, with_state: bool = False) -> dict[str, Any]:
+def watch_json(
+    row: Any,
+    secret: str | None = None,
+    with_state: bool = False,
+    failing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A watch as the API shows it (SPEC section 6: its webhook `{"url", "secret"}` when just
-    made, `{"url"}` after); `with_state`, for the screen, adds whether deliveries still run
-    (a 410 from the receiver turns them off) and why not."""
+    made, `{"url"}` after); `with_state`, for the screen and the CLI, adds whether deliveries
+    still run (a 410 from the receiver turns them off) and why not, and `failing`: the
+    deliveries waiting for a retry after a failed attempt, or None."""
     shown = {"id": row.id, **_spec_of(row).as_json()}
     if row.webhook_url is None:
         shown["webhook"] = None
@@ -95,6 +101,7 @@ def watch_json(row: Any, secret: str | None = None, with_state: bool = False) ->
         if with_state:
             shown["webhook"]["enabled"] = row.webhook_disabled_at is None
             shown["webhook"]["disabled_reason"] = row.webhook_disabled_reason
+            shown["webhook"]["failing"] = failing
     return shown
 
 
@@ -159,8 +166,35 @@ def create_watch(
 
 def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
     owner_read_limits(conn)
-    rows = conn.execute(select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id))
-    return [watch_json(row, with_state=with_state) for row in rows]
+    rows = conn.execute(
+        select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id)
+    ).all()
+    failing = _failing(conn, [r.id for r in rows if r.webhook_url]) if with_state else {}
+    return [watch_json(row, with_state=with_state, failing=failing.get(row.id)) for row in rows]
+
+
+def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per watch with deliveries that failed and wait for a retry: how many, the most
+    attempts one has had, and the error of that one's last attempt. A receiver that does not
+    answer (or a name that does not resolve) is otherwise seen nowhere for days of retries."""
+    if not watch_ids:
+        return {}
+    o = webhook_outbox.c
+    counts = conn.execute(
+        select(o.watch_id, func.count(), func.max(o.attempts))
+        .where(o.watch_id.in_(watch_ids), o.attempts > 0)
+        .group_by(o.watch_id)
+    ).all()
+    failing = {}
+    for watch_id, waiting, attempts in counts:
+        error = conn.execute(
+            select(o.last_error)
+            .where(o.watch_id == watch_id, o.attempts == attempts)
+            .order_by(o.event_id.desc())
+            .limit(1)
+        ).scalar()
+        failing[watch_id] = {"waiting": waiting, "attempts": attempts, "last_error": error or ""}
+    return failing
 
 
 def _owned(conn: Connection, party_id: str, watch_id: int, *columns: Any) -> Any | None:

@@ -105,6 +105,24 @@ class Stats:
         self.errors[kind] += 1
 
 
+def _log_failures(outcomes: list[Outcome]) -> None:
+    """One warning a round with failed attempts, naming each failing watch once with its
+    latest error: a receiver that is down or a name that does not resolve is retried for
+    days, and the operator would otherwise not hear of it (audit 22d)."""
+    failed: dict[int, tuple[int, str]] = {}
+    for o in outcomes:
+        if o.status == "failed":
+            count, _ = failed.get(o.watch_id, (0, ""))
+            failed[o.watch_id] = (count + 1, o.error)
+    if failed:
+        shown = sorted(failed.items())[:MOST_ERROR_KINDS]
+        log.warning(
+            "%d webhook deliveries failed, to be retried: %s",
+            sum(count for count, _ in failed.values()),
+            "; ".join(f"watch {w}: {count} ({error[:120]})" for w, (count, error) in shown),
+        )
+
+
 class Deliverer:
     """One worker's loop: match, lease what is due, post it, record what came of it."""
 
@@ -336,6 +354,7 @@ class Deliverer:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and not room and not waiting:
             return [], []
+        _log_failures(outcomes)
         try:
             with self.engine.begin() as conn:
                 if outcomes:
