@@ -194,6 +194,16 @@ def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
     return False
 
 
+# A keep-alive connection is closed after this many requests (its last answer says
+# `Connection: close`; HTTP clients open a new one). With `serve --workers N` a connection
+# stays with the worker process that accepted it: a few long-lived connections (a proxy's
+# upstream pool, a Party's client) could hold one worker at a full core while another idled
+# (three clients measured 71% against 29% of the samples at 10M records). A new connection
+# is taken by a worker free to accept it, so the load spreads again. nginx's keepalive_requests
+# does the same, at 1000.
+MAX_REQUESTS_PER_CONNECTION = 100
+
+
 class CappedHeadProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:
         peer = transport.get_extra_info("peername")
@@ -223,6 +233,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._refused = False
         self._dropped_bytes = 0
+        self._served = 0
         self._read_deadline: asyncio.TimerHandle | None = None
         self._wait(self._head_late)  # a connection that never sends a request is not held either
 
@@ -277,6 +288,9 @@ class CappedHeadProtocol(HttpToolsProtocol):
             return  # answered before a byte of the body is read
         self._stop_waiting()
         super().on_headers_complete()
+        self._served += 1
+        if self.cycle is not None and self._served >= MAX_REQUESTS_PER_CONNECTION:
+            self.cycle.keep_alive = False  # uvicorn says `Connection: close` and closes after it
         self._body_bytes = 0
         if any(name in _BODY_HEADERS for name, _ in self.headers):
             self._wait(self._body_late)
