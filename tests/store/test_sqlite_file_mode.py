@@ -40,3 +40,18 @@ def test_a_store_that_exists_keeps_its_mode(tmp_path) -> None:
     upgrade_to_head(engine)
     engine.dispose()
     assert mode(shared) == 0o640
+
+
+def test_a_path_with_a_tilde_is_taken_as_sqlite_takes_it(tmp_path, monkeypatch) -> None:
+    """SQLite does not expand `~`: sqlite:///~/x.db is ./~/x.db, refused here for its missing
+    folder, with no stray file made in the home folder (a review found one)."""
+    import pytest
+
+    from servicetrail.store.engine import StoreError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    with pytest.raises(StoreError, match="does not exist"):
+        make_engine("sqlite:///~/stray.db")
+    assert list((tmp_path / "home").iterdir()) == []

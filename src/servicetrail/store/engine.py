@@ -82,10 +82,13 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
     if resolved.drivername.startswith("sqlite"):
         in_a_file = bool(resolved.database) and resolved.database != ":memory:"
         if in_a_file:
-            folder = Path(str(resolved.database)).expanduser().resolve().parent
+            # the path as SQLite opens it: no `~` expansion (sqlite:///~/x.db is ./~/x.db)
+            path = Path(str(resolved.database))
+            folder = path.resolve().parent
             if not folder.is_dir():
                 raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
-            _owner_only(Path(str(resolved.database)).expanduser())
+            if not resolved.query.get("uri"):  # a file: URI names its file its own way
+                _owner_only(path)
         engine = create_engine(
             resolved,
             connect_args={"check_same_thread": False},
