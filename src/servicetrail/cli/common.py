@@ -291,7 +291,12 @@ def _seal_the_logs() -> None:
 def viewer_of(conn: Connection, party_id: str) -> Viewer:
     viewer = viewer_for(conn, party_id)
     if viewer is None:
-        raise Failure(f"unknown party {party_id!r}")
+        # the store named too: a newcomer's demo.db beside the default servicetrail.db was
+        # "unknown party" with no word of which store was asked (audit 22d)
+        raise Failure(
+            f"unknown party {party_id!r} in the store {shown_url(store_url())} (--db names "
+            "another; 'servicetrail load users' adds Parties)"
+        )
     return viewer
 
 
