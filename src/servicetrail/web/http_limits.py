@@ -200,8 +200,25 @@ def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
 # upstream pool, a Party's client) could hold one worker at a full core while another idled
 # (three clients measured 71% against 29% of the samples at 10M records). A new connection
 # is taken by a worker free to accept it, so the load spreads again. nginx's keepalive_requests
-# does the same, at 1000.
+# does the same, at 1000, and so does its close: lingering (below), since a client may have
+# sent more requests behind the last one, and closed with them unread the connection was reset,
+# and answers still in the server's send buffer were lost (review 22e).
 MAX_REQUESTS_PER_CONNECTION = 100
+
+
+class _LingerOnClose:
+    """The transport of a connection's last answer: uvicorn closes it once the answer is
+    written, and here that close is the lingering close (CappedHeadProtocol._last_answered)."""
+
+    def __init__(self, transport: Any, protocol: CappedHeadProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol._last_answered()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
@@ -291,6 +308,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self._served += 1
         if self.cycle is not None and self._served >= MAX_REQUESTS_PER_CONNECTION:
             self.cycle.keep_alive = False  # uvicorn says `Connection: close` and closes after it
+            self.cycle.transport = cast(asyncio.Transport, _LingerOnClose(self.transport, self))
         self._body_bytes = 0
         if any(name in _BODY_HEADERS for name, _ in self.headers):
             self._wait(self._body_late)
@@ -412,6 +430,15 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if path.startswith(_API_PATHS):
             return answer
         return _PAGES.get(answer, answer)
+
+    def _last_answered(self) -> None:
+        """The connection's last answer is written: what the client sent behind it (pipelined
+        requests, the rest of a body answered early) is read and dropped, unanswered, as
+        after a refusal; the client, told `Connection: close`, sends them again on another."""
+        self._refused = True
+        self.pipeline.clear()
+        if not self.transport.is_closing():
+            self._close_lingering()
 
     def _close_lingering(self) -> None:
         """Close after a refusal the client may still be sending into (its head or body):
