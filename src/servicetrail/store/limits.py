@@ -57,17 +57,20 @@ class StoreBusy(RuntimeError):
         self.reason = message
 
 
+READER_ROLE = "servicetrail_reader"  # every Party's read runs as it (store.read_transaction)
+
+
 class StoreMisconfigured(StoreBusy):
-    """PostgreSQL refused the reader role every Party's read runs as, or a table to it: the
-    role, its grants or its row-level-security policies are missing, as after a restore onto
-    a new server without them (README, "Backups, restores and upgrades"). Nothing the request
-    did, and nothing a retry mends: an administrator must (HTTP: 503; the CLI: exit 3)."""
+    """PostgreSQL refused the reader role every Party's read runs as, or a table to it inside
+    a read (store.read_transaction): the role or its grants are missing, as after a restore
+    onto a new server without them (README, "Backups, restores and upgrades"). Nothing the
+    request did, and nothing a retry mends: an administrator must (HTTP: 503 without
+    Retry-After; the CLI: exit 3). Any other refusal of a privilege is a bug, and stays one."""
 
     def __init__(self) -> None:
         message = (
-            "the store's reader role, its grants or its row-level-security policies are "
-            "missing (a restore onto a new server without them?): `servicetrail db check` "
-            "names what to repair"
+            "the store's reader role or its grants are missing (a restore onto a new server "
+            "without them?): `servicetrail db check` names what to repair"
         )
         RuntimeError.__init__(self, message)
         self.reason = message
@@ -89,13 +92,18 @@ def store_busy(error: BaseException) -> StoreBusy | None:
             return StoreBusy("the store's file cannot be opened")
         if "database or disk is full" in said:  # was a 500 with a traceback (audit, session 19)
             return StoreBusy("the store's disk is full")
-    if isinstance(cause, psycopg.errors.InsufficientPrivilege) or (
-        isinstance(cause, psycopg.errors.InvalidParameterValue) and "role" in str(cause)
-    ):
+    if reader_role_missing(cause):
         return StoreMisconfigured()
     if isinstance(cause, psycopg.OperationalError):
         return StoreBusy(_postgresql_says(cause))
     return None
+
+
+def reader_role_missing(error: BaseException | None) -> bool:
+    """PostgreSQL's refusal to become the reader role, which does not exist."""
+    return isinstance(error, psycopg.errors.InvalidParameterValue) and (
+        f'role "{READER_ROLE}" does not exist' in str(error)
+    )
 
 
 def _postgresql_says(cause: psycopg.OperationalError) -> str:

@@ -111,7 +111,7 @@ def _row_security_problems(conn: Connection) -> list[str]:
     server without the role lost all three, and `db check` said the schema matched: reads then
     failed, and with the role made again by hand every Party saw an empty trail (audit,
     session 19; README, "Backups")."""
-    from .read_transaction import READER_ROLE
+    from .limits import READER_ROLE
 
     problems = []
     role = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": READER_ROLE})

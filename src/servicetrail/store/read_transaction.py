@@ -17,15 +17,21 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
 from .access_writer import AS_OWNER, holds_entry_id, reserve_entry_id
 from .compiled_statements import driver_in_transaction, fetch_all, rows, send
-from .limits import DEFAULT_SECONDS, Budget, SearchTooBroad, seconds_of
+from .limits import (
+    DEFAULT_SECONDS,
+    READER_ROLE,
+    Budget,
+    SearchTooBroad,
+    StoreMisconfigured,
+    seconds_of,
+)
 
-READER_ROLE = "servicetrail_reader"
 READ_LOCK_WAIT_MS = 5000
 
 
@@ -139,14 +145,23 @@ def time_limit(
             **{f"n{i}": n for i, n in enumerate(names)},
             **{f"v{i}": every[n] for i, n in enumerate(names)},
         }
-        try:
+        as_reader = True  # the prefetch runs as the reader role, and with it the rest unless
+        try:  # `then_as_owner` switched back to the owner
             rows = _pipelined(
                 conn, f"SELECT {calls}", params, prefetch, then_as_owner, one_snapshot
             )
+            as_reader = not then_as_owner
             yield rows
         except (OperationalError, psycopg.errors.QueryCanceled) as e:
             if "statement timeout" in str(getattr(e, "orig", e)):
                 raise SearchTooBroad(seconds) from None
+            raise
+        except (DBAPIError, psycopg.errors.InsufficientPrivilege) as e:
+            # the reader role refused a table: its grants are missing (a refusal to the
+            # owner is another matter: a bug, raised as it is)
+            refused = getattr(e, "orig", e)
+            if isinstance(refused, psycopg.errors.InsufficientPrivilege) and as_reader:
+                raise StoreMisconfigured() from None
             raise
         return
     raw: Any = conn.connection.dbapi_connection

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..store.limits import SearchTooBroad, StoreBusy, store_busy
+from ..store.limits import SearchTooBroad, StoreBusy, StoreMisconfigured, store_busy
 from .fairness import Busy
 from .head_requests import allowed_methods
 from .rendering import error_page, not_found, too_busy
@@ -92,6 +92,8 @@ def as_json(exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=400, content={"error": "disconnected", "message": "the client left"}
         )
+    if isinstance(exc, StoreMisconfigured):  # no retry mends it: no Retry-After either
+        return JSONResponse(status_code=503, content={"error": "unavailable", "message": str(exc)})
     if isinstance(exc, StoreBusy):
         return JSONResponse(
             status_code=503,
@@ -142,6 +144,8 @@ def as_page(request: Request, exc: Exception) -> Response | None:
         return error_page(
             request, signed_in(request), 422, "Narrow your search", said[:1].upper() + said[1:]
         )
+    if isinstance(exc, StoreMisconfigured):
+        return error_page(request, None, 503, "Unavailable", f"{str(exc).capitalize()}.")
     if isinstance(exc, StoreBusy):
         return error_page(request, None, 503, "Busy", f"{str(exc).capitalize()}.")
     if not isinstance(exc, EXPECTED):
