@@ -543,3 +543,54 @@ def test_a_watchs_values_iterate_in_the_order_given_and_compare_as_a_set() -> No
     assert values == {"1.1.1", "4.1.1", "11.2"} and hash(values) == hash(frozenset(values))
     for again in (pickle.loads(pickle.dumps(values)), copy.deepcopy(values)):
         assert list(again) == list(values) and isinstance(again, Listed)
+
+
+def test_a_watchs_failing_deliveries_are_counted_up_to_a_bound(world: World) -> None:
+    """A dead receiver's pending deliveries are counted up to MOST_FAILING_SHOWN, then "at
+    least": its Party's Watches page reads two short index ranges a watch, not them all."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from servicetrail.store.watch_tables import watch_event, webhook_outbox
+    from servicetrail.store.watches import MOST_FAILING_SHOWN
+
+    made = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    count = MOST_FAILING_SHOWN + 5
+    with world.engine.begin() as conn:
+        conn.execute(
+            insert(watch_event),
+            [
+                {
+                    "watch_id": made["id"],
+                    "event_id": n,
+                    "record_id": n,
+                    "record_logged_at": now,
+                    "record_device_id": ESME_1,
+                    "matched_at": now,
+                }
+                for n in range(1, count + 1)
+            ],
+        )
+        conn.execute(
+            insert(webhook_outbox),
+            [
+                {
+                    "watch_id": made["id"],
+                    "event_id": n,
+                    "attempts": 1 + (n == count),
+                    "next_attempt_at": now + timedelta(seconds=n),
+                    "last_error": "answered 500" if n == count else "answered 503",
+                }
+                for n in range(1, count + 1)
+            ],
+        )
+    with world.engine.connect() as conn:
+        (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
+    assert shown["webhook"]["failing"] == {
+        "waiting": MOST_FAILING_SHOWN,
+        "at_least": True,
+        "attempts": 2,
+        "last_error": "answered 500",  # the retry scheduled last
+    }

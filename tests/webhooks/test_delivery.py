@@ -153,6 +153,7 @@ def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, c
             listed = {w["id"]: w for w in list_watches(conn, P.SOUTHENERGY, with_state=True)}
         assert listed[made["id"]]["webhook"]["failing"] == {
             "waiting": 2,
+            "at_least": False,
             "attempts": 2,
             "last_error": "answered 503",
         }
@@ -161,6 +162,24 @@ def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, c
             create_account(conn, P.SOUTHENERGY.lower(), P.SOUTHENERGY, PASSWORD)
         page = signed_in(engine, P.SOUTHENERGY).get("/watches").text
         assert "2 deliveries failing" in page and "answered 503" in page
+
+
+def test_failures_are_logged_once_a_minute_at_most(caplog) -> None:
+    """A Party whose thirty receivers all fail made a warning a round, twenty a second: now
+    one a minute, counting what failed since the last."""
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.webhooks.deliver import FailureLog
+
+    failures = FailureLog()
+    with caplog.at_level("WARNING", logger="servicetrail.webhooks"):
+        for round_ in range(50):
+            failures.add([Outcome(w, round_, 0, "failed", "answered 503") for w in range(30)])
+    assert len(caplog.records) == 1 and "30 webhook deliveries failed" in caplog.text
+    failures.every = 0  # a minute later, as far as it knows
+    with caplog.at_level("WARNING", logger="servicetrail.webhooks"):
+        failures.add([Outcome(1, 99, 0, "failed", "answered 500")])
+    assert len(caplog.records) == 2
+    assert "1471 webhook deliveries failed" in caplog.records[1].getMessage()
 
 
 def test_the_schedule_runs_out_then_the_delivery_is_given_up(engine, world) -> None:

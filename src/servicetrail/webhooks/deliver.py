@@ -105,22 +105,35 @@ class Stats:
         self.errors[kind] += 1
 
 
-def _log_failures(outcomes: list[Outcome]) -> None:
-    """One warning a round with failed attempts, naming each failing watch once with its
-    latest error: a receiver that is down or a name that does not resolve is retried for
-    days, and the operator would otherwise not hear of it (audit 22d)."""
-    failed: dict[int, tuple[int, str]] = {}
-    for o in outcomes:
-        if o.status == "failed":
-            count, _ = failed.get(o.watch_id, (0, ""))
-            failed[o.watch_id] = (count + 1, o.error)
-    if failed:
-        shown = sorted(failed.items())[:MOST_ERROR_KINDS]
-        log.warning(
-            "%d webhook deliveries failed, to be retried: %s",
-            sum(count for count, _ in failed.values()),
-            "; ".join(f"watch {w}: {count} ({error[:120]})" for w, (count, error) in shown),
-        )
+FAILURES_LOGGED_EVERY_SECONDS = 60.0
+
+
+class FailureLog:
+    """The operator's word on failing deliveries: a receiver that is down, or a name that does
+    not resolve, is retried for days, and would otherwise not be heard of (audit 22d). One
+    warning a minute at most, naming each watch that failed since the last one (up to
+    MOST_ERROR_KINDS of them) with its count and latest error: one a round came to 20 lines a
+    second for a Party whose 30 receivers all failed (review 22e)."""
+
+    def __init__(self, every: float = FAILURES_LOGGED_EVERY_SECONDS) -> None:
+        self.every = every
+        self._failed: dict[int, tuple[int, str]] = {}
+        self._last = -every
+
+    def add(self, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            if o.status == "failed":
+                count, _ = self._failed.get(o.watch_id, (0, ""))
+                self._failed[o.watch_id] = (count + 1, o.error)
+        now = time.monotonic()
+        if self._failed and now - self._last >= self.every:
+            shown = sorted(self._failed.items())[:MOST_ERROR_KINDS]
+            log.warning(
+                "%d webhook deliveries failed, to be retried: %s",
+                sum(count for count, _ in self._failed.values()),
+                "; ".join(f"watch {w}: {count} ({error[:120]})" for w, (count, error) in shown),
+            )
+            self._failed, self._last = {}, now
 
 
 class Deliverer:
@@ -156,6 +169,7 @@ class Deliverer:
         self.queue_depth = self.per_host * QUEUE_FACTOR
         self.lease = timedelta(seconds=timeout * (QUEUE_FACTOR + 2) + 5)
         self.stats = Stats()
+        self.failure_log = FailureLog()
         self._in_flight: Counter[tuple[str, int]] = Counter()
         self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
         self._party_in_flight: Counter[str] = Counter()
@@ -354,7 +368,7 @@ class Deliverer:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and not room and not waiting:
             return [], []
-        _log_failures(outcomes)
+        self.failure_log.add(outcomes)
         try:
             with self.engine.begin() as conn:
                 if outcomes:
