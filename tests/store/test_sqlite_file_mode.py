@@ -55,3 +55,11 @@ def test_a_path_with_a_tilde_is_taken_as_sqlite_takes_it(tmp_path, monkeypatch) 
     with pytest.raises(StoreError, match="does not exist"):
         make_engine("sqlite:///~/stray.db")
     assert list((tmp_path / "home").iterdir()) == []
+
+
+def test_a_symlink_to_a_store_still_to_be_made_makes_it_owner_only(tmp_path) -> None:
+    (tmp_path / "link.db").symlink_to(tmp_path / "target.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'link.db'}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    assert mode(tmp_path / "target.db") == 0o600

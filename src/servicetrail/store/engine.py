@@ -67,6 +67,7 @@ def _owner_only(path: Path) -> None:
     """A new SQLite store is made readable by its owner alone (0600), as the signing key and
     the reject files are: it holds every Party's payloads. SQLite gives its -wal and -shm
     files the database file's permissions. A store that exists is left as it is."""
+    path = Path(os.path.realpath(path))  # a symlink to a file still to be made: make that
     if path.exists():
         return
     try:

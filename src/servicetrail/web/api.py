@@ -280,8 +280,9 @@ never listed; a record without a Device lists only that request, if any.
 
 At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device.
 A list the cap cut has a `Link` header (rel="next") to the records search that goes on with the
-older requests of the window (it may repeat one listed first for its Request ID), after one to
-the rest of the requests sharing the Request ID if the cap cut those. Another User's request
+older requests of the window (it may repeat one listed first for its Request ID); if the cap
+cut the requests sharing the Request ID, rel="next" goes on with those, and rel="related" is
+the window's search. Another User's request
 shows its title only, as everywhere. `seconds_before` is the whole seconds from the request to
 the record, rounded down; it is negative only for a request sharing the Request ID that was
 logged after the record (-3: three seconds after). A record you may not see is 404, like a
@@ -325,9 +326,12 @@ def triggers(
     listed = found[1]
     headers = {}
     if listed.rest:
+        # one rel="next", where the list goes on (clients keep one link a relation); the
+        # window's requests after a cut among the Request ID's own come as rel="related"
         headers["Link"] = ", ".join(
-            f'</api/v1/records?{urlencode(older_triggers(*rest))}>; rel="next"'
-            for rest in listed.rest
+            f'</api/v1/records?{urlencode(older_triggers(*rest))}>; '
+            f'rel="{"next" if n == 0 else "related"}"'
+            for n, rest in enumerate(listed.rest)
         )
     body = orjson.dumps({"items": listed.items})
     return Response(body, media_type="application/json", headers=headers)
