@@ -157,9 +157,6 @@ def search(request: Request, who: Who) -> Response:
         first_link=page_link(values) if after is not None else "",
         first=(page - 1) * PAGE_SIZE + 1 if after is not None else 1,
         empty_note=EMPTY_NOTE,
-        empty_range=wanted is not None
-        and wanted.time_from is not None
-        and wanted.time_from == wanted.time_to,
         page=page if after is not None else 1,
     )
 
