@@ -23,7 +23,7 @@ DCC alerts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
@@ -103,6 +103,45 @@ REGISTRY = (
 
 def _rid(originator: str, target: str, counter: int) -> str:
     return f"{originator}:{target}:{counter}"
+
+
+def looker_flood(
+    engine: Engine, newest: datetime, count: int, apart: timedelta = timedelta(seconds=1)
+) -> list[SatRecord]:
+    """LOOKER's `count` 11.2 requests to ESME-1 (another User's, to the Device), `apart` from
+    one another back from `newest`, stored: a flood past the triggers' cap."""
+    flood = [
+        SatRecord(
+            newest - apart * i,
+            "request",
+            _rid(LK_OU, ESME_1, 5000 + i),
+            "11.2",
+            LK_OU,
+            ESME_1,
+            "",
+            "<flood>",
+        )
+        for i in range(count)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, flood)
+    return flood
+
+
+def non_device_exchange(engine: Engine, requests: int) -> int:
+    """NORTHPOWER's `requests` 8.2 requests (a non-device SRV) under one Request ID, a second
+    apart, and their response at 2025-03-08T10:00Z, stored; the response's id. A record
+    without a Device: its possible triggers are those requests alone."""
+    at = t("2025-03-08T10:00:00Z")
+    rid = _rid(NP_IS, DCC_ID, 8200)
+    asked = [
+        SatRecord(at - timedelta(seconds=i + 1), "request", rid, "8.2", NP_IS, "", "", "")
+        for i in range(requests)
+    ]
+    response = SatRecord(at, "response", rid, "8.2", NP_IS, "", "I0", "<inventory>")
+    with engine.begin() as conn:
+        append_records(conn, [*asked, response])
+        return record_ids(conn)[response.key]
 
 
 def _rec(

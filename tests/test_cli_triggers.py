@@ -110,28 +110,9 @@ def test_a_list_the_cap_cuts_says_so_and_names_the_search_for_the_rest(cli, engi
     """Another User's flood of requests to ESME-1 in the hour before SOUTHENERGY's alert: the
     list stops at the cap, and standard error names the records command that lists every
     request of the window, which does."""
-    from datetime import timedelta
-
-    from servicetrail.domain.model import SatRecord
     from servicetrail.domain.triggers import MAX_TRIGGERS
-    from servicetrail.store.writer import append_records
 
-    alert_at = P.t("2025-03-06T07:00:00Z")
-    flood = [
-        SatRecord(
-            alert_at - timedelta(minutes=30, seconds=i),
-            "request",
-            P._rid(P.LK_OU, P.ESME_1, 5000 + i),
-            "11.2",
-            P.LK_OU,
-            P.ESME_1,
-            "",
-            "<flood>",
-        )
-        for i in range(MAX_TRIGGERS + 1)
-    ]
-    with engine.begin() as conn:
-        append_records(conn, flood)
+    P.looker_flood(engine, P.t("2025-03-06T06:30:00Z"), MAX_TRIGGERS + 1)
     alert = world.ids["se_device_alert"]
     result = cli("triggers", alert, "--party", P.SOUTHENERGY, "--window", "60", "--format", "jsonl")
     assert len(jsonl(result)) == MAX_TRIGGERS
@@ -154,22 +135,9 @@ def test_a_list_cut_among_the_requests_sharing_its_request_id_says_so_without_a_
 ):
     """A response with no Device (a non-device SRV) lists only the requests sharing its Request
     ID; past the cap, the note names the records command that lists them all."""
-    from datetime import timedelta
-
-    from servicetrail.domain.model import SatRecord
     from servicetrail.domain.triggers import MAX_TRIGGERS
-    from servicetrail.store.writer import append_records
 
-    at = P.t("2025-03-08T10:00:00Z")
-    rid = P._rid(P.NP_IS, P.DCC_ID, 8200)
-    requests = [
-        SatRecord(at - timedelta(seconds=i + 1), "request", rid, "8.2", P.NP_IS, "", "", "")
-        for i in range(MAX_TRIGGERS + 2)
-    ]
-    response = SatRecord(at, "response", rid, "8.2", P.NP_IS, "", "I0", "<inventory>")
-    with engine.begin() as conn:
-        append_records(conn, [*requests, response])
-        response_id = P.record_ids(conn)[response.key]
+    response_id = P.non_device_exchange(engine, MAX_TRIGGERS + 2)
     result = cli("triggers", response_id, "--party", P.NORTHPOWER, "--format", "jsonl")
     assert len(jsonl(result)) == MAX_TRIGGERS
     note = result.stderr.strip()

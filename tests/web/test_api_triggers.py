@@ -182,12 +182,7 @@ def test_the_widest_window_is_accepted_and_no_token_is_401(client, bearer, world
 def _flood(engine, count: int) -> list[SatRecord]:
     """`count` requests by another User to ESME-1, a second apart, 40 minutes before the
     alert: inside its 60-minute window."""
-    flood = [
-        _req(ALERT_AT - timedelta(minutes=40, seconds=i), P.LK_OU, 1000 + i) for i in range(count)
-    ]
-    with engine.begin() as conn:
-        append_records(conn, flood)
-    return flood
+    return P.looker_flood(engine, ALERT_AT - timedelta(minutes=40), count)
 
 
 def every_item(client, headers, path: str, params: dict[str, str]) -> list[dict]:

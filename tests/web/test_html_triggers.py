@@ -141,23 +141,11 @@ def test_a_list_the_cap_cuts_links_to_the_older_requests_of_the_window(engine, w
     newest and links to the search screen's page of the Device's requests after the last one
     shown, which lists the rest (the oldest of the flood among them)."""
     from servicetrail.domain.triggers import MAX_TRIGGERS
-    from servicetrail.store.writer import append_records
 
-    flood = [
-        SatRecord(
-            ALERT_AT - timedelta(minutes=45, milliseconds=500 * i),
-            "request",
-            P._rid(P.LK_OU, P.ESME_1, 5000 + i),
-            "11.2",
-            P.LK_OU,
-            P.ESME_1,
-            "",
-            "",
-        )
-        for i in range(MAX_TRIGGERS)
-    ]
-    with engine.begin() as conn:
-        append_records(conn, flood)
+    flood = P.looker_flood(
+        engine, ALERT_AT - timedelta(minutes=45), MAX_TRIGGERS, timedelta(milliseconds=500)
+    )
+    with engine.connect() as conn:
         oldest = P.record_ids(conn)[flood[-1].key]
     client = signed_in(engine, P.WIRESCO)
     shown = panel(client.get(f"/records/{world.ids['ws_alert']}?window=60").text)
@@ -179,18 +167,8 @@ def test_a_cut_list_without_a_device_says_so_and_links_to_the_rest(engine, world
     """A response with no Device lists only the requests sharing its Request ID: past the cap,
     the panel says how many it shows and links to the search for the others."""
     from servicetrail.domain.triggers import MAX_TRIGGERS
-    from servicetrail.store.writer import append_records
 
-    at = P.t("2025-03-08T10:00:00Z")
-    rid = P._rid(P.NP_IS, P.DCC_ID, 8200)
-    requests = [
-        SatRecord(at - timedelta(seconds=i + 1), "request", rid, "8.2", P.NP_IS, "", "", "")
-        for i in range(MAX_TRIGGERS + 1)
-    ]
-    response = SatRecord(at, "response", rid, "8.2", P.NP_IS, "", "I0", "<inventory>")
-    with engine.begin() as conn:
-        append_records(conn, [*requests, response])
-        response_id = P.record_ids(conn)[response.key]
+    response_id = P.non_device_exchange(engine, MAX_TRIGGERS + 1)
     client = signed_in(engine, P.NORTHPOWER)
     shown = panel(client.get(f"/records/{response_id}").text)
     assert f"Only {MAX_TRIGGERS} are shown" in shown
