@@ -93,6 +93,19 @@ def test_a_malformed_verifier_key_is_refused_clearly(bad):
         cp.parse_verifier_key(bad)
 
 
+def test_the_trust_file_is_made_with_mode_0600(tmp_path):
+    """What it lists is what `log verify` trusts: as the key, no one else may write it."""
+    from servicetrail.signing import trust, trust_file
+
+    key = tmp_path / "servicetrail.key"
+    old_umask = os.umask(0o022)
+    try:
+        trust(key, ["servicetrail/sat+00000000+AAAA"])
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(trust_file(key)).st_mode) == 0o600
+
+
 def test_the_key_file_is_made_once_with_mode_0600_and_never_shown(tmp_path):
     path = tmp_path / "sub" / "servicetrail.key"
     with ThreadPoolExecutor(8) as pool:

@@ -228,3 +228,14 @@ def test_rows_follow_the_time_they_show() -> None:
     ]
     rows = timeline(newest_first)
     assert [[m["id"] for m in row.messages] for row in rows] == [[3], [2, 4], [1]]
+
+
+def test_an_alerts_record_page_names_its_identifier_for_what_it_is(engine, world) -> None:
+    """An alert answers no request: its record page's exchange says its identifier is its
+    DUIS ResponseID, not a Request ID (audit 22d); a response's still names its Request ID."""
+    c = signed_in(engine, P.NORTHPOWER)
+    alert = c.get(f"/records/{world.ids['np_device_alert']}").text
+    assert "An alert answers no request" in alert and "its DUIS ResponseID" in alert
+    assert "The request, its acknowledgement and its responses" not in alert
+    response = c.get(f"/records/{world.ids['np_resp']}").text
+    assert "The request, its acknowledgement and its responses" in response
