@@ -189,7 +189,7 @@ def _triggers(
             "the older requests of the window"
             if searched.device_id
             else "the other requests with its Request ID",
-            "/?" + urlencode(older_triggers(searched, after)),
+            page_link(older_triggers(searched, after)),
         )
         for searched, after in found.rest
     ]
