@@ -131,6 +131,8 @@ def logs_by_origin(client, headers) -> dict[str, str]:
     "params, name",
     [
         ({"from": "1", "to": "1"}, "origin"),
+        ({"origin": "", "from": "1", "to": "1"}, "origin"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "1"}, "to"),
         ({"origin": "servicetrail/sat/2025-02", "to": "1"}, "from"),
         ({"origin": "servicetrail/sat/2025-02", "from": "0", "to": "1"}, "from"),
         ({"origin": "servicetrail/sat/2025-02", "from": "3", "to": "2"}, "from"),

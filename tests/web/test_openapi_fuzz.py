@@ -20,6 +20,11 @@ OPERATIONS = [
     "GET /api/v1/records/{record_id}",
     "GET /api/v1/records/{record_id}/why",
     "GET /api/v1/reports/own.csv",
+    "GET /api/v1/records/{record_id}/triggers",
+    "GET /api/v1/records/{record_id}/proof",
+    "GET /api/v1/logs",
+    "GET /api/v1/logs/consistency",
+    "GET /api/v1/access-log",
 ]
 
 
@@ -44,9 +49,15 @@ def test_api_never_errors_and_matches_its_schema(api, label):
     )
     def fuzz(case):
         # Rules OpenAPI cannot state: a cursor is opaque (only the server knows which strings it
-        # issued) and `to` must come after `from`. Such requests may be refused with a 422.
+        # issued), `to` must come after `from` and a consistency proof's `to` be a checkpointed
+        # size, and no parameter may hold a NUL (the API's description says so). Such requests
+        # may be refused with a 422.
         query = case.query or {}
-        beyond_schema = query.get("cursor") or ("from" in query and "to" in query)
+        beyond_schema = (
+            query.get("cursor")
+            or ("from" in query and "to" in query)
+            or any("\x00" in str(value) for value in query.values())
+        )
         case.call_and_validate(
             headers={"Authorization": f"Bearer {token}"},
             excluded_checks=[positive_data_acceptance] if beyond_schema else [],

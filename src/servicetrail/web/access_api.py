@@ -15,13 +15,14 @@ from ..store.access_log import EntryFilter, entries_page
 from .api import ERRORS, AccountDep
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
 from .fairness import limits_of, share_of
+from .schemas import AccessPage
 from .state import reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["access log"])
 MAX_PARTY_ID = 32
 
 
-@router.get("/access-log", response_model=None)
+@router.get("/access-log", response_model=None, responses={200: {"model": AccessPage}})
 def access_log(
     request: Request,
     holder: AccountDep,

@@ -41,6 +41,7 @@ from .params import (
     build_search,
     cursor_of,
     refuse_unknown_parameters,
+    whole_number_schema,
     record_id_or_404,
 )
 from .presenters import older_triggers
@@ -58,6 +59,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {
         "model": Error,
         "description": "your Party has too much running on this server; see Retry-After",
+    },
+    503: {
+        "model": Error,
+        "description": "the store cannot be read (down, or its reader role missing), or "
+        "this server is stopping (then with Retry-After)",
     },
 }
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -304,7 +310,7 @@ def triggers(
         Query(
             description=f"minutes to look back from the record, "
             f"1..{MAX_WINDOW_MINUTES} (default {DEFAULT_WINDOW_MINUTES})",
-            json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_MINUTES},
+            json_schema_extra=whole_number_schema(1, MAX_WINDOW_MINUTES),
         ),
     ] = None,
 ) -> Response:

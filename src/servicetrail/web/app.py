@@ -85,7 +85,11 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
         title="servicetrail",
         version=__version__,
         description="The DCC Service Audit Trail with SEC MP141 (Option B) visibility. "
-        "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME).",
+        "Authenticate with `Authorization: Bearer TOKEN` (servicetrail tokens create USERNAME). "
+        "A parameter this API does not know, or one holding a NUL character, is a 422 naming "
+        "it. `servicetrail serve` bounds every request: a head too long is a 431, a body too "
+        "large a 413, a request not whole in time a 408, each closing the connection; a "
+        "connection is closed after 100 requests (`Connection: close`).",
         docs_url=None,
         redoc_url=None,  # no third-party scripts under our CSP
         # `/api/v1/records/` is a 404, not a 307 before any check to an address built from the

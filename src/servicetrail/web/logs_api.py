@@ -24,7 +24,8 @@ from ..store.logged_reads import logged_read
 from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
-from .params import asked, record_id_or_404
+from .params import asked, record_id_or_404, whole_number_schema
+from .schemas import Consistency, Error, Logs, Proof
 from .state import engine_of, reader_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -39,8 +40,9 @@ def _current_key(request: Request) -> str:
     "/records/{record_id}/proof",
     response_model=None,
     responses={
-        404: {"description": "no such record"},
-        409: {"description": "not yet sealed, or not in its log"},
+        200: {"model": Proof},
+        404: {"model": Error, "description": "no such record"},
+        409: {"model": Error, "description": "not yet sealed, or not in its log"},
     },
 )
 def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
@@ -73,7 +75,7 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
     return JSONResponse(document)
 
 
-@router.get("/logs", response_model=None)
+@router.get("/logs", response_model=None, responses={200: {"model": Logs}})
 def logs(request: Request, account: AccountDep) -> JSONResponse:
     """Every log's newest checkpoint, the current verifier key and every earlier one. No SAT
     record is in it, so an auditor may read it too (to check the access log's entries); the
@@ -91,8 +93,8 @@ def _share(account: TokenHolder) -> str:
     return share_of(account.viewer.party_id if account.viewer else None, account.username)
 
 
-def _size(parameter: str, text: str | None) -> int:
-    if text is None or text == "":
+def _size(parameter: str, text: str) -> int:
+    if text == "":
         raise ParameterError(parameter, "is required")
     try:
         size = whole_number(text)
@@ -103,13 +105,35 @@ def _size(parameter: str, text: str | None) -> int:
     return size
 
 
-@router.get("/logs/consistency", response_model=None)
+@router.get(
+    "/logs/consistency",
+    response_model=None,
+    responses={
+        200: {"model": Consistency},
+        403: {"model": Error, "description": "an access log's proof asked by a Party's token"},
+    },
+)
 def consistency(
     request: Request,
     account: AccountDep,
-    origin: Annotated[str | None, Query(max_length=200)] = None,
-    from_: Annotated[str | None, Query(alias="from", max_length=20)] = None,
-    to: Annotated[str | None, Query(max_length=20)] = None,
+    origin: Annotated[str, Query(max_length=200, description="a log's origin, as /logs lists")],
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            max_length=20,
+            description="the smaller tree size, 1 at least",
+            json_schema_extra=whole_number_schema(1),
+        ),
+    ],
+    to: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="a checkpointed tree size of the log, `from` at least",
+            json_schema_extra=whole_number_schema(1),
+        ),
+    ],
 ) -> Any:
     """A consistency proof (RFC 9162 2.1.4) from tree size `from` to the checkpointed size `to`.
     An access log's are an auditor's only (403 for a Party's token): its leaves are every

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
@@ -98,6 +98,24 @@ ScopeFilter = Annotated[
     Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)
 ]
 TIME_SCHEMA = {"format": "date-time"}
+
+
+def whole_number_schema(
+    minimum: int, maximum: int | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """The documented schema of a whole number the route parses itself (to name the parameter
+    in its own 422): an integer, in place of the `string or null` of its Python type, which
+    with `type: integer` beside it no value could satisfy."""
+
+    def documented(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema.update(type="integer", minimum=minimum)
+        if maximum is not None:
+            schema["maximum"] = maximum
+
+    return documented
+
+
 # `from` inclusive and `to` exclusive, here and everywhere (SPEC section 5); the route's own
 # parser (build_search) reads them, so that its 422 names the parameter
 _FROM = Query(

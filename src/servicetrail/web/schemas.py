@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -152,4 +150,71 @@ class EventPage(BaseModel):
     events: list[Event]
     next_after: int | None = Field(
         description="the last event_id on the page (pass as after=); null when the page is empty"
+    )
+
+
+class Leaf(BaseModel):
+    """SPEC section 7's leaf object; its canonical JSON is the leaf_data hashed."""
+
+    v: int
+    logged_at: str = Field(description="YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    kind: str
+    request_id: str
+    srv: str
+    user_id: str
+    device_id: str
+    response_code: str
+    command_variant: int | None
+    payload_commitment: str = Field(description="lowercase hex SHA-256 of salt || payload")
+
+
+class Proof(BaseModel):
+    log: str = Field(description="the log's origin, <prefix>/<YYYY-MM>")
+    leaf_index: int = Field(description="from 0")
+    leaf: Leaf
+    inclusion: list[str] = Field(description="RFC 9162 inclusion proof, base64 hashes")
+    checkpoint: str = Field(description="the C2SP signed note the proof leads to")
+    payload_salt: str | None = Field(
+        None, description="hex; present only when the record is your own (access own)"
+    )
+
+
+class LogCheckpoint(BaseModel):
+    origin: str
+    checkpoint: str = Field(description="the log's newest signed checkpoint (C2SP signed note)")
+
+
+class Logs(BaseModel):
+    verifier_key: str = Field(description="the current key: <name>+<hex key hash>+<base64 key>")
+    verifier_keys: list[str] = Field(description="the current key and every earlier one")
+    logs: list[LogCheckpoint] = Field(
+        description="the record logs; an auditor also gets the access logs"
+    )
+
+
+class Consistency(BaseModel):
+    proof: list[str] = Field(description="RFC 9162 consistency proof, base64 hashes")
+
+
+class AccessEntry(BaseModel):
+    id: int
+    at: str = Field(description="UTC, ISO-8601")
+    party_id: str | None
+    actor: str = Field(description='an account\'s name, "cli" or "webhook"')
+    interface: Literal["api", "web", "cli", "webhook"]
+    action: str = Field(
+        description="search, record, why, triggers, proof, report, watch_events, stream or deliver"
+    )
+    filters: dict[str, Any] = Field(description="the read's parameters, as asked")
+    records_returned: int
+    mp141_records_returned: int
+    device_ids: list[str] = Field(
+        description="the distinct Devices of the MP141 records returned, at most 100"
+    )
+
+
+class AccessPage(BaseModel):
+    items: list[AccessEntry]
+    next_cursor: str | None = Field(
+        description="pass as cursor= for the next page; null on the last"
     )

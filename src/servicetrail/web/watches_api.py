@@ -38,7 +38,7 @@ from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token
 from .errors import ParameterError
 from .fairness import limits_of
-from .params import PageSize, asked
+from .params import PageSize, asked, whole_number_schema
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
 from .state import engine_of, reader_of
 from .stopping import ServerStopping
@@ -160,7 +160,7 @@ def watch_events(
         str | None,
         Query(
             description="the last event_id you have (default 0)",
-            json_schema_extra={"type": "integer", "minimum": 0},
+            json_schema_extra=whole_number_schema(0),
         ),
     ] = None,
     limit: PageSize = 100,
@@ -314,6 +314,7 @@ class EventStream(StreamingResponse):
 
 @router.get(
     "/watches/{watch_id}/stream",
+    response_class=Response,
     response_model=None,
     responses={
         200: {
@@ -334,7 +335,7 @@ def watch_stream(
         str | None,
         Query(
             description="resume after this event_id (when no Last-Event-ID)",
-            json_schema_extra={"type": "integer", "minimum": 0},
+            json_schema_extra=whole_number_schema(0),
         ),
     ] = None,
 ) -> Response:
