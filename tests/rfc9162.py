@@ -122,3 +122,21 @@ def canonical(obj: dict) -> bytes:
     import json
 
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rfc_consistency_proof(first: int, leaves: list[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) of section 2.1.4.1 by its recursive definition, from the leaves' data:
+    a prover of our own for trees servicetrail never saw (a forked log, say)."""
+
+    def subproof(m: int, data: list[bytes], complete: bool) -> list[bytes]:
+        n = len(data)
+        if m == n:
+            return [] if complete else [mth(data)]
+        k = 1
+        while k * 2 < n:
+            k *= 2
+        if m <= k:
+            return subproof(m, data[:k], complete) + [mth(data[k:])]
+        return subproof(m - k, data[k:], False) + [mth(data[:k])]
+
+    return subproof(first, leaves, True)

@@ -1,4 +1,4 @@
-"""`servicetrail log key|verify|verify-proof` (SPEC section 7)."""
+"""`servicetrail log key|verify|verify-proof|verify-consistency` (SPEC section 7)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..domain.checkpoint import NoteError, parse_verifier_key
+from ..domain.checkpoint import SIGNATURE_DASH, NoteError, parse_checkpoint, parse_verifier_key
 from ..domain.merkle import ProofError
-from ..domain.proof_document import parse_proof_document, verify_proof_document
+from ..domain.proof_document import (
+    parse_proof_document,
+    verify_consistency_document,
+    verify_proof_document,
+)
 from ..signing import (
     SigningKeyError,
     ed25519_check,
@@ -99,7 +103,7 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
             "can add to (create the file with the keys you trust, a line each)",
             err=True,
         )
-    notes = [note for path in kept_files for note in _notes_in(path)]
+    notes = [note for path in kept_files for note in _notes_in(path, "--checkpoints")]
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
     for finding in result.findings:
@@ -113,14 +117,20 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
         raise SystemExit(1)
 
 
-def _notes_in(path: Path) -> list[str]:
-    """The signed checkpoints in a kept JSON document: /api/v1/logs's `logs`, a proof's
-    `checkpoint`, or a list of such documents or of notes."""
+def _notes_in(path: Path, given_as: str) -> list[str]:
+    """The signed checkpoints in a kept file: a signed note as it is, or a JSON document,
+    /api/v1/logs's `logs`, a proof's `checkpoint`, or a list of such documents or of notes."""
     regular_file(path)
+    raw = path.read_bytes()
     try:
-        document = json.loads(path.read_bytes())
+        document = json.loads(raw)
     except (ValueError, RecursionError) as e:
-        raise Failure(f"--checkpoints {path}: not JSON ({type(e).__name__})") from None
+        text = raw.decode("utf-8", errors="replace")
+        if f"\n\n{SIGNATURE_DASH} " in text:
+            return [text]
+        raise Failure(
+            f"{given_as} {path}: neither JSON nor a signed note ({type(e).__name__})"
+        ) from None
     found: list[str] = []
     pending = [document]
     while pending:
@@ -135,7 +145,7 @@ def _notes_in(path: Path) -> list[str]:
             if isinstance(item.get("logs"), list):
                 pending.extend(reversed(item["logs"]))
     if not found:
-        raise Failure(f"--checkpoints {path}: no checkpoint in it")
+        raise Failure(f"{given_as} {path}: no checkpoint in it")
     return found
 
 
@@ -173,3 +183,74 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
         f"verified: leaf {verified.leaf_index} of {verified.origin} is in its tree of "
         f"{verified.tree_size} leaves, signed by {verifier.name}{payload_note}"
     )
+
+
+@log_group.command("verify-consistency")
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--proof",
+    "proof_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The answer of /api/v1/logs/consistency?origin=&from=OLD's size&to=NEW's size.",
+)
+@click.option(
+    "--key",
+    "given_keys",
+    required=True,
+    multiple=True,
+    help="A verifier key to trust; repeatable (an earlier key signed checkpoints made before "
+    "it was rotated).",
+)
+@click.option("--origin", help="The log, when OLD or NEW holds checkpoints of several.")
+def verify_consistency_cmd(
+    old: Path, new: Path, proof_file: Path, given_keys: tuple[str, ...], origin: str | None
+) -> None:
+    """Check offline that NEW's checkpoint extends OLD's: the log was only appended to
+    between them, nothing in it rewritten. OLD and NEW: a checkpoint you kept (its signed
+    note, or JSON holding it: /api/v1/logs, a proof). Exit 0 if it holds, 1 with the reason
+    if not."""
+    verifiers = []
+    for given in given_keys:
+        try:
+            verifiers.append(parse_verifier_key(given))
+        except NoteError as e:
+            raise Failure(f"--key {given!r}: {e}") from None
+    old_note = _one_checkpoint(old, origin)
+    new_note = _one_checkpoint(new, origin)
+    regular_file(proof_file)
+    try:
+        document = parse_proof_document(proof_file.read_bytes())
+        extended = verify_consistency_document(
+            old_note, new_note, document, verifiers, ed25519_check
+        )
+    except (ValueError, NoteError, ProofError) as e:
+        raise Failure(f"not consistent: {e}", 1) from None
+    except RecursionError:
+        raise Failure("not consistent: the proof's JSON is nested too deeply", 1) from None
+    click.echo(
+        f"consistent: {extended.origin} at {extended.new_size} leaves extends its tree of "
+        f"{extended.old_size} leaves"
+    )
+
+
+def _one_checkpoint(path: Path, origin: str | None) -> str:
+    """The file's checkpoint of `origin`, or its only log's."""
+    by_origin: dict[str, set[str]] = {}
+    for note in _notes_in(path, path.name):
+        try:
+            checkpoint, _ = parse_checkpoint(note)
+        except NoteError as e:
+            raise Failure(f"not consistent: {path}: {e}", 1) from None
+        by_origin.setdefault(checkpoint.origin, set()).add(note)
+    if origin is not None:
+        by_origin = {origin: by_origin[origin]} if origin in by_origin else {}
+    if not by_origin:
+        raise Failure(f"{path}: no checkpoint of {origin!r} in it")
+    if len(by_origin) > 1:
+        raise Failure(f"{path} holds checkpoints of {len(by_origin)} logs: name one with --origin")
+    [(found_origin, notes)] = by_origin.items()
+    if len(notes) > 1:
+        raise Failure(f"{path} holds {len(notes)} checkpoints of {found_origin}: keep one")
+    return next(iter(notes))

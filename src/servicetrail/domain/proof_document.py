@@ -1,17 +1,26 @@
-"""Checking a proof document as GET /api/v1/records/{id}/proof gives it, offline
-(`servicetrail log verify-proof`): nothing from the server is trusted but the verifier key."""
+"""Checking proofs offline: a proof document as GET /api/v1/records/{id}/proof gives it
+(`servicetrail log verify-proof`), and that a later checkpoint extends an earlier one
+(`servicetrail log verify-consistency`). Nothing from the server is trusted but the
+verifier keys."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import merkle
-from .checkpoint import NoteError, Verifier, canonical_json, unb64, verify_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    NoteError,
+    Verifier,
+    canonical_json,
+    unb64,
+    verify_checkpoint,
+)
 
 
 def parse_proof_document(raw: bytes) -> Any:
@@ -83,3 +92,59 @@ def verify_proof_document(
             raise NoteError("the payload does not match the leaf's payload_commitment")
         payload_checked = True
     return Verified(checkpoint.origin, index, checkpoint.size, payload_checked)
+
+
+@dataclass(frozen=True)
+class Extended:
+    origin: str
+    old_size: int
+    new_size: int
+
+
+def signed_by_any(
+    note: str, verifiers: Sequence[Verifier], check: Callable[[bytes, bytes, bytes], bool]
+) -> Checkpoint:
+    """The checkpoint, if one of the keys signed it (a log signed with an earlier key before a
+    rotation and the current one after); NoteError naming why not."""
+    refusals = []
+    for verifier in verifiers:
+        try:
+            checkpoint = verify_checkpoint(note, verifier, check)
+        except NoteError as e:
+            refusals.append(str(e))
+            continue
+        if not checkpoint.origin.startswith(f"{verifier.name}/"):
+            raise NoteError(
+                f"the checkpoint's origin {checkpoint.origin!r} is not a log of {verifier.name!r}"
+            )
+        return checkpoint
+    raise NoteError("; ".join(refusals) or "no verifier key given")
+
+
+def verify_consistency_document(
+    old_note: str,
+    new_note: str,
+    document: Any,
+    verifiers: Sequence[Verifier],
+    check: Callable[[bytes, bytes, bytes], bool],
+) -> Extended:
+    """That the log of `new_note` extends the log of `old_note` (RFC 9162 section 2.1.4.2),
+    by the consistency proof `document` (as GET /api/v1/logs/consistency gives it), both
+    checkpoints signed by a given key. Raises NoteError or merkle.ProofError saying what does
+    not hold: a log rewritten between the two checkpoints has no such proof."""
+    old = signed_by_any(old_note, verifiers, check)
+    new = signed_by_any(new_note, verifiers, check)
+    if old.origin != new.origin:
+        raise NoteError(f"the checkpoints are of two logs: {old.origin!r} and {new.origin!r}")
+    if old.size > new.size:
+        raise NoteError(
+            f"the new checkpoint has {new.size} leaves, fewer than the old one's {old.size}"
+        )
+    path = document.get("proof") if isinstance(document, dict) else None
+    if not isinstance(path, list):
+        raise NoteError('a consistency proof document is {"proof": [base64 hashes]}')
+    hashes = [unb64(h, "a consistency hash") if isinstance(h, str) else b"" for h in path]
+    if any(len(h) != 32 for h in hashes):
+        raise NoteError("a consistency hash is not 32 bytes of base64")
+    merkle.verify_consistency(old.size, new.size, old.root, new.root, hashes)
+    return Extended(old.origin, old.size, new.size)
