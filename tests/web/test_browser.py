@@ -817,3 +817,18 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
         assert page.locator("table.records td.c-code").count() > 0
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
         shot(page, f"30-search-{width}px")
+
+
+def test_the_header_keeps_the_pages_margin_on_a_phone(server: str, page) -> None:
+    """Below 700 px the header's padding shorthand took away its sides: the brand's mark was
+    cut at the screen's edge and Sign out touched the other (audit 22d)."""
+    sign_in(page, server, "bright.analyst")
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(server + "/")
+    margin = page.locator("main h1").bounding_box()["x"]
+    mark = page.locator(".brand-mark").bounding_box()
+    sign_out = page.locator(".logout button").bounding_box()
+    assert margin >= 16
+    assert mark["x"] >= margin - 4, mark
+    assert sign_out["x"] + sign_out["width"] <= 390 - margin + 4, sign_out
+    shot(page, "31-header-390px")
