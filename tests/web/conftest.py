@@ -41,3 +41,11 @@ def bearer(engine: Engine, world: P.World) -> Callable[[str], dict[str, str]]:
             return {"Authorization": f"Bearer {create_token(conn, username)}"}
 
     return make
+
+
+@pytest.fixture
+def auditor(engine: Engine, world: P.World) -> dict[str, str]:
+    """The Authorization header of an auditor's account (of no Party)."""
+    with engine.begin() as conn:
+        create_account(conn, "the.auditor", None, "correct horse battery staple")
+        return {"Authorization": f"Bearer {create_token(conn, 'the.auditor')}"}

@@ -10,32 +10,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi.testclient import TestClient
 
-from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.merkle_log import seal_store
-from servicetrail.web.app import create_app
 from tests import personas as P
-
-
-@pytest.fixture
-def world(engine):
-    built = P.load_personas(engine)
-    seal_store(engine)
-    return built
-
-
-@pytest.fixture
-def client(engine, world):
-    with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def auditor(engine, world) -> dict[str, str]:
-    with engine.begin() as conn:
-        create_account(conn, "the.auditor", None, "correct horse battery staple")
-        return {"Authorization": f"Bearer {create_token(conn, 'the.auditor')}"}
 
 
 def _closed(node: Any) -> Any:
@@ -74,6 +51,7 @@ def test_every_answer_matches_the_published_document(
     engine, client, published, world, auditor, bearer
 ):
     _, schema = published
+    seal_store(engine)
     party = bearer(P.SOUTHENERGY)
     own, titles_only = world.ids["se_req"], world.ids["sx_req"]
     watch = client.post(

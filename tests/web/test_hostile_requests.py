@@ -8,19 +8,12 @@ import re
 
 import pytest
 
-from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.accounts import create_account
 from servicetrail.web.watches_api import MAX_BODY_BYTES
 from tests import personas as P
 from tests.web.screen import PASSWORD, signed_in
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-def auditor(engine, world) -> dict[str, str]:
-    with engine.begin() as conn:
-        create_account(conn, "the.auditor", None, "correct horse battery staple")
-        return {"Authorization": f"Bearer {create_token(conn, 'the.auditor')}"}
 
 
 @pytest.mark.parametrize(
