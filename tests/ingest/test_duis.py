@@ -578,6 +578,9 @@ def test_shared_samples_folder(cli, engine, tmp_path):
 @pytest.mark.parametrize(
     "written",
     [
+        "2025-03-30T24:00:01Z",  # only 24:00:00 is a time of day past 23:59:59
+        "2025-03-01T10:00:00+23:59",  # an offset beyond the schema's +-14:00 (audit 23c)
+        "2025-03-01T10:00:00-14:01",
         "2025-03-30 01:00:00Z",
         "2025-03-30T01:00:00+0100",
         "2025-W13-7T01:00:00Z",
@@ -587,7 +590,7 @@ def test_shared_samples_folder(cli, engine, tmp_path):
 def test_a_time_that_is_no_xs_datetime_is_refused(written):
     """Python's fromisoformat reads these; the DUIS schema's xs:dateTime does not (audit,
     session 19)."""
-    with pytest.raises(InvalidValue, match="not an xs:dateTime"):
+    with pytest.raises(InvalidValue, match="xs:dateTime"):
         duis_time(written, "ResponseDateTime")
 
 
@@ -597,7 +600,185 @@ def test_a_time_that_is_no_xs_datetime_is_refused(written):
         ("2025-03-30T01:00:00Z", "2025-03-30T01:00:00+00:00"),
         ("2025-03-30T02:00:00.123456789+01:00", "2025-03-30T01:00:00.123456+00:00"),
         ("2025-03-30T00:00:00-00:00", "2025-03-30T00:00:00+00:00"),
+        # xs:dateTime's end of a day is the next day's first instant (audit 23c)
+        ("2025-03-31T24:00:00Z", "2025-04-01T00:00:00+00:00"),
+        ("2025-12-31T24:00:00.000+01:00", "2025-12-31T23:00:00+00:00"),
+        ("2025-03-01T10:00:00+14:00", "2025-02-28T20:00:00+00:00"),
     ],
 )
 def test_an_xs_datetime_is_read_to_the_microsecond_in_utc(written, meant):
     assert duis_time(written, "ResponseDateTime").isoformat() == meant
+
+
+REQUEST_ID = f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1001"
+
+
+def one_request(header: str = "", body: str = "", **changes: str) -> str:
+    """ECS52's 11.2 request with its RequestID, header or body changed."""
+    document = (SAMPLES / "ECS52_11.2_SUCCESS_REQUEST_DUIS.XML").read_text()
+    document = document.replace(f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:1000", REQUEST_ID)
+    for old, new in changes.items():
+        assert old in document, old
+        document = document.replace(old, new)
+    return document
+
+
+@pytest.mark.parametrize(
+    "header, field, meant",
+    [
+        (
+            GOOD_HEADER.replace(":77<", ":7<!-- relayed -->7<"),
+            "request_id",
+            f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:77",
+        ),
+        (
+            GOOD_HEADER.replace(":77<", ":7<?hop 2?>7<"),
+            "request_id",
+            f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:77",
+        ),
+        (GOOD_HEADER.replace(">I0<", ">E1<!---->9<"), "response_code", "E19"),
+        (
+            GOOD_HEADER.replace("09:00:00Z<", "09:00<!-- s -->:00Z<"),
+            "logged_at",
+            t("2025-03-04T09:00:00Z"),
+        ),
+    ],
+)
+def test_a_comment_inside_a_value_is_no_part_of_it(cli, engine, tmp_path, header, field, meant):
+    """The schema reads a value's text around a comment or processing instruction; `.text`
+    stopped at the first, and `E1<!---->9` was stored as E1, a counter 7<!---->7 as 7 (audit
+    23c): a wrong code shown to every MP141 viewer, a response tied to another request."""
+    path = tmp_path / "commented.xml"
+    path.write_text(response(header, GOOD_MESSAGE))
+    result = cli("ingest", path)
+    assert result.exit_code == 0, result.output
+    [item] = stored(engine).values()
+    assert item[field] == meant
+
+
+@pytest.mark.parametrize(
+    "document, reason",
+    [
+        # two of an element the schema allows once: which one was meant is not ours to pick
+        (
+            response(
+                GOOD_HEADER + f"<sr:RequestID>{SUPPLIER}:00-DB-12-34-56-78-90-FF:7</sr:RequestID>",
+                GOOD_MESSAGE,
+            ),
+            "RequestID given twice",
+        ),
+        (
+            response(
+                GOOD_HEADER.replace(
+                    "<sr:ResponseCode>I0</sr:ResponseCode>",
+                    "<sr:ResponseCode>I0</sr:ResponseCode><sr:ResponseCode>E19</sr:ResponseCode>",
+                ),
+                GOOD_MESSAGE,
+            ),
+            "ResponseCode given twice",
+        ),
+        (
+            response(GOOD_HEADER, GOOD_MESSAGE).replace(
+                "</sr:Body>", f"</sr:Body><sr:Body>{GOOD_MESSAGE}</sr:Body>"
+            ),
+            "Body given twice",
+        ),
+        (response(GOOD_HEADER.replace(":77<", ":7<b>7</b><"), GOOD_MESSAGE), "holds an element"),
+        (
+            response(
+                GOOD_HEADER.replace(f"{SUPPLIER}:00-DB-12-34-56-78-90-A0:77", ""), GOOD_MESSAGE
+            ),
+            "Request ID",
+        ),
+        (
+            response(GOOD_HEADER.replace(f">{SUPPLIER}", f">\u00a0{SUPPLIER}"), GOOD_MESSAGE),
+            "Request ID",
+        ),
+        (
+            response(
+                GOOD_HEADER,
+                GOOD_MESSAGE.replace(
+                    "</sr:ResponseMessage>",
+                    "<sr:FutureDatedDeviceAlertMessage><sr:FutureDatedAlertCode>8F35"
+                    "</sr:FutureDatedAlertCode><sr:GBCSPayload>AA==</sr:GBCSPayload>"
+                    "</sr:FutureDatedDeviceAlertMessage></sr:ResponseMessage>",
+                ),
+            ),
+            "8F66 or 8F67",
+        ),
+    ],
+)
+def test_a_response_the_schema_rules_out_is_rejected(cli, engine, tmp_path, document, reason):
+    path = tmp_path / "odd.xml"
+    path.write_text(document.replace("\\u00a0", "\u00a0"))
+    result = cli("ingest", path)
+    assert result.exit_code == 1, result.output
+    [reject] = [
+        json.loads(line) for line in (tmp_path / "odd.rejects.jsonl").read_text().splitlines()
+    ]
+    assert reason in reject["reason"], reject["reason"]
+    assert stored(engine) == {}
+
+
+def test_a_request_without_a_body_message_or_with_two_srvs_is_rejected(cli, engine, tmp_path):
+    body_start = one_request().index("<sr:Body>")
+    body_end = one_request().index("</sr:Body>") + len("</sr:Body>")
+    without_body = one_request()[:body_start] + one_request()[body_end:]
+    empty_body = one_request()[:body_start] + "<sr:Body/>" + one_request()[body_end:]
+    two_srvs = one_request(
+        **{
+            "<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant>": (
+                "<sr:ServiceReferenceVariant>6.15.1</sr:ServiceReferenceVariant>"
+                "<sr:ServiceReferenceVariant>11.2</sr:ServiceReferenceVariant>"
+            )
+        }
+    )
+    lines = [
+        json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": document})
+        for document in (without_body, empty_body, two_srvs, one_request())
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 1, rejected 3, skipped 0 duplicates\n", result.output
+    reasons = [
+        json.loads(line)["reason"]
+        for line in (tmp_path / "requests.rejects.jsonl").read_text().splitlines()
+    ]
+    assert "Body" in reasons[0] and "Body" in reasons[1]
+    assert "ServiceReferenceVariant given twice" in reasons[2]
+    assert [item["request_id"] for item in stored(engine).values()] == [REQUEST_ID]
+
+
+@pytest.mark.parametrize(
+    "first_line", ["null", "[1]", '{"logged_at": "2025-05-01T10:00:00Z", "dius": "<x/>"}']
+)
+def test_a_capture_whose_first_line_is_json_but_no_record_is_still_a_capture(
+    cli, engine, tmp_path, first_line
+):
+    """The form was told by the first line that parsed as JSON: `null`, a list or a damaged
+    record made the file SAT JSON Lines and every good message in it a reject (audit 23c)."""
+    good = json.dumps({"logged_at": "2025-05-01T10:00:00Z", "duis": one_request()})
+    path = tmp_path / "capture.jsonl"
+    path.write_text(f"{first_line}\n{good}\n")
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", result.output
+    assert [item["request_id"] for item in stored(engine).values()] == [REQUEST_ID]
+
+
+@pytest.mark.parametrize("declared", ["UTF-16", "ISO-8859-1"])
+def test_a_captured_document_is_read_as_the_text_it_is_whatever_it_declares(
+    cli, engine, tmp_path, declared
+):
+    """A capture holds the document decoded; the encoding its declaration names is how it was
+    once stored. Parsed by that name, UTF-16 failed and ISO-8859-1 would misread (audit 23c)."""
+    document = response(
+        GOOD_HEADER,
+        GOOD_MESSAGE.replace("</sr:ResponseMessage>", "<!-- café --></sr:ResponseMessage>"),
+    ).replace('encoding="UTF-8"', f'encoding="{declared}"')
+    path = tmp_path / "capture.jsonl"
+    path.write_text(json.dumps({"duis": document}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = cli("ingest", path)
+    assert result.exit_code == 0, result.output
+    [item] = stored(engine).values()
+    assert item["srv"] == "11.2" and item["payload"] == document

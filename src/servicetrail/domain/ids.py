@@ -25,6 +25,11 @@ COUNTER_PATTERN = (
 _COUNTER = re.compile(f"^(?:{COUNTER_PATTERN})\\Z")
 
 
+# the white space an identifier may come wrapped in (XML's, a CSV cell's): str.strip() also
+# took a no-break space and other Unicode spaces, which no schema's pattern allows (audit 23c)
+ASCII_SPACE = " \t\r\n"
+
+
 class InvalidValue(ValueError):
     """A value from outside that does not have the shape the SPEC gives it."""
 
@@ -32,7 +37,7 @@ class InvalidValue(ValueError):
 @lru_cache(maxsize=1 << 16)  # a trail names the same Users and Devices over and over
 def eui64(value: str) -> str:
     """Normalise an EUI-64 (any case accepted) to its upper-case form."""
-    text = value.strip() if isinstance(value, str) else ""
+    text = value.strip(ASCII_SPACE) if isinstance(value, str) else ""
     if not _EUI64.match(text):
         raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {shown(value)}")
     return text.upper()
@@ -56,7 +61,7 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
 
 
 def is_eui64(value: str) -> bool:
-    return isinstance(value, str) and bool(_EUI64.match(value.strip()))
+    return isinstance(value, str) and bool(_EUI64.match(value.strip(ASCII_SPACE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,7 @@ class RequestId:
 
     @classmethod
     def parse(cls, value: str) -> RequestId:
-        parts = value.strip().split(":") if isinstance(value, str) else []
+        parts = value.strip(ASCII_SPACE).split(":") if isinstance(value, str) else []
         if len(parts) != 3 or not _COUNTER.match(parts[2]):
             raise InvalidValue(
                 f"not a Request ID (originator:target:counter, the counter a decimal with "

@@ -13,7 +13,7 @@ a value no writer can hold is a reject with a reason, never a failure of its bat
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from lxml import etree
@@ -33,7 +33,7 @@ _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 MAX_MARKUP = 100_000
 # huge_tree lifts libxml2's 10 MB cap on one text node (a firmware image); DTDs, entities
 # and the network stay off, and the size limit above bounds the whole document
-_PARSER = etree.XMLParser(
+_HARDENED: dict[str, Any] = dict(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
@@ -41,8 +41,14 @@ _PARSER = etree.XMLParser(
     huge_tree=True,
     remove_comments=False,
 )
+_PARSER = etree.XMLParser(**_HARDENED)
+# a capture's document is text already, handed over as UTF-8: the encoding its declaration
+# names is how it was once stored, not how these bytes are (UTF-16 failed to parse, and
+# ISO-8859-1 would have read every accented letter as two; audit 23c)
+_TEXT_PARSER = etree.XMLParser(encoding="utf-8", **_HARDENED)
 _ALERT_CODE = re.compile(r"^(?:[0-9A-Fa-f]{2}){1,8}\Z")  # xs:hexBinary, as short as codes are
 _DCC_ALERT_CODES = frozenset(DCC_ALERT_CODES)
+FUTURE_DATED_ALERT_CODES = frozenset({"8F66", "8F67"})  # the schema's whole list
 UTC = timezone.utc
 XML_SPACE = " \t\r\n"  # what XML calls white space; str.strip() would also eat a no-break space
 
@@ -68,13 +74,34 @@ _MESSAGE, _FUTURE = _q("ResponseMessage"), _q("FutureDatedDeviceAlertMessage")
 
 def _children(element: etree._Element | None) -> dict[Any, etree._Element]:
     """An element's children by tag: one pass over them costs less than one lxml find(),
-    and a message reads several (comments and processing instructions key by a function)."""
-    return {child.tag: child for child in element} if element is not None else {}
+    and a message reads several (comments and processing instructions key by a function).
+    Every element read this way (a Request or Response, its Header, a ResponseMessage) holds
+    each child once in the schema: a second is refused, not one of the two taken (two
+    RequestIDs stored the second's Device, which decides who sees the record; audit 23c)."""
+    if element is None:
+        return {}
+    found: dict[Any, etree._Element] = {}
+    for child in element:
+        if child.tag in found and isinstance(child.tag, str):
+            raise InvalidValue(f"{_local(child)} given twice in {_local(element)}")
+        found[child.tag] = child
+    return found
+
+
+def _text(element: etree._Element) -> str:
+    """An element's value as the schema reads it: its text with any comment or processing
+    instruction inside left out (`.text` stops at the first: `E1<!---->9` was stored as E1,
+    `...:10<?pi?>01` as counter 10; audit 23c). An element inside is no value."""
+    if len(element) == 0:
+        return element.text or ""
+    if any(isinstance(child.tag, str) for child in element):
+        raise InvalidValue(f"{_local(element)} holds an element where a value belongs")
+    return "".join(element.itertext())
 
 
 def _value(children: dict[Any, etree._Element], tag: str) -> str:
     found = children.get(tag)
-    return (found.text or "").strip(XML_SPACE) if found is not None else ""
+    return _text(found).strip(XML_SPACE) if found is not None else ""
 
 
 def _local(element: etree._Element) -> str:
@@ -92,7 +119,7 @@ def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
 
 def _child_text(parent: etree._Element | None, name: str) -> str:
     found = _child(parent, name)
-    return (found.text or "").strip(XML_SPACE) if found is not None else ""
+    return _text(found).strip(XML_SPACE) if found is not None else ""
 
 
 def _first_element(parent: etree._Element | None) -> etree._Element | None:
@@ -107,6 +134,10 @@ XS_DATE_TIME = re.compile(
 )
 
 
+_END_OF_DAY = re.compile(r"T24:00:00(?:\.0+)?(Z|[+-][0-9]{2}:[0-9]{2})?\Z")
+MAX_OFFSET = timedelta(hours=14)  # xs:dateTime's timezone range
+
+
 def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
     """An xs:dateTime with an offset, as every time of a record's identity must be (SPEC
     section 4). `naive_is_utc`: for a time that only informs (ExecutionDateTime), one
@@ -116,10 +147,19 @@ def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
         # checked before Python reads it: fromisoformat also takes a space for the T, +0100
         # and week dates, which the schema does not (audit, session 19)
         raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}")
+    # xs:dateTime's 24:00:00 is the first instant of the next day (fromisoformat refuses it)
+    end_of_day = _END_OF_DAY.search(text)
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+        parsed = datetime.fromisoformat(
+            text if end_of_day is None else f"{text[:11]}00:00:00{end_of_day.group(1) or ''}"
+        )
+        if end_of_day is not None:
+            parsed += timedelta(days=1)
+    except (ValueError, OverflowError):
         raise InvalidValue(f"{field}: not an xs:dateTime: {shown(text)}") from None
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) > MAX_OFFSET:
+        raise InvalidValue(f"{field}: an offset beyond +-14:00 is no xs:dateTime: {shown(text)}")
     if parsed.tzinfo is None and not naive_is_utc:
         raise InvalidValue(f"{field}: time without a UTC offset (add Z): {shown(text)}")
     try:
@@ -156,7 +196,7 @@ def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> Sat
             f"message has that many, and a parsed tree costs about 130 bytes an element"
         )
     try:
-        root = etree.fromstring(document, _PARSER)
+        root = etree.fromstring(document, _PARSER if text is None else _TEXT_PARSER)
     except etree.XMLSyntaxError as e:
         raise InvalidValue(f"not well-formed XML: {e.msg}") from None
     if (
@@ -199,6 +239,8 @@ def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> 
     if logged_at is None:
         raise InvalidValue("DUIS request without a logged_at time")
     message = _first_element(top.get(_BODY))
+    if message is None:  # the schema's Body is a choice of one message, never empty
+        raise InvalidValue("DUIS request without a Body message")
     non_device = is_non_device(srv)
     return SatRecord(
         logged_at,
@@ -220,7 +262,7 @@ def _execution_at(message: etree._Element | None) -> datetime | None:
     The XSD declares it in one place: first in the future-datable types of a request's body."""
     found = next(message.iterchildren(_EXECUTION), None) if message is not None else None
     return (
-        duis_time(found.text or "", "ExecutionDateTime", naive_is_utc=True)
+        duis_time(_text(found), "ExecutionDateTime", naive_is_utc=True)
         if found is not None
         else None
     )
@@ -231,9 +273,9 @@ def _named_device(within: etree._Element | None) -> str:
     if within is None:
         return ""
     for element in within.iter():
-        if "DeviceID" in _local(element) and element.text:
+        if "DeviceID" in _local(element) and not any(isinstance(c.tag, str) for c in element):
             # a DeviceIDList is one text of EUI-64s joined by commas: its first is the subject
-            first = element.text.strip(XML_SPACE).split(",", 1)[0].strip(XML_SPACE)
+            first = _text(element).strip(XML_SPACE).split(",", 1)[0].strip(XML_SPACE)
             if is_eui64(first):
                 return eui64(first)
     return ""
@@ -247,10 +289,9 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
     header = _children(top[_HEADER])
     code = check_response_code(_value(header, _CODE))
     logged_at = duis_time(_value(header, _TIME), "ResponseDateTime")
-    raw_request_id = _value(header, _REQUEST_ID)
-    raw_response_id = _value(header, _RESPONSE_ID)
-    request_id = RequestId.parse(raw_request_id) if raw_request_id else None
-    response_id = RequestId.parse(raw_response_id) if raw_response_id else None
+    # given empty is no id: the schema's pattern has no empty value (it was read as absent)
+    request_id = RequestId.parse(_value(header, _REQUEST_ID)) if _REQUEST_ID in header else None
+    response_id = RequestId.parse(_value(header, _RESPONSE_ID)) if _RESPONSE_ID in header else None
     if request_id is None and response_id is None:
         raise InvalidValue("DUIS response with neither RequestID nor ResponseID")
     parts = _Parts(logged_at, code, request_id, response_id, payload)
@@ -342,6 +383,8 @@ class _Parts:
             if self.request_id is None:
                 raise InvalidValue("DUIS future-dated alert without the command's RequestID")
             code = _hex_code(_child_text(future, "FutureDatedAlertCode"), "FutureDatedAlertCode")
+            if code not in FUTURE_DATED_ALERT_CODES:
+                raise InvalidValue(f"FutureDatedAlertCode must be 8F66 or 8F67, not {shown(code)}")
             return self.alert(
                 Kind.DEVICE_ALERT, code, self.request_id.target, srv, str(self.request_id)
             )

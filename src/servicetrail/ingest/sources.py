@@ -93,20 +93,28 @@ def _starts_like_xml(path: Path) -> bool:
     )
 
 
+# lines looked at to tell a file's form, at most: a damaged line is the loader's to reject
+FORM_LINES = 1000
+
+
 def _form_of_lines(path: Path) -> Format:
+    """A DUIS capture's records carry `duis`, SAT JSON Lines' `kind`: the first line that is
+    an object with one of them tells. A line that is no JSON, not an object or an object with
+    neither (a damaged first record) tells nothing: judged by it, one `null` or `{"dius": ..}`
+    at the top made every good capture line a reject (audit 23c)."""
     with open_binary(path) as f:
-        for line in readable_lines(f):
+        for number, line in enumerate(readable_lines(f)):
+            if number >= FORM_LINES:
+                break
             if isinstance(line, bytes) and line.strip():  # a line too long to be a record: the next
                 try:
-                    first = orjson.loads(without_bom(line))
+                    record = orjson.loads(without_bom(line))
                 except orjson.JSONDecodeError:
-                    # a damaged line (the loader rejects it with its number): judge by the next
                     continue
-                return (
-                    Format.DUIS_JSONL
-                    if isinstance(first, dict) and "duis" in first
-                    else Format.SAT_JSONL
-                )
+                if isinstance(record, dict) and "duis" in record:
+                    return Format.DUIS_JSONL
+                if isinstance(record, dict) and "kind" in record:
+                    return Format.SAT_JSONL
     return Format.SAT_JSONL
 
 
