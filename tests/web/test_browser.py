@@ -832,3 +832,45 @@ def test_the_header_keeps_the_pages_margin_on_a_phone(server: str, page) -> None
     assert mark["x"] >= margin - 4, mark
     assert sign_out["x"] + sign_out["width"] <= 390 - margin + 4, sign_out
     shot(page, "31-header-390px")
+
+
+def test_the_current_pages_menu_link_shows_keyboard_focus(server: str, page) -> None:
+    """The current page's rule was as specific as the focus rule and came later: its link
+    looked the same focused or not (WCAG 2.4.7; audit 23b)."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + "/")
+    current = page.locator('.main-nav a[aria-current="page"]')
+    style = "e => getComputedStyle(e).backgroundColor + ' ' + getComputedStyle(e).boxShadow"
+    unfocused = current.evaluate(style)
+    for _ in range(10):  # from the top of the page, by keyboard, as the audit did
+        page.keyboard.press("Tab")
+        if current.evaluate("e => e === document.activeElement"):
+            break
+    else:
+        raise AssertionError("the current page's link never took the focus")
+    assert current.evaluate(style) != unfocused
+    shot(page, "32-current-link-focused")
+
+
+def test_a_long_party_name_or_code_does_not_push_the_page_sideways(server: str, page) -> None:
+    """A Party's name may be 200 letters without a space, and another Party's response code
+    16 characters: the header pushed Sign out off the screen, and the code the Access column
+    out of sight (audit 23b). Written into the page as such a Party's would be."""
+    sign_in(page, server, "bright.analyst")
+    page.set_viewport_size({"width": 1920, "height": 1000})
+    page.goto(server + "/")
+    page.evaluate(
+        """() => {
+        document.querySelector('.party-name').textContent = 'W'.repeat(200);
+        document.querySelector('table.records td.c-code').textContent = 'ABCDEF0123456789';
+    }"""
+    )
+    for width in (1920, 1024, 390):
+        page.set_viewport_size({"width": width, "height": 1000})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        sign_out = page.locator(".logout button").bounding_box()
+        assert sign_out["x"] + sign_out["width"] <= width, width
+    page.set_viewport_size({"width": 1920, "height": 1000})
+    fits = "e => e.scrollWidth <= e.clientWidth"
+    assert page.locator(".table-wrap").evaluate(fits)
+    shot(page, "33-long-name-and-code-1920px")

@@ -116,6 +116,9 @@ def test_a_record_that_is_no_leaf_of_its_log_does_not_pass_for_one_not_yet_seale
     assert "not in its log" in page.text
     download = client.get(f"/records/{shared_id}/proof.json")
     assert download.status_code == 409 and "not in its log" in download.text
+    # the screen's page, signed in, not the API's JSON (audit 23b)
+    assert download.headers["content-type"].startswith("text/html")
+    assert "<h1>" in download.text and "Sign out" in download.text
     with engine.connect() as conn:
         refused = next(iter_entries(conn, EntryFilter()))
     assert (refused.action, refused.records_returned) == ("proof", 0)  # logged, as a 404 is

@@ -63,7 +63,7 @@ def _page(status: bytes, title: str, sentence: str) -> bytes:
     return _closing_answer(
         status,
         b"content-type: text/html; charset=utf-8\r\n"
-        b"content-security-policy: default-src 'none'\r\n",
+        b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n",
         body,
     )
 
@@ -95,8 +95,9 @@ _PAGES = {
     _TOO_LARGE: _page(
         b"431 Request Header Fields Too Large",
         "Request too large",
-        "Your browser sent more headers than the server accepts, most often too many cookies "
-        "for this site. Clear this site's cookies, then sign in again.",
+        "The address or the headers your browser sent are larger than the server accepts: "
+        "a search with a very long value, or too many cookies for this site. Shorten the "
+        "search; if that is not it, clear this site's cookies, then sign in again.",
     ),
     _BODY_TOO_LARGE: _page(
         b"413 Content Too Large",

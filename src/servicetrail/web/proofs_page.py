@@ -24,7 +24,7 @@ from ..store.log_proofs import NotInLog, NotSealed
 from ..store.logged_reads import LoggedRead, logged_read
 from .fairness import limits_of
 from .params import record_id_or_404
-from .rendering import render
+from .rendering import error_page, render
 from .signin import Who, web_reader
 from .state import engine_of, reader_of
 
@@ -103,8 +103,9 @@ def proof_download(request: Request, who: Who, record_id: str) -> Response:
             document = read.proof_of(wanted)
         except (NotSealed, NotInLog) as e:
             refusal = e.message  # the API's words, as a sentence
-    if refusal:
-        raise HTTPException(409, refusal[:1].upper() + refusal[1:] + ".")
+    if refusal:  # a page, as every refusal of the screen (it answered JSON: audit 23b)
+        sentence = refusal[:1].upper() + refusal[1:] + "."
+        return error_page(request, who, 409, "No proof to download", sentence)
     if document is None:
         raise HTTPException(404)
     disposition = f'attachment; filename="record-{wanted}-proof.json"'

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..domain.ids import shown
+
 from .errors import bad_parameter, is_for_the_screen
 from .rendering import error_page
 
@@ -32,7 +34,14 @@ class NoNulInQuery:
                 request = Request(scope)
                 response: Response = (
                     error_page(
-                        request, None, 422, "Not a valid search", f"{parameter[:40]} {message}."
+                        # quoted as every refusal quotes what it was sent: the name as the
+                        # page's own words ("Your session expired, call ...") was a spoof
+                        # anyone could link to (audit 23b)
+                        request,
+                        None,
+                        422,
+                        "Not a valid search",
+                        f"The parameter {shown(parameter, 40)} {message}.",
                     )
                     if is_for_the_screen(request)  # a page, as every refusal on the screen
                     else bad_parameter(parameter[:40], message)
