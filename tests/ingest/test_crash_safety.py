@@ -131,3 +131,30 @@ def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at, db_url):
         (TOTAL,)
     ]
     assert not (big_file.parent / "big.rejects.jsonl").exists()
+
+
+def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sqlite_url):
+    """Ctrl-C said "Aborted!", exit 1 (rejects' and findings' code), not what stayed (audit
+    23a): the batches committed so far are kept, and the command says so."""
+    command = [str(BINARY), "--db", sqlite_url, "ingest", str(big_file)]
+    env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
+    child = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while record_count(sqlite_url) < 0.2 * TOTAL:
+            assert child.poll() is None, f"the loader ended first: {child.communicate()}"
+            assert time.monotonic() < deadline, "the loader made no progress"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGINT)
+        _, said = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, said
+    assert "stopped part way; kept from before: loaded" in said and "interrupted" in said
+    assert "Traceback" not in said
+    loaded = assert_consistent(sqlite_url)
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"

@@ -110,8 +110,11 @@ def tokens_create(username: str) -> None:
     """Create an API token for an account; it is printed once, alone on standard output."""
     with engine().begin() as conn:
         token = create_token(conn, username)
+        # printed and flushed inside its transaction: a token that reached no one (a closed
+        # pipe, a full disk) is never stored, where it stayed active unseen (audit 23a)
+        click.echo(token)
+        sys.stdout.flush()
     click.echo("Keep this token secret; it is shown only this once.", err=True)
-    click.echo(token)
 
 
 @tokens_group.command("list")

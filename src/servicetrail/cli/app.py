@@ -3,6 +3,8 @@ command becomes its message and exit code."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import click
@@ -37,15 +39,56 @@ EXPECTED: dict[type[Exception], int] = {
 
 
 class Servicetrail(OnceOnlyGroup):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standard_streams()
+        return super().main(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UnicodeEncodeError as e:
+            if not _undecoded(e):
+                raise
+            # bytes that were not UTF-8 on the command line or standard input (Python keeps
+            # them as lone surrogates), met where text is stored or compared (audit 23a)
+            raise Failure(
+                f"{printable(e.object[max(e.start - 20, 0) : e.end + 20])}: not UTF-8 text "
+                "(an argument or the standard input holds bytes that are not UTF-8)",
+                2,
+            ) from None
         except Exception as e:
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
             if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
             raise Failure(printable(_said(known)), code) from None
+
+
+def _undecoded(error: UnicodeEncodeError) -> bool:
+    return any(0xDC80 <= ord(c) <= 0xDCFF for c in error.object[error.start : error.end])
+
+
+def standard_streams() -> None:
+    """The three streams as every command expects them (audit 23a). A closed standard input
+    reads as empty, as `< /dev/null` does (a password prompt met None and a traceback); a
+    closed standard error takes what would be said there (progress met None, and the whole
+    ingest failed unseen, exit 1). A closed standard output is refused before anything is
+    done: a token or a watch's secret printed nowhere is made and lost. Output is UTF-8
+    whatever the locale, as records and reports always were (watch list and the access log
+    failed on an ASCII terminal, after `watch add` had made the watch)."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115  (the process's stream)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    else:
+        sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    if sys.stdout is None:
+        print(
+            "Error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr
+        )
+        raise SystemExit(2)
+    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
 
 
 def _said(error: Exception) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import IO, Any, TextIO, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -20,15 +21,16 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
-from ..domain.ids import InvalidValue, whole_number
+from ..domain.ids import MAX_ID, InvalidValue, whole_number
 from ..domain.times import parse_time
 from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
 from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
+from ..signing import key_path_for, trust_file
 from ..store.engine import StoreError, database_url, make_engine, open_store, shown_url
 from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
@@ -71,6 +73,8 @@ def count(text: str) -> int:
     value = whole_number(text)  # its error names the value: click adds the option's name
     if value < 1:
         raise InvalidValue(f"{text} is not 1 or more")
+    if value > MAX_ID:  # what a store's integer holds: past it, the driver's traceback (audit 23a)
+        raise InvalidValue(f"{text} is over {MAX_ID}")
     return value
 
 
@@ -172,7 +176,7 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
     summary = Summary()
     try:
         yield summary
-    except Exception:
+    except (Exception, KeyboardInterrupt) as stopped:
         if summary.loaded or summary.rejected or summary.duplicates:
             later = (
                 " (their logs are sealed by the next ingest or the server)" if sealed_later else ""
@@ -182,6 +186,9 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
                 "command again adds only what is missing.",
                 err=True,
             )
+        if isinstance(stopped, KeyboardInterrupt):
+            # told apart from rejects and findings (exit 1): 130, as a shell says of Ctrl-C
+            raise Failure("interrupted", 130) from None
         raise
 
 
@@ -300,6 +307,38 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
     return viewer
 
 
+def not_the_stores_own(path: Path, option: str) -> Path:
+    """A file a command is to write, if it is none of the store's: not its SQLite files, its
+    signing key or trust file, nor any SQLite database or PEM key. `report own --output` onto
+    the store wrote CSV over the whole trail and exited 0 (audit 23a)."""
+    url = make_url(store_url())
+    protected = []
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+        store = Path(str(url.database)).resolve()
+        protected += [store, *(store.with_name(store.name + s) for s in SQLITE_SIDE_FILES)]
+    key = key_path_for(store_url()).resolve()
+    protected += [key, trust_file(key)]
+    target = path.resolve()
+    if target in protected:
+        raise Failure(f"--{option}: {path} is the store's own file or key; name another file")
+    if target.is_file():
+        with suppress(OSError), open(target, "rb") as existing:
+            if existing.read(16).startswith((b"SQLite format 3\x00", b"-----BEGIN")):
+                raise Failure(
+                    f"--{option}: {path} holds a database or a key, not a report; name another file"
+                )
+    return path
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _owner_only(path: Path) -> IO[bytes]:
+    """A file written for the command's user alone, if it makes it: a report holds payloads
+    (made 0644 under the usual umask; reject files and stores are 0600)."""
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
 class HeldOutput:
     """An export's output, held in an unnamed temporary file until `send`: its access-log
     entry, which counts what was written here, is stored first (SPEC section 8: before the
@@ -316,6 +355,6 @@ class HeldOutput:
         self.text.flush()
         self.text.buffer.seek(0)
         sys.stdout.flush()
-        with open(path, "wb") if path else nullcontext(sys.stdout.buffer) as out:
+        with _owner_only(path) if path else nullcontext(sys.stdout.buffer) as out:
             shutil.copyfileobj(self.text.buffer, out)
         self.text.close()

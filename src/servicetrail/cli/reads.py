@@ -26,6 +26,7 @@ from .common import (
     cli_reader,
     engine,
     in_existing_folder,
+    not_the_stores_own,
     viewer_of,
     with_db,
 )
@@ -61,6 +62,8 @@ def report_own(
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
     search_or_fail(time_from=time_from, time_to=time_to)
+    if output is not None:
+        not_the_stores_own(output, "output")
     filters = {
         "from": format_time(time_from),
         "to": format_time(time_to),

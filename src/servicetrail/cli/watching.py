@@ -85,7 +85,9 @@ def watch_add(
             made = create_watch(conn, party_id, spec, new_secret() if spec.webhook_url else None)
         except WatchLimit as e:
             raise Failure(str(e)) from None
-    click.echo(orjson.dumps(made).decode())
+        # printed inside its transaction, as a token is: a secret shown to no one is not kept
+        click.echo(orjson.dumps(made).decode())
+        sys.stdout.flush()
     if spec.webhook_url:
         click.echo("the webhook secret is shown this once: keep it to verify signatures", err=True)
 

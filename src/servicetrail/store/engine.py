@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event, exc, text
+from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
 from sqlalchemy.pool import QueuePool
 
@@ -276,6 +276,15 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first"
         )
     if revision is None:
+        foreign = inspect(engine).get_table_names()
+        if foreign:  # SPEC section 5: built only where there is nothing yet (audit 23a)
+            engine.dispose()
+            raise StoreError(
+                "the store holds tables but no servicetrail schema "
+                f"({', '.join(repr(name) for name in sorted(foreign)[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}): it is not a servicetrail store, and one "
+                "is built only in an empty database; check the store's URL"
+            )
         build_new_store(engine, revision_on)
     else:
         upgrade_to_head(engine)

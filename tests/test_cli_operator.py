@@ -1,0 +1,161 @@
+"""The command line as a careless or hostile operator drives it (audit 23a): its own store and
+key never written over, closed or odd standard streams, bytes that are not UTF-8, numbers
+past a store's integers, a database that is not ours. Run as a separate process, since
+closing a stream or the locale cannot be done in-process."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from tests import personas as P
+
+BINARY = Path(sys.executable).with_name("servicetrail")
+
+
+def run(url: str, *args: str, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BINARY), "--db", url, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        timeout=120,
+        **popen,
+    )
+
+
+@pytest.fixture
+def store(tmp_path, sqlite_url, monkeypatch) -> tuple[str, Path, Path]:
+    """A persona store; its file and its signing key."""
+    key = tmp_path / "sign.key"
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(key))
+    engine = create_engine(sqlite_url)
+    P.load_personas(engine)
+    engine.dispose()
+    assert run(sqlite_url, "log", "key").returncode == 0  # the key made
+    return sqlite_url, Path(sqlite_url.removeprefix("sqlite:///")), key
+
+
+REPORT = ("report", "own", "--party", P.SOUTHENERGY, "--from", "2025-01-01T00:00:00Z")
+
+
+def test_a_report_never_writes_over_the_store_or_its_key(store, tmp_path):
+    url, database, key = store
+    before = database.read_bytes()[:16], key.read_bytes()
+    for target in (database, Path(f"{database}-wal"), key, Path(f"{key}.verifiers")):
+        refused = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(target))
+        assert refused.returncode == 2, (target, refused.stderr)
+        assert b"name another file" in refused.stderr
+    other_store = tmp_path / "elsewhere.db"
+    sqlite3.connect(other_store).execute("CREATE TABLE t (x)").connection.commit()
+    assert (
+        run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(other_store)).returncode
+        == 2
+    )
+    assert (database.read_bytes()[:16], key.read_bytes()) == before
+    assert run(url, "records", "--party", P.SOUTHENERGY).returncode == 0
+    report = tmp_path / "report.csv"
+    made = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(report))
+    assert made.returncode == 0, made.stderr
+    assert report.read_text().startswith("id,logged_at,")
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600  # it holds payloads
+
+
+def test_closed_standard_streams(store, tmp_path):
+    url, _, _ = store
+    records = tmp_path / "more.jsonl"
+    records.write_text(
+        '{"logged_at": "2025-06-01T10:00:00Z", "kind": "request", "request_id": '
+        f'"{P.SE_IS}:00-DB-12-34-56-78-90-A1:424242", "srv": "4.1.1", "user_id": "{P.SE_IS}", '
+        '"device_id": "00-DB-12-34-56-78-90-A1"}\n'
+    )
+    # standard error closed: the ingest still loads (it failed, exit 1, saying nothing)
+    loaded = subprocess.run(
+        f"{BINARY} --db {url} ingest {records} 2>&-", shell=True, capture_output=True
+    )
+    assert (loaded.returncode, loaded.stdout) == (
+        0,
+        b"loaded 1, rejected 0, skipped 0 duplicates\n",
+    )
+    # standard output closed: refused before anything is made
+    closed_out = subprocess.run(
+        f"{BINARY} --db {url} tokens create user_x >&-", shell=True, capture_output=True
+    )
+    assert closed_out.returncode == 2 and b"standard output is closed" in closed_out.stderr
+    # standard input closed: as empty as /dev/null (a traceback)
+    closed_in = subprocess.run(
+        f"{BINARY} --db {url} accounts create bob --party {P.SOUTHENERGY} <&-",
+        shell=True,
+        capture_output=True,
+    )
+    assert closed_in.returncode == 2 and b"Traceback" not in closed_in.stderr, closed_in.stderr
+
+
+def test_a_token_that_reached_no_one_is_not_kept(store):
+    url, _, _ = store
+    made = run(
+        url,
+        "accounts",
+        "create",
+        "carol",
+        "--party",
+        P.SOUTHENERGY,
+        input=b"correct horse battery staple\n",
+    )
+    assert made.returncode == 0, made.stderr
+    lost = subprocess.run(
+        f"{BINARY} --db {url} tokens create carol | true", shell=True, capture_output=True
+    )
+    assert b"Traceback" not in lost.stderr
+    listed = run(url, "tokens", "list", "--account", "carol")
+    assert b"0 token(s)" in listed.stderr, listed.stderr
+
+
+def test_bytes_that_are_not_utf8_and_numbers_past_a_stores_integers_are_usage_errors(store):
+    url, _, _ = store
+    for args in (
+        ("records", "--party", b"\xff".decode(errors="surrogateescape")),
+        ("tokens", "create", b"caf\xe9".decode(errors="surrogateescape")),
+        ("records", "--party", P.SOUTHENERGY, "--limit", str(2**63)),
+        ("triggers", str(2**63), "--party", P.SOUTHENERGY),
+    ):
+        refused = run(url, *args)
+        assert refused.returncode == 2 and b"Traceback" not in refused.stderr, (
+            args,
+            refused.stderr,
+        )
+
+
+def test_output_is_utf8_whatever_the_terminals_encoding(store):
+    url, _, _ = store
+    made = run(
+        url,
+        "watch",
+        "add",
+        "--party",
+        P.SOUTHENERGY,
+        "--name",
+        "wätch 😀",
+        env={"PYTHONIOENCODING": "latin-1"},
+    )
+    assert made.returncode == 0, made.stderr
+    assert "wätch 😀" in made.stdout.decode("utf-8")
+    listed = run(
+        url, "watch", "list", "--party", P.SOUTHENERGY, env={"PYTHONIOENCODING": "latin-1"}
+    )
+    assert listed.returncode == 0 and "wätch 😀" in listed.stdout.decode("utf-8")
+
+
+def test_a_database_that_is_not_a_store_is_not_built_into(tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE important (x)").connection.commit()
+    refused = run(f"sqlite:///{other}", "db", "upgrade")
+    assert refused.returncode == 2 and b"not a servicetrail store" in refused.stderr
+    tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type='table'")
+    assert [name for (name,) in tables] == ["important"]
