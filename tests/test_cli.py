@@ -689,6 +689,25 @@ def test_generate_writes_the_same_world_for_the_same_seed_and_loads_into_the_sto
     assert cli("generate", "--records", "10").exit_code != 0  # neither a folder nor --into-store
 
 
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("--devices", "99999999999"), "--devices"),  # grew without end in memory
+        (("--parties", "99999999999"), "--parties"),
+        (("--start", "0001-01-01T00:00:00Z", "--end", "0001-02-01T00:00:00Z"), "between"),
+        (("--into-store", "--no-sat"), "--into-store"),  # ignored without a word
+    ],
+)
+def test_generate_refuses_a_world_it_cannot_make_as_asked(cli, tmp_path, args, said):
+    """Audit 23a: unbounded sizes, a date range the registry's earlier years fall out of (a
+    traceback), options --into-store ignored."""
+    refused = cli(
+        "generate", "--records", "10", *args, *([] if "--into-store" in args else [tmp_path])
+    )
+    assert refused.exit_code == 2 and said in refused.output, refused.output
+    assert "Traceback" not in refused.output
+
+
 def test_generate_into_a_folder_again_leaves_no_trail_file_of_the_earlier_world(cli, tmp_path):
     """`ingest FOLDER` reads every trail file in it: a stale one would be loaded beside."""
     assert cli("generate", tmp_path, "--records", "200", "--duis").exit_code == 0

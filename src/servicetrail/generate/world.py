@@ -55,6 +55,11 @@ class World:
             raise ValueError("start and end must be timezone-aware")
         if self.end - self.start < MIN_SPAN:
             raise ValueError(f"end must be at least {MIN_SPAN.days} days after start")
+        # the registry begins years before the traffic: year 1 ran out of dates (audit 23a)
+        if not (EARLIEST <= self.start and self.end <= LATEST):
+            raise ValueError(
+                f"start and end must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+            )
 
     @property
     def devices(self) -> int:
@@ -69,6 +74,10 @@ class World:
     @property
     def end_ms(self) -> int:
         return _to_ms(self.end)
+
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _to_ms(value: datetime) -> int:
