@@ -159,3 +159,12 @@ def test_a_database_that_is_not_a_store_is_not_built_into(tmp_path):
     assert refused.returncode == 2 and b"not a servicetrail store" in refused.stderr
     tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type='table'")
     assert [name for (name,) in tables] == ["important"]
+
+
+def test_output_dash_is_standard_output_and_a_huge_party_is_quoted_short(store, tmp_path):
+    url, _, _ = store
+    dashed = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", "-", cwd=tmp_path)
+    assert dashed.returncode == 0 and dashed.stdout.startswith(b"id,logged_at,")
+    assert not (tmp_path / "-").exists()
+    huge = run(url, "records", "--party", "P" * 100_000)
+    assert huge.returncode == 2 and len(huge.stderr) < 500, len(huge.stderr)

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from ..domain.ids import MAX_ID, InvalidValue, whole_number
+from ..domain.ids import MAX_ID, InvalidValue, shown, whole_number
 from ..domain.times import parse_time
 from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
@@ -301,7 +301,7 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
         # the store named too: a newcomer's demo.db beside the default servicetrail.db was
         # "unknown party" with no word of which store was asked (audit 22d)
         raise Failure(
-            f"unknown party {party_id!r} in the store {shown_url(store_url())} (--db names "
+            f"unknown party {shown(party_id)} in the store {shown_url(store_url())} (--db names "
             "another; 'servicetrail load users' adds Parties)"
         )
     return viewer

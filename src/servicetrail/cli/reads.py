@@ -48,7 +48,7 @@ def report_group() -> None:
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     callback=in_existing_folder,
-    help="File (default: stdout).",
+    help="File (default, or -: standard output).",
 )
 @with_db
 def report_own(
@@ -62,6 +62,8 @@ def report_own(
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
     search_or_fail(time_from=time_from, time_to=time_to)
+    if output == Path("-"):  # the usual word for standard output (it made a file named -)
+        output = None
     if output is not None:
         not_the_stores_own(output, "output")
     filters = {
