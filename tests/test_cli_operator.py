@@ -168,3 +168,18 @@ def test_output_dash_is_standard_output_and_a_huge_party_is_quoted_short(store, 
     assert not (tmp_path / "-").exists()
     huge = run(url, "records", "--party", "P" * 100_000)
     assert huge.returncode == 2 and len(huge.stderr) < 500, len(huge.stderr)
+
+
+def test_a_copy_on_read_only_media_verifies_through_an_immutable_uri(store, tmp_path):
+    """An auditor checks a kept copy where it lies: SQLite opens it as a file: URI, which the
+    store's own folder check read as a path (`./file:/...`, no such folder; audit 23a)."""
+    url, database, _ = store
+    assert run(url, "log", "verify").returncode == 0  # sealed, and the -wal folded in
+    copy = tmp_path / "kept" / "copy.db"
+    copy.parent.mkdir()
+    with sqlite3.connect(database) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    copy.chmod(0o444)
+    verified = run(f"sqlite:///file:{copy}?immutable=1&uri=true", "log", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert b"no finding" in verified.stderr

@@ -84,10 +84,12 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         if in_a_file:
             # the path as SQLite opens it: no `~` expansion (sqlite:///~/x.db is ./~/x.db)
             path = Path(str(resolved.database))
-            folder = path.resolve().parent
-            if not folder.is_dir():
-                raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
-            if not resolved.query.get("uri"):  # a file: URI names its file its own way
+            # a file: URI names its file its own way (`file:/media/copy.db?immutable=1`, for
+            # a copy on read-only media): SQLite reads it, and says if it cannot
+            if not resolved.query.get("uri"):
+                folder = path.resolve().parent
+                if not folder.is_dir():
+                    raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
                 _owner_only(path)
         engine = create_engine(
             resolved,
