@@ -323,7 +323,7 @@ def not_the_stores_own(path: Path, option: str) -> Path:
         raise Failure(f"--{option}: {path} is the store's own file or key; name another file")
     if target.is_file():
         with suppress(OSError), open(target, "rb") as existing:
-            if existing.read(16).startswith((b"SQLite format 3\x00", b"-----BEGIN")):
+            if existing.read(16).startswith(NOT_A_REPORT):
                 raise Failure(
                     f"--{option}: {path} holds a database or a key, not a report; name another file"
                 )
@@ -331,6 +331,8 @@ def not_the_stores_own(path: Path, option: str) -> Path:
 
 
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+# how a SQLite database, its write-ahead log and a PEM key begin, whatever their path
+NOT_A_REPORT = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"-----BEGIN")
 
 
 def _owner_only(path: Path) -> IO[bytes]:
