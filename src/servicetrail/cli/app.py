@@ -80,15 +80,16 @@ def standard_streams() -> None:
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115  (the process's stream)
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
-    else:
-        sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    elif hasattr(sys.stderr, "reconfigure"):  # a stream a caller put there may not have it
+        sys.stderr.reconfigure(errors="backslashreplace")
     if sys.stdout is None:
         print(
             "Error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr
         )
         raise SystemExit(2)
-    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
-        sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if encoding != "utf8" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
 
 
 def _said(error: Exception) -> str:
