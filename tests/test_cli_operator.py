@@ -60,11 +60,17 @@ def test_a_report_never_writes_over_the_store_or_its_key(store, tmp_path):
     )
     assert (database.read_bytes()[:16], key.read_bytes()) == before
     assert run(url, "records", "--party", P.SOUTHENERGY).returncode == 0
+    # the store named by a file: URI: its -wal was read as ./file:...-wal, and written over
+    as_uri = f"sqlite:///file:{database}?uri=true"
+    refused = run(as_uri, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", f"{database}-wal")
+    assert refused.returncode == 2 and b"the store's own file" in refused.stderr, refused.stderr
     report = tmp_path / "report.csv"
+    report.write_text("an earlier report\n")
+    report.chmod(0o644)
     made = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(report))
     assert made.returncode == 0, made.stderr
     assert report.read_text().startswith("id,logged_at,")
-    assert stat.S_IMODE(report.stat().st_mode) == 0o600  # it holds payloads
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600  # it holds payloads, even if it was not
 
 
 def test_closed_standard_streams(store, tmp_path):
@@ -83,11 +89,16 @@ def test_closed_standard_streams(store, tmp_path):
         0,
         b"loaded 1, rejected 0, skipped 0 duplicates\n",
     )
-    # standard output closed: refused before anything is made
+    # standard output closed: what is shown once is refused before it is made; the rest goes
+    # nowhere, as into /dev/null (a `deliver` worker prints nothing there; review 23d)
     closed_out = subprocess.run(
         f"{BINARY} --db {url} tokens create user_x >&-", shell=True, capture_output=True
     )
     assert closed_out.returncode == 2 and b"standard output is closed" in closed_out.stderr
+    unread = subprocess.run(
+        f"{BINARY} --db {url} records --party {P.SOUTHENERGY} >&-", shell=True, capture_output=True
+    )
+    assert unread.returncode == 0 and b"Traceback" not in unread.stderr, unread.stderr
     # standard input closed: as empty as /dev/null (a traceback)
     closed_in = subprocess.run(
         f"{BINARY} --db {url} accounts create bob --party {P.SOUTHENERGY} <&-",
@@ -155,8 +166,9 @@ def test_output_is_utf8_whatever_the_terminals_encoding(store):
 def test_a_database_that_is_not_a_store_is_not_built_into(tmp_path):
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE important (x)").connection.commit()
-    refused = run(f"sqlite:///{other}", "db", "upgrade")
-    assert refused.returncode == 2 and b"not a servicetrail store" in refused.stderr
+    for command in (("db", "upgrade"), ("db", "check")):
+        refused = run(f"sqlite:///{other}", *command)
+        assert refused.returncode == 2 and b"not a servicetrail store" in refused.stderr
     tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type='table'")
     assert [name for (name,) in tables] == ["important"]
 
@@ -183,3 +195,19 @@ def test_a_copy_on_read_only_media_verifies_through_an_immutable_uri(store, tmp_
     verified = run(f"sqlite:///file:{copy}?immutable=1&uri=true", "log", "verify")
     assert verified.returncode == 0, verified.stderr
     assert b"no finding" in verified.stderr
+
+
+def test_commands_started_together_on_a_new_store_all_find_it_built(tmp_path):
+    """Whether the database is empty was asked before the build's lock: a command that found
+    the store half-built by another took its tables for another application's (review 23d)."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    started = [
+        subprocess.Popen(
+            [str(BINARY), "--db", url, "records", "--party", "NOPE"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(6)
+    ]
+    said = [child.communicate(timeout=120)[1] for child in started]
+    assert all(b"unknown party 'NOPE'" in words for words in said), said

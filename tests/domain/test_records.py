@@ -214,3 +214,14 @@ def test_an_item_without_srv_or_device() -> None:
         shown["device_type"],
         shown["response_code"],
     ) == ("", "", "", None, "")
+
+
+@pytest.mark.parametrize("field", ["request_id", "user_id", "device_id"])
+def test_an_identifier_wrapped_in_a_no_break_space_is_refused(field: str) -> None:
+    """Only ASCII white space is padding: str.strip() took a no-break space, which no EUI-64
+    or Request ID pattern allows (audit 23c, review 23d)."""
+    assert record_from_mapping({**GOOD, field: " " + GOOD[field] + "\t"}) == record_from_mapping(
+        GOOD
+    )
+    with pytest.raises(InvalidValue, match=field):
+        record_from_mapping({**GOOD, field: "\u00a0" + GOOD[field]})

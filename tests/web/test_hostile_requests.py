@@ -42,11 +42,12 @@ def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(client):
 
 def test_a_nul_refusal_quotes_the_parameters_name_not_speaks_it(client):
     """The name was the page's own words: a link anyone could send put "Your session expired,
-    call 0800 123 must not contain ..." on the screen, a bidi override included (audit 23b)."""
+    call 0800 123 must not contain ..." on the screen, a bidi override included (audit 23b);
+    quoted, it still read there (review 23d). A name unlike ours is not shown at all."""
     answer = client.get("/?Your%20session%20expired%2C%20call%200800%E2%80%AE=%00")
     assert answer.status_code == 422
-    assert "The parameter &#39;Your session expired, call 0800\\u202e&#39;" in answer.text
-    assert "\u202e" not in answer.text
+    assert "A parameter of the address must not contain a NUL character." in answer.text
+    assert "session expired" not in answer.text and "\u202e" not in answer.text
 
 
 def test_an_auditors_party_filter_with_a_nul_is_a_422(client, auditor):

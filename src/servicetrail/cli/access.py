@@ -16,7 +16,7 @@ from ..store.accounts import (
     set_disabled,
 )
 from .commands import group
-from .common import COUNT, Failure, engine, with_db
+from .common import COUNT, Failure, engine, shown_once, with_db
 
 
 @group("accounts")
@@ -108,6 +108,7 @@ def tokens_group() -> None:
 @with_db
 def tokens_create(username: str) -> None:
     """Create an API token for an account; it is printed once, alone on standard output."""
+    shown_once()
     with engine().begin() as conn:
         token = create_token(conn, username)
         # printed and flushed inside its transaction: a token that reached no one (a closed

@@ -3,8 +3,6 @@ command becomes its message and exit code."""
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import click
@@ -18,7 +16,7 @@ from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from .commands import OnceOnlyGroup
-from .common import Failure, db_option, printable
+from .common import Failure, db_option, printable, standard_streams
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
 # exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.
@@ -66,30 +64,6 @@ class Servicetrail(OnceOnlyGroup):
 
 def _undecoded(error: UnicodeEncodeError) -> bool:
     return any(0xDC80 <= ord(c) <= 0xDCFF for c in error.object[error.start : error.end])
-
-
-def standard_streams() -> None:
-    """The three streams as every command expects them (audit 23a). A closed standard input
-    reads as empty, as `< /dev/null` does (a password prompt met None and a traceback); a
-    closed standard error takes what would be said there (progress met None, and the whole
-    ingest failed unseen, exit 1). A closed standard output is refused before anything is
-    done: a token or a watch's secret printed nowhere is made and lost. Output is UTF-8
-    whatever the locale, as records and reports always were (watch list and the access log
-    failed on an ASCII terminal, after `watch add` had made the watch)."""
-    if sys.stdin is None:
-        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115  (the process's stream)
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
-    elif hasattr(sys.stderr, "reconfigure"):  # a stream a caller put there may not have it
-        sys.stderr.reconfigure(errors="backslashreplace")
-    if sys.stdout is None:
-        print(
-            "Error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr
-        )
-        raise SystemExit(2)
-    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
-    if encoding != "utf8" and hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(encoding="utf-8")
 
 
 def _said(error: Exception) -> str:

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 
 from ..domain.ids import MAX_ID, InvalidValue, shown, whole_number
 from ..domain.times import parse_time
@@ -31,7 +31,14 @@ from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
 from ..signing import key_path_for, trust_file
-from ..store.engine import StoreError, database_url, make_engine, open_store, shown_url
+from ..store.engine import (
+    StoreError,
+    database_url,
+    make_engine,
+    open_store,
+    shown_url,
+    sqlite_file,
+)
 from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
@@ -307,14 +314,46 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
     return viewer
 
 
+_stdout_closed = False
+
+
+def standard_streams() -> None:
+    """The three streams as every command expects them (audit 23a). A closed standard input
+    reads as empty, as `< /dev/null` does (a password prompt met None and a traceback); a
+    closed standard error or output takes what would be said there (progress met None, and
+    the whole ingest failed unseen, exit 1), except what is shown once (`shown_once`).
+    Output is UTF-8 whatever the locale, as records and reports always were (watch list and
+    the access log failed on a Latin-1 terminal, after `watch add` had made the watch)."""
+    global _stdout_closed
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115  (the process's stream)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    elif hasattr(sys.stderr, "reconfigure"):  # a stream a caller put there may not have it
+        sys.stderr.reconfigure(errors="backslashreplace")
+    _stdout_closed = sys.stdout is None
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if encoding != "utf8" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+
+
+def shown_once() -> None:
+    """Before making what is printed this once (a token, a webhook's secret): refused when
+    standard output is closed, since it would be made and reach no one."""
+    if _stdout_closed:
+        raise Failure("standard output is closed: what this makes is shown only once there")
+
+
 def not_the_stores_own(path: Path, option: str) -> Path:
     """A file a command is to write, if it is none of the store's: not its SQLite files, its
     signing key or trust file, nor any SQLite database or PEM key. `report own --output` onto
     the store wrote CSV over the whole trail and exited 0 (audit 23a)."""
-    url = make_url(store_url())
     protected = []
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-        store = Path(str(url.database)).resolve()
+    database = sqlite_file(store_url())
+    if database is not None:  # as SQLite opens it: a file: URI's path was read as ./file:...
+        store = database.resolve()
         protected += [store, *(store.with_name(store.name + s) for s in SQLITE_SIDE_FILES)]
     key = key_path_for(store_url()).resolve()
     protected += [key, trust_file(key)]
@@ -338,7 +377,11 @@ NOT_A_REPORT = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83"
 def _owner_only(path: Path) -> IO[bytes]:
     """A file written for the command's user alone, if it makes it: a report holds payloads
     (made 0644 under the usual umask; reject files and stores are 0600)."""
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if os.path.isfile(path):  # an earlier report's 0644 is not kept (O_CREAT sets new files')
+        with suppress(OSError):
+            os.fchmod(descriptor, 0o600)
+    return open(descriptor, "wb")
 
 
 class HeldOutput:

@@ -10,7 +10,7 @@ import orjson
 
 from ..domain.ids import MAX_ID
 from .commands import command, group
-from .common import COUNT, Failure, cli_reader, engine, viewer_of, with_db
+from .common import COUNT, Failure, cli_reader, engine, shown_once, viewer_of, with_db
 
 
 @group("watch")
@@ -79,6 +79,8 @@ def watch_add(
         raise Failure(f"Invalid value for '--{e.field.split('.')[0]}': {e.message}") from None
     except UnsafeUrl as e:
         raise Failure(f"Invalid value for '--webhook': {e}") from None
+    if spec.webhook_url:
+        shown_once()
     with engine().begin() as conn:
         viewer_of(conn, party_id)
         try:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .catalogue import srv_title
-from .ids import InvalidValue, RequestId, eui64, is_response_code, shown
+from .ids import ASCII_SPACE, InvalidValue, RequestId, eui64, is_response_code, shown
 from .model import ALERT_KINDS, KINDS, SatRecord
 from .times import format_time, parse_time
 from .visibility import Access
@@ -94,9 +94,9 @@ def record_values(
         field = "request_id"
         request_id = str(RequestId.parse(request)) if request.strip() else ""
         field = "user_id"
-        user_id = eui64(user.strip())
+        user_id = eui64(user)  # eui64 strips what white space an identifier may come in
         field = "device_id"
-        device = device.strip()
+        device = device.strip(ASCII_SPACE)
         device_id = eui64(device) if device else ""
     except InvalidValue as e:
         raise InvalidValue(f"{field}: {e}") from None

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import IO
 
 from ..domain.ids import (
+    ASCII_SPACE,
     EUI64_SHAPE,
     MOST_STACKED_MARKS,
     InvalidValue,
@@ -52,7 +53,7 @@ class RegistryFile:
 
 
 def _field(row: Mapping[str, str], name: str, required: bool = True) -> str:
-    value = (row.get(name) or "").strip()
+    value = (row.get(name) or "").strip(ASCII_SPACE)  # a no-break space is no padding
     if required and not value:
         raise InvalidValue(f"{name} is empty")
     return value

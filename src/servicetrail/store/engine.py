@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any
 
 import psycopg
@@ -75,6 +76,23 @@ def _owner_only(path: Path) -> None:
         pass  # another process made it meanwhile
     except OSError as e:
         raise StoreError(f"cannot create the SQLite store {path}: {e.strerror or e}") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite store's URL opens (a `file:` URI's path too), None for another
+    engine or a store in memory."""
+    resolved = make_url(url)
+    database = str(resolved.database or "")
+    if not resolved.drivername.startswith("sqlite") or database in ("", ":memory:"):
+        return None
+    if resolved.query.get("uri") and database.startswith("file:"):
+        if resolved.query.get("mode") == "memory":
+            return None
+        rest = database.removeprefix("file:").split("?", 1)[0].split("#", 1)[0]
+        if rest.startswith("//"):  # file://host/path: SQLite takes an empty or local host
+            rest = rest[2:][rest[2:].find("/") :] if "/" in rest[2:] else ""
+        return Path(unquote(rest)) if rest and rest != ":memory:" else None
+    return Path(database)
 
 
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
@@ -253,6 +271,19 @@ def at_another_schema(engine: Engine) -> bool:
     return revision is not None and revision != SCHEMA_HEAD
 
 
+def _refuse_unless_empty(conn: Connection) -> None:
+    """SPEC section 5: a store is built only where there is nothing yet. A mistyped URL built
+    servicetrail's tables beside another application's (audit 23a)."""
+    foreign = inspect(conn).get_table_names()
+    if foreign:
+        shown = ", ".join(repr(name) for name in sorted(foreign)[:3])
+        raise StoreError(
+            f"the store holds tables but no servicetrail schema ({shown}"
+            f"{', ...' if len(foreign) > 3 else ''}): it is not a servicetrail store, and one "
+            "is built only in an empty database; check the store's URL"
+        )
+
+
 def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     """An engine on a store at the current schema. A store that does not exist yet, or holds
     no schema, is built at it; one at an older schema is migrated only with `upgrade`
@@ -278,16 +309,11 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first"
         )
     if revision is None:
-        foreign = inspect(engine).get_table_names()
-        if foreign:  # SPEC section 5: built only where there is nothing yet (audit 23a)
+        try:
+            build_new_store(engine, revision_on, _refuse_unless_empty)
+        except StoreError:
             engine.dispose()
-            raise StoreError(
-                "the store holds tables but no servicetrail schema "
-                f"({', '.join(repr(name) for name in sorted(foreign)[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}): it is not a servicetrail store, and one "
-                "is built only in an empty database; check the store's URL"
-            )
-        build_new_store(engine, revision_on)
+            raise
     else:
         upgrade_to_head(engine)
     return engine

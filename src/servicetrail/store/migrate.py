@@ -54,12 +54,25 @@ def upgrade_to_head(engine: Engine) -> None:
     _migrated(engine, lambda conn: True, lock_wait=UPGRADE_LOCK_WAIT)
 
 
-def build_new_store(engine: Engine, current: Callable[[Connection], str | None]) -> None:
+def build_new_store(
+    engine: Engine,
+    current: Callable[[Connection], str | None],
+    refuse_unless_empty: Callable[[Connection], None],
+) -> None:
     """Build a store that holds no schema yet at the head revision (see `_migrated`):
     several commands started at once on a new store each began building it, and all but one
     failed (SQLite: 'table party already exists'; PostgreSQL: a duplicate key in pg_type).
-    Now the others wait, then find it built."""
-    _migrated(engine, lambda conn: current(conn) is None)
+    Now the others wait, then find it built. Whether the database is empty is asked under
+    the same lock: asked before it, a command that found the store half-built by another
+    took servicetrail's own tables for another application's (review 23d)."""
+
+    def needed(conn: Connection) -> bool:
+        if current(conn) is not None:
+            return False
+        refuse_unless_empty(conn)
+        return True
+
+    _migrated(engine, needed)
 
 
 def _migrated(engine: Engine, needed: Callable[[Connection], bool], lock_wait: str = "") -> None:

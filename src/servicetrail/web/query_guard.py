@@ -7,6 +7,7 @@ of the query string for all the others, so the hot path pays next to nothing."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -17,6 +18,18 @@ from ..domain.ids import shown
 
 from .errors import bad_parameter, is_for_the_screen
 from .rendering import error_page
+
+
+_PARAMETER_NAME = re.compile(r"[a-z_]{1,20}")  # how every parameter of the screen is named
+
+
+def _named(parameter: str) -> str:
+    """The parameter as the screen's page names it: quoted if it is named as ours are, else not
+    at all. Quoted, forty characters of anyone's choosing still read on our page ("...
+    'Your session expired, call +44 ...'"; review 23d)."""
+    if _PARAMETER_NAME.fullmatch(parameter):
+        return f"The parameter {shown(parameter)}"
+    return "A parameter of the address"
 
 
 class NoNulInQuery:
@@ -41,7 +54,7 @@ class NoNulInQuery:
                         None,
                         422,
                         "Not a valid search",
-                        f"The parameter {shown(parameter, 40)} {message}.",
+                        f"{_named(parameter)} {message}.",
                     )
                     if is_for_the_screen(request)  # a page, as every refusal on the screen
                     else bad_parameter(parameter[:40], message)
