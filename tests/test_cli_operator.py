@@ -211,3 +211,58 @@ def test_commands_started_together_on_a_new_store_all_find_it_built(tmp_path):
     ]
     said = [child.communicate(timeout=120)[1] for child in started]
     assert all(b"unknown party 'NOPE'" in words for words in said), said
+
+
+def test_a_store_named_by_a_file_uri_is_made_0600_with_its_key_beside_it(tmp_path, monkeypatch):
+    """Review 23f: such a store was made 0644, and its key went into a folder named `file:`
+    under the working folder (another key from another folder)."""
+    monkeypatch.delenv("SERVICETRAIL_SIGNING_KEY", raising=False)
+    (tmp_path / "d").mkdir()
+    url = f"sqlite:///file:{tmp_path / 'd' / 'new.db'}?uri=true"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run(url, "log", "key", cwd=elsewhere).returncode == 0
+    assert stat.S_IMODE((tmp_path / "d" / "new.db").stat().st_mode) == 0o600
+    assert (tmp_path / "d" / "servicetrail.key").is_file()
+    assert list(elsewhere.iterdir()) == []
+    # uri=false is false, as SQLAlchemy reads it: the database part is then a path
+    assert run(f"sqlite:///file:{tmp_path}/x.db?uri=false", "log", "key").returncode == 2
+
+
+def test_a_read_only_store_is_said_to_be_one(store, tmp_path):
+    url, database, _ = store
+    read_only = f"sqlite:///file:{database}?immutable=1&uri=true"
+    refused = run(read_only, "records", "--party", P.SOUTHENERGY)
+    assert refused.returncode == 2 and b"the store is read-only" in refused.stderr
+    assert b"Traceback" not in refused.stderr
+
+
+def test_a_report_through_dev_stdout_leaves_the_redirected_files_mode(store, tmp_path):
+    url, _, _ = store
+    log = tmp_path / "app.log"
+    log.write_text("")
+    log.chmod(0o664)
+    with open(log, "ab") as out:
+        subprocess.run(
+            [
+                str(BINARY),
+                "--db",
+                url,
+                *REPORT,
+                "--to",
+                "2026-01-01T00:00:00Z",
+                "--output",
+                "/dev/stdout",
+            ],
+            stdout=out,
+            check=True,
+        )
+    assert stat.S_IMODE(log.stat().st_mode) == 0o664 and log.read_text().startswith("id,")
+
+
+def test_a_store_that_lost_its_revision_is_not_taken_for_a_wrong_url(store):
+    url, database, _ = store
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TABLE alembic_version")
+    refused = run(url, "db", "check")
+    assert refused.returncode == 2 and b"no schema revision" in refused.stderr

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from . import settings
+from .sqlite_url import sqlite_file
 from .domain.checkpoint import checkpoint_body, signed_note, verifier_key
 
 KEY_FILE_NAME = "servicetrail.key"
@@ -64,11 +65,10 @@ class Signer:
 
 
 def default_key_path(database_url: str) -> Path:
-    """servicetrail.key beside an SQLite store's file; the working folder otherwise."""
-    if database_url.startswith("sqlite:///") and database_url != "sqlite:///:memory:":
-        database = Path(database_url.removeprefix("sqlite:///").split("?", 1)[0])
-        return database.parent / KEY_FILE_NAME
-    return Path(KEY_FILE_NAME)
+    """servicetrail.key beside an SQLite store's file (the file SQLite opens, a `file:` URI's
+    too: it was put in a folder named `file:`; review 23f); the working folder otherwise."""
+    database = sqlite_file(database_url)
+    return database.parent / KEY_FILE_NAME if database is not None else Path(KEY_FILE_NAME)
 
 
 def _create(path: Path) -> None:

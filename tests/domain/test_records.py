@@ -225,3 +225,16 @@ def test_an_identifier_wrapped_in_a_no_break_space_is_refused(field: str) -> Non
     )
     with pytest.raises(InvalidValue, match=field):
         record_from_mapping({**GOOD, field: "\u00a0" + GOOD[field]})
+
+
+def test_every_ascii_white_space_pads_and_no_other_does() -> None:
+    """A vertical tab or form feed padded fields that loaded before (review 23f); a kind or an
+    empty response request_id of a no-break space passed as padding."""
+    padded = {
+        k: "\x0b" + v + "\x0c" if k not in ("payload", "logged_at") else v for k, v in GOOD.items()
+    }
+    assert record_from_mapping(padded) == record_from_mapping(GOOD)
+    with pytest.raises(InvalidValue, match="kind"):
+        record_from_mapping({**GOOD, "kind": "\u00a0response"})
+    with pytest.raises(InvalidValue, match="request_id"):
+        record_from_mapping({**GOOD, "request_id": "\u00a0"})

@@ -3,9 +3,11 @@ command becomes its message and exit code."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from .. import settings
 from ..ingest.registry_csv import BadHeader
@@ -55,11 +57,24 @@ class Servicetrail(OnceOnlyGroup):
                 2,
             ) from None
         except Exception as e:
+            if _read_only(e):
+                raise Failure(
+                    "the store is read-only: a read of SAT records writes its access-log entry "
+                    "first (SPEC section 8); 'log verify' checks a read-only copy",
+                    2,
+                ) from None
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
             if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
             raise Failure(printable(_said(known)), code) from None
+
+
+def _read_only(error: Exception) -> bool:
+    """SQLite's refusal to write a store opened read-only (`?mode=ro`, `immutable=1`, a
+    read-only file): a traceback (review 23f)."""
+    raw = error.orig if isinstance(error, DBAPIError) else error  # the access log's is raw
+    return isinstance(raw, sqlite3.OperationalError) and "readonly database" in str(raw)
 
 
 def _undecoded(error: UnicodeEncodeError) -> bool:

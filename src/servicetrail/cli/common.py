@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -37,8 +38,8 @@ from ..store.engine import (
     make_engine,
     open_store,
     shown_url,
-    sqlite_file,
 )
+from ..sqlite_url import sqlite_file
 from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
@@ -378,7 +379,9 @@ def _owner_only(path: Path) -> IO[bytes]:
     """A file written for the command's user alone, if it makes it: a report holds payloads
     (made 0644 under the usual umask; reject files and stores are 0600)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    if os.path.isfile(path):  # an earlier report's 0644 is not kept (O_CREAT sets new files')
+    # an earlier report's 0644 is not kept (O_CREAT sets only a new file's mode); a file
+    # reached through a link (/dev/stdout into a shell's redirection) is the user's own
+    if stat.S_ISREG(os.fstat(descriptor).st_mode) and not os.path.islink(path):
         with suppress(OSError):
             os.fchmod(descriptor, 0o600)
     return open(descriptor, "wb")

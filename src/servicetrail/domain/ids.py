@@ -27,7 +27,7 @@ _COUNTER = re.compile(f"^(?:{COUNTER_PATTERN})\\Z")
 
 # the white space an identifier may come wrapped in (XML's, a CSV cell's): str.strip() also
 # took a no-break space and other Unicode spaces, which no schema's pattern allows (audit 23c)
-ASCII_SPACE = " \t\r\n"
+ASCII_SPACE = " \t\n\r\x0b\x0c"  # bytes.strip()'s set: a vertical tab or form feed too
 
 
 class InvalidValue(ValueError):

@@ -72,18 +72,19 @@ def record_values(
         when, kind, request, srv, user, device, code, payload = (v or "" for v in values)
     # SPEC 4.1: a response the Device sent without a RequestID has an empty request_id
     if not (
-        when.strip()
-        and kind.strip()
-        and (request.strip() or kind.strip() == "response")
-        and user.strip()
+        when.strip(ASCII_SPACE)
+        and kind.strip(ASCII_SPACE)
+        and (request.strip(ASCII_SPACE) or kind.strip(ASCII_SPACE) == "response")
+        and user.strip(ASCII_SPACE)
     ):
         missing = [
             name
             for name, value in zip(FIELDS, (when, kind, request, "-", user))
-            if not value.strip() and not (name == "request_id" and kind.strip() == "response")
+            if not value.strip(ASCII_SPACE)
+            and not (name == "request_id" and kind.strip(ASCII_SPACE) == "response")
         ]
         raise InvalidValue(f"missing required field(s): {', '.join(missing)}")
-    kind = kind.strip()
+    kind = kind.strip(ASCII_SPACE)
     if kind not in KINDS:
         raise InvalidValue(f"kind must be one of {', '.join(KINDS)}: {shown(kind)}")
     try:
@@ -92,7 +93,7 @@ def record_values(
         raise InvalidValue(f"logged_at: {e}") from None
     try:  # a reason names its field: user_id and device_id are both EUI-64s
         field = "request_id"
-        request_id = str(RequestId.parse(request)) if request.strip() else ""
+        request_id = str(RequestId.parse(request)) if request.strip(ASCII_SPACE) else ""
         field = "user_id"
         user_id = eui64(user)  # eui64 strips what white space an identifier may come in
         field = "device_id"

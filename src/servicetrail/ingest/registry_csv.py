@@ -498,10 +498,15 @@ def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
         if values is None or len(values) < width:
             continue
         try:
-            start = _time(values[i_from].strip())
+            start = _time(values[i_from].strip(ASCII_SPACE))
         except InvalidValue:
             continue
-        key = (values[i_device].strip().upper(), values[i_relation].strip().lower(), start)
+        # stripped as the loader strips (a no-break space: another line to it; review 23f)
+        key = (
+            values[i_device].strip(ASCII_SPACE).upper(),
+            values[i_relation].strip(ASCII_SPACE).lower(),
+            start,
+        )
         bit = hash(key) & mask
         if seen[bit >> 3] & (1 << (bit & 7)):
             last[key] = line

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote
 from typing import Any
 
 import psycopg
@@ -17,6 +16,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_u
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
+from ..sqlite_url import sqlite_file, uri_named
 
 
 class StoreError(RuntimeError):
@@ -78,23 +78,6 @@ def _owner_only(path: Path) -> None:
         raise StoreError(f"cannot create the SQLite store {path}: {e.strerror or e}") from None
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file a SQLite store's URL opens (a `file:` URI's path too), None for another
-    engine or a store in memory."""
-    resolved = make_url(url)
-    database = str(resolved.database or "")
-    if not resolved.drivername.startswith("sqlite") or database in ("", ":memory:"):
-        return None
-    if resolved.query.get("uri") and database.startswith("file:"):
-        if resolved.query.get("mode") == "memory":
-            return None
-        rest = database.removeprefix("file:").split("?", 1)[0].split("#", 1)[0]
-        if rest.startswith("//"):  # file://host/path: SQLite takes an empty or local host
-            rest = rest[2:][rest[2:].find("/") :] if "/" in rest[2:] else ""
-        return Path(unquote(rest)) if rest and rest != ":memory:" else None
-    return Path(database)
-
-
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
     resolved = make_url(database_url(url))
     if resolved.drivername.startswith("sqlite"):
@@ -104,11 +87,17 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             path = Path(str(resolved.database))
             # a file: URI names its file its own way (`file:/media/copy.db?immutable=1`, for
             # a copy on read-only media): SQLite reads it, and says if it cannot
-            if not resolved.query.get("uri"):
+            if not uri_named(resolved):
                 folder = path.resolve().parent
                 if not folder.is_dir():
                     raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
-                _owner_only(path)
+            opened = sqlite_file(resolved.render_as_string(hide_password=False))
+            creates = not (
+                uri_named(resolved)
+                and (resolved.query.get("mode") in ("ro", "rw") or "immutable" in resolved.query)
+            )
+            if opened is not None and creates and opened.parent.is_dir():
+                _owner_only(opened)  # a file: URI's new store too (it was made 0644; review 23f)
         engine = create_engine(
             resolved,
             connect_args={"check_same_thread": False},
@@ -275,6 +264,12 @@ def _refuse_unless_empty(conn: Connection) -> None:
     """SPEC section 5: a store is built only where there is nothing yet. A mistyped URL built
     servicetrail's tables beside another application's (audit 23a)."""
     foreign = inspect(conn).get_table_names()
+    if "sat_record" in foreign:  # servicetrail's own, its revision gone: not a wrong URL
+        raise StoreError(
+            "the store holds servicetrail's tables but no schema revision (its alembic_version "
+            "table is missing or empty): restore it from a backup, or ask 'servicetrail db "
+            "check' after putting the revision back"
+        )
     if foreign:
         shown = ", ".join(repr(name) for name in sorted(foreign)[:3])
         raise StoreError(
