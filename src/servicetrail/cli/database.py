@@ -35,10 +35,9 @@ def db_check() -> None:
     store = engine_as_it_is()  # made without connecting: a store that cannot be opened shows
     try:  # here, and is the same error as for every other command (exit 2), not a difference
         if current_revision(store) is None or at_another_schema(store):
-            # no schema: built if the database is empty, refused as not a store if it holds
-            # other tables (it listed them all as differences; review 23d)
-            # SPEC section 5, as for any command: built at the current schema, or refused at
-            # an older one, naming `db upgrade` (exit 2; it was a difference, exit 1)
+            # SPEC section 5, as for any command: built at the current schema if empty,
+            # refused if it holds other tables (they were all listed as differences; review
+            # 23d), refused at an older schema naming `db upgrade` (exit 2, not 1)
             store.dispose()
             store = engine()
         problems = schema_differences(store)
