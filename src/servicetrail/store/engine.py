@@ -263,8 +263,11 @@ def at_another_schema(engine: Engine) -> bool:
 def _refuse_unless_empty(conn: Connection) -> None:
     """SPEC section 5: a store is built only where there is nothing yet. A mistyped URL built
     servicetrail's tables beside another application's (audit 23a)."""
+    from .schema import metadata
+
     foreign = inspect(conn).get_table_names()
-    if "sat_record" in foreign:  # servicetrail's own, its revision gone: not a wrong URL
+    ours = set(metadata.tables)
+    if len(ours & set(foreign)) * 2 > len(ours):  # servicetrail's own, its revision gone
         raise StoreError(
             "the store holds servicetrail's tables but no schema revision (its alembic_version "
             "table is missing or empty): restore it from a backup, or ask 'servicetrail db "
