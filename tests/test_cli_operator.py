@@ -169,6 +169,10 @@ def test_a_database_that_is_not_a_store_is_not_built_into(tmp_path):
     for command in (("db", "upgrade"), ("db", "check")):
         refused = run(f"sqlite:///{other}", *command)
         assert refused.returncode == 2 and b"not a servicetrail store" in refused.stderr
+    viewed = tmp_path / "views.db"  # a database of views alone (review 23f)
+    sqlite3.connect(viewed).execute("CREATE VIEW answer AS SELECT 42").connection.commit()
+    refused = run(f"sqlite:///{viewed}", "db", "upgrade")
+    assert refused.returncode == 2 and b"'answer'" in refused.stderr
     tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type='table'")
     assert [name for (name,) in tables] == ["important"]
 

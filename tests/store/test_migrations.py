@@ -419,3 +419,37 @@ def test_db_check_sees_row_level_security_switched_off(pg_url: str) -> None:
         ), problems
     finally:
         engine.dispose()
+
+
+def test_a_database_of_someone_elses_tables_or_views_is_not_built_into(empty_db_url):
+    """SPEC section 5 builds a store only where there is nothing yet (audit 23a; a view alone
+    counts, review 23f). What an extension made on PostgreSQL is not someone's data: a
+    database with pg_stat_statements installed is still empty for us."""
+    from sqlalchemy import text
+
+    from servicetrail.store.engine import StoreError, make_engine, open_store
+
+    raw = make_engine(empty_db_url)
+    with raw.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    open_store(empty_db_url).dispose()  # built
+    with raw.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("CREATE VIEW someone_elses AS SELECT 42 AS answer"))
+    with pytest.raises(StoreError, match="no schema revision"):
+        open_store(empty_db_url)
+    raw.dispose()
+
+
+def test_a_view_alone_is_someone_elses_database(empty_db_url):
+    from sqlalchemy import text
+
+    from servicetrail.store.engine import StoreError, make_engine, open_store
+
+    raw = make_engine(empty_db_url)
+    with raw.begin() as conn:
+        conn.execute(text("CREATE VIEW someone_elses AS SELECT 42 AS answer"))
+    with pytest.raises(StoreError, match="not a servicetrail store"):
+        open_store(empty_db_url)
+    raw.dispose()

@@ -260,12 +260,31 @@ def at_another_schema(engine: Engine) -> bool:
     return revision is not None and revision != SCHEMA_HEAD
 
 
+def _relations(conn: Connection) -> list[str]:
+    """The tables and views where the store's would go: a view alone is someone's data too
+    (review 23f). On PostgreSQL, not those an extension made (pg_stat_statements' views,
+    PostGIS's spatial_ref_sys): a database with one installed is still empty for us."""
+    if conn.dialect.name != "postgresql":
+        seen = inspect(conn)
+        return seen.get_table_names() + seen.get_view_names()
+    return list(
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+                " AND d.objid = c.oid AND d.deptype = 'e')"
+            )
+        ).scalars()
+    )
+
+
 def _refuse_unless_empty(conn: Connection) -> None:
     """SPEC section 5: a store is built only where there is nothing yet. A mistyped URL built
     servicetrail's tables beside another application's (audit 23a)."""
     from .schema import metadata
 
-    foreign = inspect(conn).get_table_names()
+    foreign = _relations(conn)
     ours = set(metadata.tables)
     if len(ours & set(foreign)) * 2 > len(ours):  # servicetrail's own, its revision gone
         raise StoreError(
