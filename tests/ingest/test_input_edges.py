@@ -49,6 +49,22 @@ def test_a_byte_order_mark_before_the_first_record_is_no_part_of_it(cli, engine,
     assert result.stdout == "loaded 2, rejected 0, skipped 0 duplicates\n"
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_rejected_first_line_keeps_its_byte_order_mark(
+    cli, engine, tmp_path, use_settings, workers
+):
+    """A rejected record is written as it came: a first line's BOM was dropped from its raw
+    input (audit 23c)."""
+    use_settings(SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_WORKER_MIN_BYTES="1")
+    path = tmp_path / "bom.jsonl"
+    bad = json.dumps(rec(counter=1, code="I0"))  # a request with a response code
+    path.write_bytes(b"\xef\xbb\xbf" + bad.encode() + b"\n" + json.dumps(rec(counter=2)).encode())
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", result.output
+    [reject] = rejects_of(tmp_path / "bom.rejects.jsonl")
+    assert (reject["line"], reject["raw"]) == (1, "\ufeff" + bad)
+
+
 def test_a_request_with_a_response_code_is_rejected(cli, engine, tmp_path):
     path = write_lines(
         tmp_path / "rc.jsonl",

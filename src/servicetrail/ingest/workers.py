@@ -71,10 +71,9 @@ def chunks_of(
                 else:
                     taken, size_read = 1, len(line)
                     held += len(line)
-                    if number == 1:
-                        line = without_bom(line)
-                    # most lines start with a non-space, and so skip the copying strip()
-                    if line and (line[0] not in sources.SPACE or line.strip()):
+                    # most lines start with a non-space, and so skip the copying strip(); a
+                    # first line's BOM is left on it for _parsed, which keeps it for a reject
+                    if line and (line[0] not in sources.SPACE or without_bom(line).strip()):
                         block.append((number, line))
                 number, offset, read = number + taken, offset + size_read, read + taken
                 if read >= size or held >= CHUNK_BYTES:
@@ -93,7 +92,15 @@ def _parsed(parse: Parser, lines: Lines, damage: Damage, long_lines: list[LongLi
     """The chunk parsed; damage to the file where it ends becomes a reject at its line, with
     nothing of the unreadable rest as its raw input, and each long line a reject whose raw
     input is copied from the file."""
+    bom = b""
+    if lines and lines[0][0] == 1:
+        first = without_bom(lines[0][1])
+        bom = lines[0][1][: len(lines[0][1]) - len(first)]
+        lines = [(1, first), *lines[1:]] if bom else lines
     rows, rejected, size = parse(lines)
+    if bom and rejected and rejected[0][0] == 1 and isinstance(rejected[0][2], bytes):
+        # written to the reject file as it came (SPEC: a rejected record loses nothing)
+        rejected[0] = (1, rejected[0][1], bom + rejected[0][2], *rejected[0][3:])
     if long_lines:
         reason = sources.too_long(sources.max_line_bytes())
         for number, offset, length, read in long_lines:
