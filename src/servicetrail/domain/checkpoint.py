@@ -174,3 +174,18 @@ def verify_checkpoint(
                 return checkpoint
             raise NoteError(f"the checkpoint's signature by {name} does not verify")
     raise NoteError(f"the checkpoint carries no signature by the key {verifier.name}")
+
+
+def verify_by_any(
+    note: str, verifiers: list[Verifier], check: Callable[[bytes, bytes, bytes], bool]
+) -> tuple[Checkpoint, Verifier]:
+    """The checkpoint and the key that signed it validly, if one of these did (a log signed
+    with an earlier key before a rotation, the current one after); NoteError saying why not
+    for each key."""
+    refusals = []
+    for verifier in verifiers:
+        try:
+            return verify_checkpoint(note, verifier, check), verifier
+        except NoteError as e:
+            refusals.append(str(e))
+    raise NoteError("; ".join(refusals) or "no verifier key given")

@@ -19,6 +19,7 @@ from .checkpoint import (
     Verifier,
     canonical_json,
     unb64,
+    verify_by_any,
     verify_checkpoint,
 )
 
@@ -105,20 +106,14 @@ def signed_by_any(
     note: str, verifiers: Sequence[Verifier], check: Callable[[bytes, bytes, bytes], bool]
 ) -> Checkpoint:
     """The checkpoint, if one of the keys signed it (a log signed with an earlier key before a
-    rotation and the current one after); NoteError naming why not."""
-    refusals = []
-    for verifier in verifiers:
-        try:
-            checkpoint = verify_checkpoint(note, verifier, check)
-        except NoteError as e:
-            refusals.append(str(e))
-            continue
-        if not checkpoint.origin.startswith(f"{verifier.name}/"):
-            raise NoteError(
-                f"the checkpoint's origin {checkpoint.origin!r} is not a log of {verifier.name!r}"
-            )
-        return checkpoint
-    raise NoteError("; ".join(refusals) or "no verifier key given")
+    rotation and the current one after), and of a log named under that key; NoteError naming
+    why not."""
+    checkpoint, signer = verify_by_any(note, list(verifiers), check)
+    if not checkpoint.origin.startswith(f"{signer.name}/"):
+        raise NoteError(
+            f"the checkpoint's origin {checkpoint.origin!r} is not a log of {signer.name!r}"
+        )
+    return checkpoint
 
 
 def verify_consistency_document(

@@ -8,17 +8,14 @@ agrees with itself, but not with these (store.log_audit checks each log against 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ..domain.checkpoint import (
-    Checkpoint,
     NoteError,
-    Verifier,
     parse_checkpoint,
     parse_verifier_key,
-    verify_checkpoint,
+    verify_by_any,
 )
 from ..signing import ed25519_check
 from .merkle_log import FAMILIES
@@ -49,8 +46,9 @@ def kept_checkpoints(notes: list[str], prefix: str, trusted: set[str] | None) ->
         except NoteError as e:
             kept.findings.append(f"a kept checkpoint cannot be read: {e}")
             continue
-        signed = next((c for c in _verified(note, verifiers) if c is not None), None)
-        if signed is None:
+        try:
+            signed, _ = verify_by_any(note, verifiers, ed25519_check)
+        except NoteError:
             kept.findings.append(f"the kept checkpoint of {origin} is not signed by a trusted key")
             continue
         head, month = origin[:-7], origin[-7:]
@@ -62,11 +60,3 @@ def kept_checkpoints(notes: list[str], prefix: str, trusted: set[str] | None) ->
 
 
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
-
-
-def _verified(note: str, verifiers: list[Verifier]) -> Iterator[Checkpoint | None]:
-    for verifier in verifiers:
-        try:
-            yield verify_checkpoint(note, verifier, ed25519_check)
-        except NoteError:
-            yield None
