@@ -375,7 +375,7 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 NOT_A_REPORT = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"-----BEGIN")
 
 
-def _owner_only(path: Path) -> IO[bytes]:
+def _report_file(path: Path) -> IO[bytes]:
     """A file written for the command's user alone, if it makes it: a report holds payloads
     (made 0644 under the usual umask; reject files and stores are 0600)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -403,6 +403,6 @@ class HeldOutput:
         self.text.flush()
         self.text.buffer.seek(0)
         sys.stdout.flush()
-        with _owner_only(path) if path else nullcontext(sys.stdout.buffer) as out:
+        with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
             shutil.copyfileobj(self.text.buffer, out)
         self.text.close()

@@ -84,17 +84,16 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         in_a_file = bool(resolved.database) and resolved.database != ":memory:"
         if in_a_file:
             # the path as SQLite opens it: no `~` expansion (sqlite:///~/x.db is ./~/x.db)
-            path = Path(str(resolved.database))
             # a file: URI names its file its own way (`file:/media/copy.db?immutable=1`, for
             # a copy on read-only media): SQLite reads it, and says if it cannot
-            if not uri_named(resolved):
-                folder = path.resolve().parent
+            as_uri = uri_named(resolved)
+            if not as_uri:
+                folder = Path(str(resolved.database)).resolve().parent
                 if not folder.is_dir():
                     raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
             opened = sqlite_file(resolved.render_as_string(hide_password=False))
-            creates = not (
-                uri_named(resolved)
-                and (resolved.query.get("mode") in ("ro", "rw") or "immutable" in resolved.query)
+            creates = not as_uri or (
+                resolved.query.get("mode") not in ("ro", "rw") and "immutable" not in resolved.query
             )
             if opened is not None and creates and opened.parent.is_dir():
                 _owner_only(opened)  # a file: URI's new store too (it was made 0644; review 23f)
