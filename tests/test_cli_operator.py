@@ -73,6 +73,25 @@ def test_a_report_never_writes_over_the_store_or_its_key(store, tmp_path):
     assert stat.S_IMODE(report.stat().st_mode) == 0o600  # it holds payloads, even if it was not
 
 
+def test_a_hard_link_to_the_stores_files_is_the_stores_file(store, tmp_path):
+    """The trust file and a -shm begin with nothing a report check knows; their hard links
+    were written over (review 23f)."""
+    url, database, key = store
+    trust = Path(f"{key}.verifiers")
+    assert run(url, "log", "verify").returncode == 0  # signs a checkpoint: the trust file made
+    assert trust.exists()
+    for own in (trust, key, database):
+        link = tmp_path / f"innocent-{own.name}.csv"
+        os.link(own, link)
+        kept = own.read_bytes()
+        refused = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(link))
+        assert refused.returncode == 2 and b"the store's own file" in refused.stderr, (
+            own,
+            refused.stderr,
+        )
+        assert own.read_bytes() == kept
+
+
 def test_closed_standard_streams(store, tmp_path):
     url, _, _ = store
     records = tmp_path / "more.jsonl"
