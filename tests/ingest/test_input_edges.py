@@ -125,6 +125,12 @@ def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engin
         "--to", "2025-03-01T00:00:00Z", "--output", tmp_path / "missing" / "r.csv",
     )  # fmt: skip
     assert report.exit_code == 2 and "does not exist" in report.output
+    # '' (the working folder, once read) and '-' (a file named '-') are refused up front too
+    for unnamed, said in (("", "the file name is empty"), ("-", "not written to standard output")):
+        ingest = cli("ingest", path, "--rejects", unnamed)
+        assert ingest.exit_code == 2 and said in ingest.output, ingest.output
+        assert not Path("-").exists()
+    assert count(engine, "sat_record") == 0
 
 
 def test_a_signing_key_that_cannot_sign_stops_an_ingest_before_it_stores(

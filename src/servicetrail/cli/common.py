@@ -96,7 +96,14 @@ def in_existing_folder(
 ) -> Path | None:
     """A file option's check (`--rejects`, `--output`): a file this command will write goes in
     a folder that exists, refused before any work rather than failing when it is written."""
-    if value is not None and not value.resolve().parent.is_dir():
+    if value is None:
+        return None
+    if str(value) == ".":  # how click reads '' (its own check refuses a '.' given)
+        raise Failure(f"--{param.name}: the file name is empty")
+    if param.name == "rejects" and str(value) == "-":
+        # a file named '-' was made: standard output carries the summary line
+        raise Failure("--rejects: name a file; rejects are not written to standard output")
+    if not value.resolve().parent.is_dir():
         raise Failure(f"--{param.name}: the folder {str(value.parent)!r} does not exist")
     return value
 
