@@ -121,7 +121,7 @@ def watch_rm(watch_id: int, party_id: str) -> None:
     with engine().begin() as conn:
         viewer_of(conn, party_id)
         if not delete_watch(conn, party_id, watch_id):
-            raise Failure(f"no such watch: {watch_id}", 1)
+            raise Failure(f"no such watch: {watch_id}")
     click.echo(f"deleted watch {watch_id}", err=True)
 
 
@@ -166,7 +166,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
                         read.leave_out_if_empty()
                 first = False
             if page is None:
-                raise Failure(f"no such watch: {watch_id}", 1)
+                raise Failure(f"no such watch: {watch_id}")
             events, next_after = page
             for event in events:
                 sys.stdout.write(orjson.dumps(event).decode() + "\n")
