@@ -550,7 +550,7 @@ def test_a_watchs_failing_deliveries_are_counted_up_to_a_bound(world: World) -> 
     least": its Party's Watches page reads two short index ranges a watch, not them all."""
     from datetime import datetime, timezone
 
-    from sqlalchemy import insert
+    from sqlalchemy import event, insert
 
     from servicetrail.store.watch_tables import watch_event, webhook_outbox
     from servicetrail.store.watches import MOST_FAILING_SHOWN
@@ -586,11 +586,22 @@ def test_a_watchs_failing_deliveries_are_counted_up_to_a_bound(world: World) -> 
                 for n in range(1, count + 1)
             ],
         )
+    healthy = [
+        add_watch(world, SOUTHENERGY, webhook={"url": f"https://hooks.example.com/{n}"})["id"]
+        for n in range(6)
+    ]
+    statements: list[str] = []
     with world.engine.connect() as conn:
-        (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
-    assert shown["webhook"]["failing"] == {
+        event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        shown = {w["id"]: w for w in list_watches(conn, SOUTHENERGY, with_state=True)}
+    assert shown[made["id"]]["webhook"]["failing"] == {
         "waiting": MOST_FAILING_SHOWN,
         "at_least": True,
         "attempts": 2,
         "last_error": "answered 500",  # the retry scheduled last
     }
+    assert all(shown[h]["webhook"]["failing"] is None for h in healthy)
+    # the watches, which of them fail, then two reads for the one that does: healthy watches
+    # are not read one by one (they were, two reads each)
+    outbox_reads = [s for s in statements if "webhook_outbox" in s]
+    assert len(outbox_reads) == 3, statements
