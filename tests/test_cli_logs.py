@@ -9,12 +9,14 @@ import hashlib
 import json
 import os
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from servicetrail.signing import trusted_for
+from servicetrail.store.engine import open_store
 from servicetrail.store.log_proofs import record_proof
 from servicetrail.store.log_tree import verifier_keys
 from servicetrail.store.merkle_log import seal_store
@@ -22,6 +24,7 @@ from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
 from tests import personas as P
 from tests import rfc9162
+from tests.conftest import Cli
 from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.test_merkle_log import append, records
 
@@ -264,6 +267,45 @@ def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
     assert entries[third]["filters"] == "[1]" and entries[third]["device_ids"] == "5"
     if engine.dialect.name == "sqlite":
         assert entries[second]["at"] == "yesterday" and entries[third]["at"] == zoneless
+
+
+def test_a_time_respelt_as_the_same_instant_is_named_on_sqlite(sqlite_url, tmp_path, monkeypatch):
+    """SQLite keeps times as text, and windows, pages and cursors compare the text: an
+    intruder who writes a record's or an entry's time as the same instant in another form
+    ('+14:00', a space for the T) hides it from every window, and the leaf, recomputed from
+    the instant, matched (audit 24b)."""
+    monkeypatch.chdir(tmp_path)  # (PostgreSQL's timestamptz keeps an instant, not a spelling)
+    cli, engine = Cli(sqlite_url, tmp_path), open_store(sqlite_url)
+    world = P.load_personas(engine)
+    assert cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").exit_code == 0
+    assert cli("records", "--party", P.NORTHPOWER, "--format", "jsonl").exit_code == 0
+    with engine.connect() as conn:
+        first, second = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars()
+        record, other = world.ids["se_req"], world.ids["np_ack"]  # an ack: no payload to lose
+        logged_at = conn.execute(
+            text("SELECT logged_at FROM sat_record WHERE id = :id"), {"id": record}
+        ).scalar_one()
+    east = datetime.fromisoformat(logged_at).astimezone(timezone(timedelta(hours=14)))
+    at_as_text = "UPDATE {table} SET {column} = {spelling} WHERE id = :id"
+    intrude(
+        engine,
+        (at_as_text.format(table="sat_record", column="logged_at", spelling=":at"),
+         {"at": east.isoformat(), "id": record}),
+        (at_as_text.format(table="sat_record", column="logged_at",
+                           spelling="replace(logged_at, 'Z', '+00:00')"), {"id": other}),
+        (at_as_text.format(table="access_log", column="at",
+                           spelling="replace(replace(at, 'T', ' '), 'Z', '+00:00')"),
+         {"id": first}),
+        (at_as_text.format(table="access_log", column="at", spelling="replace(at, 'Z', '+00:00')"),
+         {"id": second}),
+    )  # fmt: skip
+    found = cli("log", "verify")
+    assert found.exit_code == 1, found.output
+    assert f"record {record} changed" in found.stdout, found.stdout
+    assert f"record {other} changed" in found.stdout, found.stdout
+    assert f"access-entry {first} changed" in found.stdout, found.stdout
+    assert f"access-entry {second} changed" in found.stdout, found.stdout
+    engine.dispose()
 
 
 def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_path):

@@ -36,6 +36,7 @@ from .access_writer import (
 )
 from .log_tables import log_pending
 from .read_transaction import read_as, time_limit
+from .schema import sqlite_time
 
 EXPORT_PAGE = 1000
 
@@ -144,7 +145,12 @@ def _stored_time(value: Any) -> datetime | str:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return str(value)
-    return parsed if parsed.tzinfo is not None else str(value)
+    # SQLite's text is what windows and cursors compare: another spelling of the same
+    # instant ('...+14:00') hid the entry from them, and its leaf, of the instant, matched
+    # (audit 24b); only the form servicetrail stores is read as a time
+    if parsed.tzinfo is None or sqlite_time(parsed) != value:
+        return str(value)
+    return parsed
 
 
 def _stored_json(value: Any, kind: type) -> Any:
