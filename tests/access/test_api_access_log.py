@@ -195,6 +195,23 @@ def test_the_access_log_needs_a_token(client):
     assert client.get("/api/v1/access-log").status_code == 401
 
 
+def test_a_value_padded_past_the_bound_is_kept_as_the_search_read_it(client, np, auditor):
+    """520 spaces before a Device ID or a Request ID: the search strips them and finds the
+    records, and the entry, cut at 512 characters from the start, kept the spaces alone
+    (audit 24b)."""
+    padded = " " * 520 + P.ESME_1
+    answer = client.get(
+        "/api/v1/records",
+        headers=np,
+        params={"device_id": padded, "from": " " * 600 + "2020-01-01T00:00:00Z"},
+    )
+    assert answer.status_code == 200 and answer.json()["items"], answer.text
+    (entry,) = entries(client, auditor)
+    assert entry["filters"]["device_id"] == P.ESME_1
+    assert entry["filters"]["from"] == "2020-01-01T00:00:00Z"
+    assert entry["records_returned"] == len(answer.json()["items"])
+
+
 def test_hostile_filters_are_refused_before_any_read_or_stored_safely(client, np, auditor):
     # a NUL in any parameter is refused at the door (web.query_guard), before any read
     nul = client.get("/api/v1/records", headers=np, params={"p00": "a\x00b"})

@@ -8,7 +8,10 @@ import json
 import re
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
+
+from servicetrail.cli import main
 
 from servicetrail.domain.access_log import MAX_FILTER_VALUE, MAX_FILTERS
 from servicetrail.domain.watches import watch_spec
@@ -93,6 +96,35 @@ def test_a_search_pages_hostile_filters_are_stored_bounded(engine, world):
     assert all(len(v) <= MAX_FILTER_VALUE and "\x00" not in v for v in filters.values())
     assert filters["p01"] == "\u202e\U0001f4a3\u00e9" + "\ufffd" * 3
     assert len(filters["p00"]) == MAX_FILTER_VALUE
+
+
+def test_what_a_page_read_is_kept_in_its_entry_whatever_else_the_query_carries(engine, world):
+    """24 parameters the screen ignores, sent first, pushed the record's id, the Device and
+    the search's filters out of the entry; 520 spaces before a Device ID left the entry the
+    spaces alone, while the search found the Device's records (audit 24b)."""
+    np = signed_in(engine, "np.analyst")
+    junk = "&".join(f"a{n:02d}=x" for n in range(MAX_FILTERS))
+    record = own_record(world)
+    padded = "%20" * 520 + P.ESME_1
+    for address, kept in (
+        (f"/records/{record}?{junk}", {"record_id": record}),
+        (f"/devices/{P.ESME_1}?{junk}", {"device_id": P.ESME_1}),
+        (f"/?{junk}&device_id={P.ESME_1}&scope=own", {"device_id": P.ESME_1, "scope": "own"}),
+        (f"/?device_id={padded}&scope=own", {"device_id": P.ESME_1, "scope": "own"}),
+    ):
+        before = len(logged(engine))
+        assert np.get(address).status_code == 200, address
+        (entry, *_) = logged(engine)
+        assert len(logged(engine)) == before + 1
+        assert entry.records_returned > 0, address
+        assert {name: entry.filters.get(name) for name in kept} == kept, (address, entry.filters)
+    command = CliRunner().invoke(
+        main,
+        ["--db", str(engine.url.render_as_string(hide_password=False)), "records",
+         "--party", P.NORTHPOWER, "--device", " " * 520 + P.ESME_1, "--scope", "own"],
+    )  # fmt: skip
+    assert command.exit_code == 0, command.output
+    assert logged(engine)[0].filters["device"] == P.ESME_1
 
 
 def test_the_report_download_writes_its_entry_with_its_row_count(engine, world):

@@ -11,8 +11,10 @@ import pytest
 
 from servicetrail.domain import merkle
 from servicetrail.domain.access_log import (
+    CUT,
     MAX_DEVICE_IDS,
     MAX_FILTER_NAME,
+    MAX_FILTER_VALUE,
     AccessEntry,
     Reader,
     Tally,
@@ -103,6 +105,19 @@ def test_filters_keep_numbers_and_drop_what_was_not_asked():
     }
     huge = bounded_filters({"n" * 500: 2**70})
     assert list(huge) == ["n" * MAX_FILTER_NAME] and huge["n" * MAX_FILTER_NAME] == str(2**70)
+
+
+def test_a_long_value_keeps_both_of_its_ends_and_loses_surrounding_space():
+    """What a search ignores (white space around a value) is not what the entry keeps, and a
+    value still too long keeps its two ends: padding in its middle cannot hide either."""
+    assert bounded_filters({"device_id": "\u3000 \t" * 300 + "00-DB-12" + " \n" * 300}) == {
+        "device_id": "00-DB-12"
+    }
+    words = bounded_filters({"srv": "tariff" + " " * 2000 + "import"})["srv"]
+    assert len(words) == MAX_FILTER_VALUE
+    assert words.startswith("tariff ") and words.endswith(" import") and CUT in words
+    exact = "x" * MAX_FILTER_VALUE
+    assert bounded_filters({"v": exact}) == {"v": exact}
 
 
 def test_a_reader_names_a_known_interface():

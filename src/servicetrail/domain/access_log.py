@@ -132,8 +132,27 @@ def _safe_text(value: str, limit: int) -> str:
     """Text that encodes as UTF-8 and fits: lone surrogates (a command line can carry
     them) become U+FFFD, NUL (which PostgreSQL text refuses) is dropped, and the text is
     cut to `limit` characters, normalised first so a cut never splits what NFC joins."""
+    return _cleaned(value)[:limit]
+
+
+def _cleaned(value: str) -> str:
     cleaned = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return unicodedata.normalize("NFC", cleaned)[:limit]
+    return unicodedata.normalize("NFC", cleaned)
+
+
+CUT = "\u2026"  # where a filter's value too long to keep lost its middle
+
+
+def _kept_value(value: str) -> str:
+    """A filter's value as the readers read it, bounded: white space around it taken off (the
+    search ignores it), and a value still too long kept by its two ends. Cut at its start,
+    520 spaces before a Device ID kept the spaces alone, and the entry named no Device while
+    the search found its records (audit 24b)."""
+    text = _cleaned(value).strip()
+    if len(text) <= MAX_FILTER_VALUE:
+        return text
+    head = (MAX_FILTER_VALUE - len(CUT)) // 2
+    return text[:head] + CUT + text[len(text) - (MAX_FILTER_VALUE - len(CUT) - head) :]
 
 
 def bounded_filters(asked: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +168,7 @@ def bounded_filters(asked: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool | int) and abs(int(value)) < 2**63:
             kept[key] = value
         else:
-            kept[key] = _safe_text(str(value), MAX_FILTER_VALUE)
+            kept[key] = _kept_value(str(value))
     return kept
 
 

@@ -130,9 +130,23 @@ RequiredFrom = Annotated[str, _FROM]
 RequiredTo = Annotated[str, _TO]
 
 
+# the names a read of the API or the screen takes: an access-log entry keeps them before any
+# other parameter, since it keeps only so many (domain.access_log.MAX_FILTERS)
+_READ_NAMES = frozenset(
+    ("device_id", "request_id", "srv", "kind", "from", "to", "scope", "cursor", "limit")
+    + ("page", "window", "after", "party_id")
+)
+
+
 def asked(request: Request, **path: Any) -> dict[str, Any]:
-    """The filters as asked (SPEC section 8): the path's ids and the query string as sent."""
-    return {**request.query_params, **path}  # the path names what was read
+    """The filters as asked (SPEC section 8): the path's ids, the query's parameters that the
+    read takes, then the rest as sent. The screen ignores a parameter it does not take, and
+    24 of them sent first pushed the record's id or the Device searched for out of its entry
+    (audit 24b)."""
+    query = request.query_params
+    taken = {name: value for name, value in query.items() if name in _READ_NAMES}
+    rest = {name: value for name, value in query.items() if name not in _READ_NAMES}
+    return {**path, **{n: v for n, v in {**taken, **rest}.items() if n not in path}}
 
 
 def record_id_or_404(text: str) -> int:
