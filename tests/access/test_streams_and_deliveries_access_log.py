@@ -189,3 +189,81 @@ def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
         assert wait_until(lambda: len(logged(store)) == 2, 15)  # written once it could be
     lock.close()
     store.dispose()
+
+
+class _AccessLogLock:
+    """Another process's lock on the access log, held until released: SQLite's write lock,
+    or PostgreSQL's ACCESS EXCLUSIVE lock on the table (a LOCK TABLE typed in psql)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.held = None
+
+    def take(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            import sqlite3
+
+            self.held = sqlite3.connect(self.engine.url.database, isolation_level=None)
+            self.held.execute("BEGIN IMMEDIATE")
+        else:
+            import psycopg
+
+            url = self.engine.url.set(drivername="postgresql")
+            self.held = psycopg.connect(url.render_as_string(hide_password=False))
+            self.held.execute("LOCK TABLE access_log IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self.held.rollback()
+        self.held.close()
+
+
+def test_a_streams_closing_entry_outlasts_a_lock_held_past_one_lock_wait(engine, server):
+    """The events sent are counted in the entry written when the stream ends, and that entry
+    is tried again while the store is busy: one try, a lock wait (10 s on SQLite, 5 s on
+    PostgreSQL), lost it with the counts of every event sent (audit 24b)."""
+    south = bearer(engine, P.SOUTHENERGY)
+    base = f"http://127.0.0.1:{server.port}"
+    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    lk_requests(engine, 4)
+    lock = _AccessLogLock(engine)
+    with httpx.stream(
+        "GET", f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=10
+    ) as response:
+        lines = response.iter_lines()
+        assert len(sse_data(lines, 4)) == 4
+        lock.take()
+    time.sleep(12 if engine.dialect.name == "sqlite" else 7)  # past one wait for the lock
+    lock.release()
+    assert wait_until(lambda: len(logged(engine)) == 2, 30), logged(engine)
+    closing = logged(engine)[0]
+    assert (closing.action, closing.records_returned, closing.mp141_records_returned) == (
+        "stream",
+        4,
+        4,
+    )
+
+
+def test_a_streams_opening_entry_waits_for_a_locked_access_log_as_a_read_does(pg_url):
+    """Its entry, written alone, waited without end behind a LOCK TABLE, the request held and
+    its stream slot with it, where every read gives up after its lock wait (audit 24b)."""
+    from servicetrail.store.engine import open_store
+
+    store = open_store(pg_url)
+    P.load_personas(store)
+    south = bearer(store, P.SOUTHENERGY)
+    with LiveServer(create_app(store)) as live:
+        base = f"http://127.0.0.1:{live.port}"
+        watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+        lock = _AccessLogLock(store)
+        lock.take()
+        try:
+            started = time.monotonic()
+            answer = httpx.get(
+                f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=30
+            )
+            waited = time.monotonic() - started
+        finally:
+            lock.release()
+        assert answer.status_code == 503 and "Retry-After" in answer.headers, answer.text
+        assert waited < 10, waited
+    store.dispose()

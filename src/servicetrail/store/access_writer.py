@@ -146,6 +146,14 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     ]
     cursor = driver.cursor()
     try:
+        if not sqlite:
+            # a lock held on the access log is waited for as a read's is, not for ever (an
+            # entry alone, such as a stream's: one after a read has the read's settings;
+            # SQLite's connections have a busy timeout). Imported here: that module writes
+            # entries through this one
+            from .read_transaction import READ_LOCK_WAIT_MS
+
+            cursor.execute(f"SET LOCAL lock_timeout = {int(READ_LOCK_WAIT_MS)}")
         leaves = []
         for row, value in zip(rows, values):
             # one at a time: each entry's id is part of its leaf (a batch is a few entries)

@@ -189,6 +189,9 @@ def watch_events(
 
 STREAM_KEEPALIVE_SECONDS = 15.0
 STREAM_PAGE = 200
+# how long a stream's closing entry is tried for while the store is busy (each try waits a
+# lock's time, 5-10 s): off the event loop, its stream slot held meanwhile
+CLOSING_ENTRY_PATIENCE = 60.0
 
 
 def sse_event(event: dict[str, Any]) -> bytes:
@@ -233,17 +236,30 @@ async def _event_stream(
             read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
             return read.events_after(watch_id, position, STREAM_PAGE)
 
-    def end_entry() -> None:
-        try:
-            with reading(engine) as conn:
-                LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
-        except Exception as e:
-            busy = store_busy(e)
-            if busy is None:
-                raise
-            log.warning("watch %s stream: its closing entry is lost: %s", watch_id, busy.reason)
-
     stopping: ServerStopping = request.app.state.stopping
+
+    def end_entry() -> None:
+        """The counts of what was sent, tried again while the store is busy: one try, a
+        store's lock wait, lost the entry of events that had gone out (audit 24b). A server
+        that is stopping gives it one try."""
+        deadline = time.monotonic() + CLOSING_ENTRY_PATIENCE
+        while True:
+            try:
+                with reading(engine) as conn:
+                    LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
+                return
+            except Exception as e:
+                busy = store_busy(e)
+                if busy is None:
+                    raise
+                if stopping.asked or time.monotonic() >= deadline:
+                    log.warning(
+                        "watch %s stream: its closing entry is lost: %s", watch_id, busy.reason
+                    )
+                    return
+                log.info("watch %s stream: its closing entry waits: %s", watch_id, busy.reason)
+                time.sleep(1.0)
+
     try:
         position, quiet_since = start, time.monotonic()
         yield b"retry: 2000\n\n"
