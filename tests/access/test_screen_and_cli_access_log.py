@@ -127,6 +127,21 @@ def test_what_a_page_read_is_kept_in_its_entry_whatever_else_the_query_carries(e
     assert logged(engine)[0].filters["device"] == P.ESME_1
 
 
+def test_the_access_log_command_writes_one_line_an_entry_whatever_the_filters_hold(engine, world):
+    """U+2028 and U+2029 are line ends to Python's splitlines() and to some editors: a filter
+    holding them, written as it was, cut its entry's line in three (audit 24b)."""
+    np = signed_in(engine, "np.analyst")
+    odd = "a\u2028b\u2029c"
+    assert np.get("/", params={"device_id": P.ESME_1, odd: odd}).status_code == 200
+    shown = CliRunner().invoke(
+        main, ["--db", engine.url.render_as_string(hide_password=False), "access-log"]
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert len(lines) == len(logged(engine))
+    assert json.loads(lines[0])["filters"][odd] == odd  # the same JSON, escaped
+
+
 def test_the_report_download_writes_its_entry_with_its_row_count(engine, world):
     np = signed_in(engine, "np.analyst")
     csrf = TOKEN.search(np.get("/report").text).group(1)

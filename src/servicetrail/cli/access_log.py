@@ -6,9 +6,9 @@ import sys
 from datetime import datetime
 
 import click
-import orjson
 
 from ..domain.access_log import entry_json
+from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
 from .common import TIME, engine, search_or_fail, with_db
@@ -30,6 +30,6 @@ def access_log_cmd(
     count = 0
     with engine().connect() as conn:
         for entry in iter_entries(conn, wanted):
-            sys.stdout.write(orjson.dumps(entry_json(entry)).decode() + "\n")
+            sys.stdout.write(json_line(entry_json(entry)) + "\n")
             count += 1
     click.echo(f"{count} entries", err=True)

@@ -6,9 +6,9 @@ import sys
 import time
 
 import click
-import orjson
 
 from ..domain.ids import MAX_ID
+from ..output import json_line
 from .commands import command, group
 from .common import COUNT, Failure, cli_reader, engine, shown_once, viewer_of, with_db
 
@@ -88,7 +88,7 @@ def watch_add(
         except WatchLimit as e:
             raise Failure(str(e)) from None
         # printed inside its transaction, as a token is: a secret shown to no one is not kept
-        click.echo(orjson.dumps(made).decode())
+        click.echo(json_line(made))
         sys.stdout.flush()
     if spec.webhook_url:
         click.echo("the webhook secret is shown this once: keep it to verify signatures", err=True)
@@ -107,7 +107,7 @@ def watch_list(party_id: str) -> None:
     with engine().connect() as conn:
         viewer_of(conn, party_id)
         for made in list_watches(conn, party_id, with_state=True):
-            click.echo(orjson.dumps(made).decode())
+            click.echo(json_line(made))
 
 
 @watch_group.command("rm")
@@ -169,7 +169,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
                 raise Failure(f"no such watch: {watch_id}")
             events, next_after = page
             for event in events:
-                sys.stdout.write(orjson.dumps(event).decode() + "\n")
+                sys.stdout.write(json_line(event) + "\n")
             sys.stdout.flush()
             if next_after is not None:
                 after = next_after
