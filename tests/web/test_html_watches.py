@@ -105,6 +105,11 @@ def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
         ({"kinds": []}, "kinds"),
         ({"webhook_url": "https://10.0.0.1/hook"}, "webhook_url"),
         ({"name": "<script>alert(1)</script>x\u202e"}, "name"),
+        # a choice the form does not offer (a hand-made request) was read as "Mine", or its
+        # error pointed at nothing on the page (audit 23b)
+        ({"devices": "bogus"}, "devices"),
+        ({"srvs": "most"}, "srvs"),
+        ({"senders": "anyone"}, "senders"),
     ],
 )
 def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, monkeypatch) -> None:
@@ -112,6 +117,7 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     settings.reload()
     answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
     assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
+    assert f'id="f-{field}"' in answer.text  # the error summary's link leads somewhere
     assert "<script>alert(1)</script>" not in answer.text
 
 

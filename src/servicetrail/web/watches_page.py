@@ -131,8 +131,20 @@ NOTHING_CHOSEN = {
 }
 
 
+# the form's choices: a value that is none of them was not sent by the form (it was read as
+# "Mine", and a senders value the API refused pointed at nothing on the page; audit 23b)
+CHOICES = {
+    "devices": ("mine", "list"),
+    "srvs": ("all", "critical", "list"),
+    "senders": ("others", "all"),
+}
+
+
 def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
     """The form's watch, or the message for the field it got wrong."""
+    for field, offered in CHOICES.items():
+        if values[field] not in offered:
+            return None, {field: "Choose one of the options."}
     body = _watch_body(values)
     empty = next((f for f in NOTHING_CHOSEN if isinstance(body.get(f), list) and not body[f]), None)
     if empty is not None:
