@@ -245,6 +245,22 @@ def test_real_samples_from_a_capture(cli, engine, tmp_path):
     assert again.stdout == f"loaded 0, rejected 0, skipped {len(files)} duplicates\n"
 
 
+def test_a_capture_stored_before_duis_identities_is_not_stored_again(cli, engine, tmp_path):
+    """Records stored before migration 0004 have no identity (key '') and no digest, as 0004
+    left them; a DUIS response's identity is now its ResponseID's, so the same capture loaded
+    again after an upgrade found none of them and stored them again (audit 24a)."""
+    from tests.intruder import intrude
+
+    files = sorted(SAMPLES.iterdir())
+    path = capture(tmp_path / "capture.jsonl", files)
+    assert cli("ingest", path).exit_code == 0
+    intrude(engine, ("UPDATE sat_record SET identity_key = '', digest = NULL", {}))
+    again = cli("ingest", path)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == f"loaded 0, rejected 0, skipped {len(files)} duplicates\n"
+    assert len(stored(engine)) == len(REAL)
+
+
 def test_real_and_extra_messages_as_bare_files_in_a_folder(cli, engine, tmp_path):
     folder = tmp_path / "duis"
     shutil.copytree(SAMPLES, folder)

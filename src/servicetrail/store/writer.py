@@ -328,10 +328,17 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     copies: dict[
         tuple[Any, ...], list[str]
     ] = {}  # (request_id, kind, digest) -> identity keys, for bare files
+    # what was stored before migration 0004 has no identity ('') nor digest: it is the same
+    # message as a new one of its Request ID, kind and time, as the unique key then said (a
+    # DUIS response's identity is now its ResponseID's, and a capture loaded again after an
+    # upgrade was stored a second time; audit 24a)
+    legacy: set[tuple[Any, ...]] = set()
     for request_id, kind, logged_at, key, digest, record_id in _stored(driver, postgres, rows):
         held.setdefault((request_id, kind, logged_at, key), (digest, record_id))
         if digest is not None and kind == "request":
             copies.setdefault((request_id, kind, digest), []).append(key)
+        elif digest is None and key == "":
+            legacy.add((request_id, kind, logged_at))
     # bare files are rare: a batch with none, against a store with none of its Request IDs from
     # one, skips the look-up by content
     by_content = bool(copies) or any(row[11].startswith(BARE_FILE) for row in rows)
@@ -346,6 +353,9 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
             continue
         identity = (row[2], row[1], row[0], row[11])
         found = held.get(identity)
+        if found is None and legacy and identity[:3] in legacy:
+            done.duplicates += 1
+            continue
         if found is not None:
             if (
                 found[0] is None or found[0] == row[12]
