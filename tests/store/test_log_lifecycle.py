@@ -125,3 +125,40 @@ def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
         assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(sat_record)).scalar() == stored
     assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypatch, tmp_path):
+    """Records stored before the logs are queued by 0009; `db upgrade` seals them, so that
+    their proofs are there at once (a 409 until a server's first seal, a minute or more after
+    the upgrade; audit 24a)."""
+    from click.testing import CliRunner
+
+    from servicetrail.cli import main
+
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "sign.key"))
+    engine = make_engine(empty_db_url)
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        command.upgrade(migrate._config(engine), "0008")
+        with engine.begin() as conn:
+            if not sqlite:
+                ensure_months(engine, [parse_time("2025-03-01T10:00:00Z")])
+            at = "2025-03-01T01:00:00.000000Z" if sqlite else "2025-03-01 01:00:00+00"
+            conn.execute(
+                text(
+                    "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, "
+                    "device_id) VALUES (1, :at, 'request', :rid, '4.1.1', :u, :d)"
+                ),
+                {"at": at, "rid": "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1",
+                 "u": "90-B3-D5-1F-30-01-00-00", "d": "00-DB-12-34-56-78-90-A0"},
+            )  # fmt: skip
+        upgraded = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
+        assert upgraded.exit_code == 0, upgraded.output
+        assert "sealed 1 log(s)" in upgraded.stderr
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
+            assert [c.size for c in latest_checkpoints(conn)] == [1]
+        again = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
+        assert again.exit_code == 0 and "sealed" not in again.stderr  # nothing queued
+    finally:
+        engine.dispose()
