@@ -254,3 +254,29 @@ def test_a_document_over_the_limit_is_rejected_with_its_raw_uncut(cli, engine, t
     [reject] = rejects_of(tmp_path / "too-big.rejects.jsonl")
     assert "limit" in reject["reason"] and reject["raw"] == document
     assert count(engine) == 0
+
+
+def test_after_an_upgrade_from_0003_a_message_again_is_a_duplicate_and_a_new_one_a_record(
+    cli, engine, tmp_path
+):
+    """Records stored before migration 0004 have no identity ('') nor digest, as 0004 left
+    them: loaded again, the same message was stored a second time (audit 24a); matched by
+    Request ID, kind and time alone, a second response of the same time with its own
+    ResponseID was taken for a copy and lost (review 24d). Its payload tells them apart."""
+    from tests.intruder import intrude
+
+    first = response(
+        R,
+        f"{ESME}:{NORTH_IS}:9",
+        "I0",
+        "2025-03-04T09:00:05Z",
+        titles("4.1.1", "<sr:GBCSPayload>AAAA</sr:GBCSPayload>"),
+    )
+    assert cli("ingest", capture(tmp_path / "a.jsonl", [(None, first)])).exit_code == 0
+    intrude(engine, ("UPDATE sat_record SET identity_key = '', digest = NULL", {}))
+    other_response = first.replace(f"{NORTH_IS}:9<", f"{NORTH_IS}:10<").replace("AAAA", "CCCC")
+    result = cli("ingest", capture(tmp_path / "b.jsonl", [(None, first), (None, other_response)]))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 1, rejected 0, skipped 1 duplicates\n"
+    after = snapshot(engine)
+    assert len(after) == 2 and "AAAA" in after[0][5] and "CCCC" in after[1][5]

@@ -328,17 +328,15 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     copies: dict[
         tuple[Any, ...], list[str]
     ] = {}  # (request_id, kind, digest) -> identity keys, for bare files
-    # what was stored before migration 0004 has no identity ('') nor digest: it is the same
-    # message as a new one of its Request ID, kind and time, as the unique key then said (a
-    # DUIS response's identity is now its ResponseID's, and a capture loaded again after an
-    # upgrade was stored a second time; audit 24a)
-    legacy: set[tuple[Any, ...]] = set()
+    # what was stored before migration 0004 has no identity ('') nor digest (legacy ids)
+    legacy: dict[tuple[Any, ...], list[int]] = {}
     for request_id, kind, logged_at, key, digest, record_id in _stored(driver, postgres, rows):
         held.setdefault((request_id, kind, logged_at, key), (digest, record_id))
         if digest is not None and kind == "request":
             copies.setdefault((request_id, kind, digest), []).append(key)
         elif digest is None and key == "":
-            legacy.add((request_id, kind, logged_at))
+            legacy.setdefault((request_id, kind, logged_at), []).append(record_id)
+    legacy_copies = _legacy_copies(driver, postgres, rows, legacy) if legacy else set()
     # bare files are rare: a batch with none, against a store with none of its Request IDs from
     # one, skips the look-up by content
     by_content = bool(copies) or any(row[11].startswith(BARE_FILE) for row in rows)
@@ -353,7 +351,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
             continue
         identity = (row[2], row[1], row[0], row[11])
         found = held.get(identity)
-        if found is None and legacy and identity[:3] in legacy:
+        if found is None and legacy_copies and (*identity[:3], row[7] or "") in legacy_copies:
             done.duplicates += 1
             continue
         if found is not None:
@@ -395,6 +393,29 @@ def append_leaves(conn: Connection, leaves: Sequence[QueuedLeaf]) -> None:
     """Append the leaves append_rows(..., leaves_later=True) gave back; the caller's
     transaction must commit next (see append_rows)."""
     add_leaves(conn, FAMILY, leaves)
+
+
+def _legacy_copies(
+    driver: Any, postgres: bool, rows: Sequence[Row], legacy: dict[tuple[Any, ...], list[int]]
+) -> set[tuple[Any, ...]]:
+    """(Request ID, kind, time, payload) of the records stored before migration 0004 that
+    the batch's rows meet: one of them is the message a row brings again if its payload is
+    the row's. Their identity by ResponseID is unknown (0004 gave them none), so a capture
+    loaded again after an upgrade from 0003 stored 721 of 2,000 messages a second time
+    (audit 24a); matched by Request ID, kind and time alone, a second outcome of a command
+    with the same time was taken for a copy and lost (review 24d)."""
+    wanted = [i for row in rows for i in legacy.get((row[2], row[1], row[0]), ())]
+    if not wanted:
+        return set()
+    by_id = {i: key for key, ids in legacy.items() for i in ids}
+    mark = "%s" if postgres else "?"
+    found = driver.execute(
+        f"SELECT record_id, payload FROM sat_payload WHERE record_id IN "
+        f"({', '.join([mark] * len(wanted))})",
+        wanted,
+    ).fetchall()
+    payloads = dict(found)
+    return {(*by_id[i], payloads.get(i) or "") for i in wanted}
 
 
 def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
