@@ -289,3 +289,45 @@ def test_a_store_that_lost_its_revision_is_not_taken_for_a_wrong_url(store):
         conn.execute("DROP TABLE alembic_version")
     refused = run(url, "db", "check")
     assert refused.returncode == 2 and b"no schema revision" in refused.stderr
+
+
+def test_a_loop_of_symbolic_links_is_a_usage_error(store, tmp_path):
+    """Path.resolve() raises RuntimeError on a loop: a traceback, exit 1 (review 24d)."""
+    url, _, _ = store
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    records = tmp_path / "one.jsonl"
+    records.write_text("{}\n")
+    for args in (
+        (*REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(tmp_path / "loop1")),
+        ("ingest", str(records), "--rejects", str(tmp_path / "loop1" / "r.jsonl")),
+    ):
+        refused = run(url, *args)
+        assert refused.returncode == 2, refused.stderr
+        assert b"Traceback" not in refused.stderr and b"cannot be followed" in refused.stderr
+
+
+def test_a_link_made_to_the_trust_file_during_an_export_is_not_written_over(store, tmp_path):
+    """The name was checked before the export and the file opened, emptied, after it: a hard
+    link to the trust file made meanwhile was written over (review 24d). The file is now
+    opened first and emptied only if it is none of the store's."""
+    import click
+
+    from servicetrail import settings
+    from servicetrail.cli.common import Failure, _report_file, not_the_stores_own
+
+    url, _, key = store
+    settings.reload()  # in this process, with the fixture's signing key
+    assert run(url, "log", "verify").returncode == 0  # signs a checkpoint: the trust file made
+    trust = Path(f"{key}.verifiers")
+    kept = trust.read_bytes()
+    report = tmp_path / "report.csv"
+    with click.Context(click.Command("report"), obj=url):
+        assert not_the_stores_own(report, "output") == report  # no file yet: no one's
+        os.link(trust, report)  # the race: made while the export runs
+        with pytest.raises(Failure, match="the store's own file"):
+            _report_file(report)
+        report.unlink()
+        with _report_file(report) as written:  # a file of its own is written as before
+            written.write(b"id\n")
+    assert trust.read_bytes() == kept and report.read_bytes() == b"id\n"

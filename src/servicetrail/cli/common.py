@@ -103,9 +103,18 @@ def in_existing_folder(
     if param.name == "rejects" and str(value) == "-":
         # a file named '-' was made: standard output carries the summary line
         raise Failure("--rejects: name a file; rejects are not written to standard output")
-    if not value.resolve().parent.is_dir():
+    if not resolved(value, f"--{param.name}").parent.is_dir():
         raise Failure(f"--{param.name}: the folder {str(value.parent)!r} does not exist")
     return value
+
+
+def resolved(path: Path, what: str) -> Path:
+    """`path` with its links followed, or a usage error: a loop of symbolic links was a
+    traceback (RuntimeError, review 24d)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:
+        raise Failure(f"{what}: {str(path)!r} cannot be followed to a file ({e})") from None
 
 
 def db_option(command: F) -> F:
@@ -358,14 +367,8 @@ def not_the_stores_own(path: Path, option: str) -> Path:
     """A file a command is to write, if it is none of the store's: not its SQLite files, its
     signing key or trust file, nor any SQLite database or PEM key. `report own --output` onto
     the store wrote CSV over the whole trail and exited 0 (audit 23a)."""
-    protected = []
-    database = sqlite_file(store_url())
-    if database is not None:  # as SQLite opens it: a file: URI's path was read as ./file:...
-        store = database.resolve()
-        protected += [store, *(store.with_name(store.name + s) for s in SQLITE_SIDE_FILES)]
-    key = key_path_for(store_url()).resolve()
-    protected += [key, trust_file(key)]
-    target = path.resolve()
+    protected = _stores_own_files()
+    target = resolved(path, f"--{option}")
     if target in protected or _same_file_as_any(target, protected):
         raise Failure(f"--{option}: {path} is the store's own file or key; name another file")
     if target.is_file():
@@ -375,6 +378,18 @@ def not_the_stores_own(path: Path, option: str) -> Path:
                     f"--{option}: {path} holds a database or a key, not a report; name another file"
                 )
     return path
+
+
+def _stores_own_files() -> list[Path]:
+    """The store's SQLite files, as SQLite opens them (a file: URI's path was read as
+    ./file:...), its signing key and its trust file."""
+    protected = []
+    database = sqlite_file(store_url())
+    if database is not None:
+        store = resolved(database, "the store")
+        protected += [store, *(store.with_name(store.name + s) for s in SQLITE_SIDE_FILES)]
+    key = resolved(key_path_for(store_url()), "the signing key")
+    return [*protected, key, trust_file(key)]
 
 
 def _same_file_as_any(target: Path, protected: list[Path]) -> bool:
@@ -398,13 +413,25 @@ NOT_A_REPORT = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83"
 
 def _report_file(path: Path) -> IO[bytes]:
     """A file written for the command's user alone, if it makes it: a report holds payloads
-    (made 0644 under the usual umask; reject files and stores are 0600)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    # an earlier report's 0644 is not kept (O_CREAT sets only a new file's mode); a file
-    # reached through a link (/dev/stdout into a shell's redirection) is the user's own
-    if stat.S_ISREG(os.fstat(descriptor).st_mode) and not os.path.islink(path):
+    (made 0644 under the usual umask; reject files and stores are 0600). Opened before it is
+    emptied, and emptied only if it is none of the store's files: the check by name before
+    the export left the time of a whole export to link that name to one (review 24d)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    opened = os.fstat(descriptor)
+    own = []
+    for file in _stores_own_files():
         with suppress(OSError):
-            os.fchmod(descriptor, 0o600)
+            own.append(file.stat())
+    if any(os.path.samestat(opened, other) for other in own):
+        os.close(descriptor)
+        raise Failure(f"--output: {path} is the store's own file or key; name another file")
+    if stat.S_ISREG(opened.st_mode):
+        os.ftruncate(descriptor, 0)
+        # an earlier report's 0644 is not kept (O_CREAT sets only a new file's mode); a file
+        # reached through a link (/dev/stdout into a shell's redirection) is the user's own
+        if not os.path.islink(path):
+            with suppress(OSError):
+                os.fchmod(descriptor, 0o600)
     return open(descriptor, "wb")
 
 
