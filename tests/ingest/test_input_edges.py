@@ -507,3 +507,16 @@ def test_a_large_shared_reject_file_resolves_each_input_name_once(cli, tmp_path,
     assert cli("ingest", other, "--rejects", shared).exit_code == 1
     assert len(rejects_of(shared)) == 2_001
     assert len(resolved) < 50
+
+
+def test_a_reject_whose_input_holds_unicode_line_separators_stays_one_line(cli, engine, tmp_path):
+    """U+2028 and U+2029 are line ends to Python's splitlines() and some editors: a reject's
+    raw input holding them, written as it came, cut its reject file's line in three (review
+    24d). Written escaped, the raw input still reads back exactly as it came."""
+    odd = json.dumps({"kind": "request", "note": "a\u2028b\u2029c"}, ensure_ascii=False)
+    path = write_lines(tmp_path / "odd.jsonl", [odd, json.dumps(rec(counter=1))])
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    lines = (tmp_path / "odd.rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["raw"] == odd
