@@ -161,3 +161,50 @@ def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world
         "watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", str(2**63 - 1)
     )
     assert last.exit_code == 0 and last.stdout == ""
+
+
+def test_a_followed_watch_deleted_after_its_events_were_printed_exits_1(sqlite_url, tmp_path):
+    """Deleted while followed, after some of its events were printed: the command did part
+    of what was asked (1), as this CLI says it; it exited 2, as for a watch that never was
+    the Party's (review 24d)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from servicetrail.store.engine import open_store
+
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    binary = str(Path(sys.executable).with_name("servicetrail"))
+    env = {**os.environ, "SERVICETRAIL_SIGNING_KEY": str(tmp_path / "sign.key")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [binary, "--db", sqlite_url, *args], env=env, capture_output=True, timeout=60
+        )
+
+    made = json.loads(run("watch", "add", "--party", P.SOUTHENERGY, "--name", "w").stdout)
+    with engine.begin() as conn:
+        append_records(conn, [lk_request(1)])
+    follow = subprocess.Popen(
+        [binary, "--db", sqlite_url, "watch", "events", str(made["id"]), "--party",
+         P.SOUTHENERGY, "--follow"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert follow.stdout is not None
+        first = json.loads(follow.stdout.readline())  # an event printed
+        assert first["event_id"] == 1
+        assert run("watch", "rm", str(made["id"]), "--party", P.SOUTHENERGY).returncode == 0
+        deadline = time.monotonic() + 30
+        while follow.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert follow.returncode == 1, follow.stderr.read()
+        assert b"no such watch" in follow.stderr.read()
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+        follow.wait()
+        engine.dispose()

@@ -154,7 +154,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
     store = engine()
     with store.connect() as conn:
         viewer = viewer_of(conn, party_id)
-    reader, first = cli_reader(party_id), True
+    reader, first, printed = cli_reader(party_id), True, False
     try:
         while True:
             catch_up(store)
@@ -166,8 +166,11 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
                         read.leave_out_if_empty()
                 first = False
             if page is None:
-                raise Failure(f"no such watch: {watch_id}")
+                # deleted while followed, after some of its events were printed: done, but not
+                # all of it (1); never the Party's, or gone before anything was printed (2)
+                raise Failure(f"no such watch: {watch_id}", 1 if printed else 2)
             events, next_after = page
+            printed = printed or bool(events)
             for event in events:
                 sys.stdout.write(json_line(event) + "\n")
             sys.stdout.flush()
