@@ -121,6 +121,17 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     assert "<script>alert(1)</script>" not in answer.text
 
 
+def test_every_choice_the_form_does_not_offer_is_named_and_described(engine, world) -> None:
+    """All of them at once, not the first alone, each error read with its radios (review
+    24d)."""
+    answer = add(signed_in(engine, P.SOUTHENERGY), devices="x", srvs="y", senders="z")
+    assert answer.status_code == 422
+    for field in ("devices", "srvs", "senders"):
+        assert f'href="#f-{field}"' in answer.text and f'id="f-{field}-error"' in answer.text
+        assert f'name="{field}" value=' in answer.text
+        assert answer.text.count(f'aria-describedby="f-{field}-error"') >= 2
+
+
 @pytest.mark.parametrize(
     "fields, field, said",
     [

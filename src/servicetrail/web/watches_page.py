@@ -142,9 +142,9 @@ CHOICES = {
 
 def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
     """The form's watch, or the message for the field it got wrong."""
-    for field, offered in CHOICES.items():
-        if values[field] not in offered:
-            return None, {field: "Choose one of the options."}
+    unoffered = {f: "Choose one of the options." for f, o in CHOICES.items() if values[f] not in o}
+    if unoffered:
+        return None, unoffered
     body = _watch_body(values)
     empty = next((f for f in NOTHING_CHOSEN if isinstance(body.get(f), list) and not body[f]), None)
     if empty is not None:
