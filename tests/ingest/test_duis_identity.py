@@ -48,9 +48,8 @@ def capture(path: Path, documents: list[tuple[str | None, str]]) -> Path:
     return path
 
 
-def test_a_conflicting_resend_exits_1_naming_the_stored_record_and_changes_nothing(
-    cli, engine, tmp_path
-):
+def stored_response(cli, tmp_path: Path) -> str:
+    """A response to R (ResponseID ...:9, payload AAAA), ingested: its DUIS text."""
     first = response(
         R,
         f"{ESME}:{NORTH_IS}:9",
@@ -59,6 +58,13 @@ def test_a_conflicting_resend_exits_1_naming_the_stored_record_and_changes_nothi
         titles("4.1.1", "<sr:GBCSPayload>AAAA</sr:GBCSPayload>"),
     )
     assert cli("ingest", capture(tmp_path / "a.jsonl", [(None, first)])).exit_code == 0
+    return first
+
+
+def test_a_conflicting_resend_exits_1_naming_the_stored_record_and_changes_nothing(
+    cli, engine, tmp_path
+):
+    first = stored_response(cli, tmp_path)
     before = snapshot(engine)
     altered = first.replace("AAAA", "BBBB")  # same RequestID, ResponseID, time: other content
     other_response = first.replace(f"{NORTH_IS}:9<", f"{NORTH_IS}:10<").replace("AAAA", "CCCC")
@@ -265,14 +271,7 @@ def test_after_an_upgrade_from_0003_a_message_again_is_a_duplicate_and_a_new_one
     ResponseID was taken for a copy and lost (review 24d). Its payload tells them apart."""
     from tests.intruder import intrude
 
-    first = response(
-        R,
-        f"{ESME}:{NORTH_IS}:9",
-        "I0",
-        "2025-03-04T09:00:05Z",
-        titles("4.1.1", "<sr:GBCSPayload>AAAA</sr:GBCSPayload>"),
-    )
-    assert cli("ingest", capture(tmp_path / "a.jsonl", [(None, first)])).exit_code == 0
+    first = stored_response(cli, tmp_path)
     intrude(engine, ("UPDATE sat_record SET identity_key = '', digest = NULL", {}))
     other_response = first.replace(f"{NORTH_IS}:9<", f"{NORTH_IS}:10<").replace("AAAA", "CCCC")
     result = cli("ingest", capture(tmp_path / "b.jsonl", [(None, first), (None, other_response)]))
