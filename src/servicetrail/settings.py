@@ -367,3 +367,13 @@ def reload() -> Settings:
     global _current
     _current = None
     return current()
+
+
+def malloc_arenas_unless_set(count: int) -> bool:
+    """MALLOC_ARENA_MAX for the processes this one starts (glibc reads it as a process
+    starts), unless the operator set it; whether it was set here. Not a SERVICETRAIL_ setting:
+    the C library's own, which an operator may know and tune."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    os.environ["MALLOC_ARENA_MAX"] = str(count)
+    return True

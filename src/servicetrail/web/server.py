@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import os
 import socket
 from typing import TYPE_CHECKING, TypedDict
 
@@ -80,9 +79,8 @@ def fewer_malloc_arenas() -> None:
     """At most MALLOC_ARENAS arenas in this process (its threads have not started yet) and
     in the worker processes it spawns (glibc reads MALLOC_ARENA_MAX as a process starts),
     unless the operator set MALLOC_ARENA_MAX. Nothing where the C library is not glibc."""
-    if "MALLOC_ARENA_MAX" in os.environ:
+    if not settings.malloc_arenas_unless_set(MALLOC_ARENAS):
         return
-    os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
     try:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
     except (AttributeError, OSError):
