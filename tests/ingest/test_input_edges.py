@@ -520,3 +520,20 @@ def test_a_reject_whose_input_holds_unicode_line_separators_stays_one_line(cli, 
     lines = (tmp_path / "odd.rejects.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["raw"] == odd
+
+
+def test_a_long_rejects_entry_escapes_line_separators_in_its_file_name(
+    cli, engine, tmp_path, use_settings
+):
+    """A reject too long to hold is copied from its input a piece at a time; the entry's
+    head (file, reason) was written as it came, and a U+2028 in the file's name cut the line
+    in two (review 24e)."""
+    use_settings(SERVICETRAIL_MAX_DUIS_BYTES=1024)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "odd\u2028name.xml").write_text("<x>" + "a" * 3000 + "</x>")
+    result = cli("ingest", folder, "--rejects", tmp_path / "r.jsonl")
+    assert result.exit_code == 1, result.output
+    lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["file"].endswith("odd\u2028name.xml")

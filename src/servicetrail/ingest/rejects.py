@@ -323,7 +323,7 @@ class RejectFile:
             utf8 = False
         out = self._opened()
         head = {"file": file_text(source), "line": line, "reason": reason, "raw": ""}
-        out.write(orjson.dumps(head)[:-2])  # up to the opening quote of raw's value
+        out.write(_line_ends_escaped(orjson.dumps(head)[:-2]))  # up to raw's opening quote
         text = codecs.getincrementaldecoder("utf-8")("replace")
         for piece in pieces():
             out.write(_line_ends_escaped(orjson.dumps(text.decode(piece))[1:-1]))

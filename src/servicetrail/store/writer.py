@@ -404,18 +404,22 @@ def _legacy_copies(
     loaded again after an upgrade from 0003 stored 721 of 2,000 messages a second time
     (audit 24a); matched by Request ID, kind and time alone, a second outcome of a command
     with the same time was taken for a copy and lost (review 24d)."""
-    wanted = [i for row in rows for i in legacy.get((row[2], row[1], row[0]), ())]
-    if not wanted:
-        return set()
+    wanted = sorted({i for row in rows for i in legacy.get((row[2], row[1], row[0]), ())})
     by_id = {i: key for key, ids in legacy.items() for i in ids}
     mark = "%s" if postgres else "?"
-    found = driver.execute(
-        f"SELECT record_id, payload FROM sat_payload WHERE record_id IN "
-        f"({', '.join([mark] * len(wanted))})",
-        wanted,
-    ).fetchall()
-    payloads = dict(found)
+    payloads: dict[int, str] = {}
+    for start in range(0, len(wanted), _LEGACY_READ):  # within any driver's parameter limit
+        part = wanted[start : start + _LEGACY_READ]
+        found = driver.execute(
+            f"SELECT record_id, payload FROM sat_payload WHERE record_id IN "
+            f"({', '.join([mark] * len(part))})",
+            part,
+        ).fetchall()
+        payloads.update(found)
     return {(*by_id[i], payloads.get(i) or "") for i in wanted}
+
+
+_LEGACY_READ = 1000
 
 
 def _stored(driver: Any, postgres: bool, rows: Sequence[Row]) -> list[tuple[Any, ...]]:

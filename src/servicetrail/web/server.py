@@ -83,7 +83,7 @@ def fewer_malloc_arenas() -> None:
         return
     try:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # TypeError: no CDLL(None) (Windows)
         pass
 
 
