@@ -6,11 +6,11 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
+from ..signing import key_path_for
 from ..store.engine import at_another_schema, current_revision, shown_url
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
 from ..store.merkle_log import seal_store
-from ..signing import key_path_for
 from ..store.partitions import drop_months
 from .commands import command, group
 from .common import Failure, engine, engine_as_it_is, store_url, with_db
