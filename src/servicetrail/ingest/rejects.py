@@ -23,6 +23,7 @@ from typing import IO
 
 import orjson
 
+from ..output import line_ends_escaped
 from .sources import PIECE as _PIECE
 from .sources import Span, UnreadableInput, open_binary
 
@@ -299,7 +300,7 @@ class RejectFile:
         entry = {"file": file_text(source), "line": line, "reason": reason, "raw": text}
         if undecodable is not None:
             entry["raw_base64"] = undecodable
-        out.write(_line_ends_escaped(orjson.dumps(entry)) + b"\n")
+        out.write(line_ends_escaped(orjson.dumps(entry)) + b"\n")
 
     def _write_span(self, line: int, reason: str, span: Span, source: str | Path) -> None:
         """The entry `_write` makes, its raw input copied from the input a piece at a time:
@@ -323,11 +324,11 @@ class RejectFile:
             utf8 = False
         out = self._opened()
         head = {"file": file_text(source), "line": line, "reason": reason, "raw": ""}
-        out.write(_line_ends_escaped(orjson.dumps(head)[:-2]))  # up to raw's opening quote
+        out.write(line_ends_escaped(orjson.dumps(head)[:-2]))  # up to raw's opening quote
         text = codecs.getincrementaldecoder("utf-8")("replace")
         for piece in pieces():
-            out.write(_line_ends_escaped(orjson.dumps(text.decode(piece))[1:-1]))
-        out.write(_line_ends_escaped(orjson.dumps(text.decode(b"", final=True))[1:-1]))
+            out.write(line_ends_escaped(orjson.dumps(text.decode(piece))[1:-1]))
+        out.write(line_ends_escaped(orjson.dumps(text.decode(b"", final=True))[1:-1]))
         if not utf8:
             out.write(b'","raw_base64":"')
             left_over = b""
@@ -389,12 +390,3 @@ class RejectFile:
             except OSError:
                 pass  # already failing: the first error is the one to tell
             self._out = None
-
-
-def _line_ends_escaped(json_text: bytes) -> bytes:
-    """U+2028 and U+2029 written escaped, the same JSON (as servicetrail.output.json_line
-    writes them): as they came, Python's splitlines() and some editors cut a reject's line
-    in two at them (review 24d)."""
-    if b"\xe2\x80\xa8" in json_text or b"\xe2\x80\xa9" in json_text:
-        return json_text.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-    return json_text
