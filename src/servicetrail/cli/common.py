@@ -367,9 +367,8 @@ def not_the_stores_own(path: Path, option: str) -> Path:
     """A file a command is to write, if it is none of the store's: not its SQLite files, its
     signing key or trust file, nor any SQLite database or PEM key. `report own --output` onto
     the store wrote CSV over the whole trail and exited 0 (audit 23a)."""
-    protected = _stores_own_files()
     target = resolved(path, f"--{option}")
-    if target in protected or _same_file_as_any(target, protected):
+    if target in _stores_own_files() or _the_stores_own(target):
         raise Failure(f"--{option}: {path} is the store's own file or key; name another file")
     if target.is_file():
         with suppress(OSError), open(target, "rb") as existing:
@@ -392,16 +391,17 @@ def _stores_own_files() -> list[Path]:
     return [*protected, key, trust_file(key)]
 
 
-def _same_file_as_any(target: Path, protected: list[Path]) -> bool:
-    """A hard link to one of the store's files has a path of its own (the -shm and the trust
-    file begin with nothing NOT_A_REPORT knows; review 23f)."""
+def _the_stores_own(file: Path | os.stat_result) -> bool:
+    """Whether a file (or an opened file's stat) is one of the store's by device and inode:
+    a hard link to one has a path of its own (the -shm and the trust file begin with nothing
+    NOT_A_REPORT knows; review 23f)."""
     try:
-        written = target.stat()
+        found = file if isinstance(file, os.stat_result) else file.stat()
     except OSError:
         return False  # a file still to be made is no one's
-    for own in protected:
+    for own in _stores_own_files():
         with suppress(OSError):
-            if os.path.samestat(written, own.stat()):
+            if os.path.samestat(found, own.stat()):
                 return True
     return False
 
@@ -418,11 +418,7 @@ def _report_file(path: Path) -> IO[bytes]:
     the export left the time of a whole export to link that name to one (review 24d)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     opened = os.fstat(descriptor)
-    own = []
-    for file in _stores_own_files():
-        with suppress(OSError):
-            own.append(file.stat())
-    if any(os.path.samestat(opened, other) for other in own):
+    if _the_stores_own(opened):
         os.close(descriptor)
         raise Failure(f"--output: {path} is the store's own file or key; name another file")
     if stat.S_ISREG(opened.st_mode):
