@@ -133,6 +133,32 @@ def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engin
     assert count(engine, "sat_record") == 0
 
 
+def test_a_file_option_is_read_as_typed(cli, engine, tmp_path, monkeypatch):
+    """A trailing '/' names a folder (it made a file without it), and './-' is a file named
+    '-', not the word for standard output."""
+    monkeypatch.chdir(tmp_path)
+    path = write_lines(tmp_path / "ok.jsonl", [json.dumps(rec(counter=1))])
+    report = ["report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z",
+              "--to", "2025-03-01T00:00:00Z"]  # fmt: skip
+    for command in (["ingest", path, "--rejects"], [*report, "--output"]):
+        result = cli(*command, "out/")
+        assert result.exit_code == 2 and "names a folder" in result.output, result.output
+        assert not (tmp_path / "out").exists()
+    assert count(engine, "sat_record") == 0
+    users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
+    assert cli("load", "users", users).exit_code == 0
+    bad = write_lines(tmp_path / "bad.jsonl", ["garbage"])
+    assert cli("ingest", path, bad, "--rejects", "./-").exit_code == 1
+    [reject] = rejects_of(tmp_path / "-")
+    assert reject["raw"] == "garbage"
+    (tmp_path / "-").unlink()
+    to_file = cli(*report, "--output", "./-")
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert (tmp_path / "-").read_text().startswith("id,logged_at,")
+    to_stdout = cli(*report, "--output", "-")
+    assert to_stdout.stdout == (tmp_path / "-").read_text()
+
+
 def test_a_signing_key_that_cannot_sign_stops_an_ingest_before_it_stores(
     cli, engine, tmp_path, monkeypatch
 ):

@@ -92,20 +92,28 @@ WINDOW = Parsed("MINUTES", window_minutes)
 
 
 def in_existing_folder(
-    _ctx: click.Context, param: click.Parameter, value: Path | None
+    _ctx: click.Context, param: click.Parameter, value: str | None
 ) -> Path | None:
     """A file option's check (`--rejects`, `--output`): a file this command will write goes in
-    a folder that exists, refused before any work rather than failing when it is written."""
+    a folder that exists, refused before any work rather than failing when it is written. Read
+    from the text as typed: a Path has lost a trailing '/' ('missing/' made a file 'missing')
+    and the './' of './-', a file the user named on purpose (review 24d)."""
     if value is None:
         return None
-    if str(value) == ".":  # how click reads '' (its own check refuses a '.' given)
-        raise Failure(f"--{param.name}: the file name is empty")
-    if param.name == "rejects" and str(value) == "-":
-        # a file named '-' was made: standard output carries the summary line
-        raise Failure("--rejects: name a file; rejects are not written to standard output")
-    if not resolved(value, f"--{param.name}").parent.is_dir():
-        raise Failure(f"--{param.name}: the folder {str(value.parent)!r} does not exist")
-    return value
+    option = f"--{param.name}"
+    if not value:
+        raise Failure(f"{option}: the file name is empty")
+    if value == "-":
+        if param.name == "output":
+            return None  # the usual word for standard output (it made a file named -)
+        # standard output carries the summary line
+        raise Failure(f"{option}: name a file; rejects are not written to standard output")
+    if value.endswith(("/", os.sep)):
+        raise Failure(f"{option}: {value!r} names a folder; name a file")
+    path = Path(value)
+    if not resolved(path, option).parent.is_dir():
+        raise Failure(f"{option}: the folder {str(path.parent)!r} does not exist")
+    return path
 
 
 def resolved(path: Path, what: str) -> Path:

@@ -33,7 +33,7 @@ SPEC_OF = {
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--rejects",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     callback=in_existing_folder,
     help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).",
 )
@@ -57,7 +57,7 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--rejects",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     callback=in_existing_folder,
     help="Reject file (default: beside each input, named after it without its last "
     "extension, plus .rejects.jsonl; a folder's beside the folder).",

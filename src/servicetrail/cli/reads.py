@@ -46,7 +46,7 @@ def report_group() -> None:
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     callback=in_existing_folder,
     help="File (default, or -: standard output).",
 )
@@ -62,8 +62,6 @@ def report_own(
     that no spreadsheet runs it as a formula. JSON Lines keeps every value exactly as stored.
     """
     search_or_fail(time_from=time_from, time_to=time_to)
-    if output == Path("-"):  # the usual word for standard output (it made a file named -)
-        output = None
     if output is not None:
         not_the_stores_own(output, "output")
     filters = {
