@@ -345,6 +345,45 @@ def test_a_csrf_token_belongs_to_its_own_session(app) -> None:
     assert lk_client.get("/", follow_redirects=False).status_code == 200
 
 
+# a sibling host of the same site passes SameSite=Strict and can set the sign-in form's cookie
+ANOTHER_SITE = [
+    {"sec-fetch-site": "same-site", "origin": "https://evil.example.org"},
+    {"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
+    {"origin": "https://evil.example"},  # a browser too old to send Sec-Fetch-Site
+    {"origin": "null"},  # a sandboxed frame's form
+]
+FROM_HERE = [{"sec-fetch-site": "same-origin", "origin": "http://testserver"}, {}]
+
+
+@pytest.mark.parametrize("headers", ANOTHER_SITE)
+def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, headers) -> None:
+    client = TestClient(app)
+    form = client.get("/login")
+    data = {"username": NP_USER, "password": PASSWORD, "csrf_token": TOKEN.search(form.text)[1]}
+    answer = client.post("/login", data=data, headers=headers, follow_redirects=False)
+    assert answer.status_code == 403 and "sent from another site" in answer.text
+    assert "st_session" not in answer.headers.get("set-cookie", "")
+    c = signed_in_client(app, NP_USER)
+    for path, data in (("/report", {"from": "2025-01-01", "to": "2025-12-31"}), ("/logout", {})):
+        data = {**data, "csrf_token": csrf_of(c)}
+        answer = c.post(path, data=data, headers=headers, follow_redirects=False)
+        assert answer.status_code == 403 and "sent from another site" in answer.text
+        assert "text/csv" not in answer.headers["content-type"]
+    assert c.get("/", follow_redirects=False).status_code == 200  # still signed in
+
+
+@pytest.mark.parametrize("headers", FROM_HERE)
+def test_a_form_from_this_servers_own_page_is_taken(app, headers) -> None:
+    client = TestClient(app)
+    form = client.get("/login")
+    data = {"username": NP_USER, "password": PASSWORD, "csrf_token": TOKEN.search(form.text)[1]}
+    answer = client.post("/login", data=data, headers=headers, follow_redirects=False)
+    assert answer.status_code == 303
+    report = {"from": "2025-01-01", "to": "2025-12-31", "csrf_token": csrf_of(client)}
+    answer = client.post("/report", data=report, headers=headers)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+
+
 # --- throttling ----------------------------------------------------------------------------
 
 

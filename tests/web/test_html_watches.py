@@ -156,3 +156,19 @@ def test_forms_need_their_csrf_token_and_another_partys_watch_is_untouched(engin
     wires.post(f"/watches/{made}/delete", data={"csrf_token": token})
     assert "on my meters" in south.get("/watches").text
     assert "on my meters" not in wires.get(f"/watches?watch={made}").text
+
+
+def test_a_watch_form_sent_from_a_sibling_host_changes_nothing(engine, world) -> None:
+    """SameSite=Strict lets a same-site post carry the cookies; the browser's Sec-Fetch-Site
+    says where the form was."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    made = add(south).headers["location"].split("=")[1]
+    sibling = {"sec-fetch-site": "same-site"}
+    token = TOKEN.search(south.get("/watches").text).group(1)
+    data = {"csrf_token": token, "name": "planted", "devices": "mine", "srvs": "all",
+            "kinds": ["request"], "senders": "all"}  # fmt: skip
+    assert south.post("/watches", data=data, headers=sibling).status_code == 403
+    deleted = south.post(f"/watches/{made}/delete", data={"csrf_token": token}, headers=sibling)
+    assert deleted.status_code == 403
+    page = south.get("/watches").text
+    assert "on my meters" in page and "planted" not in page

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -114,7 +114,9 @@ Who = Annotated[SignedIn, Depends(_signed_in_or_refused)]
 def checked_form(form: str) -> Callable[..., SignedIn]:
     """A dependency: the signed-in Party, once the `form`'s CSRF token is the session's."""
 
-    def check(who: Who, csrf_token: str = Form("")) -> SignedIn:
+    def check(request: Request, who: Who, csrf_token: str = Form("")) -> SignedIn:
+        if not sent_from_here(request):
+            raise FormExpired(who, FROM_ELSEWHERE)
         if not who.session.csrf_ok(csrf_token):
             raise FormExpired(who, f"The {form} form had expired. Reload the page and try again.")
         return who
@@ -124,6 +126,8 @@ def checked_form(form: str) -> Callable[..., SignedIn]:
 
 def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> None:
     """The sign-in form's own token, against the cookie it was given with (double submit)."""
+    if not sent_from_here(request):
+        raise FormExpired(None, FROM_ELSEWHERE)
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
         raise FormExpired(
@@ -131,6 +135,27 @@ def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> None:
             "The sign-in form had expired or your browser did not send its cookie. Cookies "
             "are needed to sign in. Go back to the sign-in page and try again.",
         )
+
+
+FROM_ELSEWHERE = (
+    "This form was sent from another site, so it was refused. Open the page on servicetrail "
+    "itself and send the form from there."
+)
+
+
+def sent_from_here(request: Request) -> bool:
+    """Whether the browser says a form came from one of this server's own pages. SameSite=
+    Strict keeps the cookies off a post from another site, but not from a sibling host of the
+    same site (another subdomain), which can also set the sign-in form's cookie: it could sign
+    a victim in to an account of its own. Sec-Fetch-Site is the browser's own word and no
+    proxy rewrites it; a browser without it is asked for Origin against the Host it called."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # "none": the user's own doing (a bookmark)
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's form post (a script's, whose cookies are its own)
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def to_login(request: Request) -> RedirectResponse:
