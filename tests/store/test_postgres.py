@@ -354,3 +354,33 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(pg, pg_url, monkeypatch):
             conn.execute(text("SELECT 1"))
     assert failed.value.connection_invalidated
     assert _backend_of(pg) != dead
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "Pacific/Kiritimati"])
+def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> None:
+    """A server set to London (a GB deployment's natural zone) rendered 0001-01-01T00:00Z in
+    1 BC, by London's old -00:01:15, and one at +14 the last instant of 9999 in the year
+    10000: psycopg cannot read either, and every list holding the record was a 500 (audit
+    25b)."""
+    from tests import personas as P
+
+    with open_store(pg_url).begin() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO '{zone}'"))
+    engine = open_store(pg_url)  # connections made after the change take the zone
+    P.load_personas(engine)
+    edges = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, UTC)]
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(at, "request", f"{P.SE_IS}:{P.GSME_1}:{n}", "4.1.1", P.SE_IS,
+                          P.GSME_1, "", "")  # fmt: skip
+                for n, at in enumerate(edges, start=1)
+            ],
+        )
+    with engine.connect() as conn:
+        viewer = viewer_for(conn, P.SOUTHENERGY)
+        found = [item["logged_at"] for item in iter_search(conn, viewer, Search())]
+    engine.dispose()
+    assert found[:1] == ["9999-12-31T23:59:59.999999Z"] and found[-1] == "0001-01-01T00:00:00Z"

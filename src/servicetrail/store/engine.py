@@ -231,10 +231,16 @@ def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
 
     JIT off: a device search touches every monthly partition, and under the reader role's
     row-level security the cost estimate crossed jit_above_cost, so PostgreSQL spent far
-    longer compiling the query than running it (figures in BENCHMARKS.md)."""
+    longer compiling the query than running it (figures in BENCHMARKS.md).
+
+    Times in UTC, whatever the server's or the database's zone: under London's the first
+    instant of year 1 came back in 1 BC (its old offset of -00:01:15), under +14:00 the last
+    of 9999 in the year 10000, which psycopg cannot read (a 500 for every list holding such a
+    record, audit 25b)."""
     with dbapi_conn.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_custom_plan")
         cursor.execute("SET jit = off")
+        cursor.execute("SET TIME ZONE 'UTC'")
     dbapi_conn.commit()
 
 
