@@ -83,8 +83,15 @@ def device_id(d: int) -> str:
     return f"00-DB-12-34-56-78-90-{d:02X}"
 
 
-record_time = st.builds(
-    lambda at, nudge: at + nudge * NUDGE, st.sampled_from(GRID), st.sampled_from([-1, 0, 0, 0, 1])
+# the calendar's ends, which every input accepts: an open interval runs to the last instant
+CALENDAR_ENDS = [parse_time("0001-01-01T00:00:00Z"), parse_time("9999-12-31T23:59:59.999999Z")]
+record_time = st.one_of(
+    st.builds(
+        lambda at, nudge: at + nudge * NUDGE,
+        st.sampled_from(GRID),
+        st.sampled_from([-1, 0, 0, 0, 1]),
+    ),
+    st.sampled_from(CALENDAR_ENDS),
 )
 
 
@@ -447,6 +454,8 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
         for record in spec.records:
             if record.logged_at in bounds:
                 seen.add("record on a boundary")
+            if record.logged_at == CALENDAR_ENDS[-1]:
+                seen.add("record at the last instant")
             if record.device_id == "":
                 seen.add("non-device record")
             if record.device_id == UNKNOWN_DEVICE:
@@ -468,6 +477,7 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
         "several holders",
         "party with several user ids",
         "record on a boundary",
+        "record at the last instant",
         "non-device record",
         "unknown device",
         "unregistered user",

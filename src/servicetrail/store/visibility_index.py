@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -188,23 +188,28 @@ def touched_by(
     return Touched(device_id, start, end, frozenset(s[0] for s in spans))
 
 
-# An open interval's records run to the end of time; a bound keeps the probe one index range.
-_OPEN_END = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+# A span's last instant, inclusive: an open interval's records run to the end of time, the
+# last instant the inputs can name (a bound keeps the probe one index range); a closed one's
+# stop a microsecond, the stored times' grain, before its exclusive end. With the end itself
+# and `<`, a record at the last instant was outside every open span, and a registry change
+# never re-derived its rows (audit 25b).
+_LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+_GRAIN = timedelta(microseconds=1)
 _RECORD = "s.id, s.logged_at, s.kind, s.srv, s.user_id, s.device_id"
 # one statement for the whole batch: each (device, start, end, party) probes the trail's
 # (device_id, logged_at) index once
 _PG_TOUCHED = (
     f"SELECT {_RECORD}, t.party_id FROM unnest(string_to_array(%s, ','), "
     f"string_to_array(%s, ',')::timestamptz[], string_to_array(%s, ',')::timestamptz[], "
-    f"string_to_array(%s, ',')) AS t(device_id, start_at, end_at, party_id) "
+    f"string_to_array(%s, ',')) AS t(device_id, start_at, last_at, party_id) "
     f"JOIN sat_record s ON s.device_id = t.device_id AND s.logged_at >= t.start_at "
-    f"AND s.logged_at < t.end_at"
+    f"AND s.logged_at <= t.last_at"
 )
 # CROSS JOIN: SQLite then keeps the touched list outside and probes the trail's index per entry
 _SQLITE_TOUCHED = (
     f"SELECT {_RECORD}, t.value ->> 3 FROM json_each(?) AS t CROSS JOIN sat_record s "
     f"WHERE s.device_id = t.value ->> 0 AND s.logged_at >= t.value ->> 1 "
-    f"AND s.logged_at < t.value ->> 2"
+    f"AND s.logged_at <= t.value ->> 2"
 )
 _PG_FORGET = (
     "DELETE FROM sat_visibility v USING unnest(string_to_array(%s, ','), "
@@ -245,25 +250,27 @@ def refresh(conn: Connection, touched: Iterable[Touched]) -> int:
     registry as this transaction sees it; returns how many records were looked at. Set-based:
     a few statements for any number of Touched."""
     spans = [
-        (t.device_id, t.start, t.end or _OPEN_END, party) for t in touched for party in t.parties
+        (t.device_id, t.start, t.end - _GRAIN if t.end else _LAST_INSTANT, party)
+        for t in touched
+        for party in t.parties
     ]
     if not spans:
         return 0
     driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
     if postgres:
-        device_ids, starts, ends, parties = zip(*spans)
+        device_ids, starts, lasts, parties = zip(*spans)
         found = driver.execute(
             _PG_TOUCHED,
             (
                 pg_joined(device_ids),
                 ",".join(map(_iso_text, starts)),
-                ",".join(map(_iso_text, ends)),
+                ",".join(map(_iso_text, lasts)),
                 pg_joined(parties),
             ),
         ).fetchall()
     else:
-        entries = [(d, sqlite_text(start), sqlite_text(end), p) for d, start, end, p in spans]
+        entries = [(d, sqlite_text(start), sqlite_text(last), p) for d, start, last, p in spans]
         found = driver.execute(_SQLITE_TOUCHED, (orjson.dumps(entries).decode(),)).fetchall()
     return _rederive(driver, postgres, found)
 
