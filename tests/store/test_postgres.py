@@ -374,8 +374,9 @@ def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> N
         append_records(
             conn,
             [
-                SatRecord(at, "request", f"{P.SE_IS}:{P.GSME_1}:{n}", "4.1.1", P.SE_IS,
-                          P.GSME_1, "", "")  # fmt: skip
+                SatRecord(
+                    at, "request", f"{P.SE_IS}:{P.GSME_1}:{n}", "4.1.1", P.SE_IS, P.GSME_1, "", ""
+                )  # fmt: skip
                 for n, at in enumerate(edges, start=1)
             ],
         )
