@@ -224,6 +224,23 @@ def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp
     assert from_env.exit_code == 0 and len(from_env.stdout.splitlines()) == 7
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"],
+)
+def test_a_store_in_memory_is_refused_before_it_takes_anything(url, tmp_path, monkeypatch):
+    """It keeps nothing once the command ends: `load users` said "loaded 1" and stored
+    nothing, and `serve` gave each thread an empty store of its own, answering 500s (audit
+    25d). `sqlite:///` is what an empty variable makes of `sqlite:///$DB`."""
+    monkeypatch.chdir(tmp_path)
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-01-00-01,NORTH,N,IS\n")
+    for command in (["load", "users", str(users)], ["serve", "--port", "1"]):
+        result = CliRunner().invoke(main, ["--db", url, *command])
+        assert result.exit_code == 2, result.output
+        assert "in memory, which keeps nothing" in result.output and "loaded" not in result.output
+
+
 # ------------------------------------------------------------------ accounts and tokens
 
 

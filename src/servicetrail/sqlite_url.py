@@ -32,3 +32,13 @@ def sqlite_file(url: str) -> Path | None:
             rest = rest[2:][rest[2:].find("/") :] if "/" in rest[2:] else ""
         return Path(unquote(rest)) if rest and rest != ":memory:" else None
     return Path(database)
+
+
+def in_memory(url: str) -> bool:
+    """Whether the URL names a SQLite store in memory (`sqlite://`, `sqlite:///`, what an
+    empty variable makes of `sqlite:///$DB`, or `:memory:`): one that keeps nothing once its
+    process ends, and of which each thread of a server gets an empty one of its own."""
+    try:
+        return make_url(url).drivername.startswith("sqlite") and sqlite_file(url) is None
+    except Exception:  # not a URL at all: opening it says why
+        return False

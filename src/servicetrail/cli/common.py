@@ -39,7 +39,7 @@ from ..store.engine import (
     open_store,
     shown_url,
 )
-from ..sqlite_url import sqlite_file
+from ..sqlite_url import in_memory, sqlite_file
 from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
@@ -161,6 +161,12 @@ def engine_as_it_is() -> Engine:
 
 def _opened(opener: Callable[[str | None], Engine]) -> Engine:
     url = click.get_current_context().obj
+    if in_memory(database_url(url)):
+        # a load said "loaded 183" and kept nothing; a server answered 500s (audit 25d)
+        raise Failure(
+            f"{shown_url(database_url(url))} is a SQLite store in memory, which keeps nothing "
+            "once the command ends: name a file, e.g. sqlite:///servicetrail.db"
+        )
     try:
         return opener(url)
     except StoreError:
