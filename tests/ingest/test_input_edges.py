@@ -340,6 +340,49 @@ def test_a_folder_given_as_dot_has_its_reject_file_inside_named_after_it(
     assert not (tmp_path / ".rejects.jsonl").exists()
 
 
+def test_a_reject_file_tells_inputs_apart_from_whichever_folder_each_run_was(
+    cli, engine, tmp_path, monkeypatch
+):
+    """Entries named their input as typed, and a later run read those names against its own
+    working folder: a clean run of ./a.jsonl deleted sub/a.jsonl's reject, and a run of
+    in.jsonl from its folder kept the entry of the same input, typed as day/in.jsonl from
+    above, beside its own (audit 25d)."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    write_lines(sub / "a.jsonl", ["{from-sub"])
+    monkeypatch.chdir(sub)
+    assert cli("ingest", "--rejects", "../shared.rejects.jsonl", "a.jsonl").exit_code == 1
+    write_lines(tmp_path / "a.jsonl", [json.dumps(rec(counter=1))])
+    monkeypatch.chdir(tmp_path)
+    clean = cli("ingest", "--rejects", "shared.rejects.jsonl", "a.jsonl")
+    assert clean.exit_code == 0, clean.output
+    [kept] = rejects_of(tmp_path / "shared.rejects.jsonl")
+    assert (kept["file"], kept["raw"]) == (str(sub / "a.jsonl"), "{from-sub")
+
+    day = tmp_path / "day"
+    day.mkdir()
+    write_lines(day / "in.jsonl", ["{once"])
+    assert cli("ingest", "day/in.jsonl").exit_code == 1
+    monkeypatch.chdir(day)
+    assert cli("ingest", "in.jsonl").exit_code == 1
+    [entry] = rejects_of(day / "in.rejects.jsonl")
+    assert entry["file"] == str(day / "in.jsonl")
+    assert count(engine, "sat_record") == 1
+
+
+def test_a_folders_reject_file_forgets_a_file_since_removed_from_it(cli, tmp_path):
+    folder = tmp_path / "day"
+    folder.mkdir()
+    write_lines(folder / "gone.jsonl", ["{bad"])
+    write_lines(folder / "stays.jsonl", ["{bad too"])
+    assert cli("ingest", folder).exit_code == 1
+    assert len(rejects_of(tmp_path / "day.rejects.jsonl")) == 2
+    (folder / "gone.jsonl").unlink()
+    assert cli("ingest", folder).exit_code == 1
+    [entry] = rejects_of(tmp_path / "day.rejects.jsonl")
+    assert entry["file"] == str(folder / "stays.jsonl")
+
+
 def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli, tmp_path):
     """A run that died writing its last entry: the next run replaces the torn end."""
     path = write(tmp_path / "users.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")

@@ -398,10 +398,14 @@ class _Rejects:
 
     def __init__(self, named: list[tuple[Path, list[Path]]], rejects_path: Path | None) -> None:
         owners: dict[Path, list[Path]] = {}
+        folders: dict[Path, list[Path]] = {}
         for path, found in named:
             target = rejects_path or default_rejects_path(path)
             # its folder resolved, not the file: a link is refused, not followed (RejectFile)
-            owners.setdefault(target.parent.resolve() / target.name, []).extend(found)
+            target = target.parent.resolve() / target.name
+            owners.setdefault(target, []).extend(found)
+            if path.is_dir():
+                folders.setdefault(target, []).append(path)
         files = [f for _, found in named for f in found]
         # each held for the run (RejectFile), taken in one order by every run: two runs
         # taking two shared files in opposite orders would wait for each other for ever
@@ -409,7 +413,11 @@ class _Rejects:
         try:
             for target, sources in sorted(owners.items()):
                 self.files[target] = RejectFile(
-                    target, sources=sources, inputs=files, named=rejects_path is not None
+                    target,
+                    sources=sources,
+                    inputs=files,
+                    named=rejects_path is not None,
+                    folders=folders.get(target, []),
                 )
         except BaseException:
             for taken in self.files.values():

@@ -78,6 +78,13 @@ def file_text(path: str | Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def entry_name(path: str | Path) -> str:
+    """The input an entry names, from wherever the run was: a name as typed was read against
+    the working folder of a later run, which then took another input's entries for its own
+    and dropped them, or kept its own twice (audit 25d)."""
+    return file_text(os.path.abspath(path))
+
+
 def _resolved_text(name: str) -> str:
     try:
         return file_text(Path(name).resolve())
@@ -116,9 +123,12 @@ class RejectFile:
         sources: Iterable[str | Path] = (),
         inputs: Iterable[Path] = (),
         named: bool = False,
+        folders: Iterable[Path] = (),
     ) -> None:
         """`named`: the path was given (--rejects), not made beside an input: a link there is
-        the user's own choice (`--rejects /dev/stderr`), and is followed."""
+        the user's own choice (`--rejects /dev/stderr`), and is followed. `folders`: inputs
+        that are folders, whose entries are theirs whether or not the file is still there (an
+        entry of a file since removed from the folder stayed for good)."""
         self.path = path
         self._follow = named
         self.count = 0
@@ -150,7 +160,10 @@ class RejectFile:
                 raise
             return  # a folder that takes no file: said at the first reject, if any
         try:
-            self._keep_other_inputs({file_text(Path(s).resolve()) for s in sources})
+            self._keep_other_inputs(
+                {file_text(Path(s).resolve()) for s in sources},
+                [file_text(Path(f).resolve()) + os.sep for f in folders],
+            )
         except BaseException:
             self._let_go()
             raise
@@ -202,7 +215,7 @@ class RejectFile:
         finally:
             os.close(fd)
 
-    def _keep_other_inputs(self, ours: set[str]) -> None:
+    def _keep_other_inputs(self, ours: set[str], our_folders: list[str]) -> None:
         """Read a line at a time (a reject file may be far larger than memory), the entries
         kept going to a fresh file that then takes the old one's place, locked before it
         does, so that a run waiting for the old one looks again and waits for this one."""
@@ -235,7 +248,8 @@ class RejectFile:
                     entries += 1
                     if owner not in resolved:
                         resolved[owner] = _resolved_text(owner)
-                    if resolved[owner] not in ours:
+                    mine = resolved[owner]
+                    if mine not in ours and not mine.startswith(tuple(our_folders)):
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
             if kept < entries and kept:
@@ -297,7 +311,7 @@ class RejectFile:
                 )
         else:
             text, undecodable = (raw if whole else raw.removesuffix("\n").removesuffix("\r")), None
-        entry = {"file": file_text(source), "line": line, "reason": reason, "raw": text}
+        entry = {"file": entry_name(source), "line": line, "reason": reason, "raw": text}
         if undecodable is not None:
             entry["raw_base64"] = undecodable
         out.write(line_ends_escaped(orjson.dumps(entry)) + b"\n")
@@ -323,7 +337,7 @@ class RejectFile:
         except UnicodeDecodeError:
             utf8 = False
         out = self._opened()
-        head = {"file": file_text(source), "line": line, "reason": reason, "raw": ""}
+        head = {"file": entry_name(source), "line": line, "reason": reason, "raw": ""}
         out.write(line_ends_escaped(orjson.dumps(head)[:-2]))  # up to raw's opening quote
         text = codecs.getincrementaldecoder("utf-8")("replace")
         for piece in pieces():
