@@ -93,17 +93,20 @@ def _create(path: Path) -> None:
 
 
 def load_signer(path: Path, name: str) -> Signer:
-    """The key at `path` (created now if there is none), named `name` in its signatures."""
+    """The key at `path` (created now if there is none), named `name` in its signatures. In
+    a folder that exists: a mistyped SERVICETRAIL_SIGNING_KEY made its folders and a new
+    key, with which every later checkpoint was signed, and which `log verify` with the real
+    key then called untrusted (audit 25d); a store in a missing folder is refused so too."""
     if not path.exists():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             _create(path)
         except OSError as e:  # named as asked, not by the folder or temporary file that failed
-            reason = (
-                f"{path.parent} is not a folder"
-                if path.parent.exists() and not path.parent.is_dir()
-                else e.strerror or type(e).__name__
-            )
+            if not path.parent.exists():
+                reason = f"the folder {path.parent} does not exist"
+            elif not path.parent.is_dir():
+                reason = f"{path.parent} is not a folder"
+            else:
+                reason = e.strerror or type(e).__name__
             raise SigningKeyError(f"the signing key {path} cannot be created: {reason}") from None
     return _read(path, name)
 

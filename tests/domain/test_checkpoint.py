@@ -108,6 +108,7 @@ def test_the_trust_file_is_made_with_mode_0600(tmp_path):
 
 def test_the_key_file_is_made_once_with_mode_0600_and_never_shown(tmp_path):
     path = tmp_path / "sub" / "servicetrail.key"
+    path.parent.mkdir()
     with ThreadPoolExecutor(8) as pool:
         signers = list(pool.map(lambda _: load_signer(path, "n"), range(8)))
     assert len({s.verifier_key for s in signers}) == 1
@@ -133,6 +134,17 @@ def test_a_key_that_cannot_be_created_is_named_as_asked(tmp_path):
     assert str(refused.value) == (
         f"the signing key {path} cannot be created: {tmp_path / 'store.db'} is not a folder"
     )
+
+
+def test_a_key_in_a_folder_that_does_not_exist_is_refused_not_made(tmp_path):
+    """A mistyped SERVICETRAIL_SIGNING_KEY made the folders and a key nobody trusts."""
+    path = tmp_path / "typo" / "servicetrail.key"
+    with pytest.raises(SigningKeyError) as refused:
+        load_signer(path, "n")
+    assert str(refused.value) == (
+        f"the signing key {path} cannot be created: the folder {path.parent} does not exist"
+    )
+    assert not path.parent.exists()
 
 
 @pytest.mark.parametrize("origin", ["my/log\t1", "my/log\r", "my/log\x00", "my/\x1b[31mlog", ""])
