@@ -183,6 +183,8 @@ def test_access_log_pages_newest_first_by_keyset(client, np):
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"from": "2025-02-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "to"),
         ({"party_id": "P" * 200}, "party_id"),
+        ({"party_id": "NOSUCHPARTY"}, "party_id"),  # a typo read as "nobody looked"
+        ({"party_id": "northpower"}, "party_id"),
     ],
 )
 def test_bad_access_log_parameters_are_422_naming_them(client, auditor, params, parameter):

@@ -234,6 +234,8 @@ def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
     none = cli("access-log", "--from", "2999-01-01T00:00:00Z")
     assert none.exit_code == 0 and none.stdout == ""
     assert cli("access-log", "--from", "yesterday").exit_code == 2
+    typo = cli("access-log", "--party", P.NORTHPOWER.lower())  # said "0 entries": nobody looked
+    assert typo.exit_code == 2 and "unknown party" in typo.output and typo.stdout == ""
 
 
 def test_accounts_create_auditor_is_of_no_party(cli, world):

@@ -11,7 +11,7 @@ from ..domain.access_log import entry_json
 from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
-from .common import TIME, engine, search_or_fail, with_db
+from .common import TIME, engine, search_or_fail, viewer_of, with_db
 
 
 @command("access-log")
@@ -29,6 +29,8 @@ def access_log_cmd(
     wanted = EntryFilter(party_id=party_id, time_from=time_from, time_to=time_to)
     count = 0
     with engine().connect() as conn:
+        if party_id is not None:
+            viewer_of(conn, party_id)  # a typo said "0 entries", read as "nobody looked"
         for entry in iter_entries(conn, wanted):
             sys.stdout.write(json_line(entry_json(entry)) + "\n")
             count += 1

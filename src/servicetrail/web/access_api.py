@@ -12,7 +12,9 @@ from fastapi.responses import Response
 from ..domain.access_log import entry_json
 from ..domain.search import DEFAULT_PAGE
 from ..store.access_log import EntryFilter, entries_page
+from ..store.queries import viewer_for
 from .api import ERRORS, AccountDep
+from .errors import ParameterError
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
 from .fairness import limits_of, share_of
 from .schemas import AccessPage
@@ -57,6 +59,9 @@ def access_log(
         limits_of(request).search(share_of(own_party, holder.username)),
         reader_of(request) as conn,
     ):
+        if own_party is None and party_id and viewer_for(conn, party_id) is None:
+            # an auditor's typo answered no entries, read as "nobody looked" (audit 25d)
+            raise ParameterError("party_id", "no such Party in the store")
         entries, next_cursor = entries_page(conn, wanted, limit, after)
     body = {
         "items": [entry_json(e) for e in entries],
