@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 
 import pytest
 
@@ -251,6 +253,24 @@ def test_openapi_document_and_security_headers(client):
         "server" not in {k.lower() for k in response.headers}
         or "uvicorn" not in response.headers["server"]
     )
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_resolves_every_reference(client):
+    """It said "Bearer" in prose alone, and the watch body's schema named `#/$defs/Webhook`,
+    which is read from the document's root, where there was none (audit 25d)."""
+    document = client.get("/openapi.json").json()
+    [scheme] = [name for name, _ in document["security"][0].items()]
+    assert document["components"]["securitySchemes"][scheme] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token: servicetrail tokens create USERNAME",
+    }
+    text = json.dumps(document)
+    for ref in set(re.findall(r'"\$ref": "([^"]+)"', text)):
+        assert ref.startswith("#/"), ref
+        node = document
+        for part in ref[2:].split("/"):
+            node = node[part]  # a KeyError names the reference that does not resolve
 
 
 def test_an_unexpected_error_is_a_500_without_a_stack(client, bearer, engine, monkeypatch):

@@ -25,6 +25,7 @@ OPERATIONS = [
     "GET /api/v1/logs",
     "GET /api/v1/logs/consistency",
     "GET /api/v1/access-log",
+    "POST /api/v1/watches",  # its body's schema named a definition the document did not hold
 ]
 
 
@@ -54,7 +55,8 @@ def test_api_never_errors_and_matches_its_schema(api, label):
         # may be refused with a 422.
         query = case.query or {}
         beyond_schema = (
-            query.get("cursor")
+            case.method == "POST"  # a watch's printable name, EUI-64s, SRVs and a safe URL
+            or query.get("cursor")
             or ("from" in query and "to" in query)
             or any("\x00" in str(value) for value in query.values())
         )

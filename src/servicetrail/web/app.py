@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -101,6 +102,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.state.stopping = ServerStopping()  # told by serve's stop signals (lifespan)
     # heavy work of all Parties together leaves half the pool to the quick searches
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
+    app.openapi = _with_bearer_tokens(app)  # type: ignore[method-assign]
     errors.install(app)
     app.mount("/static", Assets(directory=ASSETS), name="static")
     app.include_router(api.router)
@@ -119,6 +121,29 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.add_middleware(HeadAsGet)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _with_bearer_tokens(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document saying how every operation authenticates (a bearer token), which
+    it said in prose alone: generated clients and tools sent no header (audit 25d). Tokens
+    are checked by the API's own dependency; this is the document's word for it."""
+    plain = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = plain()
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API token: servicetrail tokens create USERNAME",
+                }
+            }
+            doc["security"] = [{"bearerToken": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    return document
 
 
 def app_for_store(url: str) -> FastAPI:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+from ..domain.watches import MAX_DEVICES, MAX_NAME, MAX_SRVS, MAX_URL
 
 
 class Item(BaseModel):
@@ -99,21 +101,33 @@ class Error(BaseModel):
 
 
 class Webhook(BaseModel):
-    url: str = Field(description="https:// (http:// to loopback only when the operator allows it)")
+    url: str = Field(
+        description="https:// (http:// to loopback only when the operator allows it)",
+        min_length=1,
+        max_length=MAX_URL,
+    )
 
 
 class NewWatch(BaseModel):
-    name: str = Field(description="1-200 printable characters")
-    devices: Literal["mine"] | list[str] = Field(
-        "mine",
-        description="\"mine\" (every Device you hold as "
-        "supplier or network operator at the record's time) or "
-        "Device IDs",
+    """The bounds a schema can state; domain.watches checks the rest (printable names,
+    EUI-64s, SRV numbers, a safe URL), each a 422 naming its field."""
+
+    name: str = Field(description="1-200 printable characters", min_length=1, max_length=MAX_NAME)
+    devices: Literal["mine"] | Annotated[list[str], Field(min_length=1, max_length=MAX_DEVICES)] = (
+        Field(
+            "mine",
+            description="\"mine\" (every Device you hold as "
+            "supplier or network operator at the record's time) or "
+            "Device IDs",
+        )
     )
-    srvs: Literal["all", "critical"] | list[str] = "all"
-    kinds: list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]] = [
-        "request"
-    ]
+    srvs: (
+        Literal["all", "critical"] | Annotated[list[str], Field(min_length=1, max_length=MAX_SRVS)]
+    ) = "all"
+    kinds: Annotated[
+        list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]],
+        Field(min_length=1, max_length=5),
+    ] = ["request"]
     senders: Literal["others", "all"] = Field(
         "others", description="others: records whose user_id is not one of your User IDs"
     )
@@ -218,3 +232,23 @@ class AccessPage(BaseModel):
     next_cursor: str | None = Field(
         description="pass as cursor= for the next page; null on the last"
     )
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON Schema with its `$defs` written in where they are named, for a schema
+    placed inside an operation: `#/$defs/...` is read from the document's root, where
+    there is none, so the reference did not resolve (client generators failed; audit 25d)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inlined(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inlined(defs[ref.removeprefix("#/$defs/")])
+            return {key: inlined(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inlined(value) for value in node]
+        return node
+
+    return inlined(schema)

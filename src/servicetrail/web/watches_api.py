@@ -39,7 +39,7 @@ from .api import ERRORS, ViewerDep, api_reader, bearer_token
 from .errors import ParameterError
 from .fairness import limits_of
 from .params import PageSize, asked, whole_number_schema
-from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut
+from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut, inline_schema
 from .state import engine_of, reader_of
 from .stopping import ServerStopping
 
@@ -91,7 +91,7 @@ async def _json_body(request: Request) -> Any:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": NewWatch.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_schema(NewWatch)}},
         }
     },
     responses={
