@@ -861,6 +861,44 @@ def test_the_header_keeps_the_pages_margin_on_a_phone(server: str, page) -> None
     shot(page, "31-header-390px")
 
 
+def test_the_menu_with_an_unread_count_wraps_on_a_phone(server: str, page) -> None:
+    """With "99+ unread" beside Watches the menu ran 22 px past a 360 px screen, and past
+    320 px without it: the report's link was cut at the edge (audit 25c)."""
+    sign_in(page, server, "bright.analyst")
+    for width in (320, 360, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(server + "/")
+        page.evaluate(
+            """() => { const watches = document.querySelector('.main-nav a[href="/watches"]');
+            if (!watches.querySelector('.nav-count')) watches.insertAdjacentHTML('beforeend',
+              ' <span class="nav-count">99+<span class="visually-hidden"> unread</span></span>'); }"""
+        )
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        for link in page.locator(".main-nav a").all():
+            box = link.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width, (width, link.inner_text())
+    shot(page, "35-menu-unread-390px")
+
+
+def test_the_search_forms_hints_are_read_whole_at_every_width(server: str, page) -> None:
+    """The From hint, the screen's only word on a time's form and on To being exclusive, was
+    cut to "inclusive · 2025-02-10 o…" from 700 to 1,240 px; From ended a row and To began
+    the next (audit 25c)."""
+    sign_in(page, server, "bright.analyst")
+    for width in (1366, 1240, 1100, 1024, 900, 768, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(server + "/")
+        for hint in page.locator(".search-form .hint").all():
+            assert hint.evaluate("e => e.scrollWidth <= e.clientWidth"), (width, hint.inner_text())
+        time_from = page.locator("#f-from").bounding_box()
+        time_to = page.locator("#f-to").bounding_box()
+        assert time_from["y"] == time_to["y"] or width <= 700, width  # one row, or stacked
+        assert time_from["x"] < time_to["x"] or width <= 700, width
+    page.set_viewport_size({"width": 768, "height": 900})
+    page.goto(server + "/")
+    shot(page, "36-search-form-768px")
+
+
 def test_the_current_pages_menu_link_shows_keyboard_focus(server: str, page) -> None:
     """The current page's rule was as specific as the focus rule and came later: its link
     looked the same focused or not (WCAG 2.4.7; audit 23b)."""
