@@ -868,10 +868,12 @@ def test_the_menu_with_an_unread_count_wraps_on_a_phone(server: str, page) -> No
     for width in (320, 360, 390):
         page.set_viewport_size({"width": width, "height": 800})
         page.goto(server + "/")
+        count = '<span class="nav-count">99+<span class="visually-hidden"> unread</span></span>'
         page.evaluate(
-            """() => { const watches = document.querySelector('.main-nav a[href="/watches"]');
-            if (!watches.querySelector('.nav-count')) watches.insertAdjacentHTML('beforeend',
-              ' <span class="nav-count">99+<span class="visually-hidden"> unread</span></span>'); }"""
+            """count => { const watches = document.querySelector('.main-nav a[href="/watches"]');
+            if (!watches.querySelector('.nav-count'))
+              watches.insertAdjacentHTML('beforeend', ' ' + count); }""",
+            count,
         )
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
         for link in page.locator(".main-nav a").all():
