@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -29,7 +30,7 @@ def lk_requests(engine, first: int, count: int) -> None:
             conn,
             [
                 SatRecord(
-                    at.replace(second=n),
+                    at + timedelta(seconds=n),
                     "request",
                     f"{P.LK_OU}:{P.ESME_1}:{n + 600}",
                     "11.2",
@@ -172,3 +173,54 @@ def test_a_watch_form_sent_from_a_sibling_host_changes_nothing(engine, world) ->
     assert deleted.status_code == 403
     page = south.get("/watches").text
     assert "on my meters" in page and "planted" not in page
+
+
+def event_ids(page: str) -> list[int]:
+    """The events a Watches page lists, by the records they open (one record an event)."""
+    return [int(n) for n in re.findall(r'<a href="/records/(\d+)">Open record', page)]
+
+
+def test_only_the_events_a_page_shows_are_marked_read(engine, world) -> None:
+    """70 new events: the page listed the newest 50 and marked all 70 read, so the oldest 20
+    were never shown, nor could be (audit 25c). Now the oldest unread come first, every
+    event is reached by the Older and Newer links, and a HEAD marks nothing read."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 70)
+    assert client.head(location).status_code == 200
+    assert nav_count(client.get("/").text) == "70"  # a HEAD is no look at the page
+    first = client.get(location)
+    assert "the oldest you have not seen" in first.text
+    oldest = event_ids(first.text)
+    assert len(oldest) == 50 and first.text.count('class="event-unread"') == 50
+    assert nav_count(first.text) == "20"  # the menu as it is after this page, not before
+    second = client.get(location)
+    newest = event_ids(second.text)
+    assert (
+        second.text.count('class="event-unread"') == 20 and "oldest you have not" not in second.text
+    )
+    assert set(oldest) | set(newest) == set(range(min(oldest), min(oldest) + 70))
+    assert nav_count(client.get("/").text) is None
+    # every event, page by page through the links, in order and once
+    seen, page = [], client.get(location)
+    while True:
+        seen += event_ids(page.text)
+        older = re.search(r'href="(/watches\?watch=\d+&amp;before=\d+)"', page.text)
+        if older is None:
+            break
+        page = client.get(html.unescape(older.group(1)))
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 70
+    newer = re.search(r'href="(/watches\?watch=\d+&amp;after=\d+)"', page.text)
+    assert newer is not None and event_ids(client.get(html.unescape(newer.group(1))).text)
+
+
+def test_the_watch_list_says_which_watch_has_unread_events(engine, world) -> None:
+    client = signed_in(engine, P.SOUTHENERGY)
+    alpha = add(client, name="alpha").headers["location"]
+    add(client, name="beta", srvs="list", srv_list="11.2")
+    lk_requests(engine, 1, 3)
+    client.get(alpha)  # alpha's three read; beta's three not
+    listed = client.get(alpha).text
+    assert re.search(r'>alpha</a>', listed) and re.search(
+        r'>beta <span class="nav-count">3<span class="visually-hidden"> unread', listed
+    )

@@ -130,11 +130,17 @@ class LoggedRead:
             self._counted([e["record"] for e in page[0]])
         return page
 
-    def recent_events(self, watch_id: int, limit: int) -> list[dict[str, Any]] | None:
-        found = watches.recent_events(self.conn, self.viewer, watch_id, limit)
-        if found is not None:
-            self._counted([e["record"] for e in found])
-        return found
+    def recent_events(
+        self, watch_id: int, limit: int, before: int = watches.NO_EVENT_YET
+    ) -> tuple[list[dict[str, Any]], int | None] | None:
+        """The newest `limit` events before `before`, newest first, and the id of the next
+        older one (None: no more), which is read but neither shown nor counted."""
+        found = watches.recent_events(self.conn, self.viewer, watch_id, limit + 1, before)
+        if found is None:
+            return None
+        shown, beyond = found[:limit], found[limit:]
+        self._counted([e["record"] for e in shown])
+        return shown, beyond[0]["event_id"] if beyond else None
 
     # --- exports: counted as they are read, sent once the entry is stored -----------------
     # The caller spools what these yield, then calls write_entry(), then sends the spool:

@@ -267,11 +267,16 @@ def visible_deliveries() -> Select[Any]:
 
 @lru_cache(maxsize=1)
 def recent_events() -> Select[Any]:
-    """One watch's newest events that its Party may see, newest first (the Watches page)."""
+    """One watch's newest events before `before` that its Party may see, newest first (the
+    Watches page and its older pages)."""
     e = watch_event.c
     return (
         _events_of_watches(
-            [e.watch_id == bindparam("watch_id", type_=BigInteger), visible_clause()]
+            [
+                e.watch_id == bindparam("watch_id", type_=BigInteger),
+                e.event_id < bindparam("before", type_=BigInteger),
+                visible_clause(),
+            ]
         )
         .order_by(e.event_id.desc())
         .limit(bindparam("lim", type_=Integer))
@@ -279,16 +284,40 @@ def recent_events() -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
-def unread_events() -> Select[Any]:
-    """The Party's events past what it has read, that it may see, at most `lim` of them (the
-    count in the navigation says "99+" rather than counting a backlog whole)."""
+def unread_by_watch() -> Select[Any]:
+    """Per watch of the Party, its events past what it has read that it may see, of at most
+    `lim` such events in all (the Watches page's list: which watch the count is about)."""
     e = watch_event.c
     w = watch.c
     joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
     capped = (
-        select(e.event_id)
+        select(e.watch_id)
         .select_from(joined)
         .where(w.party_id == bindparam("party_id"), e.event_id > w.read_event_id, visible_clause())
+        .limit(bindparam("lim", type_=Integer))
+        .subquery()
+    )
+    return select(capped.c.watch_id, func.count()).group_by(capped.c.watch_id)
+
+
+@lru_cache(maxsize=2)
+def unread_events(one_watch: bool = False) -> Select[Any]:
+    """The Party's events past what it has read, that it may see, at most `lim` of them (the
+    count in the navigation says "99+" rather than counting a backlog whole); `one_watch`:
+    of the watch `watch_id` alone."""
+    e = watch_event.c
+    w = watch.c
+    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
+    which = [w.id == bindparam("watch_id", type_=BigInteger)] if one_watch else []
+    capped = (
+        select(e.event_id)
+        .select_from(joined)
+        .where(
+            w.party_id == bindparam("party_id"),
+            *which,
+            e.event_id > w.read_event_id,
+            visible_clause(),
+        )
         .limit(bindparam("lim", type_=Integer))
         .subquery()
     )

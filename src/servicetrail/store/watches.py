@@ -48,6 +48,7 @@ from .watch_sql import (
     newest_record_id,
     recent_events as recent_events_statement,
     record_ids_between,
+    unread_by_watch as unread_by_watch_statement,
     unread_events as unread_events_statement,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
@@ -275,11 +276,15 @@ def events_after(
     return events, events[-1]["event_id"] if events else None
 
 
+NO_EVENT_YET = 2**63 - 1  # `before` it: every event
+
+
 def recent_events(
-    conn: Connection, viewer: Viewer, watch_id: int, limit: int
+    conn: Connection, viewer: Viewer, watch_id: int, limit: int, before: int = NO_EVENT_YET
 ) -> list[dict[str, Any]] | None:
-    """The watch's newest events the Party may see, newest first; None if not the Party's."""
-    params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit}
+    """The watch's newest events before `before` the Party may see, newest first; None if
+    not the Party's."""
+    params = {**viewer_params(viewer), "watch_id": watch_id, "lim": limit, "before": before}
     with read_as(conn, viewer):
         if _owned(conn, viewer.party_id, watch_id) is None:
             return None
@@ -291,6 +296,21 @@ def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
     with read_as(conn, viewer):
         return conn.execute(unread_events_statement(), params).scalar_one()
+
+
+def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -> int:
+    """How many of one watch's events the Party has not seen (at most `cap`)."""
+    params = {**viewer_params(viewer), "party_id": viewer.party_id, "watch_id": watch_id}
+    with read_as(conn, viewer):
+        return conn.execute(unread_events_statement(True), {**params, "lim": cap}).scalar_one()
+
+
+def unread_by_watch(conn: Connection, viewer: Viewer, cap: int = 1000) -> dict[int, int]:
+    """How many events of each of the Party's watches it has not seen (of at most `cap`
+    in all, so a backlog is not walked whole: then a watch's count may fall short)."""
+    params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
+    with read_as(conn, viewer):
+        return dict(conn.execute(unread_by_watch_statement(), params).tuples().all())
 
 
 def read_position(conn: Connection, party_id: str, watch_id: int) -> int:

@@ -37,7 +37,16 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app(dict(scope, method="GET"), receive, head_only)
+        await self.app(dict(scope, method="GET", **{ASKED_HEAD: True}), receive, head_only)
+
+
+ASKED_HEAD = "servicetrail.asked_head"  # in the scope of a HEAD that goes on as a GET
+
+
+def asked_head(request: Request) -> bool:
+    """Whether the client asked for the head alone: a page that changes state as it is seen
+    (the Watches page marks events read) leaves it unchanged."""
+    return bool(request.scope.get(ASKED_HEAD))
 
 
 def allowed_methods(request: Request) -> str | None:

@@ -4,6 +4,7 @@ of one of them (unread ones marked), a form to add a watch and a button to delet
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Request
@@ -13,17 +14,22 @@ from ..domain.model import KINDS
 from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
 from ..store.parties import party_names
 from ..store.watches import (
+    NO_EVENT_YET,
     WatchLimit,
     create_watch,
     delete_watch,
     list_watches,
     mark_read,
     read_position,
+    unread_by_watch,
+    unread_count,
+    unread_in_watch,
 )
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
+from .head_requests import asked_head
 from .rendering import render
 from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
@@ -48,6 +54,60 @@ def describe(watch: dict[str, Any]) -> str:
     return f"{kinds} on {devices}, {srvs}, {senders}"
 
 
+@dataclass(frozen=True)
+class EventsShown:
+    """The events on the page, newest first, and where its links to more of them lead."""
+
+    events: list[dict[str, Any]]
+    read_up_to: int  # the newest event read before this page
+    oldest_unread_first: bool = False  # more unread than a page: the oldest of them are shown
+    older: int | None = None  # `before=` of the page of older events, if there are any
+    newer: int | None = None  # `after=` of the page of newer events, if there may be any
+    marks_read: bool = False  # the page shows every unread event up to its newest
+
+
+def _events_shown(read: Any, conn: Any, who: SignedIn, watch_id: int, at: Position) -> EventsShown:
+    """Which events the page shows: the newest; or, with more unread than a page, the oldest
+    unread ones (the newest page was marked read whole, its older unread never shown); or
+    the page the links asked for. Only a page showing every unread event up to its newest
+    marks them read (audit 25c)."""
+    read_up_to = read_position(conn, who.viewer.party_id, watch_id)
+    after = at.after
+    if at.before is None and after is None:
+        unread = unread_in_watch(conn, who.viewer, watch_id, EVENTS_SHOWN + 1)
+        if unread > EVENTS_SHOWN:
+            after = read_up_to
+    if after is not None:
+        found = read.events_after(watch_id, after, EVENTS_SHOWN)
+        events = list(reversed(found[0])) if found else []
+        return EventsShown(
+            events,
+            read_up_to,
+            oldest_unread_first=at.after is None,
+            older=events[-1]["event_id"] if events and after > 0 else None,
+            newer=events[0]["event_id"] if len(events) == EVENTS_SHOWN else None,
+            marks_read=after <= read_up_to,
+        )
+    found_before = read.recent_events(watch_id, EVENTS_SHOWN, at.before or NO_EVENT_YET)
+    events, beyond = found_before if found_before else ([], None)
+    return EventsShown(
+        events,
+        read_up_to,
+        older=events[-1]["event_id"] if beyond is not None else None,
+        newer=events[0]["event_id"] if at.before is not None and events else None,
+        marks_read=beyond is None or beyond <= read_up_to,
+    )
+
+
+@dataclass(frozen=True)
+class Position:
+    """Which events of the watch were asked for: `before` or `after` an event id, or (both
+    None) the page the Watches link opens."""
+
+    before: int | None = None
+    after: int | None = None
+
+
 def _page(
     request: Request,
     who: SignedIn,
@@ -56,26 +116,32 @@ def _page(
     values: dict[str, Any] | None = None,
     errors: dict[str, Any] | None = None,
     created: dict[str, Any] | None = None,
+    at: Position = Position(),
 ) -> Response:
     with reader_of(request) as conn:
         watches = list_watches(conn, who.viewer.party_id, with_state=True)
+        unread = unread_by_watch(conn, who.viewer)
     chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
-    events: list[dict[str, Any]] = []
-    read_up_to = 0
+    shown = EventsShown([], 0)
     names: dict[str, str] = {}
     if chosen is not None:
-        filters = {"watch": chosen["id"]}
+        filters = {"watch": chosen["id"], **{k: v for k, v in vars(at).items() if v is not None}}
         with (
             limits_of(request).search(who.viewer.party_id),
             reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
         ):
-            read_up_to = read_position(conn, who.viewer.party_id, chosen["id"])
-            events = read.recent_events(chosen["id"], EVENTS_SHOWN) or []
+            shown = _events_shown(read, conn, who, chosen["id"], at)
         with engine_of(request).begin() as conn:
-            names = party_names(conn, [e["record"]["party_id"] for e in events])
-            if events:
-                mark_read(conn, who.viewer.party_id, chosen["id"], events[0]["event_id"])
+            names = party_names(conn, [e["record"]["party_id"] for e in shown.events])
+            # a HEAD is no look at the page (it marked events read)
+            if shown.events and shown.marks_read and not asked_head(request):
+                mark_read(conn, who.viewer.party_id, chosen["id"], shown.events[0]["event_id"])
+                # the menu's count as it is now, not as it was before this page marked them
+                who = replace(who, unread=unread_count(conn, who.viewer))
+                newest = shown.events[0]["event_id"]
+                if newest > shown.read_up_to:
+                    unread[chosen["id"]] = unread_in_watch(conn, who.viewer, chosen["id"], 1000)
     return render(
         request,
         "watches.html",
@@ -83,9 +149,12 @@ def _page(
         status=status,
         title="Watches",
         watches=watches,
+        unread=unread,
         chosen=chosen,
-        events=events,
-        read_up_to=read_up_to,
+        shown=shown,
+        paged=at != Position(),
+        events=shown.events,
+        read_up_to=shown.read_up_to,
         names=names,
         describe=describe,
         values=values or {"devices": "mine", "srvs": "all", "senders": "others"},
@@ -163,9 +232,12 @@ def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, s
 def install(app: FastAPI) -> None:
     @app.get("/watches", include_in_schema=False)
     def watches_page(request: Request, who: Who) -> Response:
-        wanted = request.query_params.get("watch", "")
-        selected = int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
-        return _page(request, who, selected)
+        def event_id(name: str) -> int | None:
+            wanted = request.query_params.get(name, "")
+            return int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
+
+        at = Position(before=event_id("before"), after=event_id("after"))
+        return _page(request, who, event_id("watch"), at=at)
 
     @app.post("/watches", include_in_schema=False)
     def add_watch(
