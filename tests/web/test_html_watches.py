@@ -224,3 +224,20 @@ def test_the_watch_list_says_which_watch_has_unread_events(engine, world) -> Non
     assert re.search(r'>alpha</a>', listed) and re.search(
         r'>beta <span class="nav-count">3<span class="visually-hidden"> unread', listed
     )
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"device_list": P.ESME_1}, "device_list"),
+        ({"srv_list": "11.1"}, "srv_list"),
+        ({"devices": "mine", "device_list": P.ESME_1, "srv_list": "11.1"}, "srv_list"),
+    ],
+)
+def test_a_list_typed_under_another_choice_is_not_dropped(engine, world, fields, field) -> None:
+    """The watch was made as "Mine" and "All", the typed list gone without a word."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    answer = add(client, **fields)
+    assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
+    assert "or clear the list" in answer.text
+    assert "Events of" not in client.get("/watches").text  # no watch was made

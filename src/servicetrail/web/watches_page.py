@@ -200,6 +200,16 @@ NOTHING_CHOSEN = {
 }
 
 
+LISTED_BUT_NOT_CHOSEN = [
+    (
+        "device_list",
+        "devices",
+        "You listed Device IDs: choose “These Device IDs”, or clear the list.",
+    ),
+    ("srv_list", "srvs", "You listed SRVs: choose “These SRVs”, or clear the list."),
+]
+
+
 # the form's choices: a value that is none of them was not sent by the form (it was read as
 # "Mine", and a senders value the API refused pointed at nothing on the page; audit 23b)
 CHOICES = {
@@ -214,6 +224,15 @@ def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, s
     unoffered = {f: "Choose one of the options." for f, o in CHOICES.items() if values[f] not in o}
     if unoffered:
         return None, unoffered
+    # a list typed under another choice was dropped without a word: the watch was "Mine",
+    # which covers no Device for an agent or an Other User (audit 25c)
+    unchosen = {
+        field: message
+        for field, choice, message in LISTED_BUT_NOT_CHOSEN
+        if values[field].strip() and values[choice] != "list"
+    }
+    if unchosen:
+        return None, unchosen
     body = _watch_body(values)
     empty = next((f for f in NOTHING_CHOSEN if isinstance(body.get(f), list) and not body[f]), None)
     if empty is not None:
