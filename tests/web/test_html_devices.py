@@ -239,3 +239,28 @@ def test_an_alerts_record_page_names_its_identifier_for_what_it_is(engine, world
     assert "The request, its acknowledgement and its responses" not in alert
     response = c.get(f"/records/{world.ids['np_resp']}").text
     assert "The request, its acknowledgement and its responses" in response
+
+
+def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
+    """To the minute, an interval from 10:00:30.5 read as 10:00 and seemed to take in the
+    records of the half minute before it; year 1 read as `1-01-01` (audit 25b)."""
+    from servicetrail.domain.model import Device, Responsibility
+    from servicetrail.store.writer import load_device, load_responsibility
+
+    device = "00-DB-12-00-00-00-25-0B"
+    with engine.begin() as conn:
+        load_device(conn, Device(device, "ESME", 2))
+        load_responsibility(
+            conn,
+            Responsibility(
+                device,
+                P.NORTHPOWER,
+                "supplier",
+                P.t("0001-01-01T00:00:00Z"),
+                P.t("2026-05-01T11:00:30.5+01:00"),
+            ),
+        )
+    page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{device}").text
+    shown = re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1)
+    text = " ".join(re.sub(r"<[^>]+>", " ", unescape(shown)).split())
+    assert "Responsible Supplier , 0001-01-01 00:00:00 to 2026-05-01 10:00:30.5" in text

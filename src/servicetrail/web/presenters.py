@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,6 +79,13 @@ def show_time(iso: str) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def show_instant(at: datetime) -> str:
+    """A stored time (a Responsibility's bounds) shown as the records' times are: to the
+    minute, an interval from 10:00:30.5 read as 10:00 and seemed to take in the records of
+    the half minute before it; the year padded, as `1-01-01` was (audit 25b)."""
+    return show_time(format_time(at))
+
+
 def role_label(role: str | None) -> str:
     """`Import Supplier (IS)`; a future role code says how it is treated."""
     if not role:
@@ -118,6 +126,7 @@ TEMPLATE_GLOBALS = dict(
     code_class=code_class,
     code_legend=legend(),
     show_time=show_time,
+    show_instant=show_instant,
     kind_labels=KIND_LABELS,
     command_variant_text=command_variant_text,
     pre_command=PRE_COMMAND,
