@@ -169,5 +169,20 @@ def test_head_is_answered_wherever_get_is_with_the_gets_head_and_no_body(client,
 def test_a_405_names_every_method_the_address_takes(client, bearer):
     api = client.patch("/api/v1/watches", headers=bearer(P.NORTHPOWER))
     assert api.status_code == 405 and api.headers["allow"] == "GET, HEAD, POST"
+    assert api.json() == {"error": "method_not_allowed", "message": "Method Not Allowed"}
     page = client.put("/login")
     assert page.status_code == 405 and page.headers["allow"] == "GET, HEAD, POST"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/watches/", "/api/v1/records/5/"])
+def test_an_address_the_api_does_not_have_is_not_called_a_missing_record(client, bearer, path):
+    """A typo answered "no such record" (audit 25d); a record one may not see still is."""
+    answer = client.get(path, headers=bearer(P.NORTHPOWER))
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": "not_found",
+        "message": "no such address in this API (/openapi.json)",
+    }
+    missing = client.get("/api/v1/records/999999", headers=bearer(P.NORTHPOWER))
+    assert missing.json() == {"error": "not_found", "message": "no such record"}
+    assert client.get("/nope").headers["content-type"].startswith("text/html")

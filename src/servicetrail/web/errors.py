@@ -26,6 +26,9 @@ from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_log
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
+# an address no route takes (a typo, a trailing '/'): "no such record" sent the client looking
+# for a record (audit 25d). A record one may not see is still NOT_FOUND, as one that is not.
+NO_SUCH_ADDRESS = {"error": "not_found", "message": "no such address in this API (/openapi.json)"}
 
 
 class ParameterError(ValueError):
@@ -104,7 +107,9 @@ def as_json(exc: Exception) -> JSONResponse:
         if exc.status_code == 404:
             return JSONResponse(status_code=404, content=NOT_FOUND)
         body = {
-            "error": {401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "error"),
+            "error": {401: "unauthorized", 403: "forbidden", 405: "method_not_allowed"}.get(
+                exc.status_code, "error"
+            ),
             "message": str(exc.detail),
         }
         return JSONResponse(
@@ -194,6 +199,10 @@ async def handle(request: Request, exc: Exception) -> Response:
     if is_for_the_screen(request):
         answer = await run_in_threadpool(as_page, request, exc)
     answer = answer or as_json(exc)
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
+        if "endpoint" not in request.scope and not is_for_the_screen(request):
+            # no route took the address: not a record's 404
+            answer = JSONResponse(status_code=404, content=NO_SUCH_ADDRESS)
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
         allowed = allowed_methods(request) or (exc.headers or {}).get("Allow")
         if allowed:
