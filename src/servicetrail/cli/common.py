@@ -70,10 +70,21 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):  # already converted (click converts defaults too)
             return value
+        if ctx is not None and param is not None and param.name:
+            ctx.meta.setdefault(AS_TYPED, {})[param.name] = value
         try:
             return self.parse(value)
         except InvalidValue as e:
             self.fail(str(e), param, ctx)
+
+
+AS_TYPED = "servicetrail.as_typed"  # in a command's context: its parsed options as typed
+
+
+def as_typed(param: str) -> str | None:
+    """A parsed option's text as it was typed (an access-log entry's filters are as asked:
+    `report own --from 2026-03-01` was logged as 2026-03-01T00:00:00Z; audit 25d)."""
+    return click.get_current_context().meta.get(AS_TYPED, {}).get(param)
 
 
 def count(text: str) -> int:

@@ -21,6 +21,7 @@ from .common import (
     WINDOW,
     Failure,
     as_asked,
+    as_typed,
     search_or_fail,
     HeldOutput,
     cli_reader,
@@ -65,8 +66,8 @@ def report_own(
     if output is not None:
         not_the_stores_own(output, "output")
     filters = {
-        "from": format_time(time_from),
-        "to": format_time(time_to),
+        "from": as_typed("time_from"),
+        "to": as_typed("time_to"),
         **as_asked({"format": "fmt"}),
     }
     held = HeldOutput()
