@@ -547,6 +547,29 @@ def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, t
     assert f"waiting for another run that writes {shared}" in said
 
 
+def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path):
+    """`--rejects /dev/stderr` with `2>log`: opened again, the stream had an offset of its own,
+    and the lines the command wrote after the rejects overwrote the first of them (audit
+    25d)."""
+    import subprocess
+    import sys
+
+    bad = write(tmp_path / "in.jsonl", "{bad one\n{bad two\n")
+    with open(tmp_path / "log", "w") as log:  # as a shell's 2>log: no O_APPEND
+        ran = subprocess.run(
+            [sys.executable, "-c", "from servicetrail.cli import main; main()"]
+            + ["--db", db_url, "ingest", str(bad), "--rejects", "/dev/stderr"],
+            stderr=log,
+            stdout=subprocess.PIPE,
+            check=False,
+        )
+    assert ran.returncode == 1
+    said = (tmp_path / "log").read_text().splitlines()
+    entries = [json.loads(line) for line in said if line.startswith('{"file":')]
+    assert [e["raw"] for e in entries] == ["{bad one", "{bad two"], said
+    assert said[-1] == "Error: 2 record(s) rejected"
+
+
 def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path):
     """Opening it for writing waited for a reader for ever (audit 20c)."""
     import os

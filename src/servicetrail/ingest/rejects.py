@@ -97,6 +97,26 @@ def _resolved_text(name: str) -> str:
 _WRITING = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
 
 
+_STREAM_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _inherited_stream(path: Path) -> int | None:
+    """The descriptor this process already holds that `path` names (/dev/stderr,
+    /dev/fd/2, /proc/self/fd/2), if it names one."""
+    text = os.path.normpath(str(path))
+    if text in _STREAM_NAMES:
+        return _STREAM_NAMES[text]
+    for folder in ("/dev/fd/", "/proc/self/fd/"):
+        number = text.removeprefix(folder)
+        if text.startswith(folder) and number.isdigit() and number.isascii():
+            try:
+                os.fstat(int(number))
+            except OSError:
+                return None
+            return int(number)
+    return None
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """Whether `path` still names the file open at `fd` (not replaced nor removed)."""
     try:
@@ -287,6 +307,12 @@ class RejectFile:
         if self._out is None:
             if self._fd is not None:
                 self._out = open(os.dup(self._fd), "ab")
+            elif (inherited := _inherited_stream(self.path)) is not None:
+                # the command's own stream, written through: opened again, a stream the shell
+                # sent to a file (2>log) had its own offset, and its next lines overwrote the
+                # rejects written through the new one (audit 25d)
+                sys.stderr.flush()
+                self._out = open(os.dup(inherited), "ab")
             else:  # a link or a device named with --rejects: not locked, never rewritten
                 follow = 0 if self._follow else os.O_NOFOLLOW
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | follow
