@@ -635,6 +635,17 @@ def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypat
     )
     assert result.exit_code == 0, result.output
     assert "Demo logins" in result.stderr
+    # it serves nothing: it says how to, not "Open http://127.0.0.1:8000/" (audit 25d)
+    assert "Open http" not in result.stderr and "Serve it with: servicetrail --db" in result.stderr
+
+
+@pytest.mark.parametrize("proxies", ["garbage", "10.0.0.1,", "10.0.0.1,proxy.example"])
+def test_serve_refuses_proxies_that_are_no_address(proxies):
+    """Taken without a word, then no proxy's headers were believed (audit 25d)."""
+    # a store that cannot open: were the option taken, the command would stop there, not serve
+    no_store = "sqlite:////nonexistent-folder/x.db"
+    result = CliRunner().invoke(main, ["--db", no_store, "serve", "--trusted-proxies", proxies])
+    assert result.exit_code == 2 and "is not an IP address or network" in result.output
 
 
 def test_demo_on_a_store_that_is_not_a_demo_store_prints_no_logins_that_fail(cli, trail):

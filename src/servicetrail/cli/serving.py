@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import sys
 
@@ -43,6 +44,25 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
     run(store, store_url(), host, port, workers, trusted_proxies)
 
 
+def proxy_addresses(value: str | None) -> str | None:
+    """The proxies' addresses or networks (or `*`), checked: a word that is neither was
+    taken without a word, and no proxy's headers were then believed (audit 25d)."""
+    if value is None:
+        return None
+    for part in value.split(","):
+        address = part.strip()
+        if address == "*":
+            continue
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise click.BadParameter(
+                f"{address!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, *)",
+                param_hint="'--trusted-proxies'",
+            ) from None
+    return value
+
+
 @command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -55,6 +75,7 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
     default=None,
     help="Comma list of proxy addresses whose X-Forwarded-For/-Proto headers are believed "
     "(needed behind a TLS proxy for Secure cookies and per-client login throttling).",
+    callback=lambda _ctx, _param, value: proxy_addresses(value),
 )
 @with_db
 def serve(host: str, port: int, workers: int, trusted_proxies: str | None) -> None:
@@ -107,7 +128,10 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
     click.echo(
         f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True
     )
-    click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
+    if no_serve:
+        click.echo(f"\nServe it with: servicetrail --db {store_url()} serve", err=True)
+    else:
+        click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
     sys.stderr.flush()
     if not no_serve:
         _serve(host, port, 1)
