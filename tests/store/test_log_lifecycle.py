@@ -127,6 +127,27 @@ def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
+def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_engine):
+    """A batch checked its months for retired ones, then retention committed, then the batch
+    made its months' partitions: it made the dropped months again, stored 1,773 records there
+    that could never be sealed, and `log verify` failed for good (audit 25a). A month with
+    checkpoints and no partition is retired: it is not made again, and the batch's rows of
+    it fail, to be refused when it is replayed."""
+    from servicetrail.store import partitions
+
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn:
+        dropped = drop_older_than(conn, keep_months=1)
+        kept = partitions.existing_months(conn)
+    assert dropped
+    partitions._known.pop(str(pg_engine.url), None)  # a loader of another process
+    ensure_months(pg_engine, [parse_time("2025-02-03T04:05:06Z")])  # a persona month
+    with pg_engine.connect() as conn:
+        assert partitions.existing_months(conn) == kept
+    assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
 def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypatch, tmp_path):
     """Records stored before the logs are queued by 0009; `db upgrade` seals them, so that
     their proofs are there at once (a 409 until a server's first seal, a minute or more after

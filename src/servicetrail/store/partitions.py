@@ -83,11 +83,26 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
             for t in PARTITIONED
             if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
         ]
-        for year, month in sorted(wanted - made):
+        retired = _retired(conn, made)
+        for year, month in sorted(wanted - made - retired):
             for table in tables:
                 _attach_month(conn, table, year, month)
-        made |= wanted
+        made |= wanted - retired
     known |= made
+
+
+def _retired(conn: Connection, made: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The months retention has dropped: signed checkpoints of their records, and no
+    partitions. Made again, they took the records of a loader that had checked for retired
+    months before retention committed, records no seal could ever take in, and `log
+    verify` failed for good (audit 25a). Those rows now fail, and are refused on the
+    loader's replay."""
+    if conn.execute(text("SELECT to_regclass('log_checkpoint')")).scalar() is None:
+        return set()  # a store mid-upgrade, before the logs
+    sealed = conn.execute(
+        text("SELECT DISTINCT month FROM log_checkpoint WHERE family = 'sat'")
+    ).scalars()
+    return {(int(m[:4]), int(m[5:7])) for m in sealed} - made
 
 
 def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
