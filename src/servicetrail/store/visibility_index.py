@@ -20,6 +20,7 @@ On SQLite the database's single writer gives the same order.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -50,8 +51,16 @@ def lock_registry(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
         if not taken.scalar_one():
-            log.warning("waiting for the ingest batches in progress to commit (registry lock)")
+            global _told_waiting_at
+            if time.monotonic() - _told_waiting_at >= TELL_WAITING_EVERY_SECONDS:
+                # once a minute: a load of small batches beside an ingest said it 52 times
+                log.warning("waiting for the ingest batches in progress to commit (registry lock)")
+                _told_waiting_at = time.monotonic()
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
+
+
+TELL_WAITING_EVERY_SECONDS = 60.0
+_told_waiting_at = -TELL_WAITING_EVERY_SECONDS
 
 
 def share_registry(driver: Any) -> None:
