@@ -664,6 +664,8 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
         ({"scope": "everyone"}, "scope", "must be own, others or all"),
         ({"from": "yesterday"}, "from", "not an ISO-8601 time"),
         ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "must not be before from"),
+        # cut to 200 and searched, it was "Nothing found" where the API says 422 (audit 25c)
+        ({"srv": "x" * 300}, "srv", "at most 200 characters"),
     ],
 )
 def test_search_errors_are_shown_beside_the_field_never_500(
