@@ -119,6 +119,10 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     answer = add(signed_in(engine, P.SOUTHENERGY), **fields)
     assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
     assert f'id="f-{field}"' in answer.text  # the error summary's link leads somewhere
+    # and says which field it is about (it said "must be 1 to 200 characters"; audit 25c)
+    link = re.search(rf'href="#f-{field}">([^<]*)</a>', answer.text).group(1)
+    labels = ("Name", "Devices", "Device IDs", "SRVs", "SRV numbers", "Kinds of record", "Senders")
+    assert link.split(":")[0] in (*labels, "Webhook URL"), link
     assert "<script>alert(1)</script>" not in answer.text
 
 

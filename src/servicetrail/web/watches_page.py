@@ -161,6 +161,7 @@ def _page(
         chosen_kinds=(values or {}).get("kinds", ["request"]),
         all_kinds=KINDS,
         errors=errors or {},
+        watch_field_labels=WATCH_FIELD_LABELS,
         created=created,
     )
 
@@ -182,6 +183,19 @@ def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
         body["webhook"] = {"url": values["webhook_url"].strip()}
     return body
 
+
+# the error summary's words for each field (its links said "must be 1 to 200 characters"
+# with no word of which field; audit 25c)
+WATCH_FIELD_LABELS = {
+    "name": "Name",
+    "devices": "Devices",
+    "device_list": "Device IDs",
+    "srvs": "SRVs",
+    "srv_list": "SRV numbers",
+    "kinds": "Kinds of record",
+    "senders": "Senders",
+    "webhook_url": "Webhook URL",
+}
 
 FIELD_OF = {
     "devices": "device_list",
