@@ -219,15 +219,26 @@ def test_sign_in_form_without_or_with_a_wrong_csrf_token_is_refused(client: Test
         answer = client.post("/login", data=data, follow_redirects=False)
         assert answer.status_code == 403
         assert "st_session" not in answer.headers.get("set-cookie", "")
+        # the form again, the username kept: it was a page with a button that lost both
+        assert 'name="password"' in answer.text and f'value="{NP_USER}"' in answer.text
     # a token without its cookie (another browser's form) is refused as well
     token = TOKEN.search(client.get("/login").text).group(1)
     with TestClient(client.app) as other:
         answer = other.post(
             "/login",
-            data={"username": NP_USER, "password": PASSWORD, "csrf_token": token},
+            data={
+                "username": NP_USER,
+                "password": PASSWORD,
+                "csrf_token": token,
+                "next": "/report",
+            },
             follow_redirects=False,
         )
-    assert answer.status_code == 403
+        assert answer.status_code == 403
+        again = TOKEN.search(answer.text).group(1)  # the form given again signs in, and goes on
+        data = {"username": NP_USER, "password": PASSWORD, "csrf_token": again, "next": "/report"}
+        signed = other.post("/login", data=data, follow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["location"] == "/report"
 
 
 def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
+from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.engine import Engine
 from fastapi.responses import RedirectResponse, Response
@@ -22,6 +23,7 @@ from .signin import (
     checked_form,
     drop_cookie,
     set_cookie,
+    SIGN_IN_EXPIRED,
     sign_in_form_checked,
     signed_in,
 )
@@ -90,14 +92,22 @@ def _paused(request: Request, until: datetime, username: str, next_path: str) ->
     )
 
 
-@router.post("/login", dependencies=[Depends(sign_in_form_checked)])
+@router.post("/login")
 def login(
-    request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")
-) -> Response:  # noqa: A002
+    request: Request,
+    form_good: Annotated[bool, Depends(sign_in_form_checked)],
+    username: str = Form(""),
+    password: str = Form(""),
+    next: str = Form("/"),  # noqa: A002
+) -> Response:
     # no account's name holds a NUL, and PostgreSQL's text cannot: a stand-in keeps the attempt
     # an ordinary failed one (throttled and all) instead of an error in the store
     username = username.strip()[:MAX_USERNAME].replace("\x00", "\ufffd")
     next_path = safe_next(next)
+    if not form_good:  # no attempt: the form again, with a token that holds
+        return login_page(
+            request, status=403, username=username, next_path=next_path, error=SIGN_IN_EXPIRED
+        )
     client = request.client.host if request.client else "unknown"
     engine = engine_of(request)
     with engine.begin() as conn:

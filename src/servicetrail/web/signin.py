@@ -124,17 +124,20 @@ def checked_form(form: str) -> Callable[..., SignedIn]:
     return check
 
 
-def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> None:
-    """The sign-in form's own token, against the cookie it was given with (double submit)."""
+SIGN_IN_EXPIRED = (
+    "The sign-in form had expired or your browser did not send its cookie. Cookies are "
+    "needed to sign in: sign in again here."
+)
+
+
+def sign_in_form_checked(request: Request, csrf_token: str = Form("")) -> bool:
+    """Whether the sign-in form's own token is the cookie it was given with (double submit).
+    One from another site is refused outright; an expired one gets the form again (a dead end
+    that lost the username and the page asked for; audit 25c)."""
     if not sent_from_here(request):
         raise FormExpired(None, FROM_ELSEWHERE)
     expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
-        raise FormExpired(
-            None,
-            "The sign-in form had expired or your browser did not send its cookie. Cookies "
-            "are needed to sign in. Go back to the sign-in page and try again.",
-        )
+    return bool(expected) and secrets.compare_digest(expected.encode(), csrf_token.encode())
 
 
 FROM_ELSEWHERE = (
