@@ -29,6 +29,11 @@ def test_the_year_3000_execution_time_is_a_cancellation() -> None:
         "cancels the pending future-dated command"
     )
     assert execution_text(datetime(3000, 12, 31, tzinfo=timezone.utc)).startswith("cancels")
+    # dated in the sender's offset, stored in UTC on another day (audit 25b)
+    for sent in ("3000-12-30T23:00:00Z", "3000-12-31T14:00:00Z", "3000-12-30T10:00:00Z"):
+        assert execution_text(sent).startswith("cancels"), sent
+    assert execution_text(datetime(3000, 12, 30, 23)).startswith("cancels")  # naive: UTC
+    assert execution_text("2999-12-31T00:00:00Z").startswith("future-dated")
     assert (
         execution_text("2025-03-10T06:30:00Z") == "future-dated: to run at 2025-03-10 06:30:00 UTC"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 # DUIS's CommandVariant (the XSD's table): what the DCC did with the request
 COMMAND_VARIANTS: dict[int, str] = {
@@ -27,8 +27,11 @@ COMMAND_VARIANTS: dict[int, str] = {
 PRE_COMMAND = 4  # sent to the DCC to be signed: never reaches the Device
 SIGNED_COMMANDS = (5, 6, 7)  # a pre-command signed by the User, and sent on
 NON_DEVICE = 8  # answered by the DCC itself: it names no Device
-# DUIS's way to cancel a pending future-dated command: a request dated 3000-12-31
-CANCEL_EXECUTION = datetime(3000, 12, 31).date()
+# DUIS's way to cancel a pending future-dated command: a request dated 3000-12-31, in the
+# sender's own offset, which the stored UTC time may put on 30 December or 1 January
+# (3000-12-31T00:00:00+01:00 read as a command to run on the 30th; audit 25b)
+_CANCEL_FROM = datetime(3000, 12, 31, tzinfo=timezone.utc) - timedelta(hours=14)
+_CANCEL_TO = datetime(3001, 1, 1, tzinfo=timezone.utc) + timedelta(hours=12)
 
 
 def command_variant_text(variant: int | None) -> str:
@@ -46,6 +49,8 @@ def execution_text(execution_at: datetime | str | None) -> str:
         if isinstance(execution_at, str)
         else execution_at
     )
-    if when.date() == CANCEL_EXECUTION:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)  # stored times are UTC
+    if _CANCEL_FROM <= when < _CANCEL_TO:
         return "cancels the pending future-dated command (DUIS dates a cancellation 3000-12-31)"
     return f"future-dated: to run at {when.year:04d}-{when:%m-%d %H:%M:%S} UTC"
