@@ -56,9 +56,9 @@ def proxy_addresses(value: str | None) -> str | None:
         try:
             ipaddress.ip_network(address, strict=False)
         except ValueError:
-            raise click.BadParameter(
-                f"{address!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, *)",
-                param_hint="'--trusted-proxies'",
+            raise Failure(
+                f"Invalid value for '--trusted-proxies': {address!r} is not an IP address or "
+                "network (e.g. 10.0.0.5, 10.0.0.0/8, *)"
             ) from None
     return value
 
