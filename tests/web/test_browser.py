@@ -901,6 +901,30 @@ def test_the_search_forms_hints_are_read_whole_at_every_width(server: str, page)
     shot(page, "36-search-form-768px")
 
 
+def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(server: str) -> None:
+    """To an origin that is not "potentially trustworthy" (http, not localhost) a browser
+    sends no Sec-Fetch-Site, and under Referrer-Policy no-referrer it sent `Origin: null` on
+    the server's own forms: no one could sign in to a server on a LAN address (review 25e).
+    Chromium resolves a name of its own to this server, so that its origin is such a one."""
+    from playwright.sync_api import sync_playwright
+
+    port = server.rsplit(":", 1)[1]
+    named = f"http://servicetrail.test:{port}"
+    rules = "--host-resolver-rules=MAP servicetrail.test 127.0.0.1"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, rules])
+        try:
+            tab = browser.new_page()
+            sign_in(tab, named, "bright.analyst")  # the sign-in form
+            assert (
+                tab.get_by_role("heading", level=1).inner_text() == "Search the Service Audit Trail"
+            )
+            tab.get_by_role("button", name="Sign out").click()  # a form of the session
+            tab.wait_for_url(named + "/login?signed_out=1")
+        finally:
+            browser.close()
+
+
 def test_the_current_pages_menu_link_shows_keyboard_focus(server: str, page) -> None:
     """The current page's rule was as specific as the focus rule and came later: its link
     looked the same focused or not (WCAG 2.4.7; audit 23b)."""

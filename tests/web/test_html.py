@@ -363,7 +363,11 @@ ANOTHER_SITE = [
     {"origin": "https://evil.example"},  # a browser too old to send Sec-Fetch-Site
     {"origin": "null"},  # a sandboxed frame's form
 ]
-FROM_HERE = [{"sec-fetch-site": "same-origin", "origin": "http://testserver"}, {}]
+FROM_HERE = [
+    {"sec-fetch-site": "same-origin", "origin": "http://testserver"},
+    {"origin": "http://testserver"},  # http to a name or a LAN address: no Sec-Fetch-Site
+    {},
+]
 
 
 @pytest.mark.parametrize("headers", ANOTHER_SITE)
