@@ -141,9 +141,10 @@ def test_a_file_option_is_read_as_typed(cli, engine, tmp_path, monkeypatch):
     report = ["report", "own", "--party", "NORTH", "--from", "2025-01-01T00:00:00Z",
               "--to", "2025-03-01T00:00:00Z"]  # fmt: skip
     for command in (["ingest", path, "--rejects"], [*report, "--output"]):
-        result = cli(*command, "out/")
-        assert result.exit_code == 2 and "names a folder" in result.output, result.output
-        assert not (tmp_path / "out").exists()
+        for folder in ("out/", "out/.", "out/.."):  # pathlib drops the '/' and the '/.'
+            result = cli(*command, folder)
+            assert result.exit_code == 2 and "names a folder" in result.output, result.output
+            assert not (tmp_path / "out").exists()
     assert count(engine, "sat_record") == 0
     users = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
     assert cli("load", "users", users).exit_code == 0
@@ -368,6 +369,21 @@ def test_a_reject_file_tells_inputs_apart_from_whichever_folder_each_run_was(
     [entry] = rejects_of(day / "in.rejects.jsonl")
     assert entry["file"] == str(day / "in.jsonl")
     assert count(engine, "sat_record") == 1
+
+
+def test_a_reject_entry_names_the_file_read_through_a_link_and_dot_dot(cli, tmp_path, monkeypatch):
+    """`link/../bad.jsonl` made absolute as text named the working folder's bad.jsonl: each
+    run added an entry beside the old one, and a run of that other file took them as its
+    own (review 25e)."""
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    write_lines(tmp_path / "real" / "bad.jsonl", ["garbage-real"])
+    write_lines(tmp_path / "bad.jsonl", ["garbage-here"])
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert cli("ingest", "link/../bad.jsonl").exit_code == 1
+    [entry] = rejects_of(tmp_path / "real" / "bad.rejects.jsonl")
+    assert (entry["file"], entry["raw"]) == (str(tmp_path / "real" / "bad.jsonl"), "garbage-real")
 
 
 def test_a_folders_reject_file_forgets_a_file_since_removed_from_it(cli, tmp_path):

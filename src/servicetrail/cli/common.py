@@ -119,7 +119,7 @@ def in_existing_folder(
             return None  # the usual word for standard output (it made a file named -)
         # standard output carries the summary line
         raise Failure(f"{option}: name a file; rejects are not written to standard output")
-    if value.endswith(("/", os.sep)):
+    if os.path.basename(value) in ("", ".", ".."):  # 'x/', 'x/.', 'x/..' (review 25e)
         raise Failure(f"{option}: {value!r} names a folder; name a file")
     path = Path(value)
     if not resolved(path, option).parent.is_dir():

@@ -81,8 +81,11 @@ def file_text(path: str | Path) -> str:
 def entry_name(path: str | Path) -> str:
     """The input an entry names, from wherever the run was: a name as typed was read against
     the working folder of a later run, which then took another input's entries for its own
-    and dropped them, or kept its own twice (audit 25d)."""
-    return file_text(os.path.abspath(path))
+    and dropped them, or kept its own twice (audit 25d). Its folder with links followed, and
+    its own name: made absolute as text, `link/../x` named the working folder's x (review
+    25e); the file's own link, if it is one, is the name the user gave it."""
+    folder, name = os.path.split(os.fspath(path))
+    return file_text(os.path.join(os.path.realpath(folder or "."), name))
 
 
 def _resolved_text(name: str) -> str:
