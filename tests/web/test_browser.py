@@ -901,28 +901,57 @@ def test_the_search_forms_hints_are_read_whole_at_every_width(server: str, page)
     shot(page, "36-search-form-768px")
 
 
-def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(server: str) -> None:
+def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(
+    server: str, browser
+) -> None:
     """To an origin that is not "potentially trustworthy" (http, not localhost) a browser
     sends no Sec-Fetch-Site, and under Referrer-Policy no-referrer it sent `Origin: null` on
     the server's own forms: no one could sign in to a server on a LAN address (review 25e).
     Chromium resolves a name of its own to this server, so that its origin is such a one."""
-    from playwright.sync_api import sync_playwright
-
     port = server.rsplit(":", 1)[1]
     named = f"http://servicetrail.test:{port}"
     rules = "--host-resolver-rules=MAP servicetrail.test 127.0.0.1"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, rules])
-        try:
-            tab = browser.new_page()
-            sign_in(tab, named, "bright.analyst")  # the sign-in form
-            assert (
-                tab.get_by_role("heading", level=1).inner_text() == "Search the Service Audit Trail"
-            )
-            tab.get_by_role("button", name="Sign out").click()  # a form of the session
-            tab.wait_for_url(named + "/login?signed_out=1")
-        finally:
-            browser.close()
+    # another Chromium of the module's Playwright (a second Playwright cannot run beside it)
+    resolving = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, rules]
+    )
+    try:
+        tab = resolving.new_page()
+        sign_in(tab, named, "bright.analyst")  # the sign-in form
+        assert tab.get_by_role("heading", level=1).inner_text() == "Search the Service Audit Trail"
+        tab.get_by_role("button", name="Sign out").click()  # a form of the session
+        tab.wait_for_url(named + "/login?signed_out=1")
+    finally:
+        resolving.close()
+
+
+def test_a_larger_text_size_chosen_in_the_browser_reflows_the_page(
+    server: str, browser, tmp_path
+) -> None:
+    """The root's 15 px ignored the user's text size; then, following it, the breakpoints in
+    px did not, and with 24 px text the search page scrolled sideways from 1,101 to 1,240 px
+    and on a phone (review 25e)."""
+    import json
+
+    profile = tmp_path / "profile"
+    (profile / "Default").mkdir(parents=True)
+    preferences = {"webkit": {"webprefs": {"default_font_size": 24}}}
+    (profile / "Default" / "Preferences").write_text(json.dumps(preferences))
+    context = browser.browser_type.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    )
+    try:
+        tab = context.new_page()
+        sign_in(tab, server, "bright.analyst")
+        root = tab.evaluate("getComputedStyle(document.documentElement).fontSize")
+        assert root == "22.5px"  # 93.75% of the user's 24 px
+        for width in (1366, 1240, 1101, 1024, 390, 320):
+            tab.set_viewport_size({"width": width, "height": 900})
+            tab.goto(server + "/")
+            sideways = "document.documentElement.scrollWidth - window.innerWidth"
+            assert tab.evaluate(sideways) <= 0, width
+    finally:
+        context.close()
 
 
 def test_the_current_pages_menu_link_shows_keyboard_focus(server: str, page) -> None:
