@@ -218,16 +218,38 @@ def test_only_the_events_a_page_shows_are_marked_read(engine, world) -> None:
     assert newer is not None and event_ids(client.get(html.unescape(newer.group(1))).text)
 
 
-def test_the_watch_list_says_which_watch_has_unread_events(engine, world) -> None:
+@pytest.mark.parametrize("query", ["before=-5", "after=abc", "before=%EF%BC%95", "after=1e3"])
+def test_a_page_link_that_is_not_one_marks_nothing_read(engine, world, query) -> None:
+    """Read as the newest page, it marked 50 events read (review 25f)."""
     client = signed_in(engine, P.SOUTHENERGY)
-    alpha = add(client, name="alpha").headers["location"]
-    add(client, name="beta", srvs="list", srv_list="11.2")
+    location = add(client).headers["location"]
     lk_requests(engine, 1, 3)
-    client.get(alpha)  # alpha's three read; beta's three not
-    listed = client.get(alpha).text
-    assert re.search(r'>alpha</a>', listed) and re.search(
-        r'>beta <span class="nav-count">3<span class="visually-hidden"> unread', listed
-    )
+    answer = client.get(f"{location}&{query}")
+    assert answer.status_code == 422 and "That page link is not valid" in answer.text
+    assert nav_count(client.get("/").text) == "3"
+
+
+def test_a_count_past_its_time_limit_leaves_the_page_and_marks_nothing(
+    engine, world, monkeypatch
+) -> None:
+    """The count of a watch's unread events, past the statement time limit on a big store,
+    made the page a 422 where it loaded (review 25f): now it shows the newest and marks
+    nothing, since it cannot tell which unread events it leaves out."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.web import watches_page
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 3)
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(watches_page, "unread_in_watch", too_long)
+    page = client.get(location)
+    assert page.status_code == 200 and len(event_ids(page.text)) == 3
+    monkeypatch.undo()
+    assert nav_count(client.get("/").text) == "3"
 
 
 @pytest.mark.parametrize(

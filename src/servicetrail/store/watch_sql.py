@@ -283,23 +283,6 @@ def recent_events() -> Select[Any]:
     )
 
 
-@lru_cache(maxsize=1)
-def unread_by_watch() -> Select[Any]:
-    """Per watch of the Party, its events past what it has read that it may see, of at most
-    `lim` such events in all (the Watches page's list: which watch the count is about)."""
-    e = watch_event.c
-    w = watch.c
-    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
-    capped = (
-        select(e.watch_id)
-        .select_from(joined)
-        .where(w.party_id == bindparam("party_id"), e.event_id > w.read_event_id, visible_clause())
-        .limit(bindparam("lim", type_=Integer))
-        .subquery()
-    )
-    return select(capped.c.watch_id, func.count()).group_by(capped.c.watch_id)
-
-
 @lru_cache(maxsize=2)
 def unread_events(one_watch: bool = False) -> Select[Any]:
     """The Party's events past what it has read, that it may see, at most `lim` of them (the

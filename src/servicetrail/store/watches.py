@@ -48,7 +48,6 @@ from .watch_sql import (
     newest_record_id,
     recent_events as recent_events_statement,
     record_ids_between,
-    unread_by_watch as unread_by_watch_statement,
     unread_events as unread_events_statement,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
@@ -303,14 +302,6 @@ def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "watch_id": watch_id}
     with read_as(conn, viewer):
         return conn.execute(unread_events_statement(True), {**params, "lim": cap}).scalar_one()
-
-
-def unread_by_watch(conn: Connection, viewer: Viewer, cap: int = 1000) -> dict[int, int]:
-    """How many events of each of the Party's watches it has not seen (of at most `cap`
-    in all, so a backlog is not walked whole: then a watch's count may fall short)."""
-    params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
-    with read_as(conn, viewer):
-        return dict(conn.execute(unread_by_watch_statement(), params).tuples().all())
 
 
 def read_position(conn: Connection, party_id: str, watch_id: int) -> int:

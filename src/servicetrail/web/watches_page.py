@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
 
 from ..domain.model import KINDS
 from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
+from ..store.limits import SearchTooBroad, store_busy
 from ..store.parties import party_names
 from ..store.watches import (
     NO_EVENT_YET,
@@ -21,7 +24,6 @@ from ..store.watches import (
     list_watches,
     mark_read,
     read_position,
-    unread_by_watch,
     unread_count,
     unread_in_watch,
 )
@@ -30,11 +32,14 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
-from .rendering import render
+from .rendering import error_page, render
 from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
+BAD_PAGE_LINK = (
+    "That page link is not valid. Open the watch from the list to see its newest events."
+)
 
 
 def describe(watch: dict[str, Any]) -> str:
@@ -66,7 +71,24 @@ class EventsShown:
     marks_read: bool = False  # the page shows every unread event up to its newest
 
 
-def _events_shown(read: Any, conn: Any, who: SignedIn, watch_id: int, at: Position) -> EventsShown:
+def _counted(request: Request, count: Callable[[Any], int]) -> int | None:
+    """A count read apart (as the menu's is), or None when the store cannot give it now (past
+    its time limit, or busy): no reason to refuse the page (a 422 where it loaded; review
+    25f)."""
+    try:
+        with reader_of(request) as conn:
+            return count(conn)
+    except SearchTooBroad:
+        return None
+    except DBAPIError as e:
+        if store_busy(e) is None:
+            raise
+        return None
+
+
+def _events_shown(
+    read: Any, conn: Any, who: SignedIn, watch_id: int, at: Position, unread: int | None
+) -> EventsShown:
     """Which events the page shows: the newest; or, with more unread than a page, the oldest
     unread ones (the newest page was marked read whole, its older unread never shown); or
     the page the links asked for. Only a page showing every unread event up to its newest
@@ -74,7 +96,8 @@ def _events_shown(read: Any, conn: Any, who: SignedIn, watch_id: int, at: Positi
     read_up_to = read_position(conn, who.viewer.party_id, watch_id)
     after = at.after
     if at.before is None and after is None:
-        unread = unread_in_watch(conn, who.viewer, watch_id, EVENTS_SHOWN + 1)
+        if unread is None:  # not counted in time: the newest, which then mark nothing
+            return _newest_marking_nothing(read, watch_id, read_up_to)
         if unread > EVENTS_SHOWN:
             after = read_up_to
     if after is not None:
@@ -99,6 +122,13 @@ def _events_shown(read: Any, conn: Any, who: SignedIn, watch_id: int, at: Positi
     )
 
 
+def _newest_marking_nothing(read: Any, watch_id: int, read_up_to: int) -> EventsShown:
+    found = read.recent_events(watch_id, EVENTS_SHOWN)
+    events, beyond = found if found else ([], None)
+    older = events[-1]["event_id"] if beyond is not None else None
+    return EventsShown(events, read_up_to, older=older, marks_read=False)
+
+
 @dataclass(frozen=True)
 class Position:
     """Which events of the watch were asked for: `before` or `after` an event id, or (both
@@ -120,28 +150,30 @@ def _page(
 ) -> Response:
     with reader_of(request) as conn:
         watches = list_watches(conn, who.viewer.party_id, with_state=True)
-        unread = unread_by_watch(conn, who.viewer)
     chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
     shown = EventsShown([], 0)
     names: dict[str, str] = {}
     if chosen is not None:
         filters = {"watch": chosen["id"], **{k: v for k, v in vars(at).items() if v is not None}}
+        unread = _counted(
+            request, lambda conn: unread_in_watch(conn, who.viewer, chosen["id"], EVENTS_SHOWN + 1)
+        )
         with (
             limits_of(request).search(who.viewer.party_id),
             reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
         ):
-            shown = _events_shown(read, conn, who, chosen["id"], at)
+            shown = _events_shown(read, conn, who, chosen["id"], at, unread)
         with engine_of(request).begin() as conn:
             names = party_names(conn, [e["record"]["party_id"] for e in shown.events])
+            newest = shown.events[0]["event_id"] if shown.events else 0
             # a HEAD is no look at the page (it marked events read)
-            if shown.events and shown.marks_read and not asked_head(request):
-                mark_read(conn, who.viewer.party_id, chosen["id"], shown.events[0]["event_id"])
-                # the menu's count as it is now, not as it was before this page marked them
-                who = replace(who, unread=unread_count(conn, who.viewer))
-                newest = shown.events[0]["event_id"]
-                if newest > shown.read_up_to:
-                    unread[chosen["id"]] = unread_in_watch(conn, who.viewer, chosen["id"], 1000)
+            marking = shown.marks_read and newest > shown.read_up_to and not asked_head(request)
+            if marking:
+                mark_read(conn, who.viewer.party_id, chosen["id"], newest)
+        if marking:  # the menu's count as it is now, not as it was before this page marked them
+            now = _counted(request, lambda conn: unread_count(conn, who.viewer))
+            who = replace(who, unread=who.unread if now is None else now)
     return render(
         request,
         "watches.html",
@@ -149,7 +181,6 @@ def _page(
         status=status,
         title="Watches",
         watches=watches,
-        unread=unread,
         chosen=chosen,
         shown=shown,
         paged=at != Position(),
@@ -270,6 +301,9 @@ def install(app: FastAPI) -> None:
             return int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
 
         at = Position(before=event_id("before"), after=event_id("after"))
+        if any(request.query_params.get(n) and getattr(at, n) is None for n in vars(at)):
+            # read as the newest page, it marked 50 events read (review 25f)
+            return error_page(request, who, 422, "Page link not valid", BAD_PAGE_LINK)
         return _page(request, who, event_id("watch"), at=at)
 
     @app.post("/watches", include_in_schema=False)
