@@ -639,6 +639,16 @@ def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypat
     assert "Open http" not in result.stderr and "Serve it with: servicetrail --db" in result.stderr
 
 
+def test_demo_says_how_to_serve_its_store_without_the_stores_password(pg_server, tmp_path):
+    """It printed `postgresql+psycopg://postgres:PASSWORD@...` (review 25f). The throwaway
+    server trusts local connections, so a password in the URL is carried and not needed."""
+    url = pg_server.new_database().replace("postgres@", "postgres:s3cret-pw@", 1)
+    result = CliRunner().invoke(main, ["--db", url, "demo", "--no-serve", "--records", "1000"])
+    assert result.exit_code == 0, result.output
+    assert "s3cret-pw" not in result.output and "+psycopg" not in result.output
+    assert "Serve it with: servicetrail --db 'postgresql://postgres:***@" in result.stderr
+
+
 @pytest.mark.parametrize("proxies", ["garbage", "10.0.0.1,", "10.0.0.1,proxy.example"])
 def test_serve_refuses_proxies_that_are_no_address(proxies):
     """Taken without a word, then no proxy's headers were believed (audit 25d)."""

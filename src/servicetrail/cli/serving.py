@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import socket
 import sys
 
@@ -11,6 +12,7 @@ import click
 from ..demo import build_demo, demo_logins
 from ..signing import signer_for
 from ..store.accounts import verified_password_hash
+from ..store.engine import shown_url
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .commands import command
@@ -129,7 +131,10 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
         f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True
     )
     if no_serve:
-        click.echo(f"\nServe it with: servicetrail --db {store_url()} serve", err=True)
+        # the URL without its password (it printed a PostgreSQL password; review 25f), quoted
+        url = shown_url(store_url()).replace("postgresql+psycopg://", "postgresql://", 1)
+        shown = shlex.quote(url)
+        click.echo(f"\nServe it with: servicetrail --db {shown} serve", err=True)
     else:
         click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)
     sys.stderr.flush()
