@@ -563,7 +563,8 @@ def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, t
     assert f"waiting for another run that writes {shared}" in said
 
 
-def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path):
+@pytest.mark.parametrize("named", ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"])
+def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path, named):
     """`--rejects /dev/stderr` with `2>log`: opened again, the stream had an offset of its own,
     and the lines the command wrote after the rejects overwrote the first of them (audit
     25d)."""
@@ -574,7 +575,7 @@ def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path)
     with open(tmp_path / "log", "w") as log:  # as a shell's 2>log: no O_APPEND
         ran = subprocess.run(
             [sys.executable, "-c", "from servicetrail.cli import main; main()"]
-            + ["--db", db_url, "ingest", str(bad), "--rejects", "/dev/stderr"],
+            + ["--db", db_url, "ingest", str(bad), "--rejects", named],
             stderr=log,
             stdout=subprocess.PIPE,
             check=False,

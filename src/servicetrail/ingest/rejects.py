@@ -109,7 +109,8 @@ def _inherited_stream(path: Path) -> int | None:
     text = os.path.normpath(str(path))
     if text in _STREAM_NAMES:
         return _STREAM_NAMES[text]
-    for folder in ("/dev/fd/", "/proc/self/fd/"):
+    # the loader resolves a reject file's folder: /dev/fd/2 comes as /proc/<this pid>/fd/2
+    for folder in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
         number = text.removeprefix(folder)
         if text.startswith(folder) and number.isdigit() and number.isascii():
             try:
