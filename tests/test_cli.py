@@ -226,7 +226,13 @@ def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"],
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite:///file:x?mode=memory&uri=true",
+        "sqlite:///file:x.db?vfs=memdb&uri=true",  # a named file, kept in memory (review 25e)
+    ],
 )
 def test_a_store_in_memory_is_refused_before_it_takes_anything(url, tmp_path, monkeypatch):
     """It keeps nothing once the command ends: `load users` said "loaded 1" and stored

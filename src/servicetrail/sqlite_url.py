@@ -39,6 +39,10 @@ def in_memory(url: str) -> bool:
     empty variable makes of `sqlite:///$DB`, or `:memory:`): one that keeps nothing once its
     process ends, and of which each thread of a server gets an empty one of its own."""
     try:
-        return make_url(url).drivername.startswith("sqlite") and sqlite_file(url) is None
+        parsed = make_url(url)
+        if not parsed.drivername.startswith("sqlite"):
+            return False
+        # SQLite's memdb VFS keeps a named file's database in memory (review 25e)
+        return sqlite_file(url) is None or parsed.query.get("vfs") == "memdb"
     except Exception:  # not a URL at all: opening it says why
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.watches import MAX_DEVICES, MAX_NAME, MAX_SRVS, MAX_URL
 
@@ -112,6 +112,8 @@ class NewWatch(BaseModel):
     """The bounds a schema can state; domain.watches checks the rest (printable names,
     EUI-64s, SRV numbers, a safe URL), each a 422 naming its field."""
 
+    model_config = ConfigDict(extra="forbid")  # an unknown field is a 422 (review 25e)
+
     name: str = Field(description="1-200 printable characters", min_length=1, max_length=MAX_NAME)
     devices: Literal["mine"] | Annotated[list[str], Field(min_length=1, max_length=MAX_DEVICES)] = (
         Field(
@@ -126,7 +128,7 @@ class NewWatch(BaseModel):
     ) = "all"
     kinds: Annotated[
         list[Literal["request", "acknowledgement", "response", "device_alert", "dcc_alert"]],
-        Field(min_length=1, max_length=5),
+        Field(min_length=1),
     ] = ["request"]
     senders: Literal["others", "all"] = Field(
         "others", description="others: records whose user_id is not one of your User IDs"
