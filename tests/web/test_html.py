@@ -370,12 +370,16 @@ FROM_HERE = [
 ]
 
 
-@pytest.mark.parametrize("headers", ANOTHER_SITE)
-def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, headers) -> None:
-    client = TestClient(app)
+def sign_in_with(client: TestClient, headers: dict[str, str]):
+    """The sign-in form posted with its right token and these headers."""
     form = client.get("/login")
     data = {"username": NP_USER, "password": PASSWORD, "csrf_token": TOKEN.search(form.text)[1]}
-    answer = client.post("/login", data=data, headers=headers, follow_redirects=False)
+    return client.post("/login", data=data, headers=headers, follow_redirects=False)
+
+
+@pytest.mark.parametrize("headers", ANOTHER_SITE)
+def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, headers) -> None:
+    answer = sign_in_with(TestClient(app), headers)
     assert answer.status_code == 403 and "sent from another site" in answer.text
     assert "st_session" not in answer.headers.get("set-cookie", "")
     c = signed_in_client(app, NP_USER)
@@ -390,10 +394,7 @@ def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, head
 @pytest.mark.parametrize("headers", FROM_HERE)
 def test_a_form_from_this_servers_own_page_is_taken(app, headers) -> None:
     client = TestClient(app)
-    form = client.get("/login")
-    data = {"username": NP_USER, "password": PASSWORD, "csrf_token": TOKEN.search(form.text)[1]}
-    answer = client.post("/login", data=data, headers=headers, follow_redirects=False)
-    assert answer.status_code == 303
+    assert sign_in_with(client, headers).status_code == 303
     report = {"from": "2025-01-01", "to": "2025-12-31", "csrf_token": csrf_of(client)}
     answer = client.post("/report", data=report, headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
