@@ -96,7 +96,7 @@ def _events_shown(
     read_up_to = read_position(conn, who.viewer.party_id, watch_id)
     after = at.after
     if at.before is None and after is None:
-        if unread is None:  # not counted in time: the newest, which then mark nothing
+        if unread is None:  # not counted in time: the newest events, marking none read
             return _newest_marking_nothing(read, watch_id, read_up_to)
         if unread > EVENTS_SHOWN:
             after = read_up_to
