@@ -915,3 +915,11 @@ def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engin
     page = client.get("/", params={"device_id": P.ESME_1}).text
     assert "Looker Ltd ⟨U+2069⟩⟨U+202E⟩" in page
     assert "\u202e" not in page and "\u2069" not in page
+
+
+def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -> None:
+    """Shown beside the code, its meaning was also in hidden words after it: a screen reader
+    read it twice (audit 25c). In tables, with no words beside it, the hidden words stay."""
+    page = np.get(f"/records/{world.ids['np_resp']}").text
+    row = re.search(r"<dt>Response code</dt><dd>(.*?)</dd>", page, re.S).group(1)
+    assert 'class="code-help"' in row and "visually-hidden" not in row
