@@ -153,6 +153,21 @@ def test_bad_watches_are_422_naming_the_field(client, south, body, parameter, mo
     assert answer.json()["parameter"] == parameter
 
 
+def test_the_documented_watch_body_is_the_one_the_api_takes(client, south) -> None:
+    """The document capped kinds at five, which the API does not, and allowed fields the API
+    refuses (review 25e): a client built from it sent what was refused, or refused what
+    would be taken."""
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/api/v1/watches"]["post"]["requestBody"]["content"]
+    schema = body["application/json"]["schema"]
+    assert schema["additionalProperties"] is False
+    assert "maxItems" not in schema["properties"]["kinds"]
+    extra = client.post("/api/v1/watches", headers=south, json={"name": "x", "colour": "red"})
+    assert extra.status_code == 422
+    repeated = {"name": "six kinds", "kinds": ["request"] * 6, "senders": "all"}
+    assert client.post("/api/v1/watches", headers=south, json=repeated).status_code == 201
+
+
 def test_a_body_that_is_not_json_or_too_large_is_422(client, south) -> None:
     assert (
         client.post("/api/v1/watches", content=b"{nope", headers=south).json()["parameter"]
