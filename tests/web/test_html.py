@@ -739,6 +739,7 @@ def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     assert len(times[0]) == 50 and times[0] == sorted(times[0], reverse=True)
     assert times[1] and max(times[1]) < min(times[0])
     assert 'rel="next"' not in second.text
+    assert "<title>Search the trail (page 2) · servicetrail</title>" in second.text
 
 
 SLOW_SEARCH = textwrap.dedent("""
@@ -923,3 +924,13 @@ def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -
     page = np.get(f"/records/{world.ids['np_resp']}").text
     row = re.search(r"<dt>Response code</dt><dd>(.*?)</dd>", page, re.S).group(1)
     assert 'class="code-help"' in row and "visually-hidden" not in row
+
+
+def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: TestClient) -> None:
+    """The title, which a screen reader says first and a tab shows, stayed "Search the
+    trail" on a 422 and on page 2 (audit 25c)."""
+    title = re.compile(r"<title>(.*?)</title>")
+    assert title.search(np.get("/").text)[1] == "Search the trail · servicetrail"
+    wrong = np.get("/", params={"device_id": "not-a-device"}).text
+    assert title.search(wrong)[1] == "Error: Search the trail · servicetrail"
+    # page 2's title: test_keyset_paging_newest_first_without_overlap
