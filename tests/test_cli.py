@@ -655,6 +655,14 @@ def test_demo_says_how_to_serve_its_store_without_the_stores_password(pg_server,
     assert "Serve it with: servicetrail --db 'postgresql://postgres:***@" in result.stderr
 
 
+def test_a_store_url_whose_port_is_not_a_number_is_said_so():
+    """It said "invalid literal for int() with base 10: 'notaport'" (audit 25d)."""
+    url = "postgresql://reader:pw@127.0.0.1:notaport/trail"
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 2
+    assert "its port is not a number" in result.output and "pw" not in result.output
+
+
 @pytest.mark.parametrize("proxies", ["garbage", "10.0.0.1,", "10.0.0.1,proxy.example"])
 def test_serve_refuses_proxies_that_are_no_address(proxies):
     """Taken without a word, then no proxy's headers were believed (audit 25d)."""

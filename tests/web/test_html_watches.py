@@ -267,3 +267,9 @@ def test_a_list_typed_under_another_choice_is_not_dropped(engine, world, fields,
     assert answer.status_code == 422 and f'href="#f-{field}"' in answer.text
     assert "or clear the list" in answer.text
     assert "Events of" not in client.get("/watches").text  # no watch was made
+
+
+def test_the_form_says_what_critical_means(engine, world) -> None:
+    """ "Critical" stood alone on the form (audit 25c)."""
+    page = signed_in(engine, P.SOUTHENERGY).get("/watches").text
+    assert "the sending User signs a pre-command" in page

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..domain.ids import MAX_ID, InvalidValue, shown, whole_number
 from ..domain.times import parse_time
@@ -178,6 +178,13 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
             f"{shown_url(database_url(url))} is a SQLite store in memory, which keeps nothing "
             "once the command ends: name a file, e.g. sqlite:///servicetrail.db"
         )
+    try:
+        _ = make_url(database_url(url)).port
+    except ValueError:  # said "invalid literal for int() with base 10" (audit 25d)
+        shown = shown_url(database_url(url)).replace("postgresql+psycopg://", "postgresql://", 1)
+        raise Failure(f"cannot open the store at {shown}: its port is not a number") from None
+    except Exception:
+        pass  # not a URL at all: opening it says why
     try:
         return opener(url)
     except StoreError:
