@@ -181,8 +181,9 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
     try:
         _ = make_url(database_url(url)).port
     except ValueError:  # said "invalid literal for int() with base 10" (audit 25d)
-        shown = shown_url(database_url(url)).replace("postgresql+psycopg://", "postgresql://", 1)
-        raise Failure(f"cannot open the store at {shown}: its port is not a number") from None
+        raise Failure(
+            f"cannot open the store at {shown_store_url()}: its port is not a number"
+        ) from None
     except Exception:
         pass  # not a URL at all: opening it says why
     try:
@@ -197,6 +198,12 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
 def store_url() -> str:
     """The URL of the store this command works on (as given, or from the settings)."""
     return database_url(click.get_current_context().obj)
+
+
+def shown_store_url() -> str:
+    """That URL as its user writes it, and as it may be shown: without its password (a
+    PostgreSQL one was printed; review 25f) or the driver's name."""
+    return shown_url(store_url()).replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @contextmanager

@@ -12,11 +12,10 @@ import click
 from ..demo import build_demo, demo_logins
 from ..signing import signer_for
 from ..store.accounts import verified_password_hash
-from ..store.engine import shown_url
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .commands import command
-from .common import Failure, engine, store_url, with_db
+from .common import Failure, engine, shown_store_url, store_url, with_db
 
 
 def _address_free(host: str, port: int) -> None:
@@ -131,9 +130,7 @@ def demo(host: str, port: int, records: int, no_serve: bool) -> None:
         f"\nShowcase device: {logins.showcase_device_id}\n  {logins.showcase.story()}", err=True
     )
     if no_serve:
-        # the URL without its password (it printed a PostgreSQL password; review 25f), quoted
-        url = shown_url(store_url()).replace("postgresql+psycopg://", "postgresql://", 1)
-        shown = shlex.quote(url)
+        shown = shlex.quote(shown_store_url())
         click.echo(f"\nServe it with: servicetrail --db {shown} serve", err=True)
     else:
         click.echo(f"\nOpen http://{host}:{port}/ and log in.", err=True)

@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ..domain.access_log import Reader
@@ -77,16 +78,24 @@ def signed_in(request: Request) -> SignedIn | None:
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:
         return None
+    unread = count_or_none(request, lambda conn: unread_count(conn, viewer))
+    return SignedIn(session, viewer, name, unread or 0)
+
+
+def count_or_none(request: Request, count: Callable[[Connection], int]) -> int | None:
+    """A count read on a connection of its own (it reads as the viewer: store.queries), or
+    None when the store cannot give it now: past its time limit, or a lock held on the
+    watches' events. A count is no reason to refuse a page (that made every page a 503,
+    even /verify: audit 20a; the Watches page a 422: review 25f)."""
     try:
-        with reader_of(request) as conn:  # apart: it reads as the viewer (store.queries)
-            unread = unread_count(conn, viewer)
-    except SearchTooBroad:  # the navigation's count is no reason to refuse the page
-        unread = 0
-    except DBAPIError as e:  # nor is a lock held on the watches' events (it made every
-        if store_busy(e) is None:  # page a 503, even /verify: audit 20a)
+        with reader_of(request) as conn:
+            return count(conn)
+    except SearchTooBroad:
+        return None
+    except DBAPIError as e:
+        if store_busy(e) is None:
             raise
-        unread = 0
-    return SignedIn(session, viewer, name, unread)
+        return None
 
 
 def refuse_auditor(request: Request) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.exc import DBAPIError
 
 from ..domain.model import KINDS
 from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
-from ..store.limits import SearchTooBroad, store_busy
 from ..store.parties import party_names
 from ..store.watches import (
     NO_EVENT_YET,
@@ -33,7 +30,7 @@ from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
 from .rendering import error_page, render
-from .signin import SignedIn, Who, checked_form, web_reader
+from .signin import SignedIn, Who, checked_form, count_or_none, web_reader
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
@@ -71,21 +68,6 @@ class EventsShown:
     marks_read: bool = False  # the page shows every unread event up to its newest
 
 
-def _counted(request: Request, count: Callable[[Any], int]) -> int | None:
-    """A count read apart (as the menu's is), or None when the store cannot give it now (past
-    its time limit, or busy): no reason to refuse the page (a 422 where it loaded; review
-    25f)."""
-    try:
-        with reader_of(request) as conn:
-            return count(conn)
-    except SearchTooBroad:
-        return None
-    except DBAPIError as e:
-        if store_busy(e) is None:
-            raise
-        return None
-
-
 def _events_shown(
     read: Any, conn: Any, who: SignedIn, watch_id: int, at: Position, unread: int | None
 ) -> EventsShown:
@@ -97,7 +79,7 @@ def _events_shown(
     after = at.after
     if at.before is None and after is None:
         if unread is None:  # not counted in time: the newest events, marking none read
-            return _newest_marking_nothing(read, watch_id, read_up_to)
+            return replace(_older_page(read, watch_id, read_up_to, None), marks_read=False)
         if unread > EVENTS_SHOWN:
             after = read_up_to
     if after is not None:
@@ -111,22 +93,20 @@ def _events_shown(
             newer=events[0]["event_id"] if len(events) == EVENTS_SHOWN else None,
             marks_read=after <= read_up_to,
         )
-    found_before = read.recent_events(watch_id, EVENTS_SHOWN, at.before or NO_EVENT_YET)
-    events, beyond = found_before if found_before else ([], None)
+    return _older_page(read, watch_id, read_up_to, at.before)
+
+
+def _older_page(read: Any, watch_id: int, read_up_to: int, before: int | None) -> EventsShown:
+    """The newest page of events before `before` (None: the newest of all)."""
+    found = read.recent_events(watch_id, EVENTS_SHOWN, before or NO_EVENT_YET)
+    events, beyond = found if found else ([], None)
     return EventsShown(
         events,
         read_up_to,
         older=events[-1]["event_id"] if beyond is not None else None,
-        newer=events[0]["event_id"] if at.before is not None and events else None,
+        newer=events[0]["event_id"] if before is not None and events else None,
         marks_read=beyond is None or beyond <= read_up_to,
     )
-
-
-def _newest_marking_nothing(read: Any, watch_id: int, read_up_to: int) -> EventsShown:
-    found = read.recent_events(watch_id, EVENTS_SHOWN)
-    events, beyond = found if found else ([], None)
-    older = events[-1]["event_id"] if beyond is not None else None
-    return EventsShown(events, read_up_to, older=older, marks_read=False)
 
 
 @dataclass(frozen=True)
@@ -155,7 +135,7 @@ def _page(
     names: dict[str, str] = {}
     if chosen is not None:
         filters = {"watch": chosen["id"], **{k: v for k, v in vars(at).items() if v is not None}}
-        unread = _counted(
+        unread = count_or_none(
             request, lambda conn: unread_in_watch(conn, who.viewer, chosen["id"], EVENTS_SHOWN + 1)
         )
         with (
@@ -172,7 +152,7 @@ def _page(
             if marking:
                 mark_read(conn, who.viewer.party_id, chosen["id"], newest)
         if marking:  # the menu's count as it is now, not as it was before this page marked them
-            now = _counted(request, lambda conn: unread_count(conn, who.viewer))
+            now = count_or_none(request, lambda conn: unread_count(conn, who.viewer))
             who = replace(who, unread=who.unread if now is None else now)
     return render(
         request,
