@@ -11,7 +11,6 @@ from sqlalchemy.exc import DBAPIError
 
 from servicetrail.domain.times import parse_time
 from servicetrail.store import migrate
-from servicetrail.store.engine import make_engine
 from servicetrail.store.log_audit import audit
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_node, log_pending
 from servicetrail.store.log_tree import latest_checkpoints
@@ -21,17 +20,15 @@ from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf
+from tests.store.test_migrations import store_at
 
 
 def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
-    engine = make_engine(empty_db_url)
+    engine = store_at(empty_db_url, "0008", parse_time("2025-03-01T10:00:00Z"))
     sqlite = engine.dialect.name == "sqlite"
     sender, device = "90-B3-D5-1F-30-01-00-00", "00-DB-12-34-56-78-90-A0"
     try:
-        command.upgrade(migrate._config(engine), "0008")
         with engine.begin() as conn:
-            if not sqlite:
-                ensure_months(engine, [parse_time("2025-03-01T10:00:00Z")])
             for i in range(1, 4):
                 at = f"2025-03-01T0{i}:00:00.000000Z" if sqlite else f"2025-03-01 0{i}:00:00+00"
                 conn.execute(
@@ -158,13 +155,10 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
     from servicetrail.signing import load_signer
 
     monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "sign.key"))
-    engine = make_engine(empty_db_url)
+    engine = store_at(empty_db_url, "0008", parse_time("2025-03-01T10:00:00Z"))
     sqlite = engine.dialect.name == "sqlite"
     try:
-        command.upgrade(migrate._config(engine), "0008")
         with engine.begin() as conn:
-            if not sqlite:
-                ensure_months(engine, [parse_time("2025-03-01T10:00:00Z")])
             at = "2025-03-01T01:00:00.000000Z" if sqlite else "2025-03-01 01:00:00+00"
             conn.execute(
                 text(

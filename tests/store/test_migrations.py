@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,18 @@ def older_store(db_url: str) -> str:
     finally:
         engine.dispose()
     return previous
+
+
+def store_at(db_url: str, revision: str, when: datetime) -> Engine:
+    """A store built up to `revision` as that servicetrail left it, with (PostgreSQL) the
+    partitions of `when`'s month: for rows a test writes by hand at that schema."""
+    from servicetrail.store.partitions import ensure_months
+
+    engine = make_engine(db_url)
+    command.upgrade(migrate._config(engine), revision)
+    if engine.dialect.name != "sqlite":
+        ensure_months(engine, [when])
+    return engine
 
 
 def test_an_empty_store_is_built_at_the_current_schema_without_asking(empty_db_url: str) -> None:
@@ -204,18 +217,14 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
 
     from servicetrail.domain.model import SatRecord
     from servicetrail.domain.times import parse_time
-    from servicetrail.store.partitions import ensure_months
     from servicetrail.store.writer import append_records
 
     at = parse_time("2025-03-01T10:00:00Z")
     rid = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:"
-    engine = make_engine(empty_db_url)
+    engine = store_at(empty_db_url, "0003", at)
     sqlite = engine.dialect.name == "sqlite"
     try:
-        command.upgrade(migrate._config(engine), "0003")
         with engine.begin() as conn:
-            if not sqlite:
-                ensure_months(engine, [at])
             for i in (1, 2):
                 conn.execute(
                     text(
