@@ -158,3 +158,52 @@ def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sq
     loaded = assert_consistent(sqlite_url)
     again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"
+
+
+def test_a_rerun_killed_part_way_leaves_the_shared_reject_file_as_the_last_whole_run_left_it(
+    big_file, tmp_path, sqlite_url
+):
+    """It dropped its input's earlier entries as it began and added its new ones as it went:
+    killed part way, the file held another input's entries and some of its own (audit 25a).
+    The last whole run's entries now stay until a run ends; the next whole run writes them."""
+    with_rejects = tmp_path / "some-bad.jsonl"
+    lines = big_file.read_text().splitlines(keepends=True)
+    with open(with_rejects, "w") as f:
+        for number, line in enumerate(lines):
+            f.write(line if number % 1000 else '{"bad": %d}\n' % number)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"other": 1}\n{"other": 2}\n')
+    shared = tmp_path / "shared.rejects.jsonl"
+    env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
+
+    def ingest(db: str, *inputs: Path) -> subprocess.Popen:
+        command = [str(BINARY), "--db", db, "ingest", *map(str, inputs), "--rejects", str(shared)]
+        return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE)
+
+    assert ingest(sqlite_url, other, with_rejects).wait(timeout=120) == 1
+    whole = shared.read_bytes()
+    assert whole.count(b"\n") == 2 + TOTAL // 1000
+
+    second = f"sqlite:///{tmp_path / 'second.db'}"  # a store of its own: the re-run has work
+    child = ingest(second, with_rejects)
+    try:
+        deadline = time.monotonic() + 60
+        while record_count(second) < 0.3 * TOTAL:
+            assert child.poll() is None, "the re-run ended before the kill point"
+            assert time.monotonic() < deadline, "the re-run made no progress"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    assert shared.read_bytes() == whole
+
+    again = ingest(second, with_rejects)
+    again.communicate(timeout=120)
+    assert again.returncode == 1
+    assert sorted(shared.read_bytes().splitlines()) == sorted(whole.splitlines())
+    assert sorted(p.name for p in tmp_path.iterdir() if "rejects" in p.name) == [
+        shared.name
+    ]  # no .partial

@@ -5,7 +5,10 @@ extension, plus `.rejects.jsonl`) and written beside it. A run replaces the entr
 own inputs and keeps those of any other input that shares the file, so that no run loses
 another's rejects; it never writes over an input. Runs that share a reject file take turns:
 each holds it, under an exclusive lock, from its start to its end (audit 20c: a run that
-rewrote the file under another's open descriptor lost that run's later rejects).
+rewrote the file under another's open descriptor lost that run's later rejects). A run that
+replaces its inputs' earlier entries writes the new file beside the old one and puts it in
+place at its end: killed part way, it leaves the file as the last run to end left it (audit
+25a: the earlier entries were gone, and only some of the new ones written).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
@@ -98,6 +102,7 @@ def _resolved_text(name: str) -> str:
 # the reject file as this run writes it: appended to, and never through a link at its name
 # (whoever may write the folder could point it anywhere; a named link is not opened so)
 _WRITING = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
+_NEW = os.O_CREAT | os.O_EXCL
 
 
 _STREAM_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
@@ -119,6 +124,12 @@ def _inherited_stream(path: Path) -> int | None:
                 return None
             return int(number)
     return None
+
+
+def _fresh_path(path: Path) -> Path:
+    """Where a run writes the file that replaces `path` at its end. One name, beside it: only
+    the run holding `path` writes there, and a killed run's is removed by the next one."""
+    return path.with_name(f".{path.name}.partial")
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -161,6 +172,7 @@ class RejectFile:
         self._fd: int | None = None  # the file held for this run (`_held`)
         self._created = False  # by this run, to be removed at its end if it stays empty
         self._emptied = False
+        self._fresh: int | None = None  # the file taking the held one's place at the end
         if any(path.resolve() == Path(p).resolve() for p in inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
@@ -198,7 +210,7 @@ class RejectFile:
         told = False
         while True:
             try:
-                fd = os.open(self.path, _WRITING | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(self.path, _WRITING | _NEW, 0o600)
                 created = True
             except FileExistsError:
                 try:
@@ -241,17 +253,18 @@ class RejectFile:
 
     def _keep_other_inputs(self, ours: set[str], our_folders: list[str]) -> None:
         """Read a line at a time (a reject file may be far larger than memory), the entries
-        kept going to a fresh file that then takes the old one's place, locked before it
-        does, so that a run waiting for the old one looks again and waits for this one."""
+        kept go to a fresh file, which this run then adds its own to and which takes the old
+        one's place at its end (`_put_fresh_in_place`). A file that holds nothing of this
+        run's inputs is added to as it is."""
         assert self._fd is not None
+        with suppress(OSError):
+            _fresh_path(self.path).unlink()  # a killed run's
         if os.fstat(self._fd).st_size == 0:
             return
         try:
-            fd, fresh_name = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
+            fd = os.open(_fresh_path(self.path), _WRITING | _NEW, 0o600)
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        fresh = Path(fresh_name)
         entries = kept = 0
         resolved: dict[str, str] = {}  # a name's resolve() is a system call per part of it
         try:
@@ -276,18 +289,43 @@ class RejectFile:
                     if mine not in ours and not mine.startswith(tuple(our_folders)):
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
-            if kept < entries and kept:
-                os.replace(fresh, self.path)
-                self._fd, fd = fd, self._fd  # the old one is closed below, its lock with it
-            elif entries and not kept:  # every entry was this run's own inputs'
-                os.ftruncate(self._fd, 0)
-                self._emptied = True
-            # else: nothing of this run's inputs' to drop; the file stays as it was
+            if kept < entries:  # some were this run's inputs': the fresh file replaces them
+                self._fresh = fd
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
         finally:
-            os.close(fd)
-            fresh.unlink(missing_ok=True)
+            if self._fresh is None:
+                os.close(fd)
+                _fresh_path(self.path).unlink(missing_ok=True)
+
+    def _put_fresh_in_place(self) -> None:
+        """The fresh file this run wrote, if any, takes the held one's place, whole on the
+        disk before it does. Locked first, so that a run waiting for the old one looks again
+        and waits for this one. Empty (every entry was this run's inputs', and it rejected
+        nothing), the held file is emptied instead, and removed as this run lets it go."""
+        if self._fresh is None or self._fd is None:
+            return
+        try:
+            if os.fstat(self._fresh).st_size == 0:
+                os.ftruncate(self._fd, 0)
+                self._emptied = True
+                return
+            fcntl.flock(self._fresh, fcntl.LOCK_EX)
+            os.fsync(self._fresh)
+            os.replace(_fresh_path(self.path), self.path)
+        except OSError as e:
+            raise RejectsUnwritable(self.path, e) from None
+        self._fd, self._fresh = self._fresh, self._fd  # the old one is dropped with its lock
+
+    def _drop_fresh(self) -> None:
+        """The fresh file let go of, and removed if it was not put in place."""
+        if self._fresh is None:
+            return
+        fd, self._fresh = self._fresh, None
+        with suppress(OSError):
+            if _same_file(fd, _fresh_path(self.path)):
+                _fresh_path(self.path).unlink()
+        os.close(fd)
 
     def add(
         self,
@@ -310,7 +348,8 @@ class RejectFile:
     def _opened(self) -> IO[bytes]:
         if self._out is None:
             if self._fd is not None:
-                self._out = open(os.dup(self._fd), "ab")
+                held = self._fresh if self._fresh is not None else self._fd
+                self._out = open(os.dup(held), "ab")
             elif (inherited := _inherited_stream(self.path)) is not None:
                 # the command's own stream, written through: opened again, a stream the shell
                 # sent to a file (2>log) had its own offset, and its next lines overwrote the
@@ -423,11 +462,14 @@ class RejectFile:
                     self._out = None
                     raise RejectsUnwritable(self.path, e) from None
                 self._out = None
+            self._put_fresh_in_place()
         finally:
+            self._drop_fresh()  # unless put in place: what the last whole run wrote stays
             self._let_go()
 
     def _abandon(self) -> None:
         self._close_readers()
+        self._drop_fresh()
         if self._out is not None:
             try:
                 self._out.close()
