@@ -155,6 +155,21 @@ def test_the_openapi_document_states_the_checks_the_api_makes(client):
     assert schemas["Kind"]["enum"] == list(KINDS)
 
 
+def test_no_parameter_documented_as_a_number_carries_a_length(client):
+    """/logs/consistency's `from` and `to` were `type: integer` with `maxLength: 20`, a
+    keyword for strings that a client's generated validation reads wrongly (audit 25d)."""
+    document = client.get("/openapi.json").json()
+    numbers = [
+        (path, p["name"], p["schema"])
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        for p in operation.get("parameters", [])
+        if p["schema"].get("type") == "integer"
+    ]
+    assert ("/api/v1/logs/consistency", "from") in {(path, name) for path, name, _ in numbers}
+    assert [(path, name) for path, name, schema in numbers if "maxLength" in schema] == []
+
+
 def test_empty_parameters_are_not_given(client, bearer):
     headers = bearer(P.NORTHPOWER)
     empty = client.get(

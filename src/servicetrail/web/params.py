@@ -109,6 +109,7 @@ def whole_number_schema(
 
     def documented(schema: dict[str, Any]) -> None:
         schema.pop("anyOf", None)
+        schema.pop("maxLength", None)  # the text's bound, which no integer has
         schema.update(type="integer", minimum=minimum)
         if maximum is not None:
             schema["maximum"] = maximum
