@@ -109,6 +109,12 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     assert "W" * 200 in events.first.inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
+    page.get_by_role("link", name="Delete watch Others on my meters…").click()
+    page.wait_for_url(re.compile(r".*/watches/\d+/delete$"))  # asked first (audit 25c)
+    assert page.get_by_role("heading", level=1).inner_text() == (
+        "Delete the watch “Others on my meters”?"
+    )
+    shot(page, "37-watch-delete-asked")
     page.get_by_role("button", name="Delete watch Others on my meters").click()
     page.wait_for_url(server + "/watches")
     assert "No watches yet" in page.content()

@@ -87,6 +87,31 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     assert "on my meters" not in client.get("/watches").text
 
 
+def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, world) -> None:
+    """One click on the list took the watch with its unread events and webhook (audit 25c):
+    the list's Delete now opens a page that asks, and only its button deletes."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    watch_id = add(south).headers["location"].split("=")[1]
+    listed = south.get("/watches").text
+    assert f'href="/watches/{watch_id}/delete"' in listed
+    assert f'action="/watches/{watch_id}/delete"' not in listed  # no button deletes from the list
+    asked = south.get(f"/watches/{watch_id}/delete")
+    assert asked.status_code == 200
+    assert "Delete the watch “<bdi>on my meters</bdi>”?" in asked.text
+    assert f'action="/watches/{watch_id}/delete"' in asked.text
+    assert "on my meters" in south.get("/watches").text  # asking deleted nothing
+    for someone_else in (
+        signed_in(engine, P.WIRESCO).get(f"/watches/{watch_id}/delete"),
+        south.get("/watches/999999/delete"),
+        south.get("/watches/x/delete"),
+    ):
+        assert someone_else.status_code == 404 and "on my meters" not in someone_else.text
+    south.post(
+        f"/watches/{watch_id}/delete", data={"csrf_token": TOKEN.search(asked.text).group(1)}
+    )
+    assert "on my meters" not in south.get("/watches").text
+
+
 def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()

@@ -1,5 +1,5 @@
 """The Watches page of the web screen (SPEC section 6): the Party's watches, the newest events
-of one of them (unread ones marked), a form to add a watch and a button to delete one."""
+of one of them (unread ones marked), a form to add a watch, and deleting one once asked."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..store.watches import (
     WatchLimit,
     create_watch,
     delete_watch,
+    get_watch,
     list_watches,
     mark_read,
     read_position,
@@ -29,7 +30,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
-from .rendering import error_page, render
+from .rendering import error_page, not_found, render
 from .signin import SignedIn, Who, checked_form, count_or_none, web_reader
 from .state import engine_of, reader_of
 
@@ -324,6 +325,24 @@ def install(app: FastAPI) -> None:
         if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
             return _page(request, who, made["id"], status=201, created=made)
         return RedirectResponse(f"/watches?watch={made['id']}", status_code=303)
+
+    @app.get("/watches/{watch_id}/delete", include_in_schema=False)
+    def confirm_removal(request: Request, who: Who, watch_id: str) -> Response:
+        """Asks first: one click took a watch, its unread events and its webhook (audit 25c)."""
+        found = None
+        if re.fullmatch(r"[0-9]{1,18}", watch_id):
+            with reader_of(request) as conn:
+                found = get_watch(conn, who.viewer.party_id, int(watch_id))
+        if found is None:  # another Party's watch is one that is not there
+            return not_found(request, who)
+        return render(
+            request,
+            "watch_delete.html",
+            who,
+            title=f"Delete the watch {found['name']}?",
+            watch=found,
+            describe=describe,
+        )
 
     @app.post("/watches/{watch_id}/delete", include_in_schema=False)
     def remove_watch(
