@@ -610,3 +610,50 @@ def test_a_reads_closing_seal_waits_briefly_behind_another_seal_and_says_so(pg_u
         "warning: the access log was not sealed now (the store did not answer in time); "
         "the next seal takes its entries"
     )
+
+
+def test_a_key_new_to_a_store_that_has_signed_with_others_is_said_as_it_first_signs(
+    db_url, tmp_path
+):
+    """A mistyped SERVICETRAIL_SIGNING_KEY in a folder that exists is a new key, as a rotation
+    is, and every later checkpoint was signed with it without a word (review 25e). It is
+    said on standard error, once, as the new key first signs in the store."""
+    import subprocess
+    import sys
+
+    records_file = tmp_path / "in.jsonl"
+
+    def ingest(key: Path, n: int) -> subprocess.CompletedProcess:
+        records_file.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "logged_at": r.logged_at.isoformat().replace("+00:00", "Z"),
+                        "kind": r.kind,
+                        "request_id": r.request_id,
+                        "srv": r.srv,
+                        "user_id": r.user_id,
+                        "device_id": r.device_id,
+                        "payload": r.payload,
+                    }
+                )
+                + "\n"
+                for r in records(2, first=700 + 10 * n)
+            )
+        )
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("servicetrail")), "--db", db_url]
+            + ["ingest", str(records_file)],
+            env=dict(os.environ, SERVICETRAIL_SIGNING_KEY=str(key)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    warning = "signing with a key this store has not used before"
+    assert warning not in ingest(tmp_path / "first.key", 1).stderr  # the store's first key
+    mistyped = tmp_path / "frist.key"
+    said = ingest(mistyped, 2).stderr
+    assert f"{warning} ({mistyped}); its checkpoints so far are signed by 1 other key(s)" in said
+    assert "Traceback" not in said
+    assert warning not in ingest(mistyped, 3).stderr  # once: the store knows the key now

@@ -25,6 +25,7 @@ subtree hash a proof or root needs folds from at most 15 stored hashes of one le
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
 from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint, verifier_keys
+
+log = logging.getLogger("servicetrail.store")
 
 _SEAL_CHUNK = 20_000
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs'))"
@@ -359,8 +362,18 @@ def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
         )
     ).first()
     if known is None:
+        earlier = verifier_keys(conn)
+        if earlier:  # a mistyped key file name is a new key, and a rotation: said, not refused
+            log.warning(
+                "signing with a key this store has not used before (%s); its checkpoints so "
+                "far are signed by %d other key(s). A rotation: publish the new verifier key "
+                "(servicetrail log key). If you meant none, SERVICETRAIL_SIGNING_KEY names "
+                "the wrong file.",
+                signer.path or "a key given in code",
+                len(earlier),
+            )
         if signer.path is not None:
-            trust_first(signer.path, verifier_keys(conn), signer.verifier_key)
+            trust_first(signer.path, earlier, signer.verifier_key)
         conn.execute(
             log_verifier_key.insert().values(verifier_key=signer.verifier_key, first_used_at=now)
         )
