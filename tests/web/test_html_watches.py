@@ -243,6 +243,23 @@ def test_only_the_events_a_page_shows_are_marked_read(engine, world) -> None:
     assert newer is not None and event_ids(client.get(html.unescape(newer.group(1))).text)
 
 
+def test_a_newer_link_is_shown_only_when_there_are_newer_events(engine, world) -> None:
+    """A page as full as a page can be had a Newer link, which led to an empty page when it
+    held the newest event (review 25f)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 100)
+    page, pages = client.get(location), []  # the oldest 50 unread first
+    while True:
+        pages.append(event_ids(page.text))
+        newer = re.search(r'href="(/watches\?watch=\d+&amp;after=\d+)"', page.text)
+        if newer is None:
+            break
+        page = client.get(html.unescape(newer.group(1)))
+    assert [len(ids) for ids in pages] == [50, 50]
+    assert max(pages[-1]) == max(event_ids(client.get(location).text))  # it was the newest
+
+
 @pytest.mark.parametrize("query", ["before=-5", "after=abc", "before=%EF%BC%95", "after=1e3"])
 def test_a_page_link_that_is_not_one_marks_nothing_read(engine, world, query) -> None:
     """Read as the newest page, it marked 50 events read (review 25f)."""

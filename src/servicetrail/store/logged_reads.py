@@ -130,6 +130,18 @@ class LoggedRead:
             self._counted([e["record"] for e in page[0]])
         return page
 
+    def newer_events(
+        self, watch_id: int, after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bool] | None:
+        """The oldest `limit` events after `after`, oldest first, and whether there are more
+        (one more is read, neither shown nor counted)."""
+        found = watches.events_after(self.conn, self.viewer, watch_id, after, limit + 1)
+        if found is None:
+            return None
+        shown = found[0][:limit]
+        self._counted([e["record"] for e in shown])
+        return shown, len(found[0]) > limit
+
     def recent_events(
         self, watch_id: int, limit: int, before: int = watches.NO_EVENT_YET
     ) -> tuple[list[dict[str, Any]], int | None] | None:

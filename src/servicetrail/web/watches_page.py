@@ -65,7 +65,7 @@ class EventsShown:
     read_up_to: int  # the newest event read before this page
     oldest_unread_first: bool = False  # more unread than a page: the oldest of them are shown
     older: int | None = None  # `before=` of the page of older events, if there are any
-    newer: int | None = None  # `after=` of the page of newer events, if there may be any
+    newer: int | None = None  # `after=` of the page of newer events, if there are any
     marks_read: bool = False  # the page shows every unread event up to its newest
 
 
@@ -84,14 +84,14 @@ def _events_shown(
         if unread > EVENTS_SHOWN:
             after = read_up_to
     if after is not None:
-        found = read.events_after(watch_id, after, EVENTS_SHOWN)
-        events = list(reversed(found[0])) if found else []
+        found = read.newer_events(watch_id, after, EVENTS_SHOWN)
+        events, more = (list(reversed(found[0])), found[1]) if found else ([], False)
         return EventsShown(
             events,
             read_up_to,
             oldest_unread_first=at.after is None,
             older=events[-1]["event_id"] if events and after > 0 else None,
-            newer=events[0]["event_id"] if len(events) == EVENTS_SHOWN else None,
+            newer=events[0]["event_id"] if more else None,
             marks_read=after <= read_up_to,
         )
     return _older_page(read, watch_id, read_up_to, at.before)
