@@ -179,6 +179,39 @@ def test_a_password_the_sign_in_form_would_not_take_is_refused(
 
 @pytest.mark.parametrize(
     "command",
+    [("accounts", "create", "newbie", "--party", P.NORTHPOWER), ("accounts", "passwd", "np")],
+)
+@pytest.mark.parametrize(
+    "password, said",
+    [
+        # from a Latin-1 file: the error quoted 20 characters either side of the bad byte,
+        # a short password whole (audit 26c)
+        (b"Gr\xfcn-Tiger-2026!secret", "the password is not UTF-8 text"),
+        (b" " * 12, "more than spaces"),  # took the length rule's 12 characters
+        (b"nul\x00in-the-middle", "no control characters"),  # no one could type it to sign in
+    ],
+)
+def test_a_password_no_one_could_sign_in_with_is_refused_and_never_shown(
+    store, db_url, command, password, said
+):
+    import subprocess
+    import sys
+
+    result = subprocess.run(  # the command's own standard input, as from a file
+        [sys.executable, "-c", "from servicetrail.cli import main; main()", "--db", db_url]
+        + list(command),
+        input=password + b"\n",
+        capture_output=True,
+        check=False,
+    )
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2 and said in stderr, stderr
+    assert b"secret" not in result.stdout + result.stderr and b"Tiger" not in result.stderr
+    assert sign_in(screen(store), command[2], password.decode("latin-1")) == 401
+
+
+@pytest.mark.parametrize(
+    "command",
     [
         ("accounts", "disable", "ghost"),
         ("accounts", "enable", "ghost"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import functools
 import hashlib
 import os
@@ -43,6 +45,11 @@ def hash_password(password: str) -> str:
         raise WeakPassword(
             f"a password has at most {MAX_PASSWORD_LENGTH} characters (the sign-in form's limit)"
         )
+    if not password.strip():  # twelve spaces passed the length rule (audit 26c)
+        raise WeakPassword("a password needs more than spaces")
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        # a NUL or a control character: set here, no one could type it in the sign-in form
+        raise WeakPassword("a password holds no control characters (a NUL, a tab, a line end)")
     with _HASHING:
         return _hasher.hash(password)
 

@@ -35,8 +35,16 @@ TOKEN_CACHE_NOTE = (
 def _read_password() -> str:
     """The password from standard input (asked twice on a terminal)."""
     if sys.stdin.isatty():
-        return click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-    return sys.stdin.readline().rstrip("\r\n")
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        # said by the command's catch-all for such bytes, with 20 characters either side of
+        # them: a short password whole, on the terminal and in CI logs (audit 26c)
+        raise Failure("the password is not UTF-8 text (it was not shown)", 2) from None
+    return password
 
 
 @accounts_group.command("create")
@@ -50,7 +58,8 @@ def _read_password() -> str:
 @with_db
 def accounts_create(username: str, party_id: str | None, auditor: bool) -> None:
     """Create an account for a Party (--party) or an auditor's (--auditor); the password
-    (12-1024 characters) is read from standard input (asked twice on a terminal)."""
+    (12-1024 characters, not only spaces, no control characters) is read from standard input
+    (asked twice on a terminal)."""
     if auditor == (party_id is not None):
         raise Failure("give either --party PARTY_ID or --auditor")
     password = _read_password()
@@ -89,8 +98,9 @@ def accounts_enable(username: str) -> None:
 @click.argument("username")
 @with_db
 def accounts_passwd(username: str) -> None:
-    """Set a new password (12-1024 characters, read from standard input, asked twice on a
-    terminal). The account's web sessions end; its API tokens are not affected."""
+    """Set a new password (12-1024 characters, not only spaces, no control characters; read
+    from standard input, asked twice on a terminal). The account's web sessions end; its API
+    tokens are not affected."""
     password = _read_password()
     with engine().begin() as conn:
         ended = change_password(conn, username, password)

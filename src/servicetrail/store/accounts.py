@@ -62,7 +62,7 @@ def create_account(conn: Connection, username: str, party_id: str | None, passwo
         raise AccountError(
             f"account {username!r} already exists"
             if same.username == username
-            else f"account {same.username!r} already exists (usernames differ by more than case)"
+            else f"account {same.username!r} already exists (names must differ by more than case)"
         )
     exists = AccountError(f"account {username!r} already exists")
     # another `accounts create` of the same name may commit between the check and this insert;
