@@ -132,6 +132,27 @@ def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
     assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # nor forgiven by the User
 
 
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        [f"2001:db8:1:2::{n:x}" for n in range(1, 9)],  # one host's /64, an address a try
+        ["203.0.113.9", "::ffff:203.0.113.9"] * 4,  # one IPv4 client, in its mapped form too
+    ],
+)
+def test_a_client_is_counted_as_the_limits_count_it_not_per_address_it_writes(app, addresses):
+    """A host given a /64 guessed on at one username without end, an address a try, and an
+    IPv4 client written as IPv4-mapped IPv6 had two counts (audit 26c): the sign-in counts a
+    client as the server's other limits do."""
+    statuses = [
+        sign_in(browser(app, (address, 40000)), "np.analyst", WRONG).status_code
+        for address in addresses
+    ]
+    assert statuses == [401] * MAX_FAILURES_PER_KEY + [429] * (
+        len(addresses) - MAX_FAILURES_PER_KEY
+    )
+    assert sign_in(browser(app, OFFICE), "np.analyst").status_code == 303  # elsewhere: not
+
+
 def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked_out(app, engine):
     """Without --trusted-proxies every client has the proxy's address: an attacker behind it
     who fails for many usernames, and for this User's, pauses new browsers only."""
