@@ -965,13 +965,20 @@ def test_a_store_that_cannot_be_opened_is_named_without_its_password():
     urls = (
         "postgresql://analyst:s3cret-pw@127.0.0.1:1/nowhere",  # nothing listens on port 1
         "postgresql://analyst:s3cret-pw@127.0.0.1:notaport/db",  # its message was a traceback
+        # libpq's own keywords, and a password with an @ unescaped (audit 26c: shown whole,
+        # and from its @ on)
+        "postgresql://analyst@127.0.0.1:1/db?password=s3cret-pw",
+        "postgresql://127.0.0.1:1/db?user=analyst&sslpassword=s3cret-pw&PASSWORD=s3cret-pw",
+        "postgresql://analyst:s3cr@et-pw@127.0.0.1:1/db",
+        "postgresql://analyst:s3cr@et-pw@127.0.0.1:notaport/db?password=s3cret-pw",
     )
     for url in urls:
         for args in (["records", "--party", "NORTH"], ["db", "check"]):
             result = runner.invoke(main, ["--db", url, *args])
             assert result.exit_code == 2, result.output
-            assert "cannot open the store at" in result.stderr and "***@" in result.stderr
-            assert "s3cret-pw" not in result.output and "Traceback" not in result.output
+            assert "cannot open the store at" in result.stderr, result.output
+            assert "s3cr" not in result.output and "et-pw" not in result.output, result.output
+            assert "Traceback" not in result.output
 
 
 def test_demo_and_serve_refuse_a_port_in_use_before_building_anything(tmp_path):

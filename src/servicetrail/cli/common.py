@@ -179,13 +179,17 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
             "once the command ends: name a file, e.g. sqlite:///servicetrail.db"
         )
     try:
-        _ = make_url(database_url(url)).port
+        host = make_url(database_url(url)).host or ""
     except ValueError:  # said "invalid literal for int() with base 10" (audit 25d)
         raise Failure(
             f"cannot open the store at {shown_store_url()}: its port is not a number"
         ) from None
     except Exception:
-        pass  # not a URL at all: opening it says why
+        host = ""  # not a URL at all: opening it says why
+    if "@" in host:  # the server's name was the password's end, and said so (audit 26c)
+        raise Failure(
+            f"cannot open the store at {shown_store_url()}: write an @ in its password as %40"
+        )
     try:
         return opener(url)
     except StoreError:

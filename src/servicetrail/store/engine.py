@@ -30,14 +30,27 @@ def database_url(explicit: str | None = None) -> str:
     return url
 
 
+# libpq takes `password` (and `sslpassword`, a client key's) among the URL's parameters too
+_SECRET_PARAMETER = re.compile(r"([?&][^=&#]*password[^=&#]*=)[^&#]*", re.IGNORECASE)
+
+
 def shown_url(url: str) -> str:
-    """A store's URL as it may be shown (an error, a log): without its password."""
+    """A store's URL as it may be shown (an error, a log): without its password, whether
+    between :// and @ or as a parameter (audit 26c)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if "@" in (parsed.host or ""):  # read up to the password's own @: its end was the host
+            raise ValueError("a password's @ not written %40")
+        query = {k: "***" if "password" in k.lower() else v for k, v in parsed.query.items()}
+        shown = parsed.set(query=query).render_as_string(hide_password=True)
+        return shown.replace("=%2A%2A%2A", "=***")  # as the password between :// and @ is
     except (exc.ArgumentError, ValueError):  # not a URL SQLAlchemy reads (a port of letters
         # raised ValueError, and the error's own message failed into a traceback): whatever
-        # stands between :// and @ goes
-        return re.sub(r"://[^/@]*@", "://***@", url)
+        # stands between :// and the last @ goes (a password may hold an @ of its own)
+        scheme, found, rest = url.partition("://")
+        if found and "@" in rest:
+            url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return _SECRET_PARAMETER.sub(r"\1***", url)
 
 
 # how long a SQLite write waits for another writer's lock before giving up (StoreBusy)
