@@ -285,3 +285,40 @@ def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):
     refused, took = run(ask_twice())
     assert refused == (429, b"busy") and took >= 0.3
     assert gate.in_flight() == {}
+
+
+def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys_share(world):
+    """The route reads a request's first Authorization (and Cookie) header; the gate read its
+    last, so a junk second header charged a Party's request to a stranger's share (audit 26c):
+    4 more turns a source address, past the Party's own."""
+    app, route, gate = world
+
+    def doubled(scope, name: bytes, second: bytes):
+        scope["headers"].append((name, second))
+        return scope
+
+    async def flood():
+        held = [
+            asyncio.create_task(
+                ask(gate, doubled(scope_for(app, token="token-of-a"), b"authorization", b"x"))
+            )
+            for _ in range(gate.party_share)
+        ]
+        await asyncio.sleep(0)
+        in_flight = gate.in_flight()
+        more = [
+            asyncio.create_task(ask(gate, doubled(scope, name, second)))
+            for scope, name, second in (
+                (scope_for(app, token="token-of-a"), b"authorization", b"Bearer z"),
+                (scope_for(app, path="/", cookie="session-of-a"), b"cookie", b"x=1"),
+            )
+        ]
+        await asyncio.sleep(3)  # past the gate's wait for a turn: refused, or in the route
+        route.release.set()
+        await asyncio.gather(*held)
+        return in_flight, await asyncio.gather(*more)
+
+    in_flight, more = run(flood())
+    party = f"party:{share_of('PARTY_A', 'a.analyst')}"
+    assert in_flight == {party: gate.party_share}
+    assert [status for status, _ in more] == [429, 429]  # the Party's share was taken

@@ -142,13 +142,16 @@ class Gate:
 
 
 def _credential(scope: Scope) -> str | None:
-    """The request's bearer token, else its session cookie, else None."""
-    authorization = cookie_header = ""
+    """The request's bearer token, else its session cookie, else None. Of a header sent twice,
+    the first, as the routes read it: the last charged a Party's request, with a junk header
+    after its own, to a stranger's share, past the Party's (audit 26c)."""
+    authorization = cookie_header = None
     for name, value in scope["headers"]:
-        if name == b"authorization":
+        if name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
-        elif name == b"cookie":
+        elif name == b"cookie" and cookie_header is None:
             cookie_header = value.decode("latin-1")
+    authorization, cookie_header = authorization or "", cookie_header or ""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
