@@ -25,10 +25,11 @@ class Received:
 
 @dataclass
 class Receiver:
-    """`answer(path, attempt_number_of_this_webhook_id)` -> (status, seconds to wait first)."""
+    """`answer(path, attempt_number_of_this_webhook_id)` -> (status, seconds to wait first)
+    or (status, seconds to wait first, seconds to wait between the head and the body)."""
 
     secrets: dict[str, str] = field(default_factory=dict)  # path -> whsec_ secret
-    answer: Callable[[str, int], tuple[int, float]] = lambda path, n: (200, 0.0)
+    answer: Callable[[str, int], tuple[float, ...]] = lambda path, n: (200, 0.0)
     received: list[Received] = field(default_factory=list)
     port: int = 0
 
@@ -55,14 +56,17 @@ class Receiver:
                     1 for r in receiver.received if r.headers.get("webhook-id") == same
                 )
                 receiver.received.append(Received(self.path, headers, body, verified, error))
-                status, wait = receiver.answer(self.path, attempt)
+                status, wait, *body_after = receiver.answer(self.path, attempt)
                 if wait:
                     time.sleep(wait)
                 reply = b"ok"
                 try:
-                    self.send_response(status)
+                    self.send_response(int(status))
                     self.send_header("content-length", str(len(reply)))
                     self.end_headers()
+                    if body_after:
+                        self.wfile.flush()
+                        time.sleep(body_after[0])
                     self.wfile.write(reply)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the deliverer stopped waiting (the slow receivers of the tests)

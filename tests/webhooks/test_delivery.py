@@ -140,6 +140,29 @@ def test_failed_attempts_are_retried_with_the_same_webhook_id(engine, world) -> 
             assert pending_count(conn) == 0
 
 
+def test_a_2xx_whose_body_stalls_is_delivered_once(engine, world) -> None:
+    """The status came at once, and the body never: the attempt was a failure when its time
+    ran out, tried again with the same webhook-id and given up (audit 26b). Success is any
+    2xx (SPEC section 6)."""
+    with Receiver(answer=lambda path, n: (200, 0, 30)) as receiver:
+        made = hook(engine, receiver, "/head-only")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[0.2, 0.2], timeout=3)
+
+        def settled() -> bool:
+            with engine.connect() as conn:
+                return bool(receiver.received) and pending_count(conn, made["id"]) == 0
+
+        started = time.monotonic()
+        assert run(deliverer, settled, seconds=15)
+        assert time.monotonic() - started < 3  # its slot back well before the time limit
+        assert len(receiver.received) == 1 and deliverer.stats.delivered == 1
+        with engine.connect() as conn:
+            assert (
+                list_watches(conn, P.SOUTHENERGY, with_state=True)[0]["webhook"]["failing"] is None
+            )
+
+
 def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, caplog) -> None:
     """A receiver that keeps failing is retried for days: its Party sees it in its watch's
     state (the Watches page and `watch list`), and the operator in the worker's log."""
@@ -278,10 +301,11 @@ def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> N
                     conn, P.SOUTHENERGY, watch_spec({"name": url, "webhook": {"url": url}}), secret
                 )
         lk_requests(engine, *range(1, 11))
-        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=16, timeout=3)
-        assert deliverer.per_party == 8  # room for all four spellings' two slots each
+        deliverer = Deliverer(engine, schedule=[60], per_host=3, concurrency=16, timeout=3)
+        assert deliverer.per_party == 8  # room for all four spellings' three slots each
         run(deliverer, lambda: len(stuck.received) > 2, seconds=2.5)
-        assert len(stuck.received) == 2  # one receiver's, all the Party's: no other waits
+        # one receiver's, all the Party's but the slot kept for another Party's first
+        assert len(stuck.received) == 2
 
 
 def test_a_party_at_its_bound_does_not_hold_up_others_at_a_receiver_they_share(
@@ -344,6 +368,64 @@ def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, 
         assert (
             len(shared.events("/stuck0") + shared.events("/stuck1") + shared.events("/stuck2")) <= 2
         )
+
+
+def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_event(
+    engine, world
+) -> None:
+    """A receiver's queue was one for all Parties: one Party's endpoint there that never
+    answers filled it, and nothing more was leased for that receiver to anyone until it had
+    drained to half, a round of timeouts at a time (audit 26b: another Party's event two
+    minutes late). Each Party's queue to a receiver is its own."""
+    slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
+    with Receiver(answer=slow) as shared:
+        for n in range(3):
+            hook(engine, shared, f"/stuck{n}", party=P.SOUTHENERGY)
+        hook(engine, shared, "/other", party=P.WIRESCO)
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=3)
+        moments: dict[str, float] = {}
+
+        def the_late_one_arrives() -> bool:
+            now = time.monotonic()
+            moments.setdefault("start", now)
+            if "late" not in moments and now - moments["start"] > 1.0:
+                lk_requests(engine, 500)  # once the backlog is queued
+                moments["late"] = time.monotonic()
+            if any(e["record"]["request_id"].endswith(":1400") for e in shared.events("/other")):
+                moments.setdefault("arrived", now)
+            return "arrived" in moments
+
+        lk_requests(engine, *range(1, 60))
+        assert run(deliverer, the_late_one_arrives, seconds=30), moments
+        assert moments["arrived"] - moments["late"] < 2.5  # before a round of timeouts (3 s)
+        assert len(shared.events("/other")) == 60
+
+
+def test_a_party_alone_at_a_receiver_leaves_a_slot_for_another_partys_first_delivery(
+    engine, world
+) -> None:
+    """Alone at a receiver, a Party whose endpoint there never answers held every slot of it;
+    another Party's first delivery there waited for those attempts to time out (audit 26b)."""
+    slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
+    with Receiver(answer=slow) as shared:
+        hook(engine, shared, "/stuck", party=P.SOUTHENERGY)
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=6)
+        moments: dict[str, float] = {}
+
+        def the_newcomers_first_arrives() -> bool:
+            now = time.monotonic()
+            if "came" not in moments and len(shared.received) >= 3:  # the stuck attempts
+                hook(engine, shared, "/other", party=P.WIRESCO)
+                lk_requests(engine, 500)
+                moments["came"] = time.monotonic()
+            if shared.events("/other"):
+                moments.setdefault("arrived", now)
+            return "arrived" in moments
+
+        lk_requests(engine, *range(1, 21))
+        assert run(deliverer, the_newcomers_first_arrives, seconds=30), moments
+        assert moments["arrived"] - moments["came"] < 3  # not after the stuck ones' 6 s
+        assert len(shared.events("/stuck")) == 3  # all the slots but one
 
 
 def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(

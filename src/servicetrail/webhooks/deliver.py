@@ -60,6 +60,7 @@ IDLE_MAX_SECONDS = 0.8
 # keep a fast receiver busy while the next lease is made: at 4, a lease round trip on a loaded
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
 QUEUE_FACTOR = 16
+BODY_SECONDS = 1.0  # how long an answer's body is read for, after its status
 # A Party's receivers together get at most this share of a worker's slots and queue: one
 # Party's watches pointed at receivers that never answer (each a slot for the whole timeout)
 # filled the worker, and no other Party's webhook was sent. A half, so that one of a Party's
@@ -177,6 +178,8 @@ class Deliverer:
         # counted as they change, not from the queues: _share reads it on the lease's thread
         # while the loop changes the queues
         self._party_queued: Counter[str] = Counter()
+        # and by receiver: each Party's queue to a receiver has a receiver's room of its own
+        self._party_host_queued: Counter[tuple[str, tuple[str, int]]] = Counter()
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
         self._outcomes: list[Outcome] = []
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
@@ -192,20 +195,22 @@ class Deliverer:
         return sum(len(q) for q in self._queued.values())
 
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
-        """How many of each due watch's deliveries to lease: a receiver (host and port) gets
-        what its queue has room for, split between its watches, once the queue is down to
-        half (so leases come in rounds, not one row at a time); a receiver with its queue
-        full gets nothing, so a slow one cannot fill the worker or walk the lease. A Party
-        gets no more than its share of the worker's queue (PARTY_SHARE), whatever number of
-        receivers its watches name."""
-        watches_of: dict[tuple[str, int], list[int]] = defaultdict(list)
+        """How many of each due watch's deliveries to lease: a Party's queue to a receiver
+        (host and port) gets what it has room for, split between its watches, once it is down
+        to half (so leases come in rounds, not one row at a time); one that is full gets
+        nothing, so a slow receiver cannot fill the worker or walk the lease. Each Party's
+        queue to a receiver is its own: one queue a receiver, filled by a Party whose
+        endpoint there never answers, leased nothing for that host to any other Party for
+        two minutes (audit 26b). A Party gets no more than its share of the worker's queue
+        (PARTY_SHARE), whatever number of receivers its watches name."""
+        watches_of: dict[tuple[str, tuple[str, int]], list[int]] = defaultdict(list)
         party_of: dict[int, str] = {}
         for watch_id, url, party in due:
-            watches_of[_host_of(url)].append(watch_id)
+            watches_of[(party, _host_of(url))].append(watch_id)
             party_of[watch_id] = party
         shares: dict[int, int] = {}
-        for host, watch_ids in watches_of.items():
-            room = self.queue_depth - len(self._queued.get(host, ()))
+        for party_here, watch_ids in watches_of.items():
+            room = self.queue_depth - self._party_host_queued[party_here]
             if room < self.queue_depth // 2:
                 continue
             each = -(-room // len(watch_ids))  # rounded up: every watch gets some
@@ -289,8 +294,10 @@ class Deliverer:
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
-                self._queued[_host_of(delivery.url)].append(delivery)
+                host = _host_of(delivery.url)
+                self._queued[host].append(delivery)
                 self._party_queued[delivery.party_id] += 1
+                self._party_host_queued[(delivery.party_id, host)] += 1
             self._dispatch()
             if stop.is_set():
                 break
@@ -326,12 +333,16 @@ class Deliverer:
             # a Party at its bound waits in place; those queued behind it to the same receiver
             # (a webhook provider many Parties share, say) go on
             waiting: deque[Due] = deque()
-            # a receiver one Party has to itself is all its own; one that others wait for too
-            # is at most half any one's
+            # one that others wait for too is at most half any one's; one a Party has to itself
+            # is its own but a slot, kept for another Party's first delivery: attempts in
+            # flight are not taken back, and those of an endpoint that never answers held the
+            # receiver whole until they timed out (audit 26b)
             parties_here = {d.party_id for d in queued} | {
                 party for party, at in self._party_host_in_flight if at == host
             }
-            party_host_cap = self.per_party_host if len(parties_here) > 1 else self.per_host
+            party_host_cap = (
+                self.per_party_host if len(parties_here) > 1 else max(1, self.per_host - 1)
+            )
             while (
                 queued
                 and len(self._tasks) < self.concurrency
@@ -346,7 +357,7 @@ class Deliverer:
                     waiting.append(delivery)
                     continue
                 self._in_flight[host] += 1
-                self._party_queued[delivery.party_id] -= 1
+                self._unqueued(delivery, host)
                 self._party_in_flight[delivery.party_id] += 1
                 self._party_host_in_flight[party_here] += 1
                 task = asyncio.create_task(self._attempt(session, delivery, host))
@@ -438,11 +449,12 @@ class Deliverer:
     ) -> None:
         """One attempt (its slot to `host` already taken by _dispatch); the slot goes at once
         to the next delivery queued for that receiver."""
+        answered: list[int] = []  # the status, once it came
         try:
             async with asyncio.timeout(self.timeout):
-                status, error = await self._post(session, delivery)
+                status, error = await self._post(session, delivery, answered)
         except TimeoutError:
-            status, error = None, f"no answer in {self.timeout:g} s"
+            status, error = (answered[0], "") if answered else (None, self._no_answer)
         finally:
             self._in_flight[host] -= 1
             if not self._in_flight[host]:
@@ -478,6 +490,14 @@ class Deliverer:
         attempts already in flight when the 410 came can still reach it."""
         self._drop_queued(lambda key: key[0] == watch_id)
 
+    def _unqueued(self, delivery: Due, host: tuple[str, int]) -> None:
+        """A delivery out of its queue (started, or dropped): counted so."""
+        self._party_queued[delivery.party_id] -= 1
+        party_here = (delivery.party_id, host)
+        self._party_host_queued[party_here] -= 1
+        if not self._party_host_queued[party_here]:
+            del self._party_host_queued[party_here]
+
     def _drop_queued(self, dropped: Callable[[tuple[int, int]], bool]) -> None:
         """Take the queued deliveries whose (watch, event) `dropped` picks out of their
         queues, unsent."""
@@ -486,7 +506,7 @@ class Deliverer:
             for delivery in queued:
                 if dropped((delivery.watch_id, delivery.event_id)):
                     self._held.discard((delivery.watch_id, delivery.event_id))
-                    self._party_queued[delivery.party_id] -= 1
+                    self._unqueued(delivery, host)
                 else:
                     kept.append(delivery)
             if kept:
@@ -494,7 +514,16 @@ class Deliverer:
             else:
                 del self._queued[host]
 
-    async def _post(self, session: aiohttp.ClientSession, delivery: Due) -> tuple[int | None, str]:
+    @property
+    def _no_answer(self) -> str:
+        return f"no answer in {self.timeout:g} s"
+
+    async def _post(
+        self, session: aiohttp.ClientSession, delivery: Due, answered: list[int] | None = None
+    ) -> tuple[int | None, str]:
+        """An attempt's status (None: none came) and error; `answered` is given the status as
+        soon as it comes, for the caller whose time runs out while the body is read."""
+        answered = [] if answered is None else answered
         try:
             target = parse_url(delivery.url)
             address = await self._address(target, delivery.party_id)
@@ -527,7 +556,15 @@ class Deliverer:
                 allow_redirects=False,
                 server_hostname=server_hostname,
             ) as response:
-                await response.content.read(MAX_RESPONSE_BYTES)  # the answer matters by its status
+                # the answer is its status: a 2xx whose body never came was a failure, tried
+                # again and given up (audit 26b). The body is read (so that the connection is
+                # kept for the next) a moment at most, and the connection closed if it stalls.
+                answered.append(response.status)
+                try:
+                    async with asyncio.timeout(BODY_SECONDS):
+                        await response.content.read(MAX_RESPONSE_BYTES)
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    response.close()
                 return response.status, ""
         except (aiohttp.ClientError, ValueError, OSError) as e:
             return None, f"{type(e).__name__}: {e}"[:200]
