@@ -112,6 +112,19 @@ def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, wor
     assert "on my meters" not in south.get("/watches").text
 
 
+def test_a_watch_the_address_names_that_is_not_the_partys_is_not_found(engine, world) -> None:
+    """Another Party's watch, and one that never was, showed the Party's first watch as if
+    asked for (audit 26b): README says another Party's watch is 404 everywhere."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    own = add(south).headers["location"]
+    wires = signed_in(engine, P.WIRESCO)
+    add(wires, name="wires watch")
+    for address in (own, "/watches?watch=999999", "/watches?watch=abc"):
+        answer = wires.get(address)
+        assert answer.status_code == 404 and "on my meters" not in answer.text, address
+    assert south.get(own).status_code == 200 and wires.get("/watches").status_code == 200
+
+
 def test_a_webhook_secret_is_shown_once(engine, world, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()

@@ -128,10 +128,16 @@ def _page(
     errors: dict[str, Any] | None = None,
     created: dict[str, Any] | None = None,
     at: Position = Position(),
+    asked_for: bool = False,
 ) -> Response:
+    """`asked_for`: `selected` is the watch the address names, a 404 if it is not the Party's
+    (another Party's, and one that never was, showed the Party's first; audit 26b)."""
     with reader_of(request) as conn:
         watches = list_watches(conn, who.viewer.party_id, with_state=True)
-    chosen = next((w for w in watches if w["id"] == selected), watches[0] if watches else None)
+    chosen = next((w for w in watches if w["id"] == selected), None)
+    if chosen is None and asked_for:
+        return not_found(request, who)
+    chosen = chosen or (watches[0] if watches else None)
     shown = EventsShown([], 0)
     names: dict[str, str] = {}
     if chosen is not None:
@@ -285,7 +291,8 @@ def install(app: FastAPI) -> None:
         if any(request.query_params.get(n) and getattr(at, n) is None for n in vars(at)):
             # read as the newest page, it marked 50 events read (review 25f)
             return error_page(request, who, 422, "Page link not valid", BAD_PAGE_LINK)
-        return _page(request, who, event_id("watch"), at=at)
+        asked_for = bool(request.query_params.get("watch"))
+        return _page(request, who, event_id("watch"), at=at, asked_for=asked_for)
 
     @app.post("/watches", include_in_schema=False)
     def add_watch(
