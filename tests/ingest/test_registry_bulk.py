@@ -120,6 +120,66 @@ def test_a_correction_file_changes_what_each_party_sees_past_records_included(
     assert snapshot(engine) == before
 
 
+@pytest.mark.parametrize("change_moves_to", ["2025-04-01", "2025-02-01"])
+@pytest.mark.parametrize("new_supplier_first", [False, True])
+def test_a_change_of_supplier_moved_to_another_day_is_a_correction(
+    cli, world, batch, tmp_path, change_moves_to, new_supplier_first
+):
+    """The registry as corrected, given as the registry states it: the old supplier's end and
+    the new one's start moved together. The new supplier's line overlapped its own interval
+    held from the old date, and the old one's line that interval: both were rejected, or one
+    was taken and the Device had no supplier for the days between (audit 26a). A Party's
+    interval given with another start now replaces the one held, and a batch's rows are
+    judged again once another row has freed what they need."""
+    engine = world.engine
+    moved = f"{change_moves_to}T00:00:00Z"
+    lines = [
+        f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,{moved}\n",
+        f"{ESME_1},{SOUTHENERGY},supplier,{moved},\n",
+    ]
+    corrections = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER + "".join(reversed(lines) if new_supplier_first else lines),
+    )
+    everyone = {p: seen(engine, p) for p in (NORTHPOWER, SOUTHENERGY)}
+    in_full = {p: seen(engine, p, Scope.ALL) for p in (NORTHPOWER, SOUTHENERGY)}
+    result = cli("load", "responsibilities", corrections)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("loaded 2, rejected 0, skipped 0 duplicates")
+    with engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d "
+                "AND relation = 'supplier' ORDER BY valid_from"
+            ),
+            {"d": ESME_1},
+        ).all()
+    assert [(party, str(start)[:10], end and str(end)[:10]) for party, start, end in held] == [
+        (NORTHPOWER, "2025-01-01", change_moves_to),
+        (SOUTHENERGY, change_moves_to, None),
+    ]
+    # others' ESME-1 records between the two dates changed hands, and nothing else did
+    low, high = sorted(["2025-03-01", change_moves_to])
+    gains, loses = (
+        (NORTHPOWER, SOUTHENERGY) if change_moves_to > "2025-03-01" else (SOUTHENERGY, NORTHPOWER)
+    )
+
+    def between(keys: set) -> set:
+        return {k for k in keys if k[3] == ESME_1 and low <= k[2] < high}
+
+    titles = {
+        k for k in between(in_full[loses]) if k[1] in ("request", "acknowledgement", "response")
+    }
+    handed_over = titles - seen(engine, gains, Scope.OWN)  # the loser's own requests too
+    assert handed_over, "the persona world has others' ESME-1 traffic between the two dates"
+    assert seen(engine, gains) == everyone[gains] | handed_over
+    assert seen(engine, loses) == everyone[loses] - between(everyone[loses])
+    before = snapshot(engine)
+    again = cli("load", "responsibilities", corrections)
+    assert again.stdout.startswith("loaded 0, rejected 0, skipped 2 duplicates"), again.output
+    assert snapshot(engine) == before
+
+
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
     with engine.connect() as conn:

@@ -191,17 +191,34 @@ def interleaving(
 ) -> list[tuple]:
     """The writes in a random order: records ingested in batches before, between and after the
     registry changes that decide who sees them, some intervals first loaded wrong (another
-    Party, or ending early) and corrected later, and User IDs registered after their traffic.
-    The index must end up as `decide()` says for the final registry, whatever the order."""
+    Party, ending early, or starting late) and corrected later, and User IDs registered after
+    their traffic. The index must end up as `decide()` says for the final registry, whatever
+    the order."""
     steps: list[tuple] = [("user", u) for u in users]
     corrections = []
     for interval in registry:
         wrong = None
         if draw(st.booleans()):
             early_end = interval.valid_from + timedelta(minutes=30)
+            late_start = interval.valid_from + timedelta(minutes=15)
+            # the Party's interval first loaded from a later start, then re-dated (audit 26a)
+            redated = (
+                [
+                    Responsibility(
+                        interval.device_id,
+                        interval.party_id,
+                        interval.relation,
+                        late_start,
+                        interval.valid_to,
+                    )
+                ]
+                if interval.valid_to is None or late_start < interval.valid_to
+                else []
+            )
             wrong = draw(
                 st.sampled_from(
-                    [
+                    redated
+                    + [
                         Responsibility(
                             interval.device_id,
                             draw(st.sampled_from(["P0", HOLDS_NO_USER_ID])),

@@ -11,7 +11,8 @@ A row's outcome is an Outcome, or a Conflict (not raised) saying why it was refu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, cast
@@ -298,34 +299,80 @@ def load_interval_rows(
     traffic = devices_with_records(conn, devices)
     decided: list[Decided] = [Outcome.LOADED] * len(rows)
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
+    removed: set[tuple[str, str, datetime]] = set()
     touched: list[Touched] = []
-    for i in _corrections_first(rows, stored):
-        row = rows[i]
-        if superseded[i]:
-            outcome = _decide(row, parties, devices, None)  # its own checks only
-            decided[i] = Outcome.SUPERSEDED if outcome is Outcome.LOADED else outcome
-            continue
-        device_id, party_id, relation, start, end = row
-        spans = state.get((device_id, relation))
-        outcome = decided[i] = _decide(row, parties, devices, spans)
-        if outcome is not Outcome.LOADED and outcome is not Outcome.CORRECTED:
-            continue
-        if spans is None:
-            spans = state[device_id, relation] = {}
-        before = spans.get(start)
-        spans[start] = changed[device_id, relation, start] = (party_id, end)
-        if device_id not in traffic:
-            continue
-        change = touched_by(
-            device_id,
-            None if before is None else (before[0], start, before[1]),
-            (party_id, start, end),
+
+    def as_stored(device_id: str, relation: str, start: datetime, held: Any) -> bool:
+        return stored.get((device_id, relation, start)) == held and (
+            (device_id, relation, start) not in changed
         )
-        if change is not None:
-            touched.append(change)
-    _write_intervals(raw, changed, stored)
+
+    def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
+        """One interval of the state set (`now`) or removed (None), and what it touched."""
+        spans = state.setdefault((device_id, relation), {})
+        before = spans.pop(start, None)
+        key = (device_id, relation, start)
+        if now is None:
+            changed.pop(key, None)
+            removed.add(key)
+        else:
+            spans[start] = changed[key] = now
+            removed.discard(key)
+        if device_id in traffic:
+            change = touched_by(
+                device_id,
+                None if before is None else (before[0], start, before[1]),
+                None if now is None else (now[0], start, now[1]),
+            )
+            if change is not None:
+                touched.append(change)
+
+    order = _corrections_first(rows, stored)
+    for _ in range(_OVERLAP_PASSES):
+        overlapping, applied = [], False
+        for i in order:
+            row = rows[i]
+            if superseded[i]:
+                alone = _decide(row, parties, devices, None)  # its own checks only
+                decided[i] = Outcome.SUPERSEDED if alone is Outcome.LOADED else cast(Decided, alone)
+                continue
+            device_id, party_id, relation, start, end = row
+            spans = state.get((device_id, relation))
+            judged = _decide(
+                row, parties, devices, spans, functools.partial(as_stored, device_id, relation)
+            )
+            if isinstance(judged, _Redated):
+                for replaced in judged.starts:
+                    apply(device_id, relation, replaced, None)
+                judged = Outcome.CORRECTED
+            decided[i] = outcome = judged
+            if isinstance(outcome, Overlap):
+                overlapping.append(i)
+            if outcome is Outcome.LOADED or outcome is Outcome.CORRECTED:
+                apply(device_id, relation, start, (party_id, end))
+                applied = True
+        # a correction may free what another row of the batch needs, whichever comes first
+        # (a change of supplier moved later: the new supplier's start, then the old one's
+        # end; moved earlier: the other way round; audit 26a)
+        if not (overlapping and applied):
+            break
+        order = overlapping
+    _write_intervals(raw, changed, stored, removed)
     refresh(conn, touched)  # from the registry as written above, in this transaction
     return decided
+
+
+# judged again while a pass of the batch applies something: a chain of corrections that each
+# free the next is short, and a file of many overlapping rows stops at its first idle pass
+_OVERLAP_PASSES = 8
+
+
+class _Redated:
+    """A row that overlaps only stored intervals of its own Party, which it replaces: the
+    Party's interval with its start moved (a late correction of a change of supplier)."""
+
+    def __init__(self, starts: list[datetime]) -> None:
+        self.starts = starts
 
 
 def _corrections_first(
@@ -355,8 +402,16 @@ def later_rows_repeat(rows: Sequence[IntervalRow]) -> list[bool]:
 
 
 def _decide(
-    new: IntervalRow, parties: set[str], devices: set[str], spans: _Spans | None
-) -> Decided:
+    new: IntervalRow,
+    parties: set[str],
+    devices: set[str],
+    spans: _Spans | None,
+    replaceable: Callable[[datetime, tuple[str, datetime | None]], bool] = lambda *_: False,
+) -> Decided | _Redated:
+    """A row's outcome against the intervals of its Device and relation (`spans`, None for its
+    own checks alone). `replaceable(start, held)`: whether an interval held there is as the
+    store holds it (not one this batch wrote), which a row of the same Party that overlaps it
+    then replaces: a Party's interval given with another start is that interval re-dated."""
     device_id, party_id, relation, valid_from, valid_to = new
     if valid_to is not None and valid_to <= valid_from:
         return Conflict(
@@ -375,6 +430,7 @@ def _decide(
     same_start = spans.get(valid_from)
     if same_start == (party_id, valid_to):
         return Outcome.DUPLICATE
+    redated = []
     for start in sorted(spans):
         held_party, end = spans[start]
         # Responsibility.overlaps, without making one for every interval held
@@ -383,11 +439,16 @@ def _decide(
             and (valid_to is None or start < valid_to)
             and (end is None or valid_from < end)
         ):
+            if held_party == party_id and replaceable(start, spans[start]):
+                redated.append(start)
+                continue
             held = Responsibility(device_id, held_party, relation, start, end)
             return Overlap(
                 f"overlaps the {relation} interval of {held_party} on {device_id} "
                 f"({held.describe()})"
             )
+    if redated:
+        return _Redated(redated)
     return Outcome.LOADED if same_start is None else Outcome.CORRECTED
 
 
@@ -399,10 +460,24 @@ def _write_intervals(
     raw: _Raw,
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
     stored: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
+    removed: set[tuple[str, str, datetime]] = frozenset(),  # type: ignore[assignment]
 ) -> None:
-    """The batch's net effect: new intervals inserted, corrected ones updated in place."""
+    """The batch's net effect: re-dated intervals removed, new ones inserted, corrected ones
+    updated in place."""
     added, corrected = [], []
     time = raw.time
+    gone = [(d, r, time(start)) for d, r, start in sorted(removed) if (d, r, start) in stored]
+    if gone:
+        mark = "%s" if raw.postgres else "?"
+        delete = (
+            f"DELETE FROM responsibility WHERE device_id = {mark} AND relation = {mark} "
+            f"AND valid_from = {mark}"
+        )
+        if raw.postgres:
+            with raw.driver.cursor() as cursor:
+                cursor.executemany(delete, gone)
+        else:
+            raw.driver.executemany(delete, gone)
     # in primary key order: SQLite's inserts then walk its b-tree's pages in order
     for key in sorted(changed):
         device_id, relation, start = key
