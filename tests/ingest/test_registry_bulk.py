@@ -180,6 +180,30 @@ def test_a_change_of_supplier_moved_to_another_day_is_a_correction(
     assert snapshot(engine) == before
 
 
+def test_two_lines_of_one_file_that_overlap_are_refused_wherever_the_batches_fall(
+    cli, world, batch, tmp_path
+):
+    """A line that overlaps only a held interval of its own Party re-dates it; one that
+    overlaps another line of the same file is refused, also when that line was written by an
+    earlier batch (it was held by then, and was re-dated away: the outcome depended on where
+    the batches fell)."""
+    engine = world.engine
+    with engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM responsibility")).scalar_one()
+    overlapping = write(
+        tmp_path / "overlapping.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-03-01T00:00:00Z,2026-09-01T00:00:00Z\n",
+    )
+    result = cli("load", "responsibilities", overlapping)
+    assert result.stdout.startswith("loaded 1, rejected 1, skipped 0 duplicates"), result.output
+    [reject] = rejects_of(tmp_path / "overlapping.rejects.jsonl")
+    assert reject["line"] == 3 and "overlaps" in reject["reason"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM responsibility")).scalar_one() == before + 1
+
+
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
     with engine.connect() as conn:

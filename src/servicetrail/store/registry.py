@@ -262,14 +262,20 @@ _Spans = dict[datetime, tuple[str, datetime | None]]
 
 
 def load_interval_rows(
-    conn: Connection, rows: Sequence[IntervalRow], superseded: Sequence[bool] | None = None
+    conn: Connection,
+    rows: Sequence[IntervalRow],
+    superseded: Sequence[bool] | None = None,
+    in_input: Callable[[tuple[str, str, datetime]], bool] = lambda _: False,
 ) -> list[Decided]:
     """load_responsibilities for IntervalRows, as the CSV loader reads them. `superseded[i]`:
     a later row (of the file, as the loader knows it) gives row i's interval (Device,
     relation, start) again; None: judged within `rows`. A superseded row is checked on its own
     and skipped, as its input's word for the interval is its last: applied in turn instead,
     an earlier word could overlap what a later row put in the store at the first load, and a
-    re-load of the same file rejected it."""
+    re-load of the same file rejected it. `in_input(key)`: whether the input may give that
+    interval (Device, relation, start) itself, in this batch or another: such an interval is
+    never re-dated by another of its rows, which overlaps it and is rejected, wherever the
+    batches fall."""
     if superseded is None:
         superseded = later_rows_repeat(rows)
     raw = _Raw(conn)
@@ -303,9 +309,8 @@ def load_interval_rows(
     touched: list[Touched] = []
 
     def as_stored(device_id: str, relation: str, start: datetime, held: Any) -> bool:
-        return stored.get((device_id, relation, start)) == held and (
-            (device_id, relation, start) not in changed
-        )
+        key = (device_id, relation, start)
+        return stored.get(key) == held and key not in changed and not in_input(key)
 
     def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
         """One interval of the state set (`now`) or removed (None), and what it touched."""
