@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from servicetrail.domain.ids import InvalidValue
-from servicetrail.domain.times import format_time, parse_time
+from servicetrail.domain.times import format_time, parse_bound, parse_time
 
 UTC = timezone.utc
 
@@ -125,3 +125,27 @@ def test_parse_time_refuses_control_and_non_ascii_characters(raw: str) -> None:
 
 def test_parse_time_still_forgives_spaces_tabs_and_line_ends_around_a_time() -> None:
     assert parse_time("\t2025-03-01T10:00:00Z\r\n") == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("2025-06-15T12:00:00.4999991Z", datetime(2025, 6, 15, 12, 0, 0, 500000, tzinfo=UTC)),
+        ("2025-06-15T12:00:00.4999995+01:00", datetime(2025, 6, 15, 11, 0, 0, 500000, tzinfo=UTC)),
+        ("2025-06-15T12:00:00.0000001Z", datetime(2025, 6, 15, 12, 0, 0, 1, tzinfo=UTC)),
+        ("2025-06-15T12:00:00.4999990000Z", datetime(2025, 6, 15, 12, 0, 0, 499999, tzinfo=UTC)),
+        ("2025-06-15T12:00:00.499999Z", datetime(2025, 6, 15, 12, 0, 0, 499999, tzinfo=UTC)),
+        ("2025-06-15T12:00:00Z", datetime(2025, 6, 15, 12, 0, tzinfo=UTC)),
+        ("2025-06-15", datetime(2025, 6, 15, tzinfo=UTC)),
+    ],
+)
+def test_a_bound_between_two_microseconds_is_rounded_up_not_cut(raw, expected) -> None:
+    """Cut to the microsecond, `from=...00.4999991` took a record at .499999 (before it), and
+    `to=...00.4999995` left it out (audit 26a): rounded up, a bound parts the stored times,
+    whose grain is the microsecond, where it should."""
+    assert parse_bound(raw) == expected
+
+
+def test_a_bound_past_the_last_microsecond_is_out_of_range() -> None:
+    with pytest.raises(InvalidValue, match="out of range"):
+        parse_bound("9999-12-31T23:59:59.9999991Z")

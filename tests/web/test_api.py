@@ -179,6 +179,27 @@ def test_empty_parameters_are_not_given(client, bearer):
     assert empty.json() == client.get("/api/v1/records", headers=headers).json()
 
 
+def test_a_bound_finer_than_a_microsecond_parts_the_records_where_it_says(client, bearer):
+    """`from` and `to` past six decimals were cut to the microsecond: a record at 09:00:00
+    was found `from` 09:00:00.0000001 (after it) and not `to` it (audit 26a)."""
+    headers = bearer(P.WIRESCO)
+
+    def found(time_from: str, time_to: str) -> set[str]:
+        answer = client.get(
+            "/api/v1/records",
+            headers=headers,
+            params={"device_id": P.ESME_1, "from": time_from, "to": time_to},
+        )
+        assert answer.status_code == 200, answer.text
+        return {item["logged_at"] for item in answer.json()["items"]}
+
+    assert "2025-01-15T09:00:00Z" in found("2025-01-15T08:00:00Z", "2025-01-15T10:00:00Z")
+    assert "2025-01-15T09:00:00Z" not in found(
+        "2025-01-15T09:00:00.0000001Z", "2025-01-15T10:00:00Z"
+    )
+    assert "2025-01-15T09:00:00Z" in found("2025-01-15T08:00:00Z", "2025-01-15T09:00:00.0000001Z")
+
+
 def test_an_empty_range_is_an_empty_answer_not_an_error(client, bearer):
     """`from` inclusive and `to` exclusive (SPEC section 5): [T, T) holds no time, so nothing
     is found; only a `to` before `from` is refused."""

@@ -11,13 +11,13 @@ from ..domain.access_log import entry_json
 from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
-from .common import TIME, engine, search_or_fail, viewer_of, with_db
+from .common import BOUND, engine, search_or_fail, viewer_of, with_db
 
 
 @command("access-log")
 @click.option("--party", "party_id", help="Only this Party's entries (default: every Party's).")
-@click.option("--from", "time_from", type=TIME, help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", type=TIME, help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", type=BOUND, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=BOUND, help="Exclusive end (ISO-8601).")
 @with_db
 def access_log_cmd(
     party_id: str | None, time_from: datetime | None, time_to: datetime | None

@@ -25,7 +25,7 @@ from rich.progress import (
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..domain.ids import MAX_ID, InvalidValue, shown, whole_number
-from ..domain.times import parse_time
+from ..domain.times import parse_bound, parse_time
 from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
 from ..domain.search import InvalidField, Search, build_search
@@ -98,6 +98,7 @@ def count(text: str) -> int:
 
 
 TIME = Parsed("TIME", parse_time)
+BOUND = Parsed("TIME", parse_bound)  # --from and --to, which part the stored times
 COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)
 

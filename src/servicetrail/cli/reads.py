@@ -17,7 +17,7 @@ from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import (
     COUNT,
-    TIME,
+    BOUND,
     WINDOW,
     Failure,
     as_asked,
@@ -40,8 +40,8 @@ def report_group() -> None:
 
 @report_group.command("own")
 @click.option("--party", "party_id", required=True)
-@click.option("--from", "time_from", type=TIME, required=True, help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", type=TIME, required=True, help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", type=BOUND, required=True, help="Inclusive start (ISO-8601).")
+@click.option("--to", "time_to", type=BOUND, required=True, help="Exclusive end (ISO-8601).")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )

@@ -11,7 +11,7 @@ from datetime import datetime
 from .catalogue import search_srvs
 from .ids import InvalidValue, RequestId, eui64, positive_id
 from .model import KINDS
-from .times import format_time, parse_time
+from .times import format_time, parse_bound, parse_time
 from .visibility import Scope
 
 MAX_PAGE = 1000
@@ -74,7 +74,7 @@ def _time(name: str, value: str | datetime | None) -> datetime | None:
     if not value:
         return None
     try:
-        return parse_time(value)
+        return parse_bound(value)
     except InvalidValue as e:
         raise InvalidField(name, str(e)) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .ids import InvalidValue, shown
 
@@ -38,6 +38,25 @@ def parse_time(value: str) -> datetime:
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
+        raise InvalidValue(f"time out of range: {shown(value)}") from None
+
+
+# the fraction of a second past its sixth digit, which fromisoformat drops
+_PAST_MICROSECONDS = re.compile(r":[0-9]{2}[.,][0-9]{6}([0-9]+)")
+
+
+def parse_bound(value: str) -> datetime:
+    """A bound of a half-open range, `from` (inclusive) or `to` (exclusive), as parse_time
+    reads it, but rounded up to the microsecond, the stored times' grain, when it falls
+    between two: cut, `from=...00.4999991` took a record at .499999 and `to=...00.4999995`
+    left it out (audit 26a). Rounded up, either bound parts the stored times where it should."""
+    moment = parse_time(value)
+    past = _PAST_MICROSECONDS.search(value)
+    if past is None or not past.group(1).strip("0"):
+        return moment
+    try:
+        return moment + timedelta(microseconds=1)
+    except OverflowError:  # after the last instant of 9999: no stored time is past it
         raise InvalidValue(f"time out of range: {shown(value)}") from None
 
 
