@@ -149,6 +149,25 @@ def test_a_disabled_account_cannot_sign_in_or_use_its_tokens_until_enabled(cli, 
     assert api_status(store, token) == 200
 
 
+def test_disabling_an_account_says_its_partys_webhooks_go_on(cli, store):
+    """A departed analyst's watch with a webhook to an address of its own went on delivering
+    after the account was disabled and its tokens revoked, without a word (audit 26c): a
+    watch is its Party's, so it stays, and the command says so."""
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.watches import create_watch
+
+    quiet = cli("accounts", "disable", "lk")
+    assert quiet.exit_code == 0 and "webhook" not in quiet.stderr
+    with store.begin() as conn:
+        spec = watch_spec({"name": "feed", "webhook": {"url": "https://hooks.example/feed"}})
+        create_watch(conn, P.NORTHPOWER, spec, "whsec_" + "A" * 32)
+        create_watch(conn, P.NORTHPOWER, watch_spec({"name": "no hook"}), None)
+    said = cli("accounts", "disable", "np")
+    assert said.exit_code == 0
+    assert f"note: {P.NORTHPOWER}'s 1 watch(es) with a webhook go on delivering" in said.stderr
+    assert f"watch list --party {P.NORTHPOWER}" in said.stderr
+
+
 def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):
     token = new_token(cli, "np")
     browser = screen(store)

@@ -7,12 +7,14 @@ import sys
 import click
 
 from ..domain.times import format_time
+from ..store.watches import list_watches
 from ..store.accounts import (
     change_password,
     create_account,
     create_token,
     list_tokens,
     revoke_tokens,
+    party_of,
     set_disabled,
 )
 from .commands import group
@@ -83,6 +85,17 @@ def accounts_disable(username: str) -> None:
     'tokens revoke --account USERNAME' to end them for good)."""
     ended = _set_disabled(username, True)
     click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
+    with engine().connect() as conn:
+        party = party_of(conn, username)
+        watches = list_watches(conn, party, with_state=True) if party else []
+    hooks = [w for w in watches if w["webhook"] and w["webhook"]["enabled"]]
+    if hooks:  # a departed analyst's webhook to an address of its own went on (audit 26c)
+        click.echo(
+            f"note: {party}'s {len(hooks)} watch(es) with a webhook go on delivering: a watch "
+            f"is its Party's, not an account's ('servicetrail watch list --party {party}', "
+            f"then 'watch rm ID --party {party}')",
+            err=True,
+        )
 
 
 @accounts_group.command("enable")

@@ -244,6 +244,12 @@ def holder_for_token(conn: Connection, token: str) -> TokenHolder | None:
     return TokenHolder(first.username, Viewer(first.party_id, user_ids))
 
 
+def party_of(conn: Connection, username: str) -> str | None:
+    """The Party an account acts for; None for an auditor's or no account."""
+    row = conn.execute(select(account.c.party_id).where(account.c.username == username)).first()
+    return None if row is None else row.party_id
+
+
 def is_auditor(conn: Connection, username: str) -> bool:
     """Whether the account is an auditor's (of no Party: SPEC section 8)."""
     row = conn.execute(select(account.c.party_id).where(account.c.username == username)).first()
