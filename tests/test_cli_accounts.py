@@ -242,6 +242,36 @@ def test_an_unknown_account_is_a_clear_error(cli, store, command):
     assert result.exit_code == 2 and "no account 'ghost'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "name, party, said",
+    [
+        ("bad name!", P.NORTHPOWER, "a username is"),
+        ("np", P.NORTHPOWER, "already exists"),
+        ("newbie", "NOSUCHPARTY", "unknown party"),
+    ],
+)
+def test_a_refused_name_or_party_is_said_before_a_password_is_read(
+    store, db_url, name, party, said
+):
+    """The password was read first, asked twice on a terminal, and then the name refused
+    (audit 26c). Standard input is left open and unwritten: a command that reads it waits."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from servicetrail.cli import main; main()", "--db", db_url]
+    with subprocess.Popen(
+        command + ["accounts", "create", name, "--party", party],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            _, stderr = child.communicate(timeout=30)
+        finally:
+            child.kill()
+    assert child.returncode == 2 and said in stderr, stderr
+
+
 def test_a_username_is_ascii(cli, store):
     result = cli("accounts", "create", "\u0430lice", "--party", P.NORTHPOWER, input=PASSWORD + "\n")
     assert result.exit_code == 2 and "ASCII" in result.stderr

@@ -10,6 +10,7 @@ from ..domain.times import format_time
 from ..store.watches import list_watches
 from ..store.accounts import (
     change_password,
+    check_new_account,
     create_account,
     create_token,
     list_tokens,
@@ -64,6 +65,8 @@ def accounts_create(username: str, party_id: str | None, auditor: bool) -> None:
     (asked twice on a terminal)."""
     if auditor == (party_id is not None):
         raise Failure("give either --party PARTY_ID or --auditor")
+    with engine().connect() as conn:  # before the password is asked for, twice on a terminal
+        check_new_account(conn, username, party_id)
     password = _read_password()
     with engine().begin() as conn:
         create_account(conn, username, party_id, password)
