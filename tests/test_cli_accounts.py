@@ -266,9 +266,10 @@ def test_a_refused_name_or_party_is_said_before_a_password_is_read(
         text=True,
     ) as child:
         try:
-            _, stderr = child.communicate(timeout=30)
+            child.wait(timeout=30)  # its standard input still open
         finally:
             child.kill()
+        stderr = child.stderr.read() if child.stderr else ""
     assert child.returncode == 2 and said in stderr, stderr
 
 
