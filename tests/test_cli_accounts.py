@@ -168,6 +168,16 @@ def test_disabling_an_account_says_its_partys_webhooks_go_on(cli, store):
     assert f"watch list --party {P.NORTHPOWER}" in said.stderr
 
 
+def test_a_token_made_for_a_disabled_account_says_it_will_not_work_yet(cli, store):
+    """It was made without a word, and refused at its first use (audit 26c)."""
+    assert "is disabled" not in cli("tokens", "create", "np").stderr
+    assert cli("accounts", "disable", "np").exit_code == 0
+    made = cli("tokens", "create", "np")
+    assert made.exit_code == 0 and len(made.stdout.split()) == 1
+    assert "note: account np is disabled: the token works once it is enabled again" in made.stderr
+    assert api_status(store, made.stdout.strip()) == 401
+
+
 def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):
     token = new_token(cli, "np")
     browser = screen(store)

@@ -17,6 +17,7 @@ from ..store.accounts import (
     revoke_tokens,
     party_of,
     set_disabled,
+    stored_password,
 )
 from .commands import group
 from .common import COUNT, Failure, engine, shown_once, with_db
@@ -141,7 +142,14 @@ def tokens_create(username: str) -> None:
         # pipe, a full disk) is never stored, where it stayed active unseen (audit 23a)
         click.echo(token)
         sys.stdout.flush()
+        stored = stored_password(conn, username)
     click.echo("Keep this token secret; it is shown only this once.", err=True)
+    if stored is not None and not stored.enabled:  # it was made without a word (audit 26c)
+        click.echo(
+            f"note: account {username} is disabled: the token works once it is enabled again "
+            f"('servicetrail accounts enable {username}')",
+            err=True,
+        )
 
 
 @tokens_group.command("list")
