@@ -204,6 +204,74 @@ def test_two_lines_of_one_file_that_overlap_are_refused_wherever_the_batches_fal
         assert conn.execute(text("SELECT count(*) FROM responsibility")).scalar_one() == before + 1
 
 
+def test_a_line_that_stops_short_of_valid_to_counts_as_a_word_for_its_interval(
+    cli, world, batch, tmp_path
+):
+    """A record of four values is an open interval to the loader, but the read-ahead that
+    finds a file's later word for an interval passed over it (review 26d): where the
+    batches fell decided whether it was loaded, then corrected, or skipped as superseded."""
+    engine = world.engine
+    twice = write(
+        tmp_path / "twice.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z\n",
+    )
+    result = cli("load", "responsibilities", twice)
+    assert result.exit_code == 0, result.output
+    # the first line skipped as its interval's earlier word, wherever the batches fall
+    assert result.stdout.startswith("loaded 1, rejected 0, skipped 1 duplicates"), result.stdout
+    assert suppliers_of(engine, PPMID_1) == [(SUNEXPORT, False)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"{ESME_1},{SOUTHENERGY},supplier,2025-06-01T00:00:00Z,2025-07-01T00:00:00Z",  # inside
+        f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,",  # over two intervals
+        f"{ESME_1},{NORTHPOWER},supplier,2024-12-01T00:00:00Z,2025-04-01T00:00:00Z",  # both ends
+    ],
+)
+def test_a_line_that_would_shrink_widen_or_merge_a_partys_interval_is_refused(
+    cli, world, batch, tmp_path, line
+):
+    """A re-date is a Party's interval with its start moved and its end kept. Any other
+    overlap with the Party's own interval (a mistyped start) replaced it, and erased that
+    Party's history without a word (review 26d)."""
+    engine = world.engine
+    before = snapshot(engine)
+    result = cli("load", "responsibilities", write(tmp_path / "one.csv", RESP_HEADER + line + "\n"))
+    assert result.exit_code == 1 and result.stdout.startswith("loaded 0, rejected 1")
+    [reject] = rejects_of(tmp_path / "one.rejects.jsonl")
+    assert "overlaps the supplier interval of" in reject["reason"]
+    assert snapshot(engine) == before
+
+
+@pytest.mark.parametrize("starts", [("2026-03-01", "2026-01-01"), ("2026-01-01", "2026-03-01")])
+def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its_last(
+    cli, world, batch, tmp_path, starts
+):
+    """The same Party's interval, with the same end, from two starts in one file: its last
+    line is the file's word for it, whichever batch each falls in."""
+    engine = world.engine
+    twice = write(
+        tmp_path / "twice.csv",
+        RESP_HEADER
+        + "".join(f"{PPMID_1},{SUNEXPORT},supplier,{day}T00:00:00Z,\n" for day in starts),
+    )
+    result = cli("load", "responsibilities", twice)
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        held = (
+            conn.execute(
+                text("SELECT valid_from FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
+            )
+            .scalars()
+            .all()
+        )
+    assert [str(start)[:10] for start in held] == [starts[-1]]
+
+
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
     with engine.connect() as conn:

@@ -155,19 +155,16 @@ def load_registry(
     return _finish(summary, rejects)
 
 
-def _intervals_writer(last_lines: registry_csv.FileIntervals) -> RegistryWriter:
-    """load_interval_rows told which rows a later line of the file gives again, and which
-    intervals the file may give (none of which another of its lines re-dates, in whichever
-    batch it was written)."""
+def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
+    """load_interval_rows told which rows a later line of the file gives again."""
 
     def write(conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]]) -> list[Any]:
         if not last_lines:
-            superseded = [False] * len(rows)
-        else:
-            superseded = [
-                last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
-            ]
-        return load_interval_rows(conn, rows, superseded, last_lines.may_give)
+            return load_interval_rows(conn, rows, [False] * len(rows))
+        superseded = [
+            last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
+        ]
+        return load_interval_rows(conn, rows, superseded)
 
     return write
 

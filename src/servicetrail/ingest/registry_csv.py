@@ -476,29 +476,7 @@ IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a corre
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 
 
-class FileIntervals(dict[IntervalKey, int]):
-    """What `repeated_intervals` read: the last line of each interval the file gives more
-    than once, and, through the filter it read them with, whether it may give a key at all
-    (never a wrong no; a wrong yes about as often as a key is kept wrongly)."""
-
-    def __init__(self, seen: bytearray) -> None:
-        super().__init__()
-        self.seen = seen
-        self.mask = len(seen) * 8 - 1
-
-    def bits(self, key: IntervalKey) -> tuple[int, int, int, int]:
-        """The key's two bits: two bytes' offsets and a bit in each."""
-        # from the two halves of one 64-bit hash (the filter has at most 2**29)
-        both = hash(key)
-        a, b = both & self.mask, (both >> 32) & self.mask
-        return a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
-
-    def may_give(self, key: IntervalKey) -> bool:
-        a, fa, b, fb = self.bits(key)
-        return bool(self.seen[a] & fa and self.seen[b] & fb)
-
-
-def repeated_intervals(stream: IO[bytes], name: str) -> FileIntervals:
+def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
     """A responsibilities file read once ahead of its load: the last line of each interval
     that more than one of its records gives (and of a few that only one does), so that the
     load can skip every earlier word for it (store.registry.load_interval_rows), whatever
@@ -513,12 +491,17 @@ def repeated_intervals(stream: IO[bytes], name: str) -> FileIntervals:
     a key there, and some tens of thousands. Records this pass cannot read are left to the
     load, which rejects them."""
     header, records = read_header(stream, RESPONSIBILITIES, name)
-    (i_device, _, i_relation, i_from, _), width = _positions(header, RESPONSIBILITIES.columns)
+    (i_device, _, i_relation, i_from, _), _ = _positions(header, RESPONSIBILITIES.columns)
     assert i_device is not None and i_relation is not None and i_from is not None
+    # the values that name an interval: a record that stops short of valid_to is an open
+    # interval to the loader, and was left out here, so that an earlier word for it was
+    # not skipped (review 26d)
+    width = 1 + max(i_device, i_relation, i_from)
     size = os.fstat(stream.fileno()).st_size
     wanted = max(_FEWEST_SEEN_BYTES, 1 << (size // 16).bit_length())
-    last = FileIntervals(bytearray(min(_MOST_SEEN_BYTES, wanted)))
-    seen = last.seen
+    seen = bytearray(min(_MOST_SEEN_BYTES, wanted))
+    mask = len(seen) * 8 - 1
+    last: dict[IntervalKey, int] = {}
     for line, _, values, _ in records:
         if values is None or len(values) < width:
             continue
@@ -532,7 +515,11 @@ def repeated_intervals(stream: IO[bytes], name: str) -> FileIntervals:
             values[i_relation].strip(ASCII_SPACE).lower(),
             start,
         )
-        a, fa, b, fb = last.bits(key)
+        # two bits, from the two halves of one 64-bit hash (the filter has at most 2**29)
+        both = hash(key)
+        a, b = both & mask, (both >> 32) & mask
+        fa, fb = 1 << (a & 7), 1 << (b & 7)
+        a, b = a >> 3, b >> 3
         if seen[a] & fa and seen[b] & fb:
             last[key] = line
         else:

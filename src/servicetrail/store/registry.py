@@ -265,17 +265,13 @@ def load_interval_rows(
     conn: Connection,
     rows: Sequence[IntervalRow],
     superseded: Sequence[bool] | None = None,
-    in_input: Callable[[tuple[str, str, datetime]], bool] = lambda _: False,
 ) -> list[Decided]:
     """load_responsibilities for IntervalRows, as the CSV loader reads them. `superseded[i]`:
     a later row (of the file, as the loader knows it) gives row i's interval (Device,
     relation, start) again; None: judged within `rows`. A superseded row is checked on its own
     and skipped, as its input's word for the interval is its last: applied in turn instead,
     an earlier word could overlap what a later row put in the store at the first load, and a
-    re-load of the same file rejected it. `in_input(key)`: whether the input may give that
-    interval (Device, relation, start) itself, in this batch or another: such an interval is
-    never re-dated by another of its rows, which overlaps it and is rejected, wherever the
-    batches fall."""
+    re-load of the same file rejected it."""
     if superseded is None:
         superseded = later_rows_repeat(rows)
     raw = _Raw(conn)
@@ -308,9 +304,13 @@ def load_interval_rows(
     removed: set[tuple[str, str, datetime]] = set()
     touched: list[Touched] = []
 
-    def as_stored(device_id: str, relation: str, start: datetime, held: Any) -> bool:
-        key = (device_id, relation, start)
-        return stored.get(key) == held and key not in changed and not in_input(key)
+    # the last row of the batch that gives each interval: one a later row gives is not
+    # re-dated by an earlier one (the file's last word stands, as it does across batches,
+    # where the later batch re-dates it back)
+    last_row = {interval_key(row): i for i, row in enumerate(rows)}
+
+    def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
+        return last_row.get((device_id, relation, start), -1) <= row_index
 
     def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
         """One interval of the state set (`now`) or removed (None), and what it touched."""
@@ -333,7 +333,7 @@ def load_interval_rows(
                 touched.append(change)
 
     order = _corrections_first(rows, stored)
-    for _ in range(_OVERLAP_PASSES):
+    for _ in range(_MOST_PASSES):
         overlapping, applied = [], False
         for i in order:
             row = rows[i]
@@ -344,11 +344,14 @@ def load_interval_rows(
             device_id, party_id, relation, start, end = row
             spans = state.get((device_id, relation))
             judged = _decide(
-                row, parties, devices, spans, functools.partial(as_stored, device_id, relation)
+                row,
+                parties,
+                devices,
+                spans,
+                functools.partial(not_given_later, i, device_id, relation),
             )
             if isinstance(judged, _Redated):
-                for replaced in judged.starts:
-                    apply(device_id, relation, replaced, None)
+                apply(device_id, relation, judged.start, None)
                 judged = Outcome.CORRECTED
             decided[i] = outcome = judged
             if isinstance(outcome, Overlap):
@@ -358,7 +361,8 @@ def load_interval_rows(
                 applied = True
         # a correction may free what another row of the batch needs, whichever comes first
         # (a change of supplier moved later: the new supplier's start, then the old one's
-        # end; moved earlier: the other way round; audit 26a)
+        # end; moved earlier: the other way round; audit 26a). Each pass applies a row or is
+        # the last.
         if not (overlapping and applied):
             break
         order = overlapping
@@ -367,17 +371,18 @@ def load_interval_rows(
     return decided
 
 
-# judged again while a pass of the batch applies something: a chain of corrections that each
-# free the next is short, and a file of many overlapping rows stops at its first idle pass
-_OVERLAP_PASSES = 8
+# Judged again while a pass of the batch applies something. A pass applies at least one row
+# or is the last, so this bounds nothing a registry gives (a change of supplier needs two);
+# it keeps a file built to free one row a pass from taking a pass per row.
+_MOST_PASSES = 64
 
 
 class _Redated:
-    """A row that overlaps only stored intervals of its own Party, which it replaces: the
-    Party's interval with its start moved (a late correction of a change of supplier)."""
+    """A row that is a held interval of its own Party with its start moved (the same end):
+    it replaces that interval (a late correction of a change of supplier's day)."""
 
-    def __init__(self, starts: list[datetime]) -> None:
-        self.starts = starts
+    def __init__(self, start: datetime) -> None:
+        self.start = start
 
 
 def _corrections_first(
@@ -411,12 +416,13 @@ def _decide(
     parties: set[str],
     devices: set[str],
     spans: _Spans | None,
-    replaceable: Callable[[datetime, tuple[str, datetime | None]], bool] = lambda *_: False,
+    replaceable: Callable[[datetime], bool] = lambda _: False,
 ) -> Decided | _Redated:
     """A row's outcome against the intervals of its Device and relation (`spans`, None for its
-    own checks alone). `replaceable(start, held)`: whether an interval held there is as the
-    store holds it (not one this batch wrote), which a row of the same Party that overlaps it
-    then replaces: a Party's interval given with another start is that interval re-dated."""
+    own checks alone). A row whose only overlap is an interval of its own Party with the same
+    end is that interval re-dated, and replaces it if `replaceable(its start)`. Any other
+    overlap is refused: a Party's interval that a row would shrink, widen or merge with
+    another (a mistyped start) erased that Party's history without a word (review 26d)."""
     device_id, party_id, relation, valid_from, valid_to = new
     if valid_to is not None and valid_to <= valid_from:
         return Conflict(
@@ -435,26 +441,27 @@ def _decide(
     same_start = spans.get(valid_from)
     if same_start == (party_id, valid_to):
         return Outcome.DUPLICATE
-    redated = []
+    overlapping = []
     for start in sorted(spans):
-        held_party, end = spans[start]
+        end = spans[start][1]
         # Responsibility.overlaps, without making one for every interval held
         if (
             start != valid_from
             and (valid_to is None or start < valid_to)
             and (end is None or valid_from < end)
         ):
-            if held_party == party_id and replaceable(start, spans[start]):
-                redated.append(start)
-                continue
-            held = Responsibility(device_id, held_party, relation, start, end)
-            return Overlap(
-                f"overlaps the {relation} interval of {held_party} on {device_id} "
-                f"({held.describe()})"
-            )
-    if redated:
-        return _Redated(redated)
-    return Outcome.LOADED if same_start is None else Outcome.CORRECTED
+            overlapping.append(start)
+    if not overlapping:
+        return Outcome.LOADED if same_start is None else Outcome.CORRECTED
+    [start, *more] = overlapping
+    held_party, end = spans[start]
+    if not more and same_start is None and spans[start] == (party_id, valid_to):
+        if replaceable(start):
+            return _Redated(start)
+    held = Responsibility(device_id, held_party, relation, start, end)
+    return Overlap(
+        f"overlaps the {relation} interval of {held_party} on {device_id} ({held.describe()})"
+    )
 
 
 _INTERVAL_COLUMNS = ("device_id", "party_id", "relation", "valid_from", "valid_to")
