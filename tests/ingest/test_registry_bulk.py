@@ -272,6 +272,37 @@ def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its
     assert [str(start)[:10] for start in held] == [starts[-1]]
 
 
+def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
+    cli, world, batch, tmp_path
+):
+    """Held: SOUTHENERGY from 2025-03-01. The file re-dates it to April, then gives it from
+    March again: its last word stands, and the load is clean whichever batches they fall in
+    (one batch: the re-date skipped as superseded; batches of one: re-dated, then back)."""
+    engine = world.engine
+    held_before = suppliers_of(engine, ESME_1)
+    back = write(
+        tmp_path / "back.csv",
+        RESP_HEADER
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-04-01T00:00:00Z,\n"
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-03-01T00:00:00Z,\n",
+    )
+    result = cli("load", "responsibilities", back)
+    assert result.exit_code == 0, result.output
+    assert suppliers_of(engine, ESME_1) == held_before
+    with engine.connect() as conn:
+        starts = (
+            conn.execute(
+                text(
+                    "SELECT valid_from FROM responsibility WHERE device_id = :d AND party_id = :p"
+                ),
+                {"d": ESME_1, "p": SOUTHENERGY},
+            )
+            .scalars()
+            .all()
+        )
+    assert [str(start)[:10] for start in starts] == ["2025-03-01"]
+
+
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
     with engine.connect() as conn:

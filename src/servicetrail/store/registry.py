@@ -456,8 +456,8 @@ def _decide(
     [start, *more] = overlapping
     held_party, end = spans[start]
     if not more and same_start is None and spans[start] == (party_id, valid_to):
-        if replaceable(start):
-            return _Redated(start)
+        # unless a later row gives that interval again: that row is the word that stands
+        return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
     held = Responsibility(device_id, held_party, relation, start, end)
     return Overlap(
         f"overlaps the {relation} interval of {held_party} on {device_id} ({held.describe()})"
