@@ -646,3 +646,20 @@ def test_a_long_rejects_entry_escapes_line_separators_in_its_file_name(
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["file"].endswith("odd\u2028name.xml")
+
+
+def test_something_at_the_name_of_a_reject_files_partial_does_not_stop_the_runs(cli, tmp_path):
+    """A run that replaces its input's entries writes the new file at `.NAME.partial` beside
+    the old; a folder there (or another user's file in a sticky folder) stopped every run
+    with "File exists" (review 26d). The run takes a name of its own then."""
+    import os
+
+    path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+    assert cli("ingest", path).exit_code == 1
+    (tmp_path / ".in.rejects.jsonl.partial").mkdir()
+    for _ in range(2):
+        again = cli("ingest", path)
+        assert again.exit_code == 1 and "cannot write" not in again.stderr, again.output
+        assert len(rejects_of(tmp_path / "in.rejects.jsonl")) == 1
+    beside = sorted(n for n in os.listdir(tmp_path) if "rejects" in n)
+    assert beside == [".in.rejects.jsonl.partial", "in.rejects.jsonl"]  # no run's own left

@@ -173,6 +173,7 @@ class RejectFile:
         self._created = False  # by this run, to be removed at its end if it stays empty
         self._emptied = False
         self._fresh: int | None = None  # the file taking the held one's place at the end
+        self._fresh_name = _fresh_path(path)  # and its name
         if any(path.resolve() == Path(p).resolve() for p in inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
@@ -262,7 +263,17 @@ class RejectFile:
         if os.fstat(self._fd).st_size == 0:
             return
         try:
-            fd = os.open(_fresh_path(self.path), _WRITING | _NEW, 0o600)
+            fd = os.open(self._fresh_name, _WRITING | _NEW, 0o600)
+        except FileExistsError:
+            # a folder there, or another user's file in a sticky folder (/tmp): it stopped
+            # every run (review 26d); a name of the run's own, as the held file's lock allows
+            try:
+                fd, made = tempfile.mkstemp(
+                    prefix=self._fresh_name.name + ".", dir=self.path.parent
+                )
+            except OSError as e:
+                raise RejectsUnwritable(self.path, e) from None
+            self._fresh_name = Path(made)
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
         entries = kept = 0
@@ -296,7 +307,7 @@ class RejectFile:
         finally:
             if self._fresh is None:
                 os.close(fd)
-                _fresh_path(self.path).unlink(missing_ok=True)
+                self._fresh_name.unlink(missing_ok=True)
 
     def _put_fresh_in_place(self) -> None:
         """The fresh file this run wrote, if any, takes the held one's place, whole on the
@@ -312,7 +323,7 @@ class RejectFile:
                 return
             fcntl.flock(self._fresh, fcntl.LOCK_EX)
             os.fsync(self._fresh)
-            os.replace(_fresh_path(self.path), self.path)
+            os.replace(self._fresh_name, self.path)
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
         self._fd, self._fresh = self._fresh, self._fd  # the old one is dropped with its lock
@@ -323,8 +334,8 @@ class RejectFile:
             return
         fd, self._fresh = self._fresh, None
         with suppress(OSError):
-            if _same_file(fd, _fresh_path(self.path)):
-                _fresh_path(self.path).unlink()
+            if _same_file(fd, self._fresh_name):
+                self._fresh_name.unlink()
         os.close(fd)
 
     def add(
