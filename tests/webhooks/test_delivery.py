@@ -163,6 +163,26 @@ def test_a_2xx_whose_body_stalls_is_delivered_once(engine, world) -> None:
             )
 
 
+def test_a_receiver_that_never_answers_is_said_so_to_its_party(engine, world) -> None:
+    """Of the attempt's limit and the HTTP client's own (the same time), whichever came first
+    said it: the client's was "TimeoutError: " (review 26d)."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
+        made = hook(engine, stuck, "/stuck")
+        lk_requests(engine, *range(1, 33))  # many races of the two limits
+        deliverer = Deliverer(engine, schedule=[60], timeout=1, per_host=32)
+
+        def said() -> str | None:
+            with engine.connect() as conn:
+                [watch] = list_watches(conn, P.SOUTHENERGY, with_state=True)
+            failing = watch["webhook"]["failing"]
+            return failing["last_error"] if failing and failing["attempts"] else None
+
+        assert run(deliverer, lambda: said() is not None, seconds=15)
+        assert said() == "no answer in 1 s"
+        assert set(deliverer.stats.errors) == {"no answer in 1 s"}, deliverer.stats.errors
+        assert made["id"]
+
+
 def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, caplog) -> None:
     """A receiver that keeps failing is retried for days: its Party sees it in its watch's
     state (the Watches page and `watch list`), and the operator in the worker's log."""

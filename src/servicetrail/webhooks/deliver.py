@@ -566,6 +566,8 @@ class Deliverer:
                 except (TimeoutError, aiohttp.ClientError, OSError):
                     response.close()
                 return response.status, ""
+        except TimeoutError:  # the client's own limit, the attempt's: "TimeoutError: " said nothing
+            return None, self._no_answer
         except (aiohttp.ClientError, ValueError, OSError) as e:
             return None, f"{type(e).__name__}: {e}"[:200]
 
