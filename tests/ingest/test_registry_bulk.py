@@ -244,6 +244,9 @@ def test_a_line_that_would_shrink_widen_or_merge_a_partys_interval_is_refused(
     assert result.exit_code == 1 and result.stdout.startswith("loaded 0, rejected 1")
     [reject] = rejects_of(tmp_path / "one.rejects.jsonl")
     assert "overlaps the supplier interval of" in reject["reason"]
+    party = line.split(",")[1]
+    if f"interval of {party} " in reject["reason"]:  # its own Party's: how to write one
+        assert "moves its start and keeps its end" in reject["reason"]
     assert snapshot(engine) == before
 
 

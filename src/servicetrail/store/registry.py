@@ -459,9 +459,13 @@ def _decide(
         # unless a later row gives that interval again: that row is the word that stands
         return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
     held = Responsibility(device_id, held_party, relation, start, end)
-    return Overlap(
-        f"overlaps the {relation} interval of {held_party} on {device_id} ({held.describe()})"
-    )
+    said = f"overlaps the {relation} interval of {held_party} on {device_id} ({held.describe()})"
+    if held_party == party_id:  # its own Party's: say how a correction of it is written
+        said += (
+            ": a correction gives that interval's start, or moves its start and keeps its end "
+            "(an interval that shrinks, widens or merges with another is refused)"
+        )
+    return Overlap(said)
 
 
 _INTERVAL_COLUMNS = ("device_id", "party_id", "relation", "valid_from", "valid_to")
