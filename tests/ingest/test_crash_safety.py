@@ -87,6 +87,24 @@ def assert_consistent(url: str) -> int:
     return loaded
 
 
+def kill_once_stored(child: subprocess.Popen, url: str, records: float) -> None:
+    """SIGKILL the loader `child` once the store at `url` holds `records` records."""
+    try:
+        deadline = time.monotonic() + 60
+        while record_count(url) < records:
+            assert child.poll() is None, (
+                f"the loader ended before the kill point: {child.communicate()}"
+            )
+            assert time.monotonic() < deadline, "the loader made no progress"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    assert child.returncode == -signal.SIGKILL, "the loader finished before it could be killed"
+
+
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("crash") / "big.jsonl"
@@ -102,20 +120,7 @@ def test_sigkill_mid_load_then_resume(big_file, tmp_path, kill_at, db_url):
     child = subprocess.Popen(
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    try:
-        deadline = time.monotonic() + 60
-        while record_count(db) < kill_at * TOTAL:
-            assert child.poll() is None, (
-                f"the loader ended before the kill point: {child.communicate()}"
-            )
-            assert time.monotonic() < deadline, "the loader made no progress"
-            time.sleep(0.002)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
-    assert child.returncode == -signal.SIGKILL, "the loader finished before it could be killed"
+    kill_once_stored(child, db, kill_at * TOTAL)
 
     loaded = assert_consistent(db)
     assert kill_at * TOTAL <= loaded < TOTAL
@@ -186,18 +191,7 @@ def test_a_rerun_killed_part_way_leaves_the_shared_reject_file_as_the_last_whole
 
     second = f"sqlite:///{tmp_path / 'second.db'}"  # a store of its own: the re-run has work
     child = ingest(second, with_rejects)
-    try:
-        deadline = time.monotonic() + 60
-        while record_count(second) < 0.3 * TOTAL:
-            assert child.poll() is None, "the re-run ended before the kill point"
-            assert time.monotonic() < deadline, "the re-run made no progress"
-            time.sleep(0.002)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
-    assert child.returncode == -signal.SIGKILL
+    kill_once_stored(child, second, 0.3 * TOTAL)
     assert shared.read_bytes() == whole
 
     again = ingest(second, with_rejects)

@@ -53,6 +53,19 @@ def snapshot(engine) -> tuple[list, list]:
     return intervals, index
 
 
+def supply_days(engine, device_id: str) -> list[tuple[str, str, str | None]]:
+    """The Device's supplier intervals in order, by day: (Party, first day, end day or None)."""
+    with engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d "
+                "AND relation = 'supplier' ORDER BY valid_from"
+            ),
+            {"d": device_id},
+        ).all()
+    return [(party, str(start)[:10], end and str(end)[:10]) for party, start, end in held]
+
+
 def seen(engine, party_id: str, scope: Scope = Scope.OTHERS) -> set[str]:
     """The Request IDs and kinds a Party's device-less search shows (the index's read path)."""
     with engine.connect() as conn:
@@ -146,15 +159,7 @@ def test_a_change_of_supplier_moved_to_another_day_is_a_correction(
     result = cli("load", "responsibilities", corrections)
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("loaded 2, rejected 0, skipped 0 duplicates")
-    with engine.connect() as conn:
-        held = conn.execute(
-            text(
-                "SELECT party_id, valid_from, valid_to FROM responsibility WHERE device_id = :d "
-                "AND relation = 'supplier' ORDER BY valid_from"
-            ),
-            {"d": ESME_1},
-        ).all()
-    assert [(party, str(start)[:10], end and str(end)[:10]) for party, start, end in held] == [
+    assert supply_days(engine, ESME_1) == [
         (NORTHPOWER, "2025-01-01", change_moves_to),
         (SOUTHENERGY, change_moves_to, None),
     ]
@@ -264,15 +269,7 @@ def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its
     )
     result = cli("load", "responsibilities", twice)
     assert result.exit_code == 0, result.output
-    with engine.connect() as conn:
-        held = (
-            conn.execute(
-                text("SELECT valid_from FROM responsibility WHERE device_id = :d"), {"d": PPMID_1}
-            )
-            .scalars()
-            .all()
-        )
-    assert [str(start)[:10] for start in held] == [starts[-1]]
+    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, starts[-1], None)]
 
 
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
@@ -282,7 +279,7 @@ def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     March again: its last word stands, and the load is clean whichever batches they fall in
     (one batch: the re-date skipped as superseded; batches of one: re-dated, then back)."""
     engine = world.engine
-    held_before = suppliers_of(engine, ESME_1)
+    held_before = supply_days(engine, ESME_1)
     back = write(
         tmp_path / "back.csv",
         RESP_HEADER
@@ -291,19 +288,8 @@ def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     )
     result = cli("load", "responsibilities", back)
     assert result.exit_code == 0, result.output
-    assert suppliers_of(engine, ESME_1) == held_before
-    with engine.connect() as conn:
-        starts = (
-            conn.execute(
-                text(
-                    "SELECT valid_from FROM responsibility WHERE device_id = :d AND party_id = :p"
-                ),
-                {"d": ESME_1, "p": SOUTHENERGY},
-            )
-            .scalars()
-            .all()
-        )
-    assert [str(start)[:10] for start in starts] == ["2025-03-01"]
+    assert supply_days(engine, ESME_1) == held_before
+    assert (SOUTHENERGY, "2025-03-01", None) in held_before
 
 
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:

@@ -420,6 +420,10 @@ def check_fields(item: dict, record: SatRecord) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=worlds())
 def test_sql_rule_agrees_with_decide_for_every_party_and_scope(spec: WorldSpec) -> None:
+    check_on_sqlite(spec)
+
+
+def check_on_sqlite(spec: WorldSpec) -> None:
     with tempfile.TemporaryDirectory() as folder:  # a fresh SQLite store per example
         engine = open_store(f"sqlite:///{Path(folder) / 'prop.db'}")
         try:
@@ -439,6 +443,10 @@ def test_postgresql_rule_and_row_level_security_agree_with_decide(
 ) -> None:
     """The same property on PostgreSQL: its own SQL dialect, timestamptz, COPY ingest and the
     row-level-security policies all sit on this path."""
+    check_on_postgresql(pg_server, spec)
+
+
+def check_on_postgresql(pg_server, spec: WorldSpec) -> None:
     url = pg_server.new_database(template="st_template")
     engine = open_store(url)
     try:
@@ -521,16 +529,5 @@ def test_a_registry_change_re_derived_a_few_records_at_a_time_agrees_with_decide
 
     monkeypatch.setattr(visibility_index, "_RECORDS_A_ROUND", 2)
     monkeypatch.setattr(visibility_index, "_SPANS_A_STATEMENT", 1)
-    with tempfile.TemporaryDirectory() as folder:
-        engine = open_store(f"sqlite:///{Path(folder) / 'prop.db'}")
-        try:
-            check_world(engine, spec)
-        finally:
-            engine.dispose()
-    url = pg_server.new_database(template="st_template")
-    engine = open_store(url)
-    try:
-        check_world(engine, spec)
-    finally:
-        engine.dispose()
-        pg_server.drop_database(url)
+    check_on_sqlite(spec)
+    check_on_postgresql(pg_server, spec)
