@@ -45,6 +45,12 @@ def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
     users.csv             user_id,party_id,party_name,role
     devices.csv           device_id,device_type,smets
     responsibilities.csv  device_id,party_id,relation,valid_from,valid_to
+
+    A responsibilities line with a held interval's Device, relation and valid_from corrects
+    it (its Party or its end); one that gives a held interval of its own Party with another
+    start and the same end re-dates it (a change of supplier moved to another day: the old
+    supplier's line with its new end, the new one's with its new start). Any other overlap
+    is rejected. Re-loading a file changes nothing.
     """
     if rejects and rejects.resolve() == file.resolve():  # the reject file is emptied first
         raise Failure("--rejects must not name the input file")
