@@ -292,6 +292,45 @@ def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     assert (SOUTHENERGY, "2025-03-01", None) in held_before
 
 
+def test_a_re_date_in_a_file_of_many_batches_waits_for_the_lines_after_it(
+    cli, world, batch, tmp_path
+):
+    """A re-date applied at once, in its batch: a later line that gave the interval again, or
+    took the gap it freed, left a registry that depended on where the batches fell, and a
+    re-load of an unchanged file re-dated and re-dated back, the index wider in between
+    (review 26f). It now waits with the lines after it of its Device, as in one batch."""
+    engine = world.engine
+    held = write(
+        tmp_path / "held.csv",
+        RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,\n",
+    )
+    assert cli("load", "responsibilities", held).exit_code == 0
+    taken_back = write(
+        tmp_path / "taken_back.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-06-15T00:00:00Z,\n"
+        + f"{PPMID_1},{SOUTHENERGY},supplier,2026-04-01T00:00:00Z,2026-05-15T00:00:00Z\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,\n",
+    )
+    result = cli("load", "responsibilities", taken_back)
+    assert result.stdout.startswith("loaded 0, rejected 1, skipped 2 duplicates"), result.output
+    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2026-02-15", None)]
+    twice = write(
+        tmp_path / "twice.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-15T00:00:00Z,\n",
+    )
+    first = cli("load", "responsibilities", twice)
+    assert first.exit_code == 0 and supply_days(engine, PPMID_1) == [
+        (SUNEXPORT, "2026-01-15", None)
+    ]
+    before = snapshot(engine)
+    again = cli("load", "responsibilities", twice)
+    assert again.stdout.startswith("loaded 0, rejected 0, skipped 2 duplicates"), again.output
+    assert snapshot(engine) == before
+
+
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
     with engine.connect() as conn:

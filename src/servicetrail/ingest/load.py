@@ -158,13 +158,16 @@ def load_registry(
 def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
     """load_interval_rows told which rows a later line of the file gives again."""
 
-    def write(conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]]) -> list[Any]:
+    def write(
+        conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
+    ) -> list[Any]:
         if not last_lines:
-            return load_interval_rows(conn, rows, [False] * len(rows))
-        superseded = [
-            last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
-        ]
-        return load_interval_rows(conn, rows, superseded)
+            superseded = [False] * len(rows)
+        else:
+            superseded = [
+                last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
+            ]
+        return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
 
     return write
 
@@ -276,7 +279,7 @@ def _store_batch(
     if parsed and changes_visibility:
         catch_up(engine)
     with engine.begin() as conn:
-        decided = store(conn, parsed, origins) if parsed else []
+        decided = store(conn, parsed, origins, later is not None) if parsed else []
     for row, (line, raw), outcome in zip(parsed, origins, decided):
         if outcome is Outcome.LOADED:
             summary.loaded += 1
@@ -322,11 +325,12 @@ class _Later:
         return (row[0], row[2]) in self.keys and self.defer(row, origin)
 
 
-# a batch's parsed rows and their (line, raw record) -> each row's outcome
-RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]]], list[Any]]
+# a batch's parsed rows, their (line, raw record), and whether rows may wait for the file's
+# end -> each row's outcome
+RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]], bool], list[Any]]
 _REGISTRY_WRITERS: dict[registry_csv.RegistryFile, RegistryWriter] = {
-    registry_csv.USERS: lambda conn, rows, _: load_users(conn, rows),
-    registry_csv.DEVICES: lambda conn, rows, _: load_devices(conn, rows),
+    registry_csv.USERS: lambda conn, rows, _, __: load_users(conn, rows),
+    registry_csv.DEVICES: lambda conn, rows, _, __: load_devices(conn, rows),
 }
 
 

@@ -265,13 +265,19 @@ def load_interval_rows(
     conn: Connection,
     rows: Sequence[IntervalRow],
     superseded: Sequence[bool] | None = None,
+    redate_now: bool = True,
 ) -> list[Decided]:
     """load_responsibilities for IntervalRows, as the CSV loader reads them. `superseded[i]`:
     a later row (of the file, as the loader knows it) gives row i's interval (Device,
     relation, start) again; None: judged within `rows`. A superseded row is checked on its own
     and skipped, as its input's word for the interval is its last: applied in turn instead,
     an earlier word could overlap what a later row put in the store at the first load, and a
-    re-load of the same file rejected it."""
+    re-load of the same file rejected it. Without `redate_now` (a batch of a file whose rows
+    may wait for its end), a row that would re-date a held interval is an Overlap instead, and
+    waits there with the rows after it of its Device and relation, to be judged with them as
+    in one batch: applied at once, a later line of the file that gave the interval again, or
+    took the gap it freed, made the final registry depend on where the batches fell, and a
+    re-load re-dated and re-dated back, the index wider in between (review 26f)."""
     if superseded is None:
         superseded = later_rows_repeat(rows)
     raw = _Raw(conn)
@@ -350,7 +356,13 @@ def load_interval_rows(
                 spans,
                 functools.partial(not_given_later, i, device_id, relation),
             )
-            if isinstance(judged, _Redated):
+            if isinstance(judged, _Redated) and not redate_now:
+                moved = Responsibility(device_id, party_id, relation, judged.start, end)
+                judged = Overlap(
+                    f"re-dates the {relation} interval of {party_id} on {device_id} "
+                    f"({moved.describe()}), judged with the file's later lines at its end"
+                )
+            elif isinstance(judged, _Redated):
                 apply(device_id, relation, judged.start, None)
                 judged = Outcome.CORRECTED
             decided[i] = outcome = judged
