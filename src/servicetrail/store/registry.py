@@ -311,8 +311,8 @@ def load_interval_rows(
     touched: list[Touched] = []
 
     # the last row of the batch that gives each interval: one a later row gives is not
-    # re-dated by an earlier one (the file's last word stands, as it does across batches,
-    # where the later batch re-dates it back)
+    # re-dated by an earlier one (the file's last word stands; across batches too, where a
+    # re-date waits for the file's end with the lines after it: `redate_now`)
     last_row = {interval_key(row): i for i, row in enumerate(rows)}
 
     def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
