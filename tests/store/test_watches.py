@@ -533,7 +533,8 @@ def test_a_registry_change_says_it_waits_for_an_ingest_batch(
                 loader.rollback()  # the batch ends
                 change.join(30)
         assert not change.is_alive()
-    assert caplog.text.count("waiting for the ingest batches in progress to commit") == 1
+    said = "waiting for the ingest batches and registry changes in progress to commit"
+    assert caplog.text.count(said) == 1
 
 
 def test_a_watchs_values_iterate_in_the_order_given_and_compare_as_a_set() -> None:

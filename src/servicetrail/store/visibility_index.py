@@ -46,15 +46,19 @@ NewRecord = tuple[Any, ...]
 
 def lock_registry(conn: Connection) -> None:
     """Taken by every registry change before it writes (see the module's note). It waits for
-    the ingest batches in progress to commit, and says so: a correction behind a stalled
-    loader waited without a word (stress test, session 18)."""
+    the ingest batches and registry changes in progress to commit, and says so: a correction
+    behind a stalled loader waited without a word (stress test, session 18), and one behind
+    another registry load was told it waited for ingest batches (review 26f)."""
     if conn.dialect.name == "postgresql":
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({REGISTRY_LOCK})")
         if not taken.scalar_one():
             global _told_waiting_at
             if time.monotonic() - _told_waiting_at >= TELL_WAITING_EVERY_SECONDS:
                 # once a minute: a load of small batches beside an ingest said it 52 times
-                log.warning("waiting for the ingest batches in progress to commit (registry lock)")
+                log.warning(
+                    "waiting for the ingest batches and registry changes in progress to commit "
+                    "(registry lock)"
+                )
                 _told_waiting_at = time.monotonic()
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
 
