@@ -657,9 +657,16 @@ def test_something_at_the_name_of_a_reject_files_partial_does_not_stop_the_runs(
     path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
     assert cli("ingest", path).exit_code == 1
     (tmp_path / ".in.rejects.jsonl.partial").mkdir()
+    # a killed run's file under a name of its own, removed; a file of someone else's, kept
+    (tmp_path / ".in.rejects.jsonl.partial.k1ll3d_x").write_text('{"file": "old"}\n')
+    (tmp_path / ".in.rejects.jsonl.partial.notes").write_text("mine\n")
     for _ in range(2):
         again = cli("ingest", path)
         assert again.exit_code == 1 and "cannot write" not in again.stderr, again.output
         assert len(rejects_of(tmp_path / "in.rejects.jsonl")) == 1
     beside = sorted(n for n in os.listdir(tmp_path) if "rejects" in n)
-    assert beside == [".in.rejects.jsonl.partial", "in.rejects.jsonl"]  # no run's own left
+    assert beside == [
+        ".in.rejects.jsonl.partial",
+        ".in.rejects.jsonl.partial.notes",
+        "in.rejects.jsonl",
+    ]  # no run's own left

@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import codecs
 import fcntl
+import glob
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -130,6 +132,17 @@ def _fresh_path(path: Path) -> Path:
     """Where a run writes the file that replaces `path` at its end. One name, beside it: only
     the run holding `path` writes there, and a killed run's is removed by the next one."""
     return path.with_name(f".{path.name}.partial")
+
+
+def _remove_killed_runs_files(fresh: Path) -> None:
+    """The files of runs killed while they wrote under a name of their own, beside `fresh`
+    (`tempfile.mkstemp`'s: its name, a dot, eight of its characters); left, each held copies
+    of rejected records until someone noticed (review 26f)."""
+    for stale in fresh.parent.glob(glob.escape(fresh.name) + ".*"):
+        own = stale.name.removeprefix(fresh.name + ".")
+        if re.fullmatch(r"[a-z0-9_]{8}", own) and stale.is_file() and not stale.is_symlink():
+            with suppress(OSError):
+                stale.unlink()
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -266,7 +279,9 @@ class RejectFile:
             fd = os.open(self._fresh_name, _WRITING | _NEW, 0o600)
         except FileExistsError:
             # a folder there, or another user's file in a sticky folder (/tmp): it stopped
-            # every run (review 26d); a name of the run's own, as the held file's lock allows
+            # every run (review 26d); a name of the run's own, as the held file's lock allows,
+            # and those of runs killed before (only the holder of the lock makes one)
+            _remove_killed_runs_files(self._fresh_name)
             try:
                 fd, made = tempfile.mkstemp(
                     prefix=self._fresh_name.name + ".", dir=self.path.parent
