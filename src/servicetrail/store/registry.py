@@ -278,8 +278,12 @@ def load_interval_rows(
     in one batch: applied at once, a later line of the file that gave the interval again, or
     took the gap it freed, made the final registry depend on where the batches fell, and a
     re-load re-dated and re-dated back, the index wider in between (review 26f)."""
+    # the last row of the batch that gives each interval: one a later row gives is not
+    # re-dated by an earlier one (the file's last word stands; across batches too, where a
+    # re-date waits for the file's end with the lines after it: `redate_now`)
+    last_row = {interval_key(row): i for i, row in enumerate(rows)}
     if superseded is None:
-        superseded = later_rows_repeat(rows)
+        superseded = [last_row[interval_key(row)] != i for i, row in enumerate(rows)]
     raw = _Raw(conn)
     lock_registry(conn)
     match_before_registry_change(conn)  # what is stored is matched as the registry stood
@@ -309,11 +313,6 @@ def load_interval_rows(
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     removed: set[tuple[str, str, datetime]] = set()
     touched: list[Touched] = []
-
-    # the last row of the batch that gives each interval: one a later row gives is not
-    # re-dated by an earlier one (the file's last word stands; across batches too, where a
-    # re-date waits for the file's end with the lines after it: `redate_now`)
-    last_row = {interval_key(row): i for i, row in enumerate(rows)}
 
     def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
         return last_row.get((device_id, relation, start), -1) <= row_index
@@ -415,12 +414,6 @@ def _corrections_first(
 def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
     """What a correction replaces: the interval's Device, relation and start."""
     return row[0], row[2], row[3]
-
-
-def later_rows_repeat(rows: Sequence[IntervalRow]) -> list[bool]:
-    """For each row, whether a later row gives its interval again."""
-    last = {interval_key(row): i for i, row in enumerate(rows)}
-    return [last[interval_key(row)] != i for i, row in enumerate(rows)]
 
 
 def _decide(
