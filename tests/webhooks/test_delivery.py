@@ -448,6 +448,35 @@ def test_a_party_alone_at_a_receiver_leaves_a_slot_for_another_partys_first_deli
         assert len(shared.events("/stuck")) == 3  # all the slots but one
 
 
+def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
+    engine, world
+) -> None:
+    """With one slot to a receiver (WEBHOOK_PER_HOST=1), a freed slot went to the oldest
+    delivery queued there: a hostile Party's endpoint that never answers had a queue of them
+    leased before another Party's first, which waited for every one to time out (16 of them,
+    a quarter of an hour at the default time limit). The slot now goes in turns."""
+    slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
+    with Receiver(answer=slow) as shared:
+        hook(engine, shared, "/stuck", party=P.SOUTHENERGY)
+        deliverer = Deliverer(engine, schedule=[60], per_host=1, concurrency=4, timeout=1.5)
+        moments: dict[str, float] = {}
+
+        def the_newcomers_three_arrive() -> bool:
+            now = time.monotonic()
+            if "came" not in moments and shared.received:  # the first stuck attempt
+                hook(engine, shared, "/other", party=P.WIRESCO)
+                lk_requests(engine, 500, 501, 502)
+                moments["came"] = time.monotonic()
+            if len(shared.events("/other")) >= 3:
+                moments.setdefault("arrived", now)
+            return "arrived" in moments
+
+        lk_requests(engine, *range(1, 21))
+        assert run(deliverer, the_newcomers_three_arrive, seconds=40), moments
+        # a stuck attempt's time limit between each of the newcomer's, not sixteen of them
+        assert moments["arrived"] - moments["came"] < 3 * 1.5 + 2
+
+
 def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(
     engine, world, monkeypatch
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -172,7 +173,12 @@ class Deliverer:
         self.stats = Stats()
         self.failure_log = FailureLog()
         self._in_flight: Counter[tuple[str, int]] = Counter()
-        self._queued: dict[tuple[str, int], deque[Due]] = defaultdict(deque)
+        # a queue for each Party at each receiver: (party, host) -> deliveries, oldest first
+        self._queued: dict[tuple[str, tuple[str, int]], deque[Due]] = defaultdict(deque)
+        # when each Party last started an attempt to a receiver (a count, not a time), so that
+        # a receiver's freed slot goes to the Party served least lately (see _dispatch)
+        self._turns = itertools.count(1)
+        self._last_turn: dict[tuple[str, tuple[str, int]], int] = {}
         self._party_in_flight: Counter[str] = Counter()
         self._party_host_in_flight: Counter[tuple[str, tuple[str, int]]] = Counter()
         # counted as they change, not from the queues: _share reads it on the lease's thread
@@ -295,7 +301,7 @@ class Deliverer:
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
                 host = _host_of(delivery.url)
-                self._queued[host].append(delivery)
+                self._queued[(delivery.party_id, host)].append(delivery)
                 self._party_queued[delivery.party_id] += 1
                 self._party_host_queued[(delivery.party_id, host)] += 1
             self._dispatch()
@@ -329,45 +335,55 @@ class Deliverer:
         session = self._session
         if session is None or self._stopping:
             return
-        for host, queued in list(self._queued.items()):
-            # a Party at its bound waits in place; those queued behind it to the same receiver
-            # (a webhook provider many Parties share, say) go on
-            waiting: deque[Due] = deque()
+        parties_at: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for party, host in self._queued:
+            parties_at[host].append(party)
+        for host, queued_parties in parties_at.items():
             # one that others wait for too is at most half any one's; one a Party has to itself
             # is its own but a slot, kept for another Party's first delivery: attempts in
             # flight are not taken back, and those of an endpoint that never answers held the
             # receiver whole until they timed out (audit 26b)
-            parties_here = {d.party_id for d in queued} | {
+            parties_here = set(queued_parties) | {
                 party for party, at in self._party_host_in_flight if at == host
             }
             party_host_cap = (
                 self.per_party_host if len(parties_here) > 1 else max(1, self.per_host - 1)
             )
-            while (
-                queued
-                and len(self._tasks) < self.concurrency
-                and self._in_flight[host] < self.per_host
-            ):
-                delivery = queued.popleft()
-                party_here = (delivery.party_id, host)
-                if (
-                    self._party_in_flight[delivery.party_id] >= self.per_party
-                    or self._party_host_in_flight[party_here] >= party_host_cap
-                ):
-                    waiting.append(delivery)
-                    continue
+            while len(self._tasks) < self.concurrency and self._in_flight[host] < self.per_host:
+                # a Party at its bound waits in place; the others queued for the same receiver
+                # (a webhook provider many Parties share, say) go on
+                ready = [
+                    party
+                    for party in queued_parties
+                    if (party, host) in self._queued
+                    and self._party_in_flight[party] < self.per_party
+                    and self._party_host_in_flight[(party, host)] < party_host_cap
+                ]
+                if not ready:
+                    break
+                # the Party with the fewest attempts there, then the one served least lately:
+                # taken in the order they were leased, a receiver's one slot (per_host 1)
+                # went back to a hostile Party's queue of attempts that never answer each time
+                # one timed out, and another Party's first delivery waited for all of them
+                party = min(
+                    ready,
+                    key=lambda p: (
+                        self._party_host_in_flight[(p, host)],
+                        self._last_turn.get((p, host), 0),
+                    ),
+                )
+                party_here = (party, host)
+                delivery = self._queued[party_here].popleft()
+                if not self._queued[party_here]:
+                    del self._queued[party_here]
                 self._in_flight[host] += 1
                 self._unqueued(delivery, host)
-                self._party_in_flight[delivery.party_id] += 1
+                self._party_in_flight[party] += 1
                 self._party_host_in_flight[party_here] += 1
+                self._last_turn[party_here] = next(self._turns)  # once it is in flight
                 task = asyncio.create_task(self._attempt(session, delivery, host))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            if waiting:
-                waiting.extend(queued)
-                self._queued[host] = queued = waiting
-            if not queued:
-                del self._queued[host]
 
     def _settle_and_lease(
         self, room: int, waiting: list[tuple[int, int]]
@@ -464,6 +480,7 @@ class Deliverer:
             self._party_host_in_flight[party_here] -= 1
             if not self._party_host_in_flight[party_here]:
                 del self._party_host_in_flight[party_here]
+                self._forget_turn_when_idle(party_here)
             self._held.discard((delivery.watch_id, delivery.event_id))
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
@@ -497,22 +514,29 @@ class Deliverer:
         self._party_host_queued[party_here] -= 1
         if not self._party_host_queued[party_here]:
             del self._party_host_queued[party_here]
+            self._forget_turn_when_idle(party_here)
+
+    def _forget_turn_when_idle(self, party_here: tuple[str, tuple[str, int]]) -> None:
+        """A Party with nothing queued or in flight at a receiver has its turn forgotten
+        (kept, they grew with every receiver a Party's watches ever named)."""
+        if not self._party_host_queued[party_here] and not self._party_host_in_flight[party_here]:
+            self._last_turn.pop(party_here, None)
 
     def _drop_queued(self, dropped: Callable[[tuple[int, int]], bool]) -> None:
         """Take the queued deliveries whose (watch, event) `dropped` picks out of their
         queues, unsent."""
-        for host, queued in list(self._queued.items()):
+        for party_here, queued in list(self._queued.items()):
             kept: deque[Due] = deque()
             for delivery in queued:
                 if dropped((delivery.watch_id, delivery.event_id)):
                     self._held.discard((delivery.watch_id, delivery.event_id))
-                    self._unqueued(delivery, host)
+                    self._unqueued(delivery, party_here[1])
                 else:
                     kept.append(delivery)
             if kept:
-                self._queued[host] = kept
+                self._queued[party_here] = kept
             else:
-                del self._queued[host]
+                del self._queued[party_here]
 
     @property
     def _no_answer(self) -> str:
