@@ -473,6 +473,46 @@ def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept
     assert "is not signed by a trusted key" in refused.stdout and refused.exit_code == 1
 
 
+def test_deleted_checkpoints_are_named_against_kept_ones_and_their_leaves_said(
+    cli, engine, tmp_path
+) -> None:
+    """Checkpoints deleted, their leaves left: the store still agreed with itself, `log
+    verify` was silent even against the very checkpoints kept outside, and the records'
+    proofs answered "not yet sealed" (audit 27a). A kept checkpoint the store no longer holds
+    is a finding; leaves in no signed checkpoint are said (an ingest that has not sealed yet
+    leaves them too, so alone they are not a finding)."""
+    for first in (10, 20, 30):  # one month (February), three seals
+        append(engine, records(3, first=first))
+        seal_store(engine)
+    with engine.connect() as conn:
+        origin, sizes = (
+            conn.execute(
+                text("SELECT origin, tree_size FROM log_checkpoint ORDER BY tree_size")
+            ).all()[0][0],
+            (
+                conn.execute(text("SELECT tree_size FROM log_checkpoint ORDER BY tree_size"))
+                .scalars()
+                .all()
+            ),
+        )
+    assert sizes == [3, 6, 9]
+    kept = _kept_listing(engine, tmp_path)
+    assert cli("log", "verify", "--checkpoints", kept).exit_code == 0
+    intrude(engine, ("DELETE FROM log_checkpoint WHERE tree_size IN (6, 9)", {}))
+    alone = cli("log", "verify")
+    assert alone.exit_code == 0 and alone.stdout == ""
+    assert (
+        f"note: log {origin} leaves 3-8 are in no signed checkpoint (the newest is of size 3)"
+        in alone.stderr
+    )
+    found = cli("log", "verify", "--checkpoints", kept)
+    assert found.exit_code == 1
+    assert found.stdout.splitlines() == [
+        f"log {origin} checkpoint {size}, kept, is no longer in the store (deleted)"
+        for size in (6, 9)
+    ]
+
+
 def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_keys(
     cli, engine, tmp_path, use_settings
 ):

@@ -108,6 +108,8 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
     result = audit(engine(), log_prefix(), trusted, kept=kept)
     for finding in result.findings:
         click.echo(finding)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(
         f"checked {result.entries} entries and {result.checkpoints} checkpoints: "
         f"{len(result.findings) or 'no'} finding(s)",
