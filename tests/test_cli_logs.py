@@ -269,6 +269,55 @@ def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
         assert entries[second]["at"] == "yesterday" and entries[third]["at"] == zoneless
 
 
+def test_text_that_is_not_utf8_is_named_not_a_traceback_on_sqlite(
+    sqlite_url, tmp_path, monkeypatch
+):
+    """SQLite stores whatever bytes it is given as text: one byte that is not UTF-8, in a
+    record, an access-log entry or a checkpoint, stopped `log verify` with the driver's
+    "Could not decode to UTF-8" traceback, and nothing named (audit 27a). Each is named;
+    the commands that read them say what it is instead of a traceback."""
+    monkeypatch.chdir(tmp_path)
+    engine = open_store(sqlite_url)
+    cli = Cli(sqlite_url, tmp_path)
+    world = P.load_personas(engine)
+    assert cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").exit_code == 0
+    assert cli("records", "--party", P.NORTHPOWER, "--format", "jsonl").exit_code == 0
+    seal_store(engine)
+    with engine.connect() as conn:
+        first, second = conn.execute(text("SELECT id FROM access_log ORDER BY id")).scalars()
+        origin = conn.execute(
+            text("SELECT origin FROM log_checkpoint WHERE family = 'sat' ORDER BY id LIMIT 1")
+        ).scalar_one()
+    bad = "CAST(x'61ff62' AS TEXT)"
+    record = world.ids["se_req"]
+    intrude(
+        engine,
+        (f"UPDATE sat_record SET request_id = {bad} WHERE id = :id", {"id": record}),
+        (f"UPDATE access_log SET filters = {bad} WHERE id = :id", {"id": first}),
+        (f"UPDATE access_log SET actor = {bad} WHERE id = :id", {"id": second}),
+        (f"UPDATE log_checkpoint SET note = {bad} WHERE origin = :o", {"o": origin}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1 and "Traceback" not in found.output, found.output
+    said = found.stdout.splitlines()
+    assert f"record {record} changed" in said
+    assert f"access-entry {first} changed" in said and f"access-entry {second} changed" in said
+    assert any(line.startswith(f"log {origin} checkpoint") for line in said), said
+    for command in (("access-log",), ("records", "--party", P.SOUTHENERGY)):
+        shown = cli(*command)
+        assert shown.exit_code == 2, shown.output
+        assert "not UTF-8" in shown.stderr and "log verify" in shown.stderr, shown.stderr
+    intrude(
+        engine,
+        (f"UPDATE log_checkpoint SET origin = {bad} WHERE origin = :o", {"o": origin}),
+        (f"UPDATE log_verifier_key SET verifier_key = {bad}", {}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1 and "Traceback" not in found.output, found.output
+    assert "a\\udcffb" in found.stdout  # the origin as stored, its bad byte escaped
+    engine.dispose()
+
+
 def test_a_time_respelt_as_the_same_instant_is_named_on_sqlite(sqlite_url, tmp_path, monkeypatch):
     """SQLite keeps times as text, and windows, pages and cursors compare the text: an
     intruder who writes a record's or an entry's time as the same instant in another form

@@ -57,6 +57,13 @@ class Servicetrail(OnceOnlyGroup):
                 2,
             ) from None
         except Exception as e:
+            if _not_utf8(e):
+                raise Failure(
+                    "the store holds text that is not UTF-8, which servicetrail never writes: "
+                    "it was written behind servicetrail's back ('servicetrail log verify' names "
+                    f"where): {printable(str(_raw(e)))}",
+                    2,
+                ) from None
             if _read_only(e):
                 raise Failure(
                     "the store is read-only: a read of SAT records writes its access-log entry "
@@ -70,11 +77,22 @@ class Servicetrail(OnceOnlyGroup):
             raise Failure(printable(_said(known)), code) from None
 
 
+def _raw(error: Exception) -> BaseException | None:
+    return error.orig if isinstance(error, DBAPIError) else error  # the access log's is raw
+
+
 def _read_only(error: Exception) -> bool:
     """SQLite's refusal to write a store opened read-only (`?mode=ro`, `immutable=1`, a
     read-only file): a traceback (review 23f)."""
-    raw = error.orig if isinstance(error, DBAPIError) else error  # the access log's is raw
+    raw = _raw(error)
     return isinstance(raw, sqlite3.OperationalError) and "readonly database" in str(raw)
+
+
+def _not_utf8(error: Exception) -> bool:
+    """SQLite's "Could not decode to UTF-8 column ..." for bytes an intruder stored as text:
+    a traceback from any command that read them (audit 27a)."""
+    raw = _raw(error)
+    return isinstance(raw, sqlite3.OperationalError) and "Could not decode to UTF-8" in str(raw)
 
 
 def _undecoded(error: UnicodeEncodeError) -> bool:

@@ -24,12 +24,11 @@ from ..signing import (
     trust_file_unmade,
     trusted_for,
 )
-from ..store.log_audit import audit
+from ..store.log_audit import audit, listed_verifier_keys
 from ..store.log_kept import kept_checkpoints
-from ..store.log_tree import verifier_keys
 from ..ingest.sources import regular_file
 from .commands import group
-from .common import Failure, engine, store_url, with_db
+from .common import Failure, engine, printable, store_url, with_db
 
 
 @group("log")
@@ -83,8 +82,7 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
             parse_verifier_key(given)
         except NoteError as e:
             raise Failure(f"--key {given!r}: {e}") from None
-    with engine().connect() as conn:
-        listed = verifier_keys(conn)
+    listed = listed_verifier_keys(engine())
     trusted = trusted_for(store_url(), listed)
     if trusted is None and not also_trusted:
         click.echo(
@@ -107,9 +105,9 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
     for finding in result.findings:
-        click.echo(finding)
+        click.echo(printable(finding))  # it may quote a stored origin that is not UTF-8
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {printable(note)}", err=True)
     click.echo(
         f"checked {result.entries} entries and {result.checkpoints} checkpoints: "
         f"{len(result.findings) or 'no'} finding(s)",

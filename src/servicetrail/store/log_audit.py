@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -99,7 +100,7 @@ def audit(
     `kept`: checkpoints kept outside the store, which the logs must still hold."""
     kept = kept or Kept()
     result = Audit(findings=list(kept.findings))
-    with engine.connect() as conn:
+    with engine.connect() as conn, _any_text(conn):
         bounds = {
             family.family: _id_bounds(conn, family.family, family.table) for family in FAMILIES
         }
@@ -139,6 +140,13 @@ def audit(
     for checkpoint in checkpoints:
         result.findings += _signature_findings(checkpoint, known_keys, trusted)
     return result
+
+
+def listed_verifier_keys(engine: Engine) -> list[str]:
+    """The verifier keys the store lists, as `log verify` reads them: one that is not UTF-8
+    text is no key (the checkpoints naming it are findings), and is left out."""
+    with engine.connect() as conn, _any_text(conn):
+        return [key for key in verifier_keys(conn) if key.isprintable()]
 
 
 def _id_bounds(conn: Connection, family: str, table: str) -> tuple[int, int]:
@@ -207,9 +215,32 @@ def _small_cache(conn: Connection) -> Iterator[None]:
     before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
     conn.exec_driver_sql(f"PRAGMA cache_size = -{_AUDIT_CACHE_KIB}")
     try:
-        yield
+        with _any_text(conn):
+            yield
     finally:
         conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+
+def _text_as_stored(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+@contextmanager
+def _any_text(conn: Connection) -> Iterator[None]:
+    """SQLite: text that is not UTF-8 read as it is (its bad bytes as lone surrogates): a
+    column holding any stopped `log verify` with the driver's "Could not decode to UTF-8"
+    and a traceback (audit 27a). The entry's leaf then cannot be computed, and it is named
+    changed. (PostgreSQL stores no such text.)"""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver: Any = conn.connection.driver_connection
+    before = driver.text_factory
+    driver.text_factory = _text_as_stored
+    try:
+        yield
+    finally:
+        driver.text_factory = before
 
 
 def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]) -> Iterator[str]:
@@ -341,7 +372,8 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
         return
     for size in sorted(s for s in kept if s > count):
         yield f"log {origin} has {count} leaves, fewer than the checkpoint of size {size} kept"
-    yield from _checkpoints_gone(conn, origin, count, sorted(s for s in kept if s not in wanted))
+    unseen = sorted(s for s in kept if s not in wanted)
+    yield from _checkpoints_gone(conn, task, count, unseen)
     for size in sorted(s for s in wanted if s > count):
         yield f"log {origin} checkpoint {size} has leaves missing"
     for level, index in sorted(tiles):
@@ -349,7 +381,7 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
 
 
 def _checkpoints_gone(
-    conn: Connection, origin: str, count: int, unseen: list[int]
+    conn: Connection, task: _Roots, count: int, unseen: list[int]
 ) -> Iterator[str]:
     """What the store's checkpoints of the log no longer show: a kept checkpoint (of a size
     its leaves still reach) that the store does not hold was deleted, as checkpoints are
@@ -358,11 +390,12 @@ def _checkpoints_gone(
     next seal signs them), and so does deleting the newest checkpoints (audit 27a: silent,
     and the records' proofs answered "not yet sealed"). Read again now: a seal may have
     signed more since the pass began."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    origin, mark = task.origin, "?" if conn.dialect.name == "sqlite" else "%s"
     held = {
         int(size)
         for (size,) in conn.exec_driver_sql(
-            f"SELECT tree_size FROM log_checkpoint WHERE origin = {mark}", (origin,)
+            f"SELECT tree_size FROM log_checkpoint WHERE family = {mark} AND month = {mark}",
+            (task.family, task.month),
         )
     }
     for size in unseen:
@@ -371,10 +404,11 @@ def _checkpoints_gone(
     newest = max(held, default=0)
     if newest < count:
         leaves = f"leaf {newest} is" if count - newest == 1 else f"leaves {newest}-{count - 1} are"
+        newest_said = f"the newest is of size {newest}" if newest else "it has none"
         yield Note(
-            f"log {origin} {leaves} in no signed checkpoint (the newest is of size {newest}): "
-            "an ingest is running or stopped before it sealed (the next seal signs them), or "
-            "the checkpoints that held them were deleted"
+            f"log {origin} {leaves} in no signed checkpoint ({newest_said}): an ingest is "
+            "running or stopped before it sealed (the next seal signs them), or the "
+            "checkpoints that held them were deleted"
         )
 
 

@@ -300,10 +300,11 @@ def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[
             yield record_id, None
             continue
         commitment = hashlib.sha256(salt + (payload or b"")).hexdigest()
-        yield (
-            record_id,
-            leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment),
-        )
+        try:
+            leaf = leaf_hash_of(at, kind, request, srv, user, device, code, variant, commitment)
+        except (TypeError, ValueError):  # a column that is not UTF-8 text (log_audit)
+            leaf = None
+        yield record_id, leaf
 
 
 def queue_stored_records(conn: Connection) -> None:

@@ -89,7 +89,11 @@ def access_leaves(conn: Connection, low: int, high: int) -> Iterator[tuple[int, 
         for entry in entries:
             if entry.id >= high:
                 return
-            yield entry.id, merkle.leaf_hash(leaf_data(entry))
+            try:
+                leaf: bytes | None = merkle.leaf_hash(leaf_data(entry))
+            except (TypeError, ValueError):  # a column that is not UTF-8 text (log_audit)
+                leaf = None
+            yield entry.id, leaf
         after = entries[-1].id
 
 
