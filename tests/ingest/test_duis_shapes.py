@@ -536,3 +536,38 @@ def test_the_command_line_shows_each_party_what_the_api_does(loaded, cli) -> Non
         assert result.exit_code == 0, result.output
         from_cli = [json.loads(line) for line in result.stdout.splitlines()]
         assert from_cli == _all(client, tokens[party])
+
+
+def test_log_verify_names_a_derived_field_that_is_not_what_its_payload_says(
+    loaded, cli, engine
+) -> None:
+    """execution_at and subject_device_id are derived from the payload (SPEC 4.1) and held
+    by no leaf: an intruder's new future date or Device passed `log verify` (audit 27a). They
+    are derived again from the payload, which the leaf commits to."""
+    from sqlalchemy import text
+
+    from tests.intruder import intrude
+
+    assert cli("log", "verify").stdout == ""  # every shape's fields are its payload's
+    with engine.connect() as conn:
+        dated, named = (
+            conn.execute(text(f"SELECT min(id) FROM sat_record WHERE {where}")).scalar_one()
+            for where in ("execution_at IS NOT NULL", "subject_device_id IS NOT NULL")
+        )
+        moved = conn.execute(
+            text("SELECT execution_at FROM sat_record WHERE id = :id"), {"id": dated}
+        ).scalar_one()
+    later = "2031-01-01 00:00:00.000000" if engine.dialect.name == "postgresql" else None
+    intrude(
+        engine,
+        (
+            "UPDATE sat_record SET execution_at = :at WHERE id = :id",
+            {"at": later or str(moved).replace("2025", "2031", 1), "id": dated},
+        ),
+        (f"UPDATE sat_record SET subject_device_id = '{CHF}' WHERE id = :id", {"id": named}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1, found.output
+    assert sorted(found.stdout.splitlines()) == sorted(
+        [f"record {dated} changed", f"record {named} changed"]
+    )

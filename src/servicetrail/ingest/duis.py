@@ -180,6 +180,16 @@ def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
     return _parse(document.encode("utf-8"), logged_at, document)
 
 
+def derived_fields(payload: str, logged_at: datetime) -> tuple[datetime | None, str] | None:
+    """The execution_at and subject_device_id that ingest derives from a DUIS payload (SPEC
+    section 4.1), or None when the payload is not a DUIS message this reader takes."""
+    try:
+        record = parse_text(payload, logged_at)
+    except (InvalidValue, ValueError):
+        return None
+    return record.execution_at, record.subject_device_id
+
+
 def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
     limit = settings.current().max_duis_bytes
     if len(document) > limit:

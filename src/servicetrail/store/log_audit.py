@@ -21,10 +21,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -39,6 +40,7 @@ from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
+from .log_records import records_with_derived_fields
 from .log_kept import Kept
 from .partitions import month_dropped
 from .merkle_log import FAMILIES, family_named
@@ -140,6 +142,28 @@ def audit(
     for checkpoint in checkpoints:
         result.findings += _signature_findings(checkpoint, known_keys, trusted)
     return result
+
+
+# what DUIS ingest derives from a payload and its time: (execution_at, subject_device_id), or
+# None for a payload it does not read (ingest.duis.derived_fields, given by the caller)
+Deriver = Callable[[str, datetime], "tuple[datetime | None, str] | None"]
+
+
+def derived_field_findings(engine: Engine, derive: Deriver, found: list[str]) -> list[str]:
+    """`record <id> changed` for each record whose execution_at or subject_device_id is not
+    what its payload gives (those of `found` aside, already named): no leaf holds them, and
+    an intruder's future date or Device passed every check (audit 27a). A field emptied is
+    not seen: a SAT JSON Lines record's are empty whatever its payload holds."""
+    named = set(found)
+    findings = []
+    with engine.connect() as conn, _small_cache(conn):
+        for record in records_with_derived_fields(conn):
+            derived = derive(record.payload, record.logged_at)
+            stored = (record.execution_at, record.subject_device_id)
+            finding = f"record {record.record_id} changed"
+            if derived != stored and finding not in named:
+                findings.append(finding)
+    return findings
 
 
 def listed_verifier_keys(engine: Engine) -> list[str]:

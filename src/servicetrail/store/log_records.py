@@ -307,6 +307,32 @@ def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[
         yield record_id, leaf
 
 
+@dataclass(frozen=True)
+class DerivedFields:
+    """A record's fields that DUIS ingest derives from its payload (SPEC section 4.1), with
+    the payload: no leaf holds them, but the leaf commits to the payload they come from."""
+
+    record_id: int
+    logged_at: datetime
+    execution_at: datetime | None
+    subject_device_id: str
+    payload: str
+
+
+def records_with_derived_fields(conn: Connection) -> Iterator[DerivedFields]:
+    """Every stored record that has an execution_at or a subject_device_id, in id order,
+    streamed (few records have them: future-dated requests and non-device ones naming a
+    Device)."""
+    rows = conn.execution_options(stream_results=True, yield_per=_STREAM).execute(
+        select(r.id, r.logged_at, r.execution_at, r.subject_device_id, p.payload)
+        .select_from(_WITH_PAYLOAD)
+        .where((r.execution_at.is_not(None)) | (r.subject_device_id.is_not(None)))
+        .order_by(r.id)
+    )
+    for record_id, logged_at, execution_at, subject, payload in rows:
+        yield DerivedFields(record_id, logged_at, execution_at, subject or "", payload or "")
+
+
 def queue_stored_records(conn: Connection) -> None:
     """Salt and queue every stored record not yet in a log (migration 0009's backfill), a
     batch at a time by id: read whole, the trail's payloads were all in memory at once (384 MB
