@@ -191,6 +191,19 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     assert cli("log", "verify-proof", garbage, "--key", key).exit_code == 1
+    # a proof past any real one's size is refused unread, and a number longer than any index
+    # unechoed (audit 27a: 140 MB read whole; a 5,000-digit index met Python's own limit)
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b" " * (2 << 20) + json.dumps(document).encode())
+    too_big = cli("log", "verify-proof", huge, "--key", key)
+    assert too_big.exit_code == 1 and "over 1 MiB" in too_big.output, too_big.output
+    document["leaf_index"] = 1234567
+    for digits in (21, 5000):
+        long_number = tmp_path / "long.json"
+        long_number.write_text(json.dumps(document).replace("1234567", "9" * digits))
+        said = cli("log", "verify-proof", long_number, "--key", key)
+        assert said.exit_code == 1, said.output
+        assert f"a number of {digits} digits" in said.output and "9" * 21 not in said.output
 
 
 def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli, engine):

@@ -36,7 +36,19 @@ def parse_proof_document(raw: bytes) -> Any:
             raise ValueError(f"a JSON object names {', '.join(map(repr, twice))} twice")
         return found
 
-    return json.loads(raw, object_pairs_hook=once_each)
+    return json.loads(raw, object_pairs_hook=once_each, parse_int=_whole_number)
+
+
+# no index or size of a log exceeds 2^64 - 1, of 20 digits: a longer number was read whole,
+# echoed whole in the answer, and from 4,300 digits met Python's own limit, in its words
+_MOST_DIGITS = 20
+
+
+def _whole_number(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MOST_DIGITS:
+        raise ValueError(f"a number of {digits} digits: no index or size has over {_MOST_DIGITS}")
+    return int(text)
 
 
 @dataclass(frozen=True)
