@@ -93,6 +93,15 @@ def test_a_malformed_verifier_key_is_refused_clearly(bad):
         cp.parse_verifier_key(bad)
 
 
+def test_a_verifier_key_padded_past_its_base64_is_refused(tmp_path):
+    """Python's decoder takes '==' more after a base64 key; other verifiers (Go's
+    encoding/base64, which C2SP's note package uses) refuse it (audit 27a)."""
+    good = load_signer(tmp_path / "k.key", "servicetrail/sat").verifier_key
+    assert cp.parse_verifier_key(good)
+    with pytest.raises(cp.NoteError, match="not standard base64"):
+        cp.parse_verifier_key(good + "==")
+
+
 def test_the_trust_file_is_made_with_mode_0600(tmp_path):
     """What it lists is what `log verify` trusts: as the key, no one else may write it."""
     from servicetrail.signing import trust, trust_file
