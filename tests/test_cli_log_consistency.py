@@ -145,6 +145,8 @@ def test_unreadable_inputs_are_a_clear_refusal(cli, tmp_path):
     paths[0].write_text("neither JSON nor a note")
     refused = check(cli, paths, verifier)
     assert refused.exit_code == 2 and "neither JSON nor a signed note" in refused.output
+    # named by the argument it was given as (it said "old.txt /tmp/.../old.txt: ...")
+    assert f"Error: OLD {paths[0]}: " in refused.output, refused.output
     paths[0].write_text(old)
     paths[2].write_text('{"proof": "AAAA"}')
     assert check(cli, paths, verifier).exit_code == 1

@@ -238,8 +238,8 @@ def verify_consistency_cmd(
             verifiers.append(parse_verifier_key(given))
         except NoteError as e:
             raise Failure(f"--key {given!r}: {e}") from None
-    old_note = _one_checkpoint(old, origin)
-    new_note = _one_checkpoint(new, origin)
+    old_note = _one_checkpoint(old, origin, "OLD")
+    new_note = _one_checkpoint(new, origin, "NEW")
     raw_proof = _read_at_most(proof_file, PROOF_BYTES, "--proof", 1)
     try:
         document = parse_proof_document(raw_proof)
@@ -256,10 +256,10 @@ def verify_consistency_cmd(
     )
 
 
-def _one_checkpoint(path: Path, origin: str | None) -> str:
+def _one_checkpoint(path: Path, origin: str | None, given_as: str) -> str:
     """The file's checkpoint of `origin`, or its only log's."""
     by_origin: dict[str, set[str]] = {}
-    for note in _notes_in(path, path.name):
+    for note in _notes_in(path, given_as):
         try:
             checkpoint, _ = parse_checkpoint(note)
         except NoteError as e:
