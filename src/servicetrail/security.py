@@ -21,9 +21,10 @@ TOKEN_PREFIX = "st_"
 _hasher = PasswordHasher()
 # Each hash takes argon2's 64 MiB while it runs: 40 sign-ins at once (one Party's analyst
 # signing in again and again) took 2.5 GB of the server, and each ran slower for the rest
-# (audit of stalled clients, session 17). As many run at once as there are cores; the rest
-# wait their turn, which costs them no more time than sharing the cores did.
-_HASHING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+# (audit of stalled clients, session 17). One fewer at once than there are cores (one on
+# one core), so that sign-ins never hold every core from the searches (audit 27b); the rest
+# wait their turn, which costs them little more time than sharing the cores did.
+_HASHING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) - 1))
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from servicetrail.domain.response_codes import explain_code
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import login_failure, web_session
+from servicetrail.web.state import SIGN_INS_A_MINUTE
 from servicetrail.store.sessions import (
     ABSOLUTE_LIMIT,
     IDLE_LIMIT,
@@ -434,6 +435,20 @@ def test_a_correct_sign_in_forgives_that_usernames_failures(client: TestClient) 
     for _ in range(MAX_FAILURES_PER_KEY - 1):
         assert sign_in(client, NP_USER, "a wrong password!").status_code == 401
     assert sign_in(client, NP_USER).status_code == 303
+
+
+def test_a_username_signs_in_at_most_thirty_times_a_minute_right_or_wrong(
+    client: TestClient,
+) -> None:
+    """A correct password forgives the failures: one Party signing in and out from many
+    threads kept every core hashing passwords, and other Parties' searches waited (audit
+    27b). Thirty sign-ins a minute for a username, then a pause; another username is not held."""
+    for _ in range(SIGN_INS_A_MINUTE):  # each a browser of its own, as a script does
+        assert sign_in(TestClient(client.app), NP_USER).status_code == 303
+    paused = sign_in(TestClient(client.app), NP_USER)
+    assert paused.status_code == 429 and "try again in 1 minute" in paused.text
+    assert int(paused.headers["retry-after"]) == 60
+    assert sign_in(TestClient(client.app), LK_USER).status_code == 303
 
 
 # --- the rule on the record page -----------------------------------------------------------

@@ -29,7 +29,7 @@ from . import (
 )
 from .fairness import PartyLimits
 from .gate import Gate
-from .state import SeenCredentials
+from .state import SeenCredentials, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
 from .hot_path import HotPath
@@ -116,6 +116,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.state.seen_credentials = SeenCredentials()
+    app.state.sign_in_pace = SignInPace()
     app.add_middleware(Gate)  # outside the hot path: a turn is taken before a thread is
     app.add_middleware(NoNulInQuery)
     app.add_middleware(HeadAsGet)

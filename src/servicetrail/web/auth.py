@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.engine import Engine
@@ -28,7 +28,7 @@ from .signin import (
     sign_in_form_checked,
     signed_in,
 )
-from .state import engine_of, seen_credentials
+from .state import engine_of, seen_credentials, sign_in_pace
 
 MAX_USERNAME = 64
 
@@ -115,6 +115,9 @@ def login(
         return login_page(
             request, status=403, username=username, next_path=next_path, error=SIGN_IN_EXPIRED
         )
+    wait = sign_in_pace(request).wait_for(sessions.normal_username(username))
+    if wait > 0:
+        return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
     client = _client(request)
     engine = engine_of(request)
     with engine.begin() as conn:
