@@ -191,6 +191,26 @@ def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tok
             sock.close()
 
 
+def test_a_client_that_goes_part_way_is_said_cut_off(engine, tokens, caplog) -> None:
+    """A client that closed its connection after the first bytes was taken for a download
+    that had ended: nothing said it was cut off (audit 27b). One that takes it all is not."""
+    app = create_app(engine)
+    with LiveServer(app) as server:
+        sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
+        assert head.startswith(b"HTTP/1.1 200")
+        sock.close()
+        assert wait_until(lambda: app.state.limits.held() == {}, 10)
+        assert wait_until(lambda: "cut off" in caplog.text, 5), caplog.text
+        assert f"own report of {P.NORTHPOWER} cut off: the client went before the end" in (
+            caplog.text
+        )
+        caplog.clear()
+        status, body, _ = server.get(REPORT, tokens[P.WIRESCO])
+        assert status == 200 and body
+        assert wait_until(lambda: app.state.limits.held() == {}, 10)
+        assert "cut off" not in caplog.text
+
+
 @pytest.mark.parametrize("path", ["/api/v1/reports/own.csv", "/report"])
 def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
     engine, tokens, use_settings, path
