@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -25,16 +26,29 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(
-    db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None
+    db_url: str,
+    folder: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    open_files: tuple[int, int] | None = None,
 ) -> Iterator[str]:
-    """The base URL of a server on the store, stopped on exit."""
-    with live_server_process(db_url, folder, *options, env=env) as (_, base, _log):
+    """The base URL of a server on the store, stopped on exit; `open_files`: its process's
+    (soft, hard) limit of open files."""
+    with live_server_process(db_url, folder, *options, env=env, open_files=open_files) as (
+        _,
+        base,
+        _log,
+    ):
         yield base
 
 
 @contextmanager
 def live_server_process(
-    db_url: str, folder: Path, *options: str, env: dict[str, str] | None = None
+    db_url: str,
+    folder: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    open_files: tuple[int, int] | None = None,
 ) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """live_server, with its process (to signal it) and the file of its output."""
     port = free_port()
@@ -55,6 +69,11 @@ def live_server_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            preexec_fn=(
+                None
+                if open_files is None
+                else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+            ),
         )
         base = f"http://127.0.0.1:{port}"
         try:

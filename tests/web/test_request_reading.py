@@ -302,6 +302,41 @@ def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
                 sock.close()
 
 
+def test_connections_stop_short_of_the_open_file_limit_which_serve_raises(tmp_path):
+    """Four addresses' 256 slow connections each took every descriptor under a limit of
+    1,024: every new connection was reset, and the server could open no file (audit 27b).
+    `serve` raises its soft limit to the hard one, and past that limit less a reserve a new
+    connection is closed at once, whoever sends it."""
+    from servicetrail.web.http_limits import RESERVED_DESCRIPTORS
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    soft, hard = 150, 300  # connections the hard limit leaves room for: 300 - the reserve
+    most = hard - RESERVED_DESCRIPTORS
+    with live_server(url, tmp_path, open_files=(soft, hard)) as base:
+        server = address(base)
+        held = half_sent_heads(server, most - 1)  # past the soft limit: it was raised
+        try:
+            with socket.create_connection(server) as last:
+                last.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                answer, _ = answer_to(last)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+            held += half_sent_heads(server, 1)  # now all it may hold
+            with socket.create_connection(server) as past:
+                answer, _ = answer_to(past, wait=5)
+            assert answer == b""  # closed, unanswered
+            held.pop().close()
+            time.sleep(0.3)
+            with socket.create_connection(server) as again:
+                again.sendall(
+                    b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                answer, _ = answer_to(again)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_a_trusted_proxys_connections_are_not_one_clients_share(tmp_path):
     """Behind `--trusted-proxies`, every client arrives from the proxy's address: its
     connections are everyone's, and capping them as one client's refused all (review,
@@ -319,3 +354,23 @@ def test_a_trusted_proxys_connections_are_not_one_clients_share(tmp_path):
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_warning_of_slow_clients_is_said_once_in_a_while_with_its_count(caplog):
+    """Each slow connection wrote a line: 50,391 in one audit run (27b). Once in `every`
+    seconds, then with how many came meanwhile."""
+    import logging
+
+    from servicetrail.web.http_limits import _Quieted
+
+    quieted = _Quieted(every=0.5)
+    logger = logging.getLogger("tests.quieted")
+    with caplog.at_level(logging.WARNING, logger="tests.quieted"):
+        for _ in range(50):
+            quieted.warn(logger, "Request head not whole within %g s: 408.", 20)
+        time.sleep(0.6)
+        quieted.warn(logger, "Request head not whole within %g s: 408.", 20)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Request head not whole within 20 s: 408.",
+        "Request head not whole within 20 s: 408. (49 more since the last said)",
+    ]

@@ -23,7 +23,12 @@ It also sends a response's head and body in one write (`HeadWithBody`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import ipaddress
+import logging
+import resource
+import time
 from collections import Counter
 from typing import Any, cast
 
@@ -175,6 +180,55 @@ def client_key(host: str) -> str:
 # 9,990 half-sent heads each took every file descriptor the server had (20,000), and most
 # other clients' requests then failed to connect (audit of stalled clients, session 17).
 _connections: Counter[str] = Counter()
+# and in all: past the process's open-file limit every new connection was reset, and so is a
+# store's connection or a report's spool file the server opens (four addresses' 256 slow
+# connections each, under a limit of 1,024; audit 27b). This many descriptors stay for those.
+RESERVED_DESCRIPTORS = 128
+_open = [0]  # connections open in this process (the loop's thread alone changes it)
+
+
+@functools.cache
+def most_connections() -> int:
+    """Connections this process holds at once: its open-file limit, less the reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft - RESERVED_DESCRIPTORS)
+
+
+def raise_open_file_limit() -> int:
+    """The process's soft limit of open files raised to its hard limit (often 1,024 against
+    hundreds of thousands): each connection takes a descriptor. Returns the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    most_connections.cache_clear()
+    return soft
+
+
+class _Quieted:
+    """A warning said at most once in `every` seconds, with how many times it came since: a
+    client's slow connections wrote a line each (50,391 lines in one audit run, 27b)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._unsaid: Counter[str] = Counter()
+
+    def warn(self, logger: logging.Logger, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(message, -self.every) < self.every:
+            self._unsaid[message] += 1
+            return
+        self._last[message] = now
+        more = self._unsaid.pop(message, 0)
+        said = f" ({more} more since the last said)" if more else ""
+        logger.warning(message + said, *args)
+
+
+_quieted = _Quieted()
 
 
 def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
@@ -233,11 +287,14 @@ class CappedHeadProtocol(HttpToolsProtocol):
         # behind a trusted proxy every client arrives from the proxy's address, and the
         # proxy's connections are everyone's (web.gate still tells clients apart, by the
         # address the proxy forwards)
-        if not proxied and _connections[self._client] >= settings.current().max_client_connections:
+        if (
+            not proxied and _connections[self._client] >= settings.current().max_client_connections
+        ) or _open[0] >= most_connections():
             self._client = ""
             transport.abort()  # no answer: the client's own connections are what it waits on
             return
         _connections[self._client] += 1
+        _open[0] += 1
         super().connection_made(transport)
         # browsers send a few KB (our cookies are under 200 bytes); the default 16 KiB is also
         # Node's and h11's limit
@@ -282,6 +339,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         if not self._client:  # refused in connection_made: nothing of it was set up
             return
         _connections[self._client] -= 1
+        _open[0] -= 1
         if not _connections[self._client]:
             del _connections[self._client]
         self._stop_waiting()
@@ -358,7 +416,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
             return
         self._refused = True
         self._in_head = False
-        self.logger.warning("Request head not whole within %g s: 408.", self.read_timeout)
+        _quieted.warn(self.logger, "Request head not whole within %g s: 408.", self.read_timeout)
         self.transport.write(self._as_asked(_TOO_SLOW))
         self.transport.close()
 
@@ -372,7 +430,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
             # the client: its time does not count
             self._wait(self._body_late)
             return
-        self.logger.warning("Request body stalled for %g s: 408.", self.read_timeout)
+        _quieted.warn(self.logger, "Request body stalled for %g s: 408.", self.read_timeout)
         self._cut_body(_TOO_SLOW)
 
     def _cut_body(self, answer: bytes) -> None:

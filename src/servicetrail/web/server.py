@@ -39,9 +39,10 @@ def run(
     import uvicorn
 
     from .app import app_for_store, create_app
-    from .http_limits import CappedHeadProtocol
+    from .http_limits import CappedHeadProtocol, raise_open_file_limit
 
     fewer_malloc_arenas()
+    raise_open_file_limit()  # before the workers start: they inherit it
 
     options = Options(
         host=host,
