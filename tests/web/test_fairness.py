@@ -322,3 +322,47 @@ def test_a_revoked_token_no_longer_takes_its_partys_turns(app, api, engine):
         revoke_tokens(conn, username=P.NORTHPOWER.lower())
     assert client.get("/api/v1/watches", headers=tokens[P.NORTHPOWER]).status_code == 401
     assert app.state.seen_credentials.key_of(token) is None
+
+
+def test_a_party_runs_one_read_a_core_while_another_party_reads():
+    """A Party's twelve clients of light reads ran six at once and took the worker's CPU:
+    another Party's device search took 11-28 times as long at p95 (audit 27b). While another
+    Party reads (or read within CONTENDED_SECONDS) a Party runs CONTENDED_READS at once, the
+    rest waiting for a turn up to TURN_WAIT_SECONDS, then 429; alone it has its whole bound."""
+    from contextlib import ExitStack
+
+    from servicetrail.web.fairness import CONTENDED_READS, TURN_WAIT_SECONDS
+
+    limits = PartyLimits(Bounds(request=CONTENDED_READS + 3, heavy=2, download=1), heavy_total=10)
+    with ExitStack() as alone:
+        for _ in range(CONTENDED_READS + 3):
+            alone.enter_context(limits.search("A"))
+        assert limits.held("A") == {"request": CONTENDED_READS + 3}
+    with ExitStack() as running:
+        with limits.search("B"):  # another Party's read, running
+            for _ in range(CONTENDED_READS):
+                running.enter_context(limits.search("A"))
+            started = time.monotonic()
+            with pytest.raises(Busy) as refused, limits.search("A"):
+                pass
+            assert time.monotonic() - started >= TURN_WAIT_SECONDS * 0.9  # it waited its turn
+            assert refused.value.retry_after == 1
+            started = time.monotonic()
+            with limits.search("C"):  # nor is a third Party held back
+                assert limits.held("C") == {"request": 1}
+            assert time.monotonic() - started < 0.1
+        # ended a moment ago, it still counts; a turn that frees while one waits is taken
+        entered: list[float] = []
+
+        def waiting_read() -> None:
+            with limits.search("A"):
+                entered.append(time.monotonic())
+
+        waiter = threading.Thread(target=waiting_read)
+        waiter.start()
+        time.sleep(0.2)
+        freed = time.monotonic()
+        running.close()
+        waiter.join(5)
+        assert entered and entered[0] - freed < 0.1
+    assert limits.held() == {}

@@ -19,11 +19,12 @@ times each), and each can be set in the environment.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -55,6 +56,15 @@ class Bounds:
 # statement time limit); a download lasts as long as its client takes.
 RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 HEAVY_WAIT_SECONDS = 1.0
+# Reads a Party may have running while another Party has read in the last CONTENDED_SECONDS:
+# a Party's twelve clients of light reads (a device's 1,000-record pages, the record page)
+# ran six at once and took the worker's CPU, and another Party's device search took 11-28
+# times as long at p95 (audit 27b). One fewer than there are cores then (p95 47 -> 11 ms
+# under that attack; 20 ms at one a core), the rest waiting their turn (up to
+# TURN_WAIT_SECONDS, then 429); alone on the server a Party has all of its bound.
+CONTENDED_READS = max(1, (os.cpu_count() or 1) - 1)
+CONTENDED_SECONDS = 1.0
+TURN_WAIT_SECONDS = 1.0
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
     "retry in {s} s",
@@ -116,6 +126,8 @@ class PartyLimits:
         self._heavy_now = 0
         self._lock = threading.Lock()
         self._heavy_freed = threading.Condition(self._lock)
+        self._read_freed = threading.Condition(self._lock)
+        self._last_read: dict[str, float] = {}  # Party -> when it last started or ended a read
 
     def take(self, party_id: str, *kinds: str, wait: float = 0.0) -> Slots:
         """All of `kinds` for the Party, or Busy (naming the first bound reached) and none.
@@ -149,6 +161,8 @@ class PartyLimits:
             self._count(party_id, others, -1)
 
     def _count(self, party_id: str, kinds: tuple[str, ...], step: int) -> None:
+        if "request" in kinds:
+            self._last_read[party_id] = time.monotonic()
         for kind in kinds:
             self._held[kind, party_id] += step
             if not self._held[kind, party_id]:
@@ -173,14 +187,38 @@ class PartyLimits:
         finally:
             slots.release()
 
-    def search(self, party_id: str, search: Search | None = None) -> AbstractContextManager[None]:
-        """The slots a search (or the look-up of one record, `search=None`) holds while it runs."""
+    @contextmanager
+    def search(self, party_id: str, search: Search | None = None) -> Iterator[None]:
+        """The slots a search (or the look-up of one record, `search=None`) holds while it
+        runs, once it is the Party's turn (on a thread of the routes: it may wait)."""
+        self._wait_for_turn(party_id, time.monotonic() + TURN_WAIT_SECONDS)
         heavy = search is not None and is_heavy(search)
-        return (
+        with (
             self.holding(party_id, "request", "heavy", wait=self.heavy_wait)
             if heavy
             else self.holding(party_id, "request")
-        )
+        ):
+            yield
+
+    def _wait_for_turn(self, party_id: str, deadline: float) -> None:
+        """Past CONTENDED_READS running while another Party reads, wait for one to end."""
+        with self._lock:
+            while self._held["request", party_id] >= CONTENDED_READS and self._contended(party_id):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy("request", CONTENDED_READS, RETRY_AFTER["request"])
+                self._read_freed.wait(min(left, CONTENDED_SECONDS))
+
+    def _contended(self, party_id: str) -> bool:
+        """Under the lock: whether another Party is reading, or read a moment ago."""
+        since = time.monotonic() - CONTENDED_SECONDS
+        for party, at in list(self._last_read.items()):
+            if party == party_id:
+                continue
+            if at >= since or self._held["request", party]:
+                return True
+            del self._last_read[party]  # long quiet: forgotten (they grew with every Party)
+        return False
 
     def held(self, party_id: str | None = None) -> dict[str, int]:
         """What is held now: by one Party, or by all (for the operator and the tests)."""
@@ -199,6 +237,8 @@ class PartyLimits:
             self._count(slots._party_id, slots._kinds, -1)
             if "heavy" in slots._kinds:
                 self._heavy_freed.notify_all()
+            if "request" in slots._kinds:
+                self._read_freed.notify_all()
 
 
 def share_of(party_id: str | None, username: str) -> str:
