@@ -449,6 +449,9 @@ def test_a_username_signs_in_at_most_thirty_times_a_minute_right_or_wrong(
     assert paused.status_code == 429 and "try again in 1 minute" in paused.text
     assert int(paused.headers["retry-after"]) == 60
     assert sign_in(TestClient(client.app), LK_USER).status_code == 303
+    # counted by client too: from elsewhere no one can spend a User's sign-ins (review 27e)
+    elsewhere = TestClient(client.app, client=("192.0.2.7", 50000))
+    assert sign_in(elsewhere, NP_USER).status_code == 303
 
 
 # --- the rule on the record page -----------------------------------------------------------

@@ -115,10 +115,12 @@ def login(
         return login_page(
             request, status=403, username=username, next_path=next_path, error=SIGN_IN_EXPIRED
         )
-    wait = sign_in_pace(request).wait_for(sessions.normal_username(username))
+    client = _client(request)
+    # by username and client, as the failures are: by username alone, a stranger spending a
+    # User's sign-ins would lock the User out
+    wait = sign_in_pace(request).wait_for(f"{sessions.normal_username(username)} {client}")
     if wait > 0:
         return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
-    client = _client(request)
     engine = engine_of(request)
     with engine.begin() as conn:
         sessions.purge_expired(conn)

@@ -68,22 +68,22 @@ SIGN_INS_A_MINUTE = 30
 
 
 class SignInPace:
-    """The sign-ins each username has had verified in the last minute, in this process (a
-    username's own; the usernames remembered are bounded, oldest forgotten first)."""
+    """The sign-ins each key (a username and its client) has had verified in the last
+    minute, in this process; the keys remembered are bounded, oldest forgotten first."""
 
     def __init__(self, most: int = SIGN_INS_A_MINUTE, seconds: float = 60.0) -> None:
         self.most, self.seconds = most, seconds
         self._lock = threading.Lock()
         self._times: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def wait_for(self, username: str) -> float:
-        """0 and the sign-in is counted, or the seconds until the username may sign in."""
+    def wait_for(self, key: str) -> float:
+        """0 and the sign-in is counted, or the seconds until the key may sign in again."""
         now = time.monotonic()
         with self._lock:
-            times = self._times.pop(username, None) or deque()
+            times = self._times.pop(key, None) or deque()
             while times and times[0] <= now - self.seconds:
                 times.popleft()
-            self._times[username] = times  # the most recent last
+            self._times[key] = times  # the most recent last
             if len(times) >= self.most:
                 return times[0] + self.seconds - now
             times.append(now)
