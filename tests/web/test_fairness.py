@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 from fastapi.testclient import TestClient
@@ -329,7 +330,6 @@ def test_a_party_runs_one_read_a_core_while_another_party_reads():
     another Party's device search took 11-28 times as long at p95 (audit 27b). While another
     Party reads (or read within CONTENDED_SECONDS) a Party runs CONTENDED_READS at once, the
     rest waiting for a turn up to TURN_WAIT_SECONDS, then 429; alone it has its whole bound."""
-    from contextlib import ExitStack
 
     from servicetrail.web.fairness import CONTENDED_READS, TURN_WAIT_SECONDS
 
@@ -365,4 +365,42 @@ def test_a_party_runs_one_read_a_core_while_another_party_reads():
         running.close()
         waiter.join(5)
         assert entered and entered[0] - freed < 0.1
+    assert limits.held() == {}
+
+
+def test_reads_waiting_for_a_turn_count_against_the_partys_bound():
+    """Each read waiting for its turn waits on a thread of the routes: a few Parties' floods
+    of waiting reads would take every thread, and another Party's read wait for one (review
+    27e). Those waiting count with those running against the Party's bound; past it the
+    answer is at once."""
+    from servicetrail.web.fairness import CONTENDED_READS
+
+    bound = CONTENDED_READS + 2
+    limits = PartyLimits(Bounds(request=bound, heavy=2, download=1), heavy_total=10)
+    outcomes: list[str] = []
+
+    def read() -> None:
+        try:
+            with limits.search("A"):
+                outcomes.append("ran")
+        except Busy:
+            outcomes.append("refused")
+
+    with limits.search("B"), ExitStack() as running:  # another Party reads meanwhile
+        for _ in range(CONTENDED_READS):
+            running.enter_context(limits.search("A"))
+        waiters = [threading.Thread(target=read) for _ in range(bound - CONTENDED_READS)]
+        for waiter in waiters:
+            waiter.start()
+        time.sleep(0.2)
+        assert outcomes == []  # both waiting for a turn
+        started = time.monotonic()
+        with pytest.raises(Busy):  # past the bound with those waiting: refused at once
+            with limits.search("A"):
+                pass
+        assert time.monotonic() - started < 0.1
+        running.close()  # turns come free: the waiting reads run
+        for waiter in waiters:
+            waiter.join(5)
+    assert outcomes == ["ran"] * (bound - CONTENDED_READS)
     assert limits.held() == {}

@@ -128,6 +128,7 @@ class PartyLimits:
         self._heavy_freed = threading.Condition(self._lock)
         self._read_freed = threading.Condition(self._lock)
         self._last_read: dict[str, float] = {}  # Party -> when it last started or ended a read
+        self._turns_waited: Counter[str] = Counter()  # reads waiting for a turn, per Party
 
     def take(self, party_id: str, *kinds: str, wait: float = 0.0) -> Slots:
         """All of `kinds` for the Party, or Busy (naming the first bound reached) and none.
@@ -201,13 +202,31 @@ class PartyLimits:
             yield
 
     def _wait_for_turn(self, party_id: str, deadline: float) -> None:
-        """Past CONTENDED_READS running while another Party reads, wait for one to end."""
+        """Past CONTENDED_READS running while another Party reads, wait for one to end. Those
+        waiting count against the Party's bound of reads with those running: each waits on a
+        thread of the routes, which a few Parties' floods would otherwise take them all of."""
         with self._lock:
-            while self._held["request", party_id] >= CONTENDED_READS and self._contended(party_id):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Busy("request", CONTENDED_READS, RETRY_AFTER["request"])
-                self._read_freed.wait(min(left, CONTENDED_SECONDS))
+            waiting = False
+            try:
+                while self._held["request", party_id] >= CONTENDED_READS and self._contended(
+                    party_id
+                ):
+                    left = deadline - time.monotonic()
+                    if not waiting:
+                        in_all = self._held["request", party_id] + self._turns_waited[party_id]
+                        if in_all >= self.bounds.request:
+                            left = 0
+                        else:
+                            waiting = True
+                            self._turns_waited[party_id] += 1
+                    if left <= 0:
+                        raise Busy("request", self.bounds.request, RETRY_AFTER["request"])
+                    self._read_freed.wait(min(left, CONTENDED_SECONDS))
+            finally:
+                if waiting:
+                    self._turns_waited[party_id] -= 1
+                    if not self._turns_waited[party_id]:
+                        del self._turns_waited[party_id]
 
     def _contended(self, party_id: str) -> bool:
         """Under the lock: whether another Party is reading, or read a moment ago."""
