@@ -115,19 +115,10 @@ def login(
         return login_page(
             request, status=403, username=username, next_path=next_path, error=SIGN_IN_EXPIRED
         )
-    client = _client(request)
-    # by username and client, as the failures are: by username alone, a stranger spending a
-    # User's sign-ins would lock the User out
-    wait = sign_in_pace(request).wait_for(f"{sessions.normal_username(username)} {client}")
-    if wait > 0:
-        return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
+    claim = _attempt_claimed(request, username, next_path)
+    if isinstance(claim, Response):
+        return claim
     engine = engine_of(request)
-    with engine.begin() as conn:
-        sessions.purge_expired(conn)
-    # the attempt's place is claimed before its password is verified: see store.sessions
-    claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
-    if claim.refused_until is not None:
-        return _paused(request, claim.refused_until, username, next_path)
     password_hash = None
     if username and password and len(password) <= MAX_PASSWORD_LENGTH:
         with reading(engine) as conn:
@@ -154,6 +145,24 @@ def login(
             error="Wrong username or password.",
         )
     return _signed_in(request, next_path, session_id, device_token)
+
+
+def _attempt_claimed(request: Request, username: str, next_path: str) -> sessions.Claim | Response:
+    """The attempt's place, claimed before its password is verified (see store.sessions), or
+    the page saying sign-in is paused."""
+    client = _client(request)
+    # by username and client, as the failures are: by username alone, a stranger spending a
+    # User's sign-ins would lock the User out
+    wait = sign_in_pace(request).wait_for(f"{sessions.normal_username(username)} {client}")
+    if wait > 0:
+        return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
+    engine = engine_of(request)
+    with engine.begin() as conn:
+        sessions.purge_expired(conn)
+    claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
+    if claim.refused_until is not None:
+        return _paused(request, claim.refused_until, username, next_path)
+    return claim
 
 
 AUDITOR_SIGN_IN = (
