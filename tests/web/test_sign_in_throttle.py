@@ -133,6 +133,18 @@ def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
     assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # nor forgiven by the User
 
 
+def test_a_correct_sign_in_to_another_account_forgives_none_of_the_guesses_at_this_one(app):
+    """A correct sign-in forgives the failures of its own key only, the username's at that
+    client: an attacker who guessed at a User's password, then signed in to an account of
+    their own from the same address, had the guesses forgiven and five more (audit 27c)."""
+    attacker = browser(app, ATTACKER)
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
+    assert sign_in(browser(app, ATTACKER), "lk.analyst").status_code == 303  # their own
+    assert sign_in(browser(app, ATTACKER), "np.analyst", WRONG).status_code == 429
+    assert sign_in(browser(app, ATTACKER), "np.analyst", PASSWORD).status_code == 429
+
+
 @pytest.mark.parametrize(
     "addresses",
     [
