@@ -575,6 +575,39 @@ def test_deleted_checkpoints_are_named_against_kept_ones_and_their_leaves_said(
     ]
 
 
+def test_two_checkpoints_whose_signed_notes_are_swapped_are_each_named(cli, engine) -> None:
+    """Each note still verifies under the store's key, but it signs another checkpoint's size
+    and root: the note is held to the checkpoint it is stored as, or a note could vouch for a
+    row it never signed (audit 27c: with that comparison gone, nothing was found)."""
+    for first in (10, 20):  # one month (February), two seals
+        append(engine, records(3, first=first))
+        seal_store(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, origin, tree_size, note FROM log_checkpoint ORDER BY tree_size")
+        ).all()
+    assert [row.tree_size for row in rows] == [3, 6]
+    assert cli("log", "verify").exit_code == 0
+    smaller, larger = rows
+    intrude(
+        engine,
+        (
+            "UPDATE log_checkpoint SET note = :n WHERE id = :id",
+            {"n": larger.note, "id": smaller.id},
+        ),
+        (
+            "UPDATE log_checkpoint SET note = :n WHERE id = :id",
+            {"n": smaller.note, "id": larger.id},
+        ),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    assert sorted(found.stdout.splitlines()) == [
+        f"log {smaller.origin} checkpoint {size} note differs from its stored origin, size or root"
+        for size in (3, 6)
+    ]
+
+
 def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_keys(
     cli, engine, tmp_path, use_settings
 ):
