@@ -48,6 +48,20 @@ def test_no_valid_token_is_401_with_a_message(client, headers):
         assert "token" in response.json()["message"]
 
 
+def test_a_valid_token_under_another_scheme_than_bearer_is_401(client, bearer):
+    """Only a bearer token authenticates: a valid token sent as Basic credentials (or under
+    any other scheme) was taken as if it were one (audit 27c)."""
+    token = bearer(P.NORTHPOWER)["Authorization"].removeprefix("Bearer ")
+    assert (
+        client.get("/api/v1/records", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    for scheme in ("Basic", "Token", "Digest"):
+        response = client.get("/api/v1/records", headers={"Authorization": f"{scheme} {token}"})
+        assert response.status_code == 401, scheme
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
 def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, bearer, world):
     items = walk(client, bearer(P.SOUTHENERGY), device_id=P.ESME_1.lower(), limit=2)
     by_key = {(i["request_id"], i["kind"]): i for i in items}
