@@ -92,6 +92,36 @@ def test_the_last_page_has_no_cursor(world: World) -> None:
         assert cursor is not None and len(short) == len(everything) - 1
 
 
+@pytest.mark.parametrize("scope", list(Scope))
+def test_the_last_page_of_a_device_search_has_no_cursor(world: World, scope: Scope) -> None:
+    """A device search decides whether there is a next page itself (not by the index walk of
+    the search above): a last page exactly full offered a next page, which was empty
+    (audit 27c)."""
+    search = Search(device_id=ESME_1, scope=scope)
+    with world.engine.connect() as conn:
+        viewer = world.viewer(WIRESCO)
+        everything, cursor = search_page(conn, viewer, search, MAX_PAGE)
+        assert cursor is None and len(everything) >= 2
+        exact, cursor = search_page(conn, viewer, search, len(everything))
+        assert cursor is None and exact == everything
+        short, cursor = search_page(conn, viewer, search, len(everything) - 1)
+        assert cursor is not None and short == everything[:-1]
+
+
+def test_a_page_is_never_larger_than_the_largest_page_whatever_is_asked(world: World) -> None:
+    """The store holds a page to MAX_PAGE records whoever asks for more (the API refuses a
+    larger limit, but the store is called with other callers' limits too): asked for 5,000,
+    it returned every one (audit 27c)."""
+    _april_traffic_on_esme_1(world, MAX_PAGE + 1)  # titles WIRESCO sees
+    with world.engine.connect() as conn:
+        viewer = world.viewer(WIRESCO)
+        for search in (Search(), Search(device_id=ESME_1)):
+            items, cursor = search_page(conn, viewer, search, 5000)
+            assert len(items) == MAX_PAGE and cursor is not None, search
+            rest, _ = search_page(conn, viewer, search, MAX_PAGE, cursor)
+            assert rest and not {i["id"] for i in rest} & {i["id"] for i in items}
+
+
 def test_page_size_is_clamped(world: World) -> None:
     with world.engine.connect() as conn:
         items, cursor = search_page(conn, world.viewer(WIRESCO), Search(), 0)
