@@ -140,3 +140,22 @@ def rfc_consistency_proof(first: int, leaves: list[bytes]) -> list[bytes]:
         return subproof(m - k, data[k:], False) + [mth(data[:k])]
 
     return subproof(first, leaves, True)
+
+
+def split(n: int) -> int:
+    """Section 2.1.1's k: the largest power of two smaller than n (n > 1)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def inclusion_path_ranges(m: int, n: int) -> list[tuple[int, int]]:
+    """PATH(m, D[n]) of section 2.1.3.1 by its recursive definition, as the leaf ranges
+    [lo, hi) whose MTH are its hashes, in proof order."""
+    if n == 1:
+        return []
+    k = split(n)
+    if m < k:
+        return inclusion_path_ranges(m, k) + [(k, n)]
+    return [(lo + k, hi + k) for lo, hi in inclusion_path_ranges(m - k, n - k)] + [(0, k)]

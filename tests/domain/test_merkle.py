@@ -102,6 +102,33 @@ def leaf_hashes(count: int) -> list[bytes]:
     return [merkle.leaf_hash(b"leaf %d" % i) for i in range(count)]
 
 
+def test_the_split_and_the_inclusion_ranges_are_the_rfcs():
+    """k, the largest power of two below n, splits every tree and proof: a k of n itself at
+    a power of two (audit 27c) made a proof for 2, 4 or 8 leaves loop without end, so the
+    split is checked first, alone, and the ranges only after it."""
+    assert [merkle._split(n) for n in range(2, 71)] == [rfc9162.split(n) for n in range(2, 71)]
+    assert [merkle._split(n) for n in (2, 3, 4, 5, 8, 9)] == [1, 2, 2, 4, 4, 8]
+    for size in (*range(1, 18), 32, 33):
+        for index in range(size):
+            assert merkle.inclusion_ranges(index, size) == rfc9162.inclusion_path_ranges(
+                index, size
+            ), (index, size)
+
+
+@pytest.mark.parametrize(("index", "size", "proof"), CT_INCLUSION)
+def test_an_inclusion_proof_with_a_hash_past_the_root_is_refused_as_too_long(index, size, proof):
+    """A hash past the top of the tree makes the proof longer than the tree is deep, and it
+    is refused as such (RFC 9162 section 2.1.3.2: "if sn is 0, then stop the iteration and
+    fail the proof verification"), not folded in as one more level (audit 27c)."""
+    hashes = [merkle.leaf_hash(leaf) for leaf in CT_LEAVES[:size]]
+    longer = [bytes.fromhex(h) for h in proof] + [hashes[0]]
+    assert not rfc9162.rfc_inclusion_ok(index, size, hashes[index], longer, CT_ROOTS[size - 1])
+    with pytest.raises(merkle.ProofError, match="longer than the tree is deep"):
+        merkle.root_from_inclusion(index, size, hashes[index], longer)
+    with pytest.raises(merkle.ProofError, match="longer than the tree is deep"):
+        merkle.verify_inclusion(index, size, hashes[index], longer, CT_ROOTS[size - 1])
+
+
 def test_the_ct_roots():
     hashes = [merkle.leaf_hash(leaf) for leaf in CT_LEAVES]
     for size in range(1, 9):
