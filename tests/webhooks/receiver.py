@@ -59,10 +59,14 @@ class Receiver:
                 status, wait, *body_after = receiver.answer(self.path, attempt)
                 if wait:
                     time.sleep(wait)
-                reply = b"ok"
+                # a 204 or 304 has no body, nor a Content-Length (RFC 9110 sections 8.6,
+                # 15.3.5): "ok" after one was read as the next answer's status line
+                bodiless = int(status) in (204, 304)
+                reply = b"" if bodiless else b"ok"
                 try:
                     self.send_response(int(status))
-                    self.send_header("content-length", str(len(reply)))
+                    if not bodiless:
+                        self.send_header("content-length", str(len(reply)))
                     self.end_headers()
                     if body_after:
                         self.wfile.flush()

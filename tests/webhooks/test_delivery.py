@@ -140,6 +140,34 @@ def test_failed_attempts_are_retried_with_the_same_webhook_id(engine, world) -> 
             assert pending_count(conn) == 0
 
 
+def test_a_receiver_answering_any_2xx_is_delivered_once_and_not_retried(engine, world) -> None:
+    """Success is any 2xx (SPEC section 6): a receiver answering 202 Accepted or 204 No
+    Content has its delivery, and is not sent it again; counting 200 alone as success sent
+    each of them on the whole retry schedule and named them failing (audit 27c)."""
+    statuses = {"/accepted": 202, "/no-content": 204, "/ok": 200}
+    with Receiver(answer=lambda path, n: (statuses[path], 0)) as receiver:
+        made = [hook(engine, receiver, path) for path in statuses]
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[0.2, 0.2])
+
+        def settled() -> bool:
+            with engine.connect() as conn:
+                return len(receiver.received) >= 3 and pending_count(conn) == 0
+
+        assert run(deliverer, settled, seconds=15)
+        time.sleep(0.5)  # past the schedule's first retry, were there one
+        assert not run(
+            Deliverer(engine, schedule=[0.2]), lambda: len(receiver.received) > 3, seconds=1
+        )
+        assert sorted(r.path for r in receiver.received) == sorted(statuses)
+        assert all(r.verified for r in receiver.received)
+        assert deliverer.stats.delivered == 3
+        with engine.connect() as conn:
+            watches = list_watches(conn, P.SOUTHENERGY, with_state=True)
+        assert {w["id"] for w in watches} == {m["id"] for m in made}
+        assert [w["webhook"]["failing"] for w in watches] == [None, None, None]
+
+
 def test_a_2xx_whose_body_stalls_is_delivered_once(engine, world) -> None:
     """The status came at once, and the body never: the attempt was a failure when its time
     ran out, tried again with the same webhook-id and given up (audit 26b). Success is any
