@@ -456,6 +456,74 @@ def check_on_postgresql(pg_server, spec: WorldSpec) -> None:
         pg_server.drop_database(url)
 
 
+# Fixed worlds the generator reaches too rarely to be relied on (audit 27c): one device,
+# P0 responsible for it, P1's User sending it requests at G1..G6.
+FIXED_DEVICE = device_id(1)
+FIXED_USERS = [User(user_id(0, 0), "P0", "IS"), User(user_id(1, 0), "P1", "OU")]
+
+
+def fixed_world(registry: list[Responsibility]) -> WorldSpec:
+    sender = FIXED_USERS[1].user_id
+    records = [
+        SatRecord(
+            at,
+            "request",
+            f"{sender}:{FIXED_DEVICE}:{n}",
+            "4.1.1",
+            sender,
+            FIXED_DEVICE,
+            "",
+            f"<p{n}>",
+        )
+        for n, at in enumerate(GRID[1:7], start=1)
+    ]
+    steps = [("user", u) for u in FIXED_USERS]
+    steps += [("interval", r) for r in registry] + [("records", records)]
+    return WorldSpec(FIXED_USERS, [Device(FIXED_DEVICE, "ESME", 2)], registry, records, steps)
+
+
+def device_search_times(engine: Engine, party: str, limit: int) -> list[list]:
+    """The logged_at of each page of the party's search of FIXED_DEVICE, followed by cursor."""
+    pages, cursor = [], None
+    with engine.connect() as conn:
+        viewer = viewer_for(conn, party)
+        while True:
+            page, cursor = search_page(conn, viewer, Search(device_id=FIXED_DEVICE), limit, cursor)
+            pages.append([parse_time(i["logged_at"]) for i in page])
+            if cursor is None:
+                return pages
+
+
+def test_a_network_operator_interval_inside_the_same_partys_supplier_interval(
+    engine: Engine,
+) -> None:
+    """P0 is the supplier over [G0, G7) and, inside it, network operator over [G2, G3): the
+    union is [G0, G7), and a device search saw only [G0, G3) of it when the inner interval's
+    end replaced the outer's (audit 27c)."""
+    registry = [
+        Responsibility(FIXED_DEVICE, "P0", "supplier", GRID[0], GRID[7]),
+        Responsibility(FIXED_DEVICE, "P0", "network_operator", GRID[2], GRID[3]),
+    ]
+    check_world(engine, fixed_world(registry))
+    assert device_search_times(engine, "P0", 10) == [list(reversed(GRID[1:7]))]
+
+
+def test_a_device_search_paged_to_the_end_of_the_viewers_range_lists_every_record(
+    engine: Engine,
+) -> None:
+    """P0 is the supplier over [G0, G6): it sees P1's requests at G1..G5, more than a page
+    of 3, and not the one at G6, the end of its range (half-open, as every interval is).
+    With the range's end taken as closed, the G6 record filled the row that says another
+    page follows: on SQLite the first page came with no cursor and G2, G1 were never
+    listed (audit 27c)."""
+    registry = [Responsibility(FIXED_DEVICE, "P0", "supplier", GRID[0], GRID[6])]
+    check_world(engine, fixed_world(registry))
+    assert device_search_times(engine, "P0", 3) == [
+        [GRID[5], GRID[4], GRID[3]],
+        [GRID[2], GRID[1]],
+    ]
+
+
 def test_the_generator_reaches_the_cases_that_matter() -> None:
     """Guards the property above against a generator that quietly stops producing the hard cases."""
     seen = set()
