@@ -81,6 +81,38 @@ def test_each_screen_page_that_shows_records_writes_one_entry(engine, world):
     assert logged(engine)[0].filters == {"device_id": P.ESME_1}
 
 
+@pytest.mark.parametrize(
+    ("shown", "listed", "mp141"),
+    [
+        # NORTHPOWER's own response: its exchange (request, acknowledgement, response), and
+        # among the triggers its request again, linked by Request ID and in the hour before
+        ("np_resp", ("np_req", "np_ack", "np_resp"), 0),
+        # WIRESCO's response, titles to NORTHPOWER (its supplier): the exchange and the
+        # request again among the triggers
+        ("ws_resp", ("ws_req", "ws_resp"), 2),
+    ],
+)
+def test_a_record_listed_twice_on_a_record_page_is_counted_once(
+    engine, world, shown, listed, mp141
+):
+    """SPEC section 8: records_returned is the records the answer returned. A record page
+    shows the record, its exchange (the record among it) and its possible triggers (the
+    exchange's request among them): each record once, however many times it is listed; a
+    count of every listing made NORTHPOWER's own response page five reads of three records,
+    and WIRESCO's two titles four MP141 records (audit 27c)."""
+    np = signed_in(engine, "np.analyst")
+    page = np.get(f"/records/{world.ids[shown]}?window=60")
+    assert page.status_code == 200
+    for name in set(listed) - {shown}:  # each is on the page
+        assert f"/records/{world.ids[name]}" in page.text, name
+    [entry] = logged(engine)
+    assert (entry.action, entry.records_returned, entry.mp141_records_returned) == (
+        "record",
+        len(listed),
+        mp141,
+    )
+
+
 def test_a_search_pages_hostile_filters_are_stored_bounded(engine, world):
     """The screen keeps a query string's parameters as asked, unknown ones too: at most
     MAX_FILTERS of them, each cut to MAX_FILTER_VALUE characters, NFC, no NUL."""
