@@ -1,18 +1,25 @@
 """The own-traffic report's download (issue 10, finding 5): its Content-Disposition is built
 from the parsed times only, and a time with control or non-ASCII characters is a 422 naming
-the parameter, never a dropped connection or a 500. API and web screen, on both engines."""
+the parameter, never a dropped connection or a 500; and no byte of it is sent before its
+access-log entry is stored. API and web screen, on both engines."""
 
 from __future__ import annotations
 
+import csv
+import http.client
+import io
 import re
+import socket
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
+from tests.live_server import LiveServer, wait_until
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -135,3 +142,54 @@ def test_the_form_lists_the_columns_the_file_has(client, engine):
     )
     header = answer.text.splitlines()[0]
     assert f"Columns: {header.replace(',', ', ')}." in page  # execution_at and all
+
+
+def report_entries(engine) -> list:
+    with engine.connect() as conn:
+        return [e for e in iter_entries(conn, EntryFilter()) if e.action == "report"]
+
+
+def test_no_byte_of_a_report_is_sent_before_its_access_log_entry_is_stored(engine):
+    """SPEC section 8: a read's entry is stored before its first byte is sent. Another
+    connection holds the access log's writes (SQLite's write lock; a lock on the table on
+    PostgreSQL) while the report is asked for: nothing may arrive, not even the status line,
+    until the entry can be stored; bytes let out as they were spooled went ahead of their
+    entry (audit 27c)."""
+    world = P.load_personas(engine)
+    own = [r for r in world.records.values() if r.user_id in world.user_ids[P.NORTHPOWER]]
+    token = bearer(engine, "np.analyst", P.NORTHPOWER)["Authorization"]
+    postgres = engine.dialect.name == "postgresql"
+    with LiveServer(create_app(engine)) as server, engine.connect() as locker:
+        if postgres:
+            locker.execute(text("LOCK TABLE access_log IN SHARE MODE"))
+        else:
+            locker.exec_driver_sql("BEGIN IMMEDIATE")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z"
+                b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + token.encode() + b"\r\n\r\n"
+            )
+            if postgres:  # the report is spooled whole, and its entry waits for the lock
+                assert wait_until(
+                    lambda: locker.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                    ).scalar(),
+                    4,
+                )
+            # (SQLite: a report of the personas is spooled in far less than this wait)
+            sock.settimeout(0.5 if postgres else 2)
+            with pytest.raises(TimeoutError):
+                sock.recv(1, socket.MSG_PEEK)
+            assert report_entries(engine) == []
+            locker.rollback()  # the entry can be stored now, and then the report sent
+            sock.settimeout(10)
+            assert sock.recv(1, socket.MSG_PEEK)
+            [entry] = report_entries(engine)  # stored before that first byte was sent
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            assert answer.status == 200
+            rows = list(csv.DictReader(io.StringIO(answer.read().decode())))
+    assert len(rows) == len(own) == entry.records_returned > 0
