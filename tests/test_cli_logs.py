@@ -156,6 +156,39 @@ def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
     assert f"record {edited} changed" not in result.stdout  # the leaf matches the edited row
 
 
+def test_a_record_rewritten_with_its_leaf_between_two_checkpoints_is_named(cli, engine):
+    """Checkpoints 3 and 4 bracket leaf 3 alone: the one holds the leaves before it, the
+    other (and each after) does not, so the rewritten record is leaf 3's, and it is named;
+    before, only "checkpoint 4 does not match" was said, and its tile was not yet whole
+    (audit 27a)."""
+    P.load_personas(engine)
+    for first, count in ((9000, 3), (9003, 1), (9004, 5)):  # a log of their own: 3, 4, 9
+        append(engine, records(count, first=first))
+        seal_store(engine)
+    with engine.connect() as conn:
+        month = records(1, first=9000)[0].logged_at.strftime("%Y-%m")
+        edited = conn.execute(
+            text("SELECT entry_id FROM log_leaf WHERE month = :m AND leaf_index = 3"), {"m": month}
+        ).scalar_one()
+        viewer = viewer_for(conn, P.NORTHPOWER)
+        leaf = record_proof(conn, viewer, edited)["leaf"]
+    leaf["srv"] = "11.2"
+    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": edited}),
+        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": edited}),
+    )
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    origin = f"servicetrail/sat/{month}"
+    assert (
+        f"record {edited} changed (rewritten with its leaf 3 of log {origin}: checkpoint 3 "
+        "holds the leaves before it, checkpoint 4 does not hold it)"
+    ) in found.stdout.splitlines(), found.stdout
+    assert f"log {origin} checkpoint 4 does not match its leaves" in found.stdout
+
+
 def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engine, tmp_path):
     world = P.load_personas(engine)
     seal_store(engine)

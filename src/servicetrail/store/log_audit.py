@@ -353,6 +353,8 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
     node_hash = merkle.node_hash
     previous: int | None = None  # the entry id of the leaf before
     last_tile: deque[int] = deque(maxlen=1 << TILE)  # the entry ids of the lowest tile's leaves
+    matched = 0  # the largest checkpointed size whose root the leaves gave
+    blamed: _Blamed | None = None
     for index, leaf_hash, entry_id in rows:
         if index != count:
             yield from _removed_with_their_leaves(conn, family, previous, entry_id, index - count)
@@ -376,10 +378,18 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             root = stack[-1][1]
             for _, left in reversed(stack[:-1]):
                 root = node_hash(left, root)
-            if count in wanted and root != wanted[count].root:
+            failed = count in wanted and root != wanted[count].root
+            if failed:
                 yield f"log {origin} checkpoint {count} does not match its leaves"
             if any(root != held for held in kept.get(count, ())):
+                failed = True
                 yield f"log {origin} does not match the checkpoint of size {count} kept"
+            if not failed:
+                matched, blamed = count, None  # one that failed before was changed itself
+            elif blamed is None:
+                blamed = _Blamed(matched, count, tuple(last_tile)[-(count - matched) :])
+    if blamed is not None and len(blamed.entry_ids) == blamed.end - blamed.start:
+        yield blamed.said(origin, family_named(family).noun)
     if count == 0:
         # no leaves: retired by retention (its checkpoints stay; their signatures are
         # checked), or deleted: a month's records gone with their leaves and tiles passed
@@ -440,6 +450,30 @@ def _retired(conn: Connection, family: str, month: str) -> bool:
     """Whether retention removed the month: only the trail's logs are retired, with their
     month's partitions (PostgreSQL)."""
     return family == RECORD_FAMILY and month_dropped(conn, month)
+
+
+@dataclass(frozen=True)
+class _Blamed:
+    """Leaves [start, end) of a log: the checkpoint of size `start` matched its leaves, and
+    every one from `end` on did not, so one of them was rewritten (with its entry, which
+    pass 1 then finds unchanged). Named when the last tile's ids still hold them all."""
+
+    start: int
+    end: int
+    entry_ids: tuple[int, ...]
+
+    def said(self, origin: str, noun: str) -> str:
+        if len(self.entry_ids) == 1:
+            before = f"checkpoint {self.start} holds the leaves before it, " if self.start else ""
+            return (
+                f"{noun} {self.entry_ids[0]} changed (rewritten with its leaf {self.start} "
+                f"of log {origin}: {before}checkpoint {self.end} does not hold it)"
+            )
+        ids = ", ".join(map(str, self.entry_ids))
+        return (
+            f"log {origin}: one of leaves {self.start}-{self.end - 1} was rewritten with its "
+            f"{noun} (between checkpoints {self.start} and {self.end}), one of {ids}"
+        )
 
 
 def _suspects(family: str, count: int, entry_ids: deque[int]) -> str:
