@@ -454,6 +454,20 @@ def test_a_username_signs_in_at_most_thirty_times_a_minute_right_or_wrong(
     assert sign_in(elsewhere, NP_USER).status_code == 303
 
 
+def test_nobody_at_the_users_address_can_spend_its_sign_ins(client: TestClient) -> None:
+    """Counted before the claim, by username and address, a stranger's wrong passwords at
+    the User's address (an office NAT) spent the User's thirty sign-ins a minute, and the
+    User's own browser, trusted by its device cookie, was paused (review 27e). Only what is
+    verified counts, by the claim's key: the trusted browser's own."""
+    browser = TestClient(client.app)
+    assert sign_in(browser, NP_USER).status_code == 303  # gives it its device cookie
+    browser.post("/logout", data={"csrf_token": csrf_of(browser)}, follow_redirects=False)
+    stranger = TestClient(client.app)  # the same address, no cookie, no password
+    answers = [sign_in(stranger, NP_USER, "a wrong password!").status_code for _ in range(32)]
+    assert answers.count(401) == MAX_FAILURES_PER_KEY and set(answers) == {401, 429}
+    assert sign_in(browser, NP_USER).status_code == 303
+
+
 # --- the rule on the record page -----------------------------------------------------------
 
 

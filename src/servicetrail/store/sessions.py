@@ -243,6 +243,12 @@ def claim_attempt(
     return Claim(None, name, key, trusted, max(opening))
 
 
+def withdraw(conn: Connection, claim: Claim) -> None:
+    """An attempt given up before its password was verified: its claim is not a failure."""
+    if claim.attempt_id is not None:
+        conn.execute(delete(login_failure).where(f.id == claim.attempt_id))
+
+
 def forgive(conn: Connection, claim: Claim) -> None:
     """After a correct sign-in: the failures of its key are forgiven (the address's others are
     not)."""

@@ -150,18 +150,22 @@ def login(
 def _attempt_claimed(request: Request, username: str, next_path: str) -> sessions.Claim | Response:
     """The attempt's place, claimed before its password is verified (see store.sessions), or
     the page saying sign-in is paused."""
-    client = _client(request)
-    # by username and client, as the failures are: by username alone, a stranger spending a
-    # User's sign-ins would lock the User out
-    wait = sign_in_pace(request).wait_for(f"{sessions.normal_username(username)} {client}")
-    if wait > 0:
-        return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
     engine = engine_of(request)
     with engine.begin() as conn:
         sessions.purge_expired(conn)
-    claim = sessions.claim_attempt(engine, username, client, request.cookies.get(DEVICE_COOKIE))
+    claim = sessions.claim_attempt(
+        engine, username, _client(request), request.cookies.get(DEVICE_COOKIE)
+    )
     if claim.refused_until is not None:
         return _paused(request, claim.refused_until, username, next_path)
+    # paced by the claim's key, as failures are (its trusted browser, else its address), and
+    # only what would be verified: by username alone, or counting refused attempts, a
+    # stranger's attempts spent a User's sign-ins and locked the User out (review 27e)
+    wait = sign_in_pace(request).wait_for(f"{claim.username} {claim.key}")
+    if wait > 0:
+        with engine.begin() as conn:
+            sessions.withdraw(conn, claim)
+        return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
     return claim
 
 
