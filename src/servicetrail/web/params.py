@@ -131,12 +131,23 @@ RequiredFrom = Annotated[str, _FROM]
 RequiredTo = Annotated[str, _TO]
 
 
-# the names a read of the API or the screen takes: an access-log entry keeps them before any
-# other parameter, since it keeps only so many (domain.access_log.MAX_FILTERS)
-_READ_NAMES = frozenset(
-    ("device_id", "request_id", "srv", "kind", "from", "to", "scope", "cursor", "limit")
-    + ("page", "window", "after", "party_id")
-)
+# the names a read of the API or the screen takes, in the order an access-log entry keeps
+# them, before any other parameter, since it keeps only so many (domain.access_log's
+# MAX_FILTERS and MAX_FILTERS_TEXT): kept as sent, four long values of names the search page
+# does not use (window, after ...) filled the entry and the Device searched for was lost
+# (review 27e)
+_READ_ORDER = (
+    "device_id",
+    "request_id",
+    "srv",
+    "kind",
+    "from",
+    "to",
+    "scope",
+    "cursor",
+    "limit",
+) + ("party_id", "window", "after", "page")
+_READ_NAMES = frozenset(_READ_ORDER)
 
 
 def asked(request: Request, **path: Any) -> dict[str, Any]:
@@ -145,7 +156,7 @@ def asked(request: Request, **path: Any) -> dict[str, Any]:
     24 of them sent first pushed the record's id or the Device searched for out of its entry
     (audit 24b)."""
     query = request.query_params
-    taken = {name: value for name, value in query.items() if name in _READ_NAMES}
+    taken = {name: query[name] for name in _READ_ORDER if name in query}
     rest = {name: value for name, value in query.items() if name not in _READ_NAMES}
     return {**path, **{n: v for n, v in {**taken, **rest}.items() if n not in path}}
 
