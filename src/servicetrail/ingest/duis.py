@@ -171,28 +171,32 @@ def duis_time(value: str, field: str, naive_is_utc: bool = False) -> datetime:
 def parse_document(document: bytes, logged_at: datetime | None) -> SatRecord:
     """One DUIS message. `logged_at` is the time the SAT logged a request (responses carry their
     own)."""
-    return _parse(document, logged_at, None)
+    return _parse(document, logged_at, None, settings.current().max_duis_bytes)
 
 
 def parse_text(document: str, logged_at: datetime | None) -> SatRecord:
     """parse_document for a document already decoded (a JSON Lines capture), without decoding it
     again."""
-    return _parse(document.encode("utf-8"), logged_at, document)
+    return _parse(document.encode("utf-8"), logged_at, document, settings.current().max_duis_bytes)
 
 
 def derived_fields(payload: str, logged_at: datetime) -> tuple[datetime | None, str] | None:
     """The execution_at and subject_device_id that ingest derives from a DUIS payload (SPEC
     section 4.1), or None when the payload is not a DUIS message this reader takes."""
     try:
-        record = parse_text(payload, logged_at)
+        # under no size limit: the payload was taken when stored, and a limit set lower since
+        # made every larger payload a "changed" record (review 27e)
+        record = _parse(payload.encode("utf-8"), logged_at, payload, limit=None)
     except (InvalidValue, ValueError):
         return None
     return record.execution_at, record.subject_device_id
 
 
-def _parse(document: bytes, logged_at: datetime | None, text: str | None) -> SatRecord:
-    limit = settings.current().max_duis_bytes
-    if len(document) > limit:
+def _parse(
+    document: bytes, logged_at: datetime | None, text: str | None, limit: int | None
+) -> SatRecord:
+    """`limit`: the most bytes taken (None: any)."""
+    if limit is not None and len(document) > limit:
         raise InvalidValue(
             f"DUIS document over the {limit}-byte limit (SERVICETRAIL_MAX_DUIS_BYTES)"
         )
