@@ -29,6 +29,7 @@ from . import (
 )
 from .fairness import PartyLimits
 from .gate import Gate
+from .http_limits import quiet_repeated_warnings
 from .state import SeenCredentials, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
@@ -150,4 +151,5 @@ def _with_bearer_tokens(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def app_for_store(url: str) -> FastAPI:
     """For `serve --workers N`: each worker process opens the store for itself (the parent
     has already brought it to the current schema), and runs its share of the deliveries."""
+    quiet_repeated_warnings()  # in each worker's own logging
     return create_app(open_store(url), deliveries=True)

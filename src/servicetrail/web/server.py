@@ -39,10 +39,11 @@ def run(
     import uvicorn
 
     from .app import app_for_store, create_app
-    from .http_limits import CappedHeadProtocol, raise_open_file_limit
+    from .http_limits import CappedHeadProtocol, quiet_repeated_warnings, raise_open_file_limit
 
     fewer_malloc_arenas()
     raise_open_file_limit()  # before the workers start: they inherit it
+    quiet_repeated_warnings()
 
     options = Options(
         host=host,
