@@ -134,7 +134,7 @@ def _read_at_most(path: Path, limit: int, given_as: str, code: int = 2) -> bytes
         raw = file.read(limit + 1)
     if len(raw) > limit:
         raise Failure(
-            f"{given_as} {path}: over {limit >> 20} MiB, more than any such file holds", code
+            f"{given_as} {path}: over {limit >> 20} MiB, more than this command reads", code
         )
     return raw
 

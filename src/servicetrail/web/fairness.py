@@ -13,8 +13,10 @@ heavy slot, holding its request slot and its thread (so at most `request - 1` wa
 Party; when all Parties' heavy work is at its total, the answer is at once). A Party's
 analysts share that one slot, and the screen's first page is a broad search: two tabs
 opened at once were refused (audit of the screen, session 18), though a broad search now
-takes tens of milliseconds. The bounds are per server process (`serve --workers N` allows N
-times each), and each can be set in the environment.
+takes tens of milliseconds. While another Party reads, a Party's reads also take turns
+(CONTENDED_READS at once); those waiting for a turn count with those running against its
+bound of requests. The bounds are per server process (`serve --workers N` allows N times
+each), and each can be set in the environment.
 """
 
 from __future__ import annotations
