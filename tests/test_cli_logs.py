@@ -189,6 +189,50 @@ def test_a_record_rewritten_with_its_leaf_between_two_checkpoints_is_named(cli, 
     assert f"log {origin} checkpoint 4 does not match its leaves" in found.stdout
 
 
+def test_a_checkpoint_whose_own_row_was_edited_blames_no_record(cli, engine):
+    """Checkpoint 4's stored root edited (its signature then fails): the leaves did not
+    match it, and leaf 3's untouched record was named changed; with a record rewritten
+    further on, the blame went to the untouched one instead (review 27f). Only checkpoints
+    whose signature holds may blame: here 3 and 9, so the rewritten one is among leaves 3-8."""
+    P.load_personas(engine)
+    for first, count in ((9000, 3), (9003, 1), (9004, 5)):  # a log of their own: 3, 4, 9
+        append(engine, records(count, first=first))
+        seal_store(engine)
+    month = records(1, first=9000)[0].logged_at.strftime("%Y-%m")
+    origin = f"servicetrail/sat/{month}"
+    with engine.connect() as conn:
+        ids = (
+            conn.execute(
+                text("SELECT entry_id FROM log_leaf WHERE month = :m ORDER BY leaf_index"),
+                {"m": month},
+            )
+            .scalars()
+            .all()
+        )
+        viewer = viewer_for(conn, P.NORTHPOWER)
+        leaf = record_proof(conn, viewer, ids[6])["leaf"]
+    forged_root = "UPDATE log_checkpoint SET root_hash = :r WHERE origin = :o AND tree_size = 4"
+    intrude(engine, (forged_root, {"r": b"\x01" * 32, "o": origin}))
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    assert f"log {origin} checkpoint 4 note differs from its stored origin" in found.stdout
+    assert "changed" not in found.stdout and "rewritten" not in found.stdout, found.stdout
+    leaf["srv"] = "11.2"
+    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": ids[6]}),
+        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": ids[6]}),
+    )
+    found = cli("log", "verify")
+    suspects = ", ".join(map(str, ids[3:9]))
+    assert (
+        f"log {origin}: one of leaves 3-8 was rewritten with its record (between checkpoints "
+        f"3 and 9), one of {suspects}"
+    ) in found.stdout.splitlines(), found.stdout
+    assert f"record {ids[3]} changed" not in found.stdout
+
+
 def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engine, tmp_path):
     world = P.load_personas(engine)
     seal_store(engine)

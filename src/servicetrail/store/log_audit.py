@@ -84,6 +84,9 @@ class _Roots:
     checkpoints: tuple[StoredCheckpoint, ...]
     kept: tuple[tuple[int, bytes], ...]
     origin: str
+    # sizes of the stored checkpoints whose signature verifies, by a trusted key, over their
+    # stored origin, size and root: only those may blame a leaf (see _Blamed)
+    sound: frozenset[int] = frozenset()
 
 
 _Task = _Entries | _Roots
@@ -124,6 +127,10 @@ def audit(
         for family in FAMILIES
         for low, high in _split(*bounds[family.family], slices)
     ]
+    signature_findings = {
+        id(checkpoint): list(_signature_findings(checkpoint, known_keys, trusted))
+        for checkpoint in checkpoints
+    }
     tasks += [
         _Roots(
             family,
@@ -131,6 +138,9 @@ def audit(
             tuple(by_log.get((family, month), [])),
             tuple(kept.by_log.get((family, month), [])),
             family_named(family).origin(prefix, month),
+            frozenset(
+                c.size for c in by_log.get((family, month), []) if not signature_findings[id(c)]
+            ),
         )
         for family, month in sorted(months | set(by_log) | set(kept.by_log))
     ]
@@ -140,7 +150,7 @@ def audit(
         result.entries += entries
     result.checkpoints = len(checkpoints)
     for checkpoint in checkpoints:
-        result.findings += _signature_findings(checkpoint, known_keys, trusted)
+        result.findings += signature_findings[id(checkpoint)]
     return result
 
 
@@ -382,11 +392,13 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             if failed:
                 yield f"log {origin} checkpoint {count} does not match its leaves"
             if any(root != held for held in kept.get(count, ())):
-                failed = True
                 yield f"log {origin} does not match the checkpoint of size {count} kept"
-            if not failed:
+            # blame by the store's sound checkpoints alone: one whose own row was edited (its
+            # signature then fails), or a kept one of another store, named an untouched
+            # record (review 27f)
+            if count in task.sound and not failed:
                 matched, blamed = count, None  # one that failed before was changed itself
-            elif blamed is None:
+            elif count in task.sound and blamed is None:
                 blamed = _Blamed(matched, count, tuple(last_tile)[-(count - matched) :])
     if blamed is not None and len(blamed.entry_ids) == blamed.end - blamed.start:
         yield blamed.said(origin, family_named(family).noun)
