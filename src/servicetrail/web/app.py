@@ -118,6 +118,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.state.seen_credentials = SeenCredentials()
     app.state.sign_in_pace = SignInPace()
+    app.state.sign_in_successes = SignInPace()
     app.add_middleware(Gate)  # outside the hot path: a turn is taken before a thread is
     app.add_middleware(NoNulInQuery)
     app.add_middleware(HeadAsGet)

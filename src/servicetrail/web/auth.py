@@ -28,7 +28,7 @@ from .signin import (
     sign_in_form_checked,
     signed_in,
 )
-from .state import engine_of, seen_credentials, sign_in_pace
+from .state import engine_of, seen_credentials, sign_in_pace, sign_in_successes
 
 MAX_USERNAME = 64
 
@@ -119,11 +119,7 @@ def login(
     if isinstance(claim, Response):
         return claim
     engine = engine_of(request)
-    password_hash = None
-    if username and password and len(password) <= MAX_PASSWORD_LENGTH:
-        with reading(engine) as conn:
-            stored = stored_password(conn, username)
-        password_hash = password_matches(stored, password)  # with no connection held
+    password_hash = _verified_password(request, username, password)
     session_id = device_token = None
     if password_hash is not None and _auditor(engine, username, claim):
         return login_page(request, status=403, username=username, error=AUDITOR_SIGN_IN)
@@ -161,12 +157,27 @@ def _attempt_claimed(request: Request, username: str, next_path: str) -> session
     # paced by the claim's key, as failures are (its trusted browser, else its address), and
     # only what would be verified: by username alone, or counting refused attempts, a
     # stranger's attempts spent a User's sign-ins and locked the User out (review 27e)
-    wait = sign_in_pace(request).wait_for(f"{claim.username} {claim.key}")
+    wait = sign_in_successes(request).wait_for(claim.username, count=False) or sign_in_pace(
+        request
+    ).wait_for(f"{claim.username} {claim.key}")
     if wait > 0:
         with engine.begin() as conn:
             sessions.withdraw(conn, claim)
         return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
     return claim
+
+
+def _verified_password(request: Request, username: str, password: str) -> str | None:
+    """The account's stored hash if the password is its own (verified with no connection
+    held), a success counted for the username's pace of successful sign-ins."""
+    if not (username and password and len(password) <= MAX_PASSWORD_LENGTH):
+        return None
+    with reading(engine_of(request)) as conn:
+        stored = stored_password(conn, username)
+    password_hash = password_matches(stored, password)
+    if password_hash is not None:
+        sign_in_successes(request).count(sessions.normal_username(username))
+    return password_hash
 
 
 AUDITOR_SIGN_IN = (
