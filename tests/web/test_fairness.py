@@ -345,8 +345,10 @@ def test_a_party_runs_one_read_a_core_while_another_party_reads():
             started = time.monotonic()
             with pytest.raises(Busy) as refused, limits.search("A"):
                 pass
-            assert time.monotonic() - started >= TURN_WAIT_SECONDS * 0.9  # it waited its turn
+                assert time.monotonic() - started >= TURN_WAIT_SECONDS * 0.9  # it waited its turn
             assert refused.value.retry_after == 1
+            # said as what it is (review 27f: "as many searches running as it may (6)")
+            assert "take turns with theirs" in str(refused.value)
             started = time.monotonic()
             with limits.search("C"):  # nor is a third Party held back
                 assert limits.held("C") == {"request": 1}

@@ -56,7 +56,7 @@ class Bounds:
 
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
 # statement time limit); a download lasts as long as its client takes.
-RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
+RETRY_AFTER = {"request": 1, "turn": 1, "heavy": 2, "download": 10, "stream": 30}
 HEAVY_WAIT_SECONDS = 1.0
 # Reads a Party may have running while another Party has read in the last CONTENDED_SECONDS:
 # a Party's twelve clients of light reads (a device's 1,000-record pages, the record page)
@@ -70,6 +70,8 @@ TURN_WAIT_SECONDS = 1.0
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
     "retry in {s} s",
+    "turn": "other Parties are reading on this server, and your Party's reads take turns with "
+    "theirs ({n} at once): retry in {s} s",
     "heavy": "your Party already has as many broad searches or reports running on this server as "
     "it may ({n}): name a Device ID or a Request ID to narrow the search, or retry in {s} s",
     "heavy_total": "the server is busy with other broad searches and reports: retry in {s} s",
@@ -217,12 +219,11 @@ class PartyLimits:
                     if not waiting:
                         in_all = self._held["request", party_id] + self._turns_waited[party_id]
                         if in_all >= self.bounds.request:
-                            left = 0
-                        else:
-                            waiting = True
-                            self._turns_waited[party_id] += 1
+                            raise Busy("request", self.bounds.request, RETRY_AFTER["request"])
+                        waiting = True
+                        self._turns_waited[party_id] += 1
                     if left <= 0:
-                        raise Busy("request", self.bounds.request, RETRY_AFTER["request"])
+                        raise Busy("turn", CONTENDED_READS, RETRY_AFTER["turn"])
                     self._read_freed.wait(min(left, CONTENDED_SECONDS))
             finally:
                 if waiting:
