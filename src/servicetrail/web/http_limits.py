@@ -232,6 +232,7 @@ class QuietRepeats(logging.Filter):
                 return False
             if len(self._last) > 1000:  # messages are templates: few; a bound all the same
                 self._last.clear()
+                self._unsaid.clear()
             self._last[key] = now
             more = self._unsaid.pop(key, 0)
         if more:
