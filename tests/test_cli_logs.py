@@ -130,6 +130,23 @@ def test_a_changed_unsealed_record_and_a_forged_root_are_found(cli, engine):
     )
 
 
+def rewrite_with_its_leaf(engine, record_id: int) -> None:
+    """An intruder's edit that leaves the per-record check nothing to see: the record's SRV
+    changed and its leaf hash written again to match the edited row."""
+    with engine.connect() as conn:
+        leaf = record_proof(conn, viewer_for(conn, P.NORTHPOWER), record_id)["leaf"]
+    leaf["srv"] = "11.2"
+    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
+    intrude(
+        engine,
+        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": record_id}),
+        (
+            "UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id",
+            {"h": rewritten, "id": record_id},
+        ),
+    )
+
+
 def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
     """A leaf hash rewritten to match the edited record hides which record changed from the
     per-record check; the stored tile over its 16 leaves no longer matches, and the line
@@ -139,15 +156,7 @@ def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
     seal_store(engine)
     with engine.connect() as conn:
         edited = conn.execute(text("SELECT max(id) FROM sat_record")).scalar() - 20
-        viewer = viewer_for(conn, P.NORTHPOWER)
-        leaf = record_proof(conn, viewer, edited)["leaf"]
-    leaf["srv"] = "11.2"
-    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
-    intrude(
-        engine,
-        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": edited}),
-        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": edited}),
-    )
+    rewrite_with_its_leaf(engine, edited)
     result = cli("log", "verify")
     assert result.exit_code == 1
     [tile] = [line for line in result.stdout.splitlines() if " tile 4/" in line]
@@ -170,15 +179,7 @@ def test_a_record_rewritten_with_its_leaf_between_two_checkpoints_is_named(cli, 
         edited = conn.execute(
             text("SELECT entry_id FROM log_leaf WHERE month = :m AND leaf_index = 3"), {"m": month}
         ).scalar_one()
-        viewer = viewer_for(conn, P.NORTHPOWER)
-        leaf = record_proof(conn, viewer, edited)["leaf"]
-    leaf["srv"] = "11.2"
-    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
-    intrude(
-        engine,
-        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": edited}),
-        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": edited}),
-    )
+    rewrite_with_its_leaf(engine, edited)
     found = cli("log", "verify")
     assert found.exit_code == 1
     origin = f"servicetrail/sat/{month}"
@@ -209,21 +210,13 @@ def test_a_checkpoint_whose_own_row_was_edited_blames_no_record(cli, engine):
             .scalars()
             .all()
         )
-        viewer = viewer_for(conn, P.NORTHPOWER)
-        leaf = record_proof(conn, viewer, ids[6])["leaf"]
     forged_root = "UPDATE log_checkpoint SET root_hash = :r WHERE origin = :o AND tree_size = 4"
     intrude(engine, (forged_root, {"r": b"\x01" * 32, "o": origin}))
     found = cli("log", "verify")
     assert found.exit_code == 1
     assert f"log {origin} checkpoint 4 note differs from its stored origin" in found.stdout
     assert "changed" not in found.stdout and "rewritten" not in found.stdout, found.stdout
-    leaf["srv"] = "11.2"
-    rewritten = rfc9162.sha256(b"\x00" + rfc9162.canonical(leaf))
-    intrude(
-        engine,
-        ("UPDATE sat_record SET srv = '11.2' WHERE id = :id", {"id": ids[6]}),
-        ("UPDATE log_leaf SET leaf_hash = :h WHERE entry_id = :id", {"h": rewritten, "id": ids[6]}),
-    )
+    rewrite_with_its_leaf(engine, ids[6])
     found = cli("log", "verify")
     suspects = ", ".join(map(str, ids[3:9]))
     assert (

@@ -275,6 +275,20 @@ def half_sent_heads(server: tuple[str, int], count: int) -> list[socket.socket]:
     return held
 
 
+def refused_then_answered_once_one_goes(server: tuple[str, int], held: list) -> None:
+    """With the server holding all the connections it may, a new one is closed unanswered;
+    once one of `held` is given back, a new one is answered."""
+    with socket.create_connection(server) as past:
+        answer, _ = answer_to(past, wait=5)
+    assert answer == b""  # closed, unanswered
+    held.pop().close()
+    time.sleep(0.3)
+    with socket.create_connection(server) as again:
+        again.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer, _ = answer_to(again)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
     """A stranger's two processes holding 9,990 half-sent heads each took every file
     descriptor of the server, and other clients could not connect (audit of stalled clients,
@@ -286,17 +300,7 @@ def test_a_client_holds_at_most_its_share_of_connections(tmp_path):
         server = address(base)
         held = half_sent_heads(server, 20)
         try:
-            with socket.create_connection(server) as past:
-                answer, _ = answer_to(past, wait=5)
-            assert answer == b""  # closed, unanswered
-            held.pop().close()
-            time.sleep(0.3)
-            with socket.create_connection(server) as again:
-                again.sendall(
-                    b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                )
-                answer, _ = answer_to(again)
-            assert answer.startswith(b"HTTP/1.1 200 ")
+            refused_then_answered_once_one_goes(server, held)
         finally:
             for sock in held:
                 sock.close()
@@ -321,17 +325,7 @@ def test_connections_stop_short_of_the_open_file_limit_which_serve_raises(tmp_pa
                 answer, _ = answer_to(last)
             assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
             held += half_sent_heads(server, 1)  # now all it may hold
-            with socket.create_connection(server) as past:
-                answer, _ = answer_to(past, wait=5)
-            assert answer == b""  # closed, unanswered
-            held.pop().close()
-            time.sleep(0.3)
-            with socket.create_connection(server) as again:
-                again.sendall(
-                    b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                )
-                answer, _ = answer_to(again)
-            assert answer.startswith(b"HTTP/1.1 200 ")
+            refused_then_answered_once_one_goes(server, held)
         finally:
             for sock in held:
                 sock.close()
