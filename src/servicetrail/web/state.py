@@ -68,8 +68,9 @@ SIGN_INS_A_MINUTE = 30
 
 
 class SignInPace:
-    """The sign-ins each key (a username and its client) has had verified in the last
-    minute, in this process; the keys remembered are bounded, oldest forgotten first."""
+    """The sign-ins each key (a username and its client; or a username alone, for the
+    successes) has had in the last minute, in this process; the keys remembered are bounded,
+    oldest forgotten first."""
 
     def __init__(self, most: int = SIGN_INS_A_MINUTE, seconds: float = 60.0) -> None:
         self.most, self.seconds = most, seconds
