@@ -437,12 +437,12 @@ def test_a_correct_sign_in_forgives_that_usernames_failures(client: TestClient) 
     assert sign_in(client, NP_USER).status_code == 303
 
 
-def test_a_username_signs_in_at_most_thirty_times_a_minute_right_or_wrong(
+def test_a_username_signs_in_at_most_sixty_times_a_minute_right_or_wrong(
     client: TestClient,
 ) -> None:
     """A correct password forgives the failures: one Party signing in and out from many
     threads kept every core hashing passwords, and other Parties' searches waited (audit
-    27b). Thirty sign-ins a minute for a username, then a pause; another username is not held."""
+    27b). Sixty sign-ins a minute for a username, then a pause; another username is not held."""
     for _ in range(SIGN_INS_A_MINUTE):  # each a browser of its own, as a script does
         assert sign_in(TestClient(client.app), NP_USER).status_code == 303
     paused = sign_in(TestClient(client.app), NP_USER)
@@ -451,11 +451,11 @@ def test_a_username_signs_in_at_most_thirty_times_a_minute_right_or_wrong(
     assert sign_in(TestClient(client.app), LK_USER).status_code == 303
 
 
-def test_a_username_signs_in_successfully_at_most_thirty_times_a_minute_from_anywhere(
+def test_a_username_signs_in_successfully_at_most_sixty_times_a_minute_from_anywhere(
     client: TestClient,
 ) -> None:
     """Paced by client alone, an account holder collected device tokens (each correct
-    sign-in without one gives one), or addresses, and signed in thirty times a minute with
+    sign-in without one gives one), or addresses, and signed in sixty times a minute with
     each: the cores hashed again (review 27f). Successful sign-ins are paced by username,
     which only the account's holder can spend."""
     for n in range(SIGN_INS_A_MINUTE):
@@ -467,7 +467,7 @@ def test_a_username_signs_in_successfully_at_most_thirty_times_a_minute_from_any
 
 def test_nobody_at_the_users_address_can_spend_its_sign_ins(client: TestClient) -> None:
     """Counted before the claim, by username and address, a stranger's wrong passwords at
-    the User's address (an office NAT) spent the User's thirty sign-ins a minute, and the
+    the User's address (an office NAT) spent the User's sign-ins of the minute, and the
     User's own browser, trusted by its device cookie, was paused (review 27e). Only what is
     verified counts, by the claim's key: the trusted browser's own."""
     browser = TestClient(client.app)
