@@ -130,7 +130,10 @@ class PartyLimits:
         self._heavy_now = 0
         self._lock = threading.Lock()
         self._heavy_freed = threading.Condition(self._lock)
-        self._read_freed = threading.Condition(self._lock)
+        # per Party, so that a read's end wakes only its own Party's reads waiting for a turn:
+        # woken by every read of every Party, they woke hundreds of times a second for
+        # nothing, and took the interpreter from the reads that ran
+        self._turn_freed: dict[str, threading.Condition] = {}
         self._last_read: dict[str, float] = {}  # Party -> when it last started or ended a read
         self._turns_waited: Counter[str] = Counter()  # reads waiting for a turn, per Party
 
@@ -224,12 +227,14 @@ class PartyLimits:
                         self._turns_waited[party_id] += 1
                     if left <= 0:
                         raise Busy("turn", CONTENDED_READS, RETRY_AFTER["turn"])
-                    self._read_freed.wait(min(left, CONTENDED_SECONDS))
+                    freed = self._turn_freed.setdefault(party_id, threading.Condition(self._lock))
+                    freed.wait(min(left, CONTENDED_SECONDS))  # or contention ends meanwhile
             finally:
                 if waiting:
                     self._turns_waited[party_id] -= 1
                     if not self._turns_waited[party_id]:
                         del self._turns_waited[party_id]
+                        self._turn_freed.pop(party_id, None)
 
     def _contended(self, party_id: str) -> bool:
         """Under the lock: whether another Party is reading, or read a moment ago."""
@@ -259,8 +264,9 @@ class PartyLimits:
             self._count(slots._party_id, slots._kinds, -1)
             if "heavy" in slots._kinds:
                 self._heavy_freed.notify_all()
-            if "request" in slots._kinds:
-                self._read_freed.notify_all()
+            freed = self._turn_freed.get(slots._party_id)
+            if freed is not None and "request" in slots._kinds:
+                freed.notify()  # one turn came free: one waiting read takes it
 
 
 def share_of(party_id: str | None, username: str) -> str:
