@@ -333,15 +333,7 @@ def test_a_re_date_in_a_file_of_many_batches_waits_for_the_lines_after_it(
 
 def suppliers_of(engine, device_id: str) -> list[tuple[str, bool]]:
     """The Device's supplier intervals in order: (Party, whether it is open)."""
-    with engine.connect() as conn:
-        held = conn.execute(
-            text(
-                "SELECT party_id, valid_to IS NULL FROM responsibility WHERE device_id = :d "
-                "AND relation = 'supplier' ORDER BY valid_from"
-            ),
-            {"d": device_id},
-        ).all()
-    return [tuple(r) for r in held]
+    return [(party, end is None) for party, _, end in supply_days(engine, device_id)]
 
 
 def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batch, tmp_path):
