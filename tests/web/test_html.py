@@ -27,7 +27,7 @@ from servicetrail.domain.response_code_data import MEANINGS, RESPONSE_CODES
 from servicetrail.domain.response_codes import explain_code
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
-from servicetrail.store.schema import login_failure, web_session
+from servicetrail.store.schema import account, login_failure, web_session
 from servicetrail.web.state import SIGN_INS_A_MINUTE
 from servicetrail.store.sessions import (
     ABSOLUTE_LIMIT,
@@ -477,6 +477,52 @@ def test_nobody_at_the_users_address_can_spend_its_sign_ins(client: TestClient) 
     answers = [sign_in(stranger, NP_USER, "a wrong password!").status_code for _ in range(32)]
     assert answers.count(401) == MAX_FAILURES_PER_KEY and set(answers) == {401, 429}
     assert sign_in(browser, NP_USER).status_code == 303
+
+
+def test_a_name_signs_in_whatever_its_case_as_the_account_it_names(
+    client: TestClient, engine
+) -> None:
+    """Names are unique regardless of case, so `NP.Analyst` can mean one account only; it was
+    refused as a wrong username. The session, and what it writes, name the account as made."""
+    answer = sign_in(client, NP_USER.upper())
+    assert answer.status_code == 303
+    assert "North Power plc" in client.get("/").text
+    with engine.connect() as conn:
+        assert [row.username for row in conn.execute(select(web_session))] == [NP_USER]
+    # the browser's device cookie is its own under any spelling: a stranger's failures at
+    # this address do not pause it
+    client.post("/logout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    stranger = TestClient(client.app)
+    for _ in range(MAX_FAILURES_PER_KEY + 2):
+        sign_in(stranger, NP_USER, "a wrong password!")
+    assert sign_in(client, NP_USER.title()).status_code == 303
+
+
+def test_names_differing_only_in_case_from_an_older_store_sign_in_only_as_typed(
+    client: TestClient, engine
+) -> None:
+    """A store from before names were unique regardless of case may hold `Twin` and `twin`:
+    each signs in by its own spelling, and a third spelling is no one's."""
+    with engine.begin() as conn:
+        create_account(conn, "twin", P.NORTHPOWER, PASSWORD)
+        create_account(conn, "later", P.LOOKER, PASSWORD)  # named as an older store could
+        conn.execute(update(account).where(account.c.username == "later").values(username="Twin"))
+    assert sign_in(client, "TWIN").status_code == 401
+    assert sign_in(client, "twin").status_code == 303
+    assert "North Power plc" in client.get("/").text
+    client.post("/logout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    assert sign_in(client, "Twin").status_code == 303
+    assert "North Power plc" not in client.get("/").text
+
+
+def test_a_name_outside_ascii_that_lower_case_maps_into_it_is_no_account(
+    client: TestClient, engine
+) -> None:
+    """Python's lower() turns the Kelvin sign into k: `\u212aate` must not sign in as `kate`."""
+    with engine.begin() as conn:
+        create_account(conn, "kate", P.NORTHPOWER, PASSWORD)
+    assert sign_in(client, "\u212aate").status_code == 401
+    assert sign_in(client, "KATE").status_code == 303
 
 
 # --- the rule on the record page -----------------------------------------------------------

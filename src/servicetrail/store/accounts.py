@@ -269,17 +269,30 @@ def is_auditor(conn: Connection, username: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StoredPassword:
+    username: str  # as the account was created, whatever case it was typed in
     hash: str
     enabled: bool
 
 
 def stored_password(conn: Connection, username: str) -> StoredPassword | None:
     """The account's password hash as stored, read apart from its verification: argon2 takes
-    a third of a second, for which a sign-in held a pooled connection."""
-    row = conn.execute(
-        select(account.c.password_hash, account.c.disabled_at).where(account.c.username == username)
-    ).first()
-    return None if row is None else StoredPassword(str(row.password_hash), row.disabled_at is None)
+    a third of a second, for which a sign-in held a pooled connection.
+
+    The name is matched regardless of case, as new names are told apart (`alice` typed
+    signs in to `Alice`). A store from before that rule may hold names differing only in case: the
+    one typed exactly is taken, and any other spelling of them matches none."""
+    if not username.isascii():  # names are ASCII; Python's lower() maps a few others into it
+        return None
+    rows = conn.execute(
+        select(account.c.username, account.c.password_hash, account.c.disabled_at)
+        .where(func.lower(account.c.username) == username.lower())
+        .order_by((account.c.username == username).desc())
+        .limit(2)
+    ).all()
+    if not rows or (rows[0].username != username and len(rows) > 1):
+        return None
+    row = rows[0]
+    return StoredPassword(str(row.username), str(row.password_hash), row.disabled_at is None)
 
 
 def password_matches(stored: StoredPassword | None, password: str) -> str | None:

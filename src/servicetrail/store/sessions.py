@@ -183,7 +183,10 @@ def device_key(
         return None
     digest = session_digest(device_token)
     created = conn.execute(
-        select(d.created_at).where(d.token_hash == digest, d.username == username)
+        # the name as typed at sign-in, which matches its account regardless of case
+        select(d.created_at).where(
+            d.token_hash == digest, func.lower(d.username) == username.lower()
+        )
     ).scalar()
     if created is None or (now or now_utc()) - created >= DEVICE_LIFETIME:
         return None

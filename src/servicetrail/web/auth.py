@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
-from ..store.accounts import is_auditor, password_matches, stored_password
+from ..store.accounts import StoredPassword, is_auditor, password_matches, stored_password
 from ..store.engine import reading
 from .http_limits import client_key
 from .presenters import safe_next
@@ -119,11 +119,12 @@ def login(
     if isinstance(claim, Response):
         return claim
     engine = engine_of(request)
-    password_hash = _verified_password(request, username, password)
+    verified = _verified_password(request, username, password)
     session_id = device_token = None
-    if password_hash is not None and _auditor(engine, username, claim):
+    if verified is not None and _auditor(engine, verified.username, claim):
         return login_page(request, status=403, username=username, error=AUDITOR_SIGN_IN)
-    if password_hash is not None:
+    if verified is not None:
+        username, password_hash = verified.username, verified.hash  # as created, not as typed
         with engine.begin() as conn:
             # None: the password was changed or the account disabled since it was checked
             session_id = sessions.create_session(conn, username, password_hash)
@@ -167,17 +168,17 @@ def _attempt_claimed(request: Request, username: str, next_path: str) -> session
     return claim
 
 
-def _verified_password(request: Request, username: str, password: str) -> str | None:
-    """The account's stored hash if the password is its own (verified with no connection
-    held), a success counted for the username's pace of successful sign-ins."""
+def _verified_password(request: Request, username: str, password: str) -> StoredPassword | None:
+    """The account as stored if the password is its own (verified with no connection held),
+    a success counted for the username's pace of successful sign-ins."""
     if not (username and password and len(password) <= MAX_PASSWORD_LENGTH):
         return None
     with reading(engine_of(request)) as conn:
         stored = stored_password(conn, username)
-    password_hash = password_matches(stored, password)
-    if password_hash is not None:
-        sign_in_successes(request).count(sessions.normal_username(username))
-    return password_hash
+    if password_matches(stored, password) is None or stored is None:
+        return None
+    sign_in_successes(request).count(sessions.normal_username(username))
+    return stored
 
 
 AUDITOR_SIGN_IN = (
