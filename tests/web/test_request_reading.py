@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import select
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -355,7 +356,7 @@ def test_the_servers_warnings_are_said_once_in_a_while_with_their_count(tmp_path
     line of the server's log: 50,391 and 900 lines in two audit runs (27b, 27e). A warning is
     said once in ten seconds, then with how many came meanwhile."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    with live_server_process(url, tmp_path) as (_, base, log):
+    with live_server_process(url, tmp_path) as (server_process, base, log):
         server = address(base)
         for _ in range(30):
             with socket.create_connection(server) as sock:
@@ -372,5 +373,13 @@ def test_the_servers_warnings_are_said_once_in_a_while_with_their_count(tmp_path
                 assert sock.recv(65536).startswith(b"HTTP/1.1 4")
         time.sleep(0.5)
         said = log.read_text()
-    assert said.count("Unsupported upgrade request.") == 1, said
-    assert said.count("Invalid HTTP request received.") == 1, said
+        assert said.count("Unsupported upgrade request.") == 1, said
+        assert said.count("Invalid HTTP request received.") == 1, said
+        # no repeat came to tell the burst's count: the stop tells it, in each worker
+        server_process.terminate()
+        server_process.wait(timeout=30)
+        said = log.read_text()
+    told = re.findall(r"Unsupported upgrade request\. \((\d+) more since it was last said", said)
+    assert sum(map(int, told)) == 29, said
+    told = re.findall(r"Invalid HTTP request received\. \((\d+) more since it was last said", said)
+    assert sum(map(int, told)) == 29, said

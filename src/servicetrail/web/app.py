@@ -29,7 +29,7 @@ from . import (
 )
 from .fairness import PartyLimits
 from .gate import Gate
-from .http_limits import quiet_repeated_warnings
+from .http_limits import quiet_repeated_warnings, say_untold_warnings
 from .state import SeenCredentials, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
@@ -76,6 +76,7 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
         sealer.cancel()
         await asyncio.to_thread(worker.stop)
         await _seal_now(app.state.engine)
+        say_untold_warnings()
 
 
 def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:

@@ -239,12 +239,28 @@ class QuietRepeats(logging.Filter):
             record.msg = f"{record.msg} ({more} more since it was last said)"
         return True
 
+    def untold(self) -> list[tuple[object, int]]:
+        """The warnings held back since each was last said, with their counts, now forgotten."""
+        with self._lock:
+            held, self._unsaid = list(self._unsaid.items()), Counter()
+        return held
+
 
 def quiet_repeated_warnings() -> None:
     """The filter on uvicorn's log of connections and requests, once a process."""
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, QuietRepeats) for f in logger.filters):
         logger.addFilter(QuietRepeats())
+
+
+def say_untold_warnings() -> None:
+    """At the server's stop, the count of each warning held back since it was last said: a
+    burst that no later repeat of it told was otherwise lost (review 27e)."""
+    logger = logging.getLogger("uvicorn.error")
+    for quiet in [f for f in logger.filters if isinstance(f, QuietRepeats)]:
+        for message, count in quiet.untold():
+            # formatted here, no arguments: each line is its own, not one repeated template
+            logger.warning(f"{message} ({count} more since it was last said, to the stop)")
 
 
 def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
