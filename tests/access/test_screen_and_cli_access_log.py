@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from servicetrail.cli import main
 from servicetrail.domain.access_log import MAX_FILTER_VALUE, MAX_FILTERS, MAX_FILTERS_TEXT
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
-from servicetrail.domain.search import Search
+from servicetrail.domain.search import Cursor, Search
 from servicetrail.store.accounts import create_account
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.watches import catch_up, create_watch
@@ -150,6 +151,22 @@ def test_an_entrys_filters_hold_so_many_characters_in_all(engine, world):
     assert np.get("/", params={**unused, "device_id": P.ESME_1}).status_code == 200
     newest = max(logged(engine), key=lambda entry: entry.id)
     assert newest.filters["device_id"] == P.ESME_1, newest.filters
+
+
+def test_a_pages_own_parameters_come_before_those_other_reads_take(engine, world):
+    """The order was one list for every route: on a Device page, long values of names only a
+    search takes (ignored there) filled the entry before its own cursor, and on a record page
+    before its trigger window (review 27f)."""
+    np = signed_in(engine, "np.analyst")
+    searchs = {name: name[0].upper() * 510 for name in ("request_id", "srv", "kind", "from", "to")}
+    cursor = Cursor(datetime(2030, 1, 1, tzinfo=timezone.utc), 10**9).encode()
+    assert np.get(f"/devices/{P.ESME_1}", params={**searchs, "cursor": cursor}).status_code == 200
+    newest = max(logged(engine), key=lambda entry: entry.id)
+    assert newest.filters["cursor"] == cursor, newest.filters
+    record = own_record(world)
+    assert np.get(f"/records/{record}", params={**searchs, "window": "60"}).status_code == 200
+    newest = max(logged(engine), key=lambda entry: entry.id)
+    assert newest.filters["window"] == "60", newest.filters
 
 
 def test_what_a_page_read_is_kept_in_its_entry_whatever_else_the_query_carries(engine, world):

@@ -320,7 +320,7 @@ def triggers(
     except InvalidValue as e:
         raise ParameterError("window", str(e)) from None
     wanted = record_id_or_404(record_id)
-    filters = asked(request, record_id=wanted)
+    filters = asked(request, "window", record_id=wanted)
     with (
         limits_of(request).search(viewer.party_id),
         reader_of(request) as conn,

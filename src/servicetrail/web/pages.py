@@ -199,7 +199,7 @@ def _triggers(
 @router.get("/records/{record_id}")
 def record(request: Request, who: Who, record_id: str) -> Response:
     wanted_id = record_id_or_404(record_id)
-    filters = asked(request, record_id=wanted_id)
+    filters = asked(request, "window", record_id=wanted_id)
     with (
         limits_of(request).search(who.viewer.party_id),
         reader_of(request) as conn,
@@ -271,7 +271,7 @@ def _device_reads(
     request: Request, who: SignedIn, device_id: str, after: Cursor | None, problem: str
 ) -> DevicePage:
     wanted = build_search(device_id=device_id)
-    filters = asked(request, device_id=device_id)
+    filters = asked(request, "cursor", device_id=device_id)
     try:
         with (
             limits_of(request).search(who.viewer.party_id, wanted),

@@ -150,13 +150,14 @@ _READ_ORDER = (
 _READ_NAMES = frozenset(_READ_ORDER)
 
 
-def asked(request: Request, **path: Any) -> dict[str, Any]:
-    """The filters as asked (SPEC section 8): the path's ids, the query's parameters that the
-    read takes, then the rest as sent. The screen ignores a parameter it does not take, and
-    24 of them sent first pushed the record's id or the Device searched for out of its entry
-    (audit 24b)."""
+def asked(request: Request, *own: str, **path: Any) -> dict[str, Any]:
+    """The filters as asked (SPEC section 8): the path's ids, the read's `own` parameters, the
+    query's other parameters that some read takes, then the rest as sent. The screen ignores
+    a parameter it does not take, and 24 of them sent first pushed the record's id or the
+    Device searched for out of its entry (audit 24b); long values of names that other reads
+    take pushed out a Device page's cursor (review 27f)."""
     query = request.query_params
-    taken = {name: query[name] for name in _READ_ORDER if name in query}
+    taken = {name: query[name] for name in (*own, *_READ_ORDER) if name in query}
     rest = {name: value for name, value in query.items() if name not in _READ_NAMES}
     return {**path, **{n: v for n, v in {**taken, **rest}.items() if n not in path}}
 

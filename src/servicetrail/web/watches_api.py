@@ -170,7 +170,7 @@ def watch_events(
     start, size, found = event_id_of(after), limit, watch_id_of(watch_id)
     if found is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
-    filters = asked(request, watch_id=found)
+    filters = asked(request, "after", "limit", watch_id=found)
     with (
         limits_of(request).search(viewer.party_id),
         reader_of(request) as conn,
@@ -364,7 +364,7 @@ def watch_stream(
         return JSONResponse(NOT_A_WATCH, status_code=404)
     engine = engine_of(request)
     # the resume point is part of what was asked, though it came as a header
-    filters = asked(request, watch_id=found)
+    filters = asked(request, "after", watch_id=found)
     if last_event_id:
         filters["last_event_id"] = last_event_id
     reader = api_reader(request, viewer)
