@@ -435,6 +435,40 @@ def test_responsibilities_bad_header(cli, engine, registry):
     assert rows(engine, "SELECT party_id FROM responsibility") == []
 
 
+@pytest.mark.parametrize(
+    "kind, header, row, unknown",
+    [
+        (
+            "responsibilities",
+            "device_id,party_id,relation,valid_from,valid_until",
+            f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",
+            "valid_until",
+        ),
+        (
+            "users",
+            "user_id,party_id,party name,role",
+            f"{SOUTH_IS},SOUTH,South Power,IS",
+            "party name",
+        ),
+        ("devices", "device_id,device_type,smets,note", f"{GAS},GSME,1,a gas meter", "note"),
+    ],
+)
+def test_a_column_the_file_does_not_have_is_refused_not_read_as_absent(
+    cli, engine, registry, kind, header, row, unknown
+):
+    """A misspelt optional column read as absent: `valid_until` loaded every interval open,
+    so a supplier saw another's traffic long after its period (audit 28a), and a `party name`
+    column named each new Party by its ID. Nothing is loaded, and the column is named."""
+    before = rows(engine, "SELECT * FROM responsibility"), rows(engine, "SELECT * FROM party")
+    result = cli("load", kind, write(registry / f"{kind}.csv", f"{header}\n{row}\n"))
+    assert result.exit_code != 0
+    assert f"'{unknown}'" in result.stderr and "not a column" in result.stderr, result.stderr
+    assert (
+        rows(engine, "SELECT * FROM responsibility"),
+        rows(engine, "SELECT * FROM party"),
+    ) == before
+
+
 def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     result = cli("load", "parties", tmp_path / "x.csv")
     assert result.exit_code == 2

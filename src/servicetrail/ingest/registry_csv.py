@@ -372,6 +372,12 @@ def read_header(
         raise BadHeader(
             f"{name}: header must name the columns {','.join(what.columns)}; missing {missing}"
         )
+    unknown = [c for c in header if c and c not in what.columns]
+    if unknown:  # a misspelt optional column read as absent: `valid_until` opened every interval
+        raise BadHeader(
+            f"{name}: the header names {', '.join(map(repr, unknown))}, not a column of this "
+            f"file (its columns: {','.join(what.columns)})"
+        )
     twice = [c for c in what.columns if header.count(c) > 1]
     if twice:  # which of the two would hold the value? (the later one did, silently)
         raise BadHeader(f"{name}: the header names a column more than once: {', '.join(twice)}")
