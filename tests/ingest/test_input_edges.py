@@ -551,16 +551,39 @@ def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, t
         text=True,
     )
     try:
-        time.sleep(3)  # the other run has started, and would have rewritten the file by now
+        # until the other run says it waits (a fixed 3 s was too short on a loaded machine
+        # for it to start at all, and it then ran after this one, with nothing to wait for)
+        said = _lines_until(waiting, f"waiting for another run that writes {shared}", 60)
+        time.sleep(0.5)  # it would have rewritten the file by now
         running.add(2, "late", b"late", first_input)
         running.close()
         assert waiting.wait(timeout=60) == 1
-        said = waiting.stderr.read() if waiting.stderr else ""
+        said += waiting.stderr.read() if waiting.stderr else ""
     finally:
         waiting.kill()
     entries = rejects_of(shared)
     assert sorted(e["raw"] for e in entries) == sorted(['{"not": "a record"}', "early", "late"])
     assert f"waiting for another run that writes {shared}" in said
+
+
+def _lines_until(process, wanted: str, seconds: float) -> str:
+    """The process's standard error up to the line holding `wanted`, read in a thread so that
+    a process that never says it fails the test in `seconds` rather than hanging it."""
+    import threading
+
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if wanted in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(seconds), "".join(lines)
+    return "".join(lines)
 
 
 @pytest.mark.parametrize("named", ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"])
