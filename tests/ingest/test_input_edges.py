@@ -409,6 +409,24 @@ def test_a_reject_file_whose_last_entry_was_cut_short_is_still_taken_as_one(cli,
     assert len(rejects_of(rejects)) == 1
 
 
+def test_a_shared_reject_file_cut_short_by_another_inputs_run_stays_a_reject_file(cli, tmp_path):
+    """Cut short by a run of another input (a full disk), the file was added to as it was:
+    this run's first entry ran on from the cut one, was lost, and every later run refused
+    the file as not a reject file (audit 28a). The cut entry is dropped, the rest kept."""
+    first = write(tmp_path / "first.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")
+    second = write(tmp_path / "second.csv", USERS_HEADER + "neither-a-user,SOUTH,South,IS\n")
+    shared = tmp_path / "shared.rejects.jsonl"
+    assert cli("load", "users", first, "--rejects", shared).exit_code == 1
+    shared.write_bytes(shared.read_bytes() + b'{"file": "' + bytes(tmp_path / "x.csv") + b'", "li')
+    for _ in range(2):
+        result = cli("load", "users", second, "--rejects", shared)
+        assert result.exit_code == 1, result.output
+        assert sorted(entry["raw"] for entry in rejects_of(shared)) == [
+            "neither-a-user,SOUTH,South,IS",
+            "not-a-user,NORTH,North,IS",
+        ]
+
+
 @pytest.mark.parametrize(
     "held", [b"db_password=hunter2", b'{"a": 1}', b""], ids=["notes", "json", "empty"]
 )

@@ -292,6 +292,7 @@ class RejectFile:
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
         entries = kept = 0
+        cut = False
         resolved: dict[str, str] = {}  # a name's resolve() is a system call per part of it
         try:
             with open(os.dup(self._fd), "rb") as old, open(os.dup(fd), "wb") as out:
@@ -301,7 +302,8 @@ class RejectFile:
                     owner = _owner(line)
                     if owner is None:
                         if not line.endswith(b"\n") and line.startswith(_ENTRY_START):
-                            continue  # an entry cut short by a run that died writing it
+                            cut = True  # an entry cut short by a run that died writing it
+                            continue
                         # a file that is not a reject file (a CSV, notes, a typo of --rejects)
                         # was emptied and deleted, whether or not the run rejected anything
                         raise NotARejectFile(
@@ -315,7 +317,10 @@ class RejectFile:
                     if mine not in ours and not mine.startswith(tuple(our_folders)):
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
-            if kept < entries:  # some were this run's inputs': the fresh file replaces them
+            # some were this run's inputs', or an entry was cut (appended to, it ran on into
+            # this run's first, and every later run refused the file; audit 28a): the fresh
+            # file replaces them
+            if kept < entries or cut:
                 self._fresh = fd
         except OSError as e:
             raise RejectsUnwritable(self.path, e) from None
