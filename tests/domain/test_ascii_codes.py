@@ -39,6 +39,15 @@ def test_party_id_refuses_anything_but_what_the_spec_allows(raw: str) -> None:
         party_id(raw)
 
 
+@pytest.mark.parametrize("check", [party_id, role_code])
+def test_a_refused_code_is_quoted_short(check) -> None:
+    """A 100,000-character party_id or role made a reject's one-line reason 100 KB (audit
+    28a); every other reason quotes at most a few dozen characters of a value."""
+    with pytest.raises(InvalidValue) as refused:
+        check("x" * 100_000)
+    assert len(str(refused.value)) < 300 and "100000 characters" in str(refused.value)
+
+
 @pytest.mark.parametrize(
     "raw,stored",
     [

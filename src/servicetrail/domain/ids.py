@@ -136,7 +136,7 @@ def party_id(value: str) -> str:
     """A Party ID as SPEC section 4 gives it: 1-32 ASCII upper-case letters, digits, '_' or '-'."""
     if not isinstance(value, str) or not _PARTY_ID.fullmatch(value):
         raise InvalidValue(
-            f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {value!r}"
+            f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {shown(value)}"
         )
     return value
 
@@ -147,7 +147,7 @@ def role_code(value: str) -> str:
     if not isinstance(value, str) or not _ROLE.fullmatch(value):
         raise InvalidValue(
             f"role must be a User Role code of 1-16 ASCII letters, digits, _ or -, such as IS, "
-            f"ED or OU: {value!r}"
+            f"ED or OU: {shown(value)}"
         )
     return value.upper()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import merkle
+from .ids import shown
 from .checkpoint import (
     Checkpoint,
     NoteError,
@@ -78,14 +79,16 @@ def verify_proof_document(
         raise NoteError("leaf_index is not a whole number")
     checkpoint = verify_checkpoint(note, verifier, check)
     if document.get("log") != checkpoint.origin:
-        raise NoteError(f"the proof's log {document.get('log')!r} is not the checkpoint's origin")
+        raise NoteError(
+            f"the proof's log {shown(document.get('log'))} is not the checkpoint's origin"
+        )
     # SPEC section 7: a record's log is its logged_at month's, named under the key's name
     logged_at = leaf.get("logged_at")
     month = logged_at[:7] if isinstance(logged_at, str) else None
     if checkpoint.origin != f"{verifier.name}/{month}":
         raise NoteError(
-            f"the checkpoint's origin {checkpoint.origin!r} is not the log of the leaf's month "
-            f"under {verifier.name!r}"
+            f"the checkpoint's origin {shown(checkpoint.origin)} is not the log of the leaf's "
+            f"month under {verifier.name!r}"
         )
     hashes = [unb64(h, "an inclusion hash") if isinstance(h, str) else b"" for h in path]
     if any(len(h) != 32 for h in hashes):
@@ -123,7 +126,7 @@ def signed_by_any(
     checkpoint, signer = verify_by_any(note, list(verifiers), check)
     if not checkpoint.origin.startswith(f"{signer.name}/"):
         raise NoteError(
-            f"the checkpoint's origin {checkpoint.origin!r} is not a log of {signer.name!r}"
+            f"the checkpoint's origin {shown(checkpoint.origin)} is not a log of {signer.name!r}"
         )
     return checkpoint
 
@@ -142,7 +145,9 @@ def verify_consistency_document(
     old = signed_by_any(old_note, verifiers, check)
     new = signed_by_any(new_note, verifiers, check)
     if old.origin != new.origin:
-        raise NoteError(f"the checkpoints are of two logs: {old.origin!r} and {new.origin!r}")
+        raise NoteError(
+            f"the checkpoints are of two logs: {shown(old.origin)} and {shown(new.origin)}"
+        )
     if old.size > new.size:
         raise NoteError(
             f"the new checkpoint has {new.size} leaves, fewer than the old one's {old.size}"
