@@ -403,7 +403,7 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     assert first.stdout == "loaded 3, rejected 1, skipped 0 duplicates\n"
     # what holds neither form is not loaded, and the run says so (nothing dropped in silence)
     said = (
-        "1 file(s) in the folder(s) skipped, holding neither DUIS XML nor JSON Lines, "
+        "1 file(s) in the folder(s) skipped, hidden, holding neither DUIS XML nor JSON Lines, "
         "or not regular files"
     )
     assert f"{said}: {folder / 'README.txt'}" in first.stderr
@@ -413,6 +413,23 @@ def test_folder_ingest_skips_reject_files_and_other_files(cli, engine, tmp_path)
     second = cli("ingest", folder)  # the reject file now in the folder is not read as input
     assert second.stdout == "loaded 0, rejected 1, skipped 3 duplicates\n"
     assert count(engine, "sat_record") == 3
+
+
+def test_a_folders_files_are_loaded_or_said_skipped_whatever_their_names(cli, engine, tmp_path):
+    """Any name holding `.rejects.`, and hidden files, were skipped without a word: records
+    in `x.rejects.fixed.jsonl` (an operator's corrected rejects) never loaded (audit 28a).
+    Only the loaders' own reject files (and their temporary copies) go unsaid."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    write_lines(folder / "x.rejects.fixed.jsonl", [json.dumps(rec(counter=1))])
+    write_lines(folder / ".upload.jsonl", [json.dumps(rec(counter=2))])  # a transfer under way
+    write_lines(folder / "old.rejects.jsonl", ['{"file": "old.jsonl", "line": 1}'])
+    write_lines(folder / ".old.rejects.jsonl.partial", ['{"file": "old.jsonl", "line": 1}'])
+    result = cli("ingest", folder)
+    assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n", result.output
+    assert "1 file(s) in the folder(s) skipped" in result.stderr
+    assert str(folder / ".upload.jsonl") in result.stderr
+    assert "old.rejects" not in result.stderr
 
 
 def test_a_file_named_otherwise_is_read_by_its_first_bytes(cli, engine, tmp_path):

@@ -288,8 +288,8 @@ def report_summary(summary: Summary) -> None:
         names = ", ".join(printable(str(p)) for p in summary.skipped_files[:5])
         more = len(summary.skipped_files) - 5
         click.echo(
-            f"({len(summary.skipped_files)} file(s) in the folder(s) skipped, holding neither "
-            "DUIS XML nor JSON Lines, or not regular files: "
+            f"({len(summary.skipped_files)} file(s) in the folder(s) skipped, hidden, holding "
+            "neither DUIS XML nor JSON Lines, or not regular files: "
             f"{names}{f' and {more} more' if more > 0 else ''})",
             err=True,
         )

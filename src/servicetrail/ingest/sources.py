@@ -232,16 +232,18 @@ def without_bom(first_line: bytes) -> bytes:
 
 
 def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Path]:
-    """Files named, and the input files inside folders named, skipping our own reject files,
-    hidden files, and files that hold neither form or are not regular files (those go to
-    `skipped`, so the run can say so); an input file that cannot be read stops the run,
-    named."""
+    """Files named, and the input files inside folders named, skipping our own reject files
+    (and their temporary copies), and hidden files (a transfer under way), files that hold
+    neither form and those that are not regular files: those go to `skipped`, so the run
+    can say so. An input file that cannot be read stops the run, named."""
     for path in paths:
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if not p.is_dir()):
-                if ".rejects." in child.name or child.name.startswith("."):
+                if _our_reject_file(child.name):
                     continue
-                if not child.is_file():  # a pipe, a device, a link to nothing: named, not read
+                # hidden, or not a regular file (a pipe, a device, a link to nothing): named,
+                # not read (`x.rejects.fixed.jsonl` and `.x.jsonl` went unsaid; audit 28a)
+                if child.name.startswith(".") or not child.is_file():
                     if skipped is not None:
                         skipped.append(child)
                     continue
@@ -256,6 +258,16 @@ def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Pat
                 yield child
         else:
             yield regular_file(path)
+
+
+def _our_reject_file(name: str) -> bool:
+    """A reject file as the loaders name them, or the fresh copy a run writes beside one."""
+    return name.endswith(REJECTS_SUFFIX) or (
+        name.startswith(".") and REJECTS_SUFFIX + ".partial" in name
+    )
+
+
+REJECTS_SUFFIX = ".rejects.jsonl"
 
 
 def regular_file(path: Path) -> Path:
