@@ -76,6 +76,13 @@ def test_a_request_with_a_response_code_is_refused() -> None:
         ("device_id", "00-DB-12-34-56-78-90"),
         ("srv", "4.1.a"),
         ("srv", "1234567890.12"),
+        # the form of numbers joined by dots, not only its characters (audit 28a)
+        ("srv", "."),
+        ("srv", "4..1"),
+        ("srv", "4.1."),
+        ("srv", "000000000000"),
+        ("srv", "4"),
+        ("srv", "0.1"),
         ("response_code", "I 0"),
         ("response_code", "E" * 17),
     ],
@@ -115,6 +122,11 @@ def test_only_a_response_may_have_no_request_id(absent) -> None:
 def test_a_field_that_is_not_a_string_is_named(field: str, value) -> None:
     with pytest.raises(InvalidValue, match=f"{field} must be a string"):
         record_from_mapping({**GOOD, field: value})
+
+
+@pytest.mark.parametrize("srv", ["1.5", "4.1.1", "8.14.1", "6.15.1", "12.3.4.5"])
+def test_an_srv_of_any_duis_form_is_taken(srv: str) -> None:
+    assert record_from_mapping({**GOOD, "srv": srv}).srv == srv
 
 
 def test_a_request_must_name_its_srv() -> None:

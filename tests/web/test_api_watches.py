@@ -123,6 +123,7 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
         ({"name": "x", "devices": []}, "devices"),
         ({"name": "x", "devices": ["00-DB-12-34-56-78-90-01"] * 1001}, "devices"),
         ({"name": "x", "srvs": ["4.1.1; DROP TABLE watch"]}, "srvs"),
+        ({"name": "x", "srvs": ["000000000000"]}, "srvs"),  # an SRV's characters, not its form
         ({"name": "x", "srvs": "none"}, "srvs"),
         ({"name": "x", "kinds": ["alert"]}, "kinds"),
         ({"name": "x", "kinds": "request"}, "kinds"),

@@ -152,6 +152,16 @@ def role_code(value: str) -> str:
     return value.upper()
 
 
+# numbers joined by dots, as every SRV of DUIS 5.4 is (two or three of them; four for one to
+# come): the characters alone took `.`, `4..1` and `000000000000` (audit 28a)
+_SRV_FORM = re.compile(r"[1-9][0-9]*(?:\.[0-9]+){1,3}", re.ASCII)
+
+
+def is_srv_form(value: str) -> bool:
+    """A Service Reference Variant's form (SAT JSON Lines and watches check no more): 4.1.1."""
+    return len(value) <= 12 and bool(_SRV_FORM.fullmatch(value))
+
+
 def is_response_code(value: str) -> bool:
     """1-16 ASCII letters and digits (SPEC section 4, SAT JSON Lines)."""
     return isinstance(value, str) and bool(_CODE.fullmatch(value))

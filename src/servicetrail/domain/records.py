@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from .catalogue import srv_title
-from .ids import ASCII_SPACE, InvalidValue, RequestId, eui64, is_response_code, shown
+from .ids import (
+    ASCII_SPACE,
+    InvalidValue,
+    RequestId,
+    eui64,
+    is_response_code,
+    is_srv_form,
+    shown,
+)
 from .model import ALERT_KINDS, KINDS, SatRecord
 from .times import format_time, parse_time
 from .visibility import Access
@@ -23,7 +31,6 @@ FIELDS = (
     "response_code",
     "payload",
 )
-_SRV_CHARS = "0123456789."
 # as large as the largest DUIS document (an 11.1 firmware image), so SAT JSONL can carry any of them
 MAX_PAYLOAD_CHARS = 16 * 1024 * 1024
 DIGEST_BYTES = 16  # 128 bits of SHA-256: a collision between two messages is not a practical worry
@@ -102,8 +109,7 @@ def record_values(
     except InvalidValue as e:
         raise InvalidValue(f"{field}: {e}") from None
     srv = srv.strip()
-    # strip() of the allowed characters leaves nothing exactly when every character is allowed
-    if srv and (len(srv) > 12 or srv.strip(_SRV_CHARS)):
+    if srv and not is_srv_form(srv):
         raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {shown(srv)}")
     if not srv and kind == "request":
         raise InvalidValue("a request must name its srv")

@@ -19,6 +19,7 @@ from .ids import (
     MOST_STACKED_MARKS,
     InvalidValue,
     eui64,
+    is_srv_form,
     hidden_characters,
     shown,
     stacked_marks,
@@ -35,7 +36,6 @@ MAX_DEVICES = 1000
 MAX_SRVS = 500
 MAX_WATCHES_PER_PARTY = 200
 MAX_URL = 2000
-_SRV_CHARS = frozenset("0123456789.")
 CRITICAL_SRVS = frozenset(srv for srv, row in CATALOGUE.items() if row.critical)
 
 
@@ -137,13 +137,7 @@ def _devices(value: Any) -> str | Listed:
 
 def _srv(value: str) -> str:
     text = value.strip()
-    if (
-        not text
-        or len(text) > 12
-        or not set(text) <= _SRV_CHARS
-        or text.startswith(".")
-        or ".." in text
-    ):
+    if not is_srv_form(text):
         raise InvalidWatch("srvs", f"not a Service Reference Variant such as 4.1.1: {shown(value)}")
     return text
 
