@@ -392,3 +392,45 @@ def test_an_srv_family_also_finds_a_record_carrying_the_family_number_itself(
     found = {i["srv"] for i in walk(client, bearer(P.NORTHPOWER), srv="4.1", kind="request")}
     assert {"4.1", "4.1.1"} <= found
     assert {i["srv"] for i in walk(client, bearer(P.NORTHPOWER), srv="4.1.1")} == {"4.1.1"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/records/{id}/why", "/records/{id}"])
+def test_a_correction_between_the_record_and_its_why_never_shows_it_not_visible(
+    client, bearer, engine, world, monkeypatch, path
+):
+    """On SQLite the why was read in a snapshot after the record's: a correction committed
+    between the two (ESME-1 from 2025-03-01 given to another Party) answered 200 with
+    "not visible to you", and the record page said "Why you can see this: ." (audit 28c).
+    Either the record as it stood, visible, or the answer to a missing record."""
+    from servicetrail.domain.model import Responsibility
+    from servicetrail.store import queries
+    from servicetrail.store.registry import load_responsibilities
+
+    read_why = queries.why_many
+    moved = Responsibility(P.ESME_1, P.SUNEXPORT, "supplier", P.CHANGE_OF_SUPPLIER, None)
+
+    def correction_first(*args, **kwargs):
+        with engine.begin() as conn:
+            load_responsibilities(conn, [moved])
+        return read_why(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "why_many", correction_first)
+    record_id = world.ids["sx_req"]
+    headers = bearer(P.SOUTHENERGY)
+    if path.startswith("/records"):
+        headers = {}
+        from tests.web.test_html import PASSWORD, sign_in
+        from servicetrail.store.accounts import create_account
+
+        with engine.begin() as conn:
+            create_account(conn, "se.analyst", P.SOUTHENERGY, PASSWORD)
+        assert sign_in(client, "se.analyst").status_code == 303
+    answer = client.get(path.format(id=record_id), headers=headers)
+    missing = client.get(path.format(id=10**9), headers=headers)
+    if answer.status_code == 200 and path.endswith("/why"):
+        assert answer.json()["access"] == "mp141", answer.json()  # PostgreSQL: one snapshot
+    elif answer.status_code == 200:
+        said = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", answer.text))
+        assert re.search(r"Why you can see this: \w", said), said  # a reason, not " ."
+    else:
+        assert (answer.status_code, answer.text) == (missing.status_code, missing.text)

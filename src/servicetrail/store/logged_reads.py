@@ -101,11 +101,18 @@ class LoggedRead:
             self._counted([found[0]])
         return found
 
-    def exchange_of(self, current: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-        """The record's exchange (its request, acknowledgement, responses), and whether it was
-        cut to the newest MAX_EXCHANGE."""
+    def exchange_of(
+        self, current: dict[str, Any]
+    ) -> tuple[list[tuple[dict[str, Any], Decision]], bool]:
+        """The record's exchange (its request, acknowledgement, responses), each with why it
+        is visible, and whether it was cut to the newest MAX_EXCHANGE. The why is read in one
+        statement, however long the exchange; on SQLite in a snapshot after the messages', so
+        that a message a registry correction hid meanwhile is left out (audit 28c)."""
         messages, cut = queries.exchange_of(self.conn, self.viewer, current["request_id"])
-        return self._counted(messages), cut
+        reasons = queries.why_many(self.conn, self.viewer, messages)
+        shown = [(m, reasons[m["id"]]) for m in messages if reasons[m["id"]].visible]
+        self._counted([m for m, _ in shown])
+        return shown, cut
 
     def triggers_of(
         self, record_id: int, minutes: int

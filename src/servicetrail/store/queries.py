@@ -239,11 +239,15 @@ def registry_of(conn: Connection, device_id: str, party_id: str) -> list[Respons
 def explain(
     conn: Connection, viewer: Viewer, record_id: int
 ) -> tuple[dict[str, Any], Decision] | None:
-    """A visible record and why it is visible (rule, and for MP141 the granting interval)."""
+    """A visible record and why it is visible (rule, and for MP141 the granting interval).
+    On SQLite the why is read in a snapshot after the record's: a registry correction
+    committed between the two made it "not visible to you" beside the record (audit 28c).
+    Not visible by then, the record is not the viewer's, as if missing."""
     found = get_visible(conn, viewer, record_id)
     if found is None:
         return None
-    return found, why_many(conn, viewer, [found])[found["id"]]
+    decision = why_many(conn, viewer, [found])[found["id"]]
+    return (found, decision) if decision.visible else None
 
 
 def why_many(conn: Connection, viewer: Viewer, items: list[dict[str, Any]]) -> dict[int, Decision]:

@@ -168,8 +168,7 @@ def _exchange(
     see it, and, when it was cut to its newest messages, how many of them are listed (the
     record itself comes after them if it is older)."""
     messages, cut = read.exchange_of(current)
-    reasons = read.why_many(messages)  # one read, however long the exchange
-    exchange = [exchange_entry(entry, reasons[entry["id"]]) for entry in messages]
+    exchange = [exchange_entry(entry, decision) for entry, decision in messages]
     if not any(e["item"]["id"] == current["id"] for e in exchange):
         exchange.append(exchange_entry(current, decision))
     return exchange, len(messages) if cut else None
