@@ -47,11 +47,11 @@ def rows(url: str, sql: str) -> list[tuple]:
         engine.dispose()
 
 
-def record_count(url: str) -> int:
+def record_count(url: str, table: str = "sat_record") -> int:
     if url.startswith("sqlite") and not Path(url.removeprefix("sqlite:///")).exists():
         return 0  # connecting would create the file under the loader's feet
     try:
-        return rows(url, "SELECT count(*) FROM sat_record")[0][0]
+        return rows(url, f"SELECT count(*) FROM {table}")[0][0]
     except (OperationalError, ProgrammingError):  # no table yet (the loader is migrating), or busy
         return 0
 
@@ -201,3 +201,39 @@ def test_a_rerun_killed_part_way_leaves_the_shared_reject_file_as_the_last_whole
     assert sorted(p.name for p in tmp_path.iterdir() if "rejects" in p.name) == [
         shared.name
     ]  # no .partial
+
+
+def test_ctrl_c_mid_registry_load_counts_the_rejects_it_wrote(tmp_path, sqlite_url):
+    """Stopped part way, a registry load said "rejected 0" while its reject file already held
+    hundreds of entries, and did not name the file (audit 28a)."""
+    devices = tmp_path / "devices.csv"
+    with open(devices, "w") as f:
+        f.write("device_id,device_type,smets\n")
+        for n in range(200_000):
+            f.write(f"00-DB-00-00-{n >> 16:02X}-{(n >> 8) & 255:02X}-{n & 255:02X}-01,ESME,2\n")
+            if n % 100 == 0:
+                f.write(f"bad-{n},ESME,2\n")
+    env = dict(os.environ, SERVICETRAIL_REGISTRY_BATCH="1000")
+    command = [str(BINARY), "--db", sqlite_url, "load", "devices", str(devices)]
+    child = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while record_count(sqlite_url, "device") < 20_000:
+            assert child.poll() is None, f"the loader ended first: {child.communicate()}"
+            assert time.monotonic() < deadline, "the loader made no progress"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, said = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, said
+    written = (tmp_path / "devices.rejects.jsonl").read_text().count("\n")
+    assert written > 0
+    assert f"rejected {written}, " in said, said
+    assert (
+        f"rejected records, with their line and reason: {tmp_path / 'devices.rejects.jsonl'}"
+        in said
+    )

@@ -254,6 +254,11 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
                 "command again adds only what is missing.",
                 err=True,
             )
+            for path in summary.reject_files:
+                click.echo(
+                    f"rejected records, with their line and reason: {printable(str(path))}",
+                    err=True,
+                )
         if isinstance(stopped, KeyboardInterrupt):
             # told apart from rejects and findings (exit 1): 130, as a shell says of Ctrl-C
             raise Failure("interrupted", 130) from None

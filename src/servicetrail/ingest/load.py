@@ -156,7 +156,7 @@ def load_registry(
                     _load_orphans(last_words, engine, rejects, path, summary)
     except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
-            rejects.close()
+            _finish(summary, rejects)  # and counted: a stop said "rejected 0" (audit 28a)
         if isinstance(e, OSError) and e.filename is None and not isinstance(e, BrokenPipeError):
             # an error reading the file (EIO) names no file of its own
             raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
