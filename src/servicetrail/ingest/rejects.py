@@ -128,6 +128,9 @@ def _inherited_stream(path: Path) -> int | None:
     return None
 
 
+_STREAMS = ("/dev/", "/proc/")  # a process's own streams, as links: never a file to rewrite
+
+
 def _fresh_path(path: Path) -> Path:
     """Where a run writes the file that replaces `path` at its end. One name, beside it: only
     the run holding `path` writes there, and a killed run's is removed by the next one."""
@@ -196,7 +199,15 @@ class RejectFile:
                 f"the reject file {path} is a symbolic link; name the file itself with --rejects"
             )
         if path.is_symlink():
-            return  # written to, never rewritten: a rename would replace the link itself
+            target = path.resolve()
+            if str(path.absolute()).startswith(_STREAMS) or (
+                target.exists() and not target.is_file()
+            ):
+                return  # `--rejects /dev/stderr` (`2>log` too): written to as it is
+            # the file it leads to is the reject file: added to as the link, every run's
+            # entries piled up, each run's again (audit 28a); a rename replaces the file
+            self.path = path = target
+            self._fresh_name = _fresh_path(path)
         if path.exists() and not path.is_file():
             if not named:  # a FIFO there blocked the run for ever at its first reject
                 raise NotARejectFile(
