@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from servicetrail import settings
 from sqlalchemy import text
 
 UTC = timezone.utc
@@ -559,6 +561,34 @@ def test_a_new_party_name_is_a_correction_and_a_file_without_names_keeps_them(
     assert rows(engine, "SELECT party_id, name FROM party ORDER BY party_id") == [
         ("NORTH", "North Power"),
         ("SOUTH", "SOUTH"),
+    ]
+
+
+@pytest.mark.parametrize("batch", ["20000", "1"])
+def test_one_party_given_two_names_in_a_file_keeps_the_first_and_refuses_the_other(
+    cli, engine, tmp_path, monkeypatch, batch
+):
+    """Taken in turn, the last name won, the first load said nothing of the clash, and every
+    re-load of the same file renamed the Party twice and counted two corrections (audit
+    28a). The second name is refused, naming the first's line; a re-load adds nothing."""
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", batch)
+    settings.reload()
+    twice = write(
+        tmp_path / "users.csv",
+        USERS_HEADER
+        + f"{NORTH_IS},NORTH,North Energy plc,IS\n{WIRES_ED},NORTH,North Ltd,ED\n"
+        + f"{SOUTH_IS},SOUTH,South Power,IS\n",
+    )
+    for loaded in (2, 0):
+        result = cli("load", "users", twice)
+        assert result.exit_code == 1, result.output
+        assert result.stdout == f"loaded {loaded}, rejected 1, skipped {2 - loaded} duplicates\n"
+        assert "corrected" not in result.stderr
+        [entry] = rejects_of(tmp_path / "users.rejects.jsonl")
+        assert entry["line"] == 3 and "named 'North Energy plc' on line 2" in entry["reason"]
+    assert rows(engine, "SELECT party_id, name FROM party ORDER BY party_id") == [
+        ("NORTH", "North Energy plc"),
+        ("SOUTH", "South Power"),
     ]
 
 

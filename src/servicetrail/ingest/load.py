@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..domain.ids import InvalidValue
+from ..domain.ids import InvalidValue, shown
 from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import (
@@ -114,7 +114,7 @@ def load_registry(
                         registry_csv.repeated_intervals(ahead, str(path))
                     )
             else:
-                store = _REGISTRY_WRITERS[what]
+                store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), len(header))
             # overlapping intervals, tried again once the rest of the file is in: a change of
             # supplier's two lines may fall in two batches, the new supplier's first. Only in
@@ -403,9 +403,36 @@ class _Later:
 # end -> each row's outcome
 RegistryWriter = Callable[[Connection, list[Any], list[tuple[int, bytes]], bool], list[Any]]
 _REGISTRY_WRITERS: dict[registry_csv.RegistryFile, RegistryWriter] = {
-    registry_csv.USERS: lambda conn, rows, _, __: load_users(conn, rows),
     registry_csv.DEVICES: lambda conn, rows, _, __: load_devices(conn, rows),
 }
+
+
+@dataclass
+class _PartyNames:
+    """The writer of a users file, holding each Party's first name in it: a later line that
+    names it otherwise is refused. Taken in turn, the last name won, and every re-load of
+    the same file renamed the Party twice and counted two corrections (audit 28a)."""
+
+    first: dict[str, tuple[str, int]] = field(default_factory=dict)  # Party -> (name, line)
+
+    def __call__(
+        self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
+    ) -> list[Any]:
+        decided: list[Any] = [None] * len(rows)
+        named = []
+        for i, ((user, name), (line, _)) in enumerate(zip(rows, origins)):
+            if name is not None:
+                first, on = self.first.setdefault(user.party_id, (name, line))
+                if first != name:
+                    decided[i] = Conflict(
+                        f"party {user.party_id} is named {shown(first)} on line {on} of this "
+                        f"file: a Party has one name"
+                    )
+                    continue
+            named.append(i)
+        for i, outcome in zip(named, load_users(conn, [rows[i] for i in named])):
+            decided[i] = outcome
+        return decided
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:
