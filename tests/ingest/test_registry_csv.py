@@ -471,6 +471,22 @@ def test_a_column_the_file_does_not_have_is_refused_not_read_as_absent(
     ) == before
 
 
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"", "is empty; its first line must be the header (user_id,party_id,party_name,role)"),
+        (USERS_HEADER.encode("utf-16"), "is UTF-16 text"),
+        (USERS_HEADER.encode("utf-16-be").join([b"\xfe\xff", b""]), "is UTF-16 text"),
+    ],
+)
+def test_an_empty_or_utf16_file_is_said_to_be_so(cli, engine, tmp_path, content, said):
+    """An empty file was said to miss every column, and Excel's "Unicode Text" (UTF-16) got
+    Python's csv error on new-line characters (audit 28a)."""
+    result = cli("load", "users", write(tmp_path / "users.csv", content))
+    assert result.exit_code == 2 and said in result.stderr, result.stderr
+    assert "new-line character" not in result.stderr
+
+
 def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     result = cli("load", "parties", tmp_path / "x.csv")
     assert result.exit_code == 2

@@ -345,6 +345,11 @@ def read_header(
     peek = getattr(stream, "peek", None)
     if peek is not None and peek(2)[:2] == b"\x1f\x8b":
         raise BadHeader(f"{name}: is gzip-compressed; load reads plain CSV (gunzip it first)")
+    if peek is not None and peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise BadHeader(
+            f"{name}: is UTF-16 text (Excel's \"Unicode Text\"); load reads UTF-8 CSV (save it as "
+            "\"CSV UTF-8\")"
+        )
     if peek is not None and peek(3)[:3] == b"\xef\xbb\xbf":
         # a byte order mark, as Excel and PowerShell write it, taken off before the csv module
         # reads: before a quoted name (`"user_id"`) it made the quotes part of the name
@@ -364,6 +369,10 @@ def read_header(
         raise BadHeader(
             f"{name}: the first line is not a CSV header (over {MOST_LINE_BYTES} bytes)"
         ) from None
+    if not header and not lines.count:  # nothing at all, not even a line end
+        raise BadHeader(
+            f"{name}: is empty; its first line must be the header ({','.join(what.columns)})"
+        )
     header = [h.strip().lower() for h in header]
     if _has_surrogates(header):
         raise BadHeader(f"{name}: the header is not UTF-8 text")
