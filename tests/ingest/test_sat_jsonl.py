@@ -582,3 +582,17 @@ def test_a_reason_quotes_a_long_value_cut_short(cli, engine, tmp_path, field):
     [reject] = rejects_of(tmp_path / "long.rejects.jsonl")
     assert len(reject["reason"]) < 200, reject["reason"][:300]
     assert reject["raw"] == json.dumps({**rec(counter=1), field: long_value})
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["sat", "duis-capture"])
+def test_a_line_that_is_not_utf8_is_said_to_be_so(cli, engine, tmp_path, capture):
+    """Its reason was orjson's "str is not valid UTF-8: surrogates not allowed" (audit 28a)."""
+    good = json.dumps(rec(counter=1)).encode()
+    bad = b'{"logged_at": "2025-01-01T00:00:00Z", "duis": "\xff"}' if capture else b'{"a": "\xff"}'
+    path = tmp_path / "in.jsonl"
+    path.write_bytes((bad + b"\n") if capture else (good + b"\n" + bad + b"\n"))
+    result = cli("ingest", path)
+    assert result.exit_code == 1, result.output
+    [entry] = rejects_of(tmp_path / "in.rejects.jsonl")
+    assert entry["reason"].startswith("not UTF-8 text (byte "), entry
+    assert "surrogates" not in entry["reason"]

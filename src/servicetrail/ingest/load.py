@@ -589,7 +589,7 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
                     record_row(make_row, duis.parse_text(entry["duis"], when), origin=number)
                 )
             except orjson.JSONDecodeError as e:
-                rejected.append((number, f"not JSON: {e}", raw))
+                rejected.append((number, satjsonl.not_json(e, raw), raw))
             except InvalidValue as e:
                 rejected.append((number, str(e), raw))
         return rows, rejected, size

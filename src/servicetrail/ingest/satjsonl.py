@@ -20,5 +20,15 @@ def parse_values(line: bytes) -> tuple[Any, ...]:
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as e:
-        raise InvalidValue(f"not JSON: {e}") from None
+        raise InvalidValue(not_json(e, line)) from None
     return record_values(raw)
+
+
+def not_json(error: orjson.JSONDecodeError, line: bytes) -> str:
+    """Why a line is not JSON: bytes that are not UTF-8 were said as orjson's "str is not
+    valid UTF-8: surrogates not allowed" (audit 28a)."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8 text (byte {bad.start + 1} of the line)"
+    return f"not JSON: {error}"
