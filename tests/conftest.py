@@ -128,10 +128,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template
 
 
+def sqlite_store_from(template: Path, folder: Path | str, name: str = "test.db") -> str:
+    """The URL of a new SQLite store in `folder`: a copy of the migrated template, for a
+    test (or a Hypothesis example) that needs a fresh store of its own."""
+    shutil.copyfile(template, Path(folder) / name)
+    return f"sqlite:///{Path(folder) / name}"
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    shutil.copyfile(sqlite_template, tmp_path / "test.db")
-    return f"sqlite:///{tmp_path / 'test.db'}"
+    return sqlite_store_from(sqlite_template, tmp_path)
 
 
 ENGINES = ("sqlite", "postgresql")

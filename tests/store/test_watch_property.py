@@ -31,6 +31,7 @@ from servicetrail.store.schema import party as party_table
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.watches import create_watch, events_after, match_new_records
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from tests.conftest import sqlite_store_from
 from tests.personas import record_ids
 from tests.store.test_visibility_property import GRID, WorldSpec, device_id, worlds
 
@@ -176,9 +177,11 @@ def run(url: str, scenario) -> None:
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
-def test_watch_events_are_the_visible_matching_records_on_sqlite(scenario) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        run(f"sqlite:///{Path(folder) / 'watch.db'}", scenario)
+def test_watch_events_are_the_visible_matching_records_on_sqlite(
+    sqlite_template: Path, scenario
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:  # a copy of the migrated store per example
+        run(sqlite_store_from(sqlite_template, folder, "watch.db"), scenario)
 
 
 @settings(
