@@ -21,6 +21,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.web import gate
 
 from devsupport.pg_server import PgServer
+from tests import personas as P
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
@@ -112,10 +113,36 @@ def pg_server() -> Iterator[PgServer]:
     server.stop()
 
 
+def wants_the_personas(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's `world` fixture begins by writing the persona world into the test's
+    own store (marked `personas.starts_with_personas`): its store is then cloned from a
+    template that holds that world already, and `load_personas` only reads the ids back."""
+    if "world" not in request.fixturenames:
+        return False
+    info = getattr(request.node, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.get("world") if info is not None else None
+    return bool(defs) and getattr(defs[-1].func, "starts_with_personas", False)
+
+
+@pytest.fixture(scope="session")
+def pg_personas_template(pg_server: PgServer) -> str:
+    """A template database holding the persona world as `load_personas` writes it."""
+    pg_server.admin("CREATE DATABASE st_personas TEMPLATE st_template")
+    built = open_store(pg_server.url("st_personas"))
+    P.load_personas(built)
+    built.dispose()
+    return "st_personas"
+
+
 @pytest.fixture
-def pg_url(pg_server: PgServer) -> Iterator[str]:
-    url = pg_server.new_database(template="st_template")
+def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    if wants_the_personas(request):
+        url = pg_server.new_database(template=request.getfixturevalue("pg_personas_template"))
+        P.cloned_with_personas(url)
+    else:
+        url = pg_server.new_database(template="st_template")
     yield url
+    P.forget_the_personas(url)
     pg_server.drop_database(url)
 
 
@@ -135,9 +162,34 @@ def sqlite_store_from(template: Path, folder: Path | str, name: str = "test.db")
     return f"sqlite:///{Path(folder) / name}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_personas_template(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Path:
+    """The migrated SQLite template with the persona world written into it by `load_personas`."""
+    folder = tmp_path_factory.mktemp("sqlite-personas")
+    built = open_store(sqlite_store_from(sqlite_template, folder, "personas.db"))
+    P.load_personas(built)
+    with built.connect() as conn:  # all of it in the file that is copied, none in its -wal
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    built.dispose()
+    assert (
+        not (folder / "personas.db-wal").exists() or not (folder / "personas.db-wal").stat().st_size
+    )
+    return folder / "personas.db"
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    return sqlite_store_from(sqlite_template, tmp_path)
+def sqlite_url(
+    tmp_path: Path, sqlite_template: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    if wants_the_personas(request):
+        url = sqlite_store_from(request.getfixturevalue("sqlite_personas_template"), tmp_path)
+        P.cloned_with_personas(url)
+    else:
+        url = sqlite_store_from(sqlite_template, tmp_path)
+    yield url
+    P.forget_the_personas(url)
 
 
 ENGINES = ("sqlite", "postgresql")

@@ -10,9 +10,11 @@ from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.writer import append_records
 from tests import personas as P
+from tests.personas import starts_with_personas
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     return P.load_personas(engine)
 

@@ -24,12 +24,14 @@ from servicetrail.store.watches import catch_up, create_watch
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
+from tests.personas import starts_with_personas
 
 PASSWORD = "correct horse battery staple"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     built = P.load_personas(engine)
     with engine.begin() as conn:

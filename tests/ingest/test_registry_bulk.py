@@ -28,6 +28,7 @@ from tests.personas import (
     WIRESCO,
     load_personas,
 )
+from tests.personas import starts_with_personas
 
 RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
 
@@ -77,6 +78,7 @@ def seen(engine, party_id: str, scope: Scope = Scope.OTHERS) -> set[str]:
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     return load_personas(engine)
 

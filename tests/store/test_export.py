@@ -24,6 +24,7 @@ from servicetrail.store.queries import iter_own_report
 from servicetrail.store.writer import append_records, load_device
 
 from tests import personas as P
+from tests.personas import starts_with_personas
 
 EVER = (parse_time("2000-01-01"), parse_time("2100-01-01"))
 
@@ -154,6 +155,7 @@ def _awkward_records() -> list[SatRecord]:
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:

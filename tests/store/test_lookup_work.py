@@ -28,12 +28,21 @@ from sqlalchemy.engine import Engine
 from servicetrail.domain.visibility import Viewer
 from servicetrail.store.queries import get_visible
 from servicetrail.store.read_transaction import read_as
-from tests.personas import LOOKER, NORTHPOWER, SOUTHENERGY, SUNEXPORT, World, load_personas
+from tests.personas import (
+    LOOKER,
+    NORTHPOWER,
+    SOUTHENERGY,
+    SUNEXPORT,
+    World,
+    load_personas,
+    starts_with_personas,
+)
 
 MISSING = 10**9  # no persona record has this id
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> World:
     return load_personas(engine)
 

@@ -24,6 +24,7 @@ from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests import rfc9162
+from tests.personas import starts_with_personas
 
 PAYLOADS = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
@@ -51,6 +52,7 @@ def visible_to_both(payload: str, kind: str, minutes: int) -> SatRecord:
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     """Loaded once for all of a test's examples (Hypothesis runs them in one call)."""
     return P.load_personas(engine)

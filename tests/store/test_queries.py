@@ -21,10 +21,20 @@ from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
 from tests.store.test_lookup_work import statements_sent
-from tests.personas import ESME_1, LOOKER, NORTHPOWER, SOUTHENERGY, WIRESCO, World, load_personas
+from tests.personas import (
+    ESME_1,
+    LOOKER,
+    NORTHPOWER,
+    SOUTHENERGY,
+    WIRESCO,
+    World,
+    load_personas,
+    starts_with_personas,
+)
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> World:
     return load_personas(engine)
 

@@ -45,6 +45,7 @@ from tests.personas import (
     World,
     load_personas,
 )
+from tests.personas import starts_with_personas
 
 OWN, MP141 = Access.OWN.value, Access.MP141.value
 
@@ -147,6 +148,7 @@ EXPECTED: dict[str, dict[str, str]] = {
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> World:
     return load_personas(engine)
 

@@ -36,9 +36,11 @@ from tests.personas import (
     load_personas,
     t,
 )
+from tests.personas import starts_with_personas
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> World:
     return load_personas(engine)
 

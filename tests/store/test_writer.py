@@ -37,9 +37,11 @@ from tests.personas import (
     persona_records,
     load_personas,
 )
+from tests.personas import starts_with_personas
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> World:
     return load_personas(engine)
 

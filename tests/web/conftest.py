@@ -15,9 +15,11 @@ from sqlalchemy.engine import Engine
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
+from tests.personas import starts_with_personas
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine: Engine) -> P.World:
     return P.load_personas(engine)
 

@@ -16,9 +16,11 @@ from tests import personas as P
 from tests import rfc9162
 from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.test_merkle_log import append, records
+from tests.personas import starts_with_personas
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     built = P.load_personas(engine)
     seal_store(engine)

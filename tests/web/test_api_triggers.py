@@ -11,6 +11,7 @@ import pytest
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.writer import append_records
 from tests import personas as P
+from tests.personas import starts_with_personas
 
 # WIRESCO is ESME-1's Network Operator from 2025-01-01 on: it sees every request to it under
 # MP141, and its own alert at ALERT_AT is the record whose triggers are asked for.
@@ -62,6 +63,7 @@ EDGE_RECORDS = {
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     built = P.load_personas(engine)
     with engine.begin() as conn:

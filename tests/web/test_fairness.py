@@ -19,6 +19,7 @@ from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, Busy, PartyLimits
 
 from tests import personas as P
+from tests.personas import starts_with_personas
 
 BROAD = "/api/v1/records?srv=4.1.1"
 PASSWORD = "correct horse battery staple"
@@ -156,6 +157,7 @@ def test_concurrent_requests_never_run_past_the_bound():
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     return P.load_personas(engine)
 

@@ -27,6 +27,7 @@ from servicetrail.web.fairness import Bounds, PartyLimits
 
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
+from tests.personas import starts_with_personas
 
 ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
 VICTIM = P.SOUTHENERGY
@@ -36,6 +37,7 @@ PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 row
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     world = P.load_personas(engine)
     with engine.begin() as conn:

@@ -24,6 +24,7 @@ from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.web.screen import PASSWORD, signed_in
 from tests.webhooks.receiver import Receiver
+from tests.personas import starts_with_personas
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -35,6 +36,7 @@ def loopback(monkeypatch):
 
 
 @pytest.fixture
+@starts_with_personas
 def world(engine):
     return P.load_personas(engine)
 
