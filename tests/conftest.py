@@ -250,3 +250,34 @@ class Cli:
 def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.chdir(tmp_path)
     return Cli(db_url, tmp_path)
+
+
+# Whole modules that hold the suite's longest tests (measured with --durations=0), longest
+# first. Under `pytest -n 2` they run at the start: xdist's load scheduling keeps at least two
+# tests queued on each worker, so a 15-45 s test collected near the end (the contract check,
+# the webhook kills) left the other worker idle for that long while it finished.
+LONGEST_FIRST = (
+    "tests/test_contract.py",
+    "tests/test_generate.py",
+    "tests/ingest/test_crash_safety.py",
+    "tests/webhooks/test_kill.py",
+    "tests/web/test_header_cap.py",
+    "tests/ingest/test_streaming.py",
+    "tests/store/test_visibility_property.py",
+    "tests/store/test_watch_property.py",
+    "tests/test_architecture.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Moves the modules of LONGEST_FIRST to the front, in that order, each module's tests
+    kept together and in their own order (their module-scoped fixtures are made once)."""
+    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+    root = Path(__file__).resolve().parents[1]
+
+    def key(item: pytest.Item) -> int:
+        module = item.path.resolve().relative_to(root).as_posix()
+        return rank.get(module, len(LONGEST_FIRST))
+
+    items.sort(key=key)  # stable: every other test keeps its collected order
