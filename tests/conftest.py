@@ -114,14 +114,17 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def wants_the_personas(request: pytest.FixtureRequest) -> bool:
-    """Whether the test's `world` fixture begins by writing the persona world into the test's
-    own store (marked `personas.starts_with_personas`): its store is then cloned from a
+    """Whether a fixture of the test begins by writing the persona world into the test's own
+    store (one marked `personas.starts_with_personas`): its store is then cloned from a
     template that holds that world already, and `load_personas` only reads the ids back."""
-    if "world" not in request.fixturenames:
-        return False
     info = getattr(request.node, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.get("world") if info is not None else None
-    return bool(defs) and getattr(defs[-1].func, "starts_with_personas", False)
+    if info is None:
+        return False
+    return any(
+        getattr(defs[-1].func, "starts_with_personas", False)
+        for name, defs in info.name2fixturedefs.items()
+        if defs and name in request.fixturenames
+    )
 
 
 @pytest.fixture(scope="session")

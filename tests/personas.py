@@ -435,8 +435,9 @@ def forget_the_personas(url: str) -> None:
 
 
 def starts_with_personas(fixture):
-    """Marks a `world` fixture whose first act is `load_personas(engine)` on the test's own
-    store: the store is then cloned from a template that already holds the persona world."""
+    """Marks a fixture whose first write to the test's own store is `load_personas` (of an
+    engine on it): the store is then cloned from a template that already holds the persona
+    world (tests/conftest.py)."""
     fixture.starts_with_personas = True
     return fixture
 

@@ -23,6 +23,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
+@P.starts_with_personas
 def store(cli, db_url):
     """The persona registry, and accounts np (NORTHPOWER) and lk (LOOKER)."""
     engine = open_store(db_url)

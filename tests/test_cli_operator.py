@@ -31,6 +31,7 @@ def run(url: str, *args: str, env: dict | None = None, **popen) -> subprocess.Co
 
 
 @pytest.fixture
+@P.starts_with_personas
 def store(tmp_path, sqlite_url, monkeypatch) -> tuple[str, Path, Path]:
     """A persona store; its file and its signing key."""
     key = tmp_path / "sign.key"

@@ -28,6 +28,7 @@ LATER = P.t("2025-04-01T10:00:00Z")
 
 
 @pytest.fixture
+@P.starts_with_personas
 def server(engine, monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
     settings.reload()

@@ -24,6 +24,7 @@ OLD, NEW = "the old password 1", "the new password 2"
 
 
 @pytest.fixture
+@P.starts_with_personas
 def analyst(engine: Engine) -> str:
     P.load_personas(engine)
     with engine.begin() as conn:

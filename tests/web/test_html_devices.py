@@ -67,6 +67,7 @@ SECRETS = (
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine):
     return personas_with(engine, EXTRA, (P.NORTHPOWER, P.WIRESCO, P.SUNEXPORT))
 

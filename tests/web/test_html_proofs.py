@@ -20,6 +20,7 @@ from tests.web.screen import personas_with, signed_in
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine):
     return personas_with(engine, {}, (P.SOUTHENERGY, P.LOOKER))
 

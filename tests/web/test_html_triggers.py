@@ -64,6 +64,7 @@ EXTRA = {
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine):
     return personas_with(engine, EXTRA, (P.WIRESCO, P.LOOKER, P.NORTHPOWER))
 

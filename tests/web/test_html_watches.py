@@ -19,6 +19,7 @@ from tests.web.screen import TOKEN, personas_with, signed_in
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine):
     return personas_with(engine, {}, (P.SOUTHENERGY, P.WIRESCO))
 

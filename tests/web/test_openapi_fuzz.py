@@ -30,6 +30,7 @@ OPERATIONS = [
 
 
 @pytest.fixture
+@P.starts_with_personas
 def api(engine):
     P.load_personas(engine)
     with engine.begin() as conn:

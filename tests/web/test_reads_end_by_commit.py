@@ -23,6 +23,7 @@ from tests.web.screen import personas_with, signed_in
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine: Engine) -> P.World:
     return personas_with(engine, {}, (P.WIRESCO,))
 

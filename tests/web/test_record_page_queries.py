@@ -43,6 +43,7 @@ def exchange(counter: int, responses: int) -> dict[str, SatRecord]:
 
 
 @pytest.fixture
+@P.starts_with_personas
 def world(engine):
     long = exchange(803, MAX_EXCHANGE)  # its request, acknowledgement and responses: 2 more
     return personas_with(engine, {**exchange(801, 1), **exchange(802, 40), **long}, (P.WIRESCO,))

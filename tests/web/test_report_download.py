@@ -34,6 +34,7 @@ HOSTILE_TIMES = [
 
 
 @pytest.fixture
+@P.starts_with_personas
 def client(engine):
     P.load_personas(engine)
     with TestClient(create_app(engine), raise_server_exceptions=False) as test_client:

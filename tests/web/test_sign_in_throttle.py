@@ -34,6 +34,7 @@ ATTACKER, OFFICE, HOME = ("203.0.113.66", 40000), ("198.51.100.7", 40000), ("192
 
 
 @pytest.fixture
+@P.starts_with_personas
 def accounts(engine):
     P.load_personas(engine)
     with engine.begin() as conn:

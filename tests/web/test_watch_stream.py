@@ -22,6 +22,7 @@ from tests.webhooks.test_kill import add_requests as add_many_requests
 
 
 @pytest.fixture
+@P.starts_with_personas
 def server(engine, monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
     settings.reload()
