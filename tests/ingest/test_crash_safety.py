@@ -105,6 +105,29 @@ def kill_once_stored(child: subprocess.Popen, url: str, records: float) -> None:
     assert child.returncode == -signal.SIGKILL, "the loader finished before it could be killed"
 
 
+def interrupted_once_stored(
+    command: list[str], env: dict[str, str], cwd: Path, url: str, table: str, rows: float
+) -> str:
+    """The standard error of `command`, sent SIGINT (Ctrl-C) once `table` holds `rows` rows;
+    it must have exited 130, as a shell says of Ctrl-C."""
+    child = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while record_count(url, table) < rows:
+            assert child.poll() is None, f"the loader ended first: {child.communicate()}"
+            assert time.monotonic() < deadline, "the loader made no progress"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGINT)
+        _, said = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, said
+    return said
+
+
 @pytest.fixture(scope="module")
 def big_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("crash") / "big.jsonl"
@@ -143,21 +166,7 @@ def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sq
     23a): the batches committed so far are kept, and the command says so."""
     command = [str(BINARY), "--db", sqlite_url, "ingest", str(big_file)]
     env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
-    child = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while record_count(sqlite_url) < 0.2 * TOTAL:
-            assert child.poll() is None, f"the loader ended first: {child.communicate()}"
-            assert time.monotonic() < deadline, "the loader made no progress"
-            time.sleep(0.002)
-        child.send_signal(signal.SIGINT)
-        _, said = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 130, said
+    said = interrupted_once_stored(command, env, tmp_path, sqlite_url, "sat_record", 0.2 * TOTAL)
     assert "stopped part way; kept from before: loaded" in said and "interrupted" in said
     assert "Traceback" not in said
     loaded = assert_consistent(sqlite_url)
@@ -215,21 +224,7 @@ def test_ctrl_c_mid_registry_load_counts_the_rejects_it_wrote(tmp_path, sqlite_u
                 f.write(f"bad-{n},ESME,2\n")
     env = dict(os.environ, SERVICETRAIL_REGISTRY_BATCH="1000")
     command = [str(BINARY), "--db", sqlite_url, "load", "devices", str(devices)]
-    child = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while record_count(sqlite_url, "device") < 20_000:
-            assert child.poll() is None, f"the loader ended first: {child.communicate()}"
-            assert time.monotonic() < deadline, "the loader made no progress"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGINT)
-        _, said = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == 130, said
+    said = interrupted_once_stored(command, env, tmp_path, sqlite_url, "device", 20_000)
     written = (tmp_path / "devices.rejects.jsonl").read_text().count("\n")
     assert written > 0
     assert f"rejected {written}, " in said, said
