@@ -181,13 +181,10 @@ class _LastWords:
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
     ) -> list[Any]:
-        if not self.last_lines:  # a file that gives each interval once: no key to make
-            superseded = [False] * len(rows)
-        else:
-            superseded = [
-                self.last_lines.get(interval_key(row), 0) > line
-                for row, (line, _) in zip(rows, origins)
-            ]
+        superseded = [
+            self.last_lines.get(interval_key(row), 0) > line
+            for row, (line, _) in zip(rows, origins)
+        ]
         return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
 
     def superseded(self, row: Any, origin: tuple[int, bytes]) -> int:
