@@ -274,39 +274,6 @@ def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its
     assert supply_days(engine, PPMID_1) == [(SUNEXPORT, starts[-1], None)]
 
 
-@pytest.mark.parametrize(
-    "refused",
-    [
-        "NOSUCHPARTY,supplier,2026-01-01T00:00:00Z,",  # refused by the store
-        "bad party,supplier,2026-01-01T00:00:00Z,",  # refused as it is read
-        "SUNEXPORT,supplier,2026-01-01T00:00:00Z,2025-01-01T00:00:00Z",  # ends before its start
-    ],
-)
-def test_an_intervals_last_line_refused_leaves_the_word_before_it(
-    cli, world, batch, tmp_path, refused
-):
-    """An earlier line of an interval that a later line gives again was skipped at once, as
-    the file's last word stands; when that later line was refused, neither loaded, and the
-    summary said the good line was a duplicate (audit 28a). The last word that loads stands."""
-    engine = world.engine
-    assert supply_days(engine, PPMID_1) == []
-    lines = [
-        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,",
-        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z",
-        f"{PPMID_1},{refused}",
-    ]
-    for given, summary in (
-        (lines[::2], "loaded 1, rejected 1, skipped 0 duplicates"),
-        (lines, "loaded 1, rejected 1, skipped 1 duplicates"),  # the second corrects the first
-        (lines, "loaded 0, rejected 1, skipped 2 duplicates"),  # the same file again
-    ):
-        held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(given) + "\n")
-        result = cli("load", "responsibilities", held)
-        assert result.exit_code == 1, result.output
-        assert result.stderr.startswith(summary) or summary in result.output, result.output
-    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2026-01-01", "2026-06-01")]
-
-
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):

@@ -107,12 +107,9 @@ def load_registry(
         with open(path, "rb") as raw_file:
             header, records = registry_csv.read_header(raw_file, what, str(path))
             store: RegistryWriter
-            last_words: _LastWords | None = None
             if what is registry_csv.RESPONSIBILITIES:
                 with open(path, "rb") as ahead:  # each interval's last word in the file
-                    store = last_words = _LastWords(
-                        registry_csv.repeated_intervals(ahead, str(path))
-                    )
+                    store = _intervals_writer(registry_csv.repeated_intervals(ahead, str(path)))
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), len(header))
@@ -139,7 +136,6 @@ def load_registry(
                         summary,
                         changes_visibility=what is not registry_csv.DEVICES,
                         later=later if defer else None,
-                        last_words=last_words,
                     )
                     del parsed, origins, refused  # before the collector runs: it would walk them
                     batch_done()
@@ -148,12 +144,7 @@ def load_registry(
                 if later.rows:
                     waiting = sorted(later.rows, key=lambda held: held[1][0])  # in line order
                     rows, origins = [row for row, _ in waiting], [origin for _, origin in waiting]
-                    _store_batch(
-                        rows, origins, [], engine, store, rejects, path, summary, True,
-                        last_words=last_words,
-                    )  # fmt: skip
-                if last_words is not None:
-                    _load_orphans(last_words, engine, rejects, path, summary)
+                    _store_batch(rows, origins, [], engine, store, rejects, path, summary, True)
     except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             _finish(summary, rejects)  # and counted: a stop said "rejected 0" (audit 28a)
@@ -164,77 +155,21 @@ def load_registry(
     return _finish(summary, rejects)
 
 
-@dataclass
-class _LastWords:
-    """The writer of intervals, told which rows a later line of the file gives again (the
-    file's last word for an interval stands). Such a row waits until that last line is
-    stored: skipped at once, it was lost when the last line was then rejected (an unknown
-    Party, an end before its start, an overlap), and the interval loaded from neither line
-    (audit 28a). Rows whose last line was never stored are `orphans`, loaded at the end."""
+def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
+    """load_interval_rows told which rows a later line of the file gives again."""
 
-    last_lines: dict[registry_csv.IntervalKey, int]
-    held: dict[registry_csv.IntervalKey, list[tuple[Any, tuple[int, bytes]]]] = field(
-        default_factory=dict
-    )
-    stood: set[registry_csv.IntervalKey] = field(default_factory=set)
-
-    def __call__(
-        self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
+    def write(
+        conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
     ) -> list[Any]:
-        superseded = [
-            self.last_lines.get(interval_key(row), 0) > line
-            for row, (line, _) in zip(rows, origins)
-        ]
+        if not last_lines:
+            superseded = [False] * len(rows)
+        else:
+            superseded = [
+                last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
+            ]
         return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
 
-    def superseded(self, row: Any, origin: tuple[int, bytes]) -> int:
-        """How many rows are now known skipped for good: this one, unless it waits for a
-        later line of its interval (a re-date that a later line takes back waits for none)."""
-        key = interval_key(row)
-        if key in self.stood or self.last_lines.get(key, 0) <= origin[0]:
-            return 1
-        self.held.setdefault(key, []).append((row, origin))
-        return 0
-
-    def stored(self, row: Any, origin: tuple[int, bytes]) -> int:
-        """How many waiting rows the stored row skips for good (when it is its interval's
-        last line)."""
-        key = interval_key(row)
-        if self.last_lines.get(key) != origin[0]:
-            return 0
-        self.stood.add(key)
-        return len(self.held.pop(key, ()))
-
-    def orphans(self) -> list[list[tuple[Any, tuple[int, bytes]]]]:
-        """The waiting rows whose last line was rejected, each interval's in line order, the
-        intervals in the order of their first lines; forgotten here."""
-        waiting = sorted(self.held.values(), key=lambda rows: rows[0][1][0])
-        self.held.clear()
-        return waiting
-
-
-def _load_orphans(
-    last_words: _LastWords, engine: Engine, rejects: RejectFile, path: Path, summary: Summary
-) -> None:
-    """Each orphaned interval's latest line that loads (the file's last word that stands),
-    tried from the last back, one at a time; the lines before it are skipped as superseded.
-    Few: only intervals whose last line was refused."""
-    for lines in last_words.orphans():
-        for before in range(len(lines) - 1, -1, -1):
-            row, origin = lines[before]
-            [outcome] = _store_batch(
-                [row], [origin], [], engine, _alone, rejects, path, summary, True
-            )
-            if not isinstance(outcome, Conflict):
-                summary.duplicates += before
-                summary.superseded += before
-                break
-
-
-def _alone(
-    conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
-) -> list[Any]:
-    return load_interval_rows(conn, rows, [False] * len(rows), redate_now=True)
+    return write
 
 
 def _registry_worker(path: Path) -> bool:
@@ -326,12 +261,10 @@ def _store_batch(
     summary: Summary,
     changes_visibility: bool,
     later: _Later | None = None,
-    last_words: _LastWords | None = None,
-) -> list[Any]:
+) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
-    written and counted, the outcomes of the rows it stored returned; with `later`, its
-    overlapping intervals kept there instead (up to MOST_DEFERRED in all), to be tried again
-    at the file's end. With `last_words`, told what it stored and skipped.
+    written and counted; with `later`, its overlapping intervals kept there instead (up to
+    MOST_DEFERRED in all), to be tried again at the file's end.
 
     A registry change first matches the trail's new records against the watches, holding
     the registry's lock, which holds every loader back (store.watches): with no server
@@ -348,29 +281,22 @@ def _store_batch(
     with engine.begin() as conn:
         decided = store(conn, parsed, origins, later is not None) if parsed else []
     for row, (line, raw), outcome in zip(parsed, origins, decided):
-        if outcome is Outcome.SUPERSEDED:
-            skipped = last_words.superseded(row, (line, raw)) if last_words else 1
-            summary.duplicates += skipped
-            summary.superseded += skipped
-            continue
-        if isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
-            continue  # tried again at the file's end
-        if isinstance(outcome, Conflict):
-            refused.append((line, str(outcome), raw))
-            continue
         if outcome is Outcome.LOADED:
             summary.loaded += 1
         elif outcome is Outcome.DUPLICATE:
             summary.duplicates += 1
+        elif outcome is Outcome.SUPERSEDED:
+            summary.duplicates += 1
+            summary.superseded += 1
+        elif isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
+            continue  # tried again at the file's end
+        elif isinstance(outcome, Conflict):
+            refused.append((line, str(outcome), raw))
         else:
             summary.loaded += 1
             summary.corrected += 1
-        if last_words is not None and (skipped := last_words.stored(row, (line, raw))):
-            summary.duplicates += skipped
-            summary.superseded += skipped
     for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
         rejects.add(line, reason, refused_raw, path)
-    return decided
 
 
 MOST_DEFERRED = 100_000  # beyond, rejected at once: what waits is held in memory
