@@ -274,6 +274,61 @@ def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its
     assert supply_days(engine, PPMID_1) == [(SUNEXPORT, starts[-1], None)]
 
 
+@pytest.mark.parametrize(
+    "refused",
+    [
+        "NOSUCHPARTY,supplier,2026-01-01T00:00:00Z,",  # refused by the store
+        "bad party,supplier,2026-01-01T00:00:00Z,",  # refused as it is read
+        "SUNEXPORT,supplier,2026-01-01T00:00:00Z,2025-01-01T00:00:00Z",  # ends before its start
+    ],
+)
+def test_an_intervals_last_line_refused_leaves_the_word_before_it(
+    cli, world, batch, tmp_path, refused
+):
+    """An earlier line of an interval that a later line gives again was skipped, as the
+    file's last word stands; when that later line was refused on its own (an unknown Party, a
+    party_id that is none, an end before its start), neither loaded, and the summary said the
+    good line was a duplicate (audit 28a). Only a line the load would take counts as later."""
+    engine = world.engine
+    assert supply_days(engine, PPMID_1) == []
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z",
+        f"{PPMID_1},{refused}",
+    ]
+    for given, summary in (
+        (lines[::2], "loaded 1, rejected 1, skipped 0 duplicates"),
+        (lines, "loaded 1, rejected 1, skipped 1 duplicates"),  # the second corrects the first
+        (lines, "loaded 0, rejected 1, skipped 2 duplicates"),  # the same file again
+    ):
+        held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(given) + "\n")
+        result = cli("load", "responsibilities", held)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(summary) or summary in result.output, result.output
+    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2026-01-01", "2026-06-01")]
+
+
+def test_an_intervals_last_line_refused_for_an_overlap_loads_the_same_on_every_re_load(
+    cli, world, batch, tmp_path
+):
+    """Review 28d: loaded after the rest of the file, an earlier word for an interval whose
+    last line overlapped re-dated a later line's interval, and a re-load opened it for good.
+    The last line stands as the file's word: refused, it is refused on every load alike."""
+    engine = world.engine
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,2024-09-01T00:00:00Z",
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-06-01T00:00:00Z,2024-09-01T00:00:00Z",
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,",
+    ]
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    said = []
+    for _ in range(3):
+        result = cli("load", "responsibilities", held)
+        said.append((result.exit_code, result.stdout, supply_days(engine, PPMID_1)))
+    assert said[0][2] == [(SUNEXPORT, "2024-06-01", "2024-09-01")]
+    assert said[1] == said[2] and said[1][2] == said[0][2]
+
+
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):

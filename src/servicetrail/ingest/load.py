@@ -35,6 +35,7 @@ from ..store.registry import (
 )
 from ..signing import signer_for
 from ..store.merkle_log import seal_store
+from ..store.parties import party_ids
 from ..store.watches import catch_up
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, registry_csv, satjsonl
@@ -109,7 +110,10 @@ def load_registry(
             store: RegistryWriter
             if what is registry_csv.RESPONSIBILITIES:
                 with open(path, "rb") as ahead:  # each interval's last word in the file
-                    store = _intervals_writer(registry_csv.repeated_intervals(ahead, str(path)))
+                    last_lines = registry_csv.repeated_intervals(
+                        ahead, str(path), party_ids(engine)
+                    )
+                store = _intervals_writer(last_lines)
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), len(header))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import os
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import IO
+from typing import IO, cast
 
 from ..domain.ids import (
     ASCII_SPACE,
@@ -491,11 +491,16 @@ IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a corre
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 
 
-def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
+def repeated_intervals(
+    stream: IO[bytes], name: str, parties: Container[str] | None = None
+) -> dict[IntervalKey, int]:
     """A responsibilities file read once ahead of its load: the last line of each interval
     that more than one of its records gives (and of a few that only one does), so that the
     load can skip every earlier word for it (store.registry.load_interval_rows), whatever
-    lies between them and wherever its batches are cut.
+    lies between them and wherever its batches are cut. A later line counts only if the
+    load would take it on its own: a whole record, valid, of a Party in `parties` (the
+    store's). One it refused (`bad party`, an end before its start, an unknown Party) had
+    the earlier line skipped, and neither loaded (audit 28a).
 
     A file of millions of intervals, nearly all given once, is not held in memory: a Bloom
     filter of the keys (two bits a key, half a bit a byte of the file, 64 MB at most) says
@@ -508,6 +513,17 @@ def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
     header, records = read_header(stream, RESPONSIBILITIES, name)
     (i_device, _, i_relation, i_from, _), _ = _positions(header, RESPONSIBILITIES.columns)
     assert i_device is not None and i_relation is not None and i_from is not None
+    parse = RESPONSIBILITIES.parser(header)
+
+    def taken_alone(values: list[str]) -> bool:
+        if len(values) > len(header):
+            return False
+        try:
+            row = parse(values)
+        except InvalidValue:
+            return False
+        return parties is None or cast(IntervalRow, row)[1] in parties
+
     # the values that name an interval: a record that stops short of valid_to is an open
     # interval to the loader, and was left out here, so that an earlier word for it was
     # not skipped (review 26d)
@@ -536,7 +552,8 @@ def repeated_intervals(stream: IO[bytes], name: str) -> dict[IntervalKey, int]:
         fa, fb = 1 << (a & 7), 1 << (b & 7)
         a, b = a >> 3, b >> 3
         if seen[a] & fa and seen[b] & fb:
-            last[key] = line
+            if taken_alone(values):  # a repeat is rare: checked whole only then
+                last[key] = line
         else:
             seen[a] |= fa
             seen[b] |= fb

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .schema import party
 
@@ -23,3 +23,9 @@ def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, 
         return {}
     rows = conn.execute(select(party.c.party_id, party.c.name).where(party.c.party_id.in_(wanted)))
     return {party_id: name for party_id, name in rows}
+
+
+def party_ids(engine: Engine) -> set[str]:
+    """Every Party the registry knows (a few hundred: the DCC's Users)."""
+    with engine.connect() as conn:
+        return {str(p) for (p,) in conn.execute(select(party.c.party_id))}
