@@ -487,6 +487,26 @@ def test_an_empty_or_utf16_file_is_said_to_be_so(cli, engine, tmp_path, content,
     assert "new-line character" not in result.stderr
 
 
+def test_a_value_under_a_column_the_header_leaves_unnamed_is_rejected(cli, engine, registry):
+    """A header cell left empty let a line's value there be read as absent: a `valid_to`
+    under it loaded the interval open (review 28d). A trailing empty column with nothing in
+    it (as Excel writes) still loads."""
+    resp = write(
+        registry / "resp.csv",
+        "device_id,party_id,relation,valid_from,\n"
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"
+        f"{GAS},WIRES,network_operator,2025-01-01T00:00:00Z,\n",
+    )
+    result = cli("load", "responsibilities", resp)
+    assert result.exit_code == 1, result.output
+    [entry] = rejects_of(registry / "resp.rejects.jsonl")
+    assert entry["line"] == 2 and "field 5, which the header leaves unnamed" in entry["reason"]
+    assert rows(engine, "SELECT device_id, valid_to FROM responsibility") == [(GAS, None)]
+    users = write(registry / "more.csv", f"user_id,party_id,,role\n{SOUTH_IS},EAST,East Ltd,IS\n")
+    assert cli("load", "users", users).exit_code == 1
+    assert rows(engine, "SELECT party_id FROM party WHERE party_id = 'EAST'") == []
+
+
 def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     result = cli("load", "parties", tmp_path / "x.csv")
     assert result.exit_code == 2

@@ -116,7 +116,7 @@ def load_registry(
                 store = _intervals_writer(last_lines)
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
-            parsed_here = _parsed_batches(records, what.parser(header), len(header))
+            parsed_here = _parsed_batches(records, what.parser(header), header)
             # overlapping intervals, tried again once the rest of the file is in: a change of
             # supplier's two lines may fall in two batches, the new supplier's first. Only in
             # a file of several batches (one batch judges corrections first already), so a
@@ -220,10 +220,15 @@ ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, byt
 def _parsed_batches(
     records: Iterator[registry_csv.CsvRecord],
     parse: registry_csv.RowParser,
-    columns: int,
+    header: list[str],
 ) -> Iterator[ParsedBatch]:
-    """`columns`: how many the header names; a record with more values is refused, as no
-    column would say what the rest are (one with fewer lacks its optional last columns)."""
+    """A record with more values than the header has columns is refused, as no column would
+    say what the rest are (one with fewer lacks its optional last columns), and so is one
+    with a value under a column the header leaves unnamed (a trailing comma, as Excel
+    writes, names none): read as absent, a `valid_to` there opened the interval (review
+    28d)."""
+    columns = len(header)
+    unnamed = [i for i, name in enumerate(header) if not name]
     for chunk in _batches(records, settings.current().registry_batch):
         refused: list[tuple[int, str, bytes | Span]] = []
         parsed: list[Any] = []
@@ -235,6 +240,13 @@ def _parsed_batches(
             assert isinstance(raw, bytes)  # only a record without values is a Span
             if len(values) > columns:
                 refused.append((line, f"{len(values)} fields; the header names {columns}", raw))
+                continue
+            if unnamed and (
+                named := [i + 1 for i in unnamed if i < len(values) and values[i].strip()]
+            ):
+                refused.append(
+                    (line, f"a value in field {named[0]}, which the header leaves unnamed", raw)
+                )
                 continue
             try:
                 parsed.append(parse(values))
