@@ -629,6 +629,50 @@ def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path,
     assert said[-1] == "Error: 2 record(s) rejected"
 
 
+@pytest.mark.parametrize("stream", ["pipe", "appended log"])
+def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
+    db_url, tmp_path, stream
+):
+    """A link of the user's own to /dev/stderr was followed to what it ended at and that was
+    rewritten: a pipe's `pipe:[...]` could not be opened (the run stopped), and a log that
+    `2>>log` was adding to was refused as not a reject file (review 28d)."""
+    import subprocess
+    import sys
+
+    bad = write(tmp_path / "in.jsonl", "{bad one\n")
+    link = tmp_path / "to-stderr"
+    link.symlink_to("/dev/stderr")
+    command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
+    command += ["--db", db_url, "ingest", str(bad), "--rejects", str(link)]
+    if stream == "pipe":
+        ran = subprocess.run(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, check=False)
+        said = ran.stderr.decode()
+    else:
+        log = tmp_path / "app.log"
+        log.write_text("an earlier line of the log\n")
+        with open(log, "a") as appended:  # as a shell's 2>>log
+            ran = subprocess.run(command, stderr=appended, stdout=subprocess.PIPE, check=False)
+        said = log.read_text()
+        assert said.startswith("an earlier line of the log\n")
+    assert ran.returncode == 1, said
+    assert '"raw":"{bad one"' in said, said
+
+
+def test_a_reject_file_whose_last_whole_entry_has_no_line_end_is_added_to_on_a_line_of_its_own(
+    cli, tmp_path
+):
+    """A whole entry with no line end (a run stopped just after it; an editor) had the next
+    run's first entry appended on its line, and every run after that refused the file as
+    not a reject file (review 28d)."""
+    shared = tmp_path / "shared.rejects.jsonl"
+    other = '{"file":"' + str(tmp_path / "other.csv") + '","line":2,"reason":"x","raw":"abc"}'
+    shared.write_text(other)
+    bad = write(tmp_path / "users.csv", USERS_HEADER + "not-a-user,NORTH,North,IS\n")
+    for _ in range(2):
+        assert cli("load", "users", bad, "--rejects", shared).exit_code == 1
+        assert sorted(e["raw"] for e in rejects_of(shared)) == ["abc", "not-a-user,NORTH,North,IS"]
+
+
 def test_a_fifo_at_the_reject_files_name_is_refused_not_waited_on(cli, tmp_path):
     """Opening it for writing waited for a reader for ever (audit 20c)."""
     import os

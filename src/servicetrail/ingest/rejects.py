@@ -131,6 +131,20 @@ def _inherited_stream(path: Path) -> int | None:
 _STREAMS = ("/dev/", "/proc/")  # a process's own streams, as links: never a file to rewrite
 
 
+def _through_streams(path: Path) -> bool:
+    """Whether the link, or any link it leads through, is in /dev or /proc (`/dev/stderr`,
+    `/proc/self/fd/2`): then it is a process's stream, whatever file or pipe it ends at, and
+    rewriting what it ends at replaced a log that `2>>log` was adding to (review 28d)."""
+    hop = path.absolute()
+    for _ in range(40):  # the kernel's own limit on links followed
+        if str(hop).startswith(_STREAMS):
+            return True
+        if not hop.is_symlink():
+            return False
+        hop = (hop.parent / os.readlink(hop)).absolute()
+    return True  # a loop: not a file to rewrite either
+
+
 def _fresh_path(path: Path) -> Path:
     """Where a run writes the file that replaces `path` at its end. One name, beside it: only
     the run holding `path` writes there, and a killed run's is removed by the next one."""
@@ -200,10 +214,8 @@ class RejectFile:
             )
         if path.is_symlink():
             target = path.resolve()
-            if str(path.absolute()).startswith(_STREAMS) or (
-                target.exists() and not target.is_file()
-            ):
-                return  # `--rejects /dev/stderr` (`2>log` too): written to as it is
+            if _through_streams(path) or (target.exists() and not target.is_file()):
+                return  # `--rejects /dev/stderr` (`2>log`, `2>>log`, a pipe): written to as it is
             # the file it leads to is the reject file: added to as the link, every run's
             # entries piled up, each run's again (audit 28a); a rename replaces the file
             self.path = path = target
@@ -328,6 +340,9 @@ class RejectFile:
                     if mine not in ours and not mine.startswith(tuple(our_folders)):
                         out.write(line if line.endswith(b"\n") else line + b"\n")
                         kept += 1
+                    # a whole entry with no line end (a run stopped just after it, an
+                    # editor): added to as it was, this run's first ran on from it (28d)
+                    cut = cut or not line.endswith(b"\n")
             # some were this run's inputs', or an entry was cut (appended to, it ran on into
             # this run's first, and every later run refused the file; audit 28a): the fresh
             # file replaces them
