@@ -645,7 +645,7 @@ def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
     command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
     command += ["--db", db_url, "ingest", str(bad), "--rejects", str(link)]
     if stream == "pipe":
-        ran = subprocess.run(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, check=False)
+        ran = subprocess.run(command, capture_output=True, check=False)
         said = ran.stderr.decode()
     else:
         log = tmp_path / "app.log"
