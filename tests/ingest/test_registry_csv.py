@@ -628,6 +628,25 @@ def test_one_party_given_two_names_in_a_file_keeps_the_first_and_refuses_the_oth
     ]
 
 
+@pytest.mark.parametrize("batch", ["20000", "1"])
+def test_a_refused_users_line_names_no_party(cli, engine, tmp_path, monkeypatch, batch):
+    """A line refused for its User ID (held by another Party) still fixed its Party's name,
+    and the next line, the Party's only good one, was refused for naming it otherwise
+    (review 28d)."""
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", batch)
+    first = write(tmp_path / "first.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
+    assert cli("load", "users", first).exit_code == 0
+    typo = write(
+        tmp_path / "users.csv",
+        USERS_HEADER + f"{NORTH_IS},EAST,Typo Name,IS\n{SOUTH_IS},EAST,East Energy,IS\n",
+    )
+    result = cli("load", "users", typo)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", result.output
+    [entry] = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert entry["line"] == 2 and "already registered to NORTH" in entry["reason"]
+    assert rows(engine, "SELECT name FROM party WHERE party_id = 'EAST'") == [("East Energy",)]
+
+
 def test_a_header_quoted_after_a_byte_order_mark_is_read(cli, engine, tmp_path):
     """PowerShell's Export-Csv writes a byte order mark, quotes every field and ends lines
     with CRLF: the header was refused as missing user_id (audit, session 17)."""

@@ -351,9 +351,11 @@ _REGISTRY_WRITERS: dict[registry_csv.RegistryFile, RegistryWriter] = {
 
 @dataclass
 class _PartyNames:
-    """The writer of a users file, holding each Party's first name in it: a later line that
-    names it otherwise is refused. Taken in turn, the last name won, and every re-load of
-    the same file renamed the Party twice and counted two corrections (audit 28a)."""
+    """The writer of a users file, holding each Party's first name that it stored: a later
+    line that names it otherwise is refused. Taken in turn, the last name won, and every
+    re-load of the same file renamed the Party twice and counted two corrections (audit
+    28a). A line refused for another reason names nothing (review 28d): a line that differs
+    only from such a one waits for the next round of its batch, in the same transaction."""
 
     first: dict[str, tuple[str, int]] = field(default_factory=dict)  # Party -> (name, line)
 
@@ -361,20 +363,38 @@ class _PartyNames:
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
     ) -> list[Any]:
         decided: list[Any] = [None] * len(rows)
-        named = []
-        for i, ((user, name), (line, _)) in enumerate(zip(rows, origins)):
-            if name is not None:
-                first, on = self.first.setdefault(user.party_id, (name, line))
-                if first != name:
-                    decided[i] = Conflict(
-                        f"party {user.party_id} is named {shown(first)} on line {on} of this "
-                        f"file: a Party has one name"
-                    )
+        pending = list(range(len(rows)))
+        for last_round in _NAME_ROUNDS:  # each stores or refuses at least its first line
+            this_round: dict[str, tuple[str, int]] = {}
+            taken, waiting = [], []
+            for i in pending:
+                user, name = rows[i]
+                if name is None:
+                    taken.append(i)
                     continue
-            named.append(i)
-        for i, outcome in zip(named, load_users(conn, [rows[i] for i in named])):
-            decided[i] = outcome
+                stored = self.first.get(user.party_id)
+                named = stored or this_round.setdefault(user.party_id, (name, origins[i][0]))
+                if named[0] == name:
+                    taken.append(i)
+                elif stored is not None or last_round:  # the last: many names, no more rounds
+                    decided[i] = Conflict(
+                        f"party {user.party_id} is named {shown(named[0])} on line {named[1]} "
+                        f"of this file: a Party has one name"
+                    )
+                else:  # differs from a line of this round, which may yet be refused
+                    waiting.append(i)
+            for i, outcome in zip(taken, load_users(conn, [rows[i] for i in taken])):
+                decided[i] = outcome
+                user, name = rows[i]
+                if name is not None and not isinstance(outcome, Conflict):
+                    self.first.setdefault(user.party_id, (name, origins[i][0]))
+            pending = waiting
+            if not pending:
+                break
         return decided
+
+
+_NAME_ROUNDS = (False, False, True)  # the last one refuses what would wait again
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:
