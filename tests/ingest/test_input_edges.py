@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
+import shutil
 from pathlib import Path
 
 import pytest
@@ -629,19 +631,25 @@ def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path,
     assert said[-1] == "Error: 2 record(s) rejected"
 
 
-@pytest.mark.parametrize("stream", ["pipe", "appended log"])
+@pytest.mark.parametrize("stream", ["pipe", "appended log", "log"])
+@pytest.mark.parametrize("to", ["/dev/stderr", "relative /proc/self/fd/2"])
 def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
-    db_url, tmp_path, stream
+    db_url, tmp_path, stream, to
 ):
     """A link of the user's own to /dev/stderr was followed to what it ended at and that was
     rewritten: a pipe's `pipe:[...]` could not be opened (the run stopped), and a log that
-    `2>>log` was adding to was refused as not a reject file (review 28d)."""
+    `2>>log` was adding to was refused as not a reject file (review 28d). Then, opened anew,
+    `2>log` had its first entry written over, and a relative link into /proc was missed
+    (review 28e). The command's own stream is written through."""
     import subprocess
     import sys
 
-    bad = write(tmp_path / "in.jsonl", "{bad one\n")
+    bad = write(tmp_path / "in.jsonl", "{bad one\n{bad two\n")
     link = tmp_path / "to-stderr"
-    link.symlink_to("/dev/stderr")
+    if to.startswith("relative"):
+        link.symlink_to("../" * len(tmp_path.parts) + "proc/self/fd/2")
+    else:
+        link.symlink_to(to)
     command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
     command += ["--db", db_url, "ingest", str(bad), "--rejects", str(link)]
     if stream == "pipe":
@@ -649,13 +657,30 @@ def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
         said = ran.stderr.decode()
     else:
         log = tmp_path / "app.log"
-        log.write_text("an earlier line of the log\n")
-        with open(log, "a") as appended:  # as a shell's 2>>log
-            ran = subprocess.run(command, stderr=appended, stdout=subprocess.PIPE, check=False)
+        log.write_text("an earlier line of the log\n" if stream == "appended log" else "")
+        with open(log, "a" if stream == "appended log" else "w") as err:  # 2>>log, 2>log
+            ran = subprocess.run(command, stderr=err, stdout=subprocess.PIPE, check=False)
         said = log.read_text()
-        assert said.startswith("an earlier line of the log\n")
+        if stream == "appended log":
+            assert said.startswith("an earlier line of the log\n")
     assert ran.returncode == 1, said
-    assert '"raw":"{bad one"' in said, said
+    entries = [json.loads(line) for line in said.splitlines() if line.startswith('{"file":')]
+    assert [e["raw"] for e in entries] == ["{bad one", "{bad two"], said
+
+
+def test_rejects_through_a_link_to_a_file_in_dev_shm_replace_their_own(cli, tmp_path):
+    """/dev/shm holds ordinary files: a link to one was taken for a stream, and each run's
+    entries piled up again (review 28e)."""
+    target = Path(tempfile.mkdtemp(dir="/dev/shm")) / "rejects.jsonl"
+    try:
+        link = tmp_path / "shm"
+        link.symlink_to(target)
+        path = write(tmp_path / "in.jsonl", '{"not": "a record"}\n')
+        for _ in range(3):
+            assert cli("ingest", path, "--rejects", link).exit_code == 1
+            assert len(rejects_of(target)) == 1
+    finally:
+        shutil.rmtree(target.parent)
 
 
 def test_a_reject_file_whose_last_whole_entry_has_no_line_end_is_added_to_on_a_line_of_its_own(

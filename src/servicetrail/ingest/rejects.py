@@ -128,21 +128,20 @@ def _inherited_stream(path: Path) -> int | None:
     return None
 
 
-_STREAMS = ("/dev/", "/proc/")  # a process's own streams, as links: never a file to rewrite
-
-
-def _through_streams(path: Path) -> bool:
-    """Whether the link, or any link it leads through, is in /dev or /proc (`/dev/stderr`,
-    `/proc/self/fd/2`): then it is a process's stream, whatever file or pipe it ends at, and
-    rewriting what it ends at replaced a log that `2>>log` was adding to (review 28d)."""
-    hop = path.absolute()
+def _stream_hop(path: Path) -> Path | None:
+    """The name of this process's own stream (`/dev/stderr`, `/dev/fd/2`, `/proc/self/fd/2`)
+    that the link, or a link it leads through, is, if any: then the rejects go down that
+    stream, whatever file or pipe it ends at. Rewritten as the file it ended at, a log that
+    `2>>log` was adding to was refused and a pipe's `pipe:[...]` could not be opened
+    (review 28d); opened anew, `2>log` had its first entries written over (review 28e)."""
+    hop = Path(os.path.normpath(path.absolute()))
     for _ in range(40):  # the kernel's own limit on links followed
-        if str(hop).startswith(_STREAMS):
-            return True
+        if _inherited_stream(hop) is not None:
+            return hop
         if not hop.is_symlink():
-            return False
-        hop = (hop.parent / os.readlink(hop)).absolute()
-    return True  # a loop: not a file to rewrite either
+            return None
+        hop = Path(os.path.normpath(hop.parent / os.readlink(hop)))
+    return None
 
 
 def _fresh_path(path: Path) -> Path:
@@ -204,6 +203,7 @@ class RejectFile:
         self._emptied = False
         self._fresh: int | None = None  # the file taking the held one's place at the end
         self._fresh_name = _fresh_path(path)  # and its name
+        self._stream: Path | None = None  # the stream a link given leads to (_stream_hop)
         if any(path.resolve() == Path(p).resolve() for p in inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
@@ -213,9 +213,13 @@ class RejectFile:
                 f"the reject file {path} is a symbolic link; name the file itself with --rejects"
             )
         if path.is_symlink():
-            target = path.resolve()
-            if _through_streams(path) or (target.exists() and not target.is_file()):
-                return  # `--rejects /dev/stderr` (`2>log`, `2>>log`, a pipe): written to as it is
+            self._stream = _stream_hop(path)
+            try:
+                target = path.resolve()
+            except RuntimeError:  # a loop of links: said when the first reject is written
+                return
+            if self._stream is not None or (target.exists() and not target.is_file()):
+                return  # a link to /dev/stderr (`2>log`, `2>>log`, a pipe): written as it is
             # the file it leads to is the reject file: added to as the link, every run's
             # entries piled up, each run's again (audit 28a); a rename replaces the file
             self.path = path = target
@@ -407,7 +411,7 @@ class RejectFile:
             if self._fd is not None:
                 held = self._fresh if self._fresh is not None else self._fd
                 self._out = open(os.dup(held), "ab")
-            elif (inherited := _inherited_stream(self.path)) is not None:
+            elif (inherited := _inherited_stream(self._stream or self.path)) is not None:
                 # the command's own stream, written through: opened again, a stream the shell
                 # sent to a file (2>log) had its own offset, and its next lines overwrote the
                 # rejects written through the new one (audit 25d)
