@@ -280,6 +280,7 @@ def test_a_file_that_gives_a_partys_interval_twice_with_two_starts_ends_with_its
         "NOSUCHPARTY,supplier,2026-01-01T00:00:00Z,",  # refused by the store
         "bad party,supplier,2026-01-01T00:00:00Z,",  # refused as it is read
         "SUNEXPORT,supplier,2026-01-01T00:00:00Z,2025-01-01T00:00:00Z",  # ends before its start
+        "SUNEXPORT,supplier,2026-01-01T00:00:00Z,,x",  # a value the header leaves unnamed
     ],
 )
 def test_an_intervals_last_line_refused_leaves_the_word_before_it(
@@ -301,7 +302,8 @@ def test_an_intervals_last_line_refused_leaves_the_word_before_it(
         (lines, "loaded 1, rejected 1, skipped 1 duplicates"),  # the second corrects the first
         (lines, "loaded 0, rejected 1, skipped 2 duplicates"),  # the same file again
     ):
-        held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(given) + "\n")
+        header = RESP_HEADER.replace("\n", ",\n")  # an empty last column, as Excel writes
+        held = write(tmp_path / "held.csv", header + "\n".join(given) + "\n")
         result = cli("load", "responsibilities", held)
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(summary) or summary in result.output, result.output

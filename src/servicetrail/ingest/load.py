@@ -228,7 +228,7 @@ def _parsed_batches(
     writes, names none): read as absent, a `valid_to` there opened the interval (review
     28d)."""
     columns = len(header)
-    unnamed = [i for i, name in enumerate(header) if not name]
+    unnamed = not all(header)  # a column the header leaves unnamed: checked only then
     for chunk in _batches(records, settings.current().registry_batch):
         refused: list[tuple[int, str, bytes | Span]] = []
         parsed: list[Any] = []
@@ -241,11 +241,9 @@ def _parsed_batches(
             if len(values) > columns:
                 refused.append((line, f"{len(values)} fields; the header names {columns}", raw))
                 continue
-            if unnamed and (
-                named := [i + 1 for i in unnamed if i < len(values) and values[i].strip()]
-            ):
+            if unnamed and (field := registry_csv.field_left_unnamed(header, values)):
                 refused.append(
-                    (line, f"a value in field {named[0]}, which the header leaves unnamed", raw)
+                    (line, f"a value in field {field}, which the header leaves unnamed", raw)
                 )
                 continue
             try:

@@ -491,6 +491,16 @@ IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a corre
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 
 
+def field_left_unnamed(header: list[str], values: list[str]) -> int | None:
+    """The first field (counting from 1) holding a value under a column the header leaves
+    unnamed, if any: read as absent, a `valid_to` there opened the interval (review 28d).
+    A trailing empty column with nothing in it, as Excel writes, holds none."""
+    for i, name in enumerate(header):
+        if not name and i < len(values) and values[i].strip():
+            return i + 1
+    return None
+
+
 def repeated_intervals(
     stream: IO[bytes], name: str, parties: Container[str] | None = None
 ) -> dict[IntervalKey, int]:
@@ -516,7 +526,7 @@ def repeated_intervals(
     parse = RESPONSIBILITIES.parser(header)
 
     def taken_alone(values: list[str]) -> bool:
-        if len(values) > len(header):
+        if len(values) > len(header) or field_left_unnamed(header, values) is not None:
             return False
         try:
             row = parse(values)
