@@ -636,14 +636,23 @@ def test_a_refused_users_line_names_no_party(cli, engine, tmp_path, monkeypatch,
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", batch)
     first = write(tmp_path / "first.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n")
     assert cli("load", "users", first).exit_code == 0
+    # review 28e: three such lines, and a fourth good one, whatever the batches
+    held = [f"90-B3-D5-1F-30-02-00-7{n}" for n in range(3)]
+    taken = write(
+        tmp_path / "taken.csv", USERS_HEADER + "".join(f"{u},NORTH,North,ED\n" for u in held)
+    )
+    assert cli("load", "users", taken).exit_code == 0
     typo = write(
         tmp_path / "users.csv",
-        USERS_HEADER + f"{NORTH_IS},EAST,Typo Name,IS\n{SOUTH_IS},EAST,East Energy,IS\n",
+        USERS_HEADER
+        + f"{NORTH_IS},EAST,Typo Name,IS\n"
+        + "".join(f"{u},EAST,Name {n},ED\n" for n, u in enumerate(held))
+        + f"{SOUTH_IS},EAST,East Energy,IS\n",
     )
     result = cli("load", "users", typo)
-    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", result.output
-    [entry] = rejects_of(tmp_path / "users.rejects.jsonl")
-    assert entry["line"] == 2 and "already registered to NORTH" in entry["reason"]
+    assert result.stdout == "loaded 1, rejected 4, skipped 0 duplicates\n", result.output
+    reasons = [entry["reason"] for entry in rejects_of(tmp_path / "users.rejects.jsonl")]
+    assert all("already registered to NORTH" in reason for reason in reasons), reasons
     assert rows(engine, "SELECT name FROM party WHERE party_id = 'EAST'") == [("East Energy",)]
 
 

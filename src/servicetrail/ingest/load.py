@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..domain.ids import InvalidValue, shown
+from ..domain.ids import InvalidValue
 from .. import settings
 from ..domain.times import parse_time
 from ..store.registry import (
@@ -349,50 +349,15 @@ _REGISTRY_WRITERS: dict[registry_csv.RegistryFile, RegistryWriter] = {
 
 @dataclass
 class _PartyNames:
-    """The writer of a users file, holding each Party's first name that it stored: a later
-    line that names it otherwise is refused. Taken in turn, the last name won, and every
-    re-load of the same file renamed the Party twice and counted two corrections (audit
-    28a). A line refused for another reason names nothing (review 28d): a line that differs
-    only from such a one waits for the next round of its batch, in the same transaction."""
+    """The writer of a users file: each Party's name as the file's first stored line gave
+    it, kept across batches (store.registry.load_users refuses a line naming it otherwise)."""
 
-    first: dict[str, tuple[str, int]] = field(default_factory=dict)  # Party -> (name, line)
+    named: dict[str, tuple[str, int]] = field(default_factory=dict)  # Party -> (name, line)
 
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
     ) -> list[Any]:
-        decided: list[Any] = [None] * len(rows)
-        pending = list(range(len(rows)))
-        for last_round in _NAME_ROUNDS:  # each stores or refuses at least its first line
-            this_round: dict[str, tuple[str, int]] = {}
-            taken, waiting = [], []
-            for i in pending:
-                user, name = rows[i]
-                if name is None:
-                    taken.append(i)
-                    continue
-                stored = self.first.get(user.party_id)
-                named = stored or this_round.setdefault(user.party_id, (name, origins[i][0]))
-                if named[0] == name:
-                    taken.append(i)
-                elif stored is not None or last_round:  # the last: many names, no more rounds
-                    decided[i] = Conflict(
-                        f"party {user.party_id} is named {shown(named[0])} on line {named[1]} "
-                        f"of this file: a Party has one name"
-                    )
-                else:  # differs from a line of this round, which may yet be refused
-                    waiting.append(i)
-            for i, outcome in zip(taken, load_users(conn, [rows[i] for i in taken])):
-                decided[i] = outcome
-                user, name = rows[i]
-                if name is not None and not isinstance(outcome, Conflict):
-                    self.first.setdefault(user.party_id, (name, origins[i][0]))
-            pending = waiting
-            if not pending:
-                break
-        return decided
-
-
-_NAME_ROUNDS = (False, False, True)  # the last one refuses what would wait again
+        return load_users(conn, rows, self.named, [line for line, _ in origins])
 
 
 def _finish(summary: Summary, rejects: RejectFile) -> Summary:

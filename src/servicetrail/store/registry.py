@@ -20,6 +20,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy.engine import Connection
 
+from ..domain.ids import shown
 from ..domain.model import Device, Responsibility, User
 from .engine import foreign_keys_planned_once
 from .watches import match_before_registry_change
@@ -180,10 +181,18 @@ def load_devices(conn: Connection, devices: Sequence[Device]) -> list[Decided]:
 # --- User IDs -----------------------------------------------------------------------------
 
 
-def load_users(conn: Connection, users: Sequence[tuple[User, str | None]]) -> list[Decided]:
+def load_users(
+    conn: Connection,
+    users: Sequence[tuple[User, str | None]],
+    named: dict[str, tuple[str, int]] | None = None,
+    lines: Sequence[int] = (),
+) -> list[Decided]:
     """Register User IDs for their Parties, creating a Party or renaming it (the registry's
     latest word is its name; None: no word, a new Party is named by its ID); a User ID held
-    by another Party or Role is a conflict."""
+    by another Party or Role is a conflict. `named`: each Party's name as a stored line of
+    the same file gave it, with the line (`lines[i]` is row i's), kept across its batches:
+    a row naming the Party otherwise is a conflict. Taken in turn, the last name won, and
+    each re-load renamed the Party twice (audit 28a); only a row stored names it (28d, 28e)."""
     raw = _Raw(conn)
     lock_registry(conn)
     match_before_registry_change(conn)  # what is stored is matched as the registry stood
@@ -199,7 +208,7 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str | None]]) -> li
     stored_names = dict(names)
     decided: list[Decided] = []
     new: list[tuple[Any, ...]] = []
-    for user, given in users:
+    for row, (user, given) in enumerate(users):
         found = held.get(user.user_id)
         if found is not None and found != (user.party_id, user.role):
             decided.append(
@@ -208,6 +217,16 @@ def load_users(conn: Connection, users: Sequence[tuple[User, str | None]]) -> li
                 )
             )
             continue
+        if given is not None and named is not None:
+            first, line = named.setdefault(user.party_id, (given, lines[row]))
+            if first != given:
+                decided.append(
+                    Conflict(
+                        f"party {user.party_id} is named {shown(first)} on line {line} of this "
+                        f"file: a Party has one name"
+                    )
+                )
+                continue
         # (a file without names renamed every known Party to its ID)
         name = names.get(user.party_id, user.party_id) if given is None else given
         renames = names.get(user.party_id, name) != name
