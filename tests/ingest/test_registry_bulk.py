@@ -331,6 +331,32 @@ def test_an_intervals_last_line_refused_for_an_overlap_loads_the_same_on_every_r
     assert said[1] == said[2] and said[1][2] == said[0][2]
 
 
+def test_lines_skipped_for_a_last_line_refused_as_an_overlap_go_to_the_reject_file(
+    cli, world, batch, tmp_path
+):
+    """An earlier line skipped for a later one that gives its interval again, which was then
+    refused as an overlap (no look ahead can tell), was counted as a skipped duplicate: lost
+    without a word (review 28e). It goes to the reject file, saying why, on every load."""
+    engine = world.engine
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,2025-01-01T00:00:00Z",
+        f"{PPMID_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,2025-06-01T00:00:00Z",
+    ]
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    for loaded in (1, 0):
+        result = cli("load", "responsibilities", held)
+        assert result.exit_code == 1, result.output
+        assert result.stdout == f"loaded {loaded}, rejected 2, skipped {1 - loaded} duplicates\n"
+        entries = rejects_of(tmp_path / "held.rejects.jsonl")
+        by_line = {entry["line"]: entry for entry in entries}
+        assert sorted(by_line) == [2, 4], entries
+        assert by_line[2]["raw"] == lines[0]
+        assert "line 4 gives its interval again, and was refused" in by_line[2]["reason"]
+        assert "overlaps" in by_line[4]["reason"]
+    assert supply_days(engine, PPMID_1) == [(NORTHPOWER, "2025-01-01", None)]
+
+
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):

@@ -108,12 +108,13 @@ def load_registry(
         with open(path, "rb") as raw_file:
             header, records = registry_csv.read_header(raw_file, what, str(path))
             store: RegistryWriter
+            words: _LastWords | None = None
             if what is registry_csv.RESPONSIBILITIES:
                 with open(path, "rb") as ahead:  # each interval's last word in the file
                     last_lines = registry_csv.repeated_intervals(
                         ahead, str(path), party_ids(engine)
                     )
-                store = _intervals_writer(last_lines)
+                store, words = _intervals_writer(last_lines), _LastWords(last_lines)
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), header)
@@ -140,6 +141,7 @@ def load_registry(
                         summary,
                         changes_visibility=what is not registry_csv.DEVICES,
                         later=later if defer else None,
+                        words=words,
                     )
                     del parsed, origins, refused  # before the collector runs: it would walk them
                     batch_done()
@@ -148,7 +150,12 @@ def load_registry(
                 if later.rows:
                     waiting = sorted(later.rows, key=lambda held: held[1][0])  # in line order
                     rows, origins = [row for row, _ in waiting], [origin for _, origin in waiting]
-                    _store_batch(rows, origins, [], engine, store, rejects, path, summary, True)
+                    _store_batch(
+                        rows, origins, [], engine, store, rejects, path, summary, True,
+                        words=words,
+                    )  # fmt: skip
+            if words is not None:
+                words.reject_the_lost(path, rejects, summary)
     except BaseException as e:
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             _finish(summary, rejects)  # and counted: a stop said "rejected 0" (audit 28a)
@@ -157,6 +164,48 @@ def load_registry(
             raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
         raise
     return _finish(summary, rejects)
+
+
+@dataclass
+class _LastWords:
+    """Which lines were skipped for a later line that gives their interval again, and which
+    of those later lines were refused (an overlap, which no look ahead can tell): the lines
+    skipped for one are not loaded, and go to the reject file saying so, where they were
+    counted as skipped duplicates in silence (review 28e). Line numbers only: the lines are
+    read again from the file, in the rare run that has any."""
+
+    last_lines: dict[registry_csv.IntervalKey, int]
+    skipped: dict[registry_csv.IntervalKey, list[int]] = field(default_factory=dict)
+    refused: set[registry_csv.IntervalKey] = field(default_factory=set)
+
+    def superseded(self, row: Any, line: int) -> None:
+        key = interval_key(row)
+        if self.last_lines.get(key, 0) > line:  # (not a re-date a later line takes back)
+            self.skipped.setdefault(key, []).append(line)
+
+    def conflict(self, row: Any, line: int) -> None:
+        key = interval_key(row)
+        if self.last_lines.get(key) == line:
+            self.refused.add(key)
+
+    def reject_the_lost(self, path: Path, rejects: RejectFile, summary: Summary) -> None:
+        lost = {
+            line: self.last_lines[key] for key in self.refused for line in self.skipped.get(key, ())
+        }
+        if not lost:
+            return
+        with open(path, "rb") as again:
+            _, records = registry_csv.read_header(again, registry_csv.RESPONSIBILITIES, str(path))
+            for line, raw, _, _ in records:
+                if line in lost:
+                    rejects.add(
+                        line,
+                        f"not loaded: line {lost[line]} gives its interval again, and was refused",
+                        raw,
+                        path,
+                    )
+        summary.duplicates -= len(lost)
+        summary.superseded -= len(lost)
 
 
 def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
@@ -275,6 +324,7 @@ def _store_batch(
     summary: Summary,
     changes_visibility: bool,
     later: _Later | None = None,
+    words: _LastWords | None = None,
 ) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
     written and counted; with `later`, its overlapping intervals kept there instead (up to
@@ -302,10 +352,14 @@ def _store_batch(
         elif outcome is Outcome.SUPERSEDED:
             summary.duplicates += 1
             summary.superseded += 1
+            if words is not None:
+                words.superseded(row, line)
         elif isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
             continue  # tried again at the file's end
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
+            if words is not None:
+                words.conflict(row, line)
         else:
             summary.loaded += 1
             summary.corrected += 1
