@@ -632,7 +632,9 @@ def test_rejects_to_standard_error_sent_to_a_file_lose_nothing(db_url, tmp_path,
 
 
 @pytest.mark.parametrize("stream", ["pipe", "appended log", "log"])
-@pytest.mark.parametrize("to", ["/dev/stderr", "relative /proc/self/fd/2"])
+@pytest.mark.parametrize(
+    "to", ["/dev/stderr", "relative /proc/self/fd/2", "folder link", "/proc/thread-self/fd/2"]
+)
 def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
     db_url, tmp_path, stream, to
 ):
@@ -648,6 +650,9 @@ def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
     link = tmp_path / "to-stderr"
     if to.startswith("relative"):
         link.symlink_to("../" * len(tmp_path.parts) + "proc/self/fd/2")
+    elif to == "folder link":  # review 28f: a hop through a linked folder was missed
+        (tmp_path / "fds").symlink_to("/proc/self/fd")
+        link.symlink_to("fds/2")
     else:
         link.symlink_to(to)
     command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
@@ -666,6 +671,33 @@ def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
     assert ran.returncode == 1, said
     entries = [json.loads(line) for line in said.splitlines() if line.startswith('{"file":')]
     assert [e["raw"] for e in entries] == ["{bad one", "{bad two"], said
+
+
+@pytest.mark.parametrize("named", ["/dev/fd/{fd}", "link"])
+def test_rejects_naming_a_descriptor_the_command_opened_itself_are_refused(db_url, tmp_path, named):
+    """`--rejects /dev/fd/3` named the store's own file (or its PostgreSQL socket), opened by
+    the command itself, and the rejects went into it (review 28f)."""
+    import subprocess
+    import sys
+
+    bad = write(tmp_path / "in.jsonl", "{bad one\n")
+    given = "/dev/fd/3"
+    if named == "link":
+        (tmp_path / "to-three").symlink_to("/proc/self/fd/3")
+        given = str(tmp_path / "to-three")
+    store = tmp_path / "store.db"
+    url = f"sqlite:///{store}" if db_url.startswith("sqlite") else db_url
+    command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
+    ran = subprocess.run(
+        command + ["--db", url, "ingest", str(bad), "--rejects", given],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "names a descriptor this command did not start with" in ran.stderr
+    if url.startswith("sqlite"):
+        assert b"bad one" not in store.read_bytes()
 
 
 def test_rejects_through_a_link_to_a_file_in_dev_shm_replace_their_own(cli, tmp_path):

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import settings
 from ..ingest.registry_csv import BadHeader
+from ..ingest.rejects import remember_inherited_descriptors
 from ..ingest.sources import UnreadableInput
 from ..security import WeakPassword
 from ..signing import SigningKeyError
@@ -120,4 +121,5 @@ def main(ctx: click.Context, db_url: str | None) -> None:
     Network Operator the titles of every request and response to its devices.
     """
     settings.reload()  # this invocation's environment, checked before any command runs
+    remember_inherited_descriptors()  # before the store opens one: see ingest.rejects
     ctx.obj = db_url

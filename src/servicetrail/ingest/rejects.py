@@ -22,6 +22,7 @@ import re
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -108,39 +109,67 @@ _NEW = os.O_CREAT | os.O_EXCL
 
 
 _STREAM_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
+# the descriptors this command was started with (remember_inherited_descriptors): `/dev/fd/3`
+# named the store's own file or its PostgreSQL socket, and the rejects went into it (28f)
+_inherited: frozenset[int] = frozenset({0, 1, 2})
 
 
-def _inherited_stream(path: Path) -> int | None:
-    """The descriptor this process already holds that `path` names (/dev/stderr,
-    /dev/fd/2, /proc/self/fd/2), if it names one."""
-    text = os.path.normpath(str(path))
+def remember_inherited_descriptors() -> None:
+    """Called as the command starts, before it opens anything of its own."""
+    global _inherited
+    with suppress(OSError):
+        listed = [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()]
+        _inherited = frozenset(n for n in listed if _open(n))  # not the listing's own
+
+
+def _open(descriptor: int) -> bool:
+    try:
+        os.fstat(descriptor)
+    except OSError:
+        return False
+    return True
+
+
+def _descriptor_named(text: str) -> int | None:
+    """The descriptor that a name of this process's own streams names (/dev/stderr,
+    /dev/fd/2, /proc/self/fd/2, /proc/<pid>/task/<tid>/fd/2), if it names one."""
     if text in _STREAM_NAMES:
         return _STREAM_NAMES[text]
     # the loader resolves a reject file's folder: /dev/fd/2 comes as /proc/<this pid>/fd/2
-    for folder in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+    pid = os.getpid()
+    for folder in (
+        "/dev/fd/",
+        "/proc/self/fd/",
+        f"/proc/{pid}/fd/",
+        f"/proc/{pid}/task/{threading.get_native_id()}/fd/",
+    ):
         number = text.removeprefix(folder)
         if text.startswith(folder) and number.isdigit() and number.isascii():
-            try:
-                os.fstat(int(number))
-            except OSError:
-                return None
             return int(number)
     return None
 
 
+def _inherited_stream(path: Path) -> int | None:
+    """The descriptor this process was started with that `path` names, if it names one."""
+    number = _descriptor_named(os.path.normpath(str(path)))
+    return number if number in _inherited and _open(number) else None
+
+
 def _stream_hop(path: Path) -> Path | None:
-    """The name of this process's own stream (`/dev/stderr`, `/dev/fd/2`, `/proc/self/fd/2`)
-    that the link, or a link it leads through, is, if any: then the rejects go down that
-    stream, whatever file or pipe it ends at. Rewritten as the file it ended at, a log that
-    `2>>log` was adding to was refused and a pipe's `pipe:[...]` could not be opened
-    (review 28d); opened anew, `2>log` had its first entries written over (review 28e)."""
-    hop = Path(os.path.normpath(path.absolute()))
+    """The name of one of this process's descriptors (`/dev/stderr`, `/dev/fd/2`,
+    `/proc/self/fd/2`) that the link, or a link it leads through, is, if any: then the
+    rejects go down that stream, whatever file or pipe it ends at. Rewritten as the file it
+    ended at, a log that `2>>log` was adding to was refused and a pipe's `pipe:[...]` could
+    not be opened (review 28d); opened anew, `2>log` had its first entries written over
+    (28e). Each hop is followed as the kernel does, its folder's links first (28f)."""
+    hop = Path(os.path.realpath(path.parent)) / path.name
     for _ in range(40):  # the kernel's own limit on links followed
-        if _inherited_stream(hop) is not None:
+        if _descriptor_named(str(hop)) is not None:
             return hop
         if not hop.is_symlink():
             return None
-        hop = Path(os.path.normpath(hop.parent / os.readlink(hop)))
+        folder, name = os.path.split(os.path.join(os.path.realpath(hop.parent), os.readlink(hop)))
+        hop = Path(os.path.realpath(folder)) / name
     return None
 
 
@@ -214,6 +243,11 @@ class RejectFile:
             )
         if path.is_symlink():
             self._stream = _stream_hop(path)
+            if self._stream is not None and _inherited_stream(self._stream) is None:
+                raise NotARejectFile(
+                    f"the reject file {path} names a descriptor this command did not start "
+                    "with (its store, say); name a file, or /dev/stderr"
+                )
             try:
                 target = path.resolve()
             except RuntimeError:  # a loop of links: said when the first reject is written
