@@ -32,7 +32,7 @@ import orjson
 
 from ..output import line_ends_escaped
 from .sources import PIECE as _PIECE
-from .sources import Span, UnreadableInput, open_binary
+from .sources import FRESH_SUFFIX, REJECTS_SUFFIX, Span, UnreadableInput, open_binary
 
 
 class RejectsOverInput(UnreadableInput):
@@ -62,7 +62,7 @@ def default_rejects_path(source: Path) -> Path:
     is read-only."""
     # a folder by its own name, also when given as `.` or `..` (whose name is "" or "..")
     folder_name = source.resolve().name if source.is_dir() else ""
-    name = (folder_name if source.is_dir() else source.stem or source.name) + ".rejects.jsonl"
+    name = (folder_name if source.is_dir() else source.stem or source.name) + REJECTS_SUFFIX
     beside = source.resolve().parent / name
     return beside if os.access(beside.parent, os.W_OK) else Path.cwd() / name
 
@@ -176,7 +176,7 @@ def _stream_hop(path: Path) -> Path | None:
 def _fresh_path(path: Path) -> Path:
     """Where a run writes the file that replaces `path` at its end. One name, beside it: only
     the run holding `path` writes there, and a killed run's is removed by the next one."""
-    return path.with_name(f".{path.name}.partial")
+    return path.with_name(f".{path.name}{FRESH_SUFFIX}")
 
 
 def _remove_killed_runs_files(fresh: Path) -> None:

@@ -260,14 +260,17 @@ def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Pat
             yield regular_file(path)
 
 
+# How the loaders name reject files (ingest.rejects, which reads them here: it imports this
+# module): the input's name plus REJECTS_SUFFIX, and a run's fresh copy `.NAME` + FRESH_SUFFIX
+REJECTS_SUFFIX = ".rejects.jsonl"
+FRESH_SUFFIX = ".partial"
+
+
 def _our_reject_file(name: str) -> bool:
     """A reject file as the loaders name them, or the fresh copy a run writes beside one."""
     return name.endswith(REJECTS_SUFFIX) or (
-        name.startswith(".") and REJECTS_SUFFIX + ".partial" in name
+        name.startswith(".") and REJECTS_SUFFIX + FRESH_SUFFIX in name
     )
-
-
-REJECTS_SUFFIX = ".rejects.jsonl"
 
 
 def regular_file(path: Path) -> Path:
