@@ -114,7 +114,7 @@ def load_registry(
                     last_lines = registry_csv.repeated_intervals(
                         ahead, str(path), party_ids(engine)
                     )
-                store, words = _intervals_writer(last_lines), _LastWords(last_lines)
+                store = words = _LastWords(last_lines)
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), header)
@@ -168,15 +168,28 @@ def load_registry(
 
 @dataclass
 class _LastWords:
-    """Which lines were skipped for a later line that gives their interval again, and which
-    of those later lines were refused (an overlap, which no look ahead can tell): the lines
-    skipped for one are not loaded, and go to the reject file saying so, where they were
-    counted as skipped duplicates in silence (review 28e). Line numbers only: the lines are
-    read again from the file, in the rare run that has any."""
+    """The writer of intervals, told which rows a later line of the file gives again (each
+    interval's last line in the file, `last_lines`, is its word). It also keeps which lines
+    were skipped so, and which of those later lines were refused (an overlap, which no look
+    ahead can tell): the lines skipped for one are not loaded, and go to the reject file
+    saying so, where they were counted as skipped duplicates in silence (review 28e). Line
+    numbers only: the lines are read again from the file, in the rare run that has any."""
 
     last_lines: dict[registry_csv.IntervalKey, int]
     skipped: dict[registry_csv.IntervalKey, list[int]] = field(default_factory=dict)
     refused: set[registry_csv.IntervalKey] = field(default_factory=set)
+
+    def __call__(
+        self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
+    ) -> list[Any]:
+        if not self.last_lines:  # a file that gives each interval once: no key to make
+            superseded = [False] * len(rows)
+        else:
+            superseded = [
+                self.last_lines.get(interval_key(row), 0) > line
+                for row, (line, _) in zip(rows, origins)
+            ]
+        return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
 
     def superseded(self, row: Any, line: int) -> None:
         key = interval_key(row)
@@ -206,23 +219,6 @@ class _LastWords:
                     )
         summary.duplicates -= len(lost)
         summary.superseded -= len(lost)
-
-
-def _intervals_writer(last_lines: dict[registry_csv.IntervalKey, int]) -> RegistryWriter:
-    """load_interval_rows told which rows a later line of the file gives again."""
-
-    def write(
-        conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
-    ) -> list[Any]:
-        if not last_lines:
-            superseded = [False] * len(rows)
-        else:
-            superseded = [
-                last_lines.get(interval_key(row), 0) > line for row, (line, _) in zip(rows, origins)
-            ]
-        return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
-
-    return write
 
 
 def _registry_worker(path: Path) -> bool:
