@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -54,11 +54,21 @@ def check_new_account(conn: Connection, username: str, party_id: str | None) -> 
     _refuse_a_taken_name(conn, username)
 
 
+def ascii_lower(conn: Connection, name: ColumnElement[str]) -> ColumnElement[str]:
+    """A username column in lower case, its ASCII letters only, as Python's lower() of a name
+    the pattern takes: PostgreSQL's lower() follows the database's collation, and a Turkish one
+    lowers `I` to a dotless i, so `ILKER` matched neither `ilker` nor a new `ilker` (audit 28d).
+    Under "C" it lowers ASCII letters alone; SQLite's lower() does that anyway."""
+    if conn.dialect.name == "postgresql":
+        name = name.collate("C")
+    return func.lower(name)
+
+
 def _refuse_a_taken_name(conn: Connection, username: str) -> None:
     # told apart regardless of case, as the sign-in throttle keys them: `Supplier` beside
     # `supplier` shared its failures, and read as two actors in the access log
     same = conn.execute(
-        select(account.c.username).where(func.lower(account.c.username) == username.lower())
+        select(account.c.username).where(ascii_lower(conn, account.c.username) == username.lower())
     ).first()
     if same is not None:
         raise AccountError(
@@ -285,7 +295,7 @@ def stored_password(conn: Connection, username: str) -> StoredPassword | None:
         return None
     rows = conn.execute(
         select(account.c.username, account.c.password_hash, account.c.disabled_at)
-        .where(func.lower(account.c.username) == username.lower())
+        .where(ascii_lower(conn, account.c.username) == username.lower())
         .order_by((account.c.username == username).desc())
         .limit(2)
     ).all()

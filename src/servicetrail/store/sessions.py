@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, delete, exists, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from .accounts import ascii_lower
 from .engine import reading
 from .schema import account, login_device, login_failure, web_session
 from .read_transaction import owner_read_limits
@@ -185,7 +186,7 @@ def device_key(
     created = conn.execute(
         # the name as typed at sign-in, which matches its account regardless of case
         select(d.created_at).where(
-            d.token_hash == digest, func.lower(d.username) == username.lower()
+            d.token_hash == digest, ascii_lower(conn, d.username) == username.lower()
         )
     ).scalar()
     if created is None or (now or now_utc()) - created >= DEVICE_LIFETIME:
