@@ -357,6 +357,41 @@ def test_lines_skipped_for_a_last_line_refused_as_an_overlap_go_to_the_reject_fi
     assert supply_days(engine, PPMID_1) == [(NORTHPOWER, "2025-01-01", None)]
 
 
+@pytest.mark.parametrize("held_before", [False, True])
+def test_a_partys_interval_given_with_another_start_later_in_its_file_loads_alike_on_re_load(
+    cli, world, batch, tmp_path, held_before
+):
+    """One Party's open interval from February, a closed one in March, then the open one
+    from June: the June line is the file's last word for the open interval, which the first
+    load took as the February line re-dated, and a re-load then refused the February line
+    as overlapping the two (exit 1; audit 28a). The June line stands, and a re-load skips
+    the February line as one a later line gives again: the file loads clean every time,
+    whether or not the store held the February interval already."""
+    engine = world.engine
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-02-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-03-01T00:00:00Z,2026-04-01T00:00:00Z",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-06-01T00:00:00Z,",
+    ]
+    if held_before:
+        first = write(tmp_path / "first.csv", RESP_HEADER + lines[0] + "\n")
+        assert cli("load", "responsibilities", first).exit_code == 0
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    said = []
+    for _ in range(2):
+        result = cli("load", "responsibilities", held)
+        said.append((result.exit_code, result.stdout))
+        assert supply_days(engine, PPMID_1) == [
+            (SUNEXPORT, "2026-03-01", "2026-04-01"),
+            (SUNEXPORT, "2026-06-01", None),
+        ]
+    first = "loaded 2, rejected 0, skipped 1" if held_before else "loaded 3, rejected 0, skipped 0"
+    assert said == [
+        (0, f"{first} duplicates\n"),
+        (0, "loaded 0, rejected 0, skipped 3 duplicates\n"),
+    ]
+
+
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):

@@ -444,8 +444,11 @@ def _decide(
 ) -> Decided | _Redated:
     """A row's outcome against the intervals of its Device and relation (`spans`, None for its
     own checks alone). A row whose only overlap is an interval of its own Party with the same
-    end is that interval re-dated, and replaces it if `replaceable(its start)`. Any other
-    overlap is refused: a Party's interval that a row would shrink, widen or merge with
+    end is that interval re-dated, and replaces it if `replaceable(its start)`; a row that
+    overlaps such an interval which a later row gives again (not replaceable), and other
+    intervals of its own Party only, is superseded: of two lines of a file that give one
+    Party's interval with two starts, the last stands, on a re-load too (audit 28a). Any
+    other overlap is refused: a Party's interval that a row would shrink, widen or merge with
     another (a mistyped start) erased that Party's history without a word (review 26d)."""
     device_id, party_id, relation, valid_from, valid_to = new
     if valid_to is not None and valid_to <= valid_from:
@@ -477,11 +480,19 @@ def _decide(
             overlapping.append(start)
     if not overlapping:
         return Outcome.LOADED if same_start is None else Outcome.CORRECTED
-    [start, *more] = overlapping
+    if same_start is None:
+        for start in overlapping:  # its own Party's interval with its end: one at most
+            if spans[start] == (party_id, valid_to):
+                if len(overlapping) == 1:
+                    # unless a later row gives that interval again: that row is the word
+                    return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
+                # so too beside other intervals of its own Party only: the first load took
+                # the later row as this one re-dated, and a re-load refused this one as
+                # overlapping what the file went on to say (audit 28a)
+                if not replaceable(start) and all(spans[s][0] == party_id for s in overlapping):
+                    return Outcome.SUPERSEDED
+    [start, *_] = overlapping
     held_party, end = spans[start]
-    if not more and same_start is None and spans[start] == (party_id, valid_to):
-        # unless a later row gives that interval again: that row is the word that stands
-        return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
     held = Responsibility(device_id, held_party, relation, start, end)
     said = f"overlaps the {relation} interval of {held_party} on {device_id} ({held.describe()})"
     if held_party == party_id:  # its own Party's: say how a correction of it is written
