@@ -196,3 +196,15 @@ def test_a_multitude_of_tiny_elements_is_refused_before_parsing(cli, engine, tmp
         json.loads(line) for line in (tmp_path / "swarm.rejects.jsonl").read_text().splitlines()
     ]
     assert "elements" in reject["reason"] and reject["raw"] == path.read_text()
+
+
+def test_a_limit_far_above_any_file_reads_a_document_as_it_is(cli, engine, tmp_path, use_settings):
+    """Audit 29c: a bare file was read with one read() of the limit plus one byte, which
+    allocates that much first: SERVICETRAIL_MAX_DUIS_BYTES=64000000000, a value the setting
+    takes, ended every ingest of a 6 KB file in a MemoryError traceback."""
+    use_settings(SERVICETRAIL_MAX_DUIS_BYTES=10**15)
+    (tmp_path / "one.xml").write_text(response(counter=1))
+    result = cli("ingest", tmp_path / "one.xml")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert count(engine) == 1

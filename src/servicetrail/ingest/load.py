@@ -50,6 +50,7 @@ from .sources import (
     detect,
     expand,
     open_binary,
+    read_at_most,
     regular_file,
 )
 from .workers import Chunk, Lines, Parser, parsed_chunks, produced
@@ -591,7 +592,7 @@ def _xml_files(
         size += path.stat().st_size
         try:
             with open_binary(path) as f:
-                document = f.read(settings.current().max_duis_bytes + 1)
+                document = read_at_most(f, settings.current().max_duis_bytes + 1)
         except DAMAGED as e:
             rejected.append((1, damage_reason(e), b"", str(path)))
             continue
