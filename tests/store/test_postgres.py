@@ -356,6 +356,35 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(pg, pg_url, monkeypatch):
     assert _backend_of(pg) != dead
 
 
+@pytest.mark.parametrize("setting", ["timezone TO 'Europe/London'", "datestyle TO 'SQL, DMY'"])
+def test_times_are_read_whatever_date_style_and_zone_the_database_sets(pg_url, setting) -> None:
+    """Audit 29a: psycopg reads timestamps in the ISO date style only, and a database a DBA
+    set to `SQL, DMY` (or German, or Postgres) made every read a traceback, every answer a
+    500. The engine's connections set their own style, as they set their zone."""
+    from tests import personas as P
+
+    with open_store(pg_url).begin() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'ALTER DATABASE "{name}" SET {setting}'))
+    engine = open_store(pg_url)
+    P.load_personas(engine)
+    at = datetime(2025, 3, 4, 5, 6, 7, 890123, UTC)
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at, "request", f"{P.SE_IS}:{P.GSME_1}:1", "4.1.1", P.SE_IS, P.GSME_1, "", ""
+                )
+            ],
+        )
+    with engine.connect() as conn:
+        viewer = viewer_for(conn, P.SOUTHENERGY)
+        found = [item["logged_at"] for item in iter_search(conn, viewer, Search())]
+    engine.dispose()
+    assert "2025-03-04T05:06:07.890123Z" in found and len(found) > 1  # the personas' too
+
+
 @pytest.mark.parametrize("zone", ["Europe/London", "Pacific/Kiritimati"])
 def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> None:
     """A server set to London (a GB deployment's natural zone) rendered 0001-01-01T00:00Z in

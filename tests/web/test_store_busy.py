@@ -208,6 +208,9 @@ def test_a_request_that_finds_every_pooled_connection_in_use_is_503(
     store.dispose()
 
 
+CONSISTENCY = "/api/v1/logs/consistency?origin=servicetrail/sat/2025-01&from=1&to=2"
+
+
 def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch) -> None:
     """A token's and a session's look-up, a Party's watches and the logs' listing run as the
     store's owner, outside a search's transaction: each waited as long as a lock on its table
@@ -222,6 +225,8 @@ def test_the_owners_small_reads_are_bounded_too(pg_url: str, monkeypatch) -> Non
         ("api_token", lambda: TestClient(create_app(store)).get("/api/v1/watches", headers=bearer)),
         ("watch", lambda: api.get("/api/v1/watches", headers=bearer)),
         ("log_checkpoint", lambda: api.get("/api/v1/logs", headers=bearer)),
+        # audit 29a: a consistency proof's look-ups had no limit, and hung on the lock
+        ("log_checkpoint", lambda: api.get(CONSISTENCY, headers=bearer)),
         ("web_session", lambda: screen.get("/watches")),
     )
     assert api.get("/api/v1/watches", headers=bearer).status_code == 200  # its token cached

@@ -164,6 +164,7 @@ def consistency_document(
         raise NoConsistency("from", "must be 1 or more")
     if asked.old_size > asked.new_size:
         raise NoConsistency("from", "must not be greater than to")
+    owner_read_limits(conn)  # a lock on the checkpoints held it, with its connection (audit 29a)
     if not auditor and _names_an_access_log(conn, asked.origin):
         # before any size is looked up: a 422 for a size that is not a checkpoint's and a 403
         # for one that is let a Party list the access logs' sizes, every Party's reads at
