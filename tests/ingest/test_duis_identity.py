@@ -134,6 +134,19 @@ def test_a_touched_bare_request_is_not_added_again_and_the_summary_says_whence_i
     assert count(engine) == 1
 
 
+def test_a_bare_files_request_captured_again_at_another_time_is_a_duplicate(cli, engine, tmp_path):
+    """Audit 29c: PostgreSQL looked for a capture's stored copies only in its batch's time
+    range, and a request stored from a bare file sits at its file's time: the capture's copy
+    a month away was stored again (SQLite looked at every time). Both ways round, once."""
+    document = request(R, 1, "4.1.1", READ)
+    path = tmp_path / "ECS17b_4.1.1_X.XML"
+    path.write_text(document)
+    assert cli("ingest", "--logged-at", "2026-03-01T00:00:00Z", path).exit_code == 0
+    again = cli("ingest", capture(tmp_path / "c.jsonl", [("2026-01-01T00:00:00Z", document)]))
+    assert again.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"
+    assert count(engine) == 1
+
+
 def test_a_bad_reject_name_keeps_every_dot_but_the_last(cli, engine, tmp_path):
     path = tmp_path / "ECS17b_4.1.1_X.XML"
     path.write_text(

@@ -33,7 +33,8 @@ UTC = timezone.utc
 # the partial index that serves it must say it alike, for the engine to match them
 SHARED_KINDS = tuple(sorted(kind.value for kind in MP141_KINDS))
 SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
-SCHEMA_HEAD = "0017"  # a test checks this against Alembic's head
+FROM_A_BARE_FILE_SQL = "identity_key LIKE 'f:%'"  # store.writer.BARE_FILE
+SCHEMA_HEAD = "0018"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -193,6 +194,13 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
             "id",
             sqlite_where=text(SHARED_KINDS_SQL),
             postgresql_where=text(SHARED_KINDS_SQL),
+        ),
+        # 0018: the requests read from bare files, few and at any time (store.writer._stored)
+        Index(
+            "ix_sat_record_bare_request",
+            "request_id",
+            sqlite_where=text(FROM_A_BARE_FILE_SQL),
+            postgresql_where=text(FROM_A_BARE_FILE_SQL),
         ),
         *record_keys,
     )
