@@ -7,6 +7,7 @@ validated against the vendored DUIS 5.4 schema before it is used."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -576,3 +577,63 @@ def test_log_verify_names_a_derived_field_that_is_not_what_its_payload_says(
     assert sorted(found.stdout.splitlines()) == sorted(
         [f"record {dated} changed", f"record {named} changed"]
     )
+
+
+# --- what the schema forbids is refused, not cut down (audit 29c) ----------------------------
+
+_ALERT = "<sr:DeviceAlertMessage><sr:AlertCode>8F3E</sr:AlertCode></sr:DeviceAlertMessage>"
+_OUTCOME = (
+    "<{p}:FutureDatedDeviceAlertMessage{ns}><sr:FutureDatedAlertCode>8F66</sr:FutureDatedAlertCode>"
+    "<sr:GBCSPayload>3QAAAAAA</sr:GBCSPayload><sr:InstructionNumber>1</sr:InstructionNumber>"
+    "<sr:TotalCommandInstructions>1</sr:TotalCommandInstructions>"
+    "</{p}:FutureDatedDeviceAlertMessage>"
+)
+_FOREIGN = ' xmlns:x="urn:not-duis"'
+_AT = datetime(2025, 3, 4, 9, tzinfo=timezone.utc)  # a request's logged_at
+_BY_ESME = f"{ESME}:{NORTH_IS}:78"
+
+
+def _answer(message: str, rid: str = "") -> str:
+    return response(rid, _BY_ESME, "I0", "2025-03-04T09:00:05Z", message)
+
+
+@pytest.mark.parametrize(
+    "document, said",
+    [
+        # a Body is a choice of one message: the second was dropped without a word
+        (_answer(titles("4.1.1") + _ALERT, R_LOOK), "holds 2 messages"),
+        (_answer(_ALERT + titles("4.1.1")), "holds 2 messages"),
+        (request(R_LOOK, 1, "4.1.1", READ + READ), "holds 2 messages"),
+        # and a ResponseMessage holds one of its payloads at most
+        (
+            _answer(
+                titles(
+                    "1.6", "<sr:GBCSPayload>AAAA</sr:GBCSPayload>" + _OUTCOME.format(p="sr", ns="")
+                ),
+                R_FD,
+            ),
+            "holds 2 of",
+        ),
+        # an element of another namespace is not DUIS's, whatever its local name: an alert
+        # was stored as a device alert, and a future-dated outcome as a response
+        (
+            _answer(
+                f"<x:DeviceAlertMessage{_FOREIGN}><sr:AlertCode>8F3E</sr:AlertCode></x:DeviceAlertMessage>"
+            ),
+            "urn:not-duis",
+        ),
+        (
+            _answer(
+                f"<sr:DeviceAlertMessage><x:AlertCode{_FOREIGN}>8F3E</x:AlertCode></sr:DeviceAlertMessage>"
+            ),
+            "AlertCode",
+        ),
+        (_answer(titles("1.6", _OUTCOME.format(p="x", ns=_FOREIGN)), R_FD), "urn:not-duis"),
+    ],
+)
+def test_what_the_schema_forbids_is_refused_not_cut_down(document: str, said: str) -> None:
+    from servicetrail.ingest import duis
+
+    with pytest.raises(ValueError) as refused:
+        duis.parse_document(document.encode(), None if "<sr:Response " in document else _AT)
+    assert said in str(refused.value), str(refused.value)

@@ -53,8 +53,15 @@ UTC = timezone.utc
 XML_SPACE = " \t\r\n"  # what XML calls white space; str.strip() would also eat a no-break space
 
 
+RA_NS = "http://www.dccinterface.co.uk/ResponseAndAlert"  # the MMC schema's, inside SMETS1's
+
+
 def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
+
+
+def _in(element: etree._Element, *namespaces: str) -> bool:
+    return isinstance(element.tag, str) and element.tag[1:].partition("}")[0] in namespaces
 
 
 _REQUEST, _RESPONSE, _HEADER, _BODY = _q("Request"), _q("Response"), _q("Header"), _q("Body")
@@ -109,12 +116,13 @@ def _local(element: etree._Element) -> str:
 
 
 def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
-    """The child of that local name in DUIS's namespace, else in any (SMETS1's inner parts
-    mix two)."""
+    """The child of that local name in DUIS's namespace, else in the MMC schema's (SMETS1's
+    inner parts mix the two). Not in any: an alert's code under another namespace was read
+    as DUIS's (audit 29c)."""
     if parent is None:
         return None
     found = parent.find(_q(name))
-    return found if found is not None else parent.find("{*}" + name)
+    return found if found is not None else parent.find(f"{{{RA_NS}}}{name}")
 
 
 def _child_text(parent: etree._Element | None, name: str) -> str:
@@ -122,9 +130,19 @@ def _child_text(parent: etree._Element | None, name: str) -> str:
     return _text(found).strip(XML_SPACE) if found is not None else ""
 
 
-def _first_element(parent: etree._Element | None) -> etree._Element | None:
-    # comments and processing instructions are not messages
-    return next((c for c in parent if isinstance(c.tag, str)), None) if parent is not None else None
+def _only_message(parent: etree._Element | None) -> etree._Element | None:
+    """The message a Body holds: the schema's choice of one. The first of two was taken, and
+    the second dropped without a word (a response and an alert: one of them lost; audit
+    29c). Comments and processing instructions are not messages."""
+    if parent is None:
+        return None
+    found = [child for child in parent if isinstance(child.tag, str)]
+    if len(found) > 1:
+        names = ", ".join(shown(_local(child)) for child in found[:3])
+        raise InvalidValue(
+            f"{_local(parent)} holds {len(found)} messages ({names}): the schema gives it one"
+        )
+    return found[0] if found else None
 
 
 # xs:dateTime as DUIS writes it: a four-digit year, the T, seconds with any fraction, and an
@@ -252,7 +270,7 @@ def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> 
     variant = _command_variant(header)
     if logged_at is None:
         raise InvalidValue("DUIS request without a logged_at time")
-    message = _first_element(top.get(_BODY))
+    message = _only_message(top.get(_BODY))
     if message is None:  # the schema's Body is a choice of one message, never empty
         raise InvalidValue("DUIS request without a Body message")
     non_device = is_non_device(srv)
@@ -297,7 +315,7 @@ def _named_device(within: etree._Element | None) -> str:
 
 def _response(root: etree._Element, payload: str) -> SatRecord:
     top = _children(root)
-    message = _first_element(top.get(_BODY))
+    message = _only_message(top.get(_BODY))
     if _HEADER not in top or message is None:
         raise InvalidValue("DUIS response without Header and Body")
     header = _children(top[_HEADER])
@@ -311,7 +329,10 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
     parts = _Parts(logged_at, code, request_id, response_id, payload)
     if message.tag == _MESSAGE:  # by far the most common: a response or an acknowledgement
         fields = _children(message)
+        _one_payload_at_most(fields)
         return parts.response_message(fields.get(_FUTURE), check_srv(_value(fields, _SRV)))
+    if not _in(message, NS):  # an alert of another namespace was stored as DUIS's (audit 29c)
+        raise _foreign("DUIS response Body", message.tag)
     name = _local(message)
     if name == "DeviceAlertMessage":
         return parts.alert(
@@ -330,6 +351,26 @@ def _response(root: etree._Element, payload: str) -> SatRecord:
     if name == "SMETS1ResponseMessage":
         return parts.smets1(message)
     raise InvalidValue(f"DUIS response Body holds an unknown message: {shown(name)}")
+
+
+_TITLES = {_q("ServiceReference"), _SRV}
+
+
+def _one_payload_at_most(fields: dict[Any, etree._Element]) -> None:
+    """A ResponseMessage holds its titles and, at most, one of the schema's choice (a
+    GBCSPayload, a FutureDatedDeviceAlertMessage, ...), all of DUIS's namespace: a
+    future-dated outcome beside a payload, or of another namespace, was stored as a
+    response (audit 29c)."""
+    rest = [tag for tag in fields if isinstance(tag, str) and tag not in _TITLES]
+    if len(rest) > 1:
+        names = ", ".join(shown(tag.rpartition("}")[2]) for tag in rest[:3])
+        raise InvalidValue(f"ResponseMessage holds {len(rest)} of the schema's one: {names}")
+    if rest and not _in(fields[rest[0]], NS):
+        raise _foreign("ResponseMessage", rest[0])
+
+
+def _foreign(where: str, tag: str) -> InvalidValue:
+    return InvalidValue(f"{where} holds an element of no DUIS namespace: {shown(tag)}")
 
 
 def _hex_code(value: str, field: str) -> str:
@@ -434,11 +475,13 @@ class _Parts:
         """Classified by what is inside SMETS1SignedResponse/SMETS1Response/Body."""
         inner = _child(_child(message, "SMETS1SignedResponse"), "SMETS1Response")
         inner_header = _child(inner, "Header")
-        inner_message = _first_element(_child(inner, "Body"))
+        inner_message = _only_message(_child(inner, "Body"))
         if inner_header is None or inner_message is None:
             raise InvalidValue(
                 "SMETS1ResponseMessage without SMETS1SignedResponse/SMETS1Response Header and Body"
             )
+        if not _in(inner_message, NS, RA_NS):
+            raise _foreign("SMETS1Response Body", inner_message.tag)
         if _local(inner_message) == "DeviceAlertMessage":
             device = _child_text(inner_header, "BusinessOriginatorID")
             if not is_eui64(device):
