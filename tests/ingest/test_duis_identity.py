@@ -292,3 +292,21 @@ def test_after_an_upgrade_from_0003_a_message_again_is_a_duplicate_and_a_new_one
     assert result.stdout == "loaded 1, rejected 0, skipped 1 duplicates\n"
     after = snapshot(engine)
     assert len(after) == 2 and "AAAA" in after[0][5] and "CCCC" in after[1][5]
+
+
+def test_a_captures_time_that_is_no_string_is_refused_as_such(cli, engine, tmp_path):
+    """Audit 29c: `"logged_at": 123` was refused as an "empty time", and 0 or false was read
+    as no time at all, so a response with one loaded where one with 123 did not."""
+    first = response(R, f"{ESME}:{NORTH_IS}:9", "I0", "2025-03-04T09:00:05Z", titles("4.1.1", ""))
+    lines = [
+        json.dumps({"logged_at": value, "duis": first.replace(":9<", f":{n}<")})
+        for n, value in enumerate([123, 0, False, ["x"]], start=10)
+    ]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
+    result = cli("ingest", tmp_path / "c.jsonl")
+    assert result.stdout == "loaded 0, rejected 4, skipped 0 duplicates\n"
+    reasons = [r["reason"] for r in rejects_of(tmp_path / "c.rejects.jsonl")]
+    assert reasons == [
+        f"a time is an ISO-8601 string, not {kind}" for kind in ("int", "int", "bool", "list")
+    ]
+    assert count(engine) == 0

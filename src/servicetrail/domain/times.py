@@ -20,7 +20,9 @@ def parse_time(value: str) -> datetime:
 
     A time without an offset is refused: in GB it could be GMT or BST, an hour apart.
     """
-    text = value.strip(_SURROUNDING_SPACE) if isinstance(value, str) else ""
+    if not isinstance(value, str):  # 123 or a list was said to be an "empty time" (audit 29c)
+        raise InvalidValue(f"a time is an ISO-8601 string, not {type(value).__name__}")
+    text = value.strip(_SURROUNDING_SPACE)
     if len(text) > 40:
         raise InvalidValue(f"not an ISO-8601 time: {value[:40]!r}...")
     if not text:

@@ -560,7 +560,10 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
                     raise InvalidValue(
                         'a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}'
                     )
-                when = parse_time(entry["logged_at"]) if entry.get("logged_at") else None
+                # absent, null or "": none given (a response has its own); 0 or false was
+                # read as none too, where 123 was refused (audit 29c)
+                given = entry.get("logged_at")
+                when = None if given is None or given == "" else parse_time(given)
                 rows.append(
                     record_row(make_row, duis.parse_text(entry["duis"], when), origin=number)
                 )
