@@ -392,6 +392,33 @@ def test_a_partys_interval_given_with_another_start_later_in_its_file_loads_alik
     ]
 
 
+def test_a_line_a_later_one_re_dates_is_skipped_on_re_load_whatever_else_it_overlaps(
+    cli, world, batch, tmp_path
+):
+    """Found by a fuzzer of small files: NORTHPOWER's interval from April, re-dated to October
+    by the next line, loaded clean; re-loaded, the April line overlapped SUNEXPORT's interval,
+    which the file had loaded meanwhile, and was refused: a line the first load took."""
+    engine = world.engine
+    lines = [
+        f"{PPMID_1},{NORTHPOWER},supplier,2026-04-01T00:00:00Z,2026-11-01T00:00:00Z",
+        f"{PPMID_1},{NORTHPOWER},supplier,2026-10-01T00:00:00Z,2026-11-01T00:00:00Z",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-09-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-05-01T00:00:00Z,2026-09-01T00:00:00Z",
+    ]
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    said = []
+    for _ in range(3):
+        result = cli("load", "responsibilities", held)
+        rejected = [entry["line"] for entry in rejects_of(tmp_path / "held.rejects.jsonl")]
+        said.append((result.exit_code, rejected, supply_days(engine, PPMID_1)))
+    assert said[0][2] == [
+        (SUNEXPORT, "2026-05-01", "2026-09-01"),
+        (NORTHPOWER, "2026-10-01", "2026-11-01"),
+    ]
+    assert said[0] == said[1] == said[2]
+    assert said[0][:2] == (1, [4])  # SUNEXPORT's open interval overlaps NORTHPOWER's
+
+
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):
@@ -462,7 +489,9 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
         tmp_path / "resp.csv",
         RESP_HEADER
         + f"{PPMID_1},{WIRESCO},supplier,2025-01-01,2025-02-01\n"  # line 2: new, closed
-        + f"{PPMID_1},{NORTHPOWER},supplier,2025-01-15,\n"  # line 3: inside line 2's interval
+        # line 3: inside line 2's interval (another Party's than lines 4-5: of one Party's
+        # lines with one end, the last stands, and the earlier are skipped whatever they overlap)
+        + f"{PPMID_1},{SOUTHENERGY},supplier,2025-01-15,\n"
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n"  # line 4: fits
         + f"{PPMID_1},{NORTHPOWER},supplier,2025-02-01,\n",
     )  # line 5: the same again, the interval's last word (line 4 is skipped for it)
@@ -470,7 +499,7 @@ def test_a_conflict_inside_one_batch_rejects_the_later_row_only(cli, world, batc
     assert result.exit_code == 1
     assert result.stdout.startswith("loaded 2, rejected 1, skipped 1 duplicates")
     [reject] = rejects_of(tmp_path / "resp.rejects.jsonl")
-    assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{NORTHPOWER},supplier,2025-01-15,"
+    assert reject["line"] == 3 and reject["raw"] == f"{PPMID_1},{SOUTHENERGY},supplier,2025-01-15,"
     assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO} on {PPMID_1}")
     assert suppliers_of(engine, PPMID_1) == [(WIRESCO, False), (NORTHPOWER, True)]
 

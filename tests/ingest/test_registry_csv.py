@@ -310,7 +310,8 @@ def test_responsibilities_load_half_open_and_reload(cli, engine, registry):
 def test_responsibilities_bad_rows_and_overlaps(cli, engine, registry):
     lines = [
         f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z",  # 2 good
-        f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,",  # 3 overlaps NORTH
+        # 3 overlaps NORTH (ending where no later SOUTH line does: one that did would stand)
+        f"{METER},SOUTH,supplier,2025-02-15T00:00:00Z,2025-02-20T00:00:00Z",
         # 4 overlaps by one second
         f"{METER},SOUTH,supplier,2024-12-01T00:00:00Z,2025-01-01T00:00:01Z",
         f"{METER},SOUTH,retailer,2025-04-01T00:00:00Z,",  # 5 bad relation

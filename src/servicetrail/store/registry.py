@@ -445,8 +445,8 @@ def _decide(
     """A row's outcome against the intervals of its Device and relation (`spans`, None for its
     own checks alone). A row whose only overlap is an interval of its own Party with the same
     end is that interval re-dated, and replaces it if `replaceable(its start)`; a row that
-    overlaps such an interval which a later row gives again (not replaceable), and other
-    intervals of its own Party only, is superseded: of two lines of a file that give one
+    overlaps such an interval which a later row gives again (not replaceable) is superseded,
+    whatever else it overlaps: of two lines of a file that give one
     Party's interval with two starts, the last stands, on a re-load too (audit 28a). Any
     other overlap is refused: a Party's interval that a row would shrink, widen or merge with
     another (a mistyped start) erased that Party's history without a word (review 26d)."""
@@ -486,10 +486,11 @@ def _decide(
                 if len(overlapping) == 1:
                     # unless a later row gives that interval again: that row is the word
                     return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
-                # so too beside other intervals of its own Party only: the first load took
-                # the later row as this one re-dated, and a re-load refused this one as
-                # overlapping what the file went on to say (audit 28a)
-                if not replaceable(start) and all(spans[s][0] == party_id for s in overlapping):
+                # so too whatever else it overlaps: the first load took the later row as
+                # this one re-dated, and a re-load refused this one as overlapping what the
+                # file went on to say (audit 28a; a fuzzer of small files found the same
+                # beside another Party's interval, which a rule for its own alone left)
+                if not replaceable(start):
                     return Outcome.SUPERSEDED
     [start, *_] = overlapping
     held_party, end = spans[start]
