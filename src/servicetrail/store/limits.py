@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from enum import Enum
 
@@ -57,7 +58,8 @@ class StoreBusy(RuntimeError):
         self.reason = message
 
 
-READER_ROLE = "servicetrail_reader"  # every Party's read runs as it (store.read_transaction)
+# the store's reader role (store.reader_role), or the shared one of stores before 0019
+READER_ROLE_MISSING = re.compile(r'role "servicetrail_reader(_[0-9a-f]{12})?" does not exist')
 
 
 class StoreMisconfigured(StoreBusy):
@@ -101,8 +103,8 @@ def store_busy(error: BaseException) -> StoreBusy | None:
 
 def reader_role_missing(error: BaseException | None) -> bool:
     """PostgreSQL's refusal to become the reader role, which does not exist."""
-    return isinstance(error, psycopg.errors.InvalidParameterValue) and (
-        f'role "{READER_ROLE}" does not exist' in str(error)
+    return isinstance(error, psycopg.errors.InvalidParameterValue) and bool(
+        READER_ROLE_MISSING.search(str(error))
     )
 
 

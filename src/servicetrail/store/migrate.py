@@ -124,25 +124,7 @@ def _row_security_problems(conn: Connection) -> list[str]:
     server without the role lost all three, and `db check` said the schema matched: reads then
     failed, and with the role made again by hand every Party saw an empty trail (audit,
     session 19; README, "Backups")."""
-    from .limits import READER_ROLE
-
-    problems = []
-    role = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": READER_ROLE})
-    if role.first() is None:
-        return [f"the role {READER_ROLE} does not exist: every read runs as it"]
-    member = conn.execute(
-        text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": READER_ROLE}
-    ).scalar()
-    if not member:
-        problems.append(f"the store's owner may not take the role {READER_ROLE} (GRANT it)")
-    # one of the grants migration 0001 makes with the trail's own (they go together)
-    granted = conn.execute(
-        text("SELECT has_table_privilege(:r, 'responsibility', 'SELECT')"), {"r": READER_ROLE}
-    ).scalar()
-    if not granted:
-        problems.append(
-            f"the role {READER_ROLE} has lost its grants (it may not read the registry)"
-        )
+    problems = _reader_role_problems(conn)
     unguarded = conn.execute(
         text(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -169,4 +151,64 @@ def _row_security_problems(conn: Connection) -> list[str]:
         "(ALTER TABLE ... ENABLE ROW LEVEL SECURITY)"
         for name in unenforced
     ]
+    return problems
+
+
+# what the shared role of stores before 0019 still holds in this schema
+_LEGACY_HOLDS = (
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND (EXISTS (SELECT 1 FROM aclexplode(c.relacl) x "
+    "WHERE x.grantee = to_regrole(:r)) OR EXISTS (SELECT 1 FROM pg_attribute a, "
+    "aclexplode(a.attacl) x WHERE a.attrelid = c.oid AND x.grantee = to_regrole(:r))) "
+    "ORDER BY c.relname"
+)
+
+
+def _reader_role_problems(conn: Connection) -> list[str]:
+    """The store's own reader role (migration 0019): named by the store, there, taken by its
+    owner alone, and holding its grants; and the shared role of older stores holding none.
+    Any other member of either may read every Party's records (audit 29a)."""
+    from .reader_role import LEGACY_READER_ROLE, NAMED_BY
+
+    problems = []
+    named = conn.execute(text("SELECT to_regprocedure(:f)"), {"f": f"{NAMED_BY}()"}).scalar()
+    if named is None:
+        return [
+            f"the function {NAMED_BY}() is missing: it names the role every read runs as "
+            "(`servicetrail db upgrade` makes it)"
+        ]
+    role = conn.execute(text(f"SELECT {NAMED_BY}()")).scalar_one()
+    exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+    if exists.first() is None:
+        return [f"the role {role} does not exist: every read runs as it (CREATE ROLE it)"]
+    member = conn.execute(
+        text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": role}
+    ).scalar()
+    if not member:
+        problems.append(f"the store's owner may not take the role {role} (GRANT it)")
+    others = conn.execute(
+        text(
+            "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
+            "WHERE a.roleid = to_regrole(:r) AND m.rolname <> current_user ORDER BY 1"
+        ),
+        {"r": role},
+    ).scalars()
+    problems += [
+        f"the role {other} is a member of the store's reader role {role}: it may read every "
+        f"Party's records (REVOKE {role} FROM {other})"
+        for other in others
+    ]
+    # one of the grants migration 0001 makes with the trail's own (they go together)
+    granted = conn.execute(
+        text("SELECT has_table_privilege(:r, 'responsibility', 'SELECT')"), {"r": role}
+    ).scalar()
+    if not granted:
+        problems.append(f"the role {role} has lost its grants (it may not read the registry)")
+    legacy = conn.execute(text(_LEGACY_HOLDS), {"r": LEGACY_READER_ROLE}).scalars().all()
+    if legacy:
+        problems.append(
+            f"the shared role {LEGACY_READER_ROLE} still holds privileges on "
+            f"{', '.join(legacy)}: the owner of any store on this server may read them "
+            f"(REVOKE ALL ON them FROM {LEGACY_READER_ROLE})"
+        )
     return problems

@@ -23,9 +23,9 @@ from sqlalchemy.sql.expression import Executable
 from ..domain.visibility import Viewer
 from .access_writer import AS_OWNER, holds_entry_id, reserve_entry_id
 from .compiled_statements import driver_in_transaction, fetch_all, rows, send
+from .reader_role import reader_role
 from .limits import (
     DEFAULT_SECONDS,
-    READER_ROLE,
     Budget,
     SearchTooBroad,
     StoreMisconfigured,
@@ -57,10 +57,11 @@ def read_as(
     `one_snapshot`: every statement inside reads the store as it was at the first (see
     `time_limit`)."""
     settings = {
-        "role": READER_ROLE,
         "servicetrail.party_id": viewer.party_id,
         "servicetrail.user_ids": ",".join(sorted(viewer.user_ids)),
     }
+    if conn.dialect.name == "postgresql":
+        settings["role"] = reader_role(conn)
     if generic_plan:
         settings["plan_cache_mode"] = "force_generic_plan"
     return time_limit(
