@@ -405,7 +405,8 @@ def test_db_check_sees_row_security_lost_in_a_restore(pg_url: str) -> None:
                 text("SELECT policyname FROM pg_policies WHERE tablename = 'sat_payload'")
             ).scalar_one()
             conn.execute(text(f'DROP POLICY "{policy}" ON sat_payload'))
-            conn.execute(text("REVOKE SELECT ON responsibility FROM servicetrail_reader"))
+            role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+            conn.execute(text(f"REVOKE SELECT ON responsibility FROM {role}"))
         problems = schema_differences(engine)
         assert any("has lost its grants" in p for p in problems)
         assert any(

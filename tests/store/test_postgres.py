@@ -101,7 +101,7 @@ def test_row_level_security_hides_what_the_rule_hides_even_without_the_predicate
         with pg.connect() as conn:
             conn.execute(
                 text(
-                    "SELECT set_config('role', 'servicetrail_reader', true), "
+                    "SELECT set_config('role', servicetrail_reader_role(), true), "
                     "set_config('servicetrail.party_id', :p, true), "
                     "set_config('servicetrail.user_ids', :u, true)"
                 ),
@@ -119,7 +119,7 @@ def test_the_reader_role_cannot_read_partitions_or_accounts_directly(pg):
     random_world(pg, seed=4)
     with pg.connect() as conn:
         partition = sorted(existing_months(conn))[0]
-        conn.execute(text("SET LOCAL ROLE servicetrail_reader"))
+        conn.execute(text("SELECT set_config('role', servicetrail_reader_role(), true)"))
         for table in (f"sat_record_p{partition[0]:04d}_{partition[1]:02d}", "account", "api_token"):
             with pytest.raises(DBAPIError, match="permission denied"):
                 with conn.begin_nested():
@@ -159,7 +159,7 @@ def test_the_reader_role_sees_only_its_partys_watches_intervals_and_no_webhook_s
     with pg.connect() as conn:
         conn.execute(
             text(
-                "SELECT set_config('role', 'servicetrail_reader', true), "
+                "SELECT set_config('role', servicetrail_reader_role(), true), "
                 "set_config('servicetrail.party_id', :p, true)"
             ),
             {"p": mine},

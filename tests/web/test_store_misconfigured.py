@@ -26,7 +26,8 @@ def stripped(pg_engine):
     with pg_engine.begin() as conn:
         create_account(conn, "np", P.NORTHPOWER, "correct horse battery staple")
         token = create_token(conn, "np")
-        conn.execute(text("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM servicetrail_reader"))
+        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
     return token
 
 
@@ -51,12 +52,13 @@ def test_a_reader_role_that_does_not_exist_is_said_the_same_way(
     test worker's server is its own), so that PostgreSQL says it does not exist."""
     P.load_personas(pg_engine)
     with pg_engine.begin() as conn:
-        conn.execute(text("ALTER ROLE servicetrail_reader RENAME TO servicetrail_reader_away"))
+        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        conn.execute(text(f"ALTER ROLE {role} RENAME TO servicetrail_reader_away"))
     try:
         result = Cli(pg_url, tmp_path)("records", "--party", P.NORTHPOWER)
     finally:
         with pg_engine.begin() as conn:
-            conn.execute(text("ALTER ROLE servicetrail_reader_away RENAME TO servicetrail_reader"))
+            conn.execute(text(f"ALTER ROLE servicetrail_reader_away RENAME TO {role}"))
     assert result.exit_code == 3 and SAID in result.output
 
 
@@ -65,6 +67,6 @@ def test_a_privilege_refused_outside_a_read_is_not_taken_for_a_missing_grant(pg_
     privilege is a bug, and stays the error it is (review 22e: every InsufficientPrivilege,
     an owner's ingest as another login included, was sent to db check)."""
     with pg_engine.connect() as conn, pytest.raises(DBAPIError) as raised:
-        conn.execute(text("SET LOCAL ROLE servicetrail_reader"))
+        conn.execute(text("SELECT set_config('role', servicetrail_reader_role(), true)"))
         conn.execute(text("INSERT INTO party (party_id, name) VALUES ('X', 'x')"))
     assert store_busy(raised.value) is None
