@@ -1,0 +1,185 @@
+"""Each PostgreSQL store reads as a reader role of its own (migration 0019): every store on a
+server shared servicetrail_reader, and the owner of any other store, a member of it by its
+own build, could take it in this store's database and read every Party's records (audit 29a)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from servicetrail.store import migrate
+from servicetrail.store.engine import make_engine, open_store
+from servicetrail.store.migrate import schema_differences
+from servicetrail.store.queries import iter_search, viewer_for
+from servicetrail.domain.search import Search
+from tests import personas as P
+from tests.conftest import Cli
+
+LEGACY = "servicetrail_reader"
+TRAIL = ("sat_record", "sat_payload", "sat_visibility", "access_log")
+
+
+def as_login(url: str, login: str) -> str:
+    return url.replace("://postgres@", f"://{login}@", 1)
+
+
+@pytest.fixture
+def stored(pg_url: str, tmp_path) -> Iterator[Engine]:
+    """The persona world, with an access-log entry of each Party's."""
+    engine = open_store(pg_url)
+    for party in P.load_personas(engine).parties:
+        assert Cli(pg_url, tmp_path)("records", "--party", party).exit_code == 0
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def other_owner(pg_server) -> Iterator[str]:
+    """Another store's owner on the same server: a login role of its own (which may make
+    roles, as a store's build does) and a store it built."""
+    login = f"other_{uuid.uuid4().hex[:8]}"
+    pg_server.admin(f"CREATE ROLE {login} LOGIN CREATEROLE")
+    url = pg_server.new_database()
+    pg_server.admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} OWNER TO {login}")
+    open_store(as_login(url, login)).dispose()
+    yield login
+    pg_server.drop_database(url)
+    pg_server.admin(f"DROP ROLE {login}")
+
+
+def test_another_stores_owner_reads_nothing_here_through_any_role_it_holds(
+    stored: Engine, pg_url: str, other_owner: str
+) -> None:
+    with stored.connect() as conn:
+        parties = conn.execute(text("SELECT party_id FROM party")).scalars().all()
+        users = ",".join(conn.execute(text("SELECT user_id FROM dcc_user")).scalars())
+        assert all(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in TRAIL)
+    with psycopg.connect(as_login(pg_url, other_owner), autocommit=True) as conn:
+        held = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER') "
+            "AND rolname <> current_user"
+        )
+        roles = {LEGACY, *(name for (name,) in held)}
+        for role in sorted(roles):
+            for party in parties:
+                for table in TRAIL:
+                    assert _rows_seen(conn, role, party, users, table) == 0, (role, table)
+    assert len(roles) > 1  # its own store's reader role too, whatever it is named
+
+
+def _rows_seen(conn: psycopg.Connection, role: str, party: str, users: str, table: str) -> int:
+    """How many rows of `table` `role` reads as `party` with every user named; none when it
+    is refused."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                "SELECT set_config('role', %s, true), set_config('servicetrail.party_id', %s, "
+                "true), set_config('servicetrail.user_ids', %s, true)",
+                (role, party, users),
+            )
+            found = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return 0
+    assert found is not None
+    return int(found[0])
+
+
+def _every_partys_reads(engine: Engine, role_sql: str) -> dict[tuple[str, str], list[str]]:
+    """Each Party's rows of every table its role reads, as row-level security lets them."""
+    tables = (*TRAIL, "responsibility", "watch_event", "party", "dcc_user", "device")
+    seen = {}
+    with engine.connect() as conn:
+        parties = conn.execute(text("SELECT party_id FROM party ORDER BY 1")).scalars().all()
+        viewers = {party: viewer_for(conn, party) for party in parties}
+        conn.commit()
+        for party, viewer in viewers.items():
+            assert viewer is not None
+            with conn.begin():
+                conn.execute(
+                    text(
+                        f"SELECT set_config('role', {role_sql}, true), "
+                        "set_config('servicetrail.party_id', :p, true), "
+                        "set_config('servicetrail.user_ids', :u, true)"
+                    ),
+                    {"p": party, "u": ",".join(sorted(viewer.user_ids))},
+                )
+                for table in tables:
+                    rows = conn.execute(text(f"SELECT t::text FROM {table} t ORDER BY 1"))
+                    seen[party, table] = list(rows.scalars())
+                watches = conn.execute(text("SELECT id::text FROM watch ORDER BY 1"))
+                seen[party, "watch"] = list(watches.scalars())
+    return seen
+
+
+def test_an_upgrade_to_0019_keeps_every_partys_reads(pg_server, tmp_path) -> None:
+    url = pg_server.new_database()
+    try:
+        built = open_store(url)
+        for party in P.load_personas(built).parties:
+            assert Cli(url, tmp_path)("records", "--party", party).exit_code == 0
+        built.dispose()
+        engine = make_engine(url)
+        command.downgrade(migrate._config(engine), "0018")
+        before = _every_partys_reads(engine, f"'{LEGACY}'")
+        command.upgrade(migrate._config(engine), "0019")
+        engine.dispose()  # as a server is restarted after `db upgrade`
+        upgraded = make_engine(url)
+        after = _every_partys_reads(upgraded, "servicetrail_reader_role()")
+        assert after == before
+        assert all(before[party, "access_log"] for party, _table in before)
+        assert schema_differences(upgraded) == []
+        with upgraded.connect() as conn:  # and the app reads as it
+            for party in {party for party, _table in before}:
+                viewer = viewer_for(conn, party)
+                assert viewer is not None
+                found = [str(item["id"]) for item in iter_search(conn, viewer, Search())]
+                assert len(found) == len(before[party, "sat_record"]), party
+        upgraded.dispose()
+    finally:
+        pg_server.drop_database(url)
+
+
+def test_db_check_names_another_member_of_the_reader_role_and_the_shared_roles_grants(
+    pg_engine: Engine, pg_server
+) -> None:
+    extra = f"extra_{uuid.uuid4().hex[:8]}"
+    pg_server.admin(f"CREATE ROLE {extra} NOLOGIN")
+    try:
+        with pg_engine.begin() as conn:
+            role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+            conn.execute(text(f"GRANT {role} TO {extra}"))
+            conn.execute(text(f"GRANT SELECT ON sat_payload TO {LEGACY}"))
+        problems = schema_differences(pg_engine)
+        assert any(p.startswith(f"the role {extra} is a member of the store's") for p in problems)
+        assert any(
+            p.startswith(f"the shared role {LEGACY} still holds privileges on sat_payload")
+            for p in problems
+        ), problems
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"REVOKE SELECT ON sat_payload FROM {LEGACY}"))
+        pg_server.admin(f"DROP ROLE {extra}")
+
+
+def test_the_reader_role_is_asked_once_per_connection(pg_engine: Engine) -> None:
+    """The device search is a hot path: the role's name costs it no round trip."""
+    P.load_personas(pg_engine)
+    with pg_engine.connect() as conn:
+        viewer = viewer_for(conn, P.NORTHPOWER)
+        assert viewer is not None
+        first = list(iter_search(conn, viewer, Search()))
+        conn.commit()
+        with pg_engine.begin() as owner:  # a lookup now would fail
+            owner.execute(text("ALTER FUNCTION servicetrail_reader_role() RENAME TO gone"))
+        try:
+            assert list(iter_search(conn, viewer, Search())) == first
+        finally:
+            conn.rollback()
+            with pg_engine.begin() as owner:
+                owner.execute(text("ALTER FUNCTION gone() RENAME TO servicetrail_reader_role"))
