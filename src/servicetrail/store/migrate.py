@@ -206,9 +206,10 @@ def _reader_role_problems(conn: Connection) -> list[str]:
         problems.append(f"the role {role} has lost its grants (it may not read the registry)")
     legacy = conn.execute(text(_LEGACY_HOLDS), {"r": LEGACY_READER_ROLE}).scalars().all()
     if legacy:
+        tables = ", ".join(legacy)
         problems.append(
-            f"the shared role {LEGACY_READER_ROLE} still holds privileges on "
-            f"{', '.join(legacy)}: the owner of any store on this server may read them "
-            f"(REVOKE ALL ON them FROM {LEGACY_READER_ROLE})"
+            f"the shared role {LEGACY_READER_ROLE} still holds privileges on {tables}: the "
+            f"owner of any store on this server may read them (REVOKE ALL ON {tables} FROM "
+            f"{LEGACY_READER_ROLE})"
         )
     return problems
