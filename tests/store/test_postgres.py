@@ -356,11 +356,16 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(pg, pg_url, monkeypatch):
     assert _backend_of(pg) != dead
 
 
-@pytest.mark.parametrize("setting", ["timezone TO 'Europe/London'", "datestyle TO 'SQL, DMY'"])
-def test_times_are_read_whatever_date_style_and_zone_the_database_sets(pg_url, setting) -> None:
+@pytest.mark.parametrize(
+    "setting", ["timezone TO 'Europe/London'", "datestyle TO 'SQL, DMY'", "row_security TO off"]
+)
+def test_reads_work_whatever_date_style_zone_or_row_security_the_database_sets(
+    pg_url, setting
+) -> None:
     """Audit 29a: psycopg reads timestamps in the ISO date style only, and a database a DBA
     set to `SQL, DMY` (or German, or Postgres) made every read a traceback, every answer a
-    500. The engine's connections set their own style, as they set their zone."""
+    500. With row_security off, PostgreSQL refused every read under a policy, and the error
+    blamed a missing role. The engine's connections set their own, as they set their zone."""
     from tests import personas as P
 
     with open_store(pg_url).begin() as conn:

@@ -250,12 +250,15 @@ def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     instant of year 1 came back in 1 BC (its old offset of -00:01:15), under +14:00 the last
     of 9999 in the year 10000, which psycopg cannot read (a 500 for every list holding such a
     record, audit 25b). Dates in ISO style, whatever the database's: psycopg reads no other,
-    and `SQL, DMY` made every read a traceback (audit 29a)."""
+    and `SQL, DMY` made every read a traceback (audit 29a). Row security on, whatever the
+    database's or the role's: off, PostgreSQL refuses a read under a policy instead of
+    applying it, and every Party's read failed as if the reader role were missing (audit 29a)."""
     with dbapi_conn.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_custom_plan")
         cursor.execute("SET jit = off")
         cursor.execute("SET TIME ZONE 'UTC'")
         cursor.execute("SET DateStyle = 'ISO, YMD'")
+        cursor.execute("SET row_security = on")
     dbapi_conn.commit()
 
 
