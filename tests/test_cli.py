@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from servicetrail.cli import main
 from servicetrail.store import engine as store_engine
 from servicetrail.store.migrate import head_revision
 from tests.conftest import Cli
+from tests.personas import load_personas
 from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
 
 UTC = timezone.utc
@@ -1020,3 +1022,26 @@ def test_an_option_given_twice_is_refused_naming_it(cli, args, named):
     assert result.exit_code == 2
     assert f"option {named} is given more than once" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_role_that_does_not_own_the_store_is_told_so_not_shown_a_traceback(pg_server, pg_url):
+    """Audit 29a: run as a role with the tables' grants but not the store's owner, a read's
+    access-log entry was refused by row-level security, and `records` died in a traceback."""
+    visitor = "visitor_" + uuid.uuid4().hex[:8]
+    pg_server.admin(f"CREATE ROLE {visitor} LOGIN PASSWORD 'v'")
+    owner = store_engine.open_store(pg_url)
+    load_personas(owner)
+    with owner.begin() as conn:
+        reader = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        for grant in (
+            f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {visitor}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {visitor}",
+            f"GRANT {reader} TO {visitor}",
+        ):
+            conn.execute(text(grant))
+    owner.dispose()
+    url = pg_url.replace("postgres@", f"{visitor}:v@", 1)
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTHPOWER"])
+    assert result.exit_code == 2, result.output
+    assert "PostgreSQL refused" in result.output and "owns the store" in result.output
+    assert "Traceback" not in result.output

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 import click
+import psycopg
 from sqlalchemy.exc import DBAPIError
 
 from .. import settings
@@ -69,6 +70,15 @@ class Servicetrail(OnceOnlyGroup):
                 raise Failure(
                     "the store is read-only: a read of SAT records writes its access-log entry "
                     "first (SPEC section 8); 'log verify' checks a read-only copy",
+                    2,
+                ) from None
+            if isinstance(_raw(e), psycopg.errors.InsufficientPrivilege):
+                # as a role that has the tables' grants but is not the store's owner, a read's
+                # access-log entry was refused by row-level security (audit 29a)
+                said = str(_raw(e)).partition("\n")[0]
+                raise Failure(
+                    f"PostgreSQL refused it ({printable(said)}): servicetrail runs as the "
+                    "role that owns the store, the one that built it",
                     2,
                 ) from None
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
