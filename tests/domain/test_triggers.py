@@ -9,6 +9,7 @@ import pytest
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.triggers import seconds_before, window_bounds, window_minutes
+from servicetrail.domain.triggers import LINK_REQUEST_ID, LINK_SAME_DEVICE, possible_triggers
 
 T = parse_time("2025-04-01T12:00:00Z")
 
@@ -55,3 +56,37 @@ def test_window_bounds_at_the_ends_of_time_do_not_overflow():
     first = parse_time("0001-01-01T00:10:00Z")
     assert window_bounds(first, 60)[0] == parse_time("0001-01-01T00:00:00Z")
     assert window_bounds(parse_time("9999-12-31T23:59:59.999999Z"), 1)[1] is None
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def _item(id_, kind, request_id, at):
+    return {"id": id_, "kind": kind, "request_id": request_id, "logged_at": at}
+
+
+RECORD = _item(10, "response", "RQ-1", "2025-04-01T12:00:10Z")
+
+
+def test_a_candidate_with_another_request_id_is_not_linked_by_request_id():
+    """tr3: a request given among `by_request_id` with another Request ID is not linked by it
+    (it may still come as a same-device trigger)."""
+    other = _item(3, "request", "RQ-2", "2025-04-01T12:00:00Z")
+    same = _item(4, "request", "RQ-1", "2025-04-01T12:00:05Z")
+    shown, cut = possible_triggers(RECORD, [same, other], [other])
+    assert [(t["record"]["id"], t["link"]) for t in shown] == [
+        (4, LINK_REQUEST_ID),
+        (3, LINK_SAME_DEVICE),
+    ]
+    assert cut is False
+
+
+def test_only_requests_are_triggers():
+    """tr7: a response or an alert handed in is never listed as a possible trigger."""
+    alert = _item(5, "alert", "", "2025-04-01T12:00:01Z")
+    response = _item(6, "response", "RQ-1", "2025-04-01T12:00:02Z")
+    request = _item(7, "request", "RQ-1", "2025-04-01T12:00:03Z")
+    shown, _ = possible_triggers(RECORD, [response, request], [alert, response, request])
+    assert [(t["record"]["id"], t["link"], t["seconds_before"]) for t in shown] == [
+        (7, LINK_REQUEST_ID, 7)
+    ]

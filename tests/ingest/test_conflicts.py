@@ -30,6 +30,11 @@ def test_conflicts_are_read_back_by_line_whatever_order_their_batches_came_in(
 
 
 def test_no_conflict_makes_no_file_and_reads_no_input(tmp_path: Path) -> None:
+    """The input is never opened (it does not exist: opening it would raise), nothing is
+    rejected, and no spill file is made (audit 29b: this test asserted nothing of that)."""
+    rejected: list[tuple[object, ...]] = []
     conflicts = Conflicts()
     conflicts.add([])
-    conflicts.reject(lambda *entry: None, tmp_path / "never opened")
+    assert conflicts._spill is None
+    conflicts.reject(lambda *entry: rejected.append(entry), tmp_path / "never opened")
+    assert rejected == [] and list(tmp_path.iterdir()) == []

@@ -16,6 +16,8 @@ from lxml import etree
 
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.ingest.duis import parse_document
 
 NS = (
     'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" '
@@ -637,3 +639,31 @@ def test_what_the_schema_forbids_is_refused_not_cut_down(document: str, said: st
     with pytest.raises(ValueError) as refused:
         duis.parse_document(document.encode(), None if "<sr:Response " in document else _AT)
     assert said in str(refused.value), str(refused.value)
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+RID = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1001"
+AT = datetime(2025, 5, 1, 10, 0, tzinfo=timezone.utc)
+BODY = "<sr:ReadInstantaneousImportRegisters/>"
+
+
+@pytest.mark.parametrize("variant", ["", "12", "345", "12345678"])
+def test_a_command_variant_that_is_not_one_digit_1_to_8_is_refused(variant):
+    with pytest.raises(InvalidValue, match="CommandVariant must be 1-8"):
+        parse_document(request(RID, variant, "4.1.1", BODY).encode(), AT)  # type: ignore[arg-type]
+
+
+def test_a_command_variant_of_one_digit_is_taken():
+    assert parse_document(request(RID, 1, "4.1.1", BODY).encode(), AT).command_variant == 1
+
+
+def test_a_time_longer_than_any_xs_datetime_duis_writes_is_refused():
+    """du9: the 40-character bound on a time (before fromisoformat reads it) is pinned: a
+    fraction of 24 digits is refused with the usual reason, not truncated and stored."""
+    from servicetrail.ingest.duis import duis_time
+
+    with pytest.raises(InvalidValue, match="not an xs:dateTime"):
+        duis_time("2025-03-01T10:00:00." + "1" * 24 + "Z", "ResponseDateTime")
+    assert duis_time("2025-03-01T10:00:00.1234567Z", "ResponseDateTime").microsecond == 123456

@@ -747,3 +747,53 @@ def test_a_correction_matches_the_watch_backlog_before_it_holds_the_registry(
     assert held_back == [0]
     with engine.connect() as conn:
         assert unmatched_backlog(conn) == 0
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_an_interval_given_again_to_another_party_moves_its_records_to_that_party(
+    cli, world, tmp_path
+):
+    """A correction of an interval's Party re-derives the index for the old Party too: with
+    only the new one touched, the old supplier's rows for those records were left (29b)."""
+    engine = world.engine
+    north_before = seen(engine, NORTHPOWER)
+    south_all = seen(engine, SOUTHENERGY, Scope.ALL)
+    held = [d for d in supply_days(engine, ESME_1) if d[0] == NORTHPOWER]
+    assert held, "the persona world has NORTHPOWER supplying ESME-1"
+    _, first, end = held[0]
+
+    def during(keys: set) -> set:
+        return {k for k in keys if k[3] == ESME_1 and first <= k[2] < (end or "9999")}
+
+    assert during(north_before), "others' ESME-1 traffic during NORTHPOWER's supply"
+    correction = write(
+        tmp_path / "reassign.csv",
+        RESP_HEADER
+        + f"{ESME_1},{SOUTHENERGY},supplier,{first}T00:00:00Z,"
+        + (f"{end}T00:00:00Z\n" if end else "\n"),
+    )
+    result = cli("load", "responsibilities", correction)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("loaded 1, rejected 0"), result.stdout
+    assert (SOUTHENERGY, first, end) in supply_days(engine, ESME_1)
+    assert not during(seen(engine, NORTHPOWER)), "the old supplier still sees the records"
+    assert during(north_before) - south_all <= seen(engine, SOUTHENERGY)
+    # the index itself: no MP141 row (access 3) of the old supplier is left on those records
+    with engine.connect() as conn:
+        stale = conn.execute(
+            text(
+                "SELECT count(*) FROM sat_visibility v JOIN sat_record s ON s.id = v.record_id "
+                "AND s.logged_at = v.logged_at WHERE v.party_id = :p AND v.access = 3 "
+                "AND s.device_id = :d AND s.logged_at >= :lo"
+                + (" AND s.logged_at < :hi" if end else "")
+            ),
+            {
+                "p": NORTHPOWER,
+                "d": ESME_1,
+                "lo": parse_time(first + "T00:00:00Z"),
+                "hi": parse_time((end or "9999-01-01") + "T00:00:00Z"),
+            },
+        ).scalar_one()
+    assert stale == 0, f"{stale} index rows of {NORTHPOWER} left stale"

@@ -691,3 +691,17 @@ def test_the_look_ahead_keeps_few_intervals_of_a_file_that_gives_each_once(tmp_p
     repeated = ("00-DB-12-34-00-00-06-01", "supplier", datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert kept[repeated] == len(lines)  # line numbers count the header
     assert len(kept) < 2000, len(kept)  # about 1% expected; one bit a key kept 4.6%
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_a_load_that_rejects_nothing_names_no_reject_file(cli, tmp_path):
+    users = write(tmp_path / "users.csv", USERS_HEADER + "90-B3-D5-1F-30-02-00-01,NORTH,North,IS\n")
+    devices = write(tmp_path / "devices.csv", DEVICES_HEADER + f"{METER},ESME,2\n")
+    for what, path in (("users", users), ("devices", devices)):
+        result = cli("load", what, path)
+        assert result.exit_code == 0, result.output
+        assert "rejected 0" in result.stdout, result.stdout
+        assert "rejected records" not in result.stderr, result.stderr
+        assert not list(tmp_path.glob("*.rejects.jsonl"))

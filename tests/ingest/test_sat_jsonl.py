@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.ingest.satjsonl import parse_values
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -596,3 +598,14 @@ def test_a_line_that_is_not_utf8_is_said_to_be_so(cli, engine, tmp_path, capture
     [entry] = rejects_of(tmp_path / "in.rejects.jsonl")
     assert entry["reason"].startswith("not UTF-8 text (byte "), entry
     assert "surrogates" not in entry["reason"]
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_the_first_byte_that_is_not_utf8_is_counted_from_one():
+    """sj1: the reason names where in the line to look; counted from 1 as an editor's
+    column is (and as the registry's `field` numbers are). The 0xff is the 8th byte."""
+    with pytest.raises(InvalidValue) as refused:
+        parse_values(b'{"id": \xff}')
+    assert str(refused.value) == "not UTF-8 text (byte 8 of the line)"

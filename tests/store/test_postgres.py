@@ -19,6 +19,7 @@ from servicetrail.store.migrate import schema_differences
 from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
+from servicetrail.store.partitions import _add_months, ensure_months
 
 UTC = timezone.utc
 
@@ -419,3 +420,19 @@ def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> N
         found = [item["logged_at"] for item in iter_search(conn, viewer, Search())]
     engine.dispose()
     assert found[:1] == ["9999-12-31T23:59:59.999999Z"] and found[-1] == "0001-01-01T00:00:00Z"
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_retention_keeps_exactly_the_months_asked_for(pg):
+    now = datetime.now(timezone.utc)
+    months = [_add_months(now.year, now.month, -k) for k in range(0, 4)]  # this month, 3 before
+    ensure_months(pg, [datetime(y, m, 15, tzinfo=timezone.utc) for y, m in months])
+    with pg.begin() as conn:
+        dropped = drop_older_than(conn, keep_months=1)
+        left = existing_months(conn)
+    kept, gone = months[:2], months[2:]  # the current month and the one before it
+    assert all(month in left for month in kept), (left, dropped)
+    assert not any(month in left for month in gone), (left, dropped)
+    assert not any(f"_p{y:04d}_{m:02d}" in name for y, m in kept for name in dropped)

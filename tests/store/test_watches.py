@@ -37,6 +37,7 @@ from tests.personas import (
     t,
 )
 from tests.personas import starts_with_personas
+from servicetrail.store.watches import mark_read, read_position, unread_in_watch
 
 
 @pytest.fixture
@@ -612,3 +613,74 @@ def test_a_watchs_failing_deliveries_are_counted_up_to_a_bound(world: World) -> 
     # are not read one by one (they were, two reads each)
     outbox_reads = [s for s in statements if "webhook_outbox" in s]
     assert len(outbox_reads) == 3, statements
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_the_read_position_never_moves_back(world) -> None:
+    """wa6: a page of older events read after newer ones (two tabs, the API's `after` paging
+    back) must not make events the Party has read count as unread again (mark_read's
+    docstring: "never moves back")."""
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(1), lk_request(2), lk_request(3))
+    match_all(world)
+    with world.engine.begin() as conn:
+        mark_read(conn, SOUTHENERGY, made["id"], 3)
+        mark_read(conn, SOUTHENERGY, made["id"], 1)
+    with world.engine.connect() as conn:
+        assert read_position(conn, SOUTHENERGY, made["id"]) == 3
+        assert unread_in_watch(conn, world.viewer(SOUTHENERGY), made["id"], 100) == 0
+
+
+def test_exactly_the_bound_of_failing_deliveries_is_counted_exactly(world) -> None:
+    """wa7: MOST_FAILING_SHOWN failing deliveries are that many, not "at least" that many
+    (the existing test has 1,005, so only the far side of the bound is pinned)."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import insert
+
+    from servicetrail.store.watch_tables import watch_event, webhook_outbox
+    from servicetrail.store.watches import MOST_FAILING_SHOWN, list_watches
+    from tests.personas import ESME_1
+
+    made = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    for count, at_least in ((MOST_FAILING_SHOWN, False), (MOST_FAILING_SHOWN + 1, True)):
+        with world.engine.begin() as conn:
+            have = conn.execute(
+                text("SELECT count(*) FROM watch_event WHERE watch_id = :w"),
+                {"w": made["id"]},
+            ).scalar_one()
+            new = range(have + 1, count + 1)
+            conn.execute(
+                insert(watch_event),
+                [
+                    {
+                        "watch_id": made["id"],
+                        "event_id": n,
+                        "record_id": n,
+                        "record_logged_at": now,
+                        "record_device_id": ESME_1,
+                        "matched_at": now,
+                    }
+                    for n in new
+                ],
+            )
+            conn.execute(
+                insert(webhook_outbox),
+                [
+                    {
+                        "watch_id": made["id"],
+                        "event_id": n,
+                        "attempts": 1,
+                        "next_attempt_at": now + timedelta(seconds=n),
+                        "last_error": "answered 503",
+                    }
+                    for n in new
+                ],
+            )
+        with world.engine.connect() as conn:
+            shown = {w["id"]: w for w in list_watches(conn, SOUTHENERGY, with_state=True)}
+        failing = shown[made["id"]]["webhook"]["failing"]
+        assert (failing["waiting"], failing["at_least"]) == (MOST_FAILING_SHOWN, at_least), count

@@ -20,6 +20,7 @@ from servicetrail.web.fairness import Bounds, Busy, PartyLimits
 
 from tests import personas as P
 from tests.personas import starts_with_personas
+from servicetrail.web.fairness import share_of
 
 BROAD = "/api/v1/records?srv=4.1.1"
 PASSWORD = "correct horse battery staple"
@@ -408,3 +409,19 @@ def test_reads_waiting_for_a_turn_count_against_the_partys_bound():
             waiter.join(5)
     assert outcomes == ["ran"] * (bound - CONTENDED_READS)
     assert limits.held() == {}
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_each_auditor_has_a_share_of_its_own():
+    alice, bob = share_of(None, "alice"), share_of(None, "bob")
+    assert alice != bob
+    assert share_of("NORTHPOWER", "alice") == "NORTHPOWER"
+    limits = PartyLimits()
+    held = [limits.take(alice, "heavy") for _ in range(limits.bounds.heavy)]
+    try:
+        limits.take(bob, "heavy").release()  # bob is not refused for alice's searches
+    finally:
+        for slots in held:
+            slots.release()

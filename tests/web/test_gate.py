@@ -16,6 +16,8 @@ from servicetrail.web.fairness import share_of
 from servicetrail.web.gate import ANONYMOUS_PER_CLIENT, UNSEEN_PER_CLIENT, Gate
 from servicetrail.web.signin import SESSION_COOKIE
 from servicetrail.web.state import SeenCredentials
+from servicetrail.web.gate import _credential
+from servicetrail.web.http_limits import client_key
 
 
 class HeldRoute:
@@ -322,3 +324,38 @@ def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys
     party = f"party:{share_of('PARTY_A', 'a.analyst')}"
     assert in_flight == {party: gate.party_share}
     assert [status for status, _ in more] == [429, 429]  # the Party's share was taken
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def _scope(*headers: tuple[bytes, bytes]) -> dict:
+    return {"type": "http", "path": "/api/records", "headers": list(headers)}
+
+
+def test_the_bearer_scheme_is_read_whatever_its_case():
+    """ga10: RFC 9110 11.1, the auth scheme is case-insensitive, and the routes accept
+    `bearer`; the gate read such a request as anonymous, counted against its client address
+    (8 in flight) instead of its Party's share."""
+    for scheme in (b"Bearer", b"bearer", b"BEARER"):
+        assert _credential(_scope((b"authorization", scheme + b" tok123"))) == "tok123"
+    assert _credential(_scope((b"authorization", b"Basic tok123"))) is None
+
+
+def test_ipv4_clients_arriving_mapped_into_ipv6_are_told_apart():
+    """hl2: on a dual-stack listener every IPv4 client arrives as ::ffff:a.b.c.d; taken as an
+    IPv6 /64, all of them were one client to the per-client limits (connections, anonymous
+    and unseen turns), so one stranger could use up everyone's share."""
+    one, other = client_key("::ffff:203.0.113.5"), client_key("::ffff:198.51.100.7")
+    assert one == "203.0.113.5" and other == "198.51.100.7"
+    assert client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2::6") == "2001:db8:1:2::/64"
+
+
+def test_trusted_proxies_star_trusts_every_address():
+    """hl3: `serve --trusted-proxies '*'` (uvicorn's forwarded_allow_ips spelling) trusts every
+    peer; ignored, every client behind the proxy shared the proxy's connection limit."""
+    from servicetrail.web.http_limits import _is_trusted_proxy
+
+    assert _is_trusted_proxy("203.0.113.9", "*")
+    assert _is_trusted_proxy("10.1.2.3", "127.0.0.1, 10.0.0.0/8")
+    assert not _is_trusted_proxy("203.0.113.9", "127.0.0.1,10.0.0.0/8")

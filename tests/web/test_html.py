@@ -46,6 +46,7 @@ from servicetrail.web.presenters import (
     readable,
 )
 from tests import personas as P
+from servicetrail.store.sessions import TOUCH_EVERY
 
 PASSWORD = "correct horse battery staple"
 NP_USER, LK_USER, WS_USER = "np.analyst", "lk.analyst", "ws.analyst"
@@ -1023,3 +1024,35 @@ def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: Te
     wrong = np.get("/", params={"device_id": "not-a-device"}).text
     assert title.search(wrong)[1] == "Error: Search the trail · servicetrail"
     # page 2's title: test_keyset_paging_newest_first_without_overlap
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_a_request_keeps_a_session_alive_past_the_idle_limit_from_sign_in(app, engine):
+    c = signed_in_client(app, NP_USER)
+    assert c.get("/", follow_redirects=False).status_code == 200
+    # signed in most of an idle limit ago, last seen then too: still live, and this request
+    # (older than TOUCH_EVERY) moves last_seen_at to now
+    earlier = now_utc() - IDLE_LIMIT + TOUCH_EVERY + timedelta(seconds=30)
+    with engine.begin() as conn:
+        conn.execute(update(web_session).values(created_at=earlier, last_seen_at=earlier))
+    assert c.get("/", follow_redirects=False).status_code == 200
+    with engine.connect() as conn:
+        seen = conn.execute(select(web_session.c.last_seen_at)).scalar_one()
+    assert now_utc() - seen < TOUCH_EVERY, "the request did not move last_seen_at"
+
+
+def test_a_session_of_a_disabled_account_is_not_honoured(app, engine):
+    """se11: `accounts disable` ends the account's sessions, and load_session also refuses a
+    session whose account is disabled (a sign-in racing the disable, a session row the
+    disable missed). Without that check, a disabled analyst's open browser kept reading."""
+    from servicetrail.store.schema import account
+
+    c = signed_in_client(app, NP_USER)
+    assert c.get("/", follow_redirects=False).status_code == 200
+    with engine.begin() as conn:
+        conn.execute(
+            update(account).where(account.c.username == NP_USER).values(disabled_at=now_utc())
+        )
+    assert c.get("/", follow_redirects=False).status_code == 303

@@ -26,6 +26,13 @@ from servicetrail.web.app import create_app
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
 from tests.web.live_server import live_server
+from datetime import timedelta
+from servicetrail.store.sessions import (
+    DEVICE_LIFETIME,
+    device_key,
+    now_utc,
+    remember_device,
+)
 
 PASSWORD = "correct horse battery staple"
 WRONG = "not the password at all"
@@ -242,3 +249,19 @@ def test_a_password_is_verified_with_no_connection_of_the_pool_held(engine, app,
         with browser(app, OFFICE) as client:
             assert sign_in(client, username, password).status_code == status
     assert held_while_verifying == [0, 0, 0]
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+def test_a_device_token_past_its_lifetime_is_no_longer_trusted(engine, accounts):
+    """se3: a browser is remembered DEVICE_LIFETIME after signing in; an older token (its row
+    not yet purged: purging runs only at a sign-in) must not still count as a trusted device,
+    which escapes the per-address limit."""
+    now = now_utc()
+    with engine.begin() as conn:
+        fresh = remember_device(conn, "np.analyst", now - DEVICE_LIFETIME + timedelta(hours=1))
+        stale = remember_device(conn, "np.analyst", now - DEVICE_LIFETIME - timedelta(hours=1))
+    with engine.connect() as conn:
+        assert device_key(conn, "np.analyst", fresh, now) is not None
+        assert device_key(conn, "np.analyst", stale, now) is None

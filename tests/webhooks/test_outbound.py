@@ -282,3 +282,63 @@ def test_the_connection_goes_to_the_checked_address(monkeypatch) -> None:
     status, error = attempt(f"http://hooks.rebind.test:{port}/hook")
     assert (status, error) == (204, "")
     assert f"host: hooks.rebind.test:{port}".encode() in seen[0].lower()
+
+
+# --- found missing by mutation testing (audit 29b) ----------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://hook.localhost/", "https://a.b.LOCALHOST./x"])
+def test_a_subdomain_of_localhost_is_refused_without_resolving(url, monkeypatch) -> None:
+    """ob2: RFC 6761 makes every *.localhost loopback; a resolver that does not know the name
+    (glibc without systemd-resolved) answers nothing, and an https URL whose name does not
+    resolve is taken at creation. Only parse_url's suffix check stops it."""
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+
+    def nothing(host, port, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", nothing)
+    with pytest.raises(UnsafeUrl):
+        check_url(url)
+
+
+def test_nat64_of_a_public_address_is_judged_by_that_address() -> None:
+    """ob6: 64:ff9b::/96 goes where its last 32 bits say; one carrying a public IPv4 address
+    is a public receiver (an IPv6-only operator reaches IPv4 receivers so)."""
+    assert refusal(ipaddress.ip_address("64:ff9b::808:808"), allow_loopback=False) is None
+    assert refusal(ipaddress.ip_address("64:ff9b::a00:1"), allow_loopback=False) is not None
+
+
+def test_plain_http_to_a_name_resolving_to_mapped_loopback_is_allowed(monkeypatch) -> None:
+    """ob8: with loopback allowed, http:// goes to loopback only; ::ffff:127.0.0.1 is loopback
+    (refusal already reads it so), and the http check must agree with it."""
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+
+    def fake(host, port, *args, **kwargs):
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:127.0.0.1", port, 0, 0))]
+
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", fake)
+    try:
+        assert check_url("http://mapped.test:8080/hook").port == 8080
+    finally:
+        monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK")
+        settings.reload()
+
+
+@pytest.mark.parametrize(
+    "url, header",
+    [
+        ("https://example.org/", "example.org"),
+        ("https://example.org:443/", "example.org"),
+        ("https://example.org:8443/", "example.org:8443"),
+        ("http://127.0.0.1:80/", "127.0.0.1"),
+        ("https://[2606:2800:220:1::1]/", "[2606:2800:220:1::1]"),
+        ("https://[2606:2800:220:1::1]:444/", "[2606:2800:220:1::1]:444"),
+    ],
+)
+def test_the_host_header_names_the_port_only_when_not_the_schemes(url, header) -> None:
+    """ob10: Host is `host[:port]` (RFC 9110 7.2): the default port left out, as receivers
+    and their virtual hosts expect."""
+    assert parse_url(url, allow_loopback=True).host_header == header
