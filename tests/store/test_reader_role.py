@@ -183,3 +183,79 @@ def test_the_reader_role_is_asked_once_per_connection(pg_engine: Engine) -> None
             conn.rollback()
             with pg_engine.begin() as owner:
                 owner.execute(text("ALTER FUNCTION gone() RENAME TO servicetrail_reader_role"))
+
+
+def test_a_store_built_now_leaves_its_owner_outside_the_shared_role(
+    pg_server, other_owner: str
+) -> None:
+    """Audit 29e: migration 0001 made a new store's owner a member of the shared role, and
+    nothing took it back: through it, that owner read every store on the server still
+    before 0019."""
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        held = conn.execute(
+            "SELECT 1 FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid "
+            "JOIN pg_roles m ON m.oid = a.member WHERE r.rolname = %s AND m.rolname = %s",
+            (LEGACY, other_owner),
+        ).fetchall()
+    assert held == []
+
+
+def test_db_check_names_a_lost_grant_and_an_owner_left_in_the_shared_role(
+    pg_engine: Engine, pg_server
+) -> None:
+    """Audit 29d: a revoked grant on sat_payload failed every read while db check said the
+    schema matched (it looked at one table's grant only)."""
+    with pg_engine.begin() as conn:
+        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        conn.execute(text(f"REVOKE SELECT ON sat_payload FROM {role}"))
+        conn.execute(text(f"GRANT {LEGACY} TO CURRENT_USER"))
+    try:
+        problems = schema_differences(pg_engine)
+        assert any(
+            p.startswith(f"the role {role} has lost its grants on sat_payload") for p in problems
+        ), problems
+        assert any(
+            p.startswith(f"the store's owner is a member of the shared role {LEGACY}")
+            for p in problems
+        ), problems
+        assert not any("watch" in p for p in problems), problems  # its grant is by column
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"GRANT SELECT ON sat_payload TO {role}"))
+            conn.execute(text(f"REVOKE {LEGACY} FROM CURRENT_USER"))
+    assert schema_differences(pg_engine) == []
+
+
+def test_a_copy_of_a_store_on_its_server_is_given_a_reader_role_of_its_own(
+    stored: Engine, pg_url: str, pg_server, tmp_path
+) -> None:
+    """Audit 29d: a store restored or cloned beside the one it copies reads as that store's
+    role, and db check told its owner to take that role. `db new-reader-role` gives the copy
+    its own; the original keeps reading as before, and its role reads nothing of the copy."""
+    party = P.NORTHPOWER
+    before = Cli(pg_url, tmp_path)("records", "--party", party).stdout
+    with stored.connect() as conn:
+        old = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+    stored.dispose()
+    original = pg_url.rsplit("/", 1)[1]
+    pg_server.admin(  # the in-process CLI's pooled connections: a template must have none
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{original}' AND pid <> pg_backend_pid()"
+    )
+    copy = pg_server.new_database(template=original)
+    try:
+        made = Cli(copy, tmp_path)("db", "new-reader-role")
+        assert made.exit_code == 0, made.output
+        copied = make_engine(copy)
+        with copied.connect() as conn:
+            new = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+            assert new != old and f"now reads as {new}" in made.stdout
+            assert not conn.execute(
+                text("SELECT has_table_privilege(:r, 'sat_payload', 'SELECT')"), {"r": old}
+            ).scalar()
+        copied.dispose()
+        assert schema_differences(open_store(copy)) == []
+        assert Cli(copy, tmp_path)("records", "--party", party).stdout == before
+        assert Cli(pg_url, tmp_path)("records", "--party", party).stdout == before
+    finally:
+        pg_server.drop_database(copy)

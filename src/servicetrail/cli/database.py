@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from ..signing import key_path_for
@@ -103,3 +103,23 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
         click.echo(f"{verb} {name}")
     months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
     click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
+
+
+@db_group.command("new-reader-role")
+@with_db
+def db_new_reader_role() -> None:
+    """PostgreSQL: give this store a reader role of its own. A store restored or cloned onto
+    the server of the store it copies reads as that store's role, which its owner should not
+    hold (`db check` says so): run this on the copy, with its servers stopped."""
+    from ..store.reader_role import NAMED_BY, give_own_reader_role
+
+    store = engine()
+    try:
+        if store.dialect.name != "postgresql":
+            raise Failure("a SQLite store has no roles: nothing to do", 2)
+        with store.begin() as conn:
+            old = conn.execute(text(f"SELECT {NAMED_BY}()")).scalar_one()
+            new = give_own_reader_role(conn, old)
+    finally:
+        store.dispose()
+    click.echo(f"this store now reads as {new} (it read as {old})")

@@ -118,6 +118,13 @@ def schema_differences(engine: Engine) -> list[str]:
     return problems
 
 
+# granted, not as a superuser is every role's member
+_OWNER_IN_LEGACY = (
+    "SELECT 1 FROM pg_auth_members a WHERE a.roleid = to_regrole(:l) "
+    "AND a.member = to_regrole(current_user::text)"
+)
+
+
 def _row_security_problems(conn: Connection) -> list[str]:
     """What the tables do not show: the reader role that every Party's read runs as, its
     grant, and a policy on each table under row-level security. A dump restored onto a new
@@ -184,8 +191,12 @@ def _reader_role_problems(conn: Connection) -> list[str]:
     member = conn.execute(
         text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": role}
     ).scalar()
+    copy = (
+        "; if this store is a copy, restored or cloned, of another store on this server, it "
+        "reads as that store's role: give it its own (servicetrail db new-reader-role)"
+    )
     if not member:
-        problems.append(f"the store's owner may not take the role {role} (GRANT it)")
+        problems.append(f"the store's owner may not take the role {role} (GRANT it{copy})")
     others = conn.execute(
         text(
             "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
@@ -195,15 +206,35 @@ def _reader_role_problems(conn: Connection) -> list[str]:
     ).scalars()
     problems += [
         f"the role {other} is a member of the store's reader role {role}: it may read every "
-        f"Party's records (REVOKE {role} FROM {other})"
+        f"Party's records (REVOKE {role} FROM {other}{copy})"
         for other in others
     ]
-    # one of the grants migration 0001 makes with the trail's own (they go together)
-    granted = conn.execute(
-        text("SELECT has_table_privilege(:r, 'responsibility', 'SELECT')"), {"r": role}
-    ).scalar()
-    if not granted:
-        problems.append(f"the role {role} has lost its grants (it may not read the registry)")
+    # every table a policy holds the role to must be readable by it: one revoked grant
+    # failed every read while this said nothing (audit 29d)
+    ungranted = (
+        conn.execute(
+            text(
+                "SELECT DISTINCT tablename FROM pg_policies WHERE schemaname = current_schema() "
+                "AND :r = ANY (roles) AND NOT has_any_column_privilege(:r, "
+                "format('%I.%I', schemaname, tablename), 'SELECT') ORDER BY 1"
+            ),
+            {"r": role},
+        )
+        .scalars()
+        .all()
+    )
+    if ungranted:
+        tables = ", ".join(ungranted)
+        problems.append(
+            f"the role {role} has lost its grants on {tables} (every read of them fails: "
+            f"GRANT SELECT ON {tables} TO {role})"
+        )
+    if conn.execute(text(_OWNER_IN_LEGACY), {"l": LEGACY_READER_ROLE}).first():
+        problems.append(
+            f"the store's owner is a member of the shared role {LEGACY_READER_ROLE} of stores "
+            f"before 0019: it may read any such store on this server through it (REVOKE "
+            f"{LEGACY_READER_ROLE} FROM {conn.execute(text('SELECT current_user')).scalar()})"
+        )
     legacy = conn.execute(text(_LEGACY_HOLDS), {"r": LEGACY_READER_ROLE}).scalars().all()
     if legacy:
         tables = ", ".join(legacy)

@@ -4,10 +4,12 @@ store take it and read every Party's records here (audit 29a)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from .limits import StoreMisconfigured
@@ -40,3 +42,63 @@ def _asked(driver: Any) -> str:
         # ended here: the read's own first statement begins its transaction (and snapshot)
         driver.commit()
     return str(role)
+
+
+# (table, column or None, privilege) this schema grants `:role`, tables and columns alike
+_PRIVILEGES = """
+SELECT c.relname, NULL, x.privilege_type
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN aclexplode(c.relacl) x
+WHERE n.nspname = current_schema() AND x.grantee = to_regrole(:role)
+UNION ALL
+SELECT c.relname, a.attname, x.privilege_type
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN aclexplode(a.attacl) x
+WHERE n.nspname = current_schema() AND x.grantee = to_regrole(:role)
+ORDER BY 1, 2, 3
+"""
+_POLICIES = """
+SELECT tablename, policyname FROM pg_policies
+WHERE schemaname = current_schema() AND :role = ANY (roles) ORDER BY 1, 2
+"""
+
+
+def give_own_reader_role(conn: Connection, giver: str) -> str:
+    """A new reader role for this store (migration 0019, and `db new-reader-role` for a copy
+    of a store restored or cloned beside it, which reads as the original's role until then:
+    audit 29d), taking every privilege and policy `giver` holds here, and named by the store.
+    The owner leaves the shared role of stores before 0019: a store built today was made a
+    member of it by migration 0001, and could read every older store on the server through
+    it until they were upgraded (audit 29e)."""
+    role = f"{LEGACY_READER_ROLE}_{secrets.token_hex(6)}"
+    conn.execute(text(f"CREATE ROLE {role} NOLOGIN"))
+    conn.execute(text(f"GRANT {role} TO CURRENT_USER"))
+    hand_over(conn, giver, role)
+    conn.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION {NAMED_BY}() RETURNS name LANGUAGE sql IMMUTABLE "
+            f"PARALLEL SAFE AS $$ SELECT '{role}'::name $$"
+        )
+    )
+    conn.execute(
+        text(
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = "
+            f"to_regrole('{LEGACY_READER_ROLE}') AND member = to_regrole(current_user::text)) THEN "
+            f"REVOKE {LEGACY_READER_ROLE} FROM CURRENT_USER; END IF; "
+            "EXCEPTION WHEN undefined_object OR insufficient_privilege THEN NULL; END $$"
+        )
+    )
+    return role
+
+
+def hand_over(conn: Connection, giver: str, taker: str) -> None:
+    """Every privilege and policy `giver` holds in this schema, held by `taker` instead."""
+    quote = conn.dialect.identifier_preparer.quote
+    held = conn.execute(text(_PRIVILEGES), {"role": giver}).all()
+    policies = conn.execute(text(_POLICIES), {"role": giver}).all()
+    for table, column, privilege in held:
+        on = f"({quote(column)}) ON {quote(table)}" if column else f"ON {quote(table)}"
+        conn.execute(text(f"GRANT {privilege} {on} TO {quote(taker)}"))
+        conn.execute(text(f"REVOKE {privilege} {on} FROM {quote(giver)}"))
+    for table, policy in policies:
+        # every policy of this schema names the reader role alone (migrations 0001-0016)
+        conn.execute(text(f"ALTER POLICY {quote(policy)} ON {quote(table)} TO {quote(taker)}"))

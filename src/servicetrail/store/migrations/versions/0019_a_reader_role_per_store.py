@@ -15,84 +15,44 @@ Revision ID: 0019
 Revises: 0018
 """
 
-import secrets
-
 from alembic import op
 from sqlalchemy import text
 
+from servicetrail.store.reader_role import (
+    LEGACY_READER_ROLE,
+    NAMED_BY,
+    give_own_reader_role,
+    hand_over,
+)
+
 revision = "0019"
 down_revision = "0018"
-
-LEGACY = "servicetrail_reader"
-NAMED_BY = "servicetrail_reader_role"
-
-# (table, column or None, privilege) this schema grants `:role`, tables and columns alike
-PRIVILEGES = """
-SELECT c.relname, NULL, x.privilege_type
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN aclexplode(c.relacl) x
-WHERE n.nspname = current_schema() AND x.grantee = to_regrole(:role)
-UNION ALL
-SELECT c.relname, a.attname, x.privilege_type
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN aclexplode(a.attacl) x
-WHERE n.nspname = current_schema() AND x.grantee = to_regrole(:role)
-ORDER BY 1, 2, 3
-"""
-
-POLICIES = """
-SELECT tablename, policyname FROM pg_policies
-WHERE schemaname = current_schema() AND :role = ANY (roles) ORDER BY 1, 2
-"""
-
-
-def _quoted(name: str) -> str:
-    return op.get_bind().dialect.identifier_preparer.quote(name)
-
-
-def _hand_over(giver: str, taker: str) -> None:
-    """Every privilege and policy `giver` holds in this schema, held by `taker` instead."""
-    conn = op.get_bind()
-    held = conn.execute(text(PRIVILEGES), {"role": giver}).all()
-    policies = conn.execute(text(POLICIES), {"role": giver}).all()
-    for table, column, privilege in held:
-        on = f"({_quoted(column)}) ON {_quoted(table)}" if column else f"ON {_quoted(table)}"
-        op.execute(f"GRANT {privilege} {on} TO {_quoted(taker)}")
-        op.execute(f"REVOKE {privilege} {on} FROM {_quoted(giver)}")
-    for table, policy in policies:
-        # every policy of this schema names the reader role alone (migrations 0001-0016)
-        op.execute(f"ALTER POLICY {_quoted(policy)} ON {_quoted(table)} TO {_quoted(taker)}")
-
-
-def _role_named_by_the_store(role: str) -> None:
-    op.execute(
-        f"CREATE OR REPLACE FUNCTION {NAMED_BY}() RETURNS name LANGUAGE sql IMMUTABLE "
-        f"PARALLEL SAFE AS $$ SELECT '{role}'::name $$"
-    )
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    role = f"{LEGACY}_{secrets.token_hex(6)}"
-    op.execute(f"CREATE ROLE {role} NOLOGIN")
-    op.execute(f"GRANT {role} TO CURRENT_USER")
-    _hand_over(LEGACY, role)
-    _role_named_by_the_store(role)
+    give_own_reader_role(op.get_bind(), LEGACY_READER_ROLE)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    conn = op.get_bind()
+    if conn.dialect.name != "postgresql":
         return
-    role = op.get_bind().execute(text(f"SELECT {NAMED_BY}()")).scalar_one()
-    op.execute(
-        f"DO $$ BEGIN CREATE ROLE {LEGACY} NOLOGIN; "
-        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    role = conn.execute(text(f"SELECT {NAMED_BY}()")).scalar_one()
+    conn.execute(
+        text(
+            f"DO $$ BEGIN CREATE ROLE {LEGACY_READER_ROLE} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
     )
-    op.execute(f"GRANT {LEGACY} TO CURRENT_USER")
-    _hand_over(role, LEGACY)
-    op.execute(f"DROP FUNCTION {NAMED_BY}()")
+    conn.execute(text(f"GRANT {LEGACY_READER_ROLE} TO CURRENT_USER"))
+    hand_over(conn, role, LEGACY_READER_ROLE)
+    conn.execute(text(f"DROP FUNCTION {NAMED_BY}()"))
     # a database cloned from this one still reads as the role: it stays for them
-    op.execute(
-        f"DO $$ BEGIN DROP ROLE {_quoted(role)}; "
-        "EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$"
+    conn.execute(
+        text(
+            f'DO $$ BEGIN DROP ROLE "{role}"; '
+            "EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$"
+        )
     )
