@@ -1045,3 +1045,19 @@ def test_a_role_that_does_not_own_the_store_is_told_so_not_shown_a_traceback(pg_
     assert result.exit_code == 2, result.output
     assert "PostgreSQL refused" in result.output and "owns the store" in result.output
     assert "Traceback" not in result.output
+
+
+def test_generate_into_a_store_holding_another_trail_is_refused(cli, trail, engine):
+    """Audit 29e: `generate --into-store` added its generated traffic to a real trail, where
+    it stays (append-only, sealed), and with another seed died in a traceback."""
+    from servicetrail.store.queries import stored_record_count
+
+    with engine.connect() as conn:
+        before = stored_record_count(conn)
+    assert before
+    for seed in ("2025", "7"):
+        result = cli("generate", "--records", "10", "--seed", seed, "--into-store")
+        assert result.exit_code == 2, result.output
+        assert "the store already holds" in result.output and "Traceback" not in result.output
+    with engine.connect() as conn:
+        assert stored_record_count(conn) == before

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..generate import World, load_into, write_world
+from ..generate.writers import NotThisWorld
 from .commands import command
 from .common import TIME, Failure, engine, with_db
 
@@ -75,7 +76,10 @@ def generate_cmd(
     if into_store and (folder is not None or no_sat):
         raise Failure("--into-store loads the whole world into the store: no FOLDER, no --no-sat")
     if into_store:
-        counts = load_into(engine(), world)
+        try:
+            counts = load_into(engine(), world)
+        except NotThisWorld as e:
+            raise Failure(str(e)) from None
         click.echo(
             f"loaded {counts.records} records, {counts.users} users, {counts.devices} devices, "
             f"{counts.responsibilities} responsibilities ({counts.duplicates} duplicates skipped)"

@@ -165,6 +165,28 @@ class LoadCounts:
     duplicates: int = 0
 
 
+class NotThisWorld(ValueError):
+    """A store that holds records of another world or a real trail: generated traffic would
+    lie in it for good, beside the real (the trail is append-only; audit 29e)."""
+
+
+def _refuse_another_trail(engine: Any, world: World) -> None:
+    """Only an empty store, or one holding this same world (a re-run adds nothing), takes it."""
+    from ..store.queries import holds_message, stored_record_count
+
+    with engine.connect() as conn:
+        present = stored_record_count(conn)
+        first = next(records(world), None)
+        if present and (
+            first is None or not holds_message(conn, first.request_id, first.kind, first.logged_at)
+        ):
+            raise NotThisWorld(
+                f"the store already holds {present} records, not of this generated world: "
+                "generated traffic goes into an empty store (or one holding the same world), "
+                "never beside a real trail"
+            )
+
+
 def load_into(
     engine: Any, world: World, batch: int = 5000, progress: Callable[[int], None] | None = None
 ) -> LoadCounts:
@@ -177,6 +199,7 @@ def load_into(
     from ..store.registry import load_devices, load_responsibilities, load_users
     from ..store.writer import append_records
 
+    _refuse_another_trail(engine, world)
     pop = population(world)
     counts = LoadCounts()
     names = {p.party_id: p.name for p in pop.parties}

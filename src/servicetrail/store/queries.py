@@ -309,8 +309,20 @@ def stored_record_count(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(sat_record)).scalar_one()
 
 
+def holds_message(conn: Connection, request_id: str, kind: str, logged_at: datetime) -> bool:
+    """Whether a record of that Request ID, kind and time is stored, for the operator
+    (`generate --into-store` tells its own world from a real trail)."""
+    found = select(sat_record.c.id).where(
+        sat_record.c.request_id == request_id,
+        sat_record.c.kind == kind,
+        sat_record.c.logged_at == logged_at,
+    )
+    return conn.execute(found.limit(1)).first() is not None
+
+
 __all__ = [
     "Access",
+    "holds_message",
     "explain",
     "exchange_of",
     "get_visible",
