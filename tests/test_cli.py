@@ -1061,3 +1061,27 @@ def test_generate_into_a_store_holding_another_trail_is_refused(cli, trail, engi
         assert "the store already holds" in result.output and "Traceback" not in result.output
     with engine.connect() as conn:
         assert stored_record_count(conn) == before
+
+
+def test_a_read_without_the_stores_key_makes_none_and_leaves_its_entry_queued(
+    cli, trail, tmp_path, use_settings
+):
+    """Audit 29e: run from another folder than the server's (PostgreSQL's default key file
+    is the working folder's), `records` made a key of its own, signed the access log with it,
+    and `log verify` with the server's key called that checkpoint untrusted."""
+    from sqlalchemy import func, select
+
+    from servicetrail.store.engine import open_store
+    from servicetrail.store.log_tables import log_pending
+
+    elsewhere = tmp_path / "elsewhere" / "servicetrail.key"
+    elsewhere.parent.mkdir()
+    use_settings(SERVICETRAIL_SIGNING_KEY=elsewhere)
+    result = cli("records", "--party", "NORTH", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert not elsewhere.exists() and list(elsewhere.parent.iterdir()) == []
+    assert "no signing key at" in result.stderr
+    store = open_store(cli.db_url)
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar_one() >= 1
+    store.dispose()
