@@ -169,6 +169,25 @@ def test_filters_srvs_kinds_devices(world: World) -> None:
     ] == [("11.2", GSME_1)]
 
 
+def test_a_watch_on_an_srv_family_matches_its_variants(world: World) -> None:
+    """Audit 29e: a watch on `4.1` was taken and never matched a 4.1.1 request, where the
+    search's `srv=4.1` finds 4.1.1-4.1.4. A watch listing a family and one of its variants
+    makes one event a record, and another family's records none."""
+    family = add_watch(world, SOUTHENERGY, srvs=["4.1"])
+    both = add_watch(world, SOUTHENERGY, srvs=["4.1", "4.1.1"])
+    append(
+        world,
+        lk_request(20, srv="4.1.1"),
+        lk_request(21, srv="4.1.2"),
+        lk_request(22, srv="4.10.1"),  # another family, whose number begins alike
+        lk_request(23, srv="6.15.1"),
+    )
+    match_all(world)
+    for made in (family, both):
+        srvs = [e["record"]["srv"] for e in events(world, SOUTHENERGY, made["id"])[0]]
+        assert sorted(srvs) == ["4.1.1", "4.1.2"], made
+
+
 def test_another_partys_watch_is_none_and_its_events_unreachable(world: World) -> None:
     made = add_watch(world, SOUTHENERGY)
     assert events(world, WIRESCO, made["id"]) is None

@@ -238,11 +238,23 @@ def matches(spec: WatchSpec, record: Candidate) -> bool:
     if spec.srvs == CRITICAL:
         if record.srv not in CRITICAL_SRVS:
             return False
-    elif spec.srvs != ALL and record.srv not in spec.srvs:
+    elif spec.srvs != ALL and not any(srv in spec.srvs for srv in _srv_and_families(record.srv)):
         return False
     if spec.devices == MINE:
         return record.held
     return record.device_id in spec.devices
+
+
+def _srv_and_families(srv: str | None) -> list[str]:
+    """An SRV and the families it is of, as a watch may list them: `4.8.1`, `4.8`. A family
+    matches its variants, as the search's `srv=4.8` does: a watch on `4.8` was taken and
+    never matched a 4.8.1 request (audit 29e)."""
+    if not srv:
+        return []
+    found = [srv]
+    while found[-1].count(".") > 1:
+        found.append(found[-1].rpartition(".")[0])
+    return found
 
 
 _ANY_SRV = object()
@@ -268,8 +280,12 @@ class PartyWatches:
                     self._by[kind, srv].append(watch)
 
     def matching(self, record: Candidate) -> list[Watch]:
-        found = [w for w in self._by.get((record.kind, record.srv), ()) if matches(w.spec, record)]
-        found += [w for w in self._by.get((record.kind, _ANY_SRV), ()) if matches(w.spec, record)]
+        found = []
+        for srv in (*_srv_and_families(record.srv), _ANY_SRV):
+            # one watch listing both an SRV and its family is found once
+            for watch in self._by.get((record.kind, srv), ()):
+                if watch not in found and matches(watch.spec, record):
+                    found.append(watch)
         return found
 
 
