@@ -178,7 +178,12 @@ def verify_checkpoint(
             if check(verifier.public_key, signature, checkpoint.body.encode()):
                 return checkpoint
             raise NoteError(f"the checkpoint's signature by {name} does not verify")
-    raise NoteError(f"the checkpoint carries no signature by the key {verifier.name}")
+    # named by the key's hash too: after a rotation both keys bear one name (audit 29e)
+    signed_by = ", ".join(f"{name}+{hash_.hex()}" for name, hash_, _ in signatures) or "none"
+    raise NoteError(
+        f"the checkpoint carries no signature by the key {verifier.name}+"
+        f"{verifier.key_hash.hex()} (it is signed by {signed_by}: a key rotated since?)"
+    )
 
 
 def verify_by_any(
