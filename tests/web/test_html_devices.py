@@ -197,6 +197,8 @@ def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None
     # 40 exchanges of two, NORTHPOWER's request and AGENTCO's exchange (MP141) before them
     assert len(pages[0]) + len(pages[1]) == 80 + 1 + 2 and 'rel="next"' not in second.text
     assert len(rows_of(first.text)) == 25
+    # a page's count is the page's: an analyst read "16 rows" as the Device's (audit 29e)
+    assert "25 rows on this page" in first.text
     broken = c.get(f"/devices/{P.ESME_S1}", params={"cursor": "not-a-cursor"})
     assert broken.status_code == 422 and "That page link is no longer valid" in broken.text
 
