@@ -419,6 +419,38 @@ def test_a_line_a_later_one_re_dates_is_skipped_on_re_load_whatever_else_it_over
     assert said[0][:2] == (1, [4])  # SUNEXPORT's open interval overlaps NORTHPOWER's
 
 
+def test_a_line_skipped_for_a_later_word_that_is_refused_goes_to_the_reject_file(
+    cli, world, batch, tmp_path
+):
+    """Review 29d: SUNEXPORT's held interval re-dated to January, then its start given to
+    NORTHPOWER by a line that overlaps WIRESCO's. The re-date was skipped for that later
+    word, which was refused: neither loaded, and the summary called the first a duplicate
+    taken instead. It is refused too now, saying why, on every load alike."""
+    engine = world.engine
+    held = write(
+        tmp_path / "held.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2025-03-01T00:00:00Z,2025-06-01T00:00:00Z\n"
+        + f"{PPMID_1},{WIRESCO},supplier,2025-06-01T00:00:00Z,2025-08-01T00:00:00Z\n",
+    )
+    assert cli("load", "responsibilities", held).exit_code == 0
+    before = supply_days(engine, PPMID_1)
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z",
+        f"{PPMID_1},{NORTHPOWER},supplier,2025-03-01T00:00:00Z,2025-09-01T00:00:00Z",
+    ]
+    given = write(tmp_path / "given.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    for _ in range(2):
+        result = cli("load", "responsibilities", given)
+        assert result.exit_code == 1, result.output
+        assert result.stdout == "loaded 0, rejected 2, skipped 0 duplicates\n", result.output
+        by_line = {e["line"]: e for e in rejects_of(tmp_path / "given.rejects.jsonl")}
+        assert sorted(by_line) == [2, 3]
+        assert by_line[2]["reason"].startswith("not loaded: a later line gives the supplier")
+        assert "overlaps the supplier interval of WIRESCO" in by_line[3]["reason"]
+        assert supply_days(engine, PPMID_1) == before
+
+
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(
     cli, world, batch, tmp_path
 ):

@@ -356,6 +356,8 @@ def load_interval_rows(
             if change is not None:
                 touched.append(change)
 
+    # a row skipped as superseded -> the start of the interval whose later row stands for it
+    waits_on: dict[int, datetime] = {}
     order = _corrections_first(rows, stored)
     for _ in range(_MOST_PASSES):
         overlapping, applied = [], False
@@ -383,6 +385,9 @@ def load_interval_rows(
             elif isinstance(judged, _Redated):
                 apply(device_id, relation, judged.start, None)
                 judged = Outcome.CORRECTED
+            elif isinstance(judged, _Superseded):
+                waits_on[i] = judged.start
+                judged = Outcome.SUPERSEDED
             decided[i] = outcome = judged
             if isinstance(outcome, Overlap):
                 overlapping.append(i)
@@ -396,6 +401,7 @@ def load_interval_rows(
         if not (overlapping and applied):
             break
         order = overlapping
+    _not_lost_for_a_refused_word(rows, decided, waits_on, last_row)
     _write_intervals(raw, changed, stored, removed)
     refresh(conn, touched)  # from the registry as written above, in this transaction
     return decided
@@ -405,6 +411,33 @@ def load_interval_rows(
 # or is the last, so this bounds nothing a registry gives (a change of supplier needs two);
 # it keeps a file built to free one row a pass from taking a pass per row.
 _MOST_PASSES = 64
+
+
+def _not_lost_for_a_refused_word(
+    rows: Sequence[IntervalRow],
+    decided: list[Decided],
+    waits_on: dict[int, datetime],
+    last_row: dict[tuple[str, str, datetime], int],
+) -> None:
+    """A row skipped for a later row's word on its interval, when that row was refused, is
+    refused too, saying so: it was counted a duplicate, and neither loaded (audit 29d). An
+    Overlap, so that in a batch whose overlaps wait for the file's end it waits with it."""
+    for i, start in waits_on.items():
+        device_id, party_id, relation, _, _ = rows[i]
+        later = last_row.get((device_id, relation, start))
+        if later is not None and later > i and isinstance(decided[later], Conflict):
+            decided[i] = Overlap(
+                f"not loaded: a later line gives the {relation} interval of {party_id} on "
+                f"{device_id} from {start.isoformat()} again, and was refused ({decided[later]})"
+            )
+
+
+class _Superseded:
+    """A row whose own Party's interval with its end a later row of the batch gives again:
+    that row is the word that stands, and this one is skipped (`start`: that interval's)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
 
 
 class _Redated:
@@ -441,7 +474,7 @@ def _decide(
     devices: set[str],
     spans: _Spans | None,
     replaceable: Callable[[datetime], bool] = lambda _: False,
-) -> Decided | _Redated:
+) -> Decided | _Redated | _Superseded:
     """A row's outcome against the intervals of its Device and relation (`spans`, None for its
     own checks alone). A row whose only overlap is an interval of its own Party with the same
     end is that interval re-dated, and replaces it if `replaceable(its start)`; a row that
@@ -485,13 +518,13 @@ def _decide(
             if spans[start] == (party_id, valid_to):
                 if len(overlapping) == 1:
                     # unless a later row gives that interval again: that row is the word
-                    return _Redated(start) if replaceable(start) else Outcome.SUPERSEDED
+                    return _Redated(start) if replaceable(start) else _Superseded(start)
                 # so too whatever else it overlaps: the first load took the later row as
                 # this one re-dated, and a re-load refused this one as overlapping what the
                 # file went on to say (audit 28a; a fuzzer of small files found the same
                 # beside another Party's interval, which a rule for its own alone left)
                 if not replaceable(start):
-                    return Outcome.SUPERSEDED
+                    return _Superseded(start)
     [start, *_] = overlapping
     held_party, end = spans[start]
     held = Responsibility(device_id, held_party, relation, start, end)
