@@ -238,7 +238,11 @@ def matches(spec: WatchSpec, record: Candidate) -> bool:
     if spec.srvs == CRITICAL:
         if record.srv not in CRITICAL_SRVS:
             return False
-    elif spec.srvs != ALL and not any(srv in spec.srvs for srv in _srv_and_families(record.srv)):
+    elif (
+        spec.srvs != ALL
+        and record.srv not in spec.srvs
+        and not any(family in spec.srvs for family in _srv_and_families(record.srv)[1:])
+    ):
         return False
     if spec.devices == MINE:
         return record.held
@@ -280,11 +284,12 @@ class PartyWatches:
                     self._by[kind, srv].append(watch)
 
     def matching(self, record: Candidate) -> list[Watch]:
-        found = []
+        found: list[Watch] = []
+        seen: set[int] = set()  # one watch listing both an SRV and its family is found once
         for srv in (*_srv_and_families(record.srv), _ANY_SRV):
-            # one watch listing both an SRV and its family is found once
             for watch in self._by.get((record.kind, srv), ()):
-                if watch not in found and matches(watch.spec, record):
+                if watch.watch_id not in seen and matches(watch.spec, record):
+                    seen.add(watch.watch_id)
                     found.append(watch)
         return found
 
