@@ -207,12 +207,14 @@ def test_db_check_names_a_lost_grant_and_an_owner_left_in_the_shared_role(
     schema matched (it looked at one table's grant only)."""
     with pg_engine.begin() as conn:
         role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
-        conn.execute(text(f"REVOKE SELECT ON sat_payload FROM {role}"))
+        conn.execute(text(f"REVOKE SELECT ON sat_payload, device FROM {role}"))
         conn.execute(text(f"GRANT {LEGACY} TO CURRENT_USER"))
     try:
         problems = schema_differences(pg_engine)
+        # device has no policy, and its lost grant failed every read too (review 29f)
         assert any(
-            p.startswith(f"the role {role} has lost its grants on sat_payload") for p in problems
+            p.startswith(f"the role {role} has lost its grants on device, sat_payload")
+            for p in problems
         ), problems
         assert any(
             p.startswith(f"the store's owner is a member of the shared role {LEGACY}")
@@ -221,7 +223,7 @@ def test_db_check_names_a_lost_grant_and_an_owner_left_in_the_shared_role(
         assert not any("watch" in p for p in problems), problems  # its grant is by column
     finally:
         with pg_engine.begin() as conn:
-            conn.execute(text(f"GRANT SELECT ON sat_payload TO {role}"))
+            conn.execute(text(f"GRANT SELECT ON sat_payload, device TO {role}"))
             conn.execute(text(f"REVOKE {LEGACY} FROM CURRENT_USER"))
     assert schema_differences(pg_engine) == []
 
@@ -259,3 +261,25 @@ def test_a_copy_of_a_store_on_its_server_is_given_a_reader_role_of_its_own(
         assert Cli(pg_url, tmp_path)("records", "--party", party).stdout == before
     finally:
         pg_server.drop_database(copy)
+
+
+def test_db_check_of_a_copy_by_another_owner_says_to_give_it_a_role_of_its_own(
+    pg_engine: Engine, pg_server
+) -> None:
+    """Review 29f: on a copy restored by another owner, db check said to GRANT the original's
+    role (which then read the original whole) and to REVOKE it from the original's owner
+    (which stopped the original's reads). This test's store is cloned from a template, so
+    its role is the template's too; its new owner is not a member."""
+    copier = f"copier_{uuid.uuid4().hex[:8]}"
+    pg_server.admin(f"CREATE ROLE {copier}")
+    try:
+        with pg_engine.connect() as conn:
+            role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+            conn.execute(text(f"SET ROLE {copier}"))
+            problems = migrate._row_security_problems(conn)
+            conn.rollback()
+        assert [p for p in problems if "new-reader-role" in p] == problems[:1], problems
+        assert "not a GRANT or REVOKE" in problems[0]
+        assert not any("(GRANT it" in p or f"REVOKE {role}" in p for p in problems), problems
+    finally:
+        pg_server.admin(f"DROP ROLE {copier}")

@@ -125,6 +125,45 @@ _OWNER_IN_LEGACY = (
 )
 
 
+# whether the role holds privileges or policies in another database of the server
+_USED_ELSEWHERE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass "
+    "AND refobjid = to_regrole(:r) AND dbid <> (SELECT oid FROM pg_database "
+    "WHERE datname = current_database()))"
+)
+# what reads run as the reader role read: the tables a policy holds it to, and the three it
+# reads whole (a record shows its sender's role and Party name, and its Device's type)
+_READ_BY_THE_ROLE = (
+    "SELECT tablename FROM pg_policies WHERE schemaname = current_schema() AND :r = ANY (roles) "
+    "UNION SELECT unnest(ARRAY['party', 'dcc_user', 'device'])"
+)
+
+
+def _lost_grants(conn: Connection, role: str) -> list[str]:
+    """Every table the reader role reads and may not: one revoked grant failed every read
+    while db check looked at one table only (audit 29d), then at the policies' (review 29f:
+    `device` and `dcc_user` have none)."""
+    lost = (
+        conn.execute(
+            text(
+                f"SELECT t FROM ({_READ_BY_THE_ROLE}) AS read(t) WHERE NOT "
+                "has_any_column_privilege(:r, format('%I.%I', current_schema(), t), 'SELECT') "
+                "ORDER BY 1"
+            ),
+            {"r": role},
+        )
+        .scalars()
+        .all()
+    )
+    if not lost:
+        return []
+    tables = ", ".join(lost)
+    return [
+        f"the role {role} has lost its grants on {tables} (every read of them fails: "
+        f"GRANT SELECT ON {tables} TO {role})"
+    ]
+
+
 def _row_security_problems(conn: Connection) -> list[str]:
     """What the tables do not show: the reader role that every Party's read runs as, its
     grant, and a policy on each table under row-level security. A dump restored onto a new
@@ -191,12 +230,22 @@ def _reader_role_problems(conn: Connection) -> list[str]:
     member = conn.execute(
         text("SELECT pg_has_role(current_user, :r, 'MEMBER')"), {"r": role}
     ).scalar()
-    copy = (
-        "; if this store is a copy, restored or cloned, of another store on this server, it "
-        "reads as that store's role: give it its own (servicetrail db new-reader-role)"
-    )
+    shared = conn.execute(text(_USED_ELSEWHERE), {"r": role}).scalar()
+    if not member and shared:
+        # a copy, restored or cloned by another owner, of a store on this server: a GRANT of
+        # that role to this owner would let it read the other store, and a REVOKE from that
+        # store's owner would stop its reads (review 29f)
+        problems.append(
+            f"this store reads as {role}, the reader role of another database on this server "
+            "(it is a copy of a store, restored or cloned): give it its own with "
+            "`servicetrail db new-reader-role`, not a GRANT or REVOKE of that role"
+        )
+        return problems + _lost_grants(conn, role)
     if not member:
-        problems.append(f"the store's owner may not take the role {role} (GRANT it{copy})")
+        problems.append(f"the store's owner may not take the role {role} (GRANT it)")
+    # a clone by the same owner shares its template's role: a member named below may own
+    # the store this one copies, whose reads a REVOKE would stop
+    instead = "; or, if it owns a store this one copies, servicetrail db new-reader-role here"
     others = conn.execute(
         text(
             "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
@@ -206,29 +255,10 @@ def _reader_role_problems(conn: Connection) -> list[str]:
     ).scalars()
     problems += [
         f"the role {other} is a member of the store's reader role {role}: it may read every "
-        f"Party's records (REVOKE {role} FROM {other}{copy})"
+        f"Party's records (REVOKE {role} FROM {other}{instead if shared else ''})"
         for other in others
     ]
-    # every table a policy holds the role to must be readable by it: one revoked grant
-    # failed every read while this said nothing (audit 29d)
-    ungranted = (
-        conn.execute(
-            text(
-                "SELECT DISTINCT tablename FROM pg_policies WHERE schemaname = current_schema() "
-                "AND :r = ANY (roles) AND NOT has_any_column_privilege(:r, "
-                "format('%I.%I', schemaname, tablename), 'SELECT') ORDER BY 1"
-            ),
-            {"r": role},
-        )
-        .scalars()
-        .all()
-    )
-    if ungranted:
-        tables = ", ".join(ungranted)
-        problems.append(
-            f"the role {role} has lost its grants on {tables} (every read of them fails: "
-            f"GRANT SELECT ON {tables} TO {role})"
-        )
+    problems += _lost_grants(conn, role)
     if conn.execute(text(_OWNER_IN_LEGACY), {"l": LEGACY_READER_ROLE}).first():
         problems.append(
             f"the store's owner is a member of the shared role {LEGACY_READER_ROLE} of stores "
