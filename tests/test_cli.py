@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -1058,9 +1059,21 @@ def test_generate_into_a_store_holding_another_trail_is_refused(cli, trail, engi
     for seed in ("2025", "7"):
         result = cli("generate", "--records", "10", "--seed", seed, "--into-store")
         assert result.exit_code == 2, result.output
-        assert "the store already holds" in result.output and "Traceback" not in result.output
+        assert "generated world" in result.output and "Traceback" not in result.output
     with engine.connect() as conn:
         assert stored_record_count(conn) == before
+
+
+def test_generate_into_a_store_holding_another_registry_only_is_refused(cli, tmp_path):
+    """Review 29f: a store holding another world's registry and no record died in a
+    traceback (a User ID registered to another Party), and a real registry whose IDs did not
+    clash would have had the generated one merged in."""
+    assert cli("generate", tmp_path / "w7", "--records", "100", "--seed", "7").exit_code == 0
+    for what in ("users", "devices", "responsibilities"):
+        assert cli("load", what, tmp_path / "w7" / f"{what}.csv").exit_code == 0
+    result = cli("generate", "--records", "200", "--into-store")
+    assert result.exit_code == 2, result.output
+    assert "registry holds" in result.output and "Traceback" not in result.output
 
 
 def test_a_read_without_the_stores_key_makes_none_and_leaves_its_entry_queued(

@@ -172,9 +172,18 @@ class NotThisWorld(ValueError):
 
 def _refuse_another_trail(engine: Any, world: World) -> None:
     """Only an empty store, or one holding this same world (a re-run adds nothing), takes it."""
-    from ..store.queries import holds_message, stored_record_count
+    from ..store.queries import holds_message, registered_users, stored_record_count
 
     with engine.connect() as conn:
+        users = registered_users(conn)
+        own = {(user.user_id, user.party_id) for user in population(world).users}
+        if users and users != own:
+            # another world's or a real registry: merged in, or a traceback on the first
+            # User ID registered to another Party (review 29f)
+            raise NotThisWorld(
+                f"the store's registry holds {len(users)} User IDs, not this generated world's: "
+                "generated traffic goes into an empty store (or one holding the same world)"
+            )
         present = stored_record_count(conn)
         first = next(records(world), None)
         if present and (

@@ -320,9 +320,16 @@ def holds_message(conn: Connection, request_id: str, kind: str, logged_at: datet
     return conn.execute(found.limit(1)).first() is not None
 
 
+def registered_users(conn: Connection) -> set[tuple[str, str]]:
+    """Every (User ID, Party) the registry holds, for the operator (`generate --into-store`
+    tells its own world's registry from a real one: a few hundred rows)."""
+    return {(u, p) for u, p in conn.execute(select(dcc_user.c.user_id, dcc_user.c.party_id))}
+
+
 __all__ = [
     "Access",
     "holds_message",
+    "registered_users",
     "explain",
     "exchange_of",
     "get_visible",
