@@ -1098,3 +1098,31 @@ def test_a_read_without_the_stores_key_makes_none_and_leaves_its_entry_queued(
     with store.connect() as conn:
         assert conn.execute(select(func.count()).select_from(log_pending)).scalar_one() >= 1
     store.dispose()
+
+
+def test_a_read_signs_with_no_key_the_store_has_never_used(cli, trail, tmp_path, use_settings):
+    """Review 29f: a stray ./servicetrail.key (made by another command run from here) was
+    used by a read, a rotation that `log verify` with the store's key called untrusted."""
+    from sqlalchemy import func, select
+
+    from servicetrail.signing import load_signer
+    from servicetrail.store.engine import open_store
+    from servicetrail.store.log_tables import log_pending
+
+    stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+    stray = tmp_path / "stray" / "servicetrail.key"
+    stray.parent.mkdir()
+    load_signer(stray, "servicetrail/sat")  # made, as another command would have
+    use_settings(SERVICETRAIL_SIGNING_KEY=stray)
+    result = cli("records", "--party", "NORTH", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert "is not one this store signs with" in result.stderr
+    store = open_store(cli.db_url)
+    with store.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar_one() >= 1
+    store.dispose()
+    # log verify says they wait: it checked them not, and said nothing of them (review 29f)
+    use_settings(SERVICETRAIL_SIGNING_KEY=stores_key)
+    verified = cli("log", "verify")
+    assert verified.exit_code == 0, verified.output
+    assert "queued and not yet in a signed checkpoint" in verified.stderr

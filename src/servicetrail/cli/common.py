@@ -31,7 +31,7 @@ from ..domain.access_log import Reader
 from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
 from ..ingest.load import Summary
-from ..signing import key_path_for, trust_file
+from ..signing import key_path_for, signer_for, trust_file
 from ..store.engine import (
     StoreError,
     database_url,
@@ -41,6 +41,7 @@ from ..store.engine import (
 )
 from ..sqlite_url import in_memory, sqlite_file
 from ..store.limits import store_busy
+from ..store.log_audit import listed_verifier_keys
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 
@@ -370,7 +371,19 @@ def _seal_the_logs() -> None:
         )
         return
     try:
-        seal_store(engine(), lock_wait=CLOSING_SEAL_WAIT_SECONDS)
+        store = engine()
+        known = listed_verifier_keys(store)
+        if known and signer_for(store_url()).verifier_key not in known:
+            # nor signs with one the store has never used (a stray ./servicetrail.key, made by
+            # another command run from here): that would be a rotation, which `log verify`
+            # with the store's key called untrusted (review 29f); a write rotates
+            click.echo(
+                f"note: the signing key at {key} is not one this store signs with: this read's "
+                "access-log entry waits for the next seal by the store's key",
+                err=True,
+            )
+            return
+        seal_store(store, lock_wait=CLOSING_SEAL_WAIT_SECONDS)
     except Exception as e:  # the entries stay queued for the next seal; the read stands
         busy = store_busy(e)
         why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
