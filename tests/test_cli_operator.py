@@ -332,3 +332,16 @@ def test_a_link_made_to_the_trust_file_during_an_export_is_not_written_over(stor
         with _report_file(report) as written:  # a file of its own is written as before
             written.write(b"id\n")
     assert trust.read_bytes() == kept and report.read_bytes() == b"id\n"
+
+
+def test_new_reader_role_on_sqlite_says_so_and_builds_no_store(tmp_path):
+    """Review 29f: it built a 278 KB store at a path that had none, then said SQLite has no
+    roles."""
+    from click.testing import CliRunner
+
+    from servicetrail.cli import main
+
+    path = tmp_path / "none.db"
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "db", "new-reader-role"])
+    assert result.exit_code == 2 and "no roles" in result.output
+    assert not path.exists()

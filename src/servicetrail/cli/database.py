@@ -113,10 +113,10 @@ def db_new_reader_role() -> None:
     hold (`db check` says so): run this on the copy, with its servers stopped."""
     from ..store.reader_role import NAMED_BY, give_own_reader_role
 
+    if not store_url().startswith("postgresql"):  # asked first: opening builds a store
+        raise Failure("a SQLite store has no roles: nothing to do", 2)
     store = engine()
     try:
-        if store.dialect.name != "postgresql":
-            raise Failure("a SQLite store has no roles: nothing to do", 2)
         with store.begin() as conn:
             old = conn.execute(text(f"SELECT {NAMED_BY}()")).scalar_one()
             new = give_own_reader_role(conn, old)
