@@ -118,13 +118,6 @@ def schema_differences(engine: Engine) -> list[str]:
     return problems
 
 
-# granted, not as a superuser is every role's member
-_OWNER_IN_LEGACY = (
-    "SELECT 1 FROM pg_auth_members a WHERE a.roleid = to_regrole(:l) "
-    "AND a.member = to_regrole(current_user::text)"
-)
-
-
 # whether the role holds privileges or policies in another database of the server
 _USED_ELSEWHERE = (
     "SELECT EXISTS (SELECT 1 FROM pg_shdepend WHERE refclassid = 'pg_authid'::regclass "
@@ -200,21 +193,11 @@ def _row_security_problems(conn: Connection) -> list[str]:
     return problems
 
 
-# what the shared role of stores before 0019 still holds in this schema
-_LEGACY_HOLDS = (
-    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = current_schema() AND (EXISTS (SELECT 1 FROM aclexplode(c.relacl) x "
-    "WHERE x.grantee = to_regrole(:r)) OR EXISTS (SELECT 1 FROM pg_attribute a, "
-    "aclexplode(a.attacl) x WHERE a.attrelid = c.oid AND x.grantee = to_regrole(:r))) "
-    "ORDER BY c.relname"
-)
-
-
 def _reader_role_problems(conn: Connection) -> list[str]:
     """The store's own reader role (migration 0019): named by the store, there, taken by its
     owner alone, and holding its grants; and the shared role of older stores holding none.
     Any other member of either may read every Party's records (audit 29a)."""
-    from .reader_role import LEGACY_READER_ROLE, NAMED_BY
+    from .reader_role import LEGACY_READER_ROLE, NAMED_BY, granted_to_me, tables_held
 
     problems = []
     named = conn.execute(text("SELECT to_regprocedure(:f)"), {"f": f"{NAMED_BY}()"}).scalar()
@@ -259,13 +242,13 @@ def _reader_role_problems(conn: Connection) -> list[str]:
         for other in others
     ]
     problems += _lost_grants(conn, role)
-    if conn.execute(text(_OWNER_IN_LEGACY), {"l": LEGACY_READER_ROLE}).first():
+    if granted_to_me(conn, LEGACY_READER_ROLE):
         problems.append(
             f"the store's owner is a member of the shared role {LEGACY_READER_ROLE} of stores "
             f"before 0019: it may read any such store on this server through it (REVOKE "
             f"{LEGACY_READER_ROLE} FROM {conn.execute(text('SELECT current_user')).scalar()})"
         )
-    legacy = conn.execute(text(_LEGACY_HOLDS), {"r": LEGACY_READER_ROLE}).scalars().all()
+    legacy = tables_held(conn, LEGACY_READER_ROLE)
     if legacy:
         tables = ", ".join(legacy)
         problems.append(

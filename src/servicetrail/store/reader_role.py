@@ -56,6 +56,11 @@ JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN aclexplode(a.attacl) x
 WHERE n.nspname = current_schema() AND x.grantee = to_regrole(:role)
 ORDER BY 1, 2, 3
 """
+# whether the current user was granted the role (a superuser is every role's member unasked)
+_GRANTED_TO_ME = (
+    "SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:role) "
+    "AND member = to_regrole(current_user::text)"
+)
 _POLICIES = """
 SELECT tablename, policyname FROM pg_policies
 WHERE schemaname = current_schema() AND :role = ANY (roles) ORDER BY 1, 2
@@ -79,15 +84,24 @@ def give_own_reader_role(conn: Connection, giver: str) -> str:
             f"PARALLEL SAFE AS $$ SELECT '{role}'::name $$"
         )
     )
-    conn.execute(
-        text(
-            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = "
-            f"to_regrole('{LEGACY_READER_ROLE}') AND member = to_regrole(current_user::text)) THEN "
-            f"REVOKE {LEGACY_READER_ROLE} FROM CURRENT_USER; END IF; "
-            "EXCEPTION WHEN undefined_object OR insufficient_privilege THEN NULL; END $$"
+    if granted_to_me(conn, LEGACY_READER_ROLE):
+        conn.execute(
+            text(
+                f"DO $$ BEGIN REVOKE {LEGACY_READER_ROLE} FROM CURRENT_USER; "
+                "EXCEPTION WHEN insufficient_privilege THEN NULL; END $$"
+            )
         )
-    )
     return role
+
+
+def granted_to_me(conn: Connection, role: str) -> bool:
+    """Whether the current user was granted `role` (not merely a superuser)."""
+    return conn.execute(text(_GRANTED_TO_ME), {"role": role}).first() is not None
+
+
+def tables_held(conn: Connection, role: str) -> list[str]:
+    """The tables of this schema on which `role` holds a privilege, or one of a column."""
+    return sorted({table for table, _, _ in conn.execute(text(_PRIVILEGES), {"role": role})})
 
 
 def hand_over(conn: Connection, giver: str, taker: str) -> None:
