@@ -14,7 +14,7 @@ from typing import IO
 
 import orjson
 
-from .registry import population
+from .registry import Population, population
 from .stream import messages, records
 from .world import World, format_ms
 
@@ -170,13 +170,13 @@ class NotThisWorld(ValueError):
     lie in it for good, beside the real (the trail is append-only; audit 29e)."""
 
 
-def _refuse_another_trail(engine: Any, world: World) -> None:
+def _refuse_another_trail(engine: Any, world: World, pop: Population) -> None:
     """Only an empty store, or one holding this same world (a re-run adds nothing), takes it."""
     from ..store.queries import holds_message, registered_users, stored_record_count
 
     with engine.connect() as conn:
         users = registered_users(conn)
-        own = {(user.user_id, user.party_id) for user in population(world).users}
+        own = {(user.user_id, user.party_id) for user in pop.users}
         if users and users != own:
             # another world's or a real registry: merged in, or a traceback on the first
             # User ID registered to another Party (review 29f)
@@ -208,8 +208,8 @@ def load_into(
     from ..store.registry import load_devices, load_responsibilities, load_users
     from ..store.writer import append_records
 
-    _refuse_another_trail(engine, world)
     pop = population(world)
+    _refuse_another_trail(engine, world, pop)
     counts = LoadCounts()
     names = {p.party_id: p.name for p in pop.parties}
     for chunk in _chunks(pop.users, batch):
