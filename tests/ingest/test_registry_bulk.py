@@ -419,13 +419,48 @@ def test_a_line_a_later_one_re_dates_is_skipped_on_re_load_whatever_else_it_over
     assert said[0][:2] == (1, [4])  # SUNEXPORT's open interval overlaps NORTHPOWER's
 
 
-def test_a_line_skipped_for_a_later_word_that_is_refused_goes_to_the_reject_file(
+def test_a_correction_after_a_line_it_would_overlap_is_refused_in_batches_of_any_size(
+    cli, world, batch, tmp_path
+):
+    """Held: SUNEXPORT from January to March. The file gives WIRESCO from May, then gives
+    the January interval to SOUTHENERGY, open. One batch judged the correction first, so
+    SOUTHENERGY took the supply and WIRESCO's line was refused; in batches of one WIRESCO's
+    line was loaded before the correction came, which was refused (fuzzer, session 29).
+    Lines are judged in the file's order in both: WIRESCO's loads, the correction is
+    refused."""
+    engine = world.engine
+    held = write(
+        tmp_path / "held.csv",
+        RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01,2025-03-01\n",
+    )
+    assert cli("load", "responsibilities", held).exit_code == 0
+    given = write(
+        tmp_path / "given.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{WIRESCO},supplier,2025-05-01,\n"
+        + f"{PPMID_1},{SOUTHENERGY},supplier,2025-01-01,\n",
+    )
+    for _ in range(2):
+        result = cli("load", "responsibilities", given)
+        assert result.exit_code == 1, result.output
+        [reject] = rejects_of(tmp_path / "given.rejects.jsonl")
+        assert reject["line"] == 3
+        assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO}")
+        assert supply_days(engine, PPMID_1) == [
+            (SUNEXPORT, "2025-01-01", "2025-03-01"),
+            (WIRESCO, "2025-05-01", None),
+        ]
+
+
+def test_a_re_date_before_a_later_line_that_changes_the_interval_is_judged_in_turn(
     cli, world, batch, tmp_path
 ):
     """Review 29d: SUNEXPORT's held interval re-dated to January, then its start given to
     NORTHPOWER by a line that overlaps WIRESCO's. The re-date was skipped for that later
-    word, which was refused: neither loaded, and the summary called the first a duplicate
-    taken instead. It is refused too now, saying why, on every load alike."""
+    word, which was refused: neither loaded. Then (29d's fix) both were refused. A later
+    line that changes the interval is no word for the re-date: each line is judged in turn,
+    as a re-load judges them, so the re-date loads and the later line alone is refused, on
+    every load and in batches of any size (session 30)."""
     engine = world.engine
     held = write(
         tmp_path / "held.csv",
@@ -434,21 +469,27 @@ def test_a_line_skipped_for_a_later_word_that_is_refused_goes_to_the_reject_file
         + f"{PPMID_1},{WIRESCO},supplier,2025-06-01T00:00:00Z,2025-08-01T00:00:00Z\n",
     )
     assert cli("load", "responsibilities", held).exit_code == 0
-    before = supply_days(engine, PPMID_1)
     lines = [
         f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z",
         f"{PPMID_1},{NORTHPOWER},supplier,2025-03-01T00:00:00Z,2025-09-01T00:00:00Z",
     ]
     given = write(tmp_path / "given.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    said = []
     for _ in range(2):
         result = cli("load", "responsibilities", given)
         assert result.exit_code == 1, result.output
-        assert result.stdout == "loaded 0, rejected 2, skipped 0 duplicates\n", result.output
-        by_line = {e["line"]: e for e in rejects_of(tmp_path / "given.rejects.jsonl")}
-        assert sorted(by_line) == [2, 3]
-        assert by_line[2]["reason"].startswith("not loaded: a later line gives the supplier")
-        assert "overlaps the supplier interval of WIRESCO" in by_line[3]["reason"]
-        assert supply_days(engine, PPMID_1) == before
+        said.append(result.stdout.splitlines()[0])
+        [reject] = rejects_of(tmp_path / "given.rejects.jsonl")
+        assert reject["line"] == 3
+        assert "overlaps the supplier interval of SUNEXPORT" in reject["reason"]
+        assert supply_days(engine, PPMID_1) == [
+            (SUNEXPORT, "2025-01-01", "2025-06-01"),
+            (WIRESCO, "2025-06-01", "2025-08-01"),
+        ]
+    assert said == [
+        "loaded 1, rejected 1, skipped 0 duplicates",
+        "loaded 0, rejected 1, skipped 1 duplicates",
+    ]
 
 
 def test_a_re_date_that_a_later_line_of_its_file_takes_back_leaves_the_interval(

@@ -121,8 +121,9 @@ def load_registry(
             parsed_here = _parsed_batches(records, what.parser(header), header)
             # overlapping intervals, tried again once the rest of the file is in: a change of
             # supplier's two lines may fall in two batches, the new supplier's first. Only in
-            # a file of several batches (one batch judges corrections first already), so a
-            # small file's rejects stay in the order of its lines.
+            # a file of several batches (one batch sets them aside and judges them together
+            # itself, as the file's end does: store.registry), so a small file's rejects stay
+            # in the order of its lines.
             later = _Later()
             several = settings.current().registry_batch
             with _collected_per_batch() as batch_done:

@@ -262,8 +262,9 @@ def load_users(
 
 def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility]) -> list[Decided]:
     """Add intervals, or correct ones with the same start; never let two of a Device and
-    relation overlap (within the batch too: each row is judged after the ones before it,
-    the corrections of stored intervals first: `_corrections_first`).
+    relation overlap (within the batch too: each row is judged after the ones before it, and
+    from a Device and relation's first row that overlaps, its rows are judged together, the
+    corrections of held intervals first: `_corrections_first`).
 
     A correction (same device, relation and start, another end or Party) is how a registry
     closes an open interval or fixes a mistake; SPEC section 3 says a late correction changes
@@ -334,7 +335,16 @@ def load_interval_rows(
     touched: list[Touched] = []
 
     def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
-        return last_row.get((device_id, relation, start), -1) <= row_index
+        """Whether row `row_index` may re-date the held interval from `start`: unless a later
+        row gives that interval again as it is held, which is then the word that stands. A
+        later row that changes it (another Party or end) is judged after this one, in turn,
+        as a re-load judges it: skipped for it, this row met the change on the re-load and was
+        refused there (fuzzer, session 30)."""
+        later = last_row.get((device_id, relation, start), -1)
+        if later <= row_index:
+            return True
+        _, _, _, _, end = rows[later]
+        return (rows[later][1], end) != state[device_id, relation][start]
 
     def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
         """One interval of the state set (`now`) or removed (None), and what it touched."""
@@ -358,46 +368,77 @@ def load_interval_rows(
 
     # a row skipped as superseded -> the start of the interval whose later row stands for it
     waits_on: dict[int, datetime] = {}
-    order = _corrections_first(rows, stored)
-    for _ in range(_MOST_PASSES):
+
+    def judge(i: int) -> Decided:
+        """Row i against the state as it stands, applied if it loads or corrects."""
+        row = rows[i]
+        if superseded[i]:
+            alone = _decide(row, parties, devices, None)  # its own checks only
+            return Outcome.SUPERSEDED if alone is Outcome.LOADED else cast(Decided, alone)
+        device_id, party_id, relation, start, end = row
+        judged = _decide(
+            row,
+            parties,
+            devices,
+            state.get((device_id, relation)),
+            functools.partial(not_given_later, i, device_id, relation),
+        )
+        if isinstance(judged, _Redated) and not redate_now:
+            moved = Responsibility(device_id, party_id, relation, judged.start, end)
+            return Overlap(
+                f"re-dates the {relation} interval of {party_id} on {device_id} "
+                f"({moved.describe()}), judged with the file's later lines at its end"
+            )
+        if isinstance(judged, _Redated):
+            apply(device_id, relation, judged.start, None)
+            judged = Outcome.CORRECTED
+        elif isinstance(judged, _Superseded):
+            waits_on[i] = judged.start
+            return Outcome.SUPERSEDED
+        if judged is Outcome.LOADED or judged is Outcome.CORRECTED:
+            apply(device_id, relation, start, (party_id, end))
+        return judged
+
+    # Each Device and relation's rows in the batch's order, up to its first that overlaps;
+    # that one and every later row of its Device and relation are set aside, to be judged
+    # together after. A file cut in batches does the same: a row that overlaps waits for the
+    # file's end with every later row of its Device and relation (ingest.load), and the
+    # batches before it have applied the rows before it. So the registry a file makes does
+    # not depend on where its batches fall (with corrections of stored intervals judged
+    # first over the whole batch, a row of a later batch came too late to win: fuzzer,
+    # session 29).
+    aside: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        together = aside.get((row[0], row[2]))
+        if together is not None and not superseded[i]:
+            together.append(i)
+            continue
+        decided[i] = judge(i)
+        if isinstance(decided[i], Overlap):
+            aside[row[0], row[2]] = [i]
+    waiting = [i for together in aside.values() for i in together]
+    if not redate_now:  # they wait for the file's end, where they are judged together
+        for i in waiting:
+            if not isinstance(decided[i], Overlap):
+                device_id, _, relation, _, _ = rows[i]
+                decided[i] = Overlap(
+                    f"not judged: an earlier line of the {relation} intervals of {device_id} "
+                    f"overlapped, and this one waits with it for the file's end"
+                )
+        waiting = []
+    order = _corrections_first(sorted(waiting), rows, state)
+    for _ in range(_MOST_PASSES if order else 0):
         overlapping, applied = [], False
         for i in order:
-            row = rows[i]
-            if superseded[i]:
-                alone = _decide(row, parties, devices, None)  # its own checks only
-                decided[i] = Outcome.SUPERSEDED if alone is Outcome.LOADED else cast(Decided, alone)
-                continue
-            device_id, party_id, relation, start, end = row
-            spans = state.get((device_id, relation))
-            judged = _decide(
-                row,
-                parties,
-                devices,
-                spans,
-                functools.partial(not_given_later, i, device_id, relation),
-            )
-            if isinstance(judged, _Redated) and not redate_now:
-                moved = Responsibility(device_id, party_id, relation, judged.start, end)
-                judged = Overlap(
-                    f"re-dates the {relation} interval of {party_id} on {device_id} "
-                    f"({moved.describe()}), judged with the file's later lines at its end"
-                )
-            elif isinstance(judged, _Redated):
-                apply(device_id, relation, judged.start, None)
-                judged = Outcome.CORRECTED
-            elif isinstance(judged, _Superseded):
-                waits_on[i] = judged.start
-                judged = Outcome.SUPERSEDED
-            decided[i] = outcome = judged
+            decided[i] = outcome = judge(i)
             if isinstance(outcome, Overlap):
                 overlapping.append(i)
-            if outcome is Outcome.LOADED or outcome is Outcome.CORRECTED:
-                apply(device_id, relation, start, (party_id, end))
+            elif outcome is Outcome.LOADED or outcome is Outcome.CORRECTED:
                 applied = True
-        # a correction may free what another row of the batch needs, whichever comes first
-        # (a change of supplier moved later: the new supplier's start, then the old one's
-        # end; moved earlier: the other way round; audit 26a). Each pass applies a row or is
-        # the last.
+        # a correction may free what another row set aside needs, whichever comes first (a
+        # change of supplier moved later: the new supplier's start, then the old one's end;
+        # moved earlier: the other way round; audit 26a). Each pass applies a row or is the
+        # last.
         if not (overlapping and applied):
             break
         order = overlapping
@@ -449,18 +490,16 @@ class _Redated:
 
 
 def _corrections_first(
-    rows: Sequence[IntervalRow], stored: dict[tuple[str, str, datetime], Any]
+    waiting: list[int], rows: Sequence[IntervalRow], state: dict[tuple[str, str], _Spans]
 ) -> list[int]:
-    """The order rows are judged in: those that correct a stored interval (its start given
-    again), then the new ones, each in the batch's order. A change of supplier is the old
+    """The order rows set aside are judged in: those that correct a held interval (its start
+    given again), then the others, each in the batch's order. A change of supplier is the old
     interval closed and the new one opened, and a file may give them in either order: the
     new one first was rejected as overlapping the old one still open, and only a second load
     of the same file took it (audit, session 19)."""
-    correcting = [i for i, row in enumerate(rows) if interval_key(row) in stored]
-    if not correcting:
-        return list(range(len(rows)))
+    correcting = [i for i in waiting if rows[i][3] in state.get((rows[i][0], rows[i][2]), ())]
     first = set(correcting)
-    return correcting + [i for i in range(len(rows)) if i not in first]
+    return correcting + [i for i in waiting if i not in first]
 
 
 def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
