@@ -5,6 +5,7 @@ the same webhook-id, 410 disabling, a receiver that never answers, registry corr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from datetime import datetime, timedelta, timezone
@@ -336,6 +337,35 @@ def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
         assert run(deliverer, lambda: len(fine.events("/fine")) >= 20, seconds=20)
         assert time.monotonic() - started < 10
         assert sum(len(r.received) for r in stuck) <= 2 * 4  # its share, two rounds at most
+
+
+def test_two_partys_receivers_that_never_answer_do_not_hold_up_a_third_partys(
+    engine, world
+) -> None:
+    """Two hostile Parties, each with receivers that never answer: at half the worker each,
+    they held every slot and the whole queue, nothing more was leased, and a third Party's
+    deliveries were not even read for ten minutes (audit 30c). Each Party's share now leaves
+    as much again for one more Party, however many wait."""
+    with contextlib.ExitStack() as stack:
+        stuck = [stack.enter_context(Receiver(answer=lambda path, n: (200, 30))) for _ in range(4)]
+        fine = stack.enter_context(Receiver())
+        for n, receiver in enumerate(stuck):
+            hook(engine, receiver, f"/stuck{n}", party=(P.SOUTHENERGY, P.WIRESCO)[n % 2])
+        hook(engine, fine, "/fine", party=P.LOOKER, devices=[P.ESME_1], senders="all")
+        lk_requests(engine, *range(1, 21))
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=8, timeout=3)
+        started, done = time.monotonic(), []
+
+        def all_sent() -> bool:
+            if len(fine.events("/fine")) >= 20 and not done:
+                done.append(time.monotonic())
+                done.append(sum(len(r.received) for r in stuck))
+            return bool(done)
+
+        # before: 8 slots held by the two (4 each), their 320 deliveries filling the queue
+        assert run(deliverer, all_sent, seconds=20)
+        assert done[0] - started < 2.5  # before the first stuck attempts time out
+        assert done[1] <= 2 * (8 // 4)  # a share each, as much left for one more Party
 
 
 def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> None:

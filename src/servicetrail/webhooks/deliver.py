@@ -3,7 +3,9 @@ to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetra
 
 Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port),
-  of which one Party at most half while others' wait for it too;
+  of which each Party at most a share that leaves as much for one more Party (a half when
+  it is alone, a third with another, ...: `_share_of`), so that Parties whose receivers
+  never answer, however many, always leave room for the next;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
@@ -62,11 +64,6 @@ IDLE_MAX_SECONDS = 0.8
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
 QUEUE_FACTOR = 16
 BODY_SECONDS = 1.0  # how long an answer's body is read for, after its status
-# A Party's receivers together get at most this share of a worker's slots and queue: one
-# Party's watches pointed at receivers that never answer (each a slot for the whole timeout)
-# filled the worker, and no other Party's webhook was sent. A half, so that one of a Party's
-# receivers (at most per_host slots, a quarter by default) leaves room for its others.
-PARTY_SHARE = 2
 # Names are resolved on threads of their own (getaddrinfo blocks), never on the loop's
 # default pool, which the matcher and the leases use: a Party's name whose DNS never answers
 # took every thread of that pool, and matching and leasing stopped for all. A name is resolved
@@ -138,6 +135,17 @@ class FailureLog:
             self._failed, self._last = {}, now
 
 
+def _share_of(total: int, parties: int) -> int:
+    """Of `total` slots (or queued deliveries), what each of `parties` Parties may hold: as
+    much is always left for one more Party. One Party's watches pointed at receivers that
+    never answer (each a slot for the whole timeout) filled the worker, and no other Party's
+    webhook was sent; so a Party alone gets half (one of its receivers, at most per_host
+    slots, a quarter by default, leaves room for its others). With a fixed half, two Parties
+    whose receivers never answer held every slot and the whole queue, and a third Party's
+    webhooks were not sent for ten minutes (audit 30c)."""
+    return max(1, total // (max(parties, 1) + 1))
+
+
 class Deliverer:
     """One worker's loop: match, lease what is due, post it, record what came of it."""
 
@@ -157,13 +165,13 @@ class Deliverer:
         self.schedule = retry_schedule() if schedule is None else schedule
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
-        self.per_party = max(1, self.concurrency // PARTY_SHARE)
-        # and of one receiver's slots, at most half while another Party's deliveries wait for
-        # it too: a receiver many Parties share (a webhook provider) was held whole by one
-        # Party's endpoint there that never answers, and the others' deliveries to it waited
-        # (2 of 40 sent in 80 s; audit, session 17). A receiver one Party has to itself is
-        # all its own (halved, a Party's own receiver got half the throughput; review)
-        self.per_party_host = max(1, self.per_host // PARTY_SHARE)
+        self.per_party = _share_of(self.concurrency, 1)  # a Party's slots when it is alone
+        # and of one receiver's slots, at most a share while another Party's deliveries wait
+        # for it too (_dispatch): a receiver many Parties share (a webhook provider) was held
+        # whole by one Party's endpoint there that never answers, and the others' deliveries
+        # to it waited (2 of 40 sent in 80 s; audit, session 17). A receiver one Party has to
+        # itself is all its own (halved, a Party's own receiver got half the throughput;
+        # review)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
@@ -187,6 +195,9 @@ class Deliverer:
         # and by receiver: each Party's queue to a receiver has a receiver's room of its own
         self._party_host_queued: Counter[tuple[str, tuple[str, int]]] = Counter()
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
+        # the Parties with deliveries queued or in flight, as the loop saw them before a lease
+        # (_share runs on the lease's thread, and must not walk the loop's counters)
+        self._waiting_parties: frozenset[str] = frozenset()
         self._outcomes: list[Outcome] = []
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
@@ -200,6 +211,12 @@ class Deliverer:
     def _queued_total(self) -> int:
         return sum(len(q) for q in self._queued.values())
 
+    def _parties_waiting(self) -> set[str]:
+        """The Parties with deliveries queued or in flight (on the loop's thread)."""
+        return {party for party, _ in self._queued} | {
+            party for party, count in self._party_in_flight.items() if count
+        }
+
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
         """How many of each due watch's deliveries to lease: a Party's queue to a receiver
         (host and port) gets what it has room for, split between its watches, once it is down
@@ -208,7 +225,8 @@ class Deliverer:
         queue to a receiver is its own: one queue a receiver, filled by a Party whose
         endpoint there never answers, leased nothing for that host to any other Party for
         two minutes (audit 26b). A Party gets no more than its share of the worker's queue
-        (PARTY_SHARE), whatever number of receivers its watches name."""
+        (`_share_of`: a half alone, less while others wait too), whatever number of receivers its
+        watches name."""
         watches_of: dict[tuple[str, tuple[str, int]], list[int]] = defaultdict(list)
         party_of: dict[int, str] = {}
         for watch_id, url, party in due:
@@ -221,10 +239,9 @@ class Deliverer:
                 continue
             each = -(-room // len(watch_ids))  # rounded up: every watch gets some
             shares.update((watch_id, each) for watch_id in watch_ids)
-        party_room = {
-            party: self.per_party * QUEUE_FACTOR - self._party_queued[party]
-            for party in set(party_of.values())
-        }
+        parties = set(party_of.values())
+        each = _share_of(self.concurrency * QUEUE_FACTOR, len(parties | self._waiting_parties))
+        party_room = {party: each - self._party_queued[party] for party in parties}
         for watch_id in list(shares):
             room = party_room[party_of[watch_id]]
             shares[watch_id] = min(shares[watch_id], max(room, 0))
@@ -287,12 +304,16 @@ class Deliverer:
                 self.stats.matched_records += matched
                 last_match = time.monotonic()
             self._wake.clear()
-            room = self.concurrency * QUEUE_FACTOR - self._queued_total()
+            total = self.concurrency * QUEUE_FACTOR
+            room = total - self._queued_total()
             queued = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+            self._waiting_parties = frozenset(self._parties_waiting())
             # outcomes, what is queued checked again and the next lease in one transaction,
-            # once there is room for a round of deliveries
+            # once there is room for a round of deliveries (or for one more Party's share:
+            # what the Parties waiting hold may leave no more)
+            a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
             leased, hidden = await asyncio.to_thread(
-                self._settle_and_lease, room if room >= self.concurrency else 0, queued
+                self._settle_and_lease, room if room >= a_round else 0, queued
             )
             if hidden:
                 self.stats.hidden += len(hidden)
@@ -338,16 +359,22 @@ class Deliverer:
         parties_at: dict[tuple[str, int], list[str]] = defaultdict(list)
         for party, host in self._queued:
             parties_at[host].append(party)
+        party_cap = _share_of(self.concurrency, len(self._parties_waiting()))
         for host, queued_parties in parties_at.items():
-            # one that others wait for too is at most half any one's; one a Party has to itself
-            # is its own but a slot, kept for another Party's first delivery: attempts in
-            # flight are not taken back, and those of an endpoint that never answers held the
-            # receiver whole until they timed out (audit 26b)
+            # one that others wait for too is shared as the worker is (as much left for one
+            # more Party); one a Party has to itself is its own but a slot, kept for another
+            # Party's first delivery: attempts in flight are not taken back, and those of an
+            # endpoint that never answers held the receiver whole until they timed out (audit
+            # 26b)
             parties_here = set(queued_parties) | {
-                party for party, at in self._party_host_in_flight if at == host
+                party
+                for (party, at), count in self._party_host_in_flight.items()
+                if at == host and count
             }
             party_host_cap = (
-                self.per_party_host if len(parties_here) > 1 else max(1, self.per_host - 1)
+                _share_of(self.per_host, len(parties_here))
+                if len(parties_here) > 1
+                else max(1, self.per_host - 1)
             )
             while len(self._tasks) < self.concurrency and self._in_flight[host] < self.per_host:
                 # a Party at its bound waits in place; the others queued for the same receiver
@@ -356,7 +383,7 @@ class Deliverer:
                     party
                     for party in queued_parties
                     if (party, host) in self._queued
-                    and self._party_in_flight[party] < self.per_party
+                    and self._party_in_flight[party] < party_cap
                     and self._party_host_in_flight[(party, host)] < party_host_cap
                 ]
                 if not ready:
@@ -450,7 +477,7 @@ class Deliverer:
 
     async def _resolve(self, target: Target, party: str) -> IPAddress:
         gate = self._party_resolving.setdefault(
-            party, asyncio.Semaphore(max(1, RESOLVER_THREADS // PARTY_SHARE))
+            party, asyncio.Semaphore(_share_of(RESOLVER_THREADS, 1))
         )
         async with gate:
             loop = asyncio.get_running_loop()
