@@ -267,3 +267,27 @@ def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
     shown = re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1)
     text = " ".join(re.sub(r"<[^>]+>", " ", unescape(shown)).split())
     assert "Responsible Supplier , 0001-01-01 00:00:00 to 2026-05-01 10:00:30.5" in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/devices/{P.ESME_1}",
+        f"/devices/{P.ESME_1}?scope=own",
+        "/",
+        "/?scope=own",
+        f"/?device_id={P.ESME_1}",
+        f"/?request_id={P._rid(P.NP_IS, P.ESME_1, 1)}",
+    ],
+)
+def test_the_screens_that_show_titles_read_no_payload(engine, world, path) -> None:
+    """The search and Device pages show no payload, yet read every own one on the page: a
+    page of a supplier's own firmware images held 0.8-1.1 GB in the server to send 52-67 KB
+    of HTML (audit 30a). No statement a screen sends reads the payloads' table."""
+    from tests.store.test_lookup_work import statements_sent
+
+    browser = signed_in(engine, P.NORTHPOWER)
+    with statements_sent(engine) as sent:
+        page = browser.get(path)
+    assert page.status_code == 200 and "<np read>" not in page.text
+    assert sent and not [sql for sql, _ in sent if "sat_payload" in str(sql)]

@@ -31,7 +31,12 @@ MAX_RANGE_BRANCHES = 32
 
 @lru_cache(maxsize=512)
 def device_statement(
-    scope: Scope, shape: Shape, with_cursor: bool, own_branches: int, ranges: tuple[bool, ...]
+    scope: Scope,
+    shape: Shape,
+    with_cursor: bool,
+    own_branches: int,
+    ranges: tuple[bool, ...],
+    titles_only: bool = False,
 ) -> Select[Any]:
     """Each branch reads whole (narrow) records, so the page is not joined back to the trail,
     and a payload is read only for the viewer's own rows: on PostgreSQL, joining back and
@@ -59,7 +64,7 @@ def device_statement(
         )
     ]
     candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
-    return page_of_candidates(candidate, scope)
+    return page_of_candidates(candidate, scope, titles_only=titles_only)
 
 
 def device_search(
@@ -68,6 +73,7 @@ def device_search(
     with_cursor: bool,
     params: dict[str, Any],
     intervals: list[tuple[Any, ...]] | None,
+    titles_only: bool = False,
 ) -> Select[Any] | None:
     """The interval-first statement for this device search (adding its parameters), or
     None when the general form should be used. `intervals`: the rows of
@@ -88,4 +94,5 @@ def device_search(
         with_cursor,
         len(user_ids),
         tuple(end is not None for _, end in ranges),
+        titles_only,
     )

@@ -75,7 +75,7 @@ def index_keys_statement(
 
 
 @lru_cache(maxsize=256)
-def index_records_statement(scope: Scope, shape: Shape) -> Select[Any]:
+def index_records_statement(scope: Scope, shape: Shape, titles_only: bool = False) -> Select[Any]:
     """Step two: those records, by id and time, with the rule and the filters on top.
 
     Two statements, not one: on PostgreSQL, one statement joining the index to the trail had
@@ -95,11 +95,13 @@ def index_records_statement(scope: Scope, shape: Shape) -> Select[Any]:
         )
         .subquery("candidate")
     )
-    return page_of_candidates(candidate, scope, conditions(shape, with_cursor=False))
+    return page_of_candidates(candidate, scope, conditions(shape, with_cursor=False), titles_only)
 
 
 @lru_cache(maxsize=256)
-def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int) -> Select[Any]:
+def request_statement(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, titles_only: bool = False
+) -> Select[Any]:
     """A search by Request ID: the trail's identity index gives the few records that carry it,
     and each is kept only past the viewer's index row for it. Only the keys of another Party's
     records are read (from the two indexes), never their rows, and the rule on top runs on
@@ -129,7 +131,7 @@ def request_statement(scope: Scope, shape: Shape, with_cursor: bool, bucket: int
         .limit(literal_column(str(int(bucket))))
         .subquery("candidate")
     )
-    return page_of_candidates(candidate, scope)
+    return page_of_candidates(candidate, scope, titles_only=titles_only)
 
 
 @lru_cache(maxsize=1)

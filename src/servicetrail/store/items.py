@@ -100,6 +100,24 @@ def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select
     )
 
 
+def visible_titles(scope: Scope = Scope.ALL) -> Select[Any]:
+    """visible_items shaped as items whole, the payload NULL and never read."""
+    *columns, execution_at, subject_device_id = item_columns(with_payload=False)
+    return (
+        select(*columns, null().label("payload"), execution_at, subject_device_id)
+        .select_from(with_item_joins(sat_record, with_payload=False))
+        .where(visible_clause(scope))
+    )
+
+
+def titles_or_payload(payload: ColumnElement[Any], titles_only: bool) -> ColumnElement[Any]:
+    """A page's payload column, or NULL for a screen that shows titles: the search and
+    Device pages show no payload, yet read every own one of the page, and a page of a
+    supplier's own firmware images (SRV 11.1, up to 10 MB each) held 0.8-1.1 GB in the
+    server to send 52-67 KB of HTML (audit 30a)."""
+    return null() if titles_only else payload
+
+
 def own_payload(rows: FromClause) -> ColumnElement[Any]:
     """The payload of each of `rows` (records selected through the rule), read only where
     rule 1 holds: a correlated read per row, so payloads are fetched for the rows a caller
@@ -122,11 +140,15 @@ def newest_first(query: Select[Any]) -> Select[Any]:
 
 
 def page_of_candidates(
-    candidate: FromClause, scope: Scope, conditions: list[Any] | None = None
+    candidate: FromClause,
+    scope: Scope,
+    conditions: list[Any] | None = None,
+    titles_only: bool = False,
 ) -> Select[Any]:
     """The page from candidate records (whole narrow rows, RECORD_COLUMNS) that a faster form
     found: the rule itself on top, then the items, newest first. `conditions`: the search's
-    filters, checked again here when the candidates come from the visibility index."""
+    filters, checked again here when the candidates come from the visibility index.
+    `titles_only`: no payload read (NULL), for a screen that shows none (`titles_or_payload`)."""
     c = candidate.c
     on_candidate = ClauseAdapter(
         candidate
@@ -147,7 +169,7 @@ def page_of_candidates(
             c.response_code,
             c.command_variant,
             on_candidate(access_column()).label("access"),
-            own_payload(candidate).label("payload"),
+            titles_or_payload(own_payload(candidate), titles_only).label("payload"),
             on_candidate(own_only(s.execution_at)).label("execution_at"),
             on_candidate(own_only(s.subject_device_id)).label("subject_device_id"),
         )

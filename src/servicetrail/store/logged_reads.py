@@ -64,9 +64,15 @@ class LoggedRead:
     # --- reads that return records: each counts what it returned ---------------------------
 
     def search_page(
-        self, search: Search, limit: int, cursor: Cursor | None = None
+        self,
+        search: Search,
+        limit: int,
+        cursor: Cursor | None = None,
+        titles_only: bool = False,
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        items, more = queries.search_page(self.conn, self.viewer, search, limit, cursor)
+        items, more = queries.search_page(
+            self.conn, self.viewer, search, limit, cursor, titles_only
+        )
         return self._counted(items), more
 
     def get_visible(self, record_id: int) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from .index_search import (
     request_statement,
     rows_bucket,
 )
-from .items import newest_first, visible_items
+from .items import newest_first, visible_items, visible_titles
 from .limits import EXPORT_SECONDS
 from .read_transaction import custom_plans, read_as
 from .schema import dcc_user, party, responsibility, sat_record
@@ -57,19 +57,32 @@ def viewer_for(conn: Connection, party_id: str) -> Viewer | None:
     return Viewer(party_id, frozenset(ids))
 
 
-def _general_search(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
-    return newest_first(visible_items(scope).where(*conditions(shape, with_cursor)))
+def _general_search(
+    scope: Scope, shape: Shape, with_cursor: bool, titles_only: bool = False
+) -> Select[Any]:
+    items = visible_titles(scope) if titles_only else visible_items(scope)
+    return newest_first(items.where(*conditions(shape, with_cursor)))
 
 
 @lru_cache(maxsize=512)
-def _general_page(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
-    return _general_search(scope, shape, with_cursor).limit(bindparam("lim", type_=Integer))
+def _general_page(
+    scope: Scope, shape: Shape, with_cursor: bool, titles_only: bool = False
+) -> Select[Any]:
+    return _general_search(scope, shape, with_cursor, titles_only).limit(
+        bindparam("lim", type_=Integer)
+    )
 
 
 def search_page(
-    conn: Connection, viewer: Viewer, search: Search, limit: int, cursor: Cursor | None = None
+    conn: Connection,
+    viewer: Viewer,
+    search: Search,
+    limit: int,
+    cursor: Cursor | None = None,
+    titles_only: bool = False,
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
-    """One page, newest first, and the cursor of the next page (None on the last)."""
+    """One page, newest first, and the cursor of the next page (None on the last).
+    `titles_only`: the items' payloads are not read (empty), for a screen that shows none."""
     limit = max(1, min(limit, MAX_PAGE))
     params = params_of(viewer, search, cursor)
     params["lim"] = limit + 1
@@ -88,20 +101,30 @@ def search_page(
         one_snapshot=True,
     ) as intervals:
         if by_device:
-            query = device_search(viewer, search, cursor is not None, params, intervals)
+            query = device_search(
+                viewer, search, cursor is not None, params, intervals, titles_only
+            )
             if query is None:  # too many branches for the interval-first form: back to custom plans
                 custom_plans(conn)
-                query = _general_page(search.scope, shape_of(search), cursor is not None)
+                query = _general_page(
+                    search.scope, shape_of(search), cursor is not None, titles_only
+                )
             rows = fetch_all(conn, query, params)
         elif search.request_id:
             # planned for its Request ID: a generic plan hashed all of the viewer's index rows
             custom_plans(conn)
             query = request_statement(
-                search.scope, shape_of(search), cursor is not None, rows_bucket(limit + 1)
+                search.scope,
+                shape_of(search),
+                cursor is not None,
+                rows_bucket(limit + 1),
+                titles_only,
             )
             rows = conn.execute(query, params).all()
         else:
-            rows, next_cursor = _index_page(conn, search, cursor is not None, params, limit)
+            rows, next_cursor = _index_page(
+                conn, search, cursor is not None, params, limit, titles_only
+            )
             return [item(*r) for r in rows], next_cursor
     more = len(rows) > limit
     rows = rows[:limit]
@@ -111,14 +134,19 @@ def search_page(
 
 
 def _index_page(
-    conn: Connection, search: Search, with_cursor: bool, params: dict[str, Any], limit: int
+    conn: Connection,
+    search: Search,
+    with_cursor: bool,
+    params: dict[str, Any],
+    limit: int,
+    titles_only: bool = False,
 ) -> tuple[Sequence[Row[Any]], Cursor | None]:
     """A device-less page through the visibility index (`_through_the_index`). A page the
     rule cut short (index rows gone stale: the registry changed without the index) is filled
     from the pages after it, a few at the most: a screen that showed "no records" beside
     "older records" would read as the end of the listing."""
     rows, next_cursor = _through_the_index(
-        conn, search, with_cursor, params, limit, rows_bucket(limit + 1)
+        conn, search, with_cursor, params, limit, rows_bucket(limit + 1), titles_only
     )
     for _ in range(FILL_SHORT_PAGES):
         if len(rows) >= limit or next_cursor is None:
@@ -126,7 +154,7 @@ def _index_page(
         params.update(cursor_at=next_cursor.logged_at, cursor_id=next_cursor.record_id)
         wanted = limit - len(rows)
         more_rows, next_cursor = _through_the_index(
-            conn, search, True, params, wanted, rows_bucket(wanted + 1)
+            conn, search, True, params, wanted, rows_bucket(wanted + 1), titles_only
         )
         rows = [*rows, *more_rows]
     return rows, next_cursor
@@ -139,6 +167,7 @@ def _through_the_index(
     params: dict[str, Any],
     limit: int,
     bucket: int,
+    titles_only: bool = False,
 ) -> tuple[Sequence[Row[Any]], Cursor | None]:
     """A device-less page and its next cursor: the candidates' keys from the visibility
     index, then the records themselves with the rule on top (see index_search), each
@@ -160,7 +189,7 @@ def _through_the_index(
     after = Cursor(page[-1][1], page[-1][0]) if len(newest) > limit else None
     custom_plans(conn)
     rows = conn.execute(
-        index_records_statement(search.scope, shape),
+        index_records_statement(search.scope, shape, titles_only),
         {
             **params,
             "record_ids": [k[0] for k in page],

@@ -82,7 +82,7 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
             reader_of(request) as conn,
             logged_read(conn, who.viewer, web_reader(who), "search", asked(request)) as read,
         ):
-            items, more = read.search_page(wanted, PAGE_SIZE, after)
+            items, more = read.search_page(wanted, PAGE_SIZE, after, titles_only=True)
             return Results(
                 items,
                 relations_of(read, items),
@@ -281,7 +281,9 @@ def _device_reads(
             # first: on PostgreSQL the page's read begins the transaction's one snapshot, which
             # the intervals are then read in too (SQLite's ends with the page's read)
             if not problem:
-                shown.items, shown.more = read.search_page(wanted, PAGE_SIZE, after)
+                shown.items, shown.more = read.search_page(
+                    wanted, PAGE_SIZE, after, titles_only=True
+                )
             # only the viewer's own intervals: a Device seen by nobody else reads like an empty one
             shown.intervals = own_intervals(read.registry_of(device_id))
             shown.relations = relations_of(read, shown.items)
