@@ -194,3 +194,54 @@ def test_no_byte_of_a_report_is_sent_before_its_access_log_entry_is_stored(engin
             assert answer.status == 200
             rows = list(csv.DictReader(io.StringIO(answer.read().decode())))
     assert len(rows) == len(own) == entry.records_returned > 0
+
+
+@P.starts_with_personas
+def test_a_report_the_server_has_no_room_for_is_a_503_saying_so(pg_engine, monkeypatch):
+    """The report is spooled to the server's temporary folder before its first byte is sent:
+    a full folder (a stalled client holds its report's spool) made every report a 500 and a
+    traceback (audit 30a). The folder's room is cut here by this process's file size limit
+    (PostgreSQL's own files are another process's); the answer is a 503 saying why, and
+    nothing is logged as read."""
+    import resource
+
+    engine = pg_engine
+    P.load_personas(engine)
+    with engine.begin() as conn:  # a report larger than the limit below
+        from datetime import timedelta
+
+        from servicetrail.domain.model import SatRecord
+        from servicetrail.store.writer import append_records
+
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-05-01T00:00:00Z") + timedelta(minutes=n),
+                    "request",
+                    P._rid(P.NP_IS, P.ESME_1, 700 + n),
+                    "11.2",
+                    P.NP_IS,
+                    P.ESME_1,
+                    "",
+                    "x" * 20_000,
+                )
+                for n in range(10)
+            ],
+        )
+    headers = bearer(engine, "np", P.NORTHPOWER)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with TestClient(create_app(engine), raise_server_exceptions=False) as client:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+        try:
+            answer = client.get(
+                "/api/v1/reports/own.csv",
+                headers=headers,
+                params={"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+            )
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert answer.status_code == 503, answer.text
+    assert "no room to prepare this report" in answer.json()["message"]
+    assert answer.headers.get("Retry-After")
+    assert report_entries(engine) == []

@@ -44,6 +44,7 @@ from ..domain.access_log import Reader
 from ..domain.times import compact_time
 from ..domain.visibility import Viewer
 from ..store.engine import reading
+from ..store.limits import StoreBusy
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
 from .stopping import ServerRestarting
@@ -57,11 +58,27 @@ STOP_ATTEMPTS, STOP_PAUSE = (
 )  # cancels sent to a report being stopped, and the pause between
 
 
+class NoRoomForTheReport(StoreBusy):
+    """The spool could not be written: the server's temporary folder is full (a stalled
+    client holds its report's spool until the send timeout lets it go) or unwritable. A 503
+    with Retry-After, saying so: it was a 500 and a traceback (audit 30a)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(
+            "the server has no room to prepare this report now "
+            f"({error.strerror or type(error).__name__}): try again later, or ask for a "
+            "shorter period"
+        )
+
+
 class Spool:
     """One report on its way: written by the generating thread, read by the response."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._file = tempfile.TemporaryFile(buffering=0)  # unnamed: gone with its last descriptor
+        try:  # unnamed: gone with its last descriptor
+            self._file = tempfile.TemporaryFile(buffering=0)
+        except OSError as e:
+            raise NoRoomForTheReport(e) from None
         self._fd = self._file.fileno()
         self._loop = loop
         self._progress = asyncio.Event()
@@ -116,8 +133,11 @@ class Spool:
 
     def _append(self, chunk: bytes) -> None:
         view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as e:  # ENOSPC, EFBIG, EDQUOT, EIO
+            raise NoRoomForTheReport(e) from None
         self.written += len(chunk)
         self._wake()
 
