@@ -188,6 +188,22 @@ def test_a_watch_on_an_srv_family_matches_its_variants(world: World) -> None:
         assert sorted(srvs) == ["4.1.1", "4.1.2"], made
 
 
+def test_a_watch_on_a_top_family_matches_as_the_search_does(world: World) -> None:
+    """Audit 30c: the search's `srv=4` finds every 4.x.y, and a watch on `4` was refused as
+    not an SRV. It is taken, and matches the family's variants and no other's (40, 14)."""
+    top = add_watch(world, SOUTHENERGY, srvs=["4"])
+    append(
+        world,
+        lk_request(30, srv="4.1.1"),
+        lk_request(31, srv="4.10.1"),
+        lk_request(32, srv="14.1"),
+        lk_request(33, srv="6.15.1"),
+    )
+    match_all(world)
+    srvs = [e["record"]["srv"] for e in events(world, SOUTHENERGY, top["id"])[0]]
+    assert sorted(srvs) == ["4.1.1", "4.10.1"]
+
+
 def test_another_partys_watch_is_none_and_its_events_unreachable(world: World) -> None:
     made = add_watch(world, SOUTHENERGY)
     assert events(world, WIRESCO, made["id"]) is None

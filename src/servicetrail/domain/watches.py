@@ -136,10 +136,17 @@ def _devices(value: Any) -> str | Listed:
 
 
 def _srv(value: str) -> str:
+    """An SRV, or a family of them (`4.1`, or `4` as the search's `srv=4` takes it: a watch
+    refused the family the search box had just found records by; audit 30c)."""
     text = value.strip()
-    if not is_srv_form(text):
-        raise InvalidWatch("srvs", f"not a Service Reference Variant such as 4.1.1: {shown(value)}")
+    if not (is_srv_form(text) or _TOP_FAMILY.fullmatch(text)):
+        raise InvalidWatch(
+            "srvs", f"not a Service Reference Variant such as 4.1.1, or a family: {shown(value)}"
+        )
     return text
+
+
+_TOP_FAMILY = re.compile(r"[1-9][0-9]{0,2}", re.ASCII)
 
 
 def _srvs(value: Any) -> str | Listed:
@@ -250,13 +257,13 @@ def matches(spec: WatchSpec, record: Candidate) -> bool:
 
 
 def _srv_and_families(srv: str | None) -> list[str]:
-    """An SRV and the families it is of, as a watch may list them: `4.8.1`, `4.8`. A family
+    """An SRV and the families it is of, as a watch may list them: `4.8.1`, `4.8`, `4`. A family
     matches its variants, as the search's `srv=4.8` does: a watch on `4.8` was taken and
     never matched a 4.8.1 request (audit 29e)."""
     if not srv:
         return []
     found = [srv]
-    while found[-1].count(".") > 1:
+    while "." in found[-1]:
         found.append(found[-1].rpartition(".")[0])
     return found
 
