@@ -508,3 +508,51 @@ def _stored(engine: Engine, when: datetime) -> object:
     from servicetrail.store.schema import sqlite_time
 
     return sqlite_time(when) if engine.dialect.name == "sqlite" else when
+
+
+def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) -> None:
+    """A supplier's own firmware images: each page held all of its payloads in the server at
+    once, 30-37 MB a record (audit 30a). A page now carries up to PAGE_PAYLOAD_BYTES of
+    payloads (the first row always whole) and ends with a cursor before the row that would
+    pass it; walking the pages gives every record, each payload whole, on every path (the
+    index's, the device's, and a CLI export's first N)."""
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.store.items import PAGE_PAYLOAD_BYTES
+    from tests.personas import LK_OU, t
+
+    big = PAGE_PAYLOAD_BYTES * 3 // 10  # three to a page, the fourth passes the budget
+    sent = t("2025-05-01T00:00:00Z")
+    with world.engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    sent + timedelta(minutes=n),
+                    "request",
+                    f"{LK_OU}:{ESME_1}:{8000 + n}",
+                    "11.1",
+                    LK_OU,
+                    ESME_1,
+                    "",
+                    chr(ord("a") + n) * big,
+                )
+                for n in range(7)
+            ],
+        )
+    viewer = world.viewer(LOOKER)
+    newest_first = [chr(ord("a") + n) for n in range(6, -1, -1)]
+    for search in (
+        Search(srvs=("11.1",), scope=Scope.OWN),  # through the visibility index
+        Search(device_id=ESME_1, srvs=("11.1",), scope=Scope.OWN),  # the device's own form
+        Search(device_id=ESME_1, srvs=("11.1",)),
+    ):
+        with world.engine.connect() as conn:
+            first, cursor = search_page(conn, viewer, search, 10)
+        assert [i["payload"][0] for i in first] == newest_first[:3] and cursor is not None
+        walked = pages(world, viewer, search, 10)
+        assert [(i["payload"][0], len(i["payload"])) for i in walked] == [
+            (c, big) for c in newest_first
+        ]
+    with world.engine.connect() as conn:
+        exported = list(iter_search(conn, viewer, Search(srvs=("11.1",)), limit=5))
+    assert [i["payload"][0] for i in exported] == newest_first[:5]

@@ -163,4 +163,4 @@ def record_statement() -> Select[Any]:
             )
         )
     ).subquery("candidate")
-    return page_of_candidates(candidate, Scope.ALL)
+    return page_of_candidates(candidate, Scope.ALL, whole_payload=True)

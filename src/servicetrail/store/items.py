@@ -6,16 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     FromClause,
     Integer,
+    LargeBinary,
     Select,
     and_,
     bindparam,
     case,
+    cast,
+    func,
     null,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.util import ClauseAdapter
 
 from ..domain.visibility import Scope
@@ -100,14 +106,61 @@ def visible_items(scope: Scope = Scope.ALL, with_payload: bool = True) -> Select
     )
 
 
-def visible_titles(scope: Scope = Scope.ALL) -> Select[Any]:
-    """visible_items shaped as items whole, the payload NULL and never read."""
-    *columns, execution_at, subject_device_id = item_columns(with_payload=False)
+def visible_titles(scope: Scope = Scope.ALL, heads: bool = False) -> Select[Any]:
+    """visible_items shaped as items whole, the payload NULL and never read; or, with
+    `heads`, each payload's head (`payload_head`)."""
+    *columns, execution_at, subject_device_id = item_columns(with_payload=heads)
+    payload = columns.pop() if heads else null()
     return (
-        select(*columns, null().label("payload"), execution_at, subject_device_id)
-        .select_from(with_item_joins(sat_record, with_payload=False))
+        select(
+            *columns,
+            (payload_head(payload) if heads else payload).label("payload"),
+            execution_at,
+            subject_device_id,
+        )
+        .select_from(with_item_joins(sat_record, with_payload=heads))
         .where(visible_clause(scope))
     )
+
+
+# A page of a search reads at most this much of each payload (characters) with its rows; a
+# longer one is read whole after, within PAGE_PAYLOAD_BYTES for the page (`queries`). A page
+# of a supplier's own firmware images (SRV 11.1, up to 10 MB each, and a payload may be 16M
+# characters) held every payload of the page in the server at once: one page of 40 took
+# 1.2-1.5 GB, and the largest page (1,000) could ask for tens (audit 30a).
+PAYLOAD_HEAD_CHARS = 64 * 1024
+PAGE_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+def payload_head(payload: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A payload's first PAYLOAD_HEAD_CHARS and one more character, so that one cut short
+    shows it: PostgreSQL reads only that slice of a long (TOASTed) value, and the page's sort
+    holds no more of it."""
+    return func.substr(payload, 1, PAYLOAD_HEAD_CHARS + 1)
+
+
+def is_cut_short(payload: str | None) -> bool:
+    return payload is not None and len(payload) > PAYLOAD_HEAD_CHARS
+
+
+class payload_bytes(FunctionElement[int]):  # noqa: N801 (a SQL function, named as one)
+    """A payload's size in bytes as stored (PostgreSQL's octet_length reads a TOASTed
+    value's header only; SQLite 3.40 has no octet_length, and counts a BLOB's bytes)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(payload_bytes)
+def _payload_bytes_sqlite(element: payload_bytes, compiler: Any, **kw: Any) -> str:
+    [payload] = element.clauses
+    return str(compiler.process(func.length(cast(payload, LargeBinary)), **kw))
+
+
+@compiles(payload_bytes, "postgresql")
+def _payload_bytes_postgresql(element: payload_bytes, compiler: Any, **kw: Any) -> str:
+    [payload] = element.clauses
+    return str(compiler.process(func.octet_length(payload), **kw))
 
 
 def titles_or_payload(payload: ColumnElement[Any], titles_only: bool) -> ColumnElement[Any]:
@@ -144,11 +197,14 @@ def page_of_candidates(
     scope: Scope,
     conditions: list[Any] | None = None,
     titles_only: bool = False,
+    whole_payload: bool = False,
 ) -> Select[Any]:
     """The page from candidate records (whole narrow rows, RECORD_COLUMNS) that a faster form
     found: the rule itself on top, then the items, newest first. `conditions`: the search's
     filters, checked again here when the candidates come from the visibility index.
-    `titles_only`: no payload read (NULL), for a screen that shows none (`titles_or_payload`)."""
+    `titles_only`: no payload read (NULL), for a screen that shows none (`titles_or_payload`);
+    else each own payload's head (`payload_head`), or with `whole_payload` (one record) all
+    of it."""
     c = candidate.c
     on_candidate = ClauseAdapter(
         candidate
@@ -169,7 +225,10 @@ def page_of_candidates(
             c.response_code,
             c.command_variant,
             on_candidate(access_column()).label("access"),
-            titles_or_payload(own_payload(candidate), titles_only).label("payload"),
+            titles_or_payload(
+                own_payload(candidate) if whole_payload else payload_head(own_payload(candidate)),
+                titles_only,
+            ).label("payload"),
             on_candidate(own_only(s.execution_at)).label("execution_at"),
             on_candidate(own_only(s.subject_device_id)).label("subject_device_id"),
         )

@@ -36,10 +36,17 @@ from .index_search import (
     request_statement,
     rows_bucket,
 )
-from .items import newest_first, visible_items, visible_titles
+from .items import (
+    PAGE_PAYLOAD_BYTES,
+    is_cut_short,
+    newest_first,
+    payload_bytes,
+    visible_items,
+    visible_titles,
+)
 from .limits import EXPORT_SECONDS
 from .read_transaction import custom_plans, read_as
-from .schema import dcc_user, party, responsibility, sat_record
+from .schema import dcc_user, party, responsibility, sat_payload, sat_record
 from .visibility_sql import intervals_query, viewer_params
 
 STREAM_PAGE = 2000
@@ -64,13 +71,21 @@ def _general_search(
     return newest_first(items.where(*conditions(shape, with_cursor)))
 
 
+def _general_page_search(scope: Scope, shape: Shape, with_cursor: bool) -> Select[Any]:
+    """_general_search with each payload's head only (a page's: `_whole_payloads`)."""
+    return newest_first(visible_titles(scope, heads=True).where(*conditions(shape, with_cursor)))
+
+
 @lru_cache(maxsize=512)
 def _general_page(
     scope: Scope, shape: Shape, with_cursor: bool, titles_only: bool = False
 ) -> Select[Any]:
-    return _general_search(scope, shape, with_cursor, titles_only).limit(
-        bindparam("lim", type_=Integer)
+    search = (
+        _general_search(scope, shape, with_cursor, titles_only=True)
+        if titles_only
+        else _general_page_search(scope, shape, with_cursor)
     )
+    return search.limit(bindparam("lim", type_=Integer))
 
 
 def search_page(
@@ -125,12 +140,65 @@ def search_page(
             rows, next_cursor = _index_page(
                 conn, search, cursor is not None, params, limit, titles_only
             )
+            rows, cut = _whole_payloads(conn, rows)
+            if cut:
+                next_cursor = Cursor(rows[-1][1], rows[-1][0])
             return [item(*r) for r in rows], next_cursor
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows, cut = _whole_payloads(conn, rows[:limit])
+        more = more or cut
     # every form's rows begin with (id, logged_at)
     next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
     return [item(*r) for r in rows], next_cursor
+
+
+# where an item's row holds its payload (`domain.records.item`: the last but two)
+_PAYLOAD_AT = -3
+
+
+def _whole_payloads(conn: Connection, rows: Sequence[Any]) -> tuple[list[tuple[Any, ...]], bool]:
+    """A page's rows (newest first) with each payload its statement cut short
+    (`items.payload_head`) read whole, while the page's payloads stay within
+    PAGE_PAYLOAD_BYTES: the page ends before the first row that would pass it (the first row
+    is always whole), and the second value says whether it ended there. Two statements, and
+    only for a page with a long payload: the sizes, then the payloads that fit."""
+    short = [row for row in rows if is_cut_short(row[_PAYLOAD_AT])]
+    if not short:
+        return list(rows), False
+    p = sat_payload.c
+    where = (
+        p.record_id.in_([row[0] for row in short]),
+        p.logged_at.in_(sorted({row[1] for row in short})),
+    )
+    sizes: dict[int, int] = {
+        record_id: size
+        for record_id, size in conn.execute(
+            select(p.record_id, payload_bytes(p.payload)).where(*where)
+        )
+    }
+    room, kept, wanted = PAGE_PAYLOAD_BYTES, list[Any](), set[int]()
+    for row in rows:
+        payload = row[_PAYLOAD_AT]
+        long = is_cut_short(payload)
+        size = sizes.get(row[0], 0) if long else len((payload or "").encode())
+        if kept and size > room:
+            break
+        room -= size
+        kept.append(row)
+        if long:
+            wanted.add(row[0])
+    whole: dict[int, str] = {
+        record_id: payload
+        for record_id, payload in conn.execute(
+            select(p.record_id, p.payload).where(p.record_id.in_(sorted(wanted)), where[1])
+        )
+    }
+    return [
+        (*row[:_PAYLOAD_AT], whole.get(row[0], row[_PAYLOAD_AT]), *row[_PAYLOAD_AT + 1 :])
+        if row[0] in wanted
+        else tuple(row)
+        for row in kept
+    ], len(kept) < len(rows)
 
 
 def _index_page(
@@ -216,10 +284,20 @@ def iter_search(
         and not search.request_id
     ):
         # the first `limit` of a device-less search: the index walk of a page, however large
-        params["lim"] = limit
+        # (in pages, where long payloads cut one short: `_whole_payloads`)
         with read_as(conn, viewer, EXPORT_SECONDS, generic_plan=True, one_snapshot=True):
-            rows, _ = _index_page(conn, search, False, params, limit)
-        yield from (item(*row) for row in rows)
+            after: Cursor | None = None
+            while limit > 0:
+                params["lim"] = limit
+                found, after = _index_page(conn, search, after is not None, params, limit)
+                page, cut = _whole_payloads(conn, found)
+                if cut:
+                    after = Cursor(page[-1][1], page[-1][0])
+                yield from (item(*row) for row in page)
+                limit -= len(page)
+                if after is None or not page:
+                    break
+                params.update(cursor_at=after.logged_at, cursor_id=after.record_id)
         return
     query = _general_search(search.scope, shape_of(search), False)
     if limit is not None:
