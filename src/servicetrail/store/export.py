@@ -60,6 +60,7 @@ from sqlalchemy.sql.expression import Values
 from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
+from .fetching import fetched_by_size
 from .items import own_payload, visible_items
 from .limits import Budget, SearchTooBroad
 from .read_transaction import read_as
@@ -68,7 +69,7 @@ from .visibility_sql import viewer_params
 
 s = sat_record.c
 CHUNK_BYTES = 1 << 20  # large writes; one chunk is all the memory a report holds on the client
-_SQLITE_ROWS = 100  # lines fetched per call: few, since a payload may be up to 1M characters
+_SQLITE_ROWS = 100  # lines fetched per call at the most (fewer for long ones: fetching)
 _CSV_SPECIAL = (",", '"', "\n", "\r")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SRV_TITLE_FUNCTION = "servicetrail_srv_title_csv"  # registered on the SQLite connection
@@ -363,15 +364,15 @@ class OwnReport:
         result = self.conn.execute(sqlite_statement(), self.params)
         chunk = [csv_header()]
         size = 0
-        while rows := result.fetchmany(_SQLITE_ROWS):
-            self.rows += len(rows)
-            for (line,) in rows:  # row by row, so a chunk ends at most one row past the mark
-                chunk.append(line)
-                size += len(line)
-                if size >= CHUNK_BYTES:
-                    yield b"".join(chunk)
-                    chunk.clear()
-                    size = 0
+        # row by row, so a chunk ends at most one row past the mark
+        for (line,) in fetched_by_size(result, lambda row: len(row[0]), _SQLITE_ROWS):
+            self.rows += 1
+            chunk.append(line)
+            size += len(line)
+            if size >= CHUNK_BYTES:
+                yield b"".join(chunk)
+                chunk.clear()
+                size = 0
         if chunk:
             yield b"".join(chunk)
 

@@ -36,6 +36,7 @@ from .index_search import (
     request_statement,
     rows_bucket,
 )
+from .fetching import fetched_by_size
 from .items import (
     PAGE_PAYLOAD_BYTES,
     is_cut_short,
@@ -303,8 +304,13 @@ def iter_search(
     if limit is not None:
         query = query.limit(limit)
     with read_as(conn, viewer, EXPORT_SECONDS):
-        for row in conn.execution_options(yield_per=STREAM_PAGE).execute(query, params):
+        result = conn.execution_options(stream_results=True).execute(query, params)
+        for row in fetched_by_size(result, _payload_size, STREAM_PAGE):
             yield item(*row)
+
+
+def _payload_size(row: Any) -> int:
+    return len(row[_PAYLOAD_AT] or "")
 
 
 def get_visible(
