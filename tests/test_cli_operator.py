@@ -345,3 +345,27 @@ def test_new_reader_role_on_sqlite_says_so_and_builds_no_store(tmp_path):
     result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "db", "new-reader-role"])
     assert result.exit_code == 2 and "no roles" in result.output
     assert not path.exists()
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_count_of_zero_is_a_usage_error_naming_the_option(cli):
+    """cc1: a count (a page size, a record id) is 1 or more: `--limit 0` ran a search that
+    could print nothing, and record 0 is none a store holds."""
+    for args, option in (
+        (("records", "--party", P.SOUTHENERGY, "--limit", "0"), "--limit"),
+        (("triggers", "0", "--party", P.SOUTHENERGY), "RECORD_ID"),
+    ):
+        refused = cli(*args)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert "0 is not 1 or more" in refused.stderr and option in refused.stderr, refused.stderr
+
+
+def test_text_for_the_terminal_keeps_its_line_breaks_and_escapes_the_rest():
+    """cc6: a message of several lines (a file's name among them) is shown on as many lines;
+    what else is not printable (an escape sequence in a name) is written as its escape."""
+    from servicetrail.cli.common import printable
+
+    assert printable("first line\nsecond \x1b[31mline") == "first line\nsecond \\x1b[31mline"
+    assert printable("plain") == "plain"

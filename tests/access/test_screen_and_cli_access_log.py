@@ -358,3 +358,22 @@ def test_a_record_page_not_found_is_logged_as_a_read_of_nothing_as_the_apis_is(e
         assert len(entries) == before + 1
         assert (entries[0].action, entries[0].records_returned) == ("record", 0)
         assert entries[0].filters == {"record_id": wanted}
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_query_parameter_named_as_the_address_part_does_not_rename_what_was_read(engine, world):
+    """pr4: the screen ignores a parameter it does not take, but the entry keeps the query's
+    parameters: `?record_id=` (or `?device_id=` on a Device's page) must not replace the id
+    the address read, or an analyst could make the log name another record than the one
+    looked at."""
+    np = signed_in(engine, "np.analyst")
+    record = own_record(world)
+    for address, kept in (
+        (f"/records/{record}?record_id=1", {"record_id": record}),
+        (f"/devices/{P.ESME_1}?device_id={P.GSME_1}", {"device_id": P.ESME_1}),
+    ):
+        assert np.get(address).status_code == 200, address
+        (entry, *_) = logged(engine)
+        assert {name: entry.filters.get(name) for name in kept} == kept, (address, entry.filters)

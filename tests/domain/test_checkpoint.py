@@ -181,3 +181,31 @@ def test_a_key_name_with_a_space_or_a_plus_is_refused(tmp_path, name):
     note = good.checkpoint("my/2025-03", 1, bytes(32)).replace("\u2014 my ", f"\u2014 {name} ")
     with pytest.raises(cp.NoteError):  # the line, or the note, is no signed note's
         cp.parse_checkpoint(note)
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_tree_size_with_a_leading_zero_is_refused_though_validly_signed(tmp_path):
+    """ck1: C2SP tlog-checkpoint writes the size in decimal without leading zeros; `012`,
+    signed by the trusted key, verified here and is refused by other verifiers."""
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    verifier = cp.parse_verifier_key(signer.verifier_key)
+    root = base64.b64encode(bytes(32)).decode()
+    for size, good in (("012", False), ("0", True), ("12", True)):
+        body = f"servicetrail/sat/2025-03\n{size}\n{root}\n"
+        note = cp.signed_note(body, signer.name, signer.public_key, signer._private.sign)
+        if good:
+            assert cp.verify_checkpoint(note, verifier, ed25519_check).size == int(size)
+        else:
+            with pytest.raises(cp.NoteError, match="tree size is not a number"):
+                cp.verify_checkpoint(note, verifier, ed25519_check)
+
+
+def test_a_signature_line_under_another_name_is_not_the_keys(tmp_path):
+    """ck3: signed-note matches a signature to a key by its name and its key hash both."""
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    note = signer.checkpoint("servicetrail/sat/2025-03", 12, bytes(32))
+    renamed = note.replace("\u2014 servicetrail/sat ", "\u2014 someone/else ")
+    with pytest.raises(cp.NoteError, match="no signature by the key"):
+        cp.verify_checkpoint(renamed, cp.parse_verifier_key(signer.verifier_key), ed25519_check)

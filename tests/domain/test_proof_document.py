@@ -76,3 +76,42 @@ def test_a_repeated_key_among_very_many_is_found_in_linear_time():
     with pytest.raises(ValueError, match="'k7' twice"):
         parse_proof_document(raw)
     assert time.process_time() - started < 5  # quadratic: about five minutes
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_document_whose_log_is_not_its_checkpoints_origin_is_refused(tmp_path):
+    """The document's `log` is what a reader takes the proof to be of: naming another log
+    than the checkpoint it carries (another month's, another store's), it verified as if
+    it were of that log."""
+    proof, verifier = document(tmp_path, "servicetrail/sat/2030-01")
+    for other in ("servicetrail/sat/2030-02", "elsewhere/2030-01", None):
+        with pytest.raises(cp.NoteError, match="is not the checkpoint's origin"):
+            verify_proof_document({**proof, "log": other}, verifier, ed25519_check)
+
+
+def test_a_number_of_twenty_digits_is_read_and_one_of_twenty_one_refused():
+    """No index or size exceeds 2^64 - 1, which has 20 digits: that many are read, more are
+    refused before Python reads them whole."""
+    largest = 2**64 - 1
+    assert parse_proof_document(b'{"leaf_index": %d}' % largest) == {"leaf_index": largest}
+    with pytest.raises(ValueError, match="21 digits"):
+        parse_proof_document(b'{"leaf_index": %d}' % (10 * largest))
+
+
+def test_a_checkpoint_of_a_log_under_another_name_that_begins_alike_is_refused(tmp_path):
+    """A key signs the logs named under it, `<key name>/...`: a checkpoint of
+    `servicetrail/satellite/...` signed by the key `servicetrail/sat` is no log of its."""
+    from servicetrail.domain.proof_document import verify_consistency_document
+    from servicetrail.signing import load_signer
+
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    root = merkle.leaf_hash(cp.canonical_json(LEAF))
+    note = signer.checkpoint("servicetrail/satellite/2030-01", 1, root)
+    verifier = cp.parse_verifier_key(signer.verifier_key)
+    with pytest.raises(cp.NoteError, match="is not a log of 'servicetrail/sat'"):
+        verify_consistency_document(note, note, {"proof": []}, [verifier], ed25519_check)
+    mine = signer.checkpoint("servicetrail/sat/2030-01", 1, root)
+    extended = verify_consistency_document(mine, mine, {"proof": []}, [verifier], ed25519_check)
+    assert (extended.old_size, extended.new_size) == (1, 1)

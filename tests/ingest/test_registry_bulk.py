@@ -870,3 +870,38 @@ def test_an_interval_given_again_to_another_party_moves_its_records_to_that_part
             },
         ).scalar_one()
     assert stale == 0, f"{stale} index rows of {NORTHPOWER} left stale"
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_past_most_deferred_an_overlapping_line_is_refused_at_once(
+    cli, world, tmp_path, monkeypatch
+):
+    """ld9: what waits for the file's end is held in memory, so at most MOST_DEFERRED lines
+    wait; one more that overlaps is refused in its batch. Here the bound is one: of two
+    changes of supplier, each new supplier's line first, the first waits and loads once its
+    old supplier's end is moved; the second is refused."""
+    from servicetrail.ingest import load as ingest_load
+    from tests.personas import ESME_S1
+
+    monkeypatch.setattr(ingest_load, "MOST_DEFERRED", 1)
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
+    settings.reload()
+    changes = write(
+        tmp_path / "changes.csv",
+        RESP_HEADER
+        + f"{GSME_1},{NORTHPOWER},supplier,2025-06-01T00:00:00Z,\n"
+        + f"{ESME_S1},{SOUTHENERGY},supplier,2025-06-01T00:00:00Z,\n"
+        + f"{GSME_1},{SOUTHENERGY},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z\n"
+        + f"{ESME_S1},{NORTHPOWER},supplier,2024-06-01T00:00:00Z,2025-06-01T00:00:00Z\n",
+    )
+    result = cli("load", "responsibilities", changes)
+    assert result.stdout.startswith("loaded 3, rejected 1,"), result.output
+    [reject] = rejects_of(tmp_path / "changes.rejects.jsonl")
+    assert reject["line"] == 3 and "overlaps" in reject["reason"]
+    assert supply_days(world.engine, GSME_1) == [
+        (SOUTHENERGY, "2025-01-01", "2025-06-01"),
+        (NORTHPOWER, "2025-06-01", None),
+    ]
+    assert supply_days(world.engine, ESME_S1) == [(NORTHPOWER, "2024-06-01", "2025-06-01")]

@@ -609,3 +609,16 @@ def test_the_first_byte_that_is_not_utf8_is_counted_from_one():
     with pytest.raises(InvalidValue) as refused:
         parse_values(b'{"id": \xff}')
     assert str(refused.value) == "not UTF-8 text (byte 8 of the line)"
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_file_named_otherwise_is_read_by_its_first_bytes_after_a_byte_order_mark(
+    cli, engine, tmp_path
+):
+    """so4: an editor's UTF-8 byte order mark before the first record: the form is told by
+    what follows it (the file was "neither DUIS XML nor JSON Lines")."""
+    sat = tmp_path / "traffic.txt"
+    sat.write_bytes(b"\xef\xbb\xbf" + json.dumps(rec(counter=1)).encode() + b"\n")
+    assert cli("ingest", sat).stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"

@@ -188,3 +188,27 @@ def test_an_entry_id_drawn_by_a_read_that_failed_serves_its_connections_next_ent
     assert stored["first"] < stored["second"]  # the id drawn before the second read's
     assert [s.size for s in seal_store(pg_engine) if "/access/" in s.origin] == [2]
     assert audit(pg_engine, "servicetrail/access").findings == []
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_follower_poll_that_found_nothing_leaves_no_entry_and_one_that_found_some_does(
+    engine,
+):
+    """lr9: `watch events --follow` polls every few seconds; a poll that returned no record
+    is left out of the access log (or the log grew by an entry a poll, for nothing), one that
+    returned records is logged as any read."""
+    viewer = P.load_personas(engine).viewer(P.WIRESCO)
+    with engine.connect() as conn:
+        with logged_read(conn, viewer, WS, "search", {"device_id": P.UNKNOWN_DEVICE}) as read:
+            empty, _ = read.search_page(Search(device_id=P.UNKNOWN_DEVICE), 100)
+            read.leave_out_if_empty()
+        with logged_read(conn, viewer, WS, "search", {"device_id": P.ESME_1}) as read:
+            items, _ = read.search_page(Search(device_id=P.ESME_1), 100)
+            read.leave_out_if_empty()
+        stored = entries_after(conn, 0, 10)
+    assert empty == [] and items
+    assert [(e.filters, e.records_returned) for e in stored] == [
+        ({"device_id": P.ESME_1}, len(items))
+    ]

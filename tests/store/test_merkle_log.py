@@ -267,3 +267,25 @@ def test_a_seal_finds_the_logs_by_seeks_not_by_reading_their_leaves(sqlite_url):
             driver.set_progress_handler(None, 0)
     # 30,000 leaves: stepping through them took 270,000 VM steps, the seeks take hundreds
     assert steps * 100 < 5_000, steps
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_access_log_leaves_are_read_in_half_open_slices(engine):
+    """ml5: `log verify` reads the access log's entries in [low, high) slices, one a worker:
+    an entry at a slice's end, read in both, was checked and counted twice."""
+    from servicetrail.domain.access_log import Reader, Tally
+    from servicetrail.store.access_log import append_entry, entries_after
+    from servicetrail.store.merkle_log import access_leaves
+    from tests.personas import NORTHPOWER
+
+    reader = Reader(NORTHPOWER, "np.analyst", "api")
+    with engine.connect() as conn:
+        for n in range(6):
+            append_entry(conn, reader, "search", {"n": str(n)}, Tally())
+        ids = [entry.id for entry in entries_after(conn, 0, 100)]
+        assert len(ids) == 6
+        slices = [(ids[0], ids[3]), (ids[3], ids[5] + 1)]
+        read = [entry_id for low, high in slices for entry_id, _ in access_leaves(conn, low, high)]
+    assert read == ids

@@ -436,3 +436,25 @@ def test_retention_keeps_exactly_the_months_asked_for(pg):
     assert all(month in left for month in kept), (left, dropped)
     assert not any(month in left for month in gone), (left, dropped)
     assert not any(f"_p{y:04d}_{m:02d}" in name for y, m in kept for name in dropped)
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_month_retention_dropped_before_any_record_was_sealed_in_it_is_made_again(pg):
+    """pa6: this process remembers which months have partitions; retention forgets those it
+    drops. A month dropped with nothing sealed in it is not retired (no checkpoint says so):
+    a record of it loaded later is stored in its partitions made again. Remembered as still
+    there, none was made, and the load died on PostgreSQL's "no partition of relation"."""
+    now = datetime.now(UTC)
+    year, month = _add_months(now.year, now.month, -4)
+    at = datetime(year, month, 15, 12, tzinfo=UTC)
+    ensure_months(pg, [at])  # made ahead of the data, which never came
+    with pg.begin() as conn:
+        assert f"sat_record_p{year:04d}_{month:02d}" in drop_older_than(conn, keep_months=1)
+        assert (year, month) not in existing_months(conn)
+    with pg.begin() as conn:
+        append_records(conn, [SatRecord(at, "request", "LATE:1", "4.1.1", "LATE", "00-00", "", "")])
+    with pg.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == 1
+        assert (year, month) in existing_months(conn)

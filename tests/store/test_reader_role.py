@@ -283,3 +283,28 @@ def test_db_check_of_a_copy_by_another_owner_says_to_give_it_a_role_of_its_own(
         assert not any("(GRANT it" in p or f"REVOKE {role}" in p for p in problems), problems
     finally:
         pg_server.admin(f"DROP ROLE {copier}")
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_db_check_tells_an_owner_that_lost_the_reader_role_to_grant_it(pg_server) -> None:
+    """mg1: an owner (no superuser) that may not take its own store's reader role, which no
+    other database uses, is told to GRANT it: not that its store is a copy of another's,
+    whose remedy (db new-reader-role) does not apply."""
+    login = f"owner_{uuid.uuid4().hex[:8]}"
+    pg_server.admin(f"CREATE ROLE {login} LOGIN CREATEROLE")
+    url = pg_server.new_database()
+    pg_server.admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} OWNER TO {login}")
+    engine = open_store(as_login(url, login))
+    try:
+        with engine.connect() as conn:
+            role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        pg_server.admin(f"REVOKE {role} FROM {login}")
+        problems = schema_differences(engine)
+        assert f"the store's owner may not take the role {role} (GRANT it)" in problems, problems
+        assert not any("new-reader-role" in p for p in problems), problems
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)
+        pg_server.admin(f"DROP ROLE {login}")

@@ -719,3 +719,26 @@ def test_exactly_the_bound_of_failing_deliveries_is_counted_exactly(world) -> No
             shown = {w["id"]: w for w in list_watches(conn, SOUTHENERGY, with_state=True)}
         failing = shown[made["id"]]["webhook"]["failing"]
         assert (failing["waiting"], failing["at_least"]) == (MOST_FAILING_SHOWN, at_least), count
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_records_read_past_a_gap_make_no_second_event_when_read_again_in_small_steps(
+    world: World,
+) -> None:
+    """wa5: the matcher's cursor waits below a gap while the records past it are matched;
+    once the gap fills, it reads them again, a batch at a time, and drops those it made
+    events of. The newest record read must not move back to the end of the first of those
+    batches: the records of the next ones made second events."""
+    made = add_watch(world, SOUTHENERGY)
+    append(world, *(lk_request(n) for n in range(1, 5)))
+    match_all(world)
+    with world.engine.begin() as conn:  # pretend the four were still being written
+        conn.execute(update(watch_cursor).values(record_id=watch_cursor.c.record_id - 4))
+    while True:
+        with world.engine.begin() as conn:
+            if not match_new_records(conn, batch=1):
+                break
+    page, _ = events(world, SOUTHENERGY, made["id"])
+    assert [e["event_id"] for e in page] == [1, 2, 3, 4]

@@ -434,3 +434,19 @@ def test_a_correction_between_the_record_and_its_why_never_shows_it_not_visible(
         assert re.search(r"Why you can see this: \w", said), said  # a reason, not " ."
     else:
         assert (answer.status_code, answer.text) == (missing.status_code, missing.text)
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_an_empty_limit_is_the_default_page_not_the_largest(client, bearer, engine):
+    """pr3: `?limit=` (a form's empty field) is the parameter not given: a page of
+    DEFAULT_PAGE, as without it, not MAX_PAGE."""
+    from servicetrail.domain.search import DEFAULT_PAGE
+    from tests.store.test_merkle_log import append, records
+
+    append(engine, records(DEFAULT_PAGE + 1, first=1000))  # NORTHPOWER's own
+    headers = bearer(P.NORTHPOWER)
+    empty = client.get("/api/v1/records", headers=headers, params={"limit": ""}).json()
+    assert len(empty["items"]) == DEFAULT_PAGE
+    assert empty == client.get("/api/v1/records", headers=headers).json()

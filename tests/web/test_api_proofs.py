@@ -235,3 +235,92 @@ def test_a_log_prefix_ending_in_access_still_gives_a_party_its_consistency_proof
     assert answer.status_code == 200, answer.text
     proof = [base64.b64decode(h) for h in answer.json()["proof"]]
     assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_record_whose_leaf_is_the_first_past_the_newest_checkpoint_is_not_yet_sealed(
+    client, token, engine
+):
+    """Its leaf is appended with the record (index = the checkpoint's size) and waits for the
+    next seal: 409 not_sealed, not a proof against a checkpoint that does not hold it (a 500)."""
+    headers = token(P.NORTHPOWER)
+    append(engine, records(1, first=10))  # February, NORTHPOWER's own
+    asked = {"request_id": "90-B3-D5-1F-30-01-00-01:00-DB-12-34-56-78-90-A1:11"}
+    [item] = client.get("/api/v1/records", params=asked, headers=headers).json()["items"]
+    unsealed = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
+    assert unsealed.status_code == 409 and unsealed.json()["error"] == "not_sealed"
+    seal_store(engine)
+    sealed = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
+    assert sealed.status_code == 200
+    checked(sealed.json(), client.get("/api/v1/logs", headers=headers).json()["verifier_keys"])
+
+
+def test_a_key_that_has_signed_nothing_yet_is_published_beside_the_earlier_ones(
+    client, token, tmp_path, use_settings
+):
+    """After a rotation, until the new key's first seal, no checkpoint names it: /api/v1/logs
+    publishes it all the same, or a client that takes its keys from there could not check
+    the next checkpoints."""
+    headers = token(P.SOUTHENERGY)
+    old_key = client.get("/api/v1/logs", headers=headers).json()["verifier_key"]
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "rotated.key")
+    listing = client.get("/api/v1/logs", headers=headers).json()
+    assert listing["verifier_key"] != old_key
+    assert listing["verifier_keys"] == [old_key, listing["verifier_key"]]
+
+
+def test_a_log_whose_stored_hashes_were_deleted_is_said_so_not_a_500(client, token, engine):
+    """lt2: the hashes a proof is folded from, deleted behind servicetrail's back (every leaf
+    of a month but one): the consistency proof says the log's leaves are no longer stored,
+    naming `origin` (a KeyError was a 500)."""
+    headers = token(P.NORTHPOWER)
+    origin = "servicetrail/sat/2025-02"
+    key = client.get("/api/v1/logs", headers=headers).json()["verifier_key"]
+    old_size = rfc9162.check_checkpoint(logs_by_origin(client, headers)[origin], key)[1]
+    append(engine, records(40))
+    seal_store(engine)
+    new_size = rfc9162.check_checkpoint(logs_by_origin(client, headers)[origin], key)[1]
+    [item] = client.get(
+        "/api/v1/records",
+        params={"request_id": "90-B3-D5-1F-30-01-00-01:00-DB-12-34-56-78-90-A1:20"},
+        headers=headers,
+    ).json()["items"]
+    intrude(
+        engine,
+        ("DELETE FROM log_node WHERE family = 'sat' AND month = '2025-02'", {}),
+        (
+            "DELETE FROM log_leaf WHERE family = 'sat' AND month = '2025-02' AND entry_id <> :i",
+            {"i": item["id"]},
+        ),
+    )
+    answer = client.get(
+        "/api/v1/logs/consistency",
+        params={"origin": origin, "from": old_size, "to": new_size},
+        headers=headers,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["parameter"] == "origin" and "no longer stored" in answer.json()["message"]
+
+
+def test_the_published_keys_are_oldest_first_whatever_their_text(
+    client, token, engine, tmp_path, use_settings
+):
+    """lt4: verifier_keys lists the keys in the order they first signed; a new key whose text
+    sorts before the old one's (chosen so here) comes after it all the same."""
+    from servicetrail.signing import load_signer
+
+    headers = token(P.SOUTHENERGY)
+    old_key = client.get("/api/v1/logs", headers=headers).json()["verifier_key"]
+    path = next(
+        tmp_path / f"k{n}.key"
+        for n in range(200)
+        if load_signer(tmp_path / f"k{n}.key", "servicetrail/sat").verifier_key < old_key
+    )
+    use_settings(SERVICETRAIL_SIGNING_KEY=path)
+    append(engine, records(5, first=100))
+    seal_store(engine)
+    listing = client.get("/api/v1/logs", headers=headers).json()
+    assert listing["verifier_key"] < old_key
+    assert listing["verifier_keys"] == [old_key, listing["verifier_key"]]

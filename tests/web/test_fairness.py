@@ -425,3 +425,44 @@ def test_each_auditor_has_a_share_of_its_own():
     finally:
         for slots in held:
             slots.release()
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_a_search_waiting_for_its_partys_heavy_slot_is_answered_once_the_total_is_the_bound():
+    """fa5: a broad search waits for its Party's heavy slot only: once that is free but all
+    Parties' heavy work is at the server's total, it is answered at once (the module's note),
+    not held on its thread, with a request slot, for the rest of its wait."""
+    limits = PartyLimits(Bounds(request=3, heavy=1, download=1), heavy_total=2, heavy_wait=3)
+    first = limits.take("A", "request", "heavy")
+    other = limits.take("C", "request", "heavy")  # the server's total (2) is reached
+    outcome: list[tuple[str, float]] = []
+
+    def broad_search() -> None:
+        try:
+            limits.take("A", "request", "heavy", wait=3).release()
+            outcome.append(("ran", time.monotonic()))
+        except Busy as refused:
+            outcome.append((refused.bound, time.monotonic()))
+
+    waiter = threading.Thread(target=broad_search)
+    waiter.start()
+    for _ in range(200):  # the waiter counts with the Party's slots once it waits
+        if limits.held("A") == {"request": 2, "heavy": 1}:
+            break
+        time.sleep(0.01)
+    assert limits.held("A") == {"request": 2, "heavy": 1}
+    # in one step, as a server's threads may: A's first search ends and B's broad search
+    # takes the heavy slot it gave back, so the server's total is still reached
+    with limits._lock:
+        limits._count("A", ("request", "heavy"), -1)
+        limits._count("B", ("request", "heavy"), 1)
+        limits._heavy_freed.notify_all()
+    freed = time.monotonic()
+    waiter.join(10)
+    assert [bound for bound, _ in outcome] == ["heavy_total"]
+    assert outcome[0][1] - freed < 1.5  # not at the end of its 3 s wait
+    assert limits.held("A") == {}
+    first._held = False  # given back above
+    other.release()

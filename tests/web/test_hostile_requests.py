@@ -186,3 +186,54 @@ def test_an_address_the_api_does_not_have_is_not_called_a_missing_record(client,
     missing = client.get("/api/v1/records/999999", headers=bearer(P.NORTHPOWER))
     assert missing.json() == {"error": "not_found", "message": "no such record"}
     assert client.get("/nope").headers["content-type"].startswith("text/html")
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+def test_a_nul_in_a_parameters_name_is_refused_too(client, bearer):
+    """A name is as much of the query as a value: with a NUL in it, it went on to the read,
+    whose access-log entry keeps the parameters as sent."""
+    page = client.get("/?a%00b=1")
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+    assert "must not contain a NUL character." in page.text
+    api = client.get("/api/v1/records?srv%00=4.1.1", headers=bearer(P.NORTHPOWER))
+    assert api.status_code == 422 and "NUL" in api.json()["message"]
+
+
+def test_a_nul_refusal_quotes_a_name_only_if_all_of_it_is_named_as_ours_are(client):
+    """A name that merely begins as ours do (lower-case words) is the page's own words all the
+    same: "session expired, call 0800 ..." (review 23d)."""
+    answer = client.get("/?session%20expired%2C%20call%200800%20123=%00")
+    assert answer.status_code == 422
+    assert "A parameter of the address must not contain a NUL character." in answer.text
+    assert "session expired" not in answer.text
+
+
+def test_a_head_sends_no_body_message_after_the_one_that_ends_its_answer():
+    """A HEAD goes on as a GET whose first piece of body ends the answer. What the route
+    sends after it (the rest of a report, a stream's next events) is not passed on: the
+    server refuses a message after an answer's end with an error, and a stream ran on."""
+    import asyncio
+
+    from servicetrail.web.head_requests import HeadAsGet
+
+    seen_method = []
+
+    async def in_pieces(scope, receive, send) -> None:
+        seen_method.append(scope["method"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in (b"one", b"two", b""):
+            await send({"type": "http.response.body", "body": piece, "more_body": bool(piece)})
+
+    sent: list[dict] = []
+
+    async def send(message) -> None:
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "HEAD", "path": "/", "headers": []}
+    asyncio.run(HeadAsGet(in_pieces)(scope, receive, send))
+    assert seen_method == ["GET"]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -20,13 +20,18 @@ from tests.web.test_header_cap import address
 
 LIMIT = 1.0
 BODY_CAP = 64 * 1024
+HEAD_CAP = 16 * 1024
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     folder = tmp_path_factory.mktemp("read-timeout")
     url = f"sqlite:///{folder / 'store.db'}"
-    env = {"SERVICETRAIL_READ_TIMEOUT": str(LIMIT), "SERVICETRAIL_MAX_BODY_BYTES": str(BODY_CAP)}
+    env = {
+        "SERVICETRAIL_READ_TIMEOUT": str(LIMIT),
+        "SERVICETRAIL_MAX_BODY_BYTES": str(BODY_CAP),
+        "SERVICETRAIL_MAX_HEADER_BYTES": str(HEAD_CAP),
+    }
     with live_server(url, folder, env=env) as base:
         yield address(base)
 
@@ -383,3 +388,67 @@ def test_the_servers_warnings_are_said_once_in_a_while_with_their_count(tmp_path
     assert sum(map(int, told)) == 29, said
     told = re.findall(r"Invalid HTTP request received\. \((\d+) more since it was last said", said)
     assert sum(map(int, told)) == 29, said
+
+
+# --- found missing by mutation testing (audit 30b): each cap at its bound and one past it ----
+
+
+def _login_form(size: int) -> bytes:
+    body = b"username=someone&password=x&csrf_token=x&next=/&pad="
+    return body + b"p" * (size - len(body))
+
+
+def test_a_chunked_body_of_exactly_the_cap_is_read_and_one_byte_more_is_413(server):
+    """A chunked body declares no length: it is counted as it comes, and the cap is the
+    largest body read (SERVICETRAIL_MAX_BODY_BYTES), not a bound well past it."""
+    answers = []
+    for size in (BODY_CAP, BODY_CAP + 1):
+        body = _login_form(size)
+        with socket.create_connection(server) as sock:
+            sock.sendall(
+                form_head(b"Transfer-Encoding: chunked\r\nConnection: close")
+                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            )
+            answers.append(answer_to(sock)[0])
+    assert answers[0].startswith(b"HTTP/1.1 403 "), answers[0][:300]  # read and judged
+    assert_too_large(answers[1])
+
+
+def test_a_declared_body_of_exactly_the_cap_is_read(server):
+    body = _login_form(BODY_CAP)
+    with socket.create_connection(server) as sock:
+        sock.sendall(form_head(b"Content-Length: %d\r\nConnection: close" % len(body)) + body)
+        answer, _ = answer_to(sock)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:300]
+
+
+def _head_of(size: int, finished: bool) -> bytes:
+    """A GET of /login: finished, a head whose request target and headers (name, value and
+    four bytes each, as the server counts them) make `size`; unfinished, `size` bytes of a
+    head still arriving."""
+    head = b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: "
+    if not finished:
+        return head + b"p" * (size - len(head))
+    counted = len(b"/login") + len(b"host127.0.0.1") + len(b"connectionclose") + 3 * 4
+    return head + b"p" * (size - counted - len(b"x-pad")) + b"\r\n\r\n"
+
+
+def test_a_head_of_exactly_the_cap_is_served_and_one_byte_more_is_431(server):
+    """SERVICETRAIL_MAX_HEADER_BYTES is the largest head read: a head that fills it is
+    served, one byte more is 431; and a head still arriving is cut off once it has passed
+    the cap, not at it (then it waits for the rest, and times out here)."""
+    socks = [socket.create_connection(server) for _ in range(4)]
+    try:
+        for sock, (size, finished) in zip(
+            socks,
+            ((HEAD_CAP, True), (HEAD_CAP + 1, True), (HEAD_CAP + 1, False), (HEAD_CAP, False)),
+        ):
+            sock.sendall(_head_of(size, finished))
+        whole, whole_over, arriving_over, arriving = (answer_to(sock)[0] for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert whole.startswith(b"HTTP/1.1 200 "), whole[:300]
+    assert whole_over.startswith(b"HTTP/1.1 431 "), whole_over[:300]
+    assert arriving_over.startswith(b"HTTP/1.1 431 "), arriving_over[:300]
+    assert_timed_out(arriving)  # waited for, within the cap

@@ -265,3 +265,36 @@ def test_a_device_token_past_its_lifetime_is_no_longer_trusted(engine, accounts)
     with engine.connect() as conn:
         assert device_key(conn, "np.analyst", fresh, now) is not None
         assert device_key(conn, "np.analyst", stale, now) is None
+
+
+# --- found missing by mutation testing (audit 30b) ----------------------------------------
+
+
+def test_each_remembered_device_has_a_throttle_key_of_its_own(engine, accounts):
+    """se12: a device token's throttle key is its digest, long enough that two of an account's
+    devices never share one: sharing it, a device's failed sign-ins (a stolen laptop's
+    guesses) would pause the analyst's other browsers. These two tokens' digests begin with
+    the same eight hex digits (found by trying `device-token-N` in turn)."""
+    from sqlalchemy import insert
+
+    from servicetrail.store.sessions import claim_attempt
+
+    one, other = "device-token-42827", "device-token-78737"
+    assert session_digest(one)[:8] == session_digest(other)[:8]
+    now = now_utc()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(login_device),
+            [
+                {"token_hash": session_digest(token), "username": "np.analyst", "created_at": now}
+                for token in (one, other)
+            ],
+        )
+    with engine.connect() as conn:
+        keys = {device_key(conn, "np.analyst", token, now) for token in (one, other)}
+    assert None not in keys and len(keys) == 2
+    address = OFFICE[0]
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert claim_attempt(engine, "np.analyst", address, one, now).refused_until is None
+    assert claim_attempt(engine, "np.analyst", address, one, now).refused_until is not None
+    assert claim_attempt(engine, "np.analyst", address, other, now).refused_until is None
