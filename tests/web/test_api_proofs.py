@@ -302,6 +302,11 @@ def test_a_log_whose_stored_hashes_were_deleted_is_said_so_not_a_500(client, tok
     )
     assert answer.status_code == 422, answer.text
     assert answer.json()["parameter"] == "origin" and "no longer stored" in answer.json()["message"]
+    # and the proof of the one record left: a 409 naming log verify, not a 500 (audit 30b)
+    proof = client.get(f"/api/v1/records/{item['id']}/proof", headers=headers)
+    assert proof.status_code == 409, proof.text
+    assert proof.json()["error"] == "not_in_log"
+    assert "no longer whole" in proof.json()["message"] and "log verify" in proof.json()["message"]
 
 
 def test_the_published_keys_are_oldest_first_whatever_their_text(

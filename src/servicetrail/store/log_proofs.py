@@ -46,6 +46,16 @@ class NotInLog(LookupError):
     )
 
 
+class LogNotWhole(NotInLog):
+    """The record's leaf is stored, but not the rest of its log that a proof is made from
+    (leaves or hashes deleted behind servicetrail's back): it was a 500 (audit 30b)."""
+
+    message = (
+        "the record's log is no longer whole: leaves or hashes a proof needs were removed "
+        "outside servicetrail (servicetrail log verify names what changed)"
+    )
+
+
 class NoConsistency(ValueError):
     """A consistency proof that cannot be given; `parameter` names the request's culprit."""
 
@@ -91,7 +101,10 @@ def proof_with_record(
     checkpoint = sealed.checkpoint
     if checkpoint is None or checkpoint.size <= sealed.index:
         raise NotSealed(record_id)
-    proof = StoredTree(conn, FAMILY, sealed.month).inclusion(sealed.index, checkpoint.size)
+    try:
+        proof = StoredTree(conn, FAMILY, sealed.month).inclusion(sealed.index, checkpoint.size)
+    except (LogDamaged, ProofError):
+        raise LogNotWhole(record_id) from None
     document: dict[str, Any] = {
         "log": checkpoint.origin,
         "leaf_index": sealed.index,

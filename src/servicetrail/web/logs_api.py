@@ -64,10 +64,8 @@ def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
                 {"error": "not_sealed", "message": NotSealed.message},
                 status_code=409,
             )
-        except NotInLog:
-            refused = JSONResponse(
-                {"error": "not_in_log", "message": NotInLog.message}, status_code=409
-            )
+        except NotInLog as e:  # or its log is not whole (LogNotWhole)
+            refused = JSONResponse({"error": "not_in_log", "message": e.message}, status_code=409)
     if refused is not None:
         return refused
     if document is None:

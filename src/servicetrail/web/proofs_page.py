@@ -55,8 +55,8 @@ def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
         document = read.proof_of(record_id)
     except NotSealed:
         return ProofMark("pending")
-    except NotInLog:
-        return ProofMark("failed", problem=NotInLog.message)
+    except NotInLog as e:  # or its log is not whole (LogNotWhole)
+        return ProofMark("failed", problem=e.message)
     if document is None:
         return ProofMark("pending")
     try:
