@@ -3,9 +3,11 @@ to their webhooks (Standard Webhooks), from `servicetrail serve` and `servicetra
 
 Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port),
-  of which each Party at most a share that leaves as much for one more Party (a half when
-  it is alone, a third with another, ...: `_share_of`), so that Parties whose receivers
-  never answer, however many, always leave room for the next;
+  of which one Party at most half while others' wait for it too; a slot that frees goes to
+  the Party with the fewest in flight, so a Party whose deliveries wait behind others'
+  receivers that never answer is sent within one attempt's time limit;
+  each Party's share of the queue leaves as much again for one more Party (`_share_of`),
+  so that the next Party's deliveries are always leased, however many Parties wait;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
@@ -136,13 +138,10 @@ class FailureLog:
 
 
 def _share_of(total: int, parties: int) -> int:
-    """Of `total` slots (or queued deliveries), what each of `parties` Parties may hold: as
-    much is always left for one more Party. One Party's watches pointed at receivers that
-    never answer (each a slot for the whole timeout) filled the worker, and no other Party's
-    webhook was sent; so a Party alone gets half (one of its receivers, at most per_host
-    slots, a quarter by default, leaves room for its others). With a fixed half, two Parties
-    whose receivers never answer held every slot and the whole queue, and a third Party's
-    webhooks were not sent for ten minutes (audit 30c)."""
+    """Of the worker's queue (`total` deliveries leased ahead), what each of `parties`
+    Parties may hold: as much is always left for one more Party. With a fixed half, two
+    Parties whose receivers never answer filled the queue, nothing more was leased, and a
+    third Party's deliveries were not even read for ten minutes (audit 30c)."""
     return max(1, total // (max(parties, 1) + 1))
 
 
@@ -165,13 +164,19 @@ class Deliverer:
         self.schedule = retry_schedule() if schedule is None else schedule
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
-        self.per_party = _share_of(self.concurrency, 1)  # a Party's slots when it is alone
-        # and of one receiver's slots, at most a share while another Party's deliveries wait
-        # for it too (_dispatch): a receiver many Parties share (a webhook provider) was held
-        # whole by one Party's endpoint there that never answers, and the others' deliveries
-        # to it waited (2 of 40 sent in 80 s; audit, session 17). A receiver one Party has to
-        # itself is all its own (halved, a Party's own receiver got half the throughput;
-        # review)
+        # a Party's receivers together get at most half the worker's slots: one Party's
+        # watches pointed at receivers that never answer (each a slot for the whole timeout)
+        # filled the worker, and no other Party's webhook was sent. A half, so that one of a
+        # Party's receivers (at most per_host slots, a quarter by default) leaves room for its
+        # others; and not less with more Parties, which left healthy Parties' receivers half
+        # idle (review 30d): a slot that frees goes to the Party with the fewest in flight
+        self.per_party = max(1, self.concurrency // 2)
+        # and of one receiver's slots, at most half while another Party's deliveries wait for
+        # it too: a receiver many Parties share (a webhook provider) was held whole by one
+        # Party's endpoint there that never answers, and the others' deliveries to it waited
+        # (2 of 40 sent in 80 s; audit, session 17). A receiver one Party has to itself is
+        # all its own (halved, a Party's own receiver got half the throughput; review)
+        self.per_party_host = max(1, self.per_host // 2)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
@@ -352,65 +357,63 @@ class Deliverer:
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free: in all, to each receiver, and to
-        each Party's receivers together (per_party). Nothing new once the worker stops."""
+        each Party's receivers together (per_party, half the worker). Each free slot goes to
+        the Party with the fewest attempts in flight, then the one served least lately,
+        whatever receiver it waits for: taken receiver by receiver, a slot freed by a hostile
+        Party's timed-out attempt went back to the next hostile Party's receiver, and two of
+        them held the worker for good (audit 30c); a Party with nothing in flight now has the
+        next slot that frees, within one attempt's time limit. Nothing new once the worker
+        stops."""
         session = self._session
         if session is None or self._stopping:
             return
-        parties_at: dict[tuple[str, int], list[str]] = defaultdict(list)
+        parties_at: dict[tuple[str, int], set[str]] = defaultdict(set)
         for party, host in self._queued:
-            parties_at[host].append(party)
-        party_cap = _share_of(self.concurrency, len(self._parties_waiting()))
-        for host, queued_parties in parties_at.items():
-            # one that others wait for too is shared as the worker is (as much left for one
-            # more Party); one a Party has to itself is its own but a slot, kept for another
-            # Party's first delivery: attempts in flight are not taken back, and those of an
-            # endpoint that never answers held the receiver whole until they timed out (audit
-            # 26b)
-            parties_here = set(queued_parties) | {
-                party
-                for (party, at), count in self._party_host_in_flight.items()
-                if at == host and count
-            }
-            party_host_cap = (
-                _share_of(self.per_host, len(parties_here))
-                if len(parties_here) > 1
-                else max(1, self.per_host - 1)
+            parties_at[host].add(party)
+        for (party, host), count in self._party_host_in_flight.items():
+            if count:
+                parties_at[host].add(party)
+        # a receiver others wait for too is at most half any one's; one a Party has to itself
+        # is its own but a slot, kept for another Party's first delivery: attempts in flight
+        # are not taken back, and those of an endpoint that never answers held the receiver
+        # whole until they timed out (audit 26b)
+        host_cap = {
+            host: self.per_party_host if len(parties) > 1 else max(1, self.per_host - 1)
+            for host, parties in parties_at.items()
+        }
+        while len(self._tasks) < self.concurrency:
+            ready = [
+                (party, host)
+                for party, host in self._queued
+                if self._in_flight[host] < self.per_host
+                and self._party_in_flight[party] < self.per_party
+                and self._party_host_in_flight[(party, host)] < host_cap[host]
+            ]
+            if not ready:
+                break
+            # taken in the order they were leased, a receiver's one slot (per_host 1) went back
+            # to a hostile Party's queue of attempts that never answer each time one timed out,
+            # and another Party's first delivery waited for all of them
+            party_here = min(
+                ready,
+                key=lambda ph: (
+                    self._party_in_flight[ph[0]],
+                    self._party_host_in_flight[ph],
+                    self._last_turn.get(ph, 0),
+                ),
             )
-            while len(self._tasks) < self.concurrency and self._in_flight[host] < self.per_host:
-                # a Party at its bound waits in place; the others queued for the same receiver
-                # (a webhook provider many Parties share, say) go on
-                ready = [
-                    party
-                    for party in queued_parties
-                    if (party, host) in self._queued
-                    and self._party_in_flight[party] < party_cap
-                    and self._party_host_in_flight[(party, host)] < party_host_cap
-                ]
-                if not ready:
-                    break
-                # the Party with the fewest attempts there, then the one served least lately:
-                # taken in the order they were leased, a receiver's one slot (per_host 1)
-                # went back to a hostile Party's queue of attempts that never answer each time
-                # one timed out, and another Party's first delivery waited for all of them
-                party = min(
-                    ready,
-                    key=lambda p: (
-                        self._party_host_in_flight[(p, host)],
-                        self._last_turn.get((p, host), 0),
-                    ),
-                )
-                party_here = (party, host)
-                delivery = self._queued[party_here].popleft()
-                if not self._queued[party_here]:
-                    del self._queued[party_here]
-                self._in_flight[host] += 1
-                self._unqueued(delivery, host)
-                self._party_in_flight[party] += 1
-                self._party_host_in_flight[party_here] += 1
-                self._last_turn[party_here] = next(self._turns)  # once it is in flight
-                task = asyncio.create_task(self._attempt(session, delivery, host))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            party, host = party_here
+            delivery = self._queued[party_here].popleft()
+            if not self._queued[party_here]:
+                del self._queued[party_here]
+            self._in_flight[host] += 1
+            self._unqueued(delivery, host)
+            self._party_in_flight[party] += 1
+            self._party_host_in_flight[party_here] += 1
+            self._last_turn[party_here] = next(self._turns)  # once it is in flight
+            task = asyncio.create_task(self._attempt(session, delivery, host))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _settle_and_lease(
         self, room: int, waiting: list[tuple[int, int]]
@@ -477,7 +480,7 @@ class Deliverer:
 
     async def _resolve(self, target: Target, party: str) -> IPAddress:
         gate = self._party_resolving.setdefault(
-            party, asyncio.Semaphore(_share_of(RESOLVER_THREADS, 1))
+            party, asyncio.Semaphore(max(1, RESOLVER_THREADS // 2))
         )
         async with gate:
             loop = asyncio.get_running_loop()
