@@ -342,8 +342,10 @@ def test_json_lines_keep_every_value_as_stored(engine, world):
 def test_reports_of_long_payloads_hold_a_few_at_a_time(engine, world):
     """Exports fetched a fixed number of rows at a time (100 lines of the SQLite CSV report,
     2,000 items of the JSON Lines report and `records`): a run of firmware images held
-    0.75-1.07 GB in the client (audit 30a). Eight payloads of 4 MB now pass one or two at a
-    time, on both report forms (Python's allocations, traced while each report is read)."""
+    0.75-1.07 GB in the client (audit 30a). Eight firmware exchanges (a 4 MB request, then a
+    small response, newest first the small one ahead of each: a fetch sized by the row before
+    took them all again, review 30e) now pass a long payload at a time, on both report forms
+    (Python's allocations, traced while each report is read), each payload whole."""
     import tracemalloc
 
     big = 4 << 20
@@ -352,16 +354,17 @@ def test_reports_of_long_payloads_hold_a_few_at_a_time(engine, world):
             conn,
             [
                 SatRecord(
-                    parse_time("2025-08-01T00:00:00Z").replace(minute=n),
-                    "request",
+                    parse_time("2025-08-01T00:00:00Z").replace(minute=2 * n + small),
+                    "response" if small else "request",
                     f"{P.NP_IS}:{P.ESME_1}:{3000 + n}",
                     "11.1",
                     P.NP_IS,
                     P.ESME_1,
                     "",
-                    chr(ord("a") + n) * big,
+                    "<ok/>" if small else chr(ord("a") + n) * big,
                 )
                 for n in range(8)
+                for small in (0, 1)
             ],
         )
     viewer = world.viewer(P.NORTHPOWER)
@@ -376,9 +379,16 @@ def test_reports_of_long_payloads_hold_a_few_at_a_time(engine, world):
                         chunk.count(b"11.1") for chunk in own_report_csv(conn, viewer, *window)
                     )
                 else:
-                    seen = sum(1 for _ in iter_own_report(conn, viewer, *window))
+                    whole = [  # each payload's length and its one character, kept alone
+                        (len(i["payload"]), set(i["payload"]))
+                        for i in iter_own_report(conn, viewer, *window)
+                    ]
+                    seen = len(whole)
+                    assert sorted(chars.pop() for size, chars in whole if size == big) == [
+                        chr(ord("a") + n) for n in range(8)
+                    ]
                 peaks[form] = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()
-        assert seen == 8
+        assert seen == 16
     assert all(peak < 5 * big for peak in peaks.values()), peaks  # all eight: over 8 * 4 MB

@@ -513,14 +513,19 @@ def _stored(engine: Engine, when: datetime) -> object:
 def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) -> None:
     """A supplier's own firmware images: each page held all of its payloads in the server at
     once, 30-37 MB a record (audit 30a). A page now carries up to PAGE_PAYLOAD_BYTES of
-    payloads (the first row always whole) and ends with a cursor before the row that would
-    pass it; walking the pages gives every record, each payload whole, on every path (the
-    index's, the device's, and a CLI export's first N)."""
+    payloads, counted in bytes (every other one here is 4-byte characters), the first row
+    always whole, and ends with a cursor before the row that would pass it; walking the
+    pages gives every record, each payload whole, on every path (the index's, the device's,
+    and a CLI export's first N)."""
     from servicetrail.domain.model import SatRecord
     from servicetrail.store.items import PAGE_PAYLOAD_BYTES
     from tests.personas import LK_OU, t
 
     big = PAGE_PAYLOAD_BYTES * 3 // 10  # three to a page, the fourth passes the budget
+
+    def payload(n: int) -> str:  # `big` bytes of UTF-8 either way, told apart by their start
+        return f"{n}" + ("a" * (big - 1) if n % 2 else "😀" * (big // 4 - 1) + "xyz")
+
     sent = t("2025-05-01T00:00:00Z")
     with world.engine.begin() as conn:
         append_records(
@@ -534,13 +539,13 @@ def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) 
                     LK_OU,
                     ESME_1,
                     "",
-                    chr(ord("a") + n) * big,
+                    payload(n),
                 )
                 for n in range(7)
             ],
         )
     viewer = world.viewer(LOOKER)
-    newest_first = [chr(ord("a") + n) for n in range(6, -1, -1)]
+    newest_first = [payload(n) for n in range(6, -1, -1)]
     for search in (
         Search(srvs=("11.1",), scope=Scope.OWN),  # through the visibility index
         Search(device_id=ESME_1, srvs=("11.1",), scope=Scope.OWN),  # the device's own form
@@ -548,11 +553,42 @@ def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) 
     ):
         with world.engine.connect() as conn:
             first, cursor = search_page(conn, viewer, search, 10)
-        assert [i["payload"][0] for i in first] == newest_first[:3] and cursor is not None
-        walked = pages(world, viewer, search, 10)
-        assert [(i["payload"][0], len(i["payload"])) for i in walked] == [
-            (c, big) for c in newest_first
-        ]
+        assert [i["payload"] for i in first] == newest_first[:3] and cursor is not None
+        assert [i["payload"] for i in pages(world, viewer, search, 10)] == newest_first
     with world.engine.connect() as conn:
-        exported = list(iter_search(conn, viewer, Search(srvs=("11.1",)), limit=5))
-    assert [i["payload"][0] for i in exported] == newest_first[:5]
+        few = [i["payload"] for i in iter_search(conn, viewer, Search(srvs=("11.1",)), limit=5)]
+        every = [i["payload"] for i in iter_search(conn, viewer, Search(srvs=("11.1",)))]
+    assert few == newest_first[:5] and every == newest_first
+
+
+def test_an_exchange_of_long_payloads_keeps_its_request(world: World) -> None:
+    """Review 30e: a page cut short by its payloads was read as an exchange of more than
+    MAX_EXCHANGE messages: a firmware request of 9 MiB, its acknowledgement and a 9 MiB
+    response showed the newest two alone, the request left out. The exchange pages on."""
+    from servicetrail.domain.model import SatRecord
+    from servicetrail.store.queries import exchange_of
+    from tests.personas import LK_OU, t
+
+    request_id = f"{LK_OU}:{ESME_1}:8500"
+    sent = t("2025-06-01T00:00:00Z")
+    messages = [
+        ("request", "q" * (9 << 20), ""),
+        ("acknowledgement", "", ""),
+        ("response", "r" * (9 << 20), "I0"),
+    ]
+    with world.engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    sent + timedelta(seconds=n), kind, request_id, "11.1", LK_OU, ESME_1, code, body
+                )
+                for n, (kind, body, code) in enumerate(messages)
+            ],
+        )
+    with world.engine.connect() as conn:
+        exchange, cut = exchange_of(conn, world.viewer(LOOKER), request_id)
+    assert [(m["kind"], len(m["payload"])) for m in exchange] == [
+        (kind, len(body)) for kind, body, _ in messages
+    ]
+    assert cut is False

@@ -60,7 +60,6 @@ from sqlalchemy.sql.expression import Values
 from ..domain.catalogue import CATALOGUE, UNKNOWN_SRV_PREFIX, UNKNOWN_SRV_SUFFIX, srv_title
 from ..domain.visibility import Access, Scope, Viewer
 from ..domain.records import REPORT_FIELDS
-from .fetching import fetched_by_size
 from .items import own_payload, visible_items
 from .limits import Budget, SearchTooBroad
 from .read_transaction import read_as
@@ -69,7 +68,6 @@ from .visibility_sql import viewer_params
 
 s = sat_record.c
 CHUNK_BYTES = 1 << 20  # large writes; one chunk is all the memory a report holds on the client
-_SQLITE_ROWS = 100  # lines fetched per call at the most (fewer for long ones: fetching)
 _CSV_SPECIAL = (",", '"', "\n", "\r")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SRV_TITLE_FUNCTION = "servicetrail_srv_title_csv"  # registered on the SQLite connection
@@ -364,8 +362,12 @@ class OwnReport:
         result = self.conn.execute(sqlite_statement(), self.params)
         chunk = [csv_header()]
         size = 0
-        # row by row, so a chunk ends at most one row past the mark
-        for (line,) in fetched_by_size(result, lambda row: len(row[0]), _SQLITE_ROWS):
+        # one line at a time off the driver's cursor, which steps the statement as it is
+        # read: fetched 100 at a time, a run of firmware images was held together, and a
+        # fetch sized by the lines before it took 100 again after a short one (review 30e);
+        # a chunk ends at most one line past the mark
+        lines: Iterator[tuple[bytes]] = iter(result.cursor.fetchone, None)
+        for (line,) in lines:
             self.rows += 1
             chunk.append(line)
             size += len(line)

@@ -131,7 +131,8 @@ class LoggedRead:
         return found
 
     def triggers_for(self, current: dict[str, Any], minutes: int) -> triggers.Triggers:
-        found = triggers.triggers_for(self.conn, self.viewer, current, minutes)
+        """A record page's triggers: titles only (the page shows no payload of theirs)."""
+        found = triggers.triggers_for(self.conn, self.viewer, current, minutes, titles_only=True)
         self._counted([t["record"] for t in found.items])
         return found
 

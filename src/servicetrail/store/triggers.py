@@ -61,15 +61,17 @@ def triggers_for(
     record: dict[str, Any],
     minutes: int,
     limit: int = MAX_TRIGGERS,
+    titles_only: bool = False,
 ) -> Triggers:
     """The possible triggers of `record`, an item the viewer was just shown (read through the
-    rule; its id, time, Request ID and Device are all that is used)."""
+    rule; its id, time, Request ID and Device are all that is used). `titles_only`: for the
+    record page, which shows none of their payloads (it read up to a thousand: review 30e)."""
     linked: list[dict[str, Any]] = []
     by_id = by_device = None
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # room for the record itself (a request), and one more to tell a cut list
         by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
-        linked = _first(conn, viewer, by_id, limit + 2)
+        linked = _first(conn, viewer, by_id, limit + 2, titles_only)
     on_device: list[dict[str, Any]] = []
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
@@ -77,7 +79,7 @@ def triggers_for(
             device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end
         )
         # room for the record itself and for the linked requests, which may also be in the window
-        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked))
+        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked), titles_only)
     items, cut = possible_triggers(record, linked, on_device, limit)
     if not cut:
         return Triggers(items)
@@ -98,12 +100,16 @@ def _after(shown: list[dict[str, Any]]) -> Cursor | None:
     return Cursor(parse_time(shown[-1]["logged_at"]), shown[-1]["id"]) if shown else None
 
 
-def _first(conn: Connection, viewer: Viewer, search: Search, wanted: int) -> list[dict[str, Any]]:
+def _first(
+    conn: Connection, viewer: Viewer, search: Search, wanted: int, titles_only: bool = False
+) -> list[dict[str, Any]]:
     """The first `wanted` items of a search, newest first, a page at a time."""
     found: list[dict[str, Any]] = []
     cursor: Cursor | None = None
     while len(found) < wanted:
-        page, cursor = search_page(conn, viewer, search, min(MAX_PAGE, wanted - len(found)), cursor)
+        page, cursor = search_page(
+            conn, viewer, search, min(MAX_PAGE, wanted - len(found)), cursor, titles_only
+        )
         found += page
         if cursor is None:
             break
