@@ -452,6 +452,38 @@ def test_a_correction_after_a_line_it_would_overlap_is_refused_in_batches_of_any
         ]
 
 
+def test_a_re_date_does_not_yield_to_a_line_a_later_batch_gives_again(cli, world, batch, tmp_path):
+    """Review 30d: held SUNEXPORT from August; the file re-dates it to July, then restates it
+    from August, then gives August to NORTHPOWER. In batches of two the re-date yielded to
+    the restating line, which itself yielded to NORTHPOWER's in the next batch: the re-date
+    was neither loaded nor refused, NORTHPOWER's line loaded, and a re-load refused the
+    re-date. Only a line that stands is a word a re-date yields to."""
+    engine = world.engine
+    held = write(
+        tmp_path / "held.csv", RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,\n"
+    )
+    assert cli("load", "responsibilities", held).exit_code == 0
+    given = write(
+        tmp_path / "given.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2025-07-01,\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,\n"
+        + f"{PPMID_1},{NORTHPOWER},supplier,2025-08-01,2025-09-01\n",
+    )
+    said = []
+    for _ in range(2):
+        result = cli("load", "responsibilities", given)
+        said.append(result.stdout.splitlines()[0])
+        by_line = {e["line"]: e["reason"] for e in rejects_of(tmp_path / "given.rejects.jsonl")}
+        assert sorted(by_line) == [3, 4], by_line
+        assert by_line[4].startswith("overlaps the supplier interval of SUNEXPORT")
+        assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2025-07-01", None)]
+    assert said == [
+        "loaded 1, rejected 2, skipped 0 duplicates",
+        "loaded 0, rejected 2, skipped 1 duplicates",
+    ]
+
+
 def test_a_re_date_before_a_later_line_that_changes_the_interval_is_judged_in_turn(
     cli, world, batch, tmp_path
 ):

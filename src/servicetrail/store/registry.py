@@ -304,6 +304,11 @@ def load_interval_rows(
     last_row = {interval_key(row): i for i, row in enumerate(rows)}
     if superseded is None:
         superseded = [last_row[interval_key(row)] != i for i, row in enumerate(rows)]
+    # the row of the batch that gives each interval and stands: one a later line of the file
+    # gives again (in a later batch) does not, and a re-date yielded to it while the line
+    # that stood changed the interval: in batches of two, a line neither loaded nor refused
+    # (review 30d)
+    word_row = {interval_key(row): i for i, row in enumerate(rows) if not superseded[i]}
     raw = _Raw(conn)
     lock_registry(conn)
     match_before_registry_change(conn)  # what is stored is matched as the registry stood
@@ -340,7 +345,7 @@ def load_interval_rows(
         later row that changes it (another Party or end) is judged after this one, in turn,
         as a re-load judges it: skipped for it, this row met the change on the re-load and was
         refused there (fuzzer, session 30)."""
-        later = last_row.get((device_id, relation, start), -1)
+        later = word_row.get((device_id, relation, start), -1)
         if later <= row_index:
             return True
         _, _, _, _, end = rows[later]
@@ -421,9 +426,10 @@ def load_interval_rows(
         for i in waiting:
             if not isinstance(decided[i], Overlap):
                 device_id, _, relation, _, _ = rows[i]
-                decided[i] = Overlap(
-                    f"not judged: an earlier line of the {relation} intervals of {device_id} "
-                    f"overlapped, and this one waits with it for the file's end"
+                decided[i] = Overlap(  # its reason, if it cannot wait (MOST_DEFERRED)
+                    f"not judged: it comes after a line of the {relation} intervals of "
+                    f"{device_id} that overlapped, and too many lines already wait for the "
+                    f"file's end to judge it with that one"
                 )
         waiting = []
     order = _corrections_first(sorted(waiting), rows, state)
@@ -442,7 +448,7 @@ def load_interval_rows(
         if not (overlapping and applied):
             break
         order = overlapping
-    _not_lost_for_a_refused_word(rows, decided, waits_on, last_row)
+    _not_lost_for_a_refused_word(rows, decided, waits_on, word_row)
     _write_intervals(raw, changed, stored, removed)
     refresh(conn, touched)  # from the registry as written above, in this transaction
     return decided
@@ -458,14 +464,14 @@ def _not_lost_for_a_refused_word(
     rows: Sequence[IntervalRow],
     decided: list[Decided],
     waits_on: dict[int, datetime],
-    last_row: dict[tuple[str, str, datetime], int],
+    word_row: dict[tuple[str, str, datetime], int],
 ) -> None:
     """A row skipped for a later row's word on its interval, when that row was refused, is
     refused too, saying so: it was counted a duplicate, and neither loaded (audit 29d). An
     Overlap, so that in a batch whose overlaps wait for the file's end it waits with it."""
     for i, start in waits_on.items():
         device_id, party_id, relation, _, _ = rows[i]
-        later = last_row.get((device_id, relation, start))
+        later = word_row.get((device_id, relation, start))
         if later is not None and later > i and isinstance(decided[later], Conflict):
             decided[i] = Overlap(
                 f"not loaded: a later line gives the {relation} interval of {party_id} on "
