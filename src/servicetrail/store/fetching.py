@@ -1,10 +1,12 @@
 """Rows of a long read fetched a few at a time, as few as their size asks.
 
-An export streams rows that carry payloads, and a payload may be 16M characters: fetched a
-fixed number at a time (100 lines of the SQLite CSV report, 2,000 items of the JSON Lines
-report and `records`), a run of firmware images held 0.75-1.07 GB in the client (audit 30a).
-Here each fetch takes as many rows as fit in `room` at the size of the largest row of the
-fetch before (one row to begin with), and at most `most`.
+An export streams rows that carry payloads: fetched a fixed number at a time (2,000 items of
+the JSON Lines report and `records`), a run of firmware images held about a gigabyte in the
+client (audit 30a). Here each fetch takes as many rows as fit in `room` at the size of the
+largest row of the fetch before (one row to begin with), and at most `most`. That bounds a
+fetch only for rows of a bounded size: the general stream (queries.iter_search) fetches
+payload heads so, and reads each long payload whole on its own (review 30e: with whole
+payloads, a small row ahead of a run of long ones let the next fetch take them all).
 """
 
 from __future__ import annotations
