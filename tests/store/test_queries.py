@@ -564,7 +564,13 @@ def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) 
 def test_an_exchange_of_long_payloads_keeps_its_request(world: World) -> None:
     """Review 30e: a page cut short by its payloads was read as an exchange of more than
     MAX_EXCHANGE messages: a firmware request of 9 MiB, its acknowledgement and a 9 MiB
-    response showed the newest two alone, the request left out. The exchange pages on."""
+    response showed the newest two alone, the request left out. Paged on whole, 200 of them
+    were held at once (review 30f). An exchange reads each payload's head, as much as a record
+    page shows, and one more character to tell it is cut."""
+    from servicetrail.store.items import PAYLOAD_HEAD_CHARS
+    from servicetrail.web.presenters import MAX_SHOWN_PAYLOAD
+
+    assert MAX_SHOWN_PAYLOAD == PAYLOAD_HEAD_CHARS  # the page shows what the exchange read
     from servicetrail.domain.model import SatRecord
     from servicetrail.store.queries import exchange_of
     from tests.personas import LK_OU, t
@@ -588,7 +594,7 @@ def test_an_exchange_of_long_payloads_keeps_its_request(world: World) -> None:
         )
     with world.engine.connect() as conn:
         exchange, cut = exchange_of(conn, world.viewer(LOOKER), request_id)
-    assert [(m["kind"], len(m["payload"])) for m in exchange] == [
-        (kind, len(body)) for kind, body, _ in messages
+    assert [(m["kind"], m["payload"]) for m in exchange] == [
+        (kind, body[: PAYLOAD_HEAD_CHARS + 1]) for kind, body, _ in messages
     ]
     assert cut is False

@@ -90,9 +90,12 @@ def search_page(
     limit: int,
     cursor: Cursor | None = None,
     titles_only: bool = False,
+    heads_only: bool = False,
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page, newest first, and the cursor of the next page (None on the last).
-    `titles_only`: the items' payloads are not read (empty), for a screen that shows none."""
+    `titles_only`: the items' payloads are not read (empty), for a screen that shows none;
+    `heads_only`: each payload's first PAYLOAD_HEAD_CHARS and one more character at the most,
+    for a screen that shows no more (a longer one is then that long: `items.is_cut_short`)."""
     limit = max(1, min(limit, MAX_PAGE))
     params = params_of(viewer, search, cursor)
     params["lim"] = limit + 1
@@ -135,12 +138,12 @@ def search_page(
             rows, next_cursor = _index_page(
                 conn, search, cursor is not None, params, limit, titles_only
             )
-            rows, cut = _whole_payloads(conn, rows)
+            rows, cut = (list(rows), False) if heads_only else _whole_payloads(conn, rows)
             if cut:
                 next_cursor = Cursor(rows[-1][1], rows[-1][0])
             return [item(*r) for r in rows], next_cursor
         more = len(rows) > limit
-        rows, cut = _whole_payloads(conn, rows[:limit])
+        rows, cut = (rows[:limit], False) if heads_only else _whole_payloads(conn, rows[:limit])
         more = more or cut
     # every form's rows begin with (id, logged_at)
     next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
@@ -423,20 +426,18 @@ def exchange_of(
 ) -> tuple[list[dict[str, Any]], bool]:
     """The visible messages sharing a Request ID (request, acknowledgement, responses), oldest
     first, and whether there were more than MAX_EXCHANGE (the newest are kept: the oldest,
-    the request among them, are a search by Request ID away). A response without a
-    RequestID (empty) shares it with nothing."""
+    the request among them, are a search by Request ID away). Each payload is its head
+    (`items.payload_head`: a record page shows no more; the whole is a download away). A
+    response without a RequestID (empty) shares it with nothing."""
     if not request_id:
         return [], False
-    # page on while long payloads cut a page short: a page cut so read as "more than
-    # MAX_EXCHANGE", and the exchange of a firmware image lost its request (review 30e)
-    items: list[dict[str, Any]] = []
-    next_page: Cursor | None = None
-    search = Search(request_id=request_id)
-    while len(items) < MAX_EXCHANGE:
-        page, next_page = search_page(conn, viewer, search, MAX_EXCHANGE - len(items), next_page)
-        items += page
-        if next_page is None:
-            break
+    # payload heads only (a record page shows no more of each), so that no page is cut
+    # short by long payloads: one so cut read as "more than MAX_EXCHANGE", and the exchange of
+    # a firmware image lost its request (review 30e); and paged on whole, 200 of them held
+    # 3 GB (review 30f)
+    items, next_page = search_page(
+        conn, viewer, Search(request_id=request_id), MAX_EXCHANGE, heads_only=True
+    )
     return items[::-1], next_page is not None
 
 

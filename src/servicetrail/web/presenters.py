@@ -110,7 +110,7 @@ def before_text(seconds: int) -> str:
 # A record page shows at most this much of a payload, laid out; the whole is a download away.
 # A 16 MiB payload of small elements nested deep, laid out, made a 298 MB page, and 25
 # responses of 1 MiB a 26 MB one (audit, session 16).
-MAX_SHOWN_PAYLOAD = 200_000
+MAX_SHOWN_PAYLOAD = 64 * 1024  # = store.items.PAYLOAD_HEAD_CHARS: a page's exchange reads no more
 # Characters that change how the text around them reads, or hide text in it (direction
 # overrides and isolates, zero-width and invisible format characters, Unicode tags, controls
 # other than tab and line ends), shown as marks: with a right-to-left override, "gnp.exe"

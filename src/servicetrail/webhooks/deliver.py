@@ -5,7 +5,8 @@ Bounded everywhere a receiver could hold it up:
 - at most CONCURRENCY deliveries in flight, and PER_HOST to one receiver (host and port),
   of which one Party at most half while others' wait for it too; a slot that frees goes to
   the Party with the fewest in flight, so a Party whose deliveries wait behind others'
-  receivers that never answer is sent within one attempt's time limit;
+  receivers that never answer is sent as their attempts time out (one time limit beside two
+  such Parties; a few when many came one after another: review 30f);
   each Party's share of the queue leaves as much again for one more Party (`_share_of`),
   so that the next Party's deliveries are always leased, however many Parties wait;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
@@ -362,8 +363,8 @@ class Deliverer:
         whatever receiver it waits for: taken receiver by receiver, a slot freed by a hostile
         Party's timed-out attempt went back to the next hostile Party's receiver, and two of
         them held the worker for good (audit 30c); a Party with nothing in flight now has the
-        next slot that frees, within one attempt's time limit. Nothing new once the worker
-        stops."""
+        next slot that frees (or one of the next, tied with other Parties that have none).
+        Nothing new once the worker stops."""
         session = self._session
         if session is None or self._stopping:
             return
