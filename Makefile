@@ -14,7 +14,7 @@ test:        ## the linter, the type checker, then the whole test suite (install
 	@scripts/bootstrap
 	@scripts/system-deps
 	$(MAKE) --no-print-directory lint
-	.venv/bin/pytest -n 2
+	.venv/bin/pytest -n 2 --dist worksteal
 
 lint:        ## ruff and mypy, as configured in pyproject.toml
 	@scripts/bootstrap
