@@ -138,12 +138,12 @@ def search_page(
             rows, next_cursor = _index_page(
                 conn, search, cursor is not None, params, limit, titles_only
             )
-            rows, cut = (list(rows), False) if heads_only else _whole_payloads(conn, rows)
+            rows, cut = _whole_payloads(conn, rows, heads_only)
             if cut:
                 next_cursor = Cursor(rows[-1][1], rows[-1][0])
             return [item(*r) for r in rows], next_cursor
         more = len(rows) > limit
-        rows, cut = (rows[:limit], False) if heads_only else _whole_payloads(conn, rows[:limit])
+        rows, cut = _whole_payloads(conn, rows[:limit], heads_only)
         more = more or cut
     # every form's rows begin with (id, logged_at)
     next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
@@ -154,13 +154,16 @@ def search_page(
 _PAYLOAD_AT = -3
 
 
-def _whole_payloads(conn: Connection, rows: Sequence[Any]) -> tuple[list[tuple[Any, ...]], bool]:
+def _whole_payloads(
+    conn: Connection, rows: Sequence[Any], heads_only: bool = False
+) -> tuple[list[tuple[Any, ...]], bool]:
     """A page's rows (newest first) with each payload its statement cut short
     (`items.payload_head`) read whole, while the page's payloads stay within
     PAGE_PAYLOAD_BYTES: the page ends before the first row that would pass it (the first row
     is always whole), and the second value says whether it ended there. Two statements, and
-    only for a page with a long payload: the sizes, then the payloads that fit."""
-    short = [row for row in rows if is_cut_short(row[_PAYLOAD_AT])]
+    only for a page with a long payload: the sizes, then the payloads that fit. `heads_only`:
+    the rows as they are (search_page's)."""
+    short = [] if heads_only else [row for row in rows if is_cut_short(row[_PAYLOAD_AT])]
     if not short:
         return list(rows), False
     p = sat_payload.c
@@ -324,11 +327,9 @@ def _with_whole_payload(conn: Connection, row: Any) -> Any:
     whole = conn.execute(
         select(p.payload).where(p.device_id == row[5], p.logged_at == row[1], p.record_id == row[0])
     ).scalar_one_or_none()
-    return (
-        *row[:_PAYLOAD_AT],
-        _found({row[0]: whole} if whole is not None else {}, row[0]),
-        *row[_PAYLOAD_AT + 1 :],
-    )
+    if whole is None:
+        raise _gone(row[0])
+    return (*row[:_PAYLOAD_AT], whole, *row[_PAYLOAD_AT + 1 :])
 
 
 def _found(read: dict[int, Any], record_id: int) -> Any:
@@ -336,8 +337,12 @@ def _found(read: dict[int, Any], record_id: int) -> Any:
     the store changed under the read all the same (a month retired), the read is asked again
     rather than a head passed off as the payload (review 30e)."""
     if record_id not in read:
-        raise StoreBusy(f"record {record_id}'s payload went while it was read")
+        raise _gone(record_id)
     return read[record_id]
+
+
+def _gone(record_id: int) -> StoreBusy:
+    return StoreBusy(f"record {record_id}'s payload went while it was read")
 
 
 def get_visible(
