@@ -3,6 +3,9 @@
 
 # make demo PORT=8080: another port for the demo's server
 PORT ?= 8000
+# Two test workers per core: many tests wait (servers starting, time limits running out,
+# subprocesses), so two workers on two cores left the cores idle for a third of the run.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 # the shared contract and DUIS samples, beside this checkout (make contract SHARED=/elsewhere)
 SHARED ?= ../shared
 
@@ -14,7 +17,7 @@ test:        ## the linter, the type checker, then the whole test suite (install
 	@scripts/bootstrap
 	@scripts/system-deps
 	$(MAKE) --no-print-directory lint
-	.venv/bin/pytest -n 2 --dist worksteal
+	.venv/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint:        ## ruff and mypy, as configured in pyproject.toml
 	@scripts/bootstrap
