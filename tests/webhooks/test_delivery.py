@@ -371,6 +371,75 @@ def test_two_partys_receivers_that_never_answer_do_not_hold_up_a_third_partys(
         assert moments["arrived"] - moments["came"] < 2 + 1.5  # one attempt's time limit
 
 
+def own_requests(engine, user_id: str, *numbers: int) -> None:
+    """Requests `user_id` sent to ESME-1, after LATER: a watch of its Party with senders
+    "all" on ESME-1 matches them (its own traffic, rule 1)."""
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    LATER + timedelta(seconds=n),
+                    "request",
+                    f"{user_id}:{P.ESME_1}:{n}",
+                    "11.2",
+                    user_id,
+                    P.ESME_1,
+                    "",
+                    "<body>",
+                )
+                for n in numbers
+            ],
+        )
+
+
+def test_a_newcomer_behind_hostile_parties_that_came_one_after_another_is_leased_at_once(
+    engine, world
+) -> None:
+    """Six Parties whose receivers never answer arrive one after another, each with a
+    backlog: each was leased its share of the queue when it came (a half, a third, a quarter
+    ...), together more than all of it, and nothing more was leased until their attempts
+    had timed out one by one: a seventh Party's first delivery waited about six time limits
+    (review 30f: 12 s at 2 s; here, not within 25 s). A Party under its share is now leased
+    even when the queue is full, and sent once each Party that came before it has had its
+    first attempt (a free slot goes to the Party with the fewest in flight, then to the one
+    served least lately)."""
+    hostile = [
+        (P.NORTHPOWER, P.NP_IS),
+        (P.SOUTHENERGY, P.SE_IS),
+        (P.WIRESCO, P.WS_ED),
+        (P.SUNEXPORT, P.SX_ES),
+        (P.AGENTCO, P.AG_RSA),
+        (P.FUTURECO, P.FU_XR),
+    ]
+    mine = {"devices": [P.ESME_1], "senders": "all"}
+    with contextlib.ExitStack() as stack:
+        stuck = [stack.enter_context(Receiver(answer=lambda path, n: (200, 30))) for _ in hostile]
+        fine = stack.enter_context(Receiver())
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=2, timeout=2)
+        moments: dict[str, float] = {"start": time.monotonic()}
+
+        def parties_arrive() -> bool:
+            since = time.monotonic() - moments["start"]
+            for n, (party, user_id) in enumerate(hostile):
+                if since >= 0.4 * n and party not in moments:
+                    hook(engine, stuck[n], f"/stuck{n}", party=party, **mine)
+                    own_requests(engine, user_id, *range(1000 * n, 1000 * n + 40))
+                    moments[party] = time.monotonic()
+            if since >= 0.4 * len(hostile) + 0.5 and "came" not in moments:
+                hook(engine, fine, "/fine", party=P.LOOKER, **mine)
+                own_requests(engine, P.LK_OU, 9000)
+                moments["came"] = time.monotonic()
+            if fine.events("/fine"):
+                moments.setdefault("arrived", time.monotonic())
+            return "arrived" in moments
+
+        assert run(deliverer, parties_arrive, seconds=25), moments
+        # when it comes, the two hostile Parties that came last have not been sent anything
+        # yet: the next two slots that free are theirs, and the two after those its own
+        assert moments["arrived"] - moments["came"] < 2 * 2 + 1.5
+
+
 def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> None:
     """A Party's watches name one receiver that never answers, spelt four ways the resolver
     reads as one address: each spelling had its own per-receiver bound, four times the

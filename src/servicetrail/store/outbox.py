@@ -69,9 +69,11 @@ def lease_due(
         is None
     ):
         return []  # nothing due: no lock taken (the worker asks ten times a second)
-    _write_lock(conn)
     watches = [(w, url, party) for w, url, party in conn.execute(due_watches(), {"now": now})]
     wanted = share(watches) if share is not None else {w: limit for w, _, _ in watches}
+    if not any(take > 0 for take in wanted.values()):
+        return []  # due, but for receivers or Parties with enough waiting: no lock either
+    _write_lock(conn)
     statement = due_deliveries()
     if conn.dialect.name == "postgresql":
         statement = statement.with_for_update(of=webhook_outbox, skip_locked=True)

@@ -6,9 +6,10 @@ Bounded everywhere a receiver could hold it up:
   of which one Party at most half while others' wait for it too; a slot that frees goes to
   the Party with the fewest in flight, so a Party whose deliveries wait behind others'
   receivers that never answer is sent as their attempts time out (one time limit beside two
-  such Parties; a few when many came one after another: review 30f);
+  such Parties), once each Party that came before it has had an attempt;
   each Party's share of the queue leaves as much again for one more Party (`_share_of`),
-  so that the next Party's deliveries are always leased, however many Parties wait;
+  and a Party under its share is leased even when the queue is full,
+  so that the next Party's deliveries are leased at once, however many Parties wait;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
@@ -315,11 +316,16 @@ class Deliverer:
             queued = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
             self._waiting_parties = frozenset(self._parties_waiting())
             # outcomes, what is queued checked again and the next lease in one transaction,
-            # once there is room for a round of deliveries (or for one more Party's share:
-            # what the Parties waiting hold may leave no more)
+            # of at least a round of deliveries even when the queue is full: `_share` gives
+            # nothing to a Party already holding its share, and a Party under it (one that
+            # has just come) is leased its round. Each Party's share was fixed when it was
+            # leased, so hostile Parties arriving one after another held a half, a third, a
+            # quarter... of the queue, more than all of it, and a newcomer waited for their
+            # attempts to time out one by one (review 30f: 12 s at a 2 s limit). The queue may
+            # then hold more than `total`, by what each Party's share allowed when it came.
             a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
             leased, hidden = await asyncio.to_thread(
-                self._settle_and_lease, room if room >= a_round else 0, queued
+                self._settle_and_lease, max(room, a_round), queued
             )
             if hidden:
                 self.stats.hidden += len(hidden)
