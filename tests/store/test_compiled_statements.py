@@ -82,6 +82,22 @@ def test_a_time_parameter_is_compared_as_the_store_holds_times(keys: Engine) -> 
     assert [key for key, _ in got] == ["key 3%", "key 4"]
 
 
+def test_a_parameter_with_a_value_of_its_own_is_the_callers_when_given(keys: Engine) -> None:
+    """A parameter the statement gives a value to (`items.payload_head`'s length) is the
+    statement's when left out and the caller's when given, whichever came first: the form
+    kept from a call that left it out had the statement's value written in for good."""
+    at_most = select(k.verifier_key).where(
+        k.verifier_key.in_(bindparam("wanted", expanding=True)),
+        k.verifier_key <= bindparam("upto", "key 1%"),
+    )
+    with keys.connect() as conn:
+        default = fetch_all(conn, at_most, {"wanted": KEYS})
+        given = fetch_all(conn, at_most, {"wanted": KEYS, "upto": "key 3%"})
+        conn.commit()
+    assert [key for (key,) in default] == ["key 0", "key 1%"]
+    assert [key for (key,) in given] == ["key 0", "key 1%", "key 2", "key 3%"]
+
+
 SLOW = text(
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) "
     "SELECT count(*) AS n FROM c"

@@ -71,7 +71,12 @@ _raw_forms: dict[tuple[int, tuple[int, ...]], _RawForm] = {}
 
 
 def _lists(values: dict[str, Any], names: Any) -> tuple[int, ...]:
-    return tuple(len(values[n]) if isinstance(values.get(n), (list, tuple)) else -1 for n in names)
+    """The key of a statement's form: each IN list's length, and which parameters the caller
+    gives (one it leaves out is the statement's own value, kept in the form)."""
+    return tuple(
+        len(values[n]) if isinstance(values.get(n), (list, tuple)) else -1 if n in values else -2
+        for n in names
+    )
 
 
 def _raw_form(statement: Any, dialect: Any, values: dict[str, Any]) -> tuple[_RawForm, list[Any]]:

@@ -130,17 +130,31 @@ def visible_titles(scope: Scope = Scope.ALL, heads: bool = False) -> Select[Any]
 # 1.2-1.5 GB, and the largest page (1,000) could ask for tens (audit 30a).
 PAYLOAD_HEAD_CHARS = 64 * 1024
 PAGE_PAYLOAD_BYTES = 16 * 1024 * 1024
+# ... and the heads of a page together at most this many characters (16 MiB at 4 bytes a
+# character): at 64K each, a page of 1,000 long payloads held 256 MiB of heads before its
+# budget applied (review 30e). A page of up to 63 rows reads the whole PAYLOAD_HEAD_CHARS.
+PAGE_HEAD_CHARS = 4 * 1024 * 1024
+
+
+def head_chars_for(rows: int) -> int:
+    """How much of each payload a page of `rows` reads with its rows (`payload_head`)."""
+    return min(PAYLOAD_HEAD_CHARS, PAGE_HEAD_CHARS // max(rows, 1))
+
+
+def head_params(head_chars: int) -> dict[str, int]:
+    """The parameter of `payload_head`, for a page that reads less than PAYLOAD_HEAD_CHARS."""
+    return {"head_chars": head_chars + 1}
 
 
 def payload_head(payload: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A payload's first PAYLOAD_HEAD_CHARS and one more character, so that one cut short
-    shows it: PostgreSQL reads only that slice of a long (TOASTed) value, and the page's sort
-    holds no more of it."""
-    return func.substr(payload, 1, PAYLOAD_HEAD_CHARS + 1)
+    """A payload's first `head_chars` characters (PAYLOAD_HEAD_CHARS unless a page says less:
+    `head_params`) and one more, so that one cut short shows it: PostgreSQL reads only that
+    slice of a long (TOASTed) value, and the page's sort holds no more of it."""
+    return func.substr(payload, 1, bindparam("head_chars", PAYLOAD_HEAD_CHARS + 1, type_=Integer))
 
 
-def is_cut_short(payload: str | None) -> bool:
-    return payload is not None and len(payload) > PAYLOAD_HEAD_CHARS
+def is_cut_short(payload: str | None, head_chars: int = PAYLOAD_HEAD_CHARS) -> bool:
+    return payload is not None and len(payload) > head_chars
 
 
 class payload_bytes(FunctionElement[int]):  # noqa: N801 (a SQL function, named as one)

@@ -40,6 +40,9 @@ from .index_search import (
 from .fetching import fetched_by_size
 from .items import (
     PAGE_PAYLOAD_BYTES,
+    PAYLOAD_HEAD_CHARS,
+    head_chars_for,
+    head_params,
     is_cut_short,
     newest_first,
     payload_bytes,
@@ -99,6 +102,8 @@ def search_page(
     limit = max(1, min(limit, MAX_PAGE))
     params = params_of(viewer, search, cursor)
     params["lim"] = limit + 1
+    head_chars = PAYLOAD_HEAD_CHARS if heads_only else head_chars_for(limit + 1)
+    params.update(head_params(head_chars))
     by_device = bool(search.device_id) and not search.request_id
     # A device search reads the viewer's Responsibility intervals on the device first: they
     # decide the statement's form (and travel with the transaction's settings).
@@ -138,12 +143,12 @@ def search_page(
             rows, next_cursor = _index_page(
                 conn, search, cursor is not None, params, limit, titles_only
             )
-            rows, cut = _whole_payloads(conn, rows, heads_only)
+            rows, cut = _whole_payloads(conn, rows, heads_only, head_chars)
             if cut:
                 next_cursor = Cursor(rows[-1][1], rows[-1][0])
             return [item(*r) for r in rows], next_cursor
         more = len(rows) > limit
-        rows, cut = _whole_payloads(conn, rows[:limit], heads_only)
+        rows, cut = _whole_payloads(conn, rows[:limit], heads_only, head_chars)
         more = more or cut
     # every form's rows begin with (id, logged_at)
     next_cursor = Cursor(rows[-1][1], rows[-1][0]) if more and rows else None
@@ -155,15 +160,20 @@ _PAYLOAD_AT = -3
 
 
 def _whole_payloads(
-    conn: Connection, rows: Sequence[Any], heads_only: bool = False
+    conn: Connection,
+    rows: Sequence[Any],
+    heads_only: bool = False,
+    head_chars: int = PAYLOAD_HEAD_CHARS,
 ) -> tuple[list[tuple[Any, ...]], bool]:
     """A page's rows (newest first) with each payload its statement cut short
-    (`items.payload_head`) read whole, while the page's payloads stay within
+    (`items.payload_head`, to `head_chars`) read whole, while the page's payloads stay within
     PAGE_PAYLOAD_BYTES: the page ends before the first row that would pass it (the first row
     is always whole), and the second value says whether it ended there. Two statements, and
     only for a page with a long payload: the sizes, then the payloads that fit. `heads_only`:
     the rows as they are (search_page's)."""
-    short = [] if heads_only else [row for row in rows if is_cut_short(row[_PAYLOAD_AT])]
+    short = (
+        [] if heads_only else [row for row in rows if is_cut_short(row[_PAYLOAD_AT], head_chars)]
+    )
     if not short:
         return list(rows), False
     p = sat_payload.c
@@ -183,7 +193,7 @@ def _whole_payloads(
     room, kept, wanted = PAGE_PAYLOAD_BYTES, list[Any](), set[int]()
     for row in rows:
         payload = row[_PAYLOAD_AT]
-        long = is_cut_short(payload)
+        long = is_cut_short(payload, head_chars)
         size = _found(sizes, row[0]) if long else len((payload or "").encode())
         if kept and size > room:
             break
@@ -293,8 +303,10 @@ def iter_search(
             after: Cursor | None = None
             while limit > 0:
                 params["lim"] = limit
+                head_chars = head_chars_for(limit + 1)
+                params.update(head_params(head_chars))
                 found, after = _index_page(conn, search, after is not None, params, limit)
-                page, cut = _whole_payloads(conn, found)
+                page, cut = _whole_payloads(conn, found, head_chars=head_chars)
                 if cut:
                     after = Cursor(page[-1][1], page[-1][0])
                 yield from (item(*row) for row in page)
