@@ -287,3 +287,59 @@ def test_a_cut_among_the_requests_sharing_the_request_id_links_to_both_rests(
     assert not listed & {r["id"] for r in rest[0]}
     window = {world.ids[n] for n in ("at_window_start", "middle_pre_command", "at_alert_time")}
     assert {r["id"] for r in rest[1]} == window
+
+
+def test_a_list_whose_own_payloads_pass_a_pages_budget_ends_there_with_a_link_to_the_rest(
+    client, bearer, engine, world
+):
+    """A User's own requests carry their payloads whole: a day of firmware images (10 MB each)
+    took a list of up to 1,000 of them to as many gigabytes in the server. The list stops
+    once its payloads pass a page's budget (PAGE_PAYLOAD_BYTES, at most a page past it),
+    with the Link to the search that goes on from there; the list and that search hold
+    every request of the window, each payload whole."""
+    from servicetrail.store.items import PAGE_PAYLOAD_BYTES
+
+    big = PAGE_PAYLOAD_BYTES * 3 // 10  # three to a page
+
+    def payload(n: int) -> str:
+        return f"{n:02}" + "f" * (big - 2)
+
+    own = [
+        SatRecord(
+            ALERT_AT - timedelta(minutes=20, seconds=n),
+            "request",
+            P._rid(P.WS_ED, P.ESME_1, 700 + n),
+            "11.1",
+            P.WS_ED,
+            P.ESME_1,
+            "",
+            payload(n),
+        )
+        for n in range(12)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, own)
+    headers = bearer(P.WIRESCO)
+    response = triggers(client, headers, world.ids["ws_alert"], window="60")
+    assert response.status_code == 200
+    items = response.json()["items"]
+    listed_own = [i["record"]["payload"] for i in items if i["record"]["srv"] == "11.1"]
+    assert 0 < len(listed_own) < 12
+    assert listed_own == [payload(n) for n in range(len(listed_own))]  # newest first, whole
+    assert sum(len(p) for p in listed_own) <= 2 * PAGE_PAYLOAD_BYTES
+
+    assert response.links["next"]["url"].startswith("/api/v1/records?")
+    target = urlsplit(response.links["next"]["url"])
+    rest = every_item(client, headers, target.path, dict(parse_qsl(target.query)))
+    window = {
+        "device_id": P.ESME_1,
+        "kind": "request",
+        "from": "2025-04-01T11:00:00Z",
+        "to": "2025-04-01T12:00:00.000001Z",
+    }
+    everything = every_item(client, headers, "/api/v1/records", window)
+    listed = {i["record"]["id"] for i in items}
+    assert [r["id"] for r in rest] == [r["id"] for r in everything if r["id"] not in listed]
+    assert [r["payload"] for r in rest if r["srv"] == "11.1"] == [
+        payload(n) for n in range(len(listed_own), 12)
+    ]

@@ -24,6 +24,7 @@ from ..domain.triggers import (
     window_bounds,
 )
 from ..domain.visibility import Viewer
+from .items import PAGE_PAYLOAD_BYTES
 from .queries import get_visible, search_page
 
 _REQUESTS = ("request",)
@@ -68,27 +69,32 @@ def triggers_for(
     record page, which shows none of their payloads (it read up to a thousand: review 30e)."""
     linked: list[dict[str, Any]] = []
     by_id = by_device = None
+    budget = _Budget(titles_only)
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # room for the record itself (a request), and one more to tell a cut list
         by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
-        linked = _first(conn, viewer, by_id, limit + 2, titles_only)
+        linked = _first(conn, viewer, by_id, limit + 2, titles_only, budget)
     on_device: list[dict[str, Any]] = []
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
         by_device = Search(
             device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end
         )
-        # room for the record itself and for the linked requests, which may also be in the window
-        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked), titles_only)
+    # room for the record itself and for the linked requests, which may also be in the window;
+    # none when the linked ones were cut (the window's come after them)
+    if by_device is not None and not budget.spent:
+        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked), titles_only, budget)
     items, cut = possible_triggers(record, linked, on_device, limit)
-    if not cut:
+    if not cut and not budget.spent:
         return Triggers(items)
     listed: dict[str, list[dict[str, Any]]] = {LINK_REQUEST_ID: [], LINK_SAME_DEVICE: []}
     for trigger in items:
         listed[trigger["link"]].append(trigger["record"])
     rest: list[Rest] = []
     linked_ones = [c for c in linked if c["id"] != record["id"]]
-    if by_id is not None and len(linked_ones) > len(listed[LINK_REQUEST_ID]):
+    if by_id is not None and (
+        len(linked_ones) > len(listed[LINK_REQUEST_ID]) or budget.cut == by_id
+    ):
         rest.append((by_id, _after(listed[LINK_REQUEST_ID])))
     if by_device is not None:
         rest.append((by_device, _after(listed[LINK_SAME_DEVICE])))
@@ -100,10 +106,39 @@ def _after(shown: list[dict[str, Any]]) -> Cursor | None:
     return Cursor(parse_time(shown[-1]["logged_at"]), shown[-1]["id"]) if shown else None
 
 
+class _Budget:
+    """The payloads a list of triggers holds: its requests' own payloads are whole, and a
+    User's requests of a day (firmware images, 10 MB each) took a list of up to 1,000 to as
+    many gigabytes. It stops reading (`spent`) once past PAGE_PAYLOAD_BYTES, at most a page
+    past it, and says which search it cut (`cut`): the list then ends there, with the
+    searches for the rest."""
+
+    def __init__(self, titles_only: bool) -> None:
+        self.left = None if titles_only else PAGE_PAYLOAD_BYTES
+        self.cut: Search | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.cut is not None
+
+    def take(self, search: Search, page: list[dict[str, Any]]) -> None:
+        if self.left is None:
+            return
+        self.left -= sum(len((i.get("payload") or "").encode()) for i in page)
+        if self.left <= 0:
+            self.cut = search
+
+
 def _first(
-    conn: Connection, viewer: Viewer, search: Search, wanted: int, titles_only: bool = False
+    conn: Connection,
+    viewer: Viewer,
+    search: Search,
+    wanted: int,
+    titles_only: bool,
+    budget: _Budget,
 ) -> list[dict[str, Any]]:
-    """The first `wanted` items of a search, newest first, a page at a time."""
+    """The first `wanted` items of a search, newest first, a page at a time, or fewer where
+    the budget ran out (`budget.cut`)."""
     found: list[dict[str, Any]] = []
     cursor: Cursor | None = None
     while len(found) < wanted:
@@ -111,6 +146,9 @@ def _first(
             conn, viewer, search, min(MAX_PAGE, wanted - len(found)), cursor, titles_only
         )
         found += page
-        if cursor is None:
+        budget.take(search, page)
+        if cursor is None or budget.spent:
+            if cursor is None and budget.cut is search:
+                budget.cut = None  # the budget ran out on the search's last page: it is whole
             break
     return found

@@ -284,11 +284,12 @@ TRIGGERS_DOC = f"""What may have caused a record: the requests you may see on it
 the record's Request ID comes first (link `request_id`), whatever its time; the record itself is
 never listed; a record without a Device lists only that request, if any.
 
-At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device.
-A list the cap cut has a `Link` header (rel="next") to the records search that goes on with the
-older requests of the window (it may repeat one listed first for its Request ID); if the cap
-cut the requests sharing the Request ID, rel="next" goes on with those, and rel="related" is
-the window's search. Another User's request
+At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the newest on the Device;
+fewer once the payloads of your own requests on the list pass 16 MiB (about a page's worth past
+it at the most). A list cut so or by the cap has a `Link` header (rel="next") to the search
+that goes on with the older requests of the window (it may repeat one listed first for its
+Request ID); if the cap cut the requests sharing the Request ID, rel="next" goes on with those,
+and rel="related" is the window's search. Another User's request
 shows its title only, as everywhere. `seconds_before` is the whole seconds from the request to
 the record, rounded down; it is negative only for a request sharing the Request ID that was
 logged after the record (-3: three seconds after). A record you may not see is 404, like a
