@@ -742,3 +742,41 @@ def test_records_read_past_a_gap_make_no_second_event_when_read_again_in_small_s
                 break
     page, _ = events(world, SOUTHENERGY, made["id"])
     assert [e["event_id"] for e in page] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_unread_count_does_not_walk_a_hidden_backlog_whole(world: World) -> None:
+    """The navigation counts a Party's unread events on every page of the screen, up to 100
+    it may see. A registry correction that hid a large unread backlog made it walk every
+    hidden event for none (1.15 s a page on SQLite, audit 30c). It now looks at a bounded
+    number of unread events (UNREAD_WALK): as much work for a backlog four times as long."""
+    from servicetrail.store.watch_sql import UNREAD_WALK
+    from servicetrail.store.watches import unread_count
+    from tests.store.test_lookup_work import sqlite_instructions, statements_sent
+
+    made = add_watch(world, SOUTHENERGY)
+    june = t("2025-06-01T00:00:00Z")
+
+    def supply_until(end) -> None:
+        with world.engine.begin() as conn:
+            load_responsibility(
+                conn,
+                Responsibility(ESME_1, SOUTHENERGY, "supplier", t("2025-03-01T00:00:00Z"), end),
+            )
+
+    def hidden_backlog(count: int, start: int) -> int:
+        supply_until(None)
+        append(world, *(lk_request(start + n, at=june) for n in range(count)))
+        match_all(world)
+        supply_until(june)  # the supply ended in May: June's are hidden
+        viewer = world.viewer(SOUTHENERGY)
+        with statements_sent(world.engine) as sent, world.engine.connect() as conn:
+            assert unread_count(conn, viewer) == 0
+        [(statement, parameters)] = [(q, p) for q, p in sent if "watch_event" in q]
+        return sqlite_instructions(world.engine, statement, parameters)
+
+    short = hidden_backlog(UNREAD_WALK + 500, 0)
+    long = hidden_backlog(3 * (UNREAD_WALK + 500), 100_000)  # four times as long now
+    with world.engine.connect() as conn:
+        assert len(events_after(conn, world.viewer(SOUTHENERGY), made["id"], 0, 10)[0]) == 0
+    assert long < 1.2 * short, (short, long)
