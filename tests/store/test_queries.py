@@ -615,6 +615,57 @@ def test_a_large_page_of_long_payloads_reads_short_heads(world: World) -> None:
         assert peak < PAGE_PAYLOAD_BYTES + (8 << 20), peak >> 20
 
 
+def test_another_users_long_payload_is_never_read_whole_for_a_page(world: World) -> None:
+    """A page reads the long payloads its rows' heads were cut from in a second statement, by
+    record id: only rows whose head the rule's guarded column gave (rule 1, own payloads)
+    may be read so. Another User's long request on the viewer's Device is a title on every
+    path, at every page size, and no statement of the page reads its payload by its id."""
+    from servicetrail.domain.model import SatRecord
+    from tests.personas import LK_OU, SE_IS, record_ids, t
+
+    sent_at = t("2025-05-01T00:00:00Z")
+    records = [
+        SatRecord(
+            sent_at + timedelta(seconds=n),
+            "request",
+            f"{user}:{ESME_1}:{8700 + n}",
+            "11.1",
+            user,
+            ESME_1,
+            "",
+            f"{user} " + "x" * 70_000,
+        )
+        for n, user in enumerate((LK_OU, SE_IS))
+    ]
+    with world.engine.begin() as conn:
+        append_records(conn, records)
+        others = record_ids(conn)[records[0].key]
+    viewer = world.viewer(SOUTHENERGY)
+    for search in (Search(srvs=("11.1",)), Search(device_id=ESME_1, srvs=("11.1",))):
+        for limit in (1, 2, 1000):
+            with statements_sent(world.engine) as sent, world.engine.connect() as conn:
+                items, _ = search_page(conn, viewer, search, limit)
+            by_user = {i["user_id"]: i for i in items}
+            if LK_OU in by_user:
+                assert "payload" not in by_user[LK_OU] and by_user[LK_OU]["access"] == "mp141"
+            if SE_IS in by_user:
+                assert by_user[SE_IS]["payload"] == f"{SE_IS} " + "x" * 70_000
+            # the second step's statements (the sizes, then the payloads whole)
+            by_id = [p for q, p in sent if q.lstrip().startswith("SELECT sat_payload.record_id")]
+            assert by_id and not any(others in _values(p) for p in by_id)
+
+
+def _values(parameters: object) -> list[object]:
+    """A statement's parameter values, whichever driver's form they came in."""
+    if isinstance(parameters, dict):
+        return [
+            v
+            for value in parameters.values()
+            for v in (value if isinstance(value, (list, tuple)) else [value])
+        ]
+    return list(parameters or ())
+
+
 def test_an_exchange_of_long_payloads_keeps_its_request(world: World) -> None:
     """Review 30e: a page cut short by its payloads was read as an exchange of more than
     MAX_EXCHANGE messages: a firmware request of 9 MiB, its acknowledgement and a 9 MiB
