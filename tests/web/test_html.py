@@ -877,8 +877,11 @@ def test_a_search_that_runs_too_long_asks_to_be_narrowed(empty_db_url: str) -> N
     assert [path for path, *_ in answers] == ["/", f"/devices/{P.ESME_1}", "/watches"]
     for path, status, content_type, page in answers:  # a page for the browser, never JSON
         assert content_type.startswith("text/html"), (path, status, page[:300])
-        # a small read may finish before SQLite's progress handler first looks at the clock
-        assert status == 422 or (status == 200 and path != "/"), (path, status)
+        # a small read may finish before SQLite's progress handler first looks at the clock;
+        # the Watches page's list of watches is a small read under the same limit, and past it
+        # the store is busy (503: store.read_transaction.owner_read_limits), which a loaded
+        # machine made it once in a whole run at a limit of a millisecond
+        assert status == 422 or (status in (200, 503) and path != "/"), (path, status)
         if status == 422:
             assert "arrow it (a Device ID" in page, path
 
