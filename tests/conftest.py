@@ -45,7 +45,8 @@ def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -
     CLI read without the key says its access-log entry waits, and the tests that expect
     nothing on stderr passed only after another test had sealed first."""
     key = tmp_path_factory.mktemp("signing") / "servicetrail.key"
-    os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", str(key))
+    # an empty value is unset, as servicetrail reads it (review 31a)
+    os.environ["SERVICETRAIL_SIGNING_KEY"] = os.environ.get("SERVICETRAIL_SIGNING_KEY") or str(key)
     settings.reload()
     load_signer(Path(os.environ["SERVICETRAIL_SIGNING_KEY"]), "tests")
 
