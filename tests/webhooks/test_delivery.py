@@ -846,3 +846,32 @@ def test_a_clean_stop_leaves_what_it_had_queued_due_at_once(engine, world) -> No
         assert all(attempts == 0 and at <= now for attempts, at in rows), rows
         again = Deliverer(engine, schedule=[60], per_host=4, concurrency=8, timeout=5)
         assert run(again, lambda: len(slow.received) >= 20, seconds=15)
+
+
+def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine, world) -> None:
+    """Deliveries wait in a worker's queue for a slot; one that waited past its lease is due
+    again in the store, and another worker leases and sends it: sent by the first all the
+    same, it went out twice (review 31a: 11 attempts after their lease, with many hostile
+    Parties' queues). Two workers, a receiver that never answers, one slot each and a short
+    lease: no webhook-id arrives twice (each is attempted once, its retry a minute away)."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
+        hook(engine, stuck, "/stuck")
+        lk_requests(engine, *range(1, 13))
+        workers = [
+            Deliverer(
+                engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=2.5
+            )
+            for _ in range(2)
+        ]
+
+        async def both() -> None:
+            stop = asyncio.Event()
+            running = [asyncio.create_task(w.run(stop)) for w in workers]
+            await asyncio.sleep(6)
+            stop.set()
+            await asyncio.gather(*running)
+
+        asyncio.run(both())
+    sent = [r.headers["webhook-id"] for r in stuck.received]
+    assert len(sent) >= 6, sent  # both workers sent, a lease's worth and more
+    assert len(sent) == len(set(sent)), sorted(sent)

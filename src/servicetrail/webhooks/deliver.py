@@ -157,6 +157,7 @@ class Deliverer:
         concurrency: int | None = None,
         per_host: int | None = None,
         timeout: float | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         chosen = settings.current()
         concurrency = chosen.webhook_concurrency if concurrency is None else concurrency
@@ -182,9 +183,16 @@ class Deliverer:
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
-        # and the attempt: a row comes due again only if its worker died.
+        # and the attempt while each Party's queue is within its share (a row comes due again
+        # only if its worker died); one that waited longer is dropped unsent (see _rounds).
         self.queue_depth = self.per_host * QUEUE_FACTOR
-        self.lease = timedelta(seconds=timeout * (QUEUE_FACTOR + 2) + 5)
+        if lease_seconds is None:
+            lease_seconds = timeout * (QUEUE_FACTOR + 2) + 5
+        self.lease = timedelta(seconds=lease_seconds)
+        # when each delivery held here stops being ours (by this process's clock, from
+        # before the lease began): one whose lease ends before an attempt could is dropped
+        # unsent (see _rounds)
+        self._lease_ends: dict[tuple[int, int], float] = {}
         self.stats = Stats()
         self.failure_log = FailureLog()
         self._in_flight: Counter[tuple[str, int]] = Counter()
@@ -324,6 +332,7 @@ class Deliverer:
             # attempts to time out one by one (review 30f: 12 s at a 2 s limit). The queue may
             # then hold more than `total`, by what each Party's share allowed when it came.
             a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
+            leased_at = time.monotonic()
             leased, hidden = await asyncio.to_thread(
                 self._settle_and_lease, max(room, a_round), queued
             )
@@ -333,10 +342,18 @@ class Deliverer:
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
+                ends = leased_at + self.lease.total_seconds()
+                self._lease_ends[(delivery.watch_id, delivery.event_id)] = ends
                 host = _host_of(delivery.url)
                 self._queued[(delivery.party_id, host)].append(delivery)
                 self._party_queued[delivery.party_id] += 1
                 self._party_host_queued[(delivery.party_id, host)] += 1
+            # A delivery that waited here past its lease is due again in the store, and may be
+            # another worker's by now: sent on it anyway, it went out twice (review 31a: with
+            # the queues of many hostile Parties, 11 attempts after their lease). One whose
+            # lease ends before an attempt started now (or at the next round) could end is
+            # dropped unsent: it comes due, and is leased again, here or elsewhere.
+            self._drop_queued(self._lease_ends_too_soon(time.monotonic()))
             self._dispatch()
             if stop.is_set():
                 break
@@ -361,6 +378,12 @@ class Deliverer:
         unsent = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
         await asyncio.to_thread(self._settle_and_release, unsent)
         self._drop_queued(lambda _: True)
+
+    def _lease_ends_too_soon(self, now: float) -> Callable[[tuple[int, int]], bool]:
+        """Picks the deliveries whose lease ends before an attempt started now, or at the
+        next round, could end."""
+        too_late = now + self.timeout + IDLE_MAX_SECONDS
+        return lambda key: self._lease_ends[key] <= too_late
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free: in all, to each receiver, and to
@@ -519,6 +542,7 @@ class Deliverer:
                 del self._party_host_in_flight[party_here]
                 self._forget_turn_when_idle(party_here)
             self._held.discard((delivery.watch_id, delivery.event_id))
+            self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
         elif status == 410:
@@ -567,6 +591,7 @@ class Deliverer:
             for delivery in queued:
                 if dropped((delivery.watch_id, delivery.event_id)):
                     self._held.discard((delivery.watch_id, delivery.event_id))
+                    self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
                     self._unqueued(delivery, party_here[1])
                 else:
                     kept.append(delivery)
