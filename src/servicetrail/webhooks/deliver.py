@@ -31,6 +31,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -184,14 +185,14 @@ class Deliverer:
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
         # and the attempt while each Party's queue is within its share (a row comes due again
-        # only if its worker died); one that waited longer is dropped unsent (see _rounds).
+        # only if its worker died); one that waited longer is dropped unsent (see _dispatch).
         self.queue_depth = self.per_host * QUEUE_FACTOR
         if lease_seconds is None:
             lease_seconds = timeout * (QUEUE_FACTOR + 2) + 5
         self.lease = timedelta(seconds=lease_seconds)
-        # when each delivery held here stops being ours (by this process's clock, from
-        # before the lease began): one whose lease ends before an attempt could is dropped
-        # unsent (see _rounds)
+        # when each delivery queued here stops being ours (by this process's clock, from
+        # before the lease began): one whose lease ends before its attempt could is dropped
+        # unsent (see _dispatch)
         self._lease_ends: dict[tuple[int, int], float] = {}
         self.stats = Stats()
         self.failure_log = FailureLog()
@@ -348,12 +349,6 @@ class Deliverer:
                 self._queued[(delivery.party_id, host)].append(delivery)
                 self._party_queued[delivery.party_id] += 1
                 self._party_host_queued[(delivery.party_id, host)] += 1
-            # A delivery that waited here past its lease is due again in the store, and may be
-            # another worker's by now: sent on it anyway, it went out twice (review 31a: with
-            # the queues of many hostile Parties, 11 attempts after their lease). One whose
-            # lease ends before an attempt started now (or at the next round) could end is
-            # dropped unsent: it comes due, and is leased again, here or elsewhere.
-            self._drop_queued(self._lease_ends_too_soon(time.monotonic()))
             self._dispatch()
             if stop.is_set():
                 break
@@ -378,12 +373,6 @@ class Deliverer:
         unsent = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
         await asyncio.to_thread(self._settle_and_release, unsent)
         self._drop_queued(lambda _: True)
-
-    def _lease_ends_too_soon(self, now: float) -> Callable[[tuple[int, int]], bool]:
-        """Picks the deliveries whose lease ends before an attempt started now, or at the
-        next round, could end."""
-        too_late = now + self.timeout + IDLE_MAX_SECONDS
-        return lambda key: self._lease_ends[key] <= too_late
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free: in all, to each receiver, and to
@@ -436,8 +425,17 @@ class Deliverer:
             delivery = self._queued[party_here].popleft()
             if not self._queued[party_here]:
                 del self._queued[party_here]
-            self._in_flight[host] += 1
             self._unqueued(delivery, host)
+            key = (delivery.watch_id, delivery.event_id)
+            if self._lease_ends.pop(key, math.inf) <= time.monotonic() + self.timeout:
+                # A delivery that waited here past its lease is due again in the store, and
+                # may be another worker's by now: sent on it anyway, it went out twice (review
+                # 31a: with many hostile Parties' queues, 11 attempts after their lease). One
+                # whose lease ends before its attempt could is dropped unsent: it comes due,
+                # and is leased again, here or elsewhere.
+                self._held.discard(key)
+                continue
+            self._in_flight[host] += 1
             self._party_in_flight[party] += 1
             self._party_host_in_flight[party_here] += 1
             self._last_turn[party_here] = next(self._turns)  # once it is in flight
@@ -542,7 +540,6 @@ class Deliverer:
                 del self._party_host_in_flight[party_here]
                 self._forget_turn_when_idle(party_here)
             self._held.discard((delivery.watch_id, delivery.event_id))
-            self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
         elif status == 410:
