@@ -780,3 +780,43 @@ def test_the_unread_count_does_not_walk_a_hidden_backlog_whole(world: World) -> 
     with world.engine.connect() as conn:
         assert len(events_after(conn, world.viewer(SOUTHENERGY), made["id"], 0, 10)[0]) == 0
     assert long < 1.2 * short, (short, long)
+
+
+def _supply_until(world: World, end) -> None:
+    with world.engine.begin() as conn:
+        load_responsibility(
+            conn, Responsibility(ESME_1, SOUTHENERGY, "supplier", t("2025-03-01T00:00:00Z"), end)
+        )
+
+
+def _hidden_backlog(world: World, count: int) -> None:
+    """`count` events of SOUTHENERGY's watches on ESME-1 in June, which a correction then
+    hides (its supply ended in May)."""
+    june = t("2025-06-01T00:00:00Z")
+    _supply_until(world, None)
+    append(world, *(lk_request(n, at=june) for n in range(count)))
+    match_all(world)
+    _supply_until(world, june)
+
+
+def test_the_unread_count_sees_new_events_behind_a_hidden_backlog(world: World) -> None:
+    """Review 31b: the count's bounded walk took the oldest unread events first, across the
+    Party's watches: a hidden backlog filled it, and the count said 0 beside 5 new events the
+    Party may see, in the same watch or another (and for good: a watch that shows nothing
+    is never marked read). Each watch's newest are looked at now."""
+    from servicetrail.store.watch_sql import UNREAD_WALK
+    from servicetrail.store.watches import unread_count
+
+    same = add_watch(world, SOUTHENERGY, devices=[ESME_1])
+    _hidden_backlog(world, UNREAD_WALK + 100)
+    other = add_watch(world, SOUTHENERGY, devices=[GSME_1])
+    may, july = t("2025-05-01T00:00:00Z"), t("2025-07-01T00:00:00Z")
+    append(world, *(lk_request(50_000 + n, at=may) for n in range(5)))
+    append(world, *(lk_request(60_000 + n, device=GSME_1, at=july) for n in range(3)))
+    match_all(world)
+    viewer = world.viewer(SOUTHENERGY)
+    with world.engine.connect() as conn:
+        assert unread_in_watch(conn, viewer, same["id"], 101) == 5
+        assert unread_in_watch(conn, viewer, other["id"], 101) == 3
+        assert unread_count(conn, viewer) == 8
+        assert unread_count(conn, viewer, cap=6) == 6  # capped, as "99+" is

@@ -283,35 +283,22 @@ def recent_events() -> Select[Any]:
     )
 
 
-# The navigation's count looks at no more than this many of a Party's unread events: a
-# registry correction that hid a large unread backlog made it walk every hidden event, on
-# every page of the screen (1.15 s a page on SQLite; audit 30c). Past it, the count is of
-# those it looked at (a lower bound), and the Watches page of each watch counts its own.
-UNREAD_WALK = 2000
+# The navigation's count looks at no more than this many unread events of each watch, the
+# newest: a registry correction that hid a large unread backlog made it walk every hidden
+# event on every page of the screen (1.15 s a page on SQLite; audit 30c). The newest, each
+# watch on its own: taken oldest first across the Party's watches, a hidden backlog of one
+# watch filled the walk and the count said 0 beside another's new events, for good (review
+# 31b). Past it, the count is a lower bound; the Watches page of each watch counts its own.
+UNREAD_WALK = 500
 
 
-@lru_cache(maxsize=2)
-def unread_events(one_watch: bool = False) -> Select[Any]:
-    """The Party's events past what it has read, that it may see, at most `lim` of them (the
-    count in the navigation says "99+" rather than counting a backlog whole); `one_watch`:
-    of the watch `watch_id` alone, every unread event of it looked at. Of all its watches,
-    only the first UNREAD_WALK unread events are."""
-    e = watch_event.c
-    w = watch.c
-    which = [w.id == bindparam("watch_id", type_=BigInteger)] if one_watch else []
-    unread = (
-        select(e.watch_id, e.event_id, e.record_id, e.record_logged_at, e.record_device_id)
-        .select_from(watch_event.join(watch, w.id == e.watch_id))
-        .where(w.party_id == bindparam("party_id"), *which, e.event_id > w.read_event_id)
-    )
-    if not one_watch:
-        unread = unread.limit(UNREAD_WALK)
-    looked_at = unread.subquery()
-    u = looked_at.c
-    capped = (
-        select(u.event_id)
+def _visible_of(events: Any) -> Select[Any]:
+    """Of `events` (a subquery with the events' record keys), those the viewer may see."""
+    u = events.c
+    return (
+        select(u.record_id)
         .select_from(
-            looked_at.join(
+            events.join(
                 sat_record,
                 and_(
                     sat_record.c.id == u.record_id,
@@ -322,6 +309,30 @@ def unread_events(one_watch: bool = False) -> Select[Any]:
         )
         .where(visible_clause())
         .limit(bindparam("lim", type_=Integer))
-        .subquery()
     )
-    return select(func.count()).select_from(capped)
+
+
+@lru_cache(maxsize=2)
+def unread_events(one_watch: bool = False) -> Select[Any]:
+    """How many of the Party's events past what it has read it may see, at most `lim` a
+    watch (the count in the navigation says "99+" rather than counting a backlog whole);
+    `one_watch`: of the watch `watch_id` alone, every unread event of it looked at. Of all
+    its watches, each watch's newest UNREAD_WALK unread events are (None: no watch)."""
+    e = watch_event.c
+    w = watch.c
+    unread = select(e.record_id, e.record_logged_at, e.record_device_id).where(
+        e.watch_id == w.id, e.event_id > w.read_event_id
+    )
+    if one_watch:
+        events = unread.where(
+            w.party_id == bindparam("party_id"), w.id == bindparam("watch_id", type_=BigInteger)
+        ).subquery()
+        return select(func.count()).select_from(_visible_of(events).subquery())
+    newest = unread.order_by(e.event_id.desc()).limit(UNREAD_WALK).correlate(watch).subquery()
+    in_watch = (
+        select(func.count())
+        .select_from(_visible_of(newest).correlate(watch).subquery())
+        .correlate(watch)
+        .scalar_subquery()
+    )
+    return select(func.sum(in_watch)).where(w.party_id == bindparam("party_id"))
