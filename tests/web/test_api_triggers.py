@@ -343,3 +343,40 @@ def test_a_list_whose_own_payloads_pass_a_pages_budget_ends_there_with_a_link_to
     assert [r["payload"] for r in rest if r["srv"] == "11.1"] == [
         payload(n) for n in range(len(listed_own), 12)
     ]
+
+
+def test_a_budget_spent_on_the_request_ids_own_reads_none_of_the_window(
+    client, bearer, engine, world
+):
+    """Review 31b: the budget ran out on the last page of the requests sharing the Request ID,
+    and the window's were read all the same, a page more (45 MB for a budget of 16 MiB). The
+    list now ends with the Request ID's own, whole, and the Link goes on with the window."""
+    from servicetrail.store.items import PAGE_PAYLOAD_BYTES
+
+    big = PAGE_PAYLOAD_BYTES * 3 // 10
+
+    def sent(at, counter: int, request_id: str | None = None) -> SatRecord:
+        return SatRecord(
+            at,
+            "request",
+            request_id or P._rid(P.WS_ED, P.ESME_1, counter),
+            "11.1",
+            P.WS_ED,
+            P.ESME_1,
+            "",
+            f"{counter:03}" + "f" * (big - 3),
+        )
+
+    linked = [sent(ALERT_AT - timedelta(days=3, seconds=n), 800 + n, LINKED) for n in range(6)]
+    window = [sent(ALERT_AT - timedelta(minutes=20, seconds=n), 900 + n) for n in range(3)]
+    with engine.begin() as conn:
+        append_records(conn, linked + window)
+    response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window="60")
+    items = response.json()["items"]
+    assert {i["link"] for i in items} == {"request_id"}
+    assert len(items) == 7  # ws_linked_req and the six, each whole
+    assert all(
+        len(i["record"]["payload"]) == big for i in items[:6] if i["record"]["srv"] == "11.1"
+    )
+    target = urlsplit(response.links["next"]["url"])
+    assert dict(parse_qsl(target.query))["device_id"] == P.ESME_1 and "cursor" not in target.query

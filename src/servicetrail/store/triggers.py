@@ -81,11 +81,12 @@ def triggers_for(
             device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end
         )
     # room for the record itself and for the linked requests, which may also be in the window;
-    # none when the linked ones were cut (the window's come after them)
-    if by_device is not None and not budget.spent:
+    # none once the budget is spent (the window's come after the linked ones)
+    window_left = by_device is not None and budget.spent
+    if by_device is not None and not window_left:
         on_device = _first(conn, viewer, by_device, limit + 2 + len(linked), titles_only, budget)
     items, cut = possible_triggers(record, linked, on_device, limit)
-    if not cut and not budget.spent:
+    if not cut and budget.cut is None and not window_left:
         return Triggers(items)
     listed: dict[str, list[dict[str, Any]]] = {LINK_REQUEST_ID: [], LINK_SAME_DEVICE: []}
     for trigger in items:
@@ -109,9 +110,10 @@ def _after(shown: list[dict[str, Any]]) -> Cursor | None:
 class _Budget:
     """The payloads a list of triggers holds: its requests' own payloads are whole, and a
     User's requests of a day (firmware images, 10 MB each) took a list of up to 1,000 to as
-    many gigabytes. It stops reading (`spent`) once past PAGE_PAYLOAD_BYTES, at most a page
-    past it, and says which search it cut (`cut`): the list then ends there, with the
-    searches for the rest."""
+    many gigabytes. It stops reading once past PAGE_PAYLOAD_BYTES (`spent`: at most a page
+    past it, no further search read), and says which search it cut short (`cut`, None when
+    the last page read was its last): the list then ends there, with the searches for the
+    rest."""
 
     def __init__(self, titles_only: bool) -> None:
         self.left = None if titles_only else PAGE_PAYLOAD_BYTES
@@ -119,14 +121,11 @@ class _Budget:
 
     @property
     def spent(self) -> bool:
-        return self.cut is not None
+        return self.left is not None and self.left <= 0
 
-    def take(self, search: Search, page: list[dict[str, Any]]) -> None:
-        if self.left is None:
-            return
-        self.left -= sum(len((i.get("payload") or "").encode()) for i in page)
-        if self.left <= 0:
-            self.cut = search
+    def take(self, page: list[dict[str, Any]]) -> None:
+        if self.left is not None:
+            self.left -= sum(len((i.get("payload") or "").encode()) for i in page)
 
 
 def _first(
@@ -146,9 +145,10 @@ def _first(
             conn, viewer, search, min(MAX_PAGE, wanted - len(found)), cursor, titles_only
         )
         found += page
-        budget.take(search, page)
-        if cursor is None or budget.spent:
-            if cursor is None and budget.cut is search:
-                budget.cut = None  # the budget ran out on the search's last page: it is whole
+        budget.take(page)
+        if cursor is None:
+            break
+        if budget.spent:
+            budget.cut = search
             break
     return found
