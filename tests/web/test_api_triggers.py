@@ -380,3 +380,39 @@ def test_a_budget_spent_on_the_request_ids_own_reads_none_of_the_window(
     )
     target = urlsplit(response.links["next"]["url"])
     assert dict(parse_qsl(target.query))["device_id"] == P.ESME_1 and "cursor" not in target.query
+
+
+@pytest.mark.parametrize("path", ["/why", "/triggers"])
+def test_why_and_triggers_of_a_record_read_no_more_of_its_payload_than_a_head(
+    client, bearer, engine, world, path
+):
+    """`why` answers the rule and `triggers` the requests before the record: neither shows
+    the record's payload, yet each read it whole (a response of 24 MiB, every time)."""
+    import tracemalloc
+
+    from servicetrail.store.items import PAYLOAD_HEAD_CHARS
+
+    response = SatRecord(
+        ALERT_AT - timedelta(minutes=1),
+        "response",
+        P._rid(P.WS_ED, P.ESME_1, 990),
+        "4.8.1",
+        P.WS_ED,
+        P.ESME_1,
+        "I0",
+        "f" * (24 << 20),
+        response_id=f"{P.ESME_1}:{P.WS_ED}:990",
+    )
+    with engine.begin() as conn:
+        append_records(conn, [response])
+        record_id = P.record_ids(conn)[response.key]
+    headers = bearer(P.WIRESCO)
+    client.get(f"/api/v1/records/{record_id}{path}", headers=headers)  # the first is warm-up
+    tracemalloc.start()
+    try:
+        answer = client.get(f"/api/v1/records/{record_id}{path}", headers=headers)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 200
+    assert peak < 8 * PAYLOAD_HEAD_CHARS + (4 << 20), peak >> 20

@@ -134,8 +134,8 @@ def request_statement(
     return page_of_candidates(candidate, scope, titles_only=titles_only)
 
 
-@lru_cache(maxsize=1)
-def record_statement() -> Select[Any]:
+@lru_cache(maxsize=2)
+def record_statement(head_only: bool = False) -> Select[Any]:
     """One record, read only past the viewer's index row for it: a record the viewer may not
     see costs what a missing one does (a probe of the viewer's own index rows that finds
     nothing), so the answer's time does not tell one from the other (issue 10 finding 7).
@@ -144,7 +144,8 @@ def record_statement() -> Select[Any]:
     that keys the index), a hidden record cost a row read and an index probe more than a
     missing one, and on PostgreSQL the row-level-security rule over that row, which reads
     `responsibility` (bench/timing.py, tests/store/test_lookup_work.py). Its LIMIT keeps
-    either engine from merging it into the join and starting from the record again."""
+    either engine from merging it into the join and starting from the record again.
+    `head_only`: an own payload's head (`items.payload_head`), for a read that shows none."""
     found = (
         select(v.record_id, v.logged_at)
         .where(
@@ -163,4 +164,4 @@ def record_statement() -> Select[Any]:
             )
         )
     ).subquery("candidate")
-    return page_of_candidates(candidate, Scope.ALL, whole_payload=True)
+    return page_of_candidates(candidate, Scope.ALL, whole_payload=not head_only)

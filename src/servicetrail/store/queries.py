@@ -361,14 +361,21 @@ def _gone(record_id: int) -> StoreBusy:
 
 
 def get_visible(
-    conn: Connection, viewer: Viewer, record_id: int, *, then_as_owner: bool = False
+    conn: Connection,
+    viewer: Viewer,
+    record_id: int,
+    *,
+    then_as_owner: bool = False,
+    head_only: bool = False,
 ) -> dict[str, Any] | None:
     """One record if the viewer may see it: fetched and checked in one statement, so a hidden
     record and a missing one are the same None (see index_search.record_statement).
 
     `then_as_owner`: the rest of the transaction runs as the store's owner (see
     read_transaction.read_as), for the log's reads of a proof; the record is read, and the
-    role switched, with the transaction's settings in one round trip."""
+    role switched, with the transaction's settings in one round trip. `head_only`: an own
+    payload's head only (`items.payload_head`), for a read that shows none of it or a head
+    (the `why` of a record, its triggers, its page: each read a firmware image whole)."""
     if not 1 <= record_id <= MAX_ID:  # no record has such an id; the driver would overflow
         return None
     params = {**viewer_params(viewer), "record_id": record_id, "lim": 1}
@@ -378,7 +385,7 @@ def get_visible(
         conn,
         viewer,
         generic_plan=True,
-        prefetch=(record_statement(), params),
+        prefetch=(record_statement(head_only), params),
         then_as_owner=then_as_owner,
         one_snapshot=True,
     ) as rows:
@@ -403,7 +410,7 @@ def explain(
     On SQLite the why is read in a snapshot after the record's: a registry correction
     committed between the two made it "not visible to you" beside the record (audit 28c).
     Not visible by then, the record is not the viewer's, as if missing."""
-    found = get_visible(conn, viewer, record_id)
+    found = get_visible(conn, viewer, record_id, head_only=True)
     if found is None:
         return None
     decision = why_many(conn, viewer, [found])[found["id"]]

@@ -50,7 +50,7 @@ def triggers_of(
 ) -> tuple[dict[str, Any], Triggers] | None:
     """The record and its possible triggers, or None when the viewer may not see the record
     (exactly as when it does not exist)."""
-    record = get_visible(conn, viewer, record_id)
+    record = get_visible(conn, viewer, record_id, head_only=True)  # never listed
     if record is None:
         return None
     return record, triggers_for(conn, viewer, record, minutes, limit)
