@@ -283,56 +283,25 @@ def recent_events() -> Select[Any]:
     )
 
 
-# The navigation's count looks at no more than this many unread events of each watch, the
-# newest: a registry correction that hid a large unread backlog made it walk every hidden
-# event on every page of the screen (1.15 s a page on SQLite; audit 30c). The newest, each
-# watch on its own: taken oldest first across the Party's watches, a hidden backlog of one
-# watch filled the walk and the count said 0 beside another's new events, for good (review
-# 31b). Past it, the count is a lower bound; the Watches page of each watch counts its own.
-UNREAD_WALK = 500
-
-
-def _visible_of(events: Any) -> Select[Any]:
-    """Of `events` (a subquery with the events' record keys), those the viewer may see."""
-    u = events.c
-    return (
-        select(u.record_id)
-        .select_from(
-            events.join(
-                sat_record,
-                and_(
-                    sat_record.c.id == u.record_id,
-                    sat_record.c.logged_at == u.record_logged_at,
-                    sat_record.c.device_id == u.record_device_id,
-                ),
-            )
-        )
-        .where(visible_clause())
-        .limit(bindparam("lim", type_=Integer))
-    )
-
-
 @lru_cache(maxsize=2)
 def unread_events(one_watch: bool = False) -> Select[Any]:
-    """How many of the Party's events past what it has read it may see, at most `lim` a
-    watch (the count in the navigation says "99+" rather than counting a backlog whole);
-    `one_watch`: of the watch `watch_id` alone, every unread event of it looked at. Of all
-    its watches, each watch's newest UNREAD_WALK unread events are (None: no watch)."""
+    """The Party's events past what it has read, that it may see, at most `lim` of them (the
+    count in the navigation says "99+" rather than counting a backlog whole); `one_watch`:
+    of the watch `watch_id` alone."""
     e = watch_event.c
     w = watch.c
-    unread = select(e.record_id, e.record_logged_at, e.record_device_id).where(
-        e.watch_id == w.id, e.event_id > w.read_event_id
+    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
+    which = [w.id == bindparam("watch_id", type_=BigInteger)] if one_watch else []
+    capped = (
+        select(e.event_id)
+        .select_from(joined)
+        .where(
+            w.party_id == bindparam("party_id"),
+            *which,
+            e.event_id > w.read_event_id,
+            visible_clause(),
+        )
+        .limit(bindparam("lim", type_=Integer))
+        .subquery()
     )
-    if one_watch:
-        events = unread.where(
-            w.party_id == bindparam("party_id"), w.id == bindparam("watch_id", type_=BigInteger)
-        ).subquery()
-        return select(func.count()).select_from(_visible_of(events).subquery())
-    newest = unread.order_by(e.event_id.desc()).limit(UNREAD_WALK).correlate(watch).subquery()
-    in_watch = (
-        select(func.count())
-        .select_from(_visible_of(newest).correlate(watch).subquery())
-        .correlate(watch)
-        .scalar_subquery()
-    )
-    return select(func.sum(in_watch)).where(w.party_id == bindparam("party_id"))
+    return select(func.count()).select_from(capped)

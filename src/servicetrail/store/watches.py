@@ -294,7 +294,7 @@ def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
     """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
     with read_as(conn, viewer):
-        return min(cap, conn.execute(unread_events_statement(), params).scalar_one() or 0)
+        return conn.execute(unread_events_statement(), params).scalar_one()
 
 
 def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -> int:
