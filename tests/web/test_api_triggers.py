@@ -28,11 +28,12 @@ def _req(
     device: str = P.ESME_1,
     request_id: str | None = None,
     command_variant: int | None = None,
+    srv: str = "11.2",
+    payload: str | None = None,
 ) -> SatRecord:
     rid = request_id or P._rid(user_id, device, counter)
-    return SatRecord(
-        at, "request", rid, "11.2", user_id, device, "", f"<secret {counter}>", command_variant
-    )
+    body = f"<secret {counter}>" if payload is None else payload
+    return SatRecord(at, "request", rid, srv, user_id, device, "", body, command_variant)
 
 
 EDGE_RECORDS = {
@@ -181,6 +182,15 @@ def test_the_widest_window_is_accepted_and_no_token_is_401(client, bearer, world
     assert triggers(client, {}, world.ids["ws_alert"]).status_code == 401
 
 
+# the records search of the 60-minute window before the alert (both ends included)
+WINDOW_SEARCH = {
+    "device_id": P.ESME_1,
+    "kind": "request",
+    "from": "2025-04-01T11:00:00Z",
+    "to": "2025-04-01T12:00:00.000001Z",
+}
+
+
 def _flood(engine, count: int) -> list[SatRecord]:
     """`count` requests by another User to ESME-1, a second apart, 40 minutes before the
     alert: inside its 60-minute window."""
@@ -222,13 +232,7 @@ def test_a_list_the_cap_cuts_keeps_the_linked_request_and_links_to_the_rest(
     assert link.startswith("</api/v1/records?") and link.endswith('>; rel="next"')
     target = urlsplit(link[1 : link.index(">")])
     rest = every_item(client, headers, target.path, dict(parse_qsl(target.query)))
-    window = {
-        "device_id": P.ESME_1,
-        "kind": "request",
-        "from": "2025-04-01T11:00:00Z",
-        "to": "2025-04-01T12:00:00.000001Z",
-    }
-    everything = [r["id"] for r in every_item(client, headers, "/api/v1/records", window)]
+    everything = [r["id"] for r in every_item(client, headers, "/api/v1/records", WINDOW_SEARCH)]
     listed = {e["record"]["id"] for e in items}
     assert len(everything) == MAX_TRIGGERS + 5 + 3  # the flood, at_alert_time, the CV 4, the start
     assert [r["id"] for r in rest] == [i for i in everything if i not in listed]
@@ -305,15 +309,12 @@ def test_a_list_whose_own_payloads_pass_a_pages_budget_ends_there_with_a_link_to
         return f"{n:02}" + "f" * (big - 2)
 
     own = [
-        SatRecord(
+        _req(
             ALERT_AT - timedelta(minutes=20, seconds=n),
-            "request",
-            P._rid(P.WS_ED, P.ESME_1, 700 + n),
-            "11.1",
             P.WS_ED,
-            P.ESME_1,
-            "",
-            payload(n),
+            700 + n,
+            srv="11.1",
+            payload=payload(n),
         )
         for n in range(12)
     ]
@@ -331,13 +332,7 @@ def test_a_list_whose_own_payloads_pass_a_pages_budget_ends_there_with_a_link_to
     assert response.links["next"]["url"].startswith("/api/v1/records?")
     target = urlsplit(response.links["next"]["url"])
     rest = every_item(client, headers, target.path, dict(parse_qsl(target.query)))
-    window = {
-        "device_id": P.ESME_1,
-        "kind": "request",
-        "from": "2025-04-01T11:00:00Z",
-        "to": "2025-04-01T12:00:00.000001Z",
-    }
-    everything = every_item(client, headers, "/api/v1/records", window)
+    everything = every_item(client, headers, "/api/v1/records", WINDOW_SEARCH)
     listed = {i["record"]["id"] for i in items}
     assert [r["id"] for r in rest] == [r["id"] for r in everything if r["id"] not in listed]
     assert [r["payload"] for r in rest if r["srv"] == "11.1"] == [
@@ -356,16 +351,8 @@ def test_a_budget_spent_on_the_request_ids_own_reads_none_of_the_window(
     big = PAGE_PAYLOAD_BYTES * 3 // 10
 
     def sent(at, counter: int, request_id: str | None = None) -> SatRecord:
-        return SatRecord(
-            at,
-            "request",
-            request_id or P._rid(P.WS_ED, P.ESME_1, counter),
-            "11.1",
-            P.WS_ED,
-            P.ESME_1,
-            "",
-            f"{counter:03}" + "f" * (big - 3),
-        )
+        body = f"{counter:03}" + "f" * (big - 3)
+        return _req(at, P.WS_ED, counter, request_id=request_id, srv="11.1", payload=body)
 
     linked = [sent(ALERT_AT - timedelta(days=3, seconds=n), 800 + n, LINKED) for n in range(6)]
     window = [sent(ALERT_AT - timedelta(minutes=20, seconds=n), 900 + n) for n in range(3)]

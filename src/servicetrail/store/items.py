@@ -145,7 +145,8 @@ def head_chars_for(rows: int) -> int:
 
 
 def head_params(head_chars: int) -> dict[str, int]:
-    """The parameter of `payload_head`, for a page that reads less than PAYLOAD_HEAD_CHARS."""
+    """The parameter of `payload_head` for a page's statements (`head_chars_for`); left out,
+    the statement's own PAYLOAD_HEAD_CHARS stands."""
     return {"head_chars": head_chars + 1}
 
 
