@@ -329,3 +329,53 @@ def test_the_form_says_what_critical_means(engine, world) -> None:
     """ "Critical" stood alone on the form (audit 25c)."""
     page = signed_in(engine, P.SOUTHENERGY).get("/watches").text
     assert "the sending User signs a pre-command" in page
+
+
+def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world) -> None:
+    """Session 30's finding: a correction that hid a watch's whole unread backlog left every
+    page's count walking it, for good (nothing unread is shown, so nothing marks it read).
+    The first page's count names the watch, and its events are taken as read."""
+    from servicetrail.domain.model import Responsibility
+    from servicetrail.store.watches import read_position
+    from servicetrail.store.writer import load_responsibility
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    assert add(client).status_code == 303
+    lk_requests(engine, 0, 30)
+    assert nav_count(client.get("/").text) == "30"
+    with engine.begin() as conn:  # the supply ended in March after all
+        load_responsibility(
+            conn,
+            Responsibility(
+                P.ESME_1,
+                P.SOUTHENERGY,
+                "supplier",
+                P.t("2025-03-01T00:00:00Z"),
+                P.t("2025-04-01T00:00:00Z"),
+            ),
+        )
+    assert nav_count(client.get("/").text) is None
+    with engine.connect() as conn:
+        watch_id = conn.exec_driver_sql("SELECT id FROM watch").scalar_one()
+        assert read_position(conn, P.SOUTHENERGY, watch_id) == 30
+    with engine.begin() as conn:  # one the Party may still see
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-03-20T10:00:00Z"),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:march",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<secret body>",
+                )
+            ],
+        )
+    catch_up(engine)
+    page = client.get("/")
+    assert nav_count(page.text) == "1"
+    events = client.get(f"/watches?watch={watch_id}")
+    assert events.text.count('class="event-unread"') == 1

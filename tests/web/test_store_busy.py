@@ -262,3 +262,65 @@ def test_a_lock_on_the_watches_events_does_not_refuse_the_screens_pages(
         "/": 200,
     }
     store.dispose()
+
+
+def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The navigation's count takes a watch whose unread events are all hidden as read, a
+    write on the way of any page: behind an ingest's lock it gives up at once (a later page
+    does it), rather than holding the page for the store's busy timeout."""
+    from datetime import timedelta
+
+    from servicetrail.domain.model import Responsibility, SatRecord
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.watches import catch_up, create_watch, read_position
+    from servicetrail.store.writer import append_records, load_responsibility
+
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 4000)
+    store = open_store(sqlite_url)
+    try:
+        personas_with(store, {}, (P.SOUTHENERGY,))
+        at = P.t("2025-04-01T10:00:00Z")
+        with store.begin() as conn:
+            made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "w"}), "whsec_test")
+            append_records(
+                conn,
+                [
+                    SatRecord(
+                        at + timedelta(seconds=n),
+                        "request",
+                        f"{P.LK_OU}:{P.ESME_1}:{n}",
+                        "11.2",
+                        P.LK_OU,
+                        P.ESME_1,
+                        "",
+                        "<secret body>",
+                    )
+                    for n in range(5)
+                ],
+            )
+        catch_up(store)
+        with store.begin() as conn:
+            load_responsibility(
+                conn,
+                Responsibility(
+                    P.ESME_1, P.SOUTHENERGY, "supplier", P.t("2025-03-01T00:00:00Z"), at
+                ),
+            )
+        screen = signed_in(store, P.SOUTHENERGY)
+        other = sqlite3.connect(store.url.database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        page = screen.get("/verify")
+        waited = time.monotonic() - started
+        other.rollback()
+        other.close()
+        assert page.status_code == 200 and waited < 2, waited
+        with store.connect() as conn:
+            assert read_position(conn, P.SOUTHENERGY, made["id"]) == 0
+        assert screen.get("/verify").status_code == 200  # the lock gone, skipped
+        with store.connect() as conn:
+            assert read_position(conn, P.SOUTHENERGY, made["id"]) == 5
+    finally:
+        store.dispose()

@@ -284,7 +284,7 @@ def recent_events() -> Select[Any]:
 
 
 @lru_cache(maxsize=2)
-def unread_events(one_watch: bool = False) -> Select[Any]:
+def _unread_visible(one_watch: bool) -> Select[Any]:
     """The Party's events past what it has read, that it may see, at most `lim` of them (the
     count in the navigation says "99+" rather than counting a backlog whole); `one_watch`:
     of the watch `watch_id` alone."""
@@ -292,8 +292,8 @@ def unread_events(one_watch: bool = False) -> Select[Any]:
     w = watch.c
     joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
     which = [w.id == bindparam("watch_id", type_=BigInteger)] if one_watch else []
-    capped = (
-        select(e.event_id)
+    return (
+        select(e.watch_id, e.event_id)
         .select_from(joined)
         .where(
             w.party_id == bindparam("party_id"),
@@ -302,6 +302,23 @@ def unread_events(one_watch: bool = False) -> Select[Any]:
             visible_clause(),
         )
         .limit(bindparam("lim", type_=Integer))
-        .subquery()
     )
-    return select(func.count()).select_from(capped)
+
+
+def unread_events(one_watch: bool = False) -> Select[Any]:
+    """How many of `_unread_visible`'s events there are."""
+    return select(func.count()).select_from(_unread_visible(one_watch).subquery())
+
+
+def unread_by_watch() -> Select[Any]:
+    """Each of the Party's watches with its newest event and how many of `_unread_visible`'s
+    events are its: (watch id, read_event_id, last_event_id, count). The newest event is read
+    in the same statement as the events, so it is the newest the count walked past."""
+    w = watch.c
+    capped = _unread_visible(False).subquery()
+    return (
+        select(w.id, w.read_event_id, w.last_event_id, func.count(capped.c.event_id))
+        .select_from(watch.outerjoin(capped, capped.c.watch_id == w.id))
+        .where(w.party_id == bindparam("party_id"))
+        .group_by(w.id, w.read_event_id, w.last_event_id)
+    )

@@ -12,6 +12,7 @@ the cursor move together.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,7 +38,7 @@ from ..domain.watches import (
     index_by_party,
     titles_only,
 )
-from .engine import foreign_keys_planned_once
+from .engine import foreign_keys_planned_once, waiting_at_most
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
@@ -48,6 +49,7 @@ from .watch_sql import (
     newest_record_id,
     recent_events as recent_events_statement,
     record_ids_between,
+    unread_by_watch,
     unread_events as unread_events_statement,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
@@ -290,11 +292,55 @@ def recent_events(
         return [event_json(row) for row in conn.execute(recent_events_statement(), params)]
 
 
+SKIP_WAIT_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Unread:
+    """The navigation's count (at most its cap), and the watches whose every unread event
+    the Party may no longer see, each with its newest event (see skip_hidden_unread)."""
+
+    count: int
+    hidden_only: tuple[tuple[int, int], ...] = ()
+
+
 def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
     """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
+    return unread_of_party(conn, viewer, cap).count
+
+
+def unread_of_party(conn: Connection, viewer: Viewer, cap: int = 100) -> Unread:
+    """unread_count, and which watches hold only hidden unread events. Those are known only
+    when the count walked every unread event, below its cap."""
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
     with read_as(conn, viewer):
-        return conn.execute(unread_events_statement(), params).scalar_one()
+        rows = conn.execute(unread_by_watch(), params).all()
+    count = sum(row[3] for row in rows)
+    if count >= cap:
+        return Unread(count)
+    return Unread(count, tuple((row[0], row[2]) for row in rows if row[3] == 0 and row[2] > row[1]))
+
+
+def skip_hidden_unread(
+    conn: Connection, party_id: str, hidden_only: Sequence[tuple[int, int]]
+) -> None:
+    """Move each watch's read position to its newest event, past unread events the Party may
+    no longer see (a registry correction hid them). Every unread count walks every unread
+    event, so a large hidden backlog slowed each page of the screen for good (audit 30c); a
+    watch with an unread event the Party may see is left alone (it is shown, and marked
+    read, on the Watches page). Never moves a position back. A later correction that shows
+    those records again shows their events as read.
+
+    A page asks this on its way: it waits at most SKIP_WAIT_SECONDS for a writer's lock (an
+    ingest's), then the driver says the store is busy, and a later page skips them."""
+    w = watch.c
+    with waiting_at_most(conn, SKIP_WAIT_SECONDS):
+        for watch_id, newest in hidden_only:
+            conn.execute(
+                update(watch)
+                .where(w.id == watch_id, w.party_id == party_id, w.read_event_id < newest)
+                .values(read_event_id=newest)
+            )
 
 
 def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -> int:
@@ -630,7 +676,9 @@ __all__ = [
     "match_new_records",
     "read_position",
     "recent_events",
+    "skip_hidden_unread",
     "unread_count",
+    "unread_of_party",
     "unmatched_backlog",
     "watch_json",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
@@ -21,9 +21,11 @@ from ..store import sessions
 from ..store.parties import party_name
 from ..store.limits import SearchTooBroad, store_busy
 from ..store.queries import viewer_for
-from ..store.watches import unread_count
+from ..store.watches import Unread, skip_hidden_unread, unread_of_party
 from .fairness import share_of
 from .state import engine_of, reader_of, seen_credentials
+
+Counted = TypeVar("Counted", int, Unread)
 
 SESSION_COOKIE = "st_session"
 LOGIN_COOKIE = (
@@ -78,11 +80,27 @@ def signed_in(request: Request) -> SignedIn | None:
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:
         return None
-    unread = count_or_none(request, lambda conn: unread_count(conn, viewer))
-    return SignedIn(session, viewer, name, unread or 0)
+    return SignedIn(session, viewer, name, unread_now(request, viewer) or 0)
 
 
-def count_or_none(request: Request, count: Callable[[Connection], int]) -> int | None:
+def unread_now(request: Request, viewer: Viewer) -> int | None:
+    """The navigation's unread count (None: not counted in time). Watches whose every unread
+    event the Party may no longer see are marked read as it goes, so that the next page's
+    count does not walk them again (store.watches.skip_hidden_unread)."""
+    unread = count_or_none(request, lambda conn: unread_of_party(conn, viewer))
+    if unread is None:
+        return None
+    if unread.hidden_only:
+        try:
+            with engine_of(request).begin() as conn:
+                skip_hidden_unread(conn, viewer.party_id, unread.hidden_only)
+        except DBAPIError as e:
+            if store_busy(e) is None:
+                raise  # a busy store skips them on a later page; the count stands
+    return unread.count
+
+
+def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> Counted | None:
     """A count read on a connection of its own (it reads as the viewer: store.queries), or
     None when the store cannot give it now: past its time limit, or a lock held on the
     watches' events. A count is no reason to refuse a page (that made every page a 503,

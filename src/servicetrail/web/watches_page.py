@@ -22,7 +22,6 @@ from ..store.watches import (
     list_watches,
     mark_read,
     read_position,
-    unread_count,
     unread_in_watch,
 )
 from ..store.logged_reads import logged_read
@@ -31,7 +30,7 @@ from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
 from .rendering import error_page, not_found, render
-from .signin import SignedIn, Who, checked_form, count_or_none, web_reader
+from .signin import SignedIn, Who, checked_form, count_or_none, unread_now, web_reader
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
@@ -159,7 +158,7 @@ def _page(
             if marking:
                 mark_read(conn, who.viewer.party_id, chosen["id"], newest)
         if marking:  # the menu's count as it is now, not as it was before this page marked them
-            now = count_or_none(request, lambda conn: unread_count(conn, who.viewer))
+            now = unread_now(request, who.viewer)
             who = replace(who, unread=who.unread if now is None else now)
     return render(
         request,
