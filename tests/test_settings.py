@@ -68,6 +68,10 @@ def test_the_webhook_retry_waits_are_held_parsed() -> None:
         ("SERVICETRAIL_PARTY_HEAVY", "0", "1 or more"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,soon", "comma-separated seconds"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,-1", "0 or more"),
+        # two retries, not three with one left out (session 29's finding)
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,,300", "a value is empty"),
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", ",5", "a value is empty"),
+        ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5, ,300,", "a value is empty"),
         # accepted, they failed only when used (audit, session 19): past PostgreSQL's
         # statement_timeout, past islice's size, past a date, other scripts' digits
         ("SERVICETRAIL_STATEMENT_TIMEOUT", "3000000", "at most 2000000"),

@@ -83,10 +83,17 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def retry_waits(text: str) -> tuple[float, ...] | None:
-    """Comma-separated seconds, each 0 or more; blank is the default (None)."""
+    """Comma-separated seconds, each 0 or more; blank is the default (None), and a comma
+    alone no retries. A comma may end the list; an empty value between two commas is refused
+    (`5,,300` was taken as two retries: a value left out, or a wait too few)."""
     if not text.strip():
         return None
-    values = tuple(_seconds_value(part) for part in text.split(",") if part.strip())
+    parts = [part.strip() for part in text.split(",")]
+    if parts[-1] == "":
+        parts.pop()
+    if "" in parts and parts != [""]:
+        raise ValueError("expected comma-separated seconds, such as 5,300,1800 (a value is empty)")
+    values = tuple(_seconds_value(part) for part in parts if part)
     if any(not math.isfinite(v) for v in values):
         raise ValueError("expected comma-separated seconds, such as 5,300,1800")
     if any(not 0 <= v <= MOST_SECONDS for v in values):
