@@ -546,6 +546,8 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
 
 
 _EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device_id, matched_at"
+_EVENT_TYPES = ("int8", "int8", "int8", "timestamptz", "varchar", "timestamptz")
+_OUTBOX_TYPES = ("int8", "int8", "timestamptz")
 
 
 def _write_events(
@@ -561,14 +563,21 @@ def _write_events(
     if conn.dialect.name == "postgresql":
         # an event's foreign key names its watch, an outbox row's its event
         with foreign_keys_planned_once(driver), driver.cursor() as cursor:
+            # binary: the text form's per-row formatting cost the client 3.7 us an event
+            # (200 watches matching 2,000 records: 1.5 s of CPU, against 0.2 s)
             if events:
-                with cursor.copy(f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                with cursor.copy(
+                    f"COPY watch_event ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(_EVENT_TYPES)
                     for row in events:
                         copy.write_row(row)
             if outbox:
                 with cursor.copy(
-                    "COPY webhook_outbox (watch_id, event_id, next_attempt_at) FROM STDIN"
+                    "COPY webhook_outbox (watch_id, event_id, next_attempt_at) "
+                    "FROM STDIN (FORMAT BINARY)"
                 ) as copy:
+                    copy.set_types(_OUTBOX_TYPES)
                     for row in outbox:
                         copy.write_row(row)
             if counters:
