@@ -858,9 +858,10 @@ def test_skipping_a_hidden_backlog_leaves_later_events_counted(world: World) -> 
     with world.engine.connect() as conn:
         unread = unread_of_party(conn, viewer)
     with world.engine.begin() as conn:
-        skip_hidden_unread(conn, SOUTHENERGY, unread.hidden_only)
-        skip_hidden_unread(conn, LK_OU, [(made["id"], 10**6)])  # not its watch: nothing moves
-        skip_hidden_unread(conn, SOUTHENERGY, [(made["id"], 5)])  # never moves back
+        skip_hidden_unread(conn, viewer, unread.hidden_only)
+        # not its watch: nothing moves
+        skip_hidden_unread(conn, world.viewer(WIRESCO), [(made["id"], 10**6)])
+        skip_hidden_unread(conn, viewer, [(made["id"], 5)])  # never moves back
     with world.engine.connect() as conn:
         assert read_position(conn, SOUTHENERGY, made["id"]) == 200
     append(world, *(lk_request(40_000 + n, at=t("2025-05-01T00:00:00Z")) for n in range(2)))
@@ -892,7 +893,50 @@ def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) 
 
     unread, walked = counted()
     with world.engine.begin() as conn:
-        skip_hidden_unread(conn, SOUTHENERGY, unread.hidden_only)
+        skip_hidden_unread(conn, viewer, unread.hidden_only)
     after, walked_after = counted()
     assert after.count == 0 and after.hidden_only == ()
     assert walked_after * 20 < walked, (walked, walked_after)
+
+
+def test_a_skip_leaves_events_a_correction_showed_again_since_the_count(world: World) -> None:
+    """Review 32a: the skip trusted the count's finding, and a correction committed between
+    them marked every event it showed again as read, never shown."""
+    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+
+    made = add_watch(world, SOUTHENERGY, devices=[ESME_1])
+    _hidden_backlog(world, 10)
+    viewer = world.viewer(SOUTHENERGY)
+    with world.engine.connect() as conn:
+        unread = unread_of_party(conn, viewer)
+    assert unread.hidden_only == ((made["id"], 10),)
+    _supply_until(world, None)  # the correction was wrong: put right
+    with world.engine.begin() as conn:
+        skip_hidden_unread(conn, viewer, unread.hidden_only)
+    with world.engine.connect() as conn:
+        assert read_position(conn, SOUTHENERGY, made["id"]) == 0
+        assert unread_of_party(conn, viewer).count == 10
+
+
+def test_the_count_by_watch_walks_the_events_once_whatever_the_watches(world: World) -> None:
+    """Review 32a: as a subquery joined to the Party's watches, PostgreSQL ran the capped walk
+    once per watch (200 walks a page, 15-40 times the old count's time; past the time limit
+    behind a hidden backlog, so that nothing was ever skipped)."""
+    from servicetrail.store.watch_sql import unread_by_watch
+    from servicetrail.store.watches import unread_of_party
+    from tests.store.test_lookup_work import postgres_nodes, statements_sent
+
+    for n in range(40):
+        add_watch(world, SOUTHENERGY, devices=[ESME_1], name=f"w{n}")
+    append(world, *(lk_request(n) for n in range(30)))
+    match_all(world)
+    viewer = world.viewer(SOUTHENERGY)
+    with statements_sent(world.engine) as sent, world.engine.connect() as conn:
+        assert unread_of_party(conn, viewer).count == 100
+    if world.engine.dialect.name != "postgresql":
+        return  # SQLite materialises the walk (the VM steps: the test above)
+    (statement, parameters) = [(q, p) for q, p in sent if "unread_visible" in q][-1]
+    assert str(unread_by_watch().compile()).split()[0] == "WITH"
+    nodes = postgres_nodes(world.engine, viewer, statement, parameters)
+    walks = [node for node in nodes if node[0] == "Limit"]  # the capped walk
+    assert walks and all(loops == 1 for _, _, loops, _, _ in walks), nodes

@@ -354,9 +354,13 @@ def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world
                 P.t("2025-04-01T00:00:00Z"),
             ),
         )
-    assert nav_count(client.get("/").text) is None
     with engine.connect() as conn:
         watch_id = conn.exec_driver_sql("SELECT id FROM watch").scalar_one()
+    assert client.head("/").status_code == 200
+    with engine.connect() as conn:  # a HEAD changes nothing (review 32a)
+        assert read_position(conn, P.SOUTHENERGY, watch_id) == 0
+    assert nav_count(client.get("/").text) is None
+    with engine.connect() as conn:
         assert read_position(conn, P.SOUTHENERGY, watch_id) == 30
     with engine.begin() as conn:  # one the Party may still see
         append_records(

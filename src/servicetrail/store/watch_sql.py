@@ -31,7 +31,9 @@ from sqlalchemy import (
     select,
     tuple_,
     type_coerce,
+    update,
 )
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
@@ -313,12 +315,49 @@ def unread_events(one_watch: bool = False) -> Select[Any]:
 def unread_by_watch() -> Select[Any]:
     """Each of the Party's watches with its newest event and how many of `_unread_visible`'s
     events are its: (watch id, read_event_id, last_event_id, count). The newest event is read
-    in the same statement as the events, so it is the newest the count walked past."""
+    in the same statement as the events, so it is the newest the count walked past.
+
+    The events are walked once, then joined: as a subquery, PostgreSQL (which row security
+    tells one watch is the Party's) ran the whole walk again for each watch, 200 walks a page
+    (review 32a)."""
     w = watch.c
-    capped = _unread_visible(False).subquery()
+    capped = (
+        _unread_visible(False)
+        .cte("unread_visible")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     return (
         select(w.id, w.read_event_id, w.last_event_id, func.count(capped.c.event_id))
         .select_from(watch.outerjoin(capped, capped.c.watch_id == w.id))
         .where(w.party_id == bindparam("party_id"))
         .group_by(w.id, w.read_event_id, w.last_event_id)
+    )
+
+
+def skip_hidden_unread() -> Update:
+    """Move the watch `watch_id`'s read position to `newest` when, as this statement finds
+    them, none of its unread events up to `newest` is one the Party may see: a correction
+    committed since the count that found them hidden may have shown them again."""
+    e = watch_event.c
+    w = watch.c
+    newest = bindparam("skip_to", type_=BigInteger)  # not a column's name: update() keeps those
+    visible_unread = (
+        select(literal(1))
+        .select_from(watch_event.join(sat_record, _event_record()))
+        .where(
+            e.watch_id == w.id,
+            e.event_id > w.read_event_id,
+            e.event_id <= newest,
+            visible_clause(),
+        )
+    )
+    return (
+        update(watch)
+        .where(
+            w.id == bindparam("skipped_watch", type_=BigInteger),
+            w.party_id == bindparam("watch_party"),
+            w.read_event_id < newest,
+            ~exists(visible_unread),
+        )
+        .values(read_event_id=newest)
     )

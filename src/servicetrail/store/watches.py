@@ -49,6 +49,7 @@ from .watch_sql import (
     newest_record_id,
     recent_events as recent_events_statement,
     record_ids_between,
+    skip_hidden_unread as skip_hidden_unread_statement,
     unread_by_watch,
     unread_events as unread_events_statement,
 )
@@ -322,24 +323,23 @@ def unread_of_party(conn: Connection, viewer: Viewer, cap: int = 100) -> Unread:
 
 
 def skip_hidden_unread(
-    conn: Connection, party_id: str, hidden_only: Sequence[tuple[int, int]]
+    conn: Connection, viewer: Viewer, hidden_only: Sequence[tuple[int, int]]
 ) -> None:
     """Move each watch's read position to its newest event, past unread events the Party may
     no longer see (a registry correction hid them). Every unread count walks every unread
     event, so a large hidden backlog slowed each page of the screen for good (audit 30c); a
-    watch with an unread event the Party may see is left alone (it is shown, and marked
-    read, on the Watches page). Never moves a position back. A later correction that shows
-    those records again shows their events as read.
+    watch with an unread event the Party may see, found by the count or by this write, is
+    left alone (it is shown, and marked read, on the Watches page). Never moves a position
+    back. A later correction that shows those records again shows their events as read.
 
     A page asks this on its way: it waits at most SKIP_WAIT_SECONDS for a writer's lock (an
     ingest's), then the driver says the store is busy, and a later page skips them."""
-    w = watch.c
+    params = {**viewer_params(viewer), "watch_party": viewer.party_id}
     with waiting_at_most(conn, SKIP_WAIT_SECONDS):
         for watch_id, newest in hidden_only:
             conn.execute(
-                update(watch)
-                .where(w.id == watch_id, w.party_id == party_id, w.read_event_id < newest)
-                .values(read_event_id=newest)
+                skip_hidden_unread_statement(),
+                {**params, "skipped_watch": watch_id, "skip_to": newest},
             )
 
 

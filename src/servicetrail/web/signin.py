@@ -23,6 +23,7 @@ from ..store.limits import SearchTooBroad, store_busy
 from ..store.queries import viewer_for
 from ..store.watches import Unread, skip_hidden_unread, unread_of_party
 from .fairness import share_of
+from .head_requests import asked_head
 from .state import engine_of, reader_of, seen_credentials
 
 Counted = TypeVar("Counted", int, Unread)
@@ -90,10 +91,10 @@ def unread_now(request: Request, viewer: Viewer) -> int | None:
     unread = count_or_none(request, lambda conn: unread_of_party(conn, viewer))
     if unread is None:
         return None
-    if unread.hidden_only:
+    if unread.hidden_only and not asked_head(request):  # a HEAD changes nothing
         try:
             with engine_of(request).begin() as conn:
-                skip_hidden_unread(conn, viewer.party_id, unread.hidden_only)
+                skip_hidden_unread(conn, viewer, unread.hidden_only)
         except DBAPIError as e:
             if store_busy(e) is None:
                 raise  # a busy store skips them on a later page; the count stands
