@@ -369,6 +369,32 @@ def test_a_budget_spent_on_the_request_ids_own_reads_none_of_the_window(
     assert dict(parse_qsl(target.query))["device_id"] == P.ESME_1 and "cursor" not in target.query
 
 
+def test_a_request_whose_own_payload_passes_the_budget_still_lists_its_window(
+    client, bearer, engine, world
+):
+    """Session 31's finding: the budget counted the record itself, which is never listed, so
+    a request of more than a page's payload (a firmware image) read its Request ID's page,
+    spent the budget on itself and listed none of the window's requests, only a Link."""
+    from servicetrail.store.items import PAGE_PAYLOAD_BYTES
+
+    image = _req(
+        ALERT_AT - timedelta(minutes=1),
+        P.WS_ED,
+        950,
+        srv="11.1",
+        payload="f" * (PAGE_PAYLOAD_BYTES + 1),
+    )
+    with engine.begin() as conn:
+        append_records(conn, [image])
+        record_id = P.record_ids(conn)[image.key]
+    response = triggers(client, bearer(P.WIRESCO), record_id, window="60")
+    assert response.status_code == 200
+    listed = {i["record"]["id"] for i in response.json()["items"]}
+    window = {world.ids[n] for n in ("at_window_start", "middle_pre_command", "at_alert_time")}
+    assert window - {world.ids["at_alert_time"]} <= listed  # the two in the image's window
+    assert "link" not in response.headers
+
+
 @pytest.mark.parametrize("path", ["/why", "/triggers"])
 def test_why_and_triggers_of_a_record_read_no_more_of_its_payload_than_a_head(
     client, bearer, engine, world, path

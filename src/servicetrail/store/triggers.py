@@ -69,7 +69,7 @@ def triggers_for(
     record page, which shows none of their payloads (it read up to a thousand: review 30e)."""
     linked: list[dict[str, Any]] = []
     by_id = by_device = None
-    budget = _Budget(titles_only)
+    budget = _Budget(titles_only, record["id"])
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # room for the record itself (a request), and one more to tell a cut list
         by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
@@ -113,19 +113,28 @@ class _Budget:
     many gigabytes. It stops reading once past PAGE_PAYLOAD_BYTES (`spent`: at most a page
     past it, no further search read), and says which search it cut short (`cut`, None when
     the last page read was its last): the list then ends there, with the searches for the
-    rest."""
+    rest.
 
-    def __init__(self, titles_only: bool) -> None:
+    What is never listed (the record itself) and what is read twice (a request sharing the
+    Request ID and in the window) counts once or not at all: a request whose own payload
+    was past the budget had its list cut before the window's requests were read."""
+
+    def __init__(self, titles_only: bool, record_id: int) -> None:
         self.left = None if titles_only else PAGE_PAYLOAD_BYTES
         self.cut: Search | None = None
+        self._counted = {record_id}
 
     @property
     def spent(self) -> bool:
         return self.left is not None and self.left <= 0
 
     def take(self, page: list[dict[str, Any]]) -> None:
-        if self.left is not None:
-            self.left -= sum(len((i.get("payload") or "").encode()) for i in page)
+        if self.left is None:
+            return
+        for item in page:
+            if item["id"] not in self._counted:
+                self._counted.add(item["id"])
+                self.left -= len((item.get("payload") or "").encode())
 
 
 def _first(
