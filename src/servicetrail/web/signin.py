@@ -94,7 +94,7 @@ def unread_now(request: Request, viewer: Viewer) -> int | None:
     if unread.hidden_only and not asked_head(request):  # a HEAD changes nothing
         try:
             with engine_of(request).begin() as conn:
-                skip_hidden_unread(conn, viewer, unread.hidden_only)
+                skip_hidden_unread(conn, viewer.party_id, unread.hidden_only)
         except DBAPIError as e:
             if store_busy(e) is None:
                 raise  # a busy store skips them on a later page; the count stands
