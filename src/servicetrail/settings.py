@@ -307,7 +307,7 @@ class Settings:
         None,
         retry_waits,
         "Standard Webhooks' schedule",
-        "comma-separated seconds to wait before each retry of a webhook",
+        "comma-separated seconds to wait before each retry of a webhook (a comma alone: none)",
     )
     send_timeout: float = setting(
         "SEND_TIMEOUT",
