@@ -1015,3 +1015,77 @@ def test_one_statement_skips_every_hidden_only_watch(world: World) -> None:
     assert len(updates) == 1
     with world.engine.connect() as conn:
         assert [read_position(conn, SOUTHENERGY, m["id"]) for m in made] == [20] * 5
+
+
+def test_no_registry_change_commits_while_a_skip_reads_the_registry_and_writes(
+    world: World,
+) -> None:
+    """Review 32c: the skip read the Party's User IDs, then updated, two statements apart; a
+    User ID registered between them made hidden events the Party's own, and they were marked
+    read. The registration now waits for the skip (and then finds them read, as any
+    correction after a skip does)."""
+    import threading
+
+    from sqlalchemy import event
+
+    from servicetrail.domain.model import User
+    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.writer import load_user
+
+    newcomer = "90-B3-D5-1F-30-02-00-09"
+    made = add_watch(world, SOUTHENERGY, devices=[ESME_1], senders="all")
+    _hidden_backlog(world, 3)
+    viewer = world.viewer(SOUTHENERGY)
+    with world.engine.connect() as conn:
+        unread = unread_of_party(conn, viewer)
+    registered = threading.Event()
+
+    def register() -> None:
+        with world.engine.begin() as conn:
+            load_user(conn, User(newcomer, SOUTHENERGY, "GS"), "South Energy Ltd")
+        registered.set()
+
+    other = threading.Thread(target=register)
+
+    def before_the_update(conn, cursor, statement, *_) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE WATCH") and not other.is_alive():
+            other.start()
+            registered.wait(0.5)
+
+    event.listen(world.engine, "before_cursor_execute", before_the_update)
+    try:
+        with world.engine.begin() as conn:
+            skip_hidden_unread(conn, SOUTHENERGY, unread.hidden_only)
+            assert not registered.is_set()  # it waits for this transaction
+    finally:
+        event.remove(world.engine, "before_cursor_execute", before_the_update)
+        other.join(15)
+    assert registered.is_set()
+    with world.engine.connect() as conn:
+        assert read_position(conn, SOUTHENERGY, made["id"]) == 3
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_skip_waits_no_longer_than_its_bound_for_the_registry(world: World) -> None:
+    """Review 32c: the skip's read of the Party's User IDs waited a read's lock time (5 s),
+    not the skip's 50 ms, behind a lock on the registry."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    from servicetrail.store.limits import store_busy
+    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+
+    add_watch(world, SOUTHENERGY, devices=[ESME_1])
+    _hidden_backlog(world, 3)
+    with world.engine.connect() as conn:
+        unread = unread_of_party(conn, world.viewer(SOUTHENERGY))
+    with world.engine.connect() as holder:
+        holder.exec_driver_sql("LOCK TABLE dcc_user IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(DBAPIError) as refused:
+            with world.engine.begin() as conn:
+                skip_hidden_unread(conn, SOUTHENERGY, unread.hidden_only)
+        assert store_busy(refused.value) is not None
+        assert time.monotonic() - started < 1
+        holder.rollback()

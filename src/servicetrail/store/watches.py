@@ -40,6 +40,7 @@ from ..domain.watches import (
 )
 from .engine import foreign_keys_planned_once, waiting_at_most
 from .queries import viewer_for
+from .visibility_index import share_registry
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
@@ -338,15 +339,29 @@ def skip_hidden_unread(
     if not hidden_only:
         return
     owner_read_limits(conn)  # the walk's time limit, as the count's (PostgreSQL)
-    # the Party's User IDs now: one registered since the count makes its records the Party's
-    # own (a User ID looked up a row at a time by the statement cost 15 times the walk)
-    viewer = viewer_for(conn, party_id)
-    if viewer is None:
-        return
     with waiting_at_most(conn, SKIP_WAIT_SECONDS):
+        _registry_held(conn)
+        # the Party's User IDs now, no registry change until the update is done: one
+        # registered since the count makes its records the Party's own (a User ID looked up
+        # a row at a time inside the statement cost 15 times the walk)
+        viewer = viewer_for(conn, party_id)
+        if viewer is None:
+            return
         conn.execute(
             skip_hidden_unread_statement(party_id, dict(hidden_only)), viewer_params(viewer)
         )
+
+
+def _registry_held(conn: Connection) -> None:
+    """No registry change commits until the caller's transaction ends (two statements read
+    the registry apart: review 32c). PostgreSQL: the registry's lock, shared, as an ingest
+    batch takes it; SQLite: the write lock, which every registry change needs."""
+    if conn.dialect.name == "postgresql":
+        share_registry(conn.connection.driver_connection)
+        return
+    raw: Any = conn.connection.dbapi_connection
+    if not raw.in_transaction:  # the driver begins one only at the first write
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # (its refusal wrapped as SQLAlchemy's)
 
 
 def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -> int:
