@@ -383,3 +383,41 @@ def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world
     assert nav_count(page.text) == "1"
     events = client.get(f"/watches?watch={watch_id}")
     assert events.text.count('class="event-unread"') == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_page_is_served_while_a_registry_load_holds_the_registry(engine, world) -> None:
+    """Review 32d: the skip's wait for the registry's lock (a load of users, devices or
+    responsibilities holds it batch after batch) ended in the driver's own error, which the
+    page did not take for the store being busy: every page of the Party was a 503 for the
+    length of the load. The count stands, and a later page skips."""
+    from servicetrail.domain.model import Responsibility
+    from servicetrail.store.visibility_index import REGISTRY_LOCK
+    from servicetrail.store.watches import read_position
+    from servicetrail.store.writer import load_responsibility
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    assert add(client).status_code == 303
+    lk_requests(engine, 0, 5)
+    with engine.begin() as conn:
+        load_responsibility(
+            conn,
+            Responsibility(
+                P.ESME_1,
+                P.SOUTHENERGY,
+                "supplier",
+                P.t("2025-03-01T00:00:00Z"),
+                P.t("2025-04-01T00:00:00Z"),
+            ),
+        )
+        watch_id = conn.exec_driver_sql("SELECT id FROM watch").scalar_one()
+    with engine.connect() as loader:
+        loader.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")
+        page = client.get("/")
+        loader.rollback()
+    assert page.status_code == 200 and nav_count(page.text) is None
+    with engine.connect() as conn:
+        assert read_position(conn, P.SOUTHENERGY, watch_id) == 0
+    assert client.get("/").status_code == 200
+    with engine.connect() as conn:
+        assert read_position(conn, P.SOUTHENERGY, watch_id) == 5

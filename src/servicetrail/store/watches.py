@@ -40,7 +40,7 @@ from ..domain.watches import (
 )
 from .engine import foreign_keys_planned_once, waiting_at_most
 from .queries import viewer_for
-from .visibility_index import share_registry
+from .visibility_index import REGISTRY_LOCK
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
@@ -357,7 +357,9 @@ def _registry_held(conn: Connection) -> None:
     the registry apart: review 32c). PostgreSQL: the registry's lock, shared, as an ingest
     batch takes it; SQLite: the write lock, which every registry change needs."""
     if conn.dialect.name == "postgresql":
-        share_registry(conn.connection.driver_connection)
+        # through SQLAlchemy, so that a lock not had in time is its DBAPIError, the store
+        # busy, as every other refusal here (the driver's own escaped the page: review 32d)
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
         return
     raw: Any = conn.connection.dbapi_connection
     if not raw.in_transaction:  # the driver begins one only at the first write
