@@ -765,7 +765,7 @@ def test_the_unread_count_sees_new_events_behind_a_hidden_backlog(world: World) 
     """Review 31b: a count that walked only the oldest unread events (83624da) said 0 beside
     new events the Party may see behind a hidden backlog, in the same watch or another (and
     for good: a watch that shows nothing is never marked read)."""
-    from servicetrail.store.watches import unread_count
+    from servicetrail.store.watches import unread_of_party
 
     same = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 2100)
@@ -778,15 +778,15 @@ def test_the_unread_count_sees_new_events_behind_a_hidden_backlog(world: World) 
     with world.engine.connect() as conn:
         assert unread_in_watch(conn, viewer, same["id"], 101) == 5
         assert unread_in_watch(conn, viewer, other["id"], 101) == 3
-        assert unread_count(conn, viewer) == 8
-        assert unread_count(conn, viewer, cap=6) == 6  # capped, as "99+" is
+        assert unread_of_party(conn, viewer).count == 8
+        assert unread_of_party(conn, viewer, cap=6).count == 6  # capped, as "99+" is
 
 
 def test_the_unread_count_sees_old_events_before_a_hidden_backlog(world: World) -> None:
     """Review 31c: a count that walked only each watch's newest unread events (94881ee) said
     0 when a correction ended a supply early, hiding the newest events and leaving older
     visible ones unread: the usual shape of such a correction."""
-    from servicetrail.store.watches import unread_count
+    from servicetrail.store.watches import unread_of_party
 
     made = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _supply_until(world, None)
@@ -796,7 +796,7 @@ def test_the_unread_count_sees_old_events_before_a_hidden_backlog(world: World) 
     viewer = world.viewer(SOUTHENERGY)
     with world.engine.connect() as conn:
         assert unread_in_watch(conn, viewer, made["id"], 101) == 5
-        assert unread_count(conn, viewer) == 5
+        assert unread_of_party(conn, viewer).count == 5
 
 
 # --- hidden unread backlogs cleared where they are found (session 30's open finding) -------

@@ -331,19 +331,13 @@ def test_the_form_says_what_critical_means(engine, world) -> None:
     assert "the sending User signs a pre-command" in page
 
 
-def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world) -> None:
-    """Session 30's finding: a correction that hid a watch's whole unread backlog left every
-    page's count walking it, for good (nothing unread is shown, so nothing marks it read).
-    The first page's count names the watch, and its events are taken as read."""
+def supply_ended_in_march(engine) -> None:
+    """A correction: SOUTHENERGY's supply of ESME-1 ended before the April requests of
+    `lk_requests`, which it may no longer see."""
     from servicetrail.domain.model import Responsibility
-    from servicetrail.store.watches import read_position
     from servicetrail.store.writer import load_responsibility
 
-    client = signed_in(engine, P.SOUTHENERGY)
-    assert add(client).status_code == 303
-    lk_requests(engine, 0, 30)
-    assert nav_count(client.get("/").text) == "30"
-    with engine.begin() as conn:  # the supply ended in March after all
+    with engine.begin() as conn:
         load_responsibility(
             conn,
             Responsibility(
@@ -354,6 +348,19 @@ def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world
                 P.t("2025-04-01T00:00:00Z"),
             ),
         )
+
+
+def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world) -> None:
+    """Session 30's finding: a correction that hid a watch's whole unread backlog left every
+    page's count walking it, for good (nothing unread is shown, so nothing marks it read).
+    The first page's count names the watch, and its events are taken as read."""
+    from servicetrail.store.watches import read_position
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    assert add(client).status_code == 303
+    lk_requests(engine, 0, 30)
+    assert nav_count(client.get("/").text) == "30"
+    supply_ended_in_march(engine)
     with engine.connect() as conn:
         watch_id = conn.exec_driver_sql("SELECT id FROM watch").scalar_one()
     assert client.head("/").status_code == 200
@@ -391,25 +398,14 @@ def test_a_page_is_served_while_a_registry_load_holds_the_registry(engine, world
     responsibilities holds it batch after batch) ended in the driver's own error, which the
     page did not take for the store being busy: every page of the Party was a 503 for the
     length of the load. The count stands, and a later page skips."""
-    from servicetrail.domain.model import Responsibility
     from servicetrail.store.visibility_index import REGISTRY_LOCK
     from servicetrail.store.watches import read_position
-    from servicetrail.store.writer import load_responsibility
 
     client = signed_in(engine, P.SOUTHENERGY)
     assert add(client).status_code == 303
     lk_requests(engine, 0, 5)
-    with engine.begin() as conn:
-        load_responsibility(
-            conn,
-            Responsibility(
-                P.ESME_1,
-                P.SOUTHENERGY,
-                "supplier",
-                P.t("2025-03-01T00:00:00Z"),
-                P.t("2025-04-01T00:00:00Z"),
-            ),
-        )
+    supply_ended_in_march(engine)
+    with engine.connect() as conn:
         watch_id = conn.exec_driver_sql("SELECT id FROM watch").scalar_one()
     with engine.connect() as loader:
         loader.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})")

@@ -307,9 +307,9 @@ def _unread_visible(one_watch: bool) -> Select[Any]:
     )
 
 
-def unread_events(one_watch: bool = False) -> Select[Any]:
-    """How many of `_unread_visible`'s events there are."""
-    return select(func.count()).select_from(_unread_visible(one_watch).subquery())
+def unread_in_watch() -> Select[Any]:
+    """How many of the watch `watch_id`'s unread events the Party may see (at most `lim`)."""
+    return select(func.count()).select_from(_unread_visible(True).subquery())
 
 
 def unread_by_watch() -> Select[Any]:

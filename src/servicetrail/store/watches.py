@@ -53,7 +53,7 @@ from .watch_sql import (
     record_ids_between,
     skip_hidden_unread as skip_hidden_unread_statement,
     unread_by_watch,
-    unread_events as unread_events_statement,
+    unread_in_watch as unread_in_watch_statement,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 from .read_transaction import owner_read_limits
@@ -307,14 +307,10 @@ class Unread:
     hidden_only: tuple[tuple[int, int], ...] = ()
 
 
-def unread_count(conn: Connection, viewer: Viewer, cap: int = 100) -> int:
-    """How many of the Party's events it has not seen on the Watches page (at most `cap`)."""
-    return unread_of_party(conn, viewer, cap).count
-
-
 def unread_of_party(conn: Connection, viewer: Viewer, cap: int = 100) -> Unread:
-    """unread_count, and which watches hold only hidden unread events. Those are known only
-    when the count walked every unread event, below its cap."""
+    """How many of the Party's events it has not seen on the Watches page (at most `cap`),
+    and which watches hold only hidden unread events. Those are known only when the count
+    walked every unread event, below its cap."""
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "lim": cap}
     with read_as(conn, viewer):
         rows = conn.execute(unread_by_watch(), params).all()
@@ -370,7 +366,7 @@ def unread_in_watch(conn: Connection, viewer: Viewer, watch_id: int, cap: int) -
     """How many of one watch's events the Party has not seen (at most `cap`)."""
     params = {**viewer_params(viewer), "party_id": viewer.party_id, "watch_id": watch_id}
     with read_as(conn, viewer):
-        return conn.execute(unread_events_statement(True), {**params, "lim": cap}).scalar_one()
+        return conn.execute(unread_in_watch_statement(), {**params, "lim": cap}).scalar_one()
 
 
 def read_position(conn: Connection, party_id: str, watch_id: int) -> int:
@@ -709,7 +705,6 @@ __all__ = [
     "read_position",
     "recent_events",
     "skip_hidden_unread",
-    "unread_count",
     "unread_of_party",
     "unmatched_backlog",
     "watch_json",
