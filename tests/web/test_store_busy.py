@@ -324,3 +324,23 @@ def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
             assert read_position(conn, P.SOUTHENERGY, made["id"]) == 5
     finally:
         store.dispose()
+
+
+def test_an_unread_count_that_finds_every_pooled_connection_in_use_is_left_out(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count read on a connection of its own took the pool's wait for a failure: the page
+    it was counted for became a 503 (session 32's finding), where a lock or a time limit
+    leaves the count out."""
+    from starlette.requests import Request
+
+    from servicetrail.web.signin import count_or_none
+
+    monkeypatch.setattr(store_engine, "POOL_WAIT_SECONDS", 0.2)
+    open_store(pg_url).dispose()
+    store = make_engine(pg_url, pool_size=1)  # and an overflow of 1
+    request = Request({"type": "http", "app": create_app(store), "method": "GET", "headers": []})
+    assert count_or_none(request, lambda conn: conn.execute(text("SELECT 7")).scalar_one()) == 7
+    with store.connect(), store.connect():
+        assert count_or_none(request, lambda conn: 7) is None
+    store.dispose()

@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
@@ -95,7 +95,7 @@ def unread_now(request: Request, viewer: Viewer) -> int | None:
         try:
             with engine_of(request).begin() as conn:
                 skip_hidden_unread(conn, viewer.party_id, unread.hidden_only)
-        except DBAPIError as e:
+        except SQLAlchemyError as e:  # a driver's error, or the pool's wait for a connection
             if store_busy(e) is None:
                 raise  # a busy store skips them on a later page; the count stands
     return unread.count
@@ -111,7 +111,7 @@ def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> C
             return count(conn)
     except SearchTooBroad:
         return None
-    except DBAPIError as e:
+    except SQLAlchemyError as e:  # every pooled connection in use is busy too (it was a 503)
         if store_busy(e) is None:
             raise
         return None
