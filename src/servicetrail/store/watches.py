@@ -461,7 +461,6 @@ def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bo
 def match_new_records(
     conn: Connection,
     batch: int | None = None,
-    now: datetime | None = None,
     wait: bool = False,
     gaps_final: bool = False,
 ) -> int:
@@ -470,7 +469,9 @@ def match_new_records(
     records it read; 0 when there was nothing new (or another matcher is at work, unless
     `wait`: then this one waits for it). `gaps_final`: no loader can still fill a gap in the
     ids, so none is waited for."""
-    now = now or _now()
+    # the events' matched_at and a gap's first sight: the clock's, never a caller's (no caller
+    # passed one, and a naive time failed deep in binary COPY: review 32c)
+    now = _now()
     batch = settings.current().match_batch if batch is None else batch
     cursor = _lock_cursor(conn, wait)
     if cursor is None:
