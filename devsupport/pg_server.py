@@ -54,8 +54,14 @@ def _free_port() -> int:
 
 
 class PgServer:
-    def __init__(self, shared_buffers: str = "128MB", in_memory: bool = False) -> None:
+    def __init__(
+        self, shared_buffers: str = "128MB", in_memory: bool = False, messages: str | None = None
+    ) -> None:
         self.shared_buffers = shared_buffers  # tests: small; benchmarks: as a tuned server would
+        # a locale for the server's messages, such as "de_DE.UTF-8": built from the machine's
+        # locale sources (Debian's `locales`) into the server's folder, since a test may not
+        # count on the machine having generated it
+        self.messages = messages
         self.bin = _bin_dir()
         self.folder = Path(
             tempfile.mkdtemp(prefix="servicetrail-pg-", dir=_memory_folder(in_memory))
@@ -64,11 +70,13 @@ class PgServer:
         self.port = _free_port()
         self.as_postgres = os.geteuid() == 0  # the server refuses to run as root
 
-    def _run(self, *args: str) -> None:
+    def _run(self, *args: str, env: dict[str, str] | None = None) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
         if self.as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=env and {**os.environ, **env}
+        )
         if done.returncode != 0:
             raise PostgresUnavailable(
                 f"{args[0]} failed: {done.stdout[-1000:]} {done.stderr[-2000:]}"
@@ -94,6 +102,10 @@ class PgServer:
             "-c full_page_writes=off -c max_connections=200 -c "
             f"shared_buffers={self.shared_buffers}"
         )
+        env = None
+        if self.messages:
+            env = {"LOCPATH": self._built_locale(self.messages)}  # glibc looks only there
+            options += f" -c lc_messages={self.messages}"
         self._run(
             "pg_ctl",
             "-D",
@@ -104,8 +116,28 @@ class PgServer:
             str(self.folder / "log"),
             "-w",
             "start",
+            env=env,
         )
         return self
+
+    def _built_locale(self, name: str) -> str:
+        """A folder holding locale `name` (language_TERRITORY.CHARSET), made by localedef."""
+        folder = self.folder / "locales"
+        folder.mkdir()
+        source, charset = name.split(".", 1)
+        done = subprocess.run(
+            ["localedef", "-i", source, "-f", charset, str(folder / name)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:  # localedef warns and exits 1 for what it still builds
+            if not (folder / name / "LC_MESSAGES").exists():
+                raise PostgresUnavailable(
+                    f"localedef {name} failed (scripts/system-deps installs Debian's "
+                    f"locales): {done.stderr[-1000:]}"
+                )
+        return str(folder)
 
     def stop(self) -> None:
         try:

@@ -59,7 +59,9 @@ class StoreBusy(RuntimeError):
 
 
 # the store's reader role (store.reader_role), or the shared one of stores before 0019
-READER_ROLE_MISSING = re.compile(r'role "servicetrail_reader(_[0-9a-f]{12})?" does not exist')
+# matched by the role's name alone, which every translation of "role ... does not exist" quotes
+# (`lc_messages`: German says `Rolle »servicetrail_reader_...« existiert nicht`)
+READER_ROLE_MISSING = re.compile(r"\bservicetrail_reader(_[0-9a-f]{12})?\b")
 
 
 class StoreMisconfigured(StoreBusy):

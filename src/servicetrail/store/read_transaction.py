@@ -147,6 +147,7 @@ def time_limit(
             **{f"v{i}": every[n] for i, n in enumerate(names)},
         }
         as_reader = True  # the prefetch runs as the reader role, and with it the rest unless
+        started = time.monotonic()
         try:  # `then_as_owner` switched back to the owner
             rows = _pipelined(
                 conn, f"SELECT {calls}", params, prefetch, then_as_owner, one_snapshot
@@ -154,7 +155,7 @@ def time_limit(
             as_reader = not then_as_owner
             yield rows
         except (OperationalError, psycopg.errors.QueryCanceled) as e:
-            if "statement timeout" in str(getattr(e, "orig", e)):
+            if _past_its_limit(getattr(e, "orig", e), started, limit_ms):
                 raise SearchTooBroad(seconds) from None
             raise
         except (DBAPIError, psycopg.errors.InsufficientPrivilege) as e:
@@ -189,6 +190,18 @@ def time_limit(
             # connection would otherwise be a write begun from an old snapshot, which
             # SQLite refuses (SQLITE_BUSY_SNAPSHOT) once another writer has committed
             raw.rollback()
+
+
+def _past_its_limit(error: BaseException, started: float, limit_ms: int) -> bool:
+    """Whether PostgreSQL cancelled a read for its statement_timeout: a cancel (SQLSTATE
+    57014) once the read has run for its limit. Not by the message's words, which are the
+    server's `lc_messages` ("storniere Anfrage wegen Zeitüberschreitung" in German: every
+    search past its limit was a 503, not 422). A cancel sooner is someone else's
+    (pg_cancel_backend), and the store's, not the search's, to answer for."""
+    return (
+        isinstance(error, psycopg.errors.QueryCanceled)
+        and time.monotonic() - started >= limit_ms / 1000
+    )
 
 
 def _pipelined(
