@@ -463,3 +463,53 @@ def test_a_view_alone_is_someone_elses_database(empty_db_url):
     with pytest.raises(StoreError, match="not a servicetrail store"):
         open_store(empty_db_url)
     raw.dispose()
+
+
+def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_url: str) -> None:
+    """The matcher checked it row by row, most of its time under one Party's many watches
+    (session 32); on PostgreSQL its row locks keep events to live watches instead. SQLite
+    keeps the key (dropping it rebuilds the table, which cascades into the outbox). A
+    downgrade puts it back, first deleting the events left of watches deleted since."""
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.watches import create_watch, delete_watch, match_new_records
+    from servicetrail.store.writer import append_records
+    from servicetrail.domain.model import SatRecord
+    from tests.personas import ESME_1, LK_OU, SOUTHENERGY, t
+
+    engine = open_store(empty_db_url)
+    try:
+        keyed = [key["referred_table"] for key in inspect(engine).get_foreign_keys("watch_event")]
+        if engine.dialect.name == "sqlite":
+            assert keyed == ["watch"]
+            return
+        assert keyed == []
+        load_personas(engine)
+        with engine.begin() as conn:
+            kept, gone = (
+                create_watch(conn, SOUTHENERGY, watch_spec({"name": n}), "whsec_test")["id"]
+                for n in ("kept", "gone")
+            )
+            at = t("2025-04-01T10:00:00Z")  # Southern Energy supplies ESME_1 then
+            request = SatRecord(
+                at, "request", f"{LK_OU}:{ESME_1}:9001", "4.1.1", LK_OU, ESME_1, "", ""
+            )
+            append_records(conn, [request])
+        with engine.begin() as conn:
+            assert match_new_records(conn) > 0
+        with engine.begin() as conn:  # its events left behind, as a race before 0020's order
+            conn.execute(text("DELETE FROM watch WHERE id = :gone"), {"gone": gone})
+            assert conn.execute(
+                text("SELECT count(*) FROM watch_event WHERE watch_id = :gone"), {"gone": gone}
+            ).scalar_one()
+        command.downgrade(migrate._config(engine), "0019")
+        keyed = [key["referred_table"] for key in inspect(engine).get_foreign_keys("watch_event")]
+        with engine.connect() as conn:
+            left = conn.execute(text("SELECT DISTINCT watch_id FROM watch_event")).scalars().all()
+        assert keyed == ["watch"] and left == [kept]
+        command.upgrade(migrate._config(engine), "head")
+        assert schema_differences(engine) == []
+        with engine.begin() as conn:
+            assert delete_watch(conn, SOUTHENERGY, kept)
+            assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar_one() == 0
+    finally:
+        engine.dispose()

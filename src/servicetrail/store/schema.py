@@ -34,7 +34,7 @@ UTC = timezone.utc
 SHARED_KINDS = tuple(sorted(kind.value for kind in MP141_KINDS))
 SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
 FROM_A_BARE_FILE_SQL = "identity_key LIKE 'f:%'"  # store.writer.BARE_FILE
-SCHEMA_HEAD = "0019"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0020"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -271,11 +271,14 @@ def metadata_for(dialect: str) -> MetaData:
     if dialect != "postgresql":
         return metadata
     if not _postgres_metadata.tables:
+        from .watch_tables import watch_event_table
+
         for table in metadata.tables.values():
-            if table.name not in ("sat_record", "sat_payload", "sat_visibility"):
+            if table.name not in ("sat_record", "sat_payload", "sat_visibility", "watch_event"):
                 table.to_metadata(_postgres_metadata)
         _sat_tables(_postgres_metadata, partitioned=True)
         _visibility_table(_postgres_metadata, partitioned=True)
+        watch_event_table(_postgres_metadata, keyed_to_watch=False)
     return _postgres_metadata
 
 

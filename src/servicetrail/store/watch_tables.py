@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
@@ -52,22 +53,30 @@ watch = Table(
     sqlite_autoincrement=True,
 )
 
-# One record matched by one watch. The record's time and Device ride along so that reading
-# it back is a primary-key probe of the (partitioned) trail.
-watch_event = Table(
-    "watch_event",
-    metadata,
-    Column("watch_id", WatchId, ForeignKey("watch.id", ondelete="CASCADE"), nullable=False),
-    Column("event_id", BigInteger, nullable=False),
-    Column("record_id", RecordId, nullable=False),
-    Column("record_logged_at", UtcDateTime, nullable=False),
-    Column("record_device_id", String(23), nullable=False),
-    Column("matched_at", UtcDateTime, nullable=False),
-    PrimaryKeyConstraint("watch_id", "event_id"),
-    # a record is one event of a watch, however often the matcher reads it (after a crash)
-    UniqueConstraint("watch_id", "record_id", name="uq_watch_event_watch_id_record_id"),
-    Index("ix_watch_event_record_id", "record_id"),
-)
+
+def watch_event_table(on: MetaData, keyed_to_watch: bool) -> Table:
+    """One record matched by one watch. The record's time and Device ride along so that
+    reading it back is a primary-key probe of the (partitioned) trail. `keyed_to_watch`: with
+    a foreign key to its watch, as on SQLite (0020 dropped it on PostgreSQL, where the
+    matcher's row locks keep events to live watches)."""
+    watch_key = [ForeignKey("watch.id", ondelete="CASCADE")] if keyed_to_watch else []
+    return Table(
+        "watch_event",
+        on,
+        Column("watch_id", WatchId, *watch_key, nullable=False),
+        Column("event_id", BigInteger, nullable=False),
+        Column("record_id", RecordId, nullable=False),
+        Column("record_logged_at", UtcDateTime, nullable=False),
+        Column("record_device_id", String(23), nullable=False),
+        Column("matched_at", UtcDateTime, nullable=False),
+        PrimaryKeyConstraint("watch_id", "event_id"),
+        # a record is one event of a watch, however often the matcher reads it (after a crash)
+        UniqueConstraint("watch_id", "record_id", name="uq_watch_event_watch_id_record_id"),
+        Index("ix_watch_event_record_id", "record_id"),
+    )
+
+
+watch_event = watch_event_table(metadata, keyed_to_watch=True)
 
 # How far the matcher has read the trail, by record id (one row, name "watches").
 # `record_id`: every record up to it is matched. `seen_id`: the newest record read, past a

@@ -242,15 +242,20 @@ def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] 
 
 def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     """Delete the Party's watch with its events and pending deliveries; False if it has none
-    such."""
+    such. In a transaction at READ COMMITTED, the engine's default: each statement below
+    sees what a matcher's step committed while the first waited for it."""
     if _owned(conn, party_id, watch_id) is None:
         return False
-    # explicit, child first: SQLite enforces ON DELETE CASCADE only with foreign_keys on
+    # the watch first: on PostgreSQL its delete waits for a matcher's step that holds it
+    # (FOR KEY SHARE, `_counters`), so that the step's events are committed, and deleted
+    # below with the rest; children first left them behind once no foreign key cascaded (0020).
+    # The count, not the check above: of several deletions at once, only the one that removed
+    # the watch says so (the others answer 404, as for any watch that is not there).
+    deleted = conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
+    # explicit: SQLite's key cascades only with foreign_keys on, PostgreSQL has none (0020)
     conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == watch_id))
     conn.execute(delete(watch_event).where(watch_event.c.watch_id == watch_id))
-    # the count, not the check above: of several deletions at once, only the one that removed
-    # the watch says so (the others answer 404, as for any watch that is not there)
-    return conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
+    return deleted
 
 
 def event_json(row: Any) -> dict[str, Any]:
@@ -441,7 +446,7 @@ def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bo
     On PostgreSQL the rows are locked (FOR KEY SHARE) to the end of the step: a watch deleted
     between this read and the step's events made their foreign key fail, and with it the
     registry correction the step ran in (stress test, session 18). A deletion now waits for
-    the step, and its cascade takes the step's events with the watch."""
+    the step, then deletes the step's events with the watch's others (`delete_watch`)."""
     driver: Any = conn.connection.driver_connection
     columns = (
         "SELECT id, last_event_id, "
@@ -581,7 +586,7 @@ def _write_events(
     Times are already in the engine's form (the candidates read them unconverted)."""
     driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        # an event's foreign key names its watch, an outbox row's its event
+        # an outbox row's foreign key names its event (and on SQLite an event's its watch)
         with foreign_keys_planned_once(driver), driver.cursor() as cursor:
             # binary: the text form's per-row formatting cost the client 3.7 us an event
             # (200 watches matching 2,000 records: 1.5 s of CPU, against 0.2 s)
