@@ -548,6 +548,52 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
         assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
 
 
+def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
+    pg_engine: Engine,
+) -> None:
+    """A matcher's step that found events for a watch locks it (FOR KEY SHARE), and every
+    Party's matching waits with it: deleted watch first, its row was locked through the
+    delete of its whole backlog (review 33c: a step and a registry correction 11 s behind
+    a million events). Here the backlog's delete is held up by a lock on one event."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    world = load_personas(pg_engine)
+    made = add_watch(world, SOUTHENERGY)
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    said: list[bool] = []
+
+    def delete() -> None:
+        with pg_engine.begin() as conn:
+            said.append(delete_watch(conn, SOUTHENERGY, made["id"]))
+
+    with pg_engine.connect() as holder:
+        holder.execute(
+            text("SELECT 1 FROM watch_event WHERE watch_id = :w AND event_id = 1 FOR UPDATE"),
+            {"w": made["id"]},
+        )
+        deleter = threading.Thread(target=delete, daemon=True)
+        deleter.start()
+        deleter.join(0.5)  # now waiting on the held event
+        assert deleter.is_alive()
+        try:
+            with pg_engine.connect() as step:  # what `_counters` asks, without waiting
+                locked = step.execute(
+                    text("SELECT id FROM watch WHERE id = :w FOR KEY SHARE NOWAIT"),
+                    {"w": made["id"]},
+                ).scalar_one()
+        except OperationalError as e:
+            locked = repr(e.orig)
+        holder.rollback()
+    deleter.join(30)
+    assert locked == made["id"]
+    assert said == [True]
+    with pg_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

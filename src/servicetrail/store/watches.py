@@ -246,16 +246,25 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     sees what a matcher's step committed while the first waited for it."""
     if _owned(conn, party_id, watch_id) is None:
         return False
-    # the watch first: on PostgreSQL its delete waits for a matcher's step that holds it
-    # (FOR KEY SHARE, `_counters`), so that the step's events are committed, and deleted
-    # below with the rest; children first left them behind once no foreign key cascaded (0020).
-    # The count, not the check above: of several deletions at once, only the one that removed
-    # the watch says so (the others answer 404, as for any watch that is not there).
+    # explicit: SQLite's key cascades only with foreign_keys on, PostgreSQL has none (0020).
+    # The backlog first, before the watch's row is locked: a matcher's step that found events
+    # for the watch waits on that lock, and every Party's matching (a registry correction,
+    # and the ingest behind it) with it, for as long as the lock is held (review 33c: 11 s
+    # behind a million events).
+    _delete_events_of(conn, watch_id)
+    # then the watch: on PostgreSQL this waits for a step that holds it (FOR KEY SHARE,
+    # `_counters`), whose events are then committed, and deleted by the second pass; a step
+    # after it finds no watch. The count, not the check above: of several deletions at once,
+    # only the one that removed the watch says so (the others answer 404, as for any watch
+    # that is not there).
     deleted = conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
-    # explicit: SQLite's key cascades only with foreign_keys on, PostgreSQL has none (0020)
+    _delete_events_of(conn, watch_id)
+    return deleted
+
+
+def _delete_events_of(conn: Connection, watch_id: int) -> None:
     conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == watch_id))
     conn.execute(delete(watch_event).where(watch_event.c.watch_id == watch_id))
-    return deleted
 
 
 def event_json(row: Any) -> dict[str, Any]:
