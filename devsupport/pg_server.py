@@ -83,6 +83,17 @@ class PgServer:
             )
 
     def start(self) -> PgServer:
+        try:
+            self._start()
+        except BaseException:  # a failed start leaves no cluster behind (in /dev/shm: RAM)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        return self
+
+    def _start(self) -> None:
+        env = None
+        if self.messages:  # first: the commonest failure, before initdb's work
+            env = {"LOCPATH": self._built_locale(self.messages)}  # glibc looks only there
         if self.as_postgres:
             shutil.chown(self.folder, "postgres", "postgres")
         self._run(
@@ -102,9 +113,7 @@ class PgServer:
             "-c full_page_writes=off -c max_connections=200 -c "
             f"shared_buffers={self.shared_buffers}"
         )
-        env = None
         if self.messages:
-            env = {"LOCPATH": self._built_locale(self.messages)}  # glibc looks only there
             options += f" -c lc_messages={self.messages}"
         self._run(
             "pg_ctl",
@@ -118,7 +127,6 @@ class PgServer:
             "start",
             env=env,
         )
-        return self
 
     def _built_locale(self, name: str) -> str:
         """A folder holding locale `name` (language_TERRITORY.CHARSET), made by localedef."""
