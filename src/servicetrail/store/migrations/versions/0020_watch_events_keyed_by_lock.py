@@ -4,8 +4,8 @@ The key was checked row by row as the matcher wrote its events: with one Party's
 matching every record it was most of the shared matcher's time (400,000 events: 3.4-4.2 s
 with it, 1.4-1.6 s without; session 32), and every Party's events waited behind it. What
 the key guarded holds without it: the matcher writes events only for the watches it holds
-FOR KEY SHARE to the end of its step, and `delete_watch` deletes the watch first, waiting
-for that step, then its events, the step's among them (store.watches).
+FOR KEY SHARE to the end of its step, and `delete_watch` deletes the watch's events, then
+the watch, waiting for such a step, then the events that step wrote (store.watches).
 
 SQLite keeps the key: its check is an index probe, cheap, and dropping it would rebuild the
 table, whose DROP under `foreign_keys=ON` deletes every pending delivery by cascade.
