@@ -594,6 +594,56 @@ def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
         assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
 
 
+def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
+    pg_engine: Engine,
+) -> None:
+    """The deliverer disabled the watch (its row locked), then deleted its deliveries, which
+    a delete of the watch already held while it waited for the watch's row: a deadlock, one
+    of the two rolled back (review 33d). Both now take the deliveries first."""
+    import threading
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, record_outcomes
+
+    world = load_personas(pg_engine)
+    made = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    failures: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            with pg_engine.begin() as conn:
+                work(conn)
+        except Exception as e:  # the outcome is the test's to judge
+            failures.append(e)
+
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    gone = [Outcome(made["id"], 1, 0, "gone")]
+    with pg_engine.connect() as holder:  # the delete's first pass stops at its events
+        holder.execute(
+            text("SELECT 1 FROM watch_event WHERE watch_id = :w AND event_id = 2 FOR UPDATE"),
+            {"w": made["id"]},
+        )
+        deleter = threading.Thread(
+            target=run, args=(lambda c: delete_watch(c, SOUTHENERGY, made["id"]),), daemon=True
+        )
+        deleter.start()
+        deleter.join(0.5)
+        deliverer = threading.Thread(
+            target=run, args=(lambda c: record_outcomes(c, gone, now, [5.0]),), daemon=True
+        )
+        deliverer.start()
+        deliverer.join(0.5)
+        holder.rollback()
+    deleter.join(30)
+    deliverer.join(30)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        assert list_watches(conn, SOUTHENERGY) == []
+        assert conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one() == 0
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -183,7 +183,10 @@ def record_outcomes(
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
     if done:
         _delete(conn, done)
-    for gone in {o.watch_id for o in outcomes if o.status == "gone"}:
+    for gone in sorted({o.watch_id for o in outcomes if o.status == "gone"}):
+        # its deliveries before the watch, in `delete_watch`'s order: the watch first
+        # deadlocked with a delete of the watch under way (review 33d)
+        conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == gone))
         conn.execute(
             update(watch)
             .where(watch.c.id == gone)
@@ -191,7 +194,6 @@ def record_outcomes(
                 webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
             )
         )
-        conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == gone))
     retry, given_up = [], []
     for o in outcomes:
         if o.status != "failed":
