@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from click.testing import CliRunner, Result
 from lxml import etree
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from servicetrail import security, settings
@@ -238,6 +241,20 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     built = open_store(pg_url)
     yield built
     built.dispose()
+
+
+@contextlib.contextmanager
+def reader_role_renamed_away(engine: Engine) -> Iterator[None]:
+    """The store's reader role renamed away for the block (a role is the server's, and each
+    test worker's server is its own), so that PostgreSQL says it does not exist."""
+    with engine.begin() as conn:
+        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
+        conn.execute(text(f"ALTER ROLE {role} RENAME TO servicetrail_reader_away"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER ROLE servicetrail_reader_away RENAME TO {role}"))
 
 
 class Cli:

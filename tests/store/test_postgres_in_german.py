@@ -21,7 +21,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.limits import SearchTooBroad, StoreBusy, store_busy
 from servicetrail.store.read_transaction import time_limit
 from tests import personas as P
-from tests.conftest import Cli
+from tests.conftest import Cli, reader_role_renamed_away
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +80,7 @@ def test_a_missing_reader_role_is_named_in_any_language(german_store, tmp_path: 
     what to repair (exit 3), where it printed an error it did not know."""
     url, engine = german_store
     P.load_personas(engine)
-    with engine.begin() as conn:
-        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
-        conn.execute(text(f"ALTER ROLE {role} RENAME TO servicetrail_reader_away"))
-    try:
+    with reader_role_renamed_away(engine):
         result = Cli(url, tmp_path)("records", "--party", P.NORTHPOWER)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"ALTER ROLE servicetrail_reader_away RENAME TO {role}"))
     assert result.exit_code == 3, result.output
     assert "`servicetrail db check` names what to repair" in result.output

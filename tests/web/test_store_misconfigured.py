@@ -14,7 +14,7 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.limits import store_busy
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.conftest import Cli
+from tests.conftest import Cli, reader_role_renamed_away
 
 SAID = "`servicetrail db check` names what to repair"
 
@@ -51,14 +51,8 @@ def test_a_reader_role_that_does_not_exist_is_said_the_same_way(
     """The role itself missing: renamed away for the test (a role is the server's, and this
     test worker's server is its own), so that PostgreSQL says it does not exist."""
     P.load_personas(pg_engine)
-    with pg_engine.begin() as conn:
-        role = conn.execute(text("SELECT servicetrail_reader_role()")).scalar_one()
-        conn.execute(text(f"ALTER ROLE {role} RENAME TO servicetrail_reader_away"))
-    try:
+    with reader_role_renamed_away(pg_engine):
         result = Cli(pg_url, tmp_path)("records", "--party", P.NORTHPOWER)
-    finally:
-        with pg_engine.begin() as conn:
-            conn.execute(text(f"ALTER ROLE servicetrail_reader_away RENAME TO {role}"))
     assert result.exit_code == 3 and SAID in result.output
 
 
