@@ -114,11 +114,13 @@ def pg_server() -> Iterator[PgServer]:
     """One throwaway PostgreSQL server per test worker, with a template database that the
     migrations built; each test clones it (CREATE DATABASE ... TEMPLATE) in milliseconds."""
     server = PgServer(in_memory=True).start()
-    server.admin("CREATE DATABASE st_template")
-    template = open_store(server.url("st_template"))
-    template.dispose()
-    yield server
-    server.stop()
+    try:  # a template that fails to build (a migration's bug) leaves no server running
+        server.admin("CREATE DATABASE st_template")
+        template = open_store(server.url("st_template"))
+        template.dispose()
+        yield server
+    finally:
+        server.stop()
 
 
 def wants_the_personas(request: pytest.FixtureRequest) -> bool:

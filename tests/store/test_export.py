@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 
+import psycopg
 import pytest
+from sqlalchemy import text
 
 from servicetrail.domain.model import Device, SatRecord
 from servicetrail.domain.times import parse_time
@@ -21,6 +25,7 @@ from servicetrail.domain.visibility import Viewer
 from servicetrail.domain.records import REPORT_FIELDS
 from servicetrail.store.export import CHUNK_BYTES, csv_field, csv_header, own_report_csv
 from servicetrail.store.queries import iter_own_report
+from servicetrail.store.read_transaction import READ_LOCK_WAIT_MS
 from servicetrail.store.writer import append_records, load_device
 
 from tests import personas as P
@@ -392,3 +397,31 @@ def test_reports_of_long_payloads_hold_a_few_at_a_time(engine, world):
                 tracemalloc.stop()
         assert seen == 16
     assert all(peak < 5 * big for peak in peaks.values()), peaks  # all eight: over 8 * 4 MB
+
+
+def test_a_report_cancelled_before_its_limit_is_not_taken_for_too_broad(pg_engine):
+    """An administrator's cancel (pg_cancel_backend) is the SQLSTATE of the limit: the report
+    said "narrow your search" for it, 422, where every other read leaves it to the store
+    (503, session 33's finding). Here the report waits on a table locked by hand, and is
+    cancelled long before both its lock wait and its time limit."""
+    viewer = P.load_personas(pg_engine).viewer(P.NORTHPOWER)
+    with pg_engine.connect() as locker, pg_engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        conn.commit()
+        locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
+
+        def cancel_soon() -> None:
+            time.sleep(0.5)
+            with pg_engine.connect() as admin:
+                admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
+
+        canceller = threading.Thread(target=cancel_soon)
+        canceller.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                list(own_report_csv(conn, viewer, *EVER))
+        finally:
+            canceller.join()
+            locker.rollback()
+    assert time.monotonic() - started < READ_LOCK_WAIT_MS / 1000
