@@ -644,6 +644,72 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
         assert conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one() == 0
 
 
+def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_order(
+    pg_engine: Engine,
+) -> None:
+    """A deliverer's round took its deliveries in the order its outcomes came (delivered,
+    then retried); a delete of the watch took them in the table's; each held one that the
+    other waited for: a deadlock, one of the two rolled back (2-3 in 40 s of stress, session
+    33). Both now lock a watch's deliveries in key order before they change them."""
+    import threading
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, record_outcomes
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    doomed = add_watch(world, SOUTHENERGY, webhook=hook)["id"]
+    other = add_watch(world, SOUTHENERGY, webhook=hook)["id"]
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    with pg_engine.connect() as conn:
+        pending = conn.exec_driver_sql(
+            "SELECT watch_id, event_id FROM webhook_outbox ORDER BY watch_id, event_id"
+        ).all()
+    (first, second), (other_event, _) = (
+        [e for w, e in pending if w == doomed],
+        [e for w, e in pending if w == other],
+    )
+    # delivered, then two retries: the other watch's before the doomed watch's first
+    outcomes = [
+        Outcome(doomed, second, 0, "delivered"),
+        Outcome(other, other_event, 0, "failed", "503"),
+        Outcome(doomed, first, 0, "failed", "503"),
+    ]
+    failures: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            with pg_engine.begin() as conn:
+                work(conn)
+        except Exception as e:  # the outcome is the test's to judge
+            failures.append(e)
+
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    with pg_engine.connect() as holder:  # the round stops at the other watch's delivery
+        holder.execute(
+            text("SELECT 1 FROM webhook_outbox WHERE watch_id = :w FOR UPDATE"), {"w": other}
+        )
+        deliverer = threading.Thread(
+            target=run, args=(lambda c: record_outcomes(c, outcomes, now, [5.0]),), daemon=True
+        )
+        deliverer.start()
+        deliverer.join(0.5)
+        deleter = threading.Thread(
+            target=run, args=(lambda c: delete_watch(c, SOUTHENERGY, doomed),), daemon=True
+        )
+        deleter.start()
+        deleter.join(0.5)
+        holder.rollback()
+    deliverer.join(30)
+    deleter.join(30)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        assert [w["id"] for w in list_watches(conn, SOUTHENERGY)] == [other]
+        left = conn.exec_driver_sql("SELECT watch_id, attempts FROM webhook_outbox").all()
+    assert sorted(left) == [(other, 0), (other, 1)]  # its retry counted, nothing else lost
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, literal, select, update
+from collections.abc import Iterable
+
+from sqlalchemy import BigInteger, bindparam, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
@@ -128,7 +130,7 @@ def release(conn: Connection, keys: list[tuple[int, int]], now: datetime) -> Non
             webhook_outbox.c.next_attempt_at > now,
         )
         .values(next_attempt_at=now),
-        [{"w": w, "e": e} for w, e in keys],
+        [{"w": w, "e": e} for w, e in sorted(keys)],  # key order: see `lock_in_key_order`
     )
 
 
@@ -152,13 +154,38 @@ def _due(r: Any) -> Due | None:
     )
 
 
+def lock_in_key_order(
+    conn: Connection, keys: Iterable[tuple[int, int]] = (), watches: Iterable[int] = ()
+) -> None:
+    """PostgreSQL: lock deliveries ((watch id, event id) pairs, and every one of `watches`)
+    in key order, before the transaction changes any of them. Changed in the order they
+    came, a round of outcomes (delivered, then retried) and a delete of a watch (in the
+    table's order) each held a delivery the other waited for: a deadlock, one of them
+    rolled back (session 33's stress). Rows gone meanwhile are simply not there.
+    SQLite has one writer at a time: nothing to order."""
+    keys, watches = list(keys), list(watches)
+    if conn.dialect.name != "postgresql" or not (keys or watches):
+        return
+    o = webhook_outbox.c
+    wanted = [tuple_(o.watch_id, o.event_id).in_(keys)] if keys else []
+    wanted += [o.watch_id.in_(watches)] if watches else []
+    locked = (
+        select(o.watch_id)
+        .where(or_(*wanted))
+        .order_by(o.watch_id, o.event_id)
+        .with_for_update()
+        .subquery()
+    )
+    conn.execute(select(func.count()).select_from(locked))
+
+
 def _delete(conn: Connection, keys: list[tuple[int, int]]) -> None:
     conn.execute(
         delete(webhook_outbox).where(
             webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
             webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
         ),
-        [{"w": w, "e": e} for w, e in keys],
+        [{"w": w, "e": e} for w, e in sorted(keys)],  # key order: see `lock_in_key_order`
     )
 
 
@@ -180,10 +207,12 @@ def record_outcomes(
 
     `schedule`: seconds from an attempt to the next (attempt n + 1 waits schedule[n - 1]);
     after the last, the delivery is given up."""
+    gone_watches = sorted({o.watch_id for o in outcomes if o.status == "gone"})
+    lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes], gone_watches)
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
     if done:
         _delete(conn, done)
-    for gone in sorted({o.watch_id for o in outcomes if o.status == "gone"}):
+    for gone in gone_watches:
         # its deliveries before the watch, in `delete_watch`'s order: the watch first
         # deadlocked with a delete of the watch under way (review 33d)
         conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == gone))
