@@ -599,7 +599,8 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
 ) -> None:
     """The deliverer disabled the watch (its row locked), then deleted its deliveries, which
     a delete of the watch already held while it waited for the watch's row: a deadlock, one
-    of the two rolled back (review 33d). Both now take the deliveries first."""
+    of the two rolled back (review 33d). The round now waits on neither: what the delete
+    holds is the delete's."""
     import threading
     from datetime import datetime, timezone
 
@@ -708,6 +709,74 @@ def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_orde
         assert [w["id"] for w in list_watches(conn, SOUTHENERGY)] == [other]
         left = conn.exec_driver_sql("SELECT watch_id, attempts FROM webhook_outbox").all()
     assert sorted(left) == [(other, 0), (other, 1)]  # its retry counted, nothing else lost
+
+
+def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engine) -> None:
+    """A round with 410s for several watches locked their deliveries and waited at one a
+    third transaction held; meanwhile a new match was committed and a second round held it
+    while it waited on the first. The first, going on, deleted every delivery of the watch,
+    the new one included: each waited on the other, a deadlock (review 34a). A round's 410
+    now leaves what another transaction holds to it, and waits on nothing."""
+    import threading
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, record_outcomes
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    w1, w2, w3 = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(3))
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    with pg_engine.connect() as conn:
+        events = dict(
+            conn.exec_driver_sql(
+                "SELECT watch_id, array_agg(event_id ORDER BY event_id) FROM webhook_outbox "
+                "GROUP BY watch_id"
+            ).all()
+        )
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    failures: list[BaseException] = []
+
+    def run(outcomes: list[Outcome]) -> threading.Thread:
+        def body() -> None:
+            try:
+                with pg_engine.begin() as conn:
+                    record_outcomes(conn, outcomes, now, [5.0])
+            except Exception as e:  # the outcome is the test's to judge
+                failures.append(e)
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        thread.join(0.5)
+        return thread
+
+    with pg_engine.connect() as holder:
+        holder.execute(
+            text("SELECT 1 FROM webhook_outbox WHERE watch_id = :w AND event_id = :e FOR UPDATE"),
+            {"w": w3, "e": events[w3][1]},
+        )
+        gone = run(
+            [Outcome(w, events[w][0], 0, "gone") for w in (w1, w2)]
+            + [Outcome(w3, events[w3][1], 0, "gone")]
+        )
+        append(world, lk_request(3))
+        match_all(world)
+        with pg_engine.connect() as conn:
+            newest = conn.execute(
+                text("SELECT max(event_id) FROM webhook_outbox WHERE watch_id = :w"), {"w": w1}
+            ).scalar_one()
+        other = run(
+            [Outcome(w1, newest, 0, "delivered"), Outcome(w2, events[w2][1], 0, "failed", "503")]
+        )
+        holder.rollback()
+    gone.join(30)
+    other.join(30)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        disabled = conn.execute(
+            text("SELECT count(*) FROM watch WHERE webhook_disabled_at IS NOT NULL")
+        ).scalar_one()
+    assert disabled == 3
 
 
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(

@@ -875,3 +875,60 @@ def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine
     sent = [r.headers["webhook-id"] for r in stuck.received]
     assert len(sent) >= 6, sent  # both workers sent, a lease's worth and more
     assert len(sent) == len(set(sent)), sorted(sent)
+
+
+def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
+    """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
+    and what it had leased came due again when the lease ended, minutes later and sent
+    twice. It runs again at once. The deadlock here is with a transaction of the test's,
+    which takes the round's deliveries in the other order and waits long before it looks
+    for a deadlock (deadlock_timeout), so that the round is the one failed."""
+    import threading
+
+    from sqlalchemy import text
+
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.watches import match_new_records
+
+    P.load_personas(pg_engine)
+    with pg_engine.begin() as conn:
+        made = create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
+            new_secret(),
+        )
+    lk_requests(pg_engine, 1, 2)
+    with pg_engine.begin() as conn:
+        match_new_records(conn)
+    deliverer = Deliverer(pg_engine, schedule=[60])
+    with pg_engine.connect() as conn:
+        first, second = conn.execute(
+            text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w ORDER BY event_id"),
+            {"w": made["id"]},
+        ).scalars()
+    deliverer._outcomes = [
+        Outcome(made["id"], first, 0, "delivered"),
+        Outcome(made["id"], second, 0, "delivered"),
+    ]
+    failures: list[BaseException] = []
+
+    def settle() -> None:
+        try:
+            deliverer._settle_and_lease(0, [])
+        except BaseException as e:  # the test's to judge
+            failures.append(e)
+
+    mark = "SELECT 1 FROM webhook_outbox WHERE watch_id = :w AND event_id = :e FOR UPDATE"
+    with pg_engine.connect() as other:
+        other.execute(text("SET deadlock_timeout = '20s'"))
+        other.execute(text(mark), {"w": made["id"], "e": second})
+        round_ = threading.Thread(target=settle, daemon=True)
+        round_.start()
+        round_.join(0.5)  # the round holds the first, and waits for the second
+        other.execute(text(mark), {"w": made["id"], "e": first})  # granted once it failed
+        other.rollback()
+    round_.join(30)
+    assert not round_.is_alive() and failures == []
+    with pg_engine.connect() as conn:
+        assert pending_count(conn) == 0 and deliverer._outcomes == []

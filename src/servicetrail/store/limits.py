@@ -110,6 +110,15 @@ def reader_role_missing(error: BaseException | None) -> bool:
     )
 
 
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+
+
+def deadlocked(error: BaseException) -> bool:
+    """Whether PostgreSQL failed the transaction to break a deadlock: nothing of it was
+    kept, and running it again is the remedy."""
+    return getattr(getattr(error, "orig", error), "sqlstate", None) == DEADLOCK_DETECTED
+
+
 def _postgresql_says(cause: psycopg.OperationalError) -> str:
     """Why PostgreSQL could not do it, by its error's class: every one of them was "cannot be
     reached", a full disk and a deadlock included (audit, session 19)."""
@@ -119,6 +128,6 @@ def _postgresql_says(cause: psycopg.OperationalError) -> str:
     state = cause.sqlstate or ""
     if state.startswith("53"):  # insufficient resources: disk full, out of memory, too many
         return "the store's server is out of room (disk, memory or connections)"
-    if state == "40P01":
+    if state == DEADLOCK_DETECTED:
         return "the store was busy with another change (a deadlock)"
     return "the store cannot be reached"

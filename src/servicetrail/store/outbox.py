@@ -14,7 +14,7 @@ from typing import Any
 
 from collections.abc import Iterable
 
-from sqlalchemy import BigInteger, bindparam, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import BigInteger, bindparam, delete, func, literal, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
@@ -154,29 +154,45 @@ def _due(r: Any) -> Due | None:
     )
 
 
-def lock_in_key_order(
-    conn: Connection, keys: Iterable[tuple[int, int]] = (), watches: Iterable[int] = ()
-) -> None:
-    """PostgreSQL: lock deliveries ((watch id, event id) pairs, and every one of `watches`)
-    in key order, before the transaction changes any of them. Changed in the order they
-    came, a round of outcomes (delivered, then retried) and a delete of a watch (in the
-    table's order) each held a delivery the other waited for: a deadlock, one of them
-    rolled back (session 33's stress). Rows gone meanwhile are simply not there.
-    SQLite has one writer at a time: nothing to order."""
-    keys, watches = list(keys), list(watches)
-    if conn.dialect.name != "postgresql" or not (keys or watches):
+def lock_in_key_order(conn: Connection, keys: Iterable[tuple[int, int]]) -> None:
+    """PostgreSQL: lock deliveries ((watch id, event id) pairs) in key order, before the
+    transaction changes any of them, and wait on nothing once it has: each round of a
+    deliverer does so. Changed in the order they came (delivered, then retried, then those
+    hidden since), a round and a delete of a watch (in the table's order) each held a
+    delivery the other waited for: a deadlock, one of them rolled back (session 33's
+    stress; review 34a). Rows gone meanwhile are simply not there. SQLite has one writer
+    at a time: nothing to order."""
+    keys = sorted(set(keys))
+    if conn.dialect.name != "postgresql" or not keys:
         return
     o = webhook_outbox.c
-    wanted = [tuple_(o.watch_id, o.event_id).in_(keys)] if keys else []
-    wanted += [o.watch_id.in_(watches)] if watches else []
     locked = (
         select(o.watch_id)
-        .where(or_(*wanted))
+        .where(tuple_(o.watch_id, o.event_id).in_(keys))
         .order_by(o.watch_id, o.event_id)
         .with_for_update()
         .subquery()
     )
     conn.execute(select(func.count()).select_from(locked))
+
+
+def delete_deliveries_of(conn: Connection, watch_id: int, skip_locked: bool = False) -> None:
+    """Delete the watch's deliveries, on PostgreSQL each locked in key order as
+    `lock_in_key_order` locks them, and only those the statement began with: one committed
+    while it waited (a new match), met in the table's order, was held by a round that waited
+    on this transaction (review 34a); a later pass takes it. `skip_locked`: those another
+    transaction holds are left to it (a round's 410: another round settles its own)."""
+    o = webhook_outbox.c
+    if conn.dialect.name != "postgresql":
+        conn.execute(delete(webhook_outbox).where(o.watch_id == watch_id))
+        return
+    locked = (
+        select(o.watch_id, o.event_id)
+        .where(o.watch_id == watch_id)
+        .order_by(o.event_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    conn.execute(delete(webhook_outbox).where(tuple_(o.watch_id, o.event_id).in_(locked)))
 
 
 def _delete(conn: Connection, keys: list[tuple[int, int]]) -> None:
@@ -207,18 +223,23 @@ def record_outcomes(
 
     `schedule`: seconds from an attempt to the next (attempt n + 1 waits schedule[n - 1]);
     after the last, the delivery is given up."""
-    gone_watches = sorted({o.watch_id for o in outcomes if o.status == "gone"})
-    lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes], gone_watches)
+    lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes])
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
     if done:
         _delete(conn, done)
-    for gone in gone_watches:
-        # its deliveries before the watch, in `delete_watch`'s order: the watch first
-        # deadlocked with a delete of the watch under way (review 33d)
-        conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == gone))
+    for gone in sorted({o.watch_id for o in outcomes if o.status == "gone"}):
+        # having locked its deliveries, a round waits on no other row: those another
+        # transaction holds stay (theirs to settle, or a delete of the watch's), and a
+        # watch held (a matcher's step, a delete, an edit) keeps its webhook until the
+        # next 410. Waiting on the watch, a round deadlocked with a delete of it, which
+        # waited on deliveries the round held (reviews 33d, 34a).
+        delete_deliveries_of(conn, gone, skip_locked=True)
+        free = select(watch.c.id).where(watch.c.id == gone)
+        if conn.dialect.name == "postgresql":
+            free = free.with_for_update(key_share=True, skip_locked=True)  # FOR NO KEY UPDATE
         conn.execute(
             update(watch)
-            .where(watch.c.id == gone)
+            .where(watch.c.id.in_(free))
             .values(
                 webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
             )

@@ -44,7 +44,7 @@ from .visibility_index import REGISTRY_LOCK
 from .read_transaction import read_as
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
-from .outbox import lock_in_key_order
+from .outbox import delete_deliveries_of
 from .watch_sql import (
     events_page as events_page_statement,
     indexed_candidates,
@@ -264,8 +264,7 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
 
 
 def _delete_events_of(conn: Connection, watch_id: int) -> None:
-    lock_in_key_order(conn, watches=[watch_id])  # as a deliverer's round locks them
-    conn.execute(delete(webhook_outbox).where(webhook_outbox.c.watch_id == watch_id))
+    delete_deliveries_of(conn, watch_id)  # in the order a deliverer's round locks them
     conn.execute(delete(watch_event).where(watch_event.c.watch_id == watch_id))
 
 

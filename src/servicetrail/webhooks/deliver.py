@@ -43,11 +43,19 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import orjson
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from .. import settings
-from ..store.limits import store_busy
+from ..store.limits import deadlocked, store_busy
 from ..store.logged_reads import lease_deliveries
-from ..store.outbox import Due, Outcome, hidden_since_lease, record_outcomes, release
+from ..store.outbox import (
+    Due,
+    Outcome,
+    hidden_since_lease,
+    lock_in_key_order,
+    record_outcomes,
+    release,
+)
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
@@ -58,6 +66,7 @@ UTC = timezone.utc
 # Standard Webhooks' schedule: the waits before attempts 2, 3, ... (then it is given up)
 STANDARD_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
 MAX_RESPONSE_BYTES = 64 * 1024
+ROUND_TRIES = 3  # a round that PostgreSQL failed in a deadlock is run again at once
 IDLE_SECONDS = 0.1  # how often a worker looks for due deliveries and records to match
 # ... doubling while it finds nothing, up to this. Each look is a few statements, and every
 # `serve` worker runs one: at 0.1 s two idle workers spent 50 ms of CPU a second (5% of the
@@ -455,15 +464,36 @@ class Deliverer:
             return [], []
         self.failure_log.add(outcomes)
         try:
-            with self.engine.begin() as conn:
-                if outcomes:
-                    self.stats.given_up += record_outcomes(
-                        conn, outcomes, datetime.now(UTC), self.schedule
-                    )
-                hidden = hidden_since_lease(conn, waiting) if waiting else []
-                if not room:
-                    return [], hidden
-                leased = lease_deliveries(
+            tries = ROUND_TRIES
+            while True:
+                try:
+                    return self._round(outcomes, room, waiting)
+                except OperationalError as e:
+                    # PostgreSQL broke a deadlock by failing this round: nothing of it was
+                    # kept, and the same round again is what was wanted (a round failing
+                    # paused the worker, and what it had leased came due again minutes
+                    # later, delivered twice)
+                    tries -= 1
+                    if not deadlocked(e) or not tries:
+                        raise
+                    log.info("a webhook round met another change in a deadlock; it runs again")
+        except BaseException:
+            self._outcomes[:0] = outcomes  # not recorded: kept for the next round
+            raise
+
+    def _round(
+        self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
+    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        """`_settle_and_lease`'s transaction: the deliveries it changes locked first, in key
+        order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
+        given_up = 0
+        with self.engine.begin() as conn:
+            lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
+            if outcomes:
+                given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
+            hidden = hidden_since_lease(conn, waiting) if waiting else []
+            leased = (
+                lease_deliveries(
                     conn,
                     datetime.now(UTC),
                     room,
@@ -471,10 +501,11 @@ class Deliverer:
                     self._share,
                     lambda d: (d.watch_id, d.event_id) not in self._held,
                 )
-                return leased, hidden
-        except BaseException:
-            self._outcomes[:0] = outcomes  # not recorded: kept for the next round
-            raise
+                if room
+                else []
+            )
+        self.stats.given_up += given_up  # once committed: a round run again counts once
+        return leased, hidden
 
     def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
         """The last round's outcomes recorded, and what is still queued here released, so
