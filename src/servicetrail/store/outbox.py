@@ -187,12 +187,14 @@ def delete_deliveries_of(conn: Connection, watch_id: int, skip_locked: bool = Fa
         conn.execute(delete(webhook_outbox).where(o.watch_id == watch_id))
         return
     locked = (
-        select(o.watch_id, o.event_id)
+        select(o.event_id)
         .where(o.watch_id == watch_id)
         .order_by(o.event_id)
         .with_for_update(skip_locked=skip_locked)
     )
-    conn.execute(delete(webhook_outbox).where(tuple_(o.watch_id, o.event_id).in_(locked)))
+    # the watch named outside too: by the pair alone, the delete read the whole outbox
+    # (1M of a watch's deliveries among 3M: 3.8 s, against 1.4 s so)
+    conn.execute(delete(webhook_outbox).where(o.watch_id == watch_id, o.event_id.in_(locked)))
 
 
 def _delete(conn: Connection, keys: list[tuple[int, int]]) -> None:
