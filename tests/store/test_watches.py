@@ -3,6 +3,7 @@ durable and idempotent matching, registry corrections, and the Party boundary. B
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -720,7 +721,7 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
     import threading
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, record_outcomes
+    from servicetrail.store.outbox import Outcome, disable_gone, record_outcomes
 
     world = load_personas(pg_engine)
     hook = {"url": "https://hooks.example.com/w"}
@@ -740,6 +741,8 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
     def run(outcomes: list[Outcome]) -> threading.Thread:
         def body() -> None:
             try:
+                with pg_engine.begin() as conn:  # as the deliverer does
+                    disable_gone(conn, outcomes, now)
                 with pg_engine.begin() as conn:
                     record_outcomes(conn, outcomes, now, [5.0])
             except Exception as e:  # the outcome is the test's to judge
@@ -777,6 +780,90 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
             text("SELECT count(*) FROM watch WHERE webhook_disabled_at IS NOT NULL")
         ).scalar_one()
     assert disabled == 3
+
+
+def _one_webhook(world: World) -> tuple[int, list[int]]:
+    """A watch with a webhook and two deliveries waiting: its id and their event ids."""
+    made = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    with world.engine.connect() as conn:
+        events = conn.execute(
+            text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w ORDER BY event_id"),
+            {"w": made["id"]},
+        ).scalars()
+        return made["id"], list(events)
+
+
+def _in_background(work) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(1.0)
+    return thread
+
+
+def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
+    """A round's 410, as the deliverer records it."""
+    from servicetrail.store.outbox import Outcome, disable_gone, record_outcomes
+
+    outcomes = [Outcome(watch_id, event_id, 0, "gone")]
+    with engine.begin() as conn:
+        disable_gone(conn, outcomes, now)
+    with engine.begin() as conn:
+        record_outcomes(conn, outcomes, now, [5.0, 60.0])
+
+
+def test_a_failed_delivery_of_a_webhook_turned_off_meanwhile_is_dropped(
+    pg_engine: Engine,
+) -> None:
+    """A 410 leaves a delivery another round holds to it; that round's failure was then
+    retried for a webhook turned off, which is never sent again: left in the outbox for
+    good, and shown as failing, retried on the schedule (review 34b)."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, lock_in_key_order, record_outcomes
+
+    world = load_personas(pg_engine)
+    watch_id, (first, second) = _one_webhook(world)
+    now = datetime.now(timezone.utc)
+    with pg_engine.connect() as other_round:
+        other_round.begin()
+        lock_in_key_order(other_round, [(watch_id, second)])
+        gone = _in_background(lambda: _gone(pg_engine, watch_id, first, now))
+        gone.join(10)  # it waits on nothing the other round holds
+        assert not gone.is_alive()
+        failed = [Outcome(watch_id, second, 0, "failed", "answered 503")]
+        record_outcomes(other_round, failed, now, [5.0, 60.0])
+        other_round.commit()
+    with pg_engine.connect() as conn:
+        left = conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one()
+        (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
+    assert left == 0
+    assert shown["webhook"]["enabled"] is False and shown["webhook"].get("failing") is None
+
+
+def test_a_410_while_the_watch_is_held_waits_for_it_and_turns_the_webhook_off(
+    pg_engine: Engine,
+) -> None:
+    """A 410 while the watch's row was held (a Party marking its events read, a matcher's
+    step) was skipped: the webhook stayed on, and deliveries went on to the receiver that
+    had answered Gone (review 34b)."""
+    from datetime import datetime, timezone
+
+    world = load_personas(pg_engine)
+    watch_id, (first, _) = _one_webhook(world)
+    now = datetime.now(timezone.utc)
+    with pg_engine.connect() as reader:
+        reader.begin()
+        mark_read(reader, SOUTHENERGY, watch_id, first)
+        gone = _in_background(lambda: _gone(pg_engine, watch_id, first, now))
+        assert gone.is_alive()  # waiting for the reader
+        reader.commit()
+        gone.join(10)
+    with pg_engine.connect() as conn:
+        (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
+        left = conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one()
+    assert shown["webhook"]["enabled"] is False and left == 0
 
 
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(

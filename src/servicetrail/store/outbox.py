@@ -224,31 +224,24 @@ def record_outcomes(
     """Apply a round of attempts in one transaction; returns how many were given up.
 
     `schedule`: seconds from an attempt to the next (attempt n + 1 waits schedule[n - 1]);
-    after the last, the delivery is given up."""
+    after the last, the delivery is given up. A 410's webhook is turned off beforehand, in
+    a transaction of its own (`disable_gone`); its other deliveries go here, but those
+    another transaction holds (a round's, a lease's): that one settles them, and a delivery
+    of a webhook turned off is dropped, not retried. Having locked its deliveries, a round
+    waits on no other row: waiting on the watch's, a round deadlocked with a delete of the
+    watch, which waited on deliveries the round held (reviews 33d, 34a, 34b)."""
     lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes])
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
+    for gone in sorted({o.watch_id for o in outcomes if o.status == "gone"}):
+        delete_deliveries_of(conn, gone, skip_locked=True)
+    failed = [o for o in outcomes if o.status == "failed"]
+    turned_off = _turned_off(conn, {o.watch_id for o in failed})
+    done += [(o.watch_id, o.event_id) for o in failed if o.watch_id in turned_off]
     if done:
         _delete(conn, done)
-    for gone in sorted({o.watch_id for o in outcomes if o.status == "gone"}):
-        # having locked its deliveries, a round waits on no other row: those another
-        # transaction holds stay (theirs to settle, or a delete of the watch's), and a
-        # watch held (a matcher's step, a delete, an edit) keeps its webhook until the
-        # next 410. Waiting on the watch, a round deadlocked with a delete of it, which
-        # waited on deliveries the round held (reviews 33d, 34a).
-        delete_deliveries_of(conn, gone, skip_locked=True)
-        free = select(watch.c.id).where(watch.c.id == gone)
-        if conn.dialect.name == "postgresql":
-            free = free.with_for_update(key_share=True, skip_locked=True)  # FOR NO KEY UPDATE
-        conn.execute(
-            update(watch)
-            .where(watch.c.id.in_(free))
-            .values(
-                webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
-            )
-        )
     retry, given_up = [], []
-    for o in outcomes:
-        if o.status != "failed":
+    for o in failed:
+        if o.watch_id in turned_off:
             continue
         tried = o.attempts + 1
         if tried > len(schedule):
@@ -281,6 +274,38 @@ def record_outcomes(
             retry,
         )
     return len(given_up)
+
+
+def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
+    """Turn off the webhooks whose receivers answered 410 Gone, in the caller's transaction,
+    which should hold nothing else: it waits for each watch's row (a matcher's step, a
+    Party marking its events read), in id order. Done inside a round, after its deliveries
+    were locked, the wait closed a cycle with a delete of the watch; skipped instead when
+    the row was held, the 410 was lost and deliveries went on to the receiver (review 34b)."""
+    gone = sorted({o.watch_id for o in outcomes if o.status == "gone"})
+    if gone:
+        conn.execute(
+            update(watch)
+            .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
+            .values(
+                webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
+            )
+        )
+
+
+def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
+    """Of these watches, those whose webhook is off (or that are gone): their deliveries are
+    not to be retried. Read, not locked."""
+    if not watch_ids:
+        return set()
+    on = conn.execute(
+        select(watch.c.id).where(
+            watch.c.id.in_(sorted(watch_ids)),
+            watch.c.webhook_url.is_not(None),
+            watch.c.webhook_disabled_at.is_(None),
+        )
+    ).scalars()
+    return watch_ids - set(on)
 
 
 def pending_count(conn: Connection, watch_id: int | None = None) -> int:

@@ -175,7 +175,9 @@ def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> l
     rows = conn.execute(
         select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id)
     ).all()
-    failing = _failing(conn, [r.id for r in rows if r.webhook_url]) if with_state else {}
+    # a webhook turned off retries nothing (a delivery left behind by its 410 is not failing)
+    on = [r.id for r in rows if r.webhook_url and r.webhook_disabled_at is None]
+    failing = _failing(conn, on) if with_state else {}
     return [watch_json(row, with_state=with_state, failing=failing.get(row.id)) for row in rows]
 
 

@@ -51,6 +51,7 @@ from ..store.logged_reads import lease_deliveries
 from ..store.outbox import (
     Due,
     Outcome,
+    disable_gone,
     hidden_since_lease,
     lock_in_key_order,
     record_outcomes,
@@ -487,6 +488,9 @@ class Deliverer:
         """`_settle_and_lease`'s transaction: the deliveries it changes locked first, in key
         order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
         given_up = 0
+        if any(o.status == "gone" for o in outcomes):
+            with self.engine.begin() as conn:  # holding nothing else (see there)
+                disable_gone(conn, outcomes, datetime.now(UTC))
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Webhook rounds, deletes of watches and the matcher all at once on PostgreSQL, counting the
+deadlocks PostgreSQL broke (review 34a's stress; sessions 33-34 measured 11-28 in 40 s before
+the rounds locked in key order, 6-8 with 46ed7f8, none since d8caa98).
+
+    .venv/bin/python bench/webhook_deadlocks.py postgresql://.../NEWDB --seconds 40
+    PYTHONPATH=OLD/src .venv/bin/python bench/webhook_deadlocks.py URL ...   # another src/
+
+The database must be new (the script loads the test personas into it). Threads: 2 create
+watches with webhooks (at most 60), 2 delete them, 1 appends records, 2 match, and 3 play a
+deliverer's rounds through the store's functions as `webhooks.deliver` does: the webhooks
+that answered 410 turned off, then the deliveries locked in key order; random outcomes
+(60% delivered, 30% failed, 10% 410 Gone); those hidden since the lease; a lease; now and
+then a release. Prints each kind's operations,
+the deadlocks and other errors by kind, and what is left pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import random
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text  # noqa: E402
+
+from servicetrail.domain.model import SatRecord  # noqa: E402
+from servicetrail.domain.watches import watch_spec  # noqa: E402
+from servicetrail.store.engine import open_store  # noqa: E402
+from servicetrail.store.outbox import (  # noqa: E402
+    Due,
+    Outcome,
+    hidden_since_lease,
+    lease_due,
+    record_outcomes,
+    release,
+)
+from servicetrail.store.watches import create_watch, delete_watch, match_new_records  # noqa: E402
+from servicetrail.store.writer import append_records  # noqa: E402
+from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
+
+try:  # the deliverer's own steps, where the code under test has them
+    from servicetrail.store.outbox import disable_gone, lock_in_key_order
+except ImportError:  # older src/
+
+    def lock_in_key_order(conn, keys) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    def disable_gone(conn, outcomes, now) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
+LATER = t("2025-04-01T10:00:00Z")
+HOOK = {"url": "https://hooks.example.com/w"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="a new PostgreSQL database")
+    parser.add_argument("--seconds", type=float, default=40)
+    a = parser.parse_args()
+    engine = open_store(a.url)
+    load_personas(engine)
+    stop = time.monotonic() + a.seconds
+    ops: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
+    first_of: dict[str, str] = {}
+    numbers = iter(range(1, 10**9))
+    numbers_lock = threading.Lock()
+
+    def failed(kind: str, e: Exception) -> None:
+        key = f"{kind}: {type(getattr(e, 'orig', e)).__name__}"
+        errors[key] += 1
+        first_of.setdefault(key, "".join(traceback.format_exception_only(e))[:300])
+
+    def looping(kind: str, step: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while time.monotonic() < stop:
+                try:
+                    step()
+                    ops[kind] += 1
+                except Exception as e:  # counted: the figure is how many
+                    failed(kind, e)
+                    time.sleep(0.01)
+
+        return run
+
+    def create() -> None:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT count(*) FROM watch")).scalar_one() > 60:
+                time.sleep(0.02)
+                return
+        with engine.begin() as conn:
+            create_watch(conn, SOUTHENERGY, watch_spec({"name": "w", "webhook": HOOK}), "whsec_x")
+        time.sleep(random.uniform(0, 0.05))
+
+    def delete() -> None:
+        with engine.connect() as conn:
+            ids = conn.execute(text("SELECT id FROM watch")).scalars().all()
+        if len(ids) < 3:
+            time.sleep(0.02)
+            return
+        with engine.begin() as conn:
+            delete_watch(conn, SOUTHENERGY, random.choice(ids))
+        time.sleep(random.uniform(0, 0.05))
+
+    def append() -> None:
+        with numbers_lock:
+            batch = [next(numbers) for _ in range(random.randint(1, 20))]
+        records = [
+            SatRecord(
+                LATER + timedelta(seconds=n),
+                "request",
+                f"{LK_OU}:{ESME_1}:{n + 100}",
+                "4.1.1",
+                LK_OU,
+                ESME_1,
+                "",
+                f"<b {n}>",
+            )
+            for n in batch
+        ]
+        with engine.begin() as conn:
+            append_records(conn, records)
+        time.sleep(random.uniform(0, 0.02))
+
+    def match() -> None:
+        with engine.begin() as conn:
+            found = match_new_records(conn)
+        if not found:
+            time.sleep(0.005)
+
+    def deliverer() -> None:
+        held: list[Due] = []  # leased, not yet attempted
+        while time.monotonic() < stop:
+            try:
+                random.shuffle(held)
+                tried = random.randint(0, len(held))
+                attempted, waiting = held[:tried], held[tried:]
+                outcomes = []
+                for d in attempted:
+                    status = random.choices(["delivered", "failed", "gone"], [6, 3, 1])[0]
+                    error = "503" if status == "failed" else ""
+                    outcomes.append(Outcome(d.watch_id, d.event_id, d.attempts, status, error))
+                waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
+                now = datetime.now(timezone.utc)
+                with engine.begin() as conn:
+                    disable_gone(conn, outcomes, now)
+                with engine.begin() as conn:
+                    lock_in_key_order(
+                        conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
+                    )
+                    if outcomes:
+                        record_outcomes(conn, outcomes, now, [0.01, 0.01, 0.01])
+                    if waiting:
+                        hidden_since_lease(conn, waiting_keys)
+                    leased = lease_due(
+                        conn,
+                        now,
+                        40,
+                        timedelta(seconds=5),
+                        accept=lambda d, held=set(waiting_keys): (
+                            (d.watch_id, d.event_id) not in held
+                        ),
+                    )
+                held = waiting + leased
+                ops["round"] += 1
+                if held and random.random() < 0.05:
+                    with engine.begin() as conn:
+                        release(conn, [(d.watch_id, d.event_id) for d in held], now)
+                    held = []
+                    ops["release"] += 1
+                time.sleep(random.uniform(0, 0.01))
+            except Exception as e:  # counted: the figure is how many
+                failed("round", e)
+                held = []  # their leases end on their own
+                time.sleep(0.01)
+
+    threads = [looping("create", create) for _ in range(2)]
+    threads += [looping("delete", delete) for _ in range(2)]
+    threads += [looping("append", append)] + [looping("match", match) for _ in range(2)]
+    threads += [deliverer for _ in range(3)]
+    started = time.monotonic()
+    running = [threading.Thread(target=body) for body in threads]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    with engine.connect() as conn:
+        pending = conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one()
+    engine.dispose()
+    deadlocks = sum(n for key, n in errors.items() if "Deadlock" in key)
+    print(f"{time.monotonic() - started:.1f} s: {dict(ops)}; {pending} deliveries pending")
+    print(f"deadlocks: {deadlocks}; errors: {dict(errors) or 'none'}")
+    for key, first in first_of.items():
+        print(f"  first {key}: {first.strip()}")
+
+
+if __name__ == "__main__":
+    main()
