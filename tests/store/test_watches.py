@@ -866,6 +866,71 @@ def test_a_410_while_the_watch_is_held_waits_for_it_and_turns_the_webhook_off(
     assert shown["webhook"]["enabled"] is False and left == 0
 
 
+def test_deliveries_no_webhook_will_send_are_dropped_once_due(world: World) -> None:
+    """A delivery a 410 left to another transaction, which then retried it, released it or
+    let its lease end, stayed in the outbox for good: no round leases a webhook turned off
+    (review 34c). Once due, with nothing else due, it goes; another watch's stay."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, disable_gone, lease_due, pending_count
+
+    quiet = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/q"})
+    off, _ = _one_webhook(world)
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    with world.engine.begin() as conn:
+        disable_gone(conn, [Outcome(off, 1, 0, "gone")], later)
+        # the other watch's deliveries not due yet: the first lease finds nothing to send
+        conn.execute(
+            update(store_watches.webhook_outbox)
+            .where(store_watches.webhook_outbox.c.watch_id == quiet["id"])
+            .values(next_attempt_at=later + timedelta(days=1))
+        )
+    with world.engine.connect() as conn:
+        before = pending_count(conn, off), pending_count(conn, quiet["id"])
+    with world.engine.begin() as conn:
+        leased = lease_due(conn, later, 10, timedelta(minutes=5))
+    with world.engine.connect() as conn:
+        after = pending_count(conn, off), pending_count(conn, quiet["id"])
+    assert leased == [] and before == (2, 2) and after == (0, 2)
+
+
+def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine) -> None:
+    """One UPDATE took the watches' rows in the table's order: against a matcher's step,
+    which updates them in id order, a deadlock (review 34c). The step holds the first watch
+    and then updates the second, which lies before the first in the table."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, disable_gone
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    first, second = sorted(add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
+    with pg_engine.begin() as conn:  # the first's row rewritten: it now lies after the second
+        conn.execute(text("UPDATE watch SET last_event_id = 0 WHERE id = :w"), {"w": first})
+        in_table = conn.execute(text("SELECT id FROM watch ORDER BY ctid")).scalars().all()
+    assert in_table == [second, first]
+    failures: list[BaseException] = []
+
+    def turn_off() -> None:
+        try:
+            with pg_engine.begin() as conn:
+                outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
+                disable_gone(conn, outcomes, datetime.now(timezone.utc))
+        except Exception as e:  # the test's to judge
+            failures.append(e)
+
+    with pg_engine.connect() as step:
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": first})
+        turning = _in_background(turn_off)
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": second})
+        step.commit()
+    turning.join(10)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        shown = list_watches(conn, SOUTHENERGY, with_state=True)
+        assert all(w["webhook"]["enabled"] is False for w in shown)
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from collections.abc import Iterable
 
-from sqlalchemy import BigInteger, bindparam, delete, func, literal, select, tuple_, update
+from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
@@ -72,6 +72,13 @@ def lease_due(
     ):
         return []  # nothing due: no lock taken (the worker asks ten times a second)
     watches = [(w, url, party) for w, url, party in conn.execute(due_watches(), {"now": now})]
+    if not watches:
+        # due, but no webhook on is: deliveries a 410 left to another transaction (a round's,
+        # a lease's), which it then retried, released or let go, and no round will ever
+        # lease now (review 34c). Gone in batches, when nothing else is due.
+        _write_lock(conn)
+        _drop_turned_off(conn, now)
+        return []
     wanted = share(watches) if share is not None else {w: limit for w, _, _ in watches}
     if not any(take > 0 for take in wanted.values()):
         return []  # due, but for receivers or Parties with enough waiting: no lock either
@@ -101,6 +108,26 @@ def lease_due(
             [{"w": d.watch_id, "e": d.event_id} for d in due],
         )
     return due
+
+
+TURNED_OFF_BATCH = 1000
+
+
+def _drop_turned_off(conn: Connection, now: datetime) -> None:
+    """Delete up to TURNED_OFF_BATCH due deliveries whose watch has no webhook on, skipping
+    any another transaction holds (it waits on nothing: see `lock_in_key_order`)."""
+    o, w = webhook_outbox.c, watch.c
+    on = select(literal(1)).where(
+        w.id == o.watch_id, w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None)
+    )
+    stranded = (
+        select(o.watch_id, o.event_id)
+        .where(o.next_attempt_at <= now, ~exists(on))
+        .limit(TURNED_OFF_BATCH)
+    )
+    if conn.dialect.name == "postgresql":
+        stranded = stranded.with_for_update(of=webhook_outbox, skip_locked=True)
+    conn.execute(delete(webhook_outbox).where(tuple_(o.watch_id, o.event_id).in_(stranded)))
 
 
 def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -283,14 +310,24 @@ def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> No
     were locked, the wait closed a cycle with a delete of the watch; skipped instead when
     the row was held, the 410 was lost and deliveries went on to the receiver (review 34b)."""
     gone = sorted({o.watch_id for o in outcomes if o.status == "gone"})
-    if gone:
-        conn.execute(
-            update(watch)
-            .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
-            .values(
-                webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone"
-            )
+    if not gone:
+        return
+    if conn.dialect.name == "postgresql":
+        # in id order, as a matcher's step updates them: one UPDATE took them in the table's
+        # order, and deadlocked with a step (review 34c)
+        locked = (
+            select(watch.c.id)
+            .where(watch.c.id.in_(gone))
+            .order_by(watch.c.id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+            .subquery()
         )
+        conn.execute(select(func.count()).select_from(locked))
+    conn.execute(
+        update(watch)
+        .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
+        .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone")
+    )
 
 
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
