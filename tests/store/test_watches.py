@@ -602,7 +602,6 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
     a delete of the watch already held while it waited for the watch's row: a deadlock, one
     of the two rolled back (review 33d). The round now waits on neither: what the delete
     holds is the delete's."""
-    import threading
     from datetime import datetime, timezone
 
     from servicetrail.store.outbox import Outcome, record_outcomes
@@ -612,14 +611,6 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
     append(world, lk_request(1), lk_request(2))
     match_all(world)
     failures: list[BaseException] = []
-
-    def run(work) -> None:
-        try:
-            with pg_engine.begin() as conn:
-                work(conn)
-        except Exception as e:  # the outcome is the test's to judge
-            failures.append(e)
-
     now = datetime(2025, 5, 1, tzinfo=timezone.utc)
     gone = [Outcome(made["id"], 1, 0, "gone")]
     with pg_engine.connect() as holder:  # the delete's first pass stops at its events
@@ -627,16 +618,12 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
             text("SELECT 1 FROM watch_event WHERE watch_id = :w AND event_id = 2 FOR UPDATE"),
             {"w": made["id"]},
         )
-        deleter = threading.Thread(
-            target=run, args=(lambda c: delete_watch(c, SOUTHENERGY, made["id"]),), daemon=True
+        deleter = _transaction_in_background(
+            pg_engine, lambda c: delete_watch(c, SOUTHENERGY, made["id"]), failures
         )
-        deleter.start()
-        deleter.join(0.5)
-        deliverer = threading.Thread(
-            target=run, args=(lambda c: record_outcomes(c, gone, now, [5.0]),), daemon=True
+        deliverer = _transaction_in_background(
+            pg_engine, lambda c: record_outcomes(c, gone, now, [5.0]), failures
         )
-        deliverer.start()
-        deliverer.join(0.5)
         holder.rollback()
     deleter.join(30)
     deliverer.join(30)
@@ -653,7 +640,6 @@ def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_orde
     then retried); a delete of the watch took them in the table's; each held one that the
     other waited for: a deadlock, one of the two rolled back (2-3 in 40 s of stress, session
     33). Both now lock a watch's deliveries in key order before they change them."""
-    import threading
     from datetime import datetime, timezone
 
     from servicetrail.store.outbox import Outcome, record_outcomes
@@ -679,29 +665,17 @@ def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_orde
         Outcome(doomed, first, 0, "failed", "503"),
     ]
     failures: list[BaseException] = []
-
-    def run(work) -> None:
-        try:
-            with pg_engine.begin() as conn:
-                work(conn)
-        except Exception as e:  # the outcome is the test's to judge
-            failures.append(e)
-
     now = datetime(2025, 5, 1, tzinfo=timezone.utc)
     with pg_engine.connect() as holder:  # the round stops at the other watch's delivery
         holder.execute(
             text("SELECT 1 FROM webhook_outbox WHERE watch_id = :w FOR UPDATE"), {"w": other}
         )
-        deliverer = threading.Thread(
-            target=run, args=(lambda c: record_outcomes(c, outcomes, now, [5.0]),), daemon=True
+        deliverer = _transaction_in_background(
+            pg_engine, lambda c: record_outcomes(c, outcomes, now, [5.0]), failures
         )
-        deliverer.start()
-        deliverer.join(0.5)
-        deleter = threading.Thread(
-            target=run, args=(lambda c: delete_watch(c, SOUTHENERGY, doomed),), daemon=True
+        deleter = _transaction_in_background(
+            pg_engine, lambda c: delete_watch(c, SOUTHENERGY, doomed), failures
         )
-        deleter.start()
-        deleter.join(0.5)
         holder.rollback()
     deliverer.join(30)
     deleter.join(30)
@@ -800,6 +774,22 @@ def _in_background(work) -> threading.Thread:
     thread.start()
     thread.join(1.0)
     return thread
+
+
+def _transaction_in_background(
+    engine: Engine, work, failures: list[BaseException]
+) -> threading.Thread:
+    """`work(conn)` in a transaction of its own thread, given a second to get as far as it
+    can; what it raises goes to `failures`, the test's to judge."""
+
+    def body() -> None:
+        try:
+            with engine.begin() as conn:
+                work(conn)
+        except Exception as e:  # the test's to judge
+            failures.append(e)
+
+    return _in_background(body)
 
 
 def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:

@@ -7,12 +7,10 @@ its leased rows to come due again when the lease ends: at least once, never lost
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from collections.abc import Iterable
 
 from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.engine import Connection
@@ -346,8 +344,6 @@ def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
 
 
 def pending_count(conn: Connection, watch_id: int | None = None) -> int:
-    from sqlalchemy import func
-
     query = select(func.count()).select_from(webhook_outbox)
     if watch_id is not None:
         query = query.where(webhook_outbox.c.watch_id == watch_id)
