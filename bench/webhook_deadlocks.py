@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Webhook rounds, deletes of watches and the matcher all at once on PostgreSQL, counting the
 deadlocks PostgreSQL broke (review 34a's stress; sessions 33-34 measured 11-28 in 40 s before
-the rounds locked in key order, 6-8 with 46ed7f8, none since d8caa98).
+the rounds locked in key order, 6-8 with 46ed7f8, 0-1 since d8caa98, none since 42a34dd).
 
     .venv/bin/python bench/webhook_deadlocks.py postgresql://.../NEWDB --seconds 40
     PYTHONPATH=OLD/src .venv/bin/python bench/webhook_deadlocks.py URL ...   # another src/
