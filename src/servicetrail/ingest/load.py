@@ -34,6 +34,7 @@ from ..store.registry import (
     load_users,
 )
 from ..signing import signer_for
+from ..store.limits import DEADLOCK_DETECTED
 from ..store.merkle_log import seal_store
 from ..store.parties import party_ids
 from ..store.watches import catch_up
@@ -677,7 +678,7 @@ def _append_all(
     conflicts.reject(rejects.add, source)
 
 
-DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE = "40P01", "55P03"  # PostgreSQL's SQLSTATEs
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE (DEADLOCK_DETECTED: store.limits)
 # A batch open this long commits before the next chunk is read: its transaction holds SQLite's
 # write lock, which every other writer waits for (the server's access log among them), and
 # the input may be slow to give rows (a gigabyte of blank lines, audit 20c).
