@@ -921,6 +921,48 @@ def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine)
         assert all(w["webhook"]["enabled"] is False for w in shown)
 
 
+def test_skipping_hidden_events_takes_the_watches_in_id_order(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page skipping hidden unread events updated the Party's watches in the table's order:
+    against a matcher's step, which updates them in id order, a deadlock (review 34d), which
+    the page's short wait for locks turned into a lost skip and a step held up. The step
+    holds the first watch and then updates the second, which lies before the first; the
+    page waits as long as the step takes here, so that only the order can keep them apart."""
+    from servicetrail.store.watches import skip_hidden_unread
+
+    monkeypatch.setattr(store_watches, "SKIP_WAIT_SECONDS", 30)
+    world = load_personas(pg_engine)
+    first, second = sorted(add_watch(world, SOUTHENERGY)["id"] for _ in range(2))
+    with pg_engine.begin() as conn:  # the first's row rewritten: it now lies after the second
+        conn.execute(text("UPDATE watch SET last_event_id = 0 WHERE id = :w"), {"w": first})
+        in_table = conn.execute(text("SELECT id FROM watch ORDER BY ctid")).scalars().all()
+    assert in_table == [second, first]
+    # the watches read in the table's order, as a plan over many watches may read them (an
+    # index on a tiny table kept them in id order by chance: an update in place keeps its
+    # index entries where they were)
+    with pg_engine.begin() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        for setting in ("enable_indexscan", "enable_bitmapscan"):
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" SET {setting} = off')
+    pg_engine.dispose()
+    failures: list[BaseException] = []
+
+    def skip(conn) -> None:
+        skip_hidden_unread(conn, SOUTHENERGY, [(first, 5), (second, 5)])
+
+    with pg_engine.connect() as step:
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": first})
+        skipping = _transaction_in_background(pg_engine, skip, failures)
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": second})
+        step.commit()
+    skipping.join(10)
+    assert failures == []
+    with pg_engine.connect() as conn:  # neither had an event to show: both moved on
+        assert read_position(conn, SOUTHENERGY, first) == 5
+        assert read_position(conn, SOUTHENERGY, second) == 5
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

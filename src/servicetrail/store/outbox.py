@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries, due_watches, visible_deliveries
+from .watch_sql import due_deliveries, due_watches, visible_deliveries, watches_locked_in_id_order
 from .watch_tables import watch, webhook_outbox
 
 
@@ -311,16 +311,7 @@ def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> No
     if not gone:
         return
     if conn.dialect.name == "postgresql":
-        # in id order, as a matcher's step updates them: one UPDATE took them in the table's
-        # order, and deadlocked with a step (review 34c)
-        locked = (
-            select(watch.c.id)
-            .where(watch.c.id.in_(gone))
-            .order_by(watch.c.id)
-            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
-            .subquery()
-        )
-        conn.execute(select(func.count()).select_from(locked))
+        conn.execute(watches_locked_in_id_order(gone))
     conn.execute(
         update(watch)
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))

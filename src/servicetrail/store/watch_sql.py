@@ -334,6 +334,20 @@ def unread_by_watch() -> Select[Any]:
     )
 
 
+def watches_locked_in_id_order(watch_ids: list[int], party_id: str | None = None) -> Select[Any]:
+    """Locks these watches' rows (of this Party only, if given) in id order, as a matcher's
+    step updates them, for a write about to update them on PostgreSQL. One UPDATE takes them
+    in whatever order its plan reads them (the table's, on a scan), and a step holding one
+    and waiting for another closed a cycle with it (reviews 34c, 34d). FOR NO KEY UPDATE, as
+    an UPDATE of these columns takes them: an event's foreign key still shares them."""
+    w = watch.c
+    chosen = select(w.id).where(w.id.in_(sorted(watch_ids)))
+    if party_id is not None:
+        chosen = chosen.where(w.party_id == literal(party_id))
+    locked = chosen.order_by(w.id).with_for_update(key_share=True).subquery()
+    return select(func.count()).select_from(locked)
+
+
 def skip_hidden_unread(party_id: str, newest_of: dict[int, int]) -> Update:
     """Move the Party's watches' read positions (watch id -> its newest event) when, as this
     statement finds them, none of a watch's unread events up to its newest is one the Party

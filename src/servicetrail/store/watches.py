@@ -55,6 +55,7 @@ from .watch_sql import (
     skip_hidden_unread as skip_hidden_unread_statement,
     unread_by_watch,
     unread_in_watch as unread_in_watch_statement,
+    watches_locked_in_id_order,
 )
 from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 from .read_transaction import owner_read_limits
@@ -360,9 +361,10 @@ def skip_hidden_unread(
         viewer = viewer_for(conn, party_id)
         if viewer is None:
             return
-        conn.execute(
-            skip_hidden_unread_statement(party_id, dict(hidden_only)), viewer_params(viewer)
-        )
+        newest_of = dict(hidden_only)
+        if conn.dialect.name == "postgresql":
+            conn.execute(watches_locked_in_id_order(list(newest_of), party_id))
+        conn.execute(skip_hidden_unread_statement(party_id, newest_of), viewer_params(viewer))
 
 
 def _registry_held(conn: Connection) -> None:
