@@ -963,6 +963,49 @@ def test_skipping_hidden_events_takes_the_watches_in_id_order(
         assert read_position(conn, SOUTHENERGY, second) == 5
 
 
+def test_turning_webhooks_off_waits_for_a_registry_change_matching_in_steps(
+    pg_engine: Engine,
+) -> None:
+    """A registry change matches what is stored in steps of its one transaction: each step
+    takes its watches in id order, but a later step may take a watch before an earlier
+    step's. Turning webhooks off between two steps took the later step's watch and waited
+    for the earlier step's, a cycle that failed the registry load (review 35a). It waits for
+    the registry change now, as a page skipping hidden events does. The change's steps are
+    match_before_registry_change's, one at a time."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, disable_gone
+    from servicetrail.store.visibility_index import lock_registry
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    first = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    second = add_watch(world, SOUTHENERGY, srvs=["6.15"], webhook=hook)["id"]
+    assert first < second
+    append(world, lk_request(1, srv="6.15.1"), lk_request(2, srv="4.1.1"))  # second's, first's
+    failures: list[BaseException] = []
+
+    def turn_off(conn) -> None:
+        outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
+        disable_gone(conn, outcomes, datetime.now(timezone.utc))
+
+    with pg_engine.connect() as change:
+        lock_registry(change)
+        assert match_new_records(change, batch=1, wait=True, gaps_final=True) == 1  # second's
+        turning = _transaction_in_background(pg_engine, turn_off, failures)
+        assert match_new_records(change, batch=1, wait=True, gaps_final=True) == 1  # first's
+        change.commit()
+    turning.join(30)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        shown = list_watches(conn, SOUTHENERGY, with_state=True)
+        assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [
+            (first, False),
+            (second, False),
+        ]
+        assert [len(events(world, SOUTHENERGY, w)[0]) for w in (first, second)] == [1, 1]
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

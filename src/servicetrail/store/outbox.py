@@ -19,6 +19,7 @@ from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
 from .watch_sql import due_deliveries, due_watches, visible_deliveries, watches_locked_in_id_order
+from .visibility_index import REGISTRY_LOCK
 from .watch_tables import watch, webhook_outbox
 
 
@@ -311,6 +312,10 @@ def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> No
     if not gone:
         return
     if conn.dialect.name == "postgresql":
+        # after a registry change in progress: it matches in steps of its transaction, each
+        # in id order but a later one's watch maybe before an earlier one's, and a turning
+        # off between two steps closed a cycle with it (review 35a)
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
         conn.execute(watches_locked_in_id_order(gone))
     conn.execute(
         update(watch)
