@@ -1006,6 +1006,76 @@ def test_turning_webhooks_off_waits_for_a_registry_change_matching_in_steps(
         assert [len(events(world, SOUTHENERGY, w)[0]) for w in (first, second)] == [1, 1]
 
 
+def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -> None:
+    """A deletion waits for a matcher's step, which holds its watches FOR KEY SHARE and then
+    updates them in id order; waiting, it held the row's place in line, and whoever came
+    after waited behind it even where the step's lock let them in. A turning off of webhooks
+    holding the step's first watch, and come to the second while another held it, stayed in
+    line there; the step, updating the first, waited for the turning off: PostgreSQL broke
+    the cycle by failing the deletion (stress bench, session 35). The step's statements are
+    written out, as `_counters` and `_write_events` run them; `holder` is the other."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, disable_gone
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    first, second = sorted(add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
+    failures: list[BaseException] = []
+
+    def delete_second(conn) -> None:
+        assert delete_watch(conn, SOUTHENERGY, second)
+
+    def turn_off(conn) -> None:
+        outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
+        disable_gone(conn, outcomes, datetime.now(timezone.utc))
+
+    with pg_engine.connect() as step, pg_engine.connect() as holder:
+        step.execute(
+            text("SELECT id FROM watch WHERE id IN (:a, :b) ORDER BY id FOR KEY SHARE"),
+            {"a": first, "b": second},
+        )
+        holder.execute(text("SELECT id FROM watch WHERE id = :w FOR NO KEY UPDATE"), {"w": second})
+        deleting = _transaction_in_background(pg_engine, delete_second, failures)
+        turning = _transaction_in_background(pg_engine, turn_off, failures)
+        holder.commit()
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": first})
+        step.execute(text("UPDATE watch SET last_event_id = 1 WHERE id = :w"), {"w": second})
+        step.commit()
+    for thread in (turning, deleting):
+        thread.join(30)
+    assert failures == []
+    with pg_engine.connect() as conn:
+        shown = list_watches(conn, SOUTHENERGY, with_state=True)
+    assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(first, False)]
+
+
+def test_a_deletion_kept_waiting_says_the_store_is_busy_and_changes_nothing(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving way has an end: past its patience the deletion is StoreBusy (503, asked again),
+    the watch still there; had in time, the rest of its transaction waits for locks as
+    before, not a turn's half second."""
+    from servicetrail.store import row_locks
+    from servicetrail.store.limits import StoreBusy
+
+    monkeypatch.setattr(row_locks, "PATIENCE_SECONDS", 1.5)
+    world = load_personas(pg_engine)
+    made = add_watch(world, SOUTHENERGY)["id"]
+    with pg_engine.connect() as step:
+        step.execute(text("SELECT id FROM watch WHERE id = :w FOR KEY SHARE"), {"w": made})
+        with pytest.raises(StoreBusy, match="the watch waited 1.5 s"):
+            with pg_engine.begin() as conn:
+                delete_watch(conn, SOUTHENERGY, made)
+        step.rollback()
+    with pg_engine.connect() as conn:
+        assert [w["id"] for w in list_watches(conn, SOUTHENERGY)] == [made]
+    with pg_engine.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '7s'"))
+        assert delete_watch(conn, SOUTHENERGY, made)
+        assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "7s"
+
+
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,6 +42,7 @@ from .engine import foreign_keys_planned_once, waiting_at_most
 from .queries import viewer_for
 from .visibility_index import REGISTRY_LOCK
 from .read_transaction import read_as
+from .row_locks import lock_giving_way
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
 from .outbox import delete_deliveries_of
@@ -258,9 +259,12 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     _delete_events_of(conn, watch_id)
     # then the watch: on PostgreSQL this waits for a step that holds it (FOR KEY SHARE,
     # `_counters`), whose events are then committed, and deleted by the second pass; a step
-    # after it finds no watch. The count, not the check above: of several deletions at once,
-    # only the one that removed the watch says so (the others answer 404, as for any watch
-    # that is not there).
+    # after it finds no watch. Giving way while it waits (see there). The count, not the
+    # check above: of several deletions at once, only the one that removed the watch says so
+    # (the others answer 404, as for any watch that is not there).
+    lock_giving_way(
+        conn, select(watch.c.id).where(watch.c.id == watch_id).with_for_update(), "the watch"
+    )
     deleted = conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
     _delete_events_of(conn, watch_id)
     return deleted

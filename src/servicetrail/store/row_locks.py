@@ -1,0 +1,58 @@
+"""Row locks that give way (PostgreSQL), for a writer that takes a row another transaction
+may hold in a weaker mode for a while, as a deletion of a watch does."""
+
+from __future__ import annotations
+
+import time
+
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Executable, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from .limits import StoreBusy
+
+# Under PostgreSQL's deadlock_timeout (1 s), which is how long a waiter waits before it looks
+# for a cycle: out of line before then, the lock is never part of one when anybody looks.
+TURN_SECONDS = 0.5
+PATIENCE_SECONDS = 30.0
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.02, 0.5
+
+
+def lock_giving_way(
+    conn: Connection, statement: Executable, what: str, patience: float | None = None
+) -> None:
+    """Run `statement`, which locks rows, in the caller's transaction, waiting for another's
+    lock TURN_SECONDS at most at a time, stepping out of line for a moment between tries, for
+    `patience` seconds (PATIENCE_SECONDS); then StoreBusy, naming `what` waited. Nothing on
+    SQLite, whose writers hold its write lock already.
+
+    Why: a transaction waiting for a row keeps its place in the row's line, and whoever comes
+    after waits behind it, even where the holder's lock would let them in. A deletion of a
+    watch waiting for a matcher's step (which holds it FOR KEY SHARE) kept a turning off of
+    webhooks behind it, which held the step's next watch: a cycle that PostgreSQL broke by
+    failing the deletion (stress bench, session 35)."""
+    if conn.dialect.name != "postgresql":
+        return
+    patience = PATIENCE_SECONDS if patience is None else patience
+    before = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    deadline = time.monotonic() + patience
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            with conn.begin_nested():  # a lock not had in time undoes only this try
+                _lock_timeout(conn, f"{round(TURN_SECONDS * 1000)}ms")
+                conn.execute(statement)
+            break
+        except DBAPIError as e:
+            if not isinstance(e.orig, LockNotAvailable):
+                raise
+        if time.monotonic() + pause > deadline:
+            raise StoreBusy(f"{what} waited {patience:g} s for work in progress on it")
+        time.sleep(pause)
+        pause = min(_LONGEST_PAUSE, pause * 2)
+    _lock_timeout(conn, before)  # the rest of the transaction waits as it would have
+
+
+def _lock_timeout(conn: Connection, value: str) -> None:
+    conn.execute(text("SELECT set_config('lock_timeout', :value, true)"), {"value": value})
