@@ -105,6 +105,24 @@ def test_a_missing_required_field_is_named(field: str, absent) -> None:
         record_from_mapping(raw)
 
 
+@pytest.mark.parametrize(
+    "misspelt,named",
+    [
+        ({"paylaod": "<b/>"}, "'paylaod'"),
+        ({"command_varient": 4}, "'command_varient'"),
+        ({f"x{n}": n for n in range(5)}, "'x0', 'x1', 'x2' and 2 more"),
+        ({"\u202eevil": 1}, r"'\u202eevil'"),  # shown escaped: the reason stays plain
+    ],
+)
+def test_an_unknown_field_is_refused_by_name(misspelt: dict, named: str) -> None:
+    """A misspelt field was a missing one, taken as empty: the payload's body was lost and
+    the line put right was a conflict for ever after (audit 35c)."""
+    with pytest.raises(InvalidValue) as refused:
+        record_from_mapping({**GOOD, **misspelt})
+    assert str(refused.value).startswith(f"unknown field(s) {named}: a record's are logged_at,")
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.parametrize("absent", [None, "", "   "])
 def test_only_a_response_may_have_no_request_id(absent) -> None:
     """SPEC 4.1: a Device's response without a RequestID is stored with an empty one."""

@@ -512,6 +512,21 @@ def test_a_conflicting_resend_is_rejected_naming_the_stored_record(cli, engine, 
     assert f"stored record {after[1]['id']}" in rejects[2]["reason"]
 
 
+def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, tmp_path):
+    """A misspelt field was taken for a missing one: the request was stored without its body,
+    and the line put right was a conflict with it for ever after (audit 35c)."""
+    misspelt = {k if k != "payload" else "paylaod": v for k, v in rec(payload="<b/>").items()}
+    first = write_lines(tmp_path / "first.jsonl", [json.dumps(misspelt)])
+    result = cli("ingest", first)
+    assert (result.exit_code, result.stdout) == (1, "loaded 0, rejected 1, skipped 0 duplicates\n")
+    [rejected] = rejects_of(tmp_path / "first.rejects.jsonl")
+    assert rejected["line"] == 1 and rejected["raw"] == json.dumps(misspelt)
+    assert rejected["reason"].startswith("unknown field(s) 'paylaod': a record's are ")
+    put_right = write_lines(tmp_path / "put_right.jsonl", [json.dumps(rec(payload="<b/>"))])
+    assert cli("ingest", put_right).stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert [r["payload"] for r in stored(engine)] == ["<b/>"]
+
+
 def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
     path = write_lines(
         tmp_path / "cv.jsonl",

@@ -36,6 +36,18 @@ MAX_PAYLOAD_CHARS = 16 * 1024 * 1024
 DIGEST_BYTES = 16  # 128 bits of SHA-256: a collision between two messages is not a practical worry
 
 
+# A misspelt field was a missing one, taken as empty: `paylaod` stored a request without its
+# body, and the line put right could never follow it, a conflict (audit 35c)
+ALL_FIELDS = (*FIELDS, "command_variant")
+_KNOWN_FIELDS = frozenset(ALL_FIELDS)
+
+
+def _unknown_fields(raw: Mapping[str, Any]) -> str:
+    unknown = [shown(name) for name in raw if name not in _KNOWN_FIELDS]
+    named = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+    return f"unknown field(s) {named}: a record's are {', '.join(ALL_FIELDS)}"
+
+
 def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
     """A SatRecord from one decoded SAT JSON Lines object, or InvalidValue naming the field."""
     return SatRecord(*record_values(raw))
@@ -52,6 +64,8 @@ def record_values(
     """
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise InvalidValue("a record must be a JSON object")
+    if not raw.keys() <= _KNOWN_FIELDS:
+        raise InvalidValue(_unknown_fields(raw))
     get = raw.get
     values = when, kind, request, srv, user, device, code, payload = (
         get("logged_at"),
