@@ -165,6 +165,7 @@ def test_oversized_documents_refused_before_parsing(cli, engine, tmp_path, use_s
         ("", "well-formed"),
         ("this is not xml at all", "well-formed"),
         (response().replace("</sr:Header>", ""), "well-formed"),
+        (response().replace("</sr:Header>", "\x00</sr:Header>"), "well-formed"),  # 35c
         ('<?xml version="1.0"?><invoice><total>12</total></invoice>', "not a DUIS"),
         (response().replace(NS, 'xmlns:sr="http://example.com/not-duis"'), "not a DUIS"),
         ('<Response schemaVersion="5.4"><Header/></Response>', "not a DUIS"),
@@ -178,6 +179,7 @@ def test_not_well_formed_or_not_duis(cli, engine, tmp_path, document, reason):
     assert "Traceback" not in result.output
     [reject] = rejects_of(tmp_path / "odd.rejects.jsonl")
     assert reason in reject["reason"] and reject["line"] == 1
+    assert len(reject["reason"].splitlines()) == 1  # SPEC: a one-line reason
     assert count(engine) == 0
 
 

@@ -230,7 +230,8 @@ def _parse(
     try:
         root = etree.fromstring(document, _PARSER if text is None else _TEXT_PARSER)
     except etree.XMLSyntaxError as e:
-        raise InvalidValue(f"not well-formed XML: {e.msg}") from None
+        # one line, as SPEC's reasons are: libxml2 ends some of its own with a line break
+        raise InvalidValue(f"not well-formed XML: {' '.join(str(e.msg).split())}") from None
     if (
         root.getroottree().docinfo.internalDTD is not None
     ):  # e.g. a UTF-16 document hides it from _DTD
