@@ -133,6 +133,17 @@ def test_a_carriage_return_inside_a_line_is_named_as_such(cli, engine, tmp_path)
     )
 
 
+def test_a_file_whose_lines_end_in_cr_alone_is_refused_in_a_loaders_words(cli, tmp_path):
+    """The header's line ran into the records, and Python's own words were the reason
+    (audit 35c)."""
+    users = tmp_path / "users.csv"
+    users.write_bytes((USERS_HEADER + GOOD[0] + GOOD[1]).replace(b"\n", b"\r"))
+    result = cli("load", "users", users)
+    assert result.exit_code == 2
+    assert "a carriage return inside the line (lines end in LF or CRLF)" in result.output
+    assert "universal-newline" not in result.output and "Traceback" not in result.output
+
+
 def test_a_quote_left_open_before_an_over_long_line_refuses_the_two_alone(cli, engine, tmp_path):
     """The csv module read on from the open quote into a line over the limit: one reject
     spanned them both and the good lines between them (review, session 21)."""

@@ -527,6 +527,30 @@ def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, 
     assert [r["payload"] for r in stored(engine)] == ["<b/>"]
 
 
+def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
+    """One line of three records was "not JSON", and nothing said why (audit 35c)."""
+    path = tmp_path / "cr.jsonl"
+    lines = [json.dumps(rec(counter=n)) for n in (1, 2, 3)]
+    path.write_bytes("\r".join(lines).encode() + b"\r")
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    [rejected] = rejects_of(tmp_path / "cr.rejects.jsonl")
+    assert rejected["reason"].endswith(
+        "(a carriage return inside the line: lines end in LF or CRLF)"
+    )
+    assert rejected["raw"] == "\r".join(lines)
+
+
+def test_utf16_json_lines_are_refused_whole_saying_so(cli, engine, tmp_path):
+    """Split on its line ends, each line was a reject of its own, none saying why (35c)."""
+    path = tmp_path / "u16.jsonl"
+    path.write_bytes("\n".join(json.dumps(rec(counter=n)) for n in (1, 2)).encode("utf-16"))
+    result = cli("ingest", path)
+    assert result.exit_code == 2
+    assert "is UTF-16 text; JSON Lines are read as UTF-8 (save it as UTF-8)" in result.output
+    assert not (tmp_path / "u16.rejects.jsonl").exists() and stored(engine) == []
+
+
 def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
     path = write_lines(
         tmp_path / "cv.jsonl",

@@ -360,7 +360,7 @@ def read_header(
     try:
         header = next(reader, [])
     except csv.Error as e:
-        raise BadHeader(f"{name}: the first line is not a CSV header ({e})") from None
+        raise BadHeader(f"{name}: the first line is not a CSV header ({_said(e)})") from None
     except _RunsOn:
         raise BadHeader(
             f"{name}: the first line is not a CSV header (a quote opened in it is not closed)"
@@ -475,9 +475,15 @@ _TOO_LONG = too_long(MOST_LINE_BYTES)
 
 
 def _unreadable(error: csv.Error | _RunsOn) -> str:
-    if "new-line character seen in unquoted field" in str(error):  # and a hint about open()
-        return "not a CSV record: a carriage return inside the line (lines end in LF or CRLF)"
-    return f"not a CSV record: {error}"
+    return f"not a CSV record: {_said(error)}"
+
+
+def _said(error: csv.Error | _RunsOn) -> str:
+    """The csv module's complaint, in a loader's words where it speaks of Python: a file
+    whose lines end in CR alone was refused with a hint about open() (audit 35c)."""
+    if "new-line character seen in unquoted field" in str(error):
+        return "a carriage return inside the line (lines end in LF or CRLF)"
+    return str(error)
 
 
 def _unclosed(why: object) -> str:

@@ -26,9 +26,12 @@ def parse_values(line: bytes) -> tuple[Any, ...]:
 
 def not_json(error: orjson.JSONDecodeError, line: bytes) -> str:
     """Why a line is not JSON: bytes that are not UTF-8 were said as orjson's "str is not
-    valid UTF-8: surrogates not allowed" (audit 28a)."""
+    valid UTF-8: surrogates not allowed" (audit 28a); records on lines ending in CR alone
+    were one line "not JSON" with no word of why (audit 35c)."""
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
         return f"not UTF-8 text (byte {bad.start + 1} of the line)"
+    if b"\r" in line.rstrip(b"\r\n"):
+        return f"not JSON: {error} (a carriage return inside the line: lines end in LF or CRLF)"
     return f"not JSON: {error}"

@@ -118,7 +118,18 @@ def _form_of_lines(path: Path) -> Format:
     """A DUIS capture's records carry `duis`, SAT JSON Lines' `kind`: the first line that is
     an object with one of them tells. A line that is no JSON, not an object or an object with
     neither (a damaged first record) tells nothing: judged by it, one `null` or `{"dius": ..}`
-    at the top made every good capture line a reject (audit 23c)."""
+    at the top made every good capture line a reject (audit 23c). UTF-16 text is refused
+    whole: split on its line ends, every line was a reject of its own, none saying why
+    (audit 35c)."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(2)
+    except DAMAGED:  # the loader's to reject, line by line
+        head = b""
+    if head in _UTF16_BOMS:
+        raise UnreadableInput(
+            f"{path}: is UTF-16 text; JSON Lines are read as UTF-8 (save it as UTF-8)"
+        )
     with open_binary(path) as f:
         for number, line in enumerate(readable_lines(f)):
             if number >= FORM_LINES:
