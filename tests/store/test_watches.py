@@ -963,15 +963,15 @@ def test_skipping_hidden_events_takes_the_watches_in_id_order(
         assert read_position(conn, SOUTHENERGY, second) == 5
 
 
-def test_turning_webhooks_off_waits_for_a_registry_change_matching_in_steps(
+def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
     pg_engine: Engine,
 ) -> None:
     """A registry change matches what is stored in steps of its one transaction: each step
     takes its watches in id order, but a later step may take a watch before an earlier
     step's. Turning webhooks off between two steps took the later step's watch and waited
-    for the earlier step's, a cycle that failed the registry load (review 35a). It waits for
-    the registry change now, as a page skipping hidden events does. The change's steps are
-    match_before_registry_change's, one at a time."""
+    for the earlier step's, a cycle that failed the registry load (review 35a). It does
+    nothing while a registry change is at work (its caller asks again later), and after it.
+    The change's steps are match_before_registry_change's, one at a time."""
     from datetime import datetime, timezone
 
     from servicetrail.store.outbox import Outcome, disable_gone
@@ -984,19 +984,21 @@ def test_turning_webhooks_off_waits_for_a_registry_change_matching_in_steps(
     assert first < second
     append(world, lk_request(1, srv="6.15.1"), lk_request(2, srv="4.1.1"))  # second's, first's
     failures: list[BaseException] = []
+    turned: list[bool] = []
+    outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
 
     def turn_off(conn) -> None:
-        outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
-        disable_gone(conn, outcomes, datetime.now(timezone.utc))
+        turned.append(disable_gone(conn, outcomes, datetime.now(timezone.utc)))
 
     with pg_engine.connect() as change:
         lock_registry(change)
         assert match_new_records(change, batch=1, wait=True, gaps_final=True) == 1  # second's
-        turning = _transaction_in_background(pg_engine, turn_off, failures)
+        _transaction_in_background(pg_engine, turn_off, failures).join(30)
         assert match_new_records(change, batch=1, wait=True, gaps_final=True) == 1  # first's
         change.commit()
-    turning.join(30)
-    assert failures == []
+    assert (turned, failures) == ([False], [])
+    with pg_engine.begin() as conn:
+        assert disable_gone(conn, outcomes, datetime.now(timezone.utc))
     with pg_engine.connect() as conn:
         shown = list_watches(conn, SOUTHENERGY, with_state=True)
         assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [
@@ -1048,6 +1050,43 @@ def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -
     with pg_engine.connect() as conn:
         shown = list_watches(conn, SOUTHENERGY, with_state=True)
     assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(first, False)]
+
+
+def test_two_deletions_of_one_watch_go_one_after_the_other(pg_engine: Engine) -> None:
+    """The first deletion deleted the watch after a matcher's step committed an event for it;
+    a second deletion's first pass took that event's delivery, and it waited for the watch
+    while the first waited for the delivery: PostgreSQL killed the first, which did the work,
+    and (the second stepping in and out of line) matcher steps behind it for 30 s (review
+    35d). The first is written out as delete_watch runs it, a step between its passes."""
+    from servicetrail.store.outbox import delete_deliveries_of
+    from servicetrail.store.watches import one_deletion_at_a_time
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    made = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    failures: list[BaseException] = []
+    second_said: list[bool] = []
+    with pg_engine.connect() as first:
+        one_deletion_at_a_time(first, made)
+        delete_deliveries_of(first, made)  # the first pass: nothing yet
+        first.execute(text("DELETE FROM watch_event WHERE watch_id = :w"), {"w": made})
+        append(world, lk_request(2, srv="4.1.1"))
+        match_all(world)  # an event and its delivery, committed
+        first.execute(text("SELECT id FROM watch WHERE id = :w FOR UPDATE"), {"w": made})
+        first.execute(text("DELETE FROM watch WHERE id = :w"), {"w": made})
+        second = _transaction_in_background(
+            pg_engine,
+            lambda conn: second_said.append(delete_watch(conn, SOUTHENERGY, made)),
+            failures,
+        )
+        delete_deliveries_of(first, made)  # the second pass
+        first.execute(text("DELETE FROM watch_event WHERE watch_id = :w"), {"w": made})
+        first.commit()
+    second.join(30)
+    assert (failures, second_said) == ([], [False])  # the second found no watch: a 404
+    with pg_engine.connect() as conn:
+        assert list_watches(conn, SOUTHENERGY) == []
+        assert conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one() == 0
 
 
 def test_a_deletion_kept_waiting_says_the_store_is_busy_and_changes_nothing(

@@ -932,3 +932,50 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     assert not round_.is_alive() and failures == []
     with pg_engine.connect() as conn:
         assert pending_count(conn) == 0 and deliverer._outcomes == []
+
+
+def test_a_410_during_a_registry_change_waits_for_a_later_round_and_the_round_goes_on(
+    pg_engine,
+) -> None:
+    """Turning a webhook off waits for no registry change (review 35d: behind one waiting for
+    a stalled ingest batch, the rounds stalled with no end): the round records what else came
+    back and leases on; the 410 is recorded by a round after the change."""
+    from sqlalchemy import text
+
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.visibility_index import lock_registry
+    from servicetrail.store.watches import list_watches, match_new_records
+
+    P.load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    with pg_engine.begin() as conn:
+        gone, fine = (
+            create_watch(
+                conn, P.SOUTHENERGY, watch_spec({"name": n, "webhook": hook}), new_secret()
+            )
+            for n in ("gone", "fine")
+        )
+    lk_requests(pg_engine, 1, 2)
+    with pg_engine.begin() as conn:
+        match_new_records(conn)
+    deliverer = Deliverer(pg_engine, schedule=[60])
+    deliverer._outcomes = [
+        Outcome(gone["id"], 1, 0, "gone"),
+        Outcome(fine["id"], 1, 0, "delivered"),
+    ]
+    with pg_engine.connect() as change:
+        lock_registry(change)
+        deliverer._settle_and_lease(0, [])  # at once: nothing waits for the change
+        with pg_engine.connect() as conn:
+            delivered = text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w")
+            assert list(conn.execute(delivered, {"w": fine["id"]}).scalars()) == [2]
+            shown = list_watches(conn, P.SOUTHENERGY, with_state=True)
+            assert all(w["webhook"]["enabled"] for w in shown)
+        assert deliverer._outcomes == [Outcome(gone["id"], 1, 0, "gone")]
+        change.rollback()
+    deliverer._settle_and_lease(0, [])
+    assert deliverer._outcomes == []
+    with pg_engine.connect() as conn:
+        listed = list_watches(conn, P.SOUTHENERGY, with_state=True)
+        shown = {w["id"]: w["webhook"]["enabled"] for w in listed}
+    assert shown == {gone["id"]: False, fine["id"]: True}

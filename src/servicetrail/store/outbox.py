@@ -302,26 +302,32 @@ def record_outcomes(
     return len(given_up)
 
 
-def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> None:
+def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> bool:
     """Turn off the webhooks whose receivers answered 410 Gone, in the caller's transaction,
     which should hold nothing else: it waits for each watch's row (a matcher's step, a
     Party marking its events read), in id order. Done inside a round, after its deliveries
     were locked, the wait closed a cycle with a delete of the watch; skipped instead when
-    the row was held, the 410 was lost and deliveries went on to the receiver (review 34b)."""
+    the row was held, the 410 was lost and deliveries went on to the receiver (review 34b).
+
+    False, nothing done, while a registry change is at work or waiting (PostgreSQL): it
+    matches in steps of its transaction, each in id order but a later one's watch maybe
+    before an earlier one's, and a turning off between two steps closed a cycle with it
+    (review 35a); waiting for it, behind the ingest batches it waits for, stalled the
+    deliverer's rounds with no end (review 35d). The caller asks again later."""
     gone = sorted({o.watch_id for o in outcomes if o.status == "gone"})
     if not gone:
-        return
+        return True
     if conn.dialect.name == "postgresql":
-        # after a registry change in progress: it matches in steps of its transaction, each
-        # in id order but a later one's watch maybe before an earlier one's, and a turning
-        # off between two steps closed a cycle with it (review 35a)
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
+        taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock_shared({REGISTRY_LOCK})")
+        if not taken.scalar_one():
+            return False
         conn.execute(watches_locked_in_id_order(gone))
     conn.execute(
         update(watch)
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
         .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone")
     )
+    return True
 
 
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:

@@ -12,9 +12,11 @@ from sqlalchemy.exc import DBAPIError
 
 from .limits import StoreBusy
 
-# Under PostgreSQL's deadlock_timeout (1 s), which is how long a waiter waits before it looks
-# for a cycle: out of line before then, the lock is never part of one when anybody looks.
-TURN_SECONDS = 0.5
+# A try waits for a row twice at most (for its place in line, then for the holder), each up to
+# the lock timeout: a third of PostgreSQL's deadlock_timeout each, which is how long a waiter
+# waits before it looks for a cycle, so the try is out of line before anybody looks (at half
+# of it, a try was in line for the whole second: review 35d).
+TURN_OF_DEADLOCK_TIMEOUT = 1 / 3
 PATIENCE_SECONDS = 30.0
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.02, 0.5
 
@@ -23,7 +25,7 @@ def lock_giving_way(
     conn: Connection, statement: Executable, what: str, patience: float | None = None
 ) -> None:
     """Run `statement`, which locks rows, in the caller's transaction, waiting for another's
-    lock TURN_SECONDS at most at a time, stepping out of line for a moment between tries, for
+    lock a short turn at most at a time, stepping out of line for a moment between tries, for
     `patience` seconds (PATIENCE_SECONDS); then StoreBusy, naming `what` waited. Nothing on
     SQLite, whose writers hold its write lock already.
 
@@ -35,13 +37,19 @@ def lock_giving_way(
     if conn.dialect.name != "postgresql":
         return
     patience = PATIENCE_SECONDS if patience is None else patience
-    before = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    before, deadlock_ms = conn.execute(
+        text(
+            "SELECT current_setting('lock_timeout'), "
+            "extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000"
+        )
+    ).one()
+    turn = f"{max(1, int(float(deadlock_ms) * TURN_OF_DEADLOCK_TIMEOUT))}ms"
     deadline = time.monotonic() + patience
     pause = _FIRST_PAUSE
     while True:
         try:
             with conn.begin_nested():  # a lock not had in time undoes only this try
-                _lock_timeout(conn, f"{round(TURN_SECONDS * 1000)}ms")
+                _lock_timeout(conn, turn)
                 conn.execute(statement)
             break
         except DBAPIError as e:

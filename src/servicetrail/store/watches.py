@@ -249,6 +249,7 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     """Delete the Party's watch with its events and pending deliveries; False if it has none
     such. In a transaction at READ COMMITTED, the engine's default: each statement below
     sees what a matcher's step committed while the first waited for it."""
+    one_deletion_at_a_time(conn, watch_id)
     if _owned(conn, party_id, watch_id) is None:
         return False
     # explicit: SQLite's key cascades only with foreign_keys on, PostgreSQL has none (0020).
@@ -268,6 +269,20 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     deleted = conn.execute(delete(watch).where(watch.c.id == watch_id)).rowcount > 0
     _delete_events_of(conn, watch_id)
     return deleted
+
+
+def one_deletion_at_a_time(conn: Connection, watch_id: int) -> None:
+    """PostgreSQL: the watch's deletions one after another, each waiting for the one before
+    to end before it takes anything (an advisory lock of the transaction; SQLite's writers
+    are one at a time already). Two at once, the one that deleted the watch waited in its
+    second pass for the events the other's first pass held, while the other waited for the
+    watch: a cycle that killed the deletion that did the work, and every matcher step or
+    Party marking events read that waited behind it (review 35d)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.watch_deletion'), :key)"),
+            {"key": watch_id % (1 << 31)},  # the two-key form: a space no other lock uses
+        )
 
 
 def _delete_events_of(conn: Connection, watch_id: int) -> None:
@@ -726,6 +741,7 @@ __all__ = [
     "mark_read",
     "match_before_registry_change",
     "match_new_records",
+    "one_deletion_at_a_time",
     "read_position",
     "recent_events",
     "skip_hidden_unread",

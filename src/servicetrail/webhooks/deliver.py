@@ -488,9 +488,14 @@ class Deliverer:
         """`_settle_and_lease`'s transaction: the deliveries it changes locked first, in key
         order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
         given_up = 0
+        put_off: list[Outcome] = []
         if any(o.status == "gone" for o in outcomes):
             with self.engine.begin() as conn:  # holding nothing else (see there)
-                disable_gone(conn, outcomes, datetime.now(UTC))
+                if not disable_gone(conn, outcomes, datetime.now(UTC)):
+                    # a registry change at work: the 410s wait for a later round, their
+                    # deliveries still leased here, and the rest of the round goes on
+                    put_off = [o for o in outcomes if o.status == "gone"]
+                    outcomes = [o for o in outcomes if o.status != "gone"]
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:
@@ -509,6 +514,7 @@ class Deliverer:
                 else []
             )
         self.stats.given_up += given_up  # once committed: a round run again counts once
+        self._outcomes[:0] = put_off
         return leased, hidden
 
     def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
