@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Webhook rounds, deletes of watches and the matcher all at once on PostgreSQL, counting the
-deadlocks PostgreSQL broke (review 34a's stress; sessions 33-34 measured 11-28 in 40 s before
-the rounds locked in key order, 6-8 with 46ed7f8, 0-1 since d8caa98, none since 42a34dd).
+"""Webhook rounds, deletes of watches, registry changes and the matcher all at once on
+PostgreSQL, counting the deadlocks PostgreSQL broke (review 34a's stress, widened by review
+35d; the counts of each session are in BENCHMARKS.md).
 
     .venv/bin/python bench/webhook_deadlocks.py postgresql://.../NEWDB --seconds 40
     PYTHONPATH=OLD/src .venv/bin/python bench/webhook_deadlocks.py URL ...   # another src/
 
 The database must be new (the script loads the test personas into it). Threads: 2 create
-watches with webhooks (at most 60), 2 delete them, 1 appends records, 2 match, and 3 play a
-deliverer's rounds through the store's functions as `webhooks.deliver` does: the webhooks
-that answered 410 turned off, then the deliveries locked in key order; random outcomes
+watches with webhooks (at most 60), 2 delete them, 1 deletes one twice at once (a client
+that sends its DELETE twice), 1 appends records, 2 match, 1 plays a registry change (the
+registry's lock, then matching in steps of 2 records), 1 marks events read, 1 skips hidden
+unread events as a page does, and 3 play a deliverer's rounds through the store's functions
+as `webhooks.deliver` does: the webhooks that answered 410 turned off (put off to a later
+round during a registry change), then the deliveries locked in key order; random outcomes
 (60% delivered, 30% failed, 10% 410 Gone); those hidden since the lease; a lease; now and
-then a release. Prints each kind's operations,
-the deadlocks and other errors by kind, and what is left pending.
+then a release. Prints each kind's operations, the deadlocks and other errors by kind, and
+what is left pending.
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ from servicetrail.store.outbox import (  # noqa: E402
     record_outcomes,
     release,
 )
-from servicetrail.store.watches import create_watch, delete_watch, match_new_records  # noqa: E402
+from servicetrail.store.visibility_index import lock_registry  # noqa: E402
+from servicetrail.store.watches import (  # noqa: E402
+    create_watch,
+    delete_watch,
+    mark_read,
+    match_new_records,
+    skip_hidden_unread,
+)
 from servicetrail.store.writer import append_records  # noqa: E402
 from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
 
@@ -54,8 +64,8 @@ except ImportError:  # older src/
     def lock_in_key_order(conn, keys) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    def disable_gone(conn, outcomes, now) -> None:  # type: ignore[no-untyped-def]
-        return None
+    def disable_gone(conn, outcomes, now) -> bool:  # type: ignore[no-untyped-def]
+        return True
 
 
 LATER = t("2025-04-01T10:00:00Z")
@@ -112,6 +122,59 @@ def main() -> None:
             delete_watch(conn, SOUTHENERGY, random.choice(ids))
         time.sleep(random.uniform(0, 0.05))
 
+    def delete_twice() -> None:
+        with engine.connect() as conn:
+            ids = conn.execute(text("SELECT id FROM watch")).scalars().all()
+        if len(ids) < 3:
+            time.sleep(0.02)
+            return
+        chosen = random.choice(ids)
+
+        def once() -> None:
+            try:
+                with engine.begin() as conn:
+                    delete_watch(conn, SOUTHENERGY, chosen)
+            except Exception as e:  # counted: the figure is how many
+                failed("delete_twice", e)
+
+        both = [threading.Thread(target=once) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+        time.sleep(random.uniform(0, 0.05))
+
+    def registry_change() -> None:
+        with engine.begin() as conn:
+            lock_registry(conn)
+            while match_new_records(conn, batch=2, wait=True, gaps_final=True):
+                time.sleep(random.uniform(0, 0.01))
+        time.sleep(random.uniform(0.05, 0.3))
+
+    def some_watches() -> list[tuple[int, int]]:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text("SELECT id, last_event_id FROM watch"))]
+
+    def mark() -> None:
+        watches = some_watches()
+        if not watches:
+            time.sleep(0.02)
+            return
+        watch_id, last = random.choice(watches)
+        with engine.begin() as conn:
+            mark_read(conn, SOUTHENERGY, watch_id, last or 1)
+        time.sleep(random.uniform(0, 0.02))
+
+    def skip() -> None:
+        watches = some_watches()
+        if not watches:
+            time.sleep(0.02)
+            return
+        chosen = random.sample(watches, min(len(watches), 4))
+        with engine.begin() as conn:
+            skip_hidden_unread(conn, SOUTHENERGY, [(w, last or 1) for w, last in chosen])
+        time.sleep(random.uniform(0, 0.02))
+
     def append() -> None:
         with numbers_lock:
             batch = [next(numbers) for _ in range(random.randint(1, 20))]
@@ -153,7 +216,8 @@ def main() -> None:
                 waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
                 now = datetime.now(timezone.utc)
                 with engine.begin() as conn:
-                    disable_gone(conn, outcomes, now)
+                    if not disable_gone(conn, outcomes, now):  # a later round's, as deliver's
+                        outcomes = [o for o in outcomes if o.status != "gone"]
                 with engine.begin() as conn:
                     lock_in_key_order(
                         conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
@@ -185,7 +249,8 @@ def main() -> None:
                 time.sleep(0.01)
 
     threads = [looping("create", create) for _ in range(2)]
-    threads += [looping("delete", delete) for _ in range(2)]
+    threads += [looping("delete", delete) for _ in range(2)] + [looping("twice", delete_twice)]
+    threads += [looping("registry", registry_change), looping("mark", mark), looping("skip", skip)]
     threads += [looping("append", append)] + [looping("match", match) for _ in range(2)]
     threads += [deliverer for _ in range(3)]
     started = time.monotonic()
