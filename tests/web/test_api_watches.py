@@ -3,6 +3,8 @@ titles only, another Party's 404, and hostile input."""
 
 from __future__ import annotations
 
+import json
+
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -176,6 +178,28 @@ def test_a_body_that_is_not_json_or_too_large_is_422(client, south) -> None:
     )
     huge = b'{"name": "' + b"x" * (300 * 1024) + b'"}'
     assert client.post("/api/v1/watches", content=huge, headers=south).json()["parameter"] == "body"
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        (b"{nope", "must be a JSON object; it is not JSON (unexpected character"),
+        (b'{"name": "\xff"}', "is not UTF-8 text (byte 11)"),
+        (b"[" * 100_000 + b"]" * 100_000, "must be a JSON object; it is not JSON ("),
+    ],
+)
+def test_a_body_that_is_not_json_says_why(client, south, body: bytes, said: str) -> None:
+    """Invalid UTF-8 and nesting past the parser's depth were 'must be a JSON object' (35c)."""
+    answer = client.post("/api/v1/watches", content=body, headers=south)
+    assert answer.status_code == 422
+    assert answer.json()["parameter"] == "body"
+    assert said in answer.json()["message"]
+
+
+def test_a_body_after_a_byte_order_mark_is_read(client, south) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps({"name": "bom"}).encode()
+    answer = client.post("/api/v1/watches", content=body, headers=south)
+    assert (answer.status_code, answer.json()["name"]) == (201, "bom")
 
 
 @pytest.mark.parametrize(

@@ -79,9 +79,14 @@ async def _json_body(request: Request) -> Any:
         if len(body) > MAX_BODY_BYTES:
             raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ParameterError("body", "must be a JSON object") from None
+        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))  # RFC 8259 lets a BOM be ignored
+    except orjson.JSONDecodeError as e:
+        # why, as the loaders say it: invalid UTF-8 was "must be a JSON object" (audit 35c)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise ParameterError("body", f"is not UTF-8 text (byte {bad.start + 1})") from None
+        raise ParameterError("body", f"must be a JSON object; it is not JSON ({e})") from None
 
 
 @router.post(
