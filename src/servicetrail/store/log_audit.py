@@ -427,11 +427,6 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             elif size in wanted and any(root != wanted[size].root for root in kept[size]):
                 yield f"log {origin} does not match the checkpoint of size {size} kept"
         return
-    signed = max((*wanted, *kept), default=0)
-    if signed > count:  # the last leaves gone: after the last leaf's entry, before any other's
-        later = _next_entry(conn, family, previous)
-        if later is not None:
-            yield from _removed_with_their_leaves(conn, family, previous, later, signed - count)
     for size in sorted(s for s in kept if s > count):
         yield f"log {origin} has {count} leaves, fewer than the checkpoint of size {size} kept"
     unseen = sorted(s for s in kept if s not in wanted)
@@ -512,23 +507,6 @@ def _suspects(family: str, count: int, entry_ids: deque[int]) -> str:
     ids = ", ".join(str(i) for i in entry_ids)
     noun = family_named(family).noun
     return f": one of leaves {first}-{count - 1} was rewritten with its {noun}, one of {ids}"
-
-
-def _next_entry(conn: Connection, family: str, after: int | None) -> int | None:
-    """The least entry id after `after` that any of the family's logs, queue or table holds
-    (None: none): the bound of a log's last leaves' ids, when they are gone with their
-    entries (audit 35b: only a gap between two leaves was searched)."""
-    if after is None:
-        return None
-    found = family_named(family)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    return conn.exec_driver_sql(
-        f"SELECT min(id) FROM (SELECT min(id) AS id FROM {found.table} WHERE id > {mark} "
-        f"UNION ALL SELECT min(entry_id) FROM log_leaf WHERE family = {mark} "
-        f"AND entry_id > {mark} UNION ALL SELECT min(entry_id) FROM log_pending "
-        f"WHERE family = {mark} AND entry_id > {mark}) AS later",
-        (after, family, after, family, after),
-    ).scalar()
 
 
 # the widest run of ids between two leaves that is searched for the entries of missing ones
