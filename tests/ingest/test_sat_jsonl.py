@@ -527,6 +527,25 @@ def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, 
     assert [r["payload"] for r in stored(engine)] == ["<b/>"]
 
 
+def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
+    """The other fields of an API item or a report row are ignored, not refused as unknown:
+    refused, re-ingesting an export no longer said it matched the store (review 35f)."""
+    from tests import personas as P
+
+    P.load_personas(engine)
+    shown = cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl")
+    own = [line for line in shown.stdout.splitlines() if json.loads(line)["access"] == "own"]
+    assert own and all("srv_title" in json.loads(line) for line in own)
+    span = ("--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z")
+    report = cli("report", "own", "--party", P.SOUTHENERGY, *span, "--format", "jsonl")
+    rows = report.stdout.splitlines()
+    assert rows and all("execution_at" in json.loads(line) for line in rows)
+    for name, lines in (("items", own), ("report", rows)):
+        path = write_lines(tmp_path / f"{name}.jsonl", lines)
+        result = cli("ingest", path)
+        assert result.stdout == f"loaded 0, rejected 0, skipped {len(lines)} duplicates\n"
+
+
 def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
     """One line of three records was "not JSON", and nothing said why (audit 35c)."""
     path = tmp_path / "cr.jsonl"
@@ -539,6 +558,10 @@ def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
         "(a carriage return inside the line: lines end in LF or CRLF)"
     )
     assert rejected["raw"] == "\r".join(lines)
+    broken = write_lines(tmp_path / "broken.jsonl", ['{"kind":\r "request",'])
+    cli("ingest", broken)  # a CR is JSON's white space: no sign of it in a line broken otherwise
+    [said] = rejects_of(tmp_path / "broken.rejects.jsonl")
+    assert said["reason"].startswith("not JSON") and "carriage return" not in said["reason"]
 
 
 def test_utf16_json_lines_are_refused_whole_saying_so(cli, engine, tmp_path):
@@ -549,6 +572,12 @@ def test_utf16_json_lines_are_refused_whole_saying_so(cli, engine, tmp_path):
     assert result.exit_code == 2
     assert "is UTF-16 text; JSON Lines are read as UTF-8 (save it as UTF-8)" in result.output
     assert not (tmp_path / "u16.rejects.jsonl").exists() and stored(engine) == []
+    folder = tmp_path / "inbox"  # in a folder too: skipped as neither form, it went unsaid (35f)
+    folder.mkdir()
+    (folder / "u16.jsonl").write_bytes(path.read_bytes())
+    (folder / "ok.jsonl").write_text(json.dumps(rec(counter=9)) + "\n")
+    result = cli("ingest", folder)
+    assert result.exit_code == 2 and "u16.jsonl: is UTF-16 text" in result.output
 
 
 def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):

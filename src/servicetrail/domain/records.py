@@ -37,15 +37,19 @@ DIGEST_BYTES = 16  # 128 bits of SHA-256: a collision between two messages is no
 
 
 # A misspelt field was a missing one, taken as empty: `paylaod` stored a request without its
-# body, and the line put right could never follow it, a conflict (audit 35c)
+# body, and the line put right could never follow it, a conflict (audit 35c). The other
+# fields of an API item or a report row are ignored: our own exports read back as they did
+# (review 35f), each a duplicate of what it shows
 ALL_FIELDS = (*FIELDS, "command_variant")
-_KNOWN_FIELDS = frozenset(ALL_FIELDS)
 
 
 def _unknown_fields(raw: Mapping[str, Any]) -> str:
     unknown = [shown(name) for name in raw if name not in _KNOWN_FIELDS]
     named = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
-    return f"unknown field(s) {named}: a record's are {', '.join(ALL_FIELDS)}"
+    return (
+        f"unknown field(s) {named}: a record's are {', '.join(ALL_FIELDS)} (an API item's "
+        "others are ignored)"
+    )
 
 
 def record_from_mapping(raw: Mapping[str, Any]) -> SatRecord:
@@ -221,6 +225,7 @@ ITEM_FIELDS = (
 OWN_ONLY_FIELDS = ("payload", "execution_at", "subject_device_id")
 # a report's columns: every row is the viewer's own, so the own-only fields are always there
 REPORT_FIELDS = (*ITEM_FIELDS, *OWN_ONLY_FIELDS)
+_KNOWN_FIELDS = frozenset((*ALL_FIELDS, *REPORT_FIELDS))  # what a SAT JSON Lines record may hold
 
 
 # item()'s last three fields for a record read without its body: payload, execution time and

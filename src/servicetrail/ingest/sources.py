@@ -29,6 +29,12 @@ class CannotRead(UnreadableInput):
     """An input file that the system will not let us read (permission, an I/O error)."""
 
 
+class NotUtf8Lines(UnreadableInput):
+    """JSON Lines in UTF-16: refused whole, and a folder's stops the run as a file that cannot
+    be read does (skipped as a file of neither form, its records went unsaid, exit 0:
+    review 35f)."""
+
+
 # What reading a damaged or cut-short gzip input raises, at the point of the damage (BadGzipFile
 # at once for a file that is not gzip at all)
 DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -127,7 +133,7 @@ def _form_of_lines(path: Path) -> Format:
     except DAMAGED:  # the loader's to reject, line by line
         head = b""
     if head in _UTF16_BOMS:
-        raise UnreadableInput(
+        raise NotUtf8Lines(
             f"{path}: is UTF-16 text; JSON Lines are read as UTF-8 (save it as UTF-8)"
         )
     with open_binary(path) as f:
@@ -277,7 +283,7 @@ def expand(paths: list[Path], skipped: list[Path] | None = None) -> Iterator[Pat
                     continue
                 try:
                     detect(child)
-                except CannotRead:
+                except (CannotRead, NotUtf8Lines):
                     raise
                 except UnreadableInput:
                     if skipped is not None:
