@@ -64,7 +64,7 @@ except ImportError:  # older src/
     def lock_in_key_order(conn, keys) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    def disable_gone(conn, outcomes, now) -> bool:  # type: ignore[no-untyped-def]
+    def disable_gone(conn, watch_ids, now) -> bool:  # type: ignore[no-untyped-def]
         return True
 
 
@@ -203,6 +203,7 @@ def main() -> None:
 
     def deliverer() -> None:
         held: list[Due] = []  # leased, not yet attempted
+        turning_off: set[int] = set()  # as webhooks.deliver keeps them
         while time.monotonic() < stop:
             try:
                 random.shuffle(held)
@@ -215,9 +216,10 @@ def main() -> None:
                     outcomes.append(Outcome(d.watch_id, d.event_id, d.attempts, status, error))
                 waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
                 now = datetime.now(timezone.utc)
+                turning_off |= {o.watch_id for o in outcomes if o.status == "gone"}
                 with engine.begin() as conn:
-                    if not disable_gone(conn, outcomes, now):  # a later round's, as deliver's
-                        outcomes = [o for o in outcomes if o.status != "gone"]
+                    if disable_gone(conn, turning_off, now):
+                        turning_off = set()
                 with engine.begin() as conn:
                     lock_in_key_order(
                         conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
@@ -231,8 +233,8 @@ def main() -> None:
                         now,
                         40,
                         timedelta(seconds=5),
-                        accept=lambda d, held=set(waiting_keys): (
-                            (d.watch_id, d.event_id) not in held
+                        accept=lambda d, held=set(waiting_keys), off=set(turning_off): (
+                            (d.watch_id, d.event_id) not in held and d.watch_id not in off
                         ),
                     )
                 held = waiting + leased

@@ -716,7 +716,7 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
         def body() -> None:
             try:
                 with pg_engine.begin() as conn:  # as the deliverer does
-                    disable_gone(conn, outcomes, now)
+                    disable_gone(conn, _gone_of(outcomes), now)
                 with pg_engine.begin() as conn:
                     record_outcomes(conn, outcomes, now, [5.0])
             except Exception as e:  # the outcome is the test's to judge
@@ -754,6 +754,11 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
             text("SELECT count(*) FROM watch WHERE webhook_disabled_at IS NOT NULL")
         ).scalar_one()
     assert disabled == 3
+
+
+def _gone_of(outcomes) -> list[int]:
+    """The watches whose receivers answered 410, as the deliverer turns them off."""
+    return [o.watch_id for o in outcomes if o.status == "gone"]
 
 
 def _one_webhook(world: World) -> tuple[int, list[int]]:
@@ -798,7 +803,7 @@ def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
 
     outcomes = [Outcome(watch_id, event_id, 0, "gone")]
     with engine.begin() as conn:
-        disable_gone(conn, outcomes, now)
+        disable_gone(conn, _gone_of(outcomes), now)
     with engine.begin() as conn:
         record_outcomes(conn, outcomes, now, [5.0, 60.0])
 
@@ -862,13 +867,13 @@ def test_deliveries_no_webhook_will_send_are_dropped_once_due(world: World) -> N
     (review 34c). Once due, with nothing else due, it goes; another watch's stay."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone, lease_due, pending_count
+    from servicetrail.store.outbox import disable_gone, lease_due, pending_count
 
     quiet = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/q"})
     off, _ = _one_webhook(world)
     later = datetime.now(timezone.utc) + timedelta(days=1)
     with world.engine.begin() as conn:
-        disable_gone(conn, [Outcome(off, 1, 0, "gone")], later)
+        disable_gone(conn, [off], later)
         # the other watch's deliveries not due yet: the first lease finds nothing to send
         conn.execute(
             update(store_watches.webhook_outbox)
@@ -905,7 +910,7 @@ def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine)
         try:
             with pg_engine.begin() as conn:
                 outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
-                disable_gone(conn, outcomes, datetime.now(timezone.utc))
+                disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc))
         except Exception as e:  # the test's to judge
             failures.append(e)
 
@@ -988,7 +993,7 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
     outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
 
     def turn_off(conn) -> None:
-        turned.append(disable_gone(conn, outcomes, datetime.now(timezone.utc)))
+        turned.append(disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc)))
 
     with pg_engine.connect() as change:
         lock_registry(change)
@@ -998,7 +1003,7 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
         change.commit()
     assert (turned, failures) == ([False], [])
     with pg_engine.begin() as conn:
-        assert disable_gone(conn, outcomes, datetime.now(timezone.utc))
+        assert disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc))
     with pg_engine.connect() as conn:
         shown = list_watches(conn, SOUTHENERGY, with_state=True)
         assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [
@@ -1030,7 +1035,7 @@ def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -
 
     def turn_off(conn) -> None:
         outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
-        disable_gone(conn, outcomes, datetime.now(timezone.utc))
+        disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc))
 
     with pg_engine.connect() as step, pg_engine.connect() as holder:
         step.execute(
@@ -1087,6 +1092,25 @@ def test_two_deletions_of_one_watch_go_one_after_the_other(pg_engine: Engine) ->
     with pg_engine.connect() as conn:
         assert list_watches(conn, SOUTHENERGY) == []
         assert conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one() == 0
+
+
+def test_another_partys_deletion_waits_for_no_deletion_of_the_owner(pg_engine: Engine) -> None:
+    """Another Party's 404 came only once the owner's deletion ended: time to answer told it
+    the watch was there, being deleted (review 35e)."""
+    from servicetrail.store.watches import one_deletion_at_a_time
+
+    world = load_personas(pg_engine)
+    made = add_watch(world, SOUTHENERGY)["id"]
+    said: list[bool] = []
+    failures: list[BaseException] = []
+    with pg_engine.connect() as owner:
+        one_deletion_at_a_time(owner, made)  # the owner's deletion, under way
+        other = _transaction_in_background(
+            pg_engine, lambda conn: said.append(delete_watch(conn, WIRESCO, made)), failures
+        )
+        other.join(5)
+        assert not other.is_alive() and (said, failures) == ([False], [])
+        owner.rollback()
 
 
 def test_a_deletion_kept_waiting_says_the_store_is_busy_and_changes_nothing(

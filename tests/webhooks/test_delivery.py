@@ -934,12 +934,16 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
         assert pending_count(conn) == 0 and deliverer._outcomes == []
 
 
-def test_a_410_during_a_registry_change_waits_for_a_later_round_and_the_round_goes_on(
+def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothing(
     pg_engine,
 ) -> None:
     """Turning a webhook off waits for no registry change (review 35d: behind one waiting for
-    a stalled ingest batch, the rounds stalled with no end): the round records what else came
-    back and leases on; the 410 is recorded by a round after the change."""
+    a stalled ingest batch, the rounds stalled with no end): the round records every outcome,
+    the 410's deleting its watch's deliveries, and leases on, but nothing of that watch until
+    a round after the change turns its webhook off (put off whole, the 410's delivery was
+    sent again each time its lease ended: review 35e)."""
+    import threading
+
     from sqlalchemy import text
 
     from servicetrail.store.outbox import Outcome
@@ -955,7 +959,7 @@ def test_a_410_during_a_registry_change_waits_for_a_later_round_and_the_round_go
             )
             for n in ("gone", "fine")
         )
-    lk_requests(pg_engine, 1, 2)
+    lk_requests(pg_engine, 1, 2, 3)
     with pg_engine.begin() as conn:
         match_new_records(conn)
     deliverer = Deliverer(pg_engine, schedule=[60])
@@ -963,19 +967,42 @@ def test_a_410_during_a_registry_change_waits_for_a_later_round_and_the_round_go
         Outcome(gone["id"], 1, 0, "gone"),
         Outcome(fine["id"], 1, 0, "delivered"),
     ]
+    waiting = text("SELECT watch_id, event_id FROM webhook_outbox ORDER BY watch_id, event_id")
+
+    def enabled() -> dict[int, bool]:
+        with pg_engine.connect() as conn:
+            listed = list_watches(conn, P.SOUTHENERGY, with_state=True)
+        return {w["id"]: w["webhook"]["enabled"] for w in listed}
+
+    def round_(room: int) -> list:
+        leased: list = []
+        thread = threading.Thread(
+            target=lambda: leased.extend(deliverer._settle_and_lease(room, [])[0]), daemon=True
+        )
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()  # it waited for the change
+        return leased
+
     with pg_engine.connect() as change:
         lock_registry(change)
-        deliverer._settle_and_lease(0, [])  # at once: nothing waits for the change
+        round_(0)
         with pg_engine.connect() as conn:
-            delivered = text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w")
-            assert list(conn.execute(delivered, {"w": fine["id"]}).scalars()) == [2]
-            shown = list_watches(conn, P.SOUTHENERGY, with_state=True)
-            assert all(w["webhook"]["enabled"] for w in shown)
-        assert deliverer._outcomes == [Outcome(gone["id"], 1, 0, "gone")]
+            assert conn.execute(waiting).all() == [(fine["id"], 2), (fine["id"], 3)]
+        assert deliverer._outcomes == [] and enabled() == {gone["id"]: True, fine["id"]: True}
+        with pg_engine.begin() as conn:  # one of its deliveries due again all the same
+            conn.execute(
+                text(
+                    "INSERT INTO webhook_outbox (watch_id, event_id, next_attempt_at) "
+                    "VALUES (:w, 3, now() - interval '1 second')"
+                ),
+                {"w": gone["id"]},
+            )
+        leased = round_(10)
+        assert sorted((d.watch_id, d.event_id) for d in leased) == [
+            (fine["id"], 2),
+            (fine["id"], 3),
+        ]
         change.rollback()
-    deliverer._settle_and_lease(0, [])
-    assert deliverer._outcomes == []
-    with pg_engine.connect() as conn:
-        listed = list_watches(conn, P.SOUTHENERGY, with_state=True)
-        shown = {w["id"]: w["webhook"]["enabled"] for w in listed}
-    assert shown == {gone["id"]: False, fine["id"]: True}
+    round_(0)
+    assert enabled() == {gone["id"]: False, fine["id"]: True}

@@ -302,8 +302,9 @@ def record_outcomes(
     return len(given_up)
 
 
-def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> bool:
-    """Turn off the webhooks whose receivers answered 410 Gone, in the caller's transaction,
+def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> bool:
+    """Turn off the webhooks of these watches, whose receivers answered 410 Gone, in the
+    caller's transaction,
     which should hold nothing else: it waits for each watch's row (a matcher's step, a
     Party marking its events read), in id order. Done inside a round, after its deliveries
     were locked, the wait closed a cycle with a delete of the watch; skipped instead when
@@ -313,8 +314,9 @@ def disable_gone(conn: Connection, outcomes: list[Outcome], now: datetime) -> bo
     matches in steps of its transaction, each in id order but a later one's watch maybe
     before an earlier one's, and a turning off between two steps closed a cycle with it
     (review 35a); waiting for it, behind the ingest batches it waits for, stalled the
-    deliverer's rounds with no end (review 35d). The caller asks again later."""
-    gone = sorted({o.watch_id for o in outcomes if o.status == "gone"})
+    deliverer's rounds with no end (review 35d). The caller asks again later, and meanwhile
+    leases nothing of these watches (webhooks.deliver)."""
+    gone = sorted(set(watch_ids))
     if not gone:
         return True
     if conn.dialect.name == "postgresql":

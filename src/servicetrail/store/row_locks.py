@@ -12,11 +12,13 @@ from sqlalchemy.exc import DBAPIError
 
 from .limits import StoreBusy
 
-# A try waits for a row twice at most (for its place in line, then for the holder), each up to
-# the lock timeout: a third of PostgreSQL's deadlock_timeout each, which is how long a waiter
-# waits before it looks for a cycle, so the try is out of line before anybody looks (at half
-# of it, a try was in line for the whole second: review 35d).
-TURN_OF_DEADLOCK_TIMEOUT = 1 / 3
+# A try waits for a row twice at most (for its place in line, then for the holder), each wait
+# up to the lock timeout, which is under PostgreSQL's deadlock_timeout: no wait of the try's
+# lasts long enough for it to look for a cycle and be failed by it. It does not keep others'
+# checks from finding it in one (review 35e): it leaves the line within a turn, so that those
+# queued behind it get in, but a cycle it truly closes (holding what the holder waits for)
+# is broken by PostgreSQL as before. Callers hold nothing such (watches.delete_watch).
+TURN_OF_DEADLOCK_TIMEOUT = 1 / 2
 PATIENCE_SECONDS = 30.0
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.02, 0.5
 

@@ -249,9 +249,9 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     """Delete the Party's watch with its events and pending deliveries; False if it has none
     such. In a transaction at READ COMMITTED, the engine's default: each statement below
     sees what a matcher's step committed while the first waited for it."""
-    one_deletion_at_a_time(conn, watch_id)
     if _owned(conn, party_id, watch_id) is None:
-        return False
+        return False  # at once: another Party's waited for the owner's deletion (review 35e)
+    one_deletion_at_a_time(conn, watch_id)  # then one found deleted meanwhile deletes nothing
     # explicit: SQLite's key cascades only with foreign_keys on, PostgreSQL has none (0020).
     # The backlog first, before the watch's row is locked: a matcher's step that found events
     # for the watch waits on that lock, and every Party's matching (a registry correction,
