@@ -304,11 +304,11 @@ def record_outcomes(
 
 def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> bool:
     """Turn off the webhooks of these watches, whose receivers answered 410 Gone, in the
-    caller's transaction,
-    which should hold nothing else: it waits for each watch's row (a matcher's step, a
-    Party marking its events read), in id order. Done inside a round, after its deliveries
-    were locked, the wait closed a cycle with a delete of the watch; skipped instead when
-    the row was held, the 410 was lost and deliveries went on to the receiver (review 34b).
+    caller's transaction, which should hold nothing else: it waits for each watch's row (a
+    matcher's step, a Party marking its events read), in id order. Done inside a round, after
+    its deliveries were locked, the wait closed a cycle with a delete of the watch; skipped
+    instead when the row was held, the 410 was lost and deliveries went on to the receiver
+    (review 34b).
 
     False, nothing done, while a registry change is at work or waiting (PostgreSQL): it
     matches in steps of its transaction, each in id order but a later one's watch maybe

@@ -281,7 +281,8 @@ def one_deletion_at_a_time(conn: Connection, watch_id: int) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.watch_deletion'), :key)"),
-            {"key": watch_id % (1 << 31)},  # the two-key form: a space no other lock uses
+            # the two-key form, under a first key of its own (create_watch's is a Party's)
+            {"key": watch_id % (1 << 31)},
         )
 
 
