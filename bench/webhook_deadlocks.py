@@ -203,7 +203,6 @@ def main() -> None:
 
     def deliverer() -> None:
         held: list[Due] = []  # leased, not yet attempted
-        turning_off: set[int] = set()  # as webhooks.deliver keeps them
         while time.monotonic() < stop:
             try:
                 random.shuffle(held)
@@ -216,10 +215,9 @@ def main() -> None:
                     outcomes.append(Outcome(d.watch_id, d.event_id, d.attempts, status, error))
                 waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
                 now = datetime.now(timezone.utc)
-                turning_off |= {o.watch_id for o in outcomes if o.status == "gone"}
-                with engine.begin() as conn:
-                    if disable_gone(conn, turning_off, now):
-                        turning_off = set()
+                gone = {o.watch_id for o in outcomes if o.status == "gone"}
+                with engine.begin() as conn:  # during a registry change: kept in webhook_gone
+                    disable_gone(conn, gone, now)
                 with engine.begin() as conn:
                     lock_in_key_order(
                         conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
@@ -233,8 +231,8 @@ def main() -> None:
                         now,
                         40,
                         timedelta(seconds=5),
-                        accept=lambda d, held=set(waiting_keys), off=set(turning_off): (
-                            (d.watch_id, d.event_id) not in held and d.watch_id not in off
+                        accept=lambda d, held=set(waiting_keys): (
+                            (d.watch_id, d.event_id) not in held
                         ),
                     )
                 held = waiting + leased

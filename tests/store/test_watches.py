@@ -1013,6 +1013,53 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
         assert [len(events(world, SOUTHENERGY, w)[0]) for w in (first, second)] == [1, 1]
 
 
+def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
+    pg_engine: Engine,
+) -> None:
+    """A 410 that a registry change keeps from turning its webhook off is kept in the store:
+    no lease takes that watch's deliveries, a failed attempt of it is dropped rather than
+    retried, and the first turning off after the change (asked for nothing itself, as by a
+    worker that never saw the 410) turns it off and forgets it; one kept for a watch deleted
+    meanwhile is forgotten too."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import Outcome, disable_gone, lease_due, record_outcomes
+    from servicetrail.store.visibility_index import lock_registry
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    kept, deleted, fine = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(3))
+    append(world, lk_request(1), lk_request(2))
+    with pg_engine.begin() as conn:
+        match_new_records(conn)
+    now = datetime.now(timezone.utc)
+    kept_rows = text("SELECT watch_id FROM webhook_gone ORDER BY watch_id")
+    with pg_engine.connect() as change:
+        lock_registry(change)
+        with pg_engine.begin() as conn:
+            assert not disable_gone(conn, [kept, deleted], now)
+        with pg_engine.begin() as conn:
+            assert conn.execute(kept_rows).scalars().all() == [kept, deleted]
+            record_outcomes(conn, [Outcome(kept, 1, 0, "failed", "503")], now, [60])
+            leased = lease_due(conn, now + timedelta(hours=1), 100, timedelta(minutes=5))
+        assert {d.watch_id for d in leased} == {fine}
+        with pg_engine.connect() as conn:  # its deliveries stopped: shown so at once
+            shown = list_watches(conn, SOUTHENERGY, with_state=True)
+        assert [w["webhook"]["enabled"] for w in shown] == [False, False, True]
+        assert shown[0]["webhook"]["disabled_reason"] == "the receiver answered 410 Gone"
+        change.rollback()
+    with pg_engine.begin() as conn:
+        assert delete_watch(conn, SOUTHENERGY, deleted)
+    with pg_engine.begin() as conn:
+        assert disable_gone(conn, [], now)
+    with pg_engine.connect() as conn:
+        assert conn.execute(kept_rows).all() == []
+        shown = list_watches(conn, SOUTHENERGY, with_state=True)
+        waiting = conn.execute(text("SELECT watch_id, event_id FROM webhook_outbox")).all()
+    assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(kept, False), (fine, True)]
+    assert sorted(waiting) == [(kept, 2), (fine, 1), (fine, 2)]  # kept's 1 dropped, not retried
+
+
 def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -> None:
     """A deletion waits for a matcher's step, which holds its watches FOR KEY SHARE and then
     updates them in id order; waiting, it held the row's place in line, and whoever came

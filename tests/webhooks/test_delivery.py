@@ -941,7 +941,9 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
     a stalled ingest batch, the rounds stalled with no end): the round records every outcome,
     the 410's deleting its watch's deliveries, and leases on, but nothing of that watch until
     a round after the change turns its webhook off (put off whole, the 410's delivery was
-    sent again each time its lease ended: review 35e)."""
+    sent again each time its lease ended: review 35e). What waits to be turned off is kept
+    in the store: another worker, or this one restarted, leases nothing of it either, and
+    turns it off (kept in one worker's memory, the others went on sending: session 35)."""
     import threading
 
     from sqlalchemy import text
@@ -974,10 +976,10 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
             listed = list_watches(conn, P.SOUTHENERGY, with_state=True)
         return {w["id"]: w["webhook"]["enabled"] for w in listed}
 
-    def round_(room: int) -> list:
+    def round_(worker: Deliverer, room: int) -> list:
         leased: list = []
         thread = threading.Thread(
-            target=lambda: leased.extend(deliverer._settle_and_lease(room, [])[0]), daemon=True
+            target=lambda: leased.extend(worker._settle_and_lease(room, [])[0]), daemon=True
         )
         thread.start()
         thread.join(10)
@@ -986,10 +988,10 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
 
     with pg_engine.connect() as change:
         lock_registry(change)
-        round_(0)
+        round_(deliverer, 0)
         with pg_engine.connect() as conn:
             assert conn.execute(waiting).all() == [(fine["id"], 2), (fine["id"], 3)]
-        assert deliverer._outcomes == [] and enabled() == {gone["id"]: True, fine["id"]: True}
+        assert deliverer._outcomes == [] and enabled() == {gone["id"]: False, fine["id"]: True}
         with pg_engine.begin() as conn:  # one of its deliveries due again all the same
             conn.execute(
                 text(
@@ -998,11 +1000,17 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
                 ),
                 {"w": gone["id"]},
             )
-        leased = round_(10)
-        assert sorted((d.watch_id, d.event_id) for d in leased) == [
-            (fine["id"], 2),
-            (fine["id"], 3),
-        ]
+        for worker in (deliverer, Deliverer(pg_engine, schedule=[60])):  # another, or restarted
+            leased = round_(worker, 10)
+            assert sorted((d.watch_id, d.event_id) for d in leased) == [
+                (fine["id"], 2),
+                (fine["id"], 3),
+            ]
+            worker._held.clear()  # as if their leases had ended
+            with pg_engine.begin() as conn:
+                conn.execute(text("UPDATE webhook_outbox SET next_attempt_at = now()"))
         change.rollback()
-    round_(0)
+    round_(Deliverer(pg_engine, schedule=[60]), 10)  # a worker that never saw the 410
     assert enabled() == {gone["id"]: False, fine["id"]: True}
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one() == 0

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
@@ -20,7 +21,7 @@ from ..domain.times import format_time
 from ..domain.watches import titles_only
 from .watch_sql import due_deliveries, due_watches, visible_deliveries, watches_locked_in_id_order
 from .visibility_index import REGISTRY_LOCK
-from .watch_tables import watch, webhook_outbox
+from .watch_tables import watch, webhook_gone, webhook_outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class Due:
     event: dict[str, Any]
     party_id: str = ""  # the watch's Party, for the delivery's access-log entry
 
+
+GONE_REASON = "the receiver answered 410 Gone"
 
 # From the watches with deliveries due (id, URL, Party): how many of each to lease now.
 Share = Callable[[list[tuple[int, str, str]]], Mapping[int, int]]
@@ -303,45 +306,57 @@ def record_outcomes(
 
 
 def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> bool:
-    """Turn off the webhooks of these watches, whose receivers answered 410 Gone, in the
-    caller's transaction, which should hold nothing else: it waits for each watch's row (a
-    matcher's step, a Party marking its events read), in id order. Done inside a round, after
-    its deliveries were locked, the wait closed a cycle with a delete of the watch; skipped
-    instead when the row was held, the 410 was lost and deliveries went on to the receiver
-    (review 34b).
+    """Turn off the webhooks of these watches, whose receivers answered 410 Gone, and of those
+    kept in `webhook_gone` by earlier rounds (any worker's), in the caller's transaction,
+    which should hold nothing else: it waits for each watch's row (a matcher's step, a Party
+    marking its events read), in id order. Done inside a round, after its deliveries were
+    locked, the wait closed a cycle with a delete of the watch; skipped instead when the row
+    was held, the 410 was lost and deliveries went on to the receiver (review 34b).
 
-    False, nothing done, while a registry change is at work or waiting (PostgreSQL): it
-    matches in steps of its transaction, each in id order but a later one's watch maybe
-    before an earlier one's, and a turning off between two steps closed a cycle with it
-    (review 35a); waiting for it, behind the ingest batches it waits for, stalled the
-    deliverer's rounds with no end (review 35d). The caller asks again later, and meanwhile
-    leases nothing of these watches (webhooks.deliver)."""
-    gone = sorted(set(watch_ids))
+    False while a registry change is at work or waiting (PostgreSQL): it matches in steps of
+    its transaction, each in id order but a later one's watch maybe before an earlier one's,
+    and a turning off between two steps closed a cycle with it (review 35a); waiting for it,
+    behind the ingest batches it waits for, stalled the deliverer's rounds with no end (review
+    35d). These watches are then kept in `webhook_gone`, which takes no lock on them: no
+    worker leases anything of theirs (`due_watches`), and a later round of any worker, after
+    a restart too, turns them off. Kept in one worker's memory, another worker, or the same
+    one restarted, sent the receiver more (session 35)."""
+    reported = sorted(set(watch_ids))
+    kept = conn.execute(select(webhook_gone.c.watch_id)).scalars().all()
+    gone = sorted({*reported, *kept})
     if not gone:
         return True
     if conn.dialect.name == "postgresql":
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock_shared({REGISTRY_LOCK})")
         if not taken.scalar_one():
+            if reported:  # in key order: two workers keeping the same watches wait in line
+                keep = pg_insert(webhook_gone).on_conflict_do_nothing()
+                conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in reported])
             return False
         conn.execute(watches_locked_in_id_order(gone))
     conn.execute(
         update(watch)
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
-        .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410 Gone")
+        .values(webhook_disabled_at=now, webhook_disabled_reason=GONE_REASON)
     )
+    if kept:
+        conn.execute(delete(webhook_gone).where(webhook_gone.c.watch_id.in_(kept)))
     return True
 
 
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
-    """Of these watches, those whose webhook is off (or that are gone): their deliveries are
-    not to be retried. Read, not locked."""
+    """Of these watches, those whose webhook is off, or about to be (its receiver answered
+    410: `disable_gone`), or that are gone: their deliveries are not to be retried. Read, not
+    locked."""
     if not watch_ids:
         return set()
+    kept = select(literal(1)).where(webhook_gone.c.watch_id == watch.c.id)
     on = conn.execute(
         select(watch.c.id).where(
             watch.c.id.in_(sorted(watch_ids)),
             watch.c.webhook_url.is_not(None),
             watch.c.webhook_disabled_at.is_(None),
+            ~exists(kept),
         )
     ).scalars()
     return watch_ids - set(on)

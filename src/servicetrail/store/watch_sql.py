@@ -47,7 +47,7 @@ from .visibility_sql import (
     visible_clause,
 )
 from .visibility_index import MP141, OWN
-from .watch_tables import watch, watch_event, webhook_outbox
+from .watch_tables import watch, watch_event, webhook_gone, webhook_outbox
 
 s = sat_record.c
 
@@ -192,15 +192,17 @@ def events_page() -> Select[Any]:
 def due_watches() -> Select[Any]:
     """The watches with a webhook on and a delivery due now, with their URLs and Parties:
     one probe of the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however
-    long the due backlog is."""
+    long the due backlog is. A watch whose receiver answered 410 and that waits to be turned
+    off (`outbox.disable_gone`) is not among them."""
     o = webhook_outbox.c
     w = watch.c
     due = exists(
         select(literal(1)).where(o.watch_id == w.id, o.next_attempt_at <= bindparam("now"))
     )
+    gone = exists(select(literal(1)).where(webhook_gone.c.watch_id == w.id))
     return (
         select(w.id, w.webhook_url, w.party_id)
-        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due)
+        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due, ~gone)
         .order_by(w.id)
     )
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, literal, select, text, true, update
+from sqlalchemy import delete, exists, func, insert, literal, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -45,7 +45,7 @@ from .read_transaction import read_as
 from .row_locks import lock_giving_way
 from .schema import sqlite_time
 from .visibility_sql import viewer_params
-from .outbox import delete_deliveries_of
+from .outbox import GONE_REASON, delete_deliveries_of
 from .watch_sql import (
     events_page as events_page_statement,
     indexed_candidates,
@@ -58,7 +58,7 @@ from .watch_sql import (
     unread_in_watch as unread_in_watch_statement,
     watches_locked_in_id_order,
 )
-from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
+from .watch_tables import watch, watch_cursor, watch_event, webhook_gone, webhook_outbox
 from .read_transaction import owner_read_limits
 
 UTC = timezone.utc
@@ -107,8 +107,13 @@ def watch_json(
     else:
         shown["webhook"] = {"url": row.webhook_url}
         if with_state:
-            shown["webhook"]["enabled"] = row.webhook_disabled_at is None
-            shown["webhook"]["disabled_reason"] = row.webhook_disabled_reason
+            # a 410 waiting for a registry change to end before its webhook is turned off
+            # (outbox.disable_gone) already stops the deliveries: shown as what it is
+            kept_gone = getattr(row, "webhook_gone", False)
+            shown["webhook"]["enabled"] = row.webhook_disabled_at is None and not kept_gone
+            shown["webhook"]["disabled_reason"] = row.webhook_disabled_reason or (
+                GONE_REASON if kept_gone else None
+            )
             shown["webhook"]["failing"] = failing
     return shown
 
@@ -174,11 +179,16 @@ def create_watch(
 
 def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
     owner_read_limits(conn)
+    gone = exists(select(literal(1)).where(webhook_gone.c.watch_id == watch.c.id))
     rows = conn.execute(
-        select(watch).where(watch.c.party_id == party_id).order_by(watch.c.id)
+        select(watch, gone.label("webhook_gone"))
+        .where(watch.c.party_id == party_id)
+        .order_by(watch.c.id)
     ).all()
     # a webhook turned off retries nothing (a delivery left behind by its 410 is not failing)
-    on = [r.id for r in rows if r.webhook_url and r.webhook_disabled_at is None]
+    on = [
+        r.id for r in rows if r.webhook_url and r.webhook_disabled_at is None and not r.webhook_gone
+    ]
     failing = _failing(conn, on) if with_state else {}
     return [watch_json(row, with_state=with_state, failing=failing.get(row.id)) for row in rows]
 

@@ -221,9 +221,6 @@ class Deliverer:
         # and by receiver: each Party's queue to a receiver has a receiver's room of its own
         self._party_host_queued: Counter[tuple[str, tuple[str, int]]] = Counter()
         self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
-        # watches whose receivers answered 410 and whose webhooks a registry change at work
-        # kept from being turned off: nothing of theirs is leased until they are
-        self._turning_off: frozenset[int] = frozenset()
         # the Parties with deliveries queued or in flight, as the loop saw them before a lease
         # (_share runs on the lease's thread, and must not walk the loop's counters)
         self._waiting_parties: frozenset[str] = frozenset()
@@ -464,7 +461,7 @@ class Deliverer:
         deliveries (none already held here), in one transaction; returns those leased and
         those hidden."""
         outcomes, self._outcomes = self._outcomes, []
-        if not outcomes and not room and not waiting and not self._turning_off:
+        if not outcomes and not room and not waiting:
             return [], []
         self.failure_log.add(outcomes)
         try:
@@ -491,15 +488,15 @@ class Deliverer:
         """`_settle_and_lease`'s transaction: the deliveries it changes locked first, in key
         order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
         given_up = 0
-        turning_off = self._turning_off | {o.watch_id for o in outcomes if o.status == "gone"}
-        if turning_off:
-            with self.engine.begin() as conn:  # holding nothing else (see there)
-                if disable_gone(conn, turning_off, datetime.now(UTC)):
-                    turning_off = frozenset()
-                # else a registry change at work: turned off by a later round, and until then
-                # nothing of theirs leased; their 410s are recorded now all the same, which
-                # deletes their deliveries (a 410 put off to a later round was sent again
-                # when its lease ended: review 35e)
+        with self.engine.begin() as conn:  # holding nothing else (see there)
+            # this round's 410s, and those a registry change kept from being turned off,
+            # this worker's or another's: kept in the store if one is at work still, and
+            # leased by no one meanwhile; their 410s are recorded now all the same, which
+            # deletes their deliveries (a 410 put off to a later round was sent again when its
+            # lease ended: review 35e)
+            disable_gone(
+                conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
+            )
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:
@@ -512,15 +509,12 @@ class Deliverer:
                     room,
                     self.lease,
                     self._share,
-                    lambda d: (
-                        (d.watch_id, d.event_id) not in self._held and d.watch_id not in turning_off
-                    ),
+                    lambda d: (d.watch_id, d.event_id) not in self._held,
                 )
                 if room
                 else []
             )
         self.stats.given_up += given_up  # once committed: a round run again counts once
-        self._turning_off = turning_off
         return leased, hidden
 
     def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
