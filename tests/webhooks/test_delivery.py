@@ -295,6 +295,39 @@ def test_nothing_more_is_sent_to_a_receiver_after_its_410(engine, world) -> None
             assert pending_count(conn) == 0
 
 
+def test_a_410_that_comes_while_a_round_leases_stops_what_it_leased(
+    engine, world, monkeypatch
+) -> None:
+    """The receiver answers 410 while the worker's next round is leasing (slowed here) more
+    of the same watch: what that round leased is not sent (the next round records the 410,
+    which deletes it). Sent, the receiver had more after saying it was gone (review 35g: 2
+    posts in 2 runs of 3)."""
+    from servicetrail.webhooks import deliver
+
+    real_lease = deliver.lease_deliveries
+
+    def slow_lease(*args, **kwargs):
+        if receiver.received:  # the first attempt is in flight: its 410 comes meanwhile
+            time.sleep(0.6)
+        return real_lease(*args, **kwargs)
+
+    def answer(path: str, n: int) -> tuple[float, ...]:
+        if len(receiver.received) == 1:  # more for the same watch while it is being answered
+            lk_requests(engine, 2, 3)
+        return (410, 0.3)
+
+    monkeypatch.setattr(deliver, "lease_deliveries", slow_lease)
+    with Receiver(answer=answer) as receiver:
+        hook(engine, receiver, "/gone")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[0.1], per_host=1)
+        assert run(deliverer, lambda: deliverer.stats.gone >= 1)
+        run(deliverer, lambda: False, seconds=1.5)
+        assert len(receiver.received) == 1
+        with engine.connect() as conn:
+            assert pending_count(conn) == 0
+
+
 def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -> None:
     with (
         Receiver(answer=lambda path, n: (200, 30 if path == "/stuck" else 0)) as stuck,

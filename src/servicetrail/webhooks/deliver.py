@@ -350,6 +350,12 @@ class Deliverer:
             if hidden:
                 self.stats.hidden += len(hidden)
                 self._drop_queued(set(hidden).__contains__)
+            # a 410 that came while the round leased: what it leased of that watch is not
+            # sent (the next round records the 410, which deletes it); queued, the receiver
+            # had more after saying it was gone (review 35g)
+            gone = {o.watch_id for o in self._outcomes if o.status == "gone"}
+            if gone:
+                leased = [d for d in leased if d.watch_id not in gone]
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
                 self._held.add((delivery.watch_id, delivery.event_id))
