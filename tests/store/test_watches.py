@@ -837,27 +837,37 @@ def test_a_failed_delivery_of_a_webhook_turned_off_meanwhile_is_dropped(
     assert shown["webhook"]["enabled"] is False and shown["webhook"].get("failing") is None
 
 
-def test_a_410_while_the_watch_is_held_waits_for_it_and_turns_the_webhook_off(
+def test_a_410_while_the_watch_is_held_is_kept_and_turns_the_webhook_off_later(
     pg_engine: Engine,
 ) -> None:
     """A 410 while the watch's row was held (a Party marking its events read, a matcher's
     step) was skipped: the webhook stayed on, and deliveries went on to the receiver that
-    had answered Gone (review 34b)."""
+    had answered Gone (review 34b). Waited for, every worker's round stood behind the row
+    (review 36a). It is kept instead: off at once for every worker, turned off for good by
+    the first round after the row is free."""
     from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import disable_gone
 
     world = load_personas(pg_engine)
     watch_id, (first, _) = _one_webhook(world)
     now = datetime.now(timezone.utc)
+    disabled = text("SELECT webhook_disabled_at IS NOT NULL FROM watch WHERE id = :w")
     with pg_engine.connect() as reader:
         reader.begin()
         mark_read(reader, SOUTHENERGY, watch_id, first)
         gone = _in_background(lambda: _gone(pg_engine, watch_id, first, now))
-        assert gone.is_alive()  # waiting for the reader
-        reader.commit()
         gone.join(10)
+        assert not gone.is_alive()  # it waited for nothing
+        with pg_engine.connect() as conn:
+            (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
+            assert not conn.execute(disabled, {"w": watch_id}).scalar_one()
+        reader.commit()
+    with pg_engine.begin() as conn:
+        assert disable_gone(conn, [], now)  # any worker's next round
     with pg_engine.connect() as conn:
-        (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
         left = conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one()
+        assert conn.execute(disabled, {"w": watch_id}).scalar_one()
     assert shown["webhook"]["enabled"] is False and left == 0
 
 
@@ -1058,6 +1068,37 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
         waiting = conn.execute(text("SELECT watch_id, event_id FROM webhook_outbox")).all()
     assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(kept, False), (fine, True)]
     assert sorted(waiting) == [(kept, 2), (fine, 1), (fine, 2)]  # kept's 1 dropped, not retried
+
+
+def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
+    """A watch whose row another transaction holds (a Party marking its events read, a
+    matcher's step updating it) is kept for a later round, not waited for: waiting, every
+    worker's round stood behind any kept watch's row (review 36a). The others are turned
+    off at once, and the held one as soon as its row is free."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import disable_gone
+
+    world = load_personas(pg_engine)
+    hook = {"url": "https://hooks.example.com/w"}
+    held, free = sorted(add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
+    kept_rows = text("SELECT watch_id FROM webhook_gone ORDER BY watch_id")
+    with pg_engine.connect() as holder:
+        holder.execute(text("SELECT id FROM watch WHERE id = :w FOR NO KEY UPDATE"), {"w": held})
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a wait fails the test
+            assert not disable_gone(conn, [held, free], datetime.now(timezone.utc))
+        with pg_engine.connect() as conn:
+            assert conn.execute(kept_rows).scalars().all() == [held]
+            shown = list_watches(conn, SOUTHENERGY, with_state=True)
+        assert [w["webhook"]["enabled"] for w in shown] == [False, False]
+        holder.commit()
+    with pg_engine.begin() as conn:
+        assert disable_gone(conn, [], datetime.now(timezone.utc))
+    with pg_engine.connect() as conn:
+        assert conn.execute(kept_rows).all() == []
+        disabled = "SELECT id FROM watch WHERE webhook_disabled_at IS NOT NULL ORDER BY id"
+        assert conn.execute(text(disabled)).scalars().all() == [held, free]
 
 
 def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -> None:

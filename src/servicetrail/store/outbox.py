@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries, due_watches, visible_deliveries, watches_locked_in_id_order
+from .watch_sql import due_deliveries, due_watches, visible_deliveries
 from .visibility_index import REGISTRY_LOCK
 from .watch_tables import watch, webhook_gone, webhook_outbox
 
@@ -308,19 +308,20 @@ def record_outcomes(
 def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> bool:
     """Turn off the webhooks of these watches, whose receivers answered 410 Gone, and of those
     kept in `webhook_gone` by earlier rounds (any worker's), in the caller's transaction,
-    which should hold nothing else: it waits for each watch's row (a matcher's step, a Party
-    marking its events read), in id order. Done inside a round, after its deliveries were
-    locked, the wait closed a cycle with a delete of the watch; skipped instead when the row
-    was held, the 410 was lost and deliveries went on to the receiver (review 34b).
+    which should hold nothing else. True when every one of `watch_ids` was turned off.
 
-    False while a registry change is at work or waiting (PostgreSQL): it matches in steps of
-    its transaction, each in id order but a later one's watch maybe before an earlier one's,
-    and a turning off between two steps closed a cycle with it (review 35a); waiting for it,
-    behind the ingest batches it waits for, stalled the deliverer's rounds with no end (review
-    35d). These watches are then kept in `webhook_gone`, which takes no lock on them: no
-    worker leases anything of theirs (`due_watches`), and a later round of any worker, after
-    a restart too, turns them off. Kept in one worker's memory, another worker, or the same
-    one restarted, sent the receiver more (session 35)."""
+    It waits for nothing (PostgreSQL). A watch whose row another transaction holds (a
+    matcher's step, a Party marking its events read, a deletion) is skipped and kept in
+    `webhook_gone` for a later round: waiting for it inside a round closed a cycle with a
+    delete of the watch (review 34b), and outside one, every worker's round waited on any
+    kept watch's row (review 36a). All of them are kept while a registry change is at work
+    or waiting: it matches in steps of its transaction, each in id order but a later one's
+    watch maybe before an earlier one's, and a turning off between two steps closed a cycle
+    with it (review 35a); waiting for it, behind the ingest batches it waits for, stalled the
+    rounds with no end (review 35d). Keeping takes no lock on the watch: no worker leases
+    anything of a kept watch (`due_watches`), and a later round of any worker, after a restart
+    too, turns it off. Kept in one worker's memory, another worker, or the same one
+    restarted, sent the receiver more (session 35)."""
     reported = sorted(set(watch_ids))
     kept = conn.execute(select(webhook_gone.c.watch_id)).scalars().all()
     gone = sorted({*reported, *kept})
@@ -329,19 +330,32 @@ def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> b
     if conn.dialect.name == "postgresql":
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock_shared({REGISTRY_LOCK})")
         if not taken.scalar_one():
-            if reported:  # in key order: two workers keeping the same watches wait in line
-                keep = pg_insert(webhook_gone).on_conflict_do_nothing()
-                conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in reported])
+            _keep(conn, reported, now)
             return False
-        conn.execute(watches_locked_in_id_order(gone))
+        w = watch.c
+        free = select(w.id).where(w.id.in_(gone)).order_by(w.id)
+        gone = list(conn.execute(free.with_for_update(key_share=True, skip_locked=True)).scalars())
+        _keep(conn, sorted(set(reported) - set(gone)), now)  # held, or deleted (forgotten below)
     conn.execute(
         update(watch)
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
         .values(webhook_disabled_at=now, webhook_disabled_reason=GONE_REASON)
     )
     if kept:
-        conn.execute(delete(webhook_gone).where(webhook_gone.c.watch_id.in_(kept)))
-    return True
+        g = webhook_gone.c
+        deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
+        conn.execute(
+            delete(webhook_gone).where(g.watch_id.in_(kept), g.watch_id.in_(gone) | deleted)
+        )
+    return set(reported) <= set(gone)
+
+
+def _keep(conn: Connection, watch_ids: list[int], now: datetime) -> None:
+    """Keep these watches in `webhook_gone` (PostgreSQL), in key order: two workers keeping
+    the same watches wait in line, not in a cycle."""
+    if watch_ids:
+        keep = pg_insert(webhook_gone).on_conflict_do_nothing()
+        conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in watch_ids])
 
 
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:

@@ -94,11 +94,14 @@ def watch_json(
     secret: str | None = None,
     with_state: bool = False,
     failing: dict[str, Any] | None = None,
+    kept_gone: bool = False,
 ) -> dict[str, Any]:
     """A watch as the API shows it (SPEC section 6: its webhook `{"url", "secret"}` when just
     made, `{"url"}` after); `with_state`, for the screen and the CLI, adds whether deliveries
     still run (a 410 from the receiver turns them off) and why not, and `failing`: the
-    deliveries waiting for a retry after a failed attempt, or None."""
+    deliveries waiting for a retry after a failed attempt, or None. `kept_gone`: its receiver
+    answered 410 and the webhook waits to be turned off (outbox.disable_gone); its deliveries
+    have already stopped, so it is shown off."""
     shown = {"id": row.id, **_spec_of(row).as_json()}
     if row.webhook_url is None:
         shown["webhook"] = None
@@ -107,9 +110,6 @@ def watch_json(
     else:
         shown["webhook"] = {"url": row.webhook_url}
         if with_state:
-            # a 410 waiting for a registry change to end before its webhook is turned off
-            # (outbox.disable_gone) already stops the deliveries: shown as what it is
-            kept_gone = getattr(row, "webhook_gone", False)
             shown["webhook"]["enabled"] = row.webhook_disabled_at is None and not kept_gone
             shown["webhook"]["disabled_reason"] = row.webhook_disabled_reason or (
                 GONE_REASON if kept_gone else None
@@ -190,7 +190,12 @@ def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> l
         r.id for r in rows if r.webhook_url and r.webhook_disabled_at is None and not r.webhook_gone
     ]
     failing = _failing(conn, on) if with_state else {}
-    return [watch_json(row, with_state=with_state, failing=failing.get(row.id)) for row in rows]
+    return [
+        watch_json(
+            row, with_state=with_state, failing=failing.get(row.id), kept_gone=row.webhook_gone
+        )
+        for row in rows
+    ]
 
 
 MOST_FAILING_SHOWN = 1000  # counted up to this many a watch: the count is read, not walked
