@@ -341,6 +341,10 @@ def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> b
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
         .values(webhook_disabled_at=now, webhook_disabled_reason=GONE_REASON)
     )
+    for turned_off in sorted(set(kept) & set(gone)):
+        # what the matcher queued for it since its 410 (the 410's round deleted the rest):
+        # left, it waited for a moment when nothing else was due (review 36a)
+        delete_deliveries_of(conn, turned_off, skip_locked=True)
     if kept:
         g = webhook_gone.c
         deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
