@@ -237,3 +237,34 @@ def test_a_head_sends_no_body_message_after_the_one_that_ends_its_answer():
     assert seen_method == ["GET"]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+@pytest.mark.parametrize("path", ["/login", "/watches", "/report"])
+def test_a_form_post_the_parser_refuses_is_a_page_not_json(engine, world, path):
+    """A multipart post with no boundary, or one of more than 1,000 fields, was answered with
+    the API's JSON on the screen (audit 36d)."""
+    with engine.begin() as conn:
+        create_account(conn, P.NORTHPOWER.lower(), P.NORTHPOWER, PASSWORD)
+    client = signed_in(engine, P.NORTHPOWER)
+    no_boundary = client.post(path, content=b"x", headers={"content-type": "multipart/form-data"})
+    too_many = client.post(
+        path,
+        content=("a=b&" * 1001).encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    for answer, said in ((no_boundary, "boundary"), (too_many, "1000")):
+        assert answer.status_code == 400
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "<h1>" in answer.text and said in answer.text
+
+
+def test_a_form_field_sent_as_a_file_is_a_page_naming_it(engine, world):
+    with engine.begin() as conn:
+        create_account(conn, P.NORTHPOWER.lower(), P.NORTHPOWER, PASSWORD)
+    client = signed_in(engine, P.NORTHPOWER)
+    token = TOKEN.search(client.get("/watches").text).group(1)
+    answer = client.post(
+        "/watches", files={"csrf_token": (None, token), "name": ("f.txt", b"x", "text/plain")}
+    )
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+    assert "name" in answer.text and "<h1>" in answer.text

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from ..store.limits import SearchTooBroad, StoreBusy, StoreMisconfigured, store_busy
 from .fairness import Busy
 from .head_requests import allowed_methods
+from .presenters import readable
 from .rendering import error_page, not_found, too_busy
 from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
 
@@ -142,6 +143,12 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             "Not allowed",
             "That address does not accept this kind of request.",
         )
+    if isinstance(exc, (ParameterError, RequestValidationError, StarletteHTTPException)):
+        # what a form post the parser refused gets (no multipart boundary, past 1,000
+        # fields, a field sent as a file): the API's JSON, on the screen (audit 36d)
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 422
+        said = str(exc.detail) if isinstance(exc, StarletteHTTPException) else _first_said(exc)
+        return error_page(request, signed_in(request), status, "Bad request", readable(said))
     if isinstance(exc, Busy):
         return too_busy(request, signed_in(request), exc)
     if isinstance(exc, SearchTooBroad):  # a page's reads past their limit outside its own form
@@ -163,6 +170,14 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             "administrator.",
         )
     return None
+
+
+def _first_said(exc: ParameterError | RequestValidationError) -> str:
+    if isinstance(exc, ParameterError):
+        return str(exc)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+    return f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid value')}"
 
 
 def is_for_the_screen(request: Request) -> bool:
