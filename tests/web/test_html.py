@@ -1020,6 +1020,25 @@ def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engin
     assert "\u202e" not in page and "\u2069" not in page
 
 
+def test_a_party_named_as_another_is_told_apart_by_its_code(engine, world) -> None:
+    """A Party loaded under another's very name read as that Party in the results, on the
+    Device page and in a record's exchange (audit 36d): each shows the Party's code too."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE party SET name = :n WHERE party_id = :p"),
+            {"n": "WS Supply", "p": P.LOOKER},
+        )
+    client = signed_in_client(create_app(engine), WS_USER)
+    results = client.get("/", params={"device_id": P.ESME_1}).text
+    assert re.search(
+        r"WS Supply</bdi></span>\s*<span class=\"sub\"><span class=\"mono\">LOOKER<", results
+    )
+    device = client.get(f"/devices/{P.ESME_1}").text
+    assert "WS Supply</bdi> (LOOKER · OU)" in device
+
+
 def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -> None:
     """Shown beside the code, its meaning was also in hidden words after it: a screen reader
     read it twice (audit 25c). In tables, with no words beside it, the hidden words stay."""
