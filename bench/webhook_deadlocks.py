@@ -68,6 +68,14 @@ except ImportError:  # older src/
         return True
 
 
+try:  # a kept webhook's queue, dropped by the round's second transaction (session 36)
+    from servicetrail.store.outbox import drop_deliveries_of
+except ImportError:
+
+    def drop_deliveries_of(conn, watch_ids) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
 LATER = t("2025-04-01T10:00:00Z")
 HOOK = {"url": "https://hooks.example.com/w"}
 
@@ -217,13 +225,14 @@ def main() -> None:
                 now = datetime.now(timezone.utc)
                 gone = {o.watch_id for o in outcomes if o.status == "gone"}
                 with engine.begin() as conn:  # during a registry change: kept in webhook_gone
-                    disable_gone(conn, gone, now)
+                    turned_off = disable_gone(conn, gone, now)
                 with engine.begin() as conn:
                     lock_in_key_order(
                         conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
                     )
                     if outcomes:
                         record_outcomes(conn, outcomes, now, [0.01, 0.01, 0.01])
+                    drop_deliveries_of(conn, getattr(turned_off, "kept", ()))
                     if waiting:
                         hidden_since_lease(conn, waiting_keys)
                     leased = lease_due(

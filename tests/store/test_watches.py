@@ -1003,7 +1003,7 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
     outcomes = [Outcome(w, 1, 0, "gone") for w in (first, second)]
 
     def turn_off(conn) -> None:
-        turned.append(disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc)))
+        turned.append(bool(disable_gone(conn, _gone_of(outcomes), datetime.now(timezone.utc))))
 
     with pg_engine.connect() as change:
         lock_registry(change)
@@ -1033,7 +1033,13 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     meanwhile is forgotten too."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone, lease_due, record_outcomes
+    from servicetrail.store.outbox import (
+        Outcome,
+        disable_gone,
+        drop_deliveries_of,
+        lease_due,
+        record_outcomes,
+    )
     from servicetrail.store.visibility_index import lock_registry
 
     world = load_personas(pg_engine)
@@ -1061,7 +1067,10 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     with pg_engine.begin() as conn:
         assert delete_watch(conn, SOUTHENERGY, deleted)
     with pg_engine.begin() as conn:
-        assert disable_gone(conn, [], now)
+        turned_off = disable_gone(conn, [], now)
+    assert turned_off and turned_off.kept == (kept,)  # not the deleted one
+    with pg_engine.begin() as conn:  # the round's next transaction, holding no watch's row
+        drop_deliveries_of(conn, turned_off.kept)
     with pg_engine.connect() as conn:
         assert conn.execute(kept_rows).all() == []
         shown = list_watches(conn, SOUTHENERGY, with_state=True)
@@ -1100,6 +1109,107 @@ def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
         assert conn.execute(kept_rows).all() == []
         disabled = "SELECT id FROM watch WHERE webhook_disabled_at IS NOT NULL ORDER BY id"
         assert conn.execute(text(disabled)).scalars().all() == [held, free]
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["turned-off", "kept"])
+def test_a_lease_under_way_leases_nothing_of_a_watch_gone_meanwhile(
+    pg_engine: Engine, held: bool
+) -> None:
+    """One worker's lease has listed the due watches when another's round takes a 410 of one
+    of them: turned off (its row free) or kept (its row held by a Party marking events
+    read). The lease then takes nothing of it: a kept watch's deliveries were leased and sent
+    to the receiver that had answered Gone (review 36c). The other round's statements run
+    from the lease's hooks, between its listing and its per-watch reads."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import (
+        Outcome,
+        disable_gone,
+        lease_due,
+        lock_in_key_order,
+        record_outcomes,
+    )
+
+    world = load_personas(pg_engine)
+    gone = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})["id"]
+    append(world, lk_request(1), lk_request(2), lk_request(3))
+    match_all(world)
+    now = datetime.now(timezone.utc)
+    with pg_engine.begin() as conn:  # event 1 leased by the other worker, which got the 410
+        conn.execute(
+            text("UPDATE webhook_outbox SET next_attempt_at = :t WHERE event_id = 1"),
+            {"t": now + timedelta(minutes=5)},
+        )
+    rounds: list[str] = []
+
+    def share(watches):
+        if not rounds:
+            rounds.append("first")
+            if held:
+                holder.execute(
+                    text("SELECT 1 FROM watch WHERE id = :w FOR NO KEY UPDATE"), {"w": gone}
+                )
+            with pg_engine.begin() as other:
+                disable_gone(other, [gone], now)
+        return {watch_id: 100 for watch_id, _, _ in watches}
+
+    def accept(_delivery) -> bool:
+        if rounds == ["first"]:
+            rounds.append("second")
+            with pg_engine.begin() as other:
+                lock_in_key_order(other, [(gone, 1)])
+                record_outcomes(other, [Outcome(gone, 1, 0, "gone")], now, [5.0])
+        return True
+
+    with pg_engine.connect() as holder:
+        with pg_engine.begin() as conn:
+            leased = lease_due(conn, now, 100, timedelta(minutes=5), share, accept)
+        holder.rollback()
+    assert [d for d in leased if d.watch_id == gone] == []
+
+
+def test_a_matcher_step_queues_nothing_for_a_kept_watch(pg_engine: Engine) -> None:
+    """A watch kept after its 410 is not hooked for the matcher: what it queued for one was
+    left in the outbox once the webhook was turned off (review 36c)."""
+    from datetime import datetime, timezone
+
+    world = load_personas(pg_engine)
+    kept = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})["id"]
+    with pg_engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO webhook_gone VALUES (:w, :t)"),
+            {"w": kept, "t": datetime.now(timezone.utc)},
+        )
+    append(world, lk_request(1))
+    match_all(world)
+    with pg_engine.connect() as conn:
+        assert len(events(world, SOUTHENERGY, kept)[0]) == 1  # an event all the same
+        assert conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one() == 0
+
+
+def test_what_another_worker_leased_of_a_watch_gone_since_is_dropped(world: World) -> None:
+    """Deliveries one worker leased and queues are checked again before they are sent; those
+    of a watch whose receiver answered 410 to another worker since (turned off, or kept)
+    are dropped too, not sent (review 36c)."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import disable_gone, hidden_since_lease, lease_due
+
+    hook = {"url": "https://hooks.example.com/w"}
+    off, fine = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
+    append(world, lk_request(1))
+    match_all(world)
+    now = datetime.now(timezone.utc)
+    with world.engine.begin() as conn:
+        leased = [(d.watch_id, d.event_id) for d in lease_due(conn, now, 10, timedelta(5))]
+    assert sorted(leased) == [(off, 1), (fine, 1)]
+    with world.engine.begin() as conn:
+        assert disable_gone(conn, [off], now)
+    with world.engine.begin() as conn:
+        assert hidden_since_lease(conn, leased) == [(off, 1)]
+    with world.engine.connect() as conn:
+        left = conn.execute(text("SELECT watch_id FROM webhook_outbox")).scalars().all()
+    assert left == [fine]
 
 
 def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -> None:

@@ -240,6 +240,8 @@ def due_deliveries() -> Select[Any]:
             o.next_attempt_at <= bindparam("now"),
             w.webhook_disabled_at.is_(None),
             w.webhook_url.is_not(None),
+            # kept after a 410 since `due_watches` listed it (review 36c: leased and sent)
+            ~exists(select(literal(1)).where(webhook_gone.c.watch_id == o.watch_id)),
         )
         # the index's order alone: a tie-break would sort every delivery due at the same
         # instant (a whole matched batch, a backlog behind a receiver that was down) before
@@ -253,8 +255,9 @@ def due_deliveries() -> Select[Any]:
 @lru_cache(maxsize=1)
 def visible_deliveries() -> Select[Any]:
     """Of the leased deliveries `keys` ((watch id, event id) pairs), those whose record the
-    watch's Party may still see, its watch still there: checked again while they wait to be
-    sent, as a registry correction since the lease may have hidden the record."""
+    watch's Party may still see, its watch still there with its webhook on: checked again
+    while they wait to be sent, as a registry correction since the lease may have hidden the
+    record, or the receiver answered 410 to another worker."""
     e = watch_event.c
     w = watch.c
     joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
@@ -264,6 +267,8 @@ def visible_deliveries() -> Select[Any]:
         .where(
             tuple_(e.watch_id, e.event_id).in_(bindparam("keys", expanding=True)),
             visible_clause(),
+            w.webhook_disabled_at.is_(None),
+            ~exists(select(literal(1)).where(webhook_gone.c.watch_id == w.id)),
         )
     )
     return for_party(statement, w.party_id)

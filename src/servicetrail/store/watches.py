@@ -488,7 +488,8 @@ def _lock_cursor(conn: Connection, wait: bool = False) -> Any | None:
 
 
 def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bool]]:
-    """(id, last_event_id, whether its webhook delivers) of the watches still there. One
+    """(id, last_event_id, whether its webhook delivers) of the watches still there (not one
+    kept after a 410, whose webhook waits to be turned off: outbox.disable_gone). One
     array or JSON parameter, through the driver: an IN list of thousands of ids cost
     SQLAlchemy more to render than the query took (profiled).
 
@@ -499,7 +500,8 @@ def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bo
     driver: Any = conn.connection.driver_connection
     columns = (
         "SELECT id, last_event_id, "
-        "webhook_url IS NOT NULL AND webhook_disabled_at IS NULL FROM watch WHERE "
+        "webhook_url IS NOT NULL AND webhook_disabled_at IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM webhook_gone g WHERE g.watch_id = watch.id) FROM watch WHERE "
     )
     if conn.dialect.name == "postgresql":
         rows = driver.execute(

@@ -52,6 +52,7 @@ from ..store.outbox import (
     Due,
     Outcome,
     disable_gone,
+    drop_deliveries_of,
     hidden_since_lease,
     lock_in_key_order,
     record_outcomes,
@@ -225,6 +226,8 @@ class Deliverer:
         # (_share runs on the lease's thread, and must not walk the loop's counters)
         self._waiting_parties: frozenset[str] = frozenset()
         self._outcomes: list[Outcome] = []
+        # webhooks turned off after being kept (outbox.disable_gone), their queues to drop
+        self._to_drop: set[int] = set()
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
         self._party_resolving: dict[str, asyncio.Semaphore] = {}
@@ -344,8 +347,10 @@ class Deliverer:
             # then hold more than `total`, by what each Party's share allowed when it came.
             a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
             leased_at = time.monotonic()
+            # taken here, on the loop's thread, which alone appends to them (review 36c)
+            outcomes, self._outcomes = self._outcomes, []
             leased, hidden = await asyncio.to_thread(
-                self._settle_and_lease, max(room, a_round), queued
+                self._settle_and_lease, max(room, a_round), queued, outcomes
             )
             if hidden:
                 self.stats.hidden += len(hidden)
@@ -460,13 +465,17 @@ class Deliverer:
             task.add_done_callback(self._tasks.discard)
 
     def _settle_and_lease(
-        self, room: int, waiting: list[tuple[int, int]]
+        self,
+        room: int,
+        waiting: list[tuple[int, int]],
+        outcomes: list[Outcome] | None = None,
     ) -> tuple[list[Due], list[tuple[int, int]]]:
-        """Record the attempts made since the last round, find which of the `waiting`
-        deliveries are hidden now (and forget them in the store), and lease up to `room` due
-        deliveries (none already held here), in one transaction; returns those leased and
-        those hidden."""
-        outcomes, self._outcomes = self._outcomes, []
+        """Record the attempts made since the last round (`outcomes`, or those gathered here
+        when the loop has stopped), find which of the `waiting` deliveries are hidden now
+        (and forget them in the store), and lease up to `room` due deliveries (none already
+        held here), in one transaction; returns those leased and those hidden."""
+        if outcomes is None:
+            outcomes, self._outcomes = self._outcomes, []
         if not outcomes and not room and not waiting:
             return [], []
         self.failure_log.add(outcomes)
@@ -495,18 +504,21 @@ class Deliverer:
         order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
         given_up = 0
         with self.engine.begin() as conn:  # holding nothing else (see there)
-            # this round's 410s, and those a registry change kept from being turned off,
-            # this worker's or another's: kept in the store if one is at work still, and
-            # leased by no one meanwhile; their 410s are recorded now all the same, which
-            # deletes their deliveries (a 410 put off to a later round was sent again when its
-            # lease ended: review 35e)
-            disable_gone(
+            # this round's 410s, and those kept by earlier rounds, this worker's or another's:
+            # turned off, or kept in the store while a registry change is at work or their
+            # rows are held, and leased by no one meanwhile; their 410s are recorded now all
+            # the same, which deletes their deliveries (a 410 put off to a later round was
+            # sent again when its lease ended: review 35e)
+            turned_off = disable_gone(
                 conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
             )
+        # kept here until dropped: a round run again after a deadlock turns them off no more
+        self._to_drop |= set(turned_off.kept)
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:
                 given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
+            drop_deliveries_of(conn, self._to_drop)
             hidden = hidden_since_lease(conn, waiting) if waiting else []
             leased = (
                 lease_deliveries(
@@ -521,6 +533,7 @@ class Deliverer:
                 else []
             )
         self.stats.given_up += given_up  # once committed: a round run again counts once
+        self._to_drop = set()
         return leased, hidden
 
     def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
