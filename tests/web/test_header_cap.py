@@ -65,6 +65,10 @@ def assert_capped(base: str) -> None:
     # given, signed the analyst out for nothing (audit 23b)
     head, _, body = long_url.partition(b"\r\n\r\n")
     assert b"Shorten the search" in body and b"frame-ancestors 'none'" in head
+    # and every other answer's guards, kept by no cache (audit 36d: the CSP and nosniff only)
+    for guard in (b"x-frame-options: DENY", b"cache-control: no-store", b"strict-transport"):
+        assert guard in head and guard in one_header
+    assert head.count(b"content-security-policy") == 1
     # a head under the cap, a large cookie header included, is served as before
     assert exchange(base, get("/login", b"Cookie: other_app=" + b"d" * 8_000)).startswith(
         b"HTTP/1.1 200 "

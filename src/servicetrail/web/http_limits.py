@@ -36,6 +36,20 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import settings
+from .headers import SECURITY_HEADERS
+
+
+# every other answer's security headers (web.headers), but a CSP that allows nothing: these
+# fixed answers have no style sheet or script; and not kept by any cache (audit 36d: they
+# carried only the CSP and nosniff)
+_GUARDS = b"".join(
+    name + b": " + value + b"\r\n"
+    for name, value in SECURITY_HEADERS
+    if name != b"content-security-policy"
+) + (
+    b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n"
+    b"cache-control: no-store\r\n"
+)
 
 
 def _closing_answer(status: bytes, headers: bytes, body: bytes) -> bytes:
@@ -47,8 +61,9 @@ def _closing_answer(status: bytes, headers: bytes, body: bytes) -> bytes:
         + b"content-length: "
         + str(len(body)).encode()
         + b"\r\n"
-        b"x-content-type-options: nosniff\r\n"
-        b"connection: close\r\n\r\n" + body
+        + _GUARDS
+        + b"connection: close\r\n\r\n"
+        + body
     )
 
 
@@ -68,8 +83,7 @@ def _page(status: bytes, title: str, sentence: str) -> bytes:
     ).encode()
     return _closing_answer(
         status,
-        b"content-type: text/html; charset=utf-8\r\n"
-        b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n",
+        b"content-type: text/html; charset=utf-8\r\n",
         body,
     )
 
