@@ -69,10 +69,10 @@ except ImportError:  # older src/
 
 
 try:  # a kept webhook's queue, dropped by the round's second transaction (session 36)
-    from servicetrail.store.outbox import drop_deliveries_of
+    from servicetrail.store.outbox import drop_turned_off
 except ImportError:
 
-    def drop_deliveries_of(conn, watch_ids) -> None:  # type: ignore[no-untyped-def]
+    def drop_turned_off(conn, watch_ids) -> None:  # type: ignore[no-untyped-def]
         return None
 
 
@@ -232,7 +232,7 @@ def main() -> None:
                     )
                     if outcomes:
                         record_outcomes(conn, outcomes, now, [0.01, 0.01, 0.01])
-                    drop_deliveries_of(conn, getattr(turned_off, "kept", ()))
+                    drop_turned_off(conn, getattr(turned_off, "watches", ()))
                     if waiting:
                         hidden_since_lease(conn, waiting_keys)
                     leased = lease_due(

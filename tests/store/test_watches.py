@@ -799,13 +799,26 @@ def _transaction_in_background(
 
 def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
     """A round's 410, as the deliverer records it."""
-    from servicetrail.store.outbox import Outcome, disable_gone, record_outcomes
+    from servicetrail.store.outbox import Outcome, disable_gone, drop_turned_off, record_outcomes
 
     outcomes = [Outcome(watch_id, event_id, 0, "gone")]
     with engine.begin() as conn:
-        disable_gone(conn, _gone_of(outcomes), now)
+        turned_off = disable_gone(conn, _gone_of(outcomes), now)
     with engine.begin() as conn:
         record_outcomes(conn, outcomes, now, [5.0, 60.0])
+        drop_turned_off(conn, turned_off.watches)
+
+
+def _turning_off_round(engine: Engine, now) -> bool:
+    """A round's turning off of what earlier rounds kept, as the deliverer runs it: the
+    webhooks, then their queues, in two transactions."""
+    from servicetrail.store.outbox import disable_gone, drop_turned_off
+
+    with engine.begin() as conn:
+        turned_off = disable_gone(conn, [], now)
+    with engine.begin() as conn:
+        drop_turned_off(conn, turned_off.watches)
+    return bool(turned_off)
 
 
 def test_a_failed_delivery_of_a_webhook_turned_off_meanwhile_is_dropped(
@@ -847,8 +860,6 @@ def test_a_410_while_the_watch_is_held_is_kept_and_turns_the_webhook_off_later(
     the first round after the row is free."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone
-
     world = load_personas(pg_engine)
     watch_id, (first, _) = _one_webhook(world)
     now = datetime.now(timezone.utc)
@@ -863,8 +874,7 @@ def test_a_410_while_the_watch_is_held_is_kept_and_turns_the_webhook_off_later(
             (shown,) = list_watches(conn, SOUTHENERGY, with_state=True)
             assert not conn.execute(disabled, {"w": watch_id}).scalar_one()
         reader.commit()
-    with pg_engine.begin() as conn:
-        assert disable_gone(conn, [], now)  # any worker's next round
+    assert _turning_off_round(pg_engine, now)  # any worker's next round
     with pg_engine.connect() as conn:
         left = conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one()
         assert conn.execute(disabled, {"w": watch_id}).scalar_one()
@@ -1036,7 +1046,7 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     from servicetrail.store.outbox import (
         Outcome,
         disable_gone,
-        drop_deliveries_of,
+        drop_turned_off,
         lease_due,
         record_outcomes,
     )
@@ -1068,9 +1078,11 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
         assert delete_watch(conn, SOUTHENERGY, deleted)
     with pg_engine.begin() as conn:
         turned_off = disable_gone(conn, [], now)
-    assert turned_off and turned_off.kept == (kept,)  # not the deleted one
+    assert turned_off and turned_off.watches == (kept,)  # not the deleted one
+    with pg_engine.connect() as conn:  # kept until its queue is dropped
+        assert conn.execute(kept_rows).scalars().all() == [kept]
     with pg_engine.begin() as conn:  # the round's next transaction, holding no watch's row
-        drop_deliveries_of(conn, turned_off.kept)
+        drop_turned_off(conn, turned_off.watches)
     with pg_engine.connect() as conn:
         assert conn.execute(kept_rows).all() == []
         shown = list_watches(conn, SOUTHENERGY, with_state=True)
@@ -1078,6 +1090,30 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(kept, False), (fine, True)]
     # kept's 1 dropped, not retried; its 2 deleted when it was turned off
     assert sorted(waiting) == [(fine, 1), (fine, 2)]
+
+
+def test_a_queue_left_by_a_worker_stopped_mid_round_is_dropped_by_the_next(world: World) -> None:
+    """A round turns a webhook off, then drops its queue in its next transaction; a worker
+    stopped between the two left the queue in the outbox with nothing saying it was to go,
+    under load for good (review 36e). The watch stays kept until its queue is dropped, so
+    the next round, any worker's, drops it."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import disable_gone
+
+    hook = {"url": "https://hooks.example.com/w"}
+    gone, fine = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
+    append(world, lk_request(1), lk_request(2))
+    match_all(world)
+    now = datetime.now(timezone.utc)
+    with world.engine.begin() as conn:
+        assert disable_gone(conn, [gone], now).watches == (gone,)
+    # stopped here: its second transaction never ran
+    assert _turning_off_round(world.engine, now)
+    with world.engine.connect() as conn:
+        left = conn.execute(text("SELECT DISTINCT watch_id FROM webhook_outbox")).scalars().all()
+        kept = conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one()
+    assert (left, kept) == ([fine], 0)
 
 
 def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
@@ -1098,13 +1134,14 @@ def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
         with pg_engine.begin() as conn:
             conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a wait fails the test
             assert not disable_gone(conn, [held, free], datetime.now(timezone.utc))
-        with pg_engine.connect() as conn:
-            assert conn.execute(kept_rows).scalars().all() == [held]
+        with pg_engine.connect() as conn:  # both kept: held, and free until its queue goes
+            assert conn.execute(kept_rows).scalars().all() == [held, free]
             shown = list_watches(conn, SOUTHENERGY, with_state=True)
+            on = "SELECT id FROM watch WHERE webhook_disabled_at IS NULL ORDER BY id"
+            assert conn.execute(text(on)).scalars().all() == [held]
         assert [w["webhook"]["enabled"] for w in shown] == [False, False]
         holder.commit()
-    with pg_engine.begin() as conn:
-        assert disable_gone(conn, [], datetime.now(timezone.utc))
+    assert _turning_off_round(pg_engine, datetime.now(timezone.utc))
     with pg_engine.connect() as conn:
         assert conn.execute(kept_rows).all() == []
         disabled = "SELECT id FROM watch WHERE webhook_disabled_at IS NOT NULL ORDER BY id"

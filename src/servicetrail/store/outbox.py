@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from ..domain.records import NO_BODY, item
@@ -135,7 +136,8 @@ def _drop_turned_off(conn: Connection, now: datetime) -> None:
 def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Of deliveries leased and waiting to be sent ((watch id, event id) pairs), those not to
     be made any more: the watch's Party may no longer see the record (a registry correction
-    committed since the lease) or the watch is gone. Their rows are deleted."""
+    committed since the lease), the watch is gone, or its receiver answered 410 (to any
+    worker). Their rows are deleted."""
     visible: set[tuple[int, int]] = set()
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
@@ -308,77 +310,81 @@ def record_outcomes(
 def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> TurnedOff:
     """Turn off the webhooks of these watches, whose receivers answered 410 Gone, and of those
     kept in `webhook_gone` by earlier rounds (any worker's), in the caller's transaction,
-    which should hold nothing else. True when every one of `watch_ids` was turned off.
+    which should hold nothing else. True when every one of `watch_ids` was turned off; the
+    caller then drops the queues of those turned off in a transaction of its own
+    (`drop_turned_off`), which forgets them: until it commits they stay kept, so a worker
+    stopped between the two leaves the drop to the next round, whoever runs it (review 36e).
 
     It waits for nothing (PostgreSQL). A watch whose row another transaction holds (a
-    matcher's step, a Party marking its events read, a deletion) is skipped and kept in
-    `webhook_gone` for a later round: waiting for it inside a round closed a cycle with a
-    delete of the watch (review 34b), and outside one, every worker's round waited on any
-    kept watch's row (review 36a). All of them are kept while a registry change is at work
-    or waiting: it matches in steps of its transaction, each in id order but a later one's
-    watch maybe before an earlier one's, and a turning off between two steps closed a cycle
-    with it (review 35a); waiting for it, behind the ingest batches it waits for, stalled the
-    rounds with no end (review 35d). Keeping takes no lock on the watch: no worker leases
-    anything of a kept watch (`due_watches`), and a later round of any worker, after a restart
-    too, turns it off. Kept in one worker's memory, another worker, or the same one
-    restarted, sent the receiver more (session 35)."""
+    matcher's step, a Party marking its events read, a deletion) is skipped and stays kept
+    for a later round: waiting for it inside a round closed a cycle with a delete of the
+    watch (review 34b), and outside one, every worker's round waited on any kept watch's row
+    (review 36a). All of them stay kept while a registry change is at work or waiting: it
+    matches in steps of its transaction, each in id order but a later one's watch maybe
+    before an earlier one's, and a turning off between two steps closed a cycle with it
+    (review 35a); waiting for it, behind the ingest batches it waits for, stalled the rounds
+    with no end (review 35d). Keeping takes no lock on the watch: no worker leases anything
+    of a kept watch (`due_watches`), the matcher queues nothing for it, and a later round of
+    any worker, after a restart too, turns it off. Kept in one worker's memory, another
+    worker, or the same one restarted, sent the receiver more (session 35)."""
     reported = sorted(set(watch_ids))
-    kept = conn.execute(select(webhook_gone.c.watch_id)).scalars().all()
-    gone = sorted({*reported, *kept})
-    if not gone:
+    _keep(conn, reported, now)
+    kept = sorted(set(conn.execute(select(webhook_gone.c.watch_id)).scalars()))
+    if not kept:
         return TurnedOff(True)
+    gone = kept
     if conn.dialect.name == "postgresql":
         taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock_shared({REGISTRY_LOCK})")
         if not taken.scalar_one():
-            _keep(conn, reported, now)
-            return TurnedOff(False)
+            return TurnedOff(not reported)
         w = watch.c
         free = select(w.id).where(w.id.in_(gone)).order_by(w.id)
         gone = list(conn.execute(free.with_for_update(key_share=True, skip_locked=True)).scalars())
-        _keep(conn, sorted(set(reported) - set(gone)), now)  # held, or deleted (forgotten below)
     conn.execute(
         update(watch)
         .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
         .values(webhook_disabled_at=now, webhook_disabled_reason=GONE_REASON)
     )
-    if kept:
-        g = webhook_gone.c
-        deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
-        conn.execute(
-            delete(webhook_gone).where(g.watch_id.in_(kept), g.watch_id.in_(gone) | deleted)
-        )
-    return TurnedOff(set(reported) <= set(gone), tuple(sorted(set(kept) & set(gone))))
+    g = webhook_gone.c
+    deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
+    conn.execute(delete(webhook_gone).where(g.watch_id.in_(kept), deleted))  # nothing to drop
+    return TurnedOff(set(reported) <= set(gone), tuple(gone))
 
 
 @dataclass(frozen=True, slots=True)
 class TurnedOff:
-    """What `disable_gone` did: true when every watch reported was turned off; `kept` the
-    watches kept by earlier rounds that it turned off, whose deliveries queued since their
-    410 are for the caller to drop (`drop_deliveries_of`), once these rows are let go."""
+    """What `disable_gone` did: true when every watch reported was turned off; `watches`:
+    those it turned off (or found off), whose queues are for `drop_turned_off`."""
 
     every_reported: bool
-    kept: tuple[int, ...] = ()
+    watches: tuple[int, ...] = ()
 
     def __bool__(self) -> bool:
         return self.every_reported
 
 
-def drop_deliveries_of(conn: Connection, watch_ids: Iterable[int]) -> None:
-    """Delete the deliveries of these watches, whose webhooks are off, skipping those another
-    transaction holds: what the matcher queued for a watch kept after its 410 (its round
-    deleted the rest). Left, they waited for a moment when nothing else was due (review
-    36a); deleted inside `disable_gone`, holding the watch's row and the registry lock, a
-    backlog of 1M held a registry change and the ingest behind it for 1.3 s (review 36c)."""
-    for watch_id in sorted(set(watch_ids)):
+def drop_turned_off(conn: Connection, watch_ids: Iterable[int]) -> None:
+    """Delete the deliveries of these watches, whose webhooks `disable_gone` turned off,
+    skipping those another transaction holds (that one settles them: a webhook turned off
+    retries nothing), and forget that they were kept. Left, what the matcher had queued for
+    a kept watch waited for a moment when nothing else was due (review 36a); deleted inside
+    `disable_gone`, holding the watch's row and the registry lock, a backlog of 1M held a
+    registry change and the ingest behind it for 1.3 s (review 36c)."""
+    ids = sorted(set(watch_ids))
+    for watch_id in ids:
         delete_deliveries_of(conn, watch_id, skip_locked=True)
+    if ids:
+        conn.execute(delete(webhook_gone).where(webhook_gone.c.watch_id.in_(ids)))
 
 
 def _keep(conn: Connection, watch_ids: list[int], now: datetime) -> None:
-    """Keep these watches in `webhook_gone` (PostgreSQL), in key order: two workers keeping
-    the same watches wait in line, not in a cycle."""
-    if watch_ids:
-        keep = pg_insert(webhook_gone).on_conflict_do_nothing()
-        conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in watch_ids])
+    """Keep these watches in `webhook_gone`, in key order: two workers keeping the same
+    watches wait in line, not in a cycle. No lock on the watch's row."""
+    if not watch_ids:
+        return
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    keep = dialect_insert(webhook_gone).on_conflict_do_nothing()
+    conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in watch_ids])
 
 
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:

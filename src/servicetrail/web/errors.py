@@ -176,7 +176,11 @@ def _first_said(exc: ParameterError | RequestValidationError) -> str:
     if isinstance(exc, ParameterError):
         return str(exc)
     first = exc.errors()[0] if exc.errors() else {}
-    where = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+    where = [
+        str(part)
+        for part in first.get("loc", ())
+        if part not in ("query", "path", "body", "header")
+    ]
     return f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid value')}"
 
 

@@ -52,7 +52,7 @@ from ..store.outbox import (
     Due,
     Outcome,
     disable_gone,
-    drop_deliveries_of,
+    drop_turned_off,
     hidden_since_lease,
     lock_in_key_order,
     record_outcomes,
@@ -106,7 +106,9 @@ class Stats:
     failed: int = 0
     gone: int = 0
     given_up: int = 0
-    hidden: int = 0  # leased, then hidden by a registry correction before it was sent
+    # leased, then not to be sent: hidden by a registry correction, or its watch deleted or
+    # its receiver gone (410 to another worker) before it was sent
+    hidden: int = 0
     matched_records: int = 0
     errors: Counter[str] = field(default_factory=Counter[str])
 
@@ -226,8 +228,6 @@ class Deliverer:
         # (_share runs on the lease's thread, and must not walk the loop's counters)
         self._waiting_parties: frozenset[str] = frozenset()
         self._outcomes: list[Outcome] = []
-        # webhooks turned off after being kept (outbox.disable_gone), their queues to drop
-        self._to_drop: set[int] = set()
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
         self._party_resolving: dict[str, asyncio.Semaphore] = {}
@@ -512,13 +512,11 @@ class Deliverer:
             turned_off = disable_gone(
                 conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
             )
-        # kept here until dropped: a round run again after a deadlock turns them off no more
-        self._to_drop |= set(turned_off.kept)
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:
                 given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
-            drop_deliveries_of(conn, self._to_drop)
+            drop_turned_off(conn, turned_off.watches)
             hidden = hidden_since_lease(conn, waiting) if waiting else []
             leased = (
                 lease_deliveries(
@@ -533,7 +531,6 @@ class Deliverer:
                 else []
             )
         self.stats.given_up += given_up  # once committed: a round run again counts once
-        self._to_drop = set()
         return leased, hidden
 
     def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
