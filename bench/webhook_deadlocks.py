@@ -226,13 +226,15 @@ def main() -> None:
                 gone = {o.watch_id for o in outcomes if o.status == "gone"}
                 with engine.begin() as conn:  # during a registry change: kept in webhook_gone
                     turned_off = disable_gone(conn, gone, now)
+                if getattr(turned_off, "watches", ()):  # their queues, in a transaction alone
+                    with engine.begin() as conn:
+                        drop_turned_off(conn, turned_off.watches)
                 with engine.begin() as conn:
                     lock_in_key_order(
                         conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting_keys]
                     )
                     if outcomes:
                         record_outcomes(conn, outcomes, now, [0.01, 0.01, 0.01])
-                    drop_turned_off(conn, getattr(turned_off, "watches", ()))
                     if waiting:
                         hidden_since_lease(conn, waiting_keys)
                     leased = lease_due(

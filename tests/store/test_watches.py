@@ -805,8 +805,9 @@ def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
     with engine.begin() as conn:
         turned_off = disable_gone(conn, _gone_of(outcomes), now)
     with engine.begin() as conn:
-        record_outcomes(conn, outcomes, now, [5.0, 60.0])
         drop_turned_off(conn, turned_off.watches)
+    with engine.begin() as conn:
+        record_outcomes(conn, outcomes, now, [5.0, 60.0])
 
 
 def _turning_off_round(engine: Engine, now) -> bool:
@@ -1114,6 +1115,48 @@ def test_a_queue_left_by_a_worker_stopped_mid_round_is_dropped_by_the_next(world
         left = conn.execute(text("SELECT DISTINCT watch_id FROM webhook_outbox")).scalars().all()
         kept = conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one()
     assert (left, kept) == ([fine], 0)
+
+
+def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
+    pg_engine: Engine, monkeypatch
+) -> None:
+    """A matcher's step holds its watches FOR KEY SHARE, which the turning off does not wait
+    for: the step had found the webhook on and written its deliveries, uncommitted, when the
+    round dropped the watch's queue and forgot it; committed after, they stayed for good
+    (review 36f). The watch stays kept while a step holds it, and a round after drops them.
+    The real step runs, paused between writing its events and its counters."""
+    import threading
+    from datetime import datetime, timezone
+
+    world = load_personas(pg_engine)
+    watch_id, (first, _) = _one_webhook(world)
+    append(world, lk_request(3), lk_request(4))
+    written, go = threading.Event(), threading.Event()
+    write_events = store_watches._write_events
+
+    def paused(conn, events, outbox, counters):
+        write_events(conn, events, outbox, [])
+        written.set()
+        go.wait(20)
+        write_events(conn, [], [], counters)
+
+    monkeypatch.setattr(store_watches, "_write_events", paused)
+    step = _in_background(lambda: match_all(world))
+    assert written.wait(10)
+    now = datetime.now(timezone.utc)
+    gone = _in_background(lambda: _gone(pg_engine, watch_id, first, now))
+    gone.join(10)
+    assert not gone.is_alive()  # it waited for nothing
+    go.set()
+    step.join(10)
+    monkeypatch.setattr(store_watches, "_write_events", write_events)
+    kept_rows = text("SELECT count(*) FROM webhook_gone")
+    with pg_engine.connect() as conn:
+        assert conn.execute(kept_rows).scalar_one() == 1  # kept while the step held it
+    assert _turning_off_round(pg_engine, now)
+    with pg_engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one()
+        assert (left, conn.execute(kept_rows).scalar_one()) == (0, 0)
 
 
 def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:

@@ -315,8 +315,8 @@ def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> T
     (`drop_turned_off`), which forgets them: until it commits they stay kept, so a worker
     stopped between the two leaves the drop to the next round, whoever runs it (review 36e).
 
-    It waits for nothing (PostgreSQL). A watch whose row another transaction holds (a
-    matcher's step, a Party marking its events read, a deletion) is skipped and stays kept
+    It waits for no watch's row (PostgreSQL). A watch whose row another transaction holds
+    for an update (a Party marking its events read, a deletion) is skipped and stays kept
     for a later round: waiting for it inside a round closed a cycle with a delete of the
     watch (review 34b), and outside one, every worker's round waited on any kept watch's row
     (review 36a). All of them stay kept while a registry change is at work or waiting: it
@@ -324,9 +324,10 @@ def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> T
     before an earlier one's, and a turning off between two steps closed a cycle with it
     (review 35a); waiting for it, behind the ingest batches it waits for, stalled the rounds
     with no end (review 35d). Keeping takes no lock on the watch: no worker leases anything
-    of a kept watch (`due_watches`), the matcher queues nothing for it, and a later round of
-    any worker, after a restart too, turns it off. Kept in one worker's memory, another
-    worker, or the same one restarted, sent the receiver more (session 35)."""
+    of a kept watch (`due_watches`), a matcher's step that begins after it queues nothing
+    for it, and a later round of any worker, after a restart too, turns it off. Kept in one
+    worker's memory, another worker, or the same one restarted, sent the receiver more
+    (session 35)."""
     reported = sorted(set(watch_ids))
     _keep(conn, reported, now)
     kept = sorted(set(conn.execute(select(webhook_gone.c.watch_id)).scalars()))
@@ -347,7 +348,7 @@ def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> T
     )
     g = webhook_gone.c
     deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
-    conn.execute(delete(webhook_gone).where(g.watch_id.in_(kept), deleted))  # nothing to drop
+    _forget(conn, g.watch_id.in_(kept) & deleted)  # nothing to drop: the deletion did
     return TurnedOff(set(reported) <= set(gone), tuple(gone))
 
 
@@ -364,17 +365,42 @@ class TurnedOff:
 
 
 def drop_turned_off(conn: Connection, watch_ids: Iterable[int]) -> None:
-    """Delete the deliveries of these watches, whose webhooks `disable_gone` turned off,
-    skipping those another transaction holds (that one settles them: a webhook turned off
-    retries nothing), and forget that they were kept. Left, what the matcher had queued for
-    a kept watch waited for a moment when nothing else was due (review 36a); deleted inside
-    `disable_gone`, holding the watch's row and the registry lock, a backlog of 1M held a
-    registry change and the ingest behind it for 1.3 s (review 36c)."""
+    """Delete the queues of these watches, whose webhooks `disable_gone` turned off, and
+    forget that they were kept, in a transaction of the caller's that should hold nothing
+    else. It waits for nothing. A watch it does not get FOR UPDATE stays kept for a later
+    round: a matcher's step holds it FOR KEY SHARE to its end, and the deliveries that step
+    writes, uncommitted, were not there to delete; forgotten, they stayed (review 36f). So
+    does one whose deliveries another transaction holds (a round settles or releases them).
+
+    Left, what the matcher had queued for a kept watch waited for a moment when nothing else
+    was due (review 36a); deleted inside `disable_gone`, holding the watch's row and the
+    registry lock, a backlog of 1M held a registry change and the ingest behind it for 1.3 s
+    (review 36c)."""
     ids = sorted(set(watch_ids))
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        free = select(watch.c.id).where(watch.c.id.in_(ids)).order_by(watch.c.id)
+        ids = list(conn.execute(free.with_for_update(skip_locked=True)).scalars())
     for watch_id in ids:
         delete_deliveries_of(conn, watch_id, skip_locked=True)
-    if ids:
-        conn.execute(delete(webhook_gone).where(webhook_gone.c.watch_id.in_(ids)))
+    o, g = webhook_outbox.c, webhook_gone.c
+    emptied = [
+        w
+        for w in ids
+        if conn.execute(select(literal(1)).where(o.watch_id == w).limit(1)).first() is None
+    ]
+    _forget(conn, g.watch_id.in_(emptied))
+
+
+def _forget(conn: Connection, which: Any) -> None:
+    """Delete the kept rows `which` picks, skipping any another transaction holds (another
+    worker forgetting the same watch): waiting for it, a round stood behind that worker's."""
+    g = webhook_gone.c
+    chosen = select(g.watch_id).where(which)
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    conn.execute(delete(webhook_gone).where(g.watch_id.in_(chosen.scalar_subquery())))
 
 
 def _keep(conn: Connection, watch_ids: list[int], now: datetime) -> None:

@@ -512,11 +512,13 @@ class Deliverer:
             turned_off = disable_gone(
                 conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
             )
+        if turned_off.watches:
+            with self.engine.begin() as conn:  # holding nothing else (see there)
+                drop_turned_off(conn, turned_off.watches)
         with self.engine.begin() as conn:
             lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
             if outcomes:
                 given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
-            drop_turned_off(conn, turned_off.watches)
             hidden = hidden_since_lease(conn, waiting) if waiting else []
             leased = (
                 lease_deliveries(
