@@ -1159,6 +1159,34 @@ def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
         assert (left, conn.execute(kept_rows).scalar_one()) == (0, 0)
 
 
+def test_dropping_a_queue_holds_no_watch_row(pg_engine: Engine) -> None:
+    """Held FOR UPDATE while a large queue was deleted, the watch's row stood a matcher's
+    step and a Party marking its events read behind the deletion (review 36g); it is only
+    asked for, and let go before the queue is deleted."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.outbox import disable_gone, drop_turned_off
+
+    world = load_personas(pg_engine)
+    watch_id, _ = _one_webhook(world)
+    with pg_engine.begin() as conn:
+        assert disable_gone(conn, [watch_id], datetime.now(timezone.utc)).watches == (watch_id,)
+    with pg_engine.connect() as dropping, pg_engine.connect() as other:
+        dropping.begin()
+        drop_turned_off(dropping, [watch_id])
+        # as a step's _counters and a mark_read take it, without waiting
+        for lock in ("FOR KEY SHARE NOWAIT", "FOR NO KEY UPDATE NOWAIT"):
+            found = other.execute(
+                text(f"SELECT id FROM watch WHERE id = :w {lock}"), {"w": watch_id}
+            )
+            assert found.scalar_one() == watch_id
+            other.rollback()
+        dropping.commit()
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one() == 0
+
+
 def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
     """A watch whose row another transaction holds (a Party marking its events read, a
     matcher's step updating it) is kept for a later round, not waited for: waiting, every
