@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries, due_watches, visible_deliveries
+from .watch_sql import due_deliveries, due_watches, kept_gone, visible_deliveries
 from .visibility_index import REGISTRY_LOCK
 from .watch_tables import watch, webhook_gone, webhook_outbox
 
@@ -427,13 +427,12 @@ def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
     locked."""
     if not watch_ids:
         return set()
-    kept = select(literal(1)).where(webhook_gone.c.watch_id == watch.c.id)
     on = conn.execute(
         select(watch.c.id).where(
             watch.c.id.in_(sorted(watch_ids)),
             watch.c.webhook_url.is_not(None),
             watch.c.webhook_disabled_at.is_(None),
-            ~exists(kept),
+            ~kept_gone(watch.c.id),
         )
     ).scalars()
     return watch_ids - set(on)

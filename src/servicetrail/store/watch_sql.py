@@ -199,12 +199,18 @@ def due_watches() -> Select[Any]:
     due = exists(
         select(literal(1)).where(o.watch_id == w.id, o.next_attempt_at <= bindparam("now"))
     )
-    gone = exists(select(literal(1)).where(webhook_gone.c.watch_id == w.id))
     return (
         select(w.id, w.webhook_url, w.party_id)
-        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due, ~gone)
+        .where(w.webhook_url.is_not(None), w.webhook_disabled_at.is_(None), due, ~kept_gone(w.id))
         .order_by(w.id)
     )
+
+
+def kept_gone(watch_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether the watch is kept in `webhook_gone`: its receiver answered 410 and its webhook
+    waits to be turned off, or its queue to be dropped (outbox.disable_gone). Nothing of it
+    is leased, queued or sent meanwhile."""
+    return exists(select(literal(1)).where(webhook_gone.c.watch_id == watch_id))
 
 
 @lru_cache(maxsize=1)
@@ -241,7 +247,7 @@ def due_deliveries() -> Select[Any]:
             w.webhook_disabled_at.is_(None),
             w.webhook_url.is_not(None),
             # kept after a 410 since `due_watches` listed it (review 36c: leased and sent)
-            ~exists(select(literal(1)).where(webhook_gone.c.watch_id == o.watch_id)),
+            ~kept_gone(o.watch_id),
         )
         # the index's order alone: a tie-break would sort every delivery due at the same
         # instant (a whole matched batch, a backlog behind a receiver that was down) before
@@ -268,7 +274,7 @@ def visible_deliveries() -> Select[Any]:
             tuple_(e.watch_id, e.event_id).in_(bindparam("keys", expanding=True)),
             visible_clause(),
             w.webhook_disabled_at.is_(None),
-            ~exists(select(literal(1)).where(webhook_gone.c.watch_id == w.id)),
+            ~kept_gone(w.id),
         )
     )
     return for_party(statement, w.party_id)

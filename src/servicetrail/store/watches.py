@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, exists, func, insert, literal, select, text, true, update
+from sqlalchemy import delete, func, insert, literal, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -56,9 +56,10 @@ from .watch_sql import (
     skip_hidden_unread as skip_hidden_unread_statement,
     unread_by_watch,
     unread_in_watch as unread_in_watch_statement,
+    kept_gone,
     watches_locked_in_id_order,
 )
-from .watch_tables import watch, watch_cursor, watch_event, webhook_gone, webhook_outbox
+from .watch_tables import watch, watch_cursor, watch_event, webhook_outbox
 from .read_transaction import owner_read_limits
 
 UTC = timezone.utc
@@ -179,9 +180,8 @@ def create_watch(
 
 def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
     owner_read_limits(conn)
-    gone = exists(select(literal(1)).where(webhook_gone.c.watch_id == watch.c.id))
     rows = conn.execute(
-        select(watch, gone.label("webhook_gone"))
+        select(watch, kept_gone(watch.c.id).label("webhook_gone"))
         .where(watch.c.party_id == party_id)
         .order_by(watch.c.id)
     ).all()
