@@ -120,10 +120,14 @@ def whole_number_schema(
 # `from` inclusive and `to` exclusive, here and everywhere (SPEC section 5); the route's own
 # parser (build_search) reads them, so that its 422 names the parameter
 _FROM = Query(
-    alias="from", description="inclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+    alias="from",
+    description="inclusive, ISO-8601 with offset, in years 1 to 9999 once in UTC",
+    json_schema_extra=TIME_SCHEMA,
 )
 _TO = Query(
-    alias="to", description="exclusive, ISO-8601 with offset", json_schema_extra=TIME_SCHEMA
+    alias="to",
+    description="exclusive, ISO-8601 with offset, in years 1 to 9999 once in UTC",
+    json_schema_extra=TIME_SCHEMA,
 )
 TimeFrom = Annotated[str | None, _FROM]
 TimeTo = Annotated[str | None, _TO]
