@@ -856,6 +856,50 @@ def test_the_workers_error_counts_keep_a_bounded_number_of_kinds():
     assert sum(stats.errors.values()) == 3 * MOST_ERROR_KINDS + 1
 
 
+def test_a_failed_rounds_failures_are_counted_once(sqlite_url, monkeypatch, caplog) -> None:
+    """A round the store fails puts its outcomes back for the next round; it had counted
+    their failures in the operator's warning already, and the next round counted them again
+    (session 36's note): one failed attempt was reported as two."""
+    import logging
+    import sqlite3
+
+    from servicetrail.store import engine as store_engine
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.watches import match_new_records
+    from servicetrail.webhooks.deliver import FailureLog
+
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
+    engine = store_engine.open_store(sqlite_url)
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        made = create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
+            new_secret(),
+        )
+    lk_requests(engine, 1)
+    with engine.begin() as conn:
+        match_new_records(conn)
+    deliverer = Deliverer(engine, schedule=[60])
+    deliverer.failure_log = FailureLog(every=0)  # each round's failures said at once
+    failed = [Outcome(made["id"], 1, 0, "failed", "answered 503")]
+    lock = sqlite3.connect(engine.url.database, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING, "servicetrail.webhooks.deliver"):
+        with pytest.raises(Exception, match="locked"):
+            deliverer._settle_and_lease(0, [], failed)
+        lock.rollback()
+        kept, deliverer._outcomes = deliverer._outcomes, []
+        assert kept == failed  # put back for the next round
+        deliverer._settle_and_lease(0, [], kept)
+    said = [r.getMessage() for r in caplog.records if "to be retried" in r.getMessage()]
+    assert said == [
+        f"1 webhook deliveries failed, to be retried: watch {made['id']}: 1 (answered 503)"
+    ]
+    engine.dispose()
+
+
 def test_a_clean_stop_leaves_what_it_had_queued_due_at_once(engine, world) -> None:
     """Deliveries leased ahead and still queued when a worker stopped cleanly stayed leased
     until the lease ended: after a deploy the next worker sent them 4.6 minutes late (audit
@@ -940,7 +984,7 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
             text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w ORDER BY event_id"),
             {"w": made["id"]},
         ).scalars()
-    deliverer._outcomes = [
+    outcomes = [
         Outcome(made["id"], first, 0, "delivered"),
         Outcome(made["id"], second, 0, "delivered"),
     ]
@@ -948,7 +992,7 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
 
     def settle() -> None:
         try:
-            deliverer._settle_and_lease(0, [])
+            deliverer._settle_and_lease(0, [], outcomes)
         except BaseException as e:  # the test's to judge
             failures.append(e)
 
@@ -998,7 +1042,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
     with pg_engine.begin() as conn:
         match_new_records(conn)
     deliverer = Deliverer(pg_engine, schedule=[60])
-    deliverer._outcomes = [
+    outcomes = [
         Outcome(gone["id"], 1, 0, "gone"),
         Outcome(fine["id"], 1, 0, "delivered"),
     ]
@@ -1009,10 +1053,11 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
             listed = list_watches(conn, P.SOUTHENERGY, with_state=True)
         return {w["id"]: w["webhook"]["enabled"] for w in listed}
 
-    def round_(worker: Deliverer, room: int) -> list:
+    def round_(worker: Deliverer, room: int, outcomes: list[Outcome]) -> list:
         leased: list = []
         thread = threading.Thread(
-            target=lambda: leased.extend(worker._settle_and_lease(room, [])[0]), daemon=True
+            target=lambda: leased.extend(worker._settle_and_lease(room, [], outcomes)[0]),
+            daemon=True,
         )
         thread.start()
         thread.join(10)
@@ -1021,7 +1066,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
 
     with pg_engine.connect() as change:
         lock_registry(change)
-        round_(deliverer, 0)
+        round_(deliverer, 0, outcomes)
         with pg_engine.connect() as conn:
             assert conn.execute(waiting).all() == [(fine["id"], 2), (fine["id"], 3)]
         assert deliverer._outcomes == [] and enabled() == {gone["id"]: False, fine["id"]: True}
@@ -1034,7 +1079,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
                 {"w": gone["id"]},
             )
         for worker in (deliverer, Deliverer(pg_engine, schedule=[60])):  # another, or restarted
-            leased = round_(worker, 10)
+            leased = round_(worker, 10, [])
             assert sorted((d.watch_id, d.event_id) for d in leased) == [
                 (fine["id"], 2),
                 (fine["id"], 3),
@@ -1043,7 +1088,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
             with pg_engine.begin() as conn:
                 conn.execute(text("UPDATE webhook_outbox SET next_attempt_at = now()"))
         change.rollback()
-    round_(Deliverer(pg_engine, schedule=[60]), 10)  # a worker that never saw the 410
+    round_(Deliverer(pg_engine, schedule=[60]), 10, [])  # a worker that never saw the 410
     assert enabled() == {gone["id"]: False, fine["id"]: True}
     with pg_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one() == 0

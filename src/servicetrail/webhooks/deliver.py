@@ -392,7 +392,8 @@ class Deliverer:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
         unsent = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
-        await asyncio.to_thread(self._settle_and_release, unsent)
+        outcomes, self._outcomes = self._outcomes, []  # on the loop's thread, as each round's
+        await asyncio.to_thread(self._settle_and_release, unsent, outcomes)
         self._drop_queued(lambda _: True)
 
     def _dispatch(self) -> None:
@@ -465,37 +466,41 @@ class Deliverer:
             task.add_done_callback(self._tasks.discard)
 
     def _settle_and_lease(
-        self,
-        room: int,
-        waiting: list[tuple[int, int]],
-        outcomes: list[Outcome] | None = None,
+        self, room: int, waiting: list[tuple[int, int]], outcomes: list[Outcome]
     ) -> tuple[list[Due], list[tuple[int, int]]]:
-        """Record the attempts made since the last round (`outcomes`, or those gathered here
-        when the loop has stopped), find which of the `waiting` deliveries are hidden now
-        (and forget them in the store), and lease up to `room` due deliveries (none already
-        held here), in one transaction; returns those leased and those hidden."""
-        if outcomes is None:
-            outcomes, self._outcomes = self._outcomes, []
+        """Record the attempts made since the last round (`outcomes`, taken from `_outcomes`
+        on the loop's thread, which alone appends to it), find which of the `waiting`
+        deliveries are hidden now (and forget them in the store), and lease up to `room` due
+        deliveries (none already held here), in one transaction; returns those leased and
+        those hidden. Outcomes not recorded are put back for the next round."""
         if not outcomes and not room and not waiting:
             return [], []
-        self.failure_log.add(outcomes)
         try:
-            tries = ROUND_TRIES
-            while True:
-                try:
-                    return self._round(outcomes, room, waiting)
-                except OperationalError as e:
-                    # PostgreSQL broke a deadlock by failing this round: nothing of it was
-                    # kept, and the same round again is what was wanted (a round failing
-                    # paused the worker, and what it had leased came due again minutes
-                    # later, delivered twice)
-                    tries -= 1
-                    if not deadlocked(e) or not tries:
-                        raise
-                    log.info("a webhook round met another change in a deadlock; it runs again")
+            leased_and_hidden = self._round_again_if_deadlocked(outcomes, room, waiting)
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
+        # once recorded: counted before, a failed round's outcomes, put back, were counted
+        # again by the next
+        self.failure_log.add(outcomes)
+        return leased_and_hidden
+
+    def _round_again_if_deadlocked(
+        self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
+    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        tries = ROUND_TRIES
+        while True:
+            try:
+                return self._round(outcomes, room, waiting)
+            except OperationalError as e:
+                # PostgreSQL broke a deadlock by failing this round: nothing of it was kept,
+                # and the same round again is what was wanted (a round failing paused the
+                # worker, and what it had leased came due again minutes later, delivered
+                # twice)
+                tries -= 1
+                if not deadlocked(e) or not tries:
+                    raise
+                log.info("a webhook round met another change in a deadlock; it runs again")
 
     def _round(
         self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
@@ -535,10 +540,10 @@ class Deliverer:
         self.stats.given_up += given_up  # once committed: a round run again counts once
         return leased, hidden
 
-    def _settle_and_release(self, unsent: list[tuple[int, int]]) -> None:
-        """The last round's outcomes recorded, and what is still queued here released, so
+    def _settle_and_release(self, unsent: list[tuple[int, int]], outcomes: list[Outcome]) -> None:
+        """The last round's `outcomes` recorded, and what is still queued here released, so
         that the next worker sends it now (killed instead, its lease ends on its own)."""
-        self._settle_and_lease(0, [])
+        self._settle_and_lease(0, [], outcomes)
         if not unsent:
             return
         try:
