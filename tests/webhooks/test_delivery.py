@@ -856,17 +856,12 @@ def test_the_workers_error_counts_keep_a_bounded_number_of_kinds():
     assert sum(stats.errors.values()) == 3 * MOST_ERROR_KINDS + 1
 
 
-def test_a_failed_rounds_failures_are_counted_once(sqlite_url, monkeypatch, caplog) -> None:
-    """A round the store fails puts its outcomes back for the next round; it had counted
-    their failures in the operator's warning already, and the next round counted them again
-    (session 36's note): one failed attempt was reported as two."""
-    import logging
-    import sqlite3
-
+@pytest.fixture
+def store_lockable(sqlite_url, monkeypatch):
+    """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while
+    the test holds the write lock: a store that fails a round."""
     from servicetrail.store import engine as store_engine
-    from servicetrail.store.outbox import Outcome
     from servicetrail.store.watches import match_new_records
-    from servicetrail.webhooks.deliver import FailureLog
 
     monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
     engine = store_engine.open_store(sqlite_url)
@@ -881,12 +876,35 @@ def test_a_failed_rounds_failures_are_counted_once(sqlite_url, monkeypatch, capl
     lk_requests(engine, 1)
     with engine.begin() as conn:
         match_new_records(conn)
-    deliverer = Deliverer(engine, schedule=[60])
-    deliverer.failure_log = FailureLog(every=0)  # each round's failures said at once
-    failed = [Outcome(made["id"], 1, 0, "failed", "answered 503")]
+    yield engine, made["id"]
+    engine.dispose()
+
+
+def write_locked(engine):
+    import sqlite3
+
     lock = sqlite3.connect(engine.url.database, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
-    with caplog.at_level(logging.WARNING, "servicetrail.webhooks.deliver"):
+    return lock
+
+
+def test_a_failed_rounds_failures_are_counted_once(store_lockable, caplog) -> None:
+    """A round the store fails puts its outcomes back for the next round; it had counted
+    their failures in the operator's warning already, and the next round counted them again
+    (session 36's note): one failed attempt was reported as two."""
+    import logging
+
+    from sqlalchemy import text
+
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.webhooks.deliver import FailureLog
+
+    engine, watch_id = store_lockable
+    deliverer = Deliverer(engine, schedule=[60])
+    deliverer.failure_log = FailureLog(every=0)  # each round's failures said at once
+    failed = [Outcome(watch_id, 1, 0, "failed", "answered 503")]
+    lock = write_locked(engine)
+    with caplog.at_level(logging.WARNING, "servicetrail.webhooks"):
         with pytest.raises(Exception, match="locked"):
             deliverer._settle_and_lease(0, [], failed)
         lock.rollback()
@@ -895,9 +913,39 @@ def test_a_failed_rounds_failures_are_counted_once(sqlite_url, monkeypatch, capl
         deliverer._settle_and_lease(0, [], kept)
     said = [r.getMessage() for r in caplog.records if "to be retried" in r.getMessage()]
     assert said == [
-        f"1 webhook deliveries failed, to be retried: watch {made['id']}: 1 (answered 503)"
+        f"1 webhook deliveries failed, to be retried: watch {watch_id}: 1 (answered 503)"
     ]
-    engine.dispose()
+    with engine.connect() as conn:
+        recorded = conn.execute(text("SELECT attempts, last_error FROM webhook_outbox")).all()
+    assert recorded == [(1, "answered 503")]
+
+
+def test_a_stop_whose_last_round_the_store_fails_says_what_was_not_recorded(
+    store_lockable, caplog
+) -> None:
+    """The last round at a stop, the store down: its attempts were neither recorded nor
+    counted in any warning, and the stop raised (review 37a)."""
+    import logging
+
+    from servicetrail.store.outbox import Outcome
+
+    engine, watch_id = store_lockable
+    deliverer = Deliverer(engine, schedule=[60])
+    attempts = [
+        Outcome(watch_id, 1, 0, "failed", "answered 503"),
+        Outcome(watch_id, 2, 0, "delivered"),
+    ]
+    lock = write_locked(engine)
+    try:
+        with caplog.at_level(logging.WARNING, "servicetrail.webhooks"):
+            deliverer._settle_and_release([], attempts)
+    finally:
+        lock.rollback()
+    said = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(
+        "the last 2 webhook attempts (1 of them failed) were not recorded; their deliveries "
+        "come due again when their leases end: "
+    )
 
 
 def test_a_clean_stop_leaves_what_it_had_queued_due_at_once(engine, world) -> None:
