@@ -812,14 +812,20 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
     only the table scrolls."""
     sign_in(page, server, "bright.analyst")
     # either side of each breakpoint, and just above them, where a 16-character response
-    # code (another Party's may be that long) still pushed Access out of sight (review 24d)
-    for width in (1366, 1260, 1241, 1240, 1205, 1041, 1040, 1024, 1010, 390, 360):
+    # code (another Party's may be that long) still pushed Access out of sight (review 24d),
+    # as did a sender's Party code of 16 letters and more at 1,280 px (session 37)
+    for width in (1366, 1280, 1260, 1241, 1240, 1205, 1041, 1040, 1024, 1010, 390, 360):
         page.set_viewport_size({"width": width, "height": 800})
         page.goto(server + "/")
         assert page.locator("table.records td.c-code").count() > 0
+        assert page.locator("table.records td.c-user .party-code").count() > 0
         page.evaluate(
-            """() => document.querySelectorAll('table.records td.c-code abbr.rc').forEach(
-                code => { code.textContent = 'ABCDEFGHIJKLMNOP'; })"""
+            """() => {
+                document.querySelectorAll('table.records td.c-code abbr.rc').forEach(
+                    code => { code.textContent = 'ABCDEFGHIJKLMNOP'; });
+                document.querySelectorAll('table.records td.c-user .party-code').forEach(
+                    party => { party.textContent = 'SOUTH_SCOTLAND_ELECTRICITY_NET01'; });
+            }"""
         )
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
         fits = "e => e.scrollWidth <= e.clientWidth"

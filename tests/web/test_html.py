@@ -1033,7 +1033,9 @@ def test_a_party_named_as_another_is_told_apart_by_its_code(engine, world) -> No
     client = signed_in_client(create_app(engine), WS_USER)
     results = client.get("/", params={"device_id": P.ESME_1}).text
     assert re.search(
-        r"WS Supply</bdi></span>\s*<span class=\"sub\"><span class=\"mono\">LOOKER<", results
+        r"WS Supply</bdi></span>\s*<span class=\"sub party-role\"><span class=\"mono party-code\">"
+        r"LOOKER<",
+        results,
     )
     device = client.get(f"/devices/{P.ESME_1}").text
     assert "WS Supply</bdi> (LOOKER · OU)" in device
