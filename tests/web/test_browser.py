@@ -1000,3 +1000,16 @@ def test_a_long_party_name_or_code_does_not_push_the_page_sideways(server: str, 
     fits = "e => e.scrollWidth <= e.clientWidth"
     assert page.locator(".table-wrap").evaluate(fits)
     shot(page, "33-long-name-and-code-1920px")
+
+
+def test_the_sign_out_page_wraps_a_long_party_name(server: str, page) -> None:
+    """The sign-out page names the Party: 200 letters without a space ran it 1,666 px wide
+    (audit 37b)."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + "/logout")
+    page.evaluate(
+        "() => { document.querySelector('.error-page bdi').textContent = 'W'.repeat(200); }"
+    )
+    for width in (1366, 1024, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
