@@ -242,7 +242,7 @@ def test_failures_are_logged_once_a_minute_at_most(caplog) -> None:
     """A Party whose thirty receivers all fail made a warning a round, twenty a second: now
     one a minute, counting what failed since the last."""
     from servicetrail.store.outbox import Outcome
-    from servicetrail.webhooks.deliver import FailureLog
+    from servicetrail.webhooks.worker_report import FailureLog
 
     failures = FailureLog()
     with caplog.at_level("WARNING", logger="servicetrail.webhooks"):
@@ -845,7 +845,7 @@ def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
 def test_the_workers_error_counts_keep_a_bounded_number_of_kinds():
     """An error names its host: a Party making watches for ever new hosts grew the worker's
     counter without end (audit 21a). Past MOST_ERROR_KINDS kinds, the rest count together."""
-    from servicetrail.webhooks.deliver import MOST_ERROR_KINDS, Stats
+    from servicetrail.webhooks.worker_report import MOST_ERROR_KINDS, Stats
 
     stats = Stats()
     for n in range(3 * MOST_ERROR_KINDS):
@@ -897,7 +897,7 @@ def test_a_failed_rounds_failures_are_counted_once(store_lockable, caplog) -> No
     from sqlalchemy import text
 
     from servicetrail.store.outbox import Outcome
-    from servicetrail.webhooks.deliver import FailureLog
+    from servicetrail.webhooks.worker_report import FailureLog
 
     engine, watch_id = store_lockable
     deliverer = Deliverer(engine, schedule=[60])

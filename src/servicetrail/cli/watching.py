@@ -200,7 +200,8 @@ def deliver_cmd() -> None:
     import asyncio
     import signal
 
-    from ..webhooks.deliver import Deliverer, new_event_loop, retry_schedule
+    from ..webhooks.background import new_event_loop
+    from ..webhooks.deliver import Deliverer, retry_schedule
 
     try:
         schedule = retry_schedule()

@@ -15,7 +15,7 @@ from .. import __version__
 from ..store.engine import open_store, pool_capacity
 from ..store.limits import store_busy
 from ..store.merkle_log import seal_store
-from ..webhooks.deliver import BackgroundDeliverer
+from ..webhooks.background import BackgroundDeliverer
 from . import (
     access_api,
     api,

@@ -32,12 +32,10 @@ import functools
 import itertools
 import logging
 import math
-import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -61,6 +59,7 @@ from ..store.outbox import (
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
+from .worker_report import FailureLog, Stats
 
 log = logging.getLogger("servicetrail.webhooks")
 UTC = timezone.utc
@@ -95,62 +94,6 @@ def retry_schedule() -> list[float]:
     """SERVICETRAIL_WEBHOOK_RETRY_SECONDS (checked by settings), else Standard Webhooks'."""
     waits = settings.current().webhook_retry_seconds
     return list(STANDARD_SCHEDULE if waits is None else waits)
-
-
-MOST_ERROR_KINDS = 100
-
-
-@dataclass
-class Stats:
-    delivered: int = 0
-    failed: int = 0
-    gone: int = 0
-    given_up: int = 0
-    # leased, then not to be sent: hidden by a registry correction, or its watch deleted or
-    # its receiver gone (410 to another worker) before it was sent
-    hidden: int = 0
-    matched_records: int = 0
-    errors: Counter[str] = field(default_factory=Counter[str])
-
-    def count_error(self, error: str) -> None:
-        """Counted by its first words, of MOST_ERROR_KINDS kinds at most: an error names its
-        host, and a Party that made watches for ever new hosts grew the counter for the life
-        of the worker (audit 21a)."""
-        kind = error[:60]
-        if kind not in self.errors and len(self.errors) >= MOST_ERROR_KINDS:
-            kind = "(other errors)"
-        self.errors[kind] += 1
-
-
-FAILURES_LOGGED_EVERY_SECONDS = 60.0
-
-
-class FailureLog:
-    """The operator's word on failing deliveries: a receiver that is down, or a name that does
-    not resolve, is retried for days, and would otherwise not be heard of (audit 22d). One
-    warning a minute at most, naming each watch that failed since the last one (up to
-    MOST_ERROR_KINDS of them) with its count and latest error: one a round came to 20 lines a
-    second for a Party whose 30 receivers all failed (review 22e)."""
-
-    def __init__(self, every: float = FAILURES_LOGGED_EVERY_SECONDS) -> None:
-        self.every = every
-        self._failed: dict[int, tuple[int, str]] = {}
-        self._last = -every
-
-    def add(self, outcomes: list[Outcome]) -> None:
-        for o in outcomes:
-            if o.status == "failed":
-                count, _ = self._failed.get(o.watch_id, (0, ""))
-                self._failed[o.watch_id] = (count + 1, o.error)
-        now = time.monotonic()
-        if self._failed and now - self._last >= self.every:
-            shown = sorted(self._failed.items())[:MOST_ERROR_KINDS]
-            log.warning(
-                "%d webhook deliveries failed, to be retried: %s",
-                sum(count for count, _ in self._failed.values()),
-                "; ".join(f"watch {w}: {count} ({error[:120]})" for w, (count, error) in shown),
-            )
-            self._failed, self._last = {}, now
 
 
 def _share_of(total: int, parties: int) -> int:
@@ -740,16 +683,6 @@ def _host_of(url: str) -> tuple[str, int]:
     return (target.host, target.port)
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop where it is installed (a dependency, beside uvicorn's): a delivery
-    is a dozen loop callbacks, which asyncio's loop runs in Python, on the worker's one core."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
     """The outbound client: no proxies or netrc from the environment, no cookies kept, no
     redirects (per request), connections kept alive up to the worker's concurrency."""
@@ -764,35 +697,3 @@ def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
     )
-
-
-class BackgroundDeliverer:
-    """The worker in a thread of its own (with its own event loop), for `servicetrail serve`."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="servicetrail-deliver", daemon=True)
-        self._ready = threading.Event()
-
-    def _main(self) -> None:
-        self._loop = new_event_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            self._loop.run_until_complete(Deliverer(self.engine).run(self._stop))
-        except Exception:  # the server keeps serving; the outbox keeps the work for later
-            log.exception("the webhook worker stopped")
-        finally:
-            self._loop.close()
-
-    def start(self) -> BackgroundDeliverer:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def stop(self, seconds: float = 20) -> None:
-        if self._loop is not None and self._stop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(seconds)
