@@ -55,6 +55,17 @@ def hook(engine, receiver: Receiver, path: str, party: str = P.SOUTHENERGY, **fi
     return made
 
 
+def unreached_watch(engine, name: str = "w") -> dict:
+    """SOUTHENERGY's watch of everything, with a webhook no test's round ever posts to."""
+    with engine.begin() as conn:
+        return create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": name, "webhook": {"url": "https://hooks.example.com/w"}}),
+            new_secret(),
+        )
+
+
 def lk_requests(engine, *numbers: int, at=LATER) -> None:
     with engine.begin() as conn:
         append_records(
@@ -834,13 +845,7 @@ def store_lockable(sqlite_url, monkeypatch):
     monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
     engine = store_engine.open_store(sqlite_url)
     P.load_personas(engine)
-    with engine.begin() as conn:
-        made = create_watch(
-            conn,
-            P.SOUTHENERGY,
-            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
-            new_secret(),
-        )
+    made = unreached_watch(engine)
     lk_requests(engine, 1)
     with engine.begin() as conn:
         match_new_records(conn)
@@ -984,13 +989,7 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     from servicetrail.store.watches import match_new_records
 
     P.load_personas(pg_engine)
-    with pg_engine.begin() as conn:
-        made = create_watch(
-            conn,
-            P.SOUTHENERGY,
-            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
-            new_secret(),
-        )
+    made = unreached_watch(pg_engine)
     lk_requests(pg_engine, 1, 2)
     with pg_engine.begin() as conn:
         match_new_records(conn)
@@ -1046,14 +1045,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
     from servicetrail.store.watches import list_watches, match_new_records
 
     P.load_personas(pg_engine)
-    hook = {"url": "https://hooks.example.com/w"}
-    with pg_engine.begin() as conn:
-        gone, fine = (
-            create_watch(
-                conn, P.SOUTHENERGY, watch_spec({"name": n, "webhook": hook}), new_secret()
-            )
-            for n in ("gone", "fine")
-        )
+    gone, fine = (unreached_watch(pg_engine, n) for n in ("gone", "fine"))
     lk_requests(pg_engine, 1, 2, 3)
     with pg_engine.begin() as conn:
         match_new_records(conn)
