@@ -546,6 +546,27 @@ def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
         assert result.stdout == f"loaded 0, rejected 0, skipped {len(lines)} duplicates\n"
 
 
+def test_a_title_only_item_is_refused_as_not_a_record(cli, engine, tmp_path):
+    """An export of all a Party may see holds other Users' titles without their payload: read
+    back, each was "a conflict with stored record N, different content", which told the
+    analyst nothing (review of the README, session 37). Such an item is refused saying what it
+    is; the Party's own items are duplicates as before."""
+    from tests import personas as P
+
+    P.load_personas(engine)
+    shown = cli("records", "--party", P.SOUTHENERGY, "--format", "jsonl").stdout.splitlines()
+    titles = [line for line in shown if json.loads(line)["access"] == "mp141"]
+    own = [line for line in shown if json.loads(line)["access"] == "own"]
+    assert titles and own
+    path = write_lines(tmp_path / "everything.jsonl", shown)
+    result = cli("ingest", path)
+    assert result.exit_code == 1
+    assert result.stdout == (f"loaded 0, rejected {len(titles)}, skipped {len(own)} duplicates\n")
+    rejected = rejects_of(tmp_path / "everything.rejects.jsonl")
+    assert [r["raw"] for r in rejected] == titles
+    assert all(r["reason"].startswith("a title-only item (access mp141)") for r in rejected)
+
+
 def test_records_on_lines_ending_in_cr_alone_are_said_so(cli, engine, tmp_path):
     """One line of three records was "not JSON", and nothing said why (audit 35c)."""
     path = tmp_path / "cr.jsonl"

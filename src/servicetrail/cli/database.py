@@ -58,7 +58,8 @@ def db_upgrade() -> None:
 @db_group.command("check")
 @with_db
 def db_check() -> None:
-    """Fail when the database's tables and the migrations disagree."""
+    """Fail when the database's tables and the migrations disagree, or (PostgreSQL) the
+    reader role, its grants or the row-level-security policies are missing."""
     # here, not at the top: importing Alembic would cost every command 0.1 s at start
     from ..store.migrate import schema_differences
 

@@ -71,6 +71,13 @@ def record_values(
     if not raw.keys() <= _KNOWN_FIELDS:
         raise InvalidValue(_unknown_fields(raw))
     get = raw.get
+    if get("access") == "mp141":
+        # read as a record, its absent payload was an empty one: a "conflict with stored
+        # record N" for a title the store holds, or a record stored without its body
+        raise InvalidValue(
+            "a title-only item (access mp141): it leaves out another User's payload, so it "
+            "is not a record to load; only a Party's own items (access own) read back"
+        )
     values = when, kind, request, srv, user, device, code, payload = (
         get("logged_at"),
         get("kind"),
