@@ -39,7 +39,8 @@ DIGEST_BYTES = 16  # 128 bits of SHA-256: a collision between two messages is no
 # A misspelt field was a missing one, taken as empty: `paylaod` stored a request without its
 # body, and the line put right could never follow it, a conflict (audit 35c). The other
 # fields of an API item or a report row are ignored: our own exports read back as they did
-# (review 35f), each a duplicate of what it shows
+# (review 35f), each a duplicate of what it shows when that came from SAT JSON Lines (a DUIS
+# response's identity holds its ResponseID, which no item carries: review 37d)
 ALL_FIELDS = (*FIELDS, "command_variant")
 
 
@@ -76,7 +77,7 @@ def record_values(
         # record N" for a title the store holds, or a record stored without its body
         raise InvalidValue(
             "a title-only item (access mp141): it leaves out another User's payload, so it "
-            "is not a record to load; only a Party's own items (access own) read back"
+            "is not a record to load"
         )
     values = when, kind, request, srv, user, device, code, payload = (
         get("logged_at"),
