@@ -258,6 +258,17 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     changed.write_text(world.records["se_req"].payload + " ", encoding="utf-8")
     other_payload = cli("log", "verify-proof", good, "--key", key, "--payload", changed)
     assert other_payload.exit_code == 1 and "payload does not match" in other_payload.output
+    # past the largest payload a store holds, refused unread (a 200 MB file was read whole,
+    # 688 MB of memory); bytes that are no UTF-8 said as such (audit 37e)
+    huge = tmp_path / "huge.xml"
+    with huge.open("wb") as sparse:
+        sparse.truncate((64 << 20) + 1)
+    too_big = cli("log", "verify-proof", good, "--key", key, "--payload", huge)
+    assert too_big.exit_code == 1 and "over 64 MiB" in too_big.output, too_big.output
+    latin1 = tmp_path / "latin1.xml"
+    latin1.write_bytes(world.records["se_req"].payload.encode() + b"\xe9")
+    not_utf8 = cli("log", "verify-proof", good, "--key", key, "--payload", latin1)
+    assert not_utf8.exit_code == 1 and "is not UTF-8" in not_utf8.output, not_utf8.output
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     assert cli("log", "verify-proof", garbage, "--key", key).exit_code == 1

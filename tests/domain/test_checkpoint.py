@@ -202,6 +202,24 @@ def test_a_tree_size_with_a_leading_zero_is_refused_though_validly_signed(tmp_pa
                 cp.verify_checkpoint(note, verifier, ed25519_check)
 
 
+def test_a_tree_size_past_a_uint64_is_refused_as_a_note_error(tmp_path):
+    """Past 4,300 digits int() raised a plain ValueError: a traceback from `log verify
+    --checkpoints` and `verify-consistency`, and a 500 from the record page of a store whose
+    checkpoint was tampered with (audit 37e). A tree size is a uint64 (C2SP)."""
+    signer = load_signer(tmp_path / "k.key", "servicetrail/sat")
+    verifier = cp.parse_verifier_key(signer.verifier_key)
+    root = base64.b64encode(bytes(32)).decode()
+    largest = str(2**64 - 1)
+    for size, good in ((largest, True), (str(2**64), False), ("9" * 5000, False)):
+        body = f"servicetrail/sat/2025-03\n{size}\n{root}\n"
+        note = cp.signed_note(body, signer.name, signer.public_key, signer._private.sign)
+        if good:
+            assert cp.verify_checkpoint(note, verifier, ed25519_check).size == int(size)
+        else:
+            with pytest.raises(cp.NoteError, match="tree size is past 2\\^64"):
+                cp.verify_checkpoint(note, verifier, ed25519_check)
+
+
 def test_a_signature_line_under_another_name_is_not_the_keys(tmp_path):
     """ck3: signed-note matches a signature to a key by its name and its key hash both."""
     signer = load_signer(tmp_path / "k.key", "servicetrail/sat")

@@ -151,6 +151,15 @@ def test_bad_consistency_parameters_are_422_naming_the_parameter(client, token, 
     assert response.json()["parameter"] == name
 
 
+@pytest.mark.parametrize("size", ["9" * 20, str(2**63), "00000000000000000188"])
+def test_a_size_too_large_for_any_log_is_said_to_be_so(client, token, size):
+    """A tree size of 20 digits and more was "must be a whole number" (audit 37e)."""
+    params = {"origin": "servicetrail/sat/2025-02", "from": "1", "to": size}
+    response = client.get("/api/v1/logs/consistency", params=params, headers=token(P.LOOKER))
+    assert response.status_code == 422
+    assert response.json()["parameter"] == "to" and "too large" in response.json()["message"]
+
+
 def test_a_new_key_signs_new_checkpoints_and_the_old_one_still_verifies_old_ones(
     client, token, engine, tmp_path, use_settings
 ):

@@ -9,6 +9,7 @@ import click
 
 from ..domain.checkpoint import SIGNATURE_DASH, NoteError, parse_checkpoint, parse_verifier_key
 from ..domain.merkle import ProofError
+from ..domain.records import MAX_PAYLOAD_CHARS
 from ..domain.proof_document import (
     parse_proof_document,
     verify_consistency_document,
@@ -124,6 +125,9 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
 # (480 MB of memory, 5 s) to be refused (audit 27a).
 PROOF_BYTES = 1 << 20
 KEPT_BYTES = 64 << 20
+# the largest payload a store holds, in UTF-8 (4 bytes a character at most): a 200 MB file was
+# read whole, 688 MB of memory, to fail its commitment (audit 37e)
+PAYLOAD_BYTES = 4 * MAX_PAYLOAD_CHARS
 
 
 def _read_at_most(path: Path, limit: int, given_as: str, code: int = 2) -> bytes:
@@ -137,6 +141,16 @@ def _read_at_most(path: Path, limit: int, given_as: str, code: int = 2) -> bytes
             f"{given_as} {path}: over {limit >> 20} MiB, more than this command reads", code
         )
     return raw
+
+
+def _payload_in(path: Path) -> str:
+    raw = _read_at_most(path, PAYLOAD_BYTES, "--payload", 1)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProofError(
+            f"--payload {path} is not UTF-8 (byte {e.start}), and every stored payload is"
+        ) from None
 
 
 def _notes_in(path: Path, given_as: str) -> list[str]:
@@ -193,7 +207,7 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
         document = parse_proof_document(_read_at_most(file, PROOF_BYTES, "the proof", 1))
         # the payload's bytes as they are: read as text, a CRLF became LF and a genuine
         # payload failed its commitment
-        payload = payload_file.read_bytes().decode("utf-8") if payload_file else None
+        payload = _payload_in(payload_file) if payload_file else None
         verified = verify_proof_document(document, verifier, ed25519_check, payload)
     except (ValueError, NoteError, ProofError) as e:  # JSONDecodeError is a ValueError
         raise Failure(f"the proof does not verify: {e}", 1) from None

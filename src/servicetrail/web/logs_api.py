@@ -96,10 +96,10 @@ def _size(parameter: str, text: str) -> int:
         raise ParameterError(parameter, "is required")
     try:
         size = whole_number(text)
-    except InvalidValue:
-        raise ParameterError(parameter, "must be a whole number") from None
+    except InvalidValue as e:  # its reason: a 20-digit size was "not a whole number" (37e)
+        raise ParameterError(parameter, str(e)) from None
     if size > MAX_ID:
-        raise ParameterError(parameter, "must be a whole number")
+        raise ParameterError(parameter, f"too large (at most {MAX_ID})")
     return size
 
 
