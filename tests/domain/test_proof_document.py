@@ -115,3 +115,16 @@ def test_a_checkpoint_of_a_log_under_another_name_that_begins_alike_is_refused(t
     mine = signer.checkpoint("servicetrail/sat/2030-01", 1, root)
     extended = verify_consistency_document(mine, mine, {"proof": []}, [verifier], ed25519_check)
     assert (extended.old_size, extended.new_size) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "salt, said",
+    [(None, "has no payload_salt"), (12, "payload_salt is not hex"), ("zz", "is not hex")],
+)
+def test_a_payload_salt_absent_or_not_hex_is_told_apart(tmp_path, salt, said):
+    """A salt given as a number was "the document has no payload_salt" (audit 37e)."""
+    proof, verifier = document(tmp_path, "servicetrail/sat/2030-01")
+    if salt is not None:
+        proof["payload_salt"] = salt
+    with pytest.raises(cp.NoteError, match=said):
+        verify_proof_document(proof, verifier, ed25519_check, "<payload/>")

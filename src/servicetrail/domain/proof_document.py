@@ -98,8 +98,10 @@ def verify_proof_document(
     payload_checked = False
     if payload is not None:
         salt_hex = document.get("payload_salt")
-        if not isinstance(salt_hex, str):
+        if salt_hex is None:
             raise NoteError("the document has no payload_salt (only your own records have one)")
+        if not isinstance(salt_hex, str):
+            raise NoteError("payload_salt is not hex")
         try:
             salt = bytes.fromhex(salt_hex)
         except ValueError:
