@@ -154,7 +154,8 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
     # a uint64 (C2SP tlog-checkpoint): past 4,300 digits int() raised a ValueError no caller
     # expected, a traceback from `log verify` and a 500 from a record page (audit 37e)
     if len(size_text) > 20 or int(size_text) >= 2**64:
-        raise NoteError(f"the checkpoint's tree size is past 2^64: {size_text[:40]!r}...")
+        cut = "..." if len(size_text) > 40 else ""
+        raise NoteError(f"the checkpoint's tree size is past 2^64: {size_text[:40]!r}{cut}")
     root = unb64(root_text, "the checkpoint's root hash")
     if len(root) != 32:
         raise NoteError("the checkpoint's root hash is not 32 bytes")
