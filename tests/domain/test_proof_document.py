@@ -128,3 +128,9 @@ def test_a_payload_salt_absent_or_not_hex_is_told_apart(tmp_path, salt, said):
         proof["payload_salt"] = salt
     with pytest.raises(cp.NoteError, match=said):
         verify_proof_document(proof, verifier, ed25519_check, "<payload/>")
+
+
+def test_a_document_that_is_not_utf8_is_said_to_be_so():
+    """Bytes FF FE were read as UTF-16 and refused as "Expecting value" (audit 37e)."""
+    with pytest.raises(ValueError, match="not UTF-8 JSON"):
+        parse_proof_document(b"\xff\xfe{\x00}\x00")

@@ -37,7 +37,12 @@ def parse_proof_document(raw: bytes) -> Any:
             raise ValueError(f"a JSON object names {', '.join(map(repr, twice))} twice")
         return found
 
-    return json.loads(raw, object_pairs_hook=once_each, parse_int=_whole_number)
+    try:  # UTF-8, as the API serves it: json.loads took FF FE for UTF-16 and said "Expecting
+        # value" (audit 37e)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 JSON (byte {e.start} is not UTF-8)") from None
+    return json.loads(text, object_pairs_hook=once_each, parse_int=_whole_number)
 
 
 # no index or size of a log exceeds 2^64 - 1, of 20 digits: a longer number was read whole,
