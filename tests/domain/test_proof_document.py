@@ -134,3 +134,8 @@ def test_a_document_that_is_not_utf8_is_said_to_be_so():
     """Bytes FF FE were read as UTF-16 and refused as "Expecting value" (audit 37e)."""
     with pytest.raises(ValueError, match="not UTF-8 JSON"):
         parse_proof_document(b"\xff\xfe{\x00}\x00")
+
+
+def test_a_document_saved_with_a_utf8_bom_is_read(tmp_path):
+    proof, _ = document(tmp_path, "servicetrail/sat/2030-01")
+    assert parse_proof_document(b"\xef\xbb\xbf" + json.dumps(proof).encode()) == proof

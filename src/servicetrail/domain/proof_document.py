@@ -39,7 +39,7 @@ def parse_proof_document(raw: bytes) -> Any:
 
     try:  # UTF-8, as the API serves it: json.loads took FF FE for UTF-16 and said "Expecting
         # value" (audit 37e)
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM (a Windows editor's) as json.loads took it
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 JSON (byte {e.start} is not UTF-8)") from None
     return json.loads(text, object_pairs_hook=once_each, parse_int=_whole_number)
