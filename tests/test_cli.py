@@ -824,6 +824,16 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     assert again.exit_code == 1 and again.stdout.startswith("loaded 0, rejected 3,")
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "old.rejects.jsonl").open()]
     assert len(reasons) == 3 and all("removed by retention" in r for r in reasons)
+    # a month older than all retention removed: it made its partitions again, and `log verify`
+    # then took every removed month for damage (audit 37f)
+    older = tmp_path / "older.jsonl"
+    older.write_text(lines[0].replace("2024-01-15", "2023-06-15") + "\n")
+    refused = cli("ingest", older)
+    assert refused.exit_code == 1 and refused.stdout.startswith("loaded 0, rejected 1,")
+    [reason] = [json.loads(line)["reason"] for line in (tmp_path / "older.rejects.jsonl").open()]
+    assert reason.startswith("its month 2023-06 is older than 2024-03, a month removed by")
+    verified = cli("log", "verify")
+    assert verified.exit_code == 0, verified.output
 
 
 def test_records_filters_by_srv_and_kind_as_the_api_reads_them(cli, trail):

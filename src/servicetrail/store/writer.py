@@ -257,10 +257,23 @@ _RETIRED = (
     "its month {month} was removed by retention: that month's log is closed at its last "
     "checkpoint, and a record stored there now could never be sealed"
 )
-_PG_RETIRED = (
-    "SELECT c.month FROM log_checkpoint c WHERE c.family = %s "
-    "AND c.month = ANY(string_to_array(%s, ',')) "
-    "AND NOT EXISTS (SELECT 1 FROM log_leaf l WHERE l.family = c.family AND l.month = c.month)"
+_PAST_RETENTION = (
+    "its month {month} is older than {newest}, a month removed by retention, which drops "
+    "every month before its cutoff: a record of {month} is past it"
+)
+# The newest retired month from the batch's oldest on: a month whose log has checkpoints and
+# no leaves left (retention keeps a log's last checkpoint, and its leaves go with the month's
+# partitions). The months of log_checkpoint are walked one by one on its (family, month)
+# index, a few index probes a month, however many checkpoints a month holds.
+_PG_NEWEST_RETIRED = (
+    "WITH RECURSIVE months(month) AS ("
+    " SELECT min(month) FROM log_checkpoint WHERE family = %(family)s AND month >= %(oldest)s"
+    " UNION ALL"
+    " SELECT (SELECT min(c.month) FROM log_checkpoint c"
+    "  WHERE c.family = %(family)s AND c.month > months.month)"
+    " FROM months WHERE months.month IS NOT NULL"
+    ") SELECT max(month) FROM months WHERE month IS NOT NULL AND NOT EXISTS ("
+    " SELECT 1 FROM log_leaf l WHERE l.family = %(family)s AND l.month = months.month)"
 )
 
 
@@ -272,13 +285,24 @@ def _pg_month(micros: int) -> str:
     return _month_of(_pg_time(micros))
 
 
-def _retired_months(driver: Any, months: set[str]) -> set[str]:
-    """Those of the batch's months (`YYYY-MM`) that retention has removed (PostgreSQL only has
-    retention): a month with checkpoints but no leaves left. Records of such a month were
-    stored and then stayed unsealed for ever, and `log verify` said nothing."""
+def _retired_months(driver: Any, months: set[str]) -> dict[str, str]:
+    """Those of the batch's months (`YYYY-MM`) that retention has removed, or that are older
+    than a month it removed (PostgreSQL only has retention), each with its reason. Records of
+    a removed month were stored and then stayed unsealed for ever, and `log verify` said
+    nothing; records of an older month made its partitions again, and `log verify` then took
+    every removed month for damage (audit 37f)."""
     with driver.cursor() as cursor:
-        cursor.execute(_PG_RETIRED, (FAMILY, ",".join(sorted(months))))
-        return {month for (month,) in cursor.fetchall()}
+        cursor.execute(_PG_NEWEST_RETIRED, {"family": FAMILY, "oldest": min(months)})
+        (newest,) = cursor.fetchone()
+    if newest is None:
+        return {}
+    return {
+        month: _RETIRED.format(month=month)
+        if month == newest
+        else _PAST_RETENTION.format(month=month, newest=newest)
+        for month in months
+        if month <= newest
+    }
 
 
 def _conflict(stored_id: int) -> str:
@@ -318,7 +342,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
         return done
     driver = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    retired: set[str] = set()
+    retired: dict[str, str] = {}
     if postgres:
         days = [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}]
         retired = _retired_months(driver, {_month_of(at) for at in days})
@@ -356,7 +380,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     refused: list[tuple[int | str, str]] = []  # (origin, reason)
     for row in rows:
         if retired and (month := _pg_month(row[0])) in retired:
-            refused.append((row[13], _RETIRED.format(month=month)))
+            refused.append((row[13], retired[month]))
             continue
         identity = (row[2], row[1], row[0], row[11])
         found = held.get(identity)
