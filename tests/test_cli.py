@@ -809,6 +809,12 @@ def test_retention_drops_old_months_on_postgresql_and_refuses_on_sqlite(cli, tmp
     if cli.db_url.startswith("sqlite"):
         refused = CliRunner().invoke(main, ["--db", cli.db_url, "retention", "--keep-months", "1"])
         assert refused.exit_code != 0 and "PostgreSQL" in refused.stderr
+        # refused before the store is opened: a mistyped path was made a new store (37f)
+        typo = tmp_path / "typo.db"
+        again = CliRunner().invoke(
+            main, ["--db", f"sqlite:///{typo}", "retention", "--keep-months", "1"]
+        )
+        assert again.exit_code == 2 and "PostgreSQL" in again.stderr and not typo.exists()
         return
     dry = cli("retention", "--keep-months", "1", "--dry-run")
     assert dry.exit_code == 0 and "would drop sat_record_p2024_01" in dry.stdout

@@ -95,10 +95,11 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
 
     PostgreSQL only: the trail is append-only, and retention removes whole months at once.
     """
-    store = engine()
-    if store.dialect.name != "postgresql":
+    # from the URL, before the store is opened: opened first, a mistyped SQLite path was made
+    # into a new store only to be refused (audit 37f)
+    if not store_url().startswith("postgresql"):  # as database_url spells PostgreSQL's
         raise Failure("retention drops monthly partitions, which only the PostgreSQL store has")
-    dropped = drop_months(store, keep_months, dry_run)
+    dropped = drop_months(engine(), keep_months, dry_run)
     verb = "would drop" if dry_run else "dropped"
     for name in dropped:
         click.echo(f"{verb} {name}")
