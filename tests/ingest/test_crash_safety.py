@@ -174,6 +174,48 @@ def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sq
     assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"
 
 
+def test_ctrl_c_inside_sqlalchemys_commit_is_still_an_interruption(
+    tmp_path, sqlite_url, monkeypatch
+):
+    """Ctrl-C that came while SQLAlchemy finished a commit (after the database's COMMIT, in its
+    own bookkeeping) came out as an AssertionError from the commit's clean-up: a traceback and
+    exit 1 (the fresh-clone suite, session 37). The signal is raised there, at the third
+    commit, in process; the command says it was interrupted (130), as for any Ctrl-C."""
+    from click.testing import CliRunner
+    from sqlalchemy.engine.base import RootTransaction
+
+    from servicetrail.cli import main
+
+    records = tmp_path / "some.jsonl"
+    with open(records, "w", encoding="utf-8") as f:
+        for n in range(2000):
+            user, device = "90-B3-D5-1F-30-01-00-01", "00-DB-00-00-00-00-00-01"
+            f.write(
+                '{"logged_at": "2025-01-01T00:%02d:%02dZ", "kind": "request", "request_id": '
+                '"%s:%s:%d", "srv": "4.1.1", "user_id": "%s", "device_id": "%s", '
+                '"response_code": "", "payload": "p"}\n'
+                % (n // 60, n % 60, user, device, n, user, device)
+            )
+    monkeypatch.setenv("SERVICETRAIL_BATCH", "500")
+    deactivate = RootTransaction._deactivate_from_connection
+    commits = []
+
+    def interrupted_at_the_third_commit(self: RootTransaction) -> None:
+        if sys._getframe(1).f_code.co_name == "_do_commit":
+            commits.append(self)
+            if len(commits) == 3:
+                raise KeyboardInterrupt
+        deactivate(self)
+
+    monkeypatch.setattr(
+        RootTransaction, "_deactivate_from_connection", interrupted_at_the_third_commit
+    )
+    result = CliRunner().invoke(main, ["--db", sqlite_url, "ingest", str(records)])
+    assert len(commits) >= 3
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.stderr and "Traceback" not in result.output
+
+
 def test_a_rerun_killed_part_way_leaves_the_shared_reject_file_as_the_last_whole_run_left_it(
     big_file, tmp_path, sqlite_url
 ):

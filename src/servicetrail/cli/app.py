@@ -59,6 +59,11 @@ class Servicetrail(OnceOnlyGroup):
                 2,
             ) from None
         except Exception as e:
+            if _interrupted(e):
+                # Ctrl-C inside a library's clean-up (SQLAlchemy's commit, between the
+                # database's COMMIT and its own bookkeeping) came out as an AssertionError,
+                # with a traceback and exit 1 (the fresh-clone suite, session 37)
+                raise Failure("interrupted", 130) from None
             if _not_utf8(e):
                 raise Failure(
                     "the store holds text that is not UTF-8, which servicetrail never writes: "
@@ -86,6 +91,18 @@ class Servicetrail(OnceOnlyGroup):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
             raise Failure(printable(_said(known)), code) from None
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is what this error happened while handling."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _raw(error: Exception) -> BaseException | None:
