@@ -1004,16 +1004,21 @@ def test_the_screen_on_postgresql(pg_url: str) -> None:
         engine.dispose()
 
 
-def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engine) -> None:
-    """Names are refused such characters at load now; one stored before still read as
-    another Party's ("(SI)" shown as "(IS)"): the screen shows each as a mark."""
+def named_directly(engine, party_id: str, name: str) -> None:
+    """The Party's name written straight into the store, past the loader's checks (as a store
+    written before them, or another Party's choice of name, would hold it)."""
     from sqlalchemy import text
 
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE party SET name = :n WHERE party_id = :p"),
-            {"n": "Looker Ltd \u2069\u202e", "p": P.LOOKER},
+            text("UPDATE party SET name = :n WHERE party_id = :p"), {"n": name, "p": party_id}
         )
+
+
+def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engine) -> None:
+    """Names are refused such characters at load now; one stored before still read as
+    another Party's ("(SI)" shown as "(IS)"): the screen shows each as a mark."""
+    named_directly(engine, P.LOOKER, "Looker Ltd \u2069\u202e")
     client = signed_in_client(create_app(engine), WS_USER)
     page = client.get("/", params={"device_id": P.ESME_1}).text
     assert "Looker Ltd ⟨U+2069⟩⟨U+202E⟩" in page
@@ -1023,13 +1028,7 @@ def test_a_party_name_stored_with_direction_characters_is_shown_with_marks(engin
 def test_a_party_named_as_another_is_told_apart_by_its_code(engine, world) -> None:
     """A Party loaded under another's very name read as that Party in the results, on the
     Device page and in a record's exchange (audit 36d): each shows the Party's code too."""
-    from sqlalchemy import text
-
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE party SET name = :n WHERE party_id = :p"),
-            {"n": "WS Supply", "p": P.LOOKER},
-        )
+    named_directly(engine, P.LOOKER, "WS Supply")
     client = signed_in_client(create_app(engine), WS_USER)
     results = client.get("/", params={"device_id": P.ESME_1}).text
     assert re.search(
