@@ -1002,6 +1002,26 @@ def test_a_long_party_name_or_code_does_not_push_the_page_sideways(server: str, 
     shot(page, "33-long-name-and-code-1920px")
 
 
+def test_a_long_party_name_takes_two_lines_of_the_header_at_most(server: str, page) -> None:
+    """A 200-letter name made the header six lines tall at 1,280 px (audit 37b): the name is
+    cut at two lines, and the whole of it is the name's tooltip."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + "/")
+    name = page.locator(".party-name")
+    assert name.get_attribute("title") == name.inner_text()  # the whole name, as loaded
+    page.evaluate(
+        "() => { document.querySelector('.party-name bdi').textContent = 'W'.repeat(200); }"
+    )
+    line = page.locator(".account-meta").bounding_box()["height"]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert name.bounding_box()["height"] <= 2.6 * line * 1.25, (
+            width
+        )  # the name's font is larger
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        shot(page, f"33b-long-name-two-lines-{width}px")
+
+
 def test_the_sign_out_page_wraps_a_long_party_name(server: str, page) -> None:
     """The sign-out page names the Party: 200 letters without a space ran it 1,666 px wide
     (audit 37b)."""
