@@ -1092,7 +1092,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
                 (fine["id"], 2),
                 (fine["id"], 3),
             ]
-            worker._held.clear()  # as if their leases had ended
+            worker.queues.held.clear()  # as if their leases had ended
             with pg_engine.begin() as conn:
                 conn.execute(text("UPDATE webhook_outbox SET next_attempt_at = now()"))
         change.rollback()

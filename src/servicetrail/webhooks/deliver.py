@@ -29,12 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
-import math
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -59,6 +56,7 @@ from ..store.outbox import (
 from ..store.watches import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
+from .queues import Queues
 from .worker_report import FailureLog, Stats
 
 log = logging.getLogger("servicetrail.webhooks")
@@ -141,32 +139,14 @@ class Deliverer:
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
         # and the attempt while each Party's queue is within its share (a row comes due again
-        # only if its worker died); one that waited longer is dropped unsent (see _dispatch).
+        # only if its worker died); one that waited longer is dropped unsent (Queues.start).
         self.queue_depth = self.per_host * QUEUE_FACTOR
         if lease_seconds is None:
             lease_seconds = timeout * (QUEUE_FACTOR + 2) + 5
         self.lease = timedelta(seconds=lease_seconds)
-        # when each delivery queued here stops being ours (by this process's clock, from
-        # before the lease began): one whose lease ends before its attempt could is dropped
-        # unsent (see _dispatch)
-        self._lease_ends: dict[tuple[int, int], float] = {}
         self.stats = Stats()
         self.failure_log = FailureLog()
-        self._in_flight: Counter[tuple[str, int]] = Counter()
-        # a queue for each Party at each receiver: (party, host) -> deliveries, oldest first
-        self._queued: dict[tuple[str, tuple[str, int]], deque[Due]] = defaultdict(deque)
-        # when each Party last started an attempt to a receiver (a count, not a time), so that
-        # a receiver's freed slot goes to the Party served least lately (see _dispatch)
-        self._turns = itertools.count(1)
-        self._last_turn: dict[tuple[str, tuple[str, int]], int] = {}
-        self._party_in_flight: Counter[str] = Counter()
-        self._party_host_in_flight: Counter[tuple[str, tuple[str, int]]] = Counter()
-        # counted as they change, not from the queues: _share reads it on the lease's thread
-        # while the loop changes the queues
-        self._party_queued: Counter[str] = Counter()
-        # and by receiver: each Party's queue to a receiver has a receiver's room of its own
-        self._party_host_queued: Counter[tuple[str, tuple[str, int]]] = Counter()
-        self._held: set[tuple[int, int]] = set()  # (watch, event) leased here, queued or in flight
+        self.queues = Queues(self.per_host, self.per_party, self.per_party_host)
         # the Parties with deliveries queued or in flight, as the loop saw them before a lease
         # (_share runs on the lease's thread, and must not walk the loop's counters)
         self._waiting_parties: frozenset[str] = frozenset()
@@ -179,15 +159,6 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
-
-    def _queued_total(self) -> int:
-        return sum(len(q) for q in self._queued.values())
-
-    def _parties_waiting(self) -> set[str]:
-        """The Parties with deliveries queued or in flight (on the loop's thread)."""
-        return {party for party, _ in self._queued} | {
-            party for party, count in self._party_in_flight.items() if count
-        }
 
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
         """How many of each due watch's deliveries to lease: a Party's queue to a receiver
@@ -206,14 +177,14 @@ class Deliverer:
             party_of[watch_id] = party
         shares: dict[int, int] = {}
         for party_here, watch_ids in watches_of.items():
-            room = self.queue_depth - self._party_host_queued[party_here]
+            room = self.queue_depth - self.queues.queued_at(*party_here)
             if room < self.queue_depth // 2:
                 continue
             each = -(-room // len(watch_ids))  # rounded up: every watch gets some
             shares.update((watch_id, each) for watch_id in watch_ids)
         parties = set(party_of.values())
         each = _share_of(self.concurrency * QUEUE_FACTOR, len(parties | self._waiting_parties))
-        party_room = {party: each - self._party_queued[party] for party in parties}
+        party_room = {party: each - self.queues.queued_for(party) for party in parties}
         for watch_id in list(shares):
             room = party_room[party_of[watch_id]]
             shares[watch_id] = min(shares[watch_id], max(room, 0))
@@ -277,9 +248,9 @@ class Deliverer:
                 last_match = time.monotonic()
             self._wake.clear()
             total = self.concurrency * QUEUE_FACTOR
-            room = total - self._queued_total()
-            queued = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
-            self._waiting_parties = frozenset(self._parties_waiting())
+            room = total - len(self.queues)
+            queued = self.queues.keys()
+            self._waiting_parties = frozenset(self.queues.parties_waiting())
             # outcomes, what is queued checked again and the next lease in one transaction,
             # of at least a round of deliveries even when the queue is full: `_share` gives
             # nothing to a Party already holding its share, and a Party under it (one that
@@ -297,7 +268,7 @@ class Deliverer:
             )
             if hidden:
                 self.stats.hidden += len(hidden)
-                self._drop_queued(set(hidden).__contains__)
+                self.queues.drop(set(hidden).__contains__)
             # a 410 that came while the round leased: what it leased of that watch is not
             # sent (the next round records the 410, which deletes it); queued, the receiver
             # had more after saying it was gone (review 35g)
@@ -306,17 +277,12 @@ class Deliverer:
                 leased = [d for d in leased if d.watch_id not in gone]
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
-                self._held.add((delivery.watch_id, delivery.event_id))
                 ends = leased_at + self.lease.total_seconds()
-                self._lease_ends[(delivery.watch_id, delivery.event_id)] = ends
-                host = _host_of(delivery.url)
-                self._queued[(delivery.party_id, host)].append(delivery)
-                self._party_queued[delivery.party_id] += 1
-                self._party_host_queued[(delivery.party_id, host)] += 1
+                self.queues.add(delivery, _host_of(delivery.url), ends)
             self._dispatch()
             if stop.is_set():
                 break
-            busy = matched or leased or self._tasks or self._queued_total()
+            busy = matched or leased or self._tasks or len(self.queues)
             idle_wait = IDLE_SECONDS if busy else min(idle_wait * 2, IDLE_MAX_SECONDS)
             if not leased or self._tasks:
                 # until a round of attempts has ended (see _attempt), or a while
@@ -334,76 +300,19 @@ class Deliverer:
         self._stopping = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
-        unsent = [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+        unsent = self.queues.keys()
         outcomes, self._outcomes = self._outcomes, []  # on the loop's thread, as each round's
         await asyncio.to_thread(self._settle_and_release, unsent, outcomes)
-        self._drop_queued(lambda _: True)
+        self.queues.drop(lambda _: True)
 
     def _dispatch(self) -> None:
-        """Start queued deliveries while slots are free: in all, to each receiver, and to
-        each Party's receivers together (per_party, half the worker). Each free slot goes to
-        the Party with the fewest attempts in flight, then the one served least lately,
-        whatever receiver it waits for: taken receiver by receiver, a slot freed by a hostile
-        Party's timed-out attempt went back to the next hostile Party's receiver, and two of
-        them held the worker for good (audit 30c); a Party with nothing in flight now has the
-        next slot that frees (or one of the next, tied with other Parties that have none).
+        """Start queued deliveries while slots are free (which, and for whom: `Queues.start`).
         Nothing new once the worker stops."""
         session = self._session
         if session is None or self._stopping:
             return
-        parties_at: dict[tuple[str, int], set[str]] = defaultdict(set)
-        for party, host in self._queued:
-            parties_at[host].add(party)
-        for (party, host), count in self._party_host_in_flight.items():
-            if count:
-                parties_at[host].add(party)
-        # a receiver others wait for too is at most half any one's; one a Party has to itself
-        # is its own but a slot, kept for another Party's first delivery: attempts in flight
-        # are not taken back, and those of an endpoint that never answers held the receiver
-        # whole until they timed out (audit 26b)
-        host_cap = {
-            host: self.per_party_host if len(parties) > 1 else max(1, self.per_host - 1)
-            for host, parties in parties_at.items()
-        }
-        while len(self._tasks) < self.concurrency:
-            ready = [
-                (party, host)
-                for party, host in self._queued
-                if self._in_flight[host] < self.per_host
-                and self._party_in_flight[party] < self.per_party
-                and self._party_host_in_flight[(party, host)] < host_cap[host]
-            ]
-            if not ready:
-                break
-            # taken in the order they were leased, a receiver's one slot (per_host 1) went back
-            # to a hostile Party's queue of attempts that never answer each time one timed out,
-            # and another Party's first delivery waited for all of them
-            party_here = min(
-                ready,
-                key=lambda ph: (
-                    self._party_in_flight[ph[0]],
-                    self._party_host_in_flight[ph],
-                    self._last_turn.get(ph, 0),
-                ),
-            )
-            party, host = party_here
-            delivery = self._queued[party_here].popleft()
-            if not self._queued[party_here]:
-                del self._queued[party_here]
-            self._unqueued(delivery, host)
-            key = (delivery.watch_id, delivery.event_id)
-            if self._lease_ends.pop(key, math.inf) <= time.monotonic() + self.timeout:
-                # A delivery that waited here past its lease is due again in the store, and
-                # may be another worker's by now: sent on it anyway, it went out twice (review
-                # 31a: with many hostile Parties' queues, 11 attempts after their lease). One
-                # whose lease ends before its attempt could is dropped unsent: it comes due,
-                # and is leased again, here or elsewhere.
-                self._held.discard(key)
-                continue
-            self._in_flight[host] += 1
-            self._party_in_flight[party] += 1
-            self._party_host_in_flight[party_here] += 1
-            self._last_turn[party_here] = next(self._turns)  # once it is in flight
+        free = self.concurrency - len(self._tasks)
+        for delivery, host in self.queues.start(free, time.monotonic() + self.timeout):
             task = asyncio.create_task(self._attempt(session, delivery, host))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -475,7 +384,7 @@ class Deliverer:
                     room,
                     self.lease,
                     self._share,
-                    lambda d: (d.watch_id, d.event_id) not in self._held,
+                    lambda d: (d.watch_id, d.event_id) not in self.queues.held,
                 )
                 if room
                 else []
@@ -549,16 +458,7 @@ class Deliverer:
         except TimeoutError:
             status, error = (answered[0], "") if answered else (None, self._no_answer)
         finally:
-            self._in_flight[host] -= 1
-            if not self._in_flight[host]:
-                del self._in_flight[host]
-            self._party_in_flight[delivery.party_id] -= 1
-            party_here = (delivery.party_id, host)
-            self._party_host_in_flight[party_here] -= 1
-            if not self._party_host_in_flight[party_here]:
-                del self._party_host_in_flight[party_here]
-                self._forget_turn_when_idle(party_here)
-            self._held.discard((delivery.watch_id, delivery.event_id))
+            self.queues.finished(delivery, host)
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
         elif status == 410:
@@ -582,39 +482,7 @@ class Deliverer:
         """Drop a watch's deliveries still queued here: its receiver said 410 Gone, and the
         round's outcomes (`record_outcomes`) disable its webhook and delete its outbox. Only
         attempts already in flight when the 410 came can still reach it."""
-        self._drop_queued(lambda key: key[0] == watch_id)
-
-    def _unqueued(self, delivery: Due, host: tuple[str, int]) -> None:
-        """A delivery out of its queue (started, or dropped): counted so."""
-        self._party_queued[delivery.party_id] -= 1
-        party_here = (delivery.party_id, host)
-        self._party_host_queued[party_here] -= 1
-        if not self._party_host_queued[party_here]:
-            del self._party_host_queued[party_here]
-            self._forget_turn_when_idle(party_here)
-
-    def _forget_turn_when_idle(self, party_here: tuple[str, tuple[str, int]]) -> None:
-        """A Party with nothing queued or in flight at a receiver has its turn forgotten
-        (kept, they grew with every receiver a Party's watches ever named)."""
-        if not self._party_host_queued[party_here] and not self._party_host_in_flight[party_here]:
-            self._last_turn.pop(party_here, None)
-
-    def _drop_queued(self, dropped: Callable[[tuple[int, int]], bool]) -> None:
-        """Take the queued deliveries whose (watch, event) `dropped` picks out of their
-        queues, unsent."""
-        for party_here, queued in list(self._queued.items()):
-            kept: deque[Due] = deque()
-            for delivery in queued:
-                if dropped((delivery.watch_id, delivery.event_id)):
-                    self._held.discard((delivery.watch_id, delivery.event_id))
-                    self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
-                    self._unqueued(delivery, party_here[1])
-                else:
-                    kept.append(delivery)
-            if kept:
-                self._queued[party_here] = kept
-            else:
-                del self._queued[party_here]
+        self.queues.drop(lambda key: key[0] == watch_id)
 
     @property
     def _no_answer(self) -> str:

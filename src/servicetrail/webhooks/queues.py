@@ -1,0 +1,183 @@
+"""A delivery worker's deliveries in memory: those leased ahead and queued for a slot, those
+in flight, and which to start next. No I/O and no clock of its own: the worker's loop calls
+it, on the loop's thread alone (the lease's thread reads its counters, never its queues).
+
+The fairness between Parties lives here (deliver.py says why each bound is what it is):
+- at most `per_host` attempts in flight to one receiver (host and port), `per_party` to one
+  Party's receivers together, and of a receiver's slots, `per_party_host` to one Party while
+  another Party waits for that receiver too (a receiver a Party has to itself: all but one
+  slot, kept for another Party's first delivery);
+- a free slot goes to the Party with the fewest attempts in flight, then the fewest to that
+  receiver, then the one served least lately, whatever receiver it waits for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+
+from ..store.outbox import Due
+
+Host = tuple[str, int]  # a receiver: host and port
+Key = tuple[int, int]  # a delivery: (watch id, event id)
+
+
+class Queues:
+    """A queue for each Party at each receiver, oldest first, and the attempts in flight."""
+
+    def __init__(self, per_host: int, per_party: int, per_party_host: int) -> None:
+        self.per_host = per_host
+        self.per_party = per_party
+        self.per_party_host = per_party_host
+        # (party, receiver) -> deliveries, oldest first
+        self._queued: dict[tuple[str, Host], deque[Due]] = defaultdict(deque)
+        # when each queued delivery stops being ours (the worker's monotonic clock, from
+        # before its lease began): one whose lease ends before its attempt could is not started
+        self._lease_ends: dict[Key, float] = {}
+        # leased here, queued or in flight: the next lease leaves them be
+        self.held: set[Key] = set()
+        self._in_flight: Counter[Host] = Counter()
+        self._party_in_flight: Counter[str] = Counter()
+        self._party_host_in_flight: Counter[tuple[str, Host]] = Counter()
+        # counted as they change, not from the queues: the lease's thread reads them while the
+        # loop changes the queues
+        self._party_queued: Counter[str] = Counter()
+        self._party_host_queued: Counter[tuple[str, Host]] = Counter()
+        # when each Party last started an attempt to a receiver (a count, not a time)
+        self._turns = itertools.count(1)
+        self._last_turn: dict[tuple[str, Host], int] = {}
+
+    def __len__(self) -> int:
+        """Deliveries queued (not those in flight)."""
+        return sum(len(q) for q in self._queued.values())
+
+    def keys(self) -> list[Key]:
+        """The queued deliveries, as (watch id, event id)."""
+        return [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+
+    def parties_waiting(self) -> set[str]:
+        """The Parties with deliveries queued or in flight."""
+        return {party for party, _ in self._queued} | {
+            party for party, count in self._party_in_flight.items() if count
+        }
+
+    def queued_for(self, party: str) -> int:
+        return self._party_queued[party]
+
+    def queued_at(self, party: str, host: Host) -> int:
+        return self._party_host_queued[(party, host)]
+
+    def add(self, delivery: Due, host: Host, lease_ends: float) -> None:
+        key = (delivery.watch_id, delivery.event_id)
+        self.held.add(key)
+        self._lease_ends[key] = lease_ends
+        self._queued[(delivery.party_id, host)].append(delivery)
+        self._party_queued[delivery.party_id] += 1
+        self._party_host_queued[(delivery.party_id, host)] += 1
+
+    def start(self, free: int, starts_by: float) -> list[tuple[Due, Host]]:
+        """Up to `free` deliveries taken from their queues and counted in flight, each slot
+        to the Party the module's rule picks. A delivery whose lease ends before `starts_by`
+        (now plus an attempt's time) is dropped unsent instead: it comes due in the store
+        again, and may be another worker's by then."""
+        parties_at: dict[Host, set[str]] = defaultdict(set)
+        for party, host in self._queued:
+            parties_at[host].add(party)
+        for (party, host), count in self._party_host_in_flight.items():
+            if count:
+                parties_at[host].add(party)
+        # a receiver others wait for too is at most half any one's; one a Party has to itself
+        # is its own but a slot, kept for another Party's first delivery: attempts in flight
+        # are not taken back, and those of an endpoint that never answers held the receiver
+        # whole until they timed out (audit 26b)
+        host_cap = {
+            host: self.per_party_host if len(parties) > 1 else max(1, self.per_host - 1)
+            for host, parties in parties_at.items()
+        }
+        started: list[tuple[Due, Host]] = []
+        while len(started) < free:
+            ready = [
+                (party, host)
+                for party, host in self._queued
+                if self._in_flight[host] < self.per_host
+                and self._party_in_flight[party] < self.per_party
+                and self._party_host_in_flight[(party, host)] < host_cap[host]
+            ]
+            if not ready:
+                break
+            # taken receiver by receiver, a slot freed by a hostile Party's timed-out attempt
+            # went back to the next hostile Party's receiver, and two of them held the worker
+            # for good (audit 30c); taken in the order they were leased, a receiver's one slot
+            # went back to a hostile Party's queue each time one of its attempts timed out
+            party_here = min(
+                ready,
+                key=lambda ph: (
+                    self._party_in_flight[ph[0]],
+                    self._party_host_in_flight[ph],
+                    self._last_turn.get(ph, 0),
+                ),
+            )
+            party, host = party_here
+            delivery = self._queued[party_here].popleft()
+            if not self._queued[party_here]:
+                del self._queued[party_here]
+            self._unqueued(delivery, host)
+            key = (delivery.watch_id, delivery.event_id)
+            if self._lease_ends.pop(key, math.inf) <= starts_by:
+                # sent on a lease that had ended, it went out twice: it was due again in the
+                # store, and another worker's (review 31a: 11 attempts after their lease)
+                self.held.discard(key)
+                continue
+            self._in_flight[host] += 1
+            self._party_in_flight[party] += 1
+            self._party_host_in_flight[party_here] += 1
+            self._last_turn[party_here] = next(self._turns)  # once it is in flight
+            started.append((delivery, host))
+        return started
+
+    def finished(self, delivery: Due, host: Host) -> None:
+        """An attempt `start` gave out has ended, whatever came of it: its slot is free."""
+        self._in_flight[host] -= 1
+        if not self._in_flight[host]:
+            del self._in_flight[host]
+        self._party_in_flight[delivery.party_id] -= 1
+        party_here = (delivery.party_id, host)
+        self._party_host_in_flight[party_here] -= 1
+        if not self._party_host_in_flight[party_here]:
+            del self._party_host_in_flight[party_here]
+            self._forget_turn_when_idle(party_here)
+        self.held.discard((delivery.watch_id, delivery.event_id))
+
+    def drop(self, dropped: Callable[[Key], bool]) -> None:
+        """Take the queued deliveries that `dropped` picks out of their queues, unsent."""
+        for party_here, queued in list(self._queued.items()):
+            kept: deque[Due] = deque()
+            for delivery in queued:
+                key = (delivery.watch_id, delivery.event_id)
+                if dropped(key):
+                    self.held.discard(key)
+                    self._lease_ends.pop(key, None)
+                    self._unqueued(delivery, party_here[1])
+                else:
+                    kept.append(delivery)
+            if kept:
+                self._queued[party_here] = kept
+            else:
+                del self._queued[party_here]
+
+    def _unqueued(self, delivery: Due, host: Host) -> None:
+        """A delivery out of its queue (started, or dropped): counted so."""
+        self._party_queued[delivery.party_id] -= 1
+        party_here = (delivery.party_id, host)
+        self._party_host_queued[party_here] -= 1
+        if not self._party_host_queued[party_here]:
+            del self._party_host_queued[party_here]
+            self._forget_turn_when_idle(party_here)
+
+    def _forget_turn_when_idle(self, party_here: tuple[str, Host]) -> None:
+        """A Party with nothing queued or in flight at a receiver has its turn forgotten
+        (kept, they grew with every receiver a Party's watches ever named)."""
+        if not self._party_host_queued[party_here] and not self._party_host_in_flight[party_here]:
+            self._last_turn.pop(party_here, None)

@@ -1,0 +1,90 @@
+"""The worker's queues alone: which delivery gets a free slot, without a loop, a store or a
+receiver (tests/webhooks/test_delivery.py drives the same rules through real receivers)."""
+
+from __future__ import annotations
+
+import math
+
+from servicetrail.store.outbox import Due
+from servicetrail.webhooks.queues import Queues
+
+SHARED = ("hooks.example", 443)  # a receiver several Parties use
+OWN = ("own.example", 443)
+
+
+def due(watch_id: int, event_id: int, party: str) -> Due:
+    return Due(watch_id, event_id, 0, "https://x", "whsec_x", {}, party)
+
+
+def started_parties(started: list[tuple[Due, tuple[str, int]]]) -> list[str]:
+    return [d.party_id for d, _ in started]
+
+
+def test_a_free_slot_goes_to_the_party_with_fewest_in_flight_whatever_was_leased_first() -> None:
+    queues = Queues(per_host=4, per_party=4, per_party_host=2)
+    for event in range(1, 7):  # the hostile Party leased first, six deep
+        queues.add(due(1, event, "HOSTILE"), SHARED, math.inf)
+    queues.add(due(2, 1, "NEWCOMER"), SHARED, math.inf)
+    started = queues.start(free=2, starts_by=0)
+    assert sorted(started_parties(started)) == ["HOSTILE", "NEWCOMER"]  # not two hostile ones
+    # then the hostile Party's half of the shared receiver, and no more
+    started += queues.start(free=5, starts_by=0)
+    assert started_parties(started)[2:] == ["HOSTILE"]
+    hostile_started = next(d for d, _ in started if d.party_id == "HOSTILE")
+    queues.finished(hostile_started, SHARED)
+    assert started_parties(queues.start(free=5, starts_by=0)) == ["HOSTILE"]
+
+
+def test_a_receiver_a_party_has_to_itself_keeps_one_slot_for_another_party() -> None:
+    queues = Queues(per_host=4, per_party=8, per_party_host=2)
+    for event in range(1, 9):
+        queues.add(due(1, event, "ALONE"), OWN, math.inf)
+    assert len(queues.start(free=8, starts_by=0)) == 3  # per_host - 1
+    queues.add(due(2, 1, "SECOND"), OWN, math.inf)
+    assert started_parties(queues.start(free=8, starts_by=0)) == ["SECOND"]
+
+
+def test_the_slot_goes_to_the_party_served_least_lately_between_equals() -> None:
+    queues = Queues(per_host=1, per_party=1, per_party_host=1)
+    for party, watch in (("A", 1), ("B", 2)):
+        for event in (1, 2):
+            queues.add(due(watch, event, party), SHARED, math.inf)
+    order = []
+    for _ in range(4):
+        [(delivery, host)] = queues.start(free=1, starts_by=0)
+        order.append(delivery.party_id)
+        queues.finished(delivery, host)
+    assert order in (["A", "B", "A", "B"], ["B", "A", "B", "A"])
+
+
+def test_a_delivery_whose_lease_ends_before_its_attempt_could_is_dropped_unsent() -> None:
+    queues = Queues(per_host=4, per_party=4, per_party_host=4)
+    queues.add(due(1, 1, "P"), SHARED, lease_ends=10.0)
+    queues.add(due(1, 2, "P"), SHARED, lease_ends=100.0)
+    started = queues.start(free=4, starts_by=50.0)
+    assert [(d.watch_id, d.event_id) for d, _ in started] == [(1, 2)]
+    assert queues.held == {(1, 2)}  # (1, 1) is the store's again, leasable by the next round
+    assert len(queues) == 0 and queues.queued_for("P") == 0
+
+
+def test_dropped_deliveries_leave_the_counts_and_the_held_set() -> None:
+    queues = Queues(per_host=4, per_party=4, per_party_host=4)
+    for watch, party, host in ((1, "P", SHARED), (2, "P", OWN), (3, "Q", SHARED)):
+        queues.add(due(watch, 1, party), host, math.inf)
+    assert queues.queued_for("P") == 2 and queues.queued_at("P", OWN) == 1
+    assert queues.parties_waiting() == {"P", "Q"}
+    queues.drop(lambda key: key[0] in (1, 2))
+    assert queues.keys() == [(3, 1)] and queues.held == {(3, 1)}
+    assert queues.queued_for("P") == 0 and queues.queued_at("P", OWN) == 0
+    assert queues.parties_waiting() == {"Q"}
+
+
+def test_a_party_in_flight_is_still_waiting_and_finished_frees_its_slot() -> None:
+    queues = Queues(per_host=1, per_party=1, per_party_host=1)
+    queues.add(due(1, 1, "P"), SHARED, math.inf)
+    [(delivery, host)] = queues.start(free=1, starts_by=0)
+    assert len(queues) == 0 and queues.parties_waiting() == {"P"}
+    assert queues.held == {(1, 1)}
+    queues.finished(delivery, host)
+    assert queues.parties_waiting() == set() and queues.held == set()
+    assert queues._last_turn == {}  # nothing kept for a receiver it no longer uses
