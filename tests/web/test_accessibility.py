@@ -85,6 +85,10 @@ def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # no
     check("device page")
     page.goto(server + "/report")
     check("own-traffic report")
+    page.goto(server + "/access-log")
+    check("who looked")
+    page.goto(server + "/access-log?from=not-a-date")
+    check("who looked, bad date")
 
     page.goto(server + "/watches")
     check("watches, none")

@@ -806,6 +806,39 @@ def test_the_device_page_from_a_search_result(server: str, page) -> None:
     shot(page, "19-device-page-pre-command-360px")
 
 
+def test_who_looked_lists_the_partys_reads_newest_first(server: str, page) -> None:
+    """The Who-looked page (SPEC section 8 on the screen): the search just made is the newest
+    entry, with what was asked and the Devices of the MP141 titles it returned, each a link to
+    its Device page; reading the page is not itself an entry."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(f"{server}/?device_id={ESME}&scope=others")
+    returned = page.locator("table.records tbody tr").count()
+    assert returned > 0
+    page.get_by_role("link", name="Who looked").click()
+    page.wait_for_url(f"{server}/access-log")
+    newest = page.locator("table.access-entries tbody tr").first
+    what = newest.locator("td.c-what").inner_text()
+    assert what.startswith("Search") and f"device_id {ESME}" in what and "scope others" in what
+    assert newest.locator("td.c-who").inner_text().split() == ["bright.analyst", "Screen"]
+    assert newest.locator("td.c-count").inner_text().split() == [
+        str(returned),
+        str(returned),
+        "MP141",
+    ]
+    shot(page, "34-who-looked")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "screenshot-who-looked.png"), full_page=True)
+    entries, first_entry = page.locator("table.access-entries tbody tr"), newest.inner_text()
+    listed = entries.count()
+    page.reload()
+    assert entries.count() == listed and newest.inner_text() == first_entry
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "34-who-looked-390px")
+    newest.locator("td.c-devices a", has_text=ESME).click()
+    page.wait_for_url(f"{server}/devices/{ESME}")
+
+
 def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str, page) -> None:
     """The visually hidden words of the CODE column escaped the table's scroll box, and the
     page scrolled sideways into blank space below 1,105 px (audit of the screen, session 18):

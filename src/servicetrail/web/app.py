@@ -18,6 +18,7 @@ from ..store.merkle_log import seal_store
 from ..webhooks.background import BackgroundDeliverer
 from . import (
     access_api,
+    access_page,
     api,
     auth,
     errors,
@@ -114,6 +115,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.include_router(proofs_page.router)
+    app.include_router(access_page.router)
     watches_page.install(app)
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too

@@ -1,0 +1,164 @@
+"""The "Who looked" page of the web screen (SPEC section 8): the signed-in Party's own entries
+in the access log, newest first, between two times, a page at a time. The same store call as
+`GET /api/v1/access-log` with a Party's token; reading the access log reads no SAT record,
+so it adds no entry of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..domain.access_log import AccessEntry, entry_time
+from ..domain.search import Cursor
+from ..store.access_log import EntryFilter, entries_page
+from ..store.limits import SearchTooBroad
+from .errors import ParameterError
+from .fairness import Busy, limits_of
+from .params import REPEATED, build_search, cursor_of, repeated_parameter
+from .presenters import page_number, show_time, utc_field
+from .rendering import render
+from .signin import SignedIn, Who
+from .state import reader_of
+
+ENTRIES_SHOWN = 50
+DEVICES_SHOWN = 3  # the rest of an entry's Devices fold away under "N more"
+FIELDS = ("from", "to")
+FIELD_LABELS = {"from": "From (UTC)", "to": "To (UTC)"}
+STALE_PAGE_LINK = "That page link is no longer valid. Start again from the newest entries."
+
+ACTION_LABELS = {
+    "search": "Search",
+    "record": "Record",
+    "why": "Why visible",
+    "triggers": "Possible triggers",
+    "proof": "Proof",
+    "report": "Own-traffic report",
+    "watch_events": "Watch events",
+    "stream": "Event stream",
+    "deliver": "Webhook delivery",
+}
+INTERFACE_LABELS = {"api": "API", "web": "Screen", "cli": "Command line", "webhook": "Webhook"}
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One entry as the page lays it out."""
+
+    id: int
+    at: str  # ISO-8601, or the stored text of a time that is not one
+    when: str  # as the screen shows times
+    actor: str
+    interface: str
+    action: str
+    filters: list[tuple[str, str]]
+    record_id: int | None  # the record a record page, why, triggers or proof was of
+    records_returned: int
+    mp141_records_returned: int
+    device_ids: list[str]
+
+
+def shown(entry: AccessEntry) -> Shown:
+    at = entry_time(entry.at)
+    filters = entry.filters if isinstance(entry.filters, dict) else {"": str(entry.filters)}
+    record_id = filters.get("record_id")
+    devices = entry.device_ids
+    return Shown(
+        id=entry.id,
+        at=at,
+        when=show_time(at) if not isinstance(entry.at, str) else at,
+        actor=entry.actor,
+        interface=INTERFACE_LABELS.get(entry.interface, entry.interface),
+        action=ACTION_LABELS.get(entry.action, entry.action),
+        filters=[(str(name), _text(value)) for name, value in filters.items()],
+        record_id=record_id if isinstance(record_id, int) and record_id > 0 else None,
+        records_returned=entry.records_returned,
+        mp141_records_returned=entry.mp141_records_returned,
+        # a str: stored text that is not a list (store.access_log._entry), shown as stored
+        device_ids=[devices] if isinstance(devices, str) else list(devices),
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+@dataclass
+class Found:
+    entries: list[Shown]
+    more: Cursor | None = None
+    problem: str = ""
+    busy: Busy | None = None
+
+
+def _entries(request: Request, who: SignedIn, wanted: EntryFilter, after: Cursor | None) -> Found:
+    try:
+        # a read slot, as every read takes (web.fairness), and the store's time limit
+        with limits_of(request).search(who.viewer.party_id), reader_of(request) as conn:
+            entries, more = entries_page(conn, wanted, ENTRIES_SHOWN, after)
+    except SearchTooBroad as e:
+        return Found([], problem=str(e))
+    except Busy as e:
+        return Found([], problem=e.sentence(), busy=e)
+    return Found([shown(e) for e in entries], more)
+
+
+def _link(values: dict[str, str], **extra: str) -> str:
+    query = {k: v for k, v in {**values, **extra}.items() if v}
+    return "/access-log?" + urlencode(query) if query else "/access-log"
+
+
+def _asked(query: Any) -> tuple[dict[str, str], EntryFilter | None, Cursor | None, dict[str, str]]:
+    """The times the form asks for, as typed and as the store's filter (None: not valid), the
+    page it is on, and the errors by field."""
+    values = {name: query.get(name, "").strip()[:40] for name in FIELDS}
+    repeated = repeated_parameter(query, (*FIELDS, "cursor"))
+    if repeated is not None:
+        return values, None, None, {repeated: REPEATED}
+    try:
+        period = build_search(
+            time_from=utc_field(values["from"]) or None, time_to=utc_field(values["to"]) or None
+        )
+        after = cursor_of(query.get("cursor") or None)
+    except ParameterError as e:
+        return values, None, None, {e.parameter: e.message}
+    return values, EntryFilter(None, period.time_from, period.time_to), after, {}
+
+
+@router.get("/access-log")
+def access_log_page(request: Request, who: Who) -> Response:
+    values, period, after, errors = _asked(request.query_params)
+    page = page_number(request.query_params.get("page"))
+    found = Found([])
+    if period is not None:
+        found = _entries(request, who, replace(period, party_id=who.viewer.party_id), after)
+    elif "cursor" in errors:
+        found.problem, errors = STALE_PAGE_LINK, {}
+    status = 429 if found.busy else 422 if errors or found.problem else 200
+    return render(
+        request,
+        "access_log.html",
+        who,
+        status=status,
+        title="Who looked",
+        headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
+        values=values,
+        errors=errors,
+        field_labels=FIELD_LABELS,
+        problem=found.problem,
+        entries=found.entries,
+        devices_shown=DEVICES_SHOWN,
+        next_link=(
+            _link(values, cursor=found.more.encode(), page=str(page + 1)) if found.more else ""
+        ),
+        first_link=_link(values) if after is not None else "",
+        first=(page - 1) * ENTRIES_SHOWN + 1 if after is not None else 1,
+        page=page if after is not None else 1,
+    )

@@ -1,0 +1,132 @@
+"""The Who-looked page (SPEC section 8), server side on both engines: a Party's own entries
+of the access log, newest first, paged, between two times; never another Party's; reading
+it adds no entry."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from servicetrail.domain.access_log import Reader, Tally
+from servicetrail.store.access_log import append_entries
+from servicetrail.store.access_tables import access_log
+from tests import personas as P
+from tests.web.screen import personas_with, signed_in
+
+ROWS = re.compile(r'<tr role="row" id="entry-(\d+)"')
+
+
+@pytest.fixture
+@P.starts_with_personas
+def world(engine):
+    return personas_with(engine, {}, (P.SOUTHENERGY, P.WIRESCO))
+
+
+def entry_ids(page: str) -> list[int]:
+    return [int(found) for found in ROWS.findall(page)]
+
+
+def entries_of(engine, party: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(access_log).where(access_log.c.party_id == party)
+        ).scalar_one()
+
+
+def test_a_party_sees_its_own_reads_newest_first_and_no_one_elses(engine, world) -> None:
+    south, wires = signed_in(engine, P.SOUTHENERGY), signed_in(engine, P.WIRESCO)
+    wires.get("/", params={"device_id": P.ESME_1})  # another Party's read
+    south.get("/", params={"device_id": P.ESME_1, "kind": "request"})
+    own = world.ids["se_resp"]
+    south.get(f"/records/{own}")
+    page = south.get("/access-log")
+    assert page.status_code == 200
+    shown = entry_ids(page.text)
+    assert len(shown) == entries_of(engine, P.SOUTHENERGY) == 2
+    # newest first: the record page, then the search (ids need not follow time on PostgreSQL)
+    record_row = page.text.index(f'Record <a href="/records/{own}">{own}</a>')
+    assert record_row < page.text.index("device_id")
+    assert "wiresco" not in page.text  # WIRESCO's account's read is not listed
+    assert "device_id" in page.text and P.ESME_1 in page.text and "Screen" in page.text
+    assert '<a href="/access-log" aria-current="page">Who looked</a>' in page.text
+
+
+def test_reading_the_access_log_adds_no_entry(engine, world) -> None:
+    south = signed_in(engine, P.SOUTHENERGY)
+    south.get("/")
+    before = entries_of(engine, P.SOUTHENERGY)
+    for _ in range(3):
+        assert south.get("/access-log").status_code == 200
+    assert entries_of(engine, P.SOUTHENERGY) == before == 1
+
+
+def test_mp141_devices_link_to_their_device_pages_and_the_rest_fold_away(engine, world) -> None:
+    tally = Tally()
+    devices = [f"00-00-00-00-00-00-00-{n:02X}" for n in range(1, 6)]
+    tally.count({"access": "mp141", "device_id": d} for d in devices)
+    with engine.begin() as conn:
+        append_entries(conn, [(Reader(P.SOUTHENERGY, "tok-holder", "api"), "search", {}, tally)])
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log").text
+    for device in devices:
+        assert f'href="/devices/{device}"' in page
+    assert "<summary>2 more</summary>" in page and "5 MP141" in page and "API" in page
+
+
+def test_pages_of_entries_give_each_once(engine, world) -> None:
+    reads = [(Reader(P.SOUTHENERGY, "cli", "cli"), "search", {"n": n}, Tally()) for n in range(57)]
+    with engine.begin() as conn:
+        append_entries(conn, reads)
+    south = signed_in(engine, P.SOUTHENERGY)
+    first = south.get("/access-log")
+    older = re.search(r'href="([^"]+)" rel="next">Older entries', first.text)
+    assert older is not None and len(entry_ids(first.text)) == 50
+    second = south.get(older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200 and "Page 2" in second.text
+    assert "Older entries" not in second.text and "« Newest entries" in second.text
+    together = entry_ids(first.text) + entry_ids(second.text)
+    assert len(together) == len(set(together)) == 57
+
+
+def test_entries_between_two_times(engine, world) -> None:
+    south = signed_in(engine, P.SOUTHENERGY)
+    south.get("/")
+    today = datetime.now(timezone.utc).date()
+    shown = south.get("/access-log", params={"from": str(today)})
+    assert len(entry_ids(shown.text)) == 1
+    later = south.get("/access-log", params={"from": str(today + timedelta(days=1))})
+    assert later.status_code == 200 and entry_ids(later.text) == []
+    assert "No one of your Party has read the trail between these times" in later.text
+    before = south.get("/access-log", params={"to": str(today)})
+    assert entry_ids(before.text) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("from=yesterday", "From (UTC)"),
+        ("to=2025-13-01", "To (UTC)"),
+        ("from=2025-02-01&from=2025-03-01", "From (UTC)"),
+        ("cursor=%25%25garbage", "That page link is no longer valid"),
+    ],
+)
+def test_bad_dates_and_stale_links_are_said_not_crashed(engine, world, query, said) -> None:
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log?" + query)
+    assert page.status_code == 422 and said in page.text
+    assert entry_ids(page.text) == []
+
+
+def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
+    asked = {"device_id": "<script>alert(1)</script>", "srv": "x\u202ey"}
+    with engine.begin() as conn:
+        append_entries(conn, [(Reader(P.SOUTHENERGY, "a\u202eb", "api"), "search", asked, Tally())])
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log").text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "\u202e" not in page  # direction marks shown as marks, as everywhere on the screen
+
+
+def test_the_page_needs_a_signed_in_party(client) -> None:
+    answer = client.get("/access-log", follow_redirects=False)
+    assert answer.status_code == 303 and "/login" in answer.headers["location"]
