@@ -60,8 +60,9 @@ def test_the_slot_goes_to_the_party_served_least_lately_between_equals() -> None
 def test_a_delivery_whose_lease_ends_before_its_attempt_could_is_dropped_unsent() -> None:
     queues = Queues(per_host=4, per_party=4, per_party_host=4)
     queues.add(due(1, 1, "P"), SHARED, lease_ends=10.0)
+    queues.add(due(1, 3, "P"), SHARED, lease_ends=50.0)  # ends just as the attempt would
     queues.add(due(1, 2, "P"), SHARED, lease_ends=100.0)
-    started = queues.start(free=4, starts_by=50.0)
+    started = queues.start(free=1, starts_by=50.0)  # the dropped ones take no slot
     assert [(d.watch_id, d.event_id) for d, _ in started] == [(1, 2)]
     assert queues.held == {(1, 2)}  # (1, 1) is the store's again, leasable by the next round
     assert len(queues) == 0 and queues.queued_for("P") == 0
@@ -88,3 +89,18 @@ def test_a_party_in_flight_is_still_waiting_and_finished_frees_its_slot() -> Non
     queues.finished(delivery, host)
     assert queues.parties_waiting() == set() and queues.held == set()
     assert queues._last_turn == {}  # nothing kept for a receiver it no longer uses
+
+
+def test_a_receiver_takes_per_host_attempts_at_most_whatever_the_free_slots() -> None:
+    queues = Queues(per_host=2, per_party=10, per_party_host=2)
+    for event in range(1, 5):
+        queues.add(due(1, event, "P"), SHARED, math.inf)
+        queues.add(due(2, event, "Q"), SHARED, math.inf)
+    assert sorted(started_parties(queues.start(free=10, starts_by=0))) == ["P", "Q"]
+
+
+def test_a_partys_receivers_together_take_per_party_attempts_at_most() -> None:
+    queues = Queues(per_host=10, per_party=2, per_party_host=10)
+    for watch, host in enumerate((("a.example", 443), ("b.example", 443), ("c.example", 443))):
+        queues.add(due(watch, 1, "P"), host, math.inf)
+    assert len(queues.start(free=10, starts_by=0)) == 2

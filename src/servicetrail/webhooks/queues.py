@@ -1,6 +1,7 @@
 """A delivery worker's deliveries in memory: those leased ahead and queued for a slot, those
 in flight, and which to start next. No I/O and no clock of its own: the worker's loop calls
-it, on the loop's thread alone (the lease's thread reads its counters, never its queues).
+it, on the loop's thread alone (the lease's thread reads `held`, `queued_for` and
+`queued_at`, which are kept as they change, never the queues themselves).
 
 The fairness between Parties lives here (deliver.py says why each bound is what it is):
 - at most `per_host` attempts in flight to one receiver (host and port), `per_party` to one
@@ -8,7 +9,8 @@ The fairness between Parties lives here (deliver.py says why each bound is what 
   another Party waits for that receiver too (a receiver a Party has to itself: all but one
   slot, kept for another Party's first delivery);
 - a free slot goes to the Party with the fewest attempts in flight, then the fewest to that
-  receiver, then the one served least lately, whatever receiver it waits for.
+  receiver, then the one served least lately, whatever receiver it waits for: a Party with
+  nothing in flight has the next slot that frees (or one of the next, tied with others).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class Queues:
         self._party_in_flight: Counter[str] = Counter()
         self._party_host_in_flight: Counter[tuple[str, Host]] = Counter()
         # counted as they change, not from the queues: the lease's thread reads them while the
-        # loop changes the queues
+        # loop changes the queues; by receiver too, since each Party's queue to a receiver has
+        # a receiver's room of its own (deliver.Deliverer._share)
         self._party_queued: Counter[str] = Counter()
         self._party_host_queued: Counter[tuple[str, Host]] = Counter()
         # when each Party last started an attempt to a receiver (a count, not a time)
@@ -64,12 +67,15 @@ class Queues:
         }
 
     def queued_for(self, party: str) -> int:
+        """Deliveries queued for `party` (read on the lease's thread)."""
         return self._party_queued[party]
 
     def queued_at(self, party: str, host: Host) -> int:
+        """Deliveries queued for `party` to one receiver (read on the lease's thread)."""
         return self._party_host_queued[(party, host)]
 
     def add(self, delivery: Due, host: Host, lease_ends: float) -> None:
+        """A delivery just leased, queued last for its Party at its receiver."""
         key = (delivery.watch_id, delivery.event_id)
         self.held.add(key)
         self._lease_ends[key] = lease_ends
@@ -79,8 +85,8 @@ class Queues:
 
     def start(self, free: int, starts_by: float) -> list[tuple[Due, Host]]:
         """Up to `free` deliveries taken from their queues and counted in flight, each slot
-        to the Party the module's rule picks. A delivery whose lease ends before `starts_by`
-        (now plus an attempt's time) is dropped unsent instead: it comes due in the store
+        to the Party the module's rule picks. A delivery whose lease ends at or before
+        `starts_by` (now plus an attempt's time) is dropped unsent instead, taking no slot: it comes due in the store
         again, and may be another worker's by then."""
         parties_at: dict[Host, set[str]] = defaultdict(set)
         for party, host in self._queued:
