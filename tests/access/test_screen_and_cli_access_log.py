@@ -1,6 +1,7 @@
 """Who looked (SPEC section 8) through the screen and the command line, on both engines: each
 page or command that shows SAT records writes one entry; the unread count in the navigation
-writes none; an auditor's screen is 403; `servicetrail access-log` prints JSON Lines."""
+writes none; an auditor's screen is the Who-looked page and 403 elsewhere; `servicetrail
+access-log` prints JSON Lines."""
 
 from __future__ import annotations
 
@@ -243,32 +244,57 @@ def test_the_watches_page_logs_the_events_it_shows_but_not_the_unread_count(engi
     assert len(entries) == before + 1 and entries[0].action == "watch_events"
 
 
-def test_an_auditor_gets_no_session_on_the_screen_and_is_told_where_to_read(engine, world):
+def test_an_auditor_signs_in_to_the_who_looked_page_and_sees_every_partys_reads(engine, world):
     from tests.web.screen import sign_in
 
-    client = TestClient(create_app(engine))
-    answer = sign_in(client, "the.auditor", PASSWORD)
-    assert answer.status_code == 403 and "servicetrail access-log" in answer.text
-    assert "`" not in answer.text  # a page, not Markdown: no backticks shown as text
-    assert "st_session" not in client.cookies
-    assert client.get("/", follow_redirects=False).status_code == 303  # to the sign-in page
-    assert logged(engine) == []
+    np = signed_in(engine, "np.analyst")
+    np.get("/", params={"device_id": P.ESME_1})
+    auditor = TestClient(create_app(engine), raise_server_exceptions=False)
+    answer = sign_in(auditor, "the.auditor", PASSWORD)
+    assert answer.status_code == 303 and answer.headers["location"] == "/access-log"
+    page = auditor.get("/access-log")
+    assert page.status_code == 200 and "every Party · the.auditor" in page.text
+    assert P.NORTHPOWER in page.text and "np.analyst" in page.text
+    assert 'href="/watches"' not in page.text and 'href="/report"' not in page.text
+    assert 'href="/devices/' not in page.text  # it opens no Device page: it sees no records
+    one = auditor.get("/access-log", params={"party": P.WIRESCO.lower()})
+    assert one.status_code == 200 and "np.analyst" not in one.text
+    unknown = auditor.get("/access-log", params={"party": "NOBODY"})
+    assert unknown.status_code == 422 and "no such Party" in unknown.text
+    bad = auditor.get("/access-log", params={"party": "NORTH GAS!"})
+    assert bad.status_code == 422 and "party_id must be" in bad.text
+    assert auditor.get("/access-log", params={"party": "A\x00B"}).status_code == 422
+    assert len(logged(engine)) == 1  # NORTHPOWER's search; the auditor's reads are no entries
 
 
-def test_an_auditors_session_still_sees_no_record(engine, world):
-    """A session an auditor holds (made before sign-in refused them) is answered 403."""
-    from servicetrail.store import sessions
-    from servicetrail.store.accounts import verified_password_hash
+def test_an_auditor_signed_in_there_still_sees_no_record(engine, world):
+    from tests.web.screen import sign_in
 
-    with engine.begin() as conn:
-        held = verified_password_hash(conn, "the.auditor", PASSWORD)
-        session_id = sessions.create_session(conn, "the.auditor", held)
-    auditor = TestClient(create_app(engine), cookies={"st_session": session_id})
+    auditor = TestClient(create_app(engine), raise_server_exceptions=False)
+    assert sign_in(auditor, "the.auditor", PASSWORD).status_code == 303
     one = world.ids[next(iter(world.ids))]
     for path in ("/", f"/records/{one}", f"/devices/{P.ESME_1}", "/report", "/watches"):
         answer = auditor.get(path, follow_redirects=False)
         assert answer.status_code == 403, path
+        assert 'href="/access-log"' in answer.text and "Who looked" in answer.text
+    assert auditor.get("/login", follow_redirects=False).headers["location"] == "/access-log"
     assert logged(engine) == []
+    # and signs out as anyone does
+    token = TOKEN.search(auditor.get("/logout").text).group(1)
+    out = auditor.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login?signed_out=1"
+    assert auditor.get("/access-log", follow_redirects=False).status_code == 303
+
+
+def test_a_partys_account_reads_its_own_entries_whatever_party_it_asks_for(engine, world):
+    np = signed_in(engine, "np.analyst")
+    np.get("/", params={"device_id": P.ESME_1})
+    with engine.begin() as conn:
+        create_account(conn, "ws.analyst", P.WIRESCO, PASSWORD)
+    signed_in(engine, "ws.analyst").get("/", params={"device_id": P.ESME_1})
+    page = np.get("/access-log", params={"party": P.WIRESCO})
+    assert page.status_code == 200 and "np.analyst" in page.text
+    assert "ws.analyst" not in page.text and 'name="party"' not in page.text
 
 
 def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):

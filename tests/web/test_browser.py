@@ -345,6 +345,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     run_cli(
         db_url, "accounts", "create", "lookat.analyst", "--party", "LOOKAT", input=PASSWORD + "\n"
     )
+    run_cli(db_url, "accounts", "create", "the.auditor", "--auditor", input=PASSWORD + "\n")
 
     store = open_store(db_url)  # the previous supplier's records, to ask for them by id as BRIGHT
     with store.connect() as conn:
@@ -837,6 +838,49 @@ def test_who_looked_lists_the_partys_reads_newest_first(server: str, page) -> No
     shot(page, "34-who-looked-390px")
     newest.locator("td.c-devices a", has_text=ESME).click()
     page.wait_for_url(f"{server}/devices/{ESME}")
+
+
+def test_an_auditor_reads_every_partys_entries_and_no_record(server: str, page) -> None:
+    """An auditor (of no Party) signs in to the Who-looked page, sees every Party's reads and
+    picks one Party's; a page of records answers it 403 with the way back."""
+    sign_in(page, server, "lookat.analyst")
+    page.goto(f"{server}/?device_id={ESME}")
+    page.locator(".logout button").click()
+    page.goto(server + "/login")
+    page.get_by_label("Username").fill("the.auditor")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server}/access-log")
+    assert page.locator(".account-meta").inner_text() == "every Party · the.auditor"
+    assert page.locator(".main-nav a").all_inner_texts() == ["Who looked"]
+    parties = page.locator("table.access-entries td.c-party").all_inner_texts()
+    assert "LOOKAT" in parties
+    shot(page, "35-who-looked-auditor")
+    page.locator("table.access-entries td.c-party a", has_text="LOOKAT").first.click()
+    page.wait_for_url(f"{server}/access-log?party=LOOKAT")
+    assert set(page.locator("table.access-entries td.c-party").all_inner_texts()) == {"LOOKAT"}
+    assert page.get_by_label("Party").input_value() == "LOOKAT"
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    boxes = (
+        page.locator("table.access-entries tbody tr")
+        .first.locator("td")
+        .evaluate_all(
+            "cells => cells.map(c => { const r = c.getBoundingClientRect(); "
+            "return [r.left, r.top, r.right, r.bottom]; })"
+        )
+    )
+    # a card is a cell a line: beside the time, two cells overlapped at 390 px
+    assert len({round(left) for left, _, _, _ in boxes}) == 1, boxes
+    tops = [top for _, top, _, _ in boxes]
+    assert tops == sorted(tops) and len(set(tops)) == len(tops), boxes
+    shot(page, "35-who-looked-auditor-390px")
+    answer = page.goto(f"{server}/?device_id={ESME}")
+    assert answer is not None and answer.status == 403
+    page.get_by_role("link", name="Who looked").first.click()
+    page.wait_for_url(f"{server}/access-log")
+    page.locator(".logout button").click()
+    page.wait_for_url(re.compile(r".*/login\?signed_out=1$"))
 
 
 def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str, page) -> None:

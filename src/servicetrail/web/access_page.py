@@ -1,11 +1,12 @@
-"""The "Who looked" page of the web screen (SPEC section 8): the signed-in Party's own entries
-in the access log, newest first, between two times, a page at a time. The same store call as
-`GET /api/v1/access-log` with a Party's token; reading the access log reads no SAT record,
-so it adds no entry of its own."""
+"""The "Who looked" page of the web screen (SPEC section 8): the access log's entries, newest
+first, between two times, a page at a time; a Party's account reads its own Party's, an
+auditor's every Party's (one Party's if it asks). The same store call as `GET
+/api/v1/access-log`; reading the access log reads no SAT record, so it adds no entry of its
+own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,21 +14,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..domain.access_log import AccessEntry, entry_time
+from ..domain.ids import InvalidValue, party_id
 from ..domain.search import Cursor
 from ..store.access_log import EntryFilter, entries_page
 from ..store.limits import SearchTooBroad
+from ..store.queries import viewer_for
 from .errors import ParameterError
 from .fairness import Busy, limits_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
 from .presenters import page_number, show_time, utc_field
 from .rendering import render
-from .signin import SignedIn, Who
+from .fairness import share_of
+from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
 
 ENTRIES_SHOWN = 50
 DEVICES_SHOWN = 3  # the rest of an entry's Devices fold away under "N more"
-FIELDS = ("from", "to")
-FIELD_LABELS = {"from": "From (UTC)", "to": "To (UTC)"}
+FIELDS = ("party", "from", "to")  # `party`: an auditor's; a Party's account reads its own
+FIELD_LABELS = {"party": "Party", "from": "From (UTC)", "to": "To (UTC)"}
 STALE_PAGE_LINK = "That page link is no longer valid. Start again from the newest entries."
 
 ACTION_LABELS = {
@@ -51,6 +55,7 @@ class Shown:
     """One entry as the page lays it out."""
 
     id: int
+    party_id: str | None
     at: str  # ISO-8601, or the stored text of a time that is not one
     when: str  # as the screen shows times
     actor: str
@@ -70,6 +75,7 @@ def shown(entry: AccessEntry) -> Shown:
     devices = entry.device_ids
     return Shown(
         id=entry.id,
+        party_id=entry.party_id,
         at=at,
         when=show_time(at) if not isinstance(entry.at, str) else at,
         actor=entry.actor,
@@ -96,12 +102,22 @@ class Found:
     more: Cursor | None = None
     problem: str = ""
     busy: Busy | None = None
+    errors: dict[str, str] = field(default_factory=dict)
 
 
-def _entries(request: Request, who: SignedIn, wanted: EntryFilter, after: Cursor | None) -> Found:
+def _entries(
+    request: Request, who: SignedIn | SignedInAuditor, wanted: EntryFilter, after: Cursor | None
+) -> Found:
+    party = None if isinstance(who, SignedInAuditor) else who.viewer.party_id
     try:
         # a read slot, as every read takes (web.fairness), and the store's time limit
-        with limits_of(request).search(who.viewer.party_id), reader_of(request) as conn:
+        with (
+            limits_of(request).search(share_of(party, who.session.username)),
+            reader_of(request) as conn,
+        ):
+            if party is None and wanted.party_id and viewer_for(conn, wanted.party_id) is None:
+                # an auditor's typo read as "nobody looked" (audit 25d, the API's)
+                return Found([], errors={"party": "no such Party in the store"})
             entries, more = entries_page(conn, wanted, ENTRIES_SHOWN, after)
     except SearchTooBroad as e:
         return Found([], problem=str(e))
@@ -115,30 +131,42 @@ def _link(values: dict[str, str], **extra: str) -> str:
     return "/access-log?" + urlencode(query) if query else "/access-log"
 
 
-def _asked(query: Any) -> tuple[dict[str, str], EntryFilter | None, Cursor | None, dict[str, str]]:
-    """The times the form asks for, as typed and as the store's filter (None: not valid), the
-    page it is on, and the errors by field."""
-    values = {name: query.get(name, "").strip()[:40] for name in FIELDS}
-    repeated = repeated_parameter(query, (*FIELDS, "cursor"))
+def _asked(
+    query: Any, auditor: bool
+) -> tuple[dict[str, str], EntryFilter | None, Cursor | None, dict[str, str]]:
+    """The Party (an auditor's choice; a Party's account reads its own Party's, whatever it
+    asks) and times the form asks for, as typed and as the store's filter (None: not valid),
+    the page it is on, and the errors by field."""
+    fields = FIELDS if auditor else FIELDS[1:]
+    values = {name: query.get(name, "").strip()[:40] for name in fields}
+    values["party"] = values.get("party", "").upper()
+    repeated = repeated_parameter(query, (*fields, "cursor"))
     if repeated is not None:
         return values, None, None, {repeated: REPEATED}
     try:
+        if values["party"]:
+            party_id(values["party"])
         period = build_search(
             time_from=utc_field(values["from"]) or None, time_to=utc_field(values["to"]) or None
         )
         after = cursor_of(query.get("cursor") or None)
+    except InvalidValue as e:
+        return values, None, None, {"party": str(e)}
     except ParameterError as e:
         return values, None, None, {e.parameter: e.message}
-    return values, EntryFilter(None, period.time_from, period.time_to), after, {}
+    return values, EntryFilter(values["party"] or None, period.time_from, period.time_to), after, {}
 
 
 @router.get("/access-log")
-def access_log_page(request: Request, who: Who) -> Response:
-    values, period, after, errors = _asked(request.query_params)
+def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
+    values, period, after, errors = _asked(request.query_params, who.auditor)
     page = page_number(request.query_params.get("page"))
     found = Found([])
     if period is not None:
-        found = _entries(request, who, replace(period, party_id=who.viewer.party_id), after)
+        if isinstance(who, SignedIn):
+            period = replace(period, party_id=who.viewer.party_id)
+        found = _entries(request, who, period, after)
+        errors = found.errors
     elif "cursor" in errors:
         found.problem, errors = STALE_PAGE_LINK, {}
     status = 429 if found.busy else 422 if errors or found.problem else 200
@@ -155,6 +183,7 @@ def access_log_page(request: Request, who: Who) -> Response:
         problem=found.problem,
         entries=found.entries,
         devices_shown=DEVICES_SHOWN,
+        auditor=who.auditor,
         next_link=(
             _link(values, cursor=found.more.encode(), page=str(page + 1)) if found.more else ""
         ),

@@ -54,6 +54,10 @@ EXPECTED = (
 # answered with their own status, without a traceback (StoreBusy is logged as a warning)
 ANSWERED = (*EXPECTED, StoreBusy)
 AUDITOR_MESSAGE = "An auditor's account reads the access log only, never SAT records."
+AUDITOR_PAGE_MESSAGE = (
+    "An auditor's account reads the access log only, never SAT records: every Party's reads "
+    "are on the Who looked page."
+)
 
 
 def bad_parameter(parameter: str, message: str) -> JSONResponse:
@@ -128,7 +132,7 @@ def as_page(request: Request, exc: Exception) -> Response | None:
     if isinstance(exc, SignInNeeded):
         return to_login(request)
     if isinstance(exc, AuditorRefused):
-        return error_page(request, None, 403, "Not for auditors", AUDITOR_MESSAGE)
+        return error_page(request, exc.who, 403, "Not for auditors", AUDITOR_PAGE_MESSAGE)
     if isinstance(exc, FormExpired):
         return error_page(
             request, exc.who, 403, "Form expired", exc.message, heading="This form has expired"

@@ -20,7 +20,7 @@ from .presenters import TEMPLATE_GLOBALS, readable
 from .signin import SESSION_COOKIE
 
 if TYPE_CHECKING:
-    from .signin import SignedIn
+    from .signin import SignedIn, SignedInAuditor
 
 HERE = Path(__file__).parent
 
@@ -38,7 +38,7 @@ env.filters["readable"] = readable
 def render(
     request: Request,
     template: str,
-    who: SignedIn | None = None,
+    who: SignedIn | SignedInAuditor | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
     **context: Any,
@@ -51,7 +51,7 @@ def render(
 
 def error_page(
     request: Request,
-    who: SignedIn | None,
+    who: SignedIn | SignedInAuditor | None,
     status: int,
     title: str,
     message: str,
@@ -73,7 +73,7 @@ def error_page(
     )
 
 
-def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
+def not_found(request: Request, who: SignedIn | SignedInAuditor | None) -> HTMLResponse:
     return error_page(
         request,
         who,
@@ -84,7 +84,7 @@ def not_found(request: Request, who: SignedIn | None) -> HTMLResponse:
     )
 
 
-def too_busy(request: Request, who: SignedIn | None, busy: Busy) -> HTMLResponse:
+def too_busy(request: Request, who: SignedIn | SignedInAuditor | None, busy: Busy) -> HTMLResponse:
     return error_page(
         request,
         who,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, ClassVar, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
@@ -43,6 +43,18 @@ class SignedIn:
     unread: int = (
         0  # the Party's watch events not yet seen on the Watches page (shown capped: "99+")
     )
+    auditor: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInAuditor:
+    """An auditor signed in to the screen, of no Party: it reads every Party's entries on the
+    Who-looked page, and every page of SAT records answers it 403 (SPEC section 8)."""
+
+    session: sessions.WebSession
+    party_name: str = "Auditor"
+    unread: int = 0
+    auditor: ClassVar[bool] = True
 
 
 def web_reader(who: SignedIn) -> Reader:
@@ -51,7 +63,11 @@ def web_reader(who: SignedIn) -> Reader:
 
 
 class AuditorRefused(Exception):
-    """An auditor signed in to the screen, which shows SAT records only: answered 403."""
+    """An auditor on a page of SAT records: answered 403, on a page that leads to Who looked."""
+
+    def __init__(self, who: SignedInAuditor) -> None:
+        super().__init__("an auditor's account reads the access log only")
+        self.who = who
 
 
 class SignInNeeded(Exception):
@@ -61,7 +77,7 @@ class SignInNeeded(Exception):
 class FormExpired(Exception):
     """A form without the token it was given: answered 403 with `message` (errors.py)."""
 
-    def __init__(self, who: SignedIn | None, message: str) -> None:
+    def __init__(self, who: SignedIn | SignedInAuditor | None, message: str) -> None:
         super().__init__(message)
         self.who = who
         self.message = message
@@ -75,7 +91,7 @@ def signed_in(request: Request) -> SignedIn | None:
         session = sessions.load_session(conn, cookie)
         if session is None or session.party_id is None:
             seen_credentials(request).forget(cookie)
-            return None  # None: an auditor's, and the screen shows SAT records only
+            return None  # an auditor's: it reads the Who-looked page only (auditor_signed_in)
         seen_credentials(request).remember(cookie, share_of(session.party_id, ""))
         viewer = viewer_for(conn, session.party_id)
         name = party_name(conn, session.party_id) if viewer else ""
@@ -117,15 +133,29 @@ def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> C
         return None
 
 
-def refuse_auditor(request: Request) -> None:
-    """403 (AuditorRefused) when the browser holds an auditor's live session."""
+def auditor_signed_in(request: Request) -> SignedInAuditor | None:
+    """The auditor whose live session the browser holds, if it is an auditor's."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        return
+        return None
     with engine_of(request).begin() as conn:
         session = sessions.load_session(conn, cookie)
-    if session is not None and session.party_id is None:
-        raise AuditorRefused()
+    if session is None or session.party_id is not None:
+        return None
+    seen_credentials(request).remember(cookie, share_of(None, session.username))
+    return SignedInAuditor(session)
+
+
+def refuse_auditor(request: Request) -> None:
+    """403 (AuditorRefused) when the browser holds an auditor's live session."""
+    auditor = auditor_signed_in(request)
+    if auditor is not None:
+        raise AuditorRefused(auditor)
+
+
+def anyone_signed_in(request: Request) -> SignedIn | SignedInAuditor | None:
+    """A Party's account or an auditor's, signed in to the screen."""
+    return signed_in(request) or auditor_signed_in(request)
 
 
 def _signed_in_or_refused(request: Request) -> SignedIn:
@@ -139,17 +169,46 @@ def _signed_in_or_refused(request: Request) -> SignedIn:
 Who = Annotated[SignedIn, Depends(_signed_in_or_refused)]
 
 
+def _party_or_auditor(request: Request) -> SignedIn | SignedInAuditor:
+    who = anyone_signed_in(request)
+    if who is None:
+        raise SignInNeeded()
+    return who
+
+
+# the pages an auditor may open too: the Who-looked page and signing out
+WhoOrAuditor = Annotated[SignedIn | SignedInAuditor, Depends(_party_or_auditor)]
+
+
 def checked_form(form: str) -> Callable[..., SignedIn]:
     """A dependency: the signed-in Party, once the `form`'s CSRF token is the session's."""
 
     def check(request: Request, who: Who, csrf_token: str = Form("")) -> SignedIn:
-        if not sent_from_here(request):
-            raise FormExpired(who, FROM_ELSEWHERE)
-        if not who.session.csrf_ok(csrf_token):
-            raise FormExpired(who, f"The {form} form had expired. Reload the page and try again.")
+        _form_checked(request, who, form, csrf_token)
         return who
 
     return check
+
+
+def checked_form_of_anyone(form: str) -> Callable[..., SignedIn | SignedInAuditor]:
+    """`checked_form` for a form an auditor may send too (signing out)."""
+
+    def check(
+        request: Request, who: WhoOrAuditor, csrf_token: str = Form("")
+    ) -> SignedIn | SignedInAuditor:
+        _form_checked(request, who, form, csrf_token)
+        return who
+
+    return check
+
+
+def _form_checked(
+    request: Request, who: SignedIn | SignedInAuditor, form: str, csrf_token: str
+) -> None:
+    if not sent_from_here(request):
+        raise FormExpired(who, FROM_ELSEWHERE)
+    if not who.session.csrf_ok(csrf_token):
+        raise FormExpired(who, f"The {form} form had expired. Reload the page and try again.")
 
 
 SIGN_IN_EXPIRED = (
