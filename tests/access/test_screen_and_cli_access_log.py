@@ -198,7 +198,7 @@ def test_what_a_page_read_is_kept_in_its_entry_whatever_else_the_query_carries(e
          "--party", P.NORTHPOWER, "--device", " " * 520 + P.ESME_1, "--scope", "own"],
     )  # fmt: skip
     assert command.exit_code == 0, command.output
-    assert logged(engine)[0].filters["device"] == P.ESME_1
+    assert logged(engine)[0].filters["device_id"] == P.ESME_1
 
 
 def test_the_access_log_command_writes_one_line_an_entry_whatever_the_filters_hold(engine, world):
@@ -321,8 +321,8 @@ def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
     assert [e["filters"] for e in lines] == [
         {"from": "2024-01-01", "to": "2027-01-01"},  # as typed, as the API's report logs them
         {"record_id": one},
-        {"limit": 3},
-        {"device": P.ESME_1},
+        {"limit": "3"},  # the API's names, and as typed, as the API keeps them
+        {"device_id": P.ESME_1},
     ]
     items = [json.loads(line) for line in shown.stdout.splitlines()]
     assert lines[2]["records_returned"] == len(items) == 3

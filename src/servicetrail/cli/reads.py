@@ -129,18 +129,22 @@ def records_cmd(
         time_to=time_to,
         scope=scope,
     )
+    # the API's parameter names, so that an auditor finds a Device's searches under one
+    # name whatever the interface (`--device` was logged as "device"; audit 38a), and the
+    # limit as typed, as the API's is
     filters = as_asked(
         {
-            "device": "device_id",
+            "device_id": "device_id",
             "request_id": "request_id",
             "from": "time_from",
             "to": "time_to",
             "srv": "srv",
             "kind": "kind",
             "scope": "scope",
-            "limit": "limit",
         }
     )
+    if as_typed("limit") is not None:
+        filters["limit"] = as_typed("limit")
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
         conn.commit()  # the read begins its own transaction: one snapshot of the store
