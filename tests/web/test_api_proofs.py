@@ -139,7 +139,8 @@ def logs_by_origin(client, headers) -> dict[str, str]:
         ({"origin": "servicetrail/sat/2025-02", "from": "0", "to": "1"}, "from"),
         ({"origin": "servicetrail/sat/2025-02", "from": "3", "to": "2"}, "from"),
         ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "999"}, "to"),
-        ({"origin": "servicetrail/sat/1999-01", "from": "1", "to": "1"}, "to"),
+        ({"origin": "servicetrail/sat/1999-01", "from": "1", "to": "1"}, "origin"),  # no log
+        ({"origin": "bogus", "from": "1", "to": "1"}, "origin"),
         ({"origin": "servicetrail/sat/2025-02", "from": "one", "to": "2"}, "from"),
         ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "-2"}, "to"),
         ({"origin": "servicetrail/sat/2025-02", "from": "1", "to": "9" * 30}, "to"),

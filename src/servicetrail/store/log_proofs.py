@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import b64
@@ -170,6 +170,11 @@ def _names_an_access_log(conn: Connection, origin: str) -> bool:
     return _ACCESS_ORIGIN.fullmatch(origin) is not None
 
 
+def _has_checkpoints(conn: Connection, origin: str) -> bool:
+    found = select(literal(1)).where(log_checkpoint.c.origin == origin).limit(1)
+    return conn.execute(found).first() is not None
+
+
 def consistency_document(
     conn: Connection, asked: ConsistencyRequest, auditor: bool
 ) -> dict[str, Any]:
@@ -184,6 +189,11 @@ def consistency_document(
         # each seal (audit 21c)
         raise AuditorsOnly(AuditorsOnly.message)
     newest = checkpoint_at(conn, asked.origin, asked.new_size)
+    if newest is None and not _has_checkpoints(conn, asked.origin):
+        # a mistyped origin was said to be a wrong `to` (audit 38b)
+        raise NoConsistency(
+            "origin", f"no log {asked.origin!r} has a checkpoint (GET /api/v1/logs lists them)"
+        )
     if newest is None:
         raise NoConsistency("to", f"is not the size of a checkpoint of the log {asked.origin!r}")
     try:
