@@ -117,9 +117,19 @@ def test_a_checkpoint_of_a_log_under_another_name_that_begins_alike_is_refused(t
     assert (extended.old_size, extended.new_size) == (1, 1)
 
 
+NOT_A_SALT = "payload_salt is not 16 bytes in hex"
+
+
 @pytest.mark.parametrize(
     "salt, said",
-    [(None, "has no payload_salt"), (12, "payload_salt is not hex"), ("zz", "is not hex")],
+    [
+        (None, "has no payload_salt"),
+        (12, NOT_A_SALT),
+        ("zz", NOT_A_SALT),
+        ("00" * 15, NOT_A_SALT),
+        ("00" * 17, NOT_A_SALT),
+        ("٠٠" * 16, NOT_A_SALT),  # Arabic-Indic digits: bytes.fromhex refuses them too
+    ],
 )
 def test_a_payload_salt_absent_or_not_hex_is_told_apart(tmp_path, salt, said):
     """A salt given as a number was "the document has no payload_salt" (audit 37e)."""
@@ -128,6 +138,18 @@ def test_a_payload_salt_absent_or_not_hex_is_told_apart(tmp_path, salt, said):
         proof["payload_salt"] = salt
     with pytest.raises(cp.NoteError, match=said):
         verify_proof_document(proof, verifier, ed25519_check, "<payload/>")
+
+
+@pytest.mark.parametrize("salt", [12, "zz", "00" * 15, None])
+def test_a_salt_that_is_not_one_is_refused_without_a_payload_too(tmp_path, salt):
+    """Only a payload checks a salt's worth, but a salt that is no salt makes the document
+    one the API never gives: it was accepted when no payload was given (audit 38b)."""
+    proof, verifier = document(tmp_path, "servicetrail/sat/2030-01")
+    proof["payload_salt"] = salt
+    with pytest.raises(cp.NoteError, match=NOT_A_SALT):
+        verify_proof_document(proof, verifier, ed25519_check)
+    del proof["payload_salt"]
+    assert verify_proof_document(proof, verifier, ed25519_check).payload_checked is False
 
 
 def test_a_document_that_is_not_utf8_is_said_to_be_so():

@@ -57,6 +57,9 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
+SALT_BYTES = 16  # a payload_salt's length (SPEC section 7: 16 random bytes)
+
+
 @dataclass(frozen=True)
 class Verified:
     origin: str
@@ -101,20 +104,30 @@ def verify_proof_document(
     leaf_hash = merkle.leaf_hash(canonical_json(leaf))
     merkle.verify_inclusion(index, checkpoint.size, leaf_hash, hashes, checkpoint.root)
     payload_checked = False
+    salt = _salt_of(document)
     if payload is not None:
-        salt_hex = document.get("payload_salt")
-        if salt_hex is None:
+        if salt is None:
             raise NoteError("the document has no payload_salt (only your own records have one)")
-        if not isinstance(salt_hex, str):
-            raise NoteError("payload_salt is not hex")
-        try:
-            salt = bytes.fromhex(salt_hex)
-        except ValueError:
-            raise NoteError("payload_salt is not hex") from None
         if hashlib.sha256(salt + payload.encode()).hexdigest() != leaf.get("payload_commitment"):
             raise NoteError("the payload does not match the leaf's payload_commitment")
         payload_checked = True
     return Verified(checkpoint.origin, index, checkpoint.size, payload_checked)
+
+
+def _salt_of(document: dict[str, Any]) -> bytes | None:
+    """The document's payload_salt (SPEC section 7: 16 bytes, in hex), checked whether or not a
+    payload is given: a salt that is not one was accepted with the rest of the document
+    (audit 38b)."""
+    if "payload_salt" not in document:
+        return None
+    salt_hex = document["payload_salt"]
+    try:
+        salt = bytes.fromhex(salt_hex) if isinstance(salt_hex, str) and salt_hex.isascii() else b""
+    except ValueError:
+        salt = b""
+    if len(salt) != SALT_BYTES:
+        raise NoteError(f"payload_salt is not {SALT_BYTES} bytes in hex")
+    return salt
 
 
 @dataclass(frozen=True)
