@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
 from .access_tables import access_log
+from .engine import RESERVED_ENTRY_ID
 from .schema import sqlite_time
 
 ACCESS_FAMILY = "access"  # its monthly logs: <prefix>/access/<YYYY-MM> (store.merkle_log)
@@ -48,7 +49,7 @@ _POSTGRES_INSERT = (
 # viewer may see. The read's other settings stay to the transaction's end.
 AS_OWNER = "SELECT set_config('role', 'none', true)"
 _POSTGRES_ID = f"{AS_OWNER}, nextval('access_log_id_seq')"
-_RESERVED = "servicetrail.access_entry_id"  # in the DBAPI connection's info
+_RESERVED = RESERVED_ENTRY_ID  # in the DBAPI connection's info, until the connection's checkin
 _POSTGRES_APPEND = (
     f"WITH entry AS (INSERT INTO access_log (id, {_NAMES}) "
     f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 1))})) "
@@ -241,9 +242,10 @@ def reserve_entry_id(driver: Any) -> Callable[[Connection], None]:
     """On PostgreSQL, sends (in the read's first pipeline, before the read takes the reader's
     role) the draw of an id for the read's access-log entry; the function returned, called
     once the pipeline is answered, keeps it for `write_in_transaction`, sparing the entry a
-    round trip of its own. A connection that holds an unused id (a read that failed before
-    its entry) keeps it for its next entry: ids drawn are never given twice, and an entry
-    committed after a higher one is sealed at the next seal (`merkle_log._queued`)."""
+    round trip of its own. An id left unused (a read that failed before its entry, a count
+    that is not logged) is dropped when the connection goes back to the pool (store.engine):
+    a gap in the ids, as a sequence leaves. An entry committed after a higher one is sealed
+    at the next seal (`merkle_log._queued`)."""
     cursor = driver.execute(_POSTGRES_ID)  # as the owner: the reader role may not draw ids
 
     def keep(conn: Connection) -> None:

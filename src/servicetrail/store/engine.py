@@ -164,8 +164,16 @@ CONNECT_TIMEOUT = {"connect_timeout": 10}
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+# An access-log entry's id drawn by a read on PostgreSQL, kept in the connection's info until
+# its entry takes it (store.access_writer). One a read left unused (its count was not logged,
+# or it failed) is dropped when the connection goes back to the pool: kept, it went to the
+# connection's next entry, minutes later, and the log's ids ran out of time order (audit 38a).
+RESERVED_ENTRY_ID = "servicetrail.access_entry_id"
+
+
 def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
     record.info["idle_since"] = time.monotonic()
+    record.info.pop(RESERVED_ENTRY_ID, None)
 
 
 def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
