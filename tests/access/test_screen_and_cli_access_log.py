@@ -259,6 +259,14 @@ def test_an_auditor_signs_in_to_the_who_looked_page_and_sees_every_partys_reads(
     assert 'href="/devices/' not in page.text  # it opens no Device page: it sees no records
     one = auditor.get("/access-log", params={"party": P.WIRESCO.lower()})
     assert one.status_code == 200 and "np.analyst" not in one.text
+    # the API's name for the filter, as an auditor may paste it (audit 38d)
+    same = auditor.get("/access-log", params={"party_id": P.WIRESCO})
+    assert same.status_code == 200 and "np.analyst" not in same.text
+    both = auditor.get("/access-log", params={"party": P.WIRESCO, "party_id": P.NORTHPOWER})
+    assert both.status_code == 422
+    # "ſ" (U+017F) upper-cases to "S": taken for SOUTHENERGY, which the API would refuse
+    long_s = auditor.get("/access-log", params={"party": "\u017fouthenergy"})
+    assert long_s.status_code == 422 and "party_id must be" in long_s.text
     unknown = auditor.get("/access-log", params={"party": "NOBODY"})
     assert unknown.status_code == 422 and "no such Party" in unknown.text
     bad = auditor.get("/access-log", params={"party": "NORTH GAS!"})
@@ -276,7 +284,10 @@ def test_an_auditor_signed_in_there_still_sees_no_record(engine, world):
     for path in ("/", f"/records/{one}", f"/devices/{P.ESME_1}", "/report", "/watches"):
         answer = auditor.get(path, follow_redirects=False)
         assert answer.status_code == 403, path
-        assert 'href="/access-log"' in answer.text and "Who looked" in answer.text
+        assert '<a class="btn btn-primary" href="/access-log">Back to Who looked</a>' in answer.text
+        assert "Back to the search" not in answer.text  # "/" is a 403 of its own (audit 38d)
+    missing = auditor.get("/no-such-page")  # signed in still, on every page (audit 38d)
+    assert missing.status_code == 404 and "every Party · the.auditor" in missing.text
     assert auditor.get("/login", follow_redirects=False).headers["location"] == "/access-log"
     assert logged(engine) == []
     # and signs out as anyone does

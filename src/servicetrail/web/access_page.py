@@ -20,11 +20,10 @@ from ..store.access_log import EntryFilter, entries_page
 from ..store.limits import SearchTooBroad
 from ..store.queries import viewer_for
 from .errors import ParameterError
-from .fairness import Busy, limits_of
+from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
 from .presenters import page_number, show_time, utc_field
 from .rendering import render
-from .fairness import share_of
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
 
@@ -61,7 +60,7 @@ class Shown:
     actor: str
     interface: str
     action: str
-    filters: list[tuple[str, str]]
+    filters: list[tuple[str, str]]  # as asked, but for `record_id` when it is the link below
     record_id: int | None  # the record a record page, why, triggers or proof was of
     records_returned: int
     mp141_records_returned: int
@@ -72,6 +71,8 @@ def shown(entry: AccessEntry) -> Shown:
     at = entry_time(entry.at)
     filters = entry.filters if isinstance(entry.filters, dict) else {"": str(entry.filters)}
     record_id = filters.get("record_id")
+    if not isinstance(record_id, int) or isinstance(record_id, bool) or record_id < 1:
+        record_id = None  # a search's parameter of that name (kept as asked), or no id at all
     devices = entry.device_ids
     return Shown(
         id=entry.id,
@@ -81,8 +82,12 @@ def shown(entry: AccessEntry) -> Shown:
         actor=entry.actor,
         interface=INTERFACE_LABELS.get(entry.interface, entry.interface),
         action=ACTION_LABELS.get(entry.action, entry.action),
-        filters=[(str(name), _text(value)) for name, value in filters.items()],
-        record_id=record_id if isinstance(record_id, int) and record_id > 0 else None,
+        filters=[
+            (str(name), _text(value))
+            for name, value in filters.items()
+            if not (name == "record_id" and record_id is not None)
+        ],
+        record_id=record_id,
         records_returned=entry.records_returned,
         mp141_records_returned=entry.mp141_records_returned,
         # a str: stored text that is not a list (store.access_log._entry), shown as stored
@@ -139,10 +144,14 @@ def _asked(
     the page it is on, and the errors by field."""
     fields = FIELDS if auditor else FIELDS[1:]
     values = {name: query.get(name, "").strip()[:40] for name in fields}
-    values["party"] = values.get("party", "").upper()
-    repeated = repeated_parameter(query, (*fields, "cursor"))
-    if repeated is not None:
-        return values, None, None, {repeated: REPEATED}
+    # the API's name for it too: `?party_id=X` pasted from an API call listed every Party's
+    # entries (audit 38d)
+    party = values.get("party") or query.get("party_id", "").strip()[:40] if auditor else ""
+    # upper case for ASCII alone: "ſ" (U+017F) became an "S" that the API would refuse
+    values["party"] = party.upper() if party.isascii() else party
+    repeated = repeated_parameter(query, (*fields, *(("party_id",) if auditor else ()), "cursor"))
+    if repeated is not None or (auditor and query.get("party") and query.get("party_id")):
+        return values, None, None, {repeated or "party": REPEATED}
     try:
         if values["party"]:
             party_id(values["party"])

@@ -23,7 +23,7 @@ from .fairness import Busy
 from .head_requests import allowed_methods
 from .presenters import readable
 from .rendering import error_page, not_found, too_busy
-from .signin import AuditorRefused, FormExpired, SignInNeeded, signed_in, to_login
+from .signin import AuditorRefused, FormExpired, SignInNeeded, anyone_signed_in, to_login
 
 log = logging.getLogger("servicetrail.web")
 NOT_FOUND = {"error": "not_found", "message": "no such record"}
@@ -138,11 +138,11 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             request, exc.who, 403, "Form expired", exc.message, heading="This form has expired"
         )
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
-        return not_found(request, signed_in(request))
+        return not_found(request, anyone_signed_in(request))
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
         return error_page(
             request,
-            signed_in(request),
+            anyone_signed_in(request),
             405,
             "Not allowed",
             "That address does not accept this kind of request.",
@@ -152,13 +152,17 @@ def as_page(request: Request, exc: Exception) -> Response | None:
         # fields, a field sent as a file): the API's JSON, on the screen (audit 36d)
         status = exc.status_code if isinstance(exc, StarletteHTTPException) else 422
         said = str(exc.detail) if isinstance(exc, StarletteHTTPException) else _first_said(exc)
-        return error_page(request, signed_in(request), status, "Bad request", readable(said))
+        return error_page(request, anyone_signed_in(request), status, "Bad request", readable(said))
     if isinstance(exc, Busy):
-        return too_busy(request, signed_in(request), exc)
+        return too_busy(request, anyone_signed_in(request), exc)
     if isinstance(exc, SearchTooBroad):  # a page's reads past their limit outside its own form
         said = str(exc)
         return error_page(
-            request, signed_in(request), 422, "Narrow your search", said[:1].upper() + said[1:]
+            request,
+            anyone_signed_in(request),
+            422,
+            "Narrow your search",
+            said[:1].upper() + said[1:],
         )
     if isinstance(exc, StoreMisconfigured):
         return error_page(request, None, 503, "Unavailable", f"{str(exc).capitalize()}.")
