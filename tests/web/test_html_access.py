@@ -130,3 +130,17 @@ def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
 def test_the_page_needs_a_signed_in_party(client) -> None:
     answer = client.get("/access-log", follow_redirects=False)
     assert answer.status_code == 303 and "/login" in answer.headers["location"]
+
+
+def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, world) -> None:
+    reads = [
+        (Reader(P.SOUTHENERGY, "tok", "api"), "search", {"record_id": "12<b>"}, Tally()),
+        (Reader(P.SOUTHENERGY, "tok", "api"), "record", {"record_id": True}, Tally()),
+        (Reader(P.SOUTHENERGY, "tok", "api"), "why", {"record_id": 7}, Tally()),
+    ]
+    with engine.begin() as conn:
+        append_entries(conn, reads)
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log").text
+    assert "12&lt;b&gt;" in page and 'href="/records/12' not in page
+    assert 'href="/records/True"' not in page and "True" in page
+    assert 'Why visible</span> · <a href="/records/7">record 7</a>' in page
