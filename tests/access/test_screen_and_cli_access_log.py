@@ -414,3 +414,29 @@ def test_a_query_parameter_named_as_the_address_part_does_not_rename_what_was_re
         assert np.get(address).status_code == 200, address
         (entry, *_) = logged(engine)
         assert {name: entry.filters.get(name) for name in kept} == kept, (address, entry.filters)
+
+
+@pytest.mark.parametrize(
+    "asked, lands",
+    [
+        ("/access-log?party=WIRESCO", "/access-log?party=WIRESCO"),
+        ("/records/1", "/access-log"),
+        ("/access-logout", "/access-log"),  # a prefix is not the page (audit 38d)
+        ("//elsewhere.example/access-log", "/access-log"),
+    ],
+)
+def test_an_auditor_signing_in_lands_on_who_looked_or_the_page_of_it_asked(
+    engine, world, asked, lands
+):
+    client = TestClient(create_app(engine), raise_server_exceptions=False)
+    form = client.get("/login", params={"next": asked})
+    data = {
+        "username": "the.auditor",
+        "password": PASSWORD,
+        "csrf_token": TOKEN.search(form.text).group(1),
+        "next": asked,
+    }
+    answer = client.post("/login", data=data, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == lands
+    again = client.get("/login", params={"next": asked}, follow_redirects=False)
+    assert again.headers["location"] == lands  # already signed in

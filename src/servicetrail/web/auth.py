@@ -71,8 +71,8 @@ def login_form(request: Request) -> Response:
     who = anyone_signed_in(request)
     if who is not None:
         target = safe_next(request.query_params.get("next"))
-        if who.auditor and not target.startswith(ACCESS_LOG_PAGE):
-            target = ACCESS_LOG_PAGE
+        if who.auditor:
+            target = _auditors_page(target)
         return RedirectResponse(target, status_code=303)
     notice = (
         "You have signed out."
@@ -127,7 +127,7 @@ def login(
     session_id = device_token = None
     if verified is not None and _auditor(engine, verified.username):
         # the screen's one page for an auditor: any other would answer 403
-        next_path = next_path if next_path.startswith(ACCESS_LOG_PAGE) else ACCESS_LOG_PAGE
+        next_path = _auditors_page(next_path)
     if verified is not None:
         username, password_hash = verified.username, verified.hash  # as created, not as typed
         with engine.begin() as conn:
@@ -187,6 +187,16 @@ def _verified_password(request: Request, username: str, password: str) -> Stored
 
 
 ACCESS_LOG_PAGE = "/access-log"
+
+
+def _auditors_page(asked: str) -> str:
+    """Where an auditor goes after signing in: the Who-looked page it asked for (with its
+    query), else that page; any other would answer 403."""
+    return (
+        asked
+        if asked == ACCESS_LOG_PAGE or asked.startswith(ACCESS_LOG_PAGE + "?")
+        else ACCESS_LOG_PAGE
+    )
 
 
 def _auditor(engine: Engine, username: str) -> bool:
