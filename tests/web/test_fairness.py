@@ -308,6 +308,9 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
         record = client.get(f"/records/{world.ids['np_req']}")
         assert record.status_code == 429 and "Too much at once" in record.text
         assert record.headers["retry-after"] == "1"
+        looked = client.get("/access-log")  # it said "Narrow the dates" to a busy Party
+        assert looked.status_code == 429 and looked.headers["retry-after"] == "1"
+        assert "<h3>Too much at once</h3>" in looked.text and "Narrow" not in looked.text
 
 
 def test_a_revoked_token_no_longer_takes_its_partys_turns(app, api, engine):

@@ -190,6 +190,13 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         errors=errors,
         field_labels=FIELD_LABELS,
         problem=found.problem,
+        problem_title=(
+            "Too much at once"
+            if found.busy
+            else "Page link expired"
+            if found.problem == STALE_PAGE_LINK
+            else "Narrow the dates"
+        ),
         entries=found.entries,
         devices_shown=DEVICES_SHOWN,
         auditor=who.auditor,
