@@ -574,6 +574,24 @@ def test_a_party_name_with_a_pile_of_combining_marks_is_rejected(cli, engine, tm
     ]
 
 
+def test_a_new_user_id_that_renames_its_party_says_so(cli, engine, tmp_path):
+    """A new User ID's line naming its known Party otherwise renamed the Party unsaid, while a
+    known User ID's line doing so was counted a correction (audit 38e)."""
+    first = write(tmp_path / "users.csv", USERS_HEADER + f"{NORTH_IS},NORTH,North Energy plc,IS\n")
+    assert cli("load", "users", first).exit_code == 0
+    north_gs = NORTH_IS[:-1] + "9"
+    more = write(tmp_path / "more.csv", USERS_HEADER + f"{north_gs},NORTH,North Power,GS\n")
+    result = cli("load", "users", more)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert "1 of those corrected an existing entry" in result.stderr
+    assert rows(engine, "SELECT name FROM party") == [("North Power",)]
+    same_name = write(tmp_path / "same.csv", USERS_HEADER + f"{SOUTH_IS},NORTH,North Power,ES\n")
+    again = cli("load", "users", same_name)
+    assert again.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+    assert "corrected" not in again.stderr
+
+
 def test_a_new_party_name_is_a_correction_and_a_file_without_names_keeps_them(
     cli, engine, tmp_path
 ):

@@ -238,7 +238,9 @@ def load_users(
             continue
         held[user.user_id] = (user.party_id, user.role)
         new.append((user.user_id, user.party_id, user.role))
-        decided.append(Outcome.LOADED)
+        # a new User ID that renames its known Party corrects the Party too: the rename went
+        # unsaid (audit 38e)
+        decided.append(Outcome.CORRECTED if renames else Outcome.LOADED)
     created = [(p, n) for p, n in names.items() if p not in stored_names]
     raw.insert("party", ("party_id", "name"), ("varchar", "varchar"), created)
     renamed = [(n, p) for p, n in names.items() if p in stored_names and stored_names[p] != n]
