@@ -82,6 +82,27 @@ def test_a_party_reads_its_own_entries_and_an_auditor_everyones(engine):
     assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
 
 
+def test_what_an_account_may_read_is_decided_in_the_store(engine):
+    """One rule for the API and the screen: a Party's account reads its own Party's entries
+    whatever Party it asks for; an auditor's every Party's, or the one it asks for, which must
+    be a Party of the store."""
+    from servicetrail.store.access_log import NoSuchParty, readable_page
+
+    P.load_personas(engine)
+    append(engine, NP)
+    append(engine, WS)
+    anytime = (None, None)
+    with engine.connect() as conn:
+        asked_other, _ = readable_page(conn, P.WIRESCO, P.NORTHPOWER, anytime, 100)
+        everyone, _ = readable_page(conn, None, None, anytime, 100)
+        one, _ = readable_page(conn, None, P.NORTHPOWER, anytime, 100)
+        with pytest.raises(NoSuchParty):
+            readable_page(conn, None, "NOBODY", anytime, 100)
+    assert [e.party_id for e in asked_other] == [P.WIRESCO]
+    assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
+    assert [e.party_id for e in one] == [P.NORTHPOWER]
+
+
 def test_device_ids_are_capped_at_100(engine):
     items = [
         {"id": n, "access": "mp141", "device_id": f"00-DB-00-00-00-00-{n // 256:02X}-{n % 256:02X}"}

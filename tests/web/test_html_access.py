@@ -127,7 +127,7 @@ def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
     assert "\u202e" not in page  # direction marks shown as marks, as everywhere on the screen
 
 
-def test_the_page_needs_a_signed_in_party(client) -> None:
+def test_the_page_needs_a_signed_in_account(client) -> None:
     answer = client.get("/access-log", follow_redirects=False)
     assert answer.status_code == 303 and "/login" in answer.headers["location"]
 

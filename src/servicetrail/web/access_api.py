@@ -11,8 +11,7 @@ from fastapi.responses import Response
 
 from ..domain.access_log import entry_json
 from ..domain.search import DEFAULT_PAGE
-from ..store.access_log import EntryFilter, entries_page
-from ..store.queries import viewer_for
+from ..store.access_log import NoSuchParty, readable_page
 from .api import ERRORS, AccountDep
 from .errors import ParameterError
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
@@ -49,20 +48,17 @@ def access_log(
     period = build_search(time_from=time_from, time_to=time_to)
     after = cursor_of(cursor)
     own_party = holder.viewer.party_id if holder.viewer is not None else None
-    wanted = EntryFilter(
-        party_id=own_party if own_party is not None else (party_id or None),
-        time_from=period.time_from,
-        time_to=period.time_to,
-    )
     # a read slot, as every read takes: a Party's 200 connections of these held every thread
     with (
         limits_of(request).search(share_of(own_party, holder.username)),
         reader_of(request) as conn,
     ):
-        if own_party is None and party_id and viewer_for(conn, party_id) is None:
-            # an auditor's typo answered no entries, read as "nobody looked" (audit 25d)
-            raise ParameterError("party_id", "no such Party in the store")
-        entries, next_cursor = entries_page(conn, wanted, limit, after)
+        try:
+            entries, next_cursor = readable_page(
+                conn, own_party, party_id, (period.time_from, period.time_to), limit, after
+            )
+        except NoSuchParty:
+            raise ParameterError("party_id", "no such Party in the store") from None
     body = {
         "items": [entry_json(e) for e in entries],
         "next_cursor": next_cursor.encode() if next_cursor else None,

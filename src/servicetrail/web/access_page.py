@@ -6,7 +6,8 @@ own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,9 +17,8 @@ from fastapi.responses import Response
 from ..domain.access_log import AccessEntry, entry_time
 from ..domain.ids import InvalidValue, party_id
 from ..domain.search import Cursor
-from ..store.access_log import EntryFilter, entries_page
+from ..store.access_log import NoSuchParty, readable_page
 from ..store.limits import SearchTooBroad
-from ..store.queries import viewer_for
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
@@ -111,19 +111,21 @@ class Found:
 
 
 def _entries(
-    request: Request, who: SignedIn | SignedInAuditor, wanted: EntryFilter, after: Cursor | None
+    request: Request, who: SignedIn | SignedInAuditor, asked: Asked, after: Cursor | None
 ) -> Found:
-    party = None if isinstance(who, SignedInAuditor) else who.viewer.party_id
+    """The page's entries, as the store gives them to this account (store.access_log)."""
+    own_party = None if isinstance(who, SignedInAuditor) else who.viewer.party_id
     try:
         # a read slot, as every read takes (web.fairness), and the store's time limit
         with (
-            limits_of(request).search(share_of(party, who.session.username)),
+            limits_of(request).search(share_of(own_party, who.session.username)),
             reader_of(request) as conn,
         ):
-            if party is None and wanted.party_id and viewer_for(conn, wanted.party_id) is None:
-                # an auditor's typo read as "nobody looked" (audit 25d, the API's)
-                return Found([], errors={"party": "no such Party in the store"})
-            entries, more = entries_page(conn, wanted, ENTRIES_SHOWN, after)
+            entries, more = readable_page(
+                conn, own_party, asked.party, asked.period, ENTRIES_SHOWN, after
+            )
+    except NoSuchParty:
+        return Found([], errors={"party": "no such Party in the store"})
     except SearchTooBroad as e:
         return Found([], problem=str(e))
     except Busy as e:
@@ -136,22 +138,32 @@ def _link(values: dict[str, str], **extra: str) -> str:
     return "/access-log?" + urlencode(query) if query else "/access-log"
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What the form asks for: an auditor's Party (None: every Party's) and the times."""
+
+    party: str | None
+    period: tuple[datetime | None, datetime | None]
+
+
 def _asked(
     query: Any, auditor: bool
-) -> tuple[dict[str, str], EntryFilter | None, Cursor | None, dict[str, str]]:
+) -> tuple[dict[str, str], Asked | None, Cursor | None, dict[str, str]]:
     """The Party (an auditor's choice; a Party's account reads its own Party's, whatever it
-    asks) and times the form asks for, as typed and as the store's filter (None: not valid),
-    the page it is on, and the errors by field."""
+    asks) and times the form asks for, as typed and as read (None: not valid), the page it
+    is on, and the errors by field."""
     fields = FIELDS if auditor else FIELDS[1:]
     values = {name: query.get(name, "").strip()[:40] for name in fields}
     # the API's name for it too: `?party_id=X` pasted from an API call listed every Party's
     # entries (audit 38d)
-    party = values.get("party") or query.get("party_id", "").strip()[:40] if auditor else ""
+    party = (values.get("party") or query.get("party_id", "").strip()[:40]) if auditor else ""
     # upper case for ASCII alone: "ſ" (U+017F) became an "S" that the API would refuse
     values["party"] = party.upper() if party.isascii() else party
     repeated = repeated_parameter(query, (*fields, *(("party_id",) if auditor else ()), "cursor"))
-    if repeated is not None or (auditor and query.get("party") and query.get("party_id")):
-        return values, None, None, {repeated or "party": REPEATED}
+    if repeated is not None:
+        return values, None, None, {repeated: REPEATED}
+    if auditor and query.get("party") and query.get("party_id"):
+        return values, None, None, {"party": "give party or party_id, not both"}
     try:
         if values["party"]:
             party_id(values["party"])
@@ -163,18 +175,16 @@ def _asked(
         return values, None, None, {"party": str(e)}
     except ParameterError as e:
         return values, None, None, {e.parameter: e.message}
-    return values, EntryFilter(values["party"] or None, period.time_from, period.time_to), after, {}
+    return values, Asked(values["party"] or None, (period.time_from, period.time_to)), after, {}
 
 
 @router.get("/access-log")
 def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
-    values, period, after, errors = _asked(request.query_params, who.auditor)
+    values, asked, after, errors = _asked(request.query_params, who.auditor)
     page = page_number(request.query_params.get("page"))
     found = Found([])
-    if period is not None:
-        if isinstance(who, SignedIn):
-            period = replace(period, party_id=who.viewer.party_id)
-        found = _entries(request, who, period, after)
+    if asked is not None:
+        found = _entries(request, who, asked, after)
         errors = found.errors
     elif "cursor" in errors:
         found.problem, errors = STALE_PAGE_LINK, {}
