@@ -140,7 +140,7 @@ def test_a_payload_salt_absent_or_not_hex_is_told_apart(tmp_path, salt, said):
         verify_proof_document(proof, verifier, ed25519_check, "<payload/>")
 
 
-@pytest.mark.parametrize("salt", [12, "zz", "00" * 15, None])
+@pytest.mark.parametrize("salt", [12, "zz", "00" * 15, ""])
 def test_a_salt_that_is_not_one_is_refused_without_a_payload_too(tmp_path, salt):
     """Only a payload checks a salt's worth, but a salt that is no salt makes the document
     one the API never gives: it was accepted when no payload was given (audit 38b)."""
@@ -148,6 +148,8 @@ def test_a_salt_that_is_not_one_is_refused_without_a_payload_too(tmp_path, salt)
     proof["payload_salt"] = salt
     with pytest.raises(cp.NoteError, match=NOT_A_SALT):
         verify_proof_document(proof, verifier, ed25519_check)
+    proof["payload_salt"] = None  # null, as the API's schema allows: no salt
+    assert verify_proof_document(proof, verifier, ed25519_check).payload_checked is False
     del proof["payload_salt"]
     assert verify_proof_document(proof, verifier, ed25519_check).payload_checked is False
 

@@ -118,11 +118,11 @@ def _salt_of(document: dict[str, Any]) -> bytes | None:
     """The document's payload_salt (SPEC section 7: 16 bytes, in hex), checked whether or not a
     payload is given: a salt that is not one was accepted with the rest of the document
     (audit 38b)."""
-    if "payload_salt" not in document:
+    salt_hex = document.get("payload_salt")
+    if salt_hex is None:  # absent, or null as the API's schema allows for a title-only record
         return None
-    salt_hex = document["payload_salt"]
     try:
-        salt = bytes.fromhex(salt_hex) if isinstance(salt_hex, str) and salt_hex.isascii() else b""
+        salt = bytes.fromhex(salt_hex) if isinstance(salt_hex, str) else b""
     except ValueError:
         salt = b""
     if len(salt) != SALT_BYTES:
