@@ -298,6 +298,7 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
         assert (
             "broad searches or reports running" in page.text and 'name="device_id"' in page.text
         )  # the form
+        assert "<h3>Too much at once</h3>" in page.text and "Narrow your search" not in page.text
         report = client.post(
             "/report", data={"csrf_token": csrf, "from": "2025-01-01", "to": "2026-01-01"}
         )

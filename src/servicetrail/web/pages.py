@@ -147,7 +147,13 @@ def search(request: Request, who: Who) -> Response:
         errors=errors,
         field_labels=FIELD_LABELS,
         problem=found.problem,
-        problem_title="Page link expired" if stale_link else "Narrow your search",
+        problem_title=(
+            "Page link expired"
+            if stale_link
+            else "Too much at once"  # a busy Party was told to narrow its search (review 38f)
+            if found.busy
+            else "Narrow your search"
+        ),
         items=found.items,
         relations=found.relations,
         names=found.names,
