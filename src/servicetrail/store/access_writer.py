@@ -243,8 +243,9 @@ def reserve_entry_id(driver: Any) -> Callable[[Connection], None]:
     role) the draw of an id for the read's access-log entry; the function returned, called
     once the pipeline is answered, keeps it for `write_in_transaction`, sparing the entry a
     round trip of its own. An id left unused (a read that failed before its entry, a count
-    that is not logged) is dropped when the connection goes back to the pool (store.engine):
-    a gap in the ids, as a sequence leaves. An entry committed after a higher one is sealed
+    that is not logged) goes to the connection's next entry while the connection is checked
+    out, and is dropped when it goes back to the pool (store.engine): a gap in the ids, as a
+    sequence leaves. An entry committed after a higher one is sealed
     at the next seal (`merkle_log._queued`)."""
     cursor = driver.execute(_POSTGRES_ID)  # as the owner: the reader role may not draw ids
 

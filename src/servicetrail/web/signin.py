@@ -1,5 +1,6 @@
 """Who is signed in to the screen, as FastAPI dependencies: a route that names `Who` runs
-only for a signed-in Party (anyone else is sent to the sign-in page), and one that names
+only for a signed-in Party (an auditor gets 403, anyone else the sign-in page); one that
+names `WhoOrAuditor` also for an auditor (the Who-looked page); one that names
 `checked_form(...)` only when its form carries the session's CSRF token."""
 
 from __future__ import annotations
