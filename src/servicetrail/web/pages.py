@@ -117,6 +117,13 @@ def _wanted(
     return wanted, after, {}
 
 
+def _problem_title(stale_link: bool, found: Results) -> str:
+    if stale_link:
+        return "Page link expired"
+    # a busy Party was told to narrow its search (review 38f)
+    return "Too much at once" if found.busy else "Narrow your search"
+
+
 @router.get("/")
 def search(request: Request, who: Who) -> Response:
     values = search_values(request.query_params)
@@ -147,13 +154,7 @@ def search(request: Request, who: Who) -> Response:
         errors=errors,
         field_labels=FIELD_LABELS,
         problem=found.problem,
-        problem_title=(
-            "Page link expired"
-            if stale_link
-            else "Too much at once"  # a busy Party was told to narrow its search (review 38f)
-            if found.busy
-            else "Narrow your search"
-        ),
+        problem_title=_problem_title(stale_link, found),
         items=found.items,
         relations=found.relations,
         names=found.names,
