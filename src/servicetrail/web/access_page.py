@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,11 +21,12 @@ from ..store.limits import SearchTooBroad
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
-from .presenters import page_number, show_time, utc_field
+from .presenters import page_link, page_number, show_time, utc_field
 from .rendering import render
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
 
+PAGE = "/access-log"
 ENTRIES_SHOWN = 50
 DEVICES_SHOWN = 3  # the rest of an entry's Devices fold away under "N more"
 FIELDS = ("party", "from", "to")  # `party`: an auditor's; a Party's account reads its own
@@ -133,11 +133,6 @@ def _entries(
     return Found([shown(e) for e in entries], more)
 
 
-def _link(values: dict[str, str], **extra: str) -> str:
-    query = {k: v for k, v in {**values, **extra}.items() if v}
-    return "/access-log?" + urlencode(query) if query else "/access-log"
-
-
 @dataclass(frozen=True)
 class Asked:
     """What the form asks for: an auditor's Party (None: every Party's) and the times."""
@@ -211,9 +206,11 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         devices_shown=DEVICES_SHOWN,
         auditor=who.auditor,
         next_link=(
-            _link(values, cursor=found.more.encode(), page=str(page + 1)) if found.more else ""
+            page_link(values, at=PAGE, cursor=found.more.encode(), page=str(page + 1))
+            if found.more
+            else ""
         ),
-        first_link=_link(values) if after is not None else "",
+        first_link=page_link(values, at=PAGE) if after is not None else "",
         first=(page - 1) * ENTRIES_SHOWN + 1 if after is not None else 1,
         page=page if after is not None else 1,
     )

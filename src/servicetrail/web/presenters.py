@@ -272,10 +272,12 @@ def older_triggers(older: Search, after: Cursor | None) -> dict[str, str]:
     return query
 
 
-def page_link(values: dict[str, str], **extra: str) -> str:
+def page_link(values: dict[str, str], *, at: str = "/", **extra: str) -> str:
+    """A link to the page `at` with the form's values and `extra` (empty ones left out, and
+    the search's default scope)."""
     query = {k: v for k, v in values.items() if v and not (k == "scope" and v == "all")}
     query.update({k: v for k, v in extra.items() if v})
-    return "/?" + urlencode(query) if query else "/"
+    return f"{at}?{urlencode(query)}" if query else at
 
 
 def exchange_entry(item: dict[str, Any], decision: Decision) -> dict[str, Any]:
