@@ -299,7 +299,11 @@ def load_interval_rows(
     waits there with the rows after it of its Device and relation, to be judged with them as
     in one batch: applied at once, a later line of the file that gave the interval again, or
     took the gap it freed, made the final registry depend on where the batches fell, and a
-    re-load re-dated and re-dated back, the index wider in between (review 26f)."""
+    re-load re-dated and re-dated back, the index wider in between (review 26f). Such a row
+    holds back every row of its Device and relation in the batch, those before it too, so
+    that a change of supplier's two lines are applied together: with the old supplier's new
+    end applied in its batch and the new supplier's new start at the file's end, neither saw
+    the Device's traffic in between, for as long as the load ran (audit 38e)."""
     # the last row of the batch that gives each interval: one a later row gives is not
     # re-dated by an earlier one (the file's last word stands; across batches too, where a
     # re-date waits for the file's end with the lines after it: `redate_now`)
@@ -339,7 +343,7 @@ def load_interval_rows(
     decided: list[Decided] = [Outcome.LOADED] * len(rows)
     changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     removed: set[tuple[str, str, datetime]] = set()
-    touched: list[Touched] = []
+    touched: dict[tuple[str, str], list[Touched]] = {}  # by Device and relation
 
     def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
         """Whether row `row_index` may re-date the held interval from `start`: unless a later
@@ -371,7 +375,7 @@ def load_interval_rows(
                 None if now is None else (now[0], start, now[1]),
             )
             if change is not None:
-                touched.append(change)
+                touched.setdefault((device_id, relation), []).append(change)
 
     # a row skipped as superseded -> the start of the interval whose later row stands for it
     waits_on: dict[int, datetime] = {}
@@ -423,17 +427,10 @@ def load_interval_rows(
         decided[i] = judge(i)
         if isinstance(decided[i], Overlap):
             aside[row[0], row[2]] = [i]
-    waiting = [i for together in aside.values() for i in together]
     if not redate_now:  # they wait for the file's end, where they are judged together
-        for i in waiting:
-            if not isinstance(decided[i], Overlap):
-                device_id, _, relation, _, _ = rows[i]
-                decided[i] = Overlap(  # its reason, if it cannot wait (MOST_DEFERRED)
-                    f"not judged: it comes after a line of the {relation} intervals of "
-                    f"{device_id} that overlapped, and too many lines already wait for the "
-                    f"file's end to judge it with that one"
-                )
-        waiting = []
+        _hold_back(set(aside), rows, decided, changed, removed, touched, waits_on)
+        aside = {}
+    waiting = [i for together in aside.values() for i in together]
     order = _corrections_first(sorted(waiting), rows, state)
     for _ in range(_MOST_PASSES if order else 0):
         overlapping, applied = [], False
@@ -452,8 +449,40 @@ def load_interval_rows(
         order = overlapping
     _not_lost_for_a_refused_word(rows, decided, waits_on, word_row)
     _write_intervals(raw, changed, stored, removed)
-    refresh(conn, touched)  # from the registry as written above, in this transaction
+    # from the registry as written above, in this transaction
+    refresh(conn, [change for changes in touched.values() for change in changes])
     return decided
+
+
+def _hold_back(
+    groups: set[tuple[str, str]],
+    rows: Sequence[IntervalRow],
+    decided: list[Decided],
+    changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
+    removed: set[tuple[str, str, datetime]],
+    touched: dict[tuple[str, str], list[Touched]],
+    waits_on: dict[int, datetime],
+) -> None:
+    """Every row of `groups` (Devices and relations) made to wait for the file's end, those
+    judged before the one that overlapped too, and what they changed left unwritten. The
+    state the file's end judges them on is then the one they were judged on here (every
+    later row of a held group waits too: ingest.load), so their outcomes are the same, all
+    applied in one transaction."""
+    if not groups:
+        return
+    for i, (device_id, _, relation, _, _) in enumerate(rows):
+        if (device_id, relation) in groups:
+            waits_on.pop(i, None)
+            if not isinstance(decided[i], Overlap):
+                decided[i] = Overlap(
+                    f"judged at the file's end with a line of the {relation} intervals of "
+                    f"{device_id} that overlapped"
+                )
+    for key in [key for key in changed if key[:2] in groups]:
+        del changed[key]
+    removed.difference_update([key for key in removed if key[:2] in groups])
+    for group in groups:
+        touched.pop(group, None)
 
 
 # Judged again while a pass of the batch applies something. A pass applies at least one row
