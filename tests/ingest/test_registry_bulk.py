@@ -907,33 +907,83 @@ def test_an_interval_given_again_to_another_party_moves_its_records_to_that_part
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
 
 
-def test_past_most_deferred_an_overlapping_line_is_refused_at_once(
-    cli, world, tmp_path, monkeypatch
-):
-    """ld9: what waits for the file's end is held in memory, so at most MOST_DEFERRED lines
-    wait; one more that overlaps is refused in its batch. Here the bound is one: of two
-    changes of supplier, each new supplier's line first, the first waits and loads once its
-    old supplier's end is moved; the second is refused."""
-    from servicetrail.ingest import load as ingest_load
-    from tests.personas import ESME_S1
+def test_a_group_too_large_to_judge_together_is_refused_whole(cli, world, tmp_path, monkeypatch):
+    """ld9: lines that wait for the file's end are judged a Device and relation at a time, at
+    most MOST_IN_A_GROUP lines together; a group beyond it is refused, all of it, so that no
+    change of supplier is half applied (with a bound on all waiting lines instead, the lines
+    past it were refused while their other halves loaded: audit 38e). Here the bound is two:
+    ESME-1's three waiting lines are refused, GSME-1's two load."""
+    from servicetrail.ingest import waiting_lines
 
-    monkeypatch.setattr(ingest_load, "MOST_DEFERRED", 1)
+    monkeypatch.setattr(waiting_lines, "MOST_IN_A_GROUP", 2)
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     settings.reload()
+    esme_1_before = supply_days(world.engine, ESME_1)
     changes = write(
         tmp_path / "changes.csv",
         RESP_HEADER
-        + f"{GSME_1},{NORTHPOWER},supplier,2025-06-01T00:00:00Z,\n"
-        + f"{ESME_S1},{SOUTHENERGY},supplier,2025-06-01T00:00:00Z,\n"
+        + f"{GSME_1},{NORTHPOWER},supplier,2025-06-01T00:00:00Z,\n"  # waits: overlaps
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,\n"  # waits: a re-date
         + f"{GSME_1},{SOUTHENERGY},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z\n"
-        + f"{ESME_S1},{NORTHPOWER},supplier,2024-06-01T00:00:00Z,2025-06-01T00:00:00Z\n",
+        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-15T00:00:00Z\n"
+        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-15T00:00:00Z\n",
     )
     result = cli("load", "responsibilities", changes)
-    assert result.stdout.startswith("loaded 3, rejected 1,"), result.output
-    [reject] = rejects_of(tmp_path / "changes.rejects.jsonl")
-    assert reject["line"] == 3 and "overlaps" in reject["reason"]
+    assert result.stdout.startswith("loaded 2, rejected 3,"), result.output
+    rejected = rejects_of(tmp_path / "changes.rejects.jsonl")
+    assert sorted(reject["line"] for reject in rejected) == [3, 5, 6]
+    for reject in rejected:
+        assert reject["reason"].startswith(
+            f"not judged: more than 2 lines of the supplier intervals of {ESME_1} waited"
+        ), reject
+    assert supply_days(world.engine, ESME_1) == esme_1_before
     assert supply_days(world.engine, GSME_1) == [
         (SOUTHENERGY, "2025-01-01", "2025-06-01"),
         (NORTHPOWER, "2025-06-01", None),
     ]
-    assert supply_days(world.engine, ESME_S1) == [(NORTHPOWER, "2024-06-01", "2025-06-01")]
+
+
+@pytest.mark.parametrize("change_moves_to", ["2025-02-15", "2025-04-01"])
+@pytest.mark.parametrize("new_supplier_first", [False, True], ids=["old-first", "new-first"])
+def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_loads(
+    world, tmp_path, monkeypatch, change_moves_to, new_supplier_first
+):
+    """The registry after each batch of a file of several: a change of supplier's two lines
+    in one batch are applied together. The old supplier's earlier end was applied in its
+    batch and the new supplier's re-dated start waited for the file's end, so until the load
+    ended (or for good, after a Ctrl-C) neither supplier saw the Device's traffic between
+    the two dates (audit 38e)."""
+    from servicetrail.ingest import registry_csv
+    from servicetrail.ingest.load import load_registry
+    from tests.personas import ESME_S1
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    settings.reload()
+    engine = world.engine
+    moved = f"{change_moves_to}T00:00:00Z"
+    change = [
+        f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,{moved}\n",
+        f"{ESME_1},{SOUTHENERGY},supplier,{moved},\n",
+    ]
+    corrections = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER
+        + "".join(reversed(change) if new_supplier_first else change)
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"
+        + f"{ESME_S1},{NORTHPOWER},supplier,2024-06-01T00:00:00Z,\n",
+    )
+    before = supply_days(engine, ESME_1)
+    after = [(NORTHPOWER, "2025-01-01", change_moves_to), (SOUTHENERGY, change_moves_to, None)]
+    seen_between_batches = []
+    summary = load_registry(
+        engine,
+        registry_csv.RESPONSIBILITIES,
+        corrections,
+        None,
+        progress=lambda _: seen_between_batches.append(supply_days(engine, ESME_1)),
+    )
+    assert (summary.loaded, summary.rejected) == (3, 0)
+    assert len(seen_between_batches) == 2
+    assert all(held in (before, after) for held in seen_between_batches), seen_between_batches
+    assert supply_days(engine, ESME_1) == after

@@ -42,6 +42,8 @@ from ..store.writer import Row, append_leaves, append_rows, record_row, row_make
 from . import duis, registry_csv, satjsonl
 from .conflicts import Conflicts
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
+from . import waiting_lines
+from .waiting_lines import WaitingLines
 from .sources import (
     DAMAGED,
     CannotRead,
@@ -100,6 +102,7 @@ def load_registry(
     run that stopped part way had kept."""
     summary = summary or Summary()
     regular_file(path)
+    later = WaitingLines()
     rejects = RejectFile(
         rejects_path or default_rejects_path(path),
         sources=[path],
@@ -125,7 +128,6 @@ def load_registry(
             # a file of several batches (one batch sets them aside and judges them together
             # itself, as the file's end does: store.registry), so a small file's rejects stay
             # in the order of its lines.
-            later = _Later()
             several = settings.current().registry_batch
             with _collected_per_batch() as batch_done:
                 worker = what is registry_csv.RESPONSIBILITIES and _registry_worker(path)
@@ -150,13 +152,8 @@ def load_registry(
                     batch_done()
                     if progress:
                         progress(read)
-                if later.rows:
-                    waiting = sorted(later.rows, key=lambda held: held[1][0])  # in line order
-                    rows, origins = [row for row, _ in waiting], [origin for _, origin in waiting]
-                    _store_batch(
-                        rows, origins, [], engine, store, rejects, path, summary, True,
-                        words=words,
-                    )  # fmt: skip
+                if later:
+                    _store_waiting(later, engine, store, rejects, path, summary, words)
             if words is not None:
                 words.reject_the_lost(path, rejects, summary)
     except BaseException as e:
@@ -166,7 +163,48 @@ def load_registry(
             # an error reading the file (EIO) names no file of its own
             raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
         raise
+    finally:
+        later.close()
     return _finish(summary, rejects)
+
+
+def _store_waiting(
+    later: WaitingLines,
+    engine: Engine,
+    store: RegistryWriter,
+    rejects: RejectFile,
+    path: Path,
+    summary: Summary,
+    words: _LastWords | None,
+) -> None:
+    """The lines that waited for the file's end, judged there a batch of whole groups (a
+    Device and relation) at a time: each group's lines together, as in one batch."""
+    size = settings.current().registry_batch
+    rows: list[Any] = []
+    origins: list[tuple[int, bytes]] = []
+    for group, judged in later.groups():
+        if not judged:
+            for row, (line, raw) in group:
+                most = waiting_lines.MOST_IN_A_GROUP
+                rejects.add(
+                    line,
+                    f"not judged: more than {most:,} lines of the {row[2]} intervals of {row[0]} "
+                    f"waited for the file's end, to be judged together",
+                    raw,
+                    path,
+                )
+                if words is not None:
+                    words.conflict(row, line)
+            continue
+        if rows and len(rows) + len(group) > size:
+            _store_batch(
+                rows, origins, [], engine, store, rejects, path, summary, True, words=words
+            )
+            rows, origins = [], []
+        rows.extend(row for row, _ in group)
+        origins.extend(origin for _, origin in group)
+    if rows:
+        _store_batch(rows, origins, [], engine, store, rejects, path, summary, True, words=words)
 
 
 @dataclass
@@ -322,19 +360,19 @@ def _store_batch(
     path: Path,
     summary: Summary,
     changes_visibility: bool,
-    later: _Later | None = None,
+    later: WaitingLines | None = None,
     words: _LastWords | None = None,
 ) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
-    written and counted; with `later`, its overlapping intervals kept there instead (up to
-    MOST_DEFERRED in all), to be tried again at the file's end.
+    written and counted; with `later`, its overlapping intervals kept there instead, with
+    every other line of their Device and relation, to be tried again at the file's end.
 
     A registry change first matches the trail's new records against the watches, holding
     the registry's lock, which holds every loader back (store.watches): with no server
     matching, a backlog of 300,000 records made a 1-row correction take 12 s and ingests
     wait as long (stress test, session 18). The backlog is matched before, in steps of
     their own, so the change's own matching has only what came in since."""
-    if later is not None and later.keys:
+    if later:
         ahead = [
             (row, origin) for row, origin in zip(parsed, origins) if not later.holds(row, origin)
         ]
@@ -353,8 +391,8 @@ def _store_batch(
             summary.superseded += 1
             if words is not None:
                 words.superseded(row, line)
-        elif isinstance(outcome, Overlap) and later is not None and later.defer(row, (line, raw)):
-            continue  # tried again at the file's end
+        elif isinstance(outcome, Overlap) and later is not None:
+            later.add(row, (line, raw))  # tried again at the file's end
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
             if words is not None:
@@ -364,32 +402,6 @@ def _store_batch(
             summary.corrected += 1
     for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
         rejects.add(line, reason, refused_raw, path)
-
-
-MOST_DEFERRED = 100_000  # beyond, rejected at once: what waits is held in memory
-
-
-@dataclass
-class _Later:
-    """Intervals that overlapped, with their (line, raw record), to be tried again at the
-    file's end; and every later row of their Device and relation with them, so that those
-    rows are judged together there, as in one batch, whatever the batch size: with only the
-    overlapping row waiting, a line after it took the gap first in batches of two and the
-    file loaded another supplier than in one batch (audit 20a)."""
-
-    rows: list[tuple[Any, tuple[int, bytes]]] = field(default_factory=list)
-    keys: set[tuple[str, str]] = field(default_factory=set)
-
-    def defer(self, row: Any, origin: tuple[int, bytes]) -> bool:
-        if len(self.rows) >= MOST_DEFERRED:
-            return False
-        self.rows.append((row, origin))
-        self.keys.add((row[0], row[2]))  # the Device and the relation
-        return True
-
-    def holds(self, row: Any, origin: tuple[int, bytes]) -> bool:
-        """Whether the row waits with an earlier one of its Device and relation."""
-        return (row[0], row[2]) in self.keys and self.defer(row, origin)
 
 
 # a batch's parsed rows, their (line, raw record), and whether rows may wait for the file's

@@ -1,0 +1,150 @@
+"""A responsibilities file makes the same registry whatever its batch size (Hypothesis).
+
+Random correction files over the persona world (two Devices, each with its held supplier
+and network-operator intervals, records in them): changes of supplier in either order,
+re-dates, a Party's interval given twice, overlaps, reversed intervals, lines repeated. Each
+file is loaded into a fresh copy of the world in one batch and in batches of one, two and
+three lines; the intervals, the visibility index, the summary and the rejected lines must
+be the same. Small batches are the hard case: there a line that overlaps waits for the
+file's end with the later lines of its Device and relation (ingest.waiting_lines), those
+before it in its batch too, and is judged with them there (store.registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from servicetrail import settings as servicetrail_settings
+from servicetrail.domain.times import parse_time
+from servicetrail.ingest import registry_csv
+from servicetrail.ingest.load import load_registry
+from servicetrail.store.engine import open_store
+from devsupport.pg_server import PgServer
+from tests.conftest import sqlite_store_from
+from tests.personas import ESME_1, GSME_1, NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO
+
+# the persona world's intervals start and change on the first of January and of March 2025
+GRID = [parse_time(f"2025-{month:02d}-01T00:00:00Z") for month in range(1, 7)]
+GRID.insert(0, parse_time("2024-12-01T00:00:00Z"))
+HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
+
+
+def _time(moment: datetime | None) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@st.composite
+def lines(draw) -> str:
+    device = draw(st.sampled_from([ESME_1, GSME_1]))
+    party = draw(st.sampled_from([NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO]))
+    relation = draw(st.sampled_from(["supplier", "supplier", "supplier", "network_operator"]))
+    start = draw(st.sampled_from(GRID))
+    end = draw(st.one_of(st.none(), st.sampled_from(GRID)))
+    if end is not None and draw(st.booleans()):
+        end = max(end, start + timedelta(days=1))  # mostly valid; sometimes reversed or empty
+    return f"{device},{party},{relation},{_time(start)},{_time(end)}\n"
+
+
+@st.composite
+def files(draw) -> str:
+    body = draw(st.lists(lines(), min_size=1, max_size=8))
+    # a line given again later (a re-sent extract) is common in real files
+    if draw(st.booleans()):
+        body.append(draw(st.sampled_from(body)))
+    return HEADER + "".join(body)
+
+
+@contextmanager
+def batches_of(size: int) -> Iterator[None]:
+    saved = {
+        name: os.environ.get(name)
+        for name in ("SERVICETRAIL_REGISTRY_BATCH", "SERVICETRAIL_PARSE_WORKERS")
+    }
+    os.environ["SERVICETRAIL_REGISTRY_BATCH"] = str(size)
+    os.environ["SERVICETRAIL_PARSE_WORKERS"] = "0"
+    servicetrail_settings.reload()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        servicetrail_settings.reload()
+
+
+def loaded(
+    fresh_world: Callable[[], AbstractContextManager[str]], content: str, size: int
+) -> tuple:
+    """What loading `content` in batches of `size` leaves and says, in a fresh world."""
+    with fresh_world() as url, tempfile.TemporaryDirectory() as folder:
+        engine = open_store(url)
+        try:
+            path = Path(folder) / "corrections.csv"
+            path.write_text(content, encoding="utf-8", newline="")
+            with batches_of(size):
+                summary = load_registry(engine, registry_csv.RESPONSIBILITIES, path, None)
+            rejects = Path(folder) / "corrections.rejects.jsonl"
+            rejected = (
+                [json.loads(entry)["line"] for entry in rejects.read_text().splitlines()]
+                if rejects.exists()
+                else []
+            )
+            with engine.connect() as conn:
+                intervals, index = (
+                    sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
+                    for t in ("responsibility", "sat_visibility")
+                )
+        finally:
+            engine.dispose()
+    said = (summary.loaded, summary.rejected, summary.duplicates, summary.corrected)
+    return intervals, index, said, sorted(rejected)
+
+
+def check(fresh_world: Callable[[], AbstractContextManager[str]], content: str) -> None:
+    whole = loaded(fresh_world, content, 20_000)
+    for size in (1, 2, 3):
+        assert loaded(fresh_world, content, size) == whole, (size, content)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=files())
+def test_a_file_makes_the_same_registry_in_batches_of_any_size(
+    sqlite_personas_template: Path, content: str
+) -> None:
+    @contextmanager
+    def fresh_world() -> Iterator[str]:
+        with tempfile.TemporaryDirectory() as folder:
+            yield sqlite_store_from(sqlite_personas_template, folder, "world.db")
+
+    check(fresh_world, content)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=files())
+def test_a_file_makes_the_same_registry_in_batches_of_any_size_on_postgresql(
+    pg_server: PgServer, pg_personas_template: str, content: str
+) -> None:
+    """COPY, the corrections' temporary table and the index's set-based refresh: PostgreSQL's
+    own writing paths."""
+
+    @contextmanager
+    def fresh_world() -> Iterator[str]:
+        url = pg_server.new_database(template=pg_personas_template)
+        try:
+            yield url
+        finally:
+            pg_server.drop_database(url)
+
+    check(fresh_world, content)
