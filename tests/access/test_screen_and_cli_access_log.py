@@ -299,6 +299,29 @@ def test_an_auditor_signed_in_there_still_sees_no_record(engine, world):
     assert auditor.get("/access-log", follow_redirects=False).status_code == 303
 
 
+def test_an_auditors_page_reads_its_session_once(engine, world):
+    """Tried as a Party's first (no Party: None), the auditor's session was then read again,
+    each page two look-ups of it (review 38f)."""
+    from sqlalchemy import event
+
+    from tests.web.screen import sign_in
+
+    auditor = TestClient(create_app(engine), raise_server_exceptions=False)
+    assert sign_in(auditor, "the.auditor", PASSWORD).status_code == 303
+    session_reads = []
+
+    def count(_conn, _cursor, statement: str, *_rest) -> None:
+        if "FROM web_session" in statement and statement.lstrip().startswith("SELECT"):
+            session_reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert auditor.get("/access-log").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(session_reads) == 1, session_reads
+
+
 def test_a_partys_account_reads_its_own_entries_whatever_party_it_asks_for(engine, world):
     np = signed_in(engine, "np.analyst")
     np.get("/", params={"device_id": P.ESME_1})

@@ -92,7 +92,10 @@ def signed_in(request: Request) -> SignedIn | None:
         session = sessions.load_session(conn, cookie)
         if session is None or session.party_id is None:
             seen_credentials(request).forget(cookie)
-            return None  # an auditor's: it reads the Who-looked page only (auditor_signed_in)
+            # an auditor's: it reads the Who-looked page only (auditor_signed_in, which then
+            # need not load it again)
+            request.state.auditor_session = session
+            return None
         seen_credentials(request).remember(cookie, share_of(session.party_id, ""))
         viewer = viewer_for(conn, session.party_id)
         name = party_name(conn, session.party_id) if viewer else ""
@@ -134,13 +137,18 @@ def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> C
         return None
 
 
+_NOT_LOADED = object()
+
+
 def auditor_signed_in(request: Request) -> SignedInAuditor | None:
     """The auditor whose live session the browser holds, if it is an auditor's."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    with engine_of(request).begin() as conn:
-        session = sessions.load_session(conn, cookie)
+    session = getattr(request.state, "auditor_session", _NOT_LOADED)
+    if session is _NOT_LOADED:
+        with engine_of(request).begin() as conn:
+            session = sessions.load_session(conn, cookie)
     if session is None or session.party_id is not None:
         return None
     seen_credentials(request).remember(cookie, share_of(None, session.username))
