@@ -94,7 +94,7 @@ def signed_in(request: Request) -> SignedIn | None:
             seen_credentials(request).forget(cookie)
             # an auditor's: it reads the Who-looked page only (auditor_signed_in, which then
             # need not load it again)
-            request.state.auditor_session = session
+            request.state.session_read, request.state.auditor_session = True, session
             return None
         seen_credentials(request).remember(cookie, share_of(session.party_id, ""))
         viewer = viewer_for(conn, session.party_id)
@@ -137,16 +137,15 @@ def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> C
         return None
 
 
-_NOT_LOADED = object()
-
-
 def auditor_signed_in(request: Request) -> SignedInAuditor | None:
     """The auditor whose live session the browser holds, if it is an auditor's."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    session = getattr(request.state, "auditor_session", _NOT_LOADED)
-    if session is _NOT_LOADED:
+    session: sessions.WebSession | None
+    if getattr(request.state, "session_read", False):
+        session = request.state.auditor_session
+    else:
         with engine_of(request).begin() as conn:
             session = sessions.load_session(conn, cookie)
     if session is None or session.party_id is not None:
