@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import literal, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import b64
@@ -158,21 +158,19 @@ class ConsistencyRequest:
 _ACCESS_ORIGIN = re.compile(r".+/access/[0-9]{4}-[0-9]{2}")
 
 
-def _names_an_access_log(conn: Connection, origin: str) -> bool:
+def _family_of(conn: Connection, origin: str) -> str | None:
+    """The family of the log `origin` names, by its checkpoints (None: it has none)."""
+    found = select(log_checkpoint.c.family).where(log_checkpoint.c.origin == origin).limit(1)
+    return cast(str | None, conn.execute(found).scalar())
+
+
+def _names_an_access_log(family: str | None, origin: str) -> bool:
     """Whether `origin` is an access log's: by its checkpoints' family, or with none, by its
     form (which months have an access log is the auditor's to know too). The checkpoints
     first: a log prefix of one's own may end in `/access` (review, session 21)."""
-    family = conn.execute(
-        select(log_checkpoint.c.family).where(log_checkpoint.c.origin == origin).limit(1)
-    ).scalar()
     if family is not None:
-        return bool(family == ACCESS_FAMILY)
+        return family == ACCESS_FAMILY
     return _ACCESS_ORIGIN.fullmatch(origin) is not None
-
-
-def _has_checkpoints(conn: Connection, origin: str) -> bool:
-    found = select(literal(1)).where(log_checkpoint.c.origin == origin).limit(1)
-    return conn.execute(found).first() is not None
 
 
 def consistency_document(
@@ -183,17 +181,18 @@ def consistency_document(
     if asked.old_size > asked.new_size:
         raise NoConsistency("from", "must not be greater than to")
     owner_read_limits(conn)  # a lock on the checkpoints held it, with its connection (audit 29a)
-    if not auditor and _names_an_access_log(conn, asked.origin):
+    family = _family_of(conn, asked.origin)
+    if not auditor and _names_an_access_log(family, asked.origin):
         # before any size is looked up: a 422 for a size that is not a checkpoint's and a 403
         # for one that is let a Party list the access logs' sizes, every Party's reads at
         # each seal (audit 21c)
         raise AuditorsOnly(AuditorsOnly.message)
-    newest = checkpoint_at(conn, asked.origin, asked.new_size)
-    if newest is None and not _has_checkpoints(conn, asked.origin):
+    if family is None:
         # a mistyped origin was said to be a wrong `to` (audit 38b)
         raise NoConsistency(
             "origin", f"no log {asked.origin!r} has a checkpoint (GET /api/v1/logs lists them)"
         )
+    newest = checkpoint_at(conn, asked.origin, asked.new_size)
     if newest is None:
         raise NoConsistency("to", f"is not the size of a checkpoint of the log {asked.origin!r}")
     try:
