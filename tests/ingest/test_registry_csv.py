@@ -551,6 +551,23 @@ def test_a_party_name_that_would_read_as_another_is_rejected(cli, engine, tmp_pa
     assert rows(engine, "SELECT party_id, name FROM party") == [("CAFE", "Caf\u00e9 Energy")]
 
 
+def test_a_party_name_of_spaces_alone_is_rejected(cli, engine, tmp_path):
+    """A name of ASCII spaces was refused as empty, one of no-break or em spaces loaded: the
+    screen named the Party by nothing (audit 38e)."""
+    lines = [
+        "90-B3-D5-1F-30-09-00-01,NBSP,\u00a0,IS",
+        "90-B3-D5-1F-30-09-00-02,EMSP,\u2003\u00a0\u2003,IS",
+        "90-B3-D5-1F-30-09-00-03,SPACED,\u00a0Spaced Energy,IS",
+    ]
+    path = tmp_path / "users.csv"
+    path.write_text(USERS_HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("load", "users", path)
+    assert result.exit_code == 1 and "loaded 1, rejected 2" in result.stdout
+    reasons = [r["reason"] for r in rejects_of(tmp_path / "users.rejects.jsonl")]
+    assert [r.split(":")[0] for r in reasons] == ["party_name has no visible character"] * 2
+    assert rows(engine, "SELECT party_id, name FROM party") == [("SPACED", "\u00a0Spaced Energy")]
+
+
 def test_a_party_name_with_a_pile_of_combining_marks_is_rejected(cli, engine, tmp_path):
     """ "Z" with 150 accents drew over the rows above it wherever its Party was named (audit of
     the screen, session 18). Scripts that stack a few marks still load."""

@@ -78,6 +78,8 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str | None]:
     if "party_name" not in row:
         return user, None
     name = unicodedata.normalize("NFC", _field(row, "party_name"))  # one spelling of a look
+    if name.isspace():  # no-break or em spaces alone: a Party named by nothing one can see
+        raise InvalidValue(f"party_name has no visible character: {shown(name)}")
     if len(name) > 200 or hidden_characters(name, allowed=_SPACING) or stacked_marks(name):
         # a quoted name may break its line (issue 12); other control characters (a NUL, ESC,
         # BEL) are no part of a name, and ESC would reach a terminal; a direction override
