@@ -44,7 +44,9 @@ class WaitingLines:
 
     def holds(self, row: IntervalRow, origin: Origin) -> bool:
         """Whether the row waits with an earlier one of its Device and relation (it is kept
-        then)."""
+        then): so that they are judged together, as in one batch, whatever the batch size.
+        With only the overlapping line waiting, a line after it took the gap first in batches
+        of two, and the file gave the Device another supplier than in one batch (audit 20a)."""
         if hash((row[0], row[2])) not in self._groups:
             return False
         self.add(row, origin)
