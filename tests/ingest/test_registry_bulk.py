@@ -907,40 +907,66 @@ def test_an_interval_given_again_to_another_party_moves_its_records_to_that_part
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
 
 
-def test_a_group_too_large_to_judge_together_is_refused_whole(cli, world, tmp_path, monkeypatch):
+def test_a_group_too_large_to_judge_together_is_judged_in_parts_and_loads(
+    cli, world, tmp_path, monkeypatch
+):
     """ld9: lines that wait for the file's end are judged a Device and relation at a time, at
-    most MOST_IN_A_GROUP lines together; a group beyond it is refused, all of it, so that no
-    change of supplier is half applied (with a bound on all waiting lines instead, the lines
-    past it were refused while their other halves loaded: audit 38e). Here the bound is two:
-    ESME-1's three waiting lines are refused, GSME-1's two load."""
+    most MOST_IN_A_GROUP lines together (they are held in memory then); a larger group is
+    judged that many at a time, in the file's order. Refused whole instead, a change of
+    supplier whose old supplier's end a batch before had applied kept its gap, on every
+    re-load too (audit 39a). Here the bound is two and ESME-1's four waiting lines load."""
     from servicetrail.ingest import waiting_lines
 
     monkeypatch.setattr(waiting_lines, "MOST_IN_A_GROUP", 2)
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     settings.reload()
-    esme_1_before = supply_days(world.engine, ESME_1)
     changes = write(
         tmp_path / "changes.csv",
         RESP_HEADER
-        + f"{GSME_1},{NORTHPOWER},supplier,2025-06-01T00:00:00Z,\n"  # waits: overlaps
-        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,\n"  # waits: a re-date
-        + f"{GSME_1},{SOUTHENERGY},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z\n"
         + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-15T00:00:00Z\n"
-        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-15T00:00:00Z\n",
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,\n"  # waits: a re-date
+        + "".join(
+            f"{ESME_1},{NORTHPOWER},supplier,2024-{month:02d}-01T00:00:00Z,"
+            f"2024-{month + 1:02d}-01T00:00:00Z\n"
+            for month in (1, 2, 3)
+        ),
     )
     result = cli("load", "responsibilities", changes)
-    assert result.stdout.startswith("loaded 2, rejected 3,"), result.output
-    rejected = rejects_of(tmp_path / "changes.rejects.jsonl")
-    assert sorted(reject["line"] for reject in rejected) == [3, 5, 6]
-    for reject in rejected:
-        assert reject["reason"].startswith(
-            f"not judged: more than 2 lines of the supplier intervals of {ESME_1} waited"
-        ), reject
-    assert supply_days(world.engine, ESME_1) == esme_1_before
-    assert supply_days(world.engine, GSME_1) == [
-        (SOUTHENERGY, "2025-01-01", "2025-06-01"),
-        (NORTHPOWER, "2025-06-01", None),
+    assert result.exit_code == 0 and result.stdout.startswith("loaded 5, rejected 0,"), (
+        result.output
+    )
+    assert supply_days(world.engine, ESME_1) == [
+        (NORTHPOWER, "2024-01-01", "2024-02-01"),
+        (NORTHPOWER, "2024-02-01", "2024-03-01"),
+        (NORTHPOWER, "2024-03-01", "2024-04-01"),
+        (NORTHPOWER, "2025-01-01", "2025-02-15"),
+        (SOUTHENERGY, "2025-02-15", None),
     ]
+
+
+def test_a_full_temporary_folder_is_named_as_such(cli, world, tmp_path, monkeypatch):
+    """Waiting lines that the temporary folder has no room for: said so, exit 2. Raised as
+    SQLite's error it read "the store's disk is full" (audit 39a), and taken for an error
+    reading the input it would name the file as unreadable."""
+    from tests.ingest.test_waiting_lines import small_temporary_databases
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
+    settings.reload()
+    waiting = write(
+        tmp_path / "waiting.csv",
+        RESP_HEADER
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,\n"  # waits: a re-date
+        + "".join(  # and the lines after it of ESME-1's suppliers with it: more than two pages
+            f"{ESME_1},{NORTHPOWER},supplier,2023-01-01T{hour:02d}:00:00Z,"
+            f"2023-01-01T{hour:02d}:30:00Z\n"
+            for hour in range(24)
+        ),
+    )
+    small_temporary_databases(monkeypatch)
+    result = cli("load", "responsibilities", waiting)
+    assert result.exit_code == 2
+    assert "cannot keep the lines that wait for the file's end" in result.output, result.output
+    assert "SQLITE_TMPDIR" in result.output and "cannot be read" not in result.output
 
 
 @pytest.mark.parametrize("change_moves_to", ["2025-02-15", "2025-04-01"])
@@ -987,3 +1013,40 @@ def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_lo
     assert len(seen_between_batches) == 2
     assert all(held in (before, after) for held in seen_between_batches), seen_between_batches
     assert supply_days(engine, ESME_1) == after
+
+
+def test_a_load_stopped_part_way_says_how_many_lines_were_waiting(
+    world, tmp_path, monkeypatch, capsys
+):
+    """Stopped with every line it had read waiting for the file's end, a load said only
+    "interrupted": nothing of the corrections it had not applied (audit 39a)."""
+    import click
+
+    from servicetrail.cli.common import kept_if_stopped
+    from servicetrail.ingest import registry_csv
+    from servicetrail.ingest.load import load_registry
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    settings.reload()
+    before = supply_days(world.engine, ESME_1)
+    corrections = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-02-15T00:00:00Z,\n"  # waits: a re-date
+        + f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,2025-02-15T00:00:00Z\n"
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n",
+    )
+
+    def stop(_read: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(click.ClickException, match="interrupted"):
+        with kept_if_stopped(False) as summary:
+            load_registry(
+                world.engine, registry_csv.RESPONSIBILITIES, corrections, None, stop, summary
+            )
+    assert summary.waiting == 2 and summary.loaded == 0
+    said = capsys.readouterr().err
+    assert "2 lines that waited for the file's end" in said and "were not applied" in said
+    assert supply_days(world.engine, ESME_1) == before

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 
+import pytest
+
 from servicetrail.ingest import waiting_lines
-from servicetrail.ingest.waiting_lines import WaitingLines
+from servicetrail.ingest.waiting_lines import CannotWait, WaitingLines
 
 MAY = datetime(2024, 5, 1, tzinfo=timezone.utc)
 JUNE = datetime(2024, 6, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
@@ -23,15 +26,14 @@ def test_lines_come_back_as_they_went_in_a_group_at_a_time_each_in_the_files_ord
         waiting.add((DEVICE_A, "SUPA", "supplier", JUNE, None), (4, b"a4"))
         assert waiting.count == 4
         groups = list(waiting.groups())
-        assert [judged for _, judged in groups] == [True, True, True]
-        assert [[origin for _, origin in group] for group, _ in groups] == [
+        assert [[origin for _, origin in group] for group in groups] == [
             [(3, b"a3")],  # DEVICE_A's network operator
             [(4, b"a4"), (9, b"a9")],  # DEVICE_A's supplier, in line order
             [(7, raw)],
         ]
-        [(row, _)] = groups[2][0]
+        [(row, _)] = groups[2]
         assert row == (DEVICE_B, "SUPB", "supplier", MAY, None)
-        assert groups[1][0][1][0] == (DEVICE_A, "SUPA", "supplier", MAY, JUNE)
+        assert groups[1][1][0] == (DEVICE_A, "SUPA", "supplier", MAY, JUNE)
     finally:
         waiting.close()
 
@@ -50,7 +52,7 @@ def test_a_line_is_held_only_after_an_earlier_one_of_its_device_and_relation() -
         waiting.close()
 
 
-def test_a_group_larger_than_the_bound_comes_back_in_parts_not_to_be_judged(monkeypatch) -> None:
+def test_a_group_larger_than_the_bound_comes_back_in_parts(monkeypatch) -> None:
     monkeypatch.setattr(waiting_lines, "MOST_IN_A_GROUP", 2)
     waiting = WaitingLines()
     try:
@@ -58,7 +60,61 @@ def test_a_group_larger_than_the_bound_comes_back_in_parts_not_to_be_judged(monk
             waiting.add((DEVICE_A, "SUPA", "supplier", MAY, None), (line, b""))
         for line in (10, 11):
             waiting.add((DEVICE_B, "SUPA", "supplier", MAY, None), (line, b""))
-        parts = [([origin[0] for _, origin in group], judged) for group, judged in waiting.groups()]
-        assert parts == [([0, 1], False), ([2, 3], False), ([4], False), ([10, 11], True)]
+        parts = [[origin[0] for _, origin in group] for group in waiting.groups()]
+        assert parts == [[0, 1], [2, 3], [4], [10, 11]]
+    finally:
+        waiting.close()
+
+
+def test_many_groups_are_told_apart_in_a_bounded_filter() -> None:
+    """A hundred thousand groups wait; every one is held, and none of a hundred thousand
+    that do not is taken for one (a false "waits" would only delay a line: see the module)."""
+    waiting = WaitingLines()
+    try:
+        devices = [
+            f"00-DB-00-{i >> 16:02X}-{(i >> 8) & 255:02X}-{i & 255:02X}-00-01"
+            for i in range(200_000)
+        ]
+        for device in devices[:100_000]:
+            waiting.add((device, "SUPA", "supplier", MAY, None), (1, b""))
+        assert all(
+            waiting.holds((d, "SUPB", "supplier", JUNE, None), (2, b""))
+            for d in devices[:100_000:97]
+        )
+        assert not any(
+            waiting.holds((device, "SUPA", "supplier", MAY, None), (3, b""))
+            for device in devices[100_000:]
+        )
+        assert not any(
+            waiting.holds((device, "WIRE", "network_operator", MAY, None), (3, b""))
+            for device in devices[:100_000:97]
+        )
+    finally:
+        waiting.close()
+
+
+def small_temporary_databases(monkeypatch) -> None:
+    """SQLite's own "database or disk is full" for the waiting lines' database, as a full
+    temporary folder gives it: a database of at most two pages."""
+    real_connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        db = real_connect(*args, **kwargs)
+        db.execute("PRAGMA max_page_count = 2")
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+
+def test_a_full_temporary_folder_says_so(monkeypatch) -> None:
+    """Raised as SQLite's error, it read "the store's disk is full", of a PostgreSQL store
+    with room to spare (audit 39a)."""
+    small_temporary_databases(monkeypatch)
+    waiting = WaitingLines()
+    try:
+        with pytest.raises(CannotWait, match="cannot keep the lines that wait for the file's end"):
+            for line in range(5000):
+                waiting.add((DEVICE_A, "SUPA", "supplier", MAY, None), (line, b"x" * 100))
+            list(waiting.groups())
     finally:
         waiting.close()

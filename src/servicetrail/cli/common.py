@@ -246,10 +246,16 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
     try:
         yield summary
     except (Exception, KeyboardInterrupt) as stopped:
-        if summary.loaded or summary.rejected or summary.duplicates:
+        if summary.loaded or summary.rejected or summary.duplicates or summary.waiting:
             later = (
                 " (their logs are sealed by the next ingest or the server)" if sealed_later else ""
             )
+            if summary.waiting:
+                # changes of supplier among them, half applied perhaps (README)
+                later += (
+                    f"; {summary.waiting} lines that waited for the file's end (corrections "
+                    "that overlapped what the store held) were not applied"
+                )
             click.echo(
                 f"stopped part way; kept from before: {summary.line()}{later}. Running the same "
                 "command again adds only what is missing.",

@@ -42,8 +42,7 @@ from ..store.writer import Row, append_leaves, append_rows, record_row, row_make
 from . import duis, registry_csv, satjsonl
 from .conflicts import Conflicts
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
-from . import waiting_lines
-from .waiting_lines import WaitingLines
+from .waiting_lines import CannotWait, WaitingLines
 from .sources import (
     DAMAGED,
     CannotRead,
@@ -71,6 +70,8 @@ class Summary:
     duplicates: int = 0
     corrected: int = 0
     superseded: int = 0  # registry rows skipped (among the duplicates) for a later line's word
+    # registry lines that were waiting for the file's end, not yet judged, when the load stopped
+    waiting: int = 0
     times_from_mtime: int = 0  # bare request files timed by their modification time
     skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
@@ -157,15 +158,20 @@ def load_registry(
             if words is not None:
                 words.reject_the_lost(path, rejects, summary)
     except BaseException as e:
+        summary.waiting = later.count - later.judged
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             _finish(summary, rejects)  # and counted: a stop said "rejected 0" (audit 28a)
-        if isinstance(e, OSError) and e.filename is None and not isinstance(e, BrokenPipeError):
+        if isinstance(e, OSError) and e.filename is None and not isinstance(e, _NOT_READING):
             # an error reading the file (EIO) names no file of its own
             raise CannotRead(f"{path}: cannot be read ({e.strerror or e})") from None
         raise
     finally:
         later.close()
     return _finish(summary, rejects)
+
+
+# errors with no file's name that are no error reading the input
+_NOT_READING = (BrokenPipeError, CannotWait)
 
 
 def _store_waiting(
@@ -182,29 +188,18 @@ def _store_waiting(
     size = settings.current().registry_batch
     rows: list[Any] = []
     origins: list[tuple[int, bytes]] = []
-    for group, judged in later.groups():
-        if not judged:
-            for row, (line, raw) in group:
-                most = waiting_lines.MOST_IN_A_GROUP
-                rejects.add(
-                    line,
-                    f"not judged: more than {most:,} lines of the {row[2]} intervals of {row[0]} "
-                    f"waited for the file's end, to be judged together",
-                    raw,
-                    path,
-                )
-                if words is not None:
-                    words.conflict(row, line)
-            continue
+    for group in later.groups():
         if rows and len(rows) + len(group) > size:
             _store_batch(
                 rows, origins, [], engine, store, rejects, path, summary, True, words=words
             )
+            later.judged += len(rows)
             rows, origins = [], []
         rows.extend(row for row, _ in group)
         origins.extend(origin for _, origin in group)
     if rows:
         _store_batch(rows, origins, [], engine, store, rejects, path, summary, True, words=words)
+        later.judged += len(rows)
 
 
 @dataclass

@@ -22,22 +22,32 @@ Origin = tuple[int, bytes]  # the line's number and its raw record, for the reje
 Waiting = tuple[IntervalRow, Origin]
 
 # Lines of one Device and relation judged together at the file's end, at most: they are one
-# batch, held in memory. A Device has a handful of suppliers in its life; a group larger than
-# this is a file built to exhaust the loader, and is refused whole (never half applied).
+# batch, held in memory. A Device has a handful of suppliers in its life; a larger group (a
+# file built to exhaust the loader) is judged this many lines at a time, in the file's order.
 MOST_IN_A_GROUP = 10_000
+
+# Which groups wait, as a Bloom filter of this many bytes: a set of their hashes grew by 76 MB
+# a million groups, and the loader passed 300 MB at a million Devices changing supplier
+# (audit 39a). A false "waits" (about 1 in a million lines at a million groups, 1 in 200 at
+# ten million) only makes a group's later lines wait for the file's end too, where they are
+# judged as in one batch: the registry is the same (a file's lines judged in any cut of
+# batches are), they are applied later.
+_FILTER_BYTES = 1 << 24
+_FILTER_BITS = _FILTER_BYTES * 8
+_PROBES = 4
+
+
+class CannotWait(OSError):
+    """The temporary database of the waiting lines cannot be written (its folder is full)."""
 
 
 class WaitingLines:
     def __init__(self) -> None:
         self._db: sqlite3.Connection | None = None
-        # which groups wait, by hash: a set of (Device, relation) tuples kept each Device's
-        # text alive too, about 170 bytes a group; this takes about 80. Two groups with one
-        # hash (the hash of str is keyed per process: 1 in 2**64 a pair, not something a file
-        # can aim at) would only make the second group's later lines wait for the file's end
-        # too, where they are judged as in one batch.
-        self._groups: set[int] = set()
+        self._groups = bytearray()  # the filter, made with the first line that waits
         self._unwritten: list[tuple[object, ...]] = []  # written a thousand at a time
         self.count = 0
+        self.judged = 0  # of them, by the file's end (ingest.load)
 
     def __bool__(self) -> bool:
         return self.count > 0
@@ -47,23 +57,19 @@ class WaitingLines:
         then): so that they are judged together, as in one batch, whatever the batch size.
         With only the overlapping line waiting, a line after it took the gap first in batches
         of two, and the file gave the Device another supplier than in one batch (audit 20a)."""
-        if hash((row[0], row[2])) not in self._groups:
+        if not self._groups or not all(
+            self._groups[bit >> 3] & (1 << (bit & 7)) for bit in _bits(row)
+        ):
             return False
         self.add(row, origin)
         return True
 
     def add(self, row: IntervalRow, origin: Origin) -> None:
         device_id, party_id, relation, start, end = row
-        self._groups.add(hash((device_id, relation)))
-        if self._db is None:
-            # "": a private database on disk, deleted when closed
-            self._db = sqlite3.connect("", isolation_level=None)
-            self._db.execute("PRAGMA journal_mode = OFF")
-            self._db.execute("PRAGMA synchronous = OFF")
-            self._db.execute(
-                "CREATE TABLE waiting (device_id TEXT, relation TEXT, line INTEGER, "
-                "party_id TEXT, valid_from TEXT, valid_to TEXT, raw BLOB)"
-            )
+        if not self._groups:
+            self._groups = bytearray(_FILTER_BYTES)
+        for bit in _bits(row):
+            self._groups[bit >> 3] |= 1 << (bit & 7)
         line, raw = origin
         self._unwritten.append(
             (device_id, relation, line, party_id, start.isoformat(), _text(end), raw)
@@ -73,46 +79,70 @@ class WaitingLines:
         self.count += 1
 
     def _write(self) -> None:
-        assert self._db is not None
-        self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?)", self._unwritten)
+        try:
+            if self._db is None:
+                # "": a private database on disk (SQLITE_TMPDIR, else TMPDIR, else /var/tmp
+                # or /tmp), deleted when closed
+                self._db = sqlite3.connect("", isolation_level=None)
+                self._db.execute("PRAGMA journal_mode = OFF")
+                self._db.execute("PRAGMA synchronous = OFF")
+                self._db.execute(
+                    "CREATE TABLE waiting (device_id TEXT, relation TEXT, line INTEGER, "
+                    "party_id TEXT, valid_from TEXT, valid_to TEXT, raw BLOB)"
+                )
+            self._db.executemany(
+                "INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?)", self._unwritten
+            )
+        except sqlite3.Error as e:
+            raise _cannot_wait(e) from None
         self._unwritten.clear()
 
-    def groups(self) -> Iterator[tuple[list[Waiting], bool]]:
-        """Each group's lines in the file's order, the groups in order of Device and relation,
-        with whether they are to be judged: a group of more than MOST_IN_A_GROUP lines comes
-        in parts of that many, not to be."""
-        if self._db is None:
+    def groups(self) -> Iterator[list[Waiting]]:
+        """Each group's lines in the file's order, the groups in order of Device and relation;
+        a group of more than MOST_IN_A_GROUP lines in parts of that many."""
+        if not self.count:
             return
         self._write()
-        too_large = set(
-            self._db.execute(
-                "SELECT device_id, relation FROM waiting GROUP BY device_id, relation "
-                "HAVING count(*) > ?",
-                (MOST_IN_A_GROUP,),
-            ).fetchall()
-        )
+        assert self._db is not None
         group: list[Waiting] = []
-        judged = True
-        for device_id, relation, line, party_id, start, end, raw in self._db.execute(
-            "SELECT device_id, relation, line, party_id, valid_from, valid_to, raw FROM waiting "
-            "ORDER BY device_id, relation, line"
-        ):
-            if group and (
-                (group[0][0][0], group[0][0][2]) != (device_id, relation)
-                or len(group) == MOST_IN_A_GROUP
+        try:
+            for device_id, relation, line, party_id, start, end, raw in self._db.execute(
+                "SELECT device_id, relation, line, party_id, valid_from, valid_to, raw "
+                "FROM waiting ORDER BY device_id, relation, line"
             ):
-                yield group, judged
-                group = []
-            judged = (device_id, relation) not in too_large
-            row = (device_id, party_id, relation, datetime.fromisoformat(start), _time(end))
-            group.append((row, (line, raw)))
+                if group and (
+                    (group[0][0][0], group[0][0][2]) != (device_id, relation)
+                    or len(group) == MOST_IN_A_GROUP
+                ):
+                    yield group
+                    group = []
+                row = (device_id, party_id, relation, datetime.fromisoformat(start), _time(end))
+                group.append((row, (line, raw)))
+        except sqlite3.Error as e:  # its sort spills to a temporary file of its own
+            raise _cannot_wait(e) from None
         if group:
-            yield group, judged
+            yield group
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _bits(row: IntervalRow) -> Iterator[int]:
+    """The filter's bits for the row's Device and relation (double hashing of the hash of str,
+    which is keyed per process: not something a file can aim at)."""
+    mixed = hash((row[0], row[2])) & 0xFFFF_FFFF_FFFF_FFFF
+    first, step = mixed % _FILTER_BITS, (mixed >> 32) | 1
+    return ((first + i * step) % _FILTER_BITS for i in range(_PROBES))
+
+
+def _cannot_wait(error: sqlite3.Error) -> CannotWait:
+    return CannotWait(
+        f"cannot keep the lines that wait for the file's end ({error}): they go to a "
+        "temporary file in SQLITE_TMPDIR, else TMPDIR, else /var/tmp or /tmp, about 2.5 times "
+        "their size; point one of those at a folder with room"
+    )
 
 
 def _text(value: datetime | None) -> str | None:
