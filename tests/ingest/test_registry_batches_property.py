@@ -4,10 +4,11 @@ Random correction files over the persona world (two Devices, each with its held 
 and network-operator intervals, records in them): changes of supplier in either order,
 re-dates, a Party's interval given twice, overlaps, reversed intervals, lines repeated. Each
 file is loaded into a fresh copy of the world in one batch and in batches of one, two and
-three lines; the intervals, the visibility index, the summary and the rejected lines must
-be the same. Small batches are the hard case: there a line that overlaps waits for the
-file's end with the later lines of its Device and relation (ingest.waiting_lines), those
-before it in its batch too, and is judged with them there (store.registry).
+three lines; the intervals, the visibility index, the summary and the rejected lines with
+their reasons must be the same. Small batches are the hard case: there a line that overlaps
+waits for the file's end with the later lines of its Device and relation
+(ingest.waiting_lines), those before it in its batch too, and is judged with them there
+(store.registry).
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def loaded(
                 summary = load_registry(engine, registry_csv.RESPONSIBILITIES, path, None)
             rejects = Path(folder) / "corrections.rejects.jsonl"
             rejected = (
-                [json.loads(entry)["line"] for entry in rejects.read_text().splitlines()]
+                [
+                    (entry["line"], entry["reason"])
+                    for entry in map(json.loads, rejects.read_text().splitlines())
+                ]
                 if rejects.exists()
                 else []
             )

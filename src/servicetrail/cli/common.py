@@ -253,8 +253,7 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
             if summary.waiting:
                 # changes of supplier among them, half applied perhaps (README)
                 later += (
-                    f"; {summary.waiting} lines that waited for the file's end (corrections "
-                    "that overlapped what the store held) were not applied"
+                    f"; {summary.waiting} lines that waited for the file's end were not applied"
                 )
             click.echo(
                 f"stopped part way; kept from before: {summary.line()}{later}. Running the same "

@@ -183,23 +183,38 @@ def _store_waiting(
     summary: Summary,
     words: _LastWords | None,
 ) -> None:
-    """The lines that waited for the file's end, judged there a batch of whole groups (a
-    Device and relation) at a time: each group's lines together, as in one batch."""
+    """The lines that waited for the file's end, judged there in batches of whole groups (a
+    Device and relation; a group of more than MOST_IN_A_GROUP lines in parts of that many),
+    up to a batch's size unless one group is larger: each group's lines together, as in one
+    batch."""
     size = settings.current().registry_batch
     rows: list[Any] = []
     origins: list[tuple[int, bytes]] = []
+
+    def store_them() -> None:
+        _store_batch(
+            rows,
+            origins,
+            [],
+            engine,
+            store,
+            rejects,
+            path,
+            summary,
+            True,
+            words=words,
+            waited=later,
+        )
+        rows.clear()
+        origins.clear()
+
     for group in later.groups():
         if rows and len(rows) + len(group) > size:
-            _store_batch(
-                rows, origins, [], engine, store, rejects, path, summary, True, words=words
-            )
-            later.judged += len(rows)
-            rows, origins = [], []
+            store_them()
         rows.extend(row for row, _ in group)
         origins.extend(origin for _, origin in group)
     if rows:
-        _store_batch(rows, origins, [], engine, store, rejects, path, summary, True, words=words)
-        later.judged += len(rows)
+        store_them()
 
 
 @dataclass
@@ -357,6 +372,7 @@ def _store_batch(
     changes_visibility: bool,
     later: WaitingLines | None = None,
     words: _LastWords | None = None,
+    waited: WaitingLines | None = None,
 ) -> None:
     """One batch of a registry file decided and written in one transaction, its rejects
     written and counted; with `later`, its overlapping intervals kept there instead, with
@@ -376,6 +392,12 @@ def _store_batch(
         catch_up(engine)
     with engine.begin() as conn:
         decided = store(conn, parsed, origins, later is not None) if parsed else []
+        if later is not None:  # kept before the commit: a stop after it loses none of them
+            for row, origin, outcome in zip(parsed, origins, decided):
+                if isinstance(outcome, Overlap):
+                    later.add(row, origin)
+    if waited is not None:  # as soon as they are committed, for a stop's summary
+        waited.judged += len(parsed)
     for row, (line, raw), outcome in zip(parsed, origins, decided):
         if outcome is Outcome.LOADED:
             summary.loaded += 1
@@ -387,7 +409,7 @@ def _store_batch(
             if words is not None:
                 words.superseded(row, line)
         elif isinstance(outcome, Overlap) and later is not None:
-            later.add(row, (line, raw))  # tried again at the file's end
+            pass  # kept above, tried again at the file's end
         elif isinstance(outcome, Conflict):
             refused.append((line, str(outcome), raw))
             if words is not None:

@@ -21,9 +21,10 @@ from ..store.registry import IntervalRow
 Origin = tuple[int, bytes]  # the line's number and its raw record, for the reject file
 Waiting = tuple[IntervalRow, Origin]
 
-# Lines of one Device and relation judged together at the file's end, at most: they are one
-# batch, held in memory. A Device has a handful of suppliers in its life; a larger group (a
-# file built to exhaust the loader) is judged this many lines at a time, in the file's order.
+# Lines of one Device and relation judged together at the file's end, at most (whole groups
+# share a batch up to the batch's size): held in memory, in one transaction. A Device has a
+# handful of suppliers in its life; a larger group (a file built to exhaust the loader) is
+# judged this many lines at a time, in the file's order.
 MOST_IN_A_GROUP = 10_000
 
 # Which groups wait, as a Bloom filter of this many bytes: a set of their hashes grew by 76 MB
@@ -74,9 +75,9 @@ class WaitingLines:
         self._unwritten.append(
             (device_id, relation, line, party_id, start.isoformat(), _text(end), raw)
         )
+        self.count += 1
         if len(self._unwritten) >= 1000:
             self._write()
-        self.count += 1
 
     def _write(self) -> None:
         try:
@@ -94,7 +95,9 @@ class WaitingLines:
                 "INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?)", self._unwritten
             )
         except sqlite3.Error as e:
-            raise _cannot_wait(e) from None
+            if _the_folders(e):
+                raise _cannot_wait(e) from None
+            raise  # any other error of SQLite's is a bug
         self._unwritten.clear()
 
     def groups(self) -> Iterator[list[Waiting]]:
@@ -119,7 +122,9 @@ class WaitingLines:
                 row = (device_id, party_id, relation, datetime.fromisoformat(start), _time(end))
                 group.append((row, (line, raw)))
         except sqlite3.Error as e:  # its sort spills to a temporary file of its own
-            raise _cannot_wait(e) from None
+            if _the_folders(e):
+                raise _cannot_wait(e) from None
+            raise
         if group:
             yield group
 
@@ -137,12 +142,20 @@ def _bits(row: IntervalRow) -> Iterator[int]:
     return ((first + i * step) % _FILTER_BITS for i in range(_PROBES))
 
 
+def _the_folders(error: sqlite3.Error) -> bool:
+    """Whether the error is the temporary folder's: full, failing or not to be opened."""
+    return str(getattr(error, "sqlite_errorname", "")).startswith(_THE_FOLDERS)
+
+
 def _cannot_wait(error: sqlite3.Error) -> CannotWait:
     return CannotWait(
         f"cannot keep the lines that wait for the file's end ({error}): they go to a "
         "temporary file in SQLITE_TMPDIR, else TMPDIR, else /var/tmp or /tmp, about 2.5 times "
         "their size; point one of those at a folder with room"
     )
+
+
+_THE_FOLDERS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")
 
 
 def _text(value: datetime | None) -> str | None:
