@@ -534,18 +534,20 @@ def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, 
         lk_requests(engine, *range(1, 11))
         deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=3)
         assert deliverer.per_party == 8 > deliverer.per_host  # the receiver's bound is the one
-        started, done = time.monotonic(), []
+        started, done, stuck_then = time.monotonic(), [], []
 
         def others_all_sent() -> bool:
             if len(shared.events("/other")) >= 10 and not done:
                 done.append(time.monotonic())
+                # counted then: once the worker is told to stop, a stuck attempt's timeout
+                # (3 s) may free its slot for another before the stop is through (a third
+                # attempt counted after `run` on a slow machine, session 39)
+                stuck_then.extend(shared.events(f"/stuck{n}") for n in range(3))
             return bool(done)
 
         assert run(deliverer, others_all_sent, seconds=15)
         assert done[0] - started < 2.5  # before the stuck attempts' timeout frees any
-        assert (
-            len(shared.events("/stuck0") + shared.events("/stuck1") + shared.events("/stuck2")) <= 2
-        )
+        assert sum(map(len, stuck_then)) <= 2
 
 
 def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_event(
