@@ -15,13 +15,6 @@ from typing import IO, Any, TextIO, TypeVar
 
 import click
 from click.core import ParameterSource
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..domain.ids import MAX_ID, InvalidValue, shown, whole_number
@@ -218,6 +211,14 @@ def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import (  # here: only a terminal draws one (see cli.serving.demo)
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     total = sum(
         p.stat().st_size
         for path in paths

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..generate import World, load_into, write_world
-from ..generate.writers import NotThisWorld
 from .commands import command
 from .common import TIME, Failure, engine, with_db
 
@@ -62,6 +60,9 @@ def generate_cmd(
     responsibilities.csv and sat.jsonl (and duis.jsonl) into FOLDER, or with --into-store
     loads it through the store's own writers.
     """
+    from ..generate import World, load_into, write_world  # here: see cli.serving.demo
+    from ..generate.writers import NotThisWorld
+
     try:
         world = World(
             n_records=records,
