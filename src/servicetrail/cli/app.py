@@ -7,7 +7,6 @@ import sqlite3
 from typing import Any
 
 import click
-import psycopg
 from sqlalchemy.exc import DBAPIError
 
 from .. import settings
@@ -19,6 +18,7 @@ from ..signing import SigningKeyError
 from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
+from ..store.postgresql_errors import psycopg_error
 from .commands import OnceOnlyGroup
 from .common import Failure, db_option, printable, standard_streams
 
@@ -77,7 +77,7 @@ class Servicetrail(OnceOnlyGroup):
                     "first (SPEC section 8); 'log verify' checks a read-only copy",
                     2,
                 ) from None
-            if isinstance(_raw(e), psycopg.errors.InsufficientPrivilege):
+            if psycopg_error(_raw(e), "InsufficientPrivilege"):
                 # as a role that has the tables' grants but is not the store's owner, a read's
                 # access-log entry was refused by row-level security (audit 29a)
                 said = str(_raw(e)).partition("\n")[0]

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 from sqlalchemy.engine import Connection
 
 from ..domain import merkle
@@ -219,6 +218,8 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
     about 1.6 times the CPU (client and server), and about 1.5 times with the same statements
     in psycopg's pipeline mode (BENCHMARKS.md). PostgreSQL's concurrent writers need no
     batching, unlike SQLite's single writer (`write_committed`)."""
+    import psycopg  # only here on PostgreSQL (store.postgresql_errors)
+
     driver: Any = conn.connection.driver_connection
     reserved: int | None = conn.info.pop(_RESERVED, None)
     entry_id: int = reserved or driver.execute(_POSTGRES_ID).fetchone()[1]

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
@@ -143,6 +142,8 @@ def _arguments(form: _RawForm, values: dict[str, Any]) -> list[Any]:
 def send(driver: Any, statement: Any, dialect: Any, values: dict[str, Any]) -> Any:
     """Sends `statement` with `values` on psycopg's connection (in a pipeline, it does not wait
     for the answer); returns its cursor and result processors, for `rows`."""
+    import psycopg  # only here on PostgreSQL (store.postgresql_errors)
+
     form, processors = _raw_form(statement, dialect, values)
     cursor = psycopg.RawCursor(driver)
     cursor.execute(form.sql, _arguments(form, values))

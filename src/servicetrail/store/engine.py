@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_url
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
 from ..sqlite_url import sqlite_file, uri_named
+from .postgresql_errors import psycopg_error
 
 
 class StoreError(RuntimeError):
@@ -183,7 +183,9 @@ def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
             return  # new (just connected) or used a moment ago
         try:
             dialect.do_ping(dbapi_conn)
-        except psycopg.OperationalError as e:
+        except Exception as e:
+            if not psycopg_error(e, "OperationalError"):
+                raise
             # the pool discards this connection and checks out another (a new one if need be)
             raise exc.DisconnectionError(str(e)) from e
 

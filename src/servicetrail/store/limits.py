@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import sqlite3
 from enum import Enum
+from typing import Any
 
-import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import settings
+from .postgresql_errors import psycopg_error
 
 
 class Budget(Enum):
@@ -98,14 +99,14 @@ def store_busy(error: BaseException) -> StoreBusy | None:
             return StoreBusy("the store's disk is full")
     if reader_role_missing(cause):
         return StoreMisconfigured()
-    if isinstance(cause, psycopg.OperationalError):
+    if psycopg_error(cause, "OperationalError"):
         return StoreBusy(_postgresql_says(cause))
     return None
 
 
 def reader_role_missing(error: BaseException | None) -> bool:
     """PostgreSQL's refusal to become the reader role, which does not exist."""
-    return isinstance(error, psycopg.errors.InvalidParameterValue) and bool(
+    return psycopg_error(error, "InvalidParameterValue") and bool(
         READER_ROLE_MISSING.search(str(error))
     )
 
@@ -119,10 +120,10 @@ def deadlocked(error: BaseException) -> bool:
     return getattr(getattr(error, "orig", error), "sqlstate", None) == DEADLOCK_DETECTED
 
 
-def _postgresql_says(cause: psycopg.OperationalError) -> str:
+def _postgresql_says(cause: Any) -> str:
     """Why PostgreSQL could not do it, by its error's class: every one of them was "cannot be
     reached", a full disk and a deadlock included (audit, session 19)."""
-    if isinstance(cause, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
+    if psycopg_error(cause, "QueryCanceled", "LockNotAvailable"):
         # a search past its limit is SearchTooBroad before it gets here: this one waited
         return "the store did not answer in time"
     state = cause.sqlstate or ""

@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from psycopg.errors import DeadlockDetected, LockNotAvailable
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .limits import StoreBusy
+from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
 from .merkle_log import retire_month
 from .watch_tables import watch_event
@@ -144,7 +144,7 @@ def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list
             with engine.begin() as conn:
                 return drop_older_than(conn, keep_months, dry_run)
         except DBAPIError as e:
-            if not isinstance(e.orig, (LockNotAvailable, DeadlockDetected)):
+            if not psycopg_error(e.orig, "LockNotAvailable", "DeadlockDetected"):
                 raise
             if time.monotonic() + pause > deadline:
                 raise StoreBusy(

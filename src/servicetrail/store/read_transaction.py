@@ -13,17 +13,16 @@ from contextlib import AbstractContextManager
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-import psycopg
-from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.expression import Executable
 
 from ..domain.visibility import Viewer
 from .access_writer import AS_OWNER, holds_entry_id, reserve_entry_id
 from .compiled_statements import driver_in_transaction, fetch_all, rows, send
 from .reader_role import reader_role
+from .postgresql_errors import psycopg_error
 from .limits import (
     DEFAULT_SECONDS,
     Budget,
@@ -154,15 +153,13 @@ def time_limit(
             )
             as_reader = not then_as_owner
             yield rows
-        except (OperationalError, psycopg.errors.QueryCanceled) as e:
-            if _past_its_limit(getattr(e, "orig", e), started, limit_ms):
+        except Exception as e:  # SQLAlchemy's wrapped errors, and psycopg's from the pipeline
+            said = getattr(e, "orig", e)
+            if _past_its_limit(said, started, limit_ms):
                 raise SearchTooBroad(seconds) from None
-            raise
-        except (DBAPIError, psycopg.errors.InsufficientPrivilege) as e:
             # the reader role refused a table: its grants are missing (a refusal to the
             # owner is another matter: a bug, raised as it is)
-            refused = getattr(e, "orig", e)
-            if isinstance(refused, psycopg.errors.InsufficientPrivilege) and as_reader:
+            if as_reader and psycopg_error(said, "InsufficientPrivilege"):
                 raise StoreMisconfigured() from None
             raise
         return
@@ -198,10 +195,7 @@ def _past_its_limit(error: BaseException, started: float, limit_ms: int) -> bool
     server's `lc_messages` ("storniere Anfrage wegen Zeitüberschreitung" in German: every
     search past its limit was a 503, not 422). A cancel sooner is someone else's
     (pg_cancel_backend), and the store's, not the search's, to answer for."""
-    return (
-        isinstance(error, psycopg.errors.QueryCanceled)
-        and time.monotonic() - started >= limit_ms / 1000
-    )
+    return psycopg_error(error, "QueryCanceled") and time.monotonic() - started >= limit_ms / 1000
 
 
 def _pipelined(
@@ -216,9 +210,13 @@ def _pipelined(
     pipeline, in a transaction SQLAlchemy knows it began: the connection's COMMIT (or the
     pool's ROLLBACK) ends it, and a read whose one statement is the prefetch is in it too.
     The same round trip draws the id of the read's access-log entry (`reserve_entry_id`)."""
+    import psycopg  # only here on PostgreSQL (store.postgresql_errors)
+
     driver = driver_in_transaction(conn)
     # only before the transaction's first statement (psycopg sends its BEGIN with ours)
-    one_snapshot = one_snapshot and driver.info.transaction_status == TransactionStatus.IDLE
+    one_snapshot = (
+        one_snapshot and driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
     keep_entry_id = None
     # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
     with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():

@@ -7,12 +7,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import psycopg
-from psycopg.pq import TransactionStatus
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from .limits import StoreMisconfigured
+from .postgresql_errors import psycopg_error
 
 LEGACY_READER_ROLE = "servicetrail_reader"  # the shared role of stores before 0019
 NAMED_BY = "servicetrail_reader_role"  # the store's function that names its role
@@ -30,10 +29,14 @@ def reader_role(conn: Connection) -> str:
 
 
 def _asked(driver: Any) -> str:
+    from psycopg.pq import TransactionStatus
+
     outside_a_transaction = driver.info.transaction_status == TransactionStatus.IDLE
     try:
         role = driver.execute(f"SELECT {NAMED_BY}()").fetchone()[0]
-    except psycopg.errors.UndefinedFunction:
+    except Exception as e:
+        if not psycopg_error(e, "UndefinedFunction"):
+            raise
         # a store at 0019 or later always has it: one that lost it is the administrator's
         if outside_a_transaction:
             driver.rollback()

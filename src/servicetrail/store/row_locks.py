@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-from psycopg.errors import LockNotAvailable
 from sqlalchemy import Executable, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from .limits import StoreBusy
+from .postgresql_errors import psycopg_error
 
 # A try waits for a row twice at most (for its place in line, then for the holder), each wait
 # up to the lock timeout, which is under PostgreSQL's deadlock_timeout: no wait of the try's
@@ -55,7 +55,7 @@ def lock_giving_way(
                 conn.execute(statement)
             break
         except DBAPIError as e:
-            if not isinstance(e.orig, LockNotAvailable):
+            if not psycopg_error(e.orig, "LockNotAvailable"):
                 raise
         if time.monotonic() + pause > deadline:
             raise StoreBusy(f"{what} waited {patience:g} s for work in progress on it")

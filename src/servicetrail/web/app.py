@@ -106,7 +106,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     # heavy work of all Parties together leaves half the pool to the quick searches
     app.state.limits = PartyLimits(heavy_total=pool_capacity(engine) // 2)
     app.openapi = _with_bearer_tokens(app)  # type: ignore[method-assign]
-    errors.install(app)
+    errors.install(app, on_postgresql=engine.dialect.name == "postgresql")
     app.mount("/static", Assets(directory=ASSETS), name="static")
     app.include_router(api.router)
     app.include_router(logs_api.router)

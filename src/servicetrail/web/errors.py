@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-import psycopg
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -237,14 +236,13 @@ async def handle(request: Request, exc: Exception) -> Response:
     return answer
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, on_postgresql: bool) -> None:
     # the driver's errors by their own class: a handler for Exception alone answers, then
     # re-raises to the server, which logs a traceback for what may be only a busy store
-    for kind in (
-        *ANSWERED,
-        OperationalError,
-        sqlite3.OperationalError,
-        psycopg.OperationalError,
-        Exception,
-    ):
+    kinds: list[type[BaseException]] = [*ANSWERED, OperationalError, sqlite3.OperationalError]
+    if on_postgresql:  # only a PostgreSQL store loads its driver (store.postgresql_errors)
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    for kind in (*kinds, Exception):
         app.add_exception_handler(kind, handle)
