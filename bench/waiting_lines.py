@@ -7,8 +7,10 @@ the same size in which nothing waits.
 
 N Devices, each with a change of supplier (A until June, B from June), loaded once; then, each
 on a fresh copy of that store, the whole `servicetrail load responsibilities` command for:
-- `in place` (the floor): 2N lines correcting each interval at its start (A's Party, B's
-  end), applied in their batches, nothing waiting;
+- `in place` (the floor): 2N lines correcting each interval at its start (its Party),
+  applied in their batches, nothing waiting;
+- `next supplier`: a change of supplier to a third, as a daily file gives it: B's end, then
+  C's start, side by side: applied in their batches (C takes the time B's end frees);
 - `new first`: every change of supplier moved to May, the new supplier's line first: every
   line waits for the file's end;
 - `old first`: moved to April, the old supplier's end first: each Device's two lines wait
@@ -40,7 +42,8 @@ def device(i: int) -> str:
 def write_inputs(folder: Path, devices: int) -> dict[str, Path]:
     files = {
         "users": "user_id,party_id,party_name,role\n"
-        "90-B3-D5-1F-30-01-00-01,SUPA,Supplier A,IS\n90-B3-D5-1F-30-01-00-02,SUPB,Supplier B,IS\n",
+        "90-B3-D5-1F-30-01-00-01,SUPA,Supplier A,IS\n90-B3-D5-1F-30-01-00-02,SUPB,Supplier B,IS\n"
+        "90-B3-D5-1F-30-01-00-03,SUPC,Supplier C,IS\n",
     }
 
     def lines(make) -> str:
@@ -56,7 +59,13 @@ def write_inputs(folder: Path, devices: int) -> dict[str, Path]:
     files["in place"] = HEADER + lines(
         lambda d: (
             f"{d},SUPB,supplier,2024-01-01T00:00:00Z,2024-06-01T00:00:00Z\n"
-            f"{d},SUPB,supplier,2024-06-01T00:00:00Z,2030-01-01T00:00:00Z\n"
+            f"{d},SUPA,supplier,2024-06-01T00:00:00Z,\n"
+        )
+    )
+    files["next supplier"] = HEADER + lines(
+        lambda d: (
+            f"{d},SUPB,supplier,2024-06-01T00:00:00Z,2025-01-01T00:00:00Z\n"
+            f"{d},SUPC,supplier,2025-01-01T00:00:00Z,\n"
         )
     )
     files["new first"] = HEADER + lines(
@@ -101,7 +110,7 @@ def measure(store: Store, paths: dict[str, Path], devices: int) -> dict:
     ):
         timed_command([BIN, "--db", base, "load", what, str(paths[name])])
     results = {}
-    for name in ("in place", "new first", "old first"):
+    for name in ("in place", "next supplier", "new first", "old first"):
         url = copy_of(store, base, name)
         wall, cpu, peak_mb, said, _, _ = timed_command(
             [BIN, "--db", url, "load", "responsibilities", str(paths[name])]

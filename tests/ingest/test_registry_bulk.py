@@ -971,14 +971,16 @@ def test_a_full_temporary_folder_is_named_as_such(cli, world, tmp_path, monkeypa
 
 @pytest.mark.parametrize("change_moves_to", ["2025-02-15", "2025-04-01"])
 @pytest.mark.parametrize("new_supplier_first", [False, True], ids=["old-first", "new-first"])
+@pytest.mark.parametrize("in_one_batch", [True, False], ids=["one-batch", "two-batches"])
 def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_loads(
-    world, tmp_path, monkeypatch, change_moves_to, new_supplier_first
+    world, tmp_path, monkeypatch, change_moves_to, new_supplier_first, in_one_batch
 ):
     """The registry after each batch of a file of several: a change of supplier's two lines
-    in one batch are applied together. The old supplier's earlier end was applied in its
-    batch and the new supplier's re-dated start waited for the file's end, so until the load
-    ended (or for good, after a Ctrl-C) neither supplier saw the Device's traffic between
-    the two dates (audit 38e)."""
+    are applied together, in one batch or in two. The old supplier's earlier end was applied
+    in its batch and the new supplier's re-dated start waited for the file's end, so until
+    the load ended (or for good, after a Ctrl-C) neither supplier saw the Device's traffic
+    between the two dates (audit 38e; in one batch, fixed in session 39; in two, session 40:
+    an end moved earlier now waits too)."""
     from servicetrail.ingest import registry_csv
     from servicetrail.ingest.load import load_registry
     from tests.personas import ESME_S1
@@ -992,13 +994,13 @@ def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_lo
         f"{ESME_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,{moved}\n",
         f"{ESME_1},{SOUTHENERGY},supplier,{moved},\n",
     ]
-    corrections = write(
-        tmp_path / "corrected.csv",
-        RESP_HEADER
-        + "".join(reversed(change) if new_supplier_first else change)
-        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n"
-        + f"{ESME_S1},{NORTHPOWER},supplier,2024-06-01T00:00:00Z,\n",
-    )
+    first, second = reversed(change) if new_supplier_first else change
+    others = [
+        f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n",
+        f"{ESME_S1},{NORTHPOWER},supplier,2024-06-01T00:00:00Z,\n",
+    ]
+    lines = [first, second, *others] if in_one_batch else [first, others[0], second, others[1]]
+    corrections = write(tmp_path / "corrected.csv", RESP_HEADER + "".join(lines))
     before = supply_days(engine, ESME_1)
     after = [(NORTHPOWER, "2025-01-01", change_moves_to), (SOUTHENERGY, change_moves_to, None)]
     seen_between_batches = []
@@ -1013,6 +1015,45 @@ def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_lo
     assert len(seen_between_batches) == 2
     assert all(held in (before, after) for held in seen_between_batches), seen_between_batches
     assert supply_days(engine, ESME_1) == after
+
+
+def test_an_end_moved_earlier_whose_time_its_batch_fills_is_applied_in_that_batch(
+    world, tmp_path, monkeypatch
+):
+    """A change of supplier as a daily file gives it, its two lines side by side: the old
+    supplier's end frees time, the next line takes it, and both are applied with their
+    batch. Only an end whose freed time no line of its batch takes waits for the file's end
+    (were every end to wait, a daily file's changes of supplier were all judged twice)."""
+    from servicetrail.ingest import registry_csv
+    from servicetrail.ingest.load import load_registry
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    settings.reload()
+    engine = world.engine
+    before = {d: supply_days(engine, d) for d in (ESME_1, GSME_1)}
+    assert before[GSME_1] == [(SOUTHENERGY, "2025-01-01", None)]
+    assert before[ESME_1][-1] == (SOUTHENERGY, "2025-03-01", None)
+    corrections = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER
+        + f"{GSME_1},{SOUTHENERGY},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z\n"
+        + f"{GSME_1},{NORTHPOWER},supplier,2025-06-01T00:00:00Z,\n"
+        + f"{ESME_1},{SOUTHENERGY},supplier,2025-03-01T00:00:00Z,2025-09-01T00:00:00Z\n"
+        + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z\n",
+    )
+    seen = []
+    load_registry(
+        engine,
+        registry_csv.RESPONSIBILITIES,
+        corrections,
+        None,
+        progress=lambda _: seen.append({d: supply_days(engine, d) for d in (ESME_1, GSME_1)}),
+    )
+    changed = [(SOUTHENERGY, "2025-01-01", "2025-06-01"), (NORTHPOWER, "2025-06-01", None)]
+    assert seen[0][GSME_1] == changed  # with its batch
+    assert seen[1][ESME_1] == before[ESME_1]  # an end, and no line after it: it waited
+    assert supply_days(engine, ESME_1)[-1] == (SOUTHENERGY, "2025-03-01", "2025-09-01")
 
 
 def test_a_load_stopped_part_way_says_how_many_lines_were_waiting(

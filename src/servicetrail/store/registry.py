@@ -297,7 +297,8 @@ def load_interval_rows(
     re-load of the same file rejected it. Without `redate_now` (a batch of a file whose rows
     may wait for its end), a row that would re-date a held interval is an Overlap instead, and
     waits there with the rows after it of its Device and relation, to be judged with them as
-    in one batch: applied at once, a later line of the file that gave the interval again, or
+    in one batch (so does one that moves an end earlier, if no row of the batch takes the time
+    it frees): applied at once, a later line of the file that gave the interval again, or
     took the gap it freed, made the final registry depend on where the batches fell, and a
     re-load re-dated and re-dated back, the index wider in between (review 26f). Such a row
     holds back every row of its Device and relation in the batch, those before it too, so
@@ -379,6 +380,8 @@ def load_interval_rows(
 
     # a row skipped as superseded -> the start of the interval whose later row stands for it
     waits_on: dict[int, datetime] = {}
+    # the time that ends moved earlier freed: (Device, relation, from, to or None)
+    freed: list[tuple[str, str, datetime, datetime | None]] = []
 
     def judge(i: int) -> Decided:
         """Row i against the state as it stands, applied if it loads or corrects."""
@@ -400,6 +403,10 @@ def load_interval_rows(
                 f"re-dates the {relation} interval of {party_id} on {device_id} "
                 f"({moved.describe()}), judged with the file's later lines at its end"
             )
+        if judged is Outcome.CORRECTED:
+            _, held_end = state[device_id, relation][start]
+            if end is not None and (held_end is None or end < held_end):
+                freed.append((device_id, relation, end, held_end))
         if isinstance(judged, _Redated):
             apply(device_id, relation, judged.start, None)
             judged = Outcome.CORRECTED
@@ -428,7 +435,14 @@ def load_interval_rows(
         if isinstance(decided[i], Overlap):
             aside[row[0], row[2]] = [i]
     if not redate_now:  # they wait for the file's end, where they are judged together
-        _hold_back(set(aside), rows, decided, changed, touched)
+        # and so does a Device and relation whose end moved earlier freed time that no line
+        # of the batch took: a change of supplier with the old supplier's end in this batch
+        # and the new supplier's start in a later one (or waiting), whose Device's traffic
+        # in between neither supplier saw until that line was applied (session 40)
+        uncovered = {
+            (d, r) for d, r, since, until in freed if not _covered(state, d, r, since, until)
+        }
+        _hold_back(set(aside) | uncovered, rows, decided, changed, touched)
         aside = {}
     waiting = [i for together in aside.values() for i in together]
     order = _corrections_first(sorted(waiting), rows, state)
@@ -452,6 +466,26 @@ def load_interval_rows(
     # from the registry as written above, in this transaction
     refresh(conn, [change for changes in touched.values() for change in changes])
     return decided
+
+
+def _covered(
+    state: dict[tuple[str, str], _Spans],
+    device_id: str,
+    relation: str,
+    since: datetime,
+    until: datetime | None,
+) -> bool:
+    """Whether the Device's intervals of `relation` cover all of [since, until) (None: on)."""
+    reached = since
+    for start, (_, end) in sorted(state.get((device_id, relation), {}).items()):
+        if start > reached:
+            return False
+        if end is None:
+            return True
+        reached = max(reached, end)
+        if until is not None and reached >= until:
+            return True
+    return False
 
 
 def _hold_back(
