@@ -8,7 +8,9 @@ three lines; the intervals, the visibility index, the summary and the rejected l
 their reasons must be the same. Small batches are the hard case: there a line that overlaps
 waits for the file's end with the later lines of its Device and relation
 (ingest.waiting_lines), those before it in its batch too, and is judged with them there
-(store.registry).
+(store.registry). And between two batches, no time that a Device's relation was held
+before the load and is held after it is held by no one (a change of supplier's two lines in
+two batches, the old supplier's end first, left one: session 40).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from servicetrail import settings as servicetrail_settings
 from servicetrail.domain.times import parse_time
@@ -85,6 +88,39 @@ def batches_of(size: int) -> Iterator[None]:
         servicetrail_settings.reload()
 
 
+Held = dict[tuple[str, str], list[tuple[str, str | None]]]
+
+
+def held(engine: Engine) -> Held:
+    """Each Device and relation's intervals (their times as the store writes them, one form
+    per engine, so that they sort as times)."""
+    spans: Held = {}
+    with engine.connect() as conn:
+        for device, relation, start, end in conn.execute(
+            text("SELECT device_id, relation, valid_from, valid_to FROM responsibility")
+        ):
+            spans.setdefault((device, relation), []).append(
+                (str(start), None if end is None else str(end))
+            )
+    return spans
+
+
+def gaps_while_loading(before: Held, between: list[Held], after: Held) -> list[tuple]:
+    """A time of a Device and relation that someone held before the load and after it, and
+    no one between two batches: neither supplier saw the Device's traffic then (audit 38e)."""
+
+    def covered(spans: list[tuple[str, str | None]], moment: str) -> bool:
+        return any(start <= moment and (end is None or moment < end) for start, end in spans)
+
+    found = []
+    for key in set(before) & set(after):
+        moments = {t for state in (before, after, *between) for s in state.get(key, []) for t in s}
+        for moment in sorted(m for m in moments if m is not None):
+            if covered(before[key], moment) and covered(after[key], moment):
+                found += [(key, moment) for s in between if not covered(s.get(key, []), moment)]
+    return found
+
+
 def loaded(
     fresh_world: Callable[[], AbstractContextManager[str]], content: str, size: int
 ) -> tuple:
@@ -94,8 +130,17 @@ def loaded(
         try:
             path = Path(folder) / "corrections.csv"
             path.write_text(content, encoding="utf-8", newline="")
+            before, between = held(engine), []
             with batches_of(size):
-                summary = load_registry(engine, registry_csv.RESPONSIBILITIES, path, None)
+                summary = load_registry(
+                    engine,
+                    registry_csv.RESPONSIBILITIES,
+                    path,
+                    None,
+                    progress=lambda _: between.append(held(engine)),
+                )
+            gaps = gaps_while_loading(before, between, held(engine))
+            assert not gaps, (size, gaps, content)
             rejects = Path(folder) / "corrections.rejects.jsonl"
             rejected = (
                 [
