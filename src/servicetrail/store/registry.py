@@ -11,6 +11,7 @@ A row's outcome is an Outcome, or a Conflict (not raised) saying why it was refu
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -380,8 +381,8 @@ def load_interval_rows(
 
     # a row skipped as superseded -> the start of the interval whose later row stands for it
     waits_on: dict[int, datetime] = {}
-    # the time that ends moved earlier freed: (Device, relation, from, to or None)
-    freed: list[tuple[str, str, datetime, datetime | None]] = []
+    # the time that ends moved earlier freed, by Device and relation: (from, to or None)
+    freed: dict[tuple[str, str], list[tuple[datetime, datetime | None]]] = {}
 
     def judge(i: int) -> Decided:
         """Row i against the state as it stands, applied if it loads or corrects."""
@@ -406,7 +407,7 @@ def load_interval_rows(
         if judged is Outcome.CORRECTED:
             _, held_end = state[device_id, relation][start]
             if end is not None and (held_end is None or end < held_end):
-                freed.append((device_id, relation, end, held_end))
+                freed.setdefault((device_id, relation), []).append((end, held_end))
         if isinstance(judged, _Redated):
             apply(device_id, relation, judged.start, None)
             judged = Outcome.CORRECTED
@@ -439,9 +440,7 @@ def load_interval_rows(
         # of the batch took: a change of supplier with the old supplier's end in this batch
         # and the new supplier's start in a later one (or waiting), whose Device's traffic
         # in between neither supplier saw until that line was applied (session 40)
-        uncovered = {
-            (d, r) for d, r, since, until in freed if not _covered(state, d, r, since, until)
-        }
+        uncovered = {group for group, spans in freed.items() if not _covered(state[group], spans)}
         _hold_back(set(aside) | uncovered, rows, decided, changed, touched)
         aside = {}
     waiting = [i for together in aside.values() for i in together]
@@ -468,24 +467,26 @@ def load_interval_rows(
     return decided
 
 
-def _covered(
-    state: dict[tuple[str, str], _Spans],
-    device_id: str,
-    relation: str,
-    since: datetime,
-    until: datetime | None,
-) -> bool:
-    """Whether the Device's intervals of `relation` cover all of [since, until) (None: on)."""
-    reached = since
-    for start, (_, end) in sorted(state.get((device_id, relation), {}).items()):
-        if start > reached:
+def _covered(held: _Spans, freed: list[tuple[datetime, datetime | None]]) -> bool:
+    """Whether the intervals `held` cover every span [from, to) of `freed` (to None: on).
+    Their union is made once for all of a Device and relation's freed spans: made for each,
+    a Device's N ends moved earlier in one batch cost N^2 log N."""
+    union: list[tuple[datetime, datetime | None]] = []  # disjoint, in order
+    for start, (_, end) in sorted(held.items()):
+        if union and union[-1][1] is not None and union[-1][1] >= start:
+            last_end = union[-1][1]
+            union[-1] = (union[-1][0], None if end is None else max(last_end, end))
+        elif not union or union[-1][1] is not None:
+            union.append((start, end))
+    starts = [start for start, _ in union]
+    for since, until in freed:
+        at = bisect.bisect_right(starts, since) - 1
+        if at < 0:
             return False
-        if end is None:
-            return True
-        reached = max(reached, end)
-        if until is not None and reached >= until:
-            return True
-    return False
+        _, end = union[at]
+        if end is not None and (until is None or end < until or end <= since):
+            return False
+    return True
 
 
 def _hold_back(
