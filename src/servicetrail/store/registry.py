@@ -404,7 +404,7 @@ def load_interval_rows(
                 f"re-dates the {relation} interval of {party_id} on {device_id} "
                 f"({moved.describe()}), judged with the file's later lines at its end"
             )
-        if judged is Outcome.CORRECTED:
+        if judged is Outcome.CORRECTED and not redate_now:  # only a batch's rows may wait
             _, held_end = state[device_id, relation][start]
             if end is not None and (held_end is None or end < held_end):
                 freed.setdefault((device_id, relation), []).append((end, held_end))
@@ -484,7 +484,7 @@ def _covered(held: _Spans, freed: list[tuple[datetime, datetime | None]]) -> boo
         if at < 0:
             return False
         _, end = union[at]
-        if end is not None and (until is None or end < until or end <= since):
+        if end is not None and (until is None or end < until):
             return False
     return True
 
