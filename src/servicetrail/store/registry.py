@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from ..domain.ids import shown
 from ..domain.model import Device, Responsibility, User
 from .engine import foreign_keys_planned_once
+from .held_intervals import HeldIntervals
 from .watches import match_before_registry_change
 from .visibility_index import (
     Touched,
@@ -280,8 +281,6 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
 
 # An interval as a tuple, in Responsibility's field order: a bulk load makes millions
 IntervalRow = tuple[str, str, str, datetime, datetime | None]
-# (device_id, relation) -> valid_from -> (party_id, valid_to)
-_Spans = dict[datetime, tuple[str, datetime | None]]
 
 
 def load_interval_rows(
@@ -329,7 +328,7 @@ def load_interval_rows(
     }
     # what the store holds, then what it will hold once the batch's rows before the current
     # one are applied
-    state: dict[tuple[str, str], _Spans] = {}
+    state: dict[tuple[str, str], HeldIntervals] = {}
     stored: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
     read_time = raw.read_set_time
     for device_id, party_id, relation, valid_from, valid_to in raw.rows_for(
@@ -339,7 +338,7 @@ def load_interval_rows(
     ):
         start = read_time(valid_from)
         held = (party_id, None if valid_to is None else read_time(valid_to))
-        state.setdefault((device_id, relation), {})[start] = held
+        _held(state, device_id, relation).put(start, held)
         stored[device_id, relation, start] = held
     traffic = devices_with_records(conn, devices)
     decided: list[Decided] = [Outcome.LOADED] * len(rows)
@@ -361,14 +360,15 @@ def load_interval_rows(
 
     def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
         """One interval of the state set (`now`) or removed (None), and what it touched."""
-        spans = state.setdefault((device_id, relation), {})
-        before = spans.pop(start, None)
+        spans = _held(state, device_id, relation)
+        before = spans.pop(start)
         key = (device_id, relation, start)
         if now is None:
             changed.pop(key, None)
             removed.add(key)
         else:
-            spans[start] = changed[key] = now
+            spans.put(start, now)
+            changed[key] = now
             removed.discard(key)
         if device_id in traffic:
             change = touched_by(
@@ -467,7 +467,16 @@ def load_interval_rows(
     return decided
 
 
-def _covered(held: _Spans, freed: list[tuple[datetime, datetime | None]]) -> bool:
+def _held(
+    state: dict[tuple[str, str], HeldIntervals], device_id: str, relation: str
+) -> HeldIntervals:
+    spans = state.get((device_id, relation))
+    if spans is None:
+        spans = state[device_id, relation] = HeldIntervals()
+    return spans
+
+
+def _covered(held: HeldIntervals, freed: list[tuple[datetime, datetime | None]]) -> bool:
     """Whether the intervals `held` cover every span [from, to) of `freed` (to None: on).
     Their union is made once for all of a Device and relation's freed spans: made for each,
     a Device's N ends moved earlier in one batch cost N^2 log N."""
@@ -557,7 +566,7 @@ class _Redated:
 
 
 def _corrections_first(
-    waiting: list[int], rows: Sequence[IntervalRow], state: dict[tuple[str, str], _Spans]
+    waiting: list[int], rows: Sequence[IntervalRow], state: dict[tuple[str, str], HeldIntervals]
 ) -> list[int]:
     """The order rows set aside are judged in: those that correct a held interval (its start
     given again), then the others, each in the batch's order. A change of supplier is the old
@@ -578,7 +587,7 @@ def _decide(
     new: IntervalRow,
     parties: set[str],
     devices: set[str],
-    spans: _Spans | None,
+    spans: HeldIntervals | None,
     replaceable: Callable[[datetime], bool] = lambda _: False,
 ) -> Decided | _Redated | _Superseded:
     """A row's outcome against the intervals of its Device and relation (`spans`, None for its
@@ -607,18 +616,7 @@ def _decide(
     same_start = spans.get(valid_from)
     if same_start == (party_id, valid_to):
         return Outcome.DUPLICATE
-    overlapping = []
-    for start, (_, end) in spans.items():
-        # Responsibility.overlaps, without making one for every interval held
-        if (
-            start != valid_from
-            and (valid_to is None or start < valid_to)
-            and (end is None or valid_from < end)
-        ):
-            overlapping.append(start)
-    # in order of start, the few that overlap: sorting every interval held, for every row, made
-    # a Device's N lines cost N^2 log N (review 39b)
-    overlapping.sort()
+    overlapping = spans.overlapping(valid_from, valid_to)
     if not overlapping:
         return Outcome.LOADED if same_start is None else Outcome.CORRECTED
     if same_start is None:
