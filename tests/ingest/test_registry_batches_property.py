@@ -10,7 +10,9 @@ waits for the file's end with the later lines of its Device and relation
 (ingest.waiting_lines), those before it in its batch too, and is judged with them there
 (store.registry). And between two batches, no time that a Device's relation was held
 before the load and is held after it is held by no one (a change of supplier's two lines in
-two batches, the old supplier's end first, left one: session 40).
+two batches, the old supplier's end first, left one: session 40). Every Device's intervals
+are bisected here (store.held_intervals), not only those of a Device with more than a few:
+the rest of the suite, whose Devices have a few, has them scanned.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -32,10 +35,19 @@ from servicetrail import settings as servicetrail_settings
 from servicetrail.domain.times import parse_time
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.load import load_registry
+from servicetrail.store import held_intervals
 from servicetrail.store.engine import open_store
 from devsupport.pg_server import PgServer
 from tests.conftest import sqlite_store_from
 from tests.personas import ESME_1, GSME_1, NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO
+
+
+@pytest.fixture(autouse=True, scope="module")
+def every_device_bisected() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(held_intervals, "_FEW", 0)
+        yield
+
 
 # the persona world's intervals start and change on the first of January and of March 2025
 GRID = [parse_time(f"2025-{month:02d}-01T00:00:00Z") for month in range(1, 7)]
