@@ -977,6 +977,52 @@ def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine
     assert len(sent) == len(set(sent)), sorted(sent)
 
 
+def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, world) -> None:
+    """An outcome is recorded in the round after its attempt: a delivery started with no more
+    than its attempt's time left on its lease ended as the lease did, and a worker that leased
+    it in between sent it again (two workers, two busy cores: a webhook-id arrived twice,
+    session 40). Each attempt starts with its time and a quarter of the lease (at most 5 s) to
+    spare. The receiver never answers, so one slot takes a delivery every 0.5 s, in every phase
+    of the lease; where it arrives, the store says when its lease ends."""
+    from sqlalchemy import select
+
+    from servicetrail.store.watch_tables import webhook_outbox
+
+    lease_left: list[float] = []
+
+    def never_in_time(path: str, n: int) -> tuple[float, float]:
+        arrived = datetime.now(timezone.utc)
+        [_, watch_id, event_id] = stuck.received[-1].headers["webhook-id"].split("_")
+        with engine.connect() as conn:
+            ends = conn.execute(
+                select(webhook_outbox.c.next_attempt_at).where(
+                    webhook_outbox.c.watch_id == int(watch_id),
+                    webhook_outbox.c.event_id == int(event_id),
+                )
+            ).scalar_one()
+        lease_left.append((ends - arrived).total_seconds())
+        return 200, 30
+
+    with Receiver(answer=never_in_time) as stuck:
+        hook(engine, stuck, "/stuck")
+        lk_requests(engine, *range(1, 31))
+        worker = Deliverer(
+            engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=4
+        )
+
+        async def a_while() -> None:
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            await asyncio.sleep(7)
+            stop.set()
+            await running
+
+        asyncio.run(a_while())
+    assert len(lease_left) >= 8, lease_left  # more than one lease's worth
+    # 0.5 s to send and 1 s to record, less what a busy machine takes to get it here
+    assert min(lease_left) > 1.2, sorted(lease_left)
+
+
 def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
     and what it had leased came due again when the lease ended, minutes later and sent

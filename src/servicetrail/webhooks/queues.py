@@ -86,8 +86,9 @@ class Queues:
     def start(self, free: int, starts_by: float) -> list[tuple[Due, Host]]:
         """Up to `free` deliveries taken from their queues and counted in flight, each slot
         to the Party the module's rule picks. A delivery whose lease ends at or before
-        `starts_by` (now plus an attempt's time) is dropped unsent instead, taking no slot:
-        it comes due in the store again, and may be another worker's by then."""
+        `starts_by` (now plus an attempt's time and the time to record it) is dropped unsent
+        instead, taking no slot: it comes due in the store again, and may be another worker's
+        by then."""
         parties_at: dict[Host, set[str]] = defaultdict(set)
         for party, host in self._queued:
             parties_at[host].add(party)
