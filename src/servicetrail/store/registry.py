@@ -361,13 +361,14 @@ def load_interval_rows(
     def apply(device_id: str, relation: str, start: datetime, now: Any) -> None:
         """One interval of the state set (`now`) or removed (None), and what it touched."""
         spans = _held(state, device_id, relation)
-        before = spans.pop(start)
         key = (device_id, relation, start)
         if now is None:
+            before = spans.pop(start)
             changed.pop(key, None)
             removed.add(key)
         else:
-            spans.put(start, now)
+            before = spans.get(start)
+            spans.put(start, now)  # in place: a Device's many starts are not moved for it
             changed[key] = now
             removed.discard(key)
         if device_id in traffic:
