@@ -1013,12 +1013,12 @@ def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, 
         async def a_while() -> None:
             stop = asyncio.Event()
             running = asyncio.create_task(worker.run(stop))
-            await asyncio.sleep(7)
+            await asyncio.sleep(5)  # past the first lease's end
             stop.set()
             await running
 
         asyncio.run(a_while())
-    assert len(lease_left) >= 8, lease_left  # more than one lease's worth
+    assert len(lease_left) >= 5, lease_left
     # 0.5 s to send and 1 s to record, less what a busy machine takes to get it here
     assert min(lease_left) > 1.2, sorted(lease_left)
 
