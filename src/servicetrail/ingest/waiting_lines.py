@@ -22,12 +22,12 @@ Origin = tuple[int, bytes]  # the line's number and its raw record, for the reje
 Waiting = tuple[IntervalRow, Origin]
 
 # Lines of one Device and relation judged together at the file's end, at most (whole groups
-# share a batch up to the batch's size): held in memory, in one transaction, about 1 KB a
-# line all told. A Device has a handful of suppliers in its life; a larger group (a file built
-# to exhaust the loader) is judged this many lines at a time, in the file's order, each part
-# committed before the next is judged (so a change of supplier cut by a part's end shows a gap
-# between the two commits). 10,000 while a Device's intervals were scanned for every line
-# (store.held_intervals: 20,000 lines took 40-80 s).
+# share a batch up to the batch's size): held in memory, in one transaction, about 2 KB a line
+# all told (300 MB at 100,000: bench/one_device.py). A Device has a handful of suppliers in its
+# life; a larger group (a file built to exhaust the loader) is judged this many lines at a
+# time, in the file's order, each part committed before the next is judged (so a change of
+# supplier cut by a part's end shows a gap between the two commits). 10,000 while a Device's
+# intervals were scanned for every line (store.held_intervals: 20,000 lines took 40-80 s).
 MOST_IN_A_GROUP = 100_000
 
 # Which groups wait, as a Bloom filter of this many bytes: a set of their hashes grew by 76 MB

@@ -24,12 +24,14 @@ _FEW = 16
 
 
 class HeldIntervals:
-    __slots__ = ("_by_start", "_starts")
+    __slots__ = ("_by_start", "_starts", "_overlap")
 
     def __init__(self) -> None:
         self._by_start: dict[datetime, Held] = {}
         # the starts in order, once there are more than a few and none overlap; else None
         self._starts: list[datetime] | None = None
+        # some overlap (seen once, not sought again for every line: the batch leaves them so)
+        self._overlap = False
 
     def __len__(self) -> int:
         return len(self._by_start)
@@ -64,8 +66,9 @@ class HeldIntervals:
         """The starts, in order, of the intervals held that [valid_from, valid_to) overlaps
         (valid_to None: it has no end; after valid_from), but for one that starts at
         valid_from: that is the interval a line with its start corrects."""
-        if self._starts is None and len(self._by_start) > _FEW:
+        if self._starts is None and not self._overlap and len(self._by_start) > _FEW:
             self._starts = _apart_in_order(self._by_start)
+            self._overlap = self._starts is None
         starts = self._starts
         if starts is None:
             return sorted(
