@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import BIN, OUT, Store, stores  # noqa: E402
 from registry import timed_command  # noqa: E402
-from waiting_lines import HEADER, copy_of, device  # noqa: E402
+from waiting_lines import HEADER, copy_of, device, loaded_base  # noqa: E402
 
 HOUR0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
 SECOND = timedelta(seconds=1)
@@ -94,13 +94,7 @@ def write_inputs(folder: Path, lines: int) -> dict[str, Path]:
 
 
 def measure(store: Store, paths: dict[str, Path], lines: int) -> dict:
-    base = store.fresh("base")
-    for what, name in (
-        ("users", "users"),
-        ("devices", "devices"),
-        ("responsibilities", "registry"),
-    ):
-        timed_command([BIN, "--db", base, "load", what, str(paths[name])])
+    base = loaded_base(store, paths)
     results = {}
     for name in (
         "spread, ends earlier",

@@ -101,7 +101,8 @@ def gaps(store: Store, url: str) -> int:
     return int(found)
 
 
-def measure(store: Store, paths: dict[str, Path], devices: int) -> dict:
+def loaded_base(store: Store, paths: dict[str, Path]) -> str:
+    """A fresh store with the users, devices and registry files loaded: each case's start."""
     base = store.fresh("base")
     for what, name in (
         ("users", "users"),
@@ -109,6 +110,11 @@ def measure(store: Store, paths: dict[str, Path], devices: int) -> dict:
         ("responsibilities", "registry"),
     ):
         timed_command([BIN, "--db", base, "load", what, str(paths[name])])
+    return base
+
+
+def measure(store: Store, paths: dict[str, Path], devices: int) -> dict:
+    base = loaded_base(store, paths)
     results = {}
     for name in ("in place", "next supplier", "new first", "old first"):
         url = copy_of(store, base, name)
