@@ -56,7 +56,7 @@ class Overlap(Conflict):
     of the same input may still close (ingest.load tries it again at the input's end). Its
     reason may be given unworded (a function), and is worded when read: most overlaps of a
     large file wait for its end, where they are judged again, and wording each reason cost
-    an eighth of such a load (200,000 lines: 1.4 of 18 s, profiled)."""
+    8% of such a load (200,000 lines: 1.4 of 18 s, profiled)."""
 
     def __init__(self, reason: str | Callable[[], str]) -> None:
         super().__init__()
