@@ -1023,6 +1023,59 @@ def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, 
     assert min(lease_left) > 1.2, sorted(lease_left)
 
 
+def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease_that_time(
+    engine, world
+) -> None:
+    """The same, with the worker's loop blocked for 1.3 s as each attempt is dispatched (as by
+    other work on a busy machine), before the attempt first runs: the lease was checked at
+    dispatch only, so the second attempt of a lease went out 0.9 s before the lease ended,
+    with no time left to record it. Checked again as it starts, it is not sent on that lease
+    (nor on one that such stalls eat away while it waits in the queue)."""
+    from sqlalchemy import select
+
+    from servicetrail.store.watch_tables import webhook_outbox
+
+    lease_left: list[float] = []
+
+    def never_in_time(path: str, n: int) -> tuple[float, float]:
+        arrived = datetime.now(timezone.utc)
+        [_, watch_id, event_id] = stuck.received[-1].headers["webhook-id"].split("_")
+        with engine.connect() as conn:
+            ends = conn.execute(
+                select(webhook_outbox.c.next_attempt_at).where(
+                    webhook_outbox.c.watch_id == int(watch_id),
+                    webhook_outbox.c.event_id == int(event_id),
+                )
+            ).scalar_one()
+        lease_left.append((ends - arrived).total_seconds())
+        return 200, 30
+
+    def stalled_after_each_dispatch(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        if getattr(coro, "__qualname__", "") == "Deliverer._attempt":
+            time.sleep(1.3)  # the loop blocked: the attempt's task has not run yet
+        return task
+
+    with Receiver(answer=never_in_time) as stuck:
+        hook(engine, stuck, "/stuck")
+        lk_requests(engine, *range(1, 31))
+        worker = Deliverer(
+            engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=4
+        )
+
+        async def a_while() -> None:
+            asyncio.get_running_loop().set_task_factory(stalled_after_each_dispatch)
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            await asyncio.sleep(5)  # past the first lease's second attempt
+            stop.set()
+            await running
+
+        asyncio.run(a_while())
+    assert lease_left, "nothing was sent"
+    assert min(lease_left) > 1.2, sorted(lease_left)
+
+
 def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
     and what it had leased came due again when the lease ended, minutes later and sent

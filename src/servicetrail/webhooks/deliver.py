@@ -319,8 +319,7 @@ class Deliverer:
         if session is None or self._stopping:
             return
         free = self.concurrency - len(self._tasks)
-        starts_by = time.monotonic() + self.timeout + self.recorded_within
-        for delivery, host in self.queues.start(free, starts_by):
+        for delivery, host in self.queues.start(free, self._starts_by()):
             task = asyncio.create_task(self._attempt(session, delivery, host))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -459,14 +458,35 @@ class Deliverer:
     ) -> None:
         """One attempt (its slot to `host` already taken by _dispatch); the slot goes at once
         to the next delivery queued for that receiver."""
-        answered: list[int] = []  # the status, once it came
-        try:
-            async with asyncio.timeout(self.timeout):
-                status, error = await self._post(session, delivery, answered)
-        except TimeoutError:
-            status, error = (answered[0], "") if answered else (None, self._no_answer)
-        finally:
+        if self.queues.lease_ends(delivery) <= self._starts_by():
+            # the loop stalled between its dispatch and now (other work on a busy machine):
+            # sent now, it could end with no time left on its lease to record it (another
+            # worker could lease it and send it again). Not sent, no attempt counted: it is
+            # due again when its lease ends.
             self.queues.finished(delivery, host)
+            self.stats.late += 1
+        else:
+            answered: list[int] = []  # the status, once it came
+            try:
+                async with asyncio.timeout(self.timeout):
+                    status, error = await self._post(session, delivery, answered)
+            except TimeoutError:
+                status, error = (answered[0], "") if answered else (None, self._no_answer)
+            finally:
+                self.queues.finished(delivery, host)
+            self._outcome(delivery, status, error)
+        self._dispatch()
+        # a round of attempts ended: record them and lease more (the main loop)
+        if len(self._outcomes) >= self.per_host or not (self._tasks - {asyncio.current_task()}):
+            self._wake.set()
+
+    def _starts_by(self) -> float:
+        """An attempt starts only on a lease that ends after this: it leaves the attempt its
+        time and its outcome the time to be recorded (RECORDED_WITHIN_SECONDS)."""
+        return time.monotonic() + self.timeout + self.recorded_within
+
+    def _outcome(self, delivery: Due, status: int | None, error: str) -> None:
+        """What came of an attempt, counted and kept for the next round to record."""
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
         elif status == 410:
@@ -481,10 +501,6 @@ class Deliverer:
         self._outcomes.append(
             Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error)
         )
-        self._dispatch()
-        # a round of attempts ended: record them and lease more (the main loop)
-        if len(self._outcomes) >= self.per_host or not (self._tasks - {asyncio.current_task()}):
-            self._wake.set()
 
     def _forget_watch(self, watch_id: int) -> None:
         """Drop a watch's deliveries still queued here: its receiver said 410 Gone, and the

@@ -35,8 +35,9 @@ class Queues:
         self.per_party_host = per_party_host
         # (party, receiver) -> deliveries, oldest first
         self._queued: dict[tuple[str, Host], deque[Due]] = defaultdict(deque)
-        # when each queued delivery stops being ours (the worker's monotonic clock, from
-        # before its lease began): one whose lease ends before its attempt could is not started
+        # when each delivery queued or in flight stops being ours (the worker's monotonic
+        # clock, from before its lease began): one whose lease ends before its attempt could
+        # is not started
         self._lease_ends: dict[Key, float] = {}
         # leased here, queued or in flight: the next lease leaves them be
         self.held: set[Key] = set()
@@ -132,10 +133,11 @@ class Queues:
                 del self._queued[party_here]
             self._unqueued(delivery, host)
             key = (delivery.watch_id, delivery.event_id)
-            if self._lease_ends.pop(key, math.inf) <= starts_by:
+            if self._lease_ends.get(key, math.inf) <= starts_by:
                 # sent on a lease that had ended, it went out twice: it was due again in the
                 # store, and another worker's (review 31a: 11 attempts after their lease)
                 self.held.discard(key)
+                self._lease_ends.pop(key, None)
                 continue
             self._in_flight[host] += 1
             self._party_in_flight[party] += 1
@@ -156,6 +158,11 @@ class Queues:
             del self._party_host_in_flight[party_here]
             self._forget_turn_when_idle(party_here)
         self.held.discard((delivery.watch_id, delivery.event_id))
+        self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
+
+    def lease_ends(self, delivery: Due) -> float:
+        """When the lease of a delivery `start` gave out ends (monotonic clock)."""
+        return self._lease_ends.get((delivery.watch_id, delivery.event_id), math.inf)
 
     def drop(self, dropped: Callable[[Key], bool]) -> None:
         """Take the queued deliveries that `dropped` picks out of their queues, unsent."""

@@ -25,6 +25,9 @@ class Stats:
     # leased, then not to be sent: hidden by a registry correction, or its watch deleted or
     # its receiver gone (410 to another worker) before it was sent
     hidden: int = 0
+    # given a slot, then not sent: its worker's loop stalled until its lease had too little
+    # left (due again when the lease ends)
+    late: int = 0
     matched_records: int = 0
     errors: Counter[str] = field(default_factory=Counter[str])
 
