@@ -977,33 +977,41 @@ def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine
     assert len(sent) == len(set(sent)), sorted(sent)
 
 
-def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, world) -> None:
-    """An outcome is recorded in the round after its attempt: a delivery started with no more
-    than its attempt's time left on its lease ended as the lease did, and a worker that leased
-    it in between sent it again (two workers, two busy cores: a webhook-id arrived twice,
-    session 40). Each attempt starts with its time and a quarter of the lease (at most 5 s) to
-    spare. The receiver never answers, so one slot takes a delivery every 0.5 s, in every phase
-    of the lease; where it arrives, the store says when its lease ends."""
-    from sqlalchemy import select
+class LeaseLeftAtArrival:
+    """A receiver's answer that never comes in time (30 s), noting for each attempt how much
+    of its lease the store says is left as it arrives (`left`, seconds)."""
 
-    from servicetrail.store.watch_tables import webhook_outbox
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.receiver: Receiver | None = None
+        self.left: list[float] = []
 
-    lease_left: list[float] = []
+    def __call__(self, path: str, n: int) -> tuple[float, float]:
+        from sqlalchemy import select
 
-    def never_in_time(path: str, n: int) -> tuple[float, float]:
+        from servicetrail.store.watch_tables import webhook_outbox
+
         arrived = datetime.now(timezone.utc)
-        [_, watch_id, event_id] = stuck.received[-1].headers["webhook-id"].split("_")
-        with engine.connect() as conn:
+        assert self.receiver is not None
+        [_, watch_id, event_id] = self.receiver.received[-1].headers["webhook-id"].split("_")
+        with self.engine.connect() as conn:
             ends = conn.execute(
                 select(webhook_outbox.c.next_attempt_at).where(
                     webhook_outbox.c.watch_id == int(watch_id),
                     webhook_outbox.c.event_id == int(event_id),
                 )
             ).scalar_one()
-        lease_left.append((ends - arrived).total_seconds())
+        self.left.append((ends - arrived).total_seconds())
         return 200, 30
 
+
+def lease_left_at_each_attempt(engine, task_factory=None) -> list[float]:
+    """One worker (a slot, 0.5 s attempts, 4 s leases) with 30 deliveries for a receiver that
+    never answers in time, for 5 s (past its first lease's end): so one attempt every 0.5 s,
+    in every phase of a lease. How much of its lease each had left as it arrived."""
+    never_in_time = LeaseLeftAtArrival(engine)
     with Receiver(answer=never_in_time) as stuck:
+        never_in_time.receiver = stuck
         hook(engine, stuck, "/stuck")
         lk_requests(engine, *range(1, 31))
         worker = Deliverer(
@@ -1011,16 +1019,28 @@ def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, 
         )
 
         async def a_while() -> None:
+            if task_factory is not None:
+                asyncio.get_running_loop().set_task_factory(task_factory)
             stop = asyncio.Event()
             running = asyncio.create_task(worker.run(stop))
-            await asyncio.sleep(5)  # past the first lease's end
+            await asyncio.sleep(5)
             stop.set()
             await running
 
         asyncio.run(a_while())
-    assert len(lease_left) >= 5, lease_left
+    return never_in_time.left
+
+
+def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, world) -> None:
+    """An outcome is recorded in the round after its attempt: a delivery started with no more
+    than its attempt's time left on its lease ended as the lease did, and a worker that leased
+    it in between sent it again (two workers, two busy cores: a webhook-id arrived twice,
+    session 40). Each attempt starts with its time and a quarter of the lease (at most 5 s) to
+    spare."""
+    left = lease_left_at_each_attempt(engine)
+    assert len(left) >= 5, left
     # 0.5 s to send and 1 s to record, less what a busy machine takes to get it here
-    assert min(lease_left) > 1.2, sorted(lease_left)
+    assert min(left) > 1.2, sorted(left)
 
 
 def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease_that_time(
@@ -1031,24 +1051,6 @@ def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease
     dispatch only, so the second attempt of a lease went out 0.9 s before the lease ended,
     with no time left to record it. Checked again as it starts, it is not sent on that lease
     (nor on one that such stalls eat away while it waits in the queue)."""
-    from sqlalchemy import select
-
-    from servicetrail.store.watch_tables import webhook_outbox
-
-    lease_left: list[float] = []
-
-    def never_in_time(path: str, n: int) -> tuple[float, float]:
-        arrived = datetime.now(timezone.utc)
-        [_, watch_id, event_id] = stuck.received[-1].headers["webhook-id"].split("_")
-        with engine.connect() as conn:
-            ends = conn.execute(
-                select(webhook_outbox.c.next_attempt_at).where(
-                    webhook_outbox.c.watch_id == int(watch_id),
-                    webhook_outbox.c.event_id == int(event_id),
-                )
-            ).scalar_one()
-        lease_left.append((ends - arrived).total_seconds())
-        return 200, 30
 
     def stalled_after_each_dispatch(loop, coro, **kwargs):
         task = asyncio.Task(coro, loop=loop, **kwargs)
@@ -1056,24 +1058,9 @@ def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease
             time.sleep(1.3)  # the loop blocked: the attempt's task has not run yet
         return task
 
-    with Receiver(answer=never_in_time) as stuck:
-        hook(engine, stuck, "/stuck")
-        lk_requests(engine, *range(1, 31))
-        worker = Deliverer(
-            engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=4
-        )
-
-        async def a_while() -> None:
-            asyncio.get_running_loop().set_task_factory(stalled_after_each_dispatch)
-            stop = asyncio.Event()
-            running = asyncio.create_task(worker.run(stop))
-            await asyncio.sleep(5)  # past the first lease's second attempt
-            stop.set()
-            await running
-
-        asyncio.run(a_while())
-    assert lease_left, "nothing was sent"
-    assert min(lease_left) > 1.2, sorted(lease_left)
+    left = lease_left_at_each_attempt(engine, stalled_after_each_dispatch)
+    assert left, "nothing was sent"
+    assert min(left) > 1.2, sorted(left)
 
 
 def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
