@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
