@@ -36,6 +36,31 @@ def test_parse_time_gives_aware_utc(raw: str, expected: datetime) -> None:
     assert parsed.tzinfo == UTC
 
 
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("20250301", datetime(2025, 3, 1, tzinfo=UTC)),  # basic form
+        ("2025-W09-6", datetime(2025, 3, 1, tzinfo=UTC)),  # week date: Saturday of week 9
+        ("2025W096", datetime(2025, 3, 1, tzinfo=UTC)),
+        ("2025-W01", datetime(2024, 12, 30, tzinfo=UTC)),  # a week alone: its Monday
+        ("2026-W53", datetime(2026, 12, 28, tzinfo=UTC)),
+    ],
+)
+def test_parse_time_reads_a_date_alone_in_any_iso_form_as_midnight_utc(
+    raw: str, expected: datetime
+) -> None:
+    """`2025-W01` and `20250301` were told to add an offset, after which they were no valid
+    time either: a date in another ISO-8601 form is read as `2025-03-01` is."""
+    assert parse_time(raw) == expected
+    assert parse_bound(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["2025-W53", "2025-W01-8", "2025-0301", "2025-03-1", "2025-W01Z"])
+def test_parse_time_refuses_what_only_looks_like_a_date(raw: str) -> None:
+    with pytest.raises(InvalidValue, match="not an ISO-8601 time"):
+        parse_time(raw)
+
+
 @pytest.mark.parametrize("raw", ["2025-03-01T10:00:00", "2025-03-01T10:00", "2025-03-01 10:00:00"])
 def test_parse_time_refuses_a_time_without_offset(raw: str) -> None:
     with pytest.raises(InvalidValue, match="offset"):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from .ids import InvalidValue, shown
 
 UTC = timezone.utc
-_DATE_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+# A date alone is at most this long in any ISO-8601 form (`2025-03-01`, `2025-W09-6`), and a
+# time with an offset is longer (`20250301T10Z`).
+_LONGEST_DATE = 10
 # Space, tab and line ends around a time are forgiven (a CSV cell, a form field); any other
 # character outside printable ASCII is refused: Python's fromisoformat stops reading at a NUL
 # and accepts whatever follows it, and no ISO-8601 time needs one.
@@ -16,7 +18,8 @@ _SURROUNDING_SPACE = " \t\r\n"
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO-8601 time with an offset (or a bare date, read as midnight UTC) as aware UTC.
+    """An ISO-8601 time with an offset (or a date alone, in any of ISO-8601's forms: calendar,
+    basic or week, read as midnight UTC) as aware UTC.
 
     A time without an offset is refused: in GB it could be GMT or BST, an hour apart.
     """
@@ -29,8 +32,14 @@ def parse_time(value: str) -> datetime:
         raise InvalidValue("empty time")
     if not (text.isascii() and text.isprintable()):
         raise InvalidValue(f"not an ISO-8601 time (printable ASCII only): {shown(value)}")
-    if _DATE_ONLY.match(text):
-        text += "T00:00:00+00:00"
+    if len(text) <= _LONGEST_DATE:
+        # every form fromisoformat reads as a day, not only YYYY-MM-DD: `2025-W01` and
+        # `20250301` were told to add an offset, which made them no valid time either
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
     except ValueError:
