@@ -1056,6 +1056,54 @@ def test_an_end_moved_earlier_whose_time_its_batch_fills_is_applied_in_that_batc
     assert supply_days(engine, ESME_1)[-1] == (SOUTHENERGY, "2025-03-01", "2025-09-01")
 
 
+class StagesSeen:
+    """A progress display (ingest.load's StagedProgress) that notes what it is told."""
+
+    def __init__(self) -> None:
+        self.stages: list[tuple[str, int | None, str]] = []
+        self.counted: list[int] = []  # per stage, what was counted in it
+
+    def stage(self, description: str, total: int | None, unit: str) -> None:
+        self.stages.append((description, total, unit))
+        self.counted.append(0)
+
+    def __call__(self, done: int) -> None:
+        self.counted[-1] += done
+
+
+def test_a_staged_progress_display_is_told_of_the_look_ahead_and_the_lines_that_waited(
+    world, tmp_path, monkeypatch
+):
+    """The bar sat at 0% while the file was read ahead and at 100% while the lines that
+    waited were judged (carried finding): a staged display is told of each pass, and counts
+    the file's bytes, then the waiting lines as they are judged."""
+    from servicetrail.ingest import registry_csv
+    from servicetrail.ingest.load import load_registry
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
+    monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
+    settings.reload()
+    ends = "".join(  # ends moved earlier, their time filled by no line of their batch: wait
+        f"{device},{SOUTHENERGY},supplier,{start}T00:00:00Z,2025-09-01T00:00:00Z\n"
+        for device, start in ((ESME_1, "2025-03-01"), (GSME_1, "2025-01-01"))
+    )
+    corrections = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER + ends + f"{PPMID_1},{WIRESCO},supplier,2025-01-01T00:00:00Z,2025-02-01\n",
+    )
+    seen = StagesSeen()
+    summary = load_registry(world.engine, registry_csv.RESPONSIBILITIES, corrections, None, seen)
+    assert (summary.loaded, summary.rejected) == (3, 0)
+    size = corrections.stat().st_size - len(RESP_HEADER)
+    assert seen.stages == [
+        ("reading ahead", None, ""),
+        ("loading", size, "bytes"),
+        ("judging lines that waited", 2, "lines"),
+    ]
+    assert seen.counted == [0, size, 2]
+    assert supply_days(world.engine, GSME_1) == [(SOUTHENERGY, "2025-01-01", "2025-09-01")]
+
+
 def test_a_load_stopped_part_way_says_how_many_lines_were_waiting(
     world, tmp_path, monkeypatch, capsys
 ):

@@ -207,17 +207,12 @@ def shown_store_url() -> str:
 
 @contextmanager
 def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal; nothing when the output is a pipe or a file."""
+    """A progress bar on a terminal (cli.progress); nothing when the output is a pipe or a
+    file."""
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import (  # here: only a terminal draws one (see cli.serving.demo)
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from .progress import TerminalBar, terminal_progress
 
     total = sum(
         p.stat().st_size
@@ -225,16 +220,8 @@ def progress_for(paths: list[Path]) -> Iterator[Callable[[int], None] | None]:
         for p in ([path] if path.is_file() else path.rglob("*"))
         if p.is_file()
     )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("loading", total=total)
-        yield lambda done: bar.advance(task, done)
+    with terminal_progress() as bar:
+        yield TerminalBar(bar, total)
 
 
 @contextmanager

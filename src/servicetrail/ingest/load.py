@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from sqlalchemy.engine import Connection, Engine, RootTransaction
@@ -61,6 +61,24 @@ CHUNK_LINES = (
     4000  # lines a parsing worker sends at a time: fewer, larger statements cost the server less
 )
 Progress = Callable[[int], None]  # called with bytes read since the last call
+
+
+@runtime_checkable
+class StagedProgress(Protocol):
+    """A progress display that also shows a registry load's passes besides reading the file:
+    the look-ahead before it and the judging of the lines that waited after it, which left
+    a bar at 0% or at 100% for as long as they took. After `stage`, calls count in the
+    stage's `unit` ("bytes" or "lines"); a pass of unknown length has total None and unit
+    "" and is not counted."""
+
+    def __call__(self, done: int) -> None: ...
+
+    def stage(self, description: str, total: int | None, unit: str) -> None: ...
+
+
+def _stage(progress: Progress | None, description: str, total: int | None, unit: str) -> None:
+    if isinstance(progress, StagedProgress):
+        progress.stage(description, total, unit)
 
 
 @dataclass
@@ -116,11 +134,15 @@ def load_registry(
             store: RegistryWriter
             words: _LastWords | None = None
             if what is registry_csv.RESPONSIBILITIES:
+                _stage(progress, "reading ahead", None, "")
                 with open(path, "rb") as ahead:  # each interval's last word in the file
                     last_lines = registry_csv.repeated_intervals(
                         ahead, str(path), party_ids(engine)
                     )
                 store = words = _LastWords(last_lines)
+                # the bytes after the header, which are the ones counted
+                after_header = os.fstat(raw_file.fileno()).st_size - raw_file.tell()
+                _stage(progress, "loading", after_header, "bytes")
             else:
                 store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
             parsed_here = _parsed_batches(records, what.parser(header), header)
@@ -154,7 +176,7 @@ def load_registry(
                     if progress:
                         progress(read)
                 if later:
-                    _store_waiting(later, engine, store, rejects, path, summary, words)
+                    _store_waiting(later, engine, store, rejects, path, summary, words, progress)
             if words is not None:
                 words.reject_the_lost(path, rejects, summary)
     except BaseException as e:
@@ -182,12 +204,16 @@ def _store_waiting(
     path: Path,
     summary: Summary,
     words: _LastWords | None,
+    progress: Progress | None,
 ) -> None:
     """The lines that waited for the file's end, judged there in batches of whole groups (a
     Device and relation; a group of more than MOST_IN_A_GROUP lines in parts of that many),
     up to a batch's size unless one group is larger: each group's lines together, as in one
-    batch."""
+    batch. A staged progress display counts them (a plain callable counts bytes read)."""
     size = settings.current().registry_batch
+    waiting = later.count - later.judged
+    _stage(progress, "judging lines that waited", waiting, "lines")
+    advance = progress if isinstance(progress, StagedProgress) else None
     rows: list[Any] = []
     origins: list[tuple[int, bytes]] = []
 
@@ -205,6 +231,8 @@ def _store_waiting(
             words=words,
             waited=later,
         )
+        if advance:
+            advance(len(rows))
         rows.clear()
         origins.clear()
 
