@@ -202,6 +202,24 @@ def _same_file(fd: int, path: Path) -> bool:
     )
 
 
+def _one_of(path: Path, inputs: Iterable[Path]) -> bool:
+    """Whether `path` is one of the inputs: by name, or as another name of the same file (a
+    hard link at the reject file's name was added to, and so was the input: audit 42b)."""
+    inputs = list(inputs)
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        return True
+    try:
+        there = path.stat()
+    except OSError:
+        return False  # nothing there yet (or nothing to tell): no input either
+    for p in inputs:
+        with suppress(OSError):
+            found = os.stat(p)
+            if (found.st_dev, found.st_ino) == (there.st_dev, there.st_ino):
+                return True
+    return False
+
+
 class RejectFile:
     """The reject file of one or more inputs (`sources`, as their entries name them).
 
@@ -233,7 +251,7 @@ class RejectFile:
         self._fresh: int | None = None  # the file taking the held one's place at the end
         self._fresh_name = _fresh_path(path)  # and its name
         self._stream: Path | None = None  # the stream a link given leads to (_stream_hop)
-        if any(path.resolve() == Path(p).resolve() for p in inputs):
+        if _one_of(path, inputs):
             raise RejectsOverInput(
                 f"the reject file {path} would overwrite an input; name another with --rejects"
             )
