@@ -67,6 +67,36 @@ def test_a_rejected_first_line_keeps_its_byte_order_mark(
     assert (reject["line"], reject["raw"]) == (1, "\ufeff" + bad)
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_line_of_form_feeds_or_vertical_tabs_is_a_reject_not_a_blank_line(
+    cli, engine, tmp_path, use_settings, workers
+):
+    """A blank line (spaces, tabs, line ends: JSON's white space) is read past; a line of a
+    form feed or vertical tab is no blank line to JSON and was dropped in silence, counted
+    nowhere (audit 42b)."""
+    use_settings(SERVICETRAIL_PARSE_WORKERS=workers, SERVICETRAIL_WORKER_MIN_BYTES="1")
+    good = [json.dumps(rec(counter=n)).encode() for n in (1, 2)]
+    lines = [good[0], b"", b" \t", b"\x0c", b"\x0b", b"\r", b" \x0c ", good[1]]
+    path = tmp_path / "odd-space.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 2, rejected 3, skipped 0 duplicates\n", result.output
+    rejects = rejects_of(tmp_path / "odd-space.rejects.jsonl")
+    assert [(r["line"], r["raw"]) for r in rejects] == [(4, "\x0c"), (5, "\x0b"), (7, " \x0c ")]
+    assert all(r["reason"].startswith("not JSON") for r in rejects)
+
+
+def test_a_csv_line_of_a_form_feed_is_a_reject_not_a_blank_line(cli, engine, tmp_path):
+    users = write(
+        tmp_path / "users.csv",
+        USERS_HEADER + f"{NORTH_IS},NORTH,North,IS\n\n \t\n\x0c\n\x0b\n{SOUTH_IS},SOUTH,South,IS\n",
+    )
+    result = cli("load", "users", users)
+    assert result.stdout == "loaded 2, rejected 2, skipped 0 duplicates\n", result.output
+    rejects = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert [(r["line"], r["raw"]) for r in rejects] == [(5, "\x0c"), (6, "\x0b")]
+
+
 def test_a_request_with_a_response_code_is_rejected(cli, engine, tmp_path):
     path = write_lines(
         tmp_path / "rc.jsonl",
@@ -459,6 +489,18 @@ def test_a_reject_file_that_is_a_symbolic_link_is_refused(cli, tmp_path):
     result = cli("ingest", path)
     assert result.exit_code == 2 and "is a symbolic link" in result.stderr
     assert not elsewhere.exists()
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_reject_file_that_is_another_name_of_an_input_is_refused(cli, tmp_path, given):
+    """A hard link to the input at the reject file's name (or named with --rejects) was
+    added to, and the input with it (audit 42b); a link made by name is refused above."""
+    entry = '{"file": "x", "line": 1, "reason": "x", "raw": "y"}\n'  # a reject file's form
+    path = write(tmp_path / "q.jsonl", entry)
+    (tmp_path / "q.rejects.jsonl").hardlink_to(path)
+    result = cli("ingest", path, *(["--rejects", tmp_path / "q.rejects.jsonl"] if given else []))
+    assert result.exit_code == 2 and "would overwrite an input" in result.stderr, result.output
+    assert path.read_text() == entry
 
 
 def test_a_new_reject_file_is_readable_by_its_owner_only(cli, tmp_path):

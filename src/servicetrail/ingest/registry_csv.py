@@ -25,7 +25,7 @@ from ..domain.ids import (
 )
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
-from .sources import PIECE, Span, gathered_line, too_long
+from .sources import BLANK, PIECE, Span, gathered_line, too_long
 
 _DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
 _RELATIONS = frozenset(r.value for r in Relation)
@@ -420,7 +420,7 @@ def _records(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecord]:
             and b"\x00" not in body
             and len(body) < _FIELD_LIMIT
         ):
-            if not body.strip():
+            if not body.strip(BLANK):
                 continue  # a blank line: nothing to load or reject
             try:
                 text = body.decode("utf-8")
@@ -465,7 +465,7 @@ def _csv_record(reader: Iterator[list[str]], lines: _Lines) -> Iterator[CsvRecor
         yield start, e.span, None, _TOO_LONG
         return
     raw = lines.take()
-    if not raw.strip():
+    if not raw.strip(BLANK):
         return  # a blank line: nothing to load or reject
     if _has_surrogates(values):
         yield start, raw, None, "not UTF-8 text"

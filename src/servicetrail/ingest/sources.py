@@ -140,7 +140,9 @@ def _form_of_lines(path: Path) -> Format:
         for number, line in enumerate(readable_lines(f)):
             if number >= FORM_LINES:
                 break
-            if isinstance(line, bytes) and line.strip():  # a line too long to be a record: the next
+            if isinstance(line, bytes) and line.strip(
+                BLANK
+            ):  # a line too long to be a record: the next
                 try:
                     record = orjson.loads(without_bom(line))
                 except orjson.JSONDecodeError:
@@ -166,7 +168,11 @@ Span = tuple[str, int, int | None]
 
 PIECE = 1 << 20  # a line is read this much at a time (most are one piece), a long one copied
 BLANK_RUN_BYTES = 8 << 20
-SPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.strip() removes
+# A line of only these is blank, read past and counted as nothing: JSON's white space (a
+# CSV's blank line is the same). Not bytes.strip()'s, which also takes a vertical tab and a
+# form feed: a line of those was dropped in silence (audit 42b).
+BLANK = b" \t\n\r"
+SPACE = frozenset(BLANK)
 
 
 class Blanks(NamedTuple):
@@ -184,7 +190,7 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | tuple[int, 
     while line := stream.readline(PIECE):
         if len(line) > limit or (len(line) == PIECE and not line.endswith(b"\n")):
             yield gathered_line(stream, line, limit)
-        elif line[0] in SPACE and not line.strip():
+        elif line[0] in SPACE and not line.strip(BLANK):
             run, damage = blanks_from(stream, line)
             yield run
             if damage is not None:  # at the line after the run, as a plain read would have
@@ -207,7 +213,7 @@ def blanks_from(stream: IO[bytes], first: bytes) -> tuple[Blanks, BaseException 
             ahead = peek(PIECE)
         except DAMAGED as damage:
             return Blanks(lines, size), damage
-        blank = len(ahead) - len(ahead.lstrip())  # lstrip() takes SPACE, as strip() does
+        blank = len(ahead) - len(ahead.lstrip(BLANK))
         whole = ahead.rfind(b"\n", 0, blank) + 1  # a blank line's end: it ends the run's bytes
         if not whole:
             break
@@ -325,6 +331,6 @@ def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         if isinstance(line, Blanks):
             number += line.lines
             continue
-        if isinstance(line, bytes) and line.strip():
+        if isinstance(line, bytes) and line.strip(BLANK):
             yield number, line
         number += 1

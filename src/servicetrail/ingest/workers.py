@@ -73,7 +73,9 @@ def chunks_of(
                     held += len(line)
                     # most lines start with a non-space, and so skip the copying strip(); a
                     # first line's BOM is left on it for _parsed, which keeps it for a reject
-                    if line and (line[0] not in sources.SPACE or without_bom(line).strip()):
+                    if line and (
+                        line[0] not in sources.SPACE or without_bom(line).strip(sources.BLANK)
+                    ):
                         block.append((number, line))
                 number, offset, read = number + taken, offset + size_read, read + taken
                 if read >= size or held >= CHUNK_BYTES:
