@@ -90,3 +90,22 @@ def test_only_requests_are_triggers():
     assert [(t["record"]["id"], t["link"], t["seconds_before"]) for t in shown] == [
         (7, LINK_REQUEST_ID, 7)
     ]
+
+
+def test_a_request_whose_body_names_the_device_is_not_on_it():
+    """SPEC 6 lists "the requests P may see on that Device"; a search by Device also finds
+    P's own non-device requests whose body names it (4.1 subject_device_id, which never
+    widens rule 3), and those were listed as `same_device` (audit 42a)."""
+    record = {**RECORD, "device_id": "AA-00-00-00-00-00-00-01"}
+    on_it = {
+        **_item(3, "request", "RQ-2", "2025-04-01T12:00:00Z"),
+        "device_id": record["device_id"],
+    }
+    naming_it = {
+        **_item(4, "request", "RQ-3", "2025-04-01T12:00:05Z"),
+        "device_id": "",
+        "subject_device_id": record["device_id"],
+    }
+    shown, cut = possible_triggers(record, [], [naming_it, on_it])
+    assert [(t["record"]["id"], t["link"]) for t in shown] == [(3, LINK_SAME_DEVICE)]
+    assert cut is False

@@ -247,6 +247,63 @@ def test_a_list_within_the_cap_has_no_link(client, bearer, engine, world):
     assert "link" not in response.headers
 
 
+def _naming_esme_1(engine, count: int, newest) -> None:
+    """WIRESCO's own `count` 12.2 requests (non-device) whose body names ESME-1, a second
+    apart back from `newest`: on no Device, found by a search of its own traffic by ESME-1."""
+    naming = [
+        SatRecord(
+            newest - timedelta(seconds=i),
+            "request",
+            P._rid(P.WS_ED, P.ESME_S1, 7000 + i),
+            "12.2",
+            P.WS_ED,
+            "",
+            "",
+            "<pre-notification>",
+            subject_device_id=P.ESME_1,
+        )
+        for i in range(count)
+    ]
+    with engine.begin() as conn:
+        append_records(conn, naming)
+
+
+def test_a_request_whose_body_names_the_device_is_not_listed_as_on_it(
+    client, bearer, engine, world
+):
+    """SPEC 6 lists "the requests P may see on that Device", and 4.1's subject_device_id
+    never widens rule 3 (its `device_id` stays empty): such a request of P's own was listed
+    as `same_device` (audit 42a), though a watch on the Device never matches it."""
+    _naming_esme_1(engine, 1, ALERT_AT - timedelta(minutes=20))
+    headers = bearer(P.WIRESCO)
+    found = client.get("/api/v1/records", headers=headers, params=WINDOW_SEARCH).json()["items"]
+    assert any(r["srv"] == "12.2" for r in found)  # its own search by the Device finds it
+    body = triggers(client, headers, world.ids["ws_alert"], window=str(WINDOW)).json()
+    assert all(e["record"]["device_id"] == P.ESME_1 for e in body["items"])
+    assert {n for n, _ in names(world, body)} == {
+        "ws_linked_req",
+        "at_alert_time",
+        "middle_pre_command",
+        "at_window_start",
+    }
+
+
+def test_a_window_full_of_requests_naming_the_device_is_cut_with_a_link_to_the_rest(
+    client, bearer, engine, world
+):
+    """Past the cap, the requests naming the Device left none of those on it in the list
+    read, which then said it was whole: it is cut, with the search for the rest."""
+    from servicetrail.domain.triggers import MAX_TRIGGERS
+
+    _naming_esme_1(engine, MAX_TRIGGERS + 5, ALERT_AT)
+    response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW))
+    assert names(world, response.json()) == [  # (at the window's end, among the first read)
+        ("ws_linked_req", "request_id"),
+        ("at_alert_time", "same_device"),
+    ]
+    assert response.headers["link"].endswith('>; rel="next"')
+
+
 def test_the_openapi_document_describes_the_route(client):
     from servicetrail.domain.triggers import MAX_TRIGGERS
 

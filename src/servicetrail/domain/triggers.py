@@ -82,7 +82,8 @@ def possible_triggers(
     limit: int = MAX_TRIGGERS,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The triggers of `record` (an item), from requests already filtered by the rule:
-    those sharing its Request ID first, then the others on its Device, each group newest
+    those sharing its Request ID first, then the others on its Device (its `device_id`),
+    each group newest
     first as given; never the record itself, no request twice, at most `limit`. And whether
     the candidates held one more that the limit left out."""
     record_at = _time_of(record)
@@ -93,6 +94,10 @@ def possible_triggers(
             if candidate["id"] in seen or candidate["kind"] != "request":
                 continue
             if link == LINK_REQUEST_ID and candidate["request_id"] != record["request_id"]:
+                continue
+            # "on that Device": a search by Device also finds one's own non-device requests
+            # whose body names it (SPEC 4.1 subject_device_id), which are on no Device
+            if link == LINK_SAME_DEVICE and candidate.get("device_id") != record.get("device_id"):
                 continue
             if len(shown) >= limit:
                 return shown, True

@@ -73,8 +73,9 @@ def triggers_for(
     if record["request_id"]:  # an empty Request ID (a response without one) links to nothing
         # room for the record itself (a request), and one more to tell a cut list
         by_id = Search(request_id=record["request_id"], kinds=_REQUESTS)
-        linked = _first(conn, viewer, by_id, limit + 2, titles_only, budget)
+        linked, _ = _first(conn, viewer, by_id, limit + 2, titles_only, budget)
     on_device: list[dict[str, Any]] = []
+    device_read_on = False  # the window's search stopped with requests left to read
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
         by_device = Search(
@@ -84,8 +85,14 @@ def triggers_for(
     # none once the budget is spent (the window's come after the linked ones)
     window_left = by_device is not None and budget.spent
     if by_device is not None and not window_left:
-        on_device = _first(conn, viewer, by_device, limit + 2 + len(linked), titles_only, budget)
+        on_device, device_read_on = _first(
+            conn, viewer, by_device, limit + 2 + len(linked), titles_only, budget
+        )
     items, cut = possible_triggers(record, linked, on_device, limit)
+    # a search by Device also finds the viewer's requests whose body names it, which are
+    # on no Device and not listed: with enough of those, a full read lists fewer than the
+    # cap though more are left, so the list is cut there, with the search for the rest
+    cut = cut or device_read_on
     if not cut and budget.cut is None and not window_left:
         return Triggers(items)
     listed: dict[str, list[dict[str, Any]]] = {LINK_REQUEST_ID: [], LINK_SAME_DEVICE: []}
@@ -144,9 +151,9 @@ def _first(
     wanted: int,
     titles_only: bool,
     budget: _Budget,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
     """The first `wanted` items of a search, newest first, a page at a time, or fewer where
-    the budget ran out (`budget.cut`)."""
+    the budget ran out (`budget.cut`); and whether the search has more than those."""
     found: list[dict[str, Any]] = []
     cursor: Cursor | None = None
     while len(found) < wanted:
@@ -160,4 +167,4 @@ def _first(
         if budget.spent:
             budget.cut = search
             break
-    return found
+    return found, cursor is not None
