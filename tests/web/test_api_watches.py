@@ -130,6 +130,11 @@ def test_another_partys_watch_is_404_everywhere(client, engine, south, wires) ->
         ({"name": "x", "kinds": ["alert"]}, "kinds"),
         ({"name": "x", "kinds": "request"}, "kinds"),
         ({"name": "x", "senders": "me"}, "senders"),
+        # null is allowed for webhook alone; the others' defaults are for leaving them out
+        ({"name": "x", "devices": None}, "devices"),
+        ({"name": "x", "srvs": None}, "srvs"),
+        ({"name": "x", "kinds": None}, "kinds"),
+        ({"name": "x", "senders": None}, "senders"),
         ({"name": "x", "webhook": "https://example.org"}, "webhook"),
         ({"name": "x", "webhook": {"url": "http://example.org/hook"}}, "webhook.url"),
         ({"name": "x", "webhook": {"url": "https://127.0.0.1/hook"}}, "webhook.url"),
