@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
@@ -111,6 +112,44 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
             worker.send_signal(signal.SIGTERM)
             worker.wait(20)
     assert all(r.verified and not r.error for r in revived.received)
+
+
+def test_a_worker_alone_seals_its_attempts_access_entries_as_it_stops(
+    engine, db_url, monkeypatch
+) -> None:
+    """Each attempt is an access-log entry (SPEC 8: sealed at least once a minute and at
+    shutdown). `serve` sealed them, `deliver` never did: a store served by workers alone
+    kept them out of every signed checkpoint (audit 42c)."""
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    P.load_personas(engine)
+    secret = new_secret()
+    with Receiver() as receiver:
+        receiver.secrets["/s"] = secret
+        with engine.begin() as conn:
+            spec = watch_spec({"name": "s", "webhook": {"url": receiver.url("/s")}})
+            create_watch(conn, P.SOUTHENERGY, spec, secret)
+        add_requests(engine, 0, 3)
+        worker = subprocess.Popen(
+            [str(SERVICETRAIL), "--db", db_url, "deliver"],
+            env={**os.environ, **ENV},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert wait_for(lambda: len(receiver.received) >= 3, 30)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, said = worker.communicate(timeout=30)
+    assert worker.returncode == 0, said.decode()
+    with engine.connect() as conn:
+        attempts = conn.execute(
+            text("SELECT count(*) FROM access_log WHERE action = 'deliver'")
+        ).scalar_one()
+        queued = conn.execute(
+            text("SELECT count(*) FROM log_pending WHERE family = 'access'")
+        ).scalar_one()
+    assert attempts >= 3 and queued == 0
 
 
 def _children() -> list[tuple[int, str]]:

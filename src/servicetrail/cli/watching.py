@@ -10,7 +10,17 @@ import click
 from ..domain.ids import MAX_ID
 from ..output import json_line
 from .commands import command, group
-from .common import COUNT, Failure, cli_reader, engine, shown_once, viewer_of, with_db
+from ..signing import signer_for
+from .common import (
+    COUNT,
+    Failure,
+    cli_reader,
+    engine,
+    shown_once,
+    store_url,
+    viewer_of,
+    with_db,
+)
 
 
 @group("watch")
@@ -200,6 +210,7 @@ def deliver_cmd() -> None:
     import asyncio
     import signal
 
+    from ..store.sealing import seal_every_minute, seal_now
     from ..webhooks.background import new_event_loop
     from ..webhooks.deliver import Deliverer, retry_schedule
 
@@ -207,6 +218,9 @@ def deliver_cmd() -> None:
         schedule = retry_schedule()
     except ValueError as e:
         raise Failure(str(e)) from None
+    # each attempt is an access-log entry (SPEC 8), sealed every minute and at the end: a
+    # key that cannot sign stops the worker here, as it stops `serve`
+    signer_for(store_url())
     deliverer = Deliverer(engine(), schedule=schedule)
 
     async def main() -> None:
@@ -214,7 +228,12 @@ def deliver_cmd() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await deliverer.run(stop)
+        sealer = asyncio.create_task(seal_every_minute(engine()))
+        try:
+            await deliverer.run(stop)
+        finally:
+            sealer.cancel()
+            await seal_now(engine())
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

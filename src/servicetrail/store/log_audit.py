@@ -124,7 +124,7 @@ def audit(
         counts = ", ".join(f"{count} of the {family} logs" for family, count in queued)
         result.notes.append(
             f"entries queued and not yet in a signed checkpoint: {counts} (the next seal by "
-            "the store's key takes them: `serve`, an ingest, or a read with the key)"
+            "the store's key takes them: `serve`, `deliver`, an ingest, or a read with the key)"
         )
     by_log: dict[tuple[str, str], list[StoredCheckpoint]] = {}
     for checkpoint in checkpoints:

@@ -13,8 +13,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..store.engine import open_store, pool_capacity
-from ..store.limits import store_busy
-from ..store.merkle_log import seal_store
+from ..store.sealing import seal_every_minute, seal_now
 from ..webhooks.background import BackgroundDeliverer
 from . import (
     access_api,
@@ -42,41 +41,21 @@ from .stopping import ServerStopping
 log = logging.getLogger("servicetrail.web")
 
 
-SEAL_EVERY_SECONDS = 60.0  # SPEC section 8: the access log is sealed at least once a minute
-
-
-async def _seal_now(engine: Engine) -> None:
-    try:
-        await asyncio.to_thread(seal_store, engine)
-    except Exception as e:  # the next round tries again; the entries stay queued, never lost
-        busy = store_busy(e)
-        if busy is None:
-            log.exception("sealing the logs failed")
-        else:  # a store restarting or locked: said once a round, not as a bug
-            log.warning("sealing the logs waits for the next round: %s", busy.reason)
-
-
-async def _seal_every_minute(engine: Engine) -> None:
-    while True:
-        await asyncio.sleep(SEAL_EVERY_SECONDS)
-        await _seal_now(engine)
-
-
 @asynccontextmanager
 async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
     """Watches' matching and webhook deliveries run beside the server (webhooks.deliver),
     and the access log's entries are sealed into signed checkpoints every minute and at
-    shutdown (store.merkle_log)."""
+    shutdown (store.sealing)."""
     put_back_signals = app.state.stopping.watch_signals()  # see web.stopping
     worker = BackgroundDeliverer(app.state.engine).start()
-    sealer = asyncio.create_task(_seal_every_minute(app.state.engine))
+    sealer = asyncio.create_task(seal_every_minute(app.state.engine))
     try:
         yield
     finally:
         put_back_signals()
         sealer.cancel()
         await asyncio.to_thread(worker.stop)
-        await _seal_now(app.state.engine)
+        await seal_now(app.state.engine)
         say_untold_warnings()
 
 

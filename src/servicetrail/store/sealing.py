@@ -1,0 +1,37 @@
+"""The logs sealed by a process that runs for long and writes access-log entries (`serve`,
+`deliver`): SPEC section 8 has them sealed at least once a minute and at shutdown. A
+command that ends soon after its reads seals as it ends (cli)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.engine import Engine
+
+from .limits import store_busy
+from .merkle_log import seal_store
+
+log = logging.getLogger("servicetrail.logs")
+
+SEAL_EVERY_SECONDS = 60.0
+
+
+async def seal_now(engine: Engine) -> None:
+    """Seal what is queued, off the event loop. A failure is said and left to the next round:
+    the entries stay queued, never lost."""
+    try:
+        await asyncio.to_thread(seal_store, engine)
+    except Exception as e:
+        busy = store_busy(e)
+        if busy is None:
+            log.exception("sealing the logs failed")
+        else:  # a store restarting or locked: said once a round, not as a bug
+            log.warning("sealing the logs waits for the next round: %s", busy.reason)
+
+
+async def seal_every_minute(engine: Engine, seconds: float = SEAL_EVERY_SECONDS) -> None:
+    """Until cancelled; the caller seals once more as it stops (seal_now)."""
+    while True:
+        await asyncio.sleep(seconds)
+        await seal_now(engine)
