@@ -163,3 +163,11 @@ def test_a_document_that_is_not_utf8_is_said_to_be_so():
 def test_a_document_saved_with_a_utf8_bom_is_read(tmp_path):
     proof, _ = document(tmp_path, "servicetrail/sat/2030-01")
     assert parse_proof_document(b"\xef\xbb\xbf" + json.dumps(proof).encode()) == proof
+
+
+@pytest.mark.parametrize("given", [b"<sr:Request/>", b"servicetrail/sat/2030-01\n7\n", b""])
+def test_a_file_that_is_not_json_is_said_to_be_no_proof(given):
+    """A payload given in the proof's place was refused as "Expecting value: line 1 column 1
+    (char 0)", with no word of what was expected (audit 42c)."""
+    with pytest.raises(ValueError, match="^not JSON, as a proof the API gave is"):
+        parse_proof_document(given)

@@ -42,7 +42,12 @@ def parse_proof_document(raw: bytes) -> Any:
         text = raw.decode("utf-8-sig")  # a BOM (a Windows editor's) as json.loads took it
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 JSON (byte {e.start} is not UTF-8)") from None
-    return json.loads(text, object_pairs_hook=once_each, parse_int=_whole_number)
+    try:
+        return json.loads(text, object_pairs_hook=once_each, parse_int=_whole_number)
+    except json.JSONDecodeError as e:
+        # a payload or a checkpoint given in its place said only "Expecting value: line 1
+        # column 1 (char 0)" (audit 42c)
+        raise ValueError(f"not JSON, as a proof the API gave is ({e})") from None
 
 
 # no index or size of a log exceeds 2^64 - 1, of 20 digits: a longer number was read whole,
