@@ -72,6 +72,17 @@ def test_an_appended_log_is_consistent_and_a_rewritten_one_is_not(cli, tmp_path)
     assert check(cli, files(tmp_path, old, new, proof), stranger).exit_code == 1
 
 
+def test_a_proof_asked_between_other_sizes_is_said_to_need_the_checkpoints_sizes(cli, tmp_path):
+    """A proof from 5 leaves given for checkpoints of 7 and 13 failed as "too short", as if
+    the log had been rewritten (audit 42c): the refusal names the sizes to ask with."""
+    key = Ed25519PrivateKey.generate()
+    (old, verifier), (new, _) = note(key, LEAVES[:7]), note(key, LEAVES)
+    wrong = rfc9162.rfc_consistency_proof(5, LEAVES)
+    refused = check(cli, files(tmp_path, old, new, wrong), verifier)
+    assert refused.exit_code == 1 and "not consistent" in refused.output
+    assert "from=7&to=13" in refused.output, refused.output
+
+
 def test_a_log_signed_before_and_after_a_key_rotation_needs_both_keys(cli, tmp_path):
     earlier, later = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     (old, earlier_key), (new, later_key) = note(earlier, LEAVES[:4]), note(later, LEAVES)

@@ -183,5 +183,13 @@ def verify_consistency_document(
     hashes = [unb64(h, "a consistency hash") if isinstance(h, str) else b"" for h in path]
     if any(len(h) != 32 for h in hashes):
         raise NoteError("a consistency hash is not 32 bytes of base64")
-    merkle.verify_consistency(old.size, new.size, old.root, new.root, hashes)
+    try:
+        merkle.verify_consistency(old.size, new.size, old.root, new.root, hashes)
+    except merkle.ProofError as e:
+        # a proof asked between other sizes fails as "too short" or "does not lead to the
+        # new root", which reads as a log rewritten (audit 42c): say which sizes it must be
+        raise merkle.ProofError(
+            f"{e} (a proof from the old checkpoint's {old.size} leaves to the new one's "
+            f"{new.size}: asked with from={old.size}&to={new.size}?)"
+        ) from None
     return Extended(old.origin, old.size, new.size)
