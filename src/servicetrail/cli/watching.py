@@ -9,8 +9,8 @@ import click
 
 from ..domain.ids import MAX_ID
 from ..output import json_line
-from .commands import command, group
 from ..signing import signer_for
+from .commands import command, group
 from .common import (
     COUNT,
     Failure,

@@ -83,9 +83,8 @@ def possible_triggers(
 ) -> tuple[list[dict[str, Any]], bool]:
     """The triggers of `record` (an item), from requests already filtered by the rule:
     those sharing its Request ID first, then the others on its Device (its `device_id`),
-    each group newest
-    first as given; never the record itself, no request twice, at most `limit`. And whether
-    the candidates held one more that the limit left out."""
+    each group newest first as given; never the record itself, no request twice, at most
+    `limit`. And whether the candidates held one more that the limit left out."""
     record_at = _time_of(record)
     shown: list[dict[str, Any]] = []
     seen = {record["id"]}

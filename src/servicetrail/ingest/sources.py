@@ -140,9 +140,8 @@ def _form_of_lines(path: Path) -> Format:
         for number, line in enumerate(readable_lines(f)):
             if number >= FORM_LINES:
                 break
-            if isinstance(line, bytes) and line.strip(
-                BLANK
-            ):  # a line too long to be a record: the next
+            # (a line too long to be a record is no bytes: the next is tried)
+            if isinstance(line, bytes) and line.strip(BLANK):
                 try:
                     record = orjson.loads(without_bom(line))
                 except orjson.JSONDecodeError:
