@@ -64,6 +64,16 @@ def add_requests(engine, first: int, count: int) -> None:
         )
 
 
+def deliver_worker(db_url: str) -> subprocess.Popen:
+    """`servicetrail deliver` on the store, alone, its standard error kept."""
+    return subprocess.Popen(
+        [str(SERVICETRAIL), "--db", db_url, "deliver"],
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
 @pytest.mark.slow
 def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
@@ -93,12 +103,7 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
     revived = Receiver(port=port)
     revived.secrets["/k"] = secret
     with revived:
-        worker = subprocess.Popen(
-            [str(SERVICETRAIL), "--db", db_url, "deliver"],
-            env={**os.environ, **ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        worker = deliver_worker(db_url)
         try:
             want = {f"evt_{made['id']}_{n}" for n in range(1, 31)}
 
@@ -130,12 +135,7 @@ def test_a_worker_alone_seals_its_attempts_access_entries_as_it_stops(
             spec = watch_spec({"name": "s", "webhook": {"url": receiver.url("/s")}})
             create_watch(conn, P.SOUTHENERGY, spec, secret)
         add_requests(engine, 0, 3)
-        worker = subprocess.Popen(
-            [str(SERVICETRAIL), "--db", db_url, "deliver"],
-            env={**os.environ, **ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        worker = deliver_worker(db_url)
         try:
             assert wait_for(lambda: len(receiver.received) >= 3, 30)
         finally:
