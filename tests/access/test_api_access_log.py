@@ -149,6 +149,25 @@ def test_an_auditor_sees_no_record_and_every_partys_entries(client, np, ws, audi
     assert [e["party_id"] for e in only_ws] == [P.WIRESCO]
 
 
+def test_an_auditor_is_refused_a_record_endpoint_whatever_it_asks(client, auditor, world):
+    """SPEC 8: "403 on every record endpoint". A parameter the route does not take (the
+    access log's `party_id`, the one an auditor would try) was a 422 first (audit 42d)."""
+    one = next(iter(world.ids.values()))
+    for path in (
+        f"/api/v1/records?party_id={P.NORTHPOWER}",
+        f"/api/v1/records/{one}?foo=1",
+        f"/api/v1/records/{one}/why?x=1",
+        f"/api/v1/records/{one}/proof?x=1",
+        "/api/v1/reports/own.csv?x=1",
+        "/api/v1/watches?x=1",
+        "/api/v1/watches/1/events?x=1",
+    ):
+        answer = client.get(path, headers=auditor)
+        assert answer.status_code == 403, (path, answer.text)
+    # for an account that may read the route, an unknown parameter is still a 422
+    assert client.get("/api/v1/access-log?foo=1", headers=auditor).status_code == 422
+
+
 def test_a_party_never_sees_another_partys_entries(client, np, ws, world):
     client.get("/api/v1/records", headers=np)
     client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=ws)

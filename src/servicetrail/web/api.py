@@ -121,7 +121,14 @@ def bearer_token(request: Request) -> str:
 
 
 def api_account(request: Request) -> TokenHolder:
-    """The account behind the bearer token (a Party's or an auditor's); 401 for anything else."""
+    """The account behind the bearer token (a Party's or an auditor's); 401 for anything else.
+    Then a query parameter the route does not take is a 422."""
+    holder = _token_holder(request)
+    refuse_unknown_parameters(request)
+    return holder
+
+
+def _token_holder(request: Request) -> TokenHolder:
     token = bearer_token(request)
     if not token:
         raise _unauthorized("a bearer token is required (servicetrail tokens create USERNAME)")
@@ -139,7 +146,6 @@ def api_account(request: Request) -> TokenHolder:
         party_id = holder.viewer.party_id if holder.viewer is not None else None
         seen_credentials(request).remember(token, share_of(party_id, holder.username))
     request.state.actor = holder.username
-    refuse_unknown_parameters(request)
     return holder
 
 
@@ -148,10 +154,12 @@ AUDITOR_REFUSED = "an auditor's account reads the access log only, never SAT rec
 
 def api_viewer(request: Request) -> Viewer:
     """The Party behind the bearer token; 401 for anything else, 403 for an auditor (SPEC
-    section 8: an auditor sees no SAT records at all)."""
-    holder = api_account(request)
+    section 8: an auditor sees no SAT records at all), whatever it asks: an unknown parameter
+    was a 422 first (audit 42d)."""
+    holder = _token_holder(request)
     if holder.viewer is None:
         raise HTTPException(403, AUDITOR_REFUSED)
+    refuse_unknown_parameters(request)
     return holder.viewer
 
 
