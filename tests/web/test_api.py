@@ -62,6 +62,23 @@ def test_a_valid_token_under_another_scheme_than_bearer_is_401(client, bearer):
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_two_authorization_headers_are_401_whichever_comes_first(client, bearer):
+    """The first was read and a second ignored: a proxy in front that reads the last would
+    have judged another credential than the server did (audit 42e)."""
+    good = bearer(P.NORTHPOWER)["Authorization"]
+    for path in (
+        "/api/v1/records",
+        f"/api/v1/records?device_id={P.ESME_1}",  # web.hot_path's
+        "/api/v1/records/1",
+        "/api/v1/access-log",
+    ):
+        assert client.get(path, headers={"Authorization": good}).status_code in (200, 404), path
+        for pair in ((good, "Bearer bogus"), ("Bearer bogus", good), (good, good)):
+            response = client.get(path, headers=[("Authorization", v) for v in pair])
+            assert response.status_code == 401, (path, pair)
+            assert "one Authorization header" in response.json()["message"]
+
+
 def test_the_incoming_supplier_sees_titles_from_its_own_period_only(client, bearer, world):
     items = walk(client, bearer(P.SOUTHENERGY), device_id=P.ESME_1.lower(), limit=2)
     by_key = {(i["request_id"], i["kind"]): i for i in items}

@@ -115,8 +115,13 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def bearer_token(request: Request) -> str:
-    """The request's bearer token; "" when it has none."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    """The request's bearer token; "" when it has none. Two Authorization headers are a 401:
+    the first was read, and a proxy that reads the last would have let another through
+    (audit 42e)."""
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:
+        raise _unauthorized("one Authorization header, not several")
+    scheme, _, token = (given[0] if given else "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
