@@ -32,6 +32,31 @@ def test_a_nul_in_a_parameter_is_a_422_naming_it(client, bearer, path, parameter
     assert "NUL" in answer.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "srv",
+    [
+        "%ED%A0%80",  # a lone surrogate, as UTF-8 would encode one
+        "%FF",  # no UTF-8 at all
+        "%C0%AF",  # an overlong "/"
+        "read%E2%80%AEfirmware",  # a direction override
+        "read%E2%80%8Bfirmware",  # a zero-width space
+    ],
+)
+def test_srv_text_that_is_not_readable_utf8_is_a_422_naming_it(client, bearer, srv):
+    """It was looked for as title words and found nothing, a 200 with no items, where a NUL
+    was already a 422 (audit 42e)."""
+    for path in ("/api/v1/records", f"/api/v1/records?device_id={P.ESME_1}"):  # both paths
+        answer = client.get(
+            f"{path}{'&' if '?' in path else '?'}srv={srv}", headers=bearer(P.NORTHPOWER)
+        )
+        assert answer.status_code == 422, (path, srv, answer.text)
+        assert answer.json()["parameter"] == "srv"
+    assert (
+        client.get("/api/v1/records?srv=read%20firmware", headers=bearer(P.NORTHPOWER)).status_code
+        == 200
+    )
+
+
 def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(client):
     """The screen answered JSON for it (audit of the screen, session 18)."""
     answer = client.get("/?to=%00")

@@ -116,6 +116,8 @@ BAD_QUERIES = (
     "from=2025-03-01T00:00:00Z&to=2025-02-01T00:00:00Z",
     "cursor=garbage",
     "srv=%00",
+    "srv=%ED%A0%80",
+    "srv=%E2%80%AE",
     "limit=0",  # the rest are left to the route, which words them
     "limit=1001",
     "limit=007",
