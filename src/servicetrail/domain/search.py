@@ -20,14 +20,11 @@ MAX_SRV_TEXT = 200
 # and direction controls, which make one text read as another; U+FFFD, what bytes that are
 # not UTF-8 become, and lone surrogates. They were looked for as title words and found
 # nothing, with no word said (audit 42e). The API's schema states the same class.
-# (as regular-expression escapes, which Python and the schema's ECMA-262 both read: a lone
-# surrogate itself could not be written out as UTF-8 in the OpenAPI document)
-_NOT_IN_SRV_TEXT = (
-    r"\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufffd"
-    r"\ud800-\udfff"
-)
+_NOT_IN_SRV_TEXT = "\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufffd"
 SRV_TEXT_PATTERN = f"^[^{_NOT_IN_SRV_TEXT}]*$"
-_CONTROL = re.compile(f"[{_NOT_IN_SRV_TEXT}]")
+# ... and lone surrogates, which a command line's bytes become (no HTTP request carries one,
+# and the schema could not be written out as UTF-8 with one in it)
+_CONTROL = re.compile(f"[{_NOT_IN_SRV_TEXT}\ud800-\udfff]")
 _SRV_FORM = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){0,3}")
 DEFAULT_PAGE = 100
 
