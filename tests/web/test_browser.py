@@ -857,6 +857,16 @@ def test_an_auditor_reads_every_partys_entries_and_no_record(server: str, page) 
     parties = page.locator("table.access-entries td.c-party").all_inner_texts()
     assert "LOOKAT" in parties
     shot(page, "35-who-looked-auditor")
+    # a long What (a cursor) took the width, and the Who column was squeezed until
+    # "supplier" broke in two (audit 42f)
+    page.evaluate(
+        "() => { const what = document.querySelector('.access-entries td.c-what');"
+        " what.insertAdjacentHTML('beforeend', '<span class=\"sub filters\">cursor '"
+        " + 'M'.repeat(400) + '</span>'); }"
+    )
+    actor = page.locator(".access-entries td.c-who .actor").first.bounding_box()["height"]
+    sub = page.locator(".access-entries td.c-who .sub").first.bounding_box()["height"]
+    assert actor < 1.5 * sub, (actor, sub)
     # an account's name may be 64 letters without a space: the page ran 585 px wide at 390
     # (audit 38d); a Device id stays one line, however wide the Who column
     page.evaluate(
