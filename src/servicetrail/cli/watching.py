@@ -221,19 +221,20 @@ def deliver_cmd() -> None:
     # each attempt is an access-log entry (SPEC 8), sealed every minute and at the end: a
     # key that cannot sign stops the worker here, as it stops `serve`
     signer_for(store_url())
-    deliverer = Deliverer(engine(), schedule=schedule)
+    store = engine()  # one engine, its pool shared by the worker and the seals
+    deliverer = Deliverer(store, schedule=schedule)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        sealer = asyncio.create_task(seal_every_minute(engine()))
+        sealer = asyncio.create_task(seal_every_minute(store))
         try:
             await deliverer.run(stop)
         finally:
             sealer.cancel()
-            await seal_now(engine())
+            await seal_now(store)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
