@@ -832,6 +832,36 @@ def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     assert "<title>Search the trail (page 2) · servicetrail</title>" in second.text
 
 
+def test_times_line_up_to_the_millisecond(app, engine) -> None:
+    """Trailing zeros dropped showed `10:00:05.12` above `10:00:05.708` and `10:00:05` in
+    one column (audit 42f): milliseconds always, all six digits only when there are some."""
+    shown_as = {
+        "2025-04-02T10:00:05.12Z": "2025-04-02 10:00:05.120",
+        "2025-04-02T10:00:06Z": "2025-04-02 10:00:06.000",
+        "2025-04-02T10:00:07.708137Z": "2025-04-02 10:00:07.708137",
+    }
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t(at),
+                    "request",
+                    f"{P.NP_IS}:{P.ESME_S1}:{2000 + n}",
+                    "4.1.1",
+                    P.NP_IS,
+                    P.ESME_S1,
+                    "",
+                    "<p/>",
+                )
+                for n, at in enumerate(shown_as)
+            ],
+        )
+    page = signed_in_client(app, NP_USER).get("/", params={"from": "2025-04-02"}).text
+    clocks = re.findall(r'<time datetime="[^"]+"><span>([^<]+)</span> <span>([^<]+)</span>', page)
+    assert [" ".join(clock) for clock in clocks] == list(reversed(shown_as.values()))
+
+
 SLOW_SEARCH = textwrap.dedent("""
     import re, sys
     from fastapi.testclient import TestClient

@@ -244,6 +244,17 @@ def test_an_alerts_record_page_names_its_identifier_for_what_it_is(engine, world
     assert "The request, its acknowledgement and its responses" in response
 
 
+def test_every_time_outside_a_utc_column_says_utc(engine, world) -> None:
+    """The Device time line and the exchange panel showed bare times, the footer alone saying
+    UTC (audit 42f); the search table's column says it once in its header."""
+    c = signed_in(engine, P.NORTHPOWER)
+    time_line = c.get(f"/devices/{P.ESME_1}").text.partition('class="device-timeline"')[2]
+    exchange = c.get(f"/records/{world.ids['np_resp']}").text.partition("exchange-title")[2]
+    for part in (time_line, exchange):
+        shown = re.findall(r"<time datetime=[^>]+>(.*?)</time>", part, re.S)
+        assert len(shown) > 2 and all(text.endswith(" UTC") for text in shown), shown
+
+
 def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
     """To the minute, an interval from 10:00:30.5 read as 10:00 and seemed to take in the
     records of the half minute before it; year 1 read as `1-01-01` (audit 25b)."""
@@ -266,7 +277,7 @@ def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
     page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{device}").text
     shown = re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1)
     text = " ".join(re.sub(r"<[^>]+>", " ", unescape(shown)).split())
-    assert "Responsible Supplier , 0001-01-01 00:00:00 to 2026-05-01 10:00:30.5" in text
+    assert "Responsible Supplier , 0001-01-01 00:00:00.000 to 2026-05-01 10:00:30.500" in text
 
 
 @pytest.mark.parametrize(

@@ -73,10 +73,15 @@ def code_class(code: str | None, kind: str = "") -> str:
 
 
 def show_time(iso: str) -> str:
-    """`2025-02-10T10:00:05.120000Z` as `2025-02-10 10:00:05.12` (the column says UTC; the
-    `datetime` attribute keeps the exact value)."""
-    text = iso.replace("T", " ").removesuffix("Z")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    """`2025-02-10T10:00:05.12Z` as `2025-02-10 10:00:05.120`: milliseconds always, so that
+    times line up in a column and compare at a glance (dropping trailing zeros showed
+    `10:00:05.12` beside `10:00:05.708`, audit 42f); all six digits when a time has a part
+    of a millisecond, which a DCC time rarely has and which must not be hidden. The column
+    or the time says UTC; the `datetime` attribute keeps the exact value."""
+    day, _, clock = iso.removesuffix("Z").partition("T")
+    whole, _, fraction = clock.partition(".")
+    fraction = fraction.ljust(6, "0")
+    return f"{day} {whole}.{fraction if fraction[3:].strip('0') else fraction[:3]}"
 
 
 def show_instant(at: datetime) -> str:
