@@ -82,6 +82,39 @@ def test_a_party_reads_its_own_entries_and_an_auditor_everyones(engine):
     assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
 
 
+def test_reads_narrowed_to_mp141_titles_an_action_or_an_actor(engine):
+    """The Who looked page's questions: which of our reads returned other Users' titles, of
+    what kind, and by whom; never widening past the reader's own Party."""
+    from servicetrail.store.access_log import readable_page
+
+    P.load_personas(engine)
+    titles = [{"access": "mp141", "device_id": P.ESME_1}]
+    own = [{"access": "own", "device_id": P.ESME_1}]
+    append(engine, NP, titles, action="record")
+    append(engine, NP, own, action="record")
+    append(engine, replace(NP, actor="np.other"), titles)
+    append(engine, Reader(P.WIRESCO, "np.analyst", "api"), titles, action="record")
+
+    def actors(reader_party, **narrower):
+        with engine.connect() as conn:
+            entries, _ = readable_page(conn, reader_party, EntryFilter(**narrower), 100)
+        return sorted((e.party_id, e.actor, e.action, e.mp141_records_returned) for e in entries)
+
+    assert actors(P.NORTHPOWER, only_mp141=True) == [
+        (P.NORTHPOWER, "np.analyst", "record", 1),
+        (P.NORTHPOWER, "np.other", "search", 1),
+    ]
+    assert actors(P.NORTHPOWER, action="record", actor="np.analyst") == [
+        (P.NORTHPOWER, "np.analyst", "record", 0),
+        (P.NORTHPOWER, "np.analyst", "record", 1),
+    ]
+    assert actors(P.NORTHPOWER, actor="np.other", action="record") == []
+    assert [party for party, *_ in actors(None, only_mp141=True, action="record")] == [
+        P.NORTHPOWER,
+        P.WIRESCO,
+    ]
+
+
 def test_what_an_account_may_read_is_decided_in_the_store(engine):
     """One rule for the API and the screen: a Party's account reads its own Party's entries
     whatever Party it asks for; an auditor's every Party's, or the one it asks for, which must
@@ -91,13 +124,12 @@ def test_what_an_account_may_read_is_decided_in_the_store(engine):
     P.load_personas(engine)
     append(engine, NP)
     append(engine, WS)
-    anytime = (None, None)
     with engine.connect() as conn:
-        asked_other, _ = readable_page(conn, P.WIRESCO, P.NORTHPOWER, anytime, 100)
-        everyone, _ = readable_page(conn, None, None, anytime, 100)
-        one, _ = readable_page(conn, None, P.NORTHPOWER, anytime, 100)
+        asked_other, _ = readable_page(conn, P.WIRESCO, EntryFilter(P.NORTHPOWER), 100)
+        everyone, _ = readable_page(conn, None, EntryFilter(), 100)
+        one, _ = readable_page(conn, None, EntryFilter(P.NORTHPOWER), 100)
         with pytest.raises(NoSuchParty):
-            readable_page(conn, None, "NOBODY", anytime, 100)
+            readable_page(conn, None, EntryFilter("NOBODY"), 100)
     assert [e.party_id for e in asked_other] == [P.WIRESCO]
     assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
     assert [e.party_id for e in one] == [P.NORTHPOWER]

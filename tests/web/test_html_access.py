@@ -103,6 +103,41 @@ def test_entries_between_two_times(engine, world) -> None:
     assert entry_ids(before.text) == []
 
 
+def test_reads_narrowed_to_mp141_titles_a_kind_and_a_person(engine, world) -> None:
+    """ "Which of our reads returned other Users' titles, and who made them" (audit 43c),
+    without reading every row; the filters stay on the next page's link."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    south.get("/", params={"device_id": P.ESME_1})  # SOUTHENERGY's own and MP141 titles
+    south.get("/", params={"scope": "own"})
+    south.get(f"/records/{world.ids['se_resp']}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                access_log.c.id,
+                access_log.c.action,
+                access_log.c.actor,
+                access_log.c.mp141_records_returned,
+            ).where(access_log.c.party_id == P.SOUTHENERGY)
+        ).all()
+    actor = rows[0].actor
+
+    def shown(**asked) -> list[int]:
+        page = south.get("/access-log", params=asked)
+        assert page.status_code == 200
+        return sorted(entry_ids(page.text))
+
+    with_titles = sorted(row.id for row in rows if row.mp141_records_returned)
+    assert with_titles and len(with_titles) < len(rows)
+    assert shown(reads="mp141") == with_titles
+    assert shown(action="record") == [row.id for row in rows if row.action == "record"]
+    assert shown(actor=actor, action="search") == sorted(
+        row.id for row in rows if row.action == "search"
+    )
+    assert shown(actor="somebody.else") == []
+    page = south.get("/access-log", params={"actor": "somebody.else"}).text
+    assert "No one of your Party has read the trail in this way yet" in page
+
+
 @pytest.mark.parametrize(
     ("query", "said"),
     [
@@ -110,6 +145,9 @@ def test_entries_between_two_times(engine, world) -> None:
         ("to=2025-13-01", "To (UTC)"),
         ("from=2025-02-01&from=2025-03-01", "From (UTC)"),
         ("cursor=%25%25garbage", "That page link is no longer valid"),
+        ("action=delete", "not a kind of read"),
+        ("reads=own", "Reads"),
+        ("actor=a%01b", "no controls"),
     ],
 )
 def test_bad_dates_and_stale_links_are_said_not_crashed(engine, world, query, said) -> None:

@@ -74,12 +74,18 @@ def test_an_own_payload_downloads_as_the_bytes_its_proof_commits_to(engine, shar
     salt = bytes.fromhex(proof["payload_salt"])
     commitment = hashlib.sha256(salt + download.content).hexdigest()
     assert commitment == proof["leaf"]["payload_commitment"]
+    with engine.connect() as conn:  # the log tells the payload taken from the page looked at
+        taken, looked_at = [e for e in iter_entries(conn, EntryFilter()) if e.action == "record"][
+            :2
+        ]
+    assert taken.filters == {"record_id": own, "download": "payload"}
+    assert looked_at.filters == {"record_id": own} and taken.records_returned == 1
     # titles only, or not there at all: the same 404, and its access-log entry (SPEC
     # section 8: records returned) counts nothing, as nothing was handed over
     assert client.get(f"/records/{shared_id}/payload").status_code == 404
     with engine.connect() as conn:
         refused = next(iter_entries(conn, EntryFilter()))
-    assert refused.filters == {"record_id": shared_id}
+    assert refused.filters == {"record_id": shared_id, "download": "payload"}
     assert (refused.records_returned, refused.mp141_records_returned) == (0, 0)
     assert client.get("/records/999999999/payload").status_code == 404
 

@@ -194,11 +194,16 @@ def _next_page(entries: list[AccessEntry]) -> Cursor | None:
 
 @dataclass(frozen=True, slots=True)
 class EntryFilter:
-    """Which entries: a Party's (None: everyone's, for an auditor), and `at` in [from, to)."""
+    """Which entries: a Party's (None: everyone's, for an auditor), `at` in [from, to), and
+    for the screen's narrower questions ("which of our reads returned other Users' titles,
+    and who made them"), reads that returned MP141 titles only, one action, one actor."""
 
     party_id: str | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
+    only_mp141: bool = False
+    action: str | None = None
+    actor: str | None = None
 
 
 def _entries(wanted: EntryFilter, cursor: Cursor | None) -> Select[Any]:
@@ -206,6 +211,13 @@ def _entries(wanted: EntryFilter, cursor: Cursor | None) -> Select[Any]:
     query = _STORED.order_by(c.at.desc(), c.id.desc())
     if wanted.party_id is not None:
         query = query.where(c.party_id == wanted.party_id)
+    # the narrower filters walk the same (party, at) index: bounded by the time limit
+    if wanted.only_mp141:
+        query = query.where(c.mp141_records_returned > 0)
+    if wanted.action is not None:
+        query = query.where(c.action == wanted.action)
+    if wanted.actor is not None:
+        query = query.where(c.actor == wanted.actor)
     if wanted.time_from is not None:
         query = query.where(c.at >= wanted.time_from)
     if wanted.time_to is not None:
@@ -244,20 +256,20 @@ class NoSuchParty(ValueError):
 def readable_page(
     conn: Connection,
     reader_party: str | None,
-    asked_party: str | None,
-    period: tuple[datetime | None, datetime | None],
+    asked: EntryFilter,
     limit: int,
     cursor: Cursor | None = None,
 ) -> tuple[list[AccessEntry], Cursor | None]:
     """A page of the entries an account may read (SPEC section 8), for the API and the screen
-    alike: a Party's account (`reader_party`) reads its own Party's, whatever it asks for;
-    an auditor's (None) every Party's, or `asked_party`'s alone. An auditor's Party that the
-    store does not hold is NoSuchParty: answered with no entries, a typo read as "nobody
-    looked" (audit 25d)."""
+    alike: a Party's account (`reader_party`) reads its own Party's, whatever Party it asks
+    for; an auditor's (None) every Party's, or the asked Party's alone. An auditor's Party
+    that the store does not hold is NoSuchParty: answered with no entries, a typo read as
+    "nobody looked" (audit 25d)."""
+    asked_party = asked.party_id
     if reader_party is None and asked_party and not _party_exists(conn, asked_party):
         raise NoSuchParty(asked_party)
     party = reader_party if reader_party is not None else (asked_party or None)
-    return entries_page(conn, EntryFilter(party, *period), limit, cursor)
+    return entries_page(conn, replace(asked, party_id=party), limit, cursor)
 
 
 def _party_exists(conn: Connection, party_id: str) -> bool:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from ..domain.access_log import entry_json
 from ..domain.search import DEFAULT_PAGE
-from ..store.access_log import NoSuchParty, readable_page
+from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from .api import ERRORS, AccountDep
 from .errors import ParameterError
 from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
@@ -54,9 +54,8 @@ def access_log(
         reader_of(request) as conn,
     ):
         try:
-            entries, next_cursor = readable_page(
-                conn, own_party, party_id, (period.time_from, period.time_to), limit, after
-            )
+            asked = EntryFilter(party_id, period.time_from, period.time_to)
+            entries, next_cursor = readable_page(conn, own_party, asked, limit, after)
         except NoSuchParty:
             raise ParameterError("party_id", "no such Party in the store") from None
     body = {

@@ -7,7 +7,6 @@ own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +15,7 @@ from fastapi.responses import Response
 from ..domain.access_log import AccessEntry, entry_time
 from ..domain.ids import InvalidValue, party_id
 from ..domain.search import Cursor
-from ..store.access_log import NoSuchParty, readable_page
+from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from ..store.limits import SearchTooBroad
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
@@ -29,8 +28,18 @@ from .state import reader_of
 PAGE = "/access-log"
 ENTRIES_SHOWN = 50
 DEVICES_SHOWN = 3  # the rest of an entry's Devices fold away under "N more"
-FIELDS = ("party", "from", "to")  # `party`: an auditor's; a Party's account reads its own
-FIELD_LABELS = {"party": "Party", "from": "From (UTC)", "to": "To (UTC)"}
+# `party`: an auditor's; a Party's account reads its own
+FIELDS = ("party", "actor", "action", "reads", "from", "to")
+FIELD_LABELS = {
+    "party": "Party",
+    "actor": "Who",
+    "action": "What",
+    "reads": "Reads",
+    "from": "From (UTC)",
+    "to": "To (UTC)",
+}
+LONGEST = {"actor": 64}  # an actor is stored to 64 characters; the rest, 40 at most
+ONLY_MP141 = "mp141"
 STALE_PAGE_LINK = "That page link is no longer valid. Start again from the newest entries."
 
 ACTION_LABELS = {
@@ -111,7 +120,7 @@ class Found:
 
 
 def _entries(
-    request: Request, who: SignedIn | SignedInAuditor, asked: Asked, after: Cursor | None
+    request: Request, who: SignedIn | SignedInAuditor, asked: EntryFilter, after: Cursor | None
 ) -> Found:
     """The page's entries, as the store gives them to this account (store.access_log)."""
     own_party = None if isinstance(who, SignedInAuditor) else who.viewer.party_id
@@ -121,9 +130,7 @@ def _entries(
             limits_of(request).search(share_of(own_party, who.session.username)),
             reader_of(request) as conn,
         ):
-            entries, more = readable_page(
-                conn, own_party, asked.party, asked.period, ENTRIES_SHOWN, after
-            )
+            entries, more = readable_page(conn, own_party, asked, ENTRIES_SHOWN, after)
     except NoSuchParty:
         return Found([], errors={"party": "no such Party in the store"})
     except SearchTooBroad as e:
@@ -133,22 +140,27 @@ def _entries(
     return Found([shown(e) for e in entries], more)
 
 
-@dataclass(frozen=True)
-class Asked:
-    """What the form asks for: an auditor's Party (None: every Party's) and the times."""
-
-    party: str | None
-    period: tuple[datetime | None, datetime | None]
+def _narrower(values: dict[str, str]) -> dict[str, Any]:
+    """Who made the reads, what kind, and whether they returned MP141 titles: the questions
+    an analyst asks of the log (audit 43c), beyond SPEC's times and Party."""
+    actor, action, reads = values["actor"], values["action"], values["reads"]
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in actor):
+        raise ParameterError("actor", "a login, a token's account, cli or webhook; no controls")
+    if action and action not in ACTION_LABELS:
+        raise ParameterError("action", "not a kind of read: choose one from the list")
+    if reads not in ("", ONLY_MP141):
+        raise ParameterError("reads", "choose one from the list")
+    return {"actor": actor or None, "action": action or None, "only_mp141": bool(reads)}
 
 
 def _asked(
     query: Any, auditor: bool
-) -> tuple[dict[str, str], Asked | None, Cursor | None, dict[str, str]]:
+) -> tuple[dict[str, str], EntryFilter | None, Cursor | None, dict[str, str]]:
     """The Party (an auditor's choice; a Party's account reads its own Party's, whatever it
-    asks) and times the form asks for, as typed and as read (None: not valid), the page it
-    is on, and the errors by field."""
+    asks), times and narrower filters the form asks for, as typed and as read (None: not
+    valid), the page it is on, and the errors by field."""
     fields = FIELDS if auditor else FIELDS[1:]
-    values = {name: query.get(name, "").strip()[:40] for name in fields}
+    values = {name: query.get(name, "").strip()[: LONGEST.get(name, 40)] for name in fields}
     # the API's name for it too: `?party_id=X` pasted from an API call listed every Party's
     # entries (audit 38d)
     party = (values.get("party") or query.get("party_id", "").strip()[:40]) if auditor else ""
@@ -165,12 +177,14 @@ def _asked(
         period = build_search(
             time_from=utc_field(values["from"]) or None, time_to=utc_field(values["to"]) or None
         )
+        narrower = _narrower(values)
         after = cursor_of(query.get("cursor") or None)
     except InvalidValue as e:
         return values, None, None, {"party": str(e)}
     except ParameterError as e:
         return values, None, None, {e.parameter: e.message}
-    return values, Asked(values["party"] or None, (period.time_from, period.time_to)), after, {}
+    asked = EntryFilter(values["party"] or None, period.time_from, period.time_to, **narrower)
+    return values, asked, after, {}
 
 
 @router.get("/access-log")
@@ -194,6 +208,9 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         values=values,
         errors=errors,
         field_labels=FIELD_LABELS,
+        actions=ACTION_LABELS,
+        only_mp141=ONLY_MP141,
+        narrowed=any(values.get(name) for name in ("actor", "action", "reads")),
         problem=found.problem,
         problem_title=(
             "Too much at once"

@@ -118,7 +118,9 @@ def payload_download(request: Request, who: Who, record_id: str) -> Response:
     over (`log verify-proof --payload FILE`): the page shows it laid out for reading. A record
     that is not the viewer's own is 404, like a missing one."""
     wanted = record_id_or_404(record_id)
-    filters: dict[str, Any] = {"record_id": wanted}
+    # SPEC 8's actions have no name for it: the filters say the payload itself was taken
+    # away, which an auditor must tell from a look at the record's page (audit 43c)
+    filters: dict[str, Any] = {"record_id": wanted, "download": "payload"}
     with (
         limits_of(request).search(who.viewer.party_id),
         reader_of(request) as conn,
