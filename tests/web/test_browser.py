@@ -564,8 +564,10 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     mark = page.locator(".proof-verified")
     assert mark.is_visible() and "servicetrail/sat/2025-" in mark.inner_text()
     mark.get_by_role("link", name="How to check it yourself").click()
-    page.wait_for_url(server + "/verify")
-    assert "servicetrail/sat+" in page.locator("main").inner_text()
+    page.wait_for_url(server + "/verify?record=*")
+    shown = page.locator("main").inner_text()
+    record_id = page.url.rpartition("=")[2]
+    assert "servicetrail/sat+" in shown and f"record-{record_id}-proof.json" in shown
     shot(page, "13-verify")
 
     # the empty state and the error state

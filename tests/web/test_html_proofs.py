@@ -153,3 +153,83 @@ def test_the_how_to_verify_page_shows_the_verifier_key(engine, world):
     page = signed_in(engine, P.SOUTHENERGY).get("/verify")
     assert page.status_code == 200
     assert "Check it yourself" in page.text and "servicetrail/sat+" in page.text
+
+
+def test_the_how_to_page_names_the_record_it_was_opened_from(engine, world, shared_id):
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    assert f'href="/verify?record={shared_id}"' in client.get(f"/records/{shared_id}").text
+    page = client.get("/verify", params={"record": shared_id}).text
+    assert f"verify-proof record-{shared_id}-proof.json" in page
+    for junk in ("<b>1</b>", "0", "99999999999999999999999"):  # no echo, no crash
+        page = client.get("/verify", params={"record": junk}).text
+        assert "verify-proof record-812-proof.json" in page and "<b>1" not in page
+
+
+def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, shared_id):
+    """The page's last step needed an API token, which only the operator's command line makes
+    (audit 43c): the screen gives the same files, checked here with the RFC 9162 verifier."""
+    from tests.store.test_merkle_log import append, records
+
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    older = client.get("/verify/logs.json")
+    assert older.status_code == 200 and "attachment" in older.headers["content-disposition"]
+    key = older.json()["verifier_key"]
+    origin = "servicetrail/sat/2025-02"
+    assert f'<option value="{origin}">' in client.get("/verify").text
+    before = {log["origin"]: log["checkpoint"] for log in older.json()["logs"]}
+    assert not any("/access/" in name for name in before)  # every Party's reads: not a Party's
+    _, old_size, old_root = rfc9162.check_checkpoint(before[origin], key)
+    append(engine, records(40))
+    seal_store(engine)
+    after = {
+        log["origin"]: log["checkpoint"] for log in client.get("/verify/logs.json").json()["logs"]
+    }
+    _, new_size, new_root = rfc9162.check_checkpoint(after[origin], key)
+    answer = client.get(
+        "/verify/consistency.json", params={"origin": origin, "from": old_size, "to": new_size}
+    )
+    assert answer.status_code == 200
+    assert f"consistency-{old_size}-{new_size}.json" in answer.headers["content-disposition"]
+    proof = [base64.b64decode(h) for h in answer.json()["proof"]]
+    assert new_size > old_size
+    assert rfc9162.rfc_consistency_ok(old_size, new_size, old_root, new_root, proof)
+
+
+@pytest.mark.parametrize(
+    ("asked", "status", "said"),
+    [
+        ({"origin": "servicetrail/sat/2025-02", "from": "2", "to": "1"}, 422, "from:"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "x", "to": "1"}, 422, "from:"),
+        ({"origin": "nope", "from": "1", "to": "2"}, 422, "origin:"),
+        ({"origin": "o" * 201, "from": "1", "to": "2"}, 422, "origin:"),
+        ({"from": "1", "to": "2"}, 422, "origin:"),
+        ({"origin": "servicetrail/access/2025-02", "from": "1", "to": "2"}, 403, "auditors"),
+    ],
+)
+def test_a_consistency_proof_that_cannot_be_given_is_a_page_saying_why(
+    engine, world, asked, status, said
+):
+    seal_store(engine)
+    answer = signed_in(engine, P.SOUTHENERGY).get("/verify/consistency.json", params=asked)
+    assert answer.status_code == status and said in answer.text
+    assert answer.headers["content-type"].startswith("text/html") and "Sign out" in answer.text
+
+
+def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):
+    from servicetrail.store.accounts import create_account
+    from tests.web.screen import sign_in
+
+    from fastapi.testclient import TestClient
+    from servicetrail.web.app import create_app
+
+    signed_in(engine, P.SOUTHENERGY).get("/")  # a read: an access-log entry to seal
+    seal_store(engine)
+    with engine.begin() as conn:
+        create_account(conn, "the.auditor", None, "correct horse battery staple")
+    client = TestClient(create_app(engine))
+    assert sign_in(client, "the.auditor").status_code == 303
+    assert client.get("/verify").status_code == 200
+    origins = [log["origin"] for log in client.get("/verify/logs.json").json()["logs"]]
+    assert any("/access/" in origin for origin in origins)

@@ -187,6 +187,12 @@ def _asked(
     return values, asked, after, {}
 
 
+def _problem_title(found: Found) -> str:
+    if found.busy:
+        return "Too much at once"
+    return "Page link expired" if found.problem == STALE_PAGE_LINK else "Narrow the search"
+
+
 @router.get("/access-log")
 def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
     values, asked, after, errors = _asked(request.query_params, who.auditor)
@@ -212,13 +218,7 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         only_mp141=ONLY_MP141,
         narrowed=any(values.get(name) for name in ("actor", "action", "reads")),
         problem=found.problem,
-        problem_title=(
-            "Too much at once"
-            if found.busy
-            else "Page link expired"
-            if found.problem == STALE_PAGE_LINK
-            else "Narrow the dates"
-        ),
+        problem_title=_problem_title(found),
         entries=found.entries,
         devices_shown=DEVICES_SHOWN,
         auditor=who.auditor,

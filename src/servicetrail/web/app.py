@@ -24,6 +24,7 @@ from . import (
     logs_api,
     pages,
     proofs_page,
+    verify_page,
     watches_api,
     watches_page,
 )
@@ -94,6 +95,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.include_router(auth.router)
     app.include_router(pages.router)
     app.include_router(proofs_page.router)
+    app.include_router(verify_page.router)
     app.include_router(access_page.router)
     watches_page.install(app)
     if hot_path:

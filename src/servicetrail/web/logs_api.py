@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..domain.ids import MAX_ID, InvalidValue, whole_number
 from ..signing import signer_for, trusted_for
 from ..store.log_proofs import (
     AuditorsOnly,
@@ -24,7 +23,7 @@ from ..store.logged_reads import logged_read
 from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
-from .params import asked, record_id_or_404, whole_number_schema
+from .params import asked, record_id_or_404, tree_size, whole_number_schema
 from .schemas import Consistency, Error, Logs, Proof
 from .state import engine_of, reader_of
 
@@ -91,18 +90,6 @@ def _share(account: TokenHolder) -> str:
     return share_of(account.viewer.party_id if account.viewer else None, account.username)
 
 
-def _size(parameter: str, text: str) -> int:
-    if text == "":
-        raise ParameterError(parameter, "is required")
-    try:
-        size = whole_number(text)
-    except InvalidValue as e:  # its reason: a 20-digit size was "not a whole number" (37e)
-        raise ParameterError(parameter, str(e)) from None
-    if size > MAX_ID:
-        raise ParameterError(parameter, f"too large (at most {MAX_ID})")
-    return size
-
-
 @router.get(
     "/logs/consistency",
     response_model=None,
@@ -138,7 +125,7 @@ def consistency(
     Party's reads, and commit to no secret."""
     if not origin:
         raise ParameterError("origin", "is required")
-    wanted = ConsistencyRequest(origin, _size("from", from_), _size("to", to))
+    wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
     with limits_of(request).search(_share(account)), reader_of(request) as conn:
         try:
             return JSONResponse(consistency_document(conn, wanted, auditor=account.viewer is None))

@@ -11,7 +11,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from ..domain import search
-from ..domain.ids import InvalidValue, positive_id
+from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
 from ..domain.model import Kind
 from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, InvalidField, Search
 from ..domain.visibility import Scope
@@ -164,6 +164,19 @@ def asked(request: Request, *own: str, **path: Any) -> dict[str, Any]:
     taken = {name: query[name] for name in (*own, *_READ_ORDER) if name in query}
     rest = {name: value for name, value in query.items() if name not in _READ_NAMES}
     return {**path, **{n: v for n, v in {**taken, **rest}.items() if n not in path}}
+
+
+def tree_size(parameter: str, text: str) -> int:
+    """A log's tree size asked for a consistency proof (the API's and the screen's)."""
+    if text == "":
+        raise ParameterError(parameter, "is required")
+    try:
+        size = whole_number(text)
+    except InvalidValue as e:  # its reason: a 20-digit size was "not a whole number" (37e)
+        raise ParameterError(parameter, str(e)) from None
+    if size > MAX_ID:
+        raise ParameterError(parameter, f"too large (at most {MAX_ID})")
+    return size
 
 
 def record_id_or_404(text: str) -> int:

@@ -24,7 +24,7 @@ from ..store.log_proofs import NotInLog, NotSealed
 from ..store.logged_reads import LoggedRead, logged_read
 from .fairness import limits_of
 from .params import record_id_or_404
-from .rendering import error_page, render
+from .rendering import error_page
 from .signin import Who, web_reader
 from .state import engine_of, reader_of
 
@@ -43,7 +43,7 @@ class ProofMark:
     earlier_key: str = ""  # the verifier key that signed it, when not the current one
 
 
-def _verifier_key(request: Request) -> str:
+def verifier_key(request: Request) -> str:
     return signer_for(engine_of(request).url.render_as_string(hide_password=False)).verifier_key
 
 
@@ -60,7 +60,7 @@ def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
     if document is None:
         return ProofMark("pending")
     try:
-        current = _verifier_key(request)
+        current = verifier_key(request)
     except SigningKeyError as e:
         return ProofMark("failed", problem=str(e))
     problems: list[Exception] = []
@@ -137,12 +137,3 @@ def payload_download(request: Request, who: Who, record_id: str) -> Response:
         media_type="application/octet-stream",
         headers={"Content-Disposition": disposition},
     )
-
-
-@router.get("/verify")
-def how_to_verify(request: Request, who: Who) -> Response:
-    try:
-        key = _verifier_key(request)
-    except SigningKeyError:
-        key = ""
-    return render(request, "verify.html", who, title="Checking a proof", verifier_key=key)

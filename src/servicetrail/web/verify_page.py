@@ -1,0 +1,119 @@
+"""The page telling an analyst how to check a proof without trusting the server (issue 14
+item 2), and the two downloads it needs besides a record's proof: the logs' checkpoints and
+a consistency proof between two of them. The API gives both to a token, which only the
+operator's command line makes, so an analyst of the screen could not follow the page's
+last step (audit 43c); these are the same store calls as `/api/v1/logs` and
+`/api/v1/logs/consistency`, over the screen's sign-in. Neither holds a SAT record, so an
+auditor may take them too (the access logs' are an auditor's only, as on the API)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ..domain.ids import positive_id
+from ..signing import SigningKeyError, trusted_for
+from ..store.log_proofs import (
+    AuditorsOnly,
+    ConsistencyRequest,
+    NoConsistency,
+    consistency_document,
+    logs_document,
+)
+from .errors import ParameterError
+from .fairness import limits_of, share_of
+from .params import tree_size
+from .proofs_page import verifier_key
+from .rendering import error_page, render
+from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
+from .state import engine_of, reader_of
+
+router = APIRouter(include_in_schema=False)
+MAX_ORIGIN = 200  # as the API's parameter
+EXAMPLE_RECORD = 812  # the proof file's name in the page's example, without a record to name
+
+
+def _share(who: SignedIn | SignedInAuditor) -> str:
+    party = None if isinstance(who, SignedInAuditor) else who.viewer.party_id
+    return share_of(party, who.session.username)
+
+
+def _logs(request: Request, who: SignedIn | SignedInAuditor, key: str) -> dict[str, Any]:
+    url = engine_of(request).url.render_as_string(hide_password=False)
+    with limits_of(request).search(_share(who)), reader_of(request) as conn:
+        return logs_document(
+            conn, key, isinstance(who, SignedInAuditor), lambda listed: trusted_for(url, listed)
+        )
+
+
+def _tree_size(checkpoint: str) -> int:
+    """A checkpoint's size: its second line (C2SP tlog-checkpoint)."""
+    lines = checkpoint.split("\n", 2)
+    return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() else 0
+
+
+@router.get("/verify")
+def how_to_verify(request: Request, who: WhoOrAuditor, record: str = "") -> Response:
+    try:
+        key = verifier_key(request)
+        logs = [
+            (log["origin"], _tree_size(log["checkpoint"]))
+            for log in _logs(request, who, key)["logs"]
+        ]
+    except SigningKeyError:
+        key, logs = "", []
+    return render(
+        request,
+        "verify.html",
+        who,
+        title="Checking a proof",
+        verifier_key=key,
+        example_record=positive_id(record[:20]) or EXAMPLE_RECORD,
+        logs=logs,
+    )
+
+
+def _attachment(document: dict[str, Any], name: str) -> JSONResponse:
+    return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/verify/logs.json")
+def logs_download(request: Request, who: WhoOrAuditor) -> Response:
+    """Every log's newest checkpoint and the verifier keys, as `/api/v1/logs` gives them; the
+    file is named by the time it was taken, so that an older one is not overwritten."""
+    try:
+        document = _logs(request, who, verifier_key(request))
+    except SigningKeyError as e:
+        return error_page(request, who, 409, "No checkpoints yet", f"{e}.")
+    taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return _attachment(document, f"logs-{taken}.json")
+
+
+@router.get("/verify/consistency.json")
+def consistency_download(
+    request: Request,
+    who: WhoOrAuditor,
+    origin: str = "",
+    from_: str = Query("", alias="from"),
+    to: str = "",
+) -> Response:
+    """A consistency proof from tree size `from` to the checkpointed size `to` of a log, as
+    `/api/v1/logs/consistency` gives it."""
+    try:
+        if not origin or len(origin) > MAX_ORIGIN:
+            raise ParameterError("origin", "a log's origin, as listed, is required")
+        wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
+        with limits_of(request).search(_share(who)), reader_of(request) as conn:
+            document = consistency_document(conn, wanted, auditor=isinstance(who, SignedInAuditor))
+    except ParameterError as e:
+        return error_page(request, who, 422, "No consistency proof", f"{e.parameter}: {e.message}.")
+    except NoConsistency as e:
+        return error_page(request, who, 422, "No consistency proof", f"{e.parameter}: {e}.")
+    except AuditorsOnly as e:
+        return error_page(
+            request, who, 403, "No consistency proof", f"{e.message[:1].upper()}{e.message[1:]}."
+        )
+    return _attachment(document, f"consistency-{wanted.old_size}-{wanted.new_size}.json")
