@@ -242,6 +242,10 @@ def test_an_alerts_record_page_names_its_identifier_for_what_it_is(engine, world
     assert "The request, its acknowledgement and its responses" not in alert
     response = c.get(f"/records/{world.ids['np_resp']}").text
     assert "The request, its acknowledgement and its responses" in response
+    # and its Details: an alert's identifier and code called what they are (audits 42f, 43c)
+    assert "<dt>Alert ID</dt>" in alert and "<dt>Alert code</dt>" in alert
+    assert "<dt>Request ID</dt>" not in alert and "<dt>Response code</dt>" not in alert
+    assert "<dt>Request ID</dt>" in response and "<dt>Response code</dt>" in response
 
 
 def test_every_time_outside_a_utc_column_says_utc(engine, world) -> None:
