@@ -1765,7 +1765,7 @@ def test_skipping_a_hidden_backlog_leaves_later_events_counted(world: World) -> 
     append(world, *(lk_request(40_000 + n, at=t("2025-05-01T00:00:00Z")) for n in range(2)))
     match_all(world)
     with world.engine.connect() as conn:
-        assert unread_of_party(conn, viewer) == Unread(2)
+        assert unread_of_party(conn, viewer) == Unread(2, by_watch=((made["id"], 2),))
         assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"], after=200)[0]] == [
             201,
             202,

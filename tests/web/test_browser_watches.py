@@ -71,6 +71,10 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
     assert "No events yet" in page.content()
+    page.get_by_label("Name").fill("Anyone on my meters")
+    page.get_by_label("Anyone, my own traffic included").check()
+    page.get_by_role("button", name="Add watch").click()
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
 
     new_traffic(server.db_url, tmp_path)
     nav = page.get_by_role("link", name=re.compile("^Watches"))
@@ -79,14 +83,16 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
         if nav.locator(".nav-count").count():
             break
         page.wait_for_timeout(100)
-    assert (
-        nav.locator(".nav-count").inner_text().startswith("2")
-    )  # BRIGHT's own request is not "others"
+    # 2 + 3: BRIGHT's own request is not "others", but is "anyone"
+    assert nav.locator(".nav-count").inner_text().startswith("5")
     shot(page, "20-watches-unread-count")
     nav.click()
     page.wait_for_url(server + "/watches")
     events = page.locator("ol.event-list > li")
     assert events.count() == 2 and page.locator("ol.event-list > li.event-unread").count() == 2
+    # the first watch is shown; the other says how many of its events are unread
+    assert page.locator("a.watch-name[aria-current=true]").inner_text() == "Others on my meters"
+    assert page.locator(".watch-list .watch-new").inner_text().startswith("3")
     assert all(
         "Read Firmware Version" in text and "Lookat Analytics Ltd" in text
         for text in events.all_inner_texts()
@@ -96,7 +102,11 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "screenshot-watches.png"), full_page=True)
 
-    page.reload()  # seen now: no longer unread, no count in the navigation
+    page.reload()  # those seen now: the watch with unread events opens
+    assert page.locator("a.watch-name[aria-current=true]").inner_text() == "Anyone on my meters"
+    assert page.locator("ol.event-list > li.event-unread").count() == 3
+    page.reload()  # every event seen: the first watch, no count in the navigation
+    assert page.locator("a.watch-name[aria-current=true]").inner_text() == "Others on my meters"
     assert page.locator("ol.event-list > li.event-unread").count() == 0
     assert nav.locator(".nav-count").count() == 0
 
@@ -116,6 +126,9 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     )
     shot(page, "37-watch-delete-asked")
     page.get_by_role("button", name="Delete watch Others on my meters").click()
+    page.wait_for_url(server + "/watches")
+    page.get_by_role("link", name="Delete watch Anyone on my meters…").click()
+    page.get_by_role("button", name="Delete watch Anyone on my meters").click()
     page.wait_for_url(server + "/watches")
     assert "No watches yet" in page.content()
 

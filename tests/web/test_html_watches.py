@@ -88,6 +88,31 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     assert "on my meters" not in client.get("/watches").text
 
 
+def test_each_watch_says_its_unread_count_and_the_link_opens_one_with_some(engine, world) -> None:
+    """The navigation said 6 unread; the Watches link opened the first watch, which had none,
+    and no watch said which had them (audits 42f, 43c)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+
+    def made(**fields) -> str:
+        return add(client, **fields).headers["location"].split("=")[1]
+
+    def opened_and_counted() -> tuple[str, list[tuple[str, str]]]:
+        page = client.get("/watches").text
+        opened = re.search(r'href="/watches\?watch=(\d+)" aria-current="true"', page).group(1)
+        counted = (
+            r'href="/watches\?watch=(\d+)"[^>]*>[^<]+</a> <span class="nav-count watch-new">(\d+)'
+        )
+        return opened, re.findall(counted, page)
+
+    quiet = made(name="tariffs only", srvs="list", srv_list="1.1.1")
+    everything, read_outs = made(name="everything"), made(srvs="list", srv_list="11.2")
+    lk_requests(engine, 1, 3)
+    # the first with unread events opens (and they are read now); the other says its count
+    assert opened_and_counted() == (everything, [(read_outs, "3")])
+    assert opened_and_counted() == (read_outs, [])
+    assert opened_and_counted() == (quiet, [])
+
+
 def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, world) -> None:
     """One click on the list took the watch with its unread events and webhook (audit 25c):
     the list's Delete now opens a page that asks, and only its button deletes."""

@@ -351,6 +351,9 @@ def recent_events(
 SKIP_WAIT_SECONDS = 0.05
 
 
+UNREAD_CAP = 100  # the navigation shows "99+" past it
+
+
 @dataclass(frozen=True)
 class Unread:
     """The navigation's count (at most its cap), and the watches whose every unread event
@@ -358,9 +361,12 @@ class Unread:
 
     count: int
     hidden_only: tuple[tuple[int, int], ...] = ()
+    # (watch id, unread events the Party may see) of each watch with some; partial counts
+    # (at least these) once `count` reached its cap
+    by_watch: tuple[tuple[int, int], ...] = ()
 
 
-def unread_of_party(conn: Connection, viewer: Viewer, cap: int = 100) -> Unread:
+def unread_of_party(conn: Connection, viewer: Viewer, cap: int = UNREAD_CAP) -> Unread:
     """How many of the Party's events it has not seen on the Watches page (at most `cap`),
     and which watches hold only hidden unread events. Those are known only when the count
     walked every unread event, below its cap."""
@@ -368,9 +374,11 @@ def unread_of_party(conn: Connection, viewer: Viewer, cap: int = 100) -> Unread:
     with read_as(conn, viewer):
         rows = conn.execute(unread_by_watch(), params).all()
     count = sum(row[3] for row in rows)
+    by_watch = tuple((row[0], row[3]) for row in rows if row[3])
     if count >= cap:
-        return Unread(count)
-    return Unread(count, tuple((row[0], row[2]) for row in rows if row[3] == 0 and row[2] > row[1]))
+        return Unread(count, by_watch=by_watch)
+    hidden_only = tuple((row[0], row[2]) for row in rows if row[3] == 0 and row[2] > row[1])
+    return Unread(count, hidden_only, by_watch)
 
 
 def skip_hidden_unread(

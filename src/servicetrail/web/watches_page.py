@@ -15,6 +15,7 @@ from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
 from ..store.parties import party_names
 from ..store.watches import (
     NO_EVENT_YET,
+    UNREAD_CAP,
     WatchLimit,
     create_watch,
     delete_watch,
@@ -23,6 +24,7 @@ from ..store.watches import (
     mark_read,
     read_position,
     unread_in_watch,
+    unread_of_party,
 )
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
@@ -136,6 +138,11 @@ def _page(
     chosen = next((w for w in watches if w["id"] == selected), None)
     if chosen is None and asked_for:
         return not_found(request, who)
+    # each watch's unread count, and the Watches link opening the first watch with some: the
+    # navigation said 9 while the first watch, opened, had none (audits 42f, 43c)
+    unread_all = count_or_none(request, lambda conn: unread_of_party(conn, who.viewer))
+    new_events = dict(unread_all.by_watch) if unread_all is not None else {}
+    chosen = chosen or next((w for w in watches if new_events.get(w["id"])), None)
     chosen = chosen or (watches[0] if watches else None)
     shown = EventsShown([], 0)
     names: dict[str, str] = {}
@@ -160,6 +167,8 @@ def _page(
         if marking:  # the menu's count as it is now, not as it was before this page marked them
             now = unread_now(request, who.viewer)
             who = replace(who, unread=who.unread if now is None else now)
+            seen = sum(1 for event in shown.events if event["event_id"] > shown.read_up_to)
+            new_events[chosen["id"]] = max(new_events.get(chosen["id"], 0) - seen, 0)
     return render(
         request,
         "watches.html",
@@ -167,6 +176,8 @@ def _page(
         status=status,
         title="Watches",
         watches=watches,
+        new_events=new_events,
+        new_at_least=unread_all is not None and unread_all.count >= UNREAD_CAP,
         chosen=chosen,
         shown=shown,
         paged=at != Position(),
