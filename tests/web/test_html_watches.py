@@ -190,6 +190,45 @@ def test_a_bad_form_is_422_with_the_field_marked(engine, world, fields, field, m
     assert "<script>alert(1)</script>" not in answer.text
 
 
+def test_every_field_wrong_is_said_at_once(engine, world, monkeypatch) -> None:
+    """A missing name came back first, then the private webhook, a try for each (audit 43c)."""
+    monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", raising=False)
+    settings.reload()
+    answer = add(
+        signed_in(engine, P.SOUTHENERGY),
+        name="",
+        srvs="list",
+        srv_list="x",
+        kinds=[],
+        webhook_url="https://10.0.0.5/hook",
+    )
+    assert answer.status_code == 422
+    for field in ("name", "srv_list", "kinds", "webhook_url"):
+        assert f'href="#f-{field}"' in answer.text, field
+
+
+@pytest.mark.parametrize(
+    ("kinds", "senders", "refused"),
+    [
+        (["device_alert"], "others", True),
+        (["device_alert", "dcc_alert"], "others", True),
+        (["device_alert", "request"], "others", False),
+        (["device_alert"], "all", False),
+    ],
+)
+def test_a_watch_that_could_never_fire_is_refused_on_the_screen(
+    engine, world, kinds, senders, refused
+) -> None:
+    """Alerts from other Users: a Party sees only alerts addressed to it (SPEC 6, rule 2). The
+    form took such a watch without a word (audit 43c); the API keeps SPEC's 201."""
+    answer = add(signed_in(engine, P.SOUTHENERGY), kinds=kinds, senders=senders)
+    if refused:
+        assert answer.status_code == 422 and "never fire" in answer.text
+        assert 'href="#f-kinds"' in answer.text
+    else:
+        assert answer.status_code == 303
+
+
 def test_every_choice_the_form_does_not_offer_is_named_and_described(engine, world) -> None:
     """All of them at once, not the first alone, each error read with its radios (review
     24d)."""

@@ -193,6 +193,14 @@ def _webhook(value: Any) -> str | None:
 FIELDS = ("name", "devices", "srvs", "kinds", "senders", "webhook")
 
 
+NOT_NULL = "must not be null (leave it out for its default)"
+
+
+def _nulls(raw: Mapping[str, Any]) -> list[str]:
+    """The fields given as null that have a default instead (all but the name and webhook)."""
+    return [field for field in FIELDS[1:-1] if field in raw and raw[field] is None]
+
+
 def watch_spec(raw: Any) -> WatchSpec:
     """A watch from the API's JSON (or the CLI's options made into it); InvalidWatch names
     the field. The webhook URL is checked for form only here: its safety is outbound's."""
@@ -205,9 +213,9 @@ def watch_spec(raw: Any) -> WatchSpec:
         raise InvalidWatch("name", "is required")
     # SPEC 6 allows null for `webhook` alone; the others have defaults when left out, and a
     # null was taken for one where the letter makes it a bad parameter (audit 42a)
-    null = next((f for f in FIELDS[1:-1] if f in raw and raw[f] is None), None)
+    null = next(iter(_nulls(raw)), None)
     if null is not None:
-        raise InvalidWatch(null, "must not be null (leave it out for its default)")
+        raise InvalidWatch(null, NOT_NULL)
     return WatchSpec(
         _name(raw["name"]),
         _devices(raw.get("devices")),
@@ -216,6 +224,36 @@ def watch_spec(raw: Any) -> WatchSpec:
         _senders(raw.get("senders")),
         _webhook(raw.get("webhook")),
     )
+
+
+def watch_problems(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Every field's problem at once, by field ({} if none): the screen's form says them
+    together, where the API's first refusal named one and the next try the next (audit 43c).
+    The same checks as watch_spec, field by field."""
+    checks = (  # each raises InvalidWatch naming its field
+        lambda: _name(raw["name"]) if "name" in raw else None,
+        lambda: _devices(raw.get("devices")),
+        lambda: _srvs(raw.get("srvs")),
+        lambda: _kinds(raw.get("kinds")),
+        lambda: _senders(raw.get("senders")),
+        lambda: _webhook(raw.get("webhook")),
+    )
+    problems = {}
+    for check in checks:
+        try:
+            check()
+        except InvalidWatch as e:
+            problems[e.field] = e.message
+    if "name" not in raw:
+        problems["name"] = "is required"
+    problems.update({field: NOT_NULL for field in _nulls(raw)})
+    return problems
+
+
+def never_matches(spec: WatchSpec) -> bool:
+    """Alerts alone, from other Users: an alert a Party may see is addressed to it (rule 2),
+    so such a watch never fires (SPEC section 6 says so; the API still takes it)."""
+    return spec.senders == OTHERS and not spec.kinds - {"device_alert", "dcc_alert"}
 
 
 @dataclass(frozen=True, slots=True)

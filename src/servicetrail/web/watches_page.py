@@ -11,7 +11,13 @@ from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..domain.model import KINDS
-from ..domain.watches import InvalidWatch, WatchSpec, split_list, watch_spec
+from ..domain.watches import (
+    WatchSpec,
+    never_matches,
+    split_list,
+    watch_problems,
+    watch_spec,
+)
 from ..store.parties import party_names
 from ..store.watches import (
     NO_EVENT_YET,
@@ -261,33 +267,41 @@ CHOICES = {
 }
 
 
+NEVER_FIRES = (
+    "Alerts you may see are addressed to you, so from “Other Users only” this watch would "
+    "never fire: choose “Anyone” under Senders, or tick another kind."
+)
+
+
 def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, str]]:
-    """The form's watch, or the message for the field it got wrong."""
+    """The form's watch, or every field it got wrong at once (one at a time took a try for
+    each; audit 43c)."""
     unoffered = {f: "Choose one of the options." for f, o in CHOICES.items() if values[f] not in o}
     if unoffered:
         return None, unoffered
     # a list typed under another choice was dropped without a word: the watch was "Mine",
     # which covers no Device for an agent or an Other User (audit 25c)
-    unchosen = {
+    errors = {
         field: message
         for field, choice, message in LISTED_BUT_NOT_CHOSEN
         if values[field].strip() and values[choice] != "list"
     }
-    if unchosen:
-        return None, unchosen
     body = _watch_body(values)
-    empty = next((f for f in NOTHING_CHOSEN if isinstance(body.get(f), list) and not body[f]), None)
-    if empty is not None:
-        return None, {FIELD_OF.get(empty, empty): NOTHING_CHOSEN[empty]}
-    try:
-        spec = watch_spec(body)
-        if spec.webhook_url is not None:
-            check_url(spec.webhook_url)
-    except InvalidWatch as e:
-        return None, {FIELD_OF.get(e.field, e.field): e.message}
-    except UnsafeUrl as e:
-        return None, {"webhook_url": str(e)}
-    return spec, {}
+    for field, message in NOTHING_CHOSEN.items():
+        if isinstance(body.get(field), list) and not body[field]:
+            errors.setdefault(FIELD_OF.get(field, field), message)
+    for field, message in watch_problems(body).items():
+        errors.setdefault(FIELD_OF.get(field, field), message)
+    if "webhook_url" not in errors and "webhook" in body:
+        try:
+            check_url(body["webhook"]["url"])
+        except UnsafeUrl as e:
+            errors["webhook_url"] = str(e)
+    if errors:
+        return None, errors
+    spec = watch_spec(body)
+    # SPEC 6 lets the API take it; on the screen, a watch that cannot fire is a mistake
+    return (None, {"kinds": NEVER_FIRES}) if never_matches(spec) else (spec, {})
 
 
 def install(app: FastAPI) -> None:

@@ -1,0 +1,70 @@
+"""Reading a watch from outside (SPEC section 6): every problem at once, as the screen's form
+says them, agrees with the API's reading, which stops at the first."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servicetrail.domain.watches import (
+    InvalidWatch,
+    WatchSpec,
+    Listed,
+    never_matches,
+    watch_problems,
+    watch_spec,
+)
+
+GOOD = {
+    "name": st.sampled_from(["on my meters", "x" * 200]),
+    "devices": st.sampled_from(["mine", ["00-DB-12-34-56-78-A0-01"]]),
+    "srvs": st.sampled_from(["all", "critical", ["11.2", "4.1.1"]]),
+    "kinds": st.sampled_from([["request"], ["response", "device_alert"]]),
+    "senders": st.sampled_from(["others", "all"]),
+    "webhook": st.sampled_from([None, {"url": "https://example.com/hook"}]),
+}
+BAD = {
+    "name": st.sampled_from(["", "x" * 201, 7, None]),
+    "devices": st.sampled_from(["yours", ["not-a-device"], [], None]),
+    "srvs": st.sampled_from(["most", ["x"], [], 3]),
+    "kinds": st.sampled_from([["gossip"], [], "request"]),
+    "senders": st.sampled_from(["anyone", None]),
+    "webhook": st.sampled_from([{"url": 5}, "https://x", {"url": ""}]),
+}
+
+
+@st.composite
+def bodies(draw) -> tuple[dict, set[str]]:
+    """A body with some fields left out, some good and some bad, and the fields made bad."""
+    body, bad = {}, set()
+    for field in GOOD:
+        choice = draw(st.sampled_from(["absent", "good", "bad"]))
+        if choice == "good":
+            body[field] = draw(GOOD[field])
+        elif choice == "bad":
+            body[field] = draw(BAD[field])
+            bad.add(field)
+        elif field == "name":
+            bad.add(field)  # required
+    return body, bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies())
+def test_every_problem_is_found_and_the_apis_first_is_one_of_them(drawn) -> None:
+    body, bad = drawn
+    problems = watch_problems(body)
+    assert {field.split(".")[0] for field in problems} == bad
+    try:
+        watch_spec(body)
+    except InvalidWatch as e:
+        assert problems.get(e.field) == e.message
+    else:
+        assert problems == {}
+
+
+def test_alerts_alone_from_other_users_never_match() -> None:
+    alerts = Listed(["device_alert", "dcc_alert"])
+    assert never_matches(WatchSpec("w", kinds=alerts))
+    assert not never_matches(WatchSpec("w", kinds=alerts, senders="all"))
+    assert not never_matches(WatchSpec("w", kinds=Listed(["device_alert", "response"])))
