@@ -24,7 +24,8 @@ _hasher = PasswordHasher()
 # (audit of stalled clients, session 17). One fewer at once than there are cores (one on
 # one core), so that sign-ins never hold every core from the searches (audit 27b); the rest
 # wait their turn, which costs them little more time than sharing the cores did.
-_HASHING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) - 1))
+HASHING_SLOTS = max(1, (os.cpu_count() or 1) - 1)
+_HASHING = threading.BoundedSemaphore(HASHING_SLOTS)
 
 
 @functools.cache

@@ -298,3 +298,70 @@ def test_each_remembered_device_has_a_throttle_key_of_its_own(engine, accounts):
         assert claim_attempt(engine, "np.analyst", address, one, now).refused_until is None
     assert claim_attempt(engine, "np.analyst", address, one, now).refused_until is not None
     assert claim_attempt(engine, "np.analyst", address, other, now).refused_until is None
+
+
+def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on(engine, app):
+    """Wrong passwords from 60 addresses, each within its own limits, waited for the hashing
+    slot in a worker thread each: the pool's 40 threads were all theirs, and every Party's
+    reads waited 12-33 s (audit 43b). Now at most SIGN_IN_LANES wait; the rest are answered
+    at once. The hashing slots are held by the test, so the checks wait as behind a flood;
+    a real server, one event loop and its thread pool, each client from its own address."""
+    import time
+
+    import uvicorn
+
+    from servicetrail import security
+    from servicetrail.store.accounts import create_token
+    from servicetrail.web.app import SIGN_IN_LANES
+    from tests.web.live_server import free_port
+
+    with engine.begin() as conn:
+        token = create_token(conn, "lk.analyst")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    while not server.started:
+        time.sleep(0.05)
+    base, flood = f"http://127.0.0.1:{port}", 60
+
+    def attempt(n: int) -> httpx.Response:
+        address = f"127.0.{1 + n // 200}.{1 + n % 200}"  # Linux answers on all of 127/8
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(base_url=base, transport=transport, timeout=60) as client:
+            form = client.get("/login")
+            data = {"username": f"nobody{n}", "password": WRONG}
+            return client.post("/login", data={**data, "csrf_token": TOKEN.search(form.text)[1]})
+
+    held = [security._HASHING.acquire() for _ in range(security.HASHING_SLOTS)]
+
+    def release() -> None:
+        while held:
+            held.pop()
+            security._HASHING.release()
+
+    try:
+        with ThreadPoolExecutor(flood) as pool:
+            answers = [pool.submit(attempt, n) for n in range(flood)]
+            try:
+                deadline = time.monotonic() + 30
+                while sum(a.done() for a in answers) < flood - SIGN_IN_LANES:
+                    assert time.monotonic() < deadline, "sign-ins past the lanes not answered"
+                    time.sleep(0.05)
+                refused = [a.result() for a in answers if a.done()]
+                assert all(r.status_code == 429 and "Many sign-ins" in r.text for r in refused)
+                # the lanes' sign-ins still wait for a hashing slot: a Party's read goes on
+                read = httpx.get(
+                    f"{base}/api/v1/records?device_id={P.ESME_1}",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+                assert read.status_code == 200
+                assert sum(a.done() for a in answers) == flood - SIGN_IN_LANES
+            finally:
+                release()  # before the pool's exit waits for the sign-ins it holds
+            checked = [a.result().status_code for a in answers if a.result() not in refused]
+    finally:
+        server.should_exit = True
+        serving.join(10)
+    assert checked == [401] * SIGN_IN_LANES

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from .. import __version__
+from ..security import HASHING_SLOTS
 from ..store.engine import open_store, pool_capacity
 from ..store.sealing import seal_every_minute, seal_now
 from ..webhooks.background import BackgroundDeliverer
@@ -31,7 +32,7 @@ from . import (
 from .fairness import PartyLimits
 from .gate import Gate
 from .http_limits import quiet_repeated_warnings, say_untold_warnings
-from .state import SeenCredentials, SignInPace
+from .state import SeenCredentials, SignInLanes, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
 from .hot_path import HotPath
@@ -58,6 +59,11 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(worker.stop)
         await seal_now(app.state.engine)
         say_untold_warnings()
+
+
+# sign-ins checked or waiting at once, of browsers new and known each: a few for each hashing
+# slot, so a few threads of the pool's 40 at most (web.state.SignInLanes)
+SIGN_IN_LANES = 4 * HASHING_SLOTS
 
 
 def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:
@@ -101,6 +107,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.state.seen_credentials = SeenCredentials()
+    app.state.sign_in_lanes = SignInLanes(strangers=SIGN_IN_LANES, trusted=SIGN_IN_LANES)
     app.state.sign_in_pace = SignInPace()
     app.state.sign_in_successes = SignInPace()
     app.add_middleware(Gate)  # outside the hot path: a turn is taken before a thread is

@@ -28,9 +28,16 @@ from .signin import (
     SIGN_IN_EXPIRED,
     sign_in_form_checked,
 )
-from .state import engine_of, seen_credentials, sign_in_pace, sign_in_successes
+from .state import (
+    engine_of,
+    seen_credentials,
+    sign_in_lanes,
+    sign_in_pace,
+    sign_in_successes,
+)
 
 MAX_USERNAME = 64
+LANE_RETRY_SECONDS = 5
 
 router = APIRouter(include_in_schema=False)
 
@@ -123,7 +130,9 @@ def login(
     if isinstance(claim, Response):
         return claim
     engine = engine_of(request)
-    verified = _verified_password(request, username, password)
+    verified = _verified_in_a_lane(request, claim, username, password, next_path)
+    if isinstance(verified, Response):
+        return verified
     session_id = device_token = None
     if verified is not None and _auditor(engine, verified.username):
         # the screen's one page for an auditor: any other would answer 403
@@ -171,6 +180,26 @@ def _attempt_claimed(request: Request, username: str, next_path: str) -> session
             sessions.withdraw(conn, claim)
         return _paused(request, sessions.now_utc() + timedelta(seconds=wait), username, next_path)
     return claim
+
+
+def _verified_in_a_lane(
+    request: Request, claim: sessions.Claim, username: str, password: str, next_path: str
+) -> StoredPassword | None | Response:
+    """_verified_password in one of the sign-in lanes (state.SignInLanes), or, with none
+    free, the page saying to try again in a moment (the claim withdrawn: not a failure)."""
+    with sign_in_lanes(request).lane(claim.trusted_device) as admitted:
+        if admitted:
+            return _verified_password(request, username, password)
+    with engine_of(request).begin() as conn:
+        sessions.withdraw(conn, claim)
+    return login_page(
+        request,
+        status=429,
+        username=username,
+        next_path=next_path,
+        headers={"Retry-After": str(LANE_RETRY_SECONDS)},
+        error="Many sign-ins are being checked at this moment. Try again in a few seconds.",
+    )
 
 
 def _verified_password(request: Request, username: str, password: str) -> StoredPassword | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from fastapi import Request
 from sqlalchemy.engine import Connection, Engine
@@ -98,6 +99,34 @@ class SignInPace:
     def count(self, key: str) -> None:
         with self._lock:
             self._times.setdefault(key, deque()).append(time.monotonic())
+
+
+class SignInLanes:
+    """A password check waiting for the hashing slot (security._HASHING) holds a worker
+    thread; unbounded, wrong passwords from 30-40 addresses, each within its own limits,
+    held every thread of the pool, and every Party's reads waited 12-33 s behind them
+    (audit 43b). At most `strangers` checks from browsers that have not signed in before run
+    or wait at once; the rest are answered at once, to try again in a moment. A browser
+    that has (its device token, which no stranger holds) has lanes of its own as well."""
+
+    def __init__(self, strangers: int, trusted: int) -> None:
+        self._strangers = threading.BoundedSemaphore(strangers)
+        self._trusted = threading.BoundedSemaphore(trusted)
+
+    @contextmanager
+    def lane(self, trusted_device: bool) -> Iterator[bool]:
+        """True: a lane is held while the block runs; False: none free."""
+        choices = (self._trusted, self._strangers) if trusted_device else (self._strangers,)
+        taken = next((lane for lane in choices if lane.acquire(blocking=False)), None)
+        try:
+            yield taken is not None
+        finally:
+            if taken is not None:
+                taken.release()
+
+
+def sign_in_lanes(request: Request) -> SignInLanes:
+    return request.app.state.sign_in_lanes
 
 
 def sign_in_pace(request: Request) -> SignInPace:
