@@ -570,12 +570,18 @@ def test_payload_is_shown_only_on_own_records(np: TestClient, world) -> None:
         assert payload not in page
     # its response fell in SOUTHENERGY's period, so it is not in NORTHPOWER's exchange
     assert other.text.count('class="message ') == 2
+    # each message says its payload is withheld; the why of it is said once (audit 43c)
+    assert other.text.count("Payload not shown") == 2
+    assert other.text.count("belongs to another User") == 1
     # NORTHPOWER's own exchange: every payload, escaped
     own = c.get(f"/records/{world.ids['np_resp']}")
     assert own.status_code == 200
     assert "&lt;np registers 12345&gt;" in own.text and "<np registers 12345>" not in own.text
     assert "&lt;np read&gt;" in own.text
     assert own.text.count('class="message ') == 3 and "Payload not shown" not in own.text
+    # a response's possible triggers, far down on a phone, are one link away (audit 43c)
+    assert '<a href="#triggers-title">What may have triggered it' in own.text
+    assert '<a href="#triggers-title">' not in other.text  # a request has none
 
 
 def test_the_network_operator_sees_titles_as_network_operator(ws: TestClient, world) -> None:
