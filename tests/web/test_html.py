@@ -835,7 +835,9 @@ def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     assert len(times[0]) == 50 and times[0] == sorted(times[0], reverse=True)
     assert times[1] and max(times[1]) < min(times[0])
     assert 'rel="next"' not in second.text
-    assert "<title>Search the trail (page 2) · servicetrail</title>" in second.text
+    assert re.search(
+        r"<title>Search the trail: \d+ records \(page 2\) · servicetrail</title>", second.text
+    )
 
 
 def test_times_line_up_to_the_millisecond(app, engine) -> None:
@@ -1088,7 +1090,14 @@ def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: Te
     """The title, which a screen reader says first and a tab shows, stayed "Search the
     trail" on a 422 and on page 2 (audit 25c)."""
     title = re.compile(r"<title>(.*?)</title>")
-    assert title.search(np.get("/").text)[1] == "Search the trail · servicetrail"
+    # and what the search found, as the status line says (audit 43c)
+    listed = np.get("/").text
+    rows = len(re.findall('<tr class="row-', listed))
+    assert (
+        rows > 1 and title.search(listed)[1] == f"Search the trail: {rows} records · servicetrail"
+    )
+    none = np.get("/", params={"device_id": "00-00-00-00-00-00-00-00"}).text
+    assert title.search(none)[1] == "Search the trail: no records · servicetrail"
     wrong = np.get("/", params={"device_id": "not-a-device"}).text
     assert title.search(wrong)[1] == "Error: Search the trail · servicetrail"
     # page 2's title: test_keyset_paging_newest_first_without_overlap

@@ -124,6 +124,15 @@ def _problem_title(stale_link: bool, found: Results) -> str:
     return "Too much at once" if found.busy else "Narrow your search"
 
 
+def _search_title(found: Results, errors: dict[str, str]) -> str:
+    """The title a screen reader says first on the page a search opens: what it found, as a
+    sighted analyst sees in the results' status line (audit 43c)."""
+    if errors or found.problem:
+        return "Search the trail"
+    count = len(found.items)
+    return f"Search the trail: {count or 'no'} record{'s' if count != 1 else ''}"
+
+
 @router.get("/")
 def search(request: Request, who: Who) -> Response:
     values = search_values(request.query_params)
@@ -148,7 +157,7 @@ def search(request: Request, who: Who) -> Response:
         "search.html",
         who,
         status=status,
-        title="Search the trail",
+        title=_search_title(found, errors),
         values=values,
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         errors=errors,
