@@ -370,17 +370,19 @@ def test_bad_duis_messages_in_a_capture(cli, engine, tmp_path):
             }
         ),  # 12 request, no SRV
         json.dumps({"duis": response(GOOD_HEADER, GOOD_MESSAGE)}),  # 13 good
+        # 14 two messages on one line: the first was dropped without a word (audit 43a)
+        '{"logged_at": "2025-05-01T10:00:00Z", "duis": "<a/>", "duis": %s}' % json.dumps(request),
     ]
     path = tmp_path / "capture.jsonl"
     path.write_text("\n".join(lines) + "\n")
     result = cli("ingest", path)
     assert result.exit_code == 1
-    assert result.stdout == "loaded 2, rejected 11, skipped 0 duplicates\n"
+    assert result.stdout == "loaded 2, rejected 12, skipped 0 duplicates\n"
     rejects = [
         json.loads(line) for line in (tmp_path / "capture.rejects.jsonl").read_text().splitlines()
     ]
-    assert [r["line"] for r in rejects] == list(range(2, 13))
-    assert [r["raw"] for r in rejects] == lines[1:12]
+    assert [r["line"] for r in rejects] == [*range(2, 13), 14]
+    assert [r["raw"] for r in rejects] == [*lines[1:12], lines[13]]
     reasons = [r["reason"] for r in rejects]
     for reason, word in zip(
         reasons,
@@ -396,6 +398,7 @@ def test_bad_duis_messages_in_a_capture(cli, engine, tmp_path):
             "Body",
             "Body",
             "ServiceReferenceVariant",
+            '"duis" is given twice',
         ],
     ):
         assert word in reason, (word, reason)

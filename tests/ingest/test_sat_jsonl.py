@@ -527,6 +527,39 @@ def test_a_misspelt_field_is_rejected_and_the_line_put_right_loads(cli, engine, 
     assert [r["payload"] for r in stored(engine)] == ["<b/>"]
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (
+            '{"logged_at": "2025-01-01T00:00:00Z", "logged_at": "2025-01-02T00:00:00Z", {rest}}',
+            "logged_at",
+        ),
+        ('{{rest}, "payload":"<a/>","payload":"<b/>"}', "payload"),
+        # a payload holding `":` brings the exact check, which finds nothing wrong
+        ('{{rest}, "payload":"{\\"a\\":1}"}', None),
+    ],
+)
+def test_a_field_given_twice_is_rejected_not_taken_at_its_last(cli, engine, tmp_path, line, field):
+    """orjson keeps a repeated key's last value: the first was dropped without a word, and
+    a line that says two things was stored as one of them (audits 42b, 43a)."""
+    fields = {k: v for k, v in rec().items() if k not in ("logged_at", "payload")}
+    rest = json.dumps(fields)[1:-1]
+    if field != "logged_at":
+        rest = '"logged_at": "2025-01-01T00:00:00Z", ' + rest
+    text = line.replace("{rest}", rest)
+    result = cli("ingest", write_lines(tmp_path / "twice.jsonl", [text]))
+    if field is None:
+        assert result.stdout == "loaded 1, rejected 0, skipped 0 duplicates\n"
+        assert [r["payload"] for r in stored(engine)] == ['{"a":1}']
+        return
+    assert result.stdout == "loaded 0, rejected 1, skipped 0 duplicates\n" and not stored(engine)
+    [rejected] = rejects_of(tmp_path / "twice.rejects.jsonl")
+    assert rejected["raw"] == text
+    assert (
+        rejected["reason"] == f'the field "{field}" is given twice: which value is meant is unclear'
+    )
+
+
 def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
     """The other fields of an API item or a report row are ignored, not refused as unknown:
     refused, re-ingesting an export no longer said it matched the store (review 35f)."""

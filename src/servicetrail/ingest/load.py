@@ -614,7 +614,7 @@ def _duis_chunk(make_row: Callable[..., Row]) -> Parser:
         for number, raw in lines:
             size += len(raw)
             try:
-                entry = orjson.loads(raw)
+                entry = satjsonl.json_object(raw)
                 if not isinstance(entry, dict) or not isinstance(entry.get("duis"), str):
                     raise InvalidValue(
                         'a capture line is {"logged_at": ISO-8601, "duis": "<xml ...>"}'

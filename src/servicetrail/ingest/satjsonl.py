@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -18,10 +19,37 @@ def parse_line(line: bytes) -> SatRecord:
 def parse_values(line: bytes) -> tuple[Any, ...]:
     """parse_line's fields in SatRecord order (a loader makes rows of them, not records)."""
     try:
-        raw = orjson.loads(line)
+        raw = json_object(line)
     except orjson.JSONDecodeError as e:
         raise InvalidValue(not_json(e, line)) from None
     return record_values(raw)
+
+
+def json_object(line: bytes) -> Any:
+    """The line as orjson reads it, a field given twice refused: orjson keeps the last value,
+    and the first was dropped without a word, ambiguous evidence stored as if it were not
+    (audits 42b, 43a). The exact check runs only when the line holds more `":` than its
+    object has keys (one each, compact or as Python writes it, or a string that holds one):
+    about 1 us a kilobyte of line otherwise, against orjson's 0.8. A key spaced from its
+    colon (`"kind" :`) is not counted, so its repeat is not caught."""
+    raw = orjson.loads(line)
+    if type(raw) is dict and line.count(b'":') > len(raw):
+        try:
+            json.loads(line, object_pairs_hook=_keys_once)
+        except ValueError as e:
+            if isinstance(e, InvalidValue):
+                raise
+    return raw
+
+
+def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) < len(keys):
+        twice = next(key for n, key in enumerate(keys) if key in keys[:n])
+        raise InvalidValue(
+            f"the field {json.dumps(twice[:40])} is given twice: which value is meant is unclear"
+        )
+    return dict(pairs)
 
 
 def not_json(error: orjson.JSONDecodeError, line: bytes) -> str:
