@@ -643,11 +643,15 @@ def test_command_variant_is_an_optional_request_field(cli, engine, tmp_path):
             json.dumps({**rec(counter=3), "command_variant": "4"}),
             json.dumps({**rec(counter=4, kind="response", code="I0"), "command_variant": 1}),
             json.dumps({**rec(counter=5), "command_variant": None}),
+            json.dumps({**rec(counter=6), "command_variant": 2**70}),
         ],
     )
     result = cli("ingest", path)
-    assert result.stdout == "loaded 2, rejected 3, skipped 0 duplicates\n"
-    assert [r["line"] for r in rejects_of(tmp_path / "cv.rejects.jsonl")] == [2, 3, 4]
+    assert result.stdout == "loaded 2, rejected 4, skipped 0 duplicates\n"
+    rejected = rejects_of(tmp_path / "cv.rejects.jsonl")
+    assert [r["line"] for r in rejected] == [2, 3, 4, 6]
+    # an integer past 64 bits, which orjson reads as a float, was said to be a float (43a)
+    assert rejected[3]["reason"] == "command_variant must be 1-8, not a number of 22 digits"
     with engine.connect() as conn:
         assert sorted(
             conn.execute(text("SELECT command_variant FROM sat_record")).scalars(), key=str

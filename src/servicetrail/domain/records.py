@@ -168,6 +168,9 @@ def command_variant(value: Any, kind: str) -> int | None:
     if value is None:
         return None
     if type(value) is not int:  # bool is an int subclass, and "4" is not a number
+        if type(value) is float and abs(value) >= 2**63:  # orjson reads a longer int so
+            digits = len(f"{abs(value):.0f}")  # about: the float holds it to 17 digits
+            raise InvalidValue(f"command_variant must be 1-8, not a number of {digits} digits")
         raise InvalidValue(f"command_variant must be an integer 1-8 or null: {shown(value)}")
     if kind != "request":
         raise InvalidValue(f"command_variant is a request's; a {kind} has none")

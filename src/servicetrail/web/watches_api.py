@@ -62,8 +62,8 @@ def event_id_of(text: str | None, name: str = "after") -> int:
         return 0
     try:
         value = whole_number(text)
-    except InvalidValue:
-        raise ParameterError(name, "must be a whole number (an event_id), 0 or more") from None
+    except InvalidValue as e:  # its reason: a 20-digit one was "not a whole number" (43a)
+        raise ParameterError(name, f"must be an event_id, 0 or more: {e}") from None
     if value > MAX_ID:
         raise ParameterError(name, f"must be at most {MAX_ID}")
     return value
