@@ -801,6 +801,29 @@ def test_a_broken_page_link_says_so(np: TestClient) -> None:
     assert "Page link expired" in answer.text and "Narrow your search" not in answer.text
 
 
+@pytest.mark.parametrize(
+    "pasted",
+    ["{hex}", "{colons}", "{spaced}", " {lower} "],
+    ids=["bare", "colons", "spaced", "lower"],
+)
+def test_a_device_id_pasted_in_another_tools_form_is_searched_for(np: TestClient, pasted) -> None:
+    """00DB1234567890A0 or 00:DB:12:...: pasted from another tool, they were a 422 "not an
+    EUI-64" (audit 43c); the form writes them as the SSI does and shows them so."""
+    octets = P.ESME_1.split("-")
+    typed = pasted.format(
+        hex="".join(octets),
+        colons=":".join(octets),
+        spaced=" ".join(octets),
+        lower=P.ESME_1.lower(),
+    )
+    canonical = np.get("/", params={"device_id": P.ESME_1})
+    found = np.get("/", params={"device_id": typed})
+    assert found.status_code == 200 and f'value="{P.ESME_1}"' in found.text
+    rows = re.compile(r'<tr class="row-[^"]+" role="row">')
+    assert len(rows.findall(found.text)) == len(rows.findall(canonical.text)) > 0
+    assert np.get("/", params={"device_id": "00DB12"}).status_code == 422  # not one, refused
+
+
 def test_times_without_an_offset_are_read_as_utc_in_the_form(np: TestClient, world) -> None:
     c = np
     page = c.get("/", params={"from": "2025-02-10 10:00", "to": "2025-02-10T10:00:02"}).text

@@ -249,8 +249,24 @@ LONGEST_SHOWN_BACK = 1000
 
 
 def search_values(query: Mapping[str, str]) -> dict[str, str]:
-    """The search form's fields as typed (trimmed, and cut short: they are shown back)."""
-    return {name: query.get(name, "").strip()[:LONGEST_SHOWN_BACK] for name in SEARCH_FIELDS}
+    """The search form's fields as typed (trimmed, and cut short: they are shown back), a
+    Device ID pasted in another tool's form written in the SSI's."""
+    values = {name: query.get(name, "").strip()[:LONGEST_SHOWN_BACK] for name in SEARCH_FIELDS}
+    values["device_id"] = pasted_device_id(values["device_id"])
+    return values
+
+
+_PASTED_EUI64 = re.compile(r"[0-9A-Fa-f]{2}(?:[-: ]?[0-9A-Fa-f]{2}){7}")
+
+
+def pasted_device_id(text: str) -> str:
+    """`00DB120000000141`, `00:DB:12:00:00:00:01:41` or spaced octets, as other tools write
+    a Device ID, as `00-DB-12-00-00-00-01-41`: pasted into the search form they were a 422
+    (audit 43c). Anything else is left as typed, for the search's own check to refuse."""
+    if not _PASTED_EUI64.fullmatch(text):
+        return text
+    digits = re.sub("[-: ]", "", text).upper()
+    return "-".join(digits[start : start + 2] for start in range(0, 16, 2))
 
 
 def page_number(text: str | None) -> int:
