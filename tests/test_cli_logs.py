@@ -240,6 +240,17 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     result = cli("log", "verify-proof", good, "--key", key, "--payload", payload)
     assert result.exit_code == 0, result.output
     assert "verified" in result.stdout and "payload matches" in result.stdout
+    # and what it proved: the leaf's titles, which the verdict alone never said (audit 43c)
+    said = result.stdout.splitlines()[1]
+    assert said.startswith("the leaf: ")
+    shown = json.loads(said.removeprefix("the leaf: "))
+    record = world.records["se_req"]
+    assert (shown["kind"], shown["request_id"], shown["srv"]) == (
+        record.kind,
+        record.request_id,
+        record.srv,
+    )
+    assert shown["payload_commitment"] == document["leaf"]["payload_commitment"]
     document["leaf"]["srv"] = "11.2"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(document))
