@@ -1107,6 +1107,10 @@ def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -
     page = np.get(f"/records/{world.ids['np_resp']}").text
     row = re.search(r"<dt>Response code</dt><dd>(.*?)</dd>", page, re.S).group(1)
     assert 'class="code-help"' in row and "visually-hidden" not in row
+    # in a table, a few words each: the whole, 170 characters for I99, was read on every row
+    results = np.get("/", params={"device_id": P.ESME_1}).text
+    hidden = re.findall(r'<span class="visually-hidden"> \((.*?)\)</span>', results)
+    assert "Acknowledgement" in hidden and hidden and all(len(words) < 60 for words in hidden)
 
 
 def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: TestClient) -> None:

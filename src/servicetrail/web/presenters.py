@@ -68,6 +68,14 @@ def code_help(code: str | None, kind: str = "") -> str:
     return explain_code(code, kind) if code else ""
 
 
+def code_name(code: str | None, kind: str = "") -> str:
+    """A code's meaning in a few words ("Acknowledgement", "Failed authorisation"): what a
+    screen reader says of it in a table, where the whole explanation, 170 characters for I99
+    on every row, was read out each time (audit 43c). The title keeps the whole."""
+    meaning = code_help(code, kind)
+    return re.split(r"[:;]", meaning, maxsplit=1)[0]
+
+
 def code_class(code: str | None, kind: str = "") -> str:
     return CODE_CLASSES.get(code_category(code, kind), "rc-other") if code else ""
 
@@ -128,6 +136,7 @@ _UNSEEN = re.compile(
 
 TEMPLATE_GLOBALS = dict(
     code_help=code_help,
+    code_name=code_name,
     code_class=code_class,
     code_legend=legend(),
     show_time=show_time,
