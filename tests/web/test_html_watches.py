@@ -74,6 +74,8 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     assert nav_count(search.text) == "3"
     page = client.get(answer.headers["location"])
     assert page.text.count('class="event-unread"') == 3
+    # each says when it came, not only its record's time (a week-old record stored today)
+    assert page.text.count('<span class="sub event-matched">matched <time datetime="') == 3
     assert "<secret body>" not in html.unescape(page.text)  # nor escaped into the page
     assert "11.2" in page.text and "Looker Analytics" in page.text
     again = client.get(answer.headers["location"])
