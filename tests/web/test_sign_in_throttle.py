@@ -365,3 +365,19 @@ def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on
         server.should_exit = True
         serving.join(10)
     assert checked == [401] * SIGN_IN_LANES
+
+
+def test_the_sign_in_lanes_hold_a_small_part_of_the_worker_threads_on_any_machine():
+    """Four lanes a hashing slot held 44 threads of the pool's 40 on 12 cores (review 43d):
+    the lanes are bounded by the pool, whose size is anyio's default, read here."""
+    import anyio
+
+    from servicetrail.web.app import WORKER_THREADS, sign_in_lanes_for
+
+    async def pool_size() -> int:
+        return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    assert anyio.run(pool_size) == WORKER_THREADS
+    for cores in (1, 2, 4, 12, 64):
+        lanes = sign_in_lanes_for(max(1, cores - 1))
+        assert 1 <= lanes and 2 * lanes <= WORKER_THREADS // 4, cores

@@ -61,9 +61,18 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
         say_untold_warnings()
 
 
-# sign-ins checked or waiting at once, of browsers new and known each: a few for each hashing
-# slot, so a few threads of the pool's 40 at most (web.state.SignInLanes)
-SIGN_IN_LANES = 4 * HASHING_SLOTS
+# The worker threads every sync route and run_in_threadpool share: anyio's default pool.
+WORKER_THREADS = 40
+
+
+# Sign-ins checked or waiting at once, of browsers new and known each (web.state.SignInLanes):
+# a few for each hashing slot, and an eighth of the pool at most, whatever the cores (four a
+# slot held 44 threads of 40 on 12 cores; review 43d)
+def sign_in_lanes_for(hashing_slots: int) -> int:
+    return min(4 * hashing_slots, WORKER_THREADS // 8)
+
+
+SIGN_IN_LANES = sign_in_lanes_for(HASHING_SLOTS)
 
 
 def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:
