@@ -560,6 +560,19 @@ def test_a_field_given_twice_is_rejected_not_taken_at_its_last(cli, engine, tmp_
     )
 
 
+def test_a_line_nested_deeper_than_the_exact_check_reads_is_a_reject_and_the_rest_loads(
+    cli, engine, tmp_path
+):
+    """orjson reads 1,023 levels, the json module's exact check of repeated fields fewer: a
+    line of 1,000 that brought the check stopped the whole ingest with a traceback (43d)."""
+    deep = '{"a":"x\\":", "b":' + "[" * 1000 + "]" * 1000 + "}"
+    path = write_lines(tmp_path / "deep.jsonl", [deep, json.dumps(rec())])
+    result = cli("ingest", path)
+    assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", result.output
+    [rejected] = rejects_of(tmp_path / "deep.rejects.jsonl")
+    assert rejected["line"] == 1 and rejected["reason"] == "nested too deeply to be a record"
+
+
 def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
     """The other fields of an API item or a report row are ignored, not refused as unknown:
     refused, re-ingesting an export no longer said it matched the store (review 35f)."""
