@@ -115,6 +115,18 @@ def test_each_watch_says_its_unread_count_and_the_link_opens_one_with_some(engin
     assert opened_and_counted() == (quiet, [])
 
 
+def test_past_the_navigations_cap_a_watchs_badge_says_new_without_a_count(engine, world) -> None:
+    """Past 100 unread events the count stops part way, in no set order: a badge of "100+"
+    on one watch and none on another that had 150 said what was not known (review 43d)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    add(client, name="first")
+    add(client, name="everything")
+    lk_requests(engine, 1, 120)
+    page = client.get("/watches").text
+    badges = re.findall(r'<span class="nav-count watch-new">([^<]*)<', page)
+    assert badges and set(badges) == {"new"} and nav_count(page) == "99+"
+
+
 def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, world) -> None:
     """One click on the list took the watch with its unread events and webhook (audit 25c):
     the list's Delete now opens a page that asks, and only its button deletes."""
@@ -227,6 +239,9 @@ def test_a_watch_that_could_never_fire_is_refused_on_the_screen(
     if refused:
         assert answer.status_code == 422 and "never fire" in answer.text
         assert 'href="#f-kinds"' in answer.text
+        # said with the other fields' errors, not on the next try (review 43d)
+        both = add(signed_in(engine, P.SOUTHENERGY), kinds=kinds, senders=senders, name="")
+        assert "never fire" in both.text and 'href="#f-name"' in both.text
     else:
         assert answer.status_code == 303
 
