@@ -381,3 +381,24 @@ def test_the_sign_in_lanes_hold_a_small_part_of_the_worker_threads_on_any_machin
     for cores in (1, 2, 4, 12, 64):
         lanes = sign_in_lanes_for(max(1, cores - 1))
         assert 1 <= lanes and 2 * lanes <= WORKER_THREADS // 4, cores
+
+
+def test_sign_ins_refused_for_want_of_a_lane_count_against_the_address_not_the_user(app):
+    """Refused free, a flood from many addresses could go on for ever and keep new browsers
+    out (review 43d); counted for the User, it would pause the User whose name was tried."""
+    from servicetrail.web.state import SignInLanes
+
+    lanes = app.state.sign_in_lanes
+    app.state.sign_in_lanes = SignInLanes(strangers=0, trusted=0)  # every lane taken
+    try:
+        attacker = browser(app, ATTACKER)
+        for _ in range(MAX_FAILURES_PER_ADDRESS):
+            refused = sign_in(attacker, "np.analyst", WRONG)
+            assert refused.status_code == 429 and "Many sign-ins" in refused.text
+        paused = sign_in(attacker, "lk.analyst", WRONG)
+        assert paused.status_code == 429 and "Sign-in is paused" in paused.text
+    finally:
+        app.state.sign_in_lanes = lanes
+    # the User whose name was tried signs in from elsewhere, and past the key's own limit
+    assert sign_in(browser(app, OFFICE), "np.analyst").status_code == 303
+    assert sign_in(browser(app, ATTACKER), "np.analyst").status_code == 429  # the address waits

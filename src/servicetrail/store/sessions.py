@@ -253,6 +253,22 @@ def withdraw(conn: Connection, claim: Claim) -> None:
         conn.execute(delete(login_failure).where(f.id == claim.attempt_id))
 
 
+# no username is this: names are stripped of spaces at both ends
+NOT_CHECKED = " not checked: the sign-in lanes were full"
+
+
+def count_for_the_address(conn: Connection, claim: Claim) -> None:
+    """An attempt refused before its password was verified, because every sign-in lane was
+    taken: it counts against its address's failures, not its username's, so that a flood
+    of wrong passwords from many addresses cannot go on for nothing (each was refused free,
+    and new browsers were refused 11 times in 12 while it lasted; review 43d), and the User
+    whose name was tried is not paused for it."""
+    if claim.attempt_id is not None:
+        conn.execute(
+            update(login_failure).where(f.id == claim.attempt_id).values(username=NOT_CHECKED)
+        )
+
+
 def forgive(conn: Connection, claim: Claim) -> None:
     """After a correct sign-in: the failures of its key are forgiven (the address's others are
     not)."""

@@ -186,12 +186,13 @@ def _verified_in_a_lane(
     request: Request, claim: sessions.Claim, username: str, password: str, next_path: str
 ) -> StoredPassword | None | Response:
     """_verified_password in one of the sign-in lanes (state.SignInLanes), or, with none
-    free, the page saying to try again in a moment (the claim withdrawn: not a failure)."""
+    free, the page saying to try again in a moment (the claim counted against the address,
+    not the username: sessions.count_for_the_address)."""
     with sign_in_lanes(request).lane(claim.trusted_device) as admitted:
         if admitted:
             return _verified_password(request, username, password)
     with engine_of(request).begin() as conn:
-        sessions.withdraw(conn, claim)
+        sessions.count_for_the_address(conn, claim)
     return login_page(
         request,
         status=429,
