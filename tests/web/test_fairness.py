@@ -312,6 +312,11 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
         looked = client.get("/access-log")  # it said "Narrow the dates" to a busy Party
         assert looked.status_code == 429 and looked.headers["retry-after"] == "1"
         assert "<h3>Too much at once</h3>" in looked.text and "Narrow" not in looked.text
+        # how to check a proof is no read of records: a busy Party still gets the page, its
+        # list of logs left for a moment later (audit 20a's rule for /verify)
+        how = client.get("/verify")
+        assert how.status_code == 200 and "Check it yourself" in how.text
+        assert "could not be read just now" in how.text
 
 
 def test_a_revoked_token_no_longer_takes_its_partys_turns(app, api, engine):

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..domain.ids import positive_id
 from ..signing import SigningKeyError, trusted_for
+from ..store.limits import SearchTooBroad, StoreBusy
 from ..store.log_proofs import (
     AuditorsOnly,
     ConsistencyRequest,
@@ -24,7 +25,7 @@ from ..store.log_proofs import (
     logs_document,
 )
 from .errors import ParameterError
-from .fairness import limits_of, share_of
+from .fairness import Busy, limits_of, share_of
 from .params import tree_size
 from .proofs_page import verifier_key
 from .rendering import error_page, render
@@ -59,12 +60,17 @@ def _tree_size(checkpoint: str) -> int:
 def how_to_verify(request: Request, who: WhoOrAuditor, record: str = "") -> Response:
     try:
         key = verifier_key(request)
-        logs = [
-            (log["origin"], _tree_size(log["checkpoint"]))
-            for log in _logs(request, who, key)["logs"]
-        ]
     except SigningKeyError:
-        key, logs = "", []
+        key = ""
+    logs: list[tuple[str, int]] | None = []
+    try:
+        if key:
+            listed = _logs(request, who, key)["logs"]
+            logs = [(log["origin"], _tree_size(log["checkpoint"])) for log in listed]
+    except (Busy, SearchTooBroad, StoreBusy):
+        # the page is how to check, which a busy store must not refuse (audit 20a): the
+        # form waits for the list
+        logs = None
     return render(
         request,
         "verify.html",
