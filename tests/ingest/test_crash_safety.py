@@ -111,7 +111,15 @@ def interrupted_once_stored(
     """The standard error of `command`, sent SIGINT (Ctrl-C) once `table` holds `rows` rows;
     it must have exited 130, as a shell says of Ctrl-C."""
     child = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as a terminal's foreground command has it: a suite started in the background (`&`
+        # in a script) hands its children Ctrl-C ignored, and Python then leaves it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
