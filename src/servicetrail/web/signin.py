@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, ClassVar, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -44,6 +44,8 @@ class SignedIn:
     unread: int = (
         0  # the Party's watch events not yet seen on the Watches page (shown capped: "99+")
     )
+    # (watch id, its unread events) of the watches with some, as that count walked them
+    unread_by_watch: tuple[tuple[int, int], ...] = ()
     auditor: ClassVar[bool] = False
 
 
@@ -101,10 +103,17 @@ def signed_in(request: Request) -> SignedIn | None:
         name = party_name(conn, session.party_id) if viewer else ""
     if viewer is None:
         return None
-    return SignedIn(session, viewer, name, unread_now(request, viewer) or 0)
+    return with_unread(SignedIn(session, viewer, name), unread_now(request, viewer))
 
 
-def unread_now(request: Request, viewer: Viewer) -> int | None:
+def with_unread(who: SignedIn, unread: Unread | None) -> SignedIn:
+    """`who` with the unread counts (as they were, when they could not be counted in time)."""
+    if unread is None:
+        return who
+    return replace(who, unread=unread.count, unread_by_watch=unread.by_watch)
+
+
+def unread_now(request: Request, viewer: Viewer) -> Unread | None:
     """The navigation's unread count (None: not counted in time). Watches whose every unread
     event the Party may no longer see are marked read as it goes, so that the next page's
     count does not walk them again (store.watches.skip_hidden_unread)."""
@@ -118,7 +127,7 @@ def unread_now(request: Request, viewer: Viewer) -> int | None:
         except SQLAlchemyError as e:  # a driver's error, or the pool's wait for a connection
             if store_busy(e) is None:
                 raise  # a busy store skips them on a later page; the count stands
-    return unread.count
+    return unread
 
 
 def count_or_none(request: Request, count: Callable[[Connection], Counted]) -> Counted | None:

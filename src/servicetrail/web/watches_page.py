@@ -31,7 +31,6 @@ from ..store.watches import (
     mark_read,
     read_position,
     unread_in_watch,
-    unread_of_party,
 )
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
@@ -39,7 +38,15 @@ from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
 from .rendering import error_page, not_found, render
-from .signin import SignedIn, Who, checked_form, count_or_none, unread_now, web_reader
+from .signin import (
+    SignedIn,
+    Who,
+    checked_form,
+    count_or_none,
+    unread_now,
+    web_reader,
+    with_unread,
+)
 from .state import engine_of, reader_of
 
 EVENTS_SHOWN = 50
@@ -145,10 +152,9 @@ def _page(
     chosen = next((w for w in watches if w["id"] == selected), None)
     if chosen is None and asked_for:
         return not_found(request, who)
-    # each watch's unread count, and the Watches link opening the first watch with some: the
-    # navigation said 9 while the first watch, opened, had none (audits 42f, 43c)
-    unread_all = count_or_none(request, lambda conn: unread_of_party(conn, who.viewer))
-    new_events = dict(unread_all.by_watch) if unread_all is not None else {}
+    # the Watches link opens the first watch with unread events (the navigation's count, by
+    # watch): it said 9 while the first watch, opened, had none (audits 42f, 43c)
+    new_events = dict(who.unread_by_watch)
     chosen = chosen or next((w for w in watches if new_events.get(w["id"])), None)
     chosen = chosen or (watches[0] if watches else None)
     shown = EventsShown([], 0)
@@ -171,11 +177,8 @@ def _page(
             marking = shown.marks_read and newest > shown.read_up_to and not asked_head(request)
             if marking:
                 mark_read(conn, who.viewer.party_id, chosen["id"], newest)
-        if marking:  # the menu's count as it is now, not as it was before this page marked them
-            now = unread_now(request, who.viewer)
-            who = replace(who, unread=who.unread if now is None else now)
-            seen = sum(1 for event in shown.events if event["event_id"] > shown.read_up_to)
-            new_events[chosen["id"]] = max(new_events.get(chosen["id"], 0) - seen, 0)
+        if marking:  # the counts as they are now, not as they were before this page marked
+            who = with_unread(who, unread_now(request, who.viewer))
     return render(
         request,
         "watches.html",
@@ -183,10 +186,10 @@ def _page(
         status=status,
         title="Watches",
         watches=watches,
-        new_events=new_events,
+        new_events=dict(who.unread_by_watch),
         # past the cap, the count stopped part way, in no set order: which watches have
         # unread events is known only of those it walked, and how many of none (review 43d)
-        new_at_least=unread_all is not None and unread_all.count >= UNREAD_CAP,
+        new_at_least=who.unread >= UNREAD_CAP,
         chosen=chosen,
         shown=shown,
         paged=at != Position(),
