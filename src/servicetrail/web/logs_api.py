@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from ..signing import signer_for, trusted_for
+from ..signing import trusted_for
 from ..store.log_proofs import (
     AuditorsOnly,
     ConsistencyRequest,
@@ -25,14 +25,9 @@ from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
 from .params import asked, record_id_or_404, tree_size, whole_number_schema
 from .schemas import Consistency, Error, Logs, Proof
-from .state import engine_of, reader_of
+from .state import reader_of, store_url, verifier_key
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-
-
-def _current_key(request: Request) -> str:
-    url = engine_of(request).url.render_as_string(hide_password=False)
-    return signer_for(url).verifier_key
 
 
 @router.get(
@@ -77,8 +72,7 @@ def logs(request: Request, account: AccountDep) -> JSONResponse:
     """Every log's newest checkpoint, the current verifier key and every earlier one. No SAT
     record is in it, so an auditor may read it too (to check the access log's entries); the
     access logs' checkpoints are the auditor's only (store.log_proofs.logs_document)."""
-    key = _current_key(request)
-    url = engine_of(request).url.render_as_string(hide_password=False)
+    key, url = verifier_key(request), store_url(request)
     with limits_of(request).search(_share(account)), reader_of(request) as conn:
         document = logs_document(
             conn, key, account.viewer is None, lambda listed: trusted_for(url, listed)

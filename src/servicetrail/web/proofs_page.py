@@ -19,14 +19,14 @@ from fastapi.responses import JSONResponse, Response
 from ..domain.checkpoint import NoteError, parse_verifier_key
 from ..domain.merkle import ProofError
 from ..domain.proof_document import verify_proof_document
-from ..signing import SigningKeyError, ed25519_check, signer_for, trusted_for
+from ..signing import SigningKeyError, ed25519_check, trusted_for
 from ..store.log_proofs import NotInLog, NotSealed
 from ..store.logged_reads import LoggedRead, logged_read
 from .fairness import limits_of
 from .params import record_id_or_404
 from .rendering import error_page
 from .signin import Who, web_reader
-from .state import engine_of, reader_of
+from .state import reader_of, store_url, verifier_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,10 +41,6 @@ class ProofMark:
     tree_size: int = 0
     problem: str = ""
     earlier_key: str = ""  # the verifier key that signed it, when not the current one
-
-
-def verifier_key(request: Request) -> str:
-    return signer_for(engine_of(request).url.render_as_string(hide_password=False)).verifier_key
 
 
 def proof_mark(request: Request, read: LoggedRead, record_id: int) -> ProofMark:
@@ -84,7 +80,7 @@ def _current_then_earlier(request: Request, read: LoggedRead, current: str) -> I
     signing key (signing.trusted_keys), as /api/v1/logs publishes them."""
     yield current
     listed = read.verifier_keys()
-    trusted = trusted_for(engine_of(request).url.render_as_string(hide_password=False), listed)
+    trusted = trusted_for(store_url(request), listed)
     yield from (key for key in listed if key != current and (trusted is None or key in trusted))
 
 

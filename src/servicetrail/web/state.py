@@ -12,11 +12,23 @@ from fastapi import Request
 from sqlalchemy.engine import Connection, Engine
 
 from ..security import token_digest
+from ..signing import signer_for
 from ..store.engine import reading
 
 
 def engine_of(request: Request) -> Engine:
     return request.app.state.engine
+
+
+def store_url(request: Request) -> str:
+    """The store's URL as written, password and all: what the signing key's place and the
+    trusted verifier keys are found by (signing.signer_for, trusted_for)."""
+    return engine_of(request).url.render_as_string(hide_password=False)
+
+
+def verifier_key(request: Request) -> str:
+    """The store's current verifier key (signing.SigningKeyError if there is none to make)."""
+    return signer_for(store_url(request)).verifier_key
 
 
 def reader_of(request: Request) -> AbstractContextManager[Connection]:

@@ -27,10 +27,9 @@ from ..store.log_proofs import (
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
 from .params import tree_size
-from .proofs_page import verifier_key
 from .rendering import error_page, render
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
-from .state import engine_of, reader_of
+from .state import reader_of, store_url, verifier_key
 
 router = APIRouter(include_in_schema=False)
 MAX_ORIGIN = 200  # as the API's parameter
@@ -43,7 +42,7 @@ def _share(who: SignedIn | SignedInAuditor) -> str:
 
 
 def _logs(request: Request, who: SignedIn | SignedInAuditor, key: str) -> dict[str, Any]:
-    url = engine_of(request).url.render_as_string(hide_password=False)
+    url = store_url(request)
     with limits_of(request).search(_share(who)), reader_of(request) as conn:
         return logs_document(
             conn, key, isinstance(who, SignedInAuditor), lambda listed: trusted_for(url, listed)
