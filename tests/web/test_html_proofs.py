@@ -178,7 +178,8 @@ def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, sh
     assert older.status_code == 200 and "attachment" in older.headers["content-disposition"]
     key = older.json()["verifier_key"]
     origin = "servicetrail/sat/2025-02"
-    assert f'<option value="{origin}">' in client.get("/verify").text
+    listed = client.get("/verify").text
+    assert f'<option value="{origin}">{origin} (now ' in listed and "(now 0 leaves)" not in listed
     before = {log["origin"]: log["checkpoint"] for log in older.json()["logs"]}
     assert not any("/access/" in name for name in before)  # every Party's reads: not a Party's
     _, old_size, old_root = rfc9162.check_checkpoint(before[origin], key)

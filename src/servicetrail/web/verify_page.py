@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..domain.checkpoint import NoteError, parse_checkpoint
 from ..domain.ids import positive_id
 from ..signing import SigningKeyError, trusted_for
 from ..store.limits import SearchTooBroad, StoreBusy
@@ -49,10 +50,13 @@ def _logs(request: Request, who: SignedIn | SignedInAuditor, key: str) -> dict[s
         )
 
 
-def _tree_size(checkpoint: str) -> int:
-    """A checkpoint's size: its second line (C2SP tlog-checkpoint)."""
-    lines = checkpoint.split("\n", 2)
-    return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() else 0
+def _tree_size(note: str) -> int:
+    """A checkpoint's size, as domain.checkpoint reads it (0 for one it cannot read: the
+    list is a help to fill in the form, not a check)."""
+    try:
+        return parse_checkpoint(note)[0].size
+    except NoteError:
+        return 0
 
 
 @router.get("/verify")
