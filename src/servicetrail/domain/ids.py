@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 # an EUI-64 as SPEC section 4 writes it (any case here; stored upper case)
 EUI64_TEXT = "[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}"
@@ -41,6 +43,25 @@ def eui64(value: str) -> str:
     if not _EUI64.match(text):
         raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {shown(value)}")
     return text.upper()
+
+
+class RepeatedKeys(InvalidValue):
+    """A JSON object that names a key twice: JSON readers keep the last value, and the first
+    is lost without a word. `keys`: the repeated ones, sorted."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"a JSON object names {', '.join(map(repr, keys))} twice")
+        self.keys = keys
+
+
+def keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object_pairs_hook for json.loads refusing a key named twice (RepeatedKeys), in one
+    pass: a count per key took 30 s for 60,000 keys (audit 21c)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        raise RepeatedKeys(sorted(key for key, n in counts.items() if n > 1))
+    return found
 
 
 SHOWN_LIMIT = 60  # characters of a rejected value's repr() a reason may quote

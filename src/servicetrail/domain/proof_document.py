@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import merkle
-from .ids import shown
+from .ids import keys_once, shown
 from .checkpoint import (
     Checkpoint,
     NoteError,
@@ -30,20 +29,13 @@ def parse_proof_document(raw: bytes) -> Any:
     the last, and only that was proven: a reader of the first saw a kind and a Device that
     were not; audit 21c)."""
 
-    def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        found = dict(pairs)
-        if len(found) != len(pairs):  # counted once: a count per key took 30 s for 60,000
-            twice = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
-            raise ValueError(f"a JSON object names {', '.join(map(repr, twice))} twice")
-        return found
-
     try:  # UTF-8, as the API serves it: json.loads took FF FE for UTF-16 and said "Expecting
         # value" (audit 37e)
         text = raw.decode("utf-8-sig")  # a BOM (a Windows editor's) as json.loads took it
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 JSON (byte {e.start} is not UTF-8)") from None
     try:
-        return json.loads(text, object_pairs_hook=once_each, parse_int=_whole_number)
+        return json.loads(text, object_pairs_hook=keys_once, parse_int=_whole_number)
     except json.JSONDecodeError as e:
         # a payload or a checkpoint given in its place said only "Expecting value: line 1
         # column 1 (char 0)" (audit 42c)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..domain.ids import InvalidValue
+from ..domain.ids import InvalidValue, RepeatedKeys, keys_once
 from ..domain.model import SatRecord
 from ..domain.records import record_values
 
@@ -36,23 +36,17 @@ def json_object(line: bytes) -> Any:
     raw = orjson.loads(line)
     if type(raw) is dict and line.count(b'":') > len(raw):
         try:
-            json.loads(line, object_pairs_hook=_keys_once)
+            json.loads(line, object_pairs_hook=keys_once)
         except RecursionError:  # orjson reads 1,023 levels, the json module fewer (43d)
             raise InvalidValue("nested too deeply to be a record") from None
-        except ValueError as e:
-            if isinstance(e, InvalidValue):
-                raise
+        except RepeatedKeys as e:
+            raise InvalidValue(
+                f"the field {json.dumps(e.keys[0][:40])} is given twice: which value is meant "
+                "is unclear"
+            ) from None
+        except ValueError:  # what orjson read and the json module does not: orjson's reading
+            pass
     return raw
-
-
-def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) < len(keys):
-        twice = next(key for n, key in enumerate(keys) if key in keys[:n])
-        raise InvalidValue(
-            f"the field {json.dumps(twice[:40])} is given twice: which value is meant is unclear"
-        )
-    return dict(pairs)
 
 
 def not_json(error: orjson.JSONDecodeError, line: bytes) -> str:
