@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.ids import InvalidValue
+from servicetrail.domain.model import SatRecord
 from servicetrail.domain.search import MAX_PAGE, Cursor, Search
 from servicetrail.domain.times import parse_time
 from servicetrail.domain.visibility import Scope, Viewer
@@ -312,6 +313,39 @@ def test_a_device_search_past_the_interval_first_limits_falls_back_to_the_same_a
     assert device_pages(world, viewer, search) == usual
     if scope is Scope.ALL:
         assert usual, "the persona world shows each of these parties something on ESME_1"
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["interval-first", "general"])
+def test_a_search_of_the_requests_on_a_device_leaves_out_those_naming_it(
+    world: World, crowded: bool
+) -> None:
+    """A search by Device also finds the viewer's own non-device requests whose body names
+    it (SPEC 4.1 subject_device_id); the triggers' window asks for the requests on it alone
+    (SPEC 6), in both forms of the search."""
+    import tests.personas as P
+
+    naming = SatRecord(
+        P.t("2025-04-01T12:00:00Z"),
+        "request",
+        P._rid(P.WS_ED, P.ESME_S1, 7001),
+        "12.2",
+        P.WS_ED,
+        "",
+        "",
+        "<pre-notification>",
+        subject_device_id=ESME_1,
+    )
+    with world.engine.begin() as conn:
+        append_records(conn, [naming])
+    viewer = world.viewer(WIRESCO)
+    if crowded:  # past the interval-first form's branches: the general form answers
+        extra = {f"00-00-00-00-00-00-00-{n:02X}" for n in range(40)}
+        viewer = replace(viewer, user_ids=viewer.user_ids | extra)
+    with_it = pages(world, viewer, Search(device_id=ESME_1), 2)
+    on_it = pages(world, viewer, Search(device_id=ESME_1, device_in_body=False), 2)
+    assert [i["srv"] for i in with_it if not i["device_id"]] == ["12.2"]
+    assert on_it == [i for i in with_it if i["device_id"]]
+    assert on_it
 
 
 def test_a_driver_without_pipeline_mode_gives_the_same_device_search(

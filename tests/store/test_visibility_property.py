@@ -26,6 +26,7 @@ this test fail.)
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -380,23 +381,25 @@ def check_device_searches(
         everything = expected(viewer, spec, ids, scope)
         page, _ = search_page(conn, viewer, Search(scope=scope), 1000)  # the general form
         assert {i["id"]: i["access"] for i in page} == everything, (viewer, scope)
-        for device in [d.device_id for d in spec.devices] + [UNKNOWN_DEVICE]:
-            # a Device's records, and the viewer's own non-device requests that name it
+        for device, in_body in itertools.product(
+            [d.device_id for d in spec.devices] + [UNKNOWN_DEVICE], (True, False)
+        ):
+            # a Device's records, and (unless asked not to) the viewer's own non-device
+            # requests that name it
             want = {
                 i: access
                 for i, access in everything.items()
                 if by_id[i].device_id == device
-                or (access == Access.OWN and by_id[i].subject_device_id == device)
+                or (in_body and access == Access.OWN and by_id[i].subject_device_id == device)
             }
+            searched = Search(device_id=device, scope=scope, device_in_body=in_body)
             got, cursor = [], None
             while True:
-                page, cursor = search_page(
-                    conn, viewer, Search(device_id=device, scope=scope), 3, cursor
-                )
+                page, cursor = search_page(conn, viewer, searched, 3, cursor)
                 got += page
                 if cursor is None:
                     break
-            assert {i["id"]: i["access"] for i in got} == want, (viewer, scope, device)
+            assert {i["id"]: i["access"] for i in got} == want, (viewer, searched)
             assert len(got) == len(want), "a record listed twice"
             order = [(parse_time(i["logged_at"]), i["id"]) for i in got]
             assert order == sorted(order, reverse=True)

@@ -288,20 +288,23 @@ def test_a_request_whose_body_names_the_device_is_not_listed_as_on_it(
     }
 
 
-def test_a_window_full_of_requests_naming_the_device_is_cut_with_a_link_to_the_rest(
+def test_a_window_full_of_requests_naming_the_device_still_lists_every_request_on_it(
     client, bearer, engine, world
 ):
-    """Past the cap, the requests naming the Device left none of those on it in the list
-    read, which then said it was whole: it is cut, with the search for the rest."""
+    """Past the cap, the requests naming the Device filled the window's read, which then
+    listed two requests and a link to the rest (s42): the read is of the requests on the
+    Device alone, so the list is whole and has no link."""
     from servicetrail.domain.triggers import MAX_TRIGGERS
 
     _naming_esme_1(engine, MAX_TRIGGERS + 5, ALERT_AT)
     response = triggers(client, bearer(P.WIRESCO), world.ids["ws_alert"], window=str(WINDOW))
-    assert names(world, response.json()) == [  # (at the window's end, among the first read)
+    assert names(world, response.json()) == [
         ("ws_linked_req", "request_id"),
         ("at_alert_time", "same_device"),
+        ("middle_pre_command", "same_device"),
+        ("at_window_start", "same_device"),
     ]
-    assert response.headers["link"].endswith('>; rel="next"')
+    assert "link" not in response.headers
 
 
 def test_the_openapi_document_describes_the_route(client):

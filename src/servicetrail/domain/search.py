@@ -64,6 +64,9 @@ class Search:
     time_from: datetime | None = None  # inclusive
     time_to: datetime | None = None  # exclusive
     scope: Scope = Scope.ALL
+    # a search by Device also finds the viewer's own non-device requests whose body names it
+    # (SPEC 4.1 `subject_device_id`); False for the requests on the Device alone (SPEC 6)
+    device_in_body: bool = True
 
 
 class InvalidField(InvalidValue):

@@ -94,8 +94,8 @@ def possible_triggers(
                 continue
             if link == LINK_REQUEST_ID and candidate["request_id"] != record["request_id"]:
                 continue
-            # "on that Device": a search by Device also finds one's own non-device requests
-            # whose body names it (SPEC 4.1 subject_device_id), which are on no Device
+            # "on that Device": not one's own non-device requests whose body names it (SPEC
+            # 4.1 subject_device_id), which are on no Device (the store's read leaves them out)
             if link == LINK_SAME_DEVICE and candidate.get("device_id") != record.get("device_id"):
                 continue
             if len(shown) >= limit:

@@ -43,14 +43,16 @@ def device_statement(
     probing payloads for every row cost more than twice as much (BENCHMARKS.md).
 
     `ranges` says, per range, whether it has an end. The viewer's own non-device requests
-    about the device (`subject_device_id`) come through one more branch a User ID."""
+    about the device (`subject_device_id`) come through one more branch a User ID, unless the
+    search is of the requests on the Device alone."""
     on_device = conditions(shape, with_cursor, device=s.device_id == device_param())
     on_subject = conditions(shape, with_cursor, device=s.subject_device_id == device_param())
     lim = bindparam("lim", type_=Integer)
     branches = [(on_device, own_rows(f"own_{i}")) for i in range(own_branches)]
     # per User ID too, as the subject's index is (0017): one branch for all of them read
     # every User's requests naming the Device, and took as long as there were (audit 21b)
-    branches += [(on_subject, own_rows(f"own_{i}")) for i in range(own_branches)]
+    if "device_id" in shape:
+        branches += [(on_subject, own_rows(f"own_{i}")) for i in range(own_branches)]
     branches += [
         (on_device, mp141_range(f"from_{j}", f"to_{j}" if has_end else None))
         for j, has_end in enumerate(ranges)

@@ -48,13 +48,16 @@ FILTERS: dict[str, tuple[Callable[[Any], ColumnElement[bool]], Callable[[Search]
     ),
 }
 
-Shape = tuple[str, ...]  # the names of the filters a search has, "device_id" first when it has one
+# the names of the filters a search has; first, when it has a Device, "device_id" (with the
+# requests whose body names it) or "on_device" (without them)
+Shape = tuple[str, ...]
 
 
 def shape_of(search: Search) -> Shape:
-    return (("device_id",) if search.device_id else ()) + tuple(
-        name for name, (_, has) in FILTERS.items() if has(search)
-    )
+    device: Shape = ()
+    if search.device_id:
+        device = ("device_id",) if search.device_in_body else ("on_device",)
+    return device + tuple(name for name, (_, has) in FILTERS.items() if has(search))
 
 
 def params_of(viewer: Viewer, search: Search, cursor: Cursor | None) -> dict[str, Any]:
@@ -106,6 +109,8 @@ def conditions(
     when = []
     if "device_id" in shape:
         when.append(device_match() if device is None else device)
+    elif "on_device" in shape:
+        when.append(s.device_id == device_param() if device is None else device)
     when += [FILTERS[name][0](s) for name in shape if name in FILTERS]
     if with_cursor:
         when.append(after_cursor(s.logged_at, s.id))

@@ -78,8 +78,13 @@ def triggers_for(
     device_read_on = False  # the window's search stopped with requests left to read
     if record["device_id"]:
         start, end = window_bounds(parse_time(record["logged_at"]), minutes)
+        # the requests on the Device (SPEC 6), not the viewer's own naming it in their body
         by_device = Search(
-            device_id=record["device_id"], kinds=_REQUESTS, time_from=start, time_to=end
+            device_id=record["device_id"],
+            kinds=_REQUESTS,
+            time_from=start,
+            time_to=end,
+            device_in_body=False,
         )
     # room for the record itself and for the linked requests, which may also be in the window;
     # none once the budget is spent (the window's come after the linked ones)
@@ -89,9 +94,7 @@ def triggers_for(
             conn, viewer, by_device, limit + 2 + len(linked), titles_only, budget
         )
     items, cut = possible_triggers(record, linked, on_device, limit)
-    # a search by Device also finds the viewer's requests whose body names it, which are
-    # on no Device and not listed: with enough of those, a full read lists fewer than the
-    # cap though more are left, so the list is cut there, with the search for the rest
+    # (a window read whole that had more lists past the cap: this only keeps it so)
     cut = cut or device_read_on
     if not cut and budget.cut is None and not window_left:
         return Triggers(items)
