@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import SHARED_DUIS_SAMPLES, beside_the_checkout
 from tests.ingest.test_registry_csv import (
     DEVICES_HEADER,
     METER,
@@ -141,6 +142,22 @@ def test_a_file_that_is_not_gzip_at_all_is_a_reject_not_a_traceback(cli, engine,
     assert result.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n"
     [reject] = rejects_of(tmp_path / "broken.jsonl.rejects.jsonl")
     assert reject["line"] == 1 and "compressed input cannot be read" in reject["reason"]
+
+
+def test_a_damaged_gzipped_duis_document_is_said_to_be_lost_whole(cli, engine, tmp_path):
+    """A compressed file of one document is read whole or not at all: its reject said "the
+    lines before it were read", as a damaged JSON Lines file's does (review 44b)."""
+    sample = beside_the_checkout(SHARED_DUIS_SAMPLES / "ECS50_9.1_SUCCESS_REQUEST_DUIS.XML")
+    whole = gzip.compress(sample.read_bytes())
+    (tmp_path / "cut.xml.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "good.xml.gz").write_bytes(whole)
+    rejects = tmp_path / "rejects.jsonl"
+    result = cli("ingest", tmp_path / "cut.xml.gz", tmp_path / "good.xml.gz", "--rejects", rejects)
+    assert result.exit_code == 1
+    assert result.stdout.startswith("loaded 1, rejected 1")
+    [reject] = rejects_of(rejects)
+    assert reject["reason"].startswith("the compressed document cannot be read")
+    assert "nothing of it was stored" in reject["reason"] and "lines before" not in reject["reason"]
 
 
 def test_files_a_command_cannot_write_stop_it_before_anything_is_done(cli, engine, tmp_path):

@@ -48,7 +48,7 @@ from .sources import (
     CannotRead,
     Format,
     Span,
-    damage_reason,
+    damaged_document_reason,
     detect,
     expand,
     open_binary,
@@ -656,7 +656,7 @@ def _xml_files(
             with open_binary(path) as f:
                 document = read_at_most(f, settings.current().max_duis_bytes + 1)
         except DAMAGED as e:
-            rejected.append((1, damage_reason(e), b"", str(path)))
+            rejected.append((1, damaged_document_reason(e), b"", str(path)))
             continue
         when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
         try:

@@ -47,6 +47,14 @@ def damage_reason(error: BaseException) -> str:
     )
 
 
+def damaged_document_reason(error: BaseException) -> str:
+    """A compressed file that holds one document: none of it is read (not the lines before)."""
+    return (
+        f"the compressed document cannot be read ({error or type(error).__name__}); "
+        "nothing of it was stored"
+    )
+
+
 def open_binary(path: Path) -> IO[bytes]:
     # both are buffered binary streams, which typeshed does not declare IO[bytes]
     compressed = path.suffix.lower() == ".gz"
