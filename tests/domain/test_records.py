@@ -246,10 +246,11 @@ def test_an_item_without_srv_or_device() -> None:
     ) == ("", "", "", None, "")
 
 
-@pytest.mark.parametrize("field", ["request_id", "user_id", "device_id"])
+@pytest.mark.parametrize("field", ["request_id", "user_id", "device_id", "srv", "response_code"])
 def test_an_identifier_wrapped_in_a_no_break_space_is_refused(field: str) -> None:
     """Only ASCII white space is padding: str.strip() took a no-break space, which no EUI-64
-    or Request ID pattern allows (audit 23c, review 23d)."""
+    or Request ID pattern allows (audit 23c, review 23d), nor an SRV or a response code's
+    (review 44b)."""
     assert record_from_mapping({**GOOD, field: " " + GOOD[field] + "\t"}) == record_from_mapping(
         GOOD
     )

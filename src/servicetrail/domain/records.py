@@ -134,14 +134,14 @@ def record_values(
         device_id = eui64(device) if device else ""
     except InvalidValue as e:
         raise InvalidValue(f"{field}: {e}") from None
-    srv = srv.strip()
+    srv = srv.strip(ASCII_SPACE)
     if srv and not is_srv_form(srv):
         raise InvalidValue(f"srv must be a Service Reference Variant such as 4.1.1: {shown(srv)}")
     if not srv and kind == "request":
         raise InvalidValue("a request must name its srv")
     if not device_id and kind == "device_alert":
         raise InvalidValue("a device_alert must name the device_id that raised it")
-    code = code.strip()
+    code = code.strip(ASCII_SPACE)
     if code and kind == "request":
         raise InvalidValue(f"response_code must be empty for a request: {shown(code)}")
     if code and not is_response_code(code):
