@@ -63,12 +63,6 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
-class Party:
-    party_id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class Device:
     device_id: str
     device_type: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
@@ -196,14 +196,10 @@ def _refuse_another_trail(engine: Any, world: World, pop: Population) -> None:
             )
 
 
-def load_into(
-    engine: Any, world: World, batch: int = 5000, progress: Callable[[int], None] | None = None
-) -> LoadCounts:
+def load_into(engine: Any, world: World, batch: int = 5000) -> LoadCounts:
     """Write the World into the store through the store writers, one transaction per batch.
 
-    Idempotent like every loader: loading the same World again adds nothing.
-    `progress`, if given, is called with the number of SAT records appended after each batch.
-    """
+    Idempotent like every loader: loading the same World again adds nothing."""
     from ..store.merkle_log import seal_store
     from ..store.registry import load_devices, load_responsibilities, load_users
     from ..store.writer import append_records
@@ -226,8 +222,6 @@ def load_into(
             loaded, duplicates = append_records(conn, chunk)
         counts.records += loaded
         counts.duplicates += duplicates
-        if progress:
-            progress(len(chunk))
     seal_store(engine)  # like an ingest, it signs the logs it touched (SPEC section 7)
     return counts
 

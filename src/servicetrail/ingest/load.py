@@ -227,7 +227,7 @@ def _store_waiting(
             rejects,
             path,
             summary,
-            True,
+            changes_visibility=True,
             words=words,
             waited=later,
         )
@@ -442,9 +442,11 @@ def _store_batch(
             refused.append((line, str(outcome), raw))
             if words is not None:
                 words.conflict(row, line)
-        else:
+        elif outcome is Outcome.CORRECTED:
             summary.loaded += 1
             summary.corrected += 1
+        else:  # a new outcome must be counted here, not taken for another
+            raise AssertionError(f"an outcome no summary counts: {outcome!r}")
     for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
         rejects.add(line, reason, refused_raw, path)
 

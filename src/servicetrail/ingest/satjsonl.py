@@ -8,16 +8,11 @@ from typing import Any
 import orjson
 
 from ..domain.ids import InvalidValue, RepeatedKeys, keys_once
-from ..domain.model import SatRecord
 from ..domain.records import record_values
 
 
-def parse_line(line: bytes) -> SatRecord:
-    return SatRecord(*parse_values(line))
-
-
 def parse_values(line: bytes) -> tuple[Any, ...]:
-    """parse_line's fields in SatRecord order (a loader makes rows of them, not records)."""
+    """A line's fields in SatRecord order (a loader makes rows of them, not records)."""
     try:
         raw = json_object(line)
     except orjson.JSONDecodeError as e:

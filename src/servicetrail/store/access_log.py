@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, String, and_, insert, or_, select, type_coerce
+from sqlalchemy import Select, String, and_, or_, select, type_coerce
 from sqlalchemy.engine import Connection
 
 from ..domain.access_log import (
@@ -27,24 +27,11 @@ from ..domain.access_log import (
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import access_log
-from .access_writer import (
-    insert_in_transaction,
-    queued_leaf,
-    stored_entry,
-    write_committed,
-    write_in_transaction,
-)
-from .log_tables import log_pending
+from .access_writer import insert_in_transaction, write_committed, write_in_transaction
 from .read_transaction import read_as, time_limit
 from .schema import party, sqlite_time
 
 EXPORT_PAGE = 1000
-
-
-_INSERT = insert(access_log).returning(access_log.c.id)
-# not through a server-side cursor, which an export's `yield_per` leaves set on its connection
-_QUEUED = ("family", "entry_id", "month", "leaf_hash", "salt")
-_NOT_STREAMED = {"yield_per": None, "stream_results": False}
 
 
 def _now() -> datetime:
@@ -52,37 +39,14 @@ def _now() -> datetime:
 
 
 def append_entry(
-    conn: Connection,
-    reader: Reader,
-    action: str,
-    filters: Mapping[str, Any],
-    tally: Tally,
-    commit: bool = True,
+    conn: Connection, reader: Reader, action: str, filters: Mapping[str, Any], tally: Tally
 ) -> AccessEntry:
     """Appends one entry and returns once it is committed (group commit: store.access_writer),
     so the caller answers only once it is stored; the entry returned has no id then (0),
     since batched rows are not read back. On PostgreSQL, an entry after a read is written in
-    the read's transaction and commits it (store.access_writer.write_in_transaction). With
-    `commit` False it joins the caller's transaction instead (and has its id), which then
-    must commit before anything is sent."""
-    entry = AccessEntry(
-        id=0,  # the store's
-        at=_now(),
-        party_id=reader.party_id,
-        actor=bounded_actor(reader.actor),
-        interface=reader.interface,
-        action=action,
-        filters=bounded_filters(filters),
-        records_returned=tally.records_returned,
-        mp141_records_returned=tally.mp141_records_returned,
-        device_ids=tuple(sorted(tally.device_ids)),
-    )
+    the read's transaction and commits it (store.access_writer.write_in_transaction)."""
+    entry = _new_entry(reader, action, filters, tally, _now())
     row = _row(entry)
-    if not commit:
-        entry_id = conn.execute(_INSERT, row, execution_options=_NOT_STREAMED).scalar_one()
-        leaf = queued_leaf(stored_entry(entry_id, row))
-        conn.execute(insert(log_pending).values(dict(zip(_QUEUED, leaf))))
-        return replace(entry, id=entry_id)
     if conn.in_transaction():
         if conn.dialect.name == "postgresql":
             return replace(entry, id=write_in_transaction(conn, row))
@@ -93,38 +57,39 @@ def append_entry(
     return entry
 
 
-def _row(entry: AccessEntry) -> dict[str, Any]:
-    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
-    row["filters"] = orjson.dumps(entry.filters).decode()
-    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
-    return row
-
-
 def append_entries(
     conn: Connection, reads: Sequence[tuple[Reader, str, Mapping[str, Any], Tally]]
 ) -> None:
     """One entry per (reader, action, filters, tally), in the caller's transaction, which must
     commit before anything is sent (webhook leases: one entry per delivery, hundreds a lease)."""
     at = _now()
-    rows = [
-        _row(
-            AccessEntry(
-                id=0,
-                at=at,
-                party_id=reader.party_id,
-                actor=bounded_actor(reader.actor),
-                interface=reader.interface,
-                action=action,
-                filters=bounded_filters(filters),
-                records_returned=tally.records_returned,
-                mp141_records_returned=tally.mp141_records_returned,
-                device_ids=tuple(sorted(tally.device_ids)),
-            )
-        )
-        for reader, action, filters, tally in reads
-    ]
+    rows = [_row(_new_entry(*read, at)) for read in reads]
     if rows:
         insert_in_transaction(conn, rows)
+
+
+def _new_entry(
+    reader: Reader, action: str, filters: Mapping[str, Any], tally: Tally, at: datetime
+) -> AccessEntry:
+    return AccessEntry(
+        id=0,  # the store's
+        at=at,
+        party_id=reader.party_id,
+        actor=bounded_actor(reader.actor),
+        interface=reader.interface,
+        action=action,
+        filters=bounded_filters(filters),
+        records_returned=tally.records_returned,
+        mp141_records_returned=tally.mp141_records_returned,
+        device_ids=tuple(sorted(tally.device_ids)),
+    )
+
+
+def _row(entry: AccessEntry) -> dict[str, Any]:
+    row = {field.name: getattr(entry, field.name) for field in fields(entry) if field.name != "id"}
+    row["filters"] = orjson.dumps(entry.filters).decode()
+    row["device_ids"] = orjson.dumps(list(entry.device_ids)).decode()
+    return row
 
 
 # Entries are read with `at` as stored: an entry edited outside servicetrail (SQLite keeps

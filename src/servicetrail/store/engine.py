@@ -71,11 +71,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-# HIDDEN: a statement's parameters are never put in an error's text, which may reach a log or
-# a terminal: they include password hashes, token digests and payloads. (An `accounts create`
-# racing another printed the new password's hash in its traceback.)
-
-
 def _owner_only(path: Path) -> None:
     """A new SQLite store is made readable by its owner alone (0600), as the signing key and
     the reject files are: it holds every Party's payloads. SQLite gives its -wal and -shm
@@ -113,6 +108,9 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         engine = create_engine(
             resolved,
             connect_args={"check_same_thread": False},
+            # a statement's parameters are never put in an error's text, which may reach a log
+            # or a terminal: they include password hashes, token digests and payloads (an
+            # `accounts create` racing another printed the new password's hash in its traceback)
             hide_parameters=True,
             # a file's pool is a queue; a store in memory is one connection, which waits for
             # nothing (and whose pool takes no such argument)
@@ -123,7 +121,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
     size = pool_size or settings.current().pool_size
     engine = create_engine(
         resolved,
-        hide_parameters=True,  # see HIDDEN
+        hide_parameters=True,  # as SQLite's, above
         pool_size=size,
         max_overflow=size,
         pool_timeout=POOL_WAIT_SECONDS,

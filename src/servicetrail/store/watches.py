@@ -65,10 +65,6 @@ from .read_transaction import owner_read_limits
 UTC = timezone.utc
 CURSOR = "watches"
 
-# On PostgreSQL, ids come from a sequence: a loader's transaction still open leaves a gap
-# below ids already committed. The matcher waits this long for a gap to fill (a batch of
-# 20,000 records commits in seconds) before taking it as a transaction that rolled back.
-
 
 class WatchLimit(ValueError):
     """A Party already keeps as many watches as it may."""
@@ -548,6 +544,9 @@ def match_new_records(
         return 0
     upto = ids[-1]
     whole = next((i for i, record_id in enumerate(ids) if record_id != done + 1 + i), len(ids))
+    # On PostgreSQL, ids come from a sequence: a loader's transaction still open leaves a gap
+    # below ids already committed. The matcher waits `match_gap_seconds` for a gap to fill (a
+    # batch of 20,000 records commits in seconds) before taking it as one that rolled back.
     if whole == len(ids):
         new_done, gap_since = upto, None
     elif gaps_final or (
@@ -575,19 +574,18 @@ def match_new_records(
     return len(ids)
 
 
-def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) -> int:
+def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) -> None:
     """Events for the records in (after, upto]; those up to `seen` may have been matched
     before (past a gap), and already are events are left alone."""
     cached = _watch_index(conn)
     if not cached.index:
-        return 0
-    found: dict[int, list[tuple[Any, ...]]] = defaultdict(
-        list
-    )  # watch -> (record id, its time, its Device)
+        return
+    # watch -> (record id, its time, its Device)
+    found: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     index, after_of = cached.index, cached.after
     lo, hi = conn.execute(new_records_span(), {"after": after, "upto": upto}).one()
     if lo is None:
-        return 0
+        return
     params = {
         "after": after,
         "upto": upto,
@@ -608,7 +606,7 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
             if record_id > after_of.get(matched.watch_id, MAX_ID):
                 found[matched.watch_id].append((record_id, logged_at, device_id))
     if not found:
-        return 0
+        return
     if after < seen:
         _drop_known(conn, found, after, seen)
     events, outbox, counters = [], [], []
@@ -626,7 +624,6 @@ def _match(conn: Connection, after: int, upto: int, seen: int, now: datetime) ->
             outbox += [(watch_id, last + n, stamp) for n in range(1, len(records) + 1)]
         counters.append((last + len(records), watch_id))
     _write_events(conn, events, outbox, counters)
-    return len(events)
 
 
 _EVENT_COLUMNS = "watch_id, event_id, record_id, record_logged_at, record_device_id, matched_at"

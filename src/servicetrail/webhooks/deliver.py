@@ -187,11 +187,13 @@ class Deliverer:
             room = self.queue_depth - self.queues.queued_at(*party_here)
             if room < self.queue_depth // 2:
                 continue
-            each = -(-room // len(watch_ids))  # rounded up: every watch gets some
-            shares.update((watch_id, each) for watch_id in watch_ids)
+            per_watch = -(-room // len(watch_ids))  # rounded up: every watch gets some
+            shares.update((watch_id, per_watch) for watch_id in watch_ids)
         parties = set(party_of.values())
-        each = _share_of(self.concurrency * QUEUE_FACTOR, len(parties | self._waiting_parties))
-        party_room = {party: each - self.queues.queued_for(party) for party in parties}
+        party_share = _share_of(
+            self.concurrency * QUEUE_FACTOR, len(parties | self._waiting_parties)
+        )
+        party_room = {party: party_share - self.queues.queued_for(party) for party in parties}
         for watch_id in list(shares):
             room = party_room[party_of[watch_id]]
             shares[watch_id] = min(shares[watch_id], max(room, 0))
@@ -251,7 +253,6 @@ class Deliverer:
             matched = 0
             if time.monotonic() - last_match >= idle_wait:
                 matched = await asyncio.to_thread(catch_up, self.engine, 20)
-                self.stats.matched_records += matched
                 last_match = time.monotonic()
             self._wake.clear()
             total = self.concurrency * QUEUE_FACTOR
@@ -330,8 +331,8 @@ class Deliverer:
         """Record the attempts made since the last round (`outcomes`, taken from `_outcomes`
         on the loop's thread, where attempts append to it), find which of the `waiting`
         deliveries are hidden now (and forget them in the store), and lease up to `room` due
-        deliveries (none already held here), in one transaction; returns those leased and
-        those hidden. Outcomes not recorded are put back for the next round."""
+        deliveries (none already held here); returns those leased and those hidden. Outcomes
+        not recorded are put back for the next round."""
         if not outcomes and not room and not waiting:
             return [], []
         try:
@@ -364,8 +365,11 @@ class Deliverer:
     def _round(
         self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
     ) -> tuple[list[Due], list[tuple[int, int]]]:
-        """`_settle_and_lease`'s transaction: the deliveries it changes locked first, in key
-        order, so that it waits on nothing after (`outbox.lock_in_key_order`)."""
+        """`_settle_and_lease`'s work, in up to three transactions: the receivers that
+        answered 410 turned off (`disable_gone`), their deliveries dropped, then the
+        attempts recorded, the hidden found and the lease taken in one, whose deliveries are
+        locked first, in key order, so that it waits on nothing after
+        (`outbox.lock_in_key_order`)."""
         given_up = 0
         with self.engine.begin() as conn:  # holding nothing else (see there)
             # this round's 410s, and those kept by earlier rounds, this worker's or another's:

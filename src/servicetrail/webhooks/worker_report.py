@@ -28,7 +28,6 @@ class Stats:
     # given a slot, then not sent: its worker's loop stalled until its lease had too little
     # left (due again when the lease ends)
     late: int = 0
-    matched_records: int = 0
     errors: Counter[str] = field(default_factory=Counter[str])
 
     def count_error(self, error: str) -> None:
