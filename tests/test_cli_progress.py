@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from servicetrail.cli.progress import TerminalBar, terminal_progress
-from servicetrail.ingest.load import StagedProgress
+from servicetrail.ingest.summary import StagedProgress
 
 
 def drawn(progress) -> str:

@@ -47,7 +47,8 @@ from servicetrail.generate.documents import CANCEL, DCC_ALERTS, _Documents
 from servicetrail.generate.duis_bodies import ALWAYS_DATED
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.duis import parse_document
-from servicetrail.ingest.load import ingest, load_registry
+from servicetrail.ingest.registry_load import load_registry
+from servicetrail.ingest.trail_load import ingest
 from servicetrail.store.accounts import verified_password_hash
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import iter_search, viewer_for

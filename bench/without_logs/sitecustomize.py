@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import servicetrail.ingest.load as load
+import servicetrail.ingest.trail_load as load
 import servicetrail.store.writer as writer
 
 

@@ -118,7 +118,7 @@ def test_a_gzip_cut_short_loads_what_it_holds_and_rejects_the_rest(
     falls in reports it once, in file order."""
     monkeypatch.setenv("SERVICETRAIL_WORKER_MIN_BYTES", "0")
     monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", str(workers))
-    monkeypatch.setattr("servicetrail.ingest.load.CHUNK_LINES", 40)
+    monkeypatch.setattr("servicetrail.ingest.trail_load.CHUNK_LINES", 40)
     whole = "".join(json.dumps(rec(counter=n, payload="p" * 300)) + "\n" for n in range(1, 400))
     packed = gzip.compress(whole.encode())
     path = tmp_path / "cut.jsonl.gz"

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 
 from servicetrail.domain.model import SatRecord
-from servicetrail.ingest.load import Summary, _Batch
+from servicetrail.ingest.summary import Summary
+from servicetrail.ingest.trail_load import _Batch
 from servicetrail.store.engine import open_store
 from servicetrail.store.partitions import ensure_months
 from servicetrail.store.writer import record_row, row_maker

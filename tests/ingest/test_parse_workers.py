@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from servicetrail.ingest import load, satjsonl, sources, workers
-from servicetrail.ingest.load import CHUNK_LINES, ingest
+from servicetrail.ingest import satjsonl, sources, workers
+from servicetrail.ingest import trail_load as load
+from servicetrail.ingest.trail_load import CHUNK_LINES, ingest
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row

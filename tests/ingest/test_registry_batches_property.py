@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from servicetrail import settings as servicetrail_settings
 from servicetrail.domain.times import parse_time
 from servicetrail.ingest import registry_csv
-from servicetrail.ingest.load import load_registry
+from servicetrail.ingest.registry_load import load_registry
 from servicetrail.store import held_intervals
 from servicetrail.store.engine import open_store
 from devsupport.pg_server import PgServer

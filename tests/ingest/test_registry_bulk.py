@@ -982,7 +982,7 @@ def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_lo
     between the two dates (audit 38e; in one batch, fixed in session 39; in two, session 40:
     an end moved earlier now waits too)."""
     from servicetrail.ingest import registry_csv
-    from servicetrail.ingest.load import load_registry
+    from servicetrail.ingest.registry_load import load_registry
     from tests.personas import ESME_S1
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
@@ -1025,7 +1025,7 @@ def test_an_end_moved_earlier_whose_time_its_batch_fills_is_applied_in_that_batc
     batch. Only an end whose freed time no line of its batch takes waits for the file's end
     (were every end to wait, a daily file's changes of supplier were all judged twice)."""
     from servicetrail.ingest import registry_csv
-    from servicetrail.ingest.load import load_registry
+    from servicetrail.ingest.registry_load import load_registry
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
     monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
@@ -1057,7 +1057,7 @@ def test_an_end_moved_earlier_whose_time_its_batch_fills_is_applied_in_that_batc
 
 
 class StagesSeen:
-    """A progress display (ingest.load's StagedProgress) that notes what it is told."""
+    """A progress display (ingest.summary's StagedProgress) that notes what it is told."""
 
     def __init__(self) -> None:
         self.stages: list[tuple[str, int | None, str]] = []
@@ -1078,7 +1078,7 @@ def test_a_staged_progress_display_is_told_of_the_look_ahead_and_the_lines_that_
     waited were judged (carried finding): a staged display is told of each pass, and counts
     the file's bytes, then the waiting lines as they are judged."""
     from servicetrail.ingest import registry_csv
-    from servicetrail.ingest.load import load_registry
+    from servicetrail.ingest.registry_load import load_registry
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
     monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
@@ -1113,7 +1113,7 @@ def test_a_load_stopped_part_way_says_how_many_lines_were_waiting(
 
     from servicetrail.cli.common import kept_if_stopped
     from servicetrail.ingest import registry_csv
-    from servicetrail.ingest.load import load_registry
+    from servicetrail.ingest.registry_load import load_registry
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
     monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")
@@ -1145,7 +1145,7 @@ def test_a_load_stopped_at_the_files_end_counts_what_it_had_applied(world, tmp_p
     """Stopped between two batches of the lines that waited: the first batch's are applied
     and not counted as waiting; counted as soon as their batch commits (untested, the count
     could be dropped unnoticed, and came after the batch's rejects were written: review 39b)."""
-    from servicetrail.ingest import load as ingest_load
+    from servicetrail.ingest import registry_load as ingest_load
     from servicetrail.ingest import registry_csv
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
@@ -1181,6 +1181,6 @@ def test_a_load_stopped_at_the_files_end_counts_what_it_had_applied(world, tmp_p
 
 
 def load_registry_of(engine, registry_csv, path, summary) -> None:
-    from servicetrail.ingest.load import load_registry
+    from servicetrail.ingest.registry_load import load_registry
 
     load_registry(engine, registry_csv.RESPONSIBILITIES, path, None, summary=summary)

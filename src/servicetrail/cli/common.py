@@ -23,7 +23,7 @@ from ..domain.triggers import window_minutes
 from ..domain.access_log import Reader
 from ..domain.search import InvalidField, Search, build_search
 from ..domain.visibility import Viewer
-from ..ingest.load import Summary
+from ..ingest.summary import Summary
 from ..signing import key_path_for, signer_for, trust_file
 from ..store.engine import (
     StoreError,

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..ingest import registry_csv
-from ..ingest.load import ingest, load_registry
+from ..ingest.registry_load import load_registry
+from ..ingest.trail_load import ingest
 from .commands import command
 from .common import (
     TIME,

@@ -43,7 +43,7 @@ class _LinesPerSecond(ProgressColumn):
 
 
 class TerminalBar:
-    """A loader's progress (ingest.load's StagedProgress) drawn by rich."""
+    """A loader's progress (ingest.summary's StagedProgress) drawn by rich."""
 
     def __init__(self, bar: Progress, total_bytes: int) -> None:
         self.bar = bar

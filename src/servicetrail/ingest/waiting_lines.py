@@ -2,7 +2,7 @@
 
 A line that overlaps what the store holds (a change of supplier's new start before the old
 supplier's end has moved) waits with every later line of its Device and relation, to be
-judged with them once the file is in (ingest.load, store.registry). Held in memory, at most
+judged with them once the file is in (ingest.registry_load, store.registry). Held in memory, at most
 100,000 could wait: past them a line was refused at once, and where the other half of its
 change of supplier had been applied the Device was left with a gap (audit 38e). They wait in
 a private temporary SQLite database instead (deleted when closed), and come back a Device and
@@ -51,7 +51,7 @@ class WaitingLines:
         self._groups = bytearray()  # the filter, made with the first line that waits
         self._unwritten: list[tuple[object, ...]] = []  # written a thousand at a time
         self.count = 0
-        self.judged = 0  # of them, by the file's end (ingest.load)
+        self.judged = 0  # of them, by the file's end (ingest.registry_load)
 
     def __bool__(self) -> bool:
         return self.count > 0

@@ -53,7 +53,7 @@ class Conflict(ValueError):
 
 class Overlap(Conflict):
     """An interval that overlaps another of its Device and relation: one that a later row
-    of the same input may still close (ingest.load tries it again at the input's end). Its
+    of the same input may still close (ingest.registry_load tries it again at the input's end). Its
     reason may be given unworded (a function), and is worded when read: most overlaps of a
     large file wait for its end, where they are judged again, and wording each reason cost
     8% of such a load (200,000 lines: 1.4 of 18 s, profiled)."""
@@ -436,7 +436,7 @@ def load_interval_rows(
     # Each Device and relation's rows in the batch's order, up to its first that overlaps;
     # that one and every later row of its Device and relation are set aside, to be judged
     # together after. A file cut in batches does the same: a row that overlaps waits for the
-    # file's end with every later row of its Device and relation (ingest.load), and the
+    # file's end with every later row of its Device and relation (ingest.registry_load), and the
     # batches before it have applied the rows before it. So the registry a file makes does
     # not depend on where its batches fall (with corrections of stored intervals judged
     # first over the whole batch, a row of a later batch came too late to win: fuzzer,
@@ -524,7 +524,7 @@ def _hold_back(
     judged before the one that overlapped too, and what they changed left unwritten (such a
     batch removes nothing: its re-dates wait). The state the file's end judges them on is
     then the one they were judged on here (every later row of a held group waits too:
-    ingest.load), so their outcomes are the same, all applied in one transaction."""
+    ingest.registry_load), so their outcomes are the same, all applied in one transaction."""
     if not groups:
         return
     for i, (device_id, _, relation, _, _) in enumerate(rows):
