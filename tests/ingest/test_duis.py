@@ -307,6 +307,20 @@ def test_bare_request_file_without_logged_at_takes_its_modification_time(cli, en
     assert item["logged_at"] == mtime
 
 
+def test_a_modification_time_is_cut_to_the_microsecond_as_every_other_time(cli, engine, tmp_path):
+    """Read as a float, 23:59:59.9999996 on a month's last day was rounded up into the next
+    month (and its log), where the same instant given by --logged-at or a SAT line is cut to
+    .999999 (audit 44a)."""
+    path = tmp_path / "request.xml"
+    shutil.copy(SAMPLES / "ECS17b_4.1.1_SINGLE_SUCCESS_REQUEST_DUIS.XML", path)
+    last_second = int(datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+    nanoseconds = last_second * 1_000_000_000 + 999_999_600
+    os.utime(path, ns=(nanoseconds, nanoseconds))
+    assert cli("ingest", path).exit_code == 0
+    [item] = stored(engine).values()
+    assert item["logged_at"] == datetime(2025, 3, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
 def test_capture_time_is_ignored_for_responses(cli, engine, tmp_path):
     path = capture(
         tmp_path / "c.jsonl", [SAMPLES / "readfw-response.xml"], datetime(2030, 1, 1, tzinfo=UTC)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +222,7 @@ def _xml_files(
         except DAMAGED as e:
             rejected.append((1, damaged_document_reason(e), b"", str(path)))
             continue
-        when = logged_at or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        when = logged_at or _modified_at(path)
         try:
             record = duis.parse_document(document, when)
             rows.append(
@@ -239,6 +239,15 @@ def _xml_files(
             rows, rejected, size, held = [], [], 0, 0
     if rows or rejected:
         yield rows, rejected, size
+
+
+def _modified_at(path: Path) -> datetime:
+    """The file's modification time cut to the microsecond, as every time read is: read as a
+    float (st_mtime), 23:59:59.9999996 was rounded into the next second, month and log."""
+    return _EPOCH + timedelta(microseconds=path.stat().st_mtime_ns // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _whole(document: bytes) -> bytes | Span:
