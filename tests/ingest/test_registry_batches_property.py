@@ -60,10 +60,10 @@ def _time(moment: datetime | None) -> str:
 
 
 @st.composite
-def lines(draw) -> str:
-    device = draw(st.sampled_from([ESME_1, GSME_1]))
+def lines(draw, devices=(ESME_1, GSME_1), relations=("supplier",) * 3 + ("network_operator",)):
+    device = draw(st.sampled_from(devices))
     party = draw(st.sampled_from([NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO]))
-    relation = draw(st.sampled_from(["supplier", "supplier", "supplier", "network_operator"]))
+    relation = draw(st.sampled_from(relations))
     start = draw(st.sampled_from(GRID))
     end = draw(st.one_of(st.none(), st.sampled_from(GRID)))
     if end is not None and draw(st.booleans()):
@@ -209,3 +209,38 @@ def test_a_file_makes_the_same_registry_in_batches_of_any_size_on_postgresql(
             pg_server.drop_database(url)
 
     check(fresh_world, content)
+
+
+@st.composite
+def files_with_a_copy(draw) -> tuple[str, str]:
+    """A file, and the same file with a copy of one interval's last line given again anywhere
+    after it (the key of a line: its Device, relation and start). One Device's supplier
+    lines: they meet and overlap most."""
+    body = draw(st.lists(lines([ESME_1], ["supplier"]), min_size=1, max_size=8))
+    last_of = {tuple(line.split(",")[i] for i in (0, 2, 3)): j for j, line in enumerate(body)}
+    copied = draw(st.sampled_from(sorted(last_of.values())))
+    at = draw(st.integers(min_value=copied + 1, max_value=len(body)))
+    with_copy = [*body[:at], body[copied], *body[at:]]
+    return HEADER + "".join(body), HEADER + "".join(with_copy)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pair=files_with_a_copy())
+def test_a_line_given_again_word_for_word_changes_no_registry(
+    sqlite_personas_template: Path, pair: tuple[str, str]
+) -> None:
+    """An interval's last line given again further down is a duplicate: the registry and the
+    index are those of the file without the copy, whatever lies between (audit 44a: a line
+    between that overlapped it loaded in its place)."""
+
+    @contextmanager
+    def fresh_world() -> Iterator[str]:
+        with tempfile.TemporaryDirectory() as folder:
+            yield sqlite_store_from(sqlite_personas_template, folder, "world.db")
+
+    plain, copied = pair
+    for size in (20_000, 1):
+        assert loaded(fresh_world, copied, size)[:2] == loaded(fresh_world, plain, size)[:2], (
+            size,
+            copied,
+        )

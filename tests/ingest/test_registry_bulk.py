@@ -357,6 +357,63 @@ def test_lines_skipped_for_a_last_line_refused_as_an_overlap_go_to_the_reject_fi
     assert supply_days(engine, PPMID_1) == [(NORTHPOWER, "2025-01-01", None)]
 
 
+def test_a_line_given_again_word_for_word_is_a_duplicate_where_it_first_stands(
+    cli, world, batch, tmp_path
+):
+    """A line repeated further down, the same instants written another way, took the word
+    on its interval to the copy's place: the line between them that overlapped it loaded
+    instead, and the first line was refused as lost to the copy (audit 44a). The copy is a
+    duplicate; the first line stands, and the one between is refused, as without the copy."""
+    engine = world.engine
+    lines = [
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,",
+        f"{PPMID_1},{NORTHPOWER},supplier,2025-01-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T01:00:00+01:00, ",
+    ]
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    for summary in (
+        "loaded 1, rejected 1, skipped 1 duplicates\n",
+        "loaded 0, rejected 1, skipped 2 duplicates\n",  # the same file again
+    ):
+        result = cli("load", "responsibilities", held)
+        assert (result.exit_code, result.stdout) == (1, summary), result.output
+        [entry] = rejects_of(tmp_path / "held.rejects.jsonl")
+        assert entry["line"] == 3 and "overlaps the supplier interval of" in entry["reason"]
+    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2024-01-01", None)]
+
+
+def test_a_refused_line_given_again_word_for_word_takes_its_copy_with_it(
+    cli, world, batch, tmp_path
+):
+    """Its copy further down is skipped as its duplicate: refused, the line takes the copy
+    to the reject file with it, saying so, not counted a duplicate in silence."""
+    engine = world.engine
+    first = write(
+        tmp_path / "first.csv", RESP_HEADER + f"{PPMID_1},{NORTHPOWER},supplier,2023-01-01,\n"
+    )
+    assert cli("load", "responsibilities", first).exit_code == 0
+    lines = [f"{PPMID_1},{SUNEXPORT},supplier,2024-01-01T00:00:00Z,"] * 2
+    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
+    result = cli("load", "responsibilities", held)
+    assert (result.exit_code, result.stdout) == (1, "loaded 0, rejected 2, skipped 0 duplicates\n")
+    by_line = {e["line"]: e["reason"] for e in rejects_of(tmp_path / "held.rejects.jsonl")}
+    assert sorted(by_line) == [2, 3], by_line
+    assert "overlaps the supplier interval of" in by_line[2]
+    assert by_line[3].startswith("not loaded: line 2 says the same, and was refused")
+    assert supply_days(engine, PPMID_1) == [(NORTHPOWER, "2023-01-01", None)]
+
+
+def test_the_writer_takes_a_row_given_again_word_for_word_as_a_duplicate(world):
+    """The same for rows handed to the writer in one call (store.registry)."""
+    sun = Responsibility(PPMID_1, SUNEXPORT, "supplier", parse_time("2024-01-01"), None)
+    north = Responsibility(PPMID_1, NORTHPOWER, "supplier", parse_time("2025-01-01"), None)
+    with world.engine.begin() as conn:
+        decided = load_responsibilities(conn, [sun, north, sun])
+    assert decided[0] is Outcome.LOADED and decided[2] is Outcome.SUPERSEDED
+    assert isinstance(decided[1], Conflict) and "overlaps" in str(decided[1])
+    assert supply_days(world.engine, PPMID_1) == [(SUNEXPORT, "2024-01-01", None)]
+
+
 @pytest.mark.parametrize("held_before", [False, True])
 def test_a_partys_interval_given_with_another_start_later_in_its_file_loads_alike_on_re_load(
     cli, world, batch, tmp_path, held_before

@@ -499,6 +499,25 @@ IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a corre
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 
 
+@dataclass(slots=True)
+class LastWord:
+    """What the look-ahead learnt of an interval a file gives on more than one line: the
+    lines from `first_known` on (the second that gives it, or a chance meeting's own line)
+    were read whole; the file's word for it is what its last line says (`said`: the hash of
+    that row), from the first of the lines at the end that all say it (`line`). Whether the
+    first line giving it says the same too is for the load to tell, which reads it
+    (`same_throughout`: every line from `first_known` on does)."""
+
+    first_known: int
+    line: int
+    said: int
+    same_throughout: bool = True
+
+    def heard(self, line: int, said: int) -> None:
+        if said != self.said:  # another word: it stands from here (the same again: a repeat)
+            self.line, self.said, self.same_throughout = line, said, False
+
+
 def field_left_unnamed(header: list[str], values: list[str]) -> int | None:
     """The first field (counting from 1) holding a value under a column the header leaves
     unnamed, if any: read as absent, a `valid_to` there opened the interval (review 28d).
@@ -511,11 +530,14 @@ def field_left_unnamed(header: list[str], values: list[str]) -> int | None:
 
 def repeated_intervals(
     stream: IO[bytes], name: str, parties: Container[str] | None = None
-) -> dict[IntervalKey, int]:
-    """A responsibilities file read once ahead of its load: the last line of each interval
+) -> dict[IntervalKey, LastWord]:
+    """A responsibilities file read once ahead of its load: the last word on each interval
     that more than one of its records gives (and of a few that only one does), so that the
-    load can skip every earlier word for it (store.registry.load_interval_rows), whatever
-    lies between them and wherever its batches are cut. A later line counts only if the
+    load can skip every other line for it (store.registry.load_interval_rows), whatever
+    lies between them and wherever its batches are cut. The word stands from the first line
+    that says it with none different after: a line given again word for word is a duplicate,
+    and moved the interval to where the copy was, past a line that overlapped it, which was
+    then loaded instead (audit 44a). A later line counts only if the
     load would take it on its own: a whole record, valid, of a Party in `parties` (the
     store's). One it refused (`bad party`, an end before its start, an unknown Party) had
     the earlier line skipped, and neither loaded (audit 28a).
@@ -533,14 +555,14 @@ def repeated_intervals(
     assert i_device is not None and i_relation is not None and i_from is not None
     parse = RESPONSIBILITIES.parser(header)
 
-    def taken_alone(values: list[str]) -> bool:
+    def taken_alone(values: list[str]) -> IntervalRow | None:
         if len(values) > len(header) or field_left_unnamed(header, values) is not None:
-            return False
+            return None
         try:
-            row = parse(values)
+            row = cast(IntervalRow, parse(values))
         except InvalidValue:
-            return False
-        return parties is None or cast(IntervalRow, row)[1] in parties
+            return None
+        return row if parties is None or row[1] in parties else None
 
     # the values that name an interval: a record that stops short of valid_to is an open
     # interval to the loader, and was left out here, so that an earlier word for it was
@@ -550,7 +572,7 @@ def repeated_intervals(
     wanted = max(_FEWEST_SEEN_BYTES, 1 << (size // 16).bit_length())
     seen = bytearray(min(_MOST_SEEN_BYTES, wanted))
     mask = len(seen) * 8 - 1
-    last: dict[IntervalKey, int] = {}
+    last: dict[IntervalKey, LastWord] = {}
     for line, _, values, _ in records:
         if values is None or len(values) < width:
             continue
@@ -570,8 +592,13 @@ def repeated_intervals(
         fa, fb = 1 << (a & 7), 1 << (b & 7)
         a, b = a >> 3, b >> 3
         if seen[a] & fa and seen[b] & fb:
-            if taken_alone(values):  # a repeat is rare: checked whole only then
-                last[key] = line
+            row = taken_alone(values)  # a repeat is rare: checked whole only then
+            if row is not None:
+                word = last.get(key)
+                if word is None:
+                    last[key] = LastWord(line, line, hash(row))
+                else:
+                    word.heard(line, hash(row))
         else:
             seen[a] |= fa
             seen[b] |= fb

@@ -180,16 +180,19 @@ def _store_waiting(
 
 @dataclass
 class _LastWords:
-    """The writer of intervals, told which rows a later line of the file gives again (each
-    interval's last line in the file, `last_lines`, is its word). It also keeps which lines
-    were skipped so, and which of those later lines were refused (an overlap, which no look
-    ahead can tell): the lines skipped for one are not loaded, and go to the reject file
-    saying so, where they were counted as skipped duplicates in silence (review 28e). Line
-    numbers only: the lines are read again from the file, in the rare run that has any."""
+    """The writer of intervals, told by the look-ahead which lines the file's word on an
+    interval is not (`last_lines`: registry_csv.LastWord); those are skipped, checked on
+    their own. It also keeps which lines were skipped so, and which words were refused (an
+    overlap, which no look ahead can tell): the lines skipped for one are not loaded, and go
+    to the reject file saying so, where they were counted as skipped duplicates in silence
+    (review 28e). Line numbers only: the lines are read again from the file, in the rare run
+    that has any."""
 
-    last_lines: dict[registry_csv.IntervalKey, int]
+    last_lines: dict[registry_csv.IntervalKey, registry_csv.LastWord]
     skipped: dict[registry_csv.IntervalKey, list[int]] = field(default_factory=dict)
     refused: set[registry_csv.IntervalKey] = field(default_factory=set)
+    # intervals whose word is the first line giving them: it says what every later one does
+    said_first: dict[registry_csv.IntervalKey, int] = field(default_factory=dict)
 
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
@@ -198,24 +201,34 @@ class _LastWords:
             superseded = [False] * len(rows)
         else:
             superseded = [
-                self.last_lines.get(interval_key(row), 0) > line
+                self._word_line(row, line) not in (None, line)
                 for row, (line, _) in zip(rows, origins)
             ]
         return load_interval_rows(conn, rows, superseded, redate_now=not deferring)
 
-    def superseded(self, row: Any, line: int) -> None:
+    def _word_line(self, row: Any, line: int) -> int | None:
+        """The line that is the file's word on the row's interval (None: the look-ahead knows
+        no other line giving it). The first line giving it is read here only, in line order."""
         key = interval_key(row)
-        if self.last_lines.get(key, 0) > line:  # (not a re-date a later line takes back)
-            self.skipped.setdefault(key, []).append(line)
+        word = self.last_lines.get(key)
+        if word is None:
+            return None
+        if line < word.first_known and word.same_throughout and hash(row) == word.said:
+            self.said_first[key] = line
+        return self.said_first.get(key, word.line)
+
+    def superseded(self, row: Any, line: int) -> None:
+        word = self._word_line(row, line)
+        if word not in (None, line):  # (not a re-date a later line takes back)
+            self.skipped.setdefault(interval_key(row), []).append(line)
 
     def conflict(self, row: Any, line: int) -> None:
-        key = interval_key(row)
-        if self.last_lines.get(key) == line:
-            self.refused.add(key)
+        if self._word_line(row, line) == line:
+            self.refused.add(interval_key(row))
 
     def reject_the_lost(self, path: Path, rejects: RejectFile, summary: Summary) -> None:
         lost = {
-            line: self.last_lines[key] for key in self.refused for line in self.skipped.get(key, ())
+            line: self._word_of(key) for key in self.refused for line in self.skipped.get(key, ())
         }
         if not lost:
             return
@@ -223,14 +236,14 @@ class _LastWords:
             _, records = registry_csv.read_header(again, registry_csv.RESPONSIBILITIES, str(path))
             for line, raw, _, _ in records:
                 if line in lost:
-                    rejects.add(
-                        line,
-                        f"not loaded: line {lost[line]} gives its interval again, and was refused",
-                        raw,
-                        path,
-                    )
+                    word = lost[line]
+                    said = "gives its interval again" if word > line else "says the same"
+                    rejects.add(line, f"not loaded: line {word} {said}, and was refused", raw, path)
         summary.duplicates -= len(lost)
         summary.superseded -= len(lost)
+
+    def _word_of(self, key: registry_csv.IntervalKey) -> int:
+        return self.said_first.get(key, self.last_lines[key].line)
 
 
 def _registry_worker(path: Path) -> bool:

@@ -317,12 +317,11 @@ def load_interval_rows(
     that a change of supplier's two lines are applied together: with the old supplier's new
     end applied in its batch and the new supplier's new start at the file's end, neither saw
     the Device's traffic in between, for as long as the load ran (audit 38e)."""
-    # the last row of the batch that gives each interval: one a later row gives is not
+    # the row of the batch that is its word on each interval: one a later row gives is not
     # re-dated by an earlier one (the file's last word stands; across batches too, where a
     # re-date waits for the file's end with the lines after it: `redate_now`)
-    last_row = {interval_key(row): i for i, row in enumerate(rows)}
     if superseded is None:
-        superseded = [last_row[interval_key(row)] != i for i, row in enumerate(rows)]
+        superseded = _not_the_word(rows)
     # the row of the batch that gives each interval and stands: one a later line of the file
     # gives again (in a later batch) does not, and a re-date yielded to it while the line
     # that stood changed the interval: in batches of two, a line neither loaded nor refused
@@ -543,6 +542,18 @@ def _hold_back(
 # or is the last, so this bounds nothing a registry gives (a change of supplier needs two);
 # it keeps a file built to free one row a pass from taking a pass per row.
 _MOST_PASSES = 64
+
+
+def _not_the_word(rows: Sequence[IntervalRow]) -> list[bool]:
+    """Which rows are not the word on their interval: its word is what its last row says,
+    from the first of the rows at the end that all say it (a row given again word for word is
+    a duplicate of it, not a later word: ingest.registry_csv.LastWord)."""
+    word: dict[tuple[str, str, datetime], int] = {}
+    for i, row in enumerate(rows):
+        key = interval_key(row)
+        if key not in word or rows[word[key]] != row:
+            word[key] = i
+    return [word[interval_key(row)] != i for i, row in enumerate(rows)]
 
 
 def _not_lost_for_a_refused_word(
