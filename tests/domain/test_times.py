@@ -95,6 +95,39 @@ def test_parse_time_reads_any_offset_rfc_3339_allows_as_its_instant(raw: str) ->
     assert parse_time(raw) == datetime.fromisoformat(raw).astimezone(UTC)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2025-03-10T10:00:11+05:30:15",  # seconds in the offset, applied as such
+        "2025-03-10T10:00:11+05:30:15.5",
+        "2025-03-10T10:00:09.Z",  # a decimal mark and no digit
+        "2025-03-30T01:30:00 +01:00",  # a space before the offset
+        "2025-03-30T01:30:00 Z",
+    ],
+)
+def test_parse_time_refuses_offsets_iso_8601_does_not_write(raw: str) -> None:
+    """Python's fromisoformat reads all of these (audit 44a); ISO-8601 writes none."""
+    with pytest.raises(InvalidValue, match="offset is Z"):
+        parse_time(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2025-03-10T10:00+05",
+        "2025-03-10T10Z",
+        "20250310T100000Z",
+        "2025-03-10T10:00:00+0530",
+        "2025-03-10T10:00:09,5Z",
+        "2025-03-10 10:00:00Z",
+        "2025-W10-1T10:00Z",
+        "2025-03-10T10:00:00.123456789-00:00",
+    ],
+)
+def test_parse_time_reads_the_offsets_iso_8601_writes(raw: str) -> None:
+    assert parse_time(raw) == datetime.fromisoformat(raw).astimezone(UTC)
+
+
 @pytest.mark.parametrize("raw", [None, 1740823200, datetime(2025, 3, 1, tzinfo=UTC)])
 def test_parse_time_rejects_non_strings(raw: object) -> None:
     with pytest.raises(InvalidValue):

@@ -15,6 +15,10 @@ _LONGEST_DATE = 10
 # character outside printable ASCII is refused: Python's fromisoformat stops reading at a NUL
 # and accepts whatever follows it, and no ISO-8601 time needs one.
 _SURROUNDING_SPACE = " \t\r\n"
+# fromisoformat also reads an offset with seconds (`+05:30:15`, applied as such), one after a
+# space, and a decimal mark with no digit before `Z` (`10:00:09.Z`): none is ISO-8601's, and
+# the first moves the instant by seconds nobody wrote (audit 44a)
+_OFFSET_AT_END = re.compile(r"[0-9](?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)\Z")
 
 
 def parse_time(value: str) -> datetime:
@@ -46,6 +50,11 @@ def parse_time(value: str) -> datetime:
         raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
     if parsed.tzinfo is None:
         raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {shown(value)}")
+    if not _OFFSET_AT_END.search(text):
+        raise InvalidValue(
+            f"not an ISO-8601 time (its offset is Z, +hh:mm, +hhmm or +hh, right after the "
+            f"time's last digit): {shown(value)}"
+        )
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
