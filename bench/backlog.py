@@ -72,7 +72,7 @@ def main() -> int:
     from servicetrail.store.engine import open_store
     from servicetrail.store.outbox import pending_count
     from servicetrail.store.watch_tables import webhook_outbox
-    from servicetrail.store.watches import catch_up
+    from servicetrail.store.watch_matcher import catch_up
     from sqlalchemy import func, select
 
     work = Path(tempfile.mkdtemp(prefix="st-backlog-"))

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from servicetrail.domain.model import SatRecord  # noqa: E402
 from servicetrail.domain.watches import watch_spec  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
-from servicetrail.store.watches import create_watch, match_new_records  # noqa: E402
+from servicetrail.store.watch_matcher import match_new_records  # noqa: E402
+from servicetrail.store.watches import create_watch  # noqa: E402
 from servicetrail.store.writer import append_records  # noqa: E402
 from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
 

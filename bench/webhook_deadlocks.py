@@ -47,13 +47,9 @@ from servicetrail.store.outbox import (  # noqa: E402
     release,
 )
 from servicetrail.store.visibility_index import lock_registry  # noqa: E402
-from servicetrail.store.watches import (  # noqa: E402
-    create_watch,
-    delete_watch,
-    mark_read,
-    match_new_records,
-    skip_hidden_unread,
-)
+from servicetrail.store.watch_events import mark_read, skip_hidden_unread  # noqa: E402
+from servicetrail.store.watch_matcher import match_new_records  # noqa: E402
+from servicetrail.store.watches import create_watch, delete_watch  # noqa: E402
 from servicetrail.store.writer import append_records  # noqa: E402
 from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 1. Matching overhead: the same generated SAT JSON Lines ingested with `servicetrail ingest`
    into a store without watches, and into one where each of the ~130 Parties keeps 100
-   watches (random filters); then the matcher (`store.watches.catch_up`, what `serve` and
+   watches (random filters); then the matcher (`store.watch_matcher.catch_up`, what `serve` and
    `deliver` run) catches up. Target: matching <= 10% of the ingest time.
 2. Sustained deliveries/s: events of watches hooked to a local receiver (uvicorn, its own
    process), delivered by `servicetrail deliver` (its own process). Target >= 1,000/s.
@@ -304,7 +304,7 @@ def matching_overhead(
 
     from servicetrail.store.engine import open_store
     from servicetrail.store.watch_tables import watch_event
-    from servicetrail.store.watches import _watch_index, catch_up, unmatched_backlog
+    from servicetrail.store.watch_matcher import _watch_index, catch_up, unmatched_backlog
 
     plain = new_store("plain")
     load_registry(plain, files)
@@ -368,7 +368,7 @@ def deliveries(
     """Sustained throughput, then commit-to-arrival latency, on one store."""
     from servicetrail.store.engine import open_store
     from servicetrail.store.outbox import pending_count
-    from servicetrail.store.watches import catch_up
+    from servicetrail.store.watch_matcher import catch_up
 
     url = new_store("deliveries")
     load_registry(url, files)

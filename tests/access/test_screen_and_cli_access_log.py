@@ -21,7 +21,8 @@ from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.domain.search import Cursor, Search
 from servicetrail.store.accounts import create_account
 from servicetrail.store.queries import iter_search, viewer_for
-from servicetrail.store.watches import catch_up, create_watch
+from servicetrail.store.watch_matcher import catch_up
+from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID

@@ -17,7 +17,8 @@ from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.logged_reads import lease_deliveries
-from servicetrail.store.watches import catch_up, create_watch
+from servicetrail.store.watch_matcher import catch_up
+from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret

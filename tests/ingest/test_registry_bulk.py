@@ -871,7 +871,8 @@ def test_a_correction_matches_the_watch_backlog_before_it_holds_the_registry(
     from servicetrail.domain.model import SatRecord
     from servicetrail.domain.watches import watch_spec
     from servicetrail.store import registry
-    from servicetrail.store.watches import create_watch, unmatched_backlog
+    from servicetrail.store.watch_matcher import unmatched_backlog
+    from servicetrail.store.watches import create_watch
     from servicetrail.store.writer import append_records
     from tests.personas import LK_OU, t
 

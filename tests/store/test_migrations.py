@@ -471,7 +471,8 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
     keeps the key (dropping it rebuilds the table, which cascades into the outbox). A
     downgrade puts it back, first deleting the events left of watches deleted since."""
     from servicetrail.domain.watches import watch_spec
-    from servicetrail.store.watches import create_watch, delete_watch, match_new_records
+    from servicetrail.store.watch_matcher import match_new_records
+    from servicetrail.store.watches import create_watch, delete_watch
     from servicetrail.store.writer import append_records
     from servicetrail.domain.model import SatRecord
     from tests.personas import ESME_1, LK_OU, SOUTHENERGY, t

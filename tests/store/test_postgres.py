@@ -217,7 +217,8 @@ def test_retention_takes_the_watches_events_and_deliveries_of_the_months_it_drop
     and every round of the webhook worker walked them again (audit 21a)."""
     from servicetrail.domain.watches import watch_spec
     from servicetrail.store.outbox import pending_count
-    from servicetrail.store.watches import catch_up, create_watch
+    from servicetrail.store.watch_matcher import catch_up
+    from servicetrail.store.watches import create_watch
     from servicetrail.webhooks.signing import new_secret
     from tests import personas as P
 

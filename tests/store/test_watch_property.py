@@ -29,7 +29,9 @@ from servicetrail.domain.watches import watch_spec
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import party as party_table
 from servicetrail.store.queries import viewer_for
-from servicetrail.store.watches import create_watch, events_after, match_new_records
+from servicetrail.store.watch_events import events_after
+from servicetrail.store.watch_matcher import match_new_records
+from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from tests.conftest import sqlite_store_from
 from tests.personas import record_ids

@@ -13,16 +13,12 @@ from sqlalchemy.engine import Engine
 from servicetrail import settings
 from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_spec
+from servicetrail.store import watch_events, watch_matcher
 from servicetrail.store import watches as store_watches
 from servicetrail.store.watch_tables import watch_cursor
-from servicetrail.store.watches import (
-    WatchLimit,
-    create_watch,
-    delete_watch,
-    events_after,
-    list_watches,
-    match_new_records,
-)
+from servicetrail.store.watch_events import events_after
+from servicetrail.store.watch_matcher import match_new_records
+from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
 from servicetrail.store.writer import append_records, load_responsibility
 from tests.personas import (
     ESME_1,
@@ -38,7 +34,7 @@ from tests.personas import (
     t,
 )
 from tests.personas import starts_with_personas
-from servicetrail.store.watches import mark_read, read_position, unread_in_watch
+from servicetrail.store.watch_events import mark_read, read_position, unread_in_watch
 
 
 @pytest.fixture
@@ -363,17 +359,17 @@ def test_a_gap_that_never_fills_is_passed_after_the_wait(
     matched at once, and the cursor passes the gap only after the wait."""
     made = add_watch(world, SOUTHENERGY)
     with world.engine.connect() as conn:
-        before = store_watches.cursor_position(conn)
+        before = watch_matcher.cursor_position(conn)
     append_past_a_gap(world, lk_request(50))
     match_all(world)
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
     with world.engine.connect() as conn:
-        assert store_watches.cursor_position(conn) == before  # waiting below the gap
+        assert watch_matcher.cursor_position(conn) == before  # waiting below the gap
     monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
     settings.reload()
     match_all(world)
     with world.engine.connect() as conn:
-        assert store_watches.cursor_position(conn) == before + 2
+        assert watch_matcher.cursor_position(conn) == before + 2
     assert [e["event_id"] for e in events(world, SOUTHENERGY, made["id"])[0]] == [1]
 
 
@@ -388,10 +384,10 @@ def test_a_correction_that_grants_visibility_makes_no_event_past_a_gap(
     append_past_a_gap(world, lk_request(1, device=GSME_1))
     match_all(world)
     with world.engine.connect() as conn:
-        below_the_gap = store_watches.cursor_position(conn)
+        below_the_gap = watch_matcher.cursor_position(conn)
     grant_gsme_1_to_wiresco(world)
     with world.engine.connect() as conn:
-        assert store_watches.cursor_position(conn) == below_the_gap + 2  # passed, not waited
+        assert watch_matcher.cursor_position(conn) == below_the_gap + 2  # passed, not waited
     monkeypatch.setenv("SERVICETRAIL_MATCH_GAP_SECONDS", "0")
     settings.reload()
     match_all(world)
@@ -524,7 +520,7 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
     world = load_personas(pg_engine)
     made = add_watch(world, SOUTHENERGY)
     append(world, lk_request(1))  # not matched yet: the correction below matches it first
-    real_counters = store_watches._counters
+    real_counters = watch_matcher._counters
     deleted: list[bool] = []
 
     def delete_meanwhile(conn, watch_ids):
@@ -540,7 +536,7 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
         delete_meanwhile.deleter = deleter  # type: ignore[attr-defined]
         return found
 
-    monkeypatch.setattr(store_watches, "_counters", delete_meanwhile)
+    monkeypatch.setattr(watch_matcher, "_counters", delete_meanwhile)
     grant_gsme_1_to_wiresco(world)
     delete_meanwhile.deleter.join(30)  # type: ignore[attr-defined]
     assert deleted == [True]
@@ -955,9 +951,9 @@ def test_skipping_hidden_events_takes_the_watches_in_id_order(
     the page's short wait for locks turned into a lost skip and a step held up. The step
     holds the first watch and then updates the second, which lies before the first; the
     page waits as long as the step takes here, so that only the order can keep them apart."""
-    from servicetrail.store.watches import skip_hidden_unread
+    from servicetrail.store.watch_events import skip_hidden_unread
 
-    monkeypatch.setattr(store_watches, "SKIP_WAIT_SECONDS", 30)
+    monkeypatch.setattr(watch_events, "SKIP_WAIT_SECONDS", 30)
     world = load_personas(pg_engine)
     first, second = sorted(add_watch(world, SOUTHENERGY)["id"] for _ in range(2))
     with pg_engine.begin() as conn:  # the first's row rewritten: it now lies after the second
@@ -1132,7 +1128,7 @@ def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
     watch_id, (first, _) = _one_webhook(world)
     append(world, lk_request(3), lk_request(4))
     written, go = threading.Event(), threading.Event()
-    write_events = store_watches._write_events
+    write_events = watch_matcher._write_events
 
     def paused(conn, events, outbox, counters):
         write_events(conn, events, outbox, [])
@@ -1140,7 +1136,7 @@ def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
         go.wait(20)
         write_events(conn, [], [], counters)
 
-    monkeypatch.setattr(store_watches, "_write_events", paused)
+    monkeypatch.setattr(watch_matcher, "_write_events", paused)
     step = _in_background(lambda: match_all(world))
     assert written.wait(10)
     now = datetime.now(timezone.utc)
@@ -1149,7 +1145,7 @@ def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
     assert not gone.is_alive()  # it waited for nothing
     go.set()
     step.join(10)
-    monkeypatch.setattr(store_watches, "_write_events", write_events)
+    monkeypatch.setattr(watch_matcher, "_write_events", write_events)
     kept_rows = text("SELECT count(*) FROM webhook_gone")
     with pg_engine.connect() as conn:
         assert conn.execute(kept_rows).scalar_one() == 1  # kept while the step held it
@@ -1663,7 +1659,7 @@ def test_the_unread_count_sees_new_events_behind_a_hidden_backlog(world: World) 
     """Review 31b: a count that walked only the oldest unread events (83624da) said 0 beside
     new events the Party may see behind a hidden backlog, in the same watch or another (and
     for good: a watch that shows nothing is never marked read)."""
-    from servicetrail.store.watches import unread_of_party
+    from servicetrail.store.watch_events import unread_of_party
 
     same = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 2100)
@@ -1684,7 +1680,7 @@ def test_the_unread_count_sees_old_events_before_a_hidden_backlog(world: World) 
     """Review 31c: a count that walked only each watch's newest unread events (94881ee) said
     0 when a correction ended a supply early, hiding the newest events and leaving older
     visible ones unread: the usual shape of such a correction."""
-    from servicetrail.store.watches import unread_of_party
+    from servicetrail.store.watch_events import unread_of_party
 
     made = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _supply_until(world, None)
@@ -1705,7 +1701,7 @@ def test_a_watch_whose_every_unread_event_is_hidden_is_named_with_its_newest_eve
 ) -> None:
     """A watch with unread events the Party may see, before or after a hidden run, is not
     named; one whose unread events are all hidden is, with its newest event."""
-    from servicetrail.store.watches import unread_of_party
+    from servicetrail.store.watch_events import unread_of_party
 
     hidden = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 300)
@@ -1732,7 +1728,7 @@ def test_a_watch_whose_every_unread_event_is_hidden_is_named_with_its_newest_eve
 def test_no_watch_is_named_when_the_count_stopped_at_its_cap(world: World) -> None:
     """Past its cap the count did not walk every unread event: a watch it found none of may
     still hold some the Party may see."""
-    from servicetrail.store.watches import unread_of_party
+    from servicetrail.store.watch_events import unread_of_party
 
     add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 50)
@@ -1748,7 +1744,7 @@ def test_no_watch_is_named_when_the_count_stopped_at_its_cap(world: World) -> No
 
 
 def test_skipping_a_hidden_backlog_leaves_later_events_counted(world: World) -> None:
-    from servicetrail.store.watches import Unread, skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import Unread, skip_hidden_unread, unread_of_party
 
     made = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 200)
@@ -1776,7 +1772,7 @@ def test_skipping_a_hidden_backlog_leaves_later_events_counted(world: World) -> 
 def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) -> None:
     """Audit 30c: every page's count walked a hidden backlog (1.15 s a page of 2M events on
     SQLite). Once skipped, the next count's work is that of a Party with no events."""
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
     from tests.store.test_lookup_work import sqlite_instructions, statements_sent
 
     add_watch(world, SOUTHENERGY, devices=[ESME_1])
@@ -1800,7 +1796,7 @@ def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) 
 def test_a_skip_leaves_events_a_correction_showed_again_since_the_count(world: World) -> None:
     """Review 32a: the skip trusted the count's finding, and a correction committed between
     them marked every event it showed again as read, never shown."""
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
 
     made = add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 10)
@@ -1821,7 +1817,7 @@ def test_the_count_by_watch_walks_the_events_once_whatever_the_watches(world: Wo
     once per watch (200 walks a page, 15-40 times the old count's time; past the time limit
     behind a hidden backlog, so that nothing was ever skipped)."""
     from servicetrail.store.watch_sql import unread_by_watch
-    from servicetrail.store.watches import unread_of_party
+    from servicetrail.store.watch_events import unread_of_party
     from tests.store.test_lookup_work import postgres_nodes, statements_sent
 
     for n in range(40):
@@ -1847,7 +1843,7 @@ def test_a_skip_leaves_events_a_user_id_registered_since_the_count_made_the_part
     when the page began; a User ID registered since then made hidden events the Party's own
     traffic, visible again, and they were marked read."""
     from servicetrail.domain.model import User
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
     from servicetrail.store.writer import load_user
 
     newcomer = "90-B3-D5-1F-30-02-00-09"  # a User ID the registry does not know yet
@@ -1890,7 +1886,7 @@ def test_one_statement_skips_every_hidden_only_watch(world: World) -> None:
     on PostgreSQL), holding the locks of those done meanwhile."""
     from sqlalchemy import event
 
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
 
     made = [add_watch(world, SOUTHENERGY, devices=[ESME_1], name=f"w{n}") for n in range(5)]
     _hidden_backlog(world, 20)
@@ -1927,7 +1923,7 @@ def test_no_registry_change_commits_while_a_skip_reads_the_registry_and_writes(
     from sqlalchemy import event
 
     from servicetrail.domain.model import User
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
     from servicetrail.store.writer import load_user
 
     newcomer = "90-B3-D5-1F-30-02-00-09"
@@ -1972,7 +1968,7 @@ def test_a_skip_waits_no_longer_than_its_bound_for_the_registry(world: World) ->
     from sqlalchemy.exc import DBAPIError
 
     from servicetrail.store.limits import store_busy
-    from servicetrail.store.watches import skip_hidden_unread, unread_of_party
+    from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
 
     add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 3)

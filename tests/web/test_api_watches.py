@@ -14,7 +14,7 @@ import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.watches import match_new_records
+from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound

@@ -12,7 +12,7 @@ import pytest
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
-from servicetrail.store.watches import catch_up
+from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests.web.screen import TOKEN, personas_with, signed_in
@@ -435,7 +435,7 @@ def test_a_page_skips_a_watch_whose_unread_events_a_correction_hid(engine, world
     """Session 30's finding: a correction that hid a watch's whole unread backlog left every
     page's count walking it, for good (nothing unread is shown, so nothing marks it read).
     The first page's count names the watch, and its events are taken as read."""
-    from servicetrail.store.watches import read_position
+    from servicetrail.store.watch_events import read_position
 
     client = signed_in(engine, P.SOUTHENERGY)
     assert add(client).status_code == 303
@@ -480,7 +480,7 @@ def test_a_page_is_served_while_a_registry_load_holds_the_registry(engine, world
     page did not take for the store being busy: every page of the Party was a 503 for the
     length of the load. The count stands, and a later page skips."""
     from servicetrail.store.visibility_index import REGISTRY_LOCK
-    from servicetrail.store.watches import read_position
+    from servicetrail.store.watch_events import read_position
 
     client = signed_in(engine, P.SOUTHENERGY)
     assert add(client).status_code == 303

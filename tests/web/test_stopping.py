@@ -131,7 +131,7 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     whether the server was stopping: uvicorn cancelled it with a traceback, and its closing
     access-log entry, with the events it had sent, was never written (audit 20e). It is cut
     off a second before uvicorn would cancel it (web.watches_api.EventStream)."""
-    from servicetrail.store.watches import catch_up
+    from servicetrail.store.watch_matcher import catch_up
     from tests.webhooks.test_kill import add_requests
 
     engine = open_store(sqlite_url)

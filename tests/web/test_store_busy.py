@@ -274,7 +274,9 @@ def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
 
     from servicetrail.domain.model import Responsibility, SatRecord
     from servicetrail.domain.watches import watch_spec
-    from servicetrail.store.watches import catch_up, create_watch, read_position
+    from servicetrail.store.watch_events import read_position
+    from servicetrail.store.watch_matcher import catch_up
+    from servicetrail.store.watches import create_watch
     from servicetrail.store.writer import append_records, load_responsibility
 
     monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 4000)

@@ -13,7 +13,7 @@ from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
-from servicetrail.store.watches import catch_up
+from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from tests import personas as P

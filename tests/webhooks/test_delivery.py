@@ -746,7 +746,7 @@ def test_a_lease_takes_only_what_each_watch_is_given(engine, world) -> None:
     from datetime import datetime, timezone
 
     from servicetrail.store.outbox import lease_due
-    from servicetrail.store.watches import catch_up
+    from servicetrail.store.watch_matcher import catch_up
 
     made = []
     for name in ("busy", "free"):
@@ -842,7 +842,7 @@ def store_lockable(sqlite_url, monkeypatch):
     """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while
     the test holds the write lock: a store that fails a round."""
     from servicetrail.store import engine as store_engine
-    from servicetrail.store.watches import match_new_records
+    from servicetrail.store.watch_matcher import match_new_records
 
     monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
     engine = store_engine.open_store(sqlite_url)
@@ -1074,7 +1074,7 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     from sqlalchemy import text
 
     from servicetrail.store.outbox import Outcome
-    from servicetrail.store.watches import match_new_records
+    from servicetrail.store.watch_matcher import match_new_records
 
     P.load_personas(pg_engine)
     made = unreached_watch(pg_engine)
@@ -1130,7 +1130,8 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
 
     from servicetrail.store.outbox import Outcome
     from servicetrail.store.visibility_index import lock_registry
-    from servicetrail.store.watches import list_watches, match_new_records
+    from servicetrail.store.watch_matcher import match_new_records
+    from servicetrail.store.watches import list_watches
 
     P.load_personas(pg_engine)
     gone, fine = (unreached_watch(pg_engine, n) for n in ("gone", "fine"))

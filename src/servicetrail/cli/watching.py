@@ -159,7 +159,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
     """
     from ..store.limits import SearchTooBroad
     from ..store.logged_reads import logged_read
-    from ..store.watches import catch_up
+    from ..store.watch_matcher import catch_up
 
     store = engine()
     with store.connect() as conn:

@@ -30,7 +30,7 @@ from ..store.registry import (
     load_interval_rows,
     load_users,
 )
-from ..store.watches import catch_up
+from ..store.watch_matcher import catch_up
 from . import registry_csv
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import CannotRead, Span, regular_file
@@ -353,7 +353,7 @@ def _store_batch(
     every other line of their Device and relation, to be tried again at the file's end.
 
     A registry change first matches the trail's new records against the watches, holding
-    the registry's lock, which holds every loader back (store.watches): with no server
+    the registry's lock, which holds every loader back (store.watch_matcher): with no server
     matching, a backlog of 300,000 records made a 1-row correction take 12 s and ingests
     wait as long (stress test, session 18). The backlog is matched before, in steps of
     their own, so the change's own matching has only what came in since."""

@@ -27,7 +27,7 @@ from ..domain.access_log import ACTIONS, AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
 from ..domain.visibility import Access, Decision, Viewer
-from . import log_proofs, log_tree, queries, triggers, watches
+from . import log_proofs, log_tree, queries, triggers, watch_events
 from .access_log import append_entries, append_entry
 from .export import own_report_csv
 from .outbox import Due, Share, lease_due
@@ -139,7 +139,7 @@ class LoggedRead:
     def events_after(
         self, watch_id: int, after: int, limit: int
     ) -> tuple[list[dict[str, Any]], int | None] | None:
-        page = watches.events_after(self.conn, self.viewer, watch_id, after, limit)
+        page = watch_events.events_after(self.conn, self.viewer, watch_id, after, limit)
         if page is not None:
             self._counted([e["record"] for e in page[0]])
         return page
@@ -149,7 +149,7 @@ class LoggedRead:
     ) -> tuple[list[dict[str, Any]], bool] | None:
         """The oldest `limit` events after `after`, oldest first, and whether there are more
         (one more is read, neither shown nor counted)."""
-        found = watches.events_after(self.conn, self.viewer, watch_id, after, limit + 1)
+        found = watch_events.events_after(self.conn, self.viewer, watch_id, after, limit + 1)
         if found is None:
             return None
         shown = found[0][:limit]
@@ -157,11 +157,11 @@ class LoggedRead:
         return shown, len(found[0]) > limit
 
     def recent_events(
-        self, watch_id: int, limit: int, before: int = watches.NO_EVENT_YET
+        self, watch_id: int, limit: int, before: int = watch_events.NO_EVENT_YET
     ) -> tuple[list[dict[str, Any]], int | None] | None:
         """The newest `limit` events before `before`, newest first, and the id of the next
         older one (None: no more), which is read but neither shown nor counted."""
-        found = watches.recent_events(self.conn, self.viewer, watch_id, limit + 1, before)
+        found = watch_events.recent_events(self.conn, self.viewer, watch_id, limit + 1, before)
         if found is None:
             return None
         shown, beyond = found[:limit], found[limit:]

@@ -25,7 +25,7 @@ from ..domain.ids import shown
 from ..domain.model import Device, Responsibility, User
 from .engine import foreign_keys_planned_once
 from .held_intervals import HeldIntervals
-from .watches import match_before_registry_change
+from .watch_matcher import match_before_registry_change
 from .visibility_index import (
     Touched,
     devices_with_records,

@@ -71,7 +71,7 @@ def share_registry(driver: Any) -> None:
     """Taken by an ingest batch, on PostgreSQL, before it draws ids for its records (see the
     module's note): a registry change that holds the lock knows that no transaction still
     open holds an id, which lets it pass the watch matcher's gaps in the ids
-    (`store.watches.match_before_registry_change`)."""
+    (`store.watch_matcher.match_before_registry_change`)."""
     driver.execute(f"SELECT pg_advisory_xact_lock_shared({REGISTRY_LOCK})")
 
 

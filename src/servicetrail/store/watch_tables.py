@@ -90,6 +90,7 @@ watch_cursor = Table(
     Column("seen_id", RecordId, nullable=False),
     Column("gap_since", UtcDateTime, nullable=True),
 )
+MATCHER_CURSOR = "watches"  # its one row's name
 
 # The webhook deliveries still to make: a row leaves when its event is delivered (2xx), the
 # webhook is disabled (410) or the record is no longer visible to the watch's Party.
@@ -124,4 +125,11 @@ webhook_gone = Table(
     Column("reported_at", UtcDateTime, nullable=False),
 )
 
-__all__ = ["watch", "watch_cursor", "watch_event", "webhook_gone", "webhook_outbox"]
+__all__ = [
+    "MATCHER_CURSOR",
+    "watch",
+    "watch_cursor",
+    "watch_event",
+    "webhook_gone",
+    "webhook_outbox",
+]

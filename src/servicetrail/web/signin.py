@@ -22,7 +22,7 @@ from ..store import sessions
 from ..store.parties import party_name
 from ..store.limits import SearchTooBroad, store_busy
 from ..store.queries import viewer_for
-from ..store.watches import Unread, skip_hidden_unread, unread_of_party
+from ..store.watch_events import Unread, skip_hidden_unread, unread_of_party
 from .fairness import share_of
 from .head_requests import asked_head
 from .state import engine_of, reader_of, seen_credentials
@@ -116,7 +116,7 @@ def with_unread(who: SignedIn, unread: Unread | None) -> SignedIn:
 def unread_now(request: Request, viewer: Viewer) -> Unread | None:
     """The navigation's unread count (None: not counted in time). Watches whose every unread
     event the Party may no longer see are marked read as it goes, so that the next page's
-    count does not walk them again (store.watches.skip_hidden_unread)."""
+    count does not walk them again (store.watch_events.skip_hidden_unread)."""
     unread = count_or_none(request, lambda conn: unread_of_party(conn, viewer))
     if unread is None:
         return None

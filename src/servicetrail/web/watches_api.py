@@ -1,5 +1,6 @@
 """HTTP API of watches (SPEC section 6): create, list and delete a Party's watches, and read
-their events as a page or as Server-Sent Events. Thin: store.watches does the work."""
+their events as a page or as Server-Sent Events. Thin: store.watches and store.watch_events
+do the work."""
 
 from __future__ import annotations
 
@@ -22,13 +23,7 @@ from .. import settings
 from ..domain.access_log import Tally
 from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
 from ..domain.watches import InvalidWatch, watch_spec
-from ..store.watches import (
-    WatchLimit,
-    create_watch,
-    delete_watch,
-    get_watch,
-    list_watches,
-)
+from ..store.watches import WatchLimit, create_watch, delete_watch, get_watch, list_watches
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from ..store.accounts import holder_for_token

@@ -20,18 +20,8 @@ from ..domain.watches import (
     watch_spec,
 )
 from ..store.parties import party_names
-from ..store.watches import (
-    NO_EVENT_YET,
-    UNREAD_CAP,
-    WatchLimit,
-    create_watch,
-    delete_watch,
-    get_watch,
-    list_watches,
-    mark_read,
-    read_position,
-    unread_in_watch,
-)
+from ..store.watch_events import NO_EVENT_YET, UNREAD_CAP, mark_read, read_position, unread_in_watch
+from ..store.watches import WatchLimit, create_watch, delete_watch, get_watch, list_watches
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret

@@ -53,7 +53,7 @@ from ..store.outbox import (
     record_outcomes,
     release,
 )
-from ..store.watches import catch_up
+from ..store.watch_matcher import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
 from .signing import signed_headers
 from .queues import Queues
