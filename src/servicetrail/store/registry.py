@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, cast
@@ -260,15 +261,11 @@ def load_users(
     renamed = [(n, p) for p, n in names.items() if p in stored_names and stored_names[p] != n]
     if renamed:
         mark = "%s" if raw.postgres else "?"
-        raw.driver.cursor().executemany(
-            f"UPDATE party SET name = {mark} WHERE party_id = {mark}", renamed
-        )
+        with closing(raw.driver.cursor()) as cursor:  # (sqlite3's is no context manager)
+            cursor.executemany(f"UPDATE party SET name = {mark} WHERE party_id = {mark}", renamed)
     raw.insert("dcc_user", ("user_id", "party_id", "role"), ("varchar", "varchar", "varchar"), new)
-    for (
-        user_id,
-        party_id,
-        _,
-    ) in new:  # records sent before the User ID was known become its Party's own
+    # records sent before the User ID was known become its Party's own
+    for user_id, party_id, _ in new:
         refresh_user(conn, user_id, party_id)
     return decided
 
