@@ -11,7 +11,7 @@ waits for the file's end with the later lines of its Device and relation
 (store.registry). And between two batches, no time that a Device's relation was held
 before the load and is held after it is held by no one (a change of supplier's two lines in
 two batches, the old supplier's end first, left one: session 40). Every Device's intervals
-are bisected here (store.held_intervals), not only those of a Device with more than a few:
+are bisected here (domain.held_intervals), not only those of a Device with more than a few:
 the rest of the suite, whose Devices have a few, has them scanned.
 """
 
@@ -35,7 +35,7 @@ from servicetrail import settings as servicetrail_settings
 from servicetrail.domain.times import parse_time
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.registry_load import load_registry
-from servicetrail.store import held_intervals
+from servicetrail.domain import held_intervals
 from servicetrail.store.engine import open_store
 from devsupport.pg_server import PgServer
 from tests.conftest import sqlite_store_from

@@ -20,16 +20,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
 from ..domain.ids import InvalidValue
+from ..domain.intervals import Conflict, Outcome, Overlap, interval_key
 from ..store.parties import party_ids
-from ..store.registry import (
-    Conflict,
-    Outcome,
-    Overlap,
-    interval_key,
-    load_devices,
-    load_interval_rows,
-    load_users,
-)
+from ..store.registry import load_devices, load_interval_rows, load_users
 from ..store.watch_matcher import catch_up
 from . import registry_csv
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path

@@ -27,7 +27,7 @@ Waiting = tuple[IntervalRow, Origin]
 # life; a larger group (a file built to exhaust the loader) is judged this many lines at a
 # time, in the file's order, each part committed before the next is judged (so a change of
 # supplier cut by a part's end shows a gap between the two commits). 10,000 while a Device's
-# intervals were scanned for every line (store.held_intervals: 20,000 lines took 40-80 s).
+# intervals were scanned for every line (domain.held_intervals: 20,000 lines took 40-80 s).
 MOST_IN_A_GROUP = 100_000
 
 # Which groups wait, as a Bloom filter of this many bytes: a set of their hashes grew by 76 MB

@@ -2,21 +2,20 @@
 
 Each batch does one read of what the store holds for its keys, decides every row in
 Python exactly as a row-at-a-time loader would (rows in order, so a row sees the rows
-before it in the same batch), then writes the differences in bulk (COPY on PostgreSQL,
-executemany on SQLite) and re-derives the visibility index for what changed, all in the
-caller's transaction. The one-row writers are the same code with a batch of one.
+before it in the same batch; an interval row by the rules of domain.intervals), then
+writes the differences in bulk (COPY on PostgreSQL, executemany on SQLite) and re-derives
+the visibility index for what changed, all in the caller's transaction. The one-row
+writers are the same code with a batch of one.
 
 A row's outcome is an Outcome, or a Conflict (not raised) saying why it was refused.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any, cast
 
 import orjson
@@ -25,7 +24,21 @@ from sqlalchemy.engine import Connection
 from ..domain.ids import shown
 from ..domain.model import Device, Responsibility, User
 from .engine import foreign_keys_planned_once
-from .held_intervals import HeldIntervals
+from ..domain.held_intervals import HeldIntervals
+from ..domain.intervals import (
+    Conflict,
+    Decided,
+    IntervalRow,
+    Outcome,
+    Overlap,
+    Redated,
+    Superseded,
+    corrections_first,
+    covered,
+    decide_interval,
+    interval_key,
+    not_the_word,
+)
 from .watch_matcher import match_before_registry_change
 from .visibility_index import (
     Touched,
@@ -39,37 +52,6 @@ from .visibility_index import (
 )
 
 UTC = timezone.utc
-
-
-class Outcome(StrEnum):
-    LOADED = "loaded"
-    DUPLICATE = "duplicate"
-    CORRECTED = "corrected"
-    SUPERSEDED = "superseded"  # a later row of the batch gives the same interval again
-
-
-class Conflict(ValueError):
-    """A row that contradicts what the store holds; the message says how."""
-
-
-class Overlap(Conflict):
-    """An interval that overlaps another of its Device and relation: one that a later row
-    of the same input may still close (ingest.registry_load tries it again at the input's end). Its
-    reason may be given unworded (a function), and is worded when read: most overlaps of a
-    large file wait for its end, where they are judged again, and wording each reason cost
-    8% of such a load (200,000 lines: 1.4 of 18 s, profiled)."""
-
-    def __init__(self, reason: str | Callable[[], str]) -> None:
-        super().__init__()
-        self._reason = reason
-
-    def __str__(self) -> str:
-        if not isinstance(self._reason, str):
-            self._reason = self._reason()
-        return self._reason
-
-
-Decided = Outcome | Conflict
 
 
 class _Raw:
@@ -277,7 +259,7 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
     """Add intervals, or correct ones with the same start; never let two of a Device and
     relation overlap (within the batch too: each row is judged after the ones before it, and
     from a Device and relation's first row that overlaps, its rows are judged together, the
-    corrections of held intervals first: `_corrections_first`).
+    corrections of held intervals first: `corrections_first`).
 
     A correction (same device, relation and start, another end or Party) is how a registry
     closes an open interval or fixes a mistake; SPEC section 3 says a late correction changes
@@ -286,10 +268,6 @@ def load_responsibilities(conn: Connection, intervals: Sequence[Responsibility])
     return load_interval_rows(
         conn, [(i.device_id, i.party_id, i.relation, i.valid_from, i.valid_to) for i in intervals]
     )
-
-
-# An interval as a tuple, in Responsibility's field order: a bulk load makes millions
-IntervalRow = tuple[str, str, str, datetime, datetime | None]
 
 
 def load_interval_rows(
@@ -318,7 +296,7 @@ def load_interval_rows(
     # re-dated by an earlier one (the file's last word stands; across batches too, where a
     # re-date waits for the file's end with the lines after it: `redate_now`)
     if superseded is None:
-        superseded = _not_the_word(rows)
+        superseded = not_the_word(rows)
     # the row of the batch that gives each interval and stands: one a later line of the file
     # gives again (in a later batch) does not, and a re-date yielded to it while the line
     # that stood changed the interval: in batches of two, a line neither loaded nor refused
@@ -397,17 +375,17 @@ def load_interval_rows(
         """Row i against the state as it stands, applied if it loads or corrects."""
         row = rows[i]
         if superseded[i]:
-            alone = _decide(row, parties, devices, None)  # its own checks only
+            alone = decide_interval(row, parties, devices, None)  # its own checks only
             return Outcome.SUPERSEDED if alone is Outcome.LOADED else cast(Decided, alone)
         device_id, party_id, relation, start, end = row
-        judged = _decide(
+        judged = decide_interval(
             row,
             parties,
             devices,
             state.get((device_id, relation)),
             functools.partial(not_given_later, i, device_id, relation),
         )
-        if isinstance(judged, _Redated) and not redate_now:
+        if isinstance(judged, Redated) and not redate_now:
             moved = Responsibility(device_id, party_id, relation, judged.start, end)
             return Overlap(
                 lambda: (
@@ -419,10 +397,10 @@ def load_interval_rows(
             _, held_end = state[device_id, relation][start]
             if end is not None and (held_end is None or end < held_end):
                 freed.setdefault((device_id, relation), []).append((end, held_end))
-        if isinstance(judged, _Redated):
+        if isinstance(judged, Redated):
             apply(device_id, relation, judged.start, None)
             judged = Outcome.CORRECTED
-        elif isinstance(judged, _Superseded):
+        elif isinstance(judged, Superseded):
             waits_on[i] = judged.start
             return Outcome.SUPERSEDED
         if judged is Outcome.LOADED or judged is Outcome.CORRECTED:
@@ -451,11 +429,11 @@ def load_interval_rows(
         # of the batch took: a change of supplier with the old supplier's end in this batch
         # and the new supplier's start in a later one (or waiting), whose Device's traffic
         # in between neither supplier saw until that line was applied (session 40)
-        uncovered = {group for group, spans in freed.items() if not _covered(state[group], spans)}
+        uncovered = {group for group, spans in freed.items() if not covered(state[group], spans)}
         _hold_back(set(aside) | uncovered, rows, decided, changed, touched)
         aside = {}
     waiting = [i for together in aside.values() for i in together]
-    order = _corrections_first(sorted(waiting), rows, state)
+    order = corrections_first(sorted(waiting), rows, state)
     for _ in range(_MOST_PASSES if order else 0):
         overlapping, applied = [], False
         for i in order:
@@ -485,28 +463,6 @@ def _held(
     if spans is None:
         spans = state[device_id, relation] = HeldIntervals()
     return spans
-
-
-def _covered(held: HeldIntervals, freed: list[tuple[datetime, datetime | None]]) -> bool:
-    """Whether the intervals `held` cover every span [from, to) of `freed` (to None: on).
-    Their union is made once for all of a Device and relation's freed spans: made for each,
-    a Device's N ends moved earlier in one batch cost N^2 log N."""
-    union: list[tuple[datetime, datetime | None]] = []  # disjoint, in order
-    for start, (_, end) in sorted(held.items()):
-        if union and union[-1][1] is not None and union[-1][1] >= start:
-            last_end = union[-1][1]
-            union[-1] = (union[-1][0], None if end is None else max(last_end, end))
-        elif not union or union[-1][1] is not None:
-            union.append((start, end))
-    starts = [start for start, _ in union]
-    for since, until in freed:
-        at = bisect.bisect_right(starts, since) - 1
-        if at < 0:
-            return False
-        _, end = union[at]
-        if end is not None and (until is None or end < until):
-            return False
-    return True
 
 
 def _hold_back(
@@ -541,18 +497,6 @@ def _hold_back(
 _MOST_PASSES = 64
 
 
-def _not_the_word(rows: Sequence[IntervalRow]) -> list[bool]:
-    """Which rows are not the word on their interval: its word is what its last row says,
-    from the first of the rows at the end that all say it (a row given again word for word is
-    a duplicate of it, not a later word: ingest.registry_csv.LastWord)."""
-    word: dict[tuple[str, str, datetime], int] = {}
-    for i, row in enumerate(rows):
-        key = interval_key(row)
-        if key not in word or rows[word[key]] != row:
-            word[key] = i
-    return [word[interval_key(row)] != i for i, row in enumerate(rows)]
-
-
 def _not_lost_for_a_refused_word(
     rows: Sequence[IntervalRow],
     decided: list[Decided],
@@ -570,108 +514,6 @@ def _not_lost_for_a_refused_word(
                 f"not loaded: a later line gives the {relation} interval of {party_id} on "
                 f"{device_id} from {start.isoformat()} again, and was refused ({decided[later]})"
             )
-
-
-class _Superseded:
-    """A row whose own Party's interval with its end a later row of the batch gives again:
-    that row is the word that stands, and this one is skipped (`start`: that interval's)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-
-
-class _Redated:
-    """A row that is a held interval of its own Party with its start moved (the same end):
-    it replaces that interval (a late correction of a change of supplier's day)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-
-
-def _corrections_first(
-    waiting: list[int], rows: Sequence[IntervalRow], state: dict[tuple[str, str], HeldIntervals]
-) -> list[int]:
-    """The order rows set aside are judged in: those that correct a held interval (its start
-    given again), then the others, each in the batch's order. A change of supplier is the old
-    interval closed and the new one opened, and a file may give them in either order: the
-    new one first was rejected as overlapping the old one still open, and only a second load
-    of the same file took it (audit, session 19)."""
-    correcting = [i for i in waiting if rows[i][3] in state.get((rows[i][0], rows[i][2]), ())]
-    first = set(correcting)
-    return correcting + [i for i in waiting if i not in first]
-
-
-def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
-    """What a correction replaces: the interval's Device, relation and start."""
-    return row[0], row[2], row[3]
-
-
-def _decide(
-    new: IntervalRow,
-    parties: set[str],
-    devices: set[str],
-    spans: HeldIntervals | None,
-    replaceable: Callable[[datetime], bool] = lambda _: False,
-) -> Decided | _Redated | _Superseded:
-    """A row's outcome against the intervals of its Device and relation (`spans`, None for its
-    own checks alone). A row whose only overlap is an interval of its own Party with the same
-    end is that interval re-dated, and replaces it if `replaceable(its start)`; a row that
-    overlaps such an interval which a later row gives again (not replaceable) is superseded,
-    whatever else it overlaps: of two lines of a file that give one
-    Party's interval with two starts, the last stands, on a re-load too (audit 28a). Any
-    other overlap is refused: a Party's interval that a row would shrink, widen or merge with
-    another (a mistyped start) erased that Party's history without a word (review 26d)."""
-    device_id, party_id, relation, valid_from, valid_to = new
-    if valid_to is not None and valid_to <= valid_from:
-        return Conflict(
-            f"valid_to {valid_to.isoformat()} is not after valid_from {valid_from.isoformat()}"
-        )
-    if party_id not in parties:
-        return Conflict(
-            f"unknown party_id {party_id!r}: load it with 'servicetrail load users' first"
-        )
-    if device_id not in devices:
-        return Conflict(
-            f"unknown device_id {device_id}: load it with 'servicetrail load devices' first"
-        )
-    if not spans:  # the Device's first interval of this relation (most of a first load)
-        return Outcome.LOADED
-    same_start = spans.get(valid_from)
-    if same_start == (party_id, valid_to):
-        return Outcome.DUPLICATE
-    overlapping = spans.overlapping(valid_from, valid_to)
-    if not overlapping:
-        return Outcome.LOADED if same_start is None else Outcome.CORRECTED
-    if same_start is None:
-        for start in overlapping:  # its own Party's interval with its end: one at most
-            if spans[start] == (party_id, valid_to):
-                if len(overlapping) == 1:
-                    # unless a later row gives that interval again: that row is the word
-                    return _Redated(start) if replaceable(start) else _Superseded(start)
-                # so too whatever else it overlaps: the first load took the later row as
-                # this one re-dated, and a re-load refused this one as overlapping what the
-                # file went on to say (audit 28a; a fuzzer of small files found the same
-                # beside another Party's interval, which a rule for its own alone left)
-                if not replaceable(start):
-                    return _Superseded(start)
-    [start, *_] = overlapping
-    held_party, end = spans[start]
-    return Overlap(
-        lambda: _overlap_reason(new, Responsibility(device_id, held_party, relation, start, end))
-    )
-
-
-def _overlap_reason(new: IntervalRow, held: Responsibility) -> str:
-    said = (
-        f"overlaps the {held.relation} interval of {held.party_id} on {held.device_id} "
-        f"({held.describe()})"
-    )
-    if held.party_id == new[1]:  # its own Party's: say how a correction of it is written
-        said += (
-            ": a correction gives that interval's start, or moves its start and keeps its end "
-            "(an interval that shrinks, widens or merges with another is refused)"
-        )
-    return said
 
 
 _INTERVAL_COLUMNS = ("device_id", "party_id", "relation", "valid_from", "valid_to")

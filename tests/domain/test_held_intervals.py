@@ -1,4 +1,4 @@
-"""store.held_intervals: which held intervals a new one overlaps, found by bisection once a
+"""domain.held_intervals: which held intervals a new one overlaps, found by bisection once a
 Device has many, against the definition (a scan of every interval), through the changes a
 registry batch makes (Hypothesis)."""
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicetrail.store.held_intervals import HeldIntervals
+from servicetrail.domain.held_intervals import HeldIntervals
 
 DAY0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 LAST_DAY = 80

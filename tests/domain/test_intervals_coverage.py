@@ -1,4 +1,4 @@
-"""store.registry._covered, which decides whether an end moved earlier may be applied in its
+"""domain.intervals.covered, which decides whether an end moved earlier may be applied in its
 batch, against time taken point by point (Hypothesis)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicetrail.store.registry import _covered
+from servicetrail.domain.intervals import covered
 
 DAY0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -43,4 +43,4 @@ def test_covered_is_true_exactly_when_every_moment_of_the_freed_time_is_held(hel
         for moment in moments
         if since <= moment and (until is None or moment < until)
     )
-    assert _covered(held, freed) == expected
+    assert covered(held, freed) == expected

@@ -50,7 +50,7 @@ class HeldIntervals:
 
     def put(self, start: datetime, held: Held) -> None:
         """Hold the interval from `start`, in place of any that starts there. The caller has
-        judged that it overlaps no other (store.registry._decide)."""
+        judged that it overlaps no other (domain.intervals.decide_interval)."""
         if self._starts is not None and start not in self._by_start:
             insort(self._starts, start)
         self._by_start[start] = held
