@@ -148,6 +148,8 @@ def test_reads_narrowed_to_mp141_titles_a_kind_and_a_person(engine, world) -> No
         ("action=delete", "not a kind of read"),
         ("reads=own", "Reads"),
         ("actor=a%01b", "no controls"),
+        ("actor=a%C2%85b", "no controls"),  # C1 controls and direction marks too
+        ("actor=a%E2%80%AEb", "no controls"),
     ],
 )
 def test_bad_dates_and_stale_links_are_said_not_crashed(engine, world, query, said) -> None:
