@@ -277,9 +277,10 @@ def load_interval_rows(
     redate_now: bool = True,
 ) -> list[Decided]:
     """load_responsibilities for IntervalRows, as the CSV loader reads them. `superseded[i]`:
-    a later row (of the file, as the loader knows it) gives row i's interval (Device,
-    relation, start) again; None: judged within `rows`. A superseded row is checked on its own
-    and skipped, as its input's word for the interval is its last: applied in turn instead,
+    another row (of the file, as the loader knows it) is the word on row i's interval (Device,
+    relation, start): the last to say what it says, or the first of those at the end that say
+    it alike (`domain.intervals.not_the_word`); None: judged within `rows`. A superseded row
+    is checked on its own and skipped, as its input's word is that row: applied in turn instead,
     an earlier word could overlap what a later row put in the store at the first load, and a
     re-load of the same file rejected it. Without `redate_now` (a batch of a file whose rows
     may wait for its end), a row that would re-date a held interval is an Overlap instead, and
