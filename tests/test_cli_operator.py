@@ -315,7 +315,8 @@ def test_a_link_made_to_the_trust_file_during_an_export_is_not_written_over(stor
     import click
 
     from servicetrail import settings
-    from servicetrail.cli.common import Failure, _report_file, not_the_stores_own
+    from servicetrail.cli.common import Failure
+    from servicetrail.cli.output_files import _report_file, not_the_stores_own
 
     url, _, key = store
     settings.reload()  # in this process, with the fixture's signing key

@@ -1169,7 +1169,7 @@ def test_a_load_stopped_part_way_says_how_many_lines_were_waiting(
     "interrupted": nothing of the corrections it had not applied (audit 39a)."""
     import click
 
-    from servicetrail.cli.common import kept_if_stopped
+    from servicetrail.cli.load_report import kept_if_stopped
     from servicetrail.ingest import registry_csv
     from servicetrail.ingest.registry_load import load_registry
 

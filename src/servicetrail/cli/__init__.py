@@ -1,6 +1,7 @@
 """The `servicetrail` command line (SPEC section 5): the group in `app`, one module per
-family of commands, each added here, and what they share in `common`. Nothing below `cli`
-imports from it, so any module of the package can be imported first."""
+family of commands, each added here, and what they share in `common`, `options`,
+`store_access`, `load_report` and `output_files`. Nothing below `cli` imports from it, so
+any module of the package can be imported first."""
 
 from __future__ import annotations
 

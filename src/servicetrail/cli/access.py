@@ -20,7 +20,9 @@ from ..store.accounts import (
     stored_password,
 )
 from .commands import group
-from .common import COUNT, Failure, engine, shown_once, with_db
+from .common import Failure, shown_once
+from .options import COUNT
+from .store_access import engine, with_db
 
 
 @group("accounts")

@@ -11,7 +11,8 @@ from ..domain.access_log import entry_json
 from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
-from .common import BOUND, engine, search_or_fail, viewer_of, with_db
+from .options import BOUND, search_or_fail
+from .store_access import engine, viewer_of, with_db
 
 
 @command("access-log")

@@ -20,7 +20,8 @@ from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from ..store.postgresql_errors import psycopg_error
 from .commands import OnceOnlyGroup
-from .common import Failure, db_option, printable, standard_streams
+from .common import Failure, printable, standard_streams
+from .store_access import db_option
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
 # exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.

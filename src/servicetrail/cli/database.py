@@ -13,7 +13,8 @@ from ..store.log_tables import log_pending
 from ..store.merkle_log import seal_store
 from ..store.partitions import drop_months
 from .commands import command, group
-from .common import Failure, engine, engine_as_it_is, store_url, with_db
+from .common import Failure
+from .store_access import engine, engine_as_it_is, store_url, with_db
 
 
 @group("db")

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from .commands import command
-from .common import TIME, Failure, engine, with_db
+from .common import Failure
+from .options import TIME
+from .store_access import engine, with_db
 
 
 MAX_DEVICES, MAX_PARTIES = 1_000_000, 10_000

@@ -11,16 +11,11 @@ from ..ingest import registry_csv
 from ..ingest.registry_load import load_registry
 from ..ingest.trail_load import ingest
 from .commands import command
-from .common import (
-    TIME,
-    Failure,
-    engine,
-    in_existing_folder,
-    kept_if_stopped,
-    progress_for,
-    report_summary,
-    with_db,
-)
+from .common import Failure
+from .load_report import kept_if_stopped, progress_for, report_summary
+from .options import TIME
+from .output_files import in_existing_folder
+from .store_access import engine, with_db
 
 SPEC_OF = {
     "users": registry_csv.USERS,

@@ -30,7 +30,8 @@ from ..store.log_audit import audit, derived_field_findings, listed_verifier_key
 from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
 from .commands import group
-from .common import Failure, engine, printable, store_url, with_db
+from .common import Failure, printable
+from .store_access import engine, store_url, with_db
 
 
 @group("log")

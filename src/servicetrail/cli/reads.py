@@ -15,22 +15,10 @@ from ..output import write_jsonl, write_table, write_triggers_table
 from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
-from .common import (
-    COUNT,
-    BOUND,
-    WINDOW,
-    Failure,
-    as_asked,
-    as_typed,
-    search_or_fail,
-    HeldOutput,
-    cli_reader,
-    engine,
-    in_existing_folder,
-    not_the_stores_own,
-    viewer_of,
-    with_db,
-)
+from .common import Failure
+from .options import COUNT, BOUND, WINDOW, as_asked, as_typed, search_or_fail
+from .output_files import HeldOutput, in_existing_folder, not_the_stores_own
+from .store_access import cli_reader, engine, viewer_of, with_db
 
 
 @group("report")

@@ -14,7 +14,8 @@ from ..store.accounts import verified_password_hash
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .commands import command
-from .common import Failure, engine, shown_store_url, store_url, with_db
+from .common import Failure
+from .store_access import engine, shown_store_url, store_url, with_db
 
 
 def _address_free(host: str, port: int) -> None:

@@ -11,16 +11,9 @@ from ..domain.ids import MAX_ID
 from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
-from .common import (
-    COUNT,
-    Failure,
-    cli_reader,
-    engine,
-    shown_once,
-    store_url,
-    viewer_of,
-    with_db,
-)
+from .common import Failure, shown_once
+from .options import COUNT
+from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
 
 @group("watch")

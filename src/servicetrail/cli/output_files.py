@@ -1,0 +1,144 @@
+"""The files a command writes for its user (`--output`, `--rejects`): in a folder that exists,
+never one of the store's own files or keys, a report readable by its user alone, and an
+export held back until its access-log entry is stored."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from contextlib import nullcontext, suppress
+from pathlib import Path
+from typing import IO, TextIO
+
+import click
+
+from ..signing import key_path_for, trust_file
+from ..sqlite_url import sqlite_file
+from .common import Failure
+from .store_access import store_url
+
+
+def in_existing_folder(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> Path | None:
+    """A file option's check (`--rejects`, `--output`): a file this command will write goes in
+    a folder that exists, refused before any work rather than failing when it is written. Read
+    from the text as typed: a Path has lost a trailing '/' ('missing/' made a file 'missing')
+    and the './' of './-', a file the user named on purpose (review 24d)."""
+    if value is None:
+        return None
+    option = f"--{param.name}"
+    if not value:
+        raise Failure(f"{option}: the file name is empty")
+    if value == "-":
+        if param.name == "output":
+            return None  # the usual word for standard output (it made a file named -)
+        # standard output carries the summary line
+        raise Failure(f"{option}: name a file; rejects are not written to standard output")
+    if os.path.basename(value) in ("", ".", ".."):  # 'x/', 'x/.', 'x/..' (review 25e)
+        raise Failure(f"{option}: {value!r} names a folder; name a file")
+    path = Path(value)
+    if not resolved(path, option).parent.is_dir():
+        raise Failure(f"{option}: the folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def resolved(path: Path, what: str) -> Path:
+    """`path` with its links followed, or a usage error: a loop of symbolic links was a
+    traceback (RuntimeError, review 24d)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:
+        raise Failure(f"{what}: {str(path)!r} cannot be followed to a file ({e})") from None
+
+
+def not_the_stores_own(path: Path, option: str) -> Path:
+    """A file a command is to write, if it is none of the store's: not its SQLite files, its
+    signing key or trust file, nor any SQLite database or PEM key. `report own --output` onto
+    the store wrote CSV over the whole trail and exited 0 (audit 23a)."""
+    target = resolved(path, f"--{option}")
+    if target in _stores_own_files() or _the_stores_own(target):
+        raise Failure(f"--{option}: {path} is the store's own file or key; name another file")
+    if target.is_file():
+        with suppress(OSError), open(target, "rb") as existing:
+            if existing.read(16).startswith(NOT_A_REPORT):
+                raise Failure(
+                    f"--{option}: {path} holds a database or a key, not a report; name another file"
+                )
+    return path
+
+
+def _stores_own_files() -> list[Path]:
+    """The store's SQLite files, as SQLite opens them (a file: URI's path was read as
+    ./file:...), its signing key and its trust file."""
+    protected = []
+    database = sqlite_file(store_url())
+    if database is not None:
+        store = resolved(database, "the store")
+        protected += [store, *(store.with_name(store.name + s) for s in SQLITE_SIDE_FILES)]
+    key = resolved(key_path_for(store_url()), "the signing key")
+    return [*protected, key, trust_file(key)]
+
+
+def _the_stores_own(file: Path | os.stat_result) -> bool:
+    """Whether a file (or an opened file's stat) is one of the store's by device and inode:
+    a hard link to one has a path of its own (the -shm and the trust file begin with nothing
+    NOT_A_REPORT knows; review 23f)."""
+    try:
+        found = file if isinstance(file, os.stat_result) else file.stat()
+    except OSError:
+        return False  # a file still to be made is no one's
+    for own in _stores_own_files():
+        with suppress(OSError):
+            if os.path.samestat(found, own.stat()):
+                return True
+    return False
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+# how a SQLite database, its write-ahead log and a PEM key begin, whatever their path
+NOT_A_REPORT = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"-----BEGIN")
+
+
+def _report_file(path: Path) -> IO[bytes]:
+    """A file written for the command's user alone, if it makes it: a report holds payloads
+    (made 0644 under the usual umask; reject files and stores are 0600). Opened before it is
+    emptied, and emptied only if it is none of the store's files: the check by name before
+    the export left the time of a whole export to link that name to one (review 24d)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    opened = os.fstat(descriptor)
+    if _the_stores_own(opened):
+        os.close(descriptor)
+        raise Failure(f"--output: {path} is the store's own file or key; name another file")
+    if stat.S_ISREG(opened.st_mode):
+        os.ftruncate(descriptor, 0)
+        # an earlier report's 0644 is not kept (O_CREAT sets only a new file's mode); a file
+        # reached through a link (/dev/stdout into a shell's redirection) is the user's own
+        if not os.path.islink(path):
+            with suppress(OSError):
+                os.fchmod(descriptor, 0o600)
+    return open(descriptor, "wb")
+
+
+class HeldOutput:
+    """An export's output, held in an unnamed temporary file until `send`: its access-log
+    entry, which counts what was written here, is stored first (SPEC section 8: before the
+    first byte is sent), and a read that fails leaves no partial file behind."""
+
+    def __init__(self) -> None:
+        self.text: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+
+    def write_bytes(self, chunk: bytes) -> None:
+        self.text.flush()
+        self.text.buffer.write(chunk)
+
+    def send(self, path: Path | None) -> None:
+        self.text.flush()
+        self.text.buffer.seek(0)
+        sys.stdout.flush()
+        with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
+            shutil.copyfileobj(self.text.buffer, out)
+        self.text.close()

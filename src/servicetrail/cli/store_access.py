@@ -1,0 +1,169 @@
+"""The store a command works on: `--db`, opening it (refused with a reason rather than a
+stack), its URL as given and as shown, and who reads it (the command line for a Party),
+whose access-log entries are sealed as the command ends."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from ..domain.access_log import Reader
+from ..domain.ids import shown
+from ..domain.visibility import Viewer
+from ..signing import key_path_for, signer_for
+from ..sqlite_url import in_memory
+from ..store.engine import (
+    StoreError,
+    database_url,
+    make_engine,
+    open_store,
+    shown_url,
+)
+from ..store.limits import store_busy
+from ..store.log_audit import listed_verifier_keys
+from ..store.merkle_log import seal_store
+from ..store.queries import viewer_for
+from .common import Failure
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(command: F) -> F:
+    """`--db URL`: before the command name (on the group) or after it (on every command that
+    opens the store); the store's URL otherwise comes from the settings."""
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        default=None,
+        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).",
+    )(command)
+
+
+def with_db(command: Callable[..., None]) -> Callable[..., None]:
+    """The command takes `--db URL` as well, which wins over one given before its name."""
+
+    def wrapper(ctx: click.Context, /, db_url: str | None, **kwargs: Any) -> None:
+        if db_url:
+            ctx.obj = db_url
+        command(**kwargs)
+
+    functools.update_wrapper(wrapper, command)  # the command's name and help
+    return db_option(click.pass_context(wrapper))
+
+
+def engine(*, upgrade: bool = False) -> Engine:
+    """The store at the current schema; `upgrade`: migrate one at an older schema (else refused)."""
+    return _opened(functools.partial(open_store, upgrade=upgrade))
+
+
+def engine_as_it_is() -> Engine:
+    """The store without building or checking its schema (for `db check`)."""
+    return _opened(make_engine)
+
+
+def _opened(opener: Callable[[str | None], Engine]) -> Engine:
+    url = click.get_current_context().obj
+    if in_memory(database_url(url)):
+        # a load said "loaded 183" and kept nothing; a server answered 500s (audit 25d)
+        raise Failure(
+            f"{shown_url(database_url(url))} is a SQLite store in memory, which keeps nothing "
+            "once the command ends: name a file, e.g. sqlite:///servicetrail.db"
+        )
+    try:
+        host = make_url(database_url(url)).host or ""
+    except ValueError:  # said "invalid literal for int() with base 10" (audit 25d)
+        raise Failure(
+            f"cannot open the store at {shown_store_url()}: its port is not a number"
+        ) from None
+    except Exception:
+        host = ""  # not a URL at all: opening it says why
+    if "@" in host:  # the server's name was the password's end, and said so (audit 26c)
+        raise Failure(
+            f"cannot open the store at {shown_store_url()}: write an @ in its password as %40"
+        )
+    try:
+        return opener(url)
+    except StoreError:
+        raise  # says what to do itself: turned into a Failure with the other expected errors
+    except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
+        said = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's wrapping
+        raise Failure(f"cannot open the store at {shown_url(database_url(url))}: {said}") from None
+
+
+def store_url() -> str:
+    """The URL of the store this command works on (as given, or from the settings)."""
+    return database_url(click.get_current_context().obj)
+
+
+def shown_store_url() -> str:
+    """That URL as its user writes it, and as it may be shown: without its password (a
+    PostgreSQL one was printed; review 25f) or the driver's name."""
+    return shown_url(store_url()).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def cli_reader(party_id: str) -> Reader:
+    """Who reads, for the access log (SPEC section 8): the command line, for the Party. The
+    command's entries are sealed into the signed access logs when it ends."""
+    context = click.get_current_context()
+    if not context.meta.get("servicetrail.seal_at_close"):
+        context.meta["servicetrail.seal_at_close"] = True
+        context.call_on_close(_seal_the_logs)
+    return Reader(party_id, "cli", "cli")
+
+
+# A read has given its answer by now: it waits this long at most for another's seal (an
+# ingest's takes up to 10 s a million records) or write, not the store's usual lock waits
+CLOSING_SEAL_WAIT_SECONDS = 1.0
+
+
+def _seal_the_logs() -> None:
+    key = key_path_for(store_url())
+    if not key.is_file():
+        # a read makes no key of its own: run from another folder than the server's (the
+        # default key file on PostgreSQL is the working folder's), `records` signed with a
+        # new ./servicetrail.key, and `log verify` then called the checkpoint untrusted
+        # (audit 29e). Its entries wait, queued, for a seal by the store's key.
+        click.echo(
+            f"note: no signing key at {key}: this read's access-log entry waits for the next "
+            "seal by a command or server that has the store's key",
+            err=True,
+        )
+        return
+    try:
+        store = engine()
+        known = listed_verifier_keys(store)
+        if known and signer_for(store_url()).verifier_key not in known:
+            # nor signs with one the store has never used (a stray ./servicetrail.key, made by
+            # another command run from here): that would be a rotation, which `log verify`
+            # with the store's key called untrusted (review 29f); a write rotates
+            click.echo(
+                f"note: the signing key at {key} is not one this store signs with: this read's "
+                "access-log entry waits for the next seal by the store's key",
+                err=True,
+            )
+            return
+        seal_store(store, lock_wait=CLOSING_SEAL_WAIT_SECONDS)
+    except Exception as e:  # the entries stay queued for the next seal; the read stands
+        busy = store_busy(e)
+        why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
+        click.echo(
+            f"warning: the access log was not sealed now ({why}); the next seal takes its entries",
+            err=True,
+        )
+
+
+def viewer_of(conn: Connection, party_id: str) -> Viewer:
+    viewer = viewer_for(conn, party_id)
+    if viewer is None:
+        # the store named too: a newcomer's demo.db beside the default servicetrail.db was
+        # "unknown party" with no word of which store was asked (audit 22d)
+        raise Failure(
+            f"unknown party {shown(party_id)} in the store {shown_url(store_url())} (--db names "
+            "another; 'servicetrail load users' adds Parties)"
+        )
+    return viewer
