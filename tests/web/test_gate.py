@@ -17,7 +17,7 @@ from servicetrail.web.gate import ANONYMOUS_PER_CLIENT, RETRY_AFTER, UNSEEN_PER_
 from servicetrail.web.signin import SESSION_COOKIE
 from servicetrail.web.state import SeenCredentials
 from servicetrail.web.gate import _credential
-from servicetrail.web.http_limits import client_key
+from servicetrail.web.client_address import client_key
 
 
 class HeldRoute:
@@ -361,8 +361,8 @@ def test_ipv4_clients_arriving_mapped_into_ipv6_are_told_apart():
 def test_trusted_proxies_star_trusts_every_address():
     """hl3: `serve --trusted-proxies '*'` (uvicorn's forwarded_allow_ips spelling) trusts every
     peer; ignored, every client behind the proxy shared the proxy's connection limit."""
-    from servicetrail.web.http_limits import _is_trusted_proxy
+    from servicetrail.web.client_address import is_trusted_proxy
 
-    assert _is_trusted_proxy("203.0.113.9", "*")
-    assert _is_trusted_proxy("10.1.2.3", "127.0.0.1, 10.0.0.0/8")
-    assert not _is_trusted_proxy("203.0.113.9", "127.0.0.1,10.0.0.0/8")
+    assert is_trusted_proxy("203.0.113.9", "*")
+    assert is_trusted_proxy("10.1.2.3", "127.0.0.1, 10.0.0.0/8")
+    assert not is_trusted_proxy("203.0.113.9", "127.0.0.1,10.0.0.0/8")

@@ -317,7 +317,7 @@ def test_connections_stop_short_of_the_open_file_limit_which_serve_raises(tmp_pa
     1,024: every new connection was reset, and the server could open no file (audit 27b).
     `serve` raises its soft limit to the hard one, and past that limit less a reserve a new
     connection is closed at once, whoever sends it."""
-    from servicetrail.web.http_limits import RESERVED_DESCRIPTORS
+    from servicetrail.web.open_files import RESERVED_DESCRIPTORS
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     soft, hard = 150, 300  # connections the hard limit leaves room for: 300 - the reserve

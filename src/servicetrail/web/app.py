@@ -31,7 +31,7 @@ from . import (
 )
 from .fairness import PartyLimits
 from .gate import Gate
-from .http_limits import quiet_repeated_warnings, say_untold_warnings
+from .quiet_logs import quiet_repeated_warnings, say_untold_warnings
 from .state import SeenCredentials, SignInLanes, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders

@@ -14,7 +14,7 @@ from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
 from ..store.accounts import StoredPassword, is_auditor, password_matches, stored_password
 from ..store.engine import reading
-from .http_limits import client_key
+from .client_address import client_key
 from .presenters import safe_next
 from .rendering import render
 from .signin import (

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import settings
 from .fairness import Busy
-from .http_limits import client_key
+from .client_address import client_key
 from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import SeenCredentials

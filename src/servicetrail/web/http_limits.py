@@ -17,26 +17,24 @@ SERVICETRAIL_MAX_BODY_BYTES is answered 413 and the connection closed: before it
 when it declares its length, as soon as it passes the cap when it is chunked (after a
 lingering read of what the client still sends: `_close_lingering`).
 
-It also sends a response's head and body in one write (`HeadWithBody`).
+It also bounds the connections open at once, a client's (SERVICETRAIL_MAX_CLIENT_CONNECTIONS;
+a client as `client_address` counts it) and the process's (`open_files`), closes a keep-alive
+connection after MAX_REQUESTS_PER_CONNECTION requests, and sends a response's head and body
+in one write (`HeadWithBody`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import ipaddress
-import logging
-import resource
-import threading
-import time
 from collections import Counter
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import settings
+from .client_address import client_key, is_trusted_proxy
 from .headers import SECURITY_HEADERS
+from .open_files import most_connections
 
 
 # every other answer's security headers (web.headers), but a CSP that allows nothing: these
@@ -177,122 +175,12 @@ class HeadWithBody:
         return getattr(self._transport, name)
 
 
-def client_key(host: str) -> str:
-    """A client's address as its limits count it: an IPv6 client's /64, which one host is
-    usually given whole (an IPv4 address mapped into IPv6 is that address)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
-
-
 # Connections open per client address in this process. A stranger's two processes holding
 # 9,990 half-sent heads each took every file descriptor the server had (20,000), and most
 # other clients' requests then failed to connect (audit of stalled clients, session 17).
 _connections: Counter[str] = Counter()
-# and in all: past the process's open-file limit every new connection was reset, and so is a
-# store's connection or a report's spool file the server opens (four addresses' 256 slow
-# connections each, under a limit of 1,024; audit 27b). This many descriptors stay for those.
-RESERVED_DESCRIPTORS = 128
+# and in all, up to open_files.most_connections()
 _open = [0]  # connections open in this process (the loop's thread alone changes it)
-
-
-@functools.cache
-def most_connections() -> int:
-    """Connections this process holds at once: its open-file limit, less the reserve."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 20
-    return max(16, soft - RESERVED_DESCRIPTORS)
-
-
-def raise_open_file_limit() -> int:
-    """The process's soft limit of open files raised to its hard limit (often 1,024 against
-    hundreds of thousands): each connection takes a descriptor. Returns the limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    most_connections.cache_clear()
-    return soft
-
-
-class QuietRepeats(logging.Filter):
-    """The server's warnings, each said at most once in `every` seconds, with how many times it
-    came since: each slow connection, each upgrade to HTTP/2 asked for, each malformed request
-    wrote its line (50,391 and 900 lines in two audit runs, 27b and 27e), for nothing but a
-    stranger's few bytes. Errors, with their tracebacks, are all said."""
-
-    def __init__(self, every: float = 10.0) -> None:
-        super().__init__()
-        self.every = every
-        self._last: dict[object, float] = {}
-        self._unsaid: Counter[object] = Counter()
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
-            return True
-        now, key = time.monotonic(), record.msg
-        with self._lock:
-            if now - self._last.get(key, -self.every) < self.every:
-                self._unsaid[key] += 1
-                return False
-            if len(self._last) > 1000:  # messages are templates: few; a bound all the same
-                self._last.clear()
-                self._unsaid.clear()
-            self._last[key] = now
-            more = self._unsaid.pop(key, 0)
-        if more:
-            record.msg = f"{record.msg} ({more} more since it was last said)"
-        return True
-
-    def untold(self) -> list[tuple[object, int]]:
-        """The warnings held back since each was last said, with their counts, now forgotten."""
-        with self._lock:
-            held, self._unsaid = list(self._unsaid.items()), Counter()
-        return held
-
-
-def quiet_repeated_warnings() -> None:
-    """The filter on uvicorn's log of connections and requests, once a process."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, QuietRepeats) for f in logger.filters):
-        logger.addFilter(QuietRepeats())
-
-
-def say_untold_warnings() -> None:
-    """At the server's stop, the count of each warning held back since it was last said: a
-    burst that no later repeat of it told was otherwise lost (review 27e)."""
-    logger = logging.getLogger("uvicorn.error")
-    for quiet in [f for f in logger.filters if isinstance(f, QuietRepeats)]:
-        for message, count in quiet.untold():
-            # formatted here, no arguments: each line is its own, not one repeated template
-            logger.warning(f"{message} ({count} more since it was last said, to the stop)")
-
-
-def _is_trusted_proxy(host: str, trusted: list[str] | str) -> bool:
-    """Whether `host` is one of `serve --trusted-proxies` (addresses or networks, or `*`)."""
-    entries = trusted.split(",") if isinstance(trusted, str) else trusted
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for entry in (e.strip() for e in entries):
-        if entry == "*":
-            return True
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
 
 
 # A keep-alive connection is closed after this many requests (its last answer says
@@ -327,7 +215,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if peer else "unknown"
         self._client = client_key(host)
-        proxied = self.config.proxy_headers and _is_trusted_proxy(
+        proxied = self.config.proxy_headers and is_trusted_proxy(
             host, self.config.forwarded_allow_ips
         )
         # behind a trusted proxy every client arrives from the proxy's address, and the

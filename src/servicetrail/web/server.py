@@ -39,7 +39,9 @@ def run(
     import uvicorn
 
     from .app import app_for_store, create_app
-    from .http_limits import CappedHeadProtocol, quiet_repeated_warnings, raise_open_file_limit
+    from .http_limits import CappedHeadProtocol
+    from .open_files import raise_open_file_limit
+    from .quiet_logs import quiet_repeated_warnings
 
     fewer_malloc_arenas()
     raise_open_file_limit()  # before the workers start: they inherit it
