@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
-from servicetrail.signing import trusted_for
+from servicetrail.signing import load_signer, trusted_for
 from servicetrail.store.engine import open_store
 from servicetrail.store.log_proofs import record_proof
 from servicetrail.store.log_tree import verifier_keys
@@ -35,6 +35,28 @@ def test_log_key_prints_the_verifier_key_alone(cli):
     first = cli("log", "key")
     assert first.exit_code == 0 and VERIFIER_KEY.match(first.stdout), first.output
     assert cli("log", "key").stdout == first.stdout
+
+
+def test_log_key_makes_no_key_for_a_store_that_has_signed_with_another(
+    cli, engine, tmp_path, use_settings
+):
+    """Audit 44d: run where the store's key is not (PostgreSQL's default key file is the
+    working folder's), `log key` made a new key and printed it as the current one, to be
+    published, though the store never signed with it."""
+    stores_key = cli("log", "key").stdout
+    P.load_personas(engine)
+    seal_store(engine)
+    elsewhere = tmp_path / "elsewhere" / "servicetrail.key"
+    elsewhere.parent.mkdir()
+    use_settings(SERVICETRAIL_SIGNING_KEY=elsewhere)
+    refused = cli("log", "key")
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert f"no signing key at {elsewhere}" in refused.stderr and not elsewhere.exists()
+    # a key the store has not signed with yet (a rotation, or a mistyped path) is said so
+    load_signer(elsewhere, "servicetrail/sat")
+    rotated = cli("log", "key")
+    assert rotated.exit_code == 0 and VERIFIER_KEY.match(rotated.stdout)
+    assert rotated.stdout != stores_key and "has not signed in this store yet" in rotated.stderr
 
 
 def test_an_untouched_store_verifies_including_unsealed_leaves(cli, engine):
@@ -713,7 +735,7 @@ def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_k
     rotated = tmp_path / "mount" / "rotated.key"
     rotated.parent.mkdir()
     use_settings(SERVICETRAIL_SIGNING_KEY=rotated)
-    assert cli("log", "key").exit_code == 0  # the key made while the folder was writable
+    load_signer(rotated, "servicetrail/sat")  # the key made while the folder was writable
     # the tests run as root, whom no file mode stops: a trust file that leads nowhere
     # cannot be made, as in a read-only folder
     (tmp_path / "mount" / "rotated.key.verifiers").symlink_to(tmp_path / "nowhere" / "file")

@@ -15,7 +15,7 @@ from servicetrail.store.log_audit import audit
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_node, log_pending
 from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
-from servicetrail.store.partitions import drop_older_than, ensure_months
+from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
 from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict
 from tests.personas import load_personas
@@ -185,3 +185,45 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
         assert again.exit_code == 0 and "sealed" not in again.stderr  # nothing queued
     finally:
         engine.dispose()
+
+
+def test_retention_seals_the_leaves_of_the_months_it_drops_first(
+    pg_engine, pg_url, tmp_path, monkeypatch, use_settings
+):
+    """Audit 44d: leaves in no signed checkpoint (an ingest stopped before its seal, no
+    server running) went with their month and left no signed trace. Retention seals them
+    first with the store's key; without the key at hand, it drops nothing."""
+    import os
+
+    from tests.conftest import Cli
+    from tests.store.test_merkle_log import append, records
+
+    monkeypatch.chdir(tmp_path)
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    append(pg_engine, records(3))  # into January and February 2025, stored and unsealed
+    with pg_engine.connect() as conn:
+        sizes = {
+            month: conn.execute(
+                select(func.count()).select_from(log_leaf).where(log_leaf.c.month == month)
+            ).scalar_one()
+            for month in ("2025-01", "2025-02")
+        }
+    cli = Cli(pg_url, tmp_path)
+    stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "elsewhere.key")
+    refused = cli("retention", "--keep-months", "1")
+    assert refused.exit_code == 2 and "no signing key at" in refused.stderr
+    assert "2025-01" in refused.stderr and not (tmp_path / "elsewhere.key").exists()
+    with pg_engine.connect() as conn:
+        assert (2025, 1) in existing_months(conn)  # nothing dropped
+    use_settings(SERVICETRAIL_SIGNING_KEY=stores_key)
+    assert cli("retention", "--keep-months", "1").exit_code == 0
+    with pg_engine.connect() as conn:
+        kept = {
+            c.origin.rsplit("/", 1)[1]: c.size
+            for c in latest_checkpoints(conn)
+            if c.origin.rsplit("/", 2)[1] == "sat"
+        }
+        assert (2025, 1) not in existing_months(conn)
+    assert {month: kept[month] for month in sizes} == sizes

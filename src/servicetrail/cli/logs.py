@@ -43,11 +43,29 @@ def log_group() -> None:
 @with_db
 def key_cmd() -> None:
     """Print the current verifier key alone on one line (the signing key is made on first use)."""
-    engine()  # the store's rules as for any command (SPEC section 5): made if new, not if old
+    # the store's rules as for any command (SPEC section 5): made if new, not if old
+    known = listed_verifier_keys(engine())
+    key = key_path_for(store_url())
+    if known and not key.is_file():
+        # run from another folder than the server's, it made a key the store never signed
+        # with and printed it as the current one, to be published (audit 44d)
+        raise Failure(
+            f"no signing key at {key}, and this store has signed with {len(known)} key(s): "
+            "the key is made by the first ingest or server that signs (run this where the "
+            "store's key is, or with SERVICETRAIL_SIGNING_KEY naming it)"
+        )
     try:
-        click.echo(signer_for(store_url()).verifier_key)
+        verifier_key = signer_for(store_url()).verifier_key
     except SigningKeyError as e:
         raise Failure(str(e)) from None
+    click.echo(verifier_key)
+    if known and verifier_key not in known:
+        click.echo(
+            f"note: the signing key at {key} has not signed in this store yet: after a "
+            "rotation it signs from the next seal on; else SERVICETRAIL_SIGNING_KEY names the "
+            "wrong file",
+            err=True,
+        )
 
 
 @log_group.command("verify")

@@ -257,6 +257,11 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     return sealed
 
 
+def unsealed_logs(conn: Connection) -> dict[tuple[str, str], int]:
+    """The logs (family, month) holding leaves in no signed checkpoint yet, with their sizes."""
+    return _grown_logs(conn)
+
+
 def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
     """The logs holding leaves past their newest checkpoint (added by add_leaves), with their
     sizes. Each log's first key is found by a seek on log_leaf's primary key, so this reads a
