@@ -697,6 +697,36 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
     assert result.exit_code == 0, result.output
 
 
+def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
+    """Audit 44d: with the triggers that keep the trail, its logs and the access log
+    append-only dropped or disabled, `db check` said the schema matched the migrations."""
+    load_personas(engine)  # records, so that PostgreSQL's trail has monthly partitions
+    assert cli("db", "check").exit_code == 0
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER sat_record_no_update"))
+            said = ["trigger sat_record_no_update is missing"]
+        else:
+            partition = conn.execute(
+                text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'sat_record'::regclass ORDER BY 1 LIMIT 1"
+                )
+            ).scalar_one()
+            conn.execute(text("ALTER TABLE access_log DISABLE TRIGGER access_log_append_only"))
+            conn.execute(text("DROP TRIGGER log_leaf_no_truncate ON log_leaf"))
+            conn.execute(text(f"ALTER TABLE {partition} DISABLE TRIGGER sat_record_append_only"))
+            said = [
+                "trigger access_log_append_only on access_log is disabled",
+                "trigger log_leaf_no_truncate on log_leaf is missing",
+                f"trigger sat_record_append_only on {partition} is disabled",
+            ]
+    result = cli("db", "check")
+    assert result.exit_code == 1
+    assert all(words in result.stderr for words in said), result.stderr
+    assert f"{len(said)} difference(s)" in result.stderr
+
+
 def test_db_check_builds_a_store_that_does_not_exist_yet(empty_db_url):
     """SPEC section 5: any command on a missing or empty store builds it at the current schema
     (it printed 43 'add_table' differences and left an empty file)."""

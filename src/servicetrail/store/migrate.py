@@ -113,9 +113,74 @@ def schema_differences(engine: Engine) -> list[str]:
             )
         for diff in compare_metadata(context, metadata_for(conn.dialect.name)):
             problems.append(repr(diff))
+        problems += _append_only_problems(conn)
         if conn.dialect.name == "postgresql":
             problems += _row_security_problems(conn)
     return problems
+
+
+# The tables the database itself keeps append-only, by the triggers migrations 0001, 0009
+# and 0010 made (retention alone deletes, a month of logs at a time): a trigger dropped or
+# disabled went unsaid, the tables still matching, and only `log verify` told of the edits
+# made through the gap, later (audit 44d)
+APPEND_ONLY_TABLES = (
+    "sat_record",
+    "sat_payload",
+    "log_leaf",
+    "log_node",
+    "log_checkpoint",
+    "log_verifier_key",
+    "access_log",
+)
+_PARTITIONED = ("sat_record", "sat_payload")
+
+
+def _append_only_problems(conn: Connection) -> list[str]:
+    """Each append-only table's triggers missing or disabled (PostgreSQL: each partition of
+    the trail's too, which carries its own copy of the row trigger)."""
+    if conn.dialect.name == "sqlite":
+        present = {
+            (name, table)
+            for name, table in conn.exec_driver_sql(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'"
+            )
+        }
+        return [
+            f"trigger {table}_no_{action} is missing: {table} is no longer append-only"
+            for table in APPEND_ONLY_TABLES
+            for action in ("update", "delete")
+            if (f"{table}_no_{action}", table) not in present
+        ]
+    enabled = {
+        (name, table): state != "D"
+        for name, table, state in conn.exec_driver_sql(
+            "SELECT t.tgname, c.relname, t.tgenabled FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"
+        )
+    }
+    wanted = [(f"{table}_{kind}", table) for table in APPEND_ONLY_TABLES for kind in _PG_KINDS]
+    wanted += [
+        (f"{parent}_append_only", partition)
+        for partition, parent in conn.exec_driver_sql(
+            "SELECT c.relname, p.relname FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relnamespace = current_schema()::regnamespace "
+            f"AND p.relname IN {_PARTITIONED!r}"
+        )
+    ]
+    problems = []
+    for name, table in wanted:
+        state = enabled.get((name, table))
+        if not state:
+            said = "missing" if state is None else "disabled"
+            problems.append(
+                f"trigger {name} on {table} is {said}: {table} is no longer append-only"
+            )
+    return problems
+
+
+_PG_KINDS = ("append_only", "no_truncate")
 
 
 # whether the role holds privileges or policies in another database of the server
