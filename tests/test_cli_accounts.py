@@ -307,6 +307,35 @@ def test_usernames_differ_by_more_than_case_and_are_not_the_access_logs_actors(c
     )
 
 
+def test_the_operators_commands_take_an_account_name_in_any_case(cli, store):
+    """README: names are told apart regardless of case and sign-in takes any case; the other
+    commands took the stored spelling only, and `tokens list --account NP` listed none of
+    np's tokens, exit 0, as for an account that does not exist (audit 44d)."""
+    token = new_token(cli, "NP")
+    assert listed_ids(cli, "--account", "Np") == listed_ids(cli, "--account", "np")
+    assert len(listed_ids(cli, "--account", "NP")) == 1
+    ghost = cli("tokens", "list", "--account", "ghost")
+    assert ghost.exit_code == 2 and "no account 'ghost'" in ghost.stderr
+    disabled = cli("accounts", "disable", "NP")
+    assert disabled.exit_code == 0 and "account np disabled" in disabled.stderr
+    assert api_status(store, token) == 401
+    assert cli("accounts", "enable", "nP").exit_code == 0 and api_status(store, token) == 200
+    changed = cli("accounts", "passwd", "NP", input=NEW_PASSWORD + "\n")
+    assert changed.exit_code == 0 and "password of np changed" in changed.stderr
+    assert sign_in(screen(store), "np", NEW_PASSWORD) == 303
+    revoked = cli("tokens", "revoke", "--account", "NP")
+    assert revoked.exit_code == 0 and api_status(store, token) == 401
+
+
+def test_a_token_value_given_as_an_id_is_refused_without_being_repeated(cli, store):
+    """Audit 44d: `tokens revoke st_...` (the value where an id goes) echoed the secret in
+    its error."""
+    token = new_token(cli, "np")
+    result = cli("tokens", "revoke", token)
+    assert result.exit_code == 2 and token not in result.output
+    assert "--stdin" in result.stderr and api_status(store, token) == 200
+
+
 def test_revocation_reaches_every_server_process_within_the_cache_time(
     cli, store, db_url, tmp_path
 ):

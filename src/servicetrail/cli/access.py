@@ -6,9 +6,11 @@ import sys
 
 import click
 
+from ..domain.ids import InvalidValue
 from ..domain.times import format_time
 from ..store.watches import list_watches
 from ..store.accounts import (
+    account_name,
     change_password,
     check_new_account,
     create_account,
@@ -21,7 +23,7 @@ from ..store.accounts import (
 )
 from .commands import group
 from .common import Failure, shown_once
-from .options import COUNT
+from .options import Parsed, count
 from .store_access import engine, with_db
 
 
@@ -76,6 +78,12 @@ def accounts_create(username: str, party_id: str | None, auditor: bool) -> None:
     click.echo(f"account {username} created for {party_id or 'auditing'}", err=True)
 
 
+def _stored(username: str) -> str:
+    """The account's name as stored, typed in any case (AccountError: no such account)."""
+    with engine().connect() as conn:
+        return account_name(conn, username)
+
+
 def _set_disabled(username: str, disabled: bool) -> int:
     """Disable or enable the account; the number of its web sessions that ended."""
     with engine().begin() as conn:
@@ -89,6 +97,7 @@ def accounts_disable(username: str) -> None:
     """Stop an account: it can no longer sign in, its web sessions end at once, and its API
     tokens stop working (they work again after 'accounts enable'; revoke them with
     'tokens revoke --account USERNAME' to end them for good)."""
+    username = _stored(username)
     ended = _set_disabled(username, True)
     click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
     with engine().connect() as conn:
@@ -109,6 +118,7 @@ def accounts_disable(username: str) -> None:
 @with_db
 def accounts_enable(username: str) -> None:
     """Let a disabled account sign in and use its API tokens again."""
+    username = _stored(username)
     _set_disabled(username, False)
     click.echo(f"account {username} enabled", err=True)
 
@@ -120,6 +130,7 @@ def accounts_passwd(username: str) -> None:
     """Set a new password (12-1024 characters, not only spaces, no control characters; read
     from standard input, asked twice on a terminal). The account's web sessions end; its API
     tokens are not affected."""
+    username = _stored(username)  # before the password is asked for
     password = _read_password()
     with engine().begin() as conn:
         ended = change_password(conn, username, password)
@@ -138,6 +149,7 @@ def tokens_group() -> None:
 def tokens_create(username: str) -> None:
     """Create an API token for an account; it is printed once, alone on standard output."""
     shown_once()
+    username = _stored(username)
     with engine().begin() as conn:
         token = create_token(conn, username)
         # printed and flushed inside its transaction: a token that reached no one (a closed
@@ -172,8 +184,22 @@ def tokens_list(username: str | None) -> None:
     click.echo(f"{len(tokens)} token(s)", err=True)
 
 
+def _token_id(text: str) -> int:
+    """A token's id; a token's value given here is refused without being repeated: an error
+    naming it put the secret in the terminal's scrollback and in logs (audit 44d)."""
+    if not text.isdigit():
+        raise InvalidValue(
+            "not a token id (a number from 'tokens list'); to revoke a token by its value, "
+            "give the value on standard input with --stdin"
+        )
+    return count(text)
+
+
+TOKEN_ID = Parsed("TOKEN_ID", _token_id)
+
+
 @tokens_group.command("revoke", epilog=TOKEN_CACHE_NOTE)
-@click.argument("token_ids", nargs=-1, type=COUNT, metavar="[TOKEN_ID]...")
+@click.argument("token_ids", nargs=-1, type=TOKEN_ID, metavar="[TOKEN_ID]...")
 @click.option(
     "--account", "username", metavar="USERNAME", help="Revoke every token of this account."
 )

@@ -120,14 +120,27 @@ def _names_in_turn(conn: Connection) -> None:
         driver.execute("BEGIN IMMEDIATE")
 
 
-def _require_account(conn: Connection, username: str) -> None:
-    if (
-        conn.execute(select(account.c.username).where(account.c.username == username)).first()
-        is None
-    ):
+def account_name(conn: Connection, username: str) -> str:
+    """The account's name as stored, for a name typed in any case, as sign-in takes it (the
+    operator's commands took only the stored spelling: `tokens list --account ALICE` listed
+    none of alice's tokens; audit 44d); AccountError when there is no such account. A store
+    from before names were told apart regardless of case may hold two that differ only in
+    it: the one typed exactly is taken, and any other spelling names neither."""
+    rows = (
+        conn.execute(
+            select(account.c.username)
+            .where(ascii_lower(conn, account.c.username) == username.lower())
+            .order_by((account.c.username == username).desc())
+            .limit(2)
+        ).all()
+        if username.isascii()  # names are ASCII; Python's lower() maps a few others into it
+        else []
+    )
+    if not rows or (rows[0].username != username and len(rows) > 1):
         raise AccountError(
             f"no account {username!r}: create it with 'servicetrail accounts create'"
         )
+    return str(rows[0].username)
 
 
 def _end_sessions(conn: Connection, username: str) -> int:
@@ -136,7 +149,7 @@ def _end_sessions(conn: Connection, username: str) -> int:
 
 def set_disabled(conn: Connection, username: str, disabled: bool) -> int:
     """Disables (or enables again) an account; returns the web sessions this ended."""
-    _require_account(conn, username)
+    username = account_name(conn, username)
     conn.execute(
         update(account)
         .where(account.c.username == username)
@@ -148,7 +161,7 @@ def set_disabled(conn: Connection, username: str, disabled: bool) -> int:
 def change_password(conn: Connection, username: str, password: str) -> int:
     """A new password; the account's web sessions end and its browsers are no longer
     remembered by the sign-in throttle. Returns the sessions ended."""
-    _require_account(conn, username)
+    username = account_name(conn, username)
     conn.execute(
         update(account)
         .where(account.c.username == username)
@@ -181,7 +194,7 @@ def list_tokens(conn: Connection, username: str | None = None) -> list[TokenInfo
         .order_by(api_token.c.id)
     )
     if username is not None:
-        query = query.where(api_token.c.username == username)
+        query = query.where(api_token.c.username == account_name(conn, username))
     return [TokenInfo(*row) for row in conn.execute(query)]
 
 
@@ -201,7 +214,7 @@ def revoke_tokens(
             f"no API token with id {', '.join(map(str, missing))} ('servicetrail tokens list')"
         )
     if username is not None:
-        _require_account(conn, username)
+        username = account_name(conn, username)
         chosen |= {t.id for t in current.values() if t.username == username}
     for token in tokens:
         token_id = conn.execute(
@@ -217,7 +230,7 @@ def revoke_tokens(
 
 
 def create_token(conn: Connection, username: str) -> str:
-    _require_account(conn, username)
+    username = account_name(conn, username)
     token = new_token()
     conn.execute(
         insert(api_token),
