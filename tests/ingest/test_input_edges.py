@@ -872,3 +872,12 @@ def test_something_at_the_name_of_a_reject_files_partial_does_not_stop_the_runs(
         ".in.rejects.jsonl.partial.notes",
         "in.rejects.jsonl",
     ]  # no run's own left
+
+
+def test_a_damage_without_words_is_said_by_its_kind() -> None:
+    """An error with no message was shown as `()` in the reject's reason (review 44e)."""
+    from servicetrail.ingest.sources import damage_reason, damaged_document_reason
+
+    assert "(EOFError)" in damage_reason(EOFError())
+    assert "(EOFError)" in damaged_document_reason(EOFError())
+    assert "(CRC check failed)" in damaged_document_reason(OSError("CRC check failed"))

@@ -377,6 +377,8 @@ def test_a_line_given_again_word_for_word_is_a_duplicate_where_it_first_stands(
     ):
         result = cli("load", "responsibilities", held)
         assert (result.exit_code, result.stdout) == (1, summary), result.output
+        # the copy is no line skipped for a later one's word (review 44e)
+        assert "of those skipped gave an interval" not in result.stderr
         [entry] = rejects_of(tmp_path / "held.rejects.jsonl")
         assert entry["line"] == 3 and "overlaps the supplier interval of" in entry["reason"]
     assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2024-01-01", None)]

@@ -503,17 +503,18 @@ _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 class LastWord:
     """What the look-ahead learnt of an interval a file gives on more than one line: the
     lines from `first_known` on (the second that gives it, or a chance meeting's own line)
-    were read whole; the file's word for it is what its last line says (`said`: the hash of
-    that row), from the first of the lines at the end that all say it (`line`). Whether the
-    first line giving it says the same too is for the load to tell, which reads it
-    (`same_throughout`: every line from `first_known` on does)."""
+    were read whole; the file's word for it is what its last line says (`said`: that row,
+    compared whole, not by a hash that two rows could share), from the first of the lines at
+    the end that all say it (`line`). Whether the first line giving it says the same too is
+    for the load to tell, which reads it (`same_throughout`: every line from `first_known`
+    on does)."""
 
     first_known: int
     line: int
-    said: int
+    said: IntervalRow
     same_throughout: bool = True
 
-    def heard(self, line: int, said: int) -> None:
+    def heard(self, line: int, said: IntervalRow) -> None:
         if said != self.said:  # another word: it stands from here (the same again: a repeat)
             self.line, self.said, self.same_throughout = line, said, False
 
@@ -596,9 +597,9 @@ def repeated_intervals(
             if row is not None:
                 word = last.get(key)
                 if word is None:
-                    last[key] = LastWord(line, line, hash(row))
+                    last[key] = LastWord(line, line, row)
                 else:
-                    word.heard(line, hash(row))
+                    word.heard(line, row)
         else:
             seen[a] |= fa
             seen[b] |= fb

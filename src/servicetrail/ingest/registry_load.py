@@ -206,14 +206,17 @@ class _LastWords:
         word = self.last_lines.get(key)
         if word is None:
             return None
-        if line < word.first_known and word.same_throughout and hash(row) == word.said:
+        if line < word.first_known and word.same_throughout and tuple(row) == word.said:
             self.said_first[key] = line
         return self.said_first.get(key, word.line)
 
-    def superseded(self, row: Any, line: int) -> None:
+    def superseded(self, row: Any, line: int) -> bool:
+        """Note a line skipped for the word on its interval; whether that word is a later
+        line (not: a copy of an earlier line, which is a plain duplicate of it)."""
         word = self._word_line(row, line)
         if word not in (None, line):  # (not a re-date a later line takes back)
             self.skipped.setdefault(interval_key(row), []).append(line)
+        return word is None or word > line
 
     def conflict(self, row: Any, line: int) -> None:
         if self._word_line(row, line) == line:
@@ -233,7 +236,7 @@ class _LastWords:
                     said = "gives its interval again" if word > line else "says the same"
                     rejects.add(line, f"not loaded: line {word} {said}, and was refused", raw, path)
         summary.duplicates -= len(lost)
-        summary.superseded -= len(lost)
+        summary.superseded -= sum(1 for line, word in lost.items() if word > line)
 
     def _word_of(self, key: registry_csv.IntervalKey) -> int:
         return self.said_first.get(key, self.last_lines[key].line)
@@ -372,9 +375,8 @@ def _store_batch(
             summary.duplicates += 1
         elif outcome is Outcome.SUPERSEDED:
             summary.duplicates += 1
-            summary.superseded += 1
-            if words is not None:
-                words.superseded(row, line)
+            # skipped for a later line's word (a copy of an earlier one is a plain duplicate)
+            summary.superseded += words.superseded(row, line) if words is not None else 1
         elif isinstance(outcome, Overlap) and later is not None:
             pass  # kept above, tried again at the file's end
         elif isinstance(outcome, Conflict):

@@ -42,17 +42,19 @@ DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
 
 def damage_reason(error: BaseException) -> str:
     return (
-        f"the compressed input cannot be read from this line on ({error or type(error).__name__}); "
+        f"the compressed input cannot be read from this line on ({_said(error)}); "
         "the lines before it were read"
     )
 
 
+def _said(error: BaseException) -> str:
+    """The error's words, or its kind when it has none (an EOFError said `()`: review 44e)."""
+    return str(error) or type(error).__name__
+
+
 def damaged_document_reason(error: BaseException) -> str:
     """A compressed file that holds one document: none of it is read (not the lines before)."""
-    return (
-        f"the compressed document cannot be read ({error or type(error).__name__}); "
-        "nothing of it was stored"
-    )
+    return f"the compressed document cannot be read ({_said(error)}); nothing of it was stored"
 
 
 def open_binary(path: Path) -> IO[bytes]:

@@ -301,12 +301,13 @@ At most {MAX_TRIGGERS} triggers: those sharing the Request ID first, then the ne
 fewer once the payloads of your own requests on the list pass 16 MiB (about a page's worth past
 it at the most). A list cut so or by the cap has a `Link` header (rel="next") to the search
 that goes on with the older requests of the window (it may repeat one listed first for its
-Request ID); if the cap cut the requests sharing the Request ID, rel="next" goes on with those,
-and rel="related" is the window's search. Another User's request
-shows its title only, as everywhere. `seconds_before` is the whole seconds from the request to
-the record, rounded down; it is negative only for a request sharing the Request ID that was
-logged after the record (-3: three seconds after). A record you may not see is 404, like a
-missing one."""
+Request ID; as every search by Device, it also lists your own requests that are on no Device
+but name it in their body, which are not triggers); if the cap cut the requests sharing the
+Request ID, rel="next" goes on with those, and rel="related" is the window's search. Another
+User's request shows its title only, as everywhere. `seconds_before` is the whole seconds from
+the request to the record, rounded down; it is negative only for a request sharing the Request
+ID that was logged after the record (-3: three seconds after). A record you may not see is
+404, like a missing one."""
 
 
 @router.get(

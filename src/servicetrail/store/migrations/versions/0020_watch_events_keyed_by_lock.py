@@ -5,7 +5,8 @@ matching every record it was most of the shared matcher's time (400,000 events: 
 with it, 1.4-1.6 s without; session 32), and every Party's events waited behind it. What
 the key guarded holds without it: the matcher writes events only for the watches it holds
 FOR KEY SHARE to the end of its step, and `delete_watch` deletes the watch's events, then
-the watch, waiting for such a step, then the events that step wrote (store.watches).
+the watch, waiting for such a step, then the events that step wrote (store.watches; the
+matcher is store.watch_matcher now).
 
 SQLite keeps the key: its check is an index probe, cheap, and dropping it would rebuild the
 table, whose DROP under `foreign_keys=ON` deletes every pending delivery by cascade.
