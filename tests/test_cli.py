@@ -597,6 +597,7 @@ def test_db_upgrade_idempotent_and_check_passes(tmp_path):
     runner = CliRunner()
     first = runner.invoke(main, ["--db", url, "db", "upgrade"])
     assert first.exit_code == 0, first.output
+    assert first.stdout == f"the schema was built at the newest migration ({head_revision()})\n"
     check = runner.invoke(main, ["--db", url, "db", "check"])
     assert check.exit_code == 0 and "matches" in check.stdout, check.output
 
@@ -605,6 +606,8 @@ def test_db_upgrade_idempotent_and_check_passes(tmp_path):
     assert runner.invoke(main, ["--db", url, "load", "users", str(users)]).exit_code == 0
     again = runner.invoke(main, ["--db", url, "db", "upgrade"])
     assert again.exit_code == 0, again.output
+    # said as what it did (audit 44d: both runs said the schema was at the newest migration)
+    assert again.stdout == f"the schema was at the newest migration already ({head_revision()})\n"
     assert runner.invoke(main, ["--db", url, "db", "check"]).exit_code == 0
     reload = runner.invoke(main, ["--db", url, "load", "users", str(users)])
     assert reload.stdout == "loaded 0, rejected 0, skipped 1 duplicates\n"  # the data survived

@@ -16,7 +16,9 @@ session 19).
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from . import settings
 from .sqlite_url import sqlite_file
 from .domain.checkpoint import checkpoint_body, signed_note, verifier_key
+
+log = logging.getLogger("servicetrail.signing")
 
 KEY_FILE_NAME = "servicetrail.key"
 
@@ -120,7 +124,23 @@ def _read(path: Path, name: str) -> Signer:
         ) from None
     if not isinstance(private, Ed25519PrivateKey):
         raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
+    _said_if_others_may_read(path)
     return Signer(name, private, path)
+
+
+_LOOSE_KEYS_SAID: set[Path] = set()
+
+
+def _said_if_others_may_read(path: Path) -> None:
+    """A key made here is 0600; one copied in with looser rights was used without a word
+    (audit 44d). Said once a process: a server reads the key at every seal."""
+    with suppress(OSError):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077 and path not in _LOOSE_KEYS_SAID:
+            _LOOSE_KEYS_SAID.add(path)
+            log.warning(
+                "the signing key %s may be read by others (mode %04o): chmod 600 it", path, mode
+            )
 
 
 def trust_file(key_path: Path) -> Path:

@@ -120,6 +120,21 @@ def test_the_trust_file_is_made_with_mode_0600(tmp_path):
     assert stat.S_IMODE(os.stat(trust_file(key)).st_mode) == 0o600
 
 
+def test_a_key_others_may_read_is_used_and_said_once(tmp_path, caplog):
+    """A key copied in with looser rights than the 0600 it is made with was used without a
+    word (audit 44d)."""
+    path = tmp_path / "copied.key"
+    made = load_signer(path, "servicetrail/sat")
+    with caplog.at_level("WARNING", logger="servicetrail.signing"):
+        load_signer(path, "servicetrail/sat")
+        assert caplog.records == []  # made 0600: nothing to say
+        path.chmod(0o644)
+        for _ in range(2):
+            assert load_signer(path, "servicetrail/sat").verifier_key == made.verifier_key
+    [said] = [r.getMessage() for r in caplog.records]
+    assert f"the signing key {path} may be read by others (mode 0644)" in said
+
+
 def test_the_key_file_is_made_once_with_mode_0600_and_never_shown(tmp_path):
     path = tmp_path / "sub" / "servicetrail.key"
     path.parent.mkdir()

@@ -174,6 +174,7 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
         keyless = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
         assert keyless.exit_code == 0, keyless.output
         assert "no signing key" in keyless.stderr and not (tmp_path / "sign.key").exists()
+        assert keyless.stdout.startswith("the schema was upgraded from 0008")
         load_signer(tmp_path / "sign.key", "servicetrail")  # the store's key, as a server has it
         upgraded = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
         assert upgraded.exit_code == 0, upgraded.output

@@ -29,7 +29,15 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Bring the schema up to the newest migration (a store left by an older servicetrail
     is refused by the other commands until then)."""
+    as_it_was = engine_as_it_is()
+    try:
+        before = current_revision(as_it_was)
+    except DBAPIError:
+        before = None  # not a store yet, or one that cannot be opened: said by engine() next
+    finally:
+        as_it_was.dispose()
     store = engine(upgrade=True)
+    now = current_revision(store)
     try:
         # what the migrations brought into the logs (0009: every record stored before it) is
         # sealed now: its proofs were a 409 until a server's first seal, a minute or more
@@ -55,7 +63,13 @@ def db_upgrade() -> None:
         click.echo(f"warning: the logs were not sealed now ({why})", err=True)
     finally:
         store.dispose()
-    click.echo("the schema is at the newest migration")
+    # what it did, not only where it ends: run twice, both said the same (audit 44d)
+    if before == now:
+        click.echo(f"the schema was at the newest migration already ({now})")
+    elif before is None:
+        click.echo(f"the schema was built at the newest migration ({now})")
+    else:
+        click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
 
 
 @db_group.command("check")

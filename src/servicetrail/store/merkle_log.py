@@ -377,7 +377,8 @@ def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
                 "signing with a key this store has not used before (%s); its checkpoints so "
                 "far are signed by %d other key(s). A rotation: publish the new verifier key "
                 "(servicetrail log key). If you meant none, SERVICETRAIL_SIGNING_KEY names "
-                "the wrong file.",
+                "the wrong file, or SERVICETRAIL_LOG_ORIGIN changed (a key is named for the "
+                "logs' origin).",
                 signer.path or "a key given in code",
                 len(earlier),
             )
