@@ -336,6 +336,23 @@ def test_a_token_value_given_as_an_id_is_refused_without_being_repeated(cli, sto
     assert "--stdin" in result.stderr and api_status(store, token) == 200
 
 
+def test_accounts_are_listed_with_their_party_state_and_tokens(cli, store):
+    """Audit 44d: the operator saw accounts only through `tokens list`, those holding one."""
+    new_token(cli, "np")
+    assert cli("accounts", "create", "audrey", "--auditor", input=PASSWORD + "\n").exit_code == 0
+    assert cli("accounts", "disable", "lk").exit_code == 0
+    listing = cli("accounts", "list")
+    assert listing.exit_code == 0 and listing.stderr.endswith("3 account(s)\n")
+    header, *rows = listing.stdout.splitlines()
+    assert header.split() == ["ACCOUNT", "PARTY", "CREATED", "STATUS", "TOKENS"]
+    assert [[r.split()[i] for i in (0, 1, 3, 4)] for r in rows] == [
+        ["audrey", "(auditor)", "active", "0"],
+        ["lk", P.LOOKER, "disabled", "0"],
+        ["np", P.NORTHPOWER, "active", "1"],
+    ]
+    assert "$argon2" not in listing.output
+
+
 def test_revocation_reaches_every_server_process_within_the_cache_time(
     cli, store, db_url, tmp_path
 ):

@@ -15,6 +15,7 @@ from ..store.accounts import (
     check_new_account,
     create_account,
     create_token,
+    list_accounts,
     list_tokens,
     revoke_tokens,
     party_of,
@@ -88,6 +89,23 @@ def _set_disabled(username: str, disabled: bool) -> int:
     """Disable or enable the account; the number of its web sessions that ended."""
     with engine().begin() as conn:
         return set_disabled(conn, username, disabled)
+
+
+@accounts_group.command("list")
+@with_db
+def accounts_list() -> None:
+    """The accounts: name, Party (or auditor), when created (UTC), whether disabled, and how
+    many API tokens each holds. Passwords are stored as hashes only, never shown."""
+    with engine().connect() as conn:
+        accounts = list_accounts(conn)
+    click.echo(f"{'ACCOUNT':<24} {'PARTY':<32} {'CREATED':<20}  {'STATUS':<8}  TOKENS")
+    for a in accounts:
+        status = "disabled" if a.disabled_at is not None else "active"
+        click.echo(
+            f"{a.username:<24} {a.party_id or '(auditor)':<32} "
+            f"{format_time(a.created_at)[:19] + 'Z':<20}  {status:<8}  {a.tokens}"
+        )
+    click.echo(f"{len(accounts)} account(s)", err=True)
 
 
 @accounts_group.command("disable", epilog=TOKEN_CACHE_NOTE)

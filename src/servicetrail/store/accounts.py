@@ -172,6 +172,31 @@ def change_password(conn: Connection, username: str, password: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountInfo:
+    username: str
+    party_id: str | None  # None: an auditor's account
+    created_at: datetime
+    disabled_at: datetime | None
+    tokens: int
+
+
+def list_accounts(conn: Connection) -> list[AccountInfo]:
+    """Every account (never its password's hash), by name, with how many API tokens it holds:
+    the operator saw accounts only through `tokens list`, those holding a token (audit 44d)."""
+    tokens = (
+        select(func.count()).where(api_token.c.username == account.c.username).scalar_subquery()
+    )
+    query = select(
+        account.c.username,
+        account.c.party_id,
+        account.c.created_at,
+        account.c.disabled_at,
+        tokens,
+    ).order_by(account.c.username)
+    return [AccountInfo(*row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
 class TokenInfo:
     id: int
     username: str
