@@ -177,6 +177,13 @@ def test_a_token_made_for_a_disabled_account_says_it_will_not_work_yet(cli, stor
     assert made.exit_code == 0 and len(made.stdout.split()) == 1
     assert "note: account np is disabled: the token works once it is enabled again" in made.stderr
     assert api_status(store, made.stdout.strip()) == 401
+    # the command it advises runs as given, for a name that begins with '-' too (audit 44d)
+    made_bob = cli("accounts", "create", "--party", P.LOOKER, "--", "-bob", input=PASSWORD + "\n")
+    assert made_bob.exit_code == 0, made_bob.output
+    assert cli("accounts", "disable", "--", "-bob").exit_code == 0
+    advice = cli("tokens", "create", "--", "-bob").stderr.split("'")[1]
+    assert advice == "servicetrail accounts enable -- -bob"
+    assert cli(*advice.split()[1:]).exit_code == 0
 
 
 def test_passwd_sets_a_new_password_and_ends_the_accounts_sessions(cli, store):

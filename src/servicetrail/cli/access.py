@@ -179,7 +179,8 @@ def tokens_create(username: str) -> None:
     if stored is not None and not stored.enabled:  # it was made without a word (audit 26c)
         click.echo(
             f"note: account {username} is disabled: the token works once it is enabled again "
-            f"('servicetrail accounts enable {username}')",
+            # a name may begin with '-', which the command would read as an option
+            f"('servicetrail accounts enable -- {username}')",
             err=True,
         )
 
