@@ -681,10 +681,35 @@ def test_keyboard_skip_link_and_focus(server: str, page) -> None:
     assert skip.is_visible()
     shot(page, "10-skip-link")
     page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # the way past the form to the results, then the form
+    assert page.evaluate("document.activeElement.textContent").startswith("Skip the form")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "f-device_id"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
+
+
+def test_a_phone_skips_the_search_form_to_the_results(server: str, page) -> None:
+    """At 390 px the search form fills the first screen and a half, and the results began
+    below it (audit 43c): a link past it, there on a phone, and to a keyboard on any screen
+    once it reaches it (hidden from a wide screen's eye, whose results show beside the form)."""
+    sign_in(page, server, "bright.analyst")
+    page.set_viewport_size({"width": 1366, "height": 800})
+    page.goto(server + "/")
+    skip = page.get_by_role("link", name=re.compile("^Skip the form to the [0-9]+ records? found"))
+    assert not skip.is_visible() or skip.bounding_box()["x"] < 0
+    page.set_viewport_size({"width": 390, "height": 800})
+    search_device(page, ESME)
+    found = page.locator("table.records tbody tr").count()
+    assert skip.is_visible() and f"the {found} record" in skip.inner_text()
+    assert not page.get_by_role("heading", name="Results").is_visible() or (
+        page.get_by_role("heading", name="Results").bounding_box()["y"] > 800
+    )
+    skip.click()
+    page.wait_for_timeout(200)
+    box = page.get_by_role("heading", name="Results").bounding_box()
+    assert box is not None and 0 <= box["y"] < 200
+    shot(page, "36-skip-to-results-390px")
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
