@@ -46,24 +46,21 @@ def key_cmd() -> None:
     # the store's rules as for any command (SPEC section 5): made if new, not if old
     known = listed_verifier_keys(engine())
     key = key_path_for(store_url())
-    if known and not key.is_file():
-        # run from another folder than the server's, it made a key the store never signed
-        # with and printed it as the current one, to be published (audit 44d)
-        raise Failure(
-            f"no signing key at {key}, and this store has signed with {len(known)} key(s): "
-            "the key is made by the first ingest or server that signs (run this where the "
-            "store's key is, or with SERVICETRAIL_SIGNING_KEY naming it)"
-        )
+    made_now = not key.is_file()
     try:
-        verifier_key = signer_for(store_url()).verifier_key
+        verifier_key = signer_for(store_url()).verifier_key  # made on first use (SPEC 7)
     except SigningKeyError as e:
         raise Failure(str(e)) from None
     click.echo(verifier_key)
     if known and verifier_key not in known:
+        # a key made or taken here that the store never signed with was printed as the
+        # current one without a word, to be published (audit 44d): said, as a rotation is
+        made = f"made a new signing key at {key}" if made_now else f"the signing key at {key}"
         click.echo(
-            f"note: the signing key at {key} has not signed in this store yet: after a "
-            "rotation it signs from the next seal on; else SERVICETRAIL_SIGNING_KEY names the "
-            "wrong file",
+            f"note: {made}, which has not signed in this store yet ({len(known)} other key(s) "
+            "have): a rotation signs with it from the next seal on; else "
+            "SERVICETRAIL_SIGNING_KEY names the wrong file (PostgreSQL's default is the "
+            "working folder's), or SERVICETRAIL_LOG_ORIGIN changed (a key is named for it)",
             err=True,
         )
 
