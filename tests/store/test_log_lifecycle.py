@@ -228,3 +228,42 @@ def test_retention_seals_the_leaves_of_the_months_it_drops_first(
         }
         assert (2025, 1) not in existing_months(conn)
     assert {month: kept[month] for month in sizes} == sizes
+
+
+def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
+    pg_server, tmp_path, monkeypatch
+):
+    """Review 44f: the check looked at leaves appended past a checkpoint only; the records of
+    a store upgraded without its key wait in the queue (0009), and went with their month."""
+    from click.testing import CliRunner
+
+    from servicetrail.cli import main
+
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
+    url = pg_server.new_database()
+    engine = store_at(url, "0008", parse_time("2025-03-01T10:00:00Z"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO sat_record (id, logged_at, kind, request_id, srv, user_id, "
+                    "device_id) VALUES (1, '2025-03-01 01:00:00+00', 'request', :rid, '4.1.1', "
+                    ":u, :d)"
+                ),
+                {"rid": "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1",
+                 "u": "90-B3-D5-1F-30-01-00-00", "d": "00-DB-12-34-56-78-90-A0"},
+            )  # fmt: skip
+        upgraded = CliRunner().invoke(main, ["--db", url, "db", "upgrade"])
+        assert upgraded.exit_code == 0 and "no signing key" in upgraded.stderr
+        dry = CliRunner().invoke(
+            main, ["--db", url, "retention", "--keep-months", "1", "--dry-run"]
+        )
+        assert dry.exit_code == 0 and "note: the logs of 2025-03 hold records" in dry.stderr
+        refused = CliRunner().invoke(main, ["--db", url, "retention", "--keep-months", "1"])
+        assert refused.exit_code == 2 and "nothing dropped: the logs of 2025-03" in refused.stderr
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(sat_record)).scalar() == 1
+            assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 1
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)

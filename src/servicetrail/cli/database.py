@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import click
 from sqlalchemy import select, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..signing import key_path_for
 from ..store.engine import at_another_schema, current_revision, shown_url
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
-from ..store.log_records import FAMILY as RECORDS
-from ..store.merkle_log import seal_store, unsealed_logs
-from ..store.partitions import drop_months
+from ..store.merkle_log import seal_store
+from ..store.partitions import UnsealedMonths, drop_months, unsealed_months
 from .commands import command, group
 from .common import Failure
 from .store_access import engine, engine_as_it_is, store_url, with_db
@@ -117,38 +115,39 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
     if not store_url().startswith("postgresql"):  # as database_url spells PostgreSQL's
         raise Failure("retention drops monthly partitions, which only the PostgreSQL store has")
     store = engine()
-    if not dry_run:
-        _sealed_before_dropping(store, drop_months(store, keep_months, dry_run=True))
-    dropped = drop_months(store, keep_months, dry_run)
+    key = key_path_for(store_url())
+    if not dry_run and key.is_file():
+        # its checkpoints are all that stays of a month: its records all in one first
+        # (audit 44d); a command never makes a key of its own for it
+        seal_store(store)
+    try:
+        dropped = drop_months(store, keep_months, dry_run)
+    except UnsealedMonths as e:
+        why = (
+            f"and there is no signing key at {key} to seal them (run retention where the "
+            "store's key is, or with SERVICETRAIL_SIGNING_KEY naming it)"
+            if not key.is_file()
+            else "added since this run sealed them: run it again"
+        )
+        raise Failure(
+            f"nothing dropped: the logs of {', '.join(e.months)} hold records in no signed "
+            f"checkpoint, {why}"
+        ) from None
     verb = "would drop" if dry_run else "dropped"
     for name in dropped:
         click.echo(f"{verb} {name}")
     months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
     click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
-
-
-def _sealed_before_dropping(store: Engine, tables: list[str]) -> None:
-    """The months to drop signed to their last leaf first: a month's kept checkpoint is all
-    that stays of it, and leaves in none (an ingest stopped before its seal, with no server
-    running to seal a minute later) went with no signed trace (audit 44d). Without the
-    store's key at hand (a command never makes one of its own), such a month is not dropped."""
-    months = {name.rsplit("_p", 1)[1].replace("_", "-") for name in tables}
-    if not months:
-        return
-    key = key_path_for(store_url())
-    if key.is_file():
-        seal_store(store)
-        return
-    with store.connect() as conn:
-        unsealed = sorted(
-            month for family, month in unsealed_logs(conn) if family == RECORDS and month in months
-        )
-    if unsealed:
-        raise Failure(
-            f"the logs of {', '.join(unsealed)} hold records in no signed checkpoint, and there "
-            f"is no signing key at {key} to seal them before they are dropped: run retention "
-            "where the store's key is (or with SERVICETRAIL_SIGNING_KEY naming it)"
-        )
+    if dry_run and months:
+        with store.connect() as conn:
+            open_logs = unsealed_months(conn, sorted(m.replace("_", "-") for m in months))
+        if open_logs:
+            then = "seals them first" if key.is_file() else f"drops none (no signing key at {key})"
+            click.echo(
+                f"note: the logs of {', '.join(open_logs)} hold records in no signed "
+                f"checkpoint: a run {then}",
+                err=True,
+            )
 
 
 @db_group.command("new-reader-role")

@@ -257,9 +257,16 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     return sealed
 
 
-def unsealed_logs(conn: Connection) -> dict[tuple[str, str], int]:
-    """The logs (family, month) holding leaves in no signed checkpoint yet, with their sizes."""
-    return _grown_logs(conn)
+def unsealed(conn: Connection, family: str, month: str) -> bool:
+    """Whether the log holds leaves in no signed checkpoint yet: appended past its newest
+    checkpoint, or still queued (an ingest's, or migration 0009's for the records before it)."""
+    last = latest_checkpoint(conn, family, month)
+    if _size(conn, family, month) > (last.size if last is not None else 0):
+        return True
+    queued = select(log_pending.c.entry_id).where(
+        log_pending.c.family == family, log_pending.c.month == month
+    )
+    return conn.execute(queued.limit(1)).first() is not None
 
 
 def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
-from .merkle_log import retire_month
+from .merkle_log import lock_family, retire_month, unsealed
 from .watch_tables import watch_event
 
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
@@ -134,6 +134,19 @@ RETENTION_LOCK_WAIT = "500ms"
 RETENTION_PATIENCE_SECONDS = 60.0
 
 
+def unsealed_months(conn: Connection, months: list[str]) -> list[str]:
+    """Those of the months (`YYYY-MM`) whose logs hold records in no signed checkpoint."""
+    return [month for month in months if unsealed(conn, RECORD_FAMILY, month)]
+
+
+class UnsealedMonths(Exception):
+    """Months retention would drop whose logs hold records in no signed checkpoint."""
+
+    def __init__(self, months: list[str]) -> None:
+        super().__init__(", ".join(months))
+        self.months = months
+
+
 def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list[str]:
     """`drop_older_than` in a transaction of its own, tried again while reads hold the
     tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
@@ -170,8 +183,16 @@ def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -
     if dry_run or not old:
         return names
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
-    for year, month in old:  # each month's log goes with its records; its checkpoints stay
-        retire_month(conn, RECORD_FAMILY, f"{year:04d}-{month:02d}")
+    # its checkpoints are all that stays of a month: one whose records are not all in one
+    # is kept, whole (audit 44d). Asked under the family's lock, which a batch appending
+    # leaves takes too, so that none comes in between
+    lock_family(conn, RECORD_FAMILY)
+    months = [f"{year:04d}-{month:02d}" for year, month in old]
+    open_logs = unsealed_months(conn, months)
+    if open_logs:
+        raise UnsealedMonths(open_logs)
+    for month_name in months:  # each month's log goes with its records; its checkpoints stay
+        retire_month(conn, RECORD_FAMILY, month_name)
     # and the watches' events of those records, with their deliveries still to make (the
     # outbox's rows go with their events): left, the deliveries could never be made nor
     # given up, and every round of the webhook worker walked them again (audit 21a)
