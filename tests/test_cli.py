@@ -719,10 +719,13 @@ def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
             conn.execute(text("ALTER TABLE access_log DISABLE TRIGGER access_log_append_only"))
             conn.execute(text("DROP TRIGGER log_leaf_no_truncate ON log_leaf"))
             conn.execute(text(f"ALTER TABLE {partition} DISABLE TRIGGER sat_record_append_only"))
+            # a trigger that fires only in replication never fires here (review 44f)
+            conn.execute(text("ALTER TABLE log_node ENABLE REPLICA TRIGGER log_node_append_only"))
             said = [
                 "trigger access_log_append_only on access_log is disabled",
                 "trigger log_leaf_no_truncate on log_leaf is missing",
                 f"trigger sat_record_append_only on {partition} is disabled",
+                "trigger log_node_append_only on log_node is set to fire in replication only",
             ]
     result = cli("db", "check")
     assert result.exit_code == 1

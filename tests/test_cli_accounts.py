@@ -341,6 +341,9 @@ def test_a_token_value_given_as_an_id_is_refused_without_being_repeated(cli, sto
     result = cli("tokens", "revoke", token)
     assert result.exit_code == 2 and token not in result.output
     assert "--stdin" in result.stderr and api_status(store, token) == 200
+    for where in (("tokens", "revoke", "--account"), ("tokens", "list", "--account")):
+        named = cli(*where, token)  # nor where an account's name goes (review 44f)
+        assert named.exit_code == 2 and token not in named.output, where
 
 
 def test_accounts_are_listed_with_their_party_state_and_tokens(cli, store):

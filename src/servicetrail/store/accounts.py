@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..domain.access_log import INTERFACES
 from ..domain.visibility import Viewer
-from ..security import hash_password, new_token, token_digest, verify_password
+from ..security import TOKEN_PREFIX, hash_password, new_token, token_digest, verify_password
 from .schema import account, api_token, dcc_user, login_device, party, web_session
 from .read_transaction import owner_read_limits
 
@@ -137,6 +137,10 @@ def account_name(conn: Connection, username: str) -> str:
         else []
     )
     if not rows or (rows[0].username != username and len(rows) > 1):
+        if username.startswith(TOKEN_PREFIX):  # a token pasted where a name goes: not echoed
+            raise AccountError(
+                "no such account; that looks like an API token: never give one as an argument"
+            )
         raise AccountError(
             f"no account {username!r}: create it with 'servicetrail accounts create'"
         )

@@ -151,12 +151,14 @@ def _append_only_problems(conn: Connection) -> list[str]:
             for action in ("update", "delete")
             if (f"{table}_no_{action}", table) not in present
         ]
-    enabled = {
-        (name, table): state != "D"
+    # the schema by name (a cast to regnamespace folds "Trail" to trail), and a partition's
+    # copy of a trigger even where PostgreSQL marks it internal (before 15)
+    states = {
+        (name, table): state
         for name, table, state in conn.exec_driver_sql(
             "SELECT t.tgname, c.relname, t.tgenabled FROM pg_trigger t "
-            "JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND (NOT t.tgisinternal OR t.tgparentid <> 0)"
         )
     }
     wanted = [(f"{table}_{kind}", table) for table in APPEND_ONLY_TABLES for kind in _PG_KINDS]
@@ -165,21 +167,22 @@ def _append_only_problems(conn: Connection) -> list[str]:
         for partition, parent in conn.exec_driver_sql(
             "SELECT c.relname, p.relname FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "WHERE p.relnamespace = current_schema()::regnamespace "
-            f"AND p.relname IN {_PARTITIONED!r}"
+            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            f"WHERE n.nspname = current_schema() AND p.relname IN {_PARTITIONED!r}"
         )
     ]
     problems = []
     for name, table in wanted:
-        state = enabled.get((name, table))
-        if not state:
-            said = "missing" if state is None else "disabled"
+        said = _TRIGGER_STATE.get(states.get((name, table), ""), "missing")
+        if said:
             problems.append(
                 f"trigger {name} on {table} is {said}: {table} is no longer append-only"
             )
     return problems
 
 
+# pg_trigger.tgenabled: O fires in every session, A always; D never, R in replication only
+_TRIGGER_STATE = {"O": "", "A": "", "D": "disabled", "R": "set to fire in replication only"}
 _PG_KINDS = ("append_only", "no_truncate")
 
 
