@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
@@ -22,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from .. import settings
 from ..domain.access_log import Tally
 from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
+from ..domain.visibility import Viewer
 from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import WatchLimit, create_watch, delete_watch, get_watch, list_watches
 from ..webhooks.outbound import UnsafeUrl, check_url
@@ -32,7 +34,7 @@ from ..store.limits import store_busy
 from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token
 from .errors import ParameterError
-from .fairness import limits_of
+from .fairness import Slots, limits_of
 from .params import PageSize, asked, whole_number_schema
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut, inline_schema
 from .state import engine_of, reader_of
@@ -206,11 +208,11 @@ def sse_event(event: dict[str, Any]) -> bytes:
 
 async def _event_stream(
     request: Request,
-    engine: Any,
-    viewer: Any,
+    engine: Engine,
+    viewer: Viewer,
     watch_id: int,
     start: int,
-    slots: Any,
+    slots: Slots,
     filters: dict[str, Any],
 ) -> AsyncIterator[bytes]:
     """The stream's body: pages of events as they come, a keep-alive comment when quiet.
