@@ -48,9 +48,10 @@ Decided = Outcome | Conflict
 
 # An interval as a tuple, in Responsibility's field order: a bulk load makes millions
 IntervalRow = tuple[str, str, str, datetime, datetime | None]
+IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
 
 
-def interval_key(row: IntervalRow) -> tuple[str, str, datetime]:
+def interval_key(row: IntervalRow) -> IntervalKey:
     """What a correction replaces: the interval's Device, relation and start."""
     return row[0], row[2], row[3]
 
@@ -59,7 +60,7 @@ def not_the_word(rows: Sequence[IntervalRow]) -> list[bool]:
     """Which rows are not the word on their interval: its word is what its last row says,
     from the first of the rows at the end that all say it (a row given again word for word is
     a duplicate of it, not a later word: ingest.registry_csv.LastWord)."""
-    word: dict[tuple[str, str, datetime], int] = {}
+    word: dict[IntervalKey, int] = {}
     for i, row in enumerate(rows):
         key = interval_key(row)
         if key not in word or rows[word[key]] != row:

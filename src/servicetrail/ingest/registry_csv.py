@@ -23,6 +23,7 @@ from ..domain.ids import (
     shown,
     stacked_marks,
 )
+from ..domain.intervals import IntervalKey, IntervalRow
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
 from ..domain.times import parse_time
 from .sources import BLANK, PIECE, Span, gathered_line, too_long
@@ -126,9 +127,8 @@ def parse_responsibility(row: Mapping[str, str]) -> Responsibility:
     )
 
 
-# A Responsibility as the store's bulk writer takes it: (device_id, party_id, relation,
-# valid_from, valid_to), the field order of domain.model.Responsibility
-IntervalRow = tuple[str, str, str, datetime, datetime | None]
+# a record's values parsed: a Device, (User, party name), or an IntervalRow (a Responsibility
+# as the store's bulk writer takes it, domain.intervals)
 RowParser = Callable[[list[str]], object]
 
 
@@ -495,7 +495,6 @@ def _unclosed(why: object) -> str:
     )
 
 
-IntervalKey = tuple[str, str, datetime]  # Device, relation, start: what a correction replaces
 _FEWEST_SEEN_BYTES, _MOST_SEEN_BYTES = 1 << 12, 1 << 26
 
 

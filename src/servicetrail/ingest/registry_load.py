@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
 from ..domain.ids import InvalidValue
-from ..domain.intervals import Conflict, Outcome, Overlap, interval_key
+from ..domain.intervals import Conflict, IntervalKey, Outcome, Overlap, interval_key
 from ..store.parties import party_ids
 from ..store.registry import load_devices, load_interval_rows, load_users
 from ..store.watch_matcher import catch_up
@@ -181,11 +181,11 @@ class _LastWords:
     (review 28e). Line numbers only: the lines are read again from the file, in the rare run
     that has any."""
 
-    last_lines: dict[registry_csv.IntervalKey, registry_csv.LastWord]
-    skipped: dict[registry_csv.IntervalKey, list[int]] = field(default_factory=dict)
-    refused: set[registry_csv.IntervalKey] = field(default_factory=set)
+    last_lines: dict[IntervalKey, registry_csv.LastWord]
+    skipped: dict[IntervalKey, list[int]] = field(default_factory=dict)
+    refused: set[IntervalKey] = field(default_factory=set)
     # intervals whose word is the first line giving them: it says what every later one does
-    said_first: dict[registry_csv.IntervalKey, int] = field(default_factory=dict)
+    said_first: dict[IntervalKey, int] = field(default_factory=dict)
 
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
@@ -238,7 +238,7 @@ class _LastWords:
         summary.duplicates -= len(lost)
         summary.superseded -= sum(1 for line, word in lost.items() if word > line)
 
-    def _word_of(self, key: registry_csv.IntervalKey) -> int:
+    def _word_of(self, key: IntervalKey) -> int:
         return self.said_first.get(key, self.last_lines[key].line)
 
 

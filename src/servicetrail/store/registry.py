@@ -28,6 +28,7 @@ from ..domain.held_intervals import HeldIntervals
 from ..domain.intervals import (
     Conflict,
     Decided,
+    IntervalKey,
     IntervalRow,
     Outcome,
     Overlap,
@@ -316,7 +317,7 @@ def load_interval_rows(
     # what the store holds, then what it will hold once the batch's rows before the current
     # one are applied
     state: dict[tuple[str, str], HeldIntervals] = {}
-    stored: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
+    stored: dict[IntervalKey, tuple[str, datetime | None]] = {}
     read_time = raw.read_set_time
     for device_id, party_id, relation, valid_from, valid_to in raw.rows_for(
         "SELECT device_id, party_id, relation, valid_from, valid_to FROM responsibility",
@@ -329,8 +330,8 @@ def load_interval_rows(
         stored[device_id, relation, start] = held
     traffic = devices_with_records(conn, devices)
     decided: list[Decided] = [Outcome.LOADED] * len(rows)
-    changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]] = {}
-    removed: set[tuple[str, str, datetime]] = set()
+    changed: dict[IntervalKey, tuple[str, datetime | None]] = {}
+    removed: set[IntervalKey] = set()
     touched: dict[tuple[str, str], list[Touched]] = {}  # by Device and relation
 
     def not_given_later(row_index: int, device_id: str, relation: str, start: datetime) -> bool:
@@ -470,7 +471,7 @@ def _hold_back(
     groups: set[tuple[str, str]],
     rows: Sequence[IntervalRow],
     decided: list[Decided],
-    changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
+    changed: dict[IntervalKey, tuple[str, datetime | None]],
     touched: dict[tuple[str, str], list[Touched]],
 ) -> None:
     """Every row of `groups` (Devices and relations) made to wait for the file's end, those
@@ -502,7 +503,7 @@ def _not_lost_for_a_refused_word(
     rows: Sequence[IntervalRow],
     decided: list[Decided],
     waits_on: dict[int, datetime],
-    word_row: dict[tuple[str, str, datetime], int],
+    word_row: dict[IntervalKey, int],
 ) -> None:
     """A row skipped for a later row's word on its interval, when that row was refused, is
     refused too, saying so: it was counted a duplicate, and neither loaded (audit 29d). An
@@ -523,9 +524,9 @@ _INTERVAL_TYPES = ("varchar", "varchar", "varchar", "timestamptz", "timestamptz"
 
 def _write_intervals(
     raw: _Raw,
-    changed: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
-    stored: dict[tuple[str, str, datetime], tuple[str, datetime | None]],
-    removed: set[tuple[str, str, datetime]] = frozenset(),  # type: ignore[assignment]
+    changed: dict[IntervalKey, tuple[str, datetime | None]],
+    stored: dict[IntervalKey, tuple[str, datetime | None]],
+    removed: set[IntervalKey] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """The batch's net effect: re-dated intervals removed, new ones inserted, corrected ones
     updated in place."""
