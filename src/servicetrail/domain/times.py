@@ -50,7 +50,9 @@ def parse_time(value: str) -> datetime:
         raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
     if parsed.tzinfo is None:
         raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {shown(value)}")
-    if not _OFFSET_AT_END.search(text):
+    # `Z` after a digit, most times, at once; else the end alone, the longest form (a digit
+    # and +hh:mm) 7 characters: the whole text searched cost every ingested time 0.9 us
+    if not (text[-1] in "Zz" and text[-2].isdigit()) and not _OFFSET_AT_END.search(text[-7:]):
         raise InvalidValue(
             f"not an ISO-8601 time (its offset is Z, +hh:mm, +hhmm or +hh, right after the "
             f"time's last digit): {shown(value)}"
