@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import suppress
+from dataclasses import dataclass, field
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 from .. import settings
-from ..domain.access_log import Tally
+from ..domain.access_log import Reader, Tally
 from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
 from ..domain.visibility import Viewer
 from ..domain.watches import InvalidWatch, watch_spec
@@ -206,49 +207,53 @@ def sse_event(event: dict[str, Any]) -> bytes:
     )
 
 
-async def _event_stream(
-    request: Request,
-    engine: Engine,
-    viewer: Viewer,
-    watch_id: int,
-    start: int,
-    slots: Slots,
-    filters: dict[str, Any],
-) -> AsyncIterator[bytes]:
-    """The stream's body: pages of events as they come, a keep-alive comment when quiet.
-    Its first access-log entry was written before it started; the second, with the counts
-    of every event it sent, is written when it ends (SPEC section 8)."""
-    reader = api_reader(request, viewer)
-    sent = Tally()
+@dataclass
+class _StreamReads:
+    """What one stream reads from the store, each in a read of its own: pages of events, and
+    its two access-log entries, counted together (SPEC section 8: the first before the first
+    byte, the second, with the counts of every event it sent, when it ends)."""
+
+    engine: Engine
+    viewer: Viewer
+    reader: Reader
+    watch_id: int
+    filters: dict[str, Any]
     # the token is asked about again as often as a request's would be (api.ViewerCache): a
     # stream outlives any one request, and must end once its token is revoked or its account
     # disabled, not keep sending
-    token = bearer_token(request)
-    recheck_seconds = max(settings.current().token_cache_seconds, 1.0)
-    checked_at = time.monotonic()
+    token: str
+    sent: Tally = field(default_factory=Tally)
 
-    def page(position: int, check_token: bool) -> tuple[list[dict[str, Any]], int | None] | None:
-        with reading(engine) as conn:
+    def opening_entry(self) -> None:
+        with reading(self.engine) as conn:
+            LoggedRead(conn, self.viewer, self.reader, "stream", self.filters).write_entry()
+
+    def page(
+        self, position: int, check_token: bool
+    ) -> tuple[list[dict[str, Any]], int | None] | None:
+        """The events after `position`; None when the watch was deleted, or the token no
+        longer holds."""
+        with reading(self.engine) as conn:
             if check_token:
-                holder = holder_for_token(conn, token)
+                holder = holder_for_token(conn, self.token)
                 held = holder.viewer if holder is not None else None
-                if held is None or held.party_id != viewer.party_id:
+                if held is None or held.party_id != self.viewer.party_id:
                     return None
             # counted into `sent`, whose entry is written when the stream ends
-            read = LoggedRead(conn, viewer, reader, "stream", filters, sent)
-            return read.events_after(watch_id, position, STREAM_PAGE)
+            read = LoggedRead(conn, self.viewer, self.reader, "stream", self.filters, self.sent)
+            return read.events_after(self.watch_id, position, STREAM_PAGE)
 
-    stopping: ServerStopping = request.app.state.stopping
-
-    def end_entry() -> None:
+    def closing_entry(self, stopping: ServerStopping) -> None:
         """The counts of what was sent, tried again while the store is busy: one try, a
         store's lock wait, lost the entry of events that had gone out (audit 24b). A server
         that is stopping gives it one try."""
         deadline = time.monotonic() + CLOSING_ENTRY_PATIENCE
         while True:
             try:
-                with reading(engine) as conn:
-                    LoggedRead(conn, viewer, reader, "stream", filters, sent).write_entry()
+                with reading(self.engine) as conn:
+                    LoggedRead(
+                        conn, self.viewer, self.reader, "stream", self.filters, self.sent
+                    ).write_entry()
                 return
             except Exception as e:
                 busy = store_busy(e)
@@ -256,12 +261,21 @@ async def _event_stream(
                     raise
                 if stopping.asked or time.monotonic() >= deadline:
                     log.warning(
-                        "watch %s stream: its closing entry is lost: %s", watch_id, busy.reason
+                        "watch %s stream: its closing entry is lost: %s", self.watch_id, busy.reason
                     )
                     return
-                log.info("watch %s stream: its closing entry waits: %s", watch_id, busy.reason)
+                log.info("watch %s stream: its closing entry waits: %s", self.watch_id, busy.reason)
                 time.sleep(1.0)
 
+
+async def _event_stream(
+    request: Request, reads: _StreamReads, start: int, slots: Slots
+) -> AsyncIterator[bytes]:
+    """The stream's body: pages of events as they come, a keep-alive comment when quiet; its
+    closing access-log entry when it ends, however it ends."""
+    stopping: ServerStopping = request.app.state.stopping
+    recheck_seconds = max(settings.current().token_cache_seconds, 1.0)
+    checked_at = time.monotonic()
     try:
         position, quiet_since = start, time.monotonic()
         yield b"retry: 2000\n\n"
@@ -270,8 +284,8 @@ async def _event_stream(
             check_token = time.monotonic() - checked_at >= recheck_seconds
             if check_token:
                 checked_at = time.monotonic()
-            got = await run_in_threadpool(page, position, check_token)
-            if got is None:  # the watch was deleted, or the token no longer holds
+            got = await run_in_threadpool(reads.page, position, check_token)
+            if got is None:
                 return
             events, next_after = got
             if next_after is not None:  # a page with events on it
@@ -288,13 +302,13 @@ async def _event_stream(
         busy = store_busy(e)
         if busy is None:
             raise
-        log.warning("watch %s stream ended: %s", watch_id, busy.reason)
+        log.warning("watch %s stream ended: %s", reads.watch_id, busy.reason)
     finally:
         try:
             # off the loop, which a store slow to write the entry would hold up for every
             # client; shielded, since a stream whose client left is being cancelled
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(end_entry)
+                await anyio.to_thread.run_sync(reads.closing_entry, stopping)
         finally:
             slots.release()
 
@@ -364,27 +378,32 @@ def watch_stream(
     found = watch_id_of(watch_id)
     if found is None:
         return JSONResponse(NOT_A_WATCH, status_code=404)
-    engine = engine_of(request)
     # the resume point is part of what was asked, though it came as a header
     filters = asked(request, "after", watch_id=found)
     if last_event_id:
         filters["last_event_id"] = last_event_id
-    reader = api_reader(request, viewer)
-    with reading(engine) as conn:
+    reads = _StreamReads(
+        engine_of(request),
+        viewer,
+        api_reader(request, viewer),
+        found,
+        filters,
+        bearer_token(request),
+    )
+    with reading(reads.engine) as conn:
         if get_watch(conn, viewer.party_id, found) is None:
             # a read of nothing, logged as /events logs it
-            LoggedRead(conn, viewer, reader, "stream", filters).write_entry()
+            LoggedRead(conn, viewer, reads.reader, "stream", filters).write_entry()
             return JSONResponse(NOT_A_WATCH, status_code=404)
     slots = limits_of(request).take(viewer.party_id, "stream")
     try:
-        with reading(engine) as conn:  # the stream's first entry, before its first byte
-            LoggedRead(conn, viewer, reader, "stream", filters).write_entry()
+        reads.opening_entry()  # before the stream's first byte
     except BaseException:
         slots.release()
         raise
 
     return EventStream(
-        _event_stream(request, engine, viewer, found, start, slots, filters),
+        _event_stream(request, reads, start, slots),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         background=BackgroundTask(slots.release),
