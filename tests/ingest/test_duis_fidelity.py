@@ -1,14 +1,17 @@
 """DUIS read as the DCC's own tooling and the schema read it (audit 45a): what the Device
-named in a DCC Alert is.
+named in a DCC Alert is, what a Request ID is.
 
 Every document here is built by hand and, where it is meant to be taken, checked against the
 vendored DUIS 5.4 schema first."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from lxml import etree
 
+from servicetrail.domain.ids import InvalidValue, RequestId
 from servicetrail.domain.model import Kind
 from servicetrail.ingest.duis import parse_document
 
@@ -17,6 +20,7 @@ USER = "90-B3-D5-1F-30-01-00-00"
 DCC = "90-B3-D5-1F-30-00-00-02"
 ESME = "00-DB-12-34-56-78-90-A0"
 GSME = "00-DB-12-34-56-78-90-A1"
+AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 
 def dcc_alert(code: str, alert: str) -> str:
@@ -26,6 +30,16 @@ def dcc_alert(code: str, alert: str) -> str:
         "<sr:ResponseDateTime>2026-02-03T04:05:06Z</sr:ResponseDateTime></sr:Header><sr:Body>"
         f"<sr:DCCAlertMessage><sr:DCCAlertCode>{code}</sr:DCCAlertCode>"
         f"<sr:DCCAlert>{alert}</sr:DCCAlert></sr:DCCAlertMessage></sr:Body></sr:Response>"
+    )
+
+
+def request(request_id: str) -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><sr:Request {NS} schemaVersion="5.4">'
+        f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID>"
+        "<sr:CommandVariant>1</sr:CommandVariant><sr:ServiceReference>4.1</sr:ServiceReference>"
+        "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant></sr:Header>"
+        f"<sr:Body><sr:ReadInstantaneousImportRegisters/></sr:Body></sr:Request>"
     )
 
 
@@ -56,3 +70,28 @@ def test_a_dcc_alert_listing_its_devices_names_the_first_of_them(duis_schema, na
     assert duis_schema.validate(etree.fromstring(document.encode())), duis_schema.error_log
     record = parse_document(document.encode(), None)
     assert (record.kind, record.device_id, record.user_id) == (Kind.DCC_ALERT, ESME, USER)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        f"{USER} :{ESME}:7",
+        f"{USER}: {ESME}:7",
+        f"{USER}:{ESME} :7",
+        f"{USER}\t:{ESME}:7",
+    ],
+)
+def test_white_space_inside_a_request_id_is_no_request_id(written):
+    """RequestIDType is an xs:token under a pattern with no white space: `U :D:7` is no
+    Request ID (the DCC's parser reads an originator ending in a space), and it was stored
+    as `U:D:7`, tied to a request it may not be."""
+    with pytest.raises(InvalidValue, match="not a Request ID"):
+        RequestId.parse(written)
+    with pytest.raises(InvalidValue, match="not a Request ID"):
+        parse_document(request(written).encode(), AT)
+
+
+def test_white_space_around_a_whole_request_id_is_still_taken():
+    """xs:token's collapse removes white space at both ends: that much is the schema's."""
+    record = parse_document(request(f"\n  {USER}:{ESME}:7 \n").encode(), AT)
+    assert record.request_id == f"{USER}:{ESME}:7"

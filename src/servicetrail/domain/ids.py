@@ -101,12 +101,14 @@ class RequestId:
                 f"not a Request ID (originator:target:counter, the counter a decimal with "
                 f"no leading zero, at most 2^64 - 1): {shown(value)}"
             )
-        try:
-            return cls(eui64(parts[0]), eui64(parts[1]), parts[2])
-        except InvalidValue:
+        # white space around the whole ID is the schema's (xs:token collapses it), inside it
+        # is not: `U :D:7` was stored as `U:D:7`, where the DCC's parser reads an originator
+        # ending in a space (audit 45a)
+        if not (_EUI64.match(parts[0]) and _EUI64.match(parts[1])):
             raise InvalidValue(
                 f"not a Request ID (originator and target must be EUI-64s): {shown(value)}"
-            ) from None
+            )
+        return cls(eui64(parts[0]), eui64(parts[1]), parts[2])
 
     def __str__(self) -> str:
         return f"{self.originator}:{self.target}:{self.counter}"
