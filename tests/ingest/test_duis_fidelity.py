@@ -1,5 +1,5 @@
 """DUIS read as the DCC's own tooling and the schema read it (audit 45a): what the Device
-named in a DCC Alert is, what a Request ID is.
+named in a DCC Alert is, what a Request ID is, which documents hold a DOCTYPE.
 
 Every document here is built by hand and, where it is meant to be taken, checked against the
 vendored DUIS 5.4 schema first."""
@@ -33,13 +33,13 @@ def dcc_alert(code: str, alert: str) -> str:
     )
 
 
-def request(request_id: str) -> str:
+def request(request_id: str, prolog: str = "", signature: str = "") -> str:
     return (
-        f'<?xml version="1.0" encoding="UTF-8"?><sr:Request {NS} schemaVersion="5.4">'
+        f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<sr:Request {NS} schemaVersion="5.4">'
         f"<sr:Header><sr:RequestID>{request_id}</sr:RequestID>"
         "<sr:CommandVariant>1</sr:CommandVariant><sr:ServiceReference>4.1</sr:ServiceReference>"
         "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant></sr:Header>"
-        f"<sr:Body><sr:ReadInstantaneousImportRegisters/></sr:Body></sr:Request>"
+        f"<sr:Body><sr:ReadInstantaneousImportRegisters/></sr:Body>{signature}</sr:Request>"
     )
 
 
@@ -95,3 +95,41 @@ def test_white_space_around_a_whole_request_id_is_still_taken():
     """xs:token's collapse removes white space at both ends: that much is the schema's."""
     record = parse_document(request(f"\n  {USER}:{ESME}:7 \n").encode(), AT)
     assert record.request_id == f"{USER}:{ESME}:7"
+
+
+@pytest.mark.parametrize(
+    "prolog, signature",
+    [
+        ("<!-- not a <!DOCTYPE x> -->", ""),
+        ("", '<!-- <!ENTITY x "y"> -->'),
+        (
+            "",
+            "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:Object>"
+            "<![CDATA[<!DOCTYPE x [<!ENTITY y \"z\">]>]]></ds:Object></ds:Signature>",
+        ),
+    ],
+)
+def test_a_doctype_only_mentioned_in_a_comment_or_cdata_is_no_doctype(prolog, signature):
+    """A document with a DOCTYPE is rejected; one that only mentions the words in a comment or
+    CDATA section has none, and was rejected with a reason saying it had."""
+    record = parse_document(request(f"{USER}:{ESME}:8", prolog, signature).encode(), AT)
+    assert record.request_id == f"{USER}:{ESME}:8"
+
+
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        '<!DOCTYPE sr:Request [<!ENTITY x "y">]>',
+        '<!-- a comment first --><?pi x?>\n<!doctype sr:Request SYSTEM "http://127.0.0.1:9/x">',
+        "<!DOCTYPE sr:Request>",
+    ],
+)
+def test_a_doctype_in_the_prolog_is_still_refused(prolog):
+    with pytest.raises(InvalidValue, match="DOCTYPE or entity declaration refused"):
+        parse_document(request(f"{USER}:{ESME}:9", prolog).encode(), AT)
+
+
+def test_a_doctype_after_a_byte_order_mark_is_still_refused():
+    document = "\ufeff" + request(f"{USER}:{ESME}:10", '<!DOCTYPE sr:Request [<!ENTITY x "y">]>')
+    with pytest.raises(InvalidValue, match="DOCTYPE or entity declaration refused"):
+        parse_document(document.encode(), AT)

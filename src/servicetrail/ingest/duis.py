@@ -26,7 +26,12 @@ from ..domain.response_code_data import DCC_ALERT_CODES
 from ..domain.response_codes import check_response_code, check_srv
 
 NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
-_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# A DOCTYPE (and with it every entity declaration) can stand only in the prolog, after any
+# white space, comments and processing instructions: what follows them is either `<!` (a
+# DOCTYPE, or mark-up no parser takes) or the root element. The words alone anywhere (in a
+# comment, a CDATA section of a signature) were refused as a DOCTYPE (audit 45a).
+_PROLOG_MISC = re.compile(rb"(?:[ \t\r\n]+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_UTF8_BOM = b"\xef\xbb\xbf"
 # Large text (a firmware image) is welcome, a multitude of tiny elements is not: 16 MiB of
 # `<a/>` parses into 4 million elements and half a gigabyte. Counting `<` is a C scan, and
 # base64, a DUIS document's bulk, never holds one.
@@ -218,7 +223,7 @@ def _parse(
         raise InvalidValue(
             f"DUIS document over the {limit}-byte limit (SERVICETRAIL_MAX_DUIS_BYTES)"
         )
-    if _DTD.search(document):
+    if _declares_dtd(document):
         raise InvalidValue(
             "DUIS document with a DOCTYPE or entity declaration refused (XML hardening)"
         )
@@ -234,7 +239,7 @@ def _parse(
         raise InvalidValue(f"not well-formed XML: {' '.join(str(e.msg).split())}") from None
     if (
         root.getroottree().docinfo.internalDTD is not None
-    ):  # e.g. a UTF-16 document hides it from _DTD
+    ):  # e.g. a UTF-16 document hides it from _declares_dtd
         raise InvalidValue(
             "DUIS document with a DOCTYPE or entity declaration refused (XML hardening)"
         )
@@ -244,6 +249,16 @@ def _parse(
     if root.tag == _RESPONSE:
         return _response(root, payload)
     raise InvalidValue(f"not a DUIS sr:Request or sr:Response: root element {shown(root.tag)}")
+
+
+def _declares_dtd(document: bytes) -> bool:
+    """Whether the prolog holds a DOCTYPE, read from the bytes before any parser sees them.
+    Only for an encoding that writes ASCII as ASCII (UTF-8 and its kin); any other is seen
+    by docinfo after parsing, as before."""
+    start = len(_UTF8_BOM) if document.startswith(_UTF8_BOM) else 0
+    end = _PROLOG_MISC.match(document, start).end()  # type: ignore[union-attr]
+    # an unterminated comment is left to the parser, which says what is wrong with it
+    return document.startswith(b"<!", end) and not document.startswith(b"<!--", end)
 
 
 def _as_text(document: bytes, root: etree._Element) -> str:
