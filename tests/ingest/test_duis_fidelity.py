@@ -133,3 +133,26 @@ def test_a_doctype_after_a_byte_order_mark_is_still_refused():
     document = "\ufeff" + request(f"{USER}:{ESME}:10", '<!DOCTYPE sr:Request [<!ENTITY x "y">]>')
     with pytest.raises(InvalidValue, match="DOCTYPE or entity declaration refused"):
         parse_document(document.encode(), AT)
+
+
+def variant_request(variant: str) -> bytes:
+    return (
+        request(f"{USER}:{ESME}:11")
+        .replace("<sr:CommandVariant>1<", f"<sr:CommandVariant>{variant}<")
+        .encode()
+    )
+
+
+@pytest.mark.parametrize("written, meant", [("01", 1), ("+1", 1), ("0008", 8), (" 4\n", 4)])
+def test_a_command_variant_in_any_lexical_form_of_the_schema_is_taken(duis_schema, written, meant):
+    """CommandVariant is an xs:positiveInteger: `01` and `+1` are 1 to the schema and to the
+    DCC's parser, and were refused."""
+    document = variant_request(written)
+    assert duis_schema.validate(etree.fromstring(document)), duis_schema.error_log
+    assert parse_document(document, AT).command_variant == meant
+
+
+@pytest.mark.parametrize("written", ["0", "9", "-1", "+", "1.0", "+-1", "10", "٣"])
+def test_a_command_variant_that_is_no_integer_1_to_8_is_still_refused(written):
+    with pytest.raises(InvalidValue, match="CommandVariant must be 1-8"):
+        parse_document(variant_request(written), AT)

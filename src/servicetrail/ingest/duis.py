@@ -271,11 +271,17 @@ def _as_text(document: bytes, root: etree._Element) -> str:
     return etree.tostring(root.getroottree(), encoding="unicode")
 
 
+# CommandVariant is an xs:positiveInteger: `01` and `+1` are the schema's 1 (and the DCC's
+# parser reads them so), and were refused (audit 45a)
+_VARIANT_TEXT = re.compile(r"\+?0*([1-8])\Z")
+
+
 def _command_variant(header: dict[Any, etree._Element]) -> int:
     raw = _value(header, _VARIANT)
-    if not (len(raw) == 1 and raw in "12345678"):
+    found = _VARIANT_TEXT.match(raw)
+    if found is None:
         raise InvalidValue(f"CommandVariant must be 1-8, not {shown(raw)}")
-    return int(raw)
+    return int(found.group(1))
 
 
 def _request(root: etree._Element, logged_at: datetime | None, payload: str) -> SatRecord:
