@@ -1033,6 +1033,23 @@ def test_the_search_forms_hints_are_read_whole_at_every_width(server: str, page)
     shot(page, "36-search-form-768px")
 
 
+def test_a_fields_error_keeps_its_rows_labels_and_inputs_in_line(server: str, page) -> None:
+    """An error above its input pushed the field's label and hint up out of line with its
+    row's, and its red bar took 14 px from the input's width (review of the screen, 45c): the
+    error goes under the input, the row's labels and inputs stay in line."""
+    sign_in(page, server, "bright.analyst")
+    for width in (1366, 1024):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(server + "/?from=2025-03-01&to=2025-02-01")
+        row = [page.locator(f"label[for=f-{name}]").bounding_box() for name in ("from", "to")]
+        assert row[0]["y"] == row[1]["y"], width
+        inputs = [page.locator(f"#f-{name}").bounding_box() for name in ("from", "to")]
+        assert inputs[0]["y"] == inputs[1]["y"] and inputs[0]["width"] == inputs[1]["width"]
+        error = page.locator("#f-to-error").bounding_box()
+        assert error["y"] >= inputs[1]["y"] + inputs[1]["height"], width
+    shot(page, "37-search-error-in-line")
+
+
 def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(
     server: str, browser
 ) -> None:

@@ -775,7 +775,7 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
         ({"kind": "gossip"}, "kind", "must be one of"),
         ({"scope": "everyone"}, "scope", "must be own, others or all"),
         ({"from": "yesterday"}, "from", "not an ISO-8601 time"),
-        ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "must not be before from"),
+        ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "is before From (2025-03-01)"),
         # cut to 200 and searched, it was "Nothing found" where the API says 422 (audit 25c)
         ({"srv": "x" * 300}, "srv", "at most 200 characters"),
     ],
@@ -791,6 +791,32 @@ def test_search_errors_are_shown_beside_the_field_never_500(
     assert message in unescape(error)
     assert re.search(rf'id="f-{field}"[^>]*aria-invalid="true"', answer.text)
     assert "Check your search" in answer.text and f'href="#f-{field}"' in answer.text
+
+
+@pytest.mark.parametrize(
+    "params, field, example",
+    [
+        ({"device_id": "zz"}, "device_id", "such as 00-DB-12-34-56-78-90-01."),
+        ({"request_id": "1:2"}, "request_id", "such as 90-B3-D5-1F-30-01-03-00:00-DB-12-34-"),
+        ({"from": "yesterday"}, "from", "such as 2025-02-10, or a date and time, such as"),
+        ({"to": "2025-02-30"}, "to", "such as 2025-02-10, or a date and time, such as"),
+        (
+            {"from": "2025-03-01 09:30", "to": "2025-02-01"},
+            "to",
+            "is before From (2025-03-01 09:30), so nothing could match. Write a later time, "
+            "such as 2025-03-02, or leave To empty",
+        ),
+    ],
+)
+def test_a_search_error_says_what_to_write(np: TestClient, params, field, example) -> None:
+    """ "To: must not be before from" and "not an ISO-8601 time" named no form the field takes
+    (review of the screen, 45c): each error gives an example, beside its field and in the
+    summary."""
+    answer = np.get("/", params=params)
+    error = re.search(rf'id="f-{field}-error">(.*?)</p>', answer.text, re.S).group(1)
+    assert example in unescape(error)
+    summary = re.search(r'class="error-summary".*?</ul>', answer.text, re.S).group(0)
+    assert example in unescape(summary)
 
 
 def test_a_broken_page_link_says_so(np: TestClient) -> None:
@@ -980,18 +1006,19 @@ def test_report_downloads_own_records_only(np: TestClient, world) -> None:
 
 
 @pytest.mark.parametrize(
-    "data, field",
+    "data, field, example",
     [
-        ({"from": "", "to": "2025-01-01"}, "from"),
-        ({"from": "2025-02-01", "to": "2025-01-01"}, "to"),
-        ({"from": "2025-02-01", "to": "soon"}, "to"),
+        ({"from": "", "to": "2025-01-01"}, "from", "such as 2025-02-10, or a date and time"),
+        ({"from": "2025-02-01", "to": "2025-01-01"}, "to", "a later time, such as 2025-02-02"),
+        ({"from": "2025-02-01", "to": "soon"}, "to", "such as 2025-02-10, or a date and time"),
     ],
 )
-def test_report_form_errors_are_shown(np: TestClient, data, field: str) -> None:
+def test_report_form_errors_are_shown(np: TestClient, data, field: str, example: str) -> None:
     c = np
     answer = c.post("/report", data={"csrf_token": csrf_of(c), **data})
     assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]
-    assert f'id="f-{field}-error"' in answer.text
+    error = re.search(rf'id="f-{field}-error">(.*?)</p>', answer.text, re.S).group(1)
+    assert example in unescape(error)  # what to write, not the reason alone (45c)
 
 
 # --- the page itself -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..store.limits import SearchTooBroad
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
-from .presenters import page_link, page_number, show_time, utc_field
+from .presenters import page_link, page_number, said_on_screen, show_time, utc_field
 from .rendering import render
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
@@ -214,7 +214,7 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         title="Who looked",
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         values=values,
-        errors=errors,
+        errors=said_on_screen(errors, values),
         field_labels=FIELD_LABELS,
         actions=ACTION_LABELS,
         only_mp141=ONLY_MP141,

@@ -38,6 +38,7 @@ from .presenters import (
     older_triggers,
     page_link,
     page_number,
+    said_on_screen,
     search_values,
     trigger_window,
     utc_field,
@@ -160,7 +161,7 @@ def search(request: Request, who: Who) -> Response:
         title=_search_title(found, errors),
         values=values,
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
-        errors=errors,
+        errors=said_on_screen(errors, values),
         field_labels=FIELD_LABELS,
         problem=found.problem,
         problem_title=_problem_title(stale_link, found),
@@ -386,7 +387,7 @@ def report(
 
     wanted, errors = _report_period(values)
     if wanted is None or wanted.time_from is None or wanted.time_to is None:
-        return refused(errors or {"from": "is required"})
+        return refused(said_on_screen(errors or {"from": "is required"}, values))
 
     def shown_on_the_form(failure: Exception) -> Response | None:
         if isinstance(failure, Busy):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,7 +24,7 @@ from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import Cursor, Search
-from ..domain.times import format_time
+from ..domain.times import format_time, parse_bound
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
 
@@ -165,6 +165,41 @@ def utc_field(value: str) -> str:
     if _NAIVE_TIME.match(value):
         return value.replace(" ", "T") + "Z"
     return value
+
+
+# what to write, said after a field's error: the reason alone ("not an ISO-8601 time", "must
+# not be before from") left the analyst to guess a form the field takes
+_WRITE_IT_AS = {
+    "device_id": "Write its 8 pairs of hex digits, such as 00-DB-12-34-56-78-90-01",
+    "request_id": "Write it as the sender's User ID, the Device ID and a counter, such as "
+    "90-B3-D5-1F-30-01-03-00:00-DB-12-34-56-78-90-01:1001",
+    "from": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
+    "to": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
+}
+
+
+def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[str, str]:
+    """A form's errors by field, each with an example of what the field takes."""
+    said = {}
+    for name, message in errors.items():
+        if name == "to" and message == "must not be before from":
+            said[name] = _to_before_from(values.get("from", ""))
+        elif name in _WRITE_IT_AS:
+            said[name] = f"{message}. {_WRITE_IT_AS[name]}."
+        else:
+            said[name] = message
+    return said
+
+
+def _to_before_from(start: str) -> str:
+    try:
+        later = (parse_bound(utc_field(start)) + timedelta(days=1)).date().isoformat()
+    except InvalidValue:  # From was read before To was: it cannot fail here
+        later = "a later date"
+    return (
+        f"is before From ({start}), so nothing could match. Write a later time, such as "
+        f"{later}, or leave To empty for everything after From."
+    )
 
 
 def safe_next(target: str | None) -> str:
