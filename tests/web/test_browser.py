@@ -940,7 +940,7 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
     # either side of each breakpoint, and just above them, where a 16-character response
     # code (another Party's may be that long) still pushed Access out of sight (review 24d),
     # as did a sender's Party code of 16 letters and more at 1,280 px (session 37)
-    for width in (1366, 1280, 1260, 1241, 1240, 1205, 1041, 1040, 1024, 1010, 390, 360):
+    for width in (1366, 1280, 1260, 1241, 1240, 1205, 1137, 1136, 1041, 1024, 1010, 390, 360):
         page.set_viewport_size({"width": width, "height": 800})
         page.goto(server + "/")
         assert page.locator("table.records td.c-code").count() > 0
@@ -960,7 +960,7 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
         # and the SRV, Device, User and Access were off to the right of a sideways scroll;
         # below 1,200 px Access was (a phone now shows cards, a tablet a narrower table)
         for row in page.locator("table.records tbody tr").all():
-            for column in ("c-srv", "c-device", "c-user", "c-access"):
+            for column in ("c-srv", "c-request", "c-device", "c-user", "c-access"):
                 box = row.locator(f"td.{column}").bounding_box()
                 assert box is not None and box["x"] + box["width"] <= width, (width, column)
             # a card's time and its Kind badge do not run into each other (an
@@ -1048,6 +1048,36 @@ def test_a_fields_error_keeps_its_rows_labels_and_inputs_in_line(server: str, pa
         error = page.locator("#f-to-error").bounding_box()
         assert error["y"] >= inputs[1]["y"] + inputs[1]["height"], width
     shot(page, "37-search-error-in-line")
+
+
+LINES = """e => { const lines = []; let top = null;
+  const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT); let node;
+  while ((node = walk.nextNode())) for (let i = 0; i < node.data.length; i++) {
+    const range = document.createRange(); range.setStart(node, i); range.setEnd(node, i + 1);
+    const box = range.getClientRects()[0]; if (!box) continue;
+    if (top === null || box.top > top + 2) { lines.push(''); top = box.top; }
+    lines[lines.length - 1] += node.data[i];
+  }
+  return lines; }"""
+
+
+def test_a_request_id_breaks_between_its_parts_or_octets_only(server: str, page) -> None:
+    """The results had no Request ID (review of the screen, 45c). On a laptop it is a line
+    for each of its parts; on a phone's card, a part whole where it fits."""
+    sign_in(page, server, "bright.analyst")
+    for width in (1366, 1241, 1137, 390, 320):
+        page.set_viewport_size({"width": width, "height": 800})
+        search_device(page, ESME)
+        cells = page.locator("td.c-request .request-id").all()[:6]
+        assert cells, width
+        for cell in cells:
+            lines = cell.evaluate(LINES)
+            whole = "".join(lines)
+            assert re.fullmatch(r"[0-9A-F-]{23}:[0-9A-F-]{23}:\d+", whole), (width, whole)
+            assert all(line.endswith(("-", ":")) for line in lines[:-1]), (width, lines)
+            if width in (1366, 1241, 390):
+                assert len(lines) <= 3 and all(line.endswith(":") for line in lines[:-1])
+    shot(page, "38-request-id-320px")
 
 
 def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(

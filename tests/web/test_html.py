@@ -701,6 +701,24 @@ def test_search_shows_mp141_titles_without_payloads(np: TestClient, world) -> No
     assert 'aria-live="polite"' in page and "<caption" in page
 
 
+def test_each_result_shows_its_request_id(np: TestClient, world) -> None:
+    """Request ID is a filter, and analysts correlate by it, but the table had no column for
+    it (review of the screen, 45c): a column, each row's whole ID, breakable between its
+    parts and octets only."""
+    page = np.get("/", params={"device_id": P.ESME_1}).text
+    assert '<th scope="col" class="c-request" role="columnheader">Request ID</th>' in page
+    cells = re.findall(r'<td role="cell" class="c-request"[^>]*>(.*?)</td>', page, re.S)
+    rows = re.findall(r'<a href="/records/(\d+)">', page)
+    assert len(cells) == len(rows) > 0
+    by_id = {world.ids[name]: record.request_id for name, record in world.records.items()}
+    for cell, record_id in zip(cells, rows, strict=True):
+        shown = unescape(re.sub(r"<span class=\"sub\">.*?</span>|<[^>]+>", "", cell))
+        assert shown == by_id[int(record_id)]
+        # a break only after a '-' or ':', never inside an octet
+        before = re.findall(r"(.{8})<wbr", cell)
+        assert before and all(b.endswith(("-", ":</span>")) for b in before), cell
+
+
 def test_the_search_page_explains_every_duis_response_code(np: TestClient, world) -> None:
     page = np.get("/").text
     legend = page[page.index('<details class="legend" id="code-legend">') :]
