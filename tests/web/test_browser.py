@@ -1104,6 +1104,27 @@ def test_a_request_id_breaks_between_its_parts_or_octets_only(server: str, page)
     shot(page, "38-request-id-320px")
 
 
+def test_a_record_on_a_phone_wraps_its_payload_and_ids_between_octets(server: str, page) -> None:
+    """At 390 px the payload was a 270 px box scrolled sideways, and the Details' values sat
+    beside a 9.5em name: with larger text a Request ID went one letter a line (review of the
+    screen, 45c)."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + f"/?device_id={ESME}&srv=4.1.1&scope=own")
+    row_of(page, "Response", "Read Instantaneous Import Registers").locator("td.c-srv a").click()
+    page.wait_for_url(f"{server}/records/*")
+    for width in (390, 320):
+        page.set_viewport_size({"width": width, "height": 844})
+        payload = page.locator(".message-current pre.payload-body")
+        assert payload.evaluate("e => e.scrollWidth <= e.clientWidth"), width
+        assert payload.bounding_box()["width"] >= width - 100, width
+        detail = page.locator(".details > div", has_text="Request ID")
+        name, value = detail.locator("dt").bounding_box(), detail.locator("dd").bounding_box()
+        assert value["y"] >= name["y"] + name["height"] and value["x"] == name["x"], width
+        lines = detail.locator("dd a").evaluate(LINES)
+        assert all(line.endswith(("-", ":")) for line in lines[:-1]), (width, lines)
+    shot(page, "39-record-320px")
+
+
 def test_a_server_reached_by_its_name_over_plain_http_takes_its_own_forms(
     server: str, browser
 ) -> None:
