@@ -577,7 +577,7 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     page.get_by_role("button", name="Search").click()
     page.wait_for_load_state()
     assert (
-        "No records match — note MP141 shows other Users' traffic only for devices you were "
+        "No records match — note MP141 shows other Users’ traffic only for devices you were "
         "responsible for "
         "at the time" in page.locator(".empty-state").inner_text()
     )

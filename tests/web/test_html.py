@@ -779,7 +779,7 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
     assert 'class="row-mp141"' not in page and page.count('class="row-own"') == 4
     assert "North Power plc" not in page
     assert (
-        "No records match — note MP141 shows other Users&#39; traffic only for devices you were "
+        "No records match — note MP141 shows other Users’ traffic only for devices you were "
         "responsible for at the time"
         in c.get("/", params={"device_id": P.ESME_1, "scope": "others"}).text
     )

@@ -191,7 +191,8 @@ def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None
     first = c.get(f"/devices/{P.ESME_S1}")
     older = re.search(r'href="([^"]+)" rel="next"', first.text).group(1)
     second = c.get(unescape(older))
-    assert second.status_code == 200 and "« Newest" in second.text
+    assert second.status_code == 200 and "« Newest rows" in second.text
+    assert "Older rows »" in first.text  # as the search's "Older records »" (45c)
     pages = [[i for row in rows_of(p.text) for i in record_ids(row)] for p in (first, second)]
     assert len(pages[0]) == 50 and not set(pages[0]) & set(pages[1])
     # 40 exchanges of two, NORTHPOWER's request and AGENTCO's exchange (MP141) before them
@@ -306,3 +307,32 @@ def test_the_screens_that_show_titles_read_no_payload(engine, world, path) -> No
         page = browser.get(path)
     assert page.status_code == 200 and "<np read>" not in page.text
     assert sent and not [sql for sql, _ in sent if "sat_payload" in str(sql)]
+
+
+def test_title_only_is_said_in_one_way_on_every_screen(engine, world) -> None:
+    """A record page, the Device time line, the possible triggers and the badges' legend
+    each said "title only" in words of their own ("its title only", "titles only", "title
+    only: ...") and mixed straight and curly apostrophes (review of the screen, 45c)."""
+    c = signed_in(engine, P.NORTHPOWER)
+    ids = world.ids
+    pages = {
+        "device": c.get(f"/devices/{P.ESME_1}").text,
+        "record": c.get(f"/records/{ids['lk_cos_req']}").text,
+        "search": c.get("/", params={"device_id": P.ESME_1}).text,
+    }
+    said = "title only, the payload stays with that User"
+    for name, page in pages.items():
+        text = unescape(re.sub(r"<[^>]+>", " ", page))
+        phrases = re.findall(r"[Tt]itles? only[^.;)]*", text)
+        assert phrases, name
+        for phrase in phrases:
+            assert phrase.lower().startswith(said.lower()) or phrase == "title only, as above", (
+                name,
+                phrase,
+            )
+        # (but the DUIS codes' meanings, which keep the reference's words: tests/domain)
+        ours = re.sub(
+            r'<details class="legend" id="code-legend">.*?</details>', "", page, flags=re.S
+        )
+        ours = unescape(re.sub(r"<[^>]+>", " ", ours))
+        assert not re.search(r"[A-Za-z]'[A-Za-z]", ours), (name, re.findall(r".{20}'.{5}", ours))

@@ -89,6 +89,8 @@ def test_an_alert_shows_its_possible_triggers_titles_only(engine, world):
     assert shown.count("trigger-pre-command") == 1
     assert "19 min before" in shown and "20 min before" in shown
     assert "secret" not in page.text  # never another User's payload
+    # said as the Device page and the record's exchange say it (45c)
+    assert "another User’s request: title only, the payload stays with that User" in shown
 
 
 def test_the_window_is_chosen_on_the_page(engine, world):

@@ -146,7 +146,7 @@ def _narrower(values: dict[str, str]) -> dict[str, Any]:
     actor, action, reads = values["actor"], values["action"], values["reads"]
     if hidden_characters(actor):  # (no stored actor has one: usernames are ASCII)
         raise ParameterError(
-            "actor", "a login, a token's account, cli or webhook; no controls or invisible marks"
+            "actor", "a login, a token’s account, cli or webhook; no controls or invisible marks"
         )
     if action and action not in ACTION_LABELS:
         raise ParameterError("action", "not a kind of read: choose one from the list")

@@ -49,7 +49,7 @@ FIELD_LABELS = {
     "cursor": "Page",
 }
 EMPTY_NOTE = (
-    "No records match — note MP141 shows other Users' traffic only for devices you were "
+    "No records match — note MP141 shows other Users’ traffic only for devices you were "
     "responsible for at the time, and never their alerts."
 )
 # the windows offered on a record page; the API takes any 1..10080 minutes
@@ -171,7 +171,7 @@ def utc_field(value: str) -> str:
 # not be before from") left the analyst to guess a form the field takes
 _WRITE_IT_AS = {
     "device_id": "Write its 8 pairs of hex digits, such as 00-DB-12-34-56-78-90-01",
-    "request_id": "Write it as the sender's User ID, the Device ID and a counter, such as "
+    "request_id": "Write it as the sender’s User ID, the Device ID and a counter, such as "
     "90-B3-D5-1F-30-01-03-00:00-DB-12-34-56-78-90-01:1001",
     "from": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
     "to": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
