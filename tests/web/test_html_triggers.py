@@ -109,6 +109,12 @@ def test_a_bad_window_falls_back_to_a_day_and_says_so(engine, world):
     )
     assert "showing 24 hours" in shown
     assert shown.count('href="/records/') == 3
+    # the message is the select's description, as a form field's error is (45c): a screen
+    # reader on the select heard nothing of it
+    assert re.search(
+        r'<select id="f-window" name="window" aria-describedby="f-window-error">', shown
+    )
+    assert 'id="f-window-error"' in shown
 
 
 def test_a_response_links_its_request_first_and_a_request_has_no_panel(engine, world):
