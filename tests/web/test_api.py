@@ -153,6 +153,9 @@ def test_one_record_and_why_for_mp141(client, bearer, world):
         ({"kind": "telepathy"}, "kind"),
         ({"cursor": "%%%garbage"}, "cursor"),
         ({"cursor": "MjAyNS0wMS0wMVQwMDowMDowMFp8LTE"}, "cursor"),
+        # several wrong: the first the search reads, as before the screen was told of them all
+        ({"to": "y", "from": "x", "device_id": "zz-not-eui"}, "device_id"),
+        ({"srv": "\x01", "to": "x", "request_id": "nonsense"}, "request_id"),
     ],
 )
 def test_bad_parameters_are_422_naming_the_parameter(client, bearer, params, name):

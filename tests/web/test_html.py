@@ -837,6 +837,23 @@ def test_a_search_error_says_what_to_write(np: TestClient, params, field, exampl
     assert example in unescape(summary)
 
 
+def test_every_wrong_field_of_a_search_is_shown_at_once(np: TestClient) -> None:
+    """Only the first wrong field was said: the analyst put the Device ID right, searched,
+    and was told of the date next (review of the screen, 45c)."""
+    answer = np.get(
+        "/", params={"device_id": "zz", "kind": "gossip", "from": "2026-02-30", "srv": "x" * 300}
+    )
+    assert answer.status_code == 422
+    summary = re.search(r'class="error-summary".*?</ul>', answer.text, re.S).group(0)
+    for field in ("device_id", "kind", "from", "srv"):
+        assert f'id="f-{field}-error"' in answer.text
+        assert re.search(rf'id="f-{field}"[^>]*aria-invalid="true"', answer.text)
+        assert f'href="#f-{field}"' in summary
+    # in the order of the form
+    assert summary.index("#f-device_id") < summary.index("#f-kind") < summary.index("#f-from")
+    assert 'id="f-to-error"' not in answer.text
+
+
 def test_a_broken_page_link_says_so(np: TestClient) -> None:
     c = np
     answer = c.get("/", params={"cursor": "garbage!"})

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from .catalogue import search_srvs
 from .ids import InvalidValue, RequestId, eui64, positive_id
 from .model import KINDS
 from .times import format_time, parse_bound, parse_time
 from .visibility import Scope
+
+_T = TypeVar("_T")
 
 MAX_PAGE = 1000
 MAX_SRV_TEXT = 200
@@ -70,12 +74,15 @@ class Search:
 
 
 class InvalidField(InvalidValue):
-    """A search parameter that does not have its form; `field` names it as the API does."""
+    """A search parameter that does not have its form; `field` names it as the API does.
+    `every`: each wrong field's message, in the order the fields are read, `field` first (a
+    form says them all at once; an API's 422 and a command's error name the first)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, every: dict[str, str] | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.every = every or {field: message}
 
 
 def _time(name: str, value: str | datetime | None) -> datetime | None:
@@ -99,39 +106,36 @@ def build_search(
     scope: str | None = None,
 ) -> Search:
     """A search from values as they came (query parameters, form fields, command options):
-    one reading for the API, the screen and the command line, naming the field on any error."""
-    try:
-        device = eui64(device_id) if device_id else None
-    except InvalidValue as e:
-        raise InvalidField("device_id", str(e)) from None
-    try:
-        request = str(RequestId.parse(request_id)) if request_id else None
-    except InvalidValue as e:
-        raise InvalidField("request_id", str(e)) from None
+    one reading for the API, the screen and the command line, naming the field on any error
+    (every wrong field: the screen's analyst was told of one, put it right, and was told of
+    the next)."""
+    wrong: dict[str, str] = {}
+
+    def read(name: str, parse: Callable[[], _T]) -> _T | None:
+        try:
+            return parse()
+        except InvalidField as e:
+            wrong[e.field] = e.message
+        except InvalidValue as e:
+            wrong[name] = str(e)
+        return None
+
+    device = read("device_id", lambda: eui64(device_id) if device_id else None)
+    request = read("request_id", lambda: str(RequestId.parse(request_id)) if request_id else None)
     if kind and kind not in KINDS:
-        raise InvalidField("kind", f"must be one of {', '.join(KINDS)}")
-    try:
-        chosen_scope = Scope(scope or "all")
-    except ValueError:
-        raise InvalidField("scope", "must be own, others or all") from None
-    start, end = _time("from", time_from), _time("to", time_to)
+        wrong["kind"] = f"must be one of {', '.join(KINDS)}"
+    chosen_scope = read("scope", lambda: _scope(scope))
+    start, end = (
+        read("from", lambda: _time("from", time_from)),
+        read("to", lambda: _time("to", time_to)),
+    )
     if start and end and end < start:  # equal: [T, T), an empty range (from inclusive, to not)
-        raise InvalidField("to", "must not be before from")
-    srvs = None
-    if srv and srv.strip():
-        text = srv.strip()
-        if _CONTROL.search(text) or len(text) > MAX_SRV_TEXT:
-            raise InvalidField(
-                "srv",
-                f"must be an SRV number such as 4.1.1 or words of its title, at most "
-                f"{MAX_SRV_TEXT} characters of UTF-8 text, no control or invisible character",
-            )
-        # a number or words of a title; an SRV-shaped number is also looked for as it is,
-        # family or not (a SAT JSONL record may carry `4.1`, a number the catalogue lacks),
-        # and words that match no title find nothing
-        srvs = tuple(search_srvs(text))
-        if _SRV_FORM.fullmatch(text) and text not in srvs:
-            srvs += (text,)
+        wrong["to"] = "must not be before from"
+    srvs = read("srv", lambda: _srvs(srv))
+    if wrong:
+        first = next(iter(wrong))
+        raise InvalidField(first, wrong[first], wrong)
+    assert chosen_scope is not None  # read without an error
     return Search(
         device_id=device,
         request_id=request,
@@ -141,3 +145,30 @@ def build_search(
         time_to=end,
         scope=chosen_scope,
     )
+
+
+def _scope(scope: str | None) -> Scope:
+    try:
+        return Scope(scope or "all")
+    except ValueError:
+        raise InvalidField("scope", "must be own, others or all") from None
+
+
+def _srvs(srv: str | None) -> tuple[str, ...] | None:
+    """The SRVs a number or words of a title name; None for no SRV asked."""
+    if not (srv and srv.strip()):
+        return None
+    text = srv.strip()
+    if _CONTROL.search(text) or len(text) > MAX_SRV_TEXT:
+        raise InvalidField(
+            "srv",
+            f"must be an SRV number such as 4.1.1 or words of its title, at most "
+            f"{MAX_SRV_TEXT} characters of UTF-8 text, no control or invisible character",
+        )
+    # a number or words of a title; an SRV-shaped number is also looked for as it is,
+    # family or not (a SAT JSONL record may carry `4.1`, a number the catalogue lacks),
+    # and words that match no title find nothing
+    srvs = tuple(search_srvs(text))
+    if _SRV_FORM.fullmatch(text) and text not in srvs:
+        srvs += (text,)
+    return srvs

@@ -184,7 +184,7 @@ def _asked(
     except InvalidValue as e:
         return values, None, None, {"party": str(e)}
     except ParameterError as e:
-        return values, None, None, {e.parameter: e.message}
+        return values, None, None, e.every
     asked = EntryFilter(values["party"] or None, period.time_from, period.time_to, **narrower)
     return values, asked, after, {}
 

@@ -31,10 +31,13 @@ NO_SUCH_ADDRESS = {"error": "not_found", "message": "no such address in this API
 
 
 class ParameterError(ValueError):
-    def __init__(self, parameter: str, message: str) -> None:
+    """A wrong parameter: an API's 422 names `parameter`; a form shows `every` wrong one."""
+
+    def __init__(self, parameter: str, message: str, every: dict[str, str] | None = None) -> None:
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+        self.every = every or {parameter: message}
 
 
 # exceptions that are the request's doing, not a bug: answered, never logged as errors

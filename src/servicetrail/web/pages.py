@@ -113,7 +113,7 @@ def _wanted(
         )
         after = cursor_of(cursor or None)
     except ParameterError as e:
-        return None, None, {e.parameter: e.message}
+        return None, None, e.every
     values.update(device_id=wanted.device_id or "", request_id=wanted.request_id or "")
     return wanted, after, {}
 
@@ -361,7 +361,7 @@ def _report_period(values: dict[str, str]) -> tuple[Search | None, dict[str, str
     try:
         wanted = build_search(time_from=utc_field(values["from"]), time_to=utc_field(values["to"]))
     except ParameterError as e:
-        return None, {e.parameter: e.message}
+        return None, e.every
     return wanted, {}
 
 

@@ -71,7 +71,7 @@ def build_search(*values: str | None, **named: str | None) -> Search:
     try:
         return search.build_search(*values, **named)
     except InvalidField as e:
-        raise ParameterError(e.field, e.message) from None
+        raise ParameterError(e.field, e.message, e.every) from None
 
 
 def _ascii_digits(value: object) -> object:
