@@ -627,20 +627,40 @@ def _write_intervals(
 ) -> None:
     """The batch's net effect: re-dated intervals removed, new ones inserted, corrected ones
     updated in place."""
-    added, corrected = [], []
     time = raw.time
     gone = [(d, r, time(start)) for d, r, start in sorted(removed) if (d, r, start) in stored]
-    if gone:
-        mark = "%s" if raw.postgres else "?"
-        delete = (
-            f"DELETE FROM responsibility WHERE device_id = {mark} AND relation = {mark} "
-            f"AND valid_from = {mark}"
-        )
-        if raw.postgres:
-            with raw.driver.cursor() as cursor:
-                cursor.executemany(delete, gone)
-        else:
-            raw.driver.executemany(delete, gone)
+    _delete_intervals(raw, gone)
+    added, corrected = _added_and_corrected(raw, changed, stored)
+    raw.insert("responsibility", _INTERVAL_COLUMNS, _INTERVAL_TYPES, added)
+    _update_intervals(raw, corrected)
+
+
+def _delete_intervals(raw: _Raw, gone: list[tuple[str, str, Any]]) -> None:
+    """The stored intervals of these (Device, relation, start) deleted."""
+    if not gone:
+        return
+    mark = "%s" if raw.postgres else "?"
+    delete = (
+        f"DELETE FROM responsibility WHERE device_id = {mark} AND relation = {mark} "
+        f"AND valid_from = {mark}"
+    )
+    if raw.postgres:
+        with raw.driver.cursor() as cursor:
+            cursor.executemany(delete, gone)
+    else:
+        raw.driver.executemany(delete, gone)
+
+
+def _added_and_corrected(
+    raw: _Raw,
+    changed: dict[IntervalKey, tuple[str, datetime | None]],
+    stored: dict[IntervalKey, tuple[str, datetime | None]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The changed intervals as rows to insert (none stored from their start) and rows to
+    update (stored otherwise), each in _INTERVAL_COLUMNS' order; those the batch set back
+    to what is stored are neither."""
+    added, corrected = [], []
+    time = raw.time
     # in primary key order: SQLite's inserts then walk its b-tree's pages in order
     for key in sorted(changed):
         device_id, relation, start = key
@@ -650,10 +670,16 @@ def _write_intervals(
             added.append((device_id, party_id, relation, time(start), time(end)))
         elif before != now:
             corrected.append((device_id, party_id, relation, time(start), time(end)))
-    raw.insert("responsibility", _INTERVAL_COLUMNS, _INTERVAL_TYPES, added)
+    return added, corrected
+
+
+def _update_intervals(raw: _Raw, corrected: list[tuple[Any, ...]]) -> None:
+    """Stored intervals given their corrected Party and end, found by Device, relation and
+    start."""
     if not corrected:
         return
     if raw.postgres:
+        # one UPDATE joined to the corrections COPYed into a temporary table
         with raw.driver.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS responsibility_correction "
