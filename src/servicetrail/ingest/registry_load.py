@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -57,20 +57,7 @@ def load_registry(
     try:
         with open(path, "rb") as raw_file:
             header, records = registry_csv.read_header(raw_file, what, str(path))
-            store: RegistryWriter
-            words: _LastWords | None = None
-            if what is registry_csv.RESPONSIBILITIES:
-                stage(progress, "reading ahead", None, "")
-                with open(path, "rb") as ahead:  # each interval's last word in the file
-                    last_lines = registry_csv.repeated_intervals(
-                        ahead, str(path), party_ids(engine)
-                    )
-                store = words = _LastWords(last_lines)
-                # the bytes after the header, which are the ones counted
-                after_header = os.fstat(raw_file.fileno()).st_size - raw_file.tell()
-                stage(progress, "loading", after_header, "bytes")
-            else:
-                store = _PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]
+            store, words = _writer_for(what, engine, path, raw_file, progress)
             parsed_here = _parsed_batches(records, what.parser(header), header)
             # overlapping intervals, tried again once the rest of the file is in: a change of
             # supplier's two lines may fall in two batches, the new supplier's first. Only in
@@ -120,6 +107,28 @@ def load_registry(
 
 # errors with no file's name that are no error reading the input
 _NOT_READING = (BrokenPipeError, CannotWait)
+
+
+def _writer_for(
+    what: registry_csv.RegistryFile,
+    engine: Engine,
+    path: Path,
+    raw_file: BinaryIO,
+    progress: Progress | None,
+) -> tuple[RegistryWriter, _LastWords | None]:
+    """What writes the file's batches, and for intervals the look-ahead's word on each (the
+    same writer): it reads the whole file once before its first batch, as a line's word may
+    be any later line. `raw_file` is the file being loaded, read past its header."""
+    if what is not registry_csv.RESPONSIBILITIES:
+        return (_PartyNames() if what is registry_csv.USERS else _REGISTRY_WRITERS[what]), None
+    stage(progress, "reading ahead", None, "")
+    with open(path, "rb") as ahead:  # each interval's last word in the file
+        last_lines = registry_csv.repeated_intervals(ahead, str(path), party_ids(engine))
+    words = _LastWords(last_lines)
+    # the bytes after the header, which are the ones counted
+    after_header = os.fstat(raw_file.fileno()).st_size - raw_file.tell()
+    stage(progress, "loading", after_header, "bytes")
+    return words, words
 
 
 def _store_waiting(
