@@ -544,7 +544,7 @@ class _IntervalBatch:
 
 def _waits_to_redate(row: IntervalRow, moved_start: datetime) -> Overlap:
     """A row that would re-date a held interval, in a batch whose rows may wait: it waits
-    for the file's end (its reason is never shown, and worded only if read)."""
+    for the file's end and is judged again there, so its reason is worded only if read."""
     device_id, party_id, relation, _, end = row
     moved = Responsibility(device_id, party_id, relation, moved_start, end)
     return Overlap(
