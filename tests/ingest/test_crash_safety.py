@@ -182,6 +182,30 @@ def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sq
     assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"
 
 
+def test_ctrl_c_mid_load_seals_what_it_kept_before_it_reports(big_file, tmp_path, sqlite_url):
+    """SPEC section 7: an ingest seals the logs it touched before it reports. Interrupted, it
+    reported what it kept (exit 130) with those records in no signed checkpoint until some
+    later ingest or server sealed them (audit 45b): `log verify` noted them as unsealed, and
+    with no server running they could stay so indefinitely."""
+    command = [str(BINARY), "--db", sqlite_url, "ingest", str(big_file)]
+    env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
+    said = interrupted_once_stored(command, env, tmp_path, sqlite_url, "sat_record", 0.2 * TOTAL)
+    assert "stopped part way; kept from before: loaded" in said
+    loaded = assert_consistent(sqlite_url)
+    assert rows(sqlite_url, "SELECT count(*) FROM log_pending") == [(0,)]
+    assert rows(
+        sqlite_url,
+        "SELECT sum(s) FROM (SELECT max(tree_size) AS s FROM log_checkpoint GROUP BY month)",
+    ) == [(loaded,)]
+    verified = subprocess.run(
+        [str(BINARY), "--db", sqlite_url, "log", "verify"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0 and "note:" not in verified.stderr, verified.stderr
+
+
 def test_ctrl_c_inside_sqlalchemys_commit_is_still_an_interruption(
     tmp_path, sqlite_url, monkeypatch
 ):

@@ -45,7 +45,9 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
     except (Exception, KeyboardInterrupt) as stopped:
         if summary.loaded or summary.rejected or summary.duplicates or summary.waiting:
             later = (
-                " (their logs are sealed by the next ingest or the server)" if sealed_later else ""
+                " (their logs are sealed by the next ingest or the server)"
+                if sealed_later and not summary.sealed
+                else ""
             )
             if summary.waiting:
                 # changes of supplier among them, half applied perhaps (README)

@@ -41,6 +41,7 @@ class Summary:
     # registry lines that were waiting for the file's end, not yet judged, when the load stopped
     waiting: int = 0
     times_from_mtime: int = 0  # bare request files timed by their modification time
+    sealed: bool = False  # an interrupted ingest signed what it kept (trail_load)
     skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
 

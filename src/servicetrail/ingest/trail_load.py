@@ -91,6 +91,12 @@ def ingest(
                 progress,
             )
         seal_store(engine)  # SPEC section 7: the logs this run touched are signed before it reports
+    except KeyboardInterrupt:
+        # Ctrl-C still reports what was kept, so it signs that first (SPEC section 7): left to
+        # "the next ingest or the server", it stayed in no checkpoint while neither came
+        seal_store(engine)
+        summary.sealed = True
+        raise
     finally:
         rejects.finish(summary)
     return summary
