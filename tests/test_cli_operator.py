@@ -6,10 +6,12 @@ closing a stream or the locale cannot be done in-process."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -370,3 +372,48 @@ def test_text_for_the_terminal_keeps_its_line_breaks_and_escapes_the_rest():
 
     assert printable("first line\nsecond \x1b[31mline") == "first line\nsecond \\x1b[31mline"
     assert printable("plain") == "plain"
+
+
+def _waiting_on_its_input(child: subprocess.Popen) -> None:
+    """Until `child` is blocked reading its standard input (the kernel's wait channel names
+    the pipe's read), so that a signal lands in the command, not in Python's start-up."""
+    wchan = Path(f"/proc/{child.pid}/wchan")
+    for _ in range(3000):
+        assert child.poll() is None, child.communicate()
+        if wchan.read_text().endswith("pipe_read"):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the command never waited on its standard input")
+
+
+@pytest.mark.parametrize(
+    "stop, code, said",
+    [(signal.SIGINT, 130, "Error: interrupted"), (signal.SIGTERM, 143, "Error: terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_command_stopped_by_a_signal_says_so_with_the_shells_code(
+    sqlite_url, tmp_path, stop, code, said
+) -> None:
+    """Ctrl-C outside a load was click's "Aborted!", exit 1: the code of rejects and findings
+    (`db upgrade`, audit 45b). SIGTERM (systemd's stop, `docker stop`, `timeout`) ended any
+    command without a word (exit -15), a load's kept records in no signed checkpoint."""
+    child = subprocess.Popen(
+        [str(BINARY), "--db", sqlite_url, "tokens", "revoke", "--stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        # as a terminal's foreground command has it (a suite started in the background hands
+        # its children Ctrl-C ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        _waiting_on_its_input(child)
+        child.send_signal(stop)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == code, stderr
+    assert said in stderr and "Aborted!" not in stderr and "Traceback" not in stderr

@@ -106,10 +106,16 @@ def kill_once_stored(child: subprocess.Popen, url: str, records: float) -> None:
 
 
 def interrupted_once_stored(
-    command: list[str], env: dict[str, str], cwd: Path, url: str, table: str, rows: float
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    url: str,
+    table: str,
+    rows: float,
+    stop: signal.Signals = signal.SIGINT,
 ) -> str:
-    """The standard error of `command`, sent SIGINT (Ctrl-C) once `table` holds `rows` rows;
-    it must have exited 130, as a shell says of Ctrl-C."""
+    """The standard error of `command`, sent `stop` (SIGINT: Ctrl-C) once `table` holds `rows`
+    rows; it must have exited 128 + the signal, as a shell says of it (130 for Ctrl-C)."""
     child = subprocess.Popen(
         command,
         env=env,
@@ -127,12 +133,12 @@ def interrupted_once_stored(
             assert child.poll() is None, f"the loader ended first: {child.communicate()}"
             assert time.monotonic() < deadline, "the loader made no progress"
             time.sleep(0.002)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(stop)
         _, said = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode == 130, said
+    assert child.returncode == 128 + stop, said
     return said
 
 
@@ -182,15 +188,27 @@ def test_ctrl_c_mid_load_says_what_was_kept_and_exits_130(big_file, tmp_path, sq
     assert again.stdout == f"loaded {TOTAL - loaded}, rejected 0, skipped {loaded} duplicates\n"
 
 
-def test_ctrl_c_mid_load_seals_what_it_kept_before_it_reports(big_file, tmp_path, sqlite_url):
+@pytest.mark.parametrize(
+    "stop, said_as",
+    [(signal.SIGINT, "Error: interrupted"), (signal.SIGTERM, "Error: terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_mid_load_seals_what_it_kept_before_it_reports(
+    big_file, tmp_path, sqlite_url, stop, said_as
+):
     """SPEC section 7: an ingest seals the logs it touched before it reports. Interrupted, it
     reported what it kept (exit 130) with those records in no signed checkpoint until some
     later ingest or server sealed them (audit 45b): `log verify` noted them as unsealed, and
-    with no server running they could stay so indefinitely."""
+    with no server running they could stay so indefinitely. SIGTERM (systemd's stop, `docker
+    stop`, `timeout`) ended it without a word, exit -15, and nothing sealed (audit 45b): it
+    now stops as Ctrl-C does, exit 143."""
     command = [str(BINARY), "--db", sqlite_url, "ingest", str(big_file)]
     env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH))
-    said = interrupted_once_stored(command, env, tmp_path, sqlite_url, "sat_record", 0.2 * TOTAL)
+    said = interrupted_once_stored(
+        command, env, tmp_path, sqlite_url, "sat_record", 0.2 * TOTAL, stop
+    )
     assert "stopped part way; kept from before: loaded" in said
+    assert said_as in said and "Traceback" not in said
     loaded = assert_consistent(sqlite_url)
     assert rows(sqlite_url, "SELECT count(*) FROM log_pending") == [(0,)]
     assert rows(

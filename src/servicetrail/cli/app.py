@@ -20,7 +20,7 @@ from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from ..store.postgresql_errors import psycopg_error
 from .commands import OnceOnlyGroup
-from .common import Failure, printable, standard_streams
+from .common import Failure, printable, sigterm_stops_as_ctrl_c, standard_streams, stopped
 from .store_access import db_option
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
@@ -44,7 +44,8 @@ EXPECTED: dict[type[Exception], int] = {
 class Servicetrail(OnceOnlyGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         standard_streams()
-        return super().main(*args, **kwargs)
+        with sigterm_stops_as_ctrl_c():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,12 +60,16 @@ class Servicetrail(OnceOnlyGroup):
                 "(an argument or the standard input holds bytes that are not UTF-8)",
                 2,
             ) from None
+        except KeyboardInterrupt as e:
+            # click's own answer, "Aborted!" and exit 1, read as rejects or findings (audit 45b)
+            raise stopped(e) from None
         except Exception as e:
-            if _interrupted(e):
+            interrupt = _interrupted(e)
+            if interrupt is not None:
                 # Ctrl-C inside a library's clean-up (SQLAlchemy's commit, between the
                 # database's COMMIT and its own bookkeeping) came out as an AssertionError,
                 # with a traceback and exit 1 (the fresh-clone suite, session 37)
-                raise Failure("interrupted", 130) from None
+                raise stopped(interrupt) from None
             if _not_utf8(e):
                 raise Failure(
                     "the store holds text that is not UTF-8, which servicetrail never writes: "
@@ -94,16 +99,16 @@ class Servicetrail(OnceOnlyGroup):
             raise Failure(printable(_said(known)), code) from None
 
 
-def _interrupted(error: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is what this error happened while handling."""
+def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or SIGTERM) this error happened while handling, if any."""
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, KeyboardInterrupt):
-            return True
+            return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return False
+    return None
 
 
 def _raw(error: Exception) -> BaseException | None:

@@ -4,7 +4,11 @@ standard streams as it expects them, and text made fit to print there."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import click
 
@@ -19,6 +23,43 @@ class Failure(click.ClickException):
         # click declares exit_code per class and reads it from the instance it caught: one
         # type carrying any code sets it per instance
         self.exit_code = code  # type: ignore[misc]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd's stop, `docker stop`, `timeout`), raised where the command stands as
+    Ctrl-C's KeyboardInterrupt is, so that it stops as Ctrl-C stops it: a load says what it
+    kept, and signs it. Left to the default, SIGTERM ended a load without a word, what it had
+    kept in no signed checkpoint (audit 45b)."""
+
+
+def stopped(interrupt: KeyboardInterrupt) -> Failure:
+    """How a command stopped by a signal fails: 130 for Ctrl-C and 143 for SIGTERM, as a
+    shell says them (128 + the signal), told apart from rejects and findings (1)."""
+    if isinstance(interrupt, Terminated):
+        return Failure("terminated", 128 + signal.SIGTERM)
+    return Failure("interrupted", 128 + signal.SIGINT)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def sigterm_stops_as_ctrl_c() -> Iterator[None]:
+    """While a command runs. Not where SIGTERM was given a handler already (a program that
+    runs the command in its own process), and put back after (a test runner's)."""
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        if before is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals are not this thread's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        if before is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def printable(text: str) -> str:

@@ -12,6 +12,7 @@ import click
 
 from ..ingest.summary import Summary
 from .common import Failure, printable
+from .common import stopped as stopped_by  # `stopped` is the load's error here
 
 
 @contextmanager
@@ -65,8 +66,7 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
                     err=True,
                 )
         if isinstance(stopped, KeyboardInterrupt):
-            # told apart from rejects and findings (exit 1): 130, as a shell says of Ctrl-C
-            raise Failure("interrupted", 130) from None
+            raise stopped_by(stopped) from None
         raise
 
 

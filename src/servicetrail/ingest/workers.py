@@ -192,7 +192,10 @@ def _fork_writer(
 def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, workers: int) -> None:
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        # Ctrl-C and SIGTERM are the parent's to handle (a forked worker inherits the
+        # command line's SIGTERM handler, which would raise inside a half-sent chunk)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
         _die_with_parent()
         out = os.fdopen(fd, "wb", closefd=False)
         try:
@@ -264,7 +267,10 @@ def produced(items: Callable[[], Iterable[Any]]) -> Iterator[Any]:
 def _produce(fd: int, items: Callable[[], Iterable[Any]]) -> None:
     code = 1
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        # Ctrl-C and SIGTERM are the parent's to handle (a forked worker inherits the
+        # command line's SIGTERM handler, which would raise inside a half-sent chunk)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
         _die_with_parent()
         out = os.fdopen(fd, "wb", closefd=False)
         try:
