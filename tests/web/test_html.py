@@ -837,6 +837,15 @@ def test_a_search_error_says_what_to_write(np: TestClient, params, field, exampl
     assert example in unescape(summary)
 
 
+def test_to_before_a_from_on_the_last_day_there_is_is_said_not_a_500(np: TestClient) -> None:
+    """The example of a later date was From's day plus one: 9999-12-31 has none, and the
+    screen answered 500 where it meant to say what to write (audit 45e)."""
+    answer = np.get("/", params={"from": "9999-12-31 12:00", "to": "9999-12-31 06:00"})
+    assert answer.status_code == 422
+    error = re.search(r'id="f-to-error">(.*?)</p>', answer.text, re.S).group(1)
+    assert "or leave To empty" in unescape(error)
+
+
 def test_every_wrong_field_of_a_search_is_shown_at_once(np: TestClient) -> None:
     """Only the first wrong field was said: the analyst put the Device ID right, searched,
     and was told of the date next (review of the screen, 45c)."""

@@ -196,6 +196,8 @@ def _to_before_from(start: str) -> str:
         later = (parse_bound(utc_field(start)) + timedelta(days=1)).date().isoformat()
     except InvalidValue:  # From was read before To was: it cannot fail here
         later = "a later date"
+    except OverflowError:  # From on 9999-12-31 has no next date: it was a 500 (audit 45e)
+        later = "a later time that day"
     return (
         f"is before From ({start}), so nothing could match. Write a later time, such as "
         f"{later}, or leave To empty for everything after From."
