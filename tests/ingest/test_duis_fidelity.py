@@ -172,3 +172,35 @@ def test_reading_a_long_prolog_keeps_no_memory_for_each_instruction():
         tracemalloc.stop()
     assert record.request_id == f"{USER}:{ESME}:12"
     assert peak < 4 * len(document)  # the document's text, not a multiple of its prolog
+
+
+@pytest.mark.parametrize(
+    "encoding, declared, mark",
+    [
+        ("utf-16-le", "UTF-16", b"\xff\xfe"),
+        ("utf-16-be", "UTF-16", b""),
+        ("utf-32-le", "UTF-32", b""),
+        ("utf-7", "UTF-7", b""),
+    ],
+)
+def test_a_doctype_in_another_encoding_is_refused_before_it_is_parsed(encoding, declared, mark):
+    """Seen only by docinfo after the parse, a DOCTYPE whose entity held a million elements
+    written as `&#60;a/>` (unseen by the markup count) cost 274 MB and a second before its
+    refusal. A document broken after its DOCTYPE shows which check refused it: the parser
+    says "not well-formed"."""
+    prolog = '<!DOCTYPE sr:Request [<!ENTITY a "&#60;a/>">]><broken'
+    text = request(f"{USER}:{ESME}:13", prolog).replace('"UTF-8"', f'"{declared}"', 1)
+    if encoding == "utf-7":  # `<!` as UTF-7 may spell it, which no byte search for `<!` finds
+        document = text[:38].encode() + text[38:].replace("<!", "+ADwAIQ-").encode()
+    else:
+        document = mark + text.encode(encoding)
+    with pytest.raises(InvalidValue, match="DOCTYPE or entity declaration refused"):
+        parse_document(document, AT)
+
+
+def test_an_encoding_whose_prolog_cannot_be_read_here_is_refused():
+    """libxml2 reads some encodings Python has no codec for: such a prolog might hold a DOCTYPE
+    that only the parse would find, at the parse's cost."""
+    document = request(f"{USER}:{ESME}:14").replace('"UTF-8"', '"EBCDIC-US"', 1).encode()
+    with pytest.raises(InvalidValue, match="encoding not known here"):
+        parse_document(document, AT)
