@@ -205,3 +205,37 @@ def test_a_stream_whose_client_stopped_reading_is_cut_off_and_logged(
         assert closing_entries()[0] > 0
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("how", ["client_leaves", "revoked", "deleted"])
+def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monkeypatch, how):
+    """SPEC section 8: a stream's first entry before its first byte, a second with its counts
+    when it ends, whether its client left, its token was revoked or its watch deleted (the
+    stream's reads were moved into a class of their own, c2f9bbe; audit 45e)."""
+    monkeypatch.setenv("SERVICETRAIL_TOKEN_CACHE_SECONDS", "0")
+    settings.reload()
+    secret = token(engine, P.SOUTHENERGY)
+    south, url = watched(engine, server, secret)
+    add_requests(engine, 1, 2)
+    with httpx.stream("GET", url, headers=south, timeout=10) as response:
+        lines = response.iter_lines()
+        assert len(read_events(lines, 2)) == 2
+        if how == "revoked":
+            with engine.begin() as conn:
+                revoke_tokens(conn, tokens=[secret])
+        elif how == "deleted":
+            assert httpx.delete(url.removesuffix("/stream"), headers=south).status_code == 204
+        if how != "client_leaves":
+            time.sleep(1.5)  # past the stream's next look at its token and its watch
+            assert read_events(lines, 1) == []
+
+    def counts() -> list[int]:
+        with engine.connect() as conn:
+            return [
+                e.records_returned
+                for e in iter_entries(conn, EntryFilter(P.SOUTHENERGY))
+                if e.action == "stream"
+            ]
+
+    assert wait_until(lambda: len(counts()) == 2, 10), counts()
+    assert sorted(counts()) == [0, 2]
