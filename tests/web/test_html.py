@@ -42,6 +42,7 @@ from servicetrail.web.presenters import (
     MAX_SHOWN_PAYLOAD,
     code_class,
     code_help,
+    ShownPayload,
     pretty_payload,
     readable,
 )
@@ -661,6 +662,16 @@ def test_pretty_payload() -> None:
         True,
     )
     assert shown("<?xml version='1.0'?><a/>") == ("<?xml version='1.0'?>\n<a/>", True)
+
+
+def test_a_payload_is_read_as_the_utf_8_text_it_is_whatever_its_declaration_says() -> None:
+    """A stored payload is text; its declaration names how it was once stored (a capture's).
+    Read as that, ISO-8859-1 showed every accented letter as two, and UTF-7 spelled a DOCTYPE
+    the words test did not see, pretty-printed as XML (audit 45e)."""
+    latin = '<?xml version="1.0" encoding="ISO-8859-1"?><r>café</r>'
+    assert pretty_payload(latin).text == '<?xml version="1.0" encoding="ISO-8859-1"?>\n<r>café</r>'
+    seven = '<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE r SYSTEM +ACI-x+ACI-+AD4-<r/>'
+    assert pretty_payload(seven) == ShownPayload(seven, False, False)
 
 
 def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() -> None:

@@ -266,8 +266,13 @@ def _laid_out(payload: str) -> tuple[str, bool]:
     if not text.startswith("<") or "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         return payload, False
     try:
-        parser = etree.XMLParser(**_XML_PARSER_OPTIONS)
+        # in UTF-8, as these bytes are: the declaration says how the text was once stored.
+        # Read as it said, a capture's `encoding="ISO-8859-1"` showed `café` as `cafÃ©`, and
+        # `encoding="UTF-7"` let a DOCTYPE spelled `+ADw-!DOCTYPE` past the test above
+        parser = etree.XMLParser(encoding="utf-8", **_XML_PARSER_OPTIONS)
         root = etree.fromstring(text.encode("utf-8"), parser)
+        if root.getroottree().docinfo.internalDTD is not None:
+            return payload, False
         # the document, not its root alone: a comment or a processing instruction before or
         # after the root is part of what was sent
         pretty = etree.tostring(root.getroottree(), pretty_print=True, encoding="unicode")
