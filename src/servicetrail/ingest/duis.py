@@ -267,6 +267,7 @@ _WIDE_STARTS = (
     (b"<\x00?\x00", "utf-16-le"),
     (b"\x00<\x00?", "utf-16-be"),
 )
+_XML_DECLARATION_STARTS = (b"<?xml ", b"<?xml\t", b"<?xml\r", b"<?xml\n")
 # the encoding an XML declaration names
 _DECLARED_ENCODING = re.compile(
     rb"encoding[ \t\r\n]*=[ \t\r\n]*[\"']([A-Za-z][A-Za-z0-9._-]*)[\"']"
@@ -291,9 +292,10 @@ def _declares_dtd(document: bytes, in_utf8: bool) -> bool:
             if document.startswith(mark):
                 return _prolog_declares(document.decode(encoding, "replace").encode("utf-8"))
     start = len(_UTF8_BOM) if document.startswith(_UTF8_BOM) else 0
-    close = (
-        document.find(b"?>", start, start + 1024) if document.startswith(b"<?xml", start) else -1
-    )
+    # `<?xml` and white space: `<?xml-stylesheet encoding="UTF-16"?>` is a processing
+    # instruction, after which libxml2 reads on in UTF-8
+    declaration = document.startswith(_XML_DECLARATION_STARTS, start)
+    close = document.find(b"?>", start) if declaration else -1  # its white space is unbounded
     declared = _DECLARED_ENCODING.search(document, start, close) if close > 0 else None
     if declared is None or _ascii_written(declared[1]):
         return _prolog_declares(document)
