@@ -213,6 +213,15 @@ def test_a_processing_instruction_naming_an_encoding_is_no_declaration():
         parse_document(text.encode(), AT)
 
 
+def test_a_utf_8_byte_order_mark_outweighs_the_declaration():
+    """libxml2 reads a document after a UTF-8 byte order mark as UTF-8, whatever its
+    declaration says; read as the declaration said, its DOCTYPE was unseen until the parse."""
+    prolog = '<!DOCTYPE sr:Request [<!ENTITY a "&#60;a/>">]><broken'
+    text = request(f"{USER}:{ESME}:16", prolog).replace('"UTF-8"', '"UTF-16"', 1)
+    with pytest.raises(InvalidValue, match="DOCTYPE or entity declaration refused"):
+        parse_document(b"\xef\xbb\xbf" + text.encode(), AT)
+
+
 def test_an_encoding_whose_prolog_cannot_be_read_here_is_refused():
     """libxml2 reads some encodings Python has no codec for: such a prolog might hold a DOCTYPE
     that only the parse would find, at the parse's cost."""

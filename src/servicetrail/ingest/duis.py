@@ -291,12 +291,13 @@ def _declares_dtd(document: bytes, in_utf8: bool) -> bool:
         for mark, encoding in _WIDE_STARTS:
             if document.startswith(mark):
                 return _prolog_declares(document.decode(encoding, "replace").encode("utf-8"))
-    start = len(_UTF8_BOM) if document.startswith(_UTF8_BOM) else 0
+    if document.startswith(_UTF8_BOM):  # which libxml2 reads as UTF-8, whatever it declares
+        return _prolog_declares(document)
     # `<?xml` and white space: `<?xml-stylesheet encoding="UTF-16"?>` is a processing
     # instruction, after which libxml2 reads on in UTF-8
-    declaration = document.startswith(_XML_DECLARATION_STARTS, start)
-    close = document.find(b"?>", start) if declaration else -1  # its white space is unbounded
-    declared = _DECLARED_ENCODING.search(document, start, close) if close > 0 else None
+    declaration = document.startswith(_XML_DECLARATION_STARTS)
+    close = document.find(b"?>") if declaration else -1  # its white space is unbounded
+    declared = _DECLARED_ENCODING.search(document, 0, close) if close > 0 else None
     if declared is None or _ascii_written(declared[1]):
         return _prolog_declares(document)
     name = declared[1].decode("ascii")
