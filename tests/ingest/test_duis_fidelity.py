@@ -1,5 +1,5 @@
-"""DUIS read as the DCC's own tooling and the schema read it (audit 45a): what the Device
-named in a DCC Alert is, what a Request ID is, which documents hold a DOCTYPE.
+"""DUIS read as the DCC's own tooling and the schema read it (audit 45a): what a Request ID
+is, which forms a CommandVariant takes, which documents hold a DOCTYPE.
 
 Every document here is built by hand and, where it is meant to be taken, checked against the
 vendored DUIS 5.4 schema first."""
@@ -13,25 +13,12 @@ import pytest
 from lxml import etree
 
 from servicetrail.domain.ids import InvalidValue, RequestId
-from servicetrail.domain.model import Kind
 from servicetrail.ingest.duis import parse_document
 
 NS = 'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway"'
 USER = "90-B3-D5-1F-30-01-00-00"
-DCC = "90-B3-D5-1F-30-00-00-02"
 ESME = "00-DB-12-34-56-78-90-A0"
-GSME = "00-DB-12-34-56-78-90-A1"
 AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
-
-
-def dcc_alert(code: str, alert: str) -> str:
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4"><sr:Header>'
-        f"<sr:ResponseID>{DCC}:{USER}:8001</sr:ResponseID><sr:ResponseCode>I0</sr:ResponseCode>"
-        "<sr:ResponseDateTime>2026-02-03T04:05:06Z</sr:ResponseDateTime></sr:Header><sr:Body>"
-        f"<sr:DCCAlertMessage><sr:DCCAlertCode>{code}</sr:DCCAlertCode>"
-        f"<sr:DCCAlert>{alert}</sr:DCCAlert></sr:DCCAlertMessage></sr:Body></sr:Response>"
-    )
 
 
 def request(request_id: str, prolog: str = "", signature: str = "") -> str:
@@ -42,35 +29,6 @@ def request(request_id: str, prolog: str = "", signature: str = "") -> str:
         "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant></sr:Header>"
         f"<sr:Body><sr:ReadInstantaneousImportRegisters/></sr:Body>{signature}</sr:Request>"
     )
-
-
-# the schema's two DCC Alerts that name their Devices in a list (sr:DeviceIDList, EUI-64s
-# joined by commas) under a name without "DeviceID" in it
-LISTED = {
-    "firmware distribution failure": dcc_alert(
-        "N16",
-        "<sr:FirmwareDistributionFailure><sr:UpdateFirmwareRequestID>"
-        f"{USER}:{DCC}:5023</sr:UpdateFirmwareRequestID>"
-        f"<sr:MeterIDs>{ESME},{GSME}</sr:MeterIDs></sr:FirmwareDistributionFailure>",
-    ),
-    "firmware upgrade requested": dcc_alert(
-        "N51",
-        "<sr:FirmwareUpgradeRequested><sr:DeviceType>ESME</sr:DeviceType>"
-        f"<sr:FirmwareVersion>0001</sr:FirmwareVersion><sr:DeviceList>{ESME},{GSME}</sr:DeviceList>"
-        "</sr:FirmwareUpgradeRequested>",
-    ),
-}
-
-
-@pytest.mark.parametrize("name", LISTED)
-def test_a_dcc_alert_listing_its_devices_names_the_first_of_them(duis_schema, name):
-    """SPEC 4.1: a DCC Alert's device_id is the Device it names; a FirmwareDistributionFailure
-    names its meters in MeterIDs, a FirmwareUpgradeRequested in DeviceList, and both were
-    stored with no Device, so the addressee's search by that meter did not find them."""
-    document = LISTED[name]
-    assert duis_schema.validate(etree.fromstring(document.encode())), duis_schema.error_log
-    record = parse_document(document.encode(), None)
-    assert (record.kind, record.device_id, record.user_id) == (Kind.DCC_ALERT, ESME, USER)
 
 
 @pytest.mark.parametrize(

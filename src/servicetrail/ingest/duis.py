@@ -384,21 +384,16 @@ def _execution_at(message: etree._Element | None) -> datetime | None:
     )
 
 
-# the schema's lists of Devices (sr:DeviceIDList) whose names do not say DeviceID: a DCC
-# Alert's FirmwareDistributionFailure names its meters, a FirmwareUpgradeRequested its Devices
-# (stored with no Device at all, so a search by the meter missed the alert; audit 45a)
-_DEVICE_LISTS = frozenset({"MeterIDs", "DeviceList"})
-
-
 def _named_device(within: etree._Element | None) -> str:
-    """The first Device a body names (DeviceID, DeviceIDList, CommsHubDeviceID, MeterIDs ...)."""
+    """The first Device a body names (DeviceID, DeviceIDList, CommsHubDeviceID ...). Not the
+    lists named otherwise (a FirmwareDistributionFailure's MeterIDs, a FirmwareUpgradeRequested's
+    DeviceList; audit 45a): read since, an alert stored before would differ from its file
+    read again, a conflict where a re-load must add nothing, and its leaf commits to the
+    device_id it was stored with (review 45e)."""
     if within is None:
         return ""
     for element in within.iter():
-        name = _local(element)
-        if ("DeviceID" in name or name in _DEVICE_LISTS) and not any(
-            isinstance(c.tag, str) for c in element
-        ):
+        if "DeviceID" in _local(element) and not any(isinstance(c.tag, str) for c in element):
             # a DeviceIDList is one text of EUI-64s joined by commas: its first is the subject
             first = _text(element).strip(XML_SPACE).split(",", 1)[0].strip(XML_SPACE)
             if is_eui64(first):
