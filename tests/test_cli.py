@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import stat
 import os
 import shutil
 import subprocess
@@ -423,6 +424,26 @@ def test_report_own_jsonl_and_output_file(cli, trail):
     )
     header, rows = parse_csv(csv_target.read_text())
     assert tuple(header) == REPORT_FIELDS and len(rows) == len(NORTH_OWN)
+
+
+def test_a_report_written_over_an_earlier_one_replaces_it_whole(cli, trail):
+    """The earlier report was emptied, then written: one stopped part way (killed, a full
+    disk) lost it and left a cut one that still read as a report (audit 45b). Written beside
+    it and put in its place, whoever reads the earlier one meanwhile reads it to its end, and
+    no file of the new one's is left beside it."""
+    target = trail / "north.csv"
+    target.write_text("yesterday's report\n" * 10_000)
+    reader = open(target)  # noqa: SIM115  (held open across the new report's writing)
+    try:
+        args = ("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01")
+        assert cli(*args, "--output", target).exit_code == 0
+        assert reader.read() == "yesterday's report\n" * 10_000
+    finally:
+        reader.close()
+    header, rows = parse_csv(target.read_text())
+    assert tuple(header) == REPORT_FIELDS and len(rows) == len(NORTH_OWN)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # payloads: the user's alone
+    assert sorted(p.name for p in trail.iterdir() if "north" in p.name) == ["north.csv"]
 
 
 def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):

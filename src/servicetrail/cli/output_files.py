@@ -139,6 +139,43 @@ class HeldOutput:
         self.text.flush()
         self.text.buffer.seek(0)
         sys.stdout.flush()
-        with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
-            shutil.copyfileobj(self.text.buffer, out)
+        beside = _beside(path) if path else None
+        if beside is not None:
+            _put_in_place(self.text.buffer, *beside)
+        else:
+            with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
+                shutil.copyfileobj(self.text.buffer, out)
         self.text.close()
+
+
+def _beside(path: Path) -> tuple[int, Path, Path] | None:
+    """A new file beside the report's (its descriptor, its name, the report's real name), when
+    the report is a file, made or to be made; None for a pipe or a device, a link (`/dev/stdout`
+    to a shell's `>> app.log`: the file it reaches is the user's own, and stays that file), or
+    a folder this user may not add to, which are written in place."""
+    target = resolved(path, "--output")
+    if os.path.islink(path) or (target.exists() and not target.is_file()):
+        return None
+    try:
+        descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except PermissionError:
+        return None
+    return descriptor, Path(name), target
+
+
+def _put_in_place(source: IO[bytes], descriptor: int, written: Path, target: Path) -> None:
+    """The report written whole beside its file, then put in its place in one step: emptied
+    first and then written, a report stopped part way (killed, a full disk) lost the one
+    before and left a cut one that still read as a report (audit 45b). Whoever reads the
+    earlier one meanwhile reads it to its end. A name, not a file, is replaced: one linked to
+    a store's file in between replaces the link, and the store's file is left as it was."""
+    try:
+        with open(descriptor, "wb") as out:  # mkstemp's mode: the user's alone (0600)
+            shutil.copyfileobj(source, out)
+        if target in _stores_own_files() or _the_stores_own(target):
+            raise Failure(f"--output: {target} is the store's own file or key; name another file")
+        os.replace(written, target)
+    except BaseException:
+        with suppress(OSError):
+            written.unlink()
+        raise
