@@ -446,6 +446,21 @@ def test_a_report_written_over_an_earlier_one_replaces_it_whole(cli, trail):
     assert sorted(p.name for p in trail.iterdir() if "north" in p.name) == ["north.csv"]
 
 
+def test_a_report_with_the_longest_name_a_folder_allows_is_written(cli, trail):
+    """Its new file beside it was named after it, plus a dot before and eight characters
+    after: a name of 247 bytes or more, which the folder allows, was refused as too long."""
+    target = trail / ("é" * 125 + ".csv")  # 254 bytes
+    target.write_text("yesterday's report\n")
+    args = ("report", "own", "--party", "NORTH", "--from", "2025-01-01", "--to", "2026-01-01")
+    result = cli(*args, "--output", target)
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(target.read_text())
+    assert tuple(header) == REPORT_FIELDS and len(rows) == len(NORTH_OWN)
+    assert [p.name for p in trail.iterdir() if p.name.endswith(".csv.") or "éé" in p.name] == [
+        target.name
+    ]
+
+
 def test_report_is_own_traffic_even_for_a_responsible_party(cli, trail):
     """WIRES sees ten of METER's records under MP141, but its report holds its own traffic only."""
     result = cli("report", "own", "--party", "WIRES", "--from", "2025-01-01", "--to", "2026-01-01")

@@ -157,10 +157,16 @@ def _beside(path: Path) -> tuple[int, Path, Path] | None:
     if os.path.islink(path) or (target.exists() and not target.is_file()):
         return None
     try:
-        descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        # the report's name, cut to leave room for the dot and mkstemp's eight characters
+        # in a name's 255 bytes: a report named 247 bytes or more was refused as too long
+        short = os.fsdecode(os.fsencode(target.name)[:_NAMED_BYTES])
+        descriptor, name = tempfile.mkstemp(prefix=f".{short}.", dir=target.parent)
     except PermissionError:
         return None
     return descriptor, Path(name), target
+
+
+_NAMED_BYTES = 200  # of the report's name in its new file's
 
 
 def _put_in_place(source: IO[bytes], descriptor: int, written: Path, target: Path) -> None:
