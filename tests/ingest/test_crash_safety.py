@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,7 @@ def interrupted_once_stored(
     table: str,
     rows: float,
     stop: signal.Signals = signal.SIGINT,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> str:
     """The standard error of `command`, sent `stop` (SIGINT: Ctrl-C) once `table` holds `rows`
     rows; it must have exited 128 + the signal, as a shell says of it (130 for Ctrl-C)."""
@@ -133,6 +135,7 @@ def interrupted_once_stored(
             assert child.poll() is None, f"the loader ended first: {child.communicate()}"
             assert time.monotonic() < deadline, "the loader made no progress"
             time.sleep(0.002)
+        meanwhile()
         child.send_signal(stop)
         _, said = child.communicate(timeout=60)
     finally:
@@ -222,6 +225,29 @@ def test_ctrl_c_mid_load_seals_what_it_kept_before_it_reports(
         text=True,
     )
     assert verified.returncode == 0 and "note:" not in verified.stderr, verified.stderr
+
+
+def test_ctrl_c_mid_load_whose_seal_fails_says_why_what_it_kept_is_unsigned(
+    big_file, tmp_path, sqlite_url
+):
+    """Interrupted, an ingest signs what it kept; when that seal failed (its key unreadable
+    by now, the store gone), the error was dropped: only "interrupted", and the records left
+    in no signed checkpoint with nothing saying why."""
+    key = tmp_path / "signing.key"
+    command = [str(BINARY), "--db", sqlite_url, "ingest", str(big_file)]
+    env = dict(os.environ, SERVICETRAIL_BATCH=str(BATCH), SERVICETRAIL_SIGNING_KEY=str(key))
+
+    def key_unreadable() -> None:
+        key.rename(tmp_path / "moved.key")
+        key.mkdir()
+
+    said = interrupted_once_stored(
+        command, env, tmp_path, sqlite_url, "sat_record", 0.2 * TOTAL, meanwhile=key_unreadable
+    )
+    assert "stopped part way; kept from before: loaded" in said
+    assert f"(not signed: the signing key {key} cannot be read" in said, said
+    assert "sealed by the next ingest or the server" in said
+    assert "Error: interrupted" in said and "Traceback" not in said
 
 
 def test_ctrl_c_inside_sqlalchemys_commit_is_still_an_interruption(

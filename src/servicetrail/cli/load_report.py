@@ -50,6 +50,8 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
                 if sealed_later and not summary.sealed
                 else ""
             )
+            if summary.not_sealed:
+                later = f" (not signed: {printable(summary.not_sealed)}){later}"
             if summary.waiting:
                 # changes of supplier among them, half applied perhaps (README)
                 later += (

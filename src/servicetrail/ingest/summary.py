@@ -42,6 +42,7 @@ class Summary:
     waiting: int = 0
     times_from_mtime: int = 0  # bare request files timed by their modification time
     sealed: bool = False  # an interrupted ingest signed what it kept (trail_load)
+    not_sealed: str = ""  # why an interrupted ingest could not sign what it kept
     skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
 

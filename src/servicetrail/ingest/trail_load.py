@@ -94,8 +94,14 @@ def ingest(
     except KeyboardInterrupt:
         # Ctrl-C still reports what was kept, so it signs that first (SPEC section 7): left to
         # "the next ingest or the server", it stayed in no checkpoint while neither came
-        seal_store(engine)
-        summary.sealed = True
+        try:
+            seal_store(engine)
+        except Exception as e:
+            # said with what was kept; it came out as "interrupted" alone, the key or the
+            # store's fault that left those records unsigned nowhere told
+            summary.not_sealed = str(e) or type(e).__name__
+        else:
+            summary.sealed = True
         raise
     finally:
         rejects.finish(summary)
