@@ -20,7 +20,14 @@ from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from ..store.postgresql_errors import psycopg_error
 from .commands import OnceOnlyGroup
-from .common import Failure, printable, sigterm_stops_as_ctrl_c, standard_streams, stopped
+from .common import (
+    Failure,
+    printable,
+    sigterm_stops_as_ctrl_c,
+    standard_streams,
+    stopped,
+    terminated,
+)
 from .store_access import db_option
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
@@ -64,7 +71,7 @@ class Servicetrail(OnceOnlyGroup):
             # click's own answer, "Aborted!" and exit 1, read as rejects or findings (audit 45b)
             raise stopped(e) from None
         except Exception as e:
-            interrupt = _interrupted(e)
+            interrupt = _interrupted(e) or terminated()
             if interrupt is not None:
                 # Ctrl-C inside a library's clean-up (SQLAlchemy's commit, between the
                 # database's COMMIT and its own bookkeeping) came out as an AssertionError,

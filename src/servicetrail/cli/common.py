@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 import click
@@ -40,14 +40,37 @@ def stopped(interrupt: KeyboardInterrupt) -> Failure:
     return Failure("interrupted", 128 + signal.SIGINT)
 
 
+_terminated = False  # while this command runs (sigterm_stops_as_ctrl_c)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated
+
+
+def terminated() -> Terminated | None:
+    """SIGTERM, if it came while this command ran: raised inside a function SQLite calls (a
+    report's SRV titles), Terminated came out as sqlite3's "user-defined function raised
+    exception", its cause dropped: a traceback and exit 1 (review 45f)."""
+    return Terminated() if _terminated else None
+
+
+def sigterm_left_to_the_server() -> None:
+    """uvicorn stops gracefully on SIGTERM, then raises it again to end by it (143 in a
+    shell); raised as Terminated, a KeyboardInterrupt, uvicorn took it for Ctrl-C, and the
+    server said nothing and exited 0 (review 45f)."""
+    with suppress(ValueError):  # not the main thread: not this thread's to set
+        if signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager
 def sigterm_stops_as_ctrl_c() -> Iterator[None]:
     """While a command runs. Not where SIGTERM was given a handler already (a program that
     runs the command in its own process), and put back after (a test runner's)."""
+    global _terminated
+    _terminated = False
     try:
         before = signal.getsignal(signal.SIGTERM)
         if before is signal.SIG_DFL:
@@ -58,7 +81,7 @@ def sigterm_stops_as_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
-        if before is signal.SIG_DFL:
+        if signal.getsignal(signal.SIGTERM) is _terminate:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
