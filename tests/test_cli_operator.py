@@ -419,56 +419,31 @@ def test_a_command_stopped_by_a_signal_says_so_with_the_shells_code(
     assert said in stderr and "Aborted!" not in stderr and "Traceback" not in stderr
 
 
-def test_sigterm_inside_a_function_sqlite_calls_is_still_a_stop(sqlite_url, tmp_path, monkeypatch):
+def test_sigterm_inside_a_function_sqlite_calls_is_still_a_stop(store, tmp_path, monkeypatch):
     """SIGTERM raised inside the report's SRV-title function, which SQLite calls for each row,
     came out as sqlite3's "user-defined function raised exception", its cause dropped: a
-    traceback and exit 1 (review 45f). The signal is sent for real, at the report's tenth
+    traceback and exit 1 (review 45f). The signal is sent for real, at the report's first
     row, in process; the command says it was terminated (143)."""
     from click.testing import CliRunner
 
     from servicetrail.cli import main
     from servicetrail.store import export
 
-    user, device = "90-B3-D5-1F-30-01-00-01", "00-DB-00-00-00-00-00-01"
-    (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},NORTH,N,IS\n")
-    with open(tmp_path / "some.jsonl", "w", encoding="utf-8") as f:
-        for n in range(50):
-            f.write(
-                f'{{"logged_at": "2025-01-01T00:00:{n:02d}Z", "kind": "request", "request_id": '
-                f'"{user}:{device}:{n}", "srv": "4.1.1", "user_id": "{user}", "device_id": '
-                f'"{device}", "response_code": "", "payload": "p"}}\n'
-            )
-    runner = CliRunner()
-    for args in (["load", "users", "users.csv"], ["ingest", "some.jsonl"]):
-        monkeypatch.chdir(tmp_path)
-        assert runner.invoke(main, ["--db", sqlite_url, *args]).exit_code == 0
+    url, _, _ = store
     title, rows = export.srv_title_field, []
 
-    def terminated_at_the_tenth_row(srv: str | None) -> str:
+    def terminated_at_the_first_row(srv: str | None) -> str:
         rows.append(srv)
-        if len(rows) == 10:
+        if len(rows) == 1:
             os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, inside SQLite's call
         return title(srv)
 
-    monkeypatch.setattr(export, "srv_title_field", terminated_at_the_tenth_row)
-    result = runner.invoke(
-        main,
-        [
-            "--db",
-            sqlite_url,
-            "report",
-            "own",
-            "--party",
-            "NORTH",
-            "--from",
-            "2025-01-01",
-            "--to",
-            "2026-01-01",
-            "--output",
-            str(tmp_path / "r.csv"),
-        ],
+    monkeypatch.setattr(export, "srv_title_field", terminated_at_the_first_row)
+    output = tmp_path / "r.csv"
+    result = CliRunner().invoke(
+        main, ["--db", url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(output)]
     )
-    assert len(rows) >= 10
+    assert rows
     assert result.exit_code == 143, result.output
     assert "Error: terminated" in result.stderr and "Traceback" not in result.output
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back for whoever runs next
