@@ -192,11 +192,7 @@ def _fork_writer(
 def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, workers: int) -> None:
     code = 1
     try:
-        # Ctrl-C and SIGTERM are the parent's to handle (a forked worker inherits the
-        # command line's SIGTERM handler, which would raise inside a half-sent chunk)
-        for stop in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop, signal.SIG_IGN)
-        _die_with_parent()
+        _tied_to_parent()
         out = os.fdopen(fd, "wb", closefd=False)
         try:
             with open_binary(path) as stream:
@@ -215,7 +211,12 @@ def _work(fd: int, path: Path, parse: Parser, chunk_lines: int, index: int, work
         os._exit(code)
 
 
-def _die_with_parent() -> None:
+def _tied_to_parent() -> None:
+    """A worker stops with its parent and only so: Ctrl-C and SIGTERM are the parent's to
+    handle (a forked worker inherits the command line's SIGTERM handler, which would raise
+    inside a half-sent chunk), and the parent's death kills it."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -267,11 +268,7 @@ def produced(items: Callable[[], Iterable[Any]]) -> Iterator[Any]:
 def _produce(fd: int, items: Callable[[], Iterable[Any]]) -> None:
     code = 1
     try:
-        # Ctrl-C and SIGTERM are the parent's to handle (a forked worker inherits the
-        # command line's SIGTERM handler, which would raise inside a half-sent chunk)
-        for stop in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop, signal.SIG_IGN)
-        _die_with_parent()
+        _tied_to_parent()
         out = os.fdopen(fd, "wb", closefd=False)
         try:
             for item in items():
