@@ -940,7 +940,9 @@ def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     assert times[1] and max(times[1]) < min(times[0])
     assert 'rel="next"' not in second.text
     assert re.search(
-        r"<title>Search the trail: \d+ records \(page 2\) · servicetrail</title>", second.text
+        r"<title>Search the trail: \d+ records for Device ID [-0-9A-F]{23} \(page 2\)"
+        r" · servicetrail</title>",
+        second.text,
     )
 
 
@@ -1206,7 +1208,16 @@ def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: Te
         rows > 1 and title.search(listed)[1] == f"Search the trail: {rows} records · servicetrail"
     )
     none = np.get("/", params={"device_id": "00-00-00-00-00-00-00-00"}).text
-    assert title.search(none)[1] == "Search the trail: no records · servicetrail"
+    assert title.search(none)[1] == (
+        "Search the trail: no records for Device ID 00-00-00-00-00-00-00-00 · servicetrail"
+    )
+    # what was asked for, so that two searches' tabs and history entries differ
+    asked = np.get("/", params={"srv": "1.1.1", "kind": "request", "scope": "own"}).text
+    assert re.fullmatch(
+        r"Search the trail: (no|\d+) records? for SRV 1\.1\.1, Kind request, Mine only"
+        r" · servicetrail",
+        title.search(asked)[1],
+    )
     wrong = np.get("/", params={"device_id": "not-a-device"}).text
     assert title.search(wrong)[1] == "Error: Search the trail · servicetrail"
     # page 2's title: test_keyset_paging_newest_first_without_overlap

@@ -125,13 +125,22 @@ def _problem_title(stale_link: bool, found: Results) -> str:
     return "Too much at once" if found.busy else "Narrow your search"
 
 
-def _search_title(found: Results, errors: dict[str, str]) -> str:
+def _search_title(found: Results, errors: dict[str, str], values: dict[str, str]) -> str:
     """The title a screen reader says first on the page a search opens: what it found, as a
-    sighted analyst sees in the results' status line (audit 43c)."""
+    sighted analyst sees in the results' status line (audit 43c), and for what: searches of
+    different Devices were all "Search the trail: 50 records" in a browser's history and tabs."""
     if errors or found.problem:
         return "Search the trail"
     count = len(found.items)
-    return f"Search the trail: {count or 'no'} record{'s' if count != 1 else ''}"
+    said = f"Search the trail: {count or 'no'} record{'s' if count != 1 else ''}"
+    asked_for = [
+        f"{FIELD_LABELS[name]} {values[name]}"
+        for name in SEARCH_FIELDS
+        if values[name] and name != "scope"
+    ]
+    if values["scope"] in ("own", "others"):
+        asked_for.append(dict(SCOPES)[values["scope"]])
+    return f"{said} for {', '.join(asked_for)}" if asked_for else said
 
 
 @router.get("/")
@@ -158,7 +167,7 @@ def search(request: Request, who: Who) -> Response:
         "search.html",
         who,
         status=status,
-        title=_search_title(found, errors),
+        title=_search_title(found, errors, values),
         values=values,
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         errors=said_on_screen(errors, values),
