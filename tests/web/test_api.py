@@ -164,6 +164,23 @@ def test_bad_parameters_are_422_naming_the_parameter(client, bearer, params, nam
     assert response.json()["parameter"] == name and name in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/api/v1/records", {"limit": "ten"}),
+        ("/api/v1/records", {"limit": "5.0"}),
+        ("/api/v1/access-log", {"limit": "ten"}),
+    ],
+)
+def test_a_bad_parameter_is_said_in_our_words_not_pydantics(client, bearer, path, params):
+    """The reason a validator gave, as it gave it: pydantic's "Value error, " went before it
+    (audit 46c: "limit: Value error, must be a whole number from 1 to 1000")."""
+    response = client.get(path, headers=bearer(P.NORTHPOWER), params=params)
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert message.startswith("limit: must be a whole number") and "Value error" not in message
+
+
 def test_the_openapi_document_states_the_checks_the_api_makes(client):
     """limit, scope and kind are validated by FastAPI itself, so the document says what is
     checked."""

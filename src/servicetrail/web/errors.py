@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,7 +84,7 @@ def as_json(exc: Exception) -> JSONResponse:
             for part in first.get("loc", ())
             if part not in ("query", "path", "body", "header")
         ]
-        return bad_parameter(".".join(where) or "request", str(first.get("msg", "invalid value")))
+        return bad_parameter(".".join(where) or "request", _message(first))
     if isinstance(exc, AuditorRefused):
         return JSONResponse(
             status_code=403, content={"error": "forbidden", "message": AUDITOR_MESSAGE}
@@ -190,7 +192,15 @@ def _first_said(exc: ParameterError | RequestValidationError) -> str:
         for part in first.get("loc", ())
         if part not in ("query", "path", "body", "header")
     ]
-    return f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid value')}"
+    return f"{'.'.join(where) or 'request'}: {_message(first)}"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """A validation error's reason as our validators said it: pydantic puts "Value error, "
+    before a ValueError's words, so `limit=ten` read "limit: Value error, must be a whole
+    number ..." where `limit=0` read "limit: Input should be ..." (audit 46c)."""
+    said = str(error.get("msg", "invalid value"))
+    return said.removeprefix("Value error, ") if error.get("type") == "value_error" else said
 
 
 def is_for_the_screen(request: Request) -> bool:
