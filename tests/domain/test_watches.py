@@ -3,6 +3,7 @@ says them, agrees with the API's reading, which stops at the first."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,3 +69,37 @@ def test_alerts_alone_from_other_users_never_match() -> None:
     assert never_matches(WatchSpec("w", kinds=alerts))
     assert not never_matches(WatchSpec("w", kinds=alerts, senders="all"))
     assert not never_matches(WatchSpec("w", kinds=Listed(["device_alert", "response"])))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "پایش می\u200cشود",  # Persian: a word written with a ZWNJ
+        "\U0001f469\u200d\U0001f469\u200d\U0001f467 family",  # an emoji family, ZWJs
+        "\U0001f3f3\ufe0f\u200d\U0001f308 flag",
+        "क्\u200dष",  # Devanagari half-form
+    ],
+)
+def test_a_watch_name_may_hold_a_joiner_inside_a_word(name: str) -> None:
+    """The Party's own label, in its own script: a 422 blaming "combining marks" (46c)."""
+    assert watch_spec({"name": name}).name == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a\u2028b",  # a line separator breaks the line as "\n" does
+        "a\u2029b",
+        "\u200dab",  # a joiner joining nothing: an invisible difference between two names
+        "ab\u200d",
+        "a \u200db",
+        "a\u200d\u200db",
+        "a\u200bb",  # zero-width space
+        "a\u202eb",  # a direction override
+        "a\ufeffb",
+    ],
+)
+def test_a_watch_name_refuses_what_breaks_a_line_or_hides(name: str) -> None:
+    with pytest.raises(InvalidWatch) as refused:
+        watch_spec({"name": name})
+    assert refused.value.field == "name" and "combining" not in refused.value.message

@@ -91,17 +91,37 @@ class WatchSpec:
         }
 
 
+# Zero-width joiners that spell words and pictures: Persian and the Indic scripts write
+# some words with a ZWNJ, and emoji such as a family or a flag are joined by ZWJs; the other
+# format characters (direction overrides) stay refused (audit 46c: "پایش می‌شود" was a 422)
+_JOINERS = "\u200c\u200d"
+# a joiner between two visible characters, not at an end, beside a space or another joiner
+_LOOSE_JOINER = re.compile(r"(?:^|[\s\u200c\u200d])[\u200c\u200d]|[\u200c\u200d](?=$|\s)")
+# category Z but breaking a line as \n does (refused as a control character)
+_LINE_BREAKS = re.compile(r"[\u2028\u2029]")
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidWatch("name", "must be a string")
     text = unicodedata.normalize("NFC", value.strip())
     if not 1 <= len(text) <= MAX_NAME:
         raise InvalidWatch("name", f"must be 1 to {MAX_NAME} characters")
-    if hidden_characters(text) or stacked_marks(text):
+    if (
+        hidden_characters(text, allowed=_JOINERS)
+        or _LOOSE_JOINER.search(text)
+        or _LINE_BREAKS.search(text)
+    ):
         raise InvalidWatch(
             "name",
-            f"must be printable text, with at most {MOST_STACKED_MARKS} combining marks on a "
-            f"character: {shown(value)}",
+            "must be printable text on one line, without control, direction or zero-width "
+            f"characters (a joiner inside a word aside): {shown(value)}",
+        )
+    if stacked_marks(text):
+        raise InvalidWatch(
+            "name",
+            f"must have at most {MOST_STACKED_MARKS} combining marks on a character: "
+            f"{shown(value)}",
         )
     return text
 
