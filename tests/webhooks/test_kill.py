@@ -119,12 +119,14 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
     assert all(r.verified and not r.error for r in revived.received)
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_worker_alone_seals_its_attempts_access_entries_as_it_stops(
-    engine, db_url, monkeypatch
+    engine, db_url, monkeypatch, stop
 ) -> None:
     """Each attempt is an access-log entry (SPEC 8: sealed at least once a minute and at
     shutdown). `serve` sealed them, `deliver` never did: a store served by workers alone
-    kept them out of every signed checkpoint (audit 42c)."""
+    kept them out of every signed checkpoint (audit 42c). Either signal stops it gracefully
+    (0), Ctrl-C too now that the command notes it in a handler of its own (session 46)."""
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
     P.load_personas(engine)
@@ -139,9 +141,10 @@ def test_a_worker_alone_seals_its_attempts_access_entries_as_it_stops(
         try:
             assert wait_for(lambda: len(receiver.received) >= 3, 30)
         finally:
-            worker.send_signal(signal.SIGTERM)
+            worker.send_signal(stop)
             _, said = worker.communicate(timeout=30)
     assert worker.returncode == 0, said.decode()
+    assert b"delivered 3" in said and b"Traceback" not in said
     with engine.connect() as conn:
         attempts = conn.execute(
             text("SELECT count(*) FROM access_log WHERE action = 'deliver'")

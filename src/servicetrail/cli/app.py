@@ -26,7 +26,7 @@ from .common import (
     sigterm_stops_as_ctrl_c,
     standard_streams,
     stopped,
-    terminated,
+    signalled,
 )
 from .store_access import db_option
 
@@ -71,7 +71,7 @@ class Servicetrail(OnceOnlyGroup):
             # click's own answer, "Aborted!" and exit 1, read as rejects or findings (audit 45b)
             raise stopped(e) from None
         except Exception as e:
-            interrupt = _interrupted(e) or terminated()
+            interrupt = _interrupted(e) or signalled()
             if interrupt is not None:
                 # Ctrl-C inside a library's clean-up (SQLAlchemy's commit, between the
                 # database's COMMIT and its own bookkeeping) came out as an AssertionError,

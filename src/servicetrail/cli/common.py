@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -40,49 +41,62 @@ def stopped(interrupt: KeyboardInterrupt) -> Failure:
     return Failure("interrupted", 128 + signal.SIGINT)
 
 
-_terminated = False  # while this command runs (sigterm_stops_as_ctrl_c)
+# the last of Ctrl-C and SIGTERM that this command met (sigterm_stops_as_ctrl_c)
+_signalled: KeyboardInterrupt | None = None
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    global _terminated
-    _terminated = True
-    raise Terminated
+def _stop(signum: int, frame: FrameType | None) -> None:
+    global _signalled
+    _signalled = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise type(_signalled)
 
 
-def terminated() -> Terminated | None:
-    """SIGTERM, if it came while this command ran: raised inside a function SQLite calls (a
-    report's SRV titles), Terminated came out as sqlite3's "user-defined function raised
-    exception", its cause dropped: a traceback and exit 1 (review 45f)."""
-    return Terminated() if _terminated else None
+def signalled() -> KeyboardInterrupt | None:
+    """Ctrl-C or SIGTERM, if either came while this command ran: raised inside a function
+    SQLite calls (a report's SRV titles), the KeyboardInterrupt came out as sqlite3's
+    "user-defined function raised exception", its cause dropped: a traceback and exit 1
+    (review 45f for SIGTERM, session 46 for Ctrl-C)."""
+    return _signalled
 
 
-def sigterm_left_to_the_server() -> None:
-    """uvicorn stops gracefully on SIGTERM, then raises it again to end by it (143 in a
-    shell); raised as Terminated, a KeyboardInterrupt, uvicorn took it for Ctrl-C, and the
-    server said nothing and exited 0 (review 45f)."""
+# what Python gives each signal when nothing else was set before it
+_PYTHONS_OWN: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int] = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+}
+
+
+def left_to_the_server(*signals: signal.Signals) -> None:
+    """Python's own handlers back, for a server that stops on them itself. uvicorn stops
+    gracefully on SIGTERM, then raises it again to end by it (143 in a shell); raised as
+    Terminated, a KeyboardInterrupt, uvicorn took it for Ctrl-C, and the server said nothing
+    and exited 0 (review 45f). asyncio.Runner (`deliver`) turns Ctrl-C into a cancel of its
+    task only over Python's own Ctrl-C handler."""
     with suppress(ValueError):  # not the main thread: not this thread's to set
-        if signal.getsignal(signal.SIGTERM) is _terminate:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for each in signals:
+            if signal.getsignal(each) is _stop:
+                signal.signal(each, _PYTHONS_OWN[each])
 
 
 @contextmanager
 def sigterm_stops_as_ctrl_c() -> Iterator[None]:
-    """While a command runs. Not where SIGTERM was given a handler already (a program that
-    runs the command in its own process), and put back after (a test runner's)."""
-    global _terminated
-    _terminated = False
+    """While a command runs: SIGTERM stops it as Ctrl-C does, and either is noted as it comes
+    (`signalled`). Neither where it was given a handler already (a program that runs the
+    command in its own process, a shell that started it with Ctrl-C ignored), and each put
+    back after (a test runner's)."""
+    global _signalled
+    _signalled = None
     try:
-        before = signal.getsignal(signal.SIGTERM)
-        if before is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _terminate)
+        for each, own in _PYTHONS_OWN.items():
+            if signal.getsignal(each) is own:
+                signal.signal(each, _stop)
     except ValueError:  # not the main thread: signals are not this thread's to handle
         yield
         return
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is _terminate:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        left_to_the_server(*_PYTHONS_OWN)
 
 
 def printable(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import signal
 import socket
 import sys
 
@@ -14,7 +15,7 @@ from ..store.accounts import verified_password_hash
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .commands import command
-from .common import Failure, sigterm_left_to_the_server
+from .common import Failure, left_to_the_server
 from .store_access import engine, shown_store_url, store_url, with_db
 
 
@@ -42,7 +43,7 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
         f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)",
         err=True,
     )
-    sigterm_left_to_the_server()
+    left_to_the_server(signal.SIGINT, signal.SIGTERM)
     run(store, store_url(), host, port, workers, trusted_proxies)
 
 

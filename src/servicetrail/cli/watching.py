@@ -11,7 +11,7 @@ from ..domain.ids import MAX_ID
 from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
-from .common import Failure, shown_once
+from .common import Failure, left_to_the_server, shown_once
 from .options import COUNT
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
@@ -230,6 +230,8 @@ def deliver_cmd() -> None:
             await seal_now(store)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
+    # SIGTERM stays the command's until `main` gives both signals to the loop: a stop then
+    left_to_the_server(signal.SIGINT)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
     s = deliverer.stats
