@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
@@ -165,16 +174,10 @@ def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world
     assert last.exit_code == 0 and last.stdout == ""
 
 
-def test_a_followed_watch_deleted_after_its_events_were_printed_exits_1(sqlite_url, tmp_path):
-    """Deleted while followed, after some of its events were printed: the command did part
-    of what was asked (1), as this CLI says it; it exited 2, as for a watch that never was
-    the Party's (review 24d)."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
+@contextmanager
+def _following(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Callable, int, Popen]]:
+    """`watch events --follow` in a process of its own, on a watch of SOUTHENERGY's whose
+    first event it has printed; how to run another command, the watch's id, the process."""
     from servicetrail.store.engine import open_store
 
     engine = open_store(sqlite_url)
@@ -194,19 +197,49 @@ def test_a_followed_watch_deleted_after_its_events_were_printed_exits_1(sqlite_u
         [binary, "--db", sqlite_url, "watch", "events", str(made["id"]), "--party",
          P.SOUTHENERGY, "--follow"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # as a terminal's foreground command has it (a suite started in the background hands
+        # its children Ctrl-C ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert follow.stdout is not None
         first = json.loads(follow.stdout.readline())  # an event printed
         assert first["event_id"] == 1
-        assert run("watch", "rm", str(made["id"]), "--party", P.SOUTHENERGY).returncode == 0
-        deadline = time.monotonic() + 30
-        while follow.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert follow.returncode == 1, follow.stderr.read()
-        assert b"no such watch" in follow.stderr.read()
+        yield run, made["id"], follow
     finally:
         if follow.poll() is None:
             follow.kill()
         follow.wait()
         engine.dispose()
+
+
+def test_a_followed_watch_deleted_after_its_events_were_printed_exits_1(sqlite_url, tmp_path):
+    """Deleted while followed, after some of its events were printed: the command did part
+    of what was asked (1), as this CLI says it; it exited 2, as for a watch that never was
+    the Party's (review 24d)."""
+    with _following(sqlite_url, tmp_path) as (run, watch_id, follow):
+        assert run("watch", "rm", str(watch_id), "--party", P.SOUTHENERGY).returncode == 0
+        deadline = time.monotonic() + 30
+        while follow.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert follow.returncode == 1, follow.stderr.read()
+        assert b"no such watch" in follow.stderr.read()
+
+
+@pytest.mark.parametrize(
+    "stop, code, said",
+    [(signal.SIGINT, 130, b"Error: interrupted"), (signal.SIGTERM, 143, b"Error: terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_follow_stopped_by_a_signal_says_so_as_every_command_does(
+    sqlite_url, tmp_path, stop, code, said
+):
+    """A follow ends only when stopped; it exited 0 on Ctrl-C and on SIGTERM alike, where
+    every other command that is not a server says it was stopped, with the shell's code
+    (README), as `tail -f` ends with 130 on Ctrl-C: a script that follows can tell a stop
+    from a follow that ended by itself (1 or 2, above) only by it (session 46)."""
+    with _following(sqlite_url, tmp_path) as (_, _, follow):
+        follow.send_signal(stop)
+        _, stderr = follow.communicate(timeout=60)
+    assert follow.returncode == code, stderr
+    assert said in stderr and b"Traceback" not in stderr
