@@ -6,6 +6,7 @@ closing a stream or the locale cannot be done in-process."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -419,6 +420,17 @@ def test_a_command_stopped_by_a_signal_says_so_with_the_shells_code(
     assert said in stderr and "Aborted!" not in stderr and "Traceback" not in stderr
 
 
+def _in_a_process_of_its_own(script: str, word: str, url: str, output: Path):
+    """`script`, which runs the report of REPORT into `output` (sys.argv[2:]) after changing
+    what it must, in a process of its own, told `word` (sys.argv[1])."""
+    return subprocess.run(
+        [sys.executable, "-c", script, word, "--db", url, *REPORT, "--to",
+         "2026-01-01T00:00:00Z", "--output", str(output)],
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )  # fmt: skip
+
+
 # the report with its SRV-title function sending `signal` at the first row, in a process of
 # its own: the handler then runs inside SQLite's call to it
 _SIGNALLED_AT_THE_FIRST_ROW = """
@@ -457,11 +469,69 @@ def test_a_signal_inside_a_function_sqlite_calls_is_still_a_stop(store, tmp_path
     signal is sent for real, at the report's first row; the command says it was stopped."""
     url, _, _ = store
     output = tmp_path / "r.csv"
-    result = subprocess.run(
-        [sys.executable, "-c", _SIGNALLED_AT_THE_FIRST_ROW, str(int(stop)), "--db", url,
-         *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(output)],
-        capture_output=True, text=True, timeout=120,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
-    )  # fmt: skip
+    result = _in_a_process_of_its_own(_SIGNALLED_AT_THE_FIRST_ROW, str(int(stop)), url, output)
     assert result.returncode == code, result.stderr
     assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def _beside_it(report: Path) -> list[str]:
+    return sorted(p.name for p in report.parent.iterdir() if report.name in p.name)
+
+
+# the report's writing into its file stopped after its first 1,000 bytes, by Ctrl-C (a real
+# signal) or a full disk
+_STOPPED_WHILE_WRITTEN = """
+import errno, os, shutil, signal, sys
+from servicetrail.cli import main
+
+def stopped_part_way(source, out, *args):
+    out.write(source.read(1000))
+    out.flush()
+    if sys.argv[1] == "ctrl-c":
+        os.kill(os.getpid(), signal.SIGINT)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+shutil.copyfileobj = stopped_part_way
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize(
+    "stop, code, said",
+    [("ctrl-c", 130, "Error: interrupted"), ("full", 2, "No space left on device")],
+)
+def test_a_report_stopped_while_written_leaves_the_earlier_one_and_nothing_beside(
+    store, tmp_path, stop, code, said
+):
+    """Its hidden file beside the report is removed on any error and on Ctrl-C, from the
+    moment it is made (review 45f)."""
+    url, _, _ = store
+    report = tmp_path / "r.csv"
+    report.write_text("an earlier report\n")
+    result = _in_a_process_of_its_own(_STOPPED_WHILE_WRITTEN, stop, url, report)
+    assert result.returncode == code, result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert report.read_text() == "an earlier report\n" and _beside_it(report) == ["r.csv"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace, to see the calls")
+def test_a_report_is_on_the_disk_before_it_takes_its_name(store, tmp_path):
+    """Renamed over the earlier report before its own bytes were synced, a report could be
+    an empty or cut file after a crash, the earlier one gone (session 46). Its folder is
+    synced after, so that the rename itself outlives a crash."""
+    url, _, _ = store
+    report = tmp_path / "r.csv"
+    report.write_text("an earlier report\n")
+    trace = tmp_path / "trace"
+    made = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+         "-o", str(trace), str(BINARY), "--db", url, *REPORT, "--to", "2026-01-01T00:00:00Z",
+         "--output", str(report)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    calls = trace.read_text().splitlines()
+    renamed = next(n for n, call in enumerate(calls) if "rename" in call and ".r.csv." in call)
+    assert any("fsync(" in call and "/.r.csv." in call for call in calls[:renamed]), calls
+    assert any("fsync(" in call and f"<{tmp_path}>" in call for call in calls[renamed:]), calls
+    assert report.read_text().startswith("id,")

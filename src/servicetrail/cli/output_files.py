@@ -139,45 +139,58 @@ class HeldOutput:
         self.text.flush()
         self.text.buffer.seek(0)
         sys.stdout.flush()
-        beside = _beside(path) if path else None
-        if beside is not None:
-            _put_in_place(self.text.buffer, *beside)
-        else:
+        target = _beside(path) if path else None
+        if target is None or not _put_in_place(self.text.buffer, target):
             with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
                 shutil.copyfileobj(self.text.buffer, out)
         self.text.close()
 
 
-def _beside(path: Path) -> tuple[int, Path, Path] | None:
-    """A new file beside the report's (its descriptor, its name, the report's real name), when
-    the report is a file, made or to be made; None for a pipe or a device, a link (`/dev/stdout`
-    to a shell's `>> app.log`: the file it reaches is the user's own, and stays that file), or
-    a folder this user may not add to, which are written in place."""
+def _beside(path: Path) -> Path | None:
+    """The report's real name, when the report is written beside it and put in its place: a
+    file, made or to be made. None for what is written in place: a pipe or a device, a link
+    (`/dev/stdout` to a shell's `>> app.log`: the file it reaches is the user's own, and stays
+    that file)."""
     target = resolved(path, "--output")
-    if os.path.islink(path) or (target.exists() and not target.is_file()):
+    if os.path.islink(path):
         return None
+    try:
+        found = os.stat(target)
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return target
+
+
+_NAMED_BYTES = 200  # of the report's name in its new file's
+
+
+def _put_in_place(source: IO[bytes], target: Path) -> bool:
+    """The report written whole beside its file, then put in its place in one step: emptied
+    first and then written, a report stopped part way (killed, a full disk) lost the one
+    before and left a cut one that still read as a report (audit 45b). Whoever reads the
+    earlier one meanwhile reads it to its end. A name, not a file, is replaced: one linked to
+    a store's file in between replaces the link, and the store's file is left as it was.
+    False, with nothing done, when the folder takes no new file from this user."""
     try:
         # the report's name, cut to leave room for the dot and mkstemp's eight characters
         # in a name's 255 bytes: a report named 247 bytes or more was refused as too long
         short = os.fsdecode(os.fsencode(target.name)[:_NAMED_BYTES])
         descriptor, name = tempfile.mkstemp(prefix=f".{short}.", dir=target.parent)
     except PermissionError:
-        return None
-    return descriptor, Path(name), target
-
-
-_NAMED_BYTES = 200  # of the report's name in its new file's
-
-
-def _put_in_place(source: IO[bytes], descriptor: int, written: Path, target: Path) -> None:
-    """The report written whole beside its file, then put in its place in one step: emptied
-    first and then written, a report stopped part way (killed, a full disk) lost the one
-    before and left a cut one that still read as a report (audit 45b). Whoever reads the
-    earlier one meanwhile reads it to its end. A name, not a file, is replaced: one linked to
-    a store's file in between replaces the link, and the store's file is left as it was."""
+        return False
+    written = Path(name)
+    # made and removed in one place: any error or Ctrl-C from here on leaves no hidden file
+    # beside the report (SIGKILL, or a machine that stops, cannot be helped: the next
+    # report's own file has another name, and this one is left for the user to remove)
     try:
         with open(descriptor, "wb") as out:  # mkstemp's mode: the user's alone (0600)
             shutil.copyfileobj(source, out)
+            out.flush()
+            # on the disk before its name is: a crash after the rename could otherwise
+            # leave the name on an empty or cut file, the earlier report gone
+            os.fsync(out.fileno())
         if target in _stores_own_files() or _the_stores_own(target):
             raise Failure(f"--output: {target} is the store's own file or key; name another file")
         os.replace(written, target)
@@ -185,3 +198,15 @@ def _put_in_place(source: IO[bytes], descriptor: int, written: Path, target: Pat
         with suppress(OSError):
             written.unlink()
         raise
+    _sync_folder(target.parent)
+    return True
+
+
+def _sync_folder(folder: Path) -> None:
+    """The rename on the disk too, where the system allows a folder to be synced."""
+    with suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
