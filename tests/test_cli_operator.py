@@ -474,6 +474,34 @@ def test_a_signal_inside_a_function_sqlite_calls_is_still_a_stop(store, tmp_path
     assert said in result.stderr and "Traceback" not in result.stderr
 
 
+def _without_root_overriding_permissions() -> list[str]:
+    """What to run a command under so that a file's permissions hold for it: root opens a
+    read-only file for writing, as a shell's `>` run by root writes it."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root, and no setpriv to run without CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_a_read_only_report_is_refused_and_left_as_it_was(store, tmp_path):
+    """A report this user may not write, in a folder it may: written beside it and renamed
+    over it, it was replaced without a word, where a shell's `>` refuses it (session 46)."""
+    url, _, _ = store
+    report = tmp_path / "r.csv"
+    report.write_text("an earlier report\n")
+    report.chmod(0o444)
+    refused = subprocess.run(
+        [*_without_root_overriding_permissions(), str(BINARY), "--db", url, *REPORT,
+         "--to", "2026-01-01T00:00:00Z", "--output", str(report)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert b"Permission denied; the file is left as it was" in refused.stderr
+    assert b"Traceback" not in refused.stderr
+    assert report.read_text() == "an earlier report\n" and _beside_it(report) == ["r.csv"]
+
+
 def _beside_it(report: Path) -> list[str]:
     return sorted(p.name for p in report.parent.iterdir() if report.name in p.name)
 

@@ -146,6 +146,20 @@ class HeldOutput:
         self.text.close()
 
 
+def may_write(path: Path) -> None:
+    """A report's file, refused if it is there and this user may not write it, as a shell's
+    `>` refuses it: renamed over, a read-only report in a folder of the user's was replaced
+    all the same (session 46). Opened for writing, not emptied: asking the file itself, it
+    is the kernel that answers, for root, ACLs and read-only mounts alike."""
+    target = resolved(path, "--output")
+    if not target.is_file():  # a pipe is not opened here (it would wait for its reader)
+        return
+    try:
+        os.close(os.open(target, os.O_WRONLY))
+    except OSError as e:
+        raise Failure(f"--output: {path}: {e.strerror}; the file is left as it was") from None
+
+
 def _beside(path: Path) -> Path | None:
     """The report's real name, when the report is written beside it and put in its place: a
     file, made or to be made. None for what is written in place: a pipe or a device, a link
@@ -160,6 +174,7 @@ def _beside(path: Path) -> Path | None:
         return target
     if not stat.S_ISREG(found.st_mode):
         return None
+    may_write(target)  # again: made read-only since the command began
     return target
 
 

@@ -17,7 +17,7 @@ from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import Failure
 from .options import COUNT, BOUND, WINDOW, as_asked, as_typed, search_or_fail
-from .output_files import HeldOutput, in_existing_folder, not_the_stores_own
+from .output_files import HeldOutput, in_existing_folder, may_write, not_the_stores_own
 from .store_access import cli_reader, engine, viewer_of, with_db
 
 
@@ -53,6 +53,7 @@ def report_own(
     search_or_fail(time_from=time_from, time_to=time_to)
     if output is not None:
         not_the_stores_own(output, "output")
+        may_write(output)  # before the report is made, and its reading logged
     filters = {
         "from": as_typed("time_from"),
         "to": as_typed("time_to"),
