@@ -563,3 +563,17 @@ def test_a_report_is_on_the_disk_before_it_takes_its_name(store, tmp_path):
     assert any("fsync(" in call and "/.r.csv." in call for call in calls[:renamed]), calls
     assert any("fsync(" in call and f"<{tmp_path}>" in call for call in calls[renamed:]), calls
     assert report.read_text().startswith("id,")
+
+
+def test_a_report_of_more_than_one_name_is_written_in_place(store, tmp_path):
+    """Renamed over, a report with hard links was split off: its other names kept the earlier
+    report (session 46). Written in place, as through a symbolic link, every name has it."""
+    url, _, _ = store
+    report, other = tmp_path / "r.csv", tmp_path / "shared" / "r.csv"
+    report.write_text("an earlier report\n")
+    other.parent.mkdir()
+    os.link(report, other)
+    made = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(report))
+    assert made.returncode == 0, made.stderr
+    assert os.path.samefile(report, other) and other.read_text().startswith("id,")
+    assert _beside_it(report) == ["r.csv"]

@@ -164,7 +164,8 @@ def _beside(path: Path) -> Path | None:
     """The report's real name, when the report is written beside it and put in its place: a
     file, made or to be made. None for what is written in place: a pipe or a device, a link
     (`/dev/stdout` to a shell's `>> app.log`: the file it reaches is the user's own, and stays
-    that file)."""
+    that file), a file of more than one name (hard links: renamed over, this name was split
+    off and the others kept the earlier report)."""
     target = resolved(path, "--output")
     if os.path.islink(path):
         return None
@@ -172,7 +173,7 @@ def _beside(path: Path) -> Path | None:
         found = os.stat(target)
     except FileNotFoundError:
         return target
-    if not stat.S_ISREG(found.st_mode):
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
         return None
     may_write(target)  # again: made read-only since the command began
     return target
