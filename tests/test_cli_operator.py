@@ -577,3 +577,20 @@ def test_a_report_of_more_than_one_name_is_written_in_place(store, tmp_path):
     assert made.returncode == 0, made.stderr
     assert os.path.samefile(report, other) and other.read_text().startswith("id,")
     assert _beside_it(report) == ["r.csv"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file to another user")
+def test_a_report_over_another_users_keeps_its_owner_and_group(store, tmp_path):
+    """Renamed over, a report that root wrote over a user's became root's, unreadable by
+    that user at 0600 (session 46). The owner and group stay; the mode is the user's alone,
+    as for every report (README, review 23d)."""
+    url, _, _ = store
+    report = tmp_path / "r.csv"
+    report.write_text("an earlier report\n")
+    os.chown(report, 65534, 65534)
+    report.chmod(0o640)
+    made = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(report))
+    assert made.returncode == 0, made.stderr
+    now = report.stat()
+    assert (now.st_uid, now.st_gid, stat.S_IMODE(now.st_mode)) == (65534, 65534, 0o600)
+    assert report.read_text().startswith("id,")

@@ -202,6 +202,7 @@ def _put_in_place(source: IO[bytes], target: Path) -> bool:
     # report's own file has another name, and this one is left for the user to remove)
     try:
         with open(descriptor, "wb") as out:  # mkstemp's mode: the user's alone (0600)
+            _keep_owner(out.fileno(), target)
             shutil.copyfileobj(source, out)
             out.flush()
             # on the disk before its name is: a crash after the rename could otherwise
@@ -216,6 +217,23 @@ def _put_in_place(source: IO[bytes], target: Path) -> bool:
         raise
     _sync_folder(target.parent)
     return True
+
+
+def _keep_owner(descriptor: int, target: Path) -> None:
+    """The earlier report's owner and group for the new one, as far as this process may give
+    them (root: both; another user: a group of its own): root's report over a user's made it
+    root's, unreadable by that user at 0600. Its mode is not kept: a report is the user's
+    alone (README, review 23d)."""
+    try:
+        earlier = os.stat(target)
+    except OSError:
+        return  # a new report: mkstemp's owner, this user
+    for owner in (earlier.st_uid, -1):
+        try:
+            os.fchown(descriptor, owner, earlier.st_gid)
+            return
+        except OSError:
+            continue
 
 
 def _sync_folder(folder: Path) -> None:
