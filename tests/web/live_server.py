@@ -49,8 +49,10 @@ def live_server_process(
     *options: str,
     env: dict[str, str] | None = None,
     open_files: tuple[int, int] | None = None,
+    command: str = "serve",
 ) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """live_server, with its process (to signal it) and the file of its output."""
+    """live_server, with its process (to signal it) and the file of its output; `command`:
+    `demo` serves a demo store it builds first."""
     port = free_port()
     log_path = folder / f"server-{port}.log"
     with open(log_path, "w") as log:
@@ -59,7 +61,7 @@ def live_server_process(
                 str(SERVICETRAIL),
                 "--db",
                 db_url,
-                "serve",
+                command,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -87,7 +89,9 @@ def live_server_process(
                 except OSError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("servicetrail serve did not start:\n" + log_path.read_text())
+                    raise RuntimeError(
+                        f"servicetrail {command} did not start:\n" + log_path.read_text()
+                    )
                 time.sleep(0.1)
             yield proc, base, log_path
         finally:

@@ -79,6 +79,20 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     engine.dispose()
 
 
+def test_the_demo_stops_on_ctrl_c_as_the_server_does(sqlite_url, tmp_path):
+    """Ctrl-C is uvicorn's to handle, which stops gracefully and exits 0: the command's own
+    Ctrl-C handler (session 46) is not the one uvicorn finds."""
+    with live_server_process(sqlite_url, tmp_path, "--records", "1000", command="demo") as (
+        server,
+        _,
+        log_path,
+    ):
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=GRACEFUL_SECONDS + 10) == 0
+    said = log_path.read_text()
+    assert "Traceback" not in said and "interrupted" not in said, said
+
+
 def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
     engine = open_store(sqlite_url)
     P.load_personas(engine)
