@@ -230,7 +230,8 @@ def deliver_cmd() -> None:
             await seal_now(store)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
-    # SIGTERM stays the command's until `main` gives both signals to the loop: a stop then
+    # Ctrl-C to asyncio.Runner, which cancels `main` on it only over Python's own handler,
+    # until `main` gives both signals to the loop; SIGTERM meanwhile stays a stop (143)
     left_to_the_server(signal.SIGINT)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
