@@ -7,14 +7,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from ..signing import key_path_for
-from ..store.engine import at_another_schema, current_revision, shown_url
+from ..store.engine import at_another_schema, current_revision
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
 from ..store.merkle_log import seal_store
 from ..store.partitions import UnsealedMonths, drop_months, unsealed_months
 from .commands import command, group
 from .common import Failure
-from .store_access import engine, engine_as_it_is, store_url, with_db
+from .store_access import engine, engine_as_it_is, shown_store_url, store_url, with_db
 
 
 @group("db")
@@ -88,7 +88,7 @@ def db_check() -> None:
             store = engine()
         problems = schema_differences(store)
     except DBAPIError as e:
-        raise Failure(f"cannot open the store at {shown_url(store_url())}: {e.orig}") from None
+        raise Failure(f"cannot open the store at {shown_store_url()}: {e.orig}") from None
     for problem in problems:
         click.echo(problem, err=True)
     if problems:

@@ -92,7 +92,7 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
         raise  # says what to do itself: turned into a Failure with the other expected errors
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
         said = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's wrapping
-        raise Failure(f"cannot open the store at {shown_url(database_url(url))}: {said}") from None
+        raise Failure(f"cannot open the store at {shown_store_url()}: {said}") from None
 
 
 def store_url() -> str:
@@ -163,7 +163,7 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
         # the store named too: a newcomer's demo.db beside the default servicetrail.db was
         # "unknown party" with no word of which store was asked (audit 22d)
         raise Failure(
-            f"unknown party {shown(party_id)} in the store {shown_url(store_url())} (--db names "
+            f"unknown party {shown(party_id)} in the store {shown_store_url()} (--db names "
             "another; 'servicetrail load users' adds Parties)"
         )
     return viewer

@@ -16,6 +16,7 @@ from sqlalchemy.pool import QueuePool
 
 from .. import settings
 from ..sqlite_url import sqlite_file, uri_named
+from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
 
 
@@ -339,7 +340,15 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     from .schema import SCHEMA_HEAD
 
     engine = make_engine(url)
-    revision = current_revision(engine)
+    try:
+        revision = current_revision(engine)
+    except exc.OperationalError:
+        try:
+            if not there_now(engine):
+                raise  # the server's own answer: unreachable, a wrong password, ...
+        except CannotCreateDatabase as e:
+            raise StoreError(str(e)) from None
+        revision = current_revision(engine)
     if revision == SCHEMA_HEAD:
         return engine
     from .migrate import build_new_store, is_known, upgrade_to_head

@@ -1,0 +1,67 @@
+"""A PostgreSQL store whose database does not exist yet is made, as an SQLite file is (SPEC
+section 5: "a command on a store that does not exist yet ... creates it"; audit 46b)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from sqlalchemy import exc
+
+from servicetrail.store.engine import StoreError, current_revision, open_store
+from servicetrail.store.schema import SCHEMA_HEAD
+
+
+def _exists(pg_server, name: str) -> bool:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return found.fetchone() is not None
+
+
+@pytest.fixture
+def missing_name(pg_server):
+    name = "t_" + uuid.uuid4().hex[:12]
+    assert not _exists(pg_server, name)
+    yield name
+    pg_server.drop_database(pg_server.url(name))
+
+
+def test_a_missing_database_is_made_and_built_at_the_current_schema(pg_server, missing_name):
+    store = open_store(pg_server.url(missing_name))
+    try:
+        assert _exists(pg_server, missing_name) and current_revision(store) == SCHEMA_HEAD
+    finally:
+        store.dispose()
+
+
+def test_two_commands_making_the_same_database_at_once_both_open_it(pg_server, missing_name):
+    with ThreadPoolExecutor(2) as pool:
+        stores = list(pool.map(lambda _: open_store(pg_server.url(missing_name)), range(2)))
+    try:
+        assert all(current_revision(store) == SCHEMA_HEAD for store in stores)
+    finally:
+        for store in stores:
+            store.dispose()
+
+
+def test_a_role_that_may_not_create_it_is_told_so_by_name(pg_server, missing_name):
+    pg_server.admin("DROP ROLE IF EXISTS st_no_createdb")
+    pg_server.admin("CREATE ROLE st_no_createdb LOGIN NOCREATEDB")
+    try:
+        url = pg_server.url(missing_name).replace("postgres@", "st_no_createdb@", 1)
+        with pytest.raises(StoreError) as refused:
+            open_store(url)
+        said = str(refused.value)
+        assert f"the database '{missing_name}' does not exist" in said
+        assert "'st_no_createdb' could not create it" in said
+        assert not _exists(pg_server, missing_name)
+    finally:
+        pg_server.admin("DROP ROLE st_no_createdb")
+
+
+def test_a_server_that_does_not_answer_is_still_that_error(pg_server):
+    """Nothing to make when no database of the server answers: the connection's own error."""
+    with pytest.raises(exc.OperationalError):
+        open_store("postgresql://postgres@127.0.0.1:1/t_nowhere")
