@@ -4,11 +4,14 @@ checkpoint, after which `log verify` still finds nothing wrong."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from alembic import command
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
 from servicetrail.store import migrate
 from servicetrail.store.log_audit import audit
@@ -17,7 +20,7 @@ from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
 from servicetrail.store.schema import sat_record
-from servicetrail.store.writer import Conflict
+from servicetrail.store.writer import Conflict, append_records
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf
 from tests.store.test_migrations import store_at
@@ -100,6 +103,44 @@ def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg
     with pg_engine.begin() as conn:
         drop_older_than(conn, keep_months=0)
     assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine):
+    """Retention drops only months before the current one. An intruder who dropped every
+    month's partitions and leaves, the current month's too, and left the checkpoints, made
+    each month look retired: `log verify` said nothing, even against kept checkpoints, for a
+    trail wiped whole (audit 46d)."""
+    now = datetime.now(UTC)
+    month = f"{now.year:04d}-{now.month:02d}"
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    sender, device = "90-B3-D5-1F-30-01-00-01", "00-DB-12-34-56-78-90-A1"
+    batch = [
+        SatRecord(
+            logged_at=start + timedelta(seconds=i),
+            kind="request",
+            request_id=f"{sender}:{device}:{i + 1}",
+            srv="4.1.1",
+            user_id=sender,
+            device_id=device,
+            response_code="",
+            payload=f"<body>{i}</body>",
+        )
+        for i in range(3)
+    ]
+    with pg_engine.begin() as conn:
+        append_records(conn, batch)
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn:
+        conn.execute(
+            text("SELECT set_config('servicetrail.retiring_month', :m, true)"), {"m": month}
+        )
+        for table in (log_leaf, log_node, log_pending):
+            conn.execute(table.delete().where(table.c.month == month))
+        for year, number in sorted(existing_months(conn)):
+            for table in ("sat_record", "sat_payload", "sat_visibility"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}_p{year:04d}_{number:02d}"))
+    findings = audit(pg_engine, "servicetrail/sat").findings
+    assert f"log servicetrail/sat/{month} has no leaves, but checkpoints up to size 3" in findings
 
 
 def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -472,7 +472,14 @@ def _checkpoints_gone(
 def _retired(conn: Connection, family: str, month: str) -> bool:
     """Whether retention removed the month: only the trail's logs are retired, with their
     month's partitions (PostgreSQL)."""
-    return family == RECORD_FAMILY and month_dropped(conn, month)
+    # retention drops only months before the current one: a current month gone with every
+    # older one looked retired, and a trail wiped whole passed (audit 46d)
+    now = datetime.now(UTC)
+    return (
+        family == RECORD_FAMILY
+        and month < f"{now.year:04d}-{now.month:02d}"
+        and month_dropped(conn, month)
+    )
 
 
 @dataclass(frozen=True)
