@@ -594,3 +594,18 @@ def test_a_report_over_another_users_keeps_its_owner_and_group(store, tmp_path):
     now = report.stat()
     assert (now.st_uid, now.st_gid, stat.S_IMODE(now.st_mode)) == (65534, 65534, 0o600)
     assert report.read_text().startswith("id,")
+
+
+def test_a_store_that_refuses_a_write_is_said_not_a_traceback(store):
+    """A trigger of an intruder's refusing the access log's entries made every read a
+    traceback and exit 1, the code of findings (audit 46d). The read shows nothing: its entry
+    comes first (SPEC section 8)."""
+    url, database, _ = store
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse_entries BEFORE INSERT ON access_log "
+            "BEGIN SELECT RAISE(ABORT, 'entries refused here'); END"
+        )
+    refused = run(url, "records", "--party", P.SOUTHENERGY)
+    assert refused.returncode == 2 and refused.stdout == b""
+    assert refused.stderr.endswith(b"Error: the store refused it: entries refused here\n")

@@ -100,6 +100,11 @@ class Servicetrail(OnceOnlyGroup):
                     2,
                 ) from None
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
+            if not isinstance(known, tuple(EXPECTED)) and _the_databases(e):
+                # a store changed behind servicetrail's back (a trigger of an intruder's that
+                # refuses the access log's writes; audit 46d) or failing: the database's words
+                said = str(_raw(e)).strip().partition("\n")[0]
+                raise Failure(f"the store refused it: {printable(said)}", 2) from None
             if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
@@ -120,6 +125,13 @@ def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
 
 def _raw(error: Exception) -> BaseException | None:
     return error.orig if isinstance(error, DBAPIError) else error  # the access log's is raw
+
+
+def _the_databases(error: Exception) -> bool:
+    """An error the database raised (through SQLAlchemy, or from the driver itself, as the
+    access log's writer calls it), not one of ours."""
+    raw = _raw(error)
+    return isinstance(raw, sqlite3.Error) or psycopg_error(raw, "Error")
 
 
 def _read_only(error: Exception) -> bool:
