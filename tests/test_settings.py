@@ -78,6 +78,10 @@ def test_the_webhook_retry_waits_are_held_parsed() -> None:
         ("SERVICETRAIL_REGISTRY_BATCH", "99999999999999999999999", "at most 1000000000000000"),
         ("SERVICETRAIL_WEBHOOK_RETRY_SECONDS", "5,1e30", "at most 2000000"),
         ("SERVICETRAIL_SEND_TIMEOUT", "\uff15", "number of seconds"),
+        # each month's origin is the name, '/' and the month: `x/` gave `x//2026-06` (46d)
+        ("SERVICETRAIL_LOG_ORIGIN", "example.com/trail/", "without an empty part"),
+        ("SERVICETRAIL_LOG_ORIGIN", "example.com//trail", "without an empty part"),
+        ("SERVICETRAIL_LOG_ORIGIN", "/trail", "without an empty part"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_and_the_value(

@@ -110,10 +110,14 @@ def url(text: str) -> str:
 
 
 def log_origin(text: str) -> str:
-    """A signed note's key name: no spaces, no '+', not empty (C2SP signed-note)."""
+    """A signed note's key name: no spaces, no '+', not empty (C2SP signed-note); and each
+    month's origin is it, a '/' and the month, so an empty part (`x/` gave `x//2026-06`;
+    audit 46d) is refused rather than mended: checkpoints already signed name the origin."""
     value = text.strip()
     if not value or not value.isprintable() or any(c in value for c in " +"):
         raise ValueError("expected a name without spaces or '+', such as servicetrail/sat")
+    if "" in value.split("/"):
+        raise ValueError("expected a name without an empty part ('//', or '/' at an end)")
     return value
 
 
