@@ -3,7 +3,10 @@ section 5: "a command on a store that does not exist yet ... creates it"; audit 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -12,6 +15,8 @@ from sqlalchemy import exc
 
 from servicetrail.store.engine import StoreError, current_revision, open_store
 from servicetrail.store.schema import SCHEMA_HEAD
+
+BINARY = Path(sys.executable).with_name("servicetrail")
 
 
 def _exists(pg_server, name: str) -> bool:
@@ -65,3 +70,23 @@ def test_a_server_that_does_not_answer_is_still_that_error(pg_server):
     """Nothing to make when no database of the server answers: the connection's own error."""
     with pytest.raises(exc.OperationalError):
         open_store("postgresql://postgres@127.0.0.1:1/t_nowhere")
+
+
+@pytest.mark.parametrize("command", [("db", "check"), ("records", "--party", "NOBODY")])
+def test_a_command_on_a_database_not_made_yet_makes_it(pg_server, missing_name, command):
+    """`db check` first asks the store's revision without building it: it said "cannot open
+    the store ... does not exist" where every other command made it."""
+    ran = subprocess.run(
+        [str(BINARY), "--db", pg_server.url(missing_name), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert _exists(pg_server, missing_name) and "does not exist" not in ran.stderr, ran.stderr
+    if command[0] == "db":
+        assert ran.returncode == 0 and "schema matches the migrations" in ran.stdout
+    else:  # built, and empty: the Party is unknown in it
+        assert (
+            ran.returncode == 2
+            and "unknown party 'NOBODY' in the store postgresql://" in ran.stderr
+        )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..signing import key_path_for
 from ..store.engine import at_another_schema, current_revision
@@ -80,7 +81,7 @@ def db_check() -> None:
 
     store = engine_as_it_is()  # made without connecting: a store that cannot be opened shows
     try:  # here, and is the same error as for every other command (exit 2), not a difference
-        if current_revision(store) is None or at_another_schema(store):
+        if _not_at_this_schema(store):
             # SPEC section 5, as for any command: built at the current schema if empty,
             # refused if it holds other tables (they were all listed as differences; review
             # 23d), refused at an older schema naming `db upgrade` (exit 2, not 1)
@@ -94,6 +95,15 @@ def db_check() -> None:
     if problems:
         raise Failure(f"{len(problems)} difference(s) between the store and the migrations", 1)
     click.echo("schema matches the migrations")
+
+
+def _not_at_this_schema(store: Engine) -> bool:
+    """Empty, older, newer, or (PostgreSQL) a database not made yet, which opening the store
+    makes, as for every other command; or says why it cannot."""
+    try:
+        return current_revision(store) is None or at_another_schema(store)
+    except OperationalError:
+        return True
 
 
 @command("retention")
