@@ -113,6 +113,17 @@ def test_an_unknown_party_is_an_error(cli, world):
     assert result.exit_code == 2 and "unknown party" in result.stderr
 
 
+def test_the_list_help_says_which_failed_delivery_failing_describes(cli):
+    """`failing` gives the attempts and error of the delivery retried last, not the most
+    attempts any had (94c20f8 changed it; the help went on saying the most: audit 46g)."""
+    from servicetrail.store.watches import MOST_FAILING_SHOWN
+
+    shown = " ".join(cli("watch", "list", "--help").stdout.split())
+    assert "the most attempts" not in shown
+    assert "the attempts and last error of the one retried last" in shown
+    assert f"counted up to {MOST_FAILING_SHOWN}, then `at_least`" in shown
+
+
 def test_a_webhook_secret_is_printed_once(cli, world, monkeypatch):
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()

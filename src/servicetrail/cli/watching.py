@@ -103,8 +103,8 @@ def watch_add(
 def watch_list(party_id: str) -> None:
     """The Party's watches, one JSON object a line (never a secret); a webhook says whether
     deliveries still run (`enabled`; a 410 from the receiver turns them off) and why not, and
-    `failing`: deliveries waiting for a retry after a failed attempt (how many, the most
-    attempts, the last error), or null."""
+    `failing`: deliveries waiting for a retry after a failed attempt (how many, counted up to
+    1000, then `at_least`; the attempts and last error of the one retried last), or null."""
     from ..store.watches import list_watches
 
     with engine().connect() as conn:
