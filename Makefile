@@ -1,5 +1,5 @@
 # The two commands a newcomer needs:  make demo   and   make test
-.PHONY: demo test lint serve bench bench-full contract clean
+.PHONY: demo test lint bench bench-full contract clean
 
 # make demo PORT=8080: another port for the demo's server
 PORT ?= 8000
