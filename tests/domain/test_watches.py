@@ -103,3 +103,13 @@ def test_a_watch_name_refuses_what_breaks_a_line_or_hides(name: str) -> None:
     with pytest.raises(InvalidWatch) as refused:
         watch_spec({"name": name})
     assert refused.value.field == "name" and "combining" not in refused.value.message
+
+
+def test_a_joiner_does_not_restart_the_count_of_marks_on_a_character() -> None:
+    """Joiners draw nothing: between piles of four accents they stacked 120 on one "Z", which
+    drew over the rows above it, as the grapheme joiner did before session 18 (review 46f)."""
+    for joiner in ("\u200d", "\u200c"):
+        piled = "Z" + ("\u0301" * 4 + joiner) * 30 + "\u0301" * 4 + "x"
+        with pytest.raises(InvalidWatch) as refused:
+            watch_spec({"name": piled})
+        assert refused.value.field == "name" and "combining marks" in refused.value.message

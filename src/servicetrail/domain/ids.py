@@ -146,14 +146,19 @@ def hidden_characters(text: str, allowed: str = "") -> bool:
 # (Vietnamese, Devanagari); "Z" with 150 accents drew over the rows above it on every screen
 # that named its Party (audit of the screen, session 18)
 MOST_STACKED_MARKS = 4
+_ZERO_WIDTH_JOINERS = "\u200c\u200d"
 
 
 def stacked_marks(text: str, most: int = MOST_STACKED_MARKS) -> bool:
     """Whether `text` has a character with more than `most` combining marks on it: by their
     category, not their combining class, which is 0 for the invisible COMBINING GRAPHEME
-    JOINER that restarted the count between piles of four (review, session 18)."""
+    JOINER that restarted the count between piles of four (review, session 18). A zero-width
+    joiner or non-joiner, which a watch's name may hold, does not restart it either: like
+    the grapheme joiner it draws nothing, and the marks after it pile on the same character."""
     run = 0
     for ch in text:
+        if ch in _ZERO_WIDTH_JOINERS:
+            continue
         run = run + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
         if run > most:
             return True
