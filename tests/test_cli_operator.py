@@ -609,3 +609,37 @@ def test_a_store_that_refuses_a_write_is_said_not_a_traceback(store):
     refused = run(url, "records", "--party", P.SOUTHENERGY)
     assert refused.returncode == 2 and refused.stdout == b""
     assert refused.stderr.endswith(b"Error: the store refused it: entries refused here\n")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="root, to give files to another user, and setpriv, to run without its powers",
+)
+@pytest.mark.parametrize("sticky", [False, True], ids=["own-folder", "sticky-folder"])
+def test_another_users_writable_report_is_written_in_place_keeping_its_owner(
+    store, tmp_path, sticky
+):
+    """A group- or world-writable report of another user, written by one who may not give
+    it back (root without its capabilities stands for any user): renamed over, it became
+    this user's at 0600, unreadable by its owner, and in a sticky folder such as /tmp the
+    rename was refused, "Operation not permitted" naming a hidden file (review 46f). A
+    shell's > writes it in place, owner kept; so does the command."""
+    url, _, _ = store
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    if sticky:
+        os.chown(folder, 65534, 65534)  # a folder the writer does not own either
+        folder.chmod(0o1777)
+    report = folder / "r.csv"
+    report.write_text("an earlier report\n")
+    os.chown(report, 65534, 65534)
+    report.chmod(0o666)
+    made = subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", str(BINARY), "--db", url,
+         *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", str(report)],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    now = report.stat()
+    assert (now.st_uid, now.st_gid) == (65534, 65534)
+    assert report.read_text().startswith("id,") and _beside_it(report) == ["r.csv"]

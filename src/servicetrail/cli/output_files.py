@@ -188,7 +188,8 @@ def _put_in_place(source: IO[bytes], target: Path) -> bool:
     before and left a cut one that still read as a report (audit 45b). Whoever reads the
     earlier one meanwhile reads it to its end. A name, not a file, is replaced: one linked to
     a store's file in between replaces the link, and the store's file is left as it was.
-    False, with nothing done, when the folder takes no new file from this user."""
+    False, with nothing done, when the folder takes no new file from this user, or when the
+    earlier report is another user's that this process may not give back to that user."""
     try:
         # the report's name, cut to leave room for the dot and mkstemp's eight characters
         # in a name's 255 bytes: a report named 247 bytes or more was refused as too long
@@ -202,7 +203,13 @@ def _put_in_place(source: IO[bytes], target: Path) -> bool:
     # report's own file has another name, and this one is left for the user to remove)
     try:
         with open(descriptor, "wb") as out:  # mkstemp's mode: the user's alone (0600)
-            _keep_owner(out.fileno(), target)
+            if not _keep_owner(out.fileno(), target):
+                # renamed over, another user's report (group- or world-writable) became this
+                # user's at 0600, unreadable by its owner, or in a sticky folder such as /tmp
+                # the rename was refused, naming this hidden file; a shell's > writes it in
+                # place, owner kept, and so does the caller
+                written.unlink()
+                return False
             shutil.copyfileobj(source, out)
             out.flush()
             # on the disk before its name is: a crash after the rename could otherwise
@@ -219,21 +226,22 @@ def _put_in_place(source: IO[bytes], target: Path) -> bool:
     return True
 
 
-def _keep_owner(descriptor: int, target: Path) -> None:
+def _keep_owner(descriptor: int, target: Path) -> bool:
     """The earlier report's owner and group for the new one, as far as this process may give
     them (root: both; another user: a group of its own): root's report over a user's made it
     root's, unreadable by that user at 0600. Its mode is not kept: a report is the user's
-    alone (README, review 23d)."""
+    alone (README, review 23d). Whether the new one has the earlier one's owner."""
     try:
         earlier = os.stat(target)
     except OSError:
-        return  # a new report: mkstemp's owner, this user
+        return True  # a new report: mkstemp's owner, this user
     for owner in (earlier.st_uid, -1):
         try:
             os.fchown(descriptor, owner, earlier.st_gid)
-            return
+            break
         except OSError:
             continue
+    return os.fstat(descriptor).st_uid == earlier.st_uid
 
 
 def _sync_folder(folder: Path) -> None:
