@@ -1214,10 +1214,13 @@ def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: Te
     # what was asked for, so that two searches' tabs and history entries differ
     asked = np.get("/", params={"srv": "1.1.1", "kind": "request", "scope": "own"}).text
     assert re.fullmatch(
-        r"Search the trail: (no|\d+) records? for SRV 1\.1\.1, Kind request, Mine only"
+        r"Search the trail: (no|\d+) records? for SRV 1\.1\.1, Kind Request, Mine only"
         r" · servicetrail",
         title.search(asked)[1],
     )
+    # a kind as the form's list says it, not its token ("device underscore alert", aloud)
+    alerts = np.get("/", params={"kind": "device_alert"}).text
+    assert " for Kind Device alert · " in title.search(alerts)[1]
     wrong = np.get("/", params={"device_id": "not-a-device"}).text
     assert title.search(wrong)[1] == "Error: Search the trail · servicetrail"
     # page 2's title: test_keyset_paging_newest_first_without_overlap

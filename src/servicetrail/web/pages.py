@@ -30,6 +30,7 @@ from .params import REPEATED, asked, build_search, cursor_of, record_id_or_404, 
 from .presenters import (
     EMPTY_NOTE,
     FIELD_LABELS,
+    KIND_LABELS,
     SCOPES,
     SEARCH_FIELDS,
     TRIGGER_WINDOWS,
@@ -133,8 +134,11 @@ def _search_title(found: Results, errors: dict[str, str], values: dict[str, str]
         return "Search the trail"
     count = len(found.items)
     said = f"Search the trail: {count or 'no'} record{'s' if count != 1 else ''}"
+    # a kind as the form's list says it ("Device alert"): its token, read aloud as "device
+    # underscore alert", was not what the analyst chose (review 46f)
+    shown = {**values, "kind": KIND_LABELS.get(values["kind"], values["kind"])}
     asked_for = [
-        f"{FIELD_LABELS[name]} {values[name]}"
+        f"{FIELD_LABELS[name]} {shown[name]}"
         for name in SEARCH_FIELDS
         if values[name] and name != "scope"
     ]
