@@ -56,7 +56,7 @@ class Servicetrail(OnceOnlyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
         except UnicodeEncodeError as e:
             if not _undecoded(e):
                 raise
@@ -109,6 +109,13 @@ class Servicetrail(OnceOnlyGroup):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
             code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
             raise Failure(printable(_said(known)), code) from None
+        # a stop raised where Python could not pass it on (inside a garbage collector's
+        # callback: "Exception ignored in ..."), and the command ran on to its end: it exited
+        # 0 as if never stopped (review 46f). What it did stands; its exit says it was stopped
+        swallowed = signalled()
+        if swallowed is not None:
+            raise stopped(swallowed)
+        return done
 
 
 def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
