@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from . import settings
 from .sqlite_url import sqlite_file
-from .domain.checkpoint import checkpoint_body, signed_note, verifier_key
+from .domain.checkpoint import checkpoint_body, retirement_body, signed_note, verifier_key
 
 log = logging.getLogger("servicetrail.signing")
 
@@ -62,6 +62,11 @@ class Signer:
     def checkpoint(self, origin: str, size: int, root: bytes) -> str:
         return signed_note(
             checkpoint_body(origin, size, root), self.name, self.public_key, self._private.sign
+        )
+
+    def retirement(self, origin: str, size: int, root: bytes) -> str:
+        return signed_note(
+            retirement_body(origin, size, root), self.name, self.public_key, self._private.sign
         )
 
     def __repr__(self) -> str:  # never the private key, even in a traceback

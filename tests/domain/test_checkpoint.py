@@ -89,6 +89,32 @@ def test_a_changed_checkpoint_or_another_key_does_not_verify(tmp_path):
         rfc9162.check_checkpoint(changed, signer.verifier_key)
 
 
+def test_a_retirement_is_a_signed_note_that_no_checkpoint_reads_as(tmp_path):
+    """Retention's statement that a log ended at a size and root (audit 46d): a C2SP signed
+    note by the checkpoints' key, that verifies by that key alone, as written."""
+    signer = load_signer(tmp_path / "a.key", "servicetrail/sat")
+    other = load_signer(tmp_path / "b.key", "servicetrail/sat")
+    root = hashlib.sha256(b"root").digest()
+    note = signer.retirement("servicetrail/sat/2025-03", 12, root)
+    body = (
+        f"servicetrail retired\nservicetrail/sat/2025-03\n12\n{base64.b64encode(root).decode()}\n"
+    )
+    assert note.startswith(body + "\n\u2014 servicetrail/sat ")
+    keys = [cp.parse_verifier_key(k.verifier_key) for k in (other, signer)]
+    said = cp.verify_retirement(note, keys, ed25519_check)
+    assert (said.origin, said.size, said.root) == ("servicetrail/sat/2025-03", 12, root)
+    mine = [keys[1]]
+    for refused in (
+        note.replace("\n12\n", "\n13\n"),  # edited
+        other.retirement("servicetrail/sat/2025-03", 12, root),  # by another key
+        signer.checkpoint("servicetrail/sat/2025-03", 12, root),  # a checkpoint
+    ):
+        with pytest.raises(cp.NoteError):
+            cp.verify_retirement(refused, mine, ed25519_check)
+    with pytest.raises(cp.NoteError):  # and a retirement is no checkpoint
+        cp.verify_checkpoint(note, keys[1], ed25519_check)
+
+
 @pytest.mark.parametrize(
     "bad",
     ["", "name", "a+b+c", "servicetrail/sat+00000000+" + base64.b64encode(b"\x01" * 33).decode()],

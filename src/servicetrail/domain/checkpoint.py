@@ -119,6 +119,19 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
     return f"{origin}\n{size}\n{b64(root)}\n"
 
 
+# The first line of a retirement's body. A checkpoint's body starts with its origin, so
+# neither can be read as the other: this line is no origin of this store, and its second
+# line (the origin) is no tree size.
+RETIRED_LINE = "servicetrail retired"
+
+
+def retirement_body(origin: str, size: int, root: bytes) -> str:
+    """What retention signs as it drops a month's log: that the log ended at this size and
+    root (its last checkpoint's). `log verify` tells retention from an intruder who dropped
+    the same month by it: the intruder has no key to sign one (audit 46d)."""
+    return f"{RETIRED_LINE}\n{checkpoint_body(origin, size, root)}"
+
+
 def signed_note(body: str, name: str, public_key: bytes, sign: Callable[[bytes], bytes]) -> str:
     signature = sign(body.encode())
     stamp = b64(key_hash(name, public_key) + signature)
@@ -189,6 +202,25 @@ def verify_checkpoint(
         f"the checkpoint carries no signature by the key {verifier.name}+"
         f"{verifier.key_hash.hex()} (it is signed by {signed_by}: a key rotated since?)"
     )
+
+
+def verify_retirement(
+    note: str, verifiers: list[Verifier], check: Callable[[bytes, bytes, bytes], bool]
+) -> Checkpoint:
+    """The retired log's origin and its last size and root, if one of these keys signed the
+    retirement note validly; NoteError otherwise. Its body past the first line reads as a
+    checkpoint's, and its signature is over the whole body."""
+    head, sep, rest = note.partition("\n")
+    if head != RETIRED_LINE or not sep:
+        raise NoteError(f"a retirement's body starts with the line {RETIRED_LINE!r}")
+    checkpoint, signatures = parse_checkpoint(rest)
+    body = f"{RETIRED_LINE}\n{checkpoint.body}"
+    for verifier in verifiers:
+        for name, hash_, signature in signatures:
+            if name == verifier.name and hash_ == verifier.key_hash:
+                if check(verifier.public_key, signature, body.encode()):
+                    return Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, body)
+    raise NoteError("the retirement carries no valid signature by a trusted key")
 
 
 def verify_by_any(
