@@ -9,13 +9,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from servicetrail.domain.checkpoint import b64
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
+from servicetrail.signing import Signer, signer_for
 from servicetrail.store import migrate
 from servicetrail.store.log_audit import audit
-from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_node, log_pending
+from servicetrail.store.log_kept import Kept, kept_checkpoints
+from servicetrail.store.log_tables import (
+    log_checkpoint,
+    log_leaf,
+    log_node,
+    log_pending,
+    log_retirement,
+)
 from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
@@ -24,6 +34,11 @@ from servicetrail.store.writer import Conflict, append_records
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf
 from tests.store.test_migrations import store_at
+
+
+def store_key(engine: Engine) -> Signer:
+    """The store's signing key, as retention loads it (the tests' key, made at the start)."""
+    return signer_for(engine.url.render_as_string(hide_password=False))
 
 
 def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
@@ -67,7 +82,7 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
     with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="append-only"):
         conn.execute(log_leaf.delete().where(log_leaf.c.month == "2025-02"))
     with pg_engine.begin() as conn:
-        drop_older_than(conn, keep_months=1)
+        drop_older_than(conn, keep_months=1, signer=store_key(pg_engine))
     with pg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(log_leaf)).scalar() == 0
         assert {c.origin: c.note for c in latest_checkpoints(conn)} == before
@@ -99,10 +114,13 @@ def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg
             conn.execute(text(f"DROP TABLE {table}_p{suffix}"))
     findings = audit(pg_engine, "servicetrail/sat").findings
     assert any(f"servicetrail/sat/{newest} has no leaves, but checkpoints" in f for f in findings)
-    # retention itself, dropping every month before a cutoff, still passes
+    # retention itself, dropping every month before a cutoff, passes, and the month dropped
+    # by hand is still named: retention signed no retirement of it (it passed: audit 46d)
     with pg_engine.begin() as conn:
-        drop_older_than(conn, keep_months=0)
-    assert audit(pg_engine, "servicetrail/sat").findings == []
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    [finding] = audit(pg_engine, "servicetrail/sat").findings
+    assert finding.startswith(f"log servicetrail/sat/{newest} has no leaves, but checkpoints")
+    assert finding.endswith(", and no signed retirement")
 
 
 def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine):
@@ -150,7 +168,7 @@ def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
     load_personas(pg_engine)
     seal_store(pg_engine)
     with pg_engine.begin() as conn:
-        drop_older_than(conn, keep_months=1)
+        drop_older_than(conn, keep_months=1, signer=store_key(pg_engine))
         stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
     with pytest.raises(Conflict, match="removed by retention"):
         load_personas(pg_engine)
@@ -176,7 +194,7 @@ def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_en
     load_personas(pg_engine)
     seal_store(pg_engine)
     with pg_engine.begin() as conn:
-        dropped = drop_older_than(conn, keep_months=1)
+        dropped = drop_older_than(conn, keep_months=1, signer=store_key(pg_engine))
         kept = partitions.existing_months(conn)
     assert dropped
     partitions._known.pop(str(pg_engine.url), None)  # a loader of another process
@@ -308,3 +326,172 @@ def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
     finally:
         engine.dispose()
         pg_server.drop_database(url)
+
+
+# --- signed retirements (audit 46d) -------------------------------------------------------
+
+_SENDER, _DEVICE = "90-B3-D5-1F-30-01-00-02", "00-DB-12-34-56-78-90-A2"
+_OLD_MONTHS = ("2025-01", "2025-02", "2025-03")
+
+
+def _this_month() -> str:
+    now = datetime.now(UTC)
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def _records_in(months: tuple[str, ...], each: int = 3) -> list[SatRecord]:
+    """`each` requests on the first day of every month given."""
+    return [
+        SatRecord(
+            logged_at=parse_time(f"{month}-01T00:00:00Z") + timedelta(seconds=i),
+            kind="request",
+            request_id=f"{_SENDER}:{_DEVICE}:{n * each + i + 1}",
+            srv="4.1.1",
+            user_id=_SENDER,
+            device_id=_DEVICE,
+            response_code="",
+            payload=f"<body>{month} {i}</body>",
+        )
+        for n, month in enumerate(months)
+        for i in range(each)
+    ]
+
+
+def _sealed_trail(engine: Engine) -> None:
+    """Records in three old months and the current one, sealed."""
+    with engine.begin() as conn:
+        append_records(conn, _records_in((*_OLD_MONTHS, _this_month())))
+    seal_store(engine)
+
+
+def _wiped_as_retention_wipes(engine: Engine) -> None:
+    """What an intruder with the database does to every month before the current one: what
+    retention does, leaves, tiles and partitions gone, checkpoints left."""
+    from tests.intruder import intrude
+
+    with engine.connect() as conn:
+        old = sorted(m for m in existing_months(conn) if f"{m[0]:04d}-{m[1]:02d}" < _this_month())
+    intrude(
+        engine,
+        *(
+            (f"DELETE FROM {table} WHERE month < :m", {"m": _this_month()})
+            for table in ("log_leaf", "log_node", "log_pending")
+        ),
+        *(
+            (f"DROP TABLE {table}_p{year:04d}_{number:02d}", {})
+            for year, number in old
+            for table in ("sat_record", "sat_payload", "sat_visibility")
+        ),
+    )
+
+
+def _unsigned(month: str, size: int = 3) -> str:
+    return (
+        f"log servicetrail/sat/{month} has no leaves, but checkpoints up to size {size}, "
+        "and no signed retirement"
+    )
+
+
+def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine):
+    _sealed_trail(pg_engine)
+    with pg_engine.connect() as conn:
+        kept = {c.origin: c for c in latest_checkpoints(conn)}
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    with pg_engine.connect() as conn:
+        notes = dict(conn.execute(select(log_retirement.c.month, log_retirement.c.note)).all())
+    assert sorted(notes) == list(_OLD_MONTHS)
+    origin = "servicetrail/sat/2025-01"
+    assert notes["2025-01"].startswith(
+        f"servicetrail retired\n{origin}\n3\n{b64(kept[origin].root)}\n\n"
+    )
+    kept_notes = _kept_of(pg_engine, [c.note for c in kept.values()])
+    assert audit(pg_engine, "servicetrail/sat", kept=kept_notes).findings == []
+
+
+def _kept_of(engine: Engine, notes: list[str]) -> Kept:
+
+    return kept_checkpoints(notes, "servicetrail/sat", {store_key(engine).verifier_key})
+
+
+def test_an_intruders_wipe_of_the_months_before_the_current_one_is_named(pg_engine):
+    """Audit 46d: leaves, tiles and partitions of every month before the current one dropped,
+    checkpoints left, passed `log verify` as retention's, even against kept checkpoints."""
+    _sealed_trail(pg_engine)
+    with pg_engine.connect() as conn:
+        kept = [c.note for c in latest_checkpoints(conn)]
+    _wiped_as_retention_wipes(pg_engine)
+    wanted = [_unsigned(month) for month in _OLD_MONTHS]
+    assert audit(pg_engine, "servicetrail/sat").findings == wanted
+    found = audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings
+    assert found == wanted
+
+
+def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
+    """Signed by a key of the intruder's own (listed among the store's keys), or by the
+    store's key over another size or root, or a true one edited: each month is named."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from servicetrail.domain.checkpoint import retirement_body
+    from tests import rfc9162
+    from tests.intruder import intrude
+
+    _sealed_trail(pg_engine)
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+        last = {c.month: c for c in latest_checkpoints(conn)}
+        notes = dict(
+            conn.execute(select(log_retirement.c.month, log_retirement.c.note)).tuples().all()
+        )
+    origin = "servicetrail/sat/{}".format
+    rogue_note, rogue = rfc9162.signed_note(
+        Ed25519PrivateKey.generate(),
+        "servicetrail/sat",
+        retirement_body(origin("2025-01"), 3, last["2025-01"].root),
+    )
+    store = store_key(pg_engine)
+    other_size = store.retirement(origin("2025-02"), 2, last["2025-02"].root)
+    edited = notes["2025-03"].replace(f"{origin('2025-03')}\n3\n", f"{origin('2025-03')}\n4\n")
+    intrude(
+        pg_engine,
+        ("INSERT INTO log_verifier_key VALUES (:k, :at)", {"k": rogue, "at": "2020-01-01"}),
+        *(
+            ("UPDATE log_retirement SET note = :n WHERE month = :m", {"n": note, "m": month})
+            for month, note in (("2025-01", rogue_note), ("2025-02", other_size))
+        ),
+        ("UPDATE log_retirement SET note = :n WHERE month = '2025-03'", {"n": edited}),
+    )
+    trusted = {store.verifier_key}
+    assert audit(pg_engine, "servicetrail/sat", trusted).findings == [
+        _unsigned(month) for month in _OLD_MONTHS
+    ]
+
+
+def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
+    pg_engine, pg_url, tmp_path, monkeypatch, use_settings
+):
+    """It could not sign the months' retirements, and unsigned they are an intruder's drop
+    to `log verify`: refused, naming the key it looked for, and no key made."""
+    import os
+
+    from tests.conftest import Cli
+
+    monkeypatch.chdir(tmp_path)
+    _sealed_trail(pg_engine)
+    cli = Cli(pg_url, tmp_path)
+    stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "elsewhere.key")
+    refused = cli("retention", "--keep-months", "1")
+    assert refused.exit_code == 2, refused.output
+    said = " ".join(refused.stderr.split())
+    assert f"no signing key at {tmp_path / 'elsewhere.key'}" in said
+    assert "SERVICETRAIL_SIGNING_KEY" in said and "nothing dropped" in said
+    assert "2025-01, 2025-02, 2025-03" in said
+    assert not (tmp_path / "elsewhere.key").exists()
+    with pg_engine.connect() as conn:
+        assert (2025, 1) in existing_months(conn)
+        assert conn.execute(select(func.count()).select_from(log_retirement)).scalar() == 0
+    use_settings(SERVICETRAIL_SIGNING_KEY=stores_key)
+    assert cli("retention", "--keep-months", "1").exit_code == 0
+    verified = cli("log", "verify")
+    assert verified.exit_code == 0 and verified.stdout == "", verified.output

@@ -21,6 +21,7 @@ from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from servicetrail.store.partitions import _add_months, ensure_months
+from tests.store.test_log_lifecycle import store_key
 
 UTC = timezone.utc
 
@@ -205,7 +206,7 @@ def test_retention_drops_whole_old_months_and_says_which(pg):
         assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == before
     assert "sat_record_p2025_01" in would and "sat_payload_p2025_01" in would
     with pg.begin() as conn:
-        dropped = drop_older_than(conn, keep_months=1)
+        dropped = drop_older_than(conn, keep_months=1, signer=store_key(pg))
         left = conn.execute(
             text("SELECT count(*) FROM sat_record WHERE logged_at < '2025-12-01'")
         ).scalar()
@@ -248,7 +249,7 @@ def test_retention_takes_the_watches_events_and_deliveries_of_the_months_it_drop
         old, new = (conn.execute(text(count.format(op))).scalar() for op in ("<", ">="))
         assert (old, new) == (1, 1) and pending_count(conn) == 2
     with pg.begin() as conn:
-        drop_older_than(conn, keep_months=1)
+        drop_older_than(conn, keep_months=1, signer=store_key(pg))
     with pg.connect() as conn:
         old, new = (conn.execute(text(count.format(op))).scalar() for op in ("<", ">="))
         assert (old, new) == (0, 1) and pending_count(conn) == 1
@@ -274,7 +275,10 @@ def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_re
         long_read.execute(text("SELECT count(*) FROM sat_record"))  # its lock held till the end
         outcome: list[object] = []
         retention = threading.Thread(
-            target=lambda: outcome.append(_tried(partitions.drop_months, pg, 1)), daemon=True
+            target=lambda: outcome.append(
+                _tried(partitions.drop_months, pg, 1, False, store_key(pg))
+            ),
+            daemon=True,
         )
         retention.start()
         waits = []
@@ -290,7 +294,7 @@ def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_re
     assert waits and max(waits) < 1.5, waits
     with pg.connect() as conn:
         assert (2025, 1) in existing_months(conn)
-    assert "sat_record_p2025_01" in partitions.drop_months(pg, 1)
+    assert "sat_record_p2025_01" in partitions.drop_months(pg, 1, signer=store_key(pg))
 
 
 def _tried(call, *args):

@@ -7,11 +7,11 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..signing import key_path_for
+from ..signing import key_path_for, signer_for
 from ..store.engine import at_another_schema, current_revision
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
-from ..store.merkle_log import seal_store
+from ..store.merkle_log import NoSigner, seal_store
 from ..store.partitions import UnsealedMonths, drop_months, unsealed_months
 from .commands import command, group
 from .common import Failure
@@ -131,7 +131,16 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
         # (audit 44d); a command never makes a key of its own for it
         seal_store(store)
     try:
-        dropped = drop_months(store, keep_months, dry_run)
+        # each month's retirement is signed with the store's key; a command never makes one
+        signer = signer_for(store_url()) if not dry_run and key.is_file() else None
+        dropped = drop_months(store, keep_months, dry_run, signer)
+    except NoSigner as e:
+        raise Failure(
+            f"nothing dropped: retention signs the retirement of each month it drops "
+            f"({', '.join(e.months)}) with the store's key, and there is no signing key at "
+            f"{key} (run retention where the store's key is, or with SERVICETRAIL_SIGNING_KEY "
+            "naming it)"
+        ) from None
     except UnsealedMonths as e:
         why = (
             f"and there is no signing key at {key} to seal them (run retention where the "

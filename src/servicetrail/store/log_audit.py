@@ -21,7 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +33,10 @@ from sqlalchemy.engine import Connection, Engine
 from ..domain import merkle
 from ..domain.checkpoint import (
     NoteError,
+    Verifier,
     parse_verifier_key,
     verify_checkpoint,
+    verify_retirement,
 )
 from ..signing import ed25519_check
 from .engine import make_engine
@@ -87,6 +89,8 @@ class _Roots:
     # sizes of the stored checkpoints whose signature verifies, by a trusted key, over their
     # stored origin, size and root: only those may blame a leaf (see _Blamed)
     sound: frozenset[int] = frozenset()
+    # (size, root) of each retirement of this origin signed by a trusted key
+    retired_at: frozenset[tuple[int, bytes]] = frozenset()
 
 
 _Task = _Entries | _Roots
@@ -118,6 +122,9 @@ def audit(
         queued = conn.exec_driver_sql(
             "SELECT family, count(*) FROM log_pending GROUP BY family ORDER BY family"
         ).all()
+        retirements = conn.exec_driver_sql(
+            "SELECT family, month, note FROM log_retirement WHERE note IS NOT NULL"
+        ).all()
     if queued:
         # not findings, but not checked either: a store read only by commands without its
         # key had its access-log entries wait unsigned, and this said nothing (review 29f)
@@ -142,6 +149,9 @@ def audit(
         id(checkpoint): list(_signature_findings(checkpoint, known_keys, trusted))
         for checkpoint in checkpoints
     }
+    retired_at = _signed_retirements(
+        retirements, prefix, _verifiers(trusted if trusted is not None else known_keys)
+    )
     tasks += [
         _Roots(
             family,
@@ -152,6 +162,7 @@ def audit(
             frozenset(
                 c.size for c in by_log.get((family, month), []) if not signature_findings[id(c)]
             ),
+            frozenset(retired_at.get((family, month), ())),
         )
         for family, month in sorted(months | set(by_log) | set(kept.by_log))
     ]
@@ -321,6 +332,33 @@ def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]
             leaf = next(held, None)
 
 
+def _verifiers(keys: set[str]) -> list[Verifier]:
+    verifiers = []
+    for key in sorted(keys):  # one that is no key (a stored one not UTF-8) verifies nothing
+        try:
+            verifiers.append(parse_verifier_key(key))
+        except NoteError:
+            continue
+    return verifiers
+
+
+def _signed_retirements(
+    rows: Sequence[Any], prefix: str, verifiers: list[Verifier]
+) -> dict[tuple[str, str], set[tuple[int, bytes]]]:
+    """(size, root) of each log's retirements that a trusted key signed, over the log's own
+    origin: an unsigned, forged or edited one, or one of another log, retires nothing."""
+    retired: dict[tuple[str, str], set[tuple[int, bytes]]] = {}
+    for family, month, note in rows:
+        try:
+            signed = verify_retirement(str(note), verifiers, ed25519_check)
+        except NoteError:
+            continue
+        if family in {f.family for f in FAMILIES}:
+            if signed.origin == family_named(family).origin(prefix, month):
+                retired.setdefault((family, month), set()).add((signed.size, signed.root))
+    return retired
+
+
 def _signature_findings(
     checkpoint: StoredCheckpoint, known_keys: set[str], trusted: set[str] | None
 ) -> Iterator[str]:
@@ -421,6 +459,12 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
         last = max(wanted, default=0)
         if last and not _retired(conn, family, month):
             yield f"log {origin} has no leaves, but checkpoints up to size {last}"
+        elif last and not _retirement_signed(task, wanted[last]):
+            # dropped as retention drops a month, which an intruder can do too (audit 46d)
+            yield (
+                f"log {origin} has no leaves, but checkpoints up to size {last}, "
+                "and no signed retirement"
+            )
         for size in sorted(kept):
             if size > last:
                 yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
@@ -470,8 +514,9 @@ def _checkpoints_gone(
 
 
 def _retired(conn: Connection, family: str, month: str) -> bool:
-    """Whether retention removed the month: only the trail's logs are retired, with their
-    month's partitions (PostgreSQL)."""
+    """Whether the month went as retention removes one: only the trail's logs are retired,
+    with their month's partitions (PostgreSQL). Someone with the database can do as much;
+    the signed retirement (`_retirement_signed`) is what tells retention apart."""
     # retention drops only months before the current one: a current month gone with every
     # older one looked retired, and a trail wiped whole passed (audit 46d)
     now = datetime.now(UTC)
@@ -479,6 +524,16 @@ def _retired(conn: Connection, family: str, month: str) -> bool:
         family == RECORD_FAMILY
         and month < f"{now.year:04d}-{now.month:02d}"
         and month_dropped(conn, month)
+    )
+
+
+def _retirement_signed(task: _Roots, last: StoredCheckpoint) -> bool:
+    """Whether a trusted retirement names the log's last stored checkpoint, and every
+    checkpoint kept of it agrees (none past it, the same root at its size)."""
+    if (last.size, last.root) not in task.retired_at:
+        return False
+    return all(
+        size < last.size or (size == last.size and root == last.root) for size, root in task.kept
     )
 
 

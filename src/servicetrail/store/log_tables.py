@@ -93,4 +93,21 @@ log_verifier_key = Table(
     Column("first_used_at", UtcDateTime, nullable=False),
 )
 
-APPEND_ONLY = ("log_leaf", "log_node", "log_checkpoint", "log_verifier_key")
+# What retention signed as it dropped a month's log (migration 0022): a C2SP signed note of
+# the log's last size and root (domain.checkpoint.retirement_body), by the checkpoints' key.
+# Partitions gone and checkpoints left are what an intruder leaves too; the note is what
+# they cannot make (audit 46d). `note` is NULL only in the rows 0022 wrote for the months
+# retention dropped before it: `db upgrade` with the key signs those (a row of its own).
+log_retirement = Table(
+    "log_retirement",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(200), nullable=False),
+    Column("family", String(16), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_log_retirement_family_month", "family", "month"),
+)
+
+APPEND_ONLY = ("log_leaf", "log_node", "log_checkpoint", "log_verifier_key", "log_retirement")

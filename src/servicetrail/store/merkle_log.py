@@ -45,7 +45,14 @@ from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
 from .log_copy import SQLITE_RUN, LeafRun, leaf_copy_data, runs_by_salt, sqlite_parameters
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
-from .log_tables import log_checkpoint, log_leaf, log_node, log_pending, log_verifier_key
+from .log_tables import (
+    log_checkpoint,
+    log_leaf,
+    log_node,
+    log_pending,
+    log_retirement,
+    log_verifier_key,
+)
 from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint, verifier_keys
 
 log = logging.getLogger("servicetrail.store")
@@ -493,21 +500,60 @@ def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) ->
         )
 
 
-def retire_month(conn: Connection, family: str, month: str) -> None:
-    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay). On
-    PostgreSQL the append-only trigger lets these deletes through for this month and this
-    transaction only, and the family's lock keeps a batch from appending to the month
-    while its leaves go. A batch writing into the month holds its partitions and may wait
-    for that lock while retention waits for the partitions: retention's lock wait
-    (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's deadlock_timeout, so it
-    lets go and tries again, and the batch is never the one stopped."""
+class NoSigner(Exception):
+    """Logs to retire that have checkpoints, and no key to sign their retirements."""
+
+    def __init__(self, months: list[str]) -> None:
+        super().__init__(", ".join(months))
+        self.months = months
+
+
+def retire_month(
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+) -> None:
+    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay), and store
+    the retirement of its last checkpoint, signed (`log verify` takes no month for retired
+    without one: audit 46d). On PostgreSQL the append-only trigger lets these deletes through
+    for this month and this transaction only, and the family's lock keeps a batch from
+    appending to the month while its leaves go. A batch writing into the month holds its
+    partitions and may wait for that lock while retention waits for the partitions:
+    retention's lock wait (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's
+    deadlock_timeout, so it lets go and tries again, and the batch is never the one stopped."""
     if conn.dialect.name == "postgresql":
         lock_family(conn, family)
         conn.execute(
             text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
         )
+    _sign_retirement(conn, family, month, signer, prefix)
     for table in (log_leaf, log_node, log_pending):
         conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
+
+
+def _sign_retirement(
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+) -> bool:
+    """A signed retirement of the log at its last checkpoint; none for a log never sealed
+    (a month with no records), which has nothing to show."""
+    last = latest_checkpoint(conn, family, month)
+    if last is None:
+        return False
+    if signer is None:
+        raise NoSigner([month])
+    now = datetime.now(timezone.utc)
+    # the key listed, as a seal lists it: `log verify` without a trust file trusts the
+    # store's list, and a key that had not sealed here yet was missing from it
+    _remember_key(conn, signer, now)
+    origin = family_named(family).origin(prefix, month)
+    conn.execute(
+        log_retirement.insert().values(
+            origin=origin,
+            family=family,
+            month=month,
+            note=signer.retirement(origin, last.size, last.root),
+            created_at=now,
+        )
+    )
+    return True
 
 
 def seal_store(engine: Engine, lock_wait: float | None = None) -> list[Sealed]:

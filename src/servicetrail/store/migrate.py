@@ -119,8 +119,8 @@ def schema_differences(engine: Engine) -> list[str]:
     return problems
 
 
-# The tables the database itself keeps append-only, by the triggers migrations 0001, 0009
-# and 0010 made (retention alone deletes, a month of logs at a time): a trigger dropped or
+# The tables the database itself keeps append-only, by the triggers migrations 0001, 0009,
+# 0010 and 0022 made (retention alone deletes, a month of logs at a time): a trigger dropped or
 # disabled went unsaid, the tables still matching, and only `log verify` told of the edits
 # made through the gap, later (audit 44d)
 APPEND_ONLY_TABLES = (
@@ -130,6 +130,7 @@ APPEND_ONLY_TABLES = (
     "log_node",
     "log_checkpoint",
     "log_verifier_key",
+    "log_retirement",
     "access_log",
 )
 _PARTITIONED = ("sat_record", "sat_payload")

@@ -14,7 +14,9 @@ from sqlalchemy.exc import DBAPIError
 from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
-from .merkle_log import lock_family, retire_month, unsealed
+from ..signing import Signer, log_prefix
+from .log_tree import latest_checkpoint
+from .merkle_log import NoSigner, lock_family, retire_month, unsealed
 from .watch_tables import watch_event
 
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
@@ -147,7 +149,9 @@ class UnsealedMonths(Exception):
         self.months = months
 
 
-def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list[str]:
+def drop_months(
+    engine: Engine, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+) -> list[str]:
     """`drop_older_than` in a transaction of its own, tried again while reads hold the
     tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
     deadline = time.monotonic() + RETENTION_PATIENCE_SECONDS
@@ -155,7 +159,7 @@ def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list
     while True:
         try:
             with engine.begin() as conn:
-                return drop_older_than(conn, keep_months, dry_run)
+                return drop_older_than(conn, keep_months, dry_run, signer)
         except DBAPIError as e:
             if not psycopg_error(e.orig, "LockNotAvailable", "DeadlockDetected"):
                 raise
@@ -169,8 +173,11 @@ def drop_months(engine: Engine, keep_months: int, dry_run: bool = False) -> list
         pause = min(2.0, pause * 2)
 
 
-def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -> list[str]:
+def drop_older_than(
+    conn: Connection, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+) -> list[str]:
     """Drop whole months that ended more than `keep_months` months ago; returns what went.
+    `signer`: the store's key, which signs each month's retirement (NoSigner without it).
     On PostgreSQL each lock is waited for RETENTION_LOCK_WAIT at most (`drop_months` tries
     again). The months' logs go first (their leaves, which reads need no lock to pass), then
     the tables are locked and the partitions dropped: reads wait only for the drops. (With
@@ -191,8 +198,13 @@ def drop_older_than(conn: Connection, keep_months: int, dry_run: bool = False) -
     open_logs = unsealed_months(conn, months)
     if open_logs:
         raise UnsealedMonths(open_logs)
+    # unsigned, a retirement is what an intruder's drop looks like (audit 46d); a month
+    # never sealed (no records) has nothing to sign
+    unsigned = [m for m in months if latest_checkpoint(conn, RECORD_FAMILY, m) is not None]
+    if unsigned and signer is None:
+        raise NoSigner(unsigned)
     for month_name in months:  # each month's log goes with its records; its checkpoints stay
-        retire_month(conn, RECORD_FAMILY, month_name)
+        retire_month(conn, RECORD_FAMILY, month_name, signer, log_prefix())
     # and the watches' events of those records, with their deliveries still to make (the
     # outbox's rows go with their events): left, the deliveries could never be made nor
     # given up, and every round of the webhook worker walked them again (audit 21a)
