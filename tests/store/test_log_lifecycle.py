@@ -495,3 +495,50 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
     assert cli("retention", "--keep-months", "1").exit_code == 0
     verified = cli("log", "verify")
     assert verified.exit_code == 0 and verified.stdout == "", verified.output
+
+
+def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_signed(
+    pg_server, tmp_path, monkeypatch
+):
+    """A store whose retention ran before 0022 has months dropped with no retirement: 0022
+    lists them, `db upgrade` with the key signs them, and without it says what `log verify`
+    will report until then."""
+    import os
+
+    from tests.conftest import Cli
+
+    monkeypatch.chdir(tmp_path)
+    url = pg_server.new_database()
+    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
+    try:
+        with engine.begin() as conn:
+            append_records(conn, _records_in(_OLD_MONTHS))
+        seal_store(engine)
+        # retention as it was before 0022: the months' logs and partitions, no retirement
+        _wiped_as_retention_wipes(engine)
+        cli = Cli(url, tmp_path)
+        stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
+        keyless = cli("db", "upgrade")
+        assert keyless.exit_code == 0, keyless.output
+        said = " ".join(keyless.stderr.split())
+        assert f"no signing key at {tmp_path / 'absent.key'}" in said
+        assert "`log verify` reports the 3 month(s)" in said
+        assert not (tmp_path / "absent.key").exists()
+        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
+        found = cli("log", "verify")
+        assert found.exit_code == 1
+        assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
+        signed = cli("db", "upgrade")
+        assert signed.exit_code == 0, signed.output
+        assert (
+            "signed the retirement of 3 month(s) retention had dropped before retirements "
+            "were signed: 2025-01, 2025-02, 2025-03" in " ".join(signed.stderr.split())
+        )
+        verified = cli("log", "verify")
+        assert verified.exit_code == 0 and verified.stdout == "", verified.output
+        again = cli("db", "upgrade")
+        assert again.exit_code == 0 and "retirement" not in again.stderr
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)

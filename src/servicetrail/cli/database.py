@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ..signing import key_path_for, signer_for
+from ..signing import key_path_for, log_prefix, signer_for
 from ..store.engine import at_another_schema, current_revision
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
-from ..store.merkle_log import NoSigner, seal_store
+from ..store.merkle_log import (
+    NoSigner,
+    retirements_unsigned,
+    seal_store,
+    sign_earlier_retirements,
+)
 from ..store.partitions import UnsealedMonths, drop_months, unsealed_months
 from .commands import command, group
 from .common import Failure
@@ -56,6 +63,7 @@ def db_upgrade() -> None:
         elif queued:
             sealed = seal_store(store)
             click.echo(f"sealed {len(sealed)} log(s) the migrations had filled", err=True)
+        _sign_earlier_retirements(store, key)
     except Exception as e:  # the schema stands; the next seal takes the leaves
         busy = store_busy(e)
         why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
@@ -69,6 +77,30 @@ def db_upgrade() -> None:
         click.echo(f"the schema was built at the newest migration ({now})")
     else:
         click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
+
+
+def _sign_earlier_retirements(store: Engine, key: Path) -> None:
+    """The months retention dropped before it signed retirements (migration 0022 lists them),
+    signed now with the store's key: `log verify` reports them until then (audit 46d)."""
+    with store.connect() as conn:
+        unsigned = retirements_unsigned(conn)
+    if not unsigned:
+        return
+    if not key.is_file():  # never a key of its own making, as for the seal above
+        click.echo(
+            f"note: no signing key at {key}: `log verify` reports the {len(unsigned)} month(s) "
+            "retention dropped before it signed retirements until `db upgrade` is run with "
+            "the store's key (SERVICETRAIL_SIGNING_KEY naming it)",
+            err=True,
+        )
+        return
+    with store.begin() as conn:
+        signed = sign_earlier_retirements(conn, signer_for(store_url()), log_prefix())
+    click.echo(
+        f"signed the retirement of {len(signed)} month(s) retention had dropped before "
+        f"retirements were signed: {', '.join(signed)}",
+        err=True,
+    )
 
 
 @db_group.command("check")

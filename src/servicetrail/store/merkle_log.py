@@ -556,6 +556,37 @@ def _sign_retirement(
     return True
 
 
+def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
+    """The logs (family, month) retention dropped before it signed retirements (the rows
+    migration 0022 wrote with no note) that have no signed one yet."""
+    rows = conn.execute(
+        select(log_retirement.c.family, log_retirement.c.month)
+        .where(log_retirement.c.note.is_(None))
+        .distinct()
+        .order_by(log_retirement.c.family, log_retirement.c.month)
+    ).all()
+    done = {
+        (str(f), str(m))
+        for f, m in conn.execute(
+            select(log_retirement.c.family, log_retirement.c.month).where(
+                log_retirement.c.note.is_not(None)
+            )
+        )
+    }
+    return [(str(f), str(m)) for f, m in rows if (str(f), str(m)) not in done]
+
+
+def sign_earlier_retirements(conn: Connection, signer: Signer, prefix: str) -> list[str]:
+    """Sign the retirements `retirements_unsigned` lists (`db upgrade` with the key); returns
+    their months."""
+    _lock(conn)
+    return [
+        month
+        for family, month in retirements_unsigned(conn)
+        if _sign_retirement(conn, family, month, signer, prefix)
+    ]
+
+
 def seal_store(engine: Engine, lock_wait: float | None = None) -> list[Sealed]:
     """Seal every queued leaf of this store with its signing key, and commit; `lock_wait`:
     seconds to wait at most for another writer's or sealer's lock (else the usual)."""
