@@ -90,3 +90,19 @@ def test_a_command_on_a_database_not_made_yet_makes_it(pg_server, missing_name, 
             ran.returncode == 2
             and "unknown party 'NOBODY' in the store postgresql://" in ran.stderr
         )
+
+
+def test_a_name_holding_a_percent_sign_is_made_as_named(pg_server):
+    """SQLAlchemy doubles the '%' of a statement it runs without parameters, for a driver that
+    then runs it as written: `--db .../t_50%off` made a database 't_50%%off', then failed to
+    open 't_50%off' ("does not exist"), and every later run did the same."""
+    name = f"t_{uuid.uuid4().hex[:8]}50%off"
+    try:
+        store = open_store(pg_server.url(name))
+        try:
+            assert _exists(pg_server, name) and current_revision(store) == SCHEMA_HEAD
+        finally:
+            store.dispose()
+    finally:
+        for made in (name, name.replace("%", "%%")):
+            pg_server.admin(f'DROP DATABASE IF EXISTS "{made}" WITH (FORCE)')

@@ -8,6 +8,8 @@ only when asked, from another database of the same server (46b: `--db .../newdb`
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
@@ -54,13 +56,19 @@ def _make_unless_there(asking: Engine, url: URL, name: str) -> None:
         found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
         if found.first() is not None:
             return
-        quoted = conn.dialect.identifier_preparer.quote_identifier(name)
+        from psycopg import sql
+
+        # through the driver: SQLAlchemy doubles a '%' in a statement without parameters,
+        # which the driver then ran as written ('50%off' made a database '50%%off')
+        driver: Any = conn.connection.driver_connection
         try:
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
-        except exc.DBAPIError as e:
-            if psycopg_error(e.orig, "DuplicateDatabase", "UniqueViolation"):
+            driver.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except Exception as e:
+            if psycopg_error(e, "DuplicateDatabase", "UniqueViolation"):
                 return  # made by another command in between
+            if not psycopg_error(e, "Error"):
+                raise
             raise CannotCreateDatabase(
                 f"the database {name!r} does not exist, and the role {url.username!r} could "
-                f"not create it ({str(e.orig).strip()}): create it, or name another"
+                f"not create it ({str(e).strip()}): create it, or name another"
             ) from None
