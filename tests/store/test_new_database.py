@@ -106,3 +106,18 @@ def test_a_name_holding_a_percent_sign_is_made_as_named(pg_server):
     finally:
         for made in (name, name.replace("%", "%%")):
             pg_server.admin(f'DROP DATABASE IF EXISTS "{made}" WITH (FORCE)')
+
+
+def test_a_name_longer_than_postgresql_keeps_is_refused_not_made_shorter(pg_server):
+    """PostgreSQL keeps 63 bytes of a name: it made the database under its first 63 bytes
+    cut at a character, and a connection cuts at the byte, so a longer name of accented
+    letters made a database no command could open ("does not exist"); a longer name of
+    ASCII opened the database of every name that began with the same 63 bytes."""
+    name = f"t_{uuid.uuid4().hex[:12]}" + "é" * 30  # 74 bytes
+    cut = name.encode()[:63].decode(errors="ignore")  # what the server would have made
+    try:
+        with pytest.raises(StoreError) as refused:
+            open_store(pg_server.url(name))
+        assert "at most 63 bytes" in str(refused.value) and not _exists(pg_server, cut)
+    finally:
+        pg_server.admin(f'DROP DATABASE IF EXISTS "{cut}" WITH (FORCE)')

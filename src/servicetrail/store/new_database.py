@@ -25,6 +25,9 @@ class CannotCreateDatabase(RuntimeError):
 # initdb made, `template1` where that was dropped
 _MAINTENANCE_DATABASES = ("postgres", "template1")
 
+# NAMEDATALEN - 1, on a server built as distributed
+_LONGEST_NAME = 63
+
 
 def there_now(engine: Engine) -> bool:
     """Whether the engine's database is there now: found, made here, or made by another
@@ -56,6 +59,14 @@ def _make_unless_there(asking: Engine, url: URL, name: str) -> None:
         found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
         if found.first() is not None:
             return
+        if len(name.encode()) > _LONGEST_NAME:
+            # the server would make it under its first 63 bytes (cut at a character, where a
+            # connection cuts at the byte): a database no command opened, or, in ASCII, one
+            # that every name beginning with those bytes opens
+            raise CannotCreateDatabase(
+                f"the database {name!r} does not exist, and PostgreSQL names a database in at "
+                f"most {_LONGEST_NAME} bytes: name a shorter one"
+            )
         from psycopg import sql
 
         # through the driver: SQLAlchemy doubles a '%' in a statement without parameters,
