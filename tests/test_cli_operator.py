@@ -684,3 +684,29 @@ def test_another_users_writable_report_is_written_in_place_keeping_its_owner(
     now = report.stat()
     assert (now.st_uid, now.st_gid) == (65534, 65534)
     assert report.read_text().startswith("id,") and _beside_it(report) == ["r.csv"]
+
+
+def test_a_driver_used_wrongly_is_not_said_as_the_store_refusing_it():
+    """The driver's own complaint about how it was called (a placeholder without a value, a
+    value of a type it cannot send) is a bug of servicetrail's, which the store never saw:
+    it became "Error: the store refused it: Incorrect number of bindings supplied" (exit 2,
+    no traceback). What the store itself raises (a trigger's refusal) still is."""
+    import psycopg
+
+    from servicetrail.cli.app import _the_databases
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("CREATE TRIGGER no BEFORE INSERT ON t BEGIN SELECT RAISE(ABORT, 'no'); END")
+    misuses = [("SELECT ?", ()), ("SELECT ?", (object(),))]
+    for statement, values in misuses:
+        with pytest.raises(sqlite3.Error) as misused:
+            conn.execute(statement, values)
+        assert not _the_databases(misused.value), misused.value
+    with pytest.raises(sqlite3.Error) as refused:
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert _the_databases(refused.value)
+    # psycopg's, raised before anything is sent (no SQLSTATE): "the query has 1 placeholders
+    # but 0 parameters were passed"
+    assert not _the_databases(psycopg.ProgrammingError("the query has 1 placeholders"))
+    assert not _the_databases(psycopg.InterfaceError("the cursor is closed"))

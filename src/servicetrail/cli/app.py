@@ -138,6 +138,12 @@ def _the_databases(error: Exception) -> bool:
     """An error the database raised (through SQLAlchemy, or from the driver itself, as the
     access log's writer calls it), not one of ours."""
     raw = _raw(error)
+    if isinstance(raw, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return False  # the driver's own complaint at how it was called: a bug, a traceback
+    if psycopg_error(raw, "InterfaceError") or (
+        psycopg_error(raw, "ProgrammingError") and getattr(raw, "sqlstate", None) is None
+    ):
+        return False  # the same of psycopg's, raised before the server saw anything
     return isinstance(raw, sqlite3.Error) or psycopg_error(raw, "Error")
 
 
