@@ -121,3 +121,20 @@ def test_a_name_longer_than_postgresql_keeps_is_refused_not_made_shorter(pg_serv
         assert "at most 63 bytes" in str(refused.value) and not _exists(pg_server, cut)
     finally:
         pg_server.admin(f'DROP DATABASE IF EXISTS "{cut}" WITH (FORCE)')
+
+
+def test_a_role_that_may_make_the_database_but_not_the_reader_role_is_told_what_it_needs(
+    pg_server, missing_name
+):
+    """It said "permission denied to create role" and two lines of CONTEXT (review 46k)."""
+    pg_server.admin("DROP ROLE IF EXISTS st_createdb_only")
+    pg_server.admin("CREATE ROLE st_createdb_only LOGIN CREATEDB")
+    try:
+        url = pg_server.url(missing_name).replace("postgres@", "st_createdb_only@", 1)
+        with pytest.raises(StoreError) as refused:
+            open_store(url)
+        said = str(refused.value)
+        assert "needs a role that may create roles (CREATEROLE" in said and "\n" not in said
+    finally:
+        pg_server.admin(f"DROP DATABASE IF EXISTS {missing_name} WITH (FORCE)")
+        pg_server.admin("DROP ROLE st_createdb_only")

@@ -371,6 +371,17 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
         except StoreError:
             engine.dispose()
             raise
+        except exc.DBAPIError as e:
+            engine.dispose()
+            if not psycopg_error(e.orig, "InsufficientPrivilege"):
+                raise
+            # said as "permission denied to create role" and two lines of CONTEXT, with no
+            # word of what the role needs (review 46k)
+            said = str(e.orig).strip().partition("\n")[0]
+            raise StoreError(
+                f"building the store needs a role that may create roles (CREATEROLE: it makes "
+                f"the store's own reader role) and own what it builds: {said}"
+            ) from None
     else:
         upgrade_to_head(engine)
     return engine
