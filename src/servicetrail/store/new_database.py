@@ -79,7 +79,8 @@ def _make_unless_there(asking: Engine, url: URL, name: str) -> None:
                 return  # made by another command in between
             if not psycopg_error(e, "Error"):
                 raise
+            said = str(e).strip().partition("\n")[0]  # not its DETAIL, on lines of their own
             raise CannotCreateDatabase(
                 f"the database {name!r} does not exist, and the role {url.username!r} could "
-                f"not create it ({str(e).strip()}): create it, or name another"
+                f"not create it ({said}): create it, or name another"
             ) from None
