@@ -558,7 +558,15 @@ def _sign_retirement(
 
 def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
     """The logs (family, month) retention dropped before it signed retirements (the rows
-    migration 0022 wrote with no note) that have no signed one yet."""
+    migration 0022 wrote with no note) that have no signed one yet, and are gone as retention
+    leaves a month: such a row is no more than a request anyone with the database can add, and
+    one naming a month still whole had its retirement signed, which then let that month be
+    wiped past `log verify` (audit 46j)."""
+    # here, not at the top: partitions imports this module
+    from .partitions import month_dropped
+
+    now = datetime.now(timezone.utc)
+    current = f"{now.year:04d}-{now.month:02d}"
     rows = conn.execute(
         select(log_retirement.c.family, log_retirement.c.month)
         .where(log_retirement.c.note.is_(None))
@@ -573,7 +581,26 @@ def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
             )
         )
     }
-    return [(str(f), str(m)) for f, m in rows if (str(f), str(m)) not in done]
+    return [
+        (str(f), str(m))
+        for f, m in rows
+        if (str(f), str(m)) not in done
+        and f == RECORD_FAMILY
+        and str(m) < current
+        and month_dropped(conn, str(m))
+        and not _has_leaves(conn, str(f), str(m))
+    ]
+
+
+def _has_leaves(conn: Connection, family: str, month: str) -> bool:
+    return (
+        conn.execute(
+            select(log_leaf.c.leaf_index)
+            .where(log_leaf.c.family == family, log_leaf.c.month == month)
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def sign_earlier_retirements(conn: Connection, signer: Signer, prefix: str) -> list[str]:
