@@ -572,3 +572,28 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
     _wiped_as_retention_wipes(pg_engine)
     wanted = [_unsigned(month) for month in _OLD_MONTHS]
     assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted
+
+
+def test_a_dry_run_without_the_key_says_a_run_would_drop_nothing(
+    pg_engine, pg_url, tmp_path, monkeypatch, use_settings
+):
+    """Audit 46j: every log sealed, a dry run without the key said only what it would drop
+    (exit 0), and the run itself then dropped nothing, having no key to sign the
+    retirements."""
+    from tests.conftest import Cli
+
+    monkeypatch.chdir(tmp_path)
+    _sealed_trail(pg_engine)
+    cli = Cli(pg_url, tmp_path)
+    use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "elsewhere.key")
+    dry = cli("retention", "--keep-months", "1", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    said = " ".join(dry.stderr.split())
+    assert "would drop 3 month(s)" in said
+    assert (
+        "note: a run drops none: it signs the retirement of each month it drops "
+        f"(2025-01, 2025-02, 2025-03) with the store's key, and there is no signing key at "
+        f"{tmp_path / 'elsewhere.key'}" in said
+    )
+    assert not (tmp_path / "elsewhere.key").exists()
+    assert cli("retention", "--keep-months", "1").exit_code == 2

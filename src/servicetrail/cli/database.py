@@ -19,7 +19,7 @@ from ..store.merkle_log import (
     seal_store,
     sign_earlier_retirements,
 )
-from ..store.partitions import UnsealedMonths, drop_months, unsealed_months
+from ..store.partitions import UnsealedMonths, drop_months, months_to_sign, unsealed_months
 from .commands import command, group
 from .common import Failure
 from .store_access import engine, engine_as_it_is, shown_store_url, store_url, with_db
@@ -191,7 +191,18 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
     click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
     if dry_run and months:
         with store.connect() as conn:
-            open_logs = unsealed_months(conn, sorted(m.replace("_", "-") for m in months))
+            named = sorted(m.replace("_", "-") for m in months)
+            open_logs = unsealed_months(conn, named)
+            to_sign = months_to_sign(conn, named)
+        if to_sign and not key.is_file() and not open_logs:
+            # every log sealed, the run still refuses (NoSigner), and the dry run said only
+            # what it would drop (audit 46j); unsealed logs have a note of their own below
+            click.echo(
+                f"note: a run drops none: it signs the retirement of each month it drops "
+                f"({', '.join(to_sign)}) with the store's key, and there is no signing key at "
+                f"{key}",
+                err=True,
+            )
         if open_logs:
             then = "seals them first" if key.is_file() else f"drops none (no signing key at {key})"
             click.echo(

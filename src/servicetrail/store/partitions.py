@@ -198,9 +198,8 @@ def drop_older_than(
     open_logs = unsealed_months(conn, months)
     if open_logs:
         raise UnsealedMonths(open_logs)
-    # unsigned, a retirement is what an intruder's drop looks like (audit 46d); a month
-    # never sealed (no records) has nothing to sign
-    unsigned = [m for m in months if latest_checkpoint(conn, RECORD_FAMILY, m) is not None]
+    # unsigned, a retirement is what an intruder's drop looks like (audit 46d)
+    unsigned = months_to_sign(conn, months)
     if unsigned and signer is None:
         raise NoSigner(unsigned)
     for month_name in months:  # each month's log goes with its records; its checkpoints stay
@@ -216,6 +215,12 @@ def drop_older_than(
     known = _known.get(str(conn.engine.url), set())
     known.difference_update(old)
     return names
+
+
+def months_to_sign(conn: Connection, months: list[str]) -> list[str]:
+    """Those of the months (`YYYY-MM`) whose retirement retention signs: the sealed ones. A
+    month never sealed (no records) has nothing to sign."""
+    return [m for m in months if latest_checkpoint(conn, RECORD_FAMILY, m) is not None]
 
 
 def month_dropped(conn: Connection, month: str) -> bool:
