@@ -501,8 +501,9 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_sig
     pg_server, tmp_path, monkeypatch
 ):
     """A store whose retention ran before 0022 has months dropped with no retirement: 0022
-    lists them, `db upgrade` with the key signs them, and without it says what `log verify`
-    will report until then."""
+    lists them, the upgrade to it signs them with the key, and without it says what `log
+    verify` will report until `db upgrade --sign-retirements` is run with the key; a later
+    upgrade without that flag signs nothing (audit 46j: anyone may add to the list)."""
     import os
 
     from tests.conftest import Cli
@@ -524,12 +525,18 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_sig
         said = " ".join(keyless.stderr.split())
         assert f"no signing key at {tmp_path / 'absent.key'}" in said
         assert "`log verify` reports the 3 month(s)" in said
+        assert "until 'servicetrail db upgrade --sign-retirements' is run" in said
         assert not (tmp_path / "absent.key").exists()
         monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
         found = cli("log", "verify")
         assert found.exit_code == 1
         assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
-        signed = cli("db", "upgrade")
+        unasked = cli("db", "upgrade")
+        assert unasked.exit_code == 0, unasked.output
+        said = " ".join(unasked.stderr.split())
+        assert "with none signed (2025-01, 2025-02, 2025-03)" in said and "signed the" not in said
+        assert cli("log", "verify").exit_code == 1
+        signed = cli("db", "upgrade", "--sign-retirements")
         assert signed.exit_code == 0, signed.output
         assert (
             "signed the retirement of 3 month(s) retention had dropped before retirements "
@@ -542,6 +549,54 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_sig
     finally:
         engine.dispose()
         pg_server.drop_database(url)
+
+
+def test_the_upgrade_to_0022_signs_with_the_key_and_a_later_one_signs_no_row_added_after(
+    pg_server, pg_engine, pg_url, tmp_path, monkeypatch
+):
+    """The upgrade that applies 0022 signs the months it lists, with the key at hand. Rows
+    with no note added after it are anyone's (audit 46j: an intruder wiped months, listed
+    them, and the operator's next upgrade with the key signed them, `log verify` then
+    passing even against kept checkpoints): a later upgrade signs none unasked."""
+    from tests.conftest import Cli
+    from tests.intruder import intrude
+
+    monkeypatch.chdir(tmp_path)
+    url = pg_server.new_database()
+    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
+    try:
+        with engine.begin() as conn:
+            append_records(conn, _records_in(_OLD_MONTHS))
+        seal_store(engine)
+        _wiped_as_retention_wipes(engine)
+        upgraded = Cli(url, tmp_path)("db", "upgrade")
+        assert upgraded.exit_code == 0, upgraded.output
+        assert "signed the retirement of 3 month(s)" in " ".join(upgraded.stderr.split())
+        assert Cli(url, tmp_path)("log", "verify").exit_code == 0
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)
+
+    _sealed_trail(pg_engine)  # at the head already: 0022 applied when it was built
+    with pg_engine.connect() as conn:
+        kept = [c.note for c in latest_checkpoints(conn)]
+    _wiped_as_retention_wipes(pg_engine)
+    intrude(
+        pg_engine,
+        *(
+            (
+                "INSERT INTO log_retirement (origin, family, month, note, created_at) "
+                "VALUES ('', 'sat', :m, NULL, now())",
+                {"m": month},
+            )
+            for month in _OLD_MONTHS
+        ),
+    )
+    cli = Cli(pg_url, tmp_path)
+    unasked = cli("db", "upgrade")
+    assert unasked.exit_code == 0 and "signed the" not in unasked.stderr, unasked.output
+    wanted = [_unsigned(month) for month in _OLD_MONTHS]
+    assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted
 
 
 def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_engine):

@@ -30,9 +30,20 @@ def db_group() -> None:
     """The store's schema."""
 
 
+# the migration that lists the months an older retention dropped, to be signed as it applies
+_LISTS_EARLIER_RETIREMENTS = "0022"
+
+
 @db_group.command("upgrade")
+@click.option(
+    "--sign-retirements",
+    is_flag=True,
+    help="Also sign the retirements of months an older retention dropped that are still "
+    "unsigned (done by the upgrade to 0022 itself when it has the key): use it only if "
+    "retention did drop them.",
+)
 @with_db
-def db_upgrade() -> None:
+def db_upgrade(sign_retirements: bool) -> None:
     """Bring the schema up to the newest migration (a store left by an older servicetrail
     is refused by the other commands until then)."""
     as_it_was = engine_as_it_is()
@@ -63,7 +74,8 @@ def db_upgrade() -> None:
         elif queued:
             sealed = seal_store(store)
             click.echo(f"sealed {len(sealed)} log(s) the migrations had filled", err=True)
-        _sign_earlier_retirements(store, key)
+        applies_the_list = before is not None and before < _LISTS_EARLIER_RETIREMENTS
+        _sign_earlier_retirements(store, key, applies_the_list or sign_retirements)
     except Exception as e:  # the schema stands; the next seal takes the leaves
         busy = store_busy(e)
         why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
@@ -79,18 +91,31 @@ def db_upgrade() -> None:
         click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
 
 
-def _sign_earlier_retirements(store: Engine, key: Path) -> None:
+def _sign_earlier_retirements(store: Engine, key: Path, asked: bool) -> None:
     """The months retention dropped before it signed retirements (migration 0022 lists them),
-    signed now with the store's key: `log verify` reports them until then (audit 46d)."""
+    signed with the store's key by the upgrade that applies 0022, or when asked: `log verify`
+    reports them until then (audit 46d). Not by any later upgrade unasked: a row of that list
+    is one anyone with the database can add, for a month wiped by hand (audit 46j)."""
     with store.connect() as conn:
         unsigned = retirements_unsigned(conn)
     if not unsigned:
         return
+    months = ", ".join(month for _, month in unsigned)
+    if not asked:
+        click.echo(
+            f"note: `log verify` reports the {len(unsigned)} month(s) listed as dropped by a "
+            f"retention older than signed retirements, with none signed ({months}): if "
+            "retention did drop them, 'servicetrail db upgrade --sign-retirements' signs "
+            "them (anyone with the database can add to that list)",
+            err=True,
+        )
+        return
     if not key.is_file():  # never a key of its own making, as for the seal above
         click.echo(
             f"note: no signing key at {key}: `log verify` reports the {len(unsigned)} month(s) "
-            "retention dropped before it signed retirements until `db upgrade` is run with "
-            "the store's key (SERVICETRAIL_SIGNING_KEY naming it)",
+            f"retention dropped before it signed retirements ({months}) until 'servicetrail "
+            "db upgrade --sign-retirements' is run with the store's key "
+            "(SERVICETRAIL_SIGNING_KEY naming it)",
             err=True,
         )
         return
