@@ -427,6 +427,20 @@ def test_an_intruders_wipe_of_the_months_before_the_current_one_is_named(pg_engi
     assert found == wanted
 
 
+def test_checkpoints_deleted_after_retention_are_named_by_its_signed_retirement(pg_engine):
+    """Audit 46j: a retired month's checkpoints deleted (triggers out of the way) went unseen
+    without --checkpoints, though the signed retirement says the log reached size 3."""
+    from tests.intruder import intrude
+
+    _sealed_trail(pg_engine)
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    intrude(pg_engine, ("DELETE FROM log_checkpoint WHERE month = '2025-02'", {}))
+    assert audit(pg_engine, "servicetrail/sat").findings == [
+        "log servicetrail/sat/2025-02 was retired at size 3, but has no checkpoint"
+    ]
+
+
 def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     """Signed by a key of the intruder's own (listed among the store's keys), or by the
     store's key over another size or root, or a true one edited: each month is named."""

@@ -164,7 +164,7 @@ def audit(
             ),
             frozenset(retired_at.get((family, month), ())),
         )
-        for family, month in sorted(months | set(by_log) | set(kept.by_log))
+        for family, month in sorted(months | set(by_log) | set(kept.by_log) | set(retired_at))
     ]
     for findings, entries in _run(engine, tasks, workers):
         result.findings += [f for f in findings if not isinstance(f, Note)]
@@ -464,6 +464,13 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             yield (
                 f"log {origin} has no leaves, but checkpoints up to size {last}, "
                 "and no signed retirement"
+            )
+        retired = max((size for size, _ in task.retired_at), default=0)
+        if retired > last:
+            # a retirement signed at a size no stored checkpoint reaches: checkpoints deleted
+            # after retention, which only kept checkpoints (--checkpoints) told (audit 46j)
+            yield f"log {origin} was retired at size {retired}, but " + (
+                f"its checkpoints reach only size {last}" if last else "has no checkpoint"
             )
         for size in sorted(kept):
             if size > last:
