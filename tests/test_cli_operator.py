@@ -710,3 +710,11 @@ def test_a_driver_used_wrongly_is_not_said_as_the_store_refusing_it():
     # but 0 parameters were passed"
     assert not _the_databases(psycopg.ProgrammingError("the query has 1 placeholders"))
     assert not _the_databases(psycopg.InterfaceError("the cursor is closed"))
+
+
+def test_a_report_that_cannot_be_written_names_its_file(store):
+    """A full disk said "Error: [Errno 28] No space left on device", naming no file (46f)."""
+    url, _, _ = store
+    full = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", "/dev/full")
+    assert full.returncode == 2
+    assert full.stderr.endswith(b"Error: --output: /dev/full: No space left on device\n")

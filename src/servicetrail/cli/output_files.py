@@ -139,11 +139,20 @@ class HeldOutput:
         self.text.flush()
         self.text.buffer.seek(0)
         sys.stdout.flush()
-        target = _beside(path) if path else None
-        if target is None or not _put_in_place(self.text.buffer, target):
-            with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
-                shutil.copyfileobj(self.text.buffer, out)
-        self.text.close()
+        try:
+            target = _beside(path) if path else None
+            if target is None or not _put_in_place(self.text.buffer, target):
+                with _report_file(path) if path else nullcontext(sys.stdout.buffer) as out:
+                    shutil.copyfileobj(self.text.buffer, out)
+        except OSError as e:
+            if path is None or not e.strerror:
+                raise
+            # the report's own name: a full disk said "[Errno 28] No space left on device"
+            # naming no file, and a folder put at the name in between named the hidden file
+            # the report was written to (review 46f)
+            raise Failure(f"--output: {path}: {e.strerror}") from None
+        finally:
+            self.text.close()
 
 
 def may_write(path: Path) -> None:
