@@ -164,7 +164,13 @@ class PgServer:
 
     def new_database(self, template: str | None = None) -> str:
         name = "t_" + uuid.uuid4().hex[:12]
-        self.admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        # copied file by file, as before PostgreSQL 15: 15's default (WAL_LOG) writes each
+        # block of the ~10 MB template through the WAL, ~9 ms more of the server's CPU a test
+        # here (a throwaway server: nothing is ever recovered from its WAL)
+        strategy = " STRATEGY FILE_COPY" if int(self.bin.parent.name) >= 15 else ""
+        self.admin(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "") + strategy
+        )
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
