@@ -9,9 +9,13 @@ import json
 import select
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import pytest
+
 from servicetrail import settings
+from tests.conftest import ENGINES, sqlite_store_from
 from tests.web.live_server import live_server
 
 
@@ -75,9 +79,30 @@ def assert_capped(base: str) -> None:
     )
 
 
-def test_an_oversized_request_head_is_431_and_a_normal_one_is_served(db_url, tmp_path):
-    with live_server(db_url, tmp_path) as base:
-        assert_capped(base)
+@pytest.fixture(scope="module", params=ENGINES)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One single-process `servicetrail serve` an engine for the tests below, each on
+    connections of its own: a server's start and stop took ~1.2 s of CPU, as long as a
+    test's own work."""
+    folder = tmp_path_factory.mktemp("header-cap")
+    if request.param == "sqlite":
+        url = sqlite_store_from(request.getfixturevalue("sqlite_template"), folder)
+        with live_server(url, folder) as base:
+            yield base
+        return
+    server = request.getfixturevalue("pg_server")
+    url = server.new_database(template="st_template")
+    try:
+        with live_server(url, folder) as base:
+            yield base
+    finally:
+        server.drop_database(url)
+
+
+def test_an_oversized_request_head_is_431_and_a_normal_one_is_served(served):
+    assert_capped(served)
 
 
 def test_the_multi_process_server_has_the_same_cap(sqlite_url, tmp_path):
@@ -85,11 +110,8 @@ def test_the_multi_process_server_has_the_same_cap(sqlite_url, tmp_path):
         assert_capped(base)
 
 
-def test_an_endless_header_is_cut_off_while_it_arrives(db_url, tmp_path):
-    with (
-        live_server(db_url, tmp_path) as base,
-        socket.create_connection(address(base), timeout=10) as sock,
-    ):
+def test_an_endless_header_is_cut_off_while_it_arrives(served):
+    with socket.create_connection(address(served), timeout=10) as sock:
         sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
         sent = 0
         while sent < 4_000_000:
