@@ -441,6 +441,33 @@ def test_checkpoints_deleted_after_retention_are_named_by_its_signed_retirement(
     ]
 
 
+def test_a_kept_checkpoint_deleted_below_a_retired_months_last_is_named(pg_engine):
+    """Audit 46l: a retired month's checkpoint of size 2 deleted, its last (3) and its signed
+    retirement left, passed `log verify` even against the kept checkpoint of size 2, which a
+    month with leaves has named as deleted."""
+    from tests.intruder import intrude
+
+    for record in _records_in(_OLD_MONTHS):  # one seal a record: checkpoints 1, 2, 3
+        with pg_engine.begin() as conn:
+            append_records(conn, [record])
+        seal_store(pg_engine)
+    with pg_engine.connect() as conn:
+        kept = _kept_of(
+            pg_engine,
+            list(
+                conn.execute(
+                    select(log_checkpoint.c.note).where(log_checkpoint.c.month == "2025-02")
+                ).scalars()
+            ),
+        )
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    intrude(pg_engine, ("DELETE FROM log_checkpoint WHERE month = '2025-02' AND tree_size = 2", {}))
+    assert audit(pg_engine, "servicetrail/sat", kept=kept).findings == [
+        "log servicetrail/sat/2025-02 checkpoint 2, kept, is no longer in the store (deleted)"
+    ]
+
+
 def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     """Signed by a key of the intruder's own (listed among the store's keys), or by the
     store's key over another size or root, or a true one edited: each month is named."""

@@ -475,6 +475,10 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
         for size in sorted(kept):
             if size > last:
                 yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
+            elif size not in wanted:
+                # retention keeps every checkpoint of the month: one kept and gone from the
+                # store was deleted, as a month with leaves has it said (_checkpoints_gone)
+                yield f"log {origin} checkpoint {size}, kept, is no longer in the store (deleted)"
             elif size in wanted and any(root != wanted[size].root for root in kept[size]):
                 yield f"log {origin} does not match the checkpoint of size {size} kept"
         return
