@@ -468,6 +468,46 @@ def test_a_kept_checkpoint_deleted_below_a_retired_months_last_is_named(pg_engin
     ]
 
 
+def test_a_retired_month_brought_back_and_added_to_is_named(pg_engine):
+    """Audit 46l: the newest retired month's partitions, records and log put back from a
+    copy taken before retention, a record added and sealed (checkpoint 4, past the signed
+    retirement at 3): `log verify` found nothing."""
+    from tests.intruder import intrude
+
+    _sealed_trail(pg_engine)
+    tables = ("sat_record", "sat_payload", "sat_visibility", "log_leaf", "log_node")
+    copied = [
+        (f"CREATE TABLE copy_{t} AS SELECT * FROM {t} WHERE {w}", {})
+        for t, w in zip(
+            tables,
+            ["logged_at >= '2025-03-01' AND logged_at < '2025-04-01'"] * 3
+            + ["month = '2025-03'"] * 2,
+            strict=True,
+        )
+    ]
+    intrude(pg_engine, *copied)
+    with pg_engine.begin() as conn:
+        drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    intrude(
+        pg_engine,
+        *(
+            (
+                f"CREATE TABLE {t}_p2025_03 PARTITION OF {t} "
+                "FOR VALUES FROM ('2025-03-01') TO ('2025-04-01')",
+                {},
+            )
+            for t in tables[:3]
+        ),
+        *((f"INSERT INTO {t} SELECT * FROM copy_{t}", {}) for t in tables),
+    )
+    with pg_engine.begin() as conn:
+        append_records(conn, _records_in(("2025-03",), each=4)[3:])
+    seal_store(pg_engine)
+    assert audit(pg_engine, "servicetrail/sat").findings == [
+        "log servicetrail/sat/2025-03 was retired at size 3, but has 4 leaves"
+    ]
+
+
 def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     """Signed by a key of the intruder's own (listed among the store's keys), or by the
     store's key over another size or root, or a true one edited: each month is named."""
