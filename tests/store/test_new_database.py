@@ -134,7 +134,25 @@ def test_a_role_that_may_make_the_database_but_not_the_reader_role_is_told_what_
         with pytest.raises(StoreError) as refused:
             open_store(url)
         said = str(refused.value)
-        assert "needs a role that may create roles (CREATEROLE" in said and "\n" not in said
+        assert "and roles (CREATEROLE" in said and "\n" not in said
     finally:
         pg_server.admin(f"DROP DATABASE IF EXISTS {missing_name} WITH (FORCE)")
         pg_server.admin("DROP ROLE st_createdb_only")
+
+
+def test_a_role_that_may_make_roles_but_not_tables_is_told_of_the_tables_too(pg_server):
+    """Audit 46l: a role with CREATEROLE, in a database another role owns, was told that it
+    needed CREATEROLE, and the server's "permission denied for schema public" alone said
+    what it lacked."""
+    pg_server.admin("DROP ROLE IF EXISTS st_createrole_only")
+    pg_server.admin("CREATE ROLE st_createrole_only LOGIN CREATEROLE")
+    url = pg_server.new_database()
+    try:
+        with pytest.raises(StoreError) as refused:
+            open_store(url.replace("postgres@", "st_createrole_only@", 1))
+        said = str(refused.value)
+        assert "may create its tables (the database's owner, or one granted CREATE on" in said
+        assert "permission denied for schema public" in said
+    finally:
+        pg_server.drop_database(url)
+        pg_server.admin("DROP ROLE st_createrole_only")

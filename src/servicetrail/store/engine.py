@@ -376,11 +376,14 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             if not psycopg_error(e.orig, "InsufficientPrivilege"):
                 raise
             # said as "permission denied to create role" and two lines of CONTEXT, with no
-            # word of what the role needs (review 46k)
+            # word of what the role needs (review 46k); both needs named, as the same refusal
+            # comes first for the tables to a role with CREATEROLE that does not own the
+            # database (PostgreSQL 15 lets only the owner create in schema public: audit 46l)
             said = str(e.orig).strip().partition("\n")[0]
             raise StoreError(
-                f"building the store needs a role that may create roles (CREATEROLE: it makes "
-                f"the store's own reader role) and own what it builds: {said}"
+                "building the store needs a role that may create its tables (the database's "
+                "owner, or one granted CREATE on schema public) and roles (CREATEROLE: it makes "
+                f"the store's own reader role): {said}"
             ) from None
     else:
         upgrade_to_head(engine)
