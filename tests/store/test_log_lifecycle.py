@@ -578,13 +578,15 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
     assert verified.exit_code == 0 and verified.stdout == "", verified.output
 
 
-def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_signed(
+def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_named(
     pg_server, tmp_path, monkeypatch
 ):
     """A store whose retention ran before 0022 has months dropped with no retirement: 0022
-    lists them, the upgrade to it signs them with the key, and without it says what `log
-    verify` will report until `db upgrade --sign-retirements` is run with the key; a later
-    upgrade without that flag signs nothing (audit 46j: anyone may add to the list)."""
+    lists them, and `db upgrade` says what `log verify` will report until the operator names
+    them with `--sign-retirements`, run with the key. No upgrade signs them unasked, the one
+    that applies 0022 included: the list and the revision are anyone's to write (audits 46j,
+    46l: an intruder wiped months, listed them, or set the revision back to 0021, and the
+    operator's next upgrade with the key signed them)."""
     import os
 
     from tests.conftest import Cli
@@ -599,30 +601,29 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_sig
         # retention as it was before 0022: the months' logs and partitions, no retirement
         _wiped_as_retention_wipes(engine)
         cli = Cli(url, tmp_path)
-        stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
-        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
-        keyless = cli("db", "upgrade")
-        assert keyless.exit_code == 0, keyless.output
-        said = " ".join(keyless.stderr.split())
-        assert f"no signing key at {tmp_path / 'absent.key'}" in said
-        assert "`log verify` reports the 3 month(s)" in said
-        assert "until 'servicetrail db upgrade --sign-retirements' is run" in said
-        assert not (tmp_path / "absent.key").exists()
-        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
+        upgraded = cli("db", "upgrade")  # with the key at hand, applying 0022
+        assert upgraded.exit_code == 0, upgraded.output
+        said = " ".join(upgraded.stderr.split())
+        assert "reports the 3 month(s) listed as dropped" in said
+        assert "(2025-01, 2025-02, 2025-03)" in said and "--sign-retirements MONTHS" in said
+        assert "signed the" not in said
         found = cli("log", "verify")
         assert found.exit_code == 1
         assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
-        unasked = cli("db", "upgrade")
-        assert unasked.exit_code == 0, unasked.output
-        said = " ".join(unasked.stderr.split())
-        assert "with none signed (2025-01, 2025-02, 2025-03)" in said and "signed the" not in said
-        assert cli("log", "verify").exit_code == 1
-        signed = cli("db", "upgrade", "--sign-retirements")
-        assert signed.exit_code == 0, signed.output
-        assert (
-            "signed the retirement of 3 month(s) retention had dropped before retirements "
-            "were signed: 2025-01, 2025-02, 2025-03" in " ".join(signed.stderr.split())
-        )
+        assert cli("db", "upgrade", "--sign-retirements", "2025-13").exit_code == 2
+        stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
+        keyless = cli("db", "upgrade", "--sign-retirements", "2025-01")
+        assert keyless.exit_code == 2 and "no signing key at" in keyless.stderr
+        assert not (tmp_path / "absent.key").exists()
+        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
+        one = cli("db", "upgrade", "--sign-retirements", "2025-02, 2024-12")
+        assert one.exit_code == 0, one.output
+        said = " ".join(one.stderr.split())
+        assert "not signed, as not listed unsigned: 2024-12" in said
+        assert "signed the retirement of 1 month(s): 2025-02" in said
+        rest = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-03")
+        assert "signed the retirement of 2 month(s): 2025-01, 2025-03" in rest.stderr
         verified = cli("log", "verify")
         assert verified.exit_code == 0 and verified.stdout == "", verified.output
         again = cli("db", "upgrade")
@@ -632,33 +633,14 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_they_were_sig
         pg_server.drop_database(url)
 
 
-def test_the_upgrade_to_0022_signs_with_the_key_and_a_later_one_signs_no_row_added_after(
-    pg_server, pg_engine, pg_url, tmp_path, monkeypatch
-):
-    """The upgrade that applies 0022 signs the months it lists, with the key at hand. Rows
-    with no note added after it are anyone's (audit 46j: an intruder wiped months, listed
-    them, and the operator's next upgrade with the key signed them, `log verify` then
-    passing even against kept checkpoints): a later upgrade signs none unasked."""
+def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, monkeypatch):
+    """Rows with no note added at the head (audit 46j 1b): the operator's upgrade with the key
+    signs none."""
     from tests.conftest import Cli
     from tests.intruder import intrude
 
     monkeypatch.chdir(tmp_path)
-    url = pg_server.new_database()
-    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
-    try:
-        with engine.begin() as conn:
-            append_records(conn, _records_in(_OLD_MONTHS))
-        seal_store(engine)
-        _wiped_as_retention_wipes(engine)
-        upgraded = Cli(url, tmp_path)("db", "upgrade")
-        assert upgraded.exit_code == 0, upgraded.output
-        assert "signed the retirement of 3 month(s)" in " ".join(upgraded.stderr.split())
-        assert Cli(url, tmp_path)("log", "verify").exit_code == 0
-    finally:
-        engine.dispose()
-        pg_server.drop_database(url)
-
-    _sealed_trail(pg_engine)  # at the head already: 0022 applied when it was built
+    _sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = [c.note for c in latest_checkpoints(conn)]
     _wiped_as_retention_wipes(pg_engine)
@@ -673,8 +655,7 @@ def test_the_upgrade_to_0022_signs_with_the_key_and_a_later_one_signs_no_row_add
             for month in _OLD_MONTHS
         ),
     )
-    cli = Cli(pg_url, tmp_path)
-    unasked = cli("db", "upgrade")
+    unasked = Cli(pg_url, tmp_path)("db", "upgrade")
     assert unasked.exit_code == 0 and "signed the" not in unasked.stderr, unasked.output
     wanted = [_unsigned(month) for month in _OLD_MONTHS]
     assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted
@@ -704,7 +685,12 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
     )
     with pg_engine.begin() as conn:
         assert retirements_unsigned(conn) == []
-        assert sign_earlier_retirements(conn, store_key(pg_engine), log_prefix()) == []
+        assert (
+            sign_earlier_retirements(
+                conn, store_key(pg_engine), log_prefix(), (*_OLD_MONTHS, _this_month())
+            )
+            == []
+        )
     _wiped_as_retention_wipes(pg_engine)
     wanted = [_unsigned(month) for month in _OLD_MONTHS]
     assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted

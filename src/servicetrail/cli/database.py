@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -30,22 +31,20 @@ def db_group() -> None:
     """The store's schema."""
 
 
-# the migration that lists the months an older retention dropped, to be signed as it applies
-_LISTS_EARLIER_RETIREMENTS = "0022"
-
-
 @db_group.command("upgrade")
 @click.option(
     "--sign-retirements",
-    is_flag=True,
-    help="Also sign the retirements of months an older retention dropped that are still "
-    "unsigned (done by the upgrade to 0022 itself when it has the key): use it only if "
-    "retention did drop them.",
+    "sign_retirements",
+    metavar="MONTHS",
+    help="Also sign the retirements of these months (YYYY-MM, comma-separated), listed as "
+    "dropped by a retention older than signed retirements: name only months your own "
+    "records say retention dropped (anyone with the database can add to that list).",
 )
 @with_db
-def db_upgrade(sign_retirements: bool) -> None:
+def db_upgrade(sign_retirements: str | None) -> None:
     """Bring the schema up to the newest migration (a store left by an older servicetrail
     is refused by the other commands until then)."""
+    named = _months(sign_retirements)  # asked wrongly: said before the store is touched
     as_it_was = engine_as_it_is()
     try:
         before = current_revision(as_it_was)
@@ -55,13 +54,28 @@ def db_upgrade(sign_retirements: bool) -> None:
         as_it_was.dispose()
     store = engine(upgrade=True)
     now = current_revision(store)
+    key = key_path_for(store_url())
+    try:
+        _seal_what_the_migrations_brought(store, key)
+        _sign_earlier_retirements(store, key, named)
+    finally:
+        store.dispose()
+    # what it did, not only where it ends: run twice, both said the same (audit 44d)
+    if before == now:
+        click.echo(f"the schema was at the newest migration already ({now})")
+    elif before is None:
+        click.echo(f"the schema was built at the newest migration ({now})")
+    else:
+        click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
+
+
+def _seal_what_the_migrations_brought(store: Engine, key: Path) -> None:
     try:
         # what the migrations brought into the logs (0009: every record stored before it) is
         # sealed now: its proofs were a 409 until a server's first seal, a minute or more
         # later, and `log verify` checked it against no checkpoint (audit 24a)
         with store.connect() as conn:
             queued = conn.execute(select(log_pending.c.entry_id).limit(1)).first() is not None
-        key = key_path_for(store_url())
         if queued and not key.is_file():
             # never a key of its own making: run from another folder, an upgrade signed the
             # logs with a new ./servicetrail.key that the server's trust file did not know,
@@ -74,58 +88,55 @@ def db_upgrade(sign_retirements: bool) -> None:
         elif queued:
             sealed = seal_store(store)
             click.echo(f"sealed {len(sealed)} log(s) the migrations had filled", err=True)
-        applies_the_list = before is not None and before < _LISTS_EARLIER_RETIREMENTS
-        _sign_earlier_retirements(store, key, applies_the_list or sign_retirements)
     except Exception as e:  # the schema stands; the next seal takes the leaves
         busy = store_busy(e)
         why = busy.reason if busy else str(getattr(e, "orig", None) or e).splitlines()[0]
         click.echo(f"warning: the logs were not sealed now ({why})", err=True)
-    finally:
-        store.dispose()
-    # what it did, not only where it ends: run twice, both said the same (audit 44d)
-    if before == now:
-        click.echo(f"the schema was at the newest migration already ({now})")
-    elif before is None:
-        click.echo(f"the schema was built at the newest migration ({now})")
-    else:
-        click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
 
 
-def _sign_earlier_retirements(store: Engine, key: Path, asked: bool) -> None:
+def _months(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    months = [part.strip() for part in text.split(",") if part.strip()]
+    wrong = [m for m in months if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", m)]
+    if wrong or not months:
+        raise Failure(f"--sign-retirements: months as YYYY-MM, comma-separated: {text!r}")
+    return months
+
+
+def _sign_earlier_retirements(store: Engine, key: Path, named: list[str] | None) -> None:
     """The months retention dropped before it signed retirements (migration 0022 lists them),
-    signed with the store's key by the upgrade that applies 0022, or when asked: `log verify`
-    reports them until then (audit 46d). Not by any later upgrade unasked: a row of that list
-    is one anyone with the database can add, for a month wiped by hand (audit 46j)."""
+    signed with the store's key when the operator names them: `log verify` reports them until
+    then (audit 46d). Never unasked: a row of that list is anyone's to add, for a month wiped
+    by hand, and so is the revision that says 0022 is yet to come (audits 46j, 46l: the
+    operator's next upgrade signed the months an intruder wiped and listed)."""
     with store.connect() as conn:
-        unsigned = retirements_unsigned(conn)
-    if not unsigned:
+        unsigned = [month for _, month in retirements_unsigned(conn)]
+    if named is None:
+        if unsigned:
+            click.echo(
+                f"note: `log verify` reports the {len(unsigned)} month(s) listed as dropped by "
+                f"a retention older than signed retirements ({', '.join(unsigned)}): those your "
+                "own records say retention dropped, 'servicetrail db upgrade "
+                "--sign-retirements MONTHS' signs with the store's key (anyone with the "
+                "database can add to that list)",
+                err=True,
+            )
         return
-    months = ", ".join(month for _, month in unsigned)
-    if not asked:
-        click.echo(
-            f"note: `log verify` reports the {len(unsigned)} month(s) listed as dropped by a "
-            f"retention older than signed retirements, with none signed ({months}): if "
-            "retention did drop them, 'servicetrail db upgrade --sign-retirements' signs "
-            "them (anyone with the database can add to that list)",
-            err=True,
-        )
+    unlisted = [month for month in named if month not in unsigned]
+    if unlisted:
+        click.echo(f"note: not signed, as not listed unsigned: {', '.join(unlisted)}", err=True)
+    wanted = [month for month in named if month in unsigned]
+    if not wanted:
         return
     if not key.is_file():  # never a key of its own making, as for the seal above
-        click.echo(
-            f"note: no signing key at {key}: `log verify` reports the {len(unsigned)} month(s) "
-            f"retention dropped before it signed retirements ({months}) until 'servicetrail "
-            "db upgrade --sign-retirements' is run with the store's key "
-            "(SERVICETRAIL_SIGNING_KEY naming it)",
-            err=True,
+        raise Failure(
+            f"--sign-retirements: no signing key at {key}: run it with the store's key "
+            "(SERVICETRAIL_SIGNING_KEY naming it)"
         )
-        return
     with store.begin() as conn:
-        signed = sign_earlier_retirements(conn, signer_for(store_url()), log_prefix())
-    click.echo(
-        f"signed the retirement of {len(signed)} month(s) retention had dropped before "
-        f"retirements were signed: {', '.join(signed)}",
-        err=True,
-    )
+        signed = sign_earlier_retirements(conn, signer_for(store_url()), log_prefix(), wanted)
+    click.echo(f"signed the retirement of {len(signed)} month(s): {', '.join(signed)}", err=True)
 
 
 @db_group.command("check")

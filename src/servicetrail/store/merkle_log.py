@@ -26,7 +26,7 @@ subtree hash a proof or root needs folds from at most 15 stored hashes of one le
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -603,14 +603,16 @@ def _has_leaves(conn: Connection, family: str, month: str) -> bool:
     )
 
 
-def sign_earlier_retirements(conn: Connection, signer: Signer, prefix: str) -> list[str]:
-    """Sign the retirements `retirements_unsigned` lists (`db upgrade` with the key); returns
-    their months."""
+def sign_earlier_retirements(
+    conn: Connection, signer: Signer, prefix: str, months: Collection[str]
+) -> list[str]:
+    """Sign those of `months` that `retirements_unsigned` lists (`db upgrade
+    --sign-retirements` with the key); returns the months signed."""
     _lock(conn)
     return [
         month
         for family, month in retirements_unsigned(conn)
-        if _sign_retirement(conn, family, month, signer, prefix)
+        if month in months and _sign_retirement(conn, family, month, signer, prefix)
     ]
 
 
