@@ -666,7 +666,10 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
     sign the retirement of a month still whole (the current one too) at its last checkpoint;
     the months wiped later then passed `log verify`, even against kept checkpoints."""
     from servicetrail.signing import log_prefix
-    from servicetrail.store.merkle_log import retirements_unsigned, sign_earlier_retirements
+    from servicetrail.store.log_retirement import (
+        retirements_unsigned,
+        sign_earlier_retirements,
+    )
     from tests.intruder import intrude
 
     _sealed_trail(pg_engine)

@@ -14,12 +14,8 @@ from ..signing import key_path_for, log_prefix, signer_for
 from ..store.engine import at_another_schema, current_revision
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
-from ..store.merkle_log import (
-    NoSigner,
-    retirements_unsigned,
-    seal_store,
-    sign_earlier_retirements,
-)
+from ..store.log_retirement import NoSigner, retirements_unsigned, sign_earlier_retirements
+from ..store.merkle_log import seal_store
 from ..store.partitions import UnsealedMonths, drop_months, months_to_sign, unsealed_months
 from .commands import command, group
 from .common import Failure

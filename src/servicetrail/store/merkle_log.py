@@ -26,7 +26,7 @@ subtree hash a proof or root needs folds from at most 15 stored hashes of one le
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,14 +45,7 @@ from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
 from .log_copy import SQLITE_RUN, LeafRun, leaf_copy_data, runs_by_salt, sqlite_parameters
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
-from .log_tables import (
-    log_checkpoint,
-    log_leaf,
-    log_node,
-    log_pending,
-    log_retirement,
-    log_verifier_key,
-)
+from .log_tables import log_checkpoint, log_pending, log_verifier_key
 from .log_tree import TILE, LogDamaged, StoredTree, latest_checkpoint, verifier_keys
 
 log = logging.getLogger("servicetrail.store")
@@ -219,7 +212,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     """Append every queued leaf to its log and sign a checkpoint of each log that grew, in the
     caller's transaction (commit it before reporting). The queue is read a chunk at a time,
     so a seal of millions of leaves runs in flat memory."""
-    _lock(conn)
+    lock_sealing(conn)
     queued = {
         (str(family), str(month))
         for family, month in conn.execute(
@@ -230,7 +223,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
-    _remember_key(conn, signer, now)
+    remember_key(conn, signer, now)
     sealed = []
     for family, month in sorted(queued | set(grown)):
         size = _size(conn, family, month)
@@ -362,7 +355,7 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
         after = chunk[-1][0]
 
 
-def _lock(conn: Connection) -> None:
+def lock_sealing(conn: Connection) -> None:
     """One sealer at a time, and no leaf appended while it seals: PostgreSQL by advisory
     locks held to the end of the transaction (the seal's, then each direct family's),
     SQLite by taking its write lock before the queue is read."""
@@ -376,7 +369,7 @@ def _lock(conn: Connection) -> None:
         driver.execute("BEGIN IMMEDIATE")
 
 
-def _remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
+def remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     """The store's list of the keys that signed in it, and, the first time a key signs here,
     its trust file (signing.trust_first)."""
     known = conn.execute(
@@ -498,122 +491,6 @@ def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) ->
         cursor.execute(
             "DELETE FROM log_pending WHERE family = %s AND entry_id = ANY(%s)", (family, entry_ids)
         )
-
-
-class NoSigner(Exception):
-    """Logs to retire that have checkpoints, and no key to sign their retirements."""
-
-    def __init__(self, months: list[str]) -> None:
-        super().__init__(", ".join(months))
-        self.months = months
-
-
-def retire_month(
-    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
-) -> None:
-    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay), and store
-    the retirement of its last checkpoint, signed (`log verify` takes no month for retired
-    without one: audit 46d). On PostgreSQL the append-only trigger lets these deletes through
-    for this month and this transaction only, and the family's lock keeps a batch from
-    appending to the month while its leaves go. A batch writing into the month holds its
-    partitions and may wait for that lock while retention waits for the partitions:
-    retention's lock wait (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's
-    deadlock_timeout, so it lets go and tries again, and the batch is never the one stopped."""
-    if conn.dialect.name == "postgresql":
-        lock_family(conn, family)
-        conn.execute(
-            text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
-        )
-    _sign_retirement(conn, family, month, signer, prefix)
-    for table in (log_leaf, log_node, log_pending):
-        conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
-
-
-def _sign_retirement(
-    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
-) -> bool:
-    """A signed retirement of the log at its last checkpoint; none for a log never sealed
-    (a month with no records), which has nothing to show."""
-    last = latest_checkpoint(conn, family, month)
-    if last is None:
-        return False
-    if signer is None:
-        raise NoSigner([month])
-    now = datetime.now(timezone.utc)
-    # the key listed, as a seal lists it: `log verify` without a trust file trusts the
-    # store's list, and a key that had not sealed here yet was missing from it
-    _remember_key(conn, signer, now)
-    origin = family_named(family).origin(prefix, month)
-    conn.execute(
-        log_retirement.insert().values(
-            origin=origin,
-            family=family,
-            month=month,
-            note=signer.retirement(origin, last.size, last.root),
-            created_at=now,
-        )
-    )
-    return True
-
-
-def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
-    """The logs (family, month) retention dropped before it signed retirements (the rows
-    migration 0022 wrote with no note) that have no signed one yet, and are gone as retention
-    leaves a month: such a row is no more than a request anyone with the database can add, and
-    one naming a month still whole had its retirement signed, which then let that month be
-    wiped past `log verify` (audit 46j)."""
-    # here, not at the top: partitions imports this module
-    from .partitions import month_dropped
-
-    now = datetime.now(timezone.utc)
-    current = f"{now.year:04d}-{now.month:02d}"
-    rows = conn.execute(
-        select(log_retirement.c.family, log_retirement.c.month)
-        .where(log_retirement.c.note.is_(None))
-        .distinct()
-        .order_by(log_retirement.c.family, log_retirement.c.month)
-    ).all()
-    done = {
-        (str(f), str(m))
-        for f, m in conn.execute(
-            select(log_retirement.c.family, log_retirement.c.month).where(
-                log_retirement.c.note.is_not(None)
-            )
-        )
-    }
-    return [
-        (str(f), str(m))
-        for f, m in rows
-        if (str(f), str(m)) not in done
-        and f == RECORD_FAMILY
-        and str(m) < current
-        and month_dropped(conn, str(m))
-        and not _has_leaves(conn, str(f), str(m))
-    ]
-
-
-def _has_leaves(conn: Connection, family: str, month: str) -> bool:
-    return (
-        conn.execute(
-            select(log_leaf.c.leaf_index)
-            .where(log_leaf.c.family == family, log_leaf.c.month == month)
-            .limit(1)
-        ).first()
-        is not None
-    )
-
-
-def sign_earlier_retirements(
-    conn: Connection, signer: Signer, prefix: str, months: Collection[str]
-) -> list[str]:
-    """Sign those of `months` that `retirements_unsigned` lists (`db upgrade
-    --sign-retirements` with the key); returns the months signed."""
-    _lock(conn)
-    return [
-        month
-        for family, month in retirements_unsigned(conn)
-        if month in months and _sign_retirement(conn, family, month, signer, prefix)
-    ]
 
 
 def seal_store(engine: Engine, lock_wait: float | None = None) -> list[Sealed]:

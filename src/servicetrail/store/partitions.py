@@ -16,7 +16,8 @@ from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
 from ..signing import Signer, log_prefix
 from .log_tree import latest_checkpoint
-from .merkle_log import NoSigner, lock_family, retire_month, unsealed
+from .log_retirement import NoSigner, retire_month
+from .merkle_log import lock_family, unsealed
 from .watch_tables import watch_event
 
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")

@@ -1,0 +1,139 @@
+"""Retention's signed statement that a month's log ended (its retirement), and the months an
+older retention dropped without one.
+
+`log verify` takes a month with checkpoints and no leaves for retired only with a retirement
+signed by a trusted key naming its last checkpoint: someone with the database can drop a
+month as retention does, but cannot sign it (audit 46d). Retention signs as it drops
+(`retire_month`); months dropped before retirements were signed wait for the operator to
+name them (`sign_earlier_retirements`, `db upgrade --sign-retirements`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timezone
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
+
+from ..signing import Signer
+from .log_records import FAMILY as RECORD_FAMILY
+from .log_tables import log_leaf, log_node, log_pending, log_retirement
+from .log_tree import latest_checkpoint
+from .merkle_log import family_named, lock_family, lock_sealing, remember_key
+
+
+class NoSigner(Exception):
+    """Logs to retire that have checkpoints, and no key to sign their retirements."""
+
+    def __init__(self, months: list[str]) -> None:
+        super().__init__(", ".join(months))
+        self.months = months
+
+
+def retire_month(
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+) -> None:
+    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay), and store
+    the retirement of its last checkpoint, signed (`log verify` takes no month for retired
+    without one: audit 46d). On PostgreSQL the append-only trigger lets these deletes through
+    for this month and this transaction only, and the family's lock keeps a batch from
+    appending to the month while its leaves go. A batch writing into the month holds its
+    partitions and may wait for that lock while retention waits for the partitions:
+    retention's lock wait (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's
+    deadlock_timeout, so it lets go and tries again, and the batch is never the one stopped."""
+    if conn.dialect.name == "postgresql":
+        lock_family(conn, family)
+        conn.execute(
+            text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
+        )
+    _sign_retirement(conn, family, month, signer, prefix)
+    for table in (log_leaf, log_node, log_pending):
+        conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
+
+
+def _sign_retirement(
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+) -> bool:
+    """A signed retirement of the log at its last checkpoint; none for a log never sealed
+    (a month with no records), which has nothing to show."""
+    last = latest_checkpoint(conn, family, month)
+    if last is None:
+        return False
+    if signer is None:
+        raise NoSigner([month])
+    now = datetime.now(timezone.utc)
+    # the key listed, as a seal lists it: `log verify` without a trust file trusts the
+    # store's list, and a key that had not sealed here yet was missing from it
+    remember_key(conn, signer, now)
+    origin = family_named(family).origin(prefix, month)
+    conn.execute(
+        log_retirement.insert().values(
+            origin=origin,
+            family=family,
+            month=month,
+            note=signer.retirement(origin, last.size, last.root),
+            created_at=now,
+        )
+    )
+    return True
+
+
+def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
+    """The logs (family, month) retention dropped before it signed retirements (the rows
+    migration 0022 wrote with no note) that have no signed one yet, and are gone as retention
+    leaves a month: such a row is no more than a request anyone with the database can add, and
+    one naming a month still whole had its retirement signed, which then let that month be
+    wiped past `log verify` (audit 46j)."""
+    # here, not at the top: partitions imports this module
+    from .partitions import month_dropped
+
+    now = datetime.now(timezone.utc)
+    current = f"{now.year:04d}-{now.month:02d}"
+    rows = conn.execute(
+        select(log_retirement.c.family, log_retirement.c.month)
+        .where(log_retirement.c.note.is_(None))
+        .distinct()
+        .order_by(log_retirement.c.family, log_retirement.c.month)
+    ).all()
+    done = {
+        (str(f), str(m))
+        for f, m in conn.execute(
+            select(log_retirement.c.family, log_retirement.c.month).where(
+                log_retirement.c.note.is_not(None)
+            )
+        )
+    }
+    return [
+        (str(f), str(m))
+        for f, m in rows
+        if (str(f), str(m)) not in done
+        and f == RECORD_FAMILY
+        and str(m) < current
+        and month_dropped(conn, str(m))
+        and not _has_leaves(conn, str(f), str(m))
+    ]
+
+
+def _has_leaves(conn: Connection, family: str, month: str) -> bool:
+    return (
+        conn.execute(
+            select(log_leaf.c.leaf_index)
+            .where(log_leaf.c.family == family, log_leaf.c.month == month)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def sign_earlier_retirements(
+    conn: Connection, signer: Signer, prefix: str, months: Collection[str]
+) -> list[str]:
+    """Sign those of `months` that `retirements_unsigned` lists (`db upgrade
+    --sign-retirements` with the key); returns the months signed."""
+    lock_sealing(conn)
+    return [
+        month
+        for family, month in retirements_unsigned(conn)
+        if month in months and _sign_retirement(conn, family, month, signer, prefix)
+    ]
