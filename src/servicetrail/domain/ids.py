@@ -146,7 +146,7 @@ def hidden_characters(text: str, allowed: str = "") -> bool:
 # (Vietnamese, Devanagari); "Z" with 150 accents drew over the rows above it on every screen
 # that named its Party (audit of the screen, session 18)
 MOST_STACKED_MARKS = 4
-_ZERO_WIDTH_JOINERS = "\u200c\u200d"
+ZERO_WIDTH_JOINERS = "\u200c\u200d"
 
 
 def stacked_marks(text: str, most: int = MOST_STACKED_MARKS) -> bool:
@@ -157,7 +157,7 @@ def stacked_marks(text: str, most: int = MOST_STACKED_MARKS) -> bool:
     the grapheme joiner it draws nothing, and the marks after it pile on the same character."""
     run = 0
     for ch in text:
-        if ch in _ZERO_WIDTH_JOINERS:
+        if ch in ZERO_WIDTH_JOINERS:
             continue
         run = run + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
         if run > most:

@@ -17,6 +17,7 @@ from typing import Any
 from .catalogue import CATALOGUE
 from .ids import (
     MOST_STACKED_MARKS,
+    ZERO_WIDTH_JOINERS,
     InvalidValue,
     eui64,
     is_srv_form,
@@ -91,10 +92,10 @@ class WatchSpec:
         }
 
 
-# Zero-width joiners that spell words and pictures: Persian and the Indic scripts write
-# some words with a ZWNJ, and emoji such as a family or a flag are joined by ZWJs; the other
-# format characters (direction overrides) stay refused (audit 46c: "پایش می‌شود" was a 422)
-_JOINERS = "\u200c\u200d"
+# Zero-width joiners (ids.ZERO_WIDTH_JOINERS) spell words and pictures: Persian and the
+# Indic scripts write some words with a ZWNJ, and emoji such as a family or a flag are joined
+# by ZWJs; the other format characters (direction overrides) stay refused (audit 46c:
+# "پایش می‌شود" was a 422)
 # a joiner between two visible characters, not at an end, beside a space or another joiner
 _LOOSE_JOINER = re.compile(r"(?:^|[\s\u200c\u200d])[\u200c\u200d]|[\u200c\u200d](?=$|\s)")
 # category Z but breaking a line as \n does (refused as a control character)
@@ -108,7 +109,7 @@ def _name(value: Any) -> str:
     if not 1 <= len(text) <= MAX_NAME:
         raise InvalidWatch("name", f"must be 1 to {MAX_NAME} characters")
     if (
-        hidden_characters(text, allowed=_JOINERS)
+        hidden_characters(text, allowed=ZERO_WIDTH_JOINERS)
         or _LOOSE_JOINER.search(text)
         or _LINE_BREAKS.search(text)
     ):

@@ -31,11 +31,11 @@ _LONGEST_NAME = 63
 
 def there_now(engine: Engine) -> bool:
     """Whether the engine's database is there now: found, made here, or made by another
-    command at the same moment (found there by the time it was asked for, a command that had
-    failed to connect to it gave up; 46). False when no database of the server answers to
-    ask (an unreachable server, a wrong password): the caller's own error about connecting
-    then stands. Asked by name, not told by the connection's error, whose words depend on
-    the server's language."""
+    command at the same moment (a first version gave up when it found the database made by
+    another in between: 1 race in 15). False when no database of the server answers to ask
+    (an unreachable server, a wrong password): the caller's own error about connecting then
+    stands. Asked by name, not told by the connection's error, whose words depend on the
+    server's language."""
     url = engine.url
     name = url.database
     if engine.dialect.name != "postgresql" or not name or name in _MAINTENANCE_DATABASES:
