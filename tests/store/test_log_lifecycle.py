@@ -633,6 +633,43 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_na
         pg_server.drop_database(url)
 
 
+def test_a_junk_note_does_not_keep_a_named_month_from_being_signed(
+    pg_server, tmp_path, monkeypatch
+):
+    """Audit 46l: any note beside a listed month's row counted as its signature, so an
+    intruder's junk one had `--sign-retirements` skip the month for ever ("not listed
+    unsigned") while `log verify` reported it. Only a note the key at hand signed counts."""
+    from tests.conftest import Cli
+    from tests.intruder import intrude
+
+    monkeypatch.chdir(tmp_path)
+    url = pg_server.new_database()
+    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
+    try:
+        with engine.begin() as conn:
+            append_records(conn, _records_in(_OLD_MONTHS))
+        seal_store(engine)
+        _wiped_as_retention_wipes(engine)
+        cli = Cli(url, tmp_path)
+        assert cli("db", "upgrade").exit_code == 0
+        intrude(
+            engine,
+            (
+                "INSERT INTO log_retirement (origin, family, month, note, created_at) "
+                "VALUES ('x', 'sat', '2025-02', 'x', now())",
+                {},
+            ),
+        )
+        signed = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-02,2025-03")
+        assert signed.exit_code == 0, signed.output
+        said = " ".join(signed.stderr.split())
+        assert "signed the retirement of 3 month(s): 2025-01, 2025-02, 2025-03" in said
+        assert cli("log", "verify").exit_code == 0
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)
+
+
 def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, monkeypatch):
     """Rows with no note added at the head (audit 46j 1b): the operator's upgrade with the key
     signs none."""

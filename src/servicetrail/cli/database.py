@@ -106,9 +106,9 @@ def _sign_earlier_retirements(store: Engine, key: Path, named: list[str] | None)
     then (audit 46d). Never unasked: a row of that list is anyone's to add, for a month wiped
     by hand, and so is the revision that says 0022 is yet to come (audits 46j, 46l: the
     operator's next upgrade signed the months an intruder wiped and listed)."""
-    with store.connect() as conn:
-        unsigned = [month for _, month in retirements_unsigned(conn)]
     if named is None:
+        with store.connect() as conn:
+            unsigned = [month for _, month in retirements_unsigned(conn)]
         if unsigned:
             click.echo(
                 f"note: `log verify` reports the {len(unsigned)} month(s) listed as dropped by "
@@ -119,19 +119,22 @@ def _sign_earlier_retirements(store: Engine, key: Path, named: list[str] | None)
                 err=True,
             )
         return
+    if not key.is_file():  # never a key of its own making, as for the seal above
+        raise Failure(
+            f"--sign-retirements: no signing key at {key}: run it with the store's key "
+            "(SERVICETRAIL_SIGNING_KEY naming it)"
+        )
+    signer = signer_for(store_url())
+    with store.connect() as conn:  # a note this key did not sign counts for nothing here
+        unsigned = [month for _, month in retirements_unsigned(conn, signer)]
     unlisted = [month for month in named if month not in unsigned]
     if unlisted:
         click.echo(f"note: not signed, as not listed unsigned: {', '.join(unlisted)}", err=True)
     wanted = [month for month in named if month in unsigned]
     if not wanted:
         return
-    if not key.is_file():  # never a key of its own making, as for the seal above
-        raise Failure(
-            f"--sign-retirements: no signing key at {key}: run it with the store's key "
-            "(SERVICETRAIL_SIGNING_KEY naming it)"
-        )
     with store.begin() as conn:
-        signed = sign_earlier_retirements(conn, signer_for(store_url()), log_prefix(), wanted)
+        signed = sign_earlier_retirements(conn, signer, log_prefix(), wanted)
     click.echo(f"signed the retirement of {len(signed)} month(s): {', '.join(signed)}", err=True)
 
 

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
-from ..signing import Signer
+from ..domain.checkpoint import NoteError, parse_verifier_key, verify_retirement
+from ..signing import Signer, ed25519_check
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tables import log_leaf, log_node, log_pending, log_retirement
 from .log_tree import latest_checkpoint
@@ -79,12 +80,13 @@ def _sign_retirement(
     return True
 
 
-def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
+def retirements_unsigned(conn: Connection, signer: Signer | None = None) -> list[tuple[str, str]]:
     """The logs (family, month) retention dropped before it signed retirements (the rows
     migration 0022 wrote with no note) that have no signed one yet, and are gone as retention
     leaves a month: such a row is no more than a request anyone with the database can add, and
     one naming a month still whole had its retirement signed, which then let that month be
-    wiped past `log verify` (audit 46j)."""
+    wiped past `log verify` (audit 46j). With `signer`, only a note it signed counts: any
+    other note, a junk one of an intruder's, had the month skipped for ever (audit 46l)."""
     # here, not at the top: partitions imports this module
     from .partitions import month_dropped
 
@@ -98,11 +100,12 @@ def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
     ).all()
     done = {
         (str(f), str(m))
-        for f, m in conn.execute(
-            select(log_retirement.c.family, log_retirement.c.month).where(
+        for f, m, note in conn.execute(
+            select(log_retirement.c.family, log_retirement.c.month, log_retirement.c.note).where(
                 log_retirement.c.note.is_not(None)
             )
         )
+        if signer is None or _signed_by(signer, str(note))
     }
     return [
         (str(f), str(m))
@@ -113,6 +116,14 @@ def retirements_unsigned(conn: Connection) -> list[tuple[str, str]]:
         and month_dropped(conn, str(m))
         and not _has_leaves(conn, str(f), str(m))
     ]
+
+
+def _signed_by(signer: Signer, note: str) -> bool:
+    try:
+        verify_retirement(note, [parse_verifier_key(signer.verifier_key)], ed25519_check)
+    except NoteError:
+        return False
+    return True
 
 
 def _has_leaves(conn: Connection, family: str, month: str) -> bool:
@@ -134,6 +145,6 @@ def sign_earlier_retirements(
     lock_sealing(conn)
     return [
         month
-        for family, month in retirements_unsigned(conn)
+        for family, month in retirements_unsigned(conn, signer)
         if month in months and _sign_retirement(conn, family, month, signer, prefix)
     ]
