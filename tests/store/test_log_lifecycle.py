@@ -31,6 +31,7 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
 from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict, append_records
+from tests.conftest import Cli
 from tests.personas import load_personas
 from tests.store.test_merkle_log import check_every_leaf
 from tests.store.test_migrations import store_at
@@ -255,7 +256,6 @@ def test_retention_seals_the_leaves_of_the_months_it_drops_first(
     first with the store's key; without the key at hand, it drops nothing."""
     import os
 
-    from tests.conftest import Cli
     from tests.store.test_merkle_log import append, records
 
     monkeypatch.chdir(tmp_path)
@@ -555,8 +555,6 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
     to `log verify`: refused, naming the key it looked for, and no key made."""
     import os
 
-    from tests.conftest import Cli
-
     monkeypatch.chdir(tmp_path)
     _sealed_trail(pg_engine)
     cli = Cli(pg_url, tmp_path)
@@ -578,8 +576,26 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
     assert verified.exit_code == 0 and verified.stdout == "", verified.output
 
 
+@pytest.fixture
+def retired_before_0022(pg_server, tmp_path, monkeypatch):
+    """A store at 0021 whose months before the current one a retention of then dropped (logs
+    and partitions, no retirement), working in `tmp_path`: its URL and engine."""
+    monkeypatch.chdir(tmp_path)
+    url = pg_server.new_database()
+    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
+    try:
+        with engine.begin() as conn:
+            append_records(conn, _records_in(_OLD_MONTHS))
+        seal_store(engine)
+        _wiped_as_retention_wipes(engine)
+        yield url, engine
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)
+
+
 def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_named(
-    pg_server, tmp_path, monkeypatch
+    retired_before_0022, tmp_path, monkeypatch
 ):
     """A store whose retention ran before 0022 has months dropped with no retirement: 0022
     lists them, and `db upgrade` says what `log verify` will report until the operator names
@@ -589,91 +605,63 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_na
     operator's next upgrade with the key signed them)."""
     import os
 
-    from tests.conftest import Cli
-
-    monkeypatch.chdir(tmp_path)
-    url = pg_server.new_database()
-    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
-    try:
-        with engine.begin() as conn:
-            append_records(conn, _records_in(_OLD_MONTHS))
-        seal_store(engine)
-        # retention as it was before 0022: the months' logs and partitions, no retirement
-        _wiped_as_retention_wipes(engine)
-        cli = Cli(url, tmp_path)
-        upgraded = cli("db", "upgrade")  # with the key at hand, applying 0022
-        assert upgraded.exit_code == 0, upgraded.output
-        said = " ".join(upgraded.stderr.split())
-        assert "reports the 3 month(s) listed as dropped" in said
-        assert "(2025-01, 2025-02, 2025-03)" in said and "--sign-retirements MONTHS" in said
-        assert "signed the" not in said
-        found = cli("log", "verify")
-        assert found.exit_code == 1
-        assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
-        assert cli("db", "upgrade", "--sign-retirements", "2025-13").exit_code == 2
-        stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
-        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
-        keyless = cli("db", "upgrade", "--sign-retirements", "2025-01")
-        assert keyless.exit_code == 2 and "no signing key at" in keyless.stderr
-        assert not (tmp_path / "absent.key").exists()
-        monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
-        one = cli("db", "upgrade", "--sign-retirements", "2025-02, 2024-12")
-        assert one.exit_code == 0, one.output
-        said = " ".join(one.stderr.split())
-        assert "not signed, as not listed unsigned: 2024-12" in said
-        assert "signed the retirement of 1 month(s): 2025-02" in said
-        rest = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-03")
-        assert "signed the retirement of 2 month(s): 2025-01, 2025-03" in rest.stderr
-        verified = cli("log", "verify")
-        assert verified.exit_code == 0 and verified.stdout == "", verified.output
-        again = cli("db", "upgrade")
-        assert again.exit_code == 0 and "retirement" not in again.stderr
-    finally:
-        engine.dispose()
-        pg_server.drop_database(url)
+    cli = Cli(retired_before_0022[0], tmp_path)
+    upgraded = cli("db", "upgrade")  # with the key at hand, applying 0022
+    assert upgraded.exit_code == 0, upgraded.output
+    said = " ".join(upgraded.stderr.split())
+    assert "reports the 3 month(s) listed as dropped" in said
+    assert "(2025-01, 2025-02, 2025-03)" in said and "--sign-retirements MONTHS" in said
+    assert "signed the" not in said
+    found = cli("log", "verify")
+    assert found.exit_code == 1
+    assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
+    assert cli("db", "upgrade", "--sign-retirements", "2025-13").exit_code == 2
+    stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
+    keyless = cli("db", "upgrade", "--sign-retirements", "2025-01")
+    assert keyless.exit_code == 2 and "no signing key at" in keyless.stderr
+    assert not (tmp_path / "absent.key").exists()
+    monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", stores_key)
+    one = cli("db", "upgrade", "--sign-retirements", "2025-02, 2024-12")
+    assert one.exit_code == 0, one.output
+    said = " ".join(one.stderr.split())
+    assert "not signed, as not listed unsigned: 2024-12" in said
+    assert "signed the retirement of 1 month(s): 2025-02" in said
+    rest = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-03")
+    assert "signed the retirement of 2 month(s): 2025-01, 2025-03" in rest.stderr
+    verified = cli("log", "verify")
+    assert verified.exit_code == 0 and verified.stdout == "", verified.output
+    again = cli("db", "upgrade")
+    assert again.exit_code == 0 and "retirement" not in again.stderr
 
 
-def test_a_junk_note_does_not_keep_a_named_month_from_being_signed(
-    pg_server, tmp_path, monkeypatch
-):
+def test_a_junk_note_does_not_keep_a_named_month_from_being_signed(retired_before_0022, tmp_path):
     """Audit 46l: any note beside a listed month's row counted as its signature, so an
     intruder's junk one had `--sign-retirements` skip the month for ever ("not listed
     unsigned") while `log verify` reported it. Only a note the key at hand signed counts."""
-    from tests.conftest import Cli
     from tests.intruder import intrude
 
-    monkeypatch.chdir(tmp_path)
-    url = pg_server.new_database()
-    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
-    try:
-        with engine.begin() as conn:
-            append_records(conn, _records_in(_OLD_MONTHS))
-        seal_store(engine)
-        _wiped_as_retention_wipes(engine)
-        cli = Cli(url, tmp_path)
-        assert cli("db", "upgrade").exit_code == 0
-        intrude(
-            engine,
-            (
-                "INSERT INTO log_retirement (origin, family, month, note, created_at) "
-                "VALUES ('x', 'sat', '2025-02', 'x', now())",
-                {},
-            ),
-        )
-        signed = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-02,2025-03")
-        assert signed.exit_code == 0, signed.output
-        said = " ".join(signed.stderr.split())
-        assert "signed the retirement of 3 month(s): 2025-01, 2025-02, 2025-03" in said
-        assert cli("log", "verify").exit_code == 0
-    finally:
-        engine.dispose()
-        pg_server.drop_database(url)
+    url, engine = retired_before_0022
+    cli = Cli(url, tmp_path)
+    assert cli("db", "upgrade").exit_code == 0
+    intrude(
+        engine,
+        (
+            "INSERT INTO log_retirement (origin, family, month, note, created_at) "
+            "VALUES ('x', 'sat', '2025-02', 'x', now())",
+            {},
+        ),
+    )
+    signed = cli("db", "upgrade", "--sign-retirements", "2025-01,2025-02,2025-03")
+    assert signed.exit_code == 0, signed.output
+    said = " ".join(signed.stderr.split())
+    assert "signed the retirement of 3 month(s): 2025-01, 2025-02, 2025-03" in said
+    assert cli("log", "verify").exit_code == 0
 
 
 def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, monkeypatch):
     """Rows with no note added at the head (audit 46j 1b): the operator's upgrade with the key
     signs none."""
-    from tests.conftest import Cli
     from tests.intruder import intrude
 
     monkeypatch.chdir(tmp_path)
@@ -742,7 +730,6 @@ def test_a_dry_run_without_the_key_says_a_run_would_drop_nothing(
     """Audit 46j: every log sealed, a dry run without the key said only what it would drop
     (exit 0), and the run itself then dropped nothing, having no key to sign the
     retirements."""
-    from tests.conftest import Cli
 
     monkeypatch.chdir(tmp_path)
     _sealed_trail(pg_engine)

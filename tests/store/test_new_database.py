@@ -33,6 +33,30 @@ def missing_name(pg_server):
     pg_server.drop_database(pg_server.url(name))
 
 
+@pytest.fixture
+def as_role(pg_server):
+    """`as_role(name, attributes)`: a login role of the server made with those attributes,
+    and a URL of the server rewritten to connect as it; dropped after the test, with any
+    database it came to own."""
+    made: list[str] = []
+
+    def make(name: str, attributes: str):
+        pg_server.admin(f"DROP ROLE IF EXISTS {name}")
+        pg_server.admin(f"CREATE ROLE {name} LOGIN {attributes}")
+        made.append(name)
+        return lambda url: url.replace("postgres@", f"{name}@", 1)
+
+    yield make
+    for name in made:
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            owned = conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = to_regrole(%s)", (name,)
+            ).fetchall()
+        for (database,) in owned:
+            pg_server.admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        pg_server.admin(f"DROP ROLE {name}")
+
+
 def test_a_missing_database_is_made_and_built_at_the_current_schema(pg_server, missing_name):
     store = open_store(pg_server.url(missing_name))
     try:
@@ -51,19 +75,14 @@ def test_two_commands_making_the_same_database_at_once_both_open_it(pg_server, m
             store.dispose()
 
 
-def test_a_role_that_may_not_create_it_is_told_so_by_name(pg_server, missing_name):
-    pg_server.admin("DROP ROLE IF EXISTS st_no_createdb")
-    pg_server.admin("CREATE ROLE st_no_createdb LOGIN NOCREATEDB")
-    try:
-        url = pg_server.url(missing_name).replace("postgres@", "st_no_createdb@", 1)
-        with pytest.raises(StoreError) as refused:
-            open_store(url)
-        said = str(refused.value)
-        assert f"the database '{missing_name}' does not exist" in said
-        assert "'st_no_createdb' could not create it" in said
-        assert not _exists(pg_server, missing_name)
-    finally:
-        pg_server.admin("DROP ROLE st_no_createdb")
+def test_a_role_that_may_not_create_it_is_told_so_by_name(pg_server, missing_name, as_role):
+    url = as_role("st_no_createdb", "NOCREATEDB")(pg_server.url(missing_name))
+    with pytest.raises(StoreError) as refused:
+        open_store(url)
+    said = str(refused.value)
+    assert f"the database '{missing_name}' does not exist" in said
+    assert "'st_no_createdb' could not create it" in said
+    assert not _exists(pg_server, missing_name)
 
 
 def test_a_server_that_does_not_answer_is_still_that_error(pg_server):
@@ -124,35 +143,27 @@ def test_a_name_longer_than_postgresql_keeps_is_refused_not_made_shorter(pg_serv
 
 
 def test_a_role_that_may_make_the_database_but_not_the_reader_role_is_told_what_it_needs(
-    pg_server, missing_name
+    pg_server, missing_name, as_role
 ):
     """It said "permission denied to create role" and two lines of CONTEXT (review 46k)."""
-    pg_server.admin("DROP ROLE IF EXISTS st_createdb_only")
-    pg_server.admin("CREATE ROLE st_createdb_only LOGIN CREATEDB")
-    try:
-        url = pg_server.url(missing_name).replace("postgres@", "st_createdb_only@", 1)
-        with pytest.raises(StoreError) as refused:
-            open_store(url)
-        said = str(refused.value)
-        assert "and roles (CREATEROLE" in said and "\n" not in said
-    finally:
-        pg_server.admin(f"DROP DATABASE IF EXISTS {missing_name} WITH (FORCE)")
-        pg_server.admin("DROP ROLE st_createdb_only")
+    url = as_role("st_createdb_only", "CREATEDB")(pg_server.url(missing_name))
+    with pytest.raises(StoreError) as refused:
+        open_store(url)
+    said = str(refused.value)
+    assert "and roles (CREATEROLE" in said and "\n" not in said
 
 
-def test_a_role_that_may_make_roles_but_not_tables_is_told_of_the_tables_too(pg_server):
+def test_a_role_that_may_make_roles_but_not_tables_is_told_of_the_tables_too(pg_server, as_role):
     """Audit 46l: a role with CREATEROLE, in a database another role owns, was told that it
     needed CREATEROLE, and the server's "permission denied for schema public" alone said
     what it lacked."""
-    pg_server.admin("DROP ROLE IF EXISTS st_createrole_only")
-    pg_server.admin("CREATE ROLE st_createrole_only LOGIN CREATEROLE")
+    connect_as = as_role("st_createrole_only", "CREATEROLE")
     url = pg_server.new_database()
     try:
         with pytest.raises(StoreError) as refused:
-            open_store(url.replace("postgres@", "st_createrole_only@", 1))
+            open_store(connect_as(url))
         said = str(refused.value)
         assert "may create its tables (the database's owner, or one granted CREATE on" in said
         assert "permission denied for schema public" in said
     finally:
         pg_server.drop_database(url)
-        pg_server.admin("DROP ROLE st_createrole_only")
