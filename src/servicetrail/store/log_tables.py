@@ -97,7 +97,8 @@ log_verifier_key = Table(
 # the log's last size and root (domain.checkpoint.retirement_body), by the checkpoints' key.
 # Partitions gone and checkpoints left are what an intruder leaves too; the note is what
 # they cannot make (audit 46d). `note` is NULL only in the rows 0022 wrote for the months
-# retention dropped before it: `db upgrade` with the key signs those (a row of its own).
+# retention dropped before it: `db upgrade --sign-retirements` signs those the operator names
+# (a row of its own).
 log_retirement = Table(
     "log_retirement",
     metadata,

@@ -5,7 +5,8 @@ that to every month before the current one passed it, even against kept checkpoi
 46d). Now a retired month needs a retirement signed by the checkpoints' key.
 
 The months retention dropped before this revision get a row with no note, written here by the
-rule `log verify` used until now; `db upgrade` with the store's key signs them.
+rule `log verify` used until now; `db upgrade --sign-retirements MONTHS`, with the store's
+key, signs those the operator names.
 
 Revision ID: 0022
 Revises: 0021
