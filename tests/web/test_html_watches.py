@@ -257,6 +257,16 @@ def test_every_choice_the_form_does_not_offer_is_named_and_described(engine, wor
         assert answer.text.count(f'aria-describedby="f-{field}-error"') >= 2
 
 
+def test_the_kinds_error_is_read_with_its_checkboxes(engine, world) -> None:
+    """The radios' errors were tied to them (review 24d), the checkboxes' was not: a screen
+    reader on a box heard nothing of "Tick at least one kind of record" (review 47d)."""
+    answer = add(signed_in(engine, P.SOUTHENERGY), kinds=[])
+    assert answer.status_code == 422 and 'id="f-kinds-error"' in answer.text
+    boxes = re.findall(r'<input type="checkbox" name="kinds"[^>]*>', answer.text)
+    assert boxes and all('aria-describedby="f-kinds-error"' in box for box in boxes), boxes
+    assert all('aria-invalid="true"' in box for box in boxes)
+
+
 @pytest.mark.parametrize(
     "fields, field, said",
     [
