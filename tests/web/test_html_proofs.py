@@ -5,6 +5,7 @@ and the page explaining how to check it. Both engines."""
 from __future__ import annotations
 
 import base64
+import re
 import json
 
 import pytest
@@ -202,12 +203,12 @@ def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, sh
 @pytest.mark.parametrize(
     ("asked", "status", "said"),
     [
-        ({"origin": "servicetrail/sat/2025-02", "from": "2", "to": "1"}, 422, "from:"),
-        ({"origin": "servicetrail/sat/2025-02", "from": "x", "to": "1"}, 422, "from:"),
-        ({"origin": "nope", "from": "1", "to": "2"}, 422, "origin:"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "2", "to": "1"}, 422, "From size:"),
+        ({"origin": "servicetrail/sat/2025-02", "from": "x", "to": "1"}, 422, "From size:"),
+        ({"origin": "nope", "from": "1", "to": "2"}, 422, "Log:"),
         ({"origin": "o" * 201, "from": "1", "to": "2"}, 422, "is longer than 200"),
         ({"origin": "nope", "from": "1", "to": "2"}, 422, "the list on /verify names them"),
-        ({"from": "1", "to": "2"}, 422, "origin:"),
+        ({"from": "1", "to": "2"}, 422, "Log:"),
         ({"origin": "servicetrail/access/2025-02", "from": "1", "to": "2"}, 403, "auditors"),
     ],
 )
@@ -218,6 +219,30 @@ def test_a_consistency_proof_that_cannot_be_given_is_a_page_saying_why(
     answer = signed_in(engine, P.SOUTHENERGY).get("/verify/consistency.json", params=asked)
     assert answer.status_code == status and said in answer.text
     assert answer.headers["content-type"].startswith("text/html") and "Sign out" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("sizes", "field"),
+    [({"from": "-1", "to": "3"}, "from"), ({"from": "1", "to": "x9"}, "to"),
+     ({"from": "3", "to": "2"}, "from"), ({"from": "1", "to": "999"}, "to")],
+)  # fmt: skip
+def test_a_consistency_proofs_error_is_beside_its_field_with_the_form_as_filled(
+    engine, world, sizes, field
+):
+    """It was a page of its own, the sizes typed lost and its one button "Back to the search",
+    not to the form (review of the screen, 47d)."""
+    seal_store(engine)
+    origin = "servicetrail/sat/2025-02"
+    answer = signed_in(engine, P.SOUTHENERGY).get(
+        "/verify/consistency.json", params={"origin": origin, **sizes}
+    )
+    assert answer.status_code == 422 and "<h1>Checking a proof</h1>" in answer.text
+    assert "<title>Error: " in answer.text and f'href="#f-{field}"' in answer.text
+    typed = re.search(rf'<input id="f-{field}"[^>]*>', answer.text).group(0)
+    assert f'value="{sizes[field]}"' in typed and f'aria-describedby="f-{field}-error"' in typed
+    assert f'id="f-{field}-error"' in answer.text
+    assert f'<option value="{origin}" selected>' in answer.text
+    assert "Back to the search" not in answer.text
 
 
 def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):

@@ -34,6 +34,7 @@ from .state import reader_of, store_url, verifier_key
 
 router = APIRouter(include_in_schema=False)
 MAX_ORIGIN = 200  # as the API's parameter
+CONSISTENCY_LABELS = {"origin": "Log", "from": "From size", "to": "To size"}
 EXAMPLE_RECORD = 812  # the proof file's name in the page's example, without a record to name
 
 
@@ -61,6 +62,17 @@ def _tree_size(note: str) -> int:
 
 @router.get("/verify")
 def how_to_verify(request: Request, who: WhoOrAuditor, record: str = "") -> Response:
+    return _verify_page(request, who, record)
+
+
+def _verify_page(
+    request: Request,
+    who: SignedIn | SignedInAuditor,
+    record: str = "",
+    errors: dict[str, str] | None = None,
+    asked: dict[str, str] | None = None,
+) -> Response:
+    """The page; with `errors`, the consistency form as `asked`, each error by its field."""
     try:
         key = verifier_key(request)
     except SigningKeyError:
@@ -78,11 +90,21 @@ def how_to_verify(request: Request, who: WhoOrAuditor, record: str = "") -> Resp
         request,
         "verify.html",
         who,
+        status=422 if errors else 200,
+        errors=errors or {},
+        asked=asked or {},
+        field_labels=CONSISTENCY_LABELS,
         title="Checking a proof",
         verifier_key=key,
         example_record=positive_id(record[:20]) or EXAMPLE_RECORD,
         logs=logs,
     )
+
+
+def _in_the_screens_words(said: str) -> str:
+    """The store's reason, naming the form's fields; its user holds no API token."""
+    said = said.replace("GET /api/v1/logs lists them", "the list on /verify names them")
+    return said.replace("greater than to", "greater than To size") + "."
 
 
 def _attachment(document: dict[str, Any], name: str) -> JSONResponse:
@@ -119,11 +141,14 @@ def consistency_download(
         wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
         with limits_of(request).search(_share(who)), reader_of(request) as conn:
             document = consistency_document(conn, wanted, auditor=isinstance(who, SignedInAuditor))
-    except ParameterError as e:
-        return error_page(request, who, 422, "No consistency proof", f"{e.parameter}: {e.message}.")
-    except NoConsistency as e:  # in the screen's words: its user holds no API token
-        said = str(e).replace("GET /api/v1/logs lists them", "the list on /verify names them")
-        return error_page(request, who, 422, "No consistency proof", f"{e.parameter}: {said}.")
+    except (ParameterError, NoConsistency) as e:
+        # beside its field, the form as filled in: a page of its own lost the sizes typed,
+        # and its one way on was the search (review of the screen, 47d)
+        said = e.message if isinstance(e, ParameterError) else str(e)
+        asked = {"origin": origin[:MAX_ORIGIN], "from": from_[:20], "to": to[:20]}
+        return _verify_page(
+            request, who, errors={e.parameter: _in_the_screens_words(said)}, asked=asked
+        )
     except AuditorsOnly as e:
         return error_page(
             request, who, 403, "No consistency proof", f"{e.message[:1].upper()}{e.message[1:]}."
