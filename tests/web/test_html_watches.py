@@ -13,6 +13,7 @@ import pytest
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watch_matcher import catch_up
+from servicetrail.store.watches import list_watches
 from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests.web.screen import TOKEN, personas_with, signed_in
@@ -397,6 +398,19 @@ def test_a_count_past_its_time_limit_leaves_the_page_and_marks_nothing(
     assert page.status_code == 200 and len(event_ids(page.text)) == 3
     monkeypatch.undo()
     assert nav_count(client.get("/").text) == "3"
+
+
+def test_a_device_id_pasted_as_the_search_takes_it_is_taken_here_too(engine, world) -> None:
+    """The search form takes `00:db:...`, `00DB...` or spaced octets, as other tools write a
+    Device ID (audit 43c), and says so; the watch form refused the same paste (review 47d)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    colons = P.ESME_1.lower().replace("-", ":")
+    bare = P.GSME_1.replace("-", "")
+    answer = add(client, devices="list", device_list=f"{colons}\n{bare}")
+    assert answer.status_code == 303, answer.text
+    with engine.connect() as conn:
+        (watch,) = list_watches(conn, P.SOUTHENERGY)
+    assert watch["devices"] == [P.ESME_1, P.GSME_1]
 
 
 @pytest.mark.parametrize(
