@@ -905,6 +905,19 @@ def test_a_device_id_pasted_in_another_tools_form_is_searched_for(np: TestClient
     assert np.get("/", params={"device_id": "00DB12"}).status_code == 422  # not one, refused
 
 
+@pytest.mark.parametrize("path", ["/", "/access-log", "/report"])
+def test_a_wrong_time_is_quoted_as_typed(np: TestClient, path) -> None:
+    """A time typed without an offset is read as UTC by adding a Z; the error quoted that,
+    '2025-02-10T25:00Z', a value the analyst never typed (review of the screen, 47d)."""
+    typed = {"from": "2025-02-10 25:00", "to": "2025-03-01"}
+    if path == "/report":
+        answer = np.post(path, data={"csrf_token": csrf_of(np), **typed})
+    else:
+        answer = np.get(path, params=typed)
+    error = unescape(re.search(r'id="f-from-error">(.*?)</p>', answer.text, re.S).group(1))
+    assert "'2025-02-10 25:00'" in error and "25:00Z" not in error, error
+
+
 def test_times_without_an_offset_are_read_as_utc_in_the_form(np: TestClient, world) -> None:
     c = np
     page = c.get("/", params={"from": "2025-02-10 10:00", "to": "2025-02-10T10:00:02"}).text

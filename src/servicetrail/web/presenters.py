@@ -19,7 +19,7 @@ from ..domain.duis_terms import (
     command_variant_text,
     execution_text,
 )
-from ..domain.ids import MOST_STACKED_MARKS, InvalidValue, whole_number
+from ..domain.ids import MOST_STACKED_MARKS, InvalidValue, shown, whole_number
 from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
@@ -182,6 +182,10 @@ def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[st
     """A form's errors by field, each with an example of what the field takes."""
     said = {}
     for name, message in errors.items():
+        typed = values.get(name, "")
+        if name in ("from", "to") and typed:
+            # quoted as typed, not as read: the Z that utc_field adds was never typed (47d)
+            message = message.replace(shown(utc_field(typed)), shown(typed.strip()))
         if name == "to" and message == "must not be before from":
             said[name] = _to_before_from(values.get("from", ""))
         elif name in _WRITE_IT_AS:
