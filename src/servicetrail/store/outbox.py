@@ -2,7 +2,8 @@
 and what became of them. Durable: a delivery leaves the store only when it is done (2xx),
 given up (the schedule ran out), refused for good (410 disables the webhook) or not to be
 made (the watch's Party may no longer see the record). A deliverer killed mid-flight leaves
-its leased rows to come due again when the lease ends: at least once, never lost.
+its leased rows to come due again when the lease ends: at least once, never lost. Leases are
+short and renewed while a deliverer holds them (`renew`), so that is seconds after a kill.
 """
 
 from __future__ import annotations
@@ -146,6 +147,36 @@ def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tu
     if hidden:
         _delete(conn, hidden)
     return hidden
+
+
+def renew(
+    conn: Connection, leases: Mapping[tuple[int, int], datetime], until: datetime
+) -> list[tuple[int, int]]:
+    """Leases a worker still holds, extended to `until` (its heartbeat): of these deliveries
+    ((watch id, event id) -> the end its lease was given), those whose row still holds that
+    end; returns them. A row whose end has changed is not the worker's any more: recorded,
+    released, deleted, or leased again by another worker once its lease had lapsed (the worker
+    stalled), and renewed on the time alone, it was held by two. In the caller's transaction,
+    which has locked them (`lock_in_key_order`), so it waits on nothing."""
+    o = webhook_outbox.c
+    by_end: dict[datetime, list[tuple[int, int]]] = {}
+    for key, end in leases.items():
+        by_end.setdefault(end, []).append(key)
+    renewed: list[tuple[int, int]] = []
+    for end, keys in sorted(by_end.items()):  # a few ends: one for each lease or renewal
+        keys.sort()
+        for start in range(0, len(keys), 500):
+            statement = (
+                update(webhook_outbox)
+                .where(
+                    tuple_(o.watch_id, o.event_id).in_(keys[start : start + 500]),
+                    o.next_attempt_at == end,
+                )
+                .values(next_attempt_at=until)
+                .returning(o.watch_id, o.event_id)
+            )
+            renewed += conn.execute(statement).tuples()
+    return renewed
 
 
 def release(conn: Connection, keys: list[tuple[int, int]], now: datetime) -> None:

@@ -1,0 +1,92 @@
+"""The outbox's leases (store.outbox) with times passed explicitly: renewed while a worker
+holds them, and only while the lease is still the one it was given."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.watches import watch_spec
+from servicetrail.store.outbox import lease_due, renew
+from servicetrail.store.watch_matcher import catch_up
+from servicetrail.store.watch_tables import webhook_outbox
+from servicetrail.store.watches import create_watch
+from servicetrail.store.writer import append_records
+from servicetrail.webhooks.signing import new_secret
+from tests import personas as P
+from tests.personas import starts_with_personas
+
+NOW = P.t("2030-01-01T00:00:00Z")  # later than any delivery's first due time
+LEASE = timedelta(seconds=30)
+
+
+@pytest.fixture
+@starts_with_personas
+def world(engine):
+    return P.load_personas(engine)
+
+
+def two_deliveries(engine) -> int:
+    with engine.begin() as conn:
+        made = create_watch(
+            conn,
+            P.SOUTHENERGY,
+            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
+            new_secret(),
+        )
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.t("2025-04-01T10:00:00Z") + timedelta(seconds=n),
+                    "request",
+                    f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
+                    "11.2",
+                    P.LK_OU,
+                    P.ESME_1,
+                    "",
+                    "<b>",
+                )
+                for n in (1, 2)
+            ],
+        )
+    catch_up(engine)
+    return int(made["id"])
+
+
+def ends(engine) -> dict[tuple[int, int], object]:
+    o = webhook_outbox.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(o.watch_id, o.event_id, o.next_attempt_at)).all()
+    return {(w, e): at for w, e, at in rows}
+
+
+def test_a_lease_held_is_renewed_and_one_leased_again_after_it_lapsed_is_not(engine, world) -> None:
+    """A worker renews the leases it holds (its heartbeat), so a lease can be short: a worker
+    killed between an attempt and its record left the delivery for the whole of a lease sized
+    to its queue (275 s; audit 47a). Renewed on the time alone, a lease that had lapsed and
+    that another worker had taken since was extended for the first as well: held by two."""
+    watch_id = two_deliveries(engine)
+    one, two = (watch_id, 1), (watch_id, 2)
+    with engine.begin() as conn:
+        leased = lease_due(conn, NOW, 10, LEASE)
+    assert sorted((d.watch_id, d.event_id) for d in leased) == [one, two]
+    given = NOW + LEASE
+    with engine.begin() as conn:  # 10 s later, the worker renews what it holds
+        renewed = renew(conn, {one: given, two: given}, NOW + timedelta(seconds=10) + LEASE)
+    assert sorted(renewed) == [one, two]
+    assert ends(engine) == {one: NOW + timedelta(seconds=40), two: NOW + timedelta(seconds=40)}
+    with engine.begin() as conn:  # the worker stalls, its leases lapse: another takes one
+        taken = lease_due(conn, NOW + timedelta(seconds=41), 1, LEASE)
+    assert [(d.watch_id, d.event_id) for d in taken] == [one]
+    renewed_at = NOW + timedelta(seconds=40)
+    with engine.begin() as conn:  # the first, back, renews both: `one` is not its own now
+        renewed = renew(conn, {one: renewed_at, two: renewed_at}, NOW + timedelta(seconds=45))
+    assert renewed == [two]
+    assert ends(engine) == {
+        one: NOW + timedelta(seconds=71),  # the other worker's lease, as it gave it
+        two: NOW + timedelta(seconds=45),
+    }
