@@ -977,6 +977,31 @@ def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine
     assert len(sent) == len(set(sent)), sorted(sent)
 
 
+def test_a_delivery_queued_past_its_first_lease_is_sent_on_it_renewed(engine, world) -> None:
+    """Leases are short and renewed while the worker holds them (RENEW_SECONDS), so that a
+    worker killed leaves its deliveries for seconds, not minutes (audit 47a). Unrenewed, a
+    delivery that waited in the queue past its lease was dropped unsent and leased again when
+    the lease ended: late, and with an access-log entry for each lease, so the log said the
+    record was sent to the receiver twice. One slot, 0.3-s answers, 3-s leases, 12
+    deliveries (8 queued at once, the last waiting 2.4 s): each is leased once, sent once."""
+    from sqlalchemy import text
+
+    with Receiver(answer=lambda path, n: (200, 0.3)) as slow:
+        hook(engine, slow, "/slow")
+        lk_requests(engine, *range(1, 13))
+        worker = Deliverer(
+            engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=3
+        )
+        assert run(worker, lambda: len(slow.received) >= 12, seconds=20)
+    sent = [r.headers["webhook-id"] for r in slow.received]
+    assert len(sent) == len(set(sent)) == 12, sorted(sent)
+    with engine.connect() as conn:
+        leases = conn.execute(
+            text("SELECT count(*) FROM access_log WHERE action = 'deliver'")
+        ).scalar_one()
+    assert leases == 12
+
+
 class LeaseLeftAtArrival:
     """A receiver's answer that never comes in time (30 s), noting for each attempt how much
     of its lease the store says is left as it arrives (`left`, seconds)."""

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 
 from servicetrail import settings
@@ -117,6 +118,46 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
             worker.send_signal(signal.SIGTERM)
             worker.wait(20)
     assert all(r.verified and not r.error for r in revived.received)
+
+
+def test_a_delivery_in_flight_when_its_worker_is_killed_is_due_again_within_seconds(
+    engine, db_url, monkeypatch
+) -> None:
+    """A `servicetrail deliver` killed (SIGKILL) while an attempt is in flight: the delivery
+    comes due again when its lease ends, for another worker to send. Sized to the worker's
+    whole queue (timeout x 18 + 5: 275 s at the default 15 s), the lease kept the receiver
+    waiting minutes (audit 47a: 274.5 s on both engines); short and renewed while held, it
+    ends within the attempt's time, 5 s to record it and 10 s of renewals (17 s here)."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store.watch_tables import webhook_outbox
+
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    P.load_personas(engine)
+    secret = new_secret()
+    with Receiver(answer=lambda path, n: (200, 10.0)) as never_in_time:
+        never_in_time.secrets["/x"] = secret
+        with engine.begin() as conn:
+            spec = watch_spec({"name": "x", "webhook": {"url": never_in_time.url("/x")}})
+            create_watch(conn, P.SOUTHENERGY, spec, secret)
+        add_requests(engine, 0, 1)
+        worker = subprocess.Popen(
+            [str(SERVICETRAIL), "--db", db_url, "deliver"],
+            env={**os.environ, **ENV, "SERVICETRAIL_WEBHOOK_TIMEOUT": "2"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert wait_for(lambda: bool(never_in_time.received), 30)
+            time.sleep(0.5)  # the attempt in flight
+        finally:
+            worker.kill()
+            worker.wait(10)
+        killed = datetime.now(timezone.utc)
+    with engine.connect() as conn:
+        due = conn.execute(sqlalchemy.select(webhook_outbox.c.next_attempt_at)).scalar_one()
+    assert timedelta(0) < due - killed <= timedelta(seconds=17), due - killed
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])

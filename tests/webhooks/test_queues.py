@@ -104,3 +104,28 @@ def test_a_partys_receivers_together_take_per_party_attempts_at_most() -> None:
     for watch, host in enumerate((("a.example", 443), ("b.example", 443), ("c.example", 443))):
         queues.add(due(watch, 1, "P"), host, math.inf)
     assert len(queues.start(free=10, starts_by=0)) == 2
+
+
+def test_a_renewal_extends_the_leases_it_renewed_and_lets_go_of_queued_ones_it_lost() -> None:
+    """A round renews the leases a worker holds (store.outbox.renew). One not renewed (its row
+    deleted, or leased by another worker once it had lapsed) is dropped unsent if queued; one
+    in flight goes on, as it started with its attempt's time left, and is asked for no more."""
+    from datetime import datetime, timezone
+
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    later = datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+    queues = Queues(per_host=1, per_party=1, per_party_host=1)
+    for event in (1, 2, 3, 4):
+        queues.add(due(1, event, "P"), SHARED, 10.0, first)
+    [(in_flight, _)] = queues.start(1, 0.0)  # event 1
+    asked = queues.to_renew(11.0)
+    assert asked == {(1, e): first for e in (1, 2, 3, 4)}
+    assert queues.to_renew(10.0) == {}  # none ends before then
+    queues.renewed(asked, [(1, 2)], 40.0, later)  # 1 (in flight) and 3, 4 lost
+    assert queues.keys() == [(1, 2)]
+    assert queues.to_renew(41.0) == {(1, 2): later}  # event 1 is asked for no more
+    assert queues.held == {(1, 1), (1, 2)}
+    assert queues.lease_ends(in_flight) == 10.0
+    assert [d.event_id for d, _ in queues.start(1, 39.0)] == []  # 1 still holds the slot
+    queues.finished(in_flight, SHARED)
+    assert [d.event_id for d, _ in queues.start(1, 39.0)] == [2]  # renewed: still startable

@@ -32,8 +32,10 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -52,6 +54,7 @@ from ..store.outbox import (
     lock_in_key_order,
     record_outcomes,
     release,
+    renew,
 )
 from ..store.watch_matcher import catch_up
 from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
@@ -83,6 +86,14 @@ BODY_SECONDS = 1.0  # how long an answer's body is read for, after its status
 # that leased it before the outcome was recorded sent it again (session 40: a webhook-id twice,
 # two workers on two busy cores).
 RECORDED_WITHIN_SECONDS = 5.0
+# A lease is short, and renewed while its worker holds the delivery, queued or in flight: each
+# round renews those leased or renewed more than this ago. Sized to the worker's whole queue
+# instead (its last delivery's wait: 15 s x 18 + 5 = 275 s), a worker killed between an
+# attempt and its record left that delivery for as long before another sent it again (audit
+# 47a: 274.5 s). The lease is an attempt's time, the time to record it, this, and as much
+# again for a round that comes late (a busy store): a round later than that lets the queued
+# deliveries go unsent (Queues.start), never sent on a lease that may have lapsed.
+RENEW_SECONDS = 5.0
 # Names are resolved on threads of their own (getaddrinfo blocks), never on the loop's
 # default pool, which the matcher and the leases use: a Party's name whose DNS never answers
 # took every thread of that pool, and matching and leasing stopped for all. A name is resolved
@@ -92,6 +103,16 @@ RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved an
 # how long the worker pauses after a failure (a store that cannot be reached, say), doubling
 # while it keeps failing
 PAUSE_SECONDS, PAUSE_MAX_SECONDS = 0.5, 30.0
+
+
+class Settled(NamedTuple):
+    """What a round did: leased these, found these hidden, renewed these leases; those it
+    leased or renewed end at `store_end` in the store."""
+
+    leased: list[Due]
+    hidden: list[tuple[int, int]]
+    renewed: list[tuple[int, int]]
+    store_end: datetime
 
 
 def retry_schedule() -> list[float]:
@@ -143,14 +164,16 @@ class Deliverer:
         self.per_party_host = max(1, self.per_host // 2)
         self.timeout = timeout
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
-        # flight, and wait in memory for a slot to that receiver. The lease outlives the wait
-        # and the attempt while each Party's queue is within its share (a row comes due again
-        # only if its worker died); one that waited longer is dropped unsent (Queues.start).
+        # flight, and wait in memory for a slot to that receiver. Their leases are renewed
+        # while they wait and while their attempts run (RENEW_SECONDS): a row comes due again
+        # only if its worker died or stalled; one whose lease lapsed meanwhile is dropped
+        # unsent (Queues.start, Queues.renewed).
         self.queue_depth = self.per_host * QUEUE_FACTOR
         if lease_seconds is None:
-            lease_seconds = timeout * (QUEUE_FACTOR + 2) + 5
+            lease_seconds = timeout + RECORDED_WITHIN_SECONDS + 2 * RENEW_SECONDS
         self.lease = timedelta(seconds=lease_seconds)
         self.recorded_within = min(RECORDED_WITHIN_SECONDS, lease_seconds / 4)
+        self.renew_after = min(RENEW_SECONDS, lease_seconds / 5)
         self.stats = Stats()
         self.failure_log = FailureLog()
         self.queues = Queues(self.per_host, self.per_party, self.per_party_host)
@@ -269,14 +292,18 @@ class Deliverer:
             # then hold more than `total`, by what each Party's share allowed when it came.
             a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
             leased_at = time.monotonic()
+            ends = leased_at + self.lease.total_seconds()  # of what the round leases or renews
+            renewing = self.queues.to_renew(ends - self.renew_after)
             # taken here, on the loop's thread, which alone appends to them (review 36c)
             outcomes, self._outcomes = self._outcomes, []
-            leased, hidden = await asyncio.to_thread(
-                self._settle_and_lease, max(room, a_round), queued, outcomes
+            leased, hidden, renewed, store_end = await asyncio.to_thread(
+                self._settle_and_lease, max(room, a_round), queued, outcomes, renewing
             )
             if hidden:
                 self.stats.hidden += len(hidden)
                 self.queues.drop(set(hidden).__contains__)
+            if renewing:
+                self.queues.renewed(renewing, renewed, ends, store_end)
             # a 410 that came while the round leased: what it leased of that watch is not
             # sent (the next round records the 410, which deletes it); queued, the receiver
             # had more after saying it was gone (review 35g)
@@ -285,8 +312,7 @@ class Deliverer:
                 leased = [d for d in leased if d.watch_id not in gone]
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
-                ends = leased_at + self.lease.total_seconds()
-                self.queues.add(delivery, _host_of(delivery.url), ends)
+                self.queues.add(delivery, _host_of(delivery.url), ends, store_end)
             self._dispatch()
             if stop.is_set():
                 break
@@ -326,32 +352,42 @@ class Deliverer:
             task.add_done_callback(self._tasks.discard)
 
     def _settle_and_lease(
-        self, room: int, waiting: list[tuple[int, int]], outcomes: list[Outcome]
-    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        self,
+        room: int,
+        waiting: list[tuple[int, int]],
+        outcomes: list[Outcome],
+        renewing: Mapping[tuple[int, int], datetime] | None = None,
+    ) -> Settled:
         """Record the attempts made since the last round (`outcomes`, taken from `_outcomes`
         on the loop's thread, where attempts append to it), find which of the `waiting`
-        deliveries are hidden now (and forget them in the store), and lease up to `room` due
-        deliveries (none already held here); returns those leased and those hidden. Outcomes
-        not recorded are put back for the next round."""
-        if not outcomes and not room and not waiting:
-            return [], []
+        deliveries are hidden now (and forget them in the store), renew the leases of
+        `renewing` (held here: each with the end its lease holds) and lease up to `room` due
+        deliveries (none already held here). Outcomes not recorded are put back for the next
+        round."""
+        renewing = renewing or {}
+        if not outcomes and not room and not waiting and not renewing:
+            return Settled([], [], [], datetime.now(UTC))
         try:
-            leased_and_hidden = self._round_again_if_deadlocked(outcomes, room, waiting)
+            settled = self._round_again_if_deadlocked(outcomes, room, waiting, renewing)
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
         # once recorded: counted before, a failed round's outcomes, put back, were counted
         # again by the next
         self.failure_log.add(outcomes)
-        return leased_and_hidden
+        return settled
 
     def _round_again_if_deadlocked(
-        self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
-    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        self,
+        outcomes: list[Outcome],
+        room: int,
+        waiting: list[tuple[int, int]],
+        renewing: Mapping[tuple[int, int], datetime],
+    ) -> Settled:
         tries = ROUND_TRIES
         while True:
             try:
-                return self._round(outcomes, room, waiting)
+                return self._round(outcomes, room, waiting, renewing)
             except OperationalError as e:
                 # PostgreSQL broke a deadlock by failing this round: nothing of it was kept,
                 # and the same round again is what was wanted (a round failing paused the
@@ -363,13 +399,17 @@ class Deliverer:
                 log.info("a webhook round met another change in a deadlock; it runs again")
 
     def _round(
-        self, outcomes: list[Outcome], room: int, waiting: list[tuple[int, int]]
-    ) -> tuple[list[Due], list[tuple[int, int]]]:
+        self,
+        outcomes: list[Outcome],
+        room: int,
+        waiting: list[tuple[int, int]],
+        renewing: Mapping[tuple[int, int], datetime],
+    ) -> Settled:
         """`_settle_and_lease`'s work, in up to three transactions: the receivers that
         answered 410 turned off (`disable_gone`), their deliveries dropped, then the
-        attempts recorded, the hidden found and the lease taken in one, whose deliveries are
-        locked first, in key order, so that it waits on nothing after
-        (`outbox.lock_in_key_order`)."""
+        attempts recorded, the hidden found, the leases held renewed and the lease taken in
+        one, whose deliveries are locked first, in key order, so that it waits on nothing
+        after (`outbox.lock_in_key_order`)."""
         given_up = 0
         with self.engine.begin() as conn:  # holding nothing else (see there)
             # this round's 410s, and those kept by earlier rounds, this worker's or another's:
@@ -384,14 +424,17 @@ class Deliverer:
             with self.engine.begin() as conn:  # holding nothing else (see there)
                 drop_turned_off(conn, turned_off.watches)
         with self.engine.begin() as conn:
-            lock_in_key_order(conn, [*((o.watch_id, o.event_id) for o in outcomes), *waiting])
+            held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
+            lock_in_key_order(conn, held)
             if outcomes:
                 given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
             hidden = hidden_since_lease(conn, waiting) if waiting else []
+            now = datetime.now(UTC)  # after the locks: the leases it gives run from here
+            renewed = renew(conn, renewing, now + self.lease) if renewing else []
             leased = (
                 lease_deliveries(
                     conn,
-                    datetime.now(UTC),
+                    now,
                     room,
                     self.lease,
                     self._share,
@@ -401,7 +444,7 @@ class Deliverer:
                 else []
             )
         self.stats.given_up += given_up  # once committed: a round run again counts once
-        return leased, hidden
+        return Settled(leased, hidden, renewed, now + self.lease)
 
     def _settle_and_release(self, unsent: list[tuple[int, int]], outcomes: list[Outcome]) -> None:
         """The last round's `outcomes` recorded, and what is still queued here released, so

@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 
 from ..store.outbox import Due
 
@@ -39,6 +40,9 @@ class Queues:
         # clock, from before its lease began): one whose lease ends before its attempt could
         # is not started
         self._lease_ends: dict[Key, float] = {}
+        # and when it ends in the store, as the lease or its last renewal set it: a renewal
+        # extends only a lease the row still holds (store.outbox.renew)
+        self._store_ends: dict[Key, datetime] = {}
         # leased here, queued or in flight: the next lease leaves them be
         self.held: set[Key] = set()
         self._in_flight: Counter[Host] = Counter()
@@ -75,11 +79,16 @@ class Queues:
         """Deliveries queued for `party` to one receiver (read on the lease's thread)."""
         return self._party_host_queued[(party, host)]
 
-    def add(self, delivery: Due, host: Host, lease_ends: float) -> None:
-        """A delivery just leased, queued last for its Party at its receiver."""
+    def add(
+        self, delivery: Due, host: Host, lease_ends: float, store_end: datetime | None = None
+    ) -> None:
+        """A delivery just leased, queued last for its Party at its receiver; `store_end`:
+        when its lease ends in the store (None: it is not renewed)."""
         key = (delivery.watch_id, delivery.event_id)
         self.held.add(key)
         self._lease_ends[key] = lease_ends
+        if store_end is not None:
+            self._store_ends[key] = store_end
         self._queued[(delivery.party_id, host)].append(delivery)
         self._party_queued[delivery.party_id] += 1
         self._party_host_queued[(delivery.party_id, host)] += 1
@@ -136,8 +145,7 @@ class Queues:
             if self._lease_ends.get(key, math.inf) <= starts_by:
                 # sent on a lease that had ended, it went out twice: it was due again in the
                 # store, and another worker's (review 31a: 11 attempts after their lease)
-                self.held.discard(key)
-                self._lease_ends.pop(key, None)
+                self._let_go(key)
                 continue
             self._in_flight[host] += 1
             self._party_in_flight[party] += 1
@@ -157,8 +165,7 @@ class Queues:
         if not self._party_host_in_flight[party_here]:
             del self._party_host_in_flight[party_here]
             self._forget_turn_when_idle(party_here)
-        self.held.discard((delivery.watch_id, delivery.event_id))
-        self._lease_ends.pop((delivery.watch_id, delivery.event_id), None)
+        self._let_go((delivery.watch_id, delivery.event_id))
 
     def lease_ends(self, delivery: Due) -> float:
         """When the lease of a delivery `start` gave out ends (monotonic clock)."""
@@ -171,8 +178,7 @@ class Queues:
             for delivery in queued:
                 key = (delivery.watch_id, delivery.event_id)
                 if dropped(key):
-                    self.held.discard(key)
-                    self._lease_ends.pop(key, None)
+                    self._let_go(key)
                     self._unqueued(delivery, party_here[1])
                 else:
                     kept.append(delivery)
@@ -180,6 +186,48 @@ class Queues:
                 self._queued[party_here] = kept
             else:
                 del self._queued[party_here]
+
+    def to_renew(self, ending_before: float) -> dict[Key, datetime]:
+        """The deliveries held here, queued or in flight, whose lease ends before
+        `ending_before` (monotonic clock), each with the end its lease holds in the store."""
+        return {
+            key: self._store_ends[key]
+            for key, ends in self._lease_ends.items()
+            if ends < ending_before and key in self._store_ends
+        }
+
+    def renewed(
+        self,
+        asked: Mapping[Key, datetime],
+        renewed: Iterable[Key],
+        lease_ends: float,
+        store_end: datetime,
+    ) -> None:
+        """A round asked to renew the leases `asked` (`to_renew`) and renewed `renewed`,
+        until `store_end` in the store and, here, `lease_ends`. A queued one not renewed is no
+        longer ours (its row was deleted, or another worker leased it after its lease
+        lapsed): dropped unsent. One in flight goes on: it started with its attempt's time
+        and the time to record it left on its lease. One that finished meanwhile is left."""
+        done = set(renewed)
+        lost: set[Key] = set()
+        for key, end in asked.items():
+            if self._store_ends.get(key) != end:
+                continue
+            if key in done:
+                self._lease_ends[key] = lease_ends
+                self._store_ends[key] = store_end
+            else:
+                lost.add(key)
+        for key in lost:  # asked no more: in flight, it is not ours past its attempt
+            self._store_ends.pop(key)
+        if lost:
+            self.drop(lost.__contains__)
+
+    def _let_go(self, key: Key) -> None:
+        """A delivery no longer held here (finished, dropped or not started)."""
+        self.held.discard(key)
+        self._lease_ends.pop(key, None)
+        self._store_ends.pop(key, None)
 
     def _unqueued(self, delivery: Due, host: Host) -> None:
         """A delivery out of its queue (started, or dropped): counted so."""
