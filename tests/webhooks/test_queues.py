@@ -129,3 +129,14 @@ def test_a_renewal_extends_the_leases_it_renewed_and_lets_go_of_queued_ones_it_l
     assert [d.event_id for d, _ in queues.start(1, 39.0)] == []  # 1 still holds the slot
     queues.finished(in_flight, SHARED)
     assert [d.event_id for d, _ in queues.start(1, 39.0)] == [2]  # renewed: still startable
+
+
+def test_a_stopping_worker_releases_only_what_it_still_holds() -> None:
+    """At a clean stop the queued deliveries are released (due at once). One whose lease
+    lapsed meanwhile (attempts in flight ending, a lease of seconds) may be another worker's:
+    released, it was due again under that worker, which could send it while another did."""
+    queues = Queues(per_host=1, per_party=1, per_party_host=1)
+    queues.add(due(1, 1, "P"), SHARED, 10.0)
+    queues.add(due(1, 2, "P"), SHARED, 30.0)
+    assert queues.keys() == [(1, 1), (1, 2)]
+    assert queues.keys(leased_after=20.0) == [(1, 2)]

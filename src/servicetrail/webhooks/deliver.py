@@ -334,7 +334,9 @@ class Deliverer:
         self._stopping = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
-        unsent = self.queues.keys()
+        # only those still leased here: one whose lease lapsed while attempts ended may be
+        # another worker's now, and released, it would be due under that worker (sent twice)
+        unsent = self.queues.keys(leased_after=time.monotonic())
         outcomes, self._outcomes = self._outcomes, []  # on the loop's thread, as each round's
         await asyncio.to_thread(self._settle_and_release, unsent, outcomes)
         self.queues.drop(lambda _: True)

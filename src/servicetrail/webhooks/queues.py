@@ -61,9 +61,15 @@ class Queues:
         """Deliveries queued (not those in flight)."""
         return sum(len(q) for q in self._queued.values())
 
-    def keys(self) -> list[Key]:
-        """The queued deliveries, as (watch id, event id)."""
-        return [(d.watch_id, d.event_id) for q in self._queued.values() for d in q]
+    def keys(self, leased_after: float = -math.inf) -> list[Key]:
+        """The queued deliveries, as (watch id, event id); those whose lease ends after
+        `leased_after` (monotonic clock)."""
+        return [
+            key
+            for q in self._queued.values()
+            for key in ((d.watch_id, d.event_id) for d in q)
+            if self._lease_ends.get(key, math.inf) > leased_after
+        ]
 
     def parties_waiting(self) -> set[str]:
         """The Parties with deliveries queued or in flight."""
