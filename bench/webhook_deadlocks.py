@@ -13,9 +13,9 @@ registry's lock, then matching in steps of 2 records), 1 marks events read, 1 sk
 unread events as a page does, and 3 play a deliverer's rounds through the store's functions
 as `webhooks.deliver` does: the webhooks that answered 410 turned off (put off to a later
 round during a registry change), then the deliveries locked in key order; random outcomes
-(60% delivered, 30% failed, 10% 410 Gone); those hidden since the lease; a lease; now and
-then a release. Prints each kind's operations, the deadlocks and other errors by kind, and
-what is left pending.
+(60% delivered, 30% failed, 10% 410 Gone); those hidden since the lease; about half the
+leases held renewed (where `src/` renews them); a lease; now and then a release. Prints
+each kind's operations, the deadlocks and other errors by kind, and what is left pending.
 """
 
 from __future__ import annotations
@@ -62,6 +62,14 @@ except ImportError:  # older src/
 
     def disable_gone(conn, watch_ids, now) -> bool:  # type: ignore[no-untyped-def]
         return True
+
+
+try:  # the leases a worker holds, renewed in its round (session 47)
+    from servicetrail.store.outbox import renew
+except ImportError:
+
+    def renew(conn, leases, until) -> list:  # type: ignore[no-untyped-def]
+        return list(leases)
 
 
 try:  # a kept webhook's queue, dropped by the round's second transaction (session 36)
@@ -207,6 +215,7 @@ def main() -> None:
 
     def deliverer() -> None:
         held: list[Due] = []  # leased, not yet attempted
+        ends: dict[tuple[int, int], datetime] = {}  # when each held lease ends in the store
         while time.monotonic() < stop:
             try:
                 random.shuffle(held)
@@ -218,6 +227,8 @@ def main() -> None:
                     error = "503" if status == "failed" else ""
                     outcomes.append(Outcome(d.watch_id, d.event_id, d.attempts, status, error))
                 waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
+                # about half of those held renewed, as a worker renews those due for it
+                renewing = {k: ends[k] for k in waiting_keys if k in ends and random.random() < 0.5}
                 now = datetime.now(timezone.utc)
                 gone = {o.watch_id for o in outcomes if o.status == "gone"}
                 with engine.begin() as conn:  # during a registry change: kept in webhook_gone
@@ -233,6 +244,7 @@ def main() -> None:
                         record_outcomes(conn, outcomes, now, [0.01, 0.01, 0.01])
                     if waiting:
                         hidden_since_lease(conn, waiting_keys)
+                    renewed = renew(conn, renewing, now + timedelta(seconds=5))
                     leased = lease_due(
                         conn,
                         now,
@@ -242,17 +254,23 @@ def main() -> None:
                             (d.watch_id, d.event_id) not in held
                         ),
                     )
-                held = waiting + leased
+                lost = set(renewing) - set(renewed)
+                held = [d for d in waiting if (d.watch_id, d.event_id) not in lost] + leased
+                kept = set(waiting_keys) - lost
+                ends = {k: end for k, end in ends.items() if k in kept}
+                ends.update((k, now + timedelta(seconds=5)) for k in renewed)
+                ends.update(((d.watch_id, d.event_id), now + timedelta(seconds=5)) for d in leased)
                 ops["round"] += 1
+                ops["renewed"] += len(renewed)
                 if held and random.random() < 0.05:
                     with engine.begin() as conn:
                         release(conn, [(d.watch_id, d.event_id) for d in held], now)
-                    held = []
+                    held, ends = [], {}
                     ops["release"] += 1
                 time.sleep(random.uniform(0, 0.01))
             except Exception as e:  # counted: the figure is how many
                 failed("round", e)
-                held = []  # their leases end on their own
+                held, ends = [], {}  # their leases end on their own
                 time.sleep(0.01)
 
     threads = [looping("create", create) for _ in range(2)]
