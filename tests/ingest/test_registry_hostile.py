@@ -160,3 +160,18 @@ def test_a_quote_left_open_before_an_over_long_line_refuses_the_two_alone(cli, e
     assert rejects[1]["raw"] == huge.decode().rstrip("\n")  # copied from the file, as it came
     assert "a line of over" in rejects[1]["reason"]
     assert len(user_ids(engine)) == 4
+
+
+def test_a_header_line_met_again_is_refused_as_such_and_the_rest_loads(cli, engine, tmp_path):
+    """Two files joined one after the other: the second one's header was refused as a record
+    whose user_id is no EUI-64 ('user_id'), which sent an operator looking for a Device."""
+    users = tmp_path / "users.csv"
+    users.write_bytes(USERS_HEADER + GOOD[0] + b"User_ID, party_id ,party_name,role\r\n" + GOOD[1])
+    result = cli("load", "users", users)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert reject["line"] == 3
+    assert reject["reason"].startswith("the header line again")
+    assert reject["raw"] == "User_ID, party_id ,party_name,role"
+    assert len(user_ids(engine)) == 2

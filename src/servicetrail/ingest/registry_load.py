@@ -324,7 +324,7 @@ def _parsed_batches(
             try:
                 parsed.append(parse(values))
             except InvalidValue as e:
-                refused.append((line, str(e) or "empty row", raw))
+                refused.append((line, _header_again(values, header) or str(e) or "empty row", raw))
                 continue
             origins.append((line, raw))
         read = sum(_size(record[1]) for record in chunk)
@@ -333,6 +333,15 @@ def _parsed_batches(
         del parsed, origins, refused
         if not gc.isenabled():
             gc.collect()  # in a worker process, which has no loop of its own to do it
+
+
+def _header_again(values: list[str], header: list[str]) -> str | None:
+    """The reason for a refused record that is the header again, as when two files are
+    joined one after the other: refused for its first value ("user_id is not an EUI-64"), it
+    sent the operator looking for a bad Device or User ID. Asked of refused records only."""
+    if [value.strip().lower() for value in values] != header:
+        return None
+    return "the header line again (two files joined?): a record is expected here"
 
 
 def _size(raw: bytes | Span) -> int:
