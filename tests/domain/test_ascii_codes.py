@@ -82,3 +82,26 @@ def test_whole_numbers_are_ascii_digits_only() -> None:
     for bad in ("\u0663", "1_0", "+5", "-5", " 5", "5 ", "1e3", "", "\uff15", "1" * 20):
         with pytest.raises(InvalidValue):
             whole_number(bad)
+
+
+@pytest.mark.parametrize(
+    ("check", "raw", "named"),
+    [
+        (party_id, "\u212aINTYRE", "U+212A KELVIN SIGN"),
+        (role_code, "\u212aS", "U+212A KELVIN SIGN"),
+        (party_id, "N\u039fRTH", "U+039F GREEK CAPITAL LETTER OMICRON"),
+    ],
+)
+def test_a_refused_code_names_the_character_that_only_looks_ascii(check, raw, named) -> None:
+    """'KS' with a Kelvin sign was refused as "must be ... ASCII letters: 'KS'", which reads
+    as valid: the reason names the character, so the operator can find it in the file."""
+    with pytest.raises(InvalidValue) as refused:
+        check(raw)
+    assert f"({named} is not ASCII)" in str(refused.value)
+
+
+def test_an_eui64_that_only_looks_right_names_its_character() -> None:
+    from servicetrail.domain.ids import eui64
+
+    with pytest.raises(InvalidValue, match=r"U\+2010 HYPHEN is not ASCII"):
+        eui64("00\u2010DB-12-00-00-00-01-41")

@@ -42,7 +42,7 @@ def eui64(value: str) -> str:
     """Normalise an EUI-64 (any case accepted) to its upper-case form."""
     text = value.strip(ASCII_SPACE) if isinstance(value, str) else ""
     if not _EUI64.match(text):
-        raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {shown(value)}")
+        raise InvalidValue(f"not an EUI-64 (8 hex octets joined by '-'): {shown_code(value)}")
     return text.upper()
 
 
@@ -80,6 +80,17 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     while len(repr(head)) > limit and len(head) > 1:
         head = head[:-1]
     return repr(value) if head == value else f"{head!r}... ({len(value)} characters)"
+
+
+def shown_code(value: object) -> str:
+    """`shown` for a value that must be ASCII (an ID or a code), naming its first character
+    that is not: repr() leaves a Kelvin sign or a Greek capital Omicron as they are, and a
+    refused 'KS' read as valid (review 47e)."""
+    text = shown(value)
+    if isinstance(value, str) and not value.isascii():
+        odd = next(c for c in value if not c.isascii())
+        text += f" (U+{ord(odd):04X} {unicodedata.name(odd, 'an unnamed character')} is not ASCII)"
+    return text
 
 
 def is_eui64(value: str) -> bool:
@@ -169,7 +180,8 @@ def party_id(value: str) -> str:
     """A Party ID as SPEC section 4 gives it: 1-32 ASCII upper-case letters, digits, '_' or '-'."""
     if not isinstance(value, str) or not _PARTY_ID.fullmatch(value):
         raise InvalidValue(
-            f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': {shown(value)}"
+            f"party_id must be 1-32 ASCII upper-case letters, digits, '-' or '_': "
+            f"{shown_code(value)}"
         )
     return value
 
@@ -180,7 +192,7 @@ def role_code(value: str) -> str:
     if not isinstance(value, str) or not _ROLE.fullmatch(value):
         raise InvalidValue(
             f"role must be a User Role code of 1-16 ASCII letters, digits, _ or -, such as IS, "
-            f"ED or OU: {shown(value)}"
+            f"ED or OU: {shown_code(value)}"
         )
     return value.upper()
 
