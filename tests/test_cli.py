@@ -610,6 +610,8 @@ def test_records_of_a_party_that_sees_nothing(cli, trail, tmp_path):
     "args, code, message",
     [
         (["--party", "NOBODY"], None, "unknown party"),
+        # a Greek capital Eta: 'NORTH' read as the Party the store has
+        (["--party", "NORT\u0397"], 2, "U+0397 GREEK CAPITAL LETTER ETA is not ASCII"),
         (["--party", "NORTH", "--device", "zz-not-an-eui"], 2, "EUI-64"),
         (["--party", "NORTH", "--request-id", "nonsense"], 2, "--request-id"),
         (["--party", "NORTH", "--from", "yesterday"], 2, "--from"),

@@ -266,6 +266,8 @@ def test_an_unknown_account_is_a_clear_error(cli, store, command):
         ("bad name!", P.NORTHPOWER, "a username is"),
         ("np", P.NORTHPOWER, "already exists"),
         ("newbie", "NOSUCHPARTY", "unknown party"),
+        # a Greek capital Omicron for the O: the Party read as one the store has
+        ("newbie", "N\u039fRTHPOWER", "U+039F GREEK CAPITAL LETTER OMICRON is not ASCII"),
     ],
 )
 def test_a_refused_name_or_party_is_said_before_a_password_is_read(

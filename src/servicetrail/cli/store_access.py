@@ -12,7 +12,7 @@ import click
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..domain.access_log import Reader
-from ..domain.ids import shown
+from ..domain.ids import shown_code
 from ..domain.visibility import Viewer
 from ..signing import key_path_for, signer_for
 from ..sqlite_url import in_memory
@@ -163,7 +163,7 @@ def viewer_of(conn: Connection, party_id: str) -> Viewer:
         # the store named too: a newcomer's demo.db beside the default servicetrail.db was
         # "unknown party" with no word of which store was asked (audit 22d)
         raise Failure(
-            f"unknown party {shown(party_id)} in the store {shown_store_url()} (--db names "
+            f"unknown party {shown_code(party_id)} in the store {shown_store_url()} (--db names "
             "another; 'servicetrail load users' adds Parties)"
         )
     return viewer

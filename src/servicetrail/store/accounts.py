@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.access_log import INTERFACES
+from ..domain.ids import shown_code
 from ..domain.visibility import Viewer
 from ..security import TOKEN_PREFIX, hash_password, new_token, token_digest, verify_password
 from .schema import account, api_token, dcc_user, login_device, party, web_session
@@ -44,7 +45,8 @@ def check_new_account(conn: Connection, username: str, party_id: str | None) -> 
         is None
     ):
         raise AccountError(
-            f"unknown party {party_id!r}: load its users first ('servicetrail load users')"
+            f"unknown party {shown_code(party_id)}: load its users first "
+            "('servicetrail load users')"
         )
     if username.lower() in INTERFACES:
         raise AccountError(
