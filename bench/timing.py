@@ -15,11 +15,16 @@ connection and in one random interleaving, for --samples ids of each kind:
 - missing: ids no record has (gaps, and past the last id);
 - visible: the viewer's own records and MP141 titles (the positive control: a difference
   there shows the test can see one);
-and the same for `/records/{id}/why`, and for `/records?request_id=` with Request IDs of that
-hidden traffic, unused ones (the same originator and target, a counter no message has) and
-the viewer's own. The samples are chosen by plain SQL over the store, not by the code under
-test, and every answer is checked (404 or an empty page for hidden and missing), so a leak
-stops the run instead of being timed.
+and the same for `/records/{id}/why`, `/triggers` and `/proof`; for `/watches/{id}/events`
+with other Parties' watches (made for the run), ids past the last one and the viewer's own;
+and for `/records?request_id=` with Request IDs of that hidden traffic, unused ones (the
+same originator and target, a counter no message has) and the viewer's own. Each pair also
+gets a 95% bootstrap interval of the difference of its medians. A generated store has no
+gaps, so its missing ids are all past the end, in the viewer's last (always cached) index
+leaf: `--gaps-only` on a store with gaps (ids deleted from a copy) puts them among the rest.
+The samples are chosen by plain SQL over the store, not by the code under test, and every
+answer is checked (404 or an empty page for hidden and missing), so a leak stops the run
+instead of being timed.
 
 `--repeat R` asks each probe R times, spread over the sequence, and keeps its fastest answer
 (an attacker's filter for a busy machine: the minimum drops most of the scheduling noise).
@@ -90,7 +95,9 @@ def _sample(values: list, n: int, rng: random.Random) -> list:
     return rng.sample(values, min(n, len(values)))
 
 
-def choose(sql: Sql, n: int, rng: random.Random) -> tuple[str, dict[str, list]]:
+def choose(
+    sql: Sql, n: int, rng: random.Random, gaps_only: bool = False
+) -> tuple[str, dict[str, list]]:
     """The viewer Party and, per kind of probe, what it asks for (the rule of SPEC section 1,
     written out in SQL here so that the code under test does not pick its own samples)."""
     viewer = sql.rows(
@@ -117,7 +124,7 @@ def choose(sql: Sql, n: int, rng: random.Random) -> tuple[str, dict[str, list]]:
             last,
         )
     ]
-    missing = _sample(gaps, n // 2, rng)
+    missing = _sample(gaps, n if gaps_only else n // 2, rng)
     missing += rng.sample(range(last + 1, last + 1 + 100 * n), n - len(missing))
 
     own = [
@@ -187,15 +194,26 @@ ENDPOINTS = {  # endpoint: (path of a probe, the probe kinds it interleaves)
         "/api/v1/records?request_id={}&limit=100",
         ("hidden_request", "unused_request", "visible_request"),
     ),
+    "triggers": ("/api/v1/records/{}/triggers", ("hidden", "missing", "visible")),
+    "proof": ("/api/v1/records/{}/proof", ("hidden", "missing", "visible")),
+    "watch_events": (
+        "/api/v1/watches/{}/events",
+        ("hidden_watch", "missing_watch", "visible_watch"),
+    ),
 }
 PAIRS = {  # endpoint: (the pair that must not differ, the positive control that should)
     "record": (("hidden", "missing"), ("visible", "missing")),
     "why": (("hidden", "missing"), ("visible", "missing")),
+    "triggers": (("hidden", "missing"), ("visible", "missing")),
+    "proof": (("hidden", "missing"), ("visible", "missing")),
+    "watch_events": (("hidden_watch", "missing_watch"), ("visible_watch", "missing_watch")),
     "request_id": (("hidden_request", "unused_request"), ("visible_request", "unused_request")),
 }
 
 
-def _expected(kind: str, status: int, body: bytes) -> bool:
+def _expected(kind: str, status: int, body: bytes, endpoint: str) -> bool:
+    if endpoint == "proof" and kind == "visible":  # an unsealed record is 409 (not_sealed)
+        return status in (200, 409)
     if kind.startswith("visible"):
         return status == 200 and (kind != "visible_request" or json.loads(body)["items"] != [])
     if kind.endswith("request"):
@@ -216,24 +234,29 @@ def probe(
     each probe is asked `repeat` times (spread over the sequence) and keeps its fastest
     answer, as an attacker filters a busy machine's noise."""
     template, kinds = ENDPOINTS[endpoint]
-    plan = [(kind, template.format(value)) for kind in kinds for value in samples[kind]] * repeat
+    # keyed by the probe's place too: a watch id is asked for by many probes
+    plan = [
+        (kind, n, template.format(value)) for kind in kinds for n, value in enumerate(samples[kind])
+    ] * repeat
     rng.shuffle(plan)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}"}
-    fastest: dict[tuple[str, str], float] = {}
-    for n, (kind, path) in enumerate(plan[:warmup] + plan):  # the first `warmup` again, untimed
+    fastest: dict[tuple[str, int], float] = {}
+    for n, (kind, place, path) in enumerate(
+        plan[:warmup] + plan
+    ):  # the first `warmup` again, untimed
         start = time.perf_counter_ns()
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
         elapsed = (time.perf_counter_ns() - start) / 1000
-        if not _expected(kind, response.status, body):
+        if not _expected(kind, response.status, body, endpoint):
             raise SystemExit(
                 f"{endpoint}: a {kind} probe {path} got {response.status} {body[:200]!r}: "
                 "the samples are wrong, or the server shows what it must not"
             )
         if n >= warmup:
-            fastest[kind, path] = min(elapsed, fastest.get((kind, path), elapsed))
+            fastest[kind, place] = min(elapsed, fastest.get((kind, place), elapsed))
     conn.close()
     timings: dict[str, list[float]] = {kind: [] for kind in kinds}
     for (kind, _), elapsed in fastest.items():
@@ -241,10 +264,23 @@ def probe(
     return timings
 
 
+def median_difference_interval(
+    a: list[float], b: list[float], rounds: int = 1000, seed: int = 1
+) -> list[float]:
+    """A 95% bootstrap interval of median(a) - median(b) (percentile method)."""
+    rng = random.Random(seed)
+    differences = sorted(
+        statistics.median(rng.choices(a, k=len(a))) - statistics.median(rng.choices(b, k=len(b)))
+        for _ in range(rounds)
+    )
+    return [round(differences[int(0.025 * rounds)], 1), round(differences[int(0.975 * rounds)], 1)]
+
+
 def compare(a: list[float], b: list[float]) -> dict:
     return {
         "median_us": [round(statistics.median(a), 1), round(statistics.median(b), 1)],
         "difference_us": round(statistics.median(a) - statistics.median(b), 1),
+        "difference_95": median_difference_interval(a, b),
         "mann_whitney_p": float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue),
         "ks_p": float(stats.ks_2samp(a, b).pvalue),
         "samples": [len(a), len(b)],
@@ -308,14 +344,44 @@ def token_for(url: str, party: str, env: dict) -> str:
     return cli(url, env, "tokens", "create", username).strip()
 
 
+# watches each other Party keeps for the watch probes (their ids are the hidden ones)
+WATCHES_OF_OTHERS = 5
+WATCH_PARTIES = 8
+
+
+def watches(sql: Sql, url: str, env: dict, viewer: str, n: int, rng: random.Random) -> dict:
+    """Watch ids to probe: other Parties' (made here, by the CLI of the code under test),
+    ids past the last one, and the viewer's own (the control, a page of events)."""
+    others = [
+        p
+        for (p,) in sql.rows(
+            "SELECT party_id FROM party WHERE party_id <> ? ORDER BY party_id", viewer
+        )
+    ][:WATCH_PARTIES]
+    hidden = [
+        json.loads(cli(url, env, "watch", "add", "--party", p, "--name", f"t{k}"))["id"]
+        for p in others
+        for k in range(WATCHES_OF_OTHERS)
+    ]
+    own = [json.loads(cli(url, env, "watch", "add", "--party", viewer, "--name", "own"))["id"]]
+    last = max(hidden + own)
+    return {
+        "hidden_watch": [rng.choice(hidden) for _ in range(n)],
+        "missing_watch": rng.sample(range(last + 1, last + 1 + 100 * n), n),
+        "visible_watch": [own[0]] * n,
+    }
+
+
 def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
     rng = random.Random(a.seed)
     sql = Sql(store, url)
+    env = code_env(a.pythonpath)
     try:
-        viewer, samples = choose(sql, a.samples, rng)
+        viewer, samples = choose(sql, a.samples, rng, a.gaps_only)
+        if "watch_events" in a.endpoints.split(","):
+            samples |= watches(sql, url, env, viewer, a.samples, rng)
     finally:
         sql.close()
-    env = code_env(a.pythonpath)
     token = token_for(url, viewer, env)
     proc, port = serve(url, pythonpath=a.pythonpath)
     results: dict = {
@@ -346,7 +412,7 @@ def report(results: dict) -> None:
     )
     print(
         f"  {'endpoint':<11} {'pair':<36} {'median a':>9} {'median b':>9} {'a - b':>8} "
-        f"{'MWU p':>9} {'KS p':>9}"
+        f"{'95% of a - b':>16} {'MWU p':>9} {'KS p':>9}"
     )
     for endpoint in ENDPOINTS:
         for pair, c in results.get(endpoint, {}).items():
@@ -354,6 +420,7 @@ def report(results: dict) -> None:
             print(
                 f"  {endpoint:<11} {pair:<36} {c['median_us'][0]:>7.0f}us "
                 f"{c['median_us'][1]:>7.0f}us {c['difference_us']:>6.1f}us "
+                f"{str(c['difference_95']):>16} "
                 f"{c['mann_whitney_p']:>9.2g} {c['ks_p']:>9.2g}{flag}"
             )
 
@@ -379,6 +446,12 @@ def main() -> int:
         "--pythonpath", help="build the store and run the server on the code in this folder"
     )
     ap.add_argument("--seed", type=int, default=10)
+    ap.add_argument(
+        "--gaps-only",
+        action="store_true",
+        help="missing ids from the store's gaps alone (as many as it has), none past the end: "
+        "a probe past the end lands in the viewer's last index leaf, always cached",
+    )
     ap.add_argument("--keep", help="build stores in this folder and keep them (SQLite)")
     a = ap.parse_args()
     if a.store:
