@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from servicetrail import settings
+from servicetrail.domain.ids import InvalidValue
+from servicetrail.ingest.registry_csv import parse_responsibility
 from sqlalchemy import text
 
 UTC = timezone.utc
@@ -740,3 +742,20 @@ def test_a_load_that_rejects_nothing_names_no_reject_file(cli, tmp_path):
         assert "rejected 0" in result.stdout, result.stdout
         assert "rejected records" not in result.stderr, result.stderr
         assert not list(tmp_path.glob("*.rejects.jsonl"))
+
+
+def test_a_valid_to_later_only_past_the_microsecond_is_told_the_times_grain():
+    row = {
+        "device_id": "00-DB-12-34-56-78-90-A1",
+        "party_id": "NORTHPOWER",
+        "relation": "supplier",
+        "valid_from": "2025-01-01T00:00:00.0000001Z",
+        "valid_to": "2025-01-01T00:00:00.0000002Z",
+    }
+    with pytest.raises(
+        InvalidValue, match=r"not after valid_from \(times are kept to the microsecond\)"
+    ):
+        parse_responsibility(row)
+    row["valid_to"] = "2024-12-31T00:00:00Z"  # plainly earlier: no word of the grain
+    with pytest.raises(InvalidValue, match=r"is not after valid_from\Z"):
+        parse_responsibility(row)
