@@ -17,6 +17,35 @@ def uri_named(url: URL) -> bool:
     return url.drivername.startswith("sqlite") and asbool(url.query.get("uri", False))
 
 
+# SQLite's own URI parameters (sqlite.org/uri.html): it reads them in a `file:` URI only
+URI_PARAMETERS = ("cache", "immutable", "mode", "nolock", "psow", "vfs")
+
+
+def parameters_refused(url: URL) -> str | None:
+    """Why a SQLite URL's parameters are not taken, None when they are. Outside a `file:` URI
+    with `uri=true`, SQLAlchemy passed SQLite none of them: `?mode=ro` opened the file to
+    write, and made it (review 47b). SQLite ignores an unknown one, and servicetrail's own
+    settings override the driver's (`timeout`, `check_same_thread`): each would be a silent
+    no-op, so only `uri` and SQLite's URI parameters are taken."""
+    if not url.drivername.startswith("sqlite"):
+        return None
+    given = [name for name in url.query if name != "uri"]
+    unknown = [name for name in given if name not in URI_PARAMETERS]
+    if unknown:
+        return (
+            f"the SQLite URL's parameter {unknown[0]!r} is not one servicetrail takes (a "
+            f"file: URI with uri=true takes SQLite's own: {', '.join(URI_PARAMETERS)})"
+        )
+    database = str(url.database or "")
+    if given and not (uri_named(url) and database.startswith("file:")):
+        query = "&".join(f"{name}={url.query[name]}" for name in given)
+        return (
+            f"SQLite reads {given[0]!r} only in a file: URI with uri=true: "
+            f"write sqlite:///file:{database.removeprefix('file:')}?{query}&uri=true"
+        )
+    return None
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file a SQLite store's URL opens (a `file:` URI's path too), None for another
     engine or a store in memory."""
@@ -43,6 +72,7 @@ def in_memory(url: str) -> bool:
         if not parsed.drivername.startswith("sqlite"):
             return False
         # SQLite's memdb VFS keeps a named file's database in memory (review 25e)
-        return sqlite_file(url) is None or parsed.query.get("vfs") == "memdb"
+        memdb = uri_named(parsed) and parsed.query.get("vfs") == "memdb"  # else not read
+        return sqlite_file(url) is None or memdb
     except Exception:  # not a URL at all: opening it says why
         return False

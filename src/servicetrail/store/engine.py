@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_u
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
-from ..sqlite_url import sqlite_file, uri_named
+from ..sqlite_url import parameters_refused, sqlite_file, uri_named
 from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
 
@@ -90,6 +90,9 @@ def _owner_only(path: Path) -> None:
 def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engine:
     resolved = make_url(database_url(url))
     if resolved.drivername.startswith("sqlite"):
+        refused = parameters_refused(resolved)
+        if refused:
+            raise StoreError(refused)
         in_a_file = bool(resolved.database) and resolved.database != ":memory:"
         if in_a_file:
             # the path as SQLite opens it: no `~` expansion (sqlite:///~/x.db is ./~/x.db)
@@ -104,6 +107,9 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             creates = not as_uri or (
                 resolved.query.get("mode") not in ("ro", "rw") and "immutable" not in resolved.query
             )
+            if opened is not None and not creates and not opened.exists():
+                # SQLite said only "unable to open database file"
+                raise StoreError(f"the SQLite store does not exist: {opened}")
             if opened is not None and creates and opened.parent.is_dir():
                 _owner_only(opened)  # a file: URI's new store too (it was made 0644; review 23f)
         engine = create_engine(
