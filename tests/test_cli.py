@@ -1270,3 +1270,17 @@ def test_commands_and_the_server_on_an_sqlite_store_never_load_the_postgresql_dr
     assert ("psycopg" in loaded) == db_url.startswith("postgresql"), sorted(
         m for m in loaded if "psycopg" in m
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[f"--{name}"] for name in ("device", "request-id", "srv", "kind", "from", "to", "limit")],
+    ids=lambda c: c[0],
+)
+def test_a_blank_filter_is_refused_naming_it_as_the_api_does(cli, command):
+    """`--srv ' '` was no filter while `--request-id ' '` was refused (review 47b)."""
+    said = cli("records", "--party", "NORTH", command[0], "  ")
+    assert said.exit_code == 2
+    assert f"Invalid value for '{command[0]}': is blank (white space alone)" in said.output
+    report = cli("report", "own", "--party", "NORTH", "--from", " ", "--to", "2025-01-01")
+    assert report.exit_code == 2 and "'--from': is blank" in report.output

@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..domain.ids import MAX_ID, InvalidValue, whole_number
-from ..domain.search import InvalidField, Search, build_search
+from ..domain.search import BLANK, InvalidField, Search, build_search, is_blank
 from ..domain.times import parse_bound, parse_time
 from ..domain.triggers import window_minutes
 from .common import Failure
@@ -29,6 +29,8 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
             return value
         if ctx is not None and param is not None and param.name:
             ctx.meta.setdefault(AS_TYPED, {})[param.name] = value
+        if is_blank(value):  # said alike for every option, as the API says it (review 47b)
+            self.fail(BLANK, param, ctx)
         try:
             return self.parse(value)
         except InvalidValue as e:

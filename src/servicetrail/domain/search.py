@@ -73,6 +73,16 @@ class Search:
     device_in_body: bool = True
 
 
+BLANK = "is blank (white space alone)"
+
+
+def is_blank(value: object) -> bool:
+    """White space alone: refused as a value, whichever parameter it is (`srv=%20` was no
+    filter, `request_id=%20` a 422; review 47b). An empty value is the parameter not given
+    (SPEC section 5's `?device_id=&request_id=&srv=...`), as a form's empty field sends it."""
+    return isinstance(value, str) and value != "" and not value.strip()
+
+
 class InvalidField(InvalidValue):
     """A search parameter that does not have its form; `field` names it as the API does.
     `every`: each wrong field's message, in the order the fields are read, `field` first (a
@@ -110,8 +120,21 @@ def build_search(
     (every wrong field: the screen's analyst was told of one, put it right, and was told of
     the next)."""
     wrong: dict[str, str] = {}
+    given = {
+        "device_id": device_id,
+        "request_id": request_id,
+        "srv": srv,
+        "kind": kind,
+        "from": time_from,
+        "to": time_to,
+        "scope": scope,
+    }
+    blank = {name for name, value in given.items() if is_blank(value)}
 
     def read(name: str, parse: Callable[[], _T]) -> _T | None:
+        if name in blank:
+            wrong[name] = BLANK
+            return None
         try:
             return parse()
         except InvalidField as e:
@@ -122,7 +145,9 @@ def build_search(
 
     device = read("device_id", lambda: eui64(device_id) if device_id else None)
     request = read("request_id", lambda: str(RequestId.parse(request_id)) if request_id else None)
-    if kind and kind not in KINDS:
+    if "kind" in blank:
+        wrong["kind"] = BLANK
+    elif kind and kind not in KINDS:
         wrong["kind"] = f"must be one of {', '.join(KINDS)}"
     chosen_scope = read("scope", lambda: _scope(scope))
     start, end = (

@@ -83,8 +83,15 @@ def _ascii_digits(value: object) -> object:
 
 
 def _blank_as(default: object) -> BeforeValidator:
-    """`?limit=` (a form's empty field) means the parameter was not given, as it always has."""
-    return BeforeValidator(lambda value: default if value == "" else value)
+    """`?limit=` (a form's empty field) means the parameter was not given, as it always has;
+    white space alone is refused in the search's own words, as every parameter's is."""
+
+    def read(value: object) -> object:
+        if search.is_blank(value):
+            raise ValueError(search.BLANK)
+        return default if value == "" else value
+
+    return BeforeValidator(read)
 
 
 PageSize = Annotated[
