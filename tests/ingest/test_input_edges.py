@@ -754,9 +754,42 @@ def test_rejects_naming_a_descriptor_the_command_opened_itself_are_refused(db_ur
         check=False,
     )
     assert ran.returncode == 2, ran.stderr
-    assert "names a descriptor this command did not start with" in ran.stderr
+    # by the name given: its folder resolved, it was /proc/<pid>/fd/3 (review 47b)
+    assert f"the reject file {given} names a descriptor this command did not" in ran.stderr
     if url.startswith("sqlite"):
         assert b"bad one" not in store.read_bytes()
+
+
+def _ingest_with_rejects(db_url, tmp_path, given, **run):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'store.db'}" if db_url.startswith("sqlite") else db_url
+    command = [sys.executable, "-c", "from servicetrail.cli import main; main()"]
+    command += ["--db", url, "ingest", str(tmp_path / "in.jsonl"), "--rejects", given]
+    return subprocess.run(command, capture_output=True, text=True, check=False, **run)
+
+
+def test_a_descriptor_the_command_started_with_is_said_by_the_name_given(db_url, tmp_path):
+    """Its folder resolved, `/dev/fd/3` was said as `/proc/<pid>/fd/3` (review 47b)."""
+    import os
+
+    write(tmp_path / "in.jsonl", "{bad one\n")
+    with open(write(tmp_path / "notes", "kept\n"), "rb") as read_only:
+        number = read_only.fileno()
+        refused = _ingest_with_rejects(db_url, tmp_path, f"/dev/fd/{number}", pass_fds=(number,))
+    assert refused.returncode == 2
+    assert f"cannot write the reject file /dev/fd/{number}: Bad file" in refused.stderr
+    reader, writer = os.pipe()
+    with os.fdopen(reader, "rb") as sent:
+        try:
+            given = f"/dev/fd/{writer}"
+            written = _ingest_with_rejects(db_url, tmp_path, given, pass_fds=(writer,))
+        finally:
+            os.close(writer)
+        assert written.returncode == 1, written.stderr
+        assert f"with their line and reason: {given}\n" in written.stderr
+        assert json.loads(sent.read())["raw"] == "{bad one"
 
 
 def test_rejects_through_a_link_to_a_file_in_dev_shm_replace_their_own(cli, tmp_path):

@@ -235,12 +235,16 @@ class RejectFile:
         inputs: Iterable[Path] = (),
         named: bool = False,
         folders: Iterable[Path] = (),
+        shown: Path | None = None,
     ) -> None:
         """`named`: the path was given (--rejects), not made beside an input: a link there is
         the user's own choice (`--rejects /dev/stderr`), and is followed. `folders`: inputs
         that are folders, whose entries are theirs whether or not the file is still there (an
-        entry of a file since removed from the folder stayed for good)."""
+        entry of a file since removed from the folder stayed for good). `shown`: the name as
+        the user gave it, for what is said of it (its folder resolved, `/dev/fd/3` was said as
+        `/proc/<pid>/fd/3`; review 47b)."""
         self.path = path
+        self.shown = shown or path
         self._follow = named
         self.count = 0
         self._out: IO[bytes] | None = None
@@ -253,18 +257,20 @@ class RejectFile:
         self._stream: Path | None = None  # the stream a link given leads to (_stream_hop)
         if _one_of(path, inputs):
             raise RejectsOverInput(
-                f"the reject file {path} would overwrite an input; name another with --rejects"
+                f"the reject file {self.shown} would overwrite an input; name another with "
+                "--rejects"
             )
         if path.is_symlink() and not named:  # whoever may write the folder could point it anywhere
             raise NotARejectFile(
-                f"the reject file {path} is a symbolic link; name the file itself with --rejects"
+                f"the reject file {self.shown} is a symbolic link; name the file itself with "
+                "--rejects"
             )
         if path.is_symlink():
             self._stream = _stream_hop(path)
             if self._stream is not None and _inherited_stream(self._stream) is None:
                 raise NotARejectFile(
-                    f"the reject file {path} names a descriptor this command did not start "
-                    "with (its store, say); name a file, or /dev/stderr"
+                    f"the reject file {self.shown} names a descriptor this command did not "
+                    "start with (its store, say); name a file, or /dev/stderr"
                 )
             try:
                 target = path.resolve()
@@ -279,7 +285,8 @@ class RejectFile:
         if path.exists() and not path.is_file():
             if not named:  # a FIFO there blocked the run for ever at its first reject
                 raise NotARejectFile(
-                    f"the reject file {path} is not a regular file; name another with --rejects"
+                    f"the reject file {self.shown} is not a regular file; name another with "
+                    "--rejects"
                 )
             return  # `--rejects /dev/stderr`: written to as it is
         try:
@@ -297,6 +304,12 @@ class RejectFile:
             self._let_go()
             raise
 
+    @property
+    def written_to(self) -> Path:
+        """Where the rejects are, as the run's summary says: the file, or down one of the
+        command's streams, as the user named it (`/dev/fd/2`, not `/proc/<pid>/fd/2`)."""
+        return self.shown if self._stream is not None else self.path
+
     def _held(self) -> int:
         """The reject file, made if missing, open and locked for this run alone. One whose
         holder replaced or removed it while this run waited is opened again."""
@@ -312,14 +325,14 @@ class RejectFile:
                 except FileNotFoundError:
                     continue  # removed between the two tries: make it
                 except OSError as e:
-                    raise RejectsUnwritable(self.path, e) from None
+                    raise RejectsUnwritable(self.shown, e) from None
             except OSError as e:
-                raise RejectsUnwritable(self.path, e) from None
+                raise RejectsUnwritable(self.shown, e) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if not told:
-                    print(f"waiting for another run that writes {self.path}", file=sys.stderr)
+                    print(f"waiting for another run that writes {self.shown}", file=sys.stderr)
                     told = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
             if _same_file(fd, self.path):
@@ -366,10 +379,10 @@ class RejectFile:
                     prefix=self._fresh_name.name + ".", dir=self.path.parent
                 )
             except OSError as e:
-                raise RejectsUnwritable(self.path, e) from None
+                raise RejectsUnwritable(self.shown, e) from None
             self._fresh_name = Path(made)
         except OSError as e:
-            raise RejectsUnwritable(self.path, e) from None
+            raise RejectsUnwritable(self.shown, e) from None
         entries = kept = 0
         cut = False
         resolved: dict[str, str] = {}  # a name's resolve() is a system call per part of it
@@ -386,7 +399,7 @@ class RejectFile:
                         # a file that is not a reject file (a CSV, notes, a typo of --rejects)
                         # was emptied and deleted, whether or not the run rejected anything
                         raise NotARejectFile(
-                            f"{self.path} exists and is not a reject file (line {number} is "
+                            f"{self.shown} exists and is not a reject file (line {number} is "
                             "not a reject entry); name another with --rejects"
                         )
                     entries += 1
@@ -405,7 +418,7 @@ class RejectFile:
             if kept < entries or cut:
                 self._fresh = fd
         except OSError as e:
-            raise RejectsUnwritable(self.path, e) from None
+            raise RejectsUnwritable(self.shown, e) from None
         finally:
             if self._fresh is None:
                 os.close(fd)
@@ -427,7 +440,7 @@ class RejectFile:
             os.fsync(self._fresh)
             os.replace(self._fresh_name, self.path)
         except OSError as e:
-            raise RejectsUnwritable(self.path, e) from None
+            raise RejectsUnwritable(self.shown, e) from None
         self._fd, self._fresh = self._fresh, self._fd  # the old one is dropped with its lock
 
     def _drop_fresh(self) -> None:
@@ -455,7 +468,7 @@ class RejectFile:
             self._write(line, reason, raw, source, whole)
         except OSError as e:
             self._abandon()
-            raise RejectsUnwritable(self.path, e) from None
+            raise RejectsUnwritable(self.shown, e) from None
         self.count += 1
 
     def _opened(self) -> IO[bytes]:
@@ -573,7 +586,7 @@ class RejectFile:
                     self._out.close()  # a full disk may only say so here, as the buffer goes out
                 except OSError as e:
                     self._out = None
-                    raise RejectsUnwritable(self.path, e) from None
+                    raise RejectsUnwritable(self.shown, e) from None
                 self._out = None
             self._put_fresh_in_place()
         finally:

@@ -58,6 +58,6 @@ class Summary:
 def count_rejects(summary: Summary, rejects: RejectFile) -> Summary:
     rejects.close()
     summary.rejected += rejects.count
-    if rejects.count and rejects.path not in summary.reject_files:
-        summary.reject_files.append(rejects.path)
+    if rejects.count and rejects.written_to not in summary.reject_files:
+        summary.reject_files.append(rejects.written_to)
     return summary

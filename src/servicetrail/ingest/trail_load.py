@@ -115,10 +115,12 @@ class _Rejects:
     def __init__(self, named: list[tuple[Path, list[Path]]], rejects_path: Path | None) -> None:
         owners: dict[Path, list[Path]] = {}
         folders: dict[Path, list[Path]] = {}
+        self.shown: dict[Path, Path] = {}  # each file as the user named it, for what is said
         for path, found in named:
-            target = rejects_path or default_rejects_path(path)
+            given = rejects_path or default_rejects_path(path)
             # its folder resolved, not the file: a link is refused, not followed (RejectFile)
-            target = target.parent.resolve() / target.name
+            target = given.parent.resolve() / given.name
+            self.shown.setdefault(target, given)
             owners.setdefault(target, []).extend(found)
             if path.is_dir():
                 folders.setdefault(target, []).append(path)
@@ -134,6 +136,7 @@ class _Rejects:
                     inputs=files,
                     named=rejects_path is not None,
                     folders=folders.get(target, []),
+                    shown=self.shown[target],
                 )
         except BaseException:
             for taken in self.files.values():
