@@ -770,6 +770,20 @@ def _ingest_with_rejects(db_url, tmp_path, given, **run):
     return subprocess.run(command, capture_output=True, text=True, check=False, **run)
 
 
+def test_a_descriptor_the_command_opens_later_is_refused_by_the_name_given(db_url, tmp_path):
+    """It was refused only if open as the run began: at the first reject, `/dev/fd/6` was
+    the input being read, and the rejects were added to it (review 47b)."""
+    bad = write(tmp_path / "in.jsonl", "{bad one\n")
+    for number in range(3, 10):
+        ran = _ingest_with_rejects(db_url, tmp_path, f"/dev/fd/{number}")
+        assert ran.returncode == 2, ran.stderr
+        assert (
+            f"the reject file /dev/fd/{number} names a descriptor this command did not start "
+            "with" in ran.stderr
+        )
+        assert bad.read_text() == "{bad one\n"
+
+
 def test_a_descriptor_the_command_started_with_is_said_by_the_name_given(db_url, tmp_path):
     """Its folder resolved, `/dev/fd/3` was said as `/proc/<pid>/fd/3` (review 47b)."""
     import os

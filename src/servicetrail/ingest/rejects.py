@@ -265,13 +265,16 @@ class RejectFile:
                 f"the reject file {self.shown} is a symbolic link; name the file itself with "
                 "--rejects"
             )
+        # one not open yet counts too: at the first reject, /dev/fd/6 was the input being
+        # read, and the rejects were added to it (review 47b)
+        names_one = _descriptor_named(os.path.normpath(str(path))) is not None
+        self._stream = _stream_hop(path) if path.is_symlink() else None
+        if (self._stream or names_one) and _inherited_stream(self._stream or path) is None:
+            raise NotARejectFile(
+                f"the reject file {self.shown} names a descriptor this command did not start "
+                "with (its store, say); name a file, or /dev/stderr"
+            )
         if path.is_symlink():
-            self._stream = _stream_hop(path)
-            if self._stream is not None and _inherited_stream(self._stream) is None:
-                raise NotARejectFile(
-                    f"the reject file {self.shown} names a descriptor this command did not "
-                    "start with (its store, say); name a file, or /dev/stderr"
-                )
             try:
                 target = path.resolve()
             except RuntimeError:  # a loop of links: said when the first reject is written
