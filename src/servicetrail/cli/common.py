@@ -3,9 +3,12 @@ standard streams as it expects them, and text made fit to print there."""
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
@@ -143,3 +146,18 @@ def shown_once() -> None:
     standard output is closed, since it would be made and reach no one."""
     if _stdout_closed:
         raise Failure("standard output is closed: what this makes is shown only once there")
+
+
+def wait_while_read(seconds: float) -> None:
+    """Wait, but end as a write would, quietly (BrokenPipeError), as soon as whoever read
+    standard output has gone: a follow with nothing new writes nothing, and `watch events
+    --follow | head -1` ran on until the next event after head had gone (review 47b)."""
+    try:
+        out = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file: a test's captured output
+        time.sleep(seconds)
+        return
+    watcher = select.poll()
+    watcher.register(out, 0)  # a pipe's writer is told POLLERR once its reader has gone
+    if watcher.poll(seconds * 1000):  # POLLERR, POLLHUP (a socket, a terminal) or POLLNVAL
+        raise BrokenPipeError(errno.EPIPE, "standard output's reader has gone")

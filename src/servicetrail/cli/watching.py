@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
@@ -11,7 +10,7 @@ from ..domain.ids import MAX_ID
 from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
-from .common import Failure, left_to_the_server, shown_once
+from .common import Failure, left_to_the_server, shown_once, wait_while_read
 from .options import COUNT
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
@@ -184,7 +183,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
                 return
             # until Ctrl-C or SIGTERM, said as every other command says them (130, 143): it
             # exited 0, where README says every command but a server says it was stopped
-            time.sleep(FOLLOW_SECONDS)
+            wait_while_read(FOLLOW_SECONDS)
     except SearchTooBroad as e:
         raise Failure(str(e), 3) from None
 
