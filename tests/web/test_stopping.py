@@ -93,7 +93,8 @@ def test_the_demo_stops_on_ctrl_c_as_the_server_does(sqlite_url, tmp_path):
     assert "Traceback" not in said and "interrupted" not in said, said
 
 
-def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
+def _a_report_too_large_to_read(sqlite_url) -> str:
+    """A 4 MB own report of LOOKER's in the store; the token that downloads it."""
     engine = open_store(sqlite_url)
     P.load_personas(engine)
     payload = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # 2,000 rows: a 4 MB report
@@ -117,15 +118,26 @@ def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sq
         )
     token = bearer(engine, P.LOOKER)
     engine.dispose()
+    return token
+
+
+def _stalled_download(base: str, token: str) -> socket.socket:
+    """The report asked for, and no more of it read than its first bytes."""
+    client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.sendall(
+        b"GET /api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z "
+        b"HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
+    )
+    assert client.recv(100).startswith(b"HTTP/1.1 200")
+    time.sleep(0.5)  # it reads no more: the report cannot finish
+    return client
+
+
+def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
+    token = _a_report_too_large_to_read(sqlite_url)
     with live_server_process(sqlite_url, tmp_path) as (server, base, log_path):
-        client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.sendall(
-            b"GET /api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z "
-            b"HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
-        )
-        assert client.recv(100).startswith(b"HTTP/1.1 200")
-        time.sleep(0.5)  # it reads no more: the report cannot finish
+        client = _stalled_download(base, token)
         asked = time.monotonic()
         server.send_signal(signal.SIGTERM)
         # uvicorn raises the signal again once it has shut down: a stop by SIGTERM, as asked
@@ -185,3 +197,23 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     engine.dispose()
     closing, opening = sent  # newest first: what it had sent, then its first entry
     assert opening == 0 and closing > 0, sent
+
+
+def test_a_second_ctrl_c_stops_at_once_quietly_and_says_it_was_interrupted(sqlite_url, tmp_path):
+    """uvicorn, told twice, skips the app's shutdown and leaves its task to be cancelled as
+    the loop ends: starlette logged that CancelledError with a traceback, and the server
+    exited 0 as if it had stopped gracefully (review 47b). It says it was cut short (130),
+    as any command stopped by Ctrl-C does, with no traceback."""
+    token = _a_report_too_large_to_read(sqlite_url)
+    with live_server_process(sqlite_url, tmp_path) as (server, base, log_path):
+        client = _stalled_download(base, token)  # what the first Ctrl-C waits for
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        asked = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=GRACEFUL_SECONDS + 10) == 130
+        assert time.monotonic() - asked < GRACEFUL_SECONDS - 2  # at once, not cut off
+        client.close()
+    said = log_path.read_text()
+    assert "Traceback" not in said and "CancelledError" not in said, said
+    assert said.rstrip().endswith("Error: interrupted"), said

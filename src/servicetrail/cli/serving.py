@@ -15,7 +15,7 @@ from ..store.accounts import verified_password_hash
 from ..store.queries import stored_record_count
 from ..web.server import run
 from .commands import command
-from .common import Failure, left_to_the_server
+from .common import Failure, left_to_the_server, stopped
 from .store_access import engine, shown_store_url, store_url, with_db
 
 
@@ -44,7 +44,9 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
         err=True,
     )
     left_to_the_server(signal.SIGINT, signal.SIGTERM)
-    run(store, store_url(), host, port, workers, trusted_proxies)
+    if run(store, store_url(), host, port, workers, trusted_proxies):
+        # a second Ctrl-C: the responses in progress were cut off, not let finish
+        raise stopped(KeyboardInterrupt())
 
 
 def proxy_addresses(value: str | None) -> str | None:

@@ -33,12 +33,13 @@ class Options(TypedDict):
 
 def run(
     store: Engine, url: str, host: str, port: int, workers: int, trusted_proxies: str | None = None
-) -> None:
+) -> bool:
     """Serve `store` (already open, so a new store is built before any worker starts); `url` is
-    how worker processes open it for themselves."""
+    how worker processes open it for themselves. Whether a second Ctrl-C forced the stop."""
     import uvicorn
 
     from .app import app_for_store, create_app
+    from .forced_stop import serve
     from .http_limits import CappedHeadProtocol
     from .open_files import raise_open_file_limit
     from .quiet_logs import quiet_repeated_warnings
@@ -59,8 +60,7 @@ def run(
         forwarded_allow_ips=trusted_proxies or "",
     )
     if workers == 1:
-        uvicorn.run(create_app(store, deliveries=True), **options)
-        return
+        return serve(uvicorn.Config(create_app(store, deliveries=True), **options))
     store.dispose()
     # uvicorn's worker processes are spawned, each given the config pickled: the factory
     # travels with the store's URL bound to it, and each worker opens the store itself
@@ -69,6 +69,7 @@ def run(
             functools.partial(app_for_store, url), factory=True, workers=workers, **options
         )
     )
+    return False
 
 
 # glibc gives each thread that meets another in malloc an arena of its own, up to eight a

@@ -40,23 +40,32 @@ class ServerRestarting(StoreBusy):
 class ServerStopping:
     def __init__(self) -> None:
         self._event: asyncio.Event | None = None
+        # a second Ctrl-C: uvicorn waits no more for the responses in progress, and cancels
+        # those still going as its loop ends, each logged with a traceback (web.forced_stop)
+        self._forced: asyncio.Event | None = None
 
     def watch_signals(self) -> Callable[[], None]:
         """Wrap the handlers of the stop signals (uvicorn's, under `serve`), from the app's
         lifespan; returns what puts them back. Signals are handled in the main thread only:
         elsewhere (a test client's thread) nothing is wrapped."""
         self._event = event = asyncio.Event()
+        self._forced = forced = asyncio.Event()
         loop = asyncio.get_running_loop()
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         wrapped: dict[int, Any] = {}
+        told: list[int] = []
         for sig in _SIGNALS:
             previous = signal.getsignal(sig)
             if not callable(previous):
                 continue  # ignored, or the default: this process has no graceful stop to help
 
             def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(event.set)  # a signal handler may not touch the loop
+                # a signal handler may not touch the loop; uvicorn's own rule for a forced stop
+                told.append(number)
+                loop.call_soon_threadsafe(event.set)
+                if number == signal.SIGINT and len(told) > 1:
+                    loop.call_soon_threadsafe(forced.set)
                 previous(number, frame)
 
             signal.signal(sig, handler)
@@ -82,9 +91,14 @@ class ServerStopping:
     async def until_cut_off(self) -> None:
         """Returns a second before uvicorn, asked to stop, would cancel a response still
         going, with a traceback and nothing after it run (its access-log entry, its
-        cleanup): a response that cannot finish in the graceful time ends itself then."""
+        cleanup): a response that cannot finish in the graceful time ends itself then. At
+        once when the stop is forced (a second Ctrl-C), which cancels sooner still."""
         await self.asked_to_stop()
-        await anyio.sleep(GRACEFUL_SECONDS - 1)
+        if self._forced is None:
+            await anyio.sleep(GRACEFUL_SECONDS - 1)
+            return
+        with anyio.move_on_after(GRACEFUL_SECONDS - 1):  # at once if forced: a second Ctrl-C
+            await self._forced.wait()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
