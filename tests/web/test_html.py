@@ -952,11 +952,16 @@ def test_keyset_paging_newest_first_without_overlap(app, engine) -> None:
     assert len(times[0]) == 50 and times[0] == sorted(times[0], reverse=True)
     assert times[1] and max(times[1]) < min(times[0])
     assert 'rel="next"' not in second.text
+    # the page's rows, not the search's total: "50 records" of a search that found 70 (47d)
+    assert (
+        f"<title>Search the trail: first 50 records for Device ID {P.ESME_S1} · servicetrail"
+        in first.text
+    )
     assert re.search(
-        r"<title>Search the trail: \d+ records for Device ID [-0-9A-F]{23} \(page 2\)"
+        rf"<title>Search the trail: records 51–\d+ for Device ID {P.ESME_S1} \(page 2\)"
         r" · servicetrail</title>",
         second.text,
-    )
+    ), re.search("<title>.*</title>", second.text)
 
 
 def test_times_line_up_to_the_millisecond(app, engine) -> None:

@@ -126,14 +126,26 @@ def _problem_title(stale_link: bool, found: Results) -> str:
     return "Too much at once" if found.busy else "Narrow your search"
 
 
-def _search_title(found: Results, errors: dict[str, str], values: dict[str, str]) -> str:
+def _found_said(found: Results, first: int) -> str:
+    """How many records the page lists, as far as it knows: a full page with more after it
+    said "50 records" of a search that found thousands (review of the screen, 47d)."""
+    count = len(found.items)
+    if count and first > 1:
+        return f"records {first}–{first + count - 1}"
+    if found.more is not None:
+        return f"first {count} records"
+    return f"{count or 'no'} record{'s' if count != 1 else ''}"
+
+
+def _search_title(
+    found: Results, errors: dict[str, str], values: dict[str, str], first: int = 1
+) -> str:
     """The title a screen reader says first on the page a search opens: what it found, as a
     sighted analyst sees in the results' status line (audit 43c), and for what: searches of
     different Devices were all "Search the trail: 50 records" in a browser's history and tabs."""
     if errors or found.problem:
         return "Search the trail"
-    count = len(found.items)
-    said = f"Search the trail: {count or 'no'} record{'s' if count != 1 else ''}"
+    said = f"Search the trail: {_found_said(found, first)}"
     # a kind as the form's list says it ("Device alert"): its token, read aloud as "device
     # underscore alert", was not what the analyst chose (review 46f)
     shown = {**values, "kind": KIND_LABELS.get(values["kind"], values["kind"])}
@@ -166,12 +178,13 @@ def search(request: Request, who: Who) -> Response:
         else ""
     )
     status = 429 if found.busy else 422 if errors or found.problem else 200
+    first = (page - 1) * PAGE_SIZE + 1 if after is not None else 1
     return render(
         request,
         "search.html",
         who,
         status=status,
-        title=_search_title(found, errors, values),
+        title=_search_title(found, errors, values, first),
         values=values,
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         errors=said_on_screen(errors, values),
@@ -185,7 +198,7 @@ def search(request: Request, who: Who) -> Response:
         scopes=SCOPES,
         next_link=next_link,
         first_link=page_link(values) if after is not None else "",
-        first=(page - 1) * PAGE_SIZE + 1 if after is not None else 1,
+        first=first,
         empty_note=EMPTY_NOTE,
         page=page if after is not None else 1,
     )
