@@ -261,3 +261,18 @@ def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):
     assert client.get("/verify").status_code == 200
     origins = [log["origin"] for log in client.get("/verify/logs.json").json()["logs"]]
     assert any("/access/" in origin for origin in origins)
+
+
+def test_the_consistency_form_offers_the_newest_log_first(engine, world):
+    """It selected the oldest month, the list's first: an analyst checks this month's log
+    (review of the screen, 47d). The form re-shown keeps the log the analyst chose."""
+    seal_store(engine)
+    client = signed_in(engine, P.SOUTHENERGY)
+    page = client.get("/verify").text
+    origins = re.findall(r'<option value="(servicetrail/sat/[-0-9]+)"', page)
+    assert len(origins) > 1 and origins == sorted(origins)
+    assert re.findall(r'<option value="([^"]+)" selected>', page) == [origins[-1]]
+    again = client.get(
+        "/verify/consistency.json", params={"origin": origins[0], "from": "x", "to": "1"}
+    ).text
+    assert re.findall(r'<option value="([^"]+)" selected>', again) == [origins[0]]

@@ -65,6 +65,13 @@ def how_to_verify(request: Request, who: WhoOrAuditor, record: str = "") -> Resp
     return _verify_page(request, who, record)
 
 
+def _newest(origins: list[str]) -> str:
+    """The log the consistency form offers first: the newest month's, an analyst's usual
+    question (the list's order, by origin, put the oldest month first; review 47d). Origins
+    end in their month; a SAT log before an access log of the same month."""
+    return max(origins, key=lambda origin: (origin[-7:], "/access/" not in origin), default="")
+
+
 def _verify_page(
     request: Request,
     who: SignedIn | SignedInAuditor,
@@ -98,6 +105,11 @@ def _verify_page(
         verifier_key=key,
         example_record=positive_id(record[:20]) or EXAMPLE_RECORD,
         logs=logs,
+        chosen=(
+            (asked or {}).get("origin")
+            if (asked or {}).get("origin") in dict(logs or [])
+            else _newest([origin for origin, _ in logs or []])
+        ),
     )
 
 
