@@ -164,7 +164,7 @@ def test_a_list_the_cap_cuts_links_to_the_older_requests_of_the_window(engine, w
     assert link is not None, shown[-600:]
     rest = client.get(link.group(1))
     assert rest.status_code == 200
-    assert f'href="/records/{oldest}"' in rest.text
+    assert f'href="/records/{oldest}?back=' in rest.text
 
 
 def test_a_list_within_the_cap_has_no_such_link(engine, world):

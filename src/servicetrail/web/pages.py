@@ -46,6 +46,7 @@ from .presenters import (
 )
 from .proofs_page import proof_mark
 from .rendering import render, too_busy
+from .search_back import back_of, search_href
 from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
 
@@ -159,6 +160,26 @@ def _search_title(
     return f"{said} for {', '.join(asked_for)}" if asked_for else said
 
 
+def _paging(
+    request: Request, values: dict[str, str], page: int, after: Cursor | None, found: Results
+) -> dict[str, Any]:
+    """The pager's links, the number of the page's first row, and the `back` its rows' links
+    carry (web.search_back)."""
+    cursor = request.query_params.get("cursor", "") if after is not None else ""
+    back = back_of(values, cursor, page) if found.items else ""
+    return {
+        "next_link": (
+            page_link(values, cursor=found.more.encode(), page=str(page + 1))
+            if found.more is not None
+            else ""
+        ),
+        "first_link": page_link(values) if after is not None else "",
+        "first": (page - 1) * PAGE_SIZE + 1 if after is not None else 1,
+        "page": page if after is not None else 1,
+        "back": urlencode({"back": back}) if back else "",
+    }
+
+
 @router.get("/")
 def search(request: Request, who: Who) -> Response:
     values = search_values(request.query_params)
@@ -172,19 +193,14 @@ def search(request: Request, who: Who) -> Response:
     stale_link = "cursor" in errors
     if stale_link:
         found.problem, errors = STALE_PAGE_LINK, {}
-    next_link = (
-        page_link(values, cursor=found.more.encode(), page=str(page + 1))
-        if found.more is not None
-        else ""
-    )
     status = 429 if found.busy else 422 if errors or found.problem else 200
-    first = (page - 1) * PAGE_SIZE + 1 if after is not None else 1
+    paging = _paging(request, values, page, after, found)
     return render(
         request,
         "search.html",
         who,
         status=status,
-        title=_search_title(found, errors, values, first),
+        title=_search_title(found, errors, values, paging["first"]),
         values=values,
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         errors=said_on_screen(errors, values),
@@ -196,11 +212,8 @@ def search(request: Request, who: Who) -> Response:
         names=found.names,
         kinds=KINDS,
         scopes=SCOPES,
-        next_link=next_link,
-        first_link=page_link(values) if after is not None else "",
-        first=first,
         empty_note=EMPTY_NOTE,
-        page=page if after is not None else 1,
+        **paging,
     )
 
 
@@ -251,7 +264,19 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         page = None if found is None else _record_page(request, conn, read, *found)
     if page is None:  # after its access-log entry (a read of nothing), as the API's 404
         raise HTTPException(404)
-    return render(request, "record.html", who, title=f"Record {wanted_id}", **page)
+    back = search_href(request.query_params.get("back"))
+    # carried on to the exchange's other records and the triggers: still the same search's
+    carried = back.removeprefix("/").removeprefix("?")
+    return render(
+        request,
+        "record.html",
+        who,
+        title=f"Record {wanted_id}",
+        search_href=back,
+        back=urlencode({"back": carried}) if carried else "",
+        back_value=carried,
+        **page,
+    )
 
 
 def _record_page(
