@@ -59,10 +59,63 @@ def test_srv_text_that_is_not_readable_utf8_is_a_422_naming_it(client, bearer, s
 
 def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(client):
     """The screen answered JSON for it (audit of the screen, session 18)."""
-    answer = client.get("/?to=%00")
+    answer = client.get("/?cursor=%00")
     assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
-    assert "The parameter &#39;to&#39; must not contain a NUL character." in answer.text
+    assert "The parameter &#39;cursor&#39; must not contain a NUL character." in answer.text
     assert "<h1>" in answer.text
+
+
+@pytest.fixture
+def analyst(engine, world):
+    """A NORTHPOWER analyst signed in to the screen."""
+    with engine.begin() as conn:
+        create_account(conn, P.NORTHPOWER.lower(), P.NORTHPOWER, PASSWORD)
+    return signed_in(engine, P.NORTHPOWER)
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "shown_back"),
+    [
+        ("/?device_id=00-DB%00&srv=4.1.1", "device_id", "00-DB"),
+        ("/?to=%00", "to", ""),
+        ("/?srv=%0%000", "srv", "%00"),  # a NUL taken out does not make another
+        ("/access-log?actor=a%00b", "actor", "ab"),
+        ("/verify/consistency.json?origin=servicetrail/sat/2025-02%00&from=1&to=2", "origin", ""),
+    ],
+)
+def test_a_nul_in_a_forms_field_is_that_fields_error_on_the_page(
+    engine, analyst, path, field, shown_back
+):
+    """It was a bare page with no navigation and no account, the error not beside the field:
+    the guard answered before the session was read (review of the screen, 47d). The search
+    is not run, and nothing with a NUL in it reaches the store (a 500 on PostgreSQL)."""
+    from servicetrail.store.merkle_log import seal_store
+
+    seal_store(engine)
+    answer = analyst.get(path)
+    assert answer.status_code == 422 and "Sign out" in answer.text
+    assert f'href="#f-{field}"' in answer.text and "NUL character" in answer.text
+    error = re.search(rf'id="f-{field}-error"[^>]*>(.*?)</p>', answer.text, re.S)
+    assert error and "must not contain a NUL character" in error.group(1)
+    typed = re.search(rf'<input id="f-{field}"[^>]*>', answer.text)
+    assert typed is None or f'value="{shown_back}"' in typed.group(0)
+    assert "<tr class=\"row-" not in answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/devices/{P.ESME_1}?cursor=%00",
+        "/records/1?window=6%000",
+        "/?cursor=x%00&srv=4.1.1",
+        "/verify?record=1%00",
+        "/access-log?party=A%00B",
+    ],
+)
+def test_a_nul_where_the_page_has_no_field_for_it_is_refused_with_the_pages_chrome(analyst, path):
+    answer = analyst.get(path)
+    assert answer.status_code == 422 and "Sign out" in answer.text
+    assert "must not contain a NUL character." in answer.text
 
 
 def test_a_nul_refusal_quotes_the_parameters_name_not_speaks_it(client):

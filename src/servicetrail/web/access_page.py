@@ -18,6 +18,7 @@ from ..domain.search import Cursor
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from ..store.limits import SearchTooBroad
 from .errors import ParameterError
+from .query_guard import nul_in, shows_nul_beside
 from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
 from .presenters import page_link, page_number, said_on_screen, show_time, utc_field
@@ -196,8 +197,11 @@ def _problem_title(found: Found) -> str:
 
 
 @router.get("/access-log")
+@shows_nul_beside(*FIELDS[1:])  # every account's fields; an auditor's Party: a page of its own
 def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
     values, asked, after, errors = _asked(request.query_params, who.auditor)
+    if refused := nul_in(request, FIELDS[1:]):
+        asked, errors = None, refused
     page = page_number(request.query_params.get("page"))
     found = Found([])
     if asked is not None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.engine import Engine
 
 from .. import __version__
@@ -36,7 +36,7 @@ from .state import SeenCredentials, SignInLanes, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
 from .hot_path import HotPath
-from .query_guard import NoNulInQuery
+from .query_guard import NoNulInQuery, refuse_nul_in_query
 from .rendering import ASSETS, Assets
 from .stopping import ServerStopping
 
@@ -94,6 +94,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
         # `/api/v1/records/` is a 404, not a 307 before any check to an address built from the
         # request's own Host header
         redirect_slashes=False,
+        dependencies=[Depends(refuse_nul_in_query)],
     )
     app.state.engine = engine
     app.state.viewers = api.ViewerCache()  # per process: see api.ViewerCache

@@ -42,6 +42,15 @@ class ParameterError(ValueError):
         self.every = every or {parameter: message}
 
 
+class NulInQuery(ParameterError):
+    """A NUL in the address of a screen page that shows no field for that parameter: refused
+    on the page with its chrome (web.query_guard), in `said`, the page's own words."""
+
+    def __init__(self, parameter: str, message: str, said: str) -> None:
+        super().__init__(parameter, message)
+        self.said = said
+
+
 # exceptions that are the request's doing, not a bug: answered, never logged as errors
 EXPECTED = (
     ParameterError,
@@ -150,6 +159,8 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             "Not allowed",
             "That address does not accept this kind of request.",
         )
+    if isinstance(exc, NulInQuery):
+        return error_page(request, anyone_signed_in(request), 422, "Not a valid search", exc.said)
     if isinstance(exc, (ParameterError, RequestValidationError, StarletteHTTPException)):
         # what a form post the parser refused gets (no multipart boundary, past 1,000
         # fields, a field sent as a file): the API's JSON, on the screen (audit 36d)

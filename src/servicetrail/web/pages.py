@@ -45,6 +45,7 @@ from .presenters import (
     utc_field,
 )
 from .proofs_page import proof_mark
+from .query_guard import nul_in, shows_nul_beside
 from .rendering import render, too_busy
 from .search_back import back_of, search_href
 from .signin import SignedIn, Who, checked_form, web_reader
@@ -181,12 +182,14 @@ def _paging(
 
 
 @router.get("/")
+@shows_nul_beside(*SEARCH_FIELDS)
 def search(request: Request, who: Who) -> Response:
     values = search_values(request.query_params)
     page = page_number(request.query_params.get("page"))
     repeated = repeated_parameter(request.query_params, SEARCH_FIELDS)
-    if repeated is not None:
-        wanted, after, errors = None, None, {repeated: REPEATED}
+    refused = nul_in(request, SEARCH_FIELDS) or ({repeated: REPEATED} if repeated else {})
+    if refused:
+        wanted, after, errors = None, None, refused
     else:
         wanted, after, errors = _wanted(values, request.query_params.get("cursor"))
     found = _results(request, who, wanted, after) if wanted is not None else Results()

@@ -28,6 +28,7 @@ from ..store.log_proofs import (
 from .errors import ParameterError
 from .fairness import Busy, limits_of, share_of
 from .params import tree_size
+from .query_guard import nul_in, shows_nul_beside
 from .rendering import error_page, render
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of, store_url, verifier_key
@@ -136,6 +137,7 @@ def logs_download(request: Request, who: WhoOrAuditor) -> Response:
 
 
 @router.get("/verify/consistency.json")
+@shows_nul_beside(*CONSISTENCY_LABELS)
 def consistency_download(
     request: Request,
     who: WhoOrAuditor,
@@ -146,6 +148,8 @@ def consistency_download(
     """A consistency proof from tree size `from` to the checkpointed size `to` of a log, as
     `/api/v1/logs/consistency` gives it."""
     try:
+        for parameter, message in nul_in(request, CONSISTENCY_LABELS).items():
+            raise ParameterError(parameter, message)
         if not origin:
             raise ParameterError("origin", "a log's origin, as the list names it, is required")
         if len(origin) > MAX_ORIGIN:
