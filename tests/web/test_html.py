@@ -848,6 +848,25 @@ def test_a_search_error_says_what_to_write(np: TestClient, params, field, exampl
     assert example in unescape(summary)
 
 
+@pytest.mark.parametrize("field", ["from", "to"])
+def test_a_long_wrong_time_is_quoted_cut_and_its_sentence_ends_once(np: TestClient, field):
+    """Cut at 40 characters, the quote ended in an ellipsis and the sentence's full stop after
+    it: `'WWW…'....` (review of the screen, 47d). Cut as every other reason cuts a value, it
+    says how long it was, and the sentence ends once."""
+    answer = np.get("/", params={field: "W" * 61})
+    error = unescape(re.search(rf'id="f-{field}-error">(.*?)</p>', answer.text, re.S).group(1))
+    assert "'... (61 characters). Write a date" in error, error
+    assert "...." not in error and "\u2026." not in error
+
+
+def test_a_reason_ending_in_an_ellipsis_gets_no_full_stop_after_it() -> None:
+    from servicetrail.web.presenters import said_on_screen
+
+    for cut in ("'WWW'...", "'WWW'\u2026"):
+        said = said_on_screen({"from": f"not an ISO-8601 time: {cut}"}, {"from": "W"})
+        assert said["from"].startswith(f"not an ISO-8601 time: {cut} Write a date")
+
+
 def test_to_before_a_from_on_the_last_day_there_is_is_said_not_a_500(np: TestClient) -> None:
     """The example of a later date was From's day plus one: 9999-12-31 has none, and the
     screen answered 500 where it meant to say what to write (audit 45e)."""

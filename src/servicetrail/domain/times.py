@@ -31,7 +31,9 @@ def parse_time(value: str) -> datetime:
         raise InvalidValue(f"a time is an ISO-8601 string, not {type(value).__name__}")
     text = value.strip(_SURROUNDING_SPACE)
     if len(text) > 40:
-        raise InvalidValue(f"not an ISO-8601 time: {value[:40]!r}...")
+        # cut as every reason cuts a value, its length said: cut here with "..." alone, a
+        # sentence's full stop after it read `'WWW…'....` (review of the screen, 47d)
+        raise InvalidValue(f"not an ISO-8601 time: {shown(value)}")
     if not text:
         raise InvalidValue("empty time")
     if not (text.isascii() and text.isprintable()):

@@ -189,7 +189,9 @@ def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[st
         if name == "to" and message == "must not be before from":
             said[name] = _to_before_from(values.get("from", ""))
         elif name in _WRITE_IT_AS:
-            said[name] = f"{message}. {_WRITE_IT_AS[name]}."
+            # a reason ending in a cut quote's "..." ends its sentence with it (47d)
+            stop = "" if message.endswith((".", "\u2026")) else "."
+            said[name] = f"{message}{stop} {_WRITE_IT_AS[name]}."
         else:
             said[name] = message
     return said
