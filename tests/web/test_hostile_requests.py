@@ -113,9 +113,11 @@ def test_a_nul_in_a_forms_field_is_that_fields_error_on_the_page(
     ],
 )
 def test_a_nul_where_the_page_has_no_field_for_it_is_refused_with_the_pages_chrome(analyst, path):
+    """A Device's page, a record's: "Not a valid search" was no search's (review 47d)."""
     answer = analyst.get(path)
     assert answer.status_code == 422 and "Sign out" in answer.text
     assert "must not contain a NUL character." in answer.text
+    assert "<h1>Not a valid address</h1>" in answer.text
 
 
 def test_a_nul_refusal_quotes_the_parameters_name_not_speaks_it(client):

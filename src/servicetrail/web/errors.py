@@ -160,7 +160,7 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             "That address does not accept this kind of request.",
         )
     if isinstance(exc, NulInQuery):
-        return error_page(request, anyone_signed_in(request), 422, "Not a valid search", exc.said)
+        return error_page(request, anyone_signed_in(request), 422, "Not a valid address", exc.said)
     if isinstance(exc, (ParameterError, RequestValidationError, StarletteHTTPException)):
         # what a form post the parser refused gets (no multipart boundary, past 1,000
         # fields, a field sent as a file): the API's JSON, on the screen (audit 36d)
