@@ -4,6 +4,7 @@ read as a path, `file:/media/copy.db` was `./file:/media/copy.db`."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -30,6 +31,9 @@ def parameters_refused(url: URL) -> str | None:
     if not url.drivername.startswith("sqlite"):
         return None
     given = [name for name in url.query if name != "uri"]
+    twice = [name for name, value in url.query.items() if isinstance(value, tuple)]
+    if twice:  # SQLAlchemy passed SQLite "mode=('ro', 'rw')", a file made first (review 47j)
+        return f"the SQLite URL gives its parameter {twice[0]!r} more than once: give it once"
     unknown = [name for name in given if name not in URI_PARAMETERS]
     if unknown:
         return (
@@ -44,6 +48,15 @@ def parameters_refused(url: URL) -> str | None:
             f"write sqlite:///file:{database.removeprefix('file:')}?{query}&uri=true"
         )
     return None
+
+
+def sqlite_true(value: object) -> bool:
+    """A URI's boolean as SQLite reads it (sqlite3GetBoolean): a number other than 0, or
+    `yes`, `on`, `true` in any case; `immutable=0` is not immutable."""
+    text = str(value or "")
+    if text[:1].isdigit():
+        return int(re.match(r"\d+", text).group()) != 0  # type: ignore[union-attr]
+    return text.lower() in ("yes", "on", "true", "full", "extra")
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -49,3 +49,34 @@ def test_a_read_only_uri_opens_its_store_read_only(tmp_path):
     assert isinstance(getattr(refused.value, "orig", None), sqlite3.OperationalError)
     assert "readonly" in str(refused.value.orig)
     read_only.dispose()
+
+
+@pytest.mark.parametrize("query", ["mode=ro&mode=rw", "vfs=memdb&vfs=memdb", "mode=ro&mode=ro"])
+def test_a_parameter_given_twice_is_refused_and_nothing_made(tmp_path, query):
+    # SQLAlchemy handed SQLite "mode=('ro', 'rw')", after an empty store was made (review 47j)
+    path = tmp_path / "nope.db"
+    with pytest.raises(StoreError, match="parameter '(mode|vfs)' more than once: give it once"):
+        make_engine(f"sqlite:///file:{path}?{query}&uri=true")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("query", ["mode=RO", "mode=ro%20", "mode=readonly"])
+def test_a_mode_sqlite_does_not_know_makes_no_file(tmp_path, query):
+    # SQLite refuses it ("no such access mode"), and an empty file was made before it said so
+    path = tmp_path / "nope.db"
+    engine = make_engine(f"sqlite:///file:{path}?{query}&uri=true")
+    with pytest.raises(Exception, match="no such access mode"):
+        engine.connect()
+    engine.dispose()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("query", ["immutable=0", "immutable=no", "immutable=off"])
+def test_immutable_false_makes_the_store_as_sqlite_does(tmp_path, query):
+    # it was said not to exist, as immutable=1's is, though SQLite makes it
+    path = tmp_path / "new.db"
+    engine = make_engine(f"sqlite:///file:{path}?{query}&uri=true")
+    upgrade_to_head(engine)
+    engine.dispose()
+    assert path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, create_engine, make_u
 from sqlalchemy.pool import QueuePool
 
 from .. import settings
-from ..sqlite_url import parameters_refused, sqlite_file, uri_named
+from ..sqlite_url import parameters_refused, sqlite_file, sqlite_true, uri_named
 from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
 
@@ -104,10 +104,13 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
                 if not folder.is_dir():
                     raise StoreError(f"the folder for the SQLite store does not exist: {folder}")
             opened = sqlite_file(resolved.render_as_string(hide_password=False))
-            creates = not as_uri or (
-                resolved.query.get("mode") not in ("ro", "rw") and "immutable" not in resolved.query
-            )
-            if opened is not None and not creates and not opened.exists():
+            # as SQLite takes the URI: it makes the file only in mode rwc (its default), and
+            # opens none in a mode it does not know (`mode=RO`), which was made first (47j)
+            mode = resolved.query.get("mode")
+            immutable = sqlite_true(resolved.query.get("immutable"))
+            read_only = as_uri and (mode in ("ro", "rw") or immutable)
+            creates = not as_uri or (mode in (None, "rwc") and not immutable)
+            if opened is not None and read_only and not opened.exists():
                 # SQLite said only "unable to open database file"
                 raise StoreError(f"the SQLite store does not exist: {opened}")
             if opened is not None and creates and opened.parent.is_dir():
