@@ -413,6 +413,22 @@ def test_a_device_id_pasted_as_the_search_takes_it_is_taken_here_too(engine, wor
     assert watch["devices"] == [P.ESME_1, P.GSME_1]
 
 
+def test_a_device_id_pasted_as_spaced_octets_is_one_device_in_the_list(engine, world) -> None:
+    """The list is split at white space, so `00 DB 12 ...`, which the search form takes, was
+    refused as '00', one octet at a time (review 47j)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    spaced = P.ESME_1.lower().replace("-", " ")
+    lines = f"{spaced}\n{P.GSME_1.replace('-', ' ')}, {P.ESME_1}"
+    answer = add(client, devices="list", device_list=lines)
+    assert answer.status_code == 303, answer.text
+    with engine.connect() as conn:
+        (watch,) = list_watches(conn, P.SOUTHENERGY)
+    assert watch["devices"] == [P.ESME_1, P.GSME_1]
+    # seven octets are no Device ID: still refused, by the first
+    answer = add(client, devices="list", device_list=spaced.rsplit(" ", 1)[0])
+    assert answer.status_code == 422 and "&#39;00&#39;" in answer.text
+
+
 @pytest.mark.parametrize(
     "fields, field",
     [

@@ -27,6 +27,7 @@ from ..domain.search import Cursor, Search
 from ..domain.times import format_time, parse_bound
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
+from ..domain.watches import split_list
 
 CODE_CLASSES = {INFORMATION: "rc-ok", WARNING: "rc-warn", ERROR: "rc-error"}
 KIND_LABELS = {
@@ -324,6 +325,18 @@ def pasted_device_id(text: str) -> str:
         return text
     digits = re.sub("[-: ]", "", text).upper()
     return "-".join(digits[start : start + 2] for start in range(0, 16, 2))
+
+
+# a Device ID printed as spaced octets (`00 DB 12 00 00 00 01 41`), alone between a list's
+# separators: the list is split at white space, so each octet was refused alone (review 47j)
+_SPACED_EUI64 = re.compile(r"(?<![^\s,;])[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7}(?![^\s,;])")
+
+
+def pasted_device_ids(text: str) -> list[str]:
+    """A list of Device IDs as pasted into a form, each as `pasted_device_id` takes it: the
+    spaced octets that it takes in the search form too (the watch form split them apart)."""
+    joined = _SPACED_EUI64.sub(lambda found: pasted_device_id(found.group()), text)
+    return [pasted_device_id(part) for part in split_list(joined)]
 
 
 def page_number(text: str | None) -> int:

@@ -27,7 +27,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
-from .presenters import pasted_device_id
+from .presenters import pasted_device_ids
 from .rendering import error_page, not_found, render
 from .signin import (
     SignedIn,
@@ -206,8 +206,8 @@ def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
     }
     if values["devices"] == "list":
         # written in the SSI's form as the search writes them (audit 43c): a paste the
-        # search took was refused here (review of the screen, 47d)
-        body["devices"] = [pasted_device_id(part) for part in split_list(values["device_list"])]
+        # search took was refused here (review of the screen, 47d), spaced octets too (47j)
+        body["devices"] = pasted_device_ids(values["device_list"])
     if values["srvs"] in ("all", "critical"):
         body["srvs"] = values["srvs"]
     else:
