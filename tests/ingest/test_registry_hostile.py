@@ -175,3 +175,18 @@ def test_a_header_line_met_again_is_refused_as_such_and_the_rest_loads(cli, engi
     assert reject["reason"].startswith("the header line again")
     assert reject["raw"] == "User_ID, party_id ,party_name,role"
     assert len(user_ids(engine)) == 2
+
+
+def test_a_header_line_met_again_after_a_byte_order_mark_is_refused_as_such(cli, engine, tmp_path):
+    """Two files saved as Excel's "CSV UTF-8", each beginning with a byte order mark, joined:
+    the second header was refused as a user_id '\\ufeffuser_id' (review 47j)."""
+    users = tmp_path / "users.csv"
+    bom = "\ufeff".encode()
+    users.write_bytes(bom + USERS_HEADER + GOOD[0] + bom + USERS_HEADER + GOOD[1])
+    result = cli("load", "users", users)
+    assert result.exit_code == 1
+    assert result.stdout == "loaded 2, rejected 1, skipped 0 duplicates\n"
+    [reject] = rejects_of(tmp_path / "users.rejects.jsonl")
+    assert reject["line"] == 3
+    assert reject["reason"].startswith("the header line again")
+    assert len(user_ids(engine)) == 2

@@ -339,7 +339,11 @@ def _header_again(values: list[str], header: list[str]) -> str | None:
     """The reason for a refused record that is the header again, as when two files are
     joined one after the other: refused for its first value ("user_id is not an EUI-64"), it
     sent the operator looking for a bad Device or User ID. Asked of refused records only."""
-    if [value.strip().lower() for value in values] != header:
+    cells = [value.strip().lower() for value in values]
+    # a file saved as Excel's "CSV UTF-8" begins with a byte order mark: joined after another,
+    # its header was refused as a user_id '\ufeffuser_id' (review 47j)
+    cells[:1] = [cell.removeprefix("\ufeff").strip() for cell in cells[:1]]
+    if cells != header:
         return None
     return "the header line again (two files joined?): a record is expected here"
 
