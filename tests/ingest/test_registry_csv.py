@@ -759,3 +759,11 @@ def test_a_valid_to_later_only_past_the_microsecond_is_told_the_times_grain():
     row["valid_to"] = "2024-12-31T00:00:00Z"  # plainly earlier: no word of the grain
     with pytest.raises(InvalidValue, match=r"is not after valid_from\Z"):
         parse_responsibility(row)
+    # the same time, typed twice or in two offsets: no grain was met (review 47j)
+    for valid_from, valid_to in [
+        ("2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+        ("2025-01-01T00:00:00.5Z", "2025-01-01T01:00:00.5+01:00"),
+    ]:
+        row.update(valid_from=valid_from, valid_to=valid_to)
+        with pytest.raises(InvalidValue, match=r"is not after valid_from\Z"):
+            parse_responsibility(row)
