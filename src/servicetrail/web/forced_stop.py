@@ -25,13 +25,30 @@ import uvicorn
 ENDING_SECONDS = 1.0
 
 
+# a Ctrl-C this long after the one that forced the stop breaks the app's shutdown as stuck;
+# one sooner is the same key pressed again (three times, as people do), and is let be
+STUCK_SECONDS = 3.0
+
+
+def _another_ctrl_c(forced_at: float) -> None:
+    """A Ctrl-C after the stop was forced. Raised at once, one pressed three times in a row
+    cancelled the app's lifespan with a traceback, or came after the server's end, where
+    nothing caught it (killed by SIGINT; review 47j). Later, the shutdown is taken to be
+    stuck (a store lock, say), and only Python's own Ctrl-C ends it now."""
+    if time.monotonic() - forced_at >= STUCK_SECONDS:
+        raise KeyboardInterrupt
+
+
 class Server(uvicorn.Server):
+    forced_at: float | None = None  # when a second Ctrl-C forced the stop
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.force_exit and sig == signal.SIGINT:
-            # a third Ctrl-C: the app's shutdown is stuck (a store lock, say), and only
-            # Python's own Ctrl-C ends it now, as it ended the loop's cancelled clean-up
-            raise KeyboardInterrupt
+        if self.forced_at is not None and sig == signal.SIGINT:
+            _another_ctrl_c(self.forced_at)
+            return
         super().handle_exit(sig, frame)
+        if self.force_exit and self.forced_at is None:
+            self.forced_at = time.monotonic()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets)
@@ -57,4 +74,7 @@ def serve(config: uvicorn.Config) -> bool:
         pass
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)
+    forced_at = server.forced_at
+    if forced_at is not None:  # and so until the command has ended
+        signal.signal(signal.SIGINT, lambda _number, _frame: _another_ctrl_c(forced_at))
     return server.force_exit
