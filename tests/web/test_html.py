@@ -937,6 +937,16 @@ def test_a_wrong_time_is_quoted_as_typed(np: TestClient, path) -> None:
     assert "'2025-02-10 25:00'" in error and "25:00Z" not in error, error
 
 
+@pytest.mark.parametrize(
+    "typed", ["2025-02-10 10", "2025-02-10 10:00:00.0000001", "2025-02-10T10:00:00,5"]
+)
+def test_every_time_the_api_takes_without_an_offset_is_read_as_utc(np: TestClient, typed):
+    """The fields are labelled UTC, yet these were told to add Z or +01:00, which the API
+    takes them with (review 47j)."""
+    answer = np.get("/", params={"from": typed, "to": "2025-03-01"})
+    assert answer.status_code == 200, re.search(r'id="f-from-error">(.*?)</p>', answer.text)
+
+
 def test_times_without_an_offset_are_read_as_utc_in_the_form(np: TestClient, world) -> None:
     c = np
     page = c.get("/", params={"from": "2025-02-10 10:00", "to": "2025-02-10T10:00:02"}).text

@@ -157,7 +157,9 @@ TEMPLATE_GLOBALS = dict(
     max_shown_payload=MAX_SHOWN_PAYLOAD,
 )
 
-_NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
+# every time without an offset that the API's times take (an hour alone, a fraction of any
+# length, a comma): `2025-02-10 09:30:00.1234567` was told to add Z in a field labelled UTC
+_NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?$")
 
 
 def utc_field(value: str) -> str:
