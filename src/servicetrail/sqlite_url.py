@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.util import asbool
@@ -43,9 +43,12 @@ def parameters_refused(url: URL) -> str | None:
     database = str(url.database or "")
     if given and not (uri_named(url) and database.startswith("file:")):
         query = "&".join(f"{name}={url.query[name]}" for name in given)
+        # a plain path as a URI's: SQLite decodes %-escapes and ends the path at ? or #, so
+        # /x/a%20b.db was told as a URL that opened /x/a b.db (review 47j)
+        path = database[5:] if database.startswith("file:") else quote(database, safe="/")
         return (
             f"SQLite reads {given[0]!r} only in a file: URI with uri=true: "
-            f"write sqlite:///file:{database.removeprefix('file:')}?{query}&uri=true"
+            f"write sqlite:///file:{path}?{query}&uri=true"
         )
     return None
 

@@ -9,6 +9,9 @@ import sqlite3
 
 import pytest
 
+from sqlalchemy.engine import make_url
+
+from servicetrail.sqlite_url import sqlite_file
 from servicetrail.store.engine import StoreError, make_engine
 from servicetrail.store.migrate import upgrade_to_head
 
@@ -80,3 +83,22 @@ def test_immutable_false_makes_the_store_as_sqlite_does(tmp_path, query):
     engine.dispose()
     assert path.exists()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("name", ["a%20b.db", "a#b.db", "a%3Fb.db", "a b é.db"])
+def test_the_url_a_refusal_says_to_write_opens_the_same_file(tmp_path, name):
+    # a plain path is no URI: '%20' in a name was told as a URL naming 'a b.db' (review 47j)
+    path = tmp_path / name
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
+    url = make_url(f"sqlite:///{path}").set(query={"mode": "ro"})
+    with pytest.raises(StoreError) as refused:
+        make_engine(url.render_as_string(hide_password=False))
+    written = str(refused.value).split("write ", 1)[1]
+    assert sqlite_file(written) == path
+    read_only = make_engine(written)
+    with read_only.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM party").scalar() == 0
+    read_only.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == [name]
