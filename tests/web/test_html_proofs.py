@@ -276,3 +276,15 @@ def test_the_consistency_form_offers_the_newest_log_first(engine, world):
         "/verify/consistency.json", params={"origin": origins[0], "from": "x", "to": "1"}
     ).text
     assert re.findall(r'<option value="([^"]+)" selected>', again) == [origins[0]]
+
+
+def test_every_wrong_field_of_the_consistency_form_is_told_at_once(engine, world):
+    """The first alone was: with both sizes wrong, the To size was told only once the From
+    size was put right (review 47j)."""
+    seal_store(engine)
+    answer = signed_in(engine, P.SOUTHENERGY).get(
+        "/verify/consistency.json", params={"origin": "", "from": "x", "to": "-2"}
+    )
+    assert answer.status_code == 422
+    for field in ("origin", "from", "to"):
+        assert f'href="#f-{field}"' in answer.text and f'id="f-{field}-error"' in answer.text

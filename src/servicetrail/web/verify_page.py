@@ -120,6 +120,25 @@ def _in_the_screens_words(said: str) -> str:
     return said.replace("greater than to", "greater than To size") + "."
 
 
+def _form_errors(request: Request, origin: str, from_: str, to: str) -> dict[str, str]:
+    """Every field's error, each beside its field: the first alone was shown, and with both
+    sizes wrong the To size was told only once the From size was put right (review 47j)."""
+    refused = nul_in(request, CONSISTENCY_LABELS)
+    if refused:
+        return {name: _in_the_screens_words(message) for name, message in refused.items()}
+    errors = {}
+    if not origin:
+        errors["origin"] = "a log's origin, as the list names it, is required"
+    elif len(origin) > MAX_ORIGIN:
+        errors["origin"] = f"no log's origin is longer than {MAX_ORIGIN}"
+    for name, text in (("from", from_), ("to", to)):
+        try:
+            tree_size(name, text)
+        except ParameterError as e:
+            errors[name] = e.message
+    return {name: _in_the_screens_words(message) for name, message in errors.items()}
+
+
 def _attachment(document: dict[str, Any], name: str) -> JSONResponse:
     return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -147,24 +166,19 @@ def consistency_download(
 ) -> Response:
     """A consistency proof from tree size `from` to the checkpointed size `to` of a log, as
     `/api/v1/logs/consistency` gives it."""
+    asked = {"origin": origin[:MAX_ORIGIN], "from": from_[:20], "to": to[:20]}
+    errors = _form_errors(request, origin, from_, to)
+    if errors:
+        return _verify_page(request, who, errors=errors, asked=asked)
+    wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
     try:
-        for parameter, message in nul_in(request, CONSISTENCY_LABELS).items():
-            raise ParameterError(parameter, message)
-        if not origin:
-            raise ParameterError("origin", "a log's origin, as the list names it, is required")
-        if len(origin) > MAX_ORIGIN:
-            raise ParameterError("origin", f"no log's origin is longer than {MAX_ORIGIN}")
-        wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
         with limits_of(request).search(_share(who)), reader_of(request) as conn:
             document = consistency_document(conn, wanted, auditor=isinstance(who, SignedInAuditor))
-    except (ParameterError, NoConsistency) as e:
+    except NoConsistency as e:
         # beside its field, the form as filled in: a page of its own lost the sizes typed,
         # and its one way on was the search (review of the screen, 47d)
-        said = e.message if isinstance(e, ParameterError) else str(e)
-        asked = {"origin": origin[:MAX_ORIGIN], "from": from_[:20], "to": to[:20]}
-        return _verify_page(
-            request, who, errors={e.parameter: _in_the_screens_words(said)}, asked=asked
-        )
+        errors = {e.parameter: _in_the_screens_words(str(e))}
+        return _verify_page(request, who, errors=errors, asked=asked)
     except AuditorsOnly as e:
         return error_page(
             request, who, 403, "No consistency proof", f"{e.message[:1].upper()}{e.message[1:]}."
