@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
-from servicetrail.store.outbox import lease_due, renew
+from servicetrail.store.outbox import Outcome, lease_due, record_outcomes, renew
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watch_tables import webhook_outbox
 from servicetrail.store.watches import create_watch
@@ -89,4 +89,30 @@ def test_a_lease_held_is_renewed_and_one_leased_again_after_it_lapsed_is_not(eng
     assert ends(engine) == {
         one: NOW + timedelta(seconds=71),  # the other worker's lease, as it gave it
         two: NOW + timedelta(seconds=45),
+    }
+
+
+def test_a_failure_on_a_lease_another_worker_has_taken_since_is_left_to_that_worker(
+    engine, world
+) -> None:
+    """A worker stalled (stopped, swapped out) with an attempt in flight; its lease lapsed and
+    another worker leased the delivery and is sending it. Recorded when the first came back,
+    that attempt's failure set the row due again in 5 s, under the second's attempt: a third
+    worker sent it while the second still did (audit 47i), and the second's renewals failed.
+    The failure is the holder's to record; on a lease still the worker's, it is recorded."""
+    watch_id = two_deliveries(engine)
+    one, two = (watch_id, 1), (watch_id, 2)
+    with engine.begin() as conn:
+        lease_due(conn, NOW, 10, LEASE)
+    given = NOW + LEASE
+    with engine.begin() as conn:  # the first worker stalls; another takes `one`
+        taken = lease_due(conn, NOW + timedelta(seconds=31), 1, LEASE)
+    assert [(d.watch_id, d.event_id) for d in taken] == [one]
+    back = NOW + timedelta(seconds=40)
+    failed = [Outcome(*key, 0, "failed", "answered 500", given) for key in (one, two)]
+    with engine.begin() as conn:
+        record_outcomes(conn, failed, back, [5.0, 5.0])
+    assert ends(engine) == {
+        one: NOW + timedelta(seconds=61),  # still the other worker's lease
+        two: back + timedelta(seconds=5),  # the first's own: due again on the schedule
     }

@@ -140,3 +140,30 @@ def test_a_stopping_worker_releases_only_what_it_still_holds() -> None:
     queues.add(due(1, 2, "P"), SHARED, 30.0)
     assert queues.keys() == [(1, 1), (1, 2)]
     assert queues.keys(leased_after=20.0) == [(1, 2)]
+
+
+def test_an_ended_attempt_names_the_end_its_lease_holds_for_its_outcome_to_be_fenced() -> None:
+    """An attempt's failure is recorded only on a row that still holds its lease's end
+    (store.outbox.record_outcomes): the end the last renewal gave, even one that committed
+    while the attempt ended; the end it had when its renewal failed (another worker's since);
+    and nothing for an attempt that ended with no outcome."""
+    from datetime import datetime, timezone
+
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    later = datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+    queues = Queues(per_host=4, per_party=4, per_party_host=4)
+    for event in (1, 2, 3):
+        queues.add(due(1, event, "P"), SHARED, 10.0, first)
+    started = dict(((d.event_id, (d, host)) for d, host in queues.start(3, 0.0)))
+    asked = queues.to_renew(11.0)
+    queues.finished(*started[1])  # while the round renewed it
+    queues.renewed(asked, [(1, 1), (1, 3)], 40.0, later)  # 2 lost: another worker's now
+    queues.finished(*started[2])
+    queues.finished(*started[3])
+    assert [queues.ended_on((1, e)) for e in (1, 2, 3)] == [later, first, later]
+    assert queues.ended_on((1, 1)) is None  # taken once
+    queues.add(due(1, 4, "P"), SHARED, 10.0, first)
+    [(late, _)] = queues.start(1, 0.0)
+    queues.finished(late, SHARED)  # not sent (late): no outcome
+    queues.forget_ended()
+    assert queues.ended_on((1, 4)) is None

@@ -278,6 +278,9 @@ class Outcome:
     attempts: int  # before this attempt
     status: str  # "delivered", "gone" or "failed"
     error: str = ""
+    # the end of the lease the attempt was made on, as the row held it (None: not known):
+    # a failure is recorded only on a row that still holds it
+    lease_end: datetime | None = None
 
 
 def record_outcomes(
@@ -317,25 +320,33 @@ def record_outcomes(
                     "n": tried,
                     "at": now + wait,
                     "err": o.error[:200],
+                    "end": o.lease_end,
                 }
             )
     if given_up:
         _delete(conn, given_up)
-    if retry:
-        conn.execute(
-            update(webhook_outbox)
-            .where(
-                webhook_outbox.c.watch_id == bindparam("w", type_=BigInteger),
-                webhook_outbox.c.event_id == bindparam("e", type_=BigInteger),
-            )
-            .values(
-                attempts=bindparam("n"),
-                next_attempt_at=bindparam("at"),
-                last_error=bindparam("err"),
-            ),
-            retry,
-        )
+    _retry(conn, [r for r in retry if r["end"] is None])
+    # A failure on a lease that lapsed (its worker stalled) and that another worker has taken
+    # since is that one's to record: recorded, it made the row due again in 5 s under the
+    # other's attempt, and a third worker sent it while the second still did (audit 47i)
+    _retry(conn, [r for r in retry if r["end"] is not None], fenced=True)
     return len(given_up)
+
+
+def _retry(conn: Connection, retry: list[dict[str, Any]], fenced: bool = False) -> None:
+    if not retry:
+        return
+    o = webhook_outbox.c
+    statement = update(webhook_outbox).where(
+        o.watch_id == bindparam("w", type_=BigInteger),
+        o.event_id == bindparam("e", type_=BigInteger),
+    )
+    if fenced:
+        statement = statement.where(o.next_attempt_at == bindparam("end"))
+    statement = statement.values(
+        attempts=bindparam("n"), next_attempt_at=bindparam("at"), last_error=bindparam("err")
+    )
+    conn.execute(statement, retry)
 
 
 def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> TurnedOff:

@@ -32,6 +32,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -295,7 +296,7 @@ class Deliverer:
             ends = leased_at + self.lease.total_seconds()  # of what the round leases or renews
             renewing = self.queues.to_renew(ends - self.renew_after)
             # taken here, on the loop's thread, which alone appends to them (review 36c)
-            outcomes, self._outcomes = self._outcomes, []
+            outcomes = self._take_outcomes()
             leased, hidden, renewed, store_end = await asyncio.to_thread(
                 self._settle_and_lease, max(room, a_round), queued, outcomes, renewing
             )
@@ -337,9 +338,22 @@ class Deliverer:
         # only those still leased here: one whose lease lapsed while attempts ended may be
         # another worker's now, and released, it would be due under that worker (sent twice)
         unsent = self.queues.keys(leased_after=time.monotonic())
-        outcomes, self._outcomes = self._outcomes, []  # on the loop's thread, as each round's
+        outcomes = self._take_outcomes()  # on the loop's thread, as each round's
         await asyncio.to_thread(self._settle_and_release, unsent, outcomes)
         self.queues.drop(lambda _: True)
+
+    def _take_outcomes(self) -> list[Outcome]:
+        """The attempts' outcomes not yet recorded, each with the end its lease holds in the
+        store now (renewed while its attempt ended too), taken on the loop's thread."""
+        outcomes, self._outcomes = self._outcomes, []
+        taken = [
+            o
+            if o.lease_end is not None  # put back by a round that failed
+            else replace(o, lease_end=self.queues.ended_on((o.watch_id, o.event_id)))
+            for o in outcomes
+        ]
+        self.queues.forget_ended()  # attempts that ended with no outcome (late, cancelled)
+        return taken
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free (which, and for whom: `Queues.start`).

@@ -43,6 +43,11 @@ class Queues:
         # and when it ends in the store, as the lease or its last renewal set it: a renewal
         # extends only a lease the row still holds (store.outbox.renew)
         self._store_ends: dict[Key, datetime] = {}
+        # of attempts ended and not yet recorded, the end their lease held in the store (a
+        # failure is recorded only on a row that still holds it: store.outbox.record_outcomes);
+        # and of those in flight whose renewal failed, the end they had
+        self._ended: dict[Key, datetime] = {}
+        self._lost: dict[Key, datetime] = {}
         # leased here, queued or in flight: the next lease leaves them be
         self.held: set[Key] = set()
         self._in_flight: Counter[Host] = Counter()
@@ -171,7 +176,20 @@ class Queues:
         if not self._party_host_in_flight[party_here]:
             del self._party_host_in_flight[party_here]
             self._forget_turn_when_idle(party_here)
-        self._let_go((delivery.watch_id, delivery.event_id))
+        key = (delivery.watch_id, delivery.event_id)
+        end = self._store_ends.get(key) or self._lost.get(key)
+        if end is not None:
+            self._ended[key] = end
+        self._let_go(key)
+
+    def ended_on(self, key: Key) -> datetime | None:
+        """The end the lease of an attempt that ended (`finished`) held in the store, taken
+        when its outcome is: None when not known."""
+        return self._ended.pop(key, None)
+
+    def forget_ended(self) -> None:
+        """Forget the ends of attempts that ended with no outcome to record."""
+        self._ended.clear()
 
     def lease_ends(self, delivery: Due) -> float:
         """When the lease of a delivery `start` gave out ends (monotonic clock)."""
@@ -218,6 +236,9 @@ class Queues:
         lost: set[Key] = set()
         for key, end in asked.items():
             if self._store_ends.get(key) != end:
+                if key in done and self._ended.get(key) == end:
+                    # its attempt ended while the round renewed it: the row holds the new end
+                    self._ended[key] = store_end
                 continue
             if key in done:
                 self._lease_ends[key] = lease_ends
@@ -225,7 +246,7 @@ class Queues:
             else:
                 lost.add(key)
         for key in lost:  # asked no more: in flight, it is not ours past its attempt
-            self._store_ends.pop(key)
+            self._lost[key] = self._store_ends.pop(key)
         if lost:
             self.drop(lost.__contains__)
 
@@ -234,6 +255,7 @@ class Queues:
         self.held.discard(key)
         self._lease_ends.pop(key, None)
         self._store_ends.pop(key, None)
+        self._lost.pop(key, None)
 
     def _unqueued(self, delivery: Due, host: Host) -> None:
         """A delivery out of its queue (started, or dropped): counted so."""
