@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,6 +65,9 @@ except ImportError:  # older src/
         return True
 
 
+# where `src/` fences a failure by the lease it was made on (audit 47i)
+FENCED = "lease_end" in getattr(Outcome, "__dataclass_fields__", {})
+
 try:  # the leases a worker holds, renewed in its round (session 47)
     from servicetrail.store.outbox import renew
 except ImportError:
@@ -88,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="a new PostgreSQL database")
     parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--deliverers", type=int, default=3, help="rounds run at once")
     a = parser.parse_args()
     engine = open_store(a.url)
     load_personas(engine)
@@ -225,7 +230,10 @@ def main() -> None:
                 for d in attempted:
                     status = random.choices(["delivered", "failed", "gone"], [6, 3, 1])[0]
                     error = "503" if status == "failed" else ""
-                    outcomes.append(Outcome(d.watch_id, d.event_id, d.attempts, status, error))
+                    outcome = Outcome(d.watch_id, d.event_id, d.attempts, status, error)
+                    if FENCED:  # a failure recorded only on the lease it was made on
+                        outcome = replace(outcome, lease_end=ends.get((d.watch_id, d.event_id)))
+                    outcomes.append(outcome)
                 waiting_keys = [(d.watch_id, d.event_id) for d in waiting]
                 # about half of those held renewed, as a worker renews those due for it
                 renewing = {k: ends[k] for k in waiting_keys if k in ends and random.random() < 0.5}
@@ -277,7 +285,7 @@ def main() -> None:
     threads += [looping("delete", delete) for _ in range(2)] + [looping("twice", delete_twice)]
     threads += [looping("registry", registry_change), looping("mark", mark), looping("skip", skip)]
     threads += [looping("append", append)] + [looping("match", match) for _ in range(2)]
-    threads += [deliverer for _ in range(3)]
+    threads += [deliverer for _ in range(a.deliverers)]
     started = time.monotonic()
     running = [threading.Thread(target=body) for body in threads]
     for thread in running:
