@@ -1214,3 +1214,39 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
     assert enabled() == {gone["id"]: False, fine["id"]: True}
     with pg_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one() == 0
+
+
+def test_a_worker_back_from_a_stall_leaves_a_failure_to_the_worker_that_took_its_lease(
+    engine, world
+) -> None:
+    """A worker stalled with two attempts in flight; one delivery's lease lapsed and another
+    worker leased it and is sending it. Back, the first recorded both failures: that one's set
+    its row due again in 5 s under the other's attempt, and a third send overlapped the
+    second's (audit 47i: 20 overlapping attempts of 40 webhook-ids). Its own is recorded."""
+    from sqlalchemy import select
+
+    from servicetrail.store.outbox import lease_due
+    from servicetrail.store.watch_tables import webhook_outbox
+    from tests.store.test_outbox import two_deliveries
+
+    two_deliveries(engine)
+    worker = Deliverer(engine, schedule=[5.0, 5.0], concurrency=4, per_host=4, timeout=15)
+    leased, _, _, store_end = worker._settle_and_lease(10, [], [])
+    assert len(leased) == 2
+    for delivery in leased:
+        worker.queues.add(delivery, ("hooks.example.com", 443), time.monotonic() + 30, store_end)
+    in_flight = worker.queues.start(2, 0.0)
+    other_now = store_end + timedelta(seconds=1)  # the lease lapsed: another worker's now
+    with engine.begin() as conn:
+        [taken] = lease_due(conn, other_now, 1, timedelta(seconds=30))
+    for delivery, host in in_flight:  # back: both attempts failed
+        worker.queues.finished(delivery, host)
+        worker._outcome(delivery, 500, "")
+    worker._settle_and_lease(0, [], worker._take_outcomes())
+    o = webhook_outbox.c
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(o.event_id, o.attempts)).tuples().all())
+    assert rows == {
+        taken.event_id: 0,  # the other worker's to record
+        3 - taken.event_id: 1,  # the first's own lease: recorded
+    }
