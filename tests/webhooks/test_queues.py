@@ -167,3 +167,24 @@ def test_an_ended_attempt_names_the_end_its_lease_holds_for_its_outcome_to_be_fe
     queues.finished(late, SHARED)  # not sent (late): no outcome
     queues.forget_ended()
     assert queues.ended_on((1, 4)) is None
+
+
+def test_a_renewed_lease_that_ran_short_waits_for_the_next_round_not_dropped() -> None:
+    """A round held up (SQLite's write lock behind an ingest's batch) leaves the queued
+    deliveries' leases short of an attempt's time. Dropped, the whole queue went unsent and
+    the round under way renewed rows nobody held any more (audit 47i): each now waits for the
+    next round, which renews it (then it starts) or finds it lost (then it is dropped)."""
+    from datetime import datetime, timezone
+
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    later = datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc)
+    queues = Queues(per_host=4, per_party=4, per_party_host=4)
+    queues.add(due(1, 1, "P"), SHARED, 10.0, first)
+    queues.add(due(1, 2, "P"), SHARED, 10.0, first)
+    queues.add(due(2, 1, "Q"), OWN, 10.0, first)
+    assert queues.start(4, 20.0) == []  # every lease too short for an attempt: none sent
+    assert queues.held == {(1, 1), (1, 2), (2, 1)} and len(queues) == 3  # and none let go
+    asked = queues.to_renew(21.0)
+    queues.renewed(asked, [(1, 1), (1, 2)], 60.0, later)  # Q's lost to another worker
+    assert queues.held == {(1, 1), (1, 2)}
+    assert [d.event_id for d, _ in queues.start(4, 30.0)] == [1, 2]

@@ -107,9 +107,10 @@ class Queues:
     def start(self, free: int, starts_by: float) -> list[tuple[Due, Host]]:
         """Up to `free` deliveries taken from their queues and counted in flight, each slot
         to the Party the module's rule picks. A delivery whose lease ends at or before
-        `starts_by` (now plus an attempt's time and the time to record it) is dropped unsent
-        instead, taking no slot: it comes due in the store again, and may be another worker's
-        by then."""
+        `starts_by` (now plus an attempt's time and the time to record it) is not started,
+        and takes no slot: one whose lease is renewed (`add`'s `store_end`) waits in its queue
+        for the next round, which renews it or finds it another worker's (`renewed`); one
+        that is not is dropped unsent, due in the store again."""
         parties_at: dict[Host, set[str]] = defaultdict(set)
         for party, host in self._queued:
             parties_at[host].add(party)
@@ -125,11 +126,15 @@ class Queues:
             for host, parties in parties_at.items()
         }
         started: list[tuple[Due, Host]] = []
+        # queues whose first delivery waits for its lease's renewal (those behind it wait
+        # too: a queue is sent in the order it was leased)
+        renewing: set[tuple[str, Host]] = set()
         while len(started) < free:
             ready = [
                 (party, host)
                 for party, host in self._queued
-                if self._in_flight[host] < self.per_host
+                if (party, host) not in renewing
+                and self._in_flight[host] < self.per_host
                 and self._party_in_flight[party] < self.per_party
                 and self._party_host_in_flight[(party, host)] < host_cap[host]
             ]
@@ -148,6 +153,15 @@ class Queues:
                 ),
             )
             party, host = party_here
+            first = self._queued[party_here][0]
+            key = (first.watch_id, first.event_id)
+            if key in self._store_ends and self._lease_ends.get(key, math.inf) <= starts_by:
+                # its renewal is late, a round held up by a busy store (SQLite's write lock
+                # behind an ingest's batch): dropped, the worker's whole queue went unsent
+                # after a pause of seconds, and the round under way renewed the rows of
+                # deliveries nobody held any more, for a lease more (audit 47i)
+                renewing.add(party_here)
+                continue
             delivery = self._queued[party_here].popleft()
             if not self._queued[party_here]:
                 del self._queued[party_here]
