@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -50,9 +52,11 @@ def live_server_process(
     env: dict[str, str] | None = None,
     open_files: tuple[int, int] | None = None,
     command: str = "serve",
+    own_group: bool = False,
 ) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """live_server, with its process (to signal it) and the file of its output; `command`:
-    `demo` serves a demo store it builds first."""
+    `demo` serves a demo store it builds first; `own_group`: in a process group of its own,
+    as a terminal starts a command (its workers with it), for the group to be signalled."""
     port = free_port()
     log_path = folder / f"server-{port}.log"
     with open(log_path, "w") as log:
@@ -71,6 +75,7 @@ def live_server_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=own_group,
             preexec_fn=(
                 None
                 if open_files is None
@@ -101,3 +106,6 @@ def live_server_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if own_group:  # a worker its supervisor left behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)

@@ -64,12 +64,11 @@ def run(
     store.dispose()
     # uvicorn's worker processes are spawned, each given the config pickled: the factory
     # travels with the store's URL bound to it, and each worker opens the store itself
-    _run_workers(
+    return _run_workers(
         uvicorn.Config(
             functools.partial(app_for_store, url), factory=True, workers=workers, **options
         )
     )
-    return False
 
 
 # glibc gives each thread that meets another in malloc an arena of its own, up to eight a
@@ -92,8 +91,9 @@ def fewer_malloc_arenas() -> None:
         pass
 
 
-def _run_workers(config: uvicorn.Config) -> None:
-    """uvicorn.run's multi-process path, with TCP_NODELAY on the shared listening socket.
+def _run_workers(config: uvicorn.Config) -> bool:
+    """uvicorn.run's multi-process path (web.workers), with TCP_NODELAY on the shared
+    listening socket; whether a second Ctrl-C forced the stop.
 
     uvicorn binds that socket as `socket.socket(family=AF_INET)`, whose `proto` is 0, so
     asyncio's `_set_nodelay` (which checks `proto == IPPROTO_TCP`) never disables Nagle on
@@ -102,9 +102,11 @@ def _run_workers(config: uvicorn.Config) -> None:
     `--workers 2` while the processes sat idle. Linux copies TCP_NODELAY from a listening
     socket to the connections it accepts, so setting it once here fixes every worker.
     """
-    from uvicorn.supervisors import Multiprocess
+    from .workers import Workers
 
-    Multiprocess(config, sockets=[listening_socket(config)]).run()
+    supervisor = Workers(config, sockets=[listening_socket(config)])
+    supervisor.run()
+    return supervisor.forced
 
 
 def listening_socket(config: uvicorn.Config) -> socket.socket:

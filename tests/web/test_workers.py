@@ -1,0 +1,63 @@
+"""`servicetrail serve --workers 2` told to stop by Ctrl-C as a terminal tells it, to the
+whole process group: the supervisor and each worker (web.workers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from servicetrail.web.stopping import GRACEFUL_SECONDS
+from tests.web.live_server import live_server_process
+from tests.web.test_stopping import _a_report_too_large_to_read, _stalled_download
+
+
+@pytest.mark.parametrize(("ctrl_c", "exit_code"), [(1, 0), (2, 130)])
+def test_ctrl_c_to_the_process_group_stops_the_workers_quietly(
+    sqlite_url, tmp_path, ctrl_c, exit_code
+):
+    """Told twice, each worker's uvicorn skipped the app's shutdown: its lifespan's
+    CancelledError was logged with a traceback, once a worker, and the supervisor exited 0
+    (review 47k). Once, the workers stop gracefully: the download is cut off, and it exits 0."""
+    token = _a_report_too_large_to_read(sqlite_url)
+    with live_server_process(sqlite_url, tmp_path, "--workers", "2", own_group=True) as (
+        server,
+        base,
+        log_path,
+    ):
+        client = _stalled_download(base, token)  # what the first Ctrl-C waits for
+        asked = time.monotonic()
+        for _ in range(ctrl_c):
+            os.killpg(server.pid, signal.SIGINT)
+            time.sleep(0.5)
+        server.wait(timeout=GRACEFUL_SECONDS + 10)
+        took = time.monotonic() - asked
+        client.close()
+    said = log_path.read_text()
+    assert "Traceback" not in said and "CancelledError" not in said, said
+    assert server.returncode == exit_code
+    if ctrl_c == 2:
+        assert took < GRACEFUL_SECONDS - 2  # at once, not cut off
+        assert said.rstrip().endswith("Error: interrupted"), said
+    else:
+        assert "cut off: the server is stopping" in said, said
+        assert "interrupted" not in said, said
+
+
+def test_ctrl_c_while_a_worker_is_starting_stops_it_quietly(sqlite_url, tmp_path):
+    """A worker still importing met Ctrl-C with a traceback of wherever it stood (a worker
+    added by SIGTTIN here; the same at the start, or spawned in place of one that died)."""
+    with live_server_process(sqlite_url, tmp_path, "--workers", "2", own_group=True) as (
+        server,
+        _,
+        log_path,
+    ):
+        server.send_signal(signal.SIGTTIN)  # one more worker, at the supervisor's next look
+        time.sleep(0.8)  # spawned, and importing for a second or more
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=GRACEFUL_SECONDS + 10)
+    said = log_path.read_text()
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+    assert server.returncode == 0
