@@ -131,21 +131,7 @@ def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine)
     trail wiped whole (audit 46d)."""
     now = datetime.now(UTC)
     month = f"{now.year:04d}-{now.month:02d}"
-    start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    sender, device = "90-B3-D5-1F-30-01-00-01", "00-DB-12-34-56-78-90-A1"
-    batch = [
-        SatRecord(
-            logged_at=start + timedelta(seconds=i),
-            kind="request",
-            request_id=f"{sender}:{device}:{i + 1}",
-            srv="4.1.1",
-            user_id=sender,
-            device_id=device,
-            response_code="",
-            payload=f"<body>{i}</body>",
-        )
-        for i in range(3)
-    ]
+    batch = _records_in((month,))
     with pg_engine.begin() as conn:
         append_records(conn, batch)
     seal_store(pg_engine)
