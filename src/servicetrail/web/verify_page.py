@@ -120,23 +120,28 @@ def _in_the_screens_words(said: str) -> str:
     return said.replace("greater than to", "greater than To size") + "."
 
 
-def _form_errors(request: Request, origin: str, from_: str, to: str) -> dict[str, str]:
-    """Every field's error, each beside its field: the first alone was shown, and with both
-    sizes wrong the To size was told only once the From size was put right (review 47j)."""
+def _read_form(
+    request: Request, origin: str, from_: str, to: str
+) -> ConsistencyRequest | dict[str, str]:
+    """The proof asked for, or every field's error, each beside its field: the first alone
+    was shown, and with both sizes wrong the To size was told only once the From size was put
+    right (review 47j)."""
     refused = nul_in(request, CONSISTENCY_LABELS)
     if refused:
         return {name: _in_the_screens_words(message) for name, message in refused.items()}
-    errors = {}
+    errors, sizes = {}, {}
     if not origin:
         errors["origin"] = "a log's origin, as the list names it, is required"
     elif len(origin) > MAX_ORIGIN:
         errors["origin"] = f"no log's origin is longer than {MAX_ORIGIN}"
     for name, text in (("from", from_), ("to", to)):
         try:
-            tree_size(name, text)
+            sizes[name] = tree_size(name, text)
         except ParameterError as e:
             errors[name] = e.message
-    return {name: _in_the_screens_words(message) for name, message in errors.items()}
+    if errors:
+        return {name: _in_the_screens_words(message) for name, message in errors.items()}
+    return ConsistencyRequest(origin, sizes["from"], sizes["to"])
 
 
 def _attachment(document: dict[str, Any], name: str) -> JSONResponse:
@@ -167,10 +172,9 @@ def consistency_download(
     """A consistency proof from tree size `from` to the checkpointed size `to` of a log, as
     `/api/v1/logs/consistency` gives it."""
     asked = {"origin": origin[:MAX_ORIGIN], "from": from_[:20], "to": to[:20]}
-    errors = _form_errors(request, origin, from_, to)
-    if errors:
-        return _verify_page(request, who, errors=errors, asked=asked)
-    wanted = ConsistencyRequest(origin, tree_size("from", from_), tree_size("to", to))
+    wanted = _read_form(request, origin, from_, to)
+    if not isinstance(wanted, ConsistencyRequest):
+        return _verify_page(request, who, errors=wanted, asked=asked)
     try:
         with limits_of(request).search(_share(who)), reader_of(request) as conn:
             document = consistency_document(conn, wanted, auditor=isinstance(who, SignedInAuditor))
