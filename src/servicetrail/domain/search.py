@@ -25,7 +25,15 @@ MAX_SRV_TEXT = 200
 # not UTF-8 become, and lone surrogates. They were looked for as title words and found
 # nothing, with no word said (audit 42e). The API's schema states the same class.
 _NOT_IN_SRV_TEXT = "\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ufffd"
-SRV_TEXT_PATTERN = f"^[^{_NOT_IN_SRV_TEXT}]*$"
+# White space as is_blank strips it (str.isspace), outside the control characters and with
+# them: written out, for a schema's `\s` (ECMA-262) is another set, with U+FEFF and without
+# U+001C-U+001F and U+0085
+_SPACE = "\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+WHITE_SPACE = "\u0009-\u000d\u001c-\u001f\u0085" + _SPACE
+# The schema's word for what the API takes: empty (not given) or not white space alone
+# (is_blank; white space alone was admitted by the schema and refused by the API, 47b)
+NOT_BLANK_PATTERN = f"^(?:[{WHITE_SPACE}]*[^{WHITE_SPACE}][\\s\\S]*)?$"
+SRV_TEXT_PATTERN = f"^(?:[{_SPACE}]*[^{_NOT_IN_SRV_TEXT}{_SPACE}][^{_NOT_IN_SRV_TEXT}]*)?$"
 # ... and lone surrogates, which a command line's bytes become (no HTTP request carries one,
 # and the schema could not be written out as UTF-8 with one in it)
 _CONTROL = re.compile(f"[{_NOT_IN_SRV_TEXT}\ud800-\udfff]")

@@ -14,7 +14,15 @@ from ..domain.search import BLANK, DEFAULT_PAGE, is_blank
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from .api import ERRORS, AccountDep
 from .errors import ParameterError
-from .params import PageSize, TimeFrom, TimeTo, build_search, cursor_of
+from .params import (
+    NOT_BLANK_SCHEMA,
+    PageCursor,
+    PageSize,
+    TimeFrom,
+    TimeTo,
+    build_search,
+    cursor_of,
+)
 from .fairness import limits_of, share_of
 from .schemas import AccessPage
 from .state import reader_of
@@ -30,15 +38,14 @@ def access_log(
     time_from: TimeFrom = None,
     time_to: TimeTo = None,
     limit: PageSize = DEFAULT_PAGE,
-    cursor: Annotated[
-        str | None, Query(description="next_cursor of the previous page (opaque)")
-    ] = None,
+    cursor: PageCursor = None,
     party_id: Annotated[
         str | None,
         Query(
             description="auditors only: one Party's entries (a Party's account always reads "
             "its own Party's, whatever this says)",
             max_length=MAX_PARTY_ID,
+            json_schema_extra=NOT_BLANK_SCHEMA,
         ),
     ] = None,
 ) -> Response:

@@ -32,6 +32,7 @@ from .fairness import limits_of, share_of
 from .params import (
     KindFilter,
     asked,
+    PageCursor,
     PageSize,
     RequiredFrom,
     RequiredTo,
@@ -49,8 +50,9 @@ from .schemas import Error, Item, Page, Triggers, Why
 from .state import engine_of, reader_of, seen_credentials
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
-EUI64_PATTERN = f"^{EUI64_TEXT}$"
-REQUEST_ID_PATTERN = f"^{EUI64_TEXT}:{EUI64_TEXT}:({COUNTER_PATTERN})$"
+# Empty is not given (SPEC section 5's `?device_id=&request_id=&srv=...`), as the API takes it.
+EUI64_PATTERN = f"^(?:{EUI64_TEXT})?$"
+REQUEST_ID_PATTERN = f"^(?:{EUI64_TEXT}:{EUI64_TEXT}:({COUNTER_PATTERN}))?$"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Error, "description": "missing or unknown bearer token"},
@@ -206,9 +208,7 @@ def list_records(
     time_to: TimeTo = None,
     scope: ScopeFilter = Scope.ALL,
     limit: PageSize = DEFAULT_PAGE,
-    cursor: Annotated[
-        str | None, Query(description="next_cursor of the previous page (opaque)")
-    ] = None,
+    cursor: PageCursor = None,
 ) -> Response:
     """What you may see, newest first: your own traffic, and titles under MP141."""
     search = build_search(device_id, request_id, srv, kind, time_from, time_to, scope)

@@ -23,7 +23,13 @@ from ..store.logged_reads import logged_read
 from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
-from .params import asked, record_id_or_404, tree_size, whole_number_schema
+from .params import (
+    NOT_BLANK_SCHEMA,
+    asked,
+    record_id_or_404,
+    tree_size,
+    whole_number_schema,
+)
 from .schemas import Consistency, Error, Logs, Proof
 from .state import reader_of, store_url, verifier_key
 
@@ -95,7 +101,14 @@ def _share(account: TokenHolder) -> str:
 def consistency(
     request: Request,
     account: AccountDep,
-    origin: Annotated[str, Query(max_length=200, description="a log's origin, as /logs lists")],
+    origin: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="a log's origin, as /logs lists",
+            json_schema_extra=NOT_BLANK_SCHEMA,
+        ),
+    ],
     from_: Annotated[
         str,
         Query(

@@ -13,7 +13,14 @@ from starlette.requests import Request
 from ..domain import search
 from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
 from ..domain.model import Kind
-from ..domain.search import DEFAULT_PAGE, MAX_PAGE, Cursor, InvalidField, Search
+from ..domain.search import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    NOT_BLANK_PATTERN,
+    Cursor,
+    InvalidField,
+    Search,
+)
 from ..domain.visibility import Scope
 from .errors import ParameterError
 
@@ -105,6 +112,15 @@ ScopeFilter = Annotated[
     Scope, Query(description="own, others (MP141) or all"), _blank_as(Scope.ALL)
 ]
 TIME_SCHEMA = {"format": "date-time"}
+# the schema of a text the API calls blank when it is white space alone (SRV text has its own)
+NOT_BLANK_SCHEMA = {"pattern": NOT_BLANK_PATTERN}
+PageCursor = Annotated[
+    str | None,
+    Query(
+        description="next_cursor of the previous page (opaque)",
+        json_schema_extra=NOT_BLANK_SCHEMA,
+    ),
+]
 
 
 def whole_number_schema(
