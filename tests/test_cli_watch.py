@@ -173,8 +173,12 @@ def test_lists_are_split_as_the_screen_splits_them(cli, world):
 
 def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world):
     """`--after` past 2^63 - 1 reached the store: OverflowError with a traceback (audit 21a);
-    the API refuses it with a 422 naming `after`."""
+    the API refuses it with a 422 naming `after`. White space alone is blank, as the API and
+    every other option say (it was "not a valid integer range", review 47j)."""
     made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "w"))[0]
+    blank = cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", "  ")
+    assert blank.exit_code == 2
+    assert "Invalid value for '--after': is blank (white space alone)" in blank.stderr
     for after in ("9223372036854775808", "99999999999999999999999"):
         result = cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY, "--after", after)
         assert result.exit_code == 2

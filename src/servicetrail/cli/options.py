@@ -56,10 +56,20 @@ def count(text: str) -> int:
     return value
 
 
+def event_id(text: str) -> int:
+    """An event_id, 0 or more, in the digits 0-9 as the API's `after` (click's IntRange took
+    ' 5', and said of ' ' that it was "not a valid integer range"; review 47j)."""
+    value = whole_number(text)
+    if value > MAX_ID:  # past what the store holds: OverflowError with a traceback (audit 21a)
+        raise InvalidValue(f"{text} is over {MAX_ID}")
+    return value
+
+
 TIME = Parsed("TIME", parse_time)
 BOUND = Parsed("TIME", parse_bound)  # --from and --to, which part the stored times
 COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)
+EVENT_ID = Parsed("EVENT_ID", event_id)
 
 
 def as_asked(names: dict[str, str]) -> dict[str, Any]:

@@ -6,12 +6,11 @@ import sys
 
 import click
 
-from ..domain.ids import MAX_ID
 from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
 from .common import Failure, left_to_the_server, shown_once, wait_while_read
-from .options import COUNT
+from .options import COUNT, EVENT_ID
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
 
@@ -135,7 +134,7 @@ FOLLOW_SECONDS = 1.0
 @click.option("--party", "party_id", required=True)
 @click.option(
     "--after",
-    type=click.IntRange(0, MAX_ID),  # a larger one was a traceback (OverflowError, audit 21a)
+    type=EVENT_ID,
     default=0,
     show_default=True,
     help="The last event_id you have.",

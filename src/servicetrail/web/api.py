@@ -41,7 +41,7 @@ from .params import (
     TimeTo,
     build_search,
     cursor_of,
-    refuse_unknown_parameters,
+    refuse_wrong_parameters,
     whole_number_schema,
     record_id_or_404,
 )
@@ -131,7 +131,7 @@ def api_account(request: Request) -> TokenHolder:
     """The account behind the bearer token (a Party's or an auditor's); 401 for anything else.
     Then a query parameter the route does not take is a 422."""
     holder = _token_holder(request)
-    refuse_unknown_parameters(request)
+    refuse_wrong_parameters(request)
     return holder
 
 
@@ -166,7 +166,7 @@ def api_viewer(request: Request) -> Viewer:
     holder = _token_holder(request)
     if holder.viewer is None:
         raise HTTPException(403, AUDITOR_REFUSED)
-    refuse_unknown_parameters(request)
+    refuse_wrong_parameters(request)
     return holder.viewer
 
 

@@ -9,8 +9,9 @@ calls the route's own functions (its dependency, then the route), in one hop: wh
 route does (bounds, the store, the answer's shape) it does here too.
 
 Anything else goes on to the FastAPI route, which stays the documented one (OpenAPI) and
-the one that words a malformed parameter: an unknown, repeated or empty parameter, a `limit`,
-`kind` or `scope` that is not exactly a value the route accepts, an id that is not digits.
+the one that words a malformed parameter: an unknown, repeated, empty or blank parameter, a
+`limit`, `kind` or `scope` that is not exactly a value the route accepts, an id that is not
+digits.
 Either way the client gets the same bytes (tests/web/test_hot_path.py compares them).
 """
 
@@ -104,8 +105,8 @@ def _answer_for(scope: Scope) -> Answer | None:
 def _page_answer(query_string: bytes) -> Answer | None:
     given = QueryParams(query_string).multi_items()
     named = dict(given)
-    if len(named) != len(given) or not all(named.values()):
-        return None  # repeated or empty: the route's reading of those stands
+    if len(named) != len(given) or not all(value.strip() for value in named.values()):
+        return None  # repeated, empty or white space alone: the route's reading of those stands
     if not named.keys() <= FIELDS.keys():
         return None
     if any(named[name] not in choices for name, choices in CHOICES.items() if name in named):
