@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,12 @@ import pytest
 
 from servicetrail import settings
 from servicetrail.domain.ids import InvalidValue
-from servicetrail.ingest.registry_csv import parse_responsibility
+from servicetrail.ingest.registry_csv import (
+    DEVICES,
+    RESPONSIBILITIES,
+    parse_responsibility,
+    parse_user,
+)
 from sqlalchemy import text
 
 UTC = timezone.utc
@@ -767,3 +773,28 @@ def test_a_valid_to_later_only_past_the_microsecond_is_told_the_times_grain():
         row.update(valid_from=valid_from, valid_to=valid_to)
         with pytest.raises(InvalidValue, match=r"is not after valid_from\Z"):
             parse_responsibility(row)
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("00-DB-12-34-56-78-90-A0\n", "ends with a line break (U+000A)"),
+        ("\r\n00-DB-12-34-56-78-90-A0", "begins with a line break (U+000D)"),
+        ("00-DB-12-34-56-78-90-A0 \x0c", "ends with a form feed (U+000C)"),
+    ],
+)
+def test_a_quoted_id_with_a_line_break_at_an_end_is_refused_naming_it(cell, said):
+    """A quoted `"00-DB-...-A0\n"` was trimmed and loaded as the Device (review 47e): only
+    spaces and tabs are padding; a line break comes into a cell only inside quotes, and no
+    ID, code or time holds one. A Party's name, which may break its line, is trimmed."""
+    with pytest.raises(InvalidValue, match=rf"^device_id {re.escape(said)}: '"):
+        DEVICES.parser(list(DEVICES.columns))([cell, "ESME", "2"])
+    interval = [METER, "NORTH", "supplier", "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z\n"]
+    with pytest.raises(InvalidValue, match=r"^valid_to ends with a line break \(U\+000A\)"):
+        RESPONSIBILITIES.parser(list(RESPONSIBILITIES.columns))(interval)
+    padded = DEVICES.parser(list(DEVICES.columns))([f" {METER.lower()}\t", "ESME ", "\t2"])
+    assert padded.device_id == METER
+    row = {"user_id": NORTH_IS, "party_id": "NORTH", "party_name": "North plc\r\n", "role": "IS"}
+    assert parse_user(row)[1] == "North plc"
+    with pytest.raises(InvalidValue, match=r"^party_id ends with a line break"):
+        parse_user({**row, "party_id": "NORTH\n"})

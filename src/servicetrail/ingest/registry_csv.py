@@ -54,8 +54,27 @@ class RegistryFile:
     parser: Callable[[list[str]], Callable[[list[str]], object]]
 
 
-def _field(row: Mapping[str, str], name: str, required: bool = True) -> str:
-    value = (row.get(name) or "").strip(ASCII_SPACE)  # a no-break space is no padding
+# The padding a cell's ID, code or time may come with (a no-break space is none): spaces and
+# tabs, as typed or aligned. A line break, vertical tab or form feed gets into a cell only
+# inside quotes, and none of those values holds one: trimmed, `"00-DB-...-A0\n"` loaded as
+# the Device, when the cell held something else than was meant (review 47e).
+_PADDING = " \t"
+_NO_PADDING = {
+    "\n": "a line break (U+000A)",
+    "\r": "a line break (U+000D)",
+    "\x0b": "a vertical tab (U+000B)",
+    "\x0c": "a form feed (U+000C)",
+}
+
+
+def _field(
+    row: Mapping[str, str], name: str, required: bool = True, padding: str = _PADDING
+) -> str:
+    raw = row.get(name) or ""
+    value = raw.strip(padding)
+    if value and (value[0] in _NO_PADDING or value[-1] in _NO_PADDING):
+        end, odd = ("begins", value[0]) if value[0] in _NO_PADDING else ("ends", value[-1])
+        raise InvalidValue(f"{name} {end} with {_NO_PADDING[odd]}: {shown(raw)}")
     if required and not value:
         raise InvalidValue(f"{name} is empty")
     return value
@@ -79,7 +98,9 @@ def parse_user(row: Mapping[str, str]) -> tuple[User, str | None]:
     # one by its ID (store.registry.load_users); one with the column must give the name
     if "party_name" not in row:
         return user, None
-    name = unicodedata.normalize("NFC", _field(row, "party_name"))  # one spelling of a look
+    # a name may break its line, and is trimmed of any ASCII white space at its ends; one
+    # spelling of a look
+    name = unicodedata.normalize("NFC", _field(row, "party_name", padding=ASCII_SPACE))
     if name.isspace():  # no-break or em spaces alone: a Party named by nothing one can see
         raise InvalidValue(f"party_name has no visible character: {shown(name)}")
     if len(name) > 200 or hidden_characters(name, allowed=_SPACING) or stacked_marks(name):
@@ -588,13 +609,13 @@ def repeated_intervals(
         if values is None or len(values) < width:
             continue
         try:
-            start = _time(values[i_from].strip(ASCII_SPACE))
+            start = _time(values[i_from].strip(_PADDING))
         except InvalidValue:
             continue
         # stripped as the loader strips (a no-break space: another line to it; review 23f)
         key = (
-            values[i_device].strip(ASCII_SPACE).upper(),
-            values[i_relation].strip(ASCII_SPACE).lower(),
+            values[i_device].strip(_PADDING).upper(),
+            values[i_relation].strip(_PADDING).lower(),
             start,
         )
         # two bits, from the two halves of one 64-bit hash (the filter has at most 2**29)
