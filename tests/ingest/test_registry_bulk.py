@@ -231,6 +231,26 @@ def test_a_line_that_stops_short_of_valid_to_counts_as_a_word_for_its_interval(
     assert suppliers_of(engine, PPMID_1) == [(SUNEXPORT, False)]
 
 
+def test_a_reload_counts_a_line_skipped_for_a_stored_word_as_a_plain_duplicate(
+    cli, world, batch, tmp_path
+):
+    """A line skipped for a later line's word on its interval is said to be so, "which was
+    taken instead"; loaded again, the file changed nothing, and the note said the same of
+    that line (review 47e): it is a plain duplicate then, as the later line is."""
+    corrected = write(
+        tmp_path / "corrected.csv",
+        RESP_HEADER
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z\n"
+        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,2026-09-01T00:00:00Z\n",
+    )
+    first = cli("load", "responsibilities", corrected)
+    assert first.stdout == "loaded 1, rejected 0, skipped 1 duplicates\n", first.output
+    assert "(1 of those skipped gave an interval that a later line" in first.stderr
+    again = cli("load", "responsibilities", corrected)
+    assert again.stdout == "loaded 0, rejected 0, skipped 2 duplicates\n", again.output
+    assert again.stderr == ""
+
+
 @pytest.mark.parametrize(
     "line",
     [

@@ -92,6 +92,7 @@ def load_registry(
                     _store_waiting(later, engine, store, rejects, path, summary, words, progress)
             if words is not None:
                 words.reject_the_lost(path, rejects, summary)
+                words.count_the_stood(summary)
     except BaseException as e:
         summary.waiting = later.count - later.judged
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
@@ -195,6 +196,8 @@ class _LastWords:
     refused: set[IntervalKey] = field(default_factory=set)
     # intervals whose word is the first line giving them: it says what every later one does
     said_first: dict[IntervalKey, int] = field(default_factory=dict)
+    # intervals whose word was already stored: the lines skipped for it changed nothing
+    stood: set[IntervalKey] = field(default_factory=set)
 
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
@@ -227,9 +230,26 @@ class _LastWords:
             self.skipped.setdefault(interval_key(row), []).append(line)
         return word is None or word > line
 
+    def duplicate(self, row: Any, line: int) -> None:
+        """Note a line found already stored: if it is the word on its interval, the lines
+        skipped for it are plain duplicates too (a re-load of the same file said one was
+        skipped for a later line "which was taken instead", when nothing was; review 47e)."""
+        if self.last_lines and self._word_line(row, line) == line:
+            self.stood.add(interval_key(row))
+
     def conflict(self, row: Any, line: int) -> None:
         if self._word_line(row, line) == line:
             self.refused.add(interval_key(row))
+
+    def count_the_stood(self, summary: Summary) -> None:
+        """The lines skipped for a later line's word that was already stored: counted as
+        plain duplicates, not as superseded (the summary's duplicates hold them already)."""
+        summary.superseded -= sum(
+            1
+            for key in self.stood
+            for line in self.skipped.get(key, ())
+            if self._word_of(key) > line
+        )
 
     def reject_the_lost(self, path: Path, rejects: RejectFile, summary: Summary) -> None:
         lost = {
@@ -395,6 +415,8 @@ def _store_batch(
             summary.loaded += 1
         elif outcome is Outcome.DUPLICATE:
             summary.duplicates += 1
+            if words is not None:
+                words.duplicate(row, line)
         elif outcome is Outcome.SUPERSEDED:
             summary.duplicates += 1
             # skipped for a later line's word (a copy of an earlier one is a plain duplicate)
