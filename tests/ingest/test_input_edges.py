@@ -732,6 +732,27 @@ def test_rejects_through_a_link_to_standard_error_are_written_to_the_stream(
     assert [e["raw"] for e in entries] == ["{bad one", "{bad two"], said
 
 
+@pytest.mark.parametrize(
+    "named", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "link", "folder link"]
+)
+def test_rejects_to_standard_output_are_refused_as_its_summary_goes_there(tmp_path, named):
+    """`--rejects /dev/stdout | ...` had the summary line among the reject lines (review 47j):
+    refused as `--rejects -` is, by any name or link that leads there; standard error takes
+    them."""
+    from servicetrail.ingest.rejects import NotARejectFile, RejectFile
+
+    given = Path(named)
+    if named == "link":
+        given = tmp_path / "to-stdout"
+        given.symlink_to("/dev/stdout")
+    elif named == "folder link":
+        (tmp_path / "fds").symlink_to("/proc/self/fd")
+        given = tmp_path / "fds" / "1"
+    with pytest.raises(NotARejectFile, match=r"is standard output, which carries the summary"):
+        RejectFile(given, named=True)
+    RejectFile(Path("/dev/stderr"), named=True).close()
+
+
 @pytest.mark.parametrize("named", ["/dev/fd/{fd}", "link"])
 def test_rejects_naming_a_descriptor_the_command_opened_itself_are_refused(db_url, tmp_path, named):
     """`--rejects /dev/fd/3` named the store's own file (or its PostgreSQL socket), opened by

@@ -108,7 +108,8 @@ _WRITING = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
 _NEW = os.O_CREAT | os.O_EXCL
 
 
-_STREAM_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
+_STANDARD_OUTPUT = 1
+_STREAM_NAMES = {"/dev/stdout": _STANDARD_OUTPUT, "/dev/stderr": 2}
 # the descriptors this command was started with (remember_inherited_descriptors): `/dev/fd/3`
 # named the store's own file or its PostgreSQL socket, and the rejects went into it (28f)
 _inherited: frozenset[int] = frozenset({0, 1, 2})
@@ -269,6 +270,13 @@ class RejectFile:
         # read, and the rejects were added to it (review 47b)
         names_one = _descriptor_named(os.path.normpath(str(path))) is not None
         self._stream = _stream_hop(path) if path.is_symlink() else None
+        if _descriptor_named(os.path.normpath(str(self._stream or path))) == _STANDARD_OUTPUT:
+            # where the summary line goes: a pipe of the rejects got it among their lines
+            # (review 47j), as `--rejects -` is refused for
+            raise NotARejectFile(
+                f"the reject file {self.shown} is standard output, which carries the summary "
+                "line; name a file, or /dev/stderr"
+            )
         if (self._stream or names_one) and _inherited_stream(self._stream or path) is None:
             raise NotARejectFile(
                 f"the reject file {self.shown} names a descriptor this command did not start "
