@@ -5,6 +5,7 @@ a NUL, so one that reached a statement was a 500 there."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 
@@ -57,9 +58,9 @@ def test_srv_text_that_is_not_readable_utf8_is_a_422_naming_it(client, bearer, s
     )
 
 
-def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(client):
+def test_a_nul_in_a_screen_query_is_the_screens_page_not_json(analyst):
     """The screen answered JSON for it (audit of the screen, session 18)."""
-    answer = client.get("/?cursor=%00")
+    answer = analyst.get("/?cursor=%00")
     assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
     assert "The parameter &#39;cursor&#39; must not contain a NUL character." in answer.text
     assert "<h1>" in answer.text
@@ -120,11 +121,31 @@ def test_a_nul_where_the_page_has_no_field_for_it_is_refused_with_the_pages_chro
     assert "<h1>Not a valid address</h1>" in answer.text
 
 
-def test_a_nul_refusal_quotes_the_parameters_name_not_speaks_it(client):
+@pytest.mark.parametrize(
+    ("path", "back_to"),
+    [
+        ("/records/1?x=%00", "/records/1?x="),
+        ("/watches?Your%20session%20expired=%00", "/watches?Your+session+expired="),
+        ("/?cursor=%00", "/?cursor="),
+        ("/login?next=%00", "/login?next="),
+    ],
+)
+def test_a_nul_in_the_address_sends_a_visitor_not_signed_in_to_sign_in(client, path, back_to):
+    """Refused before the route asks for a session, a visitor got one of the app's pages,
+    "Not a valid address", naming the parameter (review 47g); every other wrong address of a
+    page (an unknown parameter, a malformed Device ID) is the sign-in page then, and so is
+    this, without the NUL."""
+    answer = client.get(path, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/login?{urlencode({'next': back_to})}"
+    assert client.get("/watches?x=1", follow_redirects=False).status_code == 303
+
+
+def test_a_nul_refusal_quotes_the_parameters_name_not_speaks_it(analyst):
     """The name was the page's own words: a link anyone could send put "Your session expired,
     call 0800 123 must not contain ..." on the screen, a bidi override included (audit 23b);
     quoted, it still read there (review 23d). A name unlike ours is not shown at all."""
-    answer = client.get("/?Your%20session%20expired%2C%20call%200800%E2%80%AE=%00")
+    answer = analyst.get("/?Your%20session%20expired%2C%20call%200800%E2%80%AE=%00")
     assert answer.status_code == 422
     assert "A parameter of the address must not contain a NUL character." in answer.text
     assert "session expired" not in answer.text and "\u202e" not in answer.text
@@ -269,20 +290,20 @@ def test_an_address_the_api_does_not_have_is_not_called_a_missing_record(client,
 
 
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
-def test_a_nul_in_a_parameters_name_is_refused_too(client, bearer):
+def test_a_nul_in_a_parameters_name_is_refused_too(client, analyst, bearer):
     """A name is as much of the query as a value: with a NUL in it, it went on to the read,
     whose access-log entry keeps the parameters as sent."""
-    page = client.get("/?a%00b=1")
+    page = analyst.get("/?a%00b=1")
     assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
     assert "must not contain a NUL character." in page.text
     api = client.get("/api/v1/records?srv%00=4.1.1", headers=bearer(P.NORTHPOWER))
     assert api.status_code == 422 and "NUL" in api.json()["message"]
 
 
-def test_a_nul_refusal_quotes_a_name_only_if_all_of_it_is_named_as_ours_are(client):
+def test_a_nul_refusal_quotes_a_name_only_if_all_of_it_is_named_as_ours_are(analyst):
     """A name that merely begins as ours do (lower-case words) is the page's own words all the
     same: "session expired, call 0800 ..." (review 23d)."""
-    answer = client.get("/?session%20expired%2C%20call%200800%20123=%00")
+    answer = analyst.get("/?session%20expired%2C%20call%200800%20123=%00")
     assert answer.status_code == 422
     assert "A parameter of the address must not contain a NUL character." in answer.text
     assert "session expired" not in answer.text

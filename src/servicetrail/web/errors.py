@@ -160,7 +160,13 @@ def as_page(request: Request, exc: Exception) -> Response | None:
             "That address does not accept this kind of request.",
         )
     if isinstance(exc, NulInQuery):
-        return error_page(request, anyone_signed_in(request), 422, "Not a valid address", exc.said)
+        who = anyone_signed_in(request)
+        if who is None:
+            # the sign-in page, as every other wrong address of a page before sign-in: the
+            # guard answers before the route asks for a session, and a visitor got one of
+            # the app's pages, naming what the address sent (review 47g)
+            return to_login(request)
+        return error_page(request, who, 422, "Not a valid address", exc.said)
     if isinstance(exc, (ParameterError, RequestValidationError, StarletteHTTPException)):
         # what a form post the parser refused gets (no multipart boundary, past 1,000
         # fields, a field sent as a file): the API's JSON, on the screen (audit 36d)

@@ -10,7 +10,9 @@ bare page with no navigation, the error not beside its field (review of the scre
 So the page's request goes on with the NULs taken out of its address and the parameter
 named in its scope; before any route runs, `refuse_nul_in_query` refuses it on the page
 with its chrome, unless the route shows that parameter as a field of its form
-(`shows_nul_beside`), which then refuses it there (`nul_in`), never reading the query."""
+(`shows_nul_beside`), which then refuses it there (`nul_in`), never reading the query. A
+visitor not signed in gets the sign-in page instead, as for any other wrong address of a
+page (web.errors.as_page)."""
 
 from __future__ import annotations
 
