@@ -837,6 +837,59 @@ def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
     workers.dispose()
 
 
+def test_a_round_the_store_fails_lets_the_attempts_in_flight_finish(
+    engine, world, monkeypatch
+) -> None:
+    """A round the store failed (SQLite's write lock held past the busy timeout by an ingest;
+    PostgreSQL's connections ended) cancelled every attempt in flight: the receiver had those
+    requests already, no outcome was recorded, and each was sent again when its lease ended
+    (finding 47i 2: 15 of 120 twice). The attempts finish while the worker pauses, and the
+    next round records them: each webhook-id arrives once. One to two seconds: the attempts must
+    be in flight across the failure and the pause, and before the fix the second sends come
+    only when the leases end (4 s)."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from servicetrail.store import engine as store_engine
+
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    workers = store_engine.open_store(engine.url.render_as_string(hide_password=False))
+    with Receiver(answer=lambda path, n: (200, 0.4)) as slow:
+        hook(engine, slow, "/slow")
+        lk_requests(engine, *range(1, 9))
+        deliverer = Deliverer(workers, schedule=[60], timeout=2, lease_seconds=4)
+        state: dict = {}
+
+        def until() -> bool:
+            if not state and len(slow.received) == 8:  # all in flight, answered in 0.4 s
+                state["failed"] = True
+                lk_requests(engine, 9)  # a record to match: the next round writes
+                if engine.dialect.name == "postgresql":
+                    with engine.connect() as conn:  # every other connection, the worker's too
+                        conn.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            )
+                        )
+                else:
+                    lock = sqlite3.connect(engine.url.database, isolation_level=None)
+                    lock.execute("BEGIN IMMEDIATE")
+                    state.update(lock=lock, until=time.monotonic() + 0.3)
+            if "lock" in state and time.monotonic() > state["until"]:
+                state.pop("lock").rollback()
+            return deliverer.stats.delivered >= 9
+
+        assert run(deliverer, until, seconds=20), deliverer.stats
+    workers.dispose()
+    sent = [r.headers["webhook-id"] for r in slow.received]
+    assert len(sent) == len(set(sent)) == 9, sorted(sent)
+    with engine.connect() as conn:
+        assert pending_count(conn) == 0
+
+
 @pytest.fixture
 def store_lockable(sqlite_url, monkeypatch):
     """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while

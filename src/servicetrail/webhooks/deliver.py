@@ -228,14 +228,42 @@ class Deliverer:
         """Match and deliver until `stop` is set. A store that fails (PostgreSQL stopped or
         restarting, an SQLite file locked or unreadable), or any other error, pauses the worker
         instead of ending it: it says so in the log, waits (PAUSE_SECONDS, doubling up to
-        PAUSE_MAX_SECONDS) and carries on. Attempts in flight are dropped; what it had leased
-        comes due again when the lease ends, so nothing is lost (a receiver may see an event
+        PAUSE_MAX_SECONDS) and carries on. Attempts in flight go on meanwhile, and the next
+        round that succeeds records what came of them, a failure only on the lease it was
+        made on (`Outcome.lease_end`). Cancelled with the round, they had reached the
+        receiver already, and each was sent again when its lease ended (finding 47i 2: 15 of
+        120 twice, the store locked 20 s). Only a shutdown ends them: the stop, once they
+        have had their time; a cancel or KeyboardInterrupt at once (what the worker leased
+        comes due again when the lease ends, so nothing is lost: a receiver may see an event
         twice, and tells by its webhook-id, as Standard Webhooks says)."""
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._resolving, self._party_resolving = {}, {}  # futures of this run's loop
+        self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+        try:
+            async with client_session(self.concurrency, self.timeout) as session:
+                self._session = session
+                try:
+                    await self._rounds_until(stop)
+                    await self._wind_down()
+                finally:
+                    # a shutdown, or attempts past the stop's wait: ended before the session
+                    # closes under them (which would count as failed attempts)
+                    for task in self._tasks:
+                        task.cancel()
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                    self._session = None
+        finally:
+            # a resolution that never ends is left to its thread, which holds nothing
+            self._resolver.shutdown(wait=False, cancel_futures=True)
+
+    async def _rounds_until(self, stop: asyncio.Event) -> None:
+        """`_rounds` until `stop`, paused after each failure (see `run`)."""
         pause = PAUSE_SECONDS
         while not stop.is_set():
             started = time.monotonic()
             try:
-                await self._run_until(stop)
+                await self._rounds(stop)
                 return
             except Exception as e:
                 busy = store_busy(e)
@@ -249,29 +277,8 @@ class Deliverer:
                 await asyncio.wait_for(stop.wait(), pause)
             pause = min(pause * 2, PAUSE_MAX_SECONDS)
 
-    async def _run_until(self, stop: asyncio.Event) -> None:
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._resolving, self._party_resolving = {}, {}  # futures of this run's loop
-        self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
-        try:
-            async with client_session(self.concurrency, self.timeout) as session:
-                try:
-                    await self._rounds(session, stop)
-                except BaseException:
-                    # before the session closes under them (which would count as failed
-                    # attempts)
-                    for task in self._tasks:
-                        task.cancel()
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-                    raise
-        finally:
-            # a resolution that never ends is left to its thread, which holds nothing
-            self._resolver.shutdown(wait=False, cancel_futures=True)
-
-    async def _rounds(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+    async def _rounds(self, stop: asyncio.Event) -> None:
         """Rounds of matching, settling, leasing and dispatching, until `stop`."""
-        self._session = session
         last_match, idle_wait = 0.0, IDLE_SECONDS
         while not stop.is_set():
             matched = 0
@@ -330,8 +337,11 @@ class Deliverer:
                 )
                 waiting.cancel()
                 stopping.cancel()
-        # let what is in flight finish (each is bounded by the timeout), starting nothing new:
-        # an attempt started now would meet the session closed under it
+
+    async def _wind_down(self) -> None:
+        """At the stop: what is in flight finishes (each is bounded by the timeout), nothing
+        new starts (an attempt started now would meet the session closed under it), and the
+        last outcomes are recorded and what is still queued released."""
         self._stopping = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.timeout + 1)
