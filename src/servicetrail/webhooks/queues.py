@@ -19,12 +19,33 @@ import itertools
 import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..store.outbox import Due
 
 Host = tuple[str, int]  # a receiver: host and port
 Key = tuple[int, int]  # a delivery: (watch id, event id)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A delivery's lease, while the delivery is held here (queued or in flight)."""
+
+    # when it stops being ours (the worker's monotonic clock, from before its lease began):
+    # one whose lease ends before its attempt could is not started
+    ends: float
+    # when it ends in the store, as the lease or its last renewal set it (None: it is not
+    # renewed): a renewal extends only a lease the row still holds (store.outbox.renew)
+    store_end: datetime | None = None
+    # its renewal failed while its attempt was in flight: `store_end` is the end it had,
+    # which its outcome is fenced by, and it is renewed no more
+    lost: bool = False
+
+    @property
+    def renewing(self) -> datetime | None:
+        """The end a renewal must find in the store: None when it is not renewed."""
+        return None if self.lost else self.store_end
 
 
 class Queues:
@@ -36,18 +57,13 @@ class Queues:
         self.per_party_host = per_party_host
         # (party, receiver) -> deliveries, oldest first
         self._queued: dict[tuple[str, Host], deque[Due]] = defaultdict(deque)
-        # when each delivery queued or in flight stops being ours (the worker's monotonic
-        # clock, from before its lease began): one whose lease ends before its attempt could
-        # is not started
-        self._lease_ends: dict[Key, float] = {}
-        # and when it ends in the store, as the lease or its last renewal set it: a renewal
-        # extends only a lease the row still holds (store.outbox.renew)
-        self._store_ends: dict[Key, datetime] = {}
+        # the lease of each delivery queued or in flight
+        self._leases: dict[Key, Lease] = {}
         # of attempts ended and not yet recorded, the end their lease held in the store (a
-        # failure is recorded only on a row that still holds it: store.outbox.record_outcomes);
-        # and of those in flight whose renewal failed, the end they had
+        # failure is recorded only on a row that still holds it: store.outbox.record_outcomes).
+        # Apart from `_leases`: once its attempt has ended, a delivery is no longer held here,
+        # and a lease may take it again (its lease lapsed) before its outcome is recorded
         self._ended: dict[Key, datetime] = {}
-        self._lost: dict[Key, datetime] = {}
         # leased here, queued or in flight: the next lease leaves them be
         self.held: set[Key] = set()
         self._in_flight: Counter[Host] = Counter()
@@ -73,7 +89,7 @@ class Queues:
             key
             for q in self._queued.values()
             for key in ((d.watch_id, d.event_id) for d in q)
-            if self._lease_ends.get(key, math.inf) > leased_after
+            if self._ends_of(key) > leased_after
         ]
 
     def parties_waiting(self) -> set[str]:
@@ -97,9 +113,7 @@ class Queues:
         when its lease ends in the store (None: it is not renewed)."""
         key = (delivery.watch_id, delivery.event_id)
         self.held.add(key)
-        self._lease_ends[key] = lease_ends
-        if store_end is not None:
-            self._store_ends[key] = store_end
+        self._leases[key] = Lease(lease_ends, store_end)
         self._queued[(delivery.party_id, host)].append(delivery)
         self._party_queued[delivery.party_id] += 1
         self._party_host_queued[(delivery.party_id, host)] += 1
@@ -154,8 +168,8 @@ class Queues:
             )
             party, host = party_here
             first = self._queued[party_here][0]
-            key = (first.watch_id, first.event_id)
-            if key in self._store_ends and self._lease_ends.get(key, math.inf) <= starts_by:
+            lease = self._leases.get((first.watch_id, first.event_id))
+            if lease is not None and lease.renewing is not None and lease.ends <= starts_by:
                 # its renewal is late, a round held up by a busy store (SQLite's write lock
                 # behind an ingest's batch): dropped, the worker's whole queue went unsent
                 # after a pause of seconds, and the round under way renewed the rows of
@@ -167,7 +181,7 @@ class Queues:
                 del self._queued[party_here]
             self._unqueued(delivery, host)
             key = (delivery.watch_id, delivery.event_id)
-            if self._lease_ends.get(key, math.inf) <= starts_by:
+            if self._ends_of(key) <= starts_by:
                 # sent on a lease that had ended, it went out twice: it was due again in the
                 # store, and another worker's (review 31a: 11 attempts after their lease)
                 self._let_go(key)
@@ -191,9 +205,9 @@ class Queues:
             del self._party_host_in_flight[party_here]
             self._forget_turn_when_idle(party_here)
         key = (delivery.watch_id, delivery.event_id)
-        end = self._store_ends.get(key) or self._lost.get(key)
-        if end is not None:
-            self._ended[key] = end
+        lease = self._leases.get(key)
+        if lease is not None and lease.store_end is not None:
+            self._ended[key] = lease.store_end
         self._let_go(key)
 
     def ended_on(self, key: Key) -> datetime | None:
@@ -207,7 +221,11 @@ class Queues:
 
     def lease_ends(self, delivery: Due) -> float:
         """When the lease of a delivery `start` gave out ends (monotonic clock)."""
-        return self._lease_ends.get((delivery.watch_id, delivery.event_id), math.inf)
+        return self._ends_of((delivery.watch_id, delivery.event_id))
+
+    def _ends_of(self, key: Key) -> float:
+        lease = self._leases.get(key)
+        return math.inf if lease is None else lease.ends
 
     def drop(self, dropped: Callable[[Key], bool]) -> None:
         """Take the queued deliveries that `dropped` picks out of their queues, unsent."""
@@ -229,9 +247,9 @@ class Queues:
         """The deliveries held here, queued or in flight, whose lease ends before
         `ending_before` (monotonic clock), each with the end its lease holds in the store."""
         return {
-            key: self._store_ends[key]
-            for key, ends in self._lease_ends.items()
-            if ends < ending_before and key in self._store_ends
+            key: end
+            for key, lease in self._leases.items()
+            if lease.ends < ending_before and (end := lease.renewing) is not None
         }
 
     def renewed(
@@ -249,27 +267,25 @@ class Queues:
         done = set(renewed)
         lost: set[Key] = set()
         for key, end in asked.items():
-            if self._store_ends.get(key) != end:
+            lease = self._leases.get(key)
+            if lease is None or lease.renewing != end:
                 if key in done and self._ended.get(key) == end:
                     # its attempt ended while the round renewed it: the row holds the new end
                     self._ended[key] = store_end
                 continue
             if key in done:
-                self._lease_ends[key] = lease_ends
-                self._store_ends[key] = store_end
+                lease.ends, lease.store_end = lease_ends, store_end
             else:
+                # asked no more: in flight, it is not ours past its attempt
+                lease.lost = True
                 lost.add(key)
-        for key in lost:  # asked no more: in flight, it is not ours past its attempt
-            self._lost[key] = self._store_ends.pop(key)
         if lost:
             self.drop(lost.__contains__)
 
     def _let_go(self, key: Key) -> None:
         """A delivery no longer held here (finished, dropped or not started)."""
         self.held.discard(key)
-        self._lease_ends.pop(key, None)
-        self._store_ends.pop(key, None)
-        self._lost.pop(key, None)
+        self._leases.pop(key, None)
 
     def _unqueued(self, delivery: Due, host: Host) -> None:
         """A delivery out of its queue (started, or dropped): counted so."""
