@@ -890,6 +890,31 @@ def test_a_round_the_store_fails_lets_the_attempts_in_flight_finish(
         assert pending_count(conn) == 0
 
 
+def test_a_cancelled_worker_ends_its_attempts_in_flight_at_once(engine, world) -> None:
+    """Attempts in flight outlive a failed round (above), not a shutdown: a worker cancelled
+    (asyncio's Runner at Ctrl-C) ends them at once, before its client session closes under
+    them, which would have counted them as failed attempts."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
+        hook(engine, stuck, "/stuck")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(engine, schedule=[60], timeout=10)
+
+        async def main() -> float:
+            worker = asyncio.create_task(deliverer.run(asyncio.Event()))
+            deadline = time.monotonic() + 10
+            while not stuck.received and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert stuck.received
+            worker.cancel()
+            cancelled = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+            return time.monotonic() - cancelled
+
+        assert asyncio.run(main()) < 1.0
+    assert (deliverer.stats.delivered, deliverer.stats.failed) == (0, 0)
+
+
 @pytest.fixture
 def store_lockable(sqlite_url, monkeypatch):
     """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while
