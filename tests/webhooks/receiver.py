@@ -23,6 +23,14 @@ class Received:
     error: str = ""
 
 
+class Server(http.server.ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a worker's 15 connections at once to one
+    # receiver got the rest accepted a second or three later (the client's SYN sent again),
+    # which their attempts' time limit covers; a 14-s answer then timed out and was sent
+    # again (finding 47i 4)
+    request_queue_size = 128
+
+
 @dataclass
 class Receiver:
     """`answer(path, attempt_number_of_this_webhook_id)` -> (status, seconds to wait first)
@@ -75,7 +83,7 @@ class Receiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the deliverer stopped waiting (the slow receivers of the tests)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
