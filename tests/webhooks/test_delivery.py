@@ -1328,3 +1328,36 @@ def test_a_worker_back_from_a_stall_leaves_a_failure_to_the_worker_that_took_its
         taken.event_id: 0,  # the other worker's to record
         3 - taken.event_id: 1,  # the first's own lease: recorded
     }
+
+
+def test_a_round_waits_for_another_s_lock_a_while_not_for_ever(engine, world) -> None:
+    """A round behind another's lock (an administrator's LOCK TABLE, a long transaction
+    holding the outbox's rows) waited for ever on PostgreSQL, the worker stalled and its log
+    silent (review 48a); on SQLite it waited the busy timeout. It waits the worker's lock
+    wait, then fails as a busy store, which pauses the worker and says so."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as StillWaiting
+
+    from sqlalchemy import text
+
+    from servicetrail.store.limits import store_busy
+    from servicetrail.store.watch_matcher import catch_up
+
+    with Receiver() as receiver:
+        hook(engine, receiver, "/hook")
+        lk_requests(engine, 1)
+        catch_up(engine)  # a delivery due: the round's lease writes
+        deliverer = Deliverer(engine, schedule=[60], lock_wait_seconds=0.2)
+        with engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+            if engine.dialect.name == "postgresql":
+                holder.execute(text("LOCK TABLE webhook_outbox IN ACCESS EXCLUSIVE MODE"))
+            else:
+                holder.exec_driver_sql("BEGIN IMMEDIATE")
+            round_ = pool.submit(deliverer._settle_and_lease, 5, [], [])
+            try:
+                failed = round_.exception(timeout=5)
+            except StillWaiting:
+                failed = None
+            finally:
+                holder.rollback()
+        assert failed is not None and store_busy(failed) is not None, failed

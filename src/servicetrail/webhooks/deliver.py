@@ -33,17 +33,18 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import replace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 import aiohttp
 import orjson
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from .. import settings
+from ..store.engine import BUSY_TIMEOUT_MS, waiting_at_most
 from ..store.limits import deadlocked, store_busy
 from ..store.logged_reads import lease_deliveries
 from ..store.outbox import (
@@ -141,6 +142,7 @@ class Deliverer:
         per_host: int | None = None,
         timeout: float | None = None,
         lease_seconds: float | None = None,
+        lock_wait_seconds: float = BUSY_TIMEOUT_MS / 1000,
     ) -> None:
         chosen = settings.current()
         concurrency = chosen.webhook_concurrency if concurrency is None else concurrency
@@ -164,6 +166,7 @@ class Deliverer:
         # all its own (halved, a Party's own receiver got half the throughput; review)
         self.per_party_host = max(1, self.per_host // 2)
         self.timeout = timeout
+        self.lock_wait = lock_wait_seconds  # see _transaction
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. Their leases are renewed
         # while they wait and while their attempts run (RENEW_SECONDS): a row comes due again
@@ -377,6 +380,15 @@ class Deliverer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A round's transaction, in which another's lock is waited for `lock_wait` at most, on
+        PostgreSQL as on SQLite (its busy timeout): a round there waited for ever behind a
+        `LOCK TABLE` or a long transaction holding its rows, the worker stalled with nothing
+        in its log (review 48a). Failed, the round pauses the worker, which says why."""
+        with self.engine.begin() as conn, waiting_at_most(conn, self.lock_wait):
+            yield conn
+
     def _settle_and_lease(
         self,
         room: int,
@@ -437,7 +449,7 @@ class Deliverer:
         one, whose deliveries are locked first, in key order, so that it waits on nothing
         after (`outbox.lock_in_key_order`)."""
         given_up = 0
-        with self.engine.begin() as conn:  # holding nothing else (see there)
+        with self._transaction() as conn:  # holding nothing else (see there)
             # this round's 410s, and those kept by earlier rounds, this worker's or another's:
             # turned off, or kept in the store while a registry change is at work or their
             # rows are held, and leased by no one meanwhile; their 410s are recorded now all
@@ -447,9 +459,9 @@ class Deliverer:
                 conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
             )
         if turned_off.watches:
-            with self.engine.begin() as conn:  # holding nothing else (see there)
+            with self._transaction() as conn:  # holding nothing else (see there)
                 drop_turned_off(conn, turned_off.watches)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
             lock_in_key_order(conn, held)
             if outcomes:
@@ -491,7 +503,7 @@ class Deliverer:
         if not unsent:
             return
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 release(conn, unsent, datetime.now(UTC))
         except Exception as e:  # nothing is lost: their leases end on their own
             log.warning("%d queued deliveries wait for their leases to end: %s", len(unsent), e)
