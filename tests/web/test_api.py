@@ -269,6 +269,28 @@ def test_an_empty_range_is_an_empty_answer_not_an_error(client, bearer):
     assert backwards.status_code == 422 and backwards.json()["parameter"] == "to"
 
 
+def test_an_offset_sent_unencoded_in_the_url_is_read_as_its_plus(client, bearer):
+    """`?from=...T13:00:00+01:00` written into a URL as it is (Python's isoformat() in an
+    f-string) reaches the server as `13:00:00 01:00`, the query string's `+` a space: it was a
+    422. No other character can stand there, so it is read as the `+` it was (audit 48f)."""
+    headers = bearer(P.NORTHPOWER)
+    for path in ("/api/v1/records", "/api/v1/reports/own.csv"):
+        raw = client.get(
+            f"{path}?from=2025-01-01T01:00:00+01:00&to=2025-03-01T00:00:00.5+0000", headers=headers
+        )
+        encoded = client.get(
+            path,
+            headers=headers,
+            params={"from": "2025-01-01T01:00:00+01:00", "to": "2025-03-01T00:00:00.5+0000"},
+        )
+        assert raw.status_code == 200, raw.text
+        assert raw.content == encoded.content
+    # a space anywhere else is no offset's sign: still refused, naming the parameter
+    for wrong in ("2025-01-01 01:00", "2025-01-01T01:00:00 1:00", "2025-01-01T01:00:00  01:00"):
+        answer = client.get("/api/v1/records", headers=headers, params={"from": wrong})
+        assert answer.status_code == 422 and answer.json()["parameter"] == "from", wrong
+
+
 def test_report_parameters_are_required(client, bearer):
     headers = bearer(P.NORTHPOWER)
     missing = client.get("/api/v1/reports/own.csv", headers=headers, params={"from": "2025-01-01"})
