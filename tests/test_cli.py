@@ -591,10 +591,15 @@ def test_records_table(cli, trail):
     assert set(lines[1]) <= {"-", " "}
     body = lines[2:]
     assert len(body) == len(NORTH_OWN | LOOK_FEB)
-    assert sum(line.rstrip().endswith("mp141") for line in body) == len(LOOK_FEB)
+    assert sum(" mp141 " in line for line in body) == len(LOOK_FEB)
     newest = body[0].split()
     assert newest[0].isdigit() and newest[1] == "2025-03-01T00:00:00Z"  # its id, newest first
     assert "NORTH-" not in result.stdout  # the table has no payload column
+    # the Request ID last and whole, which ties a response to its request (audit 48f)
+    assert lines[0].split()[-1] == "request_id"
+    assert sorted(line.split()[-1] for line in body) == sorted(
+        key[0] for key in NORTH_OWN | LOOK_FEB
+    )
 
 
 def test_records_of_a_party_that_sees_nothing(cli, trail, tmp_path):

@@ -45,18 +45,24 @@ _TABLE = (
     ("user_role", "role", 4),
     ("response_code", "code", 6),
     ("access", "access", 6),
+    # last, and never cut: the key that ties a request to its acknowledgement and responses,
+    # and what `--request-id` searches by; without it a device's table did not say which
+    # response answered which request (audit 48f)
+    ("request_id", "request_id", 0),
 )
 
 
 def _cell(value: Any, width: int) -> str:
     text = "" if value is None else str(value)
+    if not width:  # the last column: as long as it is
+        return text
     return (text[: width - 1] + "…" if len(text) > width else text).ljust(width)
 
 
 def write_table(items: Iterable[dict[str, Any]], out: TextIO) -> int:
     """A fixed-width table, written row by row so that any number of records streams."""
     out.write("  ".join(_cell(heading, w) for _, heading, w in _TABLE).rstrip() + "\n")
-    out.write("  ".join("-" * w for _, _, w in _TABLE) + "\n")
+    out.write("  ".join("-" * (w or len(h)) for _, h, w in _TABLE) + "\n")
     count = 0
     for entry in items:
         out.write("  ".join(_cell(entry.get(name), w) for name, _, w in _TABLE).rstrip() + "\n")
@@ -73,7 +79,7 @@ def write_triggers_table(triggers: Iterable[dict[str, Any]], out: TextIO) -> int
     long before the record each came."""
     columns = _TRIGGER_TABLE + _TABLE
     out.write("  ".join(_cell(heading, w) for _, heading, w in columns).rstrip() + "\n")
-    out.write("  ".join("-" * w for _, _, w in columns) + "\n")
+    out.write("  ".join("-" * (w or len(h)) for _, h, w in columns) + "\n")
     count = 0
     for trigger in triggers:
         cells = [_cell(trigger[name], w) for name, _, w in _TRIGGER_TABLE]
