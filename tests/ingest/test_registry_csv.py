@@ -750,6 +750,25 @@ def test_a_load_that_rejects_nothing_names_no_reject_file(cli, tmp_path):
         assert not list(tmp_path.glob("*.rejects.jsonl"))
 
 
+def test_an_interval_end_between_two_microseconds_is_rounded_up_as_a_search_bound_is():
+    """Times are stored to the microsecond. A change of supplier at 12:00:00.0000005 was cut
+    to 12:00:00, so a record logged at 12:00:00, before the change, fell to the new supplier
+    (rule 3: at the record's time). Rounded up, as `from` and `to` of a search are (audit
+    26a), every record stated to the microsecond falls where the registry says (audit 48f)."""
+    row = {
+        "device_id": "00-DB-12-34-56-78-90-A1",
+        "party_id": "NORTHPOWER",
+        "relation": "supplier",
+        "valid_from": "2025-03-01T12:00:00.0000005Z",
+        "valid_to": "2025-03-01T13:00:00.1000001+01:00",
+    }
+    interval = parse_responsibility(row)
+    assert interval.valid_from == datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=UTC)
+    assert interval.valid_to == datetime(2025, 3, 1, 12, 0, 0, 100001, tzinfo=UTC)
+    row.update(valid_from="2025-03-01T12:00:00.0000000Z", valid_to="")  # zeros: no rounding
+    assert parse_responsibility(row).valid_from == datetime(2025, 3, 1, 12, tzinfo=UTC)
+
+
 def test_a_valid_to_later_only_past_the_microsecond_is_told_the_times_grain():
     row = {
         "device_id": "00-DB-12-34-56-78-90-A1",
