@@ -767,6 +767,8 @@ def test_an_interval_end_between_two_microseconds_is_rounded_up_as_a_search_boun
     assert interval.valid_to == datetime(2025, 3, 1, 12, 0, 0, 100001, tzinfo=UTC)
     row.update(valid_from="2025-03-01T12:00:00.0000000Z", valid_to="")  # zeros: no rounding
     assert parse_responsibility(row).valid_from == datetime(2025, 3, 1, 12, tzinfo=UTC)
+    row.update(valid_to="9999-12-31T23:59:59.9999999Z")  # no microsecond follows: cut
+    assert parse_responsibility(row).valid_to == datetime(9999, 12, 31, 23, 59, 59, 999999, UTC)
 
 
 def test_a_valid_to_later_only_past_the_microsecond_is_told_the_times_grain():

@@ -26,7 +26,7 @@ from ..domain.ids import (
 )
 from ..domain.intervals import IntervalKey, IntervalRow
 from ..domain.model import DEVICE_TYPES, Device, Relation, Responsibility, User
-from ..domain.times import parse_bound
+from ..domain.times import parse_bound, parse_time
 from .sources import BLANK, PIECE, Span, gathered_line, too_long
 
 _DEVICE_TYPES = {t.upper(): t for t in DEVICE_TYPES}
@@ -41,8 +41,12 @@ def _time(text: str) -> datetime:
     """An interval's end, `[valid_from, valid_to)`, read as a search reads its bounds: a time
     between two microseconds (the stored grain) rounded up to the next. Cut, a change of
     supplier at `12:00:00.0000005` began at 12:00:00, and a record logged at 12:00:00, before
-    it, fell to the new supplier (audit 48f)."""
-    return parse_bound(text)
+    it, fell to the new supplier (audit 48f). Past 9999's last microsecond no time follows:
+    that one is cut, as it always was, not refused."""
+    try:
+        return parse_bound(text)
+    except InvalidValue:
+        return parse_time(text)  # its own words for a text that is no time at all
 
 
 @lru_cache(maxsize=1 << 12)
