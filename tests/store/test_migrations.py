@@ -514,3 +514,63 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
             assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+def _sat_visibility_as_0006_first_built_it(engine: Engine) -> None:
+    """The store at 0006 as 0006's first text (66b5f6b) built it, on an empty trail: a
+    request_id column, NOT NULL, and an index on it, which 0006's later text dropped."""
+    import sqlalchemy as sa
+
+    from servicetrail.store.schema import RecordId, UtcDateTime
+
+    postgres = engine.dialect.name == "postgresql"
+    first = sa.Table(
+        "sat_visibility",
+        sa.MetaData(),
+        sa.Column("party_id", sa.String(32), nullable=False),
+        sa.Column("access", sa.SmallInteger, nullable=False),
+        sa.Column("logged_at", UtcDateTime, nullable=False),
+        sa.Column("record_id", RecordId, nullable=False, autoincrement=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("srv", sa.String(12), nullable=True),
+        sa.Column("request_id", sa.String(80), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "party_id", "access", "logged_at", "record_id", name="pk_sat_visibility"
+        ),
+        sa.Index("ix_sat_visibility_request", "party_id", "request_id"),
+        **({"postgresql_partition_by": "RANGE (logged_at)"} if postgres else {}),
+        **({} if postgres else {"sqlite_with_rowid": False}),
+    )
+    command.upgrade(migrate._config(engine), "0005")
+    with engine.begin() as conn:
+        first.create(conn)
+        if postgres:
+            conn.execute(text("GRANT SELECT ON sat_visibility TO servicetrail_reader"))
+            conn.execute(text("ALTER TABLE sat_visibility ENABLE ROW LEVEL SECURITY"))
+            conn.execute(
+                text(
+                    "CREATE POLICY own_party_only ON sat_visibility FOR SELECT TO "
+                    "servicetrail_reader USING "
+                    "(party_id = current_setting('servicetrail.party_id', true))"
+                )
+            )
+        conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+
+
+def test_0023_mends_a_store_built_by_the_first_text_of_0006(empty_db_url: str) -> None:
+    """Upgraded to the head, such a store refused every ingest (NOT NULL constraint failed:
+    sat_visibility.request_id) and `db check` named two differences nothing mended."""
+    from servicetrail.store.queries import get_visible
+    from tests.personas import NORTHPOWER
+
+    engine = make_engine(empty_db_url)
+    try:
+        _sat_visibility_as_0006_first_built_it(engine)
+        command.upgrade(migrate._config(engine), "head")
+        assert schema_differences(engine) == []
+        world = load_personas(engine)
+        with engine.connect() as conn:
+            found = get_visible(conn, world.viewer(NORTHPOWER), world.ids["np_req"])
+        assert found is not None and found["id"] == world.ids["np_req"]
+    finally:
+        engine.dispose()
