@@ -724,3 +724,34 @@ def test_a_report_that_cannot_be_written_names_its_file(store):
     full = run(url, *REPORT, "--to", "2026-01-01T00:00:00Z", "--output", "/dev/full")
     assert full.returncode == 2
     assert full.stderr.endswith(b"Error: --output: /dev/full: No space left on device\n")
+
+
+def test_db_upgrade_names_who_else_is_connected_to_a_postgresql_store(
+    pg_server, tmp_path, monkeypatch
+):
+    """A serve of the old code left running answered every read 500 after an upgrade that
+    took its reader role's grants (audit 48d): the upgrade says who was connected."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from servicetrail.store import migrate
+    from servicetrail.store.engine import make_engine
+
+    monkeypatch.chdir(tmp_path)
+    url = pg_server.new_database()
+    older = make_engine(url)
+    try:
+        head = ScriptDirectory(str(migrate.MIGRATIONS)).get_current_head()
+        command.upgrade(migrate._config(older), f"{head}-1")
+        with older.connect() as server_of_the_old_code:
+            server_of_the_old_code.execute(text("SET application_name = 'old serve'"))
+            server_of_the_old_code.commit()
+            upgraded = Cli(url, tmp_path)("db", "upgrade")
+            again = Cli(url, tmp_path)("db", "upgrade")
+    finally:
+        older.dispose()
+        pg_server.drop_database(url)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "1 other connection(s)" in upgraded.stderr and "old serve from" in upgraded.stderr
+    assert "other connection" not in again.stderr  # nothing changed under it

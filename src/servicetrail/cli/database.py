@@ -16,6 +16,7 @@ from ..store.limits import store_busy
 from ..store.log_tables import log_pending
 from ..store.log_retirement import NoSigner, retirements_unsigned, sign_earlier_retirements
 from ..store.merkle_log import seal_store
+from ..store.other_sessions import other_sessions
 from ..store.partitions import UnsealedMonths, drop_months, months_to_sign, unsealed_months
 from .commands import command, group
 from .common import Failure
@@ -42,8 +43,12 @@ def db_upgrade(sign_retirements: str | None) -> None:
     is refused by the other commands until then)."""
     named = _months(sign_retirements)  # asked wrongly: said before the store is touched
     as_it_was = engine_as_it_is()
+    connected: list[str] = []
     try:
         before = current_revision(as_it_was)
+        if before is not None:
+            with as_it_was.connect() as conn:
+                connected = other_sessions(conn)
     except DBAPIError:
         before = None  # not a store yet, or one that cannot be opened: said by engine() next
     finally:
@@ -63,6 +68,13 @@ def db_upgrade(sign_retirements: str | None) -> None:
         click.echo(f"the schema was built at the newest migration ({now})")
     else:
         click.echo(f"the schema was upgraded from {before} to the newest migration ({now})")
+        if connected:
+            click.echo(
+                f"note: {len(connected)} other connection(s) to the store as it was upgraded "
+                f"({', '.join(sorted(set(connected)))}): a serve or deliver started before "
+                "runs the old code on the new schema, and may fail every read: restart them",
+                err=True,
+            )
 
 
 def _seal_what_the_migrations_brought(store: Engine, key: Path) -> None:
