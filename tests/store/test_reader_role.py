@@ -308,3 +308,22 @@ def test_db_check_tells_an_owner_that_lost_the_reader_role_to_grant_it(pg_server
         engine.dispose()
         pg_server.drop_database(url)
         pg_server.admin(f"DROP ROLE {login}")
+
+
+def test_an_owner_left_in_the_shared_role_by_0019s_first_text_is_taken_out(
+    pg_server, other_owner: str
+) -> None:
+    """0019 as first committed left the owner a member of servicetrail_reader; upgraded by any
+    later servicetrail, db check failed at once on it (REVOKE it) and nothing took it out."""
+    url = pg_server.new_database()
+    pg_server.admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} OWNER TO {other_owner}")
+    engine = make_engine(as_login(url, other_owner))
+    try:
+        command.upgrade(migrate._config(engine), "0023")
+        with engine.begin() as conn:  # as that text left it: granted by the owner's own build
+            conn.execute(text(f"GRANT {LEGACY} TO CURRENT_USER"))
+        command.upgrade(migrate._config(engine), "head")
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+        pg_server.drop_database(url)

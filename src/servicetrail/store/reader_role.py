@@ -87,6 +87,12 @@ def give_own_reader_role(conn: Connection, giver: str) -> str:
             f"PARALLEL SAFE AS $$ SELECT '{role}'::name $$"
         )
     )
+    leave_the_shared_role(conn)
+    return role
+
+
+def leave_the_shared_role(conn: Connection) -> None:
+    """The owner out of the shared role of stores before 0019 (migrations 0019 and 0024)."""
     if granted_to_me(conn, LEGACY_READER_ROLE):
         conn.execute(
             text(
@@ -94,7 +100,6 @@ def give_own_reader_role(conn: Connection, giver: str) -> str:
                 "EXCEPTION WHEN insufficient_privilege THEN NULL; END $$"
             )
         )
-    return role
 
 
 def granted_to_me(conn: Connection, role: str) -> bool:
