@@ -559,7 +559,8 @@ def _sat_visibility_as_0006_first_built_it(engine: Engine) -> None:
 
 def test_0023_mends_a_store_built_by_the_first_text_of_0006(empty_db_url: str) -> None:
     """Upgraded to the head, such a store refused every ingest (NOT NULL constraint failed:
-    sat_visibility.request_id) and `db check` named two differences nothing mended."""
+    sat_visibility.request_id) and `db check` named two differences nothing mended. About a
+    second: the store must climb from 0005 through every migration, as the real ones did."""
     from servicetrail.store.queries import get_visible
     from tests.personas import NORTHPOWER
 
