@@ -1,0 +1,75 @@
+"""A migration, once committed, is never edited: a store it built keeps what its first text
+did. 0004, 0006 and 0019 were edited after they were committed, and stores built by their first
+texts failed after upgrading (an ingest refused on a column the new text no longer made, an
+owner left in the shared reader role): 0023 and 0024 had to mend them (audit 48d). A change
+belongs in a new migration. Comments and docstrings may change: each text is pinned by its
+code alone (the syntax tree without docstrings)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+import servicetrail.store as store
+
+VERSIONS = Path(store.__file__).parent / "migrations" / "versions"
+
+# A new migration is added here once it is committed; an edited one fails until its edit is
+# undone and made a migration of its own.
+PINNED = {
+    "0001_initial.py": "4f0aae02105bb1c3",
+    "0002_web_sessions.py": "f06e5b0e213286b6",
+    "0003_device_user_index.py": "6c4b1c88de4fb3f0",
+    "0004_duis_fields_identity.py": "8f6a22b8e97288d3",
+    "0005_account_security.py": "1083c04b4a5bddf2",
+    "0006_visibility_index.py": "f701b3d64c1dfc6e",
+    "0007_visibility_by_record.py": "171b78e7da39486b",
+    "0008_watches.py": "caf979e8fbf0354b",
+    "0009_merkle_logs.py": "969dba8ab5438458",
+    "0010_access_log.py": "c4ae72d8e4f6d977",
+    "0011_outbox_by_watch.py": "02ae09911e5faf0f",
+    "0012_log_statistics.py": "d85178c62f016db9",
+    "0013_token_ids_never_reused.py": "c47d4dc1f4a11f01",
+    "0014_visibility_by_record_first.py": "571c855e74e23654",
+    "0015_watches_under_row_security.py": "e11f37d879bb4486",
+    "0016_registry_intervals_under_row_security.py": "d31a84671a9d898c",
+    "0017_indexes_that_read_no_hidden_rows.py": "d8b9a7375a34f863",
+    "0018_bare_file_requests.py": "2f0c346fcb5dce5f",
+    "0019_a_reader_role_per_store.py": "82df595023988aa7",
+    "0020_watch_events_keyed_by_lock.py": "e8de297667cc46e7",
+    "0021_webhooks_gone.py": "d4019f988e919cd0",
+    "0022_signed_retirements.py": "e156522a3a9a7c5c",
+    "0023_visibility_index_as_first_built.py": "109a1074e51b1281",
+    "0024_owner_out_of_the_shared_role.py": "9b622b8c0a9de5fe",
+}
+
+
+def code_digest(text: str) -> str:
+    """The migration's code, without its comments and docstrings."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    # unparsed, not dumped: a dump names the syntax tree's fields, which Python versions add to
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]
+
+
+def test_every_migration_keeps_the_code_it_was_committed_with() -> None:
+    found = {path.name: code_digest(path.read_text()) for path in sorted(VERSIONS.glob("0*.py"))}
+    assert found == PINNED
+
+
+def test_the_pin_sees_a_change_of_code_and_not_of_words() -> None:
+    text = '"""A migration."""\n\n# why\nrevision = "0001"\n\n\n'
+    text += 'def upgrade():\n    """Up."""\n    pass\n'
+    reworded = text.replace("A migration.", "Another word.").replace("# why", "# because")
+    changed = text.replace('"0001"', '"0002"')
+    assert code_digest(reworded) == code_digest(text) != code_digest(changed)
