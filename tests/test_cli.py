@@ -1289,3 +1289,22 @@ def test_a_blank_filter_is_refused_naming_it_as_the_api_does(cli, command):
     assert f"Invalid value for '{command[0]}': is blank (white space alone)" in said.output
     report = cli("report", "own", "--party", "NORTH", "--from", " ", "--to", "2025-01-01")
     assert report.exit_code == 2 and "'--from': is blank" in report.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["records"],
+        ["report", "own", "--from", "2025-01-01", "--to", "2025-02-01"],
+        ["triggers", "1"],
+        ["access-log"],
+        ["watch", "list"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_blank_party_is_refused_as_blank_not_as_unknown(cli, command):
+    """`--party ' '` was "unknown party ' '", where the API's party_id says it is blank
+    (review 48e)."""
+    said = cli(*command, "--party", " \t")
+    assert said.exit_code == 2
+    assert "Invalid value for '--party': is blank (white space alone)" in said.output

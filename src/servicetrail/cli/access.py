@@ -24,7 +24,7 @@ from ..store.accounts import (
 )
 from .commands import group
 from .common import Failure, shown_once
-from .options import Parsed, count
+from .options import PARTY, Parsed, count
 from .store_access import engine, with_db
 
 
@@ -58,7 +58,7 @@ def _read_password() -> str:
 
 @accounts_group.command("create")
 @click.argument("username")
-@click.option("--party", "party_id", help="The Party (party_id) the account acts for.")
+@click.option("--party", "party_id", type=PARTY, help="The Party (party_id) the account acts for.")
 @click.option(
     "--auditor",
     is_flag=True,

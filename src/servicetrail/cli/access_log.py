@@ -11,12 +11,14 @@ from ..domain.access_log import entry_json
 from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
-from .options import BOUND, search_or_fail
+from .options import BOUND, PARTY, search_or_fail
 from .store_access import engine, viewer_of, with_db
 
 
 @command("access-log")
-@click.option("--party", "party_id", help="Only this Party's entries (default: every Party's).")
+@click.option(
+    "--party", "party_id", type=PARTY, help="Only this Party's entries (default: every Party's)."
+)
 @click.option("--from", "time_from", type=BOUND, help="Inclusive start (ISO-8601).")
 @click.option("--to", "time_to", type=BOUND, help="Exclusive end (ISO-8601).")
 @with_db

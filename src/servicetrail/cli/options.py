@@ -70,6 +70,9 @@ BOUND = Parsed("TIME", parse_bound)  # --from and --to, which part the stored ti
 COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)
 EVENT_ID = Parsed("EVENT_ID", event_id)
+# a Party is looked up in the store, which says an unknown one; white space alone is blank,
+# as the API's party_id (it was "unknown party ' '"; review 48e)
+PARTY = Parsed("PARTY", str)
 
 
 def as_asked(names: dict[str, str]) -> dict[str, Any]:

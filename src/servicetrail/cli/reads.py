@@ -16,7 +16,7 @@ from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import Failure
-from .options import COUNT, BOUND, WINDOW, as_asked, as_typed, search_or_fail
+from .options import COUNT, BOUND, PARTY, WINDOW, as_asked, as_typed, search_or_fail
 from .output_files import HeldOutput, in_existing_folder, may_write, not_the_stores_own
 from .store_access import cli_reader, engine, viewer_of, with_db
 
@@ -27,7 +27,7 @@ def report_group() -> None:
 
 
 @report_group.command("own")
-@click.option("--party", "party_id", required=True)
+@click.option("--party", "party_id", type=PARTY, required=True)
 @click.option("--from", "time_from", type=BOUND, required=True, help="Inclusive start (ISO-8601).")
 @click.option("--to", "time_to", type=BOUND, required=True, help="Exclusive end (ISO-8601).")
 @click.option(
@@ -77,7 +77,7 @@ def report_own(
 
 
 @command("records")
-@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--party", "party_id", type=PARTY, required=True, help="The viewing Party.")
 @click.option("--device", "device_id", help="Device ID (EUI-64, any case).")
 @click.option("--request-id", help="Request ID (originator:target:counter).")
 @click.option("--from", "time_from", help="Inclusive start (ISO-8601).")
@@ -147,7 +147,7 @@ def records_cmd(
 
 @command("triggers")
 @click.argument("record_id", type=COUNT)
-@click.option("--party", "party_id", required=True, help="The viewing Party.")
+@click.option("--party", "party_id", type=PARTY, required=True, help="The viewing Party.")
 @click.option(
     "--window",
     type=WINDOW,

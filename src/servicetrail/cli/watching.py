@@ -10,7 +10,7 @@ from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
 from .common import Failure, left_to_the_server, shown_once, wait_while_read
-from .options import COUNT, EVENT_ID
+from .options import COUNT, EVENT_ID, PARTY
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
 
@@ -32,7 +32,9 @@ def _list_option(value: str | None, words: tuple[str, ...]) -> str | list[str] |
 
 
 @watch_group.command("add")
-@click.option("--party", "party_id", required=True, help="The Party that keeps the watch.")
+@click.option(
+    "--party", "party_id", type=PARTY, required=True, help="The Party that keeps the watch."
+)
 @click.option("--name", required=True, help="What to call it (1-200 characters).")
 @click.option(
     "--devices", default=None, metavar="mine|ID,...", help="mine (default) or Device IDs."
@@ -96,7 +98,7 @@ def watch_add(
 
 
 @watch_group.command("list")
-@click.option("--party", "party_id", required=True)
+@click.option("--party", "party_id", type=PARTY, required=True)
 @with_db
 def watch_list(party_id: str) -> None:
     """The Party's watches, one JSON object a line (never a secret); a webhook says whether
@@ -113,7 +115,7 @@ def watch_list(party_id: str) -> None:
 
 @watch_group.command("rm")
 @click.argument("watch_id", type=COUNT)
-@click.option("--party", "party_id", required=True)
+@click.option("--party", "party_id", type=PARTY, required=True)
 @with_db
 def watch_rm(watch_id: int, party_id: str) -> None:
     """Delete one of the Party's watches with its events and pending deliveries."""
@@ -131,7 +133,7 @@ FOLLOW_SECONDS = 1.0
 
 @watch_group.command("events")
 @click.argument("watch_id", type=COUNT)
-@click.option("--party", "party_id", required=True)
+@click.option("--party", "party_id", type=PARTY, required=True)
 @click.option(
     "--after",
     type=EVENT_ID,
