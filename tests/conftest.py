@@ -124,9 +124,12 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def wants_the_personas(request: pytest.FixtureRequest) -> bool:
-    """Whether a fixture of the test begins by writing the persona world into the test's own
-    store (one marked `personas.starts_with_personas`): its store is then cloned from a
-    template that holds that world already, and `load_personas` only reads the ids back."""
+    """Whether the test, or a fixture of it, begins by writing the persona world into the
+    test's own store (one marked `personas.starts_with_personas`): its store is then cloned
+    from a template that holds that world already, and `load_personas` only reads the ids
+    back."""
+    if getattr(getattr(request.node, "function", None), "starts_with_personas", False):
+        return True
     info = getattr(request.node, "_fixtureinfo", None)
     if info is None:
         return False

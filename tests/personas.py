@@ -434,12 +434,13 @@ def forget_the_personas(url: str) -> None:
     _ALREADY_LOADED.discard(url_of(url))
 
 
-def starts_with_personas(fixture):
-    """Marks a fixture whose first write to the test's own store is `load_personas` (of an
-    engine on it): the store is then cloned from a template that already holds the persona
-    world (tests/conftest.py)."""
-    fixture.starts_with_personas = True
-    return fixture
+def starts_with_personas(fixture_or_test):
+    """Marks a fixture, or a test, whose first write to the test's own store is
+    `load_personas` (of an engine on it): the store is then cloned from a template that
+    already holds the persona world (tests/conftest.py). On PostgreSQL a store written
+    afresh took ~0.19 s of CPU, client and server, and one cloned with the world ~0.045 s."""
+    fixture_or_test.starts_with_personas = True
+    return fixture_or_test
 
 
 def load_personas(engine: Engine) -> World:

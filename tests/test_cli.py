@@ -29,7 +29,7 @@ from servicetrail.cli import main
 from servicetrail.store import engine as store_engine
 from servicetrail.store.migrate import head_revision
 from tests.conftest import Cli
-from tests.personas import load_personas
+from tests.personas import load_personas, starts_with_personas
 from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
 
 UTC = timezone.utc
@@ -743,6 +743,7 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
     assert result.exit_code == 0, result.output
 
 
+@starts_with_personas
 def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
     """Audit 44d: with the triggers that keep the trail, its logs and the access log
     append-only dropped or disabled, `db check` said the schema matched the migrations."""
@@ -1122,6 +1123,7 @@ def test_an_option_given_twice_is_refused_naming_it(cli, args, named):
     assert result.stdout == ""
 
 
+@starts_with_personas
 def test_a_role_that_does_not_own_the_store_is_told_so_not_shown_a_traceback(pg_server, pg_url):
     """Audit 29a: run as a role with the tables' grants but not the store's owner, a read's
     access-log entry was refused by row-level security, and `records` died in a traceback."""

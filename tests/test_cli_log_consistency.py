@@ -92,6 +92,7 @@ def test_a_log_signed_before_and_after_a_key_rotation_needs_both_keys(cli, tmp_p
     assert only_later.exit_code == 1 and "no signature by the key" in only_later.output
 
 
+@P.starts_with_personas
 def test_checkpoints_kept_from_the_api_check_against_its_consistency_proof(cli, engine, tmp_path):
     P.load_personas(engine)
     seal_store(engine)

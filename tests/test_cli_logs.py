@@ -61,6 +61,7 @@ def test_log_key_says_when_the_key_is_not_one_the_store_has_signed_with(
     assert f"note: the signing key at {elsewhere}, which has not signed" in again.stderr
 
 
+@P.starts_with_personas
 def test_an_untouched_store_verifies_including_unsealed_leaves(cli, engine):
     P.load_personas(engine)
     seal_store(engine)
@@ -70,6 +71,7 @@ def test_an_untouched_store_verifies_including_unsealed_leaves(cli, engine):
     assert result.stdout == ""
 
 
+@P.starts_with_personas
 def test_a_changed_a_removed_and_an_added_record_are_each_named(cli, engine):
     world = P.load_personas(engine)
     seal_store(engine)
@@ -114,6 +116,7 @@ def test_a_changed_a_removed_and_an_added_record_are_each_named(cli, engine):
     )
 
 
+@P.starts_with_personas
 def test_a_record_deleted_with_its_leaf_is_named(cli, engine):
     """A thorough intruder deletes the leaf too: the log's gap is found, and the record that
     held it is named (its id lies between its neighbours' and is nowhere else)."""
@@ -133,6 +136,7 @@ def test_a_record_deleted_with_its_leaf_is_named(cli, engine):
     assert any(line.startswith("log servicetrail/sat/") and "missing" in line for line in lines)
 
 
+@P.starts_with_personas
 def test_a_changed_unsealed_record_and_a_forged_root_are_found(cli, engine):
     P.load_personas(engine)
     seal_store(engine)
@@ -171,6 +175,7 @@ def rewrite_with_its_leaf(engine, record_id: int) -> None:
     )
 
 
+@P.starts_with_personas
 def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
     """A leaf hash rewritten to match the edited record hides which record changed from the
     per-record check; the stored tile over its 16 leaves no longer matches, and the line
@@ -189,6 +194,7 @@ def test_a_record_rewritten_with_its_leaf_is_narrowed_to_its_tile(cli, engine):
     assert f"record {edited} changed" not in result.stdout  # the leaf matches the edited row
 
 
+@P.starts_with_personas
 def test_a_record_rewritten_with_its_leaf_between_two_checkpoints_is_named(cli, engine):
     """Checkpoints 3 and 4 bracket leaf 3 alone: the one holds the leaves before it, the
     other (and each after) does not, so the rewritten record is leaf 3's, and it is named;
@@ -214,6 +220,7 @@ def test_a_record_rewritten_with_its_leaf_between_two_checkpoints_is_named(cli, 
     assert f"log {origin} checkpoint 4 does not match its leaves" in found.stdout
 
 
+@P.starts_with_personas
 def test_a_checkpoint_whose_own_row_was_edited_blames_no_record(cli, engine):
     """Checkpoint 4's stored root edited (its signature then fails): the leaves did not
     match it, and leaf 3's untouched record was named changed; with a record rewritten
@@ -250,6 +257,7 @@ def test_a_checkpoint_whose_own_row_was_edited_blames_no_record(cli, engine):
     assert f"record {ids[3]} changed" not in found.stdout
 
 
+@P.starts_with_personas
 def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engine, tmp_path):
     world = P.load_personas(engine)
     seal_store(engine)
@@ -322,6 +330,7 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
         assert f"a number of {digits} digits" in said.output and "9" * 21 not in said.output
 
 
+@P.starts_with_personas
 def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli, engine):
     """SPEC section 8: the access log's entries are leaves of their own monthly logs, sealed
     when the reading command ends, so `log verify` catches an edited or deleted entry."""
@@ -356,6 +365,7 @@ def test_access_log_entries_are_leaves_and_an_edited_or_deleted_one_is_named(cli
     assert f"access-entry {ids[1]} removed" in found.stdout, found.stdout
 
 
+@P.starts_with_personas
 def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
     """An intruder who writes text that is not JSON (or, on SQLite, not a time) into an
     entry: `log verify` names it and every other finding (it used to stop at a traceback),
@@ -398,6 +408,7 @@ def test_an_entry_that_no_longer_parses_is_named_and_hides_nothing(cli, engine):
         assert entries[second]["at"] == "yesterday" and entries[third]["at"] == zoneless
 
 
+@P.starts_with_personas
 def test_text_that_is_not_utf8_is_named_not_a_traceback_on_sqlite(
     sqlite_url, tmp_path, monkeypatch
 ):
@@ -447,6 +458,7 @@ def test_text_that_is_not_utf8_is_named_not_a_traceback_on_sqlite(
     engine.dispose()
 
 
+@P.starts_with_personas
 def test_a_time_respelt_as_the_same_instant_is_named_on_sqlite(sqlite_url, tmp_path, monkeypatch):
     """SQLite keeps times as text, and windows, pages and cursors compare the text: an
     intruder who writes a record's or an entry's time as the same instant in another form
@@ -486,6 +498,7 @@ def test_a_time_respelt_as_the_same_instant_is_named_on_sqlite(sqlite_url, tmp_p
     engine.dispose()
 
 
+@P.starts_with_personas
 def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_path):
     """Read as text, the payload's CRLF became LF and a genuine payload failed."""
     from servicetrail.domain.model import SatRecord
@@ -522,6 +535,7 @@ def test_verify_proof_checks_a_payload_with_crlf_byte_for_byte(cli, engine, tmp_
     assert nested.exit_code == 1 and "nested too deeply" in nested.output
 
 
+@P.starts_with_personas
 def test_a_checkpoint_re_signed_by_a_key_listed_only_in_the_store_is_named(cli, engine, tmp_path):
     """An intruder who can write the store signs a checkpoint with a key of its own and lists
     that key among the store's: `log verify` passed it, /api/v1/logs published the key, and
@@ -539,6 +553,7 @@ def test_a_checkpoint_re_signed_by_a_key_listed_only_in_the_store_is_named(cli, 
     assert refused.exit_code != 0 and "--key" in refused.output
 
 
+@P.starts_with_personas
 def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
     cli, engine, tmp_path, use_settings
 ):
@@ -724,6 +739,7 @@ def test_two_checkpoints_whose_signed_notes_are_swapped_are_each_named(cli, engi
     ]
 
 
+@P.starts_with_personas
 def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_keys(
     cli, engine, tmp_path, use_settings
 ):
@@ -750,6 +766,7 @@ def test_a_rotation_to_a_key_whose_trust_file_cannot_be_made_keeps_the_earlier_k
         assert old_key in trusted_for(str(engine.url), verifier_keys(conn))
 
 
+@P.starts_with_personas
 def test_an_intruder_who_deletes_the_signing_keys_row_gets_no_trust(cli, engine):
     """The store's keys were taken in whenever the signing key was missing from the store's
     list: deleting its row, listing a key of one's own and signing with it got that key
@@ -797,6 +814,7 @@ def test_a_month_deleted_whole_with_its_leaves_is_named_from_its_checkpoints(cli
     assert found.stdout.splitlines() == [expected]
 
 
+@P.starts_with_personas
 def test_a_trust_file_line_that_is_no_key_trusts_nothing_and_breaks_nothing(cli, engine):
     P.load_personas(engine)
     seal_store(engine)
@@ -820,6 +838,7 @@ def _kept_listing(engine, folder: Path) -> Path:
     return kept
 
 
+@P.starts_with_personas
 def test_a_reads_closing_seal_waits_briefly_behind_another_seal_and_says_so(pg_url, tmp_path):
     """PostgreSQL: while another seal (an ingest's takes up to 10 s a million records) held
     the logs' lock, a CLI read that had printed its answer waited for it without end before

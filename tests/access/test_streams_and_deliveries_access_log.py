@@ -135,6 +135,7 @@ def test_a_stream_entry_keeps_its_resume_point_and_a_refused_one_is_logged(engin
     )
 
 
+@P.starts_with_personas
 def test_each_leased_delivery_writes_a_webhook_entry_before_it_is_sent(engine):
     P.load_personas(engine)
     with engine.begin() as conn:
@@ -158,6 +159,7 @@ def test_each_leased_delivery_writes_a_webhook_entry_before_it_is_sent(engine):
     assert sorted(e.filters["event_id"] for e in entries) == sorted(d.event_id for d in due)
 
 
+@P.starts_with_personas
 def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
     sqlite_url, monkeypatch
 ) -> None:
@@ -245,6 +247,7 @@ def test_a_streams_closing_entry_outlasts_a_lock_held_past_one_lock_wait(engine,
     )
 
 
+@P.starts_with_personas
 def test_a_streams_opening_entry_waits_for_a_locked_access_log_as_a_read_does(pg_url):
     """Its entry, written alone, waited without end behind a LOCK TABLE, the request held and
     its stream slot with it, where every read gives up after its lock wait (audit 24b)."""

@@ -106,6 +106,7 @@ def test_a_sat_record_with_a_fullwidth_response_code_is_rejected(cli, engine, tm
     assert all("response_code" in r["reason"] for r in rejects_of(tmp_path / "sat.rejects.jsonl"))
 
 
+@P.starts_with_personas
 @pytest.mark.parametrize("limit", ["\u0663", "1_0", "+5", " 5", "\uff15", "5.0"])
 def test_a_page_size_in_other_than_ascii_digits_is_422(engine, limit):
     P.load_personas(engine)
@@ -121,6 +122,7 @@ def test_a_page_size_in_other_than_ascii_digits_is_422(engine, limit):
         )
 
 
+@P.starts_with_personas
 @pytest.mark.parametrize("limit", ["\u0663", "1_0"])
 def test_the_cli_limit_takes_ascii_digits_only(cli, engine, limit):
     P.load_personas(engine)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.satjsonl import parse_values
+from tests.personas import starts_with_personas
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -573,6 +574,7 @@ def test_a_line_nested_deeper_than_the_exact_check_reads_is_a_reject_and_the_res
     assert rejected["line"] == 1 and rejected["reason"] == "nested too deeply to be a record"
 
 
+@starts_with_personas
 def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
     """The other fields of an API item or a report row are ignored, not refused as unknown:
     refused, re-ingesting an export no longer said it matched the store (review 35f)."""
@@ -592,6 +594,7 @@ def test_a_partys_own_export_reads_back_as_duplicates(cli, engine, tmp_path):
         assert result.stdout == f"loaded 0, rejected 0, skipped {len(lines)} duplicates\n"
 
 
+@starts_with_personas
 def test_a_title_only_item_is_refused_as_not_a_record(cli, engine, tmp_path):
     """An export of all a Party may see holds other Users' titles without their payload: read
     back, each was "a conflict with stored record N, different content", which told the

@@ -82,6 +82,7 @@ def test_a_party_reads_its_own_entries_and_an_auditor_everyones(engine):
     assert {e.party_id for e in everyone} == {P.NORTHPOWER, P.WIRESCO}
 
 
+@P.starts_with_personas
 def test_reads_narrowed_to_mp141_titles_an_action_or_an_actor(engine):
     """The Who looked page's questions: which of our reads returned other Users' titles, of
     what kind, and by whom; never widening past the reader's own Party."""
@@ -115,6 +116,7 @@ def test_reads_narrowed_to_mp141_titles_an_action_or_an_actor(engine):
     ]
 
 
+@P.starts_with_personas
 def test_what_an_account_may_read_is_decided_in_the_store(engine):
     """One rule for the API and the screen: a Party's account reads its own Party's entries
     whatever Party it asks for; an auditor's every Party's, or the one it asks for, which must
@@ -147,6 +149,7 @@ def test_device_ids_are_capped_at_100(engine):
     assert len(stored.device_ids) == MAX_DEVICE_IDS == len(set(stored.device_ids))
 
 
+@P.starts_with_personas
 def test_a_logged_read_writes_its_entry_only_when_it_ends_well(engine):
     viewer = P.load_personas(engine).viewer(P.WIRESCO)
     with engine.connect() as conn:
@@ -166,6 +169,7 @@ def test_a_logged_read_writes_its_entry_only_when_it_ends_well(engine):
     assert list(stored[0].device_ids) == sorted({i["device_id"] for i in mp141})
 
 
+@P.starts_with_personas
 def test_a_logged_reads_entry_is_queued_as_the_leaf_of_the_stored_entry(engine):
     """The leaf queued for sealing is the one `log verify` recomputes from the stored row (on
     PostgreSQL the store hashes it around the id it draws, in the read's own transaction),
@@ -198,6 +202,7 @@ def test_row_level_security_keeps_a_partys_reader_to_its_entries(pg_engine):
     assert seen == [P.WIRESCO]
 
 
+@P.starts_with_personas
 def test_an_entry_the_store_refuses_after_a_read_leaves_its_connection_usable(engine):
     """On PostgreSQL the entry and its COMMIT go in one pipeline: when the entry fails, the
     error is raised, and the pooled connection still serves the next read (a failed COMMIT
@@ -218,6 +223,7 @@ def test_an_entry_the_store_refuses_after_a_read_leaves_its_connection_usable(en
         assert len(entries_after(conn, 0, 10)) == 1
 
 
+@P.starts_with_personas
 def test_an_entry_id_drawn_by_a_read_that_failed_serves_its_connections_next_entry(pg_engine):
     """On PostgreSQL a read draws its entry's id in its first round trip (the entry then needs
     no round trip of its own). A read that fails keeps the id on its connection for the next
@@ -243,6 +249,7 @@ def test_an_entry_id_drawn_by_a_read_that_failed_serves_its_connections_next_ent
     assert audit(pg_engine, "servicetrail/access").findings == []
 
 
+@P.starts_with_personas
 def test_an_entry_id_left_unused_goes_with_its_connection_back_to_the_pool(pg_engine):
     """Kept on the pooled connection, an id a failed read drew (or a count that is not
     logged) went to that connection's next entry minutes later, and the ids ran out of time
@@ -269,6 +276,7 @@ def test_an_entry_id_left_unused_goes_with_its_connection_back_to_the_pool(pg_en
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
 
 
+@P.starts_with_personas
 def test_a_follower_poll_that_found_nothing_leaves_no_entry_and_one_that_found_some_does(
     engine,
 ):

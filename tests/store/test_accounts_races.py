@@ -72,6 +72,7 @@ def test_a_session_made_while_the_password_changes_is_ended_with_the_others(
         assert load_session(conn, session[0]) is None
 
 
+@P.starts_with_personas
 def test_two_creations_of_one_account_give_one_account_and_a_clean_refusal(engine):
     P.load_personas(engine)
     start, outcomes = threading.Barrier(6), []
@@ -93,6 +94,7 @@ def test_two_creations_of_one_account_give_one_account_and_a_clean_refusal(engin
     assert sorted(outcomes) == ["account 'twin' already exists"] * 5 + ["made"]
 
 
+@P.starts_with_personas
 def test_creations_of_names_that_differ_by_case_alone_give_one_account(engine):
     """`NP`, `np` and `Np` created at once: the case check ran before the insert, and each
     creation passed it before any other committed, so all three were made (review, session
@@ -118,6 +120,7 @@ def test_creations_of_names_that_differ_by_case_alone_give_one_account(engine):
     assert sorted(outcomes) == ["made"] + ["refused"] * (len(names) - 1)
 
 
+@P.starts_with_personas
 def test_a_statements_parameters_never_show_in_an_error(engine):
     """An error's text may reach a log or a terminal: a password hash must not be in it. (A
     unique key's error names the key's value only; PostgreSQL's NOT NULL error shows the whole

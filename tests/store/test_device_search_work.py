@@ -80,6 +80,7 @@ def device_search_work(
     return postgres_nodes(engine, viewer, statement, parameters)
 
 
+@P.starts_with_personas
 @pytest.mark.parametrize(
     ("party", "unseen", "scope"),
     [
@@ -106,6 +107,7 @@ def test_a_device_search_does_the_same_work_past_records_it_may_not_show(
     assert past_unseen == past_nothing
 
 
+@P.starts_with_personas
 def test_a_party_of_many_user_ids_or_ranges_searches_with_the_same_work(engine: Engine) -> None:
     """A Party of more than 8 User IDs, or holding a Device in more than 8 ranges, was
     searched through the general form, which read every record of the Device newer than

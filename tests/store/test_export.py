@@ -399,6 +399,7 @@ def test_reports_of_long_payloads_hold_a_few_at_a_time(engine, world):
     assert all(peak < 5 * big for peak in peaks.values()), peaks  # all eight: over 8 * 4 MB
 
 
+@starts_with_personas
 def test_a_report_cancelled_before_its_limit_is_not_taken_for_too_broad(pg_engine):
     """An administrator's cancel (pg_cancel_backend) is the SQLSTATE of the limit: the report
     said "narrow your search" for it, 422, where every other read leaves it to the store

@@ -15,6 +15,7 @@ from tests.test_cli_logs import intrude
 PREFIX = "servicetrail/sat"
 
 
+@P.starts_with_personas
 def test_worker_processes_find_each_change_removal_and_addition_as_one_process_does(engine):
     world = P.load_personas(engine)
     seal_store(engine)
@@ -50,6 +51,7 @@ def test_worker_processes_find_each_change_removal_and_addition_as_one_process_d
     )
 
 
+@P.starts_with_personas
 def test_an_untouched_store_has_no_findings_however_many_workers(engine):
     P.load_personas(engine)
     append(engine, records(300))
@@ -60,6 +62,7 @@ def test_an_untouched_store_has_no_findings_however_many_workers(engine):
         assert result.findings == [] and result.checkpoints >= 2
 
 
+@P.starts_with_personas
 def test_the_audit_reads_through_a_small_page_cache_and_gives_the_searches_theirs_back(
     sqlite_url,
 ):

@@ -32,7 +32,7 @@ from servicetrail.store.partitions import drop_older_than, ensure_months, existi
 from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict, append_records
 from tests.conftest import Cli
-from tests.personas import load_personas
+from tests.personas import load_personas, starts_with_personas
 from tests.store.test_merkle_log import check_every_leaf
 from tests.store.test_migrations import store_at
 
@@ -75,6 +75,7 @@ def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
         engine.dispose()
 
 
+@starts_with_personas
 def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
     load_personas(pg_engine)
     seal_store(pg_engine)
@@ -93,6 +94,7 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
+@starts_with_personas
 def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg_engine):
     """An intruder with the owner's rights can do what retention does, for any month: set the
     retiring setting, delete the month's leaves and drop its partitions. Retention drops every
@@ -148,6 +150,7 @@ def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine)
     assert f"log servicetrail/sat/{month} has no leaves, but checkpoints up to size 3" in findings
 
 
+@starts_with_personas
 def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
     """A new tree under a retired month's origin would contradict its kept checkpoints, so
     records of that month could never be sealed: they are refused, with the reason (they
@@ -170,6 +173,7 @@ def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
+@starts_with_personas
 def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_engine):
     """A batch checked its months for retired ones, then retention committed, then the batch
     made its months' partitions: it made the dropped months again, stored 1,773 records there
@@ -234,6 +238,7 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
         engine.dispose()
 
 
+@starts_with_personas
 def test_retention_seals_the_leaves_of_the_months_it_drops_first(
     pg_engine, pg_url, tmp_path, monkeypatch, use_settings
 ):

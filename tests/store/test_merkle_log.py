@@ -26,7 +26,7 @@ from servicetrail.store.log_tree import (
 from servicetrail.store.merkle_log import add_leaves, seal, seal_store
 from servicetrail.store.writer import append_records
 from tests import rfc9162
-from tests.personas import load_personas
+from tests.personas import load_personas, starts_with_personas
 
 START = parse_time("2025-01-31T23:00:00Z")
 
@@ -81,6 +81,7 @@ def check_every_leaf(engine) -> int:
     return checked
 
 
+@starts_with_personas
 def test_every_persona_record_is_sealed_into_its_months_log_and_proves(engine):
     world = load_personas(engine)
     sealed = seal_store(engine)

@@ -15,7 +15,7 @@ from servicetrail.store import migrate
 from servicetrail.store.engine import StoreError, current_revision, make_engine, open_store
 from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
-from tests.personas import load_personas
+from tests.personas import load_personas, starts_with_personas
 
 
 def test_the_code_knows_the_migrations_head() -> None:
@@ -67,6 +67,7 @@ def test_append_only_triggers_exist(engine: Engine) -> None:
     assert expected <= triggers
 
 
+@starts_with_personas
 def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
     first = open_store(db_url)
     world = load_personas(first)

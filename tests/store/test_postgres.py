@@ -21,6 +21,7 @@ from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from servicetrail.store.partitions import _add_months, ensure_months
+from tests.personas import starts_with_personas
 from tests.store.test_log_lifecycle import store_key
 
 UTC = timezone.utc
@@ -215,6 +216,7 @@ def test_retention_drops_whole_old_months_and_says_which(pg):
     assert left == 0 and orphans == 0
 
 
+@starts_with_personas
 def test_retention_takes_the_watches_events_and_deliveries_of_the_months_it_drops(pg):
     """They stayed: the deliveries could never be made nor given up (the record was gone),
     and every round of the webhook worker walked them again (audit 21a)."""

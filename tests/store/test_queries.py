@@ -363,6 +363,7 @@ def test_a_driver_without_pipeline_mode_gives_the_same_device_search(
     assert pipelined
 
 
+@starts_with_personas
 def test_a_next_page_reads_its_records_by_id_not_by_the_viewers_traffic(sqlite_url: str) -> None:
     """A device-less next page fetches the page's records by the ids the visibility index
     gave (index_search). With the cursor's time range applied again there, SQLite's planner

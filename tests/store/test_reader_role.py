@@ -30,6 +30,7 @@ def as_login(url: str, login: str) -> str:
 
 
 @pytest.fixture
+@P.starts_with_personas
 def stored(pg_url: str, tmp_path) -> Iterator[Engine]:
     """The persona world, with an access-log entry of each Party's."""
     engine = open_store(pg_url)
@@ -167,6 +168,7 @@ def test_db_check_names_another_member_of_the_reader_role_and_the_shared_roles_g
         pg_server.admin(f"DROP ROLE {extra}")
 
 
+@P.starts_with_personas
 def test_the_reader_role_is_asked_once_per_connection(pg_engine: Engine) -> None:
     """The device search is a hot path: the role's name costs it no round trip."""
     P.load_personas(pg_engine)

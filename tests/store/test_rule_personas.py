@@ -154,6 +154,7 @@ def world(engine: Engine) -> World:
 
 
 @pytest.fixture
+@starts_with_personas
 def pg_world(pg_url: str) -> Iterator[World]:
     """The persona world on PostgreSQL, where reads also pass row-level security."""
     engine = open_store(pg_url)

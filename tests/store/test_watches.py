@@ -471,6 +471,7 @@ def test_of_two_deletions_of_one_watch_at_once_one_says_it_deleted(world: World)
     assert (said, second) == ([True], False)
 
 
+@starts_with_personas
 def test_a_loader_holds_the_registry_lock_before_it_draws_ids(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -509,6 +510,7 @@ def test_a_loader_holds_the_registry_lock_before_it_draws_ids(
         assert taken.scalar_one() is True
 
 
+@starts_with_personas
 def test_a_watch_deleted_during_a_matching_step_fails_neither(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -545,6 +547,7 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
         assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
 
 
+@starts_with_personas
 def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
     pg_engine: Engine,
 ) -> None:
@@ -591,6 +594,7 @@ def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
         assert conn.exec_driver_sql("SELECT count(*) FROM watch_event").scalar_one() == 0
 
 
+@starts_with_personas
 def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
     pg_engine: Engine,
 ) -> None:
@@ -629,6 +633,7 @@ def test_a_410_during_the_watchs_delete_waits_for_it_instead_of_deadlocking(
         assert conn.exec_driver_sql("SELECT count(*) FROM webhook_outbox").scalar_one() == 0
 
 
+@starts_with_personas
 def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_order(
     pg_engine: Engine,
 ) -> None:
@@ -682,6 +687,7 @@ def test_a_round_of_outcomes_and_a_watchs_delete_take_its_deliveries_in_one_orde
     assert sorted(left) == [(other, 0), (other, 1)]  # its retry counted, nothing else lost
 
 
+@starts_with_personas
 def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engine) -> None:
     """A round with 410s for several watches locked their deliveries and waited at one a
     third transaction held; meanwhile a new match was committed and a second round held it
@@ -818,6 +824,7 @@ def _turning_off_round(engine: Engine, now) -> bool:
     return bool(turned_off)
 
 
+@starts_with_personas
 def test_a_failed_delivery_of_a_webhook_turned_off_meanwhile_is_dropped(
     pg_engine: Engine,
 ) -> None:
@@ -847,6 +854,7 @@ def test_a_failed_delivery_of_a_webhook_turned_off_meanwhile_is_dropped(
     assert shown["webhook"]["enabled"] is False and shown["webhook"].get("failing") is None
 
 
+@starts_with_personas
 def test_a_410_while_the_watch_is_held_is_kept_and_turns_the_webhook_off_later(
     pg_engine: Engine,
 ) -> None:
@@ -906,6 +914,7 @@ def test_deliveries_no_webhook_will_send_are_dropped_once_due(world: World) -> N
     assert leased == [] and before == (2, 2) and after == (0, 2)
 
 
+@starts_with_personas
 def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine) -> None:
     """One UPDATE took the watches' rows in the table's order: against a matcher's step,
     which updates them in id order, a deadlock (review 34c). The step holds the first watch
@@ -943,6 +952,7 @@ def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine)
         assert all(w["webhook"]["enabled"] is False for w in shown)
 
 
+@starts_with_personas
 def test_skipping_hidden_events_takes_the_watches_in_id_order(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -985,6 +995,7 @@ def test_skipping_hidden_events_takes_the_watches_in_id_order(
         assert read_position(conn, SOUTHENERGY, second) == 5
 
 
+@starts_with_personas
 def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
     pg_engine: Engine,
 ) -> None:
@@ -1030,6 +1041,7 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
         assert [len(events(world, SOUTHENERGY, w)[0]) for w in (first, second)] == [1, 1]
 
 
+@starts_with_personas
 def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     pg_engine: Engine,
 ) -> None:
@@ -1113,6 +1125,7 @@ def test_a_queue_left_by_a_worker_stopped_mid_round_is_dropped_by_the_next(world
     assert (left, kept) == ([fine], 0)
 
 
+@starts_with_personas
 def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
     pg_engine: Engine, monkeypatch
 ) -> None:
@@ -1155,6 +1168,7 @@ def test_what_a_matcher_step_queues_while_its_webhook_goes_off_is_dropped_after(
         assert (left, conn.execute(kept_rows).scalar_one()) == (0, 0)
 
 
+@starts_with_personas
 def test_dropping_a_queue_holds_no_watch_row(pg_engine: Engine) -> None:
     """Held FOR UPDATE while a large queue was deleted, the watch's row stood a matcher's
     step and a Party marking its events read behind the deletion (review 36g); it is only
@@ -1183,6 +1197,7 @@ def test_dropping_a_queue_holds_no_watch_row(pg_engine: Engine) -> None:
         assert conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one() == 0
 
 
+@starts_with_personas
 def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
     """A watch whose row another transaction holds (a Party marking its events read, a
     matcher's step updating it) is kept for a later round, not waited for: waiting, every
@@ -1215,6 +1230,7 @@ def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
         assert conn.execute(text(disabled)).scalars().all() == [held, free]
 
 
+@starts_with_personas
 @pytest.mark.parametrize("held", [False, True], ids=["turned-off", "kept"])
 def test_a_lease_under_way_leases_nothing_of_a_watch_gone_meanwhile(
     pg_engine: Engine, held: bool
@@ -1272,6 +1288,7 @@ def test_a_lease_under_way_leases_nothing_of_a_watch_gone_meanwhile(
     assert [d for d in leased if d.watch_id == gone] == []
 
 
+@starts_with_personas
 def test_a_matcher_step_queues_nothing_for_a_kept_watch(pg_engine: Engine) -> None:
     """A watch kept after its 410 is not hooked for the matcher: what it queued for one was
     left in the outbox once the webhook was turned off (review 36c)."""
@@ -1316,6 +1333,7 @@ def test_what_another_worker_leased_of_a_watch_gone_since_is_dropped(world: Worl
     assert left == [fine]
 
 
+@starts_with_personas
 def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -> None:
     """A deletion waits for a matcher's step, which holds its watches FOR KEY SHARE and then
     updates them in id order; waiting, it held the row's place in line, and whoever came
@@ -1360,6 +1378,7 @@ def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -
     assert [(w["id"], w["webhook"]["enabled"]) for w in shown] == [(first, False)]
 
 
+@starts_with_personas
 def test_two_deletions_of_one_watch_go_one_after_the_other(pg_engine: Engine) -> None:
     """The first deletion deleted the watch after a matcher's step committed an event for it;
     a second deletion's first pass took that event's delivery, and it waited for the watch
@@ -1397,6 +1416,7 @@ def test_two_deletions_of_one_watch_go_one_after_the_other(pg_engine: Engine) ->
         assert conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one() == 0
 
 
+@starts_with_personas
 def test_another_partys_deletion_waits_for_no_deletion_of_the_owner(pg_engine: Engine) -> None:
     """Another Party's 404 came only once the owner's deletion ended: time to answer told it
     the watch was there, being deleted (review 35e)."""
@@ -1416,6 +1436,7 @@ def test_another_partys_deletion_waits_for_no_deletion_of_the_owner(pg_engine: E
         owner.rollback()
 
 
+@starts_with_personas
 def test_a_deletion_kept_waiting_says_the_store_is_busy_and_changes_nothing(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1442,6 +1463,7 @@ def test_a_deletion_kept_waiting_says_the_store_is_busy_and_changes_nothing(
         assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "7s"
 
 
+@starts_with_personas
 def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     pg_engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1168,6 +1168,7 @@ def test_unknown_screen_paths_get_a_page_and_the_api_keeps_json(client: TestClie
     assert client.get("/api/v1/nothing").headers["content-type"] == "application/json"
 
 
+@P.starts_with_personas
 def test_the_screen_on_postgresql(pg_url: str) -> None:
     """Sessions, the rule (row-level security there) and the report, on the other engine."""
     engine = open_store(pg_url)

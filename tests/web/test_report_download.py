@@ -150,6 +150,7 @@ def report_entries(engine) -> list:
         return [e for e in iter_entries(conn, EntryFilter()) if e.action == "report"]
 
 
+@P.starts_with_personas
 def test_no_byte_of_a_report_is_sent_before_its_access_log_entry_is_stored(engine):
     """SPEC section 8: a read's entry is stored before its first byte is sent. Another
     connection holds the access log's writes (SQLite's write lock; a lock on the table on

@@ -33,6 +33,7 @@ def bearer(engine, party: str) -> str:
         return create_token(conn, party.lower())
 
 
+@P.starts_with_personas
 @pytest.mark.parametrize(("stop", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
 def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     sqlite_url, tmp_path, stop, workers
@@ -152,6 +153,7 @@ def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sq
     assert "returned without completing response" in said, said
 
 
+@P.starts_with_personas
 def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqlite_url, tmp_path):
     """Blocked in `send` to a client that reads no more, a stream never came back to look
     whether the server was stopping: uvicorn cancelled it with a traceback, and its closing

@@ -20,6 +20,7 @@ SAID = "`servicetrail db check` names what to repair"
 
 
 @pytest.fixture
+@P.starts_with_personas
 def stripped(pg_engine):
     """The persona world, an API token, then the reader role's grants taken away."""
     P.load_personas(pg_engine)
@@ -45,6 +46,7 @@ def test_the_cli_exits_3_naming_db_check(pg_url, pg_engine, stripped, tmp_path) 
     assert SAID in result.output and "Traceback" not in result.output
 
 
+@P.starts_with_personas
 def test_a_reader_role_that_does_not_exist_is_said_the_same_way(
     pg_url, pg_engine, tmp_path
 ) -> None:

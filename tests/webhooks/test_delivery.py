@@ -916,6 +916,7 @@ def test_a_cancelled_worker_ends_its_attempts_in_flight_at_once(engine, world) -
 
 
 @pytest.fixture
+@starts_with_personas
 def store_lockable(sqlite_url, monkeypatch):
     """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while
     the test holds the write lock: a store that fails a round."""
@@ -1166,6 +1167,7 @@ def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease
     assert min(left) > 1.2, sorted(left)
 
 
+@starts_with_personas
 def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
     and what it had leased came due again when the lease ended, minutes later and sent
@@ -1217,6 +1219,7 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
         assert pending_count(conn) == 0 and deliverer._outcomes == []
 
 
+@starts_with_personas
 def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothing(
     pg_engine,
 ) -> None:

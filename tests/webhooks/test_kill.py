@@ -75,6 +75,7 @@ def deliver_worker(db_url: str) -> subprocess.Popen:
     )
 
 
+@P.starts_with_personas
 @pytest.mark.slow
 def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
@@ -120,6 +121,7 @@ def test_nothing_pending_is_lost_to_a_kill(engine, db_url, tmp_path, monkeypatch
     assert all(r.verified and not r.error for r in revived.received)
 
 
+@P.starts_with_personas
 def test_a_delivery_in_flight_when_its_worker_is_killed_is_due_again_within_seconds(
     engine, db_url, monkeypatch
 ) -> None:
@@ -160,6 +162,7 @@ def test_a_delivery_in_flight_when_its_worker_is_killed_is_due_again_within_seco
     assert timedelta(0) < due - killed <= timedelta(seconds=17), due - killed
 
 
+@P.starts_with_personas
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_worker_alone_seals_its_attempts_access_entries_as_it_stops(
     engine, db_url, monkeypatch, stop
