@@ -299,6 +299,16 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In xdist's controller, before its workers start (its own hook runs last): the test
+    modules' asserts rewritten once for all of them (tests/rewritten_once.py)."""
+    config = session.config
+    if config.pluginmanager.hasplugin("dsession") and not hasattr(config, "workerinput"):
+        from tests.rewritten_once import rewrite_before_the_workers
+
+        rewrite_before_the_workers(config, Path(__file__).parent)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Moves the modules of LONGEST_FIRST to the front, in that order, each module's tests
