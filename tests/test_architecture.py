@@ -24,6 +24,7 @@ MAY_TOUCH_SAT_TABLES = {
     "store/filters.py",
     "store/device_search.py",
     "store/index_search.py",
+    "store/request_search.py",
     # watches: the rule's own clauses with the viewer as a column, for many Parties at once
     "store/watch_sql.py",
     # the verifiable logs: a record's leaf is made from its stored row (SPEC section 7)

@@ -98,19 +98,11 @@ def index_records_statement(scope: Scope, shape: Shape, titles_only: bool = Fals
     return page_of_candidates(candidate, scope, conditions(shape, with_cursor=False), titles_only)
 
 
-@lru_cache(maxsize=256)
-def request_statement(
-    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, titles_only: bool = False
-) -> Select[Any]:
-    """A search by Request ID: the trail's identity index gives the few records that carry it,
-    and each is kept only past the viewer's index row for it. Only the keys of another Party's
-    records are read (from the two indexes), never their rows, and the rule on top runs on
-    what the viewer may see alone; so a Request ID in use by someone else costs about what an
-    unused one does. The page's LIMIT also keeps the engine from merging the rule into the
-    probe."""
-    # EXISTS, not a join: a join let SQLite walk all of the viewer's index rows and probe the
-    # trail for each; this way the identity index leads, on both engines
-    seen = (
+def seen_by_viewer(scope: Scope) -> ColumnElement[bool]:
+    """The record has the viewer's index row for an access the scope wants. EXISTS, not a
+    join: a join let SQLite walk all of the viewer's index rows and probe the trail for each;
+    this way the trail's index leads, on both engines."""
+    return (
         select(literal_column("1"))
         .where(
             v.party_id == _party(),
@@ -120,11 +112,22 @@ def request_statement(
         )
         .exists()
     )
+
+
+@lru_cache(maxsize=256)
+def request_statement(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, titles_only: bool = False
+) -> Select[Any]:
+    """A search by one of the viewer's own Request IDs (another User's: store.request_search):
+    the trail's identity index gives the few records that carry it, and each is kept only
+    past the viewer's index row for it. The page's LIMIT also keeps the engine from merging
+    the rule into the probe. Another Party's records of it cost a probe each (audit 47f 1),
+    which is why it serves only Request IDs whose records are the viewer's."""
     candidate = (
         select(*RECORD_COLUMNS)
         .where(
             s.request_id == bindparam("request_id", type_=s.request_id.type),
-            seen,
+            seen_by_viewer(scope),
             *conditions(shape, with_cursor),
         )
         .order_by(s.logged_at.desc(), s.id.desc())

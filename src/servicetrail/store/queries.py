@@ -4,6 +4,7 @@ viewer, so none can skip the rule.
 Read the rule first (domain/visibility.py, and visibility_sql.py for the same rule in SQL),
 then the forms a search takes here, each applying the rule on top of what it finds:
 - a search by Device: the interval-first form (device_search.py);
+- a search by another User's Request ID: its target's intervals (request_search.py);
 - any other search, and a look-up by id: the per-Party visibility index (index_search.py);
 - an export of everything that matches: the general form (`items.visible_titles`, with
   payload heads; a long payload is read whole as its row comes).
@@ -50,6 +51,7 @@ from .items import (
 )
 from .limits import EXPORT_SECONDS, StoreBusy
 from .read_transaction import custom_plans, read_as
+from .request_search import others_request, request_search
 from .schema import dcc_user, party, responsibility, sat_payload, sat_record
 from .visibility_sql import intervals_query, viewer_params
 
@@ -105,9 +107,16 @@ def search_page(
     head_chars = PAYLOAD_HEAD_CHARS if heads_only else head_chars_for(limit + 1)
     params.update(head_params(head_chars))
     by_device = bool(search.device_id) and not search.request_id
-    # A device search reads the viewer's Responsibility intervals on the device first: they
-    # decide the statement's form (and travel with the transaction's settings).
-    needs_intervals = by_device and search.scope is not Scope.OWN
+    # A device search reads the viewer's Responsibility intervals on the device first, and a
+    # search by another User's Request ID those on its target: they decide the statement's
+    # form (and travel with the transaction's settings).
+    asked = others_request(viewer, search)
+    prefetch: tuple[Any, dict[str, Any]] | None = None
+    if search.scope is not Scope.OWN:
+        if by_device:
+            prefetch = (intervals_query(), params)
+        elif asked is not None:
+            prefetch = (intervals_query(), {**viewer_params(viewer), "device_id": asked.target})
     rows: Sequence[Any]
     next_cursor: Cursor | None = None
     # both forms read ordered index ranges with a LIMIT: a plan that does not depend on the values
@@ -115,7 +124,7 @@ def search_page(
         conn,
         viewer,
         generic_plan=True,
-        prefetch=(intervals_query(), params) if needs_intervals else None,
+        prefetch=prefetch,
         one_snapshot=True,
     ) as intervals:
         if by_device:
@@ -131,13 +140,15 @@ def search_page(
         elif search.request_id:
             # planned for its Request ID: a generic plan hashed all of the viewer's index rows
             custom_plans(conn)
-            query = request_statement(
-                search.scope,
-                shape_of(search),
-                cursor is not None,
-                rows_bucket(limit + 1),
-                titles_only,
-            )
+            bucket = rows_bucket(limit + 1)
+            if asked is not None:
+                query = request_search(
+                    search, asked, cursor is not None, params, intervals, bucket, titles_only
+                )
+            else:
+                query = request_statement(
+                    search.scope, shape_of(search), cursor is not None, bucket, titles_only
+                )
             rows = conn.execute(query, params).all()
         else:
             rows, next_cursor = _index_page(

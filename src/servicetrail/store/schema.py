@@ -34,7 +34,16 @@ UTC = timezone.utc
 SHARED_KINDS = tuple(sorted(kind.value for kind in MP141_KINDS))
 SHARED_KINDS_SQL = f"kind IN ({', '.join(repr(k) for k in SHARED_KINDS)})"
 FROM_A_BARE_FILE_SQL = "identity_key LIKE 'f:%'"  # store.writer.BARE_FILE
-SCHEMA_HEAD = "0024"  # a test checks this against Alembic's head
+# A record whose User is neither User its Request ID names (`originator:target:counter`, each
+# an EUI-64 of 23 characters), or, of the kinds rule 3 shares, whose Device is not the
+# target: what a search by Request ID cannot find by the target's intervals alone (0025,
+# store.request_search). The search's clause must say it alike, for the engine to match it.
+REQUEST_TARGET_SQL = "substr(request_id, 25, 23)"
+APART_FROM_REQUEST_ID_SQL = (
+    f"request_id <> '' AND (user_id NOT IN (substr(request_id, 1, 23), {REQUEST_TARGET_SQL})"
+    f" OR ({SHARED_KINDS_SQL} AND device_id NOT IN ('', {REQUEST_TARGET_SQL})))"
+)
+SCHEMA_HEAD = "0025"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -201,6 +210,13 @@ def _sat_tables(meta: MetaData, partitioned: bool) -> tuple[Table, Table]:
             "request_id",
             sqlite_where=text(FROM_A_BARE_FILE_SQL),
             postgresql_where=text(FROM_A_BARE_FILE_SQL),
+        ),
+        # 0025: the records a search by Request ID finds apart from the target's intervals
+        Index(
+            "ix_sat_record_apart_request",
+            "request_id",
+            sqlite_where=text(APART_FROM_REQUEST_ID_SQL),
+            postgresql_where=text(APART_FROM_REQUEST_ID_SQL),
         ),
         *record_keys,
     )

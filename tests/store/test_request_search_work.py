@@ -1,0 +1,112 @@
+"""Audit 47f 1: a search by another User's Request ID does the same work whether that User
+sent it or no one did, so the time of the answer cannot tell a hostile User whether request
+N went to a Device (DUIS Request IDs are sender:device:counter, easily guessed).
+
+Counted as tests/store/test_lookup_work.py counts a look-up (SQLite's virtual machine
+instructions; PostgreSQL's executed plan nodes, their loops, rows and rows removed, as the
+reader role and with custom plans, as the service runs this search). Before
+store.request_search, another Party's exchange of three messages took 128 SQLite
+instructions against 45 for an unused Request ID.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from servicetrail.domain.model import SatRecord
+from servicetrail.domain.search import Search
+from servicetrail.domain.visibility import Viewer
+from servicetrail.store.queries import search_page
+from servicetrail.store.writer import append_records
+from tests.personas import (
+    CHANGE_OF_SUPPLIER,
+    ESME_1,
+    LK_OU,
+    LOOKER,
+    NP_IS,
+    SOUTHENERGY,
+    SUNEXPORT,
+    World,
+    load_personas,
+    starts_with_personas,
+)
+from tests.store.test_lookup_work import (
+    postgres_nodes,
+    sqlite_instructions,
+    statements_sent,
+)
+
+# LOOKER's alert on ESME-1 in SOUTHENERGY's period: rule 2 hides it from the supplier
+LK_ALERT = f"{LK_OU}:{ESME_1}:7001"
+
+
+@pytest.fixture
+@starts_with_personas
+def world(engine: Engine) -> World:
+    built = load_personas(engine)
+    alert = SatRecord(
+        CHANGE_OF_SUPPLIER + timedelta(days=6),
+        "device_alert",
+        LK_ALERT,
+        "",
+        LK_OU,
+        ESME_1,
+        "8F1C",
+        "<lk alert>",
+    )
+    with engine.begin() as conn:
+        append_records(conn, [alert])
+    return built
+
+
+def search_statement(world: World, viewer: Viewer, request_id: str) -> tuple[str, object]:
+    """The statement (and its parameters) with which `search_page` reads the trail."""
+    with statements_sent(world.engine) as sent, world.engine.connect() as conn:
+        search_page(conn, viewer, Search(request_id=request_id), 20)
+    # on PostgreSQL SQLAlchemy's statement is seen again as psycopg's
+    reads = [(sql, params) for sql, params in sent if "sat_record" in sql]
+    assert len({sql for sql, _ in reads}) == 1, reads
+    return reads[0]
+
+
+def work(world: World, viewer: Viewer, request_id: str):
+    statement, parameters = search_statement(world, viewer, request_id)
+    if world.engine.dialect.name == "sqlite":
+        return sqlite_instructions(world.engine, statement, parameters)
+    return postgres_nodes(world.engine, viewer, statement, parameters, generic_plan=False)
+
+
+def found(world: World, viewer: Viewer, request_id: str) -> list[int]:
+    with world.engine.connect() as conn:
+        items, _ = search_page(conn, viewer, Search(request_id=request_id), 20)
+    return [i["id"] for i in items]
+
+
+@pytest.mark.parametrize(
+    "party, hidden, why",
+    [
+        (SUNEXPORT, f"{NP_IS}:{ESME_1}:1", "another Party's exchange on a Device never held"),
+        (SOUTHENERGY, f"{NP_IS}:{ESME_1}:1", "an exchange on its Device from before its time"),
+        (LOOKER, f"{NP_IS}:{ESME_1}:99", "another Party's device alert"),
+        (SOUTHENERGY, LK_ALERT, "another User's device alert on its Device in its time"),
+    ],
+)
+def test_another_users_request_id_is_searched_with_the_work_of_an_unused_one(
+    world: World, party: str, hidden: str, why: str
+) -> None:
+    viewer = world.viewer(party)
+    unused = hidden.rsplit(":", 1)[0] + ":424242"  # the same sender and Device
+    assert found(world, viewer, hidden) == [] == found(world, viewer, unused), why
+    assert work(world, viewer, hidden) == work(world, viewer, unused), why
+
+
+def test_the_count_sees_the_work_of_a_request_id_that_is_found(world: World) -> None:
+    """The measure can fail: LOOKER's Request ID whose response fell in SOUTHENERGY's time
+    costs the supplier more than an unused one."""
+    viewer = world.viewer(SOUTHENERGY)
+    asked, unused = f"{LK_OU}:{ESME_1}:2", f"{LK_OU}:{ESME_1}:424242"
+    assert found(world, viewer, asked) == [world.ids["lk_cos_resp"]]
+    assert work(world, viewer, asked) != work(world, viewer, unused)
