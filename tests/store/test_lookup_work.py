@@ -111,16 +111,16 @@ def _pg_type(value: object) -> str:
 
 
 def postgres_nodes(
-    engine: Engine, viewer: Viewer, statement: str, parameters: object, generic_plan: bool = True
+    engine: Engine, viewer: Viewer, statement: str, parameters: object
 ) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran, the
     rows it produced and those its conditions removed (no times, no costs: those vary from
-    run to run). `generic_plan`: as the statement is run in service."""
+    run to run)."""
     explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
-    with engine.connect() as conn, read_as(conn, viewer, generic_plan=generic_plan):
+    with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
         if isinstance(parameters, list):  # sent with the server's own $n placeholders
-            # prepared, then executed: the plan the service runs (a generic one, where read_as
-            # asks it), where EXPLAIN of the statement itself plans for the values given
+            # prepared, then executed: the plan the service runs (a generic one, as read_as
+            # asks), where EXPLAIN of the statement itself plans for the values given
             cursor = psycopg.RawCursor(conn.connection.driver_connection)
             types = ", ".join(_pg_type(value) for value in parameters)
             cursor.execute(f"PREPARE measured({types}) AS {statement}")

@@ -4,7 +4,7 @@ N went to a Device (DUIS Request IDs are sender:device:counter, easily guessed).
 
 Counted as tests/store/test_lookup_work.py counts a look-up (SQLite's virtual machine
 instructions; PostgreSQL's executed plan nodes, their loops, rows and rows removed, as the
-reader role and with custom plans, as the service runs this search). Before
+reader role and with a generic plan, as the service runs this search). Before
 store.request_search, another Party's exchange of three messages took 128 SQLite
 instructions against 45 for an unused Request ID.
 """
@@ -76,7 +76,7 @@ def work(world: World, viewer: Viewer, request_id: str):
     statement, parameters = search_statement(world, viewer, request_id)
     if world.engine.dialect.name == "sqlite":
         return sqlite_instructions(world.engine, statement, parameters)
-    return postgres_nodes(world.engine, viewer, statement, parameters, generic_plan=False)
+    return postgres_nodes(world.engine, viewer, statement, parameters)
 
 
 def found(world: World, viewer: Viewer, request_id: str) -> list[int]:
