@@ -297,7 +297,8 @@ class Settings:
         15.0,
         seconds(zero_allowed=False),
         "15",
-        "seconds one webhook attempt may take, answer included",
+        "seconds one webhook attempt may take, connecting and the answer included (a receiver "
+        "whose listen queue is full makes the worker wait to connect)",
     )
     webhook_concurrency: int = setting(
         "WEBHOOK_CONCURRENCY", 64, whole(1), "64", "webhook deliveries in flight per worker"
