@@ -52,7 +52,8 @@ ORIGINATOR, TARGET = "request_originator", "request_target"
 
 def others_request(viewer: Viewer, search: Search) -> RequestId | None:
     """The searched Request ID when it is another User's (the viewer is neither its sender nor
-    its addressee), else None: the viewer's own is searched as before."""
+    its addressee) and written as the loaders store it, else None: the viewer's own, and an
+    odd text, are searched as before."""
     if not search.request_id:
         return None
     try:
@@ -61,7 +62,11 @@ def others_request(viewer: Viewer, search: Search) -> RequestId | None:
         return None
     if asked.originator in viewer.user_ids or asked.target in viewer.user_ids:
         return None
-    return asked
+    # The branches tell the records apart by the stored text's parts (the partial index) and
+    # by the parsed ones: they agree only when the searched text, which the stored one
+    # equals, is the parsed one written out. Another (a record page asks by the Request ID
+    # as stored, and the writer keeps lower case) put a record in both, listed twice.
+    return asked if str(asked) == search.request_id else None
 
 
 def request_search(
