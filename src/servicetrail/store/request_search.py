@@ -41,7 +41,7 @@ from ..domain.search import Search
 from ..domain.visibility import Scope, Viewer
 from .device_search import MAX_RANGE_BRANCHES
 from .filters import Shape, conditions, shape_of
-from .index_search import request_statement, seen_by_viewer
+from .index_search import seen_by_viewer
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
 from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, UtcDateTime, sat_record
 from .visibility_sql import merged_ranges
@@ -81,9 +81,7 @@ def request_search(
     """The statement for another User's Request ID (adding its parameters). `intervals`: the
     viewer's Responsibility rows on the Request ID's target (`visibility_sql.intervals_query`;
     None for a search of the viewer's own traffic, which rule 3 never serves)."""
-    ranges = merged_ranges([Responsibility(*row) for row in intervals or ()])
-    if len(ranges) > MAX_RANGE_BRANCHES:  # past what a registry holds for one Device and Party
-        return request_statement(search.scope, shape_of(search), with_cursor, bucket, titles_only)
+    ranges = bridged(merged_ranges([Responsibility(*row) for row in intervals or ()]))
     params[ORIGINATOR], params[TARGET] = asked.originator, asked.target
     for j, (start, end) in enumerate(ranges):
         params[f"from_{j}"], params[f"to_{j}"] = start, end
@@ -148,6 +146,20 @@ def _statement(
         .subquery("candidate")
     )
     return page_of_candidates(candidate, scope, titles_only=titles_only)
+
+
+def bridged(ranges: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Disjoint ranges (oldest first), at most MAX_RANGE_BRANCHES: past that (more than a
+    registry holds for one Device and Party) one range from the first's start to the last's
+    end, where the viewer's index rows keep out what it may not see. A hidden record
+    between the viewer's ranges then costs its probe. Falling back to reading every record
+    of the Request ID, as this search did, told the time of another's exchange at any time,
+    and on the read's generic plan hashed every index row of the viewer's for a Request ID
+    that had a record (PostgreSQL, 7,000 rows: 2.7 ms against 0.9); bridging only the
+    shortest gaps down to 32 ranges, 97 branches, took 13 ms (audit 48h)."""
+    if len(ranges) <= MAX_RANGE_BRANCHES:
+        return ranges
+    return [(ranges[0][0], ranges[-1][1])]
 
 
 def unindexed(column: ColumnElement[str]) -> ColumnElement[str]:
