@@ -1287,8 +1287,7 @@ def test_a_410_during_a_registry_change_is_recorded_and_its_webhook_leased_nothi
                 (fine["id"], 2),
                 (fine["id"], 3),
             ]
-            worker.queues.held.clear()  # as if their leases had ended
-            with pg_engine.begin() as conn:
+            with pg_engine.begin() as conn:  # as if their leases had ended (never queued here)
                 conn.execute(text("UPDATE webhook_outbox SET next_attempt_at = now()"))
         change.rollback()
     round_(Deliverer(pg_engine, schedule=[60]), 10, [])  # a worker that never saw the 410

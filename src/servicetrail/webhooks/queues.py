@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, KeysView, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -64,8 +64,6 @@ class Queues:
         # Apart from `_leases`: once its attempt has ended, a delivery is no longer held here,
         # and a lease may take it again (its lease lapsed) before its outcome is recorded
         self._ended: dict[Key, datetime] = {}
-        # leased here, queued or in flight: the next lease leaves them be
-        self.held: set[Key] = set()
         self._in_flight: Counter[Host] = Counter()
         self._party_in_flight: Counter[str] = Counter()
         self._party_host_in_flight: Counter[tuple[str, Host]] = Counter()
@@ -112,7 +110,6 @@ class Queues:
         """A delivery just leased, queued last for its Party at its receiver; `store_end`:
         when its lease ends in the store (None: it is not renewed)."""
         key = (delivery.watch_id, delivery.event_id)
-        self.held.add(key)
         self._leases[key] = Lease(lease_ends, store_end)
         self._queued[(delivery.party_id, host)].append(delivery)
         self._party_queued[delivery.party_id] += 1
@@ -223,6 +220,11 @@ class Queues:
         """When the lease of a delivery `start` gave out ends (monotonic clock)."""
         return self._ends_of((delivery.watch_id, delivery.event_id))
 
+    @property
+    def held(self) -> KeysView[Key]:
+        """The deliveries leased here, queued or in flight: the next lease leaves them be."""
+        return self._leases.keys()
+
     def _ends_of(self, key: Key) -> float:
         lease = self._leases.get(key)
         return math.inf if lease is None else lease.ends
@@ -284,7 +286,6 @@ class Queues:
 
     def _let_go(self, key: Key) -> None:
         """A delivery no longer held here (finished, dropped or not started)."""
-        self.held.discard(key)
         self._leases.pop(key, None)
 
     def _unqueued(self, delivery: Due, host: Host) -> None:
