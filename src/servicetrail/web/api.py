@@ -325,7 +325,7 @@ def triggers(
         Query(
             description=f"minutes to look back from the record, "
             f"1..{MAX_WINDOW_MINUTES} (default {DEFAULT_WINDOW_MINUTES})",
-            json_schema_extra=whole_number_schema(1, MAX_WINDOW_MINUTES),
+            json_schema_extra=whole_number_schema(1, MAX_WINDOW_MINUTES, empty_not_given=True),
         ),
     ] = None,
 ) -> Response:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from ..domain.ids import MAX_ID
 from ..signing import trusted_for
 from ..store.log_proofs import (
     AuditorsOnly,
@@ -106,7 +107,8 @@ def consistency(
         Query(
             max_length=200,
             description="a log's origin, as /logs lists",
-            json_schema_extra=NOT_BLANK_SCHEMA,
+            # "" is refused ("is required"), where the other texts' empty value is not given
+            json_schema_extra={**NOT_BLANK_SCHEMA, "minLength": 1},
         ),
     ],
     from_: Annotated[
@@ -115,7 +117,7 @@ def consistency(
             alias="from",
             max_length=20,
             description="the smaller tree size, 1 at least",
-            json_schema_extra=whole_number_schema(1),
+            json_schema_extra=whole_number_schema(1, MAX_ID),
         ),
     ],
     to: Annotated[
@@ -123,7 +125,7 @@ def consistency(
         Query(
             max_length=20,
             description="a checkpointed tree size of the log, `from` at least",
-            json_schema_extra=whole_number_schema(1),
+            json_schema_extra=whole_number_schema(1, MAX_ID),
         ),
     ],
 ) -> Any:

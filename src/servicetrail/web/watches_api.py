@@ -163,7 +163,7 @@ def watch_events(
         str | None,
         Query(
             description="the last event_id you have (default 0)",
-            json_schema_extra=whole_number_schema(0),
+            json_schema_extra=whole_number_schema(0, MAX_ID, empty_not_given=True),
         ),
     ] = None,
     limit: PageSize = 100,
@@ -367,7 +367,7 @@ def watch_stream(
         str | None,
         Query(
             description="resume after this event_id (when no Last-Event-ID)",
-            json_schema_extra=whole_number_schema(0),
+            json_schema_extra=whole_number_schema(0, MAX_ID, empty_not_given=True),
         ),
     ] = None,
 ) -> Response:
