@@ -721,13 +721,22 @@ def test_each_result_shows_its_request_id(np: TestClient, world) -> None:
     cells = re.findall(r'<td role="cell" class="c-request"[^>]*>(.*?)</td>', page, re.S)
     rows = re.findall(r'<a href="/records/(\d+)(?:\?back=[^"]*)?">', page)
     assert len(cells) == len(rows) > 0
-    by_id = {world.ids[name]: record.request_id for name, record in world.records.items()}
+    by_id = {world.ids[name]: record for name, record in world.records.items()}
+    # an alert's Request ID is its ResponseID, and its cell says so; the note's words were
+    # cut from every cell unchecked, which passed them on no alert's row or on every row
+    note = '<span class="sub">the alert’s ResponseID</span>'
+    alerts = 0
     for cell, record_id in zip(cells, rows, strict=True):
-        shown = unescape(re.sub(r"<span class=\"sub\">.*?</span>|<[^>]+>", "", cell))
-        assert shown == by_id[int(record_id)]
+        record = by_id[int(record_id)]
+        alert = record.kind in ("device_alert", "dcc_alert") and not record.srv
+        assert cell.count(note) == alert, cell
+        alerts += alert
+        shown = unescape(re.sub(r"<[^>]+>", "", cell.replace(note, "")))
+        assert shown == record.request_id
         # a break only after a '-' or ':', never inside an octet
         before = re.findall(r"(.{8})<wbr", cell)
         assert before and all(b.endswith(("-", ":</span>")) for b in before), cell
+    assert alerts  # the page holds an alert, whose note is checked
 
 
 def test_the_search_page_explains_every_duis_response_code(np: TestClient, world) -> None:
