@@ -22,6 +22,7 @@ DCC alerts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -126,6 +127,40 @@ def looker_flood(
     with engine.begin() as conn:
         append_records(conn, flood)
     return flood
+
+
+# when the watch tests' LOOKER requests come: after every persona record
+WATCHED_FROM = t("2025-04-01T10:00:00Z")
+
+
+def looker_requests(
+    engine: Engine,
+    numbers: Iterable[int],
+    *,
+    counter_from: int,
+    payload: str = "<b>",
+    at: datetime = WATCHED_FROM,
+) -> None:
+    """LOOKER's 11.2 requests to ESME-1 (MP141 titles for its supplier, SOUTHENERGY, by
+    then), stored: for each n of `numbers`, one `n` seconds after `at`, its Request ID's
+    counter `counter_from + n` (each test module its own range)."""
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    at + timedelta(seconds=n),
+                    "request",
+                    _rid(LK_OU, ESME_1, counter_from + n),
+                    "11.2",
+                    LK_OU,
+                    ESME_1,
+                    "",
+                    payload,
+                )
+                for n in numbers
+            ],
+        )
 
 
 def non_device_exchange(engine: Engine, requests: int) -> int:

@@ -12,14 +12,12 @@ import orjson
 import pytest
 
 from servicetrail import settings
-from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.logged_reads import lease_deliveries
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import create_watch
-from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
@@ -46,23 +44,7 @@ def bearer(engine, party: str) -> dict[str, str]:
 
 def lk_requests(engine, count: int, first: int = 0) -> None:
     """LOOKER's requests to ESME-1: MP141 titles for its supplier, SOUTHENERGY, by then."""
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    LATER + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in range(first, first + count)
-            ],
-        )
+    P.looker_requests(engine, range(first, first + count), counter_from=700, at=LATER)
     catch_up(engine)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
 
 import pytest
 
@@ -26,24 +25,9 @@ def world(engine):
 
 
 def lk_requests(engine, first: int, count: int) -> None:
-    at = P.t("2025-04-01T10:00:00Z")
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 600}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<secret body>",
-                )
-                for n in range(first, first + count)
-            ],
-        )
+    P.looker_requests(
+        engine, range(first, first + count), counter_from=600, payload="<secret body>"
+    )
     catch_up(engine)
 
 

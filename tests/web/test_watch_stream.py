@@ -10,15 +10,12 @@ import httpx
 import pytest
 
 from servicetrail import settings
-from servicetrail.domain.model import SatRecord
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
 from servicetrail.store.watch_matcher import catch_up
-from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
-from tests.webhooks.test_kill import add_requests as add_many_requests
 
 
 @pytest.fixture
@@ -38,24 +35,7 @@ def token(engine, party: str) -> str:
 
 
 def add_requests(engine, first: int, count: int) -> None:
-    at = P.t("2025-04-01T10:00:00Z")
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at.replace(second=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 800}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in range(first, first + count)
-            ],
-        )
+    P.looker_requests(engine, range(first, first + count), counter_from=800)
     catch_up(engine)
 
 
@@ -187,7 +167,8 @@ def test_a_stream_whose_client_stopped_reading_is_cut_off_and_logged(
     use_settings(SERVICETRAIL_SEND_TIMEOUT=1)
     secret = token(engine, P.SOUTHENERGY)
     headers, url = watched(engine, server, secret)
-    add_many_requests(engine, 0, 8000)  # events enough to fill both sockets' buffers (~4 MB)
+    # events enough to fill both sockets' buffers (~4 MB)
+    P.looker_requests(engine, range(8000), counter_from=5000)
     catch_up(engine)
     sock, head = server.stalled_get(url.split(str(server.port), 1)[1], secret)
     try:

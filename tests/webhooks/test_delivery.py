@@ -67,23 +67,7 @@ def unreached_watch(engine, name: str = "w") -> dict:
 
 
 def lk_requests(engine, *numbers: int, at=LATER) -> None:
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 900}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<secret body>",
-                )
-                for n in numbers
-            ],
-        )
+    P.looker_requests(engine, numbers, counter_from=900, payload="<secret body>", at=at)
 
 
 def run(deliverer: Deliverer, until, seconds: float = 20) -> bool:

@@ -17,10 +17,8 @@ import sqlalchemy
 from sqlalchemy import text
 
 from servicetrail import settings
-from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.watches import create_watch
-from servicetrail.store.writer import append_records
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.web.live_server import live_server
@@ -45,24 +43,7 @@ def wait_for(condition, seconds: float) -> bool:
 
 
 def add_requests(engine, first: int, count: int) -> None:
-    at = P.t("2025-04-01T10:00:00Z")
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 5000}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in range(first, first + count)
-            ],
-        )
+    P.looker_requests(engine, range(first, first + count), counter_from=5000)
 
 
 def deliver_worker(db_url: str) -> subprocess.Popen:
