@@ -22,13 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from servicetrail.domain.model import SatRecord  # noqa: E402
 from servicetrail.domain.watches import watch_spec  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.watch_matcher import match_new_records  # noqa: E402
 from servicetrail.store.watches import create_watch  # noqa: E402
-from servicetrail.store.writer import append_records  # noqa: E402
-from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
+from tests.personas import ESME_1, SOUTHENERGY, load_personas, looker_requests  # noqa: E402
 
 FLOOR_TABLE = """CREATE TABLE bench_event (
     watch_id BIGINT NOT NULL, event_id BIGINT NOT NULL, record_id BIGINT NOT NULL,
@@ -48,24 +46,7 @@ def main() -> None:
     with engine.begin() as conn:
         for n in range(args.watches):
             create_watch(conn, SOUTHENERGY, watch_spec({"name": f"w{n}"}), None)
-    at = t("2025-04-01T10:00:00Z")
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    at + timedelta(seconds=n),
-                    "request",
-                    f"{LK_OU}:{ESME_1}:{n}",
-                    "11.2",
-                    LK_OU,
-                    ESME_1,
-                    "",
-                    "<body/>",
-                )
-                for n in range(args.records)
-            ],
-        )
+    looker_requests(engine, range(args.records), counter_from=0, payload="<body/>")
     wall, cpu = time.perf_counter(), time.process_time()
     while True:
         with engine.begin() as conn:
