@@ -14,8 +14,8 @@ from ..domain.search import DEFAULT_PAGE
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from .api import ERRORS, AccountDep
 from .errors import ParameterError
+from .param_schemas import NOT_BLANK_SCHEMA
 from .params import (
-    NOT_BLANK_SCHEMA,
     PageCursor,
     PageSize,
     TimeFrom,

@@ -42,9 +42,9 @@ from .params import (
     build_search,
     cursor_of,
     refuse_wrong_parameters,
-    whole_number_schema,
     record_id_or_404,
 )
+from .param_schemas import whole_number_schema
 from .presenters import older_triggers
 from .schemas import Error, Item, Page, Triggers, Why
 from .state import engine_of, reader_of, seen_credentials

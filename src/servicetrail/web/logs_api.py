@@ -24,13 +24,8 @@ from ..store.logged_reads import logged_read
 from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
-from .params import (
-    NOT_BLANK_SCHEMA,
-    asked,
-    record_id_or_404,
-    tree_size,
-    whole_number_schema,
-)
+from .param_schemas import NOT_BLANK_SCHEMA, whole_number_schema
+from .params import asked, record_id_or_404, tree_size
 from .schemas import Consistency, Error, Logs, Proof
 from .state import reader_of, store_url, verifier_key
 

@@ -17,13 +17,13 @@ from ..domain.model import Kind
 from ..domain.search import (
     DEFAULT_PAGE,
     MAX_PAGE,
-    NOT_BLANK_PATTERN,
     Cursor,
     InvalidField,
     Search,
 )
 from ..domain.visibility import Scope
 from .errors import ParameterError
+from .param_schemas import NOT_BLANK_SCHEMA, optional_time_schema, or_empty, time_schema
 
 
 # id(a route's dependant) -> (that dependant, kept so that its id is never reused; the query
@@ -138,31 +138,6 @@ def _empty_as(default: object) -> BeforeValidator:
     return BeforeValidator(read)
 
 
-# The documented schema of `?limit=`, `?kind=`, `?from=`... (a form's empty field), which
-# the API reads as not given: beside the value's own, or a client generated from the document
-# could not send what the API takes (audit 48e)
-EMPTY = {"enum": [""]}
-_NULL = {"type": "null"}
-_ANNOTATIONS = ("title", "description", "default")
-
-
-def _as_alternatives(schema: dict[str, Any], *alternatives: dict[str, Any]) -> None:
-    """`schema` made anyOf `alternatives`, its title, description and default kept: a value
-    keyword left beside anyOf (a `format`, a `pattern`) would hold for "" too."""
-    kept = {key: schema[key] for key in _ANNOTATIONS if key in schema}
-    schema.clear()
-    schema.update(kept, anyOf=list(alternatives))
-
-
-def or_empty(schema: dict[str, Any]) -> None:
-    """The documented schema of a parameter whose empty value is not given: its own value's
-    alternatives, then "", then the null of an optional Python type."""
-    own = schema.get("anyOf") or [{k: v for k, v in schema.items() if k not in _ANNOTATIONS}]
-    _as_alternatives(
-        schema, *[a for a in own if a != _NULL], EMPTY, *[a for a in own if a == _NULL]
-    )
-
-
 PageSize = Annotated[
     int,
     Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}", json_schema_extra=or_empty),
@@ -179,8 +154,6 @@ ScopeFilter = Annotated[
     Query(description="own, others (MP141) or all", json_schema_extra=or_empty),
     _empty_as(Scope.ALL),
 ]
-# the schema of a text the API calls blank when it is white space alone (SRV text has its own)
-NOT_BLANK_SCHEMA = {"pattern": NOT_BLANK_PATTERN}
 PageCursor = Annotated[
     str | None,
     Query(
@@ -188,50 +161,6 @@ PageCursor = Annotated[
         json_schema_extra=NOT_BLANK_SCHEMA,
     ),
 ]
-
-
-def whole_number_schema(
-    minimum: int, maximum: int | None = None, *, empty_not_given: bool = False
-) -> Callable[[dict[str, Any]], None]:
-    """The documented schema of a whole number the route parses itself (to name the parameter
-    in its own 422): an integer, in place of the `string or null` of its Python type, which
-    with `type: integer` beside it no value could satisfy; "" beside it where the route reads
-    an empty value as not given."""
-
-    def documented(schema: dict[str, Any]) -> None:
-        schema.pop("anyOf", None)
-        schema.pop("maxLength", None)  # the text's bound, which no integer has
-        schema.update(type="integer", minimum=minimum)
-        if maximum is not None:
-            schema["maximum"] = maximum
-        if empty_not_given:
-            or_empty(schema)
-
-    return documented
-
-
-# A time as RFC 3339 (the `date-time` format) writes it, or a date alone (`date`, read as
-# midnight UTC: SPEC section 5), each in years 1 to 9999: the formats also allow year 0000 and
-# a leap second (`23:59:60`), which no datetime holds, and a fraction of any length, where the
-# API reads 40 characters at the most (domain.times.parse_time). It also takes ISO-8601's other
-# forms (`20250301`, `2025-W10`, a space for the `T`); the document names the two that clients
-# write.
-_NOT_YEAR_0 = "^(?!0000)"
-_TIME = {
-    "type": "string",
-    "format": "date-time",
-    "pattern": _NOT_YEAR_0 + "(?!.{17}60)",  # the seconds' place in YYYY-MM-DDThh:mm:ss
-    "maxLength": 40,
-}
-_DAY = {"type": "string", "format": "date", "pattern": _NOT_YEAR_0}
-
-
-def _time_schema(schema: dict[str, Any]) -> None:
-    _as_alternatives(schema, _TIME, _DAY)
-
-
-def _optional_time_schema(schema: dict[str, Any]) -> None:
-    _as_alternatives(schema, _TIME, _DAY, EMPTY, _NULL)
 
 
 _BOUNDS = "ISO-8601 with offset or a date alone (midnight UTC), in years 1 to 9999 once in UTC"
@@ -243,10 +172,10 @@ def _bound(name: str, edge: str, schema: Callable[[dict[str, Any]], None]) -> An
     return Query(alias=name, description=f"{edge}, {_BOUNDS}", json_schema_extra=schema)
 
 
-TimeFrom = Annotated[str | None, _bound("from", "inclusive", _optional_time_schema)]
-TimeTo = Annotated[str | None, _bound("to", "exclusive", _optional_time_schema)]
-RequiredFrom = Annotated[str, _bound("from", "inclusive", _time_schema)]
-RequiredTo = Annotated[str, _bound("to", "exclusive", _time_schema)]
+TimeFrom = Annotated[str | None, _bound("from", "inclusive", optional_time_schema)]
+TimeTo = Annotated[str | None, _bound("to", "exclusive", optional_time_schema)]
+RequiredFrom = Annotated[str, _bound("from", "inclusive", time_schema)]
+RequiredTo = Annotated[str, _bound("to", "exclusive", time_schema)]
 
 
 # the names a read of the API or the screen takes, in the order an access-log entry keeps

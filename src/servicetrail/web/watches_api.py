@@ -36,7 +36,8 @@ from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token
 from .errors import ParameterError
 from .fairness import Slots, limits_of
-from .params import PageSize, asked, whole_number_schema
+from .param_schemas import whole_number_schema
+from .params import PageSize, asked
 from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut, inline_schema
 from .state import engine_of, reader_of
 from .stopping import ServerStopping
