@@ -24,7 +24,7 @@ from ..domain.intervals import Conflict, IntervalKey, Outcome, Overlap, interval
 from ..store.parties import party_ids
 from ..store.registry import load_devices, load_interval_rows, load_users
 from ..store.watch_matcher import catch_up
-from . import registry_csv
+from . import csv_records, registry_csv
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import CannotRead, Span, regular_file
 from .summary import Progress, StagedProgress, Summary, count_rejects, stage
@@ -301,8 +301,8 @@ def _collected_per_batch() -> Iterator[Callable[[], int]]:
 
 
 def _batches(
-    records: Iterator[registry_csv.CsvRecord], size: int
-) -> Iterator[list[registry_csv.CsvRecord]]:
+    records: Iterator[csv_records.CsvRecord], size: int
+) -> Iterator[list[csv_records.CsvRecord]]:
     while chunk := list(islice(records, size)):
         yield chunk
 
@@ -313,7 +313,7 @@ ParsedBatch = tuple[list[Any], list[tuple[int, bytes]], list[tuple[int, str, byt
 
 
 def _parsed_batches(
-    records: Iterator[registry_csv.CsvRecord],
+    records: Iterator[csv_records.CsvRecord],
     parse: registry_csv.RowParser,
     header: list[str],
 ) -> Iterator[ParsedBatch]:
