@@ -520,6 +520,26 @@ def test_a_reject_file_that_is_another_name_of_an_input_is_refused(cli, tmp_path
     assert path.read_text() == entry
 
 
+def test_rejects_named_inside_a_folder_read_let_the_same_command_run_again(cli, engine, tmp_path):
+    """`ingest incoming --rejects incoming/rejects.jsonl`: the first run made the file in the
+    folder, and the same command run again took it for an input and refused to write over it
+    (exit 2), where a re-run is to change nothing (SPEC section 4; audit 49c). A file of the
+    folder that is no reject file is still not written over."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    write_lines(folder / "day.jsonl", [json.dumps(rec(counter=1)), '{"not": "a record"}'])
+    target = folder / "rejects.jsonl"
+    first = cli("ingest", folder, "--rejects", target)
+    assert first.stdout == "loaded 1, rejected 1, skipped 0 duplicates\n", first.output
+    again = cli("ingest", folder, "--rejects", target)
+    assert again.exit_code == 1, again.output
+    assert again.stdout == "loaded 0, rejected 1, skipped 1 duplicates\n"
+    assert [r["line"] for r in rejects_of(target)] == [2]
+    kept = write_lines(folder / "more.jsonl", [json.dumps(rec(counter=2))])
+    refused = cli("ingest", folder, "--rejects", kept)
+    assert refused.exit_code == 2 and kept.read_text() == json.dumps(rec(counter=2)) + "\n"
+
+
 def test_a_new_reject_file_is_readable_by_its_owner_only(cli, tmp_path):
     """It holds records as they came, and an input may be a link to a file others cannot read
     (a folder's link to /etc/shadow put the file into a reject file anyone could read)."""

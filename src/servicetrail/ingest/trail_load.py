@@ -62,7 +62,8 @@ def ingest(
     # a key that cannot sign fails the run here, before anything is stored unsealed
     signer_for(engine.url.render_as_string(hide_password=False))
     summary = summary or Summary()
-    named = [(path, list(expand([path], summary.skipped_files))) for path in paths]
+    own = None if rejects_path is None else rejects_path.parent.resolve() / rejects_path.name
+    named = [(path, _inputs_in(path, own, summary.skipped_files)) for path in paths]
     # a file named twice (by two names, or in a folder named too) is read once, by its first
     first_names: dict[Path, Path] = {}
     for _, found in named:
@@ -106,6 +107,16 @@ def ingest(
     finally:
         rejects.finish(summary)
     return summary
+
+
+def _inputs_in(path: Path, own_rejects: Path | None, skipped: list[Path]) -> list[Path]:
+    """The files `path` names, a folder's without the reject file `--rejects` names in it: the
+    first run made it there, and the same command run again took it for an input and refused
+    to write over it (audit 49c). One that is no reject file is still refused, by RejectFile."""
+    found = list(expand([path], skipped))
+    if own_rejects is None or not path.is_dir():
+        return found
+    return [f for f in found if f.parent.resolve() / f.name != own_rejects]
 
 
 class _Rejects:
