@@ -667,3 +667,26 @@ def test_a_time_longer_than_any_xs_datetime_duis_writes_is_refused():
     with pytest.raises(InvalidValue, match="not an xs:dateTime"):
         duis_time("2025-03-01T10:00:00." + "1" * 24 + "Z", "ResponseDateTime")
     assert duis_time("2025-03-01T10:00:00.1234567Z", "ResponseDateTime").microsecond == 123456
+
+
+@pytest.mark.parametrize("smets1_form", [False, True])
+def test_an_acknowledgement_without_the_requests_id_is_refused(smets1_form: bool) -> None:
+    """An I99 answers a request and shares its Request ID (SPEC section 4: the I99 row takes
+    `RequestID`, with no other id to fall back on). Without one it was stored as an
+    acknowledgement of no request, with an empty request_id, visible to the Device's supplier,
+    where the same record as SAT JSON Lines is rejected (audit 49c)."""
+    message = (
+        smets1(
+            "<sr:ServiceReference>4.1</sr:ServiceReference>"
+            "<sr:ServiceReferenceVariant>4.1.1</sr:ServiceReferenceVariant>",
+            ESME,
+            NORTH_IS,
+            "",
+            "<sr:ResponseMessage/>",
+        )
+        if smets1_form
+        else titles("4.1.1")
+    )
+    document = response("", _BY_ESME, "I99", "2025-03-04T09:00:05Z", message)
+    with pytest.raises(InvalidValue, match="acknowledgement .*without a RequestID"):
+        parse_document(document.encode(), None)

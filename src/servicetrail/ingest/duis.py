@@ -535,6 +535,12 @@ class _Parts:
         return self._response(kind, srv)
 
     def _response(self, kind: Kind, srv: str) -> SatRecord:
+        if kind is Kind.ACKNOWLEDGEMENT and self.request_id is None:
+            # stored with an empty request_id, it acknowledged no request, where SAT JSON
+            # Lines refuse the same record (SPEC 4.1's I99 row has no id to fall back on)
+            raise InvalidValue(
+                "DUIS acknowledgement (I99) without a RequestID: it answers a request"
+            )
         if self.request_id is not None:
             user_id, device_id, request_id = (
                 self.request_id.originator,
