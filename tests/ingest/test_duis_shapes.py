@@ -690,3 +690,18 @@ def test_an_acknowledgement_without_the_requests_id_is_refused(smets1_form: bool
     document = response("", _BY_ESME, "I99", "2025-03-04T09:00:05Z", message)
     with pytest.raises(InvalidValue, match="acknowledgement .*without a RequestID"):
         parse_document(document.encode(), None)
+
+
+@pytest.mark.parametrize(
+    "document, said",
+    [
+        (_answer("").replace("<sr:Body></sr:Body>", "<sr:Body/>"), "without a Body message"),
+        (_answer(titles("4.1.1")).split("<sr:Header>")[0] + "</sr:Response>", "without a Header"),
+    ],
+)
+def test_a_response_missing_its_header_or_its_body_message_is_said_to_miss_that(document, said):
+    """An empty Body was said to be a response "without Header and Body", its Header there
+    (audit 49c)."""
+    with pytest.raises(InvalidValue) as refused:
+        parse_document(document.encode(), None)
+    assert str(refused.value) == f"DUIS response {said}"

@@ -404,8 +404,11 @@ def _named_device(within: etree._Element | None) -> str:
 def _response(root: etree._Element, payload: str) -> SatRecord:
     top = _children(root)
     message = _only_message(top.get(_BODY))
-    if _HEADER not in top or message is None:
-        raise InvalidValue("DUIS response without Header and Body")
+    # each said apart: an empty Body was said to be a response "without Header and Body"
+    if _HEADER not in top:
+        raise InvalidValue("DUIS response without a Header")
+    if message is None:
+        raise InvalidValue("DUIS response without a Body message")
     header = _children(top[_HEADER])
     code = check_response_code(_value(header, _CODE))
     logged_at = duis_time(_value(header, _TIME), "ResponseDateTime")
