@@ -19,6 +19,7 @@ from ..store.accounts import AccountError
 from ..store.engine import StoreError
 from ..store.limits import SearchTooBroad, StoreBusy, store_busy
 from ..store.postgresql_errors import psycopg_error
+from ..store.schema_watch import StoreUpgraded
 from .commands import OnceOnlyGroup
 from .common import (
     Failure,
@@ -35,6 +36,7 @@ from .store_access import db_option
 EXPECTED: dict[type[Exception], int] = {
     settings.SettingError: 2,
     StoreError: 2,
+    StoreUpgraded: 2,  # a restart mends it, not a retry
     AccountError: 2,
     WeakPassword: 2,
     BadHeader: 2,

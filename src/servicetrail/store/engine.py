@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from .. import settings
 from ..sqlite_url import parameters_refused, sqlite_file, sqlite_true, uri_named
 from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
+from .schema_watch import RevisionWatch, postgresql_revision
 
 
 class StoreError(RuntimeError):
@@ -127,6 +129,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
             **({"pool_timeout": POOL_WAIT_SECONDS} if in_a_file else {}),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _watch_of_new(engine).on_sqlite_checkout)
         return engine
     size = pool_size or settings.current().pool_size
     engine = create_engine(
@@ -148,8 +151,17 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
     )
     event.listen(engine, "connect", _postgres_session)
     event.listen(engine, "checkin", _note_checkin)
-    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect, _watch_of_new(engine)))
     return engine
+
+
+# each engine's watch on its store's revision, armed by open_store (store.schema_watch)
+_WATCHES: weakref.WeakKeyDictionary[Engine, RevisionWatch] = weakref.WeakKeyDictionary()
+
+
+def _watch_of_new(engine: Engine) -> RevisionWatch:
+    watch = _WATCHES[engine] = RevisionWatch()
+    return watch
 
 
 # How long a request waits for a pooled connection when every one is in use (SQLAlchemy's
@@ -184,18 +196,30 @@ def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
     record.info.pop(RESERVED_ENTRY_ID, None)
 
 
-def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+def _ping_if_idle(dialect: Dialect, watch: RevisionWatch) -> Callable[[Any, Any, Any], None]:
+    """The ping of an idle connection, which reads the store's revision once the engine's
+    watch is armed: the watch's look costs no round trip of its own there, and one a second
+    (`watch.due`) on connections never idle that long."""
+
     def on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        watch.refuse_if_changed()
         idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        idle = idle_since is not None and time.monotonic() - idle_since >= PING_AFTER_IDLE_SECONDS
+        looks = watch.due() or (idle and watch.mine is not None)
+        if not idle and not looks:
             return  # new (just connected) or used a moment ago
         try:
-            dialect.do_ping(dbapi_conn)
+            if looks:
+                revision = postgresql_revision(dbapi_conn)
+            else:
+                dialect.do_ping(dbapi_conn)
         except Exception as e:
             if not psycopg_error(e, "OperationalError"):
                 raise
             # the pool discards this connection and checks out another (a new one if need be)
             raise exc.DisconnectionError(str(e)) from e
+        if looks:
+            watch.saw(revision)
 
     return on_checkout
 
@@ -359,6 +383,7 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             raise StoreError(str(e)) from None
         revision = current_revision(engine)
     if revision == SCHEMA_HEAD:
+        _WATCHES[engine].arm(SCHEMA_HEAD)
         return engine
     from .migrate import build_new_store, is_known, upgrade_to_head
 
@@ -396,4 +421,5 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             ) from None
     else:
         upgrade_to_head(engine)
+    _WATCHES[engine].arm(SCHEMA_HEAD)
     return engine

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from .limits import store_busy
 from .merkle_log import seal_store
+from .schema_watch import StoreUpgraded
 
 log = logging.getLogger("servicetrail.logs")
 
@@ -22,6 +23,8 @@ async def seal_now(engine: Engine) -> None:
     the entries stay queued, never lost."""
     try:
         await asyncio.to_thread(seal_store, engine)
+    except StoreUpgraded as e:
+        log.error("sealing the logs stopped: %s", e)
     except Exception as e:
         busy = store_busy(e)
         if busy is None:

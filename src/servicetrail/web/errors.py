@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..store.limits import SearchTooBroad, StoreBusy, StoreMisconfigured, store_busy
+from ..store.schema_watch import StoreUpgraded
 from .fairness import Busy
 from .head_requests import allowed_methods
 from .presenters import readable
@@ -63,8 +64,9 @@ EXPECTED = (
     AuditorRefused,
     ClientDisconnect,  # the client left mid-body: nobody to answer, nothing broken
 )
-# answered with their own status, without a traceback (StoreBusy is logged as a warning)
-ANSWERED = (*EXPECTED, StoreBusy)
+# answered with their own status, without a traceback (these are logged as a warning)
+NOT_THE_REQUESTS = (StoreBusy, StoreUpgraded)
+ANSWERED = (*EXPECTED, *NOT_THE_REQUESTS)
 AUDITOR_MESSAGE = "An auditor's account reads the access log only, never SAT records."
 AUDITOR_PAGE_MESSAGE = (
     "An auditor's account reads the access log only, never SAT records: every Party's reads "
@@ -112,7 +114,7 @@ def as_json(exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=400, content={"error": "disconnected", "message": "the client left"}
         )
-    if isinstance(exc, StoreMisconfigured):  # no retry mends it: no Retry-After either
+    if isinstance(exc, (StoreMisconfigured, StoreUpgraded)):  # no retry mends it: no Retry-After
         return JSONResponse(status_code=503, content={"error": "unavailable", "message": str(exc)})
     if isinstance(exc, StoreBusy):
         return JSONResponse(
@@ -186,6 +188,9 @@ def as_page(request: Request, exc: Exception) -> Response | None:
         )
     if isinstance(exc, StoreMisconfigured):
         return error_page(request, None, 503, "Unavailable", f"{str(exc).capitalize()}.")
+    if isinstance(exc, StoreUpgraded):
+        said = str(exc)
+        return error_page(request, None, 503, "Restart needed", f"{said[:1].upper()}{said[1:]}.")
     if isinstance(exc, StoreBusy):
         return error_page(request, None, 503, "Busy", f"{str(exc).capitalize()}.")
     if not isinstance(exc, EXPECTED):
@@ -229,7 +234,7 @@ def is_for_the_screen(request: Request) -> bool:
 
 def note(request: Request, exc: Exception) -> None:
     """The server's log of an exception answered to a client: a bug with its traceback."""
-    if isinstance(exc, StoreBusy):  # not a bug, but the operator should hear of it
+    if isinstance(exc, NOT_THE_REQUESTS):  # not a bug, but the operator should hear of it
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     elif not isinstance(exc, EXPECTED):
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

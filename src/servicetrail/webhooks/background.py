@@ -9,6 +9,7 @@ import threading
 
 from sqlalchemy.engine import Engine
 
+from ..store.schema_watch import StoreUpgraded
 from .deliver import Deliverer
 
 log = logging.getLogger("servicetrail.webhooks")
@@ -40,6 +41,8 @@ class BackgroundDeliverer:
         self._ready.set()
         try:
             self._loop.run_until_complete(Deliverer(self.engine).run(self._stop))
+        except StoreUpgraded as e:  # said, not as a bug: the server's requests say it too
+            log.error("the webhook worker stopped: %s", e)
         except Exception:  # the server keeps serving; the outbox keeps the work for later
             log.exception("the webhook worker stopped")
         finally:

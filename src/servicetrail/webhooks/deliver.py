@@ -47,6 +47,7 @@ from .. import settings
 from ..store.engine import BUSY_TIMEOUT_MS, waiting_at_most
 from ..store.limits import deadlocked, store_busy
 from ..store.logged_reads import lease_deliveries
+from ..store.schema_watch import StoreUpgraded
 from ..store.outbox import (
     Due,
     Outcome,
@@ -268,6 +269,8 @@ class Deliverer:
             try:
                 await self._rounds(stop)
                 return
+            except StoreUpgraded:
+                raise  # no pause mends it: a restart of the new version does
             except Exception as e:
                 busy = store_busy(e)
                 if busy is not None:

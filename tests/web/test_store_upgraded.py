@@ -1,0 +1,55 @@
+"""A server left running while `db upgrade` (of a newer servicetrail) changes the store's
+schema: it answers 503 saying to restart it, on the API and the screen, and does nothing on
+the schema it does not know; it ran on, silently on SQLite, with 500s on PostgreSQL before
+0019 (audit 48d). The upgrade is stood for by its last step, the revision stamped (a
+migration of data alone changes no more)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from servicetrail.store import schema_watch
+from servicetrail.store.engine import make_engine
+from servicetrail.web.app import create_app
+from tests import personas as P
+from tests.web.test_html import sign_in
+
+SAID = "restart servicetrail, of the version that upgraded the store"
+
+
+def stamped_behind(engine: Engine, revision: str) -> None:
+    """The revision changed by another process's engine, as `db upgrade` changes it."""
+    other = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        with other.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        other.dispose()
+
+
+def test_a_server_on_a_store_upgraded_behind_it_answers_503_saying_restart(
+    engine: Engine,
+    world: P.World,
+    bearer: Callable[[str], dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 0.0)  # PostgreSQL's look: now
+    headers = bearer(P.NORTHPOWER)
+    with TestClient(create_app(engine), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/records", headers=headers).status_code == 200
+        assert sign_in(client, "user_northpower", "correct horse battery staple").is_redirect
+        stamped_behind(engine, "0026_later")
+        answer = client.get("/api/v1/records", headers=headers)
+        page = client.get("/")
+        again = client.get("/api/v1/records", headers=headers)
+    assert answer.status_code == 503 and answer.json()["error"] == "unavailable"
+    message = answer.json()["message"]
+    assert "revision 0026_later" in message and SAID in message
+    assert "retry-after" not in answer.headers  # no retry mends it
+    assert page.status_code == 503 and SAID in page.text and "Traceback" not in page.text
+    assert again.status_code == 503  # and it stays so until the restart
