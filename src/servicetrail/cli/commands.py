@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..store.engine import name_this_process
 from .common import Failure
 
 
@@ -30,6 +31,11 @@ class OnceOnly(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         _refuse_repeated_options(self, ctx, args)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # the command as PostgreSQL shows its connections: `servicetrail serve (pid 4242)`
+        name_this_process(" ".join(["servicetrail", *ctx.command_path.split()[1:]]))
+        return super().invoke(ctx)
 
 
 class OnceOnlyGroup(click.Group):

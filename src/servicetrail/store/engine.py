@@ -147,6 +147,7 @@ def make_engine(url: str | None = None, *, pool_size: int | None = None) -> Engi
         connect_args={
             "prepare_threshold": 1,
             **({} if "connect_timeout" in resolved.query else CONNECT_TIMEOUT),
+            **({} if "application_name" in resolved.query else _application_name()),
         },
     )
     event.listen(engine, "connect", _postgres_session)
@@ -162,6 +163,20 @@ _WATCHES: weakref.WeakKeyDictionary[Engine, RevisionWatch] = weakref.WeakKeyDict
 def _watch_of_new(engine: Engine) -> RevisionWatch:
     watch = _WATCHES[engine] = RevisionWatch()
     return watch
+
+
+# What PostgreSQL shows of this process's connections (pg_stat_activity.application_name), so
+# that `db upgrade` names the servers it finds connected (store.other_sessions): the command
+# (`name_this_process`) and the pid, unless the URL names it (`?application_name=`)
+_PROCESS_NAME = ["servicetrail"]
+
+
+def name_this_process(name: str) -> None:
+    _PROCESS_NAME[0] = name
+
+
+def _application_name() -> dict[str, str]:
+    return {"application_name": f"{_PROCESS_NAME[0]} (pid {os.getpid()})"[:63]}
 
 
 # How long a request waits for a pooled connection when every one is in use (SQLAlchemy's
