@@ -15,6 +15,7 @@ from servicetrail.store import migrate
 from servicetrail.store.engine import StoreError, current_revision, make_engine, open_store
 from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
+from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
 
 
@@ -186,7 +187,7 @@ def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
 
 
 def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
-    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """On SQLite the migrations' DDL committed statement by statement: an upgrade killed or
     failed in 0009 left its tables behind at revision 0008, and every later `db upgrade`
@@ -200,8 +201,17 @@ def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
         raise RuntimeError("killed part way")
 
     monkeypatch.setattr(log_records, "queue_stored_records", fails)
-    with pytest.raises(RuntimeError, match="killed part way"):
+    # said with the migration it failed in, the cause, and what became of the store: it said
+    # "cannot open the store" and the cause alone (audit 48d)
+    with pytest.raises(StoreError, match="killed part way") as failed:
         migrate.upgrade_to_head(engine)
+    assert str(failed.value).startswith(
+        "the upgrade failed in migration 0009 (Verifiable logs (SPEC section 7): leaves, tiles, "
+        "the queue of unsealed leaves, checkpoints and verifier keys.): killed part way; nothing "
+        "was changed, the store is still at revision 0008: mend the cause"
+    )
+    said = Cli(empty_db_url, tmp_path)("db", "upgrade")
+    assert said.exit_code == 2 and "Error: the upgrade failed in migration 0009" in said.output
     assert current_revision(engine) == "0008"
     assert "log_leaf" not in inspect(engine).get_table_names()
     monkeypatch.undo()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,8 +51,56 @@ UPGRADE_LOCK_WAIT = "5s"
 def upgrade_to_head(engine: Engine) -> None:
     """Every migration still to apply, in one transaction (see `_migrated`): a SQLite upgrade
     killed or failed part way used to leave the first migrations' tables committed and the
-    revision unchanged, and every later `db upgrade` failed on a table already there."""
-    _migrated(engine, lambda conn: True, lock_wait=UPGRADE_LOCK_WAIT)
+    revision unchanged, and every later `db upgrade` failed on a table already there.
+
+    A failure is said naming the migration it stopped in and its cause, and that nothing
+    changed (true of both engines: the one transaction is rolled back, the roles a migration
+    makes on PostgreSQL with it). It said "cannot open the store" and the driver's words
+    alone (audit 48d)."""
+    from .engine import StoreError, revision_on
+    from .limits import store_busy
+
+    applied: list[str] = []
+    was: list[str | None] = []
+
+    def needed(conn: Connection) -> bool:
+        was.append(revision_on(conn))
+        return True
+
+    try:
+        _migrated(engine, needed, lock_wait=UPGRADE_LOCK_WAIT, applied=applied)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        if not was:
+            raise  # the store was not reached: said as any command's opening says it
+        said = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]
+        busy = store_busy(e)
+        remedy = (
+            "stop the servers and workers on the store (README) and run `servicetrail db "
+            "upgrade` again"
+            if busy
+            else "mend the cause and run `servicetrail db upgrade` again (or restore a backup "
+            "and ask `servicetrail db check`)"
+        )
+        raise StoreError(
+            f"the upgrade failed in {_the_migration(was[0], applied)}: {said}; nothing was "
+            f"changed, the store is still at revision {was[0]}: {remedy}"
+        ) from e
+
+
+def _the_migration(start: str | None, applied: list[str]) -> str:
+    """The migration after the `applied` ones, by its revision and the first sentence of its
+    docstring; its commit, past the last."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    pending = [r.revision for r in reversed(list(script.iterate_revisions("head", start)))]
+    pending = [r for r in pending if r != start]
+    if len(applied) >= len(pending):
+        return "the commit of the migrations to " + (pending[-1] if pending else "the head")
+    revision = pending[len(applied)]
+    doc = " ".join((script.get_revision(revision).doc or "").split())
+    title = re.split(r"(?<=\.)\s", doc, maxsplit=1)[0]
+    return f"migration {revision} ({title[:117] + '...' if len(title) > 120 else title})"
 
 
 def build_new_store(
@@ -75,7 +124,12 @@ def build_new_store(
     _migrated(engine, needed)
 
 
-def _migrated(engine: Engine, needed: Callable[[Connection], bool], lock_wait: str = "") -> None:
+def _migrated(
+    engine: Engine,
+    needed: Callable[[Connection], bool],
+    lock_wait: str = "",
+    applied: list[str] | None = None,
+) -> None:
     """Migrate to the head in one transaction that first takes a lock and looks again
     (`needed`), so that one migrator at a time works and the others find its work done.
     SQLite's lock is its write lock, held from the start: outside a transaction its DDL
@@ -90,6 +144,7 @@ def _migrated(engine: Engine, needed: Callable[[Connection], bool], lock_wait: s
         if needed(conn):
             cfg = _config(engine)
             cfg.attributes["connection"] = conn
+            cfg.attributes["applied"] = applied
             command.upgrade(cfg, "head")
         conn.commit()
 
