@@ -927,3 +927,21 @@ def test_a_key_new_to_a_store_that_has_signed_with_others_is_said_as_it_first_si
     assert f"{warning} ({mistyped}); its checkpoints so far are signed by 1 other key(s)" in said
     assert "Traceback" not in said
     assert warning not in ingest(mistyped, 3).stderr  # once: the store knows the key now
+
+
+def test_log_verify_of_a_store_behind_says_how_to_verify_it_unchanged(sqlite_url, tmp_path):
+    """An auditor asked to verify a store left at an older schema was told to run `db
+    upgrade` first: to change the store they audit (audit 48d). It is told to verify an
+    upgraded copy, and the store is left as it was."""
+    from servicetrail.store.engine import current_revision, make_engine
+
+    store = make_engine(sqlite_url)
+    with store.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0024'"))
+    refused = Cli(sqlite_url, tmp_path)("log", "verify")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "revision 0024, older than" in refused.output
+    assert "verify an upgraded copy" in refused.output
+    assert "'servicetrail --db COPY db upgrade'" in refused.output
+    assert current_revision(store) == "0024"
+    store.dispose()

@@ -31,6 +31,7 @@ from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
 from .commands import group
 from .common import Failure, printable
+from ..store.engine import StoreBehind
 from .store_access import engine, store_url, with_db
 
 
@@ -100,7 +101,21 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
             parse_verifier_key(given)
         except NoteError as e:
             raise Failure(f"--key {given!r}: {e}") from None
-    listed = listed_verifier_keys(engine())
+    try:
+        listed = listed_verifier_keys(engine())
+    except StoreBehind as e:
+        # said to an auditor, whose work is to leave the store as it is: "run db upgrade
+        # first" told them to change it (audit 48d). The logs are read only as this version
+        # keeps them (a leaf's fields, the retirements' signatures): an older schema's are
+        # not verified here, which a copy upgraded allows
+        raise Failure(
+            f"the store's schema is at revision {e.revision}, older than this servicetrail's "
+            f"{e.head}, and `log verify` reads only a store at {e.head}; to verify it without "
+            "changing it, verify an upgraded copy: copy it (SQLite: the file, as `sqlite3 "
+            "STORE '.backup COPY'` writes it; PostgreSQL: `createdb -T` or a restored dump), "
+            "then 'servicetrail --db COPY db upgrade' and 'servicetrail --db COPY log verify' "
+            f"(or run the `log verify` of the servicetrail that made revision {e.revision})"
+        ) from None
     trusted = trusted_for(store_url(), listed)
     if trusted is None and not also_trusted:
         click.echo(

@@ -26,6 +26,18 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says why, for a person."""
 
 
+class StoreBehind(StoreError):
+    """The store's schema is at an older revision, which only `db upgrade` opens."""
+
+    def __init__(self, revision: str, head: str) -> None:
+        super().__init__(
+            f"the store's schema is at revision {revision}, older than this servicetrail's "
+            f"{head}: run 'servicetrail db upgrade' first"
+        )
+        self.revision = revision
+        self.head = head
+
+
 def database_url(explicit: str | None = None) -> str:
     url = explicit or settings.current().database_url
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -410,10 +422,7 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
         )
     if revision is not None and not upgrade:
         engine.dispose()
-        raise StoreError(
-            f"the store's schema is at revision {revision}, older than this servicetrail's "
-            f"{SCHEMA_HEAD}: run 'servicetrail db upgrade' first"
-        )
+        raise StoreBehind(revision, SCHEMA_HEAD)
     if revision is None:
         try:
             build_new_store(engine, revision_on, _refuse_unless_empty)
