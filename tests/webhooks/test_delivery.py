@@ -1347,3 +1347,16 @@ def test_a_round_waits_for_another_s_lock_a_while_not_for_ever(engine, world) ->
             finally:
                 holder.rollback()
         assert failed is not None and store_busy(failed) is not None, failed
+
+
+def test_a_store_upgraded_under_the_worker_stops_it_saying_so(engine, world, monkeypatch) -> None:
+    """It paused and tried again for ever, on a schema it did not know (audit 48d): stopped,
+    `servicetrail deliver` says why and exits 2."""
+    from servicetrail.store import schema_watch
+    from servicetrail.store.schema_watch import StoreUpgraded
+    from tests.web.test_store_upgraded import stamped_behind
+
+    monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 0.0)
+    stamped_behind(engine, "0026_later")
+    with pytest.raises(StoreUpgraded, match="revision 0026_later"):
+        run(Deliverer(engine, schedule=[0.1]), lambda: False, seconds=5)
