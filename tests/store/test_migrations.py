@@ -220,6 +220,31 @@ def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
     engine.dispose()
 
 
+def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_3(
+    pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: on PostgreSQL it waits for a lock 5 s at most, then exit 3 with nothing
+    changed; it was exit 2, "cannot open the store" and the lock timeout's words alone."""
+    url = pg_server.new_database()
+    older = make_engine(url)
+    try:
+        command.upgrade(migrate._config(older), f"{head_revision()}-1")
+        before = current_revision(older)
+        monkeypatch.setattr(migrate, "UPGRADE_LOCK_WAIT", "100ms")
+        with older.connect() as writer:  # a server's write in progress: the new index waits
+            writer.execute(text("LOCK TABLE sat_record IN ROW EXCLUSIVE MODE"))
+            said = Cli(url, tmp_path)("db", "upgrade")
+            writer.rollback()
+        assert said.exit_code == 3, said.output
+        assert f"the upgrade failed in migration {head_revision()} (" in said.output
+        assert f"nothing was changed, the store is still at revision {before}" in said.output
+        assert "stop the servers and workers on the store" in said.output
+        assert current_revision(older) == before
+    finally:
+        older.dispose()
+        pg_server.drop_database(url)
+
+
 def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="folder"):
         open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")

@@ -23,7 +23,7 @@ from ..store.engine import (
     open_store,
     shown_url,
 )
-from ..store.limits import store_busy
+from ..store.limits import StoreBusy, store_busy
 from ..store.log_audit import listed_verifier_keys
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
@@ -88,7 +88,7 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
         )
     try:
         return opener(url)
-    except StoreError:
+    except (StoreError, StoreBusy):
         raise  # says what to do itself: turned into a Failure with the other expected errors
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack
         said = getattr(e, "orig", None) or e  # the driver's words, not SQLAlchemy's wrapping

@@ -15,6 +15,7 @@ from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from .limits import StoreBusy
 from .partitions import is_partition
 from .schema import metadata_for
 
@@ -75,18 +76,28 @@ def upgrade_to_head(engine: Engine) -> None:
         if not was:
             raise  # the store was not reached: said as any command's opening says it
         said = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]
-        busy = store_busy(e)
-        remedy = (
-            "stop the servers and workers on the store (README) and run `servicetrail db "
-            "upgrade` again"
-            if busy
-            else "mend the cause and run `servicetrail db upgrade` again (or restore a backup "
-            "and ask `servicetrail db check`)"
-        )
-        raise StoreError(
+        failed = (
             f"the upgrade failed in {_the_migration(was[0], applied)}: {said}; nothing was "
-            f"changed, the store is still at revision {was[0]}: {remedy}"
+            f"changed, the store is still at revision {was[0]}"
+        )
+        if store_busy(e):  # a lock not had in UPGRADE_LOCK_WAIT: exit 3, as README says
+            raise UpgradeWaited(
+                f"{failed}: stop the servers and workers on the store (README, Upgrades) "
+                "and run `servicetrail db upgrade` again"
+            ) from e
+        raise StoreError(
+            f"{failed}: mend the cause and run `servicetrail db upgrade` again (or restore "
+            "a backup and ask `servicetrail db check`)"
         ) from e
+
+
+class UpgradeWaited(StoreBusy):
+    """An upgrade that gave up waiting for a lock (or found the store gone): nothing changed,
+    and the same upgrade may be run again once the store is left to it."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)  # its own remedy, not StoreBusy's "try again"
+        self.reason = message
 
 
 def _the_migration(start: str | None, applied: list[str]) -> str:
