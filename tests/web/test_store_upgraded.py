@@ -53,3 +53,27 @@ def test_a_server_on_a_store_upgraded_behind_it_answers_503_saying_restart(
     assert "retry-after" not in answer.headers  # no retry mends it
     assert page.status_code == 503 and SAID in page.text and "Traceback" not in page.text
     assert again.status_code == 503  # and it stays so until the restart
+
+
+@P.starts_with_personas
+def test_a_request_failing_before_postgresqls_next_look_is_a_503_too(
+    pg_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL looks once a second: a request in between, on a table a newer migration
+    renamed, failed as a bug (500) before the look; its error makes the look now."""
+    from servicetrail.store.accounts import create_account, create_token
+
+    P.load_personas(pg_engine)
+    with pg_engine.begin() as conn:
+        create_account(conn, "np", P.NORTHPOWER, "correct horse battery staple")
+        headers = {"Authorization": f"Bearer {create_token(conn, 'np')}"}
+    monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 3600.0)  # no look but that one
+    with TestClient(create_app(pg_engine), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/records", headers=headers).status_code == 200
+        stamped_behind(pg_engine, "0026_later")
+        other = make_engine(pg_engine.url.render_as_string(hide_password=False))
+        with other.begin() as conn:
+            conn.execute(text("ALTER TABLE sat_record RENAME TO sat_record_of_0026"))
+        other.dispose()
+        answer = client.get("/api/v1/records", headers=headers)
+    assert answer.status_code == 503 and "revision 0026_later" in answer.json()["message"]

@@ -19,7 +19,7 @@ from .. import settings
 from ..sqlite_url import parameters_refused, sqlite_file, sqlite_true, uri_named
 from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
-from .schema_watch import RevisionWatch, postgresql_revision
+from .schema_watch import RevisionWatch, StoreUpgraded, postgresql_revision
 
 
 class StoreError(RuntimeError):
@@ -175,6 +175,22 @@ _WATCHES: weakref.WeakKeyDictionary[Engine, RevisionWatch] = weakref.WeakKeyDict
 def _watch_of_new(engine: Engine) -> RevisionWatch:
     watch = _WATCHES[engine] = RevisionWatch()
     return watch
+
+
+def changed_under_us(engine: Engine) -> Exception | None:
+    """After an error nobody expected: StoreUpgraded if the store's revision has moved under
+    the process (a look made now), else None. On PostgreSQL the look is once a second, and a
+    request in that second on a schema of a newer servicetrail failed as a bug, 500."""
+    watch = _WATCHES.get(engine)
+    if watch is None or watch.mine is None:
+        return None
+    watch.look_now()
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:  # StoreUpgraded alone is the answer; anything else says nothing
+        return e if isinstance(e, StoreUpgraded) else None
+    return None
 
 
 # What PostgreSQL shows of this process's connections (pg_stat_activity.application_name), so

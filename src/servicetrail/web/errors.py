@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from ..store.engine import changed_under_us
+from ..store.postgresql_errors import psycopg_error
 from ..store.limits import SearchTooBroad, StoreBusy, StoreMisconfigured, store_busy
 from ..store.schema_watch import StoreUpgraded
 from .fairness import Busy
@@ -254,6 +256,12 @@ async def handle(request: Request, exc: Exception) -> Response:
     """The one exception handler of the app: what the exception means, said as the client
     asked (a page for the screen, JSON for the API)."""
     exc = store_busy(exc) or exc  # any write that waited past SQLite's busy timeout
+    refused = isinstance(exc, DBAPIError) or psycopg_error(exc, "Error")  # a pipeline's: raw
+    if refused and not isinstance(exc, ANSWERED):
+        # a statement the store refused: on a schema upgraded under the server, that is a
+        # restart's to mend, said so (503), not a bug's 500
+        changed = await run_in_threadpool(changed_under_us, request.app.state.engine)
+        exc = changed or exc
     note(request, exc)
     answer: Response | None = None
     if is_for_the_screen(request):
