@@ -1358,5 +1358,9 @@ def test_a_store_upgraded_under_the_worker_stops_it_saying_so(engine, world, mon
 
     monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 0.0)
     stamped_behind(engine, "0026_later")
-    with pytest.raises(StoreUpgraded, match="revision 0026_later"):
-        run(Deliverer(engine, schedule=[0.1]), lambda: False, seconds=5)
+
+    async def until_it_stops() -> None:
+        await asyncio.wait_for(Deliverer(engine, schedule=[0.1]).run(asyncio.Event()), 5)
+
+    with pytest.raises(StoreUpgraded, match="revision 0026_later"):  # at once, not in 5 s
+        asyncio.run(until_it_stops())
