@@ -17,7 +17,7 @@ from sqlalchemy import text
 from servicetrail.domain.model import SatRecord
 from servicetrail.ingest.summary import Summary
 from servicetrail.ingest.trail_load import _Batch
-from servicetrail.store.engine import open_store
+from servicetrail.store.engine import make_engine, open_store
 from servicetrail.store.partitions import ensure_months
 from servicetrail.store.writer import record_row, row_maker
 
@@ -27,8 +27,8 @@ KNOWN_MONTH = datetime(2019, 1, 10, tzinfo=timezone.utc)
 NEW_MONTH = datetime(2019, 3, 10, tzinfo=timezone.utc)
 
 
-def rows(loader: int, start: datetime, count: int) -> list:
-    make = row_maker("postgresql")
+def rows(loader: int, start: datetime, count: int, dialect: str = "postgresql") -> list:
+    make = row_maker(dialect)
     return [
         record_row(
             make,
@@ -147,3 +147,30 @@ def test_the_same_bare_file_request_loaded_by_two_loaders_at_once_is_stored_once
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == 1
     engine.dispose()
+
+
+def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(db_url) -> None:
+    """A load holds one connection from its first batch to its last, looked at once at its
+    checkout: an upgrade between two batches went unseen, and the next were written on a
+    schema this servicetrail does not know (audit 48d). That batch rolls back, and the load
+    stops saying to restart."""
+    import pytest
+
+    from servicetrail.store.schema_watch import StoreUpgraded
+    from tests.web.test_store_upgraded import stamped_behind
+
+    engine = open_store(db_url)
+    try:
+        with engine.connect() as conn:
+            batch = _Batch(conn)
+            stamped_behind(engine, "0026_later")  # between two batches
+            batch.add(rows(1, KNOWN_MONTH, 3, engine.dialect.name))
+            with pytest.raises(StoreUpgraded, match="0026_later"):
+                batch.commit(Summary())
+            batch.abandon()
+        other = make_engine(db_url)
+        with other.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM sat_record")).scalar() == 0
+        other.dispose()
+    finally:
+        engine.dispose()

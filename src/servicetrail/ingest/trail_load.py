@@ -22,6 +22,7 @@ from .. import settings
 from ..domain.ids import InvalidValue
 from ..domain.times import parse_time
 from ..signing import signer_for
+from ..store.engine import refuse_if_changed_under_us
 from ..store.limits import DEADLOCK_DETECTED
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
@@ -405,6 +406,7 @@ class _Batch:
     def _commit(self) -> None:
         transaction = self.transaction or self._begin()
         append_leaves(self.conn, self.leaves)
+        refuse_if_changed_under_us(self.conn)  # a load outlasting an upgrade stops here
         transaction.commit()
         self.transaction = None
 

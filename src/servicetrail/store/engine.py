@@ -193,6 +193,15 @@ def changed_under_us(engine: Engine) -> Exception | None:
     return None
 
 
+def refuse_if_changed_under_us(conn: Connection) -> None:
+    """Inside the transaction of a connection held past many transactions (a load's, before
+    each batch's commit), whose checkout looked once: the batch is not committed on a schema
+    upgraded since (StoreUpgraded, and its transaction rolls back). One statement a batch."""
+    watch = _WATCHES.get(conn.engine)
+    if watch is not None and watch.mine is not None:
+        watch.saw(conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
+
+
 # What PostgreSQL shows of this process's connections (pg_stat_activity.application_name), so
 # that `db upgrade` names the servers it finds connected (store.other_sessions): the command
 # (`name_this_process`) and the pid, unless the URL names it (`?application_name=`)
