@@ -21,7 +21,14 @@ from ..domain.watches import (
 )
 from ..store.parties import party_names
 from ..store.watch_events import NO_EVENT_YET, UNREAD_CAP, mark_read, read_position, unread_in_watch
-from ..store.watches import WatchLimit, create_watch, delete_watch, get_watch, list_watches
+from ..store.watches import (
+    WatchLimit,
+    create_watch,
+    delete_watch,
+    get_watch,
+    list_watches,
+    shed_backlog,
+)
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
@@ -385,6 +392,7 @@ def install(app: FastAPI) -> None:
         watch_id: str,
     ) -> Response:
         if re.fullmatch(r"[0-9]{1,18}", watch_id):
+            shed_backlog(engine_of(request), who.viewer.party_id, int(watch_id))
             with engine_of(request).begin() as conn:
                 delete_watch(conn, who.viewer.party_id, int(watch_id))
         return RedirectResponse("/watches", status_code=303)
