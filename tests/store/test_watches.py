@@ -2005,3 +2005,36 @@ def test_a_skip_waits_no_longer_than_its_bound_for_the_registry(world: World) ->
         assert store_busy(refused.value) is not None
         assert time.monotonic() - started < 1
         holder.rollback()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL's readers never wait
+def test_a_410s_backlog_goes_a_bounded_step_a_round_on_sqlite(world: World, monkeypatch) -> None:
+    """On SQLite a round's transaction holds the one write lock, which every Party's read
+    waits for to append its access-log entry: a 410 over a backlog of 1M deliveries deleted
+    them in one, and another Party's search waited 3.3 s (audit 49d). Each round deletes a
+    bounded step of them; the watch stays kept, leased by no one, until none is left."""
+    from datetime import datetime, timezone
+
+    from servicetrail.store import outbox
+
+    monkeypatch.setattr(outbox, "DROPPED_PER_ROUND", 2)
+    hook = {"url": "https://hooks.example.com/w"}
+    watch_id = add_watch(world, SOUTHENERGY, webhook=hook)["id"]
+    append(world, *(lk_request(n) for n in range(1, 8)))
+    match_all(world)
+
+    def left() -> tuple[int, int]:
+        with world.engine.connect() as conn:
+            return (
+                conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one(),
+                conn.execute(text("SELECT count(*) FROM webhook_gone")).scalar_one(),
+            )
+
+    assert left() == (7, 0)
+    now = datetime.now(timezone.utc)
+    _gone(world.engine, watch_id, 7, now)  # its drop and its record: a step each
+    assert left() == (3, 1)
+    _turning_off_round(world.engine, now)
+    assert left() == (1, 1)
+    _turning_off_round(world.engine, now)
+    assert left() == (0, 0)
