@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 10's attacks on a running `servicetrail serve`, measured from another Party's side.
 
-    .venv/bin/python bench/attack.py --store URL          # both scenarios on a store you have
+    .venv/bin/python bench/attack.py --store URL          # every scenario on a store you have
     .venv/bin/python bench/attack.py --records 1000000    # build SQLite and PostgreSQL stores first
     .venv/bin/python bench/attack.py --store URL --pythonpath OLD/src    # ... against other code
 
@@ -15,6 +15,13 @@
 - `heavy` (finding 9): one Party runs 8 broad searches in parallel, again and again (a client
   told 429 waits its Retry-After); the other Parties' device searches are measured before and
   during.
+
+- `backlog` (audit 49d): one Party's watch holds --backlog events (written straight into the
+  store, as a watch matching all its Party may see gathers them over months), and the Party
+  deletes it while the other Parties' device searches are measured: on SQLite the deletion's
+  transaction held the one write lock, which every read waits for to append its access-log
+  entry (1M events: every search stood 4.4 s). Prints the deletion's time and the searches
+  before, during and after it.
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -248,6 +255,64 @@ def scenario_heavy(
     }
 
 
+def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
+    """A new watch of the token's Party with `events` events, written straight into the store."""
+    made = urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/watches",
+            data=json.dumps({"name": "backlog", "senders": "all"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+    )
+    watch_id = json.loads(made.read())["id"]
+    conn = store.raw(url)
+    if store.kind == "sqlite":
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO watch_event SELECT ?, i, i, '2025-06-01T00:00:00.000000Z', '', "
+            "'2026-01-01T00:00:00.000000Z' FROM n",
+            (events, watch_id),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO watch_event SELECT %s, i, i, now(), '', now() "
+            "FROM generate_series(1, %s) AS i",
+            (watch_id, events),
+        )
+    mark = "?" if store.kind == "sqlite" else "%s"
+    conn.execute(f"UPDATE watch SET last_event_id = {mark} WHERE id = {mark}", (events, watch_id))
+    conn.commit()
+    conn.close()
+    return watch_id
+
+
+def scenario_backlog(
+    store: Store, url: str, port: int, victims: list, attacker: tuple[str, str], events: int
+) -> dict:
+    token, party = attacker
+    watch_id = filled_watch(store, url, port, token, events)
+    searches = Searches(port, victims).start()
+    time.sleep(10)
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request(
+        "DELETE", f"/api/v1/watches/{watch_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    status = conn.getresponse().status
+    ended = time.monotonic()
+    time.sleep(5)
+    searches.stop()
+    return {
+        "attacker": party,
+        "events": events,
+        "delete_status": status,
+        "delete_s": round(ended - started, 2),
+        "others_before": summary(searches.between(0, started)),
+        "others_during": summary(searches.between(started, ended)),
+        "others_after": summary(searches.between(ended, ended + 5)),
+    }
+
+
 def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
     engine = open_store(url)
     made = {}
@@ -279,7 +344,11 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
         proc, port = serve(url, a.workers, a.pythonpath)
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
-            if name == "stalled":
+            if name == "backlog":
+                results[name] = scenario_backlog(
+                    store, url, port, plan, (tokens[busiest], busiest), a.backlog
+                )
+            elif name == "stalled":
                 results[name] = scenario_stalled(
                     store, url, port, plan, (tokens[busiest], busiest), a.hold, a.recovery_limit
                 )
@@ -300,7 +369,7 @@ def main() -> int:
     ap.add_argument("--store", help="an existing store (else one is generated per engine)")
     ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--scenarios", default="stalled,heavy")
+    ap.add_argument("--scenarios", default="stalled,heavy,backlog")
     ap.add_argument("--pythonpath", help="run the server on the code in this folder")
     ap.add_argument(
         "--workers", type=int, default=1, help="server processes (the bounds are per process)"
@@ -309,6 +378,9 @@ def main() -> int:
     ap.add_argument("--recovery-limit", type=float, default=300.0)
     ap.add_argument(
         "--seconds", type=float, default=20.0, help="heavy: seconds before and during the attack"
+    )
+    ap.add_argument(
+        "--backlog", type=int, default=1_000_000, help="backlog: the deleted watch's events"
     )
     ap.add_argument("--heavy-query", default="/api/v1/records?srv=11.2&limit=100")
     a = ap.parse_args()
