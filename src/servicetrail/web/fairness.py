@@ -196,11 +196,14 @@ class PartyLimits:
             slots.release()
 
     @contextmanager
-    def search(self, party_id: str, search: Search | None = None) -> Iterator[None]:
+    def search(
+        self, party_id: str, search: Search | None = None, broad: bool = False
+    ) -> Iterator[None]:
         """The slots a search (or the look-up of one record, `search=None`) holds while it
-        runs, once it is the Party's turn (on a thread of the routes: it may wait)."""
+        runs, once it is the Party's turn (on a thread of the routes: it may wait). `broad`:
+        another read that may walk a whole index for seconds, which holds a heavy slot too."""
         self._wait_for_turn(party_id, time.monotonic() + TURN_WAIT_SECONDS)
-        heavy = search is not None and is_heavy(search)
+        heavy = broad or (search is not None and is_heavy(search))
         with (
             self.holding(party_id, "request", "heavy", wait=self.heavy_wait)
             if heavy
