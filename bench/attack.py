@@ -23,6 +23,11 @@
   entry (1M events: every search stood 4.4 s). Prints the deletion's time and the searches
   before, during and after it.
 
+- `strangers` (audit 49d): no account at all. 80 connections from 40 loopback addresses
+  (127.0.0.2 to .41: Linux routes all of 127/8 to lo) ask for the sign-in page again and
+  again; the other Parties' device searches are measured before and during. Each address
+  is within its share of requests in flight (web.gate), and nothing bounds them together.
+
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
 """
@@ -255,6 +260,58 @@ def scenario_heavy(
     }
 
 
+STRANGER_ADDRESSES, STRANGER_CONNECTIONS = 40, 2
+
+
+def scenario_strangers(port: int, victims: list, seconds: float) -> dict:
+    searches = Searches(port, victims).start()
+    time.sleep(seconds)
+    attack_at = time.monotonic()
+    stop = threading.Event()
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def sign_in_pages(address: str) -> None:
+        conn = None
+        while not stop.is_set():
+            try:
+                conn = conn or http.client.HTTPConnection(
+                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
+                )
+                conn.request("GET", "/login")
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                status, conn = 0, None
+            with lock:
+                counts[status] = counts.get(status, 0) + 1
+
+    clients = [
+        threading.Thread(target=sign_in_pages, args=(f"127.0.0.{2 + n}",))
+        for n in range(STRANGER_ADDRESSES)
+        for _ in range(STRANGER_CONNECTIONS)
+    ]
+    for client in clients:
+        client.start()
+    time.sleep(seconds)
+    ended_at = time.monotonic()
+    stop.set()
+    for client in clients:
+        client.join(65)
+    searches.stop()
+    return {
+        "addresses": STRANGER_ADDRESSES,
+        "connections": STRANGER_ADDRESSES * STRANGER_CONNECTIONS,
+        "stranger_statuses": counts,
+        "others_before": summary(searches.between(0, attack_at)),
+        "others_during": summary(searches.between(attack_at, ended_at)),
+    }
+
+
 def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
     """A new watch of the token's Party with `events` events, written straight into the store."""
     made = urllib.request.urlopen(
@@ -344,7 +401,9 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
         proc, port = serve(url, a.workers, a.pythonpath)
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
-            if name == "backlog":
+            if name == "strangers":
+                results[name] = scenario_strangers(port, plan, a.seconds)
+            elif name == "backlog":
                 results[name] = scenario_backlog(
                     store, url, port, plan, (tokens[busiest], busiest), a.backlog
                 )
@@ -369,7 +428,7 @@ def main() -> int:
     ap.add_argument("--store", help="an existing store (else one is generated per engine)")
     ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--scenarios", default="stalled,heavy,backlog")
+    ap.add_argument("--scenarios", default="stalled,heavy,backlog,strangers")
     ap.add_argument("--pythonpath", help="run the server on the code in this folder")
     ap.add_argument(
         "--workers", type=int, default=1, help="server processes (the bounds are per process)"
@@ -377,7 +436,10 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=40.0, help="seconds the stalled sockets are held")
     ap.add_argument("--recovery-limit", type=float, default=300.0)
     ap.add_argument(
-        "--seconds", type=float, default=20.0, help="heavy: seconds before and during the attack"
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="heavy, strangers: seconds before and during the attack",
     )
     ap.add_argument(
         "--backlog", type=int, default=1_000_000, help="backlog: the deleted watch's events"
