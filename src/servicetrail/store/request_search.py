@@ -41,7 +41,7 @@ from ..domain.search import Search
 from ..domain.visibility import Scope, Viewer
 from .device_search import MAX_RANGE_BRANCHES
 from .filters import Shape, conditions, shape_of
-from .index_search import seen_by_viewer
+from .index_search import ruled_before_limit, seen_by_viewer
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
 from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, UtcDateTime, sat_record
 from .visibility_sql import merged_ranges
@@ -77,6 +77,7 @@ def request_search(
     intervals: list[tuple[Any, ...]] | None,
     bucket: int,
     titles_only: bool = False,
+    without_row_security: bool = False,
 ) -> Select[Any]:
     """The statement for another User's Request ID (adding its parameters). `intervals`: the
     viewer's Responsibility rows on the Request ID's target (`visibility_sql.intervals_query`;
@@ -92,6 +93,7 @@ def request_search(
         tuple(end is not None for _, end in ranges),
         bucket,
         titles_only,
+        without_row_security,
     )
 
 
@@ -103,6 +105,7 @@ def _statement(
     ranges: tuple[bool, ...],
     bucket: int,
     titles_only: bool,
+    without_row_security: bool,
 ) -> Select[Any]:
     """One branch per merged range of the viewer's on the target (`ranges`: whether each has
     an end), and one of the records apart from their Request ID; each an index range with the
@@ -112,6 +115,7 @@ def _statement(
     common = [
         s.request_id == bindparam("request_id", type_=s.request_id.type),
         seen_by_viewer(scope),
+        *ruled_before_limit(scope, without_row_security),
         *conditions(shape, with_cursor),
     ]
     branches: list[list[Any]] = [[text(APART_FROM_REQUEST_ID_SQL)]]
