@@ -16,6 +16,11 @@ has none, a generated million none) still costs its probe. The viewer's own Requ
 is their sender or, for an alert, their addressee) keep that form
 (`index_search.request_statement`): their records are its own.
 
+On PostgreSQL the viewer's ranges go as arrays into one lateral branch, any number of them
+(`_over_the_ranges`); SQLite writes a branch a range and kind, up to MAX_RANGE_BRANCHES, and
+past that one range over all of them (`bridged`), where a hidden record between two of the
+viewer's ranges costs its probe.
+
 The rule and the viewer's index rows are applied on top, as in every form.
 """
 
@@ -25,13 +30,19 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
+    DateTime,
     Select,
+    Text,
     bindparam,
+    cast,
+    column,
     func,
     literal_column,
     select,
     text,
+    true,
     union_all,
 )
 
@@ -77,13 +88,23 @@ def request_search(
     intervals: list[tuple[Any, ...]] | None,
     bucket: int,
     titles_only: bool = False,
-    without_row_security: bool = False,
+    on_sqlite: bool = False,
 ) -> Select[Any]:
     """The statement for another User's Request ID (adding its parameters). `intervals`: the
     viewer's Responsibility rows on the Request ID's target (`visibility_sql.intervals_query`;
     None for a search of the viewer's own traffic, which rule 3 never serves)."""
-    ranges = bridged(merged_ranges([Responsibility(*row) for row in intervals or ()]))
+    merged = merged_ranges([Responsibility(*row) for row in intervals or ()])
     params[ORIGINATOR], params[TARGET] = asked.originator, asked.target
+    if not on_sqlite:
+        pairs = [(kind, start, end) for start, end in merged for kind in SHARED_KINDS]
+        params[RANGE_KINDS] = [kind for kind, _, _ in pairs]
+        params[RANGE_STARTS] = [start for _, start, _ in pairs]
+        # as text, an open end 'infinity' (no datetime is past every stored time): coalesce()
+        # in the statement kept the end out of the index seek, and row security checked the
+        # rule on another's record past the range
+        params[RANGE_ENDS] = [end.isoformat() if end else "infinity" for _, _, end in pairs]
+        return _over_the_ranges(search.scope, shape_of(search), with_cursor, bucket, titles_only)
+    ranges = bridged(merged)
     for j, (start, end) in enumerate(ranges):
         params[f"from_{j}"], params[f"to_{j}"] = start, end
     return _statement(
@@ -93,8 +114,48 @@ def request_search(
         tuple(end is not None for _, end in ranges),
         bucket,
         titles_only,
-        without_row_security,
+        bridging=ranges != merged,
     )
+
+
+RANGE_KINDS, RANGE_STARTS, RANGE_ENDS = "range_kinds", "range_starts", "range_ends"
+
+
+@lru_cache(maxsize=64)
+def _over_the_ranges(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, titles_only: bool
+) -> Select[Any]:
+    """PostgreSQL's form: the viewer's ranges on the target as arrays, a row a shared kind and
+    range, each the outer row of a lateral index seek with the page's LIMIT; the statement,
+    and its generic plan, are the same for one range or a hundred. With a branch a kind and
+    range written out, each range cost ~0.45 ms at 1M (three branches over every monthly
+    partition to lock and prune), and past 32 the search took one range from the first's
+    start to the last's end, where another's record between two ranges cost a row more than
+    none (audit 48h; BENCHMARKS.md, session 49)."""
+    pairs = (
+        func.unnest(
+            bindparam(RANGE_KINDS, type_=ARRAY(Text)),
+            bindparam(RANGE_STARTS, type_=ARRAY(DateTime(timezone=True))),
+            cast(bindparam(RANGE_ENDS, type_=ARRAY(Text)), ARRAY(DateTime(timezone=True))),
+        )
+        .table_valued(
+            column("kind", Text),
+            column("start", DateTime(timezone=True)),
+            column("end", DateTime(timezone=True)),
+        )
+        .render_derived(name="kind_range")
+    )
+    when = [s.kind == pairs.c.kind, s.logged_at >= pairs.c.start, s.logged_at < pairs.c.end]
+    seek = _newest(scope, shape, with_cursor, bucket, [*when, *_follows()], ruled=False)
+    apart = _newest(
+        scope, shape, with_cursor, bucket, [text(APART_FROM_REQUEST_ID_SQL)], ruled=False
+    ).subquery()
+    in_range = seek.lateral("in_range")
+    parts = [
+        select(*apart.c).select_from(apart),
+        select(*in_range.c).select_from(pairs).join(in_range, true()),
+    ]
+    return _page(parts, scope, bucket, titles_only)
 
 
 @lru_cache(maxsize=256)
@@ -105,55 +166,79 @@ def _statement(
     ranges: tuple[bool, ...],
     bucket: int,
     titles_only: bool,
-    without_row_security: bool,
+    bridging: bool = False,
 ) -> Select[Any]:
-    """One branch per merged range of the viewer's on the target (`ranges`: whether each has
-    an end), and one of the records apart from their Request ID; each an index range with the
-    page's LIMIT. The branches share no record: a range's records follow their Request ID."""
-    target = bindparam(TARGET, type_=s.device_id.type)
-    origin = bindparam(ORIGINATOR, type_=s.user_id.type)
-    common = [
-        s.request_id == bindparam("request_id", type_=s.request_id.type),
-        seen_by_viewer(scope),
-        *ruled_before_limit(scope, without_row_security),
-        *conditions(shape, with_cursor),
-    ]
+    """SQLite's form: one branch per merged range of the viewer's on the target and shared
+    kind (`ranges`: whether each has an end), and one of the records apart from their
+    Request ID; each an index range with the page's LIMIT. The branches share no record: a
+    range's records follow their Request ID.
+
+    The rule before the LIMIT (`ruled_before_limit`) only where it can drop a record: apart
+    from the Request ID, or in a range `bridging` the viewer's. A record of a range of the
+    viewer's that follows its Request ID is one rule 3 grants; checked there too, the rule
+    cost 15-40% more (1M, 1-8 ranges)."""
     branches: list[list[Any]] = [[text(APART_FROM_REQUEST_ID_SQL)]]
     for j, has_end in enumerate(ranges):
         when = [s.logged_at >= bindparam(f"from_{j}", type_=UtcDateTime)]
         if has_end:
             when.append(s.logged_at < bindparam(f"to_{j}", type_=UtcDateTime))
-        # not apart from the Request ID (the other branch's): its User is one of the two
-        follows = unindexed(s.user_id).in_([origin, target])
         # a branch a kind, not `kind IN`: SQLite skips an IN's other values when the index
         # holds nothing of the Request ID at all (an unused one), so the IN took 23 more
         # instructions for a Request ID in use; PostgreSQL read the alerts and dropped them
+        about_target, from_or_to_the_two = _follows()
         branches += [
-            [s.kind == literal_column(repr(kind)), unindexed(s.device_id) == target, *when, follows]
+            [s.kind == literal_column(repr(kind)), about_target, *when, from_or_to_the_two]
             for kind in SHARED_KINDS
         ]
-    lim: ColumnElement[int] = literal_column(str(int(bucket)))
     parts = [
         select(*b.c).select_from(b)
         for b in (
-            newest_first(select(*RECORD_COLUMNS).where(*common, *where)).limit(lim).subquery()
-            for where in branches
+            _newest(scope, shape, with_cursor, bucket, where, ruled=j == 0 or bridging).subquery()
+            for j, where in enumerate(branches)
         )
     ]
+    return _page(parts, scope, bucket, titles_only)
+
+
+def _follows() -> list[ColumnElement[bool]]:
+    """A record that follows its Request ID (not apart from it, the other branch's): about the
+    target, from or to one of the two Users."""
+    target = bindparam(TARGET, type_=s.device_id.type)
+    origin = bindparam(ORIGINATOR, type_=s.user_id.type)
+    return [unindexed(s.device_id) == target, unindexed(s.user_id).in_([origin, target])]
+
+
+def _newest(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, where: list[Any], ruled: bool
+) -> Select[Any]:
+    """The newest `bucket` records of the Request ID that the viewer has an index row for,
+    where `where` holds (`ruled`: and the rule, `ruled_before_limit`)."""
+    common = [
+        s.request_id == bindparam("request_id", type_=s.request_id.type),
+        seen_by_viewer(scope),
+        *ruled_before_limit(scope, without_row_security=ruled),
+        *conditions(shape, with_cursor),
+    ]
+    lim: ColumnElement[int] = literal_column(str(int(bucket)))
+    return newest_first(select(*RECORD_COLUMNS).where(*common, *where)).limit(lim)
+
+
+def _page(parts: list[Select[Any]], scope: Scope, bucket: int, titles_only: bool) -> Select[Any]:
+    """The page over the branches' candidates: their own LIMIT on top keeps SQLite from
+    copying the items' joins and the rule into every branch: 0.17 ms a run and 0.87 to
+    prepare, against 0.08 and 0.39 (1M)."""
     found = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("found")
-    # the page's own LIMIT on top keeps SQLite from copying the items' joins and the rule
-    # into every branch: 0.17 ms a run and 0.87 to prepare, against 0.08 and 0.39 (1M)
     candidate = (
         select(*found.c)
         .order_by(found.c.logged_at.desc(), found.c.id.desc())
-        .limit(lim)
+        .limit(literal_column(str(int(bucket))))
         .subquery("candidate")
     )
     return page_of_candidates(candidate, scope, titles_only=titles_only)
 
 
 def bridged(ranges: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Disjoint ranges (oldest first), at most MAX_RANGE_BRANCHES: past that (more than a
+    """SQLite's ranges: disjoint (oldest first), at most MAX_RANGE_BRANCHES: past that (more than a
     registry holds for one Device and Party) one range from the first's start to the last's
     end, where the viewer's index rows keep out what it may not see. A hidden record
     between the viewer's ranges then costs its probe. Falling back to reading every record
