@@ -119,15 +119,13 @@ def watch_list(party_id: str) -> None:
 @with_db
 def watch_rm(watch_id: int, party_id: str) -> None:
     """Delete one of the Party's watches with its events and pending deliveries."""
-    from ..store.watches import delete_watch, shed_backlog
+    from ..store.watches import delete_watch_and_backlog
 
     store = engine()
     with store.begin() as conn:
         viewer_of(conn, party_id)
-    shed_backlog(store, party_id, watch_id)
-    with store.begin() as conn:
-        if not delete_watch(conn, party_id, watch_id):
-            raise Failure(f"no such watch: {watch_id}")
+    if not delete_watch_and_backlog(store, party_id, watch_id):
+        raise Failure(f"no such watch: {watch_id}")
     click.echo(f"deleted watch {watch_id}", err=True)
 
 

@@ -286,6 +286,15 @@ def shed_backlog(engine: Engine, party_id: str, watch_id: int, step: int | None 
         time.sleep(time.monotonic() - started)
 
 
+def delete_watch_and_backlog(engine: Engine, party_id: str, watch_id: int) -> bool:
+    """What every interface's "delete this watch" does: the backlog shed a step at a time
+    (SQLite), then the watch with what is left in one transaction (`delete_watch`); False if
+    the Party has no such watch."""
+    shed_backlog(engine, party_id, watch_id)
+    with engine.begin() as conn:
+        return delete_watch(conn, party_id, watch_id)
+
+
 def one_deletion_at_a_time(conn: Connection, watch_id: int) -> None:
     """PostgreSQL: the watch's deletions one after another, each waiting for the one before
     to end before it takes anything (an advisory lock of the transaction; SQLite's writers

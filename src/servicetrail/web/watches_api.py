@@ -29,10 +29,9 @@ from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import (
     WatchLimit,
     create_watch,
-    delete_watch,
     get_watch,
     list_watches,
-    shed_backlog,
+    delete_watch_and_backlog,
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
@@ -153,10 +152,9 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
 def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response:
     """Delete one of your Party's watches, its events and its pending deliveries."""
     found = watch_id_of(watch_id)
-    if found is not None:
-        shed_backlog(engine_of(request), viewer.party_id, found)
-    with engine_of(request).begin() as conn:
-        deleted = found is not None and delete_watch(conn, viewer.party_id, found)
+    deleted = found is not None and delete_watch_and_backlog(
+        engine_of(request), viewer.party_id, found
+    )
     return Response(status_code=204) if deleted else JSONResponse(NOT_A_WATCH, status_code=404)
 
 

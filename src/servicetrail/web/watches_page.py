@@ -24,10 +24,9 @@ from ..store.watch_events import NO_EVENT_YET, UNREAD_CAP, mark_read, read_posit
 from ..store.watches import (
     WatchLimit,
     create_watch,
-    delete_watch,
     get_watch,
     list_watches,
-    shed_backlog,
+    delete_watch_and_backlog,
 )
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
@@ -392,7 +391,5 @@ def install(app: FastAPI) -> None:
         watch_id: str,
     ) -> Response:
         if re.fullmatch(r"[0-9]{1,18}", watch_id):
-            shed_backlog(engine_of(request), who.viewer.party_id, int(watch_id))
-            with engine_of(request).begin() as conn:
-                delete_watch(conn, who.viewer.party_id, int(watch_id))
+            delete_watch_and_backlog(engine_of(request), who.viewer.party_id, int(watch_id))
         return RedirectResponse("/watches", status_code=303)
