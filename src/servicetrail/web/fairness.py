@@ -79,6 +79,8 @@ MESSAGES = {
     "({n}): let one finish, or retry in {s} s",
     "stream": "your Party already has as many event streams open on this server as it may ({n}): "
     "close one, or retry in {s} s",
+    "anonymous_rate": "the server is answering as many requests without a sign-in as it may "
+    "({n} a second, from everyone together): retry in {s} s",
     "in_flight": "as many of your requests are already in flight on this server as may be ({n}): "
     "retry in {s} s",
 }

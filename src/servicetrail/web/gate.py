@@ -15,11 +15,21 @@ client's address (a /64 for IPv6), with a small share for credentials not yet se
 looked up in the store: a flood of made-up tokens took threads), and a larger one for what
 carries none (the sign-in page) and for the style sheet and script. This decides only whose
 turn it is: who may see what is still decided by the route.
+
+Those shares bound what is in flight, not how fast: a sign-in page takes under a millisecond,
+so 40 addresses of a stranger's, each within its share, had 1,900 pages a second served and
+every Party's searches waited 10-30 times as long (audit 49d). So what carries no credential
+(the style sheet and script apart, which signed-in analysts' pages ask for) also draws on one
+budget of all addresses together, ANONYMOUS_RATE a second: a flood then costs the Parties a
+fiftieth of that, and a person signing in during one waits or is answered 429, as anyone is
+past a share. A credential this process has not seen is not drawn on it: after a restart every
+Party's first request is one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from http.cookies import CookieError, SimpleCookie
 
@@ -41,10 +51,16 @@ from .state import SeenCredentials
 # first request after a restart was refused (review, session 17); each look-up is short.
 ANONYMOUS_PER_CLIENT = 8
 UNSEEN_PER_CLIENT = 4
+# requests a second without a credential (not the style sheet and script), all addresses
+# together, and as many at once after a quiet spell: far past people signing in (a supplier's
+# 500 analysts each opening the screen within a minute is 8 a second)
+ANONYMOUS_RATE = 50
+ANONYMOUS_BURST = 100
 RETRY_AFTER = 1
 UNSEEN_RECHECK = 0.05  # seconds between looks at whether a waiting credential has been seen
 REFUSAL_PAUSE = 1.0  # seconds before a 429 of the bounds inside goes out
 STATIC = "/static/"
+ANONYMOUS = "anonymous:"
 
 
 class Gate:
@@ -56,14 +72,23 @@ class Gate:
         self.party_share = chosen.party_requests + chosen.party_downloads + chosen.party_streams
         self._in_flight: Counter[str] = Counter()
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._anonymous = TokenBucket(ANONYMOUS_RATE, ANONYMOUS_BURST)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         key, share, taken = await self._turn(scope)
+        if taken and key.startswith(ANONYMOUS) and not scope["path"].startswith(STATIC):
+            taken = await self._anonymous_turn()
+            if not taken:
+                self._end_turn(key)
+                await _refused(scope, Busy("anonymous_rate", ANONYMOUS_RATE, RETRY_AFTER))(
+                    scope, receive, send
+                )
+                return
         if not taken:
-            await _refused(scope, share)(scope, receive, send)
+            await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
 
         async def paced(message: Message) -> None:
@@ -78,12 +103,27 @@ class Gate:
         try:
             await self.app(scope, receive, paced)
         finally:
-            self._in_flight[key] -= 1
-            if not self._in_flight[key]:
-                del self._in_flight[key]
-            for waiter in self._waiting.pop(key, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._end_turn(key)
+
+    def _end_turn(self, key: str) -> None:
+        self._in_flight[key] -= 1
+        if not self._in_flight[key]:
+            del self._in_flight[key]
+        for waiter in self._waiting.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _anonymous_turn(self) -> bool:
+        """Whether the budget of all addresses together has a request for this one, waiting
+        for it up to RETRY_AFTER; past that the client is answered when it may ask again."""
+        deadline = time.monotonic() + RETRY_AFTER
+        while (wait := self._anonymous.take(time.monotonic())) > 0:
+            left = deadline - time.monotonic()
+            if wait > left:
+                await asyncio.sleep(max(left, 0))
+                return False
+            await asyncio.sleep(wait)
+        return True
 
     async def _turn(self, scope: Scope) -> tuple[str, int, bool]:
         """The sender's share (key, size) and whether a turn in it was taken. Past the share,
@@ -134,11 +174,28 @@ class Gate:
             if key is not None:
                 return f"party:{key}", self.party_share
             return f"unseen:{_client(scope)}", UNSEEN_PER_CLIENT
-        return f"anonymous:{_client(scope)}", ANONYMOUS_PER_CLIENT
+        return f"{ANONYMOUS}{_client(scope)}", ANONYMOUS_PER_CLIENT
 
     def in_flight(self) -> dict[str, int]:
         """For the tests and the operator."""
         return dict(self._in_flight)
+
+
+class TokenBucket:
+    """`rate` a second, up to `burst` saved: `take` is 0 when one was taken, else the seconds
+    until one will be there (the loop is one thread: no lock)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def take(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 def _credential(scope: Scope) -> str | None:
@@ -168,8 +225,7 @@ def _client(scope: Scope) -> str:
     return client_key((scope.get("client") or ("unknown", 0))[0])
 
 
-def _refused(scope: Scope, share: int) -> Response:
-    busy = Busy("in_flight", share, RETRY_AFTER)
+def _refused(scope: Scope, busy: Busy) -> Response:
     if scope["path"].startswith("/api/"):
         return JSONResponse(
             status_code=429,
