@@ -111,12 +111,22 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         with ThreadPoolExecutor(30) as pool:
             answers = list(pool.map(attempt, range(30)))
         statuses = sorted(a.status_code for a in answers)
-        assert statuses == [401] * MAX_FAILURES_PER_KEY + [429] * (30 - MAX_FAILURES_PER_KEY)
+        verified = statuses.count(401)
+        # never more than the limit verified; fewer when the machine is slow: those waiting
+        # past one address's share of requests in flight are refused by web.gate (1 s)
+        # before the first four verifications end (seen in CI with both cores busy)
+        assert 1 <= verified <= MAX_FAILURES_PER_KEY
+        assert statuses == [401] * verified + [429] * (30 - verified)
         # refused by the throttle (15 minutes), past a username's sign-ins a minute (1
-        # minute), or, past one address's share of requests in flight, by web.gate before
-        # they reach the sign-in at all (1 s)
+        # minute), or by web.gate before they reach the sign-in at all (1 s)
         waits = [int(a.headers["retry-after"]) for a in answers if a.status_code == 429]
-        assert set(waits) <= {15 * 60, 60, 1} and 15 * 60 in waits
+        assert set(waits) <= {15 * 60, 60, 1}
+        with httpx.Client(base_url=base, cookies={"st_login": cookie}) as one_by_one:
+            wrong = {"username": "np.analyst", "password": WRONG, "csrf_token": token}
+            for _ in range(MAX_FAILURES_PER_KEY - verified):  # what the burst left
+                assert one_by_one.post("/login", data=wrong).status_code == 401
+            paused = one_by_one.post("/login", data=wrong)
+            assert paused.status_code == 429 and paused.headers["retry-after"] == str(15 * 60)
         with httpx.Client(base_url=base) as late:  # and the right password now waits too
             form = late.get("/login")
             again = late.post(
