@@ -243,13 +243,7 @@ def scenario_heavy(
         conn.close()
 
     clients = [threading.Thread(target=broad_searches) for _ in range(HEAVY_CLIENTS)]
-    for client in clients:
-        client.start()
-    time.sleep(seconds)
-    ended_at = time.monotonic()
-    stop.set()
-    for client in clients:
-        client.join(130)
+    ended_at = attack_for(clients, seconds, stop, join_within=130)
     searches.stop()
     return {
         "attacker": party,
@@ -259,6 +253,21 @@ def scenario_heavy(
         "others_before": summary(searches.between(0, attack_at)),
         "others_during": summary(searches.between(attack_at, ended_at)),
     }
+
+
+def attack_for(
+    clients: list[threading.Thread], seconds: float, stop: threading.Event, join_within: float
+) -> float:
+    """The attacking threads run for `seconds`, then are told to stop and awaited (each up to
+    `join_within`, a request's longest); the time the attack ended."""
+    for client in clients:
+        client.start()
+    time.sleep(seconds)
+    ended_at = time.monotonic()
+    stop.set()
+    for client in clients:
+        client.join(join_within)
+    return ended_at
 
 
 STRANGER_ADDRESSES, STRANGER_CONNECTIONS = 40, 2
@@ -296,13 +305,7 @@ def scenario_strangers(port: int, victims: list, seconds: float) -> dict:
         for n in range(STRANGER_ADDRESSES)
         for _ in range(STRANGER_CONNECTIONS)
     ]
-    for client in clients:
-        client.start()
-    time.sleep(seconds)
-    ended_at = time.monotonic()
-    stop.set()
-    for client in clients:
-        client.join(65)
+    ended_at = attack_for(clients, seconds, stop, join_within=65)
     searches.stop()
     return {
         "addresses": STRANGER_ADDRESSES,
