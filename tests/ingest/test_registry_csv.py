@@ -275,6 +275,42 @@ def test_devices_bad_header(cli, engine, tmp_path):
     assert rows(engine, "SELECT device_id FROM device") == []
 
 
+def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(
+    cli, engine, tmp_path, monkeypatch
+):
+    """Its batches' checkouts looked at the store's revision, PostgreSQL's once a second: a
+    batch written while `db upgrade` ran committed on a schema this servicetrail does not
+    know (review 49b). Each batch looks before its commit, as an ingest's does, and the load
+    stops saying to restart, with the batches before the upgrade kept."""
+    from servicetrail.ingest import registry_load
+    from servicetrail.store.engine import make_engine
+    from tests.web.test_store_upgraded import SAID, stamped_behind
+
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
+    written = []
+
+    def upgraded_during_the_second(conn, batch):
+        written.append(batch)
+        if len(written) == 2:  # before its first write, as SQLite's one writer lets it
+            stamped_behind(engine, "0026_later")
+        return real(conn, batch)
+
+    real = registry_load.load_devices
+    monkeypatch.setattr(registry_load, "load_devices", upgraded_during_the_second)
+    devices = write(
+        tmp_path / "devices.csv",
+        DEVICES_HEADER + "".join(f"00-DB-00-00-00-00-00-0{n},ESME,2\n" for n in (1, 2, 3)),
+    )
+    result = cli("load", "devices", devices)
+    assert result.exit_code == 2 and SAID in result.stderr, result.output
+    assert "revision 0026_later" in result.stderr
+    unwatched = make_engine(cli.db_url)  # the test's engine, watched too, refuses now
+    try:
+        assert rows(unwatched, "SELECT device_id FROM device") == [("00-DB-00-00-00-00-00-01",)]
+    finally:
+        unwatched.dispose()
+
+
 # ------------------------------------------------------------------ responsibilities.csv
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from .. import settings
 from ..domain.ids import InvalidValue
 from ..domain.intervals import Conflict, IntervalKey, Outcome, Overlap, interval_key
+from ..store.engine import refuse_if_changed_under_us
 from ..store.parties import party_ids
 from ..store.registry import load_devices, load_interval_rows, load_users
 from ..store.watch_matcher import catch_up
@@ -404,6 +405,10 @@ def _store_batch(
         catch_up(engine)
     with engine.begin() as conn:
         decided = store(conn, parsed, origins, later is not None) if parsed else []
+        # the checkout looked, but PostgreSQL looks once a second, and an upgrade may come
+        # while the batch is written: as an ingest's batch, none commits on a schema this
+        # servicetrail does not know (review 49b)
+        refuse_if_changed_under_us(conn)
         if later is not None:  # kept before the commit: a stop after it loses none of them
             for row, origin, outcome in zip(parsed, origins, decided):
                 if isinstance(outcome, Overlap):
