@@ -199,3 +199,32 @@ def _children() -> list[tuple[int, str]]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def test_a_standalone_worker_on_a_store_upgraded_under_it_exits_2_saying_restart(
+    sqlite_url,
+) -> None:
+    """`servicetrail deliver` itself, not the Deliverer alone (test_delivery): the process
+    ends, with the CLI's `Error:` and exit 2, no traceback, and its seal at the end does not
+    hide why. A process costs a second or two; SQLite alone, as the engines differ only in
+    when the worker looks, which test_delivery shows on both (review 49b)."""
+    from servicetrail.store.engine import make_engine
+    from tests.web.test_store_upgraded import SAID
+
+    worker = deliver_worker(sqlite_url)
+    try:
+        assert worker.stderr is not None
+        assert b"delivering webhooks" in worker.stderr.readline()  # started, and watching
+        store = make_engine(sqlite_url)
+        with store.begin() as conn:  # as `db upgrade` stamps it, last
+            conn.execute(text("UPDATE alembic_version SET version_num = '0026_later'"))
+        store.dispose()
+        assert worker.wait(10) == 2
+        said = worker.stderr.read().decode()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    last = said.splitlines()[-1]  # (after the seal at the end, which stopped saying so too)
+    assert last.startswith("Error: ") and SAID in last and "revision 0026_later" in last, said
+    assert "Traceback" not in said
