@@ -548,6 +548,41 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
 
 
 @starts_with_personas
+def test_a_watchs_backlog_and_its_deliveries_go_a_step_a_transaction(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL too: there readers never wait on a delete, but a deliverer's round
+    settling one of the watch's deliveries waited for the whole deletion, and that worker's
+    deliveries of every Party with it (a million events and deliveries: 21 s; review 50d).
+    No statement of the deletion deletes more than a step, and another watch keeps all."""
+    from sqlalchemy import event
+
+    monkeypatch.setattr(store_watches, "SHED_STEP", 4)
+    hook = {"url": "https://hooks.example.com/w"}
+    made = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    kept = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    append(world, *(lk_request(n) for n in range(1, 12)))
+    match_all(world)
+    deleted: dict[str, list[int]] = {"watch_event": [], "webhook_outbox": []}
+
+    def counted(conn, cursor, statement, parameters, context, executemany) -> None:
+        words = statement.split(None, 3)
+        if words[:2] == ["DELETE", "FROM"] and words[2] in deleted:
+            deleted[words[2]].append(cursor.rowcount)
+
+    event.listen(world.engine, "after_cursor_execute", counted)
+    try:
+        assert store_watches.delete_watch_and_backlog(world.engine, SOUTHENERGY, made)
+    finally:
+        event.remove(world.engine, "after_cursor_execute", counted)
+    for table, rows in deleted.items():
+        assert sum(rows) == 11 and max(rows) <= 4, (table, rows)
+    with world.engine.connect() as conn:
+        for table in deleted:
+            left = conn.execute(text(f"SELECT watch_id, count(*) FROM {table} GROUP BY watch_id"))
+            assert left.all() == [(kept, 11)], table
+
+
 def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
     pg_engine: Engine,
 ) -> None:

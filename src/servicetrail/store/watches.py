@@ -248,47 +248,51 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
     return deleted
 
 
-# On SQLite a transaction that deletes holds the store's one write lock, and every Party's
-# read waits for it to append its access-log entry (as ingest waits to write): the deletion of
-# a watch with a million events held it 4.4 s, and another Party's device search waited 4.4 s
-# (audit 49d). There the backlog goes first, this many events a transaction (about 12 ms; the
-# search then waited 0.3 s at most, and the deletion took 12 s).
+# A watch's backlog goes before the watch, this many events (and their deliveries) a
+# transaction. On SQLite a transaction that deletes holds the store's one write lock, and
+# every Party's read waits for it to append its access-log entry (as ingest waits to write):
+# the deletion of a watch with a million events held it 4.4 s, and another Party's device
+# search waited 4.4 s (audit 49d); in steps of this many (about 12 ms), 0.3 s at most, and the
+# deletion took 12 s. On PostgreSQL readers never wait on a delete, but a deliverer's round
+# settling one of the watch's deliveries waits for the transaction deleting it, and every
+# delivery of that worker, any Party's, waits with the round: one transaction for a million
+# events and deliveries held it 21.1 s (review 50d: bench in its commit).
 SHED_STEP = 2_000
 
 
 def shed_backlog(engine: Engine, party_id: str, watch_id: int, step: int | None = None) -> None:
-    """SQLite: the events (and their deliveries) of the Party's watch deleted, oldest first,
-    `step` at a time, each step its own transaction followed by a pause as long, so that
-    other writers take the lock between them; what is left under a step, and what the matcher
-    adds meanwhile, goes with the watch in delete_watch's transaction. A watch being deleted
-    may meanwhile list fewer events; a deletion cut short leaves the watch, with fewer
-    events, to be deleted again. PostgreSQL: nothing (its readers never wait on a delete)."""
-    if engine.dialect.name != "sqlite":
-        return
+    """The events (and their deliveries) of the Party's watch deleted, oldest first, `step`
+    at a time, each step its own transaction; on SQLite each is followed by a pause as long,
+    so that other writers take the lock between them. What is left under a step, and what
+    the matcher adds meanwhile, goes with the watch in delete_watch's transaction. A watch
+    being deleted may meanwhile list fewer events; a deletion cut short leaves the watch,
+    with fewer events, to be deleted again. Two deletions of the watch at once take turns a
+    step at a time (`one_deletion_at_a_time`)."""
     step = step or SHED_STEP
-    e, o = watch_event.c, webhook_outbox.c
+    e = watch_event.c
+    after = 0  # each step seeks past the last: PostgreSQL's index keeps the deleted a while
     while True:
         started = time.monotonic()
         with engine.begin() as conn:
             if owned_watch(conn, party_id, watch_id) is None:
                 return  # another Party's (or none): delete_watch says so
+            one_deletion_at_a_time(conn, watch_id)
+            ours = (e.watch_id == watch_id) & (e.event_id > after)
             last = conn.execute(
-                select(e.event_id)
-                .where(e.watch_id == watch_id)
-                .order_by(e.event_id)
-                .offset(step - 1)
-                .limit(1)
+                select(e.event_id).where(ours).order_by(e.event_id).offset(step - 1).limit(1)
             ).scalar()
             if last is None:
                 return
-            conn.execute(delete(webhook_outbox).where(o.watch_id == watch_id, o.event_id <= last))
-            conn.execute(delete(watch_event).where(e.watch_id == watch_id, e.event_id <= last))
-        time.sleep(time.monotonic() - started)
+            delete_deliveries_of(conn, watch_id, events=(after, last))
+            conn.execute(delete(watch_event).where(ours, e.event_id <= last))
+        after = last
+        if engine.dialect.name == "sqlite":
+            time.sleep(time.monotonic() - started)
 
 
 def delete_watch_and_backlog(engine: Engine, party_id: str, watch_id: int) -> bool:
-    """What every interface's "delete this watch" does: the backlog shed a step at a time
-    (SQLite), then the watch with what is left in one transaction (`delete_watch`); False if
+    """What every interface's "delete this watch" does: the backlog shed a step at a time,
+    then the watch with what is left in one transaction (`delete_watch`); False if
     the Party has no such watch."""
     shed_backlog(engine, party_id, watch_id)
     with engine.begin() as conn:
