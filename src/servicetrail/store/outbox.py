@@ -463,7 +463,10 @@ def drop_turned_off(conn: Connection, watch_ids: Iterable[int]) -> None:
 def _drop_some(conn: Connection, watch_ids: list[int]) -> None:
     """The deliveries of these watches, whose receivers answered 410, deleted; on SQLite
     DROPPED_PER_ROUND at most, the rest by later rounds' `drop_turned_off`: the watches stay
-    kept until none is left, and no worker leases anything of theirs meanwhile."""
+    kept until none is left, and no worker leases anything of theirs meanwhile. Not the
+    steps of a watch's deletion (watches.shed_backlog), which lead with the events and
+    commit their own transactions until done: here the watch and its events stay, the drop
+    rides in a round's transaction, and any worker's later round takes up the rest."""
     left = DROPPED_PER_ROUND if conn.dialect.name == "sqlite" else None
     for watch_id in watch_ids:
         if left is not None and left <= 0:

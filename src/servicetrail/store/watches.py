@@ -256,7 +256,7 @@ def delete_watch(conn: Connection, party_id: str, watch_id: int) -> bool:
 # deletion took 12 s. On PostgreSQL readers never wait on a delete, but a deliverer's round
 # settling one of the watch's deliveries waits for the transaction deleting it, and every
 # delivery of that worker, any Party's, waits with the round: one transaction for a million
-# events and deliveries held it 21.1 s (review 50d: bench in its commit).
+# events and deliveries held it 21-56 s (review 50d, bench/watch_deletion.py).
 SHED_STEP = 2_000
 
 
