@@ -548,6 +548,35 @@ def test_a_watch_deleted_during_a_matching_step_fails_neither(
 
 
 @starts_with_personas
+def test_a_matching_step_commits_nothing_on_a_store_upgraded_under_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's checkout looked at the store's revision (PostgreSQL's once a second): one
+    that outlasted an upgrade committed its events on a schema this servicetrail does not
+    know. It looks again before its commit, as a load's batch does (review 49b)."""
+    from servicetrail.store.engine import make_engine
+    from servicetrail.store.schema_watch import StoreUpgraded
+    from tests.web.test_store_upgraded import stamped_behind
+
+    add_watch(world, SOUTHENERGY)
+    append(world, lk_request(1))
+    real = watch_matcher.match_new_records
+
+    def upgraded_meanwhile(conn, *args, **kwargs):
+        stamped_behind(world.engine, "0026_later")
+        return real(conn, *args, **kwargs)
+
+    monkeypatch.setattr(watch_matcher, "match_new_records", upgraded_meanwhile)
+    with pytest.raises(StoreUpgraded, match="0026_later"):
+        watch_matcher.catch_up(world.engine)
+    unwatched = make_engine(world.engine.url.render_as_string(hide_password=False))
+    try:
+        with unwatched.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar_one() == 0
+    finally:
+        unwatched.dispose()
+
+
 def test_a_watchs_backlog_and_its_deliveries_go_a_step_a_transaction(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

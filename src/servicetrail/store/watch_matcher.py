@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from .. import settings
 from ..domain.ids import MAX_ID
 from ..domain.watches import Candidate, PartyWatches, Watch, index_by_party
-from .engine import foreign_keys_planned_once
+from .engine import foreign_keys_planned_once, refuse_if_changed_under_us
 from .schema import sqlite_time
 from .watch_sql import (
     indexed_candidates,
@@ -300,6 +300,10 @@ def catch_up(engine: Engine, steps: int = 1000) -> int:
             break
         with engine.begin() as conn:
             found = match_new_records(conn)
+            # a step (of a server's, a worker's or a registry load's) may outlast an upgrade,
+            # which PostgreSQL's look at the checkout sees a second late at most: none commits
+            # events on a schema this servicetrail does not know (review 49b)
+            refuse_if_changed_under_us(conn)
         if not found:
             break
         read += found
