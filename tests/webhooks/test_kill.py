@@ -225,6 +225,7 @@ def test_a_standalone_worker_on_a_store_upgraded_under_it_exits_2_saying_restart
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
-    last = said.splitlines()[-1]  # (after the seal at the end, which stopped saying so too)
+    last = said.splitlines()[-1]
     assert last.startswith("Error: ") and SAID in last and "revision 0026_later" in last, said
+    assert said.count("restart") == 1, said  # the Error line alone, no last seal's
     assert "Traceback" not in said

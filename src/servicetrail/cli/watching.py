@@ -204,6 +204,7 @@ def deliver_cmd() -> None:
     import asyncio
     import signal
 
+    from ..store.schema_watch import StoreUpgraded
     from ..store.sealing import seal_every_minute, seal_now
     from ..webhooks.background import new_event_loop
     from ..webhooks.deliver import Deliverer, retry_schedule
@@ -224,11 +225,17 @@ def deliver_cmd() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         sealer = asyncio.create_task(seal_every_minute(store))
+        upgraded = False
         try:
             await deliverer.run(stop)
+        except StoreUpgraded:
+            # no last seal: it would only say "restart" once more before the Error line does
+            upgraded = True
+            raise
         finally:
             sealer.cancel()
-            await seal_now(store)
+            if not upgraded:
+                await seal_now(store)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
     # Ctrl-C to asyncio.Runner, which cancels `main` on it only over Python's own handler,
