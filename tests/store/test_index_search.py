@@ -5,7 +5,6 @@ Request ID rather than reading all of the viewer's index rows."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -15,7 +14,7 @@ from servicetrail.domain.search import Search
 from servicetrail.store.queries import search_page
 from servicetrail.store.writer import append_records
 from tests.personas import ESME_1, SE_IS, SOUTHENERGY, START, load_personas
-from tests.store.test_lookup_work import postgres_nodes, statements_sent
+from tests.store.test_lookup_work import positional, postgres_nodes, statements_sent
 
 
 def test_an_own_request_id_probes_the_viewers_index_for_its_records_alone(
@@ -50,14 +49,7 @@ def test_an_own_request_id_probes_the_viewers_index_for_its_records_alone(
     assert [i["request_id"] for i in found] == [asked]
     assert not any("force_custom_plan" in sql for sql in sets), "planned for its values"
     statement, named = next((sql, p) for sql, p in sent if "sat_record" in sql)
-    order: list[str] = []
-
-    def numbered(m: re.Match[str]) -> str:
-        order.append(m.group(1)) if m.group(1) not in order else None
-        return f"${order.index(m.group(1)) + 1}"
-
-    positional = re.sub(r"%\((\w+)\)s", numbered, statement)
-    nodes = postgres_nodes(pg_engine, viewer, positional, [named[k] for k in order])
+    nodes = postgres_nodes(pg_engine, viewer, *positional(statement, named))
     index_rows = sum(
         rows * loops for kind, rel, loops, rows, _ in nodes if "visibility" in (rel or "")
     )

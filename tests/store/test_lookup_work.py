@@ -15,6 +15,7 @@ over `responsibility`; before the index, the rule itself ran for it on both engi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -101,6 +102,8 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
 
 
 def _pg_type(value: object) -> str:
+    if isinstance(value, list):
+        return _pg_type(value[0] if value else "") + "[]"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -110,12 +113,28 @@ def _pg_type(value: object) -> str:
     return "text"
 
 
+def positional(statement: str, named: dict[str, object]) -> tuple[str, list[object]]:
+    """A statement as SQLAlchemy sends it (`%(name)s`) in the server's own `$n`, with its
+    values in their order: what `postgres_nodes` prepares, to measure the generic plan."""
+    order: list[str] = []
+
+    def numbered(m: re.Match[str]) -> str:
+        if m.group(1) not in order:
+            order.append(m.group(1))
+        return f"${order.index(m.group(1)) + 1}"
+
+    numbered_statement = re.sub(r"%\((\w+)\)s", numbered, statement).replace("%%", "%")
+    return numbered_statement, [named[name] for name in order]
+
+
 def postgres_nodes(
     engine: Engine, viewer: Viewer, statement: str, parameters: object
 ) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran, the
     rows it produced and those its conditions removed (no times, no costs: those vary from
-    run to run)."""
+    run to run). With `parameters` a list (`positional`), of the generic plan, as the service
+    runs a search; with a dict, of a plan made for the values given (EXPLAIN of the
+    statement itself)."""
     explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
     with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
         if isinstance(parameters, list):  # sent with the server's own $n placeholders

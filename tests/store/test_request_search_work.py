@@ -40,6 +40,7 @@ from tests.personas import (
     starts_with_personas,
 )
 from tests.store.test_lookup_work import (
+    positional,
     postgres_nodes,
     sqlite_instructions,
     statements_sent,
@@ -82,7 +83,8 @@ def work(world: World, viewer: Viewer, request_id: str):
     statement, parameters = search_statement(world, viewer, request_id)
     if world.engine.dialect.name == "sqlite":
         return sqlite_instructions(world.engine, statement, parameters)
-    return postgres_nodes(world.engine, viewer, statement, parameters)
+    # prepared, for the generic plan the service runs this search on (read_as)
+    return postgres_nodes(world.engine, viewer, *positional(statement, parameters))
 
 
 def found(world: World, viewer: Viewer, request_id: str) -> list[int]:
