@@ -2,8 +2,9 @@
 """Session 49: the time of a search by Request ID, in process (`search_page`, newest 100), on a
 store you already have (`servicetrail generate --records 1000000 --seed 2025 --into-store`).
 
-    .venv/bin/python bench/request_ranges.py setup URL       # once: Parties CHURN1..CHURN40
+    .venv/bin/python bench/request_ranges.py setup URL       # once: Parties CHURN1..CHURN100
     .venv/bin/python bench/request_ranges.py ranges URL --caps 32,4
+    .venv/bin/python bench/request_ranges.py steps sqlite:///FILE   # SQLite's VM instructions
     .venv/bin/python bench/request_ranges.py own URL
     PYTHONPATH=DIR/src .venv/bin/python bench/request_ranges.py ...   # another copy of src/
 
@@ -11,9 +12,10 @@ store you already have (`servicetrail generate --records 1000000 --seed 2025 --i
 Device (written to the registry and the index directly: they overlap its supplier's).
 `ranges`: another User's Request IDs on that Device searched by each: requests inside one
 of its intervals (found), between two (hidden) and unused counters of the same senders;
-`--caps` sets MAX_RANGE_BRANCHES (SQLite's form; PostgreSQL's before session 49). `own`: 40
-own Request IDs of each of the three Parties with the most requests. Medians (and p95 for
-`own`) in ms, the first round left out (it plans each statement shape).
+`--caps` sets MAX_RANGE_BRANCHES (SQLite's form before session 50; PostgreSQL's before 49).
+`own`: 40 own Request IDs of each of the three Parties with the most requests. p50 / p95 in
+ms, the first round left out (it plans each statement shape). `steps`: the virtual machine
+instructions of SQLite's statement for 5 Request IDs of each kind, median.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import event, insert, text
+from sqlalchemy.engine import Connection, Engine
 
 import servicetrail.store.request_search as request_search
 from servicetrail.domain.search import Search
@@ -36,7 +38,7 @@ from servicetrail.store.queries import search_page, viewer_for
 from servicetrail.store.schema import party, responsibility
 from servicetrail.store.visibility_index import Touched, refresh
 
-HOLDS = (1, 4, 8, 32, 40)
+HOLDS = (1, 4, 8, 32, 33, 40, 100)
 FIRST = parse_time("2025-01-03T00:00:00Z")
 KINDS = ("found", "hidden", "unused")
 
@@ -133,12 +135,69 @@ def ranges(url: str, rounds: int, caps: list[int]) -> None:
                     times.setdefault((cap, n, kind), []).append(time.perf_counter() - started)
                 conn.commit()
     print(request_search.__file__)
-    print("cap  ranges  " + "  ".join(f"{k:>7}" for k in KINDS))
+    print("cap  ranges  " + "  ".join(f"{k + ' p50/p95':>17}" for k in KINDS))
     for n in HOLDS:
         for cap in caps:
             cells = [times.get((cap, n, k)) for k in KINDS]
-            shown = [f"{statistics.median(c) * 1000:7.3f}" if c else "      -" for c in cells]
+            shown = [f"{p50_p95(c):>17}" if c else f"{'-':>17}" for c in cells]
             print(f"{cap:3d}  {n:6d}  " + "  ".join(shown))
+
+
+def p50_p95(times: list[float]) -> str:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"{statistics.median(ordered) * 1000:.3f} / {p95 * 1000:.3f}"
+
+
+def steps(url: str) -> None:
+    """SQLite's VM instructions for the statement that reads the trail (as
+    tests/store/test_request_search_work.py counts them)."""
+    engine = open_store(url)
+    sent: list[tuple[str, Any]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "sat_record" in statement:
+            sent.append((statement, parameters))
+
+    with engine.connect() as conn:
+        device = busiest(conn)
+        ids = {n: request_ids(conn, device, n) for n in HOLDS}
+        viewers = {n: viewer_for(conn, f"CHURN{n}") for n in HOLDS}
+    event.listen(engine, "before_cursor_execute", keep)
+    print(request_search.__file__)
+    print("ranges  " + "  ".join(f"{k:>7}" for k in KINDS))
+    for n in HOLDS:
+        counts = []
+        for kind in KINDS:
+            per_id = []
+            for rid in ids[n][kind][:5]:
+                sent.clear()
+                with engine.connect() as conn:
+                    search_page(conn, viewers[n], Search(request_id=rid), 100)
+                per_id.append(instructions(engine, *sent[-1]))
+            counts.append(statistics.median(per_id) if per_id else None)
+        shown = [f"{c:7.0f}" if c is not None else "      -" for c in counts]
+        print(f"{n:6d}  " + "  ".join(shown))
+
+
+def instructions(engine: Engine, statement: str, parameters: Any) -> int:
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        driver.execute(statement, parameters).fetchall()
+        count = 0
+
+        def step() -> int:
+            nonlocal count
+            count += 1
+            return 0
+
+        driver.set_progress_handler(step, 1)
+        driver.execute(statement, parameters).fetchall()
+        driver.set_progress_handler(None, 0)
+        return count
+    finally:
+        raw.close()
 
 
 def own(url: str, rounds: int) -> None:
@@ -188,7 +247,7 @@ def own(url: str, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["setup", "ranges", "own"])
+    parser.add_argument("what", choices=["setup", "ranges", "own", "steps"])
     parser.add_argument("url")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--caps", default="32")
@@ -197,6 +256,8 @@ def main() -> None:
         setup(a.url)
     elif a.what == "ranges":
         ranges(a.url, a.rounds, [int(c) for c in a.caps.split(",")])
+    elif a.what == "steps":
+        steps(a.url)
     else:
         own(a.url, a.rounds)
 

@@ -16,16 +16,16 @@ has none, a generated million none) still costs its probe. The viewer's own Requ
 is their sender or, for an alert, their addressee) keep that form
 (`index_search.request_statement`): their records are its own.
 
-On PostgreSQL the viewer's ranges go as arrays into one lateral branch, any number of them
-(`_over_the_ranges`); SQLite writes a branch a range and kind, up to MAX_RANGE_BRANCHES, and
-past that one range over all of them (`bridged`), where a hidden record between two of the
-viewer's ranges costs its probe.
+The viewer's ranges go in as values, a row a shared kind and range, any number of them, each
+row the outer one of an index seek: on PostgreSQL as arrays into a lateral branch
+(`_over_the_ranges`), on SQLite as a JSON array through `json_each` (`_over_the_ranges_sqlite`).
 
 The rule and the viewer's index rows are applied on top, as in every form.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     DateTime,
+    FromClause,
     Select,
     Text,
     bindparam,
@@ -50,11 +51,10 @@ from ..domain.ids import InvalidValue, RequestId
 from ..domain.model import Responsibility
 from ..domain.search import Search
 from ..domain.visibility import Scope, Viewer
-from .device_search import MAX_RANGE_BRANCHES
 from .filters import Shape, conditions, shape_of
 from .index_search import ruled_before_limit, seen_by_viewer
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
-from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, UtcDateTime, sat_record
+from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, sat_record, sqlite_time
 from .visibility_sql import merged_ranges
 
 s = sat_record.c
@@ -104,18 +104,14 @@ def request_search(
         # rule on another's record past the range
         params[RANGE_ENDS] = [end.isoformat() if end else "infinity" for _, _, end in pairs]
         return _over_the_ranges(search.scope, shape_of(search), with_cursor, bucket, titles_only)
-    ranges = bridged(merged)
-    for j, (start, end) in enumerate(ranges):
-        params[f"from_{j}"], params[f"to_{j}"] = start, end
-    return _statement(
-        search.scope,
-        shape_of(search),
-        with_cursor,
-        tuple(end is not None for _, end in ranges),
-        bucket,
-        titles_only,
-        bridging=ranges != merged,
+    params[RANGES] = json.dumps(
+        [
+            [kind, sqlite_time(start), sqlite_time(end) if end else OPEN_END]
+            for start, end in merged
+            for kind in SHARED_KINDS
+        ]
     )
+    return _over_the_ranges_sqlite(search.scope, shape_of(search), with_cursor, bucket, titles_only)
 
 
 RANGE_KINDS, RANGE_STARTS, RANGE_ENDS = "range_kinds", "range_starts", "range_ends"
@@ -158,45 +154,38 @@ def _over_the_ranges(
     return _page(parts, scope, bucket, titles_only)
 
 
-@lru_cache(maxsize=256)
-def _statement(
-    scope: Scope,
-    shape: Shape,
-    with_cursor: bool,
-    ranges: tuple[bool, ...],
-    bucket: int,
-    titles_only: bool,
-    bridging: bool = False,
-) -> Select[Any]:
-    """SQLite's form: one branch per merged range of the viewer's on the target and shared
-    kind (`ranges`: whether each has an end), and one of the records apart from their
-    Request ID; each an index range with the page's LIMIT. The branches share no record: a
-    range's records follow their Request ID.
+RANGES = "ranges"
+# after every digit: past any time stored as SQLite's text (schema.sqlite_time)
+OPEN_END = "~"
 
-    The rule before the LIMIT (`ruled_before_limit`) only where it can drop a record: apart
-    from the Request ID, or in a range `bridging` the viewer's. A record of a range of the
-    viewer's that follows its Request ID is one rule 3 grants; checked there too, the rule
-    cost 15-40% more (1M, 1-8 ranges)."""
-    branches: list[list[Any]] = [[text(APART_FROM_REQUEST_ID_SQL)]]
-    for j, has_end in enumerate(ranges):
-        when = [s.logged_at >= bindparam(f"from_{j}", type_=UtcDateTime)]
-        if has_end:
-            when.append(s.logged_at < bindparam(f"to_{j}", type_=UtcDateTime))
-        # a branch a kind, not `kind IN`: SQLite skips an IN's other values when the index
-        # holds nothing of the Request ID at all (an unused one), so the IN took 23 more
-        # instructions for a Request ID in use; PostgreSQL read the alerts and dropped them
-        about_target, from_or_to_the_two = _follows()
-        branches += [
-            [s.kind == literal_column(repr(kind)), about_target, *when, from_or_to_the_two]
-            for kind in SHARED_KINDS
-        ]
-    parts = [
-        select(*b.c).select_from(b)
-        for b in (
-            _newest(scope, shape, with_cursor, bucket, where, ruled=j == 0 or bridging).subquery()
-            for j, where in enumerate(branches)
-        )
-    ]
+
+@lru_cache(maxsize=64)
+def _over_the_ranges_sqlite(
+    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, titles_only: bool
+) -> Select[Any]:
+    """SQLite's form: the viewer's ranges on the target as one JSON array, a row a shared kind
+    and range (`json_each`), each the outer row of a seek of the identity index; the same
+    statement for any number of ranges. SQLite has no LATERAL, so the page's LIMIT is over
+    all of the ranges' records, not each range's: all of them follow their Request ID in the
+    viewer's ranges, records rule 3 grants; a record of another's outside them is never read
+    (tests/store/test_request_search_work.py).
+
+    It wrote a branch a kind and range, up to 32 ranges (97 branches: ~11 ms at 1M against
+    ~0.8 now), and past that one range from the first's start to the last's end, where
+    another's record between two of the viewer's cost its probe: 302 instructions against
+    185 for an unused Request ID (BENCHMARKS.md, session 50).
+
+    The rule before the LIMIT (`ruled_before_limit`) only in the branch of the records apart
+    from their Request ID, where it can drop one: checked in the ranges too, where rule 3
+    grants them, it cost 15-40% more (1M, 1-8 ranges, session 49)."""
+    pairs = func.json_each(bindparam(RANGES, type_=Text)).table_valued("value").alias("kind_range")
+    kind, start, end = (
+        func.json_extract(pairs.c.value, literal_column(f"'$[{i}]'")) for i in range(3)
+    )
+    when = [s.kind == kind, s.logged_at >= start, s.logged_at < end, *_follows()]
+    in_ranges = _newest(scope, shape, with_cursor, bucket, when, ruled=False, outer=pairs)
+    apart = _newest(scope, shape, with_cursor, bucket, [text(APART_FROM_REQUEST_ID_SQL)], True)
+    parts = [select(*b.c).select_from(b) for b in (apart.subquery(), in_ranges.subquery())]
     return _page(parts, scope, bucket, titles_only)
 
 
@@ -209,10 +198,17 @@ def _follows() -> list[ColumnElement[bool]]:
 
 
 def _newest(
-    scope: Scope, shape: Shape, with_cursor: bool, bucket: int, where: list[Any], ruled: bool
+    scope: Scope,
+    shape: Shape,
+    with_cursor: bool,
+    bucket: int,
+    where: list[Any],
+    ruled: bool,
+    outer: FromClause | None = None,
 ) -> Select[Any]:
     """The newest `bucket` records of the Request ID that the viewer has an index row for,
-    where `where` holds (`ruled`: and the rule, `ruled_before_limit`)."""
+    where `where` holds (`ruled`: and the rule, `ruled_before_limit`); `outer`: the rows
+    that `where` seeks the trail by, first in the FROM."""
     common = [
         s.request_id == bindparam("request_id", type_=s.request_id.type),
         seen_by_viewer(scope),
@@ -220,7 +216,10 @@ def _newest(
         *conditions(shape, with_cursor),
     ]
     lim: ColumnElement[int] = literal_column(str(int(bucket)))
-    return newest_first(select(*RECORD_COLUMNS).where(*common, *where)).limit(lim)
+    query = select(*RECORD_COLUMNS)
+    if outer is not None:
+        query = query.select_from(outer, sat_record)
+    return newest_first(query.where(*common, *where)).limit(lim)
 
 
 def _page(parts: list[Select[Any]], scope: Scope, bucket: int, titles_only: bool) -> Select[Any]:
@@ -235,20 +234,6 @@ def _page(parts: list[Select[Any]], scope: Scope, bucket: int, titles_only: bool
         .subquery("candidate")
     )
     return page_of_candidates(candidate, scope, titles_only=titles_only)
-
-
-def bridged(ranges: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """SQLite's ranges: disjoint (oldest first), at most MAX_RANGE_BRANCHES: past that (more than a
-    registry holds for one Device and Party) one range from the first's start to the last's
-    end, where the viewer's index rows keep out what it may not see. A hidden record
-    between the viewer's ranges then costs its probe. Falling back to reading every record
-    of the Request ID, as this search did, told the time of another's exchange at any time,
-    and on the read's generic plan hashed every index row of the viewer's for a Request ID
-    that had a record (PostgreSQL, 7,000 rows: 2.7 ms against 0.9); bridging only the
-    shortest gaps down to 32 ranges, 97 branches, took 13 ms (audit 48h)."""
-    if len(ranges) <= MAX_RANGE_BRANCHES:
-        return ranges
-    return [(ranges[0][0], ranges[-1][1])]
 
 
 def unindexed(column: ColumnElement[str]) -> ColumnElement[str]:
