@@ -118,15 +118,15 @@ def seen_by_viewer(scope: Scope, probe_each: bool = False) -> ColumnElement[bool
     return (probe.offset(literal_column("0")) if probe_each else probe).exists()
 
 
-def ruled_before_limit(scope: Scope, without_row_security: bool) -> list[ColumnElement[bool]]:
-    """The rule among the terms of a Request ID's probe, before its LIMIT, where the engine
-    has no row security to apply it there (SQLite). Applied after the LIMIT alone, it dropped
+def rule_before_limit(scope: Scope) -> ColumnElement[bool]:
+    """The rule as a term of a Request ID's probe, before its LIMIT, for where the engine has
+    no row security to apply it there (SQLite). Applied after the LIMIT alone, it dropped
     the index rows gone stale after the page was counted: the page came back short with no
     next cursor, though more records were the viewer's (audit 48h 5). Its record is read
     already, past the viewer's index row, so a hidden one costs no more than before. Inside a
     function, so that no index serves it: SQLite (no statistics) would walk the viewer's own
     records by User ID instead of the Request ID's."""
-    return [func.coalesce(visible_clause(scope), false())] if without_row_security else []
+    return func.coalesce(visible_clause(scope), false())
 
 
 @lru_cache(maxsize=256)
@@ -148,7 +148,7 @@ def request_statement(
         .where(
             s.request_id == bindparam("request_id", type_=s.request_id.type),
             seen_by_viewer(scope, probe_each=not without_row_security),
-            *ruled_before_limit(scope, without_row_security),
+            *([rule_before_limit(scope)] if without_row_security else []),
             *conditions(shape, with_cursor),
         )
         .order_by(s.logged_at.desc(), s.id.desc())

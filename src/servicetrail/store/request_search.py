@@ -52,7 +52,7 @@ from ..domain.model import Responsibility
 from ..domain.search import Search
 from ..domain.visibility import Scope, Viewer
 from .filters import Shape, conditions, shape_of
-from .index_search import ruled_before_limit, seen_by_viewer
+from .index_search import rule_before_limit, seen_by_viewer
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
 from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, sat_record, sqlite_time
 from .visibility_sql import merged_ranges
@@ -175,7 +175,7 @@ def _over_the_ranges_sqlite(
     another's record between two of the viewer's cost its probe: 302 instructions against
     185 for an unused Request ID (BENCHMARKS.md, session 50).
 
-    The rule before the LIMIT (`ruled_before_limit`) only in the branch of the records apart
+    The rule before the LIMIT (`rule_before_limit`) only in the branch of the records apart
     from their Request ID, where it can drop one: checked in the ranges too, where rule 3
     grants them, it cost 15-40% more (1M, 1-8 ranges, session 49)."""
     pairs = func.json_each(bindparam(RANGES, type_=Text)).table_valued("value").alias("kind_range")
@@ -184,7 +184,9 @@ def _over_the_ranges_sqlite(
     )
     when = [s.kind == kind, s.logged_at >= start, s.logged_at < end, *_follows()]
     in_ranges = _newest(scope, shape, with_cursor, bucket, when, ruled=False, outer=pairs)
-    apart = _newest(scope, shape, with_cursor, bucket, [text(APART_FROM_REQUEST_ID_SQL)], True)
+    apart = _newest(
+        scope, shape, with_cursor, bucket, [text(APART_FROM_REQUEST_ID_SQL)], ruled=True
+    )
     parts = [select(*b.c).select_from(b) for b in (apart.subquery(), in_ranges.subquery())]
     return _page(parts, scope, bucket, titles_only)
 
@@ -207,12 +209,12 @@ def _newest(
     outer: FromClause | None = None,
 ) -> Select[Any]:
     """The newest `bucket` records of the Request ID that the viewer has an index row for,
-    where `where` holds (`ruled`: and the rule, `ruled_before_limit`); `outer`: the rows
+    where `where` holds (`ruled`: and the rule, `rule_before_limit`); `outer`: the rows
     that `where` seeks the trail by, first in the FROM."""
     common = [
         s.request_id == bindparam("request_id", type_=s.request_id.type),
         seen_by_viewer(scope),
-        *ruled_before_limit(scope, without_row_security=ruled),
+        *([rule_before_limit(scope)] if ruled else []),
         *conditions(shape, with_cursor),
     ]
     lim: ColumnElement[int] = literal_column(str(int(bucket)))
