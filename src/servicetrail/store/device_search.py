@@ -65,7 +65,20 @@ def device_statement(
             for where, rule in branches
         )
     ]
-    candidate = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("candidate")
+    if len(parts) == 1:
+        return page_of_candidates(parts[0].subquery("candidate"), scope, titles_only=titles_only)
+    # the page's candidates alone, before the rule and the items' joins: without this LIMIT
+    # SQLite copied them into every branch and ran them on every branch's rows (32 ranges at
+    # 1M: 62 ms, 400,209 instructions, against 7.5 ms, 108,212; BENCHMARKS.md, session 50).
+    # Every branch's rows are ones the rule grants (own, or rule 3 in the viewer's range), so
+    # the rule on top drops none and the page is whole.
+    found = union_all(*parts).subquery("found")
+    candidate = (
+        select(*found.c)
+        .order_by(found.c.logged_at.desc(), found.c.id.desc())
+        .limit(lim)
+        .subquery("candidate")
+    )
     return page_of_candidates(candidate, scope, titles_only=titles_only)
 
 
