@@ -4,7 +4,8 @@ store you already have (`servicetrail generate --records 1000000 --seed 2025 --i
 
     .venv/bin/python bench/request_ranges.py setup URL       # once: Parties CHURN1..CHURN100
     .venv/bin/python bench/request_ranges.py ranges URL --caps 32,4
-    .venv/bin/python bench/request_ranges.py steps sqlite:///FILE   # SQLite's VM instructions
+    .venv/bin/python bench/request_ranges.py steps sqlite:///FILE   # SQLite's statement alone
+    .venv/bin/python bench/request_ranges.py device URL      # a search of the Device (session 50)
     .venv/bin/python bench/request_ranges.py own URL
     PYTHONPATH=DIR/src .venv/bin/python bench/request_ranges.py ...   # another copy of src/
 
@@ -14,8 +15,8 @@ Device (written to the registry and the index directly: they overlap its supplie
 of its intervals (found), between two (hidden) and unused counters of the same senders;
 `--caps` sets MAX_RANGE_BRANCHES (SQLite's form before session 50; PostgreSQL's before 49).
 `own`: 40 own Request IDs of each of the three Parties with the most requests. p50 / p95 in
-ms, the first round left out (it plans each statement shape). `steps`: the virtual machine
-instructions of SQLite's statement for 5 Request IDs of each kind, median.
+ms, the first round left out (it plans each statement shape). `steps`: SQLite's statement
+alone, its virtual machine instructions and time. `device`: a search of the Device by each.
 """
 
 from __future__ import annotations
@@ -151,40 +152,81 @@ def p50_p95(times: list[float]) -> str:
 
 def steps(url: str) -> None:
     """SQLite's VM instructions for the statement that reads the trail (as
-    tests/store/test_request_search_work.py counts them)."""
+    tests/store/test_request_search_work.py counts them), median of 10 Request IDs, and the
+    statement's own time (sqlite3 alone, prepared: 5 runs each), p50 / p95 in ms."""
     engine = open_store(url)
-    sent: list[tuple[str, Any]] = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if "sat_record" in statement:
-            sent.append((statement, parameters))
-
     with engine.connect() as conn:
         device = busiest(conn)
         ids = {n: request_ids(conn, device, n) for n in HOLDS}
         viewers = {n: viewer_for(conn, f"CHURN{n}") for n in HOLDS}
-    event.listen(engine, "before_cursor_execute", keep)
     print(request_search.__file__)
-    print("ranges  " + "  ".join(f"{k:>7}" for k in KINDS))
+    print("ranges  " + "  ".join(f"{k + ': steps, p50 / p95':>30}" for k in KINDS))
     for n in HOLDS:
-        counts = []
+        cells = []
         for kind in KINDS:
-            per_id = []
-            for rid in ids[n][kind][:5]:
-                sent.clear()
-                with engine.connect() as conn:
-                    search_page(conn, viewers[n], Search(request_id=rid), 100)
-                per_id.append(instructions(engine, *sent[-1]))
-            counts.append(statistics.median(per_id) if per_id else None)
-        shown = [f"{c:7.0f}" if c is not None else "      -" for c in counts]
-        print(f"{n:6d}  " + "  ".join(shown))
+            counts: list[int] = []
+            times: list[float] = []
+            for rid in ids[n][kind][:10]:
+                statement = statement_of(engine, viewers[n], Search(request_id=rid))
+                counts.append(instructions(engine, *statement, times))
+            cells.append(f"{statistics.median(counts):.0f}, {p50_p95(times)}" if counts else "-")
+        print(f"{n:6d}  " + "  ".join(f"{c:>30}" for c in cells))
 
 
-def instructions(engine: Engine, statement: str, parameters: Any) -> int:
+def device(url: str, rounds: int) -> None:
+    """A search of the Device by each CHURN{n}, newest 100: in process, p50 / p95 ms of 10
+    searches a round (the first round left out), and on SQLite the statement's instructions."""
+    engine = open_store(url)
+    with engine.connect() as conn:
+        target = busiest(conn)
+        viewers = {n: viewer_for(conn, f"CHURN{n}") for n in HOLDS}
+    times: dict[int, list[float]] = {}
+    with engine.connect() as conn:
+        for r in range(rounds + 1):
+            jobs = [n for n in HOLDS for _ in range(10)]
+            random.Random(r).shuffle(jobs)
+            for n in jobs:
+                started = time.perf_counter()
+                search_page(conn, viewers[n], Search(device_id=target), 100)
+                if r:
+                    times.setdefault(n, []).append(time.perf_counter() - started)
+                conn.commit()
+    print(request_search.__file__)
+    for n in HOLDS:
+        steps = ""
+        if engine.dialect.name == "sqlite":
+            statement = statement_of(engine, viewers[n], Search(device_id=target))
+            steps = f", {instructions(engine, *statement, [])} steps"
+        print(f"{n:4d} ranges: {p50_p95(times[n])} ms{steps}")
+
+
+def statement_of(engine: Engine, viewer: Any, search: Search) -> tuple[str, Any]:
+    """The statement, and its parameters, with which `search_page` reads the trail."""
+    sent: list[tuple[str, Any]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "FROM sat_record" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        with engine.connect() as conn:
+            search_page(conn, viewer, search, 100)
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    return sent[-1]
+
+
+def instructions(engine: Engine, statement: str, parameters: Any, times: list[float]) -> int:
+    """Its VM instructions, adding 5 runs' times to `times`."""
     raw = engine.raw_connection()
     try:
         driver = raw.driver_connection
         driver.execute(statement, parameters).fetchall()
+        for _ in range(5):
+            started = time.perf_counter()
+            driver.execute(statement, parameters).fetchall()
+            times.append(time.perf_counter() - started)
         count = 0
 
         def step() -> int:
@@ -247,7 +289,7 @@ def own(url: str, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["setup", "ranges", "own", "steps"])
+    parser.add_argument("what", choices=["setup", "ranges", "own", "steps", "device"])
     parser.add_argument("url")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--caps", default="32")
@@ -258,6 +300,8 @@ def main() -> None:
         ranges(a.url, a.rounds, [int(c) for c in a.caps.split(",")])
     elif a.what == "steps":
         steps(a.url)
+    elif a.what == "device":
+        device(a.url, a.rounds)
     else:
         own(a.url, a.rounds)
 
