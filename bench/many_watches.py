@@ -26,7 +26,7 @@ from servicetrail.domain.watches import watch_spec  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.watch_matcher import match_new_records  # noqa: E402
 from servicetrail.store.watches import create_watch  # noqa: E402
-from tests.personas import ESME_1, SOUTHENERGY, load_personas, looker_requests  # noqa: E402
+from tests.personas import ESME_1, SOUTHENERGY, load_personas, requests_to_esme_1  # noqa: E402
 
 FLOOR_TABLE = """CREATE TABLE bench_event (
     watch_id BIGINT NOT NULL, event_id BIGINT NOT NULL, record_id BIGINT NOT NULL,
@@ -46,7 +46,7 @@ def main() -> None:
     with engine.begin() as conn:
         for n in range(args.watches):
             create_watch(conn, SOUTHENERGY, watch_spec({"name": f"w{n}"}), None)
-    looker_requests(engine, range(args.records), counter_from=0, payload="<body/>")
+    requests_to_esme_1(engine, range(args.records), counter_from=0, payload="<body/>")
     wall, cpu = time.perf_counter(), time.process_time()
     while True:
         with engine.begin() as conn:

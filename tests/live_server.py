@@ -8,9 +8,15 @@ import http.client
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from servicetrail import settings
+from servicetrail.web.app import create_app
+from tests import personas as P
 
 
 class LiveServer:
@@ -76,3 +82,16 @@ def wait_until(condition, seconds: float, every: float = 0.02) -> bool:
             return True
         time.sleep(every)
     return condition()
+
+
+@pytest.fixture
+@P.starts_with_personas
+def streaming_server(engine, monkeypatch) -> Iterator[LiveServer]:
+    """The app with the persona world, under a live server whose streams look for new events
+    every 0.05 s: a watch's stream read as it is sent (the stream's tests, the access log's
+    entries of streams)."""
+    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
+    settings.reload()
+    P.load_personas(engine)
+    with LiveServer(create_app(engine)) as live:
+        yield live

@@ -133,17 +133,19 @@ def looker_flood(
 WATCHED_FROM = t("2025-04-01T10:00:00Z")
 
 
-def looker_requests(
+def requests_to_esme_1(
     engine: Engine,
     numbers: Iterable[int],
     *,
     counter_from: int,
+    user_id: str = LK_OU,
     payload: str = "<b>",
     at: datetime = WATCHED_FROM,
 ) -> None:
-    """LOOKER's 11.2 requests to ESME-1 (MP141 titles for its supplier, SOUTHENERGY, by
-    then), stored: for each n of `numbers`, one `n` seconds after `at`, its Request ID's
-    counter `counter_from + n` (each test module its own range)."""
+    """`user_id`'s 11.2 requests to ESME-1, stored: for each n of `numbers`, one `n` seconds
+    after `at`, its Request ID's counter `counter_from + n` (each test module its own range).
+    LOOKER's, unless said: MP141 titles for ESME-1's supplier, SOUTHENERGY, by then; a
+    Party's own User's are its own traffic (rule 1)."""
     with engine.begin() as conn:
         append_records(
             conn,
@@ -151,9 +153,9 @@ def looker_requests(
                 SatRecord(
                     at + timedelta(seconds=n),
                     "request",
-                    _rid(LK_OU, ESME_1, counter_from + n),
+                    _rid(user_id, ESME_1, counter_from + n),
                     "11.2",
-                    LK_OU,
+                    user_id,
                     ESME_1,
                     "",
                     payload,

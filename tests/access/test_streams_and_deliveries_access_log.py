@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import orjson
-import pytest
 
 from servicetrail import settings
 from servicetrail.domain.watches import watch_spec
@@ -21,19 +20,12 @@ from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
-from tests.live_server import LiveServer, wait_until
+from tests.live_server import LiveServer, streaming_server, wait_until
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
 
-@pytest.fixture
-@P.starts_with_personas
-def server(engine, monkeypatch):
-    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
-    settings.reload()
-    P.load_personas(engine)
-    with LiveServer(create_app(engine)) as live:
-        yield live
+server = streaming_server  # the one fixture, under the name these tests give it
 
 
 def bearer(engine, party: str) -> dict[str, str]:
@@ -44,7 +36,7 @@ def bearer(engine, party: str) -> dict[str, str]:
 
 def lk_requests(engine, count: int, first: int = 0) -> None:
     """LOOKER's requests to ESME-1: MP141 titles for its supplier, SOUTHENERGY, by then."""
-    P.looker_requests(engine, range(first, first + count), counter_from=700, at=LATER)
+    P.requests_to_esme_1(engine, range(first, first + count), counter_from=700, at=LATER)
     catch_up(engine)
 
 

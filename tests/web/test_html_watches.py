@@ -25,7 +25,7 @@ def world(engine):
 
 
 def lk_requests(engine, first: int, count: int) -> None:
-    P.looker_requests(
+    P.requests_to_esme_1(
         engine, range(first, first + count), counter_from=600, payload="<secret body>"
     )
     catch_up(engine)

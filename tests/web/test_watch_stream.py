@@ -13,19 +13,11 @@ from servicetrail import settings
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
 from servicetrail.store.watch_matcher import catch_up
-from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.live_server import LiveServer, wait_until
+from tests.live_server import streaming_server, wait_until
 
 
-@pytest.fixture
-@P.starts_with_personas
-def server(engine, monkeypatch):
-    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
-    settings.reload()
-    P.load_personas(engine)
-    with LiveServer(create_app(engine)) as live:
-        yield live
+server = streaming_server  # the one fixture, under the name these tests give it
 
 
 def token(engine, party: str) -> str:
@@ -35,7 +27,7 @@ def token(engine, party: str) -> str:
 
 
 def add_requests(engine, first: int, count: int) -> None:
-    P.looker_requests(engine, range(first, first + count), counter_from=800)
+    P.requests_to_esme_1(engine, range(first, first + count), counter_from=800)
     catch_up(engine)
 
 
@@ -168,7 +160,7 @@ def test_a_stream_whose_client_stopped_reading_is_cut_off_and_logged(
     secret = token(engine, P.SOUTHENERGY)
     headers, url = watched(engine, server, secret)
     # events enough to fill both sockets' buffers (~4 MB)
-    P.looker_requests(engine, range(8000), counter_from=5000)
+    P.requests_to_esme_1(engine, range(8000), counter_from=5000)
     catch_up(engine)
     sock, head = server.stalled_get(url.split(str(server.port), 1)[1], secret)
     try:

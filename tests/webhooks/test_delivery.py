@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from servicetrail import settings
-from servicetrail.domain.model import Responsibility, SatRecord
+from servicetrail.domain.model import Responsibility
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.accounts import create_account
 from servicetrail.store.outbox import pending_count
 from servicetrail.store.watches import create_watch, list_watches
-from servicetrail.store.writer import append_records, load_responsibility
+from servicetrail.store.writer import load_responsibility
 from servicetrail.webhooks import outbound
 from servicetrail.webhooks.deliver import Deliverer
 from servicetrail.webhooks.signing import new_secret
@@ -67,7 +67,7 @@ def unreached_watch(engine, name: str = "w") -> dict:
 
 
 def lk_requests(engine, *numbers: int, at=LATER) -> None:
-    P.looker_requests(engine, numbers, counter_from=900, payload="<secret body>", at=at)
+    P.requests_to_esme_1(engine, numbers, counter_from=900, payload="<secret body>", at=at)
 
 
 def run(deliverer: Deliverer, until, seconds: float = 20) -> bool:
@@ -381,28 +381,6 @@ def test_two_partys_receivers_that_never_answer_do_not_hold_up_a_third_partys(
         assert moments["arrived"] - moments["came"] < 2 + 1.5  # one attempt's time limit
 
 
-def own_requests(engine, user_id: str, *numbers: int) -> None:
-    """Requests `user_id` sent to ESME-1, after LATER: a watch of its Party with senders
-    "all" on ESME-1 matches them (its own traffic, rule 1)."""
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    LATER + timedelta(seconds=n),
-                    "request",
-                    f"{user_id}:{P.ESME_1}:{n}",
-                    "11.2",
-                    user_id,
-                    P.ESME_1,
-                    "",
-                    "<body>",
-                )
-                for n in numbers
-            ],
-        )
-
-
 def test_a_newcomer_behind_hostile_parties_that_came_one_after_another_is_leased_at_once(
     engine, world
 ) -> None:
@@ -434,11 +412,13 @@ def test_a_newcomer_behind_hostile_parties_that_came_one_after_another_is_leased
             for n, (party, user_id) in enumerate(hostile):
                 if since >= 0.4 * n and party not in moments:
                     hook(engine, stuck[n], f"/stuck{n}", party=party, **mine)
-                    own_requests(engine, user_id, *range(1000 * n, 1000 * n + 40))
+                    P.requests_to_esme_1(
+                        engine, range(1000 * n, 1000 * n + 40), counter_from=0, user_id=user_id
+                    )
                     moments[party] = time.monotonic()
             if since >= 0.4 * len(hostile) + 0.5 and "came" not in moments:
                 hook(engine, fine, "/fine", party=P.LOOKER, **mine)
-                own_requests(engine, P.LK_OU, 9000)
+                P.requests_to_esme_1(engine, [9000], counter_from=0)
                 moments["came"] = time.monotonic()
             if fine.events("/fine"):
                 moments.setdefault("arrived", time.monotonic())

@@ -43,7 +43,7 @@ def wait_for(condition, seconds: float) -> bool:
 
 
 def add_requests(engine, first: int, count: int) -> None:
-    P.looker_requests(engine, range(first, first + count), counter_from=5000)
+    P.requests_to_esme_1(engine, range(first, first + count), counter_from=5000)
 
 
 def deliver_worker(db_url: str) -> subprocess.Popen:
