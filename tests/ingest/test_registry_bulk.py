@@ -5,6 +5,7 @@ changed, and a re-load that changes nothing. On both engines, through the CLI.""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,39 @@ def write(path: Path, content: str) -> Path:
 
 def rejects_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def registry_file(tmp_path: Path, name: str, *lines: str) -> Path:
+    """A responsibilities file of `lines`, `name`.csv (its rejects: `name`.rejects.jsonl)."""
+    return write(tmp_path / f"{name}.csv", RESP_HEADER + "".join(f"{line}\n" for line in lines))
+
+
+def held_first(cli, tmp_path: Path, *lines: str) -> None:
+    """The registry a test starts from: `lines` loaded, none refused."""
+    result = cli("load", "responsibilities", registry_file(tmp_path, "held", *lines))
+    assert result.exit_code == 0, result.output
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one load of a file said and left."""
+
+    exit_code: int
+    summary: str  # standard output's first line: loaded, rejected, skipped
+    rejected: dict[int, str]  # the reject file's reasons by line
+    supply: list[tuple[str, str, str | None]]  # supply_days of the Device after it
+
+
+def loads(cli, engine, path: Path, device_id: str, times: int) -> list[Load]:
+    """`times` loads of the same file, one after another (a re-load must judge as the first)."""
+    rejects = path.with_suffix(".rejects.jsonl")
+    said = []
+    for _ in range(times):
+        result = cli("load", "responsibilities", path)
+        by_line = {e["line"]: e["reason"] for e in rejects_of(rejects)} if rejects.exists() else {}
+        summary = result.stdout.splitlines()[0] if result.stdout else ""
+        said.append(Load(result.exit_code, summary, by_line, supply_days(engine, device_id)))
+    return said
 
 
 def snapshot(engine) -> tuple[list, list]:
@@ -477,19 +511,18 @@ def test_a_line_a_later_one_re_dates_is_skipped_on_re_load_whatever_else_it_over
     """Found by a fuzzer of small files: NORTHPOWER's interval from April, re-dated to October
     by the next line, loaded clean; re-loaded, the April line overlapped SUNEXPORT's interval,
     which the file had loaded meanwhile, and was refused: a line the first load took."""
-    engine = world.engine
-    lines = [
+    held = registry_file(
+        tmp_path,
+        "held",
         f"{PPMID_1},{NORTHPOWER},supplier,2026-04-01T00:00:00Z,2026-11-01T00:00:00Z",
         f"{PPMID_1},{NORTHPOWER},supplier,2026-10-01T00:00:00Z,2026-11-01T00:00:00Z",
         f"{PPMID_1},{SUNEXPORT},supplier,2026-09-01T00:00:00Z,",
         f"{PPMID_1},{SUNEXPORT},supplier,2026-05-01T00:00:00Z,2026-09-01T00:00:00Z",
+    )
+    said = [
+        (s.exit_code, list(s.rejected), s.supply)
+        for s in loads(cli, world.engine, held, PPMID_1, 3)
     ]
-    held = write(tmp_path / "held.csv", RESP_HEADER + "\n".join(lines) + "\n")
-    said = []
-    for _ in range(3):
-        result = cli("load", "responsibilities", held)
-        rejected = [entry["line"] for entry in rejects_of(tmp_path / "held.rejects.jsonl")]
-        said.append((result.exit_code, rejected, supply_days(engine, PPMID_1)))
     assert said[0][2] == [
         (SUNEXPORT, "2026-05-01", "2026-09-01"),
         (NORTHPOWER, "2026-10-01", "2026-11-01"),
@@ -507,25 +540,18 @@ def test_a_correction_after_a_line_it_would_overlap_is_refused_in_batches_of_any
     line was loaded before the correction came, which was refused (fuzzer, session 29).
     Lines are judged in the file's order in both: WIRESCO's loads, the correction is
     refused."""
-    engine = world.engine
-    held = write(
-        tmp_path / "held.csv",
-        RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01,2025-03-01\n",
+    held_first(cli, tmp_path, f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01,2025-03-01")
+    given = registry_file(
+        tmp_path,
+        "given",
+        f"{PPMID_1},{WIRESCO},supplier,2025-05-01,",
+        f"{PPMID_1},{SOUTHENERGY},supplier,2025-01-01,",
     )
-    assert cli("load", "responsibilities", held).exit_code == 0
-    given = write(
-        tmp_path / "given.csv",
-        RESP_HEADER
-        + f"{PPMID_1},{WIRESCO},supplier,2025-05-01,\n"
-        + f"{PPMID_1},{SOUTHENERGY},supplier,2025-01-01,\n",
-    )
-    for _ in range(2):
-        result = cli("load", "responsibilities", given)
-        assert result.exit_code == 1, result.output
-        [reject] = rejects_of(tmp_path / "given.rejects.jsonl")
-        assert reject["line"] == 3
-        assert reject["reason"].startswith(f"overlaps the supplier interval of {WIRESCO}")
-        assert supply_days(engine, PPMID_1) == [
+    for load in loads(cli, world.engine, given, PPMID_1, 2):
+        assert load.exit_code == 1, load
+        assert list(load.rejected) == [3]
+        assert load.rejected[3].startswith(f"overlaps the supplier interval of {WIRESCO}")
+        assert load.supply == [
             (SUNEXPORT, "2025-01-01", "2025-03-01"),
             (WIRESCO, "2025-05-01", None),
         ]
@@ -537,27 +563,20 @@ def test_a_re_date_does_not_yield_to_a_line_a_later_batch_gives_again(cli, world
     the restating line, which itself yielded to NORTHPOWER's in the next batch: the re-date
     was neither loaded nor refused, NORTHPOWER's line loaded, and a re-load refused the
     re-date. Only a line that stands is a word a re-date yields to."""
-    engine = world.engine
-    held = write(
-        tmp_path / "held.csv", RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,\n"
+    held_first(cli, tmp_path, f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,")
+    given = registry_file(
+        tmp_path,
+        "given",
+        f"{PPMID_1},{SUNEXPORT},supplier,2025-07-01,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,",
+        f"{PPMID_1},{NORTHPOWER},supplier,2025-08-01,2025-09-01",
     )
-    assert cli("load", "responsibilities", held).exit_code == 0
-    given = write(
-        tmp_path / "given.csv",
-        RESP_HEADER
-        + f"{PPMID_1},{SUNEXPORT},supplier,2025-07-01,\n"
-        + f"{PPMID_1},{SUNEXPORT},supplier,2025-08-01,\n"
-        + f"{PPMID_1},{NORTHPOWER},supplier,2025-08-01,2025-09-01\n",
-    )
-    said = []
-    for _ in range(2):
-        result = cli("load", "responsibilities", given)
-        said.append(result.stdout.splitlines()[0])
-        by_line = {e["line"]: e["reason"] for e in rejects_of(tmp_path / "given.rejects.jsonl")}
-        assert sorted(by_line) == [3, 4], by_line
-        assert by_line[4].startswith("overlaps the supplier interval of SUNEXPORT")
-        assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2025-07-01", None)]
-    assert said == [
+    said = loads(cli, world.engine, given, PPMID_1, 2)
+    for load in said:
+        assert sorted(load.rejected) == [3, 4], load.rejected
+        assert load.rejected[4].startswith("overlaps the supplier interval of SUNEXPORT")
+        assert load.supply == [(SUNEXPORT, "2025-07-01", None)]
+    assert [load.summary for load in said] == [
         "loaded 1, rejected 2, skipped 0 duplicates",
         "loaded 0, rejected 2, skipped 1 duplicates",
     ]
@@ -572,32 +591,28 @@ def test_a_re_date_before_a_later_line_that_changes_the_interval_is_judged_in_tu
     line that changes the interval is no word for the re-date: each line is judged in turn,
     as a re-load judges them, so the re-date loads and the later line alone is refused, on
     every load and in batches of any size (session 30)."""
-    engine = world.engine
-    held = write(
-        tmp_path / "held.csv",
-        RESP_HEADER
-        + f"{PPMID_1},{SUNEXPORT},supplier,2025-03-01T00:00:00Z,2025-06-01T00:00:00Z\n"
-        + f"{PPMID_1},{WIRESCO},supplier,2025-06-01T00:00:00Z,2025-08-01T00:00:00Z\n",
+    held_first(
+        cli,
+        tmp_path,
+        f"{PPMID_1},{SUNEXPORT},supplier,2025-03-01T00:00:00Z,2025-06-01T00:00:00Z",
+        f"{PPMID_1},{WIRESCO},supplier,2025-06-01T00:00:00Z,2025-08-01T00:00:00Z",
     )
-    assert cli("load", "responsibilities", held).exit_code == 0
-    lines = [
+    given = registry_file(
+        tmp_path,
+        "given",
         f"{PPMID_1},{SUNEXPORT},supplier,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z",
         f"{PPMID_1},{NORTHPOWER},supplier,2025-03-01T00:00:00Z,2025-09-01T00:00:00Z",
-    ]
-    given = write(tmp_path / "given.csv", RESP_HEADER + "\n".join(lines) + "\n")
-    said = []
-    for _ in range(2):
-        result = cli("load", "responsibilities", given)
-        assert result.exit_code == 1, result.output
-        said.append(result.stdout.splitlines()[0])
-        [reject] = rejects_of(tmp_path / "given.rejects.jsonl")
-        assert reject["line"] == 3
-        assert "overlaps the supplier interval of SUNEXPORT" in reject["reason"]
-        assert supply_days(engine, PPMID_1) == [
+    )
+    said = loads(cli, world.engine, given, PPMID_1, 2)
+    for load in said:
+        assert load.exit_code == 1, load
+        assert list(load.rejected) == [3]
+        assert "overlaps the supplier interval of SUNEXPORT" in load.rejected[3]
+        assert load.supply == [
             (SUNEXPORT, "2025-01-01", "2025-06-01"),
             (WIRESCO, "2025-06-01", "2025-08-01"),
         ]
-    assert said == [
+    assert [load.summary for load in said] == [
         "loaded 1, rejected 1, skipped 0 duplicates",
         "loaded 0, rejected 1, skipped 1 duplicates",
     ]
@@ -631,31 +646,25 @@ def test_a_re_date_in_a_file_of_many_batches_waits_for_the_lines_after_it(
     re-load of an unchanged file re-dated and re-dated back, the index wider in between
     (review 26f). It now waits with the lines after it of its Device, as in one batch."""
     engine = world.engine
-    held = write(
-        tmp_path / "held.csv",
-        RESP_HEADER + f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,\n",
+    held_first(cli, tmp_path, f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,")
+    taken_back = registry_file(
+        tmp_path,
+        "taken_back",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-06-15T00:00:00Z,",
+        f"{PPMID_1},{SOUTHENERGY},supplier,2026-04-01T00:00:00Z,2026-05-15T00:00:00Z",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,",
     )
-    assert cli("load", "responsibilities", held).exit_code == 0
-    taken_back = write(
-        tmp_path / "taken_back.csv",
-        RESP_HEADER
-        + f"{PPMID_1},{SUNEXPORT},supplier,2026-06-15T00:00:00Z,\n"
-        + f"{PPMID_1},{SOUTHENERGY},supplier,2026-04-01T00:00:00Z,2026-05-15T00:00:00Z\n"
-        + f"{PPMID_1},{SUNEXPORT},supplier,2026-02-15T00:00:00Z,\n",
+    [load] = loads(cli, engine, taken_back, PPMID_1, 1)
+    assert load.summary.startswith("loaded 0, rejected 1, skipped 2 duplicates"), load
+    assert load.supply == [(SUNEXPORT, "2026-02-15", None)]
+    twice = registry_file(
+        tmp_path,
+        "twice",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,",
+        f"{PPMID_1},{SUNEXPORT},supplier,2026-01-15T00:00:00Z,",
     )
-    result = cli("load", "responsibilities", taken_back)
-    assert result.stdout.startswith("loaded 0, rejected 1, skipped 2 duplicates"), result.output
-    assert supply_days(engine, PPMID_1) == [(SUNEXPORT, "2026-02-15", None)]
-    twice = write(
-        tmp_path / "twice.csv",
-        RESP_HEADER
-        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-01T00:00:00Z,\n"
-        + f"{PPMID_1},{SUNEXPORT},supplier,2026-01-15T00:00:00Z,\n",
-    )
-    first = cli("load", "responsibilities", twice)
-    assert first.exit_code == 0 and supply_days(engine, PPMID_1) == [
-        (SUNEXPORT, "2026-01-15", None)
-    ]
+    [first] = loads(cli, engine, twice, PPMID_1, 1)
+    assert first.exit_code == 0 and first.supply == [(SUNEXPORT, "2026-01-15", None)]
     before = snapshot(engine)
     again = cli("load", "responsibilities", twice)
     assert again.stdout.startswith("loaded 0, rejected 0, skipped 2 duplicates"), again.output
