@@ -8,6 +8,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from ..domain.catalogue import CATALOGUE
 from ..domain.model import Device, SatRecord, role_behaviour
@@ -66,6 +67,18 @@ _MARGIN = 15 * 60_000  # the last request leaves room for its responses before W
 # Message tuples, as the stream yields them (plain tuples: they are made millions of times).
 T, SEQ, KIND, REQUEST_ID, SRV, USER_ID, DEVICE_ID, CODE, DOCUMENT, COMMAND_VARIANT = range(10)
 Message = tuple[int, int, str, str, str, str, str, str, str, int | None]
+
+
+class _Exchange(NamedTuple):
+    """What every message of one Service Request carries: its Request ID, SRV, User and
+    Device ("" for a non-device SRV)."""
+
+    rid: str
+    srv: str
+    user: str
+    device_id: str
+
+
 """(t_ms since the epoch, seq, kind, request_id, srv, user_id, device_id, response_code, DUIS
 document, command_variant): the SAT record of SPEC section 4.1 that the DUIS document becomes, plus
 the document."""
@@ -209,164 +222,148 @@ class _Stream:
         same RequestID) -> acknowledgement -> response. A future-dated command's Device reports
         8F66/8F67 when it falls due.
         """
-        docs, rand, push = self.docs, self.rand, self._push
+        # each step draws from self.rand in the order it always has: a seed's bytes stay
         device_id = device.device_id if device is not None else ""
         counter = str(self._counter(user))
-        rid = f"{user}:{device_id or DCC_ID}:{counter}"
-        day = _day_text(t // _DAY)
+        sent = _Exchange(f"{user}:{device_id or DCC_ID}:{counter}", srv, user, device_id)
         execution, due = self._execution(srv, t) if device is not None else ("", None)
-        body = docs.body(
+        body = self.docs.body(
             srv,
             device.device_type if device is not None else "",
-            day,
+            _day_text(t // _DAY),
             execution,
             self._subject(srv, t) if device is None else "",
         )
         if device is None:
-            push(heap, t, "request", rid, srv, user, "", "", docs.request(rid, 8, srv, body), 8)
-            answered = t + 500 + int(rand() * 4000)
-            push(
-                heap,
-                answered,
-                "response",
-                rid,
-                srv,
-                user,
-                "",
-                code,
-                docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)),
-            )
+            self._non_device_exchange(heap, sent, t, code, body)
             return 2
-        records = 3
-        if CATALOGUE[srv].critical:
-            push(
-                heap,
-                t,
-                "request",
-                rid,
-                srv,
-                user,
-                device_id,
-                "",
-                docs.request(rid, 4, srv, body),
-                4,
-            )
-            answered = t + 800 + int(rand() * 2500)
-            if code in _REFUSED_BY_DCC:
-                push(
-                    heap,
-                    answered,
-                    "response",
-                    rid,
-                    srv,
-                    user,
-                    device_id,
-                    code,
-                    docs.response(rid, "", code, format_ms(answered), docs.titles_only(srv)),
-                )
+        if not CATALOGUE[srv].critical:
+            self._say(heap, sent, t, "request", "", self.docs.request(sent.rid, 1, srv, body), 1)
+            records = 3
+        else:
+            signed_at = self._signed_pre_command(heap, sent, t, code, body, execution)
+            if signed_at is None:
                 return 2
-            push(
-                heap,
-                answered,
-                "response",
-                rid,
-                srv,
-                user,
-                device_id,
-                "I0",
-                docs.response(rid, "", "I0", format_ms(answered), docs.pre_command(srv)),
-            )
-            t = (
-                answered + 5000 + int(rand() * 120_000)
-            )  # the User signs the pre-command and sends it
-            push(
-                heap,
-                t,
-                "request",
-                rid,
-                srv,
-                user,
-                device_id,
-                "",
-                docs.request(rid, 5, srv, docs.signed_pre_command(execution)),
-                5,
-            )
-            records = 5
-        else:
-            push(
-                heap,
-                t,
-                "request",
-                rid,
-                srv,
-                user,
-                device_id,
-                "",
-                docs.request(rid, 1, srv, body),
-                1,
-            )
-        ack_t = t + 1000
-        push(
-            heap,
-            ack_t,
-            "acknowledgement",
-            rid,
-            srv,
-            user,
-            device_id,
-            "I99",
-            docs.response(rid, "", "I99", format_ms(ack_t), docs.titles_only(srv), signed=False),
-        )
-        if not delay:
-            if code == "I0":
-                delay = (
-                    (2000 + int(rand() * 25_000))
-                    if device.smets == 2
-                    else (8000 + int(rand() * 90_000))
-                )
-            elif code == "E21":
-                delay = 120_000 + int(rand() * 180_000)
-            elif code == "E20":
-                delay = 30_000 + int(rand() * 30_000)
-            else:
-                delay = 1000 + int(rand() * 2000)
-        resp_t = ack_t + delay
-        at = format_ms(resp_t)
-        if code != "I0":  # the DCC answers for the Device
-            response = docs.response(rid, "", code, at, docs.titles_only(srv))
-        else:
-            response_id = f"{device_id}:{user}:{counter}"
-            message = (
-                docs.smets1_data(srv, device_id, user, counter, at)
-                if device.smets == 1
-                else docs.device_data(srv)
-            )
-            response = docs.response(rid, response_id, code, at, message)
-        push(heap, resp_t, "response", rid, srv, user, device_id, code, response)
-        if due is not None and code == "I0":
-            falls_due = due + 1000 + int(rand() * 60_000)
-            if falls_due <= self.last:
-                outcome = "8F67" if rand() < _P_FUTURE_FAILS else "8F66"
-                self.alert_counter += 1
-                push(
-                    heap,
-                    falls_due,
-                    "device_alert",
-                    rid,
-                    srv,
-                    user,
-                    device_id,
-                    outcome,
-                    docs.response(
-                        rid,
-                        f"{device_id}:{user}:{self.alert_counter}",
-                        "I0",
-                        format_ms(falls_due),
-                        docs.future_dated_outcome(srv, outcome),
-                    ),
-                )
-                records += 1
+            t, records = signed_at, 5
+        self._acknowledged_response(heap, sent, t, device, code, counter, delay)
+        if due is not None and code == "I0" and self._future_outcome(heap, sent, due):
+            records += 1
         return records
+
+    def _say(
+        self,
+        heap: list[Message],
+        sent: _Exchange,
+        t: int,
+        kind: str,
+        code: str,
+        doc: str,
+        variant: int | None = None,
+    ) -> None:
+        """One message of the exchange `sent`, at `t`."""
+        self._push(heap, t, kind, sent.rid, sent.srv, sent.user, sent.device_id, code, doc, variant)
+
+    def _titles_response(self, heap: list[Message], sent: _Exchange, t: int, code: str) -> None:
+        """The DCC's response that carries no Device's data, only the SRV's titles."""
+        docs = self.docs
+        doc = docs.response(sent.rid, "", code, format_ms(t), docs.titles_only(sent.srv))
+        self._say(heap, sent, t, "response", code, doc)
+
+    def _non_device_exchange(
+        self, heap: list[Message], sent: _Exchange, t: int, code: str, body: str
+    ) -> None:
+        """Command Variant 8: the request, and the DCC's synchronous response."""
+        self._say(heap, sent, t, "request", "", self.docs.request(sent.rid, 8, sent.srv, body), 8)
+        self._titles_response(heap, sent, t + 500 + int(self.rand() * 4000), code)
+
+    def _signed_pre_command(
+        self, heap: list[Message], sent: _Exchange, t: int, code: str, body: str, execution: str
+    ) -> int | None:
+        """A critical command: the request (4), the DCC's response with the pre-command, and
+        the signed command (5) the User sends back; when it is sent, or None when the DCC
+        refused the request (its response the exchange's last message)."""
+        docs, srv = self.docs, sent.srv
+        self._say(heap, sent, t, "request", "", docs.request(sent.rid, 4, srv, body), 4)
+        answered = t + 800 + int(self.rand() * 2500)
+        if code in _REFUSED_BY_DCC:
+            self._titles_response(heap, sent, answered, code)
+            return None
+        pre_command = docs.response(sent.rid, "", "I0", format_ms(answered), docs.pre_command(srv))
+        self._say(heap, sent, answered, "response", "I0", pre_command)
+        signed = answered + 5000 + int(self.rand() * 120_000)  # the User signs and sends it
+        doc = docs.request(sent.rid, 5, srv, docs.signed_pre_command(execution))
+        self._say(heap, sent, signed, "request", "", doc, 5)
+        return signed
+
+    def _acknowledged_response(
+        self,
+        heap: list[Message],
+        sent: _Exchange,
+        t: int,
+        device: Device,
+        code: str,
+        counter: str,
+        delay: int,
+    ) -> None:
+        """The DCC's acknowledgement a second after the request sent at `t`, then the
+        response, `delay` ms later (a script's, or one typical of `code` and the SMETS)."""
+        docs, srv = self.docs, sent.srv
+        ack_t = t + 1000
+        ack = docs.response(
+            sent.rid, "", "I99", format_ms(ack_t), docs.titles_only(srv), signed=False
+        )
+        self._say(heap, sent, ack_t, "acknowledgement", "I99", ack)
+        resp_t = ack_t + (delay or self._response_delay(device, code))
+        if code != "I0":  # the DCC answers for the Device
+            self._titles_response(heap, sent, resp_t, code)
+            return
+        at = format_ms(resp_t)
+        message = (
+            docs.smets1_data(srv, sent.device_id, sent.user, counter, at)
+            if device.smets == 1
+            else docs.device_data(srv)
+        )
+        response_id = f"{sent.device_id}:{sent.user}:{counter}"
+        self._say(
+            heap,
+            sent,
+            resp_t,
+            "response",
+            code,
+            docs.response(sent.rid, response_id, code, at, message),
+        )
+
+    def _response_delay(self, device: Device, code: str) -> int:
+        """Milliseconds from the acknowledgement to the response, as `code` tends to take."""
+        rand = self.rand
+        if code == "I0":
+            if device.smets == 2:
+                return 2000 + int(rand() * 25_000)
+            return 8000 + int(rand() * 90_000)
+        if code == "E21":
+            return 120_000 + int(rand() * 180_000)
+        if code == "E20":
+            return 30_000 + int(rand() * 30_000)
+        return 1000 + int(rand() * 2000)
+
+    def _future_outcome(self, heap: list[Message], sent: _Exchange, due: int) -> bool:
+        """The Device's alert (8F66 done, 8F67 failed) when a future-dated command falls due,
+        if that is before the stream's end; whether there was one."""
+        falls_due = due + 1000 + int(self.rand() * 60_000)
+        if falls_due > self.last:
+            return False
+        outcome = "8F67" if self.rand() < _P_FUTURE_FAILS else "8F66"
+        self.alert_counter += 1
+        response_id = f"{sent.device_id}:{sent.user}:{self.alert_counter}"
+        doc = self.docs.response(
+            sent.rid,
+            response_id,
+            "I0",
+            format_ms(falls_due),
+            self.docs.future_dated_outcome(sent.srv, outcome),
+        )
+        self._say(heap, sent, falls_due, "device_alert", outcome, doc)
+        return True
 
     def _device_alert(
         self, heap: list[Message], t: int, device: Device, user: str, code: str | None = None
