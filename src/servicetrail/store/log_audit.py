@@ -21,7 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -387,12 +387,29 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
     completed tile with the stored one and each checkpointed size's root with its checkpoint,
     stored or kept. Leaves past the newest checkpoint may not have their tiles yet (the next
     seal adds them)."""
-    family, month, origin, checkpoints = task.family, task.month, task.origin, task.checkpoints
     kept: dict[int, list[bytes]] = {}
     for size, root in task.kept:
         kept.setdefault(size, []).append(root)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    tiles = {
+    wanted = {c.size: c for c in task.checkpoints}
+    tiles = _stored_tiles(conn, task.family, task.month)
+    count = yield from _folded_leaves(conn, task, tiles, wanted, kept)
+    if count is None:  # a leaf missing: nothing past it can be judged
+        return
+    if count == 0:
+        yield from _without_leaves(conn, task, wanted, kept)
+        return
+    yield from _beyond_the_leaves(conn, task, count, wanted, kept, tiles)
+
+
+def _mark(conn: Connection) -> str:
+    """The driver's parameter mark."""
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _stored_tiles(conn: Connection, family: str, month: str) -> dict[tuple[int, int], bytes]:
+    """The month's stored tiles, by (level, index)."""
+    mark = _mark(conn)
+    return {
         (int(level), int(index)): bytes(h)
         for level, index, h in conn.exec_driver_sql(
             "SELECT level, node_index, hash FROM log_node "
@@ -400,43 +417,49 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             (family, month),
         )
     }
-    wanted = {c.size: c for c in checkpoints}
-    sealed = max(wanted, default=0)
-    stack: list[tuple[int, bytes]] = []
-    count = 0
+
+
+def _folded_leaves(
+    conn: Connection,
+    task: _Roots,
+    tiles: dict[tuple[int, int], bytes],
+    wanted: dict[int, StoredCheckpoint],
+    kept: dict[int, list[bytes]],
+) -> Generator[str, None, int | None]:
+    """What the leaves, folded in index order, say against the tiles (each one met is taken
+    out of `tiles`) and the checkpoints; returns how many leaves there were, or None when one
+    was missing (said, with the entries removed with it)."""
+    origin, sealed = task.origin, max(wanted, default=0)
+    mark = _mark(conn)
     rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
         "SELECT leaf_index, leaf_hash, entry_id FROM log_leaf "
         f"WHERE family = {mark} AND month = {mark} ORDER BY leaf_index",
-        (family, month),
+        (task.family, task.month),
     )
-    node_hash = merkle.node_hash
+    stack: list[tuple[int, bytes]] = []
+    count = 0
     previous: int | None = None  # the entry id of the leaf before
     last_tile: deque[int] = deque(maxlen=1 << TILE)  # the entry ids of the lowest tile's leaves
     matched = 0  # the largest checkpointed size whose root the leaves gave
     blamed: _Blamed | None = None
     for index, leaf_hash, entry_id in rows:
         if index != count:
-            yield from _removed_with_their_leaves(conn, family, previous, entry_id, index - count)
+            yield from _removed_with_their_leaves(
+                conn, task.family, previous, entry_id, index - count
+            )
             yield f"log {origin} leaf {count} missing"
-            return
+            return None
         previous = entry_id
         last_tile.append(entry_id)
         count += 1
-        stack.append((0, bytes(leaf_hash)))
-        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
-            (level, right), (_, left) = stack.pop(), stack.pop()
-            stack.append((level + 1, node_hash(left, right)))
-            if (level + 1) % TILE == 0:
-                at = (level + 1, (count >> (level + 1)) - 1)
-                tile = tiles.pop(at, None)
-                if tile != stack[-1][1] and (tile is not None or count <= sealed):
-                    yield f"log {origin} tile {at[0]}/{at[1]} does not match its leaves" + (
-                        _suspects(family, count, last_tile) if level + 1 == TILE else ""
-                    )
+        for at in _folded(stack, bytes(leaf_hash), count):
+            tile = tiles.pop(at, None)
+            if tile != stack[-1][1] and (tile is not None or count <= sealed):
+                yield f"log {origin} tile {at[0]}/{at[1]} does not match its leaves" + (
+                    _suspects(task.family, count, last_tile) if at[0] == TILE else ""
+                )
         if count in wanted or count in kept:
-            root = stack[-1][1]
-            for _, left in reversed(stack[:-1]):
-                root = node_hash(left, root)
+            root = _root_of(stack)
             failed = count in wanted and root != wanted[count].root
             if failed:
                 yield f"log {origin} checkpoint {count} does not match its leaves"
@@ -450,38 +473,77 @@ def _roots(conn: Connection, task: _Roots) -> Iterator[str]:
             elif count in task.sound and blamed is None:
                 blamed = _Blamed(matched, count, tuple(last_tile)[-(count - matched) :])
     if blamed is not None and len(blamed.entry_ids) == blamed.end - blamed.start:
-        yield blamed.said(origin, family_named(family).noun)
-    if count == 0:
-        # no leaves: retired by retention (its checkpoints stay; their signatures are
-        # checked), or deleted: a month's records gone with their leaves and tiles passed
-        # as retired, kept checkpoints and all, on SQLite too, which has no retention
-        # (review, session 19)
-        last = max(wanted, default=0)
-        if last and not _retired(conn, family, month):
-            yield f"log {origin} has no leaves, but checkpoints up to size {last}"
-        elif last and not _retirement_signed(task, wanted[last]):
-            # dropped as retention drops a month, which an intruder can do too (audit 46d)
-            yield (
-                f"log {origin} has no leaves, but checkpoints up to size {last}, "
-                "and no signed retirement"
-            )
-        retired = max((size for size, _ in task.retired_at), default=0)
-        if retired > last:
-            # a retirement signed at a size no stored checkpoint reaches: checkpoints deleted
-            # after retention, which only kept checkpoints (--checkpoints) told (audit 46j)
-            yield f"log {origin} was retired at size {retired}, but " + (
-                f"its checkpoints reach only size {last}" if last else "has no checkpoint"
-            )
-        for size in sorted(kept):
-            if size > last:
-                yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
-            elif size not in wanted:
-                # retention keeps every checkpoint of the month: one kept and gone from the
-                # store was deleted, as a month with leaves has it said (_checkpoints_gone)
-                yield f"log {origin} checkpoint {size}, kept, is no longer in the store (deleted)"
-            elif size in wanted and any(root != wanted[size].root for root in kept[size]):
-                yield f"log {origin} does not match the checkpoint of size {size} kept"
-        return
+        yield blamed.said(origin, family_named(task.family).noun)
+    return count
+
+
+def _folded(stack: list[tuple[int, bytes]], leaf: bytes, count: int) -> Iterator[tuple[int, int]]:
+    """`leaf`, the `count`th, pushed on the stack of perfect subtrees and merged as far as it
+    goes; the (level, index) of each tile completed, as it completes (at the stack's top)."""
+    stack.append((0, leaf))
+    while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+        (level, right), (_, left) = stack.pop(), stack.pop()
+        stack.append((level + 1, merkle.node_hash(left, right)))
+        if (level + 1) % TILE == 0:
+            yield (level + 1, (count >> (level + 1)) - 1)
+
+
+def _root_of(stack: list[tuple[int, bytes]]) -> bytes:
+    """The root of the tree whose perfect subtrees the stack holds."""
+    root = stack[-1][1]
+    for _, left in reversed(stack[:-1]):
+        root = merkle.node_hash(left, root)
+    return root
+
+
+def _without_leaves(
+    conn: Connection,
+    task: _Roots,
+    wanted: dict[int, StoredCheckpoint],
+    kept: dict[int, list[bytes]],
+) -> Iterator[str]:
+    """A log with no leaves: retired by retention (its checkpoints stay; their signatures are
+    checked), or deleted: a month's records gone with their leaves and tiles passed as
+    retired, kept checkpoints and all, on SQLite too, which has no retention (review, session
+    19)."""
+    origin, last = task.origin, max(wanted, default=0)
+    if last and not _retired(conn, task.family, task.month):
+        yield f"log {origin} has no leaves, but checkpoints up to size {last}"
+    elif last and not _retirement_signed(task, wanted[last]):
+        # dropped as retention drops a month, which an intruder can do too (audit 46d)
+        yield (
+            f"log {origin} has no leaves, but checkpoints up to size {last}, "
+            "and no signed retirement"
+        )
+    retired = max((size for size, _ in task.retired_at), default=0)
+    if retired > last:
+        # a retirement signed at a size no stored checkpoint reaches: checkpoints deleted
+        # after retention, which only kept checkpoints (--checkpoints) told (audit 46j)
+        yield f"log {origin} was retired at size {retired}, but " + (
+            f"its checkpoints reach only size {last}" if last else "has no checkpoint"
+        )
+    for size in sorted(kept):
+        if size > last:
+            yield f"log {origin} has no leaves nor checkpoint of size {size}, which was kept"
+        elif size not in wanted:
+            # retention keeps every checkpoint of the month: one kept and gone from the
+            # store was deleted, as a month with leaves has it said (_checkpoints_gone)
+            yield f"log {origin} checkpoint {size}, kept, is no longer in the store (deleted)"
+        elif size in wanted and any(root != wanted[size].root for root in kept[size]):
+            yield f"log {origin} does not match the checkpoint of size {size} kept"
+
+
+def _beyond_the_leaves(
+    conn: Connection,
+    task: _Roots,
+    count: int,
+    wanted: dict[int, StoredCheckpoint],
+    kept: dict[int, list[bytes]],
+    tiles: dict[tuple[int, int], bytes],
+) -> Iterator[str]:
+    """What the `count` leaves cannot reach: checkpoints and retirements past them, and the
+    tiles no leaf made."""
+    origin = task.origin
     if task.retired_at:
         # retention signs a month's retirement and removes its leaves in one transaction, and
         # seals no retired log: leaves beside a signed retirement are the month brought back
