@@ -279,9 +279,9 @@ def test_a_410_that_comes_while_a_round_leases_stops_what_it_leased(
     of the same watch: what that round leased is not sent (the next round records the 410,
     which deletes it). Sent, the receiver had more after saying it was gone (review 35g: 2
     posts in 2 runs of 3)."""
-    from servicetrail.webhooks import deliver
+    from servicetrail.webhooks import rounds
 
-    real_lease = deliver.lease_deliveries
+    real_lease = rounds.lease_deliveries
 
     def slow_lease(*args, **kwargs):
         if receiver.received:  # the first attempt is in flight: its 410 comes meanwhile
@@ -293,7 +293,7 @@ def test_a_410_that_comes_while_a_round_leases_stops_what_it_leased(
             lk_requests(engine, 2, 3)
         return (410, 0.3)
 
-    monkeypatch.setattr(deliver, "lease_deliveries", slow_lease)
+    monkeypatch.setattr(rounds, "lease_deliveries", slow_lease)
     with Receiver(answer=answer) as receiver:
         hook(engine, receiver, "/gone")
         lk_requests(engine, 1)

@@ -7,7 +7,7 @@ Bounded everywhere a receiver could hold it up:
   the Party with the fewest in flight, so a Party whose deliveries wait behind others'
   receivers that never answer is sent as their attempts time out (one time limit beside two
   such Parties), once each Party that came before it has had an attempt;
-  each Party's share of the queue leaves as much again for one more Party (`_share_of`),
+  each Party's share of the queue leaves as much again for one more Party (`shares.share_of`),
   and a Party under its share is leased even when the queue is full,
   so that the next Party's deliveries are leased at once, however many Parties wait;
   deliveries are leased ahead into a queue per receiver (QUEUE_FACTOR times PER_HOST), and
@@ -28,50 +28,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections import defaultdict
 from dataclasses import replace
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
 
 import aiohttp
-import orjson
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 
 from .. import settings
-from ..store.engine import BUSY_TIMEOUT_MS, waiting_at_most
-from ..store.limits import deadlocked, store_busy
-from ..store.logged_reads import lease_deliveries
+from ..store.engine import BUSY_TIMEOUT_MS
+from ..store.limits import store_busy
 from ..store.schema_watch import StoreUpgraded
-from ..store.outbox import (
-    Due,
-    Outcome,
-    disable_gone,
-    drop_turned_off,
-    hidden_since_lease,
-    lock_in_key_order,
-    record_outcomes,
-    release,
-    renew,
-)
+from ..store.outbox import Due, Outcome
 from ..store.watch_matcher import catch_up
-from .outbound import IPAddress, Target, UnsafeUrl, parse_url, resolve
-from .signing import signed_headers
+from .addresses import Addresses
+from .posting import client_session, post
 from .queues import Queues
+from .shares import host_of, lease_shares, share_of
+from .rounds import Settled, StoreRounds
 from .worker_report import FailureLog, Stats
+
+__all__ = ["Deliverer", "client_session", "retry_schedule"]
 
 log = logging.getLogger("servicetrail.webhooks")
 UTC = timezone.utc
 
 # Standard Webhooks' schedule: the waits before attempts 2, 3, ... (then it is given up)
 STANDARD_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
-MAX_RESPONSE_BYTES = 64 * 1024
-ROUND_TRIES = 3  # a round that PostgreSQL failed in a deadlock is run again at once
 IDLE_SECONDS = 0.1  # how often a worker looks for due deliveries and records to match
 # ... doubling while it finds nothing, up to this. Each look is a few statements, and every
 # `serve` worker runs one: at 0.1 s two idle workers spent 50 ms of CPU a second (5% of the
@@ -82,7 +67,6 @@ IDLE_MAX_SECONDS = 0.8
 # keep a fast receiver busy while the next lease is made: at 4, a lease round trip on a loaded
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
 QUEUE_FACTOR = 16
-BODY_SECONDS = 1.0  # how long an answer's body is read for, after its status
 # What an attempt leaves of its delivery's lease, after its own time, for its outcome to be
 # recorded (in the next round, a transaction on a thread): this, or a quarter of a shorter
 # lease. One started with no more than its own time left ended as its lease did, and a worker
@@ -97,39 +81,15 @@ RECORDED_WITHIN_SECONDS = 5.0
 # again for a round that comes late (a busy store): a round later than that lets the queued
 # deliveries go unsent (Queues.start), never sent on a lease that may have lapsed.
 RENEW_SECONDS = 5.0
-# Names are resolved on threads of their own (getaddrinfo blocks), never on the loop's
-# default pool, which the matcher and the leases use: a Party's name whose DNS never answers
-# took every thread of that pool, and matching and leasing stopped for all. A name is resolved
-# once however many attempts wait for it, and a Party's names hold at most half the threads.
-RESOLVER_THREADS = 8
-RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 # how long the worker pauses after a failure (a store that cannot be reached, say), doubling
 # while it keeps failing
 PAUSE_SECONDS, PAUSE_MAX_SECONDS = 0.5, 30.0
-
-
-class Settled(NamedTuple):
-    """What a round did: leased these, found these hidden, renewed these leases; those it
-    leased or renewed end at `store_end` in the store."""
-
-    leased: list[Due]
-    hidden: list[tuple[int, int]]
-    renewed: list[tuple[int, int]]
-    store_end: datetime
 
 
 def retry_schedule() -> list[float]:
     """SERVICETRAIL_WEBHOOK_RETRY_SECONDS (checked by settings), else Standard Webhooks'."""
     waits = settings.current().webhook_retry_seconds
     return list(STANDARD_SCHEDULE if waits is None else waits)
-
-
-def _share_of(total: int, parties: int) -> int:
-    """Of the worker's queue (`total` deliveries leased ahead), what each of `parties`
-    Parties may hold: as much is always left for one more Party. With a fixed half, two
-    Parties whose receivers never answer filled the queue, nothing more was leased, and a
-    third Party's deliveries were not even read for ten minutes (audit 30c)."""
-    return max(1, total // (max(parties, 1) + 1))
 
 
 class Deliverer:
@@ -150,7 +110,7 @@ class Deliverer:
         per_host = chosen.webhook_per_host if per_host is None else per_host
         timeout = chosen.webhook_timeout if timeout is None else timeout
         self.engine = engine
-        self.schedule = retry_schedule() if schedule is None else schedule
+        schedule = retry_schedule() if schedule is None else schedule
         self.concurrency = max(1, concurrency)
         self.per_host = max(1, per_host)
         # a Party's receivers together get at most half the worker's slots: one Party's
@@ -167,7 +127,6 @@ class Deliverer:
         # all its own (halved, a Party's own receiver got half the throughput; review)
         self.per_party_host = max(1, self.per_host // 2)
         self.timeout = timeout
-        self.lock_wait = lock_wait_seconds  # see _transaction
         # Deliveries are leased ahead, up to QUEUE_FACTOR times what a receiver may have in
         # flight, and wait in memory for a slot to that receiver. Their leases are renewed
         # while they wait and while their attempts run (RENEW_SECONDS): a row comes due again
@@ -177,6 +136,7 @@ class Deliverer:
         if lease_seconds is None:
             lease_seconds = timeout + RECORDED_WITHIN_SECONDS + 2 * RENEW_SECONDS
         self.lease = timedelta(seconds=lease_seconds)
+        self.rounds = StoreRounds(engine, schedule, self.lease, lock_wait_seconds)
         self.recorded_within = min(RECORDED_WITHIN_SECONDS, lease_seconds / 4)
         self.renew_after = min(RENEW_SECONDS, lease_seconds / 5)
         self.stats = Stats()
@@ -186,47 +146,17 @@ class Deliverer:
         # (_share runs on the lease's thread, and must not walk the loop's counters)
         self._waiting_parties: frozenset[str] = frozenset()
         self._outcomes: list[Outcome] = []
-        self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
-        self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
-        self._party_resolving: dict[str, asyncio.Semaphore] = {}
-        self._resolver: ThreadPoolExecutor | None = None
+        self.addresses = Addresses()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
 
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
-        """How many of each due watch's deliveries to lease: a Party's queue to a receiver
-        (host and port) gets what it has room for, split between its watches, once it is down
-        to half (so leases come in rounds, not one row at a time); one that is full gets
-        nothing, so a slow receiver cannot fill the worker or walk the lease. Each Party's
-        queue to a receiver is its own: one queue a receiver, filled by a Party whose
-        endpoint there never answers, leased nothing for that host to any other Party for
-        two minutes (audit 26b). A Party gets no more than its share of the worker's queue
-        (`_share_of`: a half alone, less while others wait too), whatever number of receivers its
-        watches name."""
-        watches_of: dict[tuple[str, tuple[str, int]], list[int]] = defaultdict(list)
-        party_of: dict[int, str] = {}
-        for watch_id, url, party in due:
-            watches_of[(party, _host_of(url))].append(watch_id)
-            party_of[watch_id] = party
-        shares: dict[int, int] = {}
-        for party_here, watch_ids in watches_of.items():
-            room = self.queue_depth - self.queues.queued_at(*party_here)
-            if room < self.queue_depth // 2:
-                continue
-            per_watch = -(-room // len(watch_ids))  # rounded up: every watch gets some
-            shares.update((watch_id, per_watch) for watch_id in watch_ids)
-        parties = set(party_of.values())
-        party_share = _share_of(
-            self.concurrency * QUEUE_FACTOR, len(parties | self._waiting_parties)
-        )
-        party_room = {party: party_share - self.queues.queued_for(party) for party in parties}
-        for watch_id in list(shares):
-            room = party_room[party_of[watch_id]]
-            shares[watch_id] = min(shares[watch_id], max(room, 0))
-            party_room[party_of[watch_id]] = room - shares[watch_id]
-        return shares
+        """How many of each due watch's deliveries to lease (`shares.lease_shares`), run on
+        the lease's thread: the Parties waiting as the loop saw them before the lease."""
+        total = self.concurrency * QUEUE_FACTOR
+        return lease_shares(due, self.queues, self.queue_depth, total, self._waiting_parties)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Match and deliver until `stop` is set. A store that fails (PostgreSQL stopped or
@@ -242,8 +172,7 @@ class Deliverer:
         twice, and tells by its webhook-id, as Standard Webhooks says)."""
         self._wake = asyncio.Event()
         self._stopping = False
-        self._resolving, self._party_resolving = {}, {}  # futures of this run's loop
-        self._resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+        self.addresses.open()  # its futures this run's loop's
         try:
             async with client_session(self.concurrency, self.timeout) as session:
                 self._session = session
@@ -258,8 +187,7 @@ class Deliverer:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
                     self._session = None
         finally:
-            # a resolution that never ends is left to its thread, which holds nothing
-            self._resolver.shutdown(wait=False, cancel_futures=True)
+            self.addresses.close()
 
     async def _rounds_until(self, stop: asyncio.Event) -> None:
         """`_rounds` until `stop`, paused after each failure (see `run`)."""
@@ -304,7 +232,7 @@ class Deliverer:
             # quarter... of the queue, more than all of it, and a newcomer waited for their
             # attempts to time out one by one (review 30f: 12 s at a 2 s limit). The queue may
             # then hold more than `total`, by what each Party's share allowed when it came.
-            a_round = min(self.concurrency, _share_of(total, len(self._waiting_parties)))
+            a_round = min(self.concurrency, share_of(total, len(self._waiting_parties)))
             leased_at = time.monotonic()
             ends = leased_at + self.lease.total_seconds()  # of what the round leases or renews
             renewing = self.queues.to_renew(ends - self.renew_after)
@@ -326,7 +254,7 @@ class Deliverer:
                 leased = [d for d in leased if d.watch_id not in gone]
             # queued here, on the loop's thread, which alone changes the queues
             for delivery in leased:
-                self.queues.add(delivery, _host_of(delivery.url), ends, store_end)
+                self.queues.add(delivery, host_of(delivery.url), ends, store_end)
             self._dispatch()
             if stop.is_set():
                 break
@@ -383,15 +311,6 @@ class Deliverer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """A round's transaction, in which another's lock is waited for `lock_wait` at most, on
-        PostgreSQL as on SQLite (its busy timeout): a round there waited for ever behind a
-        `LOCK TABLE` or a long transaction holding its rows, the worker stalled with nothing
-        in its log (review 48a). Failed, the round pauses the worker, which says why."""
-        with self.engine.begin() as conn, waiting_at_most(conn, self.lock_wait):
-            yield conn
-
     def _settle_and_lease(
         self,
         room: int,
@@ -409,83 +328,22 @@ class Deliverer:
         if not outcomes and not room and not waiting and not renewing:
             return Settled([], [], [], datetime.now(UTC))
         try:
-            settled = self._round_again_if_deadlocked(outcomes, room, waiting, renewing)
+            settled, given_up = self.rounds.settle(
+                outcomes,
+                room,
+                waiting,
+                renewing,
+                self._share,
+                lambda d: (d.watch_id, d.event_id) not in self.queues.held,
+            )
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise
         # once recorded: counted before, a failed round's outcomes, put back, were counted
-        # again by the next
+        # again by the next; and a round run again after a deadlock counts once
         self.failure_log.add(outcomes)
+        self.stats.given_up += given_up
         return settled
-
-    def _round_again_if_deadlocked(
-        self,
-        outcomes: list[Outcome],
-        room: int,
-        waiting: list[tuple[int, int]],
-        renewing: Mapping[tuple[int, int], datetime],
-    ) -> Settled:
-        tries = ROUND_TRIES
-        while True:
-            try:
-                return self._round(outcomes, room, waiting, renewing)
-            except OperationalError as e:
-                # PostgreSQL broke a deadlock by failing this round: nothing of it was kept,
-                # and the same round again is what was wanted (a round failing paused the
-                # worker, and what it had leased came due again minutes later, delivered
-                # twice)
-                tries -= 1
-                if not deadlocked(e) or not tries:
-                    raise
-                log.info("a webhook round met another change in a deadlock; it runs again")
-
-    def _round(
-        self,
-        outcomes: list[Outcome],
-        room: int,
-        waiting: list[tuple[int, int]],
-        renewing: Mapping[tuple[int, int], datetime],
-    ) -> Settled:
-        """`_settle_and_lease`'s work, in up to three transactions: the receivers that
-        answered 410 turned off (`disable_gone`), their deliveries dropped, then the
-        attempts recorded, the hidden found, the leases held renewed and the lease taken in
-        one, whose deliveries are locked first, in key order, so that it waits on nothing
-        after (`outbox.lock_in_key_order`)."""
-        given_up = 0
-        with self._transaction() as conn:  # holding nothing else (see there)
-            # this round's 410s, and those kept by earlier rounds, this worker's or another's:
-            # turned off, or kept in the store while a registry change is at work or their
-            # rows are held, and leased by no one meanwhile; their 410s are recorded now all
-            # the same, which deletes their deliveries (a 410 put off to a later round was
-            # sent again when its lease ended: review 35e)
-            turned_off = disable_gone(
-                conn, {o.watch_id for o in outcomes if o.status == "gone"}, datetime.now(UTC)
-            )
-        if turned_off.watches:
-            with self._transaction() as conn:  # holding nothing else (see there)
-                drop_turned_off(conn, turned_off.watches)
-        with self._transaction() as conn:
-            held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
-            lock_in_key_order(conn, held)
-            if outcomes:
-                given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
-            hidden = hidden_since_lease(conn, waiting) if waiting else []
-            now = datetime.now(UTC)  # after the locks: the leases it gives run from here
-            renewed = renew(conn, renewing, now + self.lease) if renewing else []
-            leased = (
-                lease_deliveries(
-                    conn,
-                    now,
-                    room,
-                    self.lease,
-                    self._share,
-                    lambda d: (d.watch_id, d.event_id) not in self.queues.held,
-                )
-                if room
-                else []
-            )
-        self.stats.given_up += given_up  # once committed: a round run again counts once
-        return Settled(leased, hidden, renewed, now + self.lease)
 
     def _settle_and_release(self, unsent: list[tuple[int, int]], outcomes: list[Outcome]) -> None:
         """The last round's `outcomes` recorded, and what is still queued here released, so
@@ -506,40 +364,9 @@ class Deliverer:
         if not unsent:
             return
         try:
-            with self._transaction() as conn:
-                release(conn, unsent, datetime.now(UTC))
+            self.rounds.release(unsent)
         except Exception as e:  # nothing is lost: their leases end on their own
             log.warning("%d queued deliveries wait for their leases to end: %s", len(unsent), e)
-
-    async def _address(self, target: Target, party: str) -> IPAddress:
-        key = (target.host, target.port)
-        cached = self._resolved.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        pending = self._resolving.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._resolve(target, party))
-            self._resolving[key] = pending
-            pending.add_done_callback(functools.partial(self._resolved_one, key))
-        # shielded: an attempt that times out leaves the resolution to the others waiting
-        return await asyncio.shield(pending)
-
-    def _resolved_one(self, key: tuple[str, int], done: asyncio.Future[IPAddress]) -> None:
-        self._resolving.pop(key, None)
-        if not done.cancelled():
-            done.exception()  # seen here, when every attempt waiting for it has timed out
-
-    async def _resolve(self, target: Target, party: str) -> IPAddress:
-        gate = self._party_resolving.setdefault(
-            party, asyncio.Semaphore(max(1, RESOLVER_THREADS // 2))
-        )
-        async with gate:
-            loop = asyncio.get_running_loop()
-            address = await loop.run_in_executor(self._resolver, resolve, target)
-        if len(self._resolved) > 10_000:
-            self._resolved.clear()
-        self._resolved[(target.host, target.port)] = (time.monotonic() + RESOLVE_SECONDS, address)
-        return address
 
     async def _attempt(
         self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]
@@ -606,74 +433,4 @@ class Deliverer:
         """An attempt's status (None: none came) and error; `answered` is given the status as
         soon as it comes, for the caller whose time runs out while the body is read."""
         answered = [] if answered is None else answered
-        try:
-            target = parse_url(delivery.url)
-            address = await self._address(target, delivery.party_id)
-        except UnsafeUrl as e:
-            return None, f"refused: {e}"
-        timestamp = int(time.time())  # the attempt's, signed in the headers
-        body = orjson.dumps(
-            {
-                "type": "record.matched",
-                # Standard Webhooks: when the event occurred, so every retry sends the same body
-                "timestamp": delivery.event["matched_at"],
-                "data": delivery.event,
-            }
-        )
-        headers = signed_headers(
-            delivery.secret, delivery.watch_id, delivery.event_id, timestamp, body
-        )
-        headers["host"] = target.host_header
-        headers["user-agent"] = "servicetrail-webhooks/1"
-        shown = f"[{address}]" if address.version == 6 else str(address)
-        url = f"{target.scheme}://{shown}:{target.port}{target.target}"
-        # the connection goes to the checked address; TLS still checks the certificate against the
-        # name
-        server_hostname = target.host if target.scheme == "https" else None
-        try:
-            async with session.post(
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                server_hostname=server_hostname,
-            ) as response:
-                # the answer is its status: a 2xx whose body never came was a failure, tried
-                # again and given up (audit 26b). The body is read (so that the connection is
-                # kept for the next) a moment at most, and the connection closed if it stalls.
-                answered.append(response.status)
-                try:
-                    async with asyncio.timeout(BODY_SECONDS):
-                        await response.content.read(MAX_RESPONSE_BYTES)
-                except (TimeoutError, aiohttp.ClientError, OSError):
-                    response.close()
-                return response.status, ""
-        except TimeoutError:  # the client's own limit, the attempt's: "TimeoutError: " said nothing
-            return None, self._no_answer
-        except (aiohttp.ClientError, ValueError, OSError) as e:
-            return None, f"{type(e).__name__}: {e}"[:200]
-
-
-def _host_of(url: str) -> tuple[str, int]:
-    """The receiver a URL goes to (host and port), which its limits are counted by."""
-    try:
-        target = parse_url(url)
-    except UnsafeUrl:
-        return ("", 0)  # refused when attempted, and retried on the schedule
-    return (target.host, target.port)
-
-
-def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
-    """The outbound client: no proxies or netrc from the environment, no cookies kept, no
-    redirects (per request), connections kept alive up to the worker's concurrency."""
-    connector = aiohttp.TCPConnector(
-        limit=concurrency, use_dns_cache=False, enable_cleanup_closed=True
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent",),
-    )
+        return await post(session, delivery, self.addresses, self._no_answer, answered)
