@@ -128,6 +128,16 @@ def test_parse_time_reads_the_offsets_iso_8601_writes(raw: str) -> None:
     assert parse_time(raw) == datetime.fromisoformat(raw).astimezone(UTC)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    ["2025-03-01Q10:00:00Z", "20250301Q100000Z", "2025-W10-1Q10:00Z", "2025-03-01510:00:00Z"],
+)
+def test_parse_time_refuses_anything_but_a_t_or_space_between_date_and_time(raw: str) -> None:
+    """Python's fromisoformat reads each of these as a time (audit 50f), a digit too."""
+    with pytest.raises(InvalidValue, match="a T between"):
+        parse_time(raw)
+
+
 @pytest.mark.parametrize("raw", [None, 1740823200, datetime(2025, 3, 1, tzinfo=UTC)])
 def test_parse_time_rejects_non_strings(raw: object) -> None:
     with pytest.raises(InvalidValue):

@@ -19,6 +19,9 @@ _SURROUNDING_SPACE = " \t\r\n"
 # space, and a decimal mark with no digit before `Z` (`10:00:09.Z`): none is ISO-8601's, and
 # the first moves the instant by seconds nobody wrote (audit 44a)
 _OFFSET_AT_END = re.compile(r"[0-9](?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)\Z")
+# fromisoformat takes any one character between the date and the time (`2025-03-01Q10:00Z`,
+# even a digit: `2025-03-01510:00:00Z` is 10:00); ISO-8601 writes a T, RFC 3339 allows a space
+_DATE_THEN_T = re.compile(r"[0-9W-]+[Tt ]")
 
 
 def parse_time(value: str) -> datetime:
@@ -46,6 +49,9 @@ def parse_time(value: str) -> datetime:
         except ValueError:
             raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    # the extended date's T at once; a basic or week date's looked for
+    if text[10] not in "Tt " and not _DATE_THEN_T.match(text):
+        raise InvalidValue(f"not an ISO-8601 time (a T between its date and time): {shown(value)}")
     try:
         parsed = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
     except ValueError:
