@@ -43,6 +43,7 @@ PINNED = {
     "0023_visibility_index_as_first_built.py": "109a1074e51b1281",
     "0024_owner_out_of_the_shared_role.py": "9b622b8c0a9de5fe",
     "0025_records_apart_from_their_request_id.py": "96e4eb932de5a9d7",
+    "0026_everyones_access_by_time_for_the_auditor.py": "9ee12cf9f1fa12b4",
 }
 
 

@@ -231,8 +231,9 @@ def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_
         command.upgrade(migrate._config(older), f"{head_revision()}-1")
         before = current_revision(older)
         monkeypatch.setattr(migrate, "UPGRADE_LOCK_WAIT", "100ms")
-        with older.connect() as writer:  # a server's write in progress: the new index waits
-            writer.execute(text("LOCK TABLE sat_record IN ROW EXCLUSIVE MODE"))
+        with older.connect() as writer:  # a server's writes in progress: the new index waits
+            # (the tables the newest migrations index: whichever is newest waits)
+            writer.execute(text("LOCK TABLE sat_record, access_log IN ROW EXCLUSIVE MODE"))
             said = Cli(url, tmp_path)("db", "upgrade")
             writer.rollback()
         assert said.exit_code == 3, said.output

@@ -26,7 +26,7 @@ from ..domain.access_log import (
 )
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
-from .access_tables import access_log
+from .access_tables import EVERY_PARTYS_ENTRIES, access_log
 from .access_writer import insert_in_transaction, write_committed, write_in_transaction
 from .read_transaction import read_as, time_limit
 from .schema import party, sqlite_time
@@ -176,6 +176,8 @@ def _entries(wanted: EntryFilter, cursor: Cursor | None) -> Select[Any]:
     query = _STORED.order_by(c.at.desc(), c.id.desc())
     if wanted.party_id is not None:
         query = query.where(c.party_id == wanted.party_id)
+    else:  # everyone's: the index by time that no Party's read may take (access_tables)
+        query = query.where(EVERY_PARTYS_ENTRIES)
     # the narrower filters walk the same (party, at) index: bounded by the time limit
     if wanted.only_mp141:
         query = query.where(c.mp141_records_returned > 0)
