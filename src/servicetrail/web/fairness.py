@@ -63,7 +63,8 @@ HEAVY_WAIT_SECONDS = 1.0
 # ran six at once and took the worker's CPU, and another Party's device search took 11-28
 # times as long at p95 (audit 27b). One fewer than there are cores then (p95 47 -> 11 ms
 # under that attack; 20 ms at one a core), the rest waiting their turn (up to
-# TURN_WAIT_SECONDS, then 429); alone on the server a Party has all of its bound.
+# TURN_WAIT_SECONDS, then 429); alone on the server a Party has all of its bound. web.gate
+# takes the same turn first, before a request's credential is looked up (web.read_turns).
 CONTENDED_READS = max(1, (os.cpu_count() or 1) - 1)
 CONTENDED_SECONDS = 1.0
 TURN_WAIT_SECONDS = 1.0

@@ -14,7 +14,9 @@ to it (its bounds of web.fairness together: that many may run and stream at once
 client's address (a /64 for IPv6), with a small share for credentials not yet seen (each is
 looked up in the store: a flood of made-up tokens took threads), and a larger one for what
 carries none (the sign-in page) and for the style sheet and script. This decides only whose
-turn it is: who may see what is still decided by the route.
+turn it is: who may see what is still decided by the route. Within a Party's share, while
+another Party reads, its requests also take turns to run (web.read_turns), before their
+credential is looked up in the store.
 
 Those shares bound what is in flight, not how fast: a sign-in page takes under a millisecond,
 so 40 addresses of a stranger's, each within its share, had 1,900 pages a second served and
@@ -40,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import settings
 from .fairness import Busy
 from .client_address import client_key
+from .read_turns import ReadTurns
 from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import SeenCredentials
@@ -61,6 +64,7 @@ UNSEEN_RECHECK = 0.05  # seconds between looks at whether a waiting credential h
 REFUSAL_PAUSE = 1.0  # seconds before a 429 of the bounds inside goes out
 STATIC = "/static/"
 ANONYMOUS = "anonymous:"
+PARTY = "party:"
 
 
 class Gate:
@@ -73,6 +77,7 @@ class Gate:
         self._in_flight: Counter[str] = Counter()
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._anonymous = TokenBucket(ANONYMOUS_RATE, ANONYMOUS_BURST)
+        self._reads = ReadTurns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,19 +95,33 @@ class Gate:
         if not taken:
             await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
+        reads = key.startswith(PARTY)
+        if reads and not await self._reads.take(key):
+            self._end_turn(key)
+            await _refused(scope, Busy("turn", self._reads.at_once, RETRY_AFTER))(
+                scope, receive, send
+            )
+            return
 
         async def paced(message: Message) -> None:
-            # a refusal by the bounds inside (web.fairness) is answered after a pause, in
-            # the loop and holding only this turn: answered at once, a Party's flood of
-            # broad searches asked again at once, 1,400 refusals a second, and another
-            # Party's searches slowed threefold (session 18)
-            if message["type"] == "http.response.start" and message["status"] == 429:
-                await asyncio.sleep(REFUSAL_PAUSE)
+            nonlocal reads
+            if message["type"] == "http.response.start":
+                if reads:  # its work is done: another of its Party's may run (web.read_turns)
+                    reads = False
+                    self._reads.give_back(key)
+                # a refusal by the bounds inside (web.fairness) is answered after a pause, in
+                # the loop and holding only this turn: answered at once, a Party's flood of
+                # broad searches asked again at once, 1,400 refusals a second, and another
+                # Party's searches slowed threefold (session 18)
+                if message["status"] == 429:
+                    await asyncio.sleep(REFUSAL_PAUSE)
             await send(message)
 
         try:
             await self.app(scope, receive, paced)
         finally:
+            if reads:
+                self._reads.give_back(key)
             self._end_turn(key)
 
     def _end_turn(self, key: str) -> None:
@@ -172,7 +191,7 @@ class Gate:
         if credential is not None:
             key = seen.key_of(credential)
             if key is not None:
-                return f"party:{key}", self.party_share
+                return f"{PARTY}{key}", self.party_share
             return f"unseen:{_client(scope)}", UNSEEN_PER_CLIENT
         return f"{ANONYMOUS}{_client(scope)}", ANONYMOUS_PER_CLIENT
 

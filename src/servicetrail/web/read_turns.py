@@ -1,0 +1,96 @@
+"""A Party's requests take turns with other Parties' in the event loop, before anything of
+theirs is looked up in the store.
+
+web.fairness lets a Party run CONTENDED_READS reads at once while another Party reads, but
+that turn is taken in the route, after the request's token or session has been looked up in
+the store (a round trip, on a thread): one Party's 12 connections of the cheapest reads (the
+logs' checkpoints, records that do not exist) kept a dozen look-ups running, and on
+PostgreSQL another Party's device searches took 7-10 times as long at p95 (audit 49d 2).
+web.gate knows a request's Party without the store, from its credential once seen
+(state.SeenCredentials), so it takes the same turn here first: the Party's flood waits on its
+own turns, holding only its connections, and the others pass.
+
+A turn is held until the answer starts: by then the request's look-ups, its query and its
+page are done, and what a stream or a report download sends after that is bounded by its own
+slots (web.fairness), not by the Party's turns to read. Credentials not yet seen (after a
+restart, or made up) take no turn here: they have their small share per address (web.gate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+
+from .fairness import CONTENDED_READS, CONTENDED_SECONDS, TURN_WAIT_SECONDS
+
+
+class ReadTurns:
+    """Requests running per share (a Party's, an auditor's), and when each share last started
+    or ended one; the loop is one thread: no lock."""
+
+    def __init__(
+        self,
+        at_once: int = CONTENDED_READS,
+        quiet: float = CONTENDED_SECONDS,
+        wait: float = TURN_WAIT_SECONDS,
+    ) -> None:
+        self.at_once, self.quiet, self.wait = at_once, quiet, wait
+        self._running: Counter[str] = Counter()
+        self._last: dict[str, float] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    async def take(self, key: str) -> bool:
+        """A turn for the share (True), waiting up to `wait` seconds while `at_once` of its
+        requests run and another share reads (or read within `quiet` seconds); False: none
+        came free within that."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.wait
+        while self._running[key] >= self.at_once and self._contended(key):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            waiter = loop.create_future()
+            queue = self._waiting.setdefault(key, deque())
+            queue.append(waiter)
+            try:
+                # woken when one of the share's turns ends; else looks again once contention
+                # may have ended (the other share quiet for `quiet` seconds)
+                await asyncio.wait_for(waiter, min(left, self.quiet))
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in queue:
+                    queue.remove(waiter)
+                if not queue and self._waiting.get(key) is queue:
+                    del self._waiting[key]
+        self._running[key] += 1
+        self._last[key] = time.monotonic()
+        return True
+
+    def give_back(self, key: str) -> None:
+        self._running[key] -= 1
+        if not self._running[key]:
+            del self._running[key]
+        self._last[key] = time.monotonic()
+        queue = self._waiting.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # one turn came free: one waiting request takes it
+                break
+
+    def _contended(self, key: str) -> bool:
+        """Whether another share is running a request, or started or ended one a moment ago."""
+        since = time.monotonic() - self.quiet
+        for other, at in list(self._last.items()):
+            if other == key:
+                continue
+            if at >= since or self._running[other]:
+                return True
+            del self._last[other]  # long quiet: forgotten (they grew with every Party)
+        return False
+
+    def running(self) -> dict[str, int]:
+        """For the tests and the operator."""
+        return dict(self._running)
