@@ -28,6 +28,8 @@
   again; the other Parties' device searches are measured before and during. Each address
   is within its share of requests in flight (web.gate); all together they draw on one budget
   a second (gate.ANONYMOUS_RATE), without which others' searches took 30 times as long.
+- `forged`: as `strangers`, but each request presents a made-up bearer token, for the logs:
+  each is looked up in the store (a share of 4 per address of credentials not yet seen).
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -270,10 +272,52 @@ def attack_for(
     return ended_at
 
 
+CHEAP_CLIENTS = 12
+CHEAP_PATHS = ("/api/v1/logs", "/api/v1/records/999999999")
+
+
+def scenario_cheap(port: int, victims: list, attacker: tuple[str, str], seconds: float) -> dict:
+    token, party = attacker
+    searches = Searches(port, victims).start()
+    time.sleep(seconds)
+    attack_at = time.monotonic()
+    stop = threading.Event()
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def cheap_reads(n: int) -> None:
+        path = CHEAP_PATHS[n % len(CHEAP_PATHS)]
+        conn = None
+        while not stop.is_set():
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                status, conn = 0, None
+            with lock:
+                counts[status] = counts.get(status, 0) + 1
+
+    clients = [threading.Thread(target=cheap_reads, args=(n,)) for n in range(CHEAP_CLIENTS)]
+    ended_at = attack_for(clients, seconds, stop, join_within=65)
+    searches.stop()
+    return {
+        "attacker": party,
+        "clients": CHEAP_CLIENTS,
+        "paths": CHEAP_PATHS,
+        "attacker_statuses": counts,
+        "others_before": summary(searches.between(0, attack_at)),
+        "others_during": summary(searches.between(attack_at, ended_at)),
+    }
+
+
 STRANGER_ADDRESSES, STRANGER_CONNECTIONS = 40, 2
 
 
-def scenario_strangers(port: int, victims: list, seconds: float) -> dict:
+def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = False) -> dict:
+    """`forged`: each request a made-up bearer token's, for the logs (`forged`)."""
     searches = Searches(port, victims).start()
     time.sleep(seconds)
     attack_at = time.monotonic()
@@ -288,7 +332,11 @@ def scenario_strangers(port: int, victims: list, seconds: float) -> dict:
                 conn = conn or http.client.HTTPConnection(
                     "127.0.0.1", port, timeout=60, source_address=(address, 0)
                 )
-                conn.request("GET", "/login")
+                if forged:
+                    made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+                    conn.request("GET", "/api/v1/logs", headers=made_up)
+                else:
+                    conn.request("GET", "/login")
                 response = conn.getresponse()
                 response.read()
                 status = response.status
@@ -402,11 +450,13 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
     plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, d in victims]
     results = {}
     for name in a.scenarios.split(","):
-        proc, port = serve(url, a.workers, a.pythonpath)
+        proc, port = serve(url, a.workers, a.pythonpath, a.port)
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
-            if name == "strangers":
-                results[name] = scenario_strangers(port, plan, a.seconds)
+            if name in ("strangers", "forged"):
+                results[name] = scenario_strangers(port, plan, a.seconds, name == "forged")
+            elif name == "cheap":
+                results[name] = scenario_cheap(port, plan, (tokens[busiest], busiest), a.seconds)
             elif name == "backlog":
                 results[name] = scenario_backlog(
                     store, url, port, plan, (tokens[busiest], busiest), a.backlog
@@ -432,18 +482,19 @@ def main() -> int:
     ap.add_argument("--store", help="an existing store (else one is generated per engine)")
     ap.add_argument("--records", type=int, default=200_000, help="records of a generated store")
     ap.add_argument("--engines", default="sqlite,postgresql")
-    ap.add_argument("--scenarios", default="stalled,heavy,backlog,strangers")
+    ap.add_argument("--scenarios", default="stalled,heavy,backlog,strangers,cheap")
     ap.add_argument("--pythonpath", help="run the server on the code in this folder")
     ap.add_argument(
         "--workers", type=int, default=1, help="server processes (the bounds are per process)"
     )
+    ap.add_argument("--port", type=int, help="the server's port (else a free one)")
     ap.add_argument("--hold", type=float, default=40.0, help="seconds the stalled sockets are held")
     ap.add_argument("--recovery-limit", type=float, default=300.0)
     ap.add_argument(
         "--seconds",
         type=float,
         default=20.0,
-        help="heavy, strangers: seconds before and during the attack",
+        help="heavy, strangers, cheap: seconds before and during the attack",
     )
     ap.add_argument(
         "--backlog", type=int, default=1_000_000, help="backlog: the deleted watch's events"

@@ -168,10 +168,11 @@ def free_port() -> int:
 
 
 def serve(
-    url: str, workers: int = 1, pythonpath: str | None = None
+    url: str, workers: int = 1, pythonpath: str | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`servicetrail serve` on a free port, once it answers; `pythonpath`: other code to run."""
-    port = free_port()
+    """`servicetrail serve` on `port` (else a free one), once it answers; `pythonpath`: other
+    code to run."""
+    port = port or free_port()
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
