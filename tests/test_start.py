@@ -50,3 +50,40 @@ def test_it_runs_the_command_line() -> None:
         timeout=60,
     )
     assert ran.returncode == 0 and "version" in ran.stdout
+
+
+# What `records` imports as it starts, printed on the last line
+_IMPORTED_BY_RECORDS = """
+import sys
+from servicetrail.cli import main
+try:
+    main(["records", "--help"])
+except SystemExit:
+    pass
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_a_command_imports_its_own_family_of_commands_alone() -> None:
+    """Each `servicetrail` command starts in a fresh interpreter, and the suite starts
+    hundreds: `records` imported the server, the loaders' DUIS reader (lxml), the accounts'
+    argon2 and the audit's process pool, some 0.05 s of CPU a start (session 50)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY_RECORDS], capture_output=True, text=True, timeout=60
+    )
+    imported = set(ran.stdout.splitlines()[-1].split())
+    assert "servicetrail.cli.reads" in imported
+    never = {
+        "servicetrail.cli.serving",
+        "servicetrail.cli.loading",
+        "servicetrail.cli.logs",
+        "servicetrail.cli.access",
+        "servicetrail.cli.database",
+        "servicetrail.web.server",
+        "servicetrail.ingest.rejects",
+        "servicetrail.store.log_audit",
+        "lxml",
+        "argon2",
+        "multiprocessing",
+    }
+    assert imported & never == set()

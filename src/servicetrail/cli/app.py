@@ -3,23 +3,18 @@ command becomes its message and exit code."""
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
+import sys
 from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
 
 from .. import settings
-from ..ingest.registry_csv import BadHeader
-from ..ingest.rejects import remember_inherited_descriptors
-from ..ingest.sources import UnreadableInput
-from ..security import WeakPassword
-from ..signing import SigningKeyError
-from ..store.accounts import AccountError
-from ..store.engine import StoreError
-from ..store.limits import SearchTooBroad, StoreBusy, store_busy
+from ..ingest.descriptors import remember_inherited_descriptors
+from ..store.limits import store_busy
 from ..store.postgresql_errors import psycopg_error
-from ..store.schema_watch import StoreUpgraded
 from .commands import OnceOnlyGroup
 from .common import (
     Failure,
@@ -32,25 +27,65 @@ from .common import (
 from .store_access import db_option
 
 # What a command may meet that is the input's or the store's fault, never a bug, and the
-# exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it.
-EXPECTED: dict[type[Exception], int] = {
-    settings.SettingError: 2,
-    StoreError: 2,
-    StoreUpgraded: 2,  # a restart mends it, not a retry
-    AccountError: 2,
-    WeakPassword: 2,
-    BadHeader: 2,
-    SigningKeyError: 2,
-    UnreadableInput: 2,
-    SearchTooBroad: 3,
-    StoreBusy: 3,
+# exit code it gets: 2 the request cannot be done as asked, 3 the store gave up on it. Named,
+# not imported: an error of a module the command never imported cannot have been raised, and
+# importing them all (the signing's cryptography, the accounts' argon2, the registry's
+# reader...) cost every command's start what only some commands use.
+EXPECTED: dict[str, int] = {
+    "servicetrail.settings:SettingError": 2,
+    "servicetrail.store.engine:StoreError": 2,
+    "servicetrail.store.schema_watch:StoreUpgraded": 2,  # a restart mends it, not a retry
+    "servicetrail.store.accounts:AccountError": 2,
+    "servicetrail.security:WeakPassword": 2,
+    "servicetrail.ingest.registry_csv:BadHeader": 2,
+    "servicetrail.signing:SigningKeyError": 2,
+    "servicetrail.ingest.sources:UnreadableInput": 2,
+    "servicetrail.store.limits:SearchTooBroad": 3,
+    "servicetrail.store.limits:StoreBusy": 3,
     # a file that cannot be read or written (no permission, an I/O error): the machine's, said
     # with the file's name, not a traceback
-    OSError: 2,
+    "builtins:OSError": 2,
 }
 
 
+def _expected_code(error: BaseException) -> int | None:
+    """The exit code EXPECTED gives `error`, or None when it is not one of them."""
+    for name, code in EXPECTED.items():
+        module, _, kind = name.partition(":")
+        imported = sys.modules.get(module)
+        if imported is not None and isinstance(error, getattr(imported, kind)):
+            return code
+    return None
+
+
 class Servicetrail(OnceOnlyGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a command's name -> "module:attribute" in this package, imported when first asked
+        # for (cli/__init__.py says why)
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            found = getattr(importlib.import_module(f".{module}", __package__), attribute)
+            self.add_command(found, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as e:
+            # click's "Did you mean 'records'?" looks among the commands imported: all of them
+            raise click.exceptions.NoSuchCommand(
+                e.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         standard_streams()
         with sigterm_stops_as_ctrl_c():
@@ -102,14 +137,14 @@ class Servicetrail(OnceOnlyGroup):
                     2,
                 ) from None
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
-            if not isinstance(known, tuple(EXPECTED)) and _the_databases(e):
+            code = _expected_code(known)
+            if code is None and _the_databases(e):
                 # a store changed behind servicetrail's back (a trigger of an intruder's that
                 # refuses the access log's writes; audit 46d) or failing: the database's words
                 said = str(_raw(e)).strip().partition("\n")[0]
                 raise Failure(f"the store refused it: {printable(said)}", 2) from None
-            if not isinstance(known, tuple(EXPECTED)) or isinstance(known, BrokenPipeError):
+            if code is None or isinstance(known, BrokenPipeError):
                 raise  # a reader that closed the pipe (`| head`): click leaves quietly
-            code = next(code for kind, code in EXPECTED.items() if isinstance(known, kind))
             raise Failure(printable(_said(known)), code) from None
         # a stop raised where Python could not pass it on (inside a garbage collector's
         # callback: "Exception ignored in ..."), and the command ran on to its end: it exited
@@ -188,5 +223,5 @@ def main(ctx: click.Context, db_url: str | None) -> None:
     Network Operator the titles of every request and response to its devices.
     """
     settings.reload()  # this invocation's environment, checked before any command runs
-    remember_inherited_descriptors()  # before the store opens one: see ingest.rejects
+    remember_inherited_descriptors()  # before the store opens one: see ingest.descriptors
     ctx.obj = db_url

@@ -24,7 +24,6 @@ from ..store.engine import (
     shown_url,
 )
 from ..store.limits import StoreBusy, store_busy
-from ..store.log_audit import listed_verifier_keys
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 from .common import Failure
@@ -134,6 +133,9 @@ def _seal_the_logs() -> None:
             err=True,
         )
         return
+    # the audit's module (its process pool's multiprocessing) only when a read has a key
+    from ..store.log_audit import listed_verifier_keys
+
     try:
         store = engine()
         known = listed_verifier_keys(store)

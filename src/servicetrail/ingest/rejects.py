@@ -31,6 +31,7 @@ from typing import IO
 import orjson
 
 from ..output import line_ends_escaped
+from .descriptors import inherited
 from .sources import PIECE as _PIECE
 from .sources import FRESH_SUFFIX, REJECTS_SUFFIX, Span, UnreadableInput, open_binary
 
@@ -110,25 +111,6 @@ _NEW = os.O_CREAT | os.O_EXCL
 
 _STANDARD_OUTPUT = 1
 _STREAM_NAMES = {"/dev/stdout": _STANDARD_OUTPUT, "/dev/stderr": 2}
-# the descriptors this command was started with (remember_inherited_descriptors): `/dev/fd/3`
-# named the store's own file or its PostgreSQL socket, and the rejects went into it (28f)
-_inherited: frozenset[int] = frozenset({0, 1, 2})
-
-
-def remember_inherited_descriptors() -> None:
-    """Called as the command starts, before it opens anything of its own."""
-    global _inherited
-    with suppress(OSError):
-        listed = [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()]
-        _inherited = frozenset(n for n in listed if _open(n))  # not the listing's own
-
-
-def _open(descriptor: int) -> bool:
-    try:
-        os.fstat(descriptor)
-    except OSError:
-        return False
-    return True
 
 
 def _descriptor_named(text: str) -> int | None:
@@ -153,7 +135,7 @@ def _descriptor_named(text: str) -> int | None:
 def _inherited_stream(path: Path) -> int | None:
     """The descriptor this process was started with that `path` names, if it names one."""
     number = _descriptor_named(os.path.normpath(str(path)))
-    return number if number in _inherited and _open(number) else None
+    return number if number is not None and inherited(number) else None
 
 
 def _stream_hop(path: Path) -> Path | None:
