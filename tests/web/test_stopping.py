@@ -38,6 +38,13 @@ def bearer(engine, party: str) -> str:
 def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
     sqlite_url, tmp_path, stop, workers
 ):
+    """Each stream ends itself at the stop: its body whole (its last chunk sent), where a
+    stream that missed the stop is cut off a second before uvicorn's cancel (web.stopping),
+    its body ended without that chunk, which httpx refuses. That, not a time, tells the two
+    apart: the bound of 3 s after the signal this test had failed on a machine whose load
+    was above 10 (session 49), where the stream's last read and its closing entry alone
+    took longer; a cut-off can come no sooner than 4 s after it, so a stream that ended
+    sooner ended itself, and is said so."""
     engine = open_store(sqlite_url)
     P.load_personas(engine)
     south = {"Authorization": f"Bearer {bearer(engine, P.SOUTHENERGY)}"}
@@ -53,11 +60,14 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
             url = f"{base}/api/v1/watches/{watch['id']}/stream"
             with httpx.stream("GET", url, headers=south, timeout=30) as response:
                 body, waited = b"", False
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if not waited and b"data: " in body:
-                        waited = True
-                        started.wait(timeout=20)  # both streams have their event: stop
+                try:
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if not waited and b"data: " in body:
+                            waited = True
+                            started.wait(timeout=20)  # both streams have their event: stop
+                except httpx.RemoteProtocolError:  # cut off: the body ended without its end
+                    body += b"<cut off>"
                 got.append((body, time.monotonic()))
 
         streams = [threading.Thread(target=stream) for _ in range(2)]
@@ -71,8 +81,11 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) == 0
     said = log_path.read_text()
     assert "Traceback" not in said and "Cancel" not in said, said
+    assert "returned without completing response" not in said, said
     assert len(got) == 2 and all(b"data: " in body for body, _ in got)
-    assert all(ended - asked < GRACEFUL_SECONDS - 2 for _, ended in got)
+    assert [body.endswith(b"<cut off>") for body, _ in got] == [False, False], [
+        (body[-60:], round(ended - asked, 1)) for body, ended in got
+    ]
     with engine.connect() as conn:
         entries = [e for e in iter_entries(conn, EntryFilter()) if e.action == "stream"]
     # each stream's entry before its first byte, and its closing one with the event it sent
@@ -136,19 +149,20 @@ def _stalled_download(base: str, token: str) -> socket.socket:
 
 
 def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
+    """The log tells the server's own cut-off (its warning) from uvicorn's cancel (a
+    traceback); the server's exit is bounded by the wait's own limit. A bound of 7 s from
+    the signal to the exit also held the shutdown's and the interpreter's end, which took
+    longer on a machine whose load was above 10 (session 49)."""
     token = _a_report_too_large_to_read(sqlite_url)
     with live_server_process(sqlite_url, tmp_path) as (server, base, log_path):
         client = _stalled_download(base, token)
-        asked = time.monotonic()
         server.send_signal(signal.SIGTERM)
         # uvicorn raises the signal again once it has shut down: a stop by SIGTERM, as asked
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) in (0, -signal.SIGTERM)
-        exited = time.monotonic() - asked
         client.close()  # what is in flight would take minutes to read through 4 KB
     said = log_path.read_text()
     assert f"own report of {P.LOOKER} cut off: the server is stopping" in said, said
     assert "Traceback" not in said, said
-    assert exited < GRACEFUL_SECONDS + 2
     # the body ends without its last chunk: the client cannot take it for a whole report
     assert "returned without completing response" in said, said
 
@@ -158,7 +172,9 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     """Blocked in `send` to a client that reads no more, a stream never came back to look
     whether the server was stopping: uvicorn cancelled it with a traceback, and its closing
     access-log entry, with the events it had sent, was never written (audit 20e). It is cut
-    off a second before uvicorn would cancel it (web.watches_api.EventStream)."""
+    off a second before uvicorn would cancel it (web.watches_api.EventStream): the log says
+    which (no "Cancel 1 running task"); the exit is bounded by the wait's own limit, not by 7
+    s from the signal, which a machine whose load was above 10 overran (session 49)."""
     from servicetrail.store.watch_matcher import catch_up
     from tests.webhooks.test_kill import add_requests
 
@@ -180,14 +196,11 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
         )
         assert client.recv(100).startswith(b"HTTP/1.1 200")
         time.sleep(1)  # it reads no more: the stream waits in send
-        asked = time.monotonic()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) in (0, -signal.SIGTERM)
-        exited = time.monotonic() - asked
         client.close()
     said = log_path.read_text()
     assert "Traceback" not in said and "Cancel 1 running task" not in said, said
-    assert exited < GRACEFUL_SECONDS + 2
     # the body ends without its last chunk: the client cannot take it for a finished stream
     assert "returned without completing response" in said, said
     with engine.connect() as conn:
@@ -205,17 +218,29 @@ def test_a_second_ctrl_c_stops_at_once_quietly_and_says_it_was_interrupted(sqlit
     """uvicorn, told twice, skips the app's shutdown and leaves its task to be cancelled as
     the loop ends: starlette logged that CancelledError with a traceback, and the server
     exited 0 as if it had stopped gracefully (review 47b). It says it was cut short (130),
-    as any command stopped by Ctrl-C does, with no traceback."""
+    as any command stopped by Ctrl-C does, with no traceback.
+
+    At once: the stalled download is cut off when the second Ctrl-C comes, not when the
+    graceful time runs out, which is a sleep of GRACEFUL_SECONDS - 1 after the first (web.
+    stopping) that a slow machine can only lengthen. So the cut-off's line in the log is
+    awaited and timed from the first Ctrl-C. The server's exit was timed before, from the
+    second, within 3 s: its shutdown and the interpreter's end took longer on a machine
+    whose load was above 10 (session 49)."""
     token = _a_report_too_large_to_read(sqlite_url)
     with live_server_process(sqlite_url, tmp_path) as (server, base, log_path):
         client = _stalled_download(base, token)  # what the first Ctrl-C waits for
+        first = time.monotonic()
         server.send_signal(signal.SIGINT)
         time.sleep(0.5)
-        asked = time.monotonic()
         server.send_signal(signal.SIGINT)
+        cut_off_line = f"own report of {P.LOOKER} cut off"
+        while cut_off_line not in log_path.read_text() and server.poll() is None:
+            time.sleep(0.02)
+        cut_off = time.monotonic() - first
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) == 130
-        assert time.monotonic() - asked < GRACEFUL_SECONDS - 2  # at once, not cut off
         client.close()
     said = log_path.read_text()
+    assert cut_off_line in said, said
+    assert cut_off < GRACEFUL_SECONDS - 1, cut_off  # not the graceful time's own cut-off
     assert "Traceback" not in said and "CancelledError" not in said, said
     assert said.rstrip().endswith("Error: interrupted"), said
