@@ -879,15 +879,19 @@ def test_a_cancelled_worker_ends_its_attempts_in_flight_at_once(engine, world) -
     assert (deliverer.stats.delivered, deliverer.stats.failed) == (0, 0)
 
 
+LOCK_GIVEN_UP = 0.05  # seconds
+
+
 @pytest.fixture
 @starts_with_personas
 def store_lockable(sqlite_url, monkeypatch):
     """A SQLite store with one delivery queued, whose writes give up at once (50 ms) while
-    the test holds the write lock: a store that fails a round."""
+    the test holds the write lock: a store that fails a round (a Deliverer's rounds wait
+    their own `lock_wait_seconds`: LOCK_GIVEN_UP; its default, 10 s, each test waited)."""
     from servicetrail.store import engine as store_engine
     from servicetrail.store.watch_matcher import match_new_records
 
-    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", int(LOCK_GIVEN_UP * 1000))
     engine = store_engine.open_store(sqlite_url)
     P.load_personas(engine)
     made = unreached_watch(engine)
@@ -918,7 +922,7 @@ def test_a_failed_rounds_failures_are_counted_once(store_lockable, caplog) -> No
     from servicetrail.webhooks.worker_report import FailureLog
 
     engine, watch_id = store_lockable
-    deliverer = Deliverer(engine, schedule=[60])
+    deliverer = Deliverer(engine, schedule=[60], lock_wait_seconds=LOCK_GIVEN_UP)
     deliverer.failure_log = FailureLog(every=0)  # each round's failures said at once
     failed = [Outcome(watch_id, 1, 0, "failed", "answered 503")]
     lock = write_locked(engine)
@@ -948,7 +952,7 @@ def test_a_stop_whose_last_round_the_store_fails_says_what_was_not_recorded(
     from servicetrail.store.outbox import Outcome
 
     engine, watch_id = store_lockable
-    deliverer = Deliverer(engine, schedule=[60])
+    deliverer = Deliverer(engine, schedule=[60], lock_wait_seconds=LOCK_GIVEN_UP)
     attempts = [
         Outcome(watch_id, 1, 0, "failed", "answered 503"),
         Outcome(watch_id, 2, 0, "delivered"),
