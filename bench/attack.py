@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -225,6 +226,40 @@ def scenario_heavy(
     port: int, victims: list, attacker: tuple[str, str], query: str, seconds: float
 ) -> dict:
     token, party = attacker
+
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        def broad_searches() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            while not stop.is_set():
+                conn.request("GET", query, headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                count(response.status)
+                if response.status == 429:
+                    stop.wait(float(response.getheader("retry-after", "1")))
+            conn.close()
+
+        return [threading.Thread(target=broad_searches) for _ in range(HEAVY_CLIENTS)]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=130)
+    return {
+        "attacker": party,
+        "query": query,
+        "clients": HEAVY_CLIENTS,
+        "attacker_statuses": counts,
+        **others,
+    }
+
+
+AttackingClients = Callable[[threading.Event, Callable[[int], None]], list[threading.Thread]]
+
+
+def attack_with(
+    port: int, victims: list, seconds: float, clients_of: AttackingClients, join_within: float
+) -> tuple[dict[int, int], dict]:
+    """The victims' searches for `seconds` quiet, then for `seconds` while the threads that
+    `clients_of(stop, count)` makes attack (each counting its answers' statuses); the
+    statuses the attackers were answered, and the victims' summaries before and during."""
     searches = Searches(port, victims).start()
     time.sleep(seconds)
     attack_at = time.monotonic()
@@ -232,26 +267,13 @@ def scenario_heavy(
     counts: dict[int, int] = {}
     lock = threading.Lock()
 
-    def broad_searches() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while not stop.is_set():
-            conn.request("GET", query, headers={"Authorization": f"Bearer {token}"})
-            response = conn.getresponse()
-            response.read()
-            with lock:
-                counts[response.status] = counts.get(response.status, 0) + 1
-            if response.status == 429:
-                stop.wait(float(response.getheader("retry-after", "1")))
-        conn.close()
+    def count(status: int) -> None:
+        with lock:
+            counts[status] = counts.get(status, 0) + 1
 
-    clients = [threading.Thread(target=broad_searches) for _ in range(HEAVY_CLIENTS)]
-    ended_at = attack_for(clients, seconds, stop, join_within=130)
+    ended_at = attack_for(clients_of(stop, count), seconds, stop, join_within)
     searches.stop()
-    return {
-        "attacker": party,
-        "query": query,
-        "clients": HEAVY_CLIENTS,
-        "attacker_statuses": counts,
+    return counts, {
         "others_before": summary(searches.between(0, attack_at)),
         "others_during": summary(searches.between(attack_at, ended_at)),
     }
@@ -278,38 +300,31 @@ CHEAP_PATHS = ("/api/v1/logs", "/api/v1/records/999999999")
 
 def scenario_cheap(port: int, victims: list, attacker: tuple[str, str], seconds: float) -> dict:
     token, party = attacker
-    searches = Searches(port, victims).start()
-    time.sleep(seconds)
-    attack_at = time.monotonic()
-    stop = threading.Event()
-    counts: dict[int, int] = {}
-    lock = threading.Lock()
 
-    def cheap_reads(n: int) -> None:
-        path = CHEAP_PATHS[n % len(CHEAP_PATHS)]
-        conn = None
-        while not stop.is_set():
-            try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except OSError:
-                status, conn = 0, None
-            with lock:
-                counts[status] = counts.get(status, 0) + 1
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        def cheap_reads(n: int) -> None:
+            path = CHEAP_PATHS[n % len(CHEAP_PATHS)]
+            conn = None
+            while not stop.is_set():
+                try:
+                    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                except OSError:
+                    status, conn = 0, None
+                count(status)
 
-    clients = [threading.Thread(target=cheap_reads, args=(n,)) for n in range(CHEAP_CLIENTS)]
-    ended_at = attack_for(clients, seconds, stop, join_within=65)
-    searches.stop()
+        return [threading.Thread(target=cheap_reads, args=(n,)) for n in range(CHEAP_CLIENTS)]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
     return {
         "attacker": party,
         "clients": CHEAP_CLIENTS,
         "paths": CHEAP_PATHS,
         "attacker_statuses": counts,
-        "others_before": summary(searches.between(0, attack_at)),
-        "others_during": summary(searches.between(attack_at, ended_at)),
+        **others,
     }
 
 
@@ -318,49 +333,42 @@ STRANGER_ADDRESSES, STRANGER_CONNECTIONS = 40, 2
 
 def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = False) -> dict:
     """`forged`: each request a made-up bearer token's, for the logs (`forged`)."""
-    searches = Searches(port, victims).start()
-    time.sleep(seconds)
-    attack_at = time.monotonic()
-    stop = threading.Event()
-    counts: dict[int, int] = {}
-    lock = threading.Lock()
 
-    def sign_in_pages(address: str) -> None:
-        conn = None
-        while not stop.is_set():
-            try:
-                conn = conn or http.client.HTTPConnection(
-                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
-                )
-                if forged:
-                    made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
-                    conn.request("GET", "/api/v1/logs", headers=made_up)
-                else:
-                    conn.request("GET", "/login")
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-                if response.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except OSError:
-                status, conn = 0, None
-            with lock:
-                counts[status] = counts.get(status, 0) + 1
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        def sign_in_pages(address: str) -> None:
+            conn = None
+            while not stop.is_set():
+                try:
+                    conn = conn or http.client.HTTPConnection(
+                        "127.0.0.1", port, timeout=60, source_address=(address, 0)
+                    )
+                    if forged:
+                        made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+                        conn.request("GET", "/api/v1/logs", headers=made_up)
+                    else:
+                        conn.request("GET", "/login")
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                    if response.getheader("connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except OSError:
+                    status, conn = 0, None
+                count(status)
 
-    clients = [
-        threading.Thread(target=sign_in_pages, args=(f"127.0.0.{2 + n}",))
-        for n in range(STRANGER_ADDRESSES)
-        for _ in range(STRANGER_CONNECTIONS)
-    ]
-    ended_at = attack_for(clients, seconds, stop, join_within=65)
-    searches.stop()
+        return [
+            threading.Thread(target=sign_in_pages, args=(f"127.0.0.{2 + n}",))
+            for n in range(STRANGER_ADDRESSES)
+            for _ in range(STRANGER_CONNECTIONS)
+        ]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
     return {
         "addresses": STRANGER_ADDRESSES,
         "connections": STRANGER_ADDRESSES * STRANGER_CONNECTIONS,
         "stranger_statuses": counts,
-        "others_before": summary(searches.between(0, attack_at)),
-        "others_during": summary(searches.between(attack_at, ended_at)),
+        **others,
     }
 
 
