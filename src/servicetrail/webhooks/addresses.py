@@ -13,7 +13,9 @@ from .outbound import IPAddress, Target, resolve
 # Names are resolved on threads of their own (getaddrinfo blocks), never on the loop's
 # default pool, which the matcher and the leases use: a Party's name whose DNS never answers
 # took every thread of that pool, and matching and leasing stopped for all. A name is resolved
-# once however many attempts wait for it, and a Party's names hold at most half the threads.
+# once for a Party however many of its attempts wait for it, and a Party's names hold at most
+# half the threads. Another Party's attempts to the same name do not wait on that resolution:
+# it waits at the first Party's gate, which a hostile Party's hanging names hold (audit 51d).
 RESOLVER_THREADS = 8
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 _MOST_KEPT = 10_000  # answers kept at once: more, and they are all forgotten
@@ -24,7 +26,7 @@ class Addresses:
 
     def __init__(self) -> None:
         self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
-        self._resolving: dict[tuple[str, int], asyncio.Future[IPAddress]] = {}
+        self._resolving: dict[tuple[str, int, str], asyncio.Future[IPAddress]] = {}
         self._party_resolving: dict[str, asyncio.Semaphore] = {}
         self._resolver: ThreadPoolExecutor | None = None
 
@@ -44,16 +46,17 @@ class Addresses:
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        pending = self._resolving.get(key)
+        asked = (*key, party)
+        pending = self._resolving.get(asked)
         if pending is None:
             pending = asyncio.ensure_future(self._resolve(target, party))
-            self._resolving[key] = pending
-            pending.add_done_callback(functools.partial(self._resolved_one, key))
+            self._resolving[asked] = pending
+            pending.add_done_callback(functools.partial(self._resolved_one, asked))
         # shielded: an attempt that times out leaves the resolution to the others waiting
         return await asyncio.shield(pending)
 
-    def _resolved_one(self, key: tuple[str, int], done: asyncio.Future[IPAddress]) -> None:
-        self._resolving.pop(key, None)
+    def _resolved_one(self, asked: tuple[str, int, str], done: asyncio.Future[IPAddress]) -> None:
+        self._resolving.pop(asked, None)
         if not done.cancelled():
             done.exception()  # seen here, when every attempt waiting for it has timed out
 

@@ -1,0 +1,59 @@
+"""The delivery worker's resolver (webhooks.addresses): a name resolved for one Party is not
+held up by another Party's names whose DNS never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+import time
+
+from servicetrail.webhooks import addresses
+from servicetrail.webhooks.outbound import Target
+
+PUBLIC = ipaddress.ip_address("192.0.2.80")  # what the stubbed resolver answers
+
+
+def test_a_name_two_parties_share_is_not_resolved_behind_one_partys_names_that_hang(
+    monkeypatch,
+) -> None:
+    """A name's resolution was shared by every Party asking for it while it ran, and ran
+    under the gate of the Party that asked first: a hostile Party whose own names hang (its
+    half of the threads taken) that also named another Party's receiver held that Party's
+    every attempt to it until its own names gave up (a 15 s timeout each, charged as the
+    receiver's). Each Party now resolves it under its own gate; the answer is still shared."""
+    released = threading.Event()
+
+    def stub(target: Target, allow_loopback=None):
+        if target.host.endswith(".hangs.test"):
+            released.wait(10)
+        return PUBLIC
+
+    monkeypatch.setattr(addresses, "resolve", stub)
+    shared = Target("https", "hooks.shared.test", 443, "/")
+
+    async def main() -> float:
+        found = addresses.Addresses()
+        found.open()
+        try:
+            hanging = [
+                asyncio.ensure_future(
+                    found.of(Target("https", f"h{n}.hangs.test", 443, "/"), "HOSTILE")
+                )
+                for n in range(addresses.RESOLVER_THREADS)
+            ]
+            await asyncio.sleep(0.05)  # its names hold its gate
+            behind = asyncio.ensure_future(found.of(shared, "HOSTILE"))
+            await asyncio.sleep(0.05)  # its resolution of the shared name waits at its gate
+            started = time.monotonic()
+            assert await asyncio.wait_for(found.of(shared, "VICTIM"), 5) == PUBLIC
+            took = time.monotonic() - started
+            released.set()
+            assert await behind == PUBLIC
+            await asyncio.gather(*hanging)
+            return took
+        finally:
+            released.set()
+            found.close()
+
+    assert asyncio.run(main()) < 1
