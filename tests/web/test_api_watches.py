@@ -310,3 +310,26 @@ def test_a_watchs_backlog_is_deleted_in_short_transactions_on_sqlite(
     assert client.get(f"/api/v1/watches/{made['id']}/events", headers=south).status_code == 404
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar() == 0
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"name": "a", "name": "b"}', "name"),
+        (b'{"name" : "a", "devices": "mine", "name" : "b"}', "name"),
+        (
+            b'{"name": "w", "webhook": {"url": "https://a.example/", "url": "https://b.example/"}}',
+            "url",
+        ),
+        (b'\xef\xbb\xbf{"name": "a", "kinds": ["request"], "kinds": ["response"]}', "kinds"),
+    ],
+)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # refused before the store
+def test_a_field_given_twice_is_422_not_taken_at_its_last(client, south, body, field) -> None:
+    """orjson keeps a repeated key's last value: a watch was made of a value the Party may not
+    have meant, where a query parameter or a SAT record's field given twice is refused."""
+    answer = client.post("/api/v1/watches", content=body, headers=south)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["parameter"] == "body"
+    assert answer.json()["message"] == f'body: the field "{field}" is given twice'
+    assert client.get("/api/v1/watches", headers=south).json()["items"] == []

@@ -4,6 +4,7 @@ do the work."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import suppress
@@ -23,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import settings
 from ..domain.access_log import Reader, Tally
-from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
+from ..domain.ids import MAX_ID, InvalidValue, RepeatedKeys, keys_once, positive_id, whole_number
 from ..domain.visibility import Viewer
 from ..domain.watches import InvalidWatch, watch_spec
 from ..store.watches import (
@@ -84,7 +85,7 @@ async def _json_body(request: Request) -> Any:
         if len(body) > MAX_BODY_BYTES:
             raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
     try:
-        return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))  # RFC 8259 lets a BOM be ignored
+        return _keys_once(orjson.loads(body.removeprefix(b"\xef\xbb\xbf")), body)
     except orjson.JSONDecodeError as e:
         # why, as the loaders say it: invalid UTF-8 was "must be a JSON object" (audit 35c)
         try:
@@ -92,6 +93,23 @@ async def _json_body(request: Request) -> Any:
         except UnicodeDecodeError as bad:
             raise ParameterError("body", f"is not UTF-8 text (byte {bad.start + 1})") from None
         raise ParameterError("body", f"must be a JSON object; it is not JSON ({e})") from None
+
+
+def _keys_once(found: Any, body: bytearray) -> Any:
+    """The body orjson read (after a BOM, which RFC 8259 lets be ignored), a field given twice
+    refused: orjson keeps the last value, so `{"name": "a", "name": "b"}` or a webhook URL
+    named twice made a watch of the one the Party may not have meant, where a query parameter
+    given twice is a 422 and so is a SAT record's field (audit 51d). Checked on every body,
+    not only where `":` says a key may repeat as the loaders do: a body is at most 256 KiB."""
+    if type(found) is dict:
+        try:
+            json.loads(body.decode("utf-8-sig"), object_pairs_hook=keys_once)
+        except RepeatedKeys as e:
+            said = json.dumps(e.keys[0][:40])
+            raise ParameterError("body", f"the field {said} is given twice") from None
+        except (RecursionError, ValueError):  # no watch is that deep: watch_spec refuses it
+            pass
+    return found
 
 
 @router.post(
