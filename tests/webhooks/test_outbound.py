@@ -95,6 +95,21 @@ def test_malformed_or_plain_http_urls_are_refused(url: str, monkeypatch) -> None
         parse_url(url)
 
 
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        ("https://[fe80::1%25eth0]/", "the URL's host must not name an IPv6 zone (%)"),
+        ("https://exa%6dple.org/", "the URL's host must be written as it is, not %-escaped"),
+        ("https://%31%32%37.0.0.1/", "the URL's host must be written as it is, not %-escaped"),
+    ],
+)
+def test_a_percent_in_the_host_is_refused_saying_which_it_is(url: str, said: str) -> None:
+    """An escaped name was refused as an IPv6 zone, which it did not name."""
+    with pytest.raises(UnsafeUrl) as refused:
+        parse_url(url)
+    assert str(refused.value) == said
+
+
 def test_http_is_allowed_only_with_loopback_allowed() -> None:
     assert parse_url("http://127.0.0.1:8080/h?x=1", allow_loopback=True).target == "/h?x=1"
     with pytest.raises(UnsafeUrl):

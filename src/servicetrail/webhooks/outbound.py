@@ -83,10 +83,12 @@ def parse_url(url: str, allow_loopback: bool | None = None) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeUrl("the URL has no host")
-    if "%" in host:
+    if "%" in host and ":" in host:
         # an IPv6 zone: `[fe80::1%25eth0]` named no interface the resolver knew, so the
         # address was never checked, and the watch was made (audit of webhooks, session 18)
         raise UnsafeUrl("the URL's host must not name an IPv6 zone (%)")
+    if "%" in host:  # `exa%6dple.com` was refused as naming an IPv6 zone (audit 51d)
+        raise UnsafeUrl("the URL's host must be written as it is, not %-escaped")
     host = _address_as_written(host) or host
     if not allow and (host.lower() == "localhost" or host.lower().endswith(".localhost")):
         raise UnsafeUrl("webhooks may not be sent to localhost")  # RFC 6761: always loopback
