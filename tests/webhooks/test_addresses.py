@@ -8,8 +8,10 @@ import ipaddress
 import threading
 import time
 
-from servicetrail.webhooks import addresses
-from servicetrail.webhooks.outbound import Target
+import pytest
+
+from servicetrail.webhooks import addresses, outbound
+from servicetrail.webhooks.outbound import Target, UnsafeUrl
 
 PUBLIC = ipaddress.ip_address("192.0.2.80")  # what the stubbed resolver answers
 
@@ -57,3 +59,24 @@ def test_a_name_two_parties_share_is_not_resolved_behind_one_partys_names_that_h
             found.close()
 
     assert asyncio.run(main()) < 1
+
+
+def test_an_address_checked_for_https_is_not_reused_for_http(monkeypatch, use_settings) -> None:
+    """With loopback allowed, http:// may go to loopback alone; a public address checked for
+    an https URL to the same host and port was reused for an http one, sent in clear."""
+    use_settings(SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1)
+    public = ("93.184.216.34", 80)
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", public)])
+
+    async def main() -> None:
+        found = addresses.Addresses()
+        found.open()
+        try:
+            secure = Target("https", "receiver.test", 80, "/")
+            assert str(await found.of(secure, "P")) == public[0]
+            with pytest.raises(UnsafeUrl):  # the name resolves to a public address alone
+                await found.of(Target("http", "receiver.test", 80, "/"), "P")
+        finally:
+            found.close()
+
+    asyncio.run(main())

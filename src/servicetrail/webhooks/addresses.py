@@ -22,11 +22,11 @@ _MOST_KEPT = 10_000  # answers kept at once: more, and they are all forgotten
 
 
 class Addresses:
-    """Checked addresses by (host, port), for one run of the worker's loop (`opened`)."""
+    """Checked addresses by (scheme, host, port), for one run of the worker's loop (`opened`)."""
 
     def __init__(self) -> None:
-        self._resolved: dict[tuple[str, int], tuple[float, IPAddress]] = {}
-        self._resolving: dict[tuple[str, int, str], asyncio.Future[IPAddress]] = {}
+        self._resolved: dict[tuple[str, str, int], tuple[float, IPAddress]] = {}
+        self._resolving: dict[tuple[str, str, int, str], asyncio.Future[IPAddress]] = {}
         self._party_resolving: dict[str, asyncio.Semaphore] = {}
         self._resolver: ThreadPoolExecutor | None = None
 
@@ -42,7 +42,9 @@ class Addresses:
 
     async def of(self, target: Target, party: str) -> IPAddress:
         """`target`'s checked address, resolved for `party` unless a recent answer stands."""
-        key = (target.host, target.port)
+        # the scheme too: an answer checked for https (a public address) was reused for an
+        # http:// URL to the same host and port, which may go to loopback alone (audit 51d)
+        key = (target.scheme, target.host, target.port)
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -55,7 +57,9 @@ class Addresses:
         # shielded: an attempt that times out leaves the resolution to the others waiting
         return await asyncio.shield(pending)
 
-    def _resolved_one(self, asked: tuple[str, int, str], done: asyncio.Future[IPAddress]) -> None:
+    def _resolved_one(
+        self, asked: tuple[str, str, int, str], done: asyncio.Future[IPAddress]
+    ) -> None:
         self._resolving.pop(asked, None)
         if not done.cancelled():
             done.exception()  # seen here, when every attempt waiting for it has timed out
@@ -69,5 +73,6 @@ class Addresses:
             address = await loop.run_in_executor(self._resolver, resolve, target)
         if len(self._resolved) > _MOST_KEPT:
             self._resolved.clear()
-        self._resolved[(target.host, target.port)] = (time.monotonic() + RESOLVE_SECONDS, address)
+        key = (target.scheme, target.host, target.port)
+        self._resolved[key] = (time.monotonic() + RESOLVE_SECONDS, address)
         return address
