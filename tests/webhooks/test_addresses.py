@@ -42,7 +42,7 @@ def test_a_name_two_parties_share_is_not_resolved_behind_one_partys_names_that_h
                 asyncio.ensure_future(
                     found.of(Target("https", f"h{n}.hangs.test", 443, "/"), "HOSTILE")
                 )
-                for n in range(addresses.RESOLVER_THREADS)
+                for n in range(8)
             ]
             await asyncio.sleep(0.05)  # its names hold its gate
             behind = asyncio.ensure_future(found.of(shared, "HOSTILE"))
@@ -80,3 +80,43 @@ def test_an_address_checked_for_https_is_not_reused_for_http(monkeypatch, use_se
             found.close()
 
     asyncio.run(main())
+
+
+def test_two_partys_names_that_hang_leave_threads_for_a_third(monkeypatch) -> None:
+    """Each Party resolved on at most half of the resolver's eight threads: two hostile
+    Parties whose names hang took all eight, and a third Party's name waited for one of
+    theirs to give up (the system resolver's time, charged to its attempt). A Party still
+    holds at most four, of threads enough for many Parties' at once."""
+    released = threading.Event()
+
+    def stub(target: Target, allow_loopback=None):
+        if target.host.endswith(".hangs.test"):
+            released.wait(10)
+        return PUBLIC
+
+    monkeypatch.setattr(addresses, "resolve", stub)
+
+    async def main() -> float:
+        found = addresses.Addresses()
+        found.open()
+        try:
+            hanging = [
+                asyncio.ensure_future(
+                    found.of(Target("https", f"h{n}.{party}.hangs.test", 443, "/"), party)
+                )
+                for party in ("HOSTILE", "ACCOMPLICE")
+                for n in range(8)
+            ]
+            await asyncio.sleep(0.05)  # their names hold what threads they may
+            started = time.monotonic()
+            fine = Target("https", "hooks.fine.test", 443, "/")
+            assert await asyncio.wait_for(found.of(fine, "VICTIM"), 5) == PUBLIC
+            took = time.monotonic() - started
+            released.set()
+            await asyncio.gather(*hanging)
+            return took
+        finally:
+            released.set()
+            found.close()
+
+    assert asyncio.run(main()) < 1

@@ -14,9 +14,12 @@ from .outbound import IPAddress, Target, resolve
 # default pool, which the matcher and the leases use: a Party's name whose DNS never answers
 # took every thread of that pool, and matching and leasing stopped for all. A name is resolved
 # once for a Party however many of its attempts wait for it, and a Party's names hold at most
-# half the threads. Another Party's attempts to the same name do not wait on that resolution:
-# it waits at the first Party's gate, which a hostile Party's hanging names hold (audit 51d).
-RESOLVER_THREADS = 8
+# PARTY_THREADS threads, of enough for many Parties at once: at half of eight, two hostile
+# Parties' hanging names took them all (audit 51d). A thread waiting on a name holds no more
+# than its stack, and is started only when one is wanted. Another Party's attempts to the same
+# name do not wait on that resolution: it waits at the first Party's gate (audit 51d).
+PARTY_THREADS = 4
+RESOLVER_THREADS = 16 * PARTY_THREADS
 RESOLVE_SECONDS = 5.0  # a checked address is reused this long (then resolved and checked again)
 _MOST_KEPT = 10_000  # answers kept at once: more, and they are all forgotten
 
@@ -65,9 +68,7 @@ class Addresses:
             done.exception()  # seen here, when every attempt waiting for it has timed out
 
     async def _resolve(self, target: Target, party: str) -> IPAddress:
-        gate = self._party_resolving.setdefault(
-            party, asyncio.Semaphore(max(1, RESOLVER_THREADS // 2))
-        )
+        gate = self._party_resolving.setdefault(party, asyncio.Semaphore(PARTY_THREADS))
         async with gate:
             loop = asyncio.get_running_loop()
             address = await loop.run_in_executor(self._resolver, resolve, target)
