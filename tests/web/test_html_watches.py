@@ -522,3 +522,17 @@ def test_a_page_is_served_while_a_registry_load_holds_the_registry(engine, world
     assert client.get("/").status_code == 200
     with engine.connect() as conn:
         assert read_position(conn, P.SOUTHENERGY, watch_id) == 5
+
+
+def test_a_list_past_the_forms_bound_is_refused_not_cut(engine, world) -> None:
+    """The form cut the Device list at 40,000 characters and went on: padded with spaces, a
+    list lost its last Devices without a word (audit 51d). Now it is refused, nothing made."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    padded = P.ESME_1 + " " * 40_000 + "\n" + P.GSME_1
+    answer = add(client, devices="list", device_list=padded)
+    assert answer.status_code == 422 and 'href="#f-device_list"' in answer.text
+    assert "Too long: at most 40,000 characters" in answer.text
+    with engine.connect() as conn:
+        assert list_watches(conn, P.SOUTHENERGY) == []
+    answer = add(client, kinds=["request"] * 20)  # more boxes than the form has
+    assert answer.status_code == 422 and 'href="#f-kinds"' in answer.text
