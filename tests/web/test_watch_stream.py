@@ -76,6 +76,9 @@ def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> 
         assert [i for i, _, _ in read_events(lines, 1)] == ["4"]
     bad = httpx.get(url, headers={**south, "Last-Event-ID": "abc"})
     assert bad.status_code == 422 and bad.json()["parameter"] == "Last-Event-ID"
+    # sent twice, the first silently won; a parameter given twice is a 422 (audit 51d)
+    twice = httpx.get(url, headers=[*south.items(), ("Last-Event-ID", "2"), ("Last-Event-ID", "0")])
+    assert twice.status_code == 422 and "twice" in twice.json()["message"]
 
 
 @pytest.mark.parametrize("how", ["revoked", "disabled"])

@@ -400,6 +400,8 @@ def watch_stream(
     """The watch's events as Server-Sent Events (`id:` event_id, `event: record.matched`,
     `data:` the event), from after Last-Event-ID on; the same events as `/events`. A Party
     may hold a few streams open on a server (429 past that)."""
+    if len(request.headers.getlist("last-event-id")) > 1:  # the first silently won (51d)
+        raise ParameterError("Last-Event-ID", "is given twice: send it once")
     start = event_id_of(last_event_id, "Last-Event-ID") if last_event_id else event_id_of(after)
     found = watch_id_of(watch_id)
     if found is None:
