@@ -543,13 +543,19 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
             assert conn.execute(
                 text("SELECT count(*) FROM watch_event WHERE watch_id = :gone"), {"gone": gone}
             ).scalar_one()
-        command.downgrade(migrate._config(engine), "0019")
-        keyed = [key["referred_table"] for key in inspect(engine).get_foreign_keys("watch_event")]
-        with engine.connect() as conn:
-            left = conn.execute(text("SELECT DISTINCT watch_id FROM watch_event")).scalars().all()
-        assert keyed == ["watch"] and left == [kept]
-        command.upgrade(migrate._config(engine), "head")
-        assert schema_differences(engine) == []
+        # through an engine of its own: the store's watches its revision, and under load its
+        # look (once a second) fell inside the downgrade and refused the store as upgraded
+        bare = make_engine(empty_db_url)
+        try:
+            command.downgrade(migrate._config(bare), "0019")
+            keyed = [key["referred_table"] for key in inspect(bare).get_foreign_keys("watch_event")]
+            with bare.connect() as conn:
+                left = conn.execute(text("SELECT DISTINCT watch_id FROM watch_event")).scalars()
+                assert keyed == ["watch"] and left.all() == [kept]
+            command.upgrade(migrate._config(bare), "head")
+            assert schema_differences(bare) == []
+        finally:
+            bare.dispose()
         with engine.begin() as conn:
             assert delete_watch(conn, SOUTHENERGY, kept)
             assert conn.execute(text("SELECT count(*) FROM watch_event")).scalar_one() == 0
