@@ -1315,3 +1315,29 @@ def test_a_blank_party_is_refused_as_blank_not_as_unknown(cli, command):
     said = cli(*command, "--party", " \t")
     assert said.exit_code == 2
     assert "Invalid value for '--party': is blank (white space alone)" in said.output
+
+
+def test_retention_drops_the_access_logs_old_months_only_when_asked(cli, engine, monkeypatch):
+    """Audit 49d: nothing ever removed the access log. `--access-log-keep-months` drops its
+    old months, never more than the records' (`--keep-months`); without it, retention does
+    and says what it did before. SQLite refuses it as it refuses retention."""
+    from tests.store.test_access_retention import _entries, _this_month
+
+    if cli.db_url.startswith("sqlite"):
+        refused = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1")
+        assert refused.exit_code == 2 and "only the PostgreSQL store has" in refused.stderr
+        return
+    _entries(engine, monkeypatch, ("2025-01", _this_month()))
+    unasked = cli("retention", "--keep-months", "1")
+    assert unasked.exit_code == 0 and "access" not in unasked.output
+    shorter = cli("retention", "--keep-months", "2", "--access-log-keep-months", "1")
+    assert shorter.exit_code == 2 and "at least as long as the records" in shorter.stderr
+    dry = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1", "--dry-run")
+    assert dry.stdout == "would drop access_log 2025-01 (3 entries)\n"
+    assert "would drop 1 month(s) of the access log (3 entries)" in dry.stderr
+    done = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1")
+    assert done.exit_code == 0 and done.stdout == "dropped access_log 2025-01 (3 entries)\n"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM access_log")).scalar_one() == 3
+    verified = cli("log", "verify")
+    assert verified.exit_code == 0, verified.output

@@ -44,6 +44,7 @@ PINNED = {
     "0024_owner_out_of_the_shared_role.py": "9b622b8c0a9de5fe",
     "0025_records_apart_from_their_request_id.py": "96e4eb932de5a9d7",
     "0026_everyones_access_by_time_for_the_auditor.py": "9ee12cf9f1fa12b4",
+    "0027_access_log_retention.py": "0c18a2383b138816",
 }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..signing import key_path_for, log_prefix, signer_for
 from ..store.engine import at_another_schema, current_revision
+from ..store.access_retention import UnsealedAccessMonths, drop_access_months
 from ..store.limits import store_busy
 from ..store.log_tables import log_pending
 from ..store.log_retirement import NoSigner, retirements_unsigned, sign_earlier_retirements
@@ -192,10 +193,18 @@ def _not_at_this_schema(store: Engine) -> bool:
     required=True,
     help="Keep this many whole months before the current one; drop older months.",
 )
+@click.option(
+    "--access-log-keep-months",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also drop the access log's months older than this many whole months before the "
+    "current one (at least --keep-months). Without it the access log is kept whole.",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be dropped, drop nothing.")
 @with_db
-def retention_cmd(keep_months: int, dry_run: bool) -> None:
-    """Drop whole monthly partitions of SAT records and payloads past their retention age.
+def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run: bool) -> None:
+    """Drop whole monthly partitions of SAT records and payloads past their retention age,
+    and with --access-log-keep-months, whole months of the access log.
 
     PostgreSQL only: the trail is append-only, and retention removes whole months at once.
     """
@@ -203,6 +212,12 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
     # into a new store only to be refused (audit 37f)
     if not store_url().startswith("postgresql"):  # as database_url spells PostgreSQL's
         raise Failure("retention drops monthly partitions, which only the PostgreSQL store has")
+    if access_log_keep_months is not None and access_log_keep_months < keep_months:
+        # who looked at a record is asked for as long as the record is kept
+        raise Failure(
+            f"--access-log-keep-months ({access_log_keep_months}) keeps the access log at "
+            f"least as long as the records (--keep-months {keep_months})"
+        )
     store = engine()
     key = key_path_for(store_url())
     if not dry_run and key.is_file():
@@ -257,6 +272,38 @@ def retention_cmd(keep_months: int, dry_run: bool) -> None:
                 f"checkpoint: a run {then}",
                 err=True,
             )
+    if access_log_keep_months is not None:
+        _access_log_retention(store, access_log_keep_months, dry_run)
+
+
+def _access_log_retention(store: Engine, keep_months: int, dry_run: bool) -> None:
+    """The access log's months past `keep_months`, after the records' (whose run sealed the
+    store's logs, the access log's with them, when the key is at hand)."""
+    key = key_path_for(store_url())
+    signer = signer_for(store_url()) if not dry_run and key.is_file() else None
+    try:
+        dropped = drop_access_months(store, keep_months, dry_run, signer)
+    except NoSigner as e:
+        raise Failure(
+            f"no month of the access log dropped: retention signs the retirement of each "
+            f"({', '.join(e.months)}) with the store's key, and there is no signing key at "
+            f"{key} (run retention where the store's key is, or with SERVICETRAIL_SIGNING_KEY "
+            "naming it)"
+        ) from None
+    except UnsealedAccessMonths as e:
+        raise Failure(
+            f"no month of the access log dropped: its logs of {', '.join(e.months)} hold "
+            f"entries in no signed checkpoint, and there is no signing key at {key} to seal "
+            "them"
+            if not key.is_file()
+            else f"no month of the access log dropped: its logs of {', '.join(e.months)} hold "
+            "entries added since this run sealed them: run it again"
+        ) from None
+    verb = "would drop" if dry_run else "dropped"
+    for month in dropped:
+        click.echo(f"{verb} access_log {month.month} ({month.entries} entries)")
+    entries = sum(month.entries for month in dropped)
+    click.echo(f"{verb} {len(dropped)} month(s) of the access log ({entries} entries)", err=True)
 
 
 @db_group.command("new-reader-role")

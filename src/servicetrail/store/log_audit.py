@@ -39,6 +39,8 @@ from ..domain.checkpoint import (
 from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import TILE, StoredCheckpoint, all_checkpoints, verifier_keys
+from .access_retention import access_month_dropped
+from .access_writer import ACCESS_FAMILY
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import records_with_derived_fields
 from .log_kept import Kept
@@ -596,17 +598,18 @@ def _checkpoints_gone(
 
 
 def _retired(conn: Connection, family: str, month: str) -> bool:
-    """Whether the month went as retention removes one: only the trail's logs are retired,
-    with their month's partitions (PostgreSQL). Someone with the database can do as much;
-    the signed retirement (`_retirement_signed`) is what tells retention apart."""
+    """Whether the month went as retention removes one: the trail's logs with their month's
+    partitions (PostgreSQL), the access log's with its entries of the month and of every
+    earlier one. Someone with the database can do as much; the signed retirement
+    (`_retirement_signed`) is what tells retention apart."""
     # retention drops only months before the current one: a current month gone with every
     # older one looked retired, and a trail wiped whole passed (audit 46d)
     now = datetime.now(UTC)
-    return (
-        family == RECORD_FAMILY
-        and month < f"{now.year:04d}-{now.month:02d}"
-        and month_dropped(conn, month)
-    )
+    if month >= f"{now.year:04d}-{now.month:02d}":
+        return False
+    if family == ACCESS_FAMILY:
+        return access_month_dropped(conn, month)
+    return family == RECORD_FAMILY and month_dropped(conn, month)
 
 
 def _retirement_signed(task: _Roots, last: StoredCheckpoint) -> bool:

@@ -1,0 +1,144 @@
+"""Retention of the access log (PostgreSQL): whole months of entries go with their monthly
+logs' leaves and tiles; each month's checkpoints stay, with the retirement of the last one
+signed, so `log verify` tells a month retention dropped from one deleted by hand.
+
+Every read appends an entry, and at 700 reads a second the log grew some 24 GB a day with
+nothing ever removing it (audit 49d). The access log is one table, not monthly partitions: a
+month goes by DELETE (migration 0027 lets the named month's rows through the append-only
+trigger), in the one transaction that retires its logs, so no state in between (entries gone
+and leaves left, or the reverse) is ever committed for `log verify` to name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, Engine
+
+from ..signing import Signer, log_prefix
+from .access_tables import EVERY_PARTYS_ENTRIES, access_log
+from .access_writer import ACCESS_FAMILY
+from .log_retirement import NoSigner, retire_month
+from .log_tables import log_checkpoint, log_pending, log_retirement
+from .log_tree import latest_checkpoint
+from .merkle_log import lock_family, unsealed
+
+
+@dataclass(frozen=True)
+class AccessMonth:
+    """A month of the access log retention drops (or would): `entries`, those it removed (a
+    dry run: its last checkpoint's size, every entry sealed)."""
+
+    month: str
+    entries: int
+
+
+class UnsealedAccessMonths(Exception):
+    """Months of the access log retention would drop that hold entries in no signed
+    checkpoint."""
+
+    def __init__(self, months: list[str]) -> None:
+        super().__init__(", ".join(months))
+        self.months = months
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = int(month[:4]), int(month[5:7])
+    start = datetime(year, number, 1, tzinfo=timezone.utc)
+    after = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, after
+
+
+def _cutoff(keep_months: int) -> str:
+    """The first month kept: `keep_months` whole months before the current one are kept."""
+    now = datetime.now(timezone.utc)
+    index = now.year * 12 + now.month - 1 - keep_months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _months_before(conn: Connection, cutoff: str) -> list[str]:
+    """The access log's months before `cutoff` not yet retired: those with checkpoints (a
+    small table) or queued entries, less those with a retirement already."""
+    checkpointed = select(log_checkpoint.c.month).where(
+        log_checkpoint.c.family == ACCESS_FAMILY, log_checkpoint.c.month < cutoff
+    )
+    queued = select(log_pending.c.month).where(
+        log_pending.c.family == ACCESS_FAMILY, log_pending.c.month < cutoff
+    )
+    retired = {
+        str(m)
+        for m in conn.execute(
+            select(log_retirement.c.month).where(log_retirement.c.family == ACCESS_FAMILY)
+        ).scalars()
+    }
+    found = {str(m) for m in conn.execute(checkpointed.union(queued)).scalars()}
+    return sorted(found - retired)
+
+
+def drop_access_months(
+    engine: Engine, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+) -> list[AccessMonth]:
+    """`drop_access_older_than` in a transaction of its own."""
+    with engine.begin() as conn:
+        return drop_access_older_than(conn, keep_months, dry_run, signer)
+
+
+def drop_access_older_than(
+    conn: Connection, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+) -> list[AccessMonth]:
+    """Drop the access log's months that ended more than `keep_months` months ago: their
+    entries, leaves, tiles and queue; their checkpoints stay, the last one's retirement
+    signed by `signer` (NoSigner without it). A month with entries in no signed checkpoint
+    is refused (UnsealedAccessMonths), as retention refuses the trail's: its checkpoints are
+    all that stays of it. Readers never wait: the rows go by DELETE, which takes no table
+    lock; a seal of the access logs waits for the family's lock until this commits."""
+    if conn.dialect.name != "postgresql":
+        raise ValueError("retention of the access log is PostgreSQL's only")
+    # asked under the family's lock, which the seal takes too, so no seal comes in between
+    lock_family(conn, ACCESS_FAMILY)
+    months = _months_before(conn, _cutoff(keep_months))
+    sizes = {month: latest_checkpoint(conn, ACCESS_FAMILY, month) for month in months}
+    if dry_run or not months:  # (a run seals first, with the key: retention_cmd)
+        return [AccessMonth(m, c.size if c else 0) for m, c in sizes.items()]
+    open_logs = [month for month in months if unsealed(conn, ACCESS_FAMILY, month)]
+    if open_logs:
+        raise UnsealedAccessMonths(open_logs)
+    unsigned = [month for month, last in sizes.items() if last is not None]
+    if unsigned and signer is None:
+        raise NoSigner(unsigned)
+    dropped = []
+    for month in months:
+        retire_month(conn, ACCESS_FAMILY, month, signer, log_prefix())
+        start, after = _month_bounds(month)
+        conn.execute(
+            text("SELECT set_config('servicetrail.retiring_access_month', :month, true)"),
+            {"month": month},
+        )
+        gone = conn.execute(
+            access_log.delete().where(
+                EVERY_PARTYS_ENTRIES, access_log.c.at >= start, access_log.c.at < after
+            )
+        ).rowcount
+        dropped.append(AccessMonth(month, gone))
+    return dropped
+
+
+def access_month_dropped(conn: Connection, month: str) -> bool:
+    """Whether the access log's month (`YYYY-MM`) went as retention removes one: no entry of
+    it nor of any earlier month is left, as retention drops every month before a cutoff. A
+    month emptied while an earlier one still has entries was deleted by hand. The signed
+    retirement (log_audit) is what tells retention from someone doing as much."""
+    _, after = _month_bounds(month)
+    earlier = select(access_log.c.id).where(EVERY_PARTYS_ENTRIES, access_log.c.at < after)
+    return conn.execute(earlier.limit(1)).first() is None
+
+
+__all__ = [
+    "AccessMonth",
+    "UnsealedAccessMonths",
+    "access_month_dropped",
+    "drop_access_months",
+    "drop_access_older_than",
+]

@@ -1,0 +1,124 @@
+"""Retention of the access log (audit 49d): whole months of entries go with their logs'
+leaves, each month's checkpoints stay with a signed retirement, and `log verify` still passes,
+while an entry or a month deleted by hand is still named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from servicetrail.domain.access_log import Reader, Tally
+from servicetrail.store import access_log as access_store
+from servicetrail.store.access_retention import (
+    UnsealedAccessMonths,
+    drop_access_older_than,
+)
+from servicetrail.store.access_tables import access_log
+from servicetrail.store.access_writer import ACCESS_FAMILY
+from servicetrail.store.log_audit import audit
+from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_retirement
+from servicetrail.store.merkle_log import seal_store
+from tests import personas as P
+from tests.intruder import intrude
+from tests.store.test_log_lifecycle import store_key
+
+PREFIX = "servicetrail/sat"
+OLD = ("2025-01", "2025-02")
+NP = Reader(P.NORTHPOWER, "np.analyst", "api")
+
+
+def _this_month() -> str:
+    now = datetime.now(UTC)
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def _entries(engine, monkeypatch, months: tuple[str, ...], each: int = 3) -> None:
+    """`each` entries on the 2nd of every month given (as if read then)."""
+    for month in months:
+        at = datetime.fromisoformat(f"{month}-02T10:00:00+00:00")
+        with monkeypatch.context() as patched, engine.begin() as conn:
+            patched.setattr(access_store, "_now", lambda at=at: at)
+            access_store.append_entries(conn, [(NP, "search", {"q": month}, Tally())] * each)
+
+
+def _count(engine, table, *where) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def _access_log_of(month: str) -> str:
+    return f"{PREFIX}/access/{month}"
+
+
+def test_retention_drops_old_months_of_the_access_log_and_log_verify_passes(pg_engine, monkeypatch):
+    _entries(pg_engine, monkeypatch, (*OLD, _this_month()))
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="append-only"):
+        conn.execute(access_log.delete())  # no month named: the trigger refuses as before
+    with pg_engine.begin() as conn:
+        dropped = drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine))
+    assert [(d.month, d.entries) for d in dropped] == [(m, 3) for m in OLD]
+    assert _count(pg_engine, access_log) == 3
+    assert _count(pg_engine, log_leaf, log_leaf.c.family == ACCESS_FAMILY) == 3
+    assert _count(pg_engine, log_checkpoint, log_checkpoint.c.family == ACCESS_FAMILY) == 3
+    with pg_engine.connect() as conn:
+        retired = conn.execute(
+            select(log_retirement.c.month).where(log_retirement.c.family == ACCESS_FAMILY)
+        ).scalars()
+        assert sorted(retired) == list(OLD)
+    assert audit(pg_engine, PREFIX).findings == []
+    with pg_engine.begin() as conn:  # again: nothing left to drop, nothing signed twice
+        assert drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine)) == []
+    # an entry deleted by hand after it is still named, not taken for retention's
+    with pg_engine.connect() as conn:
+        kept = conn.execute(select(func.min(access_log.c.id))).scalar_one()
+    intrude(pg_engine, ("DELETE FROM access_log WHERE id = :id", {"id": kept}))
+    assert audit(pg_engine, PREFIX).findings == [f"access-entry {kept} removed"]
+
+
+def test_an_access_month_wiped_by_hand_as_retention_wipes_is_named(engine, monkeypatch):
+    """Both engines: an intruder who deletes a month's entries with its leaves and tiles, its
+    checkpoints left, passes for retention only with a signed retirement; a month wiped while
+    an earlier one still has entries is not even taken for retention's."""
+    _entries(engine, monkeypatch, OLD, each=2)
+    seal_store(engine)
+    later, earlier = _access_log_of(OLD[1]), _access_log_of(OLD[0])
+    _wipe(engine, OLD[1])
+    assert audit(engine, PREFIX).findings == [
+        f"log {later} has no leaves, but checkpoints up to size 2"
+    ]
+    _wipe(engine, OLD[0])
+    assert audit(engine, PREFIX).findings == [
+        f"log {earlier} has no leaves, but checkpoints up to size 2, and no signed retirement",
+        f"log {later} has no leaves, but checkpoints up to size 2, and no signed retirement",
+    ]
+
+
+def _wipe(engine, month: str) -> None:
+    """The month's entries, leaves, tiles and queue deleted, its checkpoints left."""
+    after = f"{month[:5]}{int(month[5:]) + 1:02d}-01T00:00:00Z"  # (months before December)
+    intrude(
+        engine,
+        (
+            "DELETE FROM access_log WHERE at >= :start AND at < :after",
+            {"start": f"{month}-01T00:00:00Z", "after": after},
+        ),
+        *(
+            (f"DELETE FROM {table} WHERE family = 'access' AND month = :m", {"m": month})
+            for table in ("log_leaf", "log_node", "log_pending")
+        ),
+    )
+
+
+def test_a_month_with_entries_in_no_signed_checkpoint_is_kept_whole(pg_engine, monkeypatch):
+    _entries(pg_engine, monkeypatch, OLD, each=1)
+    with pg_engine.begin() as conn, pytest.raises(UnsealedAccessMonths, match="2025-01"):
+        drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine))
+    assert _count(pg_engine, access_log) == 2
+    with pg_engine.connect() as conn:  # the dry run lists them, with no size yet
+        said = drop_access_older_than(conn, keep_months=1, dry_run=True)
+        assert [(d.month, d.entries) for d in said] == [(m, 0) for m in OLD]
+        assert conn.execute(text("SELECT count(*) FROM log_retirement")).scalar_one() == 0
