@@ -122,3 +122,20 @@ def test_a_month_with_entries_in_no_signed_checkpoint_is_kept_whole(pg_engine, m
         said = drop_access_older_than(conn, keep_months=1, dry_run=True)
         assert [(d.month, d.entries) for d in said] == [(m, 0) for m in OLD]
         assert conn.execute(text("SELECT count(*) FROM log_retirement")).scalar_one() == 0
+
+
+def test_retention_waits_for_a_seal_under_way(pg_engine, monkeypatch):
+    """A seal under way may be appending to an old month's log what retention would not see:
+    its leaves then outlived the month's retirement. Retention waits for it (here, a seal
+    holding its lock, and retention allowed 100 ms before it gives up)."""
+    from servicetrail.store.merkle_log import hold_off_seals
+
+    _entries(pg_engine, monkeypatch, OLD, each=1)
+    seal_store(pg_engine)
+    with pg_engine.connect() as sealing:
+        with sealing.begin():
+            hold_off_seals(sealing)
+            with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="lock timeout"):
+                conn.execute(text("SET LOCAL lock_timeout = '100ms'"))
+                drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine))
+    assert _count(pg_engine, access_log) == 2

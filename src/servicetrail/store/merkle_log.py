@@ -355,6 +355,14 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
         after = chunk[-1][0]
 
 
+def hold_off_seals(conn: Connection) -> None:
+    """PostgreSQL: no seal begins, and none is under way, until the transaction ends (the
+    seal's lock alone: a batch appending the trail's leaves goes on). SQLite's writers are
+    one at a time already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(_LOCK))
+
+
 def lock_sealing(conn: Connection) -> None:
     """One sealer at a time, and no leaf appended while it seals: PostgreSQL by advisory
     locks held to the end of the transaction (the seal's, then each direct family's),
