@@ -612,6 +612,50 @@ def test_a_watchs_backlog_and_its_deliveries_go_a_step_a_transaction(
             assert left.all() == [(kept, 11)], table
 
 
+def test_a_watch_deleted_by_a_request_is_gone_at_once_and_its_backlog_after(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 50d: a million events took 20-55 s in the request (PostgreSQL), and a proxy's
+    30-s limit answered an error. There the watch is gone when the request answers, its
+    backlog past ANSWER_STEPS left unreadable and shed by the worker's rounds after; SQLite's
+    events are keyed to their watch and go with it, in the request."""
+    monkeypatch.setattr(store_watches, "SHED_STEP", 4)
+    monkeypatch.setattr(store_watches, "ANSWER_STEPS", 1)
+    hook = {"url": "https://hooks.example.com/w"}
+    made = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    kept = add_watch(world, SOUTHENERGY, srvs=["4.1"], webhook=hook)["id"]
+    append(world, *(lk_request(n) for n in range(1, 12)))
+    match_all(world)
+    engine = world.engine
+    assert store_watches.delete_watch_at_once(engine, SOUTHENERGY, made)
+    assert not store_watches.delete_watch_at_once(engine, SOUTHENERGY, made)  # 404 after
+    with engine.connect() as conn:
+        assert [w["id"] for w in list_watches(conn, SOUTHENERGY)] == [kept]
+
+    def left() -> list[tuple[str, int, int]]:
+        with engine.connect() as conn:
+            return [
+                (table, *row)
+                for table in ("watch_event", "webhook_outbox")
+                for row in conn.execute(
+                    text(f"SELECT watch_id, count(*) FROM {table} GROUP BY watch_id ORDER BY 1")
+                )
+            ]
+
+    kept_only = [("watch_event", kept, 11), ("webhook_outbox", kept, 11)]
+    if engine.dialect.name == "sqlite":
+        assert left() == kept_only and store_watches.shed_deleted_watches(engine, 9) == 0
+        return
+    assert left() == [("watch_event", made, 7), ("watch_event", kept, 11)] + [
+        ("webhook_outbox", made, 7),
+        ("webhook_outbox", kept, 11),
+    ]
+    assert events(world, SOUTHENERGY, made) is None  # no one's to read
+    assert store_watches.shed_deleted_watches(engine, 1) == 1  # 4 of the 7
+    assert store_watches.shed_deleted_watches(engine, 9) == 1  # the 3 left, under a step
+    assert left() == kept_only and store_watches.shed_deleted_watches(engine, 9) == 0
+
+
 def test_a_watch_being_deleted_holds_no_lock_on_it_while_its_backlog_goes(
     pg_engine: Engine,
 ) -> None:

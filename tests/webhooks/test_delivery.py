@@ -1348,3 +1348,31 @@ def test_a_store_upgraded_under_the_worker_stops_it_saying_so(engine, world, mon
 
     with pytest.raises(StoreUpgraded, match="revision 0026_later"):  # at once, not in 5 s
         asyncio.run(until_it_stops())
+
+
+@starts_with_personas
+def test_the_worker_sheds_what_a_watch_deleted_at_once_left(pg_engine, monkeypatch) -> None:
+    """Review 50d: a server's deletion of a watch answers once the watch is gone, and leaves
+    a large backlog (past ANSWER_STEPS) to the webhook worker every server runs."""
+    from servicetrail.store import watches as store_watches
+
+    P.load_personas(pg_engine)
+    monkeypatch.setattr(store_watches, "SHED_STEP", 2)
+    monkeypatch.setattr(store_watches, "ANSWER_STEPS", 0)  # all of it left
+    with pg_engine.begin() as conn:
+        made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "w"}), new_secret())["id"]
+    lk_requests(pg_engine, 1, 2, 3, 4, 5)
+    deliverer = Deliverer(pg_engine)
+    assert run(deliverer, lambda: _events_of(pg_engine, made) == 5, seconds=10)
+    assert store_watches.delete_watch_at_once(pg_engine, P.SOUTHENERGY, made)
+    assert _events_of(pg_engine, made) == 5
+    assert run(Deliverer(pg_engine), lambda: _events_of(pg_engine, made) == 0, seconds=10)
+
+
+def _events_of(engine, watch_id: int) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM watch_event WHERE watch_id = :w"), {"w": watch_id}
+        ).scalar_one()

@@ -32,7 +32,7 @@ from ..store.watches import (
     create_watch,
     get_watch,
     list_watches,
-    delete_watch_and_backlog,
+    delete_watch_at_once,
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
@@ -170,9 +170,7 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
 def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response:
     """Delete one of your Party's watches, its events and its pending deliveries."""
     found = watch_id_of(watch_id)
-    deleted = found is not None and delete_watch_and_backlog(
-        engine_of(request), viewer.party_id, found
-    )
+    deleted = found is not None and delete_watch_at_once(engine_of(request), viewer.party_id, found)
     return Response(status_code=204) if deleted else JSONResponse(NOT_A_WATCH, status_code=404)
 
 

@@ -26,7 +26,7 @@ from ..store.watches import (
     create_watch,
     get_watch,
     list_watches,
-    delete_watch_and_backlog,
+    delete_watch_at_once,
 )
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
@@ -400,5 +400,5 @@ def install(app: FastAPI) -> None:
         watch_id: str,
     ) -> Response:
         if re.fullmatch(r"[0-9]{1,18}", watch_id):
-            delete_watch_and_backlog(engine_of(request), who.viewer.party_id, int(watch_id))
+            delete_watch_at_once(engine_of(request), who.viewer.party_id, int(watch_id))
         return RedirectResponse("/watches", status_code=303)

@@ -43,6 +43,7 @@ from ..store.limits import store_busy
 from ..store.schema_watch import StoreUpgraded
 from ..store.outbox import Due, Outcome
 from ..store.watch_matcher import catch_up
+from ..store.watches import shed_deleted_watches
 from .addresses import Addresses
 from .posting import client_session, post
 from .queues import Queues
@@ -63,6 +64,10 @@ IDLE_SECONDS = 0.1  # how often a worker looks for due deliveries and records to
 # server's CPU under a search load at 10M records); a delivery after a quiet spell waits at
 # most this much longer (the target is 2 s from commit to arrival).
 IDLE_MAX_SECONDS = 0.8
+# the backlogs deleted watches left (store.watches.shed_deleted_watches): looked for this
+# often, and while there are some, this many steps (of 2,000 events) a round
+SHED_LOOK_SECONDS = 10.0
+SHED_STEPS = 2
 # Deliveries leased ahead per receiver, in multiples of what it may have in flight. Enough to
 # keep a fast receiver busy while the next lease is made: at 4, a lease round trip on a loaded
 # PostgreSQL outlasted the queue (195 deliveries/s); at 16, 693/s on the same machine.
@@ -214,11 +219,17 @@ class Deliverer:
     async def _rounds(self, stop: asyncio.Event) -> None:
         """Rounds of matching, settling, leasing and dispatching, until `stop`."""
         last_match, idle_wait = 0.0, IDLE_SECONDS
+        last_shed, shed = 0.0, 0
         while not stop.is_set():
             matched = 0
             if time.monotonic() - last_match >= idle_wait:
                 matched = await asyncio.to_thread(catch_up, self.engine, 20)
                 last_match = time.monotonic()
+            if shed or time.monotonic() - last_shed >= SHED_LOOK_SECONDS:
+                # what a server's deletion of a watch left of its backlog (PostgreSQL), a few
+                # steps a round while there is some
+                shed = await asyncio.to_thread(shed_deleted_watches, self.engine, SHED_STEPS)
+                last_shed = time.monotonic()
             self._wake.clear()
             total = self.concurrency * QUEUE_FACTOR
             room = total - len(self.queues)
