@@ -8,6 +8,7 @@ for the whole deletion, and a worker's deliveries of every Party wait with its r
 
     .venv/bin/python bench/watch_deletion.py postgresql://.../NEWDB --events 1000000
     PYTHONPATH=OLD/src .venv/bin/python bench/watch_deletion.py URL ...   # another src/
+    .venv/bin/python bench/watch_deletion.py URL --at-once   # as a server deletes (session 51)
 
 The database must be new (the script loads the test personas into it).
 """
@@ -29,7 +30,13 @@ from sqlalchemy import text  # noqa: E402
 from servicetrail.domain.watches import watch_spec  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.outbox import Outcome, record_outcomes  # noqa: E402
-from servicetrail.store.watches import create_watch, delete_watch_and_backlog  # noqa: E402
+from servicetrail.store.watches import (  # noqa: E402
+    create_watch,
+    delete_watch_and_backlog,
+    delete_watch_at_once,
+    shed_deleted_watches,
+)
+from servicetrail.webhooks.deliver import SHED_STEPS  # noqa: E402
 from tests.personas import NORTHPOWER, SOUTHENERGY, load_personas  # noqa: E402
 
 PG_FILL = (
@@ -54,6 +61,12 @@ def main() -> int:
     )
     ap.add_argument("url", help="a new database")
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument(
+        "--at-once",
+        action="store_true",
+        help="as a server deletes (delete_watch_at_once), then the worker's shedding timed "
+        "(shed_deleted_watches, its steps a round, back to back)",
+    )
     a = ap.parse_args()
     engine = open_store(a.url)
     load_personas(engine)
@@ -102,14 +115,23 @@ def main() -> int:
         thread.start()
     time.sleep(2)
     started = time.monotonic()
-    assert delete_watch_and_backlog(engine, SOUTHENERGY, deleted)
+    if a.at_once:
+        assert delete_watch_at_once(engine, SOUTHENERGY, deleted)
+    else:
+        assert delete_watch_and_backlog(engine, SOUTHENERGY, deleted)
     ended = time.monotonic()
+    shed_s, steps = 0.0, 0
+    while a.at_once and (taken := shed_deleted_watches(engine, SHED_STEPS)):
+        steps += taken
+    shed_s = time.monotonic() - ended
     time.sleep(1)
     stop.set()
     for thread in threads:
         thread.join()
     engine.dispose()
     out: dict[str, object] = {"events": a.events, "delete_s": round(ended - started, 2)}
+    if a.at_once:
+        out["worker_shed_s"], out["worker_steps"] = round(shed_s, 2), steps
     for name, got in waits.items():
         during = [took for at, took in got if started - 0.1 <= at <= ended]
         out[name] = {
