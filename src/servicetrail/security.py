@@ -65,6 +65,16 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return False
 
 
+def rehashed(stored_hash: str, password: str) -> str | None:
+    """The password hashed afresh when `stored_hash`, which it has just matched, was made
+    under other argon2 parameters than the service's (an account from before they were
+    raised), else None: verifying it cost another time than other accounts' (audit 50e)."""
+    if not _hasher.check_needs_rehash(stored_hash):
+        return None
+    with _HASHING:
+        return _hasher.hash(password)
+
+
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 

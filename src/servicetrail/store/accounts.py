@@ -11,17 +11,24 @@ from __future__ import annotations
 import re
 from typing import Any
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.access_log import INTERFACES
 from ..domain.ids import shown_code
 from ..domain.visibility import Viewer
-from ..security import TOKEN_PREFIX, hash_password, new_token, token_digest, verify_password
+from ..security import (
+    TOKEN_PREFIX,
+    hash_password,
+    new_token,
+    rehashed,
+    token_digest,
+    verify_password,
+)
 from .schema import account, api_token, dcc_user, login_device, party, web_session
 from .read_transaction import owner_read_limits
 
@@ -361,3 +368,22 @@ def password_matches(stored: StoredPassword | None, password: str) -> str | None
 def verified_password_hash(conn: Connection, username: str, password: str) -> str | None:
     """password_matches for the account's stored password."""
     return password_matches(stored_password(conn, username), password)
+
+
+def kept_current(engine: Engine, stored: StoredPassword, password: str) -> StoredPassword:
+    """The account whose password just matched `stored`, its hash made again under the
+    service's argon2 parameters if it was stored under others (security.rehashed): every
+    account's sign-in then costs the same. Stored only while the account still has the hash
+    that matched: a password changed meanwhile stays, and the sign-in then makes no session
+    (store.sessions.create_session). Nothing else changes: its sessions and remembered
+    browsers stay, as the password does."""
+    fresh = rehashed(stored.hash, password)  # before the transaction: argon2 is slow
+    if fresh is None:
+        return stored
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(account)
+            .where(account.c.username == stored.username, account.c.password_hash == stored.hash)
+            .values(password_hash=fresh)
+        ).rowcount
+    return replace(stored, hash=fresh) if done == 1 else stored

@@ -12,7 +12,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..security import MAX_PASSWORD_LENGTH
 from ..store import sessions
-from ..store.accounts import StoredPassword, is_auditor, password_matches, stored_password
+from ..store.accounts import (
+    StoredPassword,
+    is_auditor,
+    kept_current,
+    password_matches,
+    stored_password,
+)
 from ..store.engine import reading
 from .client_address import client_key
 from .presenters import safe_next
@@ -205,7 +211,8 @@ def _verified_in_a_lane(
 
 def _verified_password(request: Request, username: str, password: str) -> StoredPassword | None:
     """The account as stored if the password is its own (verified with no connection held),
-    a success counted for the username's pace of successful sign-ins."""
+    a success counted for the username's pace of successful sign-ins; its hash made again if
+    it was stored under older argon2 parameters (accounts.kept_current)."""
     if not (username and password and len(password) <= MAX_PASSWORD_LENGTH):
         return None
     with reading(engine_of(request)) as conn:
@@ -213,7 +220,7 @@ def _verified_password(request: Request, username: str, password: str) -> Stored
     if password_matches(stored, password) is None or stored is None:
         return None
     sign_in_successes(request).count(sessions.normal_username(username))
-    return stored
+    return kept_current(engine_of(request), stored, password)
 
 
 ACCESS_LOG_PAGE = "/access-log"
