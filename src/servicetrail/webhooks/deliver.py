@@ -141,7 +141,9 @@ class Deliverer:
         if lease_seconds is None:
             lease_seconds = timeout + RECORDED_WITHIN_SECONDS + 2 * RENEW_SECONDS
         self.lease = timedelta(seconds=lease_seconds)
-        self.rounds = StoreRounds(engine, schedule, self.lease, lock_wait_seconds)
+        self.rounds = StoreRounds(
+            engine, schedule, self.lease, lock_wait_seconds, self._share, self._not_held
+        )
         self.recorded_within = min(RECORDED_WITHIN_SECONDS, lease_seconds / 4)
         self.renew_after = min(RENEW_SECONDS, lease_seconds / 5)
         self.stats = Stats()
@@ -156,6 +158,10 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
+
+    def _not_held(self, due: Due) -> bool:
+        """Whether a due delivery may be leased: none already held here."""
+        return (due.watch_id, due.event_id) not in self.queues.held
 
     def _share(self, due: list[tuple[int, str, str]]) -> dict[int, int]:
         """How many of each due watch's deliveries to lease (`shares.lease_shares`), run on
@@ -339,14 +345,7 @@ class Deliverer:
         if not outcomes and not room and not waiting and not renewing:
             return Settled([], [], [], datetime.now(UTC))
         try:
-            settled, given_up = self.rounds.settle(
-                outcomes,
-                room,
-                waiting,
-                renewing,
-                self._share,
-                lambda d: (d.watch_id, d.event_id) not in self.queues.held,
-            )
+            settled, given_up = self.rounds.settle(outcomes, room, waiting, renewing)
         except BaseException:
             self._outcomes[:0] = outcomes  # not recorded: kept for the next round
             raise

@@ -48,15 +48,24 @@ class Settled(NamedTuple):
 
 class StoreRounds:
     """One worker's transactions on `engine`: its retry `schedule`, the `lease` it takes and
-    renews, and how long it waits for another's lock (`lock_wait`, seconds)."""
+    renews, how long it waits for another's lock (`lock_wait`, seconds), and what a lease
+    takes: as `share` gives each watch, the deliveries `accept` takes."""
 
     def __init__(
-        self, engine: Engine, schedule: list[float], lease: timedelta, lock_wait: float
+        self,
+        engine: Engine,
+        schedule: list[float],
+        lease: timedelta,
+        lock_wait: float,
+        share: Share,
+        accept: Callable[[Due], bool],
     ) -> None:
         self.engine = engine
         self.schedule = schedule
         self.lease = lease
         self.lock_wait = lock_wait
+        self.share = share
+        self.accept = accept
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -73,8 +82,6 @@ class StoreRounds:
         room: int,
         waiting: list[Key],
         renewing: Mapping[Key, datetime],
-        share: Share,
-        accept: Callable[[Due], bool],
     ) -> tuple[Settled, int]:
         """`round`, run again when PostgreSQL broke a deadlock by failing it: nothing of it
         was kept, and the same round again is what was wanted (a round failing paused the
@@ -82,7 +89,7 @@ class StoreRounds:
         tries = ROUND_TRIES
         while True:
             try:
-                return self.round(outcomes, room, waiting, renewing, share, accept)
+                return self.round(outcomes, room, waiting, renewing)
             except OperationalError as e:
                 tries -= 1
                 if not deadlocked(e) or not tries:
@@ -95,8 +102,6 @@ class StoreRounds:
         room: int,
         waiting: list[Key],
         renewing: Mapping[Key, datetime],
-        share: Share,
-        accept: Callable[[Due], bool],
     ) -> tuple[Settled, int]:
         """Up to three transactions: the receivers that answered 410 turned off
         (`disable_gone`), their deliveries dropped, then the attempts recorded, the hidden
@@ -125,7 +130,11 @@ class StoreRounds:
             hidden = hidden_since_lease(conn, waiting) if waiting else []
             now = datetime.now(UTC)  # after the locks: the leases it gives run from here
             renewed = renew(conn, renewing, now + self.lease) if renewing else []
-            leased = lease_deliveries(conn, now, room, self.lease, share, accept) if room else []
+            leased = (
+                lease_deliveries(conn, now, room, self.lease, self.share, self.accept)
+                if room
+                else []
+            )
         return Settled(leased, hidden, renewed, now + self.lease), given_up
 
     def release(self, unsent: list[Key]) -> None:
