@@ -1251,8 +1251,9 @@ print(json.dumps(sorted(sys.modules)))
 
 def test_commands_and_the_server_on_an_sqlite_store_never_load_the_postgresql_driver(trail, db_url):
     """psycopg's import was 0.1 s of the 0.5 s every command took to start: it is loaded by
-    a PostgreSQL store alone. The commands here meet its errors' checks (a read, its access-log
-    entry, a re-load that rejects nothing new), and so does a refused request to the API."""
+    a PostgreSQL store alone, and so is SQLAlchemy's PostgreSQL dialect (session 51). The
+    commands here meet its errors' checks (a read, its access-log entry, a re-load that
+    rejects nothing new), and so does a refused request to the API."""
     commands = [
         ["--db", db_url, "records", "--party", "NORTH", "--format", "jsonl"],
         ["--db", db_url, "ingest", str(trail / "records.jsonl")],
@@ -1282,6 +1283,10 @@ def test_commands_and_the_server_on_an_sqlite_store_never_load_the_postgresql_dr
     assert ("psycopg" in loaded) == db_url.startswith("postgresql"), sorted(
         m for m in loaded if "psycopg" in m
     )
+    # nor SQLAlchemy's PostgreSQL dialect, 0.025 s of CPU a command (it imports the
+    # modules of each of its drivers): checking the tables' PostgreSQL options loaded it
+    dialect = "sqlalchemy.dialects.postgresql"
+    assert (dialect in loaded) == db_url.startswith("postgresql"), db_url
 
 
 @pytest.mark.parametrize(

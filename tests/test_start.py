@@ -68,7 +68,7 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
     """Each `servicetrail` command starts in a fresh interpreter, and the suite starts
     hundreds: `records` imported the server, the loaders' DUIS reader (lxml), the accounts'
     argon2 and the audit's process pool, some 0.05 s of CPU a start (session 50); then
-    cryptography (session 51)."""
+    cryptography and SQLAlchemy's PostgreSQL dialect (session 51)."""
     ran = subprocess.run(
         [sys.executable, "-c", _IMPORTED_BY_RECORDS], capture_output=True, text=True, timeout=60
     )
@@ -87,5 +87,6 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
         "argon2",
         "multiprocessing",
         "cryptography",  # the signing's, imported where a key is made, read or checked
+        "sqlalchemy.dialects.postgresql",  # for the tables' options (schema._partial)
     }
     assert imported & never == set()

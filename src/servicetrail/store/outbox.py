@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
@@ -24,6 +22,7 @@ from ..domain.times import format_time
 from ..domain.watches import titles_only
 from .watch_sql import due_deliveries, due_watches, kept_gone, visible_deliveries
 from .visibility_index import REGISTRY_LOCK
+from .upsert import dialect_insert
 from .watch_tables import watch, webhook_gone, webhook_outbox
 
 
@@ -498,8 +497,7 @@ def _keep(conn: Connection, watch_ids: list[int], now: datetime) -> None:
     watches wait in line, not in a cycle. No lock on the watch's row."""
     if not watch_ids:
         return
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    keep = dialect_insert(webhook_gone).on_conflict_do_nothing()
+    keep = dialect_insert(conn, webhook_gone).on_conflict_do_nothing()
     conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in watch_ids])
 
 

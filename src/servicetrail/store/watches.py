@@ -12,8 +12,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import delete, func, insert, literal, select, text, true
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain.ids import MAX_ID
@@ -23,6 +21,7 @@ from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
 from .watch_sql import kept_gone, newest_record_id
 from .watch_tables import MATCHER_CURSOR, watch, watch_cursor, watch_event, webhook_outbox
+from .upsert import dialect_insert
 
 UTC = timezone.utc
 
@@ -88,9 +87,7 @@ def _ensure_cursor(conn: Connection) -> None:
         newest_record_id().scalar_subquery(),
         newest_record_id().scalar_subquery(),
     ).where(true())  # SQLite's rule for an upsert from a SELECT: it needs a WHERE
-    add = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(
-        watch_cursor
-    ).from_select(["name", "record_id", "seen_id"], values)
+    add = dialect_insert(conn, watch_cursor).from_select(["name", "record_id", "seen_id"], values)
     conn.execute(add.on_conflict_do_nothing(index_elements=["name"]))
 
 
