@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.store.engine import open_store
 from servicetrail.store.queries import MAX_EXCHANGE
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
@@ -94,3 +95,28 @@ def test_an_exchange_longer_than_a_page_says_so_and_links_to_all_of_it(engine, w
     assert 'aria-current="true"' in request_page
     # an exchange of a page or less says nothing of the kind
     assert "older messages are not" not in client.get(f"/records/{world.ids['req802']}").text
+
+
+@P.starts_with_personas
+def test_a_record_page_not_found_reads_who_is_signed_in_once(sqlite_url: str) -> None:
+    """The 404 page names who is signed in, as the route had read it: read again there (the
+    session, the Party, and the navigation's unread count over the watches' events), a web
+    404 cost twice the store's work of the API's (audit 50e). SQLite alone: which
+    statements a page sends is the web's, not the engine's."""
+    engine = open_store(sqlite_url)
+    personas_with(engine, {}, (P.WIRESCO,))
+    client = signed_in(engine, P.WIRESCO)
+    seen: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        page = client.get("/records/999999999")
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+        engine.dispose()
+    assert page.status_code == 404 and "wiresco" in page.text.lower()
+    assert sum("FROM web_session" in s for s in seen) == 1
+    assert sum("FROM watch_event" in s for s in seen) == 1
