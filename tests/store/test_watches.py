@@ -2147,3 +2147,23 @@ def test_a_410s_backlog_goes_a_bounded_step_a_round(world: World, monkeypatch) -
     assert left() == (1, 1)
     _turning_off_round(world.engine, now)
     assert left() == (0, 0)
+
+
+def test_the_navigations_unread_count_is_planned_once_a_connection(pg_engine: Engine) -> None:
+    """Every page of the screen counts the Party's unread events. With a custom plan each
+    count was planned afresh over every monthly partition of the trail and of the events (3
+    ms of planning to run 0.2 in a demo store; session 51): a generic one is planned once
+    on a connection (psycopg prepares the statement at its second run: engine.py)."""
+    from servicetrail.domain.visibility import Viewer
+    from servicetrail.store.watch_events import unread_of_party
+
+    viewer = Viewer("SOMEONE", frozenset({"90-B3-D5-1F-30-0E-00-01"}))
+    with pg_engine.connect() as conn:
+        for _ in range(3):
+            assert unread_of_party(conn, viewer).count == 0
+            conn.commit()
+        plans = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%unread_visible%%'"
+        ).all()
+    assert len(plans) == 1 and plans[0].custom_plans == 0 < plans[0].generic_plans, plans
