@@ -129,7 +129,13 @@ def search_page(
     ) as intervals:
         if by_device:
             query = device_search(
-                viewer, search, cursor is not None, params, intervals, titles_only
+                viewer,
+                search,
+                cursor is not None,
+                params,
+                intervals,
+                titles_only,
+                on_sqlite=conn.dialect.name == "sqlite",
             )
             if query is None:  # too many branches for the interval-first form: back to custom plans
                 custom_plans(conn)

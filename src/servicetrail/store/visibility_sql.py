@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from ..domain.model import Responsibility
 from ..domain.visibility import Access, Scope, Viewer
-from .schema import SHARED_KINDS, UtcDateTime, responsibility, sat_record
+from .schema import SHARED_KINDS, responsibility, sat_record
 
 VIEWER_PARTY = "viewer_party_id"
 VIEWER_USER_IDS = "viewer_user_ids"
@@ -161,12 +161,11 @@ def own_rows(user_param: str) -> ColumnElement[bool]:
     return sat_record.c.user_id == bindparam(user_param, type_=sat_record.c.user_id.type)
 
 
-def mp141_range(from_param: str, to_param: str | None) -> ColumnElement[bool]:
-    """Rule 3 within one merged Responsibility range [from, to) of the searched device:
-    rule 2's kinds, the record's own time inside the range, and not the viewer's own
-    (those come from `own_rows`, so no record is listed twice)."""
+def mp141_range(start: ColumnElement[Any], end: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Rule 3 within one merged Responsibility range [start, end) of the searched device (a
+    row of the viewer's ranges, `store.device_search`): rule 2's kinds, the record's own time
+    inside the range, and not the viewer's own (those come from `own_rows`, so no record is
+    listed twice)."""
     s = sat_record.c
-    when = [s.logged_at >= bindparam(from_param, type_=UtcDateTime)]
-    if to_param is not None:
-        when.append(s.logged_at < bindparam(to_param, type_=UtcDateTime))
+    when = [s.logged_at >= start, s.logged_at < end]
     return and_(mp141_kinds_clause(), *when, not_own_clause())
