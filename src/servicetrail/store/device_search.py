@@ -158,13 +158,24 @@ def _over_the_ranges(shape: Shape, with_cursor: bool) -> Select[Any]:
             # as text, an open end 'infinity' (as request_search's: no datetime is past all)
             cast(bindparam(RANGE_ENDS, type_=ARRAY(Text)), ARRAY(when)),
         )
-        .table_valued(column("start", when), column("end", when))
+        .table_valued(column("start", when), column("end", when), with_ordinality="newer")
         .render_derived(name="held")
     )
     lim = bindparam("lim", type_=Integer)
     where = [*_in_a_range(shape, with_cursor), mp141_range(held.c.start, held.c.end)]
     seek = newest_first(select(*RECORD_COLUMNS).where(*where)).limit(lim).lateral("in_range")
-    return select(*seek.c).select_from(held).join(seek, true())
+    # the ranges newest first, and disjoint: in their order, the page's order, which the
+    # planner knows of the ordinality's, so that it sorts a range at a time and stops at the
+    # page's LIMIT (Incremental Sort), not reading every range's newest `lim` rows
+    newest = (
+        select(*seek.c)
+        .select_from(held)
+        .join(seek, true())
+        .order_by(held.c.newer, seek.c.logged_at.desc(), seek.c.id.desc())
+        .limit(lim)
+        .subquery()
+    )
+    return select(*newest.c).select_from(newest)
 
 
 # times are kept to the microsecond (SQLite's text, PostgreSQL's timestamptz): a record at or
@@ -200,9 +211,10 @@ def range_values(ranges: list[tuple[datetime, datetime | None]], on_sqlite: bool
     if on_sqlite:
         held = [[sqlite_time(a), sqlite_time(b) if b else OPEN_END] for a, b in ranges]
         return {RANGES: json.dumps(held)}
+    newest_first = ranges[::-1]  # as `_over_the_ranges` reads them
     return {
-        RANGE_STARTS: [a for a, _ in ranges],
-        RANGE_ENDS: [b.isoformat() if b else "infinity" for _, b in ranges],
+        RANGE_STARTS: [a for a, _ in newest_first],
+        RANGE_ENDS: [b.isoformat() if b else "infinity" for _, b in newest_first],
     }
 
 
