@@ -428,7 +428,7 @@ def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(worl
     gate.app = route
 
     async def forgers_and_a_party():
-        addresses = [f"10.3.0.{n}" for n in range(20)]
+        addresses = [f"10.3.{n}.1" for n in range(20)]  # each its own /24 (web.suspects)
         first = [await ask(gate, scope_for(app, token=f"junk-{a}", client=a)) for a in addresses]
         again = [
             asyncio.create_task(ask(gate, scope_for(app, token=f"junk2-{a}", client=a)))

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.engine import open_store
+from servicetrail.web.app import create_app
 from servicetrail.web.suspects import Suspects
+from tests import personas as P
 
 
 def test_an_address_is_forgotten_after_its_seconds_and_past_the_most_remembered(monkeypatch):
@@ -21,3 +30,64 @@ def test_an_address_is_forgotten_after_its_seconds_and_past_the_most_remembered(
         True,
         True,
     ]
+
+
+def test_a_network_is_remembered_once_enough_of_its_parts_were_within_the_seconds(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("servicetrail.web.suspects.monotonic", lambda: now[0])
+    suspects = Suspects(seconds=60, spread=3)
+    suspects.mark("2001:db8:1::/64")
+    suspects.mark("2001:db8:1:1::/64")
+    now[0] += 61  # the first two forgotten: their /48 counts afresh
+    suspects.mark("2001:db8:1:2::/64")
+    suspects.mark("2001:db8:1:2::/64")  # the same part twice is one
+    assert not suspects.holds("2001:db8:1:ff::/64")
+    suspects.mark("2001:db8:1:3::/64")
+    suspects.mark("2001:db8:1:4::/64")
+    assert suspects.holds("2001:db8:1:ff::/64") and not suspects.holds("2001:db8:2::/64")
+    for site in (2, 3):  # with the first, three /48s of the /32: the /32 is remembered
+        for part in range(3):
+            suspects.mark(f"2001:db8:{site}:{part}::/64")
+    assert suspects.holds("2001:db8:ffff:1::/64") and not suspects.holds("2001:db9::/64")
+    for n in range(3):
+        suspects.mark(f"192.0.2.{n}")
+    assert suspects.holds("192.0.2.200") and not suspects.holds("192.0.3.1")
+    assert not suspects.holds("unknown") and not suspects.holds("testclient")
+
+
+@pytest.fixture
+@P.starts_with_personas
+def served(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
+    """The real app on SQLite (the gate's part in this is the same on either store) with a
+    Party's token, and an empty budget a second: whatever draws on it is answered 429 at
+    once, whatever does not is served."""
+    monkeypatch.setattr("servicetrail.web.gate.ANONYMOUS_BURST", 0)
+    monkeypatch.setattr("servicetrail.web.gate.ANONYMOUS_RATE", 0.001)
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.01)
+    engine = open_store(sqlite_url)
+    P.load_personas(engine)
+    with engine.begin() as conn:
+        create_account(conn, "np.analyst", P.NORTHPOWER, "correct horse battery staple")
+        token = create_token(conn, "np.analyst")
+    app = create_app(engine)
+    with TestClient(app, raise_server_exceptions=False):
+        yield app, token
+    engine.dispose()
+
+
+def ask(app, client: str, token: str, path: str = "/api/v1/watches", twice: bool = False) -> int:
+    given = [("Authorization", f"Bearer {token}")] * (2 if twice else 1)
+    browser = TestClient(app, client=(client, 50000), raise_server_exceptions=False)
+    return browser.get(path, headers=given).status_code
+
+
+def test_a_network_whose_parts_sent_made_up_credentials_is_remembered(served):
+    """Remembered by its /64 alone, a client holding a /48 had 4 free look-ups of made-up
+    tokens per /64, 65,536 of them (audit 50a 1). A Party elsewhere still gets in at once."""
+    app, token = served
+    for part in range(4):
+        assert ask(app, f"2001:db8:1:{part}::1", f"junk-{part}") == 401
+        assert ask(app, f"203.0.113.{part + 1}", f"junk-{part}") == 401
+    assert ask(app, "2001:db8:1:ffff::1", "junk-5") == 429  # a fresh /64 of the same /48
+    assert ask(app, "203.0.113.200", "junk-5") == 429  # a fresh address of the same /24
+    assert ask(app, "2001:db8:2::1", token) == 200  # a Party's, from another /48: at once

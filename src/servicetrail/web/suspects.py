@@ -9,35 +9,95 @@ So an address whose credential the store did not know is remembered for SUSPECT_
 its requests with credentials not yet seen draw on that budget of all addresses together,
 like a stranger's: a flood of made-up tokens costs the Parties what a flood of sign-in pages
 does, and a Party's own first request, from an address that sent no junk, still goes first.
+
+An address is a /64 for IPv6, and a host is often given a /48 (a site) or more: each of its
+65,536 /64s had its first 4 look-ups free, a fresh /64 for every few made-up tokens (audit
+50a 1). So a network is remembered too once SPREAD of its parts were, within the same
+SUSPECT_SECONDS: an IPv6 /48 once 4 of its /64s sent junk, a /32 once 4 of its /48s were
+remembered, an IPv4 /24 once 4 of its addresses did. A whole /32 then costs its holder 64
+free look-ups a minute, and a Party elsewhere is not held back (a Party inside such a network
+draws on the budget a second for its credentials not yet seen, as a stranger's would).
 """
 
 from __future__ import annotations
 
-from time import monotonic
+import ipaddress
 from collections import OrderedDict
+from functools import lru_cache
+from time import monotonic
+from typing import TypeVar
 
+V = TypeVar("V")
 SUSPECT_SECONDS = 60.0
 MAX_SUSPECTS = 100_000  # bounded: the least recently marked forgotten first
+SPREAD = 4  # parts of a network remembered before the network is
+# a part's prefix length -> its network's, per IP version (the last has none)
+NETWORK_OF = {(4, 32): 24, (6, 64): 48, (6, 48): 32}
 
 
 class Suspects:
-    """address -> when it last presented an unknown credential; the loop is one thread."""
+    """address or network -> when it (or, for a network, one of its parts) last presented an
+    unknown credential; the loop is one thread."""
 
-    def __init__(self, seconds: float = SUSPECT_SECONDS, most: int = MAX_SUSPECTS) -> None:
-        self.seconds, self.most = seconds, most
+    def __init__(
+        self, seconds: float = SUSPECT_SECONDS, most: int = MAX_SUSPECTS, spread: int = SPREAD
+    ) -> None:
+        self.seconds, self.most, self.spread = seconds, most, spread
         self._marked: OrderedDict[str, float] = OrderedDict()
+        # network not yet remembered -> its parts that were, and when
+        self._parts: OrderedDict[str, dict[str, float]] = OrderedDict()
 
     def mark(self, address: str) -> None:
-        self._marked[address] = monotonic()
-        self._marked.move_to_end(address)
-        while len(self._marked) > self.most:
-            self._marked.popitem(last=False)
+        now = monotonic()
+        _last_set(self._marked, address, now, self.most)
+        network = network_of(address)
+        if network is None:
+            return
+        if self._held(network, now):
+            self.mark(network)  # an attack that goes on keeps its network remembered
+            return
+        parts = self._parts.pop(network, {})
+        parts = {part: at for part, at in parts.items() if at >= now - self.seconds}
+        parts[address] = now
+        if len(parts) >= self.spread:
+            self.mark(network)
+        else:
+            _last_set(self._parts, network, parts, self.most)
 
     def holds(self, address: str) -> bool:
-        at = self._marked.get(address)
+        """Whether the address, or a network it is in, is remembered."""
+        now = monotonic()
+        key: str | None = address
+        while key is not None:
+            if self._held(key, now):
+                return True
+            key = network_of(key)
+        return False
+
+    def _held(self, key: str, now: float) -> bool:
+        at = self._marked.get(key)
         if at is None:
             return False
-        if at < monotonic() - self.seconds:
-            del self._marked[address]
+        if at < now - self.seconds:
+            del self._marked[key]
             return False
         return True
+
+
+def _last_set(entries: OrderedDict[str, V], key: str, value: V, most: int) -> None:
+    entries[key] = value
+    entries.move_to_end(key)
+    while len(entries) > most:
+        entries.popitem(last=False)
+
+
+@lru_cache(maxsize=4096)
+def network_of(key: str) -> str | None:
+    """The network an address (web.client_address.client_key) or a network is remembered in
+    once SPREAD of its parts are; None past the widest, or for what is not an address."""
+    try:
+        network = ipaddress.ip_network(key, strict=False)
+    except ValueError:
+        return None
+    wider = NETWORK_OF.get((network.version, network.prefixlen))
+    return None if wider is None else str(network.supernet(new_prefix=wider))
