@@ -21,7 +21,7 @@ from servicetrail.web.gate import (
     TokenBucket,
 )
 from servicetrail.web.signin import SESSION_COOKIE
-from servicetrail.web.state import SeenCredentials
+from servicetrail.web.state import NOT_FOUND, SeenCredentials
 from servicetrail.web.gate import _credential
 from servicetrail.web.client_address import client_key
 
@@ -422,6 +422,8 @@ def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(worl
         known = credential is not None and credential.startswith("valid-")
         if known:
             seen.remember(credential, share_of("PARTY_C", "c.analyst"))
+        else:  # as state.credential_not_found says it
+            scope.setdefault("state", {})[NOT_FOUND] = True
         await send({"type": "http.response.start", "status": 200 if known else 401})
         await send({"type": "http.response.body", "body": b""})
 

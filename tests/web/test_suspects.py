@@ -81,6 +81,19 @@ def ask(app, client: str, token: str, path: str = "/api/v1/watches", twice: bool
     return browser.get(path, headers=given).status_code
 
 
+def test_only_a_credential_looked_up_and_not_found_marks_its_address(served):
+    """Inferred by the gate from a credential still not seen as the answer started, a valid
+    token sent where nothing looks it up marked its own address for a minute (audit 50a 2)."""
+    app, token = served
+    assert ask(app, "192.0.2.1", token, "/nope") == 404
+    assert ask(app, "192.0.2.2", token, "/openapi.json") == 200
+    assert ask(app, "192.0.2.3", token, twice=True) == 401
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        assert ask(app, address, token) == 200  # its first look-up: the budget not drawn on
+    assert ask(app, "198.51.100.1", "made-up") == 401
+    assert ask(app, "198.51.100.1", "made-up too") == 429  # now it draws on the budget
+
+
 def test_a_network_whose_parts_sent_made_up_credentials_is_remembered(served):
     """Remembered by its /64 alone, a client holding a /48 had 4 free look-ups of made-up
     tokens per /64, 65,536 of them (audit 50a 1). A Party elsewhere still gets in at once."""

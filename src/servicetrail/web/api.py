@@ -47,7 +47,7 @@ from .params import (
 from .param_schemas import whole_number_schema
 from .presenters import older_triggers
 from .schemas import Error, Item, Page, Triggers, Why
-from .state import engine_of, reader_of, seen_credentials
+from .state import credential_not_found, engine_of, reader_of, seen_credentials
 
 # Documented (not enforced) here: build_search is the one validator, and names the parameter.
 # Empty is not given (SPEC section 5's `?device_id=&request_id=&srv=...`), as the API takes it.
@@ -146,7 +146,7 @@ def _token_holder(request: Request) -> TokenHolder:
         with reader_of(request) as conn:
             holder = holder_for_token(conn, token)  # one query: token -> account, Party, User IDs
         if holder is None:
-            seen_credentials(request).forget(token)
+            credential_not_found(request, token)
             raise _unauthorized("invalid or revoked token")
         if cache is not None:
             cache.put(digest, holder)

@@ -46,7 +46,7 @@ from .client_address import client_key
 from .read_turns import ReadTurns
 from .rendering import too_busy
 from .signin import SESSION_COOKIE
-from .state import SeenCredentials
+from .state import NOT_FOUND, SeenCredentials
 from .suspects import Suspects
 
 # in flight per client address: for requests without a credential (and the style sheet and
@@ -110,8 +110,8 @@ class Gate:
         async def paced(message: Message) -> None:
             nonlocal reads
             if message["type"] == "http.response.start":
-                if key.startswith(UNSEEN) and self._unknown(scope):
-                    self._suspects.mark(key.removeprefix(UNSEEN))
+                if _not_found(scope):
+                    self._suspects.mark(_client(scope))
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
@@ -137,14 +137,6 @@ class Gate:
         if key.startswith(ANONYMOUS):
             return not scope["path"].startswith(STATIC)
         return key.startswith(UNSEEN) and self._suspects.holds(key.removeprefix(UNSEEN))
-
-    @staticmethod
-    def _unknown(scope: Scope) -> bool:
-        """The request's credential is still not seen as its route answers: its look-up in
-        the store found nothing (the route forgot it, or never remembered it)."""
-        credential = _credential(scope)
-        seen: SeenCredentials = scope["app"].state.seen_credentials
-        return credential is not None and seen.key_of(credential) is None
 
     def _end_turn(self, key: str) -> None:
         self._in_flight[key] -= 1
@@ -260,6 +252,11 @@ def _credential(scope: Scope) -> str | None:
             return None
         return morsel.value if morsel is not None and morsel.value else None
     return None
+
+
+def _not_found(scope: Scope) -> bool:
+    """The request's credential was looked up in the store and not found (state.NOT_FOUND)."""
+    return bool(scope.get("state", {}).get(NOT_FOUND))
 
 
 def _client(scope: Scope) -> str:

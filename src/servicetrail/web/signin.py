@@ -25,7 +25,7 @@ from ..store.queries import viewer_for
 from ..store.watch_events import Unread, skip_hidden_unread, unread_of_party
 from .fairness import share_of
 from .head_requests import asked_head
-from .state import engine_of, reader_of, seen_credentials
+from .state import credential_not_found, engine_of, reader_of, seen_credentials
 
 Counted = TypeVar("Counted", int, Unread)
 
@@ -102,8 +102,11 @@ def _signed_in(request: Request) -> SignedIn | None:
         return None
     with engine_of(request).begin() as conn:
         session = sessions.load_session(conn, cookie)
+        if session is None:
+            credential_not_found(request, cookie)
+        elif session.party_id is None:
+            seen_credentials(request).forget(cookie)  # an auditor's: not a Party's turns
         if session is None or session.party_id is None:
-            seen_credentials(request).forget(cookie)
             # an auditor's: it reads the Who-looked page only (auditor_signed_in, which then
             # need not load it again)
             request.state.session_read, request.state.auditor_session = True, session
@@ -167,6 +170,8 @@ def auditor_signed_in(request: Request) -> SignedInAuditor | None:
     else:
         with engine_of(request).begin() as conn:
             session = sessions.load_session(conn, cookie)
+        if session is None:
+            credential_not_found(request, cookie)
     if session is None or session.party_id is not None:
         return None
     seen_credentials(request).remember(cookie, share_of(None, session.username))

@@ -72,6 +72,20 @@ def seen_credentials(request: Request) -> SeenCredentials:
     return request.app.state.seen_credentials
 
 
+# what web.gate finds on a request's state once its credential was looked up and not found
+NOT_FOUND = "credential_not_found"
+
+
+def credential_not_found(request: Request, credential: str) -> None:
+    """The store knew no such credential (made up, revoked, expired): it takes no Party's
+    turns any more, and web.gate remembers the request's address (web.suspects). Said by the
+    look-up itself: inferred by the gate from a credential not seen when the answer started,
+    a valid token sent where nothing looks it up (an unknown path, /openapi.json, a second
+    Authorization header) marked its own address for a minute (audit 50a 2)."""
+    seen_credentials(request).forget(credential)
+    setattr(request.state, NOT_FOUND, True)
+
+
 # Passwords verified for one username, right or wrong, a minute. The throttle counts
 # failures, which a correct password forgives: one Party signing in and out again from eight
 # threads kept the cores hashing (argon2, 64 MiB and three passes a sign-in), and another
