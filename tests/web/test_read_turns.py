@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from servicetrail.web.fairness import CONTENDED_READS
-from servicetrail.web.read_turns import ReadTurns
+from servicetrail.web.read_turns import CONTENDED_READS, ReadTurns
 from tests.web.test_gate import HeldRoute, ask, scope_for, world  # noqa: F401 (fixture)
 
 

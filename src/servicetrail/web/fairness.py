@@ -13,15 +13,14 @@ heavy slot, holding its request slot and its thread (so at most `request - 1` wa
 Party; when all Parties' heavy work is at its total, the answer is at once). A Party's
 analysts share that one slot, and the screen's first page is a broad search: two tabs
 opened at once were refused (audit of the screen, session 18), though a broad search now
-takes tens of milliseconds. While another Party reads, a Party's reads also take turns
-(CONTENDED_READS at once); those waiting for a turn count with those running against its
-bound of requests. The bounds are per server process (`serve --workers N` allows N times
-each), and each can be set in the environment.
+takes tens of milliseconds. While another Party reads, a Party's reads also take turns,
+in the event loop before their credential is looked up (web.read_turns). The bounds are per
+server process (`serve --workers N` allows N times each), and each can be set in the
+environment.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -56,18 +55,8 @@ class Bounds:
 
 # Seconds a client is told to wait: searches are over in milliseconds (heavy ones within the
 # statement time limit); a download lasts as long as its client takes.
-RETRY_AFTER = {"request": 1, "turn": 1, "heavy": 2, "download": 10, "stream": 30}
+RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 HEAVY_WAIT_SECONDS = 1.0
-# Reads a Party may have running while another Party has read in the last CONTENDED_SECONDS:
-# a Party's twelve clients of light reads (a device's 1,000-record pages, the record page)
-# ran six at once and took the worker's CPU, and another Party's device search took 11-28
-# times as long at p95 (audit 27b). One fewer than there are cores then (p95 47 -> 11 ms
-# under that attack; 20 ms at one a core), the rest waiting their turn (up to
-# TURN_WAIT_SECONDS, then 429); alone on the server a Party has all of its bound. web.gate
-# takes the same turn first, before a request's credential is looked up (web.read_turns).
-CONTENDED_READS = max(1, (os.cpu_count() or 1) - 1)
-CONTENDED_SECONDS = 1.0
-TURN_WAIT_SECONDS = 1.0
 MESSAGES = {
     "request": "your Party already has as many searches running on this server as it may ({n}): "
     "retry in {s} s",
@@ -133,12 +122,6 @@ class PartyLimits:
         self._heavy_now = 0
         self._lock = threading.Lock()
         self._heavy_freed = threading.Condition(self._lock)
-        # per Party, so that a read's end wakes only its own Party's reads waiting for a turn:
-        # woken by every read of every Party, they woke hundreds of times a second for
-        # nothing, and took the interpreter from the reads that ran
-        self._turn_freed: dict[str, threading.Condition] = {}
-        self._last_read: dict[str, float] = {}  # Party -> when it last started or ended a read
-        self._turns_waited: Counter[str] = Counter()  # reads waiting for a turn, per Party
 
     def take(self, party_id: str, *kinds: str, wait: float = 0.0) -> Slots:
         """All of `kinds` for the Party, or Busy (naming the first bound reached) and none.
@@ -172,8 +155,6 @@ class PartyLimits:
             self._count(party_id, others, -1)
 
     def _count(self, party_id: str, kinds: tuple[str, ...], step: int) -> None:
-        if "request" in kinds:
-            self._last_read[party_id] = time.monotonic()
         for kind in kinds:
             self._held[kind, party_id] += step
             if not self._held[kind, party_id]:
@@ -203,9 +184,9 @@ class PartyLimits:
         self, party_id: str, search: Search | None = None, broad: bool = False
     ) -> Iterator[None]:
         """The slots a search (or the look-up of one record, `search=None`) holds while it
-        runs, once it is the Party's turn (on a thread of the routes: it may wait). `broad`:
-        another read that may walk a whole index for seconds, which holds a heavy slot too."""
-        self._wait_for_turn(party_id, time.monotonic() + TURN_WAIT_SECONDS)
+        runs. `broad`: another read that may walk a whole index for seconds, which holds a
+        heavy slot too. Its Party's turn to read was taken before, in web.gate (web.read_turns
+        says why there alone)."""
         heavy = broad or (search is not None and is_heavy(search))
         with (
             self.holding(party_id, "request", "heavy", wait=self.heavy_wait)
@@ -213,45 +194,6 @@ class PartyLimits:
             else self.holding(party_id, "request")
         ):
             yield
-
-    def _wait_for_turn(self, party_id: str, deadline: float) -> None:
-        """Past CONTENDED_READS running while another Party reads, wait for one to end. Those
-        waiting count against the Party's bound of reads with those running: each waits on a
-        thread of the routes, which a few Parties' floods would otherwise take them all of."""
-        with self._lock:
-            waiting = False
-            try:
-                while self._held["request", party_id] >= CONTENDED_READS and self._contended(
-                    party_id
-                ):
-                    left = deadline - time.monotonic()
-                    if not waiting:
-                        in_all = self._held["request", party_id] + self._turns_waited[party_id]
-                        if in_all >= self.bounds.request:
-                            raise Busy("request", self.bounds.request, RETRY_AFTER["request"])
-                        waiting = True
-                        self._turns_waited[party_id] += 1
-                    if left <= 0:
-                        raise Busy("turn", CONTENDED_READS, RETRY_AFTER["turn"])
-                    freed = self._turn_freed.setdefault(party_id, threading.Condition(self._lock))
-                    freed.wait(min(left, CONTENDED_SECONDS))  # or contention ends meanwhile
-            finally:
-                if waiting:
-                    self._turns_waited[party_id] -= 1
-                    if not self._turns_waited[party_id]:
-                        del self._turns_waited[party_id]
-                        self._turn_freed.pop(party_id, None)
-
-    def _contended(self, party_id: str) -> bool:
-        """Under the lock: whether another Party is reading, or read a moment ago."""
-        since = time.monotonic() - CONTENDED_SECONDS
-        for party, at in list(self._last_read.items()):
-            if party == party_id:
-                continue
-            if at >= since or self._held["request", party]:
-                return True
-            del self._last_read[party]  # long quiet: forgotten (they grew with every Party)
-        return False
 
     def held(self, party_id: str | None = None) -> dict[str, int]:
         """What is held now: by one Party, or by all (for the operator and the tests)."""
@@ -270,9 +212,6 @@ class PartyLimits:
             self._count(slots._party_id, slots._kinds, -1)
             if "heavy" in slots._kinds:
                 self._heavy_freed.notify_all()
-            freed = self._turn_freed.get(slots._party_id)
-            if freed is not None and "request" in slots._kinds:
-                freed.notify()  # one turn came free: one waiting read takes it
 
 
 def share_of(party_id: str | None, username: str) -> str:
