@@ -228,7 +228,7 @@ def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(wor
     # and answered when the client may ask again (its Retry-After), not at once: a client
     # asking again at once on each connection kept the loop answering refusals (session 18)
     assert answered[0] >= 0.9 * RETRY_AFTER
-    assert gate.in_flight() == {} and gate._waiting == {}
+    assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
 def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world):
@@ -262,7 +262,7 @@ def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world):
     answers = run(browser())
     assert [status for status, _ in answers] == [200] * 6
     assert max(took for _, took in answers) < 2.2  # none waited out the second first
-    assert gate.in_flight() == {} and gate._waiting == {}
+    assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
 def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):

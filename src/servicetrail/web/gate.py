@@ -48,6 +48,7 @@ from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import NOT_FOUND, SeenCredentials
 from .suspects import Suspects
+from .waiters import Waiters
 
 # in flight per client address: for requests without a credential (and the style sheet and
 # script, which a Party's share would otherwise count beside its analysts' pages), and for
@@ -78,7 +79,7 @@ class Gate:
         chosen = settings.current()
         self.party_share = chosen.party_requests + chosen.party_downloads + chosen.party_streams
         self._in_flight: Counter[str] = Counter()
-        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiting = Waiters()
         self._anonymous = TokenBucket(ANONYMOUS_RATE, ANONYMOUS_BURST)
         self._reads = ReadTurns()
         self._suspects = Suspects()
@@ -142,9 +143,9 @@ class Gate:
         self._in_flight[key] -= 1
         if not self._in_flight[key]:
             del self._in_flight[key]
-        for waiter in self._waiting.pop(key, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        # every one: each looks again, and a key's share may have changed meanwhile (a
+        # session seen is its Party's), so one woken might not take what came free
+        self._waiting.wake(key, every=True)
 
     async def _anonymous_turn(self) -> bool:
         """Whether the budget of all addresses together has a request for this one, waiting
@@ -175,28 +176,15 @@ class Gate:
                 self._in_flight[key] += 1  # the loop is one thread: no lock needed
                 return key, share, True
             left = deadline - loop.time()
-            waiting = self._waiting.get(key)
-            if left <= 0 or (waiting is not None and len(waiting) >= share):
+            if left <= 0 or self._waiting.count(key) >= share:
                 if left > 0:
                     await asyncio.sleep(left)
                 return key, share, False
-            if waiting is None:
-                waiting = self._waiting[key] = []
-            waiter = loop.create_future()
-            waiting.append(waiter)
             if key.startswith(UNSEEN):
                 # its session may be seen meanwhile (by its first request's look-up), and its
                 # Party's turns free: nothing ends in this share to say so
                 left = min(left, UNSEEN_RECHECK)
-            try:
-                await asyncio.wait_for(waiter, left)
-            except TimeoutError:
-                pass
-            finally:
-                if waiter in waiting:
-                    waiting.remove(waiter)
-                if not waiting and self._waiting.get(key) is waiting:
-                    del self._waiting[key]
+            await self._waiting.wait(key, left)
 
     def _share_of(self, scope: Scope) -> tuple[str, int]:
         """The share's key, and how many it may have in flight."""

@@ -26,10 +26,11 @@ the same turn a second time, which only those could ever wait for; it no longer 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections import Counter, deque
+from collections import Counter
+
+from .waiters import Waiters
 
 # Reads a Party may have running while another Party has read in the last CONTENDED_SECONDS:
 # one fewer than there are cores (p95 47 -> 11 ms under audit 27b's attack; 20 ms at one a
@@ -53,32 +54,20 @@ class ReadTurns:
         self.at_once, self.quiet, self.wait = at_once, quiet, wait
         self._running: Counter[str] = Counter()
         self._last: dict[str, float] = {}
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._waiting = Waiters()
 
     async def take(self, key: str) -> bool:
         """A turn for the share (True), waiting up to `wait` seconds while `at_once` of its
         requests run and another share reads (or read within `quiet` seconds); False: none
         came free within that."""
-        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self.wait
         while self._running[key] >= self.at_once and self._contended(key):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            waiter = loop.create_future()
-            queue = self._waiting.setdefault(key, deque())
-            queue.append(waiter)
-            try:
-                # woken when one of the share's turns ends; else looks again once contention
-                # may have ended (the other share quiet for `quiet` seconds)
-                await asyncio.wait_for(waiter, min(left, self.quiet))
-            except TimeoutError:
-                pass
-            finally:
-                if waiter in queue:
-                    queue.remove(waiter)
-                if not queue and self._waiting.get(key) is queue:
-                    del self._waiting[key]
+            # woken when one of the share's turns ends; else looks again once contention may
+            # have ended (the other share quiet for `quiet` seconds)
+            await self._waiting.wait(key, min(left, self.quiet))
         self._running[key] += 1
         self._last[key] = time.monotonic()
         return True
@@ -88,12 +77,7 @@ class ReadTurns:
         if not self._running[key]:
             del self._running[key]
         self._last[key] = time.monotonic()
-        queue = self._waiting.get(key)
-        while queue:
-            waiter = queue.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # one turn came free: one waiting request takes it
-                break
+        self._waiting.wake(key)  # one turn came free: one waiting request takes it
 
     def _contended(self, key: str) -> bool:
         """Whether another share is running a request, or started or ended one a moment ago."""
