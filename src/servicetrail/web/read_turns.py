@@ -15,13 +15,12 @@ so at most that many wait), and the others pass.
 
 A turn is held until the answer starts: by then the request's look-ups, its query and its
 page are done (a report's too: its answer starts once the whole report is in its spool).
-What a stream or a report download
-sends after that is bounded by its own slots, not by the Party's turns to read: a turn held
-through an event stream, open for hours, would leave the Party one read fewer for each.
-Credentials not yet seen (after a restart, or made up) take no turn here: they have their
-small share per address (web.gate), and each is seen after its first look-up. The route took
-the same turn a second time, which only those could ever wait for; it no longer does
-(session 51): one turn, in one place.
+What a stream or a report download sends after that is bounded by its own slots, not by the
+Party's turns to read: a turn held through an event stream, open for hours, would leave the
+Party one read fewer for each. Credentials not yet seen (after a restart, or made up) take
+no turn here: they have their small share per address (web.gate), and each is seen after its
+first look-up. The route took the same turn a second time, which only those could ever wait
+for; it no longer does (session 51): one turn, in one place.
 """
 
 from __future__ import annotations
