@@ -776,10 +776,12 @@ def test_the_stream_is_lazy_and_constant_in_memory() -> None:
 
 
 def test_sat_jsonl_generation_is_fast() -> None:
+    """Timed as this process's CPU, not the wall: at a load average of 17 (other suites on a
+    shared machine) the wall was 10.5 s and the test failed (session 51)."""
     world = World(n_records=100_000, n_devices=5_000, seed=10)
-    began = time.perf_counter()
+    began = time.process_time()
     count = sum(1 for _ in sat_jsonl_lines(world))
-    elapsed = time.perf_counter() - began
+    elapsed = time.process_time() - began
     assert count == 100_000
     assert elapsed < 10, f"{count / elapsed:,.0f} records/s"  # about 1 s on a laptop
 
