@@ -61,3 +61,28 @@ def test_ctrl_c_while_a_worker_is_starting_stops_it_quietly(sqlite_url, tmp_path
     said = log_path.read_text()
     assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
     assert server.returncode == 0
+
+
+SLOW_WORKER_START = """\
+import os, sys, time
+if "--multiprocessing-fork" in sys.argv:  # a worker the supervisor spawned, not the supervisor
+    with open(os.environ["SPAWNED_WORKERS"], "a") as spawned:
+        spawned.write(f"{os.getpid()}\\n")
+    time.sleep(6)
+"""
+
+
+def test_workers_slower_to_start_than_uvicorns_five_seconds_are_not_killed(sqlite_url, tmp_path):
+    """uvicorn's supervisor pings each worker with a 5 s limit, and a worker answers only once
+    it has imported the app: at a load of 10-17 that took longer, each worker was killed as hung
+    and spawned again, for ever, and `serve --workers 2` never answered (audit 51b). Here each
+    worker's start is made 6 s slower (a sitecustomize that only spawned workers run): the two
+    workers serve, and none was spawned again in place of one killed."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    spawned = tmp_path / "spawned"
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "SPAWNED_WORKERS": str(spawned)}
+    with live_server_process(sqlite_url, tmp_path, "--workers", "2", env=env) as (_, _, log_path):
+        pass
+    said = log_path.read_text()
+    assert len(spawned.read_text().split()) == 2 and "Traceback" not in said, said

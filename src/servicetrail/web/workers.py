@@ -24,6 +24,7 @@ from uvicorn.supervisors import multiprocess
 from .forced_stop import Server
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STARTING_SECONDS = 60.0  # a worker's first answer, while it imports the app
 
 
 class _Worker(multiprocess.Process):
@@ -40,12 +41,19 @@ class _Worker(multiprocess.Process):
             self._server = Server(config=self.config)
         return self._server
 
+    answered = False  # this worker has answered a ping: it has imported and started
+
     def is_alive(self, timeout: float = 5) -> bool:
         # uvicorn replaces a worker that is not alive: not one that a stop signal ended,
         # which may come while the answer is awaited (up to `timeout` for one starting)
         if not _Worker.replaceable:
             return True
-        alive = super().is_alive(timeout)
+        # a worker answers its first ping once it has imported the app: past uvicorn's 5 s
+        # on a busy machine (load 10-17), where each worker was killed as hung and spawned
+        # again, for ever, and the server never started (audit 51b). Once it has answered,
+        # a worker that stops answering is hung, as uvicorn means.
+        alive = super().is_alive(timeout if self.answered else max(timeout, STARTING_SECONDS))
+        self.answered = self.answered or alive
         return alive or not _Worker.replaceable
 
     def start(self) -> None:
