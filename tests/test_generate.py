@@ -836,12 +836,14 @@ def test_the_showcase_device_tells_the_mp141_story() -> None:
 
 def test_build_demo_loads_a_realistic_store_and_working_logins(sqlite_url) -> None:
     """On SQLite, the demo's store (`make demo`); its loaders are the store's own, tested on
-    both engines elsewhere (a second build on PostgreSQL cost the suite 11 s)."""
+    both engines elsewhere (a second build on PostgreSQL cost the suite 11 s). The build is
+    timed as this process's CPU, not the wall: SQLite works in this process, and at a load
+    average of 8-17 the wall was 81 s and the test failed for the load alone (session 51)."""
     engine = open_store(sqlite_url)
-    began = time.perf_counter()
+    began = time.process_time()
     logins = build_demo(engine, end=datetime(2026, 6, 1, tzinfo=UTC))
-    elapsed = time.perf_counter() - began
-    assert elapsed < 60, f"demo build took {elapsed:.1f} s"  # about 5 s on an idle laptop
+    elapsed = time.process_time() - began
+    assert elapsed < 60, f"demo build took {elapsed:.1f} s of CPU"  # about 5 s on a laptop
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(sat_record)).scalar() >= 50_000
         kinds = set(conn.execute(select(sat_record.c.kind).distinct()).scalars())
