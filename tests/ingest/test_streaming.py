@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BINARY = Path(sys.executable).with_name("servicetrail")
 RECORDS = 200_000
 PAYLOAD = "x" * 400
@@ -22,6 +24,11 @@ USERS = ["90-B3-D5-1F-30-01-00-00", "90-B3-D5-1F-30-01-00-01", "90-B3-D5-1F-30-0
 # second second of the run to its end. The input is ~130 MB, so a loader that held it, or its
 # records, in memory would peak well above the bound (~270 MB when only the raw lines are kept).
 PEAK_RSS_MB = 200
+# What these tests bound is memory, which a busy machine does not change; a command's wall
+# does: at a load average of 8-17 (other suites on a shared machine) the ingest of RECORDS ran
+# past the 120 s this was, and the test failed for the load alone (session 51). This only
+# catches a command that hangs.
+HANG_SECONDS = 600
 
 WRAPPER = r"""
 import resource, subprocess, sys
@@ -38,7 +45,7 @@ def measured(tmp_path: Path, name: str, *args: str) -> tuple[int, int, Path, str
         [sys.executable, "-c", WRAPPER, str(out), str(err), str(BINARY), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_SECONDS,
         cwd=tmp_path,
     )
     code, peak = map(int, done.stdout.split())
@@ -63,7 +70,9 @@ def generate(path: Path) -> None:
             )
 
 
+@pytest.mark.timeout(3 * HANG_SECONDS)  # 51 s at a load of 1; each command's wall is not the point
 def test_ingest_report_and_records_stream_with_flat_memory(tmp_path):
+    """Peak RSS of each command, bounded; its time is not (see HANG_SECONDS)."""
     big = tmp_path / "big.jsonl"
     generate(big)
     assert big.stat().st_size > 120 * 1024 * 1024  # big enough for the bound to mean something
