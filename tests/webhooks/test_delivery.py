@@ -520,7 +520,12 @@ def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_e
     """A receiver's queue was one for all Parties: one Party's endpoint there that never
     answers filled it, and nothing more was leased for that receiver to anyone until it had
     drained to half, a round of timeouts at a time (audit 26b: another Party's event two
-    minutes late). Each Party's queue to a receiver is its own."""
+    minutes late). Each Party's queue to a receiver is its own.
+
+    How late is counted in the stuck Party's rounds of timeouts (its two slots there, 3 s
+    each), not in seconds: with one queue a receiver, the late event waited for that queue
+    (64) to drain to half, 16 rounds; at a load average of 8-17 it came 3.7 s after it was
+    stored, and the bound of 2.5 s this was failed for the load alone (session 51)."""
     slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
     with Receiver(answer=slow) as shared:
         for n in range(3):
@@ -528,6 +533,10 @@ def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_e
         hook(engine, shared, "/other", party=P.WIRESCO)
         deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=3)
         moments: dict[str, float] = {}
+        stuck: dict[str, int] = {}  # the stuck Party's attempts begun, at a moment
+
+        def stuck_attempts() -> int:
+            return sum(1 for r in shared.received if r.path.startswith("/stuck"))
 
         def the_late_one_arrives() -> bool:
             now = time.monotonic()
@@ -535,13 +544,16 @@ def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_e
             if "late" not in moments and now - moments["start"] > 1.0:
                 lk_requests(engine, 500)  # once the backlog is queued
                 moments["late"] = time.monotonic()
+                stuck["late"] = stuck_attempts()
             if any(e["record"]["request_id"].endswith(":1400") for e in shared.events("/other")):
                 moments.setdefault("arrived", now)
+                stuck.setdefault("arrived", stuck_attempts())
             return "arrived" in moments
 
         lk_requests(engine, *range(1, 60))
-        assert run(deliverer, the_late_one_arrives, seconds=30), moments
-        assert moments["arrived"] - moments["late"] < 2.5  # before a round of timeouts (3 s)
+        assert run(deliverer, the_late_one_arrives, seconds=30), (moments, stuck)
+        # within three rounds (one on a quiet machine: before the first round's timeouts)
+        assert stuck["arrived"] - stuck["late"] <= 3 * 2, (moments, stuck)
         assert len(shared.events("/other")) == 60
 
 
