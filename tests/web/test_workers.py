@@ -32,7 +32,12 @@ def _graceful_time(folder, seconds: int) -> dict[str, str]:
     every process of it runs before it imports the server (web.server reads the constant),
     and that writes its pid to `folder / "graceful"` (the supervisor's and each worker's)."""
     told = str(folder / "graceful")
-    (folder / "sitecustomize.py").write_text(GRACEFUL_TIME.format(seconds=seconds, told=told))
+    return _sitecustomize(folder, GRACEFUL_TIME.format(seconds=seconds, told=told))
+
+
+def _sitecustomize(folder, code: str) -> dict[str, str]:
+    """The environment in which every Python process of a server runs `code` first."""
+    (folder / "sitecustomize.py").write_text(code)
     return {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
     }
@@ -110,10 +115,8 @@ def test_workers_slower_to_start_than_uvicorns_five_seconds_are_not_killed(sqlit
     and spawned again, for ever, and `serve --workers 2` never answered (audit 51b). Here each
     worker's start is made 6 s slower (a sitecustomize that only spawned workers run): the two
     workers serve, and none was spawned again in place of one killed."""
-    (tmp_path / "sitecustomize.py").write_text(SLOW_WORKER_START)
     spawned = tmp_path / "spawned"
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONPATH": path, "SPAWNED_WORKERS": str(spawned)}
+    env = _sitecustomize(tmp_path, SLOW_WORKER_START) | {"SPAWNED_WORKERS": str(spawned)}
     with live_server_process(sqlite_url, tmp_path, "--workers", "2", env=env) as (_, _, log_path):
         pass
     said = log_path.read_text()
