@@ -46,7 +46,7 @@ from ..domain.search import Search
 from ..domain.visibility import Scope, Viewer
 from .filters import FILTERS, Shape, conditions, device_param, shape_of
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
-from .schema import UtcDateTime, sat_record, sqlite_time
+from .schema import SQLITE_OPEN_END, UtcDateTime, sat_record, sqlite_time
 from .visibility_sql import merged_ranges, mp141_range, own_rows
 
 s = sat_record.c
@@ -112,8 +112,6 @@ def device_statement(
 
 
 RANGES, RANGE_STARTS, RANGE_ENDS = "ranges", "range_starts", "range_ends"
-# after every digit: past any time stored as SQLite's text (schema.sqlite_time)
-OPEN_END = "~"
 
 
 def _in_a_range(shape: Shape, with_cursor: bool) -> list[ColumnElement[bool]]:
@@ -209,7 +207,7 @@ def _next(at: datetime) -> datetime | None:
 def range_values(ranges: list[tuple[datetime, datetime | None]], on_sqlite: bool) -> dict[str, Any]:
     """The parameters of `_over_the_ranges_sqlite` or `_over_the_ranges`."""
     if on_sqlite:
-        held = [[sqlite_time(a), sqlite_time(b) if b else OPEN_END] for a, b in ranges]
+        held = [[sqlite_time(a), sqlite_time(b) if b else SQLITE_OPEN_END] for a, b in ranges]
         return {RANGES: json.dumps(held)}
     newest_first = ranges[::-1]  # as `_over_the_ranges` reads them
     return {

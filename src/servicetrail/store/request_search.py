@@ -55,7 +55,13 @@ from .filters import Shape, conditions, shape_of
 from .index_search import rule_before_limit, seen_by_viewer
 from .indexed_by import indexed_by
 from .items import RECORD_COLUMNS, newest_first, page_of_candidates
-from .schema import APART_FROM_REQUEST_ID_SQL, SHARED_KINDS, sat_record, sqlite_time
+from .schema import (
+    APART_FROM_REQUEST_ID_SQL,
+    SHARED_KINDS,
+    SQLITE_OPEN_END,
+    sat_record,
+    sqlite_time,
+)
 from .visibility_sql import merged_ranges
 
 s = sat_record.c
@@ -107,7 +113,7 @@ def request_search(
         return _over_the_ranges(search.scope, shape_of(search), with_cursor, bucket, titles_only)
     params[RANGES] = json.dumps(
         [
-            [kind, sqlite_time(start), sqlite_time(end) if end else OPEN_END]
+            [kind, sqlite_time(start), sqlite_time(end) if end else SQLITE_OPEN_END]
             for start, end in merged
             for kind in SHARED_KINDS
         ]
@@ -156,8 +162,6 @@ def _over_the_ranges(
 
 
 RANGES = "ranges"
-# after every digit: past any time stored as SQLite's text (schema.sqlite_time)
-OPEN_END = "~"
 
 
 @lru_cache(maxsize=64)

@@ -51,6 +51,8 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 sqlite_time = fixed_time  # a time as SQLite stores it: the text orders the times
+# after every digit: past any time stored as SQLite's text, an open end of a range in it
+SQLITE_OPEN_END = "~"
 
 
 def pg_micros(value: datetime) -> int:
