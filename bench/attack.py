@@ -63,6 +63,19 @@ STALLED_SOCKETS = (
 HEAVY_CLIENTS = 8
 
 
+def answer_of(
+    conn: http.client.HTTPConnection,
+) -> tuple[int, http.client.HTTPConnection | None]:
+    """The status of the answer to the request just sent, read whole, and the connection if
+    the server keeps it open (None if it said it closes it)."""
+    response = conn.getresponse()
+    response.read()
+    if response.getheader("connection", "").lower() == "close":
+        conn.close()
+        return response.status, None
+    return response.status, conn
+
+
 class Searches:
     """One client of other Parties searching by Device ID without a pause, in a thread:
     (start, seconds, status) for every search; status 0 for no answer within the timeout."""
@@ -84,12 +97,7 @@ class Searches:
                     "127.0.0.1", self.port, timeout=self.timeout
                 )
                 conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-                if response.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
+                status, conn = answer_of(conn)
             except OSError:
                 status = 0
                 if conn is not None:
@@ -347,12 +355,7 @@ def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = 
                         conn.request("GET", "/api/v1/logs", headers=made_up)
                     else:
                         conn.request("GET", "/login")
-                    response = conn.getresponse()
-                    response.read()
-                    status = response.status
-                    if response.getheader("connection", "").lower() == "close":
-                        conn.close()
-                        conn = None
+                    status, conn = answer_of(conn)
                 except OSError:
                     status, conn = 0, None
                 count(status)
