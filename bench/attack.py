@@ -30,6 +30,9 @@
   a second (gate.ANONYMOUS_RATE), without which others' searches took 30 times as long.
 - `forged`: as `strangers`, but each request presents a made-up bearer token, for the logs:
   each is looked up in the store (a share of 4 per address of credentials not yet seen).
+- `scattered` (audit 51c 1): as `forged`, but each request comes on a new connection from a
+  new address, each of a /24 of its own for its first 254 (127.A.B.C: 20,320 /24s in all), as
+  a botnet's would: no address and no network has sent a made-up token before.
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -375,6 +378,38 @@ def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = 
     }
 
 
+SCATTERED_CLIENTS = 80
+
+
+def scenario_scattered(port: int, victims: list, seconds: float) -> dict:
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        def made_up_tokens(n: int) -> None:
+            sent = 0
+            while not stop.is_set():
+                # 127.A.(n).C: a new /24 for each of the client's first 254 requests, then again
+                # with another C (web.suspects remembers a /24 once 4 of its addresses)
+                address = f"127.{1 + sent % 254}.{n}.{2 + (sent // 254) % 250}"
+                sent += 1
+                try:
+                    conn = http.client.HTTPConnection(
+                        "127.0.0.1", port, timeout=60, source_address=(address, 0)
+                    )
+                    made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+                    conn.request("GET", "/api/v1/logs", headers=made_up)
+                    status, _ = answer_of(conn)
+                    conn.close()
+                except OSError:
+                    status = 0
+                count(status)
+
+        return [
+            threading.Thread(target=made_up_tokens, args=(n,)) for n in range(SCATTERED_CLIENTS)
+        ]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
+    return {"connections": SCATTERED_CLIENTS, "stranger_statuses": counts, **others}
+
+
 def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
     """A new watch of the token's Party with `events` events, written straight into the store."""
     made = urllib.request.urlopen(
@@ -466,6 +501,8 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
             if name in ("strangers", "forged"):
                 results[name] = scenario_strangers(port, plan, a.seconds, name == "forged")
+            elif name == "scattered":
+                results[name] = scenario_scattered(port, plan, a.seconds)
             elif name == "cheap":
                 results[name] = scenario_cheap(port, plan, (tokens[busiest], busiest), a.seconds)
             elif name == "backlog":
