@@ -104,3 +104,20 @@ def test_a_network_whose_parts_sent_made_up_credentials_is_remembered(served):
     assert ask(app, "2001:db8:1:ffff::1", "junk-5") == 429  # a fresh /64 of the same /48
     assert ask(app, "203.0.113.200", "junk-5") == 429  # a fresh address of the same /24
     assert ask(app, "2001:db8:2::1", token) == 200  # a Party's, from another /48: at once
+
+
+def test_a_partys_address_inside_a_remembered_network_is_held_by_its_own_mark_only(served):
+    """A network is remembered on a guess about its other parts: a Party's address in a shared
+    office's /24 had every credential not yet seen (a new token, a new session) drawn on the
+    budget of what carries none while the flood beside it went on (audit 51c 2). A credential
+    the store knew, lately from that address, vouches for it; the flood's are still held."""
+    app, token = served
+    assert ask(app, "203.0.113.200", token) == 200  # a Party's, in the /24 of the flood below
+    for part in range(4):
+        assert ask(app, f"203.0.113.{part + 1}", f"junk-{part}") == 401
+    assert ask(app, "203.0.113.100", "junk-5") == 429  # the /24 is remembered
+    with app.state.engine.begin() as conn:
+        new_token = create_token(conn, "np.analyst")
+    assert ask(app, "203.0.113.200", new_token) == 200  # at once, not from the empty budget
+    assert ask(app, "203.0.113.200", "junk-6") == 401  # a made-up one of its own: looked up,
+    assert ask(app, "203.0.113.200", "junk-7") == 429  # and then its own mark holds it

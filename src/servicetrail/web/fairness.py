@@ -71,6 +71,9 @@ MESSAGES = {
     "close one, or retry in {s} s",
     "anonymous_rate": "the server is answering as many requests without a sign-in as it may "
     "({n} a second, from everyone together): retry in {s} s",
+    "first_lookup": "the server is checking as many credentials it has not seen yet as it may "
+    "({n} a second, from everyone together), and your network keeps its place in the queue: "
+    "retry in {s} s",
     "in_flight": "as many of your requests are already in flight on this server as may be ({n}): "
     "retry in {s} s",
 }

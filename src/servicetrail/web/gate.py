@@ -26,7 +26,10 @@ budget of all addresses together, ANONYMOUS_RATE a second: a flood then costs th
 fiftieth of that, and a person signing in during one waits or is answered 429, as anyone is
 past a share. A credential this process has not seen is not drawn on it: after a restart every
 Party's first request is one; unless its address lately sent one the store did not know
-(web.suspects: made-up tokens from 40 addresses were looked up 1,000 times a second).
+(web.suspects: made-up tokens from 40 addresses were looked up 1,000 times a second). The
+first look-ups from networks that sent none, and that no credential the store knew came from
+lately, take turns by network on a budget of their own (web.first_lookups: a botnet across
+many /24s had each one's first look-ups free).
 """
 
 from __future__ import annotations
@@ -47,14 +50,17 @@ from .read_turns import ReadTurns
 from .rendering import too_busy
 from .signin import SESSION_COOKIE
 from .state import NOT_FOUND, SeenCredentials
-from .suspects import Suspects
+from .first_lookups import FIRST_LOOKUP_RATE, FirstLookups
+from .suspects import Suspects, network_of
+from .token_bucket import TokenBucket
 from .waiters import Waiters
 
 # in flight per client address: for requests without a credential (and the style sheet and
 # script, which a Party's share would otherwise count beside its analysts' pages), and for
-# those whose credential this process has not yet seen (a look-up in the store each). No cap
-# on those of all addresses together: four addresses could keep it full, and every Party's
-# first request after a restart was refused (review, session 17); each look-up is short.
+# those whose credential this process has not yet seen (a look-up in the store each). No plain
+# cap on those of all addresses together: four addresses could keep it full, and every Party's
+# first request after a restart was refused (review, session 17); the first look-ups of fresh
+# networks take turns by network instead, each keeping its place (web.first_lookups).
 ANONYMOUS_PER_CLIENT = 8
 UNSEEN_PER_CLIENT = 4
 # requests a second without a credential (not the style sheet and script), all addresses
@@ -83,6 +89,7 @@ class Gate:
         self._anonymous = TokenBucket(ANONYMOUS_RATE, ANONYMOUS_BURST)
         self._reads = ReadTurns()
         self._suspects = Suspects()
+        self._first_lookups = FirstLookups()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +107,15 @@ class Gate:
         if not taken:
             await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
+        if key.startswith(UNSEEN) and not await self._first_lookup(key):
+            self._end_turn(key)
+            await _refused(scope, Busy("first_lookup", FIRST_LOOKUP_RATE, RETRY_AFTER))(
+                scope, receive, send
+            )
+            return
         reads = key.startswith(PARTY)
+        if reads:
+            self._suspects.vouch(_client(scope))
         if reads and not await self._reads.take(key):
             self._end_turn(key)
             await _refused(scope, Busy("turn", self._reads.at_once, RETRY_AFTER))(
@@ -113,6 +128,8 @@ class Gate:
             if message["type"] == "http.response.start":
                 if _not_found(scope):
                     self._suspects.mark(_client(scope))
+                elif key.startswith(UNSEEN) and _found(scope):
+                    self._suspects.vouch(_client(scope))
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
@@ -138,6 +155,16 @@ class Gate:
         if key.startswith(ANONYMOUS):
             return not scope["path"].startswith(STATIC)
         return key.startswith(UNSEEN) and self._suspects.holds(key.removeprefix(UNSEEN))
+
+    async def _first_lookup(self, key: str) -> bool:
+        """Whether a credential not yet seen may be looked up: at once if its address lately
+        sent one the store did not know (it drew on the budget of what carries none) or if its
+        network is vouched for; else in its network's turn (web.first_lookups)."""
+        address = key.removeprefix(UNSEEN)
+        network = network_of(address) or address
+        if self._suspects.holds(address) or self._suspects.vouched(network):
+            return True
+        return await self._first_lookups.take(network, RETRY_AFTER)
 
     def _end_turn(self, key: str) -> None:
         self._in_flight[key] -= 1
@@ -202,23 +229,6 @@ class Gate:
         return dict(self._in_flight)
 
 
-class TokenBucket:
-    """`rate` a second, up to `burst` saved: `take` is 0 when one was taken, else the seconds
-    until one will be there (the loop is one thread: no lock)."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.at = burst, time.monotonic()
-
-    def take(self, now: float) -> float:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 def _credential(scope: Scope) -> str | None:
     """The request's bearer token, else its session cookie, else None. Of a header sent twice,
     the first, as the routes read it: the last charged a Party's request, with a junk header
@@ -245,6 +255,14 @@ def _credential(scope: Scope) -> str | None:
 def _not_found(scope: Scope) -> bool:
     """The request's credential was looked up in the store and not found (state.NOT_FOUND)."""
     return bool(scope.get("state", {}).get(NOT_FOUND))
+
+
+def _found(scope: Scope) -> bool:
+    """The request's credential, not yet seen as it came, was looked up and found: it is seen
+    now (only a look-up that found it makes it so)."""
+    credential = _credential(scope)
+    seen: SeenCredentials = scope["app"].state.seen_credentials
+    return credential is not None and seen.key_of(credential) is not None
 
 
 def _client(scope: Scope) -> str:

@@ -30,6 +30,7 @@ from typing import TypeVar
 V = TypeVar("V")
 SUSPECT_SECONDS = 60.0
 MAX_SUSPECTS = 100_000  # bounded: the least recently marked forgotten first
+VOUCHED_SECONDS = 3600.0
 SPREAD = 4  # parts of a network remembered before the network is
 # a part's prefix length -> its network's, per IP version (the last has none)
 NETWORK_OF = {(4, 32): 24, (6, 64): 48, (6, 48): 32}
@@ -46,6 +47,8 @@ class Suspects:
         self._marked: OrderedDict[str, float] = OrderedDict()
         # network not yet remembered -> its parts that were, and when
         self._parts: OrderedDict[str, dict[str, float]] = OrderedDict()
+        # address, and its network, -> when a credential the store knew last came from it
+        self._vouched: OrderedDict[str, float] = OrderedDict()
 
     def mark(self, address: str) -> None:
         now = monotonic()
@@ -64,10 +67,26 @@ class Suspects:
         else:
             _last_set(self._parts, network, parts, self.most)
 
-    def holds(self, address: str) -> bool:
-        """Whether the address, or a network it is in, is remembered."""
+    def vouch(self, address: str) -> None:
         now = monotonic()
-        key: str | None = address
+        _last_set(self._vouched, address, now, self.most)
+        network = network_of(address)
+        if network is not None:
+            _last_set(self._vouched, network, now, self.most)
+
+    def vouched(self, key: str) -> bool:
+        """Whether a credential the store knew came lately from the address or network."""
+        at = self._vouched.get(key)
+        return at is not None and at >= monotonic() - VOUCHED_SECONDS
+
+    def holds(self, address: str) -> bool:
+        """Whether the address is remembered, or, unless it is vouched for, a network it is in."""
+        now = monotonic()
+        if self._held(address, now):
+            return True
+        if self.vouched(address):
+            return False
+        key = network_of(address)
         while key is not None:
             if self._held(key, now):
                 return True

@@ -1,0 +1,146 @@
+"""The first look-ups of credentials not yet seen, from networks that have sent no made-up
+ones: one budget a second for all of them, taken in turn by network, each in its place.
+
+web.suspects sends an address's credentials not yet seen to the budget of what carries none
+once it sent one the store did not know, and a network's once SPREAD of its parts did. But a
+network that has sent none is fresh: a botnet across many /24s had 4 free look-ups a minute
+in each, and made-up tokens from a new address of a new /24 on each request were all looked
+up (bench/attack.py scattered: 12,092 answered 401 in 20 s on SQLite, 600 a second).
+
+A plain cap on those look-ups would refuse every Party's first request after a restart while
+the flood fills it (session 17). So they are taken in turn: a network (an IPv4 /24, an IPv6
+/48) waits in its place, and a network that was refused keeps its place for PLACE_SECONDS,
+so a Party asking again after its Retry-After is ahead of every network that first asked after
+it (with no place kept, a Party amid 100 connections of such a flood was refused 15-47 times
+in a row, each try behind the flood's newest: tests/web/test_gate.py). It waits at most for
+the networks that asked before it, each of which is served once and then
+goes to the back (or, made up, is remembered by web.suspects and draws on the budget of what
+carries none). A valid credential needs one look-up: it is then seen (state.SeenCredentials),
+and its network vouched for (web.gate), whose credentials not yet seen take no place here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import OrderedDict, deque
+from itertools import count
+
+from .token_bucket import TokenBucket
+
+# first look-ups a second, all fresh networks together, and as many at once after a quiet spell
+# (a restart: every Party's first request is one; each network of Parties once, then vouched)
+FIRST_LOOKUP_RATE = 50
+FIRST_LOOKUP_BURST = 100
+# how long a refused network keeps its place: a client told to retry in 1 s, or a person
+# reloading the page
+PLACE_SECONDS = 30.0
+MOST_PLACES = 100_000
+
+
+class FirstLookups:
+    """The loop is one thread: no lock."""
+
+    def __init__(
+        self,
+        rate: float = FIRST_LOOKUP_RATE,
+        burst: float = FIRST_LOOKUP_BURST,
+        place_seconds: float = PLACE_SECONDS,
+    ) -> None:
+        self._bucket = TokenBucket(rate, burst)
+        self._place_seconds = place_seconds
+        self._order = count()
+        # network -> its place, while a request of it waits
+        self._places: dict[str, int] = {}
+        self._waiting: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._queue: list[tuple[int, str]] = []  # (place, network); stale entries skipped
+        # network -> (its place, until when it keeps it), refused ones, oldest first
+        self._kept: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def take(self, network: str, wait: float) -> bool:
+        """Whether the network's request may be looked up, waiting up to `wait` seconds for
+        its turn; False: refused, and the network keeps its place."""
+        now = time.monotonic()
+        if not self._queue and self._bucket.take(now) == 0:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if network not in self._waiting:
+            place = self._place_of(network, now)
+            self._places[network] = place
+            self._waiting[network] = deque()
+            heapq.heappush(self._queue, (place, network))
+        self._waiting[network].append(waiter)
+        timeout = loop.call_later(wait, _refuse, waiter)
+        self._schedule(0)
+        try:
+            return await waiter
+        finally:
+            timeout.cancel()
+            queue = self._waiting.get(network)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
+                if not queue:  # refused: it keeps its place for when it asks again
+                    del self._waiting[network]
+                    self._keep(network, self._places.pop(network), time.monotonic())
+
+    def waiting(self) -> dict[str, int]:
+        """For the tests and the operator."""
+        return {network: len(queue) for network, queue in self._waiting.items()}
+
+    def _place_of(self, network: str, now: float) -> int:
+        while self._kept:  # forget the places of those that did not come back
+            oldest, (_, until) = next(iter(self._kept.items()))
+            if until > now:
+                break
+            del self._kept[oldest]
+        kept = self._kept.pop(network, None)
+        return kept[0] if kept is not None else next(self._order)
+
+    def _keep(self, network: str, place: int, now: float) -> None:
+        self._kept[network] = (place, now + self._place_seconds)
+        self._kept.move_to_end(network)
+        while len(self._kept) > MOST_PLACES:
+            self._kept.popitem(last=False)
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._serve)
+
+    def _serve(self) -> None:
+        """The budget's look-ups to the waiting networks, first place first; each network one
+        a turn, then to the back of the queue if more of its requests wait."""
+        self._timer = None
+        while self._queue:
+            place, network = self._queue[0]
+            if self._places.get(network) != place:
+                heapq.heappop(self._queue)  # served or refused since
+                continue
+            queue = self._waiting[network]
+            # one whose wait ran out (or whose client left) in this instant is not served: its
+            # request takes itself out when it runs
+            ready = next((waiter for waiter in queue if not waiter.done()), None)
+            if ready is None:
+                heapq.heappop(self._queue)
+                del self._waiting[network]
+                self._keep(network, self._places.pop(network), time.monotonic())
+                continue
+            wait = self._bucket.take(time.monotonic())
+            if wait > 0:
+                self._schedule(wait)
+                return
+            heapq.heappop(self._queue)
+            queue.remove(ready)
+            ready.set_result(True)
+            if queue:
+                self._places[network] = next(self._order)
+                heapq.heappush(self._queue, (self._places[network], network))
+            else:
+                del self._waiting[network], self._places[network]
+
+
+def _refuse(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
