@@ -1,0 +1,33 @@
+"""web.first_lookups: what a request that leaves the queue leaves behind (the turns by network
+and the kept places are in tests/web/test_gate.py, through the gate)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from servicetrail.web.first_lookups import FirstLookups
+
+
+def test_a_request_whose_client_leaves_gives_up_its_turn_and_its_network_keeps_its_place():
+    """A client that closes its connection while its request waits cancels the request: its
+    turn goes to the next network's, and nothing of it is left waiting."""
+    lookups = FirstLookups(rate=20, burst=1)
+
+    async def leave_and_come_back():
+        assert await lookups.take("192.0.2.0/24", 1.0)  # the one saved
+        leaving = asyncio.create_task(lookups.take("198.51.100.0/24", 1.0))
+        await asyncio.sleep(0)
+        behind = asyncio.create_task(lookups.take("203.0.113.0/24", 1.0))
+        await asyncio.sleep(0)
+        assert lookups.waiting() == {"198.51.100.0/24": 1, "203.0.113.0/24": 1}
+        leaving.cancel()
+        assert await behind  # within a twentieth of a second, not after the one that left
+        back = asyncio.create_task(lookups.take("198.51.100.0/24", 1.0))
+        after = asyncio.create_task(lookups.take("192.0.2.0/24", 1.0))
+        await asyncio.sleep(0)
+        # it asks again: ahead of a network that asked after it first did
+        assert await asyncio.wait_for(back, 0.2) and not after.done()
+        return await after
+
+    assert asyncio.run(leave_and_come_back())
+    assert lookups.waiting() == {}
