@@ -32,7 +32,9 @@
   each is looked up in the store (a share of 4 per address of credentials not yet seen).
 - `scattered` (audit 51c 1): as `forged`, but each request comes on a new connection from a
   new address, each of a /24 of its own for its first 254 (127.A.B.C: 20,320 /24s in all), as
-  a botnet's would: no address and no network has sent a made-up token before.
+  a botnet's would: no address and no network has sent a made-up token before. Halfway
+  through, a Party's token never used yet asks from a network of its own (a Party's first
+  request after a restart), again after each 429's Retry-After: its tries and seconds.
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -381,7 +383,35 @@ def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = 
 SCATTERED_CLIENTS = 80
 
 
-def scenario_scattered(port: int, victims: list, seconds: float) -> dict:
+def first_request(port: int, token: str, address: str) -> dict:
+    """A Party's token never used yet, from a network that sent nothing yet (a Party's first
+    request after a restart), asked until it is answered other than 429, each time after the
+    Retry-After it was given: the tries, and the seconds until then."""
+    started, tries, status = time.monotonic(), 0, 429
+    while status == 429 and tries < 60:
+        if tries:
+            time.sleep(1)
+        tries += 1
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port, timeout=60, source_address=(address, 0)
+        )
+        try:
+            conn.request("GET", "/api/v1/logs", headers={"Authorization": f"Bearer {token}"})
+            status, _ = answer_of(conn)
+        except OSError:
+            status = 0
+        conn.close()
+    return {"status": status, "tries": tries, "seconds": round(time.monotonic() - started, 2)}
+
+
+def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
+    """And halfway through the attack, a Party's first request (`first_request`)."""
+    party: dict = {}
+
+    def party_amid(stop: threading.Event) -> None:
+        if not stop.wait(seconds / 2):
+            party.update(first_request(port, fresh_token, "127.255.255.2"))
+
     def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
         def made_up_tokens(n: int) -> None:
             sent = 0
@@ -403,11 +433,17 @@ def scenario_scattered(port: int, victims: list, seconds: float) -> dict:
                 count(status)
 
         return [
-            threading.Thread(target=made_up_tokens, args=(n,)) for n in range(SCATTERED_CLIENTS)
+            *(threading.Thread(target=made_up_tokens, args=(n,)) for n in range(SCATTERED_CLIENTS)),
+            threading.Thread(target=party_amid, args=(stop,)),
         ]
 
     counts, others = attack_with(port, victims, seconds, clients, join_within=65)
-    return {"connections": SCATTERED_CLIENTS, "stranger_statuses": counts, **others}
+    return {
+        "connections": SCATTERED_CLIENTS,
+        "stranger_statuses": counts,
+        "party_first_request": party,
+        **others,
+    }
 
 
 def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
@@ -468,14 +504,13 @@ def scenario_backlog(
     }
 
 
-def tokens_for(url: str, parties: set[str]) -> dict[str, str]:
+def tokens_for(url: str, parties: set[str], tag: str = "") -> dict[str, str]:
     engine = open_store(url)
     made = {}
     with engine.begin() as conn:
         for party in parties:
-            username = (
-                f"attack{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
-            )
+            # a rerun on a kept store needs new names
+            username = f"attack{os.getpid()}{tag}_{party.lower()}"
             create_account(conn, username, party, "benchmark password 1")
             made[party] = create_token(conn, username)
     engine.dispose()
@@ -502,7 +537,8 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
             if name in ("strangers", "forged"):
                 results[name] = scenario_strangers(port, plan, a.seconds, name == "forged")
             elif name == "scattered":
-                results[name] = scenario_scattered(port, plan, a.seconds)
+                fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
+                results[name] = scenario_scattered(port, plan, a.seconds, fresh)
             elif name == "cheap":
                 results[name] = scenario_cheap(port, plan, (tokens[busiest], busiest), a.seconds)
             elif name == "backlog":
