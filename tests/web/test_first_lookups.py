@@ -31,3 +31,20 @@ def test_a_request_whose_client_leaves_gives_up_its_turn_and_its_network_keeps_i
 
     assert asyncio.run(leave_and_come_back())
     assert lookups.waiting() == {}
+
+
+def test_a_networks_requests_waiting_go_at_once_when_one_of_its_credentials_is_found():
+    lookups = FirstLookups(rate=10, burst=1)
+
+    async def a_browser_behind_a_flood():
+        assert await lookups.take("192.0.2.0/24", 1.0)
+        ahead = asyncio.create_task(lookups.take("198.51.100.0/24", 1.0))
+        browser = [asyncio.create_task(lookups.take("203.0.113.0/24", 1.0)) for _ in range(5)]
+        await asyncio.sleep(0)
+        lookups.let_through("203.0.113.0/24")
+        served = await asyncio.wait_for(asyncio.gather(*browser), 0.05)
+        return served, ahead.done(), lookups.waiting(), await ahead
+
+    served, ahead_done, waiting, ahead = asyncio.run(a_browser_behind_a_flood())
+    assert served == [True] * 5 and not ahead_done and waiting == {"198.51.100.0/24": 1}
+    assert ahead  # its turn, a tenth of a second later: none taken by those let through

@@ -130,6 +130,7 @@ class Gate:
                     self._suspects.mark(_client(scope))
                 elif key.startswith(UNSEEN) and _found(scope):
                     self._suspects.vouch(_client(scope))
+                    self._first_lookups.let_through(network_of(_client(scope)) or _client(scope))
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
