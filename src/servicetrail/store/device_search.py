@@ -4,15 +4,16 @@ viewer on it, each one ordered index range; then the rule itself, on top, over t
 candidates, and the page. A busy Device's other rows are never read.
 
 The ranges go in as values, one row a range, each the outer row of an index seek with the
-page's LIMIT: on SQLite a JSON array through `json_each` (`_over_the_ranges_sqlite`), on
-PostgreSQL arrays into a lateral seek (`_over_the_ranges`); one statement for any number of
-ranges. Each seek's only bounds on time are its range's, cut in Python to the search's time
-filters and cursor (`cut_ranges`): with those filters beside the range's own bounds, the
-engine seeks by one pair and filters by the other, and SQLite sought by the search's and read
-every record of the Device between the viewer's ranges in that window (a record it may not
-see cost its row: 50,727 instructions against 1,727 for none, 42 ranges; and past 32 ranges
-the general form read every record of the Device newer than the page: BENCHMARKS.md,
-session 51).
+page's LIMIT: on PostgreSQL arrays into a lateral seek (`_over_the_ranges`); on SQLite a JSON
+array, through `json_each` for one range (`_over_the_ranges_sqlite`) and past one by a
+recursive walk, newest first, that stops at a full page (`_walking_the_ranges_sqlite`). One
+statement for any number of ranges. Each seek's only bounds on time are its range's, cut in
+Python to the search's time filters and cursor (`cut_ranges`): with those filters beside the
+range's own bounds, the engine seeks by one pair and filters by the other, and SQLite sought
+by the search's and read every record of the Device between the viewer's ranges in that
+window (a record it may not see cost its row: 50,727 instructions against 1,727 for none, 42
+ranges; and past 32 ranges the general form read every record of the Device newer than the
+page: BENCHMARKS.md, session 51).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CTE,
     ColumnElement,
     DateTime,
     Integer,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     false,
     func,
     literal_column,
+    null,
     or_,
     select,
     true,
@@ -93,6 +96,8 @@ def device_statement(
     ]
     if in_ranges == "sqlite":
         parts.append(_over_the_ranges_sqlite(shape, with_cursor))
+    elif in_ranges == "sqlite-walk":
+        parts.append(_walking_the_ranges_sqlite(shape, with_cursor))
     elif in_ranges is not None:
         parts.append(_over_the_ranges(shape, with_cursor))
     # the page's candidates alone, before the rule and the items' joins: without this LIMIT
@@ -144,6 +149,52 @@ def _over_the_ranges_sqlite(shape: Shape, with_cursor: bool) -> Select[Any]:
         .select_from(held, found)
         .where(found.c.id.in_(newest))
     )
+
+
+def _walking_the_ranges_sqlite(shape: Shape, with_cursor: bool) -> Select[Any]:
+    """SQLite's, past one range: a recursive walk of the ranges, newest first, that stops
+    once the page is full. Each range is read as in `_over_the_ranges_sqlite` (its newest
+    `lim` rows, by a correlated `id IN (... LIMIT)`), but from a marker row that the walk
+    takes off its queue only when every row of the newer ranges has gone before it: the
+    queue is ordered by range, then marker last, then time, and the walk is read up to the
+    page's LIMIT, so a range older than the page is never read. Over `json_each`, whose order
+    SQLite does not know, every range read its newest page and all were sorted: 2,100-2,600
+    instructions a range at 1M (BENCHMARKS.md, session 51)."""
+    ranges = bindparam(RANGES, type_=Text)
+    lim = bindparam("lim", type_=Integer)
+    one: ColumnElement[int] = literal_column("1")
+    zero: ColumnElement[int] = literal_column("0")
+    seed: Select[Any] = select(
+        literal_column("-1").label("k"),
+        one.label("marker"),
+        null().label("id"),
+        null().label("logged_at"),
+    )
+    walk = seed.cte("walk", recursive=True)
+    w = walk.alias("w")
+    k = w.c.k + one
+    start, end = (func.json_extract(ranges, func.printf(f"$[%d][{i}]", k)) for i in range(2))
+    when = [*_in_a_range(shape, with_cursor), mp141_range(start, end)]
+    newest = newest_first(select(s.id).where(*when)).limit(lim)
+    row = sat_record.alias("in_range")
+    its_rows = select(k, zero, row.c.id, row.c.logged_at).where(
+        w.c.marker == one, row.c.id.in_(newest)
+    )
+    next_marker = select(k, one, null(), null()).where(
+        w.c.marker == one, k + one < func.json_array_length(ranges)
+    )
+    steps = seed.union_all(its_rows, next_marker)
+    c = steps.selected_columns
+    # SQLAlchemy has no ORDER BY for a recursive CTE: this is its `union_all`, ordered
+    walk = CTE._construct(
+        steps.order_by(c.k, c.marker, c.logged_at.desc(), c.id.desc()),
+        name="walk",
+        recursive=True,
+        _restates=walk,
+    )
+    taken = select(walk.c.id).where(walk.c.marker == zero).limit(lim).subquery("taken")
+    found = sat_record.alias("walked")
+    return select(*(found.c[c.name] for c in RECORD_COLUMNS)).where(found.c.id == taken.c.id)
 
 
 def _over_the_ranges(shape: Shape, with_cursor: bool) -> Select[Any]:
@@ -205,11 +256,12 @@ def _next(at: datetime) -> datetime | None:
 
 
 def range_values(ranges: list[tuple[datetime, datetime | None]], on_sqlite: bool) -> dict[str, Any]:
-    """The parameters of `_over_the_ranges_sqlite` or `_over_the_ranges`."""
+    """The parameters of the ranges' branch, the ranges newest first (as the walk and
+    `_over_the_ranges` read them)."""
+    newest_first = ranges[::-1]
     if on_sqlite:
-        held = [[sqlite_time(a), sqlite_time(b) if b else SQLITE_OPEN_END] for a, b in ranges]
+        held = [[sqlite_time(a), sqlite_time(b) if b else SQLITE_OPEN_END] for a, b in newest_first]
         return {RANGES: json.dumps(held)}
-    newest_first = ranges[::-1]  # as `_over_the_ranges` reads them
     return {
         RANGE_STARTS: [a for a, _ in newest_first],
         RANGE_ENDS: [b.isoformat() if b else "infinity" for _, b in newest_first],
@@ -243,6 +295,18 @@ def device_search(
         shape_of(search),
         with_cursor,
         len(user_ids),
-        ("sqlite" if on_sqlite else "postgresql") if ranges else None,
+        _form(len(ranges), on_sqlite),
         titles_only,
     )
+
+
+def _form(ranges: int, on_sqlite: bool) -> str | None:
+    """The form of the ranges' branch (`device_statement`'s `in_ranges`) for that many ranges.
+    SQLite walks two or more (`_walking_the_ranges_sqlite`); one it reads through `json_each`,
+    which costs less than a walk's steps there: 8,475 instructions against 10,378 (1M, the
+    persona case of issue 12; BENCHMARKS.md, session 52)."""
+    if not ranges:
+        return None
+    if not on_sqlite:
+        return "postgresql"
+    return "sqlite" if ranges == 1 else "sqlite-walk"
