@@ -37,7 +37,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -104,8 +103,9 @@ class _Held(ColumnElement[bool]):
     oldest first, and drops an ORDER BY from an EXISTS: a record in a Party's newest range
     cost a row a range it held before (a device search by a Party of 100 ranges at 1M: 81,000
     of its 102,000 instructions; BENCHMARKS.md, session 52). Read newest first, a record in a
-    range costs the intervals that started after its range's, few; one in none, all those
-    that started before it, as before."""
+    range costs the intervals that started between that range's start and its time (one,
+    where they do not overlap); one in none, all those that started before it, as before: the
+    viewer's own intervals, whatever others' records there are."""
 
     inherit_cache = True
     type = Boolean()
