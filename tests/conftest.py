@@ -54,16 +54,38 @@ def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -
     load_signer(Path(os.environ["SERVICETRAIL_SIGNING_KEY"]), "tests")
 
 
+# A folder whose sitecustomize every Python process the suite starts runs first (on
+# PYTHONPATH, set by passwords_hashed_cheaply): its processes hash passwords cheaply too.
+SUBPROCESS_SITE = Path(__file__).parent / "subprocesses"
+
+
+def without_the_subprocess_site(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that must see servicetrail as it is deployed (argon2's
+    production cost): SUBPROCESS_SITE taken off its PYTHONPATH."""
+    kept = [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != SUBPROCESS_SITE
+    ]
+    return {k: v for k, v in env.items() if k != "PYTHONPATH"} | (
+        {"PYTHONPATH": os.pathsep.join(kept)} if kept else {}
+    )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def passwords_hashed_cheaply() -> Iterator[None]:
-    """argon2 at its production cost takes ~0.12 s a hash, and the suite makes thousands of
-    accounts: in this process passwords are hashed with argon2-cffi's own profile for tests.
-    A hash carries its parameters, so it still verifies anywhere (servers started as
-    subprocesses keep the production cost); tests/test_security.py pins that cost."""
-    production = security._hasher
+    """argon2 at its production cost takes ~0.12 s of CPU and 64 MiB a hash, and the suite
+    makes thousands of accounts: passwords are hashed with argon2-cffi's own profile for
+    tests, in this process and in the servers and commands it starts (SUBPROCESS_SITE). A hash
+    carries its parameters, so it still verifies anywhere; tests/test_security.py pins the
+    production cost, in a process started without SUBPROCESS_SITE."""
+    production, path = security._hasher, os.environ.get("PYTHONPATH")
     security._hasher = PasswordHasher.from_parameters(CHEAPEST)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUBPROCESS_SITE), path]))
     yield
     security._hasher = production
+    if path is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = path
 
 
 @pytest.fixture(autouse=True, scope="session")

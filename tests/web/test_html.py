@@ -47,6 +47,7 @@ from servicetrail.web.presenters import (
     readable,
 )
 from tests import personas as P
+from tests.conftest import SUBPROCESS_SITE
 from servicetrail.store.sessions import TOUCH_EVERY
 
 PASSWORD = "correct horse battery staple"
@@ -1075,7 +1076,11 @@ def test_a_search_that_runs_too_long_asks_to_be_narrowed(empty_db_url: str) -> N
         text=True,
         timeout=120,
         cwd=Path(__file__).resolve().parents[2],
-        env={"SERVICETRAIL_STATEMENT_TIMEOUT": "0", "PATH": "/usr/bin:/bin"},
+        env={
+            "SERVICETRAIL_STATEMENT_TIMEOUT": "0",
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(SUBPROCESS_SITE),  # its account hashed cheaply
+        },
     )
     assert run.returncode == 0, run.stderr[-3000:]
     answers = [json.loads(line) for line in run.stdout.splitlines()]

@@ -36,8 +36,9 @@ def _graceful_time(folder, seconds: int) -> dict[str, str]:
 
 
 def _sitecustomize(folder, code: str) -> dict[str, str]:
-    """The environment in which every Python process of a server runs `code` first."""
-    (folder / "sitecustomize.py").write_text(code)
+    """The environment in which every Python process of a server runs `code` first, after
+    the suite's own sitecustomize (tests/subprocesses), which this one shadows."""
+    (folder / "sitecustomize.py").write_text("import cheap_hashing\n" + code)
     return {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
     }
