@@ -64,10 +64,13 @@ def sizes(engine) -> dict[str, int]:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
-            return {
-                t: int(conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
-                for t in TABLES
-            }
+            # a partitioned table's own size is 0: its partitions' are summed (a table that is
+            # not partitioned has no tree)
+            size = (
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) "
+                "FROM pg_partition_tree('{0}')), pg_total_relation_size('{0}'))"
+            )
+            return {t: int(conn.execute(text(size.format(t))).scalar_one()) for t in TABLES}
         rows = conn.exec_driver_sql(
             "SELECT tbl_name, name FROM sqlite_master WHERE type IN ('table', 'index')"
         ).all()

@@ -45,6 +45,7 @@ PINNED = {
     "0025_records_apart_from_their_request_id.py": "96e4eb932de5a9d7",
     "0026_everyones_access_by_time_for_the_auditor.py": "9ee12cf9f1fa12b4",
     "0027_access_log_retention.py": "0c18a2383b138816",
+    "0028_access_log_by_month.py": "87c4d238a5b5f2f6",
 }
 
 

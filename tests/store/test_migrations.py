@@ -622,3 +622,50 @@ def test_0023_mends_a_store_built_by_the_first_text_of_0006(empty_db_url: str) -
         assert found is not None and found["id"] == world.ids["np_req"]
     finally:
         engine.dispose()
+
+
+def test_0028_partitions_an_access_log_with_entries_and_a_downgrade_puts_it_back(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store's entries, leaves and checkpoints of three months come through 0028 (down to
+    0027 and up again): every entry kept with its id, one partition a month, ids drawn on
+    from the same sequence, and retention then drops the old months whole, `log verify`
+    passing."""
+    from servicetrail.store.access_partitions import existing_access_months
+    from servicetrail.store.access_retention import drop_access_months
+    from servicetrail.store.log_audit import audit
+    from servicetrail.store.merkle_log import seal_store
+    from tests.store.test_access_retention import OLD, PREFIX, _entries, _this_month
+    from tests.store.test_log_lifecycle import store_key
+
+    engine = open_store(pg_url)
+    bare = make_engine(pg_url)  # see test_0020: the store's own engine watches its revision
+    try:
+        _entries(engine, monkeypatch, (*OLD, _this_month()), each=2)
+        seal_store(engine)
+        read = "SELECT id, at, party_id, filters FROM access_log ORDER BY id"
+        kind = "SELECT relkind FROM pg_class WHERE relname = 'access_log'"
+        with bare.connect() as conn:
+            before = conn.execute(text(read)).all()
+        command.downgrade(migrate._config(bare), "0027")
+        with bare.connect() as conn:
+            assert conn.execute(text(kind)).scalar_one() == "r"
+            assert conn.execute(text(read)).all() == before
+        command.upgrade(migrate._config(bare), "head")
+        assert schema_differences(bare) == []
+        with bare.connect() as conn:
+            assert conn.execute(text(kind)).scalar_one() == "p"
+            assert conn.execute(text(read)).all() == before
+            assert {*OLD, _this_month()} <= existing_access_months(conn)
+        _entries(engine, monkeypatch, (_this_month(),), each=1)  # the same sequence
+        with bare.connect() as conn:
+            assert (
+                conn.execute(text("SELECT max(id) FROM access_log")).scalar_one() == len(before) + 1
+            )
+        seal_store(engine)
+        dropped = drop_access_months(engine, keep_months=1, signer=store_key(engine))
+        assert [(month.month, month.entries) for month in dropped] == [(m, 2) for m in OLD]
+        assert audit(bare, PREFIX).findings == []
+    finally:
+        bare.dispose()
+        engine.dispose()

@@ -3,27 +3,34 @@ logs' leaves and tiles; each month's checkpoints stay, with the retirement of th
 signed, so `log verify` tells a month retention dropped from one deleted by hand.
 
 Every read appends an entry, and at 700 reads a second the log grew some 24 GB a day with
-nothing ever removing it (audit 49d). The access log is one table, not monthly partitions: a
-month goes by DELETE (migration 0027 lets the named month's rows through the append-only
-trigger), in the one transaction that retires its logs, so no state in between (entries gone
-and leaves left, or the reverse) is ever committed for `log verify` to name.
+nothing ever removing it (audit 49d). A month's entries are a partition of the log
+(migration 0028), dropped in the one transaction that retires its logs, so no state in
+between (entries gone and leaves left, or the reverse) is ever committed for `log verify` to
+name. (Deleted row by row through the append-only trigger, as 0027 let them, a month at
+that rate took some 5 hours: audit 51e.)
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..signing import Signer, log_prefix
+from .access_partitions import existing_access_months, forget_months, partition_name
 from .access_tables import EVERY_PARTYS_ENTRIES, access_log
 from .access_writer import ACCESS_FAMILY
 from .log_retirement import NoSigner, retire_month
 from .log_tables import log_checkpoint, log_pending, log_retirement
+from .limits import StoreBusy
 from .log_tree import latest_checkpoint
 from .merkle_log import hold_off_seals, unsealed
+from .partitions import RETENTION_LOCK_WAIT, RETENTION_PATIENCE_SECONDS
+from .postgresql_errors import psycopg_error
 
 
 @dataclass(frozen=True)
@@ -80,20 +87,39 @@ def _months_before(conn: Connection, cutoff: str) -> list[str]:
 def drop_access_months(
     engine: Engine, keep_months: int, dry_run: bool = False, signer: Signer | None = None
 ) -> list[AccessMonth]:
-    """`drop_access_older_than` in a transaction of its own."""
-    with engine.begin() as conn:
-        return drop_access_older_than(conn, keep_months, dry_run, signer)
+    """`drop_access_older_than` in a transaction of its own, tried again while reads hold the
+    log, for partitions.RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
+    deadline = time.monotonic() + RETENTION_PATIENCE_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            with engine.begin() as conn:
+                dropped = drop_access_older_than(conn, keep_months, dry_run, signer)
+            if not dry_run:
+                forget_months(engine, [month.month for month in dropped])
+            return dropped
+        except DBAPIError as e:
+            if not psycopg_error(e.orig, "LockNotAvailable", "DeadlockDetected"):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise StoreBusy(
+                    f"retention could not have the access log to itself for "
+                    f"{RETENTION_PATIENCE_SECONDS:g} s (reads held it); nothing was dropped"
+                ) from None
+        time.sleep(pause)
+        pause = min(2.0, pause * 2)
 
 
 def drop_access_older_than(
     conn: Connection, keep_months: int, dry_run: bool = False, signer: Signer | None = None
 ) -> list[AccessMonth]:
     """Drop the access log's months that ended more than `keep_months` months ago: their
-    entries, leaves, tiles and queue; their checkpoints stay, the last one's retirement
+    partitions, leaves, tiles and queue; their checkpoints stay, the last one's retirement
     signed by `signer` (NoSigner without it). A month with entries in no signed checkpoint
     is refused (UnsealedAccessMonths), as retention refuses the trail's: its checkpoints are
-    all that stays of it. Readers never wait: the rows go by DELETE, which takes no table
-    lock; every seal waits until this commits (6 s for 670,000 entries: BENCHMARKS)."""
+    all that stays of it. The leaves go first, by DELETE, which reads and appended entries
+    do not wait for; then the log is locked, RETENTION_LOCK_WAIT at most (`drop_access_months`
+    tries again), for the drops alone. Every seal waits until this commits."""
     if conn.dialect.name != "postgresql":
         raise ValueError("retention of the access log is PostgreSQL's only")
     # asked under the seal's lock: a seal under way may be appending to an old month's log
@@ -102,29 +128,26 @@ def drop_access_older_than(
     hold_off_seals(conn)
     months = _months_before(conn, _cutoff(keep_months))
     sizes = {month: latest_checkpoint(conn, ACCESS_FAMILY, month) for month in months}
+    # every entry of a month dropped is in its last checkpoint (an unsealed month is
+    # refused): its size is the count, which a partition dropped whole is never scanned for
+    counted = [AccessMonth(m, c.size if c else 0) for m, c in sizes.items()]
     if dry_run or not months:  # (a run seals first, with the key: retention_cmd)
-        return [AccessMonth(m, c.size if c else 0) for m, c in sizes.items()]
+        return counted
     open_logs = [month for month in months if unsealed(conn, ACCESS_FAMILY, month)]
     if open_logs:
         raise UnsealedAccessMonths(open_logs)
     unsigned = [month for month, last in sizes.items() if last is not None]
     if unsigned and signer is None:
         raise NoSigner(unsigned)
-    dropped = []
     for month in months:
         retire_month(conn, ACCESS_FAMILY, month, signer, log_prefix())
-        start, after = _month_bounds(month)
-        conn.execute(
-            text("SELECT set_config('servicetrail.retiring_access_month', :month, true)"),
-            {"month": month},
-        )
-        gone = conn.execute(
-            access_log.delete().where(
-                EVERY_PARTYS_ENTRIES, access_log.c.at >= start, access_log.c.at < after
-            )
-        ).rowcount
-        dropped.append(AccessMonth(month, gone))
-    return dropped
+    held = existing_access_months(conn)
+    conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
+    conn.execute(text("LOCK TABLE access_log IN ACCESS EXCLUSIVE MODE"))
+    for month in months:
+        if month in held:
+            conn.execute(text(f"DROP TABLE {partition_name(month)}"))
+    return counted
 
 
 def access_month_dropped(conn: Connection, month: str) -> bool:

@@ -53,9 +53,12 @@ Index("ix_access_log_at", access_log.c.at, access_log.c.id, sqlite_where=EVERY_P
 def on_postgresql(meta: MetaData) -> None:
     """The predicate on PostgreSQL's copy of the table (schema.metadata_for): named here, on
     the table every statement names, it had SQLAlchemy import its PostgreSQL dialect on
-    SQLite too (schema._partial)."""
-    [every] = [ix for ix in meta.tables["access_log"].indexes if ix.name == "ix_access_log_at"]
+    SQLite too (schema._partial). There the table is partitioned by month of `at` and keyed
+    by (id, at) (migration 0028, store.access_partitions)."""
+    table = meta.tables["access_log"]
+    [every] = [ix for ix in table.indexes if ix.name == "ix_access_log_at"]
     every.dialect_kwargs["postgresql_where"] = EVERY_PARTYS_ENTRIES
+    table.dialect_kwargs["postgresql_partition_by"] = "RANGE (at)"
 
 
 __all__ = ["EVERY_PARTYS_ENTRIES", "access_log", "on_postgresql"]

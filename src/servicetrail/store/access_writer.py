@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
+from .access_partitions import ensure_access_months
 from .access_tables import access_log
 from .engine import RESERVED_ENTRY_ID
 from .schema import sqlite_time
@@ -135,9 +136,17 @@ class GroupCommit:
                 pending.failure, pending.finished = failure, True
 
 
+def _partitioned(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the months of the entries have their partitions (a set look-up, but in
+    a process's first entry of a month: migration 0028)."""
+    if conn.dialect.name == "postgresql":
+        ensure_access_months(conn.engine, [row["at"] for row in rows])
+
+
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """One transaction through the driver itself: SQLAlchemy's statement execution was most
     of an entry's cost (profiled), for a statement that never changes."""
+    _partitioned(conn, rows)
     driver: Any = conn.connection.driver_connection
     sqlite = conn.dialect.name == "sqlite"
     values = [
@@ -179,6 +188,7 @@ def insert_in_transaction(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Appends `rows` in the caller's open transaction, through the driver (a lease of
     webhook deliveries writes hundreds of entries: SQLAlchemy's two statements per entry were
     most of a delivery's cost, profiled). The caller commits."""
+    _partitioned(conn, rows)
     driver: Any = conn.connection.driver_connection
     sqlite = conn.dialect.name == "sqlite"
     values = [
@@ -220,6 +230,7 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
     batching, unlike SQLite's single writer (`write_committed`)."""
     import psycopg  # only here on PostgreSQL (store.postgresql_errors)
 
+    _partitioned(conn, [row])
     driver: Any = conn.connection.driver_connection
     reserved: int | None = conn.info.pop(_RESERVED, None)
     entry_id: int = reserved or driver.execute(_POSTGRES_ID).fetchone()[1]

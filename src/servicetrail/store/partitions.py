@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .access_partitions import is_access_partition
 from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
@@ -238,4 +239,5 @@ def month_dropped(conn: Connection, month: str) -> bool:
 
 
 def is_partition(name: str) -> bool:
-    return bool(_NAME.match(name))
+    """The trail's monthly partitions, or the access log's (store.access_partitions)."""
+    return bool(_NAME.match(name)) or is_access_partition(name)

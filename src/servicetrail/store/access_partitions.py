@@ -1,0 +1,126 @@
+"""The access log's monthly partitions on PostgreSQL (migration 0028): made ahead of the
+entries, as the trail's are (store.partitions), and dropped whole by retention.
+
+A month of the log at 700 reads a second is 1.8 billion entries: deleted row by row through
+the append-only trigger (108,000 a second), it took some 5 hours in one transaction, every
+seal waiting behind it (audit 51e). A partition goes in one DROP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from .log_tables import log_checkpoint
+
+AHEAD_MONTHS = 3
+_NAME = re.compile(r"^access_log_p(\d{4})_(\d{2})$")
+_known: dict[str, set[str]] = {}  # per database URL: months (`YYYY-MM`) known to exist
+
+
+def partition_name(month: str) -> str:
+    return f"access_log_p{month[:4]}_{month[5:7]}"
+
+
+def is_access_partition(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _month_of(at: datetime) -> str:
+    at = at.astimezone(timezone.utc)
+    return f"{at.year:04d}-{at.month:02d}"
+
+
+def _months_from(month: str, count: int) -> list[str]:
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1
+    return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]
+
+
+def bounds(month: str) -> tuple[str, str]:
+    """The month's first instant and the next month's, as PostgreSQL's literals (UTC: the
+    access log's months are UTC's, as its logs name them)."""
+    start, after = _months_from(month, 2)
+    return f"'{start}-01 00:00:00+00'", f"'{after}-01 00:00:00+00'"
+
+
+def existing_access_months(conn: Connection) -> set[str]:
+    rows = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE p.relname = 'access_log' AND n.nspname = current_schema()"
+        )
+    ).scalars()
+    return {f"{m.group(1)}-{m.group(2)}" for m in map(_NAME.match, rows) if m}
+
+
+def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
+    """Make sure the months of these times have their partitions, and the next few months
+    (so a read's entry never waits for DDL): a set look-up when all are known to exist, else
+    one short transaction of its own, committed at once (see partitions.ensure_months, whose
+    locks these are: attaching a month locks the log against other DDL only, not against
+    the reads appending entries)."""
+    key = str(engine.url)
+    known = _known.setdefault(key, set())
+    wanted = {_month_of(at) for at in times}
+    if wanted <= known:
+        return
+    wanted |= set(_months_from(_month_of(datetime.now(timezone.utc)), AHEAD_MONTHS + 1))
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
+        made = existing_access_months(conn)
+        for month in sorted(wanted - made - _retired(conn, made)):
+            attach_month(conn, month)
+        made |= wanted
+    known |= made
+
+
+def _retired(conn: Connection, made: set[str]) -> set[str]:
+    """The months retention dropped (checkpoints, no partition): made again, they would take
+    entries no seal could ever take in (merkle_log.seal skips a retired log)."""
+    sealed = conn.execute(
+        log_checkpoint.select()
+        .with_only_columns(log_checkpoint.c.month)
+        .where(log_checkpoint.c.family == "access")
+        .distinct()
+    ).scalars()
+    return {str(m) for m in sealed} - made
+
+
+def attach_month(conn: Connection, month: str) -> None:
+    """The month's table, with the log's columns and defaults, attached: its indexes and
+    row trigger come with the ATTACH, which locks the log against other DDL alone."""
+    name = partition_name(month)
+    start, after = bounds(month)
+    conn.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {name} "
+            "(LIKE access_log INCLUDING ALL EXCLUDING INDEXES EXCLUDING IDENTITY)"
+        )
+    )
+    conn.execute(
+        text(
+            f"ALTER TABLE access_log ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({after})"
+        )
+    )
+
+
+def forget_months(engine: Engine, months: Iterable[str]) -> None:
+    """After retention dropped them (in a transaction that committed)."""
+    _known.get(str(engine.url), set()).difference_update(months)
+
+
+__all__ = [
+    "AHEAD_MONTHS",
+    "attach_month",
+    "ensure_access_months",
+    "existing_access_months",
+    "forget_months",
+    "is_access_partition",
+    "partition_name",
+]
