@@ -136,14 +136,15 @@ def test_a_month_with_entries_in_no_signed_checkpoint_is_kept_whole(pg_engine, m
 def test_retention_waits_for_a_seal_under_way(pg_engine, monkeypatch):
     """A seal under way may be appending to an old month's log what retention would not see:
     its leaves then outlived the month's retirement. Retention waits for it (here, a seal
-    holding its lock, and retention allowed 100 ms before it gives up)."""
-    from servicetrail.store.merkle_log import hold_off_seals
+    holding the lock it appends the family's leaves under, and retention allowed 100 ms
+    before it gives up)."""
+    from servicetrail.store.merkle_log import lock_family
 
     _entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)
     with pg_engine.connect() as sealing:
         with sealing.begin():
-            hold_off_seals(sealing)
+            lock_family(sealing, ACCESS_FAMILY)
             with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="lock timeout"):
                 conn.execute(text("SET LOCAL lock_timeout = '100ms'"))
                 drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine))
@@ -165,3 +166,17 @@ def test_retention_lets_go_of_the_log_while_a_read_holds_it(pg_engine, monkeypat
     assert _count(pg_engine, access_log) == 2
     with pg_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM log_retirement")).scalar_one() == 0
+
+
+def test_seals_go_on_while_retention_retires_access_months(pg_engine, monkeypatch):
+    """Retention deletes a month's leaves row by row (a month at 700 reads a second is over
+    an hour), and every seal, of every family, waited for it (audit 51e). A seal meanwhile
+    leaves the access log's queue for the next one (here, retention's transaction open, and
+    the seal allowed a second of lock waits)."""
+    _entries(pg_engine, monkeypatch, OLD, each=1)
+    seal_store(pg_engine)
+    _entries(pg_engine, monkeypatch, (_this_month(),), each=1)
+    with pg_engine.connect() as retiring, retiring.begin():
+        drop_access_older_than(retiring, keep_months=1, signer=store_key(pg_engine))
+        assert seal_store(pg_engine, lock_wait=1.0) == []
+    assert [sealed.origin for sealed in seal_store(pg_engine)] == [_access_log_of(_this_month())]

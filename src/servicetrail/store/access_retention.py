@@ -28,7 +28,7 @@ from .log_retirement import NoSigner, retire_month
 from .log_tables import log_checkpoint, log_pending, log_retirement
 from .limits import StoreBusy
 from .log_tree import latest_checkpoint
-from .merkle_log import hold_off_seals, unsealed
+from .merkle_log import lock_family, unsealed
 from .partitions import RETENTION_LOCK_WAIT, RETENTION_PATIENCE_SECONDS
 from .postgresql_errors import psycopg_error
 
@@ -119,13 +119,16 @@ def drop_access_older_than(
     is refused (UnsealedAccessMonths), as retention refuses the trail's: its checkpoints are
     all that stays of it. The leaves go first, by DELETE, which reads and appended entries
     do not wait for; then the log is locked, RETENTION_LOCK_WAIT at most (`drop_access_months`
-    tries again), for the drops alone. Every seal waits until this commits."""
+    tries again), for the drops alone. Seals meanwhile leave the access log's queue as it
+    is."""
     if conn.dialect.name != "postgresql":
         raise ValueError("retention of the access log is PostgreSQL's only")
-    # asked under the seal's lock: a seal under way may be appending to an old month's log
-    # what this would not see, and its leaves then outlived the retirement (`log verify`:
-    # "retired at size N, but has M leaves")
-    hold_off_seals(conn)
+    # asked under the family's lock, which a seal takes to append the family's leaves: a seal
+    # under way may be appending to an old month's log what this would not see, and its
+    # leaves then outlived the retirement (`log verify`: "retired at size N, but has M
+    # leaves"). Seals that begin meanwhile seal the other families' logs and leave this
+    # one's queued (merkle_log._family_free)
+    lock_family(conn, ACCESS_FAMILY)
     months = _months_before(conn, _cutoff(keep_months))
     sizes = {month: latest_checkpoint(conn, ACCESS_FAMILY, month) for month in months}
     # every entry of a month dropped is in its last checkpoint (an unsealed month is
