@@ -630,7 +630,8 @@ def test_0028_partitions_an_access_log_with_entries_and_a_downgrade_puts_it_back
     """A store's entries, leaves and checkpoints of three months come through 0028 (down to
     0027 and up again): every entry kept with its id, one partition a month, ids drawn on
     from the same sequence, and retention then drops the old months whole, `log verify`
-    passing."""
+    passing. About a second (load average 16): only the migration run down and up over
+    stored entries shows it converts them."""
     from servicetrail.store.access_partitions import existing_access_months
     from servicetrail.store.access_retention import drop_access_months
     from servicetrail.store.log_audit import audit
