@@ -771,6 +771,14 @@ def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
                 f"trigger sat_record_append_only on {partition} is disabled",
                 "trigger log_node_append_only on log_node is set to fire in replication only",
             ]
+            # disabled on the access log's monthly partitions too (0028), each named
+            months = conn.execute(
+                text(
+                    "SELECT inhrelid::regclass::text FROM pg_inherits "
+                    "WHERE inhparent = 'access_log'::regclass"
+                )
+            ).scalars()
+            said += [f"trigger access_log_append_only on {month} is disabled" for month in months]
     result = cli("db", "check")
     assert result.exit_code == 1
     assert all(words in result.stderr for words in said), result.stderr
