@@ -119,9 +119,11 @@ def test_searches_waiting_for_the_heavy_slot_hold_request_slots_and_the_total_is
     assert refused.value.bound == "request"
     limits.take("B", "request", "heavy")  # the server's total (2) is reached
     started = time.monotonic()
-    with pytest.raises(Busy) as refused:
-        limits.take("C", "request", "heavy", wait=5)
-    assert refused.value.bound == "heavy_total" and time.monotonic() - started < 1
+    with pytest.raises(Busy) as refused:  # at once: not at the end of a wait of a minute
+        limits.take("C", "request", "heavy", wait=60)
+    # 30 s, not 1: the bound it proves is the wait's, and a loaded machine took 1 s's share of
+    # "at once" from the tests of this module before (session 52)
+    assert refused.value.bound == "heavy_total" and time.monotonic() - started < 30
     first.release()
     for thread in waiting:
         thread.join(10)
@@ -378,14 +380,14 @@ def test_a_search_waiting_for_its_partys_heavy_slot_is_answered_once_the_total_i
     """fa5: a broad search waits for its Party's heavy slot only: once that is free but all
     Parties' heavy work is at the server's total, it is answered at once (the module's note),
     not held on its thread, with a request slot, for the rest of its wait."""
-    limits = PartyLimits(Bounds(request=3, heavy=1, download=1), heavy_total=2, heavy_wait=3)
+    limits = PartyLimits(Bounds(request=3, heavy=1, download=1), heavy_total=2, heavy_wait=60)
     first = limits.take("A", "request", "heavy")
     other = limits.take("C", "request", "heavy")  # the server's total (2) is reached
     outcome: list[tuple[str, float]] = []
 
     def broad_search() -> None:
         try:
-            limits.take("A", "request", "heavy", wait=3).release()
+            limits.take("A", "request", "heavy", wait=60).release()
             outcome.append(("ran", time.monotonic()))
         except Busy as refused:
             outcome.append((refused.bound, time.monotonic()))
@@ -404,9 +406,11 @@ def test_a_search_waiting_for_its_partys_heavy_slot_is_answered_once_the_total_i
         limits._count("B", ("request", "heavy"), 1)
         limits._heavy_freed.notify_all()
     freed = time.monotonic()
-    waiter.join(10)
+    waiter.join(30)
     assert [bound for bound, _ in outcome] == ["heavy_total"]
-    assert outcome[0][1] - freed < 1.5  # not at the end of its 3 s wait
+    # not at the end of its minute's wait: bounded at 1.5 s of a 3 s wait, a loaded machine's
+    # scheduling could fail it for the load alone (session 52)
+    assert outcome[0][1] - freed < 30
     assert limits.held("A") == {}
     first._held = False  # given back above
     other.release()
