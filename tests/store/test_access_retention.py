@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from servicetrail.domain.access_log import Reader, Tally
 from servicetrail.store import access_log as access_store
 from servicetrail.store import access_retention
+from servicetrail.store import partitions
 from servicetrail.store.access_partitions import existing_access_months
 from servicetrail.store.access_retention import (
     UnsealedAccessMonths,
@@ -157,7 +158,7 @@ def test_retention_lets_go_of_the_log_while_a_read_holds_it(pg_engine, monkeypat
     a moment for the lock, lets go and tries again, and gives up (nothing dropped) rather
     than queue every read behind a long one (here allowed 0.2 s, 50 ms a try). Each try in
     a savepoint: the leaves deleted before it are not deleted again on the next."""
-    monkeypatch.setattr(access_retention, "RETENTION_PATIENCE_SECONDS", 0.2)
+    monkeypatch.setattr(partitions, "RETENTION_PATIENCE_SECONDS", 0.2)
     monkeypatch.setattr(access_retention, "RETENTION_LOCK_WAIT", "50ms")
     _entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)

@@ -12,13 +12,11 @@ that rate took some 5 hours: audit 51e.)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from ..signing import Signer, log_prefix
 from .access_partitions import existing_access_months, forget_months, partition_name
@@ -26,11 +24,9 @@ from .access_tables import EVERY_PARTYS_ENTRIES, access_log
 from .access_writer import ACCESS_FAMILY
 from .log_retirement import NoSigner, retire_month
 from .log_tables import log_checkpoint, log_pending, log_retirement
-from .limits import StoreBusy
 from .log_tree import latest_checkpoint
 from .merkle_log import lock_family, unsealed
-from .partitions import RETENTION_LOCK_WAIT, RETENTION_PATIENCE_SECONDS
-from .postgresql_errors import psycopg_error
+from .partitions import RETENTION_LOCK_WAIT, patiently
 
 
 @dataclass(frozen=True)
@@ -102,23 +98,12 @@ def _lock_log(conn: Connection) -> None:
     waits behind a try no longer than that. StoreBusy after RETENTION_PATIENCE_SECONDS: the
     transaction must then roll back, and nothing is dropped."""
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
-    deadline = time.monotonic() + RETENTION_PATIENCE_SECONDS
-    pause = 0.1
-    while True:
-        try:
-            with conn.begin_nested():
-                conn.execute(text("LOCK TABLE access_log IN ACCESS EXCLUSIVE MODE"))
-            return
-        except DBAPIError as e:
-            if not psycopg_error(e.orig, "LockNotAvailable", "DeadlockDetected"):
-                raise
-            if time.monotonic() + pause > deadline:
-                raise StoreBusy(
-                    f"retention could not have the access log to itself for "
-                    f"{RETENTION_PATIENCE_SECONDS:g} s (reads held it); nothing was dropped"
-                ) from None
-        time.sleep(pause)
-        pause = min(2.0, pause * 2)
+
+    def in_a_savepoint() -> None:
+        with conn.begin_nested():
+            conn.execute(text("LOCK TABLE access_log IN ACCESS EXCLUSIVE MODE"))
+
+    patiently(in_a_savepoint, "the access log", "reads held it")
 
 
 def drop_access_older_than(

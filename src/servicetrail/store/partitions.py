@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -21,6 +22,7 @@ from .log_retirement import NoSigner, retire_month
 from .merkle_log import lock_family, unsealed
 from .watch_tables import watch_event
 
+T = TypeVar("T")
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^(sat_record|sat_payload|sat_visibility)_p(\d{4})_(\d{2})$")
@@ -156,20 +158,30 @@ def drop_months(
 ) -> list[str]:
     """`drop_older_than` in a transaction of its own, tried again while reads hold the
     tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
+
+    def in_a_transaction() -> list[str]:
+        with engine.begin() as conn:
+            return drop_older_than(conn, keep_months, dry_run, signer)
+
+    return patiently(in_a_transaction, "the trail's tables", "reads or an ingest held them")
+
+
+def patiently(attempt: Callable[[], T], tables: str, held_by: str) -> T:
+    """`attempt`, tried again while another transaction holds a lock it asks for (each try
+    waits RETENTION_LOCK_WAIT at most), pausing longer each time, for
+    RETENTION_PATIENCE_SECONDS; then StoreBusy: the attempt must leave nothing done."""
     deadline = time.monotonic() + RETENTION_PATIENCE_SECONDS
     pause = 0.1
     while True:
         try:
-            with engine.begin() as conn:
-                return drop_older_than(conn, keep_months, dry_run, signer)
+            return attempt()
         except DBAPIError as e:
             if not psycopg_error(e.orig, "LockNotAvailable", "DeadlockDetected"):
                 raise
             if time.monotonic() + pause > deadline:
                 raise StoreBusy(
-                    f"retention could not have the trail's tables to itself for "
-                    f"{RETENTION_PATIENCE_SECONDS:g} s (reads or an ingest held them); nothing "
-                    "was dropped"
+                    f"retention could not have {tables} to itself for "
+                    f"{RETENTION_PATIENCE_SECONDS:g} s ({held_by}); nothing was dropped"
                 ) from None
         time.sleep(pause)
         pause = min(2.0, pause * 2)
