@@ -540,3 +540,65 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
     # the budget's: 1 saved, then 100 a second (before, hundreds in the 0.2-0.3 s)
     assert len([c for c in looked_up if c.startswith("junk-")]) <= 1 + 100 * flooded + 1
     assert gate.in_flight() == {} and gate._first_lookups.waiting() == {}
+
+
+def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_flood(
+    world, monkeypatch
+):
+    """A Party's address inside a /24 remembered by web.suspects, not vouched for since a
+    restart, had its first credential drawn on the budget of what carries none, and was
+    refused again and again while the attack went on (audit 52c 1). Held only by its network's
+    mark, it waits in the first look-ups by its own address: the flood's new addresses of the
+    same network, after it, cannot starve it, and the flood's addresses marked themselves still
+    go to the budget (empty here). A /48 here, a new /64 of it on each request (a /24 has 256
+    addresses, each served once: the Party then waits up to 256 turns, those asked before it).
+    The budget 100 a second, the wait 0.1 s: some 0.3 s."""
+    app, _, gate = world
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
+    gate._anonymous = TokenBucket(rate=0.001, burst=0)
+    gate._first_lookups = FirstLookups(rate=100, burst=1)
+    for n in range(1, 5):  # its /48 remembered: 4 of its /64s sent made-up tokens
+        gate._suspects.mark(client_key(f"2001:db8:9:{n}::1"))
+    seen = app.state.seen_credentials
+    looked_up: list[str] = []
+
+    async def route(scope, receive, send):  # looks the credential up: "valid-" ones exist
+        credential = _credential(scope)
+        looked_up.append(credential)
+        if credential.startswith("valid-"):
+            seen.remember(credential, share_of("PARTY_C", "c.analyst"))
+        else:  # as state.credential_not_found says it
+            scope.setdefault("state", {})[NOT_FOUND] = True
+        await send(
+            {"type": "http.response.start", "status": 200 if seen.key_of(credential) else 401}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    gate.app = route
+    tried = itertools.count()
+
+    async def flood(stop: asyncio.Event, start: float) -> None:  # /64s of the same /48
+        await asyncio.sleep(start)
+        while not stop.is_set():
+            n = next(tried)
+            await ask(gate, scope_for(app, token=f"junk-{n}", client=f"2001:db8:9:{n + 5:x}::1"))
+            await asyncio.sleep(0)
+
+    async def party_amid_a_flood():
+        loop = asyncio.get_running_loop()
+        began, stop = loop.time(), asyncio.Event()
+        flooding = [asyncio.create_task(flood(stop, n / 1000)) for n in range(100)]
+        await asyncio.sleep(0.15)  # the flood's addresses queued ahead
+        statuses = []
+        while len(statuses) < 30 and 200 not in statuses:
+            party = scope_for(app, token="valid-c", client="2001:db8:9:ffff::1")
+            statuses.append((await ask(gate, party))[0])
+        stop.set()
+        await asyncio.gather(*flooding)
+        return statuses, loop.time() - began
+
+    statuses, flooded = run(party_amid_a_flood())
+    assert statuses[-1] == 200 and len(statuses) <= 2  # in the place of its first try
+    junk = [c for c in looked_up if c.startswith("junk-")]
+    assert len(junk) <= 1 + 100 * flooded + 1  # the first look-ups' budget, no more
+    assert gate.in_flight() == {} and gate._first_lookups.waiting() == {}

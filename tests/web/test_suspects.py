@@ -96,13 +96,16 @@ def test_only_a_credential_looked_up_and_not_found_marks_its_address(served):
 
 def test_a_network_whose_parts_sent_made_up_credentials_is_remembered(served):
     """Remembered by its /64 alone, a client holding a /48 had 4 free look-ups of made-up
-    tokens per /64, 65,536 of them (audit 50a 1). A Party elsewhere still gets in at once."""
+    tokens per /64, 65,536 of them (audit 50a 1). A fresh part of a remembered network has its
+    first look-up in turn by its own address (web.gate: its network's mark alone does not send
+    it to the budget, audit 52c 1), then its own mark holds it. A Party elsewhere gets in."""
     app, token = served
     for part in range(4):
         assert ask(app, f"2001:db8:1:{part}::1", f"junk-{part}") == 401
         assert ask(app, f"203.0.113.{part + 1}", f"junk-{part}") == 401
-    assert ask(app, "2001:db8:1:ffff::1", "junk-5") == 429  # a fresh /64 of the same /48
-    assert ask(app, "203.0.113.200", "junk-5") == 429  # a fresh address of the same /24
+    for fresh in ("2001:db8:1:ffff::1", "203.0.113.200"):  # a fresh part of each network
+        assert ask(app, fresh, "junk-5") == 401
+        assert ask(app, fresh, "junk-6") == 429
     assert ask(app, "2001:db8:2::1", token) == 200  # a Party's, from another /48: at once
 
 
@@ -115,9 +118,22 @@ def test_a_partys_address_inside_a_remembered_network_is_held_by_its_own_mark_on
     assert ask(app, "203.0.113.200", token) == 200  # a Party's, in the /24 of the flood below
     for part in range(4):
         assert ask(app, f"203.0.113.{part + 1}", f"junk-{part}") == 401
-    assert ask(app, "203.0.113.100", "junk-5") == 429  # the /24 is remembered
+    assert ask(app, "203.0.113.100", "junk-5") == 401  # its first, in turn by its address
+    assert ask(app, "203.0.113.100", "junk-6") == 429  # then its own mark holds it
     with app.state.engine.begin() as conn:
         new_token = create_token(conn, "np.analyst")
     assert ask(app, "203.0.113.200", new_token) == 200  # at once, not from the empty budget
     assert ask(app, "203.0.113.200", "junk-6") == 401  # a made-up one of its own: looked up,
     assert ask(app, "203.0.113.200", "junk-7") == 429  # and then its own mark holds it
+
+
+def test_a_partys_first_credential_from_inside_a_remembered_network_is_looked_up(served):
+    """Vouching lives in the process: after a restart, a Party's address inside a /24 its
+    neighbours' made-up tokens had remembered had its first credential drawn on the budget of
+    what carries none, and was refused again and again while the attack went on (audit 52c 1).
+    Held only by its network's mark, it is looked up in turn by its own address."""
+    app, token = served
+    for part in range(4):
+        assert ask(app, f"203.0.113.{part + 1}", f"junk-{part}") == 401
+    assert ask(app, "203.0.113.1", "junk-9") == 429  # the flood's own: still held
+    assert ask(app, "203.0.113.200", token) == 200

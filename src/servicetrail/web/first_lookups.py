@@ -2,10 +2,12 @@
 ones: one budget a second for all of them, taken in turn by network, each in its place.
 
 web.suspects sends an address's credentials not yet seen to the budget of what carries none
-once it sent one the store did not know, and a network's once SPREAD of its parts did. But a
-network that has sent none is fresh: a botnet across many /24s had 4 free look-ups a minute
-in each, and made-up tokens from a new address of a new /24 on each request were all looked
-up (bench/attack.py scattered: 12,092 answered 401 in 20 s on SQLite, 600 a second).
+once it sent one the store did not know; a network is remembered once SPREAD of its parts did,
+and its other addresses wait here each by itself, not by the network (web.gate: a Party among
+them keeps its place, audit 52c 1). But a network that has sent none is fresh: a botnet
+across many /24s had 4 free look-ups a minute in each, and made-up tokens from a new address
+of a new /24 on each request were all looked up (bench/attack.py scattered: 12,092 answered
+401 in 20 s on SQLite, 600 a second).
 
 A plain cap on those look-ups would refuse every Party's first request after a restart while
 the flood fills it (session 17). So they are taken in turn: a network (an IPv4 /24, an IPv6

@@ -107,7 +107,10 @@ class Gate:
         if not taken:
             await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
-        if key.startswith(UNSEEN) and not await self._first_lookup(key):
+        place = None
+        if key.startswith(UNSEEN):
+            taken, place = await self._first_lookup(key)
+        if not taken:
             self._end_turn(key)
             await _refused(scope, Busy("first_lookup", FIRST_LOOKUP_RATE, RETRY_AFTER))(
                 scope, receive, send
@@ -130,7 +133,7 @@ class Gate:
                     self._suspects.mark(_client(scope))
                 elif key.startswith(UNSEEN) and _found(scope):
                     self._suspects.vouch(_client(scope))
-                    self._first_lookups.let_through(network_of(_client(scope)) or _client(scope))
+                    self._first_lookups.let_through(place or _client(scope))
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
@@ -155,17 +158,26 @@ class Gate:
         address that lately sent one the store did not know (web.suspects)."""
         if key.startswith(ANONYMOUS):
             return not scope["path"].startswith(STATIC)
-        return key.startswith(UNSEEN) and self._suspects.holds(key.removeprefix(UNSEEN))
+        return key.startswith(UNSEEN) and self._suspects.marked(key.removeprefix(UNSEEN))
 
-    async def _first_lookup(self, key: str) -> bool:
-        """Whether a credential not yet seen may be looked up: at once if its address lately
-        sent one the store did not know (it drew on the budget of what carries none) or if its
-        network is vouched for; else in its network's turn (web.first_lookups)."""
+    async def _first_lookup(self, key: str) -> tuple[bool, str]:
+        """Whether a credential not yet seen may be looked up, and where it took its turn (its
+        address or its network, web.first_lookups): at once if its address lately sent one the
+        store did not know (it drew on the budget of what carries none) or if its network is
+        vouched for; else in its turn. An address held only by its network's mark waits by
+        itself, not by its network: there a Party (its address not vouched for after a
+        restart) had its first credential drawn on the budget of what carries none, and was
+        refused again and again while the attack beside it went on (audit 52c 1); in its own
+        place, the attack's new addresses of the network, after it, cannot starve it."""
         address = key.removeprefix(UNSEEN)
         network = network_of(address) or address
-        if self._suspects.holds(address) or self._suspects.vouched(network):
-            return True
-        return await self._first_lookups.take(network, RETRY_AFTER)
+        if self._suspects.marked(address):
+            return True, network
+        if self._suspects.holds(address):
+            return await self._first_lookups.take(address, RETRY_AFTER), address
+        if self._suspects.vouched(network):
+            return True, network
+        return await self._first_lookups.take(network, RETRY_AFTER), network
 
     def _end_turn(self, key: str) -> None:
         self._in_flight[key] -= 1

@@ -15,8 +15,11 @@ An address is a /64 for IPv6, and a host is often given a /48 (a site) or more: 
 50a 1). So a network is remembered too once SPREAD of its parts were, within the same
 SUSPECT_SECONDS: an IPv6 /48 once 4 of its /64s sent junk, a /32 once 4 of its /48s were
 remembered, an IPv4 /24 once 4 of its addresses did. A whole /32 then costs its holder 64
-free look-ups a minute, and a Party elsewhere is not held back (a Party inside such a network
-draws on the budget a second for its credentials not yet seen, as a stranger's would).
+free look-ups a minute, and a Party elsewhere is not held back. An address held only by its
+network's mark (not its own, and not vouched for) is not sent to that budget: a Party inside
+the network whose address had not yet vouched for itself (after a restart) was refused again
+and again while the attack went on (audit 52c 1). web.gate sends its credentials not yet seen
+to the first look-ups instead (web.first_lookups), in turn by address, each keeping its place.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ class Suspects:
         """Whether a credential the store knew came lately from the address or network."""
         at = self._vouched.get(key)
         return at is not None and at >= monotonic() - VOUCHED_SECONDS
+
+    def marked(self, address: str) -> bool:
+        """Whether the address itself is remembered, not only a network it is in."""
+        return self._held(address, monotonic())
 
     def holds(self, address: str) -> bool:
         """Whether the address is remembered, or, unless it is vouched for, a network it is in."""
