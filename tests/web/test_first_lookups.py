@@ -48,3 +48,22 @@ def test_a_networks_requests_waiting_go_at_once_when_one_of_its_credentials_is_f
     served, ahead_done, waiting, ahead = asyncio.run(a_browser_behind_a_flood())
     assert served == [True] * 5 and not ahead_done and waiting == {"198.51.100.0/24": 1}
     assert ahead  # its turn, a tenth of a second later: none taken by those let through
+
+
+def test_a_members_credential_found_lets_only_its_own_requests_through():
+    """Within a remembered network each address waits as a member (web.gate): a Party's found
+    there lets its own waiting requests go, not those of the attack that had the network
+    remembered."""
+    lookups = FirstLookups(rate=10, burst=1)
+
+    async def a_party_among_its_networks_flood():
+        assert await lookups.take("192.0.2.0/24", 1.0)
+        flood = asyncio.create_task(lookups.take("203.0.113.0/24", 0.05, member="203.0.113.1"))
+        party = asyncio.create_task(lookups.take("203.0.113.0/24", 1.0, member="203.0.113.200"))
+        await asyncio.sleep(0)
+        lookups.let_through("203.0.113.0/24", member="203.0.113.200")
+        return await party, flood.done(), await flood
+
+    party, flood_done, flood = asyncio.run(a_party_among_its_networks_flood())
+    assert party and not flood_done and not flood  # the flood's waited out its 0.05 s
+    assert lookups.waiting() == {} and lookups._member_waiting == {}

@@ -550,9 +550,11 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
     refused again and again while the attack went on (audit 52c 1). Held only by its network's
     mark, it waits in the first look-ups by its own address: the flood's new addresses of the
     same network, after it, cannot starve it, and the flood's addresses marked themselves still
-    go to the budget (empty here). A /48 here, a new /64 of it on each request (a /24 has 256
-    addresses, each served once: the Party then waits up to 256 turns, those asked before it).
-    The budget 100 a second, the wait 0.1 s: some 0.3 s."""
+    go to the budget (empty here). In its network's turn: each address by itself among
+    networks, the /48's new /64s took the whole budget, and a Party elsewhere waited behind
+    a hundred of them. A /48 here, a new /64 of it on each request (a /24 has 256 addresses,
+    each served once: the Party then waits up to 256 of its network's turns, those asked
+    before it). The budget 100 a second, the wait 0.1 s: some 0.3 s."""
     app, _, gate = world
     monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
     gate._anonymous = TokenBucket(rate=0.001, burst=0)
@@ -589,15 +591,17 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
         began, stop = loop.time(), asyncio.Event()
         flooding = [asyncio.create_task(flood(stop, n / 1000)) for n in range(100)]
         await asyncio.sleep(0.15)  # the flood's addresses queued ahead
+        elsewhere = await ask(gate, scope_for(app, token="valid-d", client="192.0.2.8"))
         statuses = []
         while len(statuses) < 30 and 200 not in statuses:
             party = scope_for(app, token="valid-c", client="2001:db8:9:ffff::1")
             statuses.append((await ask(gate, party))[0])
         stop.set()
         await asyncio.gather(*flooding)
-        return statuses, loop.time() - began
+        return elsewhere[0], statuses, loop.time() - began
 
-    statuses, flooded = run(party_amid_a_flood())
+    elsewhere, statuses, flooded = run(party_amid_a_flood())
+    assert elsewhere == 200  # a turn of one network ahead of it, not of a hundred
     assert statuses[-1] == 200 and len(statuses) <= 2  # in the place of its first try
     junk = [c for c in looked_up if c.startswith("junk-")]
     assert len(junk) <= 1 + 100 * flooded + 1  # the first look-ups' budget, no more

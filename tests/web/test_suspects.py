@@ -53,6 +53,9 @@ def test_a_network_is_remembered_once_enough_of_its_parts_were_within_the_second
         suspects.mark(f"192.0.2.{n}")
     assert suspects.holds("192.0.2.200") and not suspects.holds("192.0.3.1")
     assert not suspects.holds("unknown") and not suspects.holds("testclient")
+    # the widest remembered: a /32's /48s wait for their first look-ups as one (web.gate)
+    assert suspects.holder("2001:db8:1:ff::/64") == "2001:db8::/32"
+    assert suspects.holder("192.0.2.200") == "192.0.2.0/24"
 
 
 @pytest.fixture

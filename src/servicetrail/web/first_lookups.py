@@ -3,8 +3,9 @@ ones: one budget a second for all of them, taken in turn by network, each in its
 
 web.suspects sends an address's credentials not yet seen to the budget of what carries none
 once it sent one the store did not know; a network is remembered once SPREAD of its parts did,
-and its other addresses wait here each by itself, not by the network (web.gate: a Party among
-them keeps its place, audit 52c 1). But a network that has sent none is fresh: a botnet
+and its other addresses wait here in its turn, each as a member with a place of its own within
+it (web.gate: a Party among them keeps its place, audit 52c 1; each its own network, a /48's
+new /64s took the whole budget). But a network that has sent none is fresh: a botnet
 across many /24s had 4 free look-ups a minute in each, and made-up tokens from a new address
 of a new /24 on each request were all looked up (bench/attack.py scattered: 12,092 answered
 401 in 20 s on SQLite, 600 a second).
@@ -55,15 +56,22 @@ class FirstLookups:
         self._order = count()
         # network -> its place, while a request of it waits
         self._places: dict[str, int] = {}
-        self._waiting: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._waiting: dict[str, deque[tuple[str | None, asyncio.Future[bool]]]] = {}
+        # within a network, a member (an address) -> its place, while a request of it waits;
+        # refused ones keep theirs as networks do
+        self._member_places: dict[str, int] = {}
+        self._member_waiting: dict[str, int] = {}
+        self._member_kept: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._queue: list[tuple[int, str]] = []  # (place, network); stale entries skipped
         # network -> (its place, until when it keeps it), refused ones, oldest first
         self._kept: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
 
-    async def take(self, network: str, wait: float) -> bool:
+    async def take(self, network: str, wait: float, member: str | None = None) -> bool:
         """Whether the network's request may be looked up, waiting up to `wait` seconds for
-        its turn; False: refused, and the network keeps its place."""
+        its turn; False: refused, and the network keeps its place. Of a network's requests, a
+        member's (an address's, web.gate) go in the member's place, which it keeps as a network
+        does; the others in the order they came."""
         now = time.monotonic()
         if not self._queue and self._bucket.take(now) == 0:
             return True
@@ -74,7 +82,11 @@ class FirstLookups:
             self._places[network] = place
             self._waiting[network] = deque()
             heapq.heappush(self._queue, (place, network))
-        self._waiting[network].append(waiter)
+        self._waiting[network].append((member, waiter))
+        if member is not None:
+            if member not in self._member_places:
+                self._member_places[member] = _place_of(self._member_kept, member, now, self._order)
+            self._member_waiting[member] = self._member_waiting.get(member, 0) + 1
         timeout = loop.call_later(wait, _refuse, waiter)
         self._schedule(0)
         try:
@@ -82,41 +94,71 @@ class FirstLookups:
         finally:
             timeout.cancel()
             queue = self._waiting.get(network)
-            if queue is not None and waiter in queue:
-                queue.remove(waiter)
+            if queue is not None and (member, waiter) in queue:
+                queue.remove((member, waiter))
+                self._member_done(member, served=False)
                 if not queue:  # refused: it keeps its place for when it asks again
                     del self._waiting[network]
                     self._keep(network, self._places.pop(network), time.monotonic())
 
-    def let_through(self, network: str) -> None:
+    def let_through(self, network: str, member: str | None = None) -> None:
         """A credential of the network's was found: its requests waiting go now, without
         taking the budget (a browser's six at once after a restart, each a turn of a round
         behind the flood's networks, would wait out their second; its network is vouched for
-        from now on, web.gate)."""
-        queue = self._waiting.pop(network, None)
-        self._places.pop(network, None)
-        for waiter in queue or ():
-            if not waiter.done():
-                waiter.set_result(True)
+        from now on, web.gate). Given a member, only the member's: its network is not vouched
+        for by it (the network's other members may be the attack that had it remembered)."""
+        queue = self._waiting.get(network)
+        if queue is None:
+            return
+        going = [entry for entry in queue if member is None or entry[0] == member]
+        for entry in going:
+            queue.remove(entry)
+            self._member_done(entry[0], served=True)
+            if not entry[1].done():
+                entry[1].set_result(True)
+        if not queue:
+            del self._waiting[network], self._places[network]
 
     def waiting(self) -> dict[str, int]:
         """For the tests and the operator."""
         return {network: len(queue) for network, queue in self._waiting.items()}
 
     def _place_of(self, network: str, now: float) -> int:
-        while self._kept:  # forget the places of those that did not come back
-            oldest, (_, until) = next(iter(self._kept.items()))
-            if until > now:
-                break
-            del self._kept[oldest]
-        kept = self._kept.pop(network, None)
-        return kept[0] if kept is not None else next(self._order)
+        return _place_of(self._kept, network, now, self._order)
 
     def _keep(self, network: str, place: int, now: float) -> None:
-        self._kept[network] = (place, now + self._place_seconds)
-        self._kept.move_to_end(network)
-        while len(self._kept) > MOST_PLACES:
-            self._kept.popitem(last=False)
+        _keep(self._kept, network, place, now + self._place_seconds)
+
+    def _member_done(self, member: str | None, served: bool) -> None:
+        """One of the member's requests left the queue: served, the member's next goes to the
+        back; refused, the last keeps its place."""
+        if member is None:
+            return
+        self._member_waiting[member] -= 1
+        if self._member_waiting[member]:
+            if served:
+                self._member_places[member] = next(self._order)
+            return
+        del self._member_waiting[member]
+        place = self._member_places.pop(member)
+        if not served:
+            _keep(self._member_kept, member, place, time.monotonic() + self._place_seconds)
+
+    def _first_of(
+        self, queue: deque[tuple[str | None, asyncio.Future[bool]]]
+    ) -> tuple[str | None, asyncio.Future[bool]] | None:
+        """The network's request to serve: its member's place first, else the order it came
+        (one whose wait ran out, or whose client left, in this instant is not served: its
+        request takes itself out when it runs)."""
+        ready = [(n, entry) for n, entry in enumerate(queue) if not entry[1].done()]
+        if not ready:
+            return None
+
+        def place(item: tuple[int, tuple[str | None, asyncio.Future[bool]]]) -> tuple[int, int]:
+            n, (member, _) = item
+            return (-1 if member is None else self._member_places[member], n)
+
+        return min(ready, key=place)[1]
 
     def _schedule(self, delay: float) -> None:
         if self._timer is None:
@@ -132,12 +174,11 @@ class FirstLookups:
                 heapq.heappop(self._queue)  # served or refused since
                 continue
             queue = self._waiting[network]
-            # one whose wait ran out (or whose client left) in this instant is not served: its
-            # request takes itself out when it runs
-            ready = next((waiter for waiter in queue if not waiter.done()), None)
+            ready = self._first_of(queue)
             if ready is None:
                 heapq.heappop(self._queue)
-                del self._waiting[network]
+                for member, _ in self._waiting.pop(network):
+                    self._member_done(member, served=False)
                 self._keep(network, self._places.pop(network), time.monotonic())
                 continue
             wait = self._bucket.take(time.monotonic())
@@ -146,12 +187,33 @@ class FirstLookups:
                 return
             heapq.heappop(self._queue)
             queue.remove(ready)
-            ready.set_result(True)
+            self._member_done(ready[0], served=True)
+            ready[1].set_result(True)
             if queue:
                 self._places[network] = next(self._order)
                 heapq.heappush(self._queue, (self._places[network], network))
             else:
                 del self._waiting[network], self._places[network]
+
+
+def _place_of(
+    kept: OrderedDict[str, tuple[int, float]], key: str, now: float, order: count[int]
+) -> int:
+    """The place the key kept, else a new one at the back."""
+    while kept:  # forget the places of those that did not come back
+        oldest, (_, until) = next(iter(kept.items()))
+        if until > now:
+            break
+        del kept[oldest]
+    place = kept.pop(key, None)
+    return place[0] if place is not None else next(order)
+
+
+def _keep(kept: OrderedDict[str, tuple[int, float]], key: str, place: int, until: float) -> None:
+    kept[key] = (place, until)
+    kept.move_to_end(key)
+    while len(kept) > MOST_PLACES:
+        kept.popitem(last=False)
 
 
 def _refuse(waiter: asyncio.Future[bool]) -> None:

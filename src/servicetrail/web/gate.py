@@ -107,7 +107,7 @@ class Gate:
         if not taken:
             await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
-        place = None
+        place: tuple[str, str | None] = (_client(scope), None)
         if key.startswith(UNSEEN):
             taken, place = await self._first_lookup(key)
         if not taken:
@@ -133,7 +133,7 @@ class Gate:
                     self._suspects.mark(_client(scope))
                 elif key.startswith(UNSEEN) and _found(scope):
                     self._suspects.vouch(_client(scope))
-                    self._first_lookups.let_through(place or _client(scope))
+                    self._first_lookups.let_through(*place)
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
@@ -160,24 +160,28 @@ class Gate:
             return not scope["path"].startswith(STATIC)
         return key.startswith(UNSEEN) and self._suspects.marked(key.removeprefix(UNSEEN))
 
-    async def _first_lookup(self, key: str) -> tuple[bool, str]:
+    async def _first_lookup(self, key: str) -> tuple[bool, tuple[str, str | None]]:
         """Whether a credential not yet seen may be looked up, and where it took its turn (its
-        address or its network, web.first_lookups): at once if its address lately sent one the
-        store did not know (it drew on the budget of what carries none) or if its network is
-        vouched for; else in its turn. An address held only by its network's mark waits by
-        itself, not by its network: there a Party (its address not vouched for after a
-        restart) had its first credential drawn on the budget of what carries none, and was
-        refused again and again while the attack beside it went on (audit 52c 1); in its own
-        place, the attack's new addresses of the network, after it, cannot starve it."""
+        network, and its address within it: web.first_lookups): at once if its address lately
+        sent one the store did not know (it drew on the budget of what carries none) or if its
+        network is vouched for; else in its network's turn. An address held only by its
+        network's mark waits in its network's turn, in a place of its own there: on the budget
+        of what carries none, a Party (its address not vouched for after a restart) was refused
+        again and again while the attack beside it went on (audit 52c 1); in the network's
+        order of arrival, behind the attack's new addresses. Each by itself among networks, a
+        /48's new /64s took the whole budget of first look-ups from one site. The widest
+        network remembered: a /32's /48s are one, not 65,536."""
         address = key.removeprefix(UNSEEN)
         network = network_of(address) or address
         if self._suspects.marked(address):
-            return True, network
-        if self._suspects.holds(address):
-            return await self._first_lookups.take(address, RETRY_AFTER), address
+            return True, (network, None)
+        holder = self._suspects.holder(address)
+        if holder is not None:
+            taken = await self._first_lookups.take(holder, RETRY_AFTER, member=address)
+            return taken, (holder, address)
         if self._suspects.vouched(network):
-            return True, network
-        return await self._first_lookups.take(network, RETRY_AFTER), network
+            return True, (network, None)
+        return await self._first_lookups.take(network, RETRY_AFTER), (network, None)
 
     def _end_turn(self, key: str) -> None:
         self._in_flight[key] -= 1

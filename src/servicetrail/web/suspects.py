@@ -88,17 +88,20 @@ class Suspects:
 
     def holds(self, address: str) -> bool:
         """Whether the address is remembered, or, unless it is vouched for, a network it is in."""
-        now = monotonic()
-        if self._held(address, now):
-            return True
+        return self.marked(address) or self.holder(address) is not None
+
+    def holder(self, address: str) -> str | None:
+        """The widest remembered network the address is in, unless it is vouched for: whose
+        turn its first look-ups wait for (web.gate), all the network's parts in one."""
         if self.vouched(address):
-            return False
+            return None
+        now, widest = monotonic(), None
         key = network_of(address)
         while key is not None:
             if self._held(key, now):
-                return True
+                widest = key
             key = network_of(key)
-        return False
+        return widest
 
     def _held(self, key: str, now: float) -> bool:
         at = self._marked.get(key)
