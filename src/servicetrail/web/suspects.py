@@ -14,12 +14,15 @@ An address is a /64 for IPv6, and a host is often given a /48 (a site) or more: 
 65,536 /64s had its first 4 look-ups free, a fresh /64 for every few made-up tokens (audit
 50a 1). So a network is remembered too once SPREAD of its parts were, within the same
 SUSPECT_SECONDS: an IPv6 /48 once 4 of its /64s sent junk, a /32 once 4 of its /48s were
-remembered, an IPv4 /24 once 4 of its addresses did. A whole /32 then costs its holder 64
-free look-ups a minute, and a Party elsewhere is not held back. An address held only by its
+remembered, an IPv4 /24 once 4 of its addresses did. A whole /32 then has 64 look-ups a
+minute before it is remembered, and after it one turn a round of the first look-ups for its
+new addresses (what no one else waits for: up to their whole budget), as one fresh network
+has; a Party elsewhere is not held back. An address held only by its
 network's mark (not its own, and not vouched for) is not sent to that budget: a Party inside
 the network whose address had not yet vouched for itself (after a restart) was refused again
 and again while the attack went on (audit 52c 1). web.gate sends its credentials not yet seen
-to the first look-ups instead (web.first_lookups), in turn by address, each keeping its place.
+to the first look-ups instead (web.first_lookups): in the turn of the widest network remembered
+that holds it, one turn a round for the whole network, each address keeping its place within.
 """
 
 from __future__ import annotations
