@@ -607,27 +607,33 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
     """With one slot to a receiver (WEBHOOK_PER_HOST=1), a freed slot went to the oldest
     delivery queued there: a hostile Party's endpoint that never answers had a queue of them
     leased before another Party's first, which waited for every one to time out (16 of them,
-    a quarter of an hour at the default time limit). The slot now goes in turns."""
+    a quarter of an hour at the default time limit). The slot now goes in turns.
+
+    Counted in the stuck attempts begun meanwhile, not as 6.5 s of wall, which a loaded
+    machine may take for the load alone (session 52)."""
     slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
     with Receiver(answer=slow) as shared:
         hook(engine, shared, "/stuck", party=P.SOUTHENERGY)
         deliverer = Deliverer(engine, schedule=[60], per_host=1, concurrency=4, timeout=1.5)
-        moments: dict[str, float] = {}
+        stuck: dict[str, int] = {}  # the stuck attempts begun, at a moment
+
+        def stuck_attempts() -> int:
+            return sum(1 for r in shared.received if r.path == "/stuck")
 
         def the_newcomers_three_arrive() -> bool:
-            now = time.monotonic()
-            if "came" not in moments and shared.received:  # the first stuck attempt
+            if "came" not in stuck and shared.received:  # the first stuck attempt
                 hook(engine, shared, "/other", party=P.WIRESCO)
                 lk_requests(engine, 500, 501, 502)
-                moments["came"] = time.monotonic()
+                stuck["came"] = stuck_attempts()
             if len(shared.events("/other")) >= 3:
-                moments.setdefault("arrived", now)
-            return "arrived" in moments
+                stuck.setdefault("arrived", stuck_attempts())
+            return "arrived" in stuck
 
         lk_requests(engine, *range(1, 21))
-        assert run(deliverer, the_newcomers_three_arrive, seconds=40), moments
-        # a stuck attempt's time limit between each of the newcomer's, not sixteen of them
-        assert moments["arrived"] - moments["came"] < 3 * 1.5 + 2
+        assert run(deliverer, the_newcomers_three_arrive, seconds=40), stuck
+        # a stuck attempt between each of the newcomer's (and one that took the slot as it
+        # was leased), not sixteen of them
+        assert stuck["arrived"] - stuck["came"] <= 3, stuck
 
 
 def test_one_partys_names_that_never_resolve_do_not_stop_another_partys_deliveries(
@@ -903,11 +909,14 @@ def test_a_round_the_store_fails_lets_the_attempts_in_flight_finish(
 def test_a_cancelled_worker_ends_its_attempts_in_flight_at_once(engine, world) -> None:
     """Attempts in flight outlive a failed round (above), not a shutdown: a worker cancelled
     (asyncio's Runner at Ctrl-C) ends them at once, before its client session closes under
-    them, which would have counted them as failed attempts."""
-    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
+    them, which would have counted them as failed attempts.
+
+    "At once" is well under the attempt's time limit (30 s), not under 1 s, which a loaded
+    machine may take to end the worker for the load alone (session 52)."""
+    with Receiver(answer=lambda path, n: (200, 60)) as stuck:
         hook(engine, stuck, "/stuck")
         lk_requests(engine, 1)
-        deliverer = Deliverer(engine, schedule=[60], timeout=10)
+        deliverer = Deliverer(engine, schedule=[60], timeout=30)
 
         async def main() -> float:
             worker = asyncio.create_task(deliverer.run(asyncio.Event()))
@@ -921,7 +930,7 @@ def test_a_cancelled_worker_ends_its_attempts_in_flight_at_once(engine, world) -
                 await worker
             return time.monotonic() - cancelled
 
-        assert asyncio.run(main()) < 1.0
+        assert asyncio.run(main()) < 10
     assert (deliverer.stats.delivered, deliverer.stats.failed) == (0, 0)
 
 
