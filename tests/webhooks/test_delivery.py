@@ -1104,46 +1104,52 @@ def test_a_delivery_queued_past_its_first_lease_is_sent_on_it_renewed(engine, wo
     assert leases == 12
 
 
-class LeaseLeftAtArrival:
-    """A receiver's answer that never comes in time (30 s), noting for each attempt how much
-    of its lease the store says is left as it arrives (`left`, seconds)."""
+class LeaseLeftAtStart:
+    """How much of its lease the store says each attempt has left as it starts (`left`,
+    seconds): noted as the worker's post begins, not as the receiver reads it, which lags
+    by what a loaded machine takes to connect (over 0.3 s, for the load alone: session 52);
+    that lag is the attempt's own time, within its time limit."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, worker: Deliverer) -> None:
         self.engine = engine
-        self.receiver: Receiver | None = None
         self.left: list[float] = []
+        post = worker._post
 
-    def __call__(self, path: str, n: int) -> tuple[float, float]:
+        async def noted(session, delivery, answered=None):
+            self.note(delivery.watch_id, delivery.event_id)
+            return await post(session, delivery, answered)
+
+        worker._post = noted  # type: ignore[method-assign]
+
+    def note(self, watch_id: int, event_id: int) -> None:
         from sqlalchemy import select
 
         from servicetrail.store.watch_tables import webhook_outbox
 
-        arrived = datetime.now(timezone.utc)
-        assert self.receiver is not None
-        [_, watch_id, event_id] = self.receiver.received[-1].headers["webhook-id"].split("_")
+        started = datetime.now(timezone.utc)
         with self.engine.connect() as conn:
             ends = conn.execute(
                 select(webhook_outbox.c.next_attempt_at).where(
-                    webhook_outbox.c.watch_id == int(watch_id),
-                    webhook_outbox.c.event_id == int(event_id),
+                    webhook_outbox.c.watch_id == watch_id,
+                    webhook_outbox.c.event_id == event_id,
                 )
             ).scalar_one()
-        self.left.append((ends - arrived).total_seconds())
-        return 200, 30
+        if ends.tzinfo is None:
+            ends = ends.replace(tzinfo=timezone.utc)
+        self.left.append((ends - started).total_seconds())
 
 
 def lease_left_at_each_attempt(engine, task_factory=None) -> list[float]:
     """One worker (a slot, 0.5 s attempts, 4 s leases) with 30 deliveries for a receiver that
     never answers in time, for 5 s (past its first lease's end): so one attempt every 0.5 s,
-    in every phase of a lease. How much of its lease each had left as it arrived."""
-    never_in_time = LeaseLeftAtArrival(engine)
-    with Receiver(answer=never_in_time) as stuck:
-        never_in_time.receiver = stuck
+    in every phase of a lease. How much of its lease each had left as it started."""
+    with Receiver(answer=lambda path, n: (200, 30)) as stuck:
         hook(engine, stuck, "/stuck")
         lk_requests(engine, *range(1, 31))
         worker = Deliverer(
             engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=4
         )
+        noted = LeaseLeftAtStart(engine, worker)
 
         async def a_while() -> None:
             if task_factory is not None:
@@ -1155,7 +1161,7 @@ def lease_left_at_each_attempt(engine, task_factory=None) -> list[float]:
             await running
 
         asyncio.run(a_while())
-    return never_in_time.left
+    return noted.left
 
 
 def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, world) -> None:
@@ -1166,7 +1172,7 @@ def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, 
     spare."""
     left = lease_left_at_each_attempt(engine)
     assert len(left) >= 5, left
-    # 0.5 s to send and 1 s to record, less what a busy machine takes to get it here
+    # 0.5 s to send and 1 s to record, as it starts
     assert min(left) > 1.2, sorted(left)
 
 
