@@ -324,11 +324,11 @@ def test_a_receiver_that_never_answers_does_not_hold_up_another(engine, world) -
         hook(engine, stuck, "/stuck")
         hook(engine, fine, "/fine")
         lk_requests(engine, *range(1, 41))
-        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=8, timeout=2)
-        started = time.monotonic()
-        assert run(deliverer, lambda: len(fine.events("/fine")) >= 40, seconds=15)
-        assert time.monotonic() - started < 10
-        assert len(stuck.received) <= 4  # its share, not the worker
+        # a time limit of 30 s, ended by a cancel: the 40 are sent before any stuck attempt
+        # ends, not within 10 s of wall, which a loaded machine may take (session 52)
+        deliverer = Deliverer(engine, schedule=[60], per_host=2, concurrency=8, timeout=30)
+        assert run(deliverer, lambda: len(fine.events("/fine")) >= 40, seconds=25, cancel=True)
+        assert len(stuck.received) <= 2  # its share, not the worker
 
 
 def test_one_partys_receivers_that_never_answer_do_not_hold_up_another_partys(
@@ -518,9 +518,11 @@ def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, 
             hook(engine, shared, f"/stuck{n}", party=P.SOUTHENERGY)
         hook(engine, shared, "/other", party=P.WIRESCO)
         lk_requests(engine, *range(1, 11))
-        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=3)
+        # a time limit of 30 s, ended by a cancel: no stuck attempt ends in the run, so none
+        # frees its slot (at 3 s, a loaded machine may take that to send the ten: session 52)
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=30)
         assert deliverer.per_party == 8 > deliverer.per_host  # the receiver's bound is the one
-        started, done, stuck_then = time.monotonic(), [], []
+        done, stuck_then = [], []
 
         def others_all_sent() -> bool:
             if len(shared.events("/other")) >= 10 and not done:
@@ -531,8 +533,7 @@ def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, 
                 stuck_then.extend(shared.events(f"/stuck{n}") for n in range(3))
             return bool(done)
 
-        assert run(deliverer, others_all_sent, seconds=15)
-        assert done[0] - started < 2.5  # before the stuck attempts' timeout frees any
+        assert run(deliverer, others_all_sent, seconds=25, cancel=True)
         assert sum(map(len, stuck_then)) <= 2
 
 
@@ -582,22 +583,20 @@ def test_a_party_alone_at_a_receiver_leaves_a_slot_for_another_partys_first_deli
     slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
     with Receiver(answer=slow) as shared:
         hook(engine, shared, "/stuck", party=P.SOUTHENERGY)
-        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=6)
-        moments: dict[str, float] = {}
+        # a time limit of 30 s, ended by a cancel: it comes before any stuck attempt ends,
+        # not within 3 s of wall, which a loaded machine may take (session 52)
+        deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=30)
+        came: list[bool] = []
 
         def the_newcomers_first_arrives() -> bool:
-            now = time.monotonic()
-            if "came" not in moments and len(shared.received) >= 3:  # the stuck attempts
+            if not came and len(shared.received) >= 3:  # the stuck attempts
                 hook(engine, shared, "/other", party=P.WIRESCO)
                 lk_requests(engine, 500)
-                moments["came"] = time.monotonic()
-            if shared.events("/other"):
-                moments.setdefault("arrived", now)
-            return "arrived" in moments
+                came.append(True)
+            return bool(shared.events("/other"))
 
         lk_requests(engine, *range(1, 21))
-        assert run(deliverer, the_newcomers_first_arrives, seconds=30), moments
-        assert moments["arrived"] - moments["came"] < 3  # not after the stuck ones' 6 s
+        assert run(deliverer, the_newcomers_first_arrives, seconds=25, cancel=True)
         assert len(shared.events("/stuck")) == 3  # all the slots but one
 
 
