@@ -61,9 +61,10 @@ def existing_access_months(conn: Connection) -> set[str]:
 def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
     """Make sure the months of these times have their partitions, and the next few months
     (so a read's entry never waits for DDL): a set look-up when all are known to exist, else
-    one short transaction of its own, committed at once (see partitions.ensure_months, whose
-    locks these are: attaching a month locks the log against other DDL only, not against
-    the reads appending entries)."""
+    a look-up of those that exist and, only if one is missing, one short transaction of its
+    own that makes it, committed at once (see partitions.ensure_months, whose locks these
+    are: attaching a month locks the log against other DDL only, not against the reads
+    appending entries). `open_store` calls it, so a server's first read does not."""
     key = str(engine.url)
     known = _known.setdefault(key, set())
     wanted = {_month_of(at) for at in times}
@@ -71,12 +72,14 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
         return
     wanted |= set(_months_from(_month_of(datetime.now(timezone.utc)), AHEAD_MONTHS + 1))
     with engine.begin() as conn:
-        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
         made = existing_access_months(conn)
-        for month in sorted(wanted - made - _retired(conn, made)):
-            attach_month(conn, month)
-        made |= wanted
+        if not wanted <= made:
+            conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
+            made = existing_access_months(conn)
+            for month in sorted(wanted - made - _retired(conn, made)):
+                attach_month(conn, month)
+            made |= wanted
     known |= made
 
 

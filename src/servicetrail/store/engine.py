@@ -435,6 +435,7 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             raise StoreError(str(e)) from None
         revision = current_revision(engine)
     if revision == SCHEMA_HEAD:
+        _access_months_made(engine)
         _WATCHES[engine].arm(SCHEMA_HEAD)
         return engine
     from .migrate import build_new_store, is_known, upgrade_to_head
@@ -470,5 +471,18 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
             ) from None
     else:
         upgrade_to_head(engine)
+    _access_months_made(engine)
     _WATCHES[engine].arm(SCHEMA_HEAD)
     return engine
+
+
+def _access_months_made(engine: Engine) -> None:
+    """PostgreSQL: this month's access-log partition and the next few exist, and the process
+    knows it (one look-up): a server's first read made them, or looked them up, before its
+    answer, and a store built from a template had none (migration 0028)."""
+    if engine.dialect.name == "postgresql":
+        from datetime import datetime, timezone
+
+        from .access_partitions import ensure_access_months
+
+        ensure_access_months(engine, [datetime.now(timezone.utc)])
