@@ -492,21 +492,9 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
     monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
     gate._first_lookups = FirstLookups(rate=100, burst=1)
     seen = app.state.seen_credentials
-    looked_up = []
+    looked_up: list[str] = []
 
-    async def route(scope, receive, send):  # looks the credential up: "valid-" ones exist
-        credential = _credential(scope)
-        looked_up.append(credential)
-        if credential.startswith("valid-"):
-            seen.remember(credential, share_of("PARTY_C", "c.analyst"))
-        else:  # as state.credential_not_found says it
-            scope.setdefault("state", {})[NOT_FOUND] = True
-        await send(
-            {"type": "http.response.start", "status": 200 if seen.key_of(credential) else 401}
-        )
-        await send({"type": "http.response.body", "body": b""})
-
-    gate.app = route
+    gate.app = _looking_up(seen, looked_up)
     networks = itertools.count()
 
     async def flood(stop: asyncio.Event, start: float) -> None:  # each from a /24 of its own
@@ -564,19 +552,7 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
     seen = app.state.seen_credentials
     looked_up: list[str] = []
 
-    async def route(scope, receive, send):  # looks the credential up: "valid-" ones exist
-        credential = _credential(scope)
-        looked_up.append(credential)
-        if credential.startswith("valid-"):
-            seen.remember(credential, share_of("PARTY_C", "c.analyst"))
-        else:  # as state.credential_not_found says it
-            scope.setdefault("state", {})[NOT_FOUND] = True
-        await send(
-            {"type": "http.response.start", "status": 200 if seen.key_of(credential) else 401}
-        )
-        await send({"type": "http.response.body", "body": b""})
-
-    gate.app = route
+    gate.app = _looking_up(seen, looked_up)
     tried = itertools.count()
 
     async def flood(stop: asyncio.Event, start: float) -> None:  # /64s of the same /48
@@ -606,3 +582,22 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
     junk = [c for c in looked_up if c.startswith("junk-")]
     assert len(junk) <= 1 + 100 * flooded + 1  # the first look-ups' budget, no more
     assert gate.in_flight() == {} and gate._first_lookups.waiting() == {}
+
+
+def _looking_up(seen, looked_up: list[str]):
+    """A route that looks the request's credential up, as the store would: "valid-" ones
+    exist (remembered as seen, 200), any other is made up (said not found, 401)."""
+
+    async def route(scope, receive, send):
+        credential = _credential(scope)
+        looked_up.append(credential)
+        if credential.startswith("valid-"):
+            seen.remember(credential, share_of("PARTY_C", "c.analyst"))
+        else:  # as state.credential_not_found says it
+            scope.setdefault("state", {})[NOT_FOUND] = True
+        await send(
+            {"type": "http.response.start", "status": 200 if seen.key_of(credential) else 401}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    return route
