@@ -89,10 +89,6 @@ class Suspects:
         """Whether the address itself is remembered, not only a network it is in."""
         return self._held(address, monotonic())
 
-    def holds(self, address: str) -> bool:
-        """Whether the address is remembered, or, unless it is vouched for, a network it is in."""
-        return self.marked(address) or self.holder(address) is not None
-
     def holder(self, address: str) -> str | None:
         """The widest remembered network the address is in, unless it is vouched for: whose
         turn its first look-ups wait for (web.gate), all the network's parts in one."""
