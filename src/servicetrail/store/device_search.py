@@ -258,13 +258,13 @@ def _next(at: datetime) -> datetime | None:
 def range_values(ranges: list[tuple[datetime, datetime | None]], on_sqlite: bool) -> dict[str, Any]:
     """The parameters of the ranges' branch, the ranges newest first (as the walk and
     `_over_the_ranges` read them)."""
-    newest_first = ranges[::-1]
+    newest = ranges[::-1]
     if on_sqlite:
-        held = [[sqlite_time(a), sqlite_time(b) if b else SQLITE_OPEN_END] for a, b in newest_first]
+        held = [[sqlite_time(a), sqlite_time(b) if b else SQLITE_OPEN_END] for a, b in newest]
         return {RANGES: json.dumps(held)}
     return {
-        RANGE_STARTS: [a for a, _ in newest_first],
-        RANGE_ENDS: [b.isoformat() if b else "infinity" for _, b in newest_first],
+        RANGE_STARTS: [a for a, _ in newest],
+        RANGE_ENDS: [b.isoformat() if b else "infinity" for _, b in newest],
     }
 
 
