@@ -702,6 +702,9 @@ def test_a_phone_skips_the_search_form_to_the_results(server: str, page) -> None
     search_device(page, ESME)
     found = page.locator("table.records tbody tr").count()
     assert skip.is_visible() and f"the {found} record" in skip.inner_text()
+    # a card's time said no zone: the "Time (UTC)" header is hidden at this width (audit 53e)
+    after = "t => getComputedStyle(t, '::after').content"
+    assert "UTC" in page.locator("table.records td.c-time time > span").last.evaluate(after)
     assert not page.get_by_role("heading", name="Results").is_visible() or (
         page.get_by_role("heading", name="Results").bounding_box()["y"] > 800
     )
