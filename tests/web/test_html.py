@@ -1253,6 +1253,13 @@ def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -
     page = np.get(f"/records/{world.ids['np_resp']}").text
     row = re.search(r"<dt>Response code</dt><dd>(.*?)</dd>", page, re.S).group(1)
     assert 'class="code-help"' in row and "visually-hidden" not in row
+    # the title names the record as its heading does, not by its number alone (audit 53e)
+    title = re.compile(r"<title>(.*?) · servicetrail</title>")
+    assert title.search(page)[1] == (
+        f"Record {world.ids['np_resp']}: Response, 4.1.1 Read Instantaneous Import Registers"
+    )
+    alert = np.get(f"/records/{world.ids['np_device_alert']}").text
+    assert title.search(alert)[1] == f"Record {world.ids['np_device_alert']}: Device alert 8F1C"
     # in a table, a few words each: the whole, 170 characters for I99, was read on every row
     results = np.get("/", params={"device_id": P.ESME_1}).text
     hidden = re.findall(r'<span class="visually-hidden"> \((.*?)\)</span>', results)
