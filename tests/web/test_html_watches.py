@@ -204,6 +204,14 @@ def test_every_field_wrong_is_said_at_once(engine, world, monkeypatch) -> None:
     assert answer.status_code == 422
     for field in ("name", "srv_list", "kinds", "webhook_url"):
         assert f'href="#f-{field}"' in answer.text, field
+    # in the form's order, as the eye and the tab key meet them (audit 53e)
+    summary = answer.text.split('id="error-summary-title"')[1].split("</ul>")[0]
+    assert re.findall('href="#f-([a-z_]+)"', summary) == [
+        "name",
+        "srv_list",
+        "kinds",
+        "webhook_url",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -197,7 +197,7 @@ def _page(
         values=values or {"devices": "mine", "srvs": "all", "senders": "others"},
         chosen_kinds=(values or {}).get("kinds", ["request"]),
         all_kinds=KINDS,
-        errors=errors or {},
+        errors=_in_form_order(errors or {}),
         watch_field_labels=WATCH_FIELD_LABELS,
         created=created,
     )
@@ -239,6 +239,16 @@ WATCH_FIELD_LABELS = {
     "senders": "Senders",
     "webhook_url": "Webhook URL",
 }
+
+
+def _in_form_order(errors: dict[str, str]) -> dict[str, str]:
+    """The error summary in the form's order: it listed the checks' order (Kinds of record,
+    then Name), not the order the eye and the tab key meet the fields (audit 53e)."""
+    order = list(WATCH_FIELD_LABELS)
+    return dict(
+        sorted(errors.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    )
+
 
 FIELD_OF = {
     "devices": "device_list",
