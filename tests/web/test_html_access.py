@@ -158,6 +158,24 @@ def test_bad_dates_and_stale_links_are_said_not_crashed(engine, world, query, sa
     assert entry_ids(page.text) == []
 
 
+def test_a_read_past_its_time_limit_says_how_to_narrow_it_here(engine, world, monkeypatch) -> None:
+    """The store's words, in lower case, said to narrow it with a Device ID or a Request ID,
+    which this page's form does not have (audit 53e)."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.web import access_page
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(access_page, "readable_page", too_long)
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log")
+    assert page.status_code == 422
+    assert (
+        "<p>The search took longer than 10 s and was stopped. Narrow it: a shorter period, one "
+        "person (Who) or one kind of read (What).</p>" in page.text
+    )
+
+
 def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
     asked = {"device_id": "<script>alert(1)</script>", "srv": "x\u202ey"}
     with engine.begin() as conn:

@@ -10,7 +10,9 @@ from html import unescape
 import pytest
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.writer import append_records
+from servicetrail.web import pages
 from servicetrail.web.device_page import timeline
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
@@ -202,6 +204,26 @@ def test_the_time_line_pages_newest_first_without_overlap(engine, world) -> None
     assert "25 rows on this page" in first.text
     broken = c.get(f"/devices/{P.ESME_S1}", params={"cursor": "not-a-cursor"})
     assert broken.status_code == 422 and "That page link is no longer valid" in broken.text
+
+
+def test_a_time_line_past_its_time_limit_says_how_to_narrow_it_here(
+    engine, world, monkeypatch
+) -> None:
+    """The store's words, in lower case, said to narrow it with a Device ID, on the page of
+    one, under a count of "0 rows" (audit 53e)."""
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(pages, "party_names", too_long)
+    page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{P.ESME_1}")
+    assert page.status_code == 422
+    said = re.search(r'<div class="notice notice-warn" role="alert"><p>(.*?)</p>', page.text)[1]
+    assert unescape(said) == (
+        "Reading this Device’s time line took longer than 10 s and was stopped. Search this "
+        "Device with a shorter date range, or try again later."
+    )
+    assert "0 rows" not in page.text
 
 
 def test_every_device_id_links_to_its_device_page(engine, world) -> None:

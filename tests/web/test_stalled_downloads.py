@@ -246,7 +246,7 @@ def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
             )
             assert (
                 answer.status_code == 422
-                and "narrow it" in answer.text
+                and "choose a shorter period" in answer.text
                 and "Download CSV" in answer.text
             )
     assert app.state.limits.held() == {} and engine.pool.checkedout() == 0

@@ -39,6 +39,7 @@ class SearchTooBroad(RuntimeError):
     """A search ran past its time limit."""
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds  # for a page to say it with its own way to narrow it
         super().__init__(
             f"the search took longer than {seconds:g} s and was stopped: "
             "narrow it (a Device ID, a Request ID or a shorter date range)"

@@ -41,6 +41,7 @@ from .presenters import (
     page_number,
     record_title,
     said_on_screen,
+    stopped,
     search_values,
     trigger_window,
     utc_field,
@@ -95,7 +96,8 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
                 more,
             )
     except SearchTooBroad as e:
-        return Results(problem=str(e))
+        narrow = "Narrow it: a Device ID, a Request ID or a shorter date range."
+        return Results(problem=stopped(e.seconds, "The search", narrow))
     except Busy as e:
         return Results(problem=e.sentence(), busy=e)
 
@@ -366,7 +368,10 @@ def _device_reads(
         # nothing is logged; the intervals are read again on their own
         with reader_of(request) as conn:
             intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
-        return DevicePage(intervals, problem=str(e))
+        narrow = "Search this Device with a shorter date range, or try again later."
+        return DevicePage(
+            intervals, problem=stopped(e.seconds, "Reading this Device’s time line", narrow)
+        )
 
 
 @router.get("/devices/{device_id}")
@@ -420,6 +425,12 @@ def _report_period(values: dict[str, str]) -> tuple[Search | None, dict[str, str
     return wanted, {}
 
 
+# the search's advice named a Device ID and a Request ID, which this form has not (audit 53e)
+REPORT_STOPPED = (
+    "the report took longer than {:g} s to read and was stopped: choose a shorter period"
+)
+
+
 @router.post("/report")
 def report(
     request: Request,
@@ -448,7 +459,7 @@ def report(
         if isinstance(failure, Busy):
             return too_busy(request, who, failure)
         if isinstance(failure, SearchTooBroad):
-            return refused({"from": f"{failure} (a shorter period)"})
+            return refused({"from": REPORT_STOPPED.format(failure.seconds)})
         return None
 
     return ReportDownload(

@@ -334,6 +334,14 @@ def pasted_device_id(text: str) -> str:
 _SPACED_EUI64 = re.compile(r"(?<![^\s,;])[0-9A-Fa-f]{2}(?: [0-9A-Fa-f]{2}){7}(?![^\s,;])")
 
 
+def stopped(seconds: float, what: str, narrow: str) -> str:
+    """A read past its time limit, said on a page as two sentences with that page's own way
+    to narrow it: the store's words, the API's and the command line's, began in lower case and
+    named a Device ID and a Request ID on the Device and Who-looked pages, which have neither
+    field (audit 53e)."""
+    return f"{what} took longer than {seconds:g} s and was stopped. {narrow}"
+
+
 def record_title(item: dict[str, Any]) -> str:
     """A record page's title, as its heading names it: "Record 812" alone told an analyst's
     tabs and history entries apart by number only (audit 53e)."""
