@@ -1254,6 +1254,8 @@ def test_a_record_pages_response_code_is_explained_once(np: TestClient, world) -
     page = np.get(f"/records/{world.ids['np_resp']}").text
     row = re.search(r"<dt>Response code</dt><dd>(.*?)</dd>", page, re.S).group(1)
     assert 'class="code-help"' in row and "visually-hidden" not in row
+    # its exchange's request has no code, and no "—" that read as a dash (audit 53e)
+    assert 'aria-label="none"' not in page
     # the title names the record as its heading does, not by its number alone (audit 53e)
     title = re.compile(r"<title>(.*?) · servicetrail</title>")
     assert title.search(page)[1] == (

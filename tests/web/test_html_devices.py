@@ -114,6 +114,8 @@ def test_exchanges_are_one_row_alerts_their_own_and_others_marked(engine, world)
     for secret in SECRETS:
         assert secret not in text
     assert "8F35" not in text  # SOUTHENERGY's alert stays SOUTHENERGY's
+    # a request's missing code is no "—", which read as a dash between its words (audit 53e)
+    assert 'aria-label="none"' not in page.text
 
 
 def test_only_the_viewers_own_intervals_are_shown(engine, world) -> None:

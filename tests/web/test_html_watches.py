@@ -63,6 +63,8 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     assert page.text.count('<span class="sub event-matched">matched <time datetime="') == 3
     assert "<secret body>" not in html.unescape(page.text)  # nor escaped into the page
     assert "11.2" in page.text and "Looker Analytics" in page.text
+    # a request's missing code is no "—", which read as a dash between its words (audit 53e)
+    assert 'aria-label="none"' not in page.text
     again = client.get(answer.headers["location"])
     assert 'class="event-unread"' not in again.text and nav_count(again.text) is None
     watch_id = answer.headers["location"].split("=")[1]
