@@ -281,7 +281,10 @@ def test_forms_need_their_csrf_token_and_another_partys_watch_is_untouched(engin
     south = signed_in(engine, P.SOUTHENERGY)
     made = add(south).headers["location"].split("=")[1]
     wires = signed_in(engine, P.WIRESCO)
-    assert wires.post("/watches", data={"csrf_token": "nope", "name": "x"}).status_code == 403
+    refused = wires.post("/watches", data={"csrf_token": "nope", "name": "x"})
+    assert refused.status_code == 403
+    # the way back is the form's page, not a reload that sends the stale form again (audit 53e)
+    assert '<a class="btn btn-primary" href="/watches">Open the form again</a>' in refused.text
     token = TOKEN.search(wires.get("/watches").text).group(1)
     wires.post(f"/watches/{made}/delete", data={"csrf_token": token})
     assert "on my meters" in south.get("/watches").text

@@ -150,8 +150,16 @@ def as_page(request: Request, exc: Exception) -> Response | None:
     if isinstance(exc, AuditorRefused):
         return error_page(request, exc.who, 403, "Not for auditors", AUDITOR_PAGE_MESSAGE)
     if isinstance(exc, FormExpired):
+        # the form's own page, whose GET gives it afresh: a reload sent the stale form again,
+        # and "Back to the search" left the form behind (audit 53e)
         return error_page(
-            request, exc.who, 403, "Form expired", exc.message, heading="This form has expired"
+            request,
+            exc.who,
+            403,
+            "Form expired",
+            exc.message,
+            heading="This form has expired",
+            again=request.url.path,
         )
     if isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
         return not_found(request, anyone_signed_in(request))

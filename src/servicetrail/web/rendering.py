@@ -57,7 +57,9 @@ def error_page(
     message: str,
     heading: str | None = None,
     headers: dict[str, str] | None = None,
+    again: str = "",
 ) -> HTMLResponse:
+    """`again`: the page to open again (a form's), instead of the search."""
     return render(
         request,
         "error.html",
@@ -66,6 +68,7 @@ def error_page(
         title=title,
         heading=heading or title,
         message=message,
+        again=again,
         headers=headers,
         # answered before the session was looked up (the gate's 429, a 500): a "Sign in"
         # button told a signed-in analyst the session was lost (audit of the screen, session 18)

@@ -240,7 +240,7 @@ def _form_checked(
     if not sent_from_here(request):
         raise FormExpired(who, FROM_ELSEWHERE)
     if not who.session.csrf_ok(csrf_token):
-        raise FormExpired(who, f"The {form} form had expired. Reload the page and try again.")
+        raise FormExpired(who, f"The {form} form had expired. Open it again and send it once more.")
 
 
 SIGN_IN_EXPIRED = (
