@@ -258,7 +258,11 @@ def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):
         create_account(conn, "the.auditor", None, "correct horse battery staple")
     client = TestClient(create_app(engine))
     assert sign_in(client, "the.auditor").status_code == 303
-    assert client.get("/verify").status_code == 200
+    page = client.get("/verify")
+    assert page.status_code == 200
+    # of no Party: the footer's "your own traffic ... your Devices" is not said (audit 53e)
+    footer = page.text.split('<footer class="site-footer">')[1]
+    assert "An auditor reads who looked" in footer and "your own traffic" not in footer
     origins = [log["origin"] for log in client.get("/verify/logs.json").json()["logs"]]
     assert any("/access/" in origin for origin in origins)
 
