@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
@@ -197,12 +198,23 @@ def test_cursor_round_trip_and_garbage() -> None:
     forged = [
         Cursor(cursor.logged_at, n).encode() for n in (0, -5, 2**63, 10**30)
     ]  # ids no record has
+    # times the server never writes in a cursor, though each is a time: a seventh digit of
+    # the second (dropped, the page began elsewhere), an offset, a lower-case z
+    unissued = [
+        base64.urlsafe_b64encode(f"{when}|42".encode()).decode()
+        for when in (
+            "2025-03-01T00:00:00.0000015Z",
+            "2025-03-01T00:00:00.000001+00:00",
+            "2025-03-01T00:00:00.000001z",
+        )
+    ]
     for bad in (
         "",
         "garbage!",
         "MjAyNS0wMy0wMVQwMDowMDowMFp8MA",
         "bm90aGluZw",
         *forged,
+        *unissued,
     ):  # ...|0, "nothing"
         with pytest.raises(InvalidValue, match="cursor"):
             Cursor.decode(bad)

@@ -58,9 +58,12 @@ class Cursor:
             padded = token + "=" * (-len(token) % 4)
             when, _, rid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
             record_id = positive_id(rid)
-            if record_id is None:
+            logged_at = parse_time(when)
+            # its time as the server writes one (format_time), no other form of it: a seventh
+            # digit of the second was dropped, and the page began a little elsewhere
+            if record_id is None or format_time(logged_at) != when:
                 raise ValueError
-            return cls(parse_time(when), record_id)
+            return cls(logged_at, record_id)
         except (ValueError, UnicodeError, binascii.Error, InvalidValue):
             raise InvalidValue(
                 "not a cursor this server issued; start again from the first page"
