@@ -220,7 +220,13 @@ def test_requests_without_a_credential_have_a_share_per_client(world):
     assert [status for status, _ in served] == [200] * (2 * ANONYMOUS_PER_CLIENT + 1)
 
 
-def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(world):
+def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(world, monkeypatch):
+    """Those past the share wait for a turn and take one as it comes free, not at their
+    wait's end (RETRY_AFTER), when a turn is looked for again: told by the order of events,
+    their wait made 30 s, against the one more's, refused when the client may ask again
+    (1 s), not by 0.5 s of wall, which a loaded machine could fail for the load alone."""
+    import servicetrail.web.gate as gate_module
+
     app, route, gate = world
     share = gate.party_share
 
@@ -230,23 +236,31 @@ def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(wor
         ]
         await asyncio.sleep(0)
         # as many as the share wait; one more is answered when the client may ask again
+        monkeypatch.setattr(gate_module, "RETRY_AFTER", 30)  # their wait, taken as they ask
         waiting = [
             asyncio.create_task(ask(gate, scope_for(app, token="token-of-a"))) for _ in range(share)
         ]
+        key = gate._share_of(scope_for(app, token="token-of-a"))[0]
+        for _ in range(1000):
+            if gate._waiting.count(key) == share:
+                break
+            await asyncio.sleep(0)
+        monkeypatch.setattr(gate_module, "RETRY_AFTER", RETRY_AFTER)
         loop = asyncio.get_running_loop()
         asked = loop.time()
         over = asyncio.create_task(ask(gate, scope_for(app, token="token-of-a")))
         over.add_done_callback(lambda _: answered.append(loop.time() - asked))
-        await asyncio.sleep(0.2)
+        for _ in range(10):  # the one more has seen them waiting
+            await asyncio.sleep(0)
         assert route.entered == share
         route.release.set()
-        started = loop.time()
         served = await asyncio.gather(*first, *waiting)
-        return served, loop.time() - started, await over
+        assert not over.done()  # served while the one more waits to be refused
+        return served, await over
 
     answered: list[float] = []
-    served, took, over = run(burst())
-    assert [status for status, _ in served] == [200] * (2 * share) and took < 0.5
+    served, over = run(burst())
+    assert [status for status, _ in served] == [200] * (2 * share)
     assert over[0] == 429
     # and answered when the client may ask again (its Retry-After), not at once: a client
     # asking again at once on each connection kept the loop answering refusals (session 18)
@@ -254,37 +268,44 @@ def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(wor
     assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
-def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world):
+def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world, monkeypatch):
     """After a restart no session is seen: a browser's six requests at once had the four turns
     of an unseen credential, and two were refused (audit of the screen, session 18). The
     route's look-up makes the session seen; those waiting then take its Party's turns at
-    once, though the first requests take long (review: they waited out the second)."""
+    once, though the first requests take long (review: they waited out the second).
+
+    The wait for a turn is made 30 s here, and "at once" told by the order of events (all six
+    in the route before the first leaves it), not by 2.2 s of wall against 1.6, which a
+    loaded machine could fail for the load alone."""
+    import servicetrail.web.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "RETRY_AFTER", 30)
     app, route, gate = world
     seen = app.state.seen_credentials
 
+    events: list[str] = []
+
     class LooksUp:
         async def __call__(self, scope, receive, send) -> None:
+            events.append("in")
             await asyncio.sleep(0.05)  # the look-up in the store, on a thread
             seen.remember("fresh-session", share_of("PARTY_A", ""))
             await asyncio.sleep(1.5)
+            events.append("out")
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
     gate.app = LooksUp()
 
     async def browser():
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
         async def page():
             status, _ = await ask(gate, scope_for(app, path="/", cookie="fresh-session"))
-            return status, loop.time() - started
+            return status
 
         return await asyncio.gather(*(page() for _ in range(6)))
 
-    answers = run(browser())
-    assert [status for status, _ in answers] == [200] * 6
-    assert max(took for _, took in answers) < 2.2  # none waited out the second first
+    assert run(browser()) == [200] * 6
+    assert events == ["in"] * 6 + ["out"] * 6, events
     assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
