@@ -168,12 +168,15 @@ def test_the_api_is_refused_in_json(server):
 
 def test_a_body_declared_over_the_cap_is_413_before_it_is_sent(server):
     """Starlette reads a whole form into memory before any route runs, sign-in's included: a
-    stranger's 300 MB form took 300 MB of the server's (audit, session 16)."""
+    stranger's 300 MB form took 300 MB of the server's (audit, session 16).
+
+    At once, not after the body's time ran out, is told by the answer: a body waited for,
+    never sent, is a 408 when its time runs out (not by the answer within LIMIT, which a
+    loaded machine could fail for the load alone)."""
     with socket.create_connection(server) as sock:
         sock.sendall(form_head(b"Content-Length: %d" % (BODY_CAP + 1)))
-        answer, took = answer_to(sock)
+        answer, _ = answer_to(sock)
     assert_too_large(answer)
-    assert took < LIMIT  # at once, not after the body's time ran out
 
 
 def test_a_client_that_sends_its_body_before_reading_still_reads_the_413(server):
