@@ -1168,18 +1168,16 @@ def rounds_failing_once_leased(worker: Deliverer) -> list[float]:
 
 
 def lease_left_at_each_attempt(engine, task_factory=None) -> list[float]:
-    """One worker (an attempt at a time, 0.5 s each, 4 s leases) with 30 deliveries for a
-    receiver that never answers in time, its rounds failing once it has leased
+    """One worker (a slot, 0.5 s attempts, 4 s leases) with 30 deliveries for a receiver
+    that never answers in time, its rounds failing once it has leased
     (`rounds_failing_once_leased`), until that lease ends: so one attempt every 0.5 s, in
     every phase of the lease, the last ones near its end. How much of its lease each had
     left as it started."""
     with Receiver(answer=lambda path, n: (200, 30)) as stuck:
         hook(engine, stuck, "/stuck")
         lk_requests(engine, *range(1, 31))
-        # one in flight at a time (one receiver's slot); two slots, so that an attempt's end
-        # starts the next (its own task still counts in `_dispatch`'s free slots)
         worker = Deliverer(
-            engine, schedule=[60], per_host=1, concurrency=2, timeout=0.5, lease_seconds=4
+            engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=4
         )
         noted = LeaseLeftAtStart(engine, worker)
         lease_ends = rounds_failing_once_leased(worker)
@@ -1198,6 +1196,18 @@ def lease_left_at_each_attempt(engine, task_factory=None) -> list[float]:
 
         asyncio.run(a_while())
     return noted.left
+
+
+def test_a_slot_that_frees_starts_the_next_queued_delivery_at_once(engine, world) -> None:
+    """An attempt's end starts the next delivery queued (`_attempt`), in its slot: counted
+    as still taken by the attempt that freed it, the slot of a worker at its concurrency
+    waited for the next round (one slot here: nothing more was sent while rounds failed)."""
+    with Receiver() as receiver:
+        hook(engine, receiver, "/fine")
+        lk_requests(engine, 1, 2, 3)
+        worker = Deliverer(engine, schedule=[60], per_host=1, concurrency=1, timeout=5)
+        rounds_failing_once_leased(worker)
+        assert run(worker, lambda: len(receiver.received) >= 3, seconds=10), receiver.received
 
 
 def test_an_attempt_leaves_its_lease_the_time_to_record_what_came_of_it(engine, world) -> None:

@@ -322,7 +322,10 @@ class Deliverer:
         session = self._session
         if session is None or self._stopping:
             return
-        free = self.concurrency - len(self._tasks)
+        # an attempt that calls this as it ends has given its slot back (`_attempt`): counted
+        # as taken till its task was done, the slot of a worker at its concurrency waited
+        # for the next round
+        free = self.concurrency - len(self._tasks - {asyncio.current_task()})
         for delivery, host in self.queues.start(free, self._starts_by()):
             task = asyncio.create_task(self._attempt(session, delivery, host))
             self._tasks.add(task)
