@@ -22,12 +22,12 @@ from servicetrail.store.log_kept import Kept, kept_checkpoints
 from servicetrail.store.log_tables import (
     log_checkpoint,
     log_leaf,
-    log_node,
     log_pending,
     log_retirement,
 )
 from servicetrail.store.log_tree import latest_checkpoints
 from servicetrail.store.merkle_log import seal_store
+from servicetrail.store.log_partitions import drop_log_month
 from servicetrail.store.partitions import drop_older_than, ensure_months, existing_months
 from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict, append_records
@@ -96,8 +96,8 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
 
 @starts_with_personas
 def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg_engine):
-    """An intruder with the owner's rights can do what retention does, for any month: set the
-    retiring setting, delete the month's leaves and drop its partitions. Retention drops every
+    """An intruder with the owner's rights can do what retention does, for any month: drop
+    the month's partitions, its logs' too. Retention drops every
     month before a cutoff, so a month gone while an older one stays was not its doing; it
     passed `log verify` as retired, even against the checkpoints an auditor kept (audit 20a)."""
     load_personas(pg_engine)
@@ -107,11 +107,8 @@ def test_a_month_dropped_by_hand_between_kept_ones_is_not_taken_for_retention(pg
     assert len(months) >= 2
     newest = months[-1]
     with pg_engine.begin() as conn:
-        conn.execute(
-            text("SELECT set_config('servicetrail.retiring_month', :m, true)"), {"m": newest}
-        )
-        for table in (log_leaf, log_node, log_pending):
-            conn.execute(table.delete().where(table.c.month == newest))
+        drop_log_month(conn, "sat", newest)
+        conn.execute(log_pending.delete().where(log_pending.c.month == newest))
         suffix = newest.replace("-", "_")
         for table in ("sat_record", "sat_payload", "sat_visibility"):
             conn.execute(text(f"DROP TABLE {table}_p{suffix}"))
@@ -138,11 +135,8 @@ def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine)
         append_records(conn, batch)
     seal_store(pg_engine)
     with pg_engine.begin() as conn:
-        conn.execute(
-            text("SELECT set_config('servicetrail.retiring_month', :m, true)"), {"m": month}
-        )
-        for table in (log_leaf, log_node, log_pending):
-            conn.execute(table.delete().where(table.c.month == month))
+        drop_log_month(conn, "sat", month)
+        conn.execute(log_pending.delete().where(log_pending.c.month == month))
         for year, number in sorted(existing_months(conn)):
             for table in ("sat_record", "sat_payload", "sat_visibility"):
                 conn.execute(text(f"DROP TABLE IF EXISTS {table}_p{year:04d}_{number:02d}"))
@@ -384,13 +378,26 @@ def _unsigned(month: str, size: int = 3) -> str:
 
 
 def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine):
+    """And drops the months' leaves and tiles whole, their partitions, deleting no row:
+    deleted, a month at 700 reads a second took over an hour under the records' lock, every
+    ingest batch's leaves and every seal waiting for it (finding 52b 2)."""
+    from sqlalchemy import event
+
     _sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = {c.origin: c for c in latest_checkpoints(conn)}
+    said: list[str] = []
     with pg_engine.begin() as conn:
+        event.listen(conn, "before_cursor_execute", lambda *a: said.append(a[2]))
         drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
+    assert not [s for s in said if "DELETE FROM log_leaf" in s or "DELETE FROM log_node" in s]
     with pg_engine.connect() as conn:
         notes = dict(conn.execute(select(log_retirement.c.month, log_retirement.c.note)).all())
+        left = set(conn.execute(text("SELECT relname FROM pg_class")).scalars())
+    assert (
+        not {f"{t}_sat_p{m[:4]}_{m[5:]}" for t in ("log_leaf", "log_node") for m in _OLD_MONTHS}
+        & left
+    )
     assert sorted(notes) == list(_OLD_MONTHS)
     origin = "servicetrail/sat/2025-01"
     assert notes["2025-01"].startswith(
@@ -488,6 +495,14 @@ def test_a_retired_month_brought_back_and_added_to_is_named(pg_engine):
                 {},
             )
             for t in tables[:3]
+        ),
+        *(
+            (
+                f"CREATE TABLE {t}_sat_p2025_03 PARTITION OF {t} "
+                "FOR VALUES FROM ('sat', '2025-03') TO ('sat', '2025-04')",
+                {},
+            )
+            for t in tables[3:]
         ),
         *((f"INSERT INTO {t} SELECT * FROM copy_{t}", {}) for t in tables),
     )

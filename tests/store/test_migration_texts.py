@@ -46,6 +46,7 @@ PINNED = {
     "0026_everyones_access_by_time_for_the_auditor.py": "9ee12cf9f1fa12b4",
     "0027_access_log_retention.py": "0c18a2383b138816",
     "0028_access_log_by_month.py": "87c4d238a5b5f2f6",
+    "0029_logs_by_family_and_month.py": "852baa3913625f6b",
 }
 
 

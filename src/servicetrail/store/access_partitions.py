@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from .log_partitions import attach_log_months
 from .log_tables import log_checkpoint
 
 AHEAD_MONTHS = 3
@@ -77,8 +78,11 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
             conn.execute(text("SET LOCAL lock_timeout = '5s'"))
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
             made = existing_access_months(conn)
-            for month in sorted(wanted - made - _retired(conn, made)):
+            retired = _retired(conn, made)
+            for month in sorted(wanted - made - retired):
                 attach_month(conn, month)
+            # their logs' too: an entry's leaf goes into its month's (store.log_partitions)
+            attach_log_months(conn, "access", wanted - retired)
             made |= wanted
     known |= made
 

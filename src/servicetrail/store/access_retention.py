@@ -4,10 +4,11 @@ signed, so `log verify` tells a month retention dropped from one deleted by hand
 
 Every read appends an entry, and at 700 reads a second the log grew some 24 GB a day with
 nothing ever removing it (audit 49d). A month's entries are a partition of the log
-(migration 0028), dropped in the one transaction that retires its logs, so no state in
-between (entries gone and leaves left, or the reverse) is ever committed for `log verify` to
-name. (Deleted row by row through the append-only trigger, as 0027 let them, a month at
-that rate took some 5 hours: audit 51e.)
+(migration 0028), and its leaves and tiles partitions of theirs (0029), all dropped in the one
+transaction that retires its logs, so no state in between (entries gone and leaves left, or
+the reverse) is ever committed for `log verify` to name. (Deleted row by row through the
+append-only trigger, as 0027 let them, a month at that rate took some 5 hours: audit 51e;
+its leaves alone, some 80 minutes: finding 52b 1.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..signing import Signer, log_prefix
 from .access_partitions import existing_access_months, forget_months, partition_name
 from .access_tables import EVERY_PARTYS_ENTRIES, access_log
 from .access_writer import ACCESS_FAMILY
+from .log_partitions import LOCK_LOGS, drop_log_month
 from .log_retirement import NoSigner, retire_month
 from .log_tables import log_checkpoint, log_pending, log_retirement
 from .log_tree import latest_checkpoint
@@ -92,16 +94,16 @@ def drop_access_months(
 
 
 def _lock_log(conn: Connection) -> None:
-    """The log to this transaction alone, for its drops: asked for RETENTION_LOCK_WAIT at a
-    time, in a savepoint, so that a try a read is in the way of undoes nothing done before
-    it (the leaves' DELETE: over an hour for a month at 700 reads a second), and a read
-    waits behind a try no longer than that. StoreBusy after RETENTION_PATIENCE_SECONDS: the
-    transaction must then roll back, and nothing is dropped."""
+    """The log and its leaves and tiles to this transaction alone, for its drops: asked for
+    RETENTION_LOCK_WAIT at a time, in a savepoint, so that a try a read is in the way of
+    undoes nothing done before it, and a read, a batch's leaves or a seal waits behind a try
+    no longer than that. StoreBusy after RETENTION_PATIENCE_SECONDS: the transaction must
+    then roll back, and nothing is dropped."""
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
 
     def in_a_savepoint() -> None:
         with conn.begin_nested():
-            conn.execute(text("LOCK TABLE access_log IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text(f"LOCK TABLE access_log, {LOCK_LOGS} IN ACCESS EXCLUSIVE MODE"))
 
     patiently(in_a_savepoint, "the access log", "reads held it")
 
@@ -113,9 +115,10 @@ def drop_access_older_than(
     partitions, leaves, tiles and queue; their checkpoints stay, the last one's retirement
     signed by `signer` (NoSigner without it). A month with entries in no signed checkpoint
     is refused (UnsealedAccessMonths), as retention refuses the trail's: its checkpoints are
-    all that stays of it. The leaves go first, by DELETE, which reads and appended entries
-    do not wait for; then the log is locked (`_lock_log`), for the drops alone. Seals
-    meanwhile leave the access log's queue as it is."""
+    all that stays of it. The retirements first; then the log and the logs' tables are
+    locked (`_lock_log`) for the drops alone, the month's entries, leaves and tiles each a
+    partition (store.log_partitions), and the commit follows at once. Seals meanwhile leave
+    the access log's queue as it is."""
     if conn.dialect.name != "postgresql":
         raise ValueError("retention of the access log is PostgreSQL's only")
     # asked under the family's lock, which a seal takes to append the family's leaves: a seal
@@ -144,6 +147,7 @@ def drop_access_older_than(
     for month in months:
         if month in held:
             conn.execute(text(f"DROP TABLE {partition_name(month)}"))
+        drop_log_month(conn, ACCESS_FAMILY, month)
     return counted
 
 

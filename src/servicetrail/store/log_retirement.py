@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timezone
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ..domain.checkpoint import NoteError, parse_verifier_key, verify_retirement
@@ -35,21 +35,18 @@ class NoSigner(Exception):
 def retire_month(
     conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
 ) -> None:
-    """Retention: remove a month's leaves, tiles and queue (its checkpoints stay), and store
-    the retirement of its last checkpoint, signed (`log verify` takes no month for retired
-    without one: audit 46d). On PostgreSQL the append-only trigger lets these deletes through
-    for this month and this transaction only, and the family's lock keeps a batch from
-    appending to the month while its leaves go. A batch writing into the month holds its
-    partitions and may wait for that lock while retention waits for the partitions:
-    retention's lock wait (partitions.RETENTION_LOCK_WAIT) is shorter than PostgreSQL's
-    deadlock_timeout, so it lets go and tries again, and the batch is never the one stopped."""
-    if conn.dialect.name == "postgresql":
-        lock_family(conn, family)
-        conn.execute(
-            text("SELECT set_config('servicetrail.retiring_month', :month, true)"), {"month": month}
-        )
+    """Retention: store the retirement of a month's last checkpoint, signed (`log verify`
+    takes no month for retired without one: audit 46d), and remove its queue (its checkpoints
+    stay). Its leaves and tiles: on PostgreSQL partitions of their own, which the caller
+    drops whole with the month's entries (store.log_partitions; deleted here row by row, a
+    month at 700 reads a second took over an hour: finding 52b 1); on SQLite, deleted here.
+    The family's lock keeps a writer from appending to the month meanwhile."""
+    lock_family(conn, family)
     _sign_retirement(conn, family, month, signer, prefix)
-    for table in (log_leaf, log_node, log_pending):
+    tables = (
+        (log_pending,) if conn.dialect.name == "postgresql" else (log_leaf, log_node, log_pending)
+    )
+    for table in tables:
         conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
@@ -110,5 +111,18 @@ log_retirement = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_log_retirement_family_month", "family", "month"),
 )
+
+
+def on_postgresql(meta: MetaData) -> None:
+    """PostgreSQL's copies of the leaves and tiles (schema.metadata_for): partitioned by log
+    (migration 0029, store.log_partitions), where a unique key must hold the partition key,
+    so a leaf is found by entry id through a plain index."""
+    for name in ("log_leaf", "log_node"):
+        meta.tables[name].dialect_kwargs["postgresql_partition_by"] = "RANGE (family, month)"
+    leaf = meta.tables["log_leaf"]
+    [unique] = [c for c in leaf.constraints if c.name == "uq_log_leaf_family_entry_id"]
+    leaf.constraints.discard(unique)
+    Index("ix_log_leaf_family_entry_id", leaf.c.family, leaf.c.entry_id)
+
 
 APPEND_ONLY = ("log_leaf", "log_node", "log_checkpoint", "log_verifier_key", "log_retirement")

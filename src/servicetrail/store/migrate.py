@@ -199,7 +199,7 @@ APPEND_ONLY_TABLES = (
     "log_retirement",
     "access_log",
 )
-_PARTITIONED = ("sat_record", "sat_payload", "access_log")
+_PARTITIONED = ("sat_record", "sat_payload", "access_log", "log_leaf", "log_node")
 
 
 def _append_only_problems(conn: Connection) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .access_partitions import is_access_partition
+from .log_partitions import LOCK_LOGS, attach_log_months, drop_log_month, is_log_partition
 from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
@@ -93,6 +94,8 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
         for year, month in sorted(wanted - made - retired):
             for table in tables:
                 _attach_month(conn, table, year, month)
+        # the months' logs too: a record's leaf goes into its month's (store.log_partitions)
+        attach_log_months(conn, RECORD_FAMILY, {f"{y:04d}-{m:02d}" for y, m in wanted - retired})
         made |= wanted - retired
     known |= made
 
@@ -192,11 +195,13 @@ def drop_older_than(
 ) -> list[str]:
     """Drop whole months that ended more than `keep_months` months ago; returns what went.
     `signer`: the store's key, which signs each month's retirement (NoSigner without it).
-    On PostgreSQL each lock is waited for RETENTION_LOCK_WAIT at most (`drop_months` tries
-    again). The months' logs go first (their leaves, which reads need no lock to pass), then
-    the tables are locked and the partitions dropped: reads wait only for the drops. (With
-    the logs' deletes after the lock, reads waited for those too: 1.7 s for a month of 1.5M
-    leaves; review, session 19.)"""
+    On PostgreSQL each lock is waited for RETENTION_LOCK_WAIT at most. The months' watch
+    events go first, under no lock of the logs'; then, in a savepoint tried again while a
+    batch, a seal or a read is in the way (`_retire_and_drop`), the records' lock, the
+    months' retirements and the drops of their partitions, entries and logs alike: ingest
+    and seals wait for those alone. (The leaves went by DELETE under the records' lock, and
+    every batch's leaves and every seal waited for it, over an hour for a month at 700 reads
+    a second; a lock missed then undid it all, and it began again: finding 52b 2.)"""
     now = datetime.now(timezone.utc)
     cutoff = _add_months(now.year, now.month, -keep_months)
     old = [(year, month) for year, month in sorted(existing_months(conn)) if (year, month) < cutoff]
@@ -204,11 +209,32 @@ def drop_older_than(
     if dry_run or not old:
         return names
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
+    # the watches' events of those records, with their deliveries still to make (the
+    # outbox's rows go with their events): left, the deliveries could never be made nor
+    # given up, and every round of the webhook worker walked them again (audit 21a)
+    first_kept = datetime(*cutoff, 1, tzinfo=timezone.utc)
+    conn.execute(watch_event.delete().where(watch_event.c.record_logged_at < first_kept))
+    months = [f"{year:04d}-{month:02d}" for year, month in old]
+
+    def in_a_savepoint() -> None:
+        with conn.begin_nested():
+            _retire_and_drop(conn, months, names, signer)
+
+    patiently(in_a_savepoint, "the trail's tables", "reads or an ingest held them")
+    known = _known.get(str(conn.engine.url), set())
+    known.difference_update(old)
+    return names
+
+
+def _retire_and_drop(
+    conn: Connection, months: list[str], names: list[str], signer: Signer | None
+) -> None:
+    """Under the records' lock, taken here: in a savepoint, a try that misses a lock lets
+    go of it too (a batch that holds a partition and waits for it goes on)."""
     # its checkpoints are all that stays of a month: one whose records are not all in one
     # is kept, whole (audit 44d). Asked under the family's lock, which a batch appending
     # leaves takes too, so that none comes in between
     lock_family(conn, RECORD_FAMILY)
-    months = [f"{year:04d}-{month:02d}" for year, month in old]
     open_logs = unsealed_months(conn, months)
     if open_logs:
         raise UnsealedMonths(open_logs)
@@ -218,17 +244,11 @@ def drop_older_than(
         raise NoSigner(unsigned)
     for month_name in months:  # each month's log goes with its records; its checkpoints stay
         retire_month(conn, RECORD_FAMILY, month_name, signer, log_prefix())
-    # and the watches' events of those records, with their deliveries still to make (the
-    # outbox's rows go with their events): left, the deliveries could never be made nor
-    # given up, and every round of the webhook worker walked them again (audit 21a)
-    first_kept = datetime(*cutoff, 1, tzinfo=timezone.utc)
-    conn.execute(watch_event.delete().where(watch_event.c.record_logged_at < first_kept))
-    conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)} IN ACCESS EXCLUSIVE MODE"))
+    conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)}, {LOCK_LOGS} IN ACCESS EXCLUSIVE MODE"))
     for name in names:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-    known = _known.get(str(conn.engine.url), set())
-    known.difference_update(old)
-    return names
+    for month_name in months:
+        drop_log_month(conn, RECORD_FAMILY, month_name)
 
 
 def months_to_sign(conn: Connection, months: list[str]) -> list[str]:
@@ -251,5 +271,6 @@ def month_dropped(conn: Connection, month: str) -> bool:
 
 
 def is_partition(name: str) -> bool:
-    """The trail's monthly partitions, or the access log's (store.access_partitions)."""
-    return bool(_NAME.match(name)) or is_access_partition(name)
+    """The trail's monthly partitions, the access log's (store.access_partitions) or the
+    logs' (store.log_partitions)."""
+    return bool(_NAME.match(name)) or is_access_partition(name) or is_log_partition(name)

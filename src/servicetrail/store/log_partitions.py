@@ -1,0 +1,113 @@
+"""The logs' leaves and tiles on PostgreSQL, a partition of each table a log (family, month)
+(migration 0029): made with the month's entries' partitions (store.partitions for the
+records, store.access_partitions for the access log), dropped whole by retention.
+
+Retention deleted a month's leaves and tiles row by row, some 370,000 a second: a month of
+the access log at 700 reads a second (1.8 billion leaves) was some 80 minutes in one
+transaction, and the trail's retention held the records' lock all that time, every ingest
+batch's leaves and every seal waiting behind it (findings 52b 1, 2). A partition goes in
+one DROP. SQLite keeps one table each: it has no retention.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+TABLES = ("log_leaf", "log_node")
+# 0012's fresh statistics (a statement by leaf_index planned on statistics that predate the
+# log's leaves read the whole family), now each partition's: a partitioned table takes no
+# storage parameters, and it is a partition's statistics a log's statement is planned on
+STATISTICS = {"log_leaf": 50_000, "log_node": 5_000}
+_NAME = re.compile(r"^(log_leaf|log_node)_([a-z]+)_p(\d{4})_(\d{2})$")
+
+
+def partition_name(table: str, family: str, month: str) -> str:
+    return f"{table}_{family}_p{month[:4]}_{month[5:7]}"
+
+
+def is_log_partition(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _next_month(month: str) -> str:
+    index = int(month[:4]) * 12 + int(month[5:7])
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def bounds(family: str, month: str) -> str:
+    """The partition's bounds on (family, month): the log's own key, and no other. December
+    9999's next month, the year 10000, is past the column's seven characters: that log's
+    partition ends with the family."""
+    after = "MAXVALUE" if month == "9999-12" else f"'{_next_month(month)}'"
+    return f"FROM ('{family}', '{month}') TO ('{family}', {after})"
+
+
+def logs_partitioned(conn: Connection) -> bool:
+    """Whether the store's leaves are partitioned (migration 0029 has run): a store at an
+    older schema (a migration's test, or one mid-upgrade) has the one table."""
+    kind = conn.execute(
+        text("SELECT relkind FROM pg_class WHERE oid = to_regclass('log_leaf')")
+    ).scalar()
+    return kind == "p"
+
+
+def existing_log_months(conn: Connection, family: str) -> set[str]:
+    """The months (`YYYY-MM`) of the family whose leaves have their partition."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE p.relname = 'log_leaf' AND n.nspname = current_schema()"
+        )
+    ).scalars()
+    return {
+        f"{m.group(3)}-{m.group(4)}" for m in map(_NAME.match, rows) if m and m.group(2) == family
+    }
+
+
+def attach_log_months(conn: Connection, family: str, months: set[str]) -> None:
+    """The logs' partitions of these months of the family, those not made yet. Each is made
+    as a table of its own and attached, which locks the leaves against other DDL alone (see
+    partitions.ensure_months); the caller holds the partitions' advisory lock."""
+    if not months or not logs_partitioned(conn):
+        return
+    for month in sorted(months - existing_log_months(conn, family)):
+        for table in TABLES:
+            name = partition_name(table, family, month)
+            conn.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING ALL "
+                    "EXCLUDING INDEXES) WITH (autovacuum_analyze_scale_factor = 0, "
+                    f"autovacuum_analyze_threshold = {STATISTICS[table]})"
+                )
+            )
+            conn.execute(
+                text(
+                    f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES "
+                    f"{bounds(family, month)}"
+                )
+            )
+
+
+def drop_log_month(conn: Connection, family: str, month: str) -> None:
+    """The log's leaves and tiles, whole: the caller holds both tables (LOCK_LOGS)."""
+    for table in TABLES:
+        conn.execute(text(f"DROP TABLE IF EXISTS {partition_name(table, family, month)}"))
+
+
+# what dropping a partition locks: the tables, to the end of the transaction
+LOCK_LOGS = ", ".join(TABLES)
+
+__all__ = [
+    "LOCK_LOGS",
+    "TABLES",
+    "attach_log_months",
+    "drop_log_month",
+    "existing_log_months",
+    "is_log_partition",
+    "logs_partitioned",
+    "partition_name",
+]
