@@ -7,6 +7,7 @@ read the month's leaves one by one: the ingest asks for a log's size and tiles e
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, text
@@ -91,3 +92,22 @@ def test_the_logs_tables_get_fresh_statistics_every_few_thousand_rows(pg_engine)
     assert "autovacuum_analyze_scale_factor=0" in options["log_leaf_sat_p2025_01"]
     assert "autovacuum_analyze_threshold=50000" in options["log_leaf_sat_p2025_01"]
     assert "autovacuum_analyze_threshold=5000" in options["log_node_sat_p2025_01"]
+
+
+def test_a_record_proofs_read_of_its_leaf_plans_one_months_partition(pg_engine):
+    """The leaves are a partition a log (0029), found by entry id through each one's index:
+    the proof's read names the record's month, so one partition is asked, not every month's
+    kept (a year's: twelve index probes for one)."""
+    from servicetrail.store.log_records import _SEALED_LEAF_IN_MONTH
+
+    from servicetrail.store.partitions import ensure_months
+
+    at = datetime(2025, 2, 3, 4, 5, 6, tzinfo=UTC)
+    ensure_months(pg_engine, [at.replace(month=month) for month in (1, 2, 3)])
+    with pg_engine.connect() as conn:
+        plan = conn.connection.driver_connection.execute(
+            "EXPLAIN " + _SEALED_LEAF_IN_MONTH,
+            (1, at, "2025-02")[: _SEALED_LEAF_IN_MONTH.count("%s")],
+        ).fetchall()
+    scanned = [line for (line,) in plan if "log_leaf_sat_p" in line]
+    assert len(scanned) == 1 and "log_leaf_sat_p2025_02" in scanned[0], plan

@@ -12,7 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -183,7 +183,8 @@ _SEALED_LEAF = (
     "WHERE n.family = l.family AND n.month = l.month ORDER BY n.tree_size DESC LIMIT 1) "
     "WHERE l.family = 'sat' AND l.entry_id = {mark}"
 )
-_SEALED_LEAF_IN_MONTH = _SEALED_LEAF.format(mark="%s") + " AND r.logged_at = %s"
+# the month too: the leaves' partition of the month alone is read (migration 0029)
+_SEALED_LEAF_IN_MONTH = _SEALED_LEAF.format(mark="%s") + " AND r.logged_at = %s AND l.month = %s"
 
 
 def sealed_leaf_of(
@@ -201,7 +202,8 @@ def sealed_leaf_of(
         # trail and of the payloads instead of every month's, 0.3 ms instead of 3-8 ms at 10M.
         # Through the driver: SQLAlchemy's execution of it cost more than its round trip
         driver = driver_in_transaction(conn)
-        row = driver.execute(_SEALED_LEAF_IN_MONTH, (record_id, logged_at)).fetchone()
+        month = month_of(logged_at.astimezone(timezone.utc))
+        row = driver.execute(_SEALED_LEAF_IN_MONTH, (record_id, logged_at, month)).fetchone()
     if row is None:
         return None
     at, kind, request_id, srv, user_id, device_id, code, variant, payload, salt, *place = row
