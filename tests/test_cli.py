@@ -779,6 +779,17 @@ def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
                 )
             ).scalars()
             said += [f"trigger access_log_append_only on {month} is disabled" for month in months]
+            # and on the logs' partitions, a log each (0029)
+            logs = conn.execute(
+                text(
+                    "SELECT inhrelid::regclass::text FROM pg_inherits "
+                    "WHERE inhparent = 'log_node'::regclass"
+                )
+            ).scalars()
+            said += [
+                f"trigger log_node_append_only on {log} is set to fire in replication only"
+                for log in logs
+            ]
     result = cli("db", "check")
     assert result.exit_code == 1
     assert all(words in result.stderr for words in said), result.stderr
