@@ -626,62 +626,17 @@ def test_0023_mends_a_store_built_by_the_first_text_of_0006(empty_db_url: str) -
         engine.dispose()
 
 
-def test_0028_partitions_an_access_log_with_entries_and_a_downgrade_puts_it_back(
+def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_puts_them_back(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A store's entries, leaves and checkpoints of three months come through 0028 (down to
-    0027 and up again): every entry kept with its id, one partition a month, ids drawn on
-    from the same sequence, and retention then drops the old months whole, `log verify`
-    passing. About a second (load average 16): only the migration run down and up over
-    stored entries shows it converts them."""
+    """Records and access entries of two old months and this one, sealed, come through 0028
+    and 0029 (down to 0027 and up again): every entry kept with its id, ids drawn on from the
+    same sequence, every leaf and tile kept, a partition of the log a month and of the logs'
+    tables a log (with 0012's statistics settings); retention of both families then drops
+    the old months' entries, leaves and tiles whole, `log verify` passing and still naming a
+    record changed. About two seconds (load average 16): only the migrations run down and up
+    over stored entries and leaves show they convert them."""
     from servicetrail.store.access_partitions import existing_access_months
-    from servicetrail.store.access_retention import drop_access_months
-    from servicetrail.store.log_audit import audit
-    from servicetrail.store.merkle_log import seal_store
-    from tests.store.test_access_retention import OLD, PREFIX, _entries, _this_month
-    from tests.store.test_log_lifecycle import store_key
-
-    engine = open_store(pg_url)
-    bare = make_engine(pg_url)  # see test_0020: the store's own engine watches its revision
-    try:
-        _entries(engine, monkeypatch, (*OLD, _this_month()), each=2)
-        seal_store(engine)
-        read = "SELECT id, at, party_id, filters FROM access_log ORDER BY id"
-        kind = "SELECT relkind FROM pg_class WHERE relname = 'access_log'"
-        with bare.connect() as conn:
-            before = conn.execute(text(read)).all()
-        command.downgrade(migrate._config(bare), "0027")
-        with bare.connect() as conn:
-            assert conn.execute(text(kind)).scalar_one() == "r"
-            assert conn.execute(text(read)).all() == before
-        command.upgrade(migrate._config(bare), "head")
-        assert schema_differences(bare) == []
-        with bare.connect() as conn:
-            assert conn.execute(text(kind)).scalar_one() == "p"
-            assert conn.execute(text(read)).all() == before
-            assert {*OLD, _this_month()} <= existing_access_months(conn)
-        _entries(engine, monkeypatch, (_this_month(),), each=1)  # the same sequence
-        with bare.connect() as conn:
-            assert (
-                conn.execute(text("SELECT max(id) FROM access_log")).scalar_one() == len(before) + 1
-            )
-        seal_store(engine)
-        dropped = drop_access_months(engine, keep_months=1, signer=store_key(engine))
-        assert [(month.month, month.entries) for month in dropped] == [(m, 2) for m in OLD]
-        assert audit(bare, PREFIX).findings == []
-    finally:
-        bare.dispose()
-        engine.dispose()
-
-
-def test_0029_partitions_the_logs_of_a_store_with_records_and_entries_and_back(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Records and access entries of two old months and this one, sealed, come through 0029
-    (down to 0028 and up again): every leaf and tile kept, a partition of each table a log
-    with 0012's statistics settings, and retention of both families then drops the old
-    months' leaves and tiles whole, `log verify` passing and still naming a record changed.
-    About a second: only the migration run over stored leaves shows it converts them."""
     from servicetrail.store.access_retention import drop_access_months
     from servicetrail.store.log_audit import audit
     from servicetrail.store.merkle_log import seal_store
@@ -692,42 +647,50 @@ def test_0029_partitions_the_logs_of_a_store_with_records_and_entries_and_back(
     from tests.store.test_log_lifecycle import _records_in, store_key
 
     engine = open_store(pg_url)
-    bare = make_engine(pg_url)
+    bare = make_engine(pg_url)  # see test_0020: the store's own engine watches its revision
     months = (*OLD, _this_month())
+    tables = ("access_log", "log_leaf", "log_node")
+    rows = {
+        "access_log": "SELECT id, at, party_id, filters FROM access_log ORDER BY id",
+        "log_leaf": "SELECT * FROM log_leaf ORDER BY 1, 2, 3",
+        "log_node": "SELECT * FROM log_node ORDER BY 1, 2, 3, 4",
+    }
+    kinds = f"SELECT relname, relkind FROM pg_class WHERE relname IN {tables}"
+    parts = (
+        "SELECT c.relname, c.reloptions FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+        "WHERE p.relname = 'log_leaf'"
+    )
     try:
         with engine.begin() as conn:
             append_records(conn, _records_in(months))
         _entries(engine, monkeypatch, months, each=2)
         seal_store(engine)
-        rows = "SELECT * FROM {} ORDER BY 1, 2, 3, 4"
-        kind = "SELECT relkind FROM pg_class WHERE relname = 'log_leaf'"
         with bare.connect() as conn:
-            before = [conn.execute(text(rows.format(t))).all() for t in ("log_leaf", "log_node")]
-        command.downgrade(migrate._config(bare), "0028")
+            before = {t: conn.execute(text(rows[t])).all() for t in tables}
+        command.downgrade(migrate._config(bare), "0027")
         with bare.connect() as conn:
-            assert conn.execute(text(kind)).scalar_one() == "r"
-            assert [
-                conn.execute(text(rows.format(t))).all() for t in ("log_leaf", "log_node")
-            ] == before
+            assert dict(conn.execute(text(kinds)).tuples().all()) == dict.fromkeys(tables, "r")
+            assert {t: conn.execute(text(rows[t])).all() for t in tables} == before
         command.upgrade(migrate._config(bare), "head")
         assert schema_differences(bare) == []
-        parts = (
-            "SELECT c.relname, c.reloptions FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "WHERE p.relname = 'log_leaf'"
-        )
         with bare.connect() as conn:
-            assert conn.execute(text(kind)).scalar_one() == "p"
-            assert [
-                conn.execute(text(rows.format(t))).all() for t in ("log_leaf", "log_node")
-            ] == before
+            assert dict(conn.execute(text(kinds)).tuples().all()) == dict.fromkeys(tables, "p")
+            assert {t: conn.execute(text(rows[t])).all() for t in tables} == before
+            assert set(months) <= existing_access_months(conn)
             held = dict(conn.execute(text(parts)).tuples().all())
         for family in ("sat", "access"):
             for month in months:
                 name = f"log_leaf_{family}_p{month[:4]}_{month[5:]}"
                 assert "autovacuum_analyze_threshold=50000" in held[name]
+        _entries(engine, monkeypatch, (_this_month(),), each=1)  # the same sequence
+        with bare.connect() as conn:
+            newest = conn.execute(text("SELECT max(id) FROM access_log")).scalar_one()
+            assert newest == len(before["access_log"]) + 1
+        seal_store(engine)
         drop_months(engine, 1, signer=store_key(engine))
-        drop_access_months(engine, keep_months=1, signer=store_key(engine))
+        dropped = drop_access_months(engine, keep_months=1, signer=store_key(engine))
+        assert [(month.month, month.entries) for month in dropped] == [(m, 2) for m in OLD]
         with bare.connect() as conn:
             held = dict(conn.execute(text(parts)).tuples().all())
         assert not [name for name in held if name.endswith(("2025_01", "2025_02"))]
