@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from servicetrail.store.engine import open_store  # noqa: E402
 from servicetrail.store.log_audit import audit  # noqa: E402
 from servicetrail.store.log_tree import StoredTree, latest_checkpoint, leaf_place  # noqa: E402
 from servicetrail.store.merkle_log import add_leaves, seal_store  # noqa: E402
+from servicetrail.store.partitions import ensure_months  # noqa: E402
 
 
 def clock() -> tuple[float, float]:
@@ -67,6 +69,7 @@ def pct(values: list[float], p: float) -> float:
 
 def bench_seal_and_proofs(url: str, leaves: int, proofs: int) -> dict:
     engine = open_store(url)
+    ensure_months(engine, [datetime(2025, 3, 15, tzinfo=timezone.utc)])  # its leaves' partitions
     rng = random.Random(14)
     hashes = [rng.randbytes(32) for _ in range(leaves)]
     began = clock()
