@@ -360,11 +360,12 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
 
 def _family_free(conn: Connection, family: str) -> bool:
     """Whether the seal may append to a queued family's logs: on PostgreSQL, whether it has
-    the family's lock, which the access log's retention holds while it retires months (its
-    leaves went by DELETE, some 370,000 a second: a month at 700 reads a second is over an
-    hour). Not waited for, so that the seal, holding its own lock, goes on with the other
-    families' logs; every seal waited for that retention (audit 51e). A direct family's
-    lock is lock_sealing's."""
+    the family's lock, which the access log's retention holds while it retires months (and
+    while it waits for the log's lock behind reads, a minute at most; its leaves went by
+    DELETE, over an hour for a month at 700 reads a second, before migration 0029). Not
+    waited for, so that the seal, holding its own lock, goes on with the other families'
+    logs; every seal waited for that retention (audit 51e). A direct family's lock is
+    lock_sealing's."""
     if conn.dialect.name != "postgresql" or family in DIRECT_FAMILIES:
         return True
     taken = conn.exec_driver_sql(
