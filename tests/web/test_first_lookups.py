@@ -67,3 +67,22 @@ def test_a_members_credential_found_lets_only_its_own_requests_through():
     party, flood_done, flood = asyncio.run(a_party_among_its_networks_flood())
     assert party and not flood_done and not flood  # the flood's waited out its 0.05 s
     assert lookups.waiting() == {} and lookups._member_waiting == {}
+
+
+def test_a_remembered_networks_look_ups_are_bounded_by_its_own_budget_though_the_budget_has_spare():
+    """A remembered network (its requests come with a member, web.gate) took one turn a round,
+    and with no one else waiting the whole budget: a /48's new /64s were looked up 50 times a
+    second (finding 52g 1). Now its own budget bounds it (its refill here slower than the
+    test), while a fresh network beside it is served from the spare."""
+    lookups = FirstLookups(rate=1000, burst=1000, held_rate=0.001, held_burst=2)
+    held = "2001:db8:9::/48"
+
+    async def a_held_networks_flood_beside_a_fresh_network():
+        flood = [lookups.take(held, 0.05, member=f"2001:db8:9:{n:x}::/64") for n in range(1, 11)]
+        fresh = [lookups.take("192.0.2.0/24", 0.05) for _ in range(10)]
+        return await asyncio.gather(*flood), await asyncio.gather(*fresh)
+
+    flood, fresh = asyncio.run(a_held_networks_flood_beside_a_fresh_network())
+    assert flood == [True] * 2 + [False] * 8  # its own 2, then none: not the budget's spare
+    assert fresh == [True] * 10  # not held back by the held network's place ahead of it
+    assert lookups.waiting() == {} and lookups._member_waiting == {}

@@ -21,3 +21,7 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+    def give_back(self) -> None:
+        """One taken and not used (another budget it also needed had none)."""
+        self.tokens = min(self.burst, self.tokens + 1)
