@@ -35,6 +35,12 @@
   a botnet's would: no address and no network has sent a made-up token before. Halfway
   through, a Party's token never used yet asks from a network of its own (a Party's first
   request after a restart), again after each 429's Retry-After: its tries and seconds.
+- `held` (finding 52g 1): made-up tokens from one IPv6 /48, each client alternating a new /64
+  of it and the /64 it used last (said in X-Forwarded-For: the server trusts 127.0.0.1 as a
+  proxy, loopback having no /48 to send from). Once 4 of its /64s are remembered, so is the
+  /48 (web.suspects): its used /64s draw on the budget of what carries none, its new ones on
+  the first look-ups, in its turn. Halfway through, a Party's token never used yet asks from a
+  /64 of the same /48, again after each Retry-After (as in `scattered`).
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -383,11 +389,15 @@ def scenario_strangers(port: int, victims: list, seconds: float, forged: bool = 
 SCATTERED_CLIENTS = 80
 
 
-def first_request(port: int, token: str, address: str) -> dict:
+def first_request(port: int, token: str, address: str, forwarded: str | None = None) -> dict:
     """A Party's token never used yet, from a network that sent nothing yet (a Party's first
     request after a restart), asked until it is answered other than 429, each time after the
-    Retry-After it was given: the tries, and the seconds until then."""
+    Retry-After it was given: the tries, and the seconds until then. `forwarded`: the address
+    a trusted proxy says it comes from (`held`)."""
     started, tries, status = time.monotonic(), 0, 429
+    headers = {"Authorization": f"Bearer {token}"}
+    if forwarded:
+        headers["X-Forwarded-For"] = forwarded
     while status == 429 and tries < 60:
         if tries:
             time.sleep(1)
@@ -396,7 +406,7 @@ def first_request(port: int, token: str, address: str) -> dict:
             "127.0.0.1", port, timeout=60, source_address=(address, 0)
         )
         try:
-            conn.request("GET", "/api/v1/logs", headers={"Authorization": f"Bearer {token}"})
+            conn.request("GET", "/api/v1/logs", headers=headers)
             status, _ = answer_of(conn)
         except OSError:
             status = 0
@@ -441,6 +451,54 @@ def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: st
     return {
         "connections": SCATTERED_CLIENTS,
         "stranger_statuses": counts,
+        "party_first_request": party,
+        **others,
+    }
+
+
+HELD_CLIENTS = 80
+HELD_NETWORK = "2001:db8:53"
+
+
+def scenario_held(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
+    """And halfway through the attack, a Party's first request from inside the /48."""
+    party: dict = {}
+    forwarded = f"{HELD_NETWORK}:ffff::7"
+
+    def party_amid(stop: threading.Event) -> None:
+        if not stop.wait(seconds / 2):
+            party.update(first_request(port, fresh_token, "127.0.0.1", forwarded))
+
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        def made_up_tokens(n: int) -> None:
+            conn, sent = None, 0
+            while not stop.is_set():
+                # 2001:db8:53:(n)(k)::1 a new /64 on every other request (k), else the last
+                used = sent // 2 % 256
+                address = f"{HELD_NETWORK}:{n:02x}{used:02x}::1"
+                sent += 1
+                made_up = {
+                    "Authorization": f"Bearer {random.randbytes(32).hex()}",
+                    "X-Forwarded-For": address,
+                }
+                try:
+                    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    conn.request("GET", "/api/v1/logs", headers=made_up)
+                    status, conn = answer_of(conn)
+                except OSError:
+                    status, conn = 0, None
+                count(status)
+
+        return [
+            *(threading.Thread(target=made_up_tokens, args=(n,)) for n in range(HELD_CLIENTS)),
+            threading.Thread(target=party_amid, args=(stop,)),
+        ]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
+    return {
+        "connections": HELD_CLIENTS,
+        "stranger_statuses": counts,
+        "looked_up_a_second": round(counts.get(401, 0) / seconds, 1),
         "party_first_request": party,
         **others,
     }
@@ -531,7 +589,8 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
     plan = [(tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, d in victims]
     results = {}
     for name in a.scenarios.split(","):
-        proc, port = serve(url, a.workers, a.pythonpath, a.port)
+        trusting = "127.0.0.1" if name == "held" else None  # its clients' /64s: forwarded
+        proc, port = serve(url, a.workers, a.pythonpath, a.port, trusting)
         try:
             print(f"[{store.kind}] {name} ...", file=sys.stderr)
             if name in ("strangers", "forged"):
@@ -539,6 +598,9 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
             elif name == "scattered":
                 fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
                 results[name] = scenario_scattered(port, plan, a.seconds, fresh)
+            elif name == "held":
+                fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
+                results[name] = scenario_held(port, plan, a.seconds, fresh)
             elif name == "cheap":
                 results[name] = scenario_cheap(port, plan, (tokens[busiest], busiest), a.seconds)
             elif name == "backlog":

@@ -168,11 +168,17 @@ def free_port() -> int:
 
 
 def serve(
-    url: str, workers: int = 1, pythonpath: str | None = None, port: int | None = None
+    url: str,
+    workers: int = 1,
+    pythonpath: str | None = None,
+    port: int | None = None,
+    trusted_proxies: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`servicetrail serve` on `port` (else a free one), once it answers; `pythonpath`: other
-    code to run."""
+    code to run; `trusted_proxies`: its --trusted-proxies (a bench then says each request's
+    client in X-Forwarded-For, as a proxy would)."""
     port = port or free_port()
+    trusting = ["--trusted-proxies", trusted_proxies] if trusted_proxies else []
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -182,7 +188,7 @@ def serve(
     log = OUT / f"serve-{port}.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+            [BIN, "--db", url, "serve", "--port", str(port), "--workers", str(workers), *trusting],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
