@@ -20,6 +20,14 @@ the networks that asked before it, each of which is served once and then
 goes to the back (or, made up, is remembered by web.suspects and draws on the budget of what
 carries none). A valid credential needs one look-up: it is then seen (state.SeenCredentials),
 and its network vouched for (web.gate), whose credentials not yet seen take no place here.
+
+A remembered network's turn also takes one of its own budget, HELD_RATE a second: its turns
+alone, when no fresh network waited, took the whole budget, and a /48's new /64s were looked
+up 50 times a second beside its used ones' share of the budget of what carries none (finding
+52g 1). Spent, it waits out of the queue and comes back in its place, so the networks behind
+it are not held up. A Party's address inside it waits behind the network's addresses that
+asked before it and keep asking (each served once, then held by its own mark), HELD_RATE a
+second: nothing tells them apart before the look-up.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ An address is a /64 for IPv6, and a host is often given a /48 (a site) or more: 
 SUSPECT_SECONDS: an IPv6 /48 once 4 of its /64s sent junk, a /32 once 4 of its /48s were
 remembered, an IPv4 /24 once 4 of its addresses did. A whole /32 then has 64 look-ups a
 minute before it is remembered, and after it one turn a round of the first look-ups for its
-new addresses (what no one else waits for: up to their whole budget), as one fresh network
-has; a Party elsewhere is not held back. An address held only by its
+new addresses, as one fresh network has, and at most HELD_RATE a second of them
+(web.first_lookups: with no one else waiting, one turn a round was the whole budget, finding
+52g 1); a Party elsewhere is not held back. An address held only by its
 network's mark (not its own, and not vouched for) is not sent to that budget: a Party inside
 the network whose address had not yet vouched for itself (after a restart) was refused again
 and again while the attack went on (audit 52c 1). web.gate sends its credentials not yet seen
