@@ -606,6 +606,34 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
     assert gate.in_flight() == {} and gate._first_lookups.waiting() == {}
 
 
+def test_a_vouched_networks_new_addresses_wait_their_turn_once_one_of_them_sent_junk(
+    world, monkeypatch
+):
+    """A network vouched for (a credential the store knew came from it) has its new
+    addresses' credentials looked up at once, for a Party's colleagues after a restart. A
+    logged-in User vouched for a /24 with its own token from one address, then had made-up
+    tokens from the others looked up at once, 12 a minute in each /24 it kept under SPREAD,
+    for an hour (audit 53d). Once one of its parts sent junk, they wait in its turn (the
+    budget empty here: refused after a wait of 0.01 s)."""
+    app, _, gate = world
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.01)
+    gate._first_lookups = FirstLookups(rate=0.001, burst=0)
+    gate.app = _looking_up(app.state.seen_credentials, [])
+
+    for colleague in ("10.5.0.1", "10.6.0.1"):  # a credential the store knew came from each
+        gate._suspects.vouch(colleague)
+
+    async def vouched_then_junk():
+        asked = [
+            ("junk-1", "10.5.0.2"),  # at once, as a colleague's would be
+            ("junk-2", "10.5.0.3"),  # in the /24's turn: one of its parts sent junk
+            ("valid-c", "10.6.0.2"),  # a vouched /24 that sent none: at once
+        ]
+        return [(await ask(gate, scope_for(app, token=t, client=c)))[0] for t, c in asked]
+
+    assert run(vouched_then_junk()) == [401, 429, 200]
+
+
 def _looking_up(seen, looked_up: list[str]):
     """A route that looks the request's credential up, as the store would: "valid-" ones
     exist (remembered as seen, 200), any other is made up (said not found, 401)."""

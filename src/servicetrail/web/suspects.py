@@ -90,6 +90,13 @@ class Suspects:
         """Whether the address itself is remembered, not only a network it is in."""
         return self._held(address, monotonic())
 
+    def spotted(self, network: str) -> bool:
+        """Whether the network, or one of its parts, lately presented an unknown credential
+        (fewer than SPREAD of them, it is not yet remembered)."""
+        now = monotonic()
+        parts = self._parts.get(network, {})
+        return self._held(network, now) or any(at >= now - self.seconds for at in parts.values())
+
     def holder(self, address: str) -> str | None:
         """The widest remembered network the address is in, unless it is vouched for: whose
         turn its first look-ups wait for (web.gate), all the network's parts in one."""
