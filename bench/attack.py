@@ -36,11 +36,12 @@
   through, a Party's token never used yet asks from a network of its own (a Party's first
   request after a restart), again after each 429's Retry-After: its tries and seconds.
 - `held` (finding 52g 1): made-up tokens from one IPv6 /48, each client alternating a new /64
-  of it and the /64 it used last (said in X-Forwarded-For: the server trusts 127.0.0.1 as a
-  proxy, loopback having no /48 to send from). Once 4 of its /64s are remembered, so is the
-  /48 (web.suspects): its used /64s draw on the budget of what carries none, its new ones on
-  the first look-ups, in its turn. Halfway through, a Party's token never used yet asks from a
-  /64 of the same /48, again after each Retry-After (as in `scattered`).
+  of it and the last of its /64s that was looked up (said in X-Forwarded-For: the server
+  trusts 127.0.0.1 as a proxy, loopback having no /48 to send from). Once 4 of its /64s are
+  remembered, so is the /48 (web.suspects): its /64s looked up draw on the budget of what
+  carries none, its new ones on the first look-ups, in its turn. Halfway through, a Party's
+  token never used yet asks from a /64 of the same /48, again after each Retry-After (as in
+  `scattered`).
 
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
@@ -471,11 +472,12 @@ def scenario_held(port: int, victims: list, seconds: float, fresh_token: str) ->
 
     def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
         def made_up_tokens(n: int) -> None:
-            conn, sent = None, 0
+            conn, sent, marked = None, 0, None
             while not stop.is_set():
-                # 2001:db8:53:(n)(k)::1 a new /64 on every other request (k), else the last
-                used = sent // 2 % 256
-                address = f"{HELD_NETWORK}:{n:02x}{used:02x}::1"
+                # 2001:db8:53:(n)(k)::1, a new /64 (k) on every other request, else the last
+                # one looked up (marked: web.gate draws it on the budget of what carries none)
+                new = f"{HELD_NETWORK}:{n:02x}{sent // 2 % 256:02x}::1"
+                address = marked if sent % 2 and marked else new
                 sent += 1
                 made_up = {
                     "Authorization": f"Bearer {random.randbytes(32).hex()}",
@@ -487,6 +489,8 @@ def scenario_held(port: int, victims: list, seconds: float, fresh_token: str) ->
                     status, conn = answer_of(conn)
                 except OSError:
                     status, conn = 0, None
+                if status == 401:
+                    marked = address
                 count(status)
 
         return [
