@@ -179,11 +179,13 @@ class Gate:
         if holder is not None:
             taken = await self._first_lookups.take(holder, RETRY_AFTER, member=address)
             return taken, (holder, address)
-        # vouched for, its new addresses go at once; not once any of its parts sent junk: a
-        # logged-in User vouched for a /24 with its own token from one address, then had the
-        # others' made-up tokens looked up at once, 12 a minute in each /24 it kept under the
-        # SPREAD of web.suspects, for an hour (audit 53d)
-        if self._suspects.vouched(network) and not self._suspects.spotted(network):
+        # a network vouched for has its new addresses go at once, but not once any of its
+        # parts sent junk: a logged-in User vouched for a /24 with its own token from one
+        # address, then had the others' made-up tokens looked up at once, 12 a minute in each
+        # /24 it kept under the SPREAD of web.suspects, for an hour (audit 53d). An address
+        # vouched for itself goes at once: its own mark holds it after its first junk
+        network_vouched = self._suspects.vouched(network) and not self._suspects.spotted(network)
+        if network_vouched or self._suspects.vouched(address):
             return True, (network, None)
         return await self._first_lookups.take(network, RETRY_AFTER), (network, None)
 
