@@ -14,10 +14,19 @@ demo:        ## build a realistic demo SAT on SQLite (demo.db) and serve it on h
 	@scripts/bootstrap
 	.venv/bin/servicetrail --db sqlite:///demo.db demo --port $(PORT)
 
+# pytest rewrites the asserts of the test modules and of its plugins' packages (schemathesis,
+# hypothesis, anyio: ~250 modules) as it imports them, and caches nothing where
+# PYTHONDONTWRITEBYTECODE is set, as on CI machines. xdist's controller rewrites the test
+# modules before its workers start (tests/rewritten_once.py), ~6 s of CPU while the run waits,
+# and each of the five processes rewrote the plugins' (~1 s of CPU each). One collection
+# beside lint, which keeps one core busy, writes them all first. Its errors are the run's to
+# say, so its output is dropped; lint's status is the step's. (`make -n test` runs it too:
+# the line holds $(MAKE).)
 test:        ## the linter, the type checker, then the whole test suite (installs Chromium and PostgreSQL first if missing)
 	@scripts/bootstrap
 	@scripts/system-deps
-	$(MAKE) --no-print-directory lint
+	@env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest --collect-only -q > /dev/null 2>&1 & \
+	    warming=$$!; $(MAKE) --no-print-directory lint; linted=$$?; wait $$warming; exit $$linted
 	.venv/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint:        ## ruff and mypy, as configured in pyproject.toml
