@@ -26,6 +26,10 @@ from servicetrail.web import gate
 
 from devsupport.pg_server import PgServer
 from tests import personas as P
+from tests.shared_routes import share_route_contexts
+
+# before any test makes an app: FastAPI's route contexts built once a worker (shared_routes)
+share_route_contexts()
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
