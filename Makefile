@@ -17,7 +17,7 @@ demo:        ## build a realistic demo SAT on SQLite (demo.db) and serve it on h
 # pytest rewrites the asserts of the test modules and of its plugins' packages (schemathesis,
 # hypothesis, anyio: ~250 modules) as it imports them, and caches nothing where
 # PYTHONDONTWRITEBYTECODE is set, as on CI machines. xdist's controller rewrites the test
-# modules before its workers start (tests/rewritten_once.py), ~6 s of CPU while the run waits,
+# modules before its workers start (tests/rewritten_once.py), ~4 s of CPU while the run waits,
 # and each of the five processes rewrote the plugins' (~1 s of CPU each). One collection
 # beside lint, which keeps one core busy, writes them all first. Its errors are the run's to
 # say, so its output is dropped; lint's status is the step's. (`make -n test` runs it too:
