@@ -4,9 +4,9 @@ FastAPI (0.165) builds what it needs to call a route of an included router (the 
 fields of its parameters, its dependencies, its handler) when an app first matches a request
 against that router, and keeps it on the app's own inclusion of the router. The suite makes
 an app for nearly every web test (`create_app(engine)`, each test's store its own), and each
-app's first requests built those of every router they passed: 35-90 ms of CPU a test (the
-first `/login` 38-50 ms against 4-9 ms after; `/openapi.json` 96 ms against 50), some 20% of
-the web modules' CPU.
+app's first requests built those of every router they passed: the first `/login` of a new
+app took 38-50 ms of CPU, 4-9 ms with them shared; ~35 ms a test, a third of the in-process
+web modules' CPU (BENCHMARKS.md, session 53).
 
 The routers are servicetrail's module-level ones and every app includes them alike, so an
 inclusion equal to one built before takes that one's contexts. What they hold of an app is
