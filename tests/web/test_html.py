@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -53,6 +54,7 @@ from servicetrail.store.sessions import TOUCH_EVERY
 PASSWORD = "correct horse battery staple"
 NP_USER, LK_USER, WS_USER = "np.analyst", "lk.analyst", "ws.analyst"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -1075,11 +1077,13 @@ def test_a_search_that_runs_too_long_asks_to_be_narrowed(empty_db_url: str) -> N
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO,
         env={
             "SERVICETRAIL_STATEMENT_TIMEOUT": "0",
             "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(SUBPROCESS_SITE),  # its account hashed cheaply
+            # its account hashed cheaply; and this checkout's code, not whichever the venv
+            # installed (a second clone on one venv tested the first's: audit 53a 2)
+            "PYTHONPATH": os.pathsep.join([str(SUBPROCESS_SITE), str(REPO / "src")]),
         },
     )
     assert run.returncode == 0, run.stderr[-3000:]
