@@ -415,46 +415,74 @@ def first_request(port: int, token: str, address: str, forwarded: str | None = N
     return {"status": status, "tries": tries, "seconds": round(time.monotonic() - started, 2)}
 
 
-def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
-    """And halfway through the attack, a Party's first request (`first_request`)."""
+MadeUpTokens = Callable[[int, threading.Event, Callable[[int], None]], None]
+
+
+def with_a_party_amid(
+    port: int,
+    victims: list,
+    seconds: float,
+    connections: int,
+    made_up_tokens: MadeUpTokens,
+    party_first: Callable[[], dict],
+) -> dict:
+    """`connections` clients sending made-up tokens (`made_up_tokens(n, stop, count)`), and
+    halfway through the attack a Party's first request (`party_first`): scattered's and
+    held's shared frame."""
     party: dict = {}
 
     def party_amid(stop: threading.Event) -> None:
         if not stop.wait(seconds / 2):
-            party.update(first_request(port, fresh_token, "127.255.255.2"))
+            party.update(party_first())
 
     def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
-        def made_up_tokens(n: int) -> None:
-            sent = 0
-            while not stop.is_set():
-                # 127.A.(n).C: a new /24 for each of the client's first 254 requests, then again
-                # with another C (web.suspects remembers a /24 once 4 of its addresses)
-                address = f"127.{1 + sent % 254}.{n}.{2 + (sent // 254) % 250}"
-                sent += 1
-                try:
-                    conn = http.client.HTTPConnection(
-                        "127.0.0.1", port, timeout=60, source_address=(address, 0)
-                    )
-                    made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
-                    conn.request("GET", "/api/v1/logs", headers=made_up)
-                    status, _ = answer_of(conn)
-                    conn.close()
-                except OSError:
-                    status = 0
-                count(status)
-
         return [
-            *(threading.Thread(target=made_up_tokens, args=(n,)) for n in range(SCATTERED_CLIENTS)),
+            *(
+                threading.Thread(target=made_up_tokens, args=(n, stop, count))
+                for n in range(connections)
+            ),
             threading.Thread(target=party_amid, args=(stop,)),
         ]
 
     counts, others = attack_with(port, victims, seconds, clients, join_within=65)
     return {
-        "connections": SCATTERED_CLIENTS,
+        "connections": connections,
         "stranger_statuses": counts,
         "party_first_request": party,
         **others,
     }
+
+
+def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
+    """And halfway through the attack, a Party's first request (`first_request`)."""
+
+    def made_up_tokens(n: int, stop: threading.Event, count: Callable[[int], None]) -> None:
+        sent = 0
+        while not stop.is_set():
+            # 127.A.(n).C: a new /24 for each of the client's first 254 requests, then again
+            # with another C (web.suspects remembers a /24 once 4 of its addresses)
+            address = f"127.{1 + sent % 254}.{n}.{2 + (sent // 254) % 250}"
+            sent += 1
+            try:
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
+                )
+                made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+                conn.request("GET", "/api/v1/logs", headers=made_up)
+                status, _ = answer_of(conn)
+                conn.close()
+            except OSError:
+                status = 0
+            count(status)
+
+    return with_a_party_amid(
+        port,
+        victims,
+        seconds,
+        SCATTERED_CLIENTS,
+        made_up_tokens,
+        lambda: first_request(port, fresh_token, "127.255.255.2"),
+    )
 
 
 HELD_CLIENTS = 80
@@ -463,48 +491,41 @@ HELD_NETWORK = "2001:db8:53"
 
 def scenario_held(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
     """And halfway through the attack, a Party's first request from inside the /48."""
-    party: dict = {}
+
+    def made_up_tokens(n: int, stop: threading.Event, count: Callable[[int], None]) -> None:
+        conn, sent, marked = None, 0, None
+        while not stop.is_set():
+            # 2001:db8:53:(n)(k)::1, a new /64 (k) on every other request, else the last
+            # one looked up (marked: web.gate draws it on the budget of what carries none)
+            new = f"{HELD_NETWORK}:{n:02x}{sent // 2 % 256:02x}::1"
+            address = marked if sent % 2 and marked else new
+            sent += 1
+            made_up = {
+                "Authorization": f"Bearer {random.randbytes(32).hex()}",
+                "X-Forwarded-For": address,
+            }
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn.request("GET", "/api/v1/logs", headers=made_up)
+                status, conn = answer_of(conn)
+            except OSError:
+                status, conn = 0, None
+            if status == 401:
+                marked = address
+            count(status)
+
     forwarded = f"{HELD_NETWORK}:ffff::7"
-
-    def party_amid(stop: threading.Event) -> None:
-        if not stop.wait(seconds / 2):
-            party.update(first_request(port, fresh_token, "127.0.0.1", forwarded))
-
-    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
-        def made_up_tokens(n: int) -> None:
-            conn, sent, marked = None, 0, None
-            while not stop.is_set():
-                # 2001:db8:53:(n)(k)::1, a new /64 (k) on every other request, else the last
-                # one looked up (marked: web.gate draws it on the budget of what carries none)
-                new = f"{HELD_NETWORK}:{n:02x}{sent // 2 % 256:02x}::1"
-                address = marked if sent % 2 and marked else new
-                sent += 1
-                made_up = {
-                    "Authorization": f"Bearer {random.randbytes(32).hex()}",
-                    "X-Forwarded-For": address,
-                }
-                try:
-                    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                    conn.request("GET", "/api/v1/logs", headers=made_up)
-                    status, conn = answer_of(conn)
-                except OSError:
-                    status, conn = 0, None
-                if status == 401:
-                    marked = address
-                count(status)
-
-        return [
-            *(threading.Thread(target=made_up_tokens, args=(n,)) for n in range(HELD_CLIENTS)),
-            threading.Thread(target=party_amid, args=(stop,)),
-        ]
-
-    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
+    found = with_a_party_amid(
+        port,
+        victims,
+        seconds,
+        HELD_CLIENTS,
+        made_up_tokens,
+        lambda: first_request(port, fresh_token, "127.0.0.1", forwarded),
+    )
     return {
-        "connections": HELD_CLIENTS,
-        "stranger_statuses": counts,
-        "looked_up_a_second": round(counts.get(401, 0) / seconds, 1),
-        "party_first_request": party,
-        **others,
+        **found,
+        "looked_up_a_second": round(found["stranger_statuses"].get(401, 0) / seconds, 1),
     }
 
 
