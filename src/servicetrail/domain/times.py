@@ -116,3 +116,10 @@ def format_time(value: datetime) -> str:
     # isoformat pads the year to four digits and leaves out zero microseconds, as wanted,
     # in a quarter less time than strftime: this runs for every item of every page
     return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def months_from(month: str, count: int) -> list[str]:
+    """`count` months (`YYYY-MM`) from `month` on, itself first: the partitions' months of
+    the access log and of the logs' leaves, named as their logs are."""
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1
+    return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from ..domain.times import months_from
 from .log_partitions import attach_log_months
 from .log_tables import log_checkpoint
 
@@ -36,15 +37,10 @@ def _month_of(at: datetime) -> str:
     return f"{at.year:04d}-{at.month:02d}"
 
 
-def _months_from(month: str, count: int) -> list[str]:
-    index = int(month[:4]) * 12 + int(month[5:7]) - 1
-    return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]
-
-
 def bounds(month: str) -> tuple[str, str]:
     """The month's first instant and the next month's, as PostgreSQL's literals (UTC: the
     access log's months are UTC's, as its logs name them)."""
-    start, after = _months_from(month, 2)
+    start, after = months_from(month, 2)
     return f"'{start}-01 00:00:00+00'", f"'{after}-01 00:00:00+00'"
 
 
@@ -71,7 +67,7 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
     wanted = {_month_of(at) for at in times}
     if wanted <= known:
         return
-    wanted |= set(_months_from(_month_of(datetime.now(timezone.utc)), AHEAD_MONTHS + 1))
+    wanted |= set(months_from(_month_of(datetime.now(timezone.utc)), AHEAD_MONTHS + 1))
     with engine.begin() as conn:
         made = existing_access_months(conn)
         if not wanted <= made:

@@ -16,6 +16,8 @@ import re
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from ..domain.times import months_from
+
 TABLES = ("log_leaf", "log_node")
 # 0012's fresh statistics (a statement by leaf_index planned on statistics that predate the
 # log's leaves read the whole family), now each partition's: a partitioned table takes no
@@ -32,16 +34,11 @@ def is_log_partition(name: str) -> bool:
     return bool(_NAME.match(name))
 
 
-def _next_month(month: str) -> str:
-    index = int(month[:4]) * 12 + int(month[5:7])
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 def bounds(family: str, month: str) -> str:
     """The partition's bounds on (family, month): the log's own key, and no other. December
     9999's next month, the year 10000, is past the column's seven characters: that log's
     partition ends with the family."""
-    after = "MAXVALUE" if month == "9999-12" else f"'{_next_month(month)}'"
+    after = "MAXVALUE" if month == "9999-12" else f"'{months_from(month, 2)[1]}'"
     return f"FROM ('{family}', '{month}') TO ('{family}', {after})"
 
 
