@@ -374,6 +374,26 @@ def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
     assert typo.exit_code == 2 and "unknown party" in typo.output and typo.stdout == ""
 
 
+def test_cli_watch_events_and_triggers_log_their_options_as_typed_and_no_default(
+    cli, engine, world
+):
+    """Audit 54c: `watch events` logged `"after": 0` when --after was not typed, and 1 (an
+    integer) when it was, where the API logs "1"; `triggers --window 60` logged 60."""
+    added = cli("watch", "add", "--party", P.NORTHPOWER, "--name", "w")
+    watch = json.loads(added.stdout)["id"]
+    assert cli("watch", "events", str(watch), "--party", P.NORTHPOWER).exit_code == 0
+    assert (
+        cli("watch", "events", str(watch), "--party", P.NORTHPOWER, "--after", "1").exit_code == 0
+    )
+    one = own_record(world)
+    assert cli("triggers", str(one), "--party", P.NORTHPOWER, "--window", "60").exit_code == 0
+    assert [e.filters for e in logged(engine)[:3]] == [
+        {"record_id": one, "window": "60"},
+        {"watch_id": watch, "after": "1"},
+        {"watch_id": watch},
+    ]
+
+
 def test_accounts_create_auditor_is_of_no_party(cli, world):
     made = cli("accounts", "create", "eve.auditor", "--auditor", input=PASSWORD + "\n")
     assert made.exit_code == 0, made.output

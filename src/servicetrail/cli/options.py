@@ -88,6 +88,12 @@ def as_asked(names: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def asked_as_typed(names: dict[str, str]) -> dict[str, Any]:
+    """as_asked, each value as it was typed: the API keeps its parameters' text, and the
+    same read from the CLI logged `--window 60` as 60 (audit 54c)."""
+    return {key: as_typed(names[key]) or value for key, value in as_asked(names).items()}
+
+
 # the option that carries each field of a search
 OPTION_OF = {
     "device_id": "--device",

@@ -16,7 +16,7 @@ from ..domain.times import format_time
 from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import Failure
-from .options import COUNT, BOUND, PARTY, WINDOW, as_asked, as_typed, search_or_fail
+from .options import COUNT, BOUND, PARTY, WINDOW, as_asked, as_typed, asked_as_typed, search_or_fail
 from .output_files import HeldOutput, in_existing_folder, may_write, not_the_stores_own
 from .store_access import cli_reader, engine, viewer_of, with_db
 
@@ -168,7 +168,7 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     User's request shows its title only. A record the Party may not see is "no such record",
     exactly like a missing one (exit 1).
     """
-    filters = {"record_id": record_id, **as_asked({"window": "window"})}
+    filters = {"record_id": record_id, **asked_as_typed({"window": "window"})}
     with engine().connect() as conn:
         viewer = viewer_of(conn, party_id)
         conn.commit()  # the read begins its own transaction: one snapshot of the store

@@ -10,7 +10,7 @@ from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
 from .common import Failure, left_to_the_server, shown_once, wait_while_read
-from .options import COUNT, EVENT_ID, PARTY
+from .options import COUNT, EVENT_ID, PARTY, asked_as_typed
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
 
@@ -159,11 +159,14 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
     with store.connect() as conn:
         viewer = viewer_of(conn, party_id)
     reader, first, printed = cli_reader(party_id), True, False
+    asked = {"watch_id": watch_id, **asked_as_typed({"after": "after"})}
     try:
         while True:
             catch_up(store)
             with store.connect() as conn:
-                filters = {"watch_id": watch_id, "after": after}
+                # the first read is the one asked, as typed (it logged "after": 0 untyped); a
+                # next page's or a follow's asks for what came after what it printed
+                filters = asked if first else {"watch_id": watch_id, "after": str(after)}
                 with logged_read(conn, viewer, reader, "watch_events", filters) as read:
                     page = read.events_after(watch_id, after, 1000)
                     if not first:
