@@ -1302,6 +1302,16 @@ def test_a_pages_title_says_when_the_form_went_wrong_and_which_page_it_is(np: Te
     # page 2's title: test_keyset_paging_newest_first_without_overlap
 
 
+def test_the_menu_marks_the_section_a_page_is_in(np: TestClient, world) -> None:
+    """A record page, opened from the search's results, marked no menu link: the analyst was
+    nowhere in the screen (review of the screen, 54d). The section's link is "true", not
+    "page": the search itself is another page."""
+    marked = re.compile(r'<li><a href="([^"]+)" aria-current="(\w+)"')
+    assert marked.findall(np.get(f"/records/{world.ids['np_req']}").text) == [("/", "true")]
+    assert marked.findall(np.get(f"/devices/{P.ESME_1}").text) == [("/", "true")]
+    assert marked.findall(np.get("/").text) == [("/", "page")]
+
+
 # --- found missing by mutation testing (audit 29b) ----------------------------------------
 
 

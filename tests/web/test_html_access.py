@@ -176,6 +176,20 @@ def test_a_read_past_its_time_limit_says_how_to_narrow_it_here(engine, world, mo
     )
 
 
+def test_the_title_says_what_the_page_lists_and_for_what(engine, world) -> None:
+    """Every page of entries was titled "Who looked", in a browser's tabs and history and
+    where a screen reader starts, whatever its filters (review of the screen, 54d)."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    south.get("/")
+    title = re.compile(r"<title>(.*?)</title>")
+    assert title.search(south.get("/access-log").text)[1] == "Who looked: 1 entry · servicetrail"
+    asked = {"actor": "somebody", "action": "record", "reads": "mp141", "from": "2025-02-10"}
+    assert title.search(south.get("/access-log", params=asked).text)[1] == (
+        "Who looked: no entries for Who somebody, What Record, Reads Other Users’ titles "
+        "(MP141), From 2025-02-10 · servicetrail"
+    )
+
+
 def test_filters_are_shown_as_asked_but_never_run(engine, world) -> None:
     asked = {"device_id": "<script>alert(1)</script>", "srv": "x\u202ey"}
     with engine.begin() as conn:

@@ -184,3 +184,26 @@ def test_a_cut_list_without_a_device_says_so_and_links_to_the_rest(engine, world
     link = re.search(r'<a href="(/\?[^"]+)">the other requests with its Request ID</a>', shown)
     assert link is not None and "request_id=" in link.group(1)
     assert client.get(link.group(1)).status_code == 200
+
+
+def test_a_record_page_past_its_time_limit_says_what_reads_less(engine, world, monkeypatch):
+    """The generic "Narrow your search" page told a record page, which has nothing to narrow,
+    to name a Device ID or a Request ID (review of the screen, 54d): an alert's page offers its
+    triggers' shortest look-back, the widest of its reads; a page over that, to try again."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.store.logged_reads import LoggedRead
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(LoggedRead, "triggers_for", too_long)
+    client = signed_in(engine, P.WIRESCO)
+    alert = world.ids["ws_alert"]
+    page = client.get(f"/records/{alert}?back=device_id%3D1")
+    assert page.status_code == 422 and "Narrow your search" not in page.text
+    said = unescape(re.search(r'<div class="error-page">(.*?)</div>', page.text, re.S)[1])
+    assert f"Reading record {alert} took longer than 10 s and was stopped. Its possible " in said
+    assert "over the 24 hours before it: open it with a look-back of 1 hour" in said
+    assert f'href="/records/{alert}?window=60&back=device_id%3D1">Open it with a shorter' in said
+    hour = unescape(client.get(f"/records/{alert}?window=60").text)
+    assert "look-back" not in hour and "Try again in a moment;" in hour

@@ -14,6 +14,7 @@ from servicetrail.domain.model import SatRecord
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import list_watches
 from servicetrail.store.writer import append_records
+from servicetrail.web.watches_page import EVENTS_SHOWN
 from tests import personas as P
 from tests.web.screen import TOKEN, personas_with, signed_in
 
@@ -549,3 +550,45 @@ def test_a_list_past_the_forms_bound_is_refused_not_cut(engine, world) -> None:
         assert list_watches(conn, P.SOUTHENERGY) == []
     answer = add(client, kinds=["request"] * 20)  # more boxes than the form has
     assert answer.status_code == 422 and 'href="#f-kinds"' in answer.text
+
+
+def test_a_watchs_events_past_their_time_limit_are_said_in_their_panel(
+    engine, world, monkeypatch
+) -> None:
+    """The generic "Narrow your search" page, with its Device ID and Request ID, stood in for
+    the whole Watches page, which has neither field (review of the screen, 54d)."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.web import watches_page
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 3)
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(watches_page, "read_position", too_long)
+    page = client.get(location)
+    assert page.status_code == 422 and "Narrow your search" not in page.text
+    assert (
+        "<p>Reading this watch’s events took longer than 10 s and was stopped. Try again in a "
+        "moment; if it keeps happening, tell your servicetrail administrator.</p>" in page.text
+    )
+    assert "Add a watch" in page.text  # the list and the form stay
+    monkeypatch.undo()
+    assert nav_count(client.get("/").text) == "3"  # none marked read
+
+
+def test_the_events_heading_counts_them_as_what_they_are(engine, world) -> None:
+    """ "newest 3" of a watch's only three events read as if there were older ones, and the
+    title was "Watches" whichever watch's events the tab showed (review of the screen, 54d)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 3)
+    page = client.get(location).text
+    assert re.search(r'id="events-title">[^<]*<span class="count">3 events</span>', page)
+    assert "<title>Watches: events of “on my meters” · servicetrail</title>" in page
+    lk_requests(engine, 4, EVENTS_SHOWN + 1)  # more unread than a page: the oldest first
+    assert '<span class="count">the oldest 50 unread</span>' in client.get(location).text
+    newest = client.get(location).text
+    assert '<span class="count">the newest 50</span>' in newest

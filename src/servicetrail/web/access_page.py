@@ -201,6 +201,29 @@ def _problem_title(found: Found) -> str:
     return "Page link expired" if found.problem == STALE_PAGE_LINK else "Narrow the search"
 
 
+def _title(found: Found, errors: dict[str, str], values: dict[str, str], first: int) -> str:
+    """The title a browser's tabs and history and a screen reader give the page: what it
+    lists, and for what, as the search's does (web.pages); every page of entries was "Who
+    looked" whatever its filters (review of the screen, 54d)."""
+    if errors or found.problem:
+        return "Who looked"
+    count = len(found.entries)
+    if count and first > 1:
+        said = f"entries {first}–{first + count - 1}"
+    elif found.more is not None:
+        said = f"first {count} entries"
+    else:
+        said = f"{count or 'no'} entr{'ies' if count != 1 else 'y'}"
+    named = {**values, "action": ACTION_LABELS.get(values["action"], values["action"])}
+    named["reads"] = "Other Users’ titles (MP141)" if values["reads"] else ""
+    asked_for = [
+        f"{FIELD_LABELS[name].removesuffix(' (UTC)')} {named[name]}"
+        for name in FIELDS
+        if named.get(name)
+    ]
+    return f"Who looked: {said}" + (f" for {', '.join(asked_for)}" if asked_for else "")
+
+
 @router.get("/access-log")
 @shows_nul_beside(*FIELDS[1:])  # every account's fields; an auditor's Party: a page of its own
 def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
@@ -215,12 +238,13 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
     elif "cursor" in errors:
         found.problem, errors = STALE_PAGE_LINK, {}
     status = 429 if found.busy else 422 if errors or found.problem else 200
+    first = (page - 1) * ENTRIES_SHOWN + 1 if after is not None else 1
     return render(
         request,
         "access_log.html",
         who,
         status=status,
-        title="Who looked",
+        title=_title(found, errors, values, first),
         headers={"Retry-After": str(found.busy.retry_after)} if found.busy else None,
         values=values,
         errors=said_on_screen(errors, values),
@@ -239,6 +263,6 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
             else ""
         ),
         first_link=page_link(values, at=PAGE) if after is not None else "",
-        first=(page - 1) * ENTRIES_SHOWN + 1 if after is not None else 1,
+        first=first,
         page=page if after is not None else 1,
     )

@@ -39,6 +39,7 @@ from .presenters import (
     older_triggers,
     page_link,
     page_number,
+    record_stopped,
     record_title,
     said_on_screen,
     stopped,
@@ -48,7 +49,7 @@ from .presenters import (
 )
 from .proofs_page import proof_mark
 from .query_guard import nul_in, shows_nul_beside
-from .rendering import render, too_busy
+from .rendering import error_page, render, too_busy
 from .search_back import back_of, search_href
 from .signin import SignedIn, Who, checked_form, web_reader
 from .state import engine_of, reader_of
@@ -260,14 +261,9 @@ def _triggers(
 @router.get("/records/{record_id}")
 def record(request: Request, who: Who, record_id: str) -> Response:
     wanted_id = record_id_or_404(record_id)
-    filters = asked(request, "window", record_id=wanted_id)
-    with (
-        limits_of(request).search(who.viewer.party_id),
-        reader_of(request) as conn,
-        logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
-    ):
-        found = read.explain(wanted_id)
-        page = None if found is None else _record_page(request, conn, read, *found)
+    page = _read_record(request, who, wanted_id)
+    if isinstance(page, Response):
+        return page
     if page is None:  # after its access-log entry (a read of nothing), as the API's 404
         raise HTTPException(404)
     back = search_href(request.query_params.get("back"))
@@ -283,6 +279,38 @@ def record(request: Request, who: Who, record_id: str) -> Response:
         back_value=carried,
         **page,
     )
+
+
+def _read_record(
+    request: Request, who: SignedIn, wanted_id: int
+) -> dict[str, Any] | Response | None:
+    """What the record page shows (None: no record the viewer may see), or, past the time
+    limit, the page that says so with what a record page can read less of."""
+    filters = asked(request, "window", record_id=wanted_id)
+    window = None  # the triggers' look-back, once the record is read and has them
+    try:
+        with (
+            limits_of(request).search(who.viewer.party_id),
+            reader_of(request) as conn,
+            logged_read(conn, who.viewer, web_reader(who), "record", filters) as read,
+        ):
+            found = read.explain(wanted_id)
+            if found is not None and found[0]["kind"] in TRIGGERED_KINDS:
+                window = trigger_window(request.query_params.get("window"))[0]
+            return None if found is None else _record_page(request, conn, read, *found)
+    except SearchTooBroad as e:
+        said, shorter = record_stopped(wanted_id, e.seconds, window)
+        if shorter and request.query_params.get("back"):  # still the same search's
+            shorter += "&" + urlencode({"back": request.query_params["back"]})
+        return error_page(
+            request,
+            who,
+            422,
+            "Record not read in time",
+            said,
+            again=shorter,
+            again_label="Open it with a shorter look-back",
+        )
 
 
 def _record_page(

@@ -120,6 +120,17 @@ def before_text(seconds: int) -> str:
     return " ".join(parts[:2]) + (" after" if seconds < 0 else " before")
 
 
+# the menu's section of each page under another's address: a record, a Device and a proof's
+# explainer are opened from the search's results, a watch's delete form from the Watches page
+_SECTIONS = (("/records/", "/"), ("/devices/", "/"), ("/verify", "/"), ("/watches/", "/watches"))
+
+
+def section_of(path: str) -> str:
+    """The menu link a page is under: a record page marked none, and the menu did not say
+    where in the screen the analyst was (review of the screen, 54d)."""
+    return next((section for start, section in _SECTIONS if path.startswith(start)), path)
+
+
 # what every template may call
 # A record page shows at most this much of a payload, laid out; the whole is a download away.
 # A 16 MiB payload of small elements nested deep, laid out, made a 298 MB page, and 25
@@ -340,6 +351,27 @@ def stopped(seconds: float, what: str, narrow: str) -> str:
     named a Device ID and a Request ID on the Device and Who-looked pages, which have neither
     field (audit 53e)."""
     return f"{what} took longer than {seconds:g} s and was stopped. {narrow}"
+
+
+# a record page or a watch's events have no field to narrow: the generic page that a read past
+# its limit got told them to name a Device ID or a Request ID (audit 53e)
+TRY_AGAIN = "Try again in a moment; if it keeps happening, tell your servicetrail administrator."
+SHORTEST_WINDOW = TRIGGER_WINDOWS[0]
+
+
+def record_stopped(record_id: int, seconds: float, window: int | None) -> tuple[str, str]:
+    """What a record page says when its reads pass the time limit, and the address to open it
+    again reading less ("": none): its possible triggers, the widest of its reads, over the
+    shortest look-back. `window`: the look-back, when the record was read and has triggers."""
+    what = f"Reading record {record_id}"
+    if window is None or window <= SHORTEST_WINDOW[0]:
+        return stopped(seconds, what, TRY_AGAIN), ""
+    over = dict(TRIGGER_WINDOWS).get(window, f"{window} minutes")
+    shorter = (
+        f"Its possible triggers are looked for over the {over} before it: open it with a "
+        f"look-back of {SHORTEST_WINDOW[1]}, or try again in a moment."
+    )
+    return stopped(seconds, what, shorter), f"/records/{record_id}?window={SHORTEST_WINDOW[0]}"
 
 
 def record_title(item: dict[str, Any]) -> str:

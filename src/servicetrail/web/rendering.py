@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from .fairness import Busy
-from .presenters import TEMPLATE_GLOBALS, readable
+from .presenters import TEMPLATE_GLOBALS, readable, section_of
 from .signin import SESSION_COOKIE
 
 if TYPE_CHECKING:
@@ -44,7 +44,11 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     page = env.get_template(template).render(
-        who=who, csrf=who.session.csrf_token if who else "", path=request.url.path, **context
+        who=who,
+        csrf=who.session.csrf_token if who else "",
+        path=request.url.path,
+        section=section_of(request.url.path),
+        **context,
     )
     return HTMLResponse(page, status_code=status, headers=headers)
 
@@ -58,6 +62,7 @@ def error_page(
     heading: str | None = None,
     headers: dict[str, str] | None = None,
     again: str = "",
+    again_label: str = "Open the form again",
 ) -> HTMLResponse:
     """`again`: the page to open again (a form's), instead of the search."""
     return render(
@@ -69,6 +74,7 @@ def error_page(
         heading=heading or title,
         message=message,
         again=again,
+        again_label=again_label,
         headers=headers,
         # answered before the session was looked up (the gate's 429, a 500): a "Sign in"
         # button told a signed-in analyst the session was lost (audit of the screen, session 18)

@@ -28,12 +28,13 @@ from ..store.watches import (
     list_watches,
     delete_watch_at_once,
 )
+from ..store.limits import SearchTooBroad
 from ..store.logged_reads import logged_read
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
-from .presenters import pasted_device_ids
+from .presenters import TRY_AGAIN, pasted_device_ids, readable, stopped
 from .rendering import error_page, not_found, render
 from .signin import (
     SignedIn,
@@ -122,6 +123,17 @@ def _older_page(read: Any, watch_id: int, read_up_to: int, before: int | None) -
     )
 
 
+def events_count(shown: EventsShown) -> str:
+    """The events heading's count: "newest 3" said of a watch's only three events read as if
+    there were more, and a page of older ones had a bare number (review of the screen, 54d)."""
+    count = len(shown.events)
+    if shown.oldest_unread_first:
+        return f"the oldest {count} unread"
+    if shown.older is not None and shown.newer is None:
+        return f"the newest {count}"
+    return f"{count} event{'s' if count != 1 else ''}"
+
+
 @dataclass(frozen=True)
 class Position:
     """Which events of the watch were asked for: `before` or `after` an event id, or (both
@@ -156,17 +168,24 @@ def _page(
     chosen = chosen or (watches[0] if watches else None)
     shown = EventsShown([], 0)
     names: dict[str, str] = {}
+    problem = ""
     if chosen is not None:
         filters = {"watch": chosen["id"], **{k: v for k, v in vars(at).items() if v is not None}}
         unread = count_or_none(
             request, lambda conn: unread_in_watch(conn, who.viewer, chosen["id"], EVENTS_SHOWN + 1)
         )
-        with (
-            limits_of(request).search(who.viewer.party_id),
-            reader_of(request) as conn,
-            logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
-        ):
-            shown = _events_shown(read, conn, who, chosen["id"], at, unread)
+        try:
+            with (
+                limits_of(request).search(who.viewer.party_id),
+                reader_of(request) as conn,
+                logged_read(conn, who.viewer, web_reader(who), "watch_events", filters) as read,
+            ):
+                shown = _events_shown(read, conn, who, chosen["id"], at, unread)
+        except SearchTooBroad as e:
+            # said in the events' panel, the watches and the form still there: the generic
+            # page told the analyst to name a Device ID or a Request ID (audit 53e)
+            problem = stopped(e.seconds, "Reading this watch’s events", TRY_AGAIN)
+            status = 422 if status == 200 else status
         with engine_of(request).begin() as conn:
             names = party_names(conn, [e["record"]["party_id"] for e in shown.events])
             newest = shown.events[0]["event_id"] if shown.events else 0
@@ -181,7 +200,9 @@ def _page(
         "watches.html",
         who,
         status=status,
-        title="Watches",
+        # one watch's events, named: every watch's page was "Watches" in a browser's tabs
+        # and history (review of the screen, 54d)
+        title=f"Watches: events of “{readable(chosen['name'])}”" if chosen else "Watches",
         watches=watches,
         new_events=dict(who.unread_by_watch),
         # past the cap, the count stopped part way, in no set order: which watches have
@@ -194,12 +215,14 @@ def _page(
         read_up_to=shown.read_up_to,
         names=names,
         describe=describe,
+        events_count=events_count,
         values=values or {"devices": "mine", "srvs": "all", "senders": "others"},
         chosen_kinds=(values or {}).get("kinds", ["request"]),
         all_kinds=KINDS,
         errors=_in_form_order(errors or {}),
         watch_field_labels=WATCH_FIELD_LABELS,
         created=created,
+        problem=problem,
     )
 
 
