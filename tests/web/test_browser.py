@@ -702,6 +702,10 @@ def test_a_phone_skips_the_search_form_to_the_results(server: str, page) -> None
     search_device(page, ESME)
     found = page.locator("table.records tbody tr").count()
     assert skip.is_visible() and f"the {found} record" in skip.inner_text()
+    # the heading kept off the header, as on a wide screen: the phone's shorthand padding of
+    # `.wrap` took the main area's top off, and it touched (review of the screen, 54d)
+    top = "s => document.querySelector(s).getBoundingClientRect()"
+    assert page.evaluate(top, "h1")["top"] - page.evaluate(top, ".site-header")["bottom"] >= 16
     # a card's time said no zone: the "Time (UTC)" header is hidden at this width (audit 53e)
     after = "t => getComputedStyle(t, '::after').content"
     assert "UTC" in page.locator("table.records td.c-time time > span").last.evaluate(after)
