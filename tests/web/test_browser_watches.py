@@ -67,6 +67,11 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("link", name=re.compile("^Watches")).click()
     page.wait_for_url(server + "/watches")
     assert page.get_by_role("heading", level=1).inner_text() == "Watches"
+    # the Device IDs' box is a field as the others are: left to the browser, its text stood
+    # 2 px inside its border (review of the screen, 54d)
+    padding = "e => getComputedStyle(e).paddingLeft"
+    srvs = page.locator("#f-srv_list").evaluate(padding)
+    assert page.locator("#f-device_list").evaluate(padding) == srvs
     page.get_by_label("Name").fill("Others on my meters")
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
