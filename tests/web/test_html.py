@@ -1101,8 +1101,30 @@ def test_a_search_that_runs_too_long_asks_to_be_narrowed(empty_db_url: str) -> N
             or (status == 503 and path == "/watches")
         ), (path, status)
         if status == 422:  # in a sentence, with the page's own way to narrow it (audit 53e)
-            narrow = "Narrow it: a Device ID" if path == "/" else "a shorter date range"
-            assert "s and was stopped. " in page and narrow in page, path
+            narrow = {"/": "Narrow it: a Device ID", "/watches": "Try again in a moment"}
+            assert (
+                "s and was stopped. " in page and narrow.get(path, "a shorter date range") in page
+            ), path
+
+
+def test_a_search_past_its_time_limit_names_only_ways_it_has_not_taken(
+    np: TestClient, monkeypatch
+) -> None:
+    """A search for a Device, stopped, was told to narrow it with a Device ID (review of the
+    screen, 54d)."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.store.logged_reads import LoggedRead
+
+    def too_long(*_args, **_kwargs):
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(LoggedRead, "search_page", too_long)
+    said = re.compile(r"was stopped\. (Narrow it: [^<]*)</p>")
+    assert said.search(np.get("/").text)[1] == (
+        "Narrow it: a Device ID, a Request ID or a shorter date range."
+    )
+    device = np.get("/", params={"device_id": P.ESME_1}).text
+    assert said.search(device)[1] == "Narrow it: a Request ID or a shorter date range."
 
 
 # --- the own-traffic report ----------------------------------------------------------------

@@ -174,6 +174,9 @@ def test_a_read_past_its_time_limit_says_how_to_narrow_it_here(engine, world, mo
         "<p>The search took longer than 10 s and was stopped. Narrow it: a shorter period, one "
         "person (Who) or one kind of read (What).</p>" in page.text
     )
+    # not the way already taken (review of the screen, 54d)
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log", params={"actor": "somebody"})
+    assert "Narrow it: a shorter period or one kind of read (What).</p>" in page.text
 
 
 def test_the_title_says_what_the_page_lists_and_for_what(engine, world) -> None:

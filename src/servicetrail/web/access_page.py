@@ -21,7 +21,15 @@ from .errors import ParameterError
 from .query_guard import nul_in, shows_nul_beside
 from .fairness import Busy, limits_of, share_of
 from .params import REPEATED, build_search, cursor_of, repeated_parameter
-from .presenters import page_link, page_number, said_on_screen, show_time, stopped, utc_field
+from .presenters import (
+    narrower,
+    page_link,
+    page_number,
+    said_on_screen,
+    show_time,
+    stopped,
+    utc_field,
+)
 from .rendering import render
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
@@ -139,7 +147,11 @@ def _entries(
     except NoSuchParty:
         return Found([], errors={"party": "no such Party in the store"})
     except SearchTooBroad as e:
-        narrow = "Narrow it: a shorter period, one person (Who) or one kind of read (What)."
+        narrow = narrower(
+            ("a shorter period", False),
+            ("one person (Who)", asked.actor is not None),
+            ("one kind of read (What)", asked.action is not None),
+        )
         return Found([], problem=stopped(e.seconds, "The search", narrow))
     except Busy as e:
         return Found([], problem=e.sentence(), busy=e)

@@ -40,6 +40,7 @@ from .presenters import (
     page_link,
     page_number,
     record_stopped,
+    narrower,
     record_title,
     said_on_screen,
     stopped,
@@ -97,7 +98,11 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
                 more,
             )
     except SearchTooBroad as e:
-        narrow = "Narrow it: a Device ID, a Request ID or a shorter date range."
+        narrow = narrower(
+            ("a Device ID", bool(wanted.device_id)),
+            ("a Request ID", bool(wanted.request_id)),
+            ("a shorter date range", False),
+        )
         return Results(problem=stopped(e.seconds, "The search", narrow))
     except Busy as e:
         return Results(problem=e.sentence(), busy=e)

@@ -353,6 +353,14 @@ def stopped(seconds: float, what: str, narrow: str) -> str:
     return f"{what} took longer than {seconds:g} s and was stopped. {narrow}"
 
 
+def narrower(*ways: tuple[str, bool]) -> str:
+    """A form's advice to narrow a read past its time limit: each way (its words, and whether
+    the form already took it) not yet taken. A search for a Device past its limit was told to
+    name a Device ID, and Who looked's for one person to name one (review of the screen, 54d)."""
+    left = [way for way, taken in ways if not taken]
+    return f"Narrow it: {', '.join(left[:-1])}{' or ' if len(left) > 1 else ''}{left[-1]}."
+
+
 # a record page or a watch's events have no field to narrow: the generic page that a read past
 # its limit got told them to name a Device ID or a Request ID (audit 53e)
 TRY_AGAIN = "Try again in a moment; if it keeps happening, tell your servicetrail administrator."
