@@ -181,6 +181,9 @@ def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, sh
     origin = "servicetrail/sat/2025-02"
     listed = client.get("/verify").text
     assert f'<option value="{origin}">{origin} (now ' in listed and "(now 0 leaves)" not in listed
+    # a size is a count of leaves: the fields said no unit (review of the screen, 54d)
+    assert '<span class="hint" id="f-from-hint">leaves, the older checkpoint’s</span>' in listed
+    assert 'name="from" type="text"' in listed and 'aria-describedby="f-from-hint"' in listed
     before = {log["origin"]: log["checkpoint"] for log in older.json()["logs"]}
     assert not any("/access/" in name for name in before)  # every Party's reads: not a Party's
     _, old_size, old_root = rfc9162.check_checkpoint(before[origin], key)
@@ -239,7 +242,10 @@ def test_a_consistency_proofs_error_is_beside_its_field_with_the_form_as_filled(
     assert answer.status_code == 422 and "<h1>Checking a proof</h1>" in answer.text
     assert "<title>Error: " in answer.text and f'href="#f-{field}"' in answer.text
     typed = re.search(rf'<input id="f-{field}"[^>]*>', answer.text).group(0)
-    assert f'value="{sizes[field]}"' in typed and f'aria-describedby="f-{field}-error"' in typed
+    assert (
+        f'value="{sizes[field]}"' in typed
+        and f'aria-describedby="f-{field}-hint f-{field}-error"' in typed
+    )
     assert f'id="f-{field}-error"' in answer.text
     assert f'<option value="{origin}" selected>' in answer.text
     assert "Back to the search" not in answer.text
