@@ -126,6 +126,7 @@ def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, wor
     asked = south.get(f"/watches/{watch_id}/delete")
     assert asked.status_code == 200
     assert "Delete the watch “<bdi>on my meters</bdi>”?" in asked.text
+    assert "<title>Delete the watch “on my meters”? · servicetrail</title>" in asked.text
     assert f'action="/watches/{watch_id}/delete"' in asked.text
     assert "on my meters" in south.get("/watches").text  # asking deleted nothing
     for someone_else in (
@@ -588,6 +589,8 @@ def test_the_events_heading_counts_them_as_what_they_are(engine, world) -> None:
     page = client.get(location).text
     assert re.search(r'id="events-title">[^<]*<span class="count">3 events</span>', page)
     assert "<title>Watches: events of “on my meters” · servicetrail</title>" in page
+    refused = add(client, name="").text  # the form's error, not the events beside it
+    assert "<title>Error: Watches: add a watch · servicetrail</title>" in refused
     lk_requests(engine, 4, EVENTS_SHOWN + 1)  # more unread than a page: the oldest first
     assert '<span class="count">the oldest 50 unread</span>' in client.get(location).text
     newest = client.get(location).text

@@ -200,9 +200,7 @@ def _page(
         "watches.html",
         who,
         status=status,
-        # one watch's events, named: every watch's page was "Watches" in a browser's tabs
-        # and history (review of the screen, 54d)
-        title=f"Watches: events of “{readable(chosen['name'])}”" if chosen else "Watches",
+        title=_title(chosen, errors),
         watches=watches,
         new_events=dict(who.unread_by_watch),
         # past the cap, the count stopped part way, in no set order: which watches have
@@ -224,6 +222,15 @@ def _page(
         created=created,
         problem=problem,
     )
+
+
+def _title(chosen: dict[str, Any] | None, errors: dict[str, Any] | None) -> str:
+    """The page's title as what the analyst is at: the form that went wrong ("Error: Watches:
+    events of ..." named the events the list shows beside it), or one watch's events (every
+    watch's page was "Watches" in a browser's tabs and history; review of the screen, 54d)."""
+    if errors:
+        return "Watches: add a watch"
+    return f"Watches: events of “{readable(chosen['name'])}”" if chosen else "Watches"
 
 
 def _watch_body(values: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +428,8 @@ def install(app: FastAPI) -> None:
             request,
             "watch_delete.html",
             who,
-            title=f"Delete the watch {found['name']}?",
+            # quoted as its heading quotes it: a name of words ran into the sentence (54d)
+            title=f"Delete the watch “{readable(found['name'])}”?",
             watch=found,
             describe=describe,
         )
