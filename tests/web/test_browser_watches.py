@@ -155,3 +155,11 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     )
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "22-watches-long-name-360px")
+    # and a webhook's URL, which has no space to wrap at, in the list: 800 px too wide (54d)
+    hook = "https://receiver.invalid/" + "a" * 150  # a name that resolves nowhere: taken
+    page.get_by_label("Name").fill("hooked")
+    page.get_by_label("Webhook URL (optional)").fill(hook)
+    page.get_by_role("button", name="Add watch").click()
+    page.wait_for_load_state()
+    assert page.locator(".watch-filters", has_text=hook).count() == 1
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
