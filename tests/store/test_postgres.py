@@ -265,9 +265,10 @@ def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_re
     deadlock. It now lets go between short tries, and says so if the read outlasts it
     (nothing dropped); once the tables are free, it drops (audit, session 19).
 
-    Not held up long: each read waits on a lock for 2.5 s at most (five of retention's
-    tries), timed by PostgreSQL, past which it fails. Timed by the test, 1.5 s of wall
-    against a try's 0.5 s, a loaded machine could fail it for the load alone (session 52)."""
+    Not held up long: a read that comes while a try waits queues behind it, and tries of
+    0.5 s held each read up that long (finding 53b 2). Each read here waits on a lock for
+    0.3 s at most, timed by PostgreSQL (not by the test's wall clock, which a loaded machine
+    stretches: session 52), past which it fails: six times a try's 50 ms."""
     import threading
 
     from servicetrail.store import partitions
@@ -289,7 +290,7 @@ def test_retention_beside_a_long_read_waits_its_turn_without_holding_up_other_re
         reads = 0
         while retention.is_alive():  # another Party's reads meanwhile: never held up long
             with pg.connect() as other:
-                other.execute(text("SET lock_timeout = '2500ms'"))
+                other.execute(text("SET lock_timeout = '300ms'"))
                 other.execute(text("SELECT count(*) FROM sat_visibility"))
                 other.execute(text("SELECT count(*) FROM sat_record"))
                 reads += 1

@@ -138,8 +138,13 @@ def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
 # limit, and then PostgreSQL broke the deadlock by killing a read or the retention (audit,
 # session 19). Now it asks for every lock at once, waits a moment for them, and if reads
 # hold them, lets go and tries again; waiting less than deadlock_timeout (1 s), it is never
-# part of a deadlock, and a read waits behind it for half a second at most.
-RETENTION_LOCK_WAIT = "500ms"
+# part of a deadlock. A read that comes while a try waits queues behind it (an ACCESS
+# EXCLUSIVE waiter goes before later ACCESS SHARE), and so does an ingest batch or a seal:
+# tries of half a second held each of them up that long (finding 53b 2), so a try is short
+# and they come often (RETENTION_PAUSE_MOST apart at most), and retention starts at most that
+# long after the long read ends, not 2 s.
+RETENTION_LOCK_WAIT = "50ms"
+RETENTION_PAUSE_MOST = 0.5
 RETENTION_PATIENCE_SECONDS = 60.0
 
 
@@ -187,7 +192,7 @@ def patiently(attempt: Callable[[], T], tables: str, held_by: str) -> T:
                     f"{RETENTION_PATIENCE_SECONDS:g} s ({held_by}); nothing was dropped"
                 ) from None
         time.sleep(pause)
-        pause = min(2.0, pause * 2)
+        pause = min(RETENTION_PAUSE_MOST, pause * 2)
 
 
 def drop_older_than(
