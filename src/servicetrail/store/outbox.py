@@ -87,8 +87,10 @@ def lease_due(
     if not any(take > 0 for take in wanted.values()):
         return []  # due, but for receivers or Parties with enough waiting: no lock either
     _write_lock(conn)
-    statement = due_deliveries()
+    statement = due_deliveries(locked=conn.dialect.name == "postgresql")
     if conn.dialect.name == "postgresql":
+        # its page is locked already (`due_deliveries`): this reads each row as it is now,
+        # as it was locked, not as the statement's snapshot had it
         statement = statement.with_for_update(of=webhook_outbox, skip_locked=True)
     due: list[Due] = []
     hidden: list[tuple[int, int]] = []
