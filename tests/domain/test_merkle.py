@@ -198,3 +198,16 @@ def test_a_leaf_outside_the_tree_has_no_proof():
         merkle.consistency_ranges(0, 5)
     with pytest.raises(merkle.ProofError):
         merkle.consistency_ranges(6, 5)
+
+
+def test_perfect_roots_are_each_group_s_perfect_subtree():
+    """The ingest's tiles, a level at a time: each group of 2**levels hashes folds to the
+    root the independent verifier gives its leaves."""
+    data = [b"leaf %d" % i for i in range(64)]
+    hashes = [merkle.leaf_hash(d) for d in data]
+    for levels in range(4):
+        width = 1 << levels
+        assert merkle.perfect_roots(hashes, levels) == [
+            rfc9162.mth(data[i : i + width]) for i in range(0, len(data), width)
+        ]
+    assert merkle.perfect_roots([], 4) == []

@@ -74,6 +74,20 @@ def level_up(hashes: Sequence[bytes]) -> list[bytes]:
     return [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
 
 
+def perfect_roots(hashes: Sequence[bytes], levels: int) -> list[bytes]:
+    """The roots of consecutive perfect subtrees of 2**levels hashes each (len(hashes) a
+    multiple of it): the same as perfect_from on each group, a whole level at a time with
+    node_hash written in line (the ingest stores a tile for every 16 leaves; a call per node
+    cost half again as much)."""
+    sha256, prefix = hashlib.sha256, NODE_PREFIX
+    level = list(hashes)
+    for _ in range(levels):
+        level = [
+            sha256(prefix + left + right).digest() for left, right in zip(level[::2], level[1::2])
+        ]
+    return level
+
+
 def perfect_from(hashes: Sequence[bytes]) -> bytes:
     """The root of a perfect subtree given its 2**k hashes of one level."""
     level = list(hashes)

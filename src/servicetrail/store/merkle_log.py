@@ -481,10 +481,7 @@ def _grow_tiles(
             return
         had = old_size >> level  # hashes of this level below `had` are stored already
         below = tree.fetch(level, [(first << TILE, had)]) + fresh
-        width = 1 << TILE
-        tiles = [
-            merkle.perfect_from(below[i * width : (i + 1) * width]) for i in range(last - first)
-        ]
+        tiles = merkle.perfect_roots(below[: (last - first) << TILE], TILE)
         _write_tiles(
             conn, [(family, month, upper, first + i, tile) for i, tile in enumerate(tiles)]
         )
