@@ -78,14 +78,27 @@ def runs_by_salt(
 ) -> Iterator[LeafRun]:
     """One log's leaves (entry id, leaf hash, salt or None) from index `first` on, as runs:
     one, unless salted and unsalted leaves mix."""
-    if not leaves:
+    if leaves:
+        ids, hashes, salts = map(list, zip(*leaves))
+        yield from runs_of_columns(family, month, first, ids, hashes, salts)
+
+
+def runs_of_columns(
+    family: str,
+    month: str,
+    first: int,
+    ids: list[int],
+    hashes: list[bytes],
+    salts: list[bytes | None],
+) -> Iterator[LeafRun]:
+    """runs_by_salt for leaves given as columns (entry ids, leaf hashes, salts or None)."""
+    if not ids:
         return
-    salts = [salt for _, _, salt in leaves]
     unsalted = salts.count(None)
     if 0 < unsalted < len(salts):
-        yield from runs_of((family, month, first + i, *leaf) for i, leaf in enumerate(leaves))
+        rows = zip(ids, hashes, salts)
+        yield from runs_of((family, month, first + i, *leaf) for i, leaf in enumerate(rows))
         return
-    ids, hashes = [leaf[0] for leaf in leaves], [leaf[1] for leaf in leaves]
     yield LeafRun(family, month, first, ids, hashes, None if unsalted else cast(list[bytes], salts))
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import select, text
@@ -42,7 +43,14 @@ from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
 from .engine import waiting_at_most
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
-from .log_copy import SQLITE_RUN, LeafRun, leaf_copy_data, runs_by_salt, sqlite_parameters
+from .log_copy import (
+    SQLITE_RUN,
+    LeafRun,
+    leaf_copy_data,
+    runs_by_salt,
+    runs_of_columns,
+    sqlite_parameters,
+)
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_pending, log_verifier_key
@@ -153,32 +161,42 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     if _family_queued(conn, family):
         queue_leaves(conn, family, rows)
         return
+    by_log = _by_log(rows)
     sizes: dict[str, int] = {}
-    for month in dict.fromkeys(row[1] for row in rows):
+    for month in list(by_log):
         size = _size(conn, family, month)
         if size == 0 and latest_checkpoint(conn, family, month) is not None:
-            queue_leaves(conn, family, [row for row in rows if row[1] == month])  # see seal
+            queue_leaves(conn, family, by_log.pop(month))  # see seal
             continue
         # leaves a writer before this one left untiled (one that appended without tiling)
         _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         sizes[month] = size
-    # a log's leaves together: each log's are one run for the bulk writer
-    by_log: dict[str, list[tuple[int, bytes, bytes | None]]] = {month: [] for month in sizes}
-    for entry_id, month, leaf, salt in rows:
-        if month in by_log:
-            by_log[month].append((entry_id, leaf, salt))
-    _write_leaves(
-        conn,
-        [
-            run
-            for month, leaves in by_log.items()
-            for run in runs_by_salt(family, month, sizes[month], leaves)
-        ],
-    )
-    # the tiles now, from the hashes in hand: the seal would have to read every leaf back
+    # each log's leaves one run for the bulk writer, its columns taken whole (a tuple a leaf
+    # regrouped, then split into columns, cost as much as the tiles)
+    runs: list[LeafRun] = []
+    hashes: dict[str, list[bytes]] = {}
     for month, leaves in by_log.items():
-        added = [leaf for _, leaf, _ in leaves]
+        hashes[month] = list(map(_LEAF_HASH, leaves))
+        ids, salts = list(map(_ENTRY_ID, leaves)), list(map(_SALT, leaves))
+        runs += runs_of_columns(family, month, sizes[month], ids, hashes[month], salts)
+    _write_leaves(conn, runs)
+    # the tiles now, from the hashes in hand: the seal would have to read every leaf back
+    for month, added in hashes.items():
         _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
+
+
+_ENTRY_ID, _MONTH, _LEAF_HASH, _SALT = (itemgetter(i) for i in range(4))  # of a QueuedLeaf
+
+
+def _by_log(rows: Sequence[QueuedLeaf]) -> dict[str, Sequence[QueuedLeaf]]:
+    """The leaves of each month's log, in order: a batch's are mostly of one month."""
+    months = dict.fromkeys(map(_MONTH, rows))
+    if len(months) == 1:
+        return {month: rows for month in months}
+    by_log: dict[str, list[QueuedLeaf]] = {month: [] for month in months}
+    for row in rows:
+        by_log[row[1]].append(row)
+    return dict(by_log)
 
 
 def _family_queued(conn: Connection, family: str) -> bool:
