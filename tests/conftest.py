@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import HealthCheck, settings as hypothesis_settings
 from argon2.profiles import CHEAPEST
 from click.testing import CliRunner, Result
 from lxml import etree
@@ -30,6 +31,15 @@ from tests.shared_routes import share_route_contexts
 
 # before any test makes an app: FastAPI's route contexts built once a worker (shared_routes)
 share_route_contexts()
+
+# The properties here are about values, not speed: Hypothesis's wall-clock checks (an
+# example's 200 ms deadline, "input generation is slow") failed tests on a loaded machine for
+# the load alone (test_checkpoint's canonical JSON under `nice -n 19`, audit 54f). A test that
+# sets its own settings still overrides these.
+hypothesis_settings.register_profile(
+    "servicetrail", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("servicetrail")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DUIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "duis" / "samples"
