@@ -130,14 +130,23 @@ def load_registry(url: str, folder: Path, env: dict[str, str] | None = None) -> 
         run_cli(["--db", url, "load", what, str(folder / f"{what}.csv")], env)
 
 
+def switched_off(folder: Path | str) -> dict[str, str]:
+    """The environment for a child that runs the code under test with one of bench/'s
+    switches (`folder`, e.g. without_index_and_logs) before it: the switch goes in front of
+    the caller's PYTHONPATH. It replaced it, so from a clone the child ran the installed
+    tree's code, not the clone's (audit 54f)."""
+    under_test = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(folder), under_test))))
+
+
 def store_of_records(store: Store, folder: Path, name: str) -> str:
     """A fresh store holding the generated world's registry and records, the records ingested
     without the visibility index and the logs (bench/without_index_and_logs), untimed: for a
     bench that writes one of those itself."""
     url = store.fresh(name)
     load_registry(url, folder)
-    bare = str(ROOT / "bench" / "without_index_and_logs")
-    run_cli(["--db", url, "ingest", str(folder / "sat.jsonl")], dict(os.environ, PYTHONPATH=bare))
+    bare = ROOT / "bench" / "without_index_and_logs"
+    run_cli(["--db", url, "ingest", str(folder / "sat.jsonl")], switched_off(bare))
     return url
 
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import BIN, PgServer, Store, percentile, serve, stop  # noqa: E402
+from harness import BIN, PgServer, Store, percentile, serve, stop, switched_off  # noqa: E402
 from run import _client, cpu_split  # noqa: E402
 
 from servicetrail.domain import merkle  # noqa: E402
@@ -150,9 +150,7 @@ def _server_cpu(pg) -> float:
 
 
 def _ingest_once(url: str, sat: Path, with_logs: bool, pg) -> dict:
-    env = dict(os.environ)
-    if not with_logs:
-        env["PYTHONPATH"] = WITHOUT_LOGS
+    env = dict(os.environ) if with_logs else switched_off(WITHOUT_LOGS)
     before, server = resource.getrusage(resource.RUSAGE_CHILDREN), _server_cpu(pg)
     began = time.perf_counter()
     done = subprocess.run([BIN, "--db", url, "ingest", str(sat)], capture_output=True, env=env)
