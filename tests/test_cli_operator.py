@@ -163,6 +163,36 @@ def test_a_token_that_reached_no_one_is_not_kept(store, tmp_path):
     assert "0 token(s)" in listed.stderr, listed.output
 
 
+def test_a_token_or_watch_printed_then_not_kept_says_so(store, tmp_path, monkeypatch):
+    """What is shown once is printed inside the transaction that keeps it; a commit that then
+    fails (a full disk: SQLite says so at the commit, as a 20 MB tmpfs showed) left a token
+    or a watch on standard output that looked made, above "the store's disk is full; try
+    again" (audit 54g). The failure is injected at the driver's commit, in-process: a real
+    full disk needs a mount, and the command's answer is the same."""
+    from sqlalchemy.engine.default import DefaultDialect
+
+    url, _, _ = store
+    in_process = Cli(url, tmp_path)
+    made = in_process(
+        "accounts", "create", "carol", "--party", P.SOUTHENERGY, input="correct horse battery\n"
+    )
+    assert made.exit_code == 0, made.output
+
+    def disk_full(self, connection):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(DefaultDialect, "do_commit", disk_full)
+    token = in_process("tokens", "create", "carol")
+    watch = in_process("watch", "add", "--party", P.SOUTHENERGY, "--name", "w")
+    monkeypatch.undo()
+    for said, what in ((token, "token"), (watch, "watch")):
+        assert said.exit_code == 3 and said.stdout.strip(), said.output
+        assert f"the {what} printed above was not kept" in said.stderr, said.stderr
+        assert "disk is full" in said.stderr
+    assert "0 token(s)" in in_process("tokens", "list", "--account", "carol").stderr
+    assert in_process("watch", "list", "--party", P.SOUTHENERGY).stdout == ""
+
+
 def test_bytes_that_are_not_utf8_and_numbers_past_a_stores_integers_are_usage_errors(
     store, tmp_path
 ):

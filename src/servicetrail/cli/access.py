@@ -23,7 +23,7 @@ from ..store.accounts import (
     stored_password,
 )
 from .commands import group
-from .common import Failure, shown_once
+from .common import Failure, shown_before_kept, shown_once
 from .options import PARTY, Parsed, count
 from .store_access import engine, with_db
 
@@ -168,12 +168,10 @@ def tokens_create(username: str) -> None:
     """Create an API token for an account; it is printed once, alone on standard output."""
     shown_once()
     username = _stored(username)
-    with engine().begin() as conn:
-        token = create_token(conn, username)
-        # printed and flushed inside its transaction: a token that reached no one (a closed
-        # pipe, a full disk) is never stored, where it stayed active unseen (audit 23a)
-        click.echo(token)
-        sys.stdout.flush()
+    # printed and flushed inside its transaction: a token that reached no one (a closed
+    # pipe, a full disk) is never stored, where it stayed active unseen (audit 23a)
+    with shown_before_kept("token") as show, engine().begin() as conn:
+        show(create_token(conn, username))
         stored = stored_password(conn, username)
     click.echo("Keep this token secret; it is shown only this once.", err=True)
     if stored is not None and not stored.enabled:  # it was made without a word (audit 26c)

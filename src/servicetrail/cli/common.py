@@ -148,6 +148,30 @@ def shown_once() -> None:
         raise Failure("standard output is closed: what this makes is shown only once there")
 
 
+@contextmanager
+def shown_before_kept(what: str) -> Iterator[Callable[[str], None]]:
+    """Prints what is shown once, inside the transaction that keeps it (opened within this
+    block), so that one that reached no one is not kept; when that transaction then fails
+    (a full disk at the commit, a lost connection), says that what is on standard output
+    was not kept. The error alone ("the store's disk is full; try again") left a printed
+    token or watch that looked made, and a script that kept it kept one that does not
+    exist (audit 54g)."""
+    shown = False
+
+    def show(text: str) -> None:
+        nonlocal shown
+        click.echo(text)
+        sys.stdout.flush()
+        shown = True
+
+    try:
+        yield show
+    except Exception:
+        if shown:
+            click.echo(f"the {what} printed above was not kept: it does not exist", err=True)
+        raise
+
+
 def wait_while_read(seconds: float) -> None:
     """Wait, but end as a write would, quietly (BrokenPipeError), as soon as whoever read
     standard output has gone: a follow with nothing new writes nothing, and `watch events

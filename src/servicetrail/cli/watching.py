@@ -9,7 +9,7 @@ import click
 from ..output import json_line
 from ..signing import signer_for
 from .commands import command, group
-from .common import Failure, left_to_the_server, shown_once, wait_while_read
+from .common import Failure, left_to_the_server, shown_before_kept, shown_once, wait_while_read
 from .options import COUNT, EVENT_ID, PARTY, asked_as_typed
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
 
@@ -84,15 +84,14 @@ def watch_add(
         raise Failure(f"Invalid value for '--webhook': {e}") from None
     if spec.webhook_url:
         shown_once()
-    with engine().begin() as conn:
+    # printed inside its transaction, as a token is: a secret shown to no one is not kept
+    with shown_before_kept("watch") as show, engine().begin() as conn:
         viewer_of(conn, party_id)
         try:
             made = create_watch(conn, party_id, spec, new_secret() if spec.webhook_url else None)
         except WatchLimit as e:
             raise Failure(str(e)) from None
-        # printed inside its transaction, as a token is: a secret shown to no one is not kept
-        click.echo(json_line(made))
-        sys.stdout.flush()
+        show(json_line(made))
     if spec.webhook_url:
         click.echo("the webhook secret is shown this once: keep it to verify signatures", err=True)
 
