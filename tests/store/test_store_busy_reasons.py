@@ -41,7 +41,7 @@ def test_a_full_sqlite_disk_is_a_busy_store_not_a_bug(tmp_path) -> None:
     with pytest.raises(OperationalError) as raised, engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (zeroblob(100000))"))
     busy = store_busy(raised.value)
-    assert isinstance(busy, StoreBusy) and "disk is full" in str(busy)
+    assert isinstance(busy, StoreBusy) and "disk is full: free space on it" in str(busy)
 
 
 def test_a_store_in_memory_still_opens() -> None:

@@ -97,7 +97,9 @@ def store_busy(error: BaseException) -> StoreBusy | None:
         if "unable to open database file" in said or "disk I/O error" in said:
             return StoreBusy("the store's file cannot be opened")
         if "database or disk is full" in said:  # was a 500 with a traceback (audit, session 19)
-            return StoreBusy("the store's disk is full")
+            # the remedy named: "try again" alone failed again the same way until someone
+            # freed space, which the operator reading it had to guess (audit 54g)
+            return StoreBusy("the store's disk is full: free space on it")
     if reader_role_missing(cause):
         return StoreMisconfigured()
     if psycopg_error(cause, "OperationalError"):
