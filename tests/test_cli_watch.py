@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -272,3 +273,46 @@ def test_a_follow_whose_reader_has_gone_ends_at_once_and_quietly(sqlite_url, tmp
         assert time.monotonic() - started < 5
     assert follow.returncode == 1, stderr
     assert b"Error" not in stderr and b"Traceback" not in stderr and b"Exception" not in stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the loss is injected: either
+def test_a_follow_waits_through_a_store_gone_away_and_goes_on_after_what_it_printed(
+    cli, world, engine, monkeypatch
+):
+    """A PostgreSQL restart under `watch events --follow` ended it with exit 3 (audit 54g, by
+    a real `pg_ctl stop`); it waits now, says so once, and prints each event once. The store
+    going away is injected in-process at the follow's matching step, as the lost connection
+    is raised there first: a real restart proves nothing more about the command's loop."""
+    from sqlalchemy.exc import OperationalError
+
+    from servicetrail.cli import watching
+    from servicetrail.store import watch_matcher
+
+    made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "w", "--srvs", "11.2"))
+    with engine.begin() as conn:
+        append_records(conn, [lk_request(1), lk_request(2)])
+    real_catch_up, calls, waits = watch_matcher.catch_up, [0], [0]
+
+    def catch_up(store):
+        calls[0] += 1
+        if calls[0] in (2, 3):  # after the first page, twice: one outage of two tries
+            lost = sqlite3.OperationalError("unable to open database file")
+            raise OperationalError("SELECT", {}, lost)
+        return real_catch_up(store)
+
+    def wait(seconds):
+        waits[0] += 1
+        if waits[0] == 2:  # during the outage, a new event comes
+            with engine.begin() as conn:
+                append_records(conn, [lk_request(3)])
+        if waits[0] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(watch_matcher, "catch_up", catch_up)
+    monkeypatch.setattr(watching, "wait_while_read", wait)
+    followed = cli("watch", "events", str(made[0]["id"]), "--party", P.SOUTHENERGY, "--follow")
+    assert followed.exit_code == 130, followed.output
+    printed = [json.loads(line)["event_id"] for line in followed.stdout.splitlines()]
+    assert printed == [1, 2, 3]
+    assert followed.stderr.count("following waits for it, after 2") == 1, followed.stderr
+    assert "the store answers again: following after 2" in followed.stderr

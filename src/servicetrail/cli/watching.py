@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from .commands import command, group
 from .common import Failure, left_to_the_server, shown_before_kept, shown_once, wait_while_read
 from .options import COUNT, EVENT_ID, PARTY, asked_as_typed
 from .store_access import cli_reader, engine, store_url, viewer_of, with_db
+
+if TYPE_CHECKING:
+    from ..store.limits import StoreBusy
 
 
 @group("watch")
@@ -150,7 +154,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
     left out. Records not yet matched (no server or `servicetrail deliver` running) are
     matched first.
     """
-    from ..store.limits import SearchTooBroad
+    from ..store.limits import SearchTooBroad, StoreBusy, StoreMisconfigured, store_busy
     from ..store.logged_reads import logged_read
     from ..store.watch_matcher import catch_up
 
@@ -159,18 +163,30 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
         viewer = viewer_of(conn, party_id)
     reader, first, printed = cli_reader(party_id), True, False
     asked = {"watch_id": watch_id, **asked_as_typed({"after": "after"})}
+    away: StoreBusy | None = None
     try:
         while True:
-            catch_up(store)
-            with store.connect() as conn:
-                # the first read is the one asked, as typed (it logged "after": 0 untyped); a
-                # next page's or a follow's asks for what came after what it printed
-                filters = asked if first else {"watch_id": watch_id, "after": str(after)}
-                with logged_read(conn, viewer, reader, "watch_events", filters) as read:
-                    page = read.events_after(watch_id, after, 1000)
-                    if not first:
-                        read.leave_out_if_empty()
-                first = False
+            try:
+                catch_up(store)
+                with store.connect() as conn:
+                    # the first read is the one asked, as typed (it logged "after": 0 untyped);
+                    # a next page's or a follow's asks for what came after what it printed
+                    filters = asked if first else {"watch_id": watch_id, "after": str(after)}
+                    with logged_read(conn, viewer, reader, "watch_events", filters) as read:
+                        page = read.events_after(watch_id, after, 1000)
+                        if not first:
+                            read.leave_out_if_empty()
+            except Exception as e:
+                busy = e if isinstance(e, StoreBusy) else store_busy(e)
+                # a store gone a while is waited for; one that needs its administrator is not
+                if not follow or first or busy is None or isinstance(busy, StoreMisconfigured):
+                    raise
+                away = _followed_through(busy, away, after)
+                continue
+            if away is not None:
+                click.echo(f"the store answers again: following after {after}", err=True)
+                away = None
+            first = False
             if page is None:
                 # deleted while followed, after some of its events were printed: done, but not
                 # all of it (1); never the Party's, or gone before anything was printed (2)
@@ -190,6 +206,17 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
             wait_while_read(FOLLOW_SECONDS)
     except SearchTooBroad as e:
         raise Failure(str(e), 3) from None
+
+
+def _followed_through(busy: StoreBusy, away: StoreBusy | None, after: int) -> StoreBusy:
+    """A follow whose store went away (a PostgreSQL restart, SQLite's lock held past its
+    wait) waits and reads again after what it printed, saying so once: it ended with exit 3,
+    and the analyst following a watch all day had to notice, and start it again with the
+    right --after, or see again what it had printed (audit 54g)."""
+    if away is None:
+        click.echo(f"{busy.reason}: following waits for it, after {after}", err=True)
+    wait_while_read(FOLLOW_SECONDS)
+    return busy
 
 
 @command("deliver")
