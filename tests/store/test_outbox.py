@@ -10,7 +10,14 @@ from sqlalchemy import select
 
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
-from servicetrail.store.outbox import Outcome, lease_due, record_outcomes, renew
+from servicetrail.store.outbox import (
+    Outcome,
+    hidden_since_lease,
+    lease_due,
+    lock_in_key_order,
+    record_outcomes,
+    renew,
+)
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watch_tables import webhook_outbox
 from servicetrail.store.watches import create_watch
@@ -161,3 +168,34 @@ def test_a_lease_joins_only_its_page_of_a_watchs_backlog(pg_engine) -> None:
     assert [(d.watch_id, d.event_id) for d in leased] == [(watch_id, n) for n in range(1, 6)]
     assert events_read <= 10, events_read
     assert sum(at <= NOW for at in ends(pg_engine).values()) == 115
+
+
+@starts_with_personas
+def test_a_rounds_held_deliveries_go_to_postgresql_as_two_arrays(pg_engine) -> None:
+    """Each round locks every delivery its worker holds and checks again the visibility of
+    those waiting; sent as an IN list of pairs, two bind parameters each, each round's
+    statement was new text and planned again (256 held: planning 17.6 ms against running
+    7 ms; finding 54e 1). Of 300 held, 2 real: the statements carry a few parameters, the
+    298 not there are found hidden, the 2 stay."""
+    from sqlalchemy import event
+
+    P.load_personas(pg_engine)
+    watch_id = two_deliveries(pg_engine)
+    real = [(watch_id, 1), (watch_id, 2)]
+    gone = [(watch_id + 1 + n, n + 1) for n in range(298)]
+    sent: list[int] = []
+
+    def count(_conn, _cursor, _statement, parameters, _context, executemany) -> None:
+        sets = parameters if executemany else [parameters]
+        sent.append(max((len(p) for p in sets), default=0))
+
+    event.listen(pg_engine, "before_cursor_execute", count)
+    try:
+        with pg_engine.begin() as conn:
+            lock_in_key_order(conn, [*gone, *real])
+            hidden = hidden_since_lease(conn, [*real, *gone])
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", count)
+    assert hidden == gone
+    assert sorted(ends(pg_engine)) == real
+    assert max(sent) <= 8, sent

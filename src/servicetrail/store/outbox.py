@@ -13,14 +13,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, delete, exists, func, literal, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from ..domain.records import NO_BODY, item
 from ..domain.times import format_time
 from ..domain.watches import titles_only
-from .watch_sql import due_deliveries, due_watches, kept_gone, visible_deliveries
+from .watch_sql import (
+    due_deliveries,
+    due_watches,
+    held_keys,
+    held_pairs,
+    kept_gone,
+    visible_deliveries,
+)
 from .visibility_index import REGISTRY_LOCK
 from .upsert import dialect_insert
 from .watch_tables import watch, webhook_gone, webhook_outbox
@@ -143,9 +161,12 @@ def hidden_since_lease(conn: Connection, keys: list[tuple[int, int]]) -> list[tu
     committed since the lease), the watch is gone, or its receiver answered 410 (to any
     worker). Their rows are deleted."""
     visible: set[tuple[int, int]] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        visible.update(conn.execute(visible_deliveries(), {"keys": chunk}).tuples())
+    if conn.dialect.name == "postgresql":
+        visible.update(conn.execute(visible_deliveries(True), held_pairs(keys)).tuples())
+    else:  # SQLite's pairs as a list, in chunks under its limit of bind parameters
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            visible.update(conn.execute(visible_deliveries(), {"keys": chunk}).tuples())
     hidden = [key for key in keys if key not in visible]
     if hidden:
         _delete(conn, hidden)
@@ -231,14 +252,19 @@ def lock_in_key_order(conn: Connection, keys: Iterable[tuple[int, int]]) -> None
     if conn.dialect.name != "postgresql" or not keys:
         return
     o = webhook_outbox.c
+    held = held_keys()
     locked = (
         select(o.watch_id)
-        .where(tuple_(o.watch_id, o.event_id).in_(keys))
+        .select_from(
+            webhook_outbox.join(
+                held, and_(o.watch_id == held.c.watch_id, o.event_id == held.c.event_id)
+            )
+        )
         .order_by(o.watch_id, o.event_id)
-        .with_for_update()
+        .with_for_update(of=webhook_outbox)
         .subquery()
     )
-    conn.execute(select(func.count()).select_from(locked))
+    conn.execute(select(func.count()).select_from(locked), held_pairs(keys))
 
 
 def delete_deliveries_of(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    column,
     exists,
     func,
     literal,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
@@ -283,24 +285,50 @@ def due_deliveries(locked: bool = False) -> Select[Any]:
     return for_party(statement, w.party_id)
 
 
-@lru_cache(maxsize=1)
-def visible_deliveries() -> Select[Any]:
-    """Of the leased deliveries `keys` ((watch id, event id) pairs), those whose record the
-    watch's Party may still see, its watch still there with its webhook on: checked again
-    while they wait to be sent, as a registry correction since the lease may have hidden the
-    record, or the receiver answered 410 to another worker."""
+def held_keys() -> Any:
+    """PostgreSQL: deliveries ((watch id, event id) pairs) a worker holds, as a table of two
+    columns from the arrays `watch_ids` and `event_ids`, the same statement for any number
+    of them: as an IN list of pairs (two bind parameters a delivery), each round's statement
+    was new text, planned again every round (256 held: planning 17.6 ms against running
+    7 ms; finding 54e 1), and too new to be prepared."""
+    return (
+        func.unnest(
+            bindparam("watch_ids", type_=ARRAY(BigInteger)),
+            bindparam("event_ids", type_=ARRAY(BigInteger)),
+        )
+        .table_valued(column("watch_id", BigInteger), column("event_id", BigInteger))
+        .render_derived(name="held")
+    )
+
+
+def held_pairs(keys: list[tuple[int, int]]) -> dict[str, list[int]]:
+    """The parameters of `held_keys` for these pairs."""
+    return {"watch_ids": [w for w, _ in keys], "event_ids": [e for _, e in keys]}
+
+
+@lru_cache(maxsize=2)
+def visible_deliveries(as_arrays: bool = False) -> Select[Any]:
+    """Of the leased deliveries `keys` ((watch id, event id) pairs; `as_arrays`: those of
+    `held_keys`), those whose record the watch's Party may still see, its watch still there
+    with its webhook on: checked again while they wait to be sent, as a registry correction
+    since the lease may have hidden the record, or the receiver answered 410 to another
+    worker."""
     e = watch_event.c
     w = watch.c
-    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
+    joined: Any = watch_event
+    which: list[ColumnElement[bool]] = []
+    if as_arrays:
+        held = held_keys()
+        joined = held.join(
+            watch_event, and_(e.watch_id == held.c.watch_id, e.event_id == held.c.event_id)
+        )
+    else:
+        which = [tuple_(e.watch_id, e.event_id).in_(bindparam("keys", expanding=True))]
+    joined = joined.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
     statement = (
         select(e.watch_id, e.event_id)
         .select_from(joined)
-        .where(
-            tuple_(e.watch_id, e.event_id).in_(bindparam("keys", expanding=True)),
-            visible_clause(),
-            w.webhook_disabled_at.is_(None),
-            ~kept_gone(w.id),
-        )
+        .where(*which, visible_clause(), w.webhook_disabled_at.is_(None), ~kept_gone(w.id))
     )
     return for_party(statement, w.party_id)
 
