@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     BindParameter,
     ColumnElement,
@@ -34,7 +35,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
