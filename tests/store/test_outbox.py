@@ -3,6 +3,7 @@ holds them, and only while the lease is still the one it was given."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
@@ -36,6 +37,23 @@ def world(engine):
     return P.load_personas(engine)
 
 
+def lk_requests(numbers: Iterable[int]) -> list[SatRecord]:
+    """Lookat's requests to ESME 1, a second apart: records SOUTHENERGY's watch matches."""
+    return [
+        SatRecord(
+            P.t("2025-04-01T10:00:00Z") + timedelta(seconds=n),
+            "request",
+            f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
+            "11.2",
+            P.LK_OU,
+            P.ESME_1,
+            "",
+            "<b>",
+        )
+        for n in numbers
+    ]
+
+
 def two_deliveries(engine) -> int:
     with engine.begin() as conn:
         made = create_watch(
@@ -46,19 +64,7 @@ def two_deliveries(engine) -> int:
         )
         append_records(
             conn,
-            [
-                SatRecord(
-                    P.t("2025-04-01T10:00:00Z") + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in (1, 2)
-            ],
+            lk_requests((1, 2)),
         )
     catch_up(engine)
     return int(made["id"])
@@ -140,19 +146,7 @@ def test_a_lease_joins_only_its_page_of_a_watchs_backlog(pg_engine) -> None:
         watch_id = int(create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"])
         append_records(
             conn,
-            [
-                SatRecord(
-                    P.t("2025-04-01T10:00:00Z") + timedelta(seconds=n),
-                    "request",
-                    f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-                    "11.2",
-                    P.LK_OU,
-                    P.ESME_1,
-                    "",
-                    "<b>",
-                )
-                for n in range(120)
-            ],
+            lk_requests(range(120)),
         )
     catch_up(pg_engine)
     with pg_engine.begin() as conn:  # as autovacuum finds it once a backlog has grown
