@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
@@ -49,6 +51,23 @@ def add(client, **fields):
         **fields,
     }
     return client.post("/watches", data=data, follow_redirects=False)
+
+
+def watch_page_past_the_limit(engine, monkeypatch, stalled: str) -> tuple[TestClient, Any]:
+    """SOUTHENERGY's new watch with three events, its page opened with `stalled` (a read of
+    web.watches_page) past the statement time limit: the client and the page."""
+    from servicetrail.store.limits import SearchTooBroad
+    from servicetrail.web import watches_page
+
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 3)
+
+    def too_long(*_args: Any, **_kwargs: Any) -> None:
+        raise SearchTooBroad(10.0)
+
+    monkeypatch.setattr(watches_page, stalled, too_long)
+    return client, client.get(location)
 
 
 def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
@@ -382,18 +401,7 @@ def test_a_count_past_its_time_limit_leaves_the_page_and_marks_nothing(
     """The count of a watch's unread events, past the statement time limit on a big store,
     made the page a 422 where it loaded (review 25f): now it shows the newest and marks
     nothing, since it cannot tell which unread events it leaves out."""
-    from servicetrail.store.limits import SearchTooBroad
-    from servicetrail.web import watches_page
-
-    client = signed_in(engine, P.SOUTHENERGY)
-    location = add(client).headers["location"]
-    lk_requests(engine, 1, 3)
-
-    def too_long(*_args, **_kwargs):
-        raise SearchTooBroad(10.0)
-
-    monkeypatch.setattr(watches_page, "unread_in_watch", too_long)
-    page = client.get(location)
+    client, page = watch_page_past_the_limit(engine, monkeypatch, "unread_in_watch")
     assert page.status_code == 200 and len(event_ids(page.text)) == 3
     monkeypatch.undo()
     assert nav_count(client.get("/").text) == "3"
@@ -558,18 +566,7 @@ def test_a_watchs_events_past_their_time_limit_are_said_in_their_panel(
 ) -> None:
     """The generic "Narrow your search" page, with its Device ID and Request ID, stood in for
     the whole Watches page, which has neither field (review of the screen, 54d)."""
-    from servicetrail.store.limits import SearchTooBroad
-    from servicetrail.web import watches_page
-
-    client = signed_in(engine, P.SOUTHENERGY)
-    location = add(client).headers["location"]
-    lk_requests(engine, 1, 3)
-
-    def too_long(*_args, **_kwargs):
-        raise SearchTooBroad(10.0)
-
-    monkeypatch.setattr(watches_page, "read_position", too_long)
-    page = client.get(location)
+    client, page = watch_page_past_the_limit(engine, monkeypatch, "read_position")
     assert page.status_code == 422 and "Narrow your search" not in page.text
     assert (
         "<p>Reading this watch’s events took longer than 10 s and was stopped. Try again in a "
