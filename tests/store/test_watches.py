@@ -211,6 +211,28 @@ def test_another_partys_watch_is_none_and_its_events_unreachable(world: World) -
         assert list_watches(conn, SOUTHENERGY) == []
 
 
+def test_one_partys_watch_changes_leave_the_others_indexed_watches_unread(world: World) -> None:
+    """The matcher re-reads only the Party whose watches changed (audit 55f: one Party making
+    and deleting a watch again and again had every Party's re-read on each step)."""
+    first = add_watch(world, SOUTHENERGY)
+    add_watch(world, NORTHPOWER, kinds=["response"])
+    with world.engine.connect() as conn:
+        before = watch_matcher._watch_index(conn)
+    made = add_watch(world, SOUTHENERGY)
+    with world.engine.begin() as conn:
+        delete_watch(conn, SOUTHENERGY, first["id"])
+    with world.engine.connect() as conn:
+        after = watch_matcher._watch_index(conn)
+    assert after.index[NORTHPOWER] is before.index[NORTHPOWER]
+    assert after.index[SOUTHENERGY] is not before.index[SOUTHENERGY]
+    assert made["id"] in after.after and first["id"] not in after.after
+    assert after.kinds == ["request", "response"]
+    with world.engine.begin() as conn:
+        delete_watch(conn, SOUTHENERGY, made["id"])
+    with world.engine.connect() as conn:
+        assert sorted(watch_matcher._watch_index(conn).index) == [NORTHPOWER]
+
+
 def test_a_registry_correction_hides_events_already_made(world: World) -> None:
     made = add_watch(world, SOUTHENERGY)
     append(world, lk_request(8), lk_request(9, at=t("2025-06-01T00:00:00Z")))

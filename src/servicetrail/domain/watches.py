@@ -365,13 +365,6 @@ class PartyWatches:
         return found
 
 
-def index_by_party(watches: Iterable[Watch]) -> dict[str, PartyWatches]:
-    grouped: dict[str, list[Watch]] = defaultdict(list)
-    for watch in watches:
-        grouped[watch.party_id].append(watch)
-    return {party: PartyWatches(found) for party, found in grouped.items()}
-
-
 def titles_only(record_item: dict[str, Any]) -> dict[str, Any]:
     """An event carries titles: none of the fields read from the body, even for the Party's
     own records (the payload stays behind the record's URL). Named by what it keeps, so that
