@@ -13,11 +13,12 @@ class QuietRepeats(logging.Filter):
     """The server's warnings, each said at most once in `every` seconds, with how many times it
     came since: each slow connection, each upgrade to HTTP/2 asked for, each malformed request
     wrote its line (50,391 and 900 lines in two audit runs, 27b and 27e), for nothing but a
-    stranger's few bytes. Errors, with their tracebacks, are all said."""
+    stranger's few bytes. Errors, with their tracebacks, are all said. `by_logger`: a logger's
+    warnings counted as one, for a library that words each one afresh."""
 
-    def __init__(self, every: float = 10.0) -> None:
+    def __init__(self, every: float = 10.0, by_logger: bool = False) -> None:
         super().__init__()
-        self.every = every
+        self.every, self.by_logger = every, by_logger
         self._last: dict[object, float] = {}
         self._unsaid: Counter[object] = Counter()
         self._lock = threading.Lock()
@@ -25,7 +26,7 @@ class QuietRepeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
-        now, key = time.monotonic(), record.msg
+        now, key = time.monotonic(), record.name if self.by_logger else record.msg
         with self._lock:
             if now - self._last.get(key, -self.every) < self.every:
                 self._unsaid[key] += 1
@@ -46,18 +47,31 @@ class QuietRepeats(logging.Filter):
         return held
 
 
+# python-multipart's parser warns of each malformed form body it refuses (the client has its
+# 400), in words of its own each time (the byte it met and where), on a logger with no handler
+# (so Python's last resort wrote each to stderr): each post of a stranger's to the sign-in page
+# wrote a line, past the quieting of uvicorn's (audit 55f: 60 posts, 60 lines)
+MULTIPART_LOGGER = "python_multipart.multipart"
+_QUIETED = {"uvicorn.error": False, MULTIPART_LOGGER: True}  # logger: by_logger
+
+
 def quiet_repeated_warnings() -> None:
-    """The filter on uvicorn's log of connections and requests, once a process."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, QuietRepeats) for f in logger.filters):
-        logger.addFilter(QuietRepeats())
+    """The filter on uvicorn's log of connections and requests, and on python-multipart's,
+    once a process."""
+    for name, by_logger in _QUIETED.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietRepeats) for f in logger.filters):
+            logger.addFilter(QuietRepeats(by_logger=by_logger))
 
 
 def say_untold_warnings() -> None:
     """At the server's stop, the count of each warning held back since it was last said: a
-    burst that no later repeat of it told was otherwise lost (review 27e)."""
-    logger = logging.getLogger("uvicorn.error")
-    for quiet in [f for f in logger.filters if isinstance(f, QuietRepeats)]:
-        for message, count in quiet.untold():
-            # formatted here, no arguments: each line is its own, not one repeated template
-            logger.warning(f"{message} ({count} more since it was last said, to the stop)")
+    burst that no later repeat of it told was otherwise lost (review 27e). Said on uvicorn's
+    log, each line its own (python-multipart's, counted by logger, would hold it back)."""
+    said_on = logging.getLogger("uvicorn.error")
+    for name, by_logger in _QUIETED.items():
+        for quiet in [f for f in logging.getLogger(name).filters if isinstance(f, QuietRepeats)]:
+            for message, count in quiet.untold():
+                told = f"{message}: malformed form bodies refused" if by_logger else message
+                # formatted here, no arguments: each line is its own, not one repeated template
+                said_on.warning(f"{told} ({count} more since it was last said, to the stop)")
