@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from sqlalchemy import exc
 
 from servicetrail.store.engine import StoreError, current_revision, open_store
+from servicetrail.store.limits import StoreAway
 from servicetrail.store.schema import SCHEMA_HEAD
 
 BINARY = Path(sys.executable).with_name("servicetrail")
@@ -86,8 +86,9 @@ def test_a_role_that_may_not_create_it_is_told_so_by_name(pg_server, missing_nam
 
 
 def test_a_server_that_does_not_answer_is_still_that_error(pg_server):
-    """Nothing to make when no database of the server answers: the connection's own error."""
-    with pytest.raises(exc.OperationalError):
+    """Nothing to make when no database of the server answers: a wait, with the connection's
+    own error."""
+    with pytest.raises(StoreAway, match="does not answer.*Connection refused"):
         open_store("postgresql://postgres@127.0.0.1:1/t_nowhere")
 
 

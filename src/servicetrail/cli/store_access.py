@@ -23,7 +23,7 @@ from ..store.engine import (
     open_store,
     shown_url,
 )
-from ..store.limits import StoreBusy, store_busy
+from ..store.limits import StoreAway, StoreBusy, store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
 from .common import Failure
@@ -87,6 +87,8 @@ def _opened(opener: Callable[[str | None], Engine]) -> Engine:
         )
     try:
         return opener(url)
+    except StoreAway as e:  # named as the store that cannot be opened for good (exit 2) is
+        raise Failure(f"cannot open the store at {shown_store_url()}: {e}", 3) from None
     except (StoreError, StoreBusy):
         raise  # says what to do itself: turned into a Failure with the other expected errors
     except Exception as e:  # an unreachable server or a bad URL: say which, without a stack

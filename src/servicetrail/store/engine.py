@@ -17,6 +17,7 @@ from sqlalchemy.pool import QueuePool
 
 from .. import settings
 from ..sqlite_url import parameters_refused, sqlite_file, sqlite_true, uri_named
+from .limits import StoreAway
 from .new_database import CannotCreateDatabase, there_now
 from .postgresql_errors import psycopg_error
 from .schema_watch import RevisionWatch, StoreUpgraded, postgresql_revision
@@ -427,7 +428,14 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     engine = make_engine(url)
     try:
         revision = current_revision(engine)
-    except exc.OperationalError:
+    except exc.OperationalError as failed:
+        from .server_away import server_away
+
+        away = server_away(engine)
+        if away:  # before there_now, which would ask two more databases of no server
+            engine.dispose()
+            said = str(failed.orig).strip().partition("\n")[0]
+            raise StoreAway(f"{away}: {said}") from None
         try:
             if not there_now(engine):
                 raise  # the server's own answer: unreachable, a wrong password, ...

@@ -60,6 +60,11 @@ class StoreBusy(RuntimeError):
         self.reason = message
 
 
+class StoreAway(StoreBusy):
+    """A PostgreSQL store's server could not take the connection that opens the store, and
+    waiting may mend it (store.server_away): exit 3, as the same outage part way through."""
+
+
 # the store's reader role (store.reader_role), or the shared one of stores before 0019
 # matched by the role's name alone, which every translation of "role ... does not exist" quotes
 # (`lc_messages`: German says `Rolle »servicetrail_reader_...« existiert nicht`)

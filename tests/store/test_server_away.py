@@ -1,0 +1,113 @@
+"""A PostgreSQL store that cannot be opened: a server not there, starting up or shutting
+down is a wait (exit 3, "try again"), as the same outage part way through a command is; one
+that answered and refused the URL is the URL's to mend (exit 2). The server's refusals are
+played by a few lines of its protocol, not a server made to refuse: a shutdown held open
+for a test cost a server of its own."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from servicetrail.cli import main
+from servicetrail.store.engine import make_engine
+from servicetrail.store.server_away import server_away
+
+# A server that refuses every connection with the SQLSTATE its database is named after, in a
+# process of its own: libpq's PQping holds Python's GIL while it waits, so a server in one of
+# this process's threads never answered it
+REFUSING_SERVER = r"""
+import socket, struct, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    with conn:
+        try:
+            while True:  # "no" to TLS and GSS, until the startup message itself
+                length, code = struct.unpack("!ii", conn.recv(8))
+                said = conn.recv(length - 8) if length > 8 else b""
+                if code not in (80877103, 80877104):
+                    break
+                conn.sendall(b"N")
+            words = said.split(b"\0")
+            sqlstate = words[words.index(b"database") + 1].decode()
+            fields = [("S", "FATAL"), ("V", "FATAL"), ("C", sqlstate)]
+            fields.append(("M", "refused as " + sqlstate))
+            body = b"".join(k.encode() + v.encode() + b"\0" for k, v in fields) + b"\0"
+            conn.sendall(b"E" + struct.pack("!i", len(body) + 4) + body)
+        except (OSError, struct.error, ValueError):
+            pass
+"""
+
+
+@pytest.fixture(scope="module")
+def refusing_server() -> Iterator[str]:
+    """The URL of that server, less its database's name."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", REFUSING_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    port = server.stdout.readline().strip()
+    yield f"postgresql://analyst@127.0.0.1:{port}/"
+    server.kill()
+    server.wait()
+
+
+def _nothing_listens() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    return f"postgresql://analyst@127.0.0.1:{port}/store"
+
+
+def test_a_server_starting_up_or_shutting_down_is_a_wait(refusing_server: str) -> None:
+    url = refusing_server + "57P03"
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith(f"Error: cannot open the store at {url}: ")
+    assert "starting up or shutting down" in result.stderr
+    assert result.stderr.rstrip().endswith("; try again"), result.stderr
+
+
+def test_a_server_not_there_is_a_wait() -> None:
+    """Exit 2 at the start of a command, exit 3 part way through: a script retrying on 3 did
+    not retry a command started during the database's restart (audit 54g)."""
+    url = _nothing_listens()
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 3, result.output
+    assert "its server does not answer" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("sqlstate", ["28P01", "3D000", "28000"])
+def test_a_server_that_refused_the_url_is_for_the_url_to_mend(
+    refusing_server: str, sqlstate: str
+) -> None:
+    """A wrong password, a database or role that does not exist: retrying mends nothing."""
+    url = refusing_server + sqlstate
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: cannot open the store at {url}: ")
+    assert f"refused as {sqlstate}" in result.stderr, result.stderr  # the server's own words
+    assert "try again" not in result.stderr
+
+
+def test_a_host_that_does_not_exist_is_the_urls_to_mend(monkeypatch) -> None:
+    """A mistyped name, which no wait mends; a resolver that cannot answer now is a wait.
+    The resolver's answers are played: one offline answers neither."""
+    engine = make_engine("postgresql://analyst@no-such-host.invalid:5432/store")
+    for error, away in ((socket.EAI_NONAME, False), (socket.EAI_AGAIN, True)):
+
+        def resolver(*_: object, error: int = error) -> None:
+            raise socket.gaierror(error, "played")
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        assert (server_away(engine) is not None) is away
+
+
+def test_an_sqlite_store_is_never_away(tmp_path) -> None:
+    assert server_away(make_engine(f"sqlite:///{tmp_path / 'x.db'}")) is None
