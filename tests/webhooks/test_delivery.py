@@ -857,6 +857,64 @@ def test_a_store_that_fails_for_a_while_pauses_the_worker_and_it_carries_on(
     workers.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_worker_paused_on_a_store_away_carries_on_once_it_is_back(
+    engine, world, monkeypatch
+) -> None:
+    """Paused on a store that could not be reached, the worker waited out its pause (doubling
+    to 30 s) after the store came back (audit 54g: 18.7 s after a PostgreSQL restart). It asks
+    the store while paused, and carries on at its first answer. The store is away to the
+    worker's connections alone, each new one refused, as by a server restarting; pauses of
+    3 s, probes every 0.1 s. About a second: the worker must fail a round, find the store away
+    and then back; without the fix it delivers 3 s after the failure, not 0.3 s. PostgreSQL
+    alone: the worker's code is the same on both engines."""
+    import psycopg
+    from sqlalchemy import event, exc
+
+    from servicetrail.store.engine import open_store
+    from servicetrail.webhooks import deliver
+
+    monkeypatch.setattr(deliver, "PAUSE_SECONDS", 3.0)
+    monkeypatch.setattr(deliver, "PROBE_SECONDS", 0.1)
+    workers = open_store(engine.url.render_as_string(hide_password=False))
+    away = threading.Event()
+    refused: list[float] = []
+
+    @event.listens_for(workers, "checkout")
+    def gone(*_: object) -> None:
+        if away.is_set():
+            raise exc.DisconnectionError  # the pooled connection: ended by the restart
+
+    @event.listens_for(workers, "do_connect")
+    def refuse(*_: object) -> None:
+        if away.is_set():
+            refused.append(time.monotonic())
+            raise psycopg.OperationalError("connection refused")
+
+    with Receiver() as receiver:
+        hook(engine, receiver, "/a")
+        lk_requests(engine, 1)
+        deliverer = Deliverer(workers, schedule=[0.1])
+        state: dict = {}
+
+        def until() -> bool:
+            delivered = {e["event_id"] for e in receiver.events("/a")}
+            if not state and delivered == {1}:
+                state["away"] = time.monotonic()
+                away.set()
+                lk_requests(engine, 2)
+            if away.is_set() and refused and time.monotonic() - refused[0] > 0.3:
+                away.clear()
+                state["back"] = time.monotonic()
+            if delivered == {1, 2}:
+                state.setdefault("delivered", time.monotonic())
+            return delivered == {1, 2}
+
+        assert run(deliverer, until, seconds=10), receiver.events("/a")
+    workers.dispose()
+    assert state["delivered"] - state["back"] < 1.5, state
+
+
 def test_a_round_the_store_fails_lets_the_attempts_in_flight_finish(
     engine, world, monkeypatch
 ) -> None:

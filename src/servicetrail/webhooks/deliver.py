@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from .. import settings
@@ -89,6 +90,9 @@ RENEW_SECONDS = 5.0
 # how long the worker pauses after a failure (a store that cannot be reached, say), doubling
 # while it keeps failing
 PAUSE_SECONDS, PAUSE_MAX_SECONDS = 0.5, 30.0
+# ... and how often, while paused, it asks a store it has found away whether it is back (one
+# `SELECT 1`): it carried on up to PAUSE_MAX_SECONDS after the store's return (audit 54g)
+PROBE_SECONDS = 1.0
 
 
 def retry_schedule() -> list[float]:
@@ -203,8 +207,10 @@ class Deliverer:
     async def _rounds_until(self, stop: asyncio.Event) -> None:
         """`_rounds` until `stop`, paused after each failure (see `run`)."""
         pause = PAUSE_SECONDS
+        away = False  # a probe found the store away during this run of failures
         while not stop.is_set():
             started = time.monotonic()
+            busy = None
             try:
                 await self._rounds(stop)
                 return
@@ -218,9 +224,40 @@ class Deliverer:
                     log.exception("the webhook worker failed; it carries on in %.1f s", pause)
             if time.monotonic() - started > PAUSE_MAX_SECONDS:
                 pause = PAUSE_SECONDS  # it had been working: a new failure, not the same one
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+                away = False
+            away = await self._paused(stop, pause, away if busy is not None else None)
             pause = min(pause * 2, PAUSE_MAX_SECONDS)
+
+    async def _paused(self, stop: asyncio.Event, pause: float, away: bool | None) -> bool:
+        """Wait `pause`, or less once the store is back: a store failure (`away` not None)
+        is probed every PROBE_SECONDS, and the pause ends when a probe finds it back after
+        one (now or in an earlier pause of these failures) found it away. A store that
+        answers the probe all along (a write lock held, a lock wait past its limit) keeps
+        the whole pause: the probe says nothing of those. Whether the store was found away."""
+        ends = time.monotonic() + pause
+        while not stop.is_set():
+            left = ends - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), left if away is None else min(left, PROBE_SECONDS)
+                )
+            if away is None or stop.is_set() or time.monotonic() >= ends:
+                continue
+            if not await asyncio.to_thread(self._store_answers):
+                away = True
+            elif away:
+                return False  # back: the rounds again at once
+        return bool(away)
+
+    def _store_answers(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def _rounds(self, stop: asyncio.Event) -> None:
         """Rounds of matching, settling, leasing and dispatching, until `stop`."""
