@@ -1343,6 +1343,48 @@ def test_a_blank_party_is_refused_as_blank_not_as_unknown(cli, command):
     assert "Invalid value for '--party': is blank (white space alone)" in said.output
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
+    cli, engine, monkeypatch, tmp_path
+):
+    """A SIGTERM while PostgreSQL committed the drops (seen with a COMMIT held by a synchronous
+    standby that never answered) said `terminated` and nothing of them, and the next run
+    `dropped 0 month(s)` (audit 54g). The stop is played as landing just after each commit."""
+    from servicetrail.cli import database
+    from tests.store.test_access_retention import _entries, _this_month
+
+    user = "90-B3-D5-1F-30-01-00-01"
+    (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old,IS\n")
+    device = "00-DB-00-00-00-00-00-01"
+    (tmp_path / "old.jsonl").write_text(
+        f'{{"logged_at": "2024-01-15T10:00:00Z", "kind": "request", "request_id": '
+        f'"{user}:{device}:1", "srv": "4.1.1", "user_id": "{user}", "device_id": "{device}", '
+        '"response_code": "", "payload": "p"}\n'
+    )
+    assert cli("load", "users", "users.csv").exit_code == 0
+    loaded = cli("ingest", "old.jsonl")
+    assert loaded.exit_code == 0, loaded.output
+    _entries(engine, monkeypatch, ("2025-01", _this_month()))
+    for name, said in (
+        ("drop_months", "the drop of 1 month(s) of SAT records (2024-01)"),
+        ("drop_access_months", "the drop of 1 month(s) of the access log (2025-01)"),
+    ):
+        committed = getattr(database, name)
+
+        def stopped_after(*args, committed=committed):
+            committed(*args)
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patched:
+            patched.setattr(database, name, stopped_after)
+            result = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1")
+        assert result.exit_code == 130, result.output
+        assert f"stopped while committing {said}: they may be gone; `servicetrail retention " in (
+            result.stderr
+        )
+        assert "--keep-months 1 --access-log-keep-months 1 --dry-run` lists" in result.stderr
+
+
 def test_retention_drops_the_access_logs_old_months_only_when_asked(cli, engine, monkeypatch):
     """Audit 49d: nothing ever removed the access log. `--access-log-keep-months` drops its
     old months, never more than the records' (`--keep-months`); without it, retention does

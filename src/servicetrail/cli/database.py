@@ -20,7 +20,7 @@ from ..store.merkle_log import seal_store
 from ..store.other_sessions import other_sessions
 from ..store.partitions import UnsealedMonths, drop_months, months_to_sign, unsealed_months
 from .commands import command, group
-from .common import Failure
+from .common import Failure, signalled
 from .store_access import engine, engine_as_it_is, shown_store_url, store_url, with_db
 
 
@@ -224,33 +224,38 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
         # its checkpoints are all that stays of a month: its records all in one first
         # (audit 44d); a command never makes a key of its own for it
         seal_store(store)
-    try:
-        # each month's retirement is signed with the store's key; a command never makes one
-        signer = signer_for(store_url()) if not dry_run and key.is_file() else None
-        dropped = drop_months(store, keep_months, dry_run, signer)
-    except NoSigner as e:
-        raise Failure(
-            f"nothing dropped: retention signs the retirement of each month it drops "
-            f"({', '.join(e.months)}) with the store's key, and there is no signing key at "
-            f"{key} (run retention where the store's key is, or with SERVICETRAIL_SIGNING_KEY "
-            "naming it)"
-        ) from None
-    except UnsealedMonths as e:
-        why = (
-            f"and there is no signing key at {key} to seal them (run retention where the "
-            "store's key is, or with SERVICETRAIL_SIGNING_KEY naming it)"
-            if not key.is_file()
-            else "added since this run sealed them: run it again"
-        )
-        raise Failure(
-            f"nothing dropped: the logs of {', '.join(e.months)} hold records in no signed "
-            f"checkpoint, {why}"
-        ) from None
-    verb = "would drop" if dry_run else "dropped"
-    for name in dropped:
-        click.echo(f"{verb} {name}")
-    months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
-    click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
+    again = f"servicetrail retention --keep-months {keep_months}" + (
+        f" --access-log-keep-months {access_log_keep_months}" if access_log_keep_months else ""
+    )
+    with Committing("of SAT records", again) as in_doubt:
+        try:
+            # each month's retirement is signed with the store's key; a command never makes one
+            signer = signer_for(store_url()) if not dry_run and key.is_file() else None
+            dropped = drop_months(store, keep_months, dry_run, signer, in_doubt.committing)
+        except NoSigner as e:
+            raise Failure(
+                f"nothing dropped: retention signs the retirement of each month it drops "
+                f"({', '.join(e.months)}) with the store's key, and there is no signing key at "
+                f"{key} (run retention where the store's key is, or with SERVICETRAIL_SIGNING_KEY "
+                "naming it)"
+            ) from None
+        except UnsealedMonths as e:
+            why = (
+                f"and there is no signing key at {key} to seal them (run retention where the "
+                "store's key is, or with SERVICETRAIL_SIGNING_KEY naming it)"
+                if not key.is_file()
+                else "added since this run sealed them: run it again"
+            )
+            raise Failure(
+                f"nothing dropped: the logs of {', '.join(e.months)} hold records in no signed "
+                f"checkpoint, {why}"
+            ) from None
+        verb = "would drop" if dry_run else "dropped"
+        for name in dropped:
+            click.echo(f"{verb} {name}")
+        months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
+        click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
+        in_doubt.printed()
     if dry_run and months:
         with store.connect() as conn:
             named = sorted(m.replace("_", "-") for m in months)
@@ -273,16 +278,57 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
                 err=True,
             )
     if access_log_keep_months is not None:
-        _access_log_retention(store, access_log_keep_months, dry_run)
+        with Committing("of the access log", again) as in_doubt:
+            _access_log_retention(store, access_log_keep_months, dry_run, in_doubt)
 
 
-def _access_log_retention(store: Engine, keep_months: int, dry_run: bool) -> None:
+class Committing:
+    """Ctrl-C or SIGTERM from the commit of retention's drops on, until they are printed: the
+    drops may have been committed, which the store alone knows. Stopped there, retention said
+    `terminated` and nothing of what it had dropped, and run again, `dropped 0 month(s)`
+    (audit 54g): it says which months it was committing, and how to see which are gone."""
+
+    def __init__(self, what: str, again: str) -> None:
+        self.what, self.again = what, again
+        self.months: list[str] = []
+
+    def committing(self, names: list[str]) -> None:
+        """Told by the store just before the commit: tables or months, as `YYYY-MM`."""
+        self.months = sorted({name.rsplit("_p", 1)[-1].replace("_", "-") for name in names})
+
+    def printed(self) -> None:
+        self.months = []
+
+    def __enter__(self) -> Committing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # a stop inside the driver's commit may come out as another error (cli.app says why)
+        stopped = kind is not None and (issubclass(kind, KeyboardInterrupt) or signalled())
+        if stopped and self.months:
+            click.echo(
+                f"stopped while committing the drop of {len(self.months)} month(s) {self.what} "
+                f"({', '.join(self.months)}): they may be gone; `{self.again} --dry-run` lists "
+                "those still there",
+                err=True,
+            )
+
+
+def _access_log_retention(
+    store: Engine, keep_months: int, dry_run: bool, in_doubt: Committing
+) -> None:
     """The access log's months past `keep_months`, after the records' (whose run sealed the
     store's logs, the access log's with them, when the key is at hand)."""
     key = key_path_for(store_url())
     signer = signer_for(store_url()) if not dry_run and key.is_file() else None
     try:
-        dropped = drop_access_months(store, keep_months, dry_run, signer)
+        dropped = drop_access_months(
+            store,
+            keep_months,
+            dry_run,
+            signer,
+            lambda months: in_doubt.committing([month.month for month in months]),
+        )
     except NoSigner as e:
         raise Failure(
             f"no month of the access log dropped: retention signs the retirement of each "
@@ -304,6 +350,7 @@ def _access_log_retention(store: Engine, keep_months: int, dry_run: bool) -> Non
         click.echo(f"{verb} access_log {month.month} ({month.entries} entries)")
     entries = sum(month.entries for month in dropped)
     click.echo(f"{verb} {len(dropped)} month(s) of the access log ({entries} entries)", err=True)
+    in_doubt.printed()
 
 
 @db_group.command("new-reader-role")

@@ -13,6 +13,7 @@ its leaves alone, some 80 minutes: finding 52b 1.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -83,11 +84,18 @@ def _months_before(conn: Connection, cutoff: str) -> list[str]:
 
 
 def drop_access_months(
-    engine: Engine, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+    engine: Engine,
+    keep_months: int,
+    dry_run: bool = False,
+    signer: Signer | None = None,
+    committing: Callable[[list[AccessMonth]], None] | None = None,
 ) -> list[AccessMonth]:
-    """`drop_access_older_than` in a transaction of its own."""
+    """`drop_access_older_than` in a transaction of its own; `committing` as for
+    partitions.drop_months."""
     with engine.begin() as conn:
         dropped = drop_access_older_than(conn, keep_months, dry_run, signer)
+        if committing is not None and dropped and not dry_run:
+            committing(dropped)
     if not dry_run:
         forget_months(engine, [month.month for month in dropped])
     return dropped

@@ -162,14 +162,22 @@ class UnsealedMonths(Exception):
 
 
 def drop_months(
-    engine: Engine, keep_months: int, dry_run: bool = False, signer: Signer | None = None
+    engine: Engine,
+    keep_months: int,
+    dry_run: bool = False,
+    signer: Signer | None = None,
+    committing: Callable[[list[str]], None] | None = None,
 ) -> list[str]:
     """`drop_older_than` in a transaction of its own, tried again while reads hold the
-    tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped)."""
+    tables, for RETENTION_PATIENCE_SECONDS; then StoreBusy (nothing dropped). `committing`
+    is told what goes just before the commit, for a stop from then on to say it may be gone."""
 
     def in_a_transaction() -> list[str]:
         with engine.begin() as conn:
-            return drop_older_than(conn, keep_months, dry_run, signer)
+            dropped = drop_older_than(conn, keep_months, dry_run, signer)
+            if committing is not None and dropped and not dry_run:
+                committing(dropped)
+            return dropped
 
     return patiently(in_a_transaction, "the trail's tables", "reads or an ingest held them")
 
