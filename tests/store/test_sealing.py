@@ -59,3 +59,21 @@ def test_a_seal_that_fails_leaves_the_entries_queued_and_raises_nothing(engine, 
     finally:
         monkeypatch.undo()
         settings.reload()
+
+
+def test_the_last_seal_that_fails_says_which_seal_takes_its_entries(monkeypatch, caplog):
+    """A server stopped on a full disk (or with PostgreSQL gone) said "sealing waits for the
+    next round", and it had none (audit 54g): its entries wait for another process's seal."""
+    import sqlite3
+
+    from servicetrail.store import sealing
+
+    def full(_engine) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sealing, "seal_store", full)
+    with caplog.at_level("WARNING", logger="servicetrail.logs"):
+        asyncio.run(seal_now(None, last=True))  # type: ignore[arg-type]
+    [said] = caplog.messages
+    assert "next round" not in said and "the store's disk is full" in said
+    assert "for the next seal: a server's or `deliver`'s within a minute of its start" in said

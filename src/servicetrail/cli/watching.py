@@ -264,7 +264,7 @@ def deliver_cmd() -> None:
         finally:
             sealer.cancel()
             if not upgraded:
-                await seal_now(store)
+                await seal_now(store, last=True)
 
     click.echo("delivering webhooks (Ctrl-C to stop)", err=True)
     # Ctrl-C to asyncio.Runner, which cancels `main` on it only over Python's own handler,

@@ -18,9 +18,10 @@ log = logging.getLogger("servicetrail.logs")
 SEAL_EVERY_SECONDS = 60.0
 
 
-async def seal_now(engine: Engine) -> None:
+async def seal_now(engine: Engine, *, last: bool = False) -> None:
     """Seal what is queued, off the event loop. A failure is said and left to the next round:
-    the entries stay queued, never lost."""
+    the entries stay queued, never lost. `last`: the process's seal as it stops, which has no
+    next round: the next seal is another process's, and the log says whose."""
     try:
         await asyncio.to_thread(seal_store, engine)
     except StoreUpgraded as e:
@@ -29,6 +30,14 @@ async def seal_now(engine: Engine) -> None:
         busy = store_busy(e)
         if busy is None:
             log.exception("sealing the logs failed")
+        elif last:  # "waits for the next round" was said where none came (audit 54g)
+            log.warning(
+                "sealing the logs as this process stops failed: %s; what it queued stays "
+                "queued in the store for the next seal: a server's or `deliver`'s within a "
+                "minute of its start, an ingest's, or a read's on the command line with the "
+                "store's key",
+                busy.reason,
+            )
         else:  # a store restarting or locked: said once a round, not as a bug
             log.warning("sealing the logs waits for the next round: %s", busy.reason)
 

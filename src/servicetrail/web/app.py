@@ -57,7 +57,7 @@ async def _deliveries(app: FastAPI) -> AsyncIterator[None]:
         put_back_signals()
         sealer.cancel()
         await asyncio.to_thread(worker.stop)
-        await seal_now(app.state.engine)
+        await seal_now(app.state.engine, last=True)
         say_untold_warnings()
 
 
