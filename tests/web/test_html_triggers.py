@@ -91,6 +91,9 @@ def test_an_alert_shows_its_possible_triggers_titles_only(engine, world):
     assert "secret" not in page.text  # never another User's payload
     # said as the Device page and the record's exchange say it (45c)
     assert "another User’s request: title only, the payload stays with that User" in shown
+    # an alert's identifier is its own (its DUIS ResponseID): it has no Request ID to share
+    assert "a request whose Request ID is this alert’s own identifier (its Alert ID)" in shown
+    assert "same Request ID" not in shown
 
 
 def test_the_window_is_chosen_on_the_page(engine, world):

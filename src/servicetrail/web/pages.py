@@ -242,6 +242,12 @@ def _exchange(
     return exchange, len(messages) if cut else None
 
 
+def _alert_id(record: dict[str, Any]) -> bool:
+    """Whether the record's `request_id` is an alert's own identifier, its DUIS ResponseID
+    (SPEC 4), which the screen calls its Alert ID."""
+    return record["kind"] in ("device_alert", "dcc_alert") and not record["srv"]
+
+
 def _triggers(
     read: LoggedRead, current: dict[str, Any], window: int
 ) -> tuple[list[Any], list[tuple[str, str]]]:
@@ -255,7 +261,7 @@ def _triggers(
         (
             "the older requests of the window"
             if searched.device_id
-            else "the other requests with its Request ID",
+            else f"the other requests with its {'Alert ID' if _alert_id(current) else 'Request ID'}",
             page_link(older_triggers(searched, after)),
         )
         for searched, after in found.rest
