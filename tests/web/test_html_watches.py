@@ -434,6 +434,8 @@ def test_a_device_id_pasted_as_spaced_octets_is_one_device_in_the_list(engine, w
     # seven octets are no Device ID: still refused, by the first
     answer = add(client, devices="list", device_list=spaced.rsplit(" ", 1)[0])
     assert answer.status_code == 422 and "&#39;00&#39;" in answer.text
+    # with an example of one, as the search form's Device ID says (review of the screen, 54d)
+    assert "Write each as 8 pairs of hex digits, such as 00-DB-12-34-56-78-90-01." in answer.text
 
 
 @pytest.mark.parametrize(

@@ -183,8 +183,9 @@ def utc_field(value: str) -> str:
 
 # what to write, said after a field's error: the reason alone ("not an ISO-8601 time", "must
 # not be before from") left the analyst to guess a form the field takes
+DEVICE_ID_EXAMPLE = "such as 00-DB-12-34-56-78-90-01"
 _WRITE_IT_AS = {
-    "device_id": "Write its 8 pairs of hex digits, such as 00-DB-12-34-56-78-90-01",
+    "device_id": f"Write its 8 pairs of hex digits, {DEVICE_ID_EXAMPLE}",
     "request_id": "Write it as the sender’s User ID, the Device ID and a counter, such as "
     "90-B3-D5-1F-30-01-03-00:00-DB-12-34-56-78-90-01:1001",
     "from": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",

@@ -34,7 +34,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from .fairness import limits_of
 from .head_requests import asked_head
-from .presenters import TRY_AGAIN, pasted_device_ids, readable, stopped
+from .presenters import DEVICE_ID_EXAMPLE, TRY_AGAIN, pasted_device_ids, readable, stopped
 from .rendering import error_page, not_found, render
 from .signin import (
     SignedIn,
@@ -340,6 +340,11 @@ def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, s
         if isinstance(body.get(field), list) and not body[field]:
             errors.setdefault(FIELD_OF.get(field, field), message)
     for field, message in watch_problems(body).items():
+        if field == "devices" and message.startswith("not an EUI-64"):
+            # with the example the search form's Device ID gives: the reason alone left the
+            # analyst to guess what a Device ID looks like (review of the screen, 54d)
+            stop = "" if message.endswith((".", "\u2026")) else "."
+            message += f"{stop} Write each as 8 pairs of hex digits, {DEVICE_ID_EXAMPLE}."
         errors.setdefault(FIELD_OF.get(field, field), message)
     if "webhook_url" not in errors and "webhook" in body:
         try:
