@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from ..domain.ids import InvalidValue, eui64
 from ..domain.model import KINDS
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
+from ..domain.times import format_time
 from ..domain.triggers import MAX_TRIGGERS
 from ..domain.visibility import Access, Decision
 from ..store.limits import SearchTooBroad
@@ -377,6 +378,25 @@ class DevicePage:
     relations: dict[int, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     problem: str = ""
+    # past the time limit: the search of the Device's 30 days up to where the page began,
+    # (from, to, address); the sentence advising it had no link to it (review of the screen, 54d)
+    shorter: tuple[str, str, str] | None = None
+
+
+NARROWER_DAYS = 30
+
+
+def _shorter_search(device_id: str, after: Cursor | None) -> tuple[str, str, str]:
+    """The Device's search over the NARROWER_DAYS before the page's first row would be: up
+    to now, or to the row an older page begins after."""
+    if after is None:
+        start = (datetime.now(timezone.utc) - timedelta(days=NARROWER_DAYS)).date().isoformat()
+        end = ""
+    else:
+        end = format_time(after.logged_at).removesuffix("Z").replace("T", " ")
+        start = (after.logged_at - timedelta(days=NARROWER_DAYS)).date().isoformat()
+    query = {"device_id": device_id, "from": start} | ({"to": end} if end else {})
+    return start, end, "/?" + urlencode(query)
 
 
 def _device_reads(
@@ -407,9 +427,10 @@ def _device_reads(
         # nothing is logged; the intervals are read again on their own
         with reader_of(request) as conn:
             intervals = own_intervals(registry_of(conn, device_id, who.viewer.party_id))
-        narrow = "Search this Device with a shorter date range, or try again later."
         return DevicePage(
-            intervals, problem=stopped(e.seconds, "Reading this Device’s time line", narrow)
+            intervals,
+            problem=stopped(e.seconds, "Reading this Device’s time line", "").rstrip(),
+            shorter=_shorter_search(device_id, after),
         )
 
 
@@ -434,6 +455,7 @@ def device(request: Request, who: Who, device_id: str) -> Response:
         relations=shown.relations,
         names=shown.names,
         problem=shown.problem,
+        shorter=shown.shorter,
         older_link=(
             f"{here}?{urlencode({'cursor': shown.more.encode()})}" if shown.more is not None else ""
         ),
