@@ -221,6 +221,20 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
     assert 'Why visible</span> · <a href="/records/7">record 7</a>' in page
 
 
+def test_a_record_opened_from_a_search_says_so_not_back_as_a_filter(engine, world) -> None:
+    """`back` is the screen's way back to the search a record was opened from: shown as a
+    filter, it read as if the Party had asked for it (review of the screen, 54d). The log
+    keeps it as asked; the page says where the record was opened from, and links to it."""
+    own = world.ids["se_resp"]
+    back = f"device_id={P.ESME_1}&kind=response"
+    south = signed_in(engine, P.SOUTHENERGY)
+    south.get(f"/records/{own}", params={"back": back, "window": "60"})
+    page = south.get("/access-log", params={"action": "record"}).text
+    search = f"/?device_id={P.ESME_1}&amp;kind=response"
+    assert f'opened from <a href="{search}">a search</a>' in page
+    assert ">back<" not in page and "window" in page  # the page's other parameters still shown
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the bounds are the engines' same
 def test_narrowed_reads_take_a_heavy_slot(engine, world) -> None:
     """A page narrowed to an actor, a kind or MP141 titles walks every entry of the Party's

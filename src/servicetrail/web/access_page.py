@@ -31,6 +31,7 @@ from .presenters import (
     utc_field,
 )
 from .rendering import render
+from .search_back import search_href
 from .signin import SignedIn, SignedInAuditor, WhoOrAuditor
 from .state import reader_of
 
@@ -80,6 +81,9 @@ class Shown:
     action: str
     filters: list[tuple[str, str]]  # as asked, but for `record_id` when it is the link below
     record_id: int | None  # the record a record page, why, triggers or proof was of
+    # the search a record page was opened from (its `back`: the screen's own way back, which
+    # read like a filter the Party asked for; review of the screen, 54d), as an address
+    from_search: str
     records_returned: int
     mp141_records_returned: int
     device_ids: list[str]
@@ -91,6 +95,9 @@ def shown(entry: AccessEntry) -> Shown:
     record_id = filters.get("record_id")
     if not isinstance(record_id, int) or isinstance(record_id, bool) or record_id < 1:
         record_id = None  # a search's parameter of that name (kept as asked), or no id at all
+    back = filters.get("back") if record_id is not None and entry.interface == "web" else None
+    if not isinstance(back, str):
+        back = None
     devices = entry.device_ids
     return Shown(
         id=entry.id,
@@ -104,8 +111,10 @@ def shown(entry: AccessEntry) -> Shown:
             (str(name), _text(value))
             for name, value in filters.items()
             if not (name == "record_id" and record_id is not None)
+            and not (name == "back" and back is not None)
         ],
         record_id=record_id,
+        from_search="" if back is None else search_href(back),
         records_returned=entry.records_returned,
         mp141_records_returned=entry.mp141_records_returned,
         # a str: stored text that is not a list (store.access_log._entry), shown as stored
