@@ -258,11 +258,12 @@ def _triggers(
     relations = relations_of(read, [t["record"] for t in found.items])
     for trigger in found.items:
         trigger["relation"] = relations.get(trigger["record"]["id"], "")
+    own_id = "Alert ID" if _alert_id(current) else "Request ID"
     rest = [
         (
             "the older requests of the window"
             if searched.device_id
-            else f"the other requests with its {'Alert ID' if _alert_id(current) else 'Request ID'}",
+            else f"the other requests with its {own_id}",
             page_link(older_triggers(searched, after)),
         )
         for searched, after in found.rest
