@@ -180,7 +180,9 @@ def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, sh
     key = older.json()["verifier_key"]
     origin = "servicetrail/sat/2025-02"
     listed = client.get("/verify").text
-    assert f'<option value="{origin}">{origin} (now ' in listed and "(now 0 leaves)" not in listed
+    assert f'<option value="{origin}">2025-02 (now ' in listed and "(now 0 leaves)" not in listed
+    # named by its month under the origin all share: whole, it was cut off on a phone (54d)
+    assert 'its origin is <span class="mono">servicetrail/sat/</span> and the name' in listed
     # a size is a count of leaves: the fields said no unit (review of the screen, 54d)
     assert '<span class="hint" id="f-from-hint">leaves, the older checkpoint’s</span>' in listed
     assert 'name="from" type="text"' in listed and 'aria-describedby="f-from-hint"' in listed
