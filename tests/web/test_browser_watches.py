@@ -74,12 +74,12 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     assert page.locator("#f-device_list").evaluate(padding) == srvs
     page.get_by_label("Name").fill("Others on my meters")
     page.get_by_role("button", name="Add watch").click()
-    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
     assert "No events yet" in page.content()
     page.get_by_label("Name").fill("Anyone on my meters")
     page.get_by_label("Anyone, my own traffic included").check()
     page.get_by_role("button", name="Add watch").click()
-    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
 
     new_traffic(server.db_url, tmp_path)
     nav = page.get_by_role("link", name=re.compile("^Watches"))
@@ -138,10 +138,11 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     )
     shot(page, "37-watch-delete-asked")
     page.get_by_role("button", name="Delete watch Others on my meters").click()
-    page.wait_for_url(server + "/watches")
+    page.wait_for_url(server + "/watches?done=deleted")
     page.get_by_role("link", name="Delete watch Anyone on my meters…").click()
     page.get_by_role("button", name="Delete watch Anyone on my meters").click()
-    page.wait_for_url(server + "/watches")
+    page.wait_for_url(server + "/watches?done=deleted")
+    assert page.get_by_role("status").first.inner_text().startswith("Watch deleted")
     assert "No watches yet" in page.content()
 
     # a watch's own name of 200 letters without a space ran the events' heading, and the page,
@@ -149,7 +150,7 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.set_viewport_size({"width": 360, "height": 800})
     page.get_by_label("Name").fill("W" * 200)
     page.get_by_role("button", name="Add watch").click()
-    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
     assert (
         "W" * 200 in page.get_by_role("heading", level=2, name=re.compile("^Events")).inner_text()
     )

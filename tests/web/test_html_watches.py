@@ -87,14 +87,25 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
     assert 'aria-label="none"' not in page.text
     again = client.get(answer.headers["location"])
     assert 'class="event-unread"' not in again.text and nav_count(again.text) is None
-    watch_id = answer.headers["location"].split("=")[1]
+    watch_id = answer.headers["location"].split("=")[1].split("&")[0]
     deleted = client.post(
         f"/watches/{watch_id}/delete",
         data={"csrf_token": TOKEN.search(again.text).group(1)},
         follow_redirects=False,
     )
     assert deleted.status_code == 303
-    assert "on my meters" not in client.get("/watches").text
+    gone = client.get(deleted.headers["location"]).text
+    assert "on my meters" not in gone
+    # the add and the delete are said, not left to be read off the list (review 55e)
+    said = '<p class="notice notice-info" role="status">Watch deleted, with its events.'
+    assert said in gone
+    assert "Watch “on my meters” created: its events are listed below as" in page.text
+    twice = client.post(
+        f"/watches/{watch_id}/delete",
+        data={"csrf_token": TOKEN.search(gone).group(1)},
+        follow_redirects=False,
+    )
+    assert twice.headers["location"] == "/watches"  # nothing deleted, nothing said
 
 
 def test_each_watch_says_its_unread_count_and_the_link_opens_one_with_some(engine, world) -> None:
@@ -103,7 +114,7 @@ def test_each_watch_says_its_unread_count_and_the_link_opens_one_with_some(engin
     client = signed_in(engine, P.SOUTHENERGY)
 
     def made(**fields) -> str:
-        return add(client, **fields).headers["location"].split("=")[1]
+        return add(client, **fields).headers["location"].split("=")[1].split("&")[0]
 
     def opened_and_counted() -> tuple[str, list[tuple[str, str]]]:
         page = client.get("/watches").text
@@ -138,7 +149,7 @@ def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, wor
     """One click on the list took the watch with its unread events and webhook (audit 25c):
     the list's Delete now opens a page that asks, and only its button deletes."""
     south = signed_in(engine, P.SOUTHENERGY)
-    watch_id = add(south).headers["location"].split("=")[1]
+    watch_id = add(south).headers["location"].split("=")[1].split("&")[0]
     listed = south.get("/watches").text
     assert f'href="/watches/{watch_id}/delete"' in listed
     assert f'action="/watches/{watch_id}/delete"' not in listed  # no button deletes from the list
@@ -300,7 +311,7 @@ def test_an_empty_choice_is_said_in_the_forms_words(engine, world, fields, field
 
 def test_forms_need_their_csrf_token_and_another_partys_watch_is_untouched(engine, world) -> None:
     south = signed_in(engine, P.SOUTHENERGY)
-    made = add(south).headers["location"].split("=")[1]
+    made = add(south).headers["location"].split("=")[1].split("&")[0]
     wires = signed_in(engine, P.WIRESCO)
     refused = wires.post("/watches", data={"csrf_token": "nope", "name": "x"})
     assert refused.status_code == 403
@@ -316,7 +327,7 @@ def test_a_watch_form_sent_from_a_sibling_host_changes_nothing(engine, world) ->
     """SameSite=Strict lets a same-site post carry the cookies; the browser's Sec-Fetch-Site
     says where the form was."""
     south = signed_in(engine, P.SOUTHENERGY)
-    made = add(south).headers["location"].split("=")[1]
+    made = add(south).headers["location"].split("=")[1].split("&")[0]
     sibling = {"sec-fetch-site": "same-site"}
     token = TOKEN.search(south.get("/watches").text).group(1)
     data = {"csrf_token": token, "name": "planted", "devices": "mine", "srvs": "all",

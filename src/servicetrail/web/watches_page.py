@@ -153,6 +153,7 @@ def _page(
     created: dict[str, Any] | None = None,
     at: Position = Position(),
     asked_for: bool = False,
+    done: str = "",
 ) -> Response:
     """`asked_for`: `selected` is the watch the address names, a 404 if it is not the Party's
     (another Party's, and one that never was, showed the Party's first; audit 26b)."""
@@ -221,7 +222,22 @@ def _page(
         watch_field_labels=WATCH_FIELD_LABELS,
         created=created,
         problem=problem,
+        done=_done(done, chosen if chosen is not None and chosen["id"] == selected else None),
     )
+
+
+def _done(done: str, chosen: dict[str, Any] | None) -> str:
+    """What the page says of the add or delete that led to it (`done`, the address's word):
+    the form's redirect said nothing, and an analyst, a screen reader's above all, was left to
+    work out from the list whether it had worked (review of the screen, 55e)."""
+    if done == "created" and chosen is not None:
+        return (
+            f"Watch “{readable(chosen['name'])}” created: its events are listed below as "
+            "matching records arrive."
+        )
+    if done == "deleted":
+        return "Watch deleted, with its events. The records themselves stay in the trail."
+    return ""
 
 
 def _title(chosen: dict[str, Any] | None, errors: dict[str, Any] | None) -> str:
@@ -374,7 +390,8 @@ def install(app: FastAPI) -> None:
             # read as the newest page, it marked 50 events read (review 25f)
             return error_page(request, who, 422, "Page link not valid", BAD_PAGE_LINK)
         asked_for = bool(request.query_params.get("watch"))
-        return _page(request, who, event_id("watch"), at=at, asked_for=asked_for)
+        done = request.query_params.get("done", "")
+        return _page(request, who, event_id("watch"), at=at, asked_for=asked_for, done=done)
 
     @app.post("/watches", include_in_schema=False)
     def add_watch(
@@ -418,7 +435,7 @@ def install(app: FastAPI) -> None:
                 return _page(request, who, status=422, values=values, errors={"name": str(e)})
         if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
             return _page(request, who, made["id"], status=201, created=made)
-        return RedirectResponse(f"/watches?watch={made['id']}", status_code=303)
+        return RedirectResponse(f"/watches?watch={made['id']}&done=created", status_code=303)
 
     @app.get("/watches/{watch_id}/delete", include_in_schema=False)
     def confirm_removal(request: Request, who: Who, watch_id: str) -> Response:
@@ -445,6 +462,7 @@ def install(app: FastAPI) -> None:
         who: Annotated[SignedIn, Depends(checked_form("delete button's"))],
         watch_id: str,
     ) -> Response:
-        if re.fullmatch(r"[0-9]{1,18}", watch_id):
-            delete_watch_at_once(engine_of(request), who.viewer.party_id, int(watch_id))
-        return RedirectResponse("/watches", status_code=303)
+        gone = re.fullmatch(r"[0-9]{1,18}", watch_id) is not None and delete_watch_at_once(
+            engine_of(request), who.viewer.party_id, int(watch_id)
+        )
+        return RedirectResponse("/watches?done=deleted" if gone else "/watches", status_code=303)
