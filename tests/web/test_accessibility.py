@@ -94,7 +94,7 @@ def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # no
     check("watches, none")
     page.get_by_label("Name").fill("Accessibility check")
     page.get_by_role("button", name="Add watch").click()
-    page.wait_for_url(re.compile(r".*/watches\?watch=\d+$"))
+    page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
     check("watches, one")
     page.get_by_label("Name").fill("")
     page.get_by_role("button", name="Add watch").click()
