@@ -133,6 +133,8 @@ def test_reads_narrowed_to_mp141_titles_a_kind_and_a_person(engine, world) -> No
     assert shown(actor=actor, action="search") == sorted(
         row.id for row in rows if row.action == "search"
     )
+    # the name as one signs in with it, in any case (review of the screen, 55e)
+    assert shown(actor=actor.upper(), action="search") == shown(actor=actor, action="search")
     assert shown(actor="somebody.else") == []
     page = south.get("/access-log", params={"actor": "somebody.else"}).text
     assert "No one of your Party has read the trail in this way yet" in page

@@ -6,16 +6,18 @@ own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 
-from ..domain.access_log import AccessEntry, entry_time
+from ..domain.access_log import INTERFACES, AccessEntry, entry_time
 from ..domain.ids import InvalidValue, hidden_characters, party_id
 from ..domain.search import Cursor
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
+from ..store.accounts import AccountError, account_name
 from ..store.limits import SearchTooBroad
 from .errors import ParameterError
 from .query_guard import nul_in, shows_nul_beside
@@ -152,6 +154,8 @@ def _entries(
             limits_of(request).search(share_of(own_party, who.session.username), broad=narrowed),
             reader_of(request) as conn,
         ):
+            if asked.actor is not None:
+                asked = replace(asked, actor=_as_logged(conn, asked.actor))
             entries, more = readable_page(conn, own_party, asked, ENTRIES_SHOWN, after)
     except NoSuchParty:
         return Found([], errors={"party": "no such Party in the store"})
@@ -165,6 +169,18 @@ def _entries(
     except Busy as e:
         return Found([], problem=e.sentence(), busy=e)
     return Found([shown(e) for e in entries], more)
+
+
+def _as_logged(conn: Connection, typed: str) -> str:
+    """Who, as the log names them: an account's name as stored, for a name typed in any case,
+    as sign-in takes it (`Supplier` signed in as `supplier`, and found none of its reads;
+    review of the screen, 55e); `cli` and `webhook` in lower case; anything else as typed."""
+    if typed.lower() in INTERFACES:
+        return typed.lower()
+    try:
+        return account_name(conn, typed)
+    except AccountError:
+        return typed
 
 
 def _narrower(values: dict[str, str]) -> dict[str, Any]:
