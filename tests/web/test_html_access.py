@@ -237,6 +237,27 @@ def test_a_record_opened_from_a_search_says_so_not_back_as_a_filter(engine, worl
     assert ">back<" not in page and "window" in page  # the page's other parameters still shown
 
 
+def test_a_read_of_a_watchs_events_names_the_watch(engine, world) -> None:
+    """ "watch 3" named nothing the screen shows: the Party's watch is named, one since
+    deleted says so (review of the screen, 55e)."""
+    from servicetrail.domain.watches import watch_spec
+    from servicetrail.store.watches import create_watch
+
+    with engine.begin() as conn:
+        made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "supply <off>"}), None)
+        web, api = Reader(P.SOUTHENERGY, "south", "web"), Reader(P.SOUTHENERGY, "tok", "api")
+        append_entries(
+            conn,
+            [
+                (web, "watch_events", {"watch": made["id"]}, Tally()),
+                (api, "stream", {"watch_id": made["id"] + 1000, "after": 5}, Tally()),
+            ],
+        )
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log").text
+    assert "watch</span> <bdi class=\"mono\">“supply &lt;off&gt;”</bdi>" in page
+    assert f"watch_id</span> <bdi class=\"mono\">{made['id'] + 1000} (deleted)</bdi>" in page
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the bounds are the engines' same
 def test_narrowed_reads_take_a_heavy_slot(engine, world) -> None:
     """A page narrowed to an actor, a kind or MP141 titles walks every entry of the Party's

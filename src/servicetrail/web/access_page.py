@@ -18,6 +18,7 @@ from ..domain.ids import InvalidValue, hidden_characters, party_id
 from ..domain.search import Cursor
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from ..store.accounts import AccountError, account_name
+from ..store.watches import list_watches
 from ..store.limits import SearchTooBroad
 from .errors import ParameterError
 from .query_guard import nul_in, shows_nul_beside
@@ -91,7 +92,22 @@ class Shown:
     device_ids: list[str]
 
 
-def shown(entry: AccessEntry) -> Shown:
+WATCH_ACTIONS = ("watch_events", "stream", "deliver")
+WATCH_KEYS = ("watch", "watch_id")  # the screen's parameter, the API's path
+
+
+def _watch_of(entry: AccessEntry) -> tuple[str, int] | None:
+    """The watch a read of watch events was of: the filter that names it, and its id."""
+    if entry.action not in WATCH_ACTIONS or not isinstance(entry.filters, dict):
+        return None
+    key = next((k for k in WATCH_KEYS if k in entry.filters), "")
+    found = entry.filters.get(key)
+    return (key, found) if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def shown(entry: AccessEntry, watch_names: dict[int, str] | None = None) -> Shown:
+    """`watch_names`: the Party's watches by id, for the reads of their events: "watch 3"
+    named nothing the screen ever shows (review of the screen, 55e)."""
     at = entry_time(entry.at)
     filters = entry.filters if isinstance(entry.filters, dict) else {"": str(entry.filters)}
     record_id = filters.get("record_id")
@@ -100,6 +116,12 @@ def shown(entry: AccessEntry) -> Shown:
     back = filters.get("back") if record_id is not None and entry.interface == "web" else None
     if not isinstance(back, str):
         back = None
+    watch = _watch_of(entry) if watch_names is not None else None
+    if watch is not None:
+        key, watch_id = watch
+        name = (watch_names or {}).get(watch_id)
+        named = f"“{name}”" if name is not None else f"{watch_id} (deleted)"
+        filters = {**filters, key: named}  # in its place, under the name it was asked by
     devices = entry.device_ids
     return Shown(
         id=entry.id,
@@ -157,6 +179,9 @@ def _entries(
             if asked.actor is not None:
                 asked = replace(asked, actor=_as_logged(conn, asked.actor))
             entries, more = readable_page(conn, own_party, asked, ENTRIES_SHOWN, after)
+            names = None
+            if own_party is not None and any(_watch_of(e) is not None for e in entries):
+                names = {w["id"]: w["name"] for w in list_watches(conn, own_party)}
     except NoSuchParty:
         return Found([], errors={"party": "no such Party in the store"})
     except SearchTooBroad as e:
@@ -168,7 +193,7 @@ def _entries(
         return Found([], problem=stopped(e.seconds, "The search", narrow))
     except Busy as e:
         return Found([], problem=e.sentence(), busy=e)
-    return Found([shown(e) for e in entries], more)
+    return Found([shown(e, names) for e in entries], more)
 
 
 def _as_logged(conn: Connection, typed: str) -> str:
