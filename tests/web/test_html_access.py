@@ -223,6 +223,7 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
     assert 'Why visible</span> · <a href="/records/7">record 7</a>' in page
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page's words: no engine's
 def test_a_record_opened_from_a_search_says_so_not_back_as_a_filter(engine, world) -> None:
     """`back` is the screen's way back to the search a record was opened from: shown as a
     filter, it read as if the Party had asked for it (review of the screen, 54d). The log
