@@ -214,6 +214,7 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
         (Reader(P.SOUTHENERGY, "tok", "api"), "search", {"record_id": "12<b>"}, Tally()),
         (Reader(P.SOUTHENERGY, "tok", "api"), "record", {"record_id": True}, Tally()),
         (Reader(P.SOUTHENERGY, "tok", "api"), "why", {"record_id": 7}, Tally()),
+        (Reader(P.SOUTHENERGY, "south", "web"), "record", {"record_id": 999999}, Tally()),
     ]
     with engine.begin() as conn:
         append_entries(conn, reads)
@@ -221,6 +222,8 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
     assert "12&lt;b&gt;" in page and 'href="/records/12' not in page
     assert 'href="/records/True"' not in page and "True" in page
     assert 'Why visible</span> · <a href="/records/7">record 7</a>' in page
+    # a record page that read nothing linked to "Not found" (review of the screen, 55e)
+    assert '<span class="action">Record 999999</span>' in page
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page's words: no engine's
