@@ -72,6 +72,11 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     padding = "e => getComputedStyle(e).paddingLeft"
     srvs = page.locator("#f-srv_list").evaluate(padding)
     assert page.locator("#f-device_list").evaluate(padding) == srvs
+    # typing a list chooses it: under "Mine" the form refused it (review of the screen, 55e)
+    page.locator("#f-device_list").fill(ESME)
+    assert page.get_by_label("These Device IDs").is_checked()
+    page.locator("#f-device_list").fill("")
+    page.get_by_label("Mine", exact=False).check()
     page.get_by_label("Name").fill("Others on my meters")
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))

@@ -17,6 +17,18 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  // Typing a watch's list of Device IDs or SRVs chooses "These ...": without it the form
+  // refused the list, typed under the choice still on "Mine" or "All" (review 55e).
+  [["f-device_list", "devices"], ["f-srv_list", "srvs"]].forEach(function (pair) {
+    var box = document.getElementById(pair[0]);
+    var choice = document.querySelector('input[name="' + pair[1] + '"][value="list"]');
+    if (box && choice) {
+      box.addEventListener("input", function () {
+        if (box.value.trim() !== "") { choice.checked = true; }
+      });
+    }
+  });
+
   // An error summary takes the focus, so keyboard and screen-reader users land on it.
   var summary = document.querySelector(".error-summary");
   if (summary && summary.querySelector("a")) {
