@@ -83,7 +83,11 @@ def test_an_own_payload_downloads_as_the_bytes_its_proof_commits_to(engine, shar
     assert looked_at.filters == {"record_id": own} and taken.records_returned == 1
     # titles only, or not there at all: the same 404, and its access-log entry (SPEC
     # section 8: records returned) counts nothing, as nothing was handed over
-    assert client.get(f"/records/{shared_id}/payload").status_code == 404
+    refusal = client.get(f"/records/{shared_id}/payload")
+    assert refusal.status_code == 404
+    # said of a payload, not "no record ... that you can see" of a record it sees (55e)
+    assert "A payload is downloaded only from your own records" in refusal.text
+    assert f'href="/records/{shared_id}"' in refusal.text
     with engine.connect() as conn:
         refused = next(iter_entries(conn, EntryFilter()))
     assert refused.filters == {"record_id": shared_id, "download": "payload"}

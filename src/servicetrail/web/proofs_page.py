@@ -124,7 +124,19 @@ def payload_download(request: Request, who: Who, record_id: str) -> Response:
     ):
         found = read.get_own(wanted)
     if found is None:
-        raise HTTPException(404)
+        # the same words for another User's record and a missing one (which to say would
+        # tell them apart); "no record or page here that you can see" was untrue of a title
+        # the Party sees on the record's page (review of the screen, 55e)
+        return error_page(
+            request,
+            who,
+            404,
+            "No payload to download",
+            "A payload is downloaded only from your own records: another User’s message "
+            "shows its title alone, and a record you may not see is not found at all.",
+            again=f"/records/{wanted}",
+            again_label=f"Open record {wanted}",
+        )
     payload = found["payload"]
     kind = "xml" if payload.lstrip().startswith("<") else "txt"
     disposition = f'attachment; filename="record-{wanted}-payload.{kind}"'
