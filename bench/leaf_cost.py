@@ -12,7 +12,10 @@ ingest commits them, and gives this process's CPU seconds and, on PostgreSQL, it
 (/proc/PID/stat): the leaves' own cost without the rest of the ingest, whose run-to-run swing
 on PostgreSQL hides a change of a few hundredths. Each round checks that every log's stored
 root is the root of its leaves. To compare code, run it with PYTHONPATH naming another copy
-of src/. Results go to stdout and bench/out/leaf_cost-N.json.
+of src/. --local-keys (PostgreSQL) makes every second round's copy keep log_leaf's keys in
+each partition, (leaf_index) and (entry_id), instead of through the parent (issue 14's design
+(a), session 55; bench/local_leaf_keys for a whole ingest): the two shapes alternate in one
+run, each with its medians. Results go to stdout and bench/out/leaf_cost-N.json.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from sqlalchemy import text  # noqa: E402
+
 from harness import (  # noqa: E402
     Store,
     backend_cpu,
@@ -39,6 +44,7 @@ from harness import (  # noqa: E402
 
 from servicetrail.domain import merkle  # noqa: E402
 from servicetrail.store.engine import make_engine  # noqa: E402
+from servicetrail.store.log_partitions import existing_log_months, partition_name  # noqa: E402
 from servicetrail.store.log_records import FAMILY  # noqa: E402
 from servicetrail.store.log_tree import StoredTree  # noqa: E402
 from servicetrail.store.merkle_log import add_leaves  # noqa: E402
@@ -60,7 +66,23 @@ def _copy(store: Store, url: str, round_: int) -> str:
     return store.pg.new_database(template=url.rsplit("/", 1)[1])
 
 
-def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
+def _local_keys(url: str) -> None:
+    """log_leaf's keys made each partition's own, as bench/local_leaf_keys makes them."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE log_leaf DROP CONSTRAINT pk_log_leaf"))
+        conn.execute(text("DROP INDEX IF EXISTS ix_log_leaf_family_entry_id"))
+        for family in ("access", FAMILY):
+            for month in existing_log_months(conn, family):
+                name = partition_name("log_leaf", family, month)
+                conn.execute(text(f"ALTER TABLE {name} ADD PRIMARY KEY (leaf_index)"))
+                conn.execute(text(f"CREATE INDEX ON {name} (entry_id)"))
+    engine.dispose()
+
+
+def bench_engine(
+    store: Store, folder: Path, rounds: int, batch: int, local_keys: bool = False
+) -> dict:
     url = store_of_records(store, folder, "leaf-cost")
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -73,7 +95,11 @@ def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
     batches = [leaves[i : i + batch] for i in range(0, len(leaves), batch)]
     runs = []
     for round_ in range(rounds):
-        engine = make_engine(_copy(store, url, round_))
+        target = _copy(store, url, round_)
+        local = local_keys and round_ % 2 == 1 and store.kind == "postgresql"
+        if local:
+            _local_keys(target)
+        engine = make_engine(target)
         with engine.connect() as conn:
             pid = (
                 conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
@@ -90,6 +116,7 @@ def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
                     "client_cpu_s": round(time.process_time() - client, 3),
                     "server_cpu_s": round(backend_cpu(pid) - server, 3),
                     "leaves": len(leaves),
+                    "keys": "local" if local else "shipped",
                 }
             )
             for month in sorted({month for _, month in months}):
@@ -98,7 +125,12 @@ def bench_engine(store: Store, folder: Path, rounds: int, batch: int) -> dict:
                     raise SystemExit(f"the stored log of {month} has the wrong root")
         engine.dispose()
         print(store.kind, runs[-1], file=sys.stderr, flush=True)
-    return with_cpu_medians(runs)
+    if not local_keys:
+        return with_cpu_medians(runs)
+    return {
+        keys: with_cpu_medians([r for r in runs if r["keys"] == keys])
+        for keys in ("shipped", "local")
+    }
 
 
 def main() -> int:
@@ -107,12 +139,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default="postgresql")
     parser.add_argument("--batch", type=int, default=20_000, help="leaves a transaction")
+    parser.add_argument(
+        "--local-keys", action="store_true", help="every second round with local keys (PostgreSQL)"
+    )
     a = parser.parse_args()
     on_each_engine(
         a.records,
         a.engines,
         "leaf_cost",
-        lambda store, folder: bench_engine(store, folder, a.rounds, a.batch),
+        lambda store, folder: bench_engine(store, folder, a.rounds, a.batch, a.local_keys),
     )
     return 0
 
