@@ -37,6 +37,7 @@ from .watch_sql import (
     held_keys,
     held_pairs,
     kept_gone,
+    renewed_keys,
     visible_deliveries,
 )
 from .visibility_index import REGISTRY_LOCK
@@ -183,6 +184,25 @@ def renew(
     stalled), and renewed on the time alone, it was held by two. In the caller's transaction,
     which has locked them (`lock_in_key_order`), so it waits on nothing."""
     o = webhook_outbox.c
+    if conn.dialect.name == "postgresql":
+        if not leases:
+            return []
+        # the pairs and their ends as three arrays: as an IN list of pairs the statement was
+        # new text for each count of deliveries, planned again each round (256 held: 5 ms)
+        held = renewed_keys()
+        statement = (
+            update(webhook_outbox)
+            .where(
+                o.watch_id == held.c.watch_id,
+                o.event_id == held.c.event_id,
+                o.next_attempt_at == held.c.lease_end,
+            )
+            .values(next_attempt_at=bindparam("until"))
+            .returning(o.watch_id, o.event_id)
+        )
+        keys = sorted(leases)
+        ends = {**held_pairs(keys), "lease_ends": [leases[k] for k in keys]}
+        return sorted(conn.execute(statement, {**ends, "until": until}).tuples())
     by_end: dict[datetime, list[tuple[int, int]]] = {}
     for key, end in leases.items():
         by_end.setdefault(end, []).append(key)

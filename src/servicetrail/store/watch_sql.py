@@ -40,7 +40,7 @@ from sqlalchemy.sql.elements import BinaryExpression
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from .items import item_columns, with_item_joins
-from .schema import dcc_user, sat_record, sat_visibility
+from .schema import UtcDateTime, dcc_user, sat_record, sat_visibility
 from .visibility_sql import (
     VIEWER_PARTY,
     VIEWER_USER_IDS,
@@ -297,6 +297,24 @@ def held_keys() -> Any:
             bindparam("event_ids", type_=ARRAY(BigInteger)),
         )
         .table_valued(column("watch_id", BigInteger), column("event_id", BigInteger))
+        .render_derived(name="held")
+    )
+
+
+def renewed_keys() -> Any:
+    """PostgreSQL: `held_keys` with the end each delivery's lease was given (`lease_ends`), as
+    a third column: a renewal's deliveries and ends, the same statement for any number."""
+    return (
+        func.unnest(
+            bindparam("watch_ids", type_=ARRAY(BigInteger)),
+            bindparam("event_ids", type_=ARRAY(BigInteger)),
+            bindparam("lease_ends", type_=ARRAY(UtcDateTime())),
+        )
+        .table_valued(
+            column("watch_id", BigInteger),
+            column("event_id", BigInteger),
+            column("lease_end", UtcDateTime()),
+        )
         .render_derived(name="held")
     )
 
