@@ -351,7 +351,11 @@ class Outcome:
 
 
 def record_outcomes(
-    conn: Connection, outcomes: list[Outcome], now: datetime, schedule: list[float]
+    conn: Connection,
+    outcomes: list[Outcome],
+    now: datetime,
+    schedule: list[float],
+    locked: bool = False,
 ) -> int:
     """Apply a round of attempts in one transaction; returns how many were given up.
 
@@ -361,8 +365,13 @@ def record_outcomes(
     another transaction holds (a round's, a lease's): that one settles them, and a delivery
     of a webhook turned off is dropped, not retried. Having locked its deliveries, a round
     waits on no other row: waiting on the watch's, a round deadlocked with a delete of the
-    watch, which waited on deliveries the round held (reviews 33d, 34a, 34b)."""
-    lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes])
+    watch, which waited on deliveries the round held (reviews 33d, 34a, 34b). `locked`: the
+    caller's transaction has locked these deliveries already (`lock_in_key_order`), as a
+    round locks all it holds before it records anything; a row lock is held to the
+    transaction's end, and a delivery gone is not made again, so a second lock found the
+    same rows (1.5 ms a round of 256 held)."""
+    if not locked:
+        lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes])
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
     _drop_some(conn, sorted({o.watch_id for o in outcomes if o.status == "gone"}))
     failed = [o for o in outcomes if o.status == "failed"]

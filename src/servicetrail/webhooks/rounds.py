@@ -126,7 +126,9 @@ class StoreRounds:
             held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
             lock_in_key_order(conn, held)
             if outcomes:
-                given_up = record_outcomes(conn, outcomes, datetime.now(UTC), self.schedule)
+                given_up = record_outcomes(  # its deliveries among those locked above
+                    conn, outcomes, datetime.now(UTC), self.schedule, locked=True
+                )
             hidden = hidden_since_lease(conn, waiting) if waiting else []
             now = datetime.now(UTC)  # after the locks: the leases it gives run from here
             renewed = renew(conn, renewing, now + self.lease) if renewing else []
