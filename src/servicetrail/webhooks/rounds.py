@@ -14,7 +14,7 @@ from typing import NamedTuple
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from ..store.engine import waiting_at_most
+from ..store.engine import planned_generically, waiting_at_most
 from ..store.limits import deadlocked
 from ..store.logged_reads import lease_deliveries
 from ..store.outbox import (
@@ -124,14 +124,16 @@ class StoreRounds:
                 drop_turned_off(conn, turned_off.watches)
         with self.transaction() as conn:
             held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
-            lock_in_key_order(conn, held)
-            if outcomes:
-                given_up = record_outcomes(  # its deliveries among those locked above
-                    conn, outcomes, datetime.now(UTC), self.schedule, locked=True
-                )
-            hidden = hidden_since_lease(conn, waiting) if waiting else []
-            now = datetime.now(UTC)  # after the locks: the leases it gives run from here
-            renewed = renew(conn, renewing, now + self.lease) if renewing else []
+            # what it holds, by key: the lease, whose plan depends on the backlog, is not
+            with planned_generically(conn):
+                lock_in_key_order(conn, held)
+                if outcomes:
+                    given_up = record_outcomes(  # its deliveries among those locked above
+                        conn, outcomes, datetime.now(UTC), self.schedule, locked=True
+                    )
+                hidden = hidden_since_lease(conn, waiting) if waiting else []
+                now = datetime.now(UTC)  # after the locks: the leases it gives run from here
+                renewed = renew(conn, renewing, now + self.lease) if renewing else []
             leased = (
                 lease_deliveries(conn, now, room, self.lease, self.share, self.accept)
                 if room
