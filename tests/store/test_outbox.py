@@ -137,8 +137,9 @@ def test_a_lease_joins_only_its_page_of_a_watchs_backlog(pg_engine) -> None:
     and record, then sorted them for the page: the join to the record by its whole key is
     taken for one row, so the sort looked free (4,626 due, 64-80 ms a page of 64; a backlog
     read again for each page). The page is chosen from the outbox first: of 120 due, a lease
-    of 5 reads 5 events (120 before), oldest first, and leaves the rest due."""
-    from sqlalchemy import text
+    of 5 reads 5 events (120 before), oldest first, and leaves the rest due. Its rows are
+    leased in one statement, not one a row, each planned for its values (session 55)."""
+    from sqlalchemy import event, text
 
     P.load_personas(pg_engine)
     spec = watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}})
@@ -155,10 +156,21 @@ def test_a_lease_joins_only_its_page_of_a_watchs_backlog(pg_engine) -> None:
         "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) "
         "FROM pg_stat_xact_user_tables WHERE relname = 'watch_event'"
     )
-    with pg_engine.begin() as conn:
-        before = conn.execute(read).scalar_one()  # the connection's last, not yet flushed
-        leased = lease_due(conn, NOW, 5, LEASE)
-        events_read = conn.execute(read).scalar_one() - before
+    updates: list[int] = []
+
+    def count(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+        if statement.startswith("UPDATE webhook_outbox"):
+            updates.append(len(parameters) if executemany else 1)
+
+    event.listen(pg_engine, "before_cursor_execute", count)
+    try:
+        with pg_engine.begin() as conn:
+            before = conn.execute(read).scalar_one()  # the connection's last, not yet flushed
+            leased = lease_due(conn, NOW, 5, LEASE)
+            events_read = conn.execute(read).scalar_one() - before
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", count)
+    assert updates == [1]
     assert [(d.watch_id, d.event_id) for d in leased] == [(watch_id, n) for n in range(1, 6)]
     assert events_read <= 10, events_read
     assert sum(at <= NOW for at in ends(pg_engine).values()) == 115
