@@ -58,7 +58,8 @@ def test_a_rounds_statements_on_the_deliveries_it_holds_are_planned_once(pg_engi
     a round's locks, visibility check and renewal of what it holds read rows by their keys,
     whatever the values, and planned afresh every round, planning cost more than running
     (256 held: the visibility check 3 ms planned, 2.5 ms run). Three rounds holding two
-    deliveries: each such statement, prepared, runs its generic plan."""
+    deliveries: each such statement, prepared, runs its generic plan. A round holding
+    nothing (an idle worker's, every 0.1-0.8 s) sends no setting."""
     P.load_personas(pg_engine)
     two_deliveries(pg_engine)
     rounds = StoreRounds(
@@ -69,7 +70,18 @@ def test_a_rounds_statements_on_the_deliveries_it_holds_are_planned_once(pg_engi
         lambda watches: {w: 10 for w, _, _ in watches},
         lambda _: True,
     )
-    (leased, _, _, end), _ = rounds.round([], 10, [], {})
+    settings: list[str] = []
+
+    def note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+        if "plan_cache_mode" in statement:
+            settings.append(statement)
+
+    event.listen(pg_engine, "before_cursor_execute", note)
+    try:
+        (leased, _, _, end), _ = rounds.round([], 10, [], {})
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", note)
+    assert settings == []
     held = [(d.watch_id, d.event_id) for d in leased]
     for _ in range(3):
         (_, _, renewed, end), _ = rounds.round([], 0, held, dict.fromkeys(held, end))

@@ -124,8 +124,9 @@ class StoreRounds:
                 drop_turned_off(conn, turned_off.watches)
         with self.transaction() as conn:
             held = [*((o.watch_id, o.event_id) for o in outcomes), *waiting, *renewing]
-            # what it holds, by key: the lease, whose plan depends on the backlog, is not
-            with planned_generically(conn):
+            # what it holds, by key: the lease, whose plan depends on the backlog, is not;
+            # a worker holding nothing (idle, it looks every 0.1-0.8 s) sends nothing more
+            with planned_generically(conn) if held else contextlib.nullcontext():
                 lock_in_key_order(conn, held)
                 if outcomes:
                     given_up = record_outcomes(  # its deliveries among those locked above
