@@ -13,6 +13,19 @@ from tests.personas import starts_with_personas
 from tests.store.test_outbox import two_deliveries
 
 
+def rounds_of(engine) -> StoreRounds:
+    """A worker's rounds: retries 5 s apart, leases of 30 s, locks waited for 1 s, a share of
+    10 a watch, every delivery accepted."""
+    return StoreRounds(
+        engine,
+        [5.0],
+        timedelta(seconds=30),
+        1.0,
+        lambda watches: {w: 10 for w, _, _ in watches},
+        lambda _: True,
+    )
+
+
 @starts_with_personas
 def test_a_round_locks_the_deliveries_it_holds_once(pg_engine) -> None:
     """A round locks every delivery it holds, in key order, before it records its outcomes;
@@ -21,14 +34,7 @@ def test_a_round_locks_the_deliveries_it_holds_once(pg_engine) -> None:
     the delivered one deleted, the failed one due again."""
     P.load_personas(pg_engine)
     watch_id = two_deliveries(pg_engine)
-    rounds = StoreRounds(
-        pg_engine,
-        [5.0],
-        timedelta(seconds=30),
-        1.0,
-        lambda watches: {w: 10 for w, _, _ in watches},
-        lambda _: True,
-    )
+    rounds = rounds_of(pg_engine)
     (leased, _, _, end), _ = rounds.round([], 10, [], {})
     assert [(d.watch_id, d.event_id) for d in leased] == [(watch_id, 1), (watch_id, 2)]
     outcomes = [
@@ -62,14 +68,7 @@ def test_a_rounds_statements_on_the_deliveries_it_holds_are_planned_once(pg_engi
     nothing (an idle worker's, every 0.1-0.8 s) sends no setting."""
     P.load_personas(pg_engine)
     two_deliveries(pg_engine)
-    rounds = StoreRounds(
-        pg_engine,
-        [5.0],
-        timedelta(seconds=30),
-        1.0,
-        lambda watches: {w: 10 for w, _, _ in watches},
-        lambda _: True,
-    )
+    rounds = rounds_of(pg_engine)
     settings: list[str] = []
 
     def note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
