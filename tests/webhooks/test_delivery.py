@@ -393,7 +393,7 @@ def test_two_partys_receivers_that_never_answer_do_not_hold_up_a_third_partys(
             return "arrived" in tried
 
         # before: never (the queue full of the two's backlog, nothing leased)
-        assert run(deliverer, the_newcomers_arrives, seconds=40), tried
+        assert run(deliverer, the_newcomers_arrives, seconds=40, cancel=True), tried
         assert tried["arrived"] - tried["came"] <= 8, tried  # one round of time limits
     # The newcomer is leased by either of two protections: the room the two leave in the
     # queue, told here, and a round leased even when the queue is full, which the next
@@ -446,7 +446,7 @@ def test_a_newcomer_behind_hostile_parties_that_came_one_after_another_is_leased
             return "arrived" in moments
 
         tried: dict[str, int] = {}  # the most attempts begun to a hostile Party's receiver
-        assert run(deliverer, parties_arrive, seconds=25), moments
+        assert run(deliverer, parties_arrive, seconds=25, cancel=True), moments
         # when it comes, the hostile Parties that came last have not been sent anything yet
         # (on a quiet machine, two): the next slots that free are theirs, and the next its
         # own, while hostile Parties have their second attempts at most (the slot freed with
@@ -634,7 +634,7 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
             return "arrived" in stuck
 
         lk_requests(engine, *range(1, 21))
-        assert run(deliverer, the_newcomers_three_arrive, seconds=40), stuck
+        assert run(deliverer, the_newcomers_three_arrive, seconds=40, cancel=True), stuck
         # a stuck attempt between each of the newcomer's (and one that took the slot as it
         # was leased), not sixteen of them
         assert stuck["arrived"] - stuck["came"] <= 3, stuck
