@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -54,8 +55,15 @@ def _free_port() -> int:
 
 
 class PgServer:
+    _lifeline: int | None = None  # class defaults: a server pickled before these existed
+    _watchdog: subprocess.Popen[bytes] | None = None
+
     def __init__(
-        self, shared_buffers: str = "128MB", in_memory: bool = False, messages: str | None = None
+        self,
+        shared_buffers: str = "128MB",
+        in_memory: bool = False,
+        messages: str | None = None,
+        outlives_owner: bool = False,
     ) -> None:
         self.shared_buffers = shared_buffers  # tests: small; benchmarks: as a tuned server would
         # a locale for the server's messages, such as "de_DE.UTF-8": built from the machine's
@@ -69,11 +77,16 @@ class PgServer:
         self.data = self.folder / "data"
         self.port = _free_port()
         self.as_postgres = os.geteuid() == 0  # the server refuses to run as root
+        # scripts/pg-throwaway's server lives on after the script, until `pg-throwaway stop`;
+        # any other stops with the process that started it, however that process ends
+        self.outlives_owner = outlives_owner
+
+    def _command(self, *args: str) -> list[str]:
+        command = [str(self.bin / args[0]), *args[1:]]
+        return ["runuser", "-u", "postgres", "--", *command] if self.as_postgres else command
 
     def _run(self, *args: str, env: dict[str, str] | None = None) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
+        command = self._command(*args)
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=120, env=env and {**os.environ, **env}
         )
@@ -83,12 +96,35 @@ class PgServer:
             )
 
     def start(self) -> PgServer:
+        if not self.outlives_owner:  # first: an owner killed during initdb leaves no folder
+            self._watch()
         try:
             self._start()
         except BaseException:  # a failed start leaves no cluster behind (in /dev/shm: RAM)
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         return self
+
+    def _watch(self) -> None:
+        """A watchdog that stops the server when this process ends without `stop`
+        (devsupport/pg_watchdog.py); Popen returns at once, so a start costs no more."""
+        reading, self._lifeline = os.pipe()  # both ends close on exec: no other child holds it
+        try:
+            stop = self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._watchdog = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    str(Path(__file__).with_name("pg_watchdog.py")),
+                    str(self.folder),
+                    *stop,
+                ],
+                stdin=reading,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the test run's process group, not it
+            )
+        finally:
+            os.close(reading)
 
     def _start(self) -> None:
         env = None
@@ -152,6 +188,12 @@ class PgServer:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self._lifeline is not None:  # the watchdog finds nothing left and exits
+                os.close(self._lifeline)
+                self._lifeline = None
+            if self._watchdog is not None:
+                self._watchdog.wait(timeout=60)
+                self._watchdog = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
