@@ -54,6 +54,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _started_at(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), telling it from a later process
+    given the same pid; None when no such process runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before may hold spaces
+
+
+def _owner_gone(folder: Path) -> bool:
+    try:
+        pid, started = (folder / "owner").read_text().split()
+    except (OSError, ValueError):  # pg-throwaway's, or one from before owners were written
+        return False
+    return _started_at(int(pid)) != started
+
+
 class PgServer:
     _lifeline: int | None = None  # class defaults: a server pickled before these existed
     _watchdog: subprocess.Popen[bytes] | None = None
@@ -96,7 +114,9 @@ class PgServer:
             )
 
     def start(self) -> PgServer:
+        self._stop_orphans()
         if not self.outlives_owner:  # first: an owner killed during initdb leaves no folder
+            (self.folder / "owner").write_text(f"{os.getpid()} {_started_at(os.getpid())}")
             self._watch()
         try:
             self._start()
@@ -104,6 +124,17 @@ class PgServer:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         return self
+
+    def _stop_orphans(self) -> None:
+        """Stops the servers beside this one whose owner is gone: the watchdog killed with
+        it (`pkill -9 python`) left them running. A few directory reads a start."""
+        for folder in self.folder.parent.glob("servicetrail-pg-*"):
+            if folder == self.folder or not _owner_gone(folder):
+                continue
+            if (folder / "data" / "postmaster.pid").exists():
+                stop = self._command("pg_ctl", "-D", str(folder / "data"), "-m", "immediate")
+                subprocess.run([*stop, "-w", "stop"], capture_output=True, timeout=60)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _watch(self) -> None:
         """A watchdog that stops the server when this process ends without `stop`
