@@ -72,6 +72,22 @@ def _owner_gone(folder: Path) -> bool:
     return _started_at(int(pid)) != started
 
 
+_WATCHED: list[PgServer] = []  # this process's servers, each with a watchdog
+
+
+def _forget_in_child() -> None:
+    """A forked child (a fork pool's worker) would hold each lifeline open, and a pool
+    orphaned with its owner runs on: the server with it."""
+    for server in _WATCHED:
+        if server._lifeline is not None:
+            os.close(server._lifeline)
+        server._lifeline = server._watchdog = None  # the child's `stop` waits for none
+    _WATCHED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class PgServer:
     _lifeline: int | None = None  # class defaults: a server pickled before these existed
     _watchdog: subprocess.Popen[bytes] | None = None
@@ -156,6 +172,7 @@ class PgServer:
             )
         finally:
             os.close(reading)
+        _WATCHED.append(self)
 
     def _start(self) -> None:
         env = None
@@ -225,6 +242,8 @@ class PgServer:
             if self._watchdog is not None:
                 self._watchdog.wait(timeout=60)
                 self._watchdog = None
+            if self in _WATCHED:
+                _WATCHED.remove(self)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

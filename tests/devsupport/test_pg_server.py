@@ -16,11 +16,15 @@ from devsupport import pg_server
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 OWNER = f"""
-import sys, time
+import os, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from devsupport.pg_server import PgServer
 server = PgServer(in_memory=True).start()
-print(server.folder, flush=True)
+child = os.fork()
+if child == 0:
+    time.sleep(120)
+    os._exit(0)
+print(server.folder, child, flush=True)
 time.sleep(120)
 """
 
@@ -37,10 +41,12 @@ def _alive(pid: int) -> bool:
 
 def test_a_server_stops_when_the_process_that_started_it_is_killed() -> None:
     """A test worker killed by SIGKILL never runs its teardown: its server and /dev/shm folder
-    stayed until someone killed them by hand. Costs one initdb (~1 s): the watchdog can only
-    be seen to stop a server that really ran."""
+    stayed until someone killed them by hand; so did they while a child it forked (a fork
+    pool's worker) ran on. Costs one initdb (~1 s): the watchdog can only be seen to stop a
+    server that really ran."""
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
-    folder = Path(owner.stdout.readline().strip())  # type: ignore[union-attr]
+    line = owner.stdout.readline().split()  # type: ignore[union-attr]
+    folder, forked = Path(line[0]), int(line[1])
     postmaster = int((folder / "data" / "postmaster.pid").read_text().split()[0])
     try:
         assert _alive(postmaster)
@@ -51,7 +57,9 @@ def test_a_server_stops_when_the_process_that_started_it_is_killed() -> None:
             time.sleep(0.05)
         assert not _alive(postmaster), "the server outlived its owner"
         assert not folder.exists(), "the server's folder outlived its owner"
+        assert _alive(forked)
     finally:
+        os.kill(forked, 9)
         if _alive(postmaster):
             os.kill(postmaster, 9)
         subprocess.run(["rm", "-rf", str(folder)], check=False)
