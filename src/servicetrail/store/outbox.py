@@ -40,6 +40,7 @@ from .watch_sql import (
     renewed_keys,
     visible_deliveries,
 )
+from .engine import planned_generically
 from .visibility_index import REGISTRY_LOCK
 from .upsert import dialect_insert
 from .watch_tables import watch, webhook_gone, webhook_outbox
@@ -113,13 +114,17 @@ def lease_due(
         statement = statement.with_for_update(of=webhook_outbox, skip_locked=True)
     due: list[Due] = []
     hidden: list[tuple[int, int]] = []
-    for watch_id, _, _ in watches:
-        take = min(wanted.get(watch_id, 0), limit - len(due))
-        if take <= 0:
-            continue
-        rows = conn.execute(statement, {"now": now, "lim": take, "watch_id": watch_id}).all()
-        hidden += [(r.watch_id, r.event_id) for r in rows if not r.visible]
-        due += [d for d in map(_due, rows) if d is not None and accept(d)]
+    # one generic plan: planned for its values, the page cost 4-9 ms of planning against
+    # 1 ms of running (the record's partitions, the rule's subqueries); its pick reads the
+    # (watch_id, next_attempt_at) index whatever the plan, the only one whose order it has
+    with planned_generically(conn):
+        for watch_id, _, _ in watches:
+            take = min(wanted.get(watch_id, 0), limit - len(due))
+            if take <= 0:
+                continue
+            rows = conn.execute(statement, {"now": now, "lim": take, "watch_id": watch_id}).all()
+            hidden += [(r.watch_id, r.event_id) for r in rows if not r.visible]
+            due += [d for d in map(_due, rows) if d is not None and accept(d)]
     if hidden:
         _delete(conn, hidden)
     if due and conn.dialect.name == "postgresql":

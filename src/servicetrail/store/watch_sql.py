@@ -239,10 +239,14 @@ def due_deliveries(locked: bool = False) -> Select[Any]:
     lim = bindparam("lim", type_=Integer)
     page = [o.watch_id == watch_id, o.next_attempt_at <= now]
     if locked:
+        pair = tuple_(o.watch_id, o.next_attempt_at)
         picked = (
             select(o.watch_id, o.event_id)
-            .where(*page)
-            .order_by(o.next_attempt_at)
+            .where(
+                pair >= tuple_(watch_id, literal_column("'-infinity'::timestamptz")),
+                pair <= tuple_(watch_id, now),
+            )
+            .order_by(o.watch_id, o.next_attempt_at)
             .limit(lim)
             .with_for_update(skip_locked=True)
             .cte("picked")
