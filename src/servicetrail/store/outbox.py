@@ -115,8 +115,8 @@ def lease_due(
     due: list[Due] = []
     hidden: list[tuple[int, int]] = []
     # one generic plan: planned for its values, the page cost 4-9 ms of planning against
-    # 1 ms of running (the record's partitions, the rule's subqueries); its pick reads the
-    # (watch_id, next_attempt_at) index whatever the plan, the only one whose order it has
+    # 1 ms of running (the record's partitions, the rule's subqueries); its pick is written
+    # so that any plan reads it by `(watch_id, next_attempt_at)` (`due_deliveries`)
     with planned_generically(conn):
         for watch_id, _, _ in watches:
             take = min(wanted.get(watch_id, 0), limit - len(due))
