@@ -34,9 +34,16 @@ def test_srv_text_refuses_what_reads_otherwise_on_a_who_looked_page():
     hyphen, a tag character or 160 accents on one letter were taken (audit 55f), where a
     right-to-left mark was refused. Four marks, as Vietnamese stacks, are text."""
     srv_text = re.compile(SRV_TEXT_PATTERN)
-    for odd in ("\u061c", "\u00ad", "\u180e", "\u206a", "\ue000"):
+    for odd in ("\u061c", "\u00ad", "\u180e", "\u206a", "\ue000", "\u3164", "\u2800", "\u034f"):
         assert not srv_text.fullmatch(f"read{odd}x"), hex(ord(odd))
-    for odd in ("read\u061cx", "read\U000e0041", "read\U0001d173", "Z" + "\u0301" * 5):
+    for odd in (
+        "read\u061cx",
+        "read\U000e0041",
+        "read\U0001d173",
+        "Z" + "\u0301" * 5,
+        "read\u3164x",  # a Hangul filler: a letter that draws nothing
+        "read\u2800x",  # the blank braille pattern
+    ):
         with pytest.raises(InvalidField) as refused:
             build_search(srv=odd)
         assert refused.value.field == "srv", odd

@@ -97,6 +97,11 @@ def test_a_watch_name_may_hold_a_joiner_inside_a_word(name: str) -> None:
         "a\u200bb",  # zero-width space
         "a\u202eb",  # a direction override
         "a\ufeffb",
+        "a\u3164b",  # a Hangul filler: a letter that draws nothing (audit 55f)
+        "a\uffa0b",
+        "a\u2800b",  # the blank braille pattern
+        "a\u034fb",  # the combining grapheme joiner, alone
+        "a\u17b4b",  # a Khmer inherent vowel
     ],
 )
 def test_a_watch_name_refuses_what_breaks_a_line_or_hides(name: str) -> None:

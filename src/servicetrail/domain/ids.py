@@ -146,11 +146,21 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")  # 2**63 - 1 has 19 digits
 # characters: in a name they make it read differently from what it is, on a screen (a
 # right-to-left override turned one Party's "(SI)" into "(IS)") or in a terminal
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs", "Co"})
+# ... and the letters and marks that draw nothing though no category says so: the Hangul
+# fillers, the Khmer inherent vowels, the blank braille pattern, the combining grapheme
+# joiner. A watch's name or a search's SRV text (shown on every Who looked page) was taken
+# with them, one text reading as another (audit 55f)
+DRAWN_AS_NOTHING = "\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0"
 
 
 def hidden_characters(text: str, allowed: str = "") -> bool:
-    """Whether `text` holds a character of HIDDEN_CATEGORIES other than those `allowed`."""
-    return any(ch not in allowed and unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in text)
+    """Whether `text` holds a character of HIDDEN_CATEGORIES or DRAWN_AS_NOTHING other than
+    those `allowed`."""
+    return any(
+        ch not in allowed
+        and (unicodedata.category(ch) in HIDDEN_CATEGORIES or ch in DRAWN_AS_NOTHING)
+        for ch in text
+    )
 
 
 # Combining marks one character may carry: scripts written with them stack two or three

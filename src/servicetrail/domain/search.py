@@ -12,7 +12,15 @@ from datetime import datetime
 from typing import TypeVar
 
 from .catalogue import search_srvs
-from .ids import MOST_STACKED_MARKS, InvalidValue, RequestId, eui64, positive_id, stacked_marks
+from .ids import (
+    DRAWN_AS_NOTHING,
+    MOST_STACKED_MARKS,
+    InvalidValue,
+    RequestId,
+    eui64,
+    positive_id,
+    stacked_marks,
+)
 from .model import KINDS
 from .times import format_time, parse_bound, parse_time
 from .visibility import Scope
@@ -33,6 +41,7 @@ MAX_SRV_TEXT = 200
 _NOT_IN_SRV_TEXT = (
     "\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
     "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ue000-\uf8ff\ufeff\ufff9-\ufffd"
+    + DRAWN_AS_NOTHING
 )
 # White space as is_blank strips it (str.isspace), outside the control characters and with
 # them: written out, for a schema's `\s` (ECMA-262) is another set, with U+FEFF and without
