@@ -17,8 +17,6 @@ from subprocess import Popen
 import pytest
 
 from servicetrail import settings
-from servicetrail.domain.model import SatRecord
-from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests.personas import starts_with_personas
 
@@ -32,19 +30,6 @@ def world(engine):
 def lines(result) -> list[dict]:
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def lk_request(n: int) -> SatRecord:
-    return SatRecord(
-        P.t("2025-04-01T10:00:00Z").replace(second=n),
-        "request",
-        f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-        "11.2",
-        P.LK_OU,
-        P.ESME_1,
-        "",
-        "<body>",
-    )
 
 
 def test_add_list_events_rm(cli, world, engine):
@@ -69,8 +54,7 @@ def test_add_list_events_rm(cli, world, engine):
     )
     assert lines(cli("watch", "list", "--party", P.SOUTHENERGY)) == [made]
     assert lines(cli("watch", "list", "--party", P.WIRESCO)) == []
-    with engine.begin() as conn:
-        append_records(conn, [lk_request(1), lk_request(2)])
+    P.requests_to_esme_1(engine, (1, 2), counter_from=700)
     events = lines(cli("watch", "events", str(made["id"]), "--party", P.SOUTHENERGY))
     assert [e["event_id"] for e in events] == [1, 2] and all(
         "payload" not in e["record"] for e in events
@@ -207,8 +191,7 @@ def _following(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Callable, int,
         )
 
     made = json.loads(run("watch", "add", "--party", P.SOUTHENERGY, "--name", "w").stdout)
-    with engine.begin() as conn:
-        append_records(conn, [lk_request(1)])
+    P.requests_to_esme_1(engine, (1,), counter_from=700)
     follow = subprocess.Popen(
         [binary, "--db", sqlite_url, "watch", "events", str(made["id"]), "--party",
          P.SOUTHENERGY, "--follow"],
@@ -289,8 +272,7 @@ def test_a_follow_waits_through_a_store_gone_away_and_goes_on_after_what_it_prin
     from servicetrail.store import watch_matcher
 
     made = lines(cli("watch", "add", "--party", P.SOUTHENERGY, "--name", "w", "--srvs", "11.2"))
-    with engine.begin() as conn:
-        append_records(conn, [lk_request(1), lk_request(2)])
+    P.requests_to_esme_1(engine, (1, 2), counter_from=700)
     real_catch_up, calls, waits = watch_matcher.catch_up, [0], [0]
 
     def catch_up(store):
@@ -303,8 +285,7 @@ def test_a_follow_waits_through_a_store_gone_away_and_goes_on_after_what_it_prin
     def wait(seconds):
         waits[0] += 1
         if waits[0] == 2:  # during the outage, a new event comes
-            with engine.begin() as conn:
-                append_records(conn, [lk_request(3)])
+            P.requests_to_esme_1(engine, (3,), counter_from=700)
         if waits[0] == 4:
             raise KeyboardInterrupt
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from servicetrail.domain.model import SatRecord
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.outbox import (
     Outcome,
@@ -22,7 +21,6 @@ from servicetrail.store.outbox import (
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watch_tables import webhook_outbox
 from servicetrail.store.watches import create_watch
-from servicetrail.store.writer import append_records
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.personas import starts_with_personas
@@ -37,21 +35,9 @@ def world(engine):
     return P.load_personas(engine)
 
 
-def lk_requests(numbers: Iterable[int]) -> list[SatRecord]:
-    """Lookat's requests to ESME 1, a second apart: records SOUTHENERGY's watch matches."""
-    return [
-        SatRecord(
-            P.t("2025-04-01T10:00:00Z") + timedelta(seconds=n),
-            "request",
-            f"{P.LK_OU}:{P.ESME_1}:{n + 700}",
-            "11.2",
-            P.LK_OU,
-            P.ESME_1,
-            "",
-            "<b>",
-        )
-        for n in numbers
-    ]
+def lk_requests(engine, numbers: Iterable[int]) -> None:
+    """Lookat's requests to ESME 1, a second apart, stored: records SOUTHENERGY's watch matches."""
+    P.requests_to_esme_1(engine, numbers, counter_from=700)
 
 
 def two_deliveries(engine) -> int:
@@ -62,10 +48,7 @@ def two_deliveries(engine) -> int:
             watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
             new_secret(),
         )
-        append_records(
-            conn,
-            lk_requests((1, 2)),
-        )
+    lk_requests(engine, (1, 2))
     catch_up(engine)
     return int(made["id"])
 
@@ -145,10 +128,7 @@ def test_a_lease_joins_only_its_page_of_a_watchs_backlog(pg_engine) -> None:
     spec = watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}})
     with pg_engine.begin() as conn:
         watch_id = int(create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"])
-        append_records(
-            conn,
-            lk_requests(range(120)),
-        )
+    lk_requests(pg_engine, range(120))
     catch_up(pg_engine)
     with pg_engine.begin() as conn:  # as autovacuum finds it once a backlog has grown
         conn.execute(text("ANALYZE webhook_outbox"))
@@ -197,7 +177,7 @@ def test_a_lease_page_keeps_one_generic_plan_that_reads_only_its_watch(pg_engine
             url = f"https://hooks.example.com/{name}"
             spec = watch_spec({"name": name, "webhook": {"url": url}})
             ids.append(int(create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"]))
-        append_records(conn, lk_requests(range(120)))
+    lk_requests(pg_engine, range(120))
     catch_up(pg_engine)
     first, second = ids
     with pg_engine.begin() as conn:
