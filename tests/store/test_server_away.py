@@ -74,6 +74,17 @@ def test_a_server_starting_up_or_shutting_down_is_a_wait(refusing_server: str) -
     assert result.stderr.rstrip().endswith("; try again"), result.stderr
 
 
+def test_a_server_with_no_room_for_another_connection_is_a_wait(refusing_server: str) -> None:
+    """max_connections reached ("sorry, too many clients already"), or only the superusers'
+    slots left: PQping calls such a server up, and the refusal's words are the server's
+    language's; its SQLSTATE tells it (audit 55c)."""
+    url = refusing_server + "53300"
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 3, result.output
+    assert "no room for another connection" in result.stderr, result.stderr
+    assert "refused as 53300" in result.stderr and result.stderr.rstrip().endswith("; try again")
+
+
 def test_a_server_not_there_is_a_wait() -> None:
     """Exit 2 at the start of a command, exit 3 part way through: a script retrying on 3 did
     not retry a command started during the database's restart (audit 54g)."""

@@ -9,13 +9,25 @@ SQLSTATE of a refused connection to itself. Its PQping says it without reading t
 words, which are the server's language (`lc_messages`) and the client's: no answer at all, a
 server starting up or shutting down (SQLSTATE 57P03), or one up that answered.
 
+A server up that refused the connection for want of room (SQLSTATE 53300: max_connections
+reached, or the slots left kept for superusers, or a role's or database's own limit) pings as
+up, and its refusal's words are all psycopg passes on: those of the server's lc_messages, which
+nothing pins before the connection exists (a role's setting applies after the refusal, and a
+client may not set it). The code itself crosses the wire, in the refusal's ErrorResponse, and
+libpq's trace of the protocol (PQtrace, documented, stable since PostgreSQL 14) writes it out:
+another attempt, made with the trace on, reads it there (`_refusal_codes`).
+
 psycopg is imported only here, when a PostgreSQL store failed to open (postgresql_errors says
 why not at import).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import select
 import socket
+import time
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -43,7 +55,60 @@ def server_away(engine: Engine) -> str | None:
         return "its server is starting up or shutting down"
     if answer == pq.Ping.NO_RESPONSE and not _no_such_host(params.get("host")):
         return "its server does not answer (not running, restarting, or out of reach)"
+    if answer == pq.Ping.OK and _refused_for_want_of_room(make_conninfo(**params)):
+        return "its server has no room for another connection now"
     return None
+
+
+# the server's SQLSTATE in a traced ErrorResponse: `S "FATAL" V "FATAL" C "53300" M "..."`
+# (the server sends the severity, its untranslated twin and the code first, in that order)
+_TRACED_REFUSAL = re.compile(r'\tErrorResponse\t S "[^"]*"(?: V "[^"]*")? C "([0-9A-Z]{5})"')
+
+
+def _refused_for_want_of_room(conninfo: str) -> bool:
+    """Whether the server refuses a connection in class 53, insufficient resources (53300
+    above all): the server's state, which waiting mends, not the URL's."""
+    return any(code.startswith("53") for code in _refusal_codes(conninfo))
+
+
+def _refusal_codes(conninfo: str) -> list[str]:
+    """The SQLSTATEs with which the servers refused a connection made now, read from libpq's
+    trace of the protocol; none when it connected, or the trace could not be had (a libpq
+    before 14, a system other than Linux: psycopg traces only there). libpq's stream on the
+    trace stays open, empty, for the process's life: psycopg gives no way to close it."""
+    from psycopg import errors, pq
+
+    if not hasattr(os, "memfd_create"):
+        return []
+    # in memory, not a file: a server asking for a password in clear has it traced
+    trace = os.memfd_create("servicetrail-refusal", os.MFD_CLOEXEC)
+    conn = pq.PGconn.connect_start(conninfo.encode())
+    try:
+        try:
+            conn.trace(trace)
+            conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        except errors.NotSupportedError:
+            return []
+        _polled(conn, time.monotonic() + PING_SECONDS)
+        conn.untrace()  # flushes the trace's stream
+        said = os.pread(trace, 1 << 20, 0).decode("utf-8", "replace")
+    finally:
+        conn.finish()
+        os.close(trace)
+    return _TRACED_REFUSAL.findall(said)
+
+
+def _polled(conn: Any, deadline: float) -> None:
+    """Drives a connection started by PQconnectStart until it is made or has failed, or the
+    deadline passes (libpq's connect_timeout holds only for a blocking connect)."""
+    from psycopg import pq
+
+    while (status := conn.connect_poll()) not in (pq.PollingStatus.OK, pq.PollingStatus.FAILED):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        reading = status == pq.PollingStatus.READING
+        select.select([conn.socket] if reading else [], [] if reading else [conn.socket], [], left)
 
 
 def _ping_seconds(given: Any) -> int:
