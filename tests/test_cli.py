@@ -10,6 +10,7 @@ import json
 import stat
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sqlite3
@@ -24,6 +25,7 @@ import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from servicetrail.cli import main
 from servicetrail.store import engine as store_engine
@@ -717,6 +719,28 @@ def test_a_store_url_whose_port_is_not_a_number_is_said_so():
     result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
     assert result.exit_code == 2
     assert "its port is not a number" in result.output and "pw" not in result.output
+
+
+def test_a_store_url_naming_several_servers_opens_one_that_answers(pg_url):
+    """libpq's list of servers, tried in turn, was refused as "its port is not a number"
+    (audit 55h): the first here has nothing listening."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        nobody = taken.getsockname()[1]
+    server = make_url(pg_url)
+    url = pg_url.replace(f"@{server.host}:", f"@127.0.0.1:{nobody},{server.host}:", 1)
+    result = CliRunner().invoke(main, ["--db", url, "db", "check"])
+    assert result.exit_code == 0, result.output
+    assert f"port={nobody},{server.port}" in store_engine.database_url(url)
+
+
+def test_a_list_of_servers_is_read_as_libpq_reads_it_and_shown_without_its_password():
+    url = store_engine.database_url("postgresql://u:secret@[::1]:5433,db2/trail?sslmode=require")
+    assert url == "postgresql+psycopg://u:secret@/trail?sslmode=require&host=::1,db2&port=5433,"
+    assert "secret" not in store_engine.shown_url(url) and "host=::1,db2&" in url
+    result = CliRunner().invoke(
+        main, ["--db", "postgresql://u:pw@a:1,b:x/t", "records", "--party", "N"]
+    )
+    assert result.exit_code == 2 and "its port is not a number" in result.output
 
 
 @pytest.mark.parametrize("proxies", ["garbage", "10.0.0.1,", "10.0.0.1,proxy.example"])
