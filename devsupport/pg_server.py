@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -67,9 +69,62 @@ def _started_at(pid: int) -> str | None:
 def _owner_gone(folder: Path) -> bool:
     try:
         pid, started = (folder / "owner").read_text().split()
-    except (OSError, ValueError):  # pg-throwaway's, or one from before owners were written
-        return False
+    except (OSError, ValueError):  # pg-throwaway's running server, or a folder left half-built
+        return _abandoned(folder)
     return _started_at(int(pid)) != started
+
+
+# How long a folder with no owner and no server running may stay before a start removes it:
+# a start writes its owner a moment after making the folder, and one from before owners were
+# written for pg-throwaway's servers ran initdb ownerless (seconds)
+ABANDONED_AFTER_SECONDS = 120
+
+
+def _abandoned(folder: Path) -> bool:
+    """A folder no process owns and no server runs in: pg-throwaway's server stopped by other
+    means, or a start from before owners were written killed during initdb. pg-throwaway's
+    running servers have no owner by design: they stay."""
+    if not folder.is_dir() or _postmaster(folder) is not None:  # pg-throwaway's default
+        return False  # state file is named as the folders are
+    try:  # initdb's work shows in the data folder's time, not the folder's own
+        touched = max(p.stat().st_mtime for p in (folder, folder / "data") if p.exists())
+    except (OSError, ValueError):
+        return False
+    return time.time() - touched > ABANDONED_AFTER_SECONDS
+
+
+def _postmaster(folder: Path) -> tuple[int, int] | None:
+    """The pid and port of the server running in `folder`, None when none runs there."""
+    try:
+        lines = (folder / "data" / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (pid, port) if _started_at(pid) is not None else None
+
+
+# A pg-throwaway server's folder names the state file that remembers it (PG_THROWAWAY_STATE),
+# so that the server is found again when that file is lost (`found_throwaway`)
+THROWAWAY_MARK = "pg-throwaway-state"
+
+
+def found_throwaway(state: str) -> PgServer | None:
+    """The running pg-throwaway server that `state` remembered, found by its folder's mark:
+    without it, a lost state file left the server running unseen until the machine stopped."""
+    for folder in sorted(Path(tempfile.gettempdir()).glob("servicetrail-pg-*")):
+        try:
+            if (folder / THROWAWAY_MARK).read_text() != state:
+                continue
+        except OSError:
+            continue
+        running = _postmaster(folder)
+        if running is not None:
+            server = PgServer.__new__(PgServer)
+            server.shared_buffers, server.messages, server.bin = "128MB", None, _bin_dir()
+            server.folder, server.data, server.port = folder, folder / "data", running[1]
+            server.as_postgres, server.outlives_owner = os.geteuid() == 0, True
+            return server
+    return None
 
 
 _WATCHED: list[PgServer] = []  # this process's servers, each with a watchdog
@@ -131,19 +186,31 @@ class PgServer:
 
     def start(self) -> PgServer:
         self._stop_orphans()
-        if not self.outlives_owner:  # first: an owner killed during initdb leaves no folder
-            (self.folder / "owner").write_text(f"{os.getpid()} {_started_at(os.getpid())}")
+        # first: an owner killed during initdb leaves a folder the next start removes
+        (self.folder / "owner").write_text(f"{os.getpid()} {_started_at(os.getpid())}")
+        if not self.outlives_owner:
             self._watch()
         try:
             self._start()
         except BaseException:  # a failed start leaves no cluster behind (in /dev/shm: RAM)
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
+        if self.outlives_owner:  # pg-throwaway's: running, it outlives the script by design
+            (self.folder / "owner").unlink()
         return self
+
+    def remember_in(self, state: str) -> None:
+        """pg-throwaway's: the state file that remembers this server, and the mark in its
+        folder by which `found_throwaway` finds it should that file be lost."""
+        (self.folder / THROWAWAY_MARK).write_text(state)
+        with open(state, "wb") as out:
+            pickle.dump(self, out)
 
     def _stop_orphans(self) -> None:
         """Stops the servers beside this one whose owner is gone: the watchdog killed with
-        it (`pkill -9 python`) left them running. A few directory reads a start."""
+        it (`pkill -9 python`) left them running; and removes the folders no process owns
+        and no server runs in, left half-built (`_abandoned`). A few directory reads a
+        start."""
         for folder in self.folder.parent.glob("servicetrail-pg-*"):
             if folder == self.folder or not _owner_gone(folder):
                 continue

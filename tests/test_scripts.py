@@ -25,6 +25,11 @@ def test_pg_throwaway_starts_a_server_one_can_reach_and_stops_it(tmp_path: Path)
         # run again, it gives the same server: it started a second and forgot the first
         again = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0 and again.stdout == started.stdout, again.stderr
+        # its state file lost, it is found by its folder's mark: it ran on unseen
+        (tmp_path / "state").unlink()
+        found = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        assert found.returncode == 0 and found.stdout == started.stdout, found.stderr
+        (tmp_path / "state").unlink()  # and `stop` finds it so too
     finally:
         stopped = subprocess.run(
             [script, "stop"], env=env, capture_output=True, text=True, timeout=120

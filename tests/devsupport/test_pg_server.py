@@ -89,3 +89,55 @@ def test_a_start_removes_the_servers_whose_owner_is_gone(
     starting._stop_orphans()
     left = sorted(p.name for p in tmp_path.glob("servicetrail-pg-*") if p != starting.folder)
     assert left == ["servicetrail-pg-alive", "servicetrail-pg-throwaway"]
+
+
+def test_a_start_removes_the_folders_no_process_owns_and_no_server_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pg-throwaway's server stopped by other means, or a start killed in initdb before
+    owners were written for it, left its folder for good; pg-throwaway's running server, and
+    a folder made a moment ago whose owner is not written yet, stay."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    postmasters = {
+        "half-built": None,
+        "stopped": f"{finished.pid}\n/data\n0\n5999\n",
+        "running": f"{os.getpid()}\n/data\n0\n5999\n",
+    }
+    old = time.time() - pg_server.ABANDONED_AFTER_SECONDS - 10
+    for name, postmaster in postmasters.items():
+        data = tmp_path / f"servicetrail-pg-{name}" / "data"
+        data.mkdir(parents=True)
+        if postmaster:
+            (data / "postmaster.pid").write_text(postmaster)
+        for folder in (data, data.parent):
+            os.utime(folder, (old, old))
+    (tmp_path / "servicetrail-pg-new").mkdir()
+    (tmp_path / "servicetrail-pg-dev.pid").write_text("")  # pg-throwaway's state file
+    os.utime(tmp_path / "servicetrail-pg-dev.pid", (old, old))
+    starting = pg_server.PgServer()
+    starting._stop_orphans()
+    left = sorted(p.name for p in tmp_path.glob("servicetrail-pg-*") if p != starting.folder)
+    assert left == ["servicetrail-pg-dev.pid", "servicetrail-pg-new", "servicetrail-pg-running"]
+
+
+def test_pg_throwaway_finds_its_server_by_its_folders_mark_when_its_state_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state file lost, the server ran on unseen (it has no owner by design)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    state = str(tmp_path / "mine.state")
+    servers = {"a": (state, finished.pid, 5998), "b": ("other", os.getpid(), 5997)}
+    servers["c"] = (state, os.getpid(), 5999)
+    for name, (named, pid, port) in servers.items():
+        data = tmp_path / f"servicetrail-pg-{name}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / pg_server.THROWAWAY_MARK).write_text(named)
+        (data / "postmaster.pid").write_text(f"{pid}\n{data}\n0\n{port}\n")
+    found = pg_server.found_throwaway(state)
+    assert found is not None and found.port == 5999
+    assert found.folder == tmp_path / "servicetrail-pg-c" and found.outlives_owner
+    assert pg_server.found_throwaway(str(tmp_path / "lost")) is None
