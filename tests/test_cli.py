@@ -736,7 +736,8 @@ def test_a_store_url_naming_several_servers_opens_one_that_answers(pg_url):
 def test_a_list_of_servers_is_read_as_libpq_reads_it_and_shown_without_its_password():
     url = store_engine.database_url("postgresql://u:secret@[::1]:5433,db2/trail?sslmode=require")
     assert url == "postgresql+psycopg://u:secret@/trail?sslmode=require&host=::1,db2&port=5433,"
-    assert "secret" not in store_engine.shown_url(url) and "host=::1,db2&" in url
+    shown = store_engine.shown_url(url)
+    assert "secret" not in shown and "?host=::1,db2&port=5433,&" in shown  # as written
     result = CliRunner().invoke(
         main, ["--db", "postgresql://u:pw@a:1,b:x/t", "records", "--party", "N"]
     )
