@@ -7,8 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from servicetrail.domain import watches
 from servicetrail.domain.watches import (
+    Candidate,
     InvalidWatch,
+    PartyWatches,
+    Watch,
     WatchSpec,
     Listed,
     never_matches,
@@ -69,6 +73,26 @@ def test_alerts_alone_from_other_users_never_match() -> None:
     assert never_matches(WatchSpec("w", kinds=alerts))
     assert not never_matches(WatchSpec("w", kinds=alerts, senders="all"))
     assert not never_matches(WatchSpec("w", kinds=Listed(["device_alert", "response"])))
+
+
+def test_watches_with_the_same_filters_are_tested_once_for_all(monkeypatch) -> None:
+    """A Party's repeated watch (its name or webhook aside, its lists in another order) costs
+    the matcher one test a record, and each copy still gets the record; another filter is
+    tested on its own."""
+    kinds = ["request", "response"]
+    same = [
+        Watch(n, "P", WatchSpec(f"w{n}", srvs=Listed(["11.2", "4"]), kinds=Listed(kinds)))
+        for n in range(1, 100)
+    ]
+    turned = Watch(100, "P", WatchSpec("w", srvs=Listed(["4", "11.2"]), kinds=Listed(kinds[::-1])))
+    hooked = Watch(101, "P", WatchSpec("w", srvs=Listed(["11.2"]), webhook_url="https://x/h"))
+    tests = []
+    monkeypatch.setattr(watches, "matches", lambda spec, record: tests.append(spec) or True)
+    found = PartyWatches([*same, turned, hooked]).matching(
+        Candidate(1, "request", "11.2", "00-DB-12-34-56-78-90-01", own=False, held=True)
+    )
+    assert sorted(w.watch_id for w in found) == list(range(1, 102))
+    assert len(tests) == 2  # the 100 alike, and the one on 11.2 alone
 
 
 @pytest.mark.parametrize(

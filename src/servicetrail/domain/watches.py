@@ -337,12 +337,19 @@ _ANY_SRV = object()
 
 class PartyWatches:
     """A Party's watches indexed by kind and SRV, so that a record is tested against the few
-    watches that can match it rather than all of a Party's hundred."""
+    watches that can match it rather than all of a Party's hundred. Watches with the same
+    filters (their names or webhooks aside) are tested once for all of them: SPEC section 6
+    lets a Party repeat a watch, and 199 copies of one catch-all watch had every record
+    tested 199 times (20,000 of the Party's own records: 0.86 s more of the matcher's time
+    for no event; audit 56c)."""
 
     def __init__(self, watches: Iterable[Watch]) -> None:
-        self._by: dict[tuple[str, object], list[Watch]] = defaultdict(list)
+        alike: dict[tuple[object, ...], list[Watch]] = defaultdict(list)
         for watch in watches:
-            spec = watch.spec
+            alike[_filters(watch.spec)].append(watch)
+        self._by: dict[tuple[str, object], list[list[Watch]]] = defaultdict(list)
+        for same in alike.values():
+            spec = same[0].spec
             srvs = (
                 (_ANY_SRV,)
                 if spec.srvs == ALL
@@ -352,17 +359,24 @@ class PartyWatches:
             )
             for kind in spec.kinds:
                 for srv in srvs:
-                    self._by[kind, srv].append(watch)
+                    self._by[kind, srv].append(same)
 
     def matching(self, record: Candidate) -> list[Watch]:
         found: list[Watch] = []
         seen: set[int] = set()  # one watch listing both an SRV and its family is found once
         for srv in (*_srv_and_families(record.srv), _ANY_SRV):
-            for watch in self._by.get((record.kind, srv), ()):
-                if watch.watch_id not in seen and matches(watch.spec, record):
-                    seen.add(watch.watch_id)
-                    found.append(watch)
+            for same in self._by.get((record.kind, srv), ()):
+                first = same[0]
+                if first.watch_id not in seen and matches(first.spec, record):
+                    seen.add(first.watch_id)
+                    found += same
         return found
+
+
+def _filters(spec: WatchSpec) -> tuple[object, ...]:
+    """What decides which records a watch matches: equal for two watches that match the same
+    (its lists as sets, in whatever order they were given)."""
+    return (spec.devices, spec.srvs, spec.kinds, spec.senders)
 
 
 def titles_only(record_item: dict[str, Any]) -> dict[str, Any]:
