@@ -3,6 +3,7 @@ delivery connects to the address it checked, follows no redirect and reads a bou
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -255,6 +256,59 @@ def attempt(url: str, timeout: float = 5.0):
             return await asyncio.wait_for(deliverer._post(session, due), timeout)
 
     return asyncio.run(main())
+
+
+def test_a_failed_connection_tells_its_party_nothing_of_the_port(monkeypatch) -> None:
+    """A closed port, a port that speaks no TLS and one that never answers are one failure to
+    the Party (the HTTP client's words told them apart for any host and port a logged-in User
+    named: a port scanner, audit 56c); the operator's log keeps the client's words. Answers
+    and servicetrail's refusals of a URL are said as they are."""
+    from servicetrail.store.outbox import Due
+    from servicetrail.webhooks.deliver import Deliverer
+    from servicetrail.webhooks.worker_report import FailureLog
+
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+    talker = socket.socket()
+    talker.bind(("127.0.0.1", 0))
+    talker.listen(1)
+
+    def no_tls() -> None:
+        talker.settimeout(5)
+        with contextlib.suppress(OSError), talker.accept()[0] as conn:
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=no_tls, daemon=True).start()
+    try:
+        attempts = [
+            attempt(f"http://127.0.0.1:{closed.getsockname()[1]}/hook"),
+            attempt(f"https://127.0.0.1:{talker.getsockname()[1]}/hook"),
+            (None, "no answer in 5 s"),
+            (None, "refused: webhooks may not be sent to 10.0.0.1: it is a private address"),
+            (503, ""),
+        ]
+    finally:
+        closed.close()
+        talker.close()
+    deliverer = Deliverer(engine=None, schedule=[1], timeout=5)  # type: ignore[arg-type]
+    for n, (status, error) in enumerate(attempts, start=1):
+        deliverer._outcome(Due(n, 1, 0, "", "", {}), status, error)
+    shown = [o.error for o in deliverer._outcomes]
+    assert len(set(shown[:3])) == 1 and shown[0].startswith("no answer"), shown
+    assert shown[3:] == [attempts[3][1], "answered 503"]
+    details = [o.detail for o in deliverer._outcomes]
+    assert len(set(details[:3])) == 3 and all(details), details
+    log = FailureLog(every=0)
+    with pytest.MonkeyPatch.context() as m:
+        said: list[str] = []
+        m.setattr(
+            "servicetrail.webhooks.worker_report.log.warning",
+            lambda text, *args: said.append(text % args),
+        )
+        log.add(deliverer._outcomes)
+    assert all(detail[:100] in said[0] for detail in details[:3]), said
 
 
 def test_a_redirect_is_not_followed(monkeypatch) -> None:

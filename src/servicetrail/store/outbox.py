@@ -366,6 +366,9 @@ class Outcome:
     # the end of the lease the attempt was made on, as the row held it (None: not known):
     # a failure is recorded only on a row that still holds it
     lease_end: datetime | None = None
+    # the attempt's own words (the HTTP client's), for the operator's log alone: `error` is
+    # what the Party is shown (webhooks.posting.shown_error)
+    detail: str = ""
 
 
 def record_outcomes(

@@ -46,7 +46,7 @@ from ..store.outbox import Due, Outcome
 from ..store.watch_matcher import catch_up
 from ..store.watches import shed_deleted_watches
 from .addresses import Addresses
-from .posting import client_session, post
+from .posting import client_session, post, shown_error
 from .queues import Queues
 from .shares import host_of, lease_shares, share_of
 from .rounds import Settled, StoreRounds
@@ -463,8 +463,16 @@ class Deliverer:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         if error:
             self.stats.count_error(error)
+        shown = shown_error(status, error, self.timeout) if error else ""
         self._outcomes.append(
-            Outcome(delivery.watch_id, delivery.event_id, delivery.attempts, outcome, error)
+            Outcome(
+                delivery.watch_id,
+                delivery.event_id,
+                delivery.attempts,
+                outcome,
+                shown,
+                detail=error,
+            )
         )
 
     def _forget_watch(self, watch_id: int) -> None:

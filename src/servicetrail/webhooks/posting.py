@@ -14,6 +14,7 @@ from .addresses import Addresses
 from .outbound import UnsafeUrl, parse_url
 from .signing import signed_headers
 
+REFUSED = "refused: "  # servicetrail's own words on the URL, said to its Party as they are
 MAX_RESPONSE_BYTES = 64 * 1024
 BODY_SECONDS = 1.0  # how long an answer's body is read for, after its status
 
@@ -32,7 +33,7 @@ async def post(
         target = parse_url(delivery.url)
         address = await addresses.of(target, delivery.party_id)
     except UnsafeUrl as e:
-        return None, f"refused: {e}"
+        return None, f"{REFUSED}{e}"
     timestamp = int(time.time())  # the attempt's, signed in the headers
     body = orjson.dumps(
         {
@@ -72,6 +73,19 @@ async def post(
         return None, no_answer
     except (aiohttp.ClientError, ValueError, OSError) as e:
         return None, f"{type(e).__name__}: {e}"[:200]
+
+
+def shown_error(status: int | None, error: str, timeout: float) -> str:
+    """An attempt's error as its Party is shown it: an answer's status, or servicetrail's
+    refusal of the URL, as they are; anything else, before an answer came, in one class. The
+    HTTP client's words told a refused connection, a TLS failure and a timeout apart for any
+    public host and port a logged-in User named, a port scanner (audit 56c); they stay in
+    the operator's log (`Outcome.detail`)."""
+    if status is not None:
+        return error or f"answered {status}"
+    if error.startswith(REFUSED):
+        return error
+    return f"no answer: the connection or TLS failed, or no answer came in {timeout:g} s"
 
 
 def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:

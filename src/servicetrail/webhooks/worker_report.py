@@ -59,7 +59,7 @@ class FailureLog:
         for o in outcomes:
             if o.status == "failed":
                 count, _ = self._failed.get(o.watch_id, (0, ""))
-                self._failed[o.watch_id] = (count + 1, o.error)
+                self._failed[o.watch_id] = (count + 1, o.detail or o.error)
         now = time.monotonic()
         if self._failed and now - self._last >= self.every:
             shown = sorted(self._failed.items())[:MOST_ERROR_KINDS]
