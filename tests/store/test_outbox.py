@@ -239,6 +239,28 @@ def test_a_lease_page_keeps_one_generic_plan_that_reads_only_its_watch(pg_engine
 
 
 @starts_with_personas
+def test_a_leases_access_log_entries_keep_one_plan(pg_engine) -> None:
+    """A lease writes one access-log entry a delivery, and queues its leaf: planned for their
+    values each (the sessions' force_custom_plan), 256 entries cost ~30% more than on one
+    generic plan (audit 56c). Three leases of two: the two inserts, prepared, run generic
+    plans only."""
+    from servicetrail.store.logged_reads import lease_deliveries
+
+    P.load_personas(pg_engine)
+    two_deliveries(pg_engine)
+    with pg_engine.connect() as conn:
+        for n in range(3):  # each later than the last lease's end: its rows due again
+            with conn.begin():
+                assert len(lease_deliveries(conn, NOW + 3 * n * LEASE, 10, LEASE)) == 2
+        plans = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE starts_with(statement, 'INSERT INTO access_log ') "
+            "OR starts_with(statement, 'INSERT INTO log_pending ')"
+        ).all()
+    assert len(plans) == 2 and all(generic and not custom for generic, custom in plans), plans
+
+
+@starts_with_personas
 def test_a_rounds_held_deliveries_go_to_postgresql_as_two_arrays(pg_engine) -> None:
     """Each round locks every delivery its worker holds, checks again the visibility of
     those waiting and renews the leases due for it; sent as an IN list of pairs, two bind

@@ -235,16 +235,18 @@ def lease_deliveries(
     """`store.outbox.lease_due`, with one access-log entry per delivery leased (each attempt
     sends its record to the watch's Party's receiver), in the lease's transaction: the entry
     is committed before the delivery's first byte is sent."""
-    due = lease_due(conn, now, limit, lease, share, accept)
-    reads = []
-    for delivery in due:
-        tally = Tally()
-        tally.count([delivery.event["record"]])
-        reader = Reader(delivery.party_id, WEBHOOK.actor, WEBHOOK.interface)
-        filters = {"watch_id": delivery.watch_id, "event_id": delivery.event_id}
-        reads.append((reader, "deliver", filters, tally))
-    append_entries(conn, reads)
-    return due
+
+    def entries(due: list[Due]) -> None:
+        reads = []
+        for delivery in due:
+            tally = Tally()
+            tally.count([delivery.event["record"]])
+            reader = Reader(delivery.party_id, WEBHOOK.actor, WEBHOOK.interface)
+            filters = {"watch_id": delivery.watch_id, "event_id": delivery.event_id}
+            reads.append((reader, "deliver", filters, tally))
+        append_entries(conn, reads)
+
+    return lease_due(conn, now, limit, lease, share, accept, then=entries)
 
 
 __all__ = ["LoggedRead", "lease_deliveries", "logged_read"]
