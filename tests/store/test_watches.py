@@ -509,6 +509,19 @@ def test_the_matchers_look_for_new_records_keeps_one_plan(pg_engine: Engine) -> 
     assert plans and all(generic and not custom for generic, custom in plans), plans
 
 
+def test_looking_for_deleted_watches_leaves_prepared_statements_prepared(pg_engine) -> None:
+    """A deliverer looks for deleted watches' backlogs every 10 s; its read ended by ROLLBACK,
+    on which psycopg forgets every statement prepared on the connection (DEALLOCATE ALL),
+    and the next round or search on it was planned afresh (audit 56c)."""
+    with pg_engine.begin() as conn:
+        for _ in range(2):
+            conn.execute(newest_record_id()).scalar_one()
+    assert store_watches.shed_deleted_watches(pg_engine, 1) == 0
+    with pg_engine.begin() as conn:  # the pool's one connection
+        kept = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar_one()
+    assert kept > 0
+
+
 @starts_with_personas
 def test_a_loader_holds_the_registry_lock_before_it_draws_ids(
     pg_engine: Engine, monkeypatch: pytest.MonkeyPatch

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..domain.ids import MAX_ID
 from ..domain.watches import MAX_WATCHES_PER_PARTY, Listed, WatchSpec
+from .engine import reading
 from .outbox import GONE_REASON, delete_deliveries_of
 from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
@@ -381,7 +382,10 @@ def shed_deleted_watches(engine: Engine, steps: int) -> int:
     steps taken (0: none left)."""
     if engine.dialect.name != "postgresql":
         return 0
-    with engine.connect() as conn:
+    # ended by COMMIT (`reading`): a worker looks every 10 s, and the ROLLBACK of a read had
+    # psycopg forget every statement prepared on the connection, which its next round or
+    # search then planned afresh (audit 56c)
+    with reading(engine) as conn:
         orphaned = orphaned_watches(conn)
     taken = 0
     for watch_id in orphaned:
