@@ -227,3 +227,12 @@ def test_a_bound_between_two_microseconds_is_rounded_up_not_cut(raw, expected) -
 def test_a_bound_past_the_last_microsecond_is_out_of_range() -> None:
     with pytest.raises(InvalidValue, match="out of range"):
         parse_bound("9999-12-31T23:59:59.9999991Z")
+
+
+@pytest.mark.parametrize("raw", ["2016-12-31T23:59:60Z", "2015-07-01T00:59:60.5+01:00"])
+def test_a_leap_second_is_refused_as_one_not_as_no_iso_8601_time(raw: str) -> None:
+    """ISO-8601 writes a leap second as second 60, and a DCC log may hold one: the reason
+    says why it is refused (no stored time holds it), not that the text is no time at all."""
+    with pytest.raises(InvalidValue, match=r"leap second") as refused:
+        parse_time(raw)
+    assert "not an ISO-8601 time" not in str(refused.value)

@@ -22,6 +22,9 @@ _OFFSET_AT_END = re.compile(r"[0-9](?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)\Z")
 # fromisoformat takes any one character between the date and the time (`2025-03-01Q10:00Z`,
 # even a digit: `2025-03-01510:00:00Z` is 10:00); ISO-8601 writes a T, RFC 3339 allows a space
 _DATE_THEN_T = re.compile(r"[0-9W-]+[Tt ]")
+# ISO-8601's leap second, `23:59:60` (`235960` in the basic format): a valid time that no
+# datetime holds, refused as what it is, not as "no ISO-8601 time" (audit 56f)
+_LEAP_SECOND = re.compile(r"[Tt ][0-9]{2}(:?)[0-9]{2}\1(60)(?![0-9])")
 
 
 def parse_time(value: str) -> datetime:
@@ -55,6 +58,10 @@ def parse_time(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
     except ValueError:
+        if _LEAP_SECOND.search(text):
+            raise InvalidValue(
+                f"a leap second (second 60) cannot be stored: {shown(value)}"
+            ) from None
         raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
     if parsed.tzinfo is None:
         raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {shown(value)}")
