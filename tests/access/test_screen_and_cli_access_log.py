@@ -83,7 +83,10 @@ def test_each_screen_page_that_shows_records_writes_one_entry(engine, world):
             "web",
             "np.analyst",
         )
-    assert logged(engine)[0].filters == {"device_id": P.ESME_1}
+    # the Device page's read, a search by its Device, says which page asked (review 55)
+    device_page, device_search = [e.filters for e in logged(engine) if "device_id" in e.filters]
+    assert device_page == {"device_id": P.ESME_1, "device_page": True}
+    assert device_search == {"device_id": P.ESME_1}
 
 
 @pytest.mark.parametrize(

@@ -276,3 +276,18 @@ def test_narrowed_reads_take_a_heavy_slot(engine, world) -> None:
         assert south.get("/access-log", params={"reads": "mp141"}).status_code == 429
         assert south.get("/access-log").status_code == 200
     assert south.get("/access-log", params={"actor": "nobody"}).status_code == 200
+
+
+def test_a_device_pages_read_says_device_page_not_a_search_by_its_device(engine, world) -> None:
+    """A Device page's read is stored as SPEC 8's search by its Device, and Who looked said
+    "Search, device_id X", as for a search typed by the same Device (review of the screen,
+    55). A query that names the mark as a parameter is a search still."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    assert south.get(f"/devices/{P.ESME_1}").status_code == 200
+    assert south.get("/", params={"device_id": P.GSME_1, "device_page": "True"}).status_code == 200
+    page = south.get("/access-log").text
+    assert page.count("Device page") == 1
+    search_row, page_row = page.split('<tr role="row" id="entry-')[1:3]  # newest first
+    assert f'Device page <a class="mono" href="/devices/{P.ESME_1}">' in page_row
+    assert "device_id" not in page_row and "device_page" not in page_row
+    assert 'class="action">Search<' in search_row and P.GSME_1 in search_row

@@ -84,6 +84,7 @@ class Shown:
     action: str
     filters: list[tuple[str, str]]  # as asked, but for `record_id` when it is the link below
     record_id: int | None  # the record a record page, why, triggers or proof was of
+    device_page: str  # the Device whose page this read was ("": another read)
     # the search a record page was opened from (its `back`: the screen's own way back, which
     # read like a filter the Party asked for; review of the screen, 54d), as an address
     from_search: str
@@ -116,6 +117,7 @@ def shown(entry: AccessEntry, watch_names: dict[int, str] | None = None) -> Show
     back = filters.get("back") if record_id is not None and entry.interface == "web" else None
     if not isinstance(back, str):
         back = None
+    device_page = _device_page_of(entry, filters)
     watch = _watch_of(entry) if watch_names is not None else None
     if watch is not None:
         key, watch_id = watch
@@ -130,20 +132,36 @@ def shown(entry: AccessEntry, watch_names: dict[int, str] | None = None) -> Show
         when=show_time(at) if not isinstance(entry.at, str) else at,
         actor=entry.actor,
         interface=INTERFACE_LABELS.get(entry.interface, entry.interface),
-        action=ACTION_LABELS.get(entry.action, entry.action),
+        action=DEVICE_PAGE if device_page else ACTION_LABELS.get(entry.action, entry.action),
         filters=[
             (str(name), _text(value))
             for name, value in filters.items()
             if not (name == "record_id" and record_id is not None)
             and not (name == "back" and back is not None)
+            and not (device_page and name in DEVICE_PAGE_KEYS)
         ],
         record_id=record_id,
+        device_page=device_page,
         from_search="" if back is None else search_href(back),
         records_returned=entry.records_returned,
         mp141_records_returned=entry.mp141_records_returned,
         # a str: stored text that is not a list (store.access_log._entry), shown as stored
         device_ids=[devices] if isinstance(devices, str) else list(devices),
     )
+
+
+DEVICE_PAGE = "Device page"
+DEVICE_PAGE_KEYS = ("device_id", "device_page")
+
+
+def _device_page_of(entry: AccessEntry, filters: dict[Any, Any]) -> str:
+    """The Device whose page the screen read ("" for any other read): stored as a search by
+    that Device (SPEC 8 has no other name for it) and marked `device_page` true, a value no
+    query parameter can give (web.pages.device)."""
+    device = filters.get("device_id")
+    if not isinstance(device, str) or filters.get("device_page") is not True:
+        return ""
+    return device if entry.interface == "web" and entry.action == "search" else ""
 
 
 def _text(value: Any) -> str:

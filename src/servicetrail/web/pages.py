@@ -404,7 +404,10 @@ def _device_reads(
     request: Request, who: SignedIn, device_id: str, after: Cursor | None, problem: str
 ) -> DevicePage:
     wanted = build_search(device_id=device_id)
-    filters = asked(request, "cursor", device_id=device_id)
+    # `device_page`: SPEC 8 names the read a search, and its filters were a search's by that
+    # Device's: Who looked could not say which page an analyst had open (review of the screen,
+    # 55). A boolean, which no query parameter can be, so a search cannot pass for the page.
+    filters = asked(request, "cursor", device_id=device_id, device_page=True)
     try:
         with (
             limits_of(request).search(who.viewer.party_id, wanted),
