@@ -10,6 +10,7 @@ from html import unescape
 import pytest
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.store.writer import append_records
 from servicetrail.web.presenters import before_text
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
@@ -210,3 +211,22 @@ def test_a_record_page_past_its_time_limit_says_what_reads_less(engine, world, m
     assert f'href="/records/{alert}?window=60&back=device_id%3D1">Open it with a shorter' in said
     hour = unescape(client.get(f"/records/{alert}?window=60").text)
     assert "look-back" not in hour and "Try again in a moment;" in hour
+
+
+def test_a_request_sharing_an_alerts_id_is_marked_same_id_as_this_alert(engine, world):
+    """The badge of a request whose Request ID is an alert's own identifier (an alert with no
+    SRV: its DUIS ResponseID) had no test (review of the screen, 55): it said "Same Request
+    ID", which an alert does not have. Two days before it, past the window: listed first."""
+    alert_id = EXTRA["ws_alert"].request_id
+    shares = SatRecord(
+        ALERT_AT - timedelta(days=2), "request", alert_id, "6.8", P.WS_ED, P.ESME_1, "", "<ws>"
+    )
+    with engine.begin() as conn:
+        append_records(conn, [shares])
+        shared = P.record_ids(conn)[shares.key]
+    shown = panel(signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}").text)
+    assert re.findall(r'href="/records/(\d+)"', shown)[0] == str(shared)
+    first, *others = shown.split('class="trigger-link"')[1:]
+    assert first.startswith(">Same ID as this alert<") and "2 d before" in first
+    assert others and all(o.startswith(">Same Device<") for o in others)
+    assert "Same Request ID" not in shown
