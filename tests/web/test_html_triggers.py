@@ -127,6 +127,9 @@ def test_a_response_links_its_request_first_and_a_request_has_no_panel(engine, w
     assert re.findall(r'href="/records/(\d+)"', shown) == [str(world.ids["np_req"])]
     assert "Same Request ID" in shown and "5 s before" in shown
     assert panel(client.get(f"/records/{world.ids['np_req']}").text) == ""
+    # the DCC's name kept in the sentence: "before this dcc alert" (review of the screen, 56)
+    dcc_alert = panel(client.get(f"/records/{world.ids['np_dcc_alert']}").text)
+    assert "in the 24 hours before this DCC alert, newest first" in dcc_alert
 
 
 def test_a_hidden_alert_is_still_not_found(engine, world):

@@ -107,6 +107,12 @@ def role_label(role: str | None) -> str:
     return f"{KNOWN_ROLES[role]} ({role})" if role in KNOWN_ROLES else role_name(role)
 
 
+def kind_in_sentence(kind: str) -> str:
+    """A kind of record inside a sentence ("before this device alert"): lower case but for
+    the DCC's name, which a plain `lower` made "this dcc alert" (review of the screen, 56)."""
+    return " ".join(w if w.isupper() else w.lower() for w in KIND_LABELS.get(kind, kind).split(" "))
+
+
 def before_text(seconds: int) -> str:
     """A trigger's `seconds_before` in words: "2 h 5 min before", "3 s after"."""
     remaining = abs(seconds)
@@ -154,6 +160,7 @@ TEMPLATE_GLOBALS = dict(
     show_time=show_time,
     show_instant=show_instant,
     kind_labels=KIND_LABELS,
+    kind_in_sentence=kind_in_sentence,
     command_variant_text=command_variant_text,
     pre_command=PRE_COMMAND,
     signed_commands=SIGNED_COMMANDS,
