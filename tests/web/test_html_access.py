@@ -291,3 +291,15 @@ def test_a_device_pages_read_says_device_page_not_a_search_by_its_device(engine,
     assert f'Device page <a class="mono" href="/devices/{P.ESME_1}">' in page_row
     assert "device_id" not in page_row and "device_page" not in page_row
     assert 'class="action">Search<' in search_row and P.GSME_1 in search_row
+
+
+def test_a_phone_can_skip_the_form_to_the_entries(engine, world) -> None:
+    """At 390 px the form filled the first screen (an auditor's, with its Party field, more):
+    the entries began below it with nothing to reach them by (review of the screen, 56). The
+    search page's link past its form, hidden from a wide screen's eye by the same rule."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    assert "to-results" not in south.get("/access-log").text  # no entries: nothing to skip to
+    south.get("/")
+    page = south.get("/access-log").text
+    assert '<a href="#entries">Skip the form to the 1 entry shown ↓</a>' in page
+    assert '<section class="results" id="entries"' in page
