@@ -277,6 +277,13 @@ def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):
     assert "An auditor reads who looked" in footer and "your own traffic" not in footer
     origins = [log["origin"] for log in client.get("/verify/logs.json").json()["logs"]]
     assert any("/access/" in origin for origin in origins)
+    # its Who looked page leads here, and this page says which step is its own: it spoke of
+    # record pages alone, which an auditor never opens (review of the screen, 56)
+    assert '<a href="/verify">' in client.get("/access-log").text
+    assert "As an auditor you open no record" in page.text and "Yours is step 4" in page.text
+    party = signed_in(engine, P.SOUTHENERGY)
+    assert "As an auditor" not in party.get("/verify").text
+    assert '<a href="/verify">' not in party.get("/access-log").text
 
 
 def test_the_consistency_form_offers_the_newest_log_first(engine, world):
