@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from servicetrail.domain.access_log import Reader, Tally
+from servicetrail.domain.search import Cursor
 from servicetrail.store.access_log import append_entries
 from servicetrail.store.access_tables import access_log
 from tests import personas as P
@@ -303,3 +304,17 @@ def test_a_phone_can_skip_the_form_to_the_entries(engine, world) -> None:
     page = south.get("/access-log").text
     assert '<a href="#entries">Skip the form to the 1 entry shown ↓</a>' in page
     assert '<section class="results" id="entries"' in page
+
+
+def test_a_pages_cursor_says_where_the_page_began(engine, world) -> None:
+    """An older page's read showed its cursor as the token ("cursor MjAyNS0w..."), which tells
+    an analyst nothing (review of the screen, 56); one this server did not issue, as sent."""
+    south = signed_in(engine, P.SOUTHENERGY)
+    after = Cursor(datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc), 7).encode()
+    assert south.get(f"/devices/{P.ESME_1}", params={"cursor": after}).status_code == 200
+    with engine.begin() as conn:  # (a search by a cursor not ours reads nothing, logs nothing)
+        reader = Reader(P.SOUTHENERGY, "tok-holder", "api")
+        append_entries(conn, [(reader, "search", {"cursor": "not-ours"}, Tally())])
+    page = south.get("/access-log").text
+    assert "older than 2025-03-01 09:30:00.000 UTC" in page and after not in page
+    assert "not-ours" in page

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from ..domain.access_log import INTERFACES, AccessEntry, entry_time
 from ..domain.ids import InvalidValue, hidden_characters, party_id
 from ..domain.search import Cursor
+from ..domain.times import format_time
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from ..store.accounts import AccountError, account_name
 from ..store.watches import list_watches
@@ -134,7 +135,7 @@ def shown(entry: AccessEntry, watch_names: dict[int, str] | None = None) -> Show
         interface=INTERFACE_LABELS.get(entry.interface, entry.interface),
         action=DEVICE_PAGE if device_page else ACTION_LABELS.get(entry.action, entry.action),
         filters=[
-            (str(name), _text(value))
+            (str(name), _cursor_text(value) if name == "cursor" else _text(value))
             for name, value in filters.items()
             if not (name == "record_id" and record_id is not None)
             and not (name == "back" and back is not None)
@@ -162,6 +163,18 @@ def _device_page_of(entry: AccessEntry, filters: dict[Any, Any]) -> str:
     if not isinstance(device, str) or filters.get("device_page") is not True:
         return ""
     return device if entry.interface == "web" and entry.action == "search" else ""
+
+
+def _cursor_text(value: Any) -> str:
+    """A page's cursor as where that page began: its opaque token said nothing to whoever
+    reads the log (review of the screen, 56). One this server did not issue, as stored."""
+    try:
+        after = Cursor.decode(value) if isinstance(value, str) else None
+    except InvalidValue:
+        after = None
+    if after is None:
+        return _text(value)
+    return f"older than {show_time(format_time(after.logged_at))} UTC"
 
 
 def _text(value: Any) -> str:
