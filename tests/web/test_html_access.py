@@ -287,11 +287,15 @@ def test_a_device_pages_read_says_device_page_not_a_search_by_its_device(engine,
     assert south.get(f"/devices/{P.ESME_1}").status_code == 200
     assert south.get("/", params={"device_id": P.GSME_1, "device_page": "True"}).status_code == 200
     page = south.get("/access-log").text
-    assert page.count("Device page") == 1
+    assert page.count("Device page <a") == 1
     search_row, page_row = page.split('<tr role="row" id="entry-')[1:3]  # newest first
     assert f'Device page <a class="mono" href="/devices/{P.ESME_1}">' in page_row
     assert "device_id" not in page_row and "device_page" not in page_row
     assert 'class="action">Search<' in search_row and P.GSME_1 in search_row
+    # the kind of read to narrow to says which it takes in: SPEC 8's action is a search
+    narrowed = south.get("/access-log", params={"action": "search"}).text
+    assert '<option value="search" selected>Search (Device pages too)</option>' in narrowed
+    assert narrowed.count("Device page <a") == 1
 
 
 def test_a_phone_can_skip_the_form_to_the_entries(engine, world) -> None:
