@@ -93,6 +93,11 @@ def test_an_own_payload_downloads_as_the_bytes_its_proof_commits_to(engine, shar
     assert refused.filters == {"record_id": shared_id, "download": "payload"}
     assert (refused.records_returned, refused.mp141_records_returned) == (0, 0)
     assert client.get("/records/999999999/payload").status_code == 404
+    # the mark is the download's own: a record page asked with it is a look at the record
+    # (review of the screen, 56: it read as a payload download in Who looked)
+    assert client.get(f"/records/{own}", params={"download": "payload"}).status_code == 200
+    with engine.connect() as conn:
+        assert next(iter_entries(conn, EntryFilter())).filters == {"record_id": own}
 
 
 def test_an_unsealed_record_says_so_and_a_hidden_one_is_not_found(engine, world, shared_id):

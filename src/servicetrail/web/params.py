@@ -195,6 +195,10 @@ _READ_ORDER = (
     "limit",
 ) + ("party_id", "window", "after", "page")
 _READ_NAMES = frozenset(_READ_ORDER)
+# what a route's own entry sets to say what was done (web.proofs_page: the payload taken
+# away): from a query, kept as sent, a record page's look read as a payload download in Who
+# looked (review of the screen, 56). No read takes a parameter of that name.
+_MARKS = frozenset({"download"})
 
 
 def asked(request: Request, *own: str, **path: Any) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def asked(request: Request, *own: str, **path: Any) -> dict[str, Any]:
     take pushed out a Device page's cursor (review 27f)."""
     query = request.query_params
     taken = {name: query[name] for name in (*own, *_READ_ORDER) if name in query}
-    rest = {name: value for name, value in query.items() if name not in _READ_NAMES}
+    rest = {n: value for n, value in query.items() if n not in _READ_NAMES and n not in _MARKS}
     return {**path, **{n: v for n, v in {**taken, **rest}.items() if n not in path}}
 
 
