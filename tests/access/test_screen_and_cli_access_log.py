@@ -260,6 +260,9 @@ def test_an_auditor_signs_in_to_the_who_looked_page_and_sees_every_partys_reads(
     page = auditor.get("/access-log")
     assert page.status_code == 200 and "every Party · the.auditor" in page.text
     assert P.NORTHPOWER in page.text and "np.analyst" in page.text
+    # beside its code, the Party's registered name: the code alone told an auditor, of no
+    # Party, little (review of the screen, 56)
+    assert f'{P.NORTHPOWER}</a><span class="sub">North Power plc</span>' in page.text
     assert 'href="/watches"' not in page.text and 'href="/report"' not in page.text
     assert 'href="/devices/' not in page.text  # it opens no Device page: it sees no records
     assert f"Record {own_record(world)}" in page.text and 'href="/records/' not in page.text

@@ -888,8 +888,13 @@ def test_an_auditor_reads_every_partys_entries_and_no_record(server: str, page) 
     page.wait_for_url(f"{server}/access-log")
     assert page.locator(".account-meta").inner_text() == "every Party · the.auditor"
     assert page.locator(".main-nav a").all_inner_texts() == ["Who looked"]
-    parties = page.locator("table.access-entries td.c-party").all_inner_texts()
+    parties = page.locator("table.access-entries td.c-party a").all_inner_texts()
     assert "LOOKAT" in parties
+    # and its name below its code, in the page's type, not the code's (review of the screen, 56)
+    named = page.locator("table.access-entries td.c-party", has_text="LOOKAT").first
+    assert named.locator(".sub").inner_text() == "Lookat Analytics Ltd"
+    font = "e => getComputedStyle(e).fontFamily"
+    assert named.locator(".sub").evaluate(font) == page.locator("body").evaluate(font)
     shot(page, "35-who-looked-auditor")
     # a long What (a cursor) took the width, and the Who column was squeezed until
     # "supplier" broke in two (audit 42f)
@@ -914,7 +919,7 @@ def test_an_auditor_reads_every_partys_entries_and_no_record(server: str, page) 
     page.set_viewport_size({"width": 1366, "height": 800})
     page.locator("table.access-entries td.c-party a", has_text="LOOKAT").first.click()
     page.wait_for_url(f"{server}/access-log?party=LOOKAT")
-    assert set(page.locator("table.access-entries td.c-party").all_inner_texts()) == {"LOOKAT"}
+    assert set(page.locator("table.access-entries td.c-party a").all_inner_texts()) == {"LOOKAT"}
     assert page.get_by_label("Party").input_value() == "LOOKAT"
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -19,6 +19,7 @@ from ..domain.search import Cursor
 from ..domain.times import format_time
 from ..store.access_log import EntryFilter, NoSuchParty, readable_page
 from ..store.accounts import AccountError, account_name
+from ..store.parties import party_names
 from ..store.watches import list_watches
 from ..store.limits import SearchTooBroad
 from .errors import ParameterError
@@ -190,6 +191,9 @@ class Found:
     problem: str = ""
     busy: Busy | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    # an auditor's: the registered name of each Party listed, by its code, which alone told
+    # someone of no Party little (review of the screen, 56)
+    party_names: dict[str, str] = field(default_factory=dict)
 
 
 def _entries(
@@ -213,6 +217,7 @@ def _entries(
             names = None
             if own_party is not None and any(_watch_of(e) is not None for e in entries):
                 names = {w["id"]: w["name"] for w in list_watches(conn, own_party)}
+            parties = party_names(conn, (e.party_id for e in entries)) if own_party is None else {}
     except NoSuchParty:
         return Found([], errors={"party": "no such Party in the store"})
     except SearchTooBroad as e:
@@ -224,7 +229,7 @@ def _entries(
         return Found([], problem=stopped(e.seconds, "The search", narrow))
     except Busy as e:
         return Found([], problem=e.sentence(), busy=e)
-    return Found([shown(e, names) for e in entries], more)
+    return Found([shown(e, names) for e in entries], more, party_names=parties)
 
 
 def _as_logged(conn: Connection, typed: str) -> str:
@@ -348,6 +353,7 @@ def access_log_page(request: Request, who: WhoOrAuditor) -> Response:
         problem=found.problem,
         problem_title=_problem_title(found),
         entries=found.entries,
+        party_names=found.party_names,
         devices_shown=DEVICES_SHOWN,
         auditor=who.auditor,
         next_link=(
