@@ -288,31 +288,26 @@ def test_narrowed_reads_take_a_heavy_slot(engine, world) -> None:
 def test_a_device_pages_read_says_device_page_not_a_search_by_its_device(engine, world) -> None:
     """A Device page's read is stored as SPEC 8's search by its Device, and Who looked said
     "Search, device_id X", as for a search typed by the same Device (review of the screen,
-    55). A query that names the mark as a parameter is a search still."""
+    55). A query that names the mark as a parameter is a search still. An older page's
+    cursor was shown as its token ("cursor MjAyNS0w..."), which told an analyst nothing
+    (review of the screen, 56): it says where the page began; a token the server did not
+    issue, as sent."""
     south = signed_in(engine, P.SOUTHENERGY)
-    assert south.get(f"/devices/{P.ESME_1}").status_code == 200
+    after = Cursor(datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc), 7).encode()
+    assert south.get(f"/devices/{P.ESME_1}", params={"cursor": after}).status_code == 200
     assert south.get("/", params={"device_id": P.GSME_1, "device_page": "True"}).status_code == 200
+    with engine.begin() as conn:  # (a search by a cursor not ours reads nothing, logs nothing)
+        reader = Reader(P.SOUTHENERGY, "tok-holder", "api")
+        append_entries(conn, [(reader, "search", {"cursor": "not-ours"}, Tally())])
     page = south.get("/access-log").text
     assert page.count("Device page <a") == 1
-    search_row, page_row = page.split('<tr role="row" id="entry-')[1:3]  # newest first
+    forged, search_row, page_row = page.split('<tr role="row" id="entry-')[1:4]  # newest first
     assert f'Device page <a class="mono" href="/devices/{P.ESME_1}">' in page_row
     assert "device_id" not in page_row and "device_page" not in page_row
+    assert "older than 2025-03-01 09:30:00.000 UTC" in page_row and after not in page
+    assert "not-ours" in forged
     assert 'class="action">Search<' in search_row and P.GSME_1 in search_row
     # the kind of read to narrow to says which it takes in: SPEC 8's action is a search
     narrowed = south.get("/access-log", params={"action": "search"}).text
     assert '<option value="search" selected>Search (Device pages too)</option>' in narrowed
     assert narrowed.count("Device page <a") == 1
-
-
-def test_a_pages_cursor_says_where_the_page_began(engine, world) -> None:
-    """An older page's read showed its cursor as the token ("cursor MjAyNS0w..."), which tells
-    an analyst nothing (review of the screen, 56); one this server did not issue, as sent."""
-    south = signed_in(engine, P.SOUTHENERGY)
-    after = Cursor(datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc), 7).encode()
-    assert south.get(f"/devices/{P.ESME_1}", params={"cursor": after}).status_code == 200
-    with engine.begin() as conn:  # (a search by a cursor not ours reads nothing, logs nothing)
-        reader = Reader(P.SOUTHENERGY, "tok-holder", "api")
-        append_entries(conn, [(reader, "search", {"cursor": "not-ours"}, Tally())])
-    page = south.get("/access-log").text
-    assert "older than 2025-03-01 09:30:00.000 UTC" in page and after not in page
-    assert "not-ours" in page
