@@ -26,7 +26,7 @@ from ..domain.checkpoint import (
     payload_commitment,
     record_leaf,
 )
-from ..domain.merkle import leaf_hash
+from ..domain.merkle import LEAF_PREFIX, leaf_hash
 from .compiled_statements import driver_in_transaction
 from .log_tables import log_leaf, log_pending
 from .schema import sat_payload, sat_record
@@ -52,20 +52,27 @@ def hot_leaf(
     command_variant: int | None,
     payload: str,
 ) -> tuple[bytes, bytes]:
-    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form."""
-    salt = _salts.take()
-    commitment = payload_commitment(salt, payload)
-    return salt, leaf_hash_of(
-        logged_at,
-        kind,
-        request_id,
-        srv,
-        user_id,
-        device_id,
-        response_code,
-        command_variant,
-        commitment,
-    )
+    """(salt, leaf hash) for a record about to be stored; `logged_at` in leaf_time's form.
+    leaf_hash_of and payload_commitment written in line: this runs once per ingested record
+    in the parse worker, and their two calls and nine arguments passed on cost 1.4k of the
+    leaf's ~72k instructions (callgrind; BENCHMARKS.md, session 56)."""
+    salt = _next_salt()
+    leaf = {
+        "command_variant": command_variant,
+        "device_id": device_id,
+        "kind": kind,
+        "logged_at": logged_at,
+        "payload_commitment": _sha256(salt + payload.encode()).hexdigest(),
+        "request_id": request_id,
+        "response_code": response_code or "",
+        "srv": srv or "",
+        "user_id": user_id,
+        "v": LEAF_VERSION,
+    }
+    return salt, _sha256(LEAF_PREFIX + orjson.dumps(leaf)).digest()
+
+
+_sha256 = hashlib.sha256
 
 
 def leaf_hash_of(
@@ -97,27 +104,23 @@ def leaf_hash_of(
     return hashlib.sha256(b"\x00" + orjson.dumps(leaf)).digest()
 
 
-class _SaltSource:
-    """Salts from os.urandom, drawn 4096 at a time: one system call per record cost more
-    than the rest of its leaf."""
-
-    def __init__(self) -> None:
-        self.forget()
-
-    def forget(self) -> None:
-        self._buffer = b""
-        self._at = 0
-
-    def take(self) -> bytes:
-        if self._at >= len(self._buffer):
-            self._buffer, self._at = os.urandom(SALT_BYTES * 4096), 0
-        self._at += SALT_BYTES
-        return self._buffer[self._at - SALT_BYTES : self._at]
+def _salt_stream() -> Iterator[bytes]:
+    """Salts from os.urandom, drawn 4096 at a time and cut up as drawn: one system call per
+    record cost more than the rest of its leaf, and a method a salt that sliced the buffer
+    at its own place cost a third more than a step of this (BENCHMARKS.md, session 56)."""
+    while True:
+        drawn = os.urandom(SALT_BYTES * 4096)
+        yield from [drawn[at : at + SALT_BYTES] for at in range(0, len(drawn), SALT_BYTES)]
 
 
-_salts = _SaltSource()
-# a forked parse worker must not hand out the salts its parent still holds
-os.register_at_fork(after_in_child=_salts.forget)
+def _forget_salts() -> None:
+    """A forked parse worker must not hand out the salts its parent still holds."""
+    global _next_salt
+    _next_salt = _salt_stream().__next__
+
+
+_next_salt = _salt_stream().__next__
+os.register_at_fork(after_in_child=_forget_salts)
 
 
 def stored_leaf(row: Any, salt: bytes) -> dict[str, Any]:
