@@ -18,15 +18,18 @@ from servicetrail.cli import main
 from servicetrail.store.engine import make_engine
 from servicetrail.store.server_away import server_away
 
-# A server that refuses every connection with the SQLSTATE its database is named after, in a
-# process of its own: libpq's PQping holds Python's GIL while it waits, so a server in one of
-# this process's threads never answered it
+# A server that refuses every connection with the SQLSTATE its database is named after (the
+# database "password" is asked for a password in clear instead), in a process of its own:
+# libpq's PQping holds Python's GIL while it waits, so a server in one of this process's
+# threads never answered it
 REFUSING_SERVER = r"""
 import socket, struct, sys
 listener = socket.create_server(("127.0.0.1", 0))
 print(listener.getsockname()[1], flush=True)
 while True:
     conn, _ = listener.accept()
+    if "--tell-connections" in sys.argv:
+        print("connection", flush=True)
     with conn:
         try:
             while True:  # "no" to TLS and GSS, until the startup message itself
@@ -37,6 +40,10 @@ while True:
                 conn.sendall(b"N")
             words = said.split(b"\0")
             sqlstate = words[words.index(b"database") + 1].decode()
+            if sqlstate == "password":
+                conn.sendall(b"R" + struct.pack("!ii", 8, 3))
+                conn.recv(1024)
+                continue
             fields = [("S", "FATAL"), ("V", "FATAL"), ("C", sqlstate)]
             fields.append(("M", "refused as " + sqlstate))
             body = b"".join(k.encode() + v.encode() + b"\0" for k, v in fields) + b"\0"
@@ -117,8 +124,51 @@ def test_a_host_that_does_not_exist_is_the_urls_to_mend(monkeypatch) -> None:
             raise socket.gaierror(error, "played")
 
         monkeypatch.setattr(socket, "getaddrinfo", resolver)
-        assert (server_away(engine) is not None) is away
+        assert (server_away(engine).away is not None) is away
 
 
 def test_an_sqlite_store_is_never_away(tmp_path) -> None:
-    assert server_away(make_engine(f"sqlite:///{tmp_path / 'x.db'}")) is None
+    assert server_away(make_engine(f"sqlite:///{tmp_path / 'x.db'}")).away is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # libpq refuses it before it reaches a server: PQping says "no attempt"
+        "{server}store?sslmode=bogus",
+        # asked for a password it has not: the server's request to authenticate goes untraced
+        # where PQping counts it as the server's answer
+        "{server}password?passfile=/nonexistent",
+    ],
+    ids=["options libpq refuses", "a password asked, none had"],
+)
+def test_a_url_refused_before_a_trace_can_tell_is_for_the_url_to_mend(
+    refusing_server: str, url: str, monkeypatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = url.format(server=refusing_server)
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 2, result.output
+    assert "try again" not in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("sqlstate", ["28P01", "28000"])
+def test_a_refused_url_is_tried_once_more_not_twice(sqlstate: str) -> None:
+    """A wrong password or a role that does not exist: the command's own attempt and one
+    traced attempt, no ping besides, and no maintenance database asked to make a database
+    that is there: each is a FATAL line in the server's log, and one more failure for a
+    lockout counting them (audit 56g: it was five)."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", REFUSING_SERVER, "--tell-connections"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        url = f"postgresql://analyst@127.0.0.1:{server.stdout.readline().strip()}/{sqlstate}"
+        result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    finally:
+        server.kill()
+        said, _ = server.communicate()
+    assert result.exit_code == 2, result.output
+    assert said.count("connection") == 2

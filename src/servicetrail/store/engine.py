@@ -489,11 +489,13 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     except exc.OperationalError as failed:
         from .server_away import server_away
 
-        away = server_away(engine)
-        if away:  # before there_now, which would ask two more databases of no server
+        unopened = server_away(engine)
+        if unopened.away:  # before there_now, which would ask two more databases of no server
             engine.dispose()
             said = str(failed.orig).strip().partition("\n")[0]
-            raise StoreAway(f"{away}: {said}") from None
+            raise StoreAway(f"{unopened.away}: {said}") from None
+        if not unopened.maybe_no_database:
+            raise  # refused for its password, role, ...: no database to make
         try:
             if not there_now(engine):
                 raise  # the server's own answer: unreachable, a wrong password, ...

@@ -14,8 +14,11 @@ reached, or the slots left kept for superusers, or a role's or database's own li
 up, and its refusal's words are all psycopg passes on: those of the server's lc_messages, which
 nothing pins before the connection exists (a role's setting applies after the refusal, and a
 client may not set it). The code itself crosses the wire, in the refusal's ErrorResponse, and
-libpq's trace of the protocol (PQtrace, documented, stable since PostgreSQL 14) writes it out:
-another attempt, made with the trace on, reads it there (`_refusal_codes`).
+libpq's trace of the protocol (PQtrace, documented, stable since PostgreSQL 14) writes it out.
+One attempt made with the trace on tells all PQping would, and the code: it takes PQping's
+place where the trace can be had (`_traced_attempt`). A ping and a traced attempt both made
+the server refuse a wrong password three times at a command's start, three FATAL lines in
+its log and three failures for a lockout to count (audit 56g).
 
 psycopg is imported only here, when a PostgreSQL store failed to open (postgresql_errors says
 why not at import).
@@ -27,7 +30,9 @@ import os
 import re
 import select
 import socket
+import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -37,65 +42,115 @@ from sqlalchemy.engine import Engine
 PING_SECONDS = 5
 
 
-def server_away(engine: Engine) -> str | None:
+@dataclass(frozen=True)
+class Unopened:
+    """What a PostgreSQL store's failed connection says of its server: `away`, why it cannot
+    take a connection now when waiting may mend it; `maybe_no_database`, False only when the
+    server refused the URL for something else than a database that does not exist (then
+    there is no database to make, and asking two maintenance databases is two more refusals
+    in the server's log, and against a lockout's count)."""
+
+    away: str | None
+    maybe_no_database: bool = True
+
+
+def server_away(engine: Engine) -> Unopened:
     """Why the store's server cannot take a connection now, when waiting may mend it: nothing
-    answers (not running, restarting, out of reach) or it is starting up or shutting down.
-    None when it answered and refused (a wrong password, a role or database that does not
-    exist): the URL or the server's set-up needs mending, not a retry."""
+    answers (not running, restarting, out of reach), it is starting up or shutting down, or
+    it has no room. `away` None when it answered and refused (a wrong password, a role or
+    database that does not exist): the URL or the server's set-up needs mending, not a retry.
+
+    One connection attempt, traced, tells it all where libpq's trace can be had; elsewhere
+    PQping does (no room then goes untold). A URL refused for its password is tried twice in
+    all, the command's own attempt included: a lockout counting failures counts two."""
     if engine.dialect.name != "postgresql":
-        return None
+        return Unopened(None)
     from psycopg import pq
     from psycopg.conninfo import make_conninfo
 
     _, params = engine.dialect.create_connect_args(engine.url)
     params.pop("context", None)  # psycopg's adapters: not a connection parameter
-    params["connect_timeout"] = _ping_seconds(params.get("connect_timeout"))
-    answer = pq.PGconn.ping(make_conninfo(**params).encode())
-    if answer == pq.Ping.REJECT:
-        return "its server is starting up or shutting down"
-    if answer == pq.Ping.NO_RESPONSE and not _no_such_host(params.get("host")):
-        return "its server does not answer (not running, restarting, or out of reach)"
-    if answer == pq.Ping.OK and _refused_for_want_of_room(make_conninfo(**params)):
-        return "its server has no room for another connection now"
-    return None
+    seconds = _ping_seconds(params.get("connect_timeout"))
+    params["connect_timeout"] = seconds
+    conninfo = make_conninfo(**params)
+    answer = _traced_attempt(conninfo, seconds) if _traceable() else None
+    if answer is None:
+        answer = _Answer(pq.PGconn.ping(conninfo.encode()), [])
+    if answer.ping == pq.Ping.REJECT:
+        return Unopened("its server is starting up or shutting down")
+    if answer.ping == pq.Ping.NO_RESPONSE:
+        if _no_such_host(params.get("host")):
+            return Unopened(None)
+        return Unopened("its server does not answer (not running, restarting, or out of reach)")
+    if any(code.startswith("53") for code in answer.codes):  # insufficient resources
+        return Unopened("its server has no room for another connection now")
+    return Unopened(None, maybe_no_database=not answer.codes or "3D000" in answer.codes)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    ping: Any  # pq.Ping: what PQping would have said of the same attempt
+    codes: list[str]  # the SQLSTATEs the servers refused the attempt with
+
+
+def _traceable() -> bool:
+    """Whether libpq traces here: psycopg traces only on Linux, PQsetTraceFlags came in 14."""
+    from psycopg import pq
+
+    return sys.platform == "linux" and hasattr(os, "memfd_create") and pq.version() >= 140000
 
 
 # the server's SQLSTATE in a traced ErrorResponse: `S "FATAL" V "FATAL" C "53300" M "..."`
 # (the server sends the severity, its untranslated twin and the code first, in that order)
-_TRACED_REFUSAL = re.compile(r'\tErrorResponse\t S "[^"]*"(?: V "[^"]*")? C "([0-9A-Z]{5})"')
+_TRACED_REFUSAL = re.compile(
+    r'^B\t\d+\tErrorResponse\t S "[^"]*"(?: V "[^"]*")? C "([0-9A-Z]{5})"', re.M
+)
+# any request of the server's to authenticate, AuthenticationOk included
+_TRACED_AUTHENTICATION = re.compile(r"^B\t\d+\tAuthentication", re.M)
 
 
-def _refused_for_want_of_room(conninfo: str) -> bool:
-    """Whether the server refuses a connection in class 53, insufficient resources (53300
-    above all): the server's state, which waiting mends, not the URL's."""
-    return any(code.startswith("53") for code in _refusal_codes(conninfo))
+def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
+    """A connection attempt made now with libpq's protocol trace on, judged as PQping
+    judges its own (libpq's internal_ping): made, or asked to authenticate, is up; no
+    SQLSTATE from a server is no response; a last one of 57P03 is a reject. The trace also
+    gives the codes of the refusals, which libpq keeps to itself. None where the trace cannot
+    tell what PQping would (`_TRACED_STARTUP`). libpq's stream on the trace stays open,
+    empty, for the process's life: psycopg gives no way to close it."""
+    from psycopg import pq
 
-
-def _refusal_codes(conninfo: str) -> list[str]:
-    """The SQLSTATEs with which the servers refused a connection made now, read from libpq's
-    trace of the protocol; none when it connected, or the trace could not be had (a libpq
-    before 14, a system other than Linux: psycopg traces only there). libpq's stream on the
-    trace stays open, empty, for the process's life: psycopg gives no way to close it."""
-    from psycopg import errors, pq
-
-    if not hasattr(os, "memfd_create"):
-        return []
     # in memory, not a file: a server asking for a password in clear has it traced
     trace = os.memfd_create("servicetrail-refusal", os.MFD_CLOEXEC)
     conn = pq.PGconn.connect_start(conninfo.encode())
     try:
-        try:
-            conn.trace(trace)
-            conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-        except errors.NotSupportedError:
-            return []
-        _polled(conn, time.monotonic() + PING_SECONDS)
+        if conn.status == pq.ConnStatus.BAD:
+            # no server reached yet: options libpq refuses (PQping tells "no attempt"), or
+            # no host to be found; a ping costs no server a connection either
+            return None
+        conn.trace(trace)
+        conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        _polled(conn, time.monotonic() + seconds)
+        status = conn.status
         conn.untrace()  # flushes the trace's stream
         said = os.pread(trace, 1 << 20, 0).decode("utf-8", "replace")
     finally:
         conn.finish()
         os.close(trace)
-    return _TRACED_REFUSAL.findall(said)
+    codes = _TRACED_REFUSAL.findall(said)
+    if status == pq.ConnStatus.OK or _TRACED_AUTHENTICATION.search(said):
+        return _Answer(pq.Ping.OK, codes)
+    if codes:
+        return _Answer(pq.Ping.REJECT if codes[-1] == "57P03" else pq.Ping.OK, codes)
+    if status == pq.ConnStatus.BAD and _TRACED_STARTUP.search(said):
+        return None  # PQping tells (below)
+    return _Answer(pq.Ping.NO_RESPONSE, codes)
+
+
+# libpq traces a message from the server once it has handled it, and an authentication
+# request it failed on (a password it has not, require_auth refusing the server's method)
+# goes untraced, where PQping counts it as the server's answer. An attempt that failed after
+# its StartupMessage with nothing traced in reply is one of those or a server that hung up
+# unasked: PQping tells which, at the cost of one more attempt, in those cases only
+_TRACED_STARTUP = re.compile(r"^F\t\d+\tStartupMessage\t", re.M)
 
 
 def _polled(conn: Any, deadline: float) -> None:
