@@ -172,3 +172,16 @@ def test_a_refused_url_is_tried_once_more_not_twice(sqlstate: str) -> None:
         said, _ = server.communicate()
     assert result.exit_code == 2, result.output
     assert said.count("connection") == 2
+
+
+def test_where_libpq_cannot_trace_a_ping_tells_a_wait_from_a_refusal(
+    refusing_server: str, monkeypatch
+) -> None:
+    """A libpq before 14, a system other than Linux: PQping alone, as before the trace."""
+    from servicetrail.store import server_away as module
+
+    monkeypatch.setattr(module, "_traceable", lambda: False)
+    for sqlstate, away in (("57P03", True), ("28P01", False), ("53300", False)):
+        engine = make_engine(refusing_server + sqlstate)
+        assert (server_away(engine).away is not None) is away, sqlstate
+        assert server_away(engine).maybe_no_database  # no code to tell otherwise
