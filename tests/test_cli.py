@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from servicetrail.cli import main
 from servicetrail.store import engine as store_engine
+from servicetrail.store import store_url
 from servicetrail.store.migrate import head_revision
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
@@ -730,13 +731,13 @@ def test_a_store_url_naming_several_servers_opens_one_that_answers(pg_url):
     url = pg_url.replace(f"@{server.host}:", f"@127.0.0.1:{nobody},{server.host}:", 1)
     result = CliRunner().invoke(main, ["--db", url, "db", "check"])
     assert result.exit_code == 0, result.output
-    assert f"port={nobody},{server.port}" in store_engine.database_url(url)
+    assert f"port={nobody},{server.port}" in store_url.database_url(url)
 
 
 def test_a_list_of_servers_is_read_as_libpq_reads_it_and_shown_without_its_password():
-    url = store_engine.database_url("postgresql://u:secret@[::1]:5433,db2/trail?sslmode=require")
+    url = store_url.database_url("postgresql://u:secret@[::1]:5433,db2/trail?sslmode=require")
     assert url == "postgresql+psycopg://u:secret@/trail?sslmode=require&host=::1,db2&port=5433,"
-    shown = store_engine.shown_url(url)
+    shown = store_url.shown_url(url)
     assert "secret" not in shown and "?host=::1,db2&port=5433,&" in shown  # as written
     result = CliRunner().invoke(
         main, ["--db", "postgresql://u:pw@a:1,b:x/t", "records", "--party", "N"]

@@ -16,16 +16,11 @@ from ..domain.ids import shown_code
 from ..domain.visibility import Viewer
 from ..signing import key_path_for, signer_for
 from ..sqlite_url import in_memory
-from ..store.engine import (
-    StoreError,
-    database_url,
-    make_engine,
-    open_store,
-    shown_url,
-)
+from ..store.engine import StoreError, make_engine, open_store
 from ..store.limits import StoreAway, StoreBusy, store_busy
 from ..store.merkle_log import seal_store
 from ..store.queries import viewer_for
+from ..store.store_url import database_url, shown_url
 from .common import Failure
 
 F = TypeVar("F", bound=Callable[..., Any])
