@@ -60,14 +60,22 @@ from servicetrail.store.writer import append_records  # noqa: E402
 from tests.personas import ESME_1, LK_OU, SOUTHENERGY, load_personas, t  # noqa: E402
 
 try:  # the deliverer's own steps, where the code under test has them
-    from servicetrail.store.outbox import disable_gone, lock_in_key_order
+    from servicetrail.store.outbox import lock_in_key_order
 except ImportError:  # older src/
 
     def lock_in_key_order(conn, keys) -> None:  # type: ignore[no-untyped-def]
         return None
 
-    def disable_gone(conn, watch_ids, now) -> bool:  # type: ignore[no-untyped-def]
-        return True
+
+try:  # turning a 410's webhook off: store.outbox_gone since session 56, store.outbox before
+    from servicetrail.store.outbox_gone import disable_gone
+except ImportError:
+    try:
+        from servicetrail.store.outbox import disable_gone  # type: ignore[attr-defined,no-redef]
+    except ImportError:  # older src/
+
+        def disable_gone(conn, watch_ids, now) -> bool:  # type: ignore[no-untyped-def]
+            return True
 
 
 try:  # a round's statements on what it holds planned once (session 55)
@@ -90,11 +98,14 @@ except ImportError:
 
 
 try:  # a kept webhook's queue, dropped by the round's second transaction (session 36)
-    from servicetrail.store.outbox import drop_turned_off
+    from servicetrail.store.outbox_gone import drop_turned_off
 except ImportError:
+    try:
+        from servicetrail.store.outbox import drop_turned_off  # type: ignore[attr-defined,no-redef]
+    except ImportError:
 
-    def drop_turned_off(conn, watch_ids) -> None:  # type: ignore[no-untyped-def]
-        return None
+        def drop_turned_off(conn, watch_ids) -> None:  # type: ignore[no-untyped-def]
+            return None
 
 
 LATER = t("2025-04-01T10:00:00Z")

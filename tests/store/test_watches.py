@@ -882,7 +882,8 @@ def test_a_rounds_410s_leave_the_deliveries_another_round_holds(pg_engine: Engin
     import threading
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone, record_outcomes
+    from servicetrail.store.outbox import Outcome, record_outcomes
+    from servicetrail.store.outbox_gone import disable_gone
 
     world = load_personas(pg_engine)
     hook = {"url": "https://hooks.example.com/w"}
@@ -986,7 +987,8 @@ def _transaction_in_background(
 
 def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
     """A round's 410, as the deliverer records it."""
-    from servicetrail.store.outbox import Outcome, disable_gone, drop_turned_off, record_outcomes
+    from servicetrail.store.outbox import Outcome, record_outcomes
+    from servicetrail.store.outbox_gone import disable_gone, drop_turned_off
 
     outcomes = [Outcome(watch_id, event_id, 0, "gone")]
     with engine.begin() as conn:
@@ -1000,7 +1002,7 @@ def _gone(engine: Engine, watch_id: int, event_id: int, now) -> None:
 def _turning_off_round(engine: Engine, now) -> bool:
     """A round's turning off of what earlier rounds kept, as the deliverer runs it: the
     webhooks, then their queues, in two transactions."""
-    from servicetrail.store.outbox import disable_gone, drop_turned_off
+    from servicetrail.store.outbox_gone import disable_gone, drop_turned_off
 
     with engine.begin() as conn:
         turned_off = disable_gone(conn, [], now)
@@ -1077,7 +1079,8 @@ def test_deliveries_no_webhook_will_send_are_dropped_once_due(world: World) -> N
     (review 34c). Once due, with nothing else due, it goes; another watch's stay."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone, lease_due, pending_count
+    from servicetrail.store.outbox import lease_due, pending_count
+    from servicetrail.store.outbox_gone import disable_gone
 
     quiet = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/q"})
     off, _ = _one_webhook(world)
@@ -1106,7 +1109,8 @@ def test_turning_webhooks_off_takes_their_watches_in_id_order(pg_engine: Engine)
     and then updates the second, which lies before the first in the table."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.outbox_gone import disable_gone
 
     world = load_personas(pg_engine)
     hook = {"url": "https://hooks.example.com/w"}
@@ -1192,7 +1196,8 @@ def test_turning_webhooks_off_gives_way_to_a_registry_change_matching_in_steps(
     The change's steps are match_before_registry_change's, one at a time."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.outbox_gone import disable_gone
     from servicetrail.store.visibility_index import lock_registry
 
     world = load_personas(pg_engine)
@@ -1237,13 +1242,8 @@ def test_a_webhook_kept_gone_during_a_registry_change_is_off_for_every_worker(
     meanwhile is forgotten too."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import (
-        Outcome,
-        disable_gone,
-        drop_turned_off,
-        lease_due,
-        record_outcomes,
-    )
+    from servicetrail.store.outbox import Outcome, lease_due, record_outcomes
+    from servicetrail.store.outbox_gone import disable_gone, drop_turned_off
     from servicetrail.store.visibility_index import lock_registry
 
     world = load_personas(pg_engine)
@@ -1293,7 +1293,7 @@ def test_a_queue_left_by_a_worker_stopped_mid_round_is_dropped_by_the_next(world
     the next round, any worker's, drops it."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone
+    from servicetrail.store.outbox_gone import disable_gone
 
     hook = {"url": "https://hooks.example.com/w"}
     gone, fine = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
@@ -1360,7 +1360,7 @@ def test_dropping_a_queue_holds_no_watch_row(pg_engine: Engine) -> None:
     asked for, and let go before the queue is deleted."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone, drop_turned_off
+    from servicetrail.store.outbox_gone import disable_gone, drop_turned_off
 
     world = load_personas(pg_engine)
     watch_id, _ = _one_webhook(world)
@@ -1390,7 +1390,7 @@ def test_turning_webhooks_off_waits_for_no_watch_row(pg_engine: Engine) -> None:
     off at once, and the held one as soon as its row is free."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone
+    from servicetrail.store.outbox_gone import disable_gone
 
     world = load_personas(pg_engine)
     hook = {"url": "https://hooks.example.com/w"}
@@ -1427,13 +1427,8 @@ def test_a_lease_under_way_leases_nothing_of_a_watch_gone_meanwhile(
     from the lease's hooks, between its listing and its per-watch reads."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import (
-        Outcome,
-        disable_gone,
-        lease_due,
-        lock_in_key_order,
-        record_outcomes,
-    )
+    from servicetrail.store.outbox import Outcome, lease_due, lock_in_key_order, record_outcomes
+    from servicetrail.store.outbox_gone import disable_gone
 
     world = load_personas(pg_engine)
     gone = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})["id"]
@@ -1499,7 +1494,8 @@ def test_what_another_worker_leased_of_a_watch_gone_since_is_dropped(world: Worl
     are dropped too, not sent (review 36c)."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import disable_gone, hidden_since_lease, lease_due
+    from servicetrail.store.outbox import hidden_since_lease, lease_due
+    from servicetrail.store.outbox_gone import disable_gone
 
     hook = {"url": "https://hooks.example.com/w"}
     off, fine = (add_watch(world, SOUTHENERGY, webhook=hook)["id"] for _ in range(2))
@@ -1529,7 +1525,8 @@ def test_a_deletion_waiting_for_a_step_never_closes_a_cycle(pg_engine: Engine) -
     written out, as `_counters` and `_write_events` run them; `holder` is the other."""
     from datetime import datetime, timezone
 
-    from servicetrail.store.outbox import Outcome, disable_gone
+    from servicetrail.store.outbox import Outcome
+    from servicetrail.store.outbox_gone import disable_gone
 
     world = load_personas(pg_engine)
     hook = {"url": "https://hooks.example.com/w"}

@@ -41,9 +41,7 @@ from .watch_sql import (
     visible_deliveries,
 )
 from .engine import planned_generically
-from .visibility_index import REGISTRY_LOCK
-from .upsert import dialect_insert
-from .watch_tables import watch, webhook_gone, webhook_outbox
+from .watch_tables import watch, webhook_outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +56,6 @@ class Due:
     event: dict[str, Any]
     party_id: str = ""  # the watch's Party, for the delivery's access-log entry
 
-
-GONE_REASON = "the receiver answered 410 Gone"
 
 # From the watches with deliveries due (id, URL, Party): how many of each to lease now.
 Share = Callable[[list[tuple[int, str, str]]], Mapping[int, int]]
@@ -410,7 +406,7 @@ def record_outcomes(
     if not locked:
         lock_in_key_order(conn, [(o.watch_id, o.event_id) for o in outcomes])
     done = [(o.watch_id, o.event_id) for o in outcomes if o.status == "delivered"]
-    _drop_some(conn, sorted({o.watch_id for o in outcomes if o.status == "gone"}))
+    drop_some(conn, sorted({o.watch_id for o in outcomes if o.status == "gone"}))
     failed = [o for o in outcomes if o.status == "failed"]
     turned_off = _turned_off(conn, {o.watch_id for o in failed})
     done += [(o.watch_id, o.event_id) for o in failed if o.watch_id in turned_off]
@@ -461,63 +457,6 @@ def _retry(conn: Connection, retry: list[dict[str, Any]], fenced: bool = False) 
     conn.execute(statement, retry)
 
 
-def disable_gone(conn: Connection, watch_ids: Iterable[int], now: datetime) -> TurnedOff:
-    """Turn off the webhooks of these watches, whose receivers answered 410 Gone, and of those
-    kept in `webhook_gone` by earlier rounds (any worker's), in the caller's transaction,
-    which should hold nothing else. True when every one of `watch_ids` was turned off; the
-    caller then drops the queues of those turned off in a transaction of its own
-    (`drop_turned_off`), which forgets them: until it commits they stay kept, so a worker
-    stopped between the two leaves the drop to the next round, whoever runs it (review 36e).
-
-    It waits for no watch's row (PostgreSQL). A watch whose row another transaction holds
-    for an update (a Party marking its events read, a deletion) is skipped and stays kept
-    for a later round: waiting for it inside a round closed a cycle with a delete of the
-    watch (review 34b), and outside one, every worker's round waited on any kept watch's row
-    (review 36a). All of them stay kept while a registry change is at work or waiting: it
-    matches in steps of its transaction, each in id order but a later one's watch maybe
-    before an earlier one's, and a turning off between two steps closed a cycle with it
-    (review 35a); waiting for it, behind the ingest batches it waits for, stalled the rounds
-    with no end (review 35d). Keeping takes no lock on the watch: no worker leases anything
-    of a kept watch (`due_watches`), a matcher's step that begins after it queues nothing
-    for it, and a later round of any worker, after a restart too, turns it off. Kept in one
-    worker's memory, another worker, or the same one restarted, sent the receiver more
-    (session 35)."""
-    reported = sorted(set(watch_ids))
-    _keep(conn, reported, now)
-    kept = sorted(set(conn.execute(select(webhook_gone.c.watch_id)).scalars()))
-    if not kept:
-        return TurnedOff(True)
-    gone = kept
-    if conn.dialect.name == "postgresql":
-        taken = conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock_shared({REGISTRY_LOCK})")
-        if not taken.scalar_one():
-            return TurnedOff(not reported)
-        w = watch.c
-        free = select(w.id).where(w.id.in_(gone)).order_by(w.id)
-        gone = list(conn.execute(free.with_for_update(key_share=True, skip_locked=True)).scalars())
-    conn.execute(
-        update(watch)
-        .where(watch.c.id.in_(gone), watch.c.webhook_disabled_at.is_(None))
-        .values(webhook_disabled_at=now, webhook_disabled_reason=GONE_REASON)
-    )
-    g = webhook_gone.c
-    deleted = ~exists(select(literal(1)).where(watch.c.id == g.watch_id))
-    _forget(conn, g.watch_id.in_(kept) & deleted)  # nothing to drop: the deletion did
-    return TurnedOff(set(reported) <= set(gone), tuple(gone))
-
-
-@dataclass(frozen=True, slots=True)
-class TurnedOff:
-    """What `disable_gone` did: true when every watch reported was turned off; `watches`:
-    those it turned off (or found off), whose queues are for `drop_turned_off`."""
-
-    every_reported: bool
-    watches: tuple[int, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.every_reported
-
-
 # Deliveries a round's drop deletes at most. On SQLite its transaction holds the store's one
 # write lock, which every Party's read waits for to append its access-log entry: a receiver
 # that answered 410 over a backlog of 1M deliveries held it 3.5 s, and another Party's search
@@ -526,49 +465,14 @@ class TurnedOff:
 DROPPED_PER_ROUND = 5_000
 
 
-def drop_turned_off(conn: Connection, watch_ids: Iterable[int]) -> None:
-    """Delete the queues of these watches, whose webhooks `disable_gone` turned off, and
-    forget that they were kept, in a transaction of the caller's that should hold nothing
-    else. It waits for nothing. A watch whose row it could not take FOR UPDATE just now stays
-    kept for a later round: a matcher's step holds it FOR KEY SHARE to its end, and the
-    deliveries that step writes, uncommitted, were not there to delete; forgotten, they
-    stayed (review 36f). So does one whose deliveries another transaction holds (a round
-    settles or releases them).
-
-    Left, what the matcher had queued for a kept watch waited for a moment when nothing else
-    was due (review 36a); deleted inside `disable_gone`, holding the watch's row and the
-    registry lock, a backlog of 1M held a registry change and the ingest behind it for 1.3 s
-    (review 36c)."""
-    ids = sorted(set(watch_ids))
-    if conn.dialect.name == "postgresql" and ids:
-        # only asked, and let go at once: held while a large queue was deleted, the lock
-        # stood a matcher's step and a Party marking its events read behind it (150k
-        # deliveries: 0.27 s; review 36g). A step that begins after this one sees the watch
-        # kept, and queues nothing for it.
-        free = select(watch.c.id).where(watch.c.id.in_(ids)).order_by(watch.c.id)
-        asked = conn.begin_nested()
-        ids = list(conn.execute(free.with_for_update(skip_locked=True)).scalars())
-        asked.rollback()
-    if not ids:
-        return
-    _drop_some(conn, ids)
-    o, g = webhook_outbox.c, webhook_gone.c
-    emptied = [
-        w
-        for w in ids
-        if conn.execute(select(literal(1)).where(o.watch_id == w).limit(1)).first() is None
-    ]
-    if emptied:
-        _forget(conn, g.watch_id.in_(emptied))
-
-
-def _drop_some(conn: Connection, watch_ids: list[int]) -> None:
+def drop_some(conn: Connection, watch_ids: list[int]) -> None:
     """The deliveries of these watches, whose receivers answered 410, deleted;
-    DROPPED_PER_ROUND at most, the rest by later rounds' `drop_turned_off`: the watches stay
-    kept until none is left, and no worker leases anything of theirs meanwhile. Not the
-    steps of a watch's deletion (watches.shed_backlog), which lead with the events and
-    commit their own transactions until done: here the watch and its events stay, the drop
-    rides in a round's transaction, and any worker's later round takes up the rest."""
+    DROPPED_PER_ROUND at most, the rest by later rounds' `drop_turned_off`
+    (store.outbox_gone): the watches stay kept until none is left, and no worker leases
+    anything of theirs meanwhile. Not the steps of a watch's deletion (watches.shed_backlog),
+    which lead with the events and commit their own transactions until done: here the watch
+    and its events stay, the drop rides in a round's transaction, and any worker's later
+    round takes up the rest."""
     left = DROPPED_PER_ROUND
     for watch_id in watch_ids:
         if left <= 0:
@@ -576,29 +480,10 @@ def _drop_some(conn: Connection, watch_ids: list[int]) -> None:
         left -= delete_deliveries_of(conn, watch_id, skip_locked=True, at_most=left)
 
 
-def _forget(conn: Connection, which: Any) -> None:
-    """Delete the kept rows `which` picks, skipping any another transaction holds (another
-    worker forgetting the same watch): waiting for it, a round stood behind that worker's."""
-    g = webhook_gone.c
-    chosen = select(g.watch_id).where(which)
-    if conn.dialect.name == "postgresql":
-        chosen = chosen.with_for_update(skip_locked=True)
-    conn.execute(delete(webhook_gone).where(g.watch_id.in_(chosen.scalar_subquery())))
-
-
-def _keep(conn: Connection, watch_ids: list[int], now: datetime) -> None:
-    """Keep these watches in `webhook_gone`, in key order: two workers keeping the same
-    watches wait in line, not in a cycle. No lock on the watch's row."""
-    if not watch_ids:
-        return
-    keep = dialect_insert(conn, webhook_gone).on_conflict_do_nothing()
-    conn.execute(keep, [{"watch_id": w, "reported_at": now} for w in watch_ids])
-
-
 def _turned_off(conn: Connection, watch_ids: set[int]) -> set[int]:
     """Of these watches, those whose webhook is off, or about to be (its receiver answered
-    410: `disable_gone`), or that are gone: their deliveries are not to be retried. Read, not
-    locked."""
+    410: outbox_gone.disable_gone), or that are gone: their deliveries are not to be
+    retried. Read, not locked."""
     if not watch_ids:
         return set()
     on = conn.execute(

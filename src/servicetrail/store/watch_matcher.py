@@ -113,7 +113,7 @@ def _lock_cursor(conn: Connection, wait: bool = False) -> Any | None:
 
 def _counters(conn: Connection, watch_ids: list[int]) -> list[tuple[int, int, bool]]:
     """(id, last_event_id, whether its webhook delivers) of the watches still there (not one
-    kept after a 410, whose webhook waits to be turned off: outbox.disable_gone). One
+    kept after a 410, whose webhook waits to be turned off: outbox_gone.disable_gone). One
     array or JSON parameter, through the driver: an IN list of thousands of ids cost
     SQLAlchemy more to render than the query took (profiled).
 

@@ -200,7 +200,7 @@ def due_watches() -> Select[Any]:
     """The watches with a webhook on and a delivery due now, with their URLs and Parties:
     one probe of the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however
     long the due backlog is. A watch whose receiver answered 410 and that waits to be turned
-    off (`outbox.disable_gone`) is not among them."""
+    off (`outbox_gone.disable_gone`) is not among them."""
     o = webhook_outbox.c
     w = watch.c
     due = exists(
@@ -215,7 +215,7 @@ def due_watches() -> Select[Any]:
 
 def kept_gone(watch_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """Whether the watch is kept in `webhook_gone`: its receiver answered 410 and its webhook
-    waits to be turned off, or its queue to be dropped (outbox.disable_gone). Nothing of it
+    waits to be turned off, or its queue to be dropped (outbox_gone.disable_gone). Nothing of it
     is leased, queued or sent meanwhile."""
     return exists(select(literal(1)).where(webhook_gone.c.watch_id == watch_id))
 

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 from ..domain.ids import MAX_ID
 from ..domain.watches import MAX_WATCHES_PER_PARTY, Listed, WatchSpec
 from .engine import reading
-from .outbox import GONE_REASON, delete_deliveries_of
+from .outbox import delete_deliveries_of
+from .outbox_gone import GONE_REASON
 from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
 from .watch_sql import kept_gone, newest_record_id
@@ -58,7 +59,7 @@ def watch_json(
     made, `{"url"}` after); `with_state`, for the screen and the CLI, adds whether deliveries
     still run (a 410 from the receiver turns them off) and why not, and `failing`: the
     deliveries waiting for a retry after a failed attempt, or None. `kept_gone`: its receiver
-    answered 410 and the webhook waits to be turned off (outbox.disable_gone); its deliveries
+    answered 410 and the webhook waits to be turned off (outbox_gone.disable_gone); its deliveries
     have already stopped, so it is shown off."""
     shown = {"id": row.id, **spec_of(row).as_json()}
     if row.webhook_url is None:

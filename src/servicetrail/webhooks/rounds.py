@@ -21,14 +21,13 @@ from ..store.outbox import (
     Due,
     Outcome,
     Share,
-    disable_gone,
-    drop_turned_off,
     hidden_since_lease,
     lock_in_key_order,
     record_outcomes,
     release,
     renew,
 )
+from ..store.outbox_gone import disable_gone, drop_turned_off
 
 log = logging.getLogger("servicetrail.webhooks")
 UTC = timezone.utc
