@@ -83,6 +83,7 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
         "servicetrail.web.server",
         "servicetrail.ingest.rejects",
         "servicetrail.store.log_audit",
+        "servicetrail.store.log_roots",
         "lxml",
         "argon2",
         "multiprocessing",
