@@ -137,7 +137,7 @@ def test_an_sqlite_store_is_never_away(tmp_path) -> None:
         # libpq refuses it before it reaches a server: PQping says "no attempt"
         "{server}store?sslmode=bogus",
         # asked for a password it has not: the server's request to authenticate goes untraced
-        # where PQping counts it as the server's answer
+        # (PQconnectionNeedsPassword tells it)
         "{server}password?passfile=/nonexistent",
     ],
     ids=["options libpq refuses", "a password asked, none had"],
@@ -185,3 +185,43 @@ def test_where_libpq_cannot_trace_a_ping_tells_a_wait_from_a_refusal(
         engine = make_engine(refusing_server + sqlstate)
         assert (server_away(engine).away is not None) is away, sqlstate
         assert server_away(engine).maybe_no_database  # no code to tell otherwise
+
+
+def test_a_server_without_the_ssl_a_url_requires_is_for_the_url_to_mend(
+    refusing_server: str,
+) -> None:
+    """sslmode=require of a server that says "N" to SSL: libpq calls it no response, and it
+    said "does not answer, try again" (exit 3), which no wait mends. libpq 18 traces the
+    server's "N"; before 18 the exit stays 3."""
+    from psycopg import pq
+
+    if pq.version() < 180000:
+        pytest.skip("libpq before 18 does not trace the server's answer to SSLRequest")
+    url = refusing_server + "28P01?sslmode=require"
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 2, result.output
+    assert "its server does not offer SSL, which sslmode=require asks for: " in result.stderr
+    assert "try again" not in result.stderr and "Traceback" not in result.output
+
+
+def test_a_password_asked_none_had_is_tried_once_more_not_four_times(monkeypatch) -> None:
+    """The server asked for a password the client has not: libpq leaves the request
+    untraced, and a ping and both maintenance databases were asked too (five connections);
+    libpq's PQconnectionNeedsPassword tells it of the traced attempt, and no database can be
+    made with a login that cannot be had."""
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    server = subprocess.Popen(
+        [sys.executable, "-c", REFUSING_SERVER, "--tell-connections"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        port = server.stdout.readline().strip()
+        url = f"postgresql://analyst@127.0.0.1:{port}/password?passfile=/nonexistent"
+        result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    finally:
+        server.kill()
+        said, _ = server.communicate()
+    assert result.exit_code == 2, result.output
+    assert said.count("connection") == 2

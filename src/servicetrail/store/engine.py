@@ -423,13 +423,16 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     try:
         revision = current_revision(engine)
     except exc.OperationalError as failed:
-        from .server_away import server_away
+        from .server_away import StoreRefused, server_away
 
         unopened = server_away(engine)
+        said = str(failed.orig).strip().partition("\n")[0]
         if unopened.away:  # before there_now, which would ask two more databases of no server
             engine.dispose()
-            said = str(failed.orig).strip().partition("\n")[0]
             raise StoreAway(f"{unopened.away}: {said}") from None
+        if unopened.refused:
+            engine.dispose()
+            raise StoreRefused(f"{unopened.refused}: {said}") from None
         if not unopened.maybe_no_database:
             raise  # refused for its password, role, ...: no database to make
         try:

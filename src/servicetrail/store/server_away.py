@@ -20,6 +20,10 @@ place where the trace can be had (`_traced_attempt`). A ping and a traced attemp
 the server refuse a wrong password three times at a command's start, three FATAL lines in
 its log and three failures for a lockout to count (audit 56g).
 
+A server that says "no" to the SSL or GSSAPI encryption the URL requires (sslmode=require,
+gssencmode=require) answered, and no wait mends it, where PQping calls it no response: from
+libpq 18 the trace shows that "N" (audit 56j).
+
 psycopg is imported only here, when a PostgreSQL store failed to open (postgresql_errors says
 why not at import).
 """
@@ -42,6 +46,11 @@ from sqlalchemy.engine import Engine
 PING_SECONDS = 5
 
 
+class StoreRefused(RuntimeError):
+    """A PostgreSQL store that cannot be opened with its URL as set up, whatever the wait:
+    said as the driver's own refusals are (exit 2), with why in words of ours."""
+
+
 @dataclass(frozen=True)
 class Unopened:
     """What a PostgreSQL store's failed connection says of its server: `away`, why it cannot
@@ -52,6 +61,9 @@ class Unopened:
 
     away: str | None
     maybe_no_database: bool = True
+    # why the URL as set up can never be had of this server: an encryption the URL asks for,
+    # which the server said it does not offer (its "N" to the request, in the trace)
+    refused: str | None = None
 
 
 def server_away(engine: Engine) -> Unopened:
@@ -76,6 +88,8 @@ def server_away(engine: Engine) -> Unopened:
     answer = _traced_attempt(conninfo, seconds) if _traceable() else None
     if answer is None:
         answer = _Answer(pq.PGconn.ping(conninfo.encode()), [])
+    if answer.unoffered:
+        return Unopened(None, maybe_no_database=False, refused=answer.unoffered)
     if answer.ping == pq.Ping.REJECT:
         return Unopened("its server is starting up or shutting down")
     if answer.ping == pq.Ping.NO_RESPONSE:
@@ -84,6 +98,8 @@ def server_away(engine: Engine) -> Unopened:
         return Unopened("its server does not answer (not running, restarting, or out of reach)")
     if any(code.startswith("53") for code in answer.codes):  # insufficient resources
         return Unopened("its server has no room for another connection now")
+    if answer.no_login:
+        return Unopened(None, maybe_no_database=False)
     return Unopened(None, maybe_no_database=not answer.codes or "3D000" in answer.codes)
 
 
@@ -91,6 +107,8 @@ def server_away(engine: Engine) -> Unopened:
 class _Answer:
     ping: Any  # pq.Ping: what PQping would have said of the same attempt
     codes: list[str]  # the SQLSTATEs the servers refused the attempt with
+    unoffered: str | None = None  # an encryption the server said no to, and libpq gave up for
+    no_login: bool = False  # the server asked for a password the client has not
 
 
 def _traceable() -> bool:
@@ -105,6 +123,14 @@ def _traceable() -> bool:
 _TRACED_REFUSAL = re.compile(
     r'^B\t\d+\tErrorResponse\t S "[^"]*"(?: V "[^"]*")? C "([0-9A-Z]{5})"', re.M
 )
+# the server's "no" to the encryption asked first, traced by libpq 18 (not 14 to 17: there
+# the attempt goes to PQping, which calls it no response), as the last thing said: libpq gave
+# up for it, where sslmode=prefer goes on with a StartupMessage
+_TRACED_NO_ENCRYPTION = re.compile(
+    r"^F\t\d+\t(SSL|GSSENC)Request\t[^\n]*\nB\t\d+\t\w+\t N\n?\Z", re.M
+)
+_ENCRYPTIONS = {"SSL": ("SSL", "sslmode"), "GSSENC": ("GSSAPI encryption", "gssencmode")}
+_OPTIONS = {option.encode() for _, option in _ENCRYPTIONS.values()}
 # any request of the server's to authenticate, AuthenticationOk included
 _TRACED_AUTHENTICATION = re.compile(r"^B\t\d+\tAuthentication", re.M)
 
@@ -113,8 +139,9 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
     """A connection attempt made now with libpq's protocol trace on, judged as PQping
     judges its own (libpq's internal_ping): made, or asked to authenticate, is up; no
     SQLSTATE from a server is no response; a last one of 57P03 is a reject. The trace also
-    gives the codes of the refusals, which libpq keeps to itself. None where the trace cannot
-    tell what PQping would (`_TRACED_STARTUP`). libpq's stream on the trace stays open,
+    gives the codes of the refusals, which libpq keeps to itself, and the server's "no" to an
+    encryption the URL requires (libpq 18), which PQping calls no response. None where the
+    trace cannot tell what PQping would (`_TRACED_STARTUP`). libpq's stream on the trace stays open,
     empty, for the process's life: psycopg gives no way to close it."""
     from psycopg import pq
 
@@ -130,12 +157,25 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
         conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
         _polled(conn, time.monotonic() + seconds)
         status = conn.status
+        asked = {o.keyword: o.val for o in conn.info if o.keyword in _OPTIONS}
+        asked_password = conn.needs_password
         conn.untrace()  # flushes the trace's stream
         said = os.pread(trace, 1 << 20, 0).decode("utf-8", "replace")
     finally:
         conn.finish()
         os.close(trace)
     codes = _TRACED_REFUSAL.findall(said)
+    unoffered = _TRACED_NO_ENCRYPTION.search(said)
+    if status == pq.ConnStatus.BAD and unoffered:
+        name, option = _ENCRYPTIONS[unoffered.group(1)]
+        value = (asked.get(option.encode()) or b"").decode()
+        return _Answer(
+            pq.Ping.OK, codes, f"its server does not offer {name}, which {option}={value} asks for"
+        )
+    if status == pq.ConnStatus.BAD and asked_password:
+        # the server asked for a password the client has not (PQconnectionNeedsPassword):
+        # an answer, untraced; and no database can be made with a login that cannot be had
+        return _Answer(pq.Ping.OK, codes, no_login=True)
     if status == pq.ConnStatus.OK or _TRACED_AUTHENTICATION.search(said):
         return _Answer(pq.Ping.OK, codes)
     if codes:
@@ -146,10 +186,11 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
 
 
 # libpq traces a message from the server once it has handled it, and an authentication
-# request it failed on (a password it has not, require_auth refusing the server's method)
-# goes untraced, where PQping counts it as the server's answer. An attempt that failed after
-# its StartupMessage with nothing traced in reply is one of those or a server that hung up
-# unasked: PQping tells which, at the cost of one more attempt, in those cases only
+# request it failed on goes untraced, where PQping counts it as the server's answer. A
+# password asked and not had, libpq says (PQconnectionNeedsPassword); require_auth refusing
+# the server's method it does not. An attempt that failed after its StartupMessage with
+# nothing traced in reply is that or a server that hung up unasked: PQping tells which, at the
+# cost of one more attempt, in that case only
 _TRACED_STARTUP = re.compile(r"^F\t\d+\tStartupMessage\t", re.M)
 
 
