@@ -225,3 +225,15 @@ def test_a_password_asked_none_had_is_tried_once_more_not_four_times(monkeypatch
         said, _ = server.communicate()
     assert result.exit_code == 2, result.output
     assert said.count("connection") == 2
+
+
+def test_gssapi_encryption_required_with_no_credentials_is_for_the_url_to_mend(
+    refusing_server: str, monkeypatch
+) -> None:
+    """gssencmode=require with no Kerberos credentials: libpq fails it before it reaches a
+    server, which PQping calls no response, and it said "try again" (exit 3)."""
+    monkeypatch.setenv("KRB5CCNAME", "FILE:/nonexistent/servicetrail-test")
+    url = refusing_server + "28P01?gssencmode=require"
+    result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
+    assert result.exit_code == 2, result.output
+    assert "try again" not in result.stderr and "Traceback" not in result.output

@@ -152,7 +152,7 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
         if conn.status == pq.ConnStatus.BAD:
             # no server reached yet: options libpq refuses (PQping tells "no attempt"), or
             # no host to be found; a ping costs no server a connection either
-            return None
+            return _gss_unhad(conninfo, conn)
         conn.trace(trace)
         conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
         _polled(conn, time.monotonic() + seconds)
@@ -183,6 +183,28 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
     if status == pq.ConnStatus.BAD and _TRACED_STARTUP.search(said):
         return None  # PQping tells (below)
     return _Answer(pq.Ping.NO_RESPONSE, codes)
+
+
+def _gss_unhad(conninfo: str, conn: Any) -> _Answer | None:
+    """gssencmode=require with no Kerberos credentials here, or over a local socket: libpq
+    fails it before it reaches a server, and PQping calls that no response. The same attempt
+    without it starting tells that the requirement alone failed it (not a network that
+    refused at once), at the cost of a connection that sends nothing: no wait mends it."""
+    from psycopg import pq
+    from psycopg.conninfo import make_conninfo
+
+    required = {o.keyword: o.val for o in conn.info}.get(b"gssencmode") == b"require"
+    if not required:
+        return None
+    without = pq.PGconn.connect_start(make_conninfo(conninfo, gssencmode="disable").encode())
+    try:
+        if without.status == pq.ConnStatus.BAD:
+            return None
+    finally:
+        without.finish()
+    return _Answer(
+        pq.Ping.OK, [], "the GSSAPI encryption gssencmode=require asks for cannot be had"
+    )
 
 
 # libpq traces a message from the server once it has handled it, and an authentication
