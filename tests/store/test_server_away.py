@@ -204,11 +204,18 @@ def test_a_server_without_the_ssl_a_url_requires_is_for_the_url_to_mend(
     assert "try again" not in result.stderr and "Traceback" not in result.output
 
 
-def test_a_password_asked_none_had_is_tried_once_more_not_four_times(monkeypatch) -> None:
-    """The server asked for a password the client has not: libpq leaves the request
-    untraced, and a ping and both maintenance databases were asked too (five connections);
-    libpq's PQconnectionNeedsPassword tells it of the traced attempt, and no database can be
-    made with a login that cannot be had."""
+@pytest.mark.parametrize(
+    ("query", "connections"),
+    [("passfile=/nonexistent", 2), ("password=x&require_auth=scram-sha-256", 3)],
+    ids=["a password asked, none had", "require_auth refusing the method asked"],
+)
+def test_a_login_the_client_cannot_give_asks_no_maintenance_database(
+    query: str, connections: int, monkeypatch
+) -> None:
+    """The server asked for a password the client has not, or for a method require_auth
+    refuses: libpq leaves the request untraced, and a ping and both maintenance databases
+    were asked too (five connections). libpq's PQconnectionNeedsPassword tells the first of
+    the traced attempt; the ping, the second; no database can be made with either login."""
     monkeypatch.delenv("PGPASSWORD", raising=False)
     server = subprocess.Popen(
         [sys.executable, "-c", REFUSING_SERVER, "--tell-connections"],
@@ -218,13 +225,13 @@ def test_a_password_asked_none_had_is_tried_once_more_not_four_times(monkeypatch
     assert server.stdout is not None
     try:
         port = server.stdout.readline().strip()
-        url = f"postgresql://analyst@127.0.0.1:{port}/password?passfile=/nonexistent"
+        url = f"postgresql://analyst@127.0.0.1:{port}/password?{query}"
         result = CliRunner().invoke(main, ["--db", url, "records", "--party", "NORTH"])
     finally:
         server.kill()
         said, _ = server.communicate()
     assert result.exit_code == 2, result.output
-    assert said.count("connection") == 2
+    assert said.count("connection") == connections
 
 
 def test_gssapi_encryption_required_with_no_credentials_is_for_the_url_to_mend(

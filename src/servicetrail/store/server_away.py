@@ -108,7 +108,7 @@ class _Answer:
     ping: Any  # pq.Ping: what PQping would have said of the same attempt
     codes: list[str]  # the SQLSTATEs the servers refused the attempt with
     unoffered: str | None = None  # an encryption the server said no to, and libpq gave up for
-    no_login: bool = False  # the server asked for a password the client has not
+    no_login: bool = False  # the server asked for a login the client cannot give
 
 
 def _traceable() -> bool:
@@ -130,7 +130,7 @@ _TRACED_NO_ENCRYPTION = re.compile(
     r"^F\t\d+\t(SSL|GSSENC)Request\t[^\n]*\nB\t\d+\t\w+\t N\n?\Z", re.M
 )
 _ENCRYPTIONS = {"SSL": ("SSL", "sslmode"), "GSSENC": ("GSSAPI encryption", "gssencmode")}
-_OPTIONS = {option.encode() for _, option in _ENCRYPTIONS.values()}
+_ASKED = {option.encode() for _, option in _ENCRYPTIONS.values()} | {b"require_auth"}
 # any request of the server's to authenticate, AuthenticationOk included
 _TRACED_AUTHENTICATION = re.compile(r"^B\t\d+\tAuthentication", re.M)
 
@@ -157,7 +157,7 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
         conn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
         _polled(conn, time.monotonic() + seconds)
         status = conn.status
-        asked = {o.keyword: o.val for o in conn.info if o.keyword in _OPTIONS}
+        asked = {o.keyword: o.val for o in conn.info if o.keyword in _ASKED}
         asked_password = conn.needs_password
         conn.untrace()  # flushes the trace's stream
         said = os.pread(trace, 1 << 20, 0).decode("utf-8", "replace")
@@ -181,7 +181,13 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
     if codes:
         return _Answer(pq.Ping.REJECT if codes[-1] == "57P03" else pq.Ping.OK, codes)
     if status == pq.ConnStatus.BAD and _TRACED_STARTUP.search(said):
-        return None  # PQping tells (below)
+        if not asked.get(b"require_auth"):
+            return None  # PQping tells (below)
+        # up, PQping says, where require_auth refused the method the server asked for: no
+        # database can be made with a login that cannot be had (a server that hung up on
+        # this attempt and said 3D000 to the ping's is not worth two more refusals)
+        ping = pq.PGconn.ping(conninfo.encode())
+        return _Answer(ping, [], no_login=ping == pq.Ping.OK)
     return _Answer(pq.Ping.NO_RESPONSE, codes)
 
 
@@ -212,7 +218,7 @@ def _gss_unhad(conninfo: str, conn: Any) -> _Answer | None:
 # password asked and not had, libpq says (PQconnectionNeedsPassword); require_auth refusing
 # the server's method it does not. An attempt that failed after its StartupMessage with
 # nothing traced in reply is that or a server that hung up unasked: PQping tells which, at the
-# cost of one more attempt, in that case only
+# cost of one more attempt, in that case only (where require_auth is set, or none)
 _TRACED_STARTUP = re.compile(r"^F\t\d+\tStartupMessage\t", re.M)
 
 
