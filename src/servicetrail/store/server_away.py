@@ -22,7 +22,8 @@ its log and three failures for a lockout to count (audit 56g).
 
 A server that says "no" to the SSL or GSSAPI encryption the URL requires (sslmode=require,
 gssencmode=require) answered, and no wait mends it, where PQping calls it no response: from
-libpq 18 the trace shows that "N" (audit 56j).
+libpq 18 the trace shows that "N" (audit 56j). gssencmode=require with no Kerberos
+credentials fails before any server is reached: the same URL without it reaching one tells it.
 
 psycopg is imported only here, when a PostgreSQL store failed to open (postgresql_errors says
 why not at import).
@@ -61,8 +62,9 @@ class Unopened:
 
     away: str | None
     maybe_no_database: bool = True
-    # why the URL as set up can never be had of this server: an encryption the URL asks for,
-    # which the server said it does not offer (its "N" to the request, in the trace)
+    # why the URL as set up can never be had of this server: an encryption the URL requires,
+    # which the server said it does not offer (its "N" to the request, in the trace), or
+    # which this client cannot have (gssencmode=require with no Kerberos credentials)
     refused: str | None = None
 
 
@@ -141,8 +143,8 @@ def _traced_attempt(conninfo: str, seconds: int) -> _Answer | None:
     SQLSTATE from a server is no response; a last one of 57P03 is a reject. The trace also
     gives the codes of the refusals, which libpq keeps to itself, and the server's "no" to an
     encryption the URL requires (libpq 18), which PQping calls no response. None where the
-    trace cannot tell what PQping would (`_TRACED_STARTUP`). libpq's stream on the trace stays open,
-    empty, for the process's life: psycopg gives no way to close it."""
+    trace cannot tell what PQping would (`_TRACED_STARTUP`). libpq's stream on the trace
+    stays open, empty, for the process's life: psycopg gives no way to close it."""
     from psycopg import pq
 
     # in memory, not a file: a server asking for a password in clear has it traced
