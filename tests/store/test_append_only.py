@@ -12,13 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from servicetrail.store.schema import sat_payload, sat_record
 from servicetrail.store.writer import append_records
-from tests.personas import World, load_personas, starts_with_personas
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
+from tests.personas import World
 
 
 def snapshot(engine: Engine) -> tuple[list, list]:

@@ -35,17 +35,9 @@ from tests.personas import (
     SOUTHENERGY,
     SUNEXPORT,
     World,
-    load_personas,
-    starts_with_personas,
 )
 
 MISSING = 10**9  # no persona record has this id
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
 
 
 @contextmanager

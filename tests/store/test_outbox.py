@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from servicetrail.domain.watches import watch_spec
@@ -27,12 +26,6 @@ from tests.personas import starts_with_personas
 
 NOW = P.t("2030-01-01T00:00:00Z")  # later than any delivery's first due time
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 def lk_requests(engine, numbers: Iterable[int]) -> None:

@@ -10,7 +10,6 @@ import itertools
 import json
 from datetime import timedelta
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -24,7 +23,6 @@ from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import append_records
 from tests import personas as P
 from tests import rfc9162
-from tests.personas import starts_with_personas
 
 PAYLOADS = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00"),
@@ -51,13 +49,6 @@ def visible_to_both(payload: str, kind: str, minutes: int) -> SatRecord:
     )
 
 
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    """Loaded once for all of a test's examples (Hypothesis runs them in one call)."""
-    return P.load_personas(engine)
-
-
 def verify(document: dict, key: str) -> None:
     _, size, root = rfc9162.check_checkpoint(document["checkpoint"], key)
     leaf_hash = rfc9162.sha256(b"\x00" + rfc9162.canonical(document["leaf"]))
@@ -68,6 +59,7 @@ def verify(document: dict, key: str) -> None:
 @settings(
     max_examples=25,
     deadline=None,
+    # the persona world is loaded once for all of a test's examples (one call to Hypothesis)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(payload=PAYLOADS, kind=KINDS, minutes=st.integers(0, 60 * 24 * 5))

@@ -35,12 +35,6 @@ from tests.personas import (
 )
 
 
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
-
-
 def pages(world: World, viewer: Viewer, search: Search, limit: int) -> list[dict]:
     """Every page's items, following next_cursor (through its encoded form, as a client would)."""
     out: list[dict] = []

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import Responsibility
 from servicetrail.domain.search import Search
@@ -145,12 +144,6 @@ EXPECTED: dict[str, dict[str, str]] = {
     AGENTCO: dict.fromkeys(["ag_start_req", "ag_s1_req", "ag_s1_resp"], OWN),
     FUTURECO: dict.fromkeys(["fu_req"], OWN),
 }
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
 
 
 @pytest.fixture

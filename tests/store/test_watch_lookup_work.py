@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import insert, select, text
-from sqlalchemy.engine import Engine
 
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.read_transaction import read_as
@@ -25,19 +24,11 @@ from tests.personas import (
     PARTIES,
     SOUTHENERGY,
     World,
-    load_personas,
-    starts_with_personas,
 )
 from tests.store.test_lookup_work import postgres_nodes, sqlite_instructions, statements_sent
 
 MISSING = 10**9  # no watch has this id
 WATCHES_EACH = 200  # enough rows for PostgreSQL's planner to prefer the key's index
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
 
 
 @pytest.fixture

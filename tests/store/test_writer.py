@@ -35,15 +35,7 @@ from tests.personas import (
     WIRESCO,
     World,
     persona_records,
-    load_personas,
 )
-from tests.personas import starts_with_personas
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> World:
-    return load_personas(engine)
 
 
 def count(engine: Engine, table) -> int:
