@@ -19,7 +19,6 @@ from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, Busy, PartyLimits
 
 from tests import personas as P
-from tests.personas import starts_with_personas
 from servicetrail.web.fairness import share_of
 
 BROAD = "/api/v1/records?srv=4.1.1"
@@ -157,12 +156,6 @@ def test_concurrent_requests_never_run_past_the_bound():
 
 
 # --- through the API and the screen -----------------------------------------------------------
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 @pytest.fixture

@@ -16,15 +16,8 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.web.app import create_app
 from servicetrail.web.hot_path import HotPath
 from tests import personas as P
-from tests.personas import starts_with_personas
 
 PAGE = "/api/v1/records"
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 @pytest.fixture
