@@ -319,8 +319,8 @@ def test_usernames_differ_by_more_than_case_and_are_not_the_access_logs_actors(c
 
 
 def test_the_operators_commands_take_an_account_name_in_any_case(cli, store):
-    """README: names are told apart regardless of case and sign-in takes any case; the other
-    commands took the stored spelling only, and `tokens list --account NP` listed none of
+    """docs/security.md: names are told apart regardless of case and sign-in takes any case;
+    the other commands took the stored spelling only, and `tokens list --account NP` listed none of
     np's tokens, exit 0, as for an account that does not exist (audit 44d)."""
     token = new_token(cli, "NP")
     assert listed_ids(cli, "--account", "Np") == listed_ids(cli, "--account", "np")

@@ -683,7 +683,7 @@ def test_a_report_of_more_than_one_name_is_written_in_place(store, tmp_path):
 def test_a_report_over_another_users_keeps_its_owner_and_group(store, tmp_path):
     """Renamed over, a report that root wrote over a user's became root's, unreadable by
     that user at 0600 (session 46). The owner and group stay; the mode is the user's alone,
-    as for every report (README, review 23d)."""
+    as for every report (docs/security.md, review 23d)."""
     url, _, _ = store
     report = tmp_path / "r.csv"
     report.write_text("an earlier report\n")

@@ -235,7 +235,7 @@ def test_a_follow_stopped_by_a_signal_says_so_as_every_command_does(
 ):
     """A follow ends only when stopped; it exited 0 on Ctrl-C and on SIGTERM alike, where
     every other command that is not a server says it was stopped, with the shell's code
-    (README), as `tail -f` ends with 130 on Ctrl-C: a script that follows can tell a stop
+    (docs/loading.md), as `tail -f` ends with 130 on Ctrl-C: a script that follows can tell a stop
     from a follow that ended by itself (1 or 2, above) only by it (session 46)."""
     with _following(sqlite_url, tmp_path) as (_, _, follow):
         follow.send_signal(stop)

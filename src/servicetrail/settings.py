@@ -2,7 +2,7 @@
 
 Nothing else in the package reads `os.environ`. A value that does not parse is refused with
 the variable's name, the value, and what it should be (the CLI turns that into exit 2). The
-README's table of settings is `markdown_table()`, and a test keeps the two in step.
+docs/operating.md's table of settings is `markdown_table()`, and a test keeps the two in step.
 
 The settings are read once per process, on first use. The command line reads them afresh at
 each invocation, so that it is the command's own environment that counts.
@@ -123,7 +123,7 @@ def log_origin(text: str) -> str:
 
 def setting(name: str, default: Any, parse: Callable[[str], Any], shown: str, what: str) -> Any:
     """A field of Settings: its variable (SERVICETRAIL_ + name), how its text is read, and the
-    default and description that the README's table shows."""
+    default and description that docs/operating.md's table shows."""
     return field(
         default=default,
         metadata={"variable": PREFIX + name, "parse": parse, "shown": shown, "what": what},
@@ -206,7 +206,7 @@ class Settings:
         "warning",
         one_of(LOG_LEVELS),
         "warning",
-        f"what `serve` logs: {', '.join(LOG_LEVELS)} (see [Security](#security))",
+        f"what `serve` logs: {', '.join(LOG_LEVELS)} (see [Security](security.md))",
     )
     max_header_bytes: int = setting(
         "MAX_HEADER_BYTES",
@@ -245,7 +245,7 @@ class Settings:
         whole(1),
         "6",
         "reads of the trail one Party may have in flight in a server process "
-        "(see [Security](#security))",
+        "(see [Security](security.md))",
     )
     party_heavy: int = setting(
         "PARTY_HEAVY",
@@ -327,7 +327,7 @@ class Settings:
         str,
         "`servicetrail.key` beside the SQLite store (the working folder for PostgreSQL)",
         "the Ed25519 key file that signs the logs' checkpoints (PEM PKCS#8; created on first "
-        "use, mode 0600; see [Verifying the trail](#verifying-the-trail))",
+        "use, mode 0600; see [Verifying the trail](verifying.md))",
     )
     log_origin: str = setting(
         "LOG_ORIGIN",
@@ -354,7 +354,7 @@ class Settings:
 
 
 def markdown_table() -> str:
-    """The README's table of settings, one row a variable."""
+    """docs/operating.md's table of settings, one row a variable."""
     rows = ["| variable | default | what |", "|---|---|---|"]
     rows += [
         f"| `{f.metadata['variable']}` | {f.metadata['shown']} | {f.metadata['what']} |"

@@ -220,7 +220,7 @@ def trust(key_path: Path, verifier_keys: list[str]) -> None:
     missing = [key for key in dict.fromkeys(verifier_keys) if key not in _in_trust_file(key_path)]
     if missing:
         with suppress(OSError):
-            # made 0600 as the key is (README, "What to keep"): what it lists is what `log
+            # made 0600 as the key is (docs/operating.md): what it lists is what `log
             # verify` trusts, so no one else may write it; appended whole (O_APPEND)
             made = os.open(trust_file(key_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with open(made, "a", encoding="utf-8") as out:

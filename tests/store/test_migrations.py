@@ -223,7 +223,7 @@ def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
 def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_3(
     pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README: on PostgreSQL it waits for a lock 5 s at most, then exit 3 with nothing
+    """docs/operating.md: on PostgreSQL it waits for a lock 5 s at most, then exit 3 with nothing
     changed; it was exit 2, "cannot open the store" and the lock timeout's words alone."""
     url = pg_server.new_database()
     older = make_engine(url)

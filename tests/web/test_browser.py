@@ -860,7 +860,7 @@ def test_who_looked_lists_the_partys_reads_newest_first(server: str, page) -> No
         str(returned),
         "MP141",
     ]
-    # (README's docs/screenshot-who-looked.png is kept as taken: its times would change the
+    # (docs/who-looked.md's screenshot-who-looked.png is kept as taken: its times would change the
     # tracked file at every run)
     shot(page, "34-who-looked")
     entries, first_entry = page.locator("table.access-entries tbody tr"), newest.inner_text()

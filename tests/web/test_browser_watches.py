@@ -110,7 +110,7 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     assert NEW_SECRET not in page.content()
     shot(page, "21-watches")
     DOCS.mkdir(exist_ok=True)
-    # when each event matched is the clock's: the README's picture shows a fixed one, so that
+    # when each event matched is the clock's: docs/watches.md's picture shows a fixed one, so that
     # a run of the suite leaves the checkout as it found it
     matched = page.locator(".event-matched time")
     assert matched.count() == 2 and all(t.endswith(" UTC") for t in matched.all_inner_texts())

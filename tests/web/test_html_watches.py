@@ -173,7 +173,7 @@ def test_deleting_a_watch_asks_first_and_another_partys_is_not_there(engine, wor
 
 def test_a_watch_the_address_names_that_is_not_the_partys_is_not_found(engine, world) -> None:
     """Another Party's watch, and one that never was, showed the Party's first watch as if
-    asked for (audit 26b): README says another Party's watch is 404 everywhere."""
+    asked for (audit 26b): docs/watches.md says another Party's watch is 404 everywhere."""
     south = signed_in(engine, P.SOUTHENERGY)
     own = add(south).headers["location"]
     wires = signed_in(engine, P.WIRESCO)

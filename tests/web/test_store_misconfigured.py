@@ -1,5 +1,5 @@
 """A PostgreSQL store whose reader role lost its grants (a restore onto a new server without
-them, README "Backups, restores and upgrades"): every read is refused in one sentence that
+them, docs/operating.md, Backups): every read is refused in one sentence that
 names `servicetrail db check`, a 503 on the API and the screen and exit 3 on the CLI, never a
 500 or a traceback (audit 22d: a 500 and SQLAlchemy's traceback)."""
 

@@ -53,7 +53,7 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
             if summary.not_sealed:
                 later = f" (not signed: {printable(summary.not_sealed)}){later}"
             if summary.waiting:
-                # changes of supplier among them, half applied perhaps (README)
+                # changes of supplier among them, half applied perhaps (docs/loading.md)
                 later += (
                     f"; {summary.waiting} lines that waited for the file's end were not applied"
                 )

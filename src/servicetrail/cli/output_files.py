@@ -239,7 +239,7 @@ def _keep_owner(descriptor: int, target: Path) -> bool:
     """The earlier report's owner and group for the new one, as far as this process may give
     them (root: both; another user: a group of its own): root's report over a user's made it
     root's, unreadable by that user at 0600. Its mode is not kept: a report is the user's
-    alone (README, review 23d). Whether the new one has the earlier one's owner."""
+    alone (docs/security.md, review 23d). Whether the new one has the earlier one's owner."""
     try:
         earlier = os.stat(target)
     except OSError:

@@ -202,7 +202,7 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
             if not follow:
                 return
             # until Ctrl-C or SIGTERM, said as every other command says them (130, 143): it
-            # exited 0, where README says every command but a server says it was stopped
+            # exited 0, where docs/loading.md says every command but a server says it was stopped
             wait_while_read(FOLLOW_SECONDS)
     except SearchTooBroad as e:
         raise Failure(str(e), 3) from None

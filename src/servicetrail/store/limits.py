@@ -74,7 +74,7 @@ READER_ROLE_MISSING = re.compile(r"\bservicetrail_reader(_[0-9a-f]{12})?\b")
 class StoreMisconfigured(StoreBusy):
     """PostgreSQL refused the reader role every Party's read runs as, or a table to it inside
     a read (store.read_transaction): the role or its grants are missing, as after a restore
-    onto a new server without them (README, "Backups, restores and upgrades"). Nothing the
+    onto a new server without them (docs/operating.md, Backups). Nothing the
     request did, and nothing a retry mends: an administrator must (HTTP: 503 without
     Retry-After; the CLI: exit 3). Any other refusal of a privilege is a bug, and stays one."""
 

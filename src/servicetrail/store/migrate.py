@@ -45,7 +45,7 @@ def is_known(revision: str) -> bool:
 
 # How long `db upgrade` waits for a lock on PostgreSQL before it gives up (exit 3, nothing
 # changed): behind a reader it waited without end, and every read queued behind it (audit,
-# session 19). The servers are meant to be stopped first (README).
+# session 19). The servers are meant to be stopped first (docs/operating.md, Upgrades).
 UPGRADE_LOCK_WAIT = "5s"
 
 
@@ -80,10 +80,10 @@ def upgrade_to_head(engine: Engine) -> None:
             f"the upgrade failed in {_the_migration(was[0], applied)}: {said}; nothing was "
             f"changed, the store is still at revision {was[0]}"
         )
-        if store_busy(e):  # a lock not had in UPGRADE_LOCK_WAIT: exit 3, as README says
+        if store_busy(e):  # a lock not had in UPGRADE_LOCK_WAIT: exit 3, as docs/operating.md says
             raise UpgradeWaited(
-                f"{failed}: stop the servers and workers on the store (README, Upgrades) "
-                "and run `servicetrail db upgrade` again"
+                f"{failed}: stop the servers and workers on the store "
+                "(docs/operating.md, Upgrades) and run `servicetrail db upgrade` again"
             ) from e
         raise StoreError(
             f"{failed}: mend the cause and run `servicetrail db upgrade` again (or restore "
@@ -297,7 +297,7 @@ def _row_security_problems(conn: Connection) -> list[str]:
     grant, and a policy on each table under row-level security. A dump restored onto a new
     server without the role lost all three, and `db check` said the schema matched: reads then
     failed, and with the role made again by hand every Party saw an empty trail (audit,
-    session 19; README, "Backups")."""
+    session 19; docs/operating.md, "Backups")."""
     problems = _reader_role_problems(conn)
     unguarded = conn.execute(
         text(

@@ -5,7 +5,7 @@ its SHA-256, so reading this table does not let anyone sign in as anybody. A ses
 after IDLE_LIMIT without a request, after ABSOLUTE_LIMIT in any case, or at sign-out.
 
 Sign-in is throttled over a sliding window, keyed so that nobody elsewhere can lock a User
-out (README, "Security"). An attempt is keyed by its username and its client: the browser's
+out (docs/security.md). An attempt is keyed by its username and its client: the browser's
 device token when it presents one this account was given at an earlier successful sign-in,
 else the network address. Each attempt claims its place before the password is verified
 (one row in login_failure, claims of one client made one at a time): of any number arriving

@@ -6,7 +6,7 @@ servicetrail_reader, which 0019 has taken the owner out of since (a9b4e73, audit
 by any later servicetrail, such a store kept the membership: `db check` failed on it at once
 (REVOKE servicetrail_reader FROM the owner), and through it the owner read every store on the
 server still before 0019. As 0019 now does, this may stop the reads of the owner's stores still
-before 0019 until they are upgraded too (README, "Upgrades").
+before 0019 until they are upgraded too (docs/operating.md, "Upgrades").
 
 Revision ID: 0024
 Revises: 0023
