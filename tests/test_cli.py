@@ -223,6 +223,15 @@ def test_top_level_help_lists_the_commands():
     assert CliRunner().invoke(main, ["--version"]).exit_code == 0
 
 
+def test_load_help_names_the_reject_file_as_it_is_made():
+    """`load --help` said "named FILE-stem.rejects.jsonl", which click wrapped as "FILE-" and
+    "stem.rejects.jsonl" (audit 57c): the name the loader makes, as SPEC section 4 and
+    ingest's help give it."""
+    shown = " ".join(CliRunner().invoke(main, ["load", "--help"]).output.split())
+    assert "without its last extension, plus .rejects.jsonl" in shown
+    assert "users.csv gives users.rejects.jsonl" in shown
+
+
 def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):
     after = CliRunner().invoke(
         main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url]

@@ -31,7 +31,8 @@ SPEC_OF = {
     "--rejects",
     type=click.Path(dir_okay=False),
     callback=in_existing_folder,
-    help="Reject file (default: beside FILE, named FILE-stem.rejects.jsonl).",
+    help="Reject file (default: beside FILE, named after it without its last extension, "
+    "plus .rejects.jsonl: users.csv gives users.rejects.jsonl).",
 )
 @with_db
 def load_cmd(what: str, file: Path, rejects: Path | None) -> None:
