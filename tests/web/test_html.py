@@ -1126,6 +1126,19 @@ def test_a_search_past_its_time_limit_names_only_ways_it_has_not_taken(
     )
     device = np.get("/", params={"device_id": P.ESME_1}).text
     assert said.search(device)[1] == "Narrow it: a Request ID or a shorter date range."
+    # on a phone the form fills the first screen, and why the search stopped is below it
+    # (audit 57f): the way past the form, as a search that found records has
+    assert '<a href="#results">Skip the form to why the search stopped ↓</a>' in device
+
+
+def test_a_search_that_found_nothing_links_past_the_form_to_why(np: TestClient) -> None:
+    """At 390 px 'Nothing found' and what it means sat below the whole form, and nothing on
+    the first screen said the search had run (audit 57f); found records had the link."""
+    page = np.get("/", params={"device_id": P.PPMID_1}).text
+    assert "Nothing found." in page
+    assert '<a href="#results">Skip the form to why no record was found ↓</a>' in page
+    wrong = np.get("/", params={"device_id": "not a device"}).text
+    assert "to-results" not in wrong  # a field to correct: said beside it, in the form
 
 
 # --- the own-traffic report ----------------------------------------------------------------
