@@ -25,6 +25,7 @@ from ..store.parties import party_names
 from ..store.queries import registry_of
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
+from .exchange_edges import exchange_edges
 from .errors import ParameterError
 from .fairness import Busy, limits_of
 from .params import REPEATED, asked, build_search, cursor_of, record_id_or_404, repeated_parameter
@@ -336,6 +337,11 @@ def _record_page(
     """What a record page shows besides the record: its proof, exchange and triggers."""
     proof = proof_mark(request, read, current["id"])
     exchange, exchange_cut = _exchange(read, current, decision)
+    edges = []
+    if current["access"] == Access.MP141 and current["device_id"]:
+        held = registry_of(conn, current["device_id"], read.viewer.party_id)
+        listed = [e["item"] for e in exchange]
+        edges = exchange_edges(held, current, listed, cut=exchange_cut is not None)
     triggers = window = window_error = None
     older_triggers_links: list[tuple[str, str]] = []
     if current["kind"] in TRIGGERED_KINDS:
@@ -352,6 +358,7 @@ def _record_page(
         "proof": proof,
         "exchange": exchange,
         "exchange_cut": exchange_cut,
+        "exchange_edges": edges,
         "names": names,
         "triggers": triggers,
         "window": window,
