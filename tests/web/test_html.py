@@ -1141,6 +1141,24 @@ def test_a_search_that_found_nothing_links_past_the_form_to_why(np: TestClient) 
     assert "to-results" not in wrong  # a field to correct: said beside it, in the form
 
 
+def test_nothing_found_for_a_device_says_when_the_viewer_held_it(np: TestClient) -> None:
+    """A Device's search that found nothing said "only if you were responsible at that
+    moment", and left the outgoing supplier, or the incoming one searching before its start,
+    to find out when that was (audit 57f): the empty page names the viewer's own intervals,
+    as its Device page does, or says there are none."""
+    after = np.get("/", params={"device_id": P.ESME_1, "from": "2025-03-02"}).text
+    assert "Nothing found." in after
+    assert (
+        "to this Device only while you held it: Responsible Supplier from "
+        "2025-01-01 00:00:00.000 to 2025-03-01 00:00:00.000 (UTC, end exclusive)."
+    ) in after
+    never = np.get("/", params={"device_id": P.GSME_1}).text
+    assert "Nothing found." in never
+    assert "You have not been this Device’s Responsible Supplier or Network Operator" in unescape(
+        never
+    )
+
+
 # --- the own-traffic report ----------------------------------------------------------------
 
 

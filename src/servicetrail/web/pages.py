@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from ..domain.ids import InvalidValue, eui64
-from ..domain.model import KINDS
+from ..domain.model import KINDS, Responsibility
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
 from ..domain.times import format_time
 from ..domain.triggers import MAX_TRIGGERS
@@ -83,6 +83,10 @@ class Results:
     more: Cursor | None = None
     problem: str = ""
     busy: Busy | None = None
+    # nothing found for a Device: the viewer's own intervals on it (the Device page's), for
+    # the empty page said "if you were responsible at that moment" and left the viewer to
+    # find out when that was (audit 57f: a new supplier searching before its start)
+    held: list[Responsibility] | None = None
 
 
 def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | None) -> Results:
@@ -93,11 +97,15 @@ def _results(request: Request, who: SignedIn, wanted: Search, after: Cursor | No
             logged_read(conn, who.viewer, web_reader(who), "search", asked(request)) as read,
         ):
             items, more = read.search_page(wanted, PAGE_SIZE, after, titles_only=True)
+            held = None
+            if not items and after is None and wanted.device_id:
+                held = own_intervals(registry_of(conn, wanted.device_id, who.viewer.party_id))
             return Results(
                 items,
                 relations_of(read, items),
                 party_names(conn, (i["party_id"] for i in items)),
                 more,
+                held=held,
             )
     except SearchTooBroad as e:
         narrow = narrower(
@@ -227,6 +235,7 @@ def search(request: Request, who: Who) -> Response:
         kinds=KINDS,
         scopes=SCOPES,
         empty_note=EMPTY_NOTE,
+        held=found.held,
         **paging,
     )
 
