@@ -1136,7 +1136,7 @@ def test_a_search_that_found_nothing_links_past_the_form_to_why(np: TestClient) 
     the first screen said the search had run (audit 57f); found records had the link."""
     page = np.get("/", params={"device_id": P.PPMID_1}).text
     assert "Nothing found." in page
-    assert '<a href="#results">Skip the form to why no record was found ↓</a>' in page
+    assert '<a href="#results">Skip the form to why nothing was found ↓</a>' in page
     wrong = np.get("/", params={"device_id": "not a device"}).text
     assert "to-results" not in wrong  # a field to correct: said beside it, in the form
 
