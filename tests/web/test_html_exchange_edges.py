@@ -6,10 +6,11 @@ exchange with no word of the rest (audit 57f)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from html import unescape
 
 import pytest
 
-from servicetrail.domain.model import Responsibility
+from servicetrail.domain.model import Responsibility, SatRecord
 from servicetrail.web.exchange_edges import exchange_edges, held_span
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
@@ -18,10 +19,19 @@ BEFORE = "No request is listed: you were responsible for this Device from 2025-0
 AFTER = "No response is listed: you were responsible for this Device until 2025-03-01 00:00:00.000"
 
 
+# an alert to LOOKER (an Other User, no Device's supplier or network operator) on ESME-1
+LK_ALERT = SatRecord(
+    P.t("2025-03-10T12:00:00Z"), "device_alert", P._rid(P.ESME_1, P.LK_OU, 9), "", P.LK_OU,
+    P.ESME_1, "8F35", "<lk alert>",
+)  # fmt: skip
+UNHELD = "You were not this Device’s Responsible Supplier or Network Operator in that window"
+
+
 @pytest.fixture
 @P.starts_with_personas
 def world(engine):
-    return personas_with(engine, {}, (P.NORTHPOWER, P.SOUTHENERGY, P.WIRESCO))
+    parties = (P.NORTHPOWER, P.SOUTHENERGY, P.WIRESCO, P.LOOKER)
+    return personas_with(engine, {"lk_alert": LK_ALERT}, parties)
 
 
 def test_each_supplier_is_told_where_its_part_of_a_split_exchange_ends(engine, world) -> None:
@@ -36,6 +46,18 @@ def test_each_supplier_is_told_where_its_part_of_a_split_exchange_ends(engine, w
     # its own traffic is shown whatever the registry says: nothing to say either
     own = old.get(f"/records/{world.ids['np_late_req']}").text
     assert "is listed: you were responsible" not in own
+
+
+def test_an_alert_on_a_device_not_held_says_whose_requests_its_triggers_can_list(
+    engine, world
+) -> None:
+    """An Other User's alert listed no possible trigger, with SUNEXPORT's request to the
+    Device two hours before it, and no word that another User's are not its to see (audit
+    57f, as an agent); the Device's supplier, told nothing, sees that request."""
+    other = signed_in(engine, P.LOOKER).get(f"/records/{world.ids['lk_alert']}").text
+    assert UNHELD in unescape(other)
+    supplier = signed_in(engine, P.SOUTHENERGY).get(f"/records/{world.ids['se_device_alert']}")
+    assert UNHELD not in unescape(supplier.text)
 
 
 def at(text: str):

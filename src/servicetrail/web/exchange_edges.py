@@ -4,7 +4,9 @@ SPEC 3 judges each message at its own time, so across a change of supplier the o
 supplier sees a request and its acknowledgement, the incoming one the response: each saw
 an exchange cut short and no word why (audit 57f, as both suppliers of a Device changed
 mid-month). The page says so when the viewer's hold began or ended close to the messages
-listed. It says what the rule hides, never whether such a message exists.
+listed. It says what the rule hides, never whether such a message exists. Likewise the
+possible triggers of a record on a Device the viewer did not hold in their window: an agent's
+alert listed none, with no word that other Users' requests are not its to see.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def held_span(
         else:
             stretches.append((i.valid_from, i.valid_to))
     return next((s for s in stretches if s[0] <= at and (s[1] is None or at < s[1])), None)
+
+
+def held_during(intervals: Iterable[Responsibility], logged_at: str, minutes: int) -> bool:
+    """Whether any of `intervals` covers part of a record's triggers window, the `minutes`
+    up to its time, both ends included (SPEC 6)."""
+    end = parse_time(logged_at)
+    start = end - timedelta(minutes=minutes)
+    return any(
+        i.valid_from <= end and (i.valid_to is None or i.valid_to > start) for i in intervals
+    )
 
 
 def exchange_edges(

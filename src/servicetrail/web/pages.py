@@ -25,7 +25,7 @@ from ..store.parties import party_names
 from ..store.queries import registry_of
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
-from .exchange_edges import exchange_edges
+from .exchange_edges import exchange_edges, held_during
 from .errors import ParameterError
 from .fairness import Busy, limits_of
 from .params import REPEATED, asked, build_search, cursor_of, record_id_or_404, repeated_parameter
@@ -346,16 +346,22 @@ def _record_page(
     """What a record page shows besides the record: its proof, exchange and triggers."""
     proof = proof_mark(request, read, current["id"])
     exchange, exchange_cut = _exchange(read, current, decision)
-    edges = []
-    if current["access"] == Access.MP141 and current["device_id"]:
+    triggered = current["kind"] in TRIGGERED_KINDS
+    # the viewer's own intervals on the Device, for what the exchange and triggers say of them
+    held = None
+    if current["device_id"] and (current["access"] == Access.MP141 or triggered):
         held = registry_of(conn, current["device_id"], read.viewer.party_id)
+    edges = []
+    if held is not None and current["access"] == Access.MP141:
         listed = [e["item"] for e in exchange]
         edges = exchange_edges(held, current, listed, cut=exchange_cut is not None)
     triggers = window = window_error = None
     older_triggers_links: list[tuple[str, str]] = []
-    if current["kind"] in TRIGGERED_KINDS:
+    unheld = False
+    if triggered:
         window, window_error = trigger_window(request.query_params.get("window"))
         triggers, older_triggers_links = _triggers(read, current, window)
+        unheld = held is not None and not held_during(held, current["logged_at"], window)
     names = party_names(
         conn,
         [e["item"]["party_id"] for e in exchange]
@@ -368,6 +374,7 @@ def _record_page(
         "exchange": exchange,
         "exchange_cut": exchange_cut,
         "exchange_edges": edges,
+        "triggers_unheld": unheld,
         "names": names,
         "triggers": triggers,
         "window": window,
