@@ -25,8 +25,8 @@ from ..store.parties import party_names
 from ..store.queries import registry_of
 from .device_page import own_intervals, timeline
 from .downloads import ReportDownload, report_download_headers
-from .exchange_edges import exchange_edges, held_during
 from .errors import ParameterError
+from .exchange_edges import exchange_edges, held_during
 from .fairness import Busy, limits_of
 from .params import REPEATED, asked, build_search, cursor_of, record_id_or_404, repeated_parameter
 from .presenters import (
