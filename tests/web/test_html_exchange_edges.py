@@ -60,8 +60,7 @@ def test_an_alert_on_a_device_not_held_says_whose_requests_its_triggers_can_list
     assert UNHELD not in unescape(supplier.text)
 
 
-def at(text: str):
-    return P.t(text)
+at = P.t  # a time from its ISO text
 
 
 def test_the_held_stretch_joins_touching_intervals_and_is_none_outside_them() -> None:
