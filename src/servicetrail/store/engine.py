@@ -159,14 +159,18 @@ def _watch_of_new(engine: Engine) -> RevisionWatch:
 def changed_under_us(engine: Engine) -> Exception | None:
     """After an error nobody expected: StoreUpgraded if the store's revision has moved under
     the process (a look made now), else None. On PostgreSQL the look is once a second, and a
-    request in that second on a schema of a newer servicetrail failed as a bug, 500."""
+    request in that second on a schema of a newer servicetrail failed as a bug, 500.
+
+    The look is this call's own statement, not the checkout's once-a-second one: that one is
+    claimed by whichever checkout comes first, so a background task's in between left this
+    checkout none to make (a 500 again), and it was never due within CHECK_EVERY_SECONDS of
+    the clock's zero, on a machine up for less than that (a test's hour: CI, 2026-12-06)."""
     watch = _WATCHES.get(engine)
     if watch is None or watch.mine is None:
         return None
-    watch.look_now()
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as conn:  # its checkout may refuse first, as sticky as this
+            refuse_if_changed_under_us(conn)
     except Exception as e:  # StoreUpgraded alone is the answer; anything else says nothing
         return e if isinstance(e, StoreUpgraded) else None
     return None

@@ -68,10 +68,6 @@ class RevisionWatch:
             self._looked_at = now
             return True
 
-    def look_now(self) -> None:
-        """The next checkout looks (PostgreSQL's look is otherwise once a second)."""
-        self._looked_at = 0.0
-
     def saw(self, revision: str | None) -> None:
         if self.mine is not None and revision != self.mine:
             self._changed = StoreUpgraded(revision, self.mine)
