@@ -46,7 +46,10 @@ PINNED = {
     "0026_everyones_access_by_time_for_the_auditor.py": "9ee12cf9f1fa12b4",
     "0027_access_log_retention.py": "0c18a2383b138816",
     "0028_access_log_by_month.py": "87c4d238a5b5f2f6",
-    "0029_logs_by_family_and_month.py": "852baa3913625f6b",
+    # 0029's second text (finding 53b 1, session 57): its copy of the leaves and tiles made
+    # ahead of the upgrade's transaction, in batches committed. It leaves the tables and rows
+    # its first text left (the two upgraded stores' pg_dump compared): no store needs mending
+    "0029_logs_by_family_and_month.py": "ffdc0056154a0945",
 }
 
 

@@ -54,32 +54,52 @@ def upgrade_to_head(engine: Engine) -> None:
     killed or failed part way used to leave the first migrations' tables committed and the
     revision unchanged, and every later `db upgrade` failed on a table already there.
 
-    A failure is said naming the migration it stopped in and its cause, and that nothing
-    changed (true of both engines: the one transaction is rolled back, the roles a migration
-    makes on PostgreSQL with it). It said "cannot open the store" and the driver's words
-    alone (audit 48d)."""
+    On PostgreSQL a migration that copies a table whole (0029: every leaf and tile) may
+    declare `copy_ahead(conn, committed)`: the migrations before it are applied in one
+    transaction first, then the copy is made in batches each committed, then the migration
+    and the rest in one transaction, all under the migrators' lock. In the one transaction
+    a billion leaves were hours of work lost to a failure at the end (finding 53b 1).
+
+    A failure is said naming the migration it stopped in and its cause, and the revision the
+    store is at: the transaction it failed in changed nothing (true of both engines: the
+    roles a migration makes on PostgreSQL are rolled back with it), and a copy made ahead is
+    kept, for the next `db upgrade` to go on from. It said "cannot open the store" and the
+    driver's words alone (audit 48d)."""
     from .engine import StoreError, revision_on
     from .limits import store_busy
 
     applied: list[str] = []
-    was: list[str | None] = []
+    was: list[str | None] = []  # the revision each transaction began at
+    ahead: dict[str, bool] = {}  # the migrations copied ahead: whether the copy is whole
 
     def needed(conn: Connection) -> bool:
         was.append(revision_on(conn))
         return True
 
     try:
-        _migrated(engine, needed, lock_wait=UPGRADE_LOCK_WAIT, applied=applied)
+        if engine.dialect.name == "postgresql":
+            _migrated_with_copies_ahead(engine, needed, applied, ahead)
+        else:
+            _migrated(engine, needed, lock_wait=UPGRADE_LOCK_WAIT, applied=applied)
     except KeyboardInterrupt:
         raise
     except Exception as e:
         if not was:
             raise  # the store was not reached: said as any command's opening says it
         said = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]
-        failed = (
-            f"the upgrade failed in {_the_migration(was[0], applied)}: {said}; nothing was "
-            f"changed, the store is still at revision {was[0]}"
-        )
+        if not all(ahead.values()):
+            failed = (
+                f"the upgrade failed copying ahead for {_the_migration(was[0], applied)}: "
+                f"{said}; the store is at revision {was[-1]}, and what was copied is kept, "
+                "for the next upgrade to go on from"
+            )
+        else:
+            failed = (
+                f"the upgrade failed in {_the_migration(was[0], applied)}: {said}; nothing was "
+                f"changed, the store is still at revision {was[-1]}"
+            )
+            if ahead:
+                failed += " (the copy made ahead of it is kept, for the next upgrade to go on from)"
         if store_busy(e):  # a lock not had in UPGRADE_LOCK_WAIT: exit 3, as docs/operating.md says
             raise UpgradeWaited(
                 f"{failed}: stop the servers and workers on the store "
@@ -135,6 +155,9 @@ def build_new_store(
     _migrated(engine, needed)
 
 
+_LOCK = "hashtext('servicetrail.schema')"  # the migrators' advisory lock on PostgreSQL
+
+
 def _migrated(
     engine: Engine,
     needed: Callable[[Connection], bool],
@@ -146,18 +169,76 @@ def _migrated(
     SQLite's lock is its write lock, held from the start: outside a transaction its DDL
     commits statement by statement."""
     with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for a migrator (the busy timeout)
-        else:
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.schema'))"))
-            if lock_wait:  # the tables' locks, once it is the one migrator
-                conn.execute(text(f"SET LOCAL lock_timeout = '{lock_wait}'"))
-        if needed(conn):
-            cfg = _config(engine)
-            cfg.attributes["connection"] = conn
-            cfg.attributes["applied"] = applied
-            command.upgrade(cfg, "head")
+        _migrated_on(conn, needed, lock_wait, applied, "head")
+
+
+def _migrated_on(
+    conn: Connection,
+    needed: Callable[[Connection], bool],
+    lock_wait: str,
+    applied: list[str] | None,
+    target: str,
+) -> None:
+    """One transaction of `_migrated`'s, to `target`."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for a migrator (the busy timeout)
+    else:
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
+        if lock_wait:  # the tables' locks, once it is the one migrator
+            conn.execute(text(f"SET LOCAL lock_timeout = '{lock_wait}'"))
+    if needed(conn):
+        cfg = _config(conn.engine)
+        cfg.attributes["connection"] = conn
+        cfg.attributes["applied"] = applied
+        command.upgrade(cfg, target)
+    conn.commit()
+
+
+def _migrated_with_copies_ahead(
+    engine: Engine,
+    needed: Callable[[Connection], bool],
+    applied: list[str],
+    ahead: dict[str, bool],
+) -> None:
+    """`_migrated`, cut before each pending migration that declares a copy ahead, that copy
+    made between the cuts. The migrators' lock is held by the session from first to last
+    (its transactions take it again as its holder): another migrator waits for the whole."""
+    from .engine import revision_on
+
+    with engine.connect() as conn:
+        conn.execute(text(f"SELECT pg_advisory_lock({_LOCK})"))
+        conn.execute(text(f"SET lock_timeout = '{UPGRADE_LOCK_WAIT}'"))  # the copy's reads too
         conn.commit()
+        try:
+            for revision, copy in _copies_ahead(revision_on(conn)):
+                _migrated_on(conn, needed, UPGRADE_LOCK_WAIT, applied, revision)
+                ahead[revision] = False
+                copy(conn, conn.commit)
+                ahead[revision] = True
+            _migrated_on(conn, needed, UPGRADE_LOCK_WAIT, applied, "head")
+        finally:
+            try:
+                conn.rollback()
+                conn.execute(text(f"SELECT pg_advisory_unlock({_LOCK})"))
+                conn.execute(text("RESET lock_timeout"))
+                conn.commit()
+            except Exception:
+                conn.invalidate()  # closed, not pooled: the session's lock goes with it
+
+
+CopyAhead = Callable[[Connection, Callable[[], None]], None]
+
+
+def _copies_ahead(start: str | None) -> list[tuple[str, CopyAhead]]:
+    """The pending migrations' copies ahead, each by the revision it is made at (the one
+    before its migration), oldest first."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    found = []
+    for step in reversed(list(script.iterate_revisions("head", start))):
+        copy = getattr(step.module, "copy_ahead", None)
+        if copy is not None and step.revision != start and isinstance(step.down_revision, str):
+            found.append((step.down_revision, copy))
+    return found
 
 
 def schema_differences(engine: Engine) -> list[str]:

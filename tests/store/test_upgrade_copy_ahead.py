@@ -1,0 +1,180 @@
+"""Migration 0029 copies every leaf and tile of the logs: `db upgrade` makes that copy ahead of
+its transaction, in batches each committed (finding 53b 1). In the one transaction a billion
+leaves were hours of work that a failure near the end threw away; now an upgrade killed or
+failed part way keeps what it copied, says so, and the next `db upgrade` goes on from it to
+the same logs as an upgrade never stopped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from servicetrail.store import migrate
+from servicetrail.store.engine import StoreError, make_engine, open_store
+from servicetrail.store.merkle_log import seal_store
+from servicetrail.store.writer import append_records
+from tests.conftest import Cli
+from tests.store.test_access_retention import _entries
+from tests.store.test_log_lifecycle import _records_in
+
+MONTHS = ("2025-01", "2025-02", "2025-03")
+LOGS = {
+    "log_leaf": "SELECT * FROM log_leaf ORDER BY 1, 2, 3",
+    "log_node": "SELECT * FROM log_node ORDER BY 1, 2, 3, 4",
+    "log_checkpoint": "SELECT * FROM log_checkpoint ORDER BY id",
+}
+
+# `db upgrade`'s upgrade in a process of its own (not the command, whose start is seconds
+# of imports here), its copy ahead 50 rows a batch with a pause after each, for the test to
+# kill it part way (the code before had no copy ahead to slow)
+PACED = """
+import sys, time
+from servicetrail.store import migrate
+from servicetrail.store.engine import open_store
+
+found = getattr(migrate, "_copies_ahead", None)
+
+def paced(start):
+    out = []
+    for revision, copy in found(start):
+        copy.__globals__["BATCH"] = 50
+        def slowly(conn, committed, copy=copy):
+            def each():
+                committed()
+                time.sleep(0.02)
+            copy(conn, each)
+        out.append((revision, slowly))
+    return out
+
+if found is not None:
+    migrate._copies_ahead = paced
+open_store(sys.argv[1], upgrade=True)
+"""
+
+
+def _logs(url: str) -> dict[str, list[tuple[object, ...]]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table: [tuple(r) for r in conn.execute(text(q))] for table, q in LOGS.items()}
+    finally:
+        engine.dispose()
+
+
+def _scalar(url: str, sql: str) -> object:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def _copied(url: str) -> int:
+    """The leaves copied ahead (none, where the code before made no copy ahead)."""
+    if _scalar(url, "SELECT to_regclass('log_leaf_0029')") is None:
+        return 0
+    return int(str(_scalar(url, "SELECT count(*) FROM log_leaf_0029")))
+
+
+def _failing_after(batches: int) -> Callable[..., object]:
+    """migrate._copies_ahead with the copy 50 rows a batch, failing in batch `batches`."""
+    found = migrate._copies_ahead
+    count = [0]
+
+    def each(committed: Callable[[], None]) -> None:
+        count[0] += 1
+        if count[0] == batches:  # before its commit, as a full disk fails it
+            raise OSError("No space left on device")
+        committed()
+
+    def failing(start: str | None) -> list[tuple[str, object]]:
+        out = []
+        for revision, copy in found(start):
+            copy.__globals__["BATCH"] = 50
+            out.append(
+                (revision, lambda conn, committed, copy=copy: copy(conn, lambda: each(committed)))
+            )
+        return out
+
+    return failing
+
+
+def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reaches_the_same_logs(
+    pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some 1,500 leaves of both logs in three months, sealed, at 0028: one copy upgraded
+    whole; another killed (SIGKILL) part way through its copy, then failed further on (said,
+    and kept), then upgraded. Both end with the same leaves, tiles and checkpoints, and `db
+    check` passes. Some 5 s (13 at load 18): a real process killed, and leaves enough for
+    tens of batches."""
+    source = pg_server.new_database(template="st_template")
+    engine = open_store(source)
+    try:
+        with engine.begin() as conn:
+            append_records(conn, _records_in(MONTHS, each=500))
+        _entries(engine, monkeypatch, MONTHS, each=20)
+        seal_store(engine)
+    finally:
+        engine.dispose()
+    bare = make_engine(source)
+    command.downgrade(migrate._config(bare), "0028")
+    bare.dispose()
+    template = source.rsplit("/", 1)[1]
+    whole, stopped = (pg_server.new_database(template=template) for _ in range(2))
+    try:
+        assert Cli(whole, tmp_path)("db", "upgrade").exit_code == 0
+        expected = _logs(whole)
+        assert len(expected["log_leaf"]) == 1560 and expected["log_checkpoint"]
+
+        # killed part way: what it copied is kept, the revision unmoved
+        upgrading = subprocess.Popen(
+            [sys.executable, "-c", PACED, stopped],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while _copied(stopped) < 300 and upgrading.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        upgrading.send_signal(signal.SIGKILL)
+        said, _ = upgrading.communicate(timeout=30)
+        assert upgrading.returncode == -signal.SIGKILL, said  # not upgraded in one go
+        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0028"
+        kept = _copied(stopped)
+        assert 300 <= kept < 1560, kept
+
+        # then a failure in the copy, which went on from there: said, with what it left
+        monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(6))
+        opened = make_engine(stopped)
+        with pytest.raises(StoreError) as failed:
+            migrate.upgrade_to_head(opened)
+        opened.dispose()
+        monkeypatch.undo()
+        assert str(failed.value).startswith(
+            "the upgrade failed copying ahead for migration 0029 (The logs' leaves and tiles "
+            "partitioned by log (family, month) on PostgreSQL, so that retention drops a "
+            "month's whole ...): No space left on device; the store is at "
+            "revision 0028, and what was copied is kept, for the next upgrade to go on from: "
+            "mend the cause and run `servicetrail db upgrade` again"
+        ), str(failed.value)
+        assert kept < _copied(stopped) < 1560
+
+        again = Cli(stopped, tmp_path)("db", "upgrade")
+        assert again.exit_code == 0, again.output
+        assert "upgraded from 0028 to the newest migration (0029)" in again.output
+        assert _logs(stopped) == expected
+        assert _scalar(stopped, "SELECT to_regclass('log_leaf_0029')") is None
+        checked = Cli(stopped, tmp_path)("db", "check")
+        assert checked.exit_code == 0 and "schema matches the migrations" in checked.output
+    finally:
+        for url in (source, whole, stopped):
+            pg_server.drop_database(url)
