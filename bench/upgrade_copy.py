@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -251,6 +252,11 @@ def main() -> int:
     result["runs"] = runs
     if a.keep:
         result["store"] = url
+    elif a.server == "sqlite":
+        shutil.rmtree(folder)
+    else:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     print(json.dumps(result, indent=1))
     return 0
 
