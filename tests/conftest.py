@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh store built by the migrations, and the CLI run in-process."""
+"""Shared fixtures: a fresh store built by the migrations, the persona world in it, and the CLI
+run in-process."""
 
 from __future__ import annotations
 
@@ -282,6 +283,15 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     built = open_store(pg_url)
     yield built
     built.dispose()
+
+
+@pytest.fixture
+@P.starts_with_personas
+def world(engine: Engine) -> P.World:
+    """The persona world (tests/personas.py) in the test's store, which most tests read: its
+    store is cloned from the template that holds it. A module that needs another world (more
+    records, other Parties) defines its own `world`."""
+    return P.load_personas(engine)
 
 
 @contextlib.contextmanager

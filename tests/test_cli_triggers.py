@@ -8,13 +8,6 @@ import json
 import pytest
 
 from tests import personas as P
-from tests.personas import starts_with_personas
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 def jsonl(result) -> list[dict]:

@@ -18,13 +18,6 @@ import pytest
 
 from servicetrail import settings
 from tests import personas as P
-from tests.personas import starts_with_personas
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 def lines(result) -> list[dict]:

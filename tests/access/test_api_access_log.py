@@ -12,15 +12,8 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
-from tests.personas import starts_with_personas
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
 
 
 @pytest.fixture

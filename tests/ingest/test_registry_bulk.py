@@ -27,9 +27,7 @@ from tests.personas import (
     SOUTHENERGY,
     SUNEXPORT,
     WIRESCO,
-    load_personas,
 )
-from tests.personas import starts_with_personas
 
 RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
 
@@ -109,12 +107,6 @@ def seen(engine, party_id: str, scope: Scope = Scope.OTHERS) -> set[str]:
     return {
         (item["request_id"], item["kind"], item["logged_at"], item["device_id"]) for item in items
     }
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return load_personas(engine)
 
 
 @pytest.fixture(

@@ -1,4 +1,5 @@
-"""Fixtures the web tests share: the persona world served by the app, and API tokens.
+"""Fixtures the web tests share: the app over the persona world (`world`, tests/conftest.py),
+and API tokens.
 
 A test module that needs another world (more records, other Parties) defines its own
 `world`; `client` and `bearer` then serve that one."""
@@ -15,13 +16,6 @@ from sqlalchemy.engine import Engine
 from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.personas import starts_with_personas
-
-
-@pytest.fixture
-@starts_with_personas
-def world(engine: Engine) -> P.World:
-    return P.load_personas(engine)
 
 
 @pytest.fixture

@@ -37,12 +37,6 @@ def loopback(monkeypatch):
     settings.reload()
 
 
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    return P.load_personas(engine)
-
-
 def hook(engine, receiver: Receiver, path: str, party: str = P.SOUTHENERGY, **fields) -> dict:
     secret = new_secret()
     with engine.begin() as conn:
