@@ -1,7 +1,7 @@
 """Webhooks whose receivers answered 410 and that are not turned off yet, kept in the store.
 
 While a registry change is at work, a 410's webhook cannot be turned off at once (its row lock
-could close a cycle with the change's steps: store.outbox.disable_gone). The deliverer that
+could close a cycle with the change's steps: store.outbox_gone.disable_gone). The deliverer that
 saw the 410 kept the watch in its memory and leased nothing of it; another worker, or the same
 one restarted, knew nothing of it and sent the receiver more (session 35's note). Kept here,
 every worker leases nothing of such a watch, and whichever round comes first after the change
