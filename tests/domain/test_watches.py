@@ -3,6 +3,9 @@ says them, agrees with the API's reading, which stops at the first."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -142,3 +145,11 @@ def test_a_joiner_does_not_restart_the_count_of_marks_on_a_character() -> None:
         with pytest.raises(InvalidWatch) as refused:
             watch_spec({"name": piled})
         assert refused.value.field == "name" and "combining marks" in refused.value.message
+
+
+def test_a_watchs_values_iterate_in_the_order_given_and_compare_as_a_set() -> None:
+    values = Listed(["11.2", "4.1.1", "11.2", "1.1.1"])
+    assert list(values) == ["11.2", "4.1.1", "1.1.1"] and len(values) == 3
+    assert values == {"1.1.1", "4.1.1", "11.2"} and hash(values) == hash(frozenset(values))
+    for again in (pickle.loads(pickle.dumps(values)), copy.deepcopy(values)):
+        assert list(again) == list(values) and isinstance(again, Listed)

@@ -1003,19 +1003,6 @@ def test_a_registry_change_says_it_waits_for_an_ingest_batch(
     assert caplog.text.count(said) == 1
 
 
-def test_a_watchs_values_iterate_in_the_order_given_and_compare_as_a_set() -> None:
-    from servicetrail.domain.watches import Listed
-
-    import copy
-    import pickle
-
-    values = Listed(["11.2", "4.1.1", "11.2", "1.1.1"])
-    assert list(values) == ["11.2", "4.1.1", "1.1.1"] and len(values) == 3
-    assert values == {"1.1.1", "4.1.1", "11.2"} and hash(values) == hash(frozenset(values))
-    for again in (pickle.loads(pickle.dumps(values)), copy.deepcopy(values)):
-        assert list(again) == list(values) and isinstance(again, Listed)
-
-
 def test_a_watchs_failing_deliveries_are_counted_up_to_a_bound(world: World) -> None:
     """A dead receiver's pending deliveries are counted up to MOST_FAILING_SHOWN, then "at
     least": its Party's Watches page reads two short index ranges a watch, not them all."""
