@@ -210,7 +210,7 @@ def test_a_receiver_that_never_answers_is_said_so_to_its_party(engine, world) ->
 
         assert run(deliverer, lambda: said() is not None, seconds=15)
         # the Party's words are those of any connection that failed (tests/webhooks/
-        # test_outbound.py); the operator's say which
+        # test_posting.py); the operator's say which
         assert said() == "no answer: the connection or TLS failed, or no answer came in 1 s"
         assert set(deliverer.stats.errors) == {"no answer in 1 s"}, deliverer.stats.errors
         assert made["id"]
