@@ -1,5 +1,5 @@
-"""Pass 2 of `log verify` (store.log_roots) over what leaves no leaves behind, on PostgreSQL,
-where retention drops a month: a month gone as retention drops one is retired only under a
+"""Pass 2 of `log verify` (store.log_roots) on logs left without leaves, on PostgreSQL, where
+retention drops months: a month gone as retention drops one passes as retired only under a
 retirement the store's key signed (a month dropped by hand, the current month, an intruder's
 wipe of every old one are named), and a retired month's checkpoints deleted, or the month
 brought back and added to, are named by its signed retirement.
