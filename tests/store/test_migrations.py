@@ -139,9 +139,16 @@ def test_commands_started_at_once_on_a_new_store_all_find_it_built(empty_db_url:
         )
         for _ in range(4)
     ]
-    outcomes = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in openers]
+    outcomes = []
+    for p in openers:
+        _, said = p.communicate(timeout=60)  # read to their end, the pipes closed
+        outcomes.append((p.returncode, said))
     assert [code for code, _ in outcomes] == [0] * 4, outcomes
-    assert current_revision(make_engine(empty_db_url)) == SCHEMA_HEAD
+    engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) == SCHEMA_HEAD
+    finally:
+        engine.dispose()
 
 
 def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) -> None:

@@ -138,7 +138,8 @@ def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
             assert (
                 status == 429 and b"report downloads open" in body and took < 2
             )  # at once, not queued
-            refused = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=4096)[1]
+            sock, refused = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=4096)
+            sock.close()
             assert b"\r\nretry-after: 10\r\n" in refused.lower()
             status, _, _ = server.get(REPORT, tokens[P.WIRESCO])  # another Party is not held back
             assert status == 200
