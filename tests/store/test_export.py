@@ -426,3 +426,17 @@ def test_a_report_cancelled_before_its_limit_is_not_taken_for_too_broad(pg_engin
             canceller.join()
             locker.rollback()
     assert time.monotonic() - started < READ_LOCK_WAIT_MS / 1000
+
+
+def test_a_streamed_report_streams_its_own_statement_alone(engine, world):
+    """A report's statement is streamed (a server-side cursor on PostgreSQL) by its own
+    option: set with Connection.execution_options(), which changes the connection in place,
+    every later statement of the read was a server-side cursor too (each long payload's
+    look-up, the plan settings), left open until the garbage collector came (57e's warnings
+    run: 124 psycopg ServerCursors)."""
+    from servicetrail.domain.search import Search
+    from servicetrail.store.queries import iter_search
+
+    with engine.connect() as conn:
+        assert list(iter_search(conn, world.viewer(P.NORTHPOWER), Search()))
+        assert "stream_results" not in conn.get_execution_options()

@@ -290,8 +290,10 @@ def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]
     # a second connection: the entries and the leaves stream side by side
     with conn.engine.connect() as other, _small_cache(other):
         held = iter(
-            other.execution_options(stream_results=True, yield_per=ROWS_A_FETCH).exec_driver_sql(
-                held_sql + " ORDER BY entry_id", (task.family, task.low, task.high) * 2
+            other.exec_driver_sql(
+                held_sql + " ORDER BY entry_id",
+                (task.family, task.low, task.high) * 2,
+                execution_options={"stream_results": True, "yield_per": ROWS_A_FETCH},
             )
         )
         leaf = next(held, None)

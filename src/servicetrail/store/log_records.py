@@ -266,6 +266,10 @@ _POSTGRES_LEAVES = (
     + "WHERE r.id >= %s AND r.id < %s ORDER BY r.id"
 )
 _STREAM = 5000
+# a statement's own options: Connection.execution_options() sets them on the connection in
+# place, and the statements after it in the same transaction were streamed too, each a
+# server-side cursor on PostgreSQL (session 57, 57e's warnings run)
+_STREAMED = {"stream_results": True, "yield_per": _STREAM}
 
 
 def probes_each(conn: Connection) -> None:
@@ -288,8 +292,8 @@ def record_leaf_hashes(conn: Connection, low: int, high: int) -> Iterator[tuple[
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         probes_each(conn)
-    rows = conn.execution_options(stream_results=True, yield_per=_STREAM).exec_driver_sql(
-        _POSTGRES_LEAVES if postgres else _SQLITE_LEAVES, (low, high)
+    rows = conn.exec_driver_sql(
+        _POSTGRES_LEAVES if postgres else _SQLITE_LEAVES, (low, high), execution_options=_STREAMED
     )
     if postgres:
         for record_id, at, kind, request, srv, user, device, code, variant, commitment in rows:
@@ -336,11 +340,12 @@ def records_with_derived_fields(conn: Connection) -> Iterator[DerivedFields]:
     """Every stored record that has an execution_at or a subject_device_id, in id order,
     streamed (few records have them: future-dated requests and non-device ones naming a
     Device)."""
-    rows = conn.execution_options(stream_results=True, yield_per=_STREAM).execute(
+    rows = conn.execute(
         select(r.id, r.logged_at, r.execution_at, r.subject_device_id, p.payload)
         .select_from(_WITH_PAYLOAD)
         .where((r.execution_at.is_not(None)) | (r.subject_device_id.is_not(None)))
-        .order_by(r.id)
+        .order_by(r.id),
+        execution_options=_STREAMED,
     )
     for record_id, logged_at, execution_at, subject, payload in rows:
         yield DerivedFields(record_id, logged_at, execution_at, subject or "", payload or "")

@@ -99,10 +99,11 @@ def _folded_leaves(
     was missing (said, with the entries removed with it)."""
     origin, sealed = task.origin, max(wanted, default=0)
     mark = _mark(conn)
-    rows = conn.execution_options(stream_results=True, yield_per=ROWS_A_FETCH).exec_driver_sql(
+    rows = conn.exec_driver_sql(
         "SELECT leaf_index, leaf_hash, entry_id FROM log_leaf "
         f"WHERE family = {mark} AND month = {mark} ORDER BY leaf_index",
         (task.family, task.month),
+        execution_options={"stream_results": True, "yield_per": ROWS_A_FETCH},
     )
     stack: list[tuple[int, bytes]] = []
     count = 0

@@ -359,7 +359,10 @@ def iter_search(
     if limit is not None:
         query = query.limit(limit)
     with read_as(conn, viewer, EXPORT_SECONDS):
-        result = conn.execution_options(stream_results=True).execute(query, params)
+        # streamed as a statement's option: Connection.execution_options() sets it on the
+        # connection in place, and every later statement of the read (each long payload's)
+        # became a server-side cursor of its own
+        result = conn.execute(query, params, execution_options={"stream_results": True})
         for row in fetched_by_size(result, _payload_size, STREAM_PAGE):
             yield item(*_with_whole_payload(conn, row))
 
