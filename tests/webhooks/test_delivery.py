@@ -216,6 +216,94 @@ def test_a_receiver_that_never_answers_is_said_so_to_its_party(engine, world) ->
         assert made["id"]
 
 
+@starts_with_personas
+def test_a_refused_port_and_a_silent_one_fail_alike_in_time(pg_engine) -> None:
+    """A port that refuses the connection and one that takes it and never answers: each
+    failure is shown to the Party (`watch list`, the API, the screen) at the attempt's time
+    limit, and a receiver's next attempt starts when the one before ends, at that limit for
+    both. Shown at once, the refusal told a closed port from a filtered one to a User who
+    named any host and port and watched the count (finding 56c). Three deliveries each, one
+    at a time (per_host 2: a receiver a Party has to itself has all but one slot), a 1 s
+    limit: about 3 s, on PostgreSQL alone (the worker's timing, not the store's)."""
+    limit = 1.0
+    P.load_personas(pg_engine)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: every connection refused
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel takes the connections; nothing ever reads or answers
+    made = {}
+    with pg_engine.begin() as conn:
+        for name, sock in (("closed", closed), ("silent", silent)):
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+            spec = watch_spec({"name": name, "webhook": {"url": url}})
+            made[name] = create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"]
+    lk_requests(pg_engine, 1, 2, 3)
+    deliverer = Deliverer(pg_engine, schedule=[600], timeout=limit, per_host=2)
+    seen: dict[str, list[tuple[float, dict]]] = {"closed": [], "silent": []}
+    started = time.monotonic()
+
+    def all_failed() -> bool:
+        with pg_engine.connect() as conn:
+            shown = {
+                w["id"]: w["webhook"]["failing"] for w in list_watches(conn, P.SOUTHENERGY, True)
+            }
+        for name, timeline in seen.items():
+            failing = shown[made[name]]
+            if failing and (not timeline or timeline[-1][1] != failing):
+                timeline.append((time.monotonic() - started, failing))
+        return all(t and t[-1][1]["waiting"] == 3 for t in seen.values())
+
+    try:
+        assert run(deliverer, all_failed, seconds=20), seen
+    finally:
+        closed.close()
+        silent.close()
+    for name, timeline in seen.items():
+        # the n-th failure shown no sooner than n limits from the start: each attempt of the
+        # three waited for the one before (the refusals: all three within 0.3 s, before)
+        shown_at = {f["waiting"]: at for at, f in timeline}
+        for n, at in shown_at.items():
+            assert at >= n * limit - 0.05, (name, timeline)
+    said = {name: {f["last_error"] for _, f in t} for name, t in seen.items()}
+    assert said["closed"] == said["silent"] and len(said["closed"]) == 1, said
+    assert seen["closed"][-1][1] == seen["silent"][-1][1], seen
+    # the operator's log tells them apart: one refusal, one silence, as the test meant
+    errors = sorted(e.split(":")[0] for e in deliverer.stats.errors)
+    assert errors == ["ClientConnectorError", "no answer in 1 s"], deliverer.stats.errors
+
+
+@starts_with_personas
+def test_an_attempt_held_to_its_limit_takes_no_slot_of_the_worker(pg_engine) -> None:
+    """A refused attempt waits out its time limit (above) in its Party's and receiver's
+    counts alone: with one slot in the worker, another Party's receiver that answers has its
+    delivery at once, not when the refusal's limit (20 s) ends."""
+    P.load_personas(pg_engine)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
+    with pg_engine.begin() as conn:
+        spec = watch_spec({"name": "closed", "webhook": {"url": url}})
+        create_watch(conn, P.SOUTHENERGY, spec, new_secret())
+    lk_requests(pg_engine, 1)
+    deliverer = Deliverer(pg_engine, schedule=[600], timeout=20, concurrency=1)
+    with Receiver() as fine:
+
+        def delivered() -> bool:
+            # the refusal made (held, or before its hold recorded at once): then the other
+            # Party's watch and a record for it, sent while the refusal waits
+            if (getattr(deliverer, "_held", None) or deliverer.stats.failed) and not fine.secrets:
+                hook(pg_engine, fine, "/fine", party=P.WIRESCO)
+                lk_requests(pg_engine, 2)
+            return bool(fine.received)
+
+        try:
+            assert run(deliverer, delivered, seconds=10, cancel=True), deliverer.stats
+        finally:
+            closed.close()
+    assert deliverer.stats.failed == 0, deliverer.stats  # the refusal was still held
+
+
 def test_failing_deliveries_are_shown_to_their_party_and_logged(engine, world, caplog) -> None:
     """A receiver that keeps failing is retried for days: its Party sees it in its watch's
     state (the Watches page and `watch list`), and the operator in the worker's log."""
@@ -750,7 +838,8 @@ def test_a_url_that_turns_unsafe_is_refused_at_delivery(engine, world, monkeypat
         monkeypatch.delenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK")
         settings.reload()
         lk_requests(engine, 1)
-        deliverer = Deliverer(engine, schedule=[5])
+        # a refusal is recorded at the attempt's time limit, as any failure without an answer
+        deliverer = Deliverer(engine, schedule=[5], timeout=1)
         assert run(deliverer, lambda: deliverer.stats.failed >= 1)
         assert receiver.received == []
         assert any(e.startswith("refused") for e in deliverer.stats.errors)

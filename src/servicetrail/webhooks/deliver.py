@@ -14,7 +14,8 @@ Bounded everywhere a receiver could hold it up:
   a receiver whose queue is more than half full gets no share of the next lease (its due
   rows are not even read), so a slow one cannot fill the worker, its queue or its leases;
 - each attempt ends within TIMEOUT_SECONDS (connect, send, answer, all together), reads at
-  most MAX_RESPONSE_BYTES of the answer, and follows no redirect;
+  most MAX_RESPONSE_BYTES of the answer, and follows no redirect; one that got no answer ends
+  for its Party at that limit, however soon it failed (`_until_time_limit`);
 - the address is resolved and checked (webhooks.outbound) before every connection (an
   answer is reused for RESOLVE_SECONDS), and the connection goes to that checked address,
   not to a second resolution of the name.
@@ -159,6 +160,9 @@ class Deliverer:
         self._outcomes: list[Outcome] = []
         self.addresses = Addresses()
         self._tasks: set[asyncio.Task[None]] = set()
+        # of those, attempts that got no answer, held to their time limit: no connection, and
+        # no slot of the worker's concurrency (`_until_time_limit`)
+        self._held: set[asyncio.Task[None] | None] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
@@ -362,7 +366,7 @@ class Deliverer:
         # an attempt that calls this as it ends has given its slot back (`_attempt`): counted
         # as taken till its task was done, the slot of a worker at its concurrency waited
         # for the next round
-        free = self.concurrency - len(self._tasks - {asyncio.current_task()})
+        free = self.concurrency - len(self._tasks - self._held - {asyncio.current_task()})
         for delivery, host in self.queues.start(free, self._starts_by()):
             task = asyncio.create_task(self._attempt(session, delivery, host))
             self._tasks.add(task)
@@ -432,11 +436,15 @@ class Deliverer:
             self.stats.late += 1
         else:
             answered: list[int] = []  # the status, once it came
+            started = time.monotonic()
             try:
-                async with asyncio.timeout(self.timeout):
-                    status, error = await self._post(session, delivery, answered)
-            except TimeoutError:
-                status, error = (answered[0], "") if answered else (None, self._no_answer)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        status, error = await self._post(session, delivery, answered)
+                except TimeoutError:
+                    status, error = (answered[0], "") if answered else (None, self._no_answer)
+                if status is None:
+                    await self._until_time_limit(started)
             finally:
                 self.queues.finished(delivery, host)
             self._outcome(delivery, status, error)
@@ -444,6 +452,35 @@ class Deliverer:
         # a round of attempts ended: record them and lease more (the main loop)
         if len(self._outcomes) >= self.per_host or not (self._tasks - {asyncio.current_task()}):
             self._wake.set()
+
+    async def _until_time_limit(self, started: float) -> None:
+        """An attempt that got no answer (started at `started`) ends at its time limit, as
+        one whose receiver stayed silent does, whatever failed: a refused connection, a failed
+        TLS handshake, a name that did not resolve or resolved where servicetrail will not
+        send. Its Party's words for all of them are one (`posting.shown_error`), but a
+        refusal recorded at once and a silence at the limit told a closed port from a
+        filtered one by when its watch showed the failure (`watch list`, the API's watch, the
+        screen), and so did the pace of its later deliveries to that receiver, one limit each
+        for a silence: a logged-in User's scan of every host and port the server reaches
+        (finding 56c). So until then its outcome is not recorded, and it keeps its place in
+        `Queues` (its Party's and its receiver's counts of attempts in flight, its lease
+        renewed), and its delivery's next attempt and its failure come as a silence's would.
+        It holds no connection, no store connection (the round records it later) and no slot
+        of the worker's concurrency: the next delivery starts now, so a Party's dead URLs
+        cost the worker less than its silent ones (a slot each for the limit), and slow only
+        their own Party and receiver, as `Queues` bounds them (a Party at most half the
+        worker, a receiver others wait for at most half theirs). An answer, any status, is
+        recorded when it comes: it says the port is open, and says so itself."""
+        left = started + self.timeout - time.monotonic()
+        if left <= 0:
+            return  # a silence: the limit has come
+        task = asyncio.current_task()
+        self._held.add(task)
+        try:
+            self._dispatch()  # its slot of the worker's to the next delivery, now
+            await asyncio.sleep(left)
+        finally:
+            self._held.discard(task)
 
     def _starts_by(self) -> float:
         """An attempt starts only on a lease that ends after this: it leaves the attempt its
