@@ -426,7 +426,8 @@ class Deliverer:
         self, session: aiohttp.ClientSession, delivery: Due, host: tuple[str, int]
     ) -> None:
         """One attempt (its slot to `host` already taken by _dispatch); the slot goes at once
-        to the next delivery queued for that receiver."""
+        to the next delivery queued for that receiver, once it ends: when its answer came, or
+        at its time limit (`_until_time_limit`)."""
         if self.queues.lease_ends(delivery) <= self._starts_by():
             # the loop stalled between its dispatch and now (other work on a busy machine):
             # sent now, it could end with no time left on its lease to record it (another
