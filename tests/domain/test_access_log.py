@@ -8,6 +8,8 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servicetrail.domain import merkle
 from servicetrail.domain.access_log import (
@@ -20,6 +22,7 @@ from servicetrail.domain.access_log import (
     Tally,
     bounded_filters,
     entry_json,
+    entry_time,
     leaf_data,
     log_month,
 )
@@ -79,6 +82,22 @@ def test_times_are_utc_whatever_zone_they_came_in():
     later = AT.astimezone(timezone(timedelta(hours=-5)))
     assert entry_json(entry(at=later))["at"] == "2025-03-01T09:05:07.000000Z"
     assert log_month(entry(at=datetime(2025, 12, 31, 23, 59, tzinfo=timezone.utc))) == "2025-12"
+
+
+ZONES = st.builds(
+    lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-23 * 60 - 59, 23 * 60 + 59)
+)
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=ZONES))
+def test_a_time_is_spelled_in_utc_with_every_digit_whatever_its_zone_and_year(at):
+    # §7's form, fields by hand: entry_time spells it through isoformat (session 57), whose
+    # padding of early years and of zero microseconds this pins
+    utc = at.astimezone(timezone.utc)
+    assert entry_time(at) == (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond:06d}Z"
+    )
 
 
 def test_the_tally_counts_mp141_records_and_caps_their_distinct_devices():

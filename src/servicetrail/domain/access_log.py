@@ -7,8 +7,10 @@ import json
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
+
+from .times import fixed_time
 
 INTERFACES = ("api", "web", "cli", "webhook")
 ACTIONS = (
@@ -94,8 +96,9 @@ def entry_time(value: datetime | str) -> str:
         return value
     if value.tzinfo is None:
         raise ValueError("access-log times are UTC-aware")
-    utc = value.astimezone(timezone.utc)
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond:06d}Z"
+    # isoformat, not strftime: every logged read formats its entry's time twice (its leaf and
+    # its month), and strftime took 9 us a call against 1 (session 57)
+    return fixed_time(value)
 
 
 def entry_json(entry: AccessEntry) -> dict[str, Any]:

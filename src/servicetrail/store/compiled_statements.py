@@ -156,9 +156,18 @@ def rows(sent: tuple[Any, list[Any]]) -> list[tuple[Any, ...]]:
 
 
 def _processed(processors: list[Any], fetched: Sequence[Any]) -> list[tuple[Any, ...]]:
-    if not any(processors):
+    # only the columns that have a processor are touched: a device search's rows have two
+    # of 17 (its times), and a generator over every column cost 2.5 times as much (session 57)
+    converting = [(i, p) for i, p in enumerate(processors) if p]
+    if not converting:
         return [tuple(row) for row in fetched]
-    return [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in fetched]
+    done = []
+    for row in fetched:
+        values = list(row)
+        for i, p in converting:
+            values[i] = p(values[i])
+        done.append(tuple(values))
+    return done
 
 
 def driver_in_transaction(conn: Connection) -> Any:
