@@ -202,6 +202,14 @@ def serve(
             stderr=subprocess.STDOUT,
             env=env,
         )
+    return answering(proc, port, log)
+
+
+def answering(
+    proc: subprocess.Popen[bytes], port: int, log: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The server started as `proc` on `port`, once it answers (30 s at most, else it is
+    killed and the bench stops, naming its log)."""
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=1).read()
@@ -209,7 +217,7 @@ def serve(
         except Exception:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("server did not start")
+    raise SystemExit(f"server did not start; its log: {log}")
 
 
 # the newest servers' logs kept in bench/out; older ones go when a server starts (a long-quiet
