@@ -97,7 +97,7 @@ def entry_time(value: datetime | str) -> str:
     if value.tzinfo is None:
         raise ValueError("access-log times are UTC-aware")
     # isoformat, not strftime: every logged read formats its entry's time twice (its leaf and
-    # its month), and strftime took 9 us a call against 1 (session 57)
+    # its month), and strftime took 5.4 us a call against 1.8 (timeit, session 57)
     return fixed_time(value)
 
 
