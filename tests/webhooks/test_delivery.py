@@ -275,6 +275,17 @@ def test_a_refused_port_and_a_silent_one_fail_alike_in_time(pg_engine) -> None:
     assert errors == ["ClientConnectorError", "no answer in 1 s"], deliverer.stats.errors
 
 
+def refusing_watch(engine, scheme: str) -> tuple[socket.socket, int]:
+    """A socket bound and never listening (every connection refused), and a watch of
+    SOUTHENERGY's whose webhook goes to it by `scheme`."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"{scheme}://127.0.0.1:{closed.getsockname()[1]}/hook"
+    with engine.begin() as conn:
+        spec = watch_spec({"name": scheme, "webhook": {"url": url}})
+        return closed, create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"]
+
+
 @starts_with_personas
 def test_a_local_receiver_not_started_yet_is_retried_on_the_schedule(pg_engine) -> None:
     """An http:// receiver (loopback alone, under SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK=1: a
@@ -282,12 +293,7 @@ def test_a_local_receiver_not_started_yet_is_retried_on_the_schedule(pg_engine) 
     not from a time limit: its port's state is no secret to a User who may already reach the
     server's local ports (and a receiver started late had its deliveries a limit each later)."""
     P.load_personas(pg_engine)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
-    with pg_engine.begin() as conn:
-        spec = watch_spec({"name": "local", "webhook": {"url": url}})
-        made = create_watch(conn, P.SOUTHENERGY, spec, new_secret())["id"]
+    closed, made = refusing_watch(pg_engine, "http")
     lk_requests(pg_engine, 1)
     deliverer = Deliverer(pg_engine, schedule=[0.2, 0.2, 600], timeout=20)
 
@@ -307,16 +313,12 @@ def test_a_local_receiver_not_started_yet_is_retried_on_the_schedule(pg_engine) 
 
 @starts_with_personas
 def test_an_attempt_held_to_its_limit_takes_no_slot_of_the_worker(pg_engine) -> None:
-    """A refused attempt waits out its time limit (above) in its Party's and receiver's
-    counts alone: with one slot in the worker, another Party's receiver that answers has its
-    delivery at once, not when the refusal's limit (20 s) ends."""
+    """A refused attempt waits out its time limit (test_a_refused_port_and_a_silent_one_fail_
+    alike_in_time) in its Party's and receiver's counts alone: with one slot in the worker,
+    another Party's receiver that answers has its delivery at once, not when the refusal's
+    limit (20 s) ends."""
     P.load_personas(pg_engine)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    url = f"https://127.0.0.1:{closed.getsockname()[1]}/hook"
-    with pg_engine.begin() as conn:
-        spec = watch_spec({"name": "closed", "webhook": {"url": url}})
-        create_watch(conn, P.SOUTHENERGY, spec, new_secret())
+    closed, _ = refusing_watch(pg_engine, "https")
     lk_requests(pg_engine, 1)
     deliverer = Deliverer(pg_engine, schedule=[600], timeout=20, concurrency=1)
     with Receiver() as fine:
