@@ -240,14 +240,15 @@ def test_a_follow_stopped_by_a_signal_says_so_as_every_command_does(
 def test_a_follow_whose_reader_has_gone_ends_at_once_and_quietly(sqlite_url, tmp_path):
     """`watch events --follow | head -1`: with no new event it wrote nothing, so it ran on
     until the next one after head had gone (review 47b). It ends as any command does whose
-    reader closed the pipe (`records | head -1`): quietly, at once."""
+    reader closed the pipe (`records | head -1`): quietly, at once, with
+    141 (tests/test_cli_pipe.py)."""
     with _following(sqlite_url, tmp_path) as (_, _, follow):
         assert follow.stdout is not None
         follow.stdout.close()  # as head does after its line
         started = time.monotonic()
         _, stderr = follow.communicate(timeout=30)
         assert time.monotonic() - started < 5
-    assert follow.returncode == 1, stderr
+    assert follow.returncode == 141, stderr
     assert b"Error" not in stderr and b"Traceback" not in stderr and b"Exception" not in stderr
 
 

@@ -4,8 +4,11 @@ command becomes its message and exit code."""
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sqlite3
 import sys
+from contextlib import suppress
 from typing import Any
 
 import click
@@ -94,6 +97,9 @@ class Servicetrail(OnceOnlyGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             done = super().invoke(ctx)
+            sys.stdout.flush()  # what is left to write, while a reader gone is still ours
+        except BrokenPipeError:
+            raise _reader_gone() from None
         except UnicodeEncodeError as e:
             if not _undecoded(e):
                 raise
@@ -143,8 +149,10 @@ class Servicetrail(OnceOnlyGroup):
                 # refuses the access log's writes; audit 46d) or failing: the database's words
                 said = str(_raw(e)).strip().partition("\n")[0]
                 raise Failure(f"the store refused it: {printable(said)}", 2) from None
-            if code is None or isinstance(known, BrokenPipeError):
-                raise  # a reader that closed the pipe (`| head`): click leaves quietly
+            if isinstance(known, BrokenPipeError):
+                raise _reader_gone() from None  # met inside a library's call, wrapped
+            if code is None:
+                raise
             raise Failure(printable(_said(known)), code) from None
         # a stop raised where Python could not pass it on (inside a garbage collector's
         # callback: "Exception ignored in ..."), and the command ran on to its end: it exited
@@ -153,6 +161,21 @@ class Servicetrail(OnceOnlyGroup):
         if swallowed is not None:
             raise stopped(swallowed)
         return done
+
+
+def _reader_gone() -> click.exceptions.Exit:
+    """How a command whose standard output's reader has gone (`records | head -1`) ends:
+    without a word, and with 141, the status a shell gives `seq 1000000 | head -1`'s seq, a
+    coreutils filter killed by SIGPIPE, as it does 130 and 143 (stopped). Said as an exit
+    status, not by dying of the signal: a command's clean-up still runs (a load signs what it
+    kept). Not 0, which says all was written; click's own answer was 1, a command's failure
+    (review 57h). What is left in the buffer goes nowhere, so the interpreter's last flush
+    does not complain (Python's own advice, "Note on SIGPIPE")."""
+    with suppress(OSError, ValueError):  # a test's captured output has no descriptor
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(nowhere, sys.stdout.fileno())
+        os.close(nowhere)
+    return click.exceptions.Exit(128 + signal.SIGPIPE)
 
 
 def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
