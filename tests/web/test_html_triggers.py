@@ -107,6 +107,16 @@ def test_the_window_is_chosen_on_the_page(engine, world):
     assert "No request you may see on this Device in that window" in narrow
 
 
+def test_no_possible_trigger_is_said_without_a_link_to_the_empty_list(engine, world):
+    """ "What may have triggered it: 0 requests ↓" jumped to a panel that lists none (audit
+    57h): the words stay, the link goes."""
+    page = unescape(
+        signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=10").text
+    )
+    assert '<p class="jump-to">What may have triggered it: 0 requests</p>' in page
+    assert 'href="#triggers-title"' not in page
+
+
 def test_a_bad_window_falls_back_to_a_day_and_says_so(engine, world):
     shown = panel(
         signed_in(engine, P.WIRESCO).get(f"/records/{world.ids['ws_alert']}?window=١٠").text
