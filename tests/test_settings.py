@@ -12,6 +12,9 @@ from click.testing import CliRunner
 from servicetrail import settings
 from servicetrail.cli import main
 from servicetrail.settings import SettingError, Settings
+from servicetrail.store.limits import SearchTooBroad
+from servicetrail.web.presenters import stopped
+from servicetrail.webhooks.posting import shown_error
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "servicetrail"
@@ -136,3 +139,23 @@ def test_the_settings_table_lists_every_setting_as_the_code_has_it() -> None:
         line.split("`")[1] for line in readme.splitlines() if line.startswith("| `SERVICETRAIL_")
     }
     assert documented == {f.metadata["variable"] for f in fields(Settings)}
+
+
+SAYING_SECONDS = {
+    "search-too-broad": lambda s: str(SearchTooBroad(s)),
+    "page-stopped": lambda s: stopped(s, "It took", "."),
+    "webhook-no-answer": lambda s: shown_error(None, "TimeoutError", s),
+}
+
+
+@pytest.mark.parametrize("said", SAYING_SECONDS.values(), ids=SAYING_SECONDS.keys())
+@pytest.mark.parametrize(
+    "value, words",
+    [(0.00001, "0.00001 s"), (0.5, "0.5 s"), (10.0, "10 s"), (2_000_000.0, "2000000 s")],
+)
+def test_a_seconds_setting_is_said_as_people_write_seconds(said, value, words) -> None:
+    """SERVICETRAIL_STATEMENT_TIMEOUT=0.00001 stopped a search "after 1e-05 s", and the
+    largest allowed, "after 2e+06 s" (`:g`; audit 57h). Every seconds setting said in a
+    message goes through domain.times.seconds_text."""
+    shown = said(value)
+    assert f" {words}" in shown and "e-0" not in shown and "e+0" not in shown, shown

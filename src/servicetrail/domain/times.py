@@ -130,3 +130,13 @@ def months_from(month: str, count: int) -> list[str]:
     the access log and of the logs' leaves, named as their logs are."""
     index = int(month[:4]) * 12 + int(month[5:7]) - 1
     return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]
+
+
+def seconds_text(seconds: float) -> str:
+    """A number of seconds as people read it: `10 s`, `0.5 s`, `0.00001 s`. A setting's
+    fractional value was said `1e-05 s` (`:g` goes to an exponent below 10^-4 and past 10^6,
+    audit 57h). To the microsecond, below which no wait here is measured."""
+    text = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    if text == "0" and seconds > 0:
+        return "less than 0.000001 s"
+    return f"{text} s"

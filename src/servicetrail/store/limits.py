@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import settings
+from ..domain.times import seconds_text
 from .postgresql_errors import psycopg_error
 
 
@@ -41,7 +42,7 @@ class SearchTooBroad(RuntimeError):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds  # for a page to say it with its own way to narrow it
         super().__init__(
-            f"the search took longer than {seconds:g} s and was stopped: "
+            f"the search took longer than {seconds_text(seconds)} and was stopped: "
             "narrow it (a Device ID, a Request ID or a shorter date range)"
         )
 

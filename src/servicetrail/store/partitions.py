@@ -18,6 +18,7 @@ from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
 from ..signing import Signer, log_prefix
+from ..domain.times import seconds_text
 from .log_tree import latest_checkpoint
 from .log_retirement import NoSigner, retire_month
 from .merkle_log import lock_family, unsealed
@@ -197,7 +198,7 @@ def patiently(attempt: Callable[[], T], tables: str, held_by: str) -> T:
             if time.monotonic() + pause > deadline:
                 raise StoreBusy(
                     f"retention could not have {tables} to itself for "
-                    f"{RETENTION_PATIENCE_SECONDS:g} s ({held_by}); nothing was dropped"
+                    f"{seconds_text(RETENTION_PATIENCE_SECONDS)} ({held_by}); nothing was dropped"
                 ) from None
         time.sleep(pause)
         pause = min(RETENTION_PAUSE_MOST, pause * 2)

@@ -9,6 +9,7 @@ from sqlalchemy import Executable, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from ..domain.times import seconds_text
 from .limits import StoreBusy
 from .postgresql_errors import psycopg_error
 
@@ -58,7 +59,7 @@ def lock_giving_way(
             if not psycopg_error(e.orig, "LockNotAvailable"):
                 raise
         if time.monotonic() + pause > deadline:
-            raise StoreBusy(f"{what} waited {patience:g} s for work in progress on it")
+            raise StoreBusy(f"{what} waited {seconds_text(patience)} for work in progress on it")
         time.sleep(pause)
         pause = min(_LONGEST_PAUSE, pause * 2)
     _lock_timeout(conn, before)  # the rest of the transaction waits as it would have

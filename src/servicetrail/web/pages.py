@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from ..domain.ids import InvalidValue, eui64
 from ..domain.model import KINDS, Responsibility
 from ..domain.search import DEFAULT_PAGE, Cursor, Search
-from ..domain.times import format_time
+from ..domain.times import format_time, seconds_text
 from ..domain.triggers import MAX_TRIGGERS
 from ..domain.visibility import Access, Decision
 from ..store.limits import SearchTooBroad
@@ -514,9 +514,7 @@ def _report_period(values: dict[str, str]) -> tuple[Search | None, dict[str, str
 
 
 # the search's advice named a Device ID and a Request ID, which this form has not (audit 53e)
-REPORT_STOPPED = (
-    "the report took longer than {:g} s to read and was stopped: choose a shorter period"
-)
+REPORT_STOPPED = "the report took longer than {} to read and was stopped: choose a shorter period"
 
 
 @router.post("/report")
@@ -547,7 +545,7 @@ def report(
         if isinstance(failure, Busy):
             return too_busy(request, who, failure)
         if isinstance(failure, SearchTooBroad):
-            return refused({"from": REPORT_STOPPED.format(failure.seconds)})
+            return refused({"from": REPORT_STOPPED.format(seconds_text(failure.seconds))})
         return None
 
     return ReportDownload(

@@ -24,7 +24,7 @@ from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import Cursor, Search
-from ..domain.times import format_time, parse_bound
+from ..domain.times import format_time, parse_bound, seconds_text
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
 from ..domain.watches import split_list
@@ -358,7 +358,7 @@ def stopped(seconds: float, what: str, narrow: str) -> str:
     to narrow it: the store's words, the API's and the command line's, began in lower case and
     named a Device ID and a Request ID on the Device and Who-looked pages, which have neither
     field (audit 53e)."""
-    return f"{what} took longer than {seconds:g} s and was stopped. {narrow}"
+    return f"{what} took longer than {seconds_text(seconds)} and was stopped. {narrow}"
 
 
 def narrower(*ways: tuple[str, bool]) -> str:

@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from .. import settings
+from ..domain.times import seconds_text
 from ..store.engine import BUSY_TIMEOUT_MS
 from ..store.limits import store_busy
 from ..store.schema_watch import StoreUpgraded
@@ -528,7 +529,7 @@ class Deliverer:
 
     @property
     def _no_answer(self) -> str:
-        return f"no answer in {self.timeout:g} s"
+        return f"no answer in {seconds_text(self.timeout)}"
 
     async def _post(
         self, session: aiohttp.ClientSession, delivery: Due, answered: list[int] | None = None

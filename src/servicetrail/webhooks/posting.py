@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 
 from ..store.outbox import Due
+from ..domain.times import seconds_text
 from .addresses import Addresses
 from .outbound import UnsafeUrl, parse_url
 from .signing import signed_headers
@@ -85,7 +86,7 @@ def shown_error(status: int | None, error: str, timeout: float) -> str:
         return error or f"answered {status}"
     if error.startswith(REFUSED):
         return error
-    return f"no answer: the connection or TLS failed, or no answer came in {timeout:g} s"
+    return f"no answer: the connection or TLS failed, or no answer came in {seconds_text(timeout)}"
 
 
 def client_session(concurrency: int, timeout: float) -> aiohttp.ClientSession:
