@@ -339,3 +339,64 @@ def test_a_field_given_twice_is_422_not_taken_at_its_last(client, south, body, f
     assert answer.json()["parameter"] == "body"
     assert answer.json()["message"] == f'body: the field "{field}" is given twice'
     assert client.get("/api/v1/watches", headers=south).json()["items"] == []
+
+
+def test_a_webhooks_state_is_read_apart_from_the_watch(client, engine, south, wires, monkeypatch):
+    """`watch list` and the Watches page said a webhook failing or turned off; the API did
+    not (audit 57h). The watch keeps the fields SPEC section 6 names, in the list as when
+    made; its webhook's state is `GET /api/v1/watches/{id}/webhook`, the Party's own only."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert, update
+
+    from servicetrail.store.watch_tables import watch, watch_event, webhook_outbox
+
+    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
+    settings.reload()
+    made = client.post(
+        "/api/v1/watches",
+        json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
+        headers=south,
+    ).json()
+    plain = client.post("/api/v1/watches", json={"name": "plain"}, headers=south).json()
+    state = f"/api/v1/watches/{made['id']}/webhook"
+    assert client.get(state, headers=south).json() == {
+        "url": "http://127.0.0.1:9/h",
+        "enabled": True,
+        "disabled_reason": None,
+        "failing": None,
+    }
+    now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(watch_event),
+            {"watch_id": made["id"], "event_id": 1, "record_id": 1, "record_logged_at": now,
+             "record_device_id": P.ESME_1, "matched_at": now},
+        )  # fmt: skip
+        conn.execute(
+            insert(webhook_outbox),
+            {"watch_id": made["id"], "event_id": 1, "attempts": 3, "next_attempt_at": now,
+             "last_error": "answered 503"},
+        )  # fmt: skip
+    failing = client.get(state, headers=south).json()["failing"]
+    assert failing == {"waiting": 1, "at_least": False, "attempts": 3, "last_error": "answered 503"}
+    with engine.begin() as conn:
+        conn.execute(
+            update(watch)
+            .where(watch.c.id == made["id"])
+            .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410")
+        )
+    off = client.get(state, headers=south).json()
+    assert off["enabled"] is False and off["disabled_reason"] == "the receiver answered 410"
+    # the watch itself is as SPEC names it, in the list as when made
+    listed = client.get("/api/v1/watches", headers=south).json()["items"]
+    assert listed[0]["webhook"] == {"url": "http://127.0.0.1:9/h"}
+    # another Party's watch is no such watch, as a missing one; a watch without a webhook says so
+    for other in (
+        client.get(state, headers=wires),
+        client.get("/api/v1/watches/99999/webhook", headers=south),
+    ):
+        assert other.status_code == 404 and other.json()["message"] == "no such watch"
+    bare = client.get(f"/api/v1/watches/{plain['id']}/webhook", headers=south)
+    assert bare.status_code == 404 and bare.json()["message"] == "this watch has no webhook"
+    assert client.get("/api/v1/watches/x/webhook", headers=south).status_code == 404

@@ -136,13 +136,17 @@ def create_watch(
     return watch_json(row, secret if spec.webhook_url else None)
 
 
-def list_watches(conn: Connection, party_id: str, with_state: bool = False) -> list[dict[str, Any]]:
+def list_watches(
+    conn: Connection, party_id: str, with_state: bool = False, watch_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The Party's watches (only `watch_id`, when given: one of its own, or none)."""
     owner_read_limits(conn)
-    rows = conn.execute(
-        select(watch, kept_gone(watch.c.id).label("webhook_gone"))
-        .where(watch.c.party_id == party_id)
-        .order_by(watch.c.id)
-    ).all()
+    chosen = select(watch, kept_gone(watch.c.id).label("webhook_gone")).where(
+        watch.c.party_id == party_id
+    )
+    if watch_id is not None:
+        chosen = chosen.where(watch.c.id == watch_id)
+    rows = conn.execute(chosen.order_by(watch.c.id)).all()
     # a webhook turned off retries nothing (a delivery left behind by its 410 is not failing)
     on = [
         r.id for r in rows if r.webhook_url and r.webhook_disabled_at is None and not r.webhook_gone

@@ -152,6 +152,22 @@ class WatchList(BaseModel):
     items: list[WatchOut]
 
 
+class FailingDeliveries(BaseModel):
+    waiting: int = Field(description="deliveries waiting for a retry after a failed attempt")
+    at_least: bool = Field(description="true when more wait than `waiting` (counted to 1000)")
+    attempts: int = Field(description="the attempts of the delivery retried last")
+    last_error: str = Field(
+        description="its last error: the status answered, the URL refused, or no answer"
+    )
+
+
+class WebhookState(BaseModel):
+    url: str
+    enabled: bool = Field(description="false once turned off (its receiver answered 410)")
+    disabled_reason: str | None
+    failing: FailingDeliveries | None = Field(description="null while deliveries succeed")
+
+
 class Event(BaseModel):
     event_id: int
     watch_id: int

@@ -45,7 +45,15 @@ from .errors import ParameterError
 from .fairness import Slots, limits_of
 from .param_schemas import whole_number_schema
 from .params import PageSize, asked
-from .schemas import Error, EventPage, NewWatch, WatchList, WatchOut, inline_schema
+from .schemas import (
+    Error,
+    EventPage,
+    NewWatch,
+    WatchList,
+    WatchOut,
+    WebhookState,
+    inline_schema,
+)
 from .state import engine_of, reader_of
 from .stopping import ServerStopping
 
@@ -159,6 +167,31 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
     """Your Party's watches (never a secret)."""
     with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
         return JSONResponse({"items": list_watches(conn, viewer.party_id)})
+
+
+NO_WEBHOOK = {"error": "not_found", "message": "this watch has no webhook"}
+
+
+@router.get(
+    "/watches/{watch_id}/webhook",
+    response_model=None,
+    responses={
+        200: {"model": WebhookState},
+        404: {"model": Error, "description": "no such watch, or it has no webhook"},
+    },
+)
+def watch_webhook(request: Request, viewer: ViewerDep, watch_id: str) -> JSONResponse:
+    """Whether your watch's webhook still delivers (a 410 turns it off) and, while deliveries
+    fail, how many wait and the last error. Apart from the watch: SPEC section 6 names the
+    fields of a watch, in the list as when made (audit 57h)."""
+    found = watch_id_of(watch_id)
+    with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
+        shown = [] if found is None else list_watches(conn, viewer.party_id, True, watch_id=found)
+    if not shown:
+        return JSONResponse(NOT_A_WATCH, status_code=404)
+    if shown[0]["webhook"] is None:
+        return JSONResponse(NO_WEBHOOK, status_code=404)
+    return JSONResponse(shown[0]["webhook"])
 
 
 @router.delete(
