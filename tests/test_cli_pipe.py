@@ -35,6 +35,8 @@ def world(engine):
         ["triggers", "np_resp", "--party", P.NORTHPOWER],
         ["watch", "list", "--party", P.SOUTHENERGY],
         ["watch", "events", "WATCH", "--party", P.SOUTHENERGY],
+        ["--help"],  # printed while the command line is read, before any command runs
+        ["watch", "--help"],
     ],
     ids=lambda c: " ".join(c[:3]),
 )

@@ -94,6 +94,12 @@ class Servicetrail(OnceOnlyGroup):
         with sigterm_stops_as_ctrl_c():
             return super().main(*args, **kwargs)
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:  # `servicetrail --help | head -1`: printed while parsing
+            raise _reader_gone() from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             done = super().invoke(ctx)
