@@ -605,3 +605,16 @@ def test_the_events_heading_counts_them_as_what_they_are(engine, world) -> None:
     assert '<span class="count">the oldest 50 unread</span>' in client.get(location).text
     newest = client.get(location).text
     assert '<span class="count">the newest 50</span>' in newest
+
+
+def test_an_empty_watch_on_mine_says_whose_devices_it_waits_on(engine, world) -> None:
+    """An Other User's watch on Devices "mine" can never match while its Party is nobody's
+    supplier or network operator, and the page said "No events yet" forever (audit 57h). Said
+    for every "mine" watch: whether the Party holds an interval now has no index to ask
+    (BENCHMARKS.md, session 57, helper 57h)."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    mine = client.get(add(client).headers["location"]).text
+    said = "and only on Devices where you are supplier or network operator when the record"
+    assert said in html.unescape(mine)
+    listed = client.get(add(client, devices="list", device_list=P.ESME_1).headers["location"])
+    assert "No events yet" in listed.text and said not in html.unescape(listed.text)
