@@ -8,15 +8,18 @@ import json
 import socket
 import threading
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text, update
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watch_matcher import match_new_records
+from servicetrail.store.watch_tables import watch as watch_table
+from servicetrail.store.watch_tables import watch_event, webhook_outbox
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
@@ -227,14 +230,19 @@ def test_bad_event_parameters_are_422(client, south, query, parameter) -> None:
         assert "too large" in answer.json()["message"]
 
 
-def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
+def hooked_watch(client, south, monkeypatch) -> dict:
+    """SOUTHENERGY's new watch with a webhook to a loopback port, as its POST answered it."""
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
-    made = client.post(
+    return client.post(
         "/api/v1/watches",
         json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
         headers=south,
     ).json()
+
+
+def test_a_webhook_secret_is_shown_once(client, south, monkeypatch) -> None:
+    made = hooked_watch(client, south, monkeypatch)
     assert made["webhook"]["url"] == "http://127.0.0.1:9/h" and made["webhook"][
         "secret"
     ].startswith("whsec_")
@@ -345,19 +353,7 @@ def test_a_webhooks_state_is_read_apart_from_the_watch(client, engine, south, wi
     """`watch list` and the Watches page said a webhook failing or turned off; the API did
     not (audit 57h). The watch keeps the fields SPEC section 6 names, in the list as when
     made; its webhook's state is `GET /api/v1/watches/{id}/webhook`, the Party's own only."""
-    from datetime import datetime, timezone
-
-    from sqlalchemy import insert, update
-
-    from servicetrail.store.watch_tables import watch, watch_event, webhook_outbox
-
-    monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
-    settings.reload()
-    made = client.post(
-        "/api/v1/watches",
-        json={"name": "hook", "webhook": {"url": "http://127.0.0.1:9/h"}},
-        headers=south,
-    ).json()
+    made = hooked_watch(client, south, monkeypatch)
     plain = client.post("/api/v1/watches", json={"name": "plain"}, headers=south).json()
     state = f"/api/v1/watches/{made['id']}/webhook"
     assert client.get(state, headers=south).json() == {
@@ -382,8 +378,8 @@ def test_a_webhooks_state_is_read_apart_from_the_watch(client, engine, south, wi
     assert failing == {"waiting": 1, "at_least": False, "attempts": 3, "last_error": "answered 503"}
     with engine.begin() as conn:
         conn.execute(
-            update(watch)
-            .where(watch.c.id == made["id"])
+            update(watch_table)
+            .where(watch_table.c.id == made["id"])
             .values(webhook_disabled_at=now, webhook_disabled_reason="the receiver answered 410")
         )
     off = client.get(state, headers=south).json()
