@@ -172,11 +172,11 @@ class Servicetrail(OnceOnlyGroup):
 def _reader_gone() -> click.exceptions.Exit:
     """How a command whose standard output's reader has gone (`records | head -1`) ends:
     without a word, and with 141, the status a shell gives `seq 1000000 | head -1`'s seq, a
-    coreutils filter killed by SIGPIPE, as it does 130 and 143 (stopped). Said as an exit
-    status, not by dying of the signal: a command's clean-up still runs (a load signs what it
-    kept). Not 0, which says all was written; click's own answer was 1, a command's failure
-    (review 57h). What is left in the buffer goes nowhere, so the interpreter's last flush
-    does not complain (Python's own advice, "Note on SIGPIPE")."""
+    coreutils filter killed by SIGPIPE, as Ctrl-C and SIGTERM are said 130 and 143 (stopped).
+    Said as an exit status, not by dying of the signal: a command's clean-up still runs (a
+    load signs what it kept). Not 0, which says all was written; click's own answer was 1, a
+    command's failure (audit 57h). What is left in the buffer goes nowhere, so the
+    interpreter's last flush does not complain (Python's own advice, "Note on SIGPIPE")."""
     with suppress(OSError, ValueError):  # a test's captured output has no descriptor
         nowhere = os.open(os.devnull, os.O_WRONLY)
         os.dup2(nowhere, sys.stdout.fileno())

@@ -182,11 +182,15 @@ NO_WEBHOOK = {"error": "not_found", "message": "this watch has no webhook"}
 )
 def watch_webhook(request: Request, viewer: ViewerDep, watch_id: str) -> JSONResponse:
     """Whether your watch's webhook still delivers (a 410 turns it off) and, while deliveries
-    fail, how many wait and the last error. Apart from the watch: SPEC section 6 names the
-    fields of a watch, in the list as when made (audit 57h)."""
+    fail, how many wait and the last error. Apart from the watch, whose fields are the same
+    in the list as when it was made (SPEC section 6)."""
     found = watch_id_of(watch_id)
     with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
-        shown = [] if found is None else list_watches(conn, viewer.party_id, True, watch_id=found)
+        shown = (
+            []
+            if found is None
+            else list_watches(conn, viewer.party_id, with_state=True, watch_id=found)
+        )
     if not shown:
         return JSONResponse(NOT_A_WATCH, status_code=404)
     if shown[0]["webhook"] is None:
