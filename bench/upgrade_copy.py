@@ -14,6 +14,13 @@ subprocess and timed, with, sampled every 0.2 s:
 
     .venv/bin/python bench/upgrade_copy.py postgresql://postgres@127.0.0.1:PORT/postgres
     .venv/bin/python bench/upgrade_copy.py sqlite --leaves 1000000
+
+With --access-entries N the store is built at 0027 instead, holding N access-log entries
+(SPEC 8) spread over --months months and their N leaves, and `db upgrade` runs 0028's copy of
+the access log then 0029's of the leaves; the time and WAL written when the store reached 0028
+are sampled too (`at_0028`).
+
+    .venv/bin/python bench/upgrade_copy.py postgresql://... --access-entries 1000000
 """
 
 from __future__ import annotations
@@ -80,6 +87,49 @@ def build_postgresql(url: str, leaves: int, months: int) -> None:
     engine.dispose()
 
 
+# an entry as a search's reads leave it: some 100 bytes of filters, one Device
+ENTRY = (
+    "'2025-{m:02d}-01 00:00:00+00'::timestamptz + i * interval '{step} milliseconds', "
+    "'P' || mod(i, 50), 'user-' || mod(i, 500), 'api', 'search', "
+    "'{{\"device_id\": \"00-11-22-33-' || lpad(mod(i, 100000)::text, 8, '0') || "
+    "'\", \"from\": \"2025-01-01T00:00:00Z\", \"to\": \"2025-02-01T00:00:00Z\"}}', "
+    "mod(i, 20), 0, '[\"00-11-22-33-' || lpad(mod(i, 100000)::text, 8, '0') || '\"]'"
+)
+
+
+def build_access_log(url: str, entries: int, months: int) -> None:
+    """A store at 0027 with `entries` access-log entries, a month's spread over its first 27
+    days, and their leaves (the access log's monthly logs), sealed as long ago."""
+    from alembic import command
+
+    from servicetrail.store import migrate
+    from servicetrail.store.engine import make_engine
+
+    engine = make_engine(url)
+    command.upgrade(migrate._config(engine), "0027")
+    each = entries // months
+    step = 27 * 86_400_000 // max(each, 1)
+    with engine.begin() as conn:
+        for m in range(1, months + 1):
+            first = 1 + (m - 1) * each
+            conn.exec_driver_sql(
+                "INSERT INTO access_log (id, at, party_id, actor, interface, action, filters, "
+                f"records_returned, mp141_records_returned, device_ids) SELECT {first} + i, "
+                f"{ENTRY.format(m=m, step=step)} FROM generate_series(0, {each - 1}) i"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO log_leaf (family, month, leaf_index, entry_id, leaf_hash, salt) "
+                f"SELECT 'access', '2025-{m:02d}', i, {first} + i, sha256(int8send(i)), "
+                f"substr(sha256(int8send(-i - 1)), 1, 16) FROM generate_series(0, {each - 1}) i"
+            )
+        conn.exec_driver_sql(f"SELECT setval('access_log_id_seq', {each * months})")
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("VACUUM (FREEZE, ANALYZE) access_log, log_leaf")
+        conn.exec_driver_sql("CHECKPOINT")
+    engine.dispose()
+
+
 def build_sqlite(path: Path, leaves: int, months: int) -> None:
     from alembic import command
 
@@ -127,18 +177,28 @@ class Sampler(threading.Thread):
             self.done.wait(0.2)
 
 
-def pg_probe(url: str) -> tuple[Callable[[], dict[str, int]], Callable[[], dict[str, int]]]:
-    """The sampled figures, and the cumulative counters read before and after."""
+def pg_probe(
+    url: str,
+) -> tuple[Callable[[], dict[str, int]], Callable[[], dict[str, int]], dict[str, float]]:
+    """The sampled figures, the cumulative counters read before and after, and when the
+    store was first seen at 0028 (time, WAL written; cleared for each run)."""
     import psycopg
 
     name = url.rsplit("/", 1)[1]
     admin = psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True)
+    store = psycopg.connect(url, autocommit=True)
+    reached: dict[str, float] = {}
 
     def sample() -> dict[str, int]:
         row = admin.execute(
-            "SELECT (SELECT sum(size) FROM pg_ls_waldir()), pg_database_size(%s)", (name,)
+            "SELECT (SELECT sum(size) FROM pg_ls_waldir()), pg_database_size(%s), "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')",
+            (name,),
         ).fetchone()
         found = {"pg_wal_bytes": int(row[0]), "database_bytes": int(row[1])}
+        revision = store.execute("SELECT version_num FROM alembic_version").fetchone()
+        if revision and revision[0] == "0028" and not reached:  # 0028 committed, 0029 not
+            reached.update(at=time.perf_counter(), wal_bytes=int(row[2]))
         for (pid,) in admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'active'", (name,)
         ).fetchall():
@@ -151,14 +211,18 @@ def pg_probe(url: str) -> tuple[Callable[[], dict[str, int]], Callable[[], dict[
         return found
 
     def counters() -> dict[str, int]:
-        wal, temp = admin.execute(
+        wal, temp, lsn = admin.execute(
             "SELECT (SELECT wal_bytes FROM pg_stat_wal), (SELECT temp_bytes FROM "
-            "pg_stat_database WHERE datname = %s)",
+            "pg_stat_database WHERE datname = %s), pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')",
             (name,),
         ).fetchone()
-        return {"wal_written_bytes": int(wal), "temp_file_bytes": int(temp or 0)}
+        return {
+            "wal_written_bytes": int(wal),
+            "temp_file_bytes": int(temp or 0),
+            "wal_lsn_bytes": int(lsn),  # the server's whole WAL: pg_stat_wal lags a backend's
+        }
 
-    return sample, counters
+    return sample, counters, reached
 
 
 def sqlite_probe(path: Path) -> Callable[[], dict[str, int]]:
@@ -173,13 +237,13 @@ def sqlite_probe(path: Path) -> Callable[[], dict[str, int]]:
 
 
 def copied_ahead(url: str) -> dict[str, int]:
-    """The rows of 0029's copy ahead a killed upgrade left (none before session 57)."""
+    """The rows of the copies ahead a killed upgrade left (none before session 57)."""
     import psycopg
 
     with psycopg.connect(url) as conn:
         return {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("log_leaf_0029", "log_node_0029")
+            for table in ("access_log_0028", "log_leaf_0029", "log_node_0029")
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
         }
 
@@ -216,6 +280,7 @@ def main() -> int:
     ap.add_argument("server", help="a PostgreSQL server's URL, or `sqlite`")
     ap.add_argument("--leaves", type=int, default=1_000_000)
     ap.add_argument("--months", type=int, default=6)
+    ap.add_argument("--access-entries", type=int, help="a store at 0027 with so many entries")
     ap.add_argument("--kill-after", type=float, help="SIGKILL the first upgrade after so long")
     ap.add_argument("--keep", action="store_true", help="leave the store (its URL is printed)")
     a = ap.parse_args()
@@ -228,6 +293,7 @@ def main() -> int:
         result["built_s"] = round(time.perf_counter() - began, 1)
         result["store_bytes"] = path.stat().st_size
         url, sample, counters = f"sqlite:///{path}", sqlite_probe(path), None
+        reached = {}
     else:
         import psycopg
 
@@ -236,16 +302,25 @@ def main() -> int:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}")
         url = base.rsplit("/", 1)[0] + "/" + name
-        build_postgresql(url, a.leaves, a.months)
+        if a.access_entries:
+            result = {"access_entries": a.access_entries}
+            build_access_log(url, a.access_entries, a.months)
+        else:
+            build_postgresql(url, a.leaves, a.months)
         result["built_s"] = round(time.perf_counter() - began, 1)
-        sample, counters = pg_probe(url)
+        sample, counters, reached = pg_probe(url)
         result["database_bytes_before"] = sample()["database_bytes"]
     runs = []
     for kill_after in ([a.kill_after] if a.kill_after else []) + [None]:
         before = counters() if counters else {}
+        reached.clear()
+        began_run = time.perf_counter()
         run = upgrade(url, sample, kill_after)
         after = counters() if counters else {}
         run |= {name: after[name] - before[name] for name in after}
+        if reached:  # when 0028 was seen committed (0.2 s a sample), and the WAL by then
+            run["s_to_0028"] = round(reached["at"] - began_run, 1)
+            run["wal_to_0028_bytes"] = int(reached["wal_bytes"]) - before["wal_lsn_bytes"]
         if kill_after and counters:
             run["kept_after_the_kill"] = copied_ahead(url)
         runs.append(run)
