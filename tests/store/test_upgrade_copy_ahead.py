@@ -1,8 +1,8 @@
-"""Migration 0029 copies every leaf and tile of the logs: `db upgrade` makes that copy ahead of
-its transaction, in batches each committed (finding 53b 1). In the one transaction a billion
-leaves were hours of work that a failure near the end threw away; now an upgrade killed or
-failed part way keeps what it copied, says so, and the next `db upgrade` goes on from it to
-the same logs as an upgrade never stopped."""
+"""Migration 0028 copies the access log whole, 0029 every leaf and tile of the logs: `db
+upgrade` makes each copy ahead of its transaction, in batches each committed (finding 53b 1).
+In the one transaction a billion leaves were hours of work that a failure near the end threw
+away; now an upgrade killed or failed part way keeps what it copied, says so, and the next `db
+upgrade` goes on from it to the same logs as an upgrade never stopped."""
 
 from __future__ import annotations
 
@@ -30,32 +30,36 @@ LOGS = {
     "log_leaf": "SELECT * FROM log_leaf ORDER BY 1, 2, 3",
     "log_node": "SELECT * FROM log_node ORDER BY 1, 2, 3, 4",
     "log_checkpoint": "SELECT * FROM log_checkpoint ORDER BY id",
+    "access_log": "SELECT * FROM access_log ORDER BY id",
 }
 
 # `db upgrade`'s upgrade in a process of its own (not the command, whose start is seconds
-# of imports here), its copy ahead 50 rows a batch with a pause after each, for the test to
-# kill it part way (the code before had no copy ahead to slow)
+# of imports here), 0028's copy ahead 10 entries a batch, held after two batches for the
+# test to kill it there (the code before had no copy ahead of 0028 to hold: it ran through)
 PACED = """
 import sys, time
 from servicetrail.store import migrate
 from servicetrail.store.engine import open_store
 
-found = getattr(migrate, "_copies_ahead", None)
+found = migrate._copies_ahead
 
-def paced(start):
+def held(start):
     out = []
     for revision, copy in found(start):
-        copy.__globals__["BATCH"] = 50
-        def slowly(conn, committed, copy=copy):
-            def each():
-                committed()
-                time.sleep(0.02)
-            copy(conn, each)
-        out.append((revision, slowly))
+        if copy.__globals__["revision"] == "0028":
+            copy.__globals__["BATCH"] = 10
+            def stopping(conn, committed, copy=copy, done=[0]):
+                def each():
+                    committed()
+                    done[0] += 1
+                    if done[0] == 3:  # its partitions, then two batches: 20 entries
+                        time.sleep(60)
+                copy(conn, each)
+            copy = stopping
+        out.append((revision, copy))
     return out
 
-if found is not None:
-    migrate._copies_ahead = paced
+migrate._copies_ahead = held
 open_store(sys.argv[1], upgrade=True)
 """
 
@@ -78,11 +82,11 @@ def _scalar(url: str, sql: str) -> object:
         engine.dispose()
 
 
-def _copied(url: str) -> int:
-    """The leaves copied ahead (none, where the code before made no copy ahead)."""
-    if _scalar(url, "SELECT to_regclass('log_leaf_0029')") is None:
+def _copied(url: str, table: str = "log_leaf_0029") -> int:
+    """The rows copied ahead into `table` (none, where the code before made no copy)."""
+    if _scalar(url, f"SELECT to_regclass('{table}')") is None:
         return 0
-    return int(str(_scalar(url, "SELECT count(*) FROM log_leaf_0029")))
+    return int(str(_scalar(url, f"SELECT count(*) FROM {table}")))
 
 
 def _failing_after(batches: int) -> Callable[..., object]:
@@ -111,11 +115,12 @@ def _failing_after(batches: int) -> Callable[..., object]:
 def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reaches_the_same_logs(
     pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Some 1,500 leaves of both logs in three months, sealed, at 0028: one copy upgraded
-    whole; another killed (SIGKILL) part way through its copy, then failed further on (said,
-    and kept), then upgraded. Both end with the same leaves, tiles and checkpoints, and `db
-    check` passes. Some 5 s (13 at load 18): a real process killed, and leaves enough for
-    tens of batches."""
+    """Some 1,500 leaves of both logs in three months, sealed, and 61 access-log entries
+    (one of this hour, which only 0028's own transaction copies), at 0027: one copy upgraded
+    whole; another killed (SIGKILL) part way through 0028's copy, then failed in 0029's
+    (said, and kept), then upgraded. Both end with the same entries, leaves, tiles and
+    checkpoints, and `db check` passes. Some 5 s (13 at load 18): a real process killed, and
+    leaves enough for tens of batches."""
     source = pg_server.new_database(template="st_template")
     engine = open_store(source)
     try:
@@ -126,7 +131,15 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
     finally:
         engine.dispose()
     bare = make_engine(source)
-    command.downgrade(migrate._config(bare), "0028")
+    command.downgrade(migrate._config(bare), "0027")
+    with bare.begin() as conn:  # read in this hour: not copied ahead (0028's SETTLED)
+        conn.execute(
+            text(
+                "INSERT INTO access_log (at, party_id, actor, interface, action, filters, "
+                "records_returned, mp141_records_returned, device_ids) "
+                "VALUES (now(), NULL, 'auditor', 'cli', 'search', '{}', 0, 0, '[]')"
+            )
+        )
     bare.dispose()
     template = source.rsplit("/", 1)[1]
     whole, stopped = (pg_server.new_database(template=template) for _ in range(2))
@@ -134,8 +147,9 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         assert Cli(whole, tmp_path)("db", "upgrade").exit_code == 0
         expected = _logs(whole)
         assert len(expected["log_leaf"]) == 1560 and expected["log_checkpoint"]
+        assert len(expected["access_log"]) == 61
 
-        # killed part way: what it copied is kept, the revision unmoved
+        # killed part way through 0028's copy: what it copied is kept, the revision unmoved
         upgrading = subprocess.Popen(
             [sys.executable, "-c", PACED, stopped],
             stdout=subprocess.PIPE,
@@ -143,17 +157,21 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
             text=True,
         )
         deadline = time.monotonic() + 60
-        while _copied(stopped) < 300 and upgrading.poll() is None and time.monotonic() < deadline:
+        while (
+            _copied(stopped, "access_log_0028") < 20
+            and upgrading.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         upgrading.send_signal(signal.SIGKILL)
         said, _ = upgrading.communicate(timeout=30)
         assert upgrading.returncode == -signal.SIGKILL, said  # not upgraded in one go
-        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0028"
-        kept = _copied(stopped)
-        assert 300 <= kept < 1560, kept
+        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0027"
+        assert _copied(stopped, "access_log_0028") == 20
 
-        # then a failure in the copy, which went on from there: said, with what it left
-        monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(6))
+        # then 0028's copy goes on, 0028 is committed, and 0029's copy fails part way: said,
+        # at the revision the store is then at, with what it left
+        monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(12))
         opened = make_engine(stopped)
         with pytest.raises(StoreError) as failed:
             migrate.upgrade_to_head(opened)
@@ -166,13 +184,15 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
             "revision 0028, and what was copied is kept, for the next upgrade to go on from: "
             "mend the cause and run `servicetrail db upgrade` again"
         ), str(failed.value)
-        assert kept < _copied(stopped) < 1560
+        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0028"
+        assert 0 < _copied(stopped) < 1560
 
         again = Cli(stopped, tmp_path)("db", "upgrade")
         assert again.exit_code == 0, again.output
         assert "upgraded from 0028 to the newest migration (0029)" in again.output
         assert _logs(stopped) == expected
         assert _scalar(stopped, "SELECT to_regclass('log_leaf_0029')") is None
+        assert _scalar(stopped, "SELECT to_regclass('access_log_0028')") is None
         checked = Cli(stopped, tmp_path)("db", "check")
         assert checked.exit_code == 0 and "schema matches the migrations" in checked.output
     finally:

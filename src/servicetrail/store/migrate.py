@@ -54,11 +54,12 @@ def upgrade_to_head(engine: Engine) -> None:
     killed or failed part way used to leave the first migrations' tables committed and the
     revision unchanged, and every later `db upgrade` failed on a table already there.
 
-    On PostgreSQL a migration that copies a table whole (0029: every leaf and tile) may
-    declare `copy_ahead(conn, committed)`: the migrations before it are applied in one
-    transaction first, then the copy is made in batches each committed, then the migration
-    and the rest in one transaction, all under the migrators' lock. In the one transaction
-    a billion leaves were hours of work lost to a failure at the end (finding 53b 1).
+    On PostgreSQL a migration that copies a table whole (0028: the access log; 0029: every
+    leaf and tile) may declare `copy_ahead(conn, committed)`: the migrations before it are
+    applied in one transaction first, then the copy is made in batches each committed, then
+    the migration and the rest (up to the next copy ahead) in one transaction, all under the
+    migrators' lock. In the one transaction a billion leaves were hours of work lost to a
+    failure at the end (finding 53b 1).
 
     A failure is said naming the migration it stopped in and its cause, and the revision the
     store is at: the transaction it failed in changed nothing (true of both engines: the
@@ -87,10 +88,11 @@ def upgrade_to_head(engine: Engine) -> None:
         if not was:
             raise  # the store was not reached: said as any command's opening says it
         said = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]
-        if not all(ahead.values()):
+        copying = [revision for revision, whole in ahead.items() if not whole]
+        if copying:  # at the revision it was made at: an earlier copy's migration committed
             failed = (
                 f"the upgrade failed copying ahead for {_the_migration(was[0], applied)}: "
-                f"{said}; the store is at revision {was[-1]}, and what was copied is kept, "
+                f"{said}; the store is at revision {copying[0]}, and what was copied is kept, "
                 "for the next upgrade to go on from"
             )
         else:

@@ -8,16 +8,35 @@ partitioned table's key must hold the partition key; ids still come from the sam
 The table is copied whole into the partitioned one: a store's upgrade takes as long as that.
 Its trigger (0027's), its policy and its reader role's grant are made again on the new table.
 
+The copy is made ahead of the upgrade's transaction (`copy_ahead`, called by store.migrate
+with the store at 0027), as 0029's is: into access_log_0028 beside the old table, with its
+partitions (named as this migration's first text named them) and its index by time, in
+batches each committed, in the order of that index (time, id), each going on from the last
+entry copied, so that a copy killed or failed part way is taken up where it stopped by the
+next `db upgrade`. In one transaction, a failure at the end lost the whole copy: a million
+entries were 4 s and 386 MB of WAL (BENCHMARKS, session 57), a billion some hours. Ahead, it
+copies entries an hour old or more alone: an entry is written when its read ends, with the
+read's time, and reads run seconds (the statement timeout), so none older comes later to
+fall behind where the copy goes on from. This migration, in the upgrade's transaction, with
+the old table set aside (locked), copies what is left (all of it when nothing was copied
+ahead, as `alembic upgrade` alone does) and puts the copy in the old table's place: the
+tables it leaves are those its first text left (session 57 compared the two schemas). Its
+partitions are made again for the months held then (retention at 0027 deletes a month's
+entries whole, in one transaction: the partition of a month gone goes with its copy).
+
 SQLite keeps its one table: it has no retention of the access log.
 
 Revision ID: 0028
 Revises: 0027
 """
 
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from alembic import op
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 revision = "0028"
 down_revision = "0027"
@@ -29,21 +48,107 @@ COLUMNS = (
     "id, at, party_id, actor, interface, action, filters, records_returned, "
     "mp141_records_returned, device_ids"
 )
+STAGED = "access_log_0028"  # the copy made ahead, until this migration puts it in place
+BATCH = 100_000  # entries a statement: about a second of work, lost at most to a kill
+SETTLED = "1 hour"  # how old an entry must be for the copy ahead to take it (see above)
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
     _set_aside()
-    op.execute(f"CREATE TABLE access_log (LIKE {OLD} INCLUDING DEFAULTS) PARTITION BY RANGE (at)")
-    op.execute("ALTER TABLE access_log ADD CONSTRAINT pk_access_log PRIMARY KEY (id, at)")
-    for month in _months_held() | _months_ahead():
-        start, after = _bounds(month)
-        op.execute(
-            f"CREATE TABLE access_log_p{month[:4]}_{month[5:]} PARTITION OF access_log "
-            f"FOR VALUES FROM ({start}) TO ({after})"
+    _copy(bind, OLD, None)  # what is not copied yet, or all of it
+    op.execute(f"DROP TABLE {OLD}")
+    op.execute(f"ALTER TABLE {STAGED} RENAME TO access_log")
+    op.execute(f"ALTER TABLE access_log RENAME CONSTRAINT pk_{STAGED} TO pk_access_log")
+    for index in ("ix_access_log_party_id", "ix_access_log_at"):
+        op.execute(f"ALTER INDEX {index.replace('access_log', STAGED)} RENAME TO {index}")
+    op.execute("ALTER SEQUENCE access_log_id_seq OWNED BY access_log.id")
+    _guard()
+
+
+def copy_ahead(conn: Connection, committed: Callable[[], None]) -> None:
+    """The entries an hour old or more into the partitioned copy, BATCH a transaction (each
+    ended by `committed`), going on from what an earlier call copied."""
+    _copy(conn, "access_log", committed)
+
+
+def _copy(conn: Connection, source: str, committed: Callable[[], None] | None) -> None:
+    """`source`'s entries into the copy (made if missing, its partitions those of the months
+    held now), after the last one copied: those SETTLED old BATCH a transaction, each ended
+    by `committed`; without it, all in the caller's transaction, the index by party after
+    them (built once, not grown row by row)."""
+    if conn.execute(text("SELECT to_regclass(:t)"), {"t": STAGED}).scalar() is None:
+        conn.execute(
+            text(
+                f"CREATE TABLE {STAGED} (LIKE {source} INCLUDING DEFAULTS) PARTITION BY RANGE (at)"
+            )
         )
-    _copy_and_guard()
+        conn.execute(text(f"ALTER TABLE {STAGED} ADD CONSTRAINT pk_{STAGED} PRIMARY KEY (id, at)"))
+        # before the entries: the copy goes on from its newest by it
+        conn.execute(text(f"CREATE INDEX ix_{STAGED}_at ON {STAGED} (at, id) WHERE id > 0"))
+    _partitions(conn, source)
+    if committed is not None:
+        committed()
+    newest = conn.execute(
+        text(f"SELECT at, id FROM {STAGED} WHERE id > 0 ORDER BY at DESC, id DESC LIMIT 1")
+    ).first()
+    last: Any = newest or (datetime.min.replace(tzinfo=timezone.utc), 0)
+    settled = f"now() - interval '{SETTLED}'" if committed else "'infinity'"
+    while last is not None:
+        last = conn.execute(
+            text(
+                f"WITH copied AS (INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {source} "
+                f"WHERE id > 0 AND (at, id) > (:at, :id) AND at < {settled} ORDER BY at, id "
+                f"LIMIT {BATCH} RETURNING at, id) "
+                "SELECT at, id FROM copied ORDER BY at DESC, id DESC LIMIT 1"
+            ),
+            {"at": last[0], "id": last[1]},
+        ).first()
+        if committed is not None:
+            committed()
+    if committed is None:  # none there are: ids are drawn from 1 (copied as the first text did)
+        conn.execute(
+            text(f"INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {source} WHERE id <= 0")
+        )
+    conn.execute(
+        text(f"CREATE INDEX IF NOT EXISTS ix_{STAGED}_party_id ON {STAGED} (party_id, at, id)")
+    )
+    if committed is not None:
+        committed()
+
+
+def _partitions(conn: Connection, source: str) -> None:
+    """The copy's partitions: one for each month `source` holds entries of and the next few,
+    as the first text made them; one made earlier for a month since emptied (retention) or
+    now past is dropped with what was copied into it."""
+    wanted = {
+        f"access_log_p{month[:4]}_{month[5:]}": month
+        for month in _months_held(conn, source) | _months_ahead()
+    }
+    made = (
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = to_regclass(:t)"
+            ),
+            {"t": STAGED},
+        )
+        .scalars()
+        .all()
+    )
+    for name in set(made) - set(wanted):
+        conn.execute(text(f"DROP TABLE {name}"))
+    for name, month in sorted(wanted.items()):
+        if name not in made:
+            start, after = _bounds(month)
+            conn.execute(
+                text(
+                    f"CREATE TABLE {name} PARTITION OF {STAGED} "
+                    f"FOR VALUES FROM ({start}) TO ({after})"
+                )
+            )
 
 
 def downgrade() -> None:
@@ -52,7 +157,13 @@ def downgrade() -> None:
     _set_aside()
     op.execute(f"CREATE TABLE access_log (LIKE {OLD} INCLUDING DEFAULTS)")
     op.execute("ALTER TABLE access_log ADD CONSTRAINT pk_access_log PRIMARY KEY (id)")
-    _copy_and_guard()
+    # the indexes after the copy: built once, not grown row by row
+    op.execute(f"INSERT INTO access_log ({COLUMNS}) SELECT {COLUMNS} FROM {OLD}")
+    op.execute(f"DROP TABLE {OLD}")
+    op.execute("ALTER SEQUENCE access_log_id_seq OWNED BY access_log.id")
+    op.execute("CREATE INDEX ix_access_log_party_id ON access_log (party_id, at, id)")
+    op.execute("CREATE INDEX ix_access_log_at ON access_log (at, id) WHERE id > 0")
+    _guard()
 
 
 def _set_aside() -> None:
@@ -64,14 +175,8 @@ def _set_aside() -> None:
         op.execute(f"ALTER INDEX {index} RENAME TO {index}_unpartitioned")
 
 
-def _copy_and_guard() -> None:
-    """The entries into the new table, and all 0010, 0026 and 0027 made on the old one."""
-    # the indexes after the copy: built once, not grown row by row
-    op.execute(f"INSERT INTO access_log ({COLUMNS}) SELECT {COLUMNS} FROM {OLD}")
-    op.execute(f"DROP TABLE {OLD}")
-    op.execute("ALTER SEQUENCE access_log_id_seq OWNED BY access_log.id")
-    op.execute("CREATE INDEX ix_access_log_party_id ON access_log (party_id, at, id)")
-    op.execute("CREATE INDEX ix_access_log_at ON access_log (at, id) WHERE id > 0")
+def _guard() -> None:
+    """All 0010, 0026 and 0027 made on the old table but its indexes."""
     op.execute(
         "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
         "FOR EACH ROW EXECUTE FUNCTION servicetrail_access_log_append_only()"
@@ -89,18 +194,17 @@ def _copy_and_guard() -> None:
     )
 
 
-def _months_held() -> set[str]:
-    """The months (`YYYY-MM`, UTC) the old table holds entries of: from its oldest entry's
+def _months_held(bind: Connection, table: str) -> set[str]:
+    """The months (`YYYY-MM`, UTC) the table holds entries of: from its oldest entry's
     to its newest's, each looked up in the index by time (a month is a seek, not a scan)."""
-    bind = op.get_bind()
-    first, last = bind.execute(text(f"SELECT min(at), max(at) FROM {OLD} WHERE id > 0")).one()
+    first, last = bind.execute(text(f"SELECT min(at), max(at) FROM {table} WHERE id > 0")).one()
     if first is None:
         return set()
     held = set()
     for month in _months_between(_month_of(first), _month_of(last)):
         start, after = _bounds(month)
         found = bind.execute(
-            text(f"SELECT 1 FROM {OLD} WHERE id > 0 AND at >= {start} AND at < {after} LIMIT 1")
+            text(f"SELECT 1 FROM {table} WHERE id > 0 AND at >= {start} AND at < {after} LIMIT 1")
         ).first()
         if found is not None:
             held.add(month)
