@@ -211,6 +211,16 @@ def pg_probe(
         return found
 
     def counters() -> dict[str, int]:
+        # after the backends of a command that ended have ended too: a killed command's goes on
+        # with its statement until it next writes to the client, and holds its locks
+        for _ in range(600):
+            others = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                (name, store.info.backend_pid),
+            ).fetchone()[0]
+            if not others:
+                break
+            time.sleep(0.1)
         wal, temp, lsn = admin.execute(
             "SELECT (SELECT wal_bytes FROM pg_stat_wal), (SELECT temp_bytes FROM "
             "pg_stat_database WHERE datname = %s), pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')",
@@ -220,7 +230,20 @@ def pg_probe(
             "wal_written_bytes": int(wal),
             "temp_file_bytes": int(temp or 0),
             "wal_lsn_bytes": int(lsn),  # the server's whole WAL: pg_stat_wal lags a backend's
+            "server_cpu_ms": server_cpu_ms(),
         }
+
+    def server_cpu_ms() -> int:
+        """The CPU of the server's processes that ended (the postmaster's children's: the
+        upgrade's backend, an index build's parallel workers, but autovacuum's workers too,
+        which analyse the store just built: noisy), 0 on a server not readable here."""
+        try:
+            folder = admin.execute("SHOW data_directory").fetchone()[0]
+            pid = Path(folder, "postmaster.pid").read_text().split()[0]
+            ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[13:15]
+        except (OSError, psycopg.Error):
+            return 0
+        return sum(map(int, ticks)) * 1000 // os.sysconf("SC_CLK_TCK")
 
     return sample, counters, reached
 
