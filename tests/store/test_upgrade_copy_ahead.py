@@ -89,8 +89,10 @@ def _copied(url: str, table: str = "log_leaf_0029") -> int:
     return int(str(_scalar(url, f"SELECT count(*) FROM {table}")))
 
 
-def _failing_after(batches: int) -> Callable[..., object]:
-    """migrate._copies_ahead with the copy 50 rows a batch, failing in batch `batches`."""
+def _failing_after(batches: int, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
+    """migrate._copies_ahead with the copies 50 rows a batch (undone with `monkeypatch`: set
+    for good, a later upgrade in this process copied 50 a statement), failing in the
+    `batches`th commit."""
     found = migrate._copies_ahead
     count = [0]
 
@@ -103,7 +105,7 @@ def _failing_after(batches: int) -> Callable[..., object]:
     def failing(start: str | None) -> list[tuple[str, object]]:
         out = []
         for revision, copy in found(start):
-            copy.__globals__["BATCH"] = 50
+            monkeypatch.setitem(copy.__globals__, "BATCH", 50)
             out.append(
                 (revision, lambda conn, committed, copy=copy: copy(conn, lambda: each(committed)))
             )
@@ -171,7 +173,7 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
 
         # then 0028's copy goes on, 0028 is committed, and 0029's copy fails part way: said,
         # at the revision the store is then at, with what it left
-        monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(12))
+        monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(12, monkeypatch))
         opened = make_engine(stopped)
         with pytest.raises(StoreError) as failed:
             migrate.upgrade_to_head(opened)
