@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import psycopg
@@ -120,15 +120,18 @@ def positional(statement: str, named: dict[str, object]) -> tuple[str, list[obje
 
 
 def postgres_nodes(
-    engine: Engine, viewer: Viewer, statement: str, parameters: object
+    engine: Engine, viewer: Viewer | None, statement: str, parameters: object
 ) -> list[tuple]:
     """Every node of the executed plan: its type, the relation it reads, how often it ran, the
     rows it produced and those its conditions removed (no times, no costs: those vary from
     run to run). With `parameters` a list (`positional`), of the generic plan, as the service
     runs a search; with a dict, of a plan made for the values given (EXPLAIN of the
-    statement itself)."""
+    statement itself). `viewer` None: run as the store's owner, as its small reads are."""
     explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) "
-    with engine.connect() as conn, read_as(conn, viewer, generic_plan=True):
+    with (
+        engine.connect() as conn,
+        read_as(conn, viewer, generic_plan=True) if viewer else nullcontext(),
+    ):
         if isinstance(parameters, list):  # sent with the server's own $n placeholders
             # prepared, then executed: the plan the service runs (a generic one, as read_as
             # asks), where EXPLAIN of the statement itself plans for the values given

@@ -1,6 +1,7 @@
 """Another Party's watch is looked up with the work of a watch that never was (the rule of
 issue 10 finding 7, for watches): every address that names a watch (its events, its stream,
-its deletion, the Watches page) asks `owned_watch` first.
+its deletion, the Watches page) asks `owned_watch` first; a watch read alone (its webhook's
+state, `list_watches(watch_id=...)`) is found the same way.
 
 Not a timed test: it counts what the engine does, as tests/store/test_lookup_work.py does
 for records. Looked up by its primary key, another Party's watch was found and then
@@ -11,13 +12,15 @@ and removed by the filter, against none).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 from sqlalchemy import insert, select, text
 
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.read_transaction import read_as
 from servicetrail.store.watch_tables import watch
-from servicetrail.store.watches import create_watch, owned_watch
+from servicetrail.store.watches import create_watch, list_watches, owned_watch
 from tests.personas import (
     LOOKER,
     NORTHPOWER,
@@ -52,34 +55,54 @@ def watches(world: World) -> dict[str, list[int]]:
     return made
 
 
-def work(world: World, watch_id: int):
-    engine, viewer = world.engine, world.viewer(SOUTHENERGY)
-    with statements_sent(engine) as sent, engine.connect() as conn, read_as(conn, viewer):
-        owned_watch(conn, SOUTHENERGY, watch_id)
+def webhook_state(conn, party_id: str, watch_id: int):
+    """The look-up of GET /api/v1/watches/{id}/webhook: the watch with its webhook's state."""
+    return list_watches(conn, party_id, with_state=True, watch_id=watch_id) or None
+
+
+LOOKUPS = [owned_watch, webhook_state]
+
+
+def looked_up(world: World, watch_id: int, lookup=owned_watch):
+    """What `lookup` finds: owned_watch inside the viewer's read (as an events page looks),
+    the webhook's state as the store's owner (as its route reads)."""
+    with world.engine.connect() as conn:
+        viewer = world.viewer(SOUTHENERGY) if lookup is owned_watch else None
+        with read_as(conn, viewer) if viewer else nullcontext():
+            return lookup(conn, SOUTHENERGY, watch_id)
+
+
+def work(world: World, watch_id: int, lookup=owned_watch):
+    engine = world.engine
+    with statements_sent(engine) as sent:
+        looked_up(world, watch_id, lookup)
     # on PostgreSQL seen twice, by SQLAlchemy and by psycopg: one statement all the same
     reads = [(sql, params) for sql, params in sent if "FROM watch" in sql]
     assert len({sql for sql, _ in reads}) == 1, reads
     if engine.dialect.name == "sqlite":
         return sqlite_instructions(engine, *reads[0])
+    viewer = world.viewer(SOUTHENERGY) if lookup is owned_watch else None
     return postgres_nodes(engine, viewer, *reads[0])
 
 
+@pytest.mark.parametrize("lookup", LOOKUPS)
 def test_another_partys_watch_is_looked_up_with_the_work_of_a_missing_one(
-    world: World, watches: dict[str, list[int]]
+    world: World, watches: dict[str, list[int]], lookup
 ) -> None:
-    missing = work(world, MISSING)
+    """The webhook's state (audit 57k) found the watch by its key, then refused it by its
+    party_id (SQLite: 10 virtual-machine instructions against 8)."""
+    missing = work(world, MISSING, lookup)
     for whose in (NORTHPOWER, LOOKER):
         for theirs in (watches[whose][0], watches[whose][-1]):
-            with world.engine.connect() as conn, read_as(conn, world.viewer(SOUTHENERGY)):
-                assert owned_watch(conn, SOUTHENERGY, theirs) is None
-            assert work(world, theirs) == missing, (whose, theirs)
+            assert looked_up(world, theirs, lookup) is None
+            assert work(world, theirs, lookup) == missing, (whose, theirs)
 
 
+@pytest.mark.parametrize("lookup", LOOKUPS)
 def test_the_count_sees_the_work_of_a_watch_that_is_found(
-    world: World, watches: dict[str, list[int]]
+    world: World, watches: dict[str, list[int]], lookup
 ) -> None:
     """The measure can fail: the Party's own watch costs more than a missing one."""
     own = watches[SOUTHENERGY][WATCHES_EACH // 2]
-    with world.engine.connect() as conn, read_as(conn, world.viewer(SOUTHENERGY)):
-        assert owned_watch(conn, SOUTHENERGY, own) is not None
-    assert work(world, own) != work(world, MISSING)
+    assert looked_up(world, own, lookup) is not None
+    assert work(world, own, lookup) != work(world, MISSING, lookup)

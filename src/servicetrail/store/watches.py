@@ -139,13 +139,14 @@ def create_watch(
 def list_watches(
     conn: Connection, party_id: str, with_state: bool = False, watch_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """The Party's watches (only `watch_id`, when given: one of its own, or none)."""
+    """The Party's watches (only `watch_id`, when given: one of its own, or none, found as
+    `owned_watch` finds it, with the work of a missing one for another Party's)."""
     owner_read_limits(conn)
     chosen = select(watch, kept_gone(watch.c.id).label("webhook_gone")).where(
         watch.c.party_id == party_id
     )
     if watch_id is not None:
-        chosen = chosen.where(watch.c.id == watch_id)
+        chosen = chosen.where((watch.c.id + 0) == watch_id)
     rows = conn.execute(chosen.order_by(watch.c.id)).all()
     # a webhook turned off retries nothing (a delivery left behind by its 410 is not failing)
     on = [
