@@ -16,12 +16,13 @@ connection and in one random interleaving, for --samples ids of each kind:
 - visible: the viewer's own records and MP141 titles (the positive control: a difference
   there shows the test can see one);
 and the same for `/records/{id}/why`, `/triggers` and `/proof`; for `/watches/{id}/events`
-with other Parties' watches (made for the run), ids past the last one and the viewer's own;
-and for `/records?request_id=` with Request IDs of that hidden traffic, unused ones (the
-same originator and target, a counter no message has) and the viewer's own. Each pair also
-gets a 95% bootstrap interval of the difference of its medians. A generated store has no
-gaps, so its missing ids are all past the end, in the viewer's last (always cached) index
-leaf: `--gaps-only` on a store with gaps (ids deleted from a copy) puts them among the rest.
+and `/watches/{id}` with other Parties' watches (made for the run), ids past the last one
+and the viewer's own; and for `/records?request_id=` with Request IDs of that hidden
+traffic, unused ones (the same originator and target, a counter no message has) and the
+viewer's own. Each pair also gets a 95% bootstrap interval of the difference of its
+medians. A generated store has no gaps, so its missing ids are all past the end, in the
+viewer's last (always cached) index leaf: `--gaps-only` on a store with gaps (ids deleted
+from a copy) puts them among the rest.
 The samples are chosen by plain SQL over the store, not by the code under test, and every
 answer is checked (404 or an empty page for hidden and missing), so a leak stops the run
 instead of being timed.
@@ -200,6 +201,7 @@ ENDPOINTS = {  # endpoint: (path of a probe, the probe kinds it interleaves)
         "/api/v1/watches/{}/events",
         ("hidden_watch", "missing_watch", "visible_watch"),
     ),
+    "watch": ("/api/v1/watches/{}", ("hidden_watch", "missing_watch", "visible_watch")),
 }
 PAIRS = {  # endpoint: (the pair that must not differ, the positive control that should)
     "record": (("hidden", "missing"), ("visible", "missing")),
@@ -207,6 +209,7 @@ PAIRS = {  # endpoint: (the pair that must not differ, the positive control that
     "triggers": (("hidden", "missing"), ("visible", "missing")),
     "proof": (("hidden", "missing"), ("visible", "missing")),
     "watch_events": (("hidden_watch", "missing_watch"), ("visible_watch", "missing_watch")),
+    "watch": (("hidden_watch", "missing_watch"), ("visible_watch", "missing_watch")),
     "request_id": (("hidden_request", "unused_request"), ("visible_request", "unused_request")),
 }
 
@@ -378,7 +381,7 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
     env = code_env(a.pythonpath)
     try:
         viewer, samples = choose(sql, a.samples, rng, a.gaps_only)
-        if "watch_events" in a.endpoints.split(","):
+        if {"watch_events", "watch"} & set(a.endpoints.split(",")):
             samples |= watches(sql, url, env, viewer, a.samples, rng)
     finally:
         sql.close()

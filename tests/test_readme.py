@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
+from sqlalchemy import create_engine
+
 from servicetrail.generate import SHOWCASE_DEVICE_ID, World
 from servicetrail.generate.stream import messages
 from servicetrail.generate.writers import responsibility_rows, user_rows
+from servicetrail.web.app import create_app
 from tests.conftest import beside_the_checkout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +80,17 @@ def test_every_command_option_and_endpoint_spec_names_is_at_a_glance() -> None:
     assert len(endpoints) >= 14, endpoints
     api = _section(readme, "HTTP API at a glance")
     assert not {e for e in endpoints if e.split()[1] not in api or e.split()[0] not in api}
+
+
+def test_every_route_of_the_api_is_at_a_glance() -> None:
+    """Each of the API's routes, method and path (`{id}` for any id), has its row in the
+    table: GET /api/v1/watches/{id}/webhook came with one, a route may come without."""
+    paths = create_app(create_engine("sqlite://")).openapi()["paths"]
+    api = _section(_readme(), "HTTP API at a glance")
+    listed = re.findall(r"\b(GET|POST|DELETE) (/api/v1/[^\s`?]*)", api)
+    routes = {(m.upper(), p) for p, methods in paths.items() for m in methods}
+    missing = {(m, p) for m, p in routes if (m, re.sub(r"\{\w+\}", "{id}", p)) not in set(listed)}
+    assert len(routes) >= 14 and missing == set()
 
 
 def _anchors(markdown: str) -> set[str]:

@@ -84,6 +84,10 @@ def test_every_answer_matches_the_published_document(
         ("GET", "/api/v1/access-log", None, ""),
         ("GET", "/api/v1/watches", party, ""),
         ("GET", "/api/v1/watches/{watch_id}/events", party, watch),
+        ("GET", "/api/v1/watches/{watch_id}", party, watch),
+        ("GET", "/api/v1/watches/{watch_id}", auditor, watch),
+        ("GET", "/api/v1/watches/{watch_id}/webhook", party, watch),
+        ("GET", "/api/v1/watches/{watch_id}", party, "/987654"),
     ]
     seen = set()
     for method, template, headers, detail in asked:
@@ -91,6 +95,8 @@ def test_every_answer_matches_the_published_document(
             url = template.replace("{record_id}", str(detail))
         elif not isinstance(detail, str):
             url = template.replace("{watch_id}", str(detail.json()["id"]))
+        elif "{watch_id}" in template:  # a watch that is not there
+            url = template.replace("/{watch_id}", detail)
         else:
             url = template + detail
         answer = detail if method == "POST" else client.get(url, headers=headers or {})

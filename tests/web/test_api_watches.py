@@ -396,3 +396,35 @@ def test_a_webhooks_state_is_read_apart_from_the_watch(client, engine, south, wi
     bare = client.get(f"/api/v1/watches/{plain['id']}/webhook", headers=south)
     assert bare.status_code == 404 and bare.json()["message"] == "this watch has no webhook"
     assert client.get("/api/v1/watches/x/webhook", headers=south).status_code == 404
+
+
+def test_a_watch_is_read_by_its_id_as_one_item_of_the_list(client, south, wires, monkeypatch):
+    """A client that DELETEs a watch by its id GETs it by its id too (audit 57k): the item
+    of the list, its webhook's secret never again; HEAD answers as the GET; another Party's
+    watch and a deleted one are no such watch."""
+    made = hooked_watch(client, south, monkeypatch)
+    posted = {
+        "name": "plain",
+        "devices": [P.GSME_1],
+        "srvs": ["11.2", "4.1.1"],
+        "kinds": ["response"],
+    }
+    plain = client.post("/api/v1/watches", json=posted, headers=south).json()
+    for item in client.get("/api/v1/watches", headers=south).json()["items"]:
+        one = client.get(f"/api/v1/watches/{item['id']}", headers=south)
+        assert one.status_code == 200 and one.json() == item
+        head = client.head(f"/api/v1/watches/{item['id']}", headers=south)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(one.content))
+    hooked = client.get(f"/api/v1/watches/{made['id']}", headers=south)
+    assert hooked.json() == {**made, "webhook": {"url": made["webhook"]["url"]}}
+    assert made["webhook"]["secret"] not in hooked.text
+    assert client.get(f"/api/v1/watches/{plain['id']}", headers=south).json() == {
+        "id": plain["id"], **posted, "senders": "others", "webhook": None
+    }  # fmt: skip
+    theirs = client.get(f"/api/v1/watches/{made['id']}", headers=wires)
+    assert theirs.status_code == 404 and theirs.json()["message"] == "no such watch"
+    assert client.delete(f"/api/v1/watches/{plain['id']}", headers=south).status_code == 204
+    gone = client.get(f"/api/v1/watches/{plain['id']}", headers=south)
+    assert (gone.status_code, gone.json()) == (404, theirs.json())
+    assert client.get(f"/api/v1/watches/{made['id']}").status_code == 401

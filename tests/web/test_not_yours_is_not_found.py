@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,15 +71,18 @@ def test_another_partys_record_is_a_missing_one(
         assert asked[0] == asked[1], (viewer, theirs)
 
 
-@pytest.mark.parametrize(
-    "method, address",
-    [
-        ("GET", "/api/v1/watches/{}/events"),
-        ("GET", "/api/v1/watches/{}/events?after=3&limit=2"),
-        ("GET", "/api/v1/watches/{}/stream"),
-        ("DELETE", "/api/v1/watches/{}"),
-    ],
-)
+WATCH_ADDRESSES = [
+    ("GET", "/api/v1/watches/{}"),
+    ("HEAD", "/api/v1/watches/{}"),
+    ("GET", "/api/v1/watches/{}/webhook"),
+    ("GET", "/api/v1/watches/{}/events"),
+    ("GET", "/api/v1/watches/{}/events?after=300&limit=200"),  # no echo of a small id
+    ("GET", "/api/v1/watches/{}/stream"),
+    ("DELETE", "/api/v1/watches/{}"),
+]
+
+
+@pytest.mark.parametrize("method, address", WATCH_ADDRESSES)
 def test_another_partys_watch_is_a_missing_one(engine, client, bearer, method, address) -> None:
     theirs = client.post("/api/v1/watches", json={"name": "np"}, headers=bearer(P.NORTHPOWER))
     hidden = theirs.json()["id"]
@@ -90,3 +94,38 @@ def test_another_partys_watch_is_a_missing_one(engine, client, bearer, method, a
     assert asked[0][0] == 404
     listed = client.get("/api/v1/watches", headers=bearer(P.NORTHPOWER)).json()
     assert [w["id"] for w in listed["items"]] == [hidden]  # untouched
+
+
+# ids no watch can have: out of range, signed, not in ASCII digits, not a whole number, padded
+ODD_IDS = [
+    "0", "-1", "-0", "+1", "9" * 19, "9" * 30, str(2**63), str(2**64 + 1), "1e3", "1.0", "0x1",
+    "1_0", " 1", "1 ", "\u0661\u0662", "\uff11", "\u00b2", "\u0000",
+]  # fmt: skip
+
+
+def test_odd_and_deleted_watch_ids_are_missing_ones(engine, client, bearer) -> None:
+    """A hostile User's ids on every address that names a watch (audit 57k): each answers as
+    a watch that was never made, status, headers and body, and none is a 500. A deleted
+    watch's id, its owner's or another's, and another Party's id written with leading zeros,
+    also write the access-log entry of a missing one; an id no watch can have is refused
+    before any read, and so writes none."""
+    south, north = bearer(P.SOUTHENERGY), bearer(P.NORTHPOWER)
+    gone = []
+    for owner in (south, north):
+        made = client.post("/api/v1/watches", json={"name": "gone"}, headers=owner).json()["id"]
+        assert client.delete(f"/api/v1/watches/{made}", headers=owner).status_code == 204
+        gone.append(made)
+    theirs = client.post("/api/v1/watches", json={"name": "np"}, headers=north).json()["id"]
+    for method, address in WATCH_ADDRESSES:
+        missing = answer(
+            engine, client, method, address.format(MISSING_WATCH), south, MISSING_WATCH
+        )
+        assert missing[0] == 404, (method, address)
+        for wanted, echo in [*((n, n) for n in gone), (f"00{theirs}", theirs)]:
+            said = answer(engine, client, method, address.format(wanted), south, echo)
+            assert said == missing, (method, address, wanted)
+        for odd in ODD_IDS:
+            said = answer(engine, client, method, address.format(quote(odd, safe="")), south, 0)
+            assert said[:4] == missing[:4], (method, address, odd)
+    listed = client.get("/api/v1/watches", headers=north).json()["items"]
+    assert [w["id"] for w in listed] == [theirs]  # untouched

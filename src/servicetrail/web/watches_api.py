@@ -169,6 +169,25 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
         return JSONResponse({"items": list_watches(conn, viewer.party_id)})
 
 
+@router.get(
+    "/watches/{watch_id}",
+    response_model=None,
+    responses={
+        200: {"model": WatchOut, "description": "the watch as the list shows it (no secret)"},
+        404: {"model": Error, "description": "no such watch"},
+    },
+)
+def get_one_watch(request: Request, viewer: ViewerDep, watch_id: str) -> JSONResponse:
+    """One of your Party's watches, as one item of `GET /api/v1/watches` (never a secret).
+    Another Party's watch is no such watch, as one deleted or never made."""
+    found = watch_id_of(watch_id)
+    with limits_of(request).search(viewer.party_id), reader_of(request) as conn:
+        shown = None if found is None else get_watch(conn, viewer.party_id, found)
+    if shown is None:
+        return JSONResponse(NOT_A_WATCH, status_code=404)
+    return JSONResponse(shown)
+
+
 NO_WEBHOOK = {"error": "not_found", "message": "this watch has no webhook"}
 
 
