@@ -11,13 +11,19 @@ from datetime import UTC, datetime
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from sqlalchemy import update
 from schemathesis.checks import positive_data_acceptance
 
 from servicetrail.domain.ids import stacked_marks
 from servicetrail.domain.search import hidden_past_the_bmp
+from servicetrail.domain.watches import watch_spec
 from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.watch_tables import webhook_outbox
+from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
+from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
+from tests.web.test_api_watches import ingest_and_match, lk_request
 
 OPERATIONS = [
     "GET /api/v1/records",
@@ -30,6 +36,10 @@ OPERATIONS = [
     "GET /api/v1/logs/consistency",
     "GET /api/v1/access-log",
     "POST /api/v1/watches",  # its body's schema named a definition the document did not hold
+    "GET /api/v1/watches",
+    "GET /api/v1/watches/{watch_id}",
+    "GET /api/v1/watches/{watch_id}/webhook",
+    "GET /api/v1/watches/{watch_id}/events",
 ]
 
 
@@ -43,11 +53,27 @@ def api(engine):
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(engine)), token
 
 
+def some_watches(engine) -> None:
+    """Watches 1 and 2 the fuzzer's Party's (the first's webhook failing), each with events,
+    and 3 another Party's: the small ids a watch id's strategy draws (1, its minimum, most)
+    find each kind of answer, not only the 404 of a missing watch."""
+    with engine.begin() as conn:
+        hooked = {"name": "hooked", "webhook": {"url": "https://hooks.example/x"}}
+        create_watch(conn, P.SOUTHENERGY, watch_spec(hooked), new_secret())
+        create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "plain"}), None)
+        create_watch(conn, P.NORTHPOWER, watch_spec({"name": "theirs"}), None)
+    ingest_and_match(engine, lk_request(1), lk_request(2))
+    with engine.begin() as conn:
+        conn.execute(update(webhook_outbox).values(attempts=3, last_error="answered 503"))
+
+
 @pytest.mark.parametrize("label", OPERATIONS)
-def test_api_never_errors_and_matches_its_schema(api, label):
+def test_api_never_errors_and_matches_its_schema(api, engine, label):
     schema, token = api
     operations = {op.ok().label: op.ok() for op in schema.get_all_operations()}
     assert set(OPERATIONS) <= set(operations), sorted(operations)
+    if "/watches/" in label:
+        some_watches(engine)
 
     @given(case=operations[label].as_strategy())
     @settings(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import anyio
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
@@ -63,6 +63,14 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["watches"])
 NOT_A_WATCH = {"error": "not_found", "message": "no such watch"}
 # a watch is a few hundred bytes; its lists are bounded (domain.watches), and so is its body
 MAX_BODY_BYTES = 256 * 1024
+
+
+# documented as the integer POST answered (a generated client takes an int, not any text);
+# read as text, so that an id no watch can have is the 404 of a missing one, not a 422
+WatchId = Annotated[
+    str,
+    Path(description="the watch's id", json_schema_extra=whole_number_schema(1, MAX_ID)),
+]
 
 
 def watch_id_of(text: str) -> int | None:
@@ -177,7 +185,7 @@ def get_watches(request: Request, viewer: ViewerDep) -> JSONResponse:
         404: {"model": Error, "description": "no such watch"},
     },
 )
-def get_one_watch(request: Request, viewer: ViewerDep, watch_id: str) -> JSONResponse:
+def get_one_watch(request: Request, viewer: ViewerDep, watch_id: WatchId) -> JSONResponse:
     """One of your Party's watches, as one item of `GET /api/v1/watches` (never a secret).
     Another Party's watch is no such watch, as one deleted or never made."""
     found = watch_id_of(watch_id)
@@ -199,7 +207,7 @@ NO_WEBHOOK = {"error": "not_found", "message": "this watch has no webhook"}
         404: {"model": Error, "description": "no such watch, or it has no webhook"},
     },
 )
-def watch_webhook(request: Request, viewer: ViewerDep, watch_id: str) -> JSONResponse:
+def watch_webhook(request: Request, viewer: ViewerDep, watch_id: WatchId) -> JSONResponse:
     """Whether your watch's webhook still delivers (a 410 turns it off) and, while deliveries
     fail, how many wait and the last error. Apart from the watch, whose fields are the same
     in the list as when it was made (SPEC section 6)."""
@@ -223,7 +231,7 @@ def watch_webhook(request: Request, viewer: ViewerDep, watch_id: str) -> JSONRes
     response_model=None,
     responses={404: {"model": Error, "description": "no such watch"}},
 )
-def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response:
+def remove_watch(request: Request, viewer: ViewerDep, watch_id: WatchId) -> Response:
     """Delete one of your Party's watches, its events and its pending deliveries."""
     found = watch_id_of(watch_id)
     deleted = found is not None and delete_watch_at_once(engine_of(request), viewer.party_id, found)
@@ -238,7 +246,7 @@ def remove_watch(request: Request, viewer: ViewerDep, watch_id: str) -> Response
 def watch_events(
     request: Request,
     viewer: ViewerDep,
-    watch_id: str,
+    watch_id: WatchId,
     after: Annotated[
         str | None,
         Query(
@@ -439,7 +447,7 @@ class EventStream(StreamingResponse):
 def watch_stream(
     request: Request,
     viewer: ViewerDep,
-    watch_id: str,
+    watch_id: WatchId,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="resume after this event_id")
     ] = None,
