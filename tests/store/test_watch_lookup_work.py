@@ -1,7 +1,7 @@
 """Another Party's watch is looked up with the work of a watch that never was (the rule of
 issue 10 finding 7, for watches): every address that names a watch (its events, its stream,
-its deletion, the Watches page) asks `owned_watch` first; a watch read alone (its webhook's
-state, `list_watches(watch_id=...)`) is found the same way.
+its deletion, the Watches page, the watch itself: `get_watch`) asks `owned_watch` first; its
+webhook's state (`list_watches(watch_id=...)`) finds the watch the same way.
 
 Not a timed test: it counts what the engine does, as tests/store/test_lookup_work.py does
 for records. Looked up by its primary key, another Party's watch was found and then
@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, text
 from servicetrail.domain.watches import watch_spec
 from servicetrail.store.read_transaction import read_as
 from servicetrail.store.watch_tables import watch
-from servicetrail.store.watches import create_watch, list_watches, owned_watch
+from servicetrail.store.watches import create_watch, get_watch, list_watches, owned_watch
 from tests.personas import (
     LOOKER,
     NORTHPOWER,
@@ -60,12 +60,12 @@ def webhook_state(conn, party_id: str, watch_id: int):
     return list_watches(conn, party_id, with_state=True, watch_id=watch_id) or None
 
 
-LOOKUPS = [owned_watch, webhook_state]
+LOOKUPS = [owned_watch, get_watch, webhook_state]  # get_watch: GET /api/v1/watches/{id}
 
 
 def looked_up(world: World, watch_id: int, lookup=owned_watch):
     """What `lookup` finds: owned_watch inside the viewer's read (as an events page looks),
-    the webhook's state as the store's owner (as its route reads)."""
+    the watch and its webhook's state as the store's owner (as their routes read)."""
     with world.engine.connect() as conn:
         viewer = world.viewer(SOUTHENERGY) if lookup is owned_watch else None
         with read_as(conn, viewer) if viewer else nullcontext():
