@@ -1,6 +1,6 @@
-"""HTTP API of watches (SPEC section 6): create, list and delete a Party's watches, and read
-their events as a page or as Server-Sent Events. Thin: store.watches and store.watch_events
-do the work."""
+"""HTTP API of watches (SPEC section 6): create, list, read and delete a Party's watches, and
+read their events as a page or as Server-Sent Events. Thin: store.watches and
+store.watch_events do the work."""
 
 from __future__ import annotations
 
