@@ -89,6 +89,26 @@ def _copied(url: str, table: str = "log_leaf_0029") -> int:
     return int(str(_scalar(url, f"SELECT count(*) FROM {table}")))
 
 
+def _entry_at_0027(url: str, at: str) -> tuple[object, ...]:
+    """An entry written at 0027 as the servers of then wrote one, its id drawn then, stamped
+    `at` (SQL)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return tuple(
+                conn.execute(
+                    text(
+                        "INSERT INTO access_log (at, party_id, actor, interface, action, filters, "
+                        "records_returned, mp141_records_returned, device_ids) "
+                        f"VALUES ({at}, NULL, 'auditor', 'api', 'stream', '{{}}', 0, 0, '[]') "
+                        "RETURNING *"
+                    )
+                ).one()
+            )
+    finally:
+        engine.dispose()
+
+
 def _failing_after(batches: int, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
     """migrate._copies_ahead with the copies 50 rows a batch (undone with `monkeypatch`: set
     for good, a later upgrade in this process copied 50 a statement), failing in the
@@ -134,15 +154,8 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         engine.dispose()
     bare = make_engine(source)
     command.downgrade(migrate._config(bare), "0027")
-    with bare.begin() as conn:  # read in this hour: not copied ahead (0028's SETTLED)
-        conn.execute(
-            text(
-                "INSERT INTO access_log (at, party_id, actor, interface, action, filters, "
-                "records_returned, mp141_records_returned, device_ids) "
-                "VALUES (now(), NULL, 'auditor', 'cli', 'search', '{}', 0, 0, '[]')"
-            )
-        )
     bare.dispose()
+    _entry_at_0027(source, "now()")  # read in this hour: not copied ahead (0028's SETTLED)
     template = source.rsplit("/", 1)[1]
     whole, stopped = (pg_server.new_database(template=template) for _ in range(2))
     try:
@@ -171,6 +184,20 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0027"
         assert _copied(stopped, "access_log_0028") == 20
 
+        # paused, the store is used at 0027: retention deletes the month copied (as 0027's
+        # does, whole), then an entry stamped in it, behind where the copy goes on from, is
+        # written (a stream open for hours ends). The entry was lost when 0028 dropped the old
+        # table, and the month's copies came back (finding 57g 1): the upgrade must end with
+        # the old table's entries, as it was when 0028 ran
+        engine = make_engine(stopped)
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL servicetrail.retiring_access_month = '2025-01'"))
+            conn.execute(text("DELETE FROM access_log WHERE at < '2025-02-01 00:00+00'"))
+        engine.dispose()
+        late = _entry_at_0027(stopped, "'2025-01-01 10:00+00'")
+        kept = [e for e in expected["access_log"] if f"{e[1]:%Y-%m}" != "2025-01"]
+        expected["access_log"] = [*kept, late]
+
         # then 0028's copy goes on, 0028 is committed, and 0029's copy fails part way: said,
         # at the revision the store is then at, with what it left
         monkeypatch.setattr(migrate, "_copies_ahead", _failing_after(12, monkeypatch))
@@ -192,6 +219,7 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         again = Cli(stopped, tmp_path)("db", "upgrade")
         assert again.exit_code == 0, again.output
         assert "upgraded from 0028 to the newest migration (0029)" in again.output
+        assert _scalar(stopped, f"SELECT count(*) FROM access_log WHERE id = {late[0]}") == 1
         assert _logs(stopped) == expected
         assert _scalar(stopped, "SELECT to_regclass('log_leaf_0029')") is None
         assert _scalar(stopped, "SELECT to_regclass('access_log_0028')") is None
