@@ -23,7 +23,10 @@ ahead, as `alembic upgrade` alone does) and puts the copies in the old tables' p
 tables it leaves are those its first text left (session 57 compared the two schemas). A
 log's leaves, and its tiles of a level, are written in the order of their numbers and never
 changed: the last one copied says what is left (retention at 0028 deletes a log whole: its
-copy goes with it).
+copy goes with it). So too while the copy is paused and servers of 0028 run on the store: a
+log's leaves are numbered from its size under the family's lock and committed with their
+tiles, so a late entry's leaf comes after the last one copied; and a log retention deleted is
+not begun again (its entries stay queued), so a copy kept for it is not another log's.
 
 SQLite keeps its tables: it has no retention.
 
