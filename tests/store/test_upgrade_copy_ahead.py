@@ -139,10 +139,11 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
 ) -> None:
     """Some 1,500 leaves of both logs in three months, sealed, and 61 access-log entries
     (one of this hour, which only 0028's own transaction copies), at 0027: one copy upgraded
-    whole; another killed (SIGKILL) part way through 0028's copy, then failed in 0029's
-    (said, and kept), then upgraded. Both end with the same entries, leaves, tiles and
-    checkpoints, and `db check` passes. Some 5 s (13 at load 18): a real process killed, and
-    leaves enough for tens of batches."""
+    whole; another killed (SIGKILL) part way through 0028's copy, used at 0027 (its first
+    month deleted, an entry behind the copy written), then failed in 0029's copy (said, and
+    kept), then upgraded. Both end with the same leaves, tiles and checkpoints, and the
+    entries their old tables held; `db check` passes. Some 5 s (13 at load 18): a real
+    process killed, and leaves enough for tens of batches."""
     source = pg_server.new_database(template="st_template")
     engine = open_store(source)
     try:

@@ -23,11 +23,11 @@ ends, hours on. This migration, in the upgrade's transaction, with the old table
 (locked), copies what is left (all of it when nothing was copied ahead, as `alembic upgrade`
 alone does), then compares the two tables hour by hour (count and sum of ids) and makes the
 copy the old table's entries again in any hour that differs (`_mend`): a million entries cost
-it some 0.7 s beside 13 s of copy (BENCHMARKS, session 57). Then it puts the copy in the old
-table's place: the tables it leaves are those its first text left (session 57 compared the
-two schemas). Its partitions are made again for the months held then (retention at 0027
-deletes a month's entries whole, in one transaction: the partition of a month gone goes with
-its copy).
+it some 0.6-0.8 s beside 4-13 s of copy ahead (BENCHMARKS, session 57). Then it puts the
+copy in the old table's place: the tables it leaves are those its first text left (session
+57 compared the two schemas). Its partitions are made again for the months held then
+(retention at 0027 deletes a month's entries whole, in one transaction: the partition of a
+month gone goes with its copy).
 
 SQLite keeps its one table: it has no retention of the access log.
 
@@ -136,11 +136,13 @@ _HOURS = (
 
 
 def _mend(conn: Connection) -> None:
-    """The copy made the old table's entries again, in the hours where the two differ: the
-    copy ahead goes on from its newest entry, and an entry written behind it while the copy
-    was paused (servers of the version before restarted on the store, a stream open for
-    hours ending) was lost with the old table (finding 57g 1); one a month since emptied by
-    retention came back. One read of each table, then an anti-join in those hours alone."""
+    """In each hour where the copy and the old table differ, the old table's entries missing
+    from the copy copied, and those it no longer holds deleted from the copy: the copy ahead
+    goes on from its newest entry, and an entry written behind it while the copy was paused
+    (servers of the version before started again on the store, a stream open for hours
+    ending) was lost with the old table (finding 57g 1); the entries of a month that
+    retention emptied meanwhile came back with one entry stamped in it. One read of each
+    table, then an anti-join in those hours alone."""
     differ = conn.execute(
         text(
             f"SELECT hour FROM ({_HOURS.format(OLD)}) AS old "
