@@ -31,7 +31,7 @@ from starlette.responses import PlainTextResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import OUT, answering, free_port, percentile, stop, store_at  # noqa: E402
-from run import _client, cpu_split, search_targets  # noqa: E402
+from run import _client, cpu_split, party_tokens, search_targets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,17 +158,7 @@ def main() -> int:
         ap.error("--store is required")
     rng = random.Random(5)
     ordinary, _ = search_targets(a.store, store_at(a.store), 400, rng)
-    from servicetrail.store.accounts import create_account, create_token
-    from servicetrail.store.engine import open_store
-
-    engine = open_store(a.store)
-    tokens = {}
-    with engine.begin() as conn:
-        for party in {p for p, _, _ in ordinary}:
-            username = f"servers{os.getpid()}_{party.lower()}"
-            create_account(conn, username, party, "benchmark password 1")
-            tokens[party] = create_token(conn, username)
-    engine.dispose()
+    tokens = party_tokens(a.store, {p for p, _, _ in ordinary}, "servers")
     plans = {
         "device search": [
             (tokens[p], f"/api/v1/records?device_id={d}&limit=100") for p, _, d in ordinary

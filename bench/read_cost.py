@@ -20,47 +20,67 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import backend_cpu  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
 
 from servicetrail.domain.access_log import Reader  # noqa: E402
 from servicetrail.domain.search import Search  # noqa: E402
+from servicetrail.domain.visibility import Viewer  # noqa: E402
 from servicetrail.store.engine import open_store, reading  # noqa: E402
 from servicetrail.store.logged_reads import logged_read  # noqa: E402
 from servicetrail.store.queries import viewer_for  # noqa: E402
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", required=True)
-    ap.add_argument("--searches", type=int, default=400)
-    ap.add_argument("--rounds", type=int, default=3)
-    a = ap.parse_args()
-    engine = open_store(a.store)
-    # one search at a time: the pool hands back its one connection, whose backend is measured
+def search_plan(engine: Engine, searches: int) -> tuple[list[Any], dict[str, Viewer]]:
+    """(device, party) pairs drawn from the supplier intervals (seed 5), and each Party's
+    viewer."""
     with engine.connect() as conn:
         intervals = conn.execute(
             text("SELECT device_id, party_id FROM responsibility WHERE relation = 'supplier'")
         ).all()
-        targets = random.Random(5).sample(intervals, min(a.searches, len(intervals)))
+        targets = random.Random(5).sample(intervals, min(searches, len(intervals)))
         viewers = {party: viewer_for(conn, party) for _, party in targets}
-        pid = None
-        if engine.dialect.name == "postgresql":
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         conn.commit()
+    return targets, {party: viewer for party, viewer in viewers.items() if viewer}
+
+
+def logged_search(engine: Engine, viewer: Viewer, device: str) -> None:
+    """The API's device search (its newest 100) and its access-log entry, on a pooled
+    connection."""
+    with reading(engine) as conn:
+        reader = Reader(viewer.party_id, "bench", "api")
+        filters = {"device_id": device, "limit": "100"}
+        with logged_read(conn, viewer, reader, "search", filters) as read:
+            read.search_page(Search(device_id=device), 100)
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    """--store, --searches and --rounds, for this bench and those that reuse its searches."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--searches", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=3)
+    return ap.parse_args()
+
+
+def main() -> int:
+    a = arguments(__doc__ or "")
+    engine = open_store(a.store)
+    targets, viewers = search_plan(engine, a.searches)
+    # one search at a time: the pool hands back its one connection, whose backend is measured
+    pid = None
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
 
     def search(device: str, party: str) -> None:
-        viewer = viewers[party]
-        assert viewer is not None
-        with reading(engine) as conn:
-            reader = Reader(party, "bench", "api")
-            filters = {"device_id": device, "limit": "100"}
-            with logged_read(conn, viewer, reader, "search", filters) as read:
-                read.search_page(Search(device_id=device), 100)
+        logged_search(engine, viewers[party], device)
 
     for device, party in targets[:50]:
         search(device, party)

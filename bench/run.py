@@ -371,21 +371,26 @@ def cpu_split(server_pid: int, url: str = "") -> dict[str, float]:
     }
 
 
-def bench_search(store: Store, url: str, clients: int, per_client: int, workers: int) -> dict:
+def party_tokens(url: str, parties: set[str], prefix: str) -> dict[str, str]:
+    """An account and an API token for each Party, named `prefix` and this process's id (a
+    rerun on a kept store needs new names)."""
     from servicetrail.store.accounts import create_account, create_token
 
-    rng = random.Random(5)
-    ordinary, busy = search_targets(url, store, 400, rng)
     engine = open_store(url)
     tokens = {}
     with engine.begin() as conn:
-        for party in {p for p, _, _ in ordinary + busy}:
-            username = (
-                f"bench{os.getpid()}_{party.lower()}"  # a rerun on a kept store needs new names
-            )
+        for party in parties:
+            username = f"{prefix}{os.getpid()}_{party.lower()}"
             create_account(conn, username, party, "benchmark password 1")
             tokens[party] = create_token(conn, username)
     engine.dispose()
+    return tokens
+
+
+def bench_search(store: Store, url: str, clients: int, per_client: int, workers: int) -> dict:
+    rng = random.Random(5)
+    ordinary, busy = search_targets(url, store, 400, rng)
+    tokens = party_tokens(url, {p for p, _, _ in ordinary + busy}, "bench")
     proc, port = serve(url, workers)
     base = f"http://127.0.0.1:{port}"
     results = {}
