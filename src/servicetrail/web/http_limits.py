@@ -191,7 +191,11 @@ _open = [0]  # connections open in this process (the loop's thread alone changes
 # is taken by a worker free to accept it, so the load spreads again. nginx's keepalive_requests
 # does the same, at 1000, and so does its close: lingering (below), since a client may have
 # sent more requests behind the last one, and closed with them unread the connection was reset,
-# and answers still in the server's send buffer were lost (review 22e).
+# and answers still in the server's send buffer were lost (review 22e). Not nginx's 1,000:
+# clients that start together reconnect together, and one worker took a whole burst of
+# connections (with no limit, all four clients' in 2 rounds of 3; at 1,000, 75-88% of a
+# watch list's requests), while at 100 every round split within 50-64%, at no measurable cost in
+# searches/s or CPU (BENCHMARKS.md, session 57, helper 57j).
 MAX_REQUESTS_PER_CONNECTION = 100
 
 
