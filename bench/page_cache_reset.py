@@ -5,7 +5,8 @@ cache from one search to the next), against the same with an access-log entry co
 another connection before each (as `serve` does: every read on any of its connections, in
 either worker, appends one). SQLite drops a connection's whole page cache when its next read
 transaction finds the WAL changed by another connection, so each search then reads its pages
-again (read system calls, /proc/self/io). Alternated, `--rounds` times.
+again (read system calls, /proc/self/io). Alternated, `--rounds` times; `--mmap BYTES` maps
+the store into memory (PRAGMA mmap_size) on every connection, which the product does not.
 
     .venv/bin/python bench/page_cache_reset.py --store sqlite:////tmp/s1m.db
 """
@@ -16,10 +17,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_cost import arguments, logged_search, search_plan  # noqa: E402
 
+import servicetrail.store.engine as engine_module  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 
 
@@ -29,7 +32,17 @@ def _read_calls() -> int:
 
 
 def main() -> int:
-    a = arguments(__doc__ or "")
+    ap = arguments(__doc__ or "")
+    ap.add_argument("--mmap", type=int, help="PRAGMA mmap_size on every connection (bytes)")
+    a = ap.parse_args()
+    if a.mmap:
+        shipped = engine_module._sqlite_pragmas
+
+        def mapped(dbapi: Any, record: Any) -> None:
+            shipped(dbapi, record)
+            dbapi.execute(f"PRAGMA mmap_size={a.mmap}")
+
+        engine_module._sqlite_pragmas = mapped  # before open_store registers it
     engine, other = open_store(a.store), open_store(a.store)
     targets, viewers = search_plan(engine, a.searches)
 

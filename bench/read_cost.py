@@ -60,17 +60,17 @@ def logged_search(engine: Engine, viewer: Viewer, device: str) -> None:
             read.search_page(Search(device_id=device), 100)
 
 
-def arguments(doc: str) -> argparse.Namespace:
+def arguments(doc: str) -> argparse.ArgumentParser:
     """--store, --searches and --rounds, for this bench and those that reuse its searches."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--searches", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
-    return ap.parse_args()
+    return ap
 
 
 def main() -> int:
-    a = arguments(__doc__ or "")
+    a = arguments(__doc__ or "").parse_args()
     engine = open_store(a.store)
     targets, viewers = search_plan(engine, a.searches)
     # one search at a time: the pool hands back its one connection, whose backend is measured
