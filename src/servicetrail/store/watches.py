@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, literal, select, text, true
+from sqlalchemy import and_, delete, func, insert, literal, select, text, true
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..domain.ids import MAX_ID
 from ..domain.watches import MAX_WATCHES_PER_PARTY, Listed, WatchSpec
@@ -146,7 +147,7 @@ def list_watches(
         watch.c.party_id == party_id
     )
     if watch_id is not None:
-        chosen = chosen.where((watch.c.id + 0) == watch_id)
+        chosen = chosen.where(owned_by(party_id, watch_id))
     rows = conn.execute(chosen.order_by(watch.c.id)).all()
     # a webhook turned off retries nothing (a delivery left behind by its 410 is not failing)
     on = [
@@ -211,13 +212,16 @@ def owned_watch(conn: Connection, party_id: str, watch_id: int, *columns: Any) -
     if not 1 <= watch_id <= MAX_ID:
         return None
     wanted = columns or (watch.c.id, watch.c.read_event_id)
-    # `id + 0`: no engine may find the row by its key and then refuse it by its party_id,
-    # which read another Party's watch and not a missing one (a row more, the time it takes).
-    # The Party's own watches are searched instead (ix_watch_party_id, 200 at most): the same
-    # work whatever the id (tests/store/test_watch_lookup_work.py)
-    return conn.execute(
-        select(*wanted).where(watch.c.party_id == party_id, (watch.c.id + 0) == watch_id)
-    ).first()
+    return conn.execute(select(*wanted).where(owned_by(party_id, watch_id))).first()
+
+
+def owned_by(party_id: str, watch_id: int) -> ColumnElement[bool]:
+    """The Party's watch `watch_id`, as every look-up of one watch asks for it. `id + 0`: no
+    engine may find the row by its key and then refuse it by its party_id, which read another
+    Party's watch and not a missing one (a row more, the time it takes). The Party's own
+    watches are searched instead (ix_watch_party_id, 200 at most): the same work whatever the
+    id (tests/store/test_watch_lookup_work.py)."""
+    return and_(watch.c.party_id == party_id, (watch.c.id + 0) == watch_id)
 
 
 def get_watch(conn: Connection, party_id: str, watch_id: int) -> dict[str, Any] | None:
