@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from urllib.parse import urlsplit
 from dataclasses import replace
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -542,4 +543,4 @@ class Deliverer:
 
 def _local(url: str) -> bool:
     """An http:// receiver the setting allows: loopback alone (`Deliverer._until_time_limit`)."""
-    return url.startswith("http://") and loopback_allowed()
+    return urlsplit(url).scheme == "http" and loopback_allowed()  # its scheme as parse_url reads it
