@@ -508,9 +508,10 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
     so the flood's new networks, behind it, cannot starve its first request after a restart;
     found, its network's requests waiting go with it, and it is vouched for: its next new
     credential goes at once. The budget 100
-    a second and the wait 0.3 s here, so the test takes some 0.5 s (at 0.1 s, a loaded
-    machine's event loop let the Party's other two requests' waits run out before its first
-    was found: [200, 429, 429], audit 55a)."""
+    a second and the wait 0.3 s here, so the test takes some 0.5 s (a loaded machine's event
+    loop let the Party's other two requests' waits run out before its first was found: [200,
+    429, 429], audit 55a and CI in session 57; they wait for its answer now: the test of
+    requests out of time below)."""
     app, _, gate = world
     monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.3)
     gate._first_lookups = FirstLookups(rate=100, burst=1)
@@ -654,3 +655,93 @@ def _looking_up(seen, looked_up: list[str]):
         await send({"type": "http.response.body", "body": b""})
 
     return route
+
+
+def _slowly_looking_up(seen, seconds: float, held: asyncio.Event | None = None):
+    """_looking_up whose look-ups take `seconds` (or until `held` is set): a loaded store."""
+    looking_up = _looking_up(seen, [])
+
+    async def route(scope, receive, send):
+        await asyncio.sleep(seconds)
+        if held is not None:
+            await held.wait()
+        await looking_up(scope, receive, send)
+
+    return route
+
+
+def _three_at_once(gate, app, token: str):
+    """A browser's three requests at once on a credential not yet seen, one address: their
+    statuses and how long each took."""
+
+    async def one():
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        status, _ = await ask(gate, scope_for(app, token=token, client="192.0.2.7"))
+        return status, loop.time() - began
+
+    async def three():
+        return await asyncio.gather(*(one() for _ in range(3)))
+
+    return run(three())
+
+
+def test_a_networks_requests_out_of_time_wait_for_its_look_up_under_way(world, monkeypatch):
+    """A browser's three requests after a restart: the first looked up, the other two waiting
+    in its network's turn. Their waits ran out while the first was still being looked up (a
+    loaded machine's store): [200, 429, 429] in CI (session 57), the Party asking again for
+    nothing. They wait for its answer now and go with it."""
+    app, _, gate = world
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
+    gate._first_lookups = FirstLookups(rate=0.001, burst=1)  # the one saved, then none
+    gate.app = _slowly_looking_up(app.state.seen_credentials, 0.4)
+
+    answers = _three_at_once(gate, app, "valid-c")
+    assert [status for status, _ in answers] == [200] * 3
+    assert gate.in_flight() == {} and gate._first_lookups.waiting() == {}
+    assert gate._first_lookups._looking == {} and gate._first_lookups._overdue == {}
+
+
+def test_requests_out_of_time_behind_a_look_up_that_finds_nothing_are_refused_at_its_answer(
+    world, monkeypatch
+):
+    """Made up: the others are refused once the look-up they waited for found nothing, not
+    at its end of their own wait nor at LOOKUP_WAIT's."""
+    app, _, gate = world
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
+    monkeypatch.setattr("servicetrail.web.first_lookups.LOOKUP_WAIT", 30.0)
+    gate._first_lookups = FirstLookups(rate=0.001, burst=1)
+    gate.app = _slowly_looking_up(app.state.seen_credentials, 0.4)
+
+    answers = _three_at_once(gate, app, "junk-1")
+    assert [status for status, _ in answers] == [401, 429, 429]
+    assert all(0.35 < took < 5 for _, took in answers)  # the look-up's 0.4 s, not 30
+    assert gate._first_lookups._looking == {} and gate._first_lookups.waiting() == {}
+
+
+def test_a_look_up_that_never_answers_holds_the_others_no_longer_than_lookup_wait(
+    world, monkeypatch
+):
+    """A look-up held (a store that does not answer): the requests behind it are refused
+    LOOKUP_WAIT past their own wait, the look-up itself still under way."""
+    app, _, gate = world
+    monkeypatch.setattr("servicetrail.web.gate.RETRY_AFTER", 0.1)
+    monkeypatch.setattr("servicetrail.web.first_lookups.LOOKUP_WAIT", 0.2)
+    gate._first_lookups = FirstLookups(rate=0.001, burst=1)
+    held = asyncio.Event()
+    gate.app = _slowly_looking_up(app.state.seen_credentials, 0, held)
+
+    async def two_behind_a_held_look_up():
+        loop = asyncio.get_running_loop()
+        first = asyncio.create_task(ask(gate, scope_for(app, token="valid-c", client="192.0.2.7")))
+        await asyncio.sleep(0)
+        began = loop.time()
+        behind = await asyncio.gather(
+            *(ask(gate, scope_for(app, token="valid-c", client="192.0.2.7")) for _ in range(2))
+        )
+        took = loop.time() - began
+        held.set()
+        return [status for status, _ in behind], took, (await first)[0]
+
+    behind, took, first = run(two_behind_a_held_look_up())
+    assert behind == [429, 429] and 0.25 < took < 5 and first == 200

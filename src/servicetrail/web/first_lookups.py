@@ -28,6 +28,13 @@ up 50 times a second beside its used ones' share of the budget of what carries n
 it are not held up. A Party's address inside it waits behind the network's addresses that
 asked before it and keep asking (each served once, then held by its own mark), HELD_RATE a
 second: nothing tells them apart before the look-up.
+
+A request whose wait ran out while a look-up of its network's (of its member's, in a
+remembered network) was under way waits for that look-up's answer instead, up to LOOKUP_WAIT:
+found, it goes with it (let_through); not found, it is refused then. Refused at its own
+timer, a browser's other requests after a restart were answered 429 while its first, served,
+was still being looked up on a loaded machine (CI, session 57: [200, 429, 429]); the Party
+asked again for nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from itertools import count
 from typing import TypeVar
 
@@ -58,6 +65,9 @@ MOST_PLACES = 100_000
 # vouched for, web.gate): a site's analysts after a restart, a few a second
 HELD_RATE = 5
 HELD_BURST = 5
+# how long past its own wait a request waits for the answer of its network's look-up under
+# way: one indexed statement, seconds at the very worst; past it, refused as before
+LOOKUP_WAIT = 5.0
 
 
 class FirstLookups:
@@ -90,15 +100,21 @@ class FirstLookups:
         # network -> (its place, until when it keeps it), refused ones, oldest first
         self._kept: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
+        # (network, member) -> its look-ups under way, and its requests out of time that wait
+        # for their answer
+        self._looking: Counter[tuple[str, str | None]] = Counter()
+        self._overdue: dict[tuple[str, str | None], list[asyncio.Future[bool]]] = {}
 
     async def take(self, network: str, wait: float, member: str | None = None) -> bool:
         """Whether the network's request may be looked up, waiting up to `wait` seconds for
         its turn; False: refused, and the network keeps its place. Of a network's requests, a
         member's (an address's, web.gate) go in the member's place, which it keeps as a network
         does; the others in the order they came. A member is given for a remembered network's
-        (web.suspects): those draw on the network's own budget too (HELD_RATE)."""
+        (web.suspects): those draw on the network's own budget too (HELD_RATE). Taken, its
+        look-up is under way until `looked_up` is told, once."""
         now = time.monotonic()
         if not self._queue and network not in self._waiting and self._both(network, member, now):
+            self._looking[network, member] += 1
             return True
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
@@ -112,10 +128,13 @@ class FirstLookups:
             if member not in self._member_places:
                 self._member_places[member] = _place_of(self._member_kept, member, now, self._order)
             self._member_waiting[member] = self._member_waiting.get(member, 0) + 1
-        timeout = loop.call_later(wait, _refuse, waiter)
+        timeout = loop.call_later(wait, self._out_of_time, network, member, waiter)
         self._schedule(0)
         try:
-            return await waiter
+            taken = await waiter
+            if taken:
+                self._looking[network, member] += 1
+            return taken
         finally:
             timeout.cancel()
             queue = self._waiting.get(network)
@@ -143,6 +162,30 @@ class FirstLookups:
                 entry[1].set_result(True)
         if not queue:
             del self._waiting[network], self._places[network]
+
+    def looked_up(self, network: str, member: str | None = None) -> None:
+        """A look-up `take` allowed has its answer (told after let_through, if found): the
+        requests that ran out of time waiting for it are refused, once none of its
+        network's (member's) is under way."""
+        key = (network, member)
+        self._looking[key] -= 1
+        if self._looking[key] > 0:
+            return
+        del self._looking[key]
+        for waiter in self._overdue.pop(key, ()):
+            _refuse(waiter)
+
+    def _out_of_time(self, network: str, member: str | None, waiter: asyncio.Future[bool]) -> None:
+        """A request's wait ran out: refused, unless a look-up of its network's (member's) is
+        under way, whose answer it then waits for (up to LOOKUP_WAIT more)."""
+        key = (network, member)
+        if self._looking.get(key, 0) > 0 and not waiter.done():
+            # those gone meanwhile dropped: look-ups that kept overlapping would keep them all
+            overdue = [w for w in self._overdue.get(key, ()) if not w.done()]
+            self._overdue[key] = [*overdue, waiter]
+            asyncio.get_running_loop().call_later(LOOKUP_WAIT, _refuse, waiter)
+            return
+        _refuse(waiter)
 
     def _both(self, network: str, member: str | None, now: float) -> bool:
         """A look-up taken from the budget, and for a member from its network's too; else

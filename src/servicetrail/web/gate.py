@@ -108,8 +108,9 @@ class Gate:
             await _refused(scope, Busy("in_flight", share, RETRY_AFTER))(scope, receive, send)
             return
         place: tuple[str, str | None] = (_client(scope), None)
+        looking = False  # a look-up the first look-ups let go: they are told its answer
         if key.startswith(UNSEEN):
-            taken, place = await self._first_lookup(key)
+            taken, place, looking = await self._first_lookup(key)
         if not taken:
             self._end_turn(key)
             await _refused(scope, Busy("first_lookup", FIRST_LOOKUP_RATE, RETRY_AFTER))(
@@ -127,13 +128,16 @@ class Gate:
             return
 
         async def paced(message: Message) -> None:
-            nonlocal reads
+            nonlocal reads, looking
             if message["type"] == "http.response.start":
                 if _not_found(scope):
                     self._suspects.mark(_client(scope))
                 elif key.startswith(UNSEEN) and _found(scope):
                     self._suspects.vouch(_client(scope))
                     self._first_lookups.let_through(*place)
+                if looking:
+                    looking = False
+                    self._first_lookups.looked_up(*place)
                 if reads:  # its work is done: another of its Party's may run (web.read_turns)
                     reads = False
                     self._reads.give_back(key)
@@ -150,6 +154,8 @@ class Gate:
         finally:
             if reads:
                 self._reads.give_back(key)
+            if looking:
+                self._first_lookups.looked_up(*place)
             self._end_turn(key)
 
     def _budgeted(self, scope: Scope, key: str) -> bool:
@@ -160,9 +166,10 @@ class Gate:
             return not scope["path"].startswith(STATIC)
         return key.startswith(UNSEEN) and self._suspects.marked(key.removeprefix(UNSEEN))
 
-    async def _first_lookup(self, key: str) -> tuple[bool, tuple[str, str | None]]:
-        """Whether a credential not yet seen may be looked up, and where it took its turn (its
-        network, and its address within it: web.first_lookups): at once if its address lately
+    async def _first_lookup(self, key: str) -> tuple[bool, tuple[str, str | None], bool]:
+        """Whether a credential not yet seen may be looked up, where it took its turn (its
+        network, and its address within it: web.first_lookups), and whether the first look-ups
+        let it go (and are to be told its answer): at once if its address lately
         sent one the store did not know (it drew on the budget of what carries none) or if its
         network is vouched for; else in its network's turn. An address held only by its
         network's mark waits in its network's turn, in a place of its own there: on the budget
@@ -174,11 +181,11 @@ class Gate:
         address = key.removeprefix(UNSEEN)
         network = network_of(address) or address
         if self._suspects.marked(address):
-            return True, (network, None)
+            return True, (network, None), False
         holder = self._suspects.holder(address)
         if holder is not None:
             taken = await self._first_lookups.take(holder, RETRY_AFTER, member=address)
-            return taken, (holder, address)
+            return taken, (holder, address), taken
         # a network vouched for has its new addresses go at once, but not once any of its
         # parts sent junk: a logged-in User vouched for a /24 with its own token from one
         # address, then had the others' made-up tokens looked up at once, 12 a minute in each
@@ -186,8 +193,9 @@ class Gate:
         # vouched for itself goes at once: its own mark holds it after its first junk
         network_vouched = self._suspects.vouched(network) and not self._suspects.spotted(network)
         if network_vouched or self._suspects.vouched(address):
-            return True, (network, None)
-        return await self._first_lookups.take(network, RETRY_AFTER), (network, None)
+            return True, (network, None), False
+        taken = await self._first_lookups.take(network, RETRY_AFTER)
+        return taken, (network, None), taken
 
     def _end_turn(self, key: str) -> None:
         self._in_flight[key] -= 1
