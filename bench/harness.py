@@ -61,11 +61,16 @@ class Store:
 
 
 def on_each_engine(
-    records: int, engines: str, name: str, measure: Callable[[Store, Path], dict[str, Any]]
+    records: int,
+    engines: str,
+    name: str,
+    measure: Callable[[Store, Path], dict[str, Any]],
+    port: int = 0,
 ) -> dict[str, Any]:
     """Write a generated world of `records` SAT records (seed 2025) and its registry once, run
-    `measure(store, folder)` on each engine (a throwaway PostgreSQL server for that one), print
-    each engine's figures but its raw runs, and keep them all in bench/out/NAME-RECORDS.json."""
+    `measure(store, folder)` on each engine (a throwaway PostgreSQL server for that one, on
+    `port` if given, else a free one), print each engine's figures but its raw runs, and keep
+    them all in bench/out/NAME-RECORDS.json."""
     from servicetrail.generate import World, write_world
 
     os.environ.setdefault("SERVICETRAIL_SIGNING_KEY", tempfile.mkdtemp() + "/bench.key")
@@ -75,7 +80,7 @@ def on_each_engine(
         folder.mkdir()
         write_world(World(n_records=records, seed=2025), folder)
         for kind in filter(None, engines.split(",")):
-            store = Store(kind, Path(work), PgServer().start() if kind == "postgresql" else None)
+            store = Store(kind, Path(work), _pg_server(port) if kind == "postgresql" else None)
             try:
                 results[kind] = measure(store, folder)
             finally:
@@ -86,6 +91,12 @@ def on_each_engine(
     out.mkdir(exist_ok=True)
     (out / f"{name}-{records}.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def _pg_server(port: int) -> PgServer:
+    server = PgServer()
+    server.port = port or server.port
+    return server.start()
 
 
 def store_at(url: str) -> Store:

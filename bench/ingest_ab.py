@@ -171,6 +171,9 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=1, help="untimed ingests before the rounds (default 1)"
     )
+    parser.add_argument(
+        "--port", type=int, default=0, help="the throwaway server's (default: free)"
+    )
     a = parser.parse_args()
     for named in a.code:
         name, _, folder = named.partition("=")
@@ -187,6 +190,7 @@ def main() -> int:
         a.engines,
         "ingest_ab",
         lambda store, folder: bench_engine(store, folder, a.rounds, arms, a.warmup),
+        a.port,
     )
     return 0
 

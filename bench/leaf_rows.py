@@ -8,8 +8,10 @@ N leaves (hash and salt made beforehand) go into a scratch table of each shape, 
 of 20,000 a transaction as the ingest writes them; one untimed round, then --rounds rounds
 with the shapes in a rotating order. PostgreSQL: a throwaway server (1 GB of shared buffers),
 binary COPY through the partitioned parent, one partition a log (migration 0029), --months
-logs with the leaves spread over them, the backend's CPU from /proc (the client's is the
-same stream in every leaf shape). SQLite: executemany into a WAL file, the process's CPU.
+logs with the leaves dealt out over them in turn (or, --in-order, each log's leaves
+together, as the ingest's come in time order: a batch touches one or two logs), the
+backend's CPU from /proc (the client's is the same stream in every leaf shape). SQLite:
+executemany into a WAL file, the process's CPU.
 The shapes, against `shipped` (log_leaf as 0009 and 0029 build it):
 - local_keys: the same columns; the keys a partition's own, (leaf_index) and (entry_id),
   without (family, month), which are one value a partition;
@@ -18,6 +20,10 @@ The shapes, against `shipped` (log_leaf as 0009 and 0029 build it):
 - local_brin: local_keys with a BRIN index for the entry ids;
 - log_id: a smallint log id in place of (family, month) (LIST partitions);
 - pk_only, brin: the shipped primary key, with no or a BRIN entry-id index;
+- keys_last: the shipped keys, still the parent's, with (family, month) last: (leaf_index,
+  family, month) and (entry_id, family), so a B-tree compares an int8 first (session 58);
+- entry_only: the shipped primary key and the entry ids' index on (entry_id) alone, the
+  parent's (a plain index need not hold the partition key);
 - heap: no index at all (the floor);
 - tile16, tile256: a row a tile of 16 or 256 leaves (entry ids, hashes and salts packed in
   bytea, keyed by the tile and its first entry id); partial tiles are not modelled.
@@ -105,6 +111,22 @@ PG_SHAPES: dict[str, tuple[list[str], list[str]]] = {
         ],
         [],
     ),
+    "keys_last": (
+        [
+            f"CREATE TABLE t ({_LEAF}) {_BY_LOG}",
+            "ALTER TABLE t ADD PRIMARY KEY (leaf_index, family, month)",
+            "CREATE INDEX ON t (entry_id, family)",
+        ],
+        [],
+    ),
+    "entry_only": (
+        [
+            f"CREATE TABLE t ({_LEAF}) {_BY_LOG}",
+            "ALTER TABLE t ADD PRIMARY KEY (family, month, leaf_index)",
+            "CREATE INDEX ON t (entry_id)",
+        ],
+        [],
+    ),
     "heap": ([f"CREATE TABLE t ({_LEAF}) {_BY_LOG}"], []),
     **{
         f"tile{width}": (
@@ -160,25 +182,35 @@ def _month(m: int) -> str:
 
 
 class Leaves:
-    def __init__(self, n: int, months: int) -> None:
-        self.n, self.months = n, months
+    def __init__(self, n: int, months: int, in_order: bool = False) -> None:
+        self.n, self.months, self.in_order = n, months, in_order
         self.hashes = [hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(n)]
         self.salts = [h[:16] for h in self.hashes]
 
     def copy_stream(self, lo: int, hi: int, shape: str) -> bytearray:
         """A batch's rows, a run a log, as the ingest's binary COPY sends them: leaf i is
-        log i % months' leaf i // months."""
+        log i % months' leaf i // months (--in-order: log m holds leaves m*n/months on)."""
         out = bytearray(_SIGNATURE)
         for m in range(self.months):
             if shape == "log_id":
                 head = struct.pack(">hih", 5, 2, m + 1)
             else:
                 head = struct.pack(">hi3si7s", 6, 3, b"sat", 7, _month(m).encode())
-            for i in range(lo + (m - lo) % self.months, hi, self.months):
+            for index, i in self._places(m, lo, hi):
                 out += head + _LEAF_ROW.pack(
-                    8, i // self.months, 8, FIRST_ID + i, 32, self.hashes[i], 16, self.salts[i]
+                    8, index, 8, FIRST_ID + i, 32, self.hashes[i], 16, self.salts[i]
                 )
         return out + struct.pack(">h", -1)
+
+    def _places(self, m: int, lo: int, hi: int) -> list[tuple[int, int]]:
+        """(leaf index in log m, leaf number) of log m's leaves among leaves [lo, hi)."""
+        if not self.in_order:
+            return [
+                (i // self.months, i) for i in range(lo + (m - lo) % self.months, hi, self.months)
+            ]
+        first = m * self.n // self.months
+        end = (m + 1) * self.n // self.months
+        return [(i - first, i) for i in range(max(lo, first), min(hi, end))]
 
     def tile_stream(self, lo: int, hi: int, width: int) -> bytearray:
         """A batch's leaves as rows of `width` (one log: a tile's packing is the same)."""
@@ -282,12 +314,15 @@ def main() -> int:
     parser.add_argument(
         "--months", type=int, default=1, help="PostgreSQL: logs the leaves spread over"
     )
+    parser.add_argument(
+        "--in-order", action="store_true", help="each log's leaves together, as the ingest's"
+    )
     parser.add_argument("--shapes", default="", help="a comma-separated subset (default: all)")
     parser.add_argument(
         "--port", type=int, default=0, help="the throwaway server's (default: free)"
     )
     a = parser.parse_args()
-    leaves = Leaves(a.leaves, a.months)
+    leaves = Leaves(a.leaves, a.months, a.in_order)
     for engine in filter(None, a.engines.split(",")):
         known = PG_SHAPES if engine == "postgresql" else SQLITE_SHAPES
         names = [s for s in a.shapes.split(",") if s in known] if a.shapes else list(known)
@@ -309,7 +344,10 @@ def main() -> int:
                     cpu = _sqlite_round(Path(work), name, leaves)
                     if r:
                         spent[name].append(cpu)
-        print(f"{engine}, {a.leaves} leaves, {a.months} log(s): CPU us a leaf, median (range)")
+        order = ", in order" if a.in_order else ""
+        print(
+            f"{engine}, {a.leaves} leaves, {a.months} log(s){order}: CPU us a leaf, median (range)"
+        )
         for name, runs in spent.items():
             runs.sort()
             median = (runs[len(runs) // 2] + runs[(len(runs) - 1) // 2]) / 2
