@@ -368,6 +368,7 @@ ANOTHER_SITE = [
     {"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
     {"origin": "https://evil.example"},  # a browser too old to send Sec-Fetch-Site
     {"origin": "null"},  # a sandboxed frame's form
+    {"origin": "http://[::1"},  # no URL (urlsplit refuses it): a 500, before anyone signed in
 ]
 FROM_HERE = [
     {"sec-fetch-site": "same-origin", "origin": "http://testserver"},

@@ -277,7 +277,11 @@ def sent_from_here(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's form post (a script's, whose cookies are its own)
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    try:
+        sent_from = urlsplit(origin).netloc
+    except ValueError:  # `http://[::1`: no browser's; a 500 and a traceback for anyone before
+        return False
+    return sent_from.lower() == request.headers.get("host", "").lower()
 
 
 def to_login(request: Request) -> RedirectResponse:
