@@ -92,7 +92,13 @@ class Servicetrail(OnceOnlyGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         standard_streams()
         with sigterm_stops_as_ctrl_c():
-            return super().main(*args, **kwargs)
+            try:
+                return super().main(*args, **kwargs)
+            except BrokenPipeError:
+                # click says a command's refusal or failure once it has ended, and let this out
+                # when standard error's reader had gone (`records --party X 2>&1 | true`): the
+                # interpreter's exit 1, where `ls /nowhere 2>&1 | true` is the shell's 141
+                raise SystemExit(_reader_gone(sys.stdout, sys.stderr).exit_code) from None
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -169,18 +175,20 @@ class Servicetrail(OnceOnlyGroup):
         return done
 
 
-def _reader_gone() -> click.exceptions.Exit:
+def _reader_gone(*streams: Any) -> click.exceptions.Exit:
     """How a command whose standard output's reader has gone (`records | head -1`) ends:
     without a word, and with 141, the status a shell gives `seq 1000000 | head -1`'s seq, a
     coreutils filter killed by SIGPIPE, as Ctrl-C and SIGTERM are said 130 and 143 (stopped).
     Said as an exit status, not by dying of the signal: a command's clean-up still runs (a
     load signs what it kept). Not 0, which says all was written; click's own answer was 1, a
-    command's failure (audit 57h). What is left in the buffer goes nowhere, so the
-    interpreter's last flush does not complain (Python's own advice, "Note on SIGPIPE")."""
-    with suppress(OSError, ValueError):  # a test's captured output has no descriptor
-        nowhere = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(nowhere, sys.stdout.fileno())
-        os.close(nowhere)
+    command's failure (audit 57h). What is left in the buffers of `streams` (standard output
+    unless named) goes nowhere, so the interpreter's last flush does not complain (Python's
+    own advice, "Note on SIGPIPE")."""
+    for stream in streams or (sys.stdout,):
+        with suppress(OSError, ValueError):  # a test's captured output has no descriptor
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nowhere, stream.fileno())
+            os.close(nowhere)
     return click.exceptions.Exit(128 + signal.SIGPIPE)
 
 
