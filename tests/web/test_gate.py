@@ -383,6 +383,33 @@ def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys
     assert [status for status, _ in more] == [429, 429]  # the Party's share was taken
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"authorization", b"Bearer made-up"), (b"cookie", b"st_session=session-of-a")],
+        [(b"cookie", b"st_session=made-up"), (b"cookie", b"st_session=session-of-a")],
+        [(b"cookie", b'st_session=made-up; y="; st_session=session-of-a')],
+    ],
+    ids=["a bearer token beside", "a second cookie header", "a quote"],
+)
+def test_a_screens_request_counts_in_the_share_of_the_session_its_route_reads(world, headers):
+    """Each of these is served as its session's Party's by the screen (Starlette's cookies; a
+    page reads no bearer token), and the gate charged it to a made-up credential's share: a
+    Party whose pages carried one took no turn to read (web.read_turns) and no place in its
+    share (audit 58d)."""
+    app, route, gate = world
+
+    async def one() -> dict[str, int]:
+        held = asyncio.create_task(ask(gate, {**scope_for(app, path="/"), "headers": headers}))
+        await asyncio.sleep(0)
+        in_flight = gate.in_flight()
+        route.release.set()
+        await held
+        return in_flight
+
+    assert run(one()) == {f"party:{share_of('PARTY_A', '')}": 1}
+
+
 # --- found missing by mutation testing (audit 29b) ----------------------------------------
 
 

@@ -37,9 +37,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from http.cookies import CookieError, SimpleCookie
 
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -261,26 +260,31 @@ class Gate:
 
 
 def _credential(scope: Scope) -> str | None:
-    """The request's bearer token, else its session cookie, else None. Of a header sent twice,
-    the first, as the routes read it: the last charged a Party's request, with a junk header
-    after its own, to a stranger's share, past the Party's (audit 26c)."""
-    authorization = cookie_header = None
+    """The credential the request's route looks up, read as the route reads it: on the API
+    its bearer token, of its first Authorization header (two are a 401 there; the gate read
+    the last, and a junk header after a Party's own charged its request to a stranger's share:
+    audit 26c); on the screen its session cookie as Starlette's `Request.cookies` has it, every
+    Cookie header parsed in turn, a later name over an earlier one; the other where that one
+    is not given. Read with the bearer token first everywhere, in the first Cookie header
+    alone and by `SimpleCookie`, a page asked with a made-up bearer token beside its session,
+    with a second Cookie header holding its session after a made-up one, or with
+    `st_session=x; y="; st_session=SESSION` (x to `SimpleCookie`) was served as its Party's
+    but charged to an unseen credential's share: it took no turn to read (web.read_turns) and
+    no place in its Party's share (audit 58d)."""
+    token: str | None = None
+    cookie_headers: list[bytes] = []
     for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"cookie" and cookie_header is None:
-            cookie_header = value.decode("latin-1")
-    authorization, cookie_header = authorization or "", cookie_header or ""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    if SESSION_COOKIE in cookie_header:
-        try:
-            morsel = SimpleCookie(cookie_header).get(SESSION_COOKIE)
-        except CookieError:
-            return None
-        return morsel.value if morsel is not None and morsel.value else None
-    return None
+        if name == b"authorization" and token is None:
+            scheme, _, given = value.decode("latin-1").partition(" ")
+            token = given.strip() if scheme.lower() == "bearer" else ""
+        elif name == b"cookie":
+            cookie_headers.append(value)
+    if token and scope["path"].startswith("/api/"):
+        return token  # the API's every request: no cookie parsed
+    cookies: dict[str, str] = {}
+    for value in cookie_headers:
+        cookies.update(cookie_parser(value.decode("latin-1")))
+    return cookies.get(SESSION_COOKIE) or token or None
 
 
 def _not_found(scope: Scope) -> bool:
