@@ -10,12 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from alembic import command
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from servicetrail.store import migrate
 from servicetrail.store.engine import StoreError, make_engine, open_store
@@ -64,49 +71,64 @@ open_store(sys.argv[1], upgrade=True)
 """
 
 
-def _logs(url: str) -> dict[str, list[tuple[object, ...]]]:
-    engine = make_engine(url)
+Store = str | Engine  # a store's URL, or an engine on it for a test's many looks
+
+
+@contextmanager
+def _on(store: Store) -> Iterator[Engine]:
+    """An engine on the store: its own, or one for the while (a connection a look: some 40 ms
+    each under load, most of a short test's time)."""
+    if isinstance(store, Engine):
+        yield store
+        return
+    engine = make_engine(store)
     try:
-        with engine.connect() as conn:
-            return {table: [tuple(r) for r in conn.execute(text(q))] for table, q in LOGS.items()}
+        yield engine
     finally:
         engine.dispose()
 
 
-def _scalar(url: str, sql: str) -> object:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql)).scalar()
-    finally:
-        engine.dispose()
+def _logs(
+    store: Store, tables: tuple[str, ...] = tuple(LOGS)
+) -> dict[str, list[tuple[object, ...]]]:
+    with _on(store) as engine, engine.connect() as conn:
+        return {table: [tuple(r) for r in conn.execute(text(LOGS[table]))] for table in tables}
 
 
-def _copied(url: str, table: str = "log_leaf_0029") -> int:
+def _scalar(store: Store, sql: str) -> object:
+    with _on(store) as engine, engine.connect() as conn:
+        return conn.execute(text(sql)).scalar()
+
+
+def _copied(store: Store, table: str = "log_leaf_0029") -> int:
     """The rows copied ahead into `table` (none, where the code before made no copy)."""
-    if _scalar(url, f"SELECT to_regclass('{table}')") is None:
+    if _scalar(store, f"SELECT to_regclass('{table}')") is None:
         return 0
-    return int(str(_scalar(url, f"SELECT count(*) FROM {table}")))
+    return int(str(_scalar(store, f"SELECT count(*) FROM {table}")))
 
 
-def _entry_at_0027(url: str, at: str) -> tuple[object, ...]:
+def _behind(store: Store) -> list[tuple[object, ...]]:
+    """What 0028's triggers recorded behind its copy ahead (none, where the code before
+    recorded nothing)."""
+    with _on(store) as engine, engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass('access_log_0028_behind')")).scalar() is None:
+            return []
+        recorded = "SELECT * FROM access_log_0028_behind ORDER BY id NULLS LAST, retired"
+        return [tuple(r) for r in conn.execute(text(recorded))]
+
+
+_ENTRY = (
+    "INSERT INTO access_log (at, party_id, actor, interface, action, filters, records_returned, "
+    "mp141_records_returned, device_ids) "
+    "VALUES ({at}, NULL, 'auditor', 'api', 'stream', '{{}}', 0, 0, '[]') RETURNING *"
+)
+
+
+def _entry_at_0027(store: Store, at: str) -> tuple[object, ...]:
     """An entry written at 0027 as the servers of then wrote one, its id drawn then, stamped
     `at` (SQL)."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            return tuple(
-                conn.execute(
-                    text(
-                        "INSERT INTO access_log (at, party_id, actor, interface, action, filters, "
-                        "records_returned, mp141_records_returned, device_ids) "
-                        f"VALUES ({at}, NULL, 'auditor', 'api', 'stream', '{{}}', 0, 0, '[]') "
-                        "RETURNING *"
-                    )
-                ).one()
-            )
-    finally:
-        engine.dispose()
+    with _on(store) as engine, engine.begin() as conn:
+        return tuple(conn.execute(text(_ENTRY.format(at=at))).one())
 
 
 def _failing_after(batches: int, monkeypatch: pytest.MonkeyPatch) -> Callable[..., object]:
@@ -134,22 +156,18 @@ def _failing_after(batches: int, monkeypatch: pytest.MonkeyPatch) -> Callable[..
     return failing
 
 
-def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reaches_the_same_logs(
-    pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Some 1,500 leaves of both logs in three months, sealed, and 61 access-log entries
-    (one of this hour, which only 0028's own transaction copies), at 0027: one copy upgraded
-    whole; another killed (SIGKILL) part way through 0028's copy, used at 0027 (its first
-    month deleted, an entry behind the copy written), then failed in 0029's copy (said, and
-    kept), then upgraded. Both end with the same leaves, tiles and checkpoints, and the
-    entries their old tables held; `db check` passes. Some 5 s (13 at load 18): a real
-    process killed, and leaves enough for tens of batches."""
+@pytest.fixture(scope="module")
+def at_0027(pg_server) -> Iterator[str]:
+    """The name of a template store at 0027: some 1,500 leaves of both logs in three months,
+    sealed, and 61 access-log entries (one of this hour, which only 0028's own transaction
+    copies). Built once for this file's tests (some 2 s)."""
     source = pg_server.new_database(template="st_template")
     engine = open_store(source)
     try:
         with engine.begin() as conn:
             append_records(conn, _records_in(MONTHS, each=500))
-        _entries(engine, monkeypatch, MONTHS, each=20)
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _entries(engine, monkeypatch, MONTHS, each=20)
         seal_store(engine)
     finally:
         engine.dispose()
@@ -157,8 +175,21 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
     command.downgrade(migrate._config(bare), "0027")
     bare.dispose()
     _entry_at_0027(source, "now()")  # read in this hour: not copied ahead (0028's SETTLED)
-    template = source.rsplit("/", 1)[1]
+    yield source.rsplit("/", 1)[1]
+    pg_server.drop_database(source)
+
+
+def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reaches_the_same_logs(
+    pg_server, at_0027: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store at 0027: one copy upgraded whole; another killed (SIGKILL) part way through
+    0028's copy, used at 0027 (its first month deleted, an entry behind the copy written),
+    then failed in 0029's copy (said, and kept), then upgraded. Both end with the same leaves,
+    tiles and checkpoints, and the entries their old tables held; `db check` passes. Some 5 s
+    (13 at load 18): a real process killed, and leaves enough for tens of batches."""
+    template = at_0027
     whole, stopped = (pg_server.new_database(template=template) for _ in range(2))
+    looks = make_engine(stopped)  # one engine for the many looks at it
     try:
         assert Cli(whole, tmp_path)("db", "upgrade").exit_code == 0
         expected = _logs(whole)
@@ -174,7 +205,7 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         )
         deadline = time.monotonic() + 60
         while (
-            _copied(stopped, "access_log_0028") < 20
+            _copied(looks, "access_log_0028") < 20
             and upgrading.poll() is None
             and time.monotonic() < deadline
         ):
@@ -182,22 +213,24 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         upgrading.send_signal(signal.SIGKILL)
         said, _ = upgrading.communicate(timeout=30)
         assert upgrading.returncode == -signal.SIGKILL, said  # not upgraded in one go
-        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0027"
-        assert _copied(stopped, "access_log_0028") == 20
+        assert _scalar(looks, "SELECT version_num FROM alembic_version") == "0027"
+        assert _copied(looks, "access_log_0028") == 20
 
         # paused, the store is used at 0027: retention deletes the month copied (as 0027's
         # does, whole), then an entry stamped in it, behind where the copy goes on from, is
         # written (a stream open for hours ends). The entry was lost when 0028 dropped the old
         # table, and the month's copies came back (finding 57g 1): the upgrade must end with
         # the old table's entries, as it was when 0028 ran
-        engine = make_engine(stopped)
-        with engine.begin() as conn:
+        with looks.begin() as conn:
             conn.execute(text("SET LOCAL servicetrail.retiring_access_month = '2025-01'"))
             conn.execute(text("DELETE FROM access_log WHERE at < '2025-02-01 00:00+00'"))
-        engine.dispose()
-        late = _entry_at_0027(stopped, "'2025-01-01 10:00+00'")
+        late = _entry_at_0027(looks, "'2025-01-01 10:00+00'")
         kept = [e for e in expected["access_log"] if f"{e[1]:%Y-%m}" != "2025-01"]
         expected["access_log"] = [*kept, late]
+        # both recorded by the triggers the copy ahead left on the old table (this hour's
+        # entries, written as they are read, are not), for 0028 to make again those alone:
+        # it compared the two tables hour by hour, with the store's tables locked
+        assert _behind(looks) == [(late[0], late[1], None), (None, None, "2025-01")]
 
         # then 0028's copy goes on, 0028 is committed, and 0029's copy fails part way: said,
         # at the revision the store is then at, with what it left
@@ -214,18 +247,106 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
             "revision 0028, and what was copied is kept, for the next upgrade to go on from: "
             "mend the cause and run `servicetrail db upgrade` again"
         ), str(failed.value)
-        assert _scalar(stopped, "SELECT version_num FROM alembic_version") == "0028"
-        assert 0 < _copied(stopped) < 1560
+        assert _scalar(looks, "SELECT version_num FROM alembic_version") == "0028"
+        assert 0 < _copied(looks) < 1560
 
         again = Cli(stopped, tmp_path)("db", "upgrade")
         assert again.exit_code == 0, again.output
         assert "upgraded from 0028 to the newest migration (0029)" in again.output
-        assert _scalar(stopped, f"SELECT count(*) FROM access_log WHERE id = {late[0]}") == 1
-        assert _logs(stopped) == expected
-        assert _scalar(stopped, "SELECT to_regclass('log_leaf_0029')") is None
-        assert _scalar(stopped, "SELECT to_regclass('access_log_0028')") is None
+        assert _scalar(looks, f"SELECT count(*) FROM access_log WHERE id = {late[0]}") == 1
+        assert _logs(looks) == expected
+        assert _scalar(looks, "SELECT to_regclass('log_leaf_0029')") is None
+        assert _scalar(looks, "SELECT to_regclass('access_log_0028')") is None
+        assert _scalar(looks, "SELECT to_regclass('access_log_0028_behind')") is None
+        gone = "SELECT to_regprocedure('servicetrail_access_log_0028_behind()')"
+        assert _scalar(looks, gone) is None
         checked = Cli(stopped, tmp_path)("db", "check")
         assert checked.exit_code == 0 and "schema matches the migrations" in checked.output
     finally:
-        for url in (source, whole, stopped):
+        looks.dispose()
+        for url in (whole, stopped):
             pg_server.drop_database(url)
+
+
+def test_0028_makes_again_what_was_written_behind_a_copy_recorded_or_not(
+    pg_server, at_0027: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store at 0027: its copy ahead stopped part way (its record behind it begun), or
+    made whole by the text before (nothing recorded: 0028 checks it hour by hour); then
+    retention empties the first month, a stream's entry stamped in it ends, and a read's
+    entry is written. 0028 alone, in one transaction, leaves the entries the old table held,
+    and no record. While a transaction that wrote to the old table is open, a
+    batch ahead takes nothing stamped later than LATE before its start. Some 1 s (0.1 of it
+    asleep)."""
+    recorded, unrecorded = (pg_server.new_database(template=at_0027) for _ in "ab")
+    m0028 = ScriptDirectory(str(migrate.MIGRATIONS)).get_revision("0028").module
+    monkeypatch.setattr(m0028, "BATCH", 10)
+    try:
+        for url in (recorded, unrecorded):
+            engine = make_engine(url)
+            with engine.connect() as conn:
+                if url == recorded:
+                    with pytest.raises(OSError):  # after its partitions and two batches
+                        m0028.copy_ahead(conn, _failing_in(4, conn.commit))
+                    conn.rollback()
+                    assert _copied(engine, "access_log_0028") == 20
+                else:  # as the text before left it
+                    m0028.copy_ahead(conn, conn.commit)
+                    for dropped in (f"TABLE {m0028.BEHIND}", f"FUNCTION {m0028.RECORD}()"):
+                        conn.execute(text(f"DROP {dropped} CASCADE"))  # its triggers with it
+                    conn.commit()
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL servicetrail.retiring_access_month = '2025-01'"))
+                conn.execute(text("DELETE FROM access_log WHERE at < '2025-02-01 00:00+00'"))
+            late = _entry_at_0027(engine, "'2025-01-05 10:00+00'")
+            _entry_at_0027(engine, "now()")
+            if url == recorded:
+                assert _behind(engine) == [(late[0], late[1], None), (None, None, "2025-01")]
+                _held_by_a_writer(engine, m0028, monkeypatch)
+            held = _logs(engine, ("access_log",))
+            with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+                m0028.upgrade()  # as `alembic upgrade` runs it, without reading every migration
+            assert _logs(engine, ("access_log",)) == held
+            held_entries = held["access_log"]
+            months = [f"{e[1]:%Y-%m}" for e in held_entries]
+            assert late in held_entries and months.count("2025-01") == 1
+            assert _behind(engine) == []
+            engine.dispose()
+    finally:
+        for url in (recorded, unrecorded):
+            pg_server.drop_database(url)
+
+
+def _failing_in(calls: int, committed: Callable[[], None]) -> Callable[[], None]:
+    """`committed`, failing at its `calls`th call (before committing, as a full disk does)."""
+    done = [0]
+
+    def each() -> None:
+        done[0] += 1
+        if done[0] == calls:
+            raise OSError("No space left on device")
+        committed()
+
+    return each
+
+
+def _held_by_a_writer(engine: Engine, m0028: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch ahead may take entries stamped SETTLED ago, but none stamped later than LATE
+    before the start of a transaction that wrote to the old table and is still open (its
+    entries are unseen by the batch)."""
+    monkeypatch.setattr(m0028, "SETTLED", "0.05 seconds")
+    monkeypatch.setattr(m0028, "LATE", "0.02 seconds")
+    with engine.connect() as writer, engine.connect() as copier:
+        began = writer.execute(text("SELECT now()")).scalar_one()
+        time.sleep(0.1)
+        writer.execute(text(_ENTRY.format(at="now()")))
+
+        def bound() -> tuple[datetime, bool]:
+            settled, held = m0028._settled(copier, "access_log")
+            copier.rollback()  # the next in a transaction of its own, as each batch's is
+            return copier.execute(text(f"SELECT '{settled}'::timestamptz")).scalar_one(), held
+
+        assert bound() == (began - timedelta(seconds=0.02), True)
+        writer.rollback()
+        settled, held = bound()
+        assert settled > began and not held

@@ -19,15 +19,24 @@ copies entries an hour old or more alone: an entry is written when its read ends
 read's time, so one written later than that falls behind where the copy goes on from. While
 the copy is paused (an upgrade killed or failed, the servers of the version before started
 again on the store at 0027) one may come in later still: a stream's entry is written when it
-ends, hours on. This migration, in the upgrade's transaction, with the old table set aside
-(locked), copies what is left (all of it when nothing was copied ahead, as `alembic upgrade`
-alone does), then compares the two tables hour by hour (count and sum of ids) and makes the
-copy the old table's entries again in any hour that differs (`_mend`): a million entries cost
-it some 0.6-0.8 s beside 4-13 s of copy ahead (BENCHMARKS, session 57). Then it puts the
-copy in the old table's place: the tables it leaves are those its first text left (session
-57 compared the two schemas). Its partitions are made again for the months held then
-(retention at 0027 deletes a month's entries whole, in one transaction: the partition of a
-month gone goes with its copy).
+ends, hours on; and retention at 0027 may delete a month's entries meanwhile. So the copy
+ahead, in the transaction that makes its table, puts two triggers on the old one
+(`_record_behind`): one
+records each entry written 10 minutes or more after its time (a read's entry is written
+within seconds: the trigger's condition is false and nothing is recorded), the other the
+month of each DELETE (0027's append-only trigger lets no other row go, and no UPDATE). This
+migration, in the upgrade's transaction, with the old table set aside (locked), copies what
+is left (all of it when nothing was copied ahead, as `alembic upgrade` alone does), then
+copies each month recorded again from the old table and each entry recorded the copy lacks
+(`_catch_up`), and drops the triggers and their record. It compared the two tables hour by
+hour (count and sum of ids, `_mend`), some 0.6-0.8 s a million entries, 10-15 minutes a
+billion with the store locked (session 57); now what it does is as much as was recorded (at
+a million entries with a thousand late ones, 0.6 s beside 8.4: BENCHMARKS, session 58). A
+copy made ahead by this migration's second or third text has no record: it is compared
+hour by hour still. Then it puts the copy in the old table's place: the tables it leaves
+are those its first text left (session 57 compared the two schemas). Its partitions are made
+again for the months held then (retention at 0027 deletes a month's entries whole, in one
+transaction: the partition of a month gone goes with its copy).
 
 SQLite keeps its one table: it has no retention of the access log.
 
@@ -35,6 +44,7 @@ Revision ID: 0028
 Revises: 0027
 """
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -55,19 +65,44 @@ COLUMNS = (
 )
 STAGED = "access_log_0028"  # the copy made ahead, until this migration puts it in place
 BATCH = 100_000  # entries a statement: about a second of work, lost at most to a kill
-# how old an entry must be for the copy ahead to take it: most come in seconds, and `_mend`
-# finds those that come later
+# how old an entry must be for the copy ahead to take it: most come in seconds, and the table
+# BEHIND holds those that come later
 SETTLED = "1 hour"
+# While the copy is made ahead, the old table's entries written behind it and the months
+# retention empties (0027's DELETE, the one a transaction names) are recorded here by two
+# triggers (RECORD), so that this migration's transaction makes again those entries and months
+# alone. Made with the copy, dropped with the old table; a copy made by this migration's second
+# or third text has none, and is checked hour by hour (`_mend`).
+BEHIND = "access_log_0028_behind"
+RECORD = "servicetrail_access_log_0028_behind"
+# An entry is recorded when stamped this long or more before it is written (a stream's,
+# stamped at its start, hours before); no batch of the copy takes one stamped later before it
+# is committed (`_settled`). A read's entry, stamped when the read began, is written within
+# seconds: the trigger's condition, evaluated on the live server's every write, is then false
+# and nothing is recorded (BENCHMARKS, session 58).
+LATE = "10 minutes"
+# How many seconds the copy ahead waits, a batch at a time, for a writer that holds it back
+# (`_settled`: retention at 0027 deletes a month in one transaction, for hours) before it
+# leaves the rest to this migration's transaction, which waits UPGRADE_LOCK_WAIT for its lock
+WAITS = 60
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
+    ahead = bind.execute(text("SELECT to_regclass(:t)"), {"t": STAGED}).scalar() is not None
+    recorded = bind.execute(text("SELECT to_regclass(:t)"), {"t": BEHIND}).scalar() is not None
     _set_aside()
     _copy(bind, OLD, None)  # what is not copied yet, or all of it
-    _mend(bind)
-    op.execute(f"DROP TABLE {OLD}")
+    if recorded:
+        _catch_up(bind)
+    elif ahead:  # copied with nothing recorded behind it
+        _mend(bind)
+    op.execute(f"DROP TABLE {OLD}")  # and its triggers
+    if recorded:
+        op.execute(f"DROP TABLE {BEHIND}")
+        op.execute(f"DROP FUNCTION {RECORD}()")
     op.execute(f"ALTER TABLE {STAGED} RENAME TO access_log")
     op.execute(f"ALTER TABLE access_log RENAME CONSTRAINT pk_{STAGED} TO pk_access_log")
     for index in ("ix_access_log_party_id", "ix_access_log_at"):
@@ -88,6 +123,8 @@ def _copy(conn: Connection, source: str, committed: Callable[[], None] | None) -
     by `committed`; without it, all in the caller's transaction, the index by party after
     them (built once, not grown row by row)."""
     if conn.execute(text("SELECT to_regclass(:t)"), {"t": STAGED}).scalar() is None:
+        if committed is not None:  # committed with the copy: nothing is written behind it unseen
+            _record_behind(conn, source)
         conn.execute(
             text(
                 f"CREATE TABLE {STAGED} (LIKE {source} INCLUDING DEFAULTS) PARTITION BY RANGE (at)"
@@ -103,19 +140,27 @@ def _copy(conn: Connection, source: str, committed: Callable[[], None] | None) -
         text(f"SELECT at, id FROM {STAGED} WHERE id > 0 ORDER BY at DESC, id DESC LIMIT 1")
     ).first()
     last: Any = newest or (datetime.min.replace(tzinfo=timezone.utc), 0)
-    settled = f"now() - interval '{SETTLED}'" if committed else "'infinity'"
+    waits = WAITS
     while last is not None:
-        last = conn.execute(
+        # all of it with the table set aside (locked); ahead, read before the batch's snapshot
+        # is taken, in its transaction
+        settled, held = ("infinity", False) if committed is None else _settled(conn, source)
+        copied = conn.execute(
             text(
                 f"WITH copied AS (INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {source} "
-                f"WHERE id > 0 AND (at, id) > (:at, :id) AND at < {settled} ORDER BY at, id "
+                "WHERE id > 0 AND (at, id) > (:at, :id) AND at < :settled ORDER BY at, id "
                 f"LIMIT {BATCH} RETURNING at, id) "
                 "SELECT at, id FROM copied ORDER BY at DESC, id DESC LIMIT 1"
             ),
-            {"at": last[0], "id": last[1]},
+            {"at": last[0], "id": last[1], "settled": settled},
         ).first()
         if committed is not None:
             committed()
+        if copied is None and held and waits:  # for the writer, not for the lock 0028 takes
+            waits -= 1
+            time.sleep(1)
+        else:
+            last = copied
     if committed is None:  # none there are: ids are drawn from 1 (copied as the first text did)
         conn.execute(
             text(f"INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {source} WHERE id <= 0")
@@ -125,6 +170,86 @@ def _copy(conn: Connection, source: str, committed: Callable[[], None] | None) -
     )
     if committed is not None:
         committed()
+
+
+def _settled(conn: Connection, source: str) -> tuple[str, bool]:
+    """What a batch of the copy ahead may take: entries stamped SETTLED ago, and LATE before
+    the start of each transaction writing to `source` now (an entry it wrote, not committed
+    yet, is unseen by the batch, and unrecorded when stamped less than LATE before it was
+    written). A transaction that writes after this is read began after the batch did: an
+    entry it writes behind the batch is stamped more than SETTLED before, and recorded. A
+    writer not shown (another role's session, a prepared transaction) holds the copy where it
+    is. As text (-infinity is no Python time), and whether a writer holds it back."""
+    bound, held = conn.execute(
+        text(
+            "SELECT least(ago, first - CAST(:late AS interval))::text, first - "
+            "CAST(:late AS interval) < ago FROM (SELECT now() - CAST(:settled AS interval) AS ago, "
+            "min(coalesce(a.xact_start, '-infinity')) AS first "
+            "FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.relation = to_regclass(:table) "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.mode = 'RowExclusiveLock' AND l.pid IS DISTINCT FROM pg_backend_pid()) AS w"
+        ),
+        {"settled": SETTLED, "late": LATE, "table": source},
+    ).one()
+    return str(bound), bool(held)
+
+
+def _record_behind(conn: Connection, source: str) -> None:
+    """BEHIND and its triggers on `source` (the old table, at 0027): an entry written LATE or
+    more after its time, and the month of a DELETE (0027's append-only trigger refuses every
+    other row, and every UPDATE)."""
+    conn.execute(text(f"CREATE TABLE {BEHIND} (id bigint, at timestamptz, retired text)"))
+    conn.execute(
+        text(
+            f"CREATE FUNCTION {RECORD}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "DECLARE month text := current_setting('servicetrail.retiring_access_month', true); "
+            f"BEGIN IF TG_LEVEL = 'ROW' THEN INSERT INTO {BEHIND} (id, at) "
+            "VALUES (NEW.id, NEW.at); "
+            f"ELSIF month ~ '^[0-9]{{4}}-(0[1-9]|1[0-2])$' THEN INSERT INTO {BEHIND} (retired) "
+            "VALUES (month); END IF; RETURN NULL; END $$"
+        )
+    )
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {BEHIND}_late AFTER INSERT ON {source} FOR EACH ROW "
+            f"WHEN (NEW.at < clock_timestamp() - interval '{LATE}') EXECUTE FUNCTION {RECORD}()"
+        )
+    )
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {BEHIND}_retired AFTER DELETE ON {source} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {RECORD}()"
+        )
+    )
+
+
+def _catch_up(conn: Connection) -> None:
+    """The copy made the old table's entries again where BEHIND says they may differ: each
+    month retention emptied, as the old table holds it now (the partition of a month it holds
+    no entry of went with its copy: `_partitions`), and each entry recorded, unless copied."""
+    months = conn.execute(
+        text(f"SELECT DISTINCT retired FROM {BEHIND} WHERE retired IS NOT NULL ORDER BY 1")
+    ).scalars()
+    for month in list(months):
+        name = _partition(month)
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar() is None:
+            continue
+        start, after = _bounds(month)
+        conn.execute(text(f"TRUNCATE {name}"))
+        conn.execute(
+            text(
+                f"INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {OLD} "
+                f"WHERE at >= {start} AND at < {after}"
+            )
+        )
+    conn.execute(
+        text(
+            f"INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {OLD} AS old "
+            f"WHERE (id, at) IN (SELECT id, at FROM {BEHIND}) AND NOT EXISTS "
+            f"(SELECT 1 FROM {STAGED} AS copy WHERE copy.id = old.id AND copy.at = old.at)"
+        )
+    )
 
 
 # each hour's entries of a table by their count and the sum of their ids (UTC, as retention's
@@ -137,10 +262,11 @@ _HOURS = (
 
 def _mend(conn: Connection) -> None:
     """In each hour where the copy and the old table differ, the old table's entries missing
-    from the copy copied, and those it no longer holds deleted from the copy: the copy ahead
-    goes on from its newest entry, and an entry written behind it while the copy was paused
-    (servers of the version before started again on the store, a stream open for hours
-    ending) was lost with the old table (finding 57g 1); the entries of a month that
+    from the copy copied, and those it no longer holds deleted from the copy, for a copy made
+    ahead with nothing recorded behind it (by this migration's second or third text): the
+    copy ahead goes on from its newest entry, and an entry written behind it while the copy
+    was paused (servers of the version before started again on the store, a stream open for
+    hours ending) was lost with the old table (finding 57g 1); the entries of a month that
     retention emptied meanwhile came back with one entry stamped in it. One read of each
     table, then an anti-join in those hours alone."""
     differ = conn.execute(
@@ -175,10 +301,7 @@ def _partitions(conn: Connection, source: str) -> None:
     """The copy's partitions: one for each month `source` holds entries of and the next few,
     as the first text made them; one made earlier for a month since emptied (retention) or
     now past is dropped with what was copied into it."""
-    wanted = {
-        f"access_log_p{month[:4]}_{month[5:]}": month
-        for month in _months_held(conn, source) | _months_ahead()
-    }
+    wanted = {_partition(month): month for month in _months_held(conn, source) | _months_ahead()}
     made = (
         conn.execute(
             text(
@@ -283,6 +406,10 @@ def _months_between(first: str, last: str) -> list[str]:
     while months[-1] < last:
         months.append(_shift(months[-1], 1))
     return months
+
+
+def _partition(month: str) -> str:
+    return f"access_log_p{month[:4]}_{month[5:]}"
 
 
 def _bounds(month: str) -> tuple[str, str]:
