@@ -2,7 +2,8 @@
 """What 0028's record of the entries written behind its copy ahead costs and saves (session 58).
 
 A store at 0027 with --entries access-log entries (bench/upgrade_copy.py's build_access_log)
-and --recent more stamped in the last hour (not copied ahead), then:
+and --recent more stamped in the last 55 minutes (copied ahead those older than SETTLED, or
+--settled), then:
 
 - the triggers' cost on the old table's writes, on a copy of the store, with them and
   without, alternated --rounds times: --inserts entries one a transaction (as a read's entry
@@ -127,6 +128,7 @@ def main() -> int:
     ap.add_argument("--inserts", type=int, default=5_000)
     ap.add_argument("--bulk", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--settled", help="0028's SETTLED for the copy ahead (default its own)")
     ap.add_argument("--repeat", type=int, default=3, help="0028's transaction timed so often")
     a = ap.parse_args()
     from servicetrail.store.engine import make_engine
@@ -140,18 +142,27 @@ def main() -> int:
         admin.execute(f"CREATE DATABASE {names['source']}")
         build_access_log(url["source"], a.entries, a.months)
         with psycopg.connect(url["source"], autocommit=True) as db:
-            db.execute(bulk(a.recent, "now() - random() * interval '50 minutes'"))
-        admin.execute(f"CREATE DATABASE {names['writes']} TEMPLATE {names['source']}")
-        result["writes"] = write_cost(url["writes"], a)
+            db.execute(bulk(a.recent, "now() - random() * interval '55 minutes'"))
+        if a.rounds:
+            admin.execute(f"CREATE DATABASE {names['writes']} TEMPLATE {names['source']}")
+            result["writes"] = write_cost(url["writes"], a)
+            admin.execute(f"DROP DATABASE {names['writes']}")
         engine = make_engine(url["source"])
         with engine.connect() as conn:
             began = time.perf_counter()
-            m0028().copy_ahead(conn, conn.commit)
+            ahead = m0028()
+            ahead.SETTLED = a.settled or ahead.SETTLED
+            result["settled"] = ahead.SETTLED
+            ahead.copy_ahead(conn, conn.commit)
             result["copy_ahead_s"] = round(time.perf_counter() - began, 1)
         engine.dispose()
         with psycopg.connect(url["source"], autocommit=True) as db:
             span = f"interval '{a.months * 27} days' * i / {a.late}"
             db.execute(bulk(a.late, f"'2025-01-01 00:00+00'::timestamptz + {span}"))
+            result["left_to_0028"] = db.execute(
+                f"SELECT count(*) FROM access_log WHERE id > 0 AND (at, id) > (SELECT at, id "
+                f"FROM {m0028().STAGED} WHERE id > 0 ORDER BY at DESC, id DESC LIMIT 1)"
+            ).fetchone()[0]
             result["recorded_rows"] = db.execute(
                 f"SELECT count(*) FROM {m0028().BEHIND}"
             ).fetchone()[0]

@@ -159,7 +159,7 @@ def _failing_after(batches: int, monkeypatch: pytest.MonkeyPatch) -> Callable[..
 @pytest.fixture(scope="module")
 def at_0027(pg_server) -> Iterator[str]:
     """The name of a template store at 0027: some 1,500 leaves of both logs in three months,
-    sealed, and 61 access-log entries (one of this hour, which only 0028's own transaction
+    sealed, and 61 access-log entries (one just written, which only 0028's own transaction
     copies). Built once for this file's tests (some 2 s)."""
     source = pg_server.new_database(template="st_template")
     engine = open_store(source)
@@ -174,7 +174,7 @@ def at_0027(pg_server) -> Iterator[str]:
     bare = make_engine(source)
     command.downgrade(migrate._config(bare), "0027")
     bare.dispose()
-    _entry_at_0027(source, "now()")  # read in this hour: not copied ahead (0028's SETTLED)
+    _entry_at_0027(source, "now()")  # read just now: not copied ahead (0028's SETTLED)
     yield source.rsplit("/", 1)[1]
     pg_server.drop_database(source)
 
@@ -227,9 +227,9 @@ def test_an_upgrade_failed_or_killed_part_way_keeps_its_copy_and_the_next_reache
         late = _entry_at_0027(looks, "'2025-01-01 10:00+00'")
         kept = [e for e in expected["access_log"] if f"{e[1]:%Y-%m}" != "2025-01"]
         expected["access_log"] = [*kept, late]
-        # both recorded by the triggers the copy ahead left on the old table (this hour's
-        # entries, written as they are read, are not), for 0028 to make again those alone:
-        # it compared the two tables hour by hour, with the store's tables locked
+        # both recorded by the triggers the copy ahead left on the old table (an entry
+        # written as its read ends is not), for 0028 to make again those alone: it compared
+        # the two tables hour by hour, with the store's tables locked
         assert _behind(looks) == [(late[0], late[1], None), (None, None, "2025-01")]
 
         # then 0028's copy goes on, 0028 is committed, and 0029's copy fails part way: said,
@@ -291,7 +291,12 @@ def test_0028_makes_again_what_was_written_behind_a_copy_recorded_or_not(
                     conn.rollback()
                     assert _copied(engine, "access_log_0028") == 20
                 else:  # as the text before left it
+                    # read 20 minutes ago: taken ahead, not left to 0028's transaction (an
+                    # hour's entries were, 2.5 million at 700 reads a second)
+                    settled = _entry_at_0027(engine, "now() - interval '20 minutes'")
                     m0028.copy_ahead(conn, conn.commit)
+                    copied = f"SELECT count(*) FROM access_log_0028 WHERE id = {settled[0]}"
+                    assert _scalar(engine, copied) == 1
                     for dropped in (f"TABLE {m0028.BEHIND}", f"FUNCTION {m0028.RECORD}()"):
                         conn.execute(text(f"DROP {dropped} CASCADE"))  # its triggers with it
                     conn.commit()
@@ -334,9 +339,9 @@ def _held_by_a_writer(engine: Engine, m0028: ModuleType, monkeypatch: pytest.Mon
     """A batch ahead may take entries stamped SETTLED ago, but none stamped later than LATE
     before the start of a transaction that wrote to the old table and is still open (its
     entries are unseen by the batch)."""
-    monkeypatch.setattr(m0028, "SETTLED", "0.05 seconds")
-    monkeypatch.setattr(m0028, "LATE", "0.02 seconds")
-    with engine.connect() as writer, engine.connect() as copier:
+    with monkeypatch.context() as patched, engine.connect() as writer, engine.connect() as copier:
+        patched.setattr(m0028, "SETTLED", "0.05 seconds")
+        patched.setattr(m0028, "LATE", "0.02 seconds")
         began = writer.execute(text("SELECT now()")).scalar_one()
         time.sleep(0.1)
         writer.execute(text(_ENTRY.format(at="now()")))

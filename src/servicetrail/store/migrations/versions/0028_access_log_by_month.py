@@ -15,28 +15,28 @@ batches each committed, in the order of that index (time, id), each going on fro
 entry copied, so that a copy killed or failed part way is taken up where it stopped by the
 next `db upgrade`. In one transaction, a failure at the end lost the whole copy: a million
 entries were 4 s and 386 MB of WAL (BENCHMARKS, session 57), a billion some hours. Ahead, it
-copies entries an hour old or more alone: an entry is written when its read ends, with the
-read's time, so one written later than that falls behind where the copy goes on from. While
-the copy is paused (an upgrade killed or failed, the servers of the version before started
-again on the store at 0027) one may come in later still: a stream's entry is written when it
-ends, hours on; and retention at 0027 may delete a month's entries meanwhile. So the copy
-ahead, in the transaction that makes its table, puts two triggers on the old one
-(`_record_behind`): one
-records each entry written 10 minutes or more after its time (a read's entry is written
-within seconds: the trigger's condition is false and nothing is recorded), the other the
-month of each DELETE (0027's append-only trigger lets no other row go, and no UPDATE). This
-migration, in the upgrade's transaction, with the old table set aside (locked), copies what
-is left (all of it when nothing was copied ahead, as `alembic upgrade` alone does), then
-copies each month recorded again from the old table and each entry recorded the copy lacks
-(`_catch_up`), and drops the triggers and their record. It compared the two tables hour by
-hour (count and sum of ids, `_mend`), some 0.6-0.8 s a million entries, 10-15 minutes a
-billion with the store locked (session 57); now what it does is as much as was recorded (at
-a million entries with a thousand late ones, 0.6 s beside 8.4: BENCHMARKS, session 58). A
-copy made ahead by this migration's second or third text has no record: it is compared
-hour by hour still. Then it puts the copy in the old table's place: the tables it leaves
-are those its first text left (session 57 compared the two schemas). Its partitions are made
-again for the months held then (retention at 0027 deletes a month's entries whole, in one
-transaction: the partition of a month gone goes with its copy).
+copies entries 10 minutes old or more alone (an hour before session 58): an entry is written
+when its read ends, with the read's time, so one written later than that falls behind where
+the copy goes on from. While the copy is paused (an upgrade killed or failed, the servers of
+the version before started again on the store at 0027) one may come in later still: a
+stream's entry is written when it ends, hours on; and retention at 0027 may delete a month's
+entries meanwhile. So the copy ahead, in the transaction that makes its table, puts two
+triggers on the old one (`_record_behind`): one records each entry written 5 minutes or more
+after its time (a read's entry is written within seconds: the trigger's condition is false
+and nothing is recorded), the other the month of each DELETE (0027's append-only trigger
+lets no other row go, and no UPDATE). This migration, in the upgrade's transaction, with the
+old table set aside (locked), copies what is left (all of it when nothing was copied ahead,
+as `alembic upgrade` alone does), then copies each month recorded again from the old table
+and each entry recorded the copy lacks (`_catch_up`), and drops the triggers and their
+record. It compared the two tables hour by hour (count and sum of ids, `_mend`), some
+0.6-0.8 s a million entries, 10-15 minutes a billion with the store locked (session 57); now
+what it does is as much as was recorded (at a million entries with a thousand late ones, 0.6
+s beside 8.4: BENCHMARKS, session 58). A copy made ahead by this migration's second or third
+text has no record: it is compared hour by hour still. Then it puts the copy in the old
+table's place: the tables it leaves are those its first text left (session 57 compared the
+two schemas). Its partitions are made again for the months held then (retention at 0027
+deletes a month's entries whole, in one transaction: the partition of a month gone goes with
+its copy).
 
 SQLite keeps its one table: it has no retention of the access log.
 
@@ -65,9 +65,12 @@ COLUMNS = (
 )
 STAGED = "access_log_0028"  # the copy made ahead, until this migration puts it in place
 BATCH = 100_000  # entries a statement: about a second of work, lost at most to a kill
-# how old an entry must be for the copy ahead to take it: most come in seconds, and the table
-# BEHIND holds those that come later
-SETTLED = "1 hour"
+# How old an entry must be for the copy ahead to take it: most come in seconds, and BEHIND
+# holds those that come later. What is younger is copied in this migration's transaction, the
+# store locked: an hour of 700 reads a second was 2.5 million entries (BENCHMARKS, session 58).
+# No less than LATE: else an entry written behind a batch, by a transaction that began after
+# it, could be stamped less than LATE before it was written, and go unrecorded
+SETTLED = "10 minutes"
 # While the copy is made ahead, the old table's entries written behind it and the months
 # retention empties (0027's DELETE, the one a transaction names) are recorded here by two
 # triggers (RECORD), so that this migration's transaction makes again those entries and months
@@ -80,7 +83,7 @@ RECORD = "servicetrail_access_log_0028_behind"
 # is committed (`_settled`). A read's entry, stamped when the read began, is written within
 # seconds: the trigger's condition, evaluated on the live server's every write, is then false
 # and nothing is recorded (BENCHMARKS, session 58).
-LATE = "10 minutes"
+LATE = "5 minutes"
 # How many seconds the copy ahead waits, a batch at a time, for a writer that holds it back
 # (`_settled`: retention at 0027 deletes a month in one transaction, for hours) before it
 # leaves the rest to this migration's transaction, which waits UPGRADE_LOCK_WAIT for its lock
@@ -112,7 +115,7 @@ def upgrade() -> None:
 
 
 def copy_ahead(conn: Connection, committed: Callable[[], None]) -> None:
-    """The entries an hour old or more into the partitioned copy, BATCH a transaction (each
+    """The entries SETTLED old or more into the partitioned copy, BATCH a transaction (each
     ended by `committed`), going on from what an earlier call copied."""
     _copy(conn, "access_log", committed)
 
