@@ -179,10 +179,11 @@ def _settled(conn: Connection, source: str) -> tuple[str, bool]:
     """What a batch of the copy ahead may take: entries stamped SETTLED ago, and LATE before
     the start of each transaction writing to `source` now (an entry it wrote, not committed
     yet, is unseen by the batch, and unrecorded when stamped less than LATE before it was
-    written). A transaction that writes after this is read began after the batch did: an
-    entry it writes behind the batch is stamped more than SETTLED before, and recorded. A
-    writer not shown (another role's session, a prepared transaction) holds the copy where it
-    is. As text (-infinity is no Python time), and whether a writer holds it back."""
+    written). An entry written after this is read is written after the batch's transaction
+    began: one behind the batch is stamped more than SETTLED (no less than LATE) before it
+    was written, and recorded. A writer not shown (another role's session, a prepared
+    transaction) holds the copy where it is. As text (-infinity is no Python time), and
+    whether a writer holds it back."""
     bound, held = conn.execute(
         text(
             "SELECT least(ago, first - CAST(:late AS interval))::text, first - "
