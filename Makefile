@@ -24,7 +24,7 @@ demo:        ## build a realistic demo SAT on SQLite (demo.db) and serve it on h
 # them it held the tests back 35-45 s of a fresh clone's run (mypy has no cache there) while
 # the tests leave the cores idle a third of the time (session 58). Its status is the step's
 # when it fails, else the tests'. (`make -n test` runs the first line: it holds $(MAKE).)
-test:        ## the linter, the type checker, then the whole test suite (installs Chromium and PostgreSQL first if missing)
+test:        ## the whole test suite, the linter and the type checker beside it (installs Chromium and PostgreSQL first if missing)
 	@scripts/bootstrap
 	@scripts/system-deps
 	@rm -f .lint.log .lint.status; \
