@@ -3,9 +3,12 @@ section 5: "a command on a store that does not exist yet ... creates it"; audit 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +20,7 @@ from servicetrail.store.limits import StoreAway
 from servicetrail.store.schema import SCHEMA_HEAD
 
 BINARY = Path(sys.executable).with_name("servicetrail")
+SHARED_ROLE = "servicetrail_reader"  # of stores before migration 0019; 0001 makes it
 
 
 def _exists(pg_server, name: str) -> bool:
@@ -57,8 +61,46 @@ def as_role(pg_server):
         pg_server.admin(f"DROP ROLE {name}")
 
 
+@contextlib.contextmanager
+def shared_role_made_meanwhile(pg_server) -> Iterator[psycopg.Connection]:
+    """Another store's build (migration 0001) making the shared reader role, not committed
+    yet, on a server where it did not exist (the test server's role renamed away meanwhile):
+    what two new stores built at once on a server new to servicetrail meet. Committing the
+    connection yielded ends that build."""
+    away = f"st_reader_away_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.url()) as conn:
+        had = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SHARED_ROLE,)).fetchone()
+    if had:
+        pg_server.admin(f"ALTER ROLE {SHARED_ROLE} RENAME TO {away}")
+    other = psycopg.connect(pg_server.url())
+    try:
+        other.execute(f"CREATE ROLE {SHARED_ROLE} NOLOGIN")
+        yield other
+    finally:
+        other.close()
+        if had:
+            pg_server.admin(f"ALTER ROLE {SHARED_ROLE} RENAME TO {away}_made")
+            pg_server.admin(f"ALTER ROLE {away} RENAME TO {SHARED_ROLE}")
+
+
+def _waits_for_a_lock(pg_server) -> bool:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        for _ in range(600):
+            if conn.execute("SELECT 1 FROM pg_locks WHERE NOT granted").fetchone():
+                return True
+            time.sleep(0.05)
+    return False
+
+
 def test_a_missing_database_is_made_and_built_at_the_current_schema(pg_server, missing_name):
-    store = open_store(pg_server.url(missing_name))
+    """Built too while another store's build makes the shared reader role: its CREATE ROLE
+    waited for that build, then failed as a unique_violation, and so did the command (the
+    contract check's two stores made at once on a new server, session 58f)."""
+    with shared_role_made_meanwhile(pg_server) as other, ThreadPoolExecutor(1) as pool:
+        building = pool.submit(open_store, pg_server.url(missing_name))
+        assert _waits_for_a_lock(pg_server)
+        other.commit()
+        store = building.result(timeout=120)
     try:
         assert _exists(pg_server, missing_name) and current_revision(store) == SCHEMA_HEAD
     finally:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .limits import StoreBusy
 from .partitions import is_partition
+from .reader_role import make_shared_role
 from .schema import metadata_for
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -152,6 +153,8 @@ def build_new_store(
         if current(conn) is not None:
             return False
         refuse_unless_empty(conn)
+        if conn.dialect.name == "postgresql":
+            make_shared_role(conn.engine)
         return True
 
     _migrated(engine, needed)

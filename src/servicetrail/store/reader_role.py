@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .limits import StoreMisconfigured
 from .postgresql_errors import psycopg_error
@@ -16,6 +16,24 @@ from .postgresql_errors import psycopg_error
 LEGACY_READER_ROLE = "servicetrail_reader"  # the shared role of stores before 0019
 NAMED_BY = "servicetrail_reader_role"  # the store's function that names its role
 _KNOWN_AS = "servicetrail.reader_role"
+# The shared role made if missing, as migration 0001 makes it, but catching the
+# unique_violation of a race too (see `make_shared_role`)
+_SHARED_ROLE_MADE = (
+    f"DO $$ BEGIN CREATE ROLE {LEGACY_READER_ROLE} NOLOGIN; "
+    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+)
+
+
+def make_shared_role(engine: Engine) -> None:
+    """The shared role of stores before 0019, made in a transaction of its own before a new
+    store's build, whose migration 0001 makes it. Two new stores built at once on one server
+    (the migrators' advisory lock is each database's own) both made it in their long build
+    transactions: the second's CREATE ROLE waited for the first's build, then failed as a
+    unique_violation in pg_authid, which 0001 does not catch (its duplicate_object is a role
+    already there when it looked), and the command failed (contract check on a new server,
+    session 58f). Made here, and caught here, 0001 finds it there."""
+    with engine.begin() as conn:
+        conn.execute(text(_SHARED_ROLE_MADE))
 
 
 def reader_role(conn: Connection) -> str:
