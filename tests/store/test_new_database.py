@@ -96,7 +96,8 @@ def test_a_missing_database_is_made_and_built_at_the_current_schema(pg_server, m
     """Built too while another store's build makes the shared reader role: its CREATE ROLE
     waited for that build, then failed as a unique_violation, and so did the command (the
     contract check's two stores made at once on a new server, session 58f)."""
-    with shared_role_made_meanwhile(pg_server) as other, ThreadPoolExecutor(1) as pool:
+    # the role's session ends first, should the test fail: the build waits on it
+    with ThreadPoolExecutor(1) as pool, shared_role_made_meanwhile(pg_server) as other:
         building = pool.submit(open_store, pg_server.url(missing_name))
         assert _waits_for_a_lock(pg_server)
         other.commit()
