@@ -372,6 +372,16 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(pg, pg_url, monkeypatch):
     assert _backend_of(pg) != dead
 
 
+def _set_on_the_database(pg_url: str, setting: str) -> None:
+    """A DBA's `ALTER DATABASE ... SET`, which connections made after it take; its engine
+    disposed, where it had been left with its connection open (the suite's ResourceWarnings)."""
+    engine = open_store(pg_url)
+    with engine.begin() as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar()
+        conn.execute(text(f'ALTER DATABASE "{name}" SET {setting}'))
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     "setting", ["timezone TO 'Europe/London'", "datestyle TO 'SQL, DMY'", "row_security TO off"]
 )
@@ -384,9 +394,7 @@ def test_reads_work_whatever_date_style_zone_or_row_security_the_database_sets(
     blamed a missing role. The engine's connections set their own, as they set their zone."""
     from tests import personas as P
 
-    with open_store(pg_url).begin() as conn:
-        name = conn.execute(text("SELECT current_database()")).scalar()
-        conn.execute(text(f'ALTER DATABASE "{name}" SET {setting}'))
+    _set_on_the_database(pg_url, setting)
     engine = open_store(pg_url)
     P.load_personas(engine)
     at = datetime(2025, 3, 4, 5, 6, 7, 890123, UTC)
@@ -414,9 +422,7 @@ def test_times_are_read_in_utc_whatever_the_servers_time_zone(pg_url, zone) -> N
     25b)."""
     from tests import personas as P
 
-    with open_store(pg_url).begin() as conn:
-        name = conn.execute(text("SELECT current_database()")).scalar()
-        conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO '{zone}'"))
+    _set_on_the_database(pg_url, f"timezone TO '{zone}'")
     engine = open_store(pg_url)  # connections made after the change take the zone
     P.load_personas(engine)
     edges = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, UTC)]
