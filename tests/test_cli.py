@@ -772,6 +772,29 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
     assert result.exit_code == 0, result.output
 
 
+def test_the_engines_a_command_opens_are_disposed_as_it_ends(pg_url, tmp_path, monkeypatch):
+    """Run in-process, as the tests run them, a command left its engines' connections open to
+    the garbage collector (psycopg's ResourceWarnings, ~176 a run of the suite)."""
+    from servicetrail.cli import store_access
+
+    opened = []
+
+    def recording(opener):
+        def recorded(*args, **kwargs):
+            opened.append(opener(*args, **kwargs))
+            return opened[-1]
+
+        return recorded
+
+    for name in ("open_store", "make_engine"):
+        monkeypatch.setattr(store_access, name, recording(getattr(store_access, name)))
+    monkeypatch.chdir(tmp_path)
+    cli = Cli(pg_url, tmp_path)
+    assert cli("db", "check").exit_code == 0
+    assert cli("db", "upgrade").exit_code == 0
+    assert len(opened) >= 2 and [e.pool.checkedin() for e in opened] == [0] * len(opened)
+
+
 @starts_with_personas
 def test_db_check_names_an_append_only_trigger_dropped_or_disabled(cli, engine):
     """Audit 44d: with the triggers that keep the trail, its logs and the access log
