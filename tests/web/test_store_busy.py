@@ -288,7 +288,9 @@ def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
     from servicetrail.store.watches import create_watch
     from servicetrail.store.writer import append_records, load_responsibility
 
-    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 4000)
+    # the wait it must not make: far past what a loaded machine adds to the page (2.9 s, at a
+    # load of 17, failed a bound of 2 s under a 4 s timeout; session 58)
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 30_000)
     store = open_store(sqlite_url)
     try:
         personas_with(store, {}, (P.SOUTHENERGY,))
@@ -327,7 +329,7 @@ def test_a_page_does_not_wait_on_a_writer_to_skip_hidden_unread_events(
         waited = time.monotonic() - started
         other.rollback()
         other.close()
-        assert page.status_code == 200 and waited < 2, waited
+        assert page.status_code == 200 and waited < 15, waited
         with store.connect() as conn:
             assert read_position(conn, P.SOUTHENERGY, made["id"]) == 0
         assert screen.get("/verify").status_code == 200  # the lock gone, skipped
