@@ -774,7 +774,7 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
 
 def test_the_engines_a_command_opens_are_disposed_as_it_ends(pg_url, tmp_path, monkeypatch):
     """Run in-process, as the tests run them, a command left its engines' connections open to
-    the garbage collector (psycopg's ResourceWarnings, ~176 a run of the suite)."""
+    the garbage collector (most of the suite's psycopg ResourceWarnings)."""
     from servicetrail.cli import store_access
 
     opened = []

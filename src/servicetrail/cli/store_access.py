@@ -62,8 +62,8 @@ def engine_as_it_is() -> Engine:
 
 def _opened(opener: Callable[[str | None], Engine]) -> Engine:
     """The engine, disposed as its command ends: a command run in-process (the tests' Cli)
-    left its pool's connections open to the garbage collector, ~176 in a run of the suite,
-    and a command's own process ended them without a word to PostgreSQL."""
+    left its pool's connections open to the garbage collector, most of the suite's psycopg
+    ResourceWarnings, and a command's own process ended them without a word to PostgreSQL."""
     context = click.get_current_context()
     store = _checked_and_opened(context.obj, opener)
     context.call_on_close(store.dispose)
