@@ -329,9 +329,10 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
 
 
 # Whole modules that hold the suite's longest tests (measured with --durations=0), longest
-# first. Under `pytest -n 2` they run at the start: xdist's load scheduling keeps at least two
-# tests queued on each worker, so a 15-45 s test collected near the end (the contract check,
-# the webhook kills) left the other worker idle for that long while it finished.
+# first. xdist's worksteal hands each worker a contiguous share of the collection at the start
+# and lets an idle one take the back half of the fullest queue: all of these at the front of
+# the first share ran one after another on one worker (some 400 s), the others stealing
+# around them. So each share starts with some of them, dealt in turn (session 58).
 LONGEST_FIRST = (
     "tests/test_contract.py",
     "tests/test_generate.py",
@@ -357,13 +358,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Moves the modules of LONGEST_FIRST to the front, in that order, each module's tests
-    kept together and in their own order (their module-scoped fixtures are made once)."""
-    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+    """Deals the modules of LONGEST_FIRST, in that order, to the fronts of the shares xdist's
+    worksteal will hand its workers (snake order: the longest of each round beside the
+    shortest of the next), each module's tests kept together and in their own order (their
+    module-scoped fixtures are made once); every other test keeps its collected order."""
     root = Path(__file__).resolve().parents[1]
-
-    def key(item: pytest.Item) -> int:
+    modules: dict[str, list[pytest.Item]] = {module: [] for module in LONGEST_FIRST}
+    rest: list[pytest.Item] = []
+    for item in items:
         module = item.path.resolve().relative_to(root).as_posix()
-        return rank.get(module, len(LONGEST_FIRST))
-
-    items.sort(key=key)  # stable: every other test keeps its collected order
+        modules.get(module, rest).append(item)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    fronts: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for n, module in enumerate(LONGEST_FIRST):
+        turn, place = divmod(n, workers)
+        fronts[place if turn % 2 == 0 else workers - 1 - place].extend(modules[module])
+    dealt: list[pytest.Item] = []
+    left = len(items)
+    for worker, front in enumerate(fronts):
+        share = left // (workers - worker)  # as worksteal splits its pending tests
+        filler = max(0, share - len(front))
+        dealt += front + rest[:filler]
+        rest = rest[filler:]
+        left -= len(front) + filler
+    items[:] = dealt + rest
