@@ -16,7 +16,7 @@ from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_
 from servicetrail.store import watch_events, watch_matcher
 from servicetrail.store import watches as store_watches
 from servicetrail.store.watch_sql import newest_record_id
-from servicetrail.store.watch_tables import watch_cursor
+from servicetrail.store.watch_tables import watch_cursor, webhook_outbox
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
 from servicetrail.store.writer import load_responsibility
@@ -214,6 +214,36 @@ def test_a_registry_correction_hides_events_already_made(world: World) -> None:
         )
     page, next_after = events(world, SOUTHENERGY, made["id"])
     assert [e["event_id"] for e in page] == [1] and next_after == 1
+
+
+def test_failing_deliveries_a_correction_hid_are_not_counted(world: World) -> None:
+    """A failed delivery waits in the outbox until its retry is due (hours, late in the
+    schedule) and is dropped then if its record is hidden: its watch's count of failing
+    deliveries (the Watches page, `watch list`) counted it meanwhile, a record its Party may
+    no longer see (audit 59f)."""
+    add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    june = t("2025-06-01T00:00:00Z")
+    append(world, lk_request(8), lk_request(9, at=june), lk_request(10, at=june))
+    match_all(world)
+    failed = {"attempts": 2, "last_error": "answered 503"}
+    with world.engine.begin() as conn:
+        conn.execute(update(webhook_outbox).where(webhook_outbox.c.event_id == 1).values(failed))
+        later = {**failed, "attempts": 3, "last_error": "no answer"}
+        conn.execute(update(webhook_outbox).where(webhook_outbox.c.event_id > 1).values(later))
+
+    def failing() -> dict | None:
+        with world.engine.connect() as conn:
+            listed = list_watches(conn, SOUTHENERGY, with_state=True)
+        return listed[0]["webhook"]["failing"]
+
+    assert failing() == {"waiting": 3, "at_least": False, "attempts": 3, "last_error": "no answer"}
+    _supply_until(world, t("2025-05-01T00:00:00Z"))  # June's records hidden from SOUTHENERGY
+    assert failing() == {**failed, "waiting": 1, "at_least": False}
+    with world.engine.begin() as conn:
+        conn.execute(
+            update(webhook_outbox).where(webhook_outbox.c.event_id == 1).values(attempts=0)
+        )
+    assert failing() is None  # what fails is all hidden: nothing shown failing
 
 
 def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagged(

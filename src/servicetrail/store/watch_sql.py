@@ -369,6 +369,32 @@ def visible_deliveries(as_arrays: bool = False) -> Select[Any]:
 
 
 @lru_cache(maxsize=1)
+def failed_deliveries() -> Select[Any]:
+    """The watch `watch_id`'s deliveries that failed and wait for a retry (attempts, last
+    error, when retried next), of records its Party may still see: the Watches page's count of
+    failing deliveries is a count of its Party's records. One a registry correction hid waits
+    in the outbox until its retry is due (hours, late in the schedule) and is then dropped
+    unsent; counted meanwhile, it told the Party of a record it may no longer see (audit 59f).
+    The rule per row, for the watch's Party, as `visible_deliveries` has it."""
+    o = webhook_outbox.c
+    e = watch_event.c
+    w = watch.c
+    joined = (
+        webhook_outbox.join(watch_event, and_(e.watch_id == o.watch_id, e.event_id == o.event_id))
+        .join(watch, w.id == o.watch_id)
+        .join(sat_record, _event_record())
+    )
+    statement = (
+        select(o.attempts, o.last_error, o.next_attempt_at)
+        .select_from(joined)
+        .where(
+            o.watch_id == bindparam("watch_id", type_=BigInteger), o.attempts > 0, visible_clause()
+        )
+    )
+    return for_party(statement, w.party_id)
+
+
+@lru_cache(maxsize=1)
 def recent_events() -> Select[Any]:
     """One watch's newest events before `before` that its Party may see, newest first (the
     Watches page and its older pages)."""

@@ -22,7 +22,7 @@ from .outbox import delete_deliveries_of
 from .outbox_gone import GONE_REASON
 from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
-from .watch_sql import kept_gone, newest_record_id
+from .watch_sql import failed_deliveries, kept_gone, newest_record_id
 from .watch_tables import MATCHER_CURSOR, watch, watch_cursor, watch_event, webhook_outbox
 from .upsert import dialect_insert
 
@@ -172,7 +172,8 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
     nowhere for days of retries. One statement finds the watches with any (a page of 200
     healthy watches made 200 reads), then two short index reads each of those: a dead
     receiver's 100,000 pending deliveries walked in full cost its Party's Watches page
-    seconds (review 22e)."""
+    seconds (review 22e). Only deliveries of records the Party may still see are counted
+    (watch_sql.failed_deliveries)."""
     o = webhook_outbox.c
     if not watch_ids:
         return {}
@@ -181,22 +182,19 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
         select(watch.c.id).where(watch.c.id.in_(watch_ids), retried).order_by(watch.c.id)
     ).scalars()
     failing = {}
+    seen = failed_deliveries()  # of records the watch's Party may still see
     for watch_id in list(with_failures):
         latest = conn.execute(
-            select(o.attempts, o.last_error)
-            .where(o.watch_id == watch_id, o.attempts > 0)
-            .order_by(o.next_attempt_at.desc())  # the retry scheduled last: the last to fail
-            .limit(1)
+            # the retry scheduled last: the last to fail
+            seen.order_by(o.next_attempt_at.desc()).limit(1),
+            {"watch_id": watch_id},
         ).first()
         if latest is None:
             continue
-        some = (
-            select(literal(1))
-            .where(o.watch_id == watch_id, o.attempts > 0)
-            .limit(MOST_FAILING_SHOWN + 1)
-            .subquery()
-        )
-        waiting = conn.execute(select(func.count()).select_from(some)).scalar_one()
+        some = seen.limit(MOST_FAILING_SHOWN + 1).subquery()
+        waiting = conn.execute(
+            select(func.count()).select_from(some), {"watch_id": watch_id}
+        ).scalar_one()
         failing[watch_id] = {
             "waiting": min(waiting, MOST_FAILING_SHOWN),
             "at_least": waiting > MOST_FAILING_SHOWN,
