@@ -10,9 +10,22 @@ import httpx
 import pytest
 
 from servicetrail import settings
+from servicetrail.domain.access_log import Reader
+from servicetrail.domain.model import SatRecord, User
+from servicetrail.domain.watches import watch_spec
 from servicetrail.store.access_log import EntryFilter, iter_entries
-from servicetrail.store.accounts import create_account, create_token, revoke_tokens, set_disabled
+from servicetrail.store.accounts import (
+    create_account,
+    create_token,
+    holder_for_token,
+    revoke_tokens,
+    set_disabled,
+)
+from servicetrail.store.registry import load_user
 from servicetrail.store.watch_matcher import catch_up
+from servicetrail.store.watches import create_watch
+from servicetrail.store.writer import append_records
+from servicetrail.web.watches_api import _StreamReads
 from tests import personas as P
 from tests.live_server import streaming_server, wait_until
 
@@ -233,3 +246,32 @@ def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monke
 
     assert wait_until(lambda: len(counts()) == 2, 10), counts()
     assert sorted(counts()) == [0, 2]
+
+
+def test_a_stream_reads_as_its_party_stands_when_it_looks_at_its_token_again(world) -> None:
+    """A User ID the registry gives the Party while its stream is open is its own to the
+    stream from its next look at its token, as to `/events`: read with the User IDs of its
+    start, an event of that User's request to a Device the Party holds nothing of (rule 1
+    alone shows it) was never sent (audit 59f). Read without a server: the stream's reads."""
+    engine = world.engine
+    secret = token(engine, P.SOUTHENERGY)
+    spec = watch_spec({"name": "s", "devices": [P.PPMID_1], "senders": "all"})
+    with engine.begin() as conn:
+        made = create_watch(conn, P.SOUTHENERGY, spec, "whsec_test")
+        viewer = holder_for_token(conn, secret).viewer
+    reads = _StreamReads(engine, viewer, Reader(P.SOUTHENERGY, "s", "api"), made["id"], {}, secret)
+    with engine.begin() as conn:
+        load_user(conn, User(P.UNREGISTERED_USER, P.SOUTHENERGY, "ES"), "South Energy Ltd")
+    user, device = P.UNREGISTERED_USER, P.PPMID_1
+    with engine.begin() as conn:
+        append_records(
+            conn,
+            [
+                SatRecord(
+                    P.WATCHED_FROM, "request", f"{user}:{device}:1", "11.2", user, device, "", ""
+                )
+            ],
+        )
+    catch_up(engine)
+    events, _ = reads.page(0, check_token=True)
+    assert [e["record"]["user_id"] for e in events] == [P.UNREGISTERED_USER]

@@ -320,13 +320,17 @@ class _StreamReads:
         self, position: int, check_token: bool
     ) -> tuple[list[dict[str, Any]], int | None] | None:
         """The events after `position`; None when the watch was deleted, or the token no
-        longer holds."""
+        longer holds. Its token looked at again, the stream reads as its Party stands now:
+        with the User IDs of its start, a User ID the registry gave the Party since was not
+        its own to the stream, and the events that rule 1 alone shows were never sent, though
+        `/events` showed them (audit 59f)."""
         with reading(self.engine) as conn:
             if check_token:
                 holder = holder_for_token(conn, self.token)
                 held = holder.viewer if holder is not None else None
                 if held is None or held.party_id != self.viewer.party_id:
                     return None
+                self.viewer = held
             # counted into `sent`, whose entry is written when the stream ends
             read = LoggedRead(conn, self.viewer, self.reader, "stream", self.filters, self.sent)
             return read.events_after(self.watch_id, position, STREAM_PAGE)
