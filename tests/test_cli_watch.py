@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +18,10 @@ from subprocess import Popen
 import pytest
 
 from servicetrail import settings
+from servicetrail.domain.model import SatRecord, User
+from servicetrail.store.engine import open_store
+from servicetrail.store.registry import load_user
+from servicetrail.store.writer import append_records
 from tests import personas as P
 
 
@@ -168,12 +173,13 @@ def test_events_after_an_id_past_any_store_is_refused_not_a_traceback(cli, world
 
 
 @contextmanager
-def _following(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Callable, int, Popen, float]]:
-    """`watch events --follow` in a process of its own, on a watch of SOUTHENERGY's whose
-    first event it has printed; how to run another command, the watch's id, the process, and
-    the seconds it took from its start to that first event (the machine's pace, as loaded)."""
-    from servicetrail.store.engine import open_store
-
+def _following(
+    sqlite_url: str, tmp_path: Path, *watch_args: str
+) -> Iterator[tuple[Callable, int, Popen, float]]:
+    """`watch events --follow` in a process of its own, on a watch of SOUTHENERGY's (made with
+    `watch_args`) whose first event it has printed; how to run another command, the watch's
+    id, the process, and the seconds it took from its start to that first event (the
+    machine's pace, as loaded)."""
     engine = open_store(sqlite_url)
     P.load_personas(engine)
     binary = str(Path(sys.executable).with_name("servicetrail"))
@@ -184,7 +190,9 @@ def _following(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Callable, int,
             [binary, "--db", sqlite_url, *args], env=env, capture_output=True, timeout=60
         )
 
-    made = json.loads(run("watch", "add", "--party", P.SOUTHENERGY, "--name", "w").stdout)
+    made = json.loads(
+        run("watch", "add", "--party", P.SOUTHENERGY, "--name", "w", *watch_args).stdout
+    )
     P.requests_to_esme_1(engine, (1,), counter_from=700)
     began = time.monotonic()
     follow = subprocess.Popen(
@@ -207,11 +215,32 @@ def _following(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Callable, int,
         engine.dispose()
 
 
-def test_a_followed_watch_deleted_after_its_events_were_printed_exits_1(sqlite_url, tmp_path):
-    """Deleted while followed, after some of its events were printed: the command did part
+def test_a_follow_prints_a_new_user_ids_events_and_exits_1_once_its_watch_is_deleted(
+    sqlite_url, tmp_path
+):
+    """A follow read with the User IDs of its start: one the registry gave the Party since
+    was not its own to it, and its requests to a Device the Party holds nothing of (rule 1
+    alone shows them) were never printed, though a new `watch events` printed them (audit
+    59f). Deleted while followed, after some of its events were printed: the command did part
     of what was asked (1), as this CLI says it; it exited 2, as for a watch that never was
-    the Party's (review 24d)."""
-    with _following(sqlite_url, tmp_path) as (run, watch_id, follow, _):
+    the Party's (review 24d). One follow for both: a process's start is most of its time."""
+    devices = f"{P.ESME_1},{P.PPMID_1}"
+    following = _following(sqlite_url, tmp_path, "--devices", devices, "--senders", "all")
+    with following as (run, watch_id, follow, _):
+        user = P.UNREGISTERED_USER
+        engine = open_store(sqlite_url)
+        try:
+            with engine.begin() as conn:
+                load_user(conn, User(user, P.SOUTHENERGY, "ES"), "South Energy Ltd")
+                rid = f"{user}:{P.PPMID_1}:1"
+                request = SatRecord(P.WATCHED_FROM, "request", rid, "11.2", user, P.PPMID_1, "", "")
+                append_records(conn, [request])
+        finally:
+            engine.dispose()
+        assert follow.stdout is not None
+        printed, _, _ = select.select([follow.stdout], [], [], 30)
+        assert printed, "the new User's event was not printed"
+        assert json.loads(follow.stdout.readline())["record"]["user_id"] == user
         assert run("watch", "rm", str(watch_id), "--party", P.SOUTHENERGY).returncode == 0
         deadline = time.monotonic() + 30
         while follow.poll() is None and time.monotonic() < deadline:

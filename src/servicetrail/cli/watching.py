@@ -169,6 +169,10 @@ def watch_events(watch_id: int, party_id: str, after: int, follow: bool) -> None
             try:
                 catch_up(store)
                 with store.connect() as conn:
+                    # each read as the Party stands now: a follow kept the User IDs of its
+                    # start, and one the registry gave the Party since was not its own to it
+                    # (events only rule 1 shows were never printed; audit 59f)
+                    viewer = viewer_of(conn, party_id)
                     # the first read is the one asked, as typed (it logged "after": 0 untyped);
                     # a next page's or a follow's asks for what came after what it printed
                     filters = asked if first else {"watch_id": watch_id, "after": str(after)}
