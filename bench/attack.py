@@ -43,6 +43,12 @@
   token never used yet asks from a /64 of the same /48, again after each Retry-After (as in
   `scattered`).
 
+- `overdue` (audit 59f): made-up tokens from 64 addresses of a fresh /24 at once, a new /24
+  each second, while one Party's 8 broad searches keep the server's threads busy: each
+  network's first look-ups take turns (web.first_lookups), and a request whose wait runs out
+  while one of its network's is under way waits for its answer, up to LOOKUP_WAIT (5 s) more.
+  Prints how many of them were answered after 1.5 s, and the other Parties' searches.
+
 `--pythonpath DIR` runs the server on the code in DIR (for example the commit before the
 fix, from `git archive COMMIT src | tar -x -C DIR`), to measure the same attack before.
 """
@@ -529,6 +535,73 @@ def scenario_held(port: int, victims: list, seconds: float, fresh_token: str) ->
     }
 
 
+OVERDUE_ADDRESSES = 64
+
+
+def scenario_overdue(
+    port: int, victims: list, attacker: tuple[str, str], query: str, seconds: float
+) -> dict:
+    """Made-up tokens from 64 addresses of a fresh /24 at once, a new /24 each second, while
+    one Party's broad searches keep the threads busy (its requests' statuses counted as 1000 +
+    status): the made-up tokens' answer times, and the other Parties' searches."""
+    token, party = attacker
+    held: list[float] = []  # seconds each made-up token's request took to be answered
+    lock = threading.Lock()
+
+    def made_up_tokens(n: int, stop: threading.Event, count: Callable[[int], None]) -> None:
+        while not stop.is_set():
+            # a fresh /24 each second, all the clients' addresses in it at once
+            second = int(time.monotonic())
+            address = f"127.{100 + second // 250 % 100}.{second % 250}.{2 + n}"
+            start = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
+                )
+                made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+                conn.request("GET", "/api/v1/logs", headers=made_up)
+                status, _ = answer_of(conn)
+                conn.close()
+            except OSError:
+                status = 0
+            with lock:
+                held.append(time.monotonic() - start)
+            count(status)
+
+    def broad_searches(stop: threading.Event, count: Callable[[int], None]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while not stop.is_set():
+            conn.request("GET", query, headers={"Authorization": f"Bearer {token}"})
+            status, kept = answer_of(conn)
+            conn = kept or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            count(1000 + status)  # told apart from the made-up tokens' statuses
+            if status == 429:
+                stop.wait(1)
+
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        return [
+            *(
+                threading.Thread(target=made_up_tokens, args=(n, stop, count))
+                for n in range(OVERDUE_ADDRESSES)
+            ),
+            *(
+                threading.Thread(target=broad_searches, args=(stop, count))
+                for _ in range(HEAVY_CLIENTS)
+            ),
+        ]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=130)
+    return {
+        "attacker": party,
+        "made_up_addresses": OVERDUE_ADDRESSES,
+        "statuses": counts,  # 1000 + status: the broad searches'
+        "made_up_answered_after_1_5_s": sum(1 for h in held if h > 1.5),
+        "made_up_p50_s": round(percentile(held, 50), 3) if held else None,
+        "made_up_max_s": round(max(held), 2) if held else None,
+        **others,
+    }
+
+
 def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
     """A new watch of the token's Party with `events` events, written straight into the store."""
     made = urllib.request.urlopen(
@@ -626,6 +699,10 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
             elif name == "held":
                 fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
                 results[name] = scenario_held(port, plan, a.seconds, fresh)
+            elif name == "overdue":
+                results[name] = scenario_overdue(
+                    port, plan, (tokens[busiest], busiest), a.heavy_query, a.seconds
+                )
             elif name == "cheap":
                 results[name] = scenario_cheap(port, plan, (tokens[busiest], busiest), a.seconds)
             elif name == "backlog":
