@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import event, insert, text, update
+from sqlalchemy import event, text, update
 
 from servicetrail import settings
 from servicetrail.domain.model import SatRecord
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watch_tables import watch as watch_table
-from servicetrail.store.watch_tables import watch_event, webhook_outbox
+from servicetrail.store.watch_tables import webhook_outbox
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
@@ -363,17 +363,13 @@ def test_a_webhooks_state_is_read_apart_from_the_watch(client, engine, south, wi
         "failing": None,
     }
     now = datetime(2025, 5, 1, tzinfo=timezone.utc)
+    ingest_and_match(engine, lk_request(41))  # its event's delivery, failed three times
     with engine.begin() as conn:
         conn.execute(
-            insert(watch_event),
-            {"watch_id": made["id"], "event_id": 1, "record_id": 1, "record_logged_at": now,
-             "record_device_id": P.ESME_1, "matched_at": now},
-        )  # fmt: skip
-        conn.execute(
-            insert(webhook_outbox),
-            {"watch_id": made["id"], "event_id": 1, "attempts": 3, "next_attempt_at": now,
-             "last_error": "answered 503"},
-        )  # fmt: skip
+            update(webhook_outbox)
+            .where(webhook_outbox.c.watch_id == made["id"])
+            .values(attempts=3, next_attempt_at=now, last_error="answered 503")
+        )
     failing = client.get(state, headers=south).json()["failing"]
     assert failing == {"waiting": 1, "at_least": False, "attempts": 3, "last_error": "answered 503"}
     with engine.begin() as conn:
