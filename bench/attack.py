@@ -459,6 +459,22 @@ def with_a_party_amid(
     }
 
 
+def made_up_request(port: int, address: str) -> int:
+    """A made-up bearer token's request on a new connection from `address`: its status (0 for
+    no answer)."""
+    try:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port, timeout=60, source_address=(address, 0)
+        )
+        made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
+        conn.request("GET", "/api/v1/logs", headers=made_up)
+        status, _ = answer_of(conn)
+        conn.close()
+        return status
+    except OSError:
+        return 0
+
+
 def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
     """And halfway through the attack, a Party's first request (`first_request`)."""
 
@@ -469,17 +485,7 @@ def scenario_scattered(port: int, victims: list, seconds: float, fresh_token: st
             # with another C (web.suspects remembers a /24 once 4 of its addresses)
             address = f"127.{1 + sent % 254}.{n}.{2 + (sent // 254) % 250}"
             sent += 1
-            try:
-                conn = http.client.HTTPConnection(
-                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
-                )
-                made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
-                conn.request("GET", "/api/v1/logs", headers=made_up)
-                status, _ = answer_of(conn)
-                conn.close()
-            except OSError:
-                status = 0
-            count(status)
+            count(made_up_request(port, address))
 
     return with_a_party_amid(
         port,
@@ -554,16 +560,7 @@ def scenario_overdue(
             second = int(time.monotonic())
             address = f"127.{100 + second // 250 % 100}.{second % 250}.{2 + n}"
             start = time.monotonic()
-            try:
-                conn = http.client.HTTPConnection(
-                    "127.0.0.1", port, timeout=60, source_address=(address, 0)
-                )
-                made_up = {"Authorization": f"Bearer {random.randbytes(32).hex()}"}
-                conn.request("GET", "/api/v1/logs", headers=made_up)
-                status, _ = answer_of(conn)
-                conn.close()
-            except OSError:
-                status = 0
+            status = made_up_request(port, address)
             with lock:
                 held.append(time.monotonic() - start)
             count(status)
