@@ -43,6 +43,10 @@
   token never used yet asks from a /64 of the same /48, again after each Retry-After (as in
   `scattered`).
 
+- `burst` (audit 59f): a Party's token never used yet, asked halfway through from one address
+  of a /24, 0.8 s after 400 made-up tokens from 200 other addresses of it: whether its finding
+  lets the network's waiting made-up tokens go past the first look-ups' budget. Prints their
+  statuses, the token's answer and the other Parties' searches.
 - `overdue` (audit 59f): made-up tokens from 64 addresses of a fresh /24 at once, a new /24
   each second, while one Party's 8 broad searches keep the server's threads busy: each
   network's first look-ups take turns (web.first_lookups), and a request whose wait runs out
@@ -599,6 +603,50 @@ def scenario_overdue(
     }
 
 
+BURST_ADDRESSES, BURST_EACH = 200, 2
+
+
+def scenario_burst(port: int, victims: list, seconds: float, fresh_token: str) -> dict:
+    """A logged-in User's token never used yet, and made-up tokens from 200 other addresses
+    of its /24 (2 at once each) sent 0.8 s before it: they wait in the network's turn, and
+    the token found lets its network's waiting requests go (first_lookups.let_through)."""
+    network = "127.60.0"
+    times: dict[str, float] = {}
+    go = threading.Event()
+
+    def made_up(n: int, stop: threading.Event, count: Callable[[int], None]) -> None:
+        stop.wait(seconds / 2)  # halfway through the attack, once
+        if not stop.is_set():
+            count(made_up_request(port, f"{network}.{2 + n // BURST_EACH}"))
+
+    def the_users(stop: threading.Event) -> None:
+        if stop.wait(seconds / 2 + 0.8):
+            return
+        times["sent"] = time.monotonic()
+        found = first_request(port, fresh_token, f"{network}.250")
+        times["answered"] = time.monotonic()
+        times["status"] = found["status"]
+        go.set()
+
+    def clients(stop: threading.Event, count: Callable[[int], None]) -> list[threading.Thread]:
+        return [
+            *(
+                threading.Thread(target=made_up, args=(n, stop, count))
+                for n in range(BURST_ADDRESSES * BURST_EACH)
+            ),
+            threading.Thread(target=the_users, args=(stop,)),
+        ]
+
+    counts, others = attack_with(port, victims, seconds, clients, join_within=65)
+    return {
+        "made_up_requests": BURST_ADDRESSES * BURST_EACH,
+        "made_up_statuses": counts,
+        "the_users_status": times.get("status"),
+        "the_users_seconds": round(times["answered"] - times["sent"], 2) if go.is_set() else None,
+        **others,
+    }
+
+
 def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> int:
     """A new watch of the token's Party with `events` events, written straight into the store."""
     made = urllib.request.urlopen(
@@ -693,6 +741,9 @@ def measure(store: Store, url: str, a: argparse.Namespace) -> dict:
             elif name == "scattered":
                 fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
                 results[name] = scenario_scattered(port, plan, a.seconds, fresh)
+            elif name == "burst":
+                fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
+                results[name] = scenario_burst(port, plan, a.seconds, fresh)
             elif name == "held":
                 fresh = tokens_for(url, {busiest}, f"first{len(results)}")[busiest]
                 results[name] = scenario_held(port, plan, a.seconds, fresh)
