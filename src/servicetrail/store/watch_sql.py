@@ -371,27 +371,34 @@ def visible_deliveries(as_arrays: bool = False) -> Select[Any]:
 @lru_cache(maxsize=1)
 def failed_deliveries() -> Select[Any]:
     """The watch `watch_id`'s deliveries that failed and wait for a retry (attempts, last
-    error, when retried next), of records its Party may still see: the Watches page's count of
-    failing deliveries is a count of its Party's records. One a registry correction hid waits
-    in the outbox until its retry is due (hours, late in the schedule) and is then dropped
-    unsent; counted meanwhile, it told the Party of a record it may no longer see (audit 59f).
-    The rule per row, for the watch's Party, as `visible_deliveries` has it."""
+    error), of records its Party may still see: the Watches page's count of failing
+    deliveries is a count of its Party's records. One a registry correction hid waits in the
+    outbox until its retry is due (hours, late in the schedule) and is then dropped unsent;
+    counted meanwhile, it told the Party of a record it may no longer see (audit 59f).
+
+    The rule per row, for the watch's Party, as `visible_deliveries` has it, asked of each
+    outbox row as it is read, so that a caller's order and limit walk the outbox's
+    `(watch_id, next_attempt_at)` index and stop. Joined, or as a plain EXISTS (which
+    PostgreSQL turns into a join), every failing delivery of the watch was joined to its record
+    before the one retried last was picked, or the count's limit could stop (20,000 of them:
+    330-450 ms a Watches page, against 15 ms without the rule). Its OFFSET 0 keeps the EXISTS
+    a test of each row: PostgreSQL does not turn a subquery with an OFFSET into a join."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
-    joined = (
-        webhook_outbox.join(watch_event, and_(e.watch_id == o.watch_id, e.event_id == o.event_id))
-        .join(watch, w.id == o.watch_id)
-        .join(sat_record, _event_record())
-    )
-    statement = (
-        select(o.attempts, o.last_error, o.next_attempt_at)
+    joined = watch_event.join(watch, w.id == e.watch_id).join(sat_record, _event_record())
+    visible = for_party(
+        select(literal(1))
         .select_from(joined)
-        .where(
-            o.watch_id == bindparam("watch_id", type_=BigInteger), o.attempts > 0, visible_clause()
-        )
+        .where(e.watch_id == o.watch_id, e.event_id == o.event_id, visible_clause())
+        .offset(0),
+        w.party_id,
     )
-    return for_party(statement, w.party_id)
+    return select(o.attempts, o.last_error).where(
+        o.watch_id == bindparam("watch_id", type_=BigInteger),
+        o.attempts > 0,
+        visible.exists(),
+    )
 
 
 @lru_cache(maxsize=1)
