@@ -3,6 +3,8 @@ Ctrl-C lands in the middle of a reject (the file's own rules are in test_input_e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from servicetrail.ingest.rejects import RejectFile
@@ -36,3 +38,36 @@ def test_a_reject_interrupted_is_counted_as_the_file_holds_it(
     rejects.close()
     held = (tmp_path / "devices.rejects.jsonl").read_text().count("\n")
     assert rejects.count == held == (2 if after_the_write else 1)
+
+
+def test_an_inputs_entries_resolve_its_folder_once_and_name_each_input_as_its_own(
+    tmp_path, monkeypatch
+):
+    """Each entry resolved its input's folder again (realpath: three lstat calls), 2.9 s of
+    CPU for the 240,000 conflicts of test_streaming; now once for a run of entries of the
+    same input. Entries of inputs in turn still name each its own."""
+    from servicetrail.ingest import rejects as module
+
+    (tmp_path / "b").mkdir()
+    one, other = tmp_path / "a.jsonl", tmp_path / "b" / "a.jsonl"
+    rejects = RejectFile(tmp_path / "shared.rejects.jsonl", sources=[one, other])
+    resolved = []
+    realpath = module.os.path.realpath
+    monkeypatch.setattr(
+        module.os.path,
+        "realpath",
+        lambda path, **how: resolved.append(path) or realpath(path, **how),
+    )
+    for line, source in enumerate([one, one, one, other, other, one], start=1):
+        rejects.add(line, "not JSON", "{", source)
+    rejects.close()
+    assert len(resolved) == 3  # one, then other, then one again
+    entries = [json.loads(e) for e in (tmp_path / "shared.rejects.jsonl").read_text().splitlines()]
+    assert [(e["file"], e["line"]) for e in entries] == [
+        (str(one), 1),
+        (str(one), 2),
+        (str(one), 3),
+        (str(other), 4),
+        (str(other), 5),
+        (str(one), 6),
+    ]
