@@ -17,8 +17,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 BINARY = Path(sys.executable).with_name("servicetrail")
-# 40 batches: killed at 10% and 60%, or stopped at 20%, a load has had 4 or more batches
-# committed and has 16 or more to come (50,000 records cost the module 38 s of CPU, 15 s now)
+# 40 batches: killed at 10% and 60%, or stopped at 20%, a load has at least 4, 24 or 8 of
+# them committed and at most 36, 16 or 32 to come (50,000 records: 38 s of the module's CPU,
+# 24 s now)
 TOTAL = 20_000
 BATCH = 500
 RERUN_TOTAL = 8_000  # the re-run test's input: 16 batches, killed once 5 are stored
