@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from servicetrail.web.stopping import GRACEFUL_SECONDS
-from tests.web.live_server import live_server_process
+from tests.web.live_server import free_port, live_server_process
 from tests.web.test_stopping import _a_report_too_large_to_read, _stalled_download
 
 
@@ -122,3 +124,34 @@ def test_workers_slower_to_start_than_uvicorns_five_seconds_are_not_killed(sqlit
         pass
     said = log_path.read_text()
     assert len(spawned.read_text().split()) == 2 and "Traceback" not in said, said
+
+
+SUPERVISOR_AS_IT_SPAWNS = """\
+import sys
+from servicetrail.web import server
+
+def spawning(config):  # where the supervisor would start its workers
+    app = sorted(m for m in sys.modules if m.partition(".")[0] in ("fastapi", "aiohttp"))
+    print(app + sorted({"servicetrail.web.app"} & set(sys.modules)))
+    print(config.loaded_app if config.loaded else config.app.func.__module__)
+    return False
+
+server._run_workers = spawning
+sys.argv = ["servicetrail", "--db", sys.argv[1], "serve", "--port", sys.argv[2], "--workers", "2"]
+from servicetrail.start import main
+main()
+"""
+
+
+def test_the_supervisor_of_workers_leaves_importing_the_app_to_them(sqlite_url):
+    """The supervisor serves nothing: importing the app there (FastAPI, the routes, aiohttp for
+    the webhooks) was ~0.7 s of CPU more for each `serve --workers N` to start (session 59).
+    Its workers are given a factory they import the app through (that they serve: above)."""
+    said = subprocess.run(
+        [sys.executable, "-c", SUPERVISOR_AS_IT_SPAWNS, sqlite_url, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines() == ["[]", "servicetrail.web.worker_app"], said.stdout

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from ..security import HASHING_SLOTS
-from ..store.engine import open_store, pool_capacity
+from ..store.engine import pool_capacity
 from ..store.sealing import seal_every_minute, seal_now
 from ..webhooks.background import BackgroundDeliverer
 from . import (
@@ -31,7 +31,7 @@ from . import (
 )
 from .fairness import PartyLimits
 from .gate import Gate
-from .quiet_logs import quiet_repeated_warnings, say_untold_warnings
+from .quiet_logs import say_untold_warnings
 from .state import SeenCredentials, SignInLanes, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
@@ -148,10 +148,3 @@ def _with_bearer_tokens(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return app.openapi_schema
 
     return document
-
-
-def app_for_store(url: str) -> FastAPI:
-    """For `serve --workers N`: each worker process opens the store for itself (the parent
-    has already brought it to the current schema), and runs its share of the deliveries."""
-    quiet_repeated_warnings()  # in each worker's own logging
-    return create_app(open_store(url), deliveries=True)

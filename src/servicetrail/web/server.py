@@ -38,7 +38,6 @@ def run(
     how worker processes open it for themselves. Whether a second Ctrl-C forced the stop."""
     import uvicorn
 
-    from .app import app_for_store, create_app
     from .forced_stop import serve
     from .http_limits import CappedHeadProtocol
     from .open_files import raise_open_file_limit
@@ -60,8 +59,12 @@ def run(
         forwarded_allow_ips=trusted_proxies or "",
     )
     if workers == 1:
+        from .app import create_app
+
         return serve(uvicorn.Config(create_app(store, deliveries=True), **options))
     store.dispose()
+    from .worker_app import app_for_store
+
     # uvicorn's worker processes are spawned, each given the config pickled: the factory
     # travels with the store's URL bound to it, and each worker opens the store itself
     return _run_workers(

@@ -1,0 +1,24 @@
+"""The app of each `serve --workers N` worker process, built in the worker.
+
+The supervisor only pickles a reference to `app_for_store` for the workers it spawns; the
+app's modules (FastAPI, the routes, the webhook deliverer: ~1 s of CPU to import) are
+imported in the workers that serve it, not in a supervisor that never does."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..store.engine import open_store
+from .quiet_logs import quiet_repeated_warnings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def app_for_store(url: str) -> FastAPI:
+    """Each worker opens the store for itself (the supervisor has already brought it to the
+    current schema), and runs its share of the deliveries."""
+    from .app import create_app
+
+    quiet_repeated_warnings()  # in each worker's own logging
+    return create_app(open_store(url), deliveries=True)
