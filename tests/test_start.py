@@ -3,6 +3,7 @@ command line is said as every command says it, not as a traceback (audit 46g).""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -52,16 +53,49 @@ def test_it_runs_the_command_line() -> None:
     assert ran.returncode == 0 and "version" in ran.stdout
 
 
-# What `records` imports as it starts, printed on the last line
-_IMPORTED_BY_RECORDS = """
-import sys
+# What each command line (argv) of a list prints and imports, each started in a process forked
+# from one that has imported the command line and `preloaded`: one JSON string a line, what
+# the command printed and then, on its last line, the modules
+_IMPORTED_BY = """
+import importlib, json, os, sys
 from servicetrail.cli import main
-try:
-    main(["records", "--help"])
-except SystemExit:
-    pass
-print(" ".join(sorted(sys.modules)))
+
+preloaded, lines = json.loads(sys.argv[1])
+for module in preloaded:
+    importlib.import_module(module)
+for args in lines:
+    read, write = os.pipe()
+    sys.stdout.flush()
+    child = os.fork()
+    if child == 0:
+        os.dup2(write, 1)
+        try:
+            main(args, prog_name="servicetrail", terminal_width=80)
+        except SystemExit:
+            pass
+        print("\\n" + " ".join(sorted(sys.modules)), flush=True)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as said:
+        print(json.dumps(said.read()))
+    os.waitpid(child, 0)
 """
+
+
+def _started(*lines: list[str], preloaded: tuple[str, ...] = ()) -> list[tuple[str, set[str]]]:
+    """What each `servicetrail ARGS` of `lines` printed, and what it imported."""
+    ran = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY, json.dumps([preloaded, lines])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    started = []
+    for line in ran.stdout.splitlines():
+        said, _, imported = json.loads(line).rstrip("\n").rpartition("\n")
+        started.append((said.rstrip("\n"), set(imported.split())))
+    return started
 
 
 def test_a_command_imports_its_own_family_of_commands_alone() -> None:
@@ -69,10 +103,7 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
     hundreds: `records` imported the server, the loaders' DUIS reader (lxml), the accounts'
     argon2 and the audit's process pool, some 0.05 s of CPU a start (session 50); then
     cryptography and SQLAlchemy's PostgreSQL dialect (session 51)."""
-    ran = subprocess.run(
-        [sys.executable, "-c", _IMPORTED_BY_RECORDS], capture_output=True, text=True, timeout=60
-    )
-    imported = set(ran.stdout.splitlines()[-1].split())
+    [(_, imported)] = _started(["records", "--help"])
     assert "servicetrail.cli.reads" in imported
     never = {
         "servicetrail.cli.serving",
@@ -91,3 +122,42 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
         "sqlalchemy.dialects.postgresql",  # for the tables' options (schema._partial)
     }
     assert imported & never == set()
+
+
+def test_the_list_of_commands_is_theirs_and_imports_none_of_them() -> None:
+    """`servicetrail --help` imported every command's module, SQLAlchemy with them, to read
+    the first sentence of each one's help: 0.5 s of CPU for a page of text (session 59). It
+    lists the sentences cli/__init__.py names, each the command's own."""
+    import click
+    from click.testing import CliRunner
+
+    from servicetrail.cli import main
+
+    [(listed, imported)] = _started(["--help"])
+    families = {
+        f"servicetrail.cli.{target.partition(':')[0]}" for target, _ in main.lazy_commands.values()
+    }
+    assert imported & families == set()
+    assert "sqlalchemy" not in imported
+    for name in main.lazy_commands:  # imported here: the list is then made from them
+        main.get_command(click.Context(main), name)
+    assert (
+        CliRunner().invoke(main, ["--help"], prog_name="servicetrail").output.rstrip("\n") == listed
+    )
+
+
+def test_commands_that_make_no_party_reads_import_none_of_their_machinery() -> None:
+    """`accounts`, `tokens` and `load` imported the visibility rule's queries, the access log,
+    its seal and the signing, as every command opening the store did, and `load` the DUIS
+    reader (lxml) that only `ingest` uses: the contract check starts them some 90 times
+    (session 59)."""
+    reads = {"servicetrail.store.queries", "servicetrail.store.merkle_log", "cryptography"}
+    accounts, tokens, load = _started(
+        ["accounts", "create", "--help"],
+        ["tokens", "create", "--help"],
+        ["load", "users", "--help"],
+        preloaded=("sqlalchemy",),  # each opens the store: imported once, here
+    )
+    for _, imported in (accounts, tokens):
+        assert "servicetrail.cli.access" in imported and imported & reads == set()
+    assert "servicetrail.cli.loading" in load[1] and "lxml" not in load[1]

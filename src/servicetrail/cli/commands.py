@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from ..store.engine import name_this_process
 from .common import Failure
 
 
@@ -33,7 +32,10 @@ class OnceOnly(click.Command):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        # the command as PostgreSQL shows its connections: `servicetrail serve (pid 4242)`
+        # the command as PostgreSQL shows its connections: `servicetrail serve (pid 4242)`.
+        # Imported here: the group's --help imports no store, nor SQLAlchemy
+        from ..store.engine import name_this_process
+
         name_this_process(" ".join(["servicetrail", *ctx.command_path.split()[1:]]))
         return super().invoke(ctx)
 

@@ -1,5 +1,5 @@
 """What every command shares with its terminal: the one way it fails (Failure), the
-standard streams as it expects them, and text made fit to print there."""
+standard streams as it expects them, text made fit to print there, and `--db`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(command: F) -> F:
+    """`--db URL`: before the command name (on the group) or after it (on every command that
+    opens the store); the store's URL otherwise comes from the settings."""
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        default=None,
+        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).",
+    )(command)
 
 
 class Failure(click.ClickException):

@@ -6,36 +6,26 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from ..domain.access_log import Reader
 from ..domain.ids import shown_code
-from ..domain.visibility import Viewer
-from ..signing import key_path_for, signer_for
 from ..sqlite_url import in_memory
 from ..store.engine import StoreError, make_engine, open_store
 from ..store.limits import StoreAway, StoreBusy, store_busy
-from ..store.merkle_log import seal_store
-from ..store.queries import viewer_for
 from ..store.store_url import database_url, shown_url
-from .common import Failure
+from .common import Failure, db_option
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from ..domain.access_log import Reader
+    from ..domain.visibility import Viewer
 
-
-def db_option(command: F) -> F:
-    """`--db URL`: before the command name (on the group) or after it (on every command that
-    opens the store); the store's URL otherwise comes from the settings."""
-    return click.option(
-        "--db",
-        "db_url",
-        metavar="URL",
-        default=None,
-        help="Database URL (default: $SERVICETRAIL_DATABASE_URL, else sqlite:///servicetrail.db).",
-    )(command)
+# A Party's reads (the visibility rule's queries, the access log and its seal, the signing)
+# are imported by the functions below that make them, not here: every command that opens the
+# store imports this module, and `accounts`, `tokens`, `load` or `ingest` imported them all,
+# some 0.05 s of a start's CPU (session 59)
 
 
 def with_db(command: Callable[..., None]) -> Callable[..., None]:
@@ -114,6 +104,8 @@ def shown_store_url() -> str:
 def cli_reader(party_id: str) -> Reader:
     """Who reads, for the access log (SPEC section 8): the command line, for the Party. The
     command's entries are sealed into the signed access logs when it ends."""
+    from ..domain.access_log import Reader
+
     context = click.get_current_context()
     if not context.meta.get("servicetrail.seal_at_close"):
         context.meta["servicetrail.seal_at_close"] = True
@@ -127,6 +119,9 @@ CLOSING_SEAL_WAIT_SECONDS = 1.0
 
 
 def _seal_the_logs() -> None:
+    from ..signing import key_path_for, signer_for
+    from ..store.merkle_log import seal_store
+
     key = key_path_for(store_url())
     if not key.is_file():
         # a read makes no key of its own: run from another folder than the server's (the
@@ -166,6 +161,8 @@ def _seal_the_logs() -> None:
 
 
 def viewer_of(conn: Connection, party_id: str) -> Viewer:
+    from ..store.queries import viewer_for
+
     viewer = viewer_for(conn, party_id)
     if viewer is None:
         # the store named too: a newcomer's demo.db beside the default servicetrail.db was
