@@ -160,7 +160,8 @@ class Servicetrail(OnceOnlyGroup):
                     "role that owns the store, the one that built it",
                     2,
                 ) from None
-            from ..store.limits import store_busy  # SQLAlchemy's, imported by what raised
+            # imported here: it imports SQLAlchemy, which `--help` and `generate` never need
+            from ..store.limits import store_busy
 
             known = store_busy(e) or e  # SQLite's lock not had in time, raised by any write
             code = _expected_code(known)
