@@ -199,8 +199,12 @@ def item_key(i: dict) -> tuple:
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # through list_commands/get_command, as click does: `group.commands` holds only the
+    # commands imported so far, which at collection was none of the lazy ones
     paths = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         paths.append((*prefix, name))
         if isinstance(command, click.Group):
             paths += _command_paths(command, (*prefix, name))
