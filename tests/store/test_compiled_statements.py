@@ -11,10 +11,15 @@ import pytest
 from sqlalchemy import Integer, bindparam, column, select, text
 from sqlalchemy.engine import Engine
 
+from servicetrail.domain.search import Search
+from servicetrail.domain.visibility import Scope
+from servicetrail.store import compiled_statements
 from servicetrail.store.compiled_statements import fetch_all
 from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.log_tables import log_verifier_key
+from servicetrail.store.queries import search_page
 from servicetrail.store.read_transaction import time_limit
+from tests import personas as P
 
 k = log_verifier_key.c
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -114,3 +119,21 @@ def test_a_statement_past_its_time_limit_is_too_broad_and_the_connection_reads_o
         with engine.connect() as conn:
             assert fetch_all(conn, select(bindparam("one", 1)), {}) == [(1,)]
             conn.commit()
+
+
+def test_searches_that_may_see_nothing_leave_the_device_searches_compiled(world: P.World) -> None:
+    """A device search the viewer may see nothing in (only others' records asked for, on a
+    Device it never held) is one statement, compiled once: a new one a search was compiled
+    each time, and the 64th cleared the compiled form of every device search in the process."""
+    compiled_statements._compiled_statements.clear()  # what other tests left is not counted
+    nothing = Search(device_id=P.UNKNOWN_DEVICE, scope=Scope.OTHERS)
+    with world.engine.connect() as conn:
+        search_page(conn, world.viewer(P.NORTHPOWER), Search(device_id=P.ESME_1), 10)
+        kept = dict(compiled_statements._compiled_statements)
+        for _ in range(70):
+            assert search_page(conn, world.viewer(P.LOOKER), nothing, 10) == ([], None)
+        conn.commit()
+    assert kept and all(
+        compiled_statements._compiled_statements.get(key) is held for key, held in kept.items()
+    )
+    assert len(compiled_statements._compiled_statements) == len(kept) + 1
