@@ -4,6 +4,7 @@ domain/ is pure, and SAT records are read only through the store's rule-bound qu
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -35,9 +36,18 @@ MAY_TOUCH_SAT_TABLES = {
 SAT_TABLES = ("sat_record", "sat_payload", "sat_visibility")
 
 
+@functools.cache
+def _parsed() -> tuple[tuple[str, ast.Module], ...]:
+    """Every module of the package, parsed once for the tests here (which only read them)."""
+    return tuple(
+        (path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(), str(path)))
+        for path in sorted(PACKAGE.rglob("*.py"))
+    )
+
+
 def modules(folder: Path = PACKAGE):
-    for path in sorted(folder.rglob("*.py")):
-        yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(), str(path))
+    inside = folder.relative_to(PACKAGE).as_posix() + "/"
+    yield from ((n, t) for n, t in _parsed() if folder == PACKAGE or n.startswith(inside))
 
 
 def test_domain_imports_only_the_standard_library_and_itself():
