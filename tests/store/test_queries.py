@@ -264,6 +264,22 @@ def test_a_statement_stopped_while_its_rows_are_fetched_raises_search_too_broad(
             fetch_all(conn, many_rows, {})
 
 
+def test_a_0_s_limit_stops_a_statement_s_first_run_and_leaves_nothing_behind() -> None:
+    """SQLite's progress handler first looked at the clock up to 10,000 steps into a
+    statement, counted over its runs since the driver prepared it: the first run of a small
+    read went through a 0 s limit, the next was stopped (59c). And a BEGIN stopped by it (a
+    read of one snapshot) left the handler on the connection, which then stopped every
+    later statement, as a 500. No store needed: any SQLite connection is SQLite's."""
+    from sqlalchemy import create_engine
+
+    small = text("SELECT count(*) FROM (SELECT 1 UNION ALL SELECT 2)")
+    with create_engine("sqlite://").connect() as conn:
+        for one_snapshot in (False, True, False):
+            with pytest.raises(SearchTooBroad), time_limit(conn, 0, one_snapshot=one_snapshot):
+                conn.execute(small).scalar()
+        assert conn.execute(small).scalar() == 2  # outside a limit, nothing stops it
+
+
 def test_a_statement_within_its_limit_runs(engine: Engine) -> None:
     with engine.connect() as conn, time_limit(conn, 30):
         assert conn.execute(text("SELECT 41 + 1")).scalar() == 42

@@ -165,12 +165,16 @@ def time_limit(
         return
     raw: Any = conn.connection.dbapi_connection
     deadline = time.monotonic() + seconds
-    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    raw.set_progress_handler(
+        lambda: int(time.monotonic() > deadline), _steps_between_looks(seconds)
+    )
     # SQLite's driver begins no transaction for a read: each statement took its own snapshot
     own_snapshot = one_snapshot and not raw.in_transaction
-    if own_snapshot:
-        raw.execute("BEGIN")  # deferred: the snapshot is the first statement's
     try:  # (SQLite has no roles: `then_as_owner` has nothing to do)
+        # inside: stopped here, it left the handler on the pooled connection, where it stopped
+        # every later statement, a write's too, and the request was a 500
+        if own_snapshot:
+            raw.execute("BEGIN")  # deferred: the snapshot is the first statement's
         yield fetch_all(conn, prefetch[0], prefetch[1]) if prefetch else None
     except OperationalError as e:
         if isinstance(e.orig, sqlite3.OperationalError) and "interrupted" in str(e.orig):
@@ -187,6 +191,18 @@ def time_limit(
             # connection would otherwise be a write begun from an old snapshot, which
             # SQLite refuses (SQLITE_BUSY_SNAPSHOT) once another writer has committed
             raw.rollback()
+
+
+def _steps_between_looks(seconds: float) -> int:
+    """How many of SQLite's VM steps the progress handler lets run between its looks at the
+    clock. SQLite counts them over each prepared statement's runs, and the driver keeps its
+    statements prepared: a statement's first look came anywhere in its first 10,000 steps,
+    which is a whole page of records for a fresh statement (a new app's, a new connection's
+    first search), and a 0 s limit let that one through and stopped the same search the
+    next time (59c). A positive limit may run a little past its time (10,000 steps took
+    0.55 ms, 20 at the most on a loaded machine: BENCHMARKS.md, session 59); at 0 s
+    nothing may run, so the handler looks at every step, and stops the first."""
+    return 10_000 if seconds > 0 else 1
 
 
 def _past_its_limit(error: BaseException, started: float, limit_ms: int) -> bool:
