@@ -1,9 +1,9 @@
 """The app of each `serve --workers N` worker process, built in the worker.
 
 The supervisor only pickles a reference to `app_for_store` for the workers it spawns; the
-app's modules (FastAPI, the routes, aiohttp for the webhooks: 0.6-0.7 s more of the
-supervisor's CPU, session 59) are imported in the workers that serve it, not in a
-supervisor that never does."""
+app's modules (FastAPI, the routes, and then aiohttp for the webhooks: 0.6-0.7 s more of
+the supervisor's CPU, session 59; aiohttp is now imported by a worker's first delivery due)
+are imported in the workers that serve it, not in a supervisor that never does."""
 
 from __future__ import annotations
 

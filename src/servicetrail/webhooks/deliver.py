@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 from dataclasses import replace
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-import aiohttp
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -55,6 +55,9 @@ from .queues import Queues
 from .shares import host_of, lease_shares, share_of
 from .rounds import Settled, StoreRounds
 from .worker_report import FailureLog, Stats
+
+if TYPE_CHECKING:  # imported by the first delivery due (`Deliverer._dispatch`)
+    import aiohttp
 
 __all__ = ["Deliverer", "client_session", "retry_schedule"]
 
@@ -166,7 +169,9 @@ class Deliverer:
         # of those, attempts that got no answer, held to their time limit: no connection, and
         # no slot of the worker's concurrency (`_until_time_limit`)
         self._held: set[asyncio.Task[None] | None] = set()
+        # opened by the first delivery due (`_dispatch`), closed as `run` ends
         self._session: aiohttp.ClientSession | None = None
+        self._running = False  # within `run`: deliveries may start
         self._stopping = False  # set once `stop` is: attempts in flight end, none start
         self._wake = asyncio.Event()
 
@@ -195,21 +200,23 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._stopping = False
         self.addresses.open()  # its futures this run's loop's
+        self._running = True
         try:
-            async with client_session(self.concurrency, self.timeout) as session:
-                self._session = session
-                try:
-                    await self._rounds_until(stop)
-                    await self._wind_down()
-                finally:
-                    # a shutdown, or attempts past the stop's wait: ended before the session
-                    # closes under them (which would count as failed attempts)
-                    for task in self._tasks:
-                        task.cancel()
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-                    self._session = None
+            await self._rounds_until(stop)
+            await self._wind_down()
         finally:
-            self.addresses.close()
+            self._running = False
+            # a shutdown, or attempts past the stop's wait: ended before the session closes
+            # under them (which would count as failed attempts)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            session, self._session = self._session, None
+            try:
+                if session is not None:
+                    await session.close()
+            finally:
+                self.addresses.close()
 
     async def _rounds_until(self, stop: asyncio.Event) -> None:
         """`_rounds` until `stop`, paused after each failure (see `run`)."""
@@ -362,14 +369,19 @@ class Deliverer:
 
     def _dispatch(self) -> None:
         """Start queued deliveries while slots are free (which, and for whom: `Queues.start`).
-        Nothing new once the worker stops."""
-        session = self._session
-        if session is None or self._stopping:
+        Nothing new once the worker stops. The HTTP session is opened by the first delivery
+        that starts (`posting.client_session`): most servers' workers never send one."""
+        if not self._running or self._stopping:
             return
         # an attempt that calls this as it ends has given its slot back (`_attempt`): counted
         # as taken till its task was done, the slot of a worker at its concurrency waited
         # for the next round
         free = self.concurrency - len(self._tasks - self._held - {asyncio.current_task()})
+        if free <= 0 or not len(self.queues):
+            return
+        if self._session is None:
+            self._session = client_session(self.concurrency, self.timeout)
+        session = self._session
         for delivery, host in self.queues.start(free, self._starts_by()):
             task = asyncio.create_task(self._attempt(session, delivery, host))
             self._tasks.add(task)
