@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from servicetrail import settings
@@ -16,7 +16,7 @@ from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_
 from servicetrail.store import watch_events, watch_matcher
 from servicetrail.store import watches as store_watches
 from servicetrail.store.watch_sql import newest_record_id
-from servicetrail.store.watch_tables import watch_cursor, webhook_outbox
+from servicetrail.store.watch_tables import watch, watch_cursor, webhook_outbox
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
 from servicetrail.store.writer import load_responsibility
@@ -193,6 +193,26 @@ def test_one_partys_watch_changes_leave_the_others_indexed_watches_unread(world:
         delete_watch(conn, SOUTHENERGY, made["id"])
     with world.engine.connect() as conn:
         assert sorted(watch_matcher._watch_index(conn).index) == [NORTHPOWER]
+
+
+def test_a_watch_restored_under_an_id_the_matcher_knew_is_read_again(world: World) -> None:
+    """The matcher remembers each Party's watches by store URL and re-reads them when their
+    (count, highest id, lowest id) changes. A store restored from a backup under the same
+    URL while a server runs can hold, under the ids it knew, watches of other filters (the
+    backup's, or ones made since the restore, from the backup's id sequence): those were
+    matched with the filters it remembered (session 59). Played here by swapping a row."""
+    first = add_watch(world, SOUTHENERGY, srvs="critical")
+    with world.engine.connect() as conn:
+        watch_matcher._watch_index(conn)  # the matcher knows the Party's one watch
+    second = add_watch(world, SOUTHENERGY, srvs=["11.2"], devices=[GSME_1])
+    with world.engine.begin() as conn:
+        restored = conn.execute(select(watch).where(watch.c.id == second["id"])).one()._asdict()
+        conn.execute(delete(watch))
+        conn.execute(insert(watch).values({**restored, "id": first["id"]}))
+    append(world, lk_request(5, srv="6.15.1"), lk_request(6, device=GSME_1, srv="11.2"))
+    match_all(world)
+    page, _ = events(world, SOUTHENERGY, first["id"])
+    assert [e["record"]["srv"] for e in page] == ["11.2"]
 
 
 def test_a_registry_correction_hides_events_already_made(world: World) -> None:

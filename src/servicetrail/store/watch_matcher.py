@@ -35,7 +35,8 @@ from .watches import spec_of
 
 @dataclass
 class _PartyCached:
-    key: tuple[int, int, int]  # the Party's watches: how many, the highest and lowest id
+    # the Party's watches: how many, the highest and lowest id, the newest's time of making
+    key: tuple[int, int, int, Any]
     watches: PartyWatches
     after: dict[int, int]
     kinds: frozenset[str]
@@ -58,13 +59,18 @@ def _watch_index(conn: Connection) -> _Cached:
     Party's (count, highest, lowest) changes with any change to its set. Per Party, not for
     all at once: one Party making and deleting a watch again and again had every Party's
     watches re-read and re-indexed on each step of the matcher (200 watches of 1,000 Devices
-    each took 0.1 s, so a few such Parties' worth held up everyone's events; audit 55f)."""
+    each took 0.1 s, so a few such Parties' worth held up everyone's events; audit 55f).
+
+    Remembered by the store's URL, which a store restored from a backup keeps: there, ids the
+    matcher knew can hold other watches (the backup's, or ones made since from its id
+    sequence), so the key has the newest watch's time of making too (session 59)."""
+    c = watch.c
     keys = {
-        party: (count, highest, lowest)
-        for party, count, highest, lowest in conn.execute(
+        party: (count, highest, lowest, newest)
+        for party, count, highest, lowest, newest in conn.execute(
             select(
-                watch.c.party_id, func.count(), func.max(watch.c.id), func.min(watch.c.id)
-            ).group_by(watch.c.party_id)
+                c.party_id, func.count(), func.max(c.id), func.min(c.id), func.max(c.created_at)
+            ).group_by(c.party_id)
         )
     }
     url = str(conn.engine.url)
