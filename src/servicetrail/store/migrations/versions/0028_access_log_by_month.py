@@ -28,15 +28,16 @@ lets no other row go, and no UPDATE). This migration, in the upgrade's transacti
 old table set aside (locked), copies what is left (all of it when nothing was copied ahead,
 as `alembic upgrade` alone does), then copies each month recorded again from the old table
 and each entry recorded the copy lacks (`_catch_up`), and drops the triggers and their
-record. It compared the two tables hour by hour (count and sum of ids, `_mend`), some
-0.6-0.8 s a million entries, 10-15 minutes a billion with the store locked (session 57); now
-what it does is as much as was recorded (at a million entries with a thousand late ones, 0.6
-s beside 8.4: BENCHMARKS, session 58). A copy made ahead by this migration's second or third
-text has no record: it is compared hour by hour still. Then it puts the copy in the old
-table's place: the tables it leaves are those its first text left (session 57 compared the
-two schemas). Its partitions are made again for the months held then (retention at 0027
-deletes a month's entries whole, in one transaction: the partition of a month gone goes with
-its copy).
+record. It compared the two tables hour by hour (count and sum of ids), some 0.6-0.8 s a
+million entries, 10-15 minutes a billion with the store locked (session 57); now what it does
+is as much as was recorded (at a million entries with a thousand late ones, 0.6 s beside 8.4:
+BENCHMARKS, session 58). A copy with no record was made by none of this text's copies ahead:
+only by its second and third texts, which never shipped (session 59). It is dropped and the
+whole made in the upgrade's transaction, as `alembic upgrade` alone makes it: slower, and
+right whatever the copy holds. Then it puts the copy in the old table's place: the tables it
+leaves are those its first text left (session 57 compared the two schemas). Its partitions are
+made again for the months held then (retention at 0027 deletes a month's entries whole, in one
+transaction: the partition of a month gone goes with its copy).
 
 SQLite keeps its one table: it has no retention of the access log.
 
@@ -46,7 +47,7 @@ Revises: 0027
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from alembic import op
@@ -74,8 +75,8 @@ SETTLED = "10 minutes"
 # While the copy is made ahead, the old table's entries written behind it and the months
 # retention empties (0027's DELETE, the one a transaction names) are recorded here by two
 # triggers (RECORD), so that this migration's transaction makes again those entries and months
-# alone. Made with the copy, dropped with the old table; a copy made by this migration's second
-# or third text has none, and is checked hour by hour (`_mend`).
+# alone. Made with the copy, in its transaction, dropped with the old table: a copy without it
+# was made by no copy ahead that shipped, and is made again whole (`upgrade`).
 BEHIND = "access_log_0028_behind"
 RECORD = "servicetrail_access_log_0028_behind"
 # An entry is recorded when stamped this long or more before it is written (a stream's,
@@ -96,12 +97,12 @@ def upgrade() -> None:
         return
     ahead = bind.execute(text("SELECT to_regclass(:t)"), {"t": STAGED}).scalar() is not None
     recorded = bind.execute(text("SELECT to_regclass(:t)"), {"t": BEHIND}).scalar() is not None
+    if ahead and not recorded:  # made by no copy ahead that shipped: nothing says what it lacks
+        op.execute(f"DROP TABLE {STAGED}")  # and its partitions
     _set_aside()
     _copy(bind, OLD, None)  # what is not copied yet, or all of it
     if recorded:
         _catch_up(bind)
-    elif ahead:  # copied with nothing recorded behind it
-        _mend(bind)
     op.execute(f"DROP TABLE {OLD}")  # and its triggers
     if recorded:
         op.execute(f"DROP TABLE {BEHIND}")
@@ -254,51 +255,6 @@ def _catch_up(conn: Connection) -> None:
             f"(SELECT 1 FROM {STAGED} AS copy WHERE copy.id = old.id AND copy.at = old.at)"
         )
     )
-
-
-# each hour's entries of a table by their count and the sum of their ids (UTC, as retention's
-# months are): an hour of 700 reads a second is 2.5 million, a few seconds' anti-join
-_HOURS = (
-    "SELECT date_trunc('hour', at AT TIME ZONE 'UTC') AS hour, count(*) AS n, sum(id) AS ids "
-    "FROM {} WHERE id > 0 GROUP BY 1"
-)
-
-
-def _mend(conn: Connection) -> None:
-    """In each hour where the copy and the old table differ, the old table's entries missing
-    from the copy copied, and those it no longer holds deleted from the copy, for a copy made
-    ahead with nothing recorded behind it (by this migration's second or third text): the
-    copy ahead goes on from its newest entry, and an entry written behind it while the copy
-    was paused (servers of the version before started again on the store, a stream open for
-    hours ending) was lost with the old table (finding 57g 1); the entries of a month that
-    retention emptied meanwhile came back with one entry stamped in it. One read of each
-    table, then an anti-join in those hours alone."""
-    differ = conn.execute(
-        text(
-            f"SELECT hour FROM ({_HOURS.format(OLD)}) AS old "
-            f"FULL JOIN ({_HOURS.format(STAGED)}) AS copy USING (hour) "
-            "WHERE (old.n, old.ids) IS DISTINCT FROM (copy.n, copy.ids) ORDER BY hour"
-        )
-    ).scalars()
-    for hour in list(differ):
-        start = hour.replace(tzinfo=timezone.utc)
-        within = {"start": start, "after": start + timedelta(hours=1)}
-        conn.execute(
-            text(
-                f"INSERT INTO {STAGED} ({COLUMNS}) SELECT {COLUMNS} FROM {OLD} AS old "
-                "WHERE id > 0 AND at >= :start AND at < :after AND NOT EXISTS (SELECT 1 FROM "
-                f"{STAGED} AS copy WHERE copy.id = old.id AND copy.at = old.at)"
-            ),
-            within,
-        )
-        conn.execute(
-            text(
-                f"DELETE FROM {STAGED} AS copy WHERE id > 0 AND at >= :start AND at < :after "
-                f"AND NOT EXISTS (SELECT 1 FROM {OLD} AS old WHERE old.id = copy.id "
-                "AND old.at = copy.at)"
-            ),
-            within,
-        )
 
 
 def _partitions(conn: Connection, source: str) -> None:
