@@ -167,6 +167,45 @@ def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) ->
         upgraded.dispose()
 
 
+def test_an_upgrade_that_fails_leaves_nothing_of_the_store_open(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_store disposed of its engine on some refusals alone: a failed upgrade left its
+    pool's connections open (a SQLite store's file) until the engine was collected, in a
+    process that goes on (a server's worker, the tests) and, here, as long as the error is
+    held (session 59)."""
+    previous = ScriptDirectory(str(migrate.MIGRATIONS)).get_revision(head_revision()).down_revision
+    looks = make_engine(db_url)
+    with looks.begin() as conn:  # said to be behind: the upgrade fails before it reads more
+        conn.execute(text(f"UPDATE alembic_version SET version_num = '{previous}'"))
+    looks.dispose()
+    made: list[Engine] = []
+
+    def making(url: str | None = None, **kwargs: object) -> Engine:
+        made.append(make_engine(url, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    def failing(engine: Engine) -> None:
+        with engine.connect() as conn:  # as the upgrade does, then fails
+            conn.execute(text("SELECT 1"))
+        raise StoreError("the upgrade failed: No space left on device")
+
+    monkeypatch.setattr("servicetrail.store.engine.make_engine", making)
+    monkeypatch.setattr(migrate, "upgrade_to_head", failing)
+    with pytest.raises(StoreError, match="No space left") as failed:
+        open_store(db_url, upgrade=True)
+    assert failed.value  # held, as a worker's error page or log holds it for a while
+    if db_url.startswith("sqlite"):
+        store = Path(made[0].url.database or "").resolve()
+        assert store not in {fd.resolve() for fd in Path("/proc/self/fd").iterdir()}
+    else:
+        with looks.connect() as conn:
+            others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            assert conn.execute(text(f"{others} AND pid <> pg_backend_pid()")).scalar() == 0
+        looks.dispose()
+    assert made[0].pool.checkedin() == 0
+
+
 def test_a_store_from_a_newer_servicetrail_is_refused_even_with_upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))

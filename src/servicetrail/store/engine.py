@@ -421,9 +421,21 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
     """An engine on a store at the current schema. A store that does not exist yet, or holds
     no schema, is built at it; one at an older schema is migrated only with `upgrade`
     (`db upgrade` and `demo`): any other command refuses it (SPEC section 5)."""
+    engine = make_engine(url)
+    try:
+        _made_current(engine, upgrade)
+    except BaseException:
+        # its pool's connections (a SQLite store's open file) were left until the engine was
+        # collected, in a process that goes on: a server's worker, the tests (session 59)
+        engine.dispose()
+        raise
+    return engine
+
+
+def _made_current(engine: Engine, upgrade: bool) -> None:
+    """`open_store`'s work on its new engine, which it disposes of when this raises."""
     from .schema import SCHEMA_HEAD
 
-    engine = make_engine(url)
     try:
         revision = current_revision(engine)
     except exc.OperationalError as failed:
@@ -432,10 +444,8 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
         unopened = server_away(engine)
         said = str(failed.orig).strip().partition("\n")[0]
         if unopened.away:  # before there_now, which would ask two more databases of no server
-            engine.dispose()
             raise StoreAway(f"{unopened.away}: {said}") from None
         if unopened.refused:
-            engine.dispose()
             raise StoreRefused(f"{unopened.refused}: {said}") from None
         if not unopened.maybe_no_database:
             raise  # refused for its password, role, ...: no database to make
@@ -445,46 +455,42 @@ def open_store(url: str | None = None, *, upgrade: bool = False) -> Engine:
         except CannotCreateDatabase as e:
             raise StoreError(str(e)) from None
         revision = current_revision(engine)
-    if revision == SCHEMA_HEAD:
-        _access_months_made(engine)
-        _WATCHES[engine].arm(SCHEMA_HEAD)
-        return engine
+    if revision != SCHEMA_HEAD:
+        _migrated(engine, revision, upgrade)
+    _access_months_made(engine)
+    _WATCHES[engine].arm(SCHEMA_HEAD)
+
+
+def _migrated(engine: Engine, revision: str | None, upgrade: bool) -> None:
+    """The store not at the head built, or upgraded with `upgrade`; refused otherwise."""
     from .migrate import build_new_store, is_known, upgrade_to_head
+    from .schema import SCHEMA_HEAD
 
     if revision is not None and not is_known(revision):
-        engine.dispose()
         raise StoreError(
             f"the store's schema is at revision {revision}, which this servicetrail does not know "
             f"(a newer version of servicetrail made it?)"
         )
     if revision is not None and not upgrade:
-        engine.dispose()
         raise StoreBehind(revision, SCHEMA_HEAD)
-    if revision is None:
-        try:
-            build_new_store(engine, revision_on, _refuse_unless_empty)
-        except StoreError:
-            engine.dispose()
-            raise
-        except exc.DBAPIError as e:
-            engine.dispose()
-            if not psycopg_error(e.orig, "InsufficientPrivilege"):
-                raise
-            # said as "permission denied to create role" and two lines of CONTEXT, with no
-            # word of what the role needs (review 46k); both needs named, as the same refusal
-            # comes first for the tables to a role with CREATEROLE that does not own the
-            # database (PostgreSQL 15 lets only the owner create in schema public: audit 46l)
-            said = str(e.orig).strip().partition("\n")[0]
-            raise StoreError(
-                "building the store needs a role that may create its tables (the database's "
-                "owner, or one granted CREATE on schema public) and roles (CREATEROLE: it makes "
-                f"the store's own reader role): {said}"
-            ) from None
-    else:
+    if revision is not None:
         upgrade_to_head(engine)
-    _access_months_made(engine)
-    _WATCHES[engine].arm(SCHEMA_HEAD)
-    return engine
+        return
+    try:
+        build_new_store(engine, revision_on, _refuse_unless_empty)
+    except exc.DBAPIError as e:
+        if not psycopg_error(e.orig, "InsufficientPrivilege"):
+            raise
+        # said as "permission denied to create role" and two lines of CONTEXT, with no
+        # word of what the role needs (review 46k); both needs named, as the same refusal
+        # comes first for the tables to a role with CREATEROLE that does not own the
+        # database (PostgreSQL 15 lets only the owner create in schema public: audit 46l)
+        said = str(e.orig).strip().partition("\n")[0]
+        raise StoreError(
+            "building the store needs a role that may create its tables (the database's "
+            "owner, or one granted CREATE on schema public) and roles (CREATEROLE: it makes "
+            f"the store's own reader role): {said}"
+        ) from None
 
 
 def _access_months_made(engine: Engine) -> None:
