@@ -661,6 +661,9 @@ def test_runs_sharing_a_reject_file_take_turns_and_lose_no_reject(cli, db_url, t
         said += waiting.stderr.read() if waiting.stderr else ""
     finally:
         waiting.kill()
+        waiting.wait()
+        if waiting.stderr:  # else open to the collector: a ResourceWarning (session 59)
+            waiting.stderr.close()
     entries = rejects_of(shared)
     assert sorted(e["raw"] for e in entries) == sorted(['{"not": "a record"}', "early", "late"])
     assert f"waiting for another run that writes {shared}" in said
