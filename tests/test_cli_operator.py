@@ -808,3 +808,26 @@ def test_db_upgrade_names_who_else_is_connected_to_a_postgresql_store(
     assert upgraded.exit_code == 0, upgraded.output
     assert "1 other connection(s)" in upgraded.stderr and "old serve from" in upgraded.stderr
     assert "other connection" not in again.stderr  # nothing changed under it
+
+
+def test_a_read_refused_leaves_no_file_of_it_open(sqlite_url, tmp_path, monkeypatch):
+    """A report or search is held in a temporary file until it is sent: one refused before
+    (an unknown Party) left that file open to the collector, in a process that goes on (the
+    tests', running every command in theirs: a ResourceWarning; session 59)."""
+    import tempfile
+
+    from servicetrail.cli import output_files
+
+    made: list = []
+    real = tempfile.TemporaryFile
+
+    def recording(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(output_files.tempfile, "TemporaryFile", recording)
+    window = ("--from", "2025-01-01", "--to", "2026-01-01")
+    for read in (("report", "own", *window), ("records",)):
+        said = Cli(sqlite_url, tmp_path)(*read, "--party", "NOBODY")
+        assert said.exit_code == 2 and "unknown party" in said.stderr, said.output
+    assert made and [f.closed for f in made] == [True] * len(made)

@@ -126,10 +126,18 @@ def _report_file(path: Path) -> IO[bytes]:
 class HeldOutput:
     """An export's output, held in an unnamed temporary file until `send`: its access-log
     entry, which counts what was written here, is stored first (SPEC section 8: before the
-    first byte is sent), and a read that fails leaves no partial file behind."""
+    first byte is sent), and a read that fails leaves no partial file behind. Used in a
+    `with`: a read refused or failed before `send` left the file open to the collector, in a
+    process that goes on (the tests run every command in theirs; session 59)."""
 
     def __init__(self) -> None:
         self.text: TextIO = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+
+    def __enter__(self) -> HeldOutput:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.text.close()
 
     def write_bytes(self, chunk: bytes) -> None:
         self.text.flush()

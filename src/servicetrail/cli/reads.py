@@ -59,19 +59,21 @@ def report_own(
         "to": as_typed("time_to"),
         **as_asked({"format": "fmt"}),
     }
-    held = HeldOutput()
-    with engine().connect() as conn:
-        viewer = viewer_of(conn, party_id)  # before --output is created: no empty report for a typo
-        conn.commit()  # the read begins its own transaction: one snapshot of the store
-        logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
-        if fmt == "jsonl":
-            write_jsonl(logged.export_own_report(time_from, time_to), held.text)
-        else:
-            # the CSV comes from the engine as UTF-8 bytes in large chunks: kept as they are
-            for chunk in logged.export_own_report_csv(time_from, time_to):
-                held.write_bytes(chunk)
-        logged.write_entry()  # with the report's counts, before its first byte is sent
-    held.send(output)
+    with HeldOutput() as held:
+        with engine().connect() as conn:
+            viewer = viewer_of(
+                conn, party_id
+            )  # before --output is made: no empty report for a typo
+            conn.commit()  # the read begins its own transaction: one snapshot of the store
+            logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
+            if fmt == "jsonl":
+                write_jsonl(logged.export_own_report(time_from, time_to), held.text)
+            else:
+                # the CSV comes from the engine as UTF-8 bytes in large chunks: kept as they are
+                for chunk in logged.export_own_report_csv(time_from, time_to):
+                    held.write_bytes(chunk)
+            logged.write_entry()  # with the report's counts, before its first byte is sent
+        held.send(output)
     count = logged.tally.records_returned
     click.echo(f"{count} records", err=True)
 
@@ -134,15 +136,15 @@ def records_cmd(
     )
     if as_typed("limit") is not None:
         filters["limit"] = as_typed("limit")
-    with engine().connect() as conn:
-        viewer = viewer_of(conn, party_id)
-        conn.commit()  # the read begins its own transaction: one snapshot of the store
-        logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
-        held = HeldOutput()
-        items = logged.export_search(search, limit)
-        (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
-        logged.write_entry()  # with what will be printed, before its first line
-    held.send(None)
+    with HeldOutput() as held:
+        with engine().connect() as conn:
+            viewer = viewer_of(conn, party_id)
+            conn.commit()  # the read begins its own transaction: one snapshot of the store
+            logged = LoggedRead(conn, viewer, cli_reader(party_id), "search", filters)
+            items = logged.export_search(search, limit)
+            (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
+            logged.write_entry()  # with what will be printed, before its first line
+        held.send(None)
 
 
 @command("triggers")
