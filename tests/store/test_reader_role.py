@@ -258,7 +258,9 @@ def test_a_copy_of_a_store_on_its_server_is_given_a_reader_role_of_its_own(
                 text("SELECT has_table_privilege(:r, 'sat_payload', 'SELECT')"), {"r": old}
             ).scalar()
         copied.dispose()
-        assert schema_differences(open_store(copy)) == []
+        opened = open_store(copy)
+        assert schema_differences(opened) == []
+        opened.dispose()  # else its connection was the collector's (session 59)
         assert Cli(copy, tmp_path)("records", "--party", party).stdout == before
         assert Cli(pg_url, tmp_path)("records", "--party", party).stdout == before
     finally:
