@@ -2,12 +2,14 @@
 and API tokens.
 
 A test module that needs another world (more records, other Parties) defines its own
-`world`; `client` and `bearer` then serve that one."""
+`world`; `client` and `bearer` then serve that one. The browser modules share the store of
+test_browser's story (`browser_store`)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -45,3 +47,14 @@ def auditor(engine: Engine, world: P.World) -> dict[str, str]:
     with engine.begin() as conn:
         create_account(conn, "the.auditor", None, "correct horse battery staple")
         return {"Authorization": f"Bearer {create_token(conn, 'the.auditor')}"}
+
+
+@pytest.fixture(scope="session")
+def browser_store(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> tuple[Path, list[int]]:
+    """test_browser's story, built once a worker with the command line (its file, and the ids
+    of the records BRIGHT must not see): each browser module serves a copy of its own."""
+    from tests.web.test_browser import build_store  # the story lives beside its tests
+
+    return build_store(tmp_path_factory.mktemp("browser-store"), sqlite_template)

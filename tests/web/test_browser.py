@@ -33,6 +33,7 @@ from servicetrail.cli import main
 from servicetrail.domain.search import Search
 from servicetrail.store.engine import open_store
 from servicetrail.store.queries import iter_search, viewer_for
+from tests.conftest import sqlite_store_from
 
 pytestmark = pytest.mark.browser
 
@@ -311,10 +312,10 @@ class Server(str):
         return made
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("browser")
-    db_url = f"sqlite:///{folder / 'sat.db'}"
+def build_store(folder: Path, template: Path) -> tuple[Path, list[int]]:
+    """The story's store, built in `folder` from the migrated `template` with the command line:
+    its file, and the ids of the records BRIGHT must not see."""
+    db_url = sqlite_store_from(template, folder, "sat.db")
     (folder / "users.csv").write_text(
         f"user_id,party_id,party_name,role\n{BRIGHT_IS},BRIGHT,Bright Energy Supply "
         f"Ltd,IS\n{LOOKAT_OU},LOOKAT,Lookat Analytics Ltd,OU\n{CURRENTLY_IS},CURRENTLY,Currently "
@@ -350,9 +351,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store = open_store(db_url)  # the previous supplier's records, to ask for them by id as BRIGHT
     with store.connect() as conn:
         hidden_ids = [i["id"] for i in iter_search(conn, viewer_for(conn, "CURRENTLY"), Search())]
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the file copied
     store.dispose()
     assert len(hidden_ids) == 2
+    return folder / "sat.db", hidden_ids
 
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, browser_store: tuple[Path, list[int]]
+) -> Iterator[Server]:
+    """`servicetrail serve` on a copy of the story's store, one a module: the modules sign in,
+    read (logged) and add traffic, so none sees another's."""
+    folder = tmp_path_factory.mktemp("browser")
+    template, hidden_ids = browser_store
+    db_url = sqlite_store_from(template, folder, "sat.db")
     port = free_port()
     log = open(folder / "server.log", "w")
     proc = subprocess.Popen(
