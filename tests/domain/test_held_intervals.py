@@ -55,7 +55,9 @@ def queries() -> st.SearchStrategy:
     return st.lists(interval(), min_size=1, max_size=20)
 
 
-@settings(max_examples=400)
+# 100 and 50 examples (were 400 and 200) failed on every seed tried for each of six breaks
+# of domain/held_intervals.py (BENCHMARKS.md, session 59h): most of the cost was generation
+@settings(max_examples=100)
 @given(held=apart(), asked=queries(), changes=st.lists(interval(), max_size=30))
 def test_the_overlaps_found_are_those_of_the_definition_as_a_batch_changes_what_is_held(
     held, asked, changes
@@ -83,7 +85,7 @@ def test_the_overlaps_found_are_those_of_the_definition_as_a_batch_changes_what_
         agree()
 
 
-@settings(max_examples=200)
+@settings(max_examples=50)
 @given(held=st.lists(interval(), min_size=17, max_size=40), asked=queries())
 def test_intervals_that_overlap_each_other_are_still_answered_by_the_definition(held, asked):
     # a store written to by hand: the bisection's premise does not hold, and is not used
