@@ -7,6 +7,8 @@ are imported in the workers that serve it, not in a supervisor that never does."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from ..store.engine import open_store
@@ -22,4 +24,19 @@ def app_for_store(url: str) -> FastAPI:
     from .app import create_app
 
     quiet_repeated_warnings()  # in each worker's own logging
-    return create_app(open_store(url), deliveries=True)
+    engine = open_store(url)
+    app = create_app(engine, deliveries=True)
+    serving = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def serving_then_disposed(app: FastAPI) -> AsyncIterator[None]:
+        # the engine is this worker's own: its pooled connections are closed with a word to
+        # PostgreSQL once the shutdown's last seal is written, not cut off by the exit
+        try:
+            async with serving(app):
+                yield
+        finally:
+            engine.dispose()
+
+    app.router.lifespan_context = serving_then_disposed
+    return app
