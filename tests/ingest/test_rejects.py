@@ -3,7 +3,9 @@ Ctrl-C lands in the middle of a reject (the file's own rules are in test_input_e
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 import pytest
 
@@ -71,3 +73,36 @@ def test_an_inputs_entries_resolve_its_folder_once_and_name_each_input_as_its_ow
         (str(other), 5),
         (str(one), 6),
     ]
+
+
+def test_ctrl_c_waiting_for_another_runs_lock_leaves_no_descriptor_open(tmp_path, monkeypatch):
+    """Ctrl-C landing while a run waited for another run's lock on the reject file left the
+    file's descriptor open in an in-process run (session 59)."""
+    source = tmp_path / "devices.csv"
+    source.write_text("device_id,device_type,smets\n")
+    path = tmp_path / "devices.rejects.jsonl"
+    path.touch()
+    flock = fcntl.flock
+
+    def interrupted_in_the_wait(fd, operation):
+        if operation == fcntl.LOCK_EX:  # the blocking wait, after the other run was seen
+            raise KeyboardInterrupt
+        flock(fd, operation)
+
+    with path.open("ab") as other_run:
+        flock(other_run.fileno(), fcntl.LOCK_EX)
+        monkeypatch.setattr(fcntl, "flock", interrupted_in_the_wait)
+        with pytest.raises(KeyboardInterrupt):
+            RejectFile(path, sources=[source], inputs=[source])
+        monkeypatch.undo()
+        open_on_it = [
+            fd for fd in os.listdir("/proc/self/fd") if _names(f"/proc/self/fd/{fd}", path)
+        ]
+        assert open_on_it == [str(other_run.fileno())]
+
+
+def _names(link: str, path) -> bool:
+    try:
+        return os.readlink(link) == str(path)
+    except OSError:  # the listing's own descriptor, closed since
+        return False

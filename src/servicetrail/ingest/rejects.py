@@ -334,13 +334,20 @@ class RejectFile:
             except OSError as e:
                 raise RejectsUnwritable(self.shown, e) from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not told:
-                    print(f"waiting for another run that writes {self.shown}", file=sys.stderr)
-                    told = True
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(fd, self.path):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not told:
+                        print(f"waiting for another run that writes {self.shown}", file=sys.stderr)
+                        told = True
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                same = _same_file(fd, self.path)
+            except BaseException:
+                # Ctrl-C while waiting for another run's lock, in a process that goes on (an
+                # in-process run, the tests): its descriptor was left open (session 59)
+                os.close(fd)
+                raise
+            if same:
                 self._created = created
                 return fd
             os.close(fd)
