@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -21,6 +22,8 @@ from servicetrail.store.access_log import (
     entries_page,
     iter_entries,
 )
+from servicetrail.store import access_partitions, access_writer
+from servicetrail.store.access_partitions import partition_name
 from servicetrail.store.read_transaction import read_as
 from servicetrail.store.logged_reads import logged_read
 from servicetrail.domain.search import Search
@@ -221,6 +224,58 @@ def test_an_entry_the_store_refuses_after_a_read_leaves_its_connection_usable(en
         with logged_read(conn, viewer, WS, "search", {}) as read:
             read.search_page(Search(device_id=P.ESME_1), 100)
         assert len(entries_after(conn, 0, 10)) == 1
+
+
+def _drop_this_months_partition(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {partition_name(datetime.now(UTC).strftime('%Y-%m'))}"))
+
+
+@P.starts_with_personas
+def test_a_month_whose_partition_went_under_a_warm_cache_is_made_again_by_the_next_entry(
+    pg_engine,
+):
+    """A store restored from a backup older than the months a running server knows: the
+    next logged read, and the next entry alone, make the month's partition again (once each,
+    the months forgotten) and are stored; they failed until a restart."""
+    viewer = P.load_personas(pg_engine).viewer(P.WIRESCO)
+    for alone in (False, True):
+        _drop_this_months_partition(pg_engine)  # the cache is warm: open_store made the months
+        if alone:
+            append(pg_engine, WS)
+        else:
+            with pg_engine.connect() as conn:
+                with logged_read(conn, viewer, WS, "search", {}) as read:
+                    read.search_page(Search(device_id=P.ESME_1), 100)
+        with pg_engine.connect() as conn:  # (the first entry went with its partition)
+            assert len(entries_after(conn, 0, 10)) == 1
+
+
+@P.starts_with_personas
+def test_an_entry_is_tried_again_once_and_only_for_want_of_its_partition(pg_engine, monkeypatch):
+    """A month that cannot be made again (one retention retired) is not tried for ever, and
+    an entry the store refuses for another reason is not tried twice."""
+    viewer = P.load_personas(pg_engine).viewer(P.WIRESCO)
+    tries = []
+    partitioned = access_writer._partitioned
+    monkeypatch.setattr(
+        access_writer, "_partitioned", lambda *a: [tries.append(1), partitioned(*a)]
+    )
+
+    def read(tally: Tally | None = None) -> None:
+        with pg_engine.connect() as conn:
+            with logged_read(conn, viewer, WS, "search", {}) as read:
+                read.search_page(Search(device_id=P.ESME_1), 100)
+                read.tally = tally or read.tally
+
+    with pytest.raises(IntegrityError, match="null value"):
+        read(Tally(records_returned=None))  # type: ignore[arg-type]  # NOT NULL in the store
+    assert len(tries) == 1
+    monkeypatch.setattr(access_partitions, "attach_month", lambda *a: None)  # cannot be made
+    _drop_this_months_partition(pg_engine)
+    with pytest.raises(IntegrityError, match="no partition"):
+        read()
+    assert len(tries) == 3
 
 
 @P.starts_with_personas

@@ -9,8 +9,9 @@ seal waiting behind it (audit 51e). A partition goes in one DROP.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..domain.times import months_from
 from .log_partitions import attach_log_months
 from .log_tables import log_checkpoint
+from .postgresql_errors import psycopg_error
 
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^access_log_p(\d{4})_(\d{2})$")
@@ -118,6 +120,31 @@ def forget_months(engine: Engine, months: Iterable[str]) -> None:
     _known.get(str(engine.url), set()).difference_update(months)
 
 
+def _no_partition_holds(error: BaseException) -> bool:
+    """Whether PostgreSQL refused an access-log row for want of its month's partition (a
+    check_violation naming the log and no constraint; its message may be translated)."""
+    for e in (error, getattr(error, "orig", None)):
+        diag: Any = getattr(e, "diag", None)
+        if psycopg_error(e, "CheckViolation") and diag.table_name == "access_log":
+            return diag.constraint_name is None
+    return False
+
+
+def once_more_if_unpartitioned(engine: Engine, append: Callable[[bool], None]) -> None:
+    """`append(False)`, and, if no partition held its row, `append(True)` once, the months
+    forgotten: a store restored from a backup older than the months a running server knows
+    made every entry, and so every logged read, fail until a restart. `append` makes the
+    months (`ensure_access_months`) as it starts; any other error is raised at once."""
+    try:
+        append(False)
+        return
+    except Exception as e:
+        if not _no_partition_holds(e):
+            raise
+    _known.pop(str(engine.url), None)
+    append(True)
+
+
 __all__ = [
     "AHEAD_MONTHS",
     "attach_month",
@@ -125,5 +152,6 @@ __all__ = [
     "existing_access_months",
     "forget_months",
     "is_access_partition",
+    "once_more_if_unpartitioned",
     "partition_name",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
-from .access_partitions import ensure_access_months
+from .access_partitions import ensure_access_months, once_more_if_unpartitioned
 from .access_tables import access_log
 from .engine import RESERVED_ENTRY_ID
 from .schema import sqlite_time
@@ -144,6 +144,10 @@ def _partitioned(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    once_more_if_unpartitioned(conn.engine, lambda _again: _insert_once(conn, rows))
+
+
+def _insert_once(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """One transaction through the driver itself: SQLAlchemy's statement execution was most
     of an entry's cost (profiled), for a statement that never changes."""
     _partitioned(conn, rows)
@@ -235,18 +239,27 @@ def write_in_transaction(conn: Connection, row: dict[str, Any]) -> int:
     reserved: int | None = conn.info.pop(_RESERVED, None)
     entry_id: int = reserved or driver.execute(_POSTGRES_ID).fetchone()[1]
     leaf = queued_leaf(stored_entry(entry_id, row))
-    try:
-        # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
-        with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
-            if reserved:
-                driver.execute(AS_OWNER)
-            driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
-            conn.commit()
-    except BaseException:
-        # the failed COMMIT left the transaction aborted, and the pool would not roll it back:
-        # the next read on this connection would fail
-        conn.rollback()
-        raise
+
+    def append(again: bool) -> None:
+        if again:  # the id drawn stays drawn (a sequence's), the read's transaction gone
+            # (SQLAlchemy's rollback after its failed COMMIT left the driver's aborted)
+            driver.rollback()
+            _partitioned(conn, [row])
+            conn.begin()
+        try:
+            # a libpq older than 14 has no pipeline mode: the same statements, one round trip each
+            with driver.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+                if reserved or again:
+                    driver.execute(AS_OWNER)
+                driver.execute(_POSTGRES_APPEND, (entry_id, *(row[c] for c in _COLUMNS), *leaf))
+                conn.commit()
+        except BaseException:
+            # the failed COMMIT left the transaction aborted, and the pool would not roll it
+            # back: the next read on this connection would fail
+            conn.rollback()
+            raise
+
+    once_more_if_unpartitioned(conn.engine, append)
     return entry_id
 
 
