@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -17,6 +18,7 @@ from servicetrail.domain import merkle
 from servicetrail.domain.access_log import MAX_DEVICE_IDS, Reader, Tally, leaf_data
 from servicetrail.store.access_log import (
     EntryFilter,
+    append_entries,
     append_entry,
     entries_after,
     entries_page,
@@ -249,6 +251,23 @@ def test_a_month_whose_partition_went_under_a_warm_cache_is_made_again_by_the_ne
                     read.search_page(Search(device_id=P.ESME_1), 100)
         with pg_engine.connect() as conn:  # (the first entry went with its partition)
             assert len(entries_after(conn, 0, 10)) == 1
+
+
+@P.starts_with_personas
+def test_entries_in_the_callers_transaction_make_a_month_gone_under_a_warm_cache_next_time(
+    pg_engine,
+):
+    """A webhook lease's entries (`append_entries`): the caller's transaction is aborted, so
+    it fails, but its next try is stored, not refused until a restart."""
+    P.load_personas(pg_engine)
+    _drop_this_months_partition(pg_engine)
+    reads = [(NP, "search", {}, Tally())] * 2
+    with pytest.raises(psycopg.errors.CheckViolation), pg_engine.begin() as conn:
+        append_entries(conn, reads)  # (the driver's error: insert_in_transaction uses it alone)
+    with pg_engine.begin() as conn:
+        append_entries(conn, reads)
+    with pg_engine.connect() as conn:
+        assert len(entries_after(conn, 0, 10)) == 2
 
 
 @P.starts_with_personas

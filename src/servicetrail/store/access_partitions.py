@@ -130,18 +130,27 @@ def _no_partition_holds(error: BaseException) -> bool:
     return False
 
 
+def forgot_if_unpartitioned(engine: Engine, error: BaseException) -> bool:
+    """Whether no partition held an entry's row; if so, the store's months are forgotten, so
+    that the next entry makes them again: a store restored from a backup older than the
+    months a running server knows made every entry, and so every logged read, fail until a
+    restart."""
+    if not _no_partition_holds(error):
+        return False
+    _known.pop(str(engine.url), None)
+    return True
+
+
 def once_more_if_unpartitioned(engine: Engine, append: Callable[[bool], None]) -> None:
-    """`append(False)`, and, if no partition held its row, `append(True)` once, the months
-    forgotten: a store restored from a backup older than the months a running server knows
-    made every entry, and so every logged read, fail until a restart. `append` makes the
-    months (`ensure_access_months`) as it starts; any other error is raised at once."""
+    """`append(False)`, and `append(True)` once if no partition held its row
+    (`forgot_if_unpartitioned`); `append` makes the months (`ensure_access_months`) as it
+    starts. Any other error is raised at once."""
     try:
         append(False)
         return
     except Exception as e:
-        if not _no_partition_holds(e):
+        if not forgot_if_unpartitioned(engine, e):
             raise
-    _known.pop(str(engine.url), None)
     append(True)
 
 
@@ -151,6 +160,7 @@ __all__ = [
     "ensure_access_months",
     "existing_access_months",
     "forget_months",
+    "forgot_if_unpartitioned",
     "is_access_partition",
     "once_more_if_unpartitioned",
     "partition_name",

@@ -26,7 +26,11 @@ from sqlalchemy.engine import Connection
 
 from ..domain import merkle
 from ..domain.access_log import AccessEntry, leaf_data, log_month
-from .access_partitions import ensure_access_months, once_more_if_unpartitioned
+from .access_partitions import (
+    ensure_access_months,
+    forgot_if_unpartitioned,
+    once_more_if_unpartitioned,
+)
 from .access_tables import access_log
 from .engine import RESERVED_ENTRY_ID
 from .schema import sqlite_time
@@ -216,6 +220,10 @@ def insert_in_transaction(conn: Connection, rows: list[dict[str, Any]]) -> None:
                     break
         leaves = [queued_leaf(stored_entry(entry_id, row)) for entry_id, row in zip(ids, rows)]
         cursor.executemany(_SQLITE_QUEUE if sqlite else _POSTGRES_QUEUE, leaves)
+    except Exception as e:
+        # not tried again: the caller's transaction is aborted; its next try makes the month
+        forgot_if_unpartitioned(conn.engine, e)
+        raise
     finally:
         cursor.close()
 
