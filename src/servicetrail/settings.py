@@ -144,7 +144,8 @@ class Settings:
         10.0,
         seconds(zero_allowed=True),
         "10",
-        'seconds a search may run before "narrow your search"',
+        'seconds a search may run before "narrow your search" (a report or a CLI listing: '
+        "the export limit, below)",
     )
     export_timeout: float = setting(
         "EXPORT_TIMEOUT",
