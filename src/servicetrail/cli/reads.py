@@ -61,9 +61,8 @@ def report_own(
     }
     with HeldOutput() as held:
         with engine().connect() as conn:
-            viewer = viewer_of(
-                conn, party_id
-            )  # before --output is made: no empty report for a typo
+            # before --output is made: no empty report for a typo
+            viewer = viewer_of(conn, party_id)
             conn.commit()  # the read begins its own transaction: one snapshot of the store
             logged = LoggedRead(conn, viewer, cli_reader(party_id), "report", filters)
             if fmt == "jsonl":
