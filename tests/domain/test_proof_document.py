@@ -171,3 +171,12 @@ def test_a_file_that_is_not_json_is_said_to_be_no_proof(given):
     (char 0)", with no word of what was expected (audit 42c)."""
     with pytest.raises(ValueError, match="^not JSON, as a proof the API gave is"):
         parse_proof_document(given)
+
+
+def test_a_lone_surrogate_escape_is_refused_in_words_of_its_own():
+    """`"\\ud800"` alone decodes to no character: checking met it later and said so in
+    Python's words, "'utf-8' codec can't encode character" (audit 60f)."""
+    with pytest.raises(ValueError, match=r"^its JSON escapes half a UTF-16 pair"):
+        parse_proof_document(b'{"leaf": {"device_id": "\\ud800"}}')
+    # a whole pair is one character, read as such
+    assert parse_proof_document(b'{"name": "\\ud83d\\ude00"}') == {"name": "\U0001f600"}

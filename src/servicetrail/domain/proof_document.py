@@ -35,11 +35,17 @@ def parse_proof_document(raw: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 JSON (byte {e.start} is not UTF-8)") from None
     try:
-        return json.loads(text, object_pairs_hook=keys_once, parse_int=_whole_number)
+        document = json.loads(text, object_pairs_hook=keys_once, parse_int=_whole_number)
     except json.JSONDecodeError as e:
         # a payload or a checkpoint given in its place said only "Expecting value: line 1
         # column 1 (char 0)" (audit 42c)
         raise ValueError(f"not JSON, as a proof the API gave is ({e})") from None
+    try:  # an escape such as \ud800 alone is no character: checking met it later, and said
+        # so in Python's words ("'utf-8' codec can't encode character", audit 60f)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("its JSON escapes half a UTF-16 pair (\\ud800-\\udfff) alone") from None
+    return document
 
 
 # no index or size of a log exceeds 2^64 - 1, of 20 digits: a longer number was read whole,
