@@ -679,6 +679,9 @@ def test_a_payload_shows_what_would_change_its_reading_and_is_cut_at_a_page() ->
     assert pretty_payload("<f>&#x202E;gnp.exe</f>").text == "<f>⟨U+202E⟩gnp.exe</f>"
     assert pretty_payload("tab\tand\nlines\r\n").text == "tab\tand\nlines\r\n"
     assert pretty_payload("ok\U000e0041\U000e0042").text == "ok⟨U+E0041⟩⟨U+E0042⟩"  # hidden tags
+    # a search's srv text may hold them (white space to a search), and the access log's page
+    # showed them as they are: a line broken where no line break was seen (audit 60f)
+    assert readable("1.1\u20282.1\u2029") == "1.1⟨U+2028⟩2.1⟨U+2029⟩"
     # a pile of combining marks (a name stored before they were refused) is cut to four
     assert readable("Z" + "\u0301" * 150 + " plc") == "Z" + "\u0301" * 4 + "⟨+146 marks⟩ plc"
     assert readable("Nguye\u0302\u0303n") == "Nguye\u0302\u0303n"

@@ -144,11 +144,11 @@ def section_of(path: str) -> str:
 MAX_SHOWN_PAYLOAD = 64 * 1024  # = store.items.PAYLOAD_HEAD_CHARS: a page's exchange reads no more
 # Characters that change how the text around them reads, or hide text in it (direction
 # overrides and isolates, zero-width and invisible format characters, Unicode tags, controls
-# other than tab and line ends), shown as marks: with a right-to-left override, "gnp.exe"
-# read as "exe.png" and "0001" as "1000".
+# other than tab, CR and LF, Unicode's line and paragraph separators), shown as marks: with a
+# right-to-left override, "gnp.exe" read as "exe.png" and "0001" as "1000".
 _UNSEEN = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+    "\u2028\u2029\u2060-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 
 
