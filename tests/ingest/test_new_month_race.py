@@ -18,7 +18,9 @@ from servicetrail.domain.model import SatRecord
 from servicetrail.ingest.summary import Summary
 from servicetrail.ingest.trail_load import _Batch
 from servicetrail.store.engine import make_engine, open_store
-from servicetrail.store.partitions import ensure_months
+from servicetrail.store.log_partitions import TABLES as LOG_TABLES
+from servicetrail.store.log_partitions import partition_name as log_partition
+from servicetrail.store.partitions import PARTITIONED, ensure_months
 from servicetrail.store.writer import record_row, row_maker
 
 USER = "90-B3-D5-1F-30-02-00-01"
@@ -92,6 +94,30 @@ def test_a_month_made_by_a_batch_that_rolls_back_stays_made(pg_url) -> None:
         summary = Summary()
         again.commit(summary)
     assert summary.loaded == 5
+    engine.dispose()
+
+
+def test_a_month_gone_behind_a_running_loaders_back_is_made_again_by_its_replay(pg_url) -> None:
+    """A store restored from a backup older than the months a running load knows (the months
+    of a process's store, store.partitions._known): the batch's replay makes them again, and
+    the load goes on. It stopped ("no partition of relation sat_record found for row") until
+    run again, a new process."""
+    engine = open_store(pg_url)
+    with engine.connect() as conn:
+        batch = _Batch(conn)
+        batch.add(rows(1, KNOWN_MONTH, 5))
+        batch.commit(Summary())
+        with engine.begin() as other:  # its partitions and logs, as an older backup lacks them
+            for name in [f"{table}_p2019_01" for table in PARTITIONED] + [
+                log_partition(table, "sat", "2019-01") for table in LOG_TABLES
+            ]:
+                other.execute(text(f"DROP TABLE {name}"))
+        summary = Summary()
+        batch.add(rows(2, KNOWN_MONTH, 5))
+        batch.commit(summary)
+    assert summary.loaded == 5
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM log_leaf")).scalar() == 5
     engine.dispose()
 
 

@@ -439,8 +439,9 @@ class _Batch:
         """Another loader won the race for the same keys or ids, held SQLite's write lock, or
         (PostgreSQL) met this one in a deadlock, which PostgreSQL broke by failing this one;
         or a new month's partitions could not be attached in time (`ensure_months`' lock
-        timeout). The replay starts a new transaction. The writer talks to the driver
-        directly, so its errors come unwrapped by SQLAlchemy."""
+        timeout), or were gone (a store restored from an older backup: the writer forgot its
+        months, `partitions.forgot_if_unpartitioned`). The replay starts a new transaction.
+        The writer talks to the driver directly, so its errors come unwrapped by SQLAlchemy."""
         dbapi = self.conn.dialect.dbapi
         assert dbapi is not None  # a connected dialect has its driver
         if isinstance(e, (IntegrityError, dbapi.IntegrityError)):

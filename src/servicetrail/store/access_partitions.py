@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..domain.times import months_from
 from .log_partitions import attach_log_months
 from .log_tables import log_checkpoint
-from .postgresql_errors import psycopg_error
+from .postgresql_errors import no_partition_for_row
 
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^access_log_p(\d{4})_(\d{2})$")
@@ -120,22 +119,12 @@ def forget_months(engine: Engine, months: Iterable[str]) -> None:
     _known.get(str(engine.url), set()).difference_update(months)
 
 
-def _no_partition_holds(error: BaseException) -> bool:
-    """Whether PostgreSQL refused an access-log row for want of its month's partition (a
-    check_violation naming the log and no constraint; its message may be translated)."""
-    for e in (error, getattr(error, "orig", None)):
-        diag: Any = getattr(e, "diag", None)
-        if psycopg_error(e, "CheckViolation") and diag.table_name == "access_log":
-            return diag.constraint_name is None
-    return False
-
-
 def forgot_if_unpartitioned(engine: Engine, error: BaseException) -> bool:
     """Whether no partition held an entry's row; if so, the store's months are forgotten, so
     that the next entry makes them again: a store restored from a backup older than the
     months a running server knows made every entry, and so every logged read, fail until a
     restart."""
-    if not _no_partition_holds(error):
+    if not no_partition_for_row(error, ("access_log",)):
         return False
     _known.pop(str(engine.url), None)
     return True

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from .access_partitions import is_access_partition
 from .log_partitions import LOCK_LOGS, attach_log_months, drop_log_month, is_log_partition
 from .limits import StoreBusy
-from .postgresql_errors import psycopg_error
+from .postgresql_errors import no_partition_for_row, psycopg_error
 from .log_records import FAMILY as RECORD_FAMILY
 from ..signing import Signer, log_prefix
 from ..domain.times import seconds_text
@@ -28,7 +28,12 @@ T = TypeVar("T")
 PARTITIONED = ("sat_record", "sat_payload", "sat_visibility")
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^(sat_record|sat_payload|sat_visibility)_p(\d{4})_(\d{2})$")
-_known: dict[str, set[tuple[int, int]]] = {}  # per database URL: months known to exist
+# Per database URL: months known to exist. Filled by the record writers alone (a load: `ingest`,
+# `generate --into-store`; no server writes records) for the whole of a run, which may last
+# hours: a store restored meanwhile from an older backup lost months still believed in, and
+# the run stopped at its next batch of one (now forgotten, and made again by the batch's
+# replay: `forgot_if_unpartitioned`)
+_known: dict[str, set[tuple[int, int]]] = {}
 
 
 def _next(year: int, month: int) -> tuple[int, int]:
@@ -99,6 +104,16 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
         attach_log_months(conn, RECORD_FAMILY, {f"{y:04d}-{m:02d}" for y, m in wanted - retired})
         made |= wanted - retired
     known |= made
+
+
+def forgot_if_unpartitioned(engine: Engine, error: BaseException) -> bool:
+    """Whether no partition held a record's row; if so, the store's months are forgotten, so
+    that the batch's replay (ingest.trail_load) makes them again: the batch is not tried
+    again here, its transaction is aborted."""
+    if not no_partition_for_row(error, PARTITIONED):
+        return False
+    _known.pop(str(engine.url), None)
+    return True
 
 
 def _retired(conn: Connection, made: set[tuple[int, int]]) -> set[tuple[int, int]]:

@@ -9,6 +9,7 @@ it is used."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from typing import Any
 
 
@@ -19,3 +20,16 @@ def psycopg_error(error: BaseException | None, *classes: str) -> bool:
     if errors is None:
         return False
     return isinstance(error, tuple(getattr(errors, name) for name in classes))
+
+
+def no_partition_for_row(error: BaseException, tables: Collection[str]) -> bool:
+    """Whether PostgreSQL refused a row of one of these partitioned tables for want of a
+    partition holding it: a check_violation naming the table and no constraint (its message
+    may be translated). `error` as the driver raised it or wrapped by SQLAlchemy, alike: the
+    writers that go through the driver itself (the trail's, a lease's entries) raise the first,
+    those that go through SQLAlchemy the second."""
+    for e in (error, getattr(error, "orig", None)):
+        diag: Any = getattr(e, "diag", None)
+        if psycopg_error(e, "CheckViolation") and diag.table_name in tables:
+            return diag.constraint_name is None
+    return False

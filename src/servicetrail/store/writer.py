@@ -20,7 +20,7 @@ from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .log_records import FAMILY, hot_leaf
 from .merkle_log import QueuedLeaf, add_leaves, lock_family
-from .partitions import ensure_months
+from .partitions import ensure_months, forgot_if_unpartitioned
 
 # the registry writers live in .registry; they are imported from here too
 from .registry import Conflict, Outcome, load_device, load_responsibility, load_user
@@ -403,11 +403,13 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
             copies.setdefault(content, []).append(row[11])
         held[identity] = (row[12], None)
         new.append(row)
-    ids = _insert(conn, driver, postgres, new) if new else []
-    index_new(
-        conn,
-        [(record_id, row[0], row[1], row[3], row[4], row[5]) for record_id, row in zip(ids, new)],
-    )
+    try:
+        ids = _insert(conn, driver, postgres, new) if new else []
+        index_new(conn, [(i, row[0], row[1], row[3], row[4], row[5]) for i, row in zip(ids, new)])
+    except Exception as e:
+        # not tried here (its transaction is aborted): the loader's replay makes the months again
+        forgot_if_unpartitioned(conn.engine, e)
+        raise
     leaves = [(record_id, row[16], row[15], row[14]) for record_id, row in zip(ids, new)]
     if leaves_later:
         done.leaves = leaves
