@@ -86,7 +86,15 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
 
 def _retired(conn: Connection, made: set[str]) -> set[str]:
     """The months retention dropped (checkpoints, no partition): made again, they would take
-    entries no seal could ever take in (merkle_log.seal skips a retired log)."""
+    entries no seal could ever take in (merkle_log.seal skips a retired log).
+
+    Told by their checkpoints, not by their retirements (log_retirement), which would tell a
+    month dropped by hand alone: a store restored from an older backup never holds checkpoints
+    of a month without its partition (checkpoints come after the month's entries, and
+    retention writes the retirement in the transaction that drops the partition), so the
+    months it lacks are made again. A month dropped by hand, made again with its log gone too,
+    would take entries no seal takes in, and retention would refuse it for ever
+    (UnsealedAccessMonths)."""
     sealed = conn.execute(
         log_checkpoint.select()
         .with_only_columns(log_checkpoint.c.month)
