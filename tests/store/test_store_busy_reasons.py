@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from servicetrail.store.limits import StoreBusy, store_busy
+from servicetrail.store.limits import StoreBusy, deadlocked, store_busy
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,15 @@ from servicetrail.store.limits import StoreBusy, store_busy
 def test_each_driver_error_is_said_for_what_it_is(error: Exception, said: str) -> None:
     busy = store_busy(error)
     assert isinstance(busy, StoreBusy) and said in str(busy)
+
+
+def test_a_deadlock_is_told_as_the_driver_raised_it_and_as_sqlalchemy_wrapped_it() -> None:
+    """A webhook round runs again after either (webhooks.rounds.settle): its lease's entries
+    raise the driver's own (tests/webhooks/test_delivery.py has a real one), its other
+    statements SQLAlchemy's."""
+    raw = psycopg.errors.DeadlockDetected("deadlock detected")
+    assert deadlocked(raw) and deadlocked(OperationalError("UPDATE", {}, raw))
+    assert not deadlocked(OperationalError("UPDATE", {}, psycopg.errors.LockNotAvailable("x")))
 
 
 def test_a_full_sqlite_disk_is_a_busy_store_not_a_bug(tmp_path) -> None:

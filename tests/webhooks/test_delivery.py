@@ -1454,23 +1454,26 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
     """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
     and what it had leased came due again when the lease ended, minutes later and sent
     twice. It runs again at once. The deadlock here is with a transaction of the test's,
-    which takes the round's deliveries in the other order and waits long before it looks
-    for a deadlock (deadlock_timeout), so that the round is the one failed."""
+    which holds the access log and then takes a delivery the round holds, and waits long
+    before it looks for a deadlock (deadlock_timeout), so that the round is the one failed:
+    in its lease's access-log entry, which goes through the driver (store.access_writer),
+    whose errors SQLAlchemy does not wrap: such a deadlock failed the round (audit 60e)."""
     import threading
 
     from sqlalchemy import text
 
+    from servicetrail.store.access_log import entries_after
     from servicetrail.store.outbox import Outcome
     from servicetrail.store.watch_matcher import match_new_records
 
     P.load_personas(pg_engine)
     made = unreached_watch(pg_engine)
-    lk_requests(pg_engine, 1, 2)
+    lk_requests(pg_engine, 1, 2, 3)
     with pg_engine.begin() as conn:
         match_new_records(conn)
     deliverer = Deliverer(pg_engine, schedule=[60])
     with pg_engine.connect() as conn:
-        first, second = conn.execute(
+        first, second, third = conn.execute(
             text("SELECT event_id FROM webhook_outbox WHERE watch_id = :w ORDER BY event_id"),
             {"w": made["id"]},
         ).scalars()
@@ -1479,26 +1482,28 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
         Outcome(made["id"], second, 0, "delivered"),
     ]
     failures: list[BaseException] = []
+    leased: list[int] = []
 
     def settle() -> None:
         try:
-            deliverer._settle_and_lease(0, [], outcomes)
+            leased.extend(d.event_id for d in deliverer._settle_and_lease(1, [], outcomes).leased)
         except BaseException as e:  # the test's to judge
             failures.append(e)
 
     mark = "SELECT 1 FROM webhook_outbox WHERE watch_id = :w AND event_id = :e FOR UPDATE"
     with pg_engine.connect() as other:
         other.execute(text("SET deadlock_timeout = '20s'"))
-        other.execute(text(mark), {"w": made["id"], "e": second})
+        other.execute(text("LOCK TABLE access_log IN SHARE MODE"))
         round_ = threading.Thread(target=settle, daemon=True)
         round_.start()
-        round_.join(0.5)  # the round holds the first, and waits for the second
+        round_.join(0.5)  # the round holds both, and its lease's entry waits for the log
         other.execute(text(mark), {"w": made["id"], "e": first})  # granted once it failed
         other.rollback()
     round_.join(30)
-    assert not round_.is_alive() and failures == []
+    assert not round_.is_alive() and failures == [] and leased == [third]
     with pg_engine.connect() as conn:
-        assert pending_count(conn) == 0 and deliverer._outcomes == []
+        assert pending_count(conn) == 1 and deliverer._outcomes == []
+        assert [e.action for e in entries_after(conn, 0, 10)] == ["deliver"]
 
 
 @starts_with_personas

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 from ..store.engine import planned_generically, waiting_at_most
 from ..store.limits import deadlocked
@@ -89,7 +88,7 @@ class StoreRounds:
         while True:
             try:
                 return self.round(outcomes, room, waiting, renewing)
-            except OperationalError as e:
+            except Exception as e:  # psycopg's own too: the lease's entries go through it
                 tries -= 1
                 if not deadlocked(e) or not tries:
                     raise
