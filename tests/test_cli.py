@@ -34,6 +34,14 @@ from servicetrail.store.migrate import head_revision
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
 from tests.spec_fields import ITEM_FIELDS, REPORT_FIELDS
+from tests.store.revisions import (
+    before_the_head,
+    db_at_revision,
+    pg_at_revision,
+    revision_templates,
+)
+
+__all__ = ["db_at_revision", "pg_at_revision", "revision_templates"]  # fixtures
 
 UTC = timezone.utc
 NORTH_IS = "90-B3-D5-1F-30-02-00-01"
@@ -683,39 +691,34 @@ def test_db_upgrade_idempotent_and_check_passes(tmp_path):
 
 
 def test_a_store_at_an_older_schema_is_refused_until_db_upgrade(
-    empty_db_url, tmp_path, monkeypatch
+    db_at_revision, tmp_path, monkeypatch
 ):
     """SPEC section 5: any command builds a new store, but only `db upgrade` (and `demo`)
     migrates one that an older servicetrail left."""
-    from tests.store.test_migrations import older_store
-
     monkeypatch.chdir(tmp_path)
-    previous = older_store(empty_db_url)
+    previous = before_the_head()
+    url = db_at_revision(previous)
     runner = CliRunner()
-    refused = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
+    refused = runner.invoke(main, ["--db", url, "records", "--party", "NORTH"])
     assert refused.exit_code == 2
     assert refused.stderr == (
         f"Error: the store's schema is at revision {previous}, older than this servicetrail's "
         f"{head_revision()}: run 'servicetrail db upgrade' first\n"
     )
-    key = runner.invoke(main, ["--db", empty_db_url, "log", "key"])  # any command, this one too
+    key = runner.invoke(main, ["--db", url, "log", "key"])  # any command, this one too
     assert key.exit_code == 2 and "servicetrail db upgrade" in key.stderr
-    check = runner.invoke(main, ["--db", empty_db_url, "db", "check"])  # was a difference, exit 1
+    check = runner.invoke(main, ["--db", url, "db", "check"])  # was a difference, exit 1
     assert (check.exit_code, check.stderr) == (2, refused.stderr)
-    assert runner.invoke(main, ["--db", empty_db_url, "db", "upgrade"]).exit_code == 0
-    after = runner.invoke(main, ["--db", empty_db_url, "records", "--party", "NORTH"])
+    assert runner.invoke(main, ["--db", url, "db", "upgrade"]).exit_code == 0
+    after = runner.invoke(main, ["--db", url, "records", "--party", "NORTH"])
     assert after.exit_code == 2  # opened, then asked
     assert after.stderr.startswith("Error: unknown party 'NORTH' in the store ")
 
 
-def test_demo_brings_an_older_store_up_to_date(empty_db_url, tmp_path, monkeypatch):
-    from tests.store.test_migrations import older_store
-
+def test_demo_brings_an_older_store_up_to_date(db_at_revision, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    older_store(empty_db_url)
-    result = CliRunner().invoke(
-        main, ["--db", empty_db_url, "demo", "--no-serve", "--records", "1000"]
-    )
+    url = db_at_revision(before_the_head())
+    result = CliRunner().invoke(main, ["--db", url, "demo", "--no-serve", "--records", "1000"])
     assert result.exit_code == 0, result.output
     # the logins on standard output, what the command gives (audit 26a: "printing the demo
     # logins", and a caller reading standard output found nothing)

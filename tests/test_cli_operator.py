@@ -21,6 +21,9 @@ from sqlalchemy import create_engine
 from servicetrail import settings
 from tests import personas as P
 from tests.conftest import Cli
+from tests.store.revisions import before_the_head, pg_at_revision, revision_templates
+
+__all__ = ["pg_at_revision", "revision_templates"]  # fixtures
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 
@@ -780,23 +783,18 @@ def test_a_report_that_cannot_be_written_names_its_file(store):
 
 
 def test_db_upgrade_names_who_else_is_connected_to_a_postgresql_store(
-    pg_server, tmp_path, monkeypatch
+    pg_at_revision, tmp_path, monkeypatch
 ):
     """A serve of the old code left running answered every read 500 after an upgrade that
     took its reader role's grants (audit 48d): the upgrade says who was connected."""
-    from alembic import command
-    from alembic.script import ScriptDirectory
     from sqlalchemy import text
 
-    from servicetrail.store import migrate
     from servicetrail.store.engine import make_engine
 
     monkeypatch.chdir(tmp_path)
-    url = pg_server.new_database()
+    url = pg_at_revision(before_the_head())
     older = make_engine(url)
     try:
-        head = ScriptDirectory(str(migrate.MIGRATIONS)).get_current_head()
-        command.upgrade(migrate._config(older), f"{head}-1")
         with older.connect() as server_of_the_old_code:
             server_of_the_old_code.execute(text("SET application_name = 'old serve'"))
             server_of_the_old_code.commit()
@@ -804,7 +802,6 @@ def test_db_upgrade_names_who_else_is_connected_to_a_postgresql_store(
             again = Cli(url, tmp_path)("db", "upgrade")
     finally:
         older.dispose()
-        pg_server.drop_database(url)
     assert upgraded.exit_code == 0, upgraded.output
     assert "1 other connection(s)" in upgraded.stderr and "old serve from" in upgraded.stderr
     assert "other connection" not in again.stderr  # nothing changed under it

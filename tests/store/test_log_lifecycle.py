@@ -41,8 +41,8 @@ def store_key(engine: Engine) -> Signer:
     return signer_for(engine.url.render_as_string(hide_password=False))
 
 
-def test_0009_salts_and_queues_the_records_already_stored(empty_db_url):
-    engine = store_at(empty_db_url, "0008", parse_time("2025-03-01T10:00:00Z"))
+def test_0009_salts_and_queues_the_records_already_stored(db_at_revision):
+    engine = store_at(db_at_revision("0008"), parse_time("2025-03-01T10:00:00Z"))
     sqlite = engine.dialect.name == "sqlite"
     sender, device = "90-B3-D5-1F-30-01-00-00", "00-DB-12-34-56-78-90-A0"
     try:
@@ -138,7 +138,7 @@ def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_en
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
-def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypatch, tmp_path):
+def test_db_upgrade_seals_what_0009_brought_into_the_logs(db_at_revision, monkeypatch, tmp_path):
     """Records stored before the logs are queued by 0009; `db upgrade` seals them, so that
     their proofs are there at once (a 409 until a server's first seal, a minute or more after
     the upgrade; audit 24a)."""
@@ -148,7 +148,8 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
     from servicetrail.signing import load_signer
 
     monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "sign.key"))
-    engine = store_at(empty_db_url, "0008", parse_time("2025-03-01T10:00:00Z"))
+    db_url = db_at_revision("0008")
+    engine = store_at(db_url, parse_time("2025-03-01T10:00:00Z"))
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.begin() as conn:
@@ -164,18 +165,18 @@ def test_db_upgrade_seals_what_0009_brought_into_the_logs(empty_db_url, monkeypa
         # with no signing key, the upgrade makes none: one of its own, made in whatever folder
         # it was run from, signed the server's logs with a key its trust file did not know
         # (review 24e); the leaves wait for a seal with the store's key
-        keyless = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
+        keyless = CliRunner().invoke(main, ["--db", db_url, "db", "upgrade"])
         assert keyless.exit_code == 0, keyless.output
         assert "no signing key" in keyless.stderr and not (tmp_path / "sign.key").exists()
         assert keyless.stdout.startswith("the schema was upgraded from 0008")
         load_signer(tmp_path / "sign.key", "servicetrail")  # the store's key, as a server has it
-        upgraded = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
+        upgraded = CliRunner().invoke(main, ["--db", db_url, "db", "upgrade"])
         assert upgraded.exit_code == 0, upgraded.output
         assert "sealed 1 log(s)" in upgraded.stderr
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
             assert [c.size for c in latest_checkpoints(conn)] == [1]
-        again = CliRunner().invoke(main, ["--db", empty_db_url, "db", "upgrade"])
+        again = CliRunner().invoke(main, ["--db", db_url, "db", "upgrade"])
         assert again.exit_code == 0 and "sealed" not in again.stderr  # nothing queued
     finally:
         engine.dispose()
@@ -224,7 +225,7 @@ def test_retention_seals_the_leaves_of_the_months_it_drops_first(
 
 
 def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
-    pg_server, tmp_path, monkeypatch
+    pg_at_revision, tmp_path, monkeypatch
 ):
     """Review 44f: the check looked at leaves appended past a checkpoint only; the records of
     a store upgraded without its key wait in the queue (0009), and went with their month."""
@@ -233,8 +234,8 @@ def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
     from servicetrail.cli import main
 
     monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
-    url = pg_server.new_database()
-    engine = store_at(url, "0008", parse_time("2025-03-01T10:00:00Z"))
+    url = pg_at_revision("0008")
+    engine = store_at(url, parse_time("2025-03-01T10:00:00Z"))
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -259,7 +260,6 @@ def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
             assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 1
     finally:
         engine.dispose()
-        pg_server.drop_database(url)
 
 
 # --- signed retirements (audit 46d) -------------------------------------------------------
@@ -430,12 +430,12 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
 
 
 @pytest.fixture
-def retired_before_0022(pg_server, tmp_path, monkeypatch):
+def retired_before_0022(pg_at_revision, tmp_path, monkeypatch):
     """A store at 0021 whose months before the current one a retention of then dropped (logs
     and partitions, no retirement), working in `tmp_path`: its URL and engine."""
     monkeypatch.chdir(tmp_path)
-    url = pg_server.new_database()
-    engine = store_at(url, "0021", parse_time("2025-01-01T00:00:00Z"))
+    url = pg_at_revision("0021")
+    engine = store_at(url, parse_time("2025-01-01T00:00:00Z"))
     try:
         with engine.begin() as conn:
             append_records(conn, _records_in(_OLD_MONTHS))
@@ -444,7 +444,6 @@ def retired_before_0022(pg_server, tmp_path, monkeypatch):
         yield url, engine
     finally:
         engine.dispose()
-        pg_server.drop_database(url)
 
 
 def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_named(

@@ -17,6 +17,7 @@ from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
+from tests.store.revisions import before_the_head
 
 
 def test_the_code_knows_the_migrations_head() -> None:
@@ -87,25 +88,13 @@ def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
         again.dispose()
 
 
-def older_store(db_url: str) -> str:
-    """The store at the revision before the head, as an older servicetrail left it; its revision."""
-    script = ScriptDirectory(str(migrate.MIGRATIONS))
-    previous = script.get_revision(head_revision()).down_revision
-    engine = make_engine(db_url)
-    try:
-        command.upgrade(migrate._config(engine), previous)
-    finally:
-        engine.dispose()
-    return previous
-
-
-def store_at(db_url: str, revision: str, when: datetime) -> Engine:
-    """A store built up to `revision` as that servicetrail left it, with (PostgreSQL) the
-    partitions of `when`'s month: for rows a test writes by hand at that schema."""
+def store_at(db_url: str, when: datetime) -> Engine:
+    """The store at `db_url`, at an older revision as that servicetrail left it (see
+    tests/store/revisions.py), with (PostgreSQL) the partitions of `when`'s month: for rows a
+    test writes by hand at that schema."""
     from servicetrail.store.partitions import ensure_months
 
     engine = make_engine(db_url)
-    command.upgrade(migrate._config(engine), revision)
     if engine.dialect.name != "sqlite":
         ensure_months(engine, [when])
     return engine
@@ -151,16 +140,17 @@ def test_commands_started_at_once_on_a_new_store_all_find_it_built(empty_db_url:
         engine.dispose()
 
 
-def test_a_store_that_is_behind_is_refused_without_upgrade(empty_db_url: str) -> None:
-    previous = older_store(empty_db_url)
+def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> None:
+    previous = before_the_head()
+    db_url = db_at_revision(previous)
     with pytest.raises(StoreError, match=f"revision {previous}.*'servicetrail db upgrade'"):
-        open_store(empty_db_url)
-    engine = make_engine(empty_db_url)
+        open_store(db_url)
+    engine = make_engine(db_url)
     try:
         assert current_revision(engine) == previous  # refused, not touched
     finally:
         engine.dispose()
-    upgraded = open_store(empty_db_url, upgrade=True)
+    upgraded = open_store(db_url, upgrade=True)
     try:
         assert current_revision(upgraded) == head_revision()
     finally:
@@ -233,15 +223,15 @@ def test_an_older_store_is_upgraded_step_by_step(empty_db_url: str) -> None:
 
 
 def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
-    empty_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    db_at_revision, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """On SQLite the migrations' DDL committed statement by statement: an upgrade killed or
     failed in 0009 left its tables behind at revision 0008, and every later `db upgrade`
     failed on 'table log_leaf already exists' (audit, session 19)."""
     from servicetrail.store import log_records
 
-    engine = make_engine(empty_db_url)
-    command.upgrade(migrate._config(engine), "0008")
+    db_url = db_at_revision("0008")
+    engine = make_engine(db_url)
 
     def fails(_conn: object) -> None:
         raise RuntimeError("killed part way")
@@ -256,7 +246,7 @@ def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
         "the queue of unsealed leaves, checkpoints and verifier keys.): killed part way; nothing "
         "was changed, the store is still at revision 0008: mend the cause"
     )
-    said = Cli(empty_db_url, tmp_path)("db", "upgrade")
+    said = Cli(db_url, tmp_path)("db", "upgrade")
     assert said.exit_code == 2 and "Error: the upgrade failed in migration 0009" in said.output
     assert current_revision(engine) == "0008"
     assert "log_leaf" not in inspect(engine).get_table_names()
@@ -267,14 +257,13 @@ def test_an_upgrade_that_fails_part_way_changes_nothing_and_can_be_run_again(
 
 
 def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_3(
-    pg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_at_revision, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/operating.md: on PostgreSQL it waits for a lock 5 s at most, then exit 3 with nothing
     changed; it was exit 2, "cannot open the store" and the lock timeout's words alone."""
-    url = pg_server.new_database()
+    url = pg_at_revision(before_the_head())
     older = make_engine(url)
     try:
-        command.upgrade(migrate._config(older), f"{head_revision()}-1")
         before = current_revision(older)
         monkeypatch.setattr(migrate, "UPGRADE_LOCK_WAIT", "100ms")
         with older.connect() as writer:  # a server's writes in progress: the new index waits
@@ -291,7 +280,6 @@ def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_
         assert current_revision(older) == before
     finally:
         older.dispose()
-        pg_server.drop_database(url)
 
 
 def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
@@ -299,7 +287,7 @@ def test_open_store_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None
         open_store(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
 
 
-def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: str) -> None:
+def test_0004_keeps_every_record_and_the_trail_stays_append_only(db_at_revision) -> None:
     """0004 changes the trail's unique key (SQLite rebuilds the table for it): the records
     written at 0003 survive with their ids, and the append-only guard still holds."""
     from sqlalchemy import text
@@ -310,7 +298,7 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
 
     at = parse_time("2025-03-01T10:00:00Z")
     rid = "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:"
-    engine = store_at(empty_db_url, "0003", at)
+    engine = store_at(db_at_revision("0003"), at)
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.begin() as conn:
@@ -359,7 +347,7 @@ def test_0004_keeps_every_record_and_the_trail_stays_append_only(empty_db_url: s
 
 
 def test_0006_builds_the_visibility_index_from_the_records_already_stored(
-    empty_db_url: str,
+    db_at_revision,
 ) -> None:
     """0006 derives the per-Party visibility index from a populated store: the owner's row
     (rule 1), one row per other Party responsible for the device at the record's time
@@ -368,7 +356,7 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
 
     from servicetrail.store.partitions import ensure_months
 
-    engine = make_engine(empty_db_url)
+    engine = make_engine(db_at_revision("0005"))
     sqlite = engine.dialect.name == "sqlite"
 
     def at(hour: int):
@@ -378,7 +366,6 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
 
     sender, device = "90-B3-D5-1F-30-01-00-00", "00-DB-12-34-56-78-90-A0"
     try:
-        command.upgrade(migrate._config(engine), "0005")
         with engine.begin() as conn:
             if not sqlite:
                 from servicetrail.domain.times import parse_time
@@ -438,13 +425,12 @@ def test_0006_builds_the_visibility_index_from_the_records_already_stored(
 
 
 def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
-    empty_db_url: str,
+    db_at_revision,
 ) -> None:
     from servicetrail.store.accounts import create_account, create_token, list_tokens, revoke_tokens
 
-    engine = make_engine(empty_db_url)
+    engine = make_engine(db_at_revision("0012"))
     try:
-        command.upgrade(migrate._config(engine), "0012")
         load_personas(engine)
         with engine.begin() as conn:
             create_account(conn, "np.analyst", "NORTHPOWER", "correct horse battery staple")
@@ -464,14 +450,13 @@ def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
 
 
 def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
-    empty_db_url: str,
+    db_at_revision,
 ) -> None:
     from servicetrail.store.queries import get_visible
     from tests.personas import NORTHPOWER, SUNEXPORT
 
-    engine = make_engine(empty_db_url)
+    engine = make_engine(db_at_revision("0013"))
     try:
-        command.upgrade(migrate._config(engine), "0013")
         world = load_personas(engine)
         command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
@@ -554,7 +539,8 @@ def test_a_view_alone_is_someone_elses_database(empty_db_url):
     raw.dispose()
 
 
-def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_url: str) -> None:
+@starts_with_personas  # its store cloned from the template that holds them
+def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(db_url: str) -> None:
     """The matcher checked it row by row, most of its time under one Party's many watches
     (session 32); on PostgreSQL its row locks keep events to live watches instead. SQLite
     keeps the key (dropping it rebuilds the table, which cascades into the outbox). A
@@ -566,7 +552,7 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
     from servicetrail.domain.model import SatRecord
     from tests.personas import ESME_1, LK_OU, SOUTHENERGY, t
 
-    engine = open_store(empty_db_url)
+    engine = open_store(db_url)
     try:
         keyed = [key["referred_table"] for key in inspect(engine).get_foreign_keys("watch_event")]
         if engine.dialect.name == "sqlite":
@@ -593,7 +579,7 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
             ).scalar_one()
         # through an engine of its own: the store's watches its revision, and under load its
         # look (once a second) fell inside the downgrade and refused the store as upgraded
-        bare = make_engine(empty_db_url)
+        bare = make_engine(db_url)
         try:
             command.downgrade(migrate._config(bare), "0019")
             keyed = [key["referred_table"] for key in inspect(bare).get_foreign_keys("watch_event")]
@@ -612,8 +598,9 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(empty_db_u
 
 
 def _sat_visibility_as_0006_first_built_it(engine: Engine) -> None:
-    """The store at 0006 as 0006's first text (66b5f6b) built it, on an empty trail: a
-    request_id column, NOT NULL, and an index on it, which 0006's later text dropped."""
+    """The store at 0005 (`engine`) taken to 0006 as 0006's first text (66b5f6b) built it, on
+    an empty trail: a request_id column, NOT NULL, and an index on it, which 0006's later
+    text dropped."""
     import sqlalchemy as sa
 
     from servicetrail.store.schema import RecordId, UtcDateTime
@@ -636,7 +623,7 @@ def _sat_visibility_as_0006_first_built_it(engine: Engine) -> None:
         **({"postgresql_partition_by": "RANGE (logged_at)"} if postgres else {}),
         **({} if postgres else {"sqlite_with_rowid": False}),
     )
-    command.upgrade(migrate._config(engine), "0005")
+    assert current_revision(engine) == "0005"
     with engine.begin() as conn:
         first.create(conn)
         if postgres:
@@ -652,14 +639,14 @@ def _sat_visibility_as_0006_first_built_it(engine: Engine) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
 
 
-def test_0023_mends_a_store_built_by_the_first_text_of_0006(empty_db_url: str) -> None:
+def test_0023_mends_a_store_built_by_the_first_text_of_0006(db_at_revision) -> None:
     """Upgraded to the head, such a store refused every ingest (NOT NULL constraint failed:
     sat_visibility.request_id) and `db check` named two differences nothing mended. About a
     second: the store must climb from 0005 through every migration, as the real ones did."""
     from servicetrail.store.queries import get_visible
     from tests.personas import NORTHPOWER
 
-    engine = make_engine(empty_db_url)
+    engine = make_engine(db_at_revision("0005"))
     try:
         _sat_visibility_as_0006_first_built_it(engine)
         command.upgrade(migrate._config(engine), "head")

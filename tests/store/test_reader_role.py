@@ -118,32 +118,31 @@ def _every_partys_reads(engine: Engine, role_sql: str) -> dict[tuple[str, str], 
     return seen
 
 
-def test_an_upgrade_to_0019_keeps_every_partys_reads(pg_server, tmp_path) -> None:
-    url = pg_server.new_database()
-    try:
-        built = open_store(url)
-        for party in P.load_personas(built).parties:
-            assert Cli(url, tmp_path)("records", "--party", party).exit_code == 0
-        built.dispose()
-        engine = make_engine(url)
-        command.downgrade(migrate._config(engine), "0018")
-        before = _every_partys_reads(engine, f"'{LEGACY}'")
-        command.upgrade(migrate._config(engine), "head")  # 0019, and those after it
-        engine.dispose()  # as a server is restarted after `db upgrade`
-        upgraded = make_engine(url)
-        after = _every_partys_reads(upgraded, "servicetrail_reader_role()")
-        assert after == before
-        assert all(before[party, "access_log"] for party, _table in before)
-        assert schema_differences(upgraded) == []
-        with upgraded.connect() as conn:  # and the app reads as it
-            for party in {party for party, _table in before}:
-                viewer = viewer_for(conn, party)
-                assert viewer is not None
-                found = [str(item["id"]) for item in iter_search(conn, viewer, Search())]
-                assert len(found) == len(before[party, "sat_record"]), party
-        upgraded.dispose()
-    finally:
-        pg_server.drop_database(url)
+@P.starts_with_personas  # its store cloned from the template that holds them
+def test_an_upgrade_to_0019_keeps_every_partys_reads(pg_url: str, tmp_path) -> None:
+    """The store is cloned from the worker's template, whose reader role it shares: 0019's
+    downgrade keeps that role for the other clones, and its upgrade gives the store its own."""
+    built = open_store(pg_url)
+    for party in P.load_personas(built).parties:
+        assert Cli(pg_url, tmp_path)("records", "--party", party).exit_code == 0
+    built.dispose()
+    engine = make_engine(pg_url)
+    command.downgrade(migrate._config(engine), "0018")
+    before = _every_partys_reads(engine, f"'{LEGACY}'")
+    command.upgrade(migrate._config(engine), "head")  # 0019, and those after it
+    engine.dispose()  # as a server is restarted after `db upgrade`
+    upgraded = make_engine(pg_url)
+    after = _every_partys_reads(upgraded, "servicetrail_reader_role()")
+    assert after == before
+    assert all(before[party, "access_log"] for party, _table in before)
+    assert schema_differences(upgraded) == []
+    with upgraded.connect() as conn:  # and the app reads as it
+        for party in {party for party, _table in before}:
+            viewer = viewer_for(conn, party)
+            assert viewer is not None
+            found = [str(item["id"]) for item in iter_search(conn, viewer, Search())]
+            assert len(found) == len(before[party, "sat_record"]), party
+    upgraded.dispose()
 
 
 def test_db_check_names_another_member_of_the_reader_role_and_the_shared_roles_grants(
