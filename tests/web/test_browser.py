@@ -987,9 +987,6 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
     page scrolled sideways into blank space below 1,105 px (audit of the screen, session 18):
     only the table scrolls."""
     sign_in(page, server, "bright.analyst")
-    # either side of each breakpoint, and just above them, where a 16-character response
-    # code (another Party's may be that long) still pushed Access out of sight (review 24d),
-    # as did a sender's Party code of 16 letters and more at 1,280 px (session 37)
     # the page is read once and resized: its layout is the style sheet's media queries alone
     # (no script reads the width), and each width's search and page load cost CPU for nothing
     page.goto(server + "/")
@@ -1003,6 +1000,9 @@ def test_the_search_page_does_not_scroll_sideways_on_a_narrow_screen(server: str
                 party => { party.textContent = 'SOUTH_SCOTLAND_ELECTRICITY_NET01'; });
         }"""
     )
+    # either side of each breakpoint, and just above them, where a 16-character response
+    # code (another Party's may be that long) still pushed Access out of sight (review 24d),
+    # as did a sender's Party code of 16 letters and more at 1,280 px (session 37)
     for width in (1366, 1280, 1260, 1241, 1240, 1205, 1137, 1136, 1041, 1024, 1010, 390, 360):
         page.set_viewport_size({"width": width, "height": 800})
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
