@@ -321,8 +321,14 @@ class PgServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
-    def new_database(self, template: str | None = None) -> str:
-        name = "t_" + uuid.uuid4().hex[:12]
+    def new_database_name(self) -> str:
+        """A name no database of this server has: one that `drop_database` drops."""
+        return "t_" + uuid.uuid4().hex[:12]
+
+    def new_database(self, template: str | None = None, url: str | None = None) -> str:
+        """A new database (at `url`, one of this server's, if given), copied from `template`."""
+        name = url.rsplit("/", 1)[1] if url else self.new_database_name()
+        assert name.startswith("t_"), name  # only throwaway ones, which drop_database drops
         # copied file by file, as before PostgreSQL 15: 15's default (WAL_LOG) writes each
         # block of the ~10 MB template through the WAL, ~9 ms more of the server's CPU a test
         # here (a throwaway server: nothing is ever recovered from its WAL)

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -213,6 +214,69 @@ def sqlite_store_from(template: Path, folder: Path | str, name: str = "test.db")
     test (or a Hypothesis example) that needs a fresh store of its own."""
     shutil.copyfile(template, Path(folder) / name)
     return f"sqlite:///{Path(folder) / name}"
+
+
+class StorePerExample:
+    """One engine for every example of a Hypothesis test, on a store copied afresh from a
+    migrated template for each (`fresh`): an engine of its own per example compiled each of
+    the store's statements again (SQLAlchemy caches them per engine), some 40% of a
+    visibility property's example on SQLite (session 60). The store is the template's copy
+    as before; only the engine, its pool emptied, carries over. On SQLite the copy is a file
+    at one path; on PostgreSQL a database of one name, dropped and made again from the
+    template, and the months the process believes it has made are forgotten with it. Not
+    for watches: the matcher remembers a store's watches by its URL (watch_matcher)."""
+
+    def __init__(self, template: Path | str, *, folder: Path | None = None, server=None) -> None:
+        self.template, self.server, self.engine = template, server, None
+        if server is None:
+            assert folder is not None
+            self.path = folder / "example.db"
+            self.url = f"sqlite:///{self.path}"
+        else:
+            self.url = server.url(server.new_database_name())
+
+    def fresh(self) -> Engine:
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.server is None:
+            for leftover in ("-wal", "-shm"):
+                Path(f"{self.path}{leftover}").unlink(missing_ok=True)
+            shutil.copyfile(self.template, self.path)
+        else:
+            self.server.drop_database(self.url)
+            self.server.new_database(template=str(self.template), url=self.url)
+        if self.engine is None:
+            self.engine = open_store(self.url)
+        elif self.server is not None:
+            from servicetrail.store import access_partitions, partitions
+
+            for known in (partitions._known, access_partitions._known):
+                known.pop(str(self.engine.url), None)
+            # as open_store does for a store made from a template (migration 0028)
+            access_partitions.ensure_access_months(self.engine, [datetime.now(timezone.utc)])
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.server is not None:
+            self.server.drop_database(self.url)
+
+
+@pytest.fixture
+def sqlite_per_example(tmp_path: Path, sqlite_template: Path) -> Iterator[StorePerExample]:
+    """A migrated SQLite store made afresh for each example by `fresh()` (StorePerExample)."""
+    stores = StorePerExample(sqlite_template, folder=tmp_path)
+    yield stores
+    stores.close()
+
+
+@pytest.fixture
+def pg_per_example(pg_server: PgServer) -> Iterator[StorePerExample]:
+    """A migrated PostgreSQL store made afresh for each example by `fresh()`."""
+    stores = StorePerExample("st_template", server=pg_server)
+    yield stores
+    stores.close()
 
 
 @pytest.fixture(scope="session")

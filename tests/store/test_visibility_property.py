@@ -27,10 +27,8 @@ this test fail.)
 from __future__ import annotations
 
 import itertools
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,11 +39,10 @@ from servicetrail.domain.model import DEVICE_TYPES, KINDS, Device, Responsibilit
 from servicetrail.domain.search import Search
 from servicetrail.domain.times import format_time, parse_time
 from servicetrail.domain.visibility import Access, Scope, Viewer, decide, in_scope
-from servicetrail.store.engine import open_store
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.schema import party, sat_visibility
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
-from tests.conftest import sqlite_store_from
+from tests.conftest import StorePerExample
 from tests.personas import record_ids
 
 BASE = parse_time("2025-01-01T00:00:00Z")
@@ -443,46 +440,27 @@ def check_fields(item: dict, record: SatRecord) -> None:
         assert not {"payload", "execution_at", "subject_device_id"} & set(item)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# each example's store is a fresh copy of the migrated template, under an engine the
+# test's examples share (StorePerExample: the fixture is the test's, its store the example's)
+PER_EXAMPLE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(spec=worlds())
 def test_sql_rule_agrees_with_decide_for_every_party_and_scope(
-    sqlite_template: Path, spec: WorldSpec
+    sqlite_per_example: StorePerExample, spec: WorldSpec
 ) -> None:
-    check_on_sqlite(sqlite_template, spec)
+    check_world(sqlite_per_example.fresh(), spec)
 
 
-def check_on_sqlite(sqlite_template: Path, spec: WorldSpec) -> None:
-    with tempfile.TemporaryDirectory() as folder:  # a fresh SQLite store per example
-        # a copy of the store the migrations built (building one took 50-150 ms an example)
-        engine = open_store(sqlite_store_from(sqlite_template, folder, "prop.db"))
-        try:
-            check_world(engine, spec)
-        finally:
-            engine.dispose()
-
-
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=15, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(spec=worlds())
 def test_postgresql_rule_and_row_level_security_agree_with_decide(
-    pg_server, spec: WorldSpec
+    pg_per_example: StorePerExample, spec: WorldSpec
 ) -> None:
     """The same property on PostgreSQL: its own SQL dialect, timestamptz, COPY ingest and the
     row-level-security policies all sit on this path."""
-    check_on_postgresql(pg_server, spec)
-
-
-def check_on_postgresql(pg_server, spec: WorldSpec) -> None:
-    url = pg_server.new_database(template="st_template")
-    engine = open_store(url)
-    try:
-        check_world(engine, spec)
-    finally:
-        engine.dispose()
-        pg_server.drop_database(url)
+    check_world(pg_per_example.fresh(), spec)
 
 
 # Fixed worlds the generator reaches too rarely to be relied on (audit 27c): one device,
@@ -610,14 +588,13 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
     }
 
 
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=10, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(spec=worlds())
 def test_a_registry_change_re_derived_a_few_records_at_a_time_agrees_with_decide(
-    pg_server, sqlite_template: Path, monkeypatch, spec: WorldSpec
+    sqlite_per_example: StorePerExample,
+    pg_per_example: StorePerExample,
+    monkeypatch,
+    spec: WorldSpec,
 ) -> None:
     """A registry change reads its records and re-derives them a round at a time (a server-side
     cursor on PostgreSQL), since all at once held 619 MB for a correction of 10,000 intervals
@@ -626,5 +603,5 @@ def test_a_registry_change_re_derived_a_few_records_at_a_time_agrees_with_decide
 
     monkeypatch.setattr(visibility_index, "_RECORDS_A_ROUND", 2)
     monkeypatch.setattr(visibility_index, "_SPANS_A_STATEMENT", 1)
-    check_on_sqlite(sqlite_template, spec)
-    check_on_postgresql(pg_server, spec)
+    check_world(sqlite_per_example.fresh(), spec)
+    check_world(pg_per_example.fresh(), spec)
