@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,9 +36,8 @@ from servicetrail.domain.times import parse_time
 from servicetrail.ingest import registry_csv
 from servicetrail.ingest.registry_load import load_registry
 from servicetrail.domain import held_intervals
-from servicetrail.store.engine import open_store
 from devsupport.pg_server import PgServer
-from tests.conftest import sqlite_store_from
+from tests.conftest import StorePerExample
 from tests.personas import ESME_1, GSME_1, NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO
 
 
@@ -133,82 +132,82 @@ def gaps_while_loading(before: Held, between: list[Held], after: Held) -> list[t
     return found
 
 
-def loaded(
-    fresh_world: Callable[[], AbstractContextManager[str]], content: str, size: int
-) -> tuple:
+def loaded(worlds: StorePerExample, content: str, size: int) -> tuple:
     """What loading `content` in batches of `size` leaves and says, in a fresh world."""
-    with fresh_world() as url, tempfile.TemporaryDirectory() as folder:
-        engine = open_store(url)
-        try:
-            path = Path(folder) / "corrections.csv"
-            path.write_text(content, encoding="utf-8", newline="")
-            before, between = held(engine), []
-            with batches_of(size):
-                summary = load_registry(
-                    engine,
-                    registry_csv.RESPONSIBILITIES,
-                    path,
-                    None,
-                    progress=lambda _: between.append(held(engine)),
-                )
-            gaps = gaps_while_loading(before, between, held(engine))
-            assert not gaps, (size, gaps, content)
-            rejects = Path(folder) / "corrections.rejects.jsonl"
-            rejected = (
-                [
-                    (entry["line"], entry["reason"])
-                    for entry in map(json.loads, rejects.read_text().splitlines())
-                ]
-                if rejects.exists()
-                else []
+    with tempfile.TemporaryDirectory() as folder:
+        engine = worlds.fresh()
+        path = Path(folder) / "corrections.csv"
+        path.write_text(content, encoding="utf-8", newline="")
+        before, between = held(engine), []
+        with batches_of(size):
+            summary = load_registry(
+                engine,
+                registry_csv.RESPONSIBILITIES,
+                path,
+                None,
+                progress=lambda _: between.append(held(engine)),
             )
-            with engine.connect() as conn:
-                intervals, index = (
-                    sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
-                    for t in ("responsibility", "sat_visibility")
-                )
-        finally:
-            engine.dispose()
+        gaps = gaps_while_loading(before, between, held(engine))
+        assert not gaps, (size, gaps, content)
+        rejects = Path(folder) / "corrections.rejects.jsonl"
+        rejected = (
+            [
+                (entry["line"], entry["reason"])
+                for entry in map(json.loads, rejects.read_text().splitlines())
+            ]
+            if rejects.exists()
+            else []
+        )
+        with engine.connect() as conn:
+            intervals, index = (
+                sorted(tuple(map(str, row)) for row in conn.execute(text(f"SELECT * FROM {t}")))
+                for t in ("responsibility", "sat_visibility")
+            )
     said = (summary.loaded, summary.rejected, summary.duplicates, summary.corrected)
     return intervals, index, said, sorted(rejected)
 
 
-def check(fresh_world: Callable[[], AbstractContextManager[str]], content: str) -> None:
-    whole = loaded(fresh_world, content, 20_000)
+def check(worlds: StorePerExample, content: str) -> None:
+    whole = loaded(worlds, content, 20_000)
     for size in (1, 2, 3):
-        assert loaded(fresh_world, content, size) == whole, (size, content)
+        assert loaded(worlds, content, size) == whole, (size, content)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each load is on a fresh copy of the persona world, under one engine for the test
+# (StorePerExample: an engine per load compiled the store's statements again each time)
+PER_EXAMPLE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@pytest.fixture
+def sqlite_worlds(tmp_path: Path, sqlite_personas_template: Path) -> Iterator[StorePerExample]:
+    worlds = StorePerExample(sqlite_personas_template, folder=tmp_path)
+    yield worlds
+    worlds.close()
+
+
+@pytest.fixture
+def pg_worlds(pg_server: PgServer, pg_personas_template: str) -> Iterator[StorePerExample]:
+    worlds = StorePerExample(pg_personas_template, server=pg_server)
+    yield worlds
+    worlds.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(content=files())
 def test_a_file_makes_the_same_registry_in_batches_of_any_size(
-    sqlite_personas_template: Path, content: str
+    sqlite_worlds: StorePerExample, content: str
 ) -> None:
-    @contextmanager
-    def fresh_world() -> Iterator[str]:
-        with tempfile.TemporaryDirectory() as folder:
-            yield sqlite_store_from(sqlite_personas_template, folder, "world.db")
-
-    check(fresh_world, content)
+    check(sqlite_worlds, content)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(content=files())
 def test_a_file_makes_the_same_registry_in_batches_of_any_size_on_postgresql(
-    pg_server: PgServer, pg_personas_template: str, content: str
+    pg_worlds: StorePerExample, content: str
 ) -> None:
     """COPY, the corrections' temporary table and the index's set-based refresh: PostgreSQL's
     own writing paths."""
-
-    @contextmanager
-    def fresh_world() -> Iterator[str]:
-        url = pg_server.new_database(template=pg_personas_template)
-        try:
-            yield url
-        finally:
-            pg_server.drop_database(url)
-
-    check(fresh_world, content)
+    check(pg_worlds, content)
 
 
 @st.composite
@@ -230,26 +229,21 @@ def files_with_copies(draw) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("filter_bytes", [None, 1], ids=["bloom", "every-line-a-meeting"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(pair=files_with_copies())
 def test_a_line_given_again_word_for_word_changes_no_registry(
-    sqlite_personas_template: Path, filter_bytes: int | None, pair: tuple[str, str]
+    sqlite_worlds: StorePerExample, filter_bytes: int | None, pair: tuple[str, str]
 ) -> None:
     """An interval's last line given again further down is a duplicate: the registry and the
     index are those of the file without the copies, whatever lies between (audit 44a: a line
     between that overlapped it loaded in its place), in batches of any size; also with the
     look-ahead's filter cut to one byte, where every line meets another by chance."""
 
-    @contextmanager
-    def fresh_world() -> Iterator[str]:
-        with tempfile.TemporaryDirectory() as folder:
-            yield sqlite_store_from(sqlite_personas_template, folder, "world.db")
-
     plain, copied = pair
     with pytest.MonkeyPatch.context() as patch:
         if filter_bytes is not None:
             patch.setattr(registry_csv, "_FEWEST_SEEN_BYTES", filter_bytes)
             patch.setattr(registry_csv, "_MOST_SEEN_BYTES", filter_bytes)
-        want = loaded(fresh_world, plain, 20_000)[:2]
+        want = loaded(sqlite_worlds, plain, 20_000)[:2]
         for size in (20_000, 1, 2, 3):
-            assert loaded(fresh_world, copied, size)[:2] == want, (size, copied)
+            assert loaded(sqlite_worlds, copied, size)[:2] == want, (size, copied)
