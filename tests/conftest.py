@@ -223,10 +223,12 @@ class StorePerExample:
     visibility property's example on SQLite (session 60). The store is the template's copy
     as before; only the engine, its pool emptied, carries over. On SQLite the copy is a file
     at one path; on PostgreSQL a database of one name, dropped and made again from the
-    template, and the months the process believes it has made are forgotten with it. Not
-    for watches: the matcher remembers a store's watches by its URL (watch_matcher)."""
+    template. What the process remembers of a store by its URL (the months it believes made,
+    the watch matcher's watches) is forgotten with each copy."""
 
-    def __init__(self, template: Path | str, *, folder: Path | None = None, server=None) -> None:
+    def __init__(
+        self, template: Path | str, *, folder: Path | None = None, server: PgServer | None = None
+    ) -> None:
         self.template, self.server, self.engine = template, server, None
         if server is None:
             assert folder is not None
@@ -247,36 +249,43 @@ class StorePerExample:
             self.server.new_database(template=str(self.template), url=self.url)
         if self.engine is None:
             self.engine = open_store(self.url)
-        elif self.server is not None:
-            from servicetrail.store import access_partitions, partitions
+            return self.engine
+        from servicetrail.store import access_partitions, partitions, watch_matcher
 
-            for known in (partitions._known, access_partitions._known):
-                known.pop(str(self.engine.url), None)
-            # as open_store does for a store made from a template (migration 0028)
+        # what the process remembers of the store at this URL is of the last example's
+        for known in (partitions._known, access_partitions._known, watch_matcher._watch_cache):
+            known.pop(str(self.engine.url), None)
+        if self.server is not None:  # as open_store does for a store made from a template
             access_partitions.ensure_access_months(self.engine, [datetime.now(timezone.utc)])
         return self.engine
 
-    def close(self) -> None:
+    def __enter__(self) -> StorePerExample:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         if self.engine is not None:
             self.engine.dispose()
         if self.server is not None:
             self.server.drop_database(self.url)
 
 
+# the settings' health checks for a test on StorePerExample: its fixture is the test's, and
+# each example's store is made afresh by `fresh()`
+PER_EXAMPLE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
 @pytest.fixture
 def sqlite_per_example(tmp_path: Path, sqlite_template: Path) -> Iterator[StorePerExample]:
     """A migrated SQLite store made afresh for each example by `fresh()` (StorePerExample)."""
-    stores = StorePerExample(sqlite_template, folder=tmp_path)
-    yield stores
-    stores.close()
+    with StorePerExample(sqlite_template, folder=tmp_path) as stores:
+        yield stores
 
 
 @pytest.fixture
 def pg_per_example(pg_server: PgServer) -> Iterator[StorePerExample]:
     """A migrated PostgreSQL store made afresh for each example by `fresh()`."""
-    stores = StorePerExample("st_template", server=pg_server)
-    yield stores
-    stores.close()
+    with StorePerExample("st_template", server=pg_server) as stores:
+        yield stores
 
 
 @pytest.fixture(scope="session")

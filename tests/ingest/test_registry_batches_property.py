@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -37,7 +37,7 @@ from servicetrail.ingest import registry_csv
 from servicetrail.ingest.registry_load import load_registry
 from servicetrail.domain import held_intervals
 from devsupport.pg_server import PgServer
-from tests.conftest import StorePerExample
+from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import ESME_1, GSME_1, NORTHPOWER, SOUTHENERGY, SUNEXPORT, WIRESCO
 
 
@@ -173,23 +173,16 @@ def check(worlds: StorePerExample, content: str) -> None:
         assert loaded(worlds, content, size) == whole, (size, content)
 
 
-# Each load is on a fresh copy of the persona world, under one engine for the test
-# (StorePerExample: an engine per load compiled the store's statements again each time)
-PER_EXAMPLE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-
-
 @pytest.fixture
 def sqlite_worlds(tmp_path: Path, sqlite_personas_template: Path) -> Iterator[StorePerExample]:
-    worlds = StorePerExample(sqlite_personas_template, folder=tmp_path)
-    yield worlds
-    worlds.close()
+    with StorePerExample(sqlite_personas_template, folder=tmp_path) as worlds:
+        yield worlds
 
 
 @pytest.fixture
 def pg_worlds(pg_server: PgServer, pg_personas_template: str) -> Iterator[StorePerExample]:
-    worlds = StorePerExample(pg_personas_template, server=pg_server)
-    yield worlds
-    worlds.close()
+    with StorePerExample(pg_personas_template, server=pg_server) as worlds:
+        yield worlds
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=PER_EXAMPLE)

@@ -30,7 +30,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
@@ -42,7 +42,7 @@ from servicetrail.domain.visibility import Access, Scope, Viewer, decide, in_sco
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.schema import party, sat_visibility
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
-from tests.conftest import StorePerExample
+from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
 
 BASE = parse_time("2025-01-01T00:00:00Z")
@@ -438,11 +438,6 @@ def check_fields(item: dict, record: SatRecord) -> None:
         assert item["subject_device_id"] == record.subject_device_id
     else:
         assert not {"payload", "execution_at", "subject_device_id"} & set(item)
-
-
-# each example's store is a fresh copy of the migrated template, under an engine the
-# test's examples share (StorePerExample: the fixture is the test's, its store the example's)
-PER_EXAMPLE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=PER_EXAMPLE)

@@ -14,26 +14,24 @@ here again, not `domain.watches`:
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 
 from servicetrail.domain.catalogue import CATALOGUE
 from servicetrail.domain.model import KINDS, Responsibility
 from servicetrail.domain.visibility import Viewer, decide
 from servicetrail.domain.watches import watch_spec
-from servicetrail.store.engine import open_store
 from servicetrail.store.schema import party as party_table
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.watch_events import events_after
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
-from tests.conftest import sqlite_store_from
+from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
 from tests.store.test_visibility_property import GRID, WorldSpec, device_id, worlds
 
@@ -108,93 +106,81 @@ def scenarios(draw):
     return spec, watches, cuts, batch, correction
 
 
-def run(url: str, scenario) -> None:
+def run(engine: Engine, scenario) -> None:
     spec, watches, cuts, batch, correction = scenario
-    engine = open_store(url)
-    try:
-        with engine.begin() as conn:
-            # every Party first: one of them (test_visibility_property's "PZ") holds no User ID
-            conn.execute(
-                insert(party_table), [{"party_id": p, "name": f"{p} Ltd"} for p in spec.parties]
-            )
-            for user in spec.users:
-                load_user(conn, user, f"{user.party_id} Ltd")
-            for dev in spec.devices:
-                load_device(conn, dev)
-            for interval in spec.registry:
-                load_responsibility(conn, interval)
-            made = [
-                (party, body, create_watch(conn, party, watch_spec(body), None)["id"])
-                for party, body in watches
-            ]
-        for start, end in zip([0, *cuts], [*cuts, len(spec.records)]):
-            if end > start:
-                with engine.begin() as conn:
-                    append_records(conn, spec.records[start:end])
-            while True:
-                with engine.begin() as conn:
-                    if not match_new_records(conn, batch=batch):
-                        break
-        registry_now = list(spec.registry)
-        if correction is not None:
+    with engine.begin() as conn:
+        # every Party first: one of them (test_visibility_property's "PZ") holds no User ID
+        conn.execute(
+            insert(party_table), [{"party_id": p, "name": f"{p} Ltd"} for p in spec.parties]
+        )
+        for user in spec.users:
+            load_user(conn, user, f"{user.party_id} Ltd")
+        for dev in spec.devices:
+            load_device(conn, dev)
+        for interval in spec.registry:
+            load_responsibility(conn, interval)
+        made = [
+            (party, body, create_watch(conn, party, watch_spec(body), None)["id"])
+            for party, body in watches
+        ]
+    for start, end in zip([0, *cuts], [*cuts, len(spec.records)]):
+        if end > start:
             with engine.begin() as conn:
-                try:
-                    load_responsibility(conn, correction)
-                    registry_now = [
-                        correction
-                        if (r.device_id, r.relation, r.valid_from)
-                        == (correction.device_id, correction.relation, correction.valid_from)
-                        else r
-                        for r in spec.registry
-                    ]
-                except ValueError:  # it would overlap another interval: the registry refuses it
-                    pass
-        with engine.connect() as conn:
-            ids = record_ids(conn)
-            for party, body, watch_id in made:
-                viewer = viewer_for(conn, party)
-                want = [
-                    ids[r.key]
-                    for r in spec.records
-                    if decide(viewer, r, spec.registry).visible
-                    and wanted(body, viewer, r, spec.registry)
-                    and decide(viewer, r, registry_now).visible
+                append_records(conn, spec.records[start:end])
+        while True:
+            with engine.begin() as conn:
+                if not match_new_records(conn, batch=batch):
+                    break
+    registry_now = list(spec.registry)
+    if correction is not None:
+        with engine.begin() as conn:
+            try:
+                load_responsibility(conn, correction)
+                registry_now = [
+                    correction
+                    if (r.device_id, r.relation, r.valid_from)
+                    == (correction.device_id, correction.relation, correction.valid_from)
+                    else r
+                    for r in spec.registry
                 ]
-                got, after = [], 0
-                while True:
-                    page, next_after = events_after(conn, viewer, watch_id, after, 2)
-                    if not page:
-                        break
-                    got += page
-                    after = next_after
-                assert sorted(e["record"]["id"] for e in got) == sorted(want), (party, body)
-                assert [e["event_id"] for e in got] == sorted(e["event_id"] for e in got)
-                assert all(
-                    not {"payload", "execution_at", "subject_device_id"} & set(e["record"])
-                    for e in got
-                )
-    finally:
-        engine.dispose()
+            except ValueError:  # it would overlap another interval: the registry refuses it
+                pass
+    with engine.connect() as conn:
+        ids = record_ids(conn)
+        for party, body, watch_id in made:
+            viewer = viewer_for(conn, party)
+            want = [
+                ids[r.key]
+                for r in spec.records
+                if decide(viewer, r, spec.registry).visible
+                and wanted(body, viewer, r, spec.registry)
+                and decide(viewer, r, registry_now).visible
+            ]
+            got, after = [], 0
+            while True:
+                page, next_after = events_after(conn, viewer, watch_id, after, 2)
+                if not page:
+                    break
+                got += page
+                after = next_after
+            assert sorted(e["record"]["id"] for e in got) == sorted(want), (party, body)
+            assert [e["event_id"] for e in got] == sorted(e["event_id"] for e in got)
+            assert all(
+                not {"payload", "execution_at", "subject_device_id"} & set(e["record"]) for e in got
+            )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(scenario=scenarios())
 def test_watch_events_are_the_visible_matching_records_on_sqlite(
-    sqlite_template: Path, scenario
+    sqlite_per_example: StorePerExample, scenario
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:  # a copy of the migrated store per example
-        run(sqlite_store_from(sqlite_template, folder, "watch.db"), scenario)
+    run(sqlite_per_example.fresh(), scenario)
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=12, deadline=None, suppress_health_check=PER_EXAMPLE)
 @given(scenario=scenarios())
-def test_watch_events_are_the_visible_matching_records_on_postgresql(pg_server, scenario) -> None:
-    url = pg_server.new_database(template="st_template")
-    try:
-        run(url, scenario)
-    finally:
-        pg_server.drop_database(url)
+def test_watch_events_are_the_visible_matching_records_on_postgresql(
+    pg_per_example: StorePerExample, scenario
+) -> None:
+    run(pg_per_example.fresh(), scenario)
