@@ -25,11 +25,13 @@ from servicetrail.store.queries import (
     iter_search,
     search_page,
 )
-from servicetrail.store.writer import Conflict, Outcome, load_responsibility
+from servicetrail.domain.model import SatRecord
+from servicetrail.store.writer import Conflict, Outcome, append_records, load_responsibility
 from tests.personas import (
     AGENTCO,
     CHANGE_OF_SUPPLIER,
     ESME_1,
+    LK_OU,
     ESME_S1,
     FUTURECO,
     LOOKER,
@@ -43,6 +45,7 @@ from tests.personas import (
     WIRESCO,
     World,
     load_personas,
+    record_ids,
 )
 from tests.personas import starts_with_personas
 
@@ -366,6 +369,30 @@ def test_rule3_interval_starts_are_inclusive_and_ends_exclusive(world: World) ->
     # one second before anyone was responsible
     assert one(world, NORTHPOWER, "lk_prehistory_req") is None
     assert one(world, WIRESCO, "lk_prehistory_req") is None
+
+
+def test_rule3_another_users_record_at_an_intervals_end_is_the_next_holders_alone(
+    world: World,
+) -> None:
+    """The persona record at the change of supplier is NORTHPOWER's own, so the SQL's end of
+    an interval made inclusive (`<=` in `held_clause`) failed no test (audit 60c): LOOKER's
+    request at that instant is SOUTHENERGY's title, and for NORTHPOWER it does not exist, by
+    look-up and by search."""
+    at_change = SatRecord(
+        CHANGE_OF_SUPPLIER, "request", f"{LK_OU}:{ESME_1}:6000", "11.2", LK_OU, ESME_1, "", "<x>"
+    )
+    with world.engine.begin() as conn:
+        append_records(conn, [at_change])
+        record_id = record_ids(conn)[at_change.key]
+    assert not decide(world.viewer(NORTHPOWER), at_change, world.registry).visible
+    assert decide(world.viewer(SOUTHENERGY), at_change, world.registry).access is Access.MP141
+    with world.engine.connect() as conn:
+        assert get_visible(conn, world.viewer(NORTHPOWER), record_id) is None
+        assert get_visible(conn, world.viewer(SOUTHENERGY), record_id)["access"] == MP141
+    on_esme_1 = {"device_id": ESME_1, "time_from": CHANGE_OF_SUPPLIER}
+    assert record_id not in {i["id"] for i in store_items(world, NORTHPOWER, **on_esme_1)}
+    assert record_id in {i["id"] for i in store_items(world, SOUTHENERGY, **on_esme_1)}
+    assert record_id not in {i["id"] for i in store_items(world, NORTHPOWER, Scope.OTHERS)}
 
 
 def test_rule3_applies_to_smets1_and_to_gas_meters_alike(world: World) -> None:

@@ -21,7 +21,10 @@ deliberate breakages of `visibility_sql` is caught:
   - dropping `r.device_id == s.device_id`: an interval on any device grants visibility;
   - `Scope.OTHERS` not excluding own records: an own record shows up under scope=others.
 (Each of these was tried by hand, by patching `visibility_sql` in-process, and each made
-this test fail.)
+this test fail, when searches read `visibility_sql` alone. They now read the visibility
+index, whose re-derivation is what this test holds to `decide()`: a span's last instant left
+out of it fails here, on both engines (audit 60c), but `<=` in `held_clause`, which look-ups
+and watches still use, passed; test_rule_personas pins that end.)
 """
 
 from __future__ import annotations
