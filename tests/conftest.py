@@ -250,11 +250,11 @@ class StorePerExample:
         if self.engine is None:
             self.engine = open_store(self.url)
             return self.engine
-        from servicetrail.store import access_partitions, partitions, watch_matcher
+        from servicetrail.store import access_partitions
+        from servicetrail.store.remembered import forget_store
 
         # what the process remembers of the store at this URL is of the last example's
-        for known in (partitions._known, access_partitions._known, watch_matcher._watch_cache):
-            known.pop(str(self.engine.url), None)
+        forget_store(self.engine.url)
         if self.server is not None:  # as open_store does for a store made from a template
             access_partitions.ensure_access_months(self.engine, [datetime.now(timezone.utc)])
         return self.engine

@@ -19,10 +19,12 @@ from ..domain.times import months_from
 from .log_partitions import attach_log_months
 from .log_tables import log_checkpoint
 from .postgresql_errors import no_partition_for_row
+from .remembered import remembered_by_url
 
 AHEAD_MONTHS = 3
 _NAME = re.compile(r"^access_log_p(\d{4})_(\d{2})$")
-_known: dict[str, set[str]] = {}  # per database URL: months (`YYYY-MM`) known to exist
+# per database URL: months (`YYYY-MM`) known to exist
+_known: dict[str, set[str]] = remembered_by_url({})
 
 
 def partition_name(month: str) -> str:

@@ -16,6 +16,7 @@ from .access_partitions import is_access_partition
 from .log_partitions import LOCK_LOGS, attach_log_months, drop_log_month, is_log_partition
 from .limits import StoreBusy
 from .postgresql_errors import no_partition_for_row, psycopg_error
+from .remembered import remembered_by_url
 from .log_records import FAMILY as RECORD_FAMILY
 from ..signing import Signer, log_prefix
 from ..domain.times import seconds_text
@@ -33,7 +34,7 @@ _NAME = re.compile(r"^(sat_record|sat_payload|sat_visibility)_p(\d{4})_(\d{2})$"
 # hours: a store restored meanwhile from an older backup lost months still believed in, and
 # the run stopped at its next batch of one (now forgotten, and made again by the batch's
 # replay: `forgot_if_unpartitioned`)
-_known: dict[str, set[tuple[int, int]]] = {}
+_known: dict[str, set[tuple[int, int]]] = remembered_by_url({})
 
 
 def _next(year: int, month: int) -> tuple[int, int]:

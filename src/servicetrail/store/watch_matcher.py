@@ -22,6 +22,7 @@ from .. import settings
 from ..domain.ids import MAX_ID
 from ..domain.watches import Candidate, PartyWatches, Watch
 from .engine import foreign_keys_planned_once, refuse_if_changed_under_us
+from .remembered import remembered_by_url
 from .schema import sqlite_time
 from .watch_sql import (
     indexed_candidates,
@@ -50,7 +51,7 @@ class _Cached:
     kinds: list[str]  # every kind some watch asks for
 
 
-_watch_cache: dict[str, _Cached] = {}
+_watch_cache: dict[str, _Cached] = remembered_by_url({})
 
 
 def _watch_index(conn: Connection) -> _Cached:
