@@ -138,6 +138,23 @@ def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_en
     assert audit(pg_engine, "servicetrail/sat").findings == []
 
 
+@starts_with_personas
+def test_a_month_whose_partitions_were_dropped_by_hand_is_named_not_retried(pg_engine):
+    """Partitions dropped by hand, the month's log kept: the writer took the month for not
+    retired (leaves), `ensure_months` for retired (checkpoints, no partitions), and a load
+    failed twice with "no partition of relation sat_record found for row" (60e). It is
+    refused once, naming the month and what to do."""
+    from servicetrail.store.engine import StoreError
+
+    load_personas(pg_engine)
+    seal_store(pg_engine)
+    with pg_engine.begin() as conn:
+        for table in ("sat_record", "sat_payload", "sat_visibility"):
+            conn.execute(text(f"DROP TABLE {table}_p2025_02"))
+    with pytest.raises(StoreError, match="partitions of 2025-02 are gone.* backup"):
+        load_personas(pg_engine)
+
+
 def test_db_upgrade_seals_what_0009_brought_into_the_logs(db_at_revision, monkeypatch, tmp_path):
     """Records stored before the logs are queued by 0009; `db upgrade` seals them, so that
     their proofs are there at once (a 409 until a server's first seal, a minute or more after

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from .access_partitions import is_access_partition
+from .engine import StoreError
 from .log_partitions import LOCK_LOGS, attach_log_months, drop_log_month, is_log_partition
 from .limits import StoreBusy
 from .postgresql_errors import no_partition_for_row, psycopg_error
@@ -81,6 +82,7 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
     wanted = {(t.year, t.month) for t in times}
     if wanted <= known:
         return
+    asked = set(wanted)
     now = datetime.now(timezone.utc)
     wanted |= {_add_months(now.year, now.month, i) for i in range(AHEAD_MONTHS + 1)}
     with engine.begin() as conn:
@@ -98,6 +100,7 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
             if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
         ]
         retired = _retired(conn, made)
+        _refuse_if_dropped_by_hand(conn, asked & retired)
         for year, month in sorted(wanted - made - retired):
             for table in tables:
                 _attach_month(conn, table, year, month)
@@ -129,6 +132,28 @@ def _retired(conn: Connection, made: set[tuple[int, int]]) -> set[tuple[int, int
         text("SELECT DISTINCT month FROM log_checkpoint WHERE family = 'sat'")
     ).scalars()
     return {(int(m[:4]), int(m[5:7])) for m in sealed} - made
+
+
+class MonthDroppedByHand(StoreError):
+    """A month's partitions are gone and its log is not: not retention's doing."""
+
+
+def _refuse_if_dropped_by_hand(conn: Connection, retired: set[tuple[int, int]]) -> None:
+    """MonthDroppedByHand for the first of these months (taken for retired: checkpoints, no
+    partitions) whose log still holds leaves. Retention drops a month's leaves with its
+    partitions, in one transaction; the writer takes a month with leaves for not retired
+    (store.writer), so its rows were written, found no partition, and the batch failed twice
+    with PostgreSQL's words alone (60e)."""
+    for year, month in sorted(retired):
+        name = f"{year:04d}-{month:02d}"
+        leaves = text("SELECT 1 FROM log_leaf WHERE family = :family AND month = :month LIMIT 1")
+        if conn.execute(leaves, {"family": RECORD_FAMILY, "month": name}).first() is not None:
+            raise MonthDroppedByHand(
+                f"the store's partitions of {name} are gone but its log still holds their "
+                "records' leaves: they were dropped by hand, not by retention (which drops a "
+                f"month's log with them); restore {name}'s sat_record, sat_payload and "
+                "sat_visibility partitions from a backup, then load again"
+            )
 
 
 def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
