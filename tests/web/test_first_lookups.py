@@ -4,6 +4,7 @@ and the kept places are in tests/web/test_gate.py, through the gate)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from servicetrail.web.first_lookups import FirstLookups
 
@@ -86,3 +87,27 @@ def test_a_remembered_networks_look_ups_are_bounded_by_its_own_budget_though_the
     assert flood == [True] * 2 + [False] * 8  # its own 2, then none: not the budget's spare
     assert fresh == [True] * 10  # not held back by the held network's place ahead of it
     assert lookups.waiting() == {} and lookups._member_waiting == {}
+
+
+def test_a_request_let_go_is_under_way_at_once_so_its_networks_others_wait_for_its_answer():
+    """Counted as under way only once its request ran again: a wait that ran out in between
+    (a loaded loop runs the turn's timer and the waits' in one pass) found no look-up under way
+    and refused the network's other request, which was to go with its answer (a browser's
+    three requests: [200, 429, 429], tests/web/test_gate.py at CI, sessions 57 and 60)."""
+    lookups = FirstLookups(rate=10, burst=1)
+    network = "203.0.113.0/24"
+
+    async def a_turn_and_a_wait_due_at_once():
+        assert await lookups.take("192.0.2.0/24", 1.0)  # the budget's next a tenth of a second on
+        first = asyncio.create_task(lookups.take(network, 0.2))
+        other = asyncio.create_task(lookups.take(network, 0.2))
+        await asyncio.sleep(0.01)  # both wait, the turn's timer set
+        time.sleep(0.3)  # the loop held, as a loaded machine holds it: the turn and waits due
+        assert await first
+        await asyncio.sleep(0.05)
+        waiting_for_the_answer = not other.done()
+        lookups.let_through(network)  # the first's credential found
+        lookups.looked_up(network)
+        return waiting_for_the_answer, await other
+
+    assert asyncio.run(a_turn_and_a_wait_due_at_once()) == (True, True)
