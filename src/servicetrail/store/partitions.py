@@ -144,9 +144,9 @@ def _refuse_if_dropped_by_hand(conn: Connection, retired: set[tuple[int, int]]) 
     partitions, in one transaction; the writer takes a month with leaves for not retired
     (store.writer), so its rows were written, found no partition, and the batch failed twice
     with PostgreSQL's words alone (60e)."""
+    leaves = text("SELECT 1 FROM log_leaf WHERE family = :family AND month = :month LIMIT 1")
     for year, month in sorted(retired):
         name = f"{year:04d}-{month:02d}"
-        leaves = text("SELECT 1 FROM log_leaf WHERE family = :family AND month = :month LIMIT 1")
         if conn.execute(leaves, {"family": RECORD_FAMILY, "month": name}).first() is not None:
             raise MonthDroppedByHand(
                 f"the store's partitions of {name} are gone but its log still holds their "

@@ -378,8 +378,8 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
                 copies.setdefault((request_id, kind, digest), []).append(key)
     # what was stored before migration 0004 has no identity ('') nor digest (legacy ids)
     legacy: dict[tuple[Any, ...], list[int]] = {}
-    for request_id, kind, logged_at, key, _, record_id in [s for s in stored if s[4] is None]:
-        if key == "":
+    for request_id, kind, logged_at, key, digest, record_id in stored:
+        if digest is None and key == "":
             legacy.setdefault((request_id, kind, logged_at), []).append(record_id)
     legacy_copies = _legacy_copies(driver, postgres, rows, legacy) if legacy else set()
     new: list[Row] = []
