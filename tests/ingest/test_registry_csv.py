@@ -552,6 +552,47 @@ def test_a_value_under_a_column_the_header_leaves_unnamed_is_rejected(cli, engin
     assert rows(engine, "SELECT party_id FROM party WHERE party_id = 'EAST'") == []
 
 
+def test_a_trailing_comma_on_each_record_but_not_the_header_holds_nothing(cli, engine, tmp_path):
+    """Some exports end every record, not the header, with a comma: an empty field past the
+    last column, which was refused as "5 fields; the header names 4" (audit 61e). It holds
+    nothing and loads, in all three files, a correction given twice included (the load's
+    look-ahead reads it too); a reload finds duplicates, and a value there is still refused."""
+    users = write(
+        tmp_path / "users.csv",
+        USERS_HEADER.replace("\n", "\r\n")
+        + f"{NORTH_IS},NORTH,North plc,IS,\r\n{WIRES_ED},WIRES,Wires,ED, \r\n",
+    )
+    devices = write(tmp_path / "devices.csv", DEVICES_HEADER + f"{METER},ESME,2,,\n")
+    resp = write(
+        tmp_path / "resp.csv",
+        RESP_HEADER + f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,,\n"
+        f"{METER},WIRES,network_operator,2025-01-01T00:00:00Z,,\n"
+        f"{METER},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z,\n",
+    )
+    for kind, path, said in (
+        ("users", users, "loaded 2, rejected 0"),
+        ("devices", devices, "loaded 1, rejected 0"),
+        ("responsibilities", resp, "loaded 2, rejected 0, skipped 1 duplicates"),
+    ):
+        result = cli("load", kind, path)
+        assert result.exit_code == 0 and result.stdout.startswith(said), result.output
+        again = cli("load", kind, path)
+        assert again.exit_code == 0 and "loaded 0, rejected 0" in again.stdout, again.output
+    assert rows(engine, "SELECT party_id, name FROM party ORDER BY party_id") == [
+        ("NORTH", "North plc"),
+        ("WIRES", "Wires"),
+    ]
+    held = rows(engine, "SELECT party_id, valid_to FROM responsibility ORDER BY party_id")
+    assert [(p, to if to is None else stored_time(to)) for p, to in held] == [
+        ("NORTH", when("2025-03-01T00:00:00Z")),
+        ("WIRES", None),
+    ]
+    extra = write(tmp_path / "extra.csv", USERS_HEADER + f"{SOUTH_IS},SOUTH,South,IS,,x\n")
+    assert cli("load", "users", extra).exit_code == 1
+    [entry] = rejects_of(tmp_path / "extra.rejects.jsonl")
+    assert "6 fields; the header names 4" in entry["reason"]
+
+
 def test_load_unknown_kind_and_missing_file_are_usage_errors(cli, tmp_path):
     result = cli("load", "parties", tmp_path / "x.csv")
     assert result.exit_code == 2

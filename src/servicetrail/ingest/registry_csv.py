@@ -370,6 +370,16 @@ def field_left_unnamed(header: list[str], values: list[str]) -> int | None:
     return None
 
 
+def field_past_header(header: list[str], values: list[str]) -> int | None:
+    """The first field (counting from 1) past the header's last column that holds a value, if
+    any. A trailing comma on each record but not on the header, as some exports write, holds
+    none: such a record was refused as having a field more than the header (audit 61e)."""
+    for i in range(len(header), len(values)):
+        if values[i].strip():
+            return i + 1
+    return None
+
+
 def repeated_intervals(
     stream: IO[bytes], name: str, parties: Container[str] | None = None
 ) -> dict[IntervalKey, LastWord]:
@@ -398,7 +408,9 @@ def repeated_intervals(
     parse = RESPONSIBILITIES.parser(header)
 
     def taken_alone(values: list[str]) -> IntervalRow | None:
-        if len(values) > len(header) or field_left_unnamed(header, values) is not None:
+        if len(values) > len(header) and field_past_header(header, values) is not None:
+            return None
+        if field_left_unnamed(header, values) is not None:
             return None
         try:
             row = cast(IntervalRow, parse(values))

@@ -318,11 +318,11 @@ def _parsed_batches(
     parse: registry_csv.RowParser,
     header: list[str],
 ) -> Iterator[ParsedBatch]:
-    """A record with more values than the header has columns is refused, as no column would
-    say what the rest are (one with fewer lacks its optional last columns), and so is one
-    with a value under a column the header leaves unnamed (a trailing comma, as Excel
-    writes, names none): read as absent, a `valid_to` there opened the interval (review
-    28d)."""
+    """A record with a value past the header's last column is refused, as no column would
+    say what it is (one with fewer lacks its optional last columns; empty fields past the
+    last, a trailing comma, hold nothing), and so is one with a value under a column the
+    header leaves unnamed (a trailing comma, as Excel writes, names none): read as absent,
+    a `valid_to` there opened the interval (review 28d)."""
     columns = len(header)
     unnamed = not all(header)  # a column the header leaves unnamed: checked only then
     for chunk in _batches(records, settings.current().registry_batch):
@@ -334,7 +334,7 @@ def _parsed_batches(
                 refused.append((line, problem, raw))
                 continue
             assert isinstance(raw, bytes)  # only a record without values is a Span
-            if len(values) > columns:
+            if len(values) > columns and registry_csv.field_past_header(header, values):
                 refused.append((line, f"{len(values)} fields; the header names {columns}", raw))
                 continue
             if unnamed and (field := registry_csv.field_left_unnamed(header, values)):
