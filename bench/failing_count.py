@@ -6,7 +6,8 @@ their records (audit 59f: only those of records the Party may still see are coun
     .venv/bin/python bench/failing_count.py --deliveries 20000 --engine postgresql --port 20530
     .venv/bin/python bench/failing_count.py --deliveries 20000 --engine sqlite
 
-Prints the median of 7 reads (ms) and what they said, both times. A throwaway store: a new
+Prints the median of 7 reads (ms) and what they said, both times (on PostgreSQL, the visible
+backlog is timed before and after the outbox is analysed). A throwaway store: a new
 PostgreSQL server (on --port, else a free one) or a SQLite file in a temporary folder.
 """
 
@@ -55,6 +56,10 @@ def failing_backlog(url: str, deliveries: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(webhook_outbox).values(attempts=1, last_error="answered 503"))
     try:
+        if engine.dialect.name == "postgresql":  # as a backlog that came in minutes finds it
+            print("visible, outbox not analysed", *timed(engine))
+            with engine.begin() as conn:  # as autovacuum does, within a minute or so
+                conn.exec_driver_sql("ANALYZE webhook_outbox")
         print("visible", *timed(engine))
         with engine.begin() as conn:  # SOUTHENERGY's supply of ESME-1 ended in May after all
             load_responsibility(

@@ -266,6 +266,76 @@ def test_failing_deliveries_a_correction_hid_are_not_counted(world: World) -> No
     assert failing() is None  # what fails is all hidden: nothing shown failing
 
 
+def _failing_and_work(world: World) -> tuple[dict | None, int | None]:
+    """The watch's `failing` as the Watches page reads it and, on SQLite, the virtual-machine
+    instructions of that read (None on PostgreSQL, whose plans of tables this small are no
+    measure: the backlog's size is timed in bench/failing_count.py)."""
+    with world.engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        sqlite = world.engine.dialect.name == "sqlite"
+        if sqlite:
+            driver.set_progress_handler(count, 1)
+        try:
+            listed = list_watches(conn, SOUTHENERGY, with_state=True)
+        finally:
+            if sqlite:
+                driver.set_progress_handler(None, 0)
+    return listed[0]["webhook"]["failing"], steps if sqlite else None
+
+
+def test_a_hidden_failing_backlog_is_read_with_the_same_work_whatever_its_length(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 61c: the count of failing deliveries asked the rule of every one of the watch's
+    failed deliveries until it had counted enough visible ones: a backlog a correction hid was
+    walked whole on every Watches page, `watch list` and webhook state (20,000: 0.3-0.4 s on
+    PostgreSQL). It now looks at a window of the deliveries due next, and the last error at a
+    window of those retried last, whatever lies behind them (a window of 4 here)."""
+    monkeypatch.setattr(store_watches, "FAILING_WINDOW", 4)
+    add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    may, june = t("2025-05-01T00:00:00Z"), t("2025-06-01T00:00:00Z")
+    o = webhook_outbox.c
+    shown = []
+    for first, hidden in ((0, 10), (10, 40)):
+        _supply_until(world, None)  # shown again while more are matched
+        append(world, *(lk_request(n, at=june) for n in range(first, first + hidden)))
+        if first == 0:
+            append(world, lk_request(1_000, at=may))  # event 11, which stays visible
+        match_all(world)
+        _supply_until(world, june)  # June's records hidden from SOUTHENERGY
+        with world.engine.begin() as conn:  # all failed; the visible one retried last
+            failed = {"attempts": 1, "last_error": "answered 503", "next_attempt_at": may}
+            conn.execute(update(webhook_outbox).values(failed))
+            last = {"attempts": 4, "last_error": "no answer", "next_attempt_at": june}
+            conn.execute(update(webhook_outbox).where(o.event_id == 11).values(last))
+        shown.append(_failing_and_work(world))
+    (after_10, work_10), (after_50, work_50) = shown
+    # at least the one it sees: more wait than the window held, whether visible or not
+    assert (
+        after_10
+        == after_50
+        == {
+            "waiting": 1,
+            "at_least": True,
+            "attempts": 4,
+            "last_error": "no answer",
+        }
+    )
+    assert work_10 == work_50  # 50 hidden cost what 10 did (counted on SQLite)
+    with world.engine.begin() as conn:  # retried first now: the newest 4 are all hidden
+        conn.execute(update(webhook_outbox).where(o.event_id == 11).values(next_attempt_at=may))
+        later = t("2025-05-02T00:00:00Z")
+        conn.execute(update(webhook_outbox).where(o.event_id != 11).values(next_attempt_at=later))
+    assert _failing_and_work(world)[0] == after_10  # its error read from the window due next
+
+
 def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagged(
     world: World,
 ) -> None:

@@ -22,7 +22,7 @@ from .outbox import delete_deliveries_of
 from .outbox_gone import GONE_REASON
 from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
-from .watch_sql import failed_deliveries, kept_gone, newest_record_id
+from .watch_sql import failed_window, kept_gone, newest_record_id
 from .watch_tables import MATCHER_CURSOR, watch, watch_cursor, watch_event, webhook_outbox
 from .upsert import dialect_insert
 
@@ -162,18 +162,27 @@ def list_watches(
     ]
 
 
-MOST_FAILING_SHOWN = 1000  # counted up to this many a watch: the count is read, not walked
+MOST_FAILING_SHOWN = 1000  # counted up to this many a watch, then "at least"
+FAILING_WINDOW = MOST_FAILING_SHOWN + 1  # the failed deliveries a read looks at, at most
 
 
 def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Per watch with deliveries that failed and wait for a retry: how many (up to
-    MOST_FAILING_SHOWN, then "at least"), and the attempts and error of the one retried last.
-    A receiver that does not answer (or a name that does not resolve) is otherwise seen
-    nowhere for days of retries. One statement finds the watches with any (a page of 200
-    healthy watches made 200 reads), then two short index reads each of those: a dead
-    receiver's 100,000 pending deliveries walked in full cost its Party's Watches page
-    seconds (review 22e). Only deliveries of records the Party may still see are counted
-    (watch_sql.failed_deliveries)."""
+    """Per watch with deliveries that failed and wait for a retry: how many of its Party's
+    records (up to MOST_FAILING_SHOWN, then "at least"), and the attempts and error of the one
+    retried last. A receiver that does not answer (or a name that does not resolve) is
+    otherwise seen nowhere for days of retries. One statement finds the watches with any (a
+    page of 200 healthy watches made 200 reads), then two reads of at most FAILING_WINDOW
+    deliveries each of those (watch_sql.failed_window): a dead receiver's 100,000 pending
+    deliveries walked in full cost its Party's Watches page seconds (review 22e), and so did
+    20,000 that a correction hid (audit 61c).
+
+    Bounded, the answer is what the windows hold: the count, of the FAILING_WINDOW due next,
+    those the Party may see ("at least" as soon as the window is full, whatever it held: it
+    says no more of what lies past the window than a count of visible ones would); the last
+    error, of the first visible one of the FAILING_WINDOW retried last, else of the window
+    due next (new failures are retried soonest, behind old ones hidden late in the schedule).
+    A watch none of whose deliveries in either window its Party may see is shown not failing,
+    until the deliverer drops the hidden ones as they come due."""
     o = webhook_outbox.c
     if not watch_ids:
         return {}
@@ -182,22 +191,22 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
         select(watch.c.id).where(watch.c.id.in_(watch_ids), retried).order_by(watch.c.id)
     ).scalars()
     failing = {}
-    seen = failed_deliveries()  # of records the watch's Party may still see
+    postgresql = conn.dialect.name == "postgresql"
     for watch_id in list(with_failures):
-        latest = conn.execute(
-            # the retry scheduled last: the last to fail
-            seen.order_by(o.next_attempt_at.desc()).limit(1),
-            {"watch_id": watch_id},
-        ).first()
+        asked = {"watch_id": watch_id, "window": FAILING_WINDOW}
+        latest = conn.execute(failed_window(True, postgresql), asked).first()
+        due_next = conn.execute(failed_window(False, postgresql), asked).all()
+        seen = [row for row in due_next if row.visible]
+        if latest is None and seen:
+            last = max(seen, key=lambda row: row.next_attempt_at)
+            key = and_(o.watch_id == watch_id, o.event_id == last.event_id)
+            latest = conn.execute(select(o.attempts, o.last_error).where(key)).first()
         if latest is None:
             continue
-        some = seen.limit(MOST_FAILING_SHOWN + 1).subquery()
-        waiting = conn.execute(
-            select(func.count()).select_from(some), {"watch_id": watch_id}
-        ).scalar_one()
         failing[watch_id] = {
-            "waiting": min(waiting, MOST_FAILING_SHOWN),
-            "at_least": waiting > MOST_FAILING_SHOWN,
+            # one the Party may see is there, if only past the window due next
+            "waiting": min(max(len(seen), 1), MOST_FAILING_SHOWN),
+            "at_least": len(due_next) == FAILING_WINDOW,
             "attempts": latest.attempts,
             "last_error": latest.last_error or "",
         }

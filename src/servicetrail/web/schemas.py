@@ -154,7 +154,9 @@ class WatchList(BaseModel):
 
 class FailingDeliveries(BaseModel):
     waiting: int = Field(description="deliveries waiting for a retry after a failed attempt")
-    at_least: bool = Field(description="true when more wait than `waiting` (counted to 1000)")
+    at_least: bool = Field(
+        description="true when more may wait than `waiting` (the 1,001 due next are looked at)"
+    )
     attempts: int = Field(description="the attempts of the delivery retried last")
     last_error: str = Field(
         description="its last error: the status answered, the URL refused, or no answer"
