@@ -29,6 +29,7 @@ from tests import personas as P
 from tests.web.screen import PASSWORD, signed_in
 from tests.webhooks.receiver import Receiver
 from tests.personas import starts_with_personas
+from tests.live_server import wait_until
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -1450,7 +1451,7 @@ def test_an_attempt_whose_loop_stalled_after_its_dispatch_still_leaves_its_lease
 
 
 @starts_with_personas
-def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
+def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine, caplog) -> None:
     """PostgreSQL fails one transaction of a deadlock: a round so failed paused the worker,
     and what it had leased came due again when the lease ended, minutes later and sent
     twice. It runs again at once. The deadlock here is with a transaction of the test's,
@@ -1491,16 +1492,24 @@ def test_a_round_failed_to_break_a_deadlock_runs_again(pg_engine) -> None:
             failures.append(e)
 
     mark = "SELECT 1 FROM webhook_outbox WHERE watch_id = :w AND event_id = :e FOR UPDATE"
-    with pg_engine.connect() as other:
+    log_waited_for = text(
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = 'access_log'::regclass"
+        " AND NOT granted)"
+    )
+    with pg_engine.connect() as other, caplog.at_level("INFO", logger="servicetrail.webhooks"):
         other.execute(text("SET deadlock_timeout = '20s'"))
         other.execute(text("LOCK TABLE access_log IN SHARE MODE"))
         round_ = threading.Thread(target=settle, daemon=True)
         round_.start()
-        round_.join(0.5)  # the round holds both, and its lease's entry waits for the log
+        # the round holds both, and its lease's entry waits for the log: seen in pg_locks.
+        # A fixed 0.5 s was too short for a round late to start (under load): the test then
+        # took the delivery first, no deadlock formed, and it passed having tested nothing
+        assert wait_until(lambda: other.execute(log_waited_for).scalar_one(), 30), failures
         other.execute(text(mark), {"w": made["id"], "e": first})  # granted once it failed
         other.rollback()
-    round_.join(30)
+        round_.join(30)
     assert not round_.is_alive() and failures == [] and leased == [third]
+    assert "met another change in a deadlock; it runs again" in caplog.text
     with pg_engine.connect() as conn:
         assert pending_count(conn) == 1 and deliverer._outcomes == []
         assert [e.action for e in entries_after(conn, 0, 10)] == ["deliver"]
