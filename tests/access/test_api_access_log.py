@@ -207,6 +207,22 @@ def test_bad_access_log_parameters_are_422_naming_them(client, auditor, params, 
     assert answer.json()["parameter"] == parameter
 
 
+def test_a_party_id_in_lower_case_is_told_the_one_registered(client, auditor, np):
+    """Audit 60f: an auditor's `party_id=northpower` was "no such Party in the store", read
+    as a Party the store lacks. Party ids are upper case (SPEC section 4) and an auditor may
+    see every Party's name: still a 422, which says the one it meant. A Party the store does
+    not hold in any case is told no more; a Party's account reads its own entries, whatever
+    it asks for, as before."""
+    for typed in ("northpower", "NorthPower"):
+        said = client.get("/api/v1/access-log", headers=auditor, params={"party_id": typed})
+        assert said.status_code == 422 and said.json()["parameter"] == "party_id", said.text
+        assert "party ids are upper case: did you mean NORTHPOWER?" in said.text
+    nobody = client.get("/api/v1/access-log", headers=auditor, params={"party_id": "nobody"})
+    assert nobody.status_code == 422 and "did you mean" not in nobody.text
+    own = client.get("/api/v1/access-log", headers=np, params={"party_id": "wiresco"})
+    assert own.status_code == 200, own.text
+
+
 def test_the_access_log_needs_a_token(client):
     assert client.get("/api/v1/access-log").status_code == 401
 

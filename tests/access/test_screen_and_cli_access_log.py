@@ -378,6 +378,9 @@ def test_cli_reads_write_entries_and_access_log_prints_them(cli, engine, world):
     assert cli("access-log", "--from", "yesterday").exit_code == 2
     typo = cli("access-log", "--party", P.NORTHPOWER.lower())  # said "0 entries": nobody looked
     assert typo.exit_code == 2 and "unknown party" in typo.output and typo.stdout == ""
+    # party ids are upper case: told the one meant, which the operator may see (audit 60f)
+    assert f"party ids are upper case: did you mean '{P.NORTHPOWER}'?" in typo.stderr
+    assert "did you mean" not in cli("access-log", "--party", "nobody").stderr
 
 
 def test_cli_watch_events_and_triggers_log_their_options_as_typed_and_no_default(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from ..domain.ids import shown_code
+from ..domain.ids import party_case_hint, shown_code
 from ..sqlite_url import in_memory
 from ..store.engine import StoreError, make_engine, open_store
 from ..store.limits import StoreAway, StoreBusy, store_busy
@@ -161,14 +161,16 @@ def _seal_the_logs() -> None:
 
 
 def viewer_of(conn: Connection, party_id: str) -> Viewer:
+    from ..store.parties import party_meant
     from ..store.queries import viewer_for
 
     viewer = viewer_for(conn, party_id)
     if viewer is None:
         # the store named too: a newcomer's demo.db beside the default servicetrail.db was
         # "unknown party" with no word of which store was asked (audit 22d)
-        raise Failure(
-            f"unknown party {shown_code(party_id)} in the store {shown_store_url()} (--db names "
-            "another; 'servicetrail load users' adds Parties)"
-        )
+        unknown = f"unknown party {shown_code(party_id)} in the store {shown_store_url()}"
+        meant = party_meant(conn, party_id)
+        if meant is not None:  # the operator's command: every Party is its to see
+            raise Failure(f"{unknown}: {party_case_hint(shown_code(meant))}")
+        raise Failure(f"{unknown} (--db names another; 'servicetrail load users' adds Parties)")
     return viewer

@@ -196,6 +196,13 @@ def party_id(value: str) -> str:
     return value
 
 
+def party_case_hint(meant: str) -> str:
+    """What a typed Party ID in the wrong case is told, `meant` (shown as the caller shows
+    IDs) being the registered one: party ids are upper case (SPEC section 4), and a lower-case
+    `northpower` was "no such Party", read as a Party the store lacks (audit 60f)."""
+    return f"party ids are upper case: did you mean {meant}?"
+
+
 def role_code(value: str) -> str:
     """A User Role code (IS, ED, OU, or a future one): 1-16 ASCII letters, digits, `_` or `-`,
     upper-cased."""

@@ -24,10 +24,12 @@ from ..domain.access_log import (
     bounded_actor,
     bounded_filters,
 )
+from ..domain.ids import party_case_hint
 from ..domain.search import MAX_PAGE, Cursor
 from ..domain.visibility import Viewer
 from .access_tables import EVERY_PARTYS_ENTRIES, access_log
 from .access_writer import insert_in_transaction, write_committed, write_in_transaction
+from .parties import party_meant
 from .read_transaction import read_as, time_limit
 from .schema import party, sqlite_time
 
@@ -217,7 +219,17 @@ def entries_page(
 
 
 class NoSuchParty(ValueError):
-    """An auditor asked for the entries of a Party the store does not hold."""
+    """An auditor asked for the entries of a Party the store does not hold; `meant`: the one
+    it holds of that ID in upper case, if any (an auditor may see every Party's name)."""
+
+    def __init__(self, party_id: str, meant: str | None = None) -> None:
+        super().__init__(party_id)
+        self.meant = meant
+
+    def words(self) -> str:
+        """What the API and the screen say of it."""
+        hint = f"; {party_case_hint(self.meant)}" if self.meant else ""
+        return f"no such Party in the store{hint}"
 
 
 def readable_page(
@@ -234,7 +246,7 @@ def readable_page(
     "nobody looked" (audit 25d)."""
     asked_party = asked.party_id
     if reader_party is None and asked_party and not _party_exists(conn, asked_party):
-        raise NoSuchParty(asked_party)
+        raise NoSuchParty(asked_party, party_meant(conn, asked_party))
     party = reader_party if reader_party is not None else (asked_party or None)
     return entries_page(conn, replace(asked, party_id=party), limit, cursor)
 

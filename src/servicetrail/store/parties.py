@@ -25,6 +25,17 @@ def party_names(conn: Connection, party_ids: Iterable[str | None]) -> dict[str, 
     return {party_id: name for party_id, name in rows}
 
 
+def party_meant(conn: Connection, typed: str) -> str | None:
+    """The registered Party whose ID is `typed` in upper case, when `typed` is not: party ids
+    are upper-case ASCII (SPEC section 4). ASCII's upper case alone: Python's took a long s
+    ("\u017f") for an S. A look-up by primary key."""
+    if not typed.isascii() or typed == typed.upper():
+        return None
+    meant = typed.upper()
+    found = conn.execute(select(party.c.party_id).where(party.c.party_id == meant)).scalar()
+    return None if found is None else str(found)
+
+
 def party_ids(engine: Engine) -> set[str]:
     """Every Party the registry knows (a few hundred: the DCC's Users)."""
     with engine.connect() as conn:

@@ -63,8 +63,8 @@ def access_log(
         try:
             asked = EntryFilter(party_id, period.time_from, period.time_to)
             entries, next_cursor = readable_page(conn, own_party, asked, limit, after)
-        except NoSuchParty:
-            raise ParameterError("party_id", "no such Party in the store") from None
+        except NoSuchParty as e:
+            raise ParameterError("party_id", e.words()) from None
     body = {
         "items": [entry_json(e) for e in entries],
         "next_cursor": next_cursor.encode() if next_cursor else None,

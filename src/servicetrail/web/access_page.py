@@ -218,8 +218,8 @@ def _entries(
             if own_party is not None and any(_watch_of(e) is not None for e in entries):
                 names = {w["id"]: w["name"] for w in list_watches(conn, own_party)}
             parties = party_names(conn, (e.party_id for e in entries)) if own_party is None else {}
-    except NoSuchParty:
-        return Found([], errors={"party": "no such Party in the store"})
+    except NoSuchParty as e:
+        return Found([], errors={"party": e.words()})
     except SearchTooBroad as e:
         narrow = narrower(
             ("a shorter period", False),
