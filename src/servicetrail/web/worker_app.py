@@ -25,7 +25,13 @@ def app_for_store(url: str) -> FastAPI:
 
     quiet_repeated_warnings()  # in each worker's own logging
     engine = open_store(url)
-    app = create_app(engine, deliveries=True)
+    try:
+        app = create_app(engine, deliveries=True)
+    except BaseException:
+        # open_store's connection stayed pooled until the engine was collected: a worker
+        # that uvicorn starts again, or a test, holds it meanwhile (audit 59j)
+        engine.dispose()
+        raise
     serving = app.router.lifespan_context
 
     @asynccontextmanager
