@@ -386,17 +386,18 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     row: PostgreSQL does not turn a subquery with an OFFSET into a join.
 
     `postgresql`: the window is a range of (watch, retry time) pairs as well, which only the
-    `(watch_id, next_attempt_at)` index can take (`due_deliveries`'s reason): on an outbox not
-    analysed since a backlog came, PostgreSQL sorted all 200,000 for the window (0.3-0.5 s), and
-    analysed, it walked `ix_webhook_outbox_next_attempt_at`, every watch's rows, for this
-    one's."""
+    `(watch_id, next_attempt_at)` index can take as its condition (`due_deliveries`'s reason):
+    with one watch in the outbox, PostgreSQL walked `ix_webhook_outbox_next_attempt_at` and
+    filtered the watch, as it would every other watch's rows. Not mended by it: an outbox
+    PostgreSQL has never analysed is taken for empty, and the watch's whole backlog is sorted
+    for the window (200,000: 0.3-0.5 s) until autovacuum analyses it (BENCHMARKS.md, 61c)."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
     watch_id = bindparam("watch_id", type_=BigInteger)
     order = o.next_attempt_at.desc() if newest_first else o.next_attempt_at
     which = [o.watch_id == watch_id]
-    if postgresql:  # the index whose order is the window's, however stale the statistics
+    if postgresql:  # a range that the index in the window's order alone can take
         pair = tuple_(o.watch_id, o.next_attempt_at)
         which += [
             pair >= tuple_(watch_id, literal_column("'-infinity'::timestamptz")),
