@@ -12,7 +12,11 @@ once, and one Party has a bounded number of downloads open.
 from __future__ import annotations
 
 import re
+import socket
 import statistics
+from urllib.parse import urlencode
+
+import httpx
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,8 +24,14 @@ from sqlalchemy import text
 
 from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
-from servicetrail.store.accounts import create_account, create_token
+from servicetrail.store.accounts import (
+    change_password,
+    create_account,
+    create_token,
+    revoke_tokens,
+)
 from servicetrail.store.writer import append_records
+from servicetrail.web import downloads
 from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, PartyLimits
 
@@ -36,12 +46,10 @@ VICTIM_SEARCH = f"/api/v1/records?device_id={P.ESME_1}&limit=20"
 PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 rows make a 4 MB report
 
 
-@pytest.fixture
-@starts_with_personas
-def world(engine):
-    world = P.load_personas(engine)
+def store_requests(engine, users, count: int = 2000) -> None:
+    """`count` DUIS-sized requests of each User ID in `users`, its own report's rows."""
     with engine.begin() as conn:
-        for user in ATTACKERS.values():
+        for user in users:
             append_records(
                 conn,
                 [
@@ -57,20 +65,41 @@ def world(engine):
                         "",
                         PAYLOAD,
                     )
-                    for n in range(2000)
+                    for n in range(count)
                 ],
             )
+
+
+@pytest.fixture
+@starts_with_personas
+def world(engine):
+    world = P.load_personas(engine)
+    store_requests(engine, ATTACKERS.values())
     return world
+
+
+def made_tokens(engine, parties) -> dict[str, str]:
+    made = {}
+    with engine.begin() as conn:
+        for party in parties:
+            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
+            made[party] = create_token(conn, f"user_{party.lower()}")
+    return made
 
 
 @pytest.fixture
 def tokens(engine, world) -> dict[str, str]:
-    made = {}
-    with engine.begin() as conn:
-        for party in (*ATTACKERS, VICTIM):
-            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
-            made[party] = create_token(conn, f"user_{party.lower()}")
-    return made
+    return made_tokens(engine, (*ATTACKERS, VICTIM))
+
+
+@pytest.fixture
+@starts_with_personas
+def one_report(engine) -> dict[str, str]:
+    """NORTHPOWER's 4 MB report alone, and tokens of NORTHPOWER and WIRESCO: a quarter of
+    `world`'s rows, for the tests of one download."""
+    P.load_personas(engine)
+    store_requests(engine, [P.NP_IS])
+    return made_tokens(engine, (P.NORTHPOWER, P.WIRESCO))
 
 
 def victim_searches(server: LiveServer, token: str, count: int = 20) -> list[float]:
@@ -122,7 +151,7 @@ def test_stalled_downloads_hold_no_connection_and_other_parties_keep_their_speed
         assert status == 200 and body.count(PAYLOAD.encode()) == 2000
 
 
-def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
+def test_one_party_has_at_most_its_bound_of_downloads_open(engine, one_report):
     app = create_app(engine)
     bound = app.state.limits.bounds.download
     with LiveServer(app) as server:
@@ -130,29 +159,30 @@ def test_one_party_has_at_most_its_bound_of_downloads_open(engine, tokens):
         for _ in range(
             bound
         ):  # one after the other: generating a report is the Party's one heavy piece of work
-            stalled.append(server.stalled_get(REPORT, tokens[P.NORTHPOWER]))
+            stalled.append(server.stalled_get(REPORT, one_report[P.NORTHPOWER]))
             assert wait_until(lambda: generating(app) == 0, 10)
         try:
             assert all(head.startswith(b"HTTP/1.1 200") for _, head in stalled)
-            status, body, took = server.get(REPORT, tokens[P.NORTHPOWER])
+            status, body, took = server.get(REPORT, one_report[P.NORTHPOWER])
             assert (
                 status == 429 and b"report downloads open" in body and took < 2
             )  # at once, not queued
-            sock, refused = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=4096)
+            sock, refused = server.stalled_get(REPORT, one_report[P.NORTHPOWER], first_read=4096)
             sock.close()
             assert b"\r\nretry-after: 10\r\n" in refused.lower()
-            status, _, _ = server.get(REPORT, tokens[P.WIRESCO])  # another Party is not held back
+            # another Party is not held back
+            status, _, _ = server.get(REPORT, one_report[P.WIRESCO])
             assert status == 200
         finally:
             for sock, _ in stalled:
                 sock.close()
         assert wait_until(lambda: app.state.limits.held() == {}, 2)
-        assert server.get(REPORT, tokens[P.NORTHPOWER])[0] == 200
+        assert server.get(REPORT, one_report[P.NORTHPOWER])[0] == 200
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_once(
-    engine, tokens, db_url
+    engine, one_report, db_url
 ):
     """The report's statement is held up (a lock on PostgreSQL); its client goes. The
     statement is cancelled and its connection let go at once, not when the lock is lifted.
@@ -161,7 +191,7 @@ def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_onc
     app = create_app(engine)
     with LiveServer(app) as server, engine.connect() as locker:
         locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
-        sock, _ = server.stalled_get(REPORT, tokens[P.NORTHPOWER], first_read=0)
+        sock, _ = server.stalled_get(REPORT, one_report[P.NORTHPOWER], first_read=0)
         assert wait_until(lambda: generating(app) == 2 and engine.pool.checkedout() == 2, 10), (
             app.state.limits.held(),
             engine.pool.status(),
@@ -177,11 +207,13 @@ def test_a_client_that_goes_while_the_database_works_frees_its_connection_at_onc
         locker.rollback()
 
 
-def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tokens, use_settings):
+def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(
+    engine, one_report, use_settings
+):
     use_settings(SERVICETRAIL_SEND_TIMEOUT=1)
     app = create_app(engine)
     with LiveServer(app) as server:
-        sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
+        sock, head = server.stalled_get(REPORT, one_report[P.NORTHPOWER])
         try:
             assert head.startswith(b"HTTP/1.1 200")
             assert wait_until(
@@ -194,12 +226,79 @@ def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(engine, tok
             sock.close()
 
 
-def test_a_client_that_goes_part_way_is_said_cut_off(engine, tokens, caplog) -> None:
+def stalled_web_report(server: LiveServer, username: str) -> socket.socket:
+    """A signed-in browser that asks the screen for its report, reads its head and no more."""
+    base = f"http://127.0.0.1:{server.port}"
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        form = browser.get("/login").text
+        browser.post(
+            "/login",
+            data={
+                "username": username,
+                "password": "correct horse battery staple",
+                "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', form).group(1),
+            },
+        )
+        page = browser.get("/report").text
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    body = urlencode(
+        {
+            "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1),
+            "from": "2020-01-01",
+            "to": "2030-01-01",
+        }
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        f"POST /report HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("how", ["token revoked", "password changed"])
+def test_a_download_is_cut_off_once_its_credential_no_longer_holds(
+    engine, one_report, caplog, monkeypatch, how
+):
+    """A download outlives its request, as a stream does: a slow client read the whole report
+    at its pace after its token was revoked or its password changed (audit 61d). It is cut
+    off at the next look at its credential (every second; here every 0.05 s), its slot given
+    back."""
+    monkeypatch.setattr(downloads, "credential_recheck_seconds", lambda: 0.05)
+    token, account = one_report[P.NORTHPOWER], f"user_{P.NORTHPOWER.lower()}"
+    app = create_app(engine)
+    with LiveServer(app) as server:
+        if how == "token revoked":
+            sock, head = server.stalled_get(REPORT, token)
+            assert head.startswith(b"HTTP/1.1 200")
+        else:
+            sock = stalled_web_report(server, account)
+        try:
+            assert wait_until(lambda: app.state.limits.held() == {"download": 1}, 10)
+            with engine.begin() as conn:
+                if how == "token revoked":
+                    revoke_tokens(conn, tokens=[token])
+                else:
+                    change_password(conn, account, "another long password")
+            assert wait_until(lambda: app.state.limits.held() == {}, 2), app.state.limits.held()
+            said = f"own report of {P.NORTHPOWER} cut off: its token or session ended"
+            assert wait_until(lambda: said in caplog.text, 2), caplog.text
+        finally:
+            sock.close()
+
+
+def test_a_client_that_goes_part_way_is_said_cut_off(engine, one_report, caplog) -> None:
     """A client that closed its connection after the first bytes was taken for a download
     that had ended: nothing said it was cut off (audit 27b). One that takes it all is not."""
     app = create_app(engine)
     with LiveServer(app) as server:
-        sock, head = server.stalled_get(REPORT, tokens[P.NORTHPOWER])
+        sock, head = server.stalled_get(REPORT, one_report[P.NORTHPOWER])
         assert head.startswith(b"HTTP/1.1 200")
         sock.close()
         assert wait_until(lambda: app.state.limits.held() == {}, 10)
@@ -208,7 +307,7 @@ def test_a_client_that_goes_part_way_is_said_cut_off(engine, tokens, caplog) -> 
             caplog.text
         )
         caplog.clear()
-        status, body, _ = server.get(REPORT, tokens[P.WIRESCO])
+        status, body, _ = server.get(REPORT, one_report[P.WIRESCO])
         assert status == 200 and body
         assert wait_until(lambda: app.state.limits.held() == {}, 10)
         assert "cut off" not in caplog.text
@@ -216,7 +315,7 @@ def test_a_client_that_goes_part_way_is_said_cut_off(engine, tokens, caplog) -> 
 
 @pytest.mark.parametrize("path", ["/api/v1/reports/own.csv", "/report"])
 def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
-    engine, tokens, use_settings, path
+    engine, one_report, use_settings, path
 ):
     """Nothing is sent before the report's first piece exists, so a report that runs out of
     time is answered with a status and a message, not a download that stops short."""
@@ -224,7 +323,9 @@ def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
     app = create_app(engine)
     with TestClient(app) as client:
         if path.startswith("/api"):
-            answer = client.get(REPORT, headers={"Authorization": f"Bearer {tokens[P.NORTHPOWER]}"})
+            answer = client.get(
+                REPORT, headers={"Authorization": f"Bearer {one_report[P.NORTHPOWER]}"}
+            )
             assert answer.status_code == 422 and answer.json()["error"] == "search_too_broad"
         else:
             with engine.begin() as conn:

@@ -117,9 +117,11 @@ def _expired(created_at: datetime, last_seen_at: datetime, now: datetime) -> boo
 
 
 def load_session(
-    conn: Connection, session_id: str | None, now: datetime | None = None
+    conn: Connection, session_id: str | None, now: datetime | None = None, *, seen: bool = True
 ) -> WebSession | None:
-    """The live session behind a cookie value, or None. An expired one is deleted on sight."""
+    """The live session behind a cookie value, or None. An expired one is deleted on sight.
+    `seen`: the session's user is at work, so its idle time starts again; a download asking
+    whether its session still holds (web.downloads) is not, and writes nothing."""
     if not session_id or len(session_id) > 200:
         return None
     now = now or now_utc()
@@ -135,9 +137,10 @@ def load_session(
     if row is None:
         return None
     if _expired(row.created_at, row.last_seen_at, now):
-        conn.execute(delete(web_session).where(w.id_hash == digest))
+        if seen:
+            conn.execute(delete(web_session).where(w.id_hash == digest))
         return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
+    if seen and now - row.last_seen_at >= TOUCH_EVERY:
         conn.execute(update(web_session).where(w.id_hash == digest).values(last_seen_at=now))
     return WebSession(*row)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import Connection, Engine
 
 from .. import settings
 from ..domain.ids import COUNTER_PATTERN, EUI64_TEXT, InvalidValue
@@ -25,8 +27,9 @@ from ..domain.visibility import Scope, Viewer
 from ..security import token_digest
 from ..domain.access_log import Reader
 from ..store.accounts import TokenHolder, holder_for_token
+from ..store.engine import reading
 from ..store.logged_reads import logged_read
-from .downloads import ReportDownload, report_download_headers
+from .downloads import CredentialEnded, ReportDownload, report_download_headers
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
 from .params import (
@@ -154,6 +157,30 @@ def _token_holder(request: Request) -> TokenHolder:
         seen_credentials(request).remember(token, share_of(party_id, holder.username))
     request.state.actor = holder.username
     return holder
+
+
+def token_viewer(conn: Connection, token: str, party_id: str) -> Viewer | None:
+    """The token's Party as it stands now (its User IDs may have changed); None once the token
+    is revoked, its account disabled, or it acts for another Party. Asked again by the answers
+    that outlive their request: an event stream, a report download."""
+    holder = holder_for_token(conn, token)
+    held = holder.viewer if holder is not None else None
+    return held if held is not None and held.party_id == party_id else None
+
+
+def _token_still_held(engine: Engine, token: str, party_id: str) -> Callable[[], bool]:
+    def still_held() -> bool:
+        with reading(engine) as conn:
+            return token_viewer(conn, token, party_id) is not None
+
+    return still_held
+
+
+def _report_refused(failure: Exception) -> Response | None:
+    """A token that ended while its report was made is answered as any request of it is."""
+    if isinstance(failure, CredentialEnded):
+        raise _unauthorized("invalid or revoked token")
+    return None
 
 
 AUDITOR_REFUSED = "an auditor's account reads the access log only, never SAT records"
@@ -391,4 +418,6 @@ def own_report(
         search.time_from,
         search.time_to,
         headers=report_download_headers(viewer.party_id, search.time_from, search.time_to),
+        on_error=_report_refused,
+        still_held=_token_still_held(engine_of(request), bearer_token(request), viewer.party_id),
     )

@@ -17,6 +17,11 @@ counts the rows the spool holds, is stored (SPEC section 8: before the first byt
 report that fails (its time limit, a busy bound) is answered with a status and a message
 like any request, and the entry counts exactly what is sent: counted first and read after,
 in two transactions, a report sent the records an ingest stored in between uncounted.
+
+A download outlives its request, as an event stream does, so it asks again whether its token
+or session still holds (state.credential_recheck_seconds): revoked, its account disabled or
+its password changed, it is cut off there, not sent on at its client's pace to the end (a
+slow client went on reading a whole report for as long as it liked).
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from ..domain.access_log import Reader
 from ..domain.times import compact_time
 from ..domain.visibility import Viewer
 from ..store.engine import reading
-from ..store.limits import StoreBusy
+from ..store.limits import StoreBusy, store_busy
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
+from .state import credential_recheck_seconds
 from .stopping import ServerRestarting
 
 log = logging.getLogger("servicetrail.web")
@@ -227,8 +233,10 @@ class ReportDownload(Response):
         time_to: datetime,
         headers: dict[str, str],
         on_error: Callable[[Exception], Response | None] | None = None,
+        still_held: Callable[[], bool] | None = None,
     ) -> None:
         self.engine, self.limits, self.viewer = engine, limits, viewer
+        self.still_held = still_held  # whether the credential it was asked with holds now
         self.read = ReportRead(viewer, reader, filters)
         self.time_from, self.time_to = time_from, time_to
         self.on_error = on_error
@@ -303,10 +311,28 @@ class ReportDownload(Response):
                 failure = ServerRestarting()
                 cancel.cancel()
 
+            async def watch_the_credential(cancel: anyio.CancelScope) -> None:
+                nonlocal failure
+                if self.still_held is None:
+                    return
+                while True:
+                    await anyio.sleep(credential_recheck_seconds())
+                    try:
+                        held = await anyio.to_thread.run_sync(self.still_held)
+                    except Exception as e:
+                        if store_busy(e) is None:
+                            raise
+                        continue  # asked again at the next look
+                    if not held and not all_sent:
+                        failure = failure or CredentialEnded()
+                        cancel.cancel()
+                        return
+
             async with anyio.create_task_group() as group:
                 group.start_soon(send_report, group.cancel_scope)
                 group.start_soon(watch_for_disconnect, group.cancel_scope)
                 group.start_soon(give_way_to_a_stop, group.cancel_scope)
+                group.start_soon(watch_the_credential, group.cancel_scope)
         except Busy as e:
             failure = e
         finally:
@@ -339,6 +365,15 @@ def report_download_headers(party_id: str, start: datetime, end: datetime) -> di
     party = re.sub(r"[^A-Za-z0-9_-]", "_", party_id)
     name = f"servicetrail-own-{party}-{compact_time(start)}-{compact_time(end)}.csv"
     return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+class CredentialEnded(Exception):
+    """The download's token or session no longer holds."""
+
+    def __str__(self) -> str:
+        return (
+            "its token or session ended (revoked, account disabled, password changed or signed out)"
+        )
 
 
 class ClientGone(ConnectionError):

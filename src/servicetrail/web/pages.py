@@ -24,7 +24,7 @@ from ..store.logged_reads import LoggedRead, logged_read
 from ..store.parties import party_names
 from ..store.queries import registry_of
 from .device_page import own_intervals, timeline
-from .downloads import ReportDownload, report_download_headers
+from .downloads import CredentialEnded, ReportDownload, report_download_headers
 from .errors import ParameterError
 from .exchange_edges import exchange_edges, held_during
 from .fairness import Busy, limits_of
@@ -54,7 +54,7 @@ from .proofs_page import proof_mark
 from .query_guard import nul_in, shows_nul_beside
 from .rendering import error_page, render, too_busy
 from .search_back import back_of, search_href
-from .signin import SignedIn, Who, checked_form, web_reader
+from .signin import SignedIn, Who, checked_form, session_still_held, to_login, web_reader
 from .state import engine_of, reader_of
 
 PAGE_SIZE = min(50, DEFAULT_PAGE)
@@ -546,6 +546,8 @@ def report(
             return too_busy(request, who, failure)
         if isinstance(failure, SearchTooBroad):
             return refused({"from": REPORT_STOPPED.format(seconds_text(failure.seconds))})
+        if isinstance(failure, CredentialEnded):  # as any page of an ended session
+            return to_login(request)
         return None
 
     return ReportDownload(
@@ -558,4 +560,5 @@ def report(
         wanted.time_to,
         headers=report_download_headers(who.viewer.party_id, wanted.time_from, wanted.time_to),
         on_error=shown_on_the_form,
+        still_held=session_still_held(request, who.viewer.party_id),
     )

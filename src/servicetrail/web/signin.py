@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..domain.access_log import Reader
 from ..domain.visibility import Viewer
 from ..store import sessions
+from ..store.engine import reading
 from ..store.parties import party_name
 from ..store.limits import SearchTooBroad, store_busy
 from ..store.queries import viewer_for
@@ -58,6 +59,20 @@ class SignedInAuditor:
     party_name: str = "Auditor"
     unread: int = 0
     auditor: ClassVar[bool] = True
+
+
+def session_still_held(request: Request, party_id: str) -> Callable[[], bool]:
+    """Whether the request's session is still the Party's, asked again later (a download's
+    state.credential_recheck_seconds): a password changed, the account disabled or signed
+    out ends it."""
+    engine, cookie = engine_of(request), request.cookies.get(SESSION_COOKIE)
+
+    def still_held() -> bool:
+        with reading(engine) as conn:
+            session = sessions.load_session(conn, cookie, seen=False)
+        return session is not None and session.party_id == party_id
+
+    return still_held
 
 
 def web_reader(who: SignedIn) -> Reader:

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from fastapi import Request
 from sqlalchemy.engine import Connection, Engine
 
+from .. import settings
 from ..security import token_digest
 from ..signing import signer_for
 from ..store.engine import reading
@@ -29,6 +30,14 @@ def store_url(request: Request) -> str:
 def verifier_key(request: Request) -> str:
     """The store's current verifier key (signing.SigningKeyError if there is none to make)."""
     return signer_for(store_url(request)).verifier_key
+
+
+def credential_recheck_seconds() -> float:
+    """How often an answer that outlives its request (an event stream, a report download sent
+    at its client's pace) asks the store again whether its token or session still holds: as
+    often as a request would (SERVICETRAIL_TOKEN_CACHE_SECONDS), at least every second, so
+    that a revocation, a disabled account or a changed password ends it within that time."""
+    return max(settings.current().token_cache_seconds, 1.0)
 
 
 def reader_of(request: Request) -> AbstractContextManager[Connection]:

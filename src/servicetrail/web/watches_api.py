@@ -36,11 +36,10 @@ from ..store.watches import (
 )
 from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
-from ..store.accounts import holder_for_token
 from ..store.engine import reading
 from ..store.limits import store_busy
 from ..store.logged_reads import LoggedRead, logged_read
-from .api import ERRORS, ViewerDep, api_reader, bearer_token
+from .api import ERRORS, ViewerDep, api_reader, bearer_token, token_viewer
 from .errors import ParameterError
 from .fairness import Slots, limits_of
 from .param_schemas import whole_number_schema
@@ -54,7 +53,7 @@ from .schemas import (
     WebhookState,
     inline_schema,
 )
-from .state import engine_of, reader_of
+from .state import credential_recheck_seconds, engine_of, reader_of
 from .stopping import ServerStopping
 
 log = logging.getLogger("servicetrail.web")
@@ -326,9 +325,8 @@ class _StreamReads:
         `/events` showed them (audit 59f)."""
         with reading(self.engine) as conn:
             if check_token:
-                holder = holder_for_token(conn, self.token)
-                held = holder.viewer if holder is not None else None
-                if held is None or held.party_id != self.viewer.party_id:
+                held = token_viewer(conn, self.token, self.viewer.party_id)
+                if held is None:
                     return None
                 self.viewer = held
             # counted into `sent`, whose entry is written when the stream ends
@@ -366,7 +364,7 @@ async def _event_stream(
     """The stream's body: pages of events as they come, a keep-alive comment when quiet; its
     closing access-log entry when it ends, however it ends."""
     stopping: ServerStopping = request.app.state.stopping
-    recheck_seconds = max(settings.current().token_cache_seconds, 1.0)
+    recheck_seconds = credential_recheck_seconds()
     checked_at = time.monotonic()
     try:
         position, quiet_since = start, time.monotonic()
