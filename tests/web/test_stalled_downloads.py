@@ -17,7 +17,6 @@ import statistics
 from urllib.parse import urlencode
 
 import httpx
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -46,8 +45,8 @@ VICTIM_SEARCH = f"/api/v1/records?device_id={P.ESME_1}&limit=20"
 PAYLOAD = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # DUIS-sized: 2,000 rows make a 4 MB report
 
 
-def store_requests(engine, users, count: int = 2000) -> None:
-    """`count` DUIS-sized requests of each User ID in `users`, its own report's rows."""
+def store_requests(engine, users) -> None:
+    """2,000 DUIS-sized requests of each User ID in `users`: a 4 MB own report each."""
     with engine.begin() as conn:
         for user in users:
             append_records(
@@ -65,7 +64,7 @@ def store_requests(engine, users, count: int = 2000) -> None:
                         "",
                         PAYLOAD,
                     )
-                    for n in range(count)
+                    for n in range(2000)
                 ],
             )
 
