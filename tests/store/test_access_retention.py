@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from servicetrail.domain.access_log import Reader, Tally
 from servicetrail.store import access_log as access_store
-from servicetrail.store import access_retention
+from servicetrail.store import access_partitions, access_retention
 from servicetrail.store import partitions
 from servicetrail.store.access_partitions import existing_access_months
 from servicetrail.store.access_retention import (
@@ -106,6 +106,25 @@ def test_an_access_month_wiped_by_hand_as_retention_wipes_is_named(engine, monke
         f"log {earlier} has no leaves, but checkpoints up to size 2, and no signed retirement",
         f"log {later} has no leaves, but checkpoints up to size 2, and no signed retirement",
     ]
+
+
+def test_an_access_month_whose_partition_was_dropped_by_hand_is_made_again(pg_engine, monkeypatch):
+    """The month's partition dropped by hand, its log kept: taken for retired (checkpoints,
+    no partition), no read made it again, and every read's entry failed, each API and web
+    read a 500 and each CLI read PostgreSQL's words (61b). A retired log is one with
+    checkpoints and no leaves, as for the trail and the seal: the month is made again, reads
+    go on, their leaves follow the log's, and `log verify` names each entry that went."""
+    month = _this_month()
+    _entries(pg_engine, monkeypatch, (month,), each=2)
+    seal_store(pg_engine)
+    with pg_engine.connect() as conn:
+        gone = conn.execute(select(access_log.c.id).order_by(access_log.c.id)).scalars().all()
+    with pg_engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE access_log_p{month[:4]}_{month[5:]}"))
+    access_partitions._known.pop(str(pg_engine.url), None)  # a read of another process
+    _entries(pg_engine, monkeypatch, (month,), each=1)
+    seal_store(pg_engine)
+    assert audit(pg_engine, PREFIX).findings == [f"access-entry {i} removed" for i in gone]
 
 
 def _wipe(engine, month: str) -> None:

@@ -16,8 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain.times import months_from
-from .log_partitions import attach_log_months
-from .log_tables import log_checkpoint
+from .log_partitions import attach_log_months, retired_logs
 from .postgresql_errors import no_partition_for_row
 from .remembered import remembered_by_url
 
@@ -77,7 +76,7 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
             conn.execute(text("SET LOCAL lock_timeout = '5s'"))
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
             made = existing_access_months(conn)
-            retired = _retired(conn, made)
+            retired = _retired(conn, wanted - made)
             for month in sorted(wanted - made - retired):
                 attach_month(conn, month)
             # their logs' too: an entry's leaf goes into its month's (store.log_partitions)
@@ -86,24 +85,23 @@ def ensure_access_months(engine: Engine, times: Iterable[datetime]) -> None:
     known |= made
 
 
-def _retired(conn: Connection, made: set[str]) -> set[str]:
-    """The months retention dropped (checkpoints, no partition): made again, they would take
-    entries no seal could ever take in (merkle_log.seal skips a retired log).
+def _retired(conn: Connection, months: set[str]) -> set[str]:
+    """Those of the months, none with a partition, that retention dropped: their logs are
+    retired (checkpoints and no leaves: log_partitions.retired_logs, as for the trail's and
+    the seal's). Made again, they would take entries no seal could ever take in
+    (merkle_log.seal skips a retired log), and retention would refuse them for ever
+    (UnsealedAccessMonths).
 
-    Told by their checkpoints, not by their retirements (log_retirement), which would tell a
-    month dropped by hand alone: a store restored from an older backup never holds checkpoints
-    of a month without its partition (checkpoints come after the month's entries, and
-    retention writes the retirement in the transaction that drops the partition), so the
-    months it lacks are made again. A month dropped by hand, made again with its log gone too,
-    would take entries no seal takes in, and retention would refuse it for ever
-    (UnsealedAccessMonths)."""
-    sealed = conn.execute(
-        log_checkpoint.select()
-        .with_only_columns(log_checkpoint.c.month)
-        .where(log_checkpoint.c.family == "access")
-        .distinct()
-    ).scalars()
-    return {str(m) for m in sealed} - made
+    Told by their logs, not by their retirements (log_retirement), which a month dropped by
+    hand lacks: a store restored from an older backup never holds checkpoints of a month
+    without its leaves, so the months it lacks are made again. So is a month whose partition
+    alone was dropped by hand, its log kept: taken for retired (checkpoints, no partition),
+    it was made again by no read, and every read's entry then failed, each a 500 (API and
+    web) or PostgreSQL's words (CLI). Made again, its reads go on, their leaves follow the
+    log's, and `log verify` names each entry that went with the partition."""
+    if not months:
+        return set()
+    return retired_logs(conn, "access", min(months)) & months
 
 
 def attach_month(conn: Connection, month: str) -> None:

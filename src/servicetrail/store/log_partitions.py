@@ -95,6 +95,39 @@ def drop_log_month(conn: Connection, family: str, month: str) -> None:
         conn.execute(text(f"DROP TABLE IF EXISTS {partition_name(table, family, month)}"))
 
 
+# A log is retired when it has checkpoints and no leaves: retention keeps a month's
+# checkpoints and drops its leaves with its entries, in one transaction; a seal skips such a
+# log (merkle_log.seal), a writer refuses its entries (store.writer), and neither
+# ensure_months nor ensure_access_months makes its partitions again. The months of
+# log_checkpoint are walked one by one on its (family, month) index, a few index probes a
+# month however many checkpoints a month holds.
+_RETIRED_SINCE = text(
+    "WITH RECURSIVE months(month) AS ("
+    " SELECT min(month) FROM log_checkpoint WHERE family = :family AND month >= :since"
+    " UNION ALL"
+    " SELECT (SELECT min(c.month) FROM log_checkpoint c"
+    "  WHERE c.family = :family AND c.month > months.month)"
+    " FROM months WHERE months.month IS NOT NULL"
+    ") SELECT month FROM months WHERE month IS NOT NULL AND NOT EXISTS ("
+    " SELECT 1 FROM log_leaf l WHERE l.family = :family AND l.month = months.month)"
+)
+_A_LEAF = text("SELECT 1 FROM log_leaf WHERE family = :family AND month = :month LIMIT 1")
+
+
+def retired_logs(conn: Connection, family: str, since: str) -> set[str]:
+    """The family's retired months (`YYYY-MM`) from `since` on: checkpoints and no leaves."""
+    return set(conn.execute(_RETIRED_SINCE, {"family": family, "since": since}).scalars())
+
+
+def logs_with_leaves(conn: Connection, family: str, months: set[str]) -> set[str]:
+    """Those of the family's months whose log holds a leaf (a probe a month)."""
+    return {
+        month
+        for month in months
+        if conn.execute(_A_LEAF, {"family": family, "month": month}).first() is not None
+    }
+
+
 # what dropping a partition locks: the tables, to the end of the transaction
 LOCK_LOGS = ", ".join(TABLES)
 
@@ -106,5 +139,7 @@ __all__ = [
     "existing_log_months",
     "is_log_partition",
     "logs_partitioned",
+    "logs_with_leaves",
+    "retired_logs",
     "partition_name",
 ]

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
+from .log_partitions import retired_logs
 from .log_records import FAMILY, hot_leaf
 from .merkle_log import QueuedLeaf, add_leaves, lock_family
 from .partitions import ensure_months, forgot_if_unpartitioned
@@ -261,20 +262,6 @@ _PAST_RETENTION = (
     "its month {month} is older than {newest}, a month removed by retention, which drops "
     "every month before its cutoff: a record of {month} is past it"
 )
-# The newest retired month from the batch's oldest on: a month whose log has checkpoints and
-# no leaves left (retention keeps a log's last checkpoint, and its leaves go with the month's
-# partitions). The months of log_checkpoint are walked one by one on its (family, month)
-# index, a few index probes a month, however many checkpoints a month holds.
-_PG_NEWEST_RETIRED = (
-    "WITH RECURSIVE months(month) AS ("
-    " SELECT min(month) FROM log_checkpoint WHERE family = %(family)s AND month >= %(oldest)s"
-    " UNION ALL"
-    " SELECT (SELECT min(c.month) FROM log_checkpoint c"
-    "  WHERE c.family = %(family)s AND c.month > months.month)"
-    " FROM months WHERE months.month IS NOT NULL"
-    ") SELECT max(month) FROM months WHERE month IS NOT NULL AND NOT EXISTS ("
-    " SELECT 1 FROM log_leaf l WHERE l.family = %(family)s AND l.month = months.month)"
-)
 
 
 def _month_of(at: datetime) -> str:
@@ -285,15 +272,14 @@ def _pg_month(micros: int) -> str:
     return _month_of(_pg_time(micros))
 
 
-def _retired_months(driver: Any, months: set[str]) -> dict[str, str]:
-    """Those of the batch's months (`YYYY-MM`) that retention has removed, or that are older
-    than a month it removed (PostgreSQL only has retention), each with its reason. Records of
-    a removed month were stored and then stayed unsealed for ever, and `log verify` said
-    nothing; records of an older month made its partitions again, and `log verify` then took
-    every removed month for damage (audit 37f)."""
-    with driver.cursor() as cursor:
-        cursor.execute(_PG_NEWEST_RETIRED, {"family": FAMILY, "oldest": min(months)})
-        (newest,) = cursor.fetchone()
+def _retired_months(conn: Connection, months: set[str]) -> dict[str, str]:
+    """Those of the batch's months (`YYYY-MM`) that retention has removed (their logs retired:
+    log_partitions.retired_logs), or that are older than a month it removed (PostgreSQL only
+    has retention), each with its reason. Records of a removed month were stored and then
+    stayed unsealed for ever, and `log verify` said nothing; records of an older month made
+    its partitions again, and `log verify` then took every removed month for damage (audit
+    37f)."""
+    newest = max(retired_logs(conn, FAMILY, min(months)), default=None)
     if newest is None:
         return {}
     return {
@@ -345,7 +331,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     retired: dict[str, str] = {}
     if postgres:
         days = [_pg_time(day * _DAY_US) for day in {row[0] // _DAY_US for row in rows}]
-        retired = _retired_months(driver, {_month_of(at) for at in days})
+        retired = _retired_months(conn, {_month_of(at) for at in days})
         # before the batch reads the trail (see there); not a retired month's: its records
         # are refused, and its partitions made again were dropped again by every retention
         ensure_months(conn.engine, [at for at in days if _month_of(at) not in retired])
