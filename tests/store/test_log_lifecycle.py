@@ -31,6 +31,7 @@ from servicetrail.store.partitions import drop_older_than, ensure_months, existi
 from servicetrail.store.schema import sat_record
 from servicetrail.store.writer import Conflict, append_records
 from tests.conftest import Cli
+from tests.intruder import intrude
 from tests.personas import load_personas, starts_with_personas
 from tests.store.test_merkle_log import check_every_leaf
 from tests.store.test_migrations import store_at
@@ -94,35 +95,12 @@ def test_retention_drops_a_months_log_and_keeps_its_last_checkpoint(pg_engine):
 
 
 @starts_with_personas
-def test_records_of_a_retired_month_are_refused_not_stored_unsealed(pg_engine):
-    """A new tree under a retired month's origin would contradict its kept checkpoints, so
-    records of that month could never be sealed: they are refused, with the reason (they
-    were stored, stayed queued for ever, and `log verify` said nothing)."""
-    load_personas(pg_engine)
-    seal_store(pg_engine)
-    with pg_engine.begin() as conn:
-        drop_older_than(conn, keep_months=1, signer=store_key(pg_engine))
-        stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
-    with pytest.raises(Conflict, match="removed by retention"):
-        load_personas(pg_engine)
-    # and the refused records made no partitions again, which the next retention dropped
-    # again and reported (audit of hostile inputs, session 17)
-    with pg_engine.begin() as conn:
-        assert drop_older_than(conn, keep_months=1, dry_run=True) == []
-    assert seal_store(pg_engine) == []
-    with pg_engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
-        assert conn.execute(select(func.count()).select_from(sat_record)).scalar() == stored
-    assert audit(pg_engine, "servicetrail/sat").findings == []
-
-
-@starts_with_personas
 def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_engine):
     """A batch checked its months for retired ones, then retention committed, then the batch
     made its months' partitions: it made the dropped months again, stored 1,773 records there
     that could never be sealed, and `log verify` failed for good (audit 25a). A month with
     checkpoints and no partition is retired: it is not made again, and the batch's rows of
-    it fail, to be refused when it is replayed."""
+    it fail, to be refused when it is replayed (its log retired: checkpoints and no leaves)."""
     from servicetrail.store import partitions
 
     load_personas(pg_engine)
@@ -139,18 +117,72 @@ def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_en
 
 
 @starts_with_personas
-def test_a_month_whose_partitions_were_dropped_by_hand_is_named_not_retried(pg_engine):
-    """Partitions dropped by hand, the month's log kept: the writer took the month for not
-    retired (leaves), `ensure_months` for retired (checkpoints, no partitions), and a load
-    failed twice with "no partition of relation sat_record found for row" (60e). It is
-    refused once, naming the month and what to do."""
+def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it(
+    pg_url, pg_engine, tmp_path
+):
+    """Its partitions dropped by hand, its log kept. A load of the month: the writer took it
+    for not retired (leaves), `ensure_months` for retired (checkpoints, no partitions), and it
+    failed twice with "no partition of relation sat_record found for row" (60e); refused once
+    now, naming the month and what to do. `log verify` named each of its records removed, a
+    line each, and never the month; `db check` passed; retention, which walks the months by
+    their partitions, never saw it, and its log stayed for ever (61b). Both name it now, and
+    retention past the month retires its log as it would have the month's.
+
+    Then, as for every month retention retired: a new tree under its origin would contradict
+    its kept checkpoints, so records of it could never be sealed; they are refused, with the
+    reason (they were stored, stayed queued for ever, and `log verify` said nothing), and
+    make no partitions again, which the next retention dropped again and reported (audit of
+    hostile inputs, session 17)."""
     from servicetrail.store.engine import StoreError
+    from servicetrail.store.migrate import schema_differences
 
     load_personas(pg_engine)
     seal_store(pg_engine)
     with pg_engine.begin() as conn:
         for table in ("sat_record", "sat_payload", "sat_visibility"):
             conn.execute(text(f"DROP TABLE {table}_p2025_02"))
+    with pytest.raises(StoreError, match="partitions of 2025-02 are gone.* backup"):
+        load_personas(pg_engine)
+    said = "the store's partitions of 2025-02 are gone but its log still holds"
+    findings = audit(pg_engine, "servicetrail/sat").findings
+    assert findings[0].startswith(f"log servicetrail/sat/2025-02: {said}")
+    assert len(findings) > 1 and all(f.endswith(" removed") for f in findings[1:])
+    assert [p for p in schema_differences(pg_engine) if said in p] != []
+    done = Cli(pg_url, tmp_path)("retention", "--keep-months", "1")
+    assert done.exit_code == 0, done.output
+    assert "retired the log of 2025-02, whose partitions were dropped by hand" in done.output
+    assert audit(pg_engine, "servicetrail/sat").findings == []
+    with pg_engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
+    with pytest.raises(Conflict, match="removed by retention"):
+        load_personas(pg_engine)
+    with pg_engine.begin() as conn:
+        assert drop_older_than(conn, keep_months=1, dry_run=True) == []
+    assert seal_store(pg_engine) == []
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_pending)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(sat_record)).scalar() == stored
+    assert audit(pg_engine, "servicetrail/sat").findings == []
+
+
+@starts_with_personas
+def test_a_month_dropped_by_hand_before_its_first_seal_is_refused_too(pg_engine):
+    """Its log holds leaves and no checkpoint yet (an ingest stopped before its seal): taken
+    for a month never made, it was made again, empty, and took the next load's records past
+    the loss. Refused, as a month with checkpoints is."""
+    from servicetrail.store import partitions
+    from servicetrail.store.engine import StoreError
+
+    load_personas(pg_engine)
+    intrude(
+        pg_engine,
+        ("DELETE FROM log_checkpoint", {}),
+        *[
+            (f"DROP TABLE {table}_p2025_02", {})
+            for table in ("sat_record", "sat_payload", "sat_visibility")
+        ],
+    )
+    partitions._known.pop(str(pg_engine.url), None)
     with pytest.raises(StoreError, match="partitions of 2025-02 are gone.* backup"):
         load_personas(pg_engine)
 

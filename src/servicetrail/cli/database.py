@@ -18,7 +18,15 @@ from ..store.log_tables import log_pending
 from ..store.log_retirement import NoSigner, retirements_unsigned, sign_earlier_retirements
 from ..store.merkle_log import seal_store
 from ..store.other_sessions import other_sessions
-from ..store.partitions import UnsealedMonths, drop_months, months_to_sign, unsealed_months
+from ..store.partitions import (
+    UnsealedMonths,
+    drop_months,
+    month_name,
+    months_dropped_by_hand,
+    months_to_sign,
+    retention_cutoff,
+    unsealed_months,
+)
 from .commands import command, group
 from .common import Failure, signalled
 from .store_access import engine, engine_as_it_is, shown_store_url, store_url, with_db
@@ -227,6 +235,8 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
     again = f"servicetrail retention --keep-months {keep_months}" + (
         f" --access-log-keep-months {access_log_keep_months}" if access_log_keep_months else ""
     )
+    with store.connect() as conn:
+        by_hand = months_dropped_by_hand(conn, before=month_name(retention_cutoff(keep_months)))
     with Committing("of SAT records", again) as in_doubt:
         try:
             # each month's retirement is signed with the store's key; a command never makes one
@@ -255,6 +265,14 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
             click.echo(f"{verb} {name}")
         months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
         click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
+        for month in by_hand:
+            click.echo(
+                f"{'would retire' if dry_run else 'retired'} the log of {month}, whose "
+                "partitions were dropped by hand before this run (its records were gone "
+                "already; its checkpoints stay, its retirement signed, as for any month "
+                "retention drops)",
+                err=True,
+            )
         in_doubt.printed()
     if dry_run and months:
         with store.connect() as conn:

@@ -38,10 +38,12 @@ from ..domain.checkpoint import (
 from ..signing import ed25519_check
 from .engine import make_engine
 from .log_tree import StoredCheckpoint, all_checkpoints, verifier_keys
+from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import records_with_derived_fields
 from .log_kept import Kept
 from .merkle_log import FAMILIES, family_named
 from .log_roots import ROWS_A_FETCH, Note, Roots, roots
+from .partitions import dropped_by_hand_said, months_dropped_by_hand
 
 # below this many entries a worker process costs more (start-up, imports) than it saves
 PARALLEL_FROM = 200_000
@@ -85,6 +87,12 @@ def audit(
     kept = kept or Kept()
     result = Audit(findings=list(kept.findings))
     with engine.connect() as conn, _any_text(conn):
+        # first: each of their records is named removed below, a line each, and this says why
+        records = family_named(RECORD_FAMILY)
+        result.findings += [
+            f"log {records.origin(prefix, month)}: {dropped_by_hand_said(month)}"
+            for month in months_dropped_by_hand(conn)
+        ]
         bounds = {
             family.family: _id_bounds(conn, family.family, family.table) for family in FAMILIES
         }

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from .limits import StoreBusy
-from .partitions import is_partition
+from .partitions import dropped_by_hand_said, is_partition, months_dropped_by_hand
 from .reader_role import make_shared_role
 from .schema import metadata_for
 
@@ -268,6 +268,8 @@ def schema_differences(engine: Engine) -> list[str]:
         problems += _append_only_problems(conn)
         if conn.dialect.name == "postgresql":
             problems += _row_security_problems(conn)
+        # the partitions are left out above (they come and go with the months)
+        problems += [dropped_by_hand_said(month) for month in months_dropped_by_hand(conn)]
     return problems
 
 

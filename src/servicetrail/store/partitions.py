@@ -14,7 +14,15 @@ from sqlalchemy.exc import DBAPIError
 
 from .access_partitions import is_access_partition
 from .engine import StoreError
-from .log_partitions import LOCK_LOGS, attach_log_months, drop_log_month, is_log_partition
+from .log_partitions import (
+    LOCK_LOGS,
+    attach_log_months,
+    drop_log_month,
+    existing_log_months,
+    is_log_partition,
+    logs_with_leaves,
+    retired_logs,
+)
 from .limits import StoreBusy
 from .postgresql_errors import no_partition_for_row, psycopg_error
 from .remembered import remembered_by_url
@@ -99,14 +107,18 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
             for t in PARTITIONED
             if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
         ]
-        retired = _retired(conn, made)
-        _refuse_if_dropped_by_hand(conn, asked & retired)
-        for year, month in sorted(wanted - made - retired):
+        # neither a month retention dropped nor one dropped by hand is made again (see there)
+        missing = wanted - made
+        retired = _retired(conn, missing)
+        by_hand = _dropped_by_hand(conn, missing - retired)
+        _refuse_if_dropped_by_hand(asked & by_hand)
+        gone = retired | by_hand
+        for year, month in sorted(missing - gone):
             for table in tables:
                 _attach_month(conn, table, year, month)
         # the months' logs too: a record's leaf goes into its month's (store.log_partitions)
-        attach_log_months(conn, RECORD_FAMILY, {f"{y:04d}-{m:02d}" for y, m in wanted - retired})
-        made |= wanted - retired
+        attach_log_months(conn, RECORD_FAMILY, {month_name(month) for month in wanted - gone})
+        made |= wanted - gone
     known |= made
 
 
@@ -120,40 +132,85 @@ def forgot_if_unpartitioned(engine: Engine, error: BaseException) -> bool:
     return True
 
 
-def _retired(conn: Connection, made: set[tuple[int, int]]) -> set[tuple[int, int]]:
-    """The months retention has dropped: signed checkpoints of their records, and no
-    partitions. Made again, they took the records of a loader that had checked for retired
-    months before retention committed, records no seal could ever take in, and `log
-    verify` failed for good (audit 25a). Those rows now fail, and are refused on the
-    loader's replay."""
-    if conn.execute(text("SELECT to_regclass('log_checkpoint')")).scalar() is None:
+def month_name(month: tuple[int, int]) -> str:
+    return f"{month[0]:04d}-{month[1]:02d}"
+
+
+def _retired(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those of the months, none with partitions, that retention has dropped: their logs are
+    retired (checkpoints and no leaves: log_partitions.retired_logs, the writer's rule and the
+    seal's). Made again, they took the records of a loader that had checked for retired
+    months before retention committed, records no seal could ever take in, and `log verify`
+    failed for good (audit 25a). Those rows now fail, and are refused on the loader's
+    replay."""
+    if not months or conn.execute(text("SELECT to_regclass('log_checkpoint')")).scalar() is None:
         return set()  # a store mid-upgrade, before the logs
+    names = {month_name(month): month for month in months}
+    return {names[m] for m in retired_logs(conn, RECORD_FAMILY, min(names)) if m in names}
+
+
+def _dropped_by_hand(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those of the months, none with partitions, whose log still holds leaves: retention
+    drops a month's leaves with its partitions, in one transaction, so they were dropped by
+    hand. Not made again either: empty, they took the month's next records, and its ingest
+    went on past the loss (only `log verify` named the records gone)."""
+    if not months or conn.execute(text("SELECT to_regclass('log_leaf')")).scalar() is None:
+        return set()
+    names = {month_name(month): month for month in months}
+    return {names[m] for m in logs_with_leaves(conn, RECORD_FAMILY, set(names))}
+
+
+def months_dropped_by_hand(conn: Connection, before: str | None = None) -> list[str]:
+    """The trail's months (`YYYY-MM`, before `before` if given) whose partitions are gone
+    while their log still holds leaves: dropped by hand, not by retention. Empty on SQLite,
+    which has no partitions."""
+    if conn.dialect.name != "postgresql":
+        return []
+    logged = {
+        (int(m[:4]), int(m[5:7])) for m in existing_log_months(conn, RECORD_FAMILY)
+    } | _checkpointed(conn)
+    missing = {
+        month
+        for month in logged - existing_months(conn)
+        if before is None or month_name(month) < before
+    }
+    return sorted(month_name(month) for month in _dropped_by_hand(conn, missing))
+
+
+def _checkpointed(conn: Connection) -> set[tuple[int, int]]:
+    """The trail's months with checkpoints (their logs' partitions may be gone, on a store
+    whose logs are not partitioned yet)."""
+    if conn.execute(text("SELECT to_regclass('log_checkpoint')")).scalar() is None:
+        return set()
     sealed = conn.execute(
         text("SELECT DISTINCT month FROM log_checkpoint WHERE family = 'sat'")
     ).scalars()
-    return {(int(m[:4]), int(m[5:7])) for m in sealed} - made
+    return {(int(m[:4]), int(m[5:7])) for m in sealed}
 
 
 class MonthDroppedByHand(StoreError):
     """A month's partitions are gone and its log is not: not retention's doing."""
 
 
-def _refuse_if_dropped_by_hand(conn: Connection, retired: set[tuple[int, int]]) -> None:
-    """MonthDroppedByHand for the first of these months (taken for retired: checkpoints, no
-    partitions) whose log still holds leaves. Retention drops a month's leaves with its
-    partitions, in one transaction; the writer takes a month with leaves for not retired
-    (store.writer), so its rows were written, found no partition, and the batch failed twice
-    with PostgreSQL's words alone (60e)."""
-    leaves = text("SELECT 1 FROM log_leaf WHERE family = :family AND month = :month LIMIT 1")
-    for year, month in sorted(retired):
-        name = f"{year:04d}-{month:02d}"
-        if conn.execute(leaves, {"family": RECORD_FAMILY, "month": name}).first() is not None:
-            raise MonthDroppedByHand(
-                f"the store's partitions of {name} are gone but its log still holds their "
-                "records' leaves: they were dropped by hand, not by retention (which drops a "
-                f"month's log with them); restore {name}'s sat_record, sat_payload and "
-                "sat_visibility partitions from a backup, then load again"
-            )
+def dropped_by_hand_said(month: str) -> str:
+    """What is wrong with such a month (`YYYY-MM`), and what to do."""
+    return (
+        f"the store's partitions of {month} are gone but its log still holds their records' "
+        "leaves: they were dropped by hand, not by retention (which drops a month's log with "
+        f"them); restore {month}'s sat_record, sat_payload and sat_visibility partitions from a "
+        "backup"
+    )
+
+
+def _refuse_if_dropped_by_hand(months: set[tuple[int, int]]) -> None:
+    """MonthDroppedByHand for the first of these months (asked for, dropped by hand). The
+    writer takes a month with leaves for not retired (store.writer), so its rows were
+    written, found no partition, and the batch failed twice with PostgreSQL's words alone
+    (60e)."""
+    if months:
+        raise MonthDroppedByHand(
+            f"{dropped_by_hand_said(month_name(min(months)))}, then load again"
+        )
 
 
 def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
@@ -245,10 +302,17 @@ def patiently(attempt: Callable[[], T], tables: str, held_by: str) -> T:
         pause = min(RETENTION_PAUSE_MOST, pause * 2)
 
 
+def retention_cutoff(keep_months: int) -> tuple[int, int]:
+    """The first month retention keeps: `keep_months` whole months before the current one."""
+    now = datetime.now(timezone.utc)
+    return _add_months(now.year, now.month, -keep_months)
+
+
 def drop_older_than(
     conn: Connection, keep_months: int, dry_run: bool = False, signer: Signer | None = None
 ) -> list[str]:
-    """Drop whole months that ended more than `keep_months` months ago; returns what went.
+    """Drop whole months that ended more than `keep_months` months ago; returns what went
+    (the partitions; those of a month dropped by hand went before: its log goes now).
     `signer`: the store's key, which signs each month's retirement (NoSigner without it).
     On PostgreSQL each lock is waited for RETENTION_LOCK_WAIT at most. The months' watch
     events go first, under no lock of the logs'; then, in a savepoint tried again while a
@@ -257,11 +321,14 @@ def drop_older_than(
     and seals wait for those alone. (The leaves went by DELETE under the records' lock, and
     every batch's leaves and every seal waited for it, over an hour for a month at 700 reads
     a second; a lock missed then undid it all, and it began again: finding 52b 2.)"""
-    now = datetime.now(timezone.utc)
-    cutoff = _add_months(now.year, now.month, -keep_months)
+    cutoff = retention_cutoff(keep_months)
     old = [(year, month) for year, month in sorted(existing_months(conn)) if (year, month) < cutoff]
     names = [f"{table}_p{year:04d}_{month:02d}" for year, month in old for table in PARTITIONED]
-    if dry_run or not old:
+    # months whose partitions were dropped by hand before the cutoff: retention would have
+    # dropped them, and their logs go as theirs would have; left, nothing ever removed them
+    # and `log verify` named each of their records removed, run after run
+    by_hand = months_dropped_by_hand(conn, before=month_name(cutoff))
+    if dry_run or not (old or by_hand):
         return names
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
     # the watches' events of those records, with their deliveries still to make (the
@@ -269,7 +336,7 @@ def drop_older_than(
     # given up, and every round of the webhook worker walked them again (audit 21a)
     first_kept = datetime(*cutoff, 1, tzinfo=timezone.utc)
     conn.execute(watch_event.delete().where(watch_event.c.record_logged_at < first_kept))
-    months = [f"{year:04d}-{month:02d}" for year, month in old]
+    months = sorted([month_name(month) for month in old] + by_hand)
 
     def in_a_savepoint() -> None:
         with conn.begin_nested():
@@ -297,8 +364,8 @@ def _retire_and_drop(
     unsigned = months_to_sign(conn, months)
     if unsigned and signer is None:
         raise NoSigner(unsigned)
-    for month_name in months:  # each month's log goes with its records; its checkpoints stay
-        retire_month(conn, RECORD_FAMILY, month_name, signer, log_prefix())
+    for month in months:  # each month's log goes with its records; its checkpoints stay
+        retire_month(conn, RECORD_FAMILY, month, signer, log_prefix())
     conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)}, {LOCK_LOGS} IN ACCESS EXCLUSIVE MODE"))
     for name in names:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
