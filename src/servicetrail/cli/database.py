@@ -268,9 +268,8 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
         for month in by_hand:
             click.echo(
                 f"{'would retire' if dry_run else 'retired'} the log of {month}, whose "
-                "partitions were dropped by hand before this run (its records were gone "
-                "already; its checkpoints stay, its retirement signed, as for any month "
-                "retention drops)",
+                "partitions were dropped by hand, all or some, before this run (its "
+                "checkpoints stay, its retirement signed, as for any month retention drops)",
                 err=True,
             )
         in_doubt.printed()

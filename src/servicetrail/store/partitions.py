@@ -62,14 +62,34 @@ def _add_months(year: int, month: int, count: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
-def existing_months(conn: Connection) -> set[tuple[int, int]]:
+def existing_months(conn: Connection, table: str = "sat_record") -> set[tuple[int, int]]:
+    """The months with a partition of `table`."""
     rows = conn.execute(
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'sat_record'"
-        )
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :table"
+        ),
+        {"table": table},
     ).scalars()
     return {(int(m.group(2)), int(m.group(3))) for m in map(_NAME.match, rows) if m}
+
+
+def _tables(conn: Connection) -> list[str]:
+    """The partitioned tables the store has: one at an older schema (a migration's test, or
+    one mid-upgrade) lacks the newer ones."""
+    return [
+        t
+        for t in PARTITIONED
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
+    ]
+
+
+def _whole_months(conn: Connection, tables: list[str]) -> set[tuple[int, int]]:
+    """The months with a partition of each of the tables: one of them dropped by hand
+    (sat_payload's, say) left a month its records' rows could not all go into, and every
+    load of it stopped with PostgreSQL's words alone (61b)."""
+    held = [existing_months(conn, table) for table in tables]
+    return set.intersection(*held) if held else set()
 
 
 def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
@@ -99,14 +119,8 @@ def ensure_months(engine: Engine, times: Iterable[datetime]) -> None:
         conn.execute(text("SET LOCAL lock_timeout = '5s'"))
         # one creator at a time: two loaders racing to create the same month would fail
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('servicetrail.partitions'))"))
-        made = existing_months(conn)
-        # a store at an older schema (a migration's test, or one mid-upgrade) lacks the newer
-        # tables
-        tables = [
-            t
-            for t in PARTITIONED
-            if conn.execute(text("SELECT to_regclass(:t)"), {"t": t}).scalar() is not None
-        ]
+        tables = _tables(conn)
+        made = _whole_months(conn, tables)
         # neither a month retention dropped nor one dropped by hand is made again (see there)
         missing = wanted - made
         retired = _retired(conn, missing)
@@ -171,7 +185,7 @@ def months_dropped_by_hand(conn: Connection, before: str | None = None) -> list[
     } | _checkpointed(conn)
     missing = {
         month
-        for month in logged - existing_months(conn)
+        for month in logged - _whole_months(conn, _tables(conn))
         if before is None or month_name(month) < before
     }
     return sorted(month_name(month) for month in _dropped_by_hand(conn, missing))
@@ -195,10 +209,10 @@ class MonthDroppedByHand(StoreError):
 def dropped_by_hand_said(month: str) -> str:
     """What is wrong with such a month (`YYYY-MM`), and what to do."""
     return (
-        f"the store's partitions of {month} are gone but its log still holds their records' "
-        "leaves: they were dropped by hand, not by retention (which drops a month's log with "
-        f"them); restore {month}'s sat_record, sat_payload and sat_visibility partitions from a "
-        "backup"
+        f"the store's partitions of {month} are gone, all or some, but its log still holds "
+        "their records' leaves: they were dropped by hand, not by retention (which drops a "
+        f"month's log with them); restore those of {month}'s sat_record, sat_payload and "
+        "sat_visibility partitions that are missing from a backup"
     )
 
 
@@ -217,6 +231,9 @@ def _attach_month(conn: Connection, table: str, year: int, month: int) -> None:
     """The month's table with the partitioned table's columns, defaults and constraints; its
     indexes and row triggers come with the ATTACH, named as PARTITION OF names them."""
     name = f"{table}_p{year:04d}_{month:02d}"
+    attached = text("SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(:name)")
+    if conn.execute(attached, {"name": name}).first() is not None:
+        return  # the month's other tables' partitions were missing, not this one
     conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {name} "
@@ -328,6 +345,13 @@ def drop_older_than(
     # dropped them, and their logs go as theirs would have; left, nothing ever removed them
     # and `log verify` named each of their records removed, run after run
     by_hand = months_dropped_by_hand(conn, before=month_name(cutoff))
+    # those of their partitions left (one dropped by hand, the others not) go too
+    left = {(int(month[:4]), int(month[5:7])) for month in by_hand} - set(old)
+    names += [
+        f"{table}_p{year:04d}_{month:02d}"
+        for table in PARTITIONED
+        for year, month in sorted(left & existing_months(conn, table))
+    ]
     if dry_run or not (old or by_hand):
         return names
     conn.execute(text(f"SET LOCAL lock_timeout = '{RETENTION_LOCK_WAIT}'"))
@@ -336,7 +360,7 @@ def drop_older_than(
     # given up, and every round of the webhook worker walked them again (audit 21a)
     first_kept = datetime(*cutoff, 1, tzinfo=timezone.utc)
     conn.execute(watch_event.delete().where(watch_event.c.record_logged_at < first_kept))
-    months = sorted([month_name(month) for month in old] + by_hand)
+    months = sorted({month_name(month) for month in old} | set(by_hand))
 
     def in_a_savepoint() -> None:
         with conn.begin_nested():
