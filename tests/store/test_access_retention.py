@@ -113,7 +113,8 @@ def test_an_access_month_whose_partition_was_dropped_by_hand_is_made_again(pg_en
     no partition), no read made it again, and every read's entry failed, each API and web
     read a 500 and each CLI read PostgreSQL's words (61b). A retired log is one with
     checkpoints and no leaves, as for the trail and the seal: the month is made again, reads
-    go on, their leaves follow the log's, and `log verify` names each entry that went."""
+    go on, their leaves follow the log's, and `log verify` names each entry that went. Until
+    then, `log verify` names the month, as it does a month of the trail's."""
     month = _this_month()
     _entries(pg_engine, monkeypatch, (month,), each=2)
     seal_store(pg_engine)
@@ -121,6 +122,8 @@ def test_an_access_month_whose_partition_was_dropped_by_hand_is_made_again(pg_en
         gone = conn.execute(select(access_log.c.id).order_by(access_log.c.id)).scalars().all()
     with pg_engine.begin() as conn:
         conn.execute(text(f"DROP TABLE access_log_p{month[:4]}_{month[5:]}"))
+    named = f"log {_access_log_of(month)}: the access log's partition of {month} "
+    assert audit(pg_engine, PREFIX).findings[0].startswith(named)
     access_partitions._known.pop(str(pg_engine.url), None)  # a read of another process
     _entries(pg_engine, monkeypatch, (month,), each=1)
     seal_store(pg_engine)

@@ -16,7 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain.times import months_from
-from .log_partitions import attach_log_months, retired_logs
+from .log_partitions import (
+    attach_log_months,
+    existing_log_months,
+    logs_partitioned,
+    logs_with_leaves,
+    retired_logs,
+)
 from .postgresql_errors import no_partition_for_row
 from .remembered import remembered_by_url
 
@@ -104,6 +110,28 @@ def _retired(conn: Connection, months: set[str]) -> set[str]:
     return retired_logs(conn, "access", min(months)) & months
 
 
+def access_months_dropped_by_hand(conn: Connection) -> list[str]:
+    """The access log's months (`YYYY-MM`) whose partition is gone while their log still
+    holds leaves: dropped by hand, not by retention (which drops a month's leaves with its
+    entries). The next read of the current month makes its partition again (`_retired`); an
+    earlier month's stays gone, and `log verify` named each of its entries removed, never the
+    month (61b). Empty on SQLite."""
+    if conn.dialect.name != "postgresql" or not logs_partitioned(conn):
+        return []
+    gone = existing_log_months(conn, "access") - existing_access_months(conn)
+    return sorted(logs_with_leaves(conn, "access", gone))
+
+
+def access_dropped_by_hand_said(month: str) -> str:
+    """What is wrong with such a month, and what to do."""
+    return (
+        f"the access log's partition of {month} ({partition_name(month)}) is gone but its log "
+        "still holds its entries' leaves: it was dropped by hand, not by retention (which "
+        "drops a month's log with it); restore it from a backup, or let `servicetrail "
+        "retention --access-log-keep-months` retire the month once it is past"
+    )
+
+
 def attach_month(conn: Connection, month: str) -> None:
     """The month's table, with the log's columns and defaults, attached: its indexes and
     row trigger come with the ATTACH, which locks the log against other DDL alone."""
@@ -153,6 +181,8 @@ def once_more_if_unpartitioned(engine: Engine, append: Callable[[bool], None]) -
 
 __all__ = [
     "AHEAD_MONTHS",
+    "access_dropped_by_hand_said",
+    "access_months_dropped_by_hand",
     "attach_month",
     "ensure_access_months",
     "existing_access_months",

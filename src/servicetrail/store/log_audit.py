@@ -36,6 +36,8 @@ from ..domain.checkpoint import (
     verify_retirement,
 )
 from ..signing import ed25519_check
+from .access_partitions import access_dropped_by_hand_said, access_months_dropped_by_hand
+from .access_writer import ACCESS_FAMILY
 from .engine import make_engine
 from .log_tree import StoredCheckpoint, all_checkpoints, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
@@ -92,6 +94,10 @@ def audit(
         result.findings += [
             f"log {records.origin(prefix, month)}: {dropped_by_hand_said(month)}"
             for month in months_dropped_by_hand(conn)
+        ] + [
+            f"log {family_named(ACCESS_FAMILY).origin(prefix, month)}: "
+            + access_dropped_by_hand_said(month)
+            for month in access_months_dropped_by_hand(conn)
         ]
         bounds = {
             family.family: _id_bounds(conn, family.family, family.table) for family in FAMILIES

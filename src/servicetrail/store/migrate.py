@@ -15,6 +15,7 @@ from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from .access_partitions import access_dropped_by_hand_said, access_months_dropped_by_hand
 from .limits import StoreBusy
 from .partitions import dropped_by_hand_said, is_partition, months_dropped_by_hand
 from .reader_role import make_shared_role
@@ -270,6 +271,9 @@ def schema_differences(engine: Engine) -> list[str]:
             problems += _row_security_problems(conn)
         # the partitions are left out above (they come and go with the months)
         problems += [dropped_by_hand_said(month) for month in months_dropped_by_hand(conn)]
+        problems += [
+            access_dropped_by_hand_said(month) for month in access_months_dropped_by_hand(conn)
+        ]
     return problems
 
 
