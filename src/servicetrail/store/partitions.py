@@ -151,12 +151,12 @@ def month_name(month: tuple[int, int]) -> str:
 
 
 def _retired(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Those of the months, none with partitions, that retention has dropped: their logs are
-    retired (checkpoints and no leaves: log_partitions.retired_logs, the writer's rule and the
-    seal's). Made again, they took the records of a loader that had checked for retired
-    months before retention committed, records no seal could ever take in, and `log verify`
-    failed for good (audit 25a). Those rows now fail, and are refused on the loader's
-    replay."""
+    """Those of the months, not whole (a partition missing), that retention has dropped:
+    their logs are retired (checkpoints and no leaves: log_partitions.retired_logs, the
+    writer's rule and the seal's). Made again, they took the records of a loader that had
+    checked for retired months before retention committed, records no seal could ever take
+    in, and `log verify` failed for good (audit 25a). Those rows now fail, and are refused on
+    the loader's replay."""
     if not months or conn.execute(text("SELECT to_regclass('log_checkpoint')")).scalar() is None:
         return set()  # a store mid-upgrade, before the logs
     names = {month_name(month): month for month in months}
@@ -164,10 +164,10 @@ def _retired(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, i
 
 
 def _dropped_by_hand(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Those of the months, none with partitions, whose log still holds leaves: retention
-    drops a month's leaves with its partitions, in one transaction, so they were dropped by
-    hand. Not made again either: empty, they took the month's next records, and its ingest
-    went on past the loss (only `log verify` named the records gone)."""
+    """Those of the months, not whole (a partition missing), whose log still holds leaves:
+    retention drops a month's leaves with its partitions, in one transaction, so they were
+    dropped by hand. Not made again either: empty, they took the month's next records, and
+    its ingest went on past the loss (only `log verify` named the records gone)."""
     if not months or conn.execute(text("SELECT to_regclass('log_leaf')")).scalar() is None:
         return set()
     names = {month_name(month): month for month in months}
@@ -175,9 +175,9 @@ def _dropped_by_hand(conn: Connection, months: set[tuple[int, int]]) -> set[tupl
 
 
 def months_dropped_by_hand(conn: Connection, before: str | None = None) -> list[str]:
-    """The trail's months (`YYYY-MM`, before `before` if given) whose partitions are gone
-    while their log still holds leaves: dropped by hand, not by retention. Empty on SQLite,
-    which has no partitions."""
+    """The trail's months (`YYYY-MM`, before `before` if given) whose partitions are gone, all
+    or some, while their log still holds leaves: dropped by hand, not by retention. Empty on
+    SQLite, which has no partitions."""
     if conn.dialect.name != "postgresql":
         return []
     logged = {
