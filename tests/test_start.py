@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.conftest import sqlite_store_from
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Ctrl-C's KeyboardInterrupt, raised where Python's own handler raises it when the key comes
@@ -145,18 +147,35 @@ def test_the_list_of_commands_is_theirs_and_imports_none_of_them() -> None:
     assert shown.output.rstrip("\n") == listed
 
 
-def test_commands_that_make_no_party_reads_import_none_of_their_machinery() -> None:
+def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     """`accounts`, `tokens` and `load` imported the visibility rule's queries, the access log,
     its seal and the signing, as every command opening the store did, and `load` the DUIS
     reader (lxml) that only `ingest` uses: the contract check starts them some 50 times
-    (session 59)."""
+    (session 59). `accounts` and `tokens` imported the watches' module (the outbox, the
+    matcher's SQL) for `accounts disable`'s note, and `log key` the DUIS reader for `log
+    verify`'s (session 61). No command that works on the store alone imports the server or
+    the webhooks' worker: run, not only asked for its help, as a script runs it."""
     reads = {"servicetrail.store.queries", "servicetrail.store.merkle_log", "cryptography"}
-    accounts, tokens, load = _started(
-        ["accounts", "create", "--help"],
-        ["tokens", "create", "--help"],
+    watches = {"servicetrail.store.watches", "servicetrail.store.outbox"}
+    serving = {"servicetrail.web", "servicetrail.webhooks", "fastapi", "starlette", "aiohttp"}
+    url = sqlite_store_from(sqlite_template, tmp_path)
+    accounts, tokens, load, log_key = started = _started(
+        ["accounts", "list", "--db", url],  # a module for each family: `accounts create` too
+        ["tokens", "list", "--db", url],
         ["load", "users", "--help"],
+        ["log", "key", "--help"],
         preloaded=("sqlalchemy",),  # each opens the store: imported once, here
     )
+    assert [said.split()[:2] for said, _ in (accounts, tokens)] == [
+        ["ACCOUNT", "PARTY"],
+        ["ID", "ACCOUNT"],
+    ]
     for _, imported in (accounts, tokens):
-        assert "servicetrail.cli.access" in imported and imported & reads == set()
+        assert "servicetrail.cli.access" in imported
+        assert imported & (reads | watches) == set()
     assert "servicetrail.cli.loading" in load[1] and "lxml" not in load[1]
+    assert "servicetrail.cli.logs" in log_key[1] and "lxml" not in log_key[1]
+    for _, imported in started:
+        assert imported & serving == set()  # a package is in sys.modules with any of its own

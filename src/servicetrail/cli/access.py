@@ -8,7 +8,6 @@ import click
 
 from ..domain.ids import InvalidValue
 from ..domain.times import format_time
-from ..store.watches import list_watches
 from ..store.accounts import (
     account_name,
     change_password,
@@ -118,6 +117,10 @@ def accounts_disable(username: str) -> None:
     username = _stored(username)
     ended = _set_disabled(username, True)
     click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
+    # the watches' module (the outbox, the matcher's SQL) only here: every `accounts` and
+    # `tokens` command imported it, some 15 ms of a start's CPU, for this one note
+    from ..store.watches import list_watches
+
     with engine().connect() as conn:
         party = party_of(conn, username)
         watches = list_watches(conn, party, with_state=True) if party else []

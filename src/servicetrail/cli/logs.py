@@ -25,7 +25,6 @@ from ..signing import (
     trust_file_unmade,
     trusted_for,
 )
-from ..ingest.duis import derived_fields
 from ..store.log_audit import audit, derived_field_findings, listed_verifier_keys
 from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
@@ -137,6 +136,10 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
     notes = [note for path in kept_files for note in _notes_in(path, "--checkpoints")]
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
+    # the DUIS reader (lxml) only here, where stored payloads are read again: `log key` and
+    # the offline proofs' checks imported it, some 20 ms of a start's CPU, for nothing
+    from ..ingest.duis import derived_fields
+
     result.findings += derived_field_findings(engine(), derived_fields, result.findings)
     for finding in result.findings:
         click.echo(printable(finding))  # it may quote a stored origin that is not UTF-8
