@@ -68,11 +68,25 @@ def lk_requests(engine, *numbers: int, at=LATER) -> None:
     P.requests_to_esme_1(engine, numbers, counter_from=900, payload="<secret body>", at=at)
 
 
-def run(deliverer: Deliverer, until, seconds: float = 20, cancel: bool = False) -> bool:
-    """Run the worker until `until()` holds (True) or `seconds` pass (False). `cancel`: end
-    it as at Ctrl-C, its attempts in flight at once, not after their time limit (a stop's
-    wait): so a test may give a receiver that never answers a time limit long enough that a
-    loaded machine's slowness is not taken for waiting behind it."""
+# How often `run` asks a condition that reads the store (a connection and a query or two:
+# the watches' failing state, the outbox's count): asked every POLL_SECONDS, as one the
+# receivers' lists answer, test_a_refused_port_... read `list_watches` some 150 times in its
+# 3 s, 0.73 s of CPU for the client and PostgreSQL together, 0.50 s at this pace (session
+# 61). Each such test's times are a lower bound (no sooner than n limits) or seconds wide
+POLL_SECONDS, STORE_POLL_SECONDS = 0.02, 0.1
+
+
+def run(
+    deliverer: Deliverer,
+    until,
+    seconds: float = 20,
+    cancel: bool = False,
+    poll: float = POLL_SECONDS,
+) -> bool:
+    """Run the worker until `until()` holds (True) or `seconds` pass (False), asking it every
+    `poll` seconds. `cancel`: end it as at Ctrl-C, its attempts in flight at once, not after
+    their time limit (a stop's wait): so a test may give a receiver that never answers a time
+    limit long enough that a loaded machine's slowness is not taken for waiting behind it."""
 
     async def main() -> bool:
         stop = asyncio.Event()
@@ -82,7 +96,7 @@ def run(deliverer: Deliverer, until, seconds: float = 20, cancel: bool = False) 
             while time.monotonic() < deadline:
                 if until():
                     return True
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(poll)
             return until()
         finally:
             if cancel:
@@ -167,7 +181,7 @@ def test_a_receiver_answering_any_2xx_is_delivered_once_and_not_retried(engine, 
             with engine.connect() as conn:
                 return len(receiver.received) >= 3 and pending_count(conn) == 0
 
-        assert run(deliverer, settled, seconds=15)
+        assert run(deliverer, settled, seconds=15, poll=STORE_POLL_SECONDS)
         time.sleep(0.5)  # past the schedule's first retry, were there one
         assert not run(
             Deliverer(engine, schedule=[0.2]), lambda: len(receiver.received) > 3, seconds=1
@@ -195,7 +209,7 @@ def test_a_2xx_whose_body_stalls_is_delivered_once(engine, world) -> None:
                 return bool(receiver.received) and pending_count(conn, made["id"]) == 0
 
         started = time.monotonic()
-        assert run(deliverer, settled, seconds=30)
+        assert run(deliverer, settled, seconds=30, poll=STORE_POLL_SECONDS)
         # its slot back well before the time limit (25 s): at a time limit of 3 s, a loaded
         # machine's 3.2 s to deliver at all failed this for the load alone (session 52)
         assert time.monotonic() - started < 15
@@ -220,7 +234,7 @@ def test_a_receiver_that_never_answers_is_said_so_to_its_party(engine, world) ->
             failing = watch["webhook"]["failing"]
             return failing["last_error"] if failing and failing["attempts"] else None
 
-        assert run(deliverer, lambda: said() is not None, seconds=15)
+        assert run(deliverer, lambda: said() is not None, seconds=15, poll=STORE_POLL_SECONDS)
         # the Party's words are those of any connection that failed (tests/webhooks/
         # test_posting.py); the operator's say which
         assert said() == "no answer: the connection or TLS failed, or no answer came in 1 s"
@@ -269,7 +283,7 @@ def test_a_refused_port_and_a_silent_one_fail_alike_in_time(pg_engine) -> None:
         return all(t and t[-1][1]["waiting"] == 3 for t in seen.values())
 
     try:
-        assert run(deliverer, all_failed, seconds=20), seen
+        assert run(deliverer, all_failed, seconds=20, poll=STORE_POLL_SECONDS), seen
     finally:
         closed.close()
         silent.close()
@@ -317,7 +331,7 @@ def test_a_local_receiver_not_started_yet_is_retried_on_the_schedule(pg_engine) 
 
     started = time.monotonic()
     try:
-        assert run(deliverer, failed_thrice, seconds=15)
+        assert run(deliverer, failed_thrice, seconds=15, poll=STORE_POLL_SECONDS)
     finally:
         closed.close()
     assert time.monotonic() - started < 10  # three limits of 20 s, held
@@ -870,7 +884,9 @@ def test_deliveries_waiting_to_be_sent_stop_soon_after_a_correction_hides_them(
             with engine.connect() as conn:
                 return pending_count(conn) == 0
 
-        assert run(deliverer, correct_after_the_first, seconds=20), deliverer.stats
+        assert run(deliverer, correct_after_the_first, seconds=20, poll=STORE_POLL_SECONDS), (
+            deliverer.stats
+        )
         # the one in flight, and one more that had left its queue as the round checked
         assert len(receiver.received) <= 3, len(receiver.received)
         # found as they waited (15 on a quiet machine; the rest as they were leased, how
@@ -1691,10 +1707,12 @@ def test_the_worker_sheds_what_a_watch_deleted_at_once_left(pg_engine, monkeypat
         made = create_watch(conn, P.SOUTHENERGY, watch_spec({"name": "w"}), new_secret())["id"]
     lk_requests(pg_engine, 1, 2, 3, 4, 5)
     deliverer = Deliverer(pg_engine)
-    assert run(deliverer, lambda: _events_of(pg_engine, made) == 5, seconds=10)
+    assert run(deliverer, lambda: _events_of(pg_engine, made) == 5, 10, poll=STORE_POLL_SECONDS)
     assert store_watches.delete_watch_at_once(pg_engine, P.SOUTHENERGY, made)
     assert _events_of(pg_engine, made) == 5
-    assert run(Deliverer(pg_engine), lambda: _events_of(pg_engine, made) == 0, seconds=10)
+    assert run(
+        Deliverer(pg_engine), lambda: _events_of(pg_engine, made) == 0, 10, poll=STORE_POLL_SECONDS
+    )
 
 
 def _events_of(engine, watch_id: int) -> int:
