@@ -6,12 +6,12 @@ import re
 
 import pytest
 
+from servicetrail.domain.ids import is_blank
 from servicetrail.domain.search import (
     NOT_BLANK_PATTERN,
     SRV_TEXT_PATTERN,
     InvalidField,
     build_search,
-    is_blank,
 )
 
 

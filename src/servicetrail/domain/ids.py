@@ -248,3 +248,16 @@ def whole_number(value: str) -> int:
             raise InvalidValue(f"too large (at most 19 digits): {value[:40]}")
         raise InvalidValue(f"not a whole number in the digits 0-9: {value[:40]!r}")
     return int(value)
+
+
+# What a value of white space alone is refused as, by every parameter of the API and the
+# command line: here, not in `search`, so that a command that takes a Party or a count but
+# builds no search does not import the search's rules (the SRV catalogue and its patterns)
+BLANK = "is blank (white space alone)"
+
+
+def is_blank(value: object) -> bool:
+    """White space alone: refused as a value, whichever parameter it is (`srv=%20` was no
+    filter, `request_id=%20` a 422; review 47b). An empty value is the parameter not given
+    (SPEC section 5's `?device_id=&request_id=&srv=...`), as a form's empty field sends it."""
+    return isinstance(value, str) and value != "" and not value.strip()

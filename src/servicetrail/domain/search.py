@@ -13,11 +13,13 @@ from typing import TypeVar
 
 from .catalogue import search_srvs
 from .ids import (
+    BLANK,
     DRAWN_AS_NOTHING,
     MOST_STACKED_MARKS,
     InvalidValue,
     RequestId,
     eui64,
+    is_blank,
     positive_id,
     stacked_marks,
 )
@@ -100,16 +102,6 @@ class Search:
     # a search by Device also finds the viewer's own non-device requests whose body names it
     # (SPEC 4.1 `subject_device_id`); False for the requests on the Device alone (SPEC 6)
     device_in_body: bool = True
-
-
-BLANK = "is blank (white space alone)"
-
-
-def is_blank(value: object) -> bool:
-    """White space alone: refused as a value, whichever parameter it is (`srv=%20` was no
-    filter, `request_id=%20` a 422; review 47b). An empty value is the parameter not given
-    (SPEC section 5's `?device_id=&request_id=&srv=...`), as a form's empty field sends it."""
-    return isinstance(value, str) and value != "" and not value.strip()
 
 
 class InvalidField(InvalidValue):

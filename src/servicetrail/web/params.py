@@ -12,7 +12,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from ..domain import search
-from ..domain.ids import MAX_ID, InvalidValue, positive_id, whole_number
+from ..domain.ids import BLANK, MAX_ID, InvalidValue, is_blank, positive_id, whole_number
 from ..domain.model import Kind
 from ..domain.search import (
     DEFAULT_PAGE,
@@ -64,8 +64,8 @@ def refuse_wrong_parameters(request: Request) -> None:
             )
         if len(given.getlist(name)) > 1:
             raise ParameterError(_shown(name), REPEATED)
-        if search.is_blank(given[name]):
-            raise ParameterError(name, search.BLANK)
+        if is_blank(given[name]):
+            raise ParameterError(name, BLANK)
 
 
 REPEATED = "given more than once; each parameter takes one value"
