@@ -118,7 +118,7 @@ def accounts_disable(username: str) -> None:
     ended = _set_disabled(username, True)
     click.echo(f"account {username} disabled; {ended} web session(s) ended", err=True)
     # the watches' module (the outbox, the matcher's SQL) only here: every `accounts` and
-    # `tokens` command imported it, some 15 ms of a start's CPU, for this one note
+    # `tokens` command imported it, some 10 ms of a start's CPU, for this one note
     from ..store.watches import list_watches
 
     with engine().connect() as conn:

@@ -137,7 +137,7 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
     # the DUIS reader (lxml) only here, where stored payloads are read again: `log key` and
-    # the offline proofs' checks imported it, some 20 ms of a start's CPU, for nothing
+    # the offline proofs' checks imported it, some 10 ms of a start's CPU, for nothing
     from ..ingest.duis import derived_fields
 
     result.findings += derived_field_findings(engine(), derived_fields, result.findings)
