@@ -758,7 +758,10 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
     a quarter of an hour at the default time limit). The slot now goes in turns.
 
     Counted in the stuck attempts begun meanwhile, not as 6.5 s of wall, which a loaded
-    machine may take for the load alone (session 52)."""
+    machine may take for the load alone (session 52); and from when the newcomer's deliveries
+    wait for the slot (leased and queued in the worker, or sent), not from when its records
+    were written: matching and leasing them took longer than a stuck attempt at load 15, and
+    the attempts begun before they waited were counted against the turns (61g)."""
     slow = lambda path, n: (200, 30 if path.startswith("/stuck") else 0)  # noqa: E731
     with Receiver(answer=slow) as shared:
         hook(engine, shared, "/stuck", party=P.SOUTHENERGY)
@@ -769,9 +772,13 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
             return sum(1 for r in shared.received if r.path == "/stuck")
 
         def the_newcomers_three_arrive() -> bool:
-            if "came" not in stuck and shared.received:  # the first stuck attempt
+            # called on the worker's loop between its steps, so it may read the queues
+            if "hooked" not in stuck and shared.received:  # the first stuck attempt
                 hook(engine, shared, "/other", party=P.WIRESCO)
                 lk_requests(engine, 500, 501, 502)
+                stuck["hooked"] = stuck_attempts()
+            waiting = P.WIRESCO in deliverer.queues.parties_waiting() or shared.events("/other")
+            if "hooked" in stuck and "came" not in stuck and waiting:
                 stuck["came"] = stuck_attempts()
             if len(shared.events("/other")) >= 3:
                 stuck.setdefault("arrived", stuck_attempts())
@@ -780,7 +787,7 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
         lk_requests(engine, *range(1, 21))
         assert run(deliverer, the_newcomers_three_arrive, seconds=40, cancel=True), stuck
         # a stuck attempt between each of the newcomer's (and one that took the slot as it
-        # was leased), not sixteen of them
+        # was queued, not yet at the receiver), not sixteen of them
         assert stuck["arrived"] - stuck["came"] <= 3, stuck
 
 
