@@ -18,6 +18,12 @@ from servicetrail import settings
 from servicetrail.web.app import create_app
 from tests import personas as P
 
+# a request's answer is waited for this long, not a client's 5 or 10 s: at load 15-28 on two
+# cores a fresh server's first POST of a watch took over 5 s (session 57; 3.4 s at load 20,
+# with 0.12 s of this process's CPU: the rest the machine's queue and a new PostgreSQL
+# backend's), and a HEAD of a stream and an in-process 404 took over 5 and 10 s at load 15 (61g)
+PATIENCE = 30
+
 
 class LiveServer:
     def __init__(self, app: FastAPI) -> None:
