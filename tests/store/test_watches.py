@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from servicetrail import settings
@@ -334,6 +334,93 @@ def test_a_hidden_failing_backlog_is_read_with_the_same_work_whatever_its_length
         later = t("2025-05-02T00:00:00Z")
         conn.execute(update(webhook_outbox).where(o.event_id != 11).values(next_attempt_at=later))
     assert _failing_and_work(world)[0] == after_10  # its error read from the window due next
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+def _failed_backlog(world: World, deliveries: int, watches: int) -> None:
+    """`watches` webhooks of SOUTHENERGY's, each with `deliveries` failed ones, of events
+    whose records are not there but the first."""
+    add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+    append(world, lk_request(1))
+    match_all(world)
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO watch (party_id, name, devices, srvs, kinds, senders, created_at,"
+            " after_record_id, webhook_url, webhook_secret) SELECT party_id, name, devices,"
+            " srvs, kinds, senders, created_at, after_record_id, webhook_url, webhook_secret"
+            " FROM watch, generate_series(2, %(watches)s)",
+            {"watches": watches},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO watch_event SELECT w.id, n, e.record_id + n - 1, e.record_logged_at,"
+            " e.record_device_id, e.matched_at FROM watch_event e, watch w,"
+            " generate_series(1, %(deliveries)s) AS n WHERE (w.id, n) <> (e.watch_id, 1)",
+            {"deliveries": deliveries},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO webhook_outbox (watch_id, event_id, attempts, next_attempt_at,"
+            " last_error) SELECT watch_id, event_id, 1, matched_at, rpad('no answer', 200, '.')"
+            " FROM watch_event ON CONFLICT DO NOTHING"
+        )
+
+
+def _failing_window_plans(world: World) -> list[list[dict]]:
+    """The plans of the windows of failing deliveries (watch_sql.failed_window) that the
+    Watches page's read runs, each as a list of its nodes, as that read's settings have them;
+    and that read leaves PostgreSQL sorting again."""
+    plans = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM webhook_outbox" in statement and "LIMIT" in statement:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+            plans.append(_plan_nodes(cursor.fetchone()[0][0]["Plan"]))
+
+    with world.engine.connect() as conn:
+        event.listen(world.engine, "before_cursor_execute", explain)
+        try:
+            list_watches(conn, SOUTHENERGY, with_state=True)
+        finally:
+            event.remove(world.engine, "before_cursor_execute", explain)
+        assert conn.exec_driver_sql("SELECT current_setting('enable_sort')").scalar() == "on"
+    return plans
+
+
+@starts_with_personas
+def test_the_failing_windows_walk_the_watchs_index_analysed_or_not(pg_engine: Engine) -> None:
+    """Audit 61h: an outbox PostgreSQL has never analysed (a new store's first backlog, until
+    autovacuum's next round) it takes for one row, and the windows of failing deliveries
+    sorted the watch's whole backlog (200,000: 0.40 s a read, against 0.06 s). Each window
+    now walks the watch's range of the (watch, retry time) index in its order, analysed or
+    not, among many watches' deliveries (not the retry time's index filtered for the watch,
+    which walks every other watch's rows); the read's transaction sorts again after."""
+    world = load_personas(pg_engine)
+    with pg_engine.begin() as conn:
+        # 2,000 deliveries on about the pages 40,000 fill (a tenth of each page, long
+        # errors): the planner's guess of an unanalysed table's rows goes by its pages, and
+        # the old windows sorted from 12,000-20,000 deliveries on (bench/failing_count.py's)
+        conn.exec_driver_sql("ALTER TABLE webhook_outbox SET (fillfactor = 10)")
+    _failed_backlog(world, 40, watches=50)
+    with pg_engine.begin() as conn:  # the first watch's windows alone are read: others' cost time
+        conn.exec_driver_sql(
+            "UPDATE watch SET webhook_disabled_at = created_at"
+            " WHERE id > (SELECT min(id) FROM watch)"
+        )
+    for analyse in (False, True):
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE webhook_outbox" if analyse else "SELECT 1")
+            never = "SELECT reltuples < 0 FROM pg_class WHERE relname = 'webhook_outbox'"
+            assert conn.exec_driver_sql(never).scalar_one() is not analyse
+        plans = _failing_window_plans(world)
+        assert len(plans) == 2
+        for nodes in plans:
+            assert not [n for n in nodes if n["Node Type"] == "Sort"], (analyse, nodes)
+            outbox = [n for n in nodes if n.get("Relation Name") == "webhook_outbox"]
+            assert [n["Index Name"] for n in outbox] == [
+                "ix_webhook_outbox_watch_id_next_attempt_at"
+            ], (analyse, outbox)
 
 
 def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagged(

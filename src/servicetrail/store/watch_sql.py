@@ -389,8 +389,10 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     `(watch_id, next_attempt_at)` index can take as its condition (`due_deliveries`'s reason):
     with one watch in the outbox, PostgreSQL walked `ix_webhook_outbox_next_attempt_at` and
     filtered the watch, as it would every other watch's rows. Not mended by it: an outbox
-    PostgreSQL has never analysed is taken for empty, and the watch's whole backlog is sorted
-    for the window (200,000: 0.3-0.5 s) until autovacuum analyses it (BENCHMARKS.md, 61c)."""
+    PostgreSQL has never analysed is taken for one row, and the watch's whole backlog was
+    sorted for the window (200,000: 0.3-0.5 s) until autovacuum analysed it (BENCHMARKS.md,
+    61c): the windows are read with sorts off (watches._sorts_off), which leaves the walks of
+    an index in their order (audit 61h)."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
