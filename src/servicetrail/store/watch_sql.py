@@ -422,7 +422,8 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
         w.party_id,
     )
     if not newest_first:  # each flagged, in no order: the caller counts them
-        return select(f.event_id, f.next_attempt_at, visible.exists().label("visible"))
+        flag = visible.exists().label("visible")
+        return select(f.attempts, f.last_error, f.next_attempt_at, flag)
     # the first visible one alone: the walk stops there. PostgreSQL keeps the window's order
     # and sorts nothing for this ORDER BY; SQLite sorted every row of the window for it, all
     # 1,001 ruled first, so it takes them in the order its co-routine yields them, the window's

@@ -197,10 +197,8 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
         latest = conn.execute(failed_window(True, postgresql), asked).first()
         due_next = conn.execute(failed_window(False, postgresql), asked).all()
         seen = [row for row in due_next if row.visible]
-        if latest is None and seen:
-            last = max(seen, key=lambda row: row.next_attempt_at)
-            key = and_(o.watch_id == watch_id, o.event_id == last.event_id)
-            latest = conn.execute(select(o.attempts, o.last_error).where(key)).first()
+        if latest is None and seen:  # the window due next holds the one retried last
+            latest = max(seen, key=lambda row: row.next_attempt_at)
         if latest is None:
             continue
         failing[watch_id] = {
