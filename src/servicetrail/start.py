@@ -7,6 +7,7 @@ out as a KeyboardInterrupt traceback (audit 46g), since the command's own handli
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 
@@ -17,4 +18,11 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         raise SystemExit(128 + signal.SIGINT) from None
-    command()
+    try:
+        command()
+    finally:
+        # What the command made is left to the process's end, not collected: the interpreter's
+        # exit ran full collections over every object the imports had made (SQLAlchemy's,
+        # click's...), some 0.1 s of a 0.5 s command's CPU, for memory the system takes back
+        # at once anyway. The exit's own work (atexit's, the standard streams' flush) stands.
+        gc.freeze()
