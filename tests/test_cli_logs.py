@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
@@ -35,6 +36,45 @@ def test_log_key_prints_the_verifier_key_alone(cli):
     first = cli("log", "key")
     assert first.exit_code == 0 and VERIFIER_KEY.match(first.stdout), first.output
     assert cli("log", "key").stdout == first.stdout
+
+
+def test_a_signing_key_is_read_as_cryptography_reads_it(tmp_path: Path) -> None:
+    """signing reads the form of key it makes itself, not through cryptography's reader of
+    every form (session 62): the same key as that reader's, whatever the line ends; any
+    other file still goes to that reader, which reads it (the key's lines wrapped) or is
+    refused with the file's name."""
+    from cryptography.hazmat.primitives import serialization as s
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from servicetrail.signing import SigningKeyError
+
+    made = load_signer(tmp_path / "made.key", "sat")
+    pem = made.path.read_bytes() if made.path else b""
+    theirs = s.load_pem_private_key(pem, None)
+    assert isinstance(theirs, Ed25519PrivateKey)
+    assert made.public_key == theirs.public_key().public_bytes_raw()
+    assert pem.count(b"\n") == 3 and b"\r" not in pem  # the form read here
+    crlf = tmp_path / "crlf.key"
+    crlf.write_bytes(pem.replace(b"\n", b"\r\n"))
+    crlf.chmod(0o600)
+    assert load_signer(crlf, "sat").public_key == made.public_key
+    # the key's base64 wrapped at 32 characters (RFC 7468 allows it): the reader's to read
+    wrapped = tmp_path / "wrapped.key"
+    key = pem.split()[3]
+    wrapped.write_bytes(pem.replace(key, key[:32] + b"\n" + key[32:]))
+    wrapped.chmod(0o600)
+    assert load_signer(wrapped, "sat").public_key == made.public_key
+    others = {
+        "ec.key": ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()
+        ),
+        "cut.key": pem.replace(pem.split()[3], pem.split()[3][:-8]),
+        "junk.key": pem.replace(pem.split()[3], b"!" * len(pem.split()[3])),
+    }
+    for name, content in others.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(SigningKeyError, match=str(tmp_path / name)):
+            load_signer(tmp_path / name, "sat")
 
 
 def test_log_key_says_when_the_key_is_not_one_the_store_has_signed_with(

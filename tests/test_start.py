@@ -169,11 +169,15 @@ def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
     }
     serving = {"servicetrail.web", "servicetrail.webhooks", "fastapi", "starlette", "aiohttp"}
     url = sqlite_store_from(sqlite_template, tmp_path)
-    accounts, tokens, load, log_key = started = _started(
+    users = tmp_path / "users.csv"
+    users.write_text("User_id,party_id,party_name,role\n90-B3-D5-1F-30-02-00-00,P1,One,ES\n")
+    accounts, tokens, load, log_key, loaded, records = started = _started(
         ["accounts", "list", "--db", url],  # a module for each family: `accounts create` too
         ["tokens", "list", "--db", url],
         ["load", "users", "--help"],
         ["log", "key", "--help"],
+        ["load", "users", str(users), "--db", url],  # makes the signing key a read seals with
+        ["records", "--party", "P1", "--db", url],
         preloaded=("sqlalchemy",),  # each opens the store: imported once, here
     )
     assert [said.split()[:2] for said, _ in (accounts, tokens)] == [
@@ -185,6 +189,15 @@ def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
         assert imported & (reads | unneeded) == set()
     assert "servicetrail.cli.loading" in load[1] and "lxml" not in load[1]
     assert "servicetrail.cli.logs" in log_key[1] and "lxml" not in log_key[1]
+    # a read imports the reads it makes: `records` imported the watches' events, the outbox
+    # and the proofs, and cryptography's reader of every key form (its SSH keys' ciphers,
+    # bcrypt) to read an Ed25519 key (session 62)
+    assert loaded[0].startswith("loaded 1,") and records[0].startswith("id ")
+    assert "cryptography" in records[1] and "servicetrail.store.merkle_log" in records[1]
+    proofs_and_watches = {"servicetrail.store.log_proofs", "servicetrail.store.watch_events"}
+    every_key_form = {"cryptography.hazmat.primitives.serialization", "bcrypt"}
+    assert records[1] & (unneeded - {"servicetrail.domain.search"}) == set()
+    assert records[1] & (proofs_and_watches | every_key_form) == set()
     for _, imported in started:
         assert imported & serving == set()  # a package is in sys.modules with any of its own
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -27,10 +27,17 @@ from ..domain.access_log import ACTIONS, AccessEntry, Reader, Tally
 from ..domain.model import Responsibility
 from ..domain.search import Cursor, Search
 from ..domain.visibility import Access, Decision, Viewer
-from . import log_proofs, log_tree, queries, triggers, watch_events
+from . import queries
 from .access_log import append_entries, append_entry
-from .export import own_report_csv
-from .outbox import Due, Share, lease_due
+
+if TYPE_CHECKING:
+    from .outbox import Due, Share
+    from .triggers import Triggers
+
+# The reads that only some answers make (proofs, triggers, watches' events, the CSV report,
+# the webhooks' leases) are imported by the methods that make them: every CLI read command
+# starts a fresh interpreter, and `records` imported the watches' and the outbox's modules
+# with the proofs', some 0.015 s of its CPU (session 62)
 
 
 class LoggedRead:
@@ -91,6 +98,8 @@ class LoggedRead:
 
     def proof_of(self, record_id: int) -> dict[str, Any] | None:
         """The record's proof document (SPEC section 7); it returns the record's leaf."""
+        from . import log_proofs
+
         found = log_proofs.proof_with_record(self.conn, self.viewer, record_id)
         if found is None:
             return None
@@ -99,6 +108,8 @@ class LoggedRead:
 
     def verifier_keys(self) -> list[str]:
         """Every key the store's checkpoints were signed with (no record: not counted)."""
+        from . import log_tree
+
         return log_tree.verifier_keys(self.conn)
 
     def explain(self, record_id: int) -> tuple[dict[str, Any], Decision] | None:
@@ -120,9 +131,9 @@ class LoggedRead:
         self._counted([m for m, _ in shown])
         return shown, cut
 
-    def triggers_of(
-        self, record_id: int, minutes: int
-    ) -> tuple[dict[str, Any], triggers.Triggers] | None:
+    def triggers_of(self, record_id: int, minutes: int) -> tuple[dict[str, Any], Triggers] | None:
+        from . import triggers
+
         found = triggers.triggers_of(self.conn, self.viewer, record_id, minutes)
         if found is not None:
             # what the answer lists (SPEC section 8: records returned); the record asked
@@ -130,8 +141,10 @@ class LoggedRead:
             self._counted([t["record"] for t in found[1].items])
         return found
 
-    def triggers_for(self, current: dict[str, Any], minutes: int) -> triggers.Triggers:
+    def triggers_for(self, current: dict[str, Any], minutes: int) -> Triggers:
         """A record page's triggers: titles only (the page shows no payload of theirs)."""
+        from . import triggers
+
         found = triggers.triggers_for(self.conn, self.viewer, current, minutes, titles_only=True)
         self._counted([t["record"] for t in found.items])
         return found
@@ -139,6 +152,8 @@ class LoggedRead:
     def events_after(
         self, watch_id: int, after: int, limit: int
     ) -> tuple[list[dict[str, Any]], int | None] | None:
+        from . import watch_events
+
         page = watch_events.events_after(self.conn, self.viewer, watch_id, after, limit)
         if page is not None:
             self._counted([e["record"] for e in page[0]])
@@ -149,6 +164,8 @@ class LoggedRead:
     ) -> tuple[list[dict[str, Any]], bool] | None:
         """The oldest `limit` events after `after`, oldest first, and whether there are more
         (one more is read, neither shown nor counted)."""
+        from . import watch_events
+
         found = watch_events.events_after(self.conn, self.viewer, watch_id, after, limit + 1)
         if found is None:
             return None
@@ -157,10 +174,13 @@ class LoggedRead:
         return shown, len(found[0]) > limit
 
     def recent_events(
-        self, watch_id: int, limit: int, before: int = watch_events.NO_EVENT_YET
+        self, watch_id: int, limit: int, before: int
     ) -> tuple[list[dict[str, Any]], int | None] | None:
-        """The newest `limit` events before `before`, newest first, and the id of the next
-        older one (None: no more), which is read but neither shown nor counted."""
+        """The newest `limit` events before `before` (watch_events.NO_EVENT_YET: the newest
+        of all), newest first, and the id of the next older one (None: no more), which is
+        read but neither shown nor counted."""
+        from . import watch_events
+
         found = watch_events.recent_events(self.conn, self.viewer, watch_id, limit + 1, before)
         if found is None:
             return None
@@ -185,6 +205,8 @@ class LoggedRead:
 
     def export_own_report_csv(self, time_from: datetime, time_to: datetime) -> Generator[bytes]:
         """The report as CSV chunks (store.export.OwnReport), counted once read through."""
+        from .export import own_report_csv
+
         report = own_report_csv(self.conn, self.viewer, time_from, time_to)
         yield from report
         self.tally.count_own(report.rows)
@@ -235,6 +257,7 @@ def lease_deliveries(
     """`store.outbox.lease_due`, with one access-log entry per delivery leased (each attempt
     sends its record to the watch's Party's receiver), in the lease's transaction: the entry
     is committed before the delivery's first byte is sent."""
+    from .outbox import lease_due
 
     def entries(due: list[Due]) -> None:
         reads = []
