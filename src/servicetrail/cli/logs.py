@@ -25,7 +25,8 @@ from ..signing import (
     trust_file_unmade,
     trusted_for,
 )
-from ..store.log_audit import audit, derived_field_findings, listed_verifier_keys
+from ..store.log_audit import audit, derived_field_findings
+from ..store.log_tree import listed_verifier_keys
 from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
 from .commands import group

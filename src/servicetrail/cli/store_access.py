@@ -134,8 +134,8 @@ def _seal_the_logs() -> None:
             err=True,
         )
         return
-    # the audit's module (its process pool's multiprocessing) only when a read has a key
-    from ..store.log_audit import listed_verifier_keys
+    # the store's list of keys only when a read has a key to check against it
+    from ..store.log_tree import listed_verifier_keys
 
     try:
         store = engine()

@@ -39,7 +39,7 @@ from ..signing import ed25519_check
 from .access_partitions import access_dropped_by_hand_said, access_months_dropped_by_hand
 from .access_writer import ACCESS_FAMILY
 from .engine import make_engine
-from .log_tree import StoredCheckpoint, all_checkpoints, verifier_keys
+from .log_tree import StoredCheckpoint, all_checkpoints, any_text, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import records_with_derived_fields
 from .log_kept import Kept
@@ -88,7 +88,7 @@ def audit(
     `kept`: checkpoints kept outside the store, which the logs must still hold."""
     kept = kept or Kept()
     result = Audit(findings=list(kept.findings))
-    with engine.connect() as conn, _any_text(conn):
+    with engine.connect() as conn, any_text(conn):
         # first: each of their records is named removed below, a line each, and this says why
         records = family_named(RECORD_FAMILY)
         result.findings += [
@@ -187,13 +187,6 @@ def derived_field_findings(engine: Engine, derive: Deriver, found: list[str]) ->
     return findings
 
 
-def listed_verifier_keys(engine: Engine) -> list[str]:
-    """The verifier keys the store lists, as `log verify` reads them: one that is not UTF-8
-    text is no key (the checkpoints naming it are findings), and is left out."""
-    with engine.connect() as conn, _any_text(conn):
-        return [key for key in verifier_keys(conn) if key.isprintable()]
-
-
 def _id_bounds(conn: Connection, family: str, table: str) -> tuple[int, int]:
     """[low, high) holding every id of the family's entries and of its leaves and queue."""
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
@@ -222,7 +215,7 @@ def _run(engine: Engine, tasks: list[_Task], workers: int) -> Iterator[tuple[lis
             with engine.connect() as conn:
                 yield _perform(conn, task)
         return
-    # imported here: a read's seal imports this module for listed_verifier_keys alone
+    # imported here: `log verify` with one worker never needs them
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -264,32 +257,10 @@ def _small_cache(conn: Connection) -> Iterator[None]:
     before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
     conn.exec_driver_sql(f"PRAGMA cache_size = -{_AUDIT_CACHE_KIB}")
     try:
-        with _any_text(conn):
+        with any_text(conn):
             yield
     finally:
         conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
-
-
-def _text_as_stored(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-@contextmanager
-def _any_text(conn: Connection) -> Iterator[None]:
-    """SQLite: text that is not UTF-8 read as it is (its bad bytes as lone surrogates): a
-    column holding any stopped `log verify` with the driver's "Could not decode to UTF-8"
-    and a traceback (audit 27a). The entry's leaf then cannot be computed, and it is named
-    changed. (PostgreSQL stores no such text.)"""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    driver: Any = conn.connection.driver_connection
-    before = driver.text_factory
-    driver.text_factory = _text_as_stored
-    try:
-        yield
-    finally:
-        driver.text_factory = before
 
 
 def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]) -> Iterator[str]:
