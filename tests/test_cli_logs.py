@@ -39,10 +39,8 @@ def test_log_key_prints_the_verifier_key_alone(cli):
 
 
 def test_a_signing_key_is_read_as_cryptography_reads_it(tmp_path: Path) -> None:
-    """signing reads the form of key it makes itself, not through cryptography's reader of
-    every form (session 62): the same key as that reader's, whatever the line ends; any
-    other file still goes to that reader, which reads it (the key's lines wrapped) or is
-    refused with the file's name."""
+    """The key servicetrail makes is the one cryptography's reader reads, whatever the line
+    ends or wrapping; any other key or a damaged file is refused with the file's name."""
     from cryptography.hazmat.primitives import serialization as s
     from cryptography.hazmat.primitives.asymmetric import ec
 

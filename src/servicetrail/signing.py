@@ -16,7 +16,6 @@ session 19).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import stat
@@ -123,10 +122,11 @@ def load_signer(path: Path, name: str) -> Signer:
 
 
 def _read(path: Path, name: str) -> Signer:
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        private = _private_key(path.read_bytes())
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as e:
         raise SigningKeyError(
             f"the signing key {path} cannot be read: {type(e).__name__}"
@@ -135,30 +135,6 @@ def _read(path: Path, name: str) -> Signer:
         raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
     _said_if_others_may_read(path)
     return Signer(name, private, path)
-
-
-# An Ed25519 key as _create writes it (and `openssl genpkey -algorithm ed25519`): PKCS#8's
-# DER, this prefix and then the key's 32 bytes, in PEM
-_PEM_LINES = (b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----")
-_ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
-
-
-def _private_key(pem: bytes) -> object:
-    """The private key of a PEM file. Read here when it is an Ed25519 key in the one form
-    such keys take: cryptography's reader of every form imports its SSH keys' ciphers and
-    bcrypt first, some 0.008 s of the 0.4 s CPU of every command that seals the logs (most
-    of them; session 62). Any other file goes to that reader, which reads it or says why."""
-    words = pem.split()  # the first line's three, the key's one, the last line's three
-    if len(words) == 7 and (b" ".join(words[:3]), b" ".join(words[4:])) == _PEM_LINES:
-        with suppress(ValueError):
-            der = base64.b64decode(words[3], validate=True)
-            if len(der) == 48 and der.startswith(_ED25519_PKCS8_PREFIX):
-                from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-                return Ed25519PrivateKey.from_private_bytes(der[16:])
-    from cryptography.hazmat.primitives import serialization
-
-    return serialization.load_pem_private_key(pem, password=None)
 
 
 _LOOSE_KEYS_SAID: set[Path] = set()
