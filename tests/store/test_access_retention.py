@@ -236,3 +236,13 @@ def test_a_try_for_the_log_that_a_read_is_in_the_way_of_retires_no_month_twice(
         threading.Timer(0.3, reading.rollback).start()
         dropped = drop_access_months(pg_engine, keep_months=1, signer=store_key(pg_engine))
     assert [d.month for d in dropped] == retired == list(OLD)
+
+
+def test_an_access_month_dropped_by_hand_before_its_first_seal_is_named(pg_engine, monkeypatch):
+    """Its entries only queued (no seal yet), its partition dropped by hand: `log verify`
+    named each entry removed and never the month (62d), where one with leaves is named."""
+    _entries(pg_engine, monkeypatch, OLD, each=1)
+    with pg_engine.begin() as conn:
+        conn.execute(text("DROP TABLE access_log_p2025_02"))
+    said = f"log {_access_log_of('2025-02')}: the access log's partition of 2025-02 "
+    assert audit(pg_engine, PREFIX).findings[0].startswith(said)

@@ -185,6 +185,32 @@ def test_a_month_dropped_in_part_by_hand_before_its_first_seal_is_refused_too(pg
     assert findings[0].startswith("log servicetrail/sat/2025-02: the store's partitions")
 
 
+def test_a_month_dropped_by_hand_with_its_records_only_queued_is_named_and_refused(
+    pg_engine, monkeypatch
+):
+    """Its records' leaves still queued, unsealed (the writer queues while the family's queue
+    holds leaves, as after migration 0009's backfill), its partitions dropped by hand: leaves
+    alone told such a month, so `log verify` named each record removed and never the month,
+    and a load of it made it again, empty, past the loss (62d). Named and refused now, as a
+    month with leaves is."""
+    from servicetrail.store import merkle_log, partitions
+    from servicetrail.store.engine import StoreError
+
+    with monkeypatch.context() as queueing, pg_engine.begin() as conn:
+        queueing.setattr(merkle_log, "_family_queued", lambda conn, family: True)
+        append_records(conn, _records_in(("2025-04",)))
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_leaf)).scalar() == 0
+    with pg_engine.begin() as conn:
+        for table in ("sat_record", "sat_payload", "sat_visibility"):
+            conn.execute(text(f"DROP TABLE {table}_p2025_04"))
+    findings = audit(pg_engine, "servicetrail/sat").findings
+    assert findings[0].startswith("log servicetrail/sat/2025-04: the store's partitions")
+    partitions._known.pop(str(pg_engine.url), None)  # a loader of another process
+    with pytest.raises(StoreError, match="partitions of 2025-04 are gone.* backup"):
+        ensure_months(pg_engine, [parse_time("2025-04-02T00:00:00Z")])
+
+
 def test_db_upgrade_seals_what_0009_brought_into_the_logs(db_at_revision, monkeypatch, tmp_path):
     """Records stored before the logs are queued by 0009; `db upgrade` seals them, so that
     their proofs are there at once (a 409 until a server's first seal, a minute or more after

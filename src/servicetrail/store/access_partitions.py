@@ -20,7 +20,7 @@ from .log_partitions import (
     attach_log_months,
     existing_log_months,
     logs_partitioned,
-    logs_with_leaves,
+    logs_holding_entries,
     retired_logs,
 )
 from .postgresql_errors import no_partition_for_row
@@ -112,14 +112,16 @@ def _retired(conn: Connection, months: set[str]) -> set[str]:
 
 def access_months_dropped_by_hand(conn: Connection) -> list[str]:
     """The access log's months (`YYYY-MM`) whose partition is gone while their log still
-    holds leaves: dropped by hand, not by retention (which drops a month's leaves with its
-    entries). The next read of the current month makes its partition again (`_retired`); an
-    earlier month's stays gone, and `log verify` named each of its entries removed, never the
-    month (61b). Empty on SQLite."""
+    holds leaves, or entries queued for its first seal (62d: before, named by nothing, each
+    entry "removed"; log_partitions.logs_holding_entries): dropped by hand, not by retention
+    (which drops a month's leaves with its entries, and refuses one with entries queued).
+    The next read of the current month makes its partition again (`_retired`); an earlier
+    month's stays gone, and `log verify` named each of its entries removed, never the month
+    (61b). Empty on SQLite."""
     if conn.dialect.name != "postgresql" or not logs_partitioned(conn):
         return []
     gone = existing_log_months(conn, "access") - existing_access_months(conn)
-    return sorted(logs_with_leaves(conn, "access", gone))
+    return sorted(logs_holding_entries(conn, "access", gone))
 
 
 def access_dropped_by_hand_said(month: str) -> str:

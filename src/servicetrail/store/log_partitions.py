@@ -119,13 +119,28 @@ def retired_logs(conn: Connection, family: str, since: str) -> set[str]:
     return set(conn.execute(_RETIRED_SINCE, {"family": family, "since": since}).scalars())
 
 
-def logs_with_leaves(conn: Connection, family: str, months: set[str]) -> set[str]:
+def _logs_with_leaves(conn: Connection, family: str, months: set[str]) -> set[str]:
     """Those of the family's months whose log holds a leaf (a probe a month)."""
     return {
         month
         for month in months
         if conn.execute(_A_LEAF, {"family": family, "month": month}).first() is not None
     }
+
+
+_QUEUED = text("SELECT DISTINCT month FROM log_pending WHERE family = :family")
+
+
+def logs_holding_entries(conn: Connection, family: str, months: set[str]) -> set[str]:
+    """Those of the family's months whose log holds a leaf, or an entry queued for its next
+    seal (what the seals have not emptied yet: a minute's reads, a stopped ingest's
+    batches). Of months whose partitions are gone, these were dropped by hand: retention
+    drops a month's leaves with them, and refuses one with entries queued. Leaves alone
+    missed a month dropped before its first seal (62d)."""
+    if not months:
+        return set()
+    queued = set(conn.execute(_QUEUED, {"family": family}).scalars()) & months
+    return queued | _logs_with_leaves(conn, family, months - queued)
 
 
 # what dropping a partition locks: the tables, to the end of the transaction
@@ -139,7 +154,7 @@ __all__ = [
     "existing_log_months",
     "is_log_partition",
     "logs_partitioned",
-    "logs_with_leaves",
+    "logs_holding_entries",
     "retired_logs",
     "partition_name",
 ]

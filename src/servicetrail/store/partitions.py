@@ -20,7 +20,7 @@ from .log_partitions import (
     drop_log_month,
     existing_log_months,
     is_log_partition,
-    logs_with_leaves,
+    logs_holding_entries,
     retired_logs,
 )
 from .limits import StoreBusy
@@ -164,20 +164,21 @@ def _retired(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, i
 
 
 def _dropped_by_hand(conn: Connection, months: set[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Those of the months, not whole (a partition missing), whose log still holds leaves:
-    retention drops a month's leaves with its partitions, in one transaction, so they were
-    dropped by hand. Not made again either: empty, they took the month's next records, and
-    its ingest went on past the loss (only `log verify` named the records gone)."""
+    """Those of the months, not whole (a partition missing), whose log still holds leaves
+    or queued entries (log_partitions.logs_holding_entries): retention drops a month's
+    leaves with its partitions, in one transaction, so they were dropped by hand. Not made
+    again either: empty, they took the month's next records, and its ingest went on past
+    the loss (only `log verify` named the records gone)."""
     if not months or conn.execute(text("SELECT to_regclass('log_leaf')")).scalar() is None:
         return set()
     names = {month_name(month): month for month in months}
-    return {names[m] for m in logs_with_leaves(conn, RECORD_FAMILY, set(names))}
+    return {names[m] for m in logs_holding_entries(conn, RECORD_FAMILY, set(names))}
 
 
 def months_dropped_by_hand(conn: Connection, before: str | None = None) -> list[str]:
     """The trail's months (`YYYY-MM`, before `before` if given) whose partitions are gone, all
-    or some, while their log still holds leaves: dropped by hand, not by retention. Empty on
-    SQLite, which has no partitions."""
+    or some, while their log still holds leaves or queued entries: dropped by hand, not by
+    retention. Empty on SQLite, which has no partitions."""
     if conn.dialect.name != "postgresql":
         return []
     logged = {
