@@ -62,10 +62,9 @@ class Signer:
             checkpoint_body(origin, size, root), self.name, self.public_key, self._private.sign
         )
 
-    def retirement(self, origin: str, size: int, root: bytes) -> str:
-        return signed_note(
-            retirement_body(origin, size, root), self.name, self.public_key, self._private.sign
-        )
+    def retirement(self, origin: str, size: int, root: bytes, how: str | None = None) -> str:
+        body = retirement_body(origin, size, root, how)
+        return signed_note(body, self.name, self.public_key, self._private.sign)
 
     def __repr__(self) -> str:  # never the private key, even in a traceback
         return f"Signer({self.verifier_key!r})"

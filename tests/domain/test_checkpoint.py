@@ -115,6 +115,35 @@ def test_a_retirement_is_a_signed_note_that_no_checkpoint_reads_as(tmp_path):
         cp.verify_checkpoint(note, keys[1], ed25519_check)
 
 
+def test_a_retirement_says_how_its_records_went_signed_or_not_at_all(tmp_path):
+    """Retired after its partitions were dropped by hand, or by the retention itself: a line
+    past the root, signed (62d). One signed before says nothing (how: None), and still
+    verifies; a line this verifier does not know is refused, not passed over."""
+    signer = load_signer(tmp_path / "a.key", "servicetrail/sat")
+    keys = [cp.parse_verifier_key(signer.verifier_key)]
+    root, origin = hashlib.sha256(b"root").digest(), "servicetrail/sat/2025-03"
+    for how in (cp.BY_HAND, cp.BY_RETENTION, None):
+        note = signer.retirement(origin, 12, root, how)
+        assert cp.verify_retirement(note, keys, ed25519_check).how == how
+    by_hand = signer.retirement(origin, 12, root, cp.BY_HAND)
+    for refused in (
+        by_hand.replace(cp.BY_HAND, cp.BY_RETENTION),  # edited: the signature fails
+        signer.retirement(origin, 12, root).replace("=\n\n", "=\nmore\n\n"),
+    ):
+        with pytest.raises(cp.NoteError):
+            cp.verify_retirement(refused, keys, ed25519_check)
+    unknown = cp.signed_note(
+        cp.retirement_body(origin, 12, root) + "something else\n",
+        signer.name,
+        signer.public_key,
+        signer._private.sign,
+    )
+    with pytest.raises(cp.NoteError, match="line past the root"):
+        cp.verify_retirement(unknown, keys, ed25519_check)
+    with pytest.raises(ValueError):
+        cp.retirement_body(origin, 12, root, "by a cosmic ray")
+
+
 @pytest.mark.parametrize(
     "bad",
     ["", "name", "a+b+c", "servicetrail/sat+00000000+" + base64.b64encode(b"\x01" * 33).decode()],

@@ -28,6 +28,7 @@ from servicetrail.store.limits import StoreBusy
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_retirement
 from servicetrail.store.merkle_log import seal_store
 from tests import personas as P
+from tests.conftest import Cli
 from tests.intruder import intrude
 from tests.store.test_log_lifecycle import store_key
 
@@ -238,11 +239,28 @@ def test_a_try_for_the_log_that_a_read_is_in_the_way_of_retires_no_month_twice(
     assert [d.month for d in dropped] == retired == list(OLD)
 
 
-def test_an_access_month_dropped_by_hand_before_its_first_seal_is_named(pg_engine, monkeypatch):
+def test_an_access_month_dropped_by_hand_before_its_first_seal_is_named_and_retired_so(
+    pg_engine, pg_url, monkeypatch, tmp_path
+):
     """Its entries only queued (no seal yet), its partition dropped by hand: `log verify`
-    named each entry removed and never the month (62d), where one with leaves is named."""
+    named each entry removed and never the month (62d), where one with leaves is named. Named
+    now; retention past it seals and retires its log, and the signed retirement says its
+    entries were dropped by hand before, as `log verify` tells ever after."""
     _entries(pg_engine, monkeypatch, OLD, each=1)
     with pg_engine.begin() as conn:
         conn.execute(text("DROP TABLE access_log_p2025_02"))
     said = f"log {_access_log_of('2025-02')}: the access log's partition of 2025-02 "
     assert audit(pg_engine, PREFIX).findings[0].startswith(said)
+    done = Cli(pg_url, tmp_path)("retention", "--keep-months", "1", "--access-log-keep-months", "1")
+    assert done.exit_code == 0, done.output
+    assert "dropped 2 month(s) of the access log (2 entries)" in done.stderr
+    assert (
+        "retired the access log of 2025-02, whose partition was dropped by hand before this run"
+        in done.stderr
+    )
+    verified = audit(pg_engine, PREFIX)
+    assert verified.findings == [] and verified.notes == [
+        f"log {_access_log_of('2025-02')} was retired after its entries had been dropped by "
+        "hand: their partition was gone before the retention that retired it ran, which did "
+        "not remove them (its signed retirement says so)"
+    ]

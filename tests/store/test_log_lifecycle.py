@@ -151,7 +151,14 @@ def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it
     done = Cli(pg_url, tmp_path)("retention", "--keep-months", "1")
     assert done.exit_code == 0, done.output
     assert "retired the log of 2025-02, whose partitions were dropped by hand" in done.output
-    assert audit(pg_engine, "servicetrail/sat").findings == []
+    # and said after it too, by the signed retirement: the run's output was all that told
+    # such a month from one its retention removed (62d)
+    verified = audit(pg_engine, "servicetrail/sat")
+    assert verified.findings == [] and verified.notes == [
+        "log servicetrail/sat/2025-02 was retired after its records had been dropped by hand: "
+        "their partitions were gone before the retention that retired it ran, which did not "
+        "remove them (its signed retirement says so)"
+    ]
     with pg_engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(sat_record)).scalar()
     with pytest.raises(Conflict, match="removed by retention"):
@@ -405,6 +412,8 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine)
     ingest batch's leaves and every seal waiting for it (finding 52b 2)."""
     from sqlalchemy import event
 
+    from servicetrail.domain.checkpoint import BY_RETENTION
+
     _sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = {c.origin: c for c in latest_checkpoints(conn)}
@@ -423,10 +432,22 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine)
     assert sorted(notes) == list(_OLD_MONTHS)
     origin = "servicetrail/sat/2025-01"
     assert notes["2025-01"].startswith(
-        f"servicetrail retired\n{origin}\n3\n{b64(kept[origin].root)}\n\n"
+        f"servicetrail retired\n{origin}\n3\n{b64(kept[origin].root)}\n{BY_RETENTION}\n\n"
     )
     kept_notes = _kept_of(pg_engine, [c.note for c in kept.values()])
-    assert audit(pg_engine, "servicetrail/sat", kept=kept_notes).findings == []
+    verified = audit(pg_engine, "servicetrail/sat", kept=kept_notes)
+    assert (verified.findings, verified.notes) == ([], [])  # removed by retention: the rule
+    # a store upgraded with retirements signed before they said how (62d): not a guess
+    signed_then = store_key(pg_engine).retirement(origin, 3, kept[origin].root)
+    intrude(
+        pg_engine,
+        ("UPDATE log_retirement SET note = :n WHERE month = '2025-01'", {"n": signed_then}),
+    )
+    verified = audit(pg_engine, "servicetrail/sat", kept=kept_notes)
+    assert verified.findings == [] and verified.notes == [
+        "the signed retirements of 1 log(s) do not say whether retention removed their records "
+        f"or found them dropped by hand (signed before servicetrail recorded it): {origin}"
+    ]
 
 
 def _kept_of(engine: Engine, notes: list[str]) -> Kept:

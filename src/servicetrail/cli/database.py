@@ -266,12 +266,8 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
         months = {name.rsplit("_p", 1)[1] for name in dropped}  # each month's several tables
         click.echo(f"{verb} {len(months)} month(s) of SAT records and payloads", err=True)
         for month in by_hand:
-            click.echo(
-                f"{'would retire' if dry_run else 'retired'} the log of {month}, whose "
-                "partitions were dropped by hand, all or some, before this run (its "
-                "checkpoints stay, its retirement signed, as for any month retention drops)",
-                err=True,
-            )
+            whose = "partitions were dropped by hand, all or some,"
+            click.echo(_retiring(dry_run, "the log", month, whose), err=True)
         in_doubt.printed()
     if dry_run and months:
         with store.connect() as conn:
@@ -367,7 +363,20 @@ def _access_log_retention(
         click.echo(f"{verb} access_log {month.month} ({month.entries} entries)")
     entries = sum(month.entries for month in dropped)
     click.echo(f"{verb} {len(dropped)} month(s) of the access log ({entries} entries)", err=True)
+    for month in (month for month in dropped if month.by_hand):
+        # as for the trail's: its entries were gone before this run, which retires its log
+        whose = "partition was dropped by hand"
+        click.echo(_retiring(dry_run, "the access log", month.month, whose), err=True)
     in_doubt.printed()
+
+
+def _retiring(dry_run: bool, log: str, month: str, whose: str) -> str:
+    """What a run says of a month dropped by hand whose log it retires (would, dry)."""
+    return (
+        f"{'would retire' if dry_run else 'retired'} {log} of {month}, whose {whose} before "
+        "this run (its checkpoints stay, its retirement signed, saying so: `log verify` "
+        "tells it ever after)"
+    )
 
 
 @db_group.command("new-reader-role")

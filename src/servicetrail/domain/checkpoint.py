@@ -125,11 +125,25 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
 RETIRED_LINE = "servicetrail retired"
 
 
-def retirement_body(origin: str, size: int, root: bytes) -> str:
+# How the log's records went, a line past the root (a checkpoint's extension line, C2SP
+# tlog-checkpoint): by the retention that retired it, or dropped by hand before it (their
+# partitions gone, their leaves left: 61b). Signed with the rest, so that whoever can write
+# the store cannot pass a month dropped by hand for one retention removed, nor the reverse
+# (an unsigned column could be set either way). A retirement signed before it has no such
+# line: how is not recorded (62d).
+BY_RETENTION = "records removed by retention"
+BY_HAND = "records dropped by hand before retention"
+HOW_RETIRED = (BY_RETENTION, BY_HAND)
+
+
+def retirement_body(origin: str, size: int, root: bytes, how: str | None = None) -> str:
     """What retention signs as it drops a month's log: that the log ended at this size and
-    root (its last checkpoint's). `log verify` tells retention from an intruder who dropped
-    the same month by it: the intruder has no key to sign one (audit 46d)."""
-    return f"{RETIRED_LINE}\n{checkpoint_body(origin, size, root)}"
+    root (its last checkpoint's), and `how` (one of HOW_RETIRED; None: not recorded, as an
+    older retention's). `log verify` tells retention from an intruder who dropped the same
+    month by it: the intruder has no key to sign one (audit 46d)."""
+    if how is not None and how not in HOW_RETIRED:
+        raise ValueError(f"a retirement says how in one of {HOW_RETIRED}, not {how!r}")
+    return f"{RETIRED_LINE}\n{checkpoint_body(origin, size, root)}" + (f"{how}\n" if how else "")
 
 
 def signed_note(body: str, name: str, public_key: bytes, sign: Callable[[bytes], bytes]) -> str:
@@ -204,22 +218,39 @@ def verify_checkpoint(
     )
 
 
+@dataclass(frozen=True)
+class Retirement:
+    """A verified retirement: the log's origin, last size and root, and how its records went
+    (one of HOW_RETIRED; None: not recorded, a retirement signed before 62d)."""
+
+    origin: str
+    size: int
+    root: bytes
+    how: str | None
+
+
 def verify_retirement(
     note: str, verifiers: list[Verifier], check: Callable[[bytes, bytes, bytes], bool]
-) -> Checkpoint:
-    """The retired log's origin and its last size and root, if one of these keys signed the
-    retirement note validly; NoteError otherwise. Its body past the first line reads as a
-    checkpoint's, and its signature is over the whole body."""
+) -> Retirement:
+    """The retirement, if one of these keys signed the note validly; NoteError otherwise. Its
+    body past the first line reads as a checkpoint's, and its signature is over the whole
+    body. Past the root, one line of HOW_RETIRED or none: any other is refused, not passed
+    over (a checkpoint's extension lines were taken unread, so a signed statement this
+    verifier does not know would have retired the log as if it said nothing more)."""
     head, sep, rest = note.partition("\n")
     if head != RETIRED_LINE or not sep:
         raise NoteError(f"a retirement's body starts with the line {RETIRED_LINE!r}")
     checkpoint, signatures = parse_checkpoint(rest)
+    extension = checkpoint.body.split("\n")[3:-1]
+    if len(extension) > 1 or (extension and extension[0] not in HOW_RETIRED):
+        raise NoteError(f"a retirement's line past the root is one of {HOW_RETIRED}, or none")
     body = f"{RETIRED_LINE}\n{checkpoint.body}"
     for verifier in verifiers:
         for name, hash_, signature in signatures:
             if name == verifier.name and hash_ == verifier.key_hash:
                 if check(verifier.public_key, signature, body.encode()):
-                    return Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, body)
+                    how = extension[0] if extension else None
+                    return Retirement(checkpoint.origin, checkpoint.size, checkpoint.root, how)
     raise NoteError("the retirement carries no valid signature by a trusted key")
 
 

@@ -35,10 +35,13 @@ from .partitions import RETENTION_LOCK_WAIT, patiently
 @dataclass(frozen=True)
 class AccessMonth:
     """A month of the access log retention drops (or would): `entries`, those it removed (a
-    dry run: its last checkpoint's size, every entry sealed)."""
+    dry run: its last checkpoint's size, every entry sealed); `by_hand`: its partition was
+    gone already, dropped by hand (retention drops it in the transaction that retires the
+    log), and those entries with it."""
 
     month: str
     entries: int
+    by_hand: bool = False
 
 
 class UnsealedAccessMonths(Exception):
@@ -137,9 +140,10 @@ def drop_access_older_than(
     lock_family(conn, ACCESS_FAMILY)
     months = _months_before(conn, _cutoff(keep_months))
     sizes = {month: latest_checkpoint(conn, ACCESS_FAMILY, month) for month in months}
+    held = existing_access_months(conn)
     # every entry of a month dropped is in its last checkpoint (an unsealed month is
     # refused): its size is the count, which a partition dropped whole is never scanned for
-    counted = [AccessMonth(m, c.size if c else 0) for m, c in sizes.items()]
+    counted = [AccessMonth(m, c.size if c else 0, m not in held) for m, c in sizes.items()]
     if dry_run or not months:  # (a run seals first, with the key: retention_cmd)
         return counted
     open_logs = [month for month in months if unsealed(conn, ACCESS_FAMILY, month)]
@@ -148,9 +152,8 @@ def drop_access_older_than(
     unsigned = [month for month, last in sizes.items() if last is not None]
     if unsigned and signer is None:
         raise NoSigner(unsigned)
-    for month in months:
-        retire_month(conn, ACCESS_FAMILY, month, signer, log_prefix())
-    held = existing_access_months(conn)
+    for found in counted:
+        retire_month(conn, ACCESS_FAMILY, found.month, signer, log_prefix(), found.by_hand)
     _lock_log(conn)
     for month in months:
         if month in held:

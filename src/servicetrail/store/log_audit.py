@@ -29,7 +29,9 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain.checkpoint import (
+    BY_HAND,
     NoteError,
+    Retirement,
     Verifier,
     parse_verifier_key,
     verify_checkpoint,
@@ -151,10 +153,11 @@ def audit(
             frozenset(
                 c.size for c in by_log.get((family, month), []) if not signature_findings[id(c)]
             ),
-            frozenset(retired_at.get((family, month), ())),
+            frozenset((r.size, r.root) for r in retired_at.get((family, month), ())),
         )
         for family, month in sorted(months | set(by_log) | set(kept.by_log) | set(retired_at))
     ]
+    result.notes += _how_retired(retired_at)
     for findings, entries in _run(engine, tasks, workers):
         result.findings += [f for f in findings if not isinstance(f, Note)]
         result.notes += [str(f) for f in findings if isinstance(f, Note)]
@@ -310,10 +313,10 @@ def _verifiers(keys: set[str]) -> list[Verifier]:
 
 def _signed_retirements(
     rows: Sequence[Any], prefix: str, verifiers: list[Verifier]
-) -> dict[tuple[str, str], set[tuple[int, bytes]]]:
-    """(size, root) of each log's retirements that a trusted key signed, over the log's own
-    origin: an unsigned, forged or edited one, or one of another log, retires nothing."""
-    retired: dict[tuple[str, str], set[tuple[int, bytes]]] = {}
+) -> dict[tuple[str, str], set[Retirement]]:
+    """Each log's retirements that a trusted key signed, over the log's own origin: an
+    unsigned, forged or edited one, or one of another log, retires nothing."""
+    retired: dict[tuple[str, str], set[Retirement]] = {}
     for family, month, note in rows:
         try:
             signed = verify_retirement(str(note), verifiers, ed25519_check)
@@ -321,8 +324,38 @@ def _signed_retirements(
             continue
         if family in {f.family for f in FAMILIES}:
             if signed.origin == family_named(family).origin(prefix, month):
-                retired.setdefault((family, month), set()).add((signed.size, signed.root))
+                retired.setdefault((family, month), set()).add(signed)
     return retired
+
+
+_GONE = {
+    RECORD_FAMILY: "records had been dropped by hand: their partitions were",
+    ACCESS_FAMILY: "entries had been dropped by hand: their partition was",
+}
+
+
+def _how_retired(retired: dict[tuple[str, str], set[Retirement]]) -> list[str]:
+    """What the signed retirements say of how the logs' records went, where it is not the
+    plain case (removed by the retention that retired the log, said by nothing): records
+    dropped by hand before it (61b), or not recorded (signed before 62d). Once retired, the
+    two were alike: only that retention's output had told them apart."""
+    origins = {key: next(iter(signed)).origin for key, signed in retired.items()}
+    hows = {key: {r.how for r in signed} for key, signed in retired.items()}
+    unrecorded = sorted(origins[key] for key, said in hows.items() if said == {None})
+    return [
+        f"log {origins[key]} was retired after its {_GONE[key[0]]} gone before the retention "
+        "that retired it ran, which did not remove them (its signed retirement says so)"
+        for key in sorted(retired)
+        if BY_HAND in hows[key]
+    ] + (
+        [
+            f"the signed retirements of {len(unrecorded)} log(s) do not say whether retention "
+            "removed their records or found them dropped by hand (signed before servicetrail "
+            f"recorded it): {', '.join(unrecorded)}"
+        ]
+        if unrecorded
+        else []
+    )
 
 
 def _signature_findings(

@@ -16,7 +16,13 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from ..domain.checkpoint import NoteError, parse_verifier_key, verify_retirement
+from ..domain.checkpoint import (
+    BY_HAND,
+    BY_RETENTION,
+    NoteError,
+    parse_verifier_key,
+    verify_retirement,
+)
 from ..signing import Signer, ed25519_check
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tables import log_leaf, log_node, log_pending, log_retirement
@@ -33,16 +39,18 @@ class NoSigner(Exception):
 
 
 def retire_month(
-    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str, by_hand: bool
 ) -> None:
     """Retention: store the retirement of a month's last checkpoint, signed (`log verify`
-    takes no month for retired without one: audit 46d), and remove its queue (its checkpoints
+    takes no month for retired without one: audit 46d) with how its records went (`by_hand`:
+    their partitions were dropped by hand before this retention; domain.checkpoint.BY_HAND),
+    and remove its queue (its checkpoints
     stay). Its leaves and tiles: on PostgreSQL partitions of their own, which the caller
     drops whole with the month's entries (store.log_partitions; deleted here row by row, a
     month at 700 reads a second took over an hour: finding 52b 1); on SQLite, deleted here.
     The family's lock keeps a writer from appending to the month meanwhile."""
     lock_family(conn, family)
-    _sign_retirement(conn, family, month, signer, prefix)
+    _sign_retirement(conn, family, month, signer, prefix, BY_HAND if by_hand else BY_RETENTION)
     tables = (
         (log_pending,) if conn.dialect.name == "postgresql" else (log_leaf, log_node, log_pending)
     )
@@ -51,10 +59,10 @@ def retire_month(
 
 
 def _sign_retirement(
-    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str
+    conn: Connection, family: str, month: str, signer: Signer | None, prefix: str, how: str | None
 ) -> bool:
-    """A signed retirement of the log at its last checkpoint; none for a log never sealed
-    (a month with no records), which has nothing to show."""
+    """A signed retirement of the log at its last checkpoint, saying `how` (None: not known);
+    none for a log never sealed (a month with no records), which has nothing to show."""
     last = latest_checkpoint(conn, family, month)
     if last is None:
         return False
@@ -70,7 +78,7 @@ def _sign_retirement(
             origin=origin,
             family=family,
             month=month,
-            note=signer.retirement(origin, last.size, last.root),
+            note=signer.retirement(origin, last.size, last.root, how),
             created_at=now,
         )
     )
@@ -138,10 +146,11 @@ def sign_earlier_retirements(
     conn: Connection, signer: Signer, prefix: str, months: Collection[str]
 ) -> list[str]:
     """Sign those of `months` that `retirements_unsigned` lists (`db upgrade
-    --sign-retirements` with the key); returns the months signed."""
+    --sign-retirements` with the key); returns the months signed. How their records went is
+    not recorded: the retention that dropped them did not say."""
     lock_sealing(conn)
     return [
         month
         for family, month in retirements_unsigned(conn, signer)
-        if month in months and _sign_retirement(conn, family, month, signer, prefix)
+        if month in months and _sign_retirement(conn, family, month, signer, prefix, None)
     ]

@@ -95,7 +95,8 @@ log_verifier_key = Table(
 )
 
 # What retention signed as it dropped a month's log (migration 0022): a C2SP signed note of
-# the log's last size and root (domain.checkpoint.retirement_body), by the checkpoints' key.
+# the log's last size and root, and since 62d how its records went (by that retention, or
+# dropped by hand before it: domain.checkpoint.retirement_body), by the checkpoints' key.
 # Partitions gone and checkpoints left are what an intruder leaves too; the note is what
 # they cannot make (audit 46d). `note` is NULL only in the rows 0022 wrote for the months
 # retention dropped before it: `db upgrade --sign-retirements` signs those the operator names

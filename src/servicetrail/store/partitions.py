@@ -365,7 +365,7 @@ def drop_older_than(
 
     def in_a_savepoint() -> None:
         with conn.begin_nested():
-            _retire_and_drop(conn, months, names, signer)
+            _retire_and_drop(conn, months, set(by_hand), names, signer)
 
     patiently(in_a_savepoint, "the trail's tables", "reads or an ingest held them")
     known = _known.get(str(conn.engine.url), set())
@@ -374,7 +374,7 @@ def drop_older_than(
 
 
 def _retire_and_drop(
-    conn: Connection, months: list[str], names: list[str], signer: Signer | None
+    conn: Connection, months: list[str], by_hand: set[str], names: list[str], signer: Signer | None
 ) -> None:
     """Under the records' lock, taken here: in a savepoint, a try that misses a lock lets
     go of it too (a batch that holds a partition and waits for it goes on)."""
@@ -390,7 +390,7 @@ def _retire_and_drop(
     if unsigned and signer is None:
         raise NoSigner(unsigned)
     for month in months:  # each month's log goes with its records; its checkpoints stay
-        retire_month(conn, RECORD_FAMILY, month, signer, log_prefix())
+        retire_month(conn, RECORD_FAMILY, month, signer, log_prefix(), month in by_hand)
     conn.execute(text(f"LOCK TABLE {', '.join(PARTITIONED)}, {LOCK_LOGS} IN ACCESS EXCLUSIVE MODE"))
     for name in names:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
