@@ -1418,24 +1418,37 @@ def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
 ):
     """A SIGTERM while PostgreSQL committed the drops (seen with a COMMIT held by a synchronous
     standby that never answered) said `terminated` and nothing of them, and the next run
-    `dropped 0 month(s)` (audit 54g). The stop is played as landing just after each commit."""
+    `dropped 0 month(s)` (audit 54g). The stop is played as landing just after each commit.
+    A month whose partitions were dropped by hand has its log retired in that commit, and
+    was not named (62d): it had no partition left to name."""
     from servicetrail.cli import database
+    from tests.intruder import intrude
     from tests.store.test_access_retention import _entries, _this_month
 
     user = "90-B3-D5-1F-30-01-00-01"
     (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old,IS\n")
     device = "00-DB-00-00-00-00-00-01"
     (tmp_path / "old.jsonl").write_text(
-        f'{{"logged_at": "2024-01-15T10:00:00Z", "kind": "request", "request_id": '
-        f'"{user}:{device}:1", "srv": "4.1.1", "user_id": "{user}", "device_id": "{device}", '
-        '"response_code": "", "payload": "p"}\n'
+        "".join(
+            f'{{"logged_at": "2024-{month}-15T10:00:00Z", "kind": "request", "request_id": '
+            f'"{user}:{device}:{n}", "srv": "4.1.1", "user_id": "{user}", "device_id": '
+            f'"{device}", "response_code": "", "payload": "p"}}\n'
+            for n, month in ((1, "01"), (2, "02"))
+        )
     )
     assert cli("load", "users", "users.csv").exit_code == 0
     loaded = cli("ingest", "old.jsonl")
     assert loaded.exit_code == 0, loaded.output
+    intrude(
+        engine,
+        *(
+            (f"DROP TABLE {t}_p2024_02", {})
+            for t in ("sat_record", "sat_payload", "sat_visibility")
+        ),
+    )
     _entries(engine, monkeypatch, ("2025-01", _this_month()))
     for name, said in (
-        ("drop_months", "the drop of 1 month(s) of SAT records (2024-01)"),
+        ("drop_months", "the drop of 2 month(s) of SAT records (2024-01, 2024-02)"),
         ("drop_access_months", "the drop of 1 month(s) of the access log (2025-01)"),
     ):
         committed = getattr(database, name)

@@ -118,7 +118,7 @@ def test_a_loader_that_met_retention_part_way_makes_no_retired_month_again(pg_en
 
 @starts_with_personas
 def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it(
-    pg_url, pg_engine, tmp_path
+    pg_url, pg_engine, tmp_path, monkeypatch
 ):
     """Its partitions dropped by hand, its log kept. A load of the month: the writer took it
     for not retired (leaves), `ensure_months` for retired (checkpoints, no partitions), and it
@@ -148,6 +148,25 @@ def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it
     assert findings[0].startswith(f"log servicetrail/sat/2025-02: {said}")
     assert len(findings) > 1 and all(f.endswith(" removed") for f in findings[1:])
     assert [p for p in schema_differences(pg_engine) if said in p] != []
+    # stopped part-way (Ctrl-C as it retires 2025-02, 2025-01 retired before it): the months
+    # are one transaction, so nothing of the run stays, and the next names the month (62d)
+    from servicetrail.store import partitions
+
+    def stopped_at_february(conn, family, month, *rest):
+        if month == "2025-02":
+            raise KeyboardInterrupt
+        retire_month(conn, family, month, *rest)
+
+    retire_month = partitions.retire_month
+    with monkeypatch.context() as stopping:
+        stopping.setattr(partitions, "retire_month", stopped_at_february)
+        stopped = Cli(pg_url, tmp_path)("retention", "--keep-months", "1")
+    assert stopped.exit_code == 130, stopped.output
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_retirement)).scalar() == 0
+        assert (2025, 1) in existing_months(conn)
+    again = Cli(pg_url, tmp_path)("retention", "--keep-months", "1", "--dry-run")
+    assert "would retire the log of 2025-02, whose partitions were dropped by hand" in again.stderr
     done = Cli(pg_url, tmp_path)("retention", "--keep-months", "1")
     assert done.exit_code == 0, done.output
     assert "retired the log of 2025-02, whose partitions were dropped by hand" in done.output

@@ -241,7 +241,15 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
         try:
             # each month's retirement is signed with the store's key; a command never makes one
             signer = signer_for(store_url()) if not dry_run and key.is_file() else None
-            dropped = drop_months(store, keep_months, dry_run, signer, in_doubt.committing)
+            # the months dropped by hand too: their logs go in the same commit (a month gone
+            # whole has no partition to name, and a stop then named none of it: 62d)
+            dropped = drop_months(
+                store,
+                keep_months,
+                dry_run,
+                signer,
+                lambda names: in_doubt.committing([*names, *by_hand]),
+            )
         except NoSigner as e:
             raise Failure(
                 f"nothing dropped: retention signs the retirement of each month it drops "
