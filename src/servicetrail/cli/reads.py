@@ -7,8 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import Connection
 
 from ..domain.model import KINDS as KINDS_OF_RECORD
+from ..domain.search import Search
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
 from ..domain.visibility import Scope
 from ..output import write_jsonl, write_table, write_triggers_table
@@ -143,7 +145,27 @@ def records_cmd(
             items = logged.export_search(search, limit)
             (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
             logged.write_entry()  # with what will be printed, before its first line
+            gone = _months_not_held(conn, search)
         held.send(None)
+    for month in gone:
+        click.echo(
+            f"note: the records of {month} are no longer held: its partitions were dropped by "
+            "hand, not by retention, and none of them is listed (`servicetrail log verify` "
+            "names the month and what to do)",
+            err=True,
+        )
+
+
+def _months_not_held(conn: Connection, search: Search) -> list[str]:
+    """The months the search reaches into whose partitions were dropped by hand: none of
+    their records is listed, and the search said nothing of why (62d). PostgreSQL only
+    (SQLite has no partitions); the store's state, not a Party's: who runs the command has
+    the database. A month retention removed is the operator's policy, and goes unsaid."""
+    if conn.dialect.name != "postgresql":
+        return []
+    from ..store.partitions import dropped_by_hand_between  # the catalogue's rules, here only
+
+    return dropped_by_hand_between(conn, search.time_from, search.time_to)
 
 
 @command("triggers")

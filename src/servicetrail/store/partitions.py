@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -190,6 +190,22 @@ def months_dropped_by_hand(conn: Connection, before: str | None = None) -> list[
         if before is None or month_name(month) < before
     }
     return sorted(month_name(month) for month in _dropped_by_hand(conn, missing))
+
+
+def dropped_by_hand_between(
+    conn: Connection, time_from: datetime | None, time_to: datetime | None
+) -> list[str]:
+    """Those of `months_dropped_by_hand` that [time_from, time_to) reaches into (None: no
+    bound): a search over them finds none of their records, and said nothing of why."""
+    first = (time_from.year, time_from.month) if time_from else (0, 0)
+    # the month of the bound's last instant: a bound on a month's first instant stops before it
+    end = time_to - timedelta(microseconds=1) if time_to else None
+    last = (end.year, end.month) if end else (10_000, 1)
+    return [
+        month
+        for month in months_dropped_by_hand(conn)
+        if first <= (int(month[:4]), int(month[5:7])) <= last
+    ]
 
 
 def _checkpointed(conn: Connection) -> set[tuple[int, int]]:
