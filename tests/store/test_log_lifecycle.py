@@ -165,12 +165,13 @@ def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it
     # retires its log (below; 62d)
     from servicetrail.store import partitions
 
+    retire_month = partitions.retire_month
+
     def stopped_at_february(conn, family, month, *rest):
         if month == "2025-02":
             raise KeyboardInterrupt
         retire_month(conn, family, month, *rest)
 
-    retire_month = partitions.retire_month
     with monkeypatch.context() as stopping:
         stopping.setattr(partitions, "retire_month", stopped_at_february)
         stopped = cli("retention", "--keep-months", "1")

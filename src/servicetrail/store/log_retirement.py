@@ -44,11 +44,11 @@ def retire_month(
     """Retention: store the retirement of a month's last checkpoint, signed (`log verify`
     takes no month for retired without one: audit 46d) with how its records went (`by_hand`:
     their partitions were dropped by hand before this retention; domain.checkpoint.BY_HAND),
-    and remove its queue (its checkpoints
-    stay). Its leaves and tiles: on PostgreSQL partitions of their own, which the caller
-    drops whole with the month's entries (store.log_partitions; deleted here row by row, a
-    month at 700 reads a second took over an hour: finding 52b 1); on SQLite, deleted here.
-    The family's lock keeps a writer from appending to the month meanwhile."""
+    and remove its queue (its checkpoints stay). Its leaves and tiles: on PostgreSQL
+    partitions of their own, which the caller drops whole with the month's entries
+    (store.log_partitions; deleted here row by row, a month at 700 reads a second took over
+    an hour: finding 52b 1); on SQLite, deleted here. The family's lock keeps a writer from
+    appending to the month meanwhile."""
     lock_family(conn, family)
     _sign_retirement(conn, family, month, signer, prefix, BY_HAND if by_hand else BY_RETENTION)
     tables = (

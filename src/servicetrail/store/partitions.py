@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -196,11 +196,16 @@ def dropped_by_hand_between(
     conn: Connection, time_from: datetime | None, time_to: datetime | None
 ) -> list[str]:
     """Those of `months_dropped_by_hand` that [time_from, time_to) reaches into (None: no
-    bound): a search over them finds none of their records, and said nothing of why."""
+    bound; aware UTC, as domain.times.parse_time gives them, the partitions' months being
+    UTC's): a search over them finds none of their records, and said nothing of why."""
     first = (time_from.year, time_from.month) if time_from else (0, 0)
-    # the month of the bound's last instant: a bound on a month's first instant stops before it
-    end = time_to - timedelta(microseconds=1) if time_to else None
-    last = (end.year, end.month) if end else (10_000, 1)
+    last = (10_000, 1)
+    if time_to is not None:
+        # a bound on a month's first instant stops before that month (counted, not by
+        # subtracting a microsecond: the year 1's first instant has none before it)
+        last = (time_to.year, time_to.month)
+        if time_to == time_to.replace(day=1, hour=0, minute=0, second=0, microsecond=0):
+            last = _add_months(*last, -1)
     return [
         month
         for month in months_dropped_by_hand(conn)
