@@ -4,7 +4,7 @@
 whole report of ACCOUNT's Party from a running `servicetrail serve` on PORT; 3 s in, the
 account's tokens are revoked (`servicetrail tokens revoke`, the store of
 SERVICETRAIL_DATABASE_URL). Prints the bytes received after, how long they took, and whether
-the body ended whole (its chunked ending) or was cut off.
+the body ended whole (its chunked ending) or was cut off, and whether by a reset.
 
     .venv/bin/python bench/download_revoked.py PORT ACCOUNT
 """
@@ -21,6 +21,14 @@ SERVICETRAIL = str(Path(sys.executable).parent / "servicetrail")
 REPORT = "/api/v1/reports/own.csv?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
 
 
+def receive(client: socket.socket) -> bytes | None:
+    """The next piece; b"" at the connection's end, None at its reset (since 62f)."""
+    try:
+        return client.recv(8192)
+    except ConnectionResetError:
+        return None
+
+
 def main(port: int, account: str) -> None:
     made = subprocess.run(
         [SERVICETRAIL, "tokens", "create", account], capture_output=True, text=True, check=True
@@ -33,7 +41,7 @@ def main(port: int, account: str) -> None:
         f"{made.stdout.strip()}\r\nConnection: close\r\n\r\n".encode()
     )
     start, revoked_at, total, after, tail = time.monotonic(), 0.0, 0, 0, b""
-    while piece := client.recv(8192):
+    while piece := receive(client):
         total += len(piece)
         tail = (tail + piece)[-7:]
         if revoked_at:
@@ -46,8 +54,10 @@ def main(port: int, account: str) -> None:
             )
             revoked_at = time.monotonic()
         time.sleep(0.05)
+    reset = piece is None
     client.close()
     ended = "whole" if tail.endswith(b"\r\n0\r\n\r\n") else "cut off"
+    ended += " (the connection reset)" if reset else ""
     took = time.monotonic() - revoked_at if revoked_at else 0.0
     print(f"{total:,} bytes; {after:,} after the revocation, for {took:.1f} s; the body {ended}")
 

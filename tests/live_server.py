@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -26,13 +27,18 @@ PATIENCE = 30
 
 
 class LiveServer:
-    def __init__(self, app: FastAPI) -> None:
+    """`http`: uvicorn's protocol; `serve`'s own (web.http_limits.CappedHeadProtocol) for a
+    test of what it adds."""
+
+    def __init__(self, app: FastAPI, http: Any = "auto") -> None:
         self.app = app
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+            uvicorn.Config(
+                app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, http=http
+            )
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -161,12 +161,16 @@ def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sq
         server.send_signal(signal.SIGTERM)
         # uvicorn raises the signal again once it has shut down: a stop by SIGTERM, as asked
         assert server.wait(timeout=GRACEFUL_SECONDS + 10) in (0, -signal.SIGTERM)
-        client.close()  # what is in flight would take minutes to read through 4 KB
+        # reset, without its last chunk: the client cannot take it for a whole report
+        with pytest.raises(ConnectionResetError):
+            while client.recv(65536):
+                pass
+        client.close()
     said = log_path.read_text()
     assert f"own report of {P.LOOKER} cut off: the server is stopping" in said, said
     assert "Traceback" not in said, said
-    # the body ends without its last chunk: the client cannot take it for a whole report
-    assert "returned without completing response" in said, said
+    # a cut-off of the server's own is said by the server, not as uvicorn's ERROR (62f)
+    assert "returned without completing response" not in said, said
 
 
 def _busy_seconds(pid: int) -> float:

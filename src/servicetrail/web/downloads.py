@@ -21,7 +21,8 @@ in two transactions, a report sent the records an ingest stored in between uncou
 A download outlives its request, as an event stream does, so it asks again whether its token
 or session still holds (state.credential_recheck_seconds): revoked, its account disabled or
 its password changed, it is cut off there, not sent on at its client's pace to the end (a
-slow client went on reading a whole report for as long as it liked).
+slow client went on reading a whole report for as long as it liked). A download cut off has
+its connection reset (web.resets): what the server's buffers held of it is not sent either.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ..store.engine import reading
 from ..store.limits import StoreBusy, store_busy
 from ..store.logged_reads import LoggedRead
 from .fairness import Busy, PartyLimits, Slots
+from .resets import reset
 from .state import credential_recheck_seconds
 from .stopping import ServerRestarting
 
@@ -343,9 +345,10 @@ class ReportDownload(Response):
             if self.background is not None:
                 await self.background()
             return
-        if started:  # cut off: the client sees the chunked body end without its last chunk
+        if started:  # cut off: the client sees its connection reset before the last chunk
             # a send timeout says nothing of itself: said by its kind
             log.warning("own report of %s cut off: %s", party, str(failure) or _cut_off_by(failure))
+            await reset(scope, receive)  # not one more byte of it, and no ERROR from uvicorn
             return
         await self._answer(failure, scope, receive, send)
 

@@ -20,7 +20,7 @@ lingering read of what the client still sends: `_close_lingering`).
 It also bounds the connections open at once, a client's (SERVICETRAIL_MAX_CLIENT_CONNECTIONS;
 a client as `client_address` counts it) and the process's (`open_files`), closes a keep-alive
 connection after MAX_REQUESTS_PER_CONNECTION requests, and sends a response's head and body
-in one write (`HeadWithBody`).
+in one write (`HeadWithBody`), and lets the application reset a connection (web.resets).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .. import settings
 from .client_address import client_key, is_trusted_proxy
 from .headers import SECURITY_HEADERS
 from .open_files import most_connections
+from .resets import offer_reset
 
 
 # every other answer's security headers (web.headers), but a CSP that allows nothing: these
@@ -285,6 +286,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        offer_reset(self.scope, self.transport)  # a download cut off drops what it has queued
         self._in_head = True
         self._head_bytes = 0
 
