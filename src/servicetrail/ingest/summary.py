@@ -3,6 +3,7 @@ the registry's loaders (ingest.registry_load) and the trail's (ingest.trail_load
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,10 @@ class Summary:
     not_sealed: str = ""  # why an interrupted ingest could not sign what it kept
     skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
+    # the trail's: records loaded a month (`YYYY-MM`), and of those the months retention
+    # removed while the run went on, with them (trail_load._gone_to_retention)
+    loaded_months: Counter[str] = field(default_factory=Counter)
+    retired: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         said = (
@@ -52,6 +57,14 @@ class Summary:
         )
         if self.times_from_mtime:
             said += f"; {self.times_from_mtime} times taken from file modification times"
+        if self.retired:
+            # still counted as loaded, so that the counts add up to the input's records
+            months = ", ".join(f"{month}: {count}" for month, count in sorted(self.retired.items()))
+            said += (
+                f"; {sum(self.retired.values())} of those loaded are no longer stored: "
+                f"retention removed their month{'s' if len(self.retired) > 1 else ''} "
+                f"({months}) while this ran"
+            )
         return said
 
 

@@ -24,6 +24,8 @@ from ..domain.times import parse_time
 from ..signing import signer_for
 from ..store.engine import refuse_if_changed_under_us
 from ..store.limits import DEADLOCK_DETECTED
+from ..store.log_partitions import retired_logs
+from ..store.log_records import FAMILY as RECORD_FAMILY
 from ..store.merkle_log import seal_store
 from ..store.writer import Row, append_leaves, append_rows, record_row, row_maker
 from . import duis, satjsonl
@@ -93,6 +95,7 @@ def ingest(
                 progress,
             )
         seal_store(engine)  # SPEC section 7: the logs this run touched are signed before it reports
+        _gone_to_retention(engine, summary)
     except KeyboardInterrupt:
         # Ctrl-C still reports what was kept, so it signs that first (SPEC section 7): left to
         # "the next ingest or the server", it stayed in no checkpoint while neither came
@@ -108,6 +111,19 @@ def ingest(
     finally:
         rejects.finish(summary)
     return summary
+
+
+def _gone_to_retention(engine: Engine, summary: Summary) -> None:
+    """Note in `summary` the months this run loaded into that retention has removed since,
+    records and all: a `retention` run while the ingest went on dropped the month of records
+    it had already committed, and the summary said them loaded with nothing more (audit 61d;
+    the records that came after were refused, naming retention). Only PostgreSQL has
+    retention; its drops take the trail's lock, so a month is removed whole between batches."""
+    if engine.dialect.name != "postgresql" or not summary.loaded_months:
+        return
+    with engine.connect() as conn:
+        retired = retired_logs(conn, RECORD_FAMILY, min(summary.loaded_months))
+    summary.retired = {m: n for m, n in summary.loaded_months.items() if m in retired}
 
 
 def _inputs_in(path: Path, own_rejects: Path | None, skipped: list[Path]) -> list[Path]:
@@ -371,6 +387,7 @@ class _Batch:
             return []
         self._guarded(self._commit, committing=True)
         summary.loaded += self.loaded
+        summary.loaded_months.update(leaf[1] for leaf in self.leaves)  # a leaf a stored record
         summary.duplicates += self.duplicates
         conflicts = self.conflicts
         self.rows, self.payload_bytes, self.loaded, self.duplicates, self.conflicts = (
