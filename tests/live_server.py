@@ -5,10 +5,12 @@ server: its engine's pool and its Party limits."""
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -84,6 +86,28 @@ class LiveServer:
             f"{token}\r\n\r\n".encode()
         )
         return sock, sock.recv(first_read)
+
+
+@contextmanager
+def uvicorns_errors(caplog) -> Iterator[None]:
+    """uvicorn's own log (its loggers do not reach the root under the live server's log
+    configuration) into `caplog` as well."""
+    uvicorns = logging.getLogger("uvicorn.error")
+    uvicorns.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        uvicorns.removeHandler(caplog.handler)
+
+
+def how_it_ends(sock: socket.socket) -> str:
+    """How a client's connection ends once it reads on to the end: "reset" or "closed"."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    return "closed"
 
 
 def wait_until(condition, seconds: float, every: float = 0.02) -> bool:

@@ -15,8 +15,6 @@ import logging
 import re
 import socket
 import statistics
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import httpx
@@ -39,7 +37,7 @@ from servicetrail.web.fairness import Bounds, PartyLimits
 from servicetrail.web.http_limits import CappedHeadProtocol
 
 from tests import personas as P
-from tests.live_server import LiveServer, wait_until
+from tests.live_server import LiveServer, how_it_ends, uvicorns_errors, wait_until
 from tests.personas import starts_with_personas
 
 ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
@@ -264,29 +262,6 @@ def stalled_web_report(server: LiveServer, username: str) -> socket.socket:
     return sock
 
 
-@contextmanager
-def uvicorns_errors(caplog) -> Iterator[None]:
-    """uvicorn's own log (its loggers do not reach the root under the live server's log
-    configuration) into `caplog` as well."""
-    uvicorns = logging.getLogger("uvicorn.error")
-    uvicorns.addHandler(caplog.handler)
-    try:
-        yield
-    finally:
-        uvicorns.removeHandler(caplog.handler)
-
-
-def rest_of(sock: socket.socket) -> tuple[int, str]:
-    """What a client still receives once it reads again: bytes, and how the connection ended."""
-    received = 0
-    try:
-        while piece := sock.recv(65536):
-            received += len(piece)
-    except ConnectionResetError:
-        return received, "reset"
-    return received, "closed"
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("how", ["token revoked", "password changed"])
 def test_a_download_is_cut_off_once_its_credential_no_longer_holds(
@@ -317,7 +292,7 @@ def test_a_download_is_cut_off_once_its_credential_no_longer_holds(
             assert wait_until(lambda: app.state.limits.held() == {}, 2), app.state.limits.held()
             said = f"own report of {P.NORTHPOWER} cut off: its token or session ended"
             assert wait_until(lambda: said in caplog.text, 2), caplog.text
-            assert rest_of(sock)[1] == "reset"
+            assert how_it_ends(sock) == "reset"
         finally:
             sock.close()
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -3,6 +3,8 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 
 import orjson
@@ -25,9 +27,19 @@ from servicetrail.store.registry import load_user
 from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records
+from servicetrail.web.app import create_app
+from servicetrail.web.http_limits import CappedHeadProtocol
+from servicetrail.web import watches_api
 from servicetrail.web.watches_api import _StreamReads
 from tests import personas as P
-from tests.live_server import PATIENCE, streaming_server, wait_until
+from tests.live_server import (
+    PATIENCE,
+    LiveServer,
+    how_it_ends,
+    streaming_server,
+    uvicorns_errors,
+    wait_until,
+)
 
 
 server = streaming_server  # the one fixture, under the name these tests give it
@@ -121,6 +133,40 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
         time.sleep(1.5)  # past the stream's next look at its token
         add_requests(engine, 2, 1)
         assert read_events(lines, 1) == []  # the stream ended without sending event 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@P.starts_with_personas
+def test_a_stream_cut_off_by_its_token_resets_its_connection(engine, monkeypatch, caplog):
+    """Under `serve`'s protocol a stream whose token no longer holds is cut off with a reset,
+    as a download is: what the server's buffers held of it (up to a few MB for a slow
+    client) is not sent, nor its end, and the log says why, not uvicorn's ERROR (62f). Its
+    token looked at every 0.05 s, not every second."""
+    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
+    monkeypatch.setattr(watches_api, "credential_recheck_seconds", lambda: 0.05)
+    settings.reload()
+    P.load_personas(engine)
+    secret = token(engine, P.SOUTHENERGY)
+    with LiveServer(create_app(engine), http=CappedHeadProtocol) as live, uvicorns_errors(caplog):
+        _, url = watched(engine, live, secret)
+        add_requests(engine, 1, 1)
+        sock = socket.create_connection(("127.0.0.1", live.port), timeout=PATIENCE)
+        try:
+            sock.sendall(
+                f"GET {url.split(str(live.port), 1)[1]} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n".encode()
+            )
+            seen = b""
+            while b"data: " not in seen:
+                seen += sock.recv(4096)
+            with engine.begin() as conn:
+                revoke_tokens(conn, tokens=[secret])
+            assert how_it_ends(sock) == "reset"
+        finally:
+            sock.close()
+        said = f"stream of {P.SOUTHENERGY} cut off: its token no longer holds"
+        assert wait_until(lambda: said in caplog.text, 5), caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_another_partys_stream_is_404(engine, server) -> None:

@@ -41,9 +41,15 @@ def offer_reset(scope: Any, transport: Any) -> None:
 def _reset(transport: Any) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with suppress(OSError):  # gone already: the abort has nothing left to drop
+        # closed already (uvloop's socket then has no descriptor: ValueError): nothing to drop
+        with suppress(OSError, ValueError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
     transport.abort()
+
+
+def offers_reset(scope: Scope) -> bool:
+    """Whether the server of `scope` lets its application reset the connection."""
+    return RESET in scope.get("extensions", {})
 
 
 async def reset(scope: Scope, receive: Receive) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -54,6 +53,7 @@ from .schemas import (
     inline_schema,
 )
 from .state import credential_recheck_seconds, engine_of, reader_of
+from .resets import offers_reset, reset
 from .stopping import ServerStopping
 
 log = logging.getLogger("servicetrail.web")
@@ -310,6 +310,7 @@ class _StreamReads:
     # disabled, not keep sending
     token: str
     sent: Tally = field(default_factory=Tally)
+    cut_off: str = ""  # why the stream ended of itself, when it was cut off
 
     def opening_entry(self) -> None:
         with reading(self.engine) as conn:
@@ -327,6 +328,7 @@ class _StreamReads:
             if check_token:
                 held = token_viewer(conn, self.token, self.viewer.party_id)
                 if held is None:
+                    self.cut_off = "its token no longer holds (revoked, or its account disabled)"
                     return None
                 self.viewer = held
             # counted into `sent`, whose entry is written when the stream ends
@@ -409,12 +411,23 @@ class EventStream(StreamingResponse):
     is cut off too; either way its body is closed, so that its closing access-log entry is
     written. Blocked in `send`, a stalled client's stream never came back to look whether
     the server was stopping: uvicorn cancelled it with a traceback, its body was never
-    closed, and the counts of the 5,353 events it had sent were logged nowhere (audit 20e)."""
+    closed, and the counts of the 5,353 events it had sent were logged nowhere (audit 20e).
+
+    Cut off so, or once its token no longer holds, its connection is reset (web.resets), as a
+    download's is: what the server's buffers still held of it is not sent, and the log says
+    why in a line of its own, not as uvicorn's ERROR of a response left incomplete (62f)."""
+
+    def __init__(self, reads: _StreamReads, content: AsyncIterator[bytes], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.reads = reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         patience = settings.current().send_timeout
+        why = ""
 
         async def bounded(message: Message) -> None:
+            if self.reads.cut_off and not message.get("more_body", True) and offers_reset(scope):
+                return  # not its end: sent, uvicorn closed the connection after what it held
             with anyio.fail_after(patience):
                 await send(message)
 
@@ -422,16 +435,27 @@ class EventStream(StreamingResponse):
             async with anyio.create_task_group() as group:
 
                 async def give_way_to_a_stop() -> None:
+                    nonlocal why
                     await scope["app"].state.stopping.until_cut_off()
+                    why = "the server is stopping"
                     group.cancel_scope.cancel()
 
                 group.start_soon(give_way_to_a_stop)
-                with suppress(TimeoutError, OSError, ClientDisconnect):
+                try:
                     await super().__call__(scope, receive, bounded)
+                except TimeoutError:
+                    why = "the client took no data for SERVICETRAIL_SEND_TIMEOUT seconds"
+                except (OSError, ClientDisconnect):
+                    pass
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
+        why = why or self.reads.cut_off
+        if why:
+            party = self.reads.viewer.party_id
+            log.warning("watch %s stream of %s cut off: %s", self.reads.watch_id, party, why)
+            await reset(scope, receive)
 
 
 @router.get(
@@ -495,6 +519,7 @@ def watch_stream(
         raise
 
     return EventStream(
+        reads,
         _event_stream(request, reads, start, slots),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
