@@ -286,7 +286,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        offer_reset(self.scope, self.transport)  # a download cut off drops what it has queued
+        offer_reset(self.scope, self.transport)  # for a download or stream cut off
         self._in_head = True
         self._head_bytes = 0
 

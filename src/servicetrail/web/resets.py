@@ -1,11 +1,11 @@
 """A response cut off part way ends its connection with a reset, dropping what is not yet sent.
 
-A report download cut off (its token revoked, its client stalled past the send timeout, the
-server stopping) ended with uvicorn closing the connection, and a close first sends whatever
-the kernel still holds for the client: a socket's send buffer grows to 4 MB (Linux's
-tcp_wmem), so a slow client went on receiving some 3.5 MB of the report for 20 s after its
-token was revoked (audit 61d). A close with SO_LINGER 0 resets the connection instead, and
-the kernel drops what it held (BENCHMARKS.md, session 62, helper 62f).
+A report download or an event stream cut off (its token revoked, its client stalled past the
+send timeout, the server stopping) ended with uvicorn closing the connection, and a close
+first sends whatever the kernel still holds for the client: a socket's send buffer grows to
+4 MB (Linux's tcp_wmem), so a slow client went on receiving some 3.5 MB of a report for 20 s
+after its token was revoked (audit 61d). A close with SO_LINGER 0 resets the connection
+instead, and the kernel drops what it held (BENCHMARKS.md, session 62, helper 62f).
 
 The application then ends with its connection gone, as when a client leaves, so uvicorn does
 not log "ASGI callable returned without completing response" as an ERROR for a cut-off made

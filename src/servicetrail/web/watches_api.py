@@ -427,7 +427,9 @@ class EventStream(StreamingResponse):
 
         async def bounded(message: Message) -> None:
             if self.reads.cut_off and not message.get("more_body", True) and offers_reset(scope):
-                return  # not its end: sent, uvicorn closed the connection after what it held
+                # its end left out: the reset that follows drops what is still queued, where
+                # uvicorn, the response complete, would close the connection after sending it
+                return
             with anyio.fail_after(patience):
                 await send(message)
 
