@@ -6,7 +6,10 @@ account's tokens are revoked (`servicetrail tokens revoke`, the store of
 SERVICETRAIL_DATABASE_URL). Prints the bytes received after, how long they took, and whether
 the body ended whole (its chunked ending) or was cut off, and whether by a reset.
 
-    .venv/bin/python bench/download_revoked.py PORT ACCOUNT
+    .venv/bin/python bench/download_revoked.py PORT ACCOUNT [PATH]
+
+PATH: another address read the same way, a watch's event stream say (62f); the report's by
+default.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def receive(client: socket.socket) -> bytes | None:
         return None
 
 
-def main(port: int, account: str) -> None:
+def main(port: int, account: str, path: str = REPORT) -> None:
     made = subprocess.run(
         [SERVICETRAIL, "tokens", "create", account], capture_output=True, text=True, check=True
     )
@@ -37,7 +40,7 @@ def main(port: int, account: str) -> None:
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)  # before it connects
     client.connect(("127.0.0.1", port))
     client.sendall(
-        f"GET {REPORT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
         f"{made.stdout.strip()}\r\nConnection: close\r\n\r\n".encode()
     )
     start, revoked_at, total, after, tail = time.monotonic(), 0.0, 0, 0, b""
@@ -63,4 +66,4 @@ def main(port: int, account: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], *sys.argv[3:4])
