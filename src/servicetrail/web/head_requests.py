@@ -5,7 +5,9 @@ FastAPI's routes take only the methods they name, so HEAD was a 405 on every pag
 address (a monitor's check, a link checker); and the router's 405 named only the methods of
 the first route it met at that path (`PATCH /api/v1/watches` said `Allow: POST`). A HEAD goes
 on as a GET, whose body is not sent: the client gets the GET's status and headers,
-Content-Length included. A read it makes is logged as the GET's would be."""
+Content-Length included. A read it makes is logged as the GET's would be (its Content-Length
+tells of what was read); a watch's stream, whose head tells nothing of its events, reads and
+logs none for a HEAD (web.watches_api)."""
 
 from __future__ import annotations
 

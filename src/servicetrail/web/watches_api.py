@@ -41,6 +41,7 @@ from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token, token_viewer
 from .errors import ParameterError
 from .fairness import Slots, limits_of
+from .head_requests import asked_head
 from .param_schemas import whole_number_schema
 from .params import PageSize, asked
 from .schemas import (
@@ -278,6 +279,8 @@ def watch_events(
 # the connection is alive (how often it looks for new events: SERVICETRAIL_STREAM_POLL_SECONDS)
 
 STREAM_KEEPALIVE_SECONDS = 15.0
+SSE_TYPE = "text/event-stream"
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 STREAM_PAGE = 200
 # how long a stream's closing entry is tried for while the store is busy (each try waits a
 # lock's time, 5-10 s): off the event loop, its stream slot held meanwhile
@@ -466,7 +469,7 @@ class EventStream(StreamingResponse):
     response_model=None,
     responses={
         200: {
-            "content": {"text/event-stream": {}},
+            "content": {SSE_TYPE: {}},
             "description": "the events as Server-Sent Events",
         },
         404: {"model": Error, "description": "no such watch"},
@@ -508,22 +511,34 @@ def watch_stream(
         filters,
         bearer_token(request),
     )
+    return _stream_answer(request, reads, start)
+
+
+def _stream_answer(request: Request, reads: _StreamReads, start: int) -> Response:
+    """The stream of a watch its Party has (else a 404), within the Party's bound of streams
+    (else a 429); a HEAD has the GET's head alone."""
+    head_only = asked_head(request)
     with reading(reads.engine) as conn:
-        if get_watch(conn, viewer.party_id, found) is None:
-            # a read of nothing, logged as /events logs it
-            LoggedRead(conn, viewer, reads.reader, "stream", filters).write_entry()
+        if get_watch(conn, reads.viewer.party_id, reads.watch_id) is None:
+            if not head_only:  # a read of nothing, logged as /events logs it
+                LoggedRead(conn, reads.viewer, reads.reader, "stream", reads.filters).write_entry()
             return JSONResponse(NOT_A_WATCH, status_code=404)
-    slots = limits_of(request).take(viewer.party_id, "stream")
+    slots = limits_of(request).take(reads.viewer.party_id, "stream")  # a HEAD is refused alike
+    if head_only:
+        # the head of a GET, ended at once: a stream's head shows no event, so nothing is
+        # read or logged. As a GET, it wrote both entries and read a page the client never
+        # saw (61g: two entries a monitor's check)
+        slots.release()
+        return StreamingResponse(iter(()), media_type=SSE_TYPE, headers=STREAM_HEADERS)
     try:
         reads.opening_entry()  # before the stream's first byte
     except BaseException:
         slots.release()
         raise
-
     return EventStream(
         reads,
         _event_stream(request, reads, start, slots),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        media_type=SSE_TYPE,
+        headers=STREAM_HEADERS,
         background=BackgroundTask(slots.release),
     )
