@@ -22,7 +22,7 @@ from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
-from tests.live_server import LiveServer, streaming_server, wait_until
+from tests.live_server import PATIENCE, LiveServer, streaming_server, wait_until
 
 LATER = P.t("2025-04-01T10:00:00Z")
 LOCK_WAIT_MS = 1000
@@ -61,16 +61,20 @@ def sse_data(lines, count: int) -> list[dict]:
 def test_events_page_and_stream_write_their_entries(engine, server):
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    watch = httpx.post(
+        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+    ).json()
     lk_requests(engine, 3)
-    page = httpx.get(f"{base}/api/v1/watches/{watch['id']}/events", headers=south).json()
+    page = httpx.get(
+        f"{base}/api/v1/watches/{watch['id']}/events", headers=south, timeout=PATIENCE
+    ).json()
     assert len(page["events"]) == 3
     (events_entry,) = logged(engine)
     assert (events_entry.action, events_entry.records_returned) == ("watch_events", 3)
     assert events_entry.mp141_records_returned == 3
     assert events_entry.device_ids == (P.ESME_1,)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
-    with httpx.stream("GET", url, headers=south, timeout=10) as response:
+    with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         opened = logged(engine)
@@ -92,18 +96,20 @@ def test_a_stream_entry_keeps_its_resume_point_and_a_refused_one_is_logged(engin
     Party's watch is a 404 logged as a read of nothing, as /events logs it."""
     south, wires = bearer(engine, P.SOUTHENERGY), bearer(engine, P.WIRESCO)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    watch = httpx.post(
+        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+    ).json()
     lk_requests(engine, 3)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
     resumed = {**south, "Last-Event-ID": "2"}
-    with httpx.stream("GET", url, headers=resumed, timeout=10) as response:
+    with httpx.stream("GET", url, headers=resumed, timeout=PATIENCE) as response:
         assert response.status_code == 200
         assert len(sse_data(response.iter_lines(), 1)) == 1  # event 3 only
     assert wait_until(lambda: len(logged(engine)) == 2, 10)
     for entry in logged(engine):
         assert entry.filters == {"watch_id": watch["id"], "last_event_id": "2"}
     assert logged(engine)[0].records_returned == 1
-    assert httpx.get(url, headers=wires, timeout=10).status_code == 404
+    assert httpx.get(url, headers=wires, timeout=PATIENCE).status_code == 404
     refused = logged(engine)[0]
     assert (refused.action, refused.party_id, refused.records_returned) == (
         "stream",
@@ -154,10 +160,12 @@ def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
     south = bearer(store, P.SOUTHENERGY)
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
-        watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+        watch = httpx.post(
+            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        ).json()
         url = f"{base}/api/v1/watches/{watch['id']}/stream"
         lock = sqlite3.connect(store.url.database, isolation_level=None)
-        with httpx.stream("GET", url, headers=south, timeout=10) as response:
+        with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
             lines = response.iter_lines()  # held: a dropped iterator closes the response
             assert next(lines) == "retry: 2000"
             assert len(logged(store)) == 1  # the opening entry
@@ -211,11 +219,13 @@ def test_a_streams_closing_entry_outlasts_a_lock_held_past_one_lock_wait(
     engine.dispose()  # SQLite's busy timeout is set as a connection opens: new ones get it
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
-    watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+    watch = httpx.post(
+        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+    ).json()
     lk_requests(engine, 4)
     lock = _AccessLogLock(engine)
     with httpx.stream(
-        "GET", f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=10
+        "GET", f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=PATIENCE
     ) as response:
         lines = response.iter_lines()
         assert len(sse_data(lines, 4)) == 4
@@ -242,7 +252,9 @@ def test_a_streams_opening_entry_waits_for_a_locked_access_log_as_a_read_does(pg
     south = bearer(store, P.SOUTHENERGY)
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
-        watch = httpx.post(base + "/api/v1/watches", json={"name": "s"}, headers=south).json()
+        watch = httpx.post(
+            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        ).json()
         lock = _AccessLogLock(store)
         lock.take()
         try:

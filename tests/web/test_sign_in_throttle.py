@@ -25,6 +25,7 @@ from servicetrail.store.sessions import (
 from servicetrail.web.app import create_app
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
+from tests.live_server import PATIENCE
 from tests.web.live_server import live_server
 from datetime import timedelta
 from servicetrail.store.sessions import (
@@ -95,7 +96,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         == 0
     )
     with live_server(db_url, tmp_path) as base:
-        with httpx.Client(base_url=base) as first:
+        with httpx.Client(base_url=base, timeout=PATIENCE) as first:
             form = first.get("/login")
             token, cookie = TOKEN.search(form.text).group(1), form.cookies["st_login"]
         start = threading.Barrier(30)
@@ -121,13 +122,16 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         # minute), or by web.gate before they reach the sign-in at all (1 s)
         waits = [int(a.headers["retry-after"]) for a in answers if a.status_code == 429]
         assert set(waits) <= {15 * 60, 60, 1}
-        with httpx.Client(base_url=base, cookies={"st_login": cookie}) as one_by_one:
+        with httpx.Client(
+            base_url=base, cookies={"st_login": cookie}, timeout=PATIENCE
+        ) as one_by_one:
             wrong = {"username": "np.analyst", "password": WRONG, "csrf_token": token}
             for _ in range(MAX_FAILURES_PER_KEY - verified):  # what the burst left
                 assert one_by_one.post("/login", data=wrong).status_code == 401
             paused = one_by_one.post("/login", data=wrong)
             assert paused.status_code == 429 and paused.headers["retry-after"] == str(15 * 60)
-        with httpx.Client(base_url=base) as late:  # and the right password now waits too
+        # and the right password now waits too
+        with httpx.Client(base_url=base, timeout=PATIENCE) as late:
             form = late.get("/login")
             again = late.post(
                 "/login",
