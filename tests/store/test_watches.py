@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.engine import Engine
@@ -421,6 +422,34 @@ def test_the_failing_windows_walk_the_watchs_index_analysed_or_not(pg_engine: En
             assert [n["Index Name"] for n in outbox] == [
                 "ix_webhook_outbox_watch_id_next_attempt_at"
             ], (analyse, outbox)
+
+
+@starts_with_personas
+def test_an_error_in_the_failing_windows_leaves_the_transaction_sorting(
+    pg_engine: Engine, monkeypatch
+) -> None:
+    """62g: the windows' `enable_sort = off` was set back after them alone, so an error in
+    between left it off for the rest of the transaction: a caller that caught it read on with
+    every plan unsorted. An error now rolls it back, whether PostgreSQL's (a statement
+    timeout, after which the transaction is usable again) or Python's."""
+    world = load_personas(pg_engine)
+    _failed_backlog(world, 2, watches=1)
+    real_limits = store_watches.owner_read_limits
+    monkeypatch.setattr(store_watches, "owner_read_limits", lambda conn: real_limits(conn, 0.1))
+
+    def too_slow(newest_first: bool, postgresql: bool):
+        return text("SELECT pg_sleep(:window)")
+
+    def broken(newest_first: bool, postgresql: bool):
+        raise RuntimeError("a window that fails")
+
+    for failing, error in ((too_slow, psycopg.errors.QueryCanceled), (broken, RuntimeError)):
+        monkeypatch.setattr(store_watches, "failed_window", failing)
+        with pg_engine.connect() as conn:
+            with pytest.raises(Exception) as raised:
+                list_watches(conn, SOUTHENERGY, with_state=True)
+            assert isinstance(getattr(raised.value, "orig", raised.value), error)
+            assert conn.exec_driver_sql("SELECT current_setting('enable_sort')").scalar() == "on"
 
 
 def test_a_correction_that_grants_visibility_makes_no_event_though_matching_lagged(

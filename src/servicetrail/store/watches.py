@@ -6,7 +6,8 @@ events back through the rule, and what is unread, store.watch_events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import Any
 
@@ -189,40 +190,56 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
     retried = select(literal(1)).where(o.watch_id == watch.c.id, o.attempts > 0).exists()
     chosen = select(watch.c.id).where(watch.c.id.in_(watch_ids), retried).order_by(watch.c.id)
     with_failures = conn.execute(chosen).scalars().all()
-    failing = {}
+    failing: dict[int, dict[str, Any]] = {}
     postgresql = conn.dialect.name == "postgresql"
-    sorting = _sorts_off(conn) if postgresql and with_failures else None
-    for watch_id in with_failures:
-        asked = {"watch_id": watch_id, "window": FAILING_WINDOW}
-        latest = conn.execute(failed_window(True, postgresql), asked).first()
-        due_next = conn.execute(failed_window(False, postgresql), asked).all()
-        seen = [row for row in due_next if row.visible]
-        if latest is None and seen:  # the window due next holds the one retried last
-            latest = max(seen, key=lambda row: row.next_attempt_at)
-        if latest is None:
-            continue
-        failing[watch_id] = {
-            # one the Party may see is there, if only past the window due next
-            "waiting": min(max(len(seen), 1), MOST_FAILING_SHOWN),
-            "at_least": len(due_next) == FAILING_WINDOW,
-            "attempts": latest.attempts,
-            "last_error": latest.last_error or "",
-        }
-    if sorting is not None:  # the read's transaction goes on; an error rolls this back with it
-        conn.execute(text("SELECT set_config('enable_sort', :was, true)"), {"was": sorting})
+    with _sorts_off(conn) if postgresql and with_failures else nullcontext():
+        for watch_id in with_failures:
+            found = _failing_one(conn, watch_id, postgresql)
+            if found is not None:
+                failing[watch_id] = found
     return failing
 
 
-def _sorts_off(conn: Connection) -> str:
-    """PostgreSQL's `enable_sort` turned off for the rest of the transaction; what it was.
-    For the windows of `_failing` alone (watch_sql.failed_window), whose plans without a sort
-    walk an index in the window's order: the `(watch_id, next_attempt_at)` range, or where
-    statistics say the outbox is the watch's alone, `next_attempt_at`. An outbox PostgreSQL
-    has not analysed yet (a new store's first backlog, for a minute or so) it takes for one
-    row, and each window sorted the watch's whole backlog: 200,000 deliveries, 0.40 s a read
-    against 0.06 s (BENCHMARKS.md, audit 61h)."""
-    sql = "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
-    return str(conn.execute(text(sql)).one()[0])
+def _failing_one(conn: Connection, watch_id: int, postgresql: bool) -> dict[str, Any] | None:
+    """One watch's failing state from its two windows, as `_failing` has it."""
+    asked = {"watch_id": watch_id, "window": FAILING_WINDOW}
+    latest = conn.execute(failed_window(True, postgresql), asked).first()
+    due_next = conn.execute(failed_window(False, postgresql), asked).all()
+    seen = [row for row in due_next if row.visible]
+    if latest is None and seen:  # the window due next holds the one retried last
+        latest = max(seen, key=lambda row: row.next_attempt_at)
+    if latest is None:
+        return None
+    return {
+        # one the Party may see is there, if only past the window due next
+        "waiting": min(max(len(seen), 1), MOST_FAILING_SHOWN),
+        "at_least": len(due_next) == FAILING_WINDOW,
+        "attempts": latest.attempts,
+        "last_error": latest.last_error or "",
+    }
+
+
+@contextmanager
+def _sorts_off(conn: Connection) -> Iterator[None]:
+    """PostgreSQL's `enable_sort` off within the block, for the windows of `_failing` alone
+    (watch_sql.failed_window), whose plans without a sort walk an index in the window's
+    order: the `(watch_id, next_attempt_at)` range, or where statistics say the outbox is the
+    watch's alone, `next_attempt_at`. An outbox PostgreSQL has not analysed yet (a new store's
+    first backlog, for a minute or so) it takes for one row, and each window sorted the
+    watch's whole backlog: 200,000 deliveries, 0.40 s a read against 0.06 s (BENCHMARKS.md,
+    audit 61h).
+
+    In a savepoint of the caller's transaction: an error in the block (a statement timeout,
+    or one its caller catches and reads on after) rolls the setting back with it. Set back
+    after the block alone, an error skipped that, and the rest of the transaction planned
+    with sorts off (62g); set back in a `finally`, a statement in a transaction the error had
+    aborted would fail in place of the error."""
+    with conn.begin_nested():
+        sql = "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
+        was = str(conn.execute(text(sql)).one()[0])
+        yield
+        # a savepoint's release keeps what was set in it
+        conn.execute(text("SELECT set_config('enable_sort', :was, true)"), {"was": was})
 
 
 def owned_watch(conn: Connection, party_id: str, watch_id: int, *columns: Any) -> Any | None:
