@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +40,10 @@ from servicetrail.store.writer import append_records, load_responsibility  # noq
 from tests import personas as P  # noqa: E402
 
 
-def failing_backlog(url: str, deliveries: int, never_analyse: bool = False) -> None:
-    engine = open_store(url)
+def due_backlog(engine, deliveries: int) -> datetime:
+    """The personas, and a webhook of SOUTHENERGY's with `deliveries` due, of records of June
+    2025 (returned: its first), never attempted; autovacuum leaves the outbox alone (timed
+    unanalysed, it is). bench/outbox_reads.py's too."""
     P.load_personas(engine)
     if engine.dialect.name == "postgresql":  # the unanalysed figures are timed unanalysed:
         with engine.begin() as conn:  # a backlog of 200,000 took autovacuum's minute to write
@@ -59,6 +61,12 @@ def failing_backlog(url: str, deliveries: int, never_analyse: bool = False) -> N
         with engine.begin() as conn:
             append_records(conn, records)
         catch_up(engine)
+    return june
+
+
+def failing_backlog(url: str, deliveries: int, never_analyse: bool = False) -> None:
+    engine = open_store(url)
+    june = due_backlog(engine, deliveries)
     with engine.begin() as conn:
         conn.execute(update(webhook_outbox).values(attempts=1, last_error="answered 503"))
     try:

@@ -385,29 +385,23 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     on PostgreSQL, 1.1 s on SQLite; audit 61c). Its OFFSET 0 keeps the EXISTS a test of each
     row: PostgreSQL does not turn a subquery with an OFFSET into a join.
 
-    `postgresql`: the window is a range of (watch, retry time) pairs as well, which only the
-    `(watch_id, next_attempt_at)` index can take as its condition (`due_deliveries`'s reason):
-    with one watch in the outbox, PostgreSQL walked `ix_webhook_outbox_next_attempt_at` and
-    filtered the watch, as it would every other watch's rows. Not mended by it: an outbox
-    PostgreSQL has never analysed is taken for one row, and the watch's whole backlog was
-    sorted for the window (200,000: 0.3-0.5 s) until autovacuum analysed it (BENCHMARKS.md,
-    61c): the windows are read with sorts off (watches._sorts_off), which leaves the walks of
-    an index in their order (audit 61h)."""
+    `postgresql`: the window's order is asked again for its first visible row (below). The
+    windows are read with sorts off there (watches._sorts_off): an outbox PostgreSQL has
+    never analysed is taken for one row, and the watch's whole backlog was sorted for each
+    window (200,000: 0.3-0.5 s, audit 61h); without a sort, the walks left are of an index
+    in the window's order. The (watch, retry time) row-value range the windows once had
+    there is gone (62g): with sorts off, EXPLAIN gave the same plans without it (the watch's
+    range of `(watch_id, next_attempt_at)`, never analysed and analysed among 50 watches),
+    and with statistics taken while the outbox held one watch's deliveries it kept the
+    planner off `ix_webhook_outbox_next_attempt_at` no better than its absence."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
     watch_id = bindparam("watch_id", type_=BigInteger)
     order = o.next_attempt_at.desc() if newest_first else o.next_attempt_at
-    which = [o.watch_id == watch_id]
-    if postgresql:  # a range that the index in the window's order alone can take
-        pair = tuple_(o.watch_id, o.next_attempt_at)
-        which += [
-            pair >= tuple_(watch_id, literal_column("'-infinity'::timestamptz")),
-            pair <= tuple_(watch_id, literal_column("'infinity'::timestamptz")),
-        ]
     failed = (
         select(o.watch_id, o.event_id, o.attempts, o.last_error, o.next_attempt_at)
-        .where(*which, o.attempts > 0)
+        .where(o.watch_id == watch_id, o.attempts > 0)
         .order_by(order)
         .limit(bindparam("window", type_=Integer))
         .subquery("failed")
