@@ -127,13 +127,14 @@ def test_workers_slower_to_start_than_uvicorns_five_seconds_are_not_killed(sqlit
 
 
 SUPERVISOR_AS_IT_SPAWNS = """\
-import sys
+import os, sys
 from servicetrail.web import server
 
 def spawning(config):  # where the supervisor would start its workers
     app = sorted(m for m in sys.modules if m.partition(".")[0] in ("fastapi", "aiohttp"))
     print(app + sorted({"servicetrail.web.app"} & set(sys.modules)))
     print(config.loaded_app if config.loaded else config.app.func.__module__)
+    print(os.environ.get("MALLOC_ARENA_MAX"))  # what its spawned workers inherit
     return False
 
 server._run_workers = spawning
@@ -146,12 +147,15 @@ main()
 def test_the_supervisor_of_workers_leaves_importing_the_app_to_them(sqlite_url):
     """The supervisor serves nothing: importing the app there (FastAPI, the routes, aiohttp for
     the webhooks) was ~0.7 s of CPU more for each `serve --workers N` to start (session 59).
-    Its workers are given a factory they import the app through (that they serve: above)."""
+    Its workers are given a factory they import the app through (that they serve: above).
+    An operator's own MALLOC_ARENA_MAX is what they are spawned with, not the two arenas the
+    supervisor gives them otherwise (test_header_cap's server: audit 24c)."""
     said = subprocess.run(
         [sys.executable, "-c", SUPERVISOR_AS_IT_SPAWNS, sqlite_url, str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
+        env=dict(os.environ, MALLOC_ARENA_MAX="4"),
     )
     assert said.returncode == 0, said.stderr
-    assert said.stdout.splitlines() == ["[]", "servicetrail.web.worker_app"], said.stdout
+    assert said.stdout.splitlines() == ["[]", "servicetrail.web.worker_app", "4"], said.stdout
