@@ -18,15 +18,16 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 # 40 batches: killed at 10% and 60%, or stopped at 20%, a load has at least 4, 24 or 8 of
-# them committed and at most 36, 16 or 32 to come (50,000 records: 38 s of the module's CPU,
-# 24 s now)
-TOTAL = 20_000
-BATCH = 500
-RERUN_TOTAL = 8_000  # the re-run test's input: 16 batches, killed once 5 are stored
+# them committed and at most 36, 16 or 32 to come (50,000 records: 38 s of the module's CPU;
+# 20,000 in batches of 500: 24 s; 10,000 in batches of 250, as many batches: 20 s, session 62).
+# Every file here is over WORKER_MIN_BYTES: each load parses in a worker, as a large one does
+TOTAL = 10_000
+BATCH = 250
+RERUN_TOTAL = 4_000  # the re-run test's input: 16 batches, killed once 5 are stored
 # a reject every REJECT_EVERY lines of it: ~30 by the kill point. One every 1,000 (6 by then),
 # a run that wrote its entries into the shared file as it went still had them in its buffer
 # when killed, and the check at the kill passed on it (the one after the re-run failed)
-REJECT_EVERY = 80
+REJECT_EVERY = 40
 COUNTER_AT = len("90-B3-D5-1F-30-01-00-00:00-DB-00-00-00-00-00-00:") + 1  # SQL substr() is 1-based
 
 
@@ -327,6 +328,7 @@ def test_a_rerun_killed_part_way_leaves_the_shared_reject_file_as_the_last_whole
     with_rejects = tmp_path / "some-bad.jsonl"
     # the first RERUN_TOTAL records: the whole file's load, a killed one and its re-run took
     # 46 s of the module's 156 at a load of 11; the kill still lands with 70% of it to come
+    # (over WORKER_MIN_BYTES, 1.4 MB: parsed in a worker, as the whole file is)
     lines = big_file.read_text().splitlines(keepends=True)[:RERUN_TOTAL]
     with open(with_rejects, "w") as f:
         for number, line in enumerate(lines):
