@@ -30,11 +30,14 @@ PATIENCE = 30
 
 class LiveServer:
     """`http`: uvicorn's protocol; `serve`'s own (web.http_limits.CappedHeadProtocol) for a
-    test of what it adds."""
+    test of what it adds. `send_buffer`: a small one fills at once, without megabytes of
+    data to send (a socket's grows to 4 MB on the loopback)."""
 
-    def __init__(self, app: FastAPI, http: Any = "auto") -> None:
+    def __init__(self, app: FastAPI, http: Any = "auto", send_buffer: int = 0) -> None:
         self.app = app
         self._socket = socket.socket()
+        if send_buffer:  # the connections' kernel send buffer (inherited), fixed: a slow path
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self._server = uvicorn.Server(

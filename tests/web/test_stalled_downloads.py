@@ -31,7 +31,7 @@ from servicetrail.store.accounts import (
     revoke_tokens,
 )
 from servicetrail.store.writer import append_records
-from servicetrail.web import downloads
+from servicetrail.web import credential_watch
 from servicetrail.web.app import create_app
 from servicetrail.web.fairness import Bounds, PartyLimits
 from servicetrail.web.http_limits import CappedHeadProtocol
@@ -273,7 +273,7 @@ def test_a_download_is_cut_off_once_its_credential_no_longer_holds(
     back. Under `serve`'s protocol its connection is reset: the client gets nothing more of
     what the server's buffers held (3.5 MB for a slow client, 61d), and uvicorn logs no
     ERROR of a response left incomplete for a cut-off made on purpose (62f)."""
-    monkeypatch.setattr(downloads, "credential_recheck_seconds", lambda: 0.05)
+    monkeypatch.setattr(credential_watch, "credential_recheck_seconds", lambda: 0.05)
     token, account = one_report[P.NORTHPOWER], f"user_{P.NORTHPOWER.lower()}"
     app = create_app(engine)
     with LiveServer(app, http=CappedHeadProtocol) as server, uvicorns_errors(caplog):

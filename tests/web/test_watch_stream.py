@@ -4,7 +4,6 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import orjson
@@ -29,7 +28,7 @@ from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.web.http_limits import CappedHeadProtocol
-from servicetrail.web import watches_api
+from servicetrail.web import credential_watch
 from servicetrail.web.watches_api import _StreamReads
 from tests import personas as P
 from tests.live_server import (
@@ -139,35 +138,41 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @P.starts_with_personas
-def test_a_stream_cut_off_by_its_token_resets_its_connection(engine, monkeypatch, caplog):
-    """Under `serve`'s protocol a stream whose token no longer holds is cut off with a reset,
-    as a download is: what the server's buffers held of it (up to a few MB for a slow
-    client) is not sent, nor its end, and the log says why, not uvicorn's ERROR (62f). Its
-    token looked at every 0.05 s, not every second."""
-    monkeypatch.setenv("SERVICETRAIL_STREAM_POLL_SECONDS", "0.05")
-    monkeypatch.setattr(watches_api, "credential_recheck_seconds", lambda: 0.05)
-    settings.reload()
+def test_a_stream_to_a_slow_client_is_cut_off_by_its_token_at_once_with_a_reset(
+    engine, monkeypatch, caplog, use_settings
+):
+    """A stream looked at its token between pages, and a page's send to a slow client waits
+    for the buffers to drain: it learnt of a revocation 4-5 s (0.7-0.8 MB) late. It looks
+    beside its sends, as a download does (web.credential_watch), and is cut off within a look
+    (every 0.05 s here), its send still blocked (62h). Under `serve`'s protocol with a reset,
+    as a download is: what the server's buffers held is not sent, nor its end, and the log
+    says why, not uvicorn's ERROR (62f)."""
+    use_settings(SERVICETRAIL_STREAM_POLL_SECONDS=0.05, SERVICETRAIL_SEND_TIMEOUT=20)
+    monkeypatch.setattr(credential_watch, "credential_recheck_seconds", lambda: 0.05)
     P.load_personas(engine)
     secret = token(engine, P.SOUTHENERGY)
-    with LiveServer(create_app(engine), http=CappedHeadProtocol) as live, uvicorns_errors(caplog):
+    app = create_app(engine)
+    with (
+        LiveServer(app, http=CappedHeadProtocol, send_buffer=4096) as live,
+        uvicorns_errors(caplog),
+    ):
         _, url = watched(engine, live, secret)
-        add_requests(engine, 1, 1)
-        sock = socket.create_connection(("127.0.0.1", live.port), timeout=PATIENCE)
+        add_requests(engine, 1, 400)  # ~190 KB of events: more than the buffers hold
+        sock, head = live.stalled_get(url.split(str(live.port), 1)[1], secret)
         try:
-            sock.sendall(
-                f"GET {url.split(str(live.port), 1)[1]} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n".encode()
-            )
-            seen = b""
-            while b"data: " not in seen:
-                seen += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200")
+            blocked = time.monotonic() + 0.3  # its first page's send, waiting on the client
+            while time.monotonic() < blocked:
+                assert app.state.limits.held() == {"stream": 1}
+                time.sleep(0.02)
             with engine.begin() as conn:
                 revoke_tokens(conn, tokens=[secret])
+            said = f"stream of {P.SOUTHENERGY} cut off: its token no longer holds"
+            # a few looks even at a high load; the old code waited out the send (20 s here)
+            assert wait_until(lambda: said in caplog.text, 5), caplog.text
             assert how_it_ends(sock) == "reset"
         finally:
             sock.close()
-        said = f"stream of {P.SOUTHENERGY} cut off: its token no longer holds"
-        assert wait_until(lambda: said in caplog.text, 5), caplog.text
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
@@ -348,5 +353,6 @@ def test_a_stream_reads_as_its_party_stands_when_it_looks_at_its_token_again(wor
             ],
         )
     catch_up(engine)
-    events, _ = reads.page(0, check_token=True)
+    assert reads.still_held()
+    events, _ = reads.page(0)
     assert [e["record"]["user_id"] for e in events] == [P.UNREGISTERED_USER]

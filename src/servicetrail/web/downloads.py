@@ -50,11 +50,11 @@ from ..domain.access_log import Reader
 from ..domain.times import compact_time
 from ..domain.visibility import Viewer
 from ..store.engine import reading
-from ..store.limits import StoreBusy, store_busy
+from ..store.limits import StoreBusy
 from ..store.logged_reads import LoggedRead
+from .credential_watch import until_the_credential_ends
 from .fairness import Busy, PartyLimits, Slots
 from .resets import reset
-from .state import credential_recheck_seconds
 from .stopping import ServerRestarting
 
 log = logging.getLogger("servicetrail.web")
@@ -317,18 +317,10 @@ class ReportDownload(Response):
                 nonlocal failure
                 if self.still_held is None:
                     return
-                while True:
-                    await anyio.sleep(credential_recheck_seconds())
-                    try:
-                        held = await anyio.to_thread.run_sync(self.still_held)
-                    except Exception as e:
-                        if store_busy(e) is None:
-                            raise
-                        continue  # asked again at the next look
-                    if not held and not all_sent:
-                        failure = failure or CredentialEnded()
-                        cancel.cancel()
-                        return
+                await until_the_credential_ends(self.still_held)
+                if not all_sent:
+                    failure = failure or CredentialEnded()
+                    cancel.cancel()
 
             async with anyio.create_task_group() as group:
                 group.start_soon(send_report, group.cancel_scope)

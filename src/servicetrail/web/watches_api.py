@@ -39,6 +39,7 @@ from ..store.engine import reading
 from ..store.limits import store_busy
 from ..store.logged_reads import LoggedRead, logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token, token_viewer
+from .credential_watch import until_the_credential_ends
 from .errors import ParameterError
 from .fairness import Slots, limits_of
 from .head_requests import asked_head
@@ -53,7 +54,7 @@ from .schemas import (
     WebhookState,
     inline_schema,
 )
-from .state import credential_recheck_seconds, engine_of, reader_of
+from .state import engine_of, reader_of
 from .resets import offers_reset, reset
 from .stopping import ServerStopping
 
@@ -319,24 +320,26 @@ class _StreamReads:
         with reading(self.engine) as conn:
             LoggedRead(conn, self.viewer, self.reader, "stream", self.filters).write_entry()
 
-    def page(
-        self, position: int, check_token: bool
-    ) -> tuple[list[dict[str, Any]], int | None] | None:
-        """The events after `position`; None when the watch was deleted, or the token no
-        longer holds. Its token looked at again, the stream reads as its Party stands now:
-        with the User IDs of its start, a User ID the registry gave the Party since was not
-        its own to the stream, and the events that rule 1 alone shows were never sent, though
-        `/events` showed them (audit 59f)."""
+    def page(self, position: int) -> tuple[list[dict[str, Any]], int | None] | None:
+        """The events after `position`; None when the watch was deleted. Read as the Party
+        stood at the last look at its token (`still_held`): with the User IDs of its start, a
+        User ID the registry gave the Party since was not its own to the stream, and the
+        events that rule 1 alone shows were never sent, though `/events` showed them (audit
+        59f)."""
         with reading(self.engine) as conn:
-            if check_token:
-                held = token_viewer(conn, self.token, self.viewer.party_id)
-                if held is None:
-                    self.cut_off = "its token no longer holds (revoked, or its account disabled)"
-                    return None
-                self.viewer = held
             # counted into `sent`, whose entry is written when the stream ends
             read = LoggedRead(conn, self.viewer, self.reader, "stream", self.filters, self.sent)
             return read.events_after(self.watch_id, position, STREAM_PAGE)
+
+    def still_held(self) -> bool:
+        """Whether the stream's token still holds; if so, the stream reads on as its Party
+        stands now."""
+        with reading(self.engine) as conn:
+            held = token_viewer(conn, self.token, self.viewer.party_id)
+        if held is None:
+            return False
+        self.viewer = held
+        return True
 
     def closing_entry(self, stopping: ServerStopping) -> None:
         """The counts of what was sent, tried again while the store is busy: one try, a
@@ -369,17 +372,12 @@ async def _event_stream(
     """The stream's body: pages of events as they come, a keep-alive comment when quiet; its
     closing access-log entry when it ends, however it ends."""
     stopping: ServerStopping = request.app.state.stopping
-    recheck_seconds = credential_recheck_seconds()
-    checked_at = time.monotonic()
     try:
         position, quiet_since = start, time.monotonic()
         yield b"retry: 2000\n\n"
         # a server asked to stop ends the stream, rather than have it cancelled (web.stopping)
-        while not stopping.asked and not await request.is_disconnected():
-            check_token = time.monotonic() - checked_at >= recheck_seconds
-            if check_token:
-                checked_at = time.monotonic()
-            got = await run_in_threadpool(reads.page, position, check_token)
+        while not (stopping.asked or reads.cut_off or await request.is_disconnected()):
+            got = await run_in_threadpool(reads.page, position)
             if got is None:
                 return
             events, next_after = got
@@ -418,7 +416,11 @@ class EventStream(StreamingResponse):
 
     Cut off so, or once its token no longer holds, its connection is reset (web.resets), as a
     download's is: what the server's buffers still held of it is not sent, and the log says
-    why in a line of its own, not as uvicorn's ERROR of a response left incomplete (62f)."""
+    why in a line of its own, not as uvicorn's ERROR of a response left incomplete (62f).
+    Its token is looked at beside its sends (web.credential_watch), not between its pages: a
+    page's send to a slow client waits while the buffers drain, and the stream learnt of a
+    revocation 4-5 s late (62h). Under a server that cannot reset, it ends whole at its next
+    page, as it did."""
 
     def __init__(self, reads: _StreamReads, content: AsyncIterator[bytes], **kw: Any) -> None:
         super().__init__(content, **kw)
@@ -429,10 +431,6 @@ class EventStream(StreamingResponse):
         why = ""
 
         async def bounded(message: Message) -> None:
-            if self.reads.cut_off and not message.get("more_body", True) and offers_reset(scope):
-                # its end left out: the reset that follows drops what is still queued, where
-                # uvicorn, the response complete, would close the connection after sending it
-                return
             with anyio.fail_after(patience):
                 await send(message)
 
@@ -445,7 +443,17 @@ class EventStream(StreamingResponse):
                     why = "the server is stopping"
                     group.cancel_scope.cancel()
 
+                async def end_with_its_token() -> None:
+                    # beside the sends: one to a slow client waits while the buffers drain
+                    await until_the_credential_ends(self.reads.still_held)
+                    self.reads.cut_off = (
+                        "its token no longer holds (revoked, or its account disabled)"
+                    )
+                    if offers_reset(scope):  # else it ends whole, at its next page
+                        group.cancel_scope.cancel()
+
                 group.start_soon(give_way_to_a_stop)
+                group.start_soon(end_with_its_token)
                 try:
                     await super().__call__(scope, receive, bounded)
                 except TimeoutError:
