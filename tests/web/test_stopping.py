@@ -204,7 +204,7 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     """Blocked in `send` to a client that reads no more, a stream never came back to look
     whether the server was stopping: uvicorn cancelled it with a traceback, and its closing
     access-log entry, with the events it had sent, was never written (audit 20e). It is cut
-    off a second before uvicorn would cancel it (web.watches_api.EventStream): the log says
+    off a second before uvicorn would cancel it (web.event_streams.EventStream): the log says
     which (no "Cancel 1 running task"); the exit is bounded by the wait's own limit, not by 7
     s from the signal, which a machine whose load was above 10 overran (session 49)."""
     from servicetrail.store.watch_matcher import catch_up

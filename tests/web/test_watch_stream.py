@@ -29,7 +29,7 @@ from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.web.http_limits import CappedHeadProtocol
 from servicetrail.web import credential_watch
-from servicetrail.web.watches_api import _StreamReads
+from servicetrail.web.event_streams import StreamReads
 from tests import personas as P
 from tests.live_server import (
     PATIENCE,
@@ -339,7 +339,7 @@ def test_a_stream_reads_as_its_party_stands_when_it_looks_at_its_token_again(wor
     with engine.begin() as conn:
         made = create_watch(conn, P.SOUTHENERGY, spec, "whsec_test")
         viewer = holder_for_token(conn, secret).viewer
-    reads = _StreamReads(engine, viewer, Reader(P.SOUTHENERGY, "s", "api"), made["id"], {}, secret)
+    reads = StreamReads(engine, viewer, Reader(P.SOUTHENERGY, "s", "api"), made["id"], {}, secret)
     with engine.begin() as conn:
         load_user(conn, User(P.UNREGISTERED_USER, P.SOUTHENERGY, "ES"), "South Energy Ltd")
     user, device = P.UNREGISTERED_USER, P.PPMID_1

@@ -7,7 +7,7 @@ the first route it met at that path (`PATCH /api/v1/watches` said `Allow: POST`)
 on as a GET, whose body is not sent: the client gets the GET's status and headers,
 Content-Length included. A read it makes is logged as the GET's would be (its Content-Length
 tells of what was read); a watch's stream, whose head tells nothing of its events, reads and
-logs none for a HEAD (web.watches_api)."""
+logs none for a HEAD (web.event_streams)."""
 
 from __future__ import annotations
 
