@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from typing import Any
 
 import psycopg
 import psycopg.sql
@@ -78,19 +79,27 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
     try:
         driver = raw.driver_connection
         driver.execute(statement, parameters).fetchall()  # the first run also reads the schema
-        steps = 0
-
-        def count() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        driver.set_progress_handler(count, 1)
-        driver.execute(statement, parameters).fetchall()
-        driver.set_progress_handler(None, 0)
-        return steps
+        return instructions(driver, statement, parameters)
     finally:
         raw.close()
+
+
+def instructions(driver: Any, statement: str, parameters: object) -> int:
+    """The virtual machine instructions SQLite runs for the statement on the driver's
+    connection (a progress handler called at every one)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    driver.set_progress_handler(count, 1)
+    try:
+        driver.execute(statement, parameters).fetchall()
+    finally:
+        driver.set_progress_handler(None, 0)
+    return steps
 
 
 def _pg_type(value: object) -> str:

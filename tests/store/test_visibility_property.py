@@ -50,18 +50,25 @@ re_upper_min, re_end_first and own_only_sql.
   cases, each passed this test; fixed tests still catch them (test_queries' "falls back to
   the same answer", test_visibility_index's "touches only between the ends" and
   test_a_correction_of_the_holder_and_the_end_at_once_re_derives_both_spans).
-- Passed this test and failed a fixed one: the union of ranges taking the last interval's
-  end (dev_merge_max: test_visibility_sql's merged_ranges test and
-  test_a_network_operator_interval_inside_the_same_partys_supplier_interval); the index
-  search without the Party (ix_party: test_queries' test_the_last_page_has_no_cursor); the
-  look-up's index probe without the Party (get_party: the rule on top keeps the answer;
-  test_lookup_work's "a hidden record is looked up with the work of a missing one").
+- Passed this test and failed a fixed one until session 62 (62e), and fail it since, on
+  SQLite with seeds 1 and 2: the union of ranges taking the last interval's end
+  (dev_merge_max; `nest_inside` now puts one holder's interval inside another of its
+  own, the case of test_a_network_operator_interval_inside_the_same_partys_supplier_interval),
+  the index search without the Party (ix_party: a page with a cursor must be full and more
+  must follow it, as test_queries' test_the_last_page_has_no_cursor asks) and the look-up's
+  index probe without the Party (get_party: a hidden record's look-up must run the
+  instructions of a missing one, as test_lookup_work counts them). On PostgreSQL
+  dev_merge_max fails this test too; ix_party and get_party pass it, and change nothing a
+  reader gets there: row security (`own_party_only` on sat_visibility) gives the reader's
+  statements its Party's index rows alone.
 - Passed this test and everything 61a ran (the fixed-world tests above, and
   test_lookup_work, test_device_search_work and tests/web's test_api,
   test_not_yours_is_not_found and test_html_access on SQLite), and change nothing a reader
   gets: the non-device filter dropped (no interval is of device ""), the earliest start of
-  a change taken as the latest (the one caller gives both the same start), scope=others
-  reading own index rows too (the rule on top drops them; the cost is all it changes).
+  a change taken as the latest (the one caller gives both the same start). A third passed
+  them too and fails this test since session 62 (seeds 1 and 2): scope=others reading own
+  index rows (ix_others_access), which the rule on top drops, so its pages came back
+  short, and the last of the others' records with a cursor to an empty page.
 On PostgreSQL the row-level-security policies repeat the rule (`mp141_visibility` on
 sat_record, `own_party_intervals` on responsibility), and hide a rule made wider:
 test_postgresql_rule_and_row_level_security_agree_with_decide passed with alerts of either
@@ -78,7 +85,7 @@ from datetime import datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import DEVICE_TYPES, KINDS, Device, Responsibility, SatRecord, User
@@ -93,6 +100,7 @@ from servicetrail.store.visibility_sql import viewer_params
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
+from tests.store.test_lookup_work import instructions
 
 BASE = parse_time("2025-01-01T00:00:00Z")
 GRID = [BASE + timedelta(hours=h) for h in range(8)]
@@ -102,6 +110,7 @@ DCC_ID = "90-B3-D5-1F-30-00-00-02"
 UNREGISTERED = ("90-B3-D5-1F-30-EE-00-01", "90-B3-D5-1F-30-EE-00-02")
 UNKNOWN_DEVICE = "00-DB-12-34-56-78-FF-FF"
 CANCEL = parse_time("3000-12-31T00:00:00Z")
+MISSING = 10**9  # no generated record has this id
 
 
 HOLDS_NO_USER_ID = "PZ"  # a Party with Responsibilities and no User ID: rule 1 never holds for it
@@ -175,6 +184,15 @@ def worlds(draw) -> WorldSpec:
     for dev in devices:
         for relation in ("supplier", "network_operator"):
             registry += draw(intervals_for(dev.device_id, relation, [*parties, HOLDS_NO_USER_ID]))
+    # three times in four, one holder's interval of the other relation inside one of its
+    # closed ones: a device search reads the union of the viewer's intervals, and with the
+    # inner interval's end taken for the union's, only fixed worlds failed (dev_merge_max,
+    # session 62: two intervals of one holder on one Device, one inside the other, were rare)
+    closed = [r for r in registry if r.valid_to is not None]
+    inner_ends = []
+    if closed and draw(st.integers(0, 3)):
+        registry, inner = nest_inside(draw(st.sampled_from(closed)), registry)
+        inner_ends.append(inner.valid_to)
     senders = [u.user_id for u in users] + list(UNREGISTERED)
     targets = [d.device_id for d in devices] + [UNKNOWN_DEVICE, ""]
     # an interval's end drawn as such too: on the grid alone, another User's shared record
@@ -191,6 +209,12 @@ def worlds(draw) -> WorldSpec:
             st.sampled_from([t for t in targets if t] if kind == "device_alert" else targets)
         )
         at = draw(when)
+        # a quarter of the time at the nested interval's end: drawn only as one end among the
+        # others, 2 worlds in 100 held another User's shared record between the two ends; as
+        # half of all times, too few records fell elsewhere, and re_end_first and
+        # re_new_party_only passed on seed 1 (session 62)
+        if inner_ends and draw(st.integers(0, 3)) == 0:
+            at = inner_ends[0]
         # at an interval's end, often on its Device: a record there is what a wrong end
         # re-derived shows, or a stale row of a wrong version ending later (session 61)
         if at in ended_on and draw(st.booleans()):
@@ -327,6 +351,24 @@ def interleaving(
     return order
 
 
+def nest_inside(
+    outer: Responsibility, registry: list[Responsibility]
+) -> tuple[list[Responsibility], Responsibility]:
+    """`registry` with an interval of `outer`'s holder and Device, of the other relation,
+    starting and ending strictly inside `outer`, in place of the intervals of that relation
+    it would overlap; and that interval."""
+    other = "network_operator" if outer.relation == "supplier" else "supplier"
+    start, end = outer.valid_from + timedelta(minutes=20), outer.valid_from + timedelta(minutes=40)
+    inner = Responsibility(outer.device_id, outer.party_id, other, start, end)
+    kept = [
+        r
+        for r in registry
+        if (r.device_id, r.relation) != (inner.device_id, other)
+        or not (r.valid_from < end and (r.valid_to is None or start < r.valid_to))
+    ]
+    return [*kept, inner], inner
+
+
 def late_ends(interval: Responsibility, registry: list[Responsibility]) -> list[datetime | None]:
     """Ends later than `interval`'s that a wrong version of it may be loaded with: up to the
     next interval of its Device and relation, which the loader would otherwise refuse as an
@@ -398,9 +440,43 @@ def check_world(engine: Engine, spec: WorldSpec) -> None:
             everything = expected(viewer, spec, ids, Scope.ALL)
             page, _ = search_page(conn, viewer, Search(), limit=1000)
             assert len(page) == len(everything)
-            for record_id in by_id:
-                found = get_visible(conn, viewer, record_id)
-                assert (found["access"] if found else None) == everything.get(record_id)
+            check_lookups(conn, viewer, everything, list(by_id))
+
+
+def check_lookups(conn, viewer: Viewer, everything: dict[int, str], record_ids: list[int]) -> None:
+    """Every record looked up by id is found exactly when `decide()` lets the viewer see it,
+    and on SQLite the look-up's statement runs the very instructions for a hidden record as
+    for a missing one, so the time of the answer cannot tell them apart (issue 10 finding 7,
+    as tests/store/test_lookup_work.py counts them on fixed worlds): the look-up's probe
+    without the viewer's Party (get_party) found another Party's index row and read the
+    record, which the rule then dropped: the answer was right, and this test passed until
+    it counted (session 62). On PostgreSQL row security leaves the probe the viewer's own
+    index rows alone."""
+    for record_id in record_ids:
+        found = get_visible(conn, viewer, record_id)
+        assert (found["access"] if found else None) == everything.get(record_id)
+    if conn.dialect.name != "sqlite":
+        return
+    sent: list[tuple[str, tuple]] = []
+
+    def keep(conn, cursor, statement, values, context, executemany) -> None:
+        sent.append((statement, values))
+
+    event.listen(conn, "before_cursor_execute", keep)
+    try:
+        assert get_visible(conn, viewer, MISSING) is None
+    finally:
+        event.remove(conn, "before_cursor_execute", keep)
+    ((statement, values),) = [(sql, v) for sql, v in sent if "sat_record" in sql]
+    at = values.index(MISSING)
+    driver = conn.connection.driver_connection
+
+    def work(record_id: int) -> int:
+        return instructions(driver, statement, (*values[:at], record_id, *values[at + 1 :]))
+
+    missing_work = work(MISSING)
+    for hidden in sorted(set(record_ids) - set(everything)):
+        assert work(hidden) == missing_work, (viewer, hidden)
 
 
 def check_body_fields_masked_in_sql(conn, viewer: Viewer) -> None:
@@ -429,6 +505,10 @@ def check_index_searches(
             got += page
             if cursor is None:
                 break
+            # a next page only when more follows, and only after a full one: the index read
+            # without the viewer's Party (ix_party) gave every record in order all the same,
+            # but pages cut short by other Parties' rows and a last one with a cursor
+            assert len(page) == 2 and len(got) < len(want), (viewer, scope, len(got))
         assert [(i["id"], i["access"]) for i in got] == [
             (i, want[i]) for i in sorted(want, key=lambda i: (by_id[i].logged_at, i), reverse=True)
         ]
@@ -657,6 +737,9 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
     """Guards the property above against a generator that quietly stops producing the hard cases."""
     seen = set()
     at_ends: list[bool] = []
+    nested: list[bool] = []
+    after_last: list[bool] = []
+    seen_elsewhere: list[bool] = []
 
     @settings(max_examples=100, deadline=None, database=None, derandomize=True)
     @given(spec=worlds())
@@ -688,6 +771,16 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
         # counted, not just seen: with records drawn from the grid alone it was rare enough
         # that the property test missed `<=` in held_clause in most runs (audit 60c)
         at_ends.append(any(ended_for(r, i, spec) for r in spec.records for i in ends))
+        nested.append(any(past_inner_end(r, spec) for r in spec.records))
+        # records only another Party sees: a look-up of one by id must not find its index
+        # row (get_party), and one older than all a Party sees lies past the Party's last row
+        # in the index's order, where a page read without the Party (ix_party) ended
+        seers = [seen_by(spec, p) for p in spec.parties]
+        others = [(mine, theirs - mine) for mine, theirs in itertools.permutations(seers, 2)]
+        seen_elsewhere.append(any(hidden for _, hidden in others))
+        after_last.append(
+            any(min(mine)[0] > min(hidden)[0] for mine, hidden in others if mine and hidden)
+        )
         for record in spec.records:
             if record.logged_at in bounds:
                 seen.add("record on a boundary")
@@ -726,9 +819,14 @@ def test_the_generator_reaches_the_cases_that_matter() -> None:
         "records of one time on one device",
         *KINDS,
     }
-    # another User's shared record exactly at the end of an interval not renewed: 23 of these
+    # another User's shared record exactly at the end of an interval not renewed: 29 of these
     # 100 worlds (7 before records were drawn at intervals' ends too; session 60)
     assert sum(at_ends) >= 15
+    # another User's shared record past a nested interval's end, inside the outer one: 32 of
+    # these 100 worlds; 7-37 in 100 on seeds 0-7, 0-5 before nest_inside (session 62)
+    assert sum(nested) >= 6
+    # a record only another Party sees: 65; one older than all a Party sees: 45
+    assert sum(seen_elsewhere) >= 40 and sum(after_last) >= 25
 
 
 def corrections(spec: WorldSpec) -> list[tuple[Responsibility, Responsibility]]:
@@ -742,6 +840,36 @@ def corrections(spec: WorldSpec) -> list[tuple[Responsibility, Responsibility]]:
         and step[1] not in spec.registry
         and (key := (step[1].device_id, step[1].relation, step[1].valid_from)) in final
     ]
+
+
+def seen_by(spec: WorldSpec, party_id: str) -> set[tuple[datetime, tuple[str, str, datetime]]]:
+    """The (time, key) of each record `decide()` lets the Party see."""
+    own = frozenset(u.user_id for u in spec.users if u.party_id == party_id)
+    return {
+        (r.logged_at, r.key)
+        for r in spec.records
+        if decide(Viewer(party_id, own), r, spec.registry).visible
+    }
+
+
+def past_inner_end(record: SatRecord, spec: WorldSpec) -> bool:
+    """Another User's shared record on a Device whose holder has two intervals there, one
+    inside the other, between the inner one's end and the outer one's: what the union of the
+    holder's ranges taken to the last interval's end (dev_merge_max) leaves out."""
+    for outer, inner in itertools.permutations(spec.registry, 2):
+        if (
+            outer.device_id == inner.device_id == record.device_id
+            and outer.party_id == inner.party_id
+            and outer.valid_from < inner.valid_from
+            and inner.valid_to is not None
+            and outer.valid_to is not None
+            and inner.valid_to <= record.logged_at < outer.valid_to
+        ):
+            own = frozenset(u.user_id for u in spec.users if u.party_id == outer.party_id)
+            viewer = Viewer(outer.party_id, own)
+            if record.user_id not in own and decide(viewer, record, spec.registry).visible:
+                return True
+    return False
 
 
 def ended_for(record: SatRecord, interval: Responsibility, spec: WorldSpec) -> bool:
