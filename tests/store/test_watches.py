@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from sqlalchemy import delete, event, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from servicetrail import settings
@@ -17,7 +17,7 @@ from servicetrail.domain.watches import MAX_WATCHES_PER_PARTY, WatchSpec, watch_
 from servicetrail.store import watch_events, watch_matcher
 from servicetrail.store import watches as store_watches
 from servicetrail.store.outbox import lease_due
-from servicetrail.store.watch_sql import newest_record_id
+from servicetrail.store.watch_sql import due_watches, newest_record_id
 from servicetrail.store.watch_tables import watch, watch_cursor, webhook_outbox
 from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watches import WatchLimit, create_watch, delete_watch, list_watches
@@ -437,6 +437,46 @@ def test_the_outbox_is_read_by_its_indexes_analysed_or_not(pg_engine: Engine) ->
             world, lambda conn: lease_due(conn, before_any, 64, timedelta(minutes=5))
         )
         assert _outbox_scans(probe) == [("Index Only Scan", "ix_webhook_outbox_next_attempt_at")]
+
+
+@starts_with_personas
+def test_the_watches_due_are_found_by_a_probe_each_when_one_holds_the_outbox(
+    pg_engine: Engine,
+) -> None:
+    """Audit 62i: the lease round's look for the watches with a delivery due, as EXISTS, once
+    the outbox was analysed while one watch held it (the watches not yet), read the whole
+    backlog by a Seq Scan and grouped it by watch, on every round while anything was due
+    (200,000: 65-197 ms; a Party whose receiver fails builds one at will). Now the outbox is
+    read by one probe of the (watch, retry time) index per hooked watch, whichever tables
+    the statistics have seen (13,000 watches with 15 due each: bench/due_watches.py)."""
+    world = load_personas(pg_engine)
+    _failed_backlog(world, 1_000, watches=1)
+    with pg_engine.begin() as conn:  # 20 more hooked, with nothing queued
+        conn.exec_driver_sql(
+            "INSERT INTO watch (party_id, name, devices, srvs, kinds, senders, created_at,"
+            " after_record_id, webhook_url, webhook_secret) SELECT party_id, name, devices,"
+            " srvs, kinds, senders, created_at, after_record_id, webhook_url, webhook_secret"
+            " FROM watch, generate_series(1, 20)"
+        )
+    now = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    by_watch = "ix_webhook_outbox_watch_id_next_attempt_at"
+    for analyse in ("ANALYZE webhook_outbox", "ANALYZE"):
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(analyse)
+        # a lease round's: the look for anything due, then for the watches with some
+        lease = lambda conn: lease_due(conn, now, 64, timedelta(minutes=5))  # noqa: E731
+        _, nodes = _outbox_plans(world, lease)
+        # the outbox grouped by watch, or read to be: none
+        assert not {"Aggregate", "Unique", "Hash"} & {node["Node Type"] for node in nodes}
+        scans = {
+            (n["Node Type"], n.get("Index Name"))
+            for n in nodes
+            if n.get("Relation Name") == "webhook_outbox"
+        }
+        assert scans == {("Index Only Scan", by_watch)}, (analyse, nodes)
+        with pg_engine.connect() as conn:  # the one with deliveries, not the others
+            found = conn.execute(due_watches(postgres=True), {"now": now}).all()
+            assert [w for w, _, _ in found] == [conn.scalar(select(func.min(watch.c.id)))]
 
 
 @starts_with_personas

@@ -90,7 +90,8 @@ def lease_due(
     watch given nothing (its receiver is busy) costs nothing, however much of it is due."""
     if conn.execute(_first_due(), {"now": now}).first() is None:
         return []  # nothing due: no lock taken (the worker asks ten times a second)
-    watches = [(w, url, party) for w, url, party in conn.execute(due_watches(), {"now": now})]
+    looked = conn.execute(due_watches(conn.dialect.name == "postgresql"), {"now": now})
+    watches = [(w, url, party) for w, url, party in looked]
     if not watches:
         # due, but no webhook on is: deliveries a 410 left to another transaction (a round's,
         # a lease's), which it then retried, released or let go, and no round will ever
