@@ -160,6 +160,13 @@ def test_a_month_dropped_by_hand_is_refused_and_named_until_retention_retires_it
     )
     beside = cli("records", "--party", "NORTHPOWER", "--from", "2025-01-01", "--to", "2025-02-01")
     assert beside.exit_code == 0 and "no longer held" not in beside.stderr
+    # the own report over it, the same (it said only "N records")
+    report = cli(
+        "report", "own", "--party", "NORTHPOWER", "--from", "2025-02-10", "--to", "2025-03-01"
+    )
+    assert report.exit_code == 0 and "note: the records of 2025-02 are no longer held" in (
+        report.stderr
+    ), report.output
     # stopped part-way (Ctrl-C as it retires 2025-02, 2025-01 retired before it): the months
     # are one transaction, so nothing of the run stays, and the next run names the month and
     # retires its log (below; 62d)

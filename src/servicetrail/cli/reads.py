@@ -10,7 +10,6 @@ import click
 from sqlalchemy.engine import Connection
 
 from ..domain.model import KINDS as KINDS_OF_RECORD
-from ..domain.search import Search
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
 from ..domain.visibility import Scope
 from ..output import write_jsonl, write_table, write_triggers_table
@@ -74,9 +73,11 @@ def report_own(
                 for chunk in logged.export_own_report_csv(time_from, time_to):
                     held.write_bytes(chunk)
             logged.write_entry()  # with the report's counts, before its first byte is sent
+            gone = _months_not_held(conn, time_from, time_to)
         held.send(output)
     count = logged.tally.records_returned
     click.echo(f"{count} records", err=True)
+    _say_not_held(gone)
 
 
 @command("records")
@@ -145,27 +146,33 @@ def records_cmd(
             items = logged.export_search(search, limit)
             (write_jsonl if fmt == "jsonl" else write_table)(items, held.text)
             logged.write_entry()  # with what will be printed, before its first line
-            gone = _months_not_held(conn, search)
+            gone = _months_not_held(conn, search.time_from, search.time_to)
         held.send(None)
-    for month in gone:
+    _say_not_held(gone)
+
+
+def _months_not_held(
+    conn: Connection, time_from: datetime | None, time_to: datetime | None
+) -> list[str]:
+    """The months a read between the two times reaches into whose partitions were dropped by
+    hand: none of their records is listed, and the read said nothing of why (62d). PostgreSQL
+    only (SQLite has no partitions); the store's state, not a Party's: who runs the command
+    has the database. A month retention removed is the operator's policy, and goes unsaid."""
+    if conn.dialect.name != "postgresql":
+        return []
+    from ..store.partitions import dropped_by_hand_between  # the catalogue's rules, here only
+
+    return dropped_by_hand_between(conn, time_from, time_to)
+
+
+def _say_not_held(months: list[str]) -> None:
+    for month in months:
         click.echo(
             f"note: the records of {month} are no longer held: its partitions were dropped by "
             "hand, not by retention, and none of them is listed (`servicetrail log verify` "
             "names the month and what to do)",
             err=True,
         )
-
-
-def _months_not_held(conn: Connection, search: Search) -> list[str]:
-    """The months the search reaches into whose partitions were dropped by hand: none of
-    their records is listed, and the search said nothing of why (62d). PostgreSQL only
-    (SQLite has no partitions); the store's state, not a Party's: who runs the command has
-    the database. A month retention removed is the operator's policy, and goes unsaid."""
-    if conn.dialect.name != "postgresql":
-        return []
-    from ..store.partitions import dropped_by_hand_between  # the catalogue's rules, here only
-
-    return dropped_by_hand_between(conn, search.time_from, search.time_to)
 
 
 @command("triggers")
