@@ -119,9 +119,9 @@ def main() -> int:
     try:
         engine = open_store(url)
         backlog(engine, watches, each)
-        statements = {"EXISTS (SQLite's)": due_watches(postgres=False)}
+        statements = {"EXISTS (SQLite's)": due_watches(postgresql=False)}
         if engine.dialect.name == "postgresql":  # as it was, and as it is
-            statements["probe (PostgreSQL's)"] = due_watches(postgres=True)
+            statements["probe (PostgreSQL's)"] = due_watches(postgresql=True)
         # 62g's: the outbox analysed, the watches not yet; then both
         for state in ("never analysed", "ANALYZE webhook_outbox", "ANALYZE"):
             if state != "never analysed":

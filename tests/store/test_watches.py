@@ -475,7 +475,7 @@ def test_the_watches_due_are_found_by_a_probe_each_when_one_holds_the_outbox(
         }
         assert scans == {("Index Only Scan", by_watch)}, (analyse, nodes)
         with pg_engine.connect() as conn:  # the one with deliveries, not the others
-            found = conn.execute(due_watches(postgres=True), {"now": now}).all()
+            found = conn.execute(due_watches(postgresql=True), {"now": now}).all()
             assert [w for w, _, _ in found] == [conn.scalar(select(func.min(watch.c.id)))]
 
 

@@ -196,7 +196,7 @@ def events_page() -> Select[Any]:
 
 
 @lru_cache(maxsize=2)
-def due_watches(postgres: bool) -> Select[Any]:
+def due_watches(postgresql: bool) -> Select[Any]:
     """The watches with a webhook on and a delivery due now, with their URLs and Parties:
     one descent of the outbox's `(watch_id, next_attempt_at)` index per hooked watch, however
     long the due backlog is. A watch whose receiver answered 410 and that waits to be turned
@@ -217,7 +217,7 @@ def due_watches(postgres: bool) -> Select[Any]:
     w = watch.c
     now = bindparam("now", type_=UtcDateTime)
     due: ColumnElement[bool]
-    if postgres:
+    if postgresql:
         pair = tuple_(o.watch_id, o.next_attempt_at)
         first_due = (
             select(o.watch_id)
