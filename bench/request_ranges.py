@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, insert, text
@@ -38,6 +40,10 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.queries import search_page, viewer_for
 from servicetrail.store.schema import party, responsibility
 from servicetrail.store.visibility_index import Touched, refresh
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # devsupport/, beside src/
+
+from devsupport.sqlite_steps import instructions as vm_instructions  # noqa: E402
 
 HOLDS = (1, 4, 8, 32, 33, 40, 100)
 FIRST = parse_time("2025-01-03T00:00:00Z")
@@ -227,17 +233,7 @@ def instructions(engine: Engine, statement: str, parameters: Any, times: list[fl
             started = time.perf_counter()
             driver.execute(statement, parameters).fetchall()
             times.append(time.perf_counter() - started)
-        count = 0
-
-        def step() -> int:
-            nonlocal count
-            count += 1
-            return 0
-
-        driver.set_progress_handler(step, 1)
-        driver.execute(statement, parameters).fetchall()
-        driver.set_progress_handler(None, 0)
-        return count
+        return vm_instructions(driver, statement, parameters)
     finally:
         raw.close()
 

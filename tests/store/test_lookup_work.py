@@ -19,7 +19,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
 
 import psycopg
 import psycopg.sql
@@ -27,6 +26,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from devsupport.sqlite_steps import instructions
 from servicetrail.domain.visibility import Viewer
 from servicetrail.store.queries import get_visible
 from servicetrail.store.read_transaction import read_as
@@ -82,24 +82,6 @@ def sqlite_instructions(engine: Engine, statement: str, parameters: object) -> i
         return instructions(driver, statement, parameters)
     finally:
         raw.close()
-
-
-def instructions(driver: Any, statement: str, parameters: object) -> int:
-    """The virtual machine instructions SQLite runs for the statement on the driver's
-    connection (a progress handler called at every one)."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    driver.set_progress_handler(count, 1)
-    try:
-        driver.execute(statement, parameters).fetchall()
-    finally:
-        driver.set_progress_handler(None, 0)
-    return steps
 
 
 def _pg_type(value: object) -> str:

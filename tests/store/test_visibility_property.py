@@ -100,7 +100,7 @@ from servicetrail.store.visibility_sql import viewer_params
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
-from tests.store.test_lookup_work import instructions
+from devsupport.sqlite_steps import instructions
 
 BASE = parse_time("2025-01-01T00:00:00Z")
 GRID = [BASE + timedelta(hours=h) for h in range(8)]
