@@ -10,10 +10,10 @@ import click
 from sqlalchemy.engine import Connection
 
 from ..domain.model import KINDS as KINDS_OF_RECORD
-from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
+from ..domain.triggers import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES, window_bounds
 from ..domain.visibility import Scope
 from ..output import write_jsonl, write_table, write_triggers_table
-from ..domain.times import format_time
+from ..domain.times import format_time, parse_time
 from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import Failure
@@ -192,7 +192,8 @@ def _say_not_held(months: list[str]) -> None:
 def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
     """What may have caused a record: the requests the Party may see on its Device in the
     window before it, newest first, the one sharing its Request ID first (at most 1000). A
-    list the cap cut is followed by a note on standard error: the records search for the rest.
+    list the cap cut is followed by a note on standard error: the records search for the rest;
+    so is a window reaching into a month whose records were dropped by hand, as for `records`.
 
     JSON Lines: one {"record", "seconds_before", "link"} per line, as the API's items; another
     User's request shows its title only. A record the Party may not see is "no such record",
@@ -204,6 +205,11 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
         conn.commit()  # the read begins its own transaction: one snapshot of the store
         with logged_read(conn, viewer, cli_reader(party_id), "triggers", filters) as read:
             found = read.triggers_of(record_id, window)
+        if found is not None:
+            # the window's months, where its requests would be: a request sharing the Request
+            # ID is looked for at any time, and all of a store's months would be noise
+            at = parse_time(found[0]["logged_at"])
+            gone = _months_not_held(conn, *window_bounds(at, window))
     if found is None:
         raise Failure(f"no such record: {record_id}", 1)
     listed = found[1]
@@ -223,3 +229,4 @@ def triggers_cmd(record_id: int, party_id: str, window: int, fmt: str) -> None:
                 f"--request-id {searched.request_id} --kind request"
             )
         click.echo(f"only {len(listed.items)} are listed; {rest}", err=True)
+    _say_not_held(gone)
