@@ -4,6 +4,7 @@ checkpoint, after which `log verify` still finds nothing wrong."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -459,7 +460,7 @@ def _unsigned(month: str, size: int = 3) -> str:
     )
 
 
-def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine):
+def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine, pg_url, tmp_path):
     """And drops the months' leaves and tiles whole, their partitions, deleting no row:
     deleted, a month at 700 reads a second took over an hour under the records' lock, every
     ingest batch's leaves and every seal waiting for it (finding 52b 2)."""
@@ -490,17 +491,49 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine)
     kept_notes = _kept_of(pg_engine, [c.note for c in kept.values()])
     verified = audit(pg_engine, "servicetrail/sat", kept=kept_notes)
     assert (verified.findings, verified.notes) == ([], [])  # removed by retention: the rule
-    # a store upgraded with retirements signed before they said how (62d): not a guess
-    signed_then = store_key(pg_engine).retirement(origin, 3, kept[origin].root)
-    intrude(
-        pg_engine,
-        ("UPDATE log_retirement SET note = :n WHERE month = '2025-01'", {"n": signed_then}),
-    )
+    # a store upgraded with retirements signed before they said how (62d): not a guess; a
+    # count and the span of months, not every origin on one line (63d)
+    for month in ("2025-01", "2025-03"):
+        at = f"servicetrail/sat/{month}"
+        signed_then = store_key(pg_engine).retirement(at, 3, kept[at].root)
+        intrude(
+            pg_engine,
+            (
+                "UPDATE log_retirement SET note = :n WHERE month = :m",
+                {"n": signed_then, "m": month},
+            ),
+        )
     verified = audit(pg_engine, "servicetrail/sat", kept=kept_notes)
     assert verified.findings == [] and verified.notes == [
-        "the signed retirements of 1 log(s) do not say whether retention removed their records "
-        f"or found them dropped by hand (signed before servicetrail recorded it): {origin}"
+        "the signed retirements of 2 log(s), of 2025-01 to 2025-03, do not say whether "
+        "retention removed their records or found them dropped by hand (signed before "
+        "servicetrail recorded it; `servicetrail log retirements` lists them)"
     ]
+    # which `log retirements` lists, a line a log (there was no list: 63d); a junk row beside
+    # a signed one does not hide it, and a forged one alone is shown unverified
+    forged = notes["2025-02"].replace("/2025-02\n", "/2024-12\n")
+    intrude(
+        pg_engine,
+        *(
+            (
+                "INSERT INTO log_retirement (origin, family, month, note, created_at) "
+                "VALUES (:o, 'sat', :m, :n, now())",
+                {"o": f"servicetrail/sat/{m}", "m": m, "n": n},
+            )
+            for m, n in (("2025-02", "junk"), ("2024-12", forged))
+        ),
+    )
+    listed = Cli(pg_url, tmp_path)("log", "retirements")
+    assert listed.exit_code == 0 and listed.stderr == "4 retired log(s)\n", listed.output
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["month"], r["how"], r["size"], r["verified"]) for r in lines] == [
+        ("2025-03", "not_recorded", 3, True),
+        ("2025-02", "retention", 3, True),
+        ("2025-01", "not_recorded", 3, True),
+        ("2024-12", "retention", 3, False),
+    ]
+    assert lines[2]["origin"] == origin and lines[2]["root"] == b64(kept[origin].root)
+    assert lines[0]["retired_at"].endswith("Z")
 
 
 def _kept_of(engine: Engine, notes: list[str]) -> Kept:

@@ -1,8 +1,9 @@
-"""`servicetrail log key|verify|verify-proof|verify-consistency` (SPEC section 7)."""
+"""`servicetrail log key|verify|retirements|verify-proof|verify-consistency` (SPEC section 7)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -25,7 +26,9 @@ from ..signing import (
     trust_file_unmade,
     trusted_for,
 )
+from ..output import write_jsonl
 from ..store.log_audit import audit, derived_field_findings
+from ..store.log_retirement import listed_retirements, verifiers_of
 from ..store.log_tree import listed_verifier_keys
 from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
@@ -66,15 +69,18 @@ def key_cmd() -> None:
         )
 
 
-@log_group.command("verify")
-@click.option(
+_ALSO_TRUSTED = click.option(
     "--key",
     "also_trusted",
     multiple=True,
-    help="Also trust checkpoints signed by this verifier key (an earlier key you kept); "
-    "repeatable. The keys trusted already are the signing key's and those in its trust file "
-    "(<key file>.verifiers).",
+    help="Also trust checkpoints and retirements signed by this verifier key (an earlier key "
+    "you kept); repeatable. The keys trusted already are the signing key's and those in its "
+    "trust file (<key file>.verifiers).",
 )
+
+
+@log_group.command("verify")
+@_ALSO_TRUSTED
 @click.option(
     "--checkpoints",
     "kept_files",
@@ -96,44 +102,7 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
                                                leaves, a signature that does not verify
                                                or is by a key not trusted, fewer leaves
                                                than a checkpoint you kept"""
-    for given in also_trusted:
-        try:
-            parse_verifier_key(given)
-        except NoteError as e:
-            raise Failure(f"--key {given!r}: {e}") from None
-    try:
-        listed = listed_verifier_keys(engine())
-    except StoreBehind as e:
-        # said to an auditor, whose work is to leave the store as it is: "run db upgrade
-        # first" told them to change it (audit 48d). The logs are read only as this version
-        # keeps them (a leaf's fields, the retirements' signatures): an older schema's are
-        # not verified here, which a copy upgraded allows
-        raise Failure(
-            f"the store's schema is at revision {e.revision}, older than this servicetrail's "
-            f"{e.head}, and `log verify` reads only a store at {e.head}; to verify it without "
-            "changing it, verify an upgraded copy: copy it (SQLite: the file, as `sqlite3 "
-            "STORE '.backup COPY'` writes it; PostgreSQL: `createdb -T` or a restored dump), "
-            "then 'servicetrail --db COPY db upgrade' and 'servicetrail --db COPY log verify' "
-            f"(or run the `log verify` of the servicetrail that made revision {e.revision})"
-        ) from None
-    trusted = trusted_for(store_url(), listed)
-    if trusted is None and not also_trusted:
-        click.echo(
-            f"no signing key or trust file at {key_path_for(store_url())}: checkpoints are "
-            "checked against the keys the store lists, which whoever can write the store can "
-            "add to (give the keys you trust with --key)",
-            err=True,
-        )
-    else:
-        trusted = (trusted or set()) | set(also_trusted)
-    key = key_path_for(store_url())
-    if trust_file_unmade(key):
-        click.echo(
-            f"the trust file {trust_file(key)} could not be made beside the signing key: the "
-            "keys the store lists are trusted as they stand, which whoever can write the store "
-            "can add to (create the file with the keys you trust, a line each)",
-            err=True,
-        )
+    listed, trusted = _trusted_keys(also_trusted, "verify")
     notes = [note for path in kept_files for note in _notes_in(path, "--checkpoints")]
     kept = kept_checkpoints(notes, log_prefix(), set(listed) if trusted is None else trusted)
     result = audit(engine(), log_prefix(), trusted, kept=kept)
@@ -153,6 +122,68 @@ def verify_cmd(also_trusted: tuple[str, ...], kept_files: tuple[Path, ...]) -> N
     )
     if result.findings:
         raise SystemExit(1)
+
+
+@log_group.command("retirements")
+@_ALSO_TRUSTED
+@with_db
+def retirements_cmd(also_trusted: tuple[str, ...]) -> None:
+    """Every retired log (its month dropped by retention, its last checkpoint kept), newest
+    month first, one JSON object a line: origin, month, how its records went (retention;
+    by_hand: dropped by hand before the retention that retired the log; not_recorded: retired
+    before servicetrail signed how), retired_at, its last size and root (null when no note
+    says), and verified: whether a trusted key signed it, as `log verify` asks."""
+    listed, trusted = _trusted_keys(also_trusted, "retirements")
+    verifiers = verifiers_of(set(listed) if trusted is None else trusted)
+    with engine().connect() as conn:
+        retired = listed_retirements(conn, log_prefix(), verifiers)
+    write_jsonl(retired, sys.stdout)
+    click.echo(f"{len(retired)} retired log(s)", err=True)
+
+
+def _trusted_keys(also_trusted: tuple[str, ...], command: str) -> tuple[list[str], set[str] | None]:
+    """The verifier keys the store lists, and those trusted (None: no signing key or trust
+    file, and no --key: the store's, said on standard error): the signing key's, those of
+    its trust file, and `also_trusted`, each checked."""
+    for given in also_trusted:
+        try:
+            parse_verifier_key(given)
+        except NoteError as e:
+            raise Failure(f"--key {given!r}: {e}") from None
+    try:
+        listed = listed_verifier_keys(engine())
+    except StoreBehind as e:
+        # said to an auditor, whose work is to leave the store as it is: "run db upgrade
+        # first" told them to change it (audit 48d). The logs are read only as this version
+        # keeps them (a leaf's fields, the retirements' signatures): an older schema's are
+        # not verified here, which a copy upgraded allows
+        raise Failure(
+            f"the store's schema is at revision {e.revision}, older than this servicetrail's "
+            f"{e.head}, and `log {command}` reads only a store at {e.head}; to read it without "
+            "changing it, verify an upgraded copy: copy it (SQLite: the file, as `sqlite3 "
+            "STORE '.backup COPY'` writes it; PostgreSQL: `createdb -T` or a restored dump), "
+            f"then 'servicetrail --db COPY db upgrade' and 'servicetrail --db COPY log {command}' "
+            f"(or run the `log {command}` of the servicetrail that made revision {e.revision})"
+        ) from None
+    trusted = trusted_for(store_url(), listed)
+    if trusted is None and not also_trusted:
+        click.echo(
+            f"no signing key or trust file at {key_path_for(store_url())}: signatures are "
+            "checked against the keys the store lists, which whoever can write the store can "
+            "add to (give the keys you trust with --key)",
+            err=True,
+        )
+    else:
+        trusted = (trusted or set()) | set(also_trusted)
+    key = key_path_for(store_url())
+    if trust_file_unmade(key):
+        click.echo(
+            f"the trust file {trust_file(key)} could not be made beside the signing key: the "
+            "keys the store lists are trusted as they stand, which whoever can write the store "
+            "can add to (create the file with the keys you trust, a line each)",
+            err=True,
+        )
+    return listed, trusted
 
 
 # A proof of a log of 2^64 leaves holds 64 hashes (3 KB with its checkpoint); an auditor's

@@ -229,14 +229,13 @@ class Retirement:
     how: str | None
 
 
-def verify_retirement(
-    note: str, verifiers: list[Verifier], check: Callable[[bytes, bytes, bytes], bool]
-) -> Retirement:
-    """The retirement, if one of these keys signed the note validly; NoteError otherwise. Its
-    body past the first line reads as a checkpoint's, and its signature is over the whole
-    body. Past the root, one line of HOW_RETIRED or none: any other is refused, not passed
-    over (a checkpoint's extension lines were taken unread, so a signed statement this
-    verifier does not know would have retired the log as if it said nothing more)."""
+def parse_retirement(note: str) -> tuple[Retirement, list[tuple[str, bytes, bytes]], str]:
+    """What a retirement note says, unverified, its signature lines as parse_checkpoint gives
+    them, and the body they sign; NoteError if it is no retirement. Its body past the first
+    line reads as a checkpoint's. Past the root, one line of HOW_RETIRED or none: any other
+    is refused, not passed over (a checkpoint's extension lines were taken unread, so a
+    signed statement this verifier does not know would have retired the log as if it said
+    nothing more)."""
     head, sep, rest = note.partition("\n")
     if head != RETIRED_LINE or not sep:
         raise NoteError(f"a retirement's body starts with the line {RETIRED_LINE!r}")
@@ -244,13 +243,22 @@ def verify_retirement(
     extension = checkpoint.body.split("\n")[3:-1]
     if len(extension) > 1 or (extension and extension[0] not in HOW_RETIRED):
         raise NoteError(f"a retirement's line past the root is one of {HOW_RETIRED}, or none")
-    body = f"{RETIRED_LINE}\n{checkpoint.body}"
+    how = extension[0] if extension else None
+    said = Retirement(checkpoint.origin, checkpoint.size, checkpoint.root, how)
+    return said, signatures, f"{RETIRED_LINE}\n{checkpoint.body}"
+
+
+def verify_retirement(
+    note: str, verifiers: list[Verifier], check: Callable[[bytes, bytes, bytes], bool]
+) -> Retirement:
+    """The retirement, if one of these keys signed the note validly (its signature is over
+    the whole body); NoteError otherwise."""
+    said, signatures, body = parse_retirement(note)
     for verifier in verifiers:
         for name, hash_, signature in signatures:
             if name == verifier.name and hash_ == verifier.key_hash:
                 if check(verifier.public_key, signature, body.encode()):
-                    how = extension[0] if extension else None
-                    return Retirement(checkpoint.origin, checkpoint.size, checkpoint.root, how)
+                    return said
     raise NoteError("the retirement carries no valid signature by a trusted key")
 
 

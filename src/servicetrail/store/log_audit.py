@@ -20,11 +20,10 @@ held `log verify` of 10M records to one core. Findings come out in the same orde
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -32,10 +31,8 @@ from ..domain.checkpoint import (
     BY_HAND,
     NoteError,
     Retirement,
-    Verifier,
     parse_verifier_key,
     verify_checkpoint,
-    verify_retirement,
 )
 from ..signing import ed25519_check
 from .access_partitions import access_dropped_by_hand_said, access_months_dropped_by_hand
@@ -45,6 +42,7 @@ from .log_tree import StoredCheckpoint, all_checkpoints, any_text, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import records_with_derived_fields
 from .log_kept import Kept
+from .log_retirement import signed_retirements, verifiers_of
 from .merkle_log import FAMILIES, family_named
 from .log_roots import ROWS_A_FETCH, Note, Roots, roots
 from .partitions import dropped_by_hand_said, months_dropped_by_hand
@@ -140,8 +138,8 @@ def audit(
         id(checkpoint): list(_signature_findings(checkpoint, known_keys, trusted))
         for checkpoint in checkpoints
     }
-    retired_at = _signed_retirements(
-        retirements, prefix, _verifiers(trusted if trusted is not None else known_keys)
+    retired_at = signed_retirements(
+        retirements, prefix, verifiers_of(trusted if trusted is not None else known_keys)
     )
     tasks += [
         Roots(
@@ -301,33 +299,6 @@ def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]
             leaf = next(held, None)
 
 
-def _verifiers(keys: set[str]) -> list[Verifier]:
-    verifiers = []
-    for key in sorted(keys):  # one that is no key (a stored one not UTF-8) verifies nothing
-        try:
-            verifiers.append(parse_verifier_key(key))
-        except NoteError:
-            continue
-    return verifiers
-
-
-def _signed_retirements(
-    rows: Sequence[Any], prefix: str, verifiers: list[Verifier]
-) -> dict[tuple[str, str], set[Retirement]]:
-    """Each log's retirements that a trusted key signed, over the log's own origin: an
-    unsigned, forged or edited one, or one of another log, retires nothing."""
-    retired: dict[tuple[str, str], set[Retirement]] = {}
-    for family, month, note in rows:
-        try:
-            signed = verify_retirement(str(note), verifiers, ed25519_check)
-        except NoteError:
-            continue
-        if family in {f.family for f in FAMILIES}:
-            if signed.origin == family_named(family).origin(prefix, month):
-                retired.setdefault((family, month), set()).add(signed)
-    return retired
-
-
 _GONE = {
     RECORD_FAMILY: "records had been dropped by hand: their partitions were",
     ACCESS_FAMILY: "entries had been dropped by hand: their partition was",
@@ -341,7 +312,9 @@ def _how_retired(retired: dict[tuple[str, str], set[Retirement]]) -> list[str]:
     two were alike: only that retention's output had told them apart."""
     origins = {key: next(iter(signed)).origin for key, signed in retired.items()}
     hows = {key: {r.how for r in signed} for key, signed in retired.items()}
-    unrecorded = sorted(origins[key] for key, said in hows.items() if said == {None})
+    # a count and the span, not every origin: a store retiring since before 62d has one a
+    # month for years, on one line (63d); `log retirements` lists them
+    unrecorded = sorted(month for (_, month), said in hows.items() if said == {None})
     return [
         f"log {origins[key]} was retired after its {_GONE[key[0]]} gone before the retention "
         "that retired it ran, which did not remove them (its signed retirement says so)"
@@ -349,13 +322,20 @@ def _how_retired(retired: dict[tuple[str, str], set[Retirement]]) -> list[str]:
         if BY_HAND in hows[key]
     ] + (
         [
-            f"the signed retirements of {len(unrecorded)} log(s) do not say whether retention "
-            "removed their records or found them dropped by hand (signed before servicetrail "
-            f"recorded it): {', '.join(unrecorded)}"
+            f"the signed retirements of {len(unrecorded)} log(s), of {_span(unrecorded)}, "
+            "do not say whether retention removed their records or found them dropped by "
+            "hand (signed before servicetrail recorded it; `servicetrail log retirements` "
+            "lists them)"
         ]
         if unrecorded
         else []
     )
+
+
+def _span(months: list[str]) -> str:
+    """Sorted months as `2024-01` or `2024-01 to 2025-06`."""
+    first, last = months[0], months[-1]
+    return first if first == last else f"{first} to {last}"
 
 
 def _signature_findings(

@@ -10,8 +10,9 @@ name them (`sign_earlier_retirements`, `db upgrade --sign-retirements`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -20,14 +21,19 @@ from ..domain.checkpoint import (
     BY_HAND,
     BY_RETENTION,
     NoteError,
+    Retirement,
+    Verifier,
+    b64,
+    parse_retirement,
     parse_verifier_key,
     verify_retirement,
 )
+from ..domain.times import format_time
 from ..signing import Signer, ed25519_check
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tables import log_leaf, log_node, log_pending, log_retirement
-from .log_tree import latest_checkpoint
-from .merkle_log import family_named, lock_family, lock_sealing, remember_key
+from .log_tree import any_text, latest_checkpoint
+from .merkle_log import FAMILIES, family_named, lock_family, lock_sealing, remember_key
 
 
 class NoSigner(Exception):
@@ -154,3 +160,102 @@ def sign_earlier_retirements(
         for family, month in retirements_unsigned(conn, signer)
         if month in months and _sign_retirement(conn, family, month, signer, prefix, None)
     ]
+
+
+def signed_retirements(
+    rows: Sequence[Any], prefix: str, verifiers: list[Verifier]
+) -> dict[tuple[str, str], set[Retirement]]:
+    """Each log's retirements (rows of family, month, note) that a trusted key signed, over
+    the log's own origin: an unsigned, forged or edited one, or one of another log, retires
+    nothing."""
+    retired: dict[tuple[str, str], set[Retirement]] = {}
+    for family, month, note in rows:
+        signed = _signed(str(family), str(month), note, prefix, verifiers)
+        if signed is not None:
+            retired.setdefault((str(family), str(month)), set()).add(signed)
+    return retired
+
+
+def _signed(
+    family: str, month: str, note: str | None, prefix: str, verifiers: list[Verifier]
+) -> Retirement | None:
+    if note is None or family not in {f.family for f in FAMILIES}:
+        return None
+    try:
+        signed = verify_retirement(note, verifiers, ed25519_check)
+    except NoteError:
+        return None
+    return signed if signed.origin == family_named(family).origin(prefix, month) else None
+
+
+_HOW = {BY_RETENTION: "retention", BY_HAND: "by_hand", None: "not_recorded"}
+
+
+def listed_retirements(
+    conn: Connection, prefix: str, verifiers: list[Verifier]
+) -> list[dict[str, Any]]:
+    """Each retired log once, newest month first (`log retirements`): its origin, month, how
+    its records went as its note says, when it was retired, its last size and root, and
+    whether a trusted key signed it (`verified`, as `log verify` takes it). Of a month's rows
+    (a 0022 row without a note beside the one signed later, an intruder's), the one signed,
+    else the newest that reads as a retirement, else the newest: a junk row beside a signed
+    one does not hide it, and one alone is shown for what it is."""
+    with any_text(conn):
+        rows = conn.execute(
+            select(
+                log_retirement.c.origin,
+                log_retirement.c.family,
+                log_retirement.c.month,
+                log_retirement.c.note,
+                log_retirement.c.created_at,
+            ).order_by(
+                log_retirement.c.month.desc(),
+                log_retirement.c.family.desc(),  # the trail's log ("sat") before the access log's
+                log_retirement.c.created_at.desc(),
+            )
+        ).all()
+    listed: dict[tuple[str, str], dict[str, Any]] = {}
+    for origin, family, month, note, at in rows:
+        signed = _signed(str(family), str(month), note, prefix, verifiers)
+        said = signed or _said(note)
+        shown = {
+            "origin": _text(origin),
+            "month": _text(month),
+            "how": _HOW[said.how] if said else "not_recorded",
+            "retired_at": format_time(at),
+            "size": said.size if said else None,
+            "root": b64(said.root) if said else None,
+            "verified": signed is not None,
+        }
+        first = listed.setdefault((str(family), str(month)), shown)
+        if first is not shown and _rank(shown) > _rank(first):
+            listed[(str(family), str(month))] = shown
+    return list(listed.values())
+
+
+def _text(stored: Any) -> str:
+    """Stored text as JSON can carry it: SQLite's not UTF-8 (read as lone surrogates, which
+    no JSON encoder takes) with its bad bytes escaped, as `\\xff`."""
+    return str(stored).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _said(note: str | None) -> Retirement | None:
+    """What a note says, signed or not (None: no note, or none that reads as a retirement)."""
+    try:
+        return None if note is None else parse_retirement(note)[0]
+    except NoteError:
+        return None
+
+
+def _rank(shown: dict[str, Any]) -> tuple[bool, bool]:
+    return shown["verified"], shown["size"] is not None
+
+
+def verifiers_of(keys: set[str]) -> list[Verifier]:
+    verifiers = []
+    for key in sorted(keys):  # one that is no key (a stored one not UTF-8) verifies nothing
+        try:
+            verifiers.append(parse_verifier_key(key))
+        except NoteError:
+            continue
+    return verifiers
