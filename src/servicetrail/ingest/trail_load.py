@@ -22,7 +22,7 @@ from .. import settings
 from ..domain.ids import InvalidValue
 from ..domain.times import parse_time
 from ..signing import signer_for
-from ..store.engine import refuse_if_changed_under_us
+from ..store.engine import StoreError, refuse_if_changed_under_us
 from ..store.limits import DEADLOCK_DETECTED
 from ..store.log_partitions import retired_logs
 from ..store.log_records import FAMILY as RECORD_FAMILY
@@ -107,6 +107,11 @@ def ingest(
             summary.not_sealed = str(e) or type(e).__name__
         else:
             summary.sealed = True
+            _gone_when_stopped(engine, summary)  # the store answered the seal just now
+        raise
+    except StoreError:
+        # our own refusal (a month dropped by hand, say), read from a store that answered
+        _gone_when_stopped(engine, summary)
         raise
     finally:
         rejects.finish(summary)
@@ -124,6 +129,17 @@ def _gone_to_retention(engine: Engine, summary: Summary) -> None:
     with engine.connect() as conn:
         retired = retired_logs(conn, RECORD_FAMILY, min(summary.loaded_months))
     summary.retired = {m: n for m, n in summary.loaded_months.items() if m in retired}
+
+
+def _gone_when_stopped(engine: Engine, summary: Summary) -> None:
+    """`_gone_to_retention` for a run stopped part way, whose summary is still said (cli's
+    kept_if_stopped): a stopped run's said its records loaded with nothing of retention
+    (63d). Not after the store's own failure (a server away held the stop 10 s on a connect
+    for nothing); a failed look leaves the summary as it was, the stop's error said after it."""
+    try:
+        _gone_to_retention(engine, summary)
+    except Exception:
+        return
 
 
 def _inputs_in(path: Path, own_rejects: Path | None, skipped: list[Path]) -> list[Path]:
