@@ -144,6 +144,21 @@ def test_a_retirement_says_how_its_records_went_signed_or_not_at_all(tmp_path):
         cp.retirement_body(origin, 12, root, "by a cosmic ray")
 
 
+def test_a_note_read_from_bytes_not_utf8_is_refused_not_a_crash(tmp_path):
+    """A stored note with a byte not UTF-8 (SQLite reads it as a lone surrogate), its
+    signature line the key's own: encoding it for the signature's check raised, and `log
+    verify` and `log retirements` exited 2 blaming "an argument or the standard input" (63d)."""
+    signer = load_signer(tmp_path / "a.key", "servicetrail/sat")
+    key = cp.parse_verifier_key(signer.verifier_key)
+    root, origin = hashlib.sha256(b"root").digest(), "servicetrail/sat/2025-03"
+    retired = signer.retirement(origin, 12, root).replace("2025-03", "2025-03\udcff")
+    with pytest.raises(cp.NoteError, match="UTF-8"):
+        cp.verify_retirement(retired, [key], ed25519_check)
+    sealed = signer.checkpoint(origin, 12, root).replace("2025-03", "2025-03\udcff")
+    with pytest.raises(cp.NoteError, match="UTF-8"):
+        cp.verify_checkpoint(sealed, key, ed25519_check)
+
+
 @pytest.mark.parametrize(
     "bad",
     ["", "name", "a+b+c", "servicetrail/sat+00000000+" + base64.b64encode(b"\x01" * 33).decode()],

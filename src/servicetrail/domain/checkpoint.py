@@ -166,6 +166,14 @@ def parse_checkpoint(note: str) -> tuple[Checkpoint, list[tuple[str, bytes, byte
     holding an escape sequence verified, and was printed to the terminal as it was)."""
     if any((c < " " and c != "\n") or c == "\x7f" for c in note):
         raise NoteError("a signed note holds no control character but the newline")
+    if not note.isascii():
+        try:
+            note.encode()
+        except UnicodeEncodeError:
+            # a stored note whose bytes are not UTF-8, read as lone surrogates (SQLite): its
+            # signature's check encoded it and raised, `log verify` exiting 2 with "an
+            # argument or the standard input holds bytes that are not UTF-8" (63d)
+            raise NoteError("a signed note is UTF-8 text") from None
     body, sep, signature_block = note.partition("\n\n")
     if not sep or not signature_block.endswith("\n"):
         raise NoteError("a signed note is a body, a blank line and signature lines")
