@@ -518,9 +518,12 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine,
             (
                 "INSERT INTO log_retirement (origin, family, month, note, created_at) "
                 "VALUES (:o, 'sat', :m, :n, now())",
-                {"o": f"servicetrail/sat/{m}", "m": m, "n": n},
+                {"o": o, "m": m, "n": n},
             )
-            for m, n in (("2025-02", "junk"), ("2024-12", forged))
+            for o, m, n in (
+                ("servicetrail/sat/2025-02", "2025-02", "junk"),
+                ("x", "2024-12", forged),
+            )
         ),
     )
     listed = Cli(pg_url, tmp_path)("log", "retirements")
@@ -533,6 +536,7 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine,
         ("2024-12", "retention", 3, False),
     ]
     assert lines[2]["origin"] == origin and lines[2]["root"] == b64(kept[origin].root)
+    assert lines[3]["origin"] == "servicetrail/sat/2024-12"  # its note's, not the column's
     assert lines[0]["retired_at"].endswith("Z")
 
 

@@ -1,5 +1,6 @@
-"""Retention's signed statement that a month's log ended (its retirement), and the months an
-older retention dropped without one.
+"""Retention's signed statement that a month's log ended (its retirement), the months an
+older retention dropped without one, and which retirements a trusted key signed (`log
+verify`'s rule, and the list `log retirements` prints).
 
 `log verify` takes a month with checkpoints and no leaves for retired only with a retirement
 signed by a trusted key naming its last checkpoint: someone with the database can drop a
@@ -219,7 +220,8 @@ def listed_retirements(
         signed = _signed(str(family), str(month), note, prefix, verifiers)
         said = signed or _said(note)
         shown = {
-            "origin": _text(origin),
+            # the note's own where one reads: the column is no more than anyone writes there
+            "origin": said.origin if said else _text(origin),
             "month": _text(month),
             "how": _HOW[said.how] if said else "not_recorded",
             "retired_at": format_time(at),
