@@ -133,9 +133,9 @@ def _gone_to_retention(engine: Engine, summary: Summary) -> None:
 
 def _gone_when_stopped(engine: Engine, summary: Summary) -> None:
     """`_gone_to_retention` for a run stopped part way, whose summary is still said (cli's
-    kept_if_stopped): a stopped run's said its records loaded with nothing of retention
-    (63d). Not after the store's own failure (a server away held the stop 10 s on a connect
-    for nothing); a failed look leaves the summary as it was, the stop's error said after it."""
+    kept_if_stopped): it said the records loaded and nothing of retention (63d). Not called
+    after the store's own failure (a server away held the stop 10 s on a connect for
+    nothing); a failed look leaves the summary as it was, the stop's error said after it."""
     try:
         _gone_to_retention(engine, summary)
     except Exception:
