@@ -103,7 +103,10 @@ def leaf_hash_of(
 def _salt_stream() -> Iterator[bytes]:
     """Salts from os.urandom, drawn 4096 at a time and cut up as drawn: one system call per
     record cost more than the rest of its leaf, and a method a salt that sliced the buffer
-    at its own place cost a third more than a step of this (BENCHMARKS.md, session 56)."""
+    at its own place cost a third more than a step of this (BENCHMARKS.md, session 56).
+    One thread's at a time: two drawing at once get "generator already executing" (63d saw it
+    in a test). Ingest makes rows in one thread per process; a lock would double a salt's
+    cost (0.8 -> 1.7 us at load 12), for a caller that does not exist."""
     while True:
         drawn = os.urandom(SALT_BYTES * 4096)
         yield from [drawn[at : at + SALT_BYTES] for at in range(0, len(drawn), SALT_BYTES)]
