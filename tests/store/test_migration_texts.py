@@ -79,6 +79,7 @@ PINNED = {
     # ahead of the upgrade's transaction, in batches committed. It leaves the tables and rows
     # its first text left (the two upgraded stores' pg_dump compared): no store needs mending
     "0029_logs_by_family_and_month.py": "ffdc0056154a0945",
+    "0030_outbox_failed_by_watch.py": "a53e85ea97f6a8d7",
 }
 
 

@@ -268,9 +268,8 @@ def test_an_upgrade_that_waits_past_its_lock_wait_names_its_migration_and_exits_
         monkeypatch.setattr(migrate, "UPGRADE_LOCK_WAIT", "100ms")
         with older.connect() as writer:  # a server's writes in progress: the new index waits
             # (the tables the newest migrations index: whichever is newest waits)
-            writer.execute(
-                text("LOCK TABLE sat_record, access_log, log_leaf IN ROW EXCLUSIVE MODE")
-            )
+            tables = "sat_record, access_log, log_leaf, webhook_outbox"
+            writer.execute(text(f"LOCK TABLE {tables} IN ROW EXCLUSIVE MODE"))
             said = Cli(url, tmp_path)("db", "upgrade")
             writer.rollback()
         assert said.exit_code == 3, said.output
@@ -735,4 +734,33 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
         )
     finally:
         bare.dispose()
+        engine.dispose()
+
+
+def test_0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(
+    db_at_revision,
+) -> None:
+    """A store the previous servicetrail left (0029) gains the partial index of the failed
+    deliveries by watch and retry time, its predicate as the statements name it (a look by
+    it reads no healthy delivery: audit 63c); down to 0029 it is gone, and up again."""
+    engine = make_engine(db_at_revision("0029"))
+    sqlite = engine.dialect.name == "sqlite"
+    defined = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_webhook_outbox_failed'"
+        if sqlite
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_webhook_outbox_failed'"
+    )
+    try:
+        for revision in ("head", "0029", "head"):
+            step = command.downgrade if revision == "0029" else command.upgrade
+            step(migrate._config(engine), revision)
+            with engine.connect() as conn:
+                made = conn.execute(text(defined)).scalar_one_or_none()
+            if revision == "0029":
+                assert made is None
+                continue
+            assert made is not None and "(watch_id, next_attempt_at)" in made.replace('"', "")
+            assert made.endswith("WHERE attempts > 0" if sqlite else "WHERE (attempts > 0)")
+        assert schema_differences(engine) == []
+    finally:
         engine.dispose()

@@ -403,9 +403,10 @@ def test_the_outbox_is_read_by_its_indexes_analysed_or_not(pg_engine: Engine) ->
     """Audit 61h: an outbox PostgreSQL has never analysed (a new store's first backlog, until
     autovacuum's next round) it takes for one row, and the windows of failing deliveries
     sorted the watch's whole backlog (200,000: 0.40 s a read, against 0.06 s). Each window
-    now walks the watch's entries of the (watch, retry time) index in its order, analysed or
-    not, among many watches' deliveries (not the retry time's index filtered for the watch,
-    which walks every other watch's rows); the read's transaction sorts again after.
+    now walks the watch's entries of the failed ones' (watch, retry time) index (0030; 0011's
+    before it) in its order, analysed or not, among many watches' deliveries (not the retry
+    time's index filtered for the watch, which walks every other watch's rows); the read's
+    transaction sorts again after.
     Audit 62g: so does the look for the watches with a failed delivery (as EXISTS, a bitmap
     of the watch's whole backlog: 58 ms at 200,000); and a deliverer's look for a delivery
     due stops at the first in the retry time's index (a Seq Scan where none was due: 51 ms,
@@ -422,7 +423,7 @@ def test_the_outbox_is_read_by_its_indexes_analysed_or_not(pg_engine: Engine) ->
             "UPDATE watch SET webhook_disabled_at = created_at"
             " WHERE id > (SELECT min(id) FROM watch)"
         )
-    by_watch = "ix_webhook_outbox_watch_id_next_attempt_at"
+    failed = "ix_webhook_outbox_failed"  # 0030's, the failed ones' (watch, retry time)
     before_any = datetime(2000, 1, 1, tzinfo=timezone.utc)  # nothing is due then
     for analyse in (False, True):
         with pg_engine.begin() as conn:
@@ -431,8 +432,10 @@ def test_the_outbox_is_read_by_its_indexes_analysed_or_not(pg_engine: Engine) ->
             assert conn.exec_driver_sql(never).scalar_one() is not analyse
         plans = _outbox_plans(world, lambda conn: list_watches(conn, SOUTHENERGY, with_state=True))
         assert len(plans) == 3  # the watches with a failed delivery, and the two windows
-        for nodes in plans:
-            assert set(_outbox_scans(nodes)) == {("Index Scan", by_watch)}, (analyse, nodes)
+        look, *windows = plans
+        assert _outbox_scans(look) == [("Index Only Scan", failed)], (analyse, look)
+        for nodes in windows:
+            assert set(_outbox_scans(nodes)) == {("Index Scan", failed)}, (analyse, nodes)
         (probe,) = _outbox_plans(
             world, lambda conn: lease_due(conn, before_any, 64, timedelta(minutes=5))
         )
@@ -477,6 +480,39 @@ def test_the_watches_due_are_found_by_a_probe_each_when_one_holds_the_outbox(
         with pg_engine.connect() as conn:  # the one with deliveries, not the others
             found = conn.execute(due_watches(postgresql=True), {"now": now}).all()
             assert [w for w, _, _ in found] == [conn.scalar(select(func.min(watch.c.id)))]
+
+
+@starts_with_personas
+def test_the_watches_with_a_failed_delivery_are_found_by_the_failed_ones_index(
+    pg_engine: Engine,
+) -> None:
+    """Audit 63c: the Watches page's look for the watches with a failed delivery, as
+    `watch_id = id AND attempts > 0 LIMIT 1`, walked each watch's healthy deliveries in
+    0011's index (50 watches of 4,000: 108-483 ms), and analysed while one watch held the
+    outbox, read it by a Seq Scan up to the first failed row, which an UPDATE had put at the
+    table's end (200,000: 10-38 ms). Now a probe of the failed ones' partial index (0030),
+    whatever the statistics: here a watch with 300 deliveries, the 150 failed behind the
+    others, and a second watch with only healthy ones."""
+    world = load_personas(pg_engine)
+    _failed_backlog(world, 300, watches=2)
+    with pg_engine.begin() as conn:  # the failures rewritten, to the table's end
+        conn.exec_driver_sql("UPDATE webhook_outbox SET attempts = 0")
+        conn.exec_driver_sql(
+            "UPDATE webhook_outbox SET attempts = 1 WHERE mod(event_id, 2) = 1"
+            " AND watch_id = (SELECT min(id) FROM watch)"
+        )
+    failed = "ix_webhook_outbox_failed"
+    for analyse in ("SELECT 1", "ANALYZE webhook_outbox", "ANALYZE"):
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql(analyse)
+        read = lambda conn: list_watches(conn, SOUTHENERGY, with_state=True)  # noqa: E731
+        look, *_ = _outbox_plans(world, read)
+        # the watches' own order sorted (two), the outbox by the index alone
+        scans = [scan for scan in _outbox_scans(look) if scan[0] != "Sort"]
+        assert scans == [("Index Only Scan", failed)], (analyse, look)
+    with pg_engine.connect() as conn:
+        shown = list_watches(conn, SOUTHENERGY, with_state=True)
+    assert [bool(w["webhook"]["failing"]) for w in shown] == [True, False]
 
 
 @starts_with_personas
@@ -692,6 +728,35 @@ def test_a_lease_walks_the_outbox_in_its_index_order_without_sorting_it(tmp_path
         engine.dispose()
     assert any("ix_webhook_outbox_watch_id_next_attempt_at" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_sqlite_finds_the_watches_with_a_failed_delivery_by_the_failed_ones_index(
+    tmp_path,
+) -> None:
+    """SQLite takes a partial index only where the statement names its predicate before it
+    is bound: the look of the Watches page (watches._failing) writes its 0 (audit 63c)."""
+    from servicetrail.store.engine import open_store
+
+    engine = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
+    plans: list[list[str]] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "webhook_outbox" in statement:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append([row[3] for row in cursor.fetchall()])
+
+    try:
+        world = load_personas(engine)
+        add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+        event.listen(engine, "before_cursor_execute", explain)
+        with engine.connect() as conn:
+            assert list_watches(conn, SOUTHENERGY, with_state=True)[0]["webhook"]["failing"] is None
+    finally:
+        engine.dispose()  # the listener goes with the engine
+    (look,) = plans
+    assert any("INDEX ix_webhook_outbox_failed (watch_id>? AND watch_id<?)" in s for s in look), (
+        look
+    )
 
 
 def test_the_bound_holds_when_a_party_creates_watches_at_once(

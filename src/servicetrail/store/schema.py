@@ -43,7 +43,7 @@ APART_FROM_REQUEST_ID_SQL = (
     f"request_id <> '' AND (user_id NOT IN (substr(request_id, 1, 23), {REQUEST_TARGET_SQL})"
     f" OR ({SHARED_KINDS_SQL} AND device_id NOT IN ('', {REQUEST_TARGET_SQL})))"
 )
-SCHEMA_HEAD = "0029"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0030"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -292,7 +292,7 @@ def metadata_for(dialect: str) -> MetaData:
     if not _postgres_metadata.tables:
         from .access_tables import on_postgresql
         from .log_tables import on_postgresql as logs_on_postgresql
-        from .watch_tables import watch_event_table
+        from .watch_tables import outbox_on_postgresql, watch_event_table
 
         for table in metadata.tables.values():
             if table.name not in ("sat_record", "sat_payload", "sat_visibility", "watch_event"):
@@ -302,6 +302,7 @@ def metadata_for(dialect: str) -> MetaData:
         watch_event_table(_postgres_metadata, keyed_to_watch=False)
         on_postgresql(_postgres_metadata)
         logs_on_postgresql(_postgres_metadata)
+        outbox_on_postgresql(_postgres_metadata)
     return _postgres_metadata
 
 

@@ -49,7 +49,7 @@ from .visibility_sql import (
     visible_clause,
 )
 from .visibility_index import MP141, OWN
-from .watch_tables import watch, watch_event, webhook_gone, webhook_outbox
+from .watch_tables import failed_delivery, watch, watch_event, webhook_gone, webhook_outbox
 
 s = sat_record.c
 
@@ -400,12 +400,13 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     (hours, late in the schedule) and is then dropped unsent; counted meanwhile, it told the
     Party of a record it may no longer see (audit 59f).
 
-    The window is taken from the outbox's `(watch_id, next_attempt_at)` index alone, then the
-    rule asked of each of its rows, for the watch's Party, as `visible_deliveries` has it: a
-    page's read is bounded by the window, whatever the backlog behind it. Ruled before the
-    limit, a backlog that was all hidden was walked whole on every read (200,000 of them: 5.7 s
-    on PostgreSQL, 1.1 s on SQLite; audit 61c). Its OFFSET 0 keeps the EXISTS a test of each
-    row: PostgreSQL does not turn a subquery with an OFFSET into a join.
+    The window is taken from the outbox's `(watch_id, next_attempt_at)` index alone (0030's
+    of the failed rows, wherever the planner takes it), then the rule asked of each of its
+    rows, for the watch's Party, as `visible_deliveries` has it: a page's read is bounded by
+    the window, whatever the backlog behind it. Ruled before the limit, a backlog that was all
+    hidden was walked whole on every read (200,000 of them: 5.7 s on PostgreSQL, 1.1 s on
+    SQLite; audit 61c). Its OFFSET 0 keeps the EXISTS a test of each row: PostgreSQL does not
+    turn a subquery with an OFFSET into a join.
 
     `postgresql`: the window's order is asked again for its first visible row (below). The
     windows are read with sorts off there (watches._sorts_off): an outbox PostgreSQL has
@@ -423,7 +424,7 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     order = o.next_attempt_at.desc() if newest_first else o.next_attempt_at
     failed = (
         select(o.watch_id, o.event_id, o.attempts, o.last_error, o.next_attempt_at)
-        .where(o.watch_id == watch_id, o.attempts > 0)
+        .where(o.watch_id == watch_id, failed_delivery())
         .order_by(order)
         .limit(bindparam("window", type_=Integer))
         .subquery("failed")

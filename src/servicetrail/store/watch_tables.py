@@ -19,7 +19,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
+
+from sqlalchemy.sql.elements import ColumnElement
 
 from .schema import RecordId, UtcDateTime, metadata
 
@@ -114,6 +117,35 @@ webhook_outbox = Table(
     Index("ix_webhook_outbox_watch_id_next_attempt_at", "watch_id", "next_attempt_at"),
 )
 
+# 0030: the failed deliveries alone by watch, for the Watches page (watches._failing), read
+# by statements that name the predicate (`failed_delivery`)
+FAILED_DELIVERY = webhook_outbox.c.attempts > literal_column("0")
+Index(
+    "ix_webhook_outbox_failed",
+    webhook_outbox.c.watch_id,
+    webhook_outbox.c.next_attempt_at,
+    sqlite_where=FAILED_DELIVERY,
+)
+
+
+def failed_delivery() -> ColumnElement[bool]:
+    """An outbox row that failed and waits for a retry, as `ix_webhook_outbox_failed`'s
+    predicate has it, its 0 written in the statement: SQLite plans a statement before its
+    parameters are bound, as PostgreSQL does a generic plan, and a bound 0 proves nothing
+    of a row being in a partial index."""
+    return FAILED_DELIVERY
+
+
+def outbox_on_postgresql(meta: MetaData) -> None:
+    """The failed ones' predicate on PostgreSQL's copy of the outbox (schema.metadata_for):
+    named on the table every statement names, it had SQLAlchemy import its PostgreSQL dialect
+    on SQLite too (tests/test_start.py; schema._partial)."""
+    [failed] = [
+        ix for ix in meta.tables["webhook_outbox"].indexes if ix.name == "ix_webhook_outbox_failed"
+    ]
+    failed.dialect_kwargs["postgresql_where"] = FAILED_DELIVERY
+
+
 # Watches whose receivers answered 410 and whose webhooks are not turned off yet (0021): a
 # registry change at work kept the turning off from taking their rows. No worker leases
 # anything of theirs meanwhile; the first round after the change turns them off and forgets
@@ -127,6 +159,8 @@ webhook_gone = Table(
 
 __all__ = [
     "MATCHER_CURSOR",
+    "failed_delivery",
+    "outbox_on_postgresql",
     "watch",
     "watch_cursor",
     "watch_event",
