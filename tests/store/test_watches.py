@@ -451,7 +451,8 @@ def test_the_watches_due_are_found_by_a_probe_each_when_one_holds_the_outbox(
     backlog by a Seq Scan and grouped it by watch, on every round while anything was due
     (200,000: 65-197 ms; a Party whose receiver fails builds one at will). Now the outbox is
     read by one probe of the (watch, retry time) index per hooked watch, whichever tables
-    the statistics have seen (13,000 watches with 15 due each: bench/due_watches.py)."""
+    the statistics have seen (13,000 watches with 15 due each: bench/due_watches.py); 63c:
+    a LATERAL join's, no SubPlan."""
     world = load_personas(pg_engine)
     _failed_backlog(world, 1_000, watches=1)
     with pg_engine.begin() as conn:  # 20 more hooked, with nothing queued
@@ -469,8 +470,10 @@ def test_the_watches_due_are_found_by_a_probe_each_when_one_holds_the_outbox(
         # a lease round's: the look for anything due, then for the watches with some
         lease = lambda conn: lease_due(conn, now, 64, timedelta(minutes=5))  # noqa: E731
         _, nodes = _outbox_plans(world, lease)
-        # the outbox grouped by watch, or read to be: none
+        # the outbox grouped by watch, or read to be: none; the probe a LATERAL join, not a
+        # SubPlan run from the watches' filter (63c)
         assert not {"Aggregate", "Unique", "Hash"} & {node["Node Type"] for node in nodes}
+        assert "SubPlan" not in {node.get("Parent Relationship") for node in nodes}, nodes
         scans = {
             (n["Node Type"], n.get("Index Name"))
             for n in nodes
