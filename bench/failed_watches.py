@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # devsupport/ and tests/, beside src/
 sys.path.insert(0, str(ROOT / "bench"))
 
 from due_watches import backlog  # noqa: E402
-from sqlalchemy.engine import Connection  # noqa: E402
+from sqlalchemy.engine import Connection, Engine  # noqa: E402
 
 from devsupport.pg_server import PgServer  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
@@ -58,46 +58,51 @@ def looks(conn: Connection, sql: str, ids: list[int]) -> tuple[list[float], str]
     return runs, "\n".join(r[0] for r in cursor.fetchall())
 
 
-def main() -> int:
+def measure(engine: Engine, shape: tuple[int, int]) -> None:
+    """The backlog of `shape` (watches, due each), then both looks in each state."""
+    backlog(engine, *shape)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE webhook_outbox SET attempts = 1, last_error = 'answered 503'"
+            " WHERE watch_id = (SELECT max(id) FROM watch) AND mod(event_id, 2) = 0"
+        )
+    for state in ("never analysed", "ANALYZE webhook_outbox", "ANALYZE"):
+        if state != "never analysed":
+            with engine.begin() as conn:
+                conn.exec_driver_sql(state)
+        runs: dict[str, list[float]] = {"was": [], "is": []}
+        plans: dict[str, Any] = {}
+        for _ in range(3):  # in turns
+            with engine.connect() as conn:
+                ids = conn.exec_driver_sql("SELECT array_agg(id) FROM watch").scalar_one()
+                conn.exec_driver_sql("DROP INDEX ix_webhook_outbox_failed")
+                took, plans["was"] = looks(conn, WAS, ids)
+                runs["was"] += took
+                conn.rollback()
+                took, plans["is"] = looks(conn, IS, ids)
+                runs["is"] += took
+        for name, taken in runs.items():
+            ms = round(statistics.median(taken), 2)
+            print(f"{shape} (watches, due each), {state}, as it {name}: {ms} ms")
+            print("    " + plans[name].replace("\n", "\n    "))
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--port", type=int, help="the PostgreSQL server's port (else a free one)")
+    ap.add_argument("--port", type=int, default=0, help="PostgreSQL's port (else a free one)")
     ap.add_argument("--shape", choices=SHAPES, default="many", help="50 watches, or one")
     a = ap.parse_args()
     server = PgServer()
     server.port = a.port or server.port
-    server.start()
     try:
-        engine = open_store(server.url())
-        backlog(engine, *SHAPES[a.shape])
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "UPDATE webhook_outbox SET attempts = 1, last_error = 'answered 503'"
-                " WHERE watch_id = (SELECT max(id) FROM watch) AND mod(event_id, 2) = 0"
-            )
-        for state in ("never analysed", "ANALYZE webhook_outbox", "ANALYZE"):
-            if state != "never analysed":
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(state)
-            runs: dict[str, list[float]] = {"was": [], "is": []}
-            plans: dict[str, Any] = {}
-            for _ in range(3):  # in turns
-                with engine.connect() as conn:
-                    ids = conn.exec_driver_sql("SELECT array_agg(id) FROM watch").scalar_one()
-                    conn.exec_driver_sql("DROP INDEX ix_webhook_outbox_failed")
-                    took, plans["was"] = looks(conn, WAS, ids)
-                    runs["was"] += took
-                    conn.rollback()
-                    took, plans["is"] = looks(conn, IS, ids)
-                    runs["is"] += took
-            for name, taken in runs.items():
-                ms = round(statistics.median(taken), 2)
-                print(f"{SHAPES[a.shape]} (watches, due each), {state}, as it {name}: {ms} ms")
-                print("    " + plans[name].replace("\n", "\n    "))
-        engine.dispose()
+        engine = open_store(server.start().url())
+        try:
+            measure(engine, SHAPES[a.shape])
+        finally:
+            engine.dispose()
     finally:
         server.stop()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -50,7 +50,7 @@ from .visibility_sql import (
     visible_clause,
 )
 from .visibility_index import MP141, OWN
-from .watch_tables import failed_delivery, watch, watch_event, webhook_gone, webhook_outbox
+from .watch_tables import FAILED_DELIVERY, watch, watch_event, webhook_gone, webhook_outbox
 
 s = sat_record.c
 
@@ -427,7 +427,7 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     order = o.next_attempt_at.desc() if newest_first else o.next_attempt_at
     failed = (
         select(o.watch_id, o.event_id, o.attempts, o.last_error, o.next_attempt_at)
-        .where(o.watch_id == watch_id, failed_delivery())
+        .where(o.watch_id == watch_id, FAILED_DELIVERY)
         .order_by(order)
         .limit(bindparam("window", type_=Integer))
         .subquery("failed")

@@ -22,8 +22,6 @@ from sqlalchemy import (
     literal_column,
 )
 
-from sqlalchemy.sql.elements import ColumnElement
-
 from .schema import RecordId, UtcDateTime, metadata
 
 WatchId = BigInteger().with_variant(Integer, "sqlite")
@@ -118,7 +116,9 @@ webhook_outbox = Table(
 )
 
 # 0030: the failed deliveries alone by watch, for the Watches page (watches._failing), read
-# by statements that name the predicate (`failed_delivery`)
+# by statements that name its predicate. A delivery that failed and waits for a retry, its 0
+# written in the statement: SQLite plans a statement before its parameters are bound, as
+# PostgreSQL does a generic plan, and a bound 0 proves no row is in a partial index.
 FAILED_DELIVERY = webhook_outbox.c.attempts > literal_column("0")
 Index(
     "ix_webhook_outbox_failed",
@@ -126,14 +126,6 @@ Index(
     webhook_outbox.c.next_attempt_at,
     sqlite_where=FAILED_DELIVERY,
 )
-
-
-def failed_delivery() -> ColumnElement[bool]:
-    """An outbox row that failed and waits for a retry, as `ix_webhook_outbox_failed`'s
-    predicate has it, its 0 written in the statement: SQLite plans a statement before its
-    parameters are bound, as PostgreSQL does a generic plan, and a bound 0 proves nothing
-    of a row being in a partial index."""
-    return FAILED_DELIVERY
 
 
 def outbox_on_postgresql(meta: MetaData) -> None:
@@ -158,8 +150,8 @@ webhook_gone = Table(
 )
 
 __all__ = [
+    "FAILED_DELIVERY",
     "MATCHER_CURSOR",
-    "failed_delivery",
     "outbox_on_postgresql",
     "watch",
     "watch_cursor",

@@ -25,8 +25,8 @@ from .read_transaction import owner_read_limits
 from .row_locks import lock_giving_way
 from .watch_sql import failed_window, kept_gone, newest_record_id
 from .watch_tables import (
+    FAILED_DELIVERY,
     MATCHER_CURSOR,
-    failed_delivery,
     watch,
     watch_cursor,
     watch_event,
@@ -204,7 +204,7 @@ def _failing(conn: Connection, watch_ids: list[int]) -> dict[int, dict[str, Any]
     w = watch.c
     retried = (
         select(o.watch_id)
-        .where(o.watch_id >= w.id, o.watch_id <= w.id, failed_delivery())
+        .where(o.watch_id >= w.id, o.watch_id <= w.id, FAILED_DELIVERY)
         .order_by(o.watch_id, o.next_attempt_at)
         .limit(1)
         .scalar_subquery()
