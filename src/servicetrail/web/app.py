@@ -32,6 +32,7 @@ from . import (
 from .fairness import PartyLimits
 from .gate import Gate
 from .quiet_logs import say_untold_warnings
+from .hashing_turns import HashingTurns
 from .state import SeenCredentials, SignInLanes, SignInPace
 from .head_requests import HeadAsGet
 from .headers import SecurityHeaders
@@ -73,6 +74,8 @@ def sign_in_lanes_for(hashing_slots: int) -> int:
 
 
 SIGN_IN_LANES = sign_in_lanes_for(HASHING_SLOTS)
+# the hashing slots are the process's (security._HASHING): so are the threads that take them
+SIGN_IN_TURNS = HashingTurns(HASHING_SLOTS)
 
 
 def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) -> FastAPI:
@@ -118,6 +121,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.state.seen_credentials = SeenCredentials()
     app.state.sign_in_lanes = SignInLanes(strangers=SIGN_IN_LANES, trusted=SIGN_IN_LANES)
+    app.state.sign_in_turns = SIGN_IN_TURNS
     app.state.sign_in_pace = SignInPace()
     app.state.sign_in_successes = SignInPace()
     app.add_middleware(Gate)  # outside the hot path: a turn is taken before a thread is

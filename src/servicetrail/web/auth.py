@@ -16,11 +16,13 @@ from ..store.accounts import (
     StoredPassword,
     is_auditor,
     kept_current,
+    party_of,
     password_matches,
     stored_password,
 )
 from ..store.engine import reading
 from .client_address import client_key
+from .fairness import share_of
 from .presenters import safe_next
 from .rendering import render
 from .signin import (
@@ -40,10 +42,12 @@ from .state import (
     sign_in_lanes,
     sign_in_pace,
     sign_in_successes,
+    sign_in_turns,
 )
 
 MAX_USERNAME = 64
 LANE_RETRY_SECONDS = 5
+STRANGERS_TURNS = "strangers:"  # no Party ID has a colon (fairness.share_of)
 
 router = APIRouter(include_in_schema=False)
 
@@ -191,12 +195,31 @@ def _attempt_claimed(request: Request, username: str, next_path: str) -> session
 def _verified_in_a_lane(
     request: Request, claim: sessions.Claim, username: str, password: str, next_path: str
 ) -> StoredPassword | None | Response:
-    """_verified_password in one of the sign-in lanes (state.SignInLanes), or, with none
-    free, the page saying to try again in a moment (the claim counted against the address,
-    not the username: sessions.count_for_the_address)."""
-    with sign_in_lanes(request).lane(claim.trusted_device) as admitted:
+    """_verified_password in one of the sign-in lanes (state.SignInLanes) and at its turn to
+    be hashed (web.hashing_turns), both its Party's when its browser is trusted; or, with no
+    lane free for it, the page saying to try again in a moment (the claim counted against
+    the address, not the username: sessions.count_for_the_address). The account is read
+    first: no connection is held while its password is verified."""
+    if not (username and password and len(password) <= MAX_PASSWORD_LENGTH):
+        return None  # nothing to verify: wrong, at no cost
+    with reading(engine_of(request)) as conn:
+        stored = stored_password(conn, username)
+        party = (
+            # the account's own browser, which no stranger holds: so whose it is tells no
+            # one whether a name typed is an account's
+            share_of(party_of(conn, stored.username), stored.username)
+            if claim.trusted_device and stored is not None
+            else None
+        )
+    # a stranger's attempt holds its address's lanes, and is hashed in turn with every other
+    # stranger's: from many addresses they were as many Parties, and another Party's User
+    # waited for each (session 63g)
+    whose, turns = (party, party) if party is not None else (claim.key, STRANGERS_TURNS)
+    with sign_in_lanes(request).lane(claim.trusted_device, whose) as admitted:
         if admitted:
-            return _verified_password(request, username, password)
+            return sign_in_turns(request).run(
+                turns, lambda: _verified_password(request, stored, password)
+            )
     with engine_of(request).begin() as conn:
         sessions.count_for_the_address(conn, claim)
     return login_page(
@@ -209,17 +232,15 @@ def _verified_in_a_lane(
     )
 
 
-def _verified_password(request: Request, username: str, password: str) -> StoredPassword | None:
-    """The account as stored if the password is its own (verified with no connection held),
-    a success counted for the username's pace of successful sign-ins; its hash made again if
-    it was stored under older argon2 parameters (accounts.kept_current)."""
-    if not (username and password and len(password) <= MAX_PASSWORD_LENGTH):
-        return None
-    with reading(engine_of(request)) as conn:
-        stored = stored_password(conn, username)
+def _verified_password(
+    request: Request, stored: StoredPassword | None, password: str
+) -> StoredPassword | None:
+    """The account as stored if the password is its own (an unknown one's verified as
+    slowly), a success counted for the username's pace of successful sign-ins; its hash made
+    again if it was stored under older argon2 parameters (accounts.kept_current)."""
     if password_matches(stored, password) is None or stored is None:
         return None
-    sign_in_successes(request).count(sessions.normal_username(username))
+    sign_in_successes(request).count(sessions.normal_username(stored.username))
     return kept_current(engine_of(request), stored, password)
 
 

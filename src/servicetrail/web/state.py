@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -15,6 +15,7 @@ from .. import settings
 from ..security import token_digest
 from ..signing import signer_for
 from ..store.engine import reading
+from .hashing_turns import HashingTurns
 
 
 def engine_of(request: Request) -> Engine:
@@ -137,31 +138,53 @@ class SignInPace:
 
 
 class SignInLanes:
-    """A password check waiting for the hashing slot (security._HASHING) holds a worker
+    """A password check waiting for its hashing turn (web.hashing_turns) holds a worker
     thread; unbounded, wrong passwords from 30-40 addresses, each within its own limits,
     held every thread of the pool, and every Party's reads waited 12-33 s behind them
     (audit 43b). At most `strangers` checks from browsers that have not signed in before run
     or wait at once; the rest are answered at once, to try again in a moment. A browser
-    that has (its device token, which no stranger holds) has lanes of its own as well."""
+    that has (its device token, which no stranger holds) has lanes of its own as well.
+
+    Each attempt is someone's (a Party's, known by its browser's device token; else its
+    address's), who holds at most half of each kind's lanes: one Party's User signing in
+    with many of its accounts took them all, and another Party's User was told to try again
+    (session 63g)."""
 
     def __init__(self, strangers: int, trusted: int) -> None:
-        self._strangers = threading.BoundedSemaphore(strangers)
-        self._trusted = threading.BoundedSemaphore(trusted)
+        self._room = {False: strangers, True: trusted}
+        self._lock = threading.Lock()
+        self._held: Counter[tuple[bool, str]] = Counter()  # (trusted kind, whose) -> lanes
 
     @contextmanager
-    def lane(self, trusted_device: bool) -> Iterator[bool]:
-        """True: a lane is held while the block runs; False: none free."""
-        choices = (self._trusted, self._strangers) if trusted_device else (self._strangers,)
-        taken = next((lane for lane in choices if lane.acquire(blocking=False)), None)
+    def lane(self, trusted_device: bool, whose: str) -> Iterator[bool]:
+        """True: a lane is held while the block runs; False: none free for `whose`."""
+        kinds = (True, False) if trusted_device else (False,)
+        taken = next((kind for kind in kinds if self._take(kind, whose)), None)
         try:
             yield taken is not None
         finally:
             if taken is not None:
-                taken.release()
+                with self._lock:
+                    self._held[taken, whose] -= 1
+                    if not self._held[taken, whose]:
+                        del self._held[taken, whose]
+
+    def _take(self, kind: bool, whose: str) -> bool:
+        room = self._room[kind]
+        with self._lock:
+            in_use = sum(n for (held_kind, _), n in self._held.items() if held_kind == kind)
+            if in_use >= room or self._held[kind, whose] >= -(-room // 2):
+                return False
+            self._held[kind, whose] += 1
+            return True
 
 
 def sign_in_lanes(request: Request) -> SignInLanes:
     return request.app.state.sign_in_lanes
+
+
+def sign_in_turns(request: Request) -> HashingTurns:
+    return request.app.state.sign_in_turns
 
 
 def sign_in_pace(request: Request) -> SignInPace:
