@@ -47,7 +47,9 @@ class HashingTurns:
     turn under way, so a key with many checks waiting takes one turn in each round while
     another key's check waits, and a key that signed in much before gains nothing from it."""
 
-    MAX_KEYS = 10_000  # keys remembered; those past their turn are forgotten beyond it
+    # past this many keys remembered, those whose next turn has come are forgotten: they would
+    # be due at the turn under way anyway
+    MAX_KEYS = 10_000
 
     def __init__(self, threads: int) -> None:
         self._threads = threads
@@ -61,7 +63,7 @@ class HashingTurns:
     def run(self, key: str, work: Callable[[], T]) -> T:
         done: Future[object] = Future()
         with self._ready:
-            if not self._started:  # started on the first sign-in: most apps of the tests have none
+            if not self._started:  # no threads in a process that signs no one in (the CLI's)
                 self._started = True
                 for _ in range(self._threads):
                     threading.Thread(
