@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from ..domain import merkle
-from .compiled_statements import driver_in_transaction
+from .compiled_statements import driver_in_transaction, fetch_all
 from .log_tables import log_checkpoint, log_leaf, log_verifier_key
 
 # levels between stored tiles: each tile folds 2**4 hashes of the level below, so a proof
@@ -185,25 +185,26 @@ _CHECKPOINT_COLUMNS = (
 
 
 def _checkpoint(row: Any) -> StoredCheckpoint:
-    return StoredCheckpoint(
-        row.origin,
-        row.family,
-        row.month,
-        int(row.tree_size),
-        bytes(row.root_hash),
-        row.note,
-        row.verifier_key,
+    origin, family, month, size, root, note, key = row  # in _CHECKPOINT_COLUMNS' order
+    return StoredCheckpoint(origin, family, month, int(size), bytes(root), note, key)
+
+
+# built once, run through compiled_statements: a seal asks it of every log, and building and
+# keying the statement each time cost more than running it (session 63)
+_LATEST_CHECKPOINT = (
+    select(*_CHECKPOINT_COLUMNS)
+    .where(
+        log_checkpoint.c.family == bindparam("family"),
+        log_checkpoint.c.month == bindparam("month"),
     )
+    .order_by(log_checkpoint.c.tree_size.desc())
+    .limit(1)
+)
 
 
 def latest_checkpoint(conn: Connection, family: str, month: str) -> StoredCheckpoint | None:
-    row = conn.execute(
-        select(*_CHECKPOINT_COLUMNS)
-        .where(log_checkpoint.c.family == family, log_checkpoint.c.month == month)
-        .order_by(log_checkpoint.c.tree_size.desc())
-        .limit(1)
-    ).first()
-    return _checkpoint(row) if row else None
+    found = fetch_all(conn, _LATEST_CHECKPOINT, {"family": family, "month": month})
+    return _checkpoint(found[0]) if found else None
 
 
 def checkpoint_at(conn: Connection, origin: str, size: int) -> StoredCheckpoint | None:

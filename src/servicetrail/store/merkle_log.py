@@ -226,6 +226,11 @@ class Sealed:
     checkpoint: str
 
 
+# one statement object for every seal of the process: SQLAlchemy keys its compiled form by
+# it, where one built with the values each time was built and keyed afresh
+_CHECKPOINT_INSERT = log_checkpoint.insert()
+
+
 def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     """Append every queued leaf to its log and sign a checkpoint of each log that grew, in the
     caller's transaction (commit it before reporting). The queue is read a chunk at a time,
@@ -233,23 +238,29 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     lock_sealing(conn)
     queued = {
         (str(family), str(month))
-        for family, month in conn.execute(
-            select(log_pending.c.family, log_pending.c.month).distinct()
-        )
+        for family, month in conn.exec_driver_sql("SELECT DISTINCT family, month FROM log_pending")
     }
-    grown = _grown_logs(conn)
+    # the queued families' locks before the logs are looked at: what is read of a log while
+    # its family is locked (or SQLite's write lock held) holds to the end, and is used as read
+    free = {family: _family_free(conn, family) for family in sorted({f for f, _ in queued})}
+    held = {family for family, taken in free.items() if taken} | set(DIRECT_FAMILIES)
+    logs = _stored_logs(conn)
+    grown = {found for found, (size, newest) in logs.items() if newest is None or newest < size}
     if not queued and not grown:
         return []
     now = datetime.now(timezone.utc)
     remember_key(conn, signer, now)
     sealed = []
-    free: dict[str, bool] = {}
-    for family, month in sorted(queued | set(grown)):
-        if not free.setdefault(family, _family_free(conn, family)):
+    for family, month in sorted(queued | grown):
+        if family not in free:
+            free[family] = _family_free(conn, family)
+        if not free[family]:
             continue  # its retention under way: its leaves stay queued for the next seal
-        size = _size(conn, family, month)
-        last = latest_checkpoint(conn, family, month)
-        if size == 0 and last is not None:
+        if (family, month) in logs and (conn.dialect.name == "sqlite" or family in held):
+            size, newest = logs[(family, month)]
+        else:  # a log with no leaf yet, or one read before its family's lock was taken
+            size, newest = _size(conn, family, month), _newest(conn, family, month)
+        if size == 0 and newest is not None:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
@@ -263,19 +274,26 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
         origin = family_named(family).origin(prefix, month)
         note = signer.checkpoint(origin, size, root)
         conn.execute(
-            log_checkpoint.insert().values(
-                origin=origin,
-                family=family,
-                month=month,
-                tree_size=size,
-                root_hash=root,
-                note=note,
-                verifier_key=signer.verifier_key,
-                created_at=now,
-            )
+            _CHECKPOINT_INSERT,
+            {
+                "origin": origin,
+                "family": family,
+                "month": month,
+                "tree_size": size,
+                "root_hash": root,
+                "note": note,
+                "verifier_key": signer.verifier_key,
+                "created_at": now,
+            },
         )
         sealed.append(Sealed(origin, size, note))
     return sealed
+
+
+def _newest(conn: Connection, family: str, month: str) -> int | None:
+    """The size of the log's newest checkpoint, None if it has none."""
+    last = latest_checkpoint(conn, family, month)
+    return None if last is None else last.size
 
 
 def unsealed(conn: Connection, family: str, month: str) -> bool:
@@ -290,38 +308,44 @@ def unsealed(conn: Connection, family: str, month: str) -> bool:
     return conn.execute(queued.limit(1)).first() is not None
 
 
-def _grown_logs(conn: Connection) -> dict[tuple[str, str], int]:
-    """The logs holding leaves past their newest checkpoint (added by add_leaves), with their
-    sizes. Each log's first key is found by a seek on log_leaf's primary key, so this reads a
-    few rows a log, not the leaves."""
-    grown: dict[tuple[str, str], int] = {}
-    found = _next_log(conn, "", "")
-    while found is not None:
-        size = _size(conn, *found)
-        last = latest_checkpoint(conn, *found)
-        if last is None or last.size < size:
-            grown[found] = size
-        found = _next_log(conn, *found)
-    return grown
-
-
-def _next_log(conn: Connection, family: str, month: str) -> tuple[str, str] | None:
-    """The (family, month) after this one in log_leaf's key order. Two seeks, not the row value
-    `(family, month) > (?, ?)`: SQLite stepped through every leaf of the given month to pass
-    it (81 ms a month at 10M records), and the seal does this holding SQLite's write lock,
-    so every access-log entry waited behind it (past busy_timeout: a 500)."""
+def _stored_logs(conn: Connection) -> dict[tuple[str, str], tuple[int, int | None]]:
+    """Every log holding leaves, with its size and its newest checkpoint's (None: it has
+    none): leaves past that were added by add_leaves. One statement a log (_NEXT_LOG), and
+    one more as each family ends, each part a seek on an index: a few rows a log, not its
+    leaves. Each log's newest checkpoint was read twice a seal, by three statements a log,
+    each built afresh (56 statements for one entry's seal on a year's store; session 63)."""
+    logs: dict[tuple[str, str], tuple[int, int | None]] = {}
     mark = _mark(conn)
-    for statement, params in (
-        (f"WHERE family = {mark} AND month > {mark}", (family, month)),
-        (f"WHERE family > {mark}", (family,)),
-    ):
-        found = conn.exec_driver_sql(
-            f"SELECT family, month FROM log_leaf {statement} ORDER BY family, month LIMIT 1",
-            params,
-        ).first()
-        if found is not None:
-            return str(found[0]), str(found[1])
-    return None
+    family = month = ""
+    while True:
+        for where, params in (
+            (f"family = {mark} AND month > {mark}", (family, month)),
+            (f"family > {mark}", (family,)),
+        ):
+            found = conn.exec_driver_sql(_NEXT_LOG.format(where=where), params).first()
+            if found is not None:
+                break
+        else:
+            return logs
+        family, month, top, checkpointed = found
+        logs[(family, month)] = (int(top) + 1, None if checkpointed is None else int(checkpointed))
+
+
+# The (family, month) after the one given in log_leaf's key order, its last leaf's index and
+# its newest checkpoint's size. Two seeks for the next log, not the row value `(family,
+# month) > (?, ?)`: SQLite stepped through every leaf of the given month to pass it (81 ms a
+# month at 10M records), and the seal does this holding SQLite's write lock, so every
+# access-log entry waited behind it (past busy_timeout: a 500). The size by one backward step
+# on the primary key, as _size.
+_NEXT_LOG = (
+    "SELECT n.family, n.month, "
+    "(SELECT l.leaf_index FROM log_leaf AS l WHERE l.family = n.family AND l.month = n.month "
+    "ORDER BY l.leaf_index DESC LIMIT 1), "
+    "(SELECT c.tree_size FROM log_checkpoint AS c WHERE c.family = n.family "
+    "AND c.month = n.month ORDER BY c.tree_size DESC LIMIT 1) "
+    "FROM (SELECT family, month FROM log_leaf WHERE {where} "
+    "ORDER BY family, month LIMIT 1) AS n"
+)
 
 
 def _tiled(conn: Connection, family: str, month: str) -> int:
@@ -371,9 +395,10 @@ def _queued(conn: Connection, family: str, month: str) -> Iterator[Sequence[Any]
     after = -1
     while True:
         chunk = conn.exec_driver_sql(statement, (family, month, after)).fetchall()
-        if not chunk:
+        if chunk:
+            yield chunk
+        if len(chunk) < _SEAL_CHUNK:  # the last: no one else writes under the seal's lock
             return
-        yield chunk
         after = chunk[-1][0]
 
 
@@ -428,10 +453,9 @@ def lock_sealing(conn: Connection) -> None:
 def remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     """The store's list of the keys that signed in it, and, the first time a key signs here,
     its trust file (signing.trust_first)."""
-    known = conn.execute(
-        select(log_verifier_key.c.verifier_key).where(
-            log_verifier_key.c.verifier_key == signer.verifier_key
-        )
+    known = conn.exec_driver_sql(
+        f"SELECT 1 FROM log_verifier_key WHERE verifier_key = {_mark(conn)}",
+        (signer.verifier_key,),
     ).first()
     if known is None:
         earlier = verifier_keys(conn)
@@ -536,13 +560,9 @@ def _unqueue(conn: Connection, family: str, month: str, entry_ids: list[int]) ->
     so that filter probes a hash of the ids (int[] against int8 searched the array for
     each row: 2.6 s to seal 40,000 leaves)."""
     if conn.dialect.name == "sqlite":
-        pending = log_pending.c
-        conn.execute(
-            log_pending.delete().where(
-                pending.family == family,
-                pending.month == month,
-                pending.entry_id.between(entry_ids[0], entry_ids[-1]),
-            )
+        conn.exec_driver_sql(
+            "DELETE FROM log_pending WHERE family = ? AND month = ? AND entry_id BETWEEN ? AND ?",
+            (family, month, entry_ids[0], entry_ids[-1]),
         )
         return
     with _driver(conn).cursor() as cursor:
