@@ -591,6 +591,17 @@ def test_a_checkpoint_re_signed_by_a_key_listed_only_in_the_store_is_named(cli, 
     assert refused.exit_code != 0 and "--key" in refused.output
 
 
+def test_a_key_is_read_once_a_process_until_its_file_is_replaced(tmp_path):
+    """A process reads its key once (a server's seal read it every minute, a read's twice;
+    session 63); a key file replaced in place, a rotation, is read again at the next use."""
+    path = tmp_path / "servicetrail.key"
+    first = load_signer(path, "tests")
+    assert load_signer(path, "tests") is first
+    other = load_signer(tmp_path / "other.key", "tests")
+    os.replace(tmp_path / "other.key", path)
+    assert load_signer(path, "tests").verifier_key == other.verifier_key != first.verifier_key
+
+
 @P.starts_with_personas
 def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
     cli, engine, tmp_path, use_settings

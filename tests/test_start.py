@@ -4,9 +4,11 @@ command line is said as every command says it, not as a traceback (audit 46g).""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -86,10 +88,18 @@ for args in lines:
 """
 
 
-def _started(*lines: list[str], preloaded: tuple[str, ...] = ()) -> list[tuple[str, set[str]]]:
-    """What each `servicetrail ARGS` of `lines` printed, and what it imported."""
+def _started(
+    *lines: list[str], preloaded: tuple[str, ...] = (), opens: Path | None = None
+) -> list[tuple[str, set[str]]]:
+    """What each `servicetrail ARGS` of `lines` printed, and what it imported; `opens`: a
+    file for strace's record of the files each process opened (openat), a line each."""
+    traced = (
+        ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=openat", "-o", str(opens)]
+        if opens
+        else []
+    )
     ran = subprocess.run(
-        [sys.executable, "-c", _IMPORTED_BY, json.dumps([preloaded, lines])],
+        [*traced, sys.executable, "-c", _IMPORTED_BY, json.dumps([preloaded, lines])],
         capture_output=True,
         text=True,
         timeout=60,
@@ -159,7 +169,8 @@ def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
     matcher's SQL) for `accounts disable`'s note and the search's rules for the blank
     values' check, and `log key` the DUIS reader for `log verify`'s (session 61). No
     command that works on the store alone imports the server or the webhooks' worker: run,
-    not only asked for its help, as a script runs it."""
+    not only asked for its help, as a script runs it. No command reads the signing key more
+    than once: a read's seal read it twice (its check, then the seal; session 63)."""
     reads = {"servicetrail.store.queries", "servicetrail.store.merkle_log", "cryptography"}
     # the watches' module (the outbox, the matcher's SQL), and the search's rules
     unneeded = {
@@ -171,14 +182,16 @@ def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
     url = sqlite_store_from(sqlite_template, tmp_path)
     users = tmp_path / "users.csv"
     users.write_text("User_id,party_id,party_name,role\n90-B3-D5-1F-30-02-00-00,P1,One,ES\n")
-    accounts, tokens, load, log_key, loaded, records = started = _started(
+    accounts, tokens, load, log_key, loaded, records, again = started = _started(
         ["accounts", "list", "--db", url],  # a module for each family: `accounts create` too
         ["tokens", "list", "--db", url],
         ["load", "users", "--help"],
         ["log", "key", "--help"],
         ["load", "users", str(users), "--db", url],  # makes the signing key a read seals with
         ["records", "--party", "P1", "--db", url],
+        ["records", "--party", "P1", "--db", url],  # checks its key against the store's list
         preloaded=("sqlalchemy",),  # each opens the store: imported once, here
+        opens=tmp_path / "opens",
     )
     assert [said.split()[:2] for said, _ in (accounts, tokens)] == [
         ["ACCOUNT", "PARTY"],
@@ -199,6 +212,11 @@ def test_commands_that_make_no_party_reads_import_none_of_their_machinery(
     assert "servicetrail.store.log_audit" not in records[1]
     for _, imported in started:
         assert imported & serving == set()  # a package is in sys.modules with any of its own
+    # the signing key's opens, by process: the reads' seals (a load of the registry seals none)
+    assert again[0] == records[0]
+    key = f'openat(AT_FDCWD, "{os.environ["SERVICETRAIL_SIGNING_KEY"]}"'
+    opens = (tmp_path / "opens").read_text().splitlines()
+    assert list(Counter(line.split()[0] for line in opens if key in line).values()) == [1, 1]
 
 
 def test_the_program_leaves_what_it_made_to_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,7 +120,28 @@ def load_signer(path: Path, name: str) -> Signer:
     return _read(path, name)
 
 
+# The keys this process has read, by path and name, each with the file's identity then: a
+# read command's seal read its key twice (its check, then the seal) and a server every minute
+# (session 62). A file replaced or changed since (a rotation in place) is read again.
+_READ: dict[tuple[Path, str], tuple[tuple[int, ...], Signer]] = {}
+
+
 def _read(path: Path, name: str) -> Signer:
+    try:
+        seen = path.stat()
+    except OSError as e:
+        raise SigningKeyError(
+            f"the signing key {path} cannot be read: {type(e).__name__}"
+        ) from None
+    identity = (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns, seen.st_ctime_ns)
+    kept = _READ.get((path, name))
+    if kept is None or kept[0] != identity:
+        kept = _READ[(path, name)] = (identity, _loaded(path, name))
+    _said_if_others_may_read(path, seen.st_mode)
+    return kept[1]
+
+
+def _loaded(path: Path, name: str) -> Signer:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -132,23 +153,21 @@ def _read(path: Path, name: str) -> Signer:
         ) from None
     if not isinstance(private, Ed25519PrivateKey):
         raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
-    _said_if_others_may_read(path)
     return Signer(name, private, path)
 
 
 _LOOSE_KEYS_SAID: set[Path] = set()
 
 
-def _said_if_others_may_read(path: Path) -> None:
+def _said_if_others_may_read(path: Path, st_mode: int) -> None:
     """A key made here is 0600; one copied in with looser rights was used without a word
-    (audit 44d). Said once a process: a server reads the key at every seal."""
-    with suppress(OSError):
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077 and path not in _LOOSE_KEYS_SAID:
-            _LOOSE_KEYS_SAID.add(path)
-            log.warning(
-                "the signing key %s may be read by others (mode %04o): chmod 600 it", path, mode
-            )
+    (audit 44d). Said once a process: a server uses the key at every seal."""
+    mode = stat.S_IMODE(st_mode)
+    if mode & 0o077 and path not in _LOOSE_KEYS_SAID:
+        _LOOSE_KEYS_SAID.add(path)
+        log.warning(
+            "the signing key %s may be read by others (mode %04o): chmod 600 it", path, mode
+        )
 
 
 def trust_file(key_path: Path) -> Path:

@@ -41,8 +41,19 @@ def with_db(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def engine(*, upgrade: bool = False) -> Engine:
-    """The store at the current schema; `upgrade`: migrate one at an older schema (else refused)."""
-    return _opened(functools.partial(open_store, upgrade=upgrade))
+    """The store at the current schema; `upgrade`: migrate one at an older schema (else refused).
+    Opened once a command: a read's closing seal opened it a second time, a new connection
+    with its pragmas and the schema's revision check: 13 of its 71 statements (session 63)."""
+    context = click.get_current_context()
+    key = f"servicetrail.engine.{upgrade}"  # meta is shared with the group's context
+    kept = context.meta.get(key)
+    if kept is None or kept[0] != context.obj:
+        kept = context.meta[key] = (
+            context.obj,
+            _opened(functools.partial(open_store, upgrade=upgrade)),
+        )
+        context.call_on_close(lambda: context.meta.pop(key, None))
+    return kept[1]
 
 
 def engine_as_it_is() -> Engine:
