@@ -6,8 +6,9 @@ sign-in (store.accounts.kept_current): 10 s of CPU in the browser module's serve
 (session 51). tests/test_security.py starts its interpreter without this folder, to see the
 production cost.
 
-The hasher is swapped as `servicetrail.security` is first imported, so that a process that
-never hashes (most of the commands) imports nothing more."""
+The hasher's maker is swapped as `servicetrail.security` is first imported, and makes it
+as the first password is hashed, so that a process that never hashes (most of the commands,
+`tokens` among them) imports nothing more, argon2 no more than it does deployed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import importlib.machinery
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 MODULE = "servicetrail.security"
 
@@ -33,13 +35,17 @@ class _CheapHashing(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             load(module)
-            from argon2 import PasswordHasher
-            from argon2.profiles import CHEAPEST
-
-            module._hasher = PasswordHasher.from_parameters(CHEAPEST)
+            module._new_hasher = cheapest  # type: ignore[attr-defined]
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
+
+
+def cheapest() -> Any:
+    from argon2 import PasswordHasher
+    from argon2.profiles import CHEAPEST
+
+    return PasswordHasher.from_parameters(CHEAPEST)
 
 
 sys.meta_path.insert(0, _CheapHashing())
