@@ -12,27 +12,36 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+from typing import TYPE_CHECKING
+
 import pytest
-from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings as hypothesis_settings
-from argon2.profiles import CHEAPEST
 from click.testing import CliRunner, Result
-from lxml import etree
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from servicetrail import security, settings
+from servicetrail import settings
 from servicetrail.cli import main
-from servicetrail.signing import load_signer
 from servicetrail.store.engine import open_store
-from servicetrail.web import gate
 
 from devsupport.pg_server import PgServer
 from tests import personas as P
-from tests.shared_routes import share_route_contexts
 
-# before any test makes an app: FastAPI's route contexts built once a worker (shared_routes)
-share_route_contexts()
+# What only some tests or the session's fixtures use is imported where it is used: every
+# pytest process imports this module, xdist's controller too, which runs no test; the web
+# app's modules (FastAPI), lxml, argon2 and cryptography were 0.6 s of its CPU (session 63).
+if TYPE_CHECKING:
+    from lxml import etree
+
+
+@pytest.fixture(autouse=True, scope="session")
+def route_contexts_shared() -> None:
+    """Before any test makes an app: FastAPI's route contexts built once a worker
+    (tests/shared_routes.py)."""
+    from tests.shared_routes import share_route_contexts
+
+    share_route_contexts()
+
 
 # The properties here are about values, not speed: Hypothesis's wall-clock checks (an
 # example's 200 ms deadline, "input generation is slow") failed tests on a loaded machine for
@@ -65,6 +74,8 @@ def signing_key_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -
     nothing on stderr passed only after another test had sealed first."""
     key = tmp_path_factory.mktemp("signing") / "servicetrail.key"
     # an empty value is unset, as servicetrail reads it (review 31a)
+    from servicetrail.signing import load_signer
+
     os.environ["SERVICETRAIL_SIGNING_KEY"] = os.environ.get("SERVICETRAIL_SIGNING_KEY") or str(key)
     settings.reload()
     load_signer(Path(os.environ["SERVICETRAIL_SIGNING_KEY"]), "tests")
@@ -93,6 +104,11 @@ def passwords_hashed_cheaply() -> Iterator[None]:
     tests, in this process and in the servers and commands it starts (SUBPROCESS_SITE). A hash
     carries its parameters, so it still verifies anywhere; tests/test_security.py pins the
     production cost, in a process started without SUBPROCESS_SITE."""
+    from argon2 import PasswordHasher
+    from argon2.profiles import CHEAPEST
+
+    from servicetrail import security
+
     production, path = security._hasher, os.environ.get("PYTHONPATH")
     security._hasher = PasswordHasher.from_parameters(CHEAPEST)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUBPROCESS_SITE), path]))
@@ -109,6 +125,8 @@ def refusals_paced_briefly() -> Iterator[None]:
     """The gate holds a 429 of the bounds inside for a second before it goes out (web.gate);
     the suite answers hundreds, so in this process the pause is short. Servers started as
     subprocesses keep the second; tests/web/test_gate.py pins it."""
+    from servicetrail.web import gate
+
     production = gate.REFUSAL_PAUSE
     gate.REFUSAL_PAUSE = 0.02
     yield
@@ -139,6 +157,8 @@ def use_settings(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def duis_schema() -> etree.XMLSchema:
     """DUIS Schema V5.4 (with the MMC and XML-DSig schemas it imports), parsed once per worker."""
+    from lxml import etree
+
     document = etree.parse(str(DUIS_SCHEMA))
     # libxml2 silently skips an xs:import whose schemaLocation holds spaces ("MMC Schema V5.4.xsd"),
     # and the schema then fails to build; the same location percent-encoded is found

@@ -61,7 +61,8 @@ def test_it_runs_the_command_line() -> None:
 
 # What each command line (argv) of a list prints and imports, each started in a process forked
 # from one that has imported the command line and `preloaded`: one JSON string a line, what
-# the command printed and then, on its last line, the modules
+# the command printed and then, on its last line, the modules. A line that is a module's name
+# (a string) imports that module instead of running a command.
 _IMPORTED_BY = """
 import importlib, json, os, sys
 from servicetrail.cli import main
@@ -76,7 +77,10 @@ for args in lines:
     if child == 0:
         os.dup2(write, 1)
         try:
-            main(args, prog_name="servicetrail", terminal_width=80)
+            if isinstance(args, str):
+                importlib.import_module(args)
+            else:
+                main(args, prog_name="servicetrail", terminal_width=80)
         except SystemExit:
             pass
         print("\\n" + " ".join(sorted(sys.modules)), flush=True)
@@ -89,10 +93,11 @@ for args in lines:
 
 
 def _started(
-    *lines: list[str], preloaded: tuple[str, ...] = (), opens: Path | None = None
+    *lines: list[str] | str, preloaded: tuple[str, ...] = (), opens: Path | None = None
 ) -> list[tuple[str, set[str]]]:
-    """What each `servicetrail ARGS` of `lines` printed, and what it imported; `opens`: a
-    file for strace's record of the files each process opened (openat), a line each."""
+    """What each `servicetrail ARGS` of `lines` printed, and what it imported (a module's
+    name: what importing it imported); `opens`: a file for strace's record of the files each
+    process opened (openat), a line each."""
     traced = (
         ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=openat", "-o", str(opens)]
         if opens
@@ -103,6 +108,7 @@ def _started(
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=ROOT,  # where `tests` is a package
     )
     assert ran.returncode == 0, ran.stderr
     started = []
@@ -116,8 +122,15 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
     """Each `servicetrail` command starts in a fresh interpreter, and the suite starts
     hundreds: `records` imported the server, the loaders' DUIS reader (lxml), the accounts'
     argon2 and the audit's process pool, some 0.05 s of CPU a start (session 50); then
-    cryptography and SQLAlchemy's PostgreSQL dialect (session 51)."""
-    [(_, imported)] = _started(["records", "--help"])
+    cryptography and SQLAlchemy's PostgreSQL dialect (session 51). The server and the test
+    processes import what only some of their work needs where it is needed (session 63):
+    the supervisor of `serve --workers N`, which answers no request, imported the accounts
+    (argon2) and the queries for `demo`; each server process lxml for the record page's XML;
+    and every pytest process, xdist's controller too, the web app's modules (FastAPI), lxml,
+    argon2 and cryptography in tests/conftest.py, for a few fixtures' use (0.3 s of its CPU)."""
+    [(_, imported), (_, serving), (_, app), (_, conftest)] = _started(
+        ["records", "--help"], ["serve", "--help"], "servicetrail.web.app", "tests.conftest"
+    )
     assert "servicetrail.cli.reads" in imported
     never = {
         "servicetrail.cli.serving",
@@ -136,6 +149,12 @@ def test_a_command_imports_its_own_family_of_commands_alone() -> None:
         "sqlalchemy.dialects.postgresql",  # for the tables' options (schema._partial)
     }
     assert imported & never == set()
+    assert "servicetrail.cli.serving" in serving and "servicetrail.web.server" in serving
+    demo_only = {"servicetrail.store.accounts", "servicetrail.store.queries", "argon2"}
+    assert serving & demo_only == set()
+    assert "servicetrail.web.presenters" in app and "lxml" not in app
+    used_later = {"fastapi", "starlette", "servicetrail.web", "lxml", "argon2", "cryptography"}
+    assert "tests.personas" in conftest and conftest & used_later == set()
 
 
 def test_the_list_of_commands_is_theirs_and_imports_none_of_them() -> None:

@@ -9,8 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from lxml import etree
-
 from .. import __version__
 from ..domain.duis_terms import (
     NON_DEVICE,
@@ -293,6 +291,10 @@ def _laid_out(payload: str) -> tuple[str, bool]:
     text = payload.strip()
     if not text.startswith("<") or "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         return payload, False
+    # here, not at the top: lxml is 15-20 ms of every server process's start (and of each
+    # test process's), for the first record page that shows an XML payload (session 63)
+    from lxml import etree
+
     try:
         # in UTF-8, as these bytes are: the declaration says how the text was once stored.
         # Read as it said, a capture's `encoding="ISO-8859-1"` showed `café` as `cafÃ©`, and
