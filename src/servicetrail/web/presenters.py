@@ -291,8 +291,8 @@ def _laid_out(payload: str) -> tuple[str, bool]:
     text = payload.strip()
     if not text.startswith("<") or "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         return payload, False
-    # here, not at the top: lxml is 15-20 ms of every server process's start (and of each
-    # test process's), for the first record page that shows an XML payload (session 63)
+    # here, not at the top: lxml was 10 ms of CPU of every server process's start, for the
+    # first record page that shows an XML payload (session 63)
     from lxml import etree
 
     try:
