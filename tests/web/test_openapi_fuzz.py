@@ -133,9 +133,8 @@ def fuzzed(
         with engine.begin() as conn:
             create_account(conn, "fuzzer", P.SOUTHENERGY, "correct horse battery staple")
             token = create_token(conn, "fuzzer")
-        seal_store(engine)  # then more records, sealed again: logs with two checkpoints
         watches = some_watches(engine)
-        seal_store(engine)
+        seal_store(engine)  # each month's log a checkpoint: proofs, consistency proofs
         with engine.connect() as conn:
             logs = [c for c in latest_checkpoints(conn) if c.family != ACCESS_FAMILY]
         yield Fuzzed(create_app(engine), token, *aims(world, watches, logs))
