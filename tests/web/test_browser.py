@@ -581,7 +581,15 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     shown = page.locator("main").inner_text()
     record_id = page.url.rpartition("=")[2]
     assert "servicetrail/sat+" in shown and f"record-{record_id}-proof.json" in shown
+    assert shown.count("--key 'THE VERIFIER KEY'") == 2
     shot(page, "13-verify")
+    # a command to copy breaks between its words only: break-all cut `--key 'THE VERIFIER KEY'`
+    # after KE at 1,280 px, and file names and `--key` on a phone (audit of every screen, 63h)
+    for width in (1280, 360):
+        page.set_viewport_size({"width": width, "height": 800})
+        for lines in page.locator(".steps li + li pre").evaluate_all(f"pres => pres.map({LINES})"):
+            assert [w for line in lines for w in line.split()] == "".join(lines).split(), lines
+    page.set_viewport_size({"width": 1366, "height": 768})
 
     # the empty state and the error state
     page.goto(server + "/")
