@@ -231,6 +231,8 @@ def test_a_record_id_filter_that_is_no_id_is_shown_as_asked_not_linked(engine, w
     assert 'Why visible</span> · <a href="/records/7">record 7</a>' in page
     # a record page that read nothing linked to "Not found" (review of the screen, 55e)
     assert '<span class="action">Record 999999</span>' in page
+    # and says what it answered: "Record 999999", "0" read like an empty record (audit 63h)
+    assert page.count("answered “Not found”: no such record, or not one your Party may see") == 1
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page's words: no engine's
