@@ -403,32 +403,32 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     (hours, late in the schedule) and is then dropped unsent; counted meanwhile, it told the
     Party of a record it may no longer see (audit 59f).
 
-    The window is taken from the outbox's `(watch_id, next_attempt_at)` index alone (0030's
-    of the failed rows, wherever the planner takes it), then the rule asked of each of its
-    rows, for the watch's Party, as `visible_deliveries` has it: a page's read is bounded by
-    the window, whatever the backlog behind it. Ruled before the limit, a backlog that was all
-    hidden was walked whole on every read (200,000 of them: 5.7 s on PostgreSQL, 1.1 s on
-    SQLite; audit 61c). Its OFFSET 0 keeps the EXISTS a test of each row: PostgreSQL does not
-    turn a subquery with an OFFSET into a join.
+    The window is taken from 0030's index of the failed deliveries alone, then the rule asked
+    of each of its rows, for the watch's Party, as `visible_deliveries` has it: a page's read
+    is bounded by the window, whatever the backlog behind it. Ruled before the limit, a
+    backlog that was all hidden was walked whole on every read (200,000 of them: 5.7 s on
+    PostgreSQL, 1.1 s on SQLite; audit 61c). Its OFFSET 0 keeps the EXISTS a test of each
+    row: PostgreSQL does not turn a subquery with an OFFSET into a join.
 
     `postgresql`: the window's order is asked again for its first visible row (below). The
     windows are read with sorts off there (watches._sorts_off): an outbox PostgreSQL has
     never analysed is taken for one row, and the watch's whole backlog was sorted for each
     window (200,000: 0.3-0.5 s, audit 61h); without a sort, the walks left are of an index
-    in the window's order. The (watch, retry time) row-value range the windows once had
-    there is gone (62g): with sorts off, EXPLAIN gave the same plans without it (the watch's
-    range of `(watch_id, next_attempt_at)`, never analysed and analysed among 50 watches),
-    and with statistics taken while the outbox held one watch's deliveries it kept the
-    planner off `ix_webhook_outbox_next_attempt_at` no better than its absence."""
+    in the window's order. The watch is bounded as a range, ordered by both of the failed
+    ones' index's columns (as `watches._failing`'s look), on both engines: as `watch_id = id`
+    ordered by the retry time, `ix_webhook_outbox_next_attempt_at` gave that order too, and
+    with the outbox analysed while two watches held it PostgreSQL walked that, filtering out
+    the other watch's and the healthy deliveries (audit 63i). No other index gives the order
+    now, and the outer ORDER BY names both columns, or a Sort comes back."""
     o = webhook_outbox.c
     e = watch_event.c
     w = watch.c
     watch_id = bindparam("watch_id", type_=BigInteger)
-    order = o.next_attempt_at.desc() if newest_first else o.next_attempt_at
+    key = [o.watch_id, o.next_attempt_at]
     failed = (
         select(o.watch_id, o.event_id, o.attempts, o.last_error, o.next_attempt_at)
-        .where(o.watch_id == watch_id, FAILED_DELIVERY)
-        .order_by(order)
+        .where(o.watch_id >= watch_id, o.watch_id <= watch_id, FAILED_DELIVERY)
+        .order_by(*(column.desc() for column in key) if newest_first else key)
         .limit(bindparam("window", type_=Integer))
         .subquery("failed")
     )
@@ -448,7 +448,7 @@ def failed_window(newest_first: bool, postgresql: bool) -> Select[Any]:
     # and sorts nothing for this ORDER BY; SQLite sorted every row of the window for it, all
     # 1,001 ruled first, so it takes them in the order its co-routine yields them, the window's
     shown = select(f.attempts, f.last_error).where(visible.exists()).limit(1)
-    return shown.order_by(f.next_attempt_at.desc()) if postgresql else shown
+    return shown.order_by(f.watch_id.desc(), f.next_attempt_at.desc()) if postgresql else shown
 
 
 @lru_cache(maxsize=1)

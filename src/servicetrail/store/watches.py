@@ -245,11 +245,10 @@ def _failing_one(conn: Connection, watch_id: int, postgresql: bool) -> dict[str,
 def _sorts_off(conn: Connection) -> Iterator[None]:
     """PostgreSQL's `enable_sort` off within the block, for the windows of `_failing` alone
     (watch_sql.failed_window), whose plans without a sort walk an index in the window's
-    order: the watch's entries of `(watch_id, next_attempt_at)`, or where statistics say the
-    outbox is the watch's alone, `next_attempt_at`. An outbox PostgreSQL has not analysed
-    yet (a new store's first backlog, for a minute or so) it takes for one row, and each
-    window sorted the watch's whole backlog: 200,000 deliveries, 0.40 s a read against
-    0.06 s (BENCHMARKS.md, audit 61h).
+    order: the watch's entries of the failed ones' `(watch_id, next_attempt_at)` (0030). An
+    outbox PostgreSQL has not analysed yet (a new store's first backlog, for a minute or so)
+    it takes for one row, and each window sorted the watch's whole backlog: 200,000
+    deliveries, 0.40 s a read against 0.06 s (BENCHMARKS.md, audit 61h).
 
     In a savepoint of the caller's transaction: an error in the block (a statement timeout,
     or one its caller catches and reads on after) rolls the setting back with it. Set back
