@@ -141,6 +141,10 @@ def test_commands_started_at_once_on_a_new_store_all_find_it_built(empty_db_url:
 
 
 def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> None:
+    """Refused, untouched, then upgraded. The upgraded store then serves 0030's checks (which
+    had a store of their own, 0.8-3.1 s an engine; audit 63i): the partial index of the failed
+    deliveries by watch and retry time, its predicate as the statements name it (a look by it
+    reads no healthy delivery: audit 63c); down to 0029 it is gone, and up again."""
     previous = before_the_head()
     db_url = db_at_revision(previous)
     with pytest.raises(StoreError, match=f"revision {previous}.*'servicetrail db upgrade'"):
@@ -155,6 +159,34 @@ def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> No
         assert current_revision(upgraded) == head_revision()
     finally:
         upgraded.dispose()
+    engine = make_engine(db_url)  # open_store's would refuse the downgrade under it
+    try:
+        _0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(engine)
+    finally:
+        engine.dispose()
+
+
+def _0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(engine: Engine) -> None:
+    """On a store at the head, upgraded from before 0030 or not."""
+    sqlite = engine.dialect.name == "sqlite"
+    defined = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_webhook_outbox_failed'"
+        if sqlite
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_webhook_outbox_failed'"
+    )
+    for revision in ("head", "0029", "head"):
+        if revision == "0029":
+            command.downgrade(migrate._config(engine), revision)
+        elif current_revision(engine) != head_revision():
+            command.upgrade(migrate._config(engine), revision)
+        with engine.connect() as conn:
+            made = conn.execute(text(defined)).scalar_one_or_none()
+        if revision == "0029":
+            assert made is None
+            continue
+        assert made is not None and "(watch_id, next_attempt_at)" in made.replace('"', "")
+        assert made.endswith("WHERE attempts > 0" if sqlite else "WHERE (attempts > 0)")
+    assert schema_differences(engine) == []
 
 
 def test_an_upgrade_that_fails_leaves_nothing_of_the_store_open(
@@ -734,33 +766,4 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
         )
     finally:
         bare.dispose()
-        engine.dispose()
-
-
-def test_0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(
-    db_at_revision,
-) -> None:
-    """A store the previous servicetrail left (0029) gains the partial index of the failed
-    deliveries by watch and retry time, its predicate as the statements name it (a look by
-    it reads no healthy delivery: audit 63c); down to 0029 it is gone, and up again."""
-    engine = make_engine(db_at_revision("0029"))
-    sqlite = engine.dialect.name == "sqlite"
-    defined = (
-        "SELECT sql FROM sqlite_master WHERE name = 'ix_webhook_outbox_failed'"
-        if sqlite
-        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_webhook_outbox_failed'"
-    )
-    try:
-        for revision in ("head", "0029", "head"):
-            step = command.downgrade if revision == "0029" else command.upgrade
-            step(migrate._config(engine), revision)
-            with engine.connect() as conn:
-                made = conn.execute(text(defined)).scalar_one_or_none()
-            if revision == "0029":
-                assert made is None
-                continue
-            assert made is not None and "(watch_id, next_attempt_at)" in made.replace('"', "")
-            assert made.endswith("WHERE attempts > 0" if sqlite else "WHERE (attempts > 0)")
-        assert schema_differences(engine) == []
-    finally:
         engine.dispose()
