@@ -51,6 +51,7 @@ from .log_copy import (
     runs_of_columns,
     sqlite_parameters,
 )
+from .log_partitions import stored_logs
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_records import RECORD_TABLE, record_leaf_hashes
 from .log_tables import log_checkpoint, log_pending, log_verifier_key
@@ -313,7 +314,13 @@ def _stored_logs(conn: Connection) -> dict[tuple[str, str], tuple[int, int | Non
     none): leaves past that were added by add_leaves. One statement a log (_NEXT_LOG), and
     one more as each family ends, each part a seek on an index: a few rows a log, not its
     leaves. Each log's newest checkpoint was read twice a seal, by three statements a log,
-    each built afresh (56 statements for one entry's seal on a year's store; session 63)."""
+    each built afresh (56 statements for one entry's seal on a year's store; session 63).
+    That is SQLite's walk: PostgreSQL's leaves, a partition a log, are read by
+    log_partitions.stored_logs in one statement."""
+    if conn.dialect.name == "postgresql":
+        partitioned = stored_logs(conn)
+        if partitioned is not None:
+            return partitioned
     logs: dict[tuple[str, str], tuple[int, int | None]] = {}
     mark = _mark(conn)
     family = month = ""
