@@ -10,7 +10,8 @@ prints a line to standard error per seal: the statements its thread sent to the 
 SQLite every statement SQLite was handed, BEGIN and COMMIT among them, by its trace
 callback; on PostgreSQL every execute, executemany and COPY of psycopg's cursors), how many
 of those went through SQLAlchemy (a `before_cursor_execute` listener), those that read
-log_checkpoint, its CPU (the thread's) and the opens of the signing key file (a `*.key`
+log_checkpoint, its CPU (the thread's), its wall time (the server's planning and work with
+the client's: PostgreSQL's shows only there) and the opens of the signing key file (a `*.key`
 file). Only the sealing thread's statements are counted: a server's requests are not.
 SEAL_COST_SHOW=1 lists the statements as they are sent.
 """
@@ -90,17 +91,18 @@ def _sealing(label: str, run: Any) -> Any:
     def sealed(*a: Any, **k: Any) -> Any:
         _HERE.counts = counts = {}
         opens = KEY_OPENS[0]
-        began = time.thread_time()
+        began, wall = time.thread_time(), time.perf_counter()
         try:
             return run(*a, **k)
         finally:
             cpu = (time.thread_time() - began) * 1000
+            wall = (time.perf_counter() - wall) * 1000
             _HERE.counts = None
             sys.stderr.write(
                 f"seal ({label}): statements={counts.get('driver', 0)} "
                 f"through_sqlalchemy={counts.get('sqlalchemy', 0)} "
                 f"reading_log_checkpoint={counts.get('checkpoint', 0)} "
-                f"cpu_ms={cpu:.1f} key_opens={KEY_OPENS[0] - opens}\n"
+                f"cpu_ms={cpu:.1f} key_opens={KEY_OPENS[0] - opens} wall_ms={wall:.1f}\n"
             )
 
     return sealed
