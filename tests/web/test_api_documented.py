@@ -122,6 +122,9 @@ def test_whole_numbers_the_routes_parse_are_documented_as_integers(published):
     assert (window["type"], window["minimum"]) == ("integer", 1)
     after = parameters[("/api/v1/watches/{watch_id}/stream", "after")]["anyOf"][0]
     assert after["type"] == "integer"
+    # the stream's resume point as a header, as it is read (it was any string, or null)
+    resume = parameters[("/api/v1/watches/{watch_id}/stream", "Last-Event-ID")]["anyOf"]
+    assert resume == [{"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, {"enum": [""]}]
     # a watch's id, as POST answers it (it was any string: a generated client took text)
     ids = [s for (path, name), s in parameters.items() if name == "watch_id"]
     assert len(ids) == 4  # its four addresses (GET and DELETE share one)

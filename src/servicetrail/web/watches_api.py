@@ -273,7 +273,13 @@ def watch_stream(
     viewer: ViewerDep,
     watch_id: WatchId,
     last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", description="resume after this event_id")
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="resume after this event_id",
+            # it was documented as any string, but anything else is a 422 (63k's fuzz)
+            json_schema_extra=whole_number_schema(0, MAX_ID, empty_not_given=True),
+        ),
     ] = None,
     after: Annotated[
         str | None,
