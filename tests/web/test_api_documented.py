@@ -129,3 +129,9 @@ def test_whole_numbers_the_routes_parse_are_documented_as_integers(published):
     ids = [s for (path, name), s in parameters.items() if name == "watch_id"]
     assert len(ids) == 4  # its four addresses (GET and DELETE share one)
     assert all((s["type"], s["minimum"]) == ("integer", 1) for s in ids)
+    # a record's id alike (it was any string), at its four API addresses
+    records = [s for (path, name), s in parameters.items() if name == "record_id"]
+    assert len(records) == 4
+    assert all(
+        (s["type"], s["minimum"], s["maximum"]) == ("integer", 1, 2**63 - 1) for s in records
+    )

@@ -5,7 +5,7 @@ Driven through each operation's Hypothesis strategy (schemathesis's own pytest p
 not run under pytest 9). The fuzzer's Party, SOUTHENERGY, reads a sealed store of the persona
 world with watches of its own: each operation is first asked the requests aimed at what it
 holds (its own records, MP141 titles of others', records the rule hides, its watches, a log's
-checkpoints), then drawn ones. Drawn alone, a record's id (any string) never named a record:
+checkpoints), then drawn ones. Drawn alone, a record's id (then any string) never named a record:
 a wrong type in /why's answer and a 500 for rule-3 records went uncaught (62c). A watch's
 event stream is read as a client that leaves soon reads it (`ShortReads`); the deletes aim at
 watches of their own, and no drawn one names a watch the other operations aim at."""

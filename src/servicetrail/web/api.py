@@ -34,6 +34,7 @@ from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
 from .params import (
     KindFilter,
+    RecordId,
     asked,
     PageCursor,
     PageSize,
@@ -263,7 +264,7 @@ def list_records(
     response_model=None,
     responses={200: {"model": Item}, 404: {"model": Error, "description": "no such record"}},
 )
-def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+def one_record(request: Request, viewer: ViewerDep, record_id: RecordId) -> JSONResponse:
     """One record you may see. A record you may not see is answered exactly like a missing one."""
     wanted = record_id_or_404(record_id)
     with (
@@ -284,7 +285,7 @@ def one_record(request: Request, viewer: ViewerDep, record_id: str) -> JSONRespo
     response_model=None,
     responses={200: {"model": Why}, 404: {"model": Error, "description": "no such record"}},
 )
-def why(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+def why(request: Request, viewer: ViewerDep, record_id: RecordId) -> JSONResponse:
     """Why you may see a record: the rule, and for MP141 the Responsibility interval."""
     wanted = record_id_or_404(record_id)
     with (
@@ -346,7 +347,7 @@ ID that was logged after the record (-3: three seconds after). A record you may 
 def triggers(
     request: Request,
     viewer: ViewerDep,
-    record_id: str,
+    record_id: RecordId,
     window: Annotated[
         str | None,
         Query(

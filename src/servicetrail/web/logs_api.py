@@ -25,7 +25,7 @@ from .api import ERRORS, AccountDep, ViewerDep, api_reader
 from .errors import NOT_FOUND, ParameterError
 from .fairness import limits_of, share_of
 from .param_schemas import NOT_BLANK_SCHEMA, whole_number_schema
-from .params import asked, record_id_or_404, tree_size
+from .params import RecordId, asked, record_id_or_404, tree_size
 from .schemas import Consistency, Error, Logs, Proof
 from .state import reader_of, store_url, verifier_key
 
@@ -41,7 +41,7 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
         409: {"model": Error, "description": "not yet sealed, or not in its log"},
     },
 )
-def proof(request: Request, viewer: ViewerDep, record_id: str) -> JSONResponse:
+def proof(request: Request, viewer: ViewerDep, record_id: RecordId) -> JSONResponse:
     """The record's leaf, its inclusion proof and the signed checkpoint it leads to; with
     `payload_salt` only for your own record. A record you may not see is 404, like a missing one."""
     wanted = record_id_or_404(record_id)

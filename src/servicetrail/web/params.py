@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Path, Query
 from pydantic import BeforeValidator
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -23,7 +23,13 @@ from ..domain.search import (
 )
 from ..domain.visibility import Scope
 from .errors import ParameterError
-from .param_schemas import NOT_BLANK_SCHEMA, optional_time_schema, or_empty, time_schema
+from .param_schemas import (
+    NOT_BLANK_SCHEMA,
+    optional_time_schema,
+    or_empty,
+    time_schema,
+    whole_number_schema,
+)
 
 
 # id(a route's dependant) -> (that dependant, kept so that its id is never reused; the query
@@ -224,6 +230,14 @@ def tree_size(parameter: str, text: str) -> int:
     if size > MAX_ID:
         raise ParameterError(parameter, f"too large (at most {MAX_ID})")
     return size
+
+
+# a record's id in an API path, as SPEC section 3 has it: a positive integer (it was any string,
+# as the watch's id was: a generated client took text); anything else is a 404 (below)
+RecordId = Annotated[
+    str,
+    Path(description="the record's id", json_schema_extra=whole_number_schema(1, MAX_ID)),
+]
 
 
 def record_id_or_404(text: str) -> int:
