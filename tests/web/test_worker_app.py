@@ -23,7 +23,9 @@ def test_a_workers_own_engine_is_disposed_of_at_shutdown(sqlite_url):
         response = client.get("/api/v1/records", headers={"Authorization": "Bearer nobody"})
         assert response.status_code == 401
         pool = engine.pool
-        assert pool.checkedin() > 0  # the token was looked up and its connection put back
+        # the token was looked up: connections were opened (one may be the deliverer's at
+        # this moment, checked out: checkedin() alone failed 1 run in 10-30, CI session 63)
+        assert pool.checkedin() + pool.checkedout() > 0
     assert engine.pool is not pool  # dispose() gives the engine a new pool ...
     assert pool.checkedin() == 0  # ... having closed the old one's connections
 
