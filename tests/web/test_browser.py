@@ -809,7 +809,7 @@ def test_the_device_page_from_a_search_result(server: str, page) -> None:
     page.wait_for_url(f"{server}/devices/{ESME}")
     assert page.get_by_role("heading", level=1).inner_text() == f"Device {ESME}"
     intervals = page.locator("section[aria-labelledby=intervals-title]").inner_text()
-    assert "Responsible Supplier, 2025-01-01 00:00:00.000 to now (open)" in intervals
+    assert "Responsible Supplier, 2025-01-01 00:00:00.000 UTC to now (open)" in intervals
     rows = page.locator("ol.device-timeline > li")
     # BRIGHT's two exchanges and its alert; LOOKAT's two exchanges and WIRED's, as MP141
     assert rows.count() == 6

@@ -133,6 +133,9 @@ def test_only_the_viewers_own_intervals_are_shown(engine, world) -> None:
     )
     assert "Responsible Supplier" in northpower and "2025-01-01 00:00" in northpower
     assert "2025-03-01 00:00" in northpower and "Network Operator" not in northpower
+    # each bound says its zone where it is read, not only the note below (audit 63h)
+    read = re.sub(r"<[^>]+>", "", northpower)
+    assert "2025-01-01 00:00:00.000 UTC to 2025-03-01 00:00:00.000 UTC" in read
     assert "now (open)" not in northpower  # SOUTHENERGY's and WIRESCO's intervals are theirs
     assert (
         "Network Operator" in wiresco
@@ -316,7 +319,9 @@ def test_intervals_are_shown_to_the_instant_they_hold(engine, world) -> None:
     page = signed_in(engine, P.NORTHPOWER).get(f"/devices/{device}").text
     shown = re.search(r'aria-labelledby="intervals-title">(.*?)</section>', page, re.S).group(1)
     text = " ".join(re.sub(r"<[^>]+>", " ", unescape(shown)).split())
-    assert "Responsible Supplier , 0001-01-01 00:00:00.000 to 2026-05-01 10:00:30.500" in text
+    assert (
+        "Responsible Supplier , 0001-01-01 00:00:00.000 UTC to 2026-05-01 10:00:30.500 UTC" in text
+    )
 
 
 @pytest.mark.parametrize(
