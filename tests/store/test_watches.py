@@ -758,14 +758,18 @@ def test_sqlite_finds_the_watches_with_a_failed_delivery_by_the_failed_ones_inde
     try:
         world = load_personas(engine)
         made = add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/w"})
+        # a second watch, its deliveries of the same events healthy: not failing (63i)
+        add_watch(world, SOUTHENERGY, webhook={"url": "https://hooks.example.com/h"})
         _failed_deliveries(world, made["id"], range(1, 3))
         event.listen(engine, "before_cursor_execute", explain)
         for analyse in ("SELECT 1", "ANALYZE"):
             with engine.begin() as conn:
                 conn.exec_driver_sql(analyse)
             with engine.connect() as conn:
-                failing = list_watches(conn, SOUTHENERGY, with_state=True)[0]["webhook"]["failing"]
+                shown = list_watches(conn, SOUTHENERGY, with_state=True)
+            failing, healthy = (watch["webhook"]["failing"] for watch in shown)
             assert failing["waiting"] == 2, failing
+            assert healthy is None, healthy
             look, *windows = plans
             assert any(by_failed in step for step in look), look
             assert len(windows) == 2
