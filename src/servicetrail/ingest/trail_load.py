@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import suppress
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -136,10 +137,8 @@ def _gone_when_stopped(engine: Engine, summary: Summary) -> None:
     kept_if_stopped): it said the records loaded and nothing of retention (63d). Not called
     after the store's own failure (a server away held the stop 10 s on a connect for
     nothing); a failed look leaves the summary as it was, the stop's error said after it."""
-    try:
+    with suppress(Exception):
         _gone_to_retention(engine, summary)
-    except Exception:
-        return
 
 
 def _inputs_in(path: Path, own_rejects: Path | None, skipped: list[Path]) -> list[Path]:

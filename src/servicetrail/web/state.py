@@ -173,7 +173,7 @@ class SignInLanes:
         room = self._room[kind]
         with self._lock:
             in_use = sum(n for (held_kind, _), n in self._held.items() if held_kind == kind)
-            if in_use >= room or self._held[kind, whose] >= -(-room // 2):
+            if in_use >= room or self._held[kind, whose] >= (room + 1) // 2:
                 return False
             self._held[kind, whose] += 1
             return True
