@@ -671,19 +671,14 @@ def test_a_party_holds_at_most_half_of_a_receiver_it_shares_with_others(engine, 
         # frees its slot (at 3 s, a loaded machine may take that to send the ten: session 52)
         deliverer = Deliverer(engine, schedule=[60], per_host=4, concurrency=16, timeout=30)
         assert deliverer.per_party == 8 > deliverer.per_host  # the receiver's bound is the one
-        done, stuck_then = [], []
-
-        def others_all_sent() -> bool:
-            if len(shared.events("/other")) >= 10 and not done:
-                done.append(time.monotonic())
-                # counted then: once the worker is told to stop, a stuck attempt's timeout
-                # (3 s) may free its slot for another before the stop is through (a third
-                # attempt counted after `run` on a slow machine, session 39)
-                stuck_then.extend(shared.events(f"/stuck{n}") for n in range(3))
-            return bool(done)
-
-        assert run(deliverer, others_all_sent, seconds=25, cancel=True)
-        assert sum(map(len, stuck_then)) <= 2
+        assert run(deliverer, lambda: len(shared.events("/other")) >= 10, seconds=25, cancel=True)
+        # counted by arrival, up to the other Party's last delivery: once that is answered the
+        # receiver is the stuck Party's alone, whose cap is then all but a slot (Queues), and
+        # a poll late on a loaded machine counted a third stuck attempt begun after it (the
+        # fresh-clone CI at 871b5fd; counted at the poll since session 39)
+        paths = [r.path for r in shared.received]
+        last_other = max(i for i, path in enumerate(paths) if path == "/other")
+        assert sum(path.startswith("/stuck") for path in paths[:last_other]) <= 2
 
 
 def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_event(
