@@ -15,6 +15,7 @@ import click
 
 from .. import settings
 from ..ingest.descriptors import remember_inherited_descriptors
+from ..interruption import interruption_in
 from ..store.postgresql_errors import psycopg_error
 from .commands import OnceOnlyGroup
 from .common import (
@@ -132,7 +133,7 @@ class Servicetrail(OnceOnlyGroup):
             # click's own answer, "Aborted!" and exit 1, read as rejects or findings (audit 45b)
             raise stopped(e) from None
         except Exception as e:
-            interrupt = _interrupted(e) or signalled()
+            interrupt = interruption_in(e) or signalled()
             if interrupt is not None:
                 # Ctrl-C inside a library's clean-up (SQLAlchemy's commit, between the
                 # database's COMMIT and its own bookkeeping) came out as an AssertionError,
@@ -199,18 +200,6 @@ def _reader_gone(*streams: Any) -> click.exceptions.Exit:
             os.dup2(nowhere, stream.fileno())
             os.close(nowhere)
     return click.exceptions.Exit(128 + signal.SIGPIPE)
-
-
-def _interrupted(error: BaseException) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt (or SIGTERM) this error happened while handling, if any."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _raw(error: Exception) -> BaseException | None:
