@@ -812,7 +812,9 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
         ({"request_id": "1:2"}, "request_id", "not a Request ID"),
         ({"kind": "gossip"}, "kind", "must be one of"),
         ({"scope": "everyone"}, "scope", "must be own, others or all"),
-        ({"from": "yesterday"}, "from", "not an ISO-8601 time"),
+        # in words, not a standard's number (audit 63h)
+        ({"from": "yesterday"}, "from", "not a date or a time: 'yesterday'"),
+        ({"from": "2025-02-10X09:30"}, "from", "(a space or a T between its date and time)"),
         ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "is before From (2025-03-01)"),
         # cut to 200 and searched, it was "Nothing found" where the API says 422 (audit 25c)
         ({"srv": "x" * 300}, "srv", "at most 200 characters"),
@@ -873,7 +875,7 @@ def test_a_reason_ending_in_an_ellipsis_gets_no_full_stop_after_it() -> None:
 
     for cut in ("'WWW'...", "'WWW'\u2026"):
         said = said_on_screen({"from": f"not an ISO-8601 time: {cut}"}, {"from": "W"})
-        assert said["from"].startswith(f"not an ISO-8601 time: {cut} Write a date")
+        assert said["from"].startswith(f"not a date or a time: {cut} Write a date")
 
 
 def test_to_before_a_from_on_the_last_day_there_is_is_said_not_a_500(np: TestClient) -> None:

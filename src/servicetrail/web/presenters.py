@@ -186,7 +186,7 @@ def utc_field(value: str) -> str:
     return value
 
 
-# what to write, said after a field's error: the reason alone ("not an ISO-8601 time", "must
+# what to write, said after a field's error: the reason alone ("not a date or a time", "must
 # not be before from") left the analyst to guess a form the field takes
 DEVICE_ID_EXAMPLE = "such as 00-DB-12-34-56-78-90-01"
 _WRITE_IT_AS = {
@@ -198,6 +198,21 @@ _WRITE_IT_AS = {
 }
 
 
+# the API's reasons for a time, said in the analyst's words: "ISO-8601" is a standard's
+# number, not a form anyone types (audit of every screen, 63h); the example follows
+_TIME_WORDS = (
+    ("not an ISO-8601 time", "not a date or a time"),
+    ("(printable ASCII only)", "(a character no date or time has)"),
+    ("(a T between its date and time)", "(a space or a T between its date and time)"),
+)
+
+
+def _in_analysts_words(message: str) -> str:
+    for jargon, words in _TIME_WORDS:
+        message = message.replace(jargon, words)
+    return message
+
+
 def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[str, str]:
     """A form's errors by field, each with an example of what the field takes."""
     said = {}
@@ -206,6 +221,7 @@ def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[st
         if name in ("from", "to") and typed:
             # quoted as typed, not as read: the Z that utc_field adds was never typed (47d)
             message = message.replace(shown(utc_field(typed)), shown(typed.strip()))
+            message = _in_analysts_words(message)
         if name == "to" and message == "must not be before from":
             said[name] = _to_before_from(values.get("from", ""))
         elif name in _WRITE_IT_AS:
