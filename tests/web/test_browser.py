@@ -588,6 +588,8 @@ def test_responsible_supplier_sees_titles_not_payloads_and_own_in_full(server: s
     record_id = page.url.rpartition("=")[2]
     assert "servicetrail/sat+" in shown and f"record-{record_id}-proof.json" in shown
     assert shown.count("--key 'THE VERIFIER KEY'") == 2
+    # no menu link is this page's: marked as the search's, it sent the analyst there (63h)
+    assert page.locator(".main-nav a[aria-current]").count() == 0
     shot(page, "13-verify")
     # a command to copy breaks between its words only: break-all cut `--key 'THE VERIFIER KEY'`
     # after KE at 1,280 px, and file names and `--key` on a phone (audit of every screen, 63h)

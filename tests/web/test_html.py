@@ -1373,6 +1373,8 @@ def test_the_menu_marks_the_section_a_page_is_in(np: TestClient, world) -> None:
     assert marked.findall(np.get(f"/records/{world.ids['np_req']}").text) == [("/", "true")]
     assert marked.findall(np.get(f"/devices/{P.ESME_1}").text) == [("/", "true")]
     assert marked.findall(np.get("/").text) == [("/", "page")]
+    # the proofs' page is no section's: marked as the search's, it sent the analyst there (63h)
+    assert marked.findall(np.get("/verify").text) == []
 
 
 # --- found missing by mutation testing (audit 29b) ----------------------------------------

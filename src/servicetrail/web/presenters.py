@@ -124,9 +124,11 @@ def before_text(seconds: int) -> str:
     return " ".join(parts[:2]) + (" after" if seconds < 0 else " before")
 
 
-# the menu's section of each page under another's address: a record, a Device and a proof's
-# explainer are opened from the search's results, a watch's delete form from the Watches page
-_SECTIONS = (("/records/", "/"), ("/devices/", "/"), ("/verify", "/"), ("/watches/", "/watches"))
+# the menu's section of each page under another's address: a record and a Device are opened
+# from the search's results, a watch's delete form from the Watches page. The proofs' page is
+# in none: it is a record's, a Who looked's (the access logs) and an auditor's, who has no
+# Search, and marked as the search's it told the analyst to look there (audit 63h)
+_SECTIONS = (("/records/", "/"), ("/devices/", "/"), ("/watches/", "/watches"))
 
 
 def section_of(path: str) -> str:
