@@ -1174,18 +1174,26 @@ def test_a_request_id_breaks_between_its_parts_or_octets_only(server: str, page)
     shot(page, "38-request-id-320px")
 
 
-def test_a_record_on_a_phone_wraps_its_payload_and_ids_between_octets(server: str, page) -> None:
+def test_a_records_payload_wraps_at_every_width_and_ids_between_octets(server: str, page) -> None:
     """At 390 px the payload was a 270 px box scrolled sideways, and the Details' values sat
     beside a 9.5em name: with larger text a Request ID went one letter a line (review of the
-    screen, 45c)."""
+    screen, 45c). At 1,280 px a long line of it scrolled the box sideways (audit 63h): a GBCS
+    payload of one line, written into the page as a DUIS response would carry it."""
     sign_in(page, server, "bright.analyst")
     page.goto(server + f"/?device_id={ESME}&srv=4.1.1&scope=own")
     row_of(page, "Response", "Read Instantaneous Import Registers").locator("td.c-srv a").click()
     page.wait_for_url(f"{server}/records/*")
-    for width in (390, 320):
+    payload = page.locator(".message-current pre.payload-body")
+    payload.locator("code").evaluate(
+        "code => { code.textContent += '\\n<sr:GBCSPayload>' + '3QAAAAAAAFUR'.repeat(40)"
+        " + '</sr:GBCSPayload>'; }"
+    )
+    for width in (1280, 390, 320):
         page.set_viewport_size({"width": width, "height": 844})
-        payload = page.locator(".message-current pre.payload-body")
         assert payload.evaluate("e => e.scrollWidth <= e.clientWidth"), width
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        if width == 1280:
+            continue  # the Details' names beside their values, as wide screens have them
         assert payload.bounding_box()["width"] >= width - 100, width
         detail = page.locator(".details > div", has_text="Request ID")
         name, value = detail.locator("dt").bounding_box(), detail.locator("dd").bounding_box()
