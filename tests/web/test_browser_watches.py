@@ -67,6 +67,9 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("link", name=re.compile("^Watches")).click()
     page.wait_for_url(server + "/watches")
     assert page.get_by_role("heading", level=1).inner_text() == "Watches"
+    # a bare count read as a score, "Your watches 0" (audit 63h): none is said in words
+    listed = page.locator("#list-title")
+    assert listed.inner_text() == "Your watches" and "No watches yet" in page.content()
     # the Device IDs' box is a field as the others are: left to the browser, its text stood
     # 2 px inside its border (review of the screen, 54d)
     padding = "e => getComputedStyle(e).paddingLeft"
@@ -85,6 +88,7 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_label("Anyone, my own traffic included").check()
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
+    assert listed.inner_text() == "Your watches 2 watches"
 
     new_traffic(server.db_url, tmp_path)
     nav = page.get_by_role("link", name=re.compile("^Watches"))
@@ -168,4 +172,14 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_load_state()
     assert page.locator(".watch-filters", has_text=hook).count() == 1
+    assert listed.inner_text() == "Your watches 2 watches"
+    # and on a phone, a laptop, and the page that asks before deleting it (audit 63h)
+    for width in (360, 390, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.get_by_role("link", name="Delete watch hooked…").click()
+    page.wait_for_url(re.compile(r".*/watches/\d+/delete$"))
+    assert hook in page.locator("main").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "22b-watch-delete-long-url-390px")
