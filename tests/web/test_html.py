@@ -815,6 +815,8 @@ def test_other_user_sees_nothing_of_others(lk: TestClient, world) -> None:
         # in words, not a standard's number (audit 63h)
         ({"from": "yesterday"}, "from", "not a date or a time: 'yesterday'"),
         ({"from": "2025-02-10X09:30"}, "from", "(a space or a T between its date and time)"),
+        # what was typed is quoted as typed, whatever it says
+        ({"to": "(printable ASCII only)"}, "to", "time: '(printable ASCII only)'"),
         ({"from": "2025-03-01", "to": "2025-02-01"}, "to", "is before From (2025-03-01)"),
         # cut to 200 and searched, it was "Nothing found" where the API says 422 (audit 25c)
         ({"srv": "x" * 300}, "srv", "at most 200 characters"),

@@ -210,9 +210,11 @@ _TIME_WORDS = (
 
 
 def _in_analysts_words(message: str) -> str:
+    # the reason only, before its quote: what was typed is quoted as typed
+    reason, colon, typed = message.partition(": ")
     for jargon, words in _TIME_WORDS:
-        message = message.replace(jargon, words)
-    return message
+        reason = reason.replace(jargon, words)
+    return reason + colon + typed
 
 
 def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[str, str]:
