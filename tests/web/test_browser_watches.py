@@ -88,7 +88,7 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_label("Anyone, my own traffic included").check()
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_url(re.compile(r".*/watches\?watch=\d+&done=created$"))
-    assert listed.inner_text() == "Your watches 2 watches"
+    assert listed.inner_text() == "Your watches (2)"
 
     new_traffic(server.db_url, tmp_path)
     nav = page.get_by_role("link", name=re.compile("^Watches"))
@@ -172,7 +172,7 @@ def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
     page.get_by_role("button", name="Add watch").click()
     page.wait_for_load_state()
     assert page.locator(".watch-filters", has_text=hook).count() == 1
-    assert listed.inner_text() == "Your watches 2 watches"
+    assert listed.inner_text() == "Your watches (2)"
     # and on a phone, a laptop, and the page that asks before deleting it (audit 63h)
     for width in (360, 390, 1280):
         page.set_viewport_size({"width": width, "height": 800})
