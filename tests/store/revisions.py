@@ -10,11 +10,14 @@ The fixtures are imported by the conftest or test module of the tests that use t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 
 from devsupport.pg_server import PgServer
 from servicetrail.store import migrate
@@ -109,3 +112,21 @@ def db_at_revision(
     if request.param == "sqlite":
         return lambda revision: revision_templates.sqlite(revision, tmp_path)
     return request.getfixturevalue("pg_at_revision")
+
+
+@contextmanager
+def todays_writers(engine: Engine) -> Iterator[None]:
+    """Records written or logs sealed by today's code on a store older than 0031: they list
+    the logs appended to (log_tables.log_unsealed), a table such a store lacks. Theirs for
+    these writes alone, then gone as before, and 0031 fills it from the logs stored. (A store
+    at 0031 or later has its own, left as it is.)"""
+    from servicetrail.store.log_tables import log_unsealed
+
+    with engine.begin() as conn:
+        made = not inspect(conn).has_table(log_unsealed.name)
+        if made:
+            log_unsealed.create(conn)
+    yield
+    if made:
+        with engine.begin() as conn:
+            log_unsealed.drop(conn)

@@ -35,6 +35,7 @@ from tests.conftest import Cli
 from tests.intruder import intrude
 from tests.personas import load_personas, starts_with_personas
 from tests.store.test_merkle_log import check_every_leaf
+from tests.store.revisions import todays_writers
 from tests.store.test_migrations import store_at
 
 
@@ -618,9 +619,10 @@ def retired_before_0022(pg_at_revision, tmp_path, monkeypatch):
     url = pg_at_revision("0021")
     engine = store_at(url, parse_time("2025-01-01T00:00:00Z"))
     try:
-        with engine.begin() as conn:
-            append_records(conn, _records_in(_OLD_MONTHS))
-        seal_store(engine)
+        with todays_writers(engine):
+            with engine.begin() as conn:
+                append_records(conn, _records_in(_OLD_MONTHS))
+            seal_store(engine)
         _wiped_as_retention_wipes(engine)
         yield url, engine
     finally:

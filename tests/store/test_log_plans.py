@@ -172,15 +172,21 @@ def test_a_seal_reads_each_queued_leaf_a_few_times_on_an_empty_queues_statistics
     assert fetched <= 5 * queued, fetched
 
 
-def test_the_seals_look_at_every_log_plans_each_leaves_partition_once(pg_engine):
-    """A seal (every CLI read's, and the server's) first reads each log's size and newest
-    checkpoint. Walked from log to log, each step's statement was planned over every
-    partition of the leaves, a log being named by a join: on a fresh connection 20-90 ms at
-    13 months, 180-830 ms at 60. Each partition is planned once now, and the sizes and
-    checkpoints read are those stored."""
+def test_a_seal_opens_the_logs_it_seals_alone_and_the_walk_of_them_all_plans_each_once(
+    pg_engine,
+):
+    """A seal (every CLI read's, and the server's) looked at every log first: on a fresh
+    connection that opened every month's partition of the leaves, so each CLI read's seal
+    grew with the store's age (63j). It looks at the logs appended to (log_unsealed) and the
+    queued ones alone now: the relations it locks, each one it opened, are those logs'
+    partitions alone, and the checkpoints it signs are those of the logs that grew, at their
+    sizes. The walk of every log (all_log_sizes: migration 0031 fills log_unsealed by it) was
+    planned over every partition of the leaves at each step, a log being named by a join:
+    each partition is planned once, and the sizes and checkpoints read are those stored."""
     from servicetrail import signing
     from servicetrail.signing import log_prefix
-    from servicetrail.store.merkle_log import _stored_logs, seal
+    from servicetrail.store.log_partitions import TABLES
+    from servicetrail.store.merkle_log import all_log_sizes, seal
 
     months = [f"2025-{month:02d}" for month in range(1, 7)]
     logs_made(pg_engine, "sat", *months)
@@ -188,8 +194,9 @@ def test_the_seals_look_at_every_log_plans_each_leaves_partition_once(pg_engine)
     with pg_engine.begin() as conn:
         for number, month in enumerate(months[:5]):
             add_leaves(conn, "sat", leaves(100 * number + 1, number + 1, month))
+    signer = signing.signer_for(str(pg_engine.url))
     with pg_engine.begin() as conn:
-        seal(conn, signing.signer_for(str(pg_engine.url)), log_prefix())
+        seal(conn, signer, log_prefix())
     with pg_engine.begin() as conn:  # past the checkpoints, for one log
         add_leaves(conn, "sat", leaves(1_000, 2, months[0]))
     sent: list[tuple[str, Any]] = []
@@ -201,7 +208,7 @@ def test_the_seals_look_at_every_log_plans_each_leaves_partition_once(pg_engine)
     event.listen(pg_engine, "before_cursor_execute", remember)
     try:
         with pg_engine.connect() as conn:
-            found = _stored_logs(conn)
+            found = all_log_sizes(conn)
     finally:
         event.remove(pg_engine, "before_cursor_execute", remember)
     assert found == {
@@ -218,3 +225,18 @@ def test_the_seals_look_at_every_log_plans_each_leaves_partition_once(pg_engine)
             planned += sum(" on log_leaf_" in line for (line,) in plan)
     # the walk planned every partition at each of its steps: 119 scans of these 11
     assert 0 < planned <= partitions, (planned, partitions)
+    pg_engine.dispose()  # a fresh connection, as a CLI command's
+    with pg_engine.begin() as conn:
+        sealed = seal(conn, signer, log_prefix())
+        opened = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+                "WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'log_%'"
+            )
+        ).scalars()
+        # the look at every log opened each partition of the leaves and tiles: 18 more here
+        assert sorted(name for name in opened if "_p2025_" in name) == sorted(
+            [f"{table}_sat_p2025_01{index}" for table in TABLES for index in ("", "_pkey")]
+            + ["log_leaf_sat_p2025_01_family_entry_id_idx"]
+        )
+    assert [(s.origin.rsplit("/", 1)[1], s.size) for s in sealed] == [(months[0], 3)]

@@ -80,6 +80,7 @@ PINNED = {
     # its first text left (the two upgraded stores' pg_dump compared): no store needs mending
     "0029_logs_by_family_and_month.py": "ffdc0056154a0945",
     "0030_outbox_failed_by_watch.py": "a53e85ea97f6a8d7",
+    "0031_logs_unsealed.py": "4f35d27bd9591acf",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
-from tests.store.revisions import before_the_head
+from tests.store.revisions import before_the_head, todays_writers
 
 
 def test_the_code_knows_the_migrations_head() -> None:
@@ -144,9 +144,17 @@ def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> No
     """Refused, untouched, then upgraded. The upgraded store then serves 0030's checks (which
     had a store of their own, 0.8-3.1 s an engine; audit 63i): the partial index of the failed
     deliveries by watch and retry time, its predicate as the statements name it (a look by it
-    reads no healthy delivery: audit 63c); down to 0029 it is gone, and up again."""
+    reads no healthy delivery: audit 63c); down to 0029 it is gone, and up again. And 0031's:
+    the logs with leaves no checkpoint covers are listed for the seal, which signs them."""
+    from servicetrail.store.merkle_log import seal_store
+
     previous = before_the_head()
     db_url = db_at_revision(previous)
+    engine = make_engine(db_url)
+    try:
+        months = _logs_sealed_grown_and_never_sealed(engine)
+    finally:
+        engine.dispose()
     with pytest.raises(StoreError, match=f"revision {previous}.*'servicetrail db upgrade'"):
         open_store(db_url)
     engine = make_engine(db_url)
@@ -157,6 +165,11 @@ def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> No
     upgraded = open_store(db_url, upgrade=True)
     try:
         assert current_revision(upgraded) == head_revision()
+        with upgraded.connect() as conn:
+            listed = conn.execute(text("SELECT family, month FROM log_unsealed")).tuples().all()
+        assert sorted(listed) == [("sat", months[1]), ("sat", months[2])]
+        sealed = [(s.origin.rsplit("/", 1)[1], s.size) for s in seal_store(upgraded)]
+        assert sealed == [(months[1], 3), (months[2], 2)]
     finally:
         upgraded.dispose()
     engine = make_engine(db_url)  # open_store's would refuse the downgrade under it
@@ -164,6 +177,27 @@ def test_a_store_that_is_behind_is_refused_without_upgrade(db_at_revision) -> No
         _0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(engine)
     finally:
         engine.dispose()
+
+
+def _logs_sealed_grown_and_never_sealed(engine: Engine) -> list[str]:
+    """Three logs at 0030, of this month and the next two: the first sealed, the second grown
+    past its checkpoint, the third never sealed. Their months."""
+    from servicetrail.domain.times import months_from
+    from servicetrail.store.merkle_log import add_leaves, seal_store
+    from servicetrail.store.partitions import ensure_months
+    from tests.store.test_log_plans import leaves
+
+    now = datetime.now(UTC)
+    if engine.dialect.name == "postgresql":  # the records' partitions, with the logs': these
+        ensure_months(engine, [now])  # months are made ahead anyway, and no others
+    first, second, third = months = months_from(f"{now:%Y-%m}", 3)
+    with todays_writers(engine):
+        with engine.begin() as conn:
+            add_leaves(conn, "sat", leaves(1, 1, first) + leaves(10, 2, second))
+        seal_store(engine)
+        with engine.begin() as conn:
+            add_leaves(conn, "sat", leaves(20, 1, second) + leaves(30, 2, third))
+    return months
 
 
 def _0030_indexes_the_failed_deliveries_alone_and_a_downgrade_drops_it(engine: Engine) -> None:
@@ -462,7 +496,8 @@ def test_0013_keeps_the_tokens_and_never_gives_a_revoked_tokens_id_again(
 
     engine = make_engine(db_at_revision("0012"))
     try:
-        load_personas(engine)
+        with todays_writers(engine):
+            load_personas(engine)
         with engine.begin() as conn:
             create_account(conn, "np.analyst", "NORTHPOWER", "correct horse battery staple")
             kept = create_token(conn, "np.analyst")
@@ -488,7 +523,8 @@ def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
 
     engine = make_engine(db_at_revision("0013"))
     try:
-        world = load_personas(engine)
+        with todays_writers(engine):
+            world = load_personas(engine)
         command.upgrade(migrate._config(engine), "head")
         assert schema_differences(engine) == []
         with engine.connect() as conn:

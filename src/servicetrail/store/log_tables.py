@@ -71,6 +71,21 @@ log_pending = Table(
     sqlite_with_rowid=False,
 )
 
+# The logs a writer other than the seal appended leaves to (add_leaves: a batch's), which a
+# seal checkpoints and then removes from here; the queued logs are log_pending's. The seal
+# looks at these logs alone: looking at every log, it opened every month's partitions of
+# the leaves on a fresh connection (every CLI read's seal), a cost that grew with the store's
+# age (63j). Where to look, never a size: the seal reads each log's size from its leaves,
+# under the locks that keep writers out (store.merkle_log). Migration 0031.
+log_unsealed = Table(
+    "log_unsealed",
+    metadata,
+    Column("family", String(16), nullable=False),
+    Column("month", String(7), nullable=False),
+    PrimaryKeyConstraint("family", "month", name="pk_log_unsealed"),
+    sqlite_with_rowid=False,
+)
+
 log_checkpoint = Table(
     "log_checkpoint",
     metadata,

@@ -17,7 +17,8 @@ seal appends every queued leaf to its log in id order under the same locks. A fa
 queue holds leaves keeps queueing until a seal has emptied it, so a log keeps stored order.
 Whoever appends leaves stores the tiles they complete in the same transaction, from the
 hashes in hand (the seal used to read every appended leaf back for them); `seal` then signs
-a checkpoint of each log that grew.
+a checkpoint of each log that grew: those queued, and those add_leaves listed in
+log_unsealed in the same transaction as it appended to them.
 
 Tiles: the roots of complete aligned subtrees at levels 4, 8, 12 ... (log_node), so every
 subtree hash a proof or root needs folds from at most 15 stored hashes of one level.
@@ -184,6 +185,19 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     # the tiles now, from the hashes in hand: the seal would have to read every leaf back
     for month, added in hashes.items():
         _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
+    _mark_unsealed(conn, family, list(hashes))
+
+
+def _mark_unsealed(conn: Connection, family: str, months: list[str]) -> None:
+    """The logs appended to, for the next seal (log_tables.log_unsealed): one statement a
+    batch, under the family's lock, which the seal takes before it reads these."""
+    if months:
+        mark = _mark(conn)
+        conn.exec_driver_sql(
+            "INSERT INTO log_unsealed (family, month) VALUES "
+            f"{', '.join([f'({mark}, {mark})'] * len(months))} ON CONFLICT DO NOTHING",
+            tuple(value for month in months for value in (family, month)),
+        )
 
 
 _ENTRY_ID, _MONTH, _LEAF_HASH, _SALT = (itemgetter(i) for i in range(4))  # of a QueuedLeaf
@@ -237,34 +251,31 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     caller's transaction (commit it before reporting). The queue is read a chunk at a time,
     so a seal of millions of leaves runs in flat memory."""
     lock_sealing(conn)
-    queued = {
-        (str(family), str(month))
-        for family, month in conn.exec_driver_sql("SELECT DISTINCT family, month FROM log_pending")
-    }
-    # the queued families' locks before the logs are looked at: what is read of a log while
-    # its family is locked (or SQLite's write lock held) holds to the end, and is used as read
-    free = {family: _family_free(conn, family) for family in sorted({f for f, _ in queued})}
-    held = {family for family, taken in free.items() if taken} | set(DIRECT_FAMILIES)
-    logs = _stored_logs(conn)
-    grown = {found for found, (size, newest) in logs.items() if newest is None or newest < size}
-    if not queued and not grown:
-        return []
+    queued = _logs_listed(conn, "SELECT DISTINCT family, month FROM log_pending")
+    # the logs add_leaves appended to: read under every direct family's lock (lock_sealing),
+    # so none is appended to until this commits. The logs looked at are these alone, a few
+    # probes each of its own partitions: a look at every log opened every month's (63j)
+    marked = _logs_listed(conn, "SELECT family, month FROM log_unsealed")
     now = datetime.now(timezone.utc)
-    remember_key(conn, signer, now)
-    sealed = []
-    for family, month in sorted(queued | grown):
+    free: dict[str, bool] = {}
+    sealed: list[Sealed] = []
+    for family, month in sorted(queued | marked):
         if family not in free:
             free[family] = _family_free(conn, family)
         if not free[family]:
             continue  # its retention under way: its leaves stay queued for the next seal
-        if (family, month) in logs and (conn.dialect.name == "sqlite" or family in held):
-            size, newest = logs[(family, month)]
-        else:  # a log with no leaf yet, or one read before its family's lock was taken
-            size, newest = _size(conn, family, month), _newest(conn, family, month)
+        # read once its family's lock is held (or SQLite's write lock), so it holds to the end
+        size, newest = _size(conn, family, month), _newest(conn, family, month)
+        if (family, month) in marked:
+            conn.exec_driver_sql(_UNMARK.format(mark=_mark(conn)), (family, month))
+            if (family, month) not in queued and size <= (newest or 0):
+                continue  # nothing past its newest checkpoint: sealed before, or retired
         if size == 0 and newest is not None:
             # retired by retention: its leaves are gone, so a new tree under the same origin
             # would contradict the checkpoints kept; entries for it stay queued (unsealed)
             continue
+        if not sealed:
+            remember_key(conn, signer, now)
         _tile_appended(conn, family, month, _tiled(conn, family, month), size)
         for chunk in _queued(conn, family, month):
             _write_leaves(conn, list(runs_by_salt(family, month, size, chunk)))
@@ -291,6 +302,13 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
     return sealed
 
 
+_UNMARK = "DELETE FROM log_unsealed WHERE family = {mark} AND month = {mark}"
+
+
+def _logs_listed(conn: Connection, statement: str) -> set[tuple[str, str]]:
+    return {(str(family), str(month)) for family, month in conn.exec_driver_sql(statement)}
+
+
 def _newest(conn: Connection, family: str, month: str) -> int | None:
     """The size of the log's newest checkpoint, None if it has none."""
     last = latest_checkpoint(conn, family, month)
@@ -309,14 +327,13 @@ def unsealed(conn: Connection, family: str, month: str) -> bool:
     return conn.execute(queued.limit(1)).first() is not None
 
 
-def _stored_logs(conn: Connection) -> dict[tuple[str, str], tuple[int, int | None]]:
+def all_log_sizes(conn: Connection) -> dict[tuple[str, str], tuple[int, int | None]]:
     """Every log holding leaves, with its size and its newest checkpoint's (None: it has
-    none): leaves past that were added by add_leaves. One statement a log (_NEXT_LOG), and
-    one more as each family ends, each part a seek on an index: a few rows a log, not its
-    leaves. Each log's newest checkpoint was read twice a seal, by three statements a log,
-    each built afresh (56 statements for one entry's seal on a year's store; session 63).
-    That is SQLite's walk: PostgreSQL's leaves, a partition a log, are read by
-    log_partitions.stored_logs in one statement."""
+    none): leaves past that were added by add_leaves. The seal looked at every log so until
+    log_unsealed listed those it must; migration 0031 fills that list by this. SQLite's walk
+    is one statement a log (_NEXT_LOG), and one more as each family ends, each part a seek
+    on an index: a few rows a log, not its leaves; PostgreSQL's leaves, a partition a log,
+    are read by log_partitions.stored_logs in one statement."""
     if conn.dialect.name == "postgresql":
         partitioned = stored_logs(conn)
         if partitioned is not None:

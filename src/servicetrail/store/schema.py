@@ -43,7 +43,7 @@ APART_FROM_REQUEST_ID_SQL = (
     f"request_id <> '' AND (user_id NOT IN (substr(request_id, 1, 23), {REQUEST_TARGET_SQL})"
     f" OR ({SHARED_KINDS_SQL} AND device_id NOT IN ('', {REQUEST_TARGET_SQL})))"
 )
-SCHEMA_HEAD = "0030"  # a test checks this against Alembic's head
+SCHEMA_HEAD = "0031"  # a test checks this against Alembic's head
 
 # PostgreSQL's binary COPY writes a timestamptz as microseconds since this instant
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
