@@ -120,7 +120,7 @@ def create_app(engine: Engine, deliveries: bool = False, hot_path: bool = True) 
     app.include_router(proofs_page.router)
     app.include_router(verify_page.router)
     app.include_router(access_page.router)
-    watches_page.install(app)
+    app.include_router(watches_page.router)
     if hot_path:
         app.add_middleware(HotPath)  # inside SecurityHeaders: its answers get them too
     app.state.seen_credentials = SeenCredentials()

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..domain.model import KINDS
@@ -378,91 +378,99 @@ def _checked_spec(values: dict[str, Any]) -> tuple[WatchSpec | None, dict[str, s
     return watch_spec(body), {}
 
 
-def install(app: FastAPI) -> None:
-    @app.get("/watches", include_in_schema=False)
-    def watches_page(request: Request, who: Who) -> Response:
-        def event_id(name: str) -> int | None:
-            wanted = request.query_params.get(name, "")
-            return int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
+# module-level, as every other page's: added to each app, these routes were built again for
+# each (their parameters' models, their dependencies), 4-5 ms of CPU a create_app, which
+# the suite makes for nearly every web test (session 64)
+router = APIRouter()
 
-        at = Position(before=event_id("before"), after=event_id("after"))
-        if any(request.query_params.get(n) and getattr(at, n) is None for n in vars(at)):
-            # read as the newest page, it marked 50 events read (review 25f)
-            return error_page(request, who, 422, "Page link not valid", BAD_PAGE_LINK)
-        asked_for = bool(request.query_params.get("watch"))
-        done = request.query_params.get("done", "")
-        return _page(request, who, event_id("watch"), at=at, asked_for=asked_for, done=done)
 
-    @app.post("/watches", include_in_schema=False)
-    def add_watch(
-        request: Request,
-        who: Annotated[SignedIn, Depends(checked_form("watch"))],
-        name: str = Form(""),
-        devices: str = Form("mine"),
-        device_list: str = Form(""),
-        srvs: str = Form("all"),
-        srv_list: str = Form(""),
-        kinds: list[str] = Form([]),  # noqa: B008 - FastAPI's form
-        senders: str = Form("others"),
-        webhook_url: str = Form(""),
-    ) -> Response:
-        given = {"name": name, "device_list": device_list, "srv_list": srv_list}
-        given |= {"webhook_url": webhook_url}
-        too_long = {
-            field: f"Too long: at most {most:,} characters. Nothing was added."
-            for field, most in FORM_FIELD_MOST.items()
-            if len(given[field]) > most
-        }
-        if len(kinds) > len(KINDS):
-            too_long["kinds"] = "Choose one of the options."
-        # what is shown again is cut to its field's bound; what was too long is refused, not
-        # cut: a padded list lost its last Devices without a word (audit 51d)
-        values: dict[str, Any] = {f: v[: FORM_FIELD_MOST[f]] for f, v in given.items()}
-        values |= {"devices": devices, "srvs": srvs, "senders": senders}
-        values["kinds"] = kinds[: len(KINDS)]
-        # one of the Party's requests in flight while the URL's name resolves (web.watches_api)
-        with limits_of(request).holding(who.viewer.party_id, "request"):
-            spec, errors = _checked_spec(values)
-            errors |= too_long
-            if spec is None or errors:
-                return _page(request, who, status=422, values=values, errors=errors)
-            try:
-                with engine_of(request).begin() as conn:
-                    made = create_watch(
-                        conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None
-                    )
-            except WatchLimit as e:
-                return _page(request, who, status=422, values=values, errors={"name": str(e)})
-        if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
-            return _page(request, who, made["id"], status=201, created=made)
-        return RedirectResponse(f"/watches?watch={made['id']}&done=created", status_code=303)
+@router.get("/watches", include_in_schema=False)
+def watches_page(request: Request, who: Who) -> Response:
+    def event_id(name: str) -> int | None:
+        wanted = request.query_params.get(name, "")
+        return int(wanted) if re.fullmatch(r"[0-9]{1,18}", wanted) else None
 
-    @app.get("/watches/{watch_id}/delete", include_in_schema=False)
-    def confirm_removal(request: Request, who: Who, watch_id: str) -> Response:
-        """Asks first: one click took a watch, its unread events and its webhook (audit 25c)."""
-        found = None
-        if re.fullmatch(r"[0-9]{1,18}", watch_id):
-            with reader_of(request) as conn:
-                found = get_watch(conn, who.viewer.party_id, int(watch_id))
-        if found is None:  # another Party's watch is one that is not there
-            return not_found(request, who)
-        return render(
-            request,
-            "watch_delete.html",
-            who,
-            # quoted as its heading quotes it: a name of words ran into the sentence (54d)
-            title=f"Delete the watch “{readable(found['name'])}”?",
-            watch=found,
-            describe=describe,
-        )
+    at = Position(before=event_id("before"), after=event_id("after"))
+    if any(request.query_params.get(n) and getattr(at, n) is None for n in vars(at)):
+        # read as the newest page, it marked 50 events read (review 25f)
+        return error_page(request, who, 422, "Page link not valid", BAD_PAGE_LINK)
+    asked_for = bool(request.query_params.get("watch"))
+    done = request.query_params.get("done", "")
+    return _page(request, who, event_id("watch"), at=at, asked_for=asked_for, done=done)
 
-    @app.post("/watches/{watch_id}/delete", include_in_schema=False)
-    def remove_watch(
-        request: Request,
-        who: Annotated[SignedIn, Depends(checked_form("delete button's"))],
-        watch_id: str,
-    ) -> Response:
-        gone = re.fullmatch(r"[0-9]{1,18}", watch_id) is not None and delete_watch_at_once(
-            engine_of(request), who.viewer.party_id, int(watch_id)
-        )
-        return RedirectResponse("/watches?done=deleted" if gone else "/watches", status_code=303)
+
+@router.post("/watches", include_in_schema=False)
+def add_watch(
+    request: Request,
+    who: Annotated[SignedIn, Depends(checked_form("watch"))],
+    name: str = Form(""),
+    devices: str = Form("mine"),
+    device_list: str = Form(""),
+    srvs: str = Form("all"),
+    srv_list: str = Form(""),
+    kinds: list[str] = Form([]),  # noqa: B008 - FastAPI's form
+    senders: str = Form("others"),
+    webhook_url: str = Form(""),
+) -> Response:
+    given = {"name": name, "device_list": device_list, "srv_list": srv_list}
+    given |= {"webhook_url": webhook_url}
+    too_long = {
+        field: f"Too long: at most {most:,} characters. Nothing was added."
+        for field, most in FORM_FIELD_MOST.items()
+        if len(given[field]) > most
+    }
+    if len(kinds) > len(KINDS):
+        too_long["kinds"] = "Choose one of the options."
+    # what is shown again is cut to its field's bound; what was too long is refused, not
+    # cut: a padded list lost its last Devices without a word (audit 51d)
+    values: dict[str, Any] = {f: v[: FORM_FIELD_MOST[f]] for f, v in given.items()}
+    values |= {"devices": devices, "srvs": srvs, "senders": senders}
+    values["kinds"] = kinds[: len(KINDS)]
+    # one of the Party's requests in flight while the URL's name resolves (web.watches_api)
+    with limits_of(request).holding(who.viewer.party_id, "request"):
+        spec, errors = _checked_spec(values)
+        errors |= too_long
+        if spec is None or errors:
+            return _page(request, who, status=422, values=values, errors=errors)
+        try:
+            with engine_of(request).begin() as conn:
+                made = create_watch(
+                    conn, who.viewer.party_id, spec, new_secret() if spec.webhook_url else None
+                )
+        except WatchLimit as e:
+            return _page(request, who, status=422, values=values, errors={"name": str(e)})
+    if made["webhook"] is not None:  # the secret is shown on this page, once: no redirect
+        return _page(request, who, made["id"], status=201, created=made)
+    return RedirectResponse(f"/watches?watch={made['id']}&done=created", status_code=303)
+
+
+@router.get("/watches/{watch_id}/delete", include_in_schema=False)
+def confirm_removal(request: Request, who: Who, watch_id: str) -> Response:
+    """Asks first: one click took a watch, its unread events and its webhook (audit 25c)."""
+    found = None
+    if re.fullmatch(r"[0-9]{1,18}", watch_id):
+        with reader_of(request) as conn:
+            found = get_watch(conn, who.viewer.party_id, int(watch_id))
+    if found is None:  # another Party's watch is one that is not there
+        return not_found(request, who)
+    return render(
+        request,
+        "watch_delete.html",
+        who,
+        # quoted as its heading quotes it: a name of words ran into the sentence (54d)
+        title=f"Delete the watch “{readable(found['name'])}”?",
+        watch=found,
+        describe=describe,
+    )
+
+
+@router.post("/watches/{watch_id}/delete", include_in_schema=False)
+def remove_watch(
+    request: Request,
+    who: Annotated[SignedIn, Depends(checked_form("delete button's"))],
+    watch_id: str,
+) -> Response:
+    gone = re.fullmatch(r"[0-9]{1,18}", watch_id) is not None and delete_watch_at_once(
+        engine_of(request), who.viewer.party_id, int(watch_id)
+    )
+    return RedirectResponse("/watches?done=deleted" if gone else "/watches", status_code=303)
