@@ -21,6 +21,9 @@ class Received:
     body: bytes
     verified: dict | None
     error: str = ""
+    # when it arrived (its body read), on the clock every receiver of the test shares: the
+    # order of arrivals at different receivers, which a poll after the fact cannot tell
+    at: float = field(default_factory=time.monotonic)
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -27,7 +27,7 @@ from servicetrail.webhooks.posting import client_session as client
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.web.screen import PASSWORD, signed_in
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Received, Receiver
 from tests.personas import starts_with_personas
 from tests.live_server import wait_until
 
@@ -108,6 +108,12 @@ def run(
                 await worker
 
     return asyncio.run(main())
+
+
+def arrived_before(first: Received, receivers: list[Receiver]) -> int:
+    """How many deliveries `receivers` had had when `first` arrived at its own: by their
+    arrival, not counted at a poll that a loaded machine may run late."""
+    return sum(r.at < first.at for each in receivers for r in each.received)
 
 
 def test_every_delivery_verifies_with_the_reference_library(engine, world, monkeypatch) -> None:
@@ -532,12 +538,11 @@ def test_two_partys_receivers_that_never_answer_do_not_hold_up_a_third_partys(
                 lk_requests(engine, 500)
                 tried["came"] = sum(len(r.received) for r in stuck)
                 tried["room"] = QUEUE_FACTOR * deliverer.concurrency - len(deliverer.queues)
-            if fine.events("/fine"):
-                tried.setdefault("arrived", sum(len(r.received) for r in stuck))
-            return "arrived" in tried
+            return bool(fine.events("/fine"))
 
         # before: never (the queue full of the two's backlog, nothing leased)
         assert run(deliverer, the_newcomers_arrives, seconds=40, cancel=True), tried
+        tried["arrived"] = arrived_before(fine.received[0], stuck)
         assert tried["arrived"] - tried["came"] <= 8, tried  # one round of time limits
     # The newcomer is leased by either of two protections: the room the two leave in the
     # queue, told here, and a round leased even when the queue is full, which the next
@@ -584,19 +589,18 @@ def test_a_newcomer_behind_hostile_parties_that_came_one_after_another_is_leased
                 hook(engine, fine, "/fine", party=P.LOOKER, **mine)
                 P.requests_to_esme_1(engine, [9000], counter_from=0)
                 moments["came"] = time.monotonic()
-            if fine.events("/fine"):
-                moments.setdefault("arrived", time.monotonic())
-                tried.setdefault("arrived", max(len(r.received) for r in stuck))
-            return "arrived" in moments
+            return bool(fine.events("/fine"))
 
-        tried: dict[str, int] = {}  # the most attempts begun to a hostile Party's receiver
         assert run(deliverer, parties_arrive, seconds=25, cancel=True), moments
+        # the most attempts begun to a hostile Party's receiver before the newcomer's arrived
+        most = max(arrived_before(fine.received[0], [each]) for each in stuck)
         # when it comes, the hostile Parties that came last have not been sent anything yet
         # (on a quiet machine, two): the next slots that free are theirs, and the next its
         # own, while hostile Parties have their second attempts at most (the slot freed with
         # its own may start one first). So counted in attempts, not as 5.5 s of wall, which
-        # a loaded machine took 7.5 s for (session 52)
-        assert tried["arrived"] <= 2, (moments, tried)
+        # a loaded machine took 7.5 s for (session 52); and by arrival, not at a poll, which a
+        # loaded machine may take late, after more attempts had begun (session 64)
+        assert most <= 2, (moments, most)
 
 
 def test_a_receiver_spelt_many_ways_gets_one_receivers_share(engine, world) -> None:
@@ -775,12 +779,16 @@ def test_a_receivers_one_slot_is_taken_in_turns_by_the_parties_waiting_for_it(
             waiting = P.WIRESCO in deliverer.queues.parties_waiting() or shared.events("/other")
             if "hooked" in stuck and "came" not in stuck and waiting:
                 stuck["came"] = stuck_attempts()
-            if len(shared.events("/other")) >= 3:
-                stuck.setdefault("arrived", stuck_attempts())
-            return "arrived" in stuck
+            return len(shared.events("/other")) >= 3
 
         lk_requests(engine, *range(1, 21))
         assert run(deliverer, the_newcomers_three_arrive, seconds=40, cancel=True), stuck
+        # counted by arrival, up to the newcomer's third: a poll a moment late also counted
+        # the stuck attempt the slot went to once the third was answered (session 64: 1 run
+        # in 10 at load 20-25 counted 5 where the arrivals said 4)
+        paths = [r.path for r in shared.received]
+        third = [i for i, path in enumerate(paths) if path == "/other"][2]
+        stuck["arrived"] = sum(path == "/stuck" for path in paths[:third])
         # a stuck attempt between each of the newcomer's (and one that took the slot as it
         # was queued, not yet at the receiver), not sixteen of them
         assert stuck["arrived"] - stuck["came"] <= 3, stuck
