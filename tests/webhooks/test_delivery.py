@@ -1307,7 +1307,13 @@ def test_a_delivery_whose_lease_ends_before_its_attempt_is_not_sent_on_it(engine
         async def both() -> None:
             stop = asyncio.Event()
             running = [asyncio.create_task(w.run(stop)) for w in workers]
-            await asyncio.sleep(6)
+            # past two leases, and on until six are sent: in 6 s alone a machine at load 27
+            # sent two (session 64); the longer the two run, the more leases end under them
+            begun = time.monotonic()
+            while time.monotonic() - begun < 6 or (
+                len(stuck.received) < 6 and time.monotonic() - begun < 30
+            ):
+                await asyncio.sleep(0.1)
             stop.set()
             await asyncio.gather(*running)
 
