@@ -717,10 +717,16 @@ def test_a_partys_backlog_at_a_shared_receiver_does_not_hold_up_anothers_later_e
                 stuck.setdefault("arrived", stuck_attempts())
             return "arrived" in stuck
 
+        def and_the_rest() -> bool:
+            # the other Party's earlier events are not ordered before its late one: on a
+            # loaded machine one came after it (59 of 60 at its arrival: the fresh-clone CI,
+            # session 64), so each is waited for, not counted at that moment
+            return the_late_one_arrives() and len(shared.events("/other")) >= 60
+
         lk_requests(engine, *range(1, 60))
-        assert run(deliverer, the_late_one_arrives, seconds=25, cancel=True), stuck
+        assert run(deliverer, and_the_rest, seconds=25, cancel=True), stuck
         assert stuck == {"late": 2, "arrived": 2}  # the stuck Party's two slots, held still
-        assert len(shared.events("/other")) == 60
+        assert len(shared.events("/other")) == 60  # and each sent once
 
 
 def test_a_party_alone_at_a_receiver_leaves_a_slot_for_another_partys_first_delivery(
