@@ -50,6 +50,10 @@ def _memory_folder(wanted: bool) -> str | None:
     return str(shm) if room.f_bavail * room.f_frsize >= MEMORY_FOLDER_ROOM else None
 
 
+# how many ports a start tries, each picked free, before it gives up (PgServer._start)
+PORT_TRIES = 3
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -259,6 +263,21 @@ class PgServer:
             "--no-sync",
             "--locale=C",
         )
+        # the port was free when it was picked, before initdb's second or more: another
+        # process (a parallel test's server or client) may have bound it since, and the start
+        # failed for that alone; a fresh port is picked for each of a few tries
+        log = self.folder / "log"
+        for tries_left in reversed(range(PORT_TRIES)):
+            said_before = log.stat().st_size if log.exists() else 0
+            try:
+                self._run("pg_ctl", *self._start_arguments(), env=env)
+                return
+            except PostgresUnavailable:
+                if not tries_left or not self._port_was_taken(said_before):
+                    raise
+                self.port = _free_port()
+
+    def _start_arguments(self) -> list[str]:
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200 -c "
@@ -266,18 +285,18 @@ class PgServer:
         )
         if self.messages:
             options += f" -c lc_messages={self.messages}"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.folder / "log"),
-            "-w",
-            "start",
-            env=env,
-        )
+        return ["-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"]
+
+    def _port_was_taken(self, said_before: int) -> bool:
+        """Whether the server's log, past `said_before` bytes (the earlier tries'), says its
+        start failed on a port in use."""
+        try:
+            with open(self.folder / "log", "rb") as log:
+                log.seek(said_before)
+                said = log.read().decode(errors="replace")
+        except OSError:
+            return False
+        return "could not bind" in said and "Address already in use" in said
 
     def _built_locale(self, name: str) -> str:
         """A folder holding locale `name` (language_TERRITORY.CHARSET), made by localedef."""

@@ -141,3 +141,24 @@ def test_pg_throwaway_finds_its_server_by_its_folders_mark_when_its_state_is_los
     assert found is not None and found.port == 5999
     assert found.folder == tmp_path / "servicetrail-pg-c" and found.outlives_owner
     assert pg_server.found_throwaway(str(tmp_path / "lost")) is None
+
+
+def test_a_start_whose_port_was_taken_meanwhile_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The port is picked free before initdb's second or more, and another process may bind
+    it meanwhile (a parallel test's server or client): the start failed for that alone."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        server = pg_server.PgServer(in_memory=True)
+        server.port = busy  # as if someone bound it after it was picked
+        try:
+            server.start()
+            assert server.port != busy
+            server.admin("SELECT 1")
+        finally:
+            server.stop()
