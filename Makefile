@@ -24,13 +24,15 @@ demo:        ## build a realistic demo SAT on SQLite (demo.db) and serve it on h
 # them it held the tests back 35-45 s of a fresh clone's run (mypy has no cache there) while
 # the tests leave the cores idle a third of the time (session 58). Its status is the step's
 # when it fails, else the tests'. (`make -n test` runs the first line: it holds $(MAKE).)
+# The 25 slowest steps close the log: CI's time is near its bar, and the log is all a failed
+# run leaves to say where it went (session 65).
 test:        ## the whole test suite, the linter and the type checker beside it (installs Chromium and PostgreSQL first if missing)
 	@scripts/bootstrap
 	@scripts/system-deps
 	@rm -f .lint.log .lint.status; \
 	    ($(MAKE) --no-print-directory lint > .lint.log 2>&1; echo $$? > .lint.status) & \
 	    env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest --collect-only -q > /dev/null 2>&1; true
-	.venv/bin/pytest -n $(TEST_WORKERS) --dist worksteal; tested=$$?; \
+	.venv/bin/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25; tested=$$?; \
 	    while [ ! -f .lint.status ]; do sleep 1; done; \
 	    cat .lint.log; linted=$$(cat .lint.status); rm -f .lint.log .lint.status; \
 	    [ "$$linted" = 0 ] || exit $$linted; exit $$tested
