@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""What the look at every log costs on PostgreSQL (merkle_log.all_log_sizes: a seal's first
-step until migration 0031, which fills log_unsealed by it; bench/seal_fresh.py times the
-seal now; the trees before 0031 name it merkle_log._stored_logs): its wall time on a fresh
-connection and on the same connection again, and the server's planning and execution of its
-statements (EXPLAIN (ANALYZE, BUFFERS, SUMMARY), summed over the statements, mean of 7), for
-the tree on PYTHONPATH.
+"""What the look at every log costs on PostgreSQL (log_sizes.all_log_sizes: a seal's first
+step until migration 0031; bench/seal_fresh.py times the seal now; the trees before
+session 65 name it merkle_log.all_log_sizes, before 0031 merkle_log._stored_logs): its wall
+time on a fresh connection and on the same connection again, and the server's planning and
+execution of its statements (EXPLAIN (ANALYZE, BUFFERS, SUMMARY), summed over the
+statements, mean of 7), for the tree on PYTHONPATH.
 
     PYTHONPATH=src .venv/bin/python bench/seal_walk.py postgresql://postgres@127.0.0.1:PORT/DB
 
@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import create_engine, event
 
-from servicetrail.store import merkle_log
+from servicetrail.store import log_sizes, merkle_log
 from servicetrail.store.log_partitions import attach_log_months
 
 
@@ -52,10 +52,10 @@ def walls(url: str, rounds: int) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
             began = time.perf_counter()
-            logs = merkle_log.all_log_sizes(conn)
+            logs = log_sizes.all_log_sizes(conn)
             fresh.append((time.perf_counter() - began) * 1000)
             began = time.perf_counter()
-            merkle_log.all_log_sizes(conn)
+            log_sizes.all_log_sizes(conn)
             again.append((time.perf_counter() - began) * 1000)
     print(
         f"{len(logs)} logs; walk on a fresh connection: median {statistics.median(fresh):.1f} "
@@ -74,7 +74,7 @@ def plans(url: str, dsn: str) -> None:
 
     event.listen(engine, "before_cursor_execute", remember)
     with engine.connect() as conn:
-        merkle_log.all_log_sizes(conn)
+        log_sizes.all_log_sizes(conn)
 
     def explain(raw: psycopg.Connection[Any], statement: str, parameters: Any) -> list[float]:
         found = raw.execute(

@@ -180,13 +180,15 @@ def test_a_seal_opens_the_logs_it_seals_alone_and_the_walk_of_them_all_plans_eac
     grew with the store's age (63j). It looks at the logs appended to (log_unsealed) and the
     queued ones alone now: the relations it locks, each one it opened, are those logs'
     partitions alone, and the checkpoints it signs are those of the logs that grew, at their
-    sizes. The walk of every log (all_log_sizes: migration 0031 fills log_unsealed by it) was
-    planned over every partition of the leaves at each step, a log being named by a join:
-    each partition is planned once, and the sizes and checkpoints read are those stored."""
+    sizes. The walk of every log (log_sizes.all_log_sizes; migration 0031 fills log_unsealed
+    by a copy of its SQLite walk) was planned over every partition of the leaves at each step,
+    a log being named by a join: each partition is planned once, and the sizes and
+    checkpoints read are those stored."""
     from servicetrail import signing
     from servicetrail.signing import log_prefix
     from servicetrail.store.log_partitions import TABLES
-    from servicetrail.store.merkle_log import all_log_sizes, seal
+    from servicetrail.store.log_sizes import all_log_sizes
+    from servicetrail.store.merkle_log import seal
 
     months = [f"2025-{month:02d}" for month in range(1, 7)]
     logs_made(pg_engine, "sat", *months)

@@ -80,7 +80,12 @@ PINNED = {
     # its first text left (the two upgraded stores' pg_dump compared): no store needs mending
     "0029_logs_by_family_and_month.py": "ffdc0056154a0945",
     "0030_outbox_failed_by_watch.py": "a53e85ea97f6a8d7",
-    "0031_logs_unsealed.py": "4f35d27bd9591acf",
+    # 0031's second text (session 65): its walk of every log its own, no longer imported from
+    # merkle_log (all_log_sizes, which then moved to store.log_sizes): a migration must not
+    # change when the product's code does. The same walk as merkle_log's on SQLite, and the
+    # same logs listed on PostgreSQL as the first text's partition read listed (the upgrade
+    # from 0030 of test_migrations, on both engines): no store needs mending
+    "0031_logs_unsealed.py": "6d939adeee917cf3",
 }
 
 

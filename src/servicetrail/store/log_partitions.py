@@ -168,7 +168,7 @@ def stored_logs(conn: Connection) -> dict[tuple[str, str], tuple[int, int | None
     """PostgreSQL: every log holding leaves, with its size and its newest checkpoint's (None:
     it has none), by one statement over the leaves' partitions; None when the leaves are not
     partitioned (a store before migration 0029). The walk from log to log on log_leaf
-    (merkle_log.all_log_sizes, SQLite's) planned every partition at each step: on a fresh
+    (log_sizes.all_log_sizes, SQLite's) planned every partition at each step: on a fresh
     connection 20-90 ms at 13 months, 180-830 ms at 60, by the machine's load (session 63)."""
     # the partitions read are those listed: a partition is dropped (retention, by hand)
     # holding the leaves' table, whose lock this waits for, and holds to the end
