@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""What the look at every log costs on PostgreSQL (log_sizes.all_log_sizes: a seal's first
-step until migration 0031; bench/seal_fresh.py times the seal now; the trees before
-session 65 name it merkle_log.all_log_sizes, before 0031 merkle_log._stored_logs): its wall
-time on a fresh connection and on the same connection again, and the server's planning and
-execution of its statements (EXPLAIN (ANALYZE, BUFFERS, SUMMARY), summed over the
-statements, mean of 7), for the tree on PYTHONPATH.
+"""What the look at every log costs (log_sizes.all_log_sizes: a seal's first step until
+migration 0031; since session 65 a server's start and `db check` list by it the logs an
+older process appended to unlisted, log_sizes.list_unlisted_logs; bench/seal_fresh.py times
+the seal now; the trees before 65 name it merkle_log.all_log_sizes, before 0031
+merkle_log._stored_logs): its wall time on a fresh connection and on the same connection
+again, that of the listing on a fresh connection (a store's start: nothing to list, nothing
+written), and on PostgreSQL the
+server's planning and execution of its statements (EXPLAIN (ANALYZE, BUFFERS, SUMMARY),
+summed over the statements, mean of 7), for the tree on PYTHONPATH. A sqlite:/// URL times
+the walls alone.
 
     PYTHONPATH=src .venv/bin/python bench/seal_walk.py postgresql://postgres@127.0.0.1:PORT/DB
 
@@ -32,9 +36,10 @@ from servicetrail.store.log_partitions import attach_log_months
 def grow(url: str, months: int) -> None:
     engine = create_engine(url)
     names = [f"{2021 + i // 12}-{i % 12 + 1:02d}" for i in range(months)]
-    with engine.begin() as conn:
-        attach_log_months(conn, "sat", set(names))
-        attach_log_months(conn, "access", set(names))
+    if engine.dialect.name == "postgresql":  # SQLite's logs share one table
+        with engine.begin() as conn:
+            attach_log_months(conn, "sat", set(names))
+            attach_log_months(conn, "access", set(names))
     first = 10_000_000
     for month in names:
         with engine.begin() as conn:
@@ -57,6 +62,18 @@ def walls(url: str, rounds: int) -> None:
             began = time.perf_counter()
             log_sizes.all_log_sizes(conn)
             again.append((time.perf_counter() - began) * 1000)
+    listing = []
+    for _ in range(rounds):
+        engine.dispose()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")  # connected, as the walls above
+        began = time.perf_counter()
+        log_sizes.list_unlisted_logs(engine)
+        listing.append((time.perf_counter() - began) * 1000)
+    print(
+        f"listing the unlisted logs on a fresh connection: median "
+        f"{statistics.median(listing):.1f} ms (least {min(listing):.1f})"
+    )
     print(
         f"{len(logs)} logs; walk on a fresh connection: median {statistics.median(fresh):.1f} "
         f"ms (least {min(fresh):.1f}); again: median {statistics.median(again):.1f} "
@@ -112,7 +129,8 @@ def main() -> None:
     if args.grow:
         grow(url, args.grow)
     walls(url, args.rounds)
-    plans(url, args.url)
+    if url.startswith("postgresql"):
+        plans(url, args.url)
 
 
 if __name__ == "__main__":

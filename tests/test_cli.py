@@ -789,6 +789,65 @@ def test_db_check_on_a_store_built_by_any_command(cli, trail):
     assert result.exit_code == 0, result.output
 
 
+def _appended_unlisted(engine) -> None:
+    """Two sealed record logs, and two leaves appended to the first as a servicetrail of
+    before migration 0031 appends them (its add_leaves listed no log in log_unsealed), left
+    unsealed: that process stopped before its own seal."""
+    from servicetrail.store.log_tables import log_unsealed
+    from servicetrail.store.merkle_log import add_leaves
+    from tests.store.test_log_sizes import MONTHS, leaves, sealed_logs
+
+    sealed_logs(engine)
+    with engine.begin() as conn:
+        add_leaves(conn, "sat", leaves(1_000, 2, MONTHS[0]))
+        conn.execute(log_unsealed.delete())
+
+
+def _signed_at(engine, month: str) -> int:
+    from servicetrail.store.log_tree import latest_checkpoint
+    from servicetrail.store.merkle_log import seal_store
+
+    seal_store(engine)  # the next seal, a command's or a server's
+    with engine.connect() as conn:
+        return latest_checkpoint(conn, "sat", month).size
+
+
+def test_db_check_lists_for_the_next_seal_the_logs_an_older_process_left_unlisted(cli, engine):
+    """No seal of today looked at such a log until a batch of today appended to it: its
+    leaves sat in no signed checkpoint, and retention refused its month. `db check` lists
+    it, saying so, and the next seal signs its leaves."""
+    _appended_unlisted(engine)
+    result = cli("db", "check")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "schema matches the migrations\n"
+    assert result.stderr == (
+        "note: 1 log(s) held leaves in no signed checkpoint that no seal looked for (sat "
+        "2025-01: appended by a servicetrail older than the store's schema): listed for the "
+        "next seal (a server's, within a minute, or a command's)\n"
+    )
+    assert _signed_at(engine, "2025-01") == 5
+    again = cli("db", "check")
+    assert again.exit_code == 0 and again.stderr == "", again.output
+
+
+def test_a_servers_start_lists_for_its_seal_the_logs_an_older_process_left_unlisted(
+    db_url, engine, tmp_path, monkeypatch
+):
+    """As `db check` does (above), once, before the server listens: its seals sign them."""
+    from tests.web.live_server import live_server_process
+
+    monkeypatch.chdir(tmp_path)  # the server's signing key is the test's
+    _appended_unlisted(engine)
+    with live_server_process(db_url, tmp_path) as (_, _, log_path):
+        pass
+    assert (
+        "note: 1 log(s) held leaves in no signed checkpoint that no seal looked for (sat "
+        "2025-01: appended by a servicetrail older than the store's schema): listed for this "
+        "server's first seal, within a minute"
+    ) in log_path.read_text()
+    assert _signed_at(engine, "2025-01") == 5
+
+
 def test_the_engines_a_command_opens_are_disposed_as_it_ends(pg_url, tmp_path, monkeypatch):
     """Run in-process, as the tests run them, a command left its engines' connections open to
     the garbage collector (most of the suite's psycopg ResourceWarnings)."""

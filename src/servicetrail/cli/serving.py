@@ -13,6 +13,7 @@ import click
 from ..signing import signer_for
 from ..web.server import run
 from .commands import command
+from .database import list_logs_left_unlisted
 from .common import Failure, left_to_the_server, stopped
 from .store_access import engine, shown_store_url, store_url, with_db
 
@@ -37,6 +38,7 @@ def _serve(host: str, port: int, workers: int, trusted_proxies: str | None = Non
     _address_free(host, port)
     store = engine()  # opened (a new one built) before any worker starts, which then only open it
     signer_for(store_url())  # a key that cannot sign stops the server here, not each minute's seal
+    list_logs_left_unlisted(store, "this server's first seal, within a minute")
     click.echo(
         f"servicetrail on http://{host}:{port}/  (API: /api/v1/records, OpenAPI: /openapi.json)",
         err=True,

@@ -1,12 +1,19 @@
-"""Every log's size and its newest checkpoint's, by a walk of them all: a seal's first step
-until migration 0031, since which a seal looks at the logs listed in log_unsealed (and the
-queued ones) alone (store.merkle_log). Never a command's hot path: on PostgreSQL a fresh
-connection opens every month's partition of the leaves for it (63j).
+"""Every log's size and its newest checkpoint's, by a walk of them all, and the logs holding
+leaves in no checkpoint that no seal would look at, listed for the next one.
+
+A seal looks at the logs listed in log_unsealed (and the queued ones) alone (store.merkle_log,
+migration 0031). A servicetrail of before 0031 still running after `db upgrade` (a server,
+a long ingest) appends leaves without listing their log: if it stops before its own seal,
+those leaves sat in no signed checkpoint until a batch of today appended to the same log,
+and retention refused that month meanwhile, saying the log's records were "added since this
+run sealed them: run it again", run after run. `list_unlisted_logs` finds them; a
+server's start and `db check` run it, never a command's hot path (the walk opens every
+month's partition of the leaves, 63j).
 """
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .log_partitions import stored_logs
 
@@ -52,6 +59,47 @@ _NEXT_LOG = (
     "FROM (SELECT family, month FROM log_leaf WHERE {where} "
     "ORDER BY family, month LIMIT 1) AS n"
 )
+
+
+def list_unlisted_logs(engine: Engine) -> list[tuple[str, str]]:
+    """List for the next seal every log holding leaves past its newest checkpoint that
+    log_unsealed does not list yet; returns those it listed. Today's writers list a log in
+    the transaction that appends to it, so on a store no older process wrote to, none, and
+    nothing is written (a store on read-only media is looked at as before). A seal that
+    commits between the walk and the listing leaves a row its checkpoint covers, which the
+    next seal drops without signing (as it drops any such row). No seal's lock taken on
+    PostgreSQL: a seal of a long queue holds it for minutes."""
+    with engine.connect() as conn:
+        if not _unlisted(conn):
+            return []
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # the write lock before the walk again: a read turned writer fails at once when
+            # another writer committed meanwhile (SQLITE_BUSY, past busy_timeout's wait)
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.in_transaction:
+                driver.execute("BEGIN IMMEDIATE")
+        unlisted = _unlisted(conn)
+        if not unlisted:
+            return []
+        mark = _mark(conn)
+        listed = conn.exec_driver_sql(
+            "INSERT INTO log_unsealed (family, month) VALUES "
+            f"{', '.join([f'({mark}, {mark})'] * len(unlisted))} "
+            "ON CONFLICT DO NOTHING RETURNING family, month",
+            tuple(value for log in unlisted for value in log),
+        )
+        return sorted((str(family), str(month)) for family, month in listed)
+
+
+def _unlisted(conn: Connection) -> list[tuple[str, str]]:
+    """The logs holding leaves past their newest checkpoint that log_unsealed lacks."""
+    listed = {
+        (str(family), str(month))
+        for family, month in conn.exec_driver_sql("SELECT family, month FROM log_unsealed")
+    }
+    grown = (log for log, (size, newest) in all_log_sizes(conn).items() if size > (newest or 0))
+    return sorted(log for log in grown if log not in listed)
 
 
 def _mark(conn: Connection) -> str:
