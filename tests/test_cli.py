@@ -830,6 +830,31 @@ def test_db_check_lists_for_the_next_seal_the_logs_an_older_process_left_unliste
     assert again.exit_code == 0 and again.stderr == "", again.output
 
 
+def test_retention_seals_the_logs_an_older_process_left_unlisted_before_it_drops(
+    pg_url, tmp_path, monkeypatch
+):
+    """It refused their month, saying its records were "added since this run sealed them:
+    run it again", which no run again changed."""
+    from servicetrail.store.engine import open_store
+    from servicetrail.store.log_tree import latest_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # the store's signing key is the test's
+    engine = open_store(pg_url)
+    try:
+        _appended_unlisted(engine)
+        result = Cli(pg_url, tmp_path)("retention", "--keep-months", "1")
+        assert result.exit_code == 0, result.output
+        assert (
+            "(sat 2025-01: appended by a servicetrail older than the store's schema): "
+            "listed for this run's seal"
+        ) in result.stderr
+        assert "dropped 2 month(s) of SAT records and payloads" in result.stderr
+        with engine.connect() as conn:  # the checkpoint kept signs every leaf it held
+            assert latest_checkpoint(conn, "sat", "2025-01").size == 5
+    finally:
+        engine.dispose()
+
+
 def test_a_servers_start_lists_for_its_seal_the_logs_an_older_process_left_unlisted(
     db_url, engine, tmp_path, monkeypatch
 ):

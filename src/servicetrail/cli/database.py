@@ -258,7 +258,10 @@ def retention_cmd(keep_months: int, access_log_keep_months: int | None, dry_run:
     key = key_path_for(store_url())
     if not dry_run and key.is_file():
         # its checkpoints are all that stays of a month: its records all in one first
-        # (audit 44d); a command never makes a key of its own for it
+        # (audit 44d); a command never makes a key of its own for it. Those a servicetrail
+        # of before 0031 appended unlisted too: no seal saw them, and the run refused their
+        # month as "added since this run sealed them" however often it ran
+        list_logs_left_unlisted(store, "this run's seal")
         seal_store(store)
     again = f"servicetrail retention --keep-months {keep_months}" + (
         f" --access-log-keep-months {access_log_keep_months}" if access_log_keep_months else ""
