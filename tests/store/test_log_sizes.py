@@ -1,15 +1,20 @@
 """The walk of every log (store.log_sizes), on both engines: the logs a servicetrail of before
 migration 0031 appended to without listing them are listed for the next seal, which signs
-them."""
+them; and the rows of log_unsealed that name a log no longer there (retired, or never made)
+are dropped by the seal, unsigned."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 
+from servicetrail import signing
+from servicetrail.signing import log_prefix
+from servicetrail.store.log_partitions import LOCK_LOGS, drop_log_month
+from servicetrail.store.log_retirement import retire_month
 from servicetrail.store.log_sizes import list_unlisted_logs
-from servicetrail.store.log_tables import log_unsealed
+from servicetrail.store.log_tables import log_checkpoint, log_retirement, log_unsealed
 from servicetrail.store.log_tree import latest_checkpoint
 from servicetrail.store.merkle_log import add_leaves, seal_store
 from servicetrail.store.partitions import ensure_months
@@ -67,3 +72,80 @@ def test_a_log_never_sealed_and_unlisted_is_listed_too(engine):
         conn.execute(delete(log_unsealed))
     assert list_unlisted_logs(engine) == [("sat", MONTHS[0])]
     assert [s.size for s in seal_store(engine)] == [4]
+
+
+# Retention is PostgreSQL's alone (SQLite's leaves are append-only to its triggers, which
+# refuse retire_month's delete): a retired log is PostgreSQL's
+
+
+def retired(engine, month: str) -> None:
+    """Retention's retirement of the log, as partitions.drop_older_than makes it: signed,
+    its queue and listing removed, its leaves' and tiles' partitions dropped."""
+    signer = signing.signer_for(str(engine.url))
+    with engine.begin() as conn:
+        conn.execute(text(f"LOCK TABLE {LOCK_LOGS} IN ACCESS EXCLUSIVE MODE"))
+        retire_month(conn, "sat", month, signer, log_prefix(), False)
+        drop_log_month(conn, "sat", month)
+
+
+def test_retirement_removes_the_logs_row(pg_engine):
+    """A log listed (appended to, not sealed since) and then retired: its row goes with it."""
+    engine = pg_engine
+    sealed_logs(engine)
+    with engine.begin() as conn:
+        add_leaves(conn, "sat", leaves(1_000, 1, MONTHS[0]))
+    assert listed(engine) == [("sat", MONTHS[0])]
+    retired(engine, MONTHS[0])
+    assert listed(engine) == []
+    assert seal_store(engine) == []
+
+
+def test_a_row_naming_a_retired_log_is_dropped_by_the_seal_unsigned(pg_engine):
+    """A row left naming a log retired since (written after its retirement, as a walk that
+    read the log before retention dropped it would): the seal reads the log as it is, no
+    leaves and its checkpoints kept, signs nothing for it and removes the row; the walk does
+    not list it again."""
+    engine = pg_engine
+    sealed_logs(engine)
+    retired(engine, MONTHS[0])
+    with engine.begin() as conn:
+        conn.execute(log_unsealed.insert().values(family="sat", month=MONTHS[0]))
+        checkpoints = conn.execute(select(func.count()).select_from(log_checkpoint)).scalar()
+    assert seal_store(engine) == []
+    assert listed(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(log_checkpoint)).scalar() == (
+            checkpoints
+        )
+        assert conn.execute(select(func.count()).select_from(log_retirement)).scalar() == 1
+    assert list_unlisted_logs(engine) == []
+
+
+def test_a_row_naming_a_log_never_made_is_dropped_by_the_seal_unsigned(engine):
+    """A row naming a log with no leaves, no checkpoint and (PostgreSQL) no partition: the
+    seal signs no empty tree for it, and removes the row."""
+    sealed_logs(engine)
+    with engine.begin() as conn:
+        conn.execute(log_unsealed.insert().values(family="sat", month="2024-07"))
+        conn.execute(log_unsealed.insert().values(family="access", month="2024-07"))
+    assert seal_store(engine) == []
+    assert listed(engine) == []
+
+
+def test_a_row_of_a_family_retention_holds_stays_for_the_next_seal(pg_engine):
+    """The access log's retention holds its family's lock while it retires months: a seal
+    then leaves that family's logs alone (not waited for), its rows with them, and the next
+    seal after it reads them as they are then (here: a log that never was, dropped)."""
+    engine = pg_engine
+    sealed_logs(engine)
+    with engine.begin() as conn:
+        conn.execute(log_unsealed.insert().values(family="access", month="2024-07"))
+    with engine.connect() as retention:
+        retention.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtext('servicetrail.logs.' || %s))", ("access",)
+        )
+        assert seal_store(engine) == []
+        assert listed(engine) == [("access", "2024-07")]
+        retention.rollback()
+    assert seal_store(engine) == []
+    assert listed(engine) == []
