@@ -190,13 +190,13 @@ def db_check() -> None:
 
 def list_logs_left_unlisted(store: Engine, sealed_by: str) -> None:
     """List for the next seal the logs a servicetrail of before migration 0031 appended to
-    without listing them (store.log_sizes), saying so: a server's start and `db check` look,
-    once; a command's seal never walks every log."""
+    without listing them (store.log_sizes), saying so: a server's start, `db check` and a
+    retention run look, once each; a command's seal never walks every log."""
     from ..store.log_sizes import list_unlisted_logs
 
     try:
         listed = list_unlisted_logs(store)
-    except DBAPIError as e:  # the next look lists them: a server's start, a `db check`
+    except DBAPIError as e:  # the next look lists them
         busy = store_busy(e)
         why = busy.reason if busy else str(e.orig or e).splitlines()[0]
         click.echo(

@@ -13,8 +13,8 @@ import click
 from ..signing import signer_for
 from ..web.server import run
 from .commands import command
-from .database import list_logs_left_unlisted
 from .common import Failure, left_to_the_server, stopped
+from .database import list_logs_left_unlisted
 from .store_access import engine, shown_store_url, store_url, with_db
 
 
