@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from devsupport import pg_server
+from devsupport.pg_server import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -162,3 +163,54 @@ def test_a_start_whose_port_was_taken_meanwhile_starts_on_another(
             server.admin("SELECT 1")
         finally:
             server.stop()
+
+
+def _sessions_named(server: PgServer, name: str) -> int:
+    import psycopg
+
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_admin_statements_share_one_session_the_server_may_end(
+    pg_server: PgServer,
+) -> None:
+    """A test's database is made and dropped by `admin`: on one kept session, not a new one
+    each (a backend's start, ~5 ms of the server's CPU, twice a test). One the server ended
+    is replaced at the next statement."""
+    pg_server.admin("SET application_name = 'admin_kept'")
+    pg_server.admin("SELECT 1")
+    assert _sessions_named(pg_server, "admin_kept") == 1
+    with __import__("psycopg").connect(pg_server.url(), autocommit=True) as other:
+        other.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'admin_kept'"
+        )
+    deadline = time.monotonic() + 30
+    while _sessions_named(pg_server, "admin_kept") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pg_server.admin("SELECT 1")  # on a new session, the old one's setting gone with it
+    assert _sessions_named(pg_server, "admin_kept") == 0
+
+
+def test_a_forked_child_leaves_the_admin_session_to_its_parent(
+    pg_server: PgServer,
+) -> None:
+    """A child forked with the session open (a fork pool's worker) and dropping its copy
+    would end the parent's session on the socket they share."""
+    import gc
+
+    pg_server.admin("SET application_name = 'admin_parent'")
+    child = os.fork()
+    if child == 0:  # the child drops its copy and ends, as a fork pool's worker does
+        gc.collect()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    pg_server.admin("SELECT 1")
+    assert _sessions_named(pg_server, "admin_parent") == 1
+    pg_server.admin("RESET application_name")
