@@ -3,10 +3,12 @@
 
 # make demo PORT=8080: another port for the demo's server
 PORT ?= 8000
-# Two test workers per core: many tests wait (servers starting, time limits running out,
-# subprocesses), so two workers on two cores left the cores idle for a third of the run.
+# Three test workers per core: many tests wait (servers starting, time limits running out,
+# subprocesses), so two workers on two cores left the cores idle for a third of the run. Four
+# and six are close: quiet two-core runs took 515 and 552 s of pytest with four workers, 484
+# and 532 s with six (the cores idle 1.1% and 0.5% of the time; session 65, BENCHMARKS).
 # (nproc, else getconf, else one core: macOS has no nproc; review 31a)
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$((n * 2)))
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$((n * 3)))
 # the shared contract and DUIS samples, beside this checkout (make contract SHARED=/elsewhere)
 SHARED ?= ../shared
 
