@@ -324,6 +324,8 @@ def test_ctrl_c_inside_sqlalchemys_commit_is_still_an_interruption(
     # (1 run in 12 of the Ctrl-C tests above, the fresh-clone suite, sessions 62-63)
     [(kept,)] = rows(sqlite_url, "SELECT count(*) FROM sat_record")
     assert kept >= 1500 and "(their logs are sealed" not in result.stderr, result.stderr
+    # and counted: the batch whose commit the stop cut short is stored (test_stopped_commit)
+    assert f"kept from before: loaded {kept}," in result.stderr, result.stderr
     assert rows(sqlite_url, "SELECT count(*) FROM log_pending") == [(0,)]
     assert rows(
         sqlite_url,

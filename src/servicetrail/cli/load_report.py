@@ -44,7 +44,13 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
     try:
         yield summary
     except (Exception, KeyboardInterrupt) as stopped:
-        if summary.loaded or summary.rejected or summary.duplicates or summary.waiting:
+        if (
+            summary.loaded
+            or summary.rejected
+            or summary.duplicates
+            or summary.waiting
+            or summary.in_doubt
+        ):
             later = (
                 " (their logs are sealed by the next ingest or the server)"
                 if sealed_later and not summary.sealed
@@ -57,6 +63,8 @@ def kept_if_stopped(sealed_later: bool) -> Iterator[Summary]:
                 later += (
                     f"; {summary.waiting} lines that waited for the file's end were not applied"
                 )
+            if summary.in_doubt:
+                later += f"; the last batch of {summary.in_doubt}: not known whether it was stored"
             click.echo(
                 f"stopped part way; kept from before: {summary.line()}{later}. Running the same "
                 "command again adds only what is missing.",

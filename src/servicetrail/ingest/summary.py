@@ -44,6 +44,9 @@ class Summary:
     times_from_mtime: int = 0  # bare request files timed by their modification time
     sealed: bool = False  # an interrupted ingest signed what it kept (trail_load)
     not_sealed: str = ""  # why an interrupted ingest could not sign what it kept
+    # new records of the batch whose commit a stop interrupted, when the store could not say
+    # whether that commit happened (trail_load)
+    in_doubt: int = 0
     skipped_files: list[Path] = field(default_factory=list)  # in folders, of neither form
     reject_files: list[Path] = field(default_factory=list)
     # the trail's: records loaded a month (`YYYY-MM`), and of those the months retention

@@ -14,12 +14,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+from sqlalchemy import exists, select
 from sqlalchemy.engine import Connection
 
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
 from .log_partitions import retired_logs
 from .log_records import FAMILY, hot_leaf
+from .log_tables import log_leaf, log_pending
 from .merkle_log import QueuedLeaf, add_leaves, lock_family
 from .partitions import ensure_months, forgot_if_unpartitioned
 
@@ -425,6 +427,27 @@ def append_leaves(conn: Connection, leaves: Sequence[QueuedLeaf]) -> None:
     add_leaves(conn, FAMILY, leaves)
 
 
+def leaves_committed(conn: Connection, leaves: Sequence[QueuedLeaf]) -> bool:
+    """Whether the transaction that appended `leaves` (append_leaves) committed, asked when a
+    stop came inside its commit: the driver's error does not say whether the database's
+    COMMIT happened. The batch is one transaction, so its first leaf answers for it; found by
+    id and hash, whose salt is its own, not taken for a record that another writer stored under
+    the same id since (SQLite's ids are max(id) + 1). Queued, or in its log (sealed since)."""
+    entry_id, month, leaf_hash, _ = leaves[0]
+    in_log = select(log_leaf.c.entry_id).where(
+        log_leaf.c.family == FAMILY,
+        log_leaf.c.month == month,
+        log_leaf.c.entry_id == entry_id,
+        log_leaf.c.leaf_hash == leaf_hash,
+    )
+    queued = select(log_pending.c.entry_id).where(
+        log_pending.c.family == FAMILY,
+        log_pending.c.entry_id == entry_id,
+        log_pending.c.leaf_hash == leaf_hash,
+    )
+    return bool(conn.execute(select(exists(in_log) | exists(queued))).scalar())
+
+
 def _legacy_copies(
     driver: Any, postgres: bool, rows: Sequence[Row], legacy: dict[tuple[Any, ...], list[int]]
 ) -> set[tuple[Any, ...]]:
@@ -527,6 +550,7 @@ __all__ = [
     "append_leaves",
     "append_records",
     "append_rows",
+    "leaves_committed",
     "record_row",
     "row_maker",
     "load_device",
