@@ -1,9 +1,11 @@
-"""An ingest stopped (Ctrl-C, SIGTERM) while a batch commits: whether the database's COMMIT
-happened is not known from the stop, so the summary it says learns it from the store.
+"""An ingest or registry load stopped (Ctrl-C, SIGTERM) while a batch commits: whether the
+database's COMMIT happened is not known from the stop, so the summary it says learns it from
+the store.
 
 The stop is raised from SQLAlchemy's call of the driver's commit, in process, at the batch
-that brings the trail to 1,500 records: before that COMMIT reached the database, or after it
-was done, as a signal lands while the driver waits on either side of the server's answer."""
+that brings the trail (or the registry's table) to 1,500 rows: before that COMMIT reached the
+database, or after it was done, as a signal lands while the driver waits on either side of
+the server's answer."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy.engine.default import DefaultDialect
 
+from devsupport.pg_server import PgServer
 from servicetrail.cli import main
+from tests.conftest import Cli
 from tests.ingest.test_crash_safety import rows
 
 RECORDS, BATCH, STOPPED_AT = 2000, 500, 1500
@@ -35,22 +39,24 @@ def some_records(tmp_path: Path) -> Path:
     return records
 
 
-def ingest_stopped_in_a_commit(
+def stopped_in_a_commit(
     url: str,
-    tmp_path: Path,
+    command: list[str],
+    table: str,
     monkeypatch: pytest.MonkeyPatch,
     committed: bool,
     meanwhile: Callable[[], None] = lambda: None,
 ) -> Result:
-    """`servicetrail ingest` of RECORDS records, stopped by Ctrl-C in the driver's commit of
-    the batch that holds the STOPPED_AT-th record: after the COMMIT (`committed`) or before
-    it. `meanwhile` runs between that COMMIT and the stop."""
+    """`servicetrail <command>` in batches of BATCH, stopped by Ctrl-C in the driver's commit
+    of the batch that brings `table` to STOPPED_AT rows: after the COMMIT (`committed`) or
+    before it. `meanwhile` runs between that COMMIT and the stop."""
     monkeypatch.setenv("SERVICETRAIL_BATCH", str(BATCH))
+    monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(BATCH))
     commit = DefaultDialect.do_commit
     stopped: list[bool] = []
 
     def stopping(self: DefaultDialect, dbapi_connection: Any) -> None:
-        if not stopped and _held(dbapi_connection) >= STOPPED_AT:
+        if not stopped and _held(dbapi_connection, table) >= STOPPED_AT:
             stopped.append(True)
             if committed:
                 commit(self, dbapi_connection)
@@ -59,7 +65,7 @@ def ingest_stopped_in_a_commit(
         commit(self, dbapi_connection)
 
     monkeypatch.setattr(DefaultDialect, "do_commit", stopping)
-    result = CliRunner().invoke(main, ["--db", url, "ingest", str(some_records(tmp_path))])
+    result = CliRunner().invoke(main, ["--db", url, *command])
     monkeypatch.undo()
     assert stopped, result.output
     assert result.exit_code == 130, result.output
@@ -67,14 +73,28 @@ def ingest_stopped_in_a_commit(
     return result
 
 
-def _held(dbapi_connection: Any) -> int:
-    """The trail's records as the committing transaction sees them (its own among them)."""
+def _held(dbapi_connection: Any, table: str) -> int:
+    """`table`'s rows as the committing transaction sees them (its own among them)."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("SELECT count(*) FROM sat_record")
+        cursor.execute(f"SELECT count(*) FROM {table}")
         return int(cursor.fetchone()[0])
     finally:
         cursor.close()
+
+
+def refusing(pg_server: PgServer, name: str) -> Callable[[], None]:
+    """The database `name` refusing connections from now on, those it had ended (the server
+    shut down with the loader, say); ALLOW_CONNECTIONS true undoes it."""
+
+    def store_gone() -> None:
+        pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        pg_server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+
+    return store_gone
 
 
 def signed(url: str) -> int:
@@ -93,7 +113,8 @@ def test_a_batch_whose_commit_the_stop_interrupted_is_counted_as_the_store_holds
     """Stopped after the COMMIT, the summary said "loaded 1000" of 1,500 records kept
     (session 64): the batch the stop interrupted was counted as not stored, and an operator
     believed it. Stopped before it, that batch is not stored, and is not counted."""
-    result = ingest_stopped_in_a_commit(db_url, tmp_path, monkeypatch, committed)
+    ingest = ["ingest", str(some_records(tmp_path))]
+    result = stopped_in_a_commit(db_url, ingest, "sat_record", monkeypatch, committed)
     [(kept,)] = rows(db_url, "SELECT count(*) FROM sat_record")
     assert kept == (STOPPED_AT if committed else STOPPED_AT - BATCH)
     assert f"kept from before: loaded {kept}, rejected 0, skipped 0 duplicates" in result.stderr, (
@@ -113,17 +134,15 @@ def test_a_stopped_commit_the_store_cannot_tell_of_is_said_not_known(
     with the loader, say): the store cannot say whether the batch is there, and the summary
     says so of it rather than guess either way."""
     name = pg_url.rsplit("/", 1)[1]
-
-    def store_gone() -> None:
-        pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-        pg_server.admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        )
-
     try:
-        result = ingest_stopped_in_a_commit(
-            pg_url, tmp_path, monkeypatch, committed=True, meanwhile=store_gone
+        ingest = ["ingest", str(some_records(tmp_path))]
+        result = stopped_in_a_commit(
+            pg_url,
+            ingest,
+            "sat_record",
+            monkeypatch,
+            committed=True,
+            meanwhile=refusing(pg_server, name),
         )
     finally:
         pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
@@ -135,3 +154,106 @@ def test_a_stopped_commit_the_store_cannot_tell_of_is_said_not_known(
     ), said
     assert "(not signed: " in said
     assert rows(pg_url, "SELECT count(*) FROM sat_record") == [(STOPPED_AT,)]
+
+
+def registry_file(tmp_path: Path, what: str) -> Path:
+    """RECORDS lines of `what` (users, devices or responsibilities), each a row of its own."""
+    header, line = {
+        "users": ("user_id,party_id,party_name,role", "90-B3-D5-1F-30-01-{0},NORTH,North,IS"),
+        "devices": ("device_id,device_type,smets", "00-DB-00-00-00-00-{0},ESME,2"),
+        "responsibilities": (
+            "device_id,party_id,relation,valid_from,valid_to",
+            "00-DB-00-00-00-00-{0},NORTH,supplier,2025-01-01T00:00:00Z,",
+        ),
+    }[what]
+    path = tmp_path / f"{what}.csv"
+    path.write_text(
+        "\n".join([header] + [line.format(f"{n >> 8:02X}-{n & 255:02X}") for n in range(RECORDS)])
+        + "\n"
+    )
+    return path
+
+
+TABLES = {"users": "dcc_user", "devices": "device", "responsibilities": "responsibility"}
+
+
+def registry_for_intervals(cli: Cli, tmp_path: Path) -> None:
+    """The Devices and the Party that `registry_file(..., "responsibilities")` names."""
+    users = tmp_path / "one-user.csv"
+    users.write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-01-00-01,NORTH,North,IS\n")
+    for loaded in (
+        cli("load", "devices", registry_file(tmp_path, "devices")),
+        cli("load", "users", users),
+    ):
+        assert loaded.exit_code == 0, loaded.output
+
+
+@pytest.mark.parametrize(
+    "what, committed",
+    [
+        ("users", True),
+        ("devices", True),
+        ("responsibilities", True),
+        ("responsibilities", False),
+    ],
+)
+def test_a_registry_batch_whose_commit_the_stop_interrupted_is_counted_as_stored(
+    cli, db_url, tmp_path, monkeypatch, what, committed
+):
+    """As an ingest's: `load` said "loaded 1000" of 1,500 rows kept."""
+    if what == "responsibilities":
+        registry_for_intervals(cli, tmp_path)
+    command = ["load", what, str(registry_file(tmp_path, what))]
+    result = stopped_in_a_commit(db_url, command, TABLES[what], monkeypatch, committed)
+    [(kept,)] = rows(db_url, f"SELECT count(*) FROM {TABLES[what]}")
+    assert kept == (STOPPED_AT if committed else STOPPED_AT - BATCH)
+    assert f"kept from before: loaded {kept}, rejected 0, skipped 0 duplicates." in result.stderr, (
+        result.stderr
+    )
+
+
+def test_a_registry_batch_no_line_of_which_shows_it_alone_is_said_not_known(
+    sqlite_url, tmp_path, monkeypatch
+):
+    """Every interval of the batch shares its Device and relation with another line of it (a
+    change of supplier's two lines): one may have changed another's row, so no row shows
+    whether the batch is stored, and the summary says so rather than guess."""
+    monkeypatch.chdir(tmp_path)
+    cli = Cli(sqlite_url, tmp_path)
+    registry_for_intervals(cli, tmp_path)
+    users = tmp_path / "south.csv"
+    users.write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-01-00-02,SOUTH,South,IS\n")
+    assert cli("load", "users", users).exit_code == 0
+    changes = tmp_path / "changes.csv"
+    with open(changes, "w", encoding="utf-8") as f:
+        f.write("device_id,party_id,relation,valid_from,valid_to\n")
+        for n in range(RECORDS // 2):
+            device = f"00-DB-00-00-00-00-{n >> 8:02X}-{n & 255:02X}"
+            f.write(f"{device},NORTH,supplier,2025-01-01T00:00:00Z,2025-03-01T00:00:00Z\n")
+            f.write(f"{device},SOUTH,supplier,2025-03-01T00:00:00Z,\n")
+    command = ["load", "responsibilities", str(changes)]
+    result = stopped_in_a_commit(sqlite_url, command, "responsibility", monkeypatch, True)
+    assert rows(sqlite_url, "SELECT count(*) FROM responsibility") == [(STOPPED_AT,)]
+    assert (
+        f"kept from before: loaded {STOPPED_AT - BATCH}, rejected 0, skipped 0 duplicates; the "
+        f"last batch of {BATCH}: not known whether it was stored." in result.stderr
+    ), result.stderr
+
+
+def test_a_stopped_registry_commit_the_store_cannot_tell_of_is_said_not_known(
+    pg_server, pg_url, tmp_path, monkeypatch
+):
+    """As an ingest's, the server refusing the store's connections from the COMMIT on."""
+    name = pg_url.rsplit("/", 1)[1]
+    command = ["load", "devices", str(registry_file(tmp_path, "devices"))]
+    try:
+        result = stopped_in_a_commit(
+            pg_url, command, "device", monkeypatch, True, meanwhile=refusing(pg_server, name)
+        )
+    finally:
+        pg_server.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    assert (
+        f"kept from before: loaded {STOPPED_AT - BATCH}, rejected 0, skipped 0 duplicates; the "
+        f"last batch of {BATCH}: not known whether it was stored." in result.stderr
+    ), result.stderr
+    assert rows(pg_url, "SELECT count(*) FROM device") == [(STOPPED_AT,)]

@@ -21,11 +21,13 @@ from sqlalchemy.engine import Connection, Engine
 from .. import settings
 from ..domain.ids import InvalidValue
 from ..domain.intervals import Conflict, IntervalKey, Outcome, Overlap, interval_key
+from ..interruption import interruption_in
 from ..store.engine import refuse_if_changed_under_us
 from ..store.parties import party_ids
 from ..store.registry import load_devices, load_interval_rows, load_users
 from ..store.watch_matcher import catch_up
 from . import csv_records, registry_csv
+from .registry_stored import batch_stored, changes_a_row
 from .rejects import RejectFile, RejectsUnwritable, default_rejects_path
 from .sources import CannotRead, Span, regular_file
 from .summary import Progress, StagedProgress, Summary, count_rejects, stage
@@ -403,16 +405,47 @@ def _store_batch(
         parsed, origins = [row for row, _ in ahead], [origin for _, origin in ahead]
     if parsed and changes_visibility:
         catch_up(engine)
-    with engine.begin() as conn:
-        decided = store(conn, parsed, origins, later is not None) if parsed else []
-        # the checkout looked, but PostgreSQL looks once a second, and an upgrade may come
-        # while the batch is written: as an ingest's batch, none commits on a schema this
-        # servicetrail does not know (review 49b)
-        refuse_if_changed_under_us(conn)
-        if later is not None:  # kept before the commit: a stop after it loses none of them
-            for row, origin, outcome in zip(parsed, origins, decided):
-                if isinstance(outcome, Overlap):
-                    later.add(row, origin)
+    written: list[Any] | None = None  # the outcomes, once the batch's transaction commits next
+    try:
+        with engine.begin() as conn:
+            decided = store(conn, parsed, origins, later is not None) if parsed else []
+            # the checkout looked, but PostgreSQL looks once a second, and an upgrade may come
+            # while the batch is written: as an ingest's batch, none commits on a schema this
+            # servicetrail does not know (review 49b)
+            refuse_if_changed_under_us(conn)
+            if later is not None:  # kept before the commit: a stop after it loses none of them
+                for row, origin, outcome in zip(parsed, origins, decided):
+                    if isinstance(outcome, Overlap):
+                        later.add(row, origin)
+            written = decided
+    except BaseException as e:
+        # a stop inside the commit: counted as the store holds the batch, said not known if
+        # it cannot tell (counted as not stored, "loaded 1000" was said of 1,500 kept)
+        if written is not None and interruption_in(e) is not None:
+            stored = batch_stored(engine, parsed, written)
+            if stored is None:
+                summary.in_doubt = sum(map(changes_a_row, written))
+            elif stored:
+                _count(
+                    parsed, origins, refused, written, rejects, path, summary, later, words, waited
+                )
+        raise
+    _count(parsed, origins, refused, decided, rejects, path, summary, later, words, waited)
+
+
+def _count(
+    parsed: list[Any],
+    origins: list[tuple[int, bytes]],
+    refused: list[tuple[int, str, bytes | Span]],
+    decided: list[Any],
+    rejects: RejectFile,
+    path: Path,
+    summary: Summary,
+    later: WaitingLines | None,
+    words: _LastWords | None,
+    waited: WaitingLines | None,
+) -> None:
+    """A committed batch's lines counted in `summary`, its rejects written."""
     if waited is not None:  # as soon as they are committed, for a stop's summary
         waited.judged += len(parsed)
     for row, (line, raw), outcome in zip(parsed, origins, decided):

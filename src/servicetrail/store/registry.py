@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import orjson
+from sqlalchemy import Table, exists, select
 from sqlalchemy.engine import Connection
 
 from ..domain.ids import shown
@@ -471,6 +472,16 @@ def load_responsibility(conn: Connection, new: Responsibility) -> Outcome:
     return _one(load_responsibilities(conn, [new]))
 
 
+def holds(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Whether `table` holds `row`, column by column (None: NULL), as a batch whose commit a
+    stop interrupted would have left it (ingest.registry_stored)."""
+    where = [
+        table.c[name].is_(None) if value is None else table.c[name] == value
+        for name, value in row.items()
+    ]
+    return bool(conn.execute(select(exists().where(*where))).scalar())
+
+
 __all__ = [
     "Conflict",
     "Decided",
@@ -478,6 +489,7 @@ __all__ = [
     "IntervalRow",
     "Outcome",
     "load_device",
+    "holds",
     "load_devices",
     "load_interval_rows",
     "load_responsibilities",
