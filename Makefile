@@ -5,8 +5,9 @@
 PORT ?= 8000
 # Three test workers per core: many tests wait (servers starting, time limits running out,
 # subprocesses), so two workers on two cores left the cores idle for a third of the run. Four
-# and six are close: quiet two-core runs took 515 and 552 s of pytest with four workers, 484
-# and 532 s with six (the cores idle 1.1% and 0.5% of the time; session 65, BENCHMARKS).
+# and six are close: quiet two-core runs took 515 and 552 s of pytest with four workers,
+# 461-532 s (three runs) with six; the cores idle 1.1% and 0.5% of the time (BENCHMARKS.md,
+# "Session 65 (2026-12-07): the suite on a fresh clone, ...").
 # (nproc, else getconf, else one core: macOS has no nproc; review 31a)
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$((n * 3)))
 # the shared contract and DUIS samples, beside this checkout (make contract SHARED=/elsewhere)
