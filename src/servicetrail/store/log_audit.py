@@ -37,6 +37,7 @@ from ..domain.checkpoint import (
 from ..signing import ed25519_check
 from .access_partitions import access_dropped_by_hand_said, access_months_dropped_by_hand
 from .access_writer import ACCESS_FAMILY
+from .driver_sql import parameter_mark
 from .engine import make_engine
 from .log_tree import StoredCheckpoint, all_checkpoints, any_text, verifier_keys
 from .log_records import FAMILY as RECORD_FAMILY
@@ -190,7 +191,7 @@ def derived_field_findings(engine: Engine, derive: Deriver, found: list[str]) ->
 
 def _id_bounds(conn: Connection, family: str, table: str) -> tuple[int, int]:
     """[low, high) holding every id of the family's entries and of its leaves and queue."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    mark = parameter_mark(conn)
     row = conn.exec_driver_sql(
         f"SELECT min(id), max(id) FROM {table} UNION ALL "
         f"SELECT min(entry_id), max(entry_id) FROM log_leaf WHERE family = {mark} UNION ALL "
@@ -267,7 +268,7 @@ def _small_cache(conn: Connection) -> Iterator[None]:
 def _entries_against_leaves(conn: Connection, task: _Entries, counted: list[int]) -> Iterator[str]:
     """Merge the family's entries, in id order, with the leaf hashes held for them."""
     family = family_named(task.family)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    mark = parameter_mark(conn)
     held_sql = " UNION ALL ".join(
         f"SELECT entry_id, leaf_hash FROM {table} WHERE family = {mark} "
         f"AND entry_id >= {mark} AND entry_id < {mark}"

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from ..domain import merkle
 from .access_retention import access_month_dropped
 from .access_writer import ACCESS_FAMILY
+from .driver_sql import parameter_mark
 from .log_records import FAMILY as RECORD_FAMILY
 from .log_tree import TILE, StoredCheckpoint
 from .merkle_log import family_named
@@ -69,14 +70,9 @@ def roots(conn: Connection, task: Roots) -> Iterator[str]:
     yield from _beyond_the_leaves(conn, task, count, wanted, kept, tiles)
 
 
-def _mark(conn: Connection) -> str:
-    """The driver's parameter mark."""
-    return "?" if conn.dialect.name == "sqlite" else "%s"
-
-
 def _stored_tiles(conn: Connection, family: str, month: str) -> dict[tuple[int, int], bytes]:
     """The month's stored tiles, by (level, index)."""
-    mark = _mark(conn)
+    mark = parameter_mark(conn)
     return {
         (int(level), int(index)): bytes(h)
         for level, index, h in conn.exec_driver_sql(
@@ -98,7 +94,7 @@ def _folded_leaves(
     out of `tiles`) and the checkpoints; returns how many leaves there were, or None when one
     was missing (said, with the entries removed with it)."""
     origin, sealed = task.origin, max(wanted, default=0)
-    mark = _mark(conn)
+    mark = parameter_mark(conn)
     rows = conn.exec_driver_sql(
         "SELECT leaf_index, leaf_hash, entry_id FROM log_leaf "
         f"WHERE family = {mark} AND month = {mark} ORDER BY leaf_index",
@@ -240,7 +236,7 @@ def _checkpoints_gone(
     next seal signs them), and so does deleting the newest checkpoints (audit 27a: silent,
     and the records' proofs answered "not yet sealed"). Read again now: a seal may have
     signed more since the pass began."""
-    origin, mark = task.origin, "?" if conn.dialect.name == "sqlite" else "%s"
+    origin, mark = task.origin, parameter_mark(conn)
     held = {
         int(size)
         for (size,) in conn.exec_driver_sql(
@@ -338,7 +334,7 @@ def _removed_with_their_leaves(
     if not missing <= before - after - 1 <= _GAP_SEARCHED:
         return
     found = family_named(family)
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    mark = parameter_mark(conn)
     present = {
         int(entry_id)
         for (entry_id,) in conn.exec_driver_sql(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection, Engine
 
+from .driver_sql import parameter_mark
 from .log_partitions import stored_logs
 
 
@@ -28,7 +29,7 @@ def all_log_sizes(conn: Connection) -> dict[tuple[str, str], tuple[int, int | No
         if partitioned is not None:
             return partitioned
     logs: dict[tuple[str, str], tuple[int, int | None]] = {}
-    mark = _mark(conn)
+    mark = parameter_mark(conn)
     family = month = ""
     while True:
         for where, params in (
@@ -82,7 +83,7 @@ def list_unlisted_logs(engine: Engine) -> list[tuple[str, str]]:
         unlisted = _unlisted(conn)
         if not unlisted:
             return []
-        mark = _mark(conn)
+        mark = parameter_mark(conn)
         listed = conn.exec_driver_sql(
             "INSERT INTO log_unsealed (family, month) VALUES "
             f"{', '.join([f'({mark}, {mark})'] * len(unlisted))} "
@@ -100,7 +101,3 @@ def _unlisted(conn: Connection) -> list[tuple[str, str]]:
     }
     grown = (log for log, (size, newest) in all_log_sizes(conn).items() if size > (newest or 0))
     return sorted(log for log in grown if log not in listed)
-
-
-def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.name == "sqlite" else "%s"

@@ -42,6 +42,7 @@ from ..domain.access_log import leaf_data
 from ..signing import Signer, log_prefix, signer_for, trust_first
 from .access_log import entries_after
 from .access_writer import ACCESS_FAMILY
+from .driver_sql import parameter_mark
 from .engine import waiting_at_most
 from .log_copy import COLUMNS as LEAF_COPY_COLUMNS
 from .log_copy import (
@@ -191,7 +192,7 @@ def _mark_unsealed(conn: Connection, family: str, months: list[str]) -> None:
     """The logs appended to, for the next seal (log_tables.log_unsealed): one statement a
     batch, under the family's lock, which the seal takes before it reads these."""
     if months:
-        mark = _mark(conn)
+        mark = parameter_mark(conn)
         conn.exec_driver_sql(
             "INSERT INTO log_unsealed (family, month) VALUES "
             f"{', '.join([f'({mark}, {mark})'] * len(months))} ON CONFLICT DO NOTHING",
@@ -216,14 +217,10 @@ def _by_log(rows: Sequence[QueuedLeaf]) -> dict[str, Sequence[QueuedLeaf]]:
 def _family_queued(conn: Connection, family: str) -> bool:
     return (
         conn.exec_driver_sql(
-            f"SELECT 1 FROM log_pending WHERE family = {_mark(conn)} LIMIT 1", (family,)
+            f"SELECT 1 FROM log_pending WHERE family = {parameter_mark(conn)} LIMIT 1", (family,)
         ).first()
         is not None
     )
-
-
-def _mark(conn: Connection) -> str:
-    return "?" if conn.dialect.name == "sqlite" else "%s"
 
 
 def lock_family(conn: Connection, family: str) -> None:
@@ -266,7 +263,7 @@ def seal(conn: Connection, signer: Signer, prefix: str) -> list[Sealed]:
         # read once its family's lock is held (or SQLite's write lock), so it holds to the end
         size, newest = _size(conn, family, month), _newest(conn, family, month)
         if (family, month) in marked:
-            conn.exec_driver_sql(_UNMARK.format(mark=_mark(conn)), (family, month))
+            conn.exec_driver_sql(_UNMARK.format(mark=parameter_mark(conn)), (family, month))
             if (family, month) not in queued and size <= (newest or 0):
                 continue  # nothing past its newest checkpoint: sealed before, or retired
         if size == 0 and newest is not None:
@@ -329,7 +326,7 @@ def unsealed(conn: Connection, family: str, month: str) -> bool:
 def _tiled(conn: Connection, family: str, month: str) -> int:
     """How many leaves the stored tiles cover: the tiles of every level inside [0, this) are
     stored (whoever stores tiles stores them all, up to the log's size then)."""
-    mark = _mark(conn)
+    mark = parameter_mark(conn)
     top = conn.exec_driver_sql(
         f"SELECT node_index FROM log_node WHERE family = {mark} AND month = {mark} "
         f"AND level = {TILE} ORDER BY node_index DESC LIMIT 1",  # see _size
@@ -344,7 +341,7 @@ def _tile_appended(conn: Connection, family: str, month: str, tiled: int, size: 
     given that those of [0, tiled) are stored."""
     if size >> TILE <= tiled >> TILE:
         return  # no tile completed: so after add_leaves, which tiles what it appends
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    mark = parameter_mark(conn)
     statement = (
         f"SELECT leaf_hash FROM log_leaf WHERE family = {mark} AND month = {mark} "
         f"AND leaf_index >= {mark} AND leaf_index < {mark} ORDER BY leaf_index"
@@ -432,7 +429,7 @@ def remember_key(conn: Connection, signer: Signer, now: datetime) -> None:
     """The store's list of the keys that signed in it, and, the first time a key signs here,
     its trust file (signing.trust_first)."""
     known = conn.exec_driver_sql(
-        f"SELECT 1 FROM log_verifier_key WHERE verifier_key = {_mark(conn)}",
+        f"SELECT 1 FROM log_verifier_key WHERE verifier_key = {parameter_mark(conn)}",
         (signer.verifier_key,),
     ).first()
     if known is None:
@@ -459,7 +456,7 @@ def _size(conn: Connection, family: str, month: str) -> int:
     statistics say: `max(leaf_index)` was planned as a read of every leaf of the month
     whenever its statistics predated the month (a month's leaves are new until the next
     ANALYZE, which on a large table autovacuum runs after a tenth of it has changed)."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    mark = parameter_mark(conn)
     top = conn.exec_driver_sql(
         f"SELECT leaf_index FROM log_leaf WHERE family = {mark} AND month = {mark} "
         "ORDER BY leaf_index DESC LIMIT 1",
