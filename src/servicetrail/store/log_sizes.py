@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .driver_sql import parameter_mark
 from .log_partitions import stored_logs
+from .merkle_log import list_for_seal
 
 
 def all_log_sizes(conn: Connection) -> dict[tuple[str, str], tuple[int, int | None]]:
@@ -80,17 +81,7 @@ def list_unlisted_logs(engine: Engine) -> list[tuple[str, str]]:
             driver = conn.connection.driver_connection
             if driver is not None and not driver.in_transaction:
                 driver.execute("BEGIN IMMEDIATE")
-        unlisted = _unlisted(conn)
-        if not unlisted:
-            return []
-        mark = parameter_mark(conn)
-        listed = conn.exec_driver_sql(
-            "INSERT INTO log_unsealed (family, month) VALUES "
-            f"{', '.join([f'({mark}, {mark})'] * len(unlisted))} "
-            "ON CONFLICT DO NOTHING RETURNING family, month",
-            tuple(value for log in unlisted for value in log),
-        )
-        return sorted((str(family), str(month)) for family, month in listed)
+        return list_for_seal(conn, _unlisted(conn), returning=True)
 
 
 def _unlisted(conn: Connection) -> list[tuple[str, str]]:

@@ -185,19 +185,27 @@ def add_leaves(conn: Connection, family: str, rows: Sequence[QueuedLeaf]) -> Non
     # the tiles now, from the hashes in hand: the seal would have to read every leaf back
     for month, added in hashes.items():
         _grow_tiles(conn, family, month, sizes[month], sizes[month] + len(added), added)
-    _mark_unsealed(conn, family, list(hashes))
+    list_for_seal(conn, [(family, month) for month in hashes])
 
 
-def _mark_unsealed(conn: Connection, family: str, months: list[str]) -> None:
-    """The logs appended to, for the next seal (log_tables.log_unsealed): one statement a
-    batch, under the family's lock, which the seal takes before it reads these."""
-    if months:
-        mark = parameter_mark(conn)
-        conn.exec_driver_sql(
-            "INSERT INTO log_unsealed (family, month) VALUES "
-            f"{', '.join([f'({mark}, {mark})'] * len(months))} ON CONFLICT DO NOTHING",
-            tuple(value for month in months for value in (family, month)),
-        )
+def list_for_seal(
+    conn: Connection, logs: Sequence[tuple[str, str]], *, returning: bool = False
+) -> list[tuple[str, str]]:
+    """List the logs (family, month) for the next seal (log_tables.log_unsealed) in one
+    statement; a log listed already stays as it is. With `returning`, the logs this call
+    listed; without, nothing is asked back: add_leaves lists each batch's logs so, on
+    ingest's hot path, under the family's lock, which the seal takes before it reads the
+    list (store.log_sizes lists those an older servicetrail left, and asks)."""
+    if not logs:
+        return []
+    mark = parameter_mark(conn)
+    listed = conn.exec_driver_sql(
+        "INSERT INTO log_unsealed (family, month) VALUES "
+        f"{', '.join([f'({mark}, {mark})'] * len(logs))} ON CONFLICT DO NOTHING"
+        + (" RETURNING family, month" if returning else ""),
+        tuple(value for log in logs for value in log),
+    )
+    return sorted((str(family), str(month)) for family, month in listed) if returning else []
 
 
 _ENTRY_ID, _MONTH, _LEAF_HASH, _SALT = (itemgetter(i) for i in range(4))  # of a QueuedLeaf
