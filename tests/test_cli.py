@@ -795,11 +795,11 @@ def _appended_unlisted(engine) -> None:
     unsealed: that process stopped before its own seal."""
     from servicetrail.store.log_tables import log_unsealed
     from servicetrail.store.merkle_log import add_leaves
-    from tests.store.test_log_sizes import MONTHS, leaves, sealed_logs
+    from tests.store.log_fixtures import SEALED_MONTHS, leaves, sealed_logs
 
     sealed_logs(engine)
     with engine.begin() as conn:
-        add_leaves(conn, "sat", leaves(1_000, 2, MONTHS[0]))
+        add_leaves(conn, "sat", leaves(1_000, 2, SEALED_MONTHS[0]))
         conn.execute(log_unsealed.delete())
 
 
@@ -1507,7 +1507,7 @@ def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
     was not named (62d): it had no partition left to name."""
     from servicetrail.cli import database
     from tests.intruder import intrude
-    from tests.store.test_access_retention import _entries, _this_month
+    from tests.store.log_fixtures import access_entries, this_month
 
     user = "90-B3-D5-1F-30-01-00-01"
     (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old,IS\n")
@@ -1530,7 +1530,7 @@ def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
             for t in ("sat_record", "sat_payload", "sat_visibility")
         ),
     )
-    _entries(engine, monkeypatch, ("2025-01", _this_month()))
+    access_entries(engine, monkeypatch, ("2025-01", this_month()))
     for name, said in (
         ("drop_months", "the drop of 2 month(s) of SAT records (2024-01, 2024-02)"),
         ("drop_access_months", "the drop of 1 month(s) of the access log (2025-01)"),
@@ -1555,13 +1555,13 @@ def test_retention_drops_the_access_logs_old_months_only_when_asked(cli, engine,
     """Audit 49d: nothing ever removed the access log. `--access-log-keep-months` drops its
     old months, never more than the records' (`--keep-months`); without it, retention does
     and says what it did before. SQLite refuses it as it refuses retention."""
-    from tests.store.test_access_retention import _entries, _this_month
+    from tests.store.log_fixtures import access_entries, this_month
 
     if cli.db_url.startswith("sqlite"):
         refused = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1")
         assert refused.exit_code == 2 and "only the PostgreSQL store has" in refused.stderr
         return
-    _entries(engine, monkeypatch, ("2025-01", _this_month()))
+    access_entries(engine, monkeypatch, ("2025-01", this_month()))
     unasked = cli("retention", "--keep-months", "1")
     assert unasked.exit_code == 0 and "access" not in unasked.output
     shorter = cli("retention", "--keep-months", "2", "--access-log-keep-months", "1")

@@ -14,7 +14,7 @@ from servicetrail.store.log_proofs import ConsistencyRequest, consistency_docume
 from servicetrail.store.merkle_log import seal_store
 from tests import personas as P
 from tests import rfc9162
-from tests.store.test_merkle_log import append, records
+from tests.store.log_fixtures import append, records
 
 NAME, ORIGIN = "servicetrail/sat", "servicetrail/sat/2025-02"
 LEAVES = [f'{{"n":{i}}}'.encode() for i in range(13)]

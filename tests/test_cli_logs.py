@@ -27,7 +27,7 @@ from tests import personas as P
 from tests import rfc9162
 from tests.conftest import Cli
 from tests.intruder import intrude, re_sign_a_checkpoint
-from tests.store.test_merkle_log import append, records
+from tests.store.log_fixtures import append, records
 
 VERIFIER_KEY = re.compile(r"^servicetrail/sat\+[0-9a-f]{8}\+[A-Za-z0-9+/]{43}[A-Za-z0-9+/=]=?\n$")
 
@@ -609,7 +609,7 @@ def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
     """After a rotation (the key file moved away, or the setting pointed at a new file),
     the old checkpoints still verify: the new key's trust file takes the store's earlier
     keys the first time it is used on the store."""
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     P.load_personas(engine)
     seal_store(engine)
@@ -638,7 +638,7 @@ def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept
     that held them leaves a store that agrees with itself: `log verify` alone cannot tell
     (audit, session 19). Against the checkpoints an auditor kept (/api/v1/logs saved), each
     log must still hold their leaves: the shortened log and the log deleted whole are named."""
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     append(engine, records(6, first=1))
     seal_store(engine)
@@ -835,7 +835,7 @@ def test_an_intruder_who_deletes_the_signing_keys_row_gets_no_trust(cli, engine)
 def test_a_month_deleted_whole_with_its_leaves_is_named_from_its_checkpoints(cli, engine):
     """Its records, leaves and tiles gone, its checkpoints left: the empty log passed as one
     retention had retired, on SQLite too, which has no retention (review, session 19)."""
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     append(engine, records(4, first=9000))
     seal_store(engine)

@@ -15,7 +15,7 @@ from servicetrail.store.engine import StoreError
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_months
 from tests.ingest.test_parse_workers import line
-from tests.store.test_log_lifecycle import store_key
+from tests.store.log_fixtures import store_key
 
 
 def test_an_ingest_says_which_loaded_records_retention_took_while_it_ran(

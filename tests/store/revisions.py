@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,18 @@ def db_at_revision(
     if request.param == "sqlite":
         return lambda revision: revision_templates.sqlite(revision, tmp_path)
     return request.getfixturevalue("pg_at_revision")
+
+
+def store_at(db_url: str, when: datetime) -> Engine:
+    """The store at `db_url`, at an older revision as that servicetrail left it, with
+    (PostgreSQL) the partitions of `when`'s month: for rows a test writes by hand at that
+    schema."""
+    from servicetrail.store.partitions import ensure_months
+
+    engine = make_engine(db_url)
+    if engine.dialect.name != "sqlite":
+        ensure_months(engine, [when])
+    return engine
 
 
 @contextmanager

@@ -5,14 +5,11 @@ while an entry or a month deleted by hand is still named."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from servicetrail.domain.access_log import Reader, Tally
-from servicetrail.store import access_log as access_store
 from servicetrail.store import access_partitions, access_retention
 from servicetrail.store import partitions
 from servicetrail.store.access_partitions import existing_access_months
@@ -27,28 +24,9 @@ from servicetrail.store.log_audit import audit
 from servicetrail.store.limits import StoreBusy
 from servicetrail.store.log_tables import log_checkpoint, log_leaf, log_retirement
 from servicetrail.store.merkle_log import seal_store
-from tests import personas as P
 from tests.conftest import Cli
 from tests.intruder import intrude
-from tests.store.test_log_lifecycle import store_key
-
-PREFIX = "servicetrail/sat"
-OLD = ("2025-01", "2025-02")
-NP = Reader(P.NORTHPOWER, "np.analyst", "api")
-
-
-def _this_month() -> str:
-    now = datetime.now(UTC)
-    return f"{now.year:04d}-{now.month:02d}"
-
-
-def _entries(engine, monkeypatch, months: tuple[str, ...], each: int = 3) -> None:
-    """`each` entries on the 2nd of every month given (as if read then)."""
-    for month in months:
-        at = datetime.fromisoformat(f"{month}-02T10:00:00+00:00")
-        with monkeypatch.context() as patched, engine.begin() as conn:
-            patched.setattr(access_store, "_now", lambda at=at: at)
-            access_store.append_entries(conn, [(NP, "search", {"q": month}, Tally())] * each)
+from tests.store.log_fixtures import OLD, PREFIX, access_entries, store_key, this_month
 
 
 def _count(engine, table, *where) -> int:
@@ -63,7 +41,7 @@ def _access_log_of(month: str) -> str:
 def test_retention_drops_old_months_of_the_access_log_and_log_verify_passes(pg_engine, monkeypatch):
     """A month goes as its partition, dropped whole (migration 0028): deleted row by row, a
     month at 700 reads a second took some 5 hours (audit 51e)."""
-    _entries(pg_engine, monkeypatch, (*OLD, _this_month()))
+    access_entries(pg_engine, monkeypatch, (*OLD, this_month()))
     seal_store(pg_engine)
     with pg_engine.begin() as conn, pytest.raises(DBAPIError, match="append-only"):
         conn.execute(access_log.delete())  # no month named: the trigger refuses as before
@@ -95,7 +73,7 @@ def test_an_access_month_wiped_by_hand_as_retention_wipes_is_named(engine, monke
     """Both engines: an intruder who deletes a month's entries with its leaves and tiles, its
     checkpoints left, passes for retention only with a signed retirement; a month wiped while
     an earlier one still has entries is not even taken for retention's."""
-    _entries(engine, monkeypatch, OLD, each=2)
+    access_entries(engine, monkeypatch, OLD, each=2)
     seal_store(engine)
     later, earlier = _access_log_of(OLD[1]), _access_log_of(OLD[0])
     _wipe(engine, OLD[1])
@@ -116,8 +94,8 @@ def test_an_access_month_whose_partition_was_dropped_by_hand_is_made_again(pg_en
     checkpoints and no leaves, as for the trail and the seal: the month is made again, reads
     go on, their leaves follow the log's, and `log verify` names each entry that went. Until
     then, `log verify` names the month, as it does a month of the trail's."""
-    month = _this_month()
-    _entries(pg_engine, monkeypatch, (month,), each=2)
+    month = this_month()
+    access_entries(pg_engine, monkeypatch, (month,), each=2)
     seal_store(pg_engine)
     with pg_engine.connect() as conn:
         gone = conn.execute(select(access_log.c.id).order_by(access_log.c.id)).scalars().all()
@@ -126,7 +104,7 @@ def test_an_access_month_whose_partition_was_dropped_by_hand_is_made_again(pg_en
     named = f"log {_access_log_of(month)}: the access log's partition of {month} "
     assert audit(pg_engine, PREFIX).findings[0].startswith(named)
     access_partitions._known.pop(str(pg_engine.url), None)  # a read of another process
-    _entries(pg_engine, monkeypatch, (month,), each=1)
+    access_entries(pg_engine, monkeypatch, (month,), each=1)
     seal_store(pg_engine)
     assert audit(pg_engine, PREFIX).findings == [f"access-entry {i} removed" for i in gone]
 
@@ -148,7 +126,7 @@ def _wipe(engine, month: str) -> None:
 
 
 def test_a_month_with_entries_in_no_signed_checkpoint_is_kept_whole(pg_engine, monkeypatch):
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     with pg_engine.begin() as conn, pytest.raises(UnsealedAccessMonths, match="2025-01"):
         drop_access_older_than(conn, keep_months=1, signer=store_key(pg_engine))
     assert _count(pg_engine, access_log) == 2
@@ -165,7 +143,7 @@ def test_retention_waits_for_a_seal_under_way(pg_engine, monkeypatch):
     before it gives up)."""
     from servicetrail.store.merkle_log import lock_family
 
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)
     with pg_engine.connect() as sealing:
         with sealing.begin():
@@ -183,7 +161,7 @@ def test_retention_lets_go_of_the_log_while_a_read_holds_it(pg_engine, monkeypat
     a savepoint: the leaves deleted before it are not deleted again on the next."""
     monkeypatch.setattr(partitions, "RETENTION_PATIENCE_SECONDS", 0.2)
     monkeypatch.setattr(access_retention, "RETENTION_LOCK_WAIT", "50ms")
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)
     with pg_engine.connect() as reading, reading.begin():
         reading.execute(select(func.count()).select_from(access_log))
@@ -199,9 +177,9 @@ def test_seals_go_on_while_retention_retires_access_months(pg_engine, monkeypatc
     way: a minute at most), and every seal, of every family, waited for it (audit 51e). A
     seal meanwhile leaves the access log's queue for the next one (here, a seal as
     retention asks for the log, allowed a second of lock waits)."""
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)
-    _entries(pg_engine, monkeypatch, (_this_month(),), each=1)
+    access_entries(pg_engine, monkeypatch, (this_month(),), each=1)
     sealed = []
     lock_log = access_retention._lock_log
 
@@ -212,7 +190,7 @@ def test_seals_go_on_while_retention_retires_access_months(pg_engine, monkeypatc
     monkeypatch.setattr(access_retention, "_lock_log", sealed_first)
     drop_access_months(pg_engine, keep_months=1, signer=store_key(pg_engine))
     assert sealed == [[]]
-    assert [sealed.origin for sealed in seal_store(pg_engine)] == [_access_log_of(_this_month())]
+    assert [sealed.origin for sealed in seal_store(pg_engine)] == [_access_log_of(this_month())]
 
 
 def test_a_try_for_the_log_that_a_read_is_in_the_way_of_retires_no_month_twice(
@@ -229,7 +207,7 @@ def test_a_try_for_the_log_that_a_read_is_in_the_way_of_retires_no_month_twice(
         real(conn, family, month, *rest)
 
     monkeypatch.setattr(access_retention, "retire_month", counted)
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     seal_store(pg_engine)
     with pg_engine.connect() as reading:
         reading.begin()
@@ -246,7 +224,7 @@ def test_an_access_month_dropped_by_hand_before_its_first_seal_is_named_and_reti
     named each entry removed and never the month (62d), where one with leaves is named. Named
     now; retention past it seals and retires its log, and the signed retirement says its
     entries were dropped by hand before, as `log verify` tells ever after."""
-    _entries(pg_engine, monkeypatch, OLD, each=1)
+    access_entries(pg_engine, monkeypatch, OLD, each=1)
     with pg_engine.begin() as conn:
         conn.execute(text("DROP TABLE access_log_p2025_02"))
     said = f"log {_access_log_of('2025-02')}: the access log's partition of 2025-02 "

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from servicetrail.store.log_audit import audit
 from servicetrail.store.merkle_log import seal_store
 from tests import personas as P
-from tests.store.test_merkle_log import append, records
-from tests.test_cli_logs import intrude
+from tests.intruder import intrude
+from tests.store.log_fixtures import append, records
 
 PREFIX = "servicetrail/sat"
 

@@ -109,7 +109,7 @@ def test_a_writer_waits_for_the_uncommitted_leaves_of_another_and_appends_after_
     """The lock, not the leaves' unique index, orders the writers: without it the second
     writer would number its leaves from the same size and fail on the first's index."""
     from servicetrail.store.partitions import ensure_months
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # made beforehand: a month's DDL would hold both off

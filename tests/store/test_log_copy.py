@@ -11,17 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from servicetrail.store.log_copy import leaf_copy_data, runs_by_salt, runs_of
-from servicetrail.store.log_partitions import attach_log_months
 from servicetrail.store.log_tables import log_leaf
 from servicetrail.store.merkle_log import _write_leaves
-
-
-def logs_made(engine, family: str, *months: str) -> None:
-    """PostgreSQL: the logs' partitions of these months, as the months' first entries make
-    them (store.log_partitions), for leaves written here with no entries."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            attach_log_months(conn, family, set(months))
+from tests.store.log_fixtures import logs_made
 
 
 def leaf_rows() -> list[tuple[object, ...]]:

@@ -5,21 +5,16 @@ checkpoint, after which `log verify` still finds nothing wrong."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from servicetrail.domain.checkpoint import b64
-from servicetrail.domain.model import SatRecord
 from servicetrail.domain.times import parse_time
-from servicetrail.signing import Signer, signer_for
 from servicetrail.store import migrate
 from servicetrail.store.log_audit import audit
-from servicetrail.store.log_kept import Kept, kept_checkpoints
 from servicetrail.store.log_tables import (
     log_checkpoint,
     log_leaf,
@@ -34,14 +29,15 @@ from servicetrail.store.writer import Conflict, append_records
 from tests.conftest import Cli
 from tests.intruder import intrude
 from tests.personas import load_personas, starts_with_personas
-from tests.store.test_merkle_log import check_every_leaf
-from tests.store.revisions import todays_writers
-from tests.store.test_migrations import store_at
-
-
-def store_key(engine: Engine) -> Signer:
-    """The store's signing key, as retention loads it (the tests' key, made at the start)."""
-    return signer_for(engine.url.render_as_string(hide_password=False))
+from tests.store.log_fixtures import check_every_leaf, records_in, store_key
+from tests.store.retired_trail import (
+    OLD_MONTHS,
+    kept_of,
+    sealed_trail,
+    unsigned,
+    wiped_as_retention_wipes,
+)
+from tests.store.revisions import store_at, todays_writers
 
 
 def test_0009_salts_and_queues_the_records_already_stored(db_at_revision):
@@ -257,7 +253,7 @@ def test_a_month_dropped_by_hand_with_its_records_only_queued_is_named_and_refus
 
     with monkeypatch.context() as queueing, pg_engine.begin() as conn:
         queueing.setattr(merkle_log, "_family_queued", lambda conn, family: True)
-        append_records(conn, _records_in(("2025-04",)))
+        append_records(conn, records_in(("2025-04",)))
     with pg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(log_leaf)).scalar() == 0
     with pg_engine.begin() as conn:
@@ -323,7 +319,7 @@ def test_retention_seals_the_leaves_of_the_months_it_drops_first(
     first with the store's key; without the key at hand, it drops nothing."""
     import os
 
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     monkeypatch.chdir(tmp_path)
     load_personas(pg_engine)
@@ -396,67 +392,6 @@ def test_retention_keeps_a_month_whose_records_wait_in_the_logs_queue(
 
 # --- signed retirements (audit 46d) -------------------------------------------------------
 
-_SENDER, _DEVICE = "90-B3-D5-1F-30-01-00-02", "00-DB-12-34-56-78-90-A2"
-_OLD_MONTHS = ("2025-01", "2025-02", "2025-03")
-
-
-def _this_month() -> str:
-    now = datetime.now(UTC)
-    return f"{now.year:04d}-{now.month:02d}"
-
-
-def _records_in(months: tuple[str, ...], each: int = 3) -> list[SatRecord]:
-    """`each` requests on the first day of every month given."""
-    return [
-        SatRecord(
-            logged_at=parse_time(f"{month}-01T00:00:00Z") + timedelta(seconds=i),
-            kind="request",
-            request_id=f"{_SENDER}:{_DEVICE}:{n * each + i + 1}",
-            srv="4.1.1",
-            user_id=_SENDER,
-            device_id=_DEVICE,
-            response_code="",
-            payload=f"<body>{month} {i}</body>",
-        )
-        for n, month in enumerate(months)
-        for i in range(each)
-    ]
-
-
-def _sealed_trail(engine: Engine) -> None:
-    """Records in three old months and the current one, sealed."""
-    with engine.begin() as conn:
-        append_records(conn, _records_in((*_OLD_MONTHS, _this_month())))
-    seal_store(engine)
-
-
-def _wiped_as_retention_wipes(engine: Engine) -> None:
-    """What an intruder with the database does to every month before the current one: what
-    retention does, leaves, tiles and partitions gone, checkpoints left."""
-    from tests.intruder import intrude
-
-    with engine.connect() as conn:
-        old = sorted(m for m in existing_months(conn) if f"{m[0]:04d}-{m[1]:02d}" < _this_month())
-    intrude(
-        engine,
-        *(
-            (f"DELETE FROM {table} WHERE month < :m", {"m": _this_month()})
-            for table in ("log_leaf", "log_node", "log_pending")
-        ),
-        *(
-            (f"DROP TABLE {table}_p{year:04d}_{number:02d}", {})
-            for year, number in old
-            for table in ("sat_record", "sat_payload", "sat_visibility")
-        ),
-    )
-
-
-def _unsigned(month: str, size: int = 3) -> str:
-    return (
-        f"log servicetrail/sat/{month} has no leaves, but checkpoints up to size {size}, "
-        "and no signed retirement"
-    )
-
 
 def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine, pg_url, tmp_path):
     """And drops the months' leaves and tiles whole, their partitions, deleting no row:
@@ -466,7 +401,7 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine,
 
     from servicetrail.domain.checkpoint import BY_RETENTION
 
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = {c.origin: c for c in latest_checkpoints(conn)}
     said: list[str] = []
@@ -478,15 +413,15 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine,
         notes = dict(conn.execute(select(log_retirement.c.month, log_retirement.c.note)).all())
         left = set(conn.execute(text("SELECT relname FROM pg_class")).scalars())
     assert (
-        not {f"{t}_sat_p{m[:4]}_{m[5:]}" for t in ("log_leaf", "log_node") for m in _OLD_MONTHS}
+        not {f"{t}_sat_p{m[:4]}_{m[5:]}" for t in ("log_leaf", "log_node") for m in OLD_MONTHS}
         & left
     )
-    assert sorted(notes) == list(_OLD_MONTHS)
+    assert sorted(notes) == list(OLD_MONTHS)
     origin = "servicetrail/sat/2025-01"
     assert notes["2025-01"].startswith(
         f"servicetrail retired\n{origin}\n3\n{b64(kept[origin].root)}\n{BY_RETENTION}\n\n"
     )
-    kept_notes = _kept_of(pg_engine, [c.note for c in kept.values()])
+    kept_notes = kept_of(pg_engine, [c.note for c in kept.values()])
     verified = audit(pg_engine, "servicetrail/sat", kept=kept_notes)
     assert (verified.findings, verified.notes) == ([], [])  # removed by retention: the rule
     # a store upgraded with retirements signed before they said how (62d): not a guess; a
@@ -538,11 +473,6 @@ def test_retention_signs_each_months_retirement_and_log_verify_passes(pg_engine,
     assert lines[0]["retired_at"].endswith("Z")
 
 
-def _kept_of(engine: Engine, notes: list[str]) -> Kept:
-
-    return kept_checkpoints(notes, "servicetrail/sat", {store_key(engine).verifier_key})
-
-
 def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     """Signed by a key of the intruder's own (listed among the store's keys), or by the
     store's key over another size or root, or a true one edited: each month is named."""
@@ -552,7 +482,7 @@ def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     from tests import rfc9162
     from tests.intruder import intrude
 
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.begin() as conn:
         drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
         last = {c.month: c for c in latest_checkpoints(conn)}
@@ -579,7 +509,7 @@ def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     )
     trusted = {store.verifier_key}
     assert audit(pg_engine, "servicetrail/sat", trusted).findings == [
-        _unsigned(month) for month in _OLD_MONTHS
+        unsigned(month) for month in OLD_MONTHS
     ]
 
 
@@ -591,7 +521,7 @@ def test_retention_without_the_key_drops_nothing_even_of_sealed_months(
     import os
 
     monkeypatch.chdir(tmp_path)
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     cli = Cli(pg_url, tmp_path)
     stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
     use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "elsewhere.key")
@@ -621,9 +551,9 @@ def retired_before_0022(pg_at_revision, tmp_path, monkeypatch):
     try:
         with todays_writers(engine):
             with engine.begin() as conn:
-                append_records(conn, _records_in(_OLD_MONTHS))
+                append_records(conn, records_in(OLD_MONTHS))
             seal_store(engine)
-        _wiped_as_retention_wipes(engine)
+        wiped_as_retention_wipes(engine)
         yield url, engine
     finally:
         engine.dispose()
@@ -649,7 +579,7 @@ def test_db_upgrade_signs_the_retirements_of_months_dropped_before_only_those_na
     assert "signed the" not in said
     found = cli("log", "verify")
     assert found.exit_code == 1
-    assert found.stdout.splitlines() == [_unsigned(month) for month in _OLD_MONTHS]
+    assert found.stdout.splitlines() == [unsigned(month) for month in OLD_MONTHS]
     assert cli("db", "upgrade", "--sign-retirements", "2025-13").exit_code == 2
     stores_key = os.environ["SERVICETRAIL_SIGNING_KEY"]
     monkeypatch.setenv("SERVICETRAIL_SIGNING_KEY", str(tmp_path / "absent.key"))
@@ -700,10 +630,10 @@ def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, m
     from tests.intruder import intrude
 
     monkeypatch.chdir(tmp_path)
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = [c.note for c in latest_checkpoints(conn)]
-    _wiped_as_retention_wipes(pg_engine)
+    wiped_as_retention_wipes(pg_engine)
     intrude(
         pg_engine,
         *(
@@ -712,13 +642,13 @@ def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, m
                 "VALUES ('', 'sat', :m, NULL, now())",
                 {"m": month},
             )
-            for month in _OLD_MONTHS
+            for month in OLD_MONTHS
         ),
     )
     unasked = Cli(pg_url, tmp_path)("db", "upgrade")
     assert unasked.exit_code == 0 and "signed the" not in unasked.stderr, unasked.output
-    wanted = [_unsigned(month) for month in _OLD_MONTHS]
-    assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted
+    wanted = [unsigned(month) for month in OLD_MONTHS]
+    assert audit(pg_engine, "servicetrail/sat", kept=kept_of(pg_engine, kept)).findings == wanted
 
 
 def test_a_dry_run_without_the_key_says_a_run_would_drop_nothing(
@@ -729,7 +659,7 @@ def test_a_dry_run_without_the_key_says_a_run_would_drop_nothing(
     retirements."""
 
     monkeypatch.chdir(tmp_path)
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     cli = Cli(pg_url, tmp_path)
     use_settings(SERVICETRAIL_SIGNING_KEY=tmp_path / "elsewhere.key")
     dry = cli("retention", "--keep-months", "1", "--dry-run")

@@ -14,14 +14,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.merkle_log import add_leaves
-from tests.store.test_log_copy import logs_made
+from tests.store.log_fixtures import leaves, logs_made
 
 STALE_MONTH, NEW_MONTH = "2025-01", "2025-02"
 NEW_LEAVES = 20_000
-
-
-def leaves(first_id: int, count: int, month: str) -> list[tuple[int, str, bytes, None]]:
-    return [(first_id + i, month, (first_id + i).to_bytes(32, "big"), None) for i in range(count)]
 
 
 def sent_by_next_batch(engine: Engine) -> list[tuple[str, Any]]:
@@ -119,12 +115,12 @@ def test_log_verifys_read_of_the_records_probes_each_ones_leaf(pg_engine):
     20,000 records took 22 s instead of 0.6. Each record's leaf is an index probe."""
     from servicetrail.store.log_records import _POSTGRES_LEAVES, probes_each
     from servicetrail.store.writer import append_records
-    from tests.store.test_log_lifecycle import _records_in
+    from tests.store.log_fixtures import records_in
 
     # a year's months kept, each with its records and leaves, as an ingest stores them
     months = tuple(f"2024-{month:02d}" for month in range(1, 13))
     with pg_engine.begin() as conn:
-        append_records(conn, _records_in(months, each=200))
+        append_records(conn, records_in(months, each=200))
     with pg_engine.begin() as conn:  # the trail's statistics taken, the new leaves' not yet
         conn.execute(text("ANALYZE sat_record, sat_payload"))
     with pg_engine.begin() as conn:

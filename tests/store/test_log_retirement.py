@@ -2,21 +2,20 @@
 signs only a month that retention dropped before it signed retirements, never one an
 intruder's row names that is still whole.
 
-The trail, the key and the intruder's wipe are test_log_lifecycle's; `db upgrade`'s own
-words about them are tested there too."""
+The trail and the intruder's wipe are tests/store/retired_trail.py's; `db upgrade`'s own
+words about them are tested in test_log_lifecycle."""
 
 from __future__ import annotations
 
 from servicetrail.store.log_audit import audit
 from servicetrail.store.log_tree import latest_checkpoints
-from tests.store.test_log_lifecycle import (
-    _OLD_MONTHS,
-    _kept_of,
-    _sealed_trail,
-    _this_month,
-    _unsigned,
-    _wiped_as_retention_wipes,
-    store_key,
+from tests.store.log_fixtures import store_key, this_month
+from tests.store.retired_trail import (
+    OLD_MONTHS,
+    kept_of,
+    sealed_trail,
+    unsigned,
+    wiped_as_retention_wipes,
 )
 
 
@@ -31,7 +30,7 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
     )
     from tests.intruder import intrude
 
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = [c.note for c in latest_checkpoints(conn)]
     intrude(
@@ -42,17 +41,17 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
                 "VALUES ('', 'sat', :m, NULL, now())",
                 {"m": month},
             )
-            for month in (*_OLD_MONTHS, _this_month())
+            for month in (*OLD_MONTHS, this_month())
         ),
     )
     with pg_engine.begin() as conn:
         assert retirements_unsigned(conn) == []
         assert (
             sign_earlier_retirements(
-                conn, store_key(pg_engine), log_prefix(), (*_OLD_MONTHS, _this_month())
+                conn, store_key(pg_engine), log_prefix(), (*OLD_MONTHS, this_month())
             )
             == []
         )
-    _wiped_as_retention_wipes(pg_engine)
-    wanted = [_unsigned(month) for month in _OLD_MONTHS]
-    assert audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings == wanted
+    wiped_as_retention_wipes(pg_engine)
+    wanted = [unsigned(month) for month in OLD_MONTHS]
+    assert audit(pg_engine, "servicetrail/sat", kept=kept_of(pg_engine, kept)).findings == wanted

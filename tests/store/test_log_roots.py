@@ -4,7 +4,7 @@ retirement the store's key signed (a month dropped by hand, the current month, a
 wipe of every old one are named), and a retired month's checkpoints deleted, or the month
 brought back and added to, are named by its signed retirement.
 
-The trail and the retention they start from are test_log_lifecycle's."""
+The trail and the retention they start from are tests/store/retired_trail.py's."""
 
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_older_than, existing_months
 from servicetrail.store.writer import append_records
 from tests.personas import load_personas, starts_with_personas
-from tests.store.test_log_lifecycle import (
-    _OLD_MONTHS,
-    _kept_of,
-    _records_in,
-    _sealed_trail,
-    _unsigned,
-    _wiped_as_retention_wipes,
-    store_key,
+from tests.store.log_fixtures import records_in, store_key
+from tests.store.retired_trail import (
+    OLD_MONTHS,
+    kept_of,
+    sealed_trail,
+    unsigned,
+    wiped_as_retention_wipes,
 )
 
 
@@ -67,7 +66,7 @@ def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine)
     trail wiped whole (audit 46d)."""
     now = datetime.now(UTC)
     month = f"{now.year:04d}-{now.month:02d}"
-    batch = _records_in((month,))
+    batch = records_in((month,))
     with pg_engine.begin() as conn:
         append_records(conn, batch)
     seal_store(pg_engine)
@@ -84,13 +83,13 @@ def test_the_current_month_dropped_whole_is_never_taken_for_retention(pg_engine)
 def test_an_intruders_wipe_of_the_months_before_the_current_one_is_named(pg_engine):
     """Audit 46d: leaves, tiles and partitions of every month before the current one dropped,
     checkpoints left, passed `log verify` as retention's, even against kept checkpoints."""
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.connect() as conn:
         kept = [c.note for c in latest_checkpoints(conn)]
-    _wiped_as_retention_wipes(pg_engine)
-    wanted = [_unsigned(month) for month in _OLD_MONTHS]
+    wiped_as_retention_wipes(pg_engine)
+    wanted = [unsigned(month) for month in OLD_MONTHS]
     assert audit(pg_engine, "servicetrail/sat").findings == wanted
-    found = audit(pg_engine, "servicetrail/sat", kept=_kept_of(pg_engine, kept)).findings
+    found = audit(pg_engine, "servicetrail/sat", kept=kept_of(pg_engine, kept)).findings
     assert found == wanted
 
 
@@ -99,7 +98,7 @@ def test_checkpoints_deleted_after_retention_are_named_by_its_signed_retirement(
     without --checkpoints, though the signed retirement says the log reached size 3."""
     from tests.intruder import intrude
 
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     with pg_engine.begin() as conn:
         drop_older_than(conn, keep_months=0, signer=store_key(pg_engine))
     intrude(pg_engine, ("DELETE FROM log_checkpoint WHERE month = '2025-02'", {}))
@@ -114,12 +113,12 @@ def test_a_kept_checkpoint_deleted_below_a_retired_months_last_is_named(pg_engin
     month with leaves has named as deleted."""
     from tests.intruder import intrude
 
-    for record in _records_in(_OLD_MONTHS):  # one seal a record: checkpoints 1, 2, 3
+    for record in records_in(OLD_MONTHS):  # one seal a record: checkpoints 1, 2, 3
         with pg_engine.begin() as conn:
             append_records(conn, [record])
         seal_store(pg_engine)
     with pg_engine.connect() as conn:
-        kept = _kept_of(
+        kept = kept_of(
             pg_engine,
             list(
                 conn.execute(
@@ -141,7 +140,7 @@ def test_a_retired_month_brought_back_and_added_to_is_named(pg_engine):
     retirement at 3): `log verify` found nothing."""
     from tests.intruder import intrude
 
-    _sealed_trail(pg_engine)
+    sealed_trail(pg_engine)
     tables = ("sat_record", "sat_payload", "sat_visibility", "log_leaf", "log_node")
     copied = [
         (f"CREATE TABLE copy_{t} AS SELECT * FROM {t} WHERE {w}", {})
@@ -176,7 +175,7 @@ def test_a_retired_month_brought_back_and_added_to_is_named(pg_engine):
         *((f"INSERT INTO {t} SELECT * FROM copy_{t}", {}) for t in tables),
     )
     with pg_engine.begin() as conn:
-        append_records(conn, _records_in(("2025-03",), each=4)[3:])
+        append_records(conn, records_in(("2025-03",), each=4)[3:])
     seal_store(pg_engine)
     assert audit(pg_engine, "servicetrail/sat").findings == [
         "log servicetrail/sat/2025-03 was retired at size 3, but has 4 leaves"

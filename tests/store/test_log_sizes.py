@@ -5,8 +5,6 @@ are dropped by the seal, unsigned."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import delete, func, select, text
 
 from servicetrail import signing
@@ -17,26 +15,7 @@ from servicetrail.store.log_sizes import list_unlisted_logs
 from servicetrail.store.log_tables import log_checkpoint, log_retirement, log_unsealed
 from servicetrail.store.log_tree import latest_checkpoint
 from servicetrail.store.merkle_log import add_leaves, seal_store
-from servicetrail.store.partitions import ensure_months
-from tests.store.test_log_copy import logs_made
-
-MONTHS = ("2025-01", "2025-02")
-
-
-def leaves(first: int, count: int, month: str) -> list[tuple[int, str, bytes, None]]:
-    return [(first + i, month, (first + i).to_bytes(32, "big"), None) for i in range(count)]
-
-
-def sealed_logs(engine) -> None:
-    """Two record logs of three leaves each, sealed; on PostgreSQL with their months'
-    partitions of the trail (`db check` names a log whose records' partitions are gone)."""
-    if engine.dialect.name == "postgresql":
-        ensure_months(engine, [datetime(2025, month, 15, tzinfo=UTC) for month in (1, 2)])
-    logs_made(engine, "sat", *MONTHS)
-    with engine.begin() as conn:
-        for number, month in enumerate(MONTHS):
-            add_leaves(conn, "sat", leaves(100 * number + 1, 3, month))
-    assert len(seal_store(engine)) == 2
+from tests.store.log_fixtures import SEALED_MONTHS, leaves, logs_made, sealed_logs
 
 
 def listed(engine) -> list[tuple[str, str]]:
@@ -51,26 +30,26 @@ def test_leaves_appended_unlisted_are_listed_then_signed_by_the_next_seal(engine
     walk lists it, once, and the seal then signs the leaves."""
     sealed_logs(engine)
     with engine.begin() as conn:  # the state an older process leaves: leaves, no listing
-        add_leaves(conn, "sat", leaves(1_000, 2, MONTHS[0]))
+        add_leaves(conn, "sat", leaves(1_000, 2, SEALED_MONTHS[0]))
         conn.execute(delete(log_unsealed))
     assert seal_store(engine) == []  # the gap: no seal looks at it
-    assert list_unlisted_logs(engine) == [("sat", MONTHS[0])]
+    assert list_unlisted_logs(engine) == [("sat", SEALED_MONTHS[0])]
     assert list_unlisted_logs(engine) == []  # listed already: said once
     sealed = seal_store(engine)
-    assert [(s.origin.split("/")[-1], s.size) for s in sealed] == [(MONTHS[0], 5)]
+    assert [(s.origin.split("/")[-1], s.size) for s in sealed] == [(SEALED_MONTHS[0], 5)]
     with engine.connect() as conn:
-        assert latest_checkpoint(conn, "sat", MONTHS[0]).size == 5
-        assert latest_checkpoint(conn, "sat", MONTHS[1]).size == 3
+        assert latest_checkpoint(conn, "sat", SEALED_MONTHS[0]).size == 5
+        assert latest_checkpoint(conn, "sat", SEALED_MONTHS[1]).size == 3
     assert listed(engine) == []
 
 
 def test_a_log_never_sealed_and_unlisted_is_listed_too(engine):
     """Leaves with no checkpoint at all (an older ingest stopped before its first seal)."""
-    logs_made(engine, "sat", MONTHS[0])
+    logs_made(engine, "sat", SEALED_MONTHS[0])
     with engine.begin() as conn:
-        add_leaves(conn, "sat", leaves(1, 4, MONTHS[0]))
+        add_leaves(conn, "sat", leaves(1, 4, SEALED_MONTHS[0]))
         conn.execute(delete(log_unsealed))
-    assert list_unlisted_logs(engine) == [("sat", MONTHS[0])]
+    assert list_unlisted_logs(engine) == [("sat", SEALED_MONTHS[0])]
     assert [s.size for s in seal_store(engine)] == [4]
 
 
@@ -93,9 +72,9 @@ def test_retirement_removes_the_logs_row(pg_engine):
     engine = pg_engine
     sealed_logs(engine)
     with engine.begin() as conn:
-        add_leaves(conn, "sat", leaves(1_000, 1, MONTHS[0]))
-    assert listed(engine) == [("sat", MONTHS[0])]
-    retired(engine, MONTHS[0])
+        add_leaves(conn, "sat", leaves(1_000, 1, SEALED_MONTHS[0]))
+    assert listed(engine) == [("sat", SEALED_MONTHS[0])]
+    retired(engine, SEALED_MONTHS[0])
     assert listed(engine) == []
     assert seal_store(engine) == []
 
@@ -107,9 +86,9 @@ def test_a_row_naming_a_retired_log_is_dropped_by_the_seal_unsigned(pg_engine):
     not list it again."""
     engine = pg_engine
     sealed_logs(engine)
-    retired(engine, MONTHS[0])
+    retired(engine, SEALED_MONTHS[0])
     with engine.begin() as conn:
-        conn.execute(log_unsealed.insert().values(family="sat", month=MONTHS[0]))
+        conn.execute(log_unsealed.insert().values(family="sat", month=SEALED_MONTHS[0]))
         checkpoints = conn.execute(select(func.count()).select_from(log_checkpoint)).scalar()
     assert seal_store(engine) == []
     assert listed(engine) == []

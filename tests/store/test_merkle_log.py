@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 import psycopg
 import pytest
@@ -15,78 +14,17 @@ from sqlalchemy import func, select
 from servicetrail import signing
 from servicetrail.signing import log_prefix
 from servicetrail.domain import merkle
-from servicetrail.domain.model import SatRecord
-from servicetrail.domain.times import parse_time
 from servicetrail.store.engine import open_store
-from servicetrail.store.log_records import sealed_leaf_of
 from servicetrail.store.log_tables import log_leaf, log_node, log_pending, log_unsealed
 from servicetrail.store.log_tree import (
     TILE,
     StoredTree,
     checkpoint_at,
-    latest_checkpoint,
-    leaf_place,
 )
 from servicetrail.store.merkle_log import add_leaves, seal, seal_store
-from servicetrail.store.writer import append_records
 from tests import rfc9162
 from tests.personas import load_personas, starts_with_personas
-
-START = parse_time("2025-01-31T23:00:00Z")
-
-
-def records(count: int, first: int = 0) -> list[SatRecord]:
-    """`count` requests, ten minutes apart from START + first * 10 minutes (so they cross
-    from January into February)."""
-    return [
-        SatRecord(
-            logged_at=START + timedelta(minutes=10 * (first + i)),
-            kind="request",
-            request_id=f"90-B3-D5-1F-30-01-00-01:00-DB-12-34-56-78-90-A1:{first + i + 1}",
-            srv="4.1.1",
-            user_id="90-B3-D5-1F-30-01-00-01",
-            device_id="00-DB-12-34-56-78-90-A1",
-            response_code="",
-            payload=f"<body>{first + i}</body>",
-        )
-        for i in range(count)
-    ]
-
-
-def append(engine, batch):
-    with engine.begin() as conn:
-        append_records(conn, batch)
-
-
-def verifier_key(engine) -> str:
-    return signing.signer_for(str(engine.url)).verifier_key
-
-
-def check_every_leaf(engine) -> int:
-    """Every stored record's inclusion proof against its log's latest checkpoint, through
-    the independent verifier; returns how many were checked."""
-    key = verifier_key(engine)
-    checked = 0
-    signed: dict[str, tuple[int, bytes]] = {}  # a month's latest checkpoint, checked once
-    with engine.connect() as conn:
-        ids = conn.execute(select(log_leaf.c.entry_id)).scalars().all()
-        for record_id in ids:
-            place = leaf_place(conn, "sat", record_id)
-            sealed = sealed_leaf_of(conn, record_id)
-            leaf = sealed.leaf
-            assert (sealed.month, sealed.index) == (place.month, place.index)
-            if place.month not in signed:
-                checkpoint = latest_checkpoint(conn, "sat", place.month)
-                origin, size, root = rfc9162.check_checkpoint(checkpoint.note, key)
-                assert origin == f"servicetrail/sat/{place.month}"
-                signed[place.month] = (size, root)
-            size, root = signed[place.month]
-            proof = StoredTree(conn, "sat", place.month).inclusion(place.index, size)
-            data = rfc9162.canonical(leaf)
-            leaf_hash = rfc9162.sha256(b"\x00" + data)
-            assert rfc9162.rfc_inclusion_ok(place.index, size, leaf_hash, proof, root)
-            checked += 1
-    return checked
+from tests.store.log_fixtures import append, check_every_leaf, records, verifier_key
 
 
 @starts_with_personas
@@ -318,7 +256,7 @@ def test_a_reads_seal_reads_each_log_once(engine):
     from servicetrail.domain.access_log import Reader, Tally
     from servicetrail.store.access_log import append_entry
     from tests.personas import NORTHPOWER
-    from tests.store.test_log_copy import logs_made
+    from tests.store.log_fixtures import logs_made
 
     months = [f"2025-{m:02d}" for m in range(1, 7)]
     logs_made(engine, "sat", *months)

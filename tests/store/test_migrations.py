@@ -17,7 +17,7 @@ from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
 from tests.conftest import Cli
 from tests.personas import load_personas, starts_with_personas
-from tests.store.revisions import before_the_head, todays_writers
+from tests.store.revisions import before_the_head, store_at, todays_writers
 
 
 def test_the_code_knows_the_migrations_head() -> None:
@@ -86,18 +86,6 @@ def test_reopening_an_up_to_date_store_keeps_its_data(db_url: str) -> None:
         assert count == len(world.records)
     finally:
         again.dispose()
-
-
-def store_at(db_url: str, when: datetime) -> Engine:
-    """The store at `db_url`, at an older revision as that servicetrail left it (see
-    tests/store/revisions.py), with (PostgreSQL) the partitions of `when`'s month: for rows a
-    test writes by hand at that schema."""
-    from servicetrail.store.partitions import ensure_months
-
-    engine = make_engine(db_url)
-    if engine.dialect.name != "sqlite":
-        ensure_months(engine, [when])
-    return engine
 
 
 def test_an_empty_store_is_built_at_the_current_schema_without_asking(empty_db_url: str) -> None:
@@ -185,7 +173,7 @@ def _logs_sealed_grown_and_never_sealed(engine: Engine) -> list[str]:
     from servicetrail.domain.times import months_from
     from servicetrail.store.merkle_log import add_leaves, seal_store
     from servicetrail.store.partitions import ensure_months
-    from tests.store.test_log_plans import leaves
+    from tests.store.log_fixtures import leaves
 
     now = datetime.now(UTC)
     if engine.dialect.name == "postgresql":  # the records' partitions, with the logs': these
@@ -743,12 +731,18 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
     from servicetrail.store.partitions import drop_months
     from servicetrail.store.writer import append_records
     from tests.intruder import intrude
-    from tests.store.test_access_retention import OLD, PREFIX, _entries, _this_month
-    from tests.store.test_log_lifecycle import _records_in, store_key
+    from tests.store.log_fixtures import (
+        OLD,
+        PREFIX,
+        access_entries,
+        records_in,
+        store_key,
+        this_month,
+    )
 
     engine = open_store(pg_url)
     bare = make_engine(pg_url)  # see test_0020: the store's own engine watches its revision
-    months = (*OLD, _this_month())
+    months = (*OLD, this_month())
     tables = ("access_log", "log_leaf", "log_node")
     rows = {
         "access_log": "SELECT id, at, party_id, filters FROM access_log ORDER BY id",
@@ -763,8 +757,8 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
     )
     try:
         with engine.begin() as conn:
-            append_records(conn, _records_in(months))
-        _entries(engine, monkeypatch, months, each=2)
+            append_records(conn, records_in(months))
+        access_entries(engine, monkeypatch, months, each=2)
         seal_store(engine)
         with bare.connect() as conn:
             before = {t: conn.execute(text(rows[t])).all() for t in tables}
@@ -783,7 +777,7 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
             for month in months:
                 name = f"log_leaf_{family}_p{month[:4]}_{month[5:]}"
                 assert "autovacuum_analyze_threshold=50000" in held[name]
-        _entries(engine, monkeypatch, (_this_month(),), each=1)  # the same sequence
+        access_entries(engine, monkeypatch, (this_month(),), each=1)  # the same sequence
         with bare.connect() as conn:
             newest = conn.execute(text("SELECT max(id) FROM access_log")).scalar_one()
             assert newest == len(before["access_log"]) + 1

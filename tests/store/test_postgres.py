@@ -22,7 +22,7 @@ from servicetrail.store.queries import iter_search, viewer_for
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from servicetrail.store.partitions import _add_months, ensure_months
 from tests.personas import starts_with_personas
-from tests.store.test_log_lifecycle import store_key
+from tests.store.log_fixtures import store_key
 
 UTC = timezone.utc
 

@@ -29,8 +29,7 @@ from servicetrail.store.engine import StoreError, make_engine, open_store
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.writer import append_records
 from tests.conftest import Cli
-from tests.store.test_access_retention import _entries
-from tests.store.test_log_lifecycle import _records_in
+from tests.store.log_fixtures import access_entries, records_in
 
 MONTHS = ("2025-01", "2025-02", "2025-03")
 LOGS = {
@@ -165,9 +164,9 @@ def at_0027(pg_server) -> Iterator[str]:
     engine = open_store(source)
     try:
         with engine.begin() as conn:
-            append_records(conn, _records_in(MONTHS, each=500))
+            append_records(conn, records_in(MONTHS, each=500))
         with pytest.MonkeyPatch.context() as monkeypatch:
-            _entries(engine, monkeypatch, MONTHS, each=20)
+            access_entries(engine, monkeypatch, MONTHS, each=20)
         seal_store(engine)
     finally:
         engine.dispose()

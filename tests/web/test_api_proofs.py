@@ -15,7 +15,7 @@ from servicetrail.web.app import create_app
 from tests import personas as P
 from tests import rfc9162
 from tests.intruder import intrude, re_sign_a_checkpoint
-from tests.store.test_merkle_log import append, records
+from tests.store.log_fixtures import append, records
 from tests.personas import starts_with_personas
 
 

@@ -183,7 +183,7 @@ def test_the_how_to_page_names_the_record_it_was_opened_from(engine, world, shar
 def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, shared_id):
     """The page's last step needed an API token, which only the operator's command line makes
     (audit 43c): the screen gives the same files, checked here with the RFC 9162 verifier."""
-    from tests.store.test_merkle_log import append, records
+    from tests.store.log_fixtures import append, records
 
     client = signed_in(engine, P.SOUTHENERGY)
     client.get("/")  # a read: an access-log entry, sealed with the rest, which must not show
