@@ -53,8 +53,8 @@ def test_a_log_never_sealed_and_unlisted_is_listed_too(engine):
     assert [s.size for s in seal_store(engine)] == [4]
 
 
-# Retention is PostgreSQL's alone (SQLite's leaves are append-only to its triggers, which
-# refuse retire_month's delete): a retired log is PostgreSQL's
+# Retention is PostgreSQL's alone (retire_month refuses SQLite, which keeps its logs whole):
+# a retired log is PostgreSQL's
 
 
 def retired(engine, month: str) -> None:

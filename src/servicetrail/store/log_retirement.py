@@ -32,7 +32,7 @@ from ..domain.checkpoint import (
 from ..domain.times import format_time
 from ..signing import Signer, ed25519_check
 from .log_records import FAMILY as RECORD_FAMILY
-from .log_tables import log_leaf, log_node, log_pending, log_retirement, log_unsealed
+from .log_tables import log_leaf, log_pending, log_retirement, log_unsealed
 from .log_tree import any_text, latest_checkpoint
 from .merkle_log import FAMILIES, family_named, lock_family, lock_sealing, remember_key
 
@@ -52,15 +52,18 @@ def retire_month(
     takes no month for retired without one: audit 46d) with how its records went (`by_hand`:
     their partitions were dropped by hand before this retention; domain.checkpoint.BY_HAND),
     and remove its queue and its log_unsealed row (its checkpoints stay). Its leaves and
-    tiles: on PostgreSQL partitions of their own, which the caller drops whole with the
-    month's entries (store.log_partitions; deleted here row by row, a month at 700 reads a
-    second took over an hour: finding 52b 1); on SQLite, deleted here. The family's lock
-    keeps a writer from appending to the month meanwhile."""
+    tiles are partitions of their own, which the caller drops whole with the month's entries
+    (store.log_partitions; deleted here row by row, a month at 700 reads a second took over
+    an hour: finding 52b 1). The family's lock keeps a writer from appending to the month
+    meanwhile. PostgreSQL's only, as retention is (the CLI refuses it on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        # a SQLite store keeps its trail and its logs whole (its triggers refuse a leaf's
+        # delete), and no caller retires one of its months: drop_older_than reads
+        # PostgreSQL's catalog, drop_access_older_than refuses SQLite
+        raise ValueError("retiring a log's month is PostgreSQL's only: SQLite keeps its logs")
     lock_family(conn, family)
     _sign_retirement(conn, family, month, signer, prefix, BY_HAND if by_hand else BY_RETENTION)
-    marks = (log_pending, log_unsealed)
-    tables = marks if conn.dialect.name == "postgresql" else (log_leaf, log_node, *marks)
-    for table in tables:
+    for table in (log_pending, log_unsealed):
         conn.execute(table.delete().where(table.c.family == family, table.c.month == month))
 
 
