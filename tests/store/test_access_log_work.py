@@ -26,7 +26,7 @@ from servicetrail.domain.visibility import Viewer
 from servicetrail.store.access_log import EntryFilter, entries_page
 from servicetrail.store.access_partitions import ensure_access_months
 from servicetrail.store.access_tables import access_log
-from tests.store.test_lookup_work import postgres_nodes, sqlite_instructions, statements_sent
+from tests.store.work_counted import postgres_nodes, sqlite_instructions, statements_sent
 
 VIEWER, OTHER = "VIEWERP", "OTHERP"
 BUSY = datetime(2027, 6, 1, tzinfo=timezone.utc)  # the other Party's window

@@ -30,7 +30,7 @@ from servicetrail.store.writer import (
     load_user,
 )
 from tests import personas as P
-from tests.store.test_lookup_work import (
+from tests.store.work_counted import (
     postgres_nodes,
     sqlite_instructions,
     statements_sent,

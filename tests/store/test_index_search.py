@@ -14,7 +14,7 @@ from servicetrail.domain.search import Search
 from servicetrail.store.queries import search_page
 from servicetrail.store.writer import append_records
 from tests.personas import ESME_1, SE_IS, SOUTHENERGY, START, load_personas
-from tests.store.test_lookup_work import positional, postgres_nodes, statements_sent
+from tests.store.work_counted import positional, postgres_nodes, statements_sent
 
 
 def test_an_own_request_id_probes_the_viewers_index_for_its_records_alone(

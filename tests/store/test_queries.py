@@ -22,7 +22,7 @@ from servicetrail.store.limits import SearchTooBroad
 from servicetrail.store.read_transaction import time_limit
 from servicetrail.store.queries import get_visible, iter_search, search_page, viewer_for
 from servicetrail.store.writer import append_records
-from tests.store.test_lookup_work import statements_sent
+from tests.store.work_counted import statements_sent
 from tests.personas import (
     ESME_1,
     LOOKER,

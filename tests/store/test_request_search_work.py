@@ -39,7 +39,7 @@ from tests.personas import (
     load_personas,
     starts_with_personas,
 )
-from tests.store.test_lookup_work import (
+from tests.store.work_counted import (
     positional,
     postgres_nodes,
     sqlite_instructions,

@@ -28,7 +28,7 @@ from tests.personas import (
     SOUTHENERGY,
     World,
 )
-from tests.store.test_lookup_work import postgres_nodes, sqlite_instructions, statements_sent
+from tests.store.work_counted import postgres_nodes, sqlite_instructions, statements_sent
 
 MISSING = 10**9  # no watch has this id
 WATCHES_EACH = 200  # enough rows for PostgreSQL's planner to prefer the key's index

@@ -1621,7 +1621,7 @@ def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) 
     """Audit 30c: every page's count walked a hidden backlog (1.15 s a page of 2M events on
     SQLite). Once skipped, the next count's work is that of a Party with no events."""
     from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
-    from tests.store.test_lookup_work import sqlite_instructions, statements_sent
+    from tests.store.work_counted import sqlite_instructions, statements_sent
 
     add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 3000)
@@ -1666,7 +1666,7 @@ def test_the_count_by_watch_walks_the_events_once_whatever_the_watches(world: Wo
     behind a hidden backlog, so that nothing was ever skipped)."""
     from servicetrail.store.watch_sql import unread_by_watch
     from servicetrail.store.watch_events import unread_of_party
-    from tests.store.test_lookup_work import postgres_nodes, statements_sent
+    from tests.store.work_counted import postgres_nodes, statements_sent
 
     for n in range(40):
         add_watch(world, SOUTHENERGY, devices=[ESME_1], name=f"w{n}")

@@ -339,7 +339,7 @@ def test_the_screens_that_show_titles_read_no_payload(engine, world, path) -> No
     """The search and Device pages show no payload, yet read every own one on the page: a
     page of a supplier's own firmware images held 0.8-1.1 GB in the server to send 52-67 KB
     of HTML (audit 30a). No statement a screen sends reads the payloads' table."""
-    from tests.store.test_lookup_work import statements_sent
+    from tests.store.work_counted import statements_sent
 
     browser = signed_in(engine, P.NORTHPOWER)
     with statements_sent(engine) as sent:
