@@ -97,6 +97,32 @@ def test_pages_of_entries_give_each_once(engine, world) -> None:
     assert len(together) == len(set(together)) == 57
 
 
+# a row's time: its exact value, and the day and the clock the screen shows
+SHOWN_TIME = re.compile(r'<time datetime="([^"]+)"><span>([^<]+)</span> <span>([^<]+)</span>')
+
+
+def to_the_millisecond(iso: str) -> str:
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}"
+
+
+def test_an_entrys_time_is_shown_to_the_millisecond_as_a_records_is(engine, world) -> None:
+    """Who looked showed `16:44:34.338544`, the server clock's microseconds, beside Search's
+    `10:02:00.123` (review of the screen, 64d): cut to the millisecond, never rounded up
+    past the instant, and exact in the `datetime` attribute. Three entries, each a
+    transaction's own clock reading: one of them has a part of a millisecond."""
+    for n in range(3):
+        with engine.begin() as conn:
+            append_entries(
+                conn, [(Reader(P.SOUTHENERGY, "cli", "cli"), "search", {"n": n}, Tally())]
+            )
+    page = signed_in(engine, P.SOUTHENERGY).get("/access-log").text
+    shown = SHOWN_TIME.findall(page)
+    assert len(shown) == 3
+    for exact, day, clock in shown:
+        assert f"{day} {clock}" == to_the_millisecond(exact), exact
+
+
 def test_entries_between_two_times(engine, world) -> None:
     south = signed_in(engine, P.SOUTHENERGY)
     south.get("/")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -106,6 +107,22 @@ def test_add_see_events_unread_then_read_and_delete(engine, world) -> None:
         follow_redirects=False,
     )
     assert twice.headers["location"] == "/watches"  # nothing deleted, nothing said
+
+
+def test_an_events_matched_time_is_shown_to_the_millisecond(engine, world) -> None:
+    """ "matched 2026-12-07 16:44:23.586415 UTC", the server clock's microseconds, beside its
+    record's `10:02:00.123` (review of the screen, 64d): cut to the millisecond, exact in
+    the `datetime` attribute. Two matching runs, each its clock's own reading."""
+    client = signed_in(engine, P.SOUTHENERGY)
+    location = add(client).headers["location"]
+    lk_requests(engine, 1, 2)
+    lk_requests(engine, 3, 2)
+    page = client.get(location).text
+    matched = re.findall(r'matched <time datetime="([^"]+)">([^<]+) UTC</time>', page)
+    assert len(matched) == 4
+    for exact, shown in matched:
+        at = datetime.fromisoformat(exact.replace("Z", "+00:00"))
+        assert shown == f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}", exact
 
 
 def test_each_watch_says_its_unread_count_and_the_link_opens_one_with_some(engine, world) -> None:

@@ -91,6 +91,16 @@ def show_time(iso: str) -> str:
     return f"{day} {whole}.{fraction if fraction[3:].strip('0') else fraction[:3]}"
 
 
+def show_clock_time(iso: str) -> str:
+    """A time this server's clock wrote (an access log entry's, a watch event's match), to the
+    millisecond as the records' times are shown: its microseconds are the clock's, no DCC's,
+    and showed `16:44:34.338544` on Who looked beside `10:02:00.123` on Search (review of the
+    screen, 64d). Cut, not rounded, so a time is never shown later than it was; the
+    `datetime` attribute keeps the exact value."""
+    whole, dot, fraction = iso.removesuffix("Z").partition(".")
+    return show_time(f"{whole}.{fraction[:3]}Z" if dot else iso)
+
+
 def show_instant(at: datetime) -> str:
     """A stored time (a Responsibility's bounds) shown as the records' times are: to the
     minute, an interval from 10:00:30.5 read as 10:00 and seemed to take in the records of
@@ -158,6 +168,7 @@ TEMPLATE_GLOBALS = dict(
     code_class=code_class,
     code_legend=legend(),
     show_time=show_time,
+    show_clock_time=show_clock_time,
     show_instant=show_instant,
     kind_labels=KIND_LABELS,
     kind_in_sentence=kind_in_sentence,
