@@ -1351,6 +1351,69 @@ def test_a_phone_header_gives_the_account_two_lines_and_the_menu_one(server: str
     assert abs(meta["y"] + meta["height"] / 2 - sign_out["y"] - sign_out["height"] / 2) < 8
 
 
+# where each of `words` is drawn in the element: its lines, its box, and whether the element
+# that holds it shows the whole of it (not cut by its box)
+WORDS_DRAWN = """(element, words) => words.map(word => {
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const node = walker.currentNode, at = node.data.indexOf(word);
+        if (at < 0) continue;
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + word.length);
+        const rects = [...range.getClientRects()].filter(r => r.width > 0);
+        const holder = node.parentElement;
+        return {
+            word,
+            lines: new Set(rects.map(r => Math.round(r.top))).size,
+            left: Math.min(...rects.map(r => r.left)),
+            right: Math.max(...rects.map(r => r.right)),
+            whole: holder.scrollWidth <= holder.clientWidth + 1,
+        };
+    }
+    throw new Error(word + ': not in the element');
+})"""
+LONG_NAMES = (
+    "Kintyre and Western Isles Utility Supply Services Limited Co",
+    "Ｎｏｒｔｈ　Ｗｅｓｔ — Ærøskøbing‐Łódź Ψηφιακά Δίκτυα 北西電力網 الشبكة الذكية",
+)
+
+
+@pytest.mark.parametrize("name", LONG_NAMES, ids=("60-letters", "odd-unicode"))
+def test_a_long_party_name_leaves_the_code_and_login_whole_on_a_phone(
+    server: str, page, name: str
+) -> None:
+    """Beside a long name the account's code and login had 74 px at 390 px: "KINTYREUTIL"
+    over "· supplier", "NORTHWESTNET" broken as "NORTHWEST" over "NET ·" (review of the
+    screen, 64d). Each is whole on a line of its own, beside Sign out, on the screen."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + "/")  # once, then resized: the widths are the style sheet's alone
+    page.evaluate(
+        """name => { document.querySelector('.party-name bdi').textContent = name;
+        const walker = document.createTreeWalker(
+            document.querySelector('.account-meta'), NodeFilter.SHOW_TEXT);
+        while (walker.nextNode())
+            walker.currentNode.data = walker.currentNode.data.replace('BRIGHT', 'NORTHWESTNET');
+        }""",
+        name,
+    )
+    meta = page.locator(".account-meta")
+    for width in (390, 360, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
+        sign_out = page.locator(".logout button").bounding_box()
+        code, login = meta.evaluate(WORDS_DRAWN, ["NORTHWESTNET", "bright.analyst"])
+        for word in (code, login):
+            assert word["lines"] == 1 and word["whole"], (width, word)
+            assert 0 <= word["left"] and word["right"] <= width, (width, word)
+            # beside Sign out or above it, never under it
+            assert word["right"] <= sign_out["x"] or width > 1000, (width, word, sign_out)
+        name_box = page.locator(".party-name").bounding_box()
+        assert name_box["x"] >= 0 and name_box["x"] + name_box["width"] <= width, width
+        if width != 360:
+            shot(page, f"38-long-name-{'unicode' if name != LONG_NAMES[0] else '60'}-{width}px")
+
+
 def test_the_sign_out_page_wraps_a_long_party_name(server: str, page) -> None:
     """The sign-out page names the Party: 200 letters without a space ran it 1,666 px wide
     (audit 37b)."""
