@@ -6,6 +6,8 @@ with every documented object closed (an undocumented key fails as a missing one 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 import pytest
@@ -135,3 +137,39 @@ def test_whole_numbers_the_routes_parse_are_documented_as_integers(published):
     assert all(
         (s["type"], s["minimum"], s["maximum"]) == ("integer", 1, 2**63 - 1) for s in records
     )
+
+
+# an example a description gives ("such as ...", "or ..."): a date, or a date and time
+EXAMPLE = re.compile(r"(?:such as|or) ([0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9:]+(?:Z|[+-][0-9:]+))?)")
+
+
+def test_a_time_parameter_says_what_to_type_with_examples_the_api_takes(client, published, bearer):
+    """`from` and `to` were "ISO-8601 with offset or a date alone": a standard's number, not
+    what to type, and the same words for both (review of the screen, 64d). Each says whether
+    it is inclusive, and gives a date and a date and time of its own, which the API takes."""
+    document, _ = published
+    described = {
+        (path, p["name"]): p["description"]
+        for path, methods in document["paths"].items()
+        for operation in methods.values()
+        for p in operation.get("parameters", [])
+        if p["name"] in ("from", "to") and "date-time" in json.dumps(p["schema"])
+    }
+    assert {path for path, _ in described} == {
+        "/api/v1/records",
+        "/api/v1/reports/own.csv",
+        "/api/v1/access-log",
+    }
+    examples = {}
+    for (path, name), description in described.items():
+        assert "ISO" not in description, (path, name)
+        assert description.startswith("inclusive: " if name == "from" else "exclusive: ")
+        found = EXAMPLE.findall(description)
+        assert any("T" in e for e in found) and any("T" not in e for e in found), description
+        examples[name] = found
+    assert not set(examples["from"]) & set(examples["to"])  # each its own
+    party = bearer(P.SOUTHENERGY)
+    for name, typed in examples.items():
+        for example in typed:
+            answer = client.get("/api/v1/records", params={name: example}, headers=party)
+            assert answer.status_code == 200, (name, example, answer.text)

@@ -169,19 +169,30 @@ PageCursor = Annotated[
 ]
 
 
-_BOUNDS = "ISO-8601 with offset or a date alone (midnight UTC), in years 1 to 9999 once in UTC"
+# What a client types, each bound with examples of its own: "ISO-8601 with offset" named a
+# standard, not a form (review of the screen, 64d). A time without its offset is refused
+# ("add Z or +01:00", the 422 says): in GB it could be GMT or BST.
+_FROM = (
+    "inclusive: a date, such as 2025-02-10 (from its midnight UTC), or a date and time with "
+    "its UTC offset, such as 2025-02-10T09:30:00Z or 2025-02-10T10:30:00+01:00"
+)
+_TO = (
+    "exclusive: a date, such as 2025-02-11 (before its midnight UTC, so 2025-02-10 is the "
+    "last day in), or a date and time with its UTC offset, such as 2025-02-10T17:00:00Z"
+)
+_YEARS = "; years 1 to 9999 once in UTC"
 
 
 # `from` inclusive and `to` exclusive, here and everywhere (SPEC section 5); the route's own
 # parser (build_search) reads them, so that its 422 names the parameter
-def _bound(name: str, edge: str, schema: Callable[[dict[str, Any]], None]) -> Any:
-    return Query(alias=name, description=f"{edge}, {_BOUNDS}", json_schema_extra=schema)
+def _bound(name: str, words: str, schema: Callable[[dict[str, Any]], None]) -> Any:
+    return Query(alias=name, description=words + _YEARS, json_schema_extra=schema)
 
 
-TimeFrom = Annotated[str | None, _bound("from", "inclusive", optional_time_schema)]
-TimeTo = Annotated[str | None, _bound("to", "exclusive", optional_time_schema)]
-RequiredFrom = Annotated[str, _bound("from", "inclusive", time_schema)]
-RequiredTo = Annotated[str, _bound("to", "exclusive", time_schema)]
+TimeFrom = Annotated[str | None, _bound("from", _FROM, optional_time_schema)]
+TimeTo = Annotated[str | None, _bound("to", _TO, optional_time_schema)]
+RequiredFrom = Annotated[str, _bound("from", _FROM, time_schema)]
+RequiredTo = Annotated[str, _bound("to", _TO, time_schema)]
 
 
 # the names a read of the API or the screen takes, in the order an access-log entry keeps
