@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from datetime import timedelta
+from calendar import monthrange
+from datetime import date, timedelta
 from html import unescape
 from pathlib import Path
 
@@ -835,13 +836,37 @@ def test_search_errors_are_shown_beside_the_field_never_500(
     assert "Check your search" in answer.text and f'href="#f-{field}"' in answer.text
 
 
+TO_EXAMPLE = (
+    "such as 2025-02-11 (up to the end of the 10th), or a date and time, such as 2025-02-10 17:30"
+)
+TIME_HINT = re.compile(r'<span class="hint" id="f-(from|to)-hint">([^<]+)</span>')
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@pytest.mark.parametrize("path", ["/", "/access-log", "/report"])
+def test_the_to_hint_gives_an_example_of_its_own_and_says_what_it_leaves_out(
+    np: TestClient, path: str
+) -> None:
+    """From's hint gave an example, To's none ("exclusive · records before this time"), and
+    a date in To leaves out the day it names (review of the screen, 64d): To's example is
+    its own, and says the last day it takes in."""
+    hints = dict(TIME_HINT.findall(unescape(np.get(path).text)))
+    assert hints["from"].startswith("inclusive · ") and hints["to"].startswith("exclusive · ")
+    from_days, to_days = set(DATE.findall(hints["from"])), DATE.findall(hints["to"])
+    assert len(to_days) == 1 and to_days[0] not in from_days, hints
+    last_day = date.fromisoformat(to_days[0]) - timedelta(days=1)
+    said = f"ends with the {last_day.day}th", f"ends with {last_day:%B}"
+    assert said[last_day.day == monthrange(last_day.year, last_day.month)[1]] in hints["to"]
+
+
 @pytest.mark.parametrize(
     "params, field, example",
     [
         ({"device_id": "zz"}, "device_id", "such as 00-DB-12-34-56-78-90-01."),
         ({"request_id": "1:2"}, "request_id", "such as 90-B3-D5-1F-30-01-03-00:00-DB-12-34-"),
         ({"from": "yesterday"}, "from", "such as 2025-02-10, or a date and time, such as"),
-        ({"to": "2025-02-30"}, "to", "such as 2025-02-10, or a date and time, such as"),
+        # To's own example: From's said nothing of a date in To leaving its day out (64d)
+        ({"to": "2025-02-30"}, "to", TO_EXAMPLE),
         (
             {"from": "2025-03-01 09:30", "to": "2025-02-01"},
             "to",
@@ -1198,7 +1223,7 @@ def test_report_downloads_own_records_only(np: TestClient, world) -> None:
     [
         ({"from": "", "to": "2025-01-01"}, "from", "such as 2025-02-10, or a date and time"),
         ({"from": "2025-02-01", "to": "2025-01-01"}, "to", "a later time, such as 2025-02-02"),
-        ({"from": "2025-02-01", "to": "soon"}, "to", "such as 2025-02-10, or a date and time"),
+        ({"from": "2025-02-01", "to": "soon"}, "to", TO_EXAMPLE),
     ],
 )
 def test_report_form_errors_are_shown(np: TestClient, data, field: str, example: str) -> None:

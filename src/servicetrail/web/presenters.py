@@ -207,7 +207,9 @@ _WRITE_IT_AS = {
     "request_id": "Write it as the sender’s User ID, the Device ID and a counter, such as "
     "90-B3-D5-1F-30-01-03-00:00-DB-12-34-56-78-90-01:1001",
     "from": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
-    "to": "Write a date, such as 2025-02-10, or a date and time, such as 2025-02-10 09:30",
+    # To's own: a date is its midnight, which To leaves out (review of the screen, 64d)
+    "to": "Write a date, such as 2025-02-11 (up to the end of the 10th), or a date and time, "
+    "such as 2025-02-10 17:30",
 }
 
 
