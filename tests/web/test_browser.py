@@ -1414,6 +1414,38 @@ def test_a_long_party_name_leaves_the_code_and_login_whole_on_a_phone(
             shot(page, f"38-long-name-{'unicode' if name != LONG_NAMES[0] else '60'}-{width}px")
 
 
+@pytest.mark.parametrize("name", LONG_NAMES, ids=("60-letters", "odd-unicode"))
+def test_a_name_cut_at_two_lines_ends_in_an_ellipsis_that_is_seen(
+    server: str, page, name: str
+) -> None:
+    """Cut at two lines, a right-aligned name's "…" was drawn past its box and clipped: on a
+    phone the 60-letter name read "Kintyre and Western Isles / Utility Supply Services",
+    its end lost unmarked (review of the screen, 64d). Its two lines as drawn, against the
+    same two lines uncut: they differ by the ellipsis (a name that fits is drawn alike)."""
+    sign_in(page, server, "bright.analyst")
+    page.goto(server + "/")
+    party_name = page.locator(".party-name")
+
+    def drawn(text: str) -> tuple[bytes, bytes]:
+        party_name.evaluate("(e, text) => { e.querySelector('bdi').textContent = text; }", text)
+        box = party_name.bounding_box()
+        two_lines = {**box, "width": width - box["x"]}  # to the screen's edge: what is seen
+        cut = page.screenshot(clip=two_lines)
+        party_name.evaluate("e => { e.style.webkitLineClamp = 'none'; }")
+        uncut = page.screenshot(clip=two_lines)
+        party_name.evaluate("e => { e.style.webkitLineClamp = ''; }")
+        return cut, uncut
+
+    for width in (390, 360):  # beside the brand, and on a row of its own
+        page.set_viewport_size({"width": width, "height": 800})
+        cut, uncut = drawn(name)
+        assert cut != uncut, width
+        fits, alike = drawn("Bright Energy")
+        assert fits == alike, width  # the check sees no ellipsis where there is none
+        drawn(name)
+        shot(page, f"38c-cut-name-{'unicode' if name != LONG_NAMES[0] else '60'}-{width}px")
+
+
 def test_the_sign_out_page_wraps_a_long_party_name(server: str, page) -> None:
     """The sign-out page names the Party: 200 letters without a space ran it 1,666 px wide
     (audit 37b)."""
