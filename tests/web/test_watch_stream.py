@@ -131,7 +131,10 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
                 revoke_tokens(conn, tokens=[secret])
             else:
                 set_disabled(conn, "s-southenergy", True)
-        time.sleep(1.5)  # past the stream's next look at its token
+        # its next look at its token ends it, which gives back its slot: waited for, not a
+        # fixed 1.5 s, which a loaded machine's look (a store read on a thread) outlasted
+        limits = server.app.state.limits
+        assert wait_until(lambda: "stream" not in limits.held(), PATIENCE), limits.held()
         add_requests(engine, 2, 1)
         assert read_events(lines, 1) == []  # the stream ended without sending event 2
 
@@ -313,7 +316,7 @@ def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monke
                 == 204
             )
         if how != "client_leaves":
-            time.sleep(1.5)  # past the stream's next look at its token and its watch
+            # read until the stream's next look at its token and its watch ends it
             assert read_events(lines, 1) == []
 
     def counts() -> list[int]:
@@ -324,7 +327,7 @@ def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monke
                 if e.action == "stream"
             ]
 
-    assert wait_until(lambda: len(counts()) == 2, 10), counts()
+    assert wait_until(lambda: len(counts()) == 2, PATIENCE), counts()
     assert sorted(counts()) == [0, 2]
 
 
