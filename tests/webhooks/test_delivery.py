@@ -1346,7 +1346,10 @@ def test_a_delivery_queued_past_its_first_lease_is_sent_on_it_renewed(engine, wo
     The receiver never answers in time, so each attempt takes its whole limit, and a loaded
     machine only makes the wait longer: with 0.3-s answers (the queue's wait 2.4 s), 1 run
     in 4 at load 27 had one answer past its 0.5-s limit, retried a minute later (session
-    64). A failed attempt is still sent once: its retry is on the schedule (60 s)."""
+    64). A failed attempt is still sent once: its retry is on the schedule (60 s). So the
+    test waits for the worker's eight attempts to end, not for eight to reach the receiver:
+    on a loaded machine an attempt's request may not reach it within the 0.5 s (1 run in 8,
+    session 66), and it is attempted once all the same."""
     from sqlalchemy import text
 
     with Receiver(answer=lambda path, n: (200, 30)) as stuck:
@@ -1356,7 +1359,7 @@ def test_a_delivery_queued_past_its_first_lease_is_sent_on_it_renewed(engine, wo
             engine, schedule=[60], per_host=1, concurrency=1, timeout=0.5, lease_seconds=3
         )
         began = time.monotonic()
-        all_came = run(worker, lambda: len(stuck.received) >= 8, seconds=20)
+        attempted = run(worker, lambda: worker.stats.failed >= 8, seconds=20)
         took = time.monotonic() - began
     sent = [r.headers["webhook-id"] for r in stuck.received]
     with engine.connect() as conn:
@@ -1369,7 +1372,8 @@ def test_a_delivery_queued_past_its_first_lease_is_sent_on_it_renewed(engine, wo
     # all a CI log keeps of a failure: what was sent, in how long, and what the store and
     # the worker say of the rest (64e)
     seen = f"{took:.1f} s, leases {leases}, {worker.stats}, outbox {outbox}, sent {sorted(sent)}"
-    assert all_came and len(sent) == len(set(sent)) == 8 and leases == 8, seen
+    assert attempted and worker.stats.failed == 8 and leases == 8, seen
+    assert len(sent) == len(set(sent)), seen
 
 
 class LeaseLeftAtStart:
