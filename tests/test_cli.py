@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import stat
+import re
 import os
 import shutil
 import socket
@@ -242,6 +243,28 @@ def test_load_help_names_the_reject_file_as_it_is_made():
     shown = " ".join(CliRunner().invoke(main, ["load", "--help"]).output.split())
     assert "without its last extension, plus .rejects.jsonl" in shown
     assert "users.csv gives users.rejects.jsonl" in shown
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("records", "--party", "NORTH"), ("report", "own", "--party", "NORTH"), ("access-log",)],
+)
+def test_from_and_to_help_give_examples_the_command_takes(cli, trail, command):
+    """--from and --to said "(ISO-8601)": a standard's number, not what to type, and not
+    that a date alone is taken. Each now gives examples of its own (as the screen's hints
+    do), and each example is one the command takes."""
+    shown = " ".join(cli(*command, "--help").stdout.split())
+    examples = {}
+    for option in ("--from", "--to"):
+        said = shown.split(f"{option} ", 1)[1]
+        said = said.split(" --", 1)[0]
+        assert "ISO-8601" not in said, said
+        examples[option] = re.findall(r"such as (\S+?)[ ,.)]", said)
+        assert len(examples[option]) == 2, said  # a date, and a time with its offset
+    assert examples["--from"] != examples["--to"]  # To's own, not From's again
+    for start, end in zip(examples["--from"], examples["--to"]):
+        result = cli(*command, "--from", start, "--to", end)
+        assert result.exit_code == 0, (start, end, result.output)
 
 
 def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):

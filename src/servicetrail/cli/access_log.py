@@ -11,7 +11,7 @@ from ..domain.access_log import entry_json
 from ..output import json_line
 from ..store.access_log import EntryFilter, iter_entries
 from .commands import command
-from .options import BOUND, PARTY, search_or_fail
+from .options import BOUND, FROM_HELP, PARTY, TO_HELP, search_or_fail
 from .store_access import engine, viewer_of, with_db
 
 
@@ -19,8 +19,8 @@ from .store_access import engine, viewer_of, with_db
 @click.option(
     "--party", "party_id", type=PARTY, help="Only this Party's entries (default: every Party's)."
 )
-@click.option("--from", "time_from", type=BOUND, help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", type=BOUND, help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", type=BOUND, help=FROM_HELP)
+@click.option("--to", "time_to", type=BOUND, help=TO_HELP)
 @with_db
 def access_log_cmd(
     party_id: str | None, time_from: datetime | None, time_to: datetime | None

@@ -68,6 +68,16 @@ def event_id(text: str) -> int:
 
 
 TIME = Parsed("TIME", parse_time)
+# what --from and --to take, in the screen's words with an example each (they said
+# "(ISO-8601)": a standard's number, not what to type, and not that a date alone is taken)
+FROM_HELP = (
+    "Inclusive start: a date, such as 2025-02-10 (from its midnight UTC), or a time with its "
+    "UTC offset, such as 2025-02-10T09:30:00Z."
+)
+TO_HELP = (
+    "Exclusive end: a date, such as 2025-02-11 (so the 10th is the last day in), or a time "
+    "with its UTC offset, such as 2025-02-10T17:00:00+01:00."
+)
 BOUND = Parsed("TIME", parse_bound)  # --from and --to, which part the stored times
 COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)

@@ -17,7 +17,18 @@ from ..domain.times import format_time, parse_time
 from ..store.logged_reads import LoggedRead, logged_read
 from .commands import command, group
 from .common import Failure
-from .options import COUNT, BOUND, PARTY, WINDOW, as_asked, as_typed, asked_as_typed, search_or_fail
+from .options import (
+    COUNT,
+    BOUND,
+    FROM_HELP,
+    PARTY,
+    TO_HELP,
+    WINDOW,
+    as_asked,
+    as_typed,
+    asked_as_typed,
+    search_or_fail,
+)
 from .output_files import HeldOutput, in_existing_folder, may_write, not_the_stores_own
 from .store_access import cli_reader, engine, viewer_of, with_db
 
@@ -29,8 +40,8 @@ def report_group() -> None:
 
 @report_group.command("own")
 @click.option("--party", "party_id", type=PARTY, required=True)
-@click.option("--from", "time_from", type=BOUND, required=True, help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", type=BOUND, required=True, help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", type=BOUND, required=True, help=FROM_HELP)
+@click.option("--to", "time_to", type=BOUND, required=True, help=TO_HELP)
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
@@ -84,8 +95,8 @@ def report_own(
 @click.option("--party", "party_id", type=PARTY, required=True, help="The viewing Party.")
 @click.option("--device", "device_id", help="Device ID (EUI-64, any case).")
 @click.option("--request-id", help="Request ID (originator:target:counter).")
-@click.option("--from", "time_from", help="Inclusive start (ISO-8601).")
-@click.option("--to", "time_to", help="Exclusive end (ISO-8601).")
+@click.option("--from", "time_from", help=FROM_HELP)
+@click.option("--to", "time_to", help=TO_HELP)
 @click.option("--srv", help="An SRV number such as 4.1.1, or words of its title.")
 @click.option("--kind", help=f"One of {', '.join(KINDS_OF_RECORD)}.")
 @click.option(
