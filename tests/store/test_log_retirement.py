@@ -17,6 +17,7 @@ from servicetrail.store.log_audit import audit
 from servicetrail.store.log_retirement import retire_month
 from servicetrail.store.log_tables import log_leaf, log_retirement
 from servicetrail.store.log_tree import latest_checkpoint, latest_checkpoints
+from servicetrail.store.partitions import drop_older_than
 from tests.store.log_fixtures import SEALED_MONTHS, sealed_logs, store_key, this_month
 from tests.store.retired_trail import (
     OLD_MONTHS,
@@ -79,5 +80,20 @@ def test_retiring_a_month_of_a_sqlite_store_is_refused_plainly(sqlite_url):
             leaves = select(func.count()).select_from(log_leaf).where(log_leaf.c.month == month)
             assert conn.execute(leaves).scalar() == 3
             assert latest_checkpoint(conn, "sat", month).size == 3
+    finally:
+        engine.dispose()
+
+
+def test_dropping_months_of_a_sqlite_store_is_refused_plainly(sqlite_url):
+    """drop_older_than read PostgreSQL's catalogue first and failed on SQLite as "no such
+    table: pg_inherits"; the CLI refuses retention on SQLite before, so only a caller of the
+    store saw it: now a plain refusal, as retire_month's and the access log's."""
+    engine = open_store(sqlite_url)
+    try:
+        sealed_logs(engine)
+        with engine.begin() as conn, pytest.raises(ValueError, match="PostgreSQL's only"):
+            drop_older_than(conn, keep_months=0, signer=store_key(engine))
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(log_retirement)).scalar() == 0
     finally:
         engine.dispose()

@@ -362,6 +362,8 @@ def drop_older_than(
     and seals wait for those alone. (The leaves went by DELETE under the records' lock, and
     every batch's leaves and every seal waited for it, over an hour for a month at 700 reads
     a second; a lock missed then undid it all, and it began again: finding 52b 2.)"""
+    if conn.dialect.name != "postgresql":  # it failed on SQLite as "no such table: pg_inherits"
+        raise ValueError("retention of the SAT records is PostgreSQL's only")
     cutoff = retention_cutoff(keep_months)
     old = [(year, month) for year, month in sorted(existing_months(conn)) if (year, month) < cutoff]
     names = [f"{table}_p{year:04d}_{month:02d}" for year, month in old for table in PARTITIONED]
