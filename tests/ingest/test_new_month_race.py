@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 
 from servicetrail.domain.model import SatRecord
+from servicetrail.ingest.conflicts import Conflicts
 from servicetrail.ingest.summary import Summary
 from servicetrail.ingest.trail_load import _Batch
 from servicetrail.store.engine import make_engine, open_store
@@ -67,7 +68,7 @@ def test_batches_crossing_into_a_new_month_at_once_are_both_stored(pg_url) -> No
                 batch.add(made[n][0])  # the transaction holds its locks now
                 batch.add(made[n][1])
                 summary = Summary()
-                batch.commit(summary)
+                batch.commit(summary, Conflicts())
                 loaded.append(summary.loaded)
         except BaseException as e:  # the test reports it below
             failures.append(e)
@@ -95,7 +96,7 @@ def test_a_month_made_by_a_batch_that_rolls_back_stays_made(pg_url) -> None:
         again = _Batch(conn)
         again.add(rows(1, NEW_MONTH, 5))
         summary = Summary()
-        again.commit(summary)
+        again.commit(summary, Conflicts())
     assert summary.loaded == 5
     engine.dispose()
 
@@ -109,7 +110,7 @@ def test_a_month_gone_behind_a_running_loaders_back_is_made_again_by_its_replay(
     with engine.connect() as conn:
         batch = _Batch(conn)
         batch.add(rows(1, KNOWN_MONTH, 5))
-        batch.commit(Summary())
+        batch.commit(Summary(), Conflicts())
         with engine.begin() as other:  # its partitions and logs, as an older backup lacks them
             for name in [f"{table}_p2019_01" for table in PARTITIONED] + [
                 log_partition(table, "sat", "2019-01") for table in LOG_TABLES
@@ -117,7 +118,7 @@ def test_a_month_gone_behind_a_running_loaders_back_is_made_again_by_its_replay(
                 other.execute(text(f"DROP TABLE {name}"))
         summary = Summary()
         batch.add(rows(2, KNOWN_MONTH, 5))
-        batch.commit(summary)
+        batch.commit(summary, Conflicts())
     assert summary.loaded == 5
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM log_leaf")).scalar() == 5
@@ -156,7 +157,7 @@ def test_the_same_bare_file_request_loaded_by_two_loaders_at_once_is_stored_once
             with engine.connect() as conn:
                 batch, summary = _Batch(conn), Summary()
                 batch.add(read_from_the_file(KNOWN_MONTH + timedelta(hours=1)))
-                batch.commit(summary)
+                batch.commit(summary, Conflicts())
                 second.append(summary)
         except BaseException as e:  # the test reports it below
             second.append(e)
@@ -168,7 +169,7 @@ def test_the_same_bare_file_request_loaded_by_two_loaders_at_once_is_stored_once
         other = threading.Thread(target=load_again)
         other.start()
         other.join(1.0)  # it reads the trail only once this batch has committed
-        first.commit(Summary())
+        first.commit(Summary(), Conflicts())
     other.join(30)
     [summary] = second
     assert isinstance(summary, Summary), summary
@@ -195,7 +196,7 @@ def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(db_url)
             stamped_behind(engine, "0026_later")  # between two batches
             batch.add(rows(1, KNOWN_MONTH, 3, engine.dialect.name))
             with pytest.raises(StoreUpgraded, match="0026_later"):
-                batch.commit(Summary())
+                batch.commit(Summary(), Conflicts())
             batch.abandon()
         other = make_engine(db_url)
         with other.connect() as conn:

@@ -9,7 +9,8 @@ the server's answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,22 @@ from tests.ingest.test_crash_safety import rows
 RECORDS, BATCH, STOPPED_AT = 2000, 500, 1500
 
 
-def some_records(tmp_path: Path) -> Path:
-    records = tmp_path / "some.jsonl"
+def some_records(
+    tmp_path: Path,
+    name: str = "some.jsonl",
+    numbers: Iterable[int] = range(RECORDS),
+    payload: Callable[[int], str] = lambda n: "p",
+) -> Path:
+    """Request `n` of each of `numbers`, a line each, its payload `payload(n)`."""
+    records = tmp_path / name
     user, device = "90-B3-D5-1F-30-01-00-01", "00-DB-00-00-00-00-00-01"
     with open(records, "w", encoding="utf-8") as f:
-        for n in range(RECORDS):
+        for n in numbers:
             f.write(
                 '{"logged_at": "2025-01-01T00:%02d:%02dZ", "kind": "request", "request_id": '
                 '"%s:%s:%d", "srv": "4.1.1", "user_id": "%s", "device_id": "%s", '
-                '"response_code": "", "payload": "p"}\n'
-                % (n // 60, n % 60, user, device, n, user, device)
+                '"response_code": "", "payload": "%s"}\n'
+                % (n // 60, n % 60, user, device, n, user, device, payload(n))
             )
     return records
 
@@ -125,6 +132,36 @@ def test_a_batch_whose_commit_the_stop_interrupted_is_counted_as_the_store_holds
     assert "sealed by the next ingest" not in result.stderr and "not signed" not in result.stderr
     assert rows(db_url, "SELECT count(*) FROM log_pending") == [(0,)]
     assert signed(db_url) == kept
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["after-COMMIT", "before-COMMIT"])
+def test_a_stopped_ingest_rejects_the_conflicts_of_the_batches_it_kept(
+    db_url, tmp_path, monkeypatch, committed
+):
+    """Records stored before with another payload conflict in the first batch and in the one
+    whose commit the stop interrupted. The stopped run's reject file and "rejected N" left
+    out every conflict, those of the batches it had committed too: an operator who read
+    them and did not run again never saw the records. Those of the interrupted batch go as
+    the batch does."""
+    earlier = [*range(10), *range(1000, 1010)]  # in the first batch, and in the third
+    stored_before = some_records(tmp_path, "earlier.jsonl", earlier)
+    assert CliRunner().invoke(main, ["--db", db_url, "ingest", str(stored_before)]).exit_code == 0
+    changed = some_records(tmp_path, payload=lambda n: "q" if n in earlier else "p")
+    # ten stored and 490 new in the first batch and the third, which brings the trail to STOPPED_AT
+    result = stopped_in_a_commit(
+        db_url, ["ingest", str(changed)], "sat_record", monkeypatch, committed
+    )
+    conflicting = [n + 1 for n in earlier if committed or n < BATCH]  # their lines
+    kept = 2 * BATCH - 10 + (BATCH - 10 if committed else 0)  # loaded by this run
+    assert rows(db_url, "SELECT count(*) FROM sat_record") == [(kept + len(earlier),)]
+    said = result.stderr
+    assert f"kept from before: loaded {kept}, rejected {len(conflicting)}, skipped 0" in said, said
+    entries = [
+        json.loads(line) for line in (tmp_path / "some.rejects.jsonl").read_text().splitlines()
+    ]
+    lines = changed.read_text().splitlines()
+    assert [(e["line"], e["raw"]) for e in entries] == [(n, lines[n - 1]) for n in conflicting]
+    assert all(e["reason"].startswith("conflicts with stored record") for e in entries), entries
 
 
 def test_a_stopped_commit_the_store_cannot_tell_of_is_said_not_known(

@@ -352,7 +352,7 @@ def _append_all(
 
         def commit() -> None:
             nonlocal consumed
-            conflicts.add(batch.commit(summary))
+            batch.commit(summary, conflicts)
             if progress and consumed:
                 progress(consumed)
                 consumed = 0
@@ -374,7 +374,11 @@ def _append_all(
                     commit()
             commit()
         except BaseException:
-            conflicts.close()
+            # the committed batches' conflicts are judged for good: dropped, a stopped run's
+            # reject file and "rejected N" left them out, seen only by running it again. A
+            # failure writing them leaves the stop's own error the one said.
+            with suppress(Exception):
+                conflicts.reject(rejects.add, source)
             raise
         finally:
             batch.abandon()
@@ -411,18 +415,19 @@ class _Batch:
         self.payload_bytes += sum(len(row[7]) for row in part)
         self._guarded(lambda: self._append(part), committing=False)
 
-    def commit(self, summary: Summary) -> list[tuple[int | str, str]]:
-        """Commit the batch; returns its conflicts (origin, reason), for the reject file."""
+    def commit(self, summary: Summary, conflicts: Conflicts) -> None:
+        """Commit the batch, counted in `summary`, its conflicts kept in `conflicts` for the
+        reject file."""
         if self.transaction is None and not self.rows:
-            return []
+            return
         try:
             self._guarded(self._commit, committing=True)
         except BaseException as e:
-            if interruption_in(e) is not None:
-                self._counted_if_stored(summary)
+            if interruption_in(e) is not None and self._counted_if_stored(summary):
+                conflicts.add(self.conflicts)
             raise
         self._count(summary)
-        conflicts = self.conflicts
+        conflicts.add(self.conflicts)
         self.rows, self.payload_bytes, self.loaded, self.duplicates, self.conflicts = (
             [],
             0,
@@ -431,32 +436,32 @@ class _Batch:
             [],
         )
         self.leaves = []
-        return conflicts
 
     def _count(self, summary: Summary) -> None:
         summary.loaded += self.loaded
         summary.loaded_months.update(leaf[1] for leaf in self.leaves)  # a leaf a stored record
         summary.duplicates += self.duplicates
 
-    def _counted_if_stored(self, summary: Summary) -> None:
+    def _counted_if_stored(self, summary: Summary) -> bool:
         """A stop inside the commit leaves unknown whether the database's COMMIT happened, so
         the store is asked, on a connection of its own (the stop may have broken this one):
         counted as not stored, a committed batch was said "loaded 1000" of 1,500 records kept
         (session 64). A store that cannot answer (gone with the stop) leaves it said as not
-        known (cli.load_report), not guessed either way."""
+        known (cli.load_report), not guessed either way. Whether it was counted."""
         if not self.leaves:  # nothing it held needed storing
             self._count(summary)
-            return
+            return True
         summary.in_doubt = self.loaded
         self._reset()  # this connection's COMMIT done or undone before another looks
         try:
             with self.conn.engine.connect() as look:
                 stored = leaves_committed(look, self.leaves)
         except Exception:
-            return
+            return False
         summary.in_doubt = 0
         if stored:
             self._count(summary)
+        return stored
 
     def abandon(self) -> None:
         if self.transaction is not None:
