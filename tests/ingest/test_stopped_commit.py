@@ -53,9 +53,10 @@ def stopped_in_a_commit(
     monkeypatch: pytest.MonkeyPatch,
     committed: bool,
     meanwhile: Callable[[], None] = lambda: None,
+    stopped_at: int = STOPPED_AT,
 ) -> Result:
     """`servicetrail <command>` in batches of BATCH, stopped by Ctrl-C in the driver's commit
-    of the batch that brings `table` to STOPPED_AT rows: after the COMMIT (`committed`) or
+    of the batch that brings `table` to `stopped_at` rows: after the COMMIT (`committed`) or
     before it. `meanwhile` runs between that COMMIT and the stop."""
     monkeypatch.setenv("SERVICETRAIL_BATCH", str(BATCH))
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", str(BATCH))
@@ -63,7 +64,7 @@ def stopped_in_a_commit(
     stopped: list[bool] = []
 
     def stopping(self: DefaultDialect, dbapi_connection: Any) -> None:
-        if not stopped and _held(dbapi_connection, table) >= STOPPED_AT:
+        if not stopped and _held(dbapi_connection, table) >= stopped_at:
             stopped.append(True)
             if committed:
                 commit(self, dbapi_connection)
@@ -294,3 +295,86 @@ def test_a_stopped_registry_commit_the_store_cannot_tell_of_is_said_not_known(
         f"last batch of {BATCH}: not known whether it was stored." in result.stderr
     ), result.stderr
     assert rows(pg_url, "SELECT count(*) FROM device") == [(STOPPED_AT,)]
+
+
+def rejected(path: Path) -> list[tuple[int, str]]:
+    """The reject file's entries as (line, reason), in its order."""
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(e["line"], e["reason"]) for e in entries]
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["after-COMMIT", "before-COMMIT"])
+def test_a_stopped_registry_load_rejects_what_it_judged(
+    cli, db_url, tmp_path, monkeypatch, committed
+):
+    """Devices registered before as another type conflict in the first batch; lines that are
+    no Device are refused in the batch whose commit the stop interrupted. Those refused lines
+    are judged without the store, as an ingest's are (written as they are read), but went
+    unsaid when that batch was rolled back; its conflicts go as the batch does."""
+    before = tmp_path / "before.csv"
+    before.write_text(
+        "device_id,device_type,smets\n"
+        + "".join(f"00-DB-00-00-00-00-{k:02X}-{n:02X},ESME,2\n" for k in (0, 9) for n in range(10))
+    )
+    assert cli("load", "devices", before).exit_code == 0  # ten in the file, ten not
+    devices = tmp_path / "devices.csv"
+    with open(devices, "w", encoding="utf-8") as f:
+        f.write("device_id,device_type,smets\n")
+        for n in range(RECORDS):
+            kind = "GSME" if n < 10 else "TOASTER" if 1000 <= n < 1010 else "ESME"
+            f.write(f"00-DB-00-00-00-00-{n >> 8:02X}-{n & 255:02X},{kind},2\n")
+    # ten conflicting in the first batch, ten refused in the third, which brings the table to
+    # STOPPED_AT
+    result = stopped_in_a_commit(
+        db_url, ["load", "devices", str(devices)], "device", monkeypatch, committed
+    )
+    loaded = 2 * BATCH - 10 + (BATCH - 10 if committed else 0)
+    assert rows(db_url, "SELECT count(*) FROM device") == [(loaded + 20,)]
+    assert f"kept from before: loaded {loaded}, rejected 20, skipped 0" in result.stderr, (
+        result.stderr
+    )
+    found = rejected(tmp_path / "devices.rejects.jsonl")
+    assert [line for line, _ in found] == [*range(2, 12), *range(1002, 1012)], found
+    assert all("already registered as ESME" in reason for _, reason in found[:10]), found
+    assert all("device_type must be one of" in reason for _, reason in found[10:]), found
+
+
+def test_a_registry_load_stopped_after_its_batch_rejects_the_lines_of_a_refused_word(
+    cli, db_url, tmp_path, monkeypatch
+):
+    """Two lines give a Device's interval from one start; the second, its word, overlaps
+    another Party's and is refused, and the first is rejected with it ("not loaded: ...")
+    once the file is read. A load stopped after the batch's COMMIT, before the file's end,
+    said the first a skipped duplicate, and its reject file left it out."""
+    registry_for_intervals(cli, tmp_path)
+    south = tmp_path / "south.csv"
+    south.write_text("user_id,party_id,party_name,role\n90-B3-D5-1F-30-01-00-02,SOUTH,South,IS\n")
+    north = tmp_path / "north.csv"
+    north.write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        "00-DB-00-00-00-00-00-00,NORTH,supplier,2025-01-01T00:00:00Z,\n"
+    )
+    assert cli("load", "users", south).exit_code == 0
+    assert cli("load", "responsibilities", north).exit_code == 0
+    changes = tmp_path / "changes.csv"
+    changes.write_text(
+        "device_id,party_id,relation,valid_from,valid_to\n"
+        "00-DB-00-00-00-00-00-00,SOUTH,supplier,2025-02-01T00:00:00Z,2025-03-01T00:00:00Z\n"
+        "00-DB-00-00-00-00-00-00,SOUTH,supplier,2025-02-01T00:00:00Z,\n"
+        + "".join(
+            f"00-DB-00-00-00-00-00-{n:02X},SOUTH,supplier,2025-01-01T00:00:00Z,\n"
+            for n in range(1, 10)
+        )
+    )
+    # one batch: nine new intervals bring the table to ten
+    command = ["load", "responsibilities", str(changes)]
+    result = stopped_in_a_commit(
+        db_url, command, "responsibility", monkeypatch, True, stopped_at=10
+    )
+    assert rows(db_url, "SELECT count(*) FROM responsibility") == [(10,)]
+    assert "kept from before: loaded 9, rejected 2, skipped 0 duplicates." in result.stderr, (
+        result.stderr
+    )
+    found = rejected(tmp_path / "changes.rejects.jsonl")
+    assert [line for line, _ in found] == [3, 2], found
+    assert found[1][1] == "not loaded: line 3 gives its interval again, and was refused", found

@@ -51,6 +51,7 @@ def load_registry(
     summary = summary or Summary()
     regular_file(path)
     later = WaitingLines()
+    words: _LastWords | None = None
     rejects = RejectFile(
         rejects_path or default_rejects_path(path),
         sources=[path],
@@ -94,10 +95,15 @@ def load_registry(
                 if later:
                     _store_waiting(later, engine, store, rejects, path, summary, words, progress)
             if words is not None:
-                words.reject_the_lost(path, rejects, summary)
-                words.count_the_stood(summary)
+                words.settle(path, rejects, summary)
     except BaseException as e:
         summary.waiting = later.count - later.judged
+        if words is not None:
+            # judged in the batches kept: left to the file's end, a stopped load said the
+            # lines lost with a refused word skipped duplicates, and rejected none of them. A
+            # failure here leaves the stop's own error the one said
+            with suppress(Exception):
+                words.settle(path, rejects, summary)
         with suppress(RejectsUnwritable):  # what was rejected before the stop stays written
             count_rejects(summary, rejects)  # and counted: a stop said "rejected 0" (audit 28a)
         if isinstance(e, OSError) and e.filename is None and not isinstance(e, _NOT_READING):
@@ -201,6 +207,7 @@ class _LastWords:
     said_first: dict[IntervalKey, int] = field(default_factory=dict)
     # intervals whose word was already stored: the lines skipped for it changed nothing
     stood: set[IntervalKey] = field(default_factory=set)
+    settled: bool = False
 
     def __call__(
         self, conn: Connection, rows: list[Any], origins: list[tuple[int, bytes]], deferring: bool
@@ -244,6 +251,16 @@ class _LastWords:
         if self._word_line(row, line) == line:
             self.refused.add(interval_key(row))
 
+    def settle(self, path: Path, rejects: RejectFile, summary: Summary) -> None:
+        """What the batches stored said of the lines skipped, told once: at the file's end,
+        or at a stop (which may come while it is told at the end: told again, its lines were
+        rejected twice)."""
+        if self.settled:
+            return
+        self.settled = True
+        self.reject_the_lost(path, rejects, summary)
+        self.count_the_stood(summary)
+
     def count_the_stood(self, summary: Summary) -> None:
         """The lines skipped for a later line's word that was already stored: counted as
         plain duplicates, not as superseded (the summary's duplicates hold them already)."""
@@ -267,8 +284,9 @@ class _LastWords:
                     word = lost[line]
                     said = "gives its interval again" if word > line else "says the same"
                     rejects.add(line, f"not loaded: line {word} {said}, and was refused", raw, path)
-        summary.duplicates -= len(lost)
-        summary.superseded -= sum(1 for line, word in lost.items() if word > line)
+                    # as each is rejected: a stop part way counted the rest as duplicates still
+                    summary.duplicates -= 1
+                    summary.superseded -= word > line
 
     def _word_of(self, key: IntervalKey) -> int:
         return self.said_first.get(key, self.last_lines[key].line)
@@ -421,6 +439,7 @@ def _store_batch(
     except BaseException as e:
         # a stop inside the commit: counted as the store holds the batch, said not known if
         # it cannot tell (counted as not stored, "loaded 1000" was said of 1,500 kept)
+        stored = None
         if written is not None and interruption_in(e) is not None:
             stored = batch_stored(engine, parsed, written)
             if stored is None:
@@ -429,6 +448,11 @@ def _store_batch(
                 _count(
                     parsed, origins, refused, written, rejects, path, summary, later, words, waited
                 )
+        if not stored:
+            # refused on their own, whatever the store did (an ingest writes its as it reads
+            # them): a batch rolled back by a stop left them unsaid
+            with suppress(RejectsUnwritable):
+                _reject(refused, rejects, path)
         raise
     _count(parsed, origins, refused, decided, rejects, path, summary, later, words, waited)
 
@@ -470,6 +494,10 @@ def _count(
             summary.corrected += 1
         else:  # a new outcome must be counted here, not taken for another
             raise AssertionError(f"an outcome no summary counts: {outcome!r}")
+    _reject(refused, rejects, path)
+
+
+def _reject(refused: list[tuple[int, str, bytes | Span]], rejects: RejectFile, path: Path) -> None:
     for line, reason, refused_raw in sorted(refused, key=lambda entry: entry[0]):
         rejects.add(line, reason, refused_raw, path)
 
