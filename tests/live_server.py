@@ -51,10 +51,15 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
-        deadline = time.monotonic() + 20
+        # 60 s, as `servicetrail serve`'s fixtures give: a loaded machine's start is slow
+        started = time.monotonic()
         while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test server did not start")
+            waited = time.monotonic() - started
+            if waited > 60 or not self._thread.is_alive():
+                raise RuntimeError(
+                    f"the test server did not start in {waited:.1f} s: its thread "
+                    + ("still running" if self._thread.is_alive() else "ended")
+                )
             time.sleep(0.02)
         return self
 
