@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..domain.ids import BLANK, MAX_ID, InvalidValue, is_blank, whole_number
-from ..domain.times import parse_bound, parse_time
+from ..domain.times import FROM_WORDS, TO_WORDS, parse_bound, parse_time
 from ..domain.triggers import window_minutes
 from .common import Failure
 
@@ -68,16 +68,8 @@ def event_id(text: str) -> int:
 
 
 TIME = Parsed("TIME", parse_time)
-# what --from and --to take, in the screen's words with an example each (they said
-# "(ISO-8601)": a standard's number, not what to type, and not that a date alone is taken)
-FROM_HELP = (
-    "Inclusive start: a date, such as 2025-02-10 (from its midnight UTC), or a time with its "
-    "UTC offset, such as 2025-02-10T09:30:00Z."
-)
-TO_HELP = (
-    "Exclusive end: a date, such as 2025-02-11 (so the 10th is the last day in), or a time "
-    "with its UTC offset, such as 2025-02-10T17:00:00+01:00."
-)
+# --from and --to in the API docs' words (domain.times), each as a sentence
+FROM_HELP, TO_HELP = (f"{words[0].upper()}{words[1:]}." for words in (FROM_WORDS, TO_WORDS))
 BOUND = Parsed("TIME", parse_bound)  # --from and --to, which part the stored times
 COUNT = Parsed("N", count)
 WINDOW = Parsed("MINUTES", window_minutes)

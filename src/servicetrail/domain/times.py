@@ -97,6 +97,20 @@ def parse_bound(value: str) -> datetime:
         raise InvalidValue(f"time out of range: {shown(value)}") from None
 
 
+# What parse_bound takes, in words with examples of each bound's own, for the API's docs and
+# the CLI's help alike: "ISO-8601 with offset" named a standard, not a form (review of the
+# screen, 64d). A time without its offset is refused ("add Z or +01:00"): in GB it could be
+# GMT or BST.
+FROM_WORDS = (
+    "inclusive: a date, such as 2025-02-10 (from its midnight UTC), or a date and time with "
+    "its UTC offset, such as 2025-02-10T09:30:00Z or 2025-02-10T10:30:00+01:00"
+)
+TO_WORDS = (
+    "exclusive: a date, such as 2025-02-11 (before its midnight UTC, so 2025-02-10 is the "
+    "last day in), or a date and time with its UTC offset, such as 2025-02-10T17:00:00Z"
+)
+
+
 def fixed_time(value: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC, every digit always there: the fixed width in
     which SQLite stores times (so that comparing the text orders them) and in which a

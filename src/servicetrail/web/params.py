@@ -21,6 +21,7 @@ from ..domain.search import (
     InvalidField,
     Search,
 )
+from ..domain.times import FROM_WORDS, TO_WORDS
 from ..domain.visibility import Scope
 from .errors import ParameterError
 from .param_schemas import (
@@ -169,17 +170,6 @@ PageCursor = Annotated[
 ]
 
 
-# What a client types, each bound with examples of its own: "ISO-8601 with offset" named a
-# standard, not a form (review of the screen, 64d). A time without its offset is refused
-# ("add Z or +01:00", the 422 says): in GB it could be GMT or BST.
-_FROM = (
-    "inclusive: a date, such as 2025-02-10 (from its midnight UTC), or a date and time with "
-    "its UTC offset, such as 2025-02-10T09:30:00Z or 2025-02-10T10:30:00+01:00"
-)
-_TO = (
-    "exclusive: a date, such as 2025-02-11 (before its midnight UTC, so 2025-02-10 is the "
-    "last day in), or a date and time with its UTC offset, such as 2025-02-10T17:00:00Z"
-)
 _YEARS = "; years 1 to 9999 once in UTC"
 
 
@@ -189,10 +179,10 @@ def _bound(name: str, words: str, schema: Callable[[dict[str, Any]], None]) -> A
     return Query(alias=name, description=words + _YEARS, json_schema_extra=schema)
 
 
-TimeFrom = Annotated[str | None, _bound("from", _FROM, optional_time_schema)]
-TimeTo = Annotated[str | None, _bound("to", _TO, optional_time_schema)]
-RequiredFrom = Annotated[str, _bound("from", _FROM, time_schema)]
-RequiredTo = Annotated[str, _bound("to", _TO, time_schema)]
+TimeFrom = Annotated[str | None, _bound("from", FROM_WORDS, optional_time_schema)]
+TimeTo = Annotated[str | None, _bound("to", TO_WORDS, optional_time_schema)]
+RequiredFrom = Annotated[str, _bound("from", FROM_WORDS, time_schema)]
+RequiredTo = Annotated[str, _bound("to", TO_WORDS, time_schema)]
 
 
 # the names a read of the API or the screen takes, in the order an access-log entry keeps
