@@ -4,6 +4,8 @@ resuming on Last-Event-ID, 404 for another Party's watch, and a bound per Party.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 import time
 
 import orjson
@@ -177,6 +179,34 @@ def test_a_stream_to_a_slow_client_is_cut_off_by_its_token_at_once_with_a_reset(
         finally:
             sock.close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_last_event_id_with_white_space_after_it_resumes_under_serves_protocol(
+    engine, use_settings
+) -> None:
+    """A header's value ends before the white space after it (RFC 9110 5.5), as h11 reads it;
+    httptools, which `serve` runs, kept it, and `Last-Event-ID: 2 ` was a 422 (audit 67b)."""
+    use_settings(SERVICETRAIL_STREAM_POLL_SECONDS=0.05)
+    P.load_personas(engine)
+    secret = token(engine, P.SOUTHENERGY)
+    with LiveServer(create_app(engine), http=CappedHeadProtocol) as live:
+        _, url = watched(engine, live, secret)
+        add_requests(engine, 1, 3)
+        path = url.split(str(live.port), 1)[1]
+        with socket.create_connection(("127.0.0.1", live.port), timeout=PATIENCE) as sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {secret}"
+                "\r\nLast-Event-ID: 2 \t\r\n\r\n".encode()
+            )
+            answer = b""
+            # up to event 3, or the end of a refusal's head (its body follows in the same write)
+            while not re.search(rb"^id: 3$", answer, re.M) and not answer.startswith(b"HTTP/1.1 4"):
+                got = sock.recv(65536)
+                if not got:
+                    break
+                answer += got
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert re.findall(rb"^id: (\d+)$", answer, re.M) == [b"3"]
 
 
 def test_another_partys_stream_is_404(engine, server) -> None:

@@ -20,7 +20,8 @@ lingering read of what the client still sends: `_close_lingering`).
 It also bounds the connections open at once, a client's (SERVICETRAIL_MAX_CLIENT_CONNECTIONS;
 a client as `client_address` counts it) and the process's (`open_files`), closes a keep-alive
 connection after MAX_REQUESTS_PER_CONNECTION requests, and sends a response's head and body
-in one write (`HeadWithBody`), and lets the application reset a connection (web.resets).
+in one write (`HeadWithBody`), lets the application reset a connection (web.resets), and
+gives the application each header's value without the white space that ends it (`on_header`).
 """
 
 from __future__ import annotations
@@ -289,6 +290,11 @@ class CappedHeadProtocol(HttpToolsProtocol):
         offer_reset(self.scope, self.transport)  # for a download or stream cut off
         self._in_head = True
         self._head_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # A field's value has no trailing white space (RFC 9110 5.5); httptools drops the
+        # leading but keeps the trailing, so `Last-Event-ID: 2 ` was a 422 where h11 resumes
+        super().on_header(name, value.rstrip(b" \t"))
 
     def on_headers_complete(self) -> None:
         if self._refused:
