@@ -252,6 +252,8 @@ def test_past_its_request_bound_every_read_of_a_party_is_answered_429(app, api, 
     ):
         answer = client.get(path, headers=tokens[P.NORTHPOWER])
         assert answer.status_code == 429 and answer.headers["retry-after"] == "1", path
+        # every read, not only a search: the message names what the Party has too many of
+        assert "requests being answered" in answer.json()["message"], path
     assert (
         client.get(f"/api/v1/records?device_id={P.ESME_1}", headers=tokens[P.LOOKER]).status_code
         == 200

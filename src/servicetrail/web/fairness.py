@@ -58,8 +58,9 @@ class Bounds:
 RETRY_AFTER = {"request": 1, "heavy": 2, "download": 10, "stream": 30}
 HEAVY_WAIT_SECONDS = 1.0
 MESSAGES = {
-    "request": "your Party already has as many searches running on this server as it may ({n}): "
-    "retry in {s} s",
+    # any API request takes this slot (a watch's creation too), not only a search (audit 67b)
+    "request": "your Party already has as many requests being answered on this server as it may "
+    "({n}): retry in {s} s",
     "turn": "other Parties are reading on this server, and your Party's reads take turns with "
     "theirs ({n} at once): retry in {s} s",
     "heavy": "your Party already has as many broad searches or reports running on this server as "
