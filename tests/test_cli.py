@@ -277,6 +277,28 @@ def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp
     assert from_env.exit_code == 0 and len(from_env.stdout.splitlines()) == 7
 
 
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_command_takes_db_after_its_name():
+    """SPEC section 5: `--db URL` on any command. `log verify-proof` and `log verify-consistency`
+    open no store and refused it (No such option, exit 2) where a script adds it to each
+    command it runs."""
+    lacking = [
+        " ".join(path)
+        for path, command in _leaf_commands(main)
+        if not any("--db" in param.opts for param in command.params)
+    ]
+    assert not lacking, lacking
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -51,9 +51,25 @@ def test_an_appended_log_is_consistent_and_a_rewritten_one_is_not(cli, tmp_path)
     key = Ed25519PrivateKey.generate()
     (old, verifier), (new, _) = note(key, LEAVES[:7]), note(key, LEAVES)
     proof = rfc9162.rfc_consistency_proof(7, LEAVES)
-    good = check(cli, files(tmp_path, old, new, proof), verifier)
+    given = files(tmp_path, old, new, proof)
+    good = check(cli, given, verifier)
     assert good.exit_code == 0, good.output
     assert good.stdout == f"consistent: {ORIGIN} at 13 leaves extends its tree of 7 leaves\n"
+    # --db after the command, as every command takes it (SPEC section 5): the same verdict
+    old_path, new_path, proof_path = given
+    given_db = cli(
+        "log",
+        "verify-consistency",
+        old_path,
+        new_path,
+        "--proof",
+        proof_path,
+        "--key",
+        verifier,
+        "--db",
+        "sqlite:///unused.db",
+    )
+    assert (given_db.exit_code, given_db.stdout) == (0, good.stdout), given_db.output
 
     forked = [*LEAVES[:3], b'{"n":"rewritten"}', *LEAVES[4:]]  # an old leaf changed, re-signed
     (rewritten, _) = note(key, forked)

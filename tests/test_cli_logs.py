@@ -310,6 +310,10 @@ def test_verify_proof_accepts_a_served_proof_and_refuses_a_changed_one(cli, engi
     result = cli("log", "verify-proof", good, "--key", key, "--payload", payload)
     assert result.exit_code == 0, result.output
     assert "verified" in result.stdout and "payload matches" in result.stdout
+    # --db after the command, as every command takes it (SPEC section 5): the same verdict
+    given_db = cli("log", "verify-proof", good, "--key", key, "--db", "sqlite:///unused.db")
+    assert given_db.exit_code == 0, given_db.output
+    assert given_db.stdout.splitlines()[0] == result.stdout.splitlines()[0].split(";")[0]
     # and what it proved: the leaf's titles, which the verdict alone never said (audit 43c)
     said = result.stdout.splitlines()[1]
     assert said.startswith("the leaf: ")

@@ -31,6 +31,19 @@ def db_option(command: F) -> F:
     )(command)
 
 
+def unused_db_option(command: F) -> F:
+    """`--db URL` on a command that opens no store (it checks files offline): SPEC section 5
+    gives `--db URL` to any command, so a script that adds it to each command it runs is not
+    refused there (No such option, exit 2); the URL is used by nothing."""
+    return click.option(
+        "--db",
+        metavar="URL",
+        default=None,
+        expose_value=False,
+        help="Taken as every command takes it; this command reads no store.",
+    )(command)
+
+
 class Failure(click.ClickException):
     """The one way a command fails: click prints "Error: message" and exits with `code`
     (2: the request cannot be done as asked; 3: the store gave up on it; 1: it was done,

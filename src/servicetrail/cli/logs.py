@@ -33,7 +33,7 @@ from ..store.log_tree import listed_verifier_keys
 from ..store.log_kept import kept_checkpoints
 from ..ingest.sources import regular_file
 from .commands import group
-from .common import Failure, printable
+from .common import Failure, printable, unused_db_option
 from ..store.engine import StoreBehind
 from .store_access import engine, store_url, with_db
 
@@ -259,6 +259,7 @@ def _notes_in(path: Path, given_as: str) -> list[str]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Your own record's payload, to check against the leaf's commitment (needs payload_salt).",
 )
+@unused_db_option
 def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -> None:
     """Check a proof document (as GET /api/v1/records/{id}/proof returns it) offline: exit 0
     if it holds, 1 with the reason if not."""
@@ -309,6 +310,7 @@ def verify_proof_cmd(file: Path, verifier_key: str, payload_file: Path | None) -
     "it was rotated).",
 )
 @click.option("--origin", help="The log, when OLD or NEW holds checkpoints of several.")
+@unused_db_option
 def verify_consistency_cmd(
     old: Path, new: Path, proof_file: Path, given_keys: tuple[str, ...], origin: str | None
 ) -> None:
