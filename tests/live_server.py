@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,12 @@ from tests import personas as P
 # with 0.12 s of this process's CPU: the rest the machine's queue and a new PostgreSQL
 # backend's), and a HEAD of a stream and an in-process 404 took over 5 and 10 s at load 15 (61g)
 PATIENCE = 30
+
+# httpx builds a TLS context for each client it makes (httpx.get and httpx.stream make one a
+# call), loading certifi's CA certificates: 30-40 ms of CPU each, some 300 clients a run,
+# though every server of the suite speaks plain HTTP. The suite's clients share this one
+# (`verify=TLS_CONTEXT`), still a verifying context were one ever to meet TLS.
+TLS_CONTEXT = ssl.create_default_context()
 
 
 class LiveServer:

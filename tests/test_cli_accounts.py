@@ -16,7 +16,7 @@ from servicetrail.security import MAX_PASSWORD_LENGTH
 from servicetrail.store.engine import open_store
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.live_server import PATIENCE
+from tests.live_server import PATIENCE, TLS_CONTEXT
 from tests.web.live_server import live_server
 
 PASSWORD = "correct horse battery staple"
@@ -391,7 +391,9 @@ def test_revocation_reaches_every_server_process_within_the_cache_time(
         def statuses(count: int) -> set[int]:
             answers = set()
             for _ in range(count):  # a new connection each time: the two processes share them out
-                with httpx.Client(base_url=base, headers=headers, timeout=PATIENCE) as client:
+                with httpx.Client(
+                    base_url=base, headers=headers, timeout=PATIENCE, verify=TLS_CONTEXT
+                ) as client:
                     answers.add(client.get("/api/v1/records", params={"limit": "1"}).status_code)
             return answers
 
@@ -411,7 +413,10 @@ def test_by_default_a_revocation_and_a_new_user_id_hold_for_the_next_request(
     token = new_token(cli, "np")
     with live_server(db_url, tmp_path) as base:
         with httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=PATIENCE
+            base_url=base,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=PATIENCE,
+            verify=TLS_CONTEXT,
         ) as client:
             assert client.get("/api/v1/records", params={"limit": "1"}).status_code == 200
             assert cli("tokens", "revoke", "--account", "np").exit_code == 0

@@ -22,7 +22,7 @@ from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
-from tests.live_server import PATIENCE, LiveServer, streaming_server, wait_until
+from tests.live_server import PATIENCE, TLS_CONTEXT, LiveServer, streaming_server, wait_until
 
 LATER = P.t("2025-04-01T10:00:00Z")
 LOCK_WAIT_MS = 1000
@@ -62,11 +62,18 @@ def test_events_page_and_stream_write_their_entries(engine, server):
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
     watch = httpx.post(
-        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "s"},
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     lk_requests(engine, 3)
     page = httpx.get(
-        f"{base}/api/v1/watches/{watch['id']}/events", headers=south, timeout=PATIENCE
+        f"{base}/api/v1/watches/{watch['id']}/events",
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     assert len(page["events"]) == 3
     (events_entry,) = logged(engine)
@@ -74,7 +81,7 @@ def test_events_page_and_stream_write_their_entries(engine, server):
     assert events_entry.mp141_records_returned == 3
     assert events_entry.device_ids == (P.ESME_1,)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
-    with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
+    with httpx.stream("GET", url, headers=south, timeout=PATIENCE, verify=TLS_CONTEXT) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         opened = logged(engine)
@@ -97,19 +104,25 @@ def test_a_stream_entry_keeps_its_resume_point_and_a_refused_one_is_logged(engin
     south, wires = bearer(engine, P.SOUTHENERGY), bearer(engine, P.WIRESCO)
     base = f"http://127.0.0.1:{server.port}"
     watch = httpx.post(
-        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "s"},
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     lk_requests(engine, 3)
     url = f"{base}/api/v1/watches/{watch['id']}/stream"
     resumed = {**south, "Last-Event-ID": "2"}
-    with httpx.stream("GET", url, headers=resumed, timeout=PATIENCE) as response:
+    with httpx.stream(
+        "GET", url, headers=resumed, timeout=PATIENCE, verify=TLS_CONTEXT
+    ) as response:
         assert response.status_code == 200
         assert len(sse_data(response.iter_lines(), 1)) == 1  # event 3 only
     assert wait_until(lambda: len(logged(engine)) == 2, 10)
     for entry in logged(engine):
         assert entry.filters == {"watch_id": watch["id"], "last_event_id": "2"}
     assert logged(engine)[0].records_returned == 1
-    assert httpx.get(url, headers=wires, timeout=PATIENCE).status_code == 404
+    assert httpx.get(url, headers=wires, timeout=PATIENCE, verify=TLS_CONTEXT).status_code == 404
     refused = logged(engine)[0]
     assert (refused.action, refused.party_id, refused.records_returned) == (
         "stream",
@@ -166,18 +179,26 @@ def test_a_stream_ending_while_the_store_is_locked_holds_up_no_other_request(
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
         watch = httpx.post(
-            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+            base + "/api/v1/watches",
+            json={"name": "s"},
+            headers=south,
+            timeout=PATIENCE,
+            verify=TLS_CONTEXT,
         ).json()
         url = f"{base}/api/v1/watches/{watch['id']}/stream"
         lock = sqlite3.connect(store.url.database, isolation_level=None)
-        with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
+        with httpx.stream(
+            "GET", url, headers=south, timeout=PATIENCE, verify=TLS_CONTEXT
+        ) as response:
             lines = response.iter_lines()  # held: a dropped iterator closes the response
             assert next(lines) == "retry: 2000"
             assert len(logged(store)) == 1  # the opening entry
             lock.execute("BEGIN IMMEDIATE")  # the closing one must now wait for the store
         time.sleep(0.5)  # the server sees the client gone and starts the closing entry
         started = time.monotonic()
-        assert httpx.get(base + "/static/app.css", timeout=30).status_code == 200
+        assert (
+            httpx.get(base + "/static/app.css", timeout=30, verify=TLS_CONTEXT).status_code == 200
+        )
         waited = time.monotonic() - started
         assert waited < 20, waited  # a third of the lock's wait, which the old code waited out
         lock.rollback()
@@ -226,12 +247,20 @@ def test_a_streams_closing_entry_outlasts_a_lock_held_past_one_lock_wait(
     south = bearer(engine, P.SOUTHENERGY)
     base = f"http://127.0.0.1:{server.port}"
     watch = httpx.post(
-        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "s"},
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     lk_requests(engine, 4)
     lock = _AccessLogLock(engine)
     with httpx.stream(
-        "GET", f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=PATIENCE
+        "GET",
+        f"{base}/api/v1/watches/{watch['id']}/stream",
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ) as response:
         lines = response.iter_lines()
         assert len(sse_data(lines, 4)) == 4
@@ -259,14 +288,21 @@ def test_a_streams_opening_entry_waits_for_a_locked_access_log_as_a_read_does(pg
     with LiveServer(create_app(store)) as live:
         base = f"http://127.0.0.1:{live.port}"
         watch = httpx.post(
-            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+            base + "/api/v1/watches",
+            json={"name": "s"},
+            headers=south,
+            timeout=PATIENCE,
+            verify=TLS_CONTEXT,
         ).json()
         lock = _AccessLogLock(store)
         lock.take()
         try:
             started = time.monotonic()
             answer = httpx.get(
-                f"{base}/api/v1/watches/{watch['id']}/stream", headers=south, timeout=30
+                f"{base}/api/v1/watches/{watch['id']}/stream",
+                headers=south,
+                timeout=30,
+                verify=TLS_CONTEXT,
             )
             waited = time.monotonic() - started
         finally:

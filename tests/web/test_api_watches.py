@@ -24,7 +24,7 @@ from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
 from tests import personas as P
-from tests.live_server import LiveServer
+from tests.live_server import TLS_CONTEXT, LiveServer
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -278,7 +278,9 @@ def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
 
         def add(n: int) -> int:
             body = {"name": f"s{n}", "webhook": {"url": f"https://h{n}.slow.test/"}}
-            return httpx.post(base, json=body, headers=south, timeout=20).status_code
+            return httpx.post(
+                base, json=body, headers=south, timeout=20, verify=TLS_CONTEXT
+            ).status_code
 
         with ThreadPoolExecutor(6) as pool:
             try:
@@ -288,7 +290,7 @@ def test_watches_naming_hosts_whose_dns_hangs_hold_only_the_partys_share(
                     time.sleep(0.01)  # each holds its slot while its name resolves
                 assert len(resolving) == 2
                 refused = pool.submit(add, 9).result()
-                other = httpx.get(base, headers=wires, timeout=10)
+                other = httpx.get(base, headers=wires, timeout=10, verify=TLS_CONTEXT)
                 meanwhile = [f.done() for f in hanging]
             finally:
                 released.set()

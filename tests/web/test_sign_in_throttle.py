@@ -26,7 +26,7 @@ from servicetrail.web.app import create_app
 from servicetrail.web.auth import LANE_RETRY_SECONDS
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
-from tests.live_server import PATIENCE
+from tests.live_server import PATIENCE, TLS_CONTEXT
 from tests.web.live_server import live_server
 from datetime import timedelta
 from servicetrail.store.sessions import (
@@ -97,13 +97,15 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         == 0
     )
     with live_server(db_url, tmp_path) as base:
-        with httpx.Client(base_url=base, timeout=PATIENCE) as first:
+        with httpx.Client(base_url=base, timeout=PATIENCE, verify=TLS_CONTEXT) as first:
             form = first.get("/login")
             token, cookie = TOKEN.search(form.text).group(1), form.cookies["st_login"]
         start = threading.Barrier(30)
 
         def attempt(_: int) -> httpx.Response:
-            with httpx.Client(base_url=base, cookies={"st_login": cookie}, timeout=60) as client:
+            with httpx.Client(
+                base_url=base, cookies={"st_login": cookie}, timeout=60, verify=TLS_CONTEXT
+            ) as client:
                 start.wait()
                 return client.post(
                     "/login",
@@ -125,7 +127,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
         waits = [int(a.headers["retry-after"]) for a in answers if a.status_code == 429]
         assert set(waits) <= {15 * 60, 60, 1, LANE_RETRY_SECONDS}
         with httpx.Client(
-            base_url=base, cookies={"st_login": cookie}, timeout=PATIENCE
+            base_url=base, cookies={"st_login": cookie}, timeout=PATIENCE, verify=TLS_CONTEXT
         ) as one_by_one:
             wrong = {"username": "np.analyst", "password": WRONG, "csrf_token": token}
             for _ in range(MAX_FAILURES_PER_KEY - verified):  # what the burst left
@@ -133,7 +135,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
             paused = one_by_one.post("/login", data=wrong)
             assert paused.status_code == 429 and paused.headers["retry-after"] == str(15 * 60)
         # and the right password now waits too
-        with httpx.Client(base_url=base, timeout=PATIENCE) as late:
+        with httpx.Client(base_url=base, timeout=PATIENCE, verify=TLS_CONTEXT) as late:
             form = late.get("/login")
             again = late.post(
                 "/login",
@@ -343,7 +345,7 @@ def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on
 
     def attempt(n: int) -> httpx.Response:
         address = f"127.0.{1 + n // 200}.{1 + n % 200}"  # Linux answers on all of 127/8
-        transport = httpx.HTTPTransport(local_address=address)
+        transport = httpx.HTTPTransport(local_address=address, verify=TLS_CONTEXT)
         with httpx.Client(base_url=base, transport=transport, timeout=60) as client:
             form = client.get("/login")
             data = {"username": f"nobody{n}", "password": WRONG}
@@ -371,6 +373,7 @@ def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on
                     f"{base}/api/v1/records?device_id={P.ESME_1}",
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=10,
+                    verify=TLS_CONTEXT,
                 )
                 assert read.status_code == 200
                 assert sum(a.done() for a in answers) == flood - SIGN_IN_LANES

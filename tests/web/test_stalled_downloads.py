@@ -37,7 +37,13 @@ from servicetrail.web.fairness import Bounds, PartyLimits
 from servicetrail.web.http_limits import CappedHeadProtocol
 
 from tests import personas as P
-from tests.live_server import LiveServer, how_it_ends, uvicorns_errors, wait_until
+from tests.live_server import (
+    TLS_CONTEXT,
+    LiveServer,
+    how_it_ends,
+    uvicorns_errors,
+    wait_until,
+)
 from tests.personas import starts_with_personas
 
 ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
@@ -230,7 +236,7 @@ def test_a_client_that_takes_nothing_for_the_send_timeout_is_cut_off(
 def stalled_web_report(server: LiveServer, username: str) -> socket.socket:
     """A signed-in browser that asks the screen for its report, reads its head and no more."""
     base = f"http://127.0.0.1:{server.port}"
-    with httpx.Client(base_url=base, timeout=30) as browser:
+    with httpx.Client(base_url=base, timeout=30, verify=TLS_CONTEXT) as browser:
         form = browser.get("/login").text
         browser.post(
             "/login",

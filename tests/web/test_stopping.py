@@ -23,7 +23,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.writer import append_records
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
-from tests.live_server import PATIENCE
+from tests.live_server import PATIENCE, TLS_CONTEXT
 from tests.access.test_streams_and_deliveries_access_log import lk_requests
 from tests.live_server import how_it_ends
 from tests.web.live_server import live_server_process
@@ -56,7 +56,11 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
         sqlite_url, tmp_path, "--workers", str(workers), env=FAST_STREAM_POLL
     ) as (server, base, log_path):
         watch = httpx.post(
-            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+            base + "/api/v1/watches",
+            json={"name": "s"},
+            headers=south,
+            timeout=PATIENCE,
+            verify=TLS_CONTEXT,
         ).json()
         lk_requests(engine, 1)  # one event each stream sends before the stop
         got: list[tuple[bytes, float]] = []
@@ -64,7 +68,9 @@ def test_open_streams_end_and_are_logged_when_the_server_is_asked_to_stop(
 
         def stream() -> None:
             url = f"{base}/api/v1/watches/{watch['id']}/stream"
-            with httpx.stream("GET", url, headers=south, timeout=30) as response:
+            with httpx.stream(
+                "GET", url, headers=south, timeout=30, verify=TLS_CONTEXT
+            ) as response:
                 body, waited = b"", False
                 try:
                     for chunk in response.iter_bytes():
@@ -217,7 +223,11 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     patient = dict(FAST_STREAM_POLL, SERVICETRAIL_SEND_TIMEOUT="600")  # the stop cuts it off
     with live_server_process(sqlite_url, tmp_path, env=patient) as (server, base, log_path):
         watch = httpx.post(
-            base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+            base + "/api/v1/watches",
+            json={"name": "s"},
+            headers=south,
+            timeout=PATIENCE,
+            verify=TLS_CONTEXT,
         ).json()
         add_requests(engine, 0, 8000)  # events enough to fill both sockets' buffers (~4 MB)
         catch_up(engine)

@@ -35,6 +35,7 @@ from servicetrail.web.event_streams import StreamReads
 from tests import personas as P
 from tests.live_server import (
     PATIENCE,
+    TLS_CONTEXT,
     LiveServer,
     how_it_ends,
     streaming_server,
@@ -78,7 +79,11 @@ def watched(engine, server, secret: str) -> tuple[dict[str, str], str]:
     headers = {"Authorization": f"Bearer {secret}"}
     base = f"http://127.0.0.1:{server.port}"
     watch = httpx.post(
-        base + "/api/v1/watches", json={"name": "s"}, headers=headers, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "s"},
+        headers=headers,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     return headers, f"{base}/api/v1/watches/{watch['id']}/stream"
 
@@ -86,7 +91,7 @@ def watched(engine, server, secret: str) -> tuple[dict[str, str], str]:
 def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> None:
     south, url = watched(engine, server, token(engine, P.SOUTHENERGY))
     add_requests(engine, 1, 3)
-    with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
+    with httpx.stream("GET", url, headers=south, timeout=PATIENCE, verify=TLS_CONTEXT) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith(
             "text/event-stream"
         )
@@ -98,19 +103,22 @@ def test_stream_sends_events_and_resumes_after_last_event_id(engine, server) -> 
     ]
     assert first[0][2]["event_id"] == 1 and "payload" not in first[0][2]["record"]
     with httpx.stream(
-        "GET", url, headers={**south, "Last-Event-ID": "2"}, timeout=PATIENCE
+        "GET", url, headers={**south, "Last-Event-ID": "2"}, timeout=PATIENCE, verify=TLS_CONTEXT
     ) as response:
         lines = response.iter_lines()
         assert [i for i, _, _ in read_events(lines, 1)] == ["3"]
         add_requests(engine, 4, 1)  # arrives while the stream is open
         assert [i for i, _, _ in read_events(lines, 1)] == ["4"]
-    bad = httpx.get(url, headers={**south, "Last-Event-ID": "abc"}, timeout=PATIENCE)
+    bad = httpx.get(
+        url, headers={**south, "Last-Event-ID": "abc"}, timeout=PATIENCE, verify=TLS_CONTEXT
+    )
     assert bad.status_code == 422 and bad.json()["parameter"] == "Last-Event-ID"
     # sent twice, the first silently won; a parameter given twice is a 422 (audit 51d)
     twice = httpx.get(
         url,
         headers=[*south.items(), ("Last-Event-ID", "2"), ("Last-Event-ID", "0")],
         timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     )
     assert twice.status_code == 422 and "twice" in twice.json()["message"]
 
@@ -125,7 +133,7 @@ def test_an_open_stream_ends_once_its_token_no_longer_holds(engine, server, monk
     secret = token(engine, P.SOUTHENERGY)
     south, url = watched(engine, server, secret)
     add_requests(engine, 1, 1)
-    with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
+    with httpx.stream("GET", url, headers=south, timeout=PATIENCE, verify=TLS_CONTEXT) as response:
         lines = response.iter_lines()
         assert [i for i, _, _ in read_events(lines, 1)] == ["1"]
         with engine.begin() as conn:
@@ -213,7 +221,7 @@ def test_another_partys_stream_is_404(engine, server) -> None:
     south = {"Authorization": f"Bearer {token(engine, P.SOUTHENERGY)}"}
     wires = {"Authorization": f"Bearer {token(engine, P.WIRESCO)}"}
     base = f"http://127.0.0.1:{server.port}"
-    with httpx.Client(base_url=base, timeout=PATIENCE) as client:
+    with httpx.Client(base_url=base, timeout=PATIENCE, verify=TLS_CONTEXT) as client:
         watch = client.post("/api/v1/watches", json={"name": "s"}, headers=south).json()
         assert client.get(f"/api/v1/watches/{watch['id']}/stream", headers=wires).status_code == 404
         assert client.get("/api/v1/watches/99999/stream", headers=south).status_code == 404
@@ -224,13 +232,21 @@ def test_one_party_cannot_open_streams_without_bound(engine, server) -> None:
     wires = {"Authorization": f"Bearer {token(engine, P.WIRESCO)}"}
     base = f"http://127.0.0.1:{server.port}"
     mine = httpx.post(
-        base + "/api/v1/watches", json={"name": "s"}, headers=south, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "s"},
+        headers=south,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     theirs = httpx.post(
-        base + "/api/v1/watches", json={"name": "w"}, headers=wires, timeout=PATIENCE
+        base + "/api/v1/watches",
+        json={"name": "w"},
+        headers=wires,
+        timeout=PATIENCE,
+        verify=TLS_CONTEXT,
     ).json()
     bound = server.app.state.limits.bounds.stream
-    with httpx.Client(timeout=PATIENCE) as client:
+    with httpx.Client(timeout=PATIENCE, verify=TLS_CONTEXT) as client:
         # the context managers are kept: one dropped closes its stream when it is collected
         streams = [
             client.stream("GET", f"{base}/api/v1/watches/{mine['id']}/stream", headers=south)
@@ -258,7 +274,7 @@ def test_a_head_of_a_stream_answers_a_gets_head_at_once_and_logs_nothing(engine,
     south, url = watched(engine, server, token(engine, P.SOUTHENERGY))
     add_requests(engine, 1, 2)
     wires = {"Authorization": f"Bearer {token(engine, P.WIRESCO)}"}
-    with httpx.Client(timeout=PATIENCE) as client:
+    with httpx.Client(timeout=PATIENCE, verify=TLS_CONTEXT) as client:
         with client.stream("GET", url, headers=south) as got:
             assert [i for i, _, _ in read_events(got.iter_lines(), 1)] == ["1"]
         # its closing entry, written as its stream ends
@@ -332,7 +348,7 @@ def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monke
     secret = token(engine, P.SOUTHENERGY)
     south, url = watched(engine, server, secret)
     add_requests(engine, 1, 2)
-    with httpx.stream("GET", url, headers=south, timeout=PATIENCE) as response:
+    with httpx.stream("GET", url, headers=south, timeout=PATIENCE, verify=TLS_CONTEXT) as response:
         lines = response.iter_lines()
         assert len(read_events(lines, 2)) == 2
         if how == "revoked":
@@ -341,7 +357,7 @@ def test_a_stream_writes_its_closing_entry_however_it_ends(engine, server, monke
         elif how == "deleted":
             assert (
                 httpx.delete(
-                    url.removesuffix("/stream"), headers=south, timeout=PATIENCE
+                    url.removesuffix("/stream"), headers=south, timeout=PATIENCE, verify=TLS_CONTEXT
                 ).status_code
                 == 204
             )
