@@ -77,6 +77,7 @@ import run  # noqa: E402  (search_targets)
 from harness import Store, percentile, serve, stop, store_at, stores  # noqa: E402
 
 from servicetrail.store.accounts import create_account, create_token  # noqa: E402
+from servicetrail.store.driver_sql import mark_of  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 
 STALLED_SOCKETS = (
@@ -671,7 +672,7 @@ def filled_watch(store: Store, url: str, port: int, token: str, events: int) -> 
             "FROM generate_series(1, %s) AS i",
             (watch_id, events),
         )
-    mark = "?" if store.kind == "sqlite" else "%s"
+    mark = mark_of(store.kind)
     conn.execute(f"UPDATE watch SET last_event_id = {mark} WHERE id = {mark}", (events, watch_id))
     conn.commit()
     conn.close()

@@ -49,6 +49,7 @@ UTC = timezone.utc
 import orjson  # noqa: E402
 
 from servicetrail.generate import World, write_world  # noqa: E402
+from servicetrail.store.driver_sql import mark_of  # noqa: E402
 from servicetrail.store.engine import open_store  # noqa: E402
 
 # ------------------------------------------------------------------ stores
@@ -477,7 +478,7 @@ def first_screen_personas(store: Store, url: str) -> dict[str, str]:
 
 def floor_first_screen(store: Store, url: str, party: str, repeat: int) -> dict:
     """The raw floor of "newest first of what I may see": the same index walk and join, by hand."""
-    mark = "?" if store.kind == "sqlite" else "%s"
+    mark = mark_of(store.kind)
     sql = (
         f"SELECT s.* FROM (SELECT record_id, logged_at FROM sat_visibility WHERE party_id = {mark} "
         f"AND access IN (1, 3) ORDER BY logged_at DESC, record_id DESC LIMIT 101) v "
@@ -574,8 +575,7 @@ def bench_export(store: Store, url: str) -> dict:
     ids = [
         u
         for (u,) in conn.execute(
-            "SELECT user_id FROM dcc_user WHERE party_id = "
-            + ("?" if store.kind == "sqlite" else "%s"),
+            "SELECT user_id FROM dcc_user WHERE party_id = " + mark_of(store.kind),
             (party,),
         ).fetchall()
     ]
@@ -585,7 +585,7 @@ def bench_export(store: Store, url: str) -> dict:
     # the command's fixed cost (Python start-up, imports, connecting), from a report of no rows:
     # at 1M records it is a fifth of the whole export, so the streaming rate is shown apart
     startup, _, _ = timed_child(report_own(url, party, "2000-01-02", os.devnull))
-    marks = ",".join("?" if store.kind == "sqlite" else "%s" for _ in ids)
+    marks = ",".join(mark_of(store.kind) for _ in ids)
     # the payload join on all three keys, as the product does: on PostgreSQL that lets the
     # planner join partition by partition
     sql = (

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.ids import shown
 from ..domain.model import Device, Responsibility, User
+from .driver_sql import parameter_mark
 from .engine import foreign_keys_planned_once
 from ..domain.held_intervals import HeldIntervals
 from ..domain.intervals import (
@@ -55,6 +56,7 @@ class _Raw:
     def __init__(self, conn: Connection) -> None:
         self.driver = cast(Any, conn.connection.driver_connection)
         self.postgres = conn.dialect.name == "postgresql"
+        self.mark = parameter_mark(conn)  # of the driver's statements written here
         if self.postgres:
             # A batch looks up thousands of keys at once (= ANY of an array). With the default
             # random_page_cost PostgreSQL scanned the whole table for that at a million Devices
@@ -236,9 +238,10 @@ def load_users(
     raw.insert("party", ("party_id", "name"), ("varchar", "varchar"), created)
     renamed = [(n, p) for p, n in names.items() if p in stored_names and stored_names[p] != n]
     if renamed:
-        mark = "%s" if raw.postgres else "?"
         with closing(raw.driver.cursor()) as cursor:  # (sqlite3's is no context manager)
-            cursor.executemany(f"UPDATE party SET name = {mark} WHERE party_id = {mark}", renamed)
+            cursor.executemany(
+                f"UPDATE party SET name = {raw.mark} WHERE party_id = {raw.mark}", renamed
+            )
     raw.insert("dcc_user", ("user_id", "party_id", "role"), ("varchar", "varchar", "varchar"), new)
     # records sent before the User ID was known become its Party's own
     for user_id, party_id, _ in new:
@@ -380,10 +383,9 @@ def _delete_intervals(raw: _Raw, gone: list[tuple[str, str, Any]]) -> None:
     """The stored intervals of these (Device, relation, start) deleted."""
     if not gone:
         return
-    mark = "%s" if raw.postgres else "?"
     delete = (
-        f"DELETE FROM responsibility WHERE device_id = {mark} AND relation = {mark} "
-        f"AND valid_from = {mark}"
+        f"DELETE FROM responsibility WHERE device_id = {raw.mark} AND relation = {raw.mark} "
+        f"AND valid_from = {raw.mark}"
     )
     if raw.postgres:
         with raw.driver.cursor() as cursor:

@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from ..domain.visibility import Access, audiences_at
+from .driver_sql import parameter_mark
 from .schema import MICROSECOND, PG_EPOCH, sqlite_time
 
 OWN, MP141 = 1, 3  # the rule that grants the row, as stored in `access`
@@ -296,7 +297,7 @@ def refresh_user(conn: Connection, user_id: str, party_id: str) -> int:
     """A User ID newly given to `party_id`: its records become that Party's own."""
     driver: Any = conn.connection.driver_connection
     postgres = conn.dialect.name == "postgresql"
-    mark = "%s" if postgres else "?"
+    mark = parameter_mark(conn)
     statement = f"SELECT {_RECORD}, {mark} FROM sat_record s WHERE s.user_id = {mark}"
     return sum(
         _rederive(driver, postgres, found)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from ..domain.model import SatRecord
 from ..domain.records import content_digest
+from .driver_sql import parameter_mark
 from .log_partitions import retired_logs
 from .log_records import FAMILY, hot_leaf
 from .log_tables import log_leaf, log_pending
@@ -369,7 +370,7 @@ def append_rows(conn: Connection, rows: Sequence[Row], leaves_later: bool = Fals
     for request_id, kind, logged_at, key, digest, record_id in stored:
         if digest is None and key == "":
             legacy.setdefault((request_id, kind, logged_at), []).append(record_id)
-    legacy_copies = _legacy_copies(driver, postgres, rows, legacy) if legacy else set()
+    legacy_copies = _legacy_copies(driver, parameter_mark(conn), rows, legacy) if legacy else set()
     new: list[Row] = []
     conflicts: list[
         tuple[int | str, tuple[Any, ...] | int]
@@ -449,7 +450,7 @@ def leaves_committed(conn: Connection, leaves: Sequence[QueuedLeaf]) -> bool:
 
 
 def _legacy_copies(
-    driver: Any, postgres: bool, rows: Sequence[Row], legacy: dict[tuple[Any, ...], list[int]]
+    driver: Any, mark: str, rows: Sequence[Row], legacy: dict[tuple[Any, ...], list[int]]
 ) -> set[tuple[Any, ...]]:
     """(Request ID, kind, time, payload) of the records stored before migration 0004 that
     the batch's rows meet: one of them is the message a row brings again if its payload is
@@ -459,7 +460,6 @@ def _legacy_copies(
     with the same time was taken for a copy and lost (review 24d)."""
     wanted = sorted({i for row in rows for i in legacy.get((row[2], row[1], row[0]), ())})
     by_id = {i: key for key, ids in legacy.items() for i in ids}
-    mark = "%s" if postgres else "?"
     payloads: dict[int, str] = {}
     for start in range(0, len(wanted), _LEGACY_READ):  # within any driver's parameter limit
         part = wanted[start : start + _LEGACY_READ]
