@@ -267,6 +267,17 @@ def test_from_and_to_help_give_examples_the_command_takes(cli, trail, command):
         assert result.exit_code == 0, (start, end, result.output)
 
 
+def test_a_wrong_time_says_what_to_type(cli, trail):
+    """ "not an ISO-8601 time: 'yesterday'" left the user to know what one looks like."""
+    result = cli("records", "--party", "NORTH", "--from", "yesterday")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert (
+        "not an ISO-8601 time: 'yesterday'. Write a date, such as 2025-02-10, or a date and "
+        "time with its UTC offset, such as 2025-02-10T09:30:00Z"
+    ) in said, said
+
+
 def test_db_option_after_the_command_and_environment_variable(trail, db_url, tmp_path, monkeypatch):
     after = CliRunner().invoke(
         main, ["records", "--party", "LOOK", "--format", "jsonl", "--db", db_url]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from servicetrail.domain.ids import InvalidValue
-from servicetrail.domain.times import format_time, parse_bound, parse_time
+from servicetrail.domain.times import WRITE_A_TIME, format_time, parse_bound, parse_time
 
 UTC = timezone.utc
 
@@ -59,6 +59,33 @@ def test_parse_time_reads_a_date_alone_in_any_iso_form_as_midnight_utc(
 def test_parse_time_refuses_what_only_looks_like_a_date(raw: str) -> None:
     with pytest.raises(InvalidValue, match="not an ISO-8601 time"):
         parse_time(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("W" * 61, "not an ISO-8601 time: 'WWW"),
+        ("2025-03-01\x0b", "not an ISO-8601 time (printable ASCII only): '2025-03-01\\x0b'"),
+        ("2025-13-01", "not an ISO-8601 time: '2025-13-01'"),
+        ("2025-03-01Q10:00Z", "not an ISO-8601 time (a T between its date and time): '2025-"),
+        ("2025-03-01T25:00Z", "not an ISO-8601 time: '2025-03-01T25:00Z'"),
+    ],
+    ids=("too-long", "a-control-character", "no-such-day", "no-T", "no-such-hour"),
+)
+def test_a_refusal_naming_the_standard_says_what_to_type(raw: str, reason: str) -> None:
+    """ "not an ISO-8601 time: 'x'" left the reader to know what one looks like: each such
+    refusal keeps its reason and ends with an example of a date and of a time."""
+    with pytest.raises(InvalidValue) as refused:
+        parse_time(raw)
+    said = str(refused.value)
+    assert said.startswith(reason), said
+    assert said.endswith(
+        "'. Write a date, such as 2025-02-10, or a date and time with its UTC offset, such as "
+        "2025-02-10T09:30:00Z"
+    ) or said.endswith(
+        " characters). Write a date, such as 2025-02-10, or a date and time with its UTC "
+        "offset, such as 2025-02-10T09:30:00Z"
+    ), said
 
 
 @pytest.mark.parametrize("raw", ["2025-03-01T10:00:00", "2025-03-01T10:00", "2025-03-01 10:00:00"])
@@ -180,7 +207,8 @@ def test_years_before_1000_are_zero_padded_and_round_trip() -> None:
 def test_a_very_long_time_is_refused_without_echoing_it_all() -> None:
     with pytest.raises(InvalidValue) as raised:
         parse_time("2025-03-01T10:00:00Z" + " " * 10 + "x" * 10_000)
-    assert len(str(raised.value)) < 200
+    # the reason and its quote; the example of what to type after it is of a fixed length
+    assert len(str(raised.value).removesuffix(WRITE_A_TIME)) < 200
 
 
 @pytest.mark.parametrize(

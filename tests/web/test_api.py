@@ -278,6 +278,16 @@ def test_an_empty_range_is_an_empty_answer_not_an_error(client, bearer):
     assert backwards.status_code == 422 and backwards.json()["parameter"] == "to"
 
 
+def test_a_wrong_time_says_what_to_type(client, bearer):
+    """ "not an ISO-8601 time: 'yesterday'" left the caller to know what one looks like."""
+    answer = client.get("/api/v1/records", headers=bearer(P.NORTHPOWER), params={"to": "yesterday"})
+    assert answer.status_code == 422 and answer.json()["parameter"] == "to", answer.text
+    assert answer.json()["message"].endswith(
+        "not an ISO-8601 time: 'yesterday'. Write a date, such as 2025-02-10, or a date and "
+        "time with its UTC offset, such as 2025-02-10T09:30:00Z"
+    ), answer.text
+
+
 def test_an_offset_sent_unencoded_in_the_url_is_read_as_its_plus(client, bearer):
     """`?from=...T13:00:00+01:00` written into a URL as it is (Python's isoformat() in an
     f-string) reaches the server as `13:00:00 01:00`, the query string's `+` a space: it was a

@@ -905,6 +905,16 @@ def test_a_reason_ending_in_an_ellipsis_gets_no_full_stop_after_it() -> None:
         assert said["from"].startswith(f"not a date or a time: {cut} Write a date")
 
 
+@pytest.mark.parametrize("field", ["from", "to"])
+def test_a_wrong_time_on_the_screen_gives_one_example_in_the_forms_words(np: TestClient, field):
+    """The API's reason for a wrong time ends with what to type, a time with its offset: the
+    screen, whose fields are UTC, gives its own example instead, and one only."""
+    answer = np.get("/", params={field: "yesterday"})
+    error = unescape(re.search(rf'id="f-{field}-error">(.*?)</p>', answer.text, re.S).group(1))
+    assert "not a date or a time: 'yesterday'. Write a date, such as 2025-02-1" in error, error
+    assert error.count("Write") == 1 and "T09:30:00Z" not in error, error
+
+
 def test_to_before_a_from_on_the_last_day_there_is_is_said_not_a_500(np: TestClient) -> None:
     """The example of a later date was From's day plus one: 9999-12-31 has none, and the
     screen answered 500 where it meant to say what to write (audit 45e)."""

@@ -25,6 +25,12 @@ _DATE_THEN_T = re.compile(r"[0-9W-]+[Tt ]")
 # ISO-8601's leap second, `23:59:60` (`235960` in the basic format): a valid time that no
 # datetime holds, refused as what it is, not as "no ISO-8601 time" (audit 56f)
 _LEAP_SECOND = re.compile(r"[Tt ][0-9]{2}(:?)[0-9]{2}\1(60)(?![0-9])")
+# What to type, said after a refusal that names the standard: "not an ISO-8601 time: 'x'"
+# left the reader to know what one looks like (one form of each, as FROM_WORDS gives them)
+WRITE_A_TIME = (
+    "Write a date, such as 2025-02-10, or a date and time with its UTC offset, such as "
+    "2025-02-10T09:30:00Z"
+)
 
 
 def parse_time(value: str) -> datetime:
@@ -39,22 +45,22 @@ def parse_time(value: str) -> datetime:
     if len(text) > 40:
         # cut as every reason cuts a value, its length said: cut here with "..." alone, a
         # sentence's full stop after it read `'WWW…'....` (review of the screen, 47d)
-        raise InvalidValue(f"not an ISO-8601 time: {shown(value)}")
+        raise _not_a_time(value)
     if not text:
         raise InvalidValue("empty time")
     if not (text.isascii() and text.isprintable()):
-        raise InvalidValue(f"not an ISO-8601 time (printable ASCII only): {shown(value)}")
+        raise _not_a_time(value, " (printable ASCII only)")
     if len(text) <= _LONGEST_DATE:
         # every form fromisoformat reads as a day, not only YYYY-MM-DD: `2025-W01` and
         # `20250301` were told to add an offset, which made them no valid time either
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
+            raise _not_a_time(value) from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
     # the extended date's T at once; a basic or week date's looked for
     if text[10] not in "Tt " and not _DATE_THEN_T.match(text):
-        raise InvalidValue(f"not an ISO-8601 time (a T between its date and time): {shown(value)}")
+        raise _not_a_time(value, " (a T between its date and time)")
     try:
         parsed = datetime.fromisoformat(text if text[-1] != "z" else text[:-1] + "Z")
     except ValueError:
@@ -62,7 +68,7 @@ def parse_time(value: str) -> datetime:
             raise InvalidValue(
                 f"a leap second (second 60) cannot be stored: {shown(value)}"
             ) from None
-        raise InvalidValue(f"not an ISO-8601 time: {shown(value)}") from None
+        raise _not_a_time(value) from None
     if parsed.tzinfo is None:
         raise InvalidValue(f"time without a UTC offset (add Z or +01:00): {shown(value)}")
     # `Z` after a digit, most times, at once; else the end alone, the longest form (a digit
@@ -76,6 +82,10 @@ def parse_time(value: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
         raise InvalidValue(f"time out of range: {shown(value)}") from None
+
+
+def _not_a_time(value: str, why: str = "") -> InvalidValue:
+    return InvalidValue(f"not an ISO-8601 time{why}: {shown(value)}. {WRITE_A_TIME}")
 
 
 # the fraction of a second past its sixth digit, which fromisoformat drops

@@ -22,7 +22,7 @@ from ..domain.model import KNOWN_ROLES, RELATION_LABELS, role_name
 from ..domain.records import REPORT_FIELDS
 from ..domain.response_codes import ERROR, INFORMATION, WARNING, code_category, explain_code, legend
 from ..domain.search import Cursor, Search
-from ..domain.times import format_time, parse_bound, seconds_text
+from ..domain.times import WRITE_A_TIME, format_time, parse_bound, seconds_text
 from ..domain.triggers import DEFAULT_WINDOW_MINUTES, window_minutes
 from ..domain.visibility import Decision
 from ..domain.watches import split_list
@@ -238,6 +238,9 @@ def said_on_screen(errors: dict[str, str], values: Mapping[str, str]) -> dict[st
         if name in ("from", "to") and typed:
             # quoted as typed, not as read: the Z that utc_field adds was never typed (47d)
             message = message.replace(shown(utc_field(typed)), shown(typed.strip()))
+            # the field's own example follows, in the form's words (a time there is UTC):
+            # the API's, with its offset, said a second way to write it
+            message = message.removesuffix(f". {WRITE_A_TIME}")
             message = _in_analysts_words(message)
         if name == "to" and message == "must not be before from":
             said[name] = _to_before_from(values.get("from", ""))
