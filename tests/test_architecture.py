@@ -350,3 +350,57 @@ def test_the_interfaces_use_neither_the_rules_internals_nor_private_store_names(
                         "store.queries)"
                     )
     assert offenders == []
+
+
+def _test_modules_imported(tests: Path) -> list[str]:
+    """Every import, under `tests`, of a test module (`test_*`): by name, relative, or a
+    module named from its package."""
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        package = path.relative_to(tests.parent).parent.parts  # ("tests", "web")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                named = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = list(package[: len(package) - node.level + 1]) if node.level else []
+                module = ".".join([*base, node.module] if node.module else base)
+                named = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in named:
+                parts = name.split(".")
+                if parts[0] == "tests" and any(part.startswith("test_") for part in parts):
+                    found.append(f"{path.relative_to(tests.parent)}:{node.lineno} {name}")
+                    break
+    return found
+
+
+def test_no_test_module_imports_another_test_module():
+    """32 imports took fixtures and helpers from another test module, which ran that module's
+    import again as a helper's and tied the two together (session 67): what tests share is in
+    a conftest.py or a helper module (tests/live_server.py, tests/web/browser_story.py)."""
+    assert _test_modules_imported(Path(__file__).resolve().parent) == []
+
+
+def test_the_test_import_check_finds_each_way_of_naming_a_test_module(tmp_path) -> None:
+    folder = tmp_path / "tests" / "web"
+    folder.mkdir(parents=True)
+    (folder / "helpers.py").write_text(
+        "import tests.web.test_a\n"
+        "from tests.web.test_b import x\n"
+        "from tests.web import test_c\n"
+        "from .test_d import y\n"
+        "from . import test_e\n"
+        "from ..store.test_f import z\n"
+        "from tests.web.live_server import live_server\n"
+        "from tests import personas\n"
+    )
+    found = _test_modules_imported(tmp_path / "tests")
+    assert [line.split(" ")[1] for line in found] == [
+        "tests.web.test_a",
+        "tests.web.test_b",
+        "tests.web.test_c",
+        "tests.web.test_d",
+        "tests.web.test_e",
+        "tests.store.test_f",
+    ]

@@ -17,14 +17,13 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store import engine as store_engine
 from servicetrail.store import read_transaction
 from servicetrail.store.logged_reads import lease_deliveries
-from servicetrail.store.watch_matcher import catch_up
 from servicetrail.store.watches import create_watch
 from servicetrail.web.app import create_app
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
+from tests.access.looker_traffic import lk_requests
 from tests.live_server import PATIENCE, TLS_CONTEXT, LiveServer, streaming_server, wait_until
 
-LATER = P.t("2025-04-01T10:00:00Z")
 LOCK_WAIT_MS = 1000
 
 
@@ -35,12 +34,6 @@ def bearer(engine, party: str) -> dict[str, str]:
     with engine.begin() as conn:
         create_account(conn, f"s-{party.lower()}", party, "correct horse battery")
         return {"Authorization": f"Bearer {create_token(conn, f's-{party.lower()}')}"}
-
-
-def lk_requests(engine, count: int, first: int = 0) -> None:
-    """LOOKER's requests to ESME-1: MP141 titles for its supplier, SOUTHENERGY, by then."""
-    P.requests_to_esme_1(engine, range(first, first + count), counter_from=700, at=LATER)
-    catch_up(engine)
 
 
 def logged(engine) -> list:

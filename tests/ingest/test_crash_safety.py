@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from tests.ingest.rows_read import rows
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 # 40 batches: killed at 10% and 60%, or stopped at 20%, a load has at least 4, 24 or 8 of
@@ -49,15 +50,6 @@ def write_records(path: Path) -> None:
                 '"user_id": "%s", "device_id": "%s", "response_code": "%s", "payload": "%s"}\n'
                 % (when, kind, user, device, n, srv, user, device, code, payload)
             )
-
-
-def rows(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 from lxml import etree
 from sqlalchemy import text
 
-from tests.ingest.test_duis_shapes import DCC, ESME, NORTH_IS, READ, request, response, titles
+from tests.ingest.duis_messages import DCC, ESME, NORTH_IS, READ, request, response, titles
 
 R = f"{NORTH_IS}:{ESME}:500"
 

@@ -18,16 +18,9 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.duis import parse_document
+from tests.ingest.duis_messages import DCC, ESME, NORTH_IS, READ, request, response, titles
 
-NS = (
-    'xmlns:sr="http://www.dccinterface.co.uk/ServiceUserGateway" '
-    'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
-    'xmlns:ra="http://www.dccinterface.co.uk/ResponseAndAlert"'
-)
-NORTH_IS = "90-B3-D5-1F-30-01-00-00"  # NORTH: Responsible Supplier of both meters
 LOOK_OU = "90-B3-D5-1F-30-03-00-00"  # LOOK: an Other User, responsible for nothing
-DCC = "90-B3-D5-1F-30-00-00-02"
-ESME = "00-DB-12-34-56-78-90-A0"  # SMETS2
 S1_ESME = "00-DB-12-34-56-78-90-B1"  # SMETS1
 CHF = "00-DB-12-34-56-78-90-A3"
 SIGNATURE = (
@@ -43,36 +36,6 @@ SIGNATURE = (
 )
 
 
-def request(rid: str, variant: int, srv: str, body: str) -> str:
-    ref = srv if srv.count(".") < 2 else srv.rsplit(".", 1)[0]
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?><sr:Request {NS} schemaVersion="5.4"><sr:Header>'
-        f"<sr:RequestID>{rid}</sr:RequestID><sr:CommandVariant>{variant}</sr:CommandVariant>"
-        f"<sr:ServiceReference>{ref}</sr:ServiceReference>"
-        f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant></sr:Header>"
-        f"<sr:Body>{body}</sr:Body></sr:Request>"
-    )
-
-
-def response(rid: str, response_id: str, code: str, at: str, message: str) -> str:
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?><sr:Response {NS} schemaVersion="5.4"><sr:Header>'
-        + (f"<sr:RequestID>{rid}</sr:RequestID>" if rid else "")
-        + (f"<sr:ResponseID>{response_id}</sr:ResponseID>" if response_id else "")
-        + f"<sr:ResponseCode>{code}</sr:ResponseCode>"
-        f"<sr:ResponseDateTime>{at}</sr:ResponseDateTime>"
-        f"</sr:Header><sr:Body>{message}</sr:Body></sr:Response>"
-    )
-
-
-def titles(srv: str, extra: str = "") -> str:
-    ref = srv if srv.count(".") < 2 else srv.rsplit(".", 1)[0]
-    return (
-        f"<sr:ResponseMessage><sr:ServiceReference>{ref}</sr:ServiceReference>"
-        f"<sr:ServiceReferenceVariant>{srv}</sr:ServiceReferenceVariant>{extra}</sr:ResponseMessage>"
-    )
-
-
 def smets1(outer: str, device: str, user: str, inner_header: str, inner_body: str) -> str:
     return (
         f"<sr:SMETS1ResponseMessage>{outer}<sr:SMETS1SignedResponse "
@@ -84,7 +47,6 @@ def smets1(outer: str, device: str, user: str, inner_header: str, inner_body: st
     )
 
 
-READ = "<sr:ReadInstantaneousImportRegisters/>"
 R_LOOK = f"{LOOK_OU}:{ESME}:11"  # LOOK reads NORTH's meter
 R_FD = f"{NORTH_IS}:{ESME}:12"  # NORTH's future-dated critical command, pre-command then signed
 R_S1 = f"{LOOK_OU}:{S1_ESME}:13"

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import SHARED_DUIS_SAMPLES, beside_the_checkout
-from tests.ingest.test_registry_csv import (
+from tests.ingest.registry_files import (
     DEVICES_HEADER,
     METER,
     NORTH_IS,
@@ -26,7 +26,7 @@ from tests.ingest.test_registry_csv import (
     rows,
     write,
 )
-from tests.ingest.test_sat_jsonl import count, rec, rejects_of, stored, utc, write_lines
+from tests.ingest.sat_records import count, rec, rejects_of, stored, utc, write_lines
 
 OTHER_METER = "00-DB-00-00-00-00-00-02"
 

@@ -187,7 +187,7 @@ def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(db_url)
     import pytest
 
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.web.test_store_upgraded import stamped_behind
+    from tests.store.stamped_behind import stamped_behind
 
     engine = open_store(db_url)
     try:

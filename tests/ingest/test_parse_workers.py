@@ -25,26 +25,7 @@ from servicetrail.ingest.trail_load import CHUNK_LINES, ingest
 from servicetrail.store.engine import open_store
 from servicetrail.store.schema import sqlite_time
 from servicetrail.store.writer import _pg_time, _postgres_row
-
-UTC = timezone.utc
-USER = "90-B3-D5-1F-30-02-00-01"
-METER = "00-DB-00-00-00-00-00-01"
-
-
-def line(n: int) -> str:
-    when = datetime(2025, 3, 1, tzinfo=UTC) + timedelta(seconds=n)
-    return json.dumps(
-        {
-            "logged_at": when.isoformat(),
-            "kind": "request",
-            "request_id": f"{USER}:{METER}:{n}",
-            "srv": "4.1.1",
-            "user_id": USER,
-            "device_id": METER,
-            "response_code": "",
-            "payload": f"P{n}" if n % 2 else "",
-        }
-    )
+from tests.ingest.sat_line import METER, UTC, line
 
 
 def write_file(path: Path) -> tuple[int, int, dict[int, str]]:

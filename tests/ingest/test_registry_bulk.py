@@ -1029,7 +1029,7 @@ def test_a_full_temporary_folder_is_named_as_such(cli, world, tmp_path, monkeypa
     """Waiting lines that the temporary folder has no room for: said so, exit 2. Raised as
     SQLite's error it read "the store's disk is full" (audit 39a), and taken for an error
     reading the input it would name the file as unreadable."""
-    from tests.ingest.test_waiting_lines import small_temporary_databases
+    from tests.ingest.full_temporary_folder import small_temporary_databases
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     settings.reload()

@@ -19,36 +19,26 @@ from servicetrail.ingest.registry_csv import (
     parse_responsibility,
     parse_user,
 )
-from sqlalchemy import text
+from tests.ingest.registry_files import (
+    DEVICES_HEADER,
+    METER,
+    NORTH_IS,
+    RESP_HEADER,
+    SOUTH_IS,
+    USERS_HEADER,
+    rows,
+    write,
+)
 
 UTC = timezone.utc
 
-USERS_HEADER = "user_id,party_id,party_name,role\n"
-DEVICES_HEADER = "device_id,device_type,smets\n"
-RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
 
-NORTH_IS = "90-B3-D5-1F-30-02-00-01"
-SOUTH_IS = "90-B3-D5-1F-30-02-00-11"
 WIRES_ED = "90-B3-D5-1F-30-02-00-21"
-METER = "00-DB-00-00-00-00-00-01"
 GAS = "00-DB-00-00-00-00-00-02"
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8", newline="")
-    return path
 
 
 def rejects_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def rows(engine, sql: str, **params) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
 def when(value: str) -> datetime:
@@ -284,7 +274,7 @@ def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(
     stops saying to restart, with the batches before the upgrade kept."""
     from servicetrail.ingest import registry_load
     from servicetrail.store.engine import make_engine
-    from tests.web.test_store_upgraded import SAID, stamped_behind
+    from tests.store.stamped_behind import SAID, stamped_behind
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     written = []

@@ -14,7 +14,7 @@ from servicetrail.ingest.trail_load import ingest
 from servicetrail.store.engine import StoreError
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.partitions import drop_months
-from tests.ingest.test_parse_workers import line
+from tests.ingest.sat_line import line
 from tests.store.log_fixtures import store_key
 
 

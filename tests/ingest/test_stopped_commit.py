@@ -21,7 +21,7 @@ from sqlalchemy.engine.default import DefaultDialect
 from devsupport.pg_server import PgServer
 from servicetrail.cli import main
 from tests.conftest import Cli
-from tests.ingest.test_crash_safety import rows
+from tests.ingest.rows_read import rows
 
 RECORDS, BATCH, STOPPED_AT = 2000, 500, 1500
 

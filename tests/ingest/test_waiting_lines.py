@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import tracemalloc
 from datetime import datetime, timezone
 
@@ -10,6 +9,7 @@ import pytest
 
 from servicetrail.ingest import waiting_lines
 from servicetrail.ingest.waiting_lines import CannotWait, WaitingLines
+from tests.ingest.full_temporary_folder import small_temporary_databases
 
 MAY = datetime(2024, 5, 1, tzinfo=timezone.utc)
 JUNE = datetime(2024, 6, 1, 12, 30, 0, 123456, tzinfo=timezone.utc)
@@ -111,19 +111,6 @@ def test_the_memory_it_takes_does_not_grow_with_the_groups_that_wait() -> None:
         assert grown < 1 << 20, grown
     finally:
         waiting.close()
-
-
-def small_temporary_databases(monkeypatch) -> None:
-    """SQLite's own "database or disk is full" for the waiting lines' database, as a full
-    temporary folder gives it: a database of at most two pages."""
-    real_connect = sqlite3.connect
-
-    def connect(*args, **kwargs):
-        db = real_connect(*args, **kwargs)
-        db.execute("PRAGMA max_page_count = 2")
-        return db
-
-    monkeypatch.setattr(sqlite3, "connect", connect)
 
 
 def test_a_full_temporary_folder_says_so(monkeypatch) -> None:

@@ -3,7 +3,6 @@ holds them, and only while the lease is still the one it was given."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -23,27 +22,10 @@ from servicetrail.store.watches import create_watch
 from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.personas import starts_with_personas
+from tests.store.two_deliveries import lk_requests, two_deliveries
 
 NOW = P.t("2030-01-01T00:00:00Z")  # later than any delivery's first due time
 LEASE = timedelta(seconds=30)
-
-
-def lk_requests(engine, numbers: Iterable[int]) -> None:
-    """Lookat's requests to ESME 1, a second apart, stored: records SOUTHENERGY's watch matches."""
-    P.requests_to_esme_1(engine, numbers, counter_from=700)
-
-
-def two_deliveries(engine) -> int:
-    with engine.begin() as conn:
-        made = create_watch(
-            conn,
-            P.SOUTHENERGY,
-            watch_spec({"name": "w", "webhook": {"url": "https://hooks.example.com/w"}}),
-            new_secret(),
-        )
-    lk_requests(engine, (1, 2))
-    catch_up(engine)
-    return int(made["id"])
 
 
 def ends(engine) -> dict[tuple[int, int], object]:

@@ -33,6 +33,7 @@ from tests.personas import (
     load_personas,
     starts_with_personas,
 )
+from tests.store.stored_times import _stored
 
 
 def pages(world: World, viewer: Viewer, search: Search, limit: int) -> list[dict]:
@@ -558,12 +559,6 @@ class first_call_after:  # noqa: N801 - used as a function
             self.ran = True
             self.act()
         return self.real(*args, **kwargs)
-
-
-def _stored(engine: Engine, when: datetime) -> object:
-    from servicetrail.store.schema import sqlite_time
-
-    return sqlite_time(when) if engine.dialect.name == "sqlite" else when
 
 
 def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) -> None:

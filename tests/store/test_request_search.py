@@ -25,7 +25,7 @@ from tests.personas import (
     starts_with_personas,
     t,
 )
-from tests.store.test_queries import _stored
+from tests.store.stored_times import _stored
 
 
 @starts_with_personas

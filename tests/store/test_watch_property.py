@@ -33,7 +33,7 @@ from servicetrail.store.watches import create_watch
 from servicetrail.store.writer import append_records, load_device, load_responsibility, load_user
 from tests.conftest import PER_EXAMPLE, StorePerExample
 from tests.personas import record_ids
-from tests.store.test_visibility_property import GRID, WorldSpec, device_id, worlds
+from tests.store.visibility_worlds import GRID, WorldSpec, device_id, worlds
 
 CRITICAL = {srv for srv, row in CATALOGUE.items() if row.critical}
 

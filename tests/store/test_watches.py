@@ -942,7 +942,7 @@ def test_a_matching_step_commits_nothing_on_a_store_upgraded_under_it(
     know. It looks again before its commit, as a load's batch does (review 49b)."""
     from servicetrail.store.engine import make_engine
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.web.test_store_upgraded import stamped_behind
+    from tests.store.stamped_behind import stamped_behind
 
     add_watch(world, SOUTHENERGY)
     append(world, lk_request(1))

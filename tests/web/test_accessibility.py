@@ -12,13 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.test_browser import (  # noqa: F401 - the fixtures are used by name
+from tests.web.browser_story import (
     ESME,
-    browser,
-    page,
     row_of,
     search_device,
-    server,
     sign_in,
 )
 
@@ -36,7 +33,7 @@ RUN_AXE = """async () => {
 }"""
 
 
-def blocking_violations(page, where: str) -> list[str]:  # noqa: F811
+def blocking_violations(page, where: str) -> list[str]:
     # evaluated through the DevTools protocol, so the page's own CSP (no inline scripts) stays on
     page.evaluate(AXE.read_text())
     found = page.evaluate(RUN_AXE)
@@ -47,7 +44,7 @@ def blocking_violations(page, where: str) -> list[str]:  # noqa: F811
     ]
 
 
-def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # noqa: F811
+def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:
     found: list[str] = []
 
     def check(where: str) -> None:
@@ -103,7 +100,7 @@ def test_axe_finds_nothing_serious_on_any_page(server: str, page) -> None:  # no
     assert found == [], "\n".join(found)
 
 
-def test_the_check_can_fail(server: str, page) -> None:  # noqa: F811
+def test_the_check_can_fail(server: str, page) -> None:
     """A positive control: a button with no name is a critical violation, so a run that found
     nothing above did run the rules."""
     sign_in(page, server, "bright.analyst")
@@ -124,7 +121,7 @@ CONTRAST = """([fg, bg]) => {
 }"""
 
 
-def test_the_search_forms_examples_are_readable(server: str, page) -> None:  # noqa: F811
+def test_the_search_forms_examples_are_readable(server: str, page) -> None:
     """The placeholders are the form's examples ("4.1.1 or tariff", a Device ID's form):
     text, which WCAG 1.4.3 asks 4.5:1 of; #8b95a3 on white was 3.0:1 (review of the
     screen, 45c). axe does not check a placeholder's colour."""

@@ -497,7 +497,7 @@ def test_a_correction_between_the_record_and_its_why_never_shows_it_not_visible(
     headers = bearer(P.SOUTHENERGY)
     if path.startswith("/records"):
         headers = {}
-        from tests.web.test_html import PASSWORD, sign_in
+        from tests.web.screen_sign_in import PASSWORD, sign_in
         from servicetrail.store.accounts import create_account
 
         with engine.begin() as conn:

@@ -16,17 +16,13 @@ import pytest
 from sqlalchemy import event, text, update
 
 from servicetrail import settings
-from servicetrail.domain.model import SatRecord
-from servicetrail.store.watch_matcher import match_new_records
 from servicetrail.store.watch_tables import watch as watch_table
 from servicetrail.store.watch_tables import webhook_outbox
-from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from servicetrail.webhooks import outbound
 from tests import personas as P
 from tests.live_server import TLS_CONTEXT, LiveServer
-
-LATER = P.t("2025-04-01T10:00:00Z")
+from tests.web.watch_traffic import ingest_and_match, lk_request
 
 
 @pytest.fixture
@@ -37,26 +33,6 @@ def south(bearer):
 @pytest.fixture
 def wires(bearer):
     return bearer(P.WIRESCO)
-
-
-def ingest_and_match(engine, *records: SatRecord) -> None:
-    with engine.begin() as conn:
-        append_records(conn, list(records))
-    with engine.begin() as conn:
-        match_new_records(conn)
-
-
-def lk_request(n: int, srv: str = "4.1.1") -> SatRecord:
-    return SatRecord(
-        LATER.replace(second=n % 60),
-        "request",
-        f"{P.LK_OU}:{P.ESME_1}:{n + 300}",
-        srv,
-        P.LK_OU,
-        P.ESME_1,
-        "",
-        "<the body>",
-    )
 
 
 def test_create_list_events_delete(client, engine, south) -> None:

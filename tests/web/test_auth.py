@@ -4,8 +4,6 @@ sign-in stores the password again under the service's parameters."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 from argon2.profiles import CHEAPEST
@@ -14,22 +12,13 @@ from sqlalchemy import select
 from servicetrail import security
 from servicetrail.store.accounts import create_account
 from servicetrail.store.engine import open_store
-from servicetrail.store.schema import account, web_session
+from servicetrail.store.schema import web_session
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.web.test_sign_in_throttle import PASSWORD, browser, sign_in
+from tests.web.sign_in_clients import PASSWORD, browser, sign_in
+from tests.web.password_hashes import RAISED, hash_of
 
 OFFICE = ("198.51.100.7", 40000)
-# the service's parameters as raised since the account was stored (the tests' own hasher
-# is argon2-cffi's cheapest: tests/conftest.py)
-RAISED = replace(CHEAPEST, time_cost=2)
-
-
-def hash_of(engine, username: str) -> str:
-    with engine.connect() as conn:
-        return conn.execute(
-            select(account.c.password_hash).where(account.c.username == username)
-        ).scalar_one()
 
 
 @P.starts_with_personas

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.test_browser import (  # noqa: F401
+from tests.web.browser_story import (
     ESME,
-    browser,
-    page,
     search_device,
-    server,
     shot,
     sign_in,
 )
@@ -21,7 +18,7 @@ SIDEWAYS = "document.documentElement.scrollWidth - window.innerWidth"
 LONG = "W" * 120  # what a paste of the wrong column puts in a field: no space to wrap at
 
 
-def test_an_error_quoting_a_long_value_wraps(server: str, page) -> None:  # noqa: F811
+def test_an_error_quoting_a_long_value_wraps(server: str, page) -> None:
     """An error quotes what was typed, up to 60 characters; without a space in it, the message
     and its line in the summary ran 250-340 px past a 390 px phone's edge, on every form
     (review of the screen, 47d)."""

@@ -13,16 +13,13 @@ import re
 
 import pytest
 
-from tests.web.test_browser import (  # noqa: F401
+from tests.web.browser_story import (
     BRIGHT_IS,
     DOCS,
     ESME,
     LOOKAT_OU,
-    browser,
-    page,
     rid,
     run_cli,
-    server,
     shot,
     sign_in,
 )
@@ -62,7 +59,7 @@ def new_traffic(db_url: str, folder) -> None:
     run_cli(db_url, "ingest", str(capture))
 
 
-def test_the_watches_page(server: str, page, tmp_path) -> None:  # noqa: F811
+def test_the_watches_page(server: str, page, tmp_path) -> None:
     sign_in(page, server, "bright.analyst")
     page.get_by_role("link", name=re.compile("^Watches")).click()
     page.wait_for_url(server + "/watches")

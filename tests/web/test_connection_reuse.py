@@ -9,7 +9,7 @@ import http.client
 
 from servicetrail.web.http_limits import MAX_REQUESTS_PER_CONNECTION
 from tests.web.live_server import live_server
-from tests.web.test_header_cap import address
+from tests.web.raw_http import address
 
 
 def test_a_connection_is_closed_after_its_share_of_requests_and_the_next_opens_anew(

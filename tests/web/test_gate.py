@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,70 +18,13 @@ from servicetrail.web.gate import (
     ANONYMOUS_PER_CLIENT,
     RETRY_AFTER,
     UNSEEN_PER_CLIENT,
-    Gate,
     TokenBucket,
 )
-from servicetrail.web.signin import SESSION_COOKIE
-from servicetrail.web.state import NOT_FOUND, SeenCredentials
+from servicetrail.web.state import NOT_FOUND
 from servicetrail.web.gate import _credential
 from servicetrail.web.client_address import client_key
-
-
-class HeldRoute:
-    """A route that answers 200 once `release` is set: its requests stay in flight."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.entered = 0
-
-    async def __call__(self, scope, receive, send) -> None:
-        self.entered += 1
-        await self.release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
-def scope_for(app, path="/api/v1/access-log", token=None, cookie=None, client="10.0.0.1"):
-    headers = []
-    if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    if cookie is not None:
-        headers.append((b"cookie", f"other=1; {SESSION_COOKIE}={cookie}".encode()))
-    return {
-        "type": "http",
-        "method": "GET",
-        "path": path,
-        "query_string": b"",
-        "headers": headers,
-        "client": (client, 50000),
-        "app": app,
-    }
-
-
-async def ask(gate: Gate, scope) -> tuple[int, bytes]:
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    await gate(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-
-
-@pytest.fixture
-def world():
-    settings.reload()
-    seen = SeenCredentials()
-    seen.remember("token-of-a", share_of("PARTY_A", "a.analyst"))
-    seen.remember("token-of-b", share_of("PARTY_B", "b.analyst"))
-    seen.remember("session-of-a", share_of("PARTY_A", ""))
-    app = SimpleNamespace(state=SimpleNamespace(seen_credentials=seen))
-    route = HeldRoute()
-    return app, route, Gate(route)
+from tests.web.gate_world import ask, scope_for
+from tests.web.gate_world import world  # noqa: F401 (fixtures, used by name)
 
 
 def run(coroutine):
@@ -110,7 +52,7 @@ def waits_of(monkeypatch) -> list[str]:
     return waited
 
 
-def test_a_partys_requests_past_its_share_are_refused_and_others_go_on(world):
+def test_a_partys_requests_past_its_share_are_refused_and_others_go_on(world):  # noqa: F811
     app, route, gate = world
     share = gate.party_share
     config = settings.current()
@@ -144,7 +86,7 @@ def test_a_partys_requests_past_its_share_are_refused_and_others_go_on(world):
     assert gate.in_flight() == {}  # every turn given back
 
 
-def test_unseen_credentials_have_a_small_share_per_client(world):
+def test_unseen_credentials_have_a_small_share_per_client(world):  # noqa: F811
     """Each unseen token is looked up in the store on a thread: a flood of made-up tokens
     took the threads (audit of stalled clients, session 17). Per address only: a cap on all
     addresses together let four of them refuse every Party's first request (review)."""
@@ -174,7 +116,7 @@ def test_unseen_credentials_have_a_small_share_per_client(world):
     assert [status for status, _ in served] == [200] * (5 * UNSEEN_PER_CLIENT + 1)
 
 
-def test_a_credential_forgotten_takes_no_more_of_its_partys_turns(world):
+def test_a_credential_forgotten_takes_no_more_of_its_partys_turns(world):  # noqa: F811
     """A revoked token still counted against its Party's share until its route refused it:
     its holder could keep the Party's share full (review, session 17)."""
     app, route, gate = world
@@ -191,7 +133,7 @@ def test_a_credential_forgotten_takes_no_more_of_its_partys_turns(world):
     assert gate._share_of(static) == ("anonymous:10.0.0.1", ANONYMOUS_PER_CLIENT)
 
 
-def test_requests_without_a_credential_have_a_share_per_client(world):
+def test_requests_without_a_credential_have_a_share_per_client(world):  # noqa: F811
     app, route, gate = world
 
     async def flood():
@@ -220,7 +162,7 @@ def test_requests_without_a_credential_have_a_share_per_client(world):
     assert [status for status, _ in served] == [200] * (2 * ANONYMOUS_PER_CLIENT + 1)
 
 
-def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(world, monkeypatch):
+def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(world, monkeypatch):  # noqa: F811
     """Those past the share wait for a turn and take one as it comes free, not at their
     wait's end (RETRY_AFTER), when a turn is looked for again: told by the order of events,
     their wait made 30 s, against the one more's, refused when the client may ask again
@@ -268,7 +210,7 @@ def test_a_burst_past_the_share_is_served_as_turns_come_free_within_the_wait(wor
     assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
-def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world, monkeypatch):
+def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world, monkeypatch):  # noqa: F811
     """After a restart no session is seen: a browser's six requests at once had the four turns
     of an unseen credential, and two were refused (audit of the screen, session 18). The
     route's look-up makes the session seen; those waiting then take its Party's turns at
@@ -309,7 +251,7 @@ def test_a_browsers_burst_on_a_session_not_yet_seen_is_served(world, monkeypatch
     assert gate.in_flight() == {} and gate._waiting.waiting() == {}
 
 
-def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):
+def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):  # noqa: F811
     """Answered at once, a Party's flood of broad searches asked again at once, 1,400
     refusals a second, and another Party's searches slowed threefold (session 18): a 429
     from inside goes out after a pause, holding only its turn."""
@@ -346,7 +288,7 @@ def test_a_refusal_from_the_bounds_inside_is_paced(world, monkeypatch):
     assert gate.in_flight() == {}
 
 
-def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys_share(world):
+def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys_share(world):  # noqa: F811
     """The route reads a request's first Authorization (and Cookie) header; the gate read its
     last, so a junk second header charged a Party's request to a stranger's share (audit 26c):
     4 more turns a source address, past the Party's own."""
@@ -392,7 +334,7 @@ def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys
     ],
     ids=["a bearer token beside", "a second cookie header", "a quote"],
 )
-def test_a_screens_request_counts_in_the_share_of_the_session_its_route_reads(world, headers):
+def test_a_screens_request_counts_in_the_share_of_the_session_its_route_reads(world, headers):  # noqa: F811
     """Each of these is served as its session's Party's by the screen (Starlette's cookies; a
     page reads no bearer token), and the gate charged it to a made-up credential's share: a
     Party whose pages carried one took no turn to read (web.read_turns) and no place in its
@@ -446,7 +388,8 @@ def test_trusted_proxies_star_trusts_every_address():
 
 
 def test_requests_without_a_credential_from_every_address_draw_on_one_budget_a_second(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """Each address within its share, 40 of them had 1,900 sign-in pages a second served and
     every Party waited 10-30 times as long (audit 49d). A budget of 3 saved and 5 a second
@@ -480,7 +423,7 @@ def test_requests_without_a_credential_from_every_address_draw_on_one_budget_a_s
     assert all(b"without a sign-in" in body for body in refused)
 
 
-def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(world, monkeypatch):
+def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(world, monkeypatch):  # noqa: F811
     """Each address within its share of credentials not yet seen, made-up tokens from 40 had
     1,000 look-ups a second answered 401, and another Party's searches took 65 times as long
     (session 50, bench/attack.py forged). An address's first unknown credential is looked up
@@ -526,7 +469,8 @@ def test_made_up_credentials_draw_on_the_budget_once_their_address_sent_one(worl
 
 
 def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_place(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """Made-up tokens from a new /24 on each request were each looked up: an address's first
     is free, and a network is remembered only once 4 of its parts were (audit 51c 1;
@@ -582,7 +526,8 @@ def test_first_look_ups_from_fresh_networks_take_turns_and_a_party_keeps_its_pla
 
 
 def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_flood(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """A Party's address inside a /24 remembered by web.suspects, not vouched for since a
     restart, had its first credential drawn on the budget of what carries none, and was
@@ -637,7 +582,8 @@ def test_a_party_inside_a_remembered_network_keeps_its_place_amid_the_networks_f
 
 
 def test_a_vouched_networks_new_addresses_wait_their_turn_once_one_of_them_sent_junk(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """A network vouched for (a credential the store knew came from it) has its new
     addresses' credentials looked up at once, for a Party's colleagues after a restart. A
@@ -713,7 +659,7 @@ def _three_at_once(gate, app, token: str):
     return run(three())
 
 
-def test_a_networks_requests_out_of_time_wait_for_its_look_up_under_way(world, monkeypatch):
+def test_a_networks_requests_out_of_time_wait_for_its_look_up_under_way(world, monkeypatch):  # noqa: F811
     """A browser's three requests after a restart: the first looked up, the other two waiting
     in its network's turn. Their waits ran out while the first was still being looked up (a
     loaded machine's store): [200, 429, 429] in CI (session 57), the Party asking again for
@@ -730,7 +676,8 @@ def test_a_networks_requests_out_of_time_wait_for_its_look_up_under_way(world, m
 
 
 def test_requests_out_of_time_behind_a_look_up_that_finds_nothing_are_refused_at_its_answer(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """Made up: the others are refused once the look-up they waited for found nothing, not
     at its end of their own wait nor at LOOKUP_WAIT's."""
@@ -747,7 +694,8 @@ def test_requests_out_of_time_behind_a_look_up_that_finds_nothing_are_refused_at
 
 
 def test_a_look_up_that_never_answers_holds_the_others_no_longer_than_lookup_wait(
-    world, monkeypatch
+    world,  # noqa: F811
+    monkeypatch,
 ):
     """A look-up held (a store that does not answer): the requests behind it are refused
     LOOKUP_WAIT past their own wait, the look-up itself still under way."""

@@ -10,18 +10,13 @@ import select
 import socket
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 
 from servicetrail import settings
 from tests.conftest import ENGINES, sqlite_store_from
 from tests.web.live_server import live_server
-
-
-def address(base: str) -> tuple[str, int]:
-    parts = urlsplit(base)
-    return parts.hostname, parts.port
+from tests.web.raw_http import address, get
 
 
 def exchange(base: str, request: bytes) -> bytes:
@@ -40,11 +35,6 @@ def exchange(base: str, request: bytes) -> bytes:
         except ConnectionResetError:
             pass
     return answer
-
-
-def get(path: str, *headers: bytes) -> bytes:
-    head = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    return head + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
 
 
 def assert_capped(base: str) -> None:

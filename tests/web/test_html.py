@@ -45,10 +45,9 @@ from servicetrail.web.presenters import (
 )
 from tests import personas as P
 from servicetrail.store.sessions import TOUCH_EVERY
+from tests.web.screen_sign_in import PASSWORD, TOKEN, sign_in
 
-PASSWORD = "correct horse battery staple"
 NP_USER, LK_USER, WS_USER = "np.analyst", "lk.analyst", "ws.analyst"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +118,6 @@ def app(engine, world):
 def client(app):
     with TestClient(app) as c:
         yield c
-
-
-def sign_in(
-    client: TestClient, username: str, password: str = PASSWORD, next_path: str | None = None
-):
-    form = client.get("/login")
-    assert form.status_code == 200
-    data = {
-        "username": username,
-        "password": password,
-        "csrf_token": TOKEN.search(form.text).group(1),
-    }
-    if next_path is not None:
-        data["next"] = next_path
-    return client.post("/login", data=data, follow_redirects=False)
 
 
 def signed_in_client(app, username: str) -> TestClient:

@@ -48,7 +48,7 @@ from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.conftest import ENGINES, sqlite_store_from
 from tests.live_server import PATIENCE
-from tests.web.test_api_watches import ingest_and_match, lk_request
+from tests.web.watch_traffic import ingest_and_match, lk_request
 
 STREAM = "GET /api/v1/watches/{watch_id}/stream"
 DELETE = "DELETE /api/v1/watches/{watch_id}"

@@ -9,7 +9,7 @@ import asyncio
 import json
 
 from servicetrail.web.read_turns import CONTENDED_READS, ReadTurns
-from tests.web.test_gate import HeldRoute, ask, scope_for, world  # noqa: F401 (fixture)
+from tests.web.gate_world import HeldRoute, ask, scope_for, world  # noqa: F401 (fixture)
 
 
 def run(coroutine):

@@ -17,7 +17,7 @@ import pytest
 
 from tests.live_server import wait_until
 from tests.web.live_server import live_server, live_server_process
-from tests.web.test_header_cap import address
+from tests.web.raw_http import address
 
 LIMIT = 1.0
 BODY_CAP = 64 * 1024

@@ -14,7 +14,7 @@ from servicetrail.store.engine import open_store
 from servicetrail.web.http_limits import HeadWithBody
 from tests import personas as P
 from tests.web.live_server import live_server
-from tests.web.test_header_cap import address, get
+from tests.web.raw_http import address, get
 
 
 def persona_store_with_a_token(sqlite_url: str) -> str:

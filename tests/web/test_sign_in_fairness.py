@@ -13,7 +13,7 @@ from servicetrail import security
 from servicetrail.web.hashing_turns import NICENESS, HashingTurns
 from servicetrail.web.state import SignInLanes
 from tests import personas as P
-from tests.web.test_sign_in_throttle import (  # noqa: F401  (fixtures)
+from tests.web.sign_in_clients import (  # noqa: F401  (fixtures)
     HOME,
     OFFICE,
     accounts,

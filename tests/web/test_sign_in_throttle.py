@@ -6,23 +6,19 @@ before. On both engines."""
 
 from __future__ import annotations
 
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from servicetrail.store.accounts import create_account
 from servicetrail.store.schema import login_device
 from servicetrail.store.sessions import (
     MAX_FAILURES_PER_ADDRESS,
     MAX_FAILURES_PER_KEY,
     session_digest,
 )
-from servicetrail.web.app import create_app
 from servicetrail.web.auth import LANE_RETRY_SECONDS
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
@@ -35,53 +31,18 @@ from servicetrail.store.sessions import (
     now_utc,
     remember_device,
 )
+from tests.web.sign_in_clients import (
+    ATTACKER,
+    OFFICE,
+    PASSWORD,
+    TOKEN,
+    browser,
+    sign_in,
+    sign_out,
+)
+from tests.web.sign_in_clients import accounts, app  # noqa: F401 (fixtures, used by name)
 
-PASSWORD = "correct horse battery staple"
 WRONG = "not the password at all"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-ATTACKER, OFFICE, HOME = ("203.0.113.66", 40000), ("198.51.100.7", 40000), ("192.0.2.20", 40000)
-
-
-@pytest.fixture
-@P.starts_with_personas
-def accounts(engine):
-    P.load_personas(engine)
-    with engine.begin() as conn:
-        create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
-        create_account(conn, "lk.analyst", P.LOOKER, PASSWORD)
-
-
-@pytest.fixture
-def app(engine, accounts):
-    return create_app(engine)
-
-
-def browser(app, address: tuple[str, int]) -> TestClient:
-    return TestClient(app, client=address)
-
-
-def sign_in(client: TestClient, username: str, password: str = PASSWORD):
-    form = client.get("/login")
-    return client.post(
-        "/login",
-        data={
-            "username": username,
-            "password": password,
-            "csrf_token": TOKEN.search(form.text).group(1),
-        },
-        follow_redirects=False,
-    )
-
-
-def sign_out(client: TestClient) -> None:
-    assert (
-        client.post(
-            "/logout",
-            data={"csrf_token": TOKEN.search(client.get("/").text).group(1)},
-            follow_redirects=False,
-        ).status_code
-        == 303
-    )
 
 
 def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once(
@@ -148,7 +109,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
             assert again.status_code == 429
 
 
-def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
+def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):  # noqa: F811
     attacker = browser(app, ATTACKER)
     for _ in range(MAX_FAILURES_PER_KEY):
         assert sign_in(attacker, "np.analyst", WRONG).status_code == 401
@@ -159,7 +120,7 @@ def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):
     assert sign_in(attacker, "np.analyst", PASSWORD).status_code == 429  # nor forgiven by the User
 
 
-def test_a_correct_sign_in_to_another_account_forgives_none_of_the_guesses_at_this_one(app):
+def test_a_correct_sign_in_to_another_account_forgives_none_of_the_guesses_at_this_one(app):  # noqa: F811
     """A correct sign-in forgives the failures of its own key only, the username's at that
     client: an attacker who guessed at a User's password, then signed in to an account of
     their own from the same address, had the guesses forgiven and five more (audit 27c)."""
@@ -178,7 +139,7 @@ def test_a_correct_sign_in_to_another_account_forgives_none_of_the_guesses_at_th
         ["203.0.113.9", "::ffff:203.0.113.9"] * 4,  # one IPv4 client, in its mapped form too
     ],
 )
-def test_a_client_is_counted_as_the_limits_count_it_not_per_address_it_writes(app, addresses):
+def test_a_client_is_counted_as_the_limits_count_it_not_per_address_it_writes(app, addresses):  # noqa: F811
     """A host given a /64 guessed on at one username without end, an address a try, and an
     IPv4 client written as IPv4-mapped IPv6 had two counts (audit 26c): the sign-in counts a
     client as the server's other limits do."""
@@ -192,7 +153,7 @@ def test_a_client_is_counted_as_the_limits_count_it_not_per_address_it_writes(ap
     assert sign_in(browser(app, OFFICE), "np.analyst").status_code == 303  # elsewhere: not
 
 
-def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked_out(app, engine):
+def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked_out(app, engine):  # noqa: F811
     """Without --trusted-proxies every client has the proxy's address: an attacker behind it
     who fails for many usernames, and for this User's, pauses new browsers only."""
     users_browser = browser(app, OFFICE)
@@ -232,7 +193,7 @@ def test_behind_a_shared_address_a_browser_that_signed_in_before_is_never_locked
     )  # the User's own browser does not
 
 
-def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
+def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):  # noqa: F811
     attacker = browser(app, ATTACKER)
     assert sign_in(attacker, "lk.analyst").status_code == 303  # the attacker's own account
     sign_out(attacker)  # its browser keeps the device token lk.analyst was given
@@ -245,11 +206,11 @@ def test_a_device_token_counts_only_for_the_account_it_was_given_to(app):
     )  # same key: the address
 
 
-def test_a_password_is_verified_with_no_connection_of_the_pool_held(engine, app, monkeypatch):
+def test_a_password_is_verified_with_no_connection_of_the_pool_held(engine, app, monkeypatch):  # noqa: F811
     """argon2 takes a third of a second at its production cost: a sign-in verified it while
     holding a pooled connection, and twenty strangers' attempts at once took the pool that
     every search needs (audit, session 16)."""
-    from servicetrail.store import accounts
+    from servicetrail.store import accounts  # noqa: F811
 
     held_while_verifying = []
     real = accounts.verify_password
@@ -272,7 +233,7 @@ def test_a_password_is_verified_with_no_connection_of_the_pool_held(engine, app,
 # --- found missing by mutation testing (audit 29b) ----------------------------------------
 
 
-def test_a_device_token_past_its_lifetime_is_no_longer_trusted(engine, accounts):
+def test_a_device_token_past_its_lifetime_is_no_longer_trusted(engine, accounts):  # noqa: F811
     """se3: a browser is remembered DEVICE_LIFETIME after signing in; an older token (its row
     not yet purged: purging runs only at a sign-in) must not still count as a trusted device,
     which escapes the per-address limit."""
@@ -288,7 +249,7 @@ def test_a_device_token_past_its_lifetime_is_no_longer_trusted(engine, accounts)
 # --- found missing by mutation testing (audit 30b) ----------------------------------------
 
 
-def test_each_remembered_device_has_a_throttle_key_of_its_own(engine, accounts):
+def test_each_remembered_device_has_a_throttle_key_of_its_own(engine, accounts):  # noqa: F811
     """se12: a device token's throttle key is its digest, long enough that two of an account's
     devices never share one: sharing it, a device's failed sign-ins (a stolen laptop's
     guesses) would pause the analyst's other browsers. These two tokens' digests begin with
@@ -318,7 +279,7 @@ def test_each_remembered_device_has_a_throttle_key_of_its_own(engine, accounts):
     assert claim_attempt(engine, "np.analyst", address, other, now).refused_until is None
 
 
-def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on(engine, app):
+def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on(engine, app):  # noqa: F811
     """Wrong passwords from 60 addresses, each within its own limits, waited for the hashing
     slot in a worker thread each: the pool's 40 threads were all theirs, and every Party's
     reads waited 12-33 s (audit 43b). Now at most SIGN_IN_LANES wait; the rest are answered
@@ -402,7 +363,7 @@ def test_the_sign_in_lanes_hold_a_small_part_of_the_worker_threads_on_any_machin
         assert 1 <= lanes and 2 * lanes <= WORKER_THREADS // 4, cores
 
 
-def test_sign_ins_refused_for_want_of_a_lane_count_against_the_address_not_the_user(app):
+def test_sign_ins_refused_for_want_of_a_lane_count_against_the_address_not_the_user(app):  # noqa: F811
     """Refused free, a flood from many addresses could go on for ever and keep new browsers
     out (review 43d); counted for the User, it would pause the User whose name was tried."""
     from servicetrail.web.state import SignInLanes

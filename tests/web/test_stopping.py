@@ -15,26 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicetrail.domain.model import SatRecord
-from servicetrail.domain.times import parse_time
 from servicetrail.store.access_log import EntryFilter, iter_entries
-from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.engine import open_store
-from servicetrail.store.writer import append_records
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
+from tests.access.looker_traffic import lk_requests
 from tests.live_server import PATIENCE, TLS_CONTEXT
-from tests.access.test_streams_and_deliveries_access_log import lk_requests
 from tests.live_server import how_it_ends
 from tests.web.live_server import live_server_process
+from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download, bearer
 
 FAST_STREAM_POLL = {"SERVICETRAIL_STREAM_POLL_SECONDS": "0.2"}
-
-
-def bearer(engine, party: str) -> str:
-    with engine.begin() as conn:
-        create_account(conn, party.lower(), party, "correct horse battery")
-        return create_token(conn, party.lower())
 
 
 @P.starts_with_personas
@@ -119,47 +110,6 @@ def test_the_demo_stops_on_ctrl_c_as_the_server_does(sqlite_url, tmp_path):
     assert "Traceback" not in said and "interrupted" not in said, said
 
 
-def _a_report_too_large_to_read(sqlite_url) -> str:
-    """A 4 MB own report of LOOKER's in the store; the token that downloads it."""
-    engine = open_store(sqlite_url)
-    P.load_personas(engine)
-    payload = "<sr:Request>" + "x" * 2000 + "</sr:Request>"  # 2,000 rows: a 4 MB report
-    start = parse_time("2025-06-01T00:00:00Z")
-    with engine.begin() as conn:
-        append_records(
-            conn,
-            [
-                SatRecord(
-                    start.replace(minute=n // 60, second=n % 60),
-                    "request",
-                    f"{P.LK_OU}:{P.PPMID_1}:{5000 + n}",
-                    "11.2",
-                    P.LK_OU,
-                    P.PPMID_1,
-                    "",
-                    payload,
-                )
-                for n in range(2000)
-            ],
-        )
-    token = bearer(engine, P.LOOKER)
-    engine.dispose()
-    return token
-
-
-def _stalled_download(base: str, token: str) -> socket.socket:
-    """The report asked for, and no more of it read than its first bytes."""
-    client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    client.sendall(
-        b"GET /api/v1/reports/own.csv?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z "
-        b"HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
-    )
-    assert client.recv(100).startswith(b"HTTP/1.1 200")
-    time.sleep(0.5)  # it reads no more: the report cannot finish
-    return client
-
-
 def test_a_download_that_cannot_finish_is_cut_off_by_the_server_not_cancelled(sqlite_url, tmp_path):
     """The log tells the server's own cut-off (its warning) from uvicorn's cancel (a
     traceback); the server's exit is bounded by the wait's own limit. A bound of 7 s from
@@ -214,7 +164,7 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     which (no "Cancel 1 running task"); the exit is bounded by the wait's own limit, not by 7
     s from the signal, which a machine whose load was above 10 overran (session 49)."""
     from servicetrail.store.watch_matcher import catch_up
-    from tests.webhooks.test_kill import add_requests
+    from tests.webhooks.more_requests import add_requests
 
     engine = open_store(sqlite_url)
     P.load_personas(engine)

@@ -18,19 +18,8 @@ from servicetrail.store import schema_watch
 from servicetrail.store.engine import make_engine
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.web.test_html import sign_in
-
-SAID = "restart servicetrail, of the version that upgraded the store"
-
-
-def stamped_behind(engine: Engine, revision: str) -> None:
-    """The revision changed by another process's engine, as `db upgrade` changes it."""
-    other = make_engine(engine.url.render_as_string(hide_password=False))
-    try:
-        with other.begin() as conn:
-            conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
-    finally:
-        other.dispose()
+from tests.web.screen_sign_in import sign_in
+from tests.store.stamped_behind import SAID, stamped_behind
 
 
 def test_a_server_on_a_store_upgraded_behind_it_answers_503_saying_restart(

@@ -13,7 +13,7 @@ import pytest
 
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests.web.live_server import free_port, live_server_process
-from tests.web.test_stopping import _a_report_too_large_to_read, _stalled_download
+from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download
 
 
 # long enough that no load makes a stop at once look like one after the graceful time; a stop

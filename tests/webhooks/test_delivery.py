@@ -1702,7 +1702,7 @@ def test_a_worker_back_from_a_stall_leaves_a_failure_to_the_worker_that_took_its
 
     from servicetrail.store.outbox import lease_due
     from servicetrail.store.watch_tables import webhook_outbox
-    from tests.store.test_outbox import two_deliveries
+    from tests.store.two_deliveries import two_deliveries
 
     two_deliveries(engine)
     worker = Deliverer(engine, schedule=[5.0, 5.0], concurrency=4, per_host=4, timeout=15)
@@ -1765,7 +1765,7 @@ def test_a_store_upgraded_under_the_worker_stops_it_saying_so(engine, world, mon
     `servicetrail deliver` says why and exits 2."""
     from servicetrail.store import schema_watch
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.web.test_store_upgraded import stamped_behind
+    from tests.store.stamped_behind import stamped_behind
 
     monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 0.0)
     stamped_behind(engine, "0026_later")

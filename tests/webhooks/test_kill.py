@@ -23,6 +23,7 @@ from servicetrail.webhooks.signing import new_secret
 from tests import personas as P
 from tests.web.live_server import live_server
 from tests.webhooks.receiver import Receiver
+from tests.webhooks.more_requests import add_requests
 
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
 ENV = {
@@ -40,10 +41,6 @@ def wait_for(condition, seconds: float) -> bool:
             return True
         time.sleep(0.05)
     return condition()
-
-
-def add_requests(engine, first: int, count: int) -> None:
-    P.requests_to_esme_1(engine, range(first, first + count), counter_from=5000)
 
 
 def deliver_worker(db_url: str) -> subprocess.Popen:
@@ -217,7 +214,7 @@ def test_a_standalone_worker_on_a_store_upgraded_under_it_exits_2_saying_restart
     hide why. A process costs a second or two; SQLite alone, as the engines differ only in
     when the worker looks, which test_delivery shows on both (review 49b)."""
     from servicetrail.store.engine import make_engine
-    from tests.web.test_store_upgraded import SAID
+    from tests.store.stamped_behind import SAID
 
     worker = deliver_worker(sqlite_url)
     try:

@@ -10,7 +10,7 @@ from servicetrail.store.outbox import Outcome
 from servicetrail.webhooks.rounds import StoreRounds
 from tests import personas as P
 from tests.personas import starts_with_personas
-from tests.store.test_outbox import two_deliveries
+from tests.store.two_deliveries import two_deliveries
 
 
 def rounds_of(engine) -> StoreRounds:
