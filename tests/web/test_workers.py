@@ -3,15 +3,18 @@ whole process group: the supervisor and each worker (web.workers)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from servicetrail.web.stopping import GRACEFUL_SECONDS
+from tests.live_server import PATIENCE, wait_until
 from tests.web.live_server import free_port, live_server_process
 from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download
 
@@ -35,6 +38,23 @@ def _graceful_time(folder, seconds: int) -> dict[str, str]:
     and that writes its pid to `folder / "graceful"` (the supervisor's and each worker's)."""
     told = str(folder / "graceful")
     return _sitecustomize(folder, GRACEFUL_TIME.format(seconds=seconds, told=told))
+
+
+def _group(group: int) -> dict[int, int]:
+    """The processes of a process group: each one's signals sent to it and still pending (a
+    mask), kept until the process runs. One pending is kept once: a second sent meanwhile
+    is the same signal."""
+    pending = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, KeyError, ValueError):  # a process ended meanwhile
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            if int(fields["NSpgid"]) == group:
+                pending[int(status.parent.name)] = int(fields["ShdPnd"], 16)
+    return pending
+
+
+def _sigint_pending(group: int) -> bool:
+    return any(mask & 1 << (signal.SIGINT - 1) for mask in _group(group).values())
 
 
 def _sitecustomize(folder, code: str) -> dict[str, str]:
@@ -71,12 +91,22 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_quietly(
     ):
         client = _stalled_download(base, token)  # what the first Ctrl-C waits for
         if ctrl_c == 1:
+            processes = len(_group(server.pid))
             server.send_signal(signal.SIGTTIN)  # one more worker, at the supervisor's next look
-            time.sleep(0.8)  # spawned, and importing for a second or more
+            # spawned (waited for: the supervisor's look may come late), then 0.3 s into an
+            # import of a second or more, which a loaded machine only lengthens
+            assert wait_until(lambda: len(_group(server.pid)) > processes, PATIENCE, every=0.1)
+            time.sleep(0.3)
         asked = time.monotonic()
-        for _ in range(ctrl_c):
+        for n in range(ctrl_c):
+            if n:
+                # once every process has been given the first (a worker still importing holds
+                # it pending until it can take it), not 0.5 s after it, which a loaded machine
+                # could take longer than to run them all: then two were one
+                assert wait_until(lambda: not _sigint_pending(server.pid), PATIENCE), _group(
+                    server.pid
+                )
             os.killpg(server.pid, signal.SIGINT)
-            time.sleep(0.5)
         server.wait(timeout=grace + 10)
         took = time.monotonic() - asked
         client.close()
