@@ -25,6 +25,7 @@ from servicetrail.store.engine import open_store
 
 from devsupport.pg_server import PgServer
 from tests import personas as P
+from tests.worker_end import pytest_sessionfinish  # noqa: F401 - a hook, registered here
 
 # What only some tests or the session's fixtures use is imported where it is used: every
 # pytest process imports this module, xdist's controller too, which runs no test; the web
