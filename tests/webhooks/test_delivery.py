@@ -71,11 +71,12 @@ def lk_requests(engine, *numbers: int, at=LATER) -> None:
 
 
 # aiohttp is imported above, as this module is collected, not by a pytest process's first
-# delivery, on the worker's loop (posting.client_session imports it there): 0.18 s of CPU
-# that held the loop 1-2.4 s at load 15-20, and no round renewed a test's 3-s leases
-# meanwhile. The queued-past-lease test, first in its process, had one lapse and leased it
-# again (`9 == 8` leases: 2 runs in 8, one per worker, session 66); the lease-left tests'
-# empty `left` (2 in 8 too) fits the same cause.
+# delivery: 0.18 s of CPU that held the loop 1-2.4 s at load 15-20 while it was imported on
+# it, and no round renewed a test's 3-s leases meanwhile (the worker imports it on a thread
+# now, test_first_delivery, where it still contends for the GIL with the loop). The
+# queued-past-lease test, first in its process, had one lapse and leased it again (`9 == 8`
+# leases: 2 runs in 8, one per worker, session 66); the lease-left tests' empty `left` (2 in
+# 8 too) fits the same cause.
 
 # How often `run` asks a condition that reads the store (a connection and a query or two:
 # the watches' failing state, the outbox's count): asked every POLL_SECONDS, as one the
