@@ -24,8 +24,30 @@ from servicetrail.cli import main
 from servicetrail.store.engine import open_store
 
 from devsupport.pg_server import PgServer
-from tests import personas as P
-from tests.worker_end import pytest_sessionfinish  # noqa: F401 - a hook, registered here
+
+HERE = Path(__file__).resolve().parent
+
+
+def _helper_modules() -> list[str]:
+    """The suite's modules that are neither tests nor conftests, by their import names:
+    tests/live_server.py is `tests.live_server`. Only the packages' (a folder with an
+    __init__.py): tests/subprocesses' run as top-level modules in other processes."""
+    return sorted(
+        ".".join(("tests", *path.relative_to(HERE).with_suffix("").parts))
+        for path in HERE.rglob("*.py")
+        if not path.name.startswith("test_")
+        and path.name not in ("conftest.py", "__init__.py")
+        and (path.parent / "__init__.py").exists()
+    )
+
+
+# pytest explains a failed assert (the values compared) in test modules and conftests alone:
+# the helpers they share (tests/live_server.py, tests/web/browser_story.py, ...) said a bare
+# AssertionError. Registered before any is imported, so they are rewritten too.
+pytest.register_assert_rewrite(*_helper_modules())
+
+from tests import personas as P  # noqa: E402 - after the registration above
+from tests.worker_end import pytest_sessionfinish  # noqa: E402, F401 - a hook, registered here
 
 # What only some tests or the session's fixtures use is imported where it is used: every
 # pytest process imports this module, xdist's controller too, which runs no test; the web
