@@ -6,7 +6,6 @@ access-log` prints JSON Lines."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 
 import pytest
@@ -27,9 +26,7 @@ from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.access.conftest import LATE_REQUEST_ID
 from tests.personas import starts_with_personas
-
-PASSWORD = "correct horse battery staple"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.web.screen_sign_in import PASSWORD, TOKEN, sign_in
 
 
 @pytest.fixture
@@ -44,13 +41,7 @@ def world(engine):
 
 def signed_in(engine, username: str) -> TestClient:
     client = TestClient(create_app(engine), raise_server_exceptions=False)
-    form = client.get("/login")
-    data = {
-        "username": username,
-        "password": PASSWORD,
-        "csrf_token": TOKEN.search(form.text).group(1),
-    }
-    assert client.post("/login", data=data, follow_redirects=False).status_code == 303
+    assert sign_in(client, username).status_code == 303
     return client
 
 
@@ -249,8 +240,6 @@ def test_the_watches_page_logs_the_events_it_shows_but_not_the_unread_count(engi
 
 
 def test_an_auditor_signs_in_to_the_who_looked_page_and_sees_every_partys_reads(engine, world):
-    from tests.web.screen import sign_in
-
     np = signed_in(engine, "np.analyst")
     np.get("/", params={"device_id": P.ESME_1})
     np.get(f"/records/{own_record(world)}")
@@ -285,8 +274,6 @@ def test_an_auditor_signs_in_to_the_who_looked_page_and_sees_every_partys_reads(
 
 
 def test_an_auditor_signed_in_there_still_sees_no_record(engine, world):
-    from tests.web.screen import sign_in
-
     auditor = TestClient(create_app(engine), raise_server_exceptions=False)
     assert sign_in(auditor, "the.auditor", PASSWORD).status_code == 303
     one = world.ids[next(iter(world.ids))]
@@ -310,8 +297,6 @@ def test_an_auditors_page_reads_its_session_once(engine, world):
     """Tried as a Party's first (no Party: None), the auditor's session was then read again,
     each page two look-ups of it (review 38f)."""
     from sqlalchemy import event
-
-    from tests.web.screen import sign_in
 
     auditor = TestClient(create_app(engine), raise_server_exceptions=False)
     assert sign_in(auditor, "the.auditor", PASSWORD).status_code == 303
@@ -484,14 +469,7 @@ def test_an_auditor_signing_in_lands_on_who_looked_or_the_page_of_it_asked(
     engine, world, asked, lands
 ):
     client = TestClient(create_app(engine), raise_server_exceptions=False)
-    form = client.get("/login", params={"next": asked})
-    data = {
-        "username": "the.auditor",
-        "password": PASSWORD,
-        "csrf_token": TOKEN.search(form.text).group(1),
-        "next": asked,
-    }
-    answer = client.post("/login", data=data, follow_redirects=False)
+    answer = sign_in(client, "the.auditor", next_path=asked)
     assert answer.status_code == 303 and answer.headers["location"] == lands
     again = client.get("/login", params={"next": asked}, follow_redirects=False)
     assert again.headers["location"] == lands  # already signed in

@@ -11,7 +11,7 @@ from servicetrail import security
 from servicetrail.store.accounts import create_account, kept_current, stored_password
 from servicetrail.store.schema import account
 from tests.web.password_hashes import RAISED, hash_of
-from tests.web.sign_in_clients import PASSWORD
+from tests.web.screen_sign_in import PASSWORD
 
 
 def test_a_password_changed_meanwhile_is_kept(engine, monkeypatch: pytest.MonkeyPatch) -> None:

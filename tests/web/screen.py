@@ -1,13 +1,11 @@
-"""Signing in to the web screen in-process: a TestClient with a session, for screen tests
-that build their own world of personas and extra records."""
+"""For screen tests that build their own world of personas and extra records: the world, and
+an in-process TestClient signed in to it (as tests/web/screen_sign_in.py signs in)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from fastapi.testclient import TestClient
-from httpx import Response
 from sqlalchemy.engine import Engine
 
 from servicetrail.domain.model import SatRecord
@@ -15,9 +13,7 @@ from servicetrail.store.accounts import create_account
 from servicetrail.store.writer import append_records
 from servicetrail.web.app import create_app
 from tests import personas as P
-
-PASSWORD = "correct horse battery staple"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.web.screen_sign_in import PASSWORD, sign_in
 
 
 def personas_with(
@@ -33,20 +29,6 @@ def personas_with(
             create_account(conn, party.lower(), party, PASSWORD)
     built.ids.update({name: keys[rec.key] for name, rec in extra.items()})
     return built
-
-
-def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> Response:
-    """The sign-in form filled in and sent as a browser does; the answer, not followed."""
-    form = client.get("/login")
-    return client.post(
-        "/login",
-        follow_redirects=False,
-        data={
-            "username": username,
-            "password": password,
-            "csrf_token": TOKEN.search(form.text).group(1),
-        },
-    )
 
 
 def signed_in(engine: Engine, party: str) -> TestClient:

@@ -3,20 +3,14 @@ counts them: the persona accounts, the app over them, a client per address."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from fastapi.testclient import TestClient
 
 from servicetrail.store.accounts import create_account
 from servicetrail.web.app import create_app
 from tests import personas as P
+from tests.web.screen_sign_in import PASSWORD, form_token
 
-
-PASSWORD = "correct horse battery staple"
-
-
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 ATTACKER, OFFICE, HOME = ("203.0.113.66", 40000), ("198.51.100.7", 40000), ("192.0.2.20", 40000)
 
 
@@ -38,24 +32,11 @@ def browser(app, address: tuple[str, int]) -> TestClient:
     return TestClient(app, client=address)
 
 
-def sign_in(client: TestClient, username: str, password: str = PASSWORD):
-    form = client.get("/login")
-    return client.post(
-        "/login",
-        data={
-            "username": username,
-            "password": password,
-            "csrf_token": TOKEN.search(form.text).group(1),
-        },
-        follow_redirects=False,
-    )
-
-
 def sign_out(client: TestClient) -> None:
     assert (
         client.post(
             "/logout",
-            data={"csrf_token": TOKEN.search(client.get("/").text).group(1)},
+            data={"csrf_token": form_token(client.get("/"))},
             follow_redirects=False,
         ).status_code
         == 303

@@ -11,6 +11,7 @@ import pytest
 
 from tests import personas as P
 from tests.spec_fields import REPORT_FIELDS
+from tests.web.screen_sign_in import PASSWORD, sign_in
 
 
 def walk(client, headers, **params) -> list[dict]:
@@ -497,7 +498,6 @@ def test_a_correction_between_the_record_and_its_why_never_shows_it_not_visible(
     headers = bearer(P.SOUTHENERGY)
     if path.startswith("/records"):
         headers = {}
-        from tests.web.screen_sign_in import PASSWORD, sign_in
         from servicetrail.store.accounts import create_account
 
         with engine.begin() as conn:

@@ -15,7 +15,8 @@ from servicetrail.store.engine import open_store
 from servicetrail.store.schema import web_session
 from servicetrail.web.app import create_app
 from tests import personas as P
-from tests.web.sign_in_clients import PASSWORD, browser, sign_in
+from tests.web.screen_sign_in import PASSWORD, sign_in
+from tests.web.sign_in_clients import browser
 from tests.web.password_hashes import RAISED, hash_of
 
 OFFICE = ("198.51.100.7", 40000)

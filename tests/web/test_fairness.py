@@ -5,7 +5,6 @@ engines, with the slots held by the test itself (a search in flight, determinist
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from contextlib import ExitStack
@@ -20,10 +19,10 @@ from servicetrail.web.fairness import Bounds, Busy, PartyLimits
 
 from tests import personas as P
 from tests.live_server import wait_until
+from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
 from servicetrail.web.fairness import share_of
 
 BROAD = "/api/v1/records?srv=4.1.1"
-PASSWORD = "correct horse battery staple"
 
 
 # --- the bounds ------------------------------------------------------------------------------
@@ -283,15 +282,8 @@ def test_the_screen_says_so_with_429_and_retry_after(app, engine, world):
     with engine.begin() as conn:
         create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
     with TestClient(app) as client:
-        form = client.get("/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-        signed = client.post(
-            "/login",
-            data={"username": "np.analyst", "password": PASSWORD, "csrf_token": token},
-            follow_redirects=False,
-        )
-        assert signed.status_code == 303
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
+        assert sign_in(client, "np.analyst").status_code == 303
+        csrf = form_token(client.get("/"))
         held = hold(app, P.NORTHPOWER, "request", "heavy", times=app.state.limits.bounds.heavy)
         page = client.get("/", params={"srv": "4.1.1"})
         assert page.status_code == 429 and page.headers["retry-after"] == "2"

@@ -12,9 +12,8 @@ import pytest
 from servicetrail.store.accounts import create_account
 from servicetrail.web.watches_api import MAX_BODY_BYTES
 from tests import personas as P
-from tests.web.screen import PASSWORD, signed_in
-
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.web.screen import signed_in
+from tests.web.screen_sign_in import PASSWORD, TOKEN, sign_in
 
 
 @pytest.mark.parametrize(
@@ -157,17 +156,7 @@ def test_an_auditors_party_filter_with_a_nul_is_a_422(client, auditor):
 
 
 def test_a_nul_in_a_username_is_a_failed_sign_in(client):
-    form = client.get("/login")
-    answer = client.post(
-        "/login",
-        data={
-            "username": "a\x00b",
-            "password": "passwordpassword",
-            "csrf_token": TOKEN.search(form.text).group(1),
-            "next": "/",
-        },
-        follow_redirects=False,
-    )
+    answer = sign_in(client, "a\x00b", "passwordpassword", next_path="/")
     assert answer.status_code == 401 and "Wrong username or password" in answer.text
 
 

@@ -355,16 +355,9 @@ FROM_HERE = [
 ]
 
 
-def sign_in_with(client: TestClient, headers: dict[str, str]):
-    """The sign-in form posted with its right token and these headers."""
-    form = client.get("/login")
-    data = {"username": NP_USER, "password": PASSWORD, "csrf_token": TOKEN.search(form.text)[1]}
-    return client.post("/login", data=data, headers=headers, follow_redirects=False)
-
-
 @pytest.mark.parametrize("headers", ANOTHER_SITE)
 def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, headers) -> None:
-    answer = sign_in_with(TestClient(app), headers)
+    answer = sign_in(TestClient(app), NP_USER, headers=headers)
     assert answer.status_code == 403 and "sent from another site" in answer.text
     assert "st_session" not in answer.headers.get("set-cookie", "")
     c = signed_in_client(app, NP_USER)
@@ -379,7 +372,7 @@ def test_a_form_sent_from_another_site_is_refused_with_its_right_token(app, head
 @pytest.mark.parametrize("headers", FROM_HERE)
 def test_a_form_from_this_servers_own_page_is_taken(app, headers) -> None:
     client = TestClient(app)
-    assert sign_in_with(client, headers).status_code == 303
+    assert sign_in(client, NP_USER, headers=headers).status_code == 303
     report = {"from": "2025-01-01", "to": "2025-12-31", "csrf_token": csrf_of(client)}
     answer = client.post("/report", data=report, headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
@@ -1114,9 +1107,7 @@ def _answers_under_a_tiny_limit(
     api = {"Authorization": f"Bearer {token}"}
     firsts["API"] = _unless_busy(client, "/api/v1/records", headers=api).status_code
     # signed in as a browser is, then the screen's first search (where the sign-in leads)
-    csrf = TOKEN.search(client.get("/login").text)
-    form = {"username": "np.analyst", "password": PASSWORD, "csrf_token": csrf and csrf[1]}
-    client.post("/login", data=form, follow_redirects=False)
+    sign_in(client, "np.analyst")
     firsts["screen"] = _unless_busy(client, "/").status_code
     engine.dispose()  # the pool's connections closed: the next request opens a new one
     firsts["new connection"] = _unless_busy(client, "/").status_code

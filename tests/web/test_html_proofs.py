@@ -18,6 +18,7 @@ from tests import personas as P
 from tests import rfc9162
 from tests.intruder import intrude
 from tests.web.screen import personas_with, signed_in
+from tests.web.screen_sign_in import sign_in
 
 
 @pytest.fixture
@@ -268,8 +269,6 @@ def test_a_consistency_proofs_error_is_beside_its_field_with_the_form_as_filled(
 
 def test_an_auditor_takes_the_access_logs_checkpoints_too(engine, world):
     from servicetrail.store.accounts import create_account
-    from tests.web.screen import sign_in
-
     from fastapi.testclient import TestClient
     from servicetrail.web.app import create_app
 

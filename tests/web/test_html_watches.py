@@ -19,7 +19,8 @@ from servicetrail.store.watches import list_watches
 from servicetrail.store.writer import append_records
 from servicetrail.web.watches_page import EVENTS_SHOWN
 from tests import personas as P
-from tests.web.screen import TOKEN, personas_with, signed_in
+from tests.web.screen import personas_with, signed_in
+from tests.web.screen_sign_in import TOKEN
 
 
 @pytest.fixture

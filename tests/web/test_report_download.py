@@ -20,9 +20,8 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.web.app import create_app
 from tests import personas as P
 from tests.live_server import LiveServer, wait_until
+from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
 
-PASSWORD = "correct horse battery staple"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 HEADER_SAFE = re.compile(r'attachment; filename="[A-Za-z0-9_.-]+"')
 HOSTILE_TIMES = [
     "\x0b2025-01-01T00:00:00Z",  # a vertical tab: once copied into the header raw
@@ -51,18 +50,8 @@ def signed_in(client: TestClient, engine, username: str, party_id: str) -> str:
     """Signs the client in; returns its session's CSRF token."""
     with engine.begin() as conn:
         create_account(conn, username, party_id, PASSWORD)
-    form = client.get("/login")
-    answer = client.post(
-        "/login",
-        data={
-            "username": username,
-            "password": PASSWORD,
-            "csrf_token": CSRF.search(form.text).group(1),
-        },
-        follow_redirects=False,
-    )
-    assert answer.status_code == 303
-    return CSRF.search(client.get("/report").text).group(1)
+    assert sign_in(client, username).status_code == 303
+    return form_token(client.get("/report"))
 
 
 @pytest.mark.parametrize(

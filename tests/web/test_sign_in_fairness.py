@@ -19,9 +19,9 @@ from tests.web.sign_in_clients import (  # noqa: F401  (fixtures)
     accounts,
     app,
     browser,
-    sign_in,
     sign_out,
 )
+from tests.web.screen_sign_in import sign_in
 
 # lanes, turns and threads are the server's, whichever store it has
 ONE_ENGINE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -23,7 +23,7 @@ from servicetrail.web.auth import LANE_RETRY_SECONDS
 from servicetrail.web.signin import DEVICE_COOKIE
 from tests import personas as P
 from tests.live_server import PATIENCE, TLS_CONTEXT
-from tests.web.live_server import live_server
+from tests.web.live_server import free_port, live_server
 from datetime import timedelta
 from servicetrail.store.sessions import (
     DEVICE_LIFETIME,
@@ -31,15 +31,8 @@ from servicetrail.store.sessions import (
     now_utc,
     remember_device,
 )
-from tests.web.sign_in_clients import (
-    ATTACKER,
-    OFFICE,
-    PASSWORD,
-    TOKEN,
-    browser,
-    sign_in,
-    sign_out,
-)
+from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
+from tests.web.sign_in_clients import ATTACKER, OFFICE, browser, sign_out
 from tests.web.sign_in_clients import accounts, app  # noqa: F401 (fixtures, used by name)
 
 WRONG = "not the password at all"
@@ -60,7 +53,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
     with live_server(db_url, tmp_path) as base:
         with httpx.Client(base_url=base, timeout=PATIENCE, verify=TLS_CONTEXT) as first:
             form = first.get("/login")
-            token, cookie = TOKEN.search(form.text).group(1), form.cookies["st_login"]
+            token, cookie = form_token(form), form.cookies["st_login"]
         start = threading.Barrier(30)
 
         def attempt(_: int) -> httpx.Response:
@@ -97,16 +90,7 @@ def test_parallel_attempts_verify_at_most_the_limit_and_the_rest_are_429_at_once
             assert paused.status_code == 429 and paused.headers["retry-after"] == str(15 * 60)
         # and the right password now waits too
         with httpx.Client(base_url=base, timeout=PATIENCE, verify=TLS_CONTEXT) as late:
-            form = late.get("/login")
-            again = late.post(
-                "/login",
-                data={
-                    "username": "np.analyst",
-                    "password": PASSWORD,
-                    "csrf_token": TOKEN.search(form.text).group(1),
-                },
-            )
-            assert again.status_code == 429
+            assert sign_in(late, "np.analyst", PASSWORD).status_code == 429
 
 
 def test_failures_from_one_address_do_not_lock_the_user_out_elsewhere(app):  # noqa: F811
@@ -292,7 +276,6 @@ def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on
     from servicetrail import security
     from servicetrail.store.accounts import create_token
     from servicetrail.web.app import SIGN_IN_LANES
-    from tests.web.live_server import free_port
 
     with engine.begin() as conn:
         token = create_token(conn, "lk.analyst")
@@ -308,9 +291,7 @@ def test_a_sign_in_flood_from_many_addresses_holds_a_few_threads_and_reads_go_on
         address = f"127.0.{1 + n // 200}.{1 + n % 200}"  # Linux answers on all of 127/8
         transport = httpx.HTTPTransport(local_address=address, verify=TLS_CONTEXT)
         with httpx.Client(base_url=base, transport=transport, timeout=60) as client:
-            form = client.get("/login")
-            data = {"username": f"nobody{n}", "password": WRONG}
-            return client.post("/login", data={**data, "csrf_token": TOKEN.search(form.text)[1]})
+            return sign_in(client, f"nobody{n}", WRONG)
 
     held = [security._HASHING.acquire() for _ in range(security.HASHING_SLOTS)]
 

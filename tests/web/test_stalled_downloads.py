@@ -12,7 +12,6 @@ once, and one Party has a bounded number of downloads open.
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import statistics
 from urllib.parse import urlencode
@@ -45,6 +44,7 @@ from tests.live_server import (
     wait_until,
 )
 from tests.personas import starts_with_personas
+from tests.web.screen_sign_in import PASSWORD, form_token, sign_in
 
 ATTACKERS = {P.NORTHPOWER: P.NP_IS, P.WIRESCO: P.WS_ED, P.LOOKER: P.LK_OU, P.AGENTCO: P.AG_RSA}
 VICTIM = P.SOUTHENERGY
@@ -89,7 +89,7 @@ def made_tokens(engine, parties) -> dict[str, str]:
     made = {}
     with engine.begin() as conn:
         for party in parties:
-            create_account(conn, f"user_{party.lower()}", party, "correct horse battery staple")
+            create_account(conn, f"user_{party.lower()}", party, PASSWORD)
             made[party] = create_token(conn, f"user_{party.lower()}")
     return made
 
@@ -237,20 +237,12 @@ def stalled_web_report(server: LiveServer, username: str) -> socket.socket:
     """A signed-in browser that asks the screen for its report, reads its head and no more."""
     base = f"http://127.0.0.1:{server.port}"
     with httpx.Client(base_url=base, timeout=30, verify=TLS_CONTEXT) as browser:
-        form = browser.get("/login").text
-        browser.post(
-            "/login",
-            data={
-                "username": username,
-                "password": "correct horse battery staple",
-                "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', form).group(1),
-            },
-        )
-        page = browser.get("/report").text
+        sign_in(browser, username)
+        page = browser.get("/report")
         cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
     body = urlencode(
         {
-            "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1),
+            "csrf_token": form_token(page),
             "from": "2020-01-01",
             "to": "2030-01-01",
         }
@@ -341,20 +333,9 @@ def test_a_report_past_its_time_limit_before_its_first_byte_is_a_clear_422(
             assert answer.status_code == 422 and answer.json()["error"] == "search_too_broad"
         else:
             with engine.begin() as conn:
-                create_account(conn, "np.analyst", P.NORTHPOWER, "correct horse battery staple")
-            form = client.get("/login")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-            client.post(
-                "/login",
-                data={
-                    "username": "np.analyst",
-                    "password": "correct horse battery staple",
-                    "csrf_token": token,
-                },
-            )
-            csrf = re.search(
-                r'name="csrf_token" value="([^"]+)"', client.get("/report").text
-            ).group(1)
+                create_account(conn, "np.analyst", P.NORTHPOWER, PASSWORD)
+            sign_in(client, "np.analyst")
+            csrf = form_token(client.get("/report"))
             answer = client.post(
                 "/report", data={"csrf_token": csrf, "from": "2020-01-01", "to": "2030-01-01"}
             )

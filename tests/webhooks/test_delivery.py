@@ -28,7 +28,8 @@ from servicetrail.webhooks.posting import client_session as client
 from servicetrail.webhooks.signing import new_secret
 from servicetrail.webhooks.worker_report import Stats
 from tests import personas as P
-from tests.web.screen import PASSWORD, signed_in
+from tests.web.screen import signed_in
+from tests.web.screen_sign_in import PASSWORD
 from tests.webhooks.receiver import Received, Receiver
 from tests.personas import starts_with_personas
 from tests.live_server import wait_until
