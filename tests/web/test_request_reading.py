@@ -145,10 +145,13 @@ def test_a_stalled_body_is_408_and_closed(server):
     assert_timed_out(answer)
 
 
-def _login_body_in_pieces(server, gap: float) -> bytes:
+def _login_body_in_pieces(server, gap: float) -> tuple[bytes, float]:
+    """The answer to a sign-in whose body is sent in three pieces `gap` apart, and how long
+    the head and the pieces took this client to send (the load can only lengthen it)."""
     body = b"username=someone&password=a-wrong-password&csrf_token=x&next=/"
     pieces = [body[:20], body[20:40], body[40:]]
     with socket.create_connection(server) as sock:
+        started = time.monotonic()
         sock.sendall(
             b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             b"Content-Type: application/x-www-form-urlencoded\r\n"
@@ -160,16 +163,27 @@ def _login_body_in_pieces(server, gap: float) -> bytes:
                 sock.sendall(piece)
         except OSError:
             pass  # closed under us
+        sent_in = time.monotonic() - started
         answer, _ = answer_to(sock)
-    return answer
+    return answer, sent_in
 
 
 def test_a_body_in_pieces_within_the_limit_is_served(server):
-    answer = _login_body_in_pieces(server, 0.15)  # 0.45 s in all
+    """Three pieces 0.15 s apart, 0.45 s in all. A body sent whole within the limit must be
+    served, however loaded the server: its time starts once it has read the head, which was
+    sent first. A send this test took LIMIT * 0.8 or longer over (kept off the CPU between
+    the pieces) proves nothing either way and is made again, a few times at most: that is
+    how a loaded machine could fail this test for the load alone."""
+    for _ in range(5):
+        answer, sent_in = _login_body_in_pieces(server, 0.15)
+        if sent_in < LIMIT * 0.8:
+            break
+    else:
+        pytest.fail(f"never sent within {LIMIT * 0.8} s: the machine is too loaded to tell")
     status = answer.split(b" ", 2)[1]
     # the sign-in form's answer to a form token it did not issue: the whole body was read
     # and judged (a body cut off by the read timeout is a 408)
-    assert answer.startswith(b"HTTP/1.1 ") and status == b"403", answer[:300]
+    assert answer.startswith(b"HTTP/1.1 ") and status == b"403", (sent_in, answer[:300])
 
 
 def assert_too_large(answer: bytes, api: bool = False) -> None:
@@ -255,7 +269,7 @@ def test_a_body_trickled_in_does_not_extend_its_time(server):
     """Three pieces 0.6 s apart: no gap is over the limit, but the whole is (1.8 s). Timed
     per piece, a body sent a byte every few seconds held its connection for days (the
     session-13 audit)."""
-    assert_timed_out(_login_body_in_pieces(server, 0.6))
+    assert_timed_out(_login_body_in_pieces(server, 0.6)[0])
 
 
 def test_a_kept_alive_connection_is_held_to_the_limit_for_its_next_head(server):
@@ -274,19 +288,36 @@ def test_a_kept_alive_connection_is_held_to_the_limit_for_its_next_head(server):
 
 
 def test_others_are_served_while_many_connections_stall(server):
-    stalled = [socket.create_connection(server) for _ in range(50)]
-    try:
-        for n, sock in enumerate(stalled):
-            sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-N: %d" % n)
-        with socket.create_connection(server) as sock:
-            sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            answer, took = answer_to(sock)
-        assert answer.startswith(b"HTTP/1.1 200 ") and took < LIMIT
-        for sock in stalled:  # and every stalled one is let go
-            assert_timed_out(answer_to(sock)[0])
-    finally:
-        for sock in stalled:
-            sock.close()
+    """A request made behind 50 connections that stall is answered before any of them is let
+    go: a server held up by them answers it only once they are, LIMIT after. Told by the
+    order of the answers, not by the answer within LIMIT, which a loaded machine could fail
+    for the load alone. Both found at the same look (this test kept off the CPU while the
+    server went on) say no order: tried again, a few times at most."""
+    for _ in range(3):
+        stalled = [socket.create_connection(server) for _ in range(50)]
+        try:
+            for n, sock in enumerate(stalled):
+                sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-N: %d" % n)
+            with socket.create_connection(server) as other:
+                other.sendall(
+                    b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                first = select.select([other, *stalled], [], [], PATIENCE)[0]
+                assert other in first, (
+                    "a stalled connection was let go before it was answered"
+                    if first
+                    else f"nothing answered in {PATIENCE} s"
+                )
+                answer, _ = answer_to(other)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            for sock in stalled:  # and every stalled one is let go
+                assert_timed_out(answer_to(sock)[0])
+            if first == [other]:
+                return
+        finally:
+            for sock in stalled:
+                sock.close()
+    raise AssertionError("each time, answered at the same look as the stalled ones")
 
 
 @pytest.mark.parametrize(
