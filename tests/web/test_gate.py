@@ -319,7 +319,9 @@ def test_a_second_authorization_header_does_not_move_a_request_out_of_its_partys
                 (scope_for(app, path="/", cookie="session-of-a"), b"cookie", b"x=1"),
             )
         ]
-        await asyncio.sleep(3)  # past the gate's wait for a turn: refused, or in the route
+        # refused once the gate's wait for a turn ends; or in the route, held there: let go
+        # after three times that wait. Both on this loop's clock: the load cannot reorder them
+        await asyncio.wait(more, timeout=3 * RETRY_AFTER)
         route.release.set()
         await asyncio.gather(*held)
         return in_flight, await asyncio.gather(*more)
