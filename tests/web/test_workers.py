@@ -15,29 +15,9 @@ import pytest
 
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests.live_server import PATIENCE, wait_until
+from tests.web.graceful_time import LONG_GRACE, graceful_time, run_first
 from tests.web.live_server import free_port, live_server_process
 from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download
-
-
-# long enough that no load makes a stop at once look like one after the graceful time; a stop
-# that waits for it fails the test after this long
-LONG_GRACE = 30
-
-GRACEFUL_TIME = """\
-import os
-import servicetrail.web.stopping
-servicetrail.web.stopping.GRACEFUL_SECONDS = {seconds}
-with open({told!r}, "a") as told:
-    told.write(f"{{os.getpid()}}\\n")
-"""
-
-
-def _graceful_time(folder, seconds: int) -> dict[str, str]:
-    """The environment for a server whose graceful time is `seconds`: a sitecustomize that
-    every process of it runs before it imports the server (web.server reads the constant),
-    and that writes its pid to `folder / "graceful"` (the supervisor's and each worker's)."""
-    told = str(folder / "graceful")
-    return _sitecustomize(folder, GRACEFUL_TIME.format(seconds=seconds, told=told))
 
 
 def _group(group: int) -> dict[int, int]:
@@ -57,15 +37,6 @@ def _sigint_pending(group: int) -> bool:
     return any(mask & 1 << (signal.SIGINT - 1) for mask in _group(group).values())
 
 
-def _sitecustomize(folder, code: str) -> dict[str, str]:
-    """The environment in which every Python process of a server runs `code` first, after
-    the suite's own sitecustomize (tests/subprocesses), which this one shadows."""
-    (folder / "sitecustomize.py").write_text("import cheap_hashing\n" + code)
-    return {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
-    }
-
-
 @pytest.mark.parametrize(("ctrl_c", "exit_code"), [(1, 0), (2, 130)])
 def test_ctrl_c_to_the_process_group_stops_the_workers_quietly(
     sqlite_url, tmp_path, ctrl_c, exit_code
@@ -83,7 +54,7 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_quietly(
     token = _a_report_too_large_to_read(sqlite_url)
     grace, env = GRACEFUL_SECONDS, None
     if ctrl_c == 2:
-        grace, env = LONG_GRACE, _graceful_time(tmp_path, LONG_GRACE)
+        grace, env = LONG_GRACE, graceful_time(tmp_path, LONG_GRACE)
     with live_server_process(sqlite_url, tmp_path, "--workers", "2", own_group=True, env=env) as (
         server,
         base,
@@ -139,7 +110,7 @@ def test_workers_slower_to_start_than_uvicorns_five_seconds_are_not_killed(sqlit
     worker's start is made 6 s slower (a sitecustomize that only spawned workers run): the two
     workers serve, and none was spawned again in place of one killed."""
     spawned = tmp_path / "spawned"
-    env = _sitecustomize(tmp_path, SLOW_WORKER_START) | {"SPAWNED_WORKERS": str(spawned)}
+    env = run_first(tmp_path, SLOW_WORKER_START) | {"SPAWNED_WORKERS": str(spawned)}
     with live_server_process(sqlite_url, tmp_path, "--workers", "2", env=env) as (_, _, log_path):
         pass
     said = log_path.read_text()
