@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 
 import psycopg
@@ -30,6 +29,7 @@ from servicetrail.store.writer import append_records, load_device
 
 from tests import personas as P
 from tests.personas import starts_with_personas
+from tests.store.cancelled import cancel_once
 
 EVER = (parse_time("2000-01-01"), parse_time("2100-01-01"))
 
@@ -410,14 +410,7 @@ def test_a_report_cancelled_before_its_limit_is_not_taken_for_too_broad(pg_engin
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         conn.commit()
         locker.execute(text("LOCK TABLE sat_record IN ACCESS EXCLUSIVE MODE"))
-
-        def cancel_soon() -> None:
-            time.sleep(0.5)
-            with pg_engine.connect() as admin:
-                admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
-
-        canceller = threading.Thread(target=cancel_soon)
-        canceller.start()
+        canceller = cancel_once(pg_engine, pid, "wait_event_type = 'Lock'")
         started = time.monotonic()
         try:
             with pytest.raises(psycopg.errors.QueryCanceled):

@@ -6,7 +6,6 @@ the message (session 32's finding)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from servicetrail.store.limits import SearchTooBroad, StoreBusy, store_busy
 from servicetrail.store.read_transaction import time_limit
 from tests import personas as P
 from tests.conftest import Cli, reader_role_renamed_away
+from tests.store.cancelled import cancel_once
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +58,13 @@ def test_a_read_cancelled_before_its_limit_is_not_taken_for_too_broad(german_sto
     with engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         conn.commit()
-
-        def cancel_soon() -> None:
-            time.sleep(0.3)
-            with engine.connect() as admin:
-                admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
-
-        canceller = threading.Thread(target=cancel_soon)
-        canceller.start()
+        canceller = cancel_once(engine, pid, "state = 'active' AND query LIKE 'SELECT pg_sleep%'")
         started = time.monotonic()
         with pytest.raises(DBAPIError) as raised:
             with time_limit(conn, seconds=20):
                 conn.execute(text("SELECT pg_sleep(10)"))
         canceller.join()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 9  # the cancel: not pg_sleep's end, nor the limit's
     assert isinstance(store_busy(raised.value), StoreBusy)
 
 
