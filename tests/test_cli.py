@@ -41,6 +41,9 @@ from tests.store.revisions import (
     pg_at_revision,
     revision_templates,
 )
+from tests.intruder import intrude
+from tests.store.log_fixtures import SEALED_MONTHS, access_entries, leaves, sealed_logs, this_month
+from tests.web.live_server import live_server_process
 
 __all__ = ["db_at_revision", "pg_at_revision", "revision_templates"]  # fixtures
 
@@ -851,7 +854,6 @@ def _appended_unlisted(engine) -> None:
     unsealed: that process stopped before its own seal."""
     from servicetrail.store.log_tables import log_unsealed
     from servicetrail.store.merkle_log import add_leaves
-    from tests.store.log_fixtures import SEALED_MONTHS, leaves, sealed_logs
 
     sealed_logs(engine)
     with engine.begin() as conn:
@@ -915,7 +917,6 @@ def test_a_servers_start_lists_for_its_seal_the_logs_an_older_process_left_unlis
     db_url, engine, tmp_path, monkeypatch
 ):
     """As `db check` does (above), once, before the server listens: its seals sign them."""
-    from tests.web.live_server import live_server_process
 
     monkeypatch.chdir(tmp_path)  # the server's signing key is the test's
     _appended_unlisted(engine)
@@ -1562,8 +1563,6 @@ def test_retention_stopped_after_its_commit_says_what_it_may_have_dropped(
     A month whose partitions were dropped by hand has its log retired in that commit, and
     was not named (62d): it had no partition left to name."""
     from servicetrail.cli import database
-    from tests.intruder import intrude
-    from tests.store.log_fixtures import access_entries, this_month
 
     user = "90-B3-D5-1F-30-01-00-01"
     (tmp_path / "users.csv").write_text(f"user_id,party_id,party_name,role\n{user},OLDCO,Old,IS\n")
@@ -1611,7 +1610,6 @@ def test_retention_drops_the_access_logs_old_months_only_when_asked(cli, engine,
     """Audit 49d: nothing ever removed the access log. `--access-log-keep-months` drops its
     old months, never more than the records' (`--keep-months`); without it, retention does
     and says what it did before. SQLite refuses it as it refuses retention."""
-    from tests.store.log_fixtures import access_entries, this_month
 
     if cli.db_url.startswith("sqlite"):
         refused = cli("retention", "--keep-months", "1", "--access-log-keep-months", "1")

@@ -23,8 +23,7 @@ from servicetrail.store.log_tree import verifier_keys
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import viewer_for
 from servicetrail.store.schema import sat_record
-from tests import personas as P
-from tests import rfc9162
+from tests import personas as P, rfc9162
 from tests.conftest import Cli
 from tests.intruder import intrude, re_sign_a_checkpoint
 from tests.store.log_fixtures import append, records
@@ -613,7 +612,6 @@ def test_a_rotated_key_trusts_the_keys_the_store_had_and_verifies_clean(
     """After a rotation (the key file moved away, or the setting pointed at a new file),
     the old checkpoints still verify: the new key's trust file takes the store's earlier
     keys the first time it is used on the store."""
-    from tests.store.log_fixtures import append, records
 
     P.load_personas(engine)
     seal_store(engine)
@@ -642,7 +640,6 @@ def test_the_newest_entries_deleted_with_their_checkpoint_are_found_against_kept
     that held them leaves a store that agrees with itself: `log verify` alone cannot tell
     (audit, session 19). Against the checkpoints an auditor kept (/api/v1/logs saved), each
     log must still hold their leaves: the shortened log and the log deleted whole are named."""
-    from tests.store.log_fixtures import append, records
 
     append(engine, records(6, first=1))
     seal_store(engine)
@@ -839,7 +836,6 @@ def test_an_intruder_who_deletes_the_signing_keys_row_gets_no_trust(cli, engine)
 def test_a_month_deleted_whole_with_its_leaves_is_named_from_its_checkpoints(cli, engine):
     """Its records, leaves and tiles gone, its checkpoints left: the empty log passed as one
     retention had retired, on SQLite too, which has no retention (review, session 19)."""
-    from tests.store.log_fixtures import append, records
 
     append(engine, records(4, first=9000))
     seal_store(engine)
@@ -902,7 +898,6 @@ def test_a_reads_closing_seal_waits_briefly_behind_another_seal_and_says_so(pg_u
     import psycopg
 
     from servicetrail.store.engine import open_store
-    from tests.conftest import Cli
 
     engine = open_store(pg_url)
     P.load_personas(engine)

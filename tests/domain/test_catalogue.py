@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from servicetrail.domain.catalogue import CATALOGUE, is_non_device, search_srvs, srv_title
+from tests.conftest import beside_the_checkout
 
 
 def test_the_catalogue_holds_the_129_srvs() -> None:
@@ -78,8 +79,6 @@ def test_every_title_is_the_reference_catalogues_as_duis_gives_it() -> None:
     title compared with the catalogue then differed; SPEC audit, session 17.) Read here with
     the csv module from ../shared, not through the generated table."""
     import csv
-
-    from tests.conftest import beside_the_checkout
 
     path = beside_the_checkout(
         Path(__file__).resolve().parents[3] / "shared" / "reference" / "srv_catalogue.csv"

@@ -17,6 +17,7 @@ from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.duis import duis_time
 
 from tests.conftest import FIXTURES, SHARED_DUIS_SAMPLES, beside_the_checkout
+from tests.intruder import intrude
 
 UTC = timezone.utc
 SAMPLES = FIXTURES / "duis"
@@ -249,7 +250,6 @@ def test_a_capture_stored_before_duis_identities_is_not_stored_again(cli, engine
     """Records stored before migration 0004 have no identity (key '') and no digest, as 0004
     left them; a DUIS response's identity is now its ResponseID's, so the same capture loaded
     again after an upgrade found none of them and stored them again (audit 24a)."""
-    from tests.intruder import intrude
 
     files = sorted(SAMPLES.iterdir())
     path = capture(tmp_path / "capture.jsonl", files)

@@ -12,6 +12,7 @@ from lxml import etree
 from sqlalchemy import text
 
 from tests.ingest.duis_messages import DCC, ESME, NORTH_IS, READ, request, response, titles
+from tests.intruder import intrude
 
 R = f"{NORTH_IS}:{ESME}:500"
 
@@ -282,7 +283,6 @@ def test_after_an_upgrade_from_0003_a_message_again_is_a_duplicate_and_a_new_one
     them: loaded again, the same message was stored a second time (audit 24a); matched by
     Request ID, kind and time alone, a second response of the same time with its own
     ResponseID was taken for a copy and lost (review 24d). Its payload tells them apart."""
-    from tests.intruder import intrude
 
     first = stored_response(cli, tmp_path)
     intrude(engine, ("UPDATE sat_record SET identity_key = '', digest = NULL", {}))

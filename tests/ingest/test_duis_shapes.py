@@ -19,6 +19,7 @@ from servicetrail.web.app import create_app
 from servicetrail.domain.ids import InvalidValue
 from servicetrail.ingest.duis import parse_document
 from tests.ingest.duis_messages import DCC, ESME, NORTH_IS, READ, request, response, titles
+from tests.intruder import intrude
 
 LOOK_OU = "90-B3-D5-1F-30-03-00-00"  # LOOK: an Other User, responsible for nothing
 S1_ESME = "00-DB-12-34-56-78-90-B1"  # SMETS1
@@ -510,8 +511,6 @@ def test_log_verify_names_a_derived_field_that_is_not_what_its_payload_says(
     by no leaf: an intruder's new future date or Device passed `log verify` (audit 27a). They
     are derived again from the payload, which the leaf commits to."""
     from sqlalchemy import text
-
-    from tests.intruder import intrude
 
     assert cli("log", "verify").stdout == ""  # every shape's fields are its payload's
     # a size limit set lower since ingest refuses no stored payload (review 27e: every larger

@@ -23,6 +23,7 @@ from servicetrail.store.log_partitions import TABLES as LOG_TABLES
 from servicetrail.store.log_partitions import partition_name as log_partition
 from servicetrail.store.partitions import PARTITIONED, ensure_months
 from servicetrail.store.writer import record_row, row_maker
+from tests.store.stamped_behind import stamped_behind
 
 USER = "90-B3-D5-1F-30-02-00-01"
 # months far from today: no partition is made for them ahead of time
@@ -187,7 +188,6 @@ def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(db_url)
     import pytest
 
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.store.stamped_behind import stamped_behind
 
     engine = open_store(db_url)
     try:

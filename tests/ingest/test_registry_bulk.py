@@ -27,7 +27,11 @@ from tests.personas import (
     SOUTHENERGY,
     SUNEXPORT,
     WIRESCO,
+    ESME_S1,
+    LK_OU,
+    t,
 )
+from tests.ingest.full_temporary_folder import small_temporary_databases
 
 RESP_HEADER = "device_id,party_id,relation,valid_from,valid_to\n"
 
@@ -897,7 +901,6 @@ def test_a_correction_matches_the_watch_backlog_before_it_holds_the_registry(
     from servicetrail.store.watch_matcher import unmatched_backlog
     from servicetrail.store.watches import create_watch
     from servicetrail.store.writer import append_records
-    from tests.personas import LK_OU, t
 
     with engine.begin() as conn:
         create_watch(conn, SOUTHENERGY, watch_spec({"name": "w"}), None)
@@ -1029,7 +1032,6 @@ def test_a_full_temporary_folder_is_named_as_such(cli, world, tmp_path, monkeypa
     """Waiting lines that the temporary folder has no room for: said so, exit 2. Raised as
     SQLite's error it read "the store's disk is full" (audit 39a), and taken for an error
     reading the input it would name the file as unreadable."""
-    from tests.ingest.full_temporary_folder import small_temporary_databases
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     settings.reload()
@@ -1064,7 +1066,6 @@ def test_a_change_of_supplier_in_a_file_of_many_batches_shows_no_gap_while_it_lo
     an end moved earlier now waits too)."""
     from servicetrail.ingest import registry_csv
     from servicetrail.ingest.registry_load import load_registry
-    from tests.personas import ESME_S1
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "2")
     monkeypatch.setenv("SERVICETRAIL_PARSE_WORKERS", "0")

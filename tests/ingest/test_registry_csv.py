@@ -29,6 +29,7 @@ from tests.ingest.registry_files import (
     rows,
     write,
 )
+from tests.store.stamped_behind import SAID, stamped_behind
 
 UTC = timezone.utc
 
@@ -274,7 +275,6 @@ def test_a_load_outlasting_an_upgrade_commits_no_batch_on_the_new_schema(
     stops saying to restart, with the batches before the upgrade kept."""
     from servicetrail.ingest import registry_load
     from servicetrail.store.engine import make_engine
-    from tests.store.stamped_behind import SAID, stamped_behind
 
     monkeypatch.setenv("SERVICETRAIL_REGISTRY_BATCH", "1")
     written = []

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 # What makes a loader's or an export's memory grow is bytes held (lines, records, rows): a
@@ -181,8 +182,6 @@ def test_a_folder_of_large_duis_documents_is_loaded_in_bounded_memory(tmp_path):
     of hostile inputs, session 17). Measured since: 297 MB for 40 documents of 14 MB, with
     the 48 MiB batch (whose rows wait for its commit) the most of it."""
     import gzip
-
-    from tests.conftest import FIXTURES
 
     response = (FIXTURES / "duis/ECS52_11.2_SUCCESS_RESPONSE_DUIS.XML").read_text("utf-8")
     folder = tmp_path / "large"

@@ -19,6 +19,7 @@ from servicetrail.signing import log_prefix
 from servicetrail.store.log_audit import audit
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.writer import append_records
+from tests.store.log_fixtures import append, records
 
 BINARY = Path(sys.executable).with_name("servicetrail")
 PER_FILE = 1500
@@ -109,7 +110,6 @@ def test_a_writer_waits_for_the_uncommitted_leaves_of_another_and_appends_after_
     """The lock, not the leaves' unique index, orders the writers: without it the second
     writer would number its leaves from the same size and fail on the first's index."""
     from servicetrail.store.partitions import ensure_months
-    from tests.store.log_fixtures import append, records
 
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # made beforehand: a month's DDL would hold both off

@@ -29,7 +29,7 @@ from servicetrail.store.writer import Conflict, append_records
 from tests.conftest import Cli
 from tests.intruder import intrude
 from tests.personas import load_personas, starts_with_personas
-from tests.store.log_fixtures import check_every_leaf, records_in, store_key
+from tests.store.log_fixtures import check_every_leaf, records_in, store_key, append, records
 from tests.store.retired_trail import (
     OLD_MONTHS,
     kept_of,
@@ -38,6 +38,7 @@ from tests.store.retired_trail import (
     wiped_as_retention_wipes,
 )
 from tests.store.revisions import store_at, todays_writers
+from tests import rfc9162
 
 
 def test_0009_salts_and_queues_the_records_already_stored(db_at_revision):
@@ -319,8 +320,6 @@ def test_retention_seals_the_leaves_of_the_months_it_drops_first(
     first with the store's key; without the key at hand, it drops nothing."""
     import os
 
-    from tests.store.log_fixtures import append, records
-
     monkeypatch.chdir(tmp_path)
     load_personas(pg_engine)
     seal_store(pg_engine)
@@ -479,8 +478,6 @@ def test_a_forged_or_edited_retirement_retires_nothing(pg_engine):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from servicetrail.domain.checkpoint import retirement_body
-    from tests import rfc9162
-    from tests.intruder import intrude
 
     sealed_trail(pg_engine)
     with pg_engine.begin() as conn:
@@ -604,7 +601,6 @@ def test_a_junk_note_does_not_keep_a_named_month_from_being_signed(retired_befor
     """Audit 46l: any note beside a listed month's row counted as its signature, so an
     intruder's junk one had `--sign-retirements` skip the month for ever ("not listed
     unsigned") while `log verify` reported it. Only a note the key at hand signed counts."""
-    from tests.intruder import intrude
 
     url, engine = retired_before_0022
     cli = Cli(url, tmp_path)
@@ -627,7 +623,6 @@ def test_a_junk_note_does_not_keep_a_named_month_from_being_signed(retired_befor
 def test_no_upgrade_signs_a_row_an_intruder_added(pg_engine, pg_url, tmp_path, monkeypatch):
     """Rows with no note added at the head (audit 46j 1b): the operator's upgrade with the key
     signs none."""
-    from tests.intruder import intrude
 
     monkeypatch.chdir(tmp_path)
     sealed_trail(pg_engine)

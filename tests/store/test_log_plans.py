@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from servicetrail.store.merkle_log import add_leaves
-from tests.store.log_fixtures import leaves, logs_made
+from tests.store.log_fixtures import leaves, logs_made, records_in
 
 STALE_MONTH, NEW_MONTH = "2025-01", "2025-02"
 NEW_LEAVES = 20_000
@@ -115,7 +115,6 @@ def test_log_verifys_read_of_the_records_probes_each_ones_leaf(pg_engine):
     20,000 records took 22 s instead of 0.6. Each record's leaf is an index probe."""
     from servicetrail.store.log_records import _POSTGRES_LEAVES, probes_each
     from servicetrail.store.writer import append_records
-    from tests.store.log_fixtures import records_in
 
     # a year's months kept, each with its records and leaves, as an ingest stores them
     months = tuple(f"2024-{month:02d}" for month in range(1, 13))

@@ -26,6 +26,7 @@ from tests.store.retired_trail import (
     unsigned,
     wiped_as_retention_wipes,
 )
+from tests.intruder import intrude
 
 
 def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_engine):
@@ -36,7 +37,6 @@ def test_db_upgrade_signs_no_retirement_of_a_month_retention_has_not_dropped(pg_
         retirements_unsigned,
         sign_earlier_retirements,
     )
-    from tests.intruder import intrude
 
     sealed_trail(pg_engine)
     with pg_engine.connect() as conn:

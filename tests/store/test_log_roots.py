@@ -28,6 +28,7 @@ from tests.store.retired_trail import (
     unsigned,
     wiped_as_retention_wipes,
 )
+from tests.intruder import intrude
 
 
 @starts_with_personas
@@ -96,7 +97,6 @@ def test_an_intruders_wipe_of_the_months_before_the_current_one_is_named(pg_engi
 def test_checkpoints_deleted_after_retention_are_named_by_its_signed_retirement(pg_engine):
     """Audit 46j: a retired month's checkpoints deleted (triggers out of the way) went unseen
     without --checkpoints, though the signed retirement says the log reached size 3."""
-    from tests.intruder import intrude
 
     sealed_trail(pg_engine)
     with pg_engine.begin() as conn:
@@ -111,7 +111,6 @@ def test_a_kept_checkpoint_deleted_below_a_retired_months_last_is_named(pg_engin
     """Audit 46l: a retired month's checkpoint of size 2 deleted, its last (3) and its signed
     retirement left, passed `log verify` even against the kept checkpoint of size 2, which a
     month with leaves has named as deleted."""
-    from tests.intruder import intrude
 
     for record in records_in(OLD_MONTHS):  # one seal a record: checkpoints 1, 2, 3
         with pg_engine.begin() as conn:
@@ -138,7 +137,6 @@ def test_a_retired_month_brought_back_and_added_to_is_named(pg_engine):
     """Audit 46l: the newest retired month's partitions, records and log put back from a
     copy taken before retention, a record added and sealed (checkpoint 4, past the signed
     retirement at 3): `log verify` found nothing."""
-    from tests.intruder import intrude
 
     sealed_trail(pg_engine)
     tables = ("sat_record", "sat_payload", "sat_visibility", "log_leaf", "log_node")

@@ -23,8 +23,8 @@ from servicetrail.store.log_tree import (
 )
 from servicetrail.store.merkle_log import add_leaves, seal, seal_store
 from tests import rfc9162
-from tests.personas import load_personas, starts_with_personas
-from tests.store.log_fixtures import append, check_every_leaf, records, verifier_key
+from tests.personas import load_personas, starts_with_personas, NORTHPOWER
+from tests.store.log_fixtures import append, check_every_leaf, records, verifier_key, logs_made
 
 
 @starts_with_personas
@@ -255,8 +255,6 @@ def test_a_reads_seal_reads_each_log_once(engine):
     already (as a row left would be) is unlisted, and signs no checkpoint again."""
     from servicetrail.domain.access_log import Reader, Tally
     from servicetrail.store.access_log import append_entry
-    from tests.personas import NORTHPOWER
-    from tests.store.log_fixtures import logs_made
 
     months = [f"2025-{m:02d}" for m in range(1, 7)]
     logs_made(engine, "sat", *months)
@@ -286,7 +284,6 @@ def test_access_log_leaves_are_read_in_half_open_slices(engine):
     from servicetrail.domain.access_log import Reader, Tally
     from servicetrail.store.access_log import append_entry, entries_after
     from servicetrail.store.merkle_log import access_leaves
-    from tests.personas import NORTHPOWER
 
     reader = Reader(NORTHPOWER, "np.analyst", "api")
     with engine.connect() as conn:

@@ -16,8 +16,27 @@ from servicetrail.store.engine import StoreError, current_revision, make_engine,
 from servicetrail.store.migrate import head_revision, schema_differences
 from servicetrail.store.schema import SCHEMA_HEAD
 from tests.conftest import Cli
-from tests.personas import load_personas, starts_with_personas
+from tests.personas import (
+    load_personas,
+    starts_with_personas,
+    ESME_1,
+    LK_OU,
+    NORTHPOWER,
+    SOUTHENERGY,
+    SUNEXPORT,
+    t,
+)
 from tests.store.revisions import before_the_head, store_at, todays_writers
+from tests.intruder import intrude
+from tests.store.log_fixtures import (
+    OLD,
+    PREFIX,
+    access_entries,
+    leaves,
+    records_in,
+    store_key,
+    this_month,
+)
 
 
 def test_the_code_knows_the_migrations_head() -> None:
@@ -173,7 +192,6 @@ def _logs_sealed_grown_and_never_sealed(engine: Engine) -> list[str]:
     from servicetrail.domain.times import months_from
     from servicetrail.store.merkle_log import add_leaves, seal_store
     from servicetrail.store.partitions import ensure_months
-    from tests.store.log_fixtures import leaves
 
     now = datetime.now(UTC)
     if engine.dialect.name == "postgresql":  # the records' partitions, with the logs': these
@@ -507,7 +525,6 @@ def test_0014_keys_the_index_by_record_first_and_every_look_up_still_answers(
     db_at_revision,
 ) -> None:
     from servicetrail.store.queries import get_visible
-    from tests.personas import NORTHPOWER, SUNEXPORT
 
     engine = make_engine(db_at_revision("0013"))
     try:
@@ -605,7 +622,6 @@ def test_0020_drops_the_events_key_to_their_watch_on_postgresql_alone(db_url: st
     from servicetrail.store.watches import create_watch, delete_watch
     from servicetrail.store.writer import append_records
     from servicetrail.domain.model import SatRecord
-    from tests.personas import ESME_1, LK_OU, SOUTHENERGY, t
 
     engine = open_store(db_url)
     try:
@@ -699,7 +715,6 @@ def test_0023_mends_a_store_built_by_the_first_text_of_0006(db_at_revision) -> N
     sat_visibility.request_id) and `db check` named two differences nothing mended. About a
     second: the store must climb from 0005 through every migration, as the real ones did."""
     from servicetrail.store.queries import get_visible
-    from tests.personas import NORTHPOWER
 
     engine = make_engine(db_at_revision("0005"))
     try:
@@ -730,15 +745,6 @@ def test_0028_and_0029_partition_the_access_log_and_the_logs_and_a_downgrade_put
     from servicetrail.store.merkle_log import seal_store
     from servicetrail.store.partitions import drop_months
     from servicetrail.store.writer import append_records
-    from tests.intruder import intrude
-    from tests.store.log_fixtures import (
-        OLD,
-        PREFIX,
-        access_entries,
-        records_in,
-        store_key,
-        this_month,
-    )
 
     engine = open_store(pg_url)
     bare = make_engine(pg_url)  # see test_0020: the store's own engine watches its revision

@@ -32,8 +32,14 @@ from tests.personas import (
     World,
     load_personas,
     starts_with_personas,
+    LK_OU,
+    SE_IS,
+    START,
+    record_ids,
+    t,
 )
 from tests.store.stored_times import _stored
+from tests import personas as P
 
 
 def pages(world: World, viewer: Viewer, search: Search, limit: int) -> list[dict]:
@@ -344,7 +350,6 @@ def test_a_search_of_the_requests_on_a_device_leaves_out_those_naming_it(
     """A search by Device also finds the viewer's own non-device requests whose body names
     it (SPEC 4.1 subject_device_id); the triggers' window asks for the requests on it alone
     (SPEC 6), in both forms of the search."""
-    import tests.personas as P
 
     naming = SatRecord(
         P.t("2025-04-01T12:00:00Z"),
@@ -444,7 +449,6 @@ def _april_traffic_on_esme_1(world: World, count: int) -> datetime:
     """`count` requests by another User to ESME_1, a minute apart from April 2025 on, which
     WIRESCO (its network operator) sees as titles; returns the first one's time."""
     from servicetrail.domain.model import SatRecord
-    from tests.personas import LK_OU, t
 
     april = t("2025-04-01T00:00:00Z")
     with world.engine.begin() as conn:
@@ -523,7 +527,6 @@ def test_a_device_less_page_reads_one_snapshot_though_the_registry_changes_under
     import servicetrail.store.queries as queries_module
     from servicetrail.domain.model import Responsibility
     from servicetrail.store.registry import load_responsibilities
-    from tests.personas import START
 
     april = _april_traffic_on_esme_1(world, 30)
     wiresco = world.viewer(WIRESCO)
@@ -570,7 +573,6 @@ def test_a_page_of_large_payloads_ends_early_and_the_next_goes_on(world: World) 
     and a CLI export's first N)."""
     from servicetrail.domain.model import SatRecord
     from servicetrail.store.items import PAGE_PAYLOAD_BYTES
-    from tests.personas import LK_OU, t
 
     big = PAGE_PAYLOAD_BYTES * 3 // 10  # three to a page, the fourth passes the budget
 
@@ -623,7 +625,6 @@ def test_a_large_page_of_long_payloads_reads_short_heads(world: World) -> None:
 
     from servicetrail.domain.model import SatRecord
     from servicetrail.store.items import PAGE_PAYLOAD_BYTES
-    from tests.personas import LK_OU, t
 
     def payload(n: int) -> str:  # 280 KB of UTF-8 and of Python's str: past any head
         return f"{n:04}" + "😀" * 70_000
@@ -672,7 +673,6 @@ def test_another_users_long_payload_is_never_read_whole_for_a_page(world: World)
     may be read so. Another User's long request on the viewer's Device is a title on every
     path, at every page size, and no statement of the page reads its payload by its id."""
     from servicetrail.domain.model import SatRecord
-    from tests.personas import LK_OU, SE_IS, record_ids, t
 
     sent_at = t("2025-05-01T00:00:00Z")
     records = [
@@ -729,7 +729,6 @@ def test_an_exchange_of_long_payloads_keeps_its_request(world: World) -> None:
     assert MAX_SHOWN_PAYLOAD == PAYLOAD_HEAD_CHARS  # the page shows what the exchange read
     from servicetrail.domain.model import SatRecord
     from servicetrail.store.queries import exchange_of
-    from tests.personas import LK_OU, t
 
     request_id = f"{LK_OU}:{ESME_1}:8500"
     sent = t("2025-06-01T00:00:00Z")

@@ -34,8 +34,8 @@ from tests.personas import (
     World,
     load_personas,
     t,
+    starts_with_personas,
 )
-from tests.personas import starts_with_personas
 from servicetrail.store.watch_events import mark_read, read_position, unread_in_watch
 from tests.store.watch_world import (
     LATER,
@@ -47,6 +47,8 @@ from tests.store.watch_world import (
     rid,
     transaction_in_background,
 )
+from tests.store.stamped_behind import stamped_behind
+from tests.store.work_counted import postgres_nodes, sqlite_instructions, statements_sent
 
 
 def grant_gsme_1_to_wiresco(world: World) -> None:
@@ -942,7 +944,6 @@ def test_a_matching_step_commits_nothing_on_a_store_upgraded_under_it(
     know. It looks again before its commit, as a load's batch does (review 49b)."""
     from servicetrail.store.engine import make_engine
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.store.stamped_behind import stamped_behind
 
     add_watch(world, SOUTHENERGY)
     append(world, lk_request(1))
@@ -1621,7 +1622,6 @@ def test_a_skipped_hidden_backlog_is_not_walked_by_the_next_count(world: World) 
     """Audit 30c: every page's count walked a hidden backlog (1.15 s a page of 2M events on
     SQLite). Once skipped, the next count's work is that of a Party with no events."""
     from servicetrail.store.watch_events import skip_hidden_unread, unread_of_party
-    from tests.store.work_counted import sqlite_instructions, statements_sent
 
     add_watch(world, SOUTHENERGY, devices=[ESME_1])
     _hidden_backlog(world, 3000)
@@ -1666,7 +1666,6 @@ def test_the_count_by_watch_walks_the_events_once_whatever_the_watches(world: Wo
     behind a hidden backlog, so that nothing was ever skipped)."""
     from servicetrail.store.watch_sql import unread_by_watch
     from servicetrail.store.watch_events import unread_of_party
-    from tests.store.work_counted import postgres_nodes, statements_sent
 
     for n in range(40):
         add_watch(world, SOUTHENERGY, devices=[ESME_1], name=f"w{n}")

@@ -12,6 +12,7 @@ import pytest
 from tests import personas as P
 from tests.spec_fields import REPORT_FIELDS
 from tests.web.screen_sign_in import PASSWORD, sign_in
+from tests.store.log_fixtures import append, records
 
 
 def walk(client, headers, **params) -> list[dict]:
@@ -521,7 +522,6 @@ def test_an_empty_limit_is_the_default_page_not_the_largest(client, bearer, engi
     """pr3: `?limit=` (a form's empty field) is the parameter not given: a page of
     DEFAULT_PAGE, as without it, not MAX_PAGE."""
     from servicetrail.domain.search import DEFAULT_PAGE
-    from tests.store.log_fixtures import append, records
 
     append(engine, records(DEFAULT_PAGE + 1, first=1000))  # NORTHPOWER's own
     headers = bearer(P.NORTHPOWER)

@@ -15,7 +15,7 @@ import pytest
 
 from servicetrail import settings
 from tests.conftest import ENGINES, sqlite_store_from
-from tests.web.live_server import live_server
+from tests.web.live_server import live_server, live_server_process
 from tests.web.raw_http import address, get
 
 
@@ -129,8 +129,6 @@ def test_the_multi_process_server_has_the_same_cap_and_two_malloc_arenas(sqlite_
     spawns its workers (test_workers' supervisor test): a second server here for it was
     ~3.5 s of the test's 7.6 s of CPU (session 62)."""
     import os
-
-    from tests.web.live_server import live_server_process
 
     def arenas_of_workers(proc) -> set[str]:
         with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as children:

@@ -17,6 +17,7 @@ from servicetrail.web import pages
 from servicetrail.web.device_page import timeline
 from tests import personas as P
 from tests.web.screen import personas_with, signed_in
+from tests.store.work_counted import statements_sent
 
 SIGNED_AT = P.t("2025-04-01T12:00:00Z")
 # SUNEXPORT's CV 4 pre-command and its signed command share a Request ID; a lone pre-command
@@ -339,7 +340,6 @@ def test_the_screens_that_show_titles_read_no_payload(engine, world, path) -> No
     """The search and Device pages show no payload, yet read every own one on the page: a
     page of a supplier's own firmware images held 0.8-1.1 GB in the server to send 52-67 KB
     of HTML (audit 30a). No statement a screen sends reads the payloads' table."""
-    from tests.store.work_counted import statements_sent
 
     browser = signed_in(engine, P.NORTHPOWER)
     with statements_sent(engine) as sent:

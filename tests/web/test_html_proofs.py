@@ -14,11 +14,11 @@ from servicetrail.domain.search import Search
 from servicetrail.store.access_log import EntryFilter, iter_entries
 from servicetrail.store.merkle_log import seal_store
 from servicetrail.store.queries import iter_search, viewer_for
-from tests import personas as P
-from tests import rfc9162
+from tests import personas as P, rfc9162
 from tests.intruder import intrude
 from tests.web.screen import personas_with, signed_in
 from tests.web.screen_sign_in import sign_in
+from tests.store.log_fixtures import append, records
 
 
 @pytest.fixture
@@ -184,7 +184,6 @@ def test_the_how_to_page_names_the_record_it_was_opened_from(engine, world, shar
 def test_checkpoints_and_a_consistency_proof_download_from_the_screen(engine, shared_id):
     """The page's last step needed an API token, which only the operator's command line makes
     (audit 43c): the screen gives the same files, checked here with the RFC 9162 verifier."""
-    from tests.store.log_fixtures import append, records
 
     client = signed_in(engine, P.SOUTHENERGY)
     client.get("/")  # a read: an access-log entry, sealed with the rest, which must not show

@@ -13,7 +13,7 @@ from servicetrail.store.accounts import create_account, create_token
 from servicetrail.store.engine import open_store
 from servicetrail.web.http_limits import HeadWithBody
 from tests import personas as P
-from tests.web.live_server import live_server
+from tests.web.live_server import live_server, free_port, live_server_process
 from tests.web.raw_http import address, get
 
 
@@ -131,8 +131,6 @@ def test_a_client_gone_with_answers_still_pipelined_leaves_no_traceback(sqlite_u
     where a server runs anyway: a start of its own costs a test a second of CPU."""
     import time
 
-    from tests.web.live_server import live_server_process
-
     token = persona_store_with_a_token(sqlite_url)
     ask = get("/api/v1/records?limit=1000", f"Authorization: Bearer {token}".encode())
     with live_server_process(sqlite_url, tmp_path) as (server, base, log):
@@ -166,7 +164,6 @@ def test_unreadable_bytes_behind_a_request_being_answered_close_it_without_a_tra
     import uvicorn
 
     from servicetrail.web.http_limits import CappedHeadProtocol
-    from tests.web.live_server import free_port
 
     async def slow_route(scope, receive, send):
         await asyncio.sleep(0.3)

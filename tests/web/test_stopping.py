@@ -20,11 +20,11 @@ from servicetrail.store.engine import open_store
 from servicetrail.web.stopping import GRACEFUL_SECONDS
 from tests import personas as P
 from tests.access.looker_traffic import lk_requests
-from tests.live_server import PATIENCE, TLS_CONTEXT
-from tests.live_server import how_it_ends, wait_until
+from tests.live_server import PATIENCE, TLS_CONTEXT, how_it_ends, wait_until
 from tests.web.graceful_time import LONG_GRACE, graceful_time
 from tests.web.live_server import live_server_process
 from tests.web.stalled_downloads import _a_report_too_large_to_read, _stalled_download, bearer
+from tests.webhooks.more_requests import add_requests
 
 FAST_STREAM_POLL = {"SERVICETRAIL_STREAM_POLL_SECONDS": "0.2"}
 
@@ -173,7 +173,6 @@ def test_a_stream_whose_client_stopped_reading_ends_at_a_stop_and_is_logged(sqli
     which (no "Cancel 1 running task"); the exit is bounded by the wait's own limit, not by 7
     s from the signal, which a machine whose load was above 10 overran (session 49)."""
     from servicetrail.store.watch_matcher import catch_up
-    from tests.webhooks.more_requests import add_requests
 
     engine = open_store(sqlite_url)
     P.load_personas(engine)

@@ -33,6 +33,8 @@ from tests.web.screen_sign_in import PASSWORD
 from tests.webhooks.receiver import Received, Receiver
 from tests.personas import starts_with_personas
 from tests.live_server import wait_until
+from tests.store.stamped_behind import stamped_behind
+from tests.store.two_deliveries import two_deliveries
 
 LATER = P.t("2025-04-01T10:00:00Z")
 
@@ -1716,7 +1718,6 @@ def test_a_worker_back_from_a_stall_leaves_a_failure_to_the_worker_that_took_its
 
     from servicetrail.store.outbox import lease_due
     from servicetrail.store.watch_tables import webhook_outbox
-    from tests.store.two_deliveries import two_deliveries
 
     two_deliveries(engine)
     worker = Deliverer(engine, schedule=[5.0, 5.0], concurrency=4, per_host=4, timeout=15)
@@ -1779,7 +1780,6 @@ def test_a_store_upgraded_under_the_worker_stops_it_saying_so(engine, world, mon
     `servicetrail deliver` says why and exits 2."""
     from servicetrail.store import schema_watch
     from servicetrail.store.schema_watch import StoreUpgraded
-    from tests.store.stamped_behind import stamped_behind
 
     monkeypatch.setattr(schema_watch, "CHECK_EVERY_SECONDS", 0.0)
     stamped_behind(engine, "0026_later")

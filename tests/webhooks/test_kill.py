@@ -24,6 +24,7 @@ from tests import personas as P
 from tests.web.live_server import live_server
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.more_requests import add_requests
+from tests.store.stamped_behind import SAID
 
 SERVICETRAIL = Path(sys.executable).with_name("servicetrail")
 ENV = {
@@ -214,7 +215,6 @@ def test_a_standalone_worker_on_a_store_upgraded_under_it_exits_2_saying_restart
     hide why. A process costs a second or two; SQLite alone, as the engines differ only in
     when the worker looks, which test_delivery shows on both (review 49b)."""
     from servicetrail.store.engine import make_engine
-    from tests.store.stamped_behind import SAID
 
     worker = deliver_worker(sqlite_url)
     try:
