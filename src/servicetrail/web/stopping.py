@@ -94,11 +94,11 @@ class ServerStopping:
         cleanup): a response that cannot finish in the graceful time ends itself then. At
         once when the stop is forced (a second Ctrl-C), which cancels sooner still."""
         await self.asked_to_stop()
-        if self._forced is None:
-            await anyio.sleep(GRACEFUL_SECONDS - 1)
-            return
+        forced = self._forced
+        # made with the stop's event, which asked_to_stop has just seen set
+        assert forced is not None
         with anyio.move_on_after(GRACEFUL_SECONDS - 1):  # at once if forced: a second Ctrl-C
-            await self._forced.wait()
+            await forced.wait()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if the server is asked to stop meanwhile; whether it is."""
