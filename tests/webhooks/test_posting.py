@@ -16,10 +16,11 @@ from servicetrail.webhooks import outbound
 
 
 def one_shot_server(
-    reply: bytes, endless: bool = False
+    reply: bytes, endless: bool = False, sent: list[int] | None = None
 ) -> tuple[int, list[bytes], threading.Thread]:
     """A TCP server that answers each connection with `reply` (then, if `endless`, keeps
-    sending), recording what it was sent."""
+    sending until the client closes, adding to `sent` each piece its socket took, then 0),
+    recording what it was sent."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -40,8 +41,12 @@ def one_shot_server(
                         conn.sendall(reply)
                         while endless:
                             conn.sendall(b"x" * 65536)
+                            if sent is not None:
+                                sent.append(65536)
                     except OSError:
                         pass
+                    if sent is not None:
+                        sent.append(0)
         except OSError:
             pass
         finally:
@@ -140,8 +145,9 @@ def test_an_endless_answer_is_read_only_a_little(monkeypatch) -> None:
 
     monkeypatch.setenv("SERVICETRAIL_WEBHOOK_ALLOW_LOOPBACK", "1")
     settings.reload()
+    sent: list[int] = []
     port, _, _ = one_shot_server(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", endless=True, sent=sent
     )
     started = time.monotonic()
     # an attempt that read the endless answer would end at its time limit, 30 s; one that
@@ -150,6 +156,14 @@ def test_an_endless_answer_is_read_only_a_little(monkeypatch) -> None:
     # can stretch past it for the load alone
     status, _ = attempt(f"http://127.0.0.1:{port}/hook", timeout=30)
     assert status == 200 and time.monotonic() - started < 15
+    # and only a little of it: MAX_RESPONSE_BYTES, and what the kernel's buffers took before
+    # the connection was closed (~3 MB here). Reading on for the whole BODY_SECONDS took
+    # 300-480 MB at load 7; 32 MiB tells the two apart on any machine that can run the suite
+    deadline = time.monotonic() + 10
+    while not sent or sent[-1] != 0:
+        assert time.monotonic() < deadline, "the connection was not closed"
+        time.sleep(0.01)
+    assert sum(sent) < 32 * 1024 * 1024
 
 
 def test_the_connection_goes_to_the_checked_address(monkeypatch) -> None:
