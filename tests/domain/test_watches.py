@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servicetrail.domain import watches
+from servicetrail.domain.search import InvalidField, build_search
 from servicetrail.domain.watches import (
     Candidate,
     InvalidWatch,
@@ -153,3 +154,26 @@ def test_a_watchs_values_iterate_in_the_order_given_and_compare_as_a_set() -> No
     assert values == {"1.1.1", "4.1.1", "11.2"} and hash(values) == hash(frozenset(values))
     for again in (pickle.loads(pickle.dumps(values)), copy.deepcopy(values)):
         assert list(again) == list(values) and isinstance(again, Listed)
+
+
+@pytest.mark.parametrize(
+    "typed, number",
+    [("８.１.１", "8.1.1"), ("１１.２", "11.2"), ("９.９", "9.9"), (" ４ ", "4")],
+)
+def test_a_watchs_srv_is_read_as_the_search_reads_it(typed: str, number: str) -> None:
+    """The search folds full-width digits (NFKC) and found records by `８.１.１`; a watch on
+    the same text was refused (audit 67b)."""
+    assert build_search(srv=typed).srvs[-1] == number
+    assert watch_spec({"name": "w", "srvs": [typed]}).srvs == Listed([number])
+
+
+@pytest.mark.parametrize("typed", ["٤.١.١", "۴.۱.۱", "४.१.१", "4.١", "٤ read"])
+def test_an_srv_in_another_scripts_digits_is_refused_by_both(typed: str) -> None:
+    """An SRV number is the digits 0-9, full width folded to them; the search took Arabic-Indic
+    digits for a title's words and answered nothing without a word (audit 67b)."""
+    with pytest.raises(InvalidField) as refused:
+        build_search(srv=typed)
+    assert refused.value.field == "srv"
+    assert "digits 0-9" in str(refused.value)
+    with pytest.raises(InvalidWatch):
+        watch_spec({"name": "w", "srvs": [typed]})

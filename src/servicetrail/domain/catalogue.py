@@ -65,6 +65,26 @@ _SEARCHABLE_TITLES = tuple((s.srv, _searchable(s.title)) for s in CATALOGUE.valu
 
 
 _SRV_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)*")
+# `\d` as Python reads a str pattern: the decimal digits of every script, 0-9 among them
+_NUMBER_IN_ANY_DIGITS = re.compile(r"\d+(\.\d+)*")
+
+
+def typed_srv(text: str) -> str:
+    """An SRV as a person types it, width folded (NFKC: a full-width `８.１.１` is 8.1.1) and
+    trimmed: the one reading the search's `srv` and a watch's `srvs` share, for a watch
+    refused the number the search had just found records by (audit 67b)."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def number_in_other_digits(text: str) -> str | None:
+    """The leading word of an SRV search if it is a number written in another script's
+    digits (Arabic-Indic `٤.١.١`), else None. An SRV number is the digits 0-9, as every number
+    the server reads is, and NFKC folds full width to them but no other script's digits: such
+    a number was looked for as a title's word, and found nothing with no word said."""
+    words = _searchable(text).split()
+    if words and _NUMBER_IN_ANY_DIGITS.fullmatch(words[0]):
+        return None if _SRV_NUMBER.fullmatch(words[0]) else words[0]
+    return None
 
 
 def search_srvs(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from .catalogue import search_srvs
+from .catalogue import number_in_other_digits, search_srvs, typed_srv
 from .ids import (
     BLANK,
     DRAWN_AS_NOTHING,
@@ -21,6 +21,7 @@ from .ids import (
     eui64,
     is_blank,
     positive_id,
+    shown,
     stacked_marks,
 )
 from .model import KINDS
@@ -221,10 +222,17 @@ def _srvs(srv: str | None) -> tuple[str, ...] | None:
         raise InvalidField(
             "srv", f"must have at most {MOST_STACKED_MARKS} combining marks on a character"
         )
+    other_digits = number_in_other_digits(text)
+    if other_digits:
+        raise InvalidField(
+            "srv",
+            f"an SRV number is written in the digits 0-9, such as 4.1.1: {shown(other_digits)}",
+        )
     # a number or words of a title; an SRV-shaped number is also looked for as it is,
     # family or not (a SAT JSONL record may carry `4.1`, a number the catalogue lacks),
     # and words that match no title find nothing
     srvs = tuple(search_srvs(text))
-    if _SRV_FORM.fullmatch(text) and text not in srvs:
-        srvs += (text,)
+    number = typed_srv(text)
+    if _SRV_FORM.fullmatch(number) and number not in srvs:
+        srvs += (number,)
     return srvs

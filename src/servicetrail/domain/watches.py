@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalogue import CATALOGUE
+from .catalogue import CATALOGUE, typed_srv
 from .ids import (
     MOST_STACKED_MARKS,
     ZERO_WIDTH_JOINERS,
@@ -158,8 +158,9 @@ def _devices(value: Any) -> str | Listed:
 
 def _srv(value: str) -> str:
     """An SRV, or a family of them (`4.1`, or `4` as the search's `srv=4` takes it: a watch
-    refused the family the search box had just found records by; audit 30c)."""
-    text = value.strip()
+    refused the family the search box had just found records by; audit 30c), read as the
+    search reads one."""
+    text = typed_srv(value)
     if not (is_srv_form(text) or _TOP_FAMILY.fullmatch(text)):
         raise InvalidWatch(
             "srvs", f"not a Service Reference Variant such as 4.1.1, or a family: {shown(value)}"
