@@ -157,13 +157,30 @@ def test_the_documented_watch_body_is_the_one_the_api_takes(client, south) -> No
     assert client.post("/api/v1/watches", headers=south, json=repeated).status_code == 201
 
 
-def test_a_body_that_is_not_json_or_too_large_is_422(client, south) -> None:
+def test_a_body_that_is_not_json_is_422(client, south) -> None:
     assert (
         client.post("/api/v1/watches", content=b"{nope", headers=south).json()["parameter"]
         == "body"
     )
+
+
+def test_a_body_over_a_watchs_limit_is_413_as_one_over_the_servers_is(client, south) -> None:
+    """It was a 422 naming a `body` parameter, where a body over the server's limit is a 413
+    (audit 67b): declared, or sent in pieces that declare no length."""
     huge = b'{"name": "' + b"x" * (300 * 1024) + b'"}'
-    assert client.post("/api/v1/watches", content=huge, headers=south).json()["parameter"] == "body"
+
+    def pieces():
+        yield huge[:1000]
+        yield huge[1000:]
+
+    for body in (huge, pieces()):
+        answer = client.post("/api/v1/watches", content=body, headers=south)
+        assert answer.status_code == 413, answer.text
+        assert answer.json() == {
+            "error": "request_body_too_large",
+            "message": "the request body is larger than 256 KiB, a watch's limit",
+        }
+    assert client.get("/api/v1/watches", headers=south).json()["items"] == []
 
 
 @pytest.mark.parametrize(

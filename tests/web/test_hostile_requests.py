@@ -178,7 +178,7 @@ def test_a_watch_body_declared_too_large_is_refused_before_it_comes(client, bear
             "Content-Length": str(MAX_BODY_BYTES + 1),
         },
     )
-    assert answer.status_code == 422 and answer.json()["parameter"] == "body"
+    assert answer.status_code == 413 and answer.json()["error"] == "request_body_too_large"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from ..webhooks.outbound import UnsafeUrl, check_url
 from ..webhooks.signing import new_secret
 from ..store.logged_reads import logged_read
 from .api import ERRORS, ViewerDep, api_reader, bearer_token
-from .errors import ParameterError
+from .errors import BodyTooLarge, ParameterError
 from .event_streams import NOT_A_WATCH, SSE_TYPE, StreamReads, stream_answer
 from .fairness import limits_of
 from .param_schemas import whole_number_schema
@@ -75,12 +75,12 @@ def event_id_of(text: str | None, name: str = "after") -> int:
 async def _json_body(request: Request) -> Any:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:  # answered now, not after it came
-        raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
+        raise BodyTooLarge(MAX_BODY_BYTES, "a watch's limit")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise ParameterError("body", f"larger than {MAX_BODY_BYTES // 1024} KiB")
+            raise BodyTooLarge(MAX_BODY_BYTES, "a watch's limit")
     try:
         return _keys_once(orjson.loads(body.removeprefix(b"\xef\xbb\xbf")), body)
     except orjson.JSONDecodeError as e:
@@ -120,7 +120,11 @@ def _keys_once(found: Any, body: bytearray) -> Any:
         }
     },
     responses={
-        201: {"model": WatchOut, "description": "the watch; `webhook.secret` is shown this once"}
+        201: {"model": WatchOut, "description": "the watch; `webhook.secret` is shown this once"},
+        413: {
+            "model": Error,
+            "description": f"the body is larger than {MAX_BODY_BYTES // 1024} KiB",
+        },
     },
 )
 async def add_watch(request: Request, viewer: ViewerDep) -> JSONResponse:
