@@ -16,6 +16,7 @@ from servicetrail.web.fairness import share_of
 from servicetrail.web.first_lookups import FirstLookups
 from servicetrail.web.gate import (
     ANONYMOUS_PER_CLIENT,
+    Gate,
     RETRY_AFTER,
     UNSEEN_PER_CLIENT,
     TokenBucket,
@@ -727,3 +728,40 @@ def test_a_look_up_that_never_answers_holds_the_others_no_longer_than_lookup_wai
 
     behind, took, first = run(two_behind_a_held_look_up())
     assert behind == [429, 429] and 0.25 < took < 5 and first == 200
+
+
+def test_a_stream_whose_credential_is_found_holds_its_partys_turn_not_its_addresss(world):  # noqa: F811
+    """Four event streams opened as a process's first sight of their tokens held their
+    address's share of unseen credentials for as long as they stayed open: every other token
+    not yet seen from that address, another Party's too, was refused 429 (audit 68a)."""
+    app, _, _ = world
+    seen = app.state.seen_credentials
+    release, opened = asyncio.Event(), []
+
+    async def streaming_route(scope, receive, send) -> None:
+        token = _credential(scope)
+        seen.remember(token, share_of(f"PARTY_OF_{token}", ""))  # the route's look-up found it
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        opened.append(token)
+        await release.wait()  # the stream stays open
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    gate = Gate(streaming_route)
+
+    async def streams_then_another():
+        streams = [
+            asyncio.create_task(ask(gate, scope_for(app, token=f"stream-{n}")))
+            for n in range(UNSEEN_PER_CLIENT)
+        ]
+        while len(opened) < UNSEEN_PER_CLIENT:
+            await asyncio.sleep(0.01)
+        held = gate.in_flight()
+        another = asyncio.create_task(ask(gate, scope_for(app, token="another")))
+        await asyncio.sleep(0.2)  # within the gate's wait for a turn (RETRY_AFTER, 1 s)
+        release.set()
+        return held, await asyncio.gather(*streams, another)
+
+    held, answered = run(streams_then_another())
+    assert held == {f"party:PARTY_OF_stream-{n}": 1 for n in range(UNSEEN_PER_CLIENT)}
+    assert [status for status, _ in answered] == [200] * (UNSEEN_PER_CLIENT + 1)
+    assert gate.in_flight() == {}

@@ -127,13 +127,14 @@ class Gate:
             return
 
         async def paced(message: Message) -> None:
-            nonlocal reads, looking
+            nonlocal key, reads, looking
             if message["type"] == "http.response.start":
                 if _not_found(scope):
                     self._suspects.mark(_client(scope))
                 elif key.startswith(UNSEEN) and _found(scope):
                     self._suspects.vouch(_client(scope))
                     self._first_lookups.let_through(*place)
+                    key = self._moved_to_its_party(key, scope)
                 if looking:
                     looking = False
                     self._first_lookups.looked_up(*place)
@@ -156,6 +157,18 @@ class Gate:
             if looking:
                 self._first_lookups.looked_up(*place)
             self._end_turn(key)
+
+    def _moved_to_its_party(self, key: str, scope: Scope) -> str:
+        """The turn of an answer whose credential was found, moved from its address's share of
+        unseen credentials to its Party's. An event stream (or a download) holds its turn for
+        as long as it lasts: four opened as a process's first sight of their tokens (after a
+        restart, or on a worker of `serve --workers N` that had not seen them) held their
+        address's unseen share for hours, and every other credential not yet seen from that
+        address was refused 429, whichever Party's it was (audit 68a)."""
+        party_key, _ = self._share_of(scope)
+        self._in_flight[party_key] += 1
+        self._end_turn(key)
+        return party_key
 
     def _budgeted(self, scope: Scope, key: str) -> bool:
         """Whether the request draws on the budget a second of all addresses together: it
